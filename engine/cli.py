@@ -1,0 +1,170 @@
+"""Command line: `python -m engine train|runs|backbones|methods|pretrain ...`.
+
+Bad input prints its plain message and exits non-zero without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from engine.errors import StudioError
+
+
+class ConsoleReporter:
+    """A one-line progress bar with images/s and ETA on stderr; epoch lines on stdout."""
+
+    def __init__(self, store, run_id: str, quiet: bool = False):
+        self.store, self.run_id, self.quiet = store, run_id, quiet
+        self._last = 0.0
+
+    def progress(self, **f: Any) -> None:
+        if self.quiet or time.time() - self._last < 0.5 or f.get("phase") != "training":
+            return
+        self._last = time.time()
+        total, step = f.get("total_steps", 0), f.get("step", 0)
+        width = 24
+        filled = int(width * step / max(total, 1))
+        sys.stderr.write(
+            f"\r[{'#' * filled}{'.' * (width - filled)}] epoch {f.get('epoch')}/{f.get('epochs')} "
+            f"step {step}/{total}  {f.get('images_per_sec', 0):7.1f} img/s  ETA {f.get('eta_s', 0):6.0f}s  "
+            f"loss {f.get('loss', float('nan')):.3f}"
+        )
+        sys.stderr.flush()
+
+    def metrics(self, epoch: int, step: int, values: dict[str, float]) -> None:
+        self.store.log_metrics(self.run_id, epoch, step, values)
+        if "val_acc" in values and not self.quiet:
+            parts = [f"{k}={v:.4f}" for k, v in values.items() if "/" not in k and isinstance(v, (int, float))]
+            sys.stderr.write("\r" + " " * 100 + "\r")
+            print(f"epoch {epoch}: " + " ".join(parts), flush=True)
+
+    def stream(self, key: str, point: dict) -> None:
+        if not self.quiet:
+            print(f"{key}: {json.dumps(point)}", flush=True)
+
+    def should_stop(self) -> bool:
+        return False
+
+
+def _train(args: argparse.Namespace) -> int:
+    from engine.config import RunConfig, apply_overrides
+    from engine.jobs import execute_run
+    from engine.runs import new_run_id
+    from engine.store import RunStore
+
+    cfg = RunConfig.load(args.config) if args.config else RunConfig()
+    shortcuts = {
+        "data.source": args.data, "backbone.name": args.backbone, "backbone.pretrained": args.pretrained,
+        "train.epochs": args.epochs, "data.image_size": args.image_size, "train.batch_size": args.batch_size,
+        "optim.lr": args.lr, "seed": args.seed, "name": args.name, "train.device": args.device,
+    }
+    overrides = [f"{k}={v}" for k, v in shortcuts.items() if v is not None] + list(args.set or [])
+    if args.data is not None and not Path(args.data).exists():
+        raise StudioError(f"The data path does not exist: {args.data}")
+    if args.checkpoint:
+        overrides += [f"backbone.checkpoint={args.checkpoint}", "backbone.pretrained=checkpoint"]
+    cfg = apply_overrides(cfg, overrides)
+    data_dir = Path(args.data_dir).resolve()
+    store = RunStore(data_dir / "studio.db")
+    run_id = new_run_id()
+    run_dir = Path(args.out).resolve() if args.out else data_dir / "runs" / run_id
+    store.create_run(run_id, cfg.name or f"cli {cfg.backbone.name}", cfg.to_dict(), str(run_dir), owner="cli")
+    reporter = ConsoleReporter(store, run_id, args.quiet)
+    print(f"run {run_id} -> {run_dir}", flush=True)
+    try:
+        summary = execute_run(store, run_id, cfg, run_dir, data_dir / "datasets", reporter)
+    except KeyboardInterrupt:
+        store.set_status(run_id, "stopped", "Interrupted from the keyboard.")
+        print("\nstopped", file=sys.stderr)
+        return 130
+    sys.stderr.write("\r" + " " * 100 + "\r")
+    if summary["status"] != "finished":
+        print(f"error: {summary.get('error')}", file=sys.stderr)
+        return 1
+    keys = ("val_acc", "test_acc", "ood_acc", "robust_acc", "sparsity", "train_images_per_sec")
+    print("finished: " + "  ".join(f"{k}={summary[k]:.4f}" for k in keys if isinstance(summary.get(k), float)))
+    print(f"summary: {run_dir / 'summary.json'}")
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from engine.store import RunStore
+
+    store = RunStore(Path(args.data_dir) / "studio.db")
+    runs = store.list_runs()
+    if not runs:
+        print("no runs yet")
+    for r in runs:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))
+        print(f"{r.id}  {r.status:9s} {when}  {r.name}" + (f"  ({r.error.splitlines()[0]})" if r.error else ""))
+    return 0
+
+
+def _backbones(args: argparse.Namespace) -> int:
+    from engine.backbones import BACKBONES, available_sources
+
+    for name, spec in BACKBONES.items():
+        avail = available_sources(name)
+        offline = ", ".join(k for k, v in avail.items() if v)
+        print(f"{name:20s} {spec.family:12s} offline: {offline:22s} {spec.description}")
+    return 0
+
+
+def _methods(args: argparse.Namespace) -> int:
+    from engine.methods import METHODS
+
+    for name, spec in METHODS.items():
+        print(f"{name:12s} {spec.title}: {spec.summary}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m engine", description="Fine-tuning studio engine")
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train one run in the foreground")
+    t.add_argument("--config", help="a run config YAML (e.g. a run's config.yaml)")
+    t.add_argument("--data", help="a .zip of class folders or a folder")
+    t.add_argument("--backbone")
+    t.add_argument("--pretrained", help="bundled | imagenet | none | checkpoint")
+    t.add_argument("--checkpoint", help="a .safetensors/.pt/.pth file to start from")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--image-size", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=str)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--name")
+    t.add_argument("--device")
+    t.add_argument("--out", help="the run folder (default: <data-dir>/runs/<run id>)")
+    t.add_argument("--data-dir", default="runs", help="the engine's folder: run store and extracted data")
+    t.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE", help="override any config field")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=_train)
+    r = sub.add_parser("runs", help="list runs")
+    r.add_argument("--data-dir", default="runs")
+    r.set_defaults(func=_runs)
+    b = sub.add_parser("backbones", help="list registered backbones")
+    b.set_defaults(func=_backbones)
+    m = sub.add_parser("methods", help="list registered fine-tuning methods")
+    m.set_defaults(func=_methods)
+    pre = sub.add_parser("pretrain", help="pretrain a backbone on formula-driven images", add_help=False)
+    pre.set_defaults(func=None)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "pretrain":
+        from engine.pretrain import main as pretrain_main
+
+        return pretrain_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except StudioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,52 @@
+"""One run from start to finish around the training loop: folder, status, summary, errors.
+
+Shared by the CLI (foreground) and the engine thread (background), so both leave the same
+records: `config.yaml`, checkpoints and `summary.json` in the run folder, status and metrics
+in the store. A failure of any kind marks the run failed with a readable message and never
+propagates: the caller goes on serving the next job.
+"""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+from typing import Any
+
+from engine.config import RunConfig
+from engine.errors import StudioError
+from engine.runs import write_json
+from engine.store import RunStore
+from engine.train import Reporter, StopRequested, train
+
+
+def execute_run(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Path, datasets_dir: Path,
+                reporter: Reporter) -> dict[str, Any]:
+    """Run `cfg`; returns the summary written to summary.json (also for failed/stopped runs)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(cfg.to_yaml())
+    store.set_status(run_id, "running")
+    summary: dict[str, Any]
+    try:
+        result = train(cfg, reporter, run_dir=run_dir, work_dir=datasets_dir)
+        summary = result.summary
+        status, error = "finished", None
+    except StopRequested:
+        summary, status, error = {}, "stopped", "Stopped on request."
+    except StudioError as exc:
+        summary, status, error = {}, "failed", str(exc)
+    except MemoryError:
+        summary, status, error = {}, "failed", "Out of memory: use a smaller image size, batch size or backbone."
+    except Exception as exc:  # a bug or a method's crash must not take the engine down
+        (run_dir / "error.log").write_text(traceback.format_exc())
+        msg = str(exc).splitlines()[0] if str(exc) else ""
+        if "out of memory" in msg.lower():
+            error = "The GPU ran out of memory: use a smaller batch size, image size or backbone."
+        else:
+            error = f"The run crashed ({type(exc).__name__}: {msg[:300]}). Details are in {run_dir / 'error.log'}."
+        summary, status = {}, "failed"
+    summary = {**summary, "status": status, "run_id": run_id}
+    if error:
+        summary["error"] = error
+    write_json(run_dir / "summary.json", summary)
+    store.set_status(run_id, status, error)
+    return summary

@@ -1,0 +1,56 @@
+"""Learning-rate schedules as pure functions of progress: f(t) in [0, 1] scales the peak lr.
+
+t = step / total_steps in [0, 1). Pure functions make the curve easy to plot in the UI and to
+test for shape. Methods may register more (the adversarial method adds "slow start, fast decay").
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+# name -> (description, factory(optim_config) -> f(t))
+SCHEDULES: dict[str, tuple[str, Callable]] = {}
+
+
+def register_schedule(name: str, description: str, factory: Callable) -> None:
+    if name in SCHEDULES:
+        raise ValueError(f"schedule {name!r} is already registered")
+    SCHEDULES[name] = (description, factory)
+
+
+def schedule_fn(optim_cfg) -> Callable[[float], float]:
+    return SCHEDULES[optim_cfg.schedule][1](optim_cfg)
+
+
+def _cosine(t: float) -> float:
+    return 0.5 * (1.0 + math.cos(math.pi * min(max(t, 0.0), 1.0)))
+
+
+def _warmup_cosine(cfg):
+    w = cfg.warmup_fraction
+
+    def f(t: float) -> float:
+        if w > 0 and t < w:
+            return (t + 1e-9) / w
+        return _cosine((t - w) / (1.0 - w)) if w < 1 else 1.0
+
+    return f
+
+
+def _step(cfg):
+    every = max(cfg.step_every_fraction, 1e-6)
+    return lambda t: cfg.step_gamma ** math.floor(t / every)
+
+
+register_schedule("cosine", "Cosine decay from the peak to zero.", lambda cfg: _cosine)
+register_schedule(
+    "warmup_cosine", "Linear warm-up over warmup_fraction of the steps, then cosine decay.", _warmup_cosine
+)
+register_schedule("step", "Multiply by step_gamma after each step_every_fraction of the steps.", _step)
+register_schedule("constant", "The same learning rate throughout.", lambda cfg: (lambda t: 1.0))
+
+
+def lr_curve(optim_cfg, total_steps: int) -> list[float]:
+    f = schedule_fn(optim_cfg)
+    return [optim_cfg.lr * f(s / max(total_steps, 1)) for s in range(total_steps)]

@@ -1,0 +1,150 @@
+"""The run store: an embedded SQLite database (stdlib) of runs and their metrics.
+
+Everything the dashboard shows about runs is read from here (or from the engine's in-memory
+snapshot of the same records), so a server restart loses no finished run. Writes are
+transactional (one `with conn:` block each). One connection is shared by the engine's threads
+behind a lock; SQLite's WAL mode lets another process (the CLI) write at the same time.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+STATUSES = ("queued", "running", "finished", "failed", "stopped")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    config TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    error TEXT,
+    run_dir TEXT NOT NULL,
+    owner TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    epoch INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    value REAL,
+    ts REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run_id, name);
+"""
+
+
+@dataclass
+class RunRecord:
+    id: str
+    name: str
+    config: dict
+    status: str
+    created: float
+    started: float | None
+    finished: float | None
+    error: str | None
+    run_dir: str
+    owner: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class RunStore:
+    def __init__(self, db_path: str | Path):
+        self.path = Path(db_path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
+        self._conn.row_factory = sqlite3.Row
+        with self._lock, self._conn:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # ---- runs ----------------------------------------------------------------------------
+    def create_run(self, run_id: str, name: str, config: dict, run_dir: str, owner: str = "", status: str = "queued") -> None:
+        with self._lock, self._conn:
+            self._conn.execute(
+                "INSERT INTO runs (id, name, config, status, created, run_dir, owner) VALUES (?,?,?,?,?,?,?)",
+                (run_id, name, json.dumps(config), status, time.time(), run_dir, owner),
+            )
+
+    def set_status(self, run_id: str, status: str, error: str | None = None) -> None:
+        assert status in STATUSES, status
+        now = time.time()
+        with self._lock, self._conn:
+            if status == "running":
+                self._conn.execute("UPDATE runs SET status=?, started=? WHERE id=?", (status, now, run_id))
+            elif status in ("finished", "failed", "stopped"):
+                self._conn.execute(
+                    "UPDATE runs SET status=?, finished=?, error=? WHERE id=?", (status, now, error, run_id)
+                )
+            else:
+                self._conn.execute("UPDATE runs SET status=? WHERE id=?", (status, run_id))
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        with self._lock:
+            row = self._conn.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+        return _record(row) if row else None
+
+    def list_runs(self, owner: str | None = None) -> list[RunRecord]:
+        with self._lock:
+            if owner is None:
+                rows = self._conn.execute("SELECT * FROM runs ORDER BY created DESC").fetchall()
+            else:
+                rows = self._conn.execute("SELECT * FROM runs WHERE owner=? ORDER BY created DESC", (owner,)).fetchall()
+        return [_record(r) for r in rows]
+
+    def delete_run(self, run_id: str) -> None:
+        with self._lock, self._conn:
+            self._conn.execute("DELETE FROM metrics WHERE run_id=?", (run_id,))
+            self._conn.execute("DELETE FROM runs WHERE id=?", (run_id,))
+
+    def mark_interrupted(self) -> list[str]:
+        """Runs left queued/running by a crash or restart are failed, with that reason."""
+        with self._lock, self._conn:
+            rows = self._conn.execute("SELECT id FROM runs WHERE status IN ('running','queued')").fetchall()
+            ids = [r["id"] for r in rows]
+            self._conn.execute(
+                "UPDATE runs SET status='failed', finished=?, error=? WHERE status IN ('running','queued')",
+                (time.time(), "Interrupted: the server stopped while this run was queued or running. Start it again."),
+            )
+        return ids
+
+    # ---- metrics -------------------------------------------------------------------------
+    def log_metrics(self, run_id: str, epoch: int, step: int, values: dict[str, float]) -> None:
+        now = time.time()
+        rows = [(run_id, epoch, step, k, None if v is None else float(v), now) for k, v in values.items()]
+        with self._lock, self._conn:
+            self._conn.executemany("INSERT INTO metrics (run_id, epoch, step, name, value, ts) VALUES (?,?,?,?,?,?)", rows)
+
+    def metrics(self, run_id: str, names: list[str] | None = None) -> list[dict]:
+        q = "SELECT epoch, step, name, value, ts FROM metrics WHERE run_id=?"
+        args: list[Any] = [run_id]
+        if names:
+            q += f" AND name IN ({','.join('?' * len(names))})"
+            args += names
+        with self._lock:
+            rows = self._conn.execute(q + " ORDER BY rowid", args).fetchall()
+        return [dict(r) for r in rows]
+
+
+def _record(row: sqlite3.Row) -> RunRecord:
+    d = dict(row)
+    d["config"] = json.loads(d["config"])
+    return RunRecord(**d)

@@ -1,0 +1,370 @@
+"""The one training loop. Methods plug in as hooks (engine.methods); they never fork the loop.
+
+Read `train()` top to bottom: setup, then per epoch the training phase and the evaluation
+phase, then the end-of-run evaluation and summary. Progress, metrics and the stop request go
+through a `Reporter`, so the same loop serves the CLI, the dashboard's engine thread and tests.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from engine.augment import augment_batch, to_float
+from engine.backbones import Classifier, LoadReport, build_model
+from engine.config import RunConfig, resolve_path
+from engine.corruptions import build_ood_suite
+from engine.data import DataSplits, ImageSet, load_dataset, load_ood_dataset
+from engine.errors import StudioError
+from engine.evaluate import autocast_ctx, confusion_matrix, ood_accuracy, predict
+from engine.methods import build_hooks
+from engine.methods.base import MethodHook
+from engine.runs import save_checkpoint
+from engine.schedules import schedule_fn
+
+
+class StopRequested(Exception):
+    """Raised inside the loop when the user asked the run to stop."""
+
+
+class Reporter:
+    """Where the loop sends what it observes. The default prints nothing and never stops."""
+
+    def progress(self, **fields: Any) -> None:  # epoch, epochs, step, total_steps, images_per_sec, eta_s, phase
+        pass
+
+    def metrics(self, epoch: int, step: int, values: dict[str, float]) -> None:
+        pass
+
+    def stream(self, key: str, point: dict[str, Any]) -> None:  # points a method publishes (live curves)
+        pass
+
+    def should_stop(self) -> bool:
+        return False
+
+
+@dataclass
+class TrainContext:
+    """What hooks can see and use. Fields are filled in during setup."""
+
+    cfg: RunConfig
+    model: Classifier
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    data: DataSplits
+    reporter: Reporter
+    run_dir: Path | None
+    generator: torch.Generator
+    pretrained_state: dict[str, torch.Tensor] = field(default_factory=dict)  # model weights at the start
+    train_images: torch.Tensor | None = None  # uint8 on the device
+    train_labels: torch.Tensor | None = None
+    ood_suite: dict = field(default_factory=dict)  # corruption -> severity -> uint8 val images
+    ood_user: ImageSet | None = None
+    optimizer: torch.optim.Optimizer | None = None
+    epoch: int = 0
+    step: int = 0
+    steps_per_epoch: int = 0
+    total_steps: int = 0
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def should_stop(self) -> bool:
+        return self.reporter.should_stop()
+
+    def evaluate_val(self, model: torch.nn.Module | None = None) -> float:
+        m = model or self.model
+        return predict(m, self.data.val.images, self.data.val.labels, self.device,
+                       self.cfg.eval.eval_batch_size, self.amp_dtype, self.should_stop).acc
+
+
+# ---- setup helpers -------------------------------------------------------------------------
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise StudioError("The config asks for a CUDA GPU but none is available here. Use device: auto or cpu.")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise StudioError("The config asks for Apple's MPS device but it is not available here. Use device: auto.")
+    return torch.device(name)
+
+
+def pick_amp(mode: str, device: torch.device) -> torch.dtype | None:
+    if device.type != "cuda" or mode == "off":
+        return None  # CPU autocast is slower than fp32 for these models
+    if mode == "fp16":
+        return torch.float16
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def prepare_data(cfg: RunConfig, work_dir: Path) -> DataSplits:
+    d = cfg.data
+    splits = load_dataset(resolve_path(d.source), work_dir, image_size=d.image_size, val_fraction=d.val_fraction,
+                          test_fraction=d.test_fraction, seed=cfg.seed, min_images_per_class=d.min_images_per_class)
+    if d.train_per_class > 0:
+        splits = subsample_train(splits, d.train_per_class, cfg.seed)
+    return splits
+
+
+def subsample_train(splits: DataSplits, per_class: int, seed: int) -> DataSplits:
+    """Keep `per_class` training images of each class (seeded), for data-scarcity studies."""
+    g = torch.Generator().manual_seed(seed + 1)
+    keep = []
+    for c in range(len(splits.classes)):
+        idx = (splits.train.labels == c).nonzero().flatten()
+        keep.append(idx[torch.randperm(len(idx), generator=g)[:per_class]])
+    idx = torch.cat(keep).sort().values
+    from dataclasses import replace
+
+    return replace(splits, train=splits.train.subset(idx))
+
+
+def param_groups(model: Classifier, cfg: RunConfig) -> list[dict]:
+    """Head vs trunk learning-rate multipliers (Li et al. 2020); no weight decay on biases/norms."""
+    o = cfg.optim
+    head_ids = model.head_parameter_ids()
+    groups: dict[tuple[bool, bool], list] = {}
+    for p in model.parameters():
+        key = (id(p) in head_ids, p.ndim <= 1)
+        groups.setdefault(key, []).append(p)
+    out = []
+    for (is_head, no_decay), params in groups.items():
+        mult = o.head_lr_mult if is_head else o.trunk_lr_mult
+        out.append({"params": params, "lr": o.lr * mult, "base_lr": o.lr * mult,
+                    "weight_decay": 0.0 if no_decay else o.weight_decay,
+                    "name": ("head" if is_head else "trunk") + ("_no_decay" if no_decay else "")})
+    return out
+
+
+def build_optimizer(model: Classifier, cfg: RunConfig) -> torch.optim.Optimizer:
+    groups = param_groups(model, cfg)
+    if cfg.optim.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.optim.lr)
+    return torch.optim.SGD(groups, lr=cfg.optim.lr, momentum=cfg.optim.momentum,
+                           nesterov=cfg.optim.nesterov and cfg.optim.momentum > 0)
+
+
+def set_trunk_trainable(model: Classifier, frozen_blocks: list[torch.nn.Module], probe_only: bool) -> None:
+    """Freeze the first blocks (always) or the whole trunk (linear-probe phase of LP-FT)."""
+    head_ids = model.head_parameter_ids()
+    for p in model.parameters():
+        p.requires_grad_(id(p) in head_ids or not probe_only)
+    for block in frozen_blocks:
+        for p in block.parameters():
+            p.requires_grad_(False)
+
+
+def set_frozen_bn_eval(model: Classifier, frozen_blocks: list[torch.nn.Module], probe_only: bool) -> None:
+    """Frozen parts keep their batch-norm statistics: running stats must not drift either."""
+    blocks = model.trunk_blocks() if probe_only else frozen_blocks
+    for block in blocks:
+        for m in block.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
+
+
+# ---- the loop ------------------------------------------------------------------------------
+
+@dataclass
+class TrainResult:
+    summary: dict[str, Any]
+    context: TrainContext  # the trained model, its data and device, for methods' post-processing and tests
+
+
+def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None = None,
+          work_dir: Path | None = None, data: DataSplits | None = None) -> TrainResult:
+    """Train one run. Raises StudioError (bad input, divergence) or StopRequested."""
+    reporter = reporter or Reporter()
+    t_start = time.perf_counter()
+    work_dir = Path(work_dir or (run_dir or Path("runs")) / "data")
+
+    # --- setup: device, threads, seed, data, model ---------------------------------------
+    device = pick_device(cfg.train.device)
+    amp_dtype = pick_amp(cfg.train.amp, device)
+    if cfg.train.threads > 0:
+        torch.set_num_threads(cfg.train.threads)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    reporter.progress(phase="loading data", epoch=0, epochs=cfg.train.epochs)
+    if data is None:
+        data = prepare_data(cfg, work_dir)
+    num_classes = len(data.classes)
+    torch.manual_seed(cfg.seed)
+    model, load_report = build_model(cfg.backbone.name, num_classes, cfg.backbone.pretrained, cfg.backbone.checkpoint)
+    model.to(device)
+    if device.type == "cuda" and cfg.train.channels_last:
+        model.to(memory_format=torch.channels_last)
+    ctx = TrainContext(cfg=cfg, model=model, device=device, amp_dtype=amp_dtype, data=data, reporter=reporter,
+                       run_dir=run_dir, generator=torch.Generator(device="cpu").manual_seed(cfg.seed))
+    ctx.pretrained_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    ctx.train_images = data.train.images.to(device)  # small data lives decoded on the device
+    ctx.train_labels = data.train.labels.to(device)
+    if cfg.eval.ood and cfg.eval.ood_severity_each_epoch:
+        ctx.ood_suite = build_ood_suite(data.val.images, severities=(cfg.eval.ood_severity_each_epoch,), seed=cfg.seed)
+    if cfg.data.ood_source:
+        ctx.ood_user = load_ood_dataset(resolve_path(cfg.data.ood_source), work_dir, cfg.data.image_size, data.classes)
+    hooks: list[MethodHook] = build_hooks(cfg)
+    for h in hooks:
+        h.setup(ctx)  # may change the model (AdaFilter) or precompute anchors (L2-SP, WiSE-FT)
+    loss_owners = [h for h in hooks if type(h).compute_loss is not MethodHook.compute_loss]
+    if len(loss_owners) > 1:
+        raise StudioError(f"These methods cannot be combined: each replaces the loss ({', '.join(h.name for h in loss_owners)}).")
+    frozen_blocks = model.trunk_blocks()[: cfg.optim.freeze_blocks]
+    ctx.optimizer = opt = build_optimizer(model, cfg)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    lr_at = schedule_fn(cfg.optim)
+    bs = cfg.train.batch_size
+    n_train = len(data.train)
+    ctx.steps_per_epoch = max(1, n_train // bs) if n_train >= bs else 1  # drop the ragged last batch
+    ctx.total_steps = ctx.steps_per_epoch * cfg.train.epochs
+    ctx.summary.update(load_report=load_report.to_dict(), num_params=sum(p.numel() for p in model.parameters()),
+                       classes=data.classes, data_report=data.report.to_dict(), device=str(device),
+                       effective_lr=cfg.effective_lr, methods=cfg.enabled_methods())
+    best_val, history = -1.0, []
+    images_seen, timed_seconds, timed_images = 0, 0.0, 0
+
+    for epoch in range(cfg.train.epochs):
+        ctx.epoch = epoch
+        probe_only = epoch < cfg.optim.linear_probe_epochs
+        set_trunk_trainable(model, frozen_blocks, probe_only)
+
+        # --- training phase ---------------------------------------------------------------
+        model.train()
+        set_frozen_bn_eval(model, frozen_blocks, probe_only)
+        order = torch.randperm(n_train, generator=ctx.generator).to(device)
+        loss_sum = torch.zeros((), device=device)
+        correct_sum = torch.zeros((), device=device)
+        t_epoch, epoch_images = time.perf_counter(), 0
+        for i in range(ctx.steps_per_epoch):
+            if reporter.should_stop():
+                raise StopRequested()
+            for g in opt.param_groups:
+                g["lr"] = g["base_lr"] * lr_at(ctx.step / ctx.total_steps)
+            idx = order[i * bs:(i + 1) * bs]
+            x_u8, y = ctx.train_images[idx], ctx.train_labels[idx]
+            x = augment_batch(x_u8, ctx.generator) if cfg.train.augment else to_float(x_u8)
+            if device.type == "cuda" and cfg.train.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast_ctx(device, amp_dtype):
+                owned = loss_owners[0].compute_loss(ctx, x, y) if loss_owners else None
+                if owned is None:
+                    logits = model(x)
+                    loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.optim.label_smoothing)
+                else:
+                    loss, logits = owned
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            for h in hooks:
+                h.after_backward(ctx)
+            scaler.step(opt)
+            scaler.update()
+            for h in hooks:
+                h.after_step(ctx)
+            loss_sum += loss.detach().float() * len(idx)
+            correct_sum += (logits.detach().argmax(1) == y).sum()
+            ctx.step += 1
+            epoch_images += len(idx)
+            images_seen += len(idx)
+            if device.type == "cpu" or i % 10 == 9 or i == ctx.steps_per_epoch - 1:  # syncs: rare on GPU
+                if not math.isfinite(float(loss)):
+                    raise StudioError(
+                        f"Training diverged: the loss became {float(loss)} at epoch {epoch + 1}, step {i + 1}. "
+                        "Lower the learning rate (or the attack strength) and start again."
+                    )
+                elapsed = time.perf_counter() - t_epoch
+                ips = epoch_images / max(elapsed, 1e-9)
+                remaining = ctx.total_steps - ctx.step
+                reporter.progress(phase="training", epoch=epoch + 1, epochs=cfg.train.epochs, step=ctx.step,
+                                  total_steps=ctx.total_steps, images_per_sec=ips,
+                                  eta_s=remaining * bs / max(ips, 1e-9), loss=float(loss))
+                reporter.metrics(epoch + 1, ctx.step, {"loss": float(loss), "lr": opt.param_groups[0]["lr"]})
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        epoch_time = time.perf_counter() - t_epoch
+        # warm-up excluded: the first epoch's first steps include allocation and autotuning
+        if epoch > 0 or cfg.train.epochs == 1:
+            timed_seconds += epoch_time
+            timed_images += epoch_images
+
+        # --- evaluation phase ---------------------------------------------------------------
+        reporter.progress(phase="evaluating", epoch=epoch + 1, epochs=cfg.train.epochs, step=ctx.step,
+                          total_steps=ctx.total_steps)
+        val = predict(model, data.val.images, data.val.labels, device, cfg.eval.eval_batch_size, amp_dtype,
+                      reporter.should_stop)
+        metrics = {"train_loss": float(loss_sum) / max(epoch_images, 1),
+                   "train_acc": float(correct_sum) / max(epoch_images, 1),
+                   "val_acc": val.acc, "val_loss": val.loss,
+                   "images_per_sec": epoch_images / max(epoch_time, 1e-9)}
+        if ctx.ood_suite:
+            by_c = ood_accuracy(model, ctx.ood_suite, data.val.labels, device, cfg.eval.eval_batch_size, amp_dtype,
+                                reporter.should_stop)
+            metrics["ood_acc"] = sum(by_c.values()) / len(by_c)
+            metrics.update({f"ood/{k}": v for k, v in by_c.items()})
+        if ctx.ood_user is not None:
+            metrics["ood_user_acc"] = predict(model, ctx.ood_user.images, ctx.ood_user.labels, device,
+                                              cfg.eval.eval_batch_size, amp_dtype).acc
+        for h in hooks:
+            h.on_epoch_end(ctx, metrics)
+        if reporter.should_stop():
+            raise StopRequested()
+        reporter.metrics(epoch + 1, ctx.step, metrics)
+        history.append({"epoch": epoch + 1, **metrics})
+        if run_dir is not None and metrics["val_acc"] > best_val:
+            save_checkpoint(run_dir / "best.safetensors", model.state_dict(), cfg, {"epoch": epoch + 1})
+        best_val = max(best_val, metrics["val_acc"])
+
+    # --- end of run: methods finish, final evaluation, summary -----------------------------
+    for h in hooks:
+        h.on_train_end(ctx)  # e.g. pruning makes masks permanent, WiSE-FT computes its curve
+    reporter.progress(phase="final evaluation", epoch=cfg.train.epochs, epochs=cfg.train.epochs,
+                      step=ctx.step, total_steps=ctx.total_steps)
+    summary = ctx.summary
+    summary.update(final_evaluation(ctx))
+    summary.update(
+        status="finished", epochs=cfg.train.epochs, best_val_acc=best_val, history=history,
+        train_images_per_sec=(timed_images / timed_seconds) if timed_seconds else None,
+        wall_time_s=time.perf_counter() - t_start, platform=platform.platform(), torch=torch.__version__,
+    )
+    if run_dir is not None:
+        save_checkpoint(run_dir / "last.safetensors", model.state_dict(), cfg, {"epoch": cfg.train.epochs})
+    return TrainResult(summary, ctx)
+
+
+def final_evaluation(ctx: TrainContext) -> dict[str, Any]:
+    """Validation and test accuracy, per class, confusion matrices, and the full OOD suite (1-5)."""
+    cfg, data, model, dev = ctx.cfg, ctx.data, ctx.model, ctx.device
+    bsz, amp = cfg.eval.eval_batch_size, ctx.amp_dtype
+    val = predict(model, data.val.images, data.val.labels, dev, bsz, amp)
+    out: dict[str, Any] = {
+        "val_acc": val.acc,
+        "val_per_class_acc": dict(zip(data.classes, val.per_class_acc(data.val.labels, len(data.classes)))),
+        "val_confusion": confusion_matrix(data.val.labels, val.preds, len(data.classes)),
+    }
+    if len(data.test):
+        test = predict(model, data.test.images, data.test.labels, dev, bsz, amp)
+        out.update(test_acc=test.acc,
+                   test_per_class_acc=dict(zip(data.classes, test.per_class_acc(data.test.labels, len(data.classes)))),
+                   test_confusion=confusion_matrix(data.test.labels, test.preds, len(data.classes)))
+    else:
+        out["test_acc"] = None
+    if cfg.eval.ood:
+        suite = build_ood_suite(data.val.images, severities=(1, 2, 3, 4, 5), seed=cfg.seed)
+        by_c = ood_accuracy(model, suite, data.val.labels, dev, bsz, amp)
+        out["ood_acc_by_corruption"] = by_c
+        out["ood_acc"] = sum(by_c.values()) / len(by_c)
+    else:
+        out["ood_acc"], out["ood_acc_by_corruption"] = None, {}
+    if ctx.ood_user is not None:
+        out["ood_user_acc"] = predict(model, ctx.ood_user.images, ctx.ood_user.labels, dev, bsz, amp).acc
+    return out

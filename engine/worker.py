@@ -1,0 +1,196 @@
+"""The engine: one object per process owning the run store, a job queue and a worker thread.
+
+The dashboard shares one `Engine` across sessions (st.cache_resource); start, stop and status
+are methods on it. The worker thread runs one job at a time (a small GPU or CPU has no room
+for two) and publishes what it sees into thread-safe snapshots that the UI polls. Nothing here
+knows about Streamlit.
+"""
+
+from __future__ import annotations
+
+import copy
+import queue
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.config import RunConfig, validate
+from engine.errors import StudioError
+from engine.jobs import execute_run
+from engine.runs import new_run_id
+from engine.store import RunRecord, RunStore
+from engine.train import Reporter
+
+MAX_STEP_POINTS = 2000  # per run, in the live snapshot (the store keeps them all)
+
+
+@dataclass
+class RunSnapshot:
+    run_id: str
+    name: str
+    status: str
+    owner: str = ""
+    progress: dict[str, Any] = field(default_factory=dict)  # phase, epoch, step, images/s, ETA ...
+    epochs: list[dict[str, Any]] = field(default_factory=list)  # one dict of metrics per epoch
+    steps: list[dict[str, Any]] = field(default_factory=list)  # loss and lr per logged step
+    extra: dict[str, list] = field(default_factory=dict)  # method streams (e.g. WiSE-FT curve points)
+    error: str | None = None
+    updated: float = field(default_factory=time.time)
+
+
+class _EngineReporter(Reporter):
+    def __init__(self, engine: "Engine", run_id: str, stop_flag: threading.Event):
+        self.engine, self.run_id, self.stop_flag = engine, run_id, stop_flag
+
+    def progress(self, **fields: Any) -> None:
+        with self.engine._lock:
+            snap = self.engine._snapshots[self.run_id]
+            snap.progress.update(fields)
+            snap.updated = time.time()
+
+    def metrics(self, epoch: int, step: int, values: dict[str, float]) -> None:
+        self.engine.store.log_metrics(self.run_id, epoch, step, values)
+        with self.engine._lock:
+            snap = self.engine._snapshots[self.run_id]
+            if set(values) <= {"loss", "lr"}:
+                snap.steps.append({"epoch": epoch, "step": step, **values})
+                del snap.steps[:-MAX_STEP_POINTS]
+            else:
+                snap.epochs.append({"epoch": epoch, "step": step, **values})
+            snap.updated = time.time()
+
+    def stream(self, key: str, point: dict[str, Any]) -> None:
+        """Methods publish points that arrive after training (e.g. WiSE-FT's alpha curve)."""
+        with self.engine._lock:
+            self.engine._snapshots[self.run_id].extra.setdefault(key, []).append(point)
+
+    def should_stop(self) -> bool:
+        return self.stop_flag.is_set()
+
+
+class Engine:
+    def __init__(self, data_dir: str | Path = "runs"):
+        self.data_dir = Path(data_dir).resolve()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.datasets_dir = self.data_dir / "datasets"  # extracted uploads, named by content hash
+        self.store = RunStore(self.data_dir / "studio.db")
+        self.interrupted = self.store.mark_interrupted()  # a crash or restart left these unfinished
+        self._lock = threading.RLock()
+        self._snapshots: dict[str, RunSnapshot] = {}
+        self._stop_flags: dict[str, threading.Event] = {}
+        self._queue: "queue.Queue[tuple[str, RunConfig] | None]" = queue.Queue()
+        self._current: str | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._serve, name="engine-worker", daemon=True)
+        self._thread.start()
+
+    # ---- commands --------------------------------------------------------------------------
+    def submit(self, cfg: RunConfig, owner: str = "") -> str:
+        """Queue a run; returns its id. Raises StudioError for a config that cannot work."""
+        if self._closed:
+            raise StudioError("The engine is shutting down; start the run again in a moment.")
+        validate(cfg)
+        run_id = new_run_id()
+        name = cfg.name or f"{cfg.backbone.name} {'+'.join(cfg.enabled_methods()) or 'plain'}"
+        run_dir = self.data_dir / "runs" / run_id
+        self.store.create_run(run_id, name, cfg.to_dict(), str(run_dir), owner=owner)
+        with self._lock:
+            self._snapshots[run_id] = RunSnapshot(run_id, name, "queued", owner)
+            self._stop_flags[run_id] = threading.Event()
+        self._queue.put((run_id, cfg))
+        return run_id
+
+    def stop(self, run_id: str) -> bool:
+        """Ask a queued or running run to stop; the loop honours it within a step."""
+        with self._lock:
+            flag = self._stop_flags.get(run_id)
+            snap = self._snapshots.get(run_id)
+            if flag is None or snap is None or snap.status not in ("queued", "running"):
+                return False
+            flag.set()
+            if snap.status == "queued":
+                snap.status = "stopped"
+                snap.error = "Stopped before it started."
+                self.store.set_status(run_id, "stopped", snap.error)
+        return True
+
+    def delete_run(self, run_id: str) -> None:
+        rec = self.store.get_run(run_id)
+        if rec is None:
+            return
+        if rec.status in ("queued", "running"):
+            raise StudioError("Stop the run before deleting it.")
+        run_dir = Path(rec.run_dir).resolve()
+        if run_dir.is_dir() and self.data_dir in run_dir.parents:  # never delete outside our folder
+            shutil.rmtree(run_dir, ignore_errors=True)
+        self.store.delete_run(run_id)
+        with self._lock:
+            self._snapshots.pop(run_id, None)
+
+    # ---- reading ---------------------------------------------------------------------------
+    def snapshot(self, run_id: str) -> RunSnapshot | None:
+        """A copy of the live state of a run of this process, or None (then read the store)."""
+        with self._lock:
+            snap = self._snapshots.get(run_id)
+            return copy.deepcopy(snap) if snap else None
+
+    def active_runs(self) -> list[str]:
+        with self._lock:
+            return [r for r, s in self._snapshots.items() if s.status in ("queued", "running")]
+
+    @property
+    def current_run(self) -> str | None:
+        return self._current
+
+    def list_runs(self, owner: str | None = None) -> list[RunRecord]:
+        return self.store.list_runs(owner)
+
+    def run_record(self, run_id: str) -> RunRecord | None:
+        return self.store.get_run(run_id)
+
+    def wait(self, run_id: str, timeout: float = 600.0) -> str:
+        """Block until the run leaves queued/running; returns its final status (tests, scripts)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            rec = self.store.get_run(run_id)
+            if rec and rec.status not in ("queued", "running"):
+                return rec.status
+            time.sleep(0.05)
+        raise TimeoutError(f"run {run_id} still running after {timeout} s")
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        self._closed = True
+        with self._lock:
+            for flag in self._stop_flags.values():
+                flag.set()
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    # ---- the worker thread -----------------------------------------------------------------
+    def _serve(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            run_id, cfg = item
+            with self._lock:
+                snap = self._snapshots[run_id]
+                if snap.status != "queued":  # stopped while waiting
+                    continue
+                snap.status = "running"
+                self._current = run_id
+            reporter = _EngineReporter(self, run_id, self._stop_flags[run_id])
+            try:
+                summary = execute_run(self.store, run_id, cfg, self.data_dir / "runs" / run_id,
+                                      self.datasets_dir, reporter)
+                status, error = summary["status"], summary.get("error")
+            except Exception as exc:  # execute_run already catches everything; belt and braces
+                status, error = "failed", f"The engine could not run this job: {exc}"
+                self.store.set_status(run_id, status, error)
+            with self._lock:
+                snap.status, snap.error = status, error
+                snap.updated = time.time()
+                self._current = None
