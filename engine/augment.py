@@ -1,0 +1,71 @@
+"""Training augmentation for whole batches, on the training device (airbench style).
+
+The dataset lives decoded as uint8 [N,3,S,S]; each training batch is converted and augmented in
+one shot with per-sample affine grids instead of per-image PIL transforms, so the GPU is never
+waiting for a data loader. Outputs are pixels in [0,1]: mean/std normalisation happens inside
+the model (it depends on the backbone).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [..,3,S,S] -> float32 in [0,1] (evaluation input). Float input is returned as float32."""
+    if images.dtype == torch.uint8:
+        return images.float().div_(255.0)
+    return images.float()
+
+
+def _uniform(n: int, low: float, high: float, generator: torch.Generator | None, device) -> torch.Tensor:
+    # Draw on the generator's device (a CPU generator may drive a GPU batch), then move.
+    gen_device = generator.device if generator is not None else device
+    return (torch.rand(n, generator=generator, device=gen_device) * (high - low) + low).to(device)
+
+
+def random_crop_flip_theta(batch: int, generator: torch.Generator | None, scale, ratio, flip: bool,
+                           device) -> torch.Tensor:
+    """Per-sample affine matrices [B,2,3] for a random resized crop (+ optional horizontal flip).
+
+    In affine_grid's normalised coordinates the full image spans [-1,1]; a crop of relative width
+    w and height h centred at (cx, cy) is the matrix [[w,0,cx],[0,h,cy]]. Area fraction and
+    aspect ratio are sampled as in torchvision's RandomResizedCrop (ratio log-uniform); instead of
+    its rejection loop, oversize sides are clamped to the full image.
+    """
+    area = _uniform(batch, scale[0], scale[1], generator, device)
+    log_ratio = _uniform(batch, math.log(ratio[0]), math.log(ratio[1]), generator, device)
+    aspect = torch.exp(log_ratio)  # width / height
+    width = torch.sqrt(area * aspect).clamp(max=1.0)
+    height = torch.sqrt(area / aspect).clamp(max=1.0)
+    centre_x = (_uniform(batch, -1.0, 1.0, generator, device)) * (1.0 - width)
+    centre_y = (_uniform(batch, -1.0, 1.0, generator, device)) * (1.0 - height)
+    mirror = torch.ones(batch, device=device)
+    if flip:
+        mirror = torch.where(_uniform(batch, 0.0, 1.0, generator, device) < 0.5, -mirror, mirror)
+    theta = torch.zeros(batch, 2, 3, device=device)
+    theta[:, 0, 0] = width * mirror
+    theta[:, 0, 2] = centre_x
+    theta[:, 1, 1] = height
+    theta[:, 1, 2] = centre_y
+    return theta
+
+
+def augment_batch(images: torch.Tensor, generator: torch.Generator | None = None, scale=(0.35, 1.0),
+                  ratio=(3 / 4, 4 / 3), flip: bool = True) -> torch.Tensor:
+    """Random resized crop + horizontal flip of a whole batch: uint8 [B,3,S,S] -> float [B,3,S,S] in [0,1].
+
+    Runs on `images.device`; deterministic for a given generator state.
+    """
+    x = to_float(images)
+    batch = x.shape[0]
+    if batch == 0:
+        return x
+    theta = random_crop_flip_theta(batch, generator, scale, ratio, flip, x.device)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    # The crop always lies inside the image, so padding only matters for sub-pixel edge samples.
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out.clamp_(0.0, 1.0)

@@ -1,0 +1,485 @@
+"""engine.data: ingestion of zips/folders of class folders, safety limits, decoding, split, cache."""
+
+from __future__ import annotations
+
+import io
+import json
+import stat
+import struct
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from engine import data
+from engine.data import (
+    DataReport,
+    ImageSet,
+    ZipLimits,
+    decode_image,
+    inspect_dataset,
+    load_dataset,
+    load_ood_dataset,
+    safe_extract_zip,
+    scan_class_folders,
+    stratified_split,
+)
+from engine.errors import StudioError
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    data.clear_cache()
+    yield
+    data.clear_cache()
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def png_bytes(seed: int, size=(20, 16), mode="RGB", fmt="PNG") -> bytes:
+    rng = np.random.default_rng(seed)
+    img = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    if mode != "RGB":
+        img = img.convert(mode)
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def make_zip(path: Path, files: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, payload in files.items():
+            zf.writestr(name, payload)
+    return path
+
+
+def class_files(counts: dict[str, int], prefix: str = "") -> dict[str, bytes]:
+    files = {}
+    for c, (cls, n) in enumerate(counts.items()):
+        for i in range(n):
+            files[f"{prefix}{cls}/{i:03d}.png"] = png_bytes(100 * c + i)
+    return files
+
+
+def make_folder(root: Path, files: dict[str, bytes]) -> Path:
+    for name, payload in files.items():
+        target = root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(payload)
+    return root
+
+
+@pytest.fixture
+def work_dir(tmp_path) -> Path:
+    return tmp_path / "work"
+
+
+# ---------------------------------------------------------------------------- happy paths
+
+
+def test_zip_of_class_folders_loads_split_and_reports(tmp_path, work_dir):
+    src = make_zip(tmp_path / "d.zip", class_files({"dogs": 10, "cats": 10}))
+    splits = load_dataset(src, work_dir, image_size=16)
+
+    assert splits.classes == ["cats", "dogs"]
+    for part, n in ((splits.train, 12), (splits.val, 4), (splits.test, 4)):
+        assert part.images.shape == (n, 3, 16, 16) and part.images.dtype == torch.uint8
+        assert part.labels.dtype == torch.int64 and len(part) == n
+    report = splits.report
+    assert report.counts == {"cats": 10, "dogs": 10}
+    assert report.split_counts == {"train": {"cats": 6, "dogs": 6}, "val": {"cats": 2, "dogs": 2},
+                                   "test": {"cats": 2, "dogs": 2}}
+    assert report.skipped == [] and report.image_size == 16
+    json.dumps(report.to_dict())
+    # Extracted once, into work_dir/<content-hash>, with no temporary folders left behind.
+    assert [p.name for p in work_dir.iterdir()] == [data._zip_digest(src)]
+
+
+def test_nested_one_level_and_folder_source(tmp_path, work_dir):
+    files = class_files({"cats": 5, "dogs": 5}, prefix="mydata/")
+    from_zip = load_dataset(make_zip(tmp_path / "n.zip", files), work_dir, image_size=16)
+    from_dir = load_dataset(make_folder(tmp_path / "folder", files), work_dir, image_size=16)
+    assert from_zip.classes == from_dir.classes == ["cats", "dogs"]
+    assert torch.equal(from_zip.train.images, from_dir.train.images)
+
+
+def test_class_images_in_subfolders_and_loose_files(tmp_path):
+    root = make_folder(tmp_path / "d", {"a/x/1.png": png_bytes(1), "a/2.png": png_bytes(2),
+                                        "b/3.png": png_bytes(3), "readme.txt": b"hi"})
+    classes, items, skipped = scan_class_folders(root)
+    assert classes == ["a", "b"]
+    assert sorted((p.relative_to(root).as_posix(), label) for p, label in items) == [
+        ("a/2.png", 0), ("a/x/1.png", 0), ("b/3.png", 1)]
+    assert [(s.path, s.reason) for s in skipped] == [("readme.txt", "not inside a class folder")]
+
+
+def test_hidden_files_and_macosx_are_ignored(tmp_path, work_dir):
+    files = class_files({"cats": 5, "dogs": 5})
+    files.update({"__MACOSX/cats/._000.png": b"junk", "cats/.DS_Store": b"junk",
+                  ".ipynb_checkpoints/x.png": png_bytes(7), "dogs/.hidden/1.png": png_bytes(8),
+                  ".git/config": b"x"})
+    splits = load_dataset(make_zip(tmp_path / "h.zip", files), work_dir, image_size=16)
+    assert splits.classes == ["cats", "dogs"]
+    assert splits.report.counts == {"cats": 5, "dogs": 5}
+    assert splits.report.skipped == []
+
+
+def test_broken_and_non_image_files_are_skipped_with_reasons(tmp_path, work_dir):
+    files = class_files({"cats": 5, "dogs": 5})
+    files.update({"cats/broken.jpg": b"definitely not a jpeg", "dogs/notes.txt": b"hello",
+                  "dogs/truncated.png": png_bytes(3)[:60]})
+    report = load_dataset(make_zip(tmp_path / "b.zip", files), work_dir, image_size=16).report
+    reasons = {s.path: s.reason for s in report.skipped}
+    assert set(reasons) == {"cats/broken.jpg", "dogs/notes.txt", "dogs/truncated.png"}
+    assert "not a readable image" in reasons["cats/broken.jpg"]
+    assert reasons["dogs/notes.txt"] == "not an image file (.txt)"
+    assert "damaged" in reasons["dogs/truncated.png"]
+    assert report.counts == {"cats": 5, "dogs": 5}
+
+
+def test_decompression_bomb_is_skipped(tmp_path, work_dir):
+    big = io.BytesIO()
+    Image.new("1", (8000, 8000)).save(big, format="PNG")  # 64 MP, a few KB on disk
+    files = class_files({"cats": 5, "dogs": 5})
+    files["cats/bomb.png"] = big.getvalue()
+    report = load_dataset(make_zip(tmp_path / "bomb.zip", files), work_dir, image_size=16).report
+    assert [s.path for s in report.skipped] == ["cats/bomb.png"]
+    assert "too large" in report.skipped[0].reason
+
+
+# ---------------------------------------------------------------------------- decoding
+
+
+def _saved(tmp_path: Path, img: Image.Image, name: str, **kw) -> Path:
+    path = tmp_path / name
+    img.save(path, **kw)
+    return path
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGBA", "P", "1", "CMYK", "I;16", "I", "F"])
+def test_every_image_mode_becomes_rgb_uint8(tmp_path, mode):
+    rgb = Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 28, 3), dtype=np.uint8))
+    if mode == "I;16":
+        img = Image.fromarray((np.arange(20 * 28, dtype=np.uint16).reshape(20, 28) * 100))
+    elif mode in ("I", "F"):
+        img = rgb.convert("L").convert(mode)
+    else:
+        img = rgb.convert(mode)
+    assert img.mode == mode
+    fmt, ext = ("JPEG", "jpg") if mode == "CMYK" else ("TIFF", "tif") if mode in ("I", "F", "I;16") else ("PNG", "png")
+    out = decode_image(_saved(tmp_path, img, f"img.{ext}", format=fmt), 16)
+    assert out.shape == (3, 16, 16) and out.dtype == torch.uint8
+
+
+def test_sixteen_bit_is_scaled_not_clipped(tmp_path):
+    levels = np.tile(np.array([[0, 128 * 257, 65535]], dtype=np.uint16), (3, 1))
+    path = _saved(tmp_path, Image.fromarray(levels), "g16.png")
+    assert Image.open(path).mode == "I;16"
+    out = decode_image(path, 3)
+    assert out[0, 1].tolist() == [0, 128, 255]  # clipping would give [0, 255, 255]
+    assert torch.equal(out[0], out[1]) and torch.equal(out[1], out[2])
+
+
+def test_transparency_is_composited_on_white(tmp_path):
+    img = Image.new("RGBA", (8, 8), (0, 0, 0, 0))
+    out = decode_image(_saved(tmp_path, img, "t.png"), 8)
+    assert bool((out == 255).all())
+
+
+@pytest.mark.parametrize("fmt,ext", [("JPEG", "jpeg"), ("BMP", "bmp"), ("GIF", "gif"), ("WEBP", "webp"), ("TIFF", "tiff")])
+def test_supported_formats_decode(tmp_path, fmt, ext):
+    path = tmp_path / f"x.{ext}"
+    path.write_bytes(png_bytes(1, fmt=fmt))
+    assert decode_image(path, 12).shape == (3, 12, 12)
+
+
+def test_shorter_side_resize_then_centre_crop(tmp_path):
+    arr = np.zeros((20, 60, 3), dtype=np.uint8)
+    arr[:, :20, 0] = 255  # red left third
+    arr[:, 20:40, 1] = 255  # green centre third
+    arr[:, 40:, 2] = 255  # blue right third
+    out = decode_image(_saved(tmp_path, Image.fromarray(arr), "wide.png"), 10)
+    assert out.shape == (3, 10, 10)
+    inner = out[:, :, 1:-1]  # the edge columns see a little of the neighbours through the filter
+    assert bool((inner[1] == 255).all()) and bool((inner[0] == 0).all()) and bool((inner[2] == 0).all())
+
+
+def test_decode_image_reasons(tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG nonsense")
+    with pytest.raises(ValueError, match="not a readable image"):
+        decode_image(bad, 8)
+    with pytest.raises(ValueError, match="too large"):
+        decode_image(_saved(tmp_path, Image.new("RGB", (40, 40)), "ok.png"), 8, max_pixels=100)
+
+
+# ---------------------------------------------------------------------------- user errors
+
+
+def test_not_a_zip(tmp_path, work_dir):
+    txt = tmp_path / "data.zip"
+    txt.write_text("this is not a zip")
+    with pytest.raises(StudioError, match="not a zip archive"):
+        load_dataset(txt, work_dir)
+
+
+def test_missing_source(tmp_path, work_dir):
+    with pytest.raises(StudioError, match="Could not find"):
+        load_dataset(tmp_path / "nope.zip", work_dir)
+
+
+def test_empty_zip(tmp_path, work_dir):
+    with pytest.raises(StudioError, match="empty"):
+        load_dataset(make_zip(tmp_path / "e.zip", {}), work_dir)
+    with pytest.raises(StudioError, match="empty"):
+        load_dataset(make_zip(tmp_path / "e2.zip", {"__MACOSX/._x": b"", ".DS_Store": b""}), work_dir)
+
+
+def test_images_without_class_folders(tmp_path, work_dir):
+    with pytest.raises(StudioError, match="not inside class folders"):
+        load_dataset(make_zip(tmp_path / "flat.zip", {"a.png": png_bytes(1), "b.png": png_bytes(2)}), work_dir)
+
+
+def test_single_class(tmp_path, work_dir):
+    with pytest.raises(StudioError, match="only one class folder \\('cats'\\).*at least 2 classes"):
+        load_dataset(make_zip(tmp_path / "one.zip", class_files({"cats": 6})), work_dir)
+
+
+def test_too_few_images_names_class_minimum_and_count(tmp_path, work_dir):
+    src = make_zip(tmp_path / "few.zip", class_files({"cats": 6, "dogs": 3}))
+    with pytest.raises(StudioError) as err:
+        load_dataset(src, work_dir, min_images_per_class=5)
+    message = str(err.value)
+    assert "'dogs' has 3 readable images" in message and "at least 5" in message and "cats" not in message
+
+
+def test_nothing_readable(tmp_path, work_dir):
+    files = {f"{c}/{i}.jpg": b"garbage" for c in ("cats", "dogs") for i in range(5)}
+    with pytest.raises(StudioError, match="None of the image files could be read"):
+        load_dataset(make_zip(tmp_path / "junk.zip", files), work_dir)
+
+
+def test_class_folders_without_images(tmp_path, work_dir):
+    files = {"cats/a.txt": b"x", "dogs/b.doc": b"y"}
+    with pytest.raises(StudioError, match="No image files were found"):
+        load_dataset(make_zip(tmp_path / "txt.zip", files), work_dir)
+
+
+def test_bad_fractions(tmp_path, work_dir):
+    src = make_zip(tmp_path / "d.zip", class_files({"cats": 5, "dogs": 5}))
+    with pytest.raises(StudioError, match="fractions"):
+        load_dataset(src, work_dir, val_fraction=0.6, test_fraction=0.5)
+
+
+def test_memory_cap_refuses_before_decoding(tmp_path, work_dir, monkeypatch):
+    src = make_zip(tmp_path / "d.zip", class_files({"cats": 5, "dogs": 5}))
+    monkeypatch.setattr(data, "_decode_all", lambda *a, **k: pytest.fail("decoded anyway"))
+    with pytest.raises(StudioError, match="smaller image size"):
+        load_dataset(src, work_dir, image_size=64, max_cache_bytes=10 * 3 * 64 * 64 - 1)
+
+
+# ---------------------------------------------------------------------------- unsafe archives
+
+
+def _zip_with_info(path: Path, info: zipfile.ZipInfo, payload: bytes = b"x") -> Path:
+    files = class_files({"cats": 5, "dogs": 5})
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, content in files.items():
+            zf.writestr(name, content)
+        zf.writestr(info, payload)
+    return path
+
+
+@pytest.mark.parametrize("name,why", [
+    ("/etc/evil.png", "absolute path"),
+    ("C:/evil.png", "absolute path"),
+    ("cats/../../evil.png", "outside the archive"),
+    ("..\\evil.png", "outside the archive"),
+])
+def test_unsafe_paths_are_refused(tmp_path, work_dir, name, why):
+    src = _zip_with_info(tmp_path / "evil.zip", zipfile.ZipInfo(name))
+    with pytest.raises(StudioError, match=why) as err:
+        load_dataset(src, work_dir)
+    assert name in str(err.value)
+    assert not (tmp_path / "evil.png").exists()
+    assert not any(work_dir.iterdir())  # nothing kept from a refused zip
+
+
+def test_symlink_member_is_refused(tmp_path, work_dir):
+    link = zipfile.ZipInfo("cats/link.png")
+    link.create_system = 3
+    link.external_attr = (stat.S_IFLNK | 0o777) << 16
+    src = _zip_with_info(tmp_path / "link.zip", link, b"/etc/passwd")
+    with pytest.raises(StudioError, match="symbolic link") as err:
+        safe_extract_zip(src, tmp_path / "out")
+    assert "cats/link.png" in str(err.value)
+
+
+def test_too_many_members(tmp_path, work_dir):
+    src = make_zip(tmp_path / "many.zip", class_files({"cats": 5, "dogs": 5}))
+    with pytest.raises(StudioError, match="10 entries, the limit is 9"):
+        load_dataset(src, work_dir, limits=ZipLimits(max_members=9))
+
+
+def test_highly_compressible_member_over_ratio_cap(tmp_path, work_dir):
+    files = class_files({"cats": 5, "dogs": 5})
+    files["cats/zeros.bmp"] = bytes(4 * 1024**2)
+    with pytest.raises(StudioError, match="zip bomb") as err:
+        load_dataset(make_zip(tmp_path / "bomb.zip", files), work_dir)
+    assert "cats/zeros.bmp" in str(err.value)
+
+
+def _patch_central_file_size(path: Path, member: str, new_size: int) -> None:
+    """Make the central directory lie about a member's uncompressed size."""
+    raw = bytearray(path.read_bytes())
+    pos = raw.index(b"PK\x01\x02")  # first central directory header
+    while True:
+        name_len = struct.unpack_from("<H", raw, pos + 28)[0]
+        if raw[pos + 46: pos + 46 + name_len].decode() == member:
+            struct.pack_into("<I", raw, pos + 24, new_size)  # uncompressed size field
+            break
+        pos = raw.index(b"PK\x01\x02", pos + 4)
+    path.write_bytes(bytes(raw))
+
+
+def test_zip_bomb_with_lying_header_is_refused(tmp_path, work_dir):
+    files = class_files({"cats": 5, "dogs": 5})
+    files["cats/zeros.bmp"] = bytes(4 * 1024**2)
+    src = make_zip(tmp_path / "liar.zip", files)
+    _patch_central_file_size(src, "cats/zeros.bmp", 1000)  # passes every header check
+    assert zipfile.ZipFile(src).getinfo("cats/zeros.bmp").file_size == 1000
+    with pytest.raises(StudioError, match="cats/zeros.bmp"):
+        load_dataset(src, work_dir)
+    assert not any(work_dir.iterdir())
+
+
+def test_caps_are_enforced_on_bytes_read_not_headers(tmp_path, monkeypatch):
+    """Even if the header checks are fooled (here: switched off), reading stops at the caps."""
+    monkeypatch.setattr(data, "_check_declared_sizes", lambda members, limits: None)
+    files = class_files({"cats": 5, "dogs": 5})
+    files["cats/zeros.bmp"] = bytes(4 * 1024**2)
+    src = make_zip(tmp_path / "bomb.zip", files)
+    with pytest.raises(StudioError, match="zip bomb"):
+        safe_extract_zip(src, tmp_path / "out1")
+    with pytest.raises(StudioError, match="more than"):
+        safe_extract_zip(src, tmp_path / "out2", ZipLimits(max_total_bytes=1024**2, max_ratio=1e9))
+    with pytest.raises(StudioError, match="more than"):
+        safe_extract_zip(src, tmp_path / "out3", ZipLimits(max_member_bytes=1024**2, max_ratio=1e9))
+
+
+def test_safe_extract_writes_only_inside_destination(tmp_path):
+    src = make_zip(tmp_path / "ok.zip", {"cats/a.png": b"1", "deep/er/b.png": b"2", ".hidden": b"3"})
+    dest = safe_extract_zip(src, tmp_path / "dest")
+    assert dest == tmp_path / "dest"
+    written = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
+    assert written == ["cats/a.png", "deep/er/b.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dest", "ok.zip"]
+
+
+# ---------------------------------------------------------------------------- split
+
+
+@pytest.mark.parametrize("n,expected", [(0, (0, 0, 0)), (1, (1, 0, 0)), (2, (2, 0, 0)), (3, (1, 1, 1)),
+                                        (5, (3, 1, 1)), (10, (6, 2, 2)), (11, (7, 2, 2))])
+def test_split_sizes_give_each_split_an_image_when_possible(n, expected):
+    assert data._split_sizes(n, 0.2, 0.2) == expected
+
+
+def test_split_with_no_test_fraction():
+    assert data._split_sizes(10, 0.2, 0.0) == (8, 2, 0)
+
+
+def test_stratified_split_is_seeded_and_disjoint():
+    labels = torch.tensor([0] * 10 + [1] * 5 + [2] * 3)
+    a = stratified_split(labels, 3, 0.2, 0.2, seed=1)
+    b = stratified_split(labels, 3, 0.2, 0.2, seed=1)
+    c = stratified_split(labels, 3, 0.2, 0.2, seed=2)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+    everything = torch.cat([a["train"], a["val"], a["test"]])
+    assert sorted(everything.tolist()) == list(range(18))
+    assert torch.bincount(labels[a["val"]], minlength=3).tolist() == [2, 1, 1]
+    assert torch.bincount(labels[a["test"]], minlength=3).tolist() == [2, 1, 1]
+
+
+def test_load_dataset_seed_determinism(tmp_path, work_dir):
+    src = make_zip(tmp_path / "d.zip", class_files({"cats": 8, "dogs": 8}))
+    first = load_dataset(src, work_dir, image_size=16, seed=3)
+    again = load_dataset(src, work_dir, image_size=16, seed=3)
+    other = load_dataset(src, work_dir, image_size=16, seed=4)
+    assert torch.equal(first.test.images, again.test.images)
+    assert not torch.equal(first.test.images, other.test.images)
+    assert first.report.split_counts == other.report.split_counts
+
+
+def test_image_set_subset():
+    s = ImageSet(torch.zeros(4, 3, 2, 2, dtype=torch.uint8), torch.tensor([0, 1, 0, 1]), ["a", "b"])
+    assert len(s.subset([1, 3])) == 2 and s.subset([1, 3]).labels.tolist() == [1, 1]
+    assert len(s.subset(torch.tensor([True, False, False, True]))) == 2
+    assert len(s.subset([])) == 0 and s.subset([]).images.shape == (0, 3, 2, 2)
+
+
+# ---------------------------------------------------------------------------- cache, OOD, inspect
+
+
+def test_reloading_same_upload_uses_memory_cache(tmp_path, work_dir, monkeypatch):
+    src = make_zip(tmp_path / "d.zip", class_files({"cats": 5, "dogs": 5}))
+    first = load_dataset(src, work_dir, image_size=16)
+    monkeypatch.setattr(data, "_decode_all", lambda *a, **k: pytest.fail("decoded again"))
+    monkeypatch.setattr(data, "_materialise", lambda *a, **k: pytest.fail("extracted again"))
+    start = time.perf_counter()
+    second = load_dataset(src, work_dir, image_size=16, seed=0)
+    assert time.perf_counter() - start < 0.5
+    assert torch.equal(first.train.images, second.train.images)
+    # A copy of the same bytes under another name is the same upload.
+    copy = tmp_path / "copy.zip"
+    copy.write_bytes(src.read_bytes())
+    load_dataset(copy, work_dir, image_size=16)
+
+
+def test_folder_cache_notices_changes(tmp_path, work_dir):
+    root = make_folder(tmp_path / "f", class_files({"cats": 5, "dogs": 5}))
+    assert load_dataset(root, work_dir, image_size=16).report.counts["cats"] == 5
+    (root / "cats" / "new.png").write_bytes(png_bytes(99))
+    assert load_dataset(root, work_dir, image_size=16).report.counts["cats"] == 6
+
+
+def test_ood_dataset_maps_labels_to_training_order(tmp_path, work_dir):
+    files = {"zebra/0.png": png_bytes(1), "ant/0.png": png_bytes(2), "ant/1.png": png_bytes(3)}
+    ood = load_ood_dataset(make_zip(tmp_path / "ood.zip", files), work_dir, 16, ["zebra", "ant"])
+    assert ood.classes == ["zebra", "ant"]
+    assert sorted(ood.labels.tolist()) == [0, 1, 1]
+    assert ood.images.shape == (3, 3, 16, 16)
+
+
+def test_ood_class_mismatch_names_missing_and_extra(tmp_path, work_dir):
+    files = {"cats/0.png": png_bytes(1), "horses/0.png": png_bytes(2)}
+    with pytest.raises(StudioError) as err:
+        load_ood_dataset(make_zip(tmp_path / "ood.zip", files), work_dir, 16, ["cats", "dogs"])
+    message = str(err.value)
+    assert "missing: 'dogs'" in message and "'horses'" in message
+
+
+def test_inspect_dataset_reports_without_training(tmp_path, work_dir):
+    files = class_files({"cats": 5, "dogs": 6})
+    files["cats/readme.md"] = b"# notes"
+    report = inspect_dataset(make_zip(tmp_path / "d.zip", files), work_dir)
+    assert isinstance(report, DataReport)
+    assert report.counts == {"cats": 5, "dogs": 6}
+    assert [s.path for s in report.skipped] == ["cats/readme.md"]
+    assert sum(report.split_counts["train"].values()) + sum(report.split_counts["val"].values()) \
+        + sum(report.split_counts["test"].values()) == 11
+
+
+def test_decoding_a_thousand_small_images_is_fast(tmp_path, work_dir):
+    payload = {f"{c}/{i}.png": png_bytes(i, size=(64, 64)) for c in ("a", "b") for i in range(250)}
+    root = make_folder(tmp_path / "many", payload)
+    start = time.perf_counter()
+    splits = load_dataset(root, work_dir, image_size=64)
+    assert len(splits.train) + len(splits.val) + len(splits.test) == 500
+    assert time.perf_counter() - start < 10  # ~1 s on 2 cores; generous for slow CI
