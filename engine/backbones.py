@@ -282,10 +282,12 @@ def load_state_file(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        raise StudioError(
-            f"{path.name} was refused: it contains Python objects that could run code when opened, "
-            "not just weights. Save the model's state_dict() (or use safetensors) and upload that."
-        ) from None
+        if _pickle_imports(path):
+            raise StudioError(
+                f"{path.name} was refused: it contains Python objects that could run code when opened, "
+                "not just weights. Save the model's state_dict() (or use safetensors) and upload that."
+            ) from None
+        raise StudioError(f"{path.name} is not a readable PyTorch checkpoint (corrupt or another format).") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise StudioError(f"{path.name} is not a readable PyTorch checkpoint ({exc}).") from None
     for key in ("state_dict", "model", "model_state_dict", "net"):
@@ -295,6 +297,33 @@ def load_state_file(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not any(isinstance(v, torch.Tensor) for v in obj.values()):
         raise StudioError(f"{path.name} holds no weights (expected a state dict of tensors).")
     return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+
+
+def _pickle_imports(path: Path) -> list[str]:
+    """Names a pickle would import (read with pickletools: nothing is executed).
+
+    Tells a file that carries code (refused for safety) from one that is merely corrupt.
+    """
+    import pickletools
+
+    data = path.read_bytes()
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            pkl = [n for n in zf.namelist() if n.endswith("data.pkl")]
+            data = zf.read(pkl[0]) if pkl else b""
+    names, strings = [], []
+    try:
+        for op, arg, _pos in pickletools.genops(data):
+            if isinstance(arg, str):
+                strings.append(arg)
+            if op.name in ("GLOBAL", "INST"):
+                names.append(str(arg))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                names.append(f"{strings[-2]} {strings[-1]}")
+    except Exception:
+        pass  # not a pickle at all: corrupt, so no imports
+    safe = ("torch", "collections OrderedDict", "collections.OrderedDict", "builtins")
+    return [n for n in names if not n.startswith(safe)]
 
 
 def _normalise_key(key: str) -> str:

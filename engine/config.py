@@ -66,6 +66,8 @@ class OptimConfig:
     warmup_fraction: float = 0.0  # of all steps, linear warm-up (for the warmup_cosine schedule)
     step_every_fraction: float = 0.33  # for the step schedule: decay after each such fraction
     step_gamma: float = 0.1
+    slow_start_fraction: float = 0.4  # slow_start_fast_decay: the rise spans this fraction of the steps
+    fast_decay_rate: float = 6.0  # slow_start_fast_decay: lr falls by e^-rate over the remaining steps
     label_smoothing: float = 0.0
     head_lr_mult: float = 1.0  # Li et al.: a new head often wants a larger lr than the trunk
     trunk_lr_mult: float = 1.0
@@ -90,6 +92,11 @@ class EvalConfig:
     ood: bool = True  # evaluate the corruption suite (OOD) on the validation split
     ood_severity_each_epoch: int = 3  # per epoch only this severity (speed); the full 1-5 at the end
     eval_batch_size: int = 256
+    robust: bool = False  # robust accuracy under PGD each epoch (val subset) and at the end (test split)
+    robust_eps: float = 4 / 255  # the threat model for evaluation (L-inf, pixels in [0, 1])
+    robust_steps: int = 20  # PGD-20 by default; step size 2.5 * eps / steps (Madry et al.)
+    robust_subset: int = 256  # validation images attacked each epoch (fixed subset)
+    autoattack: bool = False  # AutoAttack on the test split at the end, when torchattacks is installed
 
 
 CORE_SECTIONS: dict[str, type] = {
@@ -343,6 +350,10 @@ def validate(cfg: RunConfig) -> None:
         problems.append(f"Unknown pretrained source `{b.pretrained}`: choose {', '.join(PRETRAINED_SOURCES)}.")
     if b.pretrained == "checkpoint" and not b.checkpoint:
         problems.append("pretrained is `checkpoint` but no checkpoint file is given (backbone.checkpoint).")
+    if not (0 < o.slow_start_fraction < 1) or o.fast_decay_rate <= 0:
+        problems.append("slow_start_fraction must be in (0, 1) and fast_decay_rate positive.")
+    if cfg.eval.robust and (not (0 < cfg.eval.robust_eps <= 0.5) or cfg.eval.robust_steps < 1 or cfg.eval.robust_subset < 1):
+        problems.append("Robust evaluation needs eps in (0, 0.5], at least 1 step and a subset of at least 1 image.")
     if cfg.eval.ood_severity_each_epoch not in range(0, 6):
         problems.append("eval.ood_severity_each_epoch must be 0 (off) or a severity from 1 to 5.")
     from engine.methods import METHODS

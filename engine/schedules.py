@@ -51,6 +51,32 @@ register_schedule("step", "Multiply by step_gamma after each step_every_fraction
 register_schedule("constant", "The same learning rate throughout.", lambda cfg: (lambda t: 1.0))
 
 
+def _slow_start_fast_decay(cfg):
+    """Jeddi et al. 2020: a slow linear rise to the peak, then a fast exponential decay.
+
+    Defaults (slow_start_fraction 0.4, fast_decay_rate 6): the rise spans 40% of training, long
+    enough that the adversarial loss does not wreck the pretrained features before the new head
+    has settled; the decay then falls by e^-6 (to 0.25% of the peak) over the rest, since the
+    paper found that robust overfitting sets in when the lr stays high late in training.
+    """
+    rise = cfg.slow_start_fraction
+    rate = cfg.fast_decay_rate
+
+    def f(t: float) -> float:
+        if t < rise:
+            return (t + 1e-9) / rise
+        return math.exp(-rate * (t - rise) / max(1.0 - rise, 1e-9))
+
+    return f
+
+
+register_schedule(
+    "slow_start_fast_decay",
+    "Jeddi et al. 2020: linear rise over slow_start_fraction of the steps, then exponential decay at fast_decay_rate.",
+    _slow_start_fast_decay,
+)
+
+
 def lr_curve(optim_cfg, total_steps: int) -> list[float]:
     f = schedule_fn(optim_cfg)
     return [optim_cfg.lr * f(s / max(total_steps, 1)) for s in range(total_steps)]

@@ -17,6 +17,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
+from engine.attacks import autoattack_accuracy, robust_accuracy
 from engine.augment import augment_batch, to_float
 from engine.backbones import Classifier, LoadReport, build_model
 from engine.config import RunConfig, resolve_path
@@ -68,6 +69,7 @@ class TrainContext:
     ood_suite: dict = field(default_factory=dict)  # corruption -> severity -> uint8 val images
     ood_user: ImageSet | None = None
     optimizer: torch.optim.Optimizer | None = None
+    stop_training: bool = False  # a method may end training early (e.g. a rollback); not a user stop
     epoch: int = 0
     step: int = 0
     steps_per_epoch: int = 0
@@ -171,6 +173,11 @@ def set_frozen_bn_eval(model: Classifier, frozen_blocks: list[torch.nn.Module], 
         for m in block.modules():
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                 m.eval()
+
+
+def robust_on(cfg: RunConfig) -> bool:
+    """Robust accuracy is measured when asked for, and always when training adversarially."""
+    return cfg.eval.robust or "adversarial" in cfg.enabled_methods()
 
 
 # ---- the loop ------------------------------------------------------------------------------
@@ -314,6 +321,12 @@ def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None
         if ctx.ood_user is not None:
             metrics["ood_user_acc"] = predict(model, ctx.ood_user.images, ctx.ood_user.labels, device,
                                               cfg.eval.eval_batch_size, amp_dtype).acc
+        if robust_on(cfg):
+            n = cfg.eval.robust_subset  # a fixed subset: the val split is already in seeded random order
+            metrics["robust_acc"] = robust_accuracy(
+                model, data.val.images[:n], data.val.labels[:n], device, cfg.eval.robust_eps,
+                cfg.eval.robust_steps, batch_size=cfg.eval.eval_batch_size, amp_dtype=amp_dtype, seed=cfg.seed,
+                should_stop=reporter.should_stop)
         for h in hooks:
             h.on_epoch_end(ctx, metrics)
         if reporter.should_stop():
@@ -323,6 +336,8 @@ def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None
         if run_dir is not None and metrics["val_acc"] > best_val:
             save_checkpoint(run_dir / "best.safetensors", model.state_dict(), cfg, {"epoch": epoch + 1})
         best_val = max(best_val, metrics["val_acc"])
+        if ctx.stop_training:
+            break
 
     # --- end of run: methods finish, final evaluation, summary -----------------------------
     for h in hooks:
@@ -331,8 +346,10 @@ def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None
                       step=ctx.step, total_steps=ctx.total_steps)
     summary = ctx.summary
     summary.update(final_evaluation(ctx))
+    if robust_on(cfg):
+        summary["robust_acc_by_epoch"] = [h.get("robust_acc") for h in history]
     summary.update(
-        status="finished", epochs=cfg.train.epochs, best_val_acc=best_val, history=history,
+        status="finished", epochs=len(history), best_val_acc=best_val, history=history,
         train_images_per_sec=(timed_images / timed_seconds) if timed_seconds else None,
         wall_time_s=time.perf_counter() - t_start, platform=platform.platform(), torch=torch.__version__,
     )
@@ -367,4 +384,13 @@ def final_evaluation(ctx: TrainContext) -> dict[str, Any]:
         out["ood_acc"], out["ood_acc_by_corruption"] = None, {}
     if ctx.ood_user is not None:
         out["ood_user_acc"] = predict(model, ctx.ood_user.images, ctx.ood_user.labels, dev, bsz, amp).acc
+    if robust_on(cfg):
+        split = data.test if len(data.test) else data.val
+        out["robust_acc"] = robust_accuracy(model, split.images, split.labels, dev, cfg.eval.robust_eps,
+                                            cfg.eval.robust_steps, batch_size=bsz, amp_dtype=amp, seed=cfg.seed)
+        out["robust_eval"] = {"attack": f"PGD-{cfg.eval.robust_steps}", "eps": cfg.eval.robust_eps,
+                              "split": "test" if len(data.test) else "val"}
+        if cfg.eval.autoattack:
+            aa = autoattack_accuracy(model, split.images, split.labels, dev, cfg.eval.robust_eps, len(data.classes))
+            out["autoattack_acc"] = aa  # None when torchattacks is not installed
     return out

@@ -130,6 +130,21 @@ class Engine:
         with self._lock:
             self._snapshots.pop(run_id, None)
 
+    def save_upload(self, data: bytes, suffix: str) -> Path:
+        """Store uploaded bytes inside the engine's folder, named by content hash, never by the
+        user's file name. Returns the path (the same bytes always land on the same path)."""
+        import hashlib
+
+        suffix = suffix.lower() if suffix.lower() in (".zip", ".pt", ".pth", ".safetensors") else ".bin"
+        uploads = self.data_dir / "uploads"
+        uploads.mkdir(parents=True, exist_ok=True)
+        path = uploads / (hashlib.sha256(data).hexdigest()[:32] + suffix)
+        if not path.exists():
+            tmp = path.with_suffix(".part")
+            tmp.write_bytes(data)
+            tmp.replace(path)
+        return path
+
     # ---- reading ---------------------------------------------------------------------------
     def snapshot(self, run_id: str) -> RunSnapshot | None:
         """A copy of the live state of a run of this process, or None (then read the store)."""

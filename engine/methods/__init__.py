@@ -1,5 +1,9 @@
 """The method registry: fine-tuning methods are hook objects plugged into the one training loop.
 
+Config fields may carry dataclass `metadata` that the dashboard uses to draw their widgets:
+`label`, `help`, `choices` (a list), `min`, `max`, `step`, `scale` (shown value = stored value
+times scale, e.g. 255 for eps in /255 units), `unit`.
+
 A method registers a `MethodSpec`: its config dataclass (must have `enabled: bool`), a factory
 that builds its hook for a run, and the metadata the dashboard shows (title, one-line summary,
 a teaching paragraph, the paper's link). The dashboard and the CLI read this registry; a method

@@ -10,7 +10,7 @@ not, which is why this is an option and not a default.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -21,8 +21,10 @@ from engine.methods.base import MethodHook
 @dataclass(frozen=True)
 class L2SPConfig:
     enabled: bool = False
-    alpha: float = 0.01  # strength of the pull toward the pretrained trunk weights
-    beta: float = 0.01  # L2 on the new head (instead of the optimiser's weight decay)
+    alpha: float = field(default=0.01, metadata={  # strength of the pull toward the pretrained trunk weights
+        "label": "alpha (pull toward pretrained)", "min": 0.0, "max": 10.0, "step": 0.001})
+    beta: float = field(default=0.01, metadata={  # L2 on the new head (instead of the optimiser's weight decay)
+        "label": "beta (L2 on the new head)", "min": 0.0, "max": 1.0, "step": 0.001})
 
 
 class L2SPHook(MethodHook):

@@ -1,0 +1,140 @@
+"""Adversarial fine-tuning (Jeddi, Shafiee & Wong 2020, "A Simple Fine-tuning Is All You Need").
+
+Each training batch is replaced by adversarial examples crafted against the current model
+(PGD-k, or FGSM with random start as the cheap option), optionally mixed with the clean loss.
+The paper's point is that starting from a pretrained model and using the "slow start, fast
+decay" learning-rate schedule (`optim.schedule: slow_start_fast_decay`, see engine.schedules)
+reaches the robustness of adversarial training from scratch at a fraction of its cost.
+
+Catastrophic-overfitting guard for FGSM (Wong et al. 2020): single-step training can suddenly
+lose all robustness to multi-step attacks while its FGSM accuracy climbs. After each epoch we
+measure PGD accuracy on a fixed training subset; when it collapses (falls below `co_drop` times
+its best value) the model rolls back to the best epoch's weights and training stops.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from engine.attacks import fgsm_rs, frozen_bn_statistics, pgd, robust_accuracy
+from engine.methods import MethodSpec, register_method
+from engine.methods.base import MethodHook
+
+
+@dataclass(frozen=True)
+class AdversarialConfig:
+    enabled: bool = False
+    attack: str = field(default="pgd", metadata={"label": "training attack", "choices": ["pgd", "fgsm"],
+                                                 "help": "PGD: k steps, strong, k+1 times the cost. FGSM-RS: one step, about 2x the cost."})
+    eps: float = field(default=4 / 255, metadata={"label": "eps (attack budget)", "scale": 255, "unit": "/255",
+                                                  "min": 0.0, "max": 32 / 255, "step": 1 / 255,
+                                                  "help": "Largest change of any pixel, in 1/255 steps."})
+    step_size: float = field(default=1 / 255, metadata={"label": "step size", "scale": 255, "unit": "/255",
+                                                        "min": 0.0, "max": 16 / 255, "step": 0.25 / 255,
+                                                        "help": "Per PGD step; FGSM uses 1.25 x eps."})
+    steps: int = field(default=3, metadata={"label": "PGD steps (k)", "min": 1, "max": 20})
+    random_start: bool = True
+    clean_weight: float = field(default=0.0, metadata={"label": "clean loss weight", "min": 0.0, "max": 1.0,
+                                                       "step": 0.05, "help": "0 = adversarial loss only; 0.5 = half clean, half adversarial."})
+    co_guard: bool = field(default=True, metadata={"label": "catastrophic-overfitting guard (FGSM)"})
+    co_subset: int = field(default=128, metadata={"label": "guard: training images checked", "min": 16, "max": 2048})
+    co_drop: float = field(default=0.5, metadata={"label": "guard: collapse below this fraction of the best", "min": 0.0, "max": 1.0, "step": 0.05})
+
+
+class AdversarialHook(MethodHook):
+    name = "adversarial"
+
+    def __init__(self, cfg: AdversarialConfig):
+        self.cfg = cfg
+        self.best_guard_acc = -1.0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_epoch = 0
+        self.guard_idx: torch.Tensor | None = None
+
+    def setup(self, ctx) -> None:
+        g = torch.Generator().manual_seed(ctx.cfg.seed + 7)
+        n = len(ctx.data.train)
+        self.guard_idx = torch.randperm(n, generator=g)[: min(self.cfg.co_subset, n)]
+        ctx.summary["adversarial"] = {"attack": self.cfg.attack, "eps": self.cfg.eps, "steps": self.cfg.steps,
+                                      "passes_per_step": self.passes_per_step()}
+
+    def passes_per_step(self) -> int:
+        """Forward-backward passes per training step (the compute unit of the benchmark)."""
+        extra = self.cfg.steps if self.cfg.attack == "pgd" else 1
+        return extra + 1 + (1 if self.cfg.clean_weight > 0 else 0)
+
+    def compute_loss(self, ctx, x, y):
+        c, model = self.cfg, ctx.model
+        with frozen_bn_statistics(model):
+            if c.attack == "fgsm":
+                x_adv = fgsm_rs(model, x, y, c.eps, generator=ctx.generator, amp_dtype=ctx.amp_dtype)
+            else:
+                x_adv = pgd(model, x, y, c.eps, c.step_size, c.steps, c.random_start, ctx.generator, ctx.amp_dtype)
+        ls = ctx.cfg.optim.label_smoothing
+        if c.clean_weight > 0:
+            both = model(torch.cat([x, x_adv]))
+            clean_logits, adv_logits = both[: len(x)], both[len(x):]
+            loss = (c.clean_weight * F.cross_entropy(clean_logits.float(), y, label_smoothing=ls)
+                    + (1 - c.clean_weight) * F.cross_entropy(adv_logits.float(), y, label_smoothing=ls))
+            return loss, adv_logits
+        logits = model(x_adv)
+        return F.cross_entropy(logits.float(), y, label_smoothing=ls), logits
+
+    def on_epoch_end(self, ctx, metrics) -> None:
+        if self.cfg.attack != "fgsm" or not self.cfg.co_guard:
+            return
+        imgs = ctx.data.train.images[self.guard_idx]
+        labels = ctx.data.train.labels[self.guard_idx]
+        acc = robust_accuracy(ctx.model, imgs, labels, ctx.device, self.cfg.eps, steps=10,
+                              amp_dtype=ctx.amp_dtype, seed=ctx.cfg.seed)
+        metrics["train_pgd_acc"] = acc
+        if acc > self.best_guard_acc:
+            self.best_guard_acc, self.best_epoch = acc, ctx.epoch + 1
+            self.best_state = copy.deepcopy(ctx.model.state_dict())
+        elif self.best_guard_acc > 0.1 and acc < self.cfg.co_drop * self.best_guard_acc:
+            ctx.model.load_state_dict(self.best_state)
+            ctx.stop_training = True
+            ctx.summary["catastrophic_overfitting"] = {
+                "epoch": ctx.epoch + 1, "train_pgd_acc": acc, "best_train_pgd_acc": self.best_guard_acc,
+                "rolled_back_to_epoch": self.best_epoch,
+            }
+            metrics["co_rollback"] = 1.0
+
+
+def _check(run_cfg, c: AdversarialConfig) -> list[str]:
+    problems = []
+    if c.attack not in ("pgd", "fgsm"):
+        problems.append(f"Unknown attack `{c.attack}`: choose pgd or fgsm.")
+    if not (0 <= c.eps <= 0.5):
+        problems.append("The attack budget eps must be between 0 and 0.5 (0 to 127/255).")
+    if c.step_size < 0 or c.steps < 1:
+        problems.append("The attack needs a non-negative step size and at least 1 step.")
+    if not (0 <= c.clean_weight <= 1):
+        problems.append("The clean loss weight must be between 0 and 1.")
+    return problems
+
+
+register_method(
+    MethodSpec(
+        name="adversarial",
+        title="Adversarial fine-tuning",
+        summary="Train on worst-case perturbed images so tiny pixel changes cannot fool the model.",
+        explanation=(
+            "Every training batch is replaced by adversarial versions: each pixel nudged by at most eps in "
+            "the direction that hurts the model most. Watch robust accuracy (accuracy under a 20-step attack) "
+            "climb while clean validation accuracy usually drops a little: that is the robustness trade-off. "
+            "Pair it with the 'slow start, fast decay' schedule, as the paper does."
+        ),
+        paper="Jeddi, Shafiee & Wong, A Simple Fine-tuning Is All You Need: Towards Robust Deep Learning "
+              "Via Adversarial Fine-tuning (2020)",
+        paper_url="https://arxiv.org/abs/2012.13628",
+        config_cls=AdversarialConfig,
+        build=lambda run_cfg, cfg: AdversarialHook(cfg),
+        check=_check,
+        order=10,
+    )
+)

@@ -1,0 +1,55 @@
+"""Shared fixtures: tiny datasets and tiny run configs, so the suite stays fast on 2 cores."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine.config import RunConfig, apply_overrides
+
+TINY_CLASSES = ("red", "green", "stripes")
+
+
+def tiny_image(cls: str, i: int, size: int = 24) -> Image.Image:
+    rng = np.random.default_rng(i + 1000 * TINY_CLASSES.index(cls))
+    arr = rng.integers(0, 60, (size, size, 3)).astype(np.uint8)
+    if cls == "red":
+        arr[..., 0] += 180
+    elif cls == "green":
+        arr[..., 1] += 180
+    else:
+        arr[:, :: 4] += 180
+    return Image.fromarray(arr)
+
+
+def write_tiny_zip(path: Path, per_class: int = 12, classes=TINY_CLASSES, nested: str = "") -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for cls in classes:
+            for i in range(per_class):
+                buf = io.BytesIO()
+                tiny_image(cls, i).save(buf, format="PNG")
+                zf.writestr(f"{nested}{cls}/{i}.png", buf.getvalue())
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_zip(tmp_path_factory) -> Path:
+    return write_tiny_zip(tmp_path_factory.mktemp("data") / "tiny.zip")
+
+
+def tiny_config(data: Path, *overrides: str) -> RunConfig:
+    base = [
+        f"data.source={data}", "data.image_size=32", "backbone.name=resnet18", "backbone.pretrained=none",
+        "train.epochs=2", "train.batch_size=8", "optim.lr=0.05", "eval.eval_batch_size=64", "train.device=cpu",
+    ]
+    return apply_overrides(RunConfig(), base + list(overrides))
+
+
+@pytest.fixture
+def tiny_cfg(tiny_zip):
+    return lambda *overrides: tiny_config(tiny_zip, *overrides)

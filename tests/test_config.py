@@ -1,0 +1,71 @@
+import dataclasses
+
+import pytest
+
+from engine.config import RunConfig, apply_overrides, with_section
+from engine.errors import StudioError
+from engine.methods import METHODS
+
+
+def test_default_round_trips_through_yaml():
+    cfg = RunConfig()
+    assert RunConfig.from_yaml(cfg.to_yaml()) == cfg
+
+
+def test_every_method_section_round_trips():
+    cfg = RunConfig()
+    for name in METHODS:
+        cfg = with_section(cfg, name, enabled=True)
+    d = cfg.to_dict()
+    assert all(d[name]["enabled"] for name in METHODS)
+    assert RunConfig.from_dict(d).to_dict() == d
+
+
+def test_overrides_accept_fractions_and_bools():
+    cfg = apply_overrides(RunConfig(), ["optim.lr=1/200", "optim.nesterov=yes", "train.epochs=3", "seed=7"])
+    assert cfg.optim.lr == pytest.approx(0.005)
+    assert cfg.optim.nesterov is True and cfg.train.epochs == 3 and cfg.seed == 7
+
+
+def test_effective_lr_is_reported():
+    cfg = apply_overrides(RunConfig(), ["optim.lr=0.01", "optim.momentum=0.9"])
+    assert cfg.effective_lr == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("optim.lr=-1", "learning rate must be positive"),
+        ("backbone.name=nope", "Unknown backbone"),
+        ("data.image_size=16", "too small"),
+        ("optim.momentum=1.5", "Momentum"),
+        ("train.epochs=0", "at least 1 epoch"),
+        ("optim.schedule=zigzag", "Unknown schedule"),
+        ("backbone.pretrained=cloud", "Unknown pretrained source"),
+        ("train.epochs=many", "must be a int"),
+        ("optim.lr=1/0", "must be a float"),
+    ],
+)
+def test_validation_messages(override, words):
+    with pytest.raises(StudioError, match=words):
+        apply_overrides(RunConfig(), [override])
+
+
+def test_vit_needs_224():
+    with pytest.raises(StudioError, match="224"):
+        apply_overrides(RunConfig(), ["backbone.name=vit_b_16", "data.image_size=64"])
+
+
+def test_unknown_section_and_field_are_named():
+    with pytest.raises(StudioError, match="Unknown config section"):
+        RunConfig.from_dict({"bogus": {}})
+    with pytest.raises(StudioError, match="Unknown field"):
+        RunConfig.from_dict({"optim": {"learning_rate": 0.1}})
+    with pytest.raises(StudioError, match="section.field"):
+        apply_overrides(RunConfig(), ["lr=0.1"])
+
+
+def test_config_is_frozen():
+    cfg = RunConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.optim.lr = 1.0  # type: ignore[misc]

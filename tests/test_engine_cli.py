@@ -1,0 +1,129 @@
+"""The engine thread, the run store and the command line, end to end on tiny runs."""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.store import RunStore
+from engine.worker import Engine
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def engine(tmp_path):
+    eng = Engine(tmp_path / "engine")
+    yield eng
+    eng.shutdown()
+
+
+def test_engine_runs_a_job_in_the_background_and_stores_everything(engine, tiny_cfg):
+    run_id = engine.submit(tiny_cfg("train.epochs=1"))
+    assert engine.wait(run_id, 300) == "finished"
+    rec = engine.run_record(run_id)
+    summary = json.loads((Path(rec.run_dir) / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["run_id"] == run_id
+    assert (Path(rec.run_dir) / "config.yaml").is_file()
+    names = {m["name"] for m in engine.store.metrics(run_id)}
+    assert {"loss", "lr", "val_acc", "ood_acc", "images_per_sec"} <= names
+    snap = engine.snapshot(run_id)
+    assert snap.status == "finished" and snap.epochs and snap.steps
+
+
+def test_a_failing_run_is_marked_failed_and_the_next_one_runs(engine, tiny_cfg, tmp_path):
+    bad = engine.submit(tiny_cfg(f"data.source={tmp_path / 'missing.zip'}", "train.epochs=1"))
+    good = engine.submit(tiny_cfg("train.epochs=1", "eval.ood=false"))
+    assert engine.wait(bad, 120) == "failed"
+    assert "not" in (engine.run_record(bad).error or "").lower()
+    assert engine.wait(good, 300) == "finished"
+
+
+def test_a_crash_inside_a_method_fails_only_that_run(engine, tiny_cfg, monkeypatch):
+    from engine.methods.base import MethodHook
+
+    class Exploding(MethodHook):
+        name = "exploding"
+
+        def after_step(self, ctx):
+            raise RuntimeError("method exploded")
+
+    monkeypatch.setattr("engine.train.build_hooks", lambda cfg: [Exploding()])
+    crashed = engine.submit(tiny_cfg("train.epochs=1"))
+    assert engine.wait(crashed, 300) == "failed"
+    assert "method exploded" in engine.run_record(crashed).error
+    monkeypatch.undo()
+    after = engine.submit(tiny_cfg("train.epochs=1", "eval.ood=false"))
+    assert engine.wait(after, 300) == "finished"
+
+
+def test_stop_a_running_job(engine, tiny_cfg):
+    run_id = engine.submit(tiny_cfg("train.epochs=200"))
+    deadline = time.time() + 60
+    while engine.snapshot(run_id).progress.get("phase") != "training" and time.time() < deadline:
+        time.sleep(0.05)
+    t0 = time.time()
+    assert engine.stop(run_id)
+    assert engine.wait(run_id, 30) == "stopped"
+    assert time.time() - t0 < 2.5
+
+
+def test_restart_marks_interrupted_runs_failed_and_keeps_finished_ones(tmp_path):
+    store = RunStore(tmp_path / "e" / "studio.db")
+    store.create_run("a", "was running", {}, str(tmp_path / "a"), status="running")
+    store.create_run("b", "done", {}, str(tmp_path / "b"), status="finished")
+    store.log_metrics("b", 1, 10, {"val_acc": 0.9})
+    store.close()
+    eng = Engine(tmp_path / "e")
+    try:
+        assert eng.run_record("a").status == "failed" and "Interrupted" in eng.run_record("a").error
+        assert eng.run_record("b").status == "finished"
+        assert eng.store.metrics("b")[0]["value"] == pytest.approx(0.9)
+    finally:
+        eng.shutdown()
+
+
+def _cli(*args, cwd=ROOT, timeout=300):
+    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_cli_train_writes_summary(tiny_zip, tmp_path):
+    out = tmp_path / "run"
+    p = _cli("train", "--data", str(tiny_zip), "--backbone", "resnet18", "--pretrained", "none", "--epochs", "1",
+             "--image-size", "32", "--batch-size", "8", "--out", str(out), "--data-dir", str(tmp_path / "d"),
+             "--set", "eval.ood_severity_each_epoch=0")
+    assert p.returncode == 0, p.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["val_acc"] is not None
+    listed = _cli("runs", "--data-dir", str(tmp_path / "d"))
+    assert "finished" in listed.stdout
+    # the saved config reproduces the run through the CLI
+    again = _cli("train", "--config", str(out / "config.yaml"), "--out", str(tmp_path / "again"),
+                 "--data-dir", str(tmp_path / "d"))
+    assert again.returncode == 0, again.stderr
+    assert json.loads((tmp_path / "again" / "summary.json").read_text())["val_acc"] == summary["val_acc"]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--data", "/nonexistent.zip"], "does not exist"),
+    (["--lr", "-1"], "learning rate"),
+    (["--backbone", "alexnet"], "Unknown backbone"),
+    (["--set", "optim.lr"], "section.field=value"),
+    (["--epochs", "0"], "at least 1 epoch"),
+])
+def test_cli_bad_input_gives_a_clear_message_without_traceback(tiny_zip, tmp_path, args, words):
+    base = ["train", "--data", str(tiny_zip), "--image-size", "32", "--data-dir", str(tmp_path)]
+    p = _cli(*base, *args, timeout=120)
+    assert p.returncode != 0
+    assert words in p.stderr and "Traceback" not in p.stderr
+
+
+def test_cli_bad_data_fails_the_run_with_a_message(tmp_path):
+    junk = tmp_path / "junk.zip"
+    junk.write_bytes(b"this is not a zip")
+    p = _cli("train", "--data", str(junk), "--image-size", "32", "--data-dir", str(tmp_path), timeout=120)
+    assert p.returncode != 0 and "zip" in p.stderr.lower() and "Traceback" not in p.stderr

@@ -1,0 +1,158 @@
+"""Short CPU runs of the training loop, one per loop feature."""
+
+import math
+import threading
+import time
+
+import pytest
+import torch
+
+from engine.errors import StudioError
+from engine.schedules import SCHEDULES, lr_curve
+from engine.train import Reporter, StopRequested, train
+
+SUMMARY_KEYS = ("status", "epochs", "val_acc", "test_acc", "ood_acc", "ood_acc_by_corruption",
+                "train_images_per_sec", "num_params", "data_report")
+
+
+class Recorder(Reporter):
+    def __init__(self, stop_after_s: float | None = None):
+        self.epochs, self.steps, self.phases = [], [], []
+        self.t0 = time.perf_counter()
+        self.stop_after_s = stop_after_s
+        self.stop_seen_at = None
+
+    def progress(self, **f):
+        self.phases.append(f.get("phase"))
+
+    def metrics(self, epoch, step, values):
+        (self.epochs if "val_acc" in values else self.steps).append(values)
+
+    def should_stop(self):
+        if self.stop_after_s is not None and time.perf_counter() - self.t0 > self.stop_after_s:
+            self.stop_seen_at = self.stop_seen_at or time.perf_counter()
+            return True
+        return False
+
+
+def test_a_plain_run_learns_and_writes_a_full_summary(tiny_cfg, tmp_path):
+    rec = Recorder()
+    result = train(tiny_cfg("train.epochs=3"), rec, run_dir=tmp_path, work_dir=tmp_path / "data")
+    s = result.summary
+    for key in SUMMARY_KEYS:
+        assert key in s, key
+    assert s["status"] == "finished" and s["epochs"] == 3
+    assert s["val_acc"] > 0.5, "three easy classes must be learnt beyond chance (0.33)"
+    assert set(s["ood_acc_by_corruption"]) >= {"gaussian_noise", "gaussian_blur", "contrast", "brightness", "jpeg", "pixelate"}
+    assert 0 <= s["ood_acc"] <= 1 and s["train_images_per_sec"] > 0
+    assert len(rec.epochs) == 3 and all("ood_acc" in e for e in rec.epochs)
+    assert (tmp_path / "best.safetensors").is_file() and (tmp_path / "last.safetensors").is_file()
+    assert len(s["val_confusion"]) == 3 and sum(map(sum, s["val_confusion"])) == sum(s["data_report"]["split_counts"]["val"].values())
+
+
+def test_runs_are_deterministic_on_cpu(tiny_cfg, tmp_path):
+    a = train(tiny_cfg("train.epochs=1"), work_dir=tmp_path).context.model.state_dict()
+    b = train(tiny_cfg("train.epochs=1"), work_dir=tmp_path).context.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_freezing_keeps_the_first_blocks_unchanged(tiny_cfg, tmp_path):
+    res = train(tiny_cfg("optim.freeze_blocks=2", "train.epochs=1"), work_dir=tmp_path)
+    ctx = res.context
+    start, end = ctx.pretrained_state, ctx.model.state_dict()
+    assert torch.equal(start["net.conv1.weight"], end["net.conv1.weight"])
+    assert torch.equal(start["net.layer1.0.conv1.weight"], end["net.layer1.0.conv1.weight"])
+    assert torch.equal(start["net.bn1.running_mean"], end["net.bn1.running_mean"]), "frozen BN stats must not drift"
+    assert not torch.equal(start["net.layer4.0.conv1.weight"], end["net.layer4.0.conv1.weight"])
+
+
+def test_linear_probe_then_fine_tune(tiny_cfg, tmp_path):
+    rec = Recorder()
+    res = train(tiny_cfg("optim.linear_probe_epochs=1", "train.epochs=2"), rec, work_dir=tmp_path)
+    ctx = res.context
+    # after the probe epoch the whole trunk trains: it must have moved by the end
+    assert not torch.equal(ctx.pretrained_state["net.conv1.weight"], ctx.model.state_dict()["net.conv1.weight"])
+    assert not torch.equal(ctx.pretrained_state["net.fc.weight"], ctx.model.state_dict()["net.fc.weight"])
+
+
+def test_probe_phase_trains_only_the_head():
+    from engine.backbones import build_model
+    from engine.train import set_trunk_trainable
+
+    model, _ = build_model("resnet18", 3, "none")
+    set_trunk_trainable(model, [], probe_only=True)
+    head = model.head_parameter_ids()
+    assert all(p.requires_grad == (id(p) in head) for p in model.parameters())
+    set_trunk_trainable(model, model.trunk_blocks()[:1], probe_only=False)
+    assert not model.net.conv1.weight.requires_grad and model.net.layer1[0].conv1.weight.requires_grad
+
+
+def test_l2sp_reduces_drift_from_the_start(tiny_cfg, tmp_path):
+    from safetensors.torch import save_file
+
+    from engine.backbones import build_model
+
+    start, _ = build_model("resnet18", 3, "none")
+    ckpt = tmp_path / "start.safetensors"
+    save_file({k: v.contiguous() for k, v in start.net.state_dict().items()}, str(ckpt))
+
+    def drift(*extra):
+        ctx = train(tiny_cfg("train.epochs=1", "backbone.pretrained=checkpoint", f"backbone.checkpoint={ckpt}",
+                             "eval.ood=false", *extra), work_dir=tmp_path).context
+        end = ctx.model.state_dict()
+        return sum(float((end[k] - v).pow(2).sum()) for k, v in ctx.pretrained_state.items() if k.endswith("conv1.weight"))
+
+    assert drift("l2sp.enabled=true", "l2sp.alpha=20.0") < 0.8 * drift()
+
+
+def test_l2sp_needs_a_pretrained_start(tiny_cfg):
+    with pytest.raises(StudioError, match="pretrained"):
+        tiny_cfg("l2sp.enabled=true")
+
+
+@pytest.mark.parametrize("optimizer, schedule", [("adamw", "step"), ("sgd", "warmup_cosine"), ("sgd", "constant")])
+def test_optimisers_and_schedules_run(tiny_cfg, tmp_path, optimizer, schedule):
+    lr = "0.001" if optimizer == "adamw" else "0.05"
+    rec = Recorder()
+    train(tiny_cfg(f"optim.optimizer={optimizer}", f"optim.schedule={schedule}", f"optim.lr={lr}",
+                   "optim.warmup_fraction=0.3", "train.epochs=1", "eval.ood=false"), rec, work_dir=tmp_path)
+    lrs = [s["lr"] for s in rec.steps]
+    assert lrs and max(lrs) <= float(lr) + 1e-12
+
+
+@pytest.mark.parametrize("name", list(SCHEDULES))
+def test_schedule_shapes(name):
+    from engine.config import RunConfig, with_section
+
+    cfg = with_section(RunConfig(), "optim", schedule=name, lr=0.1, warmup_fraction=0.2)
+    curve = lr_curve(cfg.optim, 100)
+    assert len(curve) == 100 and max(curve) <= 0.1 + 1e-12 and min(curve) >= 0
+    if name == "warmup_cosine":
+        assert curve[0] < curve[19] and curve[25] > curve[99]
+    if name == "cosine":
+        assert curve[0] == pytest.approx(0.1) and curve[99] < 0.001
+
+
+def test_divergence_fails_with_the_reason(tiny_cfg, tmp_path):
+    with pytest.raises(StudioError, match="diverged"):
+        train(tiny_cfg("optim.lr=1e12", "optim.momentum=0.0", "train.epochs=1"), work_dir=tmp_path)
+
+
+def test_a_stop_request_is_honoured_within_two_seconds(tiny_cfg, tmp_path):
+    rec = Recorder(stop_after_s=0.5)
+    with pytest.raises(StopRequested):
+        train(tiny_cfg("train.epochs=50"), rec, work_dir=tmp_path)
+    assert time.perf_counter() - rec.stop_seen_at < 2.0
+
+
+def test_user_ood_set_with_other_classes_is_refused(tiny_cfg, tmp_path):
+    from conftest import write_tiny_zip
+
+    other = write_tiny_zip(tmp_path / "other.zip", classes=("red", "green"))
+    with pytest.raises(StudioError):
+        train(tiny_cfg(f"data.ood_source={other}", "train.epochs=1"), work_dir=tmp_path)
+
+
+def test_user_ood_set_is_evaluated(tiny_cfg, tiny_zip, tmp_path):
+    s = train(tiny_cfg(f"data.ood_source={tiny_zip}", "train.epochs=1", "eval.ood=false"), work_dir=tmp_path).summary
+    assert 0 <= s["ood_user_acc"] <= 1 and s["ood_acc"] is None
