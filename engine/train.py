@@ -284,9 +284,10 @@ def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None
             epoch_images += len(idx)
             images_seen += len(idx)
             if device.type == "cpu" or i % 10 == 9 or i == ctx.steps_per_epoch - 1:  # syncs: rare on GPU
-                if not math.isfinite(float(loss)):
+                loss_value = float(loss.detach())
+                if not math.isfinite(loss_value):
                     raise StudioError(
-                        f"Training diverged: the loss became {float(loss)} at epoch {epoch + 1}, step {i + 1}. "
+                        f"Training diverged: the loss became {loss_value} at epoch {epoch + 1}, step {i + 1}. "
                         "Lower the learning rate (or the attack strength) and start again."
                     )
                 elapsed = time.perf_counter() - t_epoch
@@ -294,8 +295,8 @@ def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None
                 remaining = ctx.total_steps - ctx.step
                 reporter.progress(phase="training", epoch=epoch + 1, epochs=cfg.train.epochs, step=ctx.step,
                                   total_steps=ctx.total_steps, images_per_sec=ips,
-                                  eta_s=remaining * bs / max(ips, 1e-9), loss=float(loss))
-                reporter.metrics(epoch + 1, ctx.step, {"loss": float(loss), "lr": opt.param_groups[0]["lr"]})
+                                  eta_s=remaining * bs / max(ips, 1e-9), loss=loss_value)
+                reporter.metrics(epoch + 1, ctx.step, {"loss": loss_value, "lr": opt.param_groups[0]["lr"]})
         if device.type == "cuda":
             torch.cuda.synchronize()
         epoch_time = time.perf_counter() - t_epoch

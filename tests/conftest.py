@@ -6,11 +6,19 @@ import io
 import zipfile
 from pathlib import Path
 
+import os
+
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from engine.config import RunConfig, apply_overrides
+
+# Tiny models gain nothing from a second thread, and OpenMP threads that spin against another
+# busy process make a step 30x slower: one thread keeps the suite fast on a shared 2-core box.
+torch.set_num_threads(1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 TINY_CLASSES = ("red", "green", "stripes")
 
@@ -27,7 +35,7 @@ def tiny_image(cls: str, i: int, size: int = 24) -> Image.Image:
     return Image.fromarray(arr)
 
 
-def write_tiny_zip(path: Path, per_class: int = 12, classes=TINY_CLASSES, nested: str = "") -> Path:
+def write_tiny_zip(path: Path, per_class: int = 20, classes=TINY_CLASSES, nested: str = "") -> Path:
     with zipfile.ZipFile(path, "w") as zf:
         for cls in classes:
             for i in range(per_class):
@@ -45,7 +53,7 @@ def tiny_zip(tmp_path_factory) -> Path:
 def tiny_config(data: Path, *overrides: str) -> RunConfig:
     base = [
         f"data.source={data}", "data.image_size=32", "backbone.name=resnet18", "backbone.pretrained=none",
-        "train.epochs=2", "train.batch_size=8", "optim.lr=0.05", "eval.eval_batch_size=64", "train.device=cpu",
+        "train.epochs=2", "train.batch_size=8", "optim.lr=0.01", "eval.eval_batch_size=64", "train.device=cpu",
     ]
     return apply_overrides(RunConfig(), base + list(overrides))
 
