@@ -25,7 +25,7 @@ from engine.corruptions import build_ood_suite
 from engine.data import DataSplits, ImageSet, load_dataset, load_ood_dataset
 from engine.errors import StudioError
 from engine.evaluate import autocast_ctx, confusion_matrix, ood_accuracy, predict
-from engine.methods import build_hooks
+from engine.methods import build_hooks, restructure_model
 from engine.methods.base import MethodHook
 from engine.runs import save_checkpoint
 from engine.schedules import schedule_fn
@@ -70,6 +70,7 @@ class TrainContext:
     ood_user: ImageSet | None = None
     optimizer: torch.optim.Optimizer | None = None
     stop_training: bool = False  # a method may end training early (e.g. a rollback); not a user stop
+    masks: dict[str, torch.Tensor] = field(default_factory=dict)  # pruning: state-dict key -> 0/1 mask
     epoch: int = 0
     step: int = 0
     steps_per_epoch: int = 0
@@ -208,6 +209,7 @@ def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None
     num_classes = len(data.classes)
     torch.manual_seed(cfg.seed)
     model, load_report = build_model(cfg.backbone.name, num_classes, cfg.backbone.pretrained, cfg.backbone.checkpoint)
+    model = restructure_model(model, cfg)  # e.g. AdaFilter's gated convolutions
     model.to(device)
     if device.type == "cuda" and cfg.train.channels_last:
         model.to(memory_format=torch.channels_last)

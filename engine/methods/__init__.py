@@ -34,6 +34,10 @@ class MethodSpec:
     check: Callable[[Any, Any], list[str]] | None = None  # extra validation -> problems
     order: int = 100  # hooks run in this order (lower first)
     core_knob: bool = False  # shown among the training knobs rather than as a method toggle
+    # For methods that change the model's structure (AdaFilter): (model, run_cfg, method_cfg) -> model.
+    # Called in training before any hook's setup, and when a saved run's model is rebuilt for
+    # inference, export or WiSE-FT, so its state dict always finds the same module tree.
+    restructure: Callable[[Any, Any, Any], Any] | None = None
     extra: dict = field(default_factory=dict)
 
     def validate(self, run_cfg: Any, method_cfg: Any) -> list[str]:
@@ -52,6 +56,14 @@ def register_method(spec: MethodSpec) -> MethodSpec:
         raise ValueError(f"method {spec.name!r}: its config needs an `enabled` field")
     METHODS[spec.name] = spec
     return spec
+
+
+def restructure_model(model: Any, run_cfg: Any) -> Any:
+    """Apply the structural changes of the enabled methods (in registry order)."""
+    for spec in sorted((METHODS[n] for n in run_cfg.enabled_methods() if n in METHODS), key=lambda s: s.order):
+        if spec.restructure is not None:
+            model = spec.restructure(model, run_cfg, run_cfg.methods[spec.name])
+    return model
 
 
 def build_hooks(run_cfg: Any) -> list[MethodHook]:
