@@ -1,0 +1,328 @@
+"""WiSE-FT (Wortsman et al. 2021, "Robust fine-tuning of zero-shot models") for any classifier.
+
+theta_0 is the starting model: the pretrained trunk with a head fitted by a linear probe on
+the training split (the counterpart of CLIP's zero-shot head: a random head would make the
+ensemble meaningless). The run then fine-tunes end to end from theta_0 to theta_1, and
+theta_alpha = (1 - alpha) * theta_0 + alpha * theta_1 trades in-distribution accuracy
+(alpha -> 1) against robustness to distribution shift (intermediate alpha).
+
+The core is `interpolate_state`: a few lines over state dicts with a key check; integer
+buffers (BN's num_batches_tracked) are copied, not averaged. Composition: pruning masks in
+`ctx.masks` are re-applied after interpolation (sparsity kept); AdaFilter's fine-tuned filters
+interpolate toward their pretrained copies because both live in the same state dict; a robust
+theta_1 from adversarial fine-tuning gives a robust/clean trade-off curve.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from engine.augment import to_float
+from engine.errors import StudioError
+from engine.methods import MethodSpec, register_method
+from engine.methods.base import MethodHook
+
+DEFAULT_ALPHAS = tuple(round(0.05 * i, 2) for i in range(21))
+
+
+@dataclass(frozen=True)
+class WiseFTConfig:
+    enabled: bool = False
+    alphas: tuple[float, ...] = field(default=DEFAULT_ALPHAS, metadata={
+        "label": "alphas evaluated after training", "help": "0 = starting model (linear probe), 1 = fine-tuned model."})
+    recalibrate_bn: bool = field(default=False, metadata={
+        "label": "recalibrate batch-norm statistics per alpha",
+        "help": "Re-estimate BN running statistics on the training images for each mixed model (slower)."})
+    probe_epochs: int = field(default=100, metadata={
+        "label": "linear-probe iterations (L-BFGS)", "min": 10, "max": 1000})
+    probe_l2: float = field(default=1e-3, metadata={"label": "linear-probe L2", "min": 0.0, "max": 1.0, "step": 1e-4})
+
+
+# ---- the core: a few lines over state dicts ---------------------------------------------------
+
+def interpolate_state(theta_0: dict[str, torch.Tensor], theta_1: dict[str, torch.Tensor], alpha: float,
+                      masks: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """(1 - alpha) * theta_0 + alpha * theta_1 over floating tensors; integer buffers from theta_1."""
+    if theta_0.keys() != theta_1.keys():
+        only0, only1 = sorted(set(theta_0) - set(theta_1)), sorted(set(theta_1) - set(theta_0))
+        raise StudioError(
+            "The two models cannot be mixed: their weights do not have the same names "
+            f"(only in the start model: {only0[:3]}; only in the fine-tuned model: {only1[:3]})."
+        )
+    out = {}
+    for k, w1 in theta_1.items():
+        w0 = theta_0[k]
+        if w0.shape != w1.shape:
+            raise StudioError(f"The two models cannot be mixed: {k} has shape {tuple(w0.shape)} vs {tuple(w1.shape)}.")
+        out[k] = torch.lerp(w0.to(w1.dtype), w1, alpha) if w1.is_floating_point() else w1.clone()
+        if masks and k in masks:
+            out[k] = out[k] * masks[k].to(out[k].dtype)  # pruned weights stay exactly zero
+    return out
+
+
+@torch.no_grad()
+def recalibrate_bn(model: torch.nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 256) -> None:
+    """Re-estimate BN running statistics as a cumulative average over `images` (uint8)."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    saved = [(m, m.momentum) for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average
+    was_training = model.training
+    model.train()
+    for i in range(0, len(images), batch_size):
+        model(to_float(images[i:i + batch_size].to(device)))
+    for m, mom in saved:
+        m.momentum = mom
+    model.train(was_training)
+
+
+# ---- theta_0: a linear probe on the pretrained features ----------------------------------------
+
+@torch.no_grad()
+def head_features(model, images: torch.Tensor, device, batch_size: int = 256) -> torch.Tensor:
+    """The inputs of the classification head for uint8 `images` (eval mode, no augmentation)."""
+    feats: list[torch.Tensor] = []
+    handle = model.head.register_forward_hook(lambda mod, inp, out: feats.append(inp[0].detach().float().cpu()))
+    was_training = model.training
+    model.eval()
+    try:
+        for i in range(0, len(images), batch_size):
+            model(to_float(images[i:i + batch_size].to(device)))
+    finally:
+        handle.remove()
+        model.train(was_training)
+    return torch.cat(feats)
+
+
+def fit_linear_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: int, l2: float = 1e-3,
+                     iters: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
+    """Multinomial logistic regression with L-BFGS on standardised features; returns (W, b) for raw features."""
+    mu, sd = features.mean(0), features.std(0).clamp_min(1e-6)
+    z = (features - mu) / sd
+    w = torch.zeros(num_classes, z.shape[1], requires_grad=True)
+    b = torch.zeros(num_classes, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=iters, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(z @ w.T + b, labels) + l2 * w.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        w_raw = w / sd  # fold the standardisation into the head
+        b_raw = b - (w * (mu / sd)).sum(1)
+    return w_raw.detach(), b_raw.detach()
+
+
+# ---- evaluation of one alpha --------------------------------------------------------------------
+
+@dataclass
+class WiseEvalSet:
+    """What a point on the curve is measured on (built once per run)."""
+
+    val_images: torch.Tensor
+    val_labels: torch.Tensor
+    ood_suite: dict  # corruption -> severity -> uint8 images (same labels as val)
+    ood_user: Any = None  # ImageSet or None
+    train_images: torch.Tensor | None = None  # for BN recalibration
+    robust: dict | None = None  # {"eps", "steps", "subset"} when robust evaluation is on
+
+
+def evaluate_alpha(model, theta_0, theta_1, alpha: float, ev: WiseEvalSet, device, masks=None,
+                   recalibrate: bool = False, amp_dtype=None, batch_size: int = 256) -> dict[str, Any]:
+    from engine.attacks import robust_accuracy
+    from engine.evaluate import ood_accuracy, predict
+
+    model.load_state_dict(interpolate_state(theta_0, theta_1, alpha, masks))
+    if recalibrate and ev.train_images is not None:
+        recalibrate_bn(model, ev.train_images, device, batch_size)
+    point: dict[str, Any] = {"alpha": alpha}
+    point["val_acc"] = predict(model, ev.val_images, ev.val_labels, device, batch_size, amp_dtype).acc
+    if ev.ood_suite:
+        by_c = ood_accuracy(model, ev.ood_suite, ev.val_labels, device, batch_size, amp_dtype)
+        point["ood_acc"] = sum(by_c.values()) / len(by_c)
+    else:
+        point["ood_acc"] = None
+    if ev.ood_user is not None:
+        point["ood_user_acc"] = predict(model, ev.ood_user.images, ev.ood_user.labels, device, batch_size, amp_dtype).acc
+    if ev.robust:
+        n = ev.robust["subset"]
+        point["robust_acc"] = robust_accuracy(model, ev.val_images[:n], ev.val_labels[:n], device, ev.robust["eps"],
+                                              ev.robust["steps"], batch_size=batch_size, amp_dtype=amp_dtype)
+    else:
+        point["robust_acc"] = None
+    return point
+
+
+# ---- the hook -------------------------------------------------------------------------------------
+
+class WiseFTHook(MethodHook):
+    name = "wise_ft"
+
+    def __init__(self, cfg: WiseFTConfig):
+        self.cfg = cfg
+        self.theta_0: dict[str, torch.Tensor] = {}
+
+    def setup(self, ctx) -> None:
+        """theta_0: fit the head by a linear probe on the (frozen) pretrained features."""
+        model, data = ctx.model, ctx.data
+        feats = head_features(model, data.train.images, ctx.device, ctx.cfg.eval.eval_batch_size)
+        w, b = fit_linear_probe(feats, data.train.labels, len(data.classes), self.cfg.probe_l2, self.cfg.probe_epochs)
+        with torch.no_grad():
+            model.head.weight.copy_(w.to(model.head.weight.device))
+            model.head.bias.copy_(b.to(model.head.bias.device))
+        self.theta_0 = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        ctx.pretrained_state = {k: v.clone() for k, v in self.theta_0.items()}  # fine-tuning starts here
+        ctx.summary["wise_theta0_val_acc"] = ctx.evaluate_val()
+        if ctx.run_dir is not None:
+            from engine.runs import save_checkpoint
+
+            save_checkpoint(ctx.run_dir / "theta0.safetensors", self.theta_0, ctx.cfg, {"alpha": 0.0})
+
+    def on_train_end(self, ctx) -> None:
+        """The curve over alpha, streamed point by point as it is computed."""
+        from engine.train import robust_on
+
+        cfg = ctx.cfg
+        theta_1 = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
+        if ctx.run_dir is not None and ctx.masks:
+            from engine.runs import save_checkpoint
+
+            save_checkpoint(ctx.run_dir / "masks.safetensors", ctx.masks, cfg)
+        ev = WiseEvalSet(ctx.data.val.images, ctx.data.val.labels, ctx.ood_suite, ctx.ood_user,
+                         ctx.data.train.images if self.cfg.recalibrate_bn else None,
+                         {"eps": cfg.eval.robust_eps, "steps": cfg.eval.robust_steps, "subset": cfg.eval.robust_subset}
+                         if robust_on(cfg) else None)
+        probe = copy.deepcopy(ctx.model)
+        curve = []
+        for i, alpha in enumerate(self.cfg.alphas):
+            if ctx.should_stop():
+                break
+            ctx.reporter.progress(phase=f"WiSE-FT curve {i + 1}/{len(self.cfg.alphas)}")
+            point = evaluate_alpha(probe, self.theta_0, theta_1, float(alpha), ev, ctx.device, ctx.masks,
+                                   self.cfg.recalibrate_bn, ctx.amp_dtype, cfg.eval.eval_batch_size)
+            curve.append(point)
+            ctx.reporter.stream("wise_ft", point)
+        ctx.summary["wise_curve"] = curve
+
+
+def _check(run_cfg, c: WiseFTConfig) -> list[str]:
+    problems = []
+    if not c.alphas or any(not (0.0 <= a <= 1.0) for a in c.alphas):
+        problems.append("WiSE-FT alphas must be a non-empty list of numbers between 0 and 1.")
+    if c.enabled and run_cfg.backbone.pretrained == "none":
+        problems.append("WiSE-FT mixes the fine-tuned model with the pretrained one: choose a pretrained backbone.")
+    if c.probe_epochs < 1 or c.probe_l2 < 0:
+        problems.append("The WiSE-FT linear probe needs at least 1 iteration and a non-negative L2.")
+    return problems
+
+
+register_method(
+    MethodSpec(
+        name="wise_ft",
+        title="WiSE-FT weight ensemble",
+        summary="Mix the starting and the fine-tuned weights; one slider trades accuracy for robustness to shift.",
+        explanation=(
+            "After training, the fine-tuned weights are averaged with the starting weights (pretrained trunk plus "
+            "a linear-probe head): alpha = 1 is the fine-tuned model, alpha = 0 the starting one. Move the alpha "
+            "slider on the Results page and watch the curve: in-between models often keep almost all the "
+            "accuracy on your data while doing better on corrupted (out-of-distribution) images."
+        ),
+        paper="Wortsman et al., Robust fine-tuning of zero-shot models (CVPR 2022; arXiv 2021)",
+        paper_url="https://arxiv.org/abs/2109.01903",
+        config_cls=WiseFTConfig,
+        build=lambda run_cfg, cfg: WiseFTHook(cfg),
+        check=_check,
+        order=90,  # last: after pruning made its masks permanent
+    )
+)
+
+
+# ---- after the run: any alpha on demand, and export ------------------------------------------------
+
+class _RunCache:
+    """theta_0, theta_1, masks, a model and the evaluation set of recent runs (small LRU)."""
+
+    def __init__(self, size: int = 2):
+        self.size, self._lock, self._items = size, threading.Lock(), OrderedDict()
+
+    def get(self, run_dir: Path, datasets_dir: Path):
+        key = str(Path(run_dir).resolve())
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        item = _load_run(Path(run_dir), Path(datasets_dir))
+        with self._lock:
+            self._items[key] = item
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return item
+
+
+def _load_run(run_dir: Path, datasets_dir: Path):
+    from engine.corruptions import build_ood_suite
+    from engine.data import load_ood_dataset
+    from engine.inference import model_from_state, run_classes
+    from engine.runs import load_checkpoint
+    from engine.config import RunConfig, resolve_path
+    from engine.train import prepare_data, robust_on
+
+    if not (run_dir / "theta0.safetensors").is_file():
+        raise StudioError("This run has no WiSE-FT starting model: run it with WiSE-FT switched on.")
+    theta_0, meta = load_checkpoint(run_dir / "theta0.safetensors")
+    theta_1, _ = load_checkpoint(run_dir / "last.safetensors")
+    masks = load_checkpoint(run_dir / "masks.safetensors")[0] if (run_dir / "masks.safetensors").is_file() else None
+    cfg = RunConfig.from_dict(meta["config"])
+    model = model_from_state(cfg, len(run_classes(run_dir)), theta_1)
+    data = prepare_data(cfg, datasets_dir)
+    suite = (build_ood_suite(data.val.images, severities=(cfg.eval.ood_severity_each_epoch,), seed=cfg.seed)
+             if cfg.eval.ood and cfg.eval.ood_severity_each_epoch else {})
+    ood_user = (load_ood_dataset(resolve_path(cfg.data.ood_source), datasets_dir, cfg.data.image_size, data.classes)
+                if cfg.data.ood_source else None)
+    wcfg = cfg.methods["wise_ft"]
+    ev = WiseEvalSet(data.val.images, data.val.labels, suite, ood_user,
+                     data.train.images if wcfg.recalibrate_bn else None,
+                     {"eps": cfg.eval.robust_eps, "steps": cfg.eval.robust_steps, "subset": cfg.eval.robust_subset}
+                     if robust_on(cfg) else None)
+    return {"theta_0": theta_0, "theta_1": theta_1, "masks": masks, "model": model, "cfg": cfg, "ev": ev,
+            "lock": threading.Lock()}
+
+
+_CACHE = _RunCache()
+
+
+def point_at(run_dir: Path, datasets_dir: Path, alpha: float) -> dict[str, Any]:
+    """The curve's numbers at any alpha, computed now (the dashboard's uncached slider values)."""
+    item = _CACHE.get(run_dir, datasets_dir)
+    with item["lock"]:
+        return evaluate_alpha(item["model"], item["theta_0"], item["theta_1"], float(alpha), item["ev"],
+                              torch.device("cpu"), item["masks"], item["cfg"].methods["wise_ft"].recalibrate_bn)
+
+
+def export_at(run_dir: Path, datasets_dir: Path, alpha: float, out_path: Path) -> Path:
+    """Write theta_alpha (BN recalibrated when the run asked for it) as a safetensors state dict,
+    with the run config and alpha in its metadata."""
+    from engine.runs import save_checkpoint
+
+    item = _CACHE.get(run_dir, datasets_dir)
+    with item["lock"]:
+        model, cfg = item["model"], item["cfg"]
+        model.load_state_dict(interpolate_state(item["theta_0"], item["theta_1"], float(alpha), item["masks"]))
+        if cfg.methods["wise_ft"].recalibrate_bn:
+            recalibrate_bn(model, item["ev"].train_images, torch.device("cpu"))
+        save_checkpoint(Path(out_path), model.state_dict(), cfg, {"alpha": float(alpha)})
+    return Path(out_path)

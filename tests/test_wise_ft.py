@@ -1,0 +1,103 @@
+"""WiSE-FT: interpolation maths, the linear-probe start, the curve, on-demand alphas and export."""
+
+import json
+
+import pytest
+import torch
+
+from engine.errors import StudioError
+from engine.evaluate import predict
+from engine.inference import model_from_state
+from engine.methods.wise_ft import export_at, interpolate_state, point_at
+from engine.runs import load_checkpoint
+from engine.train import train
+
+
+@pytest.fixture(scope="module")
+def start_ckpt(tmp_path_factory):
+    from safetensors.torch import save_file
+
+    from engine.backbones import build_model
+
+    torch.manual_seed(0)
+    m, _ = build_model("resnet18", 3, "none")
+    path = tmp_path_factory.mktemp("ck") / "start.safetensors"
+    save_file({k: v.contiguous() for k, v in m.net.state_dict().items()}, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def wise_run(tiny_zip, start_ckpt, tmp_path_factory):
+    from conftest import tiny_config
+
+    run_dir = tmp_path_factory.mktemp("run")
+    cfg = tiny_config(tiny_zip, "wise_ft.enabled=true", "wise_ft.alphas=0,0.5,1", "train.epochs=2",
+                      "backbone.pretrained=checkpoint", f"backbone.checkpoint={start_ckpt}")
+    res = train(cfg, run_dir=run_dir, work_dir=run_dir / "data")
+    (run_dir / "summary.json").write_text(json.dumps({"classes": res.summary["classes"]}))
+    return res, run_dir
+
+
+def test_interpolation_endpoints_and_integer_buffers():
+    a = {"w": torch.zeros(3), "n": torch.tensor(5)}
+    b = {"w": torch.ones(3), "n": torch.tensor(9)}
+    assert torch.equal(interpolate_state(a, b, 0.0)["w"], a["w"])
+    assert torch.equal(interpolate_state(a, b, 1.0)["w"], b["w"])
+    assert torch.allclose(interpolate_state(a, b, 0.25)["w"], torch.full((3,), 0.25))
+    mid = interpolate_state(a, b, 0.5)
+    assert mid["n"].dtype == torch.int64 and int(mid["n"]) == 9, "integer buffers are copied, not averaged"
+    assert int(a["n"]) == 5 and int(b["n"]) == 9, "inputs untouched"
+
+
+def test_key_mismatch_gives_a_clear_error():
+    with pytest.raises(StudioError, match="same names"):
+        interpolate_state({"a": torch.zeros(1)}, {"b": torch.zeros(1)}, 0.5)
+    with pytest.raises(StudioError, match="shape"):
+        interpolate_state({"a": torch.zeros(1)}, {"a": torch.zeros(2)}, 0.5)
+
+
+def test_masks_keep_sparsity_through_interpolation():
+    a, b = {"w": torch.randn(100)}, {"w": torch.randn(100)}
+    mask = (torch.rand(100) > 0.7).float()
+    out = interpolate_state(a, b, 0.3, {"w": mask})
+    assert torch.all(out["w"][mask == 0] == 0)
+    assert float((out["w"] == 0).float().mean()) >= float((mask == 0).float().mean())
+
+
+def test_alpha_endpoints_reproduce_theta0_and_theta1(wise_run):
+    res, run_dir = wise_run
+    ctx = res.context
+    theta0, _ = load_checkpoint(run_dir / "theta0.safetensors")
+    theta1 = ctx.model.state_dict()
+    imgs, labels = ctx.data.val.images, ctx.data.val.labels
+    m0 = model_from_state(ctx.cfg, 3, theta0)
+    m1 = model_from_state(ctx.cfg, 3, {k: v.clone() for k, v in theta1.items()})
+    for alpha, ref in ((0.0, m0), (1.0, m1)):
+        mixed = model_from_state(ctx.cfg, 3, interpolate_state(theta0, theta1, alpha))
+        assert torch.equal(predict(mixed, imgs, labels, ctx.device).preds, predict(ref, imgs, labels, ctx.device).preds)
+
+
+def test_theta0_head_is_a_fitted_linear_probe(wise_run):
+    res, _ = wise_run
+    s = res.summary
+    assert s["wise_theta0_val_acc"] > 0.5, "a linear probe separates three easy classes: not a random head"
+
+
+def test_curve_is_computed_and_streamed(wise_run):
+    res, _ = wise_run
+    curve = res.summary["wise_curve"]
+    assert [p["alpha"] for p in curve] == [0.0, 0.5, 1.0]
+    for p in curve:
+        assert 0 <= p["val_acc"] <= 1 and 0 <= p["ood_acc"] <= 1
+    assert curve[-1]["val_acc"] == pytest.approx(res.summary["val_acc"], abs=1e-6)
+
+
+def test_on_demand_alpha_and_export(wise_run, tmp_path):
+    res, run_dir = wise_run
+    point = point_at(run_dir, run_dir / "data", 0.5)
+    assert point["val_acc"] == pytest.approx(res.summary["wise_curve"][1]["val_acc"], abs=1e-6)
+    out = export_at(run_dir, run_dir / "data", 0.25, tmp_path / "wise.safetensors")
+    state, meta = load_checkpoint(out)
+    assert meta["alpha"] == 0.25 and "config" in meta
+    model = model_from_state(res.context.cfg, 3, state)
+    assert model(torch.rand(1, 3, 32, 32)).shape == (1, 3)
