@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,6 +209,7 @@ class WiseFTHook(MethodHook):
                          if robust_on(cfg) else None)
         probe = copy.deepcopy(ctx.model)
         curve = []
+        t0 = time.perf_counter()
         for i, alpha in enumerate(self.cfg.alphas):
             if ctx.should_stop():
                 break
@@ -217,6 +219,7 @@ class WiseFTHook(MethodHook):
             curve.append(point)
             ctx.reporter.stream("wise_ft", point)
         ctx.summary["wise_curve"] = curve
+        ctx.summary["wise_curve_seconds"] = time.perf_counter() - t0
 
 
 def _check(run_cfg, c: WiseFTConfig) -> list[str]:
