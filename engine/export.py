@@ -1,0 +1,147 @@
+"""Take the model home: safetensors + config, TorchScript, ONNX, each verified, and a model card.
+
+Every exported file is reloaded and its predictions on the validation split compared with the
+model it came from; an export that does not reproduce them is reported as failed, never
+silently shipped. Exported models take pixels in [0, 1] (normalisation is inside).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.augment import to_float
+from engine.backbones import Classifier
+from engine.config import RunConfig
+
+
+@dataclass
+class ExportCheck:
+    format: str
+    path: str
+    ok: bool
+    agreement: float  # fraction of validation predictions that match the source model
+    max_abs_logit_diff: float
+    message: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+@torch.no_grad()
+def _logits(fn, images_u8: torch.Tensor, batch: int = 128) -> torch.Tensor:
+    out = [fn(to_float(images_u8[i:i + batch])) for i in range(0, len(images_u8), batch)]
+    return torch.cat([torch.as_tensor(o).float() for o in out])
+
+
+def _compare(fmt: str, path: Path, ref: torch.Tensor, got: torch.Tensor, tol: float = 1e-3) -> ExportCheck:
+    agree = float((ref.argmax(1) == got.argmax(1)).float().mean())
+    diff = float((ref - got).abs().max())
+    ok = agree == 1.0 and diff <= tol * max(1.0, float(ref.abs().max()))
+    msg = "" if ok else f"the exported model's outputs differ (agreement {agree:.3f}, max logit difference {diff:.2e})"
+    return ExportCheck(fmt, str(path), ok, agree, diff, msg)
+
+
+def export_torchscript(model: Classifier, image_size: int, path: Path, val_images: torch.Tensor) -> ExportCheck:
+    model = model.eval().cpu()
+    example = torch.rand(2, 3, image_size, image_size)
+    with torch.no_grad():
+        traced = torch.jit.trace(model, example, check_trace=False)
+    torch.jit.save(traced, str(path))
+    loaded = torch.jit.load(str(path), map_location="cpu").eval()
+    return _compare("torchscript", path, _logits(model, val_images), _logits(loaded, val_images))
+
+
+def export_onnx(model: Classifier, image_size: int, path: Path, val_images: torch.Tensor) -> ExportCheck:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return ExportCheck("onnx", str(path), False, 0.0, float("nan"), "onnxruntime is not installed: pip install onnx onnxruntime")
+    model = model.eval().cpu()
+    example = torch.rand(2, 3, image_size, image_size)
+    try:
+        torch.onnx.export(model, (example,), str(path), input_names=["pixels"], output_names=["logits"],
+                          dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+    except Exception as exc:  # an op the exporter does not support
+        return ExportCheck("onnx", str(path), False, 0.0, float("nan"), f"ONNX export failed: {exc}")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    run = lambda x: session.run(None, {"pixels": x.numpy()})[0]  # noqa: E731
+    return _compare("onnx", path, _logits(model, val_images), _logits(run, val_images), tol=1e-3)
+
+
+def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck] | None = None) -> str:
+    """A markdown model card: data, methods and their settings, metrics, the exact config."""
+    from engine.methods import METHODS
+
+    def pct(x):
+        return "n/a" if x is None else f"{100 * x:.1f}%"
+
+    rep = summary.get("data_report", {})
+    lines = [
+        f"# Model card: {cfg.name or cfg.backbone.name}",
+        "",
+        "## Model",
+        f"- Architecture: {cfg.backbone.name} ({summary.get('num_params', 0):,} parameters), "
+        f"started from `{cfg.backbone.pretrained}` weights",
+        f"- Input: RGB pixels in [0, 1], {cfg.data.image_size} x {cfg.data.image_size} (normalisation is inside the model)",
+        f"- Classes ({len(summary.get('classes', []))}): {', '.join(summary.get('classes', []))}",
+        "",
+        "## Data",
+        f"- Source: `{Path(cfg.data.source).name}`; images per class: "
+        + ", ".join(f"{k} {v}" for k, v in rep.get("counts", {}).items()),
+        f"- Split (seed {cfg.seed}): " + ", ".join(
+            f"{s} {sum(c.values())}" for s, c in rep.get("split_counts", {}).items()),
+        f"- Skipped files: {len(rep.get('skipped', []))}",
+        "",
+        "## Training",
+        f"- {cfg.train.epochs} epochs, batch {cfg.train.batch_size}, {cfg.optim.optimizer} lr {cfg.optim.lr:g} "
+        f"(momentum {cfg.optim.momentum:g}, effective lr {cfg.effective_lr:g}), schedule {cfg.optim.schedule}",
+        "- Methods: " + (", ".join(METHODS[m].title for m in cfg.enabled_methods() if m in METHODS) or "plain fine-tuning"),
+    ]
+    for m in cfg.enabled_methods():
+        settings = {k: v for k, v in cfg.to_dict()[m].items() if k != "enabled"}
+        lines.append(f"  - {m}: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
+    lines += [
+        "",
+        "## Metrics",
+        f"- Validation accuracy: {pct(summary.get('val_acc'))}; test accuracy: {pct(summary.get('test_acc'))}",
+        f"- OOD accuracy (corruption suite, severities 1-5): {pct(summary.get('ood_acc'))}",
+    ]
+    for k, v in (summary.get("ood_acc_by_corruption") or {}).items():
+        lines.append(f"  - {k}: {pct(v)}")
+    if summary.get("ood_user_acc") is not None:
+        lines.append(f"- Your OOD set: {pct(summary['ood_user_acc'])}")
+    if summary.get("robust_acc") is not None:
+        ev = summary.get("robust_eval", {})
+        lines.append(f"- Robust accuracy ({ev.get('attack', 'PGD')}, eps {ev.get('eps', 0) * 255:.1f}/255): "
+                     f"{pct(summary['robust_acc'])}")
+    if summary.get("sparsity") is not None:
+        lines.append(f"- Sparsity: {pct(summary['sparsity'])}")
+    if summary.get("wise_alpha") is not None:
+        lines.append(f"- WiSE-FT: exported at alpha {summary['wise_alpha']}")
+    if checks:
+        lines += ["", "## Exports (verified on the validation split)"]
+        for c in checks:
+            lines.append(f"- {c.format}: {'verified' if c.ok else 'FAILED'} (agreement {c.agreement:.3f}, "
+                         f"max logit difference {c.max_abs_logit_diff:.1e}) {c.message}")
+    lines += ["", "## Exact configuration", "", "```yaml", cfg.to_yaml().rstrip(), "```", ""]
+    return "\n".join(lines)
+
+
+def export_all(model: Classifier, cfg: RunConfig, summary: dict, val_images: torch.Tensor, out_dir: Path,
+               formats: tuple[str, ...] = ("torchscript", "onnx")) -> list[ExportCheck]:
+    """Write model.safetensors, model.ts, model.onnx and MODEL_CARD.md into out_dir; verify each."""
+    from engine.runs import save_checkpoint
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(out_dir / "model.safetensors", model.state_dict(), cfg, {"classes": summary.get("classes", [])})
+    checks = []
+    if "torchscript" in formats:
+        checks.append(export_torchscript(model, cfg.data.image_size, out_dir / "model.ts", val_images))
+    if "onnx" in formats:
+        checks.append(export_onnx(model, cfg.data.image_size, out_dir / "model.onnx", val_images))
+    (out_dir / "MODEL_CARD.md").write_text(model_card(cfg, summary, checks))
+    (out_dir / "exports.json").write_text(json.dumps([c.__dict__ for c in checks], indent=1))
+    return checks
