@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -70,6 +71,8 @@ def _train(args: argparse.Namespace) -> int:
         overrides += [f"backbone.checkpoint={args.checkpoint}", "backbone.pretrained=checkpoint"]
     cfg = apply_overrides(cfg, overrides)
     data_dir = Path(args.data_dir).resolve()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return _train_distributed(cfg, args, data_dir)
     store = RunStore(data_dir / "studio.db")
     run_id = new_run_id()
     run_dir = Path(args.out).resolve() if args.out else data_dir / "runs" / run_id
@@ -90,6 +93,46 @@ def _train(args: argparse.Namespace) -> int:
     print("finished: " + "  ".join(f"{k}={summary[k]:.4f}" for k in keys if isinstance(summary.get(k), float)))
     print(f"summary: {run_dir / 'summary.json'}")
     return 0
+
+
+def _train_distributed(cfg, args: argparse.Namespace, data_dir: Path) -> int:
+    """Under torchrun: every process trains its shard; rank 0 alone writes the store and files."""
+    import torch
+    import torch.distributed as dist
+
+    from engine.jobs import execute_run
+    from engine.runs import new_run_id
+    from engine.store import RunStore
+    from engine.train import Reporter, prepare_data, train
+
+    backend = "nccl" if torch.cuda.is_available() and cfg.train.device != "cpu" else "gloo"
+    dist.init_process_group(backend)
+    rank = dist.get_rank()
+    try:
+        if rank == 0:  # extract and decode once before the others read the same folder
+            prepare_data(cfg, data_dir / "datasets")
+            run_id = new_run_id()
+            run_dir = Path(args.out).resolve() if args.out else data_dir / "runs" / run_id
+            shared = [run_id, str(run_dir)]
+        else:
+            shared = [None, None]
+        dist.broadcast_object_list(shared, src=0)
+        run_id, run_dir = shared[0], Path(shared[1])
+        if rank != 0:
+            train(cfg, Reporter(), run_dir=None, work_dir=data_dir / "datasets")
+            return 0
+        store = RunStore(data_dir / "studio.db")
+        store.create_run(run_id, cfg.name or f"torchrun x{dist.get_world_size()} {cfg.backbone.name}", cfg.to_dict(),
+                         str(run_dir), owner="cli")
+        print(f"run {run_id} -> {run_dir} ({dist.get_world_size()} processes, {backend})", flush=True)
+        summary = execute_run(store, run_id, cfg, run_dir, data_dir / "datasets", ConsoleReporter(store, run_id, args.quiet))
+        if summary["status"] != "finished":
+            print(f"error: {summary.get('error')}", file=sys.stderr)
+            return 1
+        print(f"finished: val_acc={summary['val_acc']:.4f}  summary: {run_dir / 'summary.json'}")
+        return 0
+    finally:
+        dist.destroy_process_group()
 
 
 def _runs(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ through a `Reporter`, so the same loop serves the CLI, the dashboard's engine th
 from __future__ import annotations
 
 import math
+import os
 import platform
 import time
 from dataclasses import dataclass, field
@@ -15,7 +16,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 
 from engine.attacks import autoattack_accuracy, robust_accuracy
 from engine.augment import augment_batch, to_float
@@ -71,6 +74,12 @@ class TrainContext:
     optimizer: torch.optim.Optimizer | None = None
     stop_training: bool = False  # a method may end training early (e.g. a rollback); not a user stop
     masks: dict[str, torch.Tensor] = field(default_factory=dict)  # pruning: state-dict key -> 0/1 mask
+    # The module the training forward goes through: the model itself, or its DistributedDataParallel
+    # wrapper under torchrun (gradients are then averaged across processes). Methods that replace
+    # the loss must use it for the forward whose loss is backpropagated.
+    train_model: torch.nn.Module | None = None
+    rank: int = 0
+    world_size: int = 1
     epoch: int = 0
     step: int = 0
     steps_per_epoch: int = 0
@@ -88,7 +97,17 @@ class TrainContext:
 
 # ---- setup helpers -------------------------------------------------------------------------
 
+def world() -> tuple[int, int]:
+    """(rank, world size) of this process; (0, 1) without torch.distributed."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def pick_device(name: str) -> torch.device:
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))  # torchrun: one GPU per process
+    if name in ("auto", "cuda") and torch.cuda.is_available() and world()[1] > 1:
+        return torch.device(f"cuda:{local_rank}")
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -229,6 +248,16 @@ def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None
     if len(loss_owners) > 1:
         raise StudioError(f"These methods cannot be combined: each replaces the loss ({', '.join(h.name for h in loss_owners)}).")
     frozen_blocks = model.trunk_blocks()[: cfg.optim.freeze_blocks]
+    set_trunk_trainable(model, frozen_blocks, probe_only=False)  # fixed before DDP registers parameters
+    ctx.rank, ctx.world_size = world()
+    ctx.train_model = model
+    if ctx.world_size > 1:
+        if device.type == "cuda":  # one set of BN statistics across GPUs (SyncBatchNorm has no CPU kernel)
+            torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        ctx.train_model = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            # LP-FT leaves the trunk without gradients for a while; structural methods may skip branches
+            find_unused_parameters=cfg.optim.linear_probe_epochs > 0 or "adafilter" in cfg.enabled_methods())
     ctx.optimizer = opt = build_optimizer(model, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     lr_at = schedule_fn(cfg.optim)
@@ -259,7 +288,7 @@ def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None
                 raise StopRequested()
             for g in opt.param_groups:
                 g["lr"] = g["base_lr"] * lr_at(ctx.step / ctx.total_steps)
-            idx = order[i * bs:(i + 1) * bs]
+            idx = order[i * bs:(i + 1) * bs][ctx.rank::ctx.world_size]  # each process its share of the batch
             x_u8, y = ctx.train_images[idx], ctx.train_labels[idx]
             x = augment_batch(x_u8, ctx.generator) if cfg.train.augment else to_float(x_u8)
             if device.type == "cuda" and cfg.train.channels_last:
@@ -267,7 +296,7 @@ def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None
             with autocast_ctx(device, amp_dtype):
                 owned = loss_owners[0].compute_loss(ctx, x, y) if loss_owners else None
                 if owned is None:
-                    logits = model(x)
+                    logits = ctx.train_model(x)
                     loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.optim.label_smoothing)
                 else:
                     loss, logits = owned
@@ -302,6 +331,10 @@ def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None
         if device.type == "cuda":
             torch.cuda.synchronize()
         epoch_time = time.perf_counter() - t_epoch
+        if ctx.world_size > 1:  # training metrics over all processes
+            totals = torch.stack([loss_sum, correct_sum.float(), torch.tensor(float(epoch_images), device=device)])
+            dist.all_reduce(totals)
+            loss_sum, correct_sum, epoch_images = totals[0], totals[1], int(totals[2])
         # warm-up excluded: the first epoch's first steps include allocation and autotuning
         if epoch > 0 or cfg.train.epochs == 1:
             timed_seconds += epoch_time
@@ -336,7 +369,7 @@ def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None
             raise StopRequested()
         reporter.metrics(epoch + 1, ctx.step, metrics)
         history.append({"epoch": epoch + 1, **metrics})
-        if run_dir is not None and metrics["val_acc"] > best_val:
+        if run_dir is not None and ctx.rank == 0 and metrics["val_acc"] > best_val:
             save_checkpoint(run_dir / "best.safetensors", model.state_dict(), cfg, {"epoch": epoch + 1})
         best_val = max(best_val, metrics["val_acc"])
         if ctx.stop_training:
@@ -356,7 +389,9 @@ def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None
         train_images_per_sec=(timed_images / timed_seconds) if timed_seconds else None,
         wall_time_s=time.perf_counter() - t_start, platform=platform.platform(), torch=torch.__version__,
     )
-    if run_dir is not None:
+    summary.update(world_size=ctx.world_size, images_per_process_per_epoch=len(range(ctx.rank, bs, ctx.world_size))
+                   * ctx.steps_per_epoch)
+    if run_dir is not None and ctx.rank == 0:
         save_checkpoint(run_dir / "last.safetensors", model.state_dict(), cfg, {"epoch": cfg.train.epochs})
     return TrainResult(summary, ctx)
 

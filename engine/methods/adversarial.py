@@ -76,12 +76,12 @@ class AdversarialHook(MethodHook):
                 x_adv = pgd(model, x, y, c.eps, c.step_size, c.steps, c.random_start, ctx.generator, ctx.amp_dtype)
         ls = ctx.cfg.optim.label_smoothing
         if c.clean_weight > 0:
-            both = model(torch.cat([x, x_adv]))
+            both = ctx.train_model(torch.cat([x, x_adv]))
             clean_logits, adv_logits = both[: len(x)], both[len(x):]
             loss = (c.clean_weight * F.cross_entropy(clean_logits.float(), y, label_smoothing=ls)
                     + (1 - c.clean_weight) * F.cross_entropy(adv_logits.float(), y, label_smoothing=ls))
             return loss, adv_logits
-        logits = model(x_adv)
+        logits = ctx.train_model(x_adv)  # through DDP when distributed: gradients averaged
         return F.cross_entropy(logits.float(), y, label_smoothing=ls), logits
 
     def on_epoch_end(self, ctx, metrics) -> None:
