@@ -1,0 +1,103 @@
+"""Images/s of the engine's training loop against a bare reference loop with identical settings.
+
+Same model, same synthetic data resident on the device, same batch, same batched augmentation,
+same precision (bf16 autocast + channels_last on CUDA, fp32 on the CPU); interleaved rounds in
+one process; warm-up epochs excluded. Target ratio (engine / bare) >= 0.95. Runs on the CPU
+always and on the GPU when there is one.
+
+    python benchmarks/throughput.py [--backbones resnet18 resnet50] [--image-size 224] [--images 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from common import config, table
+
+from engine.augment import augment_batch
+from engine.backbones import build_model
+from engine.data import DataReport, DataSplits, ImageSet
+from engine.evaluate import autocast_ctx
+from engine.train import pick_amp, train
+
+
+def synthetic_splits(n: int, size: int, classes: int = 10) -> DataSplits:
+    g = torch.Generator().manual_seed(0)
+    names = [f"c{i}" for i in range(classes)]
+
+    def split(m):
+        return ImageSet(torch.randint(0, 256, (m, 3, size, size), dtype=torch.uint8, generator=g),
+                        torch.arange(m) % classes, names)
+
+    report = DataReport("synthetic", names, {c: n // classes for c in names}, [], {}, size)
+    return DataSplits(split(n), split(classes * 2), split(0), names, report)
+
+
+def bare_epoch(model, opt, images, labels, bs, gen, device, amp_dtype) -> float:
+    model.train()
+    order = torch.randperm(len(images), generator=gen).to(device)
+    steps = len(images) // bs
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for i in range(steps):
+        idx = order[i * bs:(i + 1) * bs]
+        x = augment_batch(images[idx], gen)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast_ctx(device, amp_dtype):
+            loss = F.cross_entropy(model(x).float(), labels[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return steps * bs / (time.perf_counter() - t0)
+
+
+def measure(backbone: str, device: torch.device, args) -> tuple[float, float]:
+    data = synthetic_splits(args.images, args.image_size)
+    cfg = config(f"backbone.name={backbone}", "backbone.pretrained=none", f"data.image_size={args.image_size}",
+                 "train.epochs=2", f"train.batch_size={args.batch_size}", "eval.ood=false",
+                 f"train.device={device.type}", "optim.weight_decay=0")
+    amp = pick_amp("auto", device)
+    model, _ = build_model(backbone, len(data.classes), "none")
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    imgs, labels = data.train.images.to(device), data.train.labels.to(device)
+    gen = torch.Generator().manual_seed(0)
+    bare_epoch(model, opt, imgs, labels, args.batch_size, gen, device, amp)  # warm-up
+    eng, bare = [], []
+    for _ in range(args.rounds):
+        eng.append(train(cfg, data=data).summary["history"][-1]["images_per_sec"])
+        bare.append(bare_epoch(model, opt, imgs, labels, args.batch_size, gen, device, amp))
+    return statistics.median(eng), statistics.median(bare)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--backbones", nargs="+", default=["resnet18", "resnet50"])
+    ap.add_argument("--image-size", type=int, default=224)
+    ap.add_argument("--images", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--rounds", type=int, default=2)
+    args = ap.parse_args()
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    rows = []
+    for device in devices:
+        name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+        for bb in args.backbones:
+            e, b = measure(bb, device, args)
+            rows.append([name, bb, f"{args.image_size}", f"{e:.1f}", f"{b:.1f}", f"{e / b:.3f}"])
+            print(" | ".join(rows[-1]), flush=True)
+    print(table(["device", "backbone", "px", "engine img/s", "bare img/s", "ratio (target >= 0.95)"], rows))
+
+
+if __name__ == "__main__":
+    main()
