@@ -20,14 +20,14 @@ from engine.train import Reporter, StopRequested, train
 
 
 def execute_run(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Path, datasets_dir: Path,
-                reporter: Reporter) -> dict[str, Any]:
+                reporter: Reporter, limits=None) -> dict[str, Any]:
     """Run `cfg`; returns the summary written to summary.json (also for failed/stopped runs)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(cfg.to_yaml())
     store.set_status(run_id, "running")
     summary: dict[str, Any]
     try:
-        result = train(cfg, reporter, run_dir=run_dir, work_dir=datasets_dir)
+        result = train(cfg, reporter, run_dir=run_dir, work_dir=datasets_dir, limits=limits)
         summary = result.summary
         status, error = "finished", None
     except StopRequested:

@@ -29,7 +29,9 @@ CREATE TABLE IF NOT EXISTS runs (
     finished REAL,
     error TEXT,
     run_dir TEXT NOT NULL,
-    owner TEXT NOT NULL DEFAULT ''
+    owner TEXT NOT NULL DEFAULT '',
+    pinned INTEGER NOT NULL DEFAULT 0,
+    shared INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS metrics (
     run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -55,6 +57,8 @@ class RunRecord:
     error: str | None
     run_dir: str
     owner: str = ""
+    pinned: int = 0  # pinned runs are never cleaned up to free disk space
+    shared: int = 0  # shared runs are visible (read-only) to every user
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -71,6 +75,10 @@ class RunStore:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._conn.executescript(SCHEMA)
+            cols = {r["name"] for r in self._conn.execute("PRAGMA table_info(runs)")}
+            for col in ("pinned", "shared"):  # stores made by an older version
+                if col not in cols:
+                    self._conn.execute(f"ALTER TABLE runs ADD COLUMN {col} INTEGER NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         with self._lock:
@@ -109,6 +117,11 @@ class RunStore:
             else:
                 rows = self._conn.execute("SELECT * FROM runs WHERE owner=? ORDER BY created DESC", (owner,)).fetchall()
         return [_record(r) for r in rows]
+
+    def set_flag(self, run_id: str, flag: str, value: bool) -> None:
+        assert flag in ("pinned", "shared"), flag
+        with self._lock, self._conn:
+            self._conn.execute(f"UPDATE runs SET {flag}=? WHERE id=?", (int(value), run_id))
 
     def delete_run(self, run_id: str) -> None:
         with self._lock, self._conn:

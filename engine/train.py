@@ -138,6 +138,20 @@ def prepare_data(cfg: RunConfig, work_dir: Path) -> DataSplits:
     return splits
 
 
+def check_data_limits(cfg: RunConfig, data: DataSplits, limits) -> None:
+    """A shared server's fair-use limits on dataset size and compute budget (epochs x images)."""
+    from engine.security import LimitExceeded
+
+    n = len(data.train) + len(data.val) + len(data.test)
+    if limits.max_dataset_images and n > limits.max_dataset_images:
+        raise LimitExceeded(f"The dataset has {n:,} images; this server allows at most {limits.max_dataset_images:,}.")
+    budget = cfg.train.epochs * len(data.train)
+    if limits.max_epoch_images and budget > limits.max_epoch_images:
+        most = max(1, limits.max_epoch_images // max(len(data.train), 1))
+        raise LimitExceeded(f"{cfg.train.epochs} epochs x {len(data.train):,} training images is over this server's "
+                            f"budget of {limits.max_epoch_images:,} image-epochs per run: use at most {most} epochs.")
+
+
 def subsample_train(splits: DataSplits, per_class: int, seed: int) -> DataSplits:
     """Keep `per_class` training images of each class (seeded), for data-scarcity studies."""
     g = torch.Generator().manual_seed(seed + 1)
@@ -209,7 +223,7 @@ class TrainResult:
 
 
 def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None = None,
-          work_dir: Path | None = None, data: DataSplits | None = None) -> TrainResult:
+          work_dir: Path | None = None, data: DataSplits | None = None, limits=None) -> TrainResult:
     """Train one run. Raises StudioError (bad input, divergence) or StopRequested."""
     reporter = reporter or Reporter()
     t_start = time.perf_counter()
@@ -225,6 +239,8 @@ def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None
     reporter.progress(phase="loading data", epoch=0, epochs=cfg.train.epochs)
     if data is None:
         data = prepare_data(cfg, work_dir)
+    if limits is not None:
+        check_data_limits(cfg, data, limits)
     num_classes = len(data.classes)
     torch.manual_seed(cfg.seed)
     model, load_report = build_model(cfg.backbone.name, num_classes, cfg.backbone.pretrained, cfg.backbone.checkpoint)

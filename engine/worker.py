@@ -21,6 +21,7 @@ from engine.config import RunConfig, validate
 from engine.errors import StudioError
 from engine.jobs import execute_run
 from engine.runs import new_run_id
+from engine.security import AccessDenied, LimitExceeded, Limits
 from engine.store import RunRecord, RunStore
 from engine.train import Reporter
 
@@ -72,7 +73,10 @@ class _EngineReporter(Reporter):
 
 
 class Engine:
-    def __init__(self, data_dir: str | Path = "runs"):
+    def __init__(self, data_dir: str | Path = "runs", limits: Limits | None = None, access_control: bool = False):
+        """`access_control`: each user sees and controls only their own (and shared) runs."""
+        self.limits = limits or Limits()
+        self.access_control = access_control
         self.data_dir = Path(data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.datasets_dir = self.data_dir / "datasets"  # extracted uploads, named by content hash
@@ -93,6 +97,12 @@ class Engine:
         if self._closed:
             raise StudioError("The engine is shutting down; start the run again in a moment.")
         validate(cfg)
+        if self.limits.max_active_runs_per_user:
+            mine = [r for r in self.active_runs() if self._snapshots[r].owner == owner]
+            if len(mine) >= self.limits.max_active_runs_per_user:
+                raise LimitExceeded(
+                    f"You already have {len(mine)} runs queued or running (the limit is "
+                    f"{self.limits.max_active_runs_per_user}). Wait for one to finish or stop one.")
         run_id = new_run_id()
         name = cfg.name or f"{cfg.backbone.name} {'+'.join(cfg.enabled_methods()) or 'plain'}"
         run_dir = self.data_dir / "runs" / run_id
@@ -103,8 +113,31 @@ class Engine:
         self._queue.put((run_id, cfg))
         return run_id
 
-    def stop(self, run_id: str) -> bool:
+    def authorize(self, run_id: str, user: str | None, write: bool = False) -> RunRecord:
+        """The run's record if `user` may see it (write: stop, delete, pin), else AccessDenied."""
+        rec = self.store.get_run(run_id)
+        if rec is None:
+            raise StudioError("That run does not exist (any more).")
+        if self.access_control and rec.owner != (user or ""):
+            if write or not rec.shared:
+                raise AccessDenied("This run belongs to another user: you cannot "
+                                   + ("change it." if write else "open it."))
+        return rec
+
+    def visible_runs(self, user: str | None) -> list[RunRecord]:
+        """The runs `user` may see: all without access control, else their own and shared ones."""
+        runs = self.store.list_runs()
+        if not self.access_control:
+            return runs
+        return [r for r in runs if r.owner == (user or "") or r.shared]
+
+    def set_flag(self, run_id: str, user: str | None, flag: str, value: bool) -> None:
+        self.authorize(run_id, user, write=True)
+        self.store.set_flag(run_id, flag, value)
+
+    def stop(self, run_id: str, user: str | None = None) -> bool:
         """Ask a queued or running run to stop; the loop honours it within a step."""
+        self.authorize(run_id, user, write=True)
         with self._lock:
             flag = self._stop_flags.get(run_id)
             snap = self._snapshots.get(run_id)
@@ -117,10 +150,8 @@ class Engine:
                 self.store.set_status(run_id, "stopped", snap.error)
         return True
 
-    def delete_run(self, run_id: str) -> None:
-        rec = self.store.get_run(run_id)
-        if rec is None:
-            return
+    def delete_run(self, run_id: str, user: str | None = None) -> None:
+        rec = self.authorize(run_id, user, write=True)
         if rec.status in ("queued", "running"):
             raise StudioError("Stop the run before deleting it.")
         run_dir = Path(rec.run_dir).resolve()
@@ -135,6 +166,9 @@ class Engine:
         user's file name. Returns the path (the same bytes always land on the same path)."""
         import hashlib
 
+        if self.limits.max_upload_bytes and len(data) > self.limits.max_upload_bytes:
+            raise LimitExceeded(f"The upload is {len(data) / 1024 ** 2:.0f} MB; this server accepts at most "
+                                f"{self.limits.max_upload_bytes / 1024 ** 2:.0f} MB per upload.")
         suffix = suffix.lower() if suffix.lower() in (".zip", ".pt", ".pth", ".safetensors") else ".bin"
         uploads = self.data_dir / "uploads"
         uploads.mkdir(parents=True, exist_ok=True)
@@ -170,9 +204,11 @@ class Engine:
         """Block until the run leaves queued/running; returns its final status (tests, scripts)."""
         deadline = time.time() + timeout
         while time.time() < deadline:
-            rec = self.store.get_run(run_id)
-            if rec and rec.status not in ("queued", "running"):
-                return rec.status
+            snap = self.snapshot(run_id)  # this process's runs: the snapshot is updated last
+            rec = self.store.get_run(run_id) if snap is None else None
+            status = snap.status if snap is not None else (rec.status if rec else None)
+            if status is not None and status not in ("queued", "running"):
+                return status
             time.sleep(0.05)
         raise TimeoutError(f"run {run_id} still running after {timeout} s")
 
@@ -200,7 +236,7 @@ class Engine:
             reporter = _EngineReporter(self, run_id, self._stop_flags[run_id])
             try:
                 summary = execute_run(self.store, run_id, cfg, self.data_dir / "runs" / run_id,
-                                      self.datasets_dir, reporter)
+                                      self.datasets_dir, reporter, self.limits)
                 status, error = summary["status"], summary.get("error")
             except Exception as exc:  # execute_run already catches everything; belt and braces
                 status, error = "failed", f"The engine could not run this job: {exc}"
@@ -209,3 +245,27 @@ class Engine:
                 snap.status, snap.error = status, error
                 snap.updated = time.time()
                 self._current = None
+            self.enforce_disk_quota()
+
+    def runs_disk_bytes(self) -> int:
+        root = self.data_dir / "runs"
+        return sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.is_dir() else 0
+
+    def enforce_disk_quota(self) -> list[str]:
+        """Delete the oldest unpinned finished runs until all runs fit the disk limit."""
+        limit = self.limits.max_runs_disk_bytes
+        removed: list[str] = []
+        if not limit:
+            return removed
+        used = self.runs_disk_bytes()
+        for rec in sorted(self.store.list_runs(), key=lambda r: r.created):
+            if used <= limit:
+                break
+            if rec.pinned or rec.status in ("queued", "running"):
+                continue
+            d = Path(rec.run_dir)
+            size = sum(p.stat().st_size for p in d.rglob("*") if p.is_file()) if d.is_dir() else 0
+            self.delete_run(rec.id, rec.owner)
+            used -= size
+            removed.append(rec.id)
+        return removed

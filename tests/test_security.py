@@ -1,0 +1,131 @@
+"""Shared-server rules enforced by the engine: ownership, data roots, fair limits, password check."""
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.errors import StudioError
+from engine.security import AccessDenied, DataRoots, LimitExceeded, Limits, check_password
+from engine.worker import Engine
+
+
+@pytest.fixture
+def shared_engine(tmp_path):
+    eng = Engine(tmp_path / "e", access_control=True)
+    yield eng
+    eng.shutdown()
+
+
+def test_another_users_run_cannot_be_stopped_opened_or_deleted(shared_engine, tiny_cfg):
+    run_id = shared_engine.submit(tiny_cfg("train.epochs=1", "eval.ood=false"), owner="alice")
+    with pytest.raises(AccessDenied):
+        shared_engine.stop(run_id, user="bob")
+    with pytest.raises(AccessDenied):
+        shared_engine.authorize(run_id, "bob")
+    assert shared_engine.wait(run_id, 300) == "finished"
+    with pytest.raises(AccessDenied):
+        shared_engine.delete_run(run_id, user="bob")
+    assert [r.id for r in shared_engine.visible_runs("bob")] == []
+    shared_engine.set_flag(run_id, "alice", "shared", True)
+    assert [r.id for r in shared_engine.visible_runs("bob")] == [run_id]
+    shared_engine.authorize(run_id, "bob")  # reading a shared run is allowed ...
+    with pytest.raises(AccessDenied):
+        shared_engine.delete_run(run_id, user="bob")  # ... changing it is not
+    shared_engine.delete_run(run_id, user="alice")
+    assert shared_engine.run_record(run_id) is None
+
+
+def test_active_run_limit_per_user(tmp_path, tiny_cfg):
+    eng = Engine(tmp_path / "e", limits=Limits(max_active_runs_per_user=1))
+    try:
+        first = eng.submit(tiny_cfg("train.epochs=30"), owner="alice")
+        with pytest.raises(LimitExceeded, match="limit is 1"):
+            eng.submit(tiny_cfg(), owner="alice")
+        other = eng.submit(tiny_cfg("train.epochs=1"), owner="bob")  # others are not blocked
+        eng.stop(first)
+        eng.stop(other)
+    finally:
+        eng.shutdown()
+
+
+def test_upload_size_limit(tmp_path):
+    eng = Engine(tmp_path / "e", limits=Limits(max_upload_bytes=10))
+    try:
+        with pytest.raises(LimitExceeded, match="at most"):
+            eng.save_upload(b"x" * 11, ".zip")
+        path = eng.save_upload(b"x" * 5, ".zip")
+        assert path.parent == eng.data_dir / "uploads" and path.suffix == ".zip"
+        assert eng.save_upload(b"x" * 5, "../../evil.sh").suffix == ".bin", "names never come from the user"
+    finally:
+        eng.shutdown()
+
+
+@pytest.mark.parametrize("limits, words", [
+    (Limits(max_dataset_images=10), "at most 10"),
+    (Limits(max_epoch_images=50), "budget"),
+])
+def test_dataset_and_compute_budget_limits_fail_the_run_with_a_message(tmp_path, tiny_cfg, limits, words):
+    eng = Engine(tmp_path / "e", limits=limits)
+    try:
+        run_id = eng.submit(tiny_cfg("train.epochs=3"))
+        assert eng.wait(run_id, 120) == "failed"
+        assert words in eng.run_record(run_id).error
+    finally:
+        eng.shutdown()
+
+
+def test_disk_quota_cleans_the_oldest_unpinned_runs_first(tmp_path):
+    eng = Engine(tmp_path / "e", limits=Limits(max_runs_disk_bytes=2500))
+    try:
+        ids = []
+        for i in range(3):
+            rid = f"r{i}"
+            d = eng.data_dir / "runs" / rid
+            d.mkdir(parents=True)
+            (d / "last.safetensors").write_bytes(b"0" * 1000)
+            eng.store.create_run(rid, rid, {}, str(d), status="finished")
+            ids.append(rid)
+            time.sleep(0.01)
+        eng.store.set_flag("r0", "pinned", True)
+        removed = eng.enforce_disk_quota()
+        assert removed == ["r1"], "r0 is pinned, r1 is the oldest unpinned"
+        assert eng.run_record("r0") and eng.run_record("r2") and not (eng.data_dir / "runs" / "r1").exists()
+    finally:
+        eng.shutdown()
+
+
+def test_data_roots_refuse_outside_paths_and_escaping_links(tmp_path):
+    root = tmp_path / "allowed"
+    (root / "set" / "cats").mkdir(parents=True)
+    outside = tmp_path / "secret"
+    outside.mkdir()
+    (outside / "passwd.png").write_bytes(b"x")
+    roots = DataRoots((root.resolve(),))
+    assert roots.resolve(str(root / "set")) == (root / "set").resolve()
+    assert roots.resolve("set") == (root / "set").resolve()  # relative to a root
+    with pytest.raises(AccessDenied, match="outside"):
+        roots.resolve(str(outside))
+    with pytest.raises(AccessDenied, match="outside"):
+        roots.resolve(str(root / ".." / "secret"))
+    os.symlink(outside, root / "set" / "cats" / "link")
+    with pytest.raises(AccessDenied, match="links to a place outside"):
+        roots.resolve(str(root / "set"))
+    os.symlink(outside, root / "escape")
+    with pytest.raises(AccessDenied):
+        roots.resolve(str(root / "escape"))
+    with pytest.raises(AccessDenied, match="switched off"):
+        DataRoots(()).resolve(str(root))
+
+
+def test_limits_from_environment():
+    lim = Limits.from_env({"STUDIO_MAX_ACTIVE_RUNS_PER_USER": "2", "STUDIO_MAX_UPLOAD_BYTES": "1e6"})
+    assert lim.max_active_runs_per_user == 2 and lim.max_upload_bytes == 1_000_000
+    with pytest.raises(StudioError, match="whole number"):
+        Limits.from_env({"STUDIO_MAX_DATASET_IMAGES": "lots"})
+
+
+def test_password_check():
+    assert check_password("s3cret", "s3cret")
+    assert not check_password("s3cre", "s3cret") and not check_password("", "") and not check_password("x", "")
