@@ -19,11 +19,20 @@ from engine.errors import StudioError
 class ConsoleReporter:
     """A one-line progress bar with images/s and ETA on stderr; epoch lines on stdout."""
 
-    def __init__(self, store, run_id: str, quiet: bool = False):
+    def __init__(self, store, run_id: str, quiet: bool = False, progress_file: Path | None = None):
         self.store, self.run_id, self.quiet = store, run_id, quiet
+        self.progress_file = progress_file  # for a supervising engine: the latest progress as JSON
+        self._state: dict[str, Any] = {}
         self._last = 0.0
+        self._last_file = 0.0
 
     def progress(self, **f: Any) -> None:
+        self._state.update(f)
+        if self.progress_file is not None and (time.time() - self._last_file > 0.5 or f.get("phase") != "training"):
+            self._last_file = time.time()
+            tmp = self.progress_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self._state))
+            os.replace(tmp, self.progress_file)
         if self.quiet or time.time() - self._last < 0.5 or f.get("phase") != "training":
             return
         self._last = time.time()
@@ -45,6 +54,10 @@ class ConsoleReporter:
             print(f"epoch {epoch}: " + " ".join(parts), flush=True)
 
     def stream(self, key: str, point: dict) -> None:
+        if self.progress_file is not None:
+            streams = self._state.setdefault("_streams", {})
+            streams.setdefault(key, []).append(point)
+            self.progress(**{})
         if not self.quiet:
             print(f"{key}: {json.dumps(point)}", flush=True)
 
@@ -111,7 +124,7 @@ def _train_distributed(cfg, args: argparse.Namespace, data_dir: Path) -> int:
     try:
         if rank == 0:  # extract and decode once before the others read the same folder
             prepare_data(cfg, data_dir / "datasets")
-            run_id = new_run_id()
+            run_id = args.run_id or new_run_id()
             run_dir = Path(args.out).resolve() if args.out else data_dir / "runs" / run_id
             shared = [run_id, str(run_dir)]
         else:
@@ -122,10 +135,13 @@ def _train_distributed(cfg, args: argparse.Namespace, data_dir: Path) -> int:
             train(cfg, Reporter(), run_dir=None, work_dir=data_dir / "datasets")
             return 0
         store = RunStore(data_dir / "studio.db")
-        store.create_run(run_id, cfg.name or f"torchrun x{dist.get_world_size()} {cfg.backbone.name}", cfg.to_dict(),
-                         str(run_dir), owner="cli")
+        if not args.run_id:  # a supervising engine created the record already
+            store.create_run(run_id, cfg.name or f"torchrun x{dist.get_world_size()} {cfg.backbone.name}",
+                             cfg.to_dict(), str(run_dir), owner="cli")
         print(f"run {run_id} -> {run_dir} ({dist.get_world_size()} processes, {backend})", flush=True)
-        summary = execute_run(store, run_id, cfg, run_dir, data_dir / "datasets", ConsoleReporter(store, run_id, args.quiet))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        reporter = ConsoleReporter(store, run_id, args.quiet, run_dir / "progress.json" if args.run_id else None)
+        summary = execute_run(store, run_id, cfg, run_dir, data_dir / "datasets", reporter)
         if summary["status"] != "finished":
             print(f"error: {summary.get('error')}", file=sys.stderr)
             return 1
@@ -186,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data-dir", default="runs", help="the engine's folder: run store and extracted data")
     t.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE", help="override any config field")
     t.add_argument("--quiet", action="store_true")
+    t.add_argument("--run-id", help=argparse.SUPPRESS)  # set by the engine when it supervises a torchrun job
     t.set_defaults(func=_train)
     r = sub.add_parser("runs", help="list runs")
     r.add_argument("--data-dir", default="runs")

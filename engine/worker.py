@@ -92,8 +92,16 @@ class Engine:
         self._thread.start()
 
     # ---- commands --------------------------------------------------------------------------
-    def submit(self, cfg: RunConfig, owner: str = "") -> str:
-        """Queue a run; returns its id. Raises StudioError for a config that cannot work."""
+    def submit(self, cfg: RunConfig, owner: str = "", processes: int = 1, gpus: tuple[int, ...] = ()) -> str:
+        """Queue a run; returns its id. Raises StudioError for a config that cannot work.
+
+        `processes` > 1 runs it as a torchrun child process (DistributedDataParallel), one process
+        per GPU in `gpus` (or CPU processes with Gloo when `gpus` is empty), supervised here.
+        """
+        if gpus:
+            processes = len(gpus)
+        if processes < 1:
+            raise StudioError("A run needs at least one process.")
         if self._closed:
             raise StudioError("The engine is shutting down; start the run again in a moment.")
         validate(cfg)
@@ -110,7 +118,7 @@ class Engine:
         with self._lock:
             self._snapshots[run_id] = RunSnapshot(run_id, name, "queued", owner)
             self._stop_flags[run_id] = threading.Event()
-        self._queue.put((run_id, cfg))
+        self._queue.put((run_id, cfg, processes, tuple(gpus)))
         return run_id
 
     def authorize(self, run_id: str, user: str | None, write: bool = False) -> RunRecord:
@@ -226,7 +234,7 @@ class Engine:
             item = self._queue.get()
             if item is None:
                 return
-            run_id, cfg = item
+            run_id, cfg, processes, gpus = item
             with self._lock:
                 snap = self._snapshots[run_id]
                 if snap.status != "queued":  # stopped while waiting
@@ -235,9 +243,12 @@ class Engine:
                 self._current = run_id
             reporter = _EngineReporter(self, run_id, self._stop_flags[run_id])
             try:
-                summary = execute_run(self.store, run_id, cfg, self.data_dir / "runs" / run_id,
-                                      self.datasets_dir, reporter, self.limits)
-                status, error = summary["status"], summary.get("error")
+                if processes > 1:
+                    status, error = self._supervise_child(run_id, cfg, processes, gpus)
+                else:
+                    summary = execute_run(self.store, run_id, cfg, self.data_dir / "runs" / run_id,
+                                          self.datasets_dir, reporter, self.limits)
+                    status, error = summary["status"], summary.get("error")
             except Exception as exc:  # execute_run already catches everything; belt and braces
                 status, error = "failed", f"The engine could not run this job: {exc}"
                 self.store.set_status(run_id, status, error)
@@ -246,6 +257,80 @@ class Engine:
                 snap.updated = time.time()
                 self._current = None
             self.enforce_disk_quota()
+
+    def _supervise_child(self, run_id: str, cfg: RunConfig, processes: int, gpus: tuple[int, ...]) -> tuple[str, str | None]:
+        """Run a DistributedDataParallel job under torchrun as a child process and mirror its
+        metrics (from the store) and progress (from progress.json) into the live snapshot."""
+        import json
+        import os
+        import signal
+        import socket
+        import subprocess
+        import sys
+
+        from engine.config import PROJECT_DIR
+
+        run_dir = self.data_dir / "runs" / run_id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(cfg.to_yaml())
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}",
+               "--master_addr=127.0.0.1", f"--master_port={port}", "-m", "engine", "train",
+               "--config", str(run_dir / "config.yaml"), "--run-id", run_id, "--out", str(run_dir),
+               "--data-dir", str(self.data_dir), "--quiet"]
+        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
+        log_path = run_dir / "torchrun.log"
+        seen = 0
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen(cmd, cwd=PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)  # its own process group: stop kills every rank
+            stopped = False
+            while True:
+                done = proc.poll() is not None
+                if not done and self._stop_flags[run_id].is_set() and not stopped:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                    stopped = True
+                rows = self.store.metrics(run_id)
+                prog = run_dir / "progress.json"
+                with self._lock:
+                    snap = self._snapshots[run_id]
+                    for r in rows[seen:]:
+                        target = snap.steps if r["name"] in ("loss", "lr") else None
+                        if target is not None:
+                            if target and target[-1]["step"] == r["step"]:
+                                target[-1][r["name"]] = r["value"]
+                            else:
+                                target.append({"epoch": r["epoch"], "step": r["step"], r["name"]: r["value"]})
+                        else:
+                            if not snap.epochs or snap.epochs[-1]["epoch"] != r["epoch"]:
+                                snap.epochs.append({"epoch": r["epoch"], "step": r["step"]})
+                            snap.epochs[-1][r["name"]] = r["value"]
+                    if prog.is_file():
+                        try:
+                            state = json.loads(prog.read_text())
+                            snap.extra.update(state.pop("_streams", {}))
+                            snap.progress.update(state, processes=processes)
+                        except (json.JSONDecodeError, OSError):
+                            pass
+                    snap.updated = time.time()
+                seen = len(rows)
+                if done:
+                    break
+                time.sleep(0.5)
+        rec = self.store.get_run(run_id)
+        if stopped:
+            self.store.set_status(run_id, "stopped", "Stopped on request.")
+            return "stopped", "Stopped on request."
+        if rec is not None and rec.status in ("finished", "failed", "stopped"):
+            return rec.status, rec.error
+        tail = log_path.read_text()[-800:] if log_path.is_file() else ""
+        error = f"The distributed job exited with code {proc.returncode}. Last output:\n{tail}"
+        self.store.set_status(run_id, "failed", error)
+        return "failed", error
 
     def runs_disk_bytes(self) -> int:
         root = self.data_dir / "runs"

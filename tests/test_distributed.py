@@ -54,3 +54,19 @@ def test_full_fine_tuning_under_two_processes_trains(tiny_zip, tmp_path):
     ddp = _train(tiny_zip, tmp_path / "ddp", tmp_path / "d", 2)
     losses = [h["train_loss"] for h in ddp["history"]]
     assert losses[-1] < losses[0] and ddp["status"] == "finished"
+
+
+def test_engine_supervises_a_two_process_job_with_live_metrics(tiny_cfg, tmp_path):
+    from engine.worker import Engine
+
+    eng = Engine(tmp_path / "e")
+    try:
+        run_id = eng.submit(tiny_cfg("train.epochs=2", "eval.ood=false", "train.device=cpu"), processes=2)
+        assert eng.wait(run_id, 400) == "finished", eng.run_record(run_id).error
+        snap = eng.snapshot(run_id)
+        assert [e["epoch"] for e in snap.epochs] == [1, 2] and "val_acc" in snap.epochs[-1]
+        assert snap.progress.get("processes") == 2
+        summary = json.loads((Path(eng.run_record(run_id).run_dir) / "summary.json").read_text())
+        assert summary["world_size"] == 2
+    finally:
+        eng.shutdown()
