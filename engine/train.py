@@ -235,7 +235,8 @@ def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.benchmark = not cfg.train.deterministic
+        torch.backends.cudnn.deterministic = cfg.train.deterministic
     reporter.progress(phase="loading data", epoch=0, epochs=cfg.train.epochs)
     if data is None:
         data = prepare_data(cfg, work_dir)
@@ -274,6 +275,8 @@ def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None
             model, device_ids=[device.index] if device.type == "cuda" else None,
             # LP-FT leaves the trunk without gradients for a while; structural methods may skip branches
             find_unused_parameters=cfg.optim.linear_probe_epochs > 0 or "adafilter" in cfg.enabled_methods())
+    if cfg.train.compile:
+        ctx.train_model = torch.compile(ctx.train_model)
     ctx.optimizer = opt = build_optimizer(model, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     lr_at = schedule_fn(cfg.optim)
