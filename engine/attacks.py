@@ -123,3 +123,19 @@ def autoattack_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Te
         total += len(y)
     model.train(was_training)
     return correct / max(total, 1)
+
+
+def adversarial_strip(model: nn.Module, images_u8: torch.Tensor, labels: torch.Tensor, eps: float,
+                      steps: int = 20, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Images, their PGD adversarial versions, the perturbation amplified to be visible, and the
+    predictions with confidence before and after (for the dashboard's strip)."""
+    model = model.eval()
+    x = to_float(images_u8)
+    x_adv = pgd(model, x, labels, eps, 2.5 * eps / max(steps, 1), steps, True, torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        p_clean, p_adv = model(x).softmax(1), model(x_adv).softmax(1)
+    delta = x_adv - x
+    amplified = (0.5 + delta / (2 * max(eps, 1e-12))).clamp(0, 1)  # -eps -> 0, 0 -> grey, +eps -> 1
+    return {"clean": x, "adversarial": x_adv, "perturbation": amplified,
+            "pred": p_clean.argmax(1), "conf": p_clean.max(1).values,
+            "pred_adv": p_adv.argmax(1), "conf_adv": p_adv.max(1).values, "linf": delta.abs().flatten(1).max(1).values}

@@ -8,6 +8,8 @@ download, then the state dict is loaded strictly.
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -51,3 +53,46 @@ def load_run_model(run_dir: Path, checkpoint: str = "last") -> tuple[Classifier,
     cfg = RunConfig.from_dict(meta["config"])
     classes = run_classes(run_dir)
     return model_from_state(cfg, len(classes), state), cfg, classes
+
+
+class RunBundle:
+    """A finished run's model with the data it was evaluated on (for explanations, strips, export)."""
+
+    def __init__(self, run_dir: Path, datasets_dir: Path, checkpoint: str = "last"):
+        from engine.train import prepare_data
+
+        self.run_dir = Path(run_dir)
+        self.model, self.cfg, self.classes = load_run_model(self.run_dir, checkpoint)
+        self.data = prepare_data(self.cfg, Path(datasets_dir))
+        self.summary = json.loads((self.run_dir / "summary.json").read_text())
+        self.lock = threading.Lock()  # the dashboard's sessions share one bundle
+
+    def pretrained_model(self) -> Classifier:
+        """The starting point with this run's head: theta_0 for WiSE-FT runs, else the pretrained
+        backbone (its new head random, so only attributions of its features are meaningful)."""
+        theta0 = self.run_dir / "theta0.safetensors"
+        if theta0.is_file():
+            state, _ = load_checkpoint(theta0)
+            return model_from_state(self.cfg, len(self.classes), state)
+        model, _ = build_model(self.cfg.backbone.name, len(self.classes), self.cfg.backbone.pretrained,
+                               self.cfg.backbone.checkpoint)
+        return model.eval()
+
+
+_BUNDLES: "OrderedDict[tuple[str, str], RunBundle]" = OrderedDict()
+_BUNDLES_LOCK = threading.Lock()
+
+
+def run_bundle(run_dir: Path, datasets_dir: Path, checkpoint: str = "last", keep: int = 3) -> RunBundle:
+    """A small LRU of loaded runs, so that moving between images does not reload anything."""
+    key = (str(Path(run_dir).resolve()), checkpoint)
+    with _BUNDLES_LOCK:
+        if key in _BUNDLES:
+            _BUNDLES.move_to_end(key)
+            return _BUNDLES[key]
+    bundle = RunBundle(Path(run_dir), Path(datasets_dir), checkpoint)
+    with _BUNDLES_LOCK:
+        _BUNDLES[key] = bundle
+        while len(_BUNDLES) > keep:
+            _BUNDLES.popitem(last=False)
+    return bundle

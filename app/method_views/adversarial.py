@@ -1,0 +1,61 @@
+"""Adversarial fine-tuning on the Results page: images, their adversarial versions, the perturbation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from app.method_views import register_view
+
+
+def to_rgb(t) -> np.ndarray:
+    """A float [3,H,W] tensor in [0,1] as an HxWx3 uint8 array for st.image."""
+    return (t.permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _strip(run_dir: str, datasets_dir: str, n: int, eps: float, steps: int) -> dict:
+    from engine.attacks import adversarial_strip
+    from engine.inference import run_bundle
+
+    b = run_bundle(Path(run_dir), Path(datasets_dir))
+    with b.lock:
+        out = adversarial_strip(b.model, b.data.val.images[:n], b.data.val.labels[:n], eps, steps, b.cfg.seed)
+    out = {k: v.detach() for k, v in out.items()}
+    out["labels"] = b.data.val.labels[:n]
+    out["classes"] = list(b.classes)
+    return out
+
+
+@register_view("adversarial")
+def adversarial_view(engine, rec, summary: dict) -> None:
+    ev = summary.get("robust_eval") or {}
+    eps = float(ev.get("eps") or rec.config.get("eval", {}).get("robust_eps") or 4 / 255)
+    if summary.get("robust_acc") is not None:
+        st.metric(f"Robust test accuracy ({ev.get('attack', 'PGD')}, eps {eps * 255:.1f}/255)",
+                  f"{100 * summary['robust_acc']:.1f}%",
+                  f"{100 * (summary['robust_acc'] - (summary.get('test_acc') or 0)):+.1f} pts vs clean")
+    if summary.get("catastrophic_overfitting"):
+        co = summary["catastrophic_overfitting"]
+        st.warning(f"Catastrophic overfitting was caught at epoch {co['epoch']}: accuracy under a 10-step attack on "
+                   f"training images fell to {100 * co['train_pgd_acc']:.0f}% (best {100 * co['best_train_pgd_acc']:.0f}%). "
+                   f"The model was rolled back to epoch {co['rolled_back_to_epoch']}.")
+    st.caption("Validation images (top), their adversarial versions (middle: each pixel moved by at most eps toward "
+               "a wrong answer) and the change itself, amplified so you can see it (bottom: grey = unchanged).")
+    n = 6
+    with st.spinner("Attacking a few validation images ..."):
+        s = _strip(str(rec.run_dir), str(engine.datasets_dir), n, eps, 20)
+    classes = s["classes"]
+    cols = st.columns(n)
+    for i, col in enumerate(cols[: len(s["labels"])]):
+        truth = classes[int(s["labels"][i])]
+        p, pa = classes[int(s["pred"][i])], classes[int(s["pred_adv"][i])]
+        col.image(to_rgb(s["clean"][i]), caption=f"{p} ({100 * float(s['conf'][i]):.0f}%) · true {truth}",
+                  width="stretch")
+        col.image(to_rgb(s["adversarial"][i]),
+                  caption=f"{'✓' if pa == truth else '✗'} {pa} ({100 * float(s['conf_adv'][i]):.0f}%)",
+                  width="stretch")
+        col.image(to_rgb(s["perturbation"][i]), caption=f"max change {255 * float(s['linf'][i]):.1f}/255",
+                  width="stretch")

@@ -1,0 +1,88 @@
+"""WiSE-FT on the Results page: the alpha slider, the accuracy-vs-shift curve, export at alpha."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from app.method_views import register_view
+
+ACC = {"val_acc": "Validation (your data)", "ood_acc": "Corrupted images (OOD)",
+       "ood_user_acc": "Your OOD set", "robust_acc": "Under attack (robust)"}
+
+
+def curve_frame(curve: list[dict]) -> pd.DataFrame:
+    """One row per (alpha, accuracy kind) with the kinds that were measured."""
+    rows = [{"alpha": p["alpha"], "kind": label, "accuracy": p[k]}
+            for p in curve for k, label in ACC.items() if p.get(k) is not None]
+    return pd.DataFrame(rows, columns=["alpha", "kind", "accuracy"])
+
+
+def curve_chart(df: pd.DataFrame, alpha: float) -> alt.Chart:
+    """Accuracy against alpha, one line per kind, with the chosen alpha marked."""
+    lines = alt.Chart(df).mark_line(point=True).encode(
+        x=alt.X("alpha:Q", title="alpha (0 = starting model, 1 = fine-tuned)", scale=alt.Scale(domain=[0, 1])),
+        y=alt.Y("accuracy:Q", title="Accuracy", axis=alt.Axis(format="%")),
+        color=alt.Color("kind:N", title=None, legend=alt.Legend(orient="bottom")),
+        tooltip=["alpha:Q", "kind:N", alt.Tooltip("accuracy:Q", format=".1%")],
+    )
+    rule = alt.Chart(pd.DataFrame({"alpha": [alpha]})).mark_rule(color="#d62728", strokeDash=[4, 3]).encode(x="alpha:Q")
+    return (lines + rule).properties(height=300, title="WiSE-FT: accuracy along the weight path")
+
+
+def nearest(curve: list[dict], alpha: float) -> dict | None:
+    hit = min(curve, key=lambda p: abs(p["alpha"] - alpha), default=None)
+    return hit if hit is not None and abs(hit["alpha"] - alpha) < 1e-6 else None
+
+
+@register_view("wise_ft")
+def wise_ft_view(engine, rec, summary: dict) -> None:
+    from engine.methods.wise_ft import export_at, point_at
+
+    curve = summary.get("wise_curve") or []
+    if not curve:
+        st.info("This run has no WiSE-FT curve (it was stopped before the curve was computed).")
+        return
+    st.caption("Slide alpha to mix the starting weights (pretrained trunk + linear-probe head, alpha 0) with the "
+               "fine-tuned ones (alpha 1). Values on the grid show at once; others are computed when you choose them.")
+    key = f"wise_alpha_{rec.id}"
+    alpha = st.slider("alpha", 0.0, 1.0, value=float(st.session_state.get(key, 0.5)), step=0.01, key=key)
+    point = nearest(curve, alpha)
+    cache = st.session_state.setdefault("wise_points", {})
+    if point is None:
+        point = cache.get((rec.id, round(alpha, 4)))
+    if point is None:
+        with st.spinner(f"Evaluating the model at alpha {alpha:.2f} ..."):
+            point = point_at(Path(rec.run_dir), engine.datasets_dir, alpha)
+        cache[(rec.id, round(alpha, 4))] = point
+    end = curve[-1]
+    cols = st.columns(4)
+    for col, (k, label) in zip(cols, ACC.items()):
+        if point.get(k) is not None:
+            delta = None if end.get(k) is None else f"{100 * (point[k] - end[k]):+.1f} pts vs fine-tuned"
+            col.metric(label, f"{100 * point[k]:.1f}%", delta)
+    extra = sorted({**{p['alpha']: p for p in curve}, **{p["alpha"]: p for p in cache_points(cache, rec.id)}}.values(),
+                   key=lambda p: p["alpha"])
+    st.altair_chart(curve_chart(curve_frame(extra), alpha), width="stretch")
+    best = max(curve, key=lambda p: p.get("ood_acc") or 0)
+    if best.get("ood_acc") is not None:
+        st.caption(f"Best OOD accuracy on the grid: {100 * best['ood_acc']:.1f}% at alpha {best['alpha']:.2f} "
+                   f"(validation {100 * best['val_acc']:.1f}%); fine-tuned model: OOD {100 * end['ood_acc']:.1f}%, "
+                   f"validation {100 * end['val_acc']:.1f}%.")
+    if st.button(f"Prepare the model at alpha {alpha:.2f} for download", icon=":material/download:", key=f"wx_{rec.id}"):
+        out = Path(rec.run_dir) / "exports" / f"wise_alpha_{alpha:.2f}.safetensors"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with st.spinner("Mixing the weights ..."):
+            export_at(Path(rec.run_dir), engine.datasets_dir, alpha, out)
+        st.session_state[f"wise_export_{rec.id}"] = str(out)
+    ready = st.session_state.get(f"wise_export_{rec.id}")
+    if ready and Path(ready).is_file():
+        st.download_button(f"Download {Path(ready).name}", Path(ready).read_bytes(), file_name=Path(ready).name,
+                           mime="application/octet-stream", key=f"wd_{rec.id}")
+
+
+def cache_points(cache: dict, run_id: str) -> list[dict]:
+    return [p for (rid, _), p in cache.items() if rid == run_id]

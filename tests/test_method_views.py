@@ -1,0 +1,32 @@
+"""Chart builders of the method views, as pure functions (data in, Vega-Lite spec out)."""
+
+from app.method_views.adafilter import gate_heatmap, layer_epoch_frame
+from app.method_views.wise_ft import curve_chart, curve_frame, nearest
+
+CURVE = [{"alpha": 0.0, "val_acc": 0.6, "ood_acc": 0.5, "robust_acc": None},
+         {"alpha": 0.5, "val_acc": 0.8, "ood_acc": 0.7, "robust_acc": None},
+         {"alpha": 1.0, "val_acc": 0.85, "ood_acc": 0.6, "robust_acc": None}]
+
+def test_wise_curve_frame_keeps_measured_kinds_only():
+    df = curve_frame(CURVE)
+    assert set(df["kind"]) == {"Validation (your data)", "Corrupted images (OOD)"}
+    assert len(df) == 6
+
+def test_wise_curve_chart_marks_the_alpha():
+    spec = curve_chart(curve_frame(CURVE), 0.3).to_dict()
+    layers = spec["layer"]
+    assert layers[0]["mark"]["type"] == "line" and layers[1]["mark"]["type"] == "rule"
+    rule_data = [d for d in spec["datasets"].values() if d and "kind" not in d[0]]
+    assert {"alpha": 0.3} in rule_data[0]
+
+def test_nearest_grid_point():
+    assert nearest(CURVE, 0.5)["val_acc"] == 0.8 and nearest(CURVE, 0.3) is None
+
+def test_adafilter_heatmap():
+    rows = [{"name": "adafilter/gate_mean/layer1.0.conv1", "epoch": 1, "value": 0.4},
+            {"name": "adafilter/gate_mean/layer1.0.conv1", "epoch": 2, "value": 0.6},
+            {"name": "val_acc", "epoch": 1, "value": 0.5}]
+    df = layer_epoch_frame(rows)
+    assert list(df["fraction"]) == [0.4, 0.6] and set(df["layer"]) == {"layer1.0.conv1"}
+    spec = gate_heatmap(df, "epoch", "t", ["layer1.0.conv1"]).to_dict()
+    assert spec["mark"]["type"] == "rect" and spec["encoding"]["color"]["scale"]["domain"] == [0, 1]
