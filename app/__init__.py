@@ -1,0 +1,1 @@
+"""The Streamlit dashboard: a thin shell over `engine` (pages, chart builders, widget helpers)."""

@@ -1,0 +1,230 @@
+"""Page 1, Data: choose the images (sample, zip upload, or a server folder), see what the engine
+made of them (classes, counts, skipped files, split, a few images per class), optionally add an
+out-of-distribution test set."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import streamlit as st
+
+from app import charts, datasets, state
+from app.widgets import field_widget
+from engine.config import SAMPLE_DATASET, with_section
+from engine.data import IMAGE_EXTENSIONS
+
+KIND_LABELS = {"sample": "Bundled sample", "upload": "Upload a zip", "folder": "Folder on this server"}
+SAMPLE_LABEL = state.SAMPLE_LABEL
+KIND_KEY = state.WIDGET_PREFIX + "data.kind"
+
+
+def _progress_bar():
+    """A progress callback (done, total) drawing into a placeholder; returns (callback, placeholder)."""
+    slot = st.empty()
+
+    def update(done: int, total: int) -> None:
+        slot.progress(done / max(total, 1), text=f"Reading images: {done:,} of {total:,}")
+
+    return update, slot
+
+
+def _uploaded_path(engine, upload, suffix: str) -> str | None:
+    """Store an upload inside the engine's folder (named by content hash); memoised per file."""
+    memo = st.session_state.setdefault("upload_paths", {})
+    if upload.file_id not in memo:
+        out = state.attempt("saving the upload", engine.save_upload, upload.getvalue(), suffix)
+        if not out.ok:
+            return None
+        memo[upload.file_id] = str(out.value)
+    return memo[upload.file_id]
+
+
+def _activate(engine, candidate: state.Dataset) -> bool:
+    """Check a new dataset with the engine; use it only when it is trainable."""
+    current = state.dataset()
+    trial = with_section(state.config(), "data", source=candidate.source, ood_source="")
+    update, slot = _progress_bar()
+    with st.spinner("Checking the dataset…"):
+        result = datasets.check_dataset(engine, trial, update)
+    slot.empty()
+    if result.ok:
+        state.set_dataset(candidate)
+        return True
+    state.show_error(result.error, "reading the dataset")
+    st.info(f"The studio still uses **{current.label}**. Fix the problem above, then try again.",
+            icon=":material/info:")
+    return False
+
+
+def _bump(counter: str) -> None:
+    st.session_state[counter] = st.session_state.get(counter, 0) + 1
+
+
+def choose_source(engine) -> None:
+    ds = state.dataset()
+    kinds = [k for k in KIND_LABELS if k != "sample" or state.sample_available()]
+    if st.session_state.get(KIND_KEY) not in kinds:
+        st.session_state[KIND_KEY] = ds.kind if ds.kind in kinds else kinds[0]
+    kind = st.radio("Where are your images?", kinds, key=KIND_KEY, format_func=KIND_LABELS.get, horizontal=True,
+                    help="A zip (or folder) with one sub-folder per class, the images inside: "
+                         "cats/001.jpg, cats/002.jpg, dogs/001.jpg …")
+
+    if not state.sample_available() and ds.kind == "sample":
+        st.warning(f"The bundled sample dataset ({SAMPLE_DATASET}) is not part of this installation. "
+                   "Upload a zip of your own images, or use a folder on this server.", icon=":material/warning:")
+
+    if kind == "sample":
+        from engine.textures import TEXTURE_CLASSES
+
+        st.caption(f"{len(TEXTURE_CLASSES)} kinds of texture ({', '.join(TEXTURE_CLASSES)}), drawn by formulas: "
+                   "small enough to fine-tune in about a minute, hard enough that methods make a difference.")
+        if ds.kind != "sample":
+            _activate(engine, state.Dataset("sample", SAMPLE_DATASET, SAMPLE_LABEL))
+
+    elif kind == "upload":
+        formats = ", ".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
+        upload = st.file_uploader(
+            "Upload a zip of class folders", type=["zip"], key=f"upload_zip_{st.session_state.get('upload_n', 0)}",
+            help=f"One folder per class, at least 5 images in each. Image formats: {formats}. "
+                 "Files that are not readable images are skipped and listed below.")
+        if upload is not None:
+            path = _uploaded_path(engine, upload, ".zip")
+            if path and path != ds.source:
+                _activate(engine, state.Dataset("upload", path, upload.name))
+
+    else:
+        folder = st.text_input("Folder on this server", key="folder_path",
+                               placeholder="/data/my_images", help="An absolute path on the machine running the "
+                               "studio, holding one sub-folder per class.")
+        c1, c2 = st.columns([1, 4])
+        if c1.button("Use this folder", disabled=not folder.strip()):
+            datasets.forget(folder.strip())
+            _activate(engine, state.Dataset("folder", folder.strip(), folder.strip()))
+        if ds.kind == "folder" and c2.button("Scan the folder again", help="After you added or removed files."):
+            datasets.forget(ds.source)
+
+
+def split_settings() -> None:
+    cfg = state.config()
+    with st.expander("Split and sampling settings", icon=":material/call_split:"):
+        st.caption("Every class is split the same way (stratified), with a fixed seed: the same settings "
+                   "always give the same split, so runs are comparable.")
+        c = st.columns(5)
+        d = cfg.data
+        meta = {
+            "val_fraction": dict(label="Validation share", min=0.05, max=0.5, step=0.05, format="%.2f",
+                                 help="Images per class held out to measure accuracy after each epoch."),
+            "test_fraction": dict(label="Test share", min=0.0, max=0.5, step=0.05, format="%.2f",
+                                  help="Images per class held out until the very end (the honest final score)."),
+            "min_images_per_class": dict(label="Minimum images per class", min=3, max=1000,
+                                         help="Classes with fewer readable images are refused."),
+            "train_per_class": dict(label="Training images per class", min=0, max=100000,
+                                    help="Keep only this many training images per class (0 = all): "
+                                         "to study how much data fine-tuning needs."),
+        }
+        values = {name: field_widget("data", d, name, meta=m, container=c[i]) for i, (name, m) in enumerate(meta.items())}
+        seed = field_widget("run", cfg, "seed", meta=dict(label="Seed", min=0, max=2**31 - 1,
+                            help="Fixes the split, the initial head and the batch order."), container=c[4])
+        state.update_section("data", **values)
+        if seed != cfg.seed:
+            state.set_config(dataclasses.replace(state.config(), seed=int(seed)))
+
+
+def dataset_report(engine) -> datasets.DataCheck | None:
+    ds, cfg = state.dataset(), state.config()
+    if ds.kind == "sample" and not state.sample_available():
+        return None  # already explained above: nothing to check
+    st.subheader(f"Active dataset: {ds.label}")
+    update, slot = _progress_bar()
+    with st.spinner("Checking the dataset…"):
+        result = datasets.check_dataset(engine, cfg, update)
+    slot.empty()
+    if not result.ok:
+        state.show_error(result.error, "reading the dataset")
+        st.info("Choose another dataset above, or fix this one and use it again.", icon=":material/info:")
+        return result
+    rep = result.report
+    split = rep.split_counts
+    n_split = {k: sum(v.values()) for k, v in split.items()}
+    c = st.columns(5)
+    c[0].metric("Classes", len(rep.classes))
+    c[1].metric("Images", f"{rep.num_images:,}")
+    c[2].metric("Training", f"{n_split.get('train', 0):,}")
+    c[3].metric("Validation / test", f"{n_split.get('val', 0):,} / {n_split.get('test', 0):,}")
+    c[4].metric("Skipped files", len(rep.skipped), help="Files that are not usable images; the list is below.")
+    if cfg.data.train_per_class:
+        st.caption(f"Training uses at most {cfg.data.train_per_class} images per class (see the split settings).")
+
+    left, right = st.columns([2, 3])
+    with left:
+        st.altair_chart(charts.class_counts_chart(charts.class_counts_frame(split)), width="stretch")
+        counts = {k: split[k] for k in ("train", "val", "test") if k in split}
+        table = [{"class": name, **{s: counts[s].get(name, 0) for s in counts}, "total": rep.counts.get(name, 0)}
+                 for name in rep.classes]
+        st.dataframe(table, hide_index=True, width="stretch")
+    with right:
+        st.markdown("**A few training images per class**")
+        for name, images in result.grid.items():
+            cols = st.columns([1, 5], vertical_alignment="center")
+            cols[0].markdown(f"`{name}`")
+            cols[1].image(images, width=56)
+    if rep.skipped:
+        with st.expander(f"{len(rep.skipped)} skipped file{'s' if len(rep.skipped) != 1 else ''}, and why",
+                         icon=":material/warning:"):
+            st.dataframe([{"file": s.path, "reason": s.reason} for s in rep.skipped], hide_index=True, width="stretch")
+    else:
+        st.caption("No file was skipped: every file is a readable image inside a class folder.")
+    return result
+
+
+def ood_section(engine, result: datasets.DataCheck | None) -> None:
+    st.subheader("Optional: your own out-of-distribution test set")
+    st.markdown("Images of the **same classes** taken in other conditions (another camera, light, place or "
+                "season). The studio reports the accuracy on them separately as *OOD accuracy (your OOD set)*, "
+                "so you can see whether the model works beyond the conditions it was trained in.")
+    ds = state.dataset()
+    if result is None or not result.ok:
+        st.caption("Choose a valid training dataset first: the OOD set must have the same class folders.")
+        return
+    if ds.ood_source:
+        c1, c2 = st.columns([4, 1])
+        c1.success(f"OOD set in use: **{ds.ood_label}**", icon=":material/check_circle:")
+
+        def remove() -> None:
+            state.set_dataset(dataclasses.replace(state.dataset(), ood_source="", ood_label=""))
+            _bump("ood_upload_n")
+
+        c2.button("Remove it", on_click=remove)
+    upload = st.file_uploader("Upload the OOD zip (same class folders)", type=["zip"],
+                              key=f"upload_ood_{st.session_state.get('ood_upload_n', 0)}",
+                              help=f"Its folders must be named exactly like the training classes: "
+                                   f"{', '.join(result.report.classes)}.")
+    if upload is None:
+        return
+    path = _uploaded_path(engine, upload, ".zip")
+    if not path or path == ds.ood_source:
+        return
+    out = state.attempt("reading the OOD dataset", datasets.check_ood, engine, state.config(), path, result.report.classes)
+    if out.ok:
+        state.set_dataset(dataclasses.replace(ds, ood_source=path, ood_label=f"{upload.name} ({out.value} images)"))
+        st.rerun()
+    else:
+        st.info("The run will be evaluated without your OOD set until a matching one is uploaded.",
+                icon=":material/info:")
+
+
+def render() -> None:
+    engine = state.get_engine()
+    st.title("1 · Data")
+    st.markdown("Bring a few hundred images sorted into one folder per class. The studio checks every file, "
+                "splits each class into training, validation and test images, and shows you what it found.")
+    choose_source(engine)
+    split_settings()
+    result = dataset_report(engine)
+    st.divider()
+    ood_section(engine, result)
+    st.divider()
+    st.page_link("app_pages/model.py", label="Next: choose the model and methods", icon=":material/arrow_forward:")
+
+
+render()

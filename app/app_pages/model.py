@@ -1,0 +1,478 @@
+"""Page 2, Model and methods: presets, the backbone and its weights, the training knobs, and one
+switch per fine-tuning method the engine registers (each with its settings, what it does, what to
+watch, and its paper). Everything is read from the engine's registries: no list lives here."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+import streamlit as st
+
+from app import charts, state
+from app.presets import PRESETS
+from app.widgets import dataclass_widgets, field_widget, widget_key
+from engine.backbones import BACKBONES, PRETRAINED_SOURCES, available_sources
+from engine.config import RunConfig
+from engine.methods import METHODS, MethodSpec
+from engine.schedules import SCHEDULES, lr_curve
+
+SCHEDULE_LABELS = {"cosine": "cosine", "warmup_cosine": "warm-up, then cosine", "step": "step decay",
+                   "constant": "constant", "slow_start_fast_decay": "slow start, fast decay"}
+# Core config fields this page (or the Data page) draws with its own labels; any other field the
+# engine adds later is drawn generically under "Other engine settings", so nothing is unreachable.
+HANDLED_FIELDS = {
+    "data": {"source", "ood_source", "image_size", "val_fraction", "test_fraction", "min_images_per_class",
+             "train_per_class"},
+    "backbone": {"name", "pretrained", "checkpoint"},
+    "optim": {"optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule", "warmup_fraction",
+              "step_every_fraction", "step_gamma", "slow_start_fraction", "fast_decay_rate", "label_smoothing",
+              "head_lr_mult", "trunk_lr_mult", "freeze_blocks", "linear_probe_epochs"},
+    "train": {"epochs", "batch_size", "device", "amp", "channels_last", "augment", "threads", "deterministic", "compile"},
+    "eval": {"ood", "ood_severity_each_epoch", "eval_batch_size", "robust", "robust_eps", "robust_steps",
+             "robust_subset", "autoattack"},
+}
+PRETRAINED_TEXT = {
+    "bundled": "Weights that ship with the studio (pretrained offline on formula-drawn images): work without internet.",
+    "imagenet": "torchvision's ImageNet weights: the strongest start for photos; downloaded once, then cached.",
+    "none": "Random weights: training from scratch. Expect much lower accuracy on small datasets; a useful baseline.",
+    "checkpoint": "Weights from a file you upload (.safetensors, or a .pt/.pth state dict; files that could run code are refused).",
+}
+LP_FT_URL = "https://arxiv.org/abs/2202.10054"
+EFFECTIVE_LR_URL = "https://arxiv.org/abs/2002.11770"
+
+
+# ---- cached facts -----------------------------------------------------------------------------
+
+@st.cache_data(show_spinner=False)
+def backbone_facts(name: str, num_classes: int) -> dict:
+    spec = BACKBONES[name]
+    params = spec.num_params(num_classes)
+    return {"params": params, "megabytes": params * 4 / 1e6}
+
+
+@st.cache_data(show_spinner=False)
+def trunk_block_count(name: str) -> int:
+    import torch
+
+    from engine.backbones import Classifier
+
+    spec = BACKBONES[name]
+    with torch.device("meta"):
+        net = spec.builder(weights=None)
+    return len(Classifier(net, spec, 2).trunk_blocks())
+
+
+def fmt_params(n: int) -> str:
+    return f"{n / 1e6:.1f} M" if n >= 1e6 else f"{n / 1e3:.0f} k"
+
+
+def known_classes_and_train_size(cfg: RunConfig) -> tuple[int, int]:
+    """From this tab's last dataset check (the Data page), else the sample's shape."""
+    for key, check in reversed(list(st.session_state.get("data_checks", {}).items())):
+        if key[0] == cfg.data.source and check.ok:
+            n_train = sum(check.report.split_counts.get("train", {}).values())
+            if cfg.data.train_per_class:
+                n_train = min(n_train, cfg.data.train_per_class * len(check.report.classes))
+            return len(check.report.classes), n_train
+    return 8, 384
+
+
+# ---- presets ----------------------------------------------------------------------------------
+
+def _apply_preset(key: str) -> None:
+    state.set_config(PRESETS[key].apply(state.config()))
+    state.reset_widgets()
+    st.session_state["preset_applied"] = PRESETS[key].title
+
+
+def presets_section() -> None:
+    st.subheader("Start from a preset")
+    cols = st.columns(len(PRESETS))
+    for col, (key, preset) in zip(cols, PRESETS.items()):
+        with col.container(border=True, height="stretch"):
+            st.markdown(f"**{preset.title}**")
+            st.caption(preset.describe())
+            st.button(f"Use {preset.title}", key=f"preset_{key}", icon=preset.icon, on_click=_apply_preset, args=(key,))
+    applied = st.session_state.pop("preset_applied", None)
+    if applied:
+        st.success(f"Preset **{applied}** applied. Every setting below can still be changed.", icon=":material/check:")
+
+
+# ---- backbone ---------------------------------------------------------------------------------
+
+def backbone_section(engine) -> None:
+    cfg = state.config()
+    st.subheader("Backbone")
+    num_classes, _ = known_classes_and_train_size(cfg)
+    left, right = st.columns([3, 2])
+    with left:
+        name = field_widget("backbone", cfg.backbone, "name", meta=dict(
+            label="Pretrained network", choices=list(BACKBONES),
+            labels={n: f"{n} · {s.description.split(':')[0].split(',')[0]}" for n, s in BACKBONES.items()},
+            help="The network whose pretrained features are fine-tuned on your images."))
+    if name != cfg.backbone.name:
+        _switch_backbone(cfg, name)
+        cfg = state.config()
+    spec = BACKBONES[name]
+    avail = available_sources(name)
+    facts = backbone_facts(name, num_classes)
+    with left:
+        st.caption(spec.description)
+    with right:
+        c = st.columns(3)
+        c[0].metric("Parameters", fmt_params(facts["params"]), help=f"With a new head for {num_classes} classes.")
+        c[1].metric("Model file", f"{facts['megabytes']:.0f} MB", help="Size of the fine-tuned weights (float32 safetensors).")
+        offline = [k for k in ("bundled", "imagenet") if avail.get(k)]
+        c[2].metric("Offline weights", ", ".join(offline) if offline else "none",
+                    help="Pretrained weights usable right now without internet.")
+    with st.expander("Compare all backbones", icon=":material/table:"):
+        rows = []
+        for n, s in BACKBONES.items():
+            a, f = available_sources(n), backbone_facts(n, num_classes)
+            rows.append({"backbone": n, "family": s.family, "parameters": fmt_params(f["params"]),
+                         "size (MB)": round(f["megabytes"]), "min image size (px)": s.fixed_image_size or s.min_image_size,
+                         "bundled weights": "yes" if a["bundled"] else "no",
+                         "ImageNet cached": "yes" if a["imagenet"] else "no", "about": s.description})
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+    options = [s for s in PRETRAINED_SOURCES if s != "bundled" or avail.get("bundled")]
+    labels = {"bundled": "Bundled (offline)", "imagenet": "ImageNet" + ("" if avail.get("imagenet") else " (download)"),
+              "none": "None (from scratch)", "checkpoint": "My checkpoint"}
+    pretrained = field_widget("backbone", cfg.backbone, "pretrained", widget="radio", meta=dict(
+        label="Start from these weights", choices=options, labels=labels,
+        help="Fine-tuning starts from these weights; only the new classification head starts random."))
+    st.caption(PRETRAINED_TEXT.get(pretrained, ""))
+    checkpoint = cfg.backbone.checkpoint
+    if pretrained == "imagenet" and not avail.get("imagenet"):
+        st.warning(f"The ImageNet weights for {name} are not on this machine yet: the run downloads "
+                   f"`{spec.imagenet_cache_path().name}` into `{spec.imagenet_cache_path().parent}` first, "
+                   "which needs internet. Without internet the run stops with a message; choose the bundled "
+                   "weights (or copy that file into the folder) instead.", icon=":material/cloud_download:")
+    if pretrained == "checkpoint":
+        checkpoint = checkpoint_upload(engine, name, checkpoint)
+    state.update_section("backbone", pretrained=pretrained, checkpoint=checkpoint if pretrained == "checkpoint" else "")
+
+
+def _switch_backbone(cfg: RunConfig, name: str) -> None:
+    """A new backbone: keep usable weights and a legal image size; redraw those widgets."""
+    from app.presets import offline_pretrained
+
+    spec = BACKBONES[name]
+    pretrained = cfg.backbone.pretrained
+    if pretrained == "bundled" and not spec.has_bundled():
+        pretrained = offline_pretrained(name)
+    size = spec.fixed_image_size or max(cfg.data.image_size, spec.min_image_size)
+    state.update_section("backbone", name=name, pretrained=pretrained,
+                         checkpoint=cfg.backbone.checkpoint if pretrained == "checkpoint" else "")
+    state.update_section("data", image_size=size)
+    for key in (widget_key("backbone", "pretrained"), widget_key("data", "image_size")):
+        st.session_state.pop(key, None)
+
+
+def checkpoint_upload(engine, backbone: str, current: str) -> str:
+    upload = st.file_uploader("Upload a checkpoint", type=["safetensors", "pt", "pth"], key="upload_ckpt",
+                              help="A state dict of the same architecture. Layers whose names and shapes match are "
+                                   "loaded; the classification head is always replaced.")
+    if upload is not None:
+        suffix = "." + upload.name.rsplit(".", 1)[-1].lower() if "." in upload.name else ".bin"
+        memo = st.session_state.setdefault("ckpt_checks", {})
+        if (upload.file_id, backbone) not in memo:
+            saved = state.attempt("saving the checkpoint", engine.save_upload, upload.getvalue(), suffix)
+            if not saved.ok:
+                return current
+            from engine.backbones import build_model
+
+            try:
+                _, report = build_model(backbone, 2, "checkpoint", str(saved.value))
+                memo[(upload.file_id, backbone)] = (str(saved.value), report.to_dict(), None)
+            except Exception as exc:
+                memo[(upload.file_id, backbone)] = (None, None, exc)
+        path, report, error = memo[(upload.file_id, backbone)]
+        if error is not None:
+            state.show_error(error, "reading the checkpoint")
+            return current
+        st.success(f"Checkpoint **{upload.name}** fits {backbone}: {report['matched']} weight tensors will be loaded"
+                   + (f", {len(report['missing'])} stay at random initialisation" if report["missing"] else "")
+                   + (f", {len(report['shape_mismatch'])} have another shape and are skipped" if report["shape_mismatch"] else "")
+                   + ".", icon=":material/check_circle:")
+        return path
+    if not current:
+        st.info("Upload a checkpoint file to start from it.", icon=":material/upload:")
+    return current
+
+
+# ---- training knobs ---------------------------------------------------------------------------
+
+def knobs_section() -> None:
+    cfg = state.config()
+    spec = BACKBONES[cfg.backbone.name]
+    st.subheader("Training")
+    c = st.columns(4)
+    train = {
+        "epochs": field_widget("train", cfg.train, "epochs", container=c[0], meta=dict(
+            label="Epochs", min=1, max=500, help="Passes over the training images.")),
+        "batch_size": field_widget("train", cfg.train, "batch_size", container=c[1], meta=dict(
+            label="Batch size", min=1, max=1024, unit="images", help="Images per step. Smaller batches fit in "
+            "less memory; keep the effective learning rate in mind when you change it.")),
+    }
+    state.update_section("train", **train)
+    if spec.fixed_image_size:
+        c[2].markdown(f"Image size\n\n**{spec.fixed_image_size} px** (fixed for {spec.name})")
+        state.update_section("data", image_size=spec.fixed_image_size)
+    else:
+        size = field_widget("data", cfg.data, "image_size", container=c[2], meta=dict(
+            label="Image size", min=spec.min_image_size, max=512, step=8, unit="px",
+            help="Images are resized to this square size once. Larger is slower (time grows with the square) "
+                 "but keeps more detail."))
+        state.update_section("data", image_size=size)
+    opt_choice = field_widget("optim", cfg.optim, "optimizer", container=c[3], meta=dict(
+        label="Optimiser", choices=["sgd", "adamw"], labels={"sgd": "SGD with momentum", "adamw": "AdamW"},
+        help="SGD with momentum is the classic for fine-tuning CNNs; AdamW needs a ~10x smaller learning rate."))
+
+    c = st.columns(4)
+    lr = field_widget("optim", cfg.optim, "lr", container=c[0], meta=dict(
+        label="Learning rate", min=1e-6, max=10.0, step=0.001, format="%.5f",
+        help="The peak step size; the schedule below shapes it over the run."))
+    momentum = cfg.optim.momentum
+    if opt_choice == "sgd":
+        momentum = field_widget("optim", cfg.optim, "momentum", container=c[1], widget="slider", meta=dict(
+            label="Momentum", min=0.0, max=0.99, step=0.01, format="%.2f",
+            help="How much of the previous update each step keeps."))
+    wd = field_widget("optim", cfg.optim, "weight_decay", container=c[2], meta=dict(
+        label="Weight decay", min=0.0, max=0.5, step=0.0001, format="%.5f",
+        help="Pulls weights toward zero (not applied to biases and normalisation layers)."))
+    state.update_section("optim", optimizer=opt_choice, lr=lr, momentum=momentum, weight_decay=wd)
+    cfg = state.config()
+    c[3].metric("Effective learning rate", f"{cfg.effective_lr:.4g}",
+                help="For SGD: lr / (1 − momentum). Li et al. (2020) found that this, not lr or momentum alone, "
+                     "decides fine-tuning results: raising momentum from 0.9 to 0.99 is like a 10x larger lr.")
+    st.caption(f"Effective learning rate = {cfg.optim.lr:g} / (1 − {cfg.optim.momentum:g}) = **{cfg.effective_lr:.4g}**"
+               if cfg.optim.optimizer == "sgd" else f"Effective learning rate = lr = **{cfg.effective_lr:.4g}** (AdamW)")
+
+    c = st.columns([1, 1, 2])
+    with c[0]:
+        schedule = field_widget("optim", cfg.optim, "schedule", meta=dict(
+            label="Schedule", choices=list(SCHEDULES),
+            labels={k: SCHEDULE_LABELS.get(k, k.replace("_", " ")) for k in SCHEDULES},
+            help="How the learning rate changes from the first to the last step."))
+        st.caption(SCHEDULES[schedule][0])
+    extra = {}
+    with c[1]:
+        if schedule == "warmup_cosine":
+            extra["warmup_fraction"] = field_widget("optim", cfg.optim, "warmup_fraction", widget="slider", meta=dict(
+                label="Warm-up share", min=0.0, max=0.5, step=0.01, format="%.2f", help="Share of all steps spent warming up."))
+        elif schedule == "step":
+            extra["step_every_fraction"] = field_widget("optim", cfg.optim, "step_every_fraction", meta=dict(
+                label="Decay every (share of steps)", min=0.05, max=1.0, step=0.05, format="%.2f"))
+            extra["step_gamma"] = field_widget("optim", cfg.optim, "step_gamma", meta=dict(
+                label="Decay factor", min=0.0, max=1.0, step=0.05, format="%.2f"))
+        elif schedule == "slow_start_fast_decay" and hasattr(cfg.optim, "slow_start_fraction"):
+            extra["slow_start_fraction"] = field_widget("optim", cfg.optim, "slow_start_fraction", widget="slider", meta=dict(
+                label="Slow start (share of steps)", min=0.05, max=0.95, step=0.05, format="%.2f",
+                help="The learning rate rises linearly over this share of the steps."))
+            extra["fast_decay_rate"] = field_widget("optim", cfg.optim, "fast_decay_rate", meta=dict(
+                label="Fast decay rate", min=0.1, max=20.0, step=0.5, format="%.1f",
+                help="Then it falls by e^-rate over the remaining steps (6: to 0.25 percent)."))
+        if opt_choice == "sgd":
+            extra["nesterov"] = field_widget("optim", cfg.optim, "nesterov", meta=dict(
+                label="Nesterov momentum", help="A look-ahead variant of momentum; usually a small difference."))
+    state.update_section("optim", schedule=schedule, **extra)
+    cfg = state.config()
+    with c[2]:
+        _, n_train = known_classes_and_train_size(cfg)
+        per_epoch = max(1, n_train // cfg.train.batch_size)
+        total = per_epoch * cfg.train.epochs
+        curve = pd.DataFrame({"step": range(total), "lr": lr_curve(cfg.optim, total)})
+        st.caption(f"The learning rate over the run's {total} steps ({per_epoch} per epoch):")
+        st.altair_chart(charts.lr_chart(curve).properties(height=150, title=""), width="stretch")
+
+    with st.expander("Freezing, linear probing, learning-rate multipliers, label smoothing", icon=":material/ac_unit:"):
+        n_blocks = trunk_block_count(cfg.backbone.name)
+        c = st.columns(3)
+        freeze = field_widget("optim", cfg.optim, "freeze_blocks", container=c[0], widget="slider", meta=dict(
+            label="Frozen blocks", min=0, max=n_blocks, help=f"Keep the first N of the {n_blocks} trunk blocks "
+            "(the stem counts as one) fixed for the whole run: faster, less overfitting on tiny data, less adaptation."))
+        lp = field_widget("optim", cfg.optim, "linear_probe_epochs", container=c[1], meta=dict(
+            label="Linear-probe epochs first", min=0, max=max(cfg.train.epochs - 1, 0),
+            help="LP-FT: train only the new head for these epochs, then fine-tune everything."))
+        smoothing = field_widget("optim", cfg.optim, "label_smoothing", container=c[2], meta=dict(
+            label="Label smoothing", min=0.0, max=0.5, step=0.05, format="%.2f",
+            help="Softens the targets a little: often better-calibrated, slightly more robust models."))
+        c = st.columns(3)
+        head = field_widget("optim", cfg.optim, "head_lr_mult", container=c[0], meta=dict(
+            label="Head lr multiplier", min=0.0, max=100.0, step=0.5, format="%.2f",
+            help="The new head often learns best with a larger learning rate than the pretrained trunk."))
+        trunk = field_widget("optim", cfg.optim, "trunk_lr_mult", container=c[1], meta=dict(
+            label="Trunk lr multiplier", min=0.0, max=10.0, step=0.1, format="%.2f",
+            help="0 freezes the trunk's learning entirely (a pure linear probe)."))
+        st.markdown(f"**Linear probe, then fine-tune (LP-FT).** Training the new head alone first means the pretrained "
+                    f"features are not distorted by a random head's large early gradients; Kumar et al. found this "
+                    f"improves accuracy on shifted data. Watch *OOD accuracy*. [Paper]({LP_FT_URL})")
+    state.update_section("optim", freeze_blocks=freeze, linear_probe_epochs=lp, label_smoothing=smoothing,
+                         head_lr_mult=head, trunk_lr_mult=trunk)
+
+    for spec_m in sorted((s for s in METHODS.values() if s.core_knob), key=lambda s: s.order):
+        method_panel(spec_m)
+
+
+# ---- methods ----------------------------------------------------------------------------------
+
+def method_panel(spec: MethodSpec) -> None:
+    """A method's switch, what it does and what to watch, its paper, and (when on) its settings."""
+    cfg = state.config()
+    mcfg = cfg.methods[spec.name]
+    supported = spec.supports(cfg.backbone.name)
+    key = widget_key(spec.name, "enabled")
+    if not supported and st.session_state.get(key):
+        st.session_state[key] = False
+    with st.container(border=True):
+        enabled = field_widget(spec.name, mcfg, "enabled", disabled=not supported,
+                               meta=dict(label=spec.title, help=spec.summary))
+        st.markdown(f"**{spec.summary}** {spec.explanation}")
+        if spec.paper_url:
+            st.caption(f"Paper: [{spec.paper}]({spec.paper_url})")
+        if not supported:
+            st.caption(f":material/block: {spec.title} does not work with {cfg.backbone.name}: choose another backbone to use it.")
+            enabled = False
+        values = dataclass_widgets(spec.name, mcfg) if enabled else {}
+    state.update_section(spec.name, enabled=bool(enabled), **values)
+
+
+def methods_section() -> None:
+    st.subheader("Fine-tuning methods")
+    specs = sorted((s for s in METHODS.values() if not s.core_knob), key=lambda s: s.order)
+    if not specs:
+        st.info("This engine has no optional fine-tuning methods installed yet; plain fine-tuning (with the options "
+                "above) is what runs.", icon=":material/info:")
+        return
+    st.caption("Switch on any combination; each adds its own charts on the Train and Results pages.")
+    for spec in specs:
+        method_panel(spec)
+
+
+# ---- advanced and review ------------------------------------------------------------------------
+
+def advanced_section() -> None:
+    import torch
+
+    cfg = state.config()
+    with st.expander("Device, evaluation and run name", icon=":material/settings:"):
+        devices = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            devices.append("mps")
+        c = st.columns(4)
+        train = {
+            "device": field_widget("train", cfg.train, "device", container=c[0], meta=dict(
+                label="Device", choices=devices, help="auto: the GPU when there is one, else the CPU.")),
+            "amp": field_widget("train", cfg.train, "amp", container=c[1], meta=dict(
+                label="Mixed precision", choices=["auto", "bf16", "fp16", "off"],
+                help="Faster GPU training in 16-bit; has no effect on the CPU.")),
+            "threads": field_widget("train", cfg.train, "threads", container=c[2], meta=dict(
+                label="CPU threads", min=0, max=256, help="0 = PyTorch's default.")),
+        }
+        with c[3]:
+            train["augment"] = field_widget("train", cfg.train, "augment", meta=dict(
+                label="Augment images", help="Random crops and flips each step: less overfitting on small datasets."))
+            train["deterministic"] = field_widget("train", cfg.train, "deterministic", meta=dict(
+                label="Repeatable (deterministic)", help="Same seed, same result on the CPU; slightly slower."))
+            if hasattr(cfg.train, "channels_last"):
+                train["channels_last"] = field_widget("train", cfg.train, "channels_last", meta=dict(
+                    label="Channels-last memory (GPU)", help="A faster memory layout for convolutions on CUDA GPUs."))
+            if hasattr(cfg.train, "compile"):
+                train["compile"] = field_widget("train", cfg.train, "compile", meta=dict(
+                    label="Compile the model (GPU)", help="torch.compile: faster training on a GPU after about a "
+                    "minute of compiling; no gain on a CPU."))
+        state.update_section("train", **train)
+        c = st.columns(4)
+        ev = {
+            "ood": field_widget("eval", cfg.eval, "ood", container=c[0], meta=dict(
+                label="Measure OOD accuracy", help="Evaluate on corrupted copies of the validation images "
+                "(noise, blur, contrast, brightness, JPEG, pixelation) after each epoch and at the end.")),
+            "ood_severity_each_epoch": field_widget("eval", cfg.eval, "ood_severity_each_epoch", container=c[1],
+                widget="slider", meta=dict(label="Corruption severity per epoch", min=0, max=5,
+                help="Per epoch only this severity (for speed); the end of the run measures all five.")),
+            "eval_batch_size": field_widget("eval", cfg.eval, "eval_batch_size", container=c[2], meta=dict(
+                label="Evaluation batch size", min=1, max=4096)),
+        }
+        state.update_section("eval", **ev)
+        name = field_widget("run", cfg, "name", container=c[3], meta=dict(
+            label="Run name", help="Shown in the run lists; empty = backbone and methods."))
+        if name != cfg.name:
+            state.set_config(dataclasses.replace(state.config(), name=name))
+        if hasattr(cfg.eval, "robust"):
+            robust_section()
+
+
+def robust_section() -> None:
+    cfg = state.config()
+    c = st.columns(4)
+    ev = {"robust": field_widget("eval", cfg.eval, "robust", container=c[0], meta=dict(
+        label="Measure robust accuracy", help="Attack the model with PGD (small worst-case pixel changes) and report "
+        "the accuracy that survives, each epoch on a validation subset and at the end on the test split. Slower."))}
+    if ev["robust"]:
+        ev["robust_eps"] = field_widget("eval", cfg.eval, "robust_eps", container=c[1], meta=dict(
+            label="Attack budget eps", scale=255, unit="/255", min=0.0, max=32 / 255, step=1 / 255, format="%.1f",
+            help="The largest change of any pixel the evaluation attack may make."))
+        ev["robust_steps"] = field_widget("eval", cfg.eval, "robust_steps", container=c[2], meta=dict(
+            label="PGD steps", min=1, max=200, help="More steps find stronger attacks (20 is the usual)."))
+        ev["robust_subset"] = field_widget("eval", cfg.eval, "robust_subset", container=c[3], meta=dict(
+            label="Images attacked per epoch", min=1, max=100000, help="A fixed validation subset, for speed."))
+        if hasattr(cfg.eval, "autoattack"):
+            ev["autoattack"] = field_widget("eval", cfg.eval, "autoattack", container=c[0], meta=dict(
+                label="AutoAttack at the end", help="A stronger, standard attack on the test split (needs the "
+                "torchattacks package)."))
+    state.update_section("eval", **ev)
+
+
+def other_settings_section() -> None:
+    """Fields the engine has that this page does not draw yet: generic widgets, nothing unreachable."""
+    from engine.config import CORE_SECTIONS
+
+    cfg = state.config()
+    rest = [(sec, f.name) for sec, cls in CORE_SECTIONS.items() for f in dataclasses.fields(cls)
+            if f.name not in HANDLED_FIELDS.get(sec, set())]
+    if not rest:
+        return
+    with st.expander("Other engine settings", icon=":material/more_horiz:"):
+        cols = st.columns(3)
+        changes: dict[str, dict] = {}
+        for i, (sec, name) in enumerate(rest):
+            changes.setdefault(sec, {})[name] = field_widget(sec, getattr(cfg, sec), name, container=cols[i % 3])
+    for sec, values in changes.items():
+        state.update_section(sec, **values)
+
+
+def review_section() -> None:
+    cfg = state.config()
+    st.subheader("Ready?")
+    problems = state.config_problems(cfg)
+    if problems:
+        st.warning(problems, icon=":material/warning:")
+    else:
+        methods = ", ".join(METHODS[m].title for m in cfg.enabled_methods()) or "no extra method"
+        st.success(f"Ready to train **{cfg.backbone.name}** ({state.WEIGHTS_TEXT.get(cfg.backbone.pretrained)}) for "
+                   f"{state.plural(cfg.train.epochs, 'epoch')} at {cfg.data.image_size} px with {methods}.",
+                   icon=":material/check_circle:")
+    with st.expander("These settings as a config file (YAML)", icon=":material/description:"):
+        st.code(cfg.to_yaml(), language="yaml")
+        st.caption("Every run saves this file; `python -m engine train --config config.yaml` repeats the run "
+                   "from the command line.")
+    st.page_link("app_pages/train.py", label="Next: start training", icon=":material/arrow_forward:")
+
+
+def render() -> None:
+    engine = state.get_engine()
+    st.title("2 · Model and methods")
+    st.markdown("Pick a preset, or tune everything yourself. Every setting explains itself when you hover "
+                "the **?** next to it.")
+    presets_section()
+    backbone_section(engine)
+    knobs_section()
+    methods_section()
+    advanced_section()
+    other_settings_section()
+    review_section()
+
+
+render()

@@ -1,0 +1,279 @@
+"""Page 4, Results: one run in depth (summary metrics, curves, confusion matrix, per-class and
+OOD accuracy, learning-rate curve, method-specific views, downloads), and runs compared.
+
+Everything is read from the store and the run folders, so runs from before a server restart
+show up just the same."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from app import charts, components, state
+from app.method_views import VIEWS
+from engine.methods import METHODS
+
+RUN_KEY = "results_run"
+SUMMARY_METRICS = {  # summary key -> (label, help)
+    "val_acc": ("Validation accuracy", "Share of validation images classified correctly by the final model."),
+    "test_acc": ("Test accuracy", "On images never used for training or for choosing settings: the honest score."),
+    "ood_acc": ("OOD accuracy", "Average over six corruptions (noise, blur, contrast, brightness, JPEG, pixelation) "
+                                "at severities 1-5 of the validation images."),
+    "ood_user_acc": ("Your OOD set", "Accuracy on the out-of-distribution set you uploaded."),
+}
+
+
+def read_summary(run_dir: str) -> dict:
+    path = Path(run_dir) / "summary.json"
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def enabled_methods(config: dict) -> list[str]:
+    return [n for n, section in config.items() if n in METHODS and isinstance(section, dict) and section.get("enabled")]
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _file_bytes(path: str, mtime_ns: int) -> bytes:
+    """A checkpoint's bytes, read once per file version and shared by all sessions (not copied)."""
+    return Path(path).read_bytes()
+
+
+def run_picker(runs) -> str:
+    ids = [r.id for r in runs]
+    labels = {r.id: state.run_label(r) for r in runs}
+    if st.session_state.get(RUN_KEY) not in ids:
+        preferred = st.session_state.get(state.WATCH_KEY)
+        finished = [r.id for r in runs if r.status == "finished"]
+        st.session_state[RUN_KEY] = preferred if preferred in ids else (finished[0] if finished else ids[0])
+    return st.selectbox("Run", ids, key=RUN_KEY, format_func=lambda i: labels.get(i, i))
+
+
+def summary_metrics(run: components.RunView, summary: dict) -> None:
+    items = [(label, components.fmt_pct(summary.get(k)), help_) for k, (label, help_) in SUMMARY_METRICS.items()
+             if isinstance(summary.get(k), (int, float))]
+    last = run.epochs.iloc[-1] if not run.epochs.empty else None
+    for name in charts.method_metric_names(run.epochs):  # whatever the methods logged (robust acc, sparsity ...)
+        value = summary.get(name, last.get(name) if last is not None else None)
+        if isinstance(value, (int, float)) and value == value:
+            shown = components.fmt_pct(value) if charts.is_fraction_metric(name) else f"{value:.4g}"
+            items.append((charts.metric_label(name), shown, "Final value logged by the method."))
+    ips = summary.get("train_images_per_sec")
+    if ips:
+        items.append(("Training speed", f"{ips:,.0f} img/s", "Images per second, first epoch (warm-up) excluded."))
+    if summary.get("wall_time_s"):
+        items.append(("Run time", components.fmt_duration(summary["wall_time_s"]), "From start to the final evaluation."))
+    if summary.get("num_params"):
+        items.append(("Parameters", f"{summary['num_params'] / 1e6:.1f} M", "Trainable and frozen, with the new head."))
+    if not items:
+        return
+    for start in range(0, len(items), 5):
+        cols = st.columns(5)
+        for col, (label, value, help_) in zip(cols, items[start:start + 5]):
+            col.metric(label, value, help=help_)
+
+
+def detail_charts(run: components.RunView, summary: dict) -> None:
+    classes = summary.get("classes") or []
+    left, right = st.columns(2)
+    with left:
+        which = "test" if summary.get("test_confusion") else "val"
+        if summary.get("test_confusion") and summary.get("val_confusion"):
+            which = st.radio("Confusion matrix of", ["test", "val"], horizontal=True, key="confusion_split",
+                             format_func={"test": "test images", "val": "validation images"}.get)
+        matrix = summary.get(f"{which}_confusion")
+        if matrix and classes:
+            st.altair_chart(charts.confusion_chart(charts.confusion_frame(matrix, classes),
+                                                   f"Confusion matrix ({'test' if which == 'test' else 'validation'} images)"),
+                            width="content")
+            st.caption("Rows are the true classes, columns what the model said. Off-diagonal cells are the mix-ups "
+                       "worth looking at: similar-looking classes, or a class with too few images.")
+    with right:
+        per_class = summary.get(f"{which}_per_class_acc") or summary.get("val_per_class_acc")
+        if per_class:
+            st.altair_chart(charts.per_class_chart(charts.per_class_frame(per_class),
+                                                   f"Accuracy per class ({'test' if which == 'test' else 'validation'})"),
+                            width="stretch")
+        if summary.get("ood_acc_by_corruption"):
+            st.altair_chart(charts.ood_chart(charts.ood_frame(summary["ood_acc_by_corruption"]), summary.get("val_acc")),
+                            width="stretch")
+            st.caption("The dashed line is the clean validation accuracy: the gap to each bar is what that "
+                       "corruption costs.")
+    if not run.steps.empty and "lr" in run.steps:
+        st.altair_chart(charts.lr_chart(run.steps), width="stretch")
+
+
+def details(rec, summary: dict) -> None:
+    report = summary.get("data_report")
+    if report:
+        with st.expander("The data this run used", icon=":material/dataset:"):
+            split = report.get("split_counts", {})
+            st.markdown(f"{len(report.get('classes', []))} classes, "
+                        + ", ".join(f"{k}: {sum(v.values())}" for k, v in split.items())
+                        + f" images at {report.get('image_size')} px. Source: `{rec.config.get('data', {}).get('source')}`")
+            if report.get("skipped"):
+                st.dataframe([{"file": s.get("path"), "reason": s.get("reason")} for s in report["skipped"]],
+                             hide_index=True, width="stretch")
+    load = summary.get("load_report")
+    if load:
+        with st.expander("Pretrained weights loaded", icon=":material/download_done:"):
+            st.markdown(f"Source: **{load.get('source')}** · {load.get('matched', 0)} tensors loaded, "
+                        f"{len(load.get('missing', []))} missing, {len(load.get('shape_mismatch', []))} with another shape.")
+            if load.get("note"):
+                st.caption(load["note"])
+
+
+def downloads(rec, summary: dict) -> None:
+    run_dir = Path(rec.run_dir)
+    st.markdown("**Downloads**")
+    safe_name = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in rec.name)[:60] or "run"
+    checkpoints = {"last": ("final weights", "The model at the end of the run, after every method finished "
+                                             "(e.g. pruning made permanent). This is the fine-tuned model."),
+                   "best": ("best validation epoch", "The weights of the epoch with the best validation accuracy.")}
+    available = [k for k in checkpoints if (run_dir / f"{k}.safetensors").is_file()]
+    c = st.columns([2, 1, 1, 1], vertical_alignment="bottom")
+    if available:
+        which = c[0].radio("Model weights", available, horizontal=True, key=f"ckpt_{rec.id}",
+                           format_func=lambda k: checkpoints[k][0], help=" ".join(checkpoints[k][1] for k in available))
+        path = run_dir / f"{which}.safetensors"
+        data = _file_bytes(str(path), path.stat().st_mtime_ns)
+        c[1].download_button("Fine-tuned model", data, file_name=f"{safe_name}-{rec.id}-{which}.safetensors",
+                             mime="application/octet-stream", icon=":material/download:", key=f"dl_model_{rec.id}",
+                             help=f"A safetensors state dict ({len(data) / 1e6:.0f} MB) with the run's config in "
+                                  "its metadata; load it with safetensors.torch.load_file.")
+    cfg_file = run_dir / "config.yaml"
+    if cfg_file.is_file():
+        c[2].download_button("Config (YAML)", cfg_file.read_text(), file_name=f"{safe_name}-{rec.id}-config.yaml",
+                             mime="text/yaml", icon=":material/description:",
+                             help="Repeat this run from the command line with it.")
+    if summary:
+        c[3].download_button("Summary (JSON)", json.dumps(summary, indent=2), file_name=f"{safe_name}-{rec.id}-summary.json",
+                             mime="application/json", icon=":material/data_object:")
+    if cfg_file.is_file():
+        st.caption("To repeat this run without the dashboard:")
+        st.code("python -m engine train --config config.yaml", language="bash")
+
+
+def method_views(engine, rec, summary: dict) -> None:
+    for name in enabled_methods(rec.config):
+        view = VIEWS.get(name)
+        if view is None:
+            continue
+        st.subheader(METHODS[name].title)
+        with state.guarded(f"drawing the {METHODS[name].title} view"):
+            view(engine, rec, summary)
+
+
+def delete_section(engine, rec) -> None:
+    with st.expander("Delete this run", icon=":material/delete:"):
+        if rec.status in ("queued", "running"):
+            st.caption("Stop the run on the Train page before deleting it.")
+            return
+        sure = st.checkbox("Yes, delete its files and metrics for good", key=f"sure_{rec.id}")
+        if st.button("Delete run", disabled=not sure, key=f"delete_{rec.id}"):
+            if state.attempt("deleting the run", engine.delete_run, rec.id).ok:
+                st.session_state.pop(RUN_KEY, None)
+                st.rerun()
+
+
+def one_run(engine, runs) -> None:
+    run_id = run_picker(runs)
+    rec = engine.run_record(run_id)
+    run = components.load_run(engine, run_id)
+    if rec is None or run is None:
+        st.info("This run no longer exists.")
+        return
+    summary = read_summary(rec.run_dir)
+    methods = ", ".join(METHODS[m].title for m in enabled_methods(rec.config)) or "no extra method"
+    b = rec.config.get("backbone", {})
+    st.caption(f"{b.get('name')} ({state.WEIGHTS_TEXT.get(b.get('pretrained'), b.get('pretrained'))}) · "
+               f"{state.plural(int(rec.config.get('train', {}).get('epochs') or 0), 'epoch')} · "
+               f"{rec.config.get('data', {}).get('image_size')} px · {methods} · started {components.short_time(rec.started or rec.created)}")
+    if rec.status in ("queued", "running"):
+        st.info("This run is still training. The live view is on the Train page; final results appear here when "
+                "it ends.", icon=":material/hourglass_top:")
+        st.page_link("app_pages/train.py", label="Watch it live", icon=":material/monitoring:")
+    elif rec.status == "failed":
+        st.error(f"This run failed: {rec.error or 'no reason was recorded.'}", icon=":material/error:")
+    elif rec.status == "stopped":
+        st.warning(f"This run was stopped. {rec.error or ''}", icon=":material/stop_circle:")
+    summary_metrics(run, summary)
+    components.curves_view(run)
+    if summary.get("status") == "finished":
+        detail_charts(run, summary)
+        method_views(engine, rec, summary)
+        details(rec, summary)
+    downloads(rec, summary)
+    delete_section(engine, rec)
+
+
+def compare(engine, runs) -> None:
+    candidates = [r for r in runs if r.status in ("finished", "stopped", "failed")]
+    if len(candidates) < 1:
+        st.info("Finish a run or two to compare them here.")
+        return
+    labels = {r.id: f"{r.name} ({r.id[-6:]})" for r in candidates}
+    default = [r.id for r in candidates if r.status == "finished"][:3]
+    chosen = st.multiselect("Runs to compare", [r.id for r in candidates], default=default, key="compare_runs",
+                            format_func=labels.get, help="Finished runs are picked by default; add or remove any.")
+    if not chosen:
+        st.caption("Pick at least one run.")
+        return
+    rows, curves = [], {}
+    by_id = {r.id: r for r in candidates}
+    for run_id in chosen:
+        rec = by_id[run_id]
+        summary = read_summary(rec.run_dir)
+        view = components.load_run(engine, run_id)
+        curves[labels[run_id]] = view.epochs if view is not None else pd.DataFrame()
+        cfg = rec.config
+        row = {"run": labels[run_id], "status": rec.status,
+               "backbone": cfg.get("backbone", {}).get("name"), "weights": cfg.get("backbone", {}).get("pretrained"),
+               "methods": ", ".join(enabled_methods(cfg)) or "–", "epochs": cfg.get("train", {}).get("epochs"),
+               "image px": cfg.get("data", {}).get("image_size"), "lr": cfg.get("optim", {}).get("lr"),
+               "effective lr": summary.get("effective_lr")}
+        for key, (label, _) in SUMMARY_METRICS.items():
+            row[label] = summary.get(key)
+        if view is not None and not view.epochs.empty:
+            last = view.epochs.iloc[-1]
+            for name in charts.method_metric_names(view.epochs):
+                row[charts.metric_label(name)] = summary.get(name, last.get(name))
+        row["img/s"] = summary.get("train_images_per_sec")
+        row["time"] = components.fmt_duration(summary.get("wall_time_s")) if summary.get("wall_time_s") else "–"
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    pct_cols = [c for c in table.columns if c in {l for l, _ in SUMMARY_METRICS.values()}
+                or "accuracy" in c.lower() or "sparsity" in c.lower()]
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={c: st.column_config.NumberColumn(c, format="percent") for c in pct_cols}
+                 | {"img/s": st.column_config.NumberColumn("img/s", format="%.0f"),
+                    "effective lr": st.column_config.NumberColumn("effective lr", format="%.4g")})
+    metrics = sorted({c for df in curves.values() for c in df.columns if c != "epoch" and not str(c).startswith("ood/")},
+                     key=lambda m: (m != "val_acc", m))
+    if not metrics:
+        return
+    metric = st.selectbox("Curve to compare", metrics, format_func=charts.metric_label, key="compare_metric")
+    st.altair_chart(charts.compare_chart(charts.compare_frame(curves, metric), metric), width="stretch")
+
+
+def render() -> None:
+    engine = state.get_engine()
+    st.title("4 · Results")
+    runs = engine.list_runs()
+    if not runs:
+        st.info("No runs yet. Start one on the Train page; its results appear here.", icon=":material/info:")
+        st.page_link("app_pages/train.py", label="Go to training", icon=":material/arrow_forward:")
+        return
+    tab_one, tab_compare = st.tabs(["One run", "Compare runs"])
+    with tab_one:
+        one_run(engine, runs)
+    with tab_compare:
+        compare(engine, runs)
+
+
+render()

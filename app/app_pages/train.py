@@ -1,0 +1,139 @@
+"""Page 3, Train (live): start and stop runs, watch the running one (progress, speed, ETA and
+per-epoch charts, refreshed by a fragment that polls the engine's snapshot), see the queue.
+
+The job runs in the engine's thread, not in this page: closing the tab does not stop it, and
+a refresh or a second tab shows the same run."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import components, datasets, state
+from engine.methods import METHODS
+
+SELECT_KEY = "watch_select"
+RECENT_RUNS = 30
+
+
+def _start() -> None:
+    """Start-button callback: check the data, submit; the outcome is shown by the page."""
+    engine = state.get_engine()
+    cfg = state.config()
+    check = datasets.check_dataset(engine, cfg)
+    if not check.ok:
+        st.session_state["start_error"] = check.error
+        return
+    try:
+        run_id = engine.submit(cfg, owner="app")
+    except Exception as exc:  # StudioError: settings the engine refuses, with its message
+        st.session_state["start_error"] = exc
+        return
+    st.session_state[state.WATCH_KEY] = run_id
+    st.session_state[SELECT_KEY] = run_id
+    st.session_state["start_ok"] = run_id
+
+
+def start_section(engine) -> None:
+    cfg, ds = state.config(), state.dataset()
+    methods = ", ".join(METHODS[m].title for m in cfg.enabled_methods() if m in METHODS) or "no extra method"
+    with st.container(border=True):
+        st.markdown(f"**Next run:** {cfg.backbone.name} ({state.WEIGHTS_TEXT.get(cfg.backbone.pretrained)}) on "
+                    f"**{ds.label}** · {state.plural(cfg.train.epochs, 'epoch')} · {cfg.data.image_size} px · "
+                    f"batch {cfg.train.batch_size} · "
+                    f"effective lr {cfg.effective_lr:.3g} · {methods}")
+        problems = state.config_problems(cfg)
+        if problems:
+            st.warning(problems, icon=":material/warning:")
+            st.page_link("app_pages/model.py", label="Fix the settings", icon=":material/tune:")
+        busy = bool(engine.active_runs())
+        c = st.columns([1, 3])
+        c[0].button("Add to the queue" if busy else "Start training", type="primary", icon=":material/play_arrow:",
+                    on_click=_start, key="start")
+        c[1].caption("A run already in progress: the new one waits in the queue and starts after it."
+                     if busy else "Training runs on the server: you can close this tab and come back later.")
+    error = st.session_state.pop("start_error", None)
+    if error is not None:
+        state.show_error(error, "starting the run")
+        st.caption("Nothing was started. Change the setting the message names (Data or Model and methods page), "
+                   "then press Start again.")
+    started = st.session_state.pop("start_ok", None)
+    if started:
+        st.toast("Run started." if engine.current_run == started else "Run queued.", icon=":material/play_arrow:")
+
+
+def queue_view(engine, watched: str | None) -> None:
+    active = engine.active_runs()
+    current = engine.current_run
+    waiting = [r for r in active if r != current]
+    if not waiting:
+        return
+    st.markdown(f"**Queue:** {len(waiting)} waiting")
+    for run_id in waiting:
+        rec = engine.run_record(run_id)
+        if rec is None:
+            continue
+        c = st.columns([4, 1])
+        c[0].markdown(f":material/schedule: {rec.name} · `{rec.id}`")
+        c[1].button("Cancel", key=f"cancel_{run_id}", on_click=engine.stop, args=(run_id,))
+
+
+def recent_table(engine) -> None:
+    runs = engine.list_runs()[:10]
+    if not runs:
+        return
+    with st.expander("Recent runs", icon=":material/history:", expanded=False):
+        st.dataframe([{"run": r.name, "status": r.status,
+                       "started": components.short_time(r.started or r.created), "id": r.id,
+                       "message": (r.error or "").splitlines()[0] if r.error else ""} for r in runs],
+                     hide_index=True, width="stretch")
+
+
+def live_section(engine) -> None:
+    runs = engine.list_runs()[:RECENT_RUNS]
+    if not runs:
+        st.info("No run yet. Press **Start training** above: the Quick demo preset finishes in about a minute "
+                "on a laptop CPU.", icon=":material/info:")
+        return
+    ids = [r.id for r in runs]
+    for extra in engine.active_runs():
+        if extra not in ids:
+            ids.insert(0, extra)
+    labels = {r.id: state.run_label(r, with_status=False) for r in runs}  # the status shows below, live
+    if st.session_state.get(SELECT_KEY) not in ids:
+        st.session_state[SELECT_KEY] = state.watched_run(engine) if state.watched_run(engine) in ids else ids[0]
+    run_id = st.selectbox("Run shown", ids, key=SELECT_KEY, format_func=lambda i: labels.get(i, i),
+                          help="The running run is shown by default; pick any earlier one to see its curves.")
+    st.session_state[state.WATCH_KEY] = run_id
+    active_now = bool(engine.active_runs())
+
+    @st.fragment(run_every=components.LIVE_REFRESH_S if active_now else None)
+    def live(run_id: str) -> None:
+        run = components.load_run(engine, run_id)
+        if run is None:
+            st.info("This run was deleted.")
+            return
+        c = st.columns([5, 1])
+        c[0].markdown(f"#### {state.STATUS_ICONS.get(run.status, '')} {run.name}")
+        if run.status in ("queued", "running"):
+            c[1].button("Stop", key=f"stop_{run_id}", icon=":material/stop:", on_click=engine.stop, args=(run_id,),
+                        help="Stops after the current step; the run is kept as stopped.")
+        components.progress_view(run)
+        components.curves_view(run, live=run.status in ("queued", "running"))
+        queue_view(engine, run_id)
+        if run.status == "finished":
+            st.page_link("app_pages/results.py", label="See the results", icon=":material/leaderboard:")
+        if active_now and not engine.active_runs():
+            st.rerun()  # everything ended: redraw once without the timer
+
+    live(run_id)
+
+
+def render() -> None:
+    engine = state.get_engine()
+    st.title("3 · Train (live)")
+    start_section(engine)
+    live_section(engine)
+    recent_table(engine)
+
+
+render()

@@ -1,0 +1,288 @@
+"""Chart builders: pure functions, a pandas DataFrame in, an Altair chart out.
+
+No Streamlit here, so tests can check the specs (`chart.to_dict()`) without a browser. Helpers
+at the top turn engine records (snapshot epochs, store metric rows, summary dicts) into frames.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Mapping, Sequence
+
+import altair as alt
+import pandas as pd
+
+# Friendly names for the metrics the engine and the methods log. Unknown names are humanised.
+METRIC_LABELS = {
+    "train_loss": "Training loss",
+    "val_loss": "Validation loss",
+    "loss": "Loss (per step)",
+    "train_acc": "Training accuracy",
+    "val_acc": "Validation accuracy",
+    "test_acc": "Test accuracy",
+    "ood_acc": "OOD accuracy (corrupted images)",
+    "ood_user_acc": "OOD accuracy (your OOD set)",
+    "robust_acc": "Robust accuracy (under attack)",
+    "sparsity": "Sparsity (share of zero weights)",
+    "images_per_sec": "Training speed (images/s)",
+    "lr": "Learning rate",
+}
+# One colour per metric on every chart: training pale, validation strong, shifts and attacks warm.
+METRIC_COLORS = {
+    "train_loss": "#9ecae1", "val_loss": "#1f77b4", "loss": "#1f77b4",
+    "train_acc": "#9ecae1", "val_acc": "#1f77b4", "ood_acc": "#ff7f0e", "ood_user_acc": "#9467bd",
+    "robust_acc": "#d62728", "sparsity": "#2ca02c",
+}
+OTHER_COLORS = ("#2ca02c", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
+LOSS_METRICS = ("train_loss", "val_loss")
+# Order matters: the legend and colours follow it.
+ACCURACY_METRICS = ("train_acc", "val_acc", "ood_acc", "ood_user_acc", "robust_acc")
+NOT_PLOTTED = {"epoch", "step", "images_per_sec", "loss", "lr"}
+
+
+# Streamlit fits a whole chart (axes, legend, title) into its height by default, which squeezes
+# the plot; "fit-x" fits only the width, so `height` is the plot's own height.
+FIT_WIDTH = alt.AutoSizeParams(type="fit-x", contains="padding")
+LEGEND = dict(orient="bottom", columns=2, labelLimit=320, title=None)
+
+
+def metric_label(name: str) -> str:
+    if name in METRIC_LABELS:
+        return METRIC_LABELS[name]
+    if name.startswith("ood/"):
+        return "OOD: " + name[4:].replace("_", " ")
+    return name.replace("_", " ").capitalize()
+
+
+def is_fraction_metric(name: str) -> bool:
+    """Accuracies and sparsities live in [0, 1] and are shown as percentages."""
+    return name.endswith("acc") or "accuracy" in name or "sparsity" in name
+
+
+# ---- frames from engine records -----------------------------------------------------------
+
+def epochs_frame(epochs: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Snapshot epochs (a list of per-epoch metric dicts) -> one row per epoch."""
+    df = pd.DataFrame(list(epochs))
+    if df.empty:
+        return pd.DataFrame({"epoch": pd.Series(dtype="int64")})
+    df = df.drop(columns=[c for c in ("step",) if c in df], errors="ignore")
+    return df.groupby("epoch", as_index=False).last().sort_values("epoch").reset_index(drop=True)
+
+
+def store_frames(rows: Iterable[Mapping[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Store metric rows {epoch, step, name, value} -> (per-epoch frame, per-step frame of loss/lr)."""
+    df = pd.DataFrame(list(rows), columns=["epoch", "step", "name", "value", "ts"])
+    step_rows = df[df["name"].isin(["loss", "lr"])]
+    epoch_rows = df[~df["name"].isin(["loss", "lr"])]
+    if epoch_rows.empty:
+        epochs = pd.DataFrame({"epoch": pd.Series(dtype="int64")})
+    else:
+        epochs = epoch_rows.pivot_table(index="epoch", columns="name", values="value", aggfunc="last").reset_index()
+        epochs.columns.name = None
+    if step_rows.empty:
+        steps = pd.DataFrame({"step": pd.Series(dtype="int64"), "epoch": pd.Series(dtype="int64")})
+    else:
+        steps = step_rows.pivot_table(index=["step", "epoch"], columns="name", values="value", aggfunc="last").reset_index()
+        steps.columns.name = None
+    return epochs, steps
+
+
+def steps_frame(steps: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    df = pd.DataFrame(list(steps))
+    if df.empty:
+        return pd.DataFrame({"step": pd.Series(dtype="int64"), "loss": pd.Series(dtype="float64")})
+    return df.sort_values("step").reset_index(drop=True)
+
+
+def method_metric_names(df: pd.DataFrame) -> list[str]:
+    """Columns that methods added (e.g. sparsity, robust accuracy): everything not core, not per corruption."""
+    core = set(LOSS_METRICS) | set(ACCURACY_METRICS) | {"val_loss"} | NOT_PLOTTED
+    return [c for c in df.columns if c not in core and not str(c).startswith("ood/")]
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def long_frame(df: pd.DataFrame, metrics: Sequence[str], x: str = "epoch") -> pd.DataFrame:
+    """Wide (x, metric columns) -> long (x, metric, label, value), dropping missing values."""
+    present = [m for m in metrics if m in df.columns]
+    if df.empty or not present or x not in df.columns:
+        return pd.DataFrame(columns=[x, "metric", "label", "value"])
+    out = df[[x, *present]].melt(id_vars=[x], var_name="metric", value_name="value")
+    out = out[out["value"].map(_finite)]
+    out["label"] = out["metric"].map(metric_label)
+    return out.reset_index(drop=True)
+
+
+# ---- line charts ----------------------------------------------------------------------------
+
+def metric_lines(df: pd.DataFrame, metrics: Sequence[str], title: str, y_title: str,
+                 percent: bool = False, x: str = "epoch", height: int = 260) -> alt.Chart:
+    """Lines with points, one colour per metric, x = epoch (or step)."""
+    data = long_frame(df, metrics, x)
+    present = [m for m in metrics if m in set(data["metric"])]
+    order = [metric_label(m) for m in present]
+    others = iter(OTHER_COLORS * 4)
+    colors = [METRIC_COLORS.get(m) or next(others) for m in present]
+    y_axis = alt.Axis(format="%" if percent else "~g", title=y_title)
+    y_scale = alt.Scale(domain=[0, 1]) if percent else alt.Scale(zero=False)
+    x_title = "Epoch" if x == "epoch" else "Step"
+    base = alt.Chart(data).encode(
+        x=alt.X(f"{x}:Q", title=x_title, axis=alt.Axis(tickMinStep=1, format="d")),
+        y=alt.Y("value:Q", axis=y_axis, scale=y_scale),
+        color=alt.Color("label:N", title=None, sort=order, legend=alt.Legend(**LEGEND),
+                        scale=alt.Scale(domain=order, range=colors)),
+        tooltip=[alt.Tooltip(f"{x}:Q", title=x_title), alt.Tooltip("label:N", title="Metric"),
+                 alt.Tooltip("value:Q", title="Value", format=".1%" if percent else ".4g")],
+    )
+    return alt.layer(base.mark_line(), base.mark_point(filled=True, size=40), title=title).properties(
+        height=height, autosize=FIT_WIDTH)
+
+
+def loss_chart(df: pd.DataFrame) -> alt.Chart:
+    return metric_lines(df, LOSS_METRICS, "Loss per epoch (lower is better)", "Loss")
+
+
+def accuracy_chart(df: pd.DataFrame) -> alt.Chart:
+    return metric_lines(df, ACCURACY_METRICS, "Accuracy per epoch (higher is better)", "Accuracy", percent=True)
+
+
+def method_metric_chart(df: pd.DataFrame, metric: str) -> alt.Chart:
+    """A chart for one metric a method logs (sparsity, robust accuracy, anything new)."""
+    label = metric_label(metric)
+    return metric_lines(df, [metric], label, label, percent=is_fraction_metric(metric))
+
+
+def step_loss_chart(steps: pd.DataFrame) -> alt.Chart:
+    """Training loss at every logged step: the first thing that moves in a live run."""
+    return metric_lines(steps, ["loss"], "Training loss per step", "Loss", x="step", height=220)
+
+
+def lr_chart(steps: pd.DataFrame) -> alt.Chart:
+    """The learning rate over the run's steps (from the store, or a schedule preview)."""
+    data = steps[["step", "lr"]].dropna() if {"step", "lr"} <= set(steps.columns) else pd.DataFrame(columns=["step", "lr"])
+    return alt.Chart(data, title="Learning rate per step").mark_line(interpolate="step-after").encode(
+        x=alt.X("step:Q", title="Step", axis=alt.Axis(tickMinStep=1, format="d")),
+        y=alt.Y("lr:Q", title="Learning rate", axis=alt.Axis(format="~g")),
+        tooltip=[alt.Tooltip("step:Q", title="Step"), alt.Tooltip("lr:Q", title="Learning rate", format=".3g")],
+    ).properties(height=180, autosize=FIT_WIDTH)
+
+
+# ---- results ---------------------------------------------------------------------------------
+
+def confusion_frame(matrix: Sequence[Sequence[float]], classes: Sequence[str]) -> pd.DataFrame:
+    """Square matrix (rows = true class, columns = predicted) -> long frame with row shares."""
+    rows = []
+    for i, true in enumerate(classes):
+        total = sum(matrix[i]) if i < len(matrix) else 0
+        for j, pred in enumerate(classes):
+            n = matrix[i][j] if i < len(matrix) and j < len(matrix[i]) else 0
+            rows.append({"true": true, "predicted": pred, "count": int(n), "share": (n / total) if total else 0.0})
+    return pd.DataFrame(rows, columns=["true", "predicted", "count", "share"])
+
+
+def confusion_chart(df: pd.DataFrame, title: str = "Confusion matrix") -> alt.Chart:
+    """Heat map with counts; the diagonal is what the model got right."""
+    classes = list(dict.fromkeys(df["true"]))
+    cell = max(16, min(44, 360 // max(len(classes), 1)))  # px per class: fits half a page, labels stay readable
+    base = alt.Chart(df, title=title).encode(
+        x=alt.X("predicted:N", title="Predicted class", sort=classes,
+                axis=alt.Axis(labelAngle=-45, labelOverlap=False, labelLimit=120)),
+        y=alt.Y("true:N", title="True class", sort=classes, axis=alt.Axis(labelOverlap=False, labelLimit=120)),
+        tooltip=[alt.Tooltip("true:N", title="True"), alt.Tooltip("predicted:N", title="Predicted"),
+                 alt.Tooltip("count:Q", title="Images"), alt.Tooltip("share:Q", title="Share of true class", format=".0%")],
+    )
+    # No colour legend: the counts are written in the cells, the shade only guides the eye.
+    cells = base.mark_rect().encode(color=alt.Color("share:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]), legend=None))
+    text = base.mark_text(baseline="middle").encode(
+        text=alt.Text("count:Q"),
+        color=alt.condition(alt.datum.share > 0.5, alt.value("white"), alt.value("black")),
+    )
+    return (cells + text).properties(width=alt.Step(cell), height=alt.Step(cell),
+                                     autosize=alt.AutoSizeParams(type="pad"))
+
+
+def per_class_frame(per_class: Mapping[str, float | None]) -> pd.DataFrame:
+    return pd.DataFrame([{"class": c, "accuracy": v} for c, v in per_class.items() if _finite(v)],
+                        columns=["class", "accuracy"])
+
+
+def per_class_chart(df: pd.DataFrame, title: str = "Accuracy per class") -> alt.Chart:
+    return alt.Chart(df, title=title).mark_bar().encode(
+        x=alt.X("accuracy:Q", title="Accuracy", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+        y=alt.Y("class:N", title=None, sort="-x"),
+        color=alt.Color("accuracy:Q", scale=alt.Scale(scheme="redyellowgreen", domain=[0, 1]), legend=None),
+        tooltip=[alt.Tooltip("class:N", title="Class"), alt.Tooltip("accuracy:Q", title="Accuracy", format=".1%")],
+    ).properties(height=alt.Step(24), autosize=FIT_WIDTH)
+
+
+def ood_frame(by_corruption: Mapping[str, float | None]) -> pd.DataFrame:
+    return pd.DataFrame([{"corruption": c.replace("_", " "), "accuracy": v} for c, v in by_corruption.items() if _finite(v)],
+                        columns=["corruption", "accuracy"])
+
+
+def ood_chart(df: pd.DataFrame, clean_acc: float | None = None) -> alt.Chart:
+    """Accuracy per corruption (severities 1-5 averaged), with the clean accuracy as a rule."""
+    bars = alt.Chart(df, title="Accuracy on corrupted validation images").mark_bar().encode(
+        x=alt.X("accuracy:Q", title="Accuracy", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+        y=alt.Y("corruption:N", title=None, sort="-x"),
+        tooltip=[alt.Tooltip("corruption:N", title="Corruption"), alt.Tooltip("accuracy:Q", title="Accuracy", format=".1%")],
+    )
+    if clean_acc is None or not _finite(clean_acc):
+        return bars.properties(height=alt.Step(24), autosize=FIT_WIDTH)
+    rule = alt.Chart(pd.DataFrame({"clean": [clean_acc]})).mark_rule(color="firebrick", strokeDash=[4, 3]).encode(
+        x="clean:Q", tooltip=[alt.Tooltip("clean:Q", title="Clean validation accuracy", format=".1%")])
+    return (bars + rule).properties(height=alt.Step(24), autosize=FIT_WIDTH)
+
+
+def class_counts_frame(split_counts: Mapping[str, Mapping[str, int]]) -> pd.DataFrame:
+    """{"train": {cls: n}, "val": ..., "test": ...} -> long (class, split, images)."""
+    rows = [{"class": c, "split": split, "images": int(n)}
+            for split, counts in split_counts.items() for c, n in counts.items()]
+    return pd.DataFrame(rows, columns=["class", "split", "images"])
+
+
+def class_counts_chart(df: pd.DataFrame) -> alt.Chart:
+    """Images per class, stacked by split: a lopsided bar is a class the model sees too little of."""
+    order = ["train", "val", "test"]
+    return alt.Chart(df, title="Images per class").mark_bar().encode(
+        x=alt.X("sum(images):Q", title="Images"),
+        y=alt.Y("class:N", title=None),
+        color=alt.Color("split:N", title="Split", sort=order, scale=alt.Scale(domain=order)),
+        order=alt.Order("split_order:Q"),
+        tooltip=[alt.Tooltip("class:N", title="Class"), alt.Tooltip("split:N", title="Split"),
+                 alt.Tooltip("images:Q", title="Images")],
+    ).transform_calculate(
+        split_order="indexof(['train','val','test'], datum.split)"
+    ).properties(height=alt.Step(22), autosize=FIT_WIDTH)
+
+
+def compare_frame(curves: Mapping[str, pd.DataFrame], metric: str) -> pd.DataFrame:
+    """{run label: per-epoch frame} -> long (run, epoch, value) for one metric."""
+    parts = []
+    for run, df in curves.items():
+        if metric in df.columns and "epoch" in df.columns:
+            part = df[["epoch", metric]].rename(columns={metric: "value"})
+            part = part[part["value"].map(_finite)]
+            parts.append(part.assign(run=run))
+    if not parts:
+        return pd.DataFrame(columns=["run", "epoch", "value"])
+    return pd.concat(parts, ignore_index=True)[["run", "epoch", "value"]]
+
+
+def compare_chart(df: pd.DataFrame, metric: str) -> alt.Chart:
+    """One line per run for one metric: which settings learned faster, ended higher."""
+    percent = is_fraction_metric(metric)
+    label = metric_label(metric)
+    base = alt.Chart(df).encode(
+        x=alt.X("epoch:Q", title="Epoch", axis=alt.Axis(tickMinStep=1, format="d")),
+        y=alt.Y("value:Q", title=label, axis=alt.Axis(format="%" if percent else "~g"),
+                scale=alt.Scale(domain=[0, 1]) if percent else alt.Scale(zero=False)),
+        color=alt.Color("run:N", title="Run", legend=alt.Legend(orient="bottom", columns=1, labelLimit=480)),
+        tooltip=[alt.Tooltip("run:N", title="Run"), alt.Tooltip("epoch:Q", title="Epoch"),
+                 alt.Tooltip("value:Q", title=label, format=".1%" if percent else ".4g")],
+    )
+    return alt.layer(base.mark_line(), base.mark_point(filled=True, size=40), title=f"{label}: runs compared").properties(
+        height=320, autosize=FIT_WIDTH)

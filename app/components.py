@@ -1,0 +1,183 @@
+"""Views shared by several pages: the sidebar status, a run's progress and its curves."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from app import charts, state
+from engine.worker import Engine
+
+LIVE_REFRESH_S = 1.0  # how often live views poll the engine's snapshot
+SIDEBAR_REFRESH_S = 2.0
+
+
+# ---- one run, live or from the store --------------------------------------------------------
+
+@dataclass
+class RunView:
+    id: str
+    name: str
+    status: str
+    error: str | None
+    config: dict
+    run_dir: str
+    progress: dict = field(default_factory=dict)
+    epochs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    steps: pd.DataFrame = field(default_factory=pd.DataFrame)
+    live: bool = False  # read from this process's in-memory snapshot (else from the store)
+
+
+def load_run(engine: Engine, run_id: str) -> RunView | None:
+    """The live snapshot when this process ran it; otherwise the store (runs from before a restart)."""
+    rec = engine.run_record(run_id)
+    if rec is None:
+        return None
+    snap = engine.snapshot(run_id)
+    if snap is not None:
+        return RunView(rec.id, rec.name, snap.status, snap.error or rec.error, rec.config, rec.run_dir,
+                       dict(snap.progress), charts.epochs_frame(snap.epochs), charts.steps_frame(snap.steps), True)
+    epochs, steps = charts.store_frames(engine.store.metrics(run_id))
+    return RunView(rec.id, rec.name, rec.status, rec.error, rec.config, rec.run_dir, {}, epochs, steps, False)
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "–"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def fmt_pct(v: Any) -> str:
+    return f"{v:.1%}" if isinstance(v, (int, float)) and v == v else "–"
+
+
+def progress_view(run: RunView) -> None:
+    """Status line, progress bar, epoch/step, images/s and ETA."""
+    p = run.progress
+    if run.status == "queued":
+        st.info("Waiting in the queue: this run starts as soon as the run before it ends.", icon=":material/schedule:")
+        return
+    if run.status == "running":
+        phase = p.get("phase", "starting")
+        total, step = int(p.get("total_steps") or 0), int(p.get("step") or 0)
+        epoch, epochs = p.get("epoch") or 0, p.get("epochs") or run.config.get("train", {}).get("epochs", 0)
+        frac = min(step / total, 1.0) if total else 0.0
+        texts = {
+            "loading data": "Loading and decoding the images…",
+            "training": f"Training: epoch {epoch} of {epochs}",
+            "evaluating": f"Evaluating after epoch {epoch} of {epochs}…",
+            "final evaluation": "Final evaluation: test set and the full corruption suite…",
+        }
+        st.progress(frac, text=texts.get(phase, phase.capitalize() + "…"))
+        c = st.columns(5)
+        c[0].metric("Epoch", f"{epoch} / {epochs}")
+        c[1].metric("Step", f"{step} / {total}" if total else "–")
+        ips = p.get("images_per_sec")
+        c[2].metric("Speed", f"{ips:,.0f} img/s" if ips else "–", help="Training images per second in this epoch.")
+        c[3].metric("Time left", fmt_duration(p.get("eta_s")) if p.get("eta_s") is not None else "–",
+                    help="Estimated time until training ends (evaluation not included).")
+        loss = p.get("loss")
+        c[4].metric("Loss", f"{loss:.3f}" if isinstance(loss, (int, float)) else "–",
+                    help="Training loss of the latest step: it should trend down.")
+        return
+    if run.status == "finished":
+        last = run.epochs.iloc[-1] if not run.epochs.empty else {}
+        val = last.get("val_acc") if hasattr(last, "get") else None
+        st.success(f"Finished. Validation accuracy after the last epoch: {fmt_pct(val)}. "
+                   "Open **Results** for the confusion matrix, per-class accuracy and downloads.",
+                   icon=":material/check_circle:")
+    elif run.status == "failed":
+        st.error(f"This run failed: {run.error or 'no reason was recorded.'}", icon=":material/error:")
+        st.caption("Fix the setting the message names on the **Data** or **Model and methods** page, "
+                   "then start a new run. The studio keeps working.")
+    elif run.status == "stopped":
+        st.warning(f"Stopped. {run.error or ''}", icon=":material/stop_circle:")
+
+
+def curves_view(run: RunView, *, live: bool = False) -> None:
+    """Per-epoch charts (accuracy, loss, OOD, and whatever the enabled methods log)."""
+    epochs, steps = run.epochs, run.steps
+    if epochs.empty or len(epochs.columns) <= 1:
+        if not steps.empty and "loss" in steps:
+            st.altair_chart(charts.step_loss_chart(steps), width="stretch")
+        if live or run.status in ("queued", "running"):
+            st.caption("The per-epoch charts appear when the first epoch ends.")
+        else:
+            st.caption("This run recorded no per-epoch metrics.")
+        return
+    left, right = st.columns(2)
+    with left:
+        st.altair_chart(charts.accuracy_chart(epochs), width="stretch")
+    with right:
+        st.altair_chart(charts.loss_chart(epochs), width="stretch")
+    extra = charts.method_metric_names(epochs)
+    if extra:
+        cols = st.columns(min(len(extra), 2))
+        for i, name in enumerate(extra):
+            with cols[i % len(cols)]:
+                st.altair_chart(charts.method_metric_chart(epochs, name), width="stretch")
+    if not steps.empty and "loss" in steps:
+        with st.expander("Loss at every step", expanded=False):
+            st.altair_chart(charts.step_loss_chart(steps), width="stretch")
+
+
+# ---- the sidebar ----------------------------------------------------------------------------
+
+def _device_text() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"GPU: {torch.cuda.get_device_name(0)}"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "Apple GPU (MPS)"
+    return f"CPU, {state.plural(torch.get_num_threads(), 'thread')}"
+
+
+def sidebar(engine: Engine) -> None:
+    st.markdown("### :material/tune: Fine-tuning studio")
+    st.caption(f"Trains on: {_device_text()}")
+    active_now = bool(engine.active_runs())
+
+    @st.fragment(run_every=SIDEBAR_REFRESH_S if active_now else None)
+    def engine_status() -> None:
+        active = engine.active_runs()
+        current = engine.current_run
+        if current:
+            snap = engine.snapshot(current)
+            if snap is not None:
+                p = snap.progress
+                total, step = int(p.get("total_steps") or 0), int(p.get("step") or 0)
+                st.markdown(f"**Training:** {snap.name}")
+                st.progress(min(step / total, 1.0) if total else 0.0,
+                            text=f"epoch {p.get('epoch') or 0}/{p.get('epochs') or '?'} · {p.get('phase', 'starting')}")
+        waiting = [r for r in active if r != current]
+        if waiting:
+            st.markdown(f"**Queue:** {len(waiting)} run{'s' if len(waiting) > 1 else ''} waiting")
+            for run_id in waiting:
+                rec = engine.run_record(run_id)
+                if rec:
+                    st.caption(f":material/schedule: {rec.name}")
+        if not active:
+            st.caption("Engine idle: ready for a run.")
+        if active_now and not active:
+            st.rerun()  # the last run just ended: redraw the page once, which also stops this timer
+
+    engine_status()
+    runs = engine.list_runs()
+    done = sum(r.status == "finished" for r in runs)
+    st.caption(f"{state.plural(len(runs), 'run')} stored, {done} finished.")
+    ds = state.dataset()
+    cfg = state.config()
+    methods = ", ".join(cfg.enabled_methods()) or "plain fine-tuning"
+    st.caption(f"Next run: **{cfg.backbone.name}** on **{ds.label}**, {state.plural(cfg.train.epochs, 'epoch')}, {methods}.")
+
+
+def short_time(ts: float | None) -> str:
+    return time.strftime("%d %b %H:%M", time.localtime(ts)) if ts else "–"

@@ -1,0 +1,78 @@
+"""Checking a dataset before training: the engine's validation, plus a few images per class.
+
+The check runs exactly the engine's `load_dataset` (so "valid here" means "trainable"), at the
+run's image size capped for speed; the engine keeps the decoded images in memory, so the run
+that follows starts without decoding again. Results are memoised per tab.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import streamlit as st
+
+from engine.config import RunConfig, resolve_path
+from engine.data import DataReport, load_dataset, load_ood_dataset
+from engine.worker import Engine
+
+PREVIEW_PER_CLASS = 8
+MAX_PREVIEW_SIZE = 128  # px: the check decodes at the run's size up to this
+_MEMO_KEY = "data_checks"
+_MEMO_ENTRIES = 6
+
+
+@dataclass
+class DataCheck:
+    ok: bool
+    report: DataReport | None = None
+    grid: dict[str, list[np.ndarray]] = field(default_factory=dict)  # class -> HWC uint8 images
+    error: BaseException | None = None
+
+
+def preview_size(cfg: RunConfig) -> int:
+    return min(cfg.data.image_size, MAX_PREVIEW_SIZE)
+
+
+def _key(cfg: RunConfig) -> tuple:
+    d = cfg.data
+    return (d.source, preview_size(cfg), d.val_fraction, d.test_fraction, cfg.seed, d.min_images_per_class)
+
+
+def forget(source: str | None = None) -> None:
+    """Drop memoised checks (all, or those of one source), e.g. after a folder changed on disk."""
+    memo = st.session_state.get(_MEMO_KEY, {})
+    for k in [k for k in memo if source is None or k[0] == source]:
+        del memo[k]
+
+
+def check_dataset(engine: Engine, cfg: RunConfig, progress: Callable[[int, int], None] | None = None) -> DataCheck:
+    """Validate `cfg.data.source` with the engine; never raises (the error is in the result)."""
+    memo: dict = st.session_state.setdefault(_MEMO_KEY, {})
+    key = _key(cfg)
+    if key in memo:
+        return memo[key]
+    d = cfg.data
+    try:
+        splits = load_dataset(resolve_path(d.source), engine.datasets_dir, image_size=preview_size(cfg),
+                              val_fraction=d.val_fraction, test_fraction=d.test_fraction, seed=cfg.seed,
+                              min_images_per_class=d.min_images_per_class, progress=progress)
+    except Exception as exc:  # StudioError for the user's data; anything else is shown politely
+        result = DataCheck(False, error=exc)
+    else:
+        grid = {}
+        for c, name in enumerate(splits.classes):
+            idx = (splits.train.labels == c).nonzero().flatten()[:PREVIEW_PER_CLASS]
+            grid[name] = [img.permute(1, 2, 0).numpy() for img in splits.train.images[idx]]
+        result = DataCheck(True, splits.report, grid)
+    memo[key] = result
+    while len(memo) > _MEMO_ENTRIES:
+        memo.pop(next(iter(memo)))
+    return result
+
+
+def check_ood(engine: Engine, cfg: RunConfig, source: str, classes: list[str]) -> int:
+    """Validate an OOD set against the training classes; returns its number of images (raises StudioError)."""
+    images = load_ood_dataset(resolve_path(source), engine.datasets_dir, preview_size(cfg), classes)
+    return len(images)

@@ -1,0 +1,50 @@
+"""The dashboard's entry point: `streamlit run app/main.py` (or `python run_app.py`).
+
+A frame around the pages: page config, the process-wide engine, this tab's defaults, the
+navigation and the sidebar with the engine's status and queue. Each page is a file in
+app/app_pages/ that reads widgets and calls the engine. (Not `app/pages/`: Streamlit treats a
+folder of that name next to the entry script as a legacy multipage app, and a first visit straight
+to /model would then run that page without this frame.)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts app/ on the path, not the project
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from app import components, state  # noqa: E402
+
+st.set_page_config(page_title="Fine-tuning studio", page_icon=":material/tune:", layout="wide",
+                   initial_sidebar_state="expanded")
+
+try:
+    engine = state.get_engine()
+except Exception as exc:  # e.g. the data folder is not writable
+    st.title("Fine-tuning studio")
+    state.show_error(exc, f"starting the training engine in {state.data_dir()}")
+    st.info("Set the environment variable STUDIO_DATA_DIR to a folder you can write to, then restart the app.")
+    st.stop()
+
+state.init_session()
+
+pages = [
+    st.Page("app_pages/data.py", title="Data", icon=":material/folder_open:", url_path="data", default=True),
+    st.Page("app_pages/model.py", title="Model and methods", icon=":material/tune:", url_path="model"),
+    st.Page("app_pages/train.py", title="Train (live)", icon=":material/monitoring:", url_path="train"),
+    st.Page("app_pages/results.py", title="Results", icon=":material/leaderboard:", url_path="results"),
+]
+page = st.navigation(pages)
+
+try:
+    page.run()
+except Exception as exc:  # a bug in a page: say so politely, keep the rest of the app usable
+    state.show_error(exc, "drawing this page")
+
+with st.sidebar:  # drawn after the page, so it shows what the page just changed
+    components.sidebar(engine)

@@ -1,0 +1,470 @@
+"""The dashboard through Streamlit's AppTest: every page, the whole flow on a tiny dataset, the error paths.
+
+`run_every` fragments do not tick inside AppTest, so the tests drive the engine to the end
+(`engine.wait`) and then rerun the page. Each test has its own engine folder (STUDIO_DATA_DIR).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from engine.config import with_section
+from engine.methods import METHODS, MethodSpec
+from engine.methods.base import MethodHook
+
+from conftest import tiny_image, write_tiny_zip
+
+ROOT = Path(__file__).resolve().parent.parent
+MAIN = str(ROOT / "app" / "main.py")
+RUN_TIMEOUT = 300
+
+
+# ---- helpers ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def studio(tmp_path, monkeypatch):
+    """A fresh engine folder for this test; the engine is shut down afterwards."""
+    monkeypatch.setenv("STUDIO_DATA_DIR", str(tmp_path / "studio"))
+    yield tmp_path / "studio"
+    from app.state import get_engine
+
+    get_engine().shutdown(5)
+    st.cache_resource.clear()
+
+
+def new_app() -> AppTest:
+    at = AppTest.from_file(MAIN, default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def engine():
+    from app.state import get_engine
+
+    return get_engine()
+
+
+def texts(elements) -> list[str]:
+    return [e.value for e in elements]
+
+
+def no_problems(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def upload_zip(at: AppTest, data: bytes, name: str = "my data.zip") -> AppTest:
+    at.radio(key="w:data.kind").set_value("upload").run()
+    at.file_uploader[0].set_value((name, data, "application/zip")).run()
+    no_problems(at)
+    return at
+
+
+def configure_tiny(at: AppTest, epochs: int = 1) -> AppTest:
+    at.switch_page("app_pages/model.py").run()
+    no_problems(at)
+    at.number_input(key="w:train.epochs").set_value(epochs)
+    at.number_input(key="w:train.batch_size").set_value(8)
+    at.number_input(key="w:data.image_size").set_value(32)
+    at.radio(key="w:backbone.pretrained").set_value("none")
+    at.run()
+    no_problems(at)
+    return at
+
+
+def start_run(at: AppTest) -> str:
+    at.switch_page("app_pages/train.py").run()
+    before = {r.id for r in engine().list_runs()}
+    at.button(key="start").click().run()
+    no_problems(at)
+    new = [r.id for r in engine().list_runs() if r.id not in before]
+    assert len(new) == 1, texts(at.error)
+    return new[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_bytes(tmp_path_factory) -> bytes:
+    return write_tiny_zip(tmp_path_factory.mktemp("app") / "tiny.zip", per_class=10).read_bytes()
+
+
+def zip_bytes(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def png(cls: str = "red", i: int = 0) -> bytes:
+    buf = io.BytesIO()
+    tiny_image(cls, i).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# ---- every page --------------------------------------------------------------------------------
+
+def test_the_app_opens_on_the_data_page_with_the_engine_status_in_the_sidebar(studio):
+    at = new_app()
+    assert texts(at.title) == ["1 · Data"]
+    sidebar = " ".join(str(getattr(e, "value", "")) for e in at.sidebar)  # (AppTest drops it after switch_page)
+    assert "Engine idle" in sidebar and "Next run" in sidebar and "0 runs stored" in sidebar
+    if (ROOT / "assets" / "sample_textures.zip").is_file():
+        assert "Active dataset: Bundled sample: textures" in texts(at.subheader), "the sample is ready to click"
+    else:
+        assert any("sample dataset" in w for w in texts(at.warning))
+
+
+@pytest.mark.parametrize("page", ["app_pages/data.py", "app_pages/model.py", "app_pages/train.py", "app_pages/results.py"])
+def test_every_page_renders_on_a_fresh_studio(studio, page):
+    at = new_app()
+    at.switch_page(page).run()
+    no_problems(at)
+    assert at.title, "every page has a title"
+    assert not at.error, texts(at.error)
+
+
+def test_the_model_page_has_one_switch_per_registered_method_and_their_explanations(studio):
+    at = new_app()
+    at.switch_page("app_pages/model.py").run()
+    no_problems(at)
+    markdown = " ".join(texts(at.markdown)) + " ".join(texts(at.caption))
+    for name, spec in METHODS.items():
+        assert at.toggle(key=f"w:{name}.enabled") is not None
+        assert spec.explanation in markdown  # the teaching text
+        assert spec.paper_url in markdown  # the paper link
+    toggles = {t.key for t in at.toggle if t.key.endswith(".enabled")}
+    assert toggles == {f"w:{name}.enabled" for name in METHODS}, "no switch for an unregistered method"
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_switching_a_method_on_shows_its_settings_and_changes_the_config(studio, name):
+    at = new_app()
+    at.switch_page("app_pages/model.py").run()
+    spec = METHODS[name]
+    if not spec.supports(at.session_state["cfg"].backbone.name):
+        pytest.skip(f"{name} does not support the default backbone")
+    at.toggle(key=f"w:{name}.enabled").set_value(True).run()
+    no_problems(at)
+    assert at.session_state["cfg"].methods[name].enabled
+    keys = {w.key for w in [*at.number_input, *at.toggle, *at.selectbox, *at.text_input, *at.slider, *at.checkbox]}
+    for f in dataclasses.fields(spec.config_cls):
+        if f.name != "enabled":
+            assert f"w:{name}.{f.name}" in keys, f"no widget for {name}.{f.name}"
+
+
+@dataclass(frozen=True)
+class ToyConfig:
+    enabled: bool = False
+    strength: float = field(default=4 / 255, metadata={"label": "strength", "scale": 255, "unit": "/255",
+                                                       "min": 0.0, "max": 16 / 255, "step": 1 / 255})
+    rounds: int = field(default=3, metadata={"min": 1, "max": 9})
+    mode: str = field(default="soft", metadata={"choices": ["soft", "hard"]})
+    levels: tuple[float, ...] = (0.5, 1.0)
+    loud: bool = False
+
+
+class ToyHook(MethodHook):
+    name = "toy"
+
+    def on_epoch_end(self, ctx, metrics):
+        metrics["toy_score"] = 0.5
+
+
+def test_a_newly_registered_method_gets_a_switch_settings_charts_and_its_result_view(studio, monkeypatch, tiny_bytes):
+    from app import method_views
+
+    spec = MethodSpec(name="toy", title="Toy method", summary="Does nothing, loudly.",
+                      explanation="A test method. Watch the toy score.", paper="Nobody (2025)",
+                      paper_url="https://example.org/toy", config_cls=ToyConfig, build=lambda cfg, m: ToyHook())
+    monkeypatch.setitem(METHODS, "toy", spec)
+    seen = []
+    monkeypatch.setitem(method_views.VIEWS, "toy", lambda eng, rec, summary: (seen.append(rec.id), st.write("toy view")))
+    at = new_app()
+    upload_zip(at, tiny_bytes)
+    configure_tiny(at)
+    at.toggle(key="w:toy.enabled").set_value(True).run()
+    no_problems(at)
+    # generic widgets: scaled float shown in /255, int, choices, tuple as text
+    assert at.number_input(key="w:toy.strength").value == pytest.approx(4.0)
+    at.number_input(key="w:toy.strength").set_value(8.0)
+    at.number_input(key="w:toy.rounds").set_value(5)
+    at.selectbox(key="w:toy.mode").set_value("hard")
+    at.text_input(key="w:toy.levels").input("0.25, 0.75")
+    at.run()
+    no_problems(at)
+    toy = at.session_state["cfg"].methods["toy"]
+    assert toy == ToyConfig(enabled=True, strength=pytest.approx(8 / 255), rounds=5, mode="hard", levels=(0.25, 0.75))
+    # a bad tuple keeps the old value and says why
+    at.text_input(key="w:toy.levels").input("0.25, lots").run()
+    assert any("toy.levels" in e for e in texts(at.error))
+    assert at.session_state["cfg"].methods["toy"].levels == (0.25, 0.75)
+
+    run_id = start_run(at)
+    assert engine().wait(run_id, RUN_TIMEOUT) == "finished"
+    at.run()
+    no_problems(at)
+    at.switch_page("app_pages/results.py").run()
+    no_problems(at)
+    assert run_id in seen, "the Results page calls the method's view"
+    assert "Toy score" in [m.label for m in at.metric], "a method's metric shows up without UI code"
+
+
+# ---- the whole flow -------------------------------------------------------------------------------
+
+def test_upload_configure_train_watch_and_see_results(studio, tiny_bytes):
+    at = new_app()
+    upload_zip(at, tiny_bytes, "my data.zip")
+    assert "Active dataset: my data.zip" in texts(at.subheader)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Classes"] == "3" and metrics["Images"] == "30" and metrics["Skipped files"] == "0"
+    assert len(at.image) >= 3, "a row of sample images per class"
+    stored = Path(at.session_state["cfg"].data.source)
+    assert stored.parent == studio / "uploads" and "my data" not in stored.name, "uploads are named by content hash"
+
+    configure_tiny(at, epochs=2)
+    assert "Ready to train" in " ".join(texts(at.success))
+    # the effective learning rate follows lr and momentum
+    at.number_input(key="w:optim.lr").set_value(0.02)
+    at.slider(key="w:optim.momentum").set_value(0.5).run()
+    assert {m.label: m.value for m in at.metric}["Effective learning rate"] == "0.04"
+
+    run_id = start_run(at)
+    assert engine().snapshot(run_id) is not None, "the job runs in the engine's thread"
+    assert engine().wait(run_id, RUN_TIMEOUT) == "finished"
+    at.run()
+    no_problems(at)
+    assert any("Finished" in s for s in texts(at.success))
+    assert len(at.get("vega_lite_chart")) >= 2, "accuracy and loss charts"
+
+    at.switch_page("app_pages/results.py").run()
+    no_problems(at)
+    labels = {m.label for m in at.metric}
+    assert {"Validation accuracy", "Test accuracy", "OOD accuracy", "Training speed"} <= labels
+    downloads = {d.label for d in at.download_button}
+    assert {"Fine-tuned model", "Config (YAML)", "Summary (JSON)"} <= downloads
+    assert at.radio(key=f"ckpt_{run_id}").options == ["final weights", "best validation epoch"]
+    assert len(at.get("vega_lite_chart")) >= 5, "curves, confusion matrix, per class, OOD, lr"
+    assert any("python -m engine train --config config.yaml" in c.value for c in at.code)
+
+    # the downloadable config.yaml repeats the run from the command line, to the same accuracy
+    rec = engine().run_record(run_id)
+    summary = json.loads((Path(rec.run_dir) / "summary.json").read_text())
+    out = subprocess.run([sys.executable, "-m", "engine", "train", "--config", str(Path(rec.run_dir) / "config.yaml"),
+                          "--data-dir", str(studio.parent / "cli"), "--quiet"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    cli_run = next((studio.parent / "cli" / "runs").iterdir())
+    assert json.loads((cli_run / "summary.json").read_text())["val_acc"] == pytest.approx(summary["val_acc"])
+
+
+def test_a_folder_on_the_server_can_be_the_dataset(studio, tmp_path, tiny_bytes):
+    folder = tmp_path / "my images"
+    with zipfile.ZipFile(io.BytesIO(tiny_bytes)) as zf:
+        zf.extractall(folder)
+    at = new_app()
+    at.radio(key="w:data.kind").set_value("folder").run()
+    at.text_input(key="folder_path").input(str(tmp_path / "nowhere")).run()
+    at.button[0].click().run()
+    no_problems(at)
+    assert any("Could not find" in e for e in texts(at.error))
+    at.text_input(key="folder_path").input(str(folder)).run()
+    at.button[0].click().run()
+    no_problems(at)
+    assert f"Active dataset: {folder}" in texts(at.subheader)
+    assert at.session_state["cfg"].data.source == str(folder)
+
+
+def test_a_second_session_sees_the_running_job(studio, tiny_bytes):
+    first = new_app()
+    upload_zip(first, tiny_bytes)
+    configure_tiny(first, epochs=2)
+    run_id = start_run(first)
+    second = new_app()  # a refresh or another tab: a new session on the same engine
+    second.switch_page("app_pages/train.py").run()
+    no_problems(second)
+    assert second.selectbox(key="watch_select").value == run_id
+    assert engine().wait(run_id, RUN_TIMEOUT) == "finished"
+
+
+def test_runs_are_listed_with_their_metrics_after_a_server_restart(studio, tiny_bytes):
+    at = new_app()
+    upload_zip(at, tiny_bytes)
+    configure_tiny(at)
+    run_id = start_run(at)
+    assert engine().wait(run_id, RUN_TIMEOUT) == "finished"
+    engine().shutdown(5)
+    st.cache_resource.clear()  # the server restarts: a new engine reads the same store
+
+    after = new_app()
+    assert engine().snapshot(run_id) is None, "a new process has no live snapshot"
+    after.switch_page("app_pages/results.py").run()
+    no_problems(after)
+    assert after.selectbox(key="results_run").value == run_id
+    assert "Validation accuracy" in {m.label for m in after.metric}
+    assert len(after.get("vega_lite_chart")) >= 2, "curves read from the store"
+
+
+@pytest.mark.parametrize("preset", ["quick_demo", "robust", "small_model"])
+def test_a_preset_sets_the_whole_config_and_keeps_the_dataset(studio, tiny_bytes, preset):
+    from app.presets import PRESETS
+
+    at = new_app()
+    upload_zip(at, tiny_bytes)
+    source = at.session_state["cfg"].data.source
+    at.switch_page("app_pages/model.py").run()
+    at.number_input(key="w:train.epochs").set_value(17).run()
+    at.button(key=f"preset_{preset}").click().run()
+    no_problems(at)
+    cfg = at.session_state["cfg"]
+    assert cfg.data.source == source, "a preset keeps the chosen dataset"
+    assert cfg.to_dict() == PRESETS[preset].apply(cfg).to_dict()
+    assert at.number_input(key="w:train.epochs").value == cfg.train.epochs != 17, "the widgets show the preset"
+    assert any(PRESETS[preset].title in s for s in texts(at.success))
+    if preset == "quick_demo":
+        assert (cfg.backbone.name, cfg.data.image_size, cfg.train.epochs, cfg.train.batch_size) == ("resnet18", 64, 5, 64)
+
+
+def test_checkpoint_uploads_are_checked_against_the_backbone(studio, tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    at = new_app()
+    at.switch_page("app_pages/model.py").run()
+    at.radio(key="w:backbone.pretrained").set_value("checkpoint").run()
+    assert any("Upload a checkpoint" in i for i in texts(at.info))
+    assert any("no checkpoint file" in w for w in texts(at.warning)), "the engine's validation says what is missing"
+
+    import datetime
+
+    bad = tmp_path / "bad.pt"
+    torch.save({"model": datetime.date(2020, 1, 1)}, bad)  # a pickle that imports a class: could run code
+    at.file_uploader(key="upload_ckpt").set_value(("model.pt", bad.read_bytes(), "application/octet-stream")).run()
+    no_problems(at)
+    assert any("refused" in e for e in texts(at.error)), texts(at.error)
+    assert at.session_state["cfg"].backbone.checkpoint == ""
+
+    good = tmp_path / "good.safetensors"
+    save_file({"conv1.weight": torch.zeros(64, 3, 7, 7)}, str(good))
+    at.file_uploader(key="upload_ckpt").set_value(("mine.safetensors", good.read_bytes(), "application/octet-stream")).run()
+    no_problems(at)
+    assert any("fits resnet18" in s for s in texts(at.success)), texts(at.error)
+    stored = Path(at.session_state["cfg"].backbone.checkpoint)
+    assert stored.parent == studio / "uploads" and stored.suffix == ".safetensors"
+
+
+# ---- error paths -----------------------------------------------------------------------------------
+
+BAD_UPLOADS = {
+    "not a zip": (b"this is not a zip file", "is not a zip archive"),
+    "empty zip": (zip_bytes({}), "empty"),
+    "one class": (zip_bytes({f"red/{i}.png": png("red", i) for i in range(8)}), "only one class"),
+    "no class folders": (zip_bytes({f"{i}.png": png("red", i) for i in range(8)}), "not inside class folders"),
+    "path traversal": (zip_bytes({"../evil/1.png": png(), "a/1.png": png(), "b/1.png": png()}), "outside"),
+    "too few images": (zip_bytes({**{f"red/{i}.png": png("red", i) for i in range(2)},
+                                  **{f"green/{i}.png": png("green", i) for i in range(8)}}), "at least"),
+    "unreadable images": (zip_bytes({"red/1.png": b"junk", "red/2.png": b"junk", "green/1.png": b"junk"}),
+                          "could be read"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_UPLOADS))
+def test_a_bad_upload_shows_the_engines_message_not_a_traceback(studio, case):
+    data, expected = BAD_UPLOADS[case]
+    at = new_app()
+    before = at.session_state["cfg"].data.source
+    upload_zip(at, data, "bad.zip")
+    errors = " ".join(texts(at.error))
+    assert expected.lower() in errors.lower(), errors
+    assert "Traceback" not in errors and not at.exception
+    assert at.session_state["cfg"].data.source == before, "a refused upload is not used"
+    assert any("still uses" in i for i in texts(at.info))
+
+
+def test_a_bad_ood_upload_is_refused_with_its_message(studio, tiny_bytes):
+    at = new_app()
+    upload_zip(at, tiny_bytes)
+    ood = zip_bytes({**{f"red/{i}.png": png("red", i) for i in range(3)}, **{f"blue/{i}.png": png("red", i) for i in range(3)}})
+    at.file_uploader[1].set_value(("ood.zip", ood, "application/zip")).run()
+    no_problems(at)
+    assert any("do not match the training classes" in e for e in texts(at.error))
+    assert at.session_state["cfg"].data.ood_source == ""
+    good = zip_bytes({f"{c}/{i}.png": png(c, i) for c in ("red", "green", "stripes") for i in range(2)})
+    at.file_uploader[1].set_value(("ood.zip", good, "application/zip")).run()
+    no_problems(at)
+    assert at.session_state["cfg"].data.ood_source.endswith(".zip")
+    assert any("OOD set in use" in s for s in texts(at.success))
+
+
+def test_a_config_the_engine_refuses_shows_its_message_and_starts_nothing(studio, tiny_bytes):
+    at = new_app()
+    upload_zip(at, tiny_bytes)
+    at.session_state["cfg"] = with_section(at.session_state["cfg"], "optim", lr=0.0)
+    at.switch_page("app_pages/train.py").run()
+    assert any("learning rate must be positive" in w for w in texts(at.warning))
+    at.button(key="start").click().run()
+    no_problems(at)
+    assert any("learning rate must be positive" in e for e in texts(at.error))
+    assert engine().list_runs() == []
+
+
+def test_a_crashing_run_is_marked_failed_and_the_next_run_starts(studio, tiny_bytes, monkeypatch):
+    class Exploding(MethodHook):
+        name = "exploding"
+
+        def after_step(self, ctx):
+            raise RuntimeError("method exploded")
+
+    at = new_app()
+    upload_zip(at, tiny_bytes)
+    configure_tiny(at)
+    with monkeypatch.context() as patch:  # (not monkeypatch.undo(): that would also undo STUDIO_DATA_DIR)
+        patch.setattr("engine.train.build_hooks", lambda cfg: [Exploding()])
+        crashed = start_run(at)
+        assert engine().wait(crashed, RUN_TIMEOUT) == "failed"
+    at.run()
+    no_problems(at)
+    assert any("method exploded" in e for e in texts(at.error)), texts(at.error)
+
+    at.switch_page("app_pages/results.py").run()
+    no_problems(at)
+    assert any("This run failed" in e for e in texts(at.error))
+
+    good = start_run(at)
+    assert engine().wait(good, RUN_TIMEOUT) == "finished"
+
+
+def test_stop_ends_a_running_job(studio, tiny_bytes):
+    at = new_app()
+    upload_zip(at, tiny_bytes)
+    configure_tiny(at, epochs=50)
+    run_id = start_run(at)
+    at.run()
+    at.button(key=f"stop_{run_id}").click().run()
+    no_problems(at)
+    assert engine().wait(run_id, RUN_TIMEOUT) == "stopped"
+    at.run()
+    assert any("Stopped" in w for w in texts(at.warning))
+
+
+# ---- widget helpers --------------------------------------------------------------------------------
+
+def test_scaled_fields_round_trip_between_stored_and_shown_units():
+    from app.widgets import field_info, from_shown, to_shown
+
+    info = field_info("toy", ToyConfig, "strength")
+    assert info.shown_label == "Strength (/255)"
+    assert to_shown(info, 8 / 255) == pytest.approx(8.0)
+    assert from_shown(info, 8.0) == pytest.approx(8 / 255)
+    assert to_shown(field_info("toy", ToyConfig, "levels"), (0.5, 1.0)) == "0.5, 1.0"
+    assert field_info("toy", ToyConfig, "mode").choices == ("soft", "hard")

@@ -1,0 +1,168 @@
+"""Chart builders as pure functions: a data frame in, a Vega-Lite spec out (no Streamlit, no browser)."""
+
+from __future__ import annotations
+
+import math
+
+import altair as alt
+import pandas as pd
+import pytest
+
+from app import charts
+
+EPOCHS = [
+    {"epoch": 1, "step": 4, "train_loss": 2.0, "val_loss": 2.1, "train_acc": 0.3, "val_acc": 0.25, "ood_acc": 0.2,
+     "ood/gaussian_noise": 0.15, "images_per_sec": 100.0},
+    {"epoch": 2, "step": 8, "train_loss": 1.2, "val_loss": 1.4, "train_acc": 0.6, "val_acc": 0.55, "ood_acc": 0.4,
+     "ood/gaussian_noise": 0.35, "images_per_sec": 120.0, "robust_acc": 0.3, "sparsity": 0.5},
+]
+
+
+def spec(chart: alt.TopLevelMixin) -> dict:
+    return chart.to_dict()
+
+
+def layer_encodings(d: dict) -> list[dict]:
+    return [layer["encoding"] for layer in d.get("layer", [d])]
+
+
+def data_rows(d: dict) -> list[dict]:
+    return next(iter(d["datasets"].values())) if d.get("datasets") else []
+
+
+def test_epochs_frame_has_one_row_per_epoch():
+    df = charts.epochs_frame(EPOCHS + [{"epoch": 2, "step": 8, "val_acc": 0.56}])
+    assert list(df["epoch"]) == [1, 2]
+    assert df.loc[1, "val_acc"] == 0.56 and "step" not in df.columns
+    assert list(charts.epochs_frame([]).columns) == ["epoch"]
+
+
+def test_store_rows_become_epoch_and_step_frames():
+    rows = [{"epoch": 1, "step": 1, "name": "loss", "value": 2.0, "ts": 0}, {"epoch": 1, "step": 1, "name": "lr", "value": 0.1, "ts": 0},
+            {"epoch": 1, "step": 2, "name": "loss", "value": 1.5, "ts": 0}, {"epoch": 1, "step": 2, "name": "lr", "value": 0.05, "ts": 0},
+            {"epoch": 1, "step": 2, "name": "val_acc", "value": 0.5, "ts": 0}, {"epoch": 1, "step": 2, "name": "sparsity", "value": 0.1, "ts": 0}]
+    epochs, steps = charts.store_frames(rows)
+    assert list(epochs.columns) == ["epoch", "sparsity", "val_acc"] and epochs.loc[0, "val_acc"] == 0.5
+    assert list(steps["step"]) == [1, 2] and list(steps["lr"]) == [0.1, 0.05]
+    empty_epochs, empty_steps = charts.store_frames([])
+    assert empty_epochs.empty and empty_steps.empty
+
+
+def test_accuracy_chart_plots_the_accuracies_present_as_percentages():
+    d = spec(charts.accuracy_chart(charts.epochs_frame(EPOCHS)))
+    enc = layer_encodings(d)[0]
+    assert [layer["mark"]["type"] for layer in d["layer"]] == ["line", "point"]
+    assert enc["x"]["field"] == "epoch" and enc["y"]["field"] == "value"
+    assert enc["y"]["axis"]["format"] == "%" and enc["y"]["scale"]["domain"] == [0, 1]
+    labels = {row["label"] for row in data_rows(d)}
+    assert labels == {"Training accuracy", "Validation accuracy", "OOD accuracy (corrupted images)",
+                      "Robust accuracy (under attack)"}
+    assert enc["color"]["sort"][:2] == ["Training accuracy", "Validation accuracy"]
+    assert d["autosize"]["type"] == "fit-x", "the height is the plot's, not squeezed by the legend"
+
+
+def test_missing_values_are_dropped_not_plotted_as_zero():
+    d = spec(charts.accuracy_chart(charts.epochs_frame(EPOCHS)))
+    robust = [r for r in data_rows(d) if r["metric"] == "robust_acc"]
+    assert [r["epoch"] for r in robust] == [2]
+    assert all(math.isfinite(r["value"]) for r in data_rows(d))
+
+
+def test_loss_chart_is_not_a_percentage():
+    d = spec(charts.loss_chart(charts.epochs_frame(EPOCHS)))
+    enc = layer_encodings(d)[0]
+    assert enc["y"]["axis"]["format"] == "~g" and enc["y"]["scale"] == {"zero": False}
+    assert {r["metric"] for r in data_rows(d)} == {"train_loss", "val_loss"}
+
+
+def test_method_metrics_are_found_and_get_their_own_chart():
+    df = charts.epochs_frame(EPOCHS)
+    assert charts.method_metric_names(df) == ["sparsity"]  # robust_acc has a place in the accuracy chart
+    d = spec(charts.method_metric_chart(df, "sparsity"))
+    assert d["title"] == "Sparsity (share of zero weights)"
+    assert layer_encodings(d)[0]["y"]["axis"]["format"] == "%"
+    new = df.assign(toy_score=[1.5, 2.5])
+    assert "toy_score" in charts.method_metric_names(new)
+    d = spec(charts.method_metric_chart(new, "toy_score"))
+    assert d["title"] == "Toy score" and layer_encodings(d)[0]["y"]["axis"]["format"] == "~g"
+
+
+def test_step_and_lr_charts_use_steps():
+    steps = charts.steps_frame([{"step": 2, "loss": 1.0, "lr": 0.05}, {"step": 1, "loss": 2.0, "lr": 0.1}])
+    assert list(steps["step"]) == [1, 2]
+    d = spec(charts.step_loss_chart(steps))
+    assert layer_encodings(d)[0]["x"]["field"] == "step"
+    d = spec(charts.lr_chart(steps))
+    assert d["mark"]["type"] == "line" and d["encoding"]["y"]["field"] == "lr"
+    assert [r["lr"] for r in data_rows(d)] == [0.1, 0.05]
+    assert data_rows(spec(charts.lr_chart(pd.DataFrame({"step": [1]})))) == []
+
+
+def test_confusion_chart_is_a_heat_map_with_counts_in_class_order():
+    classes = ["cat", "dog", "eel"]
+    df = charts.confusion_frame([[3, 1, 0], [0, 4, 0], [1, 1, 2]], classes)
+    assert len(df) == 9
+    cat_dog = df[(df["true"] == "cat") & (df["predicted"] == "dog")].iloc[0]
+    assert cat_dog["count"] == 1 and cat_dog["share"] == pytest.approx(0.25)
+    d = spec(charts.confusion_chart(df))
+    cells, text = d["layer"]
+    assert cells["mark"]["type"] == "rect" and text["mark"]["type"] == "text"
+    assert cells["encoding"]["x"]["sort"] == classes and cells["encoding"]["y"]["sort"] == classes
+    assert cells["encoding"]["color"]["field"] == "share" and text["encoding"]["text"]["field"] == "count"
+    assert cells["encoding"]["x"]["axis"]["labelOverlap"] is False, "every class name stays visible"
+
+
+def test_confusion_frame_survives_an_empty_row():
+    df = charts.confusion_frame([[0, 0], [1, 1]], ["a", "b"])
+    assert df["share"].tolist() == [0.0, 0.0, 0.5, 0.5]
+
+
+def test_per_class_and_ood_bars():
+    d = spec(charts.per_class_chart(charts.per_class_frame({"cat": 0.9, "dog": 0.5, "eel": float("nan")})))
+    assert d["mark"]["type"] == "bar" and d["encoding"]["y"]["sort"] == "-x"
+    assert {r["class"] for r in data_rows(d)} == {"cat", "dog"}, "a class without images is left out"
+    d = spec(charts.ood_chart(charts.ood_frame({"gaussian_noise": 0.3, "jpeg": 0.6}), clean_acc=0.8))
+    bars, rule = d["layer"]
+    assert bars["mark"]["type"] == "bar" and rule["mark"]["type"] == "rule"
+    assert {r["corruption"] for r in data_rows(d) if "corruption" in r} == {"gaussian noise", "jpeg"}
+    assert "layer" not in spec(charts.ood_chart(charts.ood_frame({"jpeg": 0.6}), clean_acc=None))
+
+
+def test_class_counts_stack_the_splits():
+    df = charts.class_counts_frame({"train": {"a": 6, "b": 5}, "val": {"a": 2, "b": 2}, "test": {"a": 2, "b": 1}})
+    assert len(df) == 6 and df["images"].sum() == 18
+    d = spec(charts.class_counts_chart(df))
+    assert d["encoding"]["x"]["aggregate"] == "sum"
+    assert d["encoding"]["color"]["scale"]["domain"] == ["train", "val", "test"]
+    assert d["height"] == {"step": 22}, "one band per class, however many classes"
+
+
+def test_compare_chart_has_one_line_per_run():
+    a = charts.epochs_frame(EPOCHS)
+    b = a.assign(val_acc=[0.4, 0.7])
+    long = charts.compare_frame({"run A": a, "run B": b, "run C (no curve)": pd.DataFrame()}, "val_acc")
+    assert sorted(set(long["run"])) == ["run A", "run B"] and len(long) == 4
+    d = spec(charts.compare_chart(long, "val_acc"))
+    enc = layer_encodings(d)[0]
+    assert enc["color"]["field"] == "run" and enc["y"]["axis"]["format"] == "%"
+    assert d["title"] == "Validation accuracy: runs compared"
+    assert charts.compare_frame({"x": a}, "no_such_metric").empty
+
+
+def test_labels_for_known_and_unknown_metrics():
+    assert charts.metric_label("val_acc") == "Validation accuracy"
+    assert charts.metric_label("ood/gaussian_blur") == "OOD: gaussian blur"
+    assert charts.metric_label("toy_score") == "Toy score"
+    assert charts.is_fraction_metric("robust_acc") and charts.is_fraction_metric("sparsity")
+    assert not charts.is_fraction_metric("train_loss")
+
+
+def test_a_metric_keeps_its_colour_whichever_metrics_are_present():
+    def colour_of(df, label):
+        enc = layer_encodings(spec(charts.accuracy_chart(df)))[0]["color"]["scale"]
+        return dict(zip(enc["domain"], enc["range"]))[label]
+
+    full = charts.epochs_frame(EPOCHS)
+    only_val = full[["epoch", "val_acc"]]
+    assert colour_of(full, "Validation accuracy") == colour_of(only_val, "Validation accuracy")
+    assert colour_of(full, "Training accuracy") != colour_of(full, "Validation accuracy")

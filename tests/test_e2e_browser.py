@@ -1,0 +1,204 @@
+"""The dashboard in a real browser: `run_app.py` on a free port, headless Debian Chromium via Playwright.
+
+Uploads the sample zip, starts a quick run, waits for the live chart and the finish, checks that a
+second tab sees the same running job, and saves a screenshot of every page to
+tests/_artifacts/screenshots/ (git-ignored). Skipped where Chromium or Playwright is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path(os.environ.get("STUDIO_CHROMIUM", "/usr/bin/chromium"))
+SHOTS = ROOT / "tests" / "_artifacts" / "screenshots"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+RUN_TIMEOUT_S = float(os.environ.get("STUDIO_E2E_RUN_TIMEOUT", "900"))
+
+sync_api = pytest.importorskip("playwright.sync_api")
+pytestmark = pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the app exited with code {proc.returncode} before answering")
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                if r.read().decode().strip() == "ok":
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError("the app did not answer /_stcore/health in time")
+
+
+@pytest.fixture(scope="module")
+def sample_zip(tmp_path_factory) -> Path:
+    bundled = ROOT / "assets" / "sample_textures.zip"
+    if bundled.is_file():
+        return bundled
+    from engine.textures import write_texture_zip
+
+    path = tmp_path_factory.mktemp("sample") / "sample_textures.zip"
+    write_texture_zip(path)  # deterministic: the same bytes as the bundled sample's recipe
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    port = free_port()
+    data_dir = tmp_path_factory.mktemp("studio")
+    log_path = data_dir / "server.log"
+    env = {**os.environ, "STUDIO_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "run_app.py", "--port", str(port)], cwd=ROOT, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc)
+        yield {"url": url, "log": log_path, "proc": proc}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def settle(page, timeout_ms: int = 120_000) -> None:
+    """Wait until the app's script run has finished (stApp's data-test-script-state)."""
+    page.wait_for_timeout(200)
+    page.wait_for_function(
+        "() => { const app = document.querySelector(\"[data-testid='stApp']\");"
+        " return app && app.getAttribute('data-test-script-state') === 'notRunning'; }",
+        timeout=timeout_ms)
+
+
+def shot(page, name: str) -> None:
+    """The whole page: Streamlit scrolls inside its main block, so grow the viewport to fit it."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(800)  # let charts finish their first draw
+    size = page.viewport_size
+    height = page.evaluate("() => document.querySelector(\"[data-testid='stMain']\").scrollHeight")
+    page.set_viewport_size({"width": size["width"], "height": max(size["height"], min(int(height), 8000))})
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    page.set_viewport_size(size)
+
+
+def open_app(browser, url: str):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url)
+    page.wait_for_selector("[data-testid='stApp']", timeout=60_000)
+    return page
+
+
+def go(page, title: str, heading: str) -> None:
+    """Navigate inside the app (a page load would start a new session and forget the choices)."""
+    page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
+    page.get_by_role("heading", name=heading).wait_for(timeout=60_000)
+    settle(page)
+
+
+def test_a_first_visit_straight_to_a_page_gets_the_whole_app(server, browser):
+    """Runs first on a fresh server: a bookmark of /model must not bypass the app's frame."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server["url"] + "/model")
+    page.get_by_role("heading", name="2 · Model and methods").wait_for(timeout=60_000)
+    page.get_by_text("Fine-tuning studio").first.wait_for(timeout=30_000)  # the sidebar of main.py
+    settle(page)
+    page.close()
+    assert "Traceback" not in server["log"].read_text()
+
+
+def test_upload_train_and_see_results_in_a_browser(server, browser, sample_zip):
+    page = open_app(browser, server["url"])
+    page.get_by_role("heading", name="1 · Data").wait_for(timeout=60_000)
+
+    # Data: upload the sample zip through the file chooser
+    page.get_by_text("Upload a zip", exact=True).click()
+    with page.expect_file_chooser() as chooser:
+        page.get_by_test_id("stFileUploaderDropzone").first.click()
+    chooser.value.set_files(str(sample_zip))
+    page.get_by_text(f"Active dataset: {sample_zip.name}").wait_for(timeout=120_000)
+    page.get_by_text("A few training images per class").wait_for()
+    shot(page, "1_data")
+
+    # Model: the Quick demo preset is the default; make it quicker still for CI (2 epochs, 32 px)
+    go(page, "Model and methods", "2 · Model and methods")
+    page.get_by_role("button", name="Use Quick demo").click()
+    settle(page)
+    for label, value in (("Epochs", "2"), ("Image size (px)", "32")):
+        box = page.get_by_label(label, exact=True)
+        box.fill(value)
+        box.press("Enter")
+        settle(page)
+    page.get_by_text("for 2 epochs at 32 px").wait_for(timeout=30_000)
+    shot(page, "2_model")
+
+    # Train: start, see the live chart, see it in a second tab too, wait for the finish
+    go(page, "Train (live)", "3 · Train (live)")
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_test_id("stProgress").first.wait_for(timeout=120_000)
+    page.locator("[data-testid='stMain'] [data-testid='stVegaLiteChart']").first.wait_for(timeout=RUN_TIMEOUT_S * 1000)
+    shot(page, "3_train_live")
+
+    second = browser.new_page(viewport={"width": 1400, "height": 1000})  # a refresh, or a second tab
+    second.goto(server["url"] + "/train")
+    second.get_by_role("heading", name="3 · Train (live)").wait_for(timeout=60_000)
+    second.get_by_role("heading", name="resnet18 plain").wait_for(timeout=60_000)  # the same job, live
+    second.close()  # closing a tab must not stop the run
+
+    page.get_by_text("Finished. Validation accuracy").wait_for(timeout=RUN_TIMEOUT_S * 1000)
+    page.locator("[data-testid='stMain'] [data-testid='stVegaLiteChart']").nth(1).wait_for(timeout=30_000)
+    shot(page, "4_train_finished")
+
+    # Results: metrics, charts, downloads; then the comparison tab
+    go(page, "Results", "4 · Results")
+    page.get_by_text("Validation accuracy", exact=True).first.wait_for(timeout=60_000)
+    page.get_by_text("Confusion matrix").first.wait_for(timeout=60_000)
+    page.get_by_role("button", name="Fine-tuned model").wait_for()
+    settle(page)
+    shot(page, "5_results")
+    with page.expect_download(timeout=120_000) as download:
+        page.get_by_role("button", name="Fine-tuned model").click()
+    model_file = Path(download.value.path())
+    assert download.value.suggested_filename.endswith(".safetensors") and model_file.stat().st_size > 1_000_000
+    with page.expect_download(timeout=120_000) as download:
+        page.get_by_role("button", name="Config (YAML)").click()
+    from engine.config import RunConfig
+
+    cfg = RunConfig.from_yaml(Path(download.value.path()).read_text())
+    assert (cfg.train.epochs, cfg.data.image_size, cfg.backbone.name) == (2, 32, "resnet18")
+    page.get_by_role("tab", name="Compare runs").click()
+    page.get_by_text("Runs to compare").wait_for()
+    shot(page, "6_compare")
+    page.close()
+
+    log = server["log"].read_text()
+    assert "missing ScriptRunContext" not in log, log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
