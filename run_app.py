@@ -26,14 +26,55 @@ def build_command(host: str, port: int, extra: list[str] | None = None) -> list[
     ]
 
 
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def configure_access(host: str, no_auth: bool, env: dict | None = None) -> str | None:
+    """Set STUDIO_HOST/STUDIO_ACCESS for the app; return an error message when it must not start.
+
+    On 127.0.0.1 nobody else can connect, so there is no login. Bound to a network address, the
+    studio requires an access control: a shared password (STUDIO_PASSWORD or `studio_password` in
+    .streamlit/secrets.toml) or Streamlit's OIDC login (an [auth] section in secrets.toml), unless
+    --no-auth is given, which prints a loud warning.
+    """
+    env = os.environ if env is None else env
+    env["STUDIO_HOST"] = host
+    if host in LOCAL_HOSTS:
+        env.setdefault("STUDIO_ACCESS", "off")
+        return None
+    if no_auth:
+        env["STUDIO_ACCESS"] = "off"
+        print("\n" + "!" * 78 + f"\n WARNING: the studio listens on {host} WITHOUT any login. Anyone who can reach "
+              "this\n machine can see, start, stop and delete every run. Use only on a trusted network.\n"
+              + "!" * 78 + "\n", file=sys.stderr, flush=True)
+        return None
+    secrets = ROOT / ".streamlit" / "secrets.toml"
+    text = secrets.read_text() if secrets.is_file() else ""
+    if env.get("STUDIO_ACCESS", "") == "oidc" or "[auth]" in text:
+        env["STUDIO_ACCESS"] = "oidc"
+        return None
+    if env.get("STUDIO_PASSWORD") or "studio_password" in text:
+        env["STUDIO_ACCESS"] = "password"
+        return None
+    return (f"Refusing to listen on {host} without a login: anyone on the network could use the studio.\n"
+            "Set a shared password (STUDIO_PASSWORD=... python run_app.py --host ...), configure an OIDC\n"
+            "login in .streamlit/secrets.toml ([auth]), or pass --no-auth to run without one.")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Start the fine-tuning studio dashboard.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this computer only)")
     p.add_argument("--port", type=int, default=8501, help="port (default: 8501)")
     p.add_argument("--data-dir", default=None,
                    help="the engine's folder for runs, uploads and the run store (default: env STUDIO_DATA_DIR, else runs/)")
+    p.add_argument("--no-auth", action="store_true",
+                   help="allow an exposed server without any login (anyone who can reach it can use it)")
     args, extra = p.parse_known_args(argv)
     extra = [a for a in extra if a != "--"]
+    problem = configure_access(args.host, args.no_auth)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     if args.data_dir:
         os.environ["STUDIO_DATA_DIR"] = str(Path(args.data_dir).expanduser().resolve())
     os.chdir(ROOT)  # .streamlit/config.toml is read from the working directory

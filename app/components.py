@@ -34,7 +34,7 @@ class RunView:
 
 def load_run(engine: Engine, run_id: str) -> RunView | None:
     """The live snapshot when this process ran it; otherwise the store (runs from before a restart)."""
-    rec = engine.run_record(run_id)
+    rec = state.record(engine, run_id)  # None for another user's run
     if rec is None:
         return None
     snap = engine.snapshot(run_id)
@@ -149,7 +149,10 @@ def sidebar(engine: Engine) -> None:
     def engine_status() -> None:
         active = engine.active_runs()
         current = engine.current_run
-        if current:
+        mine = set(engine.active_runs_of(state.user()))
+        if current and current not in mine:
+            st.markdown("**Training:** another user's run")
+        elif current:
             snap = engine.snapshot(current)
             if snap is not None:
                 p = snap.progress
@@ -161,16 +164,15 @@ def sidebar(engine: Engine) -> None:
         if waiting:
             st.markdown(f"**Queue:** {len(waiting)} run{'s' if len(waiting) > 1 else ''} waiting")
             for run_id in waiting:
-                rec = engine.run_record(run_id)
-                if rec:
-                    st.caption(f":material/schedule: {rec.name}")
+                rec = engine.run_record(run_id) if run_id in mine else None
+                st.caption(f":material/schedule: {rec.name if rec else 'another user' + chr(39) + 's run'}")
         if not active:
             st.caption("Engine idle: ready for a run.")
         if active_now and not active:
             st.rerun()  # the last run just ended: redraw the page once, which also stops this timer
 
     engine_status()
-    runs = engine.list_runs()
+    runs = state.runs(engine)
     done = sum(r.status == "finished" for r in runs)
     st.caption(f"{state.plural(len(runs), 'run')} stored, {done} finished.")
     ds = state.dataset()

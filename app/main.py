@@ -32,6 +32,9 @@ except Exception as exc:  # e.g. the data folder is not writable
     st.stop()
 
 state.init_session()
+from app import auth  # noqa: E402
+
+auth.require_login()  # on a shared server: the login screen until the user signs in
 
 pages = [
     st.Page("app_pages/data.py", title="Data", icon=":material/folder_open:", url_path="data", default=True),
@@ -48,3 +51,4 @@ except Exception as exc:  # a bug in a page: say so politely, keep the rest of t
 
 with st.sidebar:  # drawn after the page, so it shows what the page just changed
     components.sidebar(engine)
+    auth.logout_button()

@@ -40,7 +40,32 @@ def data_dir() -> Path:
 
 @st.cache_resource(show_spinner=False)
 def _engine_for(path: str) -> Engine:
-    return Engine(path)
+    from app.auth import access_control_on
+    from engine.config import ASSETS_DIR
+    from engine.security import DataRoots, Limits
+
+    return Engine(path, limits=Limits.from_env(), access_control=access_control_on(),
+                  data_roots=DataRoots.from_env(default=(ASSETS_DIR,)))
+
+
+def user() -> str:
+    """Who is using this tab ("" when access control is off)."""
+    from app.auth import current_user
+
+    return current_user()
+
+
+def runs(engine: Engine) -> list:
+    """The runs this user may see (all of them when access control is off)."""
+    return engine.visible_runs(user())
+
+
+def record(engine: Engine, run_id: str):
+    """A run's record if this user may open it, else None."""
+    try:
+        return engine.authorize(run_id, user())
+    except Exception:
+        return None
 
 
 def get_engine() -> Engine:
@@ -186,15 +211,15 @@ def run_label(rec: Any, with_status: bool = True) -> str:
 def watched_run(engine: Engine) -> str | None:
     """The run this tab follows: the one it started, else the running one, else the newest."""
     wanted = st.session_state.get(WATCH_KEY)
-    if wanted and engine.run_record(wanted) is not None:
+    if wanted and record(engine, wanted) is not None:
         return wanted
-    if engine.current_run:
+    active = engine.active_runs_of(user())
+    if engine.current_run in active:
         return engine.current_run
-    active = engine.active_runs()
     if active:
         return active[0]
-    runs = engine.list_runs()
-    return runs[0].id if runs else None
+    mine = runs(engine)
+    return mine[0].id if mine else None
 
 
 # ---- words -----------------------------------------------------------------------------------

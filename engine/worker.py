@@ -21,7 +21,7 @@ from engine.config import RunConfig, validate
 from engine.errors import StudioError
 from engine.jobs import execute_run
 from engine.runs import new_run_id
-from engine.security import AccessDenied, LimitExceeded, Limits
+from engine.security import AccessDenied, DataRoots, LimitExceeded, Limits
 from engine.store import RunRecord, RunStore
 from engine.train import Reporter
 
@@ -73,9 +73,12 @@ class _EngineReporter(Reporter):
 
 
 class Engine:
-    def __init__(self, data_dir: str | Path = "runs", limits: Limits | None = None, access_control: bool = False):
-        """`access_control`: each user sees and controls only their own (and shared) runs."""
+    def __init__(self, data_dir: str | Path = "runs", limits: Limits | None = None, access_control: bool = False,
+                 data_roots: DataRoots | None = None):
+        """`access_control`: each user sees and controls only their own (and shared) runs.
+        `data_roots`: when given, runs may read only uploads, the bundled assets and these folders."""
         self.limits = limits or Limits()
+        self.data_roots = data_roots
         self.access_control = access_control
         self.data_dir = Path(data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -105,6 +108,7 @@ class Engine:
         if self._closed:
             raise StudioError("The engine is shutting down; start the run again in a moment.")
         validate(cfg)
+        self.check_data_access(cfg)
         if self.limits.max_active_runs_per_user:
             mine = [r for r in self.active_runs() if self._snapshots[r].owner == owner]
             if len(mine) >= self.limits.max_active_runs_per_user:
@@ -120,6 +124,28 @@ class Engine:
             self._stop_flags[run_id] = threading.Event()
         self._queue.put((run_id, cfg, processes, tuple(gpus)))
         return run_id
+
+    def check_data_access(self, cfg: RunConfig) -> None:
+        """With data roots set, a run reads only uploads, the bundled assets, or folders under the roots."""
+        if self.data_roots is None:
+            return
+        from engine.config import ASSETS_DIR, resolve_path
+
+        for source in (cfg.data.source, cfg.data.ood_source, cfg.backbone.checkpoint):
+            if not source:
+                continue
+            real = resolve_path(source).resolve()
+            if any(real == d or d in real.parents for d in (self.data_dir / "uploads", ASSETS_DIR.resolve())):
+                continue
+            self.data_roots.resolve(str(real))  # AccessDenied outside the roots (links followed)
+
+    def active_runs_of(self, user: str | None) -> list[str]:
+        """Active runs `user` may see."""
+        ids = self.active_runs()
+        if not self.access_control:
+            return ids
+        with self._lock:
+            return [r for r in ids if self._snapshots[r].owner == (user or "")]
 
     def authorize(self, run_id: str, user: str | None, write: bool = False) -> RunRecord:
         """The run's record if `user` may see it (write: stop, delete, pin), else AccessDenied."""

@@ -129,3 +129,17 @@ def test_limits_from_environment():
 def test_password_check():
     assert check_password("s3cret", "s3cret")
     assert not check_password("s3cre", "s3cret") and not check_password("", "") and not check_password("x", "")
+
+
+def test_the_engine_refuses_runs_that_read_outside_the_data_roots(tmp_path, tiny_cfg, tiny_zip):
+    root = tmp_path / "allowed"
+    root.mkdir()
+    eng = Engine(tmp_path / "e", data_roots=DataRoots((root.resolve(),)))
+    try:
+        with pytest.raises(AccessDenied, match="outside"):
+            eng.submit(tiny_cfg())  # the tiny zip lives outside the allowed folder
+        upload = eng.save_upload(tiny_zip.read_bytes(), ".zip")  # uploads are always allowed
+        run_id = eng.submit(tiny_cfg(f"data.source={upload}", "train.epochs=1", "eval.ood=false"))
+        assert eng.wait(run_id, 300) == "finished"
+    finally:
+        eng.shutdown()

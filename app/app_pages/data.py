@@ -98,8 +98,13 @@ def choose_source(engine) -> None:
                                "studio, holding one sub-folder per class.")
         c1, c2 = st.columns([1, 4])
         if c1.button("Use this folder", disabled=not folder.strip()):
-            datasets.forget(folder.strip())
-            _activate(engine, state.Dataset("folder", folder.strip(), folder.strip()))
+            allowed = state.attempt("opening the folder", engine.data_roots.resolve, folder.strip())
+            if allowed.ok:
+                datasets.forget(str(allowed.value))
+                _activate(engine, state.Dataset("folder", str(allowed.value), folder.strip()))
+        roots = engine.data_roots.roots if engine.data_roots else ()
+        st.caption("Folders this server may read: " + (", ".join(f"`{r}`" for r in roots) or "none")
+                   + " (set STUDIO_DATA_ROOTS to change).")
         if ds.kind == "folder" and c2.button("Scan the folder again", help="After you added or removed files."):
             datasets.forget(ds.source)
 

@@ -176,14 +176,14 @@ def delete_section(engine, rec) -> None:
             return
         sure = st.checkbox("Yes, delete its files and metrics for good", key=f"sure_{rec.id}")
         if st.button("Delete run", disabled=not sure, key=f"delete_{rec.id}"):
-            if state.attempt("deleting the run", engine.delete_run, rec.id).ok:
+            if state.attempt("deleting the run", engine.delete_run, rec.id, state.user()).ok:
                 st.session_state.pop(RUN_KEY, None)
                 st.rerun()
 
 
 def one_run(engine, runs) -> None:
     run_id = run_picker(runs)
-    rec = engine.run_record(run_id)
+    rec = state.record(engine, run_id)
     run = components.load_run(engine, run_id)
     if rec is None or run is None:
         st.info("This run no longer exists.")
@@ -264,7 +264,7 @@ def compare(engine, runs) -> None:
 def render() -> None:
     engine = state.get_engine()
     st.title("4 · Results")
-    runs = engine.list_runs()
+    runs = state.runs(engine)
     if not runs:
         st.info("No runs yet. Start one on the Train page; its results appear here.", icon=":material/info:")
         st.page_link("app_pages/train.py", label="Go to training", icon=":material/arrow_forward:")

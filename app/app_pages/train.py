@@ -24,7 +24,7 @@ def _start() -> None:
         st.session_state["start_error"] = check.error
         return
     try:
-        run_id = engine.submit(cfg, owner="app")
+        run_id = engine.submit(cfg, owner=state.user())
     except Exception as exc:  # StudioError: settings the engine refuses, with its message
         st.session_state["start_error"] = exc
         return
@@ -68,17 +68,19 @@ def queue_view(engine, watched: str | None) -> None:
     if not waiting:
         return
     st.markdown(f"**Queue:** {len(waiting)} waiting")
+    mine = set(engine.active_runs_of(state.user()))
     for run_id in waiting:
-        rec = engine.run_record(run_id)
+        rec = engine.run_record(run_id) if run_id in mine else None
         if rec is None:
+            st.caption(":material/schedule: another user's run")
             continue
         c = st.columns([4, 1])
         c[0].markdown(f":material/schedule: {rec.name} · `{rec.id}`")
-        c[1].button("Cancel", key=f"cancel_{run_id}", on_click=engine.stop, args=(run_id,))
+        c[1].button("Cancel", key=f"cancel_{run_id}", on_click=engine.stop, args=(run_id, state.user()))
 
 
 def recent_table(engine) -> None:
-    runs = engine.list_runs()[:10]
+    runs = state.runs(engine)[:10]
     if not runs:
         return
     with st.expander("Recent runs", icon=":material/history:", expanded=False):
@@ -89,7 +91,7 @@ def recent_table(engine) -> None:
 
 
 def live_section(engine) -> None:
-    runs = engine.list_runs()[:RECENT_RUNS]
+    runs = state.runs(engine)[:RECENT_RUNS]
     if not runs:
         st.info("No run yet. Press **Start training** above: the Quick demo preset finishes in about a minute "
                 "on a laptop CPU.", icon=":material/info:")
@@ -115,7 +117,7 @@ def live_section(engine) -> None:
         c = st.columns([5, 1])
         c[0].markdown(f"#### {state.STATUS_ICONS.get(run.status, '')} {run.name}")
         if run.status in ("queued", "running"):
-            c[1].button("Stop", key=f"stop_{run_id}", icon=":material/stop:", on_click=engine.stop, args=(run_id,),
+            c[1].button("Stop", key=f"stop_{run_id}", icon=":material/stop:", on_click=engine.stop, args=(run_id, state.user()),
                         help="Stops after the current step; the run is kept as stopped.")
         components.progress_view(run)
         components.curves_view(run, live=run.status in ("queued", "running"))

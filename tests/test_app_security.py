@@ -1,0 +1,129 @@
+"""The dashboard on a shared server: login, one user's runs hidden from another, data roots, limits."""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import run_app
+from conftest import tiny_config, write_tiny_zip
+from test_app import MAIN, RUN_TIMEOUT, engine, no_problems, studio, texts  # noqa: F401 (fixture)
+
+
+@pytest.fixture
+def shared(studio, monkeypatch):
+    monkeypatch.setenv("STUDIO_ACCESS", "password")
+    monkeypatch.setenv("STUDIO_PASSWORD", "class-2026")
+    return studio
+
+
+def login(name: str, password: str = "class-2026") -> AppTest:
+    at = AppTest.from_file(MAIN, default_timeout=120)
+    at.run()
+    no_problems(at)
+    at.text_input[0].input(name)
+    at.text_input[1].input(password)
+    at.button[0].click().run()
+    no_problems(at)
+    return at
+
+
+def test_nothing_is_shown_before_signing_in_and_a_wrong_password_is_refused(shared):
+    at = AppTest.from_file(MAIN, default_timeout=120)
+    at.run()
+    no_problems(at)
+    assert "Fine-tuning studio" in texts(at.title) and not at.radio  # no page content, only the form
+    at = login("alice", "wrong")
+    assert any("password is not right" in e for e in texts(at.error))
+    at = login("alice")
+    assert not at.error and at.radio  # the Data page is drawn
+
+
+def test_another_users_run_is_invisible_and_cannot_be_stopped(shared, tmp_path):
+    alice, bob = login("alice"), login("bob")
+    data = engine().save_upload(write_tiny_zip(tmp_path / "t.zip").read_bytes(), ".zip")
+    run_id = engine().submit(tiny_config(data, "train.epochs=30"), owner="alice")
+    bob.switch_page("app_pages/results.py").run()
+    no_problems(bob)
+    assert any("No runs yet" in i for i in texts(bob.info))
+    bob.switch_page("app_pages/train.py").run()
+    no_problems(bob)
+    assert not [b for b in bob.button if b.key == f"stop_{run_id}"]
+    bob.session_state["watch"] = run_id  # crafted selections: the pages still refuse to show it
+    bob.session_state["results_run"] = run_id
+    bob.run()
+    no_problems(bob)
+    assert not [b for b in bob.button if b.key == f"stop_{run_id}"]
+    bob.switch_page("app_pages/results.py").run()
+    no_problems(bob)
+    assert any("No runs yet" in i for i in texts(bob.info))
+    from engine.security import AccessDenied
+
+    with pytest.raises(AccessDenied):
+        engine().stop(run_id, "bob")  # the engine checks, not only the page
+    alice.switch_page("app_pages/train.py").run()
+    no_problems(alice)
+    assert engine().stop(run_id, "alice")
+    assert engine().wait(run_id, RUN_TIMEOUT) == "stopped"
+    alice.switch_page("app_pages/results.py").run()
+    assert not any("No runs yet" in i for i in texts(alice.info))
+
+
+def _folder_attempt(at: AppTest, path: str) -> list[str]:
+    at.radio(key="w:data.kind").set_value("folder").run()
+    at.text_input(key="folder_path").input(path).run()
+    at.button[0].click().run()
+    no_problems(at)
+    return texts(at.error)
+
+
+def test_folders_outside_the_data_roots_and_escaping_links_are_refused(studio, tmp_path, monkeypatch):
+    root, secret = tmp_path / "class_data", tmp_path / "secret"
+    with zipfile.ZipFile(write_tiny_zip(tmp_path / "t.zip")) as zf:
+        zf.extractall(root / "ok")
+        zf.extractall(secret)
+    os.symlink(secret / "red", root / "ok" / "leak")
+    monkeypatch.setenv("STUDIO_DATA_ROOTS", str(root))
+    at = AppTest.from_file(MAIN, default_timeout=120)
+    at.run()
+    assert any("outside the folders" in e for e in _folder_attempt(at, str(secret)))
+    assert any("links to a place outside" in e for e in _folder_attempt(at, str(root / "ok")))
+    os.remove(root / "ok" / "leak")
+    assert not _folder_attempt(at, str(root / "ok"))
+    assert at.session_state["cfg"].data.source == str((root / "ok").resolve())
+
+
+def test_a_user_over_the_active_run_limit_gets_a_clear_message(shared, monkeypatch, tmp_path):
+    monkeypatch.setenv("STUDIO_MAX_ACTIVE_RUNS_PER_USER", "1")
+    at = login("carol")
+    data = engine().save_upload(write_tiny_zip(tmp_path / "t.zip").read_bytes(), ".zip")
+    first = engine().submit(tiny_config(data, "train.epochs=30"), owner="carol")
+    from test_app import configure_tiny, upload_zip
+
+    upload_zip(at, io.BytesIO(data.read_bytes()).getvalue())
+    configure_tiny(at)
+    at.switch_page("app_pages/train.py").run()
+    at.button(key="start").click().run()
+    no_problems(at)
+    assert any("limit is 1" in e for e in texts(at.error))
+    engine().stop(first, "carol")
+    engine().wait(first, RUN_TIMEOUT)
+
+
+def test_run_app_binds_locally_and_refuses_to_expose_without_a_login(monkeypatch):
+    monkeypatch.setenv("STUDIO_HOST", "127.0.0.1")  # restored afterwards: main() writes os.environ
+    monkeypatch.delenv("STUDIO_ACCESS", raising=False)
+    monkeypatch.delenv("STUDIO_PASSWORD", raising=False)
+    cmd = run_app.build_command("127.0.0.1", 8501)
+    assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
+    assert run_app.main(["--host", "0.0.0.0"]) == 2
+    env: dict = {}
+    assert run_app.configure_access("0.0.0.0", False, env) is not None  # no password: refuse
+    env = {"STUDIO_PASSWORD": "x"}
+    assert run_app.configure_access("0.0.0.0", False, env) is None and env["STUDIO_ACCESS"] == "password"
+    env = {}
+    assert run_app.configure_access("0.0.0.0", True, env) is None and env["STUDIO_ACCESS"] == "off"
