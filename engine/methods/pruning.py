@@ -1,0 +1,467 @@
+"""Fine-Pruning (Tung, Muralidharan & Mori, BMVC 2017): fine-tune and compress in one run.
+
+Magnitude pruning during fine-tuning. The share of zero weights rises from 0 to the target
+along a schedule (the cubic one of Zhu & Gupta 2017, "To prune, or not to prune", by default:
+fast at first, while the network still has much to spare, then slowly), over a span of the
+run, and the rest of the run recovers at full sparsity. `scope: layer` prunes every layer to
+the same share; `scope: global` ranks all weights together, so layers with smaller weights
+lose more. Auto mode searches one fraction per stage with Bayesian optimisation (Optuna), as
+the paper does, before the main fine-tune (engine.pruning_search).
+
+Masks, kept simple: a 0/1 mask per pruned weight, applied to the gradient after backward and
+to the weight after every optimiser step, so neither momentum nor weight decay can bring a
+pruned weight back. The model itself stays a plain module (no weight_orig / weight_mask of
+torch.nn.utils.prune), so every state dict, checkpoint and export is an ordinary one whose
+zeros are already permanent; WiSE-FT multiplies its interpolated weights by the published
+`ctx.masks` to keep the sparsity. Pruned: the weights of every convolution and linear layer
+except the classification head (the head is small and every class depends on it; set
+`prune_head` to include it). Biases and normalisation layers are never pruned.
+
+Unstructured zeros make a model compressible but not faster on ordinary kernels. `structured`
+additionally removes whole channels at the end of the run (engine.structured, Torch-Pruning):
+a physically smaller network, briefly fine-tuned, measured (parameters, file size, CPU
+latency) and saved as `structured.safetensors`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from engine.errors import StudioError
+from engine.methods import MethodSpec, register_method
+from engine.methods.base import MethodHook
+
+SCHEDULES = ("cubic", "linear", "one_shot")
+MAX_STAGES = 5  # auto mode searches one fraction per stage; more would need many more trials
+
+
+@dataclass(frozen=True)
+class PruningConfig:
+    enabled: bool = False
+    target_sparsity: float = field(default=0.7, metadata={
+        "label": "target sparsity", "min": 0.0, "max": 0.99, "step": 0.05,
+        "help": "Share of the prunable weights that are zero at the end (0.7 = 70 percent)."})
+    schedule: str = field(default="cubic", metadata={
+        "label": "pruning schedule", "choices": list(SCHEDULES),
+        "help": "cubic (Zhu & Gupta 2017): prune fast at first, then slowly. linear: evenly. "
+                "one_shot: everything at the start of the span."})
+    start_fraction: float = field(default=0.0, metadata={
+        "label": "start pruning at (share of the run)", "min": 0.0, "max": 1.0, "step": 0.05})
+    end_fraction: float = field(default=0.75, metadata={
+        "label": "reach the target at (share of the run)", "min": 0.0, "max": 1.0, "step": 0.05,
+        "help": "The rest of the run fine-tunes at full sparsity, which wins accuracy back."})
+    update_every: int = field(default=0, metadata={
+        "label": "steps between mask updates", "min": 0, "max": 10000,
+        "help": "0 = automatic (about 20 updates across the span)."})
+    scope: str = field(default="layer", metadata={
+        "label": "scope", "choices": ["layer", "global"],
+        "help": "layer: every layer loses the same share. global: the smallest weights of the whole "
+                "network go, wherever they are."})
+    prune_head: bool = field(default=False, metadata={
+        "label": "also prune the classification head", "help": "Off by default: the head is small and new."})
+    stage_fractions: tuple[float, ...] = field(default=(), metadata={
+        "label": "per-stage fractions (optional)",
+        "help": "One share per stage (e.g. 0.3, 0.5, 0.7, 0.8, 0.9) instead of one target; auto mode "
+                "finds them. Empty = the target everywhere."})
+    structured: bool = field(default=False, metadata={
+        "label": "structured: remove channels at the end",
+        "help": "Removes whole channels (Torch-Pruning), so the exported model is really smaller and "
+                "faster. ResNet, MobileNet and EfficientNet backbones."})
+    channel_fraction: float = field(default=0.3, metadata={
+        "label": "structured: share of channels removed", "min": 0.05, "max": 0.9, "step": 0.05,
+        "help": "0.3 removes 30 percent of each layer's channels: about half the FLOPs."})
+    structured_epochs: int = field(default=1, metadata={
+        "label": "structured: fine-tune epochs after shrinking", "min": 0, "max": 50})
+    auto: bool = field(default=False, metadata={
+        "label": "auto: search per-stage fractions (Bayesian optimisation)",
+        "help": "Runs short trial fine-tunes first (Optuna) and uses the best setting for the main run."})
+    trials: int = field(default=10, metadata={"label": "auto: trials", "min": 2, "max": 200})
+    trial_epochs: int = field(default=1, metadata={"label": "auto: epochs per trial", "min": 1, "max": 20})
+    objective: str = field(default="score", metadata={
+        "label": "auto: objective", "choices": ["score", "floor"],
+        "labels": {"score": "accuracy + lambda x sparsity", "floor": "most sparsity above an accuracy floor"}})
+    lam: float = field(default=0.2, metadata={
+        "label": "auto: lambda (worth of sparsity)", "min": 0.0, "max": 5.0, "step": 0.05,
+        "help": "0.2: 10 more percent sparsity is worth 2 points of accuracy."})
+    max_acc_drop: float = field(default=0.01, metadata={
+        "label": "auto: largest accuracy drop (floor)", "min": 0.0, "max": 1.0, "step": 0.005, "scale": 100,
+        "unit": "points", "help": "Floor = accuracy of the dense trial minus this."})
+    max_fraction: float = field(default=0.95, metadata={
+        "label": "auto: largest fraction per stage", "min": 0.05, "max": 0.99, "step": 0.05})
+    sampler: str = field(default="tpe", metadata={
+        "label": "auto: sampler", "choices": ["tpe", "gp"],
+        "help": "TPE (tree-structured Parzen estimator) or a Gaussian process, both seeded."})
+
+
+# ---- which weights, in which stages ------------------------------------------------------------
+
+@dataclass
+class PrunableLayer:
+    key: str  # state-dict key of the weight, e.g. net.layer1.0.conv1.weight
+    name: str  # shown name, e.g. layer1.0.conv1
+    weight: nn.Parameter
+    stage: int
+
+
+def _common_prefix(names: list[str]) -> str:
+    parts = [n.split(".") for n in names]
+    out = []
+    for level in zip(*parts):
+        if len(set(level)) != 1:
+            break
+        out.append(level[0])
+    return ".".join(out) or names[0]
+
+
+def prunable_layers(model: nn.Module, prune_head: bool = False) -> tuple[list[PrunableLayer], list[str]]:
+    """Conv and linear weights in forward order, each assigned to a stage; and the stage names.
+
+    Stages are the backbone's trunk blocks (stem, layer1 ... for a ResNet), merged into at most
+    MAX_STAGES contiguous groups; the head, when pruned, is a stage of its own.
+    """
+    head_ids = {id(m) for m in model.head.modules()}
+    state_keys = set(model.state_dict().keys())
+    blocks = model.trunk_blocks()
+    block_of: dict[int, int] = {}
+    for b, block in enumerate(blocks):
+        for m in block.modules():
+            block_of.setdefault(id(m), b)
+    raw: list[tuple[str, str, nn.Parameter, int]] = []
+    for mname, m in model.named_modules():
+        if not isinstance(m, (nn.Conv2d, nn.Linear)) or not isinstance(getattr(m, "weight", None), nn.Parameter):
+            continue
+        key = f"{mname}.weight"
+        if key not in state_keys:
+            continue
+        if id(m) in head_ids:
+            if prune_head:
+                raw.append((key, mname, m.weight, -1))
+        elif id(m) in block_of:  # the backbone's trunk only: not a method's side network (AdaFilter's gates)
+            raw.append((key, mname, m.weight, block_of[id(m)]))
+    used_blocks = sorted({b for *_, b in raw if b >= 0})
+    n_groups = min(MAX_STAGES, len(used_blocks))
+    group_of = {b: (i * n_groups) // len(used_blocks) for i, b in enumerate(used_blocks)}
+    shown = {key: (mname[4:] if mname.startswith("net.") else mname) for key, mname, *_ in raw}
+    block_name = {b: _common_prefix([shown[k] for k, *_, bb in raw if bb == b]) for b in used_blocks}
+    layers = [PrunableLayer(key, shown[key], w, group_of[b] if b >= 0 else n_groups) for key, _, w, b in raw]
+    stage_names = []
+    for g in range(n_groups):
+        names = [block_name[b] for b in used_blocks if group_of[b] == g]
+        stage_names.append(names[0] if len(names) == 1 else f"{names[0]}..{names[-1]}")
+    if any(b < 0 for *_, b in raw):
+        stage_names.append("head")
+    return layers, stage_names
+
+
+# ---- the schedule ------------------------------------------------------------------------------
+
+def schedule_level(progress: float, schedule: str, start: float, end: float) -> float:
+    """Share of the target reached at `progress` (0..1 of the run's steps): 0 -> 1.
+
+    cubic (Zhu & Gupta 2017): s_t = s_f * (1 - (1 - t)^3), t the position inside the span.
+    """
+    if progress < start:
+        return 0.0
+    if schedule == "one_shot" or end <= start:
+        return 1.0
+    t = min(1.0, (progress - start) / (end - start))
+    if schedule == "linear":
+        return t
+    return 1.0 - (1.0 - t) ** 3
+
+
+@torch.no_grad()
+def _threshold_mask(magnitude: torch.Tensor, k: int) -> torch.Tensor:
+    """True for the weights that stay: all but the `k` smallest magnitudes (ties at the threshold go)."""
+    if k <= 0:
+        return torch.ones_like(magnitude, dtype=torch.bool)
+    flat = magnitude.flatten()
+    if flat.device.type == "mps":  # kthvalue is not implemented there
+        flat = flat.cpu()
+    thr = torch.kthvalue(flat.float(), min(k, flat.numel())).values.to(magnitude.device)
+    return magnitude > thr
+
+
+@torch.no_grad()
+def weight_sparsity(layers: list[PrunableLayer]) -> tuple[float, dict[str, float]]:
+    """(share of zero weights over all prunable weights, per layer)."""
+    zeros, total, by_layer = 0, 0, {}
+    for layer in layers:
+        z = int((layer.weight == 0).sum())
+        n = layer.weight.numel()
+        zeros, total = zeros + z, total + n
+        by_layer[layer.name] = z / n
+    return (zeros / total if total else 0.0), by_layer
+
+
+# ---- the hook ----------------------------------------------------------------------------------
+
+class PruningHook(MethodHook):
+    name = "pruning"
+
+    def __init__(self, cfg: PruningConfig):
+        self.cfg = cfg
+        self.layers: list[PrunableLayer] = []
+        self.stage_names: list[str] = []
+        self.fractions: list[float] | None = None  # per stage; None = one target (layer or global scope)
+        self.masks: dict[str, torch.Tensor] = {}
+        self.level = 0.0  # share of the schedule applied so far (0..1)
+        self.every = 0  # steps between mask updates, fixed at the first step
+        self.history: list[tuple[int, float, float]] = []  # (epoch, val_acc, sparsity)
+        self._stage_target: float | None = None
+
+    # -- setup ---------------------------------------------------------------------------------
+    def setup(self, ctx) -> None:
+        c = self.cfg
+        self.layers, self.stage_names = prunable_layers(ctx.model, c.prune_head)
+        if c.auto:
+            from engine.pruning_search import search_pruning
+
+            result = search_pruning(ctx.cfg, ctx.data, reporter=ctx.reporter)
+            ctx.summary["pruning_search"] = result.to_dict()
+            self.fractions = list(result.best_fractions)
+        elif c.stage_fractions:
+            if len(c.stage_fractions) != len(self.stage_names):
+                raise StudioError(
+                    f"pruning.stage_fractions has {len(c.stage_fractions)} values but {ctx.cfg.backbone.name} has "
+                    f"{len(self.stage_names)} stages ({', '.join(self.stage_names)}): give one fraction per stage."
+                )
+            self.fractions = [float(f) for f in c.stage_fractions]
+        ctx.summary["pruning"] = {
+            "scope": "stage" if self.fractions is not None else c.scope, "schedule": c.schedule,
+            "target_sparsity": self.target(), "stages": self.stage_names, "stage_fractions": self.fractions,
+            "pruned_layers": len(self.layers), "prunable_weights": sum(l.weight.numel() for l in self.layers),
+            "head_pruned": c.prune_head,
+        }
+
+    def target(self) -> float:
+        """Overall share of zero weights the run ends with."""
+        if self.fractions is None:
+            return self.cfg.target_sparsity
+        if self._stage_target is None:
+            n = sum(l.weight.numel() for l in self.layers)
+            self._stage_target = sum(self.fractions[l.stage] * l.weight.numel() for l in self.layers) / max(n, 1)
+        return self._stage_target
+
+    # -- masks ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def update_masks(self, ctx, level: float) -> None:
+        """Masks for `level` of the schedule, never reviving an already pruned weight."""
+        if self.fractions is None and self.cfg.scope == "global":
+            mags = torch.cat([l.weight.detach().abs().flatten().float() for l in self.layers])
+            k = round(level * self.cfg.target_sparsity * mags.numel())
+            thr = -1.0  # keeps everything
+            if k > 0:
+                flat = mags if mags.device.type != "mps" else mags.cpu()  # kthvalue is not implemented on MPS
+                thr = float(torch.kthvalue(flat, min(k, flat.numel())).values)
+            del mags
+            new = {l.key: l.weight.detach().abs() > thr for l in self.layers}
+        else:
+            new = {}
+            for l in self.layers:
+                share = self.fractions[l.stage] if self.fractions is not None else self.cfg.target_sparsity
+                k = round(level * share * l.weight.numel())
+                new[l.key] = _threshold_mask(l.weight.detach().abs(), k)
+        for key, m in new.items():
+            old = self.masks.get(key)
+            self.masks[key] = m if old is None else (m & old)
+            ctx.masks[key] = self.masks[key]
+        self.level = level
+        self.apply(ctx)
+
+    @torch.no_grad()
+    def apply(self, ctx) -> None:
+        for l in self.layers:
+            m = self.masks.get(l.key)
+            if m is not None:
+                l.weight.mul_(m)
+
+    # -- the loop's hooks ----------------------------------------------------------------------
+    @torch.no_grad()
+    def after_backward(self, ctx) -> None:
+        if not self.masks:
+            return
+        for l in self.layers:
+            if l.weight.grad is not None:
+                l.weight.grad.mul_(self.masks[l.key])
+
+    def after_step(self, ctx) -> None:
+        if not self.layers or self.target() <= 0:  # structured only: no unstructured masks
+            return
+        if self.every == 0:  # the run's length is known from the first step on
+            span = max(1, round((self.cfg.end_fraction - self.cfg.start_fraction) * ctx.total_steps))
+            self.every = self.cfg.update_every or max(1, span // 20)
+            ctx.summary["pruning"]["update_every_steps"] = self.every
+        done = ctx.step + 1  # ctx.step counts the steps before this one
+        level = schedule_level(done / max(ctx.total_steps, 1), self.cfg.schedule, self.cfg.start_fraction,
+                               self.cfg.end_fraction)
+        if level > self.level and (done % self.every == 0 or level >= 1.0 or self.level == 0.0):
+            self.update_masks(ctx, level)
+        elif self.masks:
+            self.apply(ctx)
+
+    def on_epoch_end(self, ctx, metrics: dict[str, float]) -> None:
+        self.apply(ctx)  # a method may have loaded other weights (the adversarial rollback)
+        overall, by_layer = weight_sparsity(self.layers)
+        metrics["sparsity"] = overall
+        for name, s in by_layer.items():
+            metrics[f"pruning/sparsity/{name}"] = s
+        self.history.append((ctx.epoch + 1, metrics.get("val_acc", math.nan), overall))
+        ctx.reporter.stream("pruning_sparsity", {"epoch": ctx.epoch + 1, "sparsity": overall,
+                                                 "target": self.target() * self.level,
+                                                 "val_acc": metrics.get("val_acc")})
+
+    def on_train_end(self, ctx) -> None:
+        c = self.cfg
+        info = ctx.summary.setdefault("pruning", {})
+        if self.level < 1.0 and self.target() > 0:
+            # The run ended before the span did (a stop by a method, a short run): prune the rest now.
+            info["pruned_rest_at_end"] = 1.0 - self.level
+            self.update_masks(ctx, 1.0)
+        self.apply(ctx)
+        overall, by_layer = weight_sparsity(self.layers)
+        ctx.summary["sparsity"] = overall
+        ctx.summary["sparsity_by_layer"] = by_layer
+        if self.history:
+            best = max(self.history, key=lambda h: (h[1], -h[0]))  # the loop keeps the first best epoch
+            if best[2] < overall - 0.005:
+                info["best_checkpoint_sparsity"] = best[2]
+                info["note"] = (f"The best-epoch checkpoint (epoch {best[0]}) is only {best[2]:.0%} sparse: it "
+                                "was saved before the target was reached. Export the last checkpoint.")
+        if c.structured:
+            structured_pruning(ctx, self)
+
+
+# ---- structured pruning at the end -------------------------------------------------------------
+
+def structured_pruning(ctx, hook: PruningHook) -> None:
+    """Remove channels from the fine-tuned model, fine-tune it briefly, measure it and save it.
+
+    The run's own model (`last.safetensors`) stays the registry architecture; the smaller one
+    is an extra artefact, `structured.safetensors`, reloaded by engine.structured.load_structured.
+    """
+    from engine import structured as st
+    from engine.evaluate import predict
+
+    c, cfg, model = hook.cfg, ctx.cfg, ctx.model
+    size = cfg.data.image_size
+    ctx.reporter.progress(phase="structured pruning: removing channels", epoch=cfg.train.epochs,
+                          epochs=cfg.train.epochs, step=ctx.step, total_steps=ctx.total_steps)
+    small = st.shrink(model, c.channel_fraction, size, keep=[model.head])
+    small.to(ctx.device)
+    unstructured = hook.target() > 0
+    small_keys = {f"{n}.weight" for n, m in small.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    masks = {k: (v != 0) for k, v in small.state_dict().items() if unstructured and k in hook.masks and k in small_keys}
+
+    def evaluate(m: nn.Module, split) -> float:
+        return predict(m, split.images, split.labels, ctx.device, cfg.eval.eval_batch_size, ctx.amp_dtype).acc
+
+    acc_shrunk = evaluate(small, ctx.data.val)
+
+    def progress(step: int, total: int) -> None:
+        ctx.reporter.progress(phase="structured pruning: fine-tuning the smaller model", step=step, total_steps=total)
+
+    st.recover(small, ctx.train_images, ctx.train_labels, c.structured_epochs, cfg.optim.lr, cfg.train.batch_size,
+               ctx.generator, masks=masks, weight_decay=cfg.optim.weight_decay, momentum=cfg.optim.momentum,
+               augment=cfg.train.augment, should_stop=ctx.should_stop, progress=progress)
+    ctx.reporter.progress(phase="structured pruning: measuring CPU latency")
+    val_acc = evaluate(small, ctx.data.val)
+    test_acc = evaluate(small, ctx.data.test) if len(ctx.data.test) else None
+    dense_val = evaluate(model, ctx.data.val)
+    lat = st.latency_pair(model, small, size, rounds=3)
+    macs_before, macs_after = st.count_macs(model, size), st.count_macs(small, size)
+    params_before, params_after = st.count_params(model), st.count_params(small)
+    info = {
+        "channel_fraction": c.channel_fraction, "fine_tune_epochs": c.structured_epochs,
+        "params_before": params_before, "params_after": params_after,
+        "macs_before": macs_before, "macs_after": macs_after, "flops_ratio": macs_after / max(macs_before, 1),
+        "file_bytes_before": st.state_dict_bytes(model), "file_bytes_after": st.state_dict_bytes(small),
+        "latency_ms": lat, "latency_threads": torch.get_num_threads(), "image_size": size,
+        "val_acc_before": dense_val, "val_acc_shrunk": acc_shrunk, "val_acc": val_acc, "test_acc": test_acc,
+        "sparsity_kept": unstructured, "channels": st.describe(st.architecture(model), st.architecture(small)),
+    }
+    if ctx.run_dir is not None:
+        st.save_structured(ctx.run_dir / "structured.safetensors", small, cfg,
+                           {"val_acc": val_acc, "num_classes": len(ctx.data.classes)})
+        info["file"] = "structured.safetensors"
+    ctx.summary["structured"] = info
+    ctx.summary.update(params_before=params_before, params_after=params_after,
+                       latency_speedup=lat["batch_1"]["speedup"],
+                       latency_speedup_batch32=lat.get("batch_32", {}).get("speedup"))
+    ctx.structured_model = small  # for tests and the benchmark (not a TrainContext field: set on the instance)
+
+
+# ---- registration --------------------------------------------------------------------------------
+
+def _check(run_cfg, c: PruningConfig) -> list[str]:
+    problems = []
+    if not 0 <= c.target_sparsity < 1:
+        problems.append("The target sparsity must be at least 0 and below 1 (e.g. 0.7 for 70 percent).")
+    if c.schedule not in SCHEDULES:
+        problems.append(f"Unknown pruning schedule `{c.schedule}`: choose {', '.join(SCHEDULES)}.")
+    if c.scope not in ("layer", "global"):
+        problems.append(f"Unknown pruning scope `{c.scope}`: choose layer or global.")
+    if not 0 <= c.start_fraction <= c.end_fraction <= 1:
+        problems.append("Pruning must start and end inside the run: 0 <= start_fraction <= end_fraction <= 1.")
+    if c.update_every < 0:
+        problems.append("pruning.update_every cannot be negative (0 = automatic).")
+    if any(not 0 <= f < 1 for f in c.stage_fractions):
+        problems.append("Every per-stage pruning fraction must be at least 0 and below 1.")
+    if c.structured:
+        from engine.backbones import BACKBONES
+        from engine.structured import STRUCTURED_FAMILIES
+
+        spec = BACKBONES.get(run_cfg.backbone.name)
+        if c.enabled and spec is not None and spec.family not in STRUCTURED_FAMILIES:
+            problems.append(f"Structured pruning works with ResNet, MobileNet and EfficientNet backbones, not "
+                            f"{run_cfg.backbone.name}: switch `structured` off or pick one of those.")
+        if c.enabled and importlib.util.find_spec("torch_pruning") is None:
+            problems.append("Structured pruning needs the torch-pruning package: pip install torch-pruning.")
+        if c.enabled and "adafilter" in run_cfg.enabled_methods():
+            problems.append("Structured pruning cannot be combined with AdaFilter (its gates are sized to the "
+                            "channels): switch one of them off.")
+        if not 0 < c.channel_fraction < 1:
+            problems.append("The share of channels removed must be between 0 and 1 (e.g. 0.3).")
+        if c.structured_epochs < 0:
+            problems.append("pruning.structured_epochs cannot be negative.")
+    if c.auto:
+        if c.trials < 2:
+            problems.append("Auto pruning needs at least 2 trials (the first is the unpruned reference).")
+        if c.trial_epochs < 1:
+            problems.append("Each auto-pruning trial needs at least 1 epoch.")
+        if c.objective not in ("score", "floor"):
+            problems.append(f"Unknown auto-pruning objective `{c.objective}`: choose score or floor.")
+        if c.sampler not in ("tpe", "gp"):
+            problems.append(f"Unknown auto-pruning sampler `{c.sampler}`: choose tpe or gp.")
+        if c.lam < 0 or not 0 <= c.max_acc_drop <= 1 or not 0 < c.max_fraction < 1:
+            problems.append("Auto pruning needs lambda >= 0, an accuracy drop in [0, 1] and a largest "
+                            "fraction in (0, 1).")
+    return problems
+
+
+register_method(
+    MethodSpec(
+        name="pruning",
+        title="Pruning (Fine-Pruning)",
+        summary="Fine-tune and compress at once: set the smallest weights to zero, gradually.",
+        explanation=(
+            "While the model fine-tunes, the smallest weights are set to zero step by step until the target share "
+            "is reached, and the remaining weights learn to make up for them. Watch the sparsity chart climb "
+            "(per layer in the bar chart) while validation accuracy should hold; auto mode first tries several "
+            "per-stage settings and plots accuracy against sparsity for each trial. Structured pruning also "
+            "removes whole channels, so the exported model is really smaller and faster."
+        ),
+        paper="Tung, Muralidharan & Mori, Fine-Pruning: Joint Fine-Tuning and Compression of a Convolutional "
+              "Network with Bayesian Optimization (BMVC 2017)",
+        paper_url="https://arxiv.org/abs/1707.09102",
+        config_cls=PruningConfig,
+        build=lambda run_cfg, cfg: PruningHook(cfg),
+        check=_check,
+        order=60,
+    )
+)

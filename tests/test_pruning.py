@@ -1,0 +1,205 @@
+"""Pruning (Fine-Pruning): sparsity target, masks through optimiser steps, export, search, structure."""
+
+import pytest
+import torch
+
+from engine.config import apply_overrides
+from engine.errors import StudioError
+from engine.evaluate import predict
+from engine.methods.pruning import PruningHook, schedule_level
+from engine.runs import write_json
+from engine.train import Reporter, train
+
+
+class Recorder(Reporter):
+    def __init__(self):
+        self.streams: dict[str, list] = {}
+
+    def stream(self, key, point):
+        self.streams.setdefault(key, []).append(point)
+
+
+def prunable_weights(ctx):
+    return {k: v for k, v in ctx.model.state_dict().items() if k in ctx.masks}
+
+
+@pytest.mark.parametrize("scope", ["layer", "global"])
+def test_target_sparsity_is_reached_and_the_head_is_kept(tiny_cfg, tmp_path, scope):
+    cfg = tiny_cfg("pruning.enabled=true", "pruning.target_sparsity=0.7", f"pruning.scope={scope}", "eval.ood=false")
+    rec = Recorder()
+    result = train(cfg, rec, work_dir=tmp_path)
+    s = result.summary
+    assert s["sparsity"] == pytest.approx(0.7, abs=0.002)
+    by_layer = s["sparsity_by_layer"]
+    assert "fc" not in by_layer and not (result.context.model.net.fc.weight == 0).any(), "the head is not pruned"
+    if scope == "layer":
+        assert all(v == pytest.approx(0.7, abs=0.01) for v in by_layer.values())
+    else:
+        assert max(by_layer.values()) - min(by_layer.values()) > 0.01, "global ranking prunes layers unequally"
+    sparsities = [h["sparsity"] for h in s["history"]]
+    assert sparsities == sorted(sparsities) and 0 < sparsities[0] <= sparsities[-1]
+    assert all(f"pruning/sparsity/{name}" in s["history"][-1] for name in by_layer)
+    assert [p["epoch"] for p in rec.streams["pruning_sparsity"]] == [1, 2]
+
+
+def test_pruned_weights_stay_zero_across_optimiser_steps(tiny_cfg, tmp_path, monkeypatch):
+    """SGD with momentum and weight decay: once pruned, a weight never comes back."""
+    zero_sets: list[dict[str, torch.Tensor]] = []
+    original = PruningHook.after_step
+
+    def spy(self, ctx):
+        original(self, ctx)
+        zero_sets.append({l.key: (l.weight == 0).clone() for l in self.layers})
+
+    monkeypatch.setattr(PruningHook, "after_step", spy)
+    cfg = tiny_cfg("pruning.enabled=true", "pruning.target_sparsity=0.6", "pruning.schedule=linear",
+                   "pruning.end_fraction=0.5", "optim.momentum=0.9", "optim.weight_decay=0.01", "eval.ood=false")
+    result = train(cfg, work_dir=tmp_path)
+    assert len(zero_sets) == result.context.total_steps
+    for before, after in zip(zero_sets, zero_sets[1:]):
+        for key in before:
+            assert after[key][before[key]].all(), f"a pruned weight of {key} came back to life"
+    # After the span the masks stop changing: the zeros are exactly the masks, step after step.
+    ctx = result.context
+    for key, w in prunable_weights(ctx).items():
+        assert torch.equal(w == 0, ~ctx.masks[key]) or (w[~ctx.masks[key]] == 0).all()
+    assert result.summary["sparsity"] == pytest.approx(0.6, abs=0.002)
+
+
+def test_the_exported_model_without_masks_predicts_the_same(tiny_cfg, tmp_path):
+    from engine.inference import load_run_model
+
+    cfg = tiny_cfg("pruning.enabled=true", "pruning.target_sparsity=0.8", "eval.ood=false")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    result = train(cfg, run_dir=run_dir, work_dir=tmp_path)
+    write_json(run_dir / "summary.json", result.summary)
+    exported, _, classes = load_run_model(run_dir, "last")  # a fresh model: no hook, no masks
+    assert not any("mask" in k or "orig" in k for k in exported.state_dict())
+    ctx = result.context
+    images = torch.cat([ctx.data.val.images, ctx.data.test.images])
+    labels = torch.cat([ctx.data.val.labels, ctx.data.test.labels])
+    x = images.float() / 255
+    ctx.model.eval()
+    with torch.no_grad():
+        assert torch.allclose(exported(x), ctx.model(x), atol=1e-5)
+    assert torch.equal(predict(exported, images, labels, torch.device("cpu")).preds,
+                       predict(ctx.model, images, labels, torch.device("cpu")).preds)
+    zeros = sum(int((exported.state_dict()[k] == 0).sum()) for k in ctx.masks)
+    total = sum(ctx.masks[k].numel() for k in ctx.masks)
+    assert zeros / total == pytest.approx(0.8, abs=0.002), "the sparsity is permanent in the file"
+
+
+def test_a_tiny_bayesian_search_returns_a_valid_setting(tiny_cfg, tiny_zip, tmp_path):
+    from engine.pruning_search import search_pruning
+    from engine.train import prepare_data
+
+    cfg = tiny_cfg("pruning.enabled=true", "pruning.auto=true", "pruning.trials=3", "pruning.trial_epochs=1",
+                   "pruning.max_fraction=0.9", "eval.ood=false")
+    data = prepare_data(cfg, tmp_path)
+    rec = Recorder()
+    result = search_pruning(cfg, data, reporter=rec)
+    assert result.stages == ["conv1", "layer1", "layer2", "layer3", "layer4"]
+    assert len(result.best_fractions) == len(result.stages)
+    assert all(0.0 <= f <= 0.9 for f in result.best_fractions)
+    assert [p["trial"] for p in rec.streams["pruning_trials"]] == [1, 2, 3]
+    first = rec.streams["pruning_trials"][0]
+    assert set(first["fractions"].values()) == {0.0} and first["sparsity"] < 0.01, "trial 1 is the dense reference"
+    assert result.best["score"] == max(t["score"] for t in result.trials)
+    assert all(t["score"] == pytest.approx(t["val_acc"] + 0.2 * t["sparsity"]) for t in result.trials)
+    assert list(result.best["fractions"].values()) == result.best_fractions
+
+
+def test_auto_mode_uses_the_best_setting_under_an_accuracy_floor(tiny_cfg, tmp_path):
+    cfg = tiny_cfg("pruning.enabled=true", "pruning.auto=true", "pruning.trials=2", "pruning.objective=floor",
+                   "pruning.max_acc_drop=1.0", "pruning.target_sparsity=0.5", "train.epochs=1", "eval.ood=false")
+    rec = Recorder()
+    s = train(cfg, rec, work_dir=tmp_path).summary
+    search = s["pruning_search"]
+    assert len(search["trials"]) == 2 and len(rec.streams["pruning_trials"]) == 2
+    # With a floor of (dense accuracy - 100 points) every trial is feasible: the sparser one wins.
+    assert search["best"]["trial"] == 2 and search["best_fractions"] == [0.5] * 5
+    assert s["pruning"]["stage_fractions"] == search["best_fractions"]
+    assert s["sparsity"] == pytest.approx(0.5, abs=0.002)
+
+
+def test_structured_pruning_shrinks_speeds_up_and_reloads(tiny_cfg, tmp_path):
+    from engine.structured import load_structured
+
+    cfg = tiny_cfg("pruning.enabled=true", "pruning.target_sparsity=0.5", "pruning.structured=true",
+                   "pruning.channel_fraction=0.5", "train.epochs=1", "eval.ood=false")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    result = train(cfg, run_dir=run_dir, work_dir=tmp_path)
+    s = result.summary
+    assert s["params_after"] < 0.4 * s["params_before"]
+    assert s["structured"]["flops_ratio"] < 0.4
+    assert s["structured"]["file_bytes_after"] < 0.4 * s["structured"]["file_bytes_before"]
+    assert s["latency_speedup"] > 1.0 and s["structured"]["latency_ms"]["batch_32"]["speedup"] > 1.0
+    small = result.context.structured_model.cpu().eval()
+    reloaded, rcfg, meta = load_structured(run_dir / "structured.safetensors")
+    assert rcfg == cfg and sum(p.numel() for p in reloaded.parameters()) == s["params_after"]
+    x = result.context.data.val.images.float() / 255
+    with torch.no_grad():
+        assert torch.allclose(reloaded(x), small(x), atol=1e-5)
+    conv = reloaded.net.layer2[0].conv1.weight
+    assert conv.shape[0] < 128 and (conv == 0).float().mean() > 0.3, "channels removed and zeros kept"
+
+
+def test_pruning_composes_with_adversarial_fine_tuning(tiny_cfg, tmp_path):
+    cfg = tiny_cfg("pruning.enabled=true", "pruning.target_sparsity=0.5", "adversarial.enabled=true",
+                   "adversarial.steps=1", "eval.robust_steps=2", "eval.robust_subset=8", "eval.ood=false")
+    result = train(cfg, work_dir=tmp_path)
+    s = result.summary
+    assert s["sparsity"] == pytest.approx(0.5, abs=0.002)
+    assert 0.0 <= s["robust_acc"] <= 1.0 and "adversarial" in s["methods"]
+    ctx = result.context
+    for key, w in prunable_weights(ctx).items():  # what WiSE-FT multiplies by: zeros exactly where masks are 0
+        assert (w[~ctx.masks[key]] == 0).all()
+        mixed = (0.5 * ctx.pretrained_state[key] + 0.5 * w) * ctx.masks[key]
+        assert (mixed == 0).float().mean() >= (w == 0).float().mean() - 1e-6
+
+
+def test_schedule_shapes():
+    assert schedule_level(0.0, "cubic", 0.0, 0.75) == 0.0
+    assert schedule_level(0.75, "cubic", 0.0, 0.75) == 1.0 and schedule_level(1.0, "cubic", 0.0, 0.75) == 1.0
+    assert schedule_level(0.375, "cubic", 0.0, 0.75) == pytest.approx(1 - 0.5 ** 3)
+    assert schedule_level(0.375, "linear", 0.0, 0.75) == pytest.approx(0.5)
+    assert schedule_level(0.1, "cubic", 0.2, 0.6) == 0.0 and schedule_level(0.2, "one_shot", 0.2, 0.6) == 1.0
+    levels = [schedule_level(i / 100, "cubic", 0.1, 0.8) for i in range(101)]
+    assert levels == sorted(levels)
+
+
+def test_bad_settings_are_refused_with_a_reason(tiny_cfg, tmp_path):
+    with pytest.raises(StudioError, match="Structured pruning works with"):
+        apply_overrides(tiny_cfg(), ["pruning.enabled=true", "pruning.structured=true", "backbone.name=convnext_tiny"])
+    with pytest.raises(StudioError, match="target sparsity"):
+        apply_overrides(tiny_cfg(), ["pruning.enabled=true", "pruning.target_sparsity=1.0"])
+    cfg = tiny_cfg("pruning.enabled=true", "pruning.stage_fractions=0.5,0.5", "train.epochs=1", "eval.ood=false")
+    with pytest.raises(StudioError, match="one fraction per stage"):
+        train(cfg, work_dir=tmp_path)
+
+
+def test_wise_ft_keeps_the_sparsity(tiny_cfg, tmp_path):
+    from safetensors.torch import save_file
+
+    from engine.backbones import build_model
+    from engine.methods.wise_ft import interpolate_state
+    from engine.runs import load_checkpoint
+
+    start, _ = build_model("resnet18", 3, "none")
+    ckpt = tmp_path / "start.safetensors"
+    save_file({k: v.contiguous() for k, v in start.net.state_dict().items()}, str(ckpt))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    cfg = tiny_cfg("pruning.enabled=true", "pruning.target_sparsity=0.6", "wise_ft.enabled=true",
+                   "wise_ft.alphas=0.5", "backbone.pretrained=checkpoint", f"backbone.checkpoint={ckpt}",
+                   "eval.ood=false")
+    result = train(cfg, run_dir=run_dir, work_dir=tmp_path)
+    assert len(result.summary["wise_curve"]) == 1
+    theta0, _ = load_checkpoint(run_dir / "theta0.safetensors")
+    theta1, _ = load_checkpoint(run_dir / "last.safetensors")
+    masks, _ = load_checkpoint(run_dir / "masks.safetensors")
+    mixed = interpolate_state(theta0, theta1, 0.5, masks)
+    zeros = sum(int((mixed[k] == 0).sum()) for k in masks)
+    assert zeros / sum(m.numel() for m in masks.values()) == pytest.approx(0.6, abs=0.002)
