@@ -15,6 +15,7 @@ import streamlit as st
 
 from engine.config import RunConfig, resolve_path
 from engine.data import DataReport, load_dataset, load_ood_dataset
+from engine.train import zip_limits
 from engine.worker import Engine
 
 PREVIEW_PER_CLASS = 8
@@ -57,7 +58,8 @@ def check_dataset(engine: Engine, cfg: RunConfig, progress: Callable[[int, int],
     try:
         splits = load_dataset(resolve_path(d.source), engine.datasets_dir, image_size=preview_size(cfg),
                               val_fraction=d.val_fraction, test_fraction=d.test_fraction, seed=cfg.seed,
-                              min_images_per_class=d.min_images_per_class, progress=progress)
+                              min_images_per_class=d.min_images_per_class, progress=progress,
+                              limits=zip_limits(engine.limits))
     except Exception as exc:  # StudioError for the user's data; anything else is shown politely
         result = DataCheck(False, error=exc)
     else:
@@ -74,5 +76,6 @@ def check_dataset(engine: Engine, cfg: RunConfig, progress: Callable[[int, int],
 
 def check_ood(engine: Engine, cfg: RunConfig, source: str, classes: list[str]) -> int:
     """Validate an OOD set against the training classes; returns its number of images (raises StudioError)."""
-    images = load_ood_dataset(resolve_path(source), engine.datasets_dir, preview_size(cfg), classes)
+    images = load_ood_dataset(resolve_path(source), engine.datasets_dir, preview_size(cfg), classes,
+                              limits=zip_limits(engine.limits))
     return len(images)

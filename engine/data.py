@@ -74,6 +74,7 @@ class ZipLimits:
     max_ratio: float = 200.0  # uncompressed / compressed, per member
     max_member_bytes: int = 512 * 1024**2  # uncompressed, one member
     ratio_check_min_bytes: int = 1024**2
+    max_image_pixels: int = 50_000_000  # per image, checked from its header before decoding
 
 
 @dataclass
@@ -466,16 +467,16 @@ def decode_image(path, size: int, max_pixels: int = MAX_IMAGE_PIXELS) -> torch.T
         raise ValueError(f"damaged or unsupported image ({detail})") from err
 
 
-def _decode_or_reason(args: tuple[Path, int]) -> torch.Tensor | str:
-    path, size = args
+def _decode_or_reason(args: tuple[Path, int, int]) -> torch.Tensor | str:
+    path, size, max_pixels = args
     try:
-        return decode_image(path, size)
+        return decode_image(path, size, max_pixels)
     except ValueError as err:
         return str(err)
 
 
 def _decode_all(
-    paths: Sequence[Path], size: int, progress: ProgressFn | None
+    paths: Sequence[Path], size: int, progress: ProgressFn | None, max_pixels: int = MAX_IMAGE_PIXELS
 ) -> tuple[torch.Tensor, list[bool], list[str | None]]:
     """Decode `paths` into one preallocated uint8 [N,3,S,S] tensor with a small thread pool.
 
@@ -491,7 +492,7 @@ def _decode_all(
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
-            for i, result in enumerate(pool.map(_decode_or_reason, [(p, size) for p in paths])):
+            for i, result in enumerate(pool.map(_decode_or_reason, [(p, size, max_pixels) for p in paths])):
                 if isinstance(result, str):
                     reasons[i] = result
                 else:
@@ -682,7 +683,7 @@ def _decoded(source, work_dir, image_size: int, limits: ZipLimits, max_cache_byt
     _check_cache_bytes(len(items), image_size, max_cache_bytes)
 
     paths = [p for p, _ in items]
-    images, ok, reasons = _decode_all(paths, image_size, progress)
+    images, ok, reasons = _decode_all(paths, image_size, progress, limits.max_image_pixels)
     for (path, _), reason in zip(items, reasons):
         if reason is not None:
             skipped.append(SkippedFile(path.relative_to(root).as_posix(), reason))

@@ -25,7 +25,7 @@ from engine.augment import augment_batch, to_float
 from engine.backbones import Classifier, LoadReport, build_model
 from engine.config import RunConfig, resolve_path
 from engine.corruptions import build_ood_suite
-from engine.data import DataSplits, ImageSet, load_dataset, load_ood_dataset
+from engine.data import DataSplits, ImageSet, ZipLimits, load_dataset, load_ood_dataset
 from engine.errors import StudioError
 from engine.evaluate import autocast_ctx, confusion_matrix, ood_accuracy, predict
 from engine.methods import build_hooks, restructure_model
@@ -129,10 +129,18 @@ def pick_amp(mode: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def prepare_data(cfg: RunConfig, work_dir: Path) -> DataSplits:
+def zip_limits(limits=None) -> ZipLimits:
+    """The data loader's caps, with a shared server's per-image pixel limit when there is one."""
+    if limits is not None and limits.max_image_pixels:
+        return ZipLimits(max_image_pixels=limits.max_image_pixels)
+    return ZipLimits()
+
+
+def prepare_data(cfg: RunConfig, work_dir: Path, limits=None) -> DataSplits:
     d = cfg.data
     splits = load_dataset(resolve_path(d.source), work_dir, image_size=d.image_size, val_fraction=d.val_fraction,
-                          test_fraction=d.test_fraction, seed=cfg.seed, min_images_per_class=d.min_images_per_class)
+                          test_fraction=d.test_fraction, seed=cfg.seed, min_images_per_class=d.min_images_per_class,
+                          limits=zip_limits(limits))
     if d.train_per_class > 0:
         splits = subsample_train(splits, d.train_per_class, cfg.seed)
     return splits
@@ -239,7 +247,7 @@ def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None
         torch.backends.cudnn.deterministic = cfg.train.deterministic
     reporter.progress(phase="loading data", epoch=0, epochs=cfg.train.epochs)
     if data is None:
-        data = prepare_data(cfg, work_dir)
+        data = prepare_data(cfg, work_dir, limits)
     if limits is not None:
         check_data_limits(cfg, data, limits)
     num_classes = len(data.classes)
@@ -257,7 +265,8 @@ def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None
     if cfg.eval.ood and cfg.eval.ood_severity_each_epoch:
         ctx.ood_suite = build_ood_suite(data.val.images, severities=(cfg.eval.ood_severity_each_epoch,), seed=cfg.seed)
     if cfg.data.ood_source:
-        ctx.ood_user = load_ood_dataset(resolve_path(cfg.data.ood_source), work_dir, cfg.data.image_size, data.classes)
+        ctx.ood_user = load_ood_dataset(resolve_path(cfg.data.ood_source), work_dir, cfg.data.image_size, data.classes,
+                                        limits=zip_limits(limits))
     hooks: list[MethodHook] = build_hooks(cfg)
     for h in hooks:
         h.setup(ctx)  # may change the model (AdaFilter) or precompute anchors (L2-SP, WiSE-FT)

@@ -143,3 +143,22 @@ def test_the_engine_refuses_runs_that_read_outside_the_data_roots(tmp_path, tiny
         assert eng.wait(run_id, 300) == "finished"
     finally:
         eng.shutdown()
+
+
+def test_image_pixel_limit_skips_huge_images(tmp_path, tiny_cfg):
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    from conftest import write_tiny_zip
+    from engine.train import prepare_data
+
+    path = write_tiny_zip(tmp_path / "d.zip")
+    with zipfile.ZipFile(path, "a") as zf:
+        buf = io.BytesIO()
+        Image.new("RGB", (300, 300), "red").save(buf, format="PNG")
+        zf.writestr("red/huge.png", buf.getvalue())
+    data = prepare_data(tiny_cfg(f"data.source={path}"), tmp_path / "w", Limits(max_image_pixels=250 * 250))
+    skipped = {s.path: s.reason for s in data.report.skipped}
+    assert "red/huge.png" in skipped and "too large" in skipped["red/huge.png"]
