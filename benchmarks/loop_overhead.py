@@ -49,7 +49,10 @@ def main() -> None:
     ap.add_argument("--backbone", default="resnet18")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--data", default="assets/sample_textures.zip")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     cfg = apply_overrides(RunConfig(), [
         f"data.source={args.data}", f"data.image_size={args.image_size}", f"backbone.name={args.backbone}",
         "backbone.pretrained=none", "train.epochs=2", f"train.batch_size={args.batch_size}", "eval.ood=false",
