@@ -469,3 +469,15 @@ def test_scaled_fields_round_trip_between_stored_and_shown_units():
     assert from_shown(info, 8.0) == pytest.approx(8 / 255)
     assert to_shown(field_info("toy", ToyConfig, "levels"), (0.5, 1.0)) == "0.5, 1.0"
     assert field_info("toy", ToyConfig, "mode").choices == ("soft", "hard")
+
+
+def test_the_gpu_selector_appears_only_with_several_gpus(studio, monkeypatch):
+    at = new_app()
+    at.switch_page("app_pages/train.py").run()
+    no_problems(at)
+    assert not [m for m in at.multiselect if m.key == "gpus"]
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 2)
+    monkeypatch.setattr("torch.cuda.get_device_name", lambda i=0: "H100")
+    at.run()
+    no_problems(at)
+    assert [m for m in at.multiselect if m.key == "gpus"]

@@ -12,6 +12,7 @@ from app import components, datasets, state
 from engine.methods import METHODS
 
 SELECT_KEY = "watch_select"
+GPU_KEY = "gpus"
 RECENT_RUNS = 30
 
 
@@ -23,14 +24,32 @@ def _start() -> None:
     if not check.ok:
         st.session_state["start_error"] = check.error
         return
+    gpus = tuple(st.session_state.get(GPU_KEY) or ())
     try:
-        run_id = engine.submit(cfg, owner=state.user())
+        run_id = engine.submit(cfg, owner=state.user(), gpus=gpus if len(gpus) > 1 else ())
     except Exception as exc:  # StudioError: settings the engine refuses, with its message
         st.session_state["start_error"] = exc
         return
     st.session_state[state.WATCH_KEY] = run_id
     st.session_state[SELECT_KEY] = run_id
     st.session_state["start_ok"] = run_id
+
+
+def gpu_names() -> list[str]:
+    import torch
+
+    return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+
+
+def gpu_selector() -> None:
+    """Only on machines with several GPUs: train on more than one with DistributedDataParallel."""
+    names = gpu_names()
+    if len(names) < 2:
+        return
+    st.multiselect("GPUs", list(range(len(names))), default=[0], key=GPU_KEY,
+                   format_func=lambda i: f"GPU {i}: {names[i]}",
+                   help="Two or more: the run is launched with torchrun, one process per GPU "
+                        "(DistributedDataParallel); the global batch size stays the same.")
 
 
 def start_section(engine) -> None:
@@ -45,6 +64,7 @@ def start_section(engine) -> None:
         if problems:
             st.warning(problems, icon=":material/warning:")
             st.page_link("app_pages/model.py", label="Fix the settings", icon=":material/tune:")
+        gpu_selector()
         busy = bool(engine.active_runs())
         c = st.columns([1, 3])
         c[0].button("Add to the queue" if busy else "Start training", type="primary", icon=":material/play_arrow:",
