@@ -1,0 +1,45 @@
+"""The method result views on the Results page, with real runs: WiSE-FT slider, adversarial strip."""
+
+from __future__ import annotations
+
+from safetensors.torch import save_file
+
+from conftest import tiny_config, write_tiny_zip
+from engine.backbones import build_model
+from test_app import RUN_TIMEOUT, engine, new_app, no_problems, studio, texts  # noqa: F401 (fixture)
+
+
+def _run(tmp_path, *overrides) -> str:
+    data = engine().save_upload(write_tiny_zip(tmp_path / "t.zip").read_bytes(), ".zip")
+    start, _ = build_model("resnet18", 3, "none")
+    ckpt = engine().save_upload(b"", ".safetensors")  # a path inside the engine's uploads folder
+    save_file({k: v.contiguous() for k, v in start.net.state_dict().items()}, str(ckpt))
+    cfg = tiny_config(data, "train.epochs=1", "backbone.pretrained=checkpoint", f"backbone.checkpoint={ckpt}",
+                      *overrides)
+    run_id = engine().submit(cfg)
+    assert engine().wait(run_id, RUN_TIMEOUT) == "finished", engine().run_record(run_id).error
+    return run_id
+
+
+def test_wise_ft_slider_shows_grid_and_on_demand_alphas_and_exports(studio, tmp_path):
+    run_id = _run(tmp_path, "wise_ft.enabled=true", "wise_ft.alphas=0,0.5,1")
+    at = new_app()
+    at.switch_page("app_pages/results.py").run()
+    no_problems(at)
+    slider = at.slider(key=f"wise_alpha_{run_id}")
+    assert "Validation (your data)" in [m.label for m in at.metric]
+    slider.set_value(0.37).run()  # not on the grid: computed on demand
+    no_problems(at)
+    assert (run_id, 0.37) in at.session_state["wise_points"]
+    at.button(key=f"wx_{run_id}").click().run()
+    no_problems(at)
+    assert [b for b in at.get("download_button") if "wise_alpha_0.37" in str(b.proto)]
+
+
+def test_adversarial_view_shows_the_image_strip(studio, tmp_path):
+    _run(tmp_path, "adversarial.enabled=true", "adversarial.steps=1", "eval.robust_steps=2", "eval.robust_subset=4")
+    at = new_app()
+    at.switch_page("app_pages/results.py").run()
+    no_problems(at)
+    assert any("Robust test accuracy" in m.label for m in at.metric)
+    assert len(at.get("image")) >= 3, "clean, adversarial and perturbation images"
