@@ -98,7 +98,30 @@ def steps_frame(steps: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 def method_metric_names(df: pd.DataFrame) -> list[str]:
     """Columns that methods added (e.g. sparsity, robust accuracy): everything not core, not per corruption."""
     core = set(LOSS_METRICS) | set(ACCURACY_METRICS) | {"val_loss"} | NOT_PLOTTED
-    return [c for c in df.columns if c not in core and not str(c).startswith("ood/")]
+    return [c for c in df.columns if c not in core and "/" not in str(c)]  # per-layer ones: layer_groups
+
+
+def layer_groups(df: pd.DataFrame) -> dict[str, list[str]]:
+    """Per-layer metrics a method logs as `<method>/<what>/<layer>` grouped by `<method>/<what>`."""
+    groups: dict[str, list[str]] = {}
+    for c in df.columns:
+        parts = str(c).split("/")
+        if len(parts) >= 3 and parts[0] != "ood":
+            groups.setdefault("/".join(parts[:2]), []).append(str(c))
+    return groups
+
+
+def layer_bar_chart(df: pd.DataFrame, group: str, columns: Sequence[str]) -> alt.Chart:
+    """The latest epoch's value per layer as bars (e.g. sparsity per layer, fraction of filters fine-tuned)."""
+    last = df.dropna(subset=list(columns), how="all").iloc[-1]
+    data = pd.DataFrame({"layer": [c[len(group) + 1:] for c in columns],
+                         "value": [float(last[c]) for c in columns]})
+    title = f"{group.replace('/', ': ').replace('_', ' ')} per layer (epoch {int(last['epoch'])})"
+    return alt.Chart(data).mark_bar().encode(
+        x=alt.X("value:Q", title=None, scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+        y=alt.Y("layer:N", sort=list(data["layer"]), title=None),
+        tooltip=["layer:N", alt.Tooltip("value:Q", format=".1%")],
+    ).properties(title=title, height=max(120, 12 * len(data)))
 
 
 def _finite(v: Any) -> bool:

@@ -123,6 +123,12 @@ def curves_view(run: RunView, *, live: bool = False) -> None:
         for i, name in enumerate(extra):
             with cols[i % len(cols)]:
                 st.altair_chart(charts.method_metric_chart(epochs, name), width="stretch")
+    groups = charts.layer_groups(epochs)
+    if groups:
+        cols = st.columns(min(len(groups), 2))
+        for i, (group, names) in enumerate(groups.items()):
+            with cols[i % len(cols)]:
+                st.altair_chart(charts.layer_bar_chart(epochs, group, names), width="stretch")
     if not steps.empty and "loss" in steps:
         with st.expander("Loss at every step", expanded=False):
             st.altair_chart(charts.step_loss_chart(steps), width="stretch")

@@ -166,3 +166,19 @@ def test_a_metric_keeps_its_colour_whichever_metrics_are_present():
     only_val = full[["epoch", "val_acc"]]
     assert colour_of(full, "Validation accuracy") == colour_of(only_val, "Validation accuracy")
     assert colour_of(full, "Training accuracy") != colour_of(full, "Validation accuracy")
+
+
+def test_per_layer_metrics_are_grouped_into_one_bar_chart():
+    import pandas as pd
+
+    from app import charts
+
+    df = pd.DataFrame({"epoch": [1, 2], "sparsity": [0.2, 0.5],
+                       "pruning/sparsity/layer1.0.conv1": [0.1, 0.4], "pruning/sparsity/layer4.1.conv2": [0.3, 0.6],
+                       "ood/jpeg": [0.5, 0.5]})
+    assert charts.method_metric_names(df) == ["sparsity"]
+    groups = charts.layer_groups(df)
+    assert groups == {"pruning/sparsity": ["pruning/sparsity/layer1.0.conv1", "pruning/sparsity/layer4.1.conv2"]}
+    spec = charts.layer_bar_chart(df, "pruning/sparsity", groups["pruning/sparsity"]).to_dict()
+    values = list(spec["datasets"].values())[0]
+    assert spec["mark"]["type"] == "bar" and [v["value"] for v in values] == [0.4, 0.6]

@@ -30,3 +30,15 @@ def test_adafilter_heatmap():
     assert list(df["fraction"]) == [0.4, 0.6] and set(df["layer"]) == {"layer1.0.conv1"}
     spec = gate_heatmap(df, "epoch", "t", ["layer1.0.conv1"]).to_dict()
     assert spec["mark"]["type"] == "rect" and spec["encoding"]["color"]["scale"]["domain"] == [0, 1]
+
+
+def test_pruning_trials_chart_highlights_the_chosen_trial():
+    from app.method_views.pruning import trials_chart, trials_frame
+
+    trials = [{"trial": 1, "val_acc": 0.8, "sparsity": 0.0, "score": 0.8, "fractions": {"layer1": 0.0}},
+              {"trial": 2, "val_acc": 0.78, "sparsity": 0.7, "score": 0.85, "fractions": {"layer1": 0.7}}]
+    df = trials_frame(trials)
+    assert list(df.columns[:5]) == ["trial", "val_acc", "sparsity", "score", "feasible"] and "prune layer1" in df
+    spec = trials_chart(df, 2).to_dict()
+    data = list(spec["datasets"].values())[0]
+    assert [d["chosen"] for d in data] == [False, True]

@@ -1,0 +1,71 @@
+"""Pruning on the Results page: sparsity per layer, the Bayesian search's trials, the shrunken model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from app.method_views import register_view
+
+
+def trials_frame(trials: list[dict]) -> pd.DataFrame:
+    rows = []
+    for t in trials:
+        row = {"trial": t["trial"], "val_acc": t["val_acc"], "sparsity": t["sparsity"], "score": t["score"],
+               "feasible": t.get("feasible", True)}
+        row.update({f"prune {k}": v for k, v in (t.get("fractions") or {}).items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def trials_chart(df: pd.DataFrame, best_trial: int | None) -> alt.Chart:
+    """Accuracy against sparsity, one point per trial, the chosen one highlighted."""
+    df = df.assign(chosen=df["trial"] == best_trial)
+    return alt.Chart(df).mark_circle(size=90).encode(
+        x=alt.X("sparsity:Q", title="Sparsity", axis=alt.Axis(format="%")),
+        y=alt.Y("val_acc:Q", title="Validation accuracy", axis=alt.Axis(format="%")),
+        color=alt.Color("chosen:N", title="chosen", scale=alt.Scale(domain=[False, True], range=["#9ecae1", "#d62728"])),
+        tooltip=["trial:Q", alt.Tooltip("val_acc:Q", format=".1%"), alt.Tooltip("sparsity:Q", format=".1%")],
+    ).properties(title="Bayesian search: accuracy against sparsity per trial", height=260)
+
+
+def sparsity_frame(by_layer: dict[str, float]) -> pd.DataFrame:
+    return pd.DataFrame({"layer": list(by_layer), "sparsity": list(by_layer.values())})
+
+
+@register_view("pruning")
+def pruning_view(engine, rec, summary: dict) -> None:
+    if summary.get("sparsity") is not None:
+        c = st.columns(4)
+        c[0].metric("Sparsity (prunable weights)", f"{100 * summary['sparsity']:.1f}%")
+        s = summary.get("structured")
+        if s:
+            c[1].metric("Parameters after channel pruning", f"{s['params_after'] / 1e6:.2f} M",
+                        f"{100 * (s['params_after'] / s['params_before'] - 1):+.0f}%", delta_color="inverse")
+            c[2].metric("CPU speed-up (batch 1)", f"{summary.get('latency_speedup', 0):.2f}x")
+            c[3].metric("Accuracy of the smaller model", f"{100 * (s.get('val_acc') or 0):.1f}%",
+                        f"{100 * ((s.get('val_acc') or 0) - (s.get('val_acc_before') or 0)):+.1f} pts",
+                        help="Validation accuracy of the channel-pruned model vs the model before shrinking.")
+    by_layer = summary.get("sparsity_by_layer") or {}
+    if by_layer:
+        df = sparsity_frame(by_layer)
+        st.altair_chart(alt.Chart(df).mark_bar().encode(
+            x=alt.X("sparsity:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="Sparsity"),
+            y=alt.Y("layer:N", sort=list(df["layer"]), title=None),
+            tooltip=["layer:N", alt.Tooltip("sparsity:Q", format=".1%")],
+        ).properties(title="Final sparsity per layer", height=max(140, 12 * len(df))), width="stretch")
+    search = summary.get("pruning_search")
+    if search and search.get("trials"):
+        df = trials_frame(search["trials"])
+        st.altair_chart(trials_chart(df, (search.get("best") or {}).get("trial")), width="stretch")
+        st.dataframe(df, hide_index=True, width="stretch")
+        st.caption(f"Chosen per-stage fractions: {search.get('best', {}).get('fractions')} "
+                   f"({search.get('sampler', 'tpe').upper()} sampler, objective {search.get('objective')}).")
+    structured = Path(rec.run_dir) / "structured.safetensors"
+    if structured.is_file():
+        st.download_button("Download the channel-pruned model (safetensors)", structured.read_bytes(),
+                           file_name=f"{rec.id}-structured.safetensors", mime="application/octet-stream",
+                           key=f"struct_{rec.id}")
