@@ -41,6 +41,7 @@ pages = [
     st.Page("app_pages/model.py", title="Model and methods", icon=":material/tune:", url_path="model"),
     st.Page("app_pages/train.py", title="Train (live)", icon=":material/monitoring:", url_path="train"),
     st.Page("app_pages/results.py", title="Results", icon=":material/leaderboard:", url_path="results"),
+    st.Page("app_pages/explain.py", title="Explain and export", icon=":material/visibility:", url_path="explain"),
 ]
 page = st.navigation(pages)
 

@@ -1,0 +1,738 @@
+"""Page 5, Explain and export: why a finished run's model says what it says, where it goes wrong,
+and the model packed for use elsewhere.
+
+- Attributions (captum, through engine.explain) for one validation image at a time, side by side
+  for the starting model, the fine-tuned model, the WiSE-FT mix at the Results page's alpha, and
+  the fine-tuned model on the image's adversarial example.
+- Error analysis: the highest-loss validation images, and a confusion matrix whose cells open
+  the images in them.
+- Export: safetensors + config, TorchScript and ONNX, each reloaded and checked against the
+  model on the validation split, and a model card. Files go to `<run folder>/exports/` only.
+
+Everything costly is cached per (run, image, method, alpha, target): moving to a new image
+computes only that image (one PGD attack, one attribution per model, batched where the model is
+the same), and coming back to an image, method or alpha seen before is instant.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app import charts, components, state
+from engine.explain import ATTRIBUTIONS
+
+RUN_KEY = "explain_run"
+TAB_KEY = "explain_tab"
+METHODS_KEY = "explain_methods"
+TARGET_KEY = "explain_target"
+STRENGTH_KEY = "explain_strength"
+# Widgets whose values must survive a tab switch (a closed tab draws nothing, and Streamlit forgets
+# the values of widgets a run does not draw) and a visit to another page.
+KEPT_WIDGETS = ("explain_image_", "explain_class_", "explain_wrong_", "explain_k_", "explain_cell_",
+                "export_which_", METHODS_KEY, TARGET_KEY, STRENGTH_KEY)
+WIDGET_DEFAULTS = {TARGET_KEY: "predicted", STRENGTH_KEY: 0.7}
+KEPT = "explain_kept:"  # prefix of the copies
+TABS = ("Attributions", "Error analysis", "Export")
+DEFAULT_METHODS = ["grad_cam"]  # the cheapest faithful-enough map: a new image answers in about a second on a CPU
+WISE_ALPHA_DEFAULT = 0.5  # when the Results page's slider was not touched in this tab
+DISPLAY_PX = 224  # images are upscaled (nearest neighbour) to at least this, so small pixels stay crisp
+THUMB_PX = 96
+GALLERY_COLUMNS = 6
+CELL_IMAGES_SHOWN = 24
+
+METHOD_NAMES = {"integrated_gradients": "Integrated Gradients", "saliency": "Saliency", "grad_cam": "Grad-CAM",
+                "occlusion": "Occlusion"}
+LOOK_FOR = {  # what to look for, beside the engine's one-line definition
+    "integrated_gradients": "Look for bright pixels on the object itself. Speckles on the background, the border or a "
+                            "watermark mean the model uses something other than what you meant it to learn. Faithful "
+                            "(the map adds up to the score's change from a black image) but grainy.",
+    "saliency": "Read it as *sensitivity*: where a tiny change would move the score most, not what the model used. "
+                "Expect noise; compare it with Integrated Gradients to see how much of the noise is real.",
+    "grad_cam": "Look at where the blob sits: on the object is good, on the background or a corner suggests a "
+                "shortcut. Coarse by design (the last stage of a ResNet-18 sees a 2 x 2 grid at 64 px), so it shows "
+                "regions, not edges.",
+    "occlusion": "Bright patches are those whose greying-out lowers the score most. Easy to trust (it only asks the "
+                 "model), blind to details smaller than the patch, and the slowest method: seconds per model on a CPU.",
+}
+TARGETS = {"predicted": "each model's own answer", "true": "the true class"}
+ROW_TITLES = {"pretrained": "Starting model", "fine_tuned": "Fine-tuned model", "wise": "WiSE-FT mix",
+              "adversarial": "Fine-tuned model on the adversarial image"}
+EXPORT_FILES = {  # file -> (format in the checks, download label, mime, what it is)
+    "model.safetensors": ("safetensors", "safetensors", "application/octet-stream",
+                          "The weights as a safetensors state dict, the run's config in its metadata. Load with "
+                          "`safetensors.torch.load_file` and this project's `engine.inference.model_from_state`."),
+    "model.ts": ("torchscript", "TorchScript", "application/octet-stream",
+                 "A self-contained TorchScript program: `torch.jit.load('model.ts')`, no project code needed."),
+    "model.onnx": ("onnx", "ONNX", "application/octet-stream",
+                   "For ONNX Runtime, OpenVINO, TensorRT and browsers; input `pixels` [batch, 3, H, W] in [0, 1], "
+                   "output `logits`."),
+    "MODEL_CARD.md": ("", "Model card", "text/markdown",
+                      "What the model is, the data, the methods and their settings, the metrics and the exact config."),
+}
+
+
+# ---- the run's models, shared by all sessions ---------------------------------------------------
+
+@dataclass
+class Guarded:
+    """A model shared by every session, with the lock that keeps two attributions from interleaving
+    (Grad-CAM hooks a layer; the attack and the exports run the model too)."""
+
+    model: Any
+    lock: threading.Lock
+
+
+def _bundle(run_dir: str, datasets_dir: str):
+    """The run's fine-tuned model, config, classes and decoded data (an LRU in the engine)."""
+    from engine.inference import run_bundle
+
+    return run_bundle(Path(run_dir), Path(datasets_dir))
+
+
+def _fine_tuned(run_dir: str, datasets_dir: str) -> Guarded:
+    b = _bundle(run_dir, datasets_dir)
+    return Guarded(b.model, b.lock)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _pretrained(run_dir: str, datasets_dir: str) -> Guarded:
+    """theta_0 for WiSE-FT runs, else the pretrained backbone with this run's (untrained) head."""
+    return Guarded(_bundle(run_dir, datasets_dir).pretrained_model().eval(), threading.Lock())
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _wise(run_dir: str, datasets_dir: str, alpha: float) -> Guarded:
+    """theta_alpha = (1 - alpha) theta_0 + alpha theta_1 from the run folder, as WiSE-FT builds it
+    (pruning masks re-applied; batch-norm statistics re-estimated when the run asked for it)."""
+    import torch
+
+    from engine.inference import model_from_state
+    from engine.methods.wise_ft import interpolate_state, recalibrate_bn
+    from engine.runs import load_checkpoint
+
+    d = Path(run_dir)
+    b = _bundle(run_dir, datasets_dir)
+    theta_0, _ = load_checkpoint(d / "theta0.safetensors")
+    theta_1, _ = load_checkpoint(d / "last.safetensors")
+    masks = load_checkpoint(d / "masks.safetensors")[0] if (d / "masks.safetensors").is_file() else None
+    model = model_from_state(b.cfg, len(b.classes), interpolate_state(theta_0, theta_1, alpha, masks))
+    wise_cfg = b.cfg.methods.get("wise_ft")
+    if wise_cfg is not None and getattr(wise_cfg, "recalibrate_bn", False):
+        recalibrate_bn(model, b.data.train.images, torch.device("cpu"))
+    return Guarded(model.eval(), threading.Lock())
+
+
+def uses_wise(rec) -> bool:
+    enabled = bool((rec.config.get("wise_ft") or {}).get("enabled"))
+    return enabled and (Path(rec.run_dir) / "theta0.safetensors").is_file()
+
+
+def wise_alpha(rec) -> float | None:
+    """The Results page's alpha for this run (0.5 when untouched), or None without WiSE-FT.
+
+    Streamlit forgets a widget's value once a run of another page no longer draws it, so the
+    slider's value is copied to a key of this page the first time it is seen here."""
+    if not uses_wise(rec):
+        return None
+    slider, mine = f"wise_alpha_{rec.id}", f"explain_wise_alpha_{rec.id}"
+    if slider in st.session_state:
+        st.session_state[mine] = float(st.session_state[slider])
+    return round(float(st.session_state.get(mine, WISE_ALPHA_DEFAULT)), 2)
+
+
+# ---- cached computations: plain data in and out -----------------------------------------------------
+
+def _hwc(t) -> np.ndarray:
+    """[3, H, W] (uint8 or float in [0, 1]) -> H x W x 3 float32 in [0, 1]."""
+    a = t.detach().float().cpu().numpy()
+    if t.dtype.is_floating_point:
+        return np.clip(a, 0, 1).transpose(1, 2, 0)
+    return (a / 255.0).transpose(1, 2, 0)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def predictions(run_dir: str, datasets_dir: str) -> dict[str, np.ndarray]:
+    """The fine-tuned model on the whole validation split: label, prediction, confidence and loss
+    per image (index order), and the indices sorted from the highest loss down."""
+    from engine.explain import highest_loss
+
+    b = _bundle(run_dir, datasets_dir)
+    n = len(b.data.val)
+    with b.lock:
+        cases = highest_loss(b.model, b.data.val.images, b.data.val.labels, k=n)
+    out = {"labels": b.data.val.labels.numpy().astype(int), "preds": np.zeros(n, int), "confs": np.zeros(n),
+           "losses": np.zeros(n), "order": np.array([c.index for c in cases], dtype=int)}
+    for c in cases:
+        out["preds"][c.index], out["confs"][c.index], out["losses"][c.index] = c.pred, c.confidence, c.loss
+    return out
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def model_rows(run_dir: str, datasets_dir: str, index: int, alpha: float | None) -> list[dict]:
+    """One row per model for validation image `index`: its answer, and the input it sees when that
+    is not the validation image itself (the adversarial example; kept in float32, so that its
+    attribution sees exactly the attacked pixels).
+
+    The adversarial example is PGD at the run's evaluation eps and steps against the fine-tuned
+    model (seeded per image, so the same image always gets the same attack)."""
+    import torch
+
+    from engine.attacks import pgd
+    from engine.augment import to_float
+
+    b = _bundle(run_dir, datasets_dir)
+    x = to_float(b.data.val.images[index:index + 1])
+    y = b.data.val.labels[index:index + 1]
+    eps, steps = float(b.cfg.eval.robust_eps), max(int(b.cfg.eval.robust_steps), 1)
+    ft = _fine_tuned(run_dir, datasets_dir)
+    with ft.lock:
+        ft.model.eval()
+        x_adv = pgd(ft.model, x, y, eps, 2.5 * eps / steps, steps, True,
+                    torch.Generator().manual_seed(int(b.cfg.seed) * 100_003 + index))
+        with torch.no_grad():
+            p_ft = ft.model(torch.cat([x, x_adv])).softmax(1)
+
+    def row(key: str, p, image=None, **extra) -> dict:
+        return {"key": key, "image": None if image is None else _hwc(image), "pred": int(p.argmax()),
+                "conf": float(p.max()), **extra}
+
+    try:  # e.g. the user checkpoint it started from was deleted: the other rows still show
+        pre = _pretrained(run_dir, datasets_dir)
+        with pre.lock, torch.no_grad():
+            rows = [row("pretrained", pre.model(x).softmax(1)[0])]
+    except Exception as exc:
+        rows = [{"key": "pretrained", "error": str(exc)}]
+    rows.append(row("fine_tuned", p_ft[0]))
+    if alpha is not None:
+        wise = _wise(run_dir, datasets_dir, alpha)
+        with wise.lock, torch.no_grad():
+            rows.append(row("wise", wise.model(x).softmax(1)[0], alpha=alpha))
+    rows.append(row("adversarial", p_ft[1], x_adv[0], eps=eps, steps=steps,
+                    linf=float((x_adv - x).abs().max())))
+    return rows
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def attribution_maps(run_dir: str, datasets_dir: str, index: int, alpha: float | None, method: str,
+                     target: str) -> dict[str, np.ndarray]:
+    """{row key: H x W map, uint8 0-255 (plenty for a picture, a quarter of the cache)} for one
+    image and one method. The fine-tuned model explains the clean image and its adversarial
+    version in one batched call."""
+    import torch
+
+    from engine.augment import to_float
+    from engine.explain import attribute
+
+    b = _bundle(run_dir, datasets_dir)
+    rows = {r["key"]: r for r in model_rows(run_dir, datasets_dir, index, alpha)}
+    label = int(b.data.val.labels[index])
+    clean = to_float(b.data.val.images[index:index + 1])
+    adv = torch.from_numpy(rows["adversarial"]["image"].transpose(2, 0, 1).copy())[None]
+
+    def tgt(*keys: str) -> torch.Tensor:
+        return torch.tensor([label if target == "true" else rows[k]["pred"] for k in keys])
+
+    maps: dict[str, np.ndarray] = {}
+    ft = _fine_tuned(run_dir, datasets_dir)
+    with ft.lock:
+        both = attribute(ft.model, torch.cat([clean, adv]), tgt("fine_tuned", "adversarial"), method)
+    maps["fine_tuned"], maps["adversarial"] = both[0], both[1]
+    if "error" not in rows["pretrained"]:
+        pre = _pretrained(run_dir, datasets_dir)
+        with pre.lock:
+            maps["pretrained"] = attribute(pre.model, clean, tgt("pretrained"), method)[0]
+    if alpha is not None:
+        wise = _wise(run_dir, datasets_dir, alpha)
+        with wise.lock:
+            maps["wise"] = attribute(wise.model, clean, tgt("wise"), method)[0]
+    return {k: to_u8(m.numpy()) for k, m in maps.items()}
+
+
+# ---- pictures: numpy only ---------------------------------------------------------------------------
+
+# Anchors of matplotlib's "inferno" (perceptually uniform, readable in grey): black -> purple -> orange -> yellow.
+_INFERNO = np.array([[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 72, 66], [245, 125, 21],
+                     [250, 193, 39], [252, 255, 164]], dtype=np.float32) / 255.0
+
+
+def colormap(m: np.ndarray) -> np.ndarray:
+    """H x W values in [0, 1] -> H x W x 3 colours (inferno)."""
+    pos = np.clip(m, 0, 1) * (len(_INFERNO) - 1)
+    lo = np.floor(pos).astype(int).clip(0, len(_INFERNO) - 2)
+    frac = (pos - lo)[..., None]
+    return _INFERNO[lo] * (1 - frac) + _INFERNO[lo + 1] * frac
+
+
+def overlay(image: np.ndarray, m: np.ndarray, strength: float = 0.7) -> np.ndarray:
+    """The heat map over the image, weighted by the map itself: unimportant pixels stay the photo."""
+    w = (strength * np.clip(m, 0, 1))[..., None]
+    return image * (1 - w) + colormap(m) * w
+
+
+def upscale(a: np.ndarray, px: int = DISPLAY_PX) -> np.ndarray:
+    """Nearest-neighbour enlargement to at least `px` pixels, so the browser does not blur small images."""
+    f = max(1, math.ceil(px / max(a.shape[0], 1)))
+    return np.repeat(np.repeat(a, f, axis=0), f, axis=1) if f > 1 else a
+
+
+def to_u8(a: np.ndarray) -> np.ndarray:
+    return (np.clip(a, 0, 1) * 255).round().astype(np.uint8)
+
+
+def colour_bar() -> np.ndarray:
+    return to_u8(colormap(np.tile(np.linspace(0, 1, 256, dtype=np.float32), (14, 1))))
+
+
+def thumbnail(run_dir: str, datasets_dir: str, index: int) -> np.ndarray:
+    b = _bundle(run_dir, datasets_dir)
+    return to_u8(upscale(_hwc(b.data.val.images[index]), THUMB_PX))
+
+
+# ---- widgets --------------------------------------------------------------------------------------
+
+def image_key(run_id: str) -> str:
+    return f"explain_image_{run_id}"
+
+
+def _explain_image(run_id: str, index: int) -> None:
+    """Button callback: show this image's attributions (filters cleared so it is in the list)."""
+    st.session_state[f"explain_class_{run_id}"] = "__all__"
+    st.session_state[f"explain_wrong_{run_id}"] = False
+    st.session_state[image_key(run_id)] = int(index)
+    st.session_state[TAB_KEY] = TABS[0]
+
+
+def run_picker(runs) -> Any:
+    ids = [r.id for r in runs]
+    labels = {r.id: state.run_label(r, with_status=False) for r in runs}
+    if st.session_state.get(RUN_KEY) not in ids:
+        for candidate in (st.session_state.get("results_run"), st.session_state.get(state.WATCH_KEY)):
+            if candidate in ids:
+                st.session_state[RUN_KEY] = candidate
+                break
+        else:
+            st.session_state[RUN_KEY] = ids[0]
+    return st.selectbox("Finished run", ids, key=RUN_KEY, format_func=lambda i: labels.get(i, i),
+                        help="Only finished runs can be explained: they have a final model and a class list.")
+
+
+def image_picker(rec, classes: list[str], pred: dict[str, np.ndarray]) -> int | None:
+    labels, preds, confs = pred["labels"], pred["preds"], pred["confs"]
+    c = st.columns([1, 1, 3], vertical_alignment="bottom")
+    cls = c[0].selectbox("Class", ["__all__", *classes], key=f"explain_class_{rec.id}",
+                         format_func=lambda k: "all classes" if k == "__all__" else k)
+    wrong = c[1].toggle("Only mistakes", key=f"explain_wrong_{rec.id}",
+                        help="Only the validation images the fine-tuned model gets wrong.")
+    options = [i for i in range(len(labels))
+               if (cls == "__all__" or classes[labels[i]] == cls) and (not wrong or preds[i] != labels[i])]
+    if not options:
+        c[2].info("No validation image matches these filters.", icon=":material/filter_alt_off:")
+        return None
+    key = image_key(rec.id)
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = options[0]
+
+    def label(i: int) -> str:
+        mark = "✓" if preds[i] == labels[i] else "✗"
+        return f"#{i} · {classes[labels[i]]} → {mark} {classes[preds[i]]} ({confs[i]:.0%})"
+
+    return c[2].selectbox(f"Validation image ({len(options)} of {len(labels)})", options, key=key, format_func=label,
+                          help="Number · true class → what the fine-tuned model says (its confidence).")
+
+
+# ---- tab 1: attributions -----------------------------------------------------------------------------
+
+def attributions_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
+    run_dir, ds = str(rec.run_dir), str(engine.datasets_dir)
+    classes = list(b.classes)
+    index = image_picker(rec, classes, pred)
+    methods = st.pills("Attribution methods", list(ATTRIBUTIONS), selection_mode="multi", key=METHODS_KEY,
+                       format_func=METHOD_NAMES.get,
+                       help="Pick one or more; each is a column below. On a CPU, a new image takes about a second "
+                            "with Grad-CAM or Saliency, one or two with Integrated Gradients, ten or more with "
+                            "Occlusion. Images seen before answer at once.")
+    c = st.columns([3, 2], vertical_alignment="bottom")
+    target = c[0].radio("Explain the score of", list(TARGETS), key=TARGET_KEY, format_func=TARGETS.get,
+                        horizontal=True, help="Which class's score the maps explain.")
+    strength = c[1].slider("Overlay strength", 0.0, 1.0, step=0.05, key=STRENGTH_KEY,
+                           help="0 shows the photo only, 1 paints the strongest pixels fully in the heat colour.")
+    methods = [m for m in ATTRIBUTIONS if m in (methods or [])]
+    with st.expander("What the methods show and what to look for", icon=":material/school:"):
+        for m in ATTRIBUTIONS:
+            st.markdown(f"**{ATTRIBUTIONS[m]}**  \n{LOOK_FOR[m]}")
+        st.markdown("**Reading the rows.** Fine-tuning usually moves the maps from generic textures toward what "
+                    "tells *your* classes apart. The WiSE-FT mix (runs with WiSE-FT) sits between the starting and the "
+                    "fine-tuned model. On the adversarial image, pixel changes too small to see (at most eps) flip the "
+                    "answer, and the map often scatters: the model's evidence was not where you think.")
+    if index is None:
+        return
+    if not methods:
+        st.info("Pick at least one attribution method above.", icon=":material/touch_app:")
+        return
+    alpha = wise_alpha(rec)
+    started = time.perf_counter()
+    with st.spinner(f"Explaining image #{index} with {', '.join(METHOD_NAMES[m] for m in methods)} ..."):
+        rows = model_rows(run_dir, ds, index, alpha)
+        maps = {m: attribution_maps(run_dir, ds, index, alpha, m, target) for m in methods}
+    elapsed = time.perf_counter() - started
+    truth = classes[int(pred["labels"][index])]
+    clean = _hwc(b.data.val.images[index])
+    head = st.columns([3, 2], vertical_alignment="center")
+    head[0].markdown(f"**Image #{index}**, true class **{truth}**. Each row is one model, each column one method; "
+                     "bright = strong influence on the score.")
+    head[1].image(colour_bar(), caption="low → high influence", width=256)
+    pretrained_src = rec.config.get("backbone", {}).get("pretrained")
+    for r in rows:
+        if "error" in r:
+            st.markdown(f"**{ROW_TITLES[r['key']]}**")
+            st.warning(f"This model could not be loaded, so it is left out: {r['error']}", icon=":material/warning:")
+            continue
+        answer = classes[r["pred"]]
+        mark = ":green[✓]" if answer == truth else ":red[✗]"
+        title = ROW_TITLES[r["key"]] + (f" at alpha {r['alpha']:.2f}" if r["key"] == "wise" else "")
+        st.markdown(f"**{title}** says {mark} **{answer}** ({r['conf']:.0%})")
+        note = row_note(r, pretrained_src, rec)
+        if note:
+            st.caption(note)
+        cols = st.columns(len(ATTRIBUTIONS) + 1)  # a fixed grid: images keep their size whatever is picked
+        input_caption = ("adversarial input" if r["key"] == "adversarial" else "input")
+        image = clean if r["image"] is None else r["image"]
+        cols[0].image(to_u8(upscale(image)), caption=input_caption, width="stretch")
+        for col, m in zip(cols[1:], methods):
+            heat = maps[m][r["key"]].astype(np.float32) / 255.0
+            col.image(to_u8(upscale(overlay(image, heat, strength))), caption=METHOD_NAMES[m], width="stretch")
+    st.caption(f"Computed in {elapsed:.1f} s (cached: this image, method and alpha answer at once next time).")
+
+
+def row_note(r: dict, pretrained_src: str | None, rec) -> str:
+    if r["key"] == "pretrained":
+        if uses_wise(rec):
+            return "theta_0 of WiSE-FT: the pretrained trunk with a linear-probe head fitted on your training images."
+        src = state.WEIGHTS_TEXT.get(pretrained_src, pretrained_src)
+        return (f"The backbone before fine-tuning ({src}) with this run's new head, which was never trained: its "
+                "answer is a guess, so read its maps as what its features respond to"
+                + (" (this run started from random weights, so there is little to see)." if pretrained_src == "none"
+                   else "."))
+    if r["key"] == "wise":
+        moved = f"explain_wise_alpha_{rec.id}" in st.session_state
+        return ("The weights mixed at the alpha of the Results page's slider "
+                f"({'your choice' if moved else 'not moved yet, so 0.5'}).")
+    if r["key"] == "adversarial":
+        return (f"PGD-{r['steps']} at the run's evaluation eps ({r['eps'] * 255:.1f}/255) against the fine-tuned "
+                f"model: no pixel changed by more than {r['linf'] * 255:.1f}/255.")
+    return ""
+
+
+# ---- tab 2: error analysis ---------------------------------------------------------------------------
+
+def gallery(run_dir: str, ds: str, rec, indices: list[int], captions: list[str], key: str) -> None:
+    """Thumbnails in rows, each with a button that opens its attributions."""
+    for start in range(0, len(indices), GALLERY_COLUMNS):
+        cols = st.columns(GALLERY_COLUMNS)
+        for col, i, cap in zip(cols, indices[start:start + GALLERY_COLUMNS], captions[start:start + GALLERY_COLUMNS]):
+            with col:
+                st.image(thumbnail(run_dir, ds, i), caption=cap, width="stretch")
+                st.button("Explain", key=f"{key}_{i}", icon=":material/visibility:", on_click=_explain_image,
+                          args=(rec.id, i), help=f"Open image #{i} on the Attributions tab.")
+
+
+def confusion_cells(labels: np.ndarray, preds: np.ndarray, k: int) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+    """The k x k matrix and its non-empty cells (true, predicted, n): mix-ups first, largest first."""
+    matrix = np.zeros((k, k), dtype=int)
+    np.add.at(matrix, (labels, preds), 1)
+    cells = [(t, p, int(matrix[t, p])) for t in range(k) for p in range(k) if matrix[t, p]]
+    cells.sort(key=lambda c: (c[0] == c[1], -c[2], c[0], c[1]))
+    return matrix, cells
+
+
+def _cell_from_chart(run_id: str, classes: list[str], options: list[str]) -> None:
+    """Chart-click callback: select the clicked cell in the cell picker (an empty cell: no change)."""
+    event = st.session_state.get(f"confusion_chart_{run_id}") or {}
+    points = (event.get("selection") or {}).get("cell") or []
+    if points and points[0].get("true") in classes and points[0].get("predicted") in classes:
+        wanted = f"{classes.index(points[0]['true'])}:{classes.index(points[0]['predicted'])}"
+        if wanted in options:
+            st.session_state[f"explain_cell_{run_id}"] = wanted
+
+
+def errors_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
+    import altair as alt
+    import torch
+
+    from engine.explain import confusion_cell
+
+    run_dir, ds = str(rec.run_dir), str(engine.datasets_dir)
+    classes = list(b.classes)
+    labels, preds, confs, losses = pred["labels"], pred["preds"], pred["confs"], pred["losses"]
+    n = len(labels)
+    wrong = int((labels != preds).sum())
+    st.markdown(f"The fine-tuned model gets **{n - wrong} of {n}** validation images right "
+                f"({(n - wrong) / max(n, 1):.1%}).")
+
+    st.subheader("Highest-loss images")
+    st.caption("The validation images the model is most confidently wrong about (or least sure of, when it is "
+               "right). Look for a pattern: mislabelled files, two classes that look alike, an unusual background.")
+    st.session_state.setdefault(f"explain_k_{rec.id}", 12)
+    k = st.select_slider("How many", [6, 12, 24, 48], key=f"explain_k_{rec.id}")
+    top = [int(i) for i in pred["order"][:min(k, n)]]
+    gallery(run_dir, ds, rec, top,
+            [f"{'✓' if preds[i] == labels[i] else '✗'} true {classes[labels[i]]} · said {classes[preds[i]]} "
+             f"({confs[i]:.0%}) · loss {max(losses[i], 0.0) + 0.0:.3g}" for i in top], key=f"hl_{rec.id}")
+
+    st.subheader("Confusion matrix")
+    matrix, cells = confusion_cells(labels, preds, len(classes))
+    options = [f"{t}:{p}" for t, p, _ in cells]  # class indices: any folder name is safe
+    counts = {f"{t}:{p}": c for t, p, c in cells}
+    left, right = st.columns([2, 3])
+    with left:
+        chart = charts.confusion_chart(charts.confusion_frame(matrix.tolist(), classes),
+                                       "Confusion matrix (validation images)")
+        # A click on a cell selects it in the picker on the right.
+        pick = alt.selection_point(name="cell", fields=["true", "predicted"], on="click")
+        chart.layer = [layer.add_params(pick) for layer in chart.layer]
+        st.altair_chart(chart, width="content", key=f"confusion_chart_{rec.id}", selection_mode="cell",
+                        on_select=functools.partial(_cell_from_chart, rec.id, classes, options))
+        st.caption("Rows: true class; columns: what the model said. Click a cell, or pick it on the right.")
+    with right:
+        cell_key = f"explain_cell_{rec.id}"
+        if not options:
+            st.info("No validation images.")
+            return
+        if st.session_state.get(cell_key) not in options:
+            st.session_state[cell_key] = options[0]
+        chosen = st.selectbox("Cell (true → predicted)", options, key=cell_key,
+                              format_func=lambda o: cell_label(o, classes, counts),
+                              help="Mix-ups first, the largest first; then the correct cells.")
+        t, p = (int(k) for k in chosen.split(":"))
+        t_name, p_name = classes[t], classes[p]
+        members = confusion_cell(torch.as_tensor(labels), torch.as_tensor(preds), t, p)
+        members.sort(key=lambda i: -confs[i])
+        shown = members[:CELL_IMAGES_SHOWN]
+        st.markdown(f"**{len(members)}** {'image' if len(members) == 1 else 'images'} of **{t_name}** "
+                    + ("classified correctly" if t == p else f"taken for **{p_name}**")
+                    + (f" (the {len(shown)} most confident shown)" if len(members) > len(shown) else "") + ".")
+        if t != p:
+            st.caption("Open one with **Explain**: if the maps sit on the background or on a detail both classes "
+                       "share, more (or more varied) images of these classes will help more than more epochs.")
+    gallery(run_dir, ds, rec, shown, [f"#{i} · {confs[i]:.0%} sure" for i in shown], key=f"cell_{rec.id}")
+
+
+def cell_label(option: str, classes: list[str], counts: dict[str, int]) -> str:
+    t, p = (int(k) for k in option.split(":"))
+    n = counts[option]
+    return f"{classes[t]} → {classes[p]} ({n} {'image' if n == 1 else 'images'})" + (" · correct" if t == p else "")
+
+
+# ---- tab 3: export ---------------------------------------------------------------------------------
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _export_bytes(path: str, mtime_ns: int) -> bytes:
+    return Path(path).read_bytes()
+
+
+def read_checks(out_dir: Path) -> list[dict]:
+    try:
+        return json.loads((out_dir / "exports.json").read_text())
+    except (OSError, ValueError):
+        return []
+
+
+def export_and_verify(b, model: Guarded, summary: dict, out_dir: Path) -> list:
+    """export_all (TorchScript, ONNX, safetensors, card), plus the safetensors file reloaded into a
+    model rebuilt from its own metadata and checked like the others; the card lists all three."""
+    from engine.config import RunConfig
+    from engine.export import ExportCheck, _compare, _logits, export_all, model_card
+    from engine.inference import model_from_state
+    from engine.runs import load_checkpoint
+
+    val = b.data.val.images
+    with model.lock:
+        checks = export_all(model.model, b.cfg, summary, val, out_dir)
+        path = out_dir / "model.safetensors"
+        try:
+            state_dict, meta = load_checkpoint(path)
+            reloaded = model_from_state(RunConfig.from_dict(meta["config"]), len(b.classes), state_dict)
+            saved = _compare("safetensors", path, _logits(model.model.eval(), val), _logits(reloaded, val))
+        except Exception as exc:  # unreadable file, config that does not rebuild the model
+            saved = ExportCheck("safetensors", str(path), False, 0.0, float("nan"), f"reloading failed: {exc}")
+    checks = [saved, *checks]
+    (out_dir / "MODEL_CARD.md").write_text(model_card(b.cfg, summary, checks))
+    (out_dir / "exports.json").write_text(json.dumps([c.__dict__ for c in checks], indent=1))
+    return checks
+
+
+def checks_view(checks: list[dict], n_val: int) -> None:
+    table = pd.DataFrame([{"format": c["format"], "file": Path(c["path"]).name, "verified": bool(c["ok"]),
+                           "agreement": c["agreement"], "max logit difference": c["max_abs_logit_diff"],
+                           "message": c.get("message") or ""} for c in checks])
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        "verified": st.column_config.CheckboxColumn("verified"),
+        "agreement": st.column_config.NumberColumn("agreement", format="percent",
+                                                   help="Share of validation images with the same predicted class."),
+        "max logit difference": st.column_config.NumberColumn("max logit difference", format="%.1e",
+                                                              help="Largest difference of any output score.")})
+    failed = [c for c in checks if not c["ok"]]
+    if not failed:
+        worst = max((c["max_abs_logit_diff"] for c in checks), default=0.0)
+        st.success(f"All {len(checks)} exports verified: reloaded, they give the same class on all {n_val} validation "
+                   f"images, and their scores match (largest difference {worst:.1e}; allowed: 0.1% of the largest "
+                   "score).", icon=":material/verified:")
+    for c in failed:
+        st.error(f"The **{c['format']}** export does not reproduce the model: {c.get('message') or 'no reason given'}. "
+                 "Do not use this file; the others are fine. Try exporting again, or use the safetensors file "
+                 "with this project's code.", icon=":material/error:")
+
+
+def export_tab(engine, rec, b, summary: dict) -> None:
+    run_dir, ds = Path(rec.run_dir), str(engine.datasets_dir)
+    st.markdown("Pack the model for use outside the studio. Each file is **reloaded and compared** with the model on "
+                f"the {len(b.data.val)} validation images before it is offered: same predicted class for every image, "
+                "and output scores equal to within 0.1%. Exported models take RGB pixels in [0, 1] at "
+                f"{b.cfg.data.image_size} x {b.cfg.data.image_size}; the normalisation is inside.")
+    alpha = wise_alpha(rec)
+    which = "fine_tuned"
+    if alpha is not None:
+        which = st.radio("Weights to export", ["fine_tuned", "wise"], horizontal=True, key=f"export_which_{rec.id}",
+                         format_func={"fine_tuned": "fine-tuned (alpha 1)",
+                                      "wise": f"WiSE-FT mix at alpha {alpha:.2f} (Results page slider)"}.get)
+    out_dir = run_dir / "exports" / (f"wise_alpha_{alpha:.2f}" if which == "wise" else "")
+    out_dir = out_dir.resolve()
+    if run_dir.resolve() not in out_dir.parents:  # exports live inside the run folder, nowhere else
+        st.error("The export folder would leave the run folder; nothing was written.")
+        return
+    may_write = state.attempt("checking your access to this run", engine.authorize, rec.id, state.user(),
+                              write=True, show=False).ok
+    c = st.columns([1, 3], vertical_alignment="center")
+    clicked = c[0].button("Export and verify", type="primary", icon=":material/package_2:", key=f"export_{rec.id}",
+                          disabled=not may_write)
+    c[1].caption(f"Writes model.safetensors, model.ts, model.onnx and MODEL_CARD.md to "
+                 f"`{out_dir.relative_to(run_dir.resolve().parent)}`."
+                 if may_write else "This run belongs to another user: you can download its exports, not make new ones.")
+    if clicked:
+        summary_for_card = dict(summary, wise_alpha=alpha) if which == "wise" else summary
+        with st.spinner("Exporting and verifying (safetensors, TorchScript, ONNX) ..."):
+            model = _wise(str(run_dir), ds, alpha) if which == "wise" else _fine_tuned(str(run_dir), ds)
+            state.attempt("exporting the model", export_and_verify, b, model, summary_for_card, out_dir)
+    checks = read_checks(out_dir)
+    if checks:
+        stamp = components.short_time((out_dir / "exports.json").stat().st_mtime)
+        st.markdown(f"**Verification** (exported {stamp})")
+        checks_view(checks, len(b.data.val))
+        downloads(rec, out_dir, checks)
+    else:
+        st.caption("Nothing exported yet for these weights.")
+    st.markdown("**Model card**")
+    card_path = out_dir / "MODEL_CARD.md"
+    if card_path.is_file():
+        card = card_path.read_text()
+    else:
+        from engine.export import model_card
+
+        card = model_card(b.cfg, summary)
+        st.caption("A preview: the exported card also lists the verification of each file.")
+    with st.container(border=True, height=480):
+        st.markdown(card)
+
+
+def downloads(rec, out_dir: Path, checks: list[dict]) -> None:
+    ok = {c["format"]: bool(c["ok"]) for c in checks}
+    safe_name = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in rec.name)[:60] or "run"
+    files = [(f, spec) for f, spec in EXPORT_FILES.items() if (out_dir / f).is_file()]
+    cols = st.columns(max(len(files), 1) + 1)
+    for col, (fname, (fmt, label, mime, what)) in zip(cols, files):
+        path = out_dir / fname
+        verified = ok.get(fmt, True) if fmt else True
+        col.download_button(label, _export_bytes(str(path), path.stat().st_mtime_ns),
+                            file_name=f"{safe_name}-{rec.id}-{fname}", mime=mime, icon=":material/download:",
+                            key=f"dl_{fname}_{rec.id}_{out_dir.name}", disabled=not verified,
+                            help=what if verified else "This file failed verification: it is not offered.")
+    cfg_file = Path(rec.run_dir) / "config.yaml"
+    if cfg_file.is_file():
+        cols[-1].download_button("Config (YAML)", cfg_file.read_text(), file_name=f"{safe_name}-{rec.id}-config.yaml",
+                                 mime="text/yaml", icon=":material/description:", key=f"dl_cfg_{rec.id}",
+                                 help="The run's exact settings; also inside the safetensors metadata and the card.")
+
+
+# ---- the page ---------------------------------------------------------------------------------------
+
+def no_finished_run(runs) -> None:
+    active = [r for r in runs if r.status in ("queued", "running")]
+    if active:
+        st.info(f"{state.plural(len(active), 'run')} still training. A run can be explained once it has finished: "
+                "come back when the Train page says *Finished*.", icon=":material/hourglass_top:")
+        st.page_link("app_pages/train.py", label="Watch it on the Train page", icon=":material/monitoring:")
+    else:
+        st.info("No finished run yet. Train one first (the Quick demo preset on the bundled sample takes a few "
+                "minutes); its attributions, mistakes and exports appear here.", icon=":material/info:")
+        st.page_link("app_pages/train.py", label="Go to training", icon=":material/arrow_forward:")
+
+
+def keep_widget_state() -> None:
+    """Streamlit forgets a widget's value after a run that does not draw it (a closed tab, another
+    page). Each run starts by copying this page's widget values to keys of its own, and putting
+    back those it forgot. Defaults are seeded here, not in the widgets, so that Streamlit does not
+    warn about a value set both ways."""
+    for key in [k for k in st.session_state if isinstance(k, str) and k.startswith(KEPT)]:
+        widget = key[len(KEPT):]
+        if widget not in st.session_state:
+            st.session_state[widget] = st.session_state[key]
+    for key in [k for k in st.session_state if isinstance(k, str) and k.startswith(KEPT_WIDGETS)]:
+        st.session_state[KEPT + key] = st.session_state[key]
+    st.session_state.setdefault(METHODS_KEY, list(DEFAULT_METHODS))
+    for key, value in WIDGET_DEFAULTS.items():
+        st.session_state.setdefault(key, value)
+
+
+def render() -> None:
+    engine = state.get_engine()
+    keep_widget_state()
+    st.title("5 · Explain and export")
+    st.caption("Why the model says what it says, where it goes wrong, and the model packed to take home.")
+    runs = [r for r in state.runs(engine) if r.status == "finished"]
+    if not runs:
+        no_finished_run(state.runs(engine))
+        return
+    run_id = run_picker(runs)
+    rec = state.record(engine, run_id)
+    if rec is None:
+        st.info("This run no longer exists.")
+        return
+    b_cfg = rec.config.get("backbone", {})
+    st.caption(f"{b_cfg.get('name')} ({state.WEIGHTS_TEXT.get(b_cfg.get('pretrained'), b_cfg.get('pretrained'))}) · "
+               f"{rec.config.get('data', {}).get('image_size')} px · finished {components.short_time(rec.finished)}")
+    run_dir, ds = str(rec.run_dir), str(engine.datasets_dir)
+    with st.spinner("Loading the run's model and validation images ..."):
+        loaded = state.attempt("loading the run", _bundle, run_dir, ds)
+        if not loaded.ok:
+            st.caption("The run's files or its dataset may have been removed. Other runs can still be explained.")
+            return
+        pred = state.attempt("predicting the validation images", predictions, run_dir, ds)
+    if not pred.ok:
+        return
+    b = loaded.value
+    if len(b.data.val) == 0:
+        st.info("This run has no validation images to explain.")
+        return
+    tabs = st.tabs(list(TABS), key=TAB_KEY, on_change="rerun")
+    sections = (lambda: attributions_tab(engine, rec, b, pred.value), lambda: errors_tab(engine, rec, b, pred.value),
+                lambda: export_tab(engine, rec, b, b.summary))
+    for tab, name, draw in zip(tabs, TABS, sections):
+        if tab.open is False:  # stateful tabs: only the open one is computed
+            continue
+        with tab, state.guarded(f"drawing the {name} tab"):
+            draw()
+
+
+if __name__ == "__main__":  # run as a page (st.Page executes it as __main__); importable for tests
+    render()
