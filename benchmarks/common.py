@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 from pathlib import Path
+
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -12,6 +15,9 @@ sys.path.insert(0, str(ROOT))
 from engine.config import RunConfig, apply_overrides  # noqa: E402
 
 WORK = ROOT / "runs" / "benchmarks"
+
+if os.environ.get("BENCH_THREADS"):  # run_all.sh runs two benchmarks side by side, one thread each
+    torch.set_num_threads(int(os.environ["BENCH_THREADS"]))
 
 
 def config(*overrides: str) -> RunConfig:

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Run every benchmark at the settings README reports, two at a time with one torch thread each
+# (two threads per process spin against each other on a 2-core machine). Output goes to
+# benchmarks/results/<name>.txt; README's tables are copied from there.
+set -u
+cd "$(dirname "$0")/.."
+mkdir -p benchmarks/results
+export OMP_NUM_THREADS=1 BENCH_THREADS=1 PYTHONUNBUFFERED=1
+run() { local name=$1; shift; echo "== $name: $*"; python "$@" > "benchmarks/results/$name.txt" 2>&1; echo "== $name done ($?)"; }
+(
+  run transfer_gain benchmarks/transfer_gain.py --seeds 0 1 --steps 100
+  run wise_ft benchmarks/wise_ft.py --seeds 0 1
+  run loop_overhead benchmarks/loop_overhead.py --rounds 5 --threads 1
+) &
+(
+  run adversarial benchmarks/adversarial.py --scratch-epochs 12 --eval-subset 64
+  run adafilter benchmarks/adafilter.py --seeds 0 1 --threads 1
+  run pruning benchmarks/pruning.py --epochs 4 --threads 1
+  run throughput benchmarks/throughput.py --images 64 --rounds 2 --threads 1
+) &
+wait
