@@ -36,7 +36,9 @@ MAX_SINGULAR = 1.0        # every map must be a contraction (largest singular va
 PERTURBATION = 0.2        # FractalDB weight perturbation: one coefficient x U[1-p, 1+p]
 JITTER = 0.03             # every coefficient x U[1-j, 1+j] on top (more distinct instances)
 CHAINS = 256              # parallel chaos-game chains per image
-BURN_IN = 24              # steps before a chain is on the attractor (maps are contractive-ish)
+BURN_IN = 24              # steps before a chain is on the attractor (maps are contractions)
+BLACK_BACKGROUND = 0.25   # share of renders on black (FractalDB); the rest on random gradients
+POINTS_PER_PIXEL = 4      # chaos-game points per output pixel (drawn at 2x: one per subpixel)
 
 
 @dataclass(frozen=True)
@@ -75,11 +77,11 @@ def _stack(systems: list[IFS]) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _chaos_game(maps: torch.Tensor, probs: torch.Tensor, points_per_image: int,
                 gen: torch.Generator, chains: int = CHAINS,
-                burn_in: int = BURN_IN) -> tuple[torch.Tensor, torch.Tensor]:
+                burn_in: int = BURN_IN) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run the chaos game for B systems at once.
 
-    maps [B, M, 6], probs [B, M] -> points [B, N, 2] (float32, may be non-finite for divergent
-    systems) and the index of the map that produced each point [B, N].
+    maps [B, M, 6], probs [B, M] -> x [B, N], y [B, N] (float32; huge or non-finite for
+    divergent systems) and the index of the map that produced each point [B, N].
     """
     b, m, _ = maps.shape
     steps = max(1, math.ceil(points_per_image / chains))
@@ -88,29 +90,29 @@ def _chaos_game(maps: torch.Tensor, probs: torch.Tensor, points_per_image: int,
     cdf = probs.cumsum(-1)
     cdf = cdf / cdf[:, -1:]
     u = torch.rand(b, total * chains, generator=gen)
-    choice = torch.searchsorted(cdf.contiguous(), u).clamp_max(m - 1).view(b, total, chains)
-    flat = maps.reshape(b * m, 6)
-    base = (torch.arange(b) * m)[:, None]
+    choice = torch.searchsorted(cdf.contiguous(), u).clamp_max_(m - 1).view(b, total, chains)
+    coef = maps.reshape(b * m, 6).t().contiguous()  # [6, B*M]: one row per coefficient
+    flat_choice = choice + (torch.arange(b) * m)[:, None, None]
     x = torch.rand(b, chains, generator=gen) * 2 - 1
     y = torch.rand(b, chains, generator=gen) * 2 - 1
     xs = torch.empty(b, steps, chains)
     ys = torch.empty(b, steps, chains)
     for t in range(total):
-        c = flat[base + choice[:, t]]  # [B, chains, 6]
-        x, y = (c[..., 0] * x + c[..., 1] * y + c[..., 4],
-                c[..., 2] * x + c[..., 3] * y + c[..., 5])
-        # Divergent systems would overflow to inf/nan; clamping keeps the arithmetic finite and
-        # the huge extent gets such a system rejected by the filling rate instead.
-        x, y = x.clamp(-1e6, 1e6), y.clamp(-1e6, 1e6)
+        c = coef[:, flat_choice[:, t]]  # [6, B, chains]
+        x, y = (c[0] * x + c[1] * y + c[4], c[2] * x + c[3] * y + c[5])
+        if t % 8 == 7:
+            # Divergent systems would overflow to inf/nan; clamping now and then keeps the
+            # arithmetic finite, and the huge extent gets such a system rejected.
+            x, y = x.clamp_(-1e6, 1e6), y.clamp_(-1e6, 1e6)
         if t >= burn_in:
             xs[:, t - burn_in] = x
             ys[:, t - burn_in] = y
-    points = torch.stack([xs, ys], -1).view(b, steps * chains, 2)
-    return points, choice[:, burn_in:].reshape(b, steps * chains)
+    n = steps * chains
+    return xs.view(b, n), ys.view(b, n), choice[:, burn_in:].reshape(b, n)
 
 
-def _fit_to_unit_box(points: torch.Tensor, scale: torch.Tensor | None = None,
-                     offset: torch.Tensor | None = None) -> torch.Tensor:
+def _fit_to_unit_box(x: torch.Tensor, y: torch.Tensor, scale: torch.Tensor | None = None,
+                     offset: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Map each image's points into [0, 1]^2 by their bounding box, keeping the aspect ratio.
 
     As in FractalDB the full extent (min/max) is used, so a system whose points spread without
@@ -118,9 +120,9 @@ def _fit_to_unit_box(points: torch.Tensor, scale: torch.Tensor | None = None,
     ``scale`` in (0, 1] shrinks the drawing and ``offset`` in [0, 1]^2 places it within the
     slack (default: centred, full size).
     """
-    b = points.shape[0]
-    lo = points.amin(1)
-    hi = points.amax(1)
+    b = x.shape[0]
+    lo = torch.stack([x.amin(1), y.amin(1)], 1)
+    hi = torch.stack([x.amax(1), y.amax(1)], 1)
     extent = (hi - lo).amax(-1).clamp_min(1e-9)  # [B]
     if scale is None:
         scale = torch.ones(b)
@@ -128,7 +130,16 @@ def _fit_to_unit_box(points: torch.Tensor, scale: torch.Tensor | None = None,
         offset = torch.full((b, 2), 0.5)
     size = (hi - lo) / extent[:, None] * scale[:, None]  # drawing size in unit-box units
     start = (1.0 - size) * offset
-    return (points - lo[:, None]) / extent[:, None, None] * scale[:, None, None] + start[:, None]
+    k = (scale / extent)[:, None]
+    return ((x - lo[:, :1]) * k + start[:, :1]), ((y - lo[:, 1:]) * k + start[:, 1:])
+
+
+def _pixel_index(x: torch.Tensor, y: torch.Tensor, grid: int) -> torch.Tensor:
+    """Unit-box points of B images -> flat indices into a [B, grid, grid] raster."""
+    b = x.shape[0]
+    ix = (x * grid).nan_to_num_(0.0).clamp_(0, grid - 1).long()
+    iy = (y * grid).nan_to_num_(0.0).clamp_(0, grid - 1).long()
+    return (iy * grid + ix + (torch.arange(b) * (grid * grid))[:, None]).flatten()
 
 
 def filling_rate(systems: list[IFS] | tuple[torch.Tensor, torch.Tensor], grid: int = FILL_GRID,
@@ -140,12 +151,10 @@ def filling_rate(systems: list[IFS] | tuple[torch.Tensor, torch.Tensor], grid: i
     """
     maps, probs = _stack(systems) if isinstance(systems, list) else systems
     gen = torch.Generator().manual_seed(seed)
-    points, _ = _chaos_game(maps, probs, points_per_image=4 * grid * grid, gen=gen)
-    b = points.shape[0]
-    finite = points.abs().amax(dim=(1, 2)) < 1e5
-    unit = _fit_to_unit_box(points)
-    pix = (unit * grid).long().clamp(0, grid - 1)
-    flat = (torch.arange(b)[:, None] * grid * grid + pix[..., 1] * grid + pix[..., 0]).flatten()
+    x, y, _ = _chaos_game(maps, probs, points_per_image=4 * grid * grid, gen=gen)
+    b = x.shape[0]
+    finite = (x.abs().amax(1) < 1e5) & (y.abs().amax(1) < 1e5)  # also False for nan
+    flat = _pixel_index(*_fit_to_unit_box(x, y), grid)
     covered = torch.bincount(flat, minlength=b * grid * grid).view(b, -1) > 0
     rate = covered.float().mean(1)
     return torch.where(finite, rate, torch.zeros_like(rate))
@@ -211,19 +220,40 @@ def perturb(maps: torch.Tensor, probs: torch.Tensor, gen: torch.Generator,
     return new_maps, new_probs / new_probs.sum(-1, keepdim=True)
 
 
+def _random_backgrounds(b: int, size: int, gen: torch.Generator,
+                        black_fraction: float) -> torch.Tensor:
+    """[B, 3, S, S] float: a linear gradient between two random colours, or black."""
+    c1 = torch.rand(b, 3, generator=gen) * torch.rand(b, 1, generator=gen)
+    c2 = torch.rand(b, 3, generator=gen) * torch.rand(b, 1, generator=gen)
+    ang = torch.rand(b, generator=gen) * 2 * math.pi
+    r = torch.linspace(0.0, 1.0, size)
+    y, x = torch.meshgrid(r, r, indexing="ij")
+    ramp = (x[None] * torch.cos(ang)[:, None, None] + y[None] * torch.sin(ang)[:, None, None])
+    ramp = (ramp - ramp.amin((1, 2), keepdim=True)) / ramp.flatten(1).amax(1).sub(
+        ramp.flatten(1).amin(1)).clamp_min(1e-6)[:, None, None]
+    bg = c1[:, :, None, None] + (c2 - c1)[:, :, None, None] * ramp[:, None]
+    black = torch.rand(b, generator=gen) < black_fraction
+    return bg * (~black).float()[:, None, None, None]
+
+
 def render_fractal_batch(maps: torch.Tensor, probs: torch.Tensor, image_size: int,
                          gen: torch.Generator, *, colours: torch.Tensor | None = None,
-                         augment: bool = True, points_per_image: int | None = None) -> torch.Tensor:
+                         augment: bool = True, background: bool | None = None,
+                         points_per_image: int | None = None) -> torch.Tensor:
     """Draw B systems (maps [B, M, 6], probs [B, M]) as uint8 images [B, 3, S, S].
 
-    Black background, one random colour per map (or ``colours`` [B, M, 3] in [0, 1]). With
-    ``augment``: random rotation, horizontal/vertical flips, scale in [0.6, 1] and position.
-    The chaos game runs for all images at once; points are splatted at 2S and averaged down.
+    One random colour per map (or ``colours`` [B, M, 3] in [0, 1]). With ``augment``: random
+    rotation, horizontal/vertical flips, scale in [0.6, 1] and position. ``background``
+    (default: same as ``augment``) paints a random two-colour gradient behind the fractal in
+    all but BLACK_BACKGROUND of the images (the rest stay black as in FractalDB); random
+    backgrounds teach the trunk that the global colour of a picture is not its class, which is
+    what makes the features transfer to colourful targets. The chaos game runs for all images at
+    once; points are splatted at 2S and averaged down.
     """
     b, m, _ = maps.shape
     s2 = 2 * image_size
-    n_points = points_per_image or 6 * image_size * image_size
-    points, which = _chaos_game(maps, probs, n_points, gen)
+    n_points = points_per_image or POINTS_PER_PIXEL * image_size * image_size
+    x, y, which = _chaos_game(maps, probs, n_points, gen)
     if colours is None:
         colours = _random_colours((b, m), gen)
     if augment:
@@ -232,23 +262,27 @@ def render_fractal_batch(maps: torch.Tensor, probs: torch.Tensor, image_size: in
         scale = 0.6 + 0.4 * torch.rand(b, generator=gen)
         offset = torch.rand(b, 2, generator=gen)
         cos, sin = torch.cos(theta)[:, None], torch.sin(theta)[:, None]
-        x, y = points[..., 0] * flip[:, :1], points[..., 1] * flip[:, 1:]
-        points = torch.stack([x * cos - y * sin, x * sin + y * cos], -1)
+        x, y = x * flip[:, :1], y * flip[:, 1:]
+        x, y = x * cos - y * sin, x * sin + y * cos
     else:
         scale, offset = torch.full((b,), 0.9), None
-    unit = _fit_to_unit_box(points, scale, offset)
-    pix = (unit * s2).long().clamp(0, s2 - 1)
-    flat = (torch.arange(b)[:, None] * s2 * s2 + pix[..., 1] * s2 + pix[..., 0]).flatten()
-    point_rgb = colours[torch.arange(b)[:, None], which].reshape(-1, 3).double()
-    size = b * s2 * s2
-    count = torch.bincount(flat, minlength=size).double()
-    rgb = torch.stack([torch.bincount(flat, point_rgb[:, ch], minlength=size) for ch in range(3)])
-    mean_rgb = rgb / count.clamp_min(1)
+    flat = _pixel_index(*_fit_to_unit_box(x, y, scale, offset), s2)
+    # Hits per (pixel, map) by an integer bincount (exact, so deterministic), then colour.
+    hits = torch.bincount(flat * m + which.flatten(), minlength=b * s2 * s2 * m)
+    hits = hits.view(b, s2 * s2, m).float()
+    count = hits.sum(-1)  # [B, P]
+    rgb = hits[..., 0, None] * colours[:, None, 0].float()  # elementwise, so order-exact
+    for j in range(1, m):
+        rgb += hits[..., j, None] * colours[:, None, j].float()
+    mean_rgb = rgb / count.clamp_min(1)[..., None]  # [B, P, 3]
     # A pixel hit twice or more is fully lit; once, half lit (keeps sparse tails faint).
-    alpha = (count / 2).clamp(max=1)
-    img = (mean_rgb * alpha).float().view(3, b, s2, s2).transpose(0, 1)
+    alpha = (count / 2).clamp_(max=1)
+    img = (mean_rgb * alpha[..., None]).transpose(1, 2).reshape(b, 3, s2, s2)
+    if augment if background is None else background:
+        bg = _random_backgrounds(b, s2, gen, BLACK_BACKGROUND)
+        img = img + bg * (1 - alpha).view(b, 1, s2, s2)
     img = torch.nn.functional.avg_pool2d(img, 2)
-    return (img * 255).round().to(torch.uint8)
+    return (img * 255).round_().to(torch.uint8)
 
 
 def make_fractal_dataset(num_classes: int, instances_per_class: int, image_size: int, seed: int,

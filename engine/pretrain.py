@@ -177,14 +177,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m engine.pretrain",
         description="Pretrain a backbone on FractalDB-style formula-driven images (offline).")
     p.add_argument("--arch", choices=ARCHS, default="resnet18")
-    p.add_argument("--classes", type=int, default=128, help="number of IFS classes")
-    p.add_argument("--instances", type=int, default=120, help="training renders per class")
+    p.add_argument("--classes", type=int, default=100, help="number of IFS classes")
+    p.add_argument("--instances", type=int, default=100, help="training renders per class")
     p.add_argument("--val-instances", type=int, default=10,
                    help="held-out renders per class (fresh perturbations) for the final accuracy")
     p.add_argument("--image-size", type=int, default=64, help="pixels per side")
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=0.4,
+    p.add_argument("--lr", type=float, default=0.2,
                    help="peak learning rate per 256 images (scaled linearly with the batch size)")
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--label-smoothing", type=float, default=0.1)
@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
                 "jitter": fractal.JITTER,
                 "chains": fractal.CHAINS,
                 "burn_in": fractal.BURN_IN,
-                "points_per_image": 6 * args.image_size ** 2,
+                "points_per_image": fractal.POINTS_PER_PIXEL * args.image_size ** 2,
                 "render_augmentation": "random colour per map, rotation, h/v flips, "
                                        "scale [0.6, 1], random position; 2x supersampling",
             },

@@ -37,8 +37,13 @@ TEXTURE_CLASSES: tuple[str, ...] = (
 
 # Pattern period range in pixels at 64 px (scaled with image size). The low end is close to the
 # Nyquist limit on purpose: small chequers, dots and grids blur into each other there.
-_PERIOD_RANGE_PX = (5.0, 22.0)
-_JPEG_QUALITY = 92
+_PERIOD_RANGE_PX = (6.0, 22.0)
+_MAX_TILT_DEG = 30.0      # tilt away from horizontal/vertical
+_ASPECT_RANGE = (0.85, 1.18)
+_WARP_MAX = 0.12          # low-frequency coordinate warp, in periods
+_LUMA_CONTRAST = (0.3, 0.65)  # luminance gap between the two colours (hue is free)
+_NOISE_RANGE = (0.01, 0.07)
+_JPEG_QUALITY = 88  # 4:4:4 chroma; keeps the zip under 3 MB
 _ZIP_DATE = (2024, 1, 1, 0, 0, 0)  # fixed timestamps keep the zip byte-identical across runs
 
 
@@ -67,8 +72,11 @@ def _coords(n: int, size: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]
     """
     scale = size / 64.0
     period = _log_uniform(n, _PERIOD_RANGE_PX[0] * scale, _PERIOD_RANGE_PX[1] * scale, gen)
-    theta = _uniform(n, 0.0, math.pi, gen)
-    aspect = _uniform(n, 0.85, 1.18, gen)  # slightly non-square cells
+    # Near-axis-aligned (either way round) with a random tilt: orientation varies a lot, but
+    # not uniformly, as in photographed textures.
+    tilt = math.radians(_MAX_TILT_DEG)
+    theta = _uniform(n, -tilt, tilt, gen) + (math.pi / 2) * (torch.rand(n, generator=gen) < 0.5)
+    aspect = _uniform(n, *_ASPECT_RANGE, gen)  # slightly non-square cells
     phase = torch.rand(n, 2, generator=gen) * 4.0
     r = torch.arange(size, dtype=torch.float32) - (size - 1) / 2.0
     y, x = torch.meshgrid(r, r, indexing="ij")
@@ -78,7 +86,7 @@ def _coords(n: int, size: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]
     u = (x * cos + y * sin) / p + phase[:, 0, None, None]
     v = (-x * sin + y * cos) / (p * aspect[:, None, None]) + phase[:, 1, None, None]
     # A gentle low-frequency warp so that even the regular classes look hand-made.
-    warp = _uniform(n, 0.0, 0.12, gen)[:, None, None]
+    warp = _uniform(n, 0.0, _WARP_MAX, gen)[:, None, None]
     wf = _uniform(n, 0.5, 2.0, gen)[:, None, None] * (2 * math.pi / size)
     wp = torch.rand(n, 2, generator=gen) * 2 * math.pi
     u = u + warp * torch.sin(wf * y + wp[:, 0, None, None])
@@ -171,12 +179,19 @@ def _crackle(n: int, size: int, p: torch.Tensor, gen: torch.Generator) -> torch.
 def _paint(cover: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Two random colours, random lighting gradient and noise; returns uint8 [n, 3, S, S]."""
     n, size, _ = cover.shape
+    # Two random colours of any hue whose luminances differ by a random gap, either way round:
+    # the pattern is always visible, its colours never tell the class.
     c1 = torch.rand(n, 3, generator=gen)
     c2 = torch.rand(n, 3, generator=gen)
-    diff = c2 - c1
-    norm = diff.norm(dim=1, keepdim=True).clamp_min(1e-6)
-    contrast = _uniform(n, 0.25, 0.75, gen)[:, None]
-    c2 = (c1 + diff / norm * torch.maximum(norm, contrast)).clamp(0.0, 1.0)
+    l1 = c1.mean(1, keepdim=True)
+    gap = _uniform(n, *_LUMA_CONTRAST, gen)[:, None]
+    target = torch.where(l1 > 0.5, (l1 - gap).clamp_min(0.02), (l1 + gap).clamp_max(0.98))
+    l2 = c2.mean(1, keepdim=True).clamp_min(1e-3)
+    darker = c2 * (target / l2).clamp(max=1.0)
+    brighter = c2 + (1 - c2) * ((target - l2) / (1 - l2).clamp_min(1e-3)).clamp(0.0, 1.0)
+    c2 = torch.where(target < l2, darker, brighter)
+    swap = (torch.rand(n, generator=gen) < 0.5)[:, None]
+    c1, c2 = torch.where(swap, c2, c1), torch.where(swap, c1, c2)
     c1, c2 = c1[:, :, None, None], c2[:, :, None, None]
     img = c1 + (c2 - c1) * cover[:, None]
     # Lighting: a linear ramp in a random direction plus a random overall exposure.
@@ -187,7 +202,7 @@ def _paint(cover: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     ramp = (x[None] * torch.cos(ang)[:, None, None] + y[None] * torch.sin(ang)[:, None, None])
     light = _uniform(n, 0.75, 1.15, gen)[:, None, None] * (1.0 + strength[:, None, None] * ramp)
     img = img * light[:, None]
-    sigma = _uniform(n, 0.02, 0.11, gen)[:, None, None, None]
+    sigma = _uniform(n, *_NOISE_RANGE, gen)[:, None, None, None]
     img = img + sigma * torch.randn(img.shape, generator=gen)
     return (img.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
 
