@@ -245,7 +245,7 @@ def bundled_normalisation(spec: BackboneSpec) -> tuple[tuple | None, tuple | Non
     """The mean/std the bundled weights were pretrained with (from their recipe file)."""
     recipe = spec.bundled_path.with_suffix(".json")
     if recipe.is_file():
-        meta = json.loads(recipe.read_text())
+        meta = json.loads(recipe.read_text()).get("input", {})
         if "mean" in meta and "std" in meta:
             return tuple(meta["mean"]), tuple(meta["std"])
     return None, None
