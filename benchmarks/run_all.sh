@@ -14,8 +14,8 @@ run() { local name=$1; shift; echo "== $name: $*"; python "$@" > "benchmarks/res
 ) &
 (
   run adversarial benchmarks/adversarial.py --scratch-epochs 12 --eval-subset 64
-  run adafilter benchmarks/adafilter.py --seeds 0 1 --threads 1
-  run pruning benchmarks/pruning.py --epochs 4 --threads 1
-  run throughput benchmarks/throughput.py --images 64 --rounds 2 --threads 1
+  run adafilter benchmarks/adafilter.py --seeds 0 1 --epochs 4 --threads 1
+  run pruning benchmarks/pruning.py --epochs 3 --threads 1 --latency-rounds 5
+  run throughput benchmarks/throughput.py --images 32 --batch-size 16 --rounds 2 --threads 1
 ) &
 wait
