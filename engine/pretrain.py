@@ -345,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
                 "points_per_image": fractal.POINTS_PER_PIXEL * args.image_size ** 2,
                 "render_augmentation": "random colour per map, rotation, h/v flips, "
                                        "scale [0.6, 1], random position; 2x supersampling",
+                "background": f"random two-colour gradient, black in "
+                              f"{fractal.BLACK_BACKGROUND:.0%} of renders",
             },
             "render_seconds": round(data_seconds, 1),
         },
