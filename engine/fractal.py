@@ -12,13 +12,15 @@
   (one per map), a random rotation, random flips and a random scale and position.
 * Rendering runs the **chaos game vectorised over points and images**: every image runs many
   chains in parallel, so one Python loop of a few dozen steps draws a whole batch. Points are
-  splatted at twice the resolution and averaged down (anti-aliasing).
+  splatted at twice the resolution and averaged down (anti-aliasing). Most drawings sit on a
+  random colour gradient rather than FractalDB's black, which teaches the trunk that a picture's
+  global colour is not its class (measurably better transfer to colourful targets).
 
-Everything random comes from seeded ``torch.Generator`` objects on the CPU and all accumulation
-is integer or float64 ``bincount``, so the same seed gives the same bytes.
+Everything random comes from seeded ``torch.Generator`` objects on the CPU, hits are counted by
+integer ``bincount`` and colours mixed elementwise, so the same seed gives the same bytes.
 
     systems = sample_ifs_classes(100, seed=0)
-    images, labels = make_fractal_dataset(100, 120, 64, seed=0)   # uint8 [12000, 3, 64, 64]
+    images, labels = make_fractal_dataset(100, 100, 64, seed=0)   # uint8 [10000, 3, 64, 64]
 """
 
 from __future__ import annotations
