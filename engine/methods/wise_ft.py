@@ -108,8 +108,14 @@ def head_features(model, images: torch.Tensor, device, batch_size: int = 256) ->
 
 def fit_linear_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: int, l2: float = 1e-3,
                      iters: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
-    """Multinomial logistic regression with L-BFGS on standardised features; returns (W, b) for raw features."""
-    mu, sd = features.mean(0), features.std(0).clamp_min(1e-6)
+    """Multinomial logistic regression with L-BFGS; returns (W, b) for raw features.
+
+    Features are centred and divided by one global scale, not per feature: per-feature
+    standardisation folds 1/std back into the head, and near-constant features (dead ReLUs) then
+    get huge weights that blow up the first fine-tuning steps from theta_0.
+    """
+    mu = features.mean(0)
+    sd = (features - mu).std().clamp_min(1e-6)  # a scalar
     z = (features - mu) / sd
     w = torch.zeros(num_classes, z.shape[1], requires_grad=True)
     b = torch.zeros(num_classes, requires_grad=True)
