@@ -9,7 +9,7 @@ export OMP_NUM_THREADS=1 BENCH_THREADS=1 PYTHONUNBUFFERED=1
 run() { local name=$1; shift; echo "== $name: $*"; python "$@" > "benchmarks/results/$name.txt" 2>&1; echo "== $name done ($?)"; }
 (
   run transfer_gain benchmarks/transfer_gain.py --seeds 0 1 --steps 100
-  run wise_ft benchmarks/wise_ft.py --seeds 0 1
+  run wise_ft benchmarks/wise_ft.py --seeds 0
   run loop_overhead benchmarks/loop_overhead.py --rounds 5 --threads 1
 ) &
 (
