@@ -144,7 +144,7 @@ def test_upload_train_and_see_results_in_a_browser(server, browser, sample_zip):
     with page.expect_file_chooser() as chooser:
         page.get_by_test_id("stFileUploaderDropzone").first.click()
     chooser.value.set_files(str(sample_zip))
-    page.get_by_text(f"Active dataset: {sample_zip.name}").wait_for(timeout=120_000)
+    page.get_by_text(f"Active dataset: {sample_zip.name}").wait_for(timeout=240_000)
     page.get_by_text("A few training images per class").wait_for()
     shot(page, "1_data")
 
