@@ -5,7 +5,11 @@ same precision (bf16 autocast + channels_last on CUDA, fp32 on the CPU); interle
 one process; warm-up epochs excluded. Target ratio (engine / bare) >= 0.95. Runs on the CPU
 always and on the GPU when there is one.
 
-    python benchmarks/throughput.py [--backbones resnet18 resnet50] [--image-size 224] [--images 256]
+    python benchmarks/throughput.py [--backbones resnet18 resnet50] [--image-size 224] [--images 128]
+        [--devices cpu cuda] [--gpu-images 4096] [--gpu-batch-size 256]
+
+On the GPU the batch and the epoch are larger (a CPU-sized epoch of four steps would time
+launch latency, not training); both loops then see exactly the same settings.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ def synthetic_splits(n: int, size: int, classes: int = 10) -> DataSplits:
 
 def bare_epoch(model, opt, images, labels, bs, gen, device, amp_dtype) -> float:
     model.train()
-    order = torch.randperm(len(images), generator=gen).to(device)
+    order = torch.randperm(len(images), device=gen.device, generator=gen)
     steps = len(images) // bs
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -60,9 +64,11 @@ def bare_epoch(model, opt, images, labels, bs, gen, device, amp_dtype) -> float:
 
 
 def measure(backbone: str, device: torch.device, args) -> tuple[float, float]:
-    data = synthetic_splits(args.images, args.image_size)
+    gpu = device.type == "cuda"
+    n_images, bs = (args.gpu_images, args.gpu_batch_size) if gpu else (args.images, args.batch_size)
+    data = synthetic_splits(n_images, args.image_size)
     cfg = config(f"backbone.name={backbone}", "backbone.pretrained=none", f"data.image_size={args.image_size}",
-                 "train.epochs=2", f"train.batch_size={args.batch_size}", "eval.ood=false",
+                 "train.epochs=2", f"train.batch_size={bs}", "eval.ood=false",
                  f"train.device={device.type}", "optim.weight_decay=0")
     amp = pick_amp("auto", device)
     model, _ = build_model(backbone, len(data.classes), "none")
@@ -71,12 +77,12 @@ def measure(backbone: str, device: torch.device, args) -> tuple[float, float]:
         model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     imgs, labels = data.train.images.to(device), data.train.labels.to(device)
-    gen = torch.Generator().manual_seed(0)
-    bare_epoch(model, opt, imgs, labels, args.batch_size, gen, device, amp)  # warm-up
+    gen = torch.Generator(device=device).manual_seed(0)  # the engine also draws augmentation on the device
+    bare_epoch(model, opt, imgs, labels, bs, gen, device, amp)  # warm-up
     eng, bare = [], []
     for _ in range(args.rounds):
         eng.append(train(cfg, data=data).summary["history"][-1]["images_per_sec"])
-        bare.append(bare_epoch(model, opt, imgs, labels, args.batch_size, gen, device, amp))
+        bare.append(bare_epoch(model, opt, imgs, labels, bs, gen, device, amp))
     return statistics.median(eng), statistics.median(bare)
 
 
@@ -87,19 +93,23 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--devices", nargs="+", default=["cpu", "cuda"], help="cuda is skipped when there is none")
+    ap.add_argument("--gpu-images", type=int, default=4096)
+    ap.add_argument("--gpu-batch-size", type=int, default=256)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    devices = [torch.device(d) for d in args.devices if d != "cuda" or torch.cuda.is_available()]
     rows = []
     for device in devices:
         name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
         for bb in args.backbones:
             e, b = measure(bb, device, args)
-            rows.append([name, bb, f"{args.image_size}", f"{e:.1f}", f"{b:.1f}", f"{e / b:.3f}"])
+            bs = args.gpu_batch_size if device.type == "cuda" else args.batch_size
+            rows.append([name, bb, f"{args.image_size}", str(bs), f"{e:.1f}", f"{b:.1f}", f"{e / b:.3f}"])
             print(" | ".join(rows[-1]), flush=True)
-    print(table(["device", "backbone", "px", "engine img/s", "bare img/s", "ratio (target >= 0.95)"], rows))
+    print(table(["device", "backbone", "px", "batch", "engine img/s", "bare img/s", "ratio (target >= 0.95)"], rows))
 
 
 if __name__ == "__main__":

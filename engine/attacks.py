@@ -58,7 +58,8 @@ def _project(x: torch.Tensor, delta: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 def _random_start(x: torch.Tensor, eps: float, generator: torch.Generator | None) -> torch.Tensor:
-    u = torch.rand(x.shape, generator=generator, device="cpu").to(x.device, x.dtype)
+    gen_device = generator.device if generator is not None else x.device  # draw where the generator lives
+    u = torch.rand(x.shape, generator=generator, device=gen_device).to(x.device, x.dtype)
     return _project(x, (2 * u - 1) * eps, eps)
 
 

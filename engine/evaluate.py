@@ -44,28 +44,27 @@ def predict(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, 
             should_stop: Callable[[], bool] | None = None) -> EvalResult:
     was_training = model.training
     model.eval()
-    preds, confs, losses = [], [], []
+    preds, confs, losses = [], [], []  # kept on the device: one copy to the host at the end, not one per batch
     for i in range(0, len(images), batch_size):
         if should_stop is not None and should_stop():
             break
         x = to_float(images[i:i + batch_size].to(device, non_blocking=True))
-        y = labels[i:i + batch_size].to(device)
+        y = labels[i:i + batch_size].to(device, non_blocking=True)
         with autocast_ctx(device, amp_dtype):
             logits = model(x)
         logits = logits.float()
-        losses.append(F.cross_entropy(logits, y, reduction="none").cpu())
-        p = logits.softmax(1)
-        conf, pred = p.max(1)
-        preds.append(pred.cpu())
-        confs.append(conf.cpu())
+        losses.append(F.cross_entropy(logits, y, reduction="none"))
+        conf, pred = logits.softmax(1).max(1)
+        preds.append(pred)
+        confs.append(conf)
     model.train(was_training)
     if not preds:
         empty = torch.zeros(0)
         return EvalResult(float("nan"), float("nan"), empty.long(), empty, empty)
-    preds_t, losses_t = torch.cat(preds), torch.cat(losses)
+    preds_t, confs_t, losses_t = (torch.cat(t).cpu() for t in (preds, confs, losses))
     n = len(preds_t)
     acc = float((preds_t == labels[:n]).float().mean())
-    return EvalResult(acc, float(losses_t.mean()), preds_t, torch.cat(confs), losses_t)
+    return EvalResult(acc, float(losses_t.mean()), preds_t, confs_t, losses_t)
 
 
 def confusion_matrix(labels: torch.Tensor, preds: torch.Tensor, num_classes: int) -> list[list[int]]:

@@ -66,6 +66,9 @@ class TrainContext:
     reporter: Reporter
     run_dir: Path | None
     generator: torch.Generator
+    # randomness drawn in the hot path (augmentation, attack starts) comes from a generator on the
+    # training device: a CPU draw copied to the GPU would synchronise the host with the GPU each step
+    device_generator: torch.Generator | None = None
     pretrained_state: dict[str, torch.Tensor] = field(default_factory=dict)  # model weights at the start
     train_images: torch.Tensor | None = None  # uint8 on the device
     train_labels: torch.Tensor | None = None
@@ -259,6 +262,8 @@ def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None
         model.to(memory_format=torch.channels_last)
     ctx = TrainContext(cfg=cfg, model=model, device=device, amp_dtype=amp_dtype, data=data, reporter=reporter,
                        run_dir=run_dir, generator=torch.Generator(device="cpu").manual_seed(cfg.seed))
+    ctx.device_generator = (ctx.generator if device.type == "cpu"
+                            else torch.Generator(device=device).manual_seed(cfg.seed))
     ctx.pretrained_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     ctx.train_images = data.train.images.to(device)  # small data lives decoded on the device
     ctx.train_labels = data.train.labels.to(device)
@@ -318,7 +323,7 @@ def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None
                 g["lr"] = g["base_lr"] * lr_at(ctx.step / ctx.total_steps)
             idx = order[i * bs:(i + 1) * bs][ctx.rank::ctx.world_size]  # each process its share of the batch
             x_u8, y = ctx.train_images[idx], ctx.train_labels[idx]
-            x = augment_batch(x_u8, ctx.generator) if cfg.train.augment else to_float(x_u8)
+            x = augment_batch(x_u8, ctx.device_generator) if cfg.train.augment else to_float(x_u8)
             if device.type == "cuda" and cfg.train.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast_ctx(device, amp_dtype):

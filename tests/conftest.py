@@ -22,6 +22,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 TINY_CLASSES = ("red", "green", "stripes")
 
+# The engine tests train on the CPU; STUDIO_TEST_DEVICE=cuda runs the same tests through the GPU path
+# (benchmarks/gpu_check.sh does that on a machine with a GPU).
+TEST_DEVICE = os.environ.get("STUDIO_TEST_DEVICE", "cpu")
+
 
 def tiny_image(cls: str, i: int, size: int = 24) -> Image.Image:
     rng = np.random.default_rng(i + 1000 * TINY_CLASSES.index(cls))
@@ -53,7 +57,7 @@ def tiny_zip(tmp_path_factory) -> Path:
 def tiny_config(data: Path, *overrides: str) -> RunConfig:
     base = [
         f"data.source={data}", "data.image_size=32", "backbone.name=resnet18", "backbone.pretrained=none",
-        "train.epochs=2", "train.batch_size=8", "optim.lr=0.01", "eval.eval_batch_size=64", "train.device=cpu",
+        "train.epochs=2", "train.batch_size=8", "optim.lr=0.01", "eval.eval_batch_size=64", f"train.device={TEST_DEVICE}",
     ]
     return apply_overrides(RunConfig(), base + list(overrides))
 

@@ -71,9 +71,9 @@ class AdversarialHook(MethodHook):
         c, model = self.cfg, ctx.model
         with frozen_bn_statistics(model):
             if c.attack == "fgsm":
-                x_adv = fgsm_rs(model, x, y, c.eps, generator=ctx.generator, amp_dtype=ctx.amp_dtype)
+                x_adv = fgsm_rs(model, x, y, c.eps, generator=ctx.device_generator, amp_dtype=ctx.amp_dtype)
             else:
-                x_adv = pgd(model, x, y, c.eps, c.step_size, c.steps, c.random_start, ctx.generator, ctx.amp_dtype)
+                x_adv = pgd(model, x, y, c.eps, c.step_size, c.steps, c.random_start, ctx.device_generator, ctx.amp_dtype)
         ls = ctx.cfg.optim.label_smoothing
         if c.clean_weight > 0:
             both = ctx.train_model(torch.cat([x, x_adv]))
