@@ -23,8 +23,8 @@ def trained(tiny_zip, tmp_path_factory):
 
 
 def test_perturbations_stay_in_the_ball_and_in_pixel_range(trained):
-    x = to_float(trained.data.val.images[:8])
-    y = trained.data.val.labels[:8]
+    x = to_float(trained.data.val.images[:8]).to(trained.device)
+    y = trained.data.val.labels[:8].to(trained.device)
     for x_adv in (pgd(trained.model, x, y, EPS, 2 / 255, 5), fgsm_rs(trained.model, x, y, EPS)):
         assert (x_adv - x).abs().max() <= EPS + 1e-6
         assert x_adv.min() >= 0 and x_adv.max() <= 1
@@ -37,9 +37,9 @@ def test_crafting_takes_no_parameter_gradients_and_keeps_bn_statistics(trained):
     for p in model.parameters():
         p.grad = None
     before = model.net.bn1.running_mean.clone()
-    x = to_float(trained.data.train.images[:8])
+    x = to_float(trained.data.train.images[:8]).to(trained.device)
     with frozen_bn_statistics(model):
-        pgd(model, x, trained.data.train.labels[:8], EPS, 2 / 255, 3)
+        pgd(model, x, trained.data.train.labels[:8].to(trained.device), EPS, 2 / 255, 3)
     assert all(p.grad is None for p in model.parameters())
     assert torch.equal(before, model.net.bn1.running_mean)
     model.eval()

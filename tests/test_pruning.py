@@ -80,7 +80,7 @@ def test_the_exported_model_without_masks_predicts_the_same(tiny_cfg, tmp_path):
     images = torch.cat([ctx.data.val.images, ctx.data.test.images])
     labels = torch.cat([ctx.data.val.labels, ctx.data.test.labels])
     x = images.float() / 255
-    ctx.model.eval()
+    ctx.model.eval().cpu()  # the exported model is loaded on the CPU
     with torch.no_grad():
         assert torch.allclose(exported(x), ctx.model(x), atol=1e-5)
     assert torch.equal(predict(exported, images, labels, torch.device("cpu")).preds,

@@ -63,7 +63,7 @@ def interpolate_state(theta_0: dict[str, torch.Tensor], theta_1: dict[str, torch
         w0 = theta_0[k]
         if w0.shape != w1.shape:
             raise StudioError(f"The two models cannot be mixed: {k} has shape {tuple(w0.shape)} vs {tuple(w1.shape)}.")
-        out[k] = torch.lerp(w0.to(w1.dtype), w1, alpha) if w1.is_floating_point() else w1.clone()
+        out[k] = torch.lerp(w0.to(w1.device, w1.dtype), w1, alpha) if w1.is_floating_point() else w1.clone()
         if masks and k in masks:
             out[k] = out[k] * masks[k].to(out[k].dtype)  # pruned weights stay exactly zero
     return out
