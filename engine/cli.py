@@ -118,7 +118,11 @@ def _train_distributed(cfg, args: argparse.Namespace, data_dir: Path) -> int:
     from engine.store import RunStore
     from engine.train import Reporter, prepare_data, train
 
+    from engine.train import pick_device
+
     backend = "nccl" if torch.cuda.is_available() and cfg.train.device != "cpu" else "gloo"
+    if backend == "nccl":  # one GPU per process; NCCL's own collectives use the current device
+        torch.cuda.set_device(pick_device(cfg.train.device, distributed=True))
     dist.init_process_group(backend)
     rank = dist.get_rank()
     try:

@@ -140,7 +140,8 @@ def search_pruning(cfg: RunConfig, data, trials: int | None = None, reporter=Non
         fractions = [round(trial.suggest_float(f"f{j}", 0.0, pc.max_fraction), 4) for j in range(len(stages))]
         tcfg = with_section(base, "pruning", stage_fractions=tuple(fractions))
         started = time.perf_counter()
-        result = train(tcfg, _TrialReporter(reporter, i, n_trials), data=data)
+        # under torchrun the search runs in one process: its trials are local, not distributed
+        result = train(tcfg, _TrialReporter(reporter, i, n_trials), data=data, distributed=False)
         acc, sparsity = float(result.summary["val_acc"]), float(result.summary["sparsity"])
         del result
         if i == 0 and pc.objective == "floor":

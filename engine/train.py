@@ -107,9 +107,37 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
-def pick_device(name: str) -> torch.device:
+def on_rank0(fn: Callable[[], Any]) -> Any:
+    """Run `fn` on rank 0 only and hand its (picklable) result to every process: one decision for
+    all, e.g. a pruning search whose trials would otherwise differ between GPUs by rounding."""
+    rank, size = world()
+    if size == 1:
+        return fn()
+    box = [fn() if rank == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def agree(flag: bool, world_size: int) -> bool:
+    """True on every process if it is True on any (a method's early stop must end all of them)."""
+    if world_size == 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def pick_device(name: str, distributed: bool | None = None) -> torch.device:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))  # torchrun: one GPU per process
-    if name in ("auto", "cuda") and torch.cuda.is_available() and world()[1] > 1:
+    if distributed is None:
+        distributed = world()[1] > 1
+    if name in ("auto", "cuda") and torch.cuda.is_available() and distributed:
+        if local_rank >= torch.cuda.device_count():
+            raise StudioError(
+                f"This machine has {torch.cuda.device_count()} GPU(s) but torchrun started a process for GPU "
+                f"{local_rank}: use --nproc_per_node {torch.cuda.device_count()} (one process per GPU), "
+                "or --device cpu to train with CPU processes."
+            )
         return torch.device(f"cuda:{local_rank}")
     if name == "auto":
         if torch.cuda.is_available():
@@ -234,8 +262,12 @@ class TrainResult:
 
 
 def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None = None,
-          work_dir: Path | None = None, data: DataSplits | None = None, limits=None) -> TrainResult:
-    """Train one run. Raises StudioError (bad input, divergence) or StopRequested."""
+          work_dir: Path | None = None, data: DataSplits | None = None, limits=None,
+          distributed: bool = True) -> TrainResult:
+    """Train one run. Raises StudioError (bad input, divergence) or StopRequested.
+
+    Under torchrun the run is shared by all processes; `distributed=False` trains in this process
+    alone (a search trial run by one rank)."""
     reporter = reporter or Reporter()
     t_start = time.perf_counter()
     work_dir = Path(work_dir or (run_dir or Path("runs")) / "data")
@@ -262,8 +294,11 @@ def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None
         model.to(memory_format=torch.channels_last)
     ctx = TrainContext(cfg=cfg, model=model, device=device, amp_dtype=amp_dtype, data=data, reporter=reporter,
                        run_dir=run_dir, generator=torch.Generator(device="cpu").manual_seed(cfg.seed))
-    ctx.device_generator = (ctx.generator if device.type == "cpu"
-                            else torch.Generator(device=device).manual_seed(cfg.seed))
+    rank, world_size = world() if distributed else (0, 1)
+    # ctx.generator orders the data and must stay in step on every process; augmentation and attack
+    # starts draw per process (different shards, and shard sizes may differ by one)
+    ctx.device_generator = (ctx.generator if device.type == "cpu" and world_size == 1
+                            else torch.Generator(device=device).manual_seed(cfg.seed + 7919 * (rank + 1)))
     ctx.pretrained_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     ctx.train_images = data.train.images.to(device)  # small data lives decoded on the device
     ctx.train_labels = data.train.labels.to(device)
@@ -280,7 +315,7 @@ def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None
         raise StudioError(f"These methods cannot be combined: each replaces the loss ({', '.join(h.name for h in loss_owners)}).")
     frozen_blocks = model.trunk_blocks()[: cfg.optim.freeze_blocks]
     set_trunk_trainable(model, frozen_blocks, probe_only=False)  # fixed before DDP registers parameters
-    ctx.rank, ctx.world_size = world()
+    ctx.rank, ctx.world_size = rank, world_size
     ctx.train_model = model
     if ctx.world_size > 1:
         if device.type == "cuda":  # one set of BN statistics across GPUs (SyncBatchNorm has no CPU kernel)
@@ -405,7 +440,7 @@ def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None
         if run_dir is not None and ctx.rank == 0 and metrics["val_acc"] > best_val:
             save_checkpoint(run_dir / "best.safetensors", model.state_dict(), cfg, {"epoch": epoch + 1})
         best_val = max(best_val, metrics["val_acc"])
-        if ctx.stop_training:
+        if agree(ctx.stop_training, ctx.world_size):
             break
 
     # --- end of run: methods finish, final evaluation, summary -----------------------------

@@ -70,3 +70,33 @@ def test_engine_supervises_a_two_process_job_with_live_metrics(tiny_cfg, tmp_pat
         assert summary["world_size"] == 2
     finally:
         eng.shutdown()
+
+
+@pytest.mark.parametrize("methods", [("adversarial", "pruning"), ("adafilter", "wise_ft")])
+def test_methods_under_two_processes_match_one_process(tiny_zip, tmp_path, methods):
+    """Every method under torchrun: with the trunk's batch norm frozen, two Gloo processes follow the
+    single-process run step for step (the attack, the pruning masks, AdaFilter's gates and WiSE-FT's
+    start model all see the same weights on every process) and rank 0 writes each method's results."""
+    extra = ["--set", "optim.freeze_blocks=5", "--pretrained", "bundled", "--set", "eval.ood=true",
+             "--set", "adversarial.steps=2", "--set", "adversarial.random_start=false", "--set", "wise_ft.alphas=[0,0.5,1]"]
+    for m in methods:
+        extra += ["--set", f"{m}.enabled=true"]
+    if "pruning" in methods:  # the Bayesian search runs on rank 0 alone and every process uses its result
+        extra += ["--set", "pruning.auto=true", "--set", "pruning.trials=2", "--set", "pruning.max_fraction=0.9"]
+    single = _train(tiny_zip, tmp_path / "single", tmp_path / "d1", 1, *extra)
+    ddp = _train(tiny_zip, tmp_path / "ddp", tmp_path / "d2", 2, *extra)
+    assert ddp["world_size"] == 2 and ddp["methods"] == single["methods"]
+    for a, b in zip(single["history"], ddp["history"]):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-3)
+        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-3)
+    if "pruning" in methods:
+        assert ddp["pruning_search"]["best_fractions"] == single["pruning_search"]["best_fractions"]
+        assert ddp["sparsity"] == pytest.approx(single["sparsity"])
+    if "adversarial" in methods:
+        assert ddp["adversarial"]["steps"] == 2
+    if "adafilter" in methods:
+        assert ddp["adafilter_gate_mean"].keys() == single["adafilter_gate_mean"].keys()
+    if "wise_ft" in methods:
+        assert [p["alpha"] for p in ddp["wise_curve"]] == [0.0, 0.5, 1.0]
+        for p, q in zip(single["wise_curve"], ddp["wise_curve"]):
+            assert q["val_acc"] == pytest.approx(p["val_acc"], abs=1e-6)

@@ -221,8 +221,10 @@ class PruningHook(MethodHook):
         self.layers, self.stage_names = prunable_layers(ctx.model, c.prune_head)
         if c.auto:
             from engine.pruning_search import search_pruning
+            from engine.train import on_rank0
 
-            result = search_pruning(ctx.cfg, ctx.data, reporter=ctx.reporter)
+            # under torchrun one process searches and every process prunes with its result
+            result = on_rank0(lambda: search_pruning(ctx.cfg, ctx.data, reporter=ctx.reporter))
             ctx.summary["pruning_search"] = result.to_dict()
             self.fractions = list(result.best_fractions)
         elif c.stage_fractions:

@@ -203,6 +203,8 @@ class WiseFTHook(MethodHook):
         """The curve over alpha, streamed point by point as it is computed."""
         from engine.train import robust_on
 
+        if ctx.rank != 0:  # under torchrun the curve is computed once, by the process that writes it
+            return
         cfg = ctx.cfg
         theta_1 = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
         if ctx.run_dir is not None and ctx.masks:
