@@ -69,13 +69,15 @@ def measure(backbone: str, device: torch.device, args) -> tuple[float, float]:
     data = synthetic_splits(n_images, args.image_size)
     cfg = config(f"backbone.name={backbone}", "backbone.pretrained=none", f"data.image_size={args.image_size}",
                  "train.epochs=2", f"train.batch_size={bs}", "eval.ood=false",
-                 f"train.device={device.type}", "optim.weight_decay=0")
+                 f"train.device={device.type}", "optim.weight_decay=0", f"train.compile={str(args.compile).lower()}")
     amp = pick_amp("auto", device)
     model, _ = build_model(backbone, len(data.classes), "none")
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    if args.compile:
+        model = torch.compile(model)
     imgs, labels = data.train.images.to(device), data.train.labels.to(device)
     gen = torch.Generator(device=device).manual_seed(0)  # the engine also draws augmentation on the device
     bare_epoch(model, opt, imgs, labels, bs, gen, device, amp)  # warm-up
@@ -96,6 +98,7 @@ def main() -> None:
     ap.add_argument("--devices", nargs="+", default=["cpu", "cuda"], help="cuda is skipped when there is none")
     ap.add_argument("--gpu-images", type=int, default=4096)
     ap.add_argument("--gpu-batch-size", type=int, default=256)
+    ap.add_argument("--compile", action="store_true", help="torch.compile in both loops (train.compile)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     args = ap.parse_args()
     if args.threads:
@@ -107,7 +110,7 @@ def main() -> None:
         for bb in args.backbones:
             e, b = measure(bb, device, args)
             bs = args.gpu_batch_size if device.type == "cuda" else args.batch_size
-            rows.append([name, bb, f"{args.image_size}", str(bs), f"{e:.1f}", f"{b:.1f}", f"{e / b:.3f}"])
+            rows.append([name + (" + compile" if args.compile else ""), bb, f"{args.image_size}", str(bs), f"{e:.1f}", f"{b:.1f}", f"{e / b:.3f}"])
             print(" | ".join(rows[-1]), flush=True)
     print(table(["device", "backbone", "px", "batch", "engine img/s", "bare img/s", "ratio (target >= 0.95)"], rows))
 
