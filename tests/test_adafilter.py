@@ -249,10 +249,10 @@ def test_tiny_run_with_adversarial_robust_and_ood_eval_saves_and_reloads(tiny_cf
 
 
 def test_sparsity_penalty_lowers_the_fraction_of_fine_tuned_filters(tiny_cfg, tmp_path):
-    common = ("adafilter.enabled=true", "adafilter.gate_lr_mult=20", "eval.ood=false", "train.epochs=2")
+    common = ("adafilter.enabled=true", "adafilter.gate_lr_mult=100", "eval.ood=false", "train.epochs=2")
     free = train(tiny_cfg(*common), work_dir=tmp_path).summary
     sparse = train(tiny_cfg(*common, "adafilter.sparsity_weight=1.0"), work_dir=tmp_path).summary
-    assert sparse["adafilter_gate_mean_overall"] < free["adafilter_gate_mean_overall"]
+    assert sparse["adafilter_gate_mean_overall"] < free["adafilter_gate_mean_overall"] - 0.004  # GPU noise is ~0.003
 
 
 def test_wise_ft_mixes_an_adafilter_model(tiny_cfg, tmp_path):
