@@ -39,6 +39,8 @@ def _enable(cfg: RunConfig, method: str, **changes) -> RunConfig:
 def quick_demo(cfg: RunConfig) -> RunConfig:
     cfg = _base(cfg, "resnet18", 64)
     cfg = with_section(cfg, "train", epochs=5, batch_size=64)
+    if "wise_ft" in METHODS:  # when switched on, its curve uses 64 corrupted images per corruption: quick
+        cfg = with_section(cfg, "wise_ft", ood_subset=64)
     return with_section(cfg, "optim", optimizer="sgd", lr=0.01, momentum=0.9, schedule="cosine")
 
 

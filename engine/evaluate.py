@@ -78,7 +78,9 @@ def ood_accuracy(model, suite: dict[str, dict[int, torch.Tensor]], labels: torch
     """Accuracy per corruption, averaged over the severities present in `suite`."""
     out: dict[str, float] = {}
     for name, by_sev in suite.items():
-        accs = [predict(model, imgs, labels, device, batch_size, amp_dtype, should_stop).acc for imgs in by_sev.values()]
+        # a suite may hold the first n validation images only (a quicker subset): their labels are labels[:n]
+        accs = [predict(model, imgs, labels[:len(imgs)], device, batch_size, amp_dtype, should_stop).acc
+                for imgs in by_sev.values()]
         out[name] = sum(accs) / len(accs)
     return out
 

@@ -8,9 +8,17 @@ import torch
 from engine.errors import StudioError
 from engine.evaluate import predict
 from engine.inference import model_from_state
-from engine.methods.wise_ft import export_at, interpolate_state, point_at
+from engine.methods.wise_ft import DEFAULT_ALPHAS, coarse_to_fine, export_at, interpolate_state, point_at
 from engine.runs import load_checkpoint
-from engine.train import train
+from engine.train import Reporter, train
+
+
+class Recorder(Reporter):
+    def __init__(self):
+        self.streams: dict[str, list] = {}
+
+    def stream(self, key, point):
+        self.streams.setdefault(key, []).append(point)
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +39,10 @@ def wise_run(tiny_zip, start_ckpt, tmp_path_factory):
     from conftest import tiny_config
 
     run_dir = tmp_path_factory.mktemp("run")
-    cfg = tiny_config(tiny_zip, "wise_ft.enabled=true", "wise_ft.alphas=0,0.5,1", "train.epochs=2",
-                      "backbone.pretrained=checkpoint", f"backbone.checkpoint={start_ckpt}")
-    res = train(cfg, run_dir=run_dir, work_dir=run_dir / "data")
+    cfg = tiny_config(tiny_zip, "wise_ft.enabled=true", "wise_ft.alphas=0,0.25,0.5,0.75,1", "train.epochs=2",
+                      "backbone.pretrained=checkpoint", f"backbone.checkpoint={start_ckpt}", "wise_ft.ood_subset=4")
+    res = train(cfg, Recorder_ := Recorder(), run_dir=run_dir, work_dir=run_dir / "data")
+    res.streamed = Recorder_.streams.get("wise_ft", [])
     (run_dir / "summary.json").write_text(json.dumps({"classes": res.summary["classes"]}))
     return res, run_dir
 
@@ -87,7 +96,12 @@ def test_theta0_head_is_a_fitted_linear_probe(wise_run):
 def test_curve_is_computed_and_streamed(wise_run):
     res, _ = wise_run
     curve = res.summary["wise_curve"]
-    assert [p["alpha"] for p in curve] == [0.0, 0.5, 1.0]
+    assert [p["alpha"] for p in curve] == [0.0, 0.25, 0.5, 0.75, 1.0]  # the summary is in alpha order
+    # streamed ends first, then the middle: the live curve has its shape after three points
+    assert [p["alpha"] for p in res.streamed] == [0.0, 1.0, 0.5, 0.25, 0.75]
+    # the curve's OOD accuracy on 4 images per corruption (the tiny val split has more)
+    assert len(res.context.data.val) > 4
+    assert res.summary["wise_curve_ood_images"] == 4 * len(res.context.ood_suite)
     for p in curve:
         assert 0 <= p["val_acc"] <= 1 and 0 <= p["ood_acc"] <= 1
     assert curve[-1]["val_acc"] == pytest.approx(res.summary["val_acc"], abs=1e-6)
@@ -96,9 +110,17 @@ def test_curve_is_computed_and_streamed(wise_run):
 def test_on_demand_alpha_and_export(wise_run, tmp_path):
     res, run_dir = wise_run
     point = point_at(run_dir, run_dir / "data", 0.5)
-    assert point["val_acc"] == pytest.approx(res.summary["wise_curve"][1]["val_acc"], abs=1e-6)
+    grid = {p["alpha"]: p for p in res.summary["wise_curve"]}
+    assert point["val_acc"] == pytest.approx(grid[0.5]["val_acc"], abs=1e-6)
+    assert point["ood_acc"] == pytest.approx(grid[0.5]["ood_acc"], abs=1e-6)  # same corrupted subset
     out = export_at(run_dir, run_dir / "data", 0.25, tmp_path / "wise.safetensors")
     state, meta = load_checkpoint(out)
     assert meta["alpha"] == 0.25 and "config" in meta
     model = model_from_state(res.context.cfg, 3, state)
     assert model(torch.rand(1, 3, 32, 32)).shape == (1, 3)
+
+
+def test_coarse_to_fine_order_covers_the_grid_once():
+    order = coarse_to_fine(DEFAULT_ALPHAS)
+    assert sorted(order) == list(DEFAULT_ALPHAS) and order[:3] == [0.0, 1.0, 0.5]
+    assert coarse_to_fine([0.3]) == [0.3] and coarse_to_fine([1, 0, 1]) == [0.0, 1.0]

@@ -45,6 +45,10 @@ class WiseFTConfig:
     probe_epochs: int = field(default=100, metadata={
         "label": "linear-probe iterations (L-BFGS)", "min": 10, "max": 1000})
     probe_l2: float = field(default=1e-3, metadata={"label": "linear-probe L2", "min": 0.0, "max": 1.0, "step": 1e-4})
+    ood_subset: int = field(default=0, metadata={
+        "label": "corrupted images per corruption on the curve (0 = all)", "min": 0, "max": 100000,
+        "help": "The curve's OOD accuracy on the first N validation images of each corruption (a fixed, seeded "
+                "subset): fewer images, a faster curve. The final OOD accuracy always uses all of them."})
 
 
 # ---- the core: a few lines over state dicts ---------------------------------------------------
@@ -142,10 +146,46 @@ class WiseEvalSet:
 
     val_images: torch.Tensor
     val_labels: torch.Tensor
-    ood_suite: dict  # corruption -> severity -> uint8 images (same labels as val)
+    ood_suite: dict  # corruption -> severity -> uint8 images (the first len(images) validation labels)
     ood_user: Any = None  # ImageSet or None
     train_images: torch.Tensor | None = None  # for BN recalibration
     robust: dict | None = None  # {"eps", "steps", "subset"} when robust evaluation is on
+
+
+def eval_set(cfg, data, ood_suite: dict, ood_user) -> WiseEvalSet:
+    """The curve's evaluation set for a run config: validation, the corruption suite (optionally its
+    first `wise_ft.ood_subset` images per corruption; the validation split is in seeded random order),
+    the user's OOD set, training images for BN recalibration, robust settings."""
+    from engine.train import robust_on
+
+    wcfg = cfg.methods["wise_ft"]
+    n = wcfg.ood_subset
+    suite = {c: {sev: imgs[:n] if n else imgs for sev, imgs in by_sev.items()} for c, by_sev in ood_suite.items()}
+    return WiseEvalSet(data.val.images, data.val.labels, suite, ood_user,
+                       data.train.images if wcfg.recalibrate_bn else None,
+                       {"eps": cfg.eval.robust_eps, "steps": cfg.eval.robust_steps, "subset": cfg.eval.robust_subset}
+                       if robust_on(cfg) else None)
+
+
+def coarse_to_fine(alphas) -> list[float]:
+    """The grid in the order it is computed: the ends, then the middle, then ever finer, so the
+    streamed curve has its shape after a few points rather than filling in from the left."""
+    todo = sorted(set(float(a) for a in alphas))
+    order: list[float] = []
+    if not todo:
+        return order
+    order += [todo[0]] + ([todo[-1]] if len(todo) > 1 else [])
+    spans = [(0, len(todo) - 1)]
+    while spans:
+        nxt = []
+        for lo, hi in spans:
+            if hi - lo < 2:
+                continue
+            mid = (lo + hi) // 2
+            order.append(todo[mid])
+            nxt += [(lo, mid), (mid, hi)]
+        spans = nxt
+    return order
 
 
 def evaluate_alpha(model, theta_0, theta_1, alpha: float, ev: WiseEvalSet, device, masks=None,
@@ -201,8 +241,6 @@ class WiseFTHook(MethodHook):
 
     def on_train_end(self, ctx) -> None:
         """The curve over alpha, streamed point by point as it is computed."""
-        from engine.train import robust_on
-
         if ctx.rank != 0:  # under torchrun the curve is computed once, by the process that writes it
             return
         cfg = ctx.cfg
@@ -211,22 +249,21 @@ class WiseFTHook(MethodHook):
             from engine.runs import save_checkpoint
 
             save_checkpoint(ctx.run_dir / "masks.safetensors", ctx.masks, cfg)
-        ev = WiseEvalSet(ctx.data.val.images, ctx.data.val.labels, ctx.ood_suite, ctx.ood_user,
-                         ctx.data.train.images if self.cfg.recalibrate_bn else None,
-                         {"eps": cfg.eval.robust_eps, "steps": cfg.eval.robust_steps, "subset": cfg.eval.robust_subset}
-                         if robust_on(cfg) else None)
+        ev = eval_set(cfg, ctx.data, ctx.ood_suite, ctx.ood_user)
         probe = copy.deepcopy(ctx.model)
         curve = []
         t0 = time.perf_counter()
-        for i, alpha in enumerate(self.cfg.alphas):
+        order = coarse_to_fine(self.cfg.alphas)
+        for i, alpha in enumerate(order):
             if ctx.should_stop():
                 break
-            ctx.reporter.progress(phase=f"WiSE-FT curve {i + 1}/{len(self.cfg.alphas)}")
-            point = evaluate_alpha(probe, self.theta_0, theta_1, float(alpha), ev, ctx.device, ctx.masks,
+            ctx.reporter.progress(phase=f"WiSE-FT curve {i + 1}/{len(order)}")
+            point = evaluate_alpha(probe, self.theta_0, theta_1, alpha, ev, ctx.device, ctx.masks,
                                    self.cfg.recalibrate_bn, ctx.amp_dtype, cfg.eval.eval_batch_size)
             curve.append(point)
             ctx.reporter.stream("wise_ft", point)
-        ctx.summary["wise_curve"] = curve
+        ctx.summary["wise_curve"] = sorted(curve, key=lambda p: p["alpha"])
+        ctx.summary["wise_curve_ood_images"] = sum(len(i) for by_sev in ev.ood_suite.values() for i in by_sev.values())
         ctx.summary["wise_curve_seconds"] = time.perf_counter() - t0
 
 
@@ -236,6 +273,8 @@ def _check(run_cfg, c: WiseFTConfig) -> list[str]:
         problems.append("WiSE-FT alphas must be a non-empty list of numbers between 0 and 1.")
     if c.enabled and run_cfg.backbone.pretrained == "none":
         problems.append("WiSE-FT mixes the fine-tuned model with the pretrained one: choose a pretrained backbone.")
+    if c.ood_subset < 0:
+        problems.append("wise_ft.ood_subset cannot be negative (0 = all validation images).")
     if c.probe_epochs < 1 or c.probe_l2 < 0:
         problems.append("The WiSE-FT linear probe needs at least 1 iteration and a non-negative L2.")
     return problems
@@ -290,7 +329,7 @@ def _load_run(run_dir: Path, datasets_dir: Path):
     from engine.inference import model_from_state, run_classes
     from engine.runs import load_checkpoint
     from engine.config import RunConfig, resolve_path
-    from engine.train import prepare_data, robust_on
+    from engine.train import prepare_data
 
     if not (run_dir / "theta0.safetensors").is_file():
         raise StudioError("This run has no WiSE-FT starting model: run it with WiSE-FT switched on.")
@@ -304,11 +343,7 @@ def _load_run(run_dir: Path, datasets_dir: Path):
              if cfg.eval.ood and cfg.eval.ood_severity_each_epoch else {})
     ood_user = (load_ood_dataset(resolve_path(cfg.data.ood_source), datasets_dir, cfg.data.image_size, data.classes)
                 if cfg.data.ood_source else None)
-    wcfg = cfg.methods["wise_ft"]
-    ev = WiseEvalSet(data.val.images, data.val.labels, suite, ood_user,
-                     data.train.images if wcfg.recalibrate_bn else None,
-                     {"eps": cfg.eval.robust_eps, "steps": cfg.eval.robust_steps, "subset": cfg.eval.robust_subset}
-                     if robust_on(cfg) else None)
+    ev = eval_set(cfg, data, suite, ood_user)
     return {"theta_0": theta_0, "theta_1": theta_1, "masks": masks, "model": model, "cfg": cfg, "ev": ev,
             "lock": threading.Lock()}
 
