@@ -30,6 +30,7 @@ class RunView:
     epochs: pd.DataFrame = field(default_factory=pd.DataFrame)
     steps: pd.DataFrame = field(default_factory=pd.DataFrame)
     live: bool = False  # read from this process's in-memory snapshot (else from the store)
+    streams: dict = field(default_factory=dict)  # points methods publish while they compute (WiSE-FT curve)
 
 
 def load_run(engine: Engine, run_id: str) -> RunView | None:
@@ -40,7 +41,8 @@ def load_run(engine: Engine, run_id: str) -> RunView | None:
     snap = engine.snapshot(run_id)
     if snap is not None:
         return RunView(rec.id, rec.name, snap.status, snap.error or rec.error, rec.config, rec.run_dir,
-                       dict(snap.progress), charts.epochs_frame(snap.epochs), charts.steps_frame(snap.steps), True)
+                       dict(snap.progress), charts.epochs_frame(snap.epochs), charts.steps_frame(snap.steps), True,
+                       snap.extra)
     epochs, steps = charts.store_frames(engine.store.metrics(run_id))
     return RunView(rec.id, rec.name, rec.status, rec.error, rec.config, rec.run_dir, {}, epochs, steps, False)
 
@@ -129,6 +131,9 @@ def curves_view(run: RunView, *, live: bool = False) -> None:
         for i, (group, names) in enumerate(groups.items()):
             with cols[i % len(cols)]:
                 st.altair_chart(charts.layer_bar_chart(epochs, group, names), width="stretch")
+    wise_points = run.streams.get("wise_ft") or []
+    if wise_points:
+        wise_live_view(run, wise_points)
     if not steps.empty and "loss" in steps:
         with st.expander("Loss at every step", expanded=False):
             st.altair_chart(charts.step_loss_chart(steps), width="stretch")
@@ -189,3 +194,18 @@ def sidebar(engine: Engine) -> None:
 
 def short_time(ts: float | None) -> str:
     return time.strftime("%d %b %H:%M", time.localtime(ts)) if ts else "–"
+
+
+def wise_live_view(run: RunView, points: list[dict]) -> None:
+    """WiSE-FT's curve as its points arrive (ends first, then ever finer)."""
+    from app.method_views.wise_ft import curve_chart, curve_frame
+
+    total = len(((run.config.get("wise_ft") or {}).get("alphas")) or []) or len(points)
+    done = len(points)
+    title = (f"WiSE-FT curve: {done} of {total} mixing weights evaluated" if done < total
+             else f"WiSE-FT curve: all {total} mixing weights evaluated")
+    st.markdown(f"**{title}**")
+    ordered = sorted(points, key=lambda p: p["alpha"])
+    st.altair_chart(curve_chart(curve_frame(ordered), None), width="stretch")
+    if done == total and run.status == "finished":
+        st.caption("Slide alpha and export a mixed model on the Results page.")

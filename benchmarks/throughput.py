@@ -82,9 +82,14 @@ def measure(backbone: str, device: torch.device, args) -> tuple[float, float]:
     gen = torch.Generator(device=device).manual_seed(0)  # the engine also draws augmentation on the device
     bare_epoch(model, opt, imgs, labels, bs, gen, device, amp)  # warm-up
     eng, bare = [], []
-    for _ in range(args.rounds):
+    for r in range(args.rounds):  # the order alternates, so a drift in machine speed favours neither loop
+        first_engine = r % 2 == 0
+        if not first_engine:
+            bare.append(bare_epoch(model, opt, imgs, labels, bs, gen, device, amp))
         eng.append(train(cfg, data=data).summary["history"][-1]["images_per_sec"])
-        bare.append(bare_epoch(model, opt, imgs, labels, bs, gen, device, amp))
+        if first_engine:
+            bare.append(bare_epoch(model, opt, imgs, labels, bs, gen, device, amp))
+        print(f"  round {r + 1}: engine {eng[-1]:.1f} img/s, bare {bare[-1]:.1f} img/s", flush=True)
     return statistics.median(eng), statistics.median(bare)
 
 

@@ -7,7 +7,10 @@ demand), and the full grid's wall time for the quick-demo preset.
 
     python benchmarks/wise_ft.py [--seeds 0 1 2] [--backbone resnet18] [--pretrained bundled]
 
-The run uses the dashboard's "Quick demo" preset (ResNet-18, 64 px, 5 epochs) with WiSE-FT on.
+The run uses the dashboard's "Quick demo" preset (ResNet-18, 64 px, 5 epochs) with WiSE-FT on; the
+preset's curve measures OOD accuracy on 64 corrupted images per corruption. In the same process the
+grid is then recomputed on every corrupted validation image, for its time and for the claim at
+full precision.
 """
 
 from __future__ import annotations
@@ -20,8 +23,29 @@ from common import WORK, mean_std, table
 
 from app.presets import quick_demo
 from engine.config import RunConfig, apply_overrides
-from engine.methods.wise_ft import point_at
+from engine.methods.wise_ft import eval_set, evaluate_alpha, point_at
+from engine.runs import load_checkpoint
 from engine.train import train
+
+
+def claim(curve) -> list[dict]:
+    """The alphas in (0, 1) where the paper's claim holds."""
+    end0, end1 = curve[0], curve[-1]
+    return [p for p in curve if 0 < p["alpha"] < 1 and p["ood_acc"] >= max(end0["ood_acc"], end1["ood_acc"]) - 1e-9
+            and p["val_acc"] >= end1["val_acc"] - 0.01]
+
+
+def full_grid(res, run_dir, cfg):
+    """The same grid with the OOD accuracy on all corrupted validation images: (curve, seconds)."""
+    ctx = res.context
+    theta_0, _ = load_checkpoint(run_dir / "theta0.safetensors")
+    theta_1 = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
+    full_cfg = apply_overrides(cfg, ["wise_ft.ood_subset=0"])
+    ev = eval_set(full_cfg, ctx.data, ctx.ood_suite, ctx.ood_user)
+    t0 = time.perf_counter()
+    curve = [evaluate_alpha(ctx.model, theta_0, theta_1, float(a), ev, ctx.device, ctx.masks)
+             for a in cfg.methods["wise_ft"].alphas]
+    return curve, time.perf_counter() - t0
 
 
 def main() -> None:
@@ -40,15 +64,20 @@ def main() -> None:
         s = res.summary
         (run_dir / "summary.json").write_text(json.dumps({"classes": s["classes"]}))
         curve = s["wise_curve"]
-        end0, end1 = curve[0], curve[-1]
         inner = [p for p in curve if 0 < p["alpha"] < 1]
-        ok = [p for p in inner if p["ood_acc"] >= max(end0["ood_acc"], end1["ood_acc"]) - 1e-9
-              and p["val_acc"] >= end1["val_acc"] - 0.01]
+        ok = claim(curve)
         best = max(inner, key=lambda p: p["ood_acc"])
         claims.append(bool(ok))
-        rows_all.append((seed, curve, best, s["wise_curve_seconds"]))
-        print(f"seed {seed}: grid of {len(curve)} alphas in {s['wise_curve_seconds']:.1f} s; claim holds: {bool(ok)}"
-              + (f" (alpha {ok[0]['alpha']})" if ok else ""), flush=True)
+        print(f"seed {seed}: grid of {len(curve)} alphas in {s['wise_curve_seconds']:.1f} s "
+              f"({s['wise_curve_ood_images']} corrupted images per alpha); claim holds: {bool(ok)}"
+              + (f" (alphas {', '.join(str(p['alpha']) for p in ok)})" if ok else ""), flush=True)
+        full, full_s = full_grid(res, run_dir, cfg)
+        ok_full = claim(full)
+        print(f"  full precision (all {sum(len(v) for d in res.context.ood_suite.values() for v in d.values())} "
+              f"corrupted images per alpha): grid in {full_s:.1f} s, quick / full time "
+              f"{s['wise_curve_seconds'] / full_s:.2f}; claim holds: {bool(ok_full)}"
+              + (f" (alphas {', '.join(str(p['alpha']) for p in ok_full)})" if ok_full else ""), flush=True)
+        rows_all.append((seed, curve, best, s["wise_curve_seconds"], full))
         # slider latency: cached = lookup in the grid; uncached = computed on demand
         t0 = time.perf_counter()
         _ = min(curve, key=lambda p: abs(p["alpha"] - 0.35))
@@ -64,8 +93,8 @@ def main() -> None:
     rows = []
     for i, a in enumerate(alphas):
         rows.append([f"{a:.2f}", mean_std([r[1][i]["val_acc"] for r in rows_all]),
-                     mean_std([r[1][i]["ood_acc"] for r in rows_all])])
-    print(table(["alpha", "val acc", "OOD acc (corruptions, sev 3)"], rows))
+                     mean_std([r[1][i]["ood_acc"] for r in rows_all]), mean_std([r[4][i]["ood_acc"] for r in rows_all])])
+    print(table(["alpha", "val acc", "OOD acc (64 per corruption)", "OOD acc (all)"], rows))
     print(f"\nclaim holds for {sum(claims)}/{len(claims)} seeds; full grid time (quick demo): "
           f"{max(r[3] for r in rows_all):.1f} s max (target <= 30 s)")
 

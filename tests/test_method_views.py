@@ -19,6 +19,10 @@ def test_wise_curve_chart_marks_the_alpha():
     rule_data = [d for d in spec["datasets"].values() if d and "kind" not in d[0]]
     assert {"alpha": 0.3} in rule_data[0]
 
+def test_wise_curve_chart_without_alpha_has_no_rule():  # the live curve on the Train page
+    spec = curve_chart(curve_frame(CURVE), None).to_dict()
+    assert spec["mark"]["type"] == "line" and "layer" not in spec
+
 def test_nearest_grid_point():
     assert nearest(CURVE, 0.5)["val_acc"] == 0.8 and nearest(CURVE, 0.3) is None
 

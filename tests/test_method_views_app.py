@@ -35,6 +35,12 @@ def test_wise_ft_slider_shows_grid_and_on_demand_alphas_and_exports(studio, tmp_
     no_problems(at)
     assert [b for b in at.get("download_button") if "wise_alpha_0.37" in str(b.proto)]
 
+    # the Train page drew the curve from the points the engine streamed while computing it
+    at = new_app()
+    at.switch_page("app_pages/train.py").run()
+    no_problems(at)
+    assert any("WiSE-FT curve: all 3 mixing weights evaluated" in m.value for m in at.markdown)
+
 
 def test_adversarial_view_shows_the_image_strip(studio, tmp_path):
     _run(tmp_path, "adversarial.enabled=true", "adversarial.steps=1", "eval.robust_steps=2", "eval.robust_subset=4")

@@ -21,14 +21,16 @@ def curve_frame(curve: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["alpha", "kind", "accuracy"])
 
 
-def curve_chart(df: pd.DataFrame, alpha: float) -> alt.Chart:
-    """Accuracy against alpha, one line per kind, with the chosen alpha marked."""
+def curve_chart(df: pd.DataFrame, alpha: float | None) -> alt.Chart:
+    """Accuracy against alpha, one line per kind, with the chosen alpha marked (when there is one)."""
     lines = alt.Chart(df).mark_line(point=True).encode(
         x=alt.X("alpha:Q", title="alpha (0 = starting model, 1 = fine-tuned)", scale=alt.Scale(domain=[0, 1])),
         y=alt.Y("accuracy:Q", title="Accuracy", axis=alt.Axis(format="%")),
         color=alt.Color("kind:N", title=None, legend=alt.Legend(orient="bottom")),
         tooltip=["alpha:Q", "kind:N", alt.Tooltip("accuracy:Q", format=".1%")],
     )
+    if alpha is None:
+        return lines.properties(height=300, title="WiSE-FT: accuracy along the weight path")
     rule = alt.Chart(pd.DataFrame({"alpha": [alpha]})).mark_rule(color="#d62728", strokeDash=[4, 3]).encode(x="alpha:Q")
     return (lines + rule).properties(height=300, title="WiSE-FT: accuracy along the weight path")
 
