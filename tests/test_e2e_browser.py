@@ -158,6 +158,8 @@ def test_upload_train_and_see_results_in_a_browser(server, browser, sample_zip):
         box.press("Enter")
         settle(page)
     page.get_by_text("for 2 epochs at 32 px").wait_for(timeout=30_000)
+    page.get_by_text("WiSE-FT weight ensemble", exact=True).click()  # a method on: its live curve is checked below
+    settle(page)
     shot(page, "2_model")
 
     # Train: start, see the live chart, see it in a second tab too, wait for the finish
@@ -170,11 +172,12 @@ def test_upload_train_and_see_results_in_a_browser(server, browser, sample_zip):
     second = browser.new_page(viewport={"width": 1400, "height": 1000})  # a refresh, or a second tab
     second.goto(server["url"] + "/train")
     second.get_by_role("heading", name="3 · Train (live)").wait_for(timeout=60_000)
-    second.get_by_role("heading", name="resnet18 plain").wait_for(timeout=60_000)  # the same job, live
+    second.get_by_role("heading", name="resnet18 wise_ft").wait_for(timeout=60_000)  # the same job, live
     second.close()  # closing a tab must not stop the run
 
     page.get_by_text("Finished. Validation accuracy").wait_for(timeout=RUN_TIMEOUT_S * 1000)
     page.locator("[data-testid='stMain'] [data-testid='stVegaLiteChart']").nth(1).wait_for(timeout=30_000)
+    page.get_by_text("WiSE-FT curve: all 21 mixing weights evaluated").wait_for(timeout=60_000)
     shot(page, "4_train_finished")
 
     # Results: metrics, charts, downloads; then the comparison tab
@@ -182,6 +185,7 @@ def test_upload_train_and_see_results_in_a_browser(server, browser, sample_zip):
     page.get_by_text("Validation accuracy", exact=True).first.wait_for(timeout=60_000)
     page.get_by_text("Confusion matrix").first.wait_for(timeout=60_000)
     page.get_by_role("button", name="Fine-tuned model").wait_for()
+    page.get_by_text("Best OOD accuracy on the grid").first.wait_for(timeout=60_000)  # the WiSE-FT slider view
     settle(page)
     shot(page, "5_results")
     with page.expect_download(timeout=120_000) as download:

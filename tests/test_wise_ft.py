@@ -124,3 +124,28 @@ def test_coarse_to_fine_order_covers_the_grid_once():
     order = coarse_to_fine(DEFAULT_ALPHAS)
     assert sorted(order) == list(DEFAULT_ALPHAS) and order[:3] == [0.0, 1.0, 0.5]
     assert coarse_to_fine([0.3]) == [0.3] and coarse_to_fine([1, 0, 1]) == [0.0, 1.0]
+
+
+def test_theta0_head_is_calibrated():
+    """The probe's confidence is set by a temperature fitted on held-out training features: its
+    predictions stay, and its loss on new data goes down (logits that are too sharp or too flat
+    make the first fine-tuning steps from theta_0 needlessly large)."""
+    import torch.nn.functional as F
+
+    from engine.methods.wise_ft import calibrated_probe, fit_linear_probe
+
+    g = torch.Generator().manual_seed(0)
+    means = torch.randn(4, 64, generator=g) * 0.2  # 160 images in 64 dims: separable, yet hard to tell apart
+    labels = torch.arange(4).repeat_interleave(40)
+    feats = means[labels] + torch.randn(160, 64, generator=g)
+    test_labels = torch.arange(4).repeat_interleave(200)
+    test_feats = means[test_labels] + torch.randn(800, 64, generator=g)
+    w, b = fit_linear_probe(feats, labels, 4, 1e-3, 100)
+    wc, bc, t = calibrated_probe(feats, labels, 4, 1e-3, 100)
+    raw, cal = test_feats @ w.T + b, test_feats @ wc.T + bc
+    assert t > 2, "the over-confident probe is cooled"
+    assert torch.equal(raw.argmax(1), cal.argmax(1))
+    assert F.cross_entropy(cal, test_labels) < 0.6 * F.cross_entropy(raw, test_labels)
+    confident = torch.randn(4, 64, generator=g) * 3  # far apart: nothing to cool, never sharpened
+    _, _, t_sep = calibrated_probe(confident[labels] + torch.randn(160, 64, generator=g), labels, 4, 1e-3, 100)
+    assert t_sep == 1.0
