@@ -26,7 +26,7 @@ from engine.augment import augment_batch
 from engine.backbones import build_model
 from engine.data import DataReport, DataSplits, ImageSet
 from engine.evaluate import autocast_ctx
-from engine.train import pick_amp, train
+from engine.train import Reporter, pick_amp, train
 
 
 def synthetic_splits(n: int, size: int, classes: int = 10) -> DataSplits:
@@ -41,7 +41,9 @@ def synthetic_splits(n: int, size: int, classes: int = 10) -> DataSplits:
     return DataSplits(split(n), split(classes * 2), split(0), names, report)
 
 
-def bare_epoch(model, opt, images, labels, bs, gen, device, amp_dtype) -> float:
+def bare_epoch(model, opt, images, labels, bs, gen, device, amp_dtype, cpu_clock: list | None = None) -> float:
+    """Wall-clock images/s of one epoch; with `cpu_clock`, also appends the process CPU time after
+    every step (the CPU rows' steadier measure: time this process was not running is left out)."""
     model.train()
     order = torch.randperm(len(images), device=gen.device, generator=gen)
     steps = len(images) // bs
@@ -58,12 +60,30 @@ def bare_epoch(model, opt, images, labels, bs, gen, device, amp_dtype) -> float:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if cpu_clock is not None:
+            cpu_clock.append(time.process_time())
     if device.type == "cuda":
         torch.cuda.synchronize()
     return steps * bs / (time.perf_counter() - t0)
 
 
-def measure(backbone: str, device: torch.device, args) -> tuple[float, float]:
+class StepClock(Reporter):
+    """Process CPU time after every training step of the engine's loop (it reports each step on the CPU)."""
+
+    def __init__(self):
+        self.stamps: dict[int, list[float]] = {}
+
+    def progress(self, **fields) -> None:
+        if fields.get("phase") == "training":
+            self.stamps.setdefault(fields["epoch"], []).append(time.process_time())
+
+
+def cpu_rate(stamps: list[float], bs: int) -> float:
+    """Images per CPU-second over steps 2..N (step 1 of an epoch has no stamp before it)."""
+    return (len(stamps) - 1) * bs / (stamps[-1] - stamps[0])
+
+
+def measure(backbone: str, device: torch.device, args) -> tuple[float, float, float | None, float | None]:
     gpu = device.type == "cuda"
     n_images, bs = (args.gpu_images, args.gpu_batch_size) if gpu else (args.images, args.batch_size)
     data = synthetic_splits(n_images, args.image_size)
@@ -81,16 +101,28 @@ def measure(backbone: str, device: torch.device, args) -> tuple[float, float]:
     imgs, labels = data.train.images.to(device), data.train.labels.to(device)
     gen = torch.Generator(device=device).manual_seed(0)  # the engine also draws augmentation on the device
     bare_epoch(model, opt, imgs, labels, bs, gen, device, amp)  # warm-up
-    eng, bare = [], []
+    eng, bare, eng_cpu, bare_cpu = [], [], [], []
+
+    def run_bare():
+        stamps = [] if not gpu else None
+        bare.append(bare_epoch(model, opt, imgs, labels, bs, gen, device, amp, stamps))
+        if stamps:
+            bare_cpu.append(cpu_rate(stamps, bs))
+
     for r in range(args.rounds):  # the order alternates, so a drift in machine speed favours neither loop
         first_engine = r % 2 == 0
         if not first_engine:
-            bare.append(bare_epoch(model, opt, imgs, labels, bs, gen, device, amp))
-        eng.append(train(cfg, data=data).summary["history"][-1]["images_per_sec"])
+            run_bare()
+        clock = StepClock()
+        eng.append(train(cfg, clock, data=data).summary["history"][-1]["images_per_sec"])
+        if not gpu:
+            eng_cpu.append(cpu_rate(clock.stamps[2], bs))
         if first_engine:
-            bare.append(bare_epoch(model, opt, imgs, labels, bs, gen, device, amp))
-        print(f"  round {r + 1}: engine {eng[-1]:.1f} img/s, bare {bare[-1]:.1f} img/s", flush=True)
-    return statistics.median(eng), statistics.median(bare)
+            run_bare()
+        print(f"  round {r + 1}: engine {eng[-1]:.1f} img/s, bare {bare[-1]:.1f} img/s"
+              + (f"; per CPU-second: engine {eng_cpu[-1]:.2f}, bare {bare_cpu[-1]:.2f}" if not gpu else ""), flush=True)
+    med = statistics.median
+    return med(eng), med(bare), (med(eng_cpu) if eng_cpu else None), (med(bare_cpu) if bare_cpu else None)
 
 
 def main() -> None:
@@ -113,11 +145,13 @@ def main() -> None:
     for device in devices:
         name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
         for bb in args.backbones:
-            e, b = measure(bb, device, args)
+            e, b, ec, bc = measure(bb, device, args)
             bs = args.gpu_batch_size if device.type == "cuda" else args.batch_size
-            rows.append([name + (" + compile" if args.compile else ""), bb, f"{args.image_size}", str(bs), f"{e:.1f}", f"{b:.1f}", f"{e / b:.3f}"])
+            rows.append([name + (" + compile" if args.compile else ""), bb, f"{args.image_size}", str(bs), f"{e:.1f}",
+                         f"{b:.1f}", f"{e / b:.3f}", f"{ec / bc:.3f}" if ec else "-"])
             print(" | ".join(rows[-1]), flush=True)
-    print(table(["device", "backbone", "px", "batch", "engine img/s", "bare img/s", "ratio (target >= 0.95)"], rows))
+    print(table(["device", "backbone", "px", "batch", "engine img/s", "bare img/s", "ratio (target >= 0.95)",
+                 "ratio per CPU-second (CPU rows)"], rows))
 
 
 if __name__ == "__main__":
