@@ -103,8 +103,9 @@ def progress_view(run: RunView) -> None:
         st.warning(f"Stopped. {run.error or ''}", icon=":material/stop_circle:")
 
 
-def curves_view(run: RunView, *, live: bool = False) -> None:
-    """Per-epoch charts (accuracy, loss, OOD, and whatever the enabled methods log)."""
+def curves_view(run: RunView, *, live: bool = False, streams: bool = False) -> None:
+    """Per-epoch charts (accuracy, loss, OOD, and whatever the enabled methods log); with `streams`,
+    also the points methods publish as they compute (the Train page; Results has full views)."""
     epochs, steps = run.epochs, run.steps
     if epochs.empty or len(epochs.columns) <= 1:
         if not steps.empty and "loss" in steps:
@@ -131,7 +132,7 @@ def curves_view(run: RunView, *, live: bool = False) -> None:
         for i, (group, names) in enumerate(groups.items()):
             with cols[i % len(cols)]:
                 st.altair_chart(charts.layer_bar_chart(epochs, group, names), width="stretch")
-    wise_points = run.streams.get("wise_ft") or []
+    wise_points = (run.streams.get("wise_ft") or []) if streams else []
     if wise_points:
         wise_live_view(run, wise_points)
     if not steps.empty and "loss" in steps:

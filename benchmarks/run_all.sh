@@ -15,7 +15,7 @@ run() { local name=$1; shift; echo "== $name: $*"; python "$@" > "benchmarks/res
   run adversarial benchmarks/adversarial.py --scratch-epochs 12 --eval-subset 64
   run adafilter benchmarks/adafilter.py --seeds 0 1 --epochs 4 --threads 1
   run pruning benchmarks/pruning.py --epochs 3 --threads 1 --latency-rounds 5
-  run throughput benchmarks/throughput.py --devices cpu --images 96 --batch-size 16 --rounds 3 --threads 1
+  run throughput benchmarks/throughput.py --devices cpu --images 96 --batch-size 16 --rounds 4 --threads 1
 ) &
 wait
 # WiSE-FT's grid time is a wall-clock target for a 2-core machine: measured alone, with both cores

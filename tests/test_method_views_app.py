@@ -26,6 +26,7 @@ def test_wise_ft_slider_shows_grid_and_on_demand_alphas_and_exports(studio, tmp_
     at = new_app()
     at.switch_page("app_pages/results.py").run()
     no_problems(at)
+    assert not any("mixing weights evaluated" in m.value for m in at.markdown)  # the live curve is the Train page's
     slider = at.slider(key=f"wise_alpha_{run_id}")
     assert "Validation (your data)" in [m.label for m in at.metric]
     slider.set_value(0.37).run()  # not on the grid: computed on demand

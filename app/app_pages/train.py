@@ -140,7 +140,7 @@ def live_section(engine) -> None:
             c[1].button("Stop", key=f"stop_{run_id}", icon=":material/stop:", on_click=engine.stop, args=(run_id, state.user()),
                         help="Stops after the current step; the run is kept as stopped.")
         components.progress_view(run)
-        components.curves_view(run, live=run.status in ("queued", "running"))
+        components.curves_view(run, live=run.status in ("queued", "running"), streams=True)
         queue_view(engine, run_id)
         if run.status == "finished":
             st.page_link("app_pages/results.py", label="See the results", icon=":material/leaderboard:")
