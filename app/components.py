@@ -199,7 +199,7 @@ def short_time(ts: float | None) -> str:
 
 def wise_live_view(run: RunView, points: list[dict]) -> None:
     """WiSE-FT's curve as its points arrive (ends first, then ever finer)."""
-    from app.method_views.wise_ft import curve_chart, curve_frame
+    from app.method_views.wise_ft import curve_chart, curve_frame, subset_note
 
     total = len(((run.config.get("wise_ft") or {}).get("alphas")) or []) or len(points)
     done = len(points)
@@ -208,5 +208,8 @@ def wise_live_view(run: RunView, points: list[dict]) -> None:
     st.markdown(f"**{title}**")
     ordered = sorted(points, key=lambda p: p["alpha"])
     st.altair_chart(curve_chart(curve_frame(ordered), None), width="stretch")
+    note = subset_note(run.config)
+    if note:
+        st.caption(note)
     if done == total and run.status == "finished":
         st.caption("Slide alpha and export a mixed model on the Results page.")

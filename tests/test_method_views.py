@@ -23,6 +23,13 @@ def test_wise_curve_chart_without_alpha_has_no_rule():  # the live curve on the 
     spec = curve_chart(curve_frame(CURVE), None).to_dict()
     assert spec["mark"]["type"] == "line" and "layer" not in spec
 
+def test_subset_note_only_for_a_subset():
+    from app.method_views.wise_ft import subset_note
+
+    assert subset_note({"wise_ft": {"ood_subset": 0}}) is None and subset_note({}) is None
+    assert "first 64 validation images" in subset_note({"wise_ft": {"ood_subset": 64}})
+
+
 def test_nearest_grid_point():
     assert nearest(CURVE, 0.5)["val_acc"] == 0.8 and nearest(CURVE, 0.3) is None
 

@@ -35,6 +35,16 @@ def curve_chart(df: pd.DataFrame, alpha: float | None) -> alt.Chart:
     return (lines + rule).properties(height=300, title="WiSE-FT: accuracy along the weight path")
 
 
+def subset_note(config: dict) -> str | None:
+    """What the curve's OOD accuracy is measured on, when it is a subset (wise_ft.ood_subset)."""
+    n = int(((config or {}).get("wise_ft") or {}).get("ood_subset") or 0)
+    if n <= 0:
+        return None
+    return (f"On this curve, accuracy on corrupted images uses the first {n} validation images of each corruption "
+            "(a quicker curve; set wise_ft.ood_subset to 0 for all of them), so it can differ from the "
+            "validation and OOD figures measured on every image.")
+
+
 def nearest(curve: list[dict], alpha: float) -> dict | None:
     hit = min(curve, key=lambda p: abs(p["alpha"] - alpha), default=None)
     return hit if hit is not None and abs(hit["alpha"] - alpha) < 1e-6 else None
@@ -69,6 +79,9 @@ def wise_ft_view(engine, rec, summary: dict) -> None:
     extra = sorted({**{p['alpha']: p for p in curve}, **{p["alpha"]: p for p in cache_points(cache, rec.id)}}.values(),
                    key=lambda p: p["alpha"])
     st.altair_chart(curve_chart(curve_frame(extra), alpha), width="stretch")
+    note = subset_note(rec.config)
+    if note:
+        st.caption(note)
     best = max(curve, key=lambda p: p.get("ood_acc") or 0)
     if best.get("ood_acc") is not None:
         st.caption(f"Best OOD accuracy on the grid: {100 * best['ood_acc']:.1f}% at alpha {best['alpha']:.2f} "
