@@ -9,13 +9,15 @@ export OMP_NUM_THREADS=1 BENCH_THREADS=1 PYTHONUNBUFFERED=1
 run() { local name=$1; shift; echo "== $name: $*"; python "$@" > "benchmarks/results/$name.txt" 2>&1; echo "== $name done ($?)"; }
 (
   run transfer_gain benchmarks/transfer_gain.py --seeds 0 1 --steps 100
-  run loop_overhead benchmarks/loop_overhead.py --rounds 5 --threads 1
+  run loop_overhead benchmarks/throughput.py --devices cpu --data assets/sample_textures.zip --image-size 32 \
+      --batch-size 64 --rounds 3 --threads 1 --backbones resnet18
 ) &
 (
   run adversarial benchmarks/adversarial.py --scratch-epochs 12 --eval-subset 64
   run adafilter benchmarks/adafilter.py --seeds 0 1 --epochs 4 --threads 1
   run pruning benchmarks/pruning.py --epochs 3 --threads 1 --latency-rounds 5
-  run throughput benchmarks/throughput.py --devices cpu --images 96 --batch-size 16 --rounds 4 --threads 1
+  run throughput benchmarks/throughput.py --devices cpu --images 96 --batch-size 16 --rounds 3 --threads 1 --backbones resnet18
+  run throughput_r50 benchmarks/throughput.py --devices cpu --images 64 --batch-size 16 --rounds 3 --threads 1 --backbones resnet50
 ) &
 wait
 # WiSE-FT's grid time is a wall-clock target for a 2-core machine: measured alone, with both cores
