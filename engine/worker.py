@@ -72,6 +72,21 @@ class _EngineReporter(Reporter):
         return self.stop_flag.is_set()
 
 
+def check_gpus(cfg: RunConfig, gpus: tuple[int, ...]) -> None:
+    """GPUs chosen for a run must exist, be distinct, and fit the run's device setting."""
+    import torch
+
+    if cfg.train.device not in ("auto", "cuda"):
+        raise StudioError(f"GPUs were chosen but the run's device is set to `{cfg.train.device}`: set Device to "
+                          "auto or cuda (Model and methods page), or choose a single GPU.")
+    count = torch.cuda.device_count()  # 0 without CUDA
+    missing = [g for g in gpus if not 0 <= g < count]
+    if missing:
+        raise StudioError(f"GPU {missing[0]} is not on this machine (it has {count} GPU(s)).")
+    if len(set(gpus)) != len(gpus):
+        raise StudioError("The same GPU was chosen twice: choose each GPU once.")
+
+
 class Engine:
     def __init__(self, data_dir: str | Path = "runs", limits: Limits | None = None, access_control: bool = False,
                  data_roots: DataRoots | None = None):
@@ -102,6 +117,7 @@ class Engine:
         per GPU in `gpus` (or CPU processes with Gloo when `gpus` is empty), supervised here.
         """
         if gpus:
+            check_gpus(cfg, gpus)
             processes = len(gpus)
         if processes < 1:
             raise StudioError("A run needs at least one process.")

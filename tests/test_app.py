@@ -481,3 +481,32 @@ def test_the_gpu_selector_appears_only_with_several_gpus(studio, monkeypatch):
     at.run()
     no_problems(at)
     assert [m for m in at.multiselect if m.key == "gpus"]
+    at.session_state["cfg"] = with_section(at.session_state["cfg"], "train", device="cpu")
+    at.run()
+    no_problems(at)
+    assert not [m for m in at.multiselect if m.key == "gpus"], "a CPU run has no GPUs to choose"
+
+
+def test_choosing_two_gpus_submits_one_process_per_gpu(studio, tiny_bytes, monkeypatch):
+    """The selector's choice reaches the engine as the run's GPUs (the engine then launches torchrun;
+    here the run goes on as one CPU process, since this machine has no GPU)."""
+    from engine.worker import Engine
+
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 2)
+    monkeypatch.setattr("torch.cuda.get_device_name", lambda i=0: "H100")
+    asked = []
+    original = Engine.submit
+
+    def submit(self, cfg, owner="", processes=1, gpus=()):
+        asked.append(gpus)
+        return original(self, cfg, owner=owner)
+
+    monkeypatch.setattr(Engine, "submit", submit)
+    at = new_app()
+    upload_zip(at, tiny_bytes)
+    configure_tiny(at)
+    at.switch_page("app_pages/train.py").run()
+    at.multiselect(key="gpus").set_value([0, 1]).run()
+    run_id = start_run(at)
+    assert asked == [(0, 1)]
+    assert engine().wait(run_id, 120) == "finished"

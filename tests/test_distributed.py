@@ -100,3 +100,20 @@ def test_methods_under_two_processes_match_one_process(tiny_zip, tmp_path, metho
         assert [p["alpha"] for p in ddp["wise_curve"]] == [0.0, 0.5, 1.0]
         for p, q in zip(single["wise_curve"], ddp["wise_curve"]):
             assert q["val_acc"] == pytest.approx(p["val_acc"], abs=1e-6)
+
+
+def test_gpus_chosen_for_a_run_must_exist_and_fit_its_device(tiny_cfg, tmp_path, monkeypatch):
+    from engine.errors import StudioError
+    from engine.worker import Engine
+
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 2)
+    eng = Engine(tmp_path / "e")
+    try:
+        for overrides, gpus, message in [(["train.device=cpu"], (0, 1), "device is set to `cpu`"),
+                                         (["train.device=auto"], (0, 2), "GPU 2 is not on this machine"),
+                                         (["train.device=cuda"], (1, 1), "same GPU was chosen twice")]:
+            with pytest.raises(StudioError, match=message):
+                eng.submit(tiny_cfg(*overrides), gpus=gpus)
+        assert eng.list_runs() == []
+    finally:
+        eng.shutdown()

@@ -41,10 +41,11 @@ def gpu_names() -> list[str]:
     return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
 
 
-def gpu_selector() -> None:
-    """Only on machines with several GPUs: train on more than one with DistributedDataParallel."""
+def gpu_selector(cfg) -> None:
+    """Only on machines with several GPUs, for runs whose device may be a GPU: train on more than one
+    with DistributedDataParallel."""
     names = gpu_names()
-    if len(names) < 2:
+    if len(names) < 2 or cfg.train.device not in ("auto", "cuda"):
         return
     st.multiselect("GPUs", list(range(len(names))), default=[0], key=GPU_KEY,
                    format_func=lambda i: f"GPU {i}: {names[i]}",
@@ -64,7 +65,7 @@ def start_section(engine) -> None:
         if problems:
             st.warning(problems, icon=":material/warning:")
             st.page_link("app_pages/model.py", label="Fix the settings", icon=":material/tune:")
-        gpu_selector()
+        gpu_selector(cfg)
         busy = bool(engine.active_runs())
         c = st.columns([1, 3])
         c[0].button("Add to the queue" if busy else "Start training", type="primary", icon=":material/play_arrow:",
