@@ -117,3 +117,30 @@ def test_gpus_chosen_for_a_run_must_exist_and_fit_its_device(tiny_cfg, tmp_path,
         assert eng.list_runs() == []
     finally:
         eng.shutdown()
+
+
+def test_two_nodes_match_one_process(tiny_zip, tmp_path):
+    """Multi-node: two torchrun launches (one per "machine", each with its own data folder and
+    output folder) form one job; every process has LOCAL_RANK 0. Only the node with rank 0 writes
+    results, and they match the single-process run exactly (trunk frozen, as above)."""
+    frozen = ("--set", "optim.freeze_blocks=5")
+    single = _train(tiny_zip, tmp_path / "single", tmp_path / "d1", 1, *frozen)
+    port = _free_port()
+    procs = []
+    for node in (0, 1):
+        args = ["train", "--data", str(tiny_zip), "--backbone", "resnet18", "--pretrained", "none", "--epochs", "2",
+                "--image-size", "32", "--batch-size", "8", "--lr", "0.01", "--out", str(tmp_path / f"node{node}"),
+                "--data-dir", str(tmp_path / f"data{node}"), "--device", "cpu", "--set", "train.augment=false",
+                "--set", "eval.ood=false", "--quiet", *frozen]
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node_rank={node}",
+               "--nproc_per_node=1", "--master_addr=127.0.0.1", f"--master_port={port}", "-m", "engine", *args]
+        procs.append(subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                      env={**os.environ, "OMP_NUM_THREADS": "1"}))
+    outs = [p.communicate(timeout=400)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    ddp = json.loads((tmp_path / "node0" / "summary.json").read_text())
+    assert not (tmp_path / "node1" / "summary.json").exists()
+    assert ddp["world_size"] == 2
+    for a, b in zip(single["history"], ddp["history"]):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
+    assert ddp["val_acc"] == single["val_acc"] and ddp["test_acc"] == single["test_acc"]
