@@ -27,7 +27,7 @@ def test_subset_note_only_for_a_subset():
     from app.method_views.wise_ft import subset_note
 
     assert subset_note({"wise_ft": {"ood_subset": 0}}) is None and subset_note({}) is None
-    assert "first 64 validation images" in subset_note({"wise_ft": {"ood_subset": 64}})
+    assert "64 validation images of each corruption, the classes taken in turn" in subset_note({"wise_ft": {"ood_subset": 64}})
 
 
 def test_nearest_grid_point():

@@ -149,3 +149,27 @@ def test_theta0_head_is_calibrated():
     confident = torch.randn(4, 64, generator=g) * 3  # far apart: nothing to cool, never sharpened
     _, _, t_sep = calibrated_probe(confident[labels] + torch.randn(160, 64, generator=g), labels, 4, 1e-3, 100)
     assert t_sep == 1.0
+
+
+def test_the_curve_subset_takes_the_classes_in_turn():
+    from engine.methods.wise_ft import balanced_subset
+
+    labels = torch.tensor([0, 0, 0, 0, 1, 2, 0, 1, 2, 2])
+    idx = balanced_subset(labels, 6)
+    assert idx.tolist() == [0, 1, 4, 5, 7, 8]  # two of each class, each class's first images, in split order
+    assert torch.bincount(labels[idx]).tolist() == [2, 2, 2]
+    assert balanced_subset(labels, 10).tolist() == list(range(10))
+
+
+def test_the_curve_subset_is_scored_against_its_own_labels(wise_run):
+    """With a subset, every corrupted image is scored against its own label: the curve's point at
+    alpha 1 equals the fine-tuned model's accuracy on those images, computed directly."""
+    from engine.evaluate import ood_accuracy
+    from engine.methods.wise_ft import balanced_subset
+
+    res, _ = wise_run
+    ctx = res.context
+    idx = balanced_subset(ctx.data.val.labels, 4)
+    suite = {c: {s: imgs[idx] for s, imgs in by.items()} for c, by in ctx.ood_suite.items()}
+    by_c = ood_accuracy(ctx.model, suite, ctx.data.val.labels[idx], ctx.device)
+    assert res.summary["wise_curve"][-1]["ood_acc"] == pytest.approx(sum(by_c.values()) / len(by_c), abs=1e-6)

@@ -40,9 +40,9 @@ def subset_note(config: dict) -> str | None:
     n = int(((config or {}).get("wise_ft") or {}).get("ood_subset") or 0)
     if n <= 0:
         return None
-    return (f"On this curve, accuracy on corrupted images uses the first {n} validation images of each corruption "
-            "(a quicker curve; set wise_ft.ood_subset to 0 for all of them), so it can differ from the "
-            "validation and OOD figures measured on every image.")
+    return (f"On this curve, accuracy on corrupted images uses {n} validation images of each corruption, the "
+            "classes taken in turn (a quicker curve; set wise_ft.ood_subset to 0 for all of them), so it can differ "
+            "from the validation and OOD figures measured on every image.")
 
 
 def nearest(curve: list[dict], alpha: float) -> dict | None:

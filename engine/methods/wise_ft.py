@@ -51,8 +51,8 @@ class WiseFTConfig:
     probe_l2: float = field(default=1e-3, metadata={"label": "linear-probe L2", "min": 0.0, "max": 1.0, "step": 1e-4})
     ood_subset: int = field(default=0, metadata={
         "label": "corrupted images per corruption on the curve (0 = all)", "min": 0, "max": 100000,
-        "help": "The curve's OOD accuracy on the first N validation images of each corruption (a fixed, seeded "
-                "subset): fewer images, a faster curve. The final OOD accuracy always uses all of them."})
+        "help": "The curve's OOD accuracy on N validation images of each corruption (a fixed subset with the "
+                "classes in turn): fewer images, a faster curve. The final OOD accuracy always uses all of them."})
 
 
 # ---- the core: a few lines over state dicts ---------------------------------------------------
@@ -191,21 +191,42 @@ class WiseEvalSet:
     ood_user: Any = None  # ImageSet or None
     train_images: torch.Tensor | None = None  # for BN recalibration
     robust: dict | None = None  # {"eps", "steps", "subset"} when robust evaluation is on
+    ood_labels: torch.Tensor | None = None  # labels of the suite's images (val_labels when it holds all)
+
+
+def balanced_subset(labels: torch.Tensor, n: int) -> torch.Tensor:
+    """Indices of `n` images taking the classes in turn (each class's images in split order): a
+    subset whose class mix matches the split's, so its accuracy does not depend on which classes
+    the first images happened to be."""
+    labels = labels.cpu()
+    rank = torch.zeros_like(labels)
+    seen: dict[int, int] = {}
+    for i, y in enumerate(labels.tolist()):
+        rank[i] = seen.get(y, 0)
+        seen[y] = seen.get(y, 0) + 1
+    order = sorted(range(len(labels)), key=lambda i: (int(rank[i]), i))
+    return torch.tensor(sorted(order[:n]), dtype=torch.long)
 
 
 def eval_set(cfg, data, ood_suite: dict, ood_user) -> WiseEvalSet:
-    """The curve's evaluation set for a run config: validation, the corruption suite (optionally its
-    first `wise_ft.ood_subset` images per corruption; the validation split is in seeded random order),
-    the user's OOD set, training images for BN recalibration, robust settings."""
+    """The curve's evaluation set for a run config: validation, the corruption suite (optionally
+    `wise_ft.ood_subset` images per corruption, classes balanced: `balanced_subset`), the user's OOD
+    set, training images for BN recalibration, robust settings."""
     from engine.train import robust_on
 
     wcfg = cfg.methods["wise_ft"]
     n = wcfg.ood_subset
-    suite = {c: {sev: imgs[:n] if n else imgs for sev, imgs in by_sev.items()} for c, by_sev in ood_suite.items()}
-    return WiseEvalSet(data.val.images, data.val.labels, suite, ood_user,
+    labels = data.val.labels
+    if n and n < len(labels) and ood_suite:
+        idx = balanced_subset(labels, n)
+        suite = {c: {sev: imgs[idx.to(imgs.device)] for sev, imgs in by_sev.items()} for c, by_sev in ood_suite.items()}
+        ood_labels = labels[idx.to(labels.device)]
+    else:
+        suite, ood_labels = ood_suite, labels
+    return WiseEvalSet(data.val.images, labels, suite, ood_user,
                        data.train.images if wcfg.recalibrate_bn else None,
                        {"eps": cfg.eval.robust_eps, "steps": cfg.eval.robust_steps, "subset": cfg.eval.robust_subset}
-                       if robust_on(cfg) else None)
+                       if robust_on(cfg) else None, ood_labels)
 
 
 def coarse_to_fine(alphas) -> list[float]:
@@ -240,7 +261,8 @@ def evaluate_alpha(model, theta_0, theta_1, alpha: float, ev: WiseEvalSet, devic
     point: dict[str, Any] = {"alpha": alpha}
     point["val_acc"] = predict(model, ev.val_images, ev.val_labels, device, batch_size, amp_dtype).acc
     if ev.ood_suite:
-        by_c = ood_accuracy(model, ev.ood_suite, ev.val_labels, device, batch_size, amp_dtype)
+        labels = ev.ood_labels if ev.ood_labels is not None else ev.val_labels
+        by_c = ood_accuracy(model, ev.ood_suite, labels, device, batch_size, amp_dtype)
         point["ood_acc"] = sum(by_c.values()) / len(by_c)
     else:
         point["ood_acc"] = None
