@@ -114,11 +114,16 @@ class Engine:
         """Queue a run; returns its id. Raises StudioError for a config that cannot work.
 
         `processes` > 1 runs it as a torchrun child process (DistributedDataParallel), one process
-        per GPU in `gpus` (or CPU processes with Gloo when `gpus` is empty), supervised here.
+        per GPU in `gpus` (or CPU processes with Gloo when `gpus` is empty), supervised here. A
+        single GPU in `gpus` runs here, on that GPU (the config's device becomes `cuda:N`).
         """
         if gpus:
             check_gpus(cfg, gpus)
             processes = len(gpus)
+            if processes == 1:
+                from engine.config import with_section
+
+                cfg, gpus = with_section(cfg, "train", device=f"cuda:{gpus[0]}"), ()
         if processes < 1:
             raise StudioError("A run needs at least one process.")
         if self._closed:

@@ -488,8 +488,8 @@ def test_the_gpu_selector_appears_only_with_several_gpus(studio, monkeypatch):
 
 
 def test_choosing_two_gpus_submits_one_process_per_gpu(studio, tiny_bytes, monkeypatch):
-    """The selector's choice reaches the engine as the run's GPUs (the engine then launches torchrun;
-    here the run goes on as one CPU process, since this machine has no GPU)."""
+    """The selector's choice reaches the engine as the run's GPUs (the engine then launches torchrun for
+    several, or trains on the one chosen; here the run goes on as one CPU process, as there is no GPU)."""
     from engine.worker import Engine
 
     monkeypatch.setattr("torch.cuda.device_count", lambda: 2)
@@ -509,4 +509,8 @@ def test_choosing_two_gpus_submits_one_process_per_gpu(studio, tiny_bytes, monke
     at.multiselect(key="gpus").set_value([0, 1]).run()
     run_id = start_run(at)
     assert asked == [(0, 1)]
+    assert engine().wait(run_id, 120) == "finished"
+    at.multiselect(key="gpus").set_value([1]).run()  # one GPU, not the first: the run goes to that one
+    run_id = start_run(at)
+    assert asked == [(0, 1), (1,)]
     assert engine().wait(run_id, 120) == "finished"

@@ -115,6 +115,10 @@ def test_gpus_chosen_for_a_run_must_exist_and_fit_its_device(tiny_cfg, tmp_path,
             with pytest.raises(StudioError, match=message):
                 eng.submit(tiny_cfg(*overrides), gpus=gpus)
         assert eng.list_runs() == []
+        # one GPU chosen: the run trains in the engine's process, on that GPU
+        run_id = eng.submit(tiny_cfg("train.device=auto"), gpus=(1,))
+        assert eng.run_record(run_id).config["train"]["device"] == "cuda:1"
+        assert eng.wait(run_id, 60) == "failed" and "CUDA" in eng.run_record(run_id).error  # none here
     finally:
         eng.shutdown()
 

@@ -26,7 +26,7 @@ def _start() -> None:
         return
     gpus = tuple(st.session_state.get(GPU_KEY) or ())
     try:
-        run_id = engine.submit(cfg, owner=state.user(), gpus=gpus if len(gpus) > 1 else ())
+        run_id = engine.submit(cfg, owner=state.user(), gpus=gpus)  # one GPU: that GPU; several: torchrun
     except Exception as exc:  # StudioError: settings the engine refuses, with its message
         st.session_state["start_error"] = exc
         return
@@ -49,8 +49,8 @@ def gpu_selector(cfg) -> None:
         return
     st.multiselect("GPUs", list(range(len(names))), default=[0], key=GPU_KEY,
                    format_func=lambda i: f"GPU {i}: {names[i]}",
-                   help="Two or more: the run is launched with torchrun, one process per GPU "
-                        "(DistributedDataParallel); the global batch size stays the same.")
+                   help="One: the run trains on that GPU. Two or more: the run is launched with torchrun, one "
+                        "process per GPU (DistributedDataParallel); the global batch size stays the same.")
 
 
 def start_section(engine) -> None:

@@ -198,13 +198,12 @@ def balanced_subset(labels: torch.Tensor, n: int) -> torch.Tensor:
     """Indices of `n` images taking the classes in turn (each class's images in split order): a
     subset whose class mix matches the split's, so its accuracy does not depend on which classes
     the first images happened to be."""
-    labels = labels.cpu()
-    rank = torch.zeros_like(labels)
     seen: dict[int, int] = {}
-    for i, y in enumerate(labels.tolist()):
-        rank[i] = seen.get(y, 0)
-        seen[y] = seen.get(y, 0) + 1
-    order = sorted(range(len(labels)), key=lambda i: (int(rank[i]), i))
+    rank = []  # each image's place among its class's images
+    for y in labels.tolist():
+        rank.append(seen.get(y, 0))
+        seen[y] = rank[-1] + 1
+    order = sorted(range(len(rank)), key=lambda i: (rank[i], i))
     return torch.tensor(sorted(order[:n]), dtype=torch.long)
 
 
