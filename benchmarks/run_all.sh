@@ -22,4 +22,11 @@ run() { local name=$1; shift; echo "== $name: $*"; python "$@" > "benchmarks/res
 wait
 # WiSE-FT's grid time is a wall-clock target for a 2-core machine: measured alone, with both cores
 OMP_NUM_THREADS=2 BENCH_THREADS=2 run wise_ft benchmarks/wise_ft.py --seeds 0 1 2
+# The longer budgets README also reports (about 35 minutes more on 2 cores): bash benchmarks/run_all.sh --long
+if [ "${1:-}" = "--long" ]; then
+  OMP_NUM_THREADS=2 run pruning_12ep benchmarks/pruning.py --epochs 12 --seeds 0,1,2 --sparsities 0,0.5,0.7 \
+      --threads 2 --latency-rounds 3
+  OMP_NUM_THREADS=1 run adafilter_12ep benchmarks/adafilter.py --seeds 0 1 --epochs 12 --threads 1
+  OMP_NUM_THREADS=2 run adversarial_48ep benchmarks/adversarial.py --scratch-epochs 48 --eval-subset 64 --cost-rounds 3
+fi
 # On a machine with a CUDA GPU, also: bash benchmarks/gpu_check.sh (writes benchmarks/results/gpu_*.txt)
