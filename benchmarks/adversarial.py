@@ -6,7 +6,7 @@
    (slow start, fast decay schedule) against adversarial training from scratch of the same
    architecture: robust and clean accuracy against compute (training images x forward-backward
    passes). Target: fine-tuning reaches the from-scratch model's final robust accuracy with at
-   most a quarter of its compute. Writes benchmarks/results/adversarial.png.
+   most a quarter of its compute. Writes benchmarks/results/adversarial.png (or NAME.png, --name).
 
     python benchmarks/adversarial.py [--scratch-epochs 16] [--image-size 64] [--k 3] [--eps 4/255]
 """
@@ -99,6 +99,7 @@ def main() -> None:
     ap.add_argument("--cost-rounds", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-claim", action="store_true")
+    ap.add_argument("--name", default="adversarial", help="results file names: benchmarks/results/NAME.json, .png")
     args = ap.parse_args()
     cfg = config(f"data.image_size={args.image_size}")
     data = prepare_data(cfg, WORK / "data")
@@ -138,7 +139,7 @@ def main() -> None:
 
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "adversarial.json").write_text(json.dumps({"costs": costs, "scratch": scratch_rows, "finetune": ft_rows,
+    (out / f"{args.name}.json").write_text(json.dumps({"costs": costs, "scratch": scratch_rows, "finetune": ft_rows,
                                                       "args": vars(args)}, indent=1))
     import matplotlib
 
@@ -156,8 +157,8 @@ def main() -> None:
     ax.set_title(f"ResNet-18, sample textures {args.image_size}px, PGD-{args.k} eps {args.eps}")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "adversarial.png")
-    print(f"plot: {out / 'adversarial.png'}")
+    fig.savefig(out / f"{args.name}.png")
+    print(f"plot: {out / f'{args.name}.png'}")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ if [ "${1:-}" = "--long" ]; then
   OMP_NUM_THREADS=2 run pruning_12ep benchmarks/pruning.py --epochs 12 --seeds 0,1,2 --sparsities 0,0.5,0.7 \
       --threads 2 --latency-rounds 3
   OMP_NUM_THREADS=1 run adafilter_12ep benchmarks/adafilter.py --seeds 0 1 --epochs 12 --threads 1
-  OMP_NUM_THREADS=2 run adversarial_48ep benchmarks/adversarial.py --scratch-epochs 48 --eval-subset 64 --cost-rounds 3
+  OMP_NUM_THREADS=2 run adversarial_48ep benchmarks/adversarial.py --scratch-epochs 48 --eval-subset 64 --cost-rounds 3 \
+      --name adversarial_48ep
 fi
 # On a machine with a CUDA GPU, also: bash benchmarks/gpu_check.sh (writes benchmarks/results/gpu_*.txt)
