@@ -9,6 +9,7 @@ export OMP_NUM_THREADS=1 BENCH_THREADS=1 PYTHONUNBUFFERED=1
 run() { local name=$1; shift; echo "== $name: $*"; python "$@" > "benchmarks/results/$name.txt" 2>&1; echo "== $name done ($?)"; }
 (
   run transfer_gain benchmarks/transfer_gain.py --seeds 0 1 --steps 100
+  run transfer_gain_mobilenet_v3_small benchmarks/transfer_gain.py --backbone mobilenet_v3_small --seeds 0 1 --steps 100
   run loop_overhead benchmarks/throughput.py --devices cpu --data assets/sample_textures.zip --image-size 32 \
       --batch-size 64 --rounds 3 --threads 1 --backbones resnet18
 ) &

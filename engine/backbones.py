@@ -238,7 +238,22 @@ def build_model(name: str, num_classes: int, pretrained: str = "none", checkpoin
         raise StudioError(f"Unknown pretrained source `{pretrained}`: choose {', '.join(PRETRAINED_SOURCES)}.")
     old_head = _get_submodule(net, spec.head_attr)
     _set_submodule(net, spec.head_attr, nn.Linear(old_head.in_features, num_classes))
+    set_bn_momentum(net, BN_MOMENTUM)
     return Classifier(net, spec, num_classes, mean, std), report
+
+
+# torchvision builds MobileNetV3 and EfficientNet with batch-norm momentum 0.01 (made for long
+# ImageNet runs): in a fine-tune of a few hundred steps their running statistics barely leave the
+# pretraining data's, and evaluation suffers (MobileNetV3-Small, bundled weights, sample textures,
+# 100 steps: 23.4% test; with 0.1, 36.7%). PyTorch's default, 0.1, follows the new data within tens
+# of steps; ResNets already use it.
+BN_MOMENTUM = 0.1
+
+
+def set_bn_momentum(net: nn.Module, momentum: float) -> None:
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.momentum = momentum
 
 
 def bundled_normalisation(spec: BackboneSpec) -> tuple[tuple | None, tuple | None]:

@@ -102,3 +102,11 @@ def test_a_checkpoint_of_another_model_is_refused(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(StudioError, match="not a readable"):
         build_model("resnet18", 3, "checkpoint", str(tmp_path / "junk.pt"))
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v3_small", "efficientnet_b0"])
+def test_batch_norm_follows_new_data_at_pytorchs_default_rate(name):
+    """torchvision builds these with BN momentum 0.01; a short fine-tune needs 0.1 (see BN_MOMENTUM)."""
+    model, _ = build_model(name, 3, "none")
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(m.momentum == 0.1 for m in bns)
