@@ -123,9 +123,10 @@ def backbone_section(engine) -> None:
         c = st.columns(3)
         c[0].metric("Parameters", fmt_params(facts["params"]), help=f"With a new head for {num_classes} classes.")
         c[1].metric("Model file", f"{facts['megabytes']:.0f} MB", help="Size of the fine-tuned weights (float32 safetensors).")
-        offline = [k for k in ("bundled", "imagenet") if avail.get(k)]
-        c[2].metric("Offline weights", ", ".join(offline) if offline else "none",
-                    help="Pretrained weights usable right now without internet.")
+        offline = [state.WEIGHTS_TEXT.get(k, k) for k in ("bundled", "imagenet") if avail.get(k)]
+        c[2].metric("Offline weights", "yes" if offline else "no",  # a short value: the column is narrow
+                    help="Pretrained weights usable right now without internet: "
+                         + (", ".join(offline) if offline else "none (ImageNet weights download on first use)") + ".")
     with st.expander("Compare all backbones", icon=":material/table:"):
         rows = []
         for n, s in BACKBONES.items():
