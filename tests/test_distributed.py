@@ -56,12 +56,26 @@ def test_full_fine_tuning_under_two_processes_trains(tiny_zip, tmp_path):
     assert losses[-1] < losses[0] and ddp["status"] == "finished"
 
 
-def test_engine_supervises_a_two_process_job_with_live_metrics(tiny_cfg, tmp_path):
+def test_engine_supervises_a_two_gpu_job_with_live_metrics(tiny_cfg, tmp_path, monkeypatch):
+    """gpus=(0, 1): the engine launches torchrun with one process per GPU, each seeing only the chosen
+    GPUs, and mirrors the child's metrics and progress live. On this machine (no CUDA) the same child
+    job runs on the CPU with Gloo, so the launch is real and the run must finish."""
+    import subprocess as sp
+
     from engine.worker import Engine
 
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 2)
+    launched = []
+    real_popen = sp.Popen
+
+    def spy(cmd, *args, **kwargs):
+        launched.append((cmd, kwargs.get("env", {})))
+        return real_popen(cmd, *args, **kwargs)
+
+    monkeypatch.setattr(sp, "Popen", spy)
     eng = Engine(tmp_path / "e")
     try:
-        run_id = eng.submit(tiny_cfg("train.epochs=2", "eval.ood=false", "train.device=cpu"), processes=2)
+        run_id = eng.submit(tiny_cfg("train.epochs=2", "eval.ood=false", "train.device=auto"), gpus=(0, 1))
         assert eng.wait(run_id, 400) == "finished", eng.run_record(run_id).error
         snap = eng.snapshot(run_id)
         assert [e["epoch"] for e in snap.epochs] == [1, 2] and "val_acc" in snap.epochs[-1]
@@ -70,6 +84,8 @@ def test_engine_supervises_a_two_process_job_with_live_metrics(tiny_cfg, tmp_pat
         assert summary["world_size"] == 2
     finally:
         eng.shutdown()
+    (cmd, env), = [(c, e) for c, e in launched if "torch.distributed.run" in c]
+    assert "--nproc_per_node=2" in cmd and env["CUDA_VISIBLE_DEVICES"] == "0,1"
 
 
 @pytest.mark.parametrize("methods", [("adversarial", "pruning"), ("adafilter", "wise_ft")])
@@ -149,29 +165,3 @@ def test_two_nodes_match_one_process(tiny_zip, tmp_path):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
     assert ddp["val_acc"] == single["val_acc"] and ddp["test_acc"] == single["test_acc"]
 
-
-def test_two_gpus_chosen_launch_torchrun_on_those_gpus(tiny_cfg, tmp_path, monkeypatch):
-    """gpus=(0, 1): one torchrun process per GPU, each seeing only the chosen GPUs. On this machine
-    (no CUDA) the same child job runs on the CPU, so the launch is real and the run must finish."""
-    import subprocess as sp
-
-    from engine.worker import Engine
-
-    monkeypatch.setattr("torch.cuda.device_count", lambda: 2)
-    launched = []
-    real_popen = sp.Popen
-
-    def spy(cmd, *args, **kwargs):
-        launched.append((cmd, kwargs.get("env", {})))
-        return real_popen(cmd, *args, **kwargs)
-
-    monkeypatch.setattr(sp, "Popen", spy)
-    eng = Engine(tmp_path / "e")
-    try:
-        run_id = eng.submit(tiny_cfg("train.epochs=1", "eval.ood=false", "train.device=auto"), gpus=(0, 1))
-        assert eng.wait(run_id, 400) == "finished", eng.run_record(run_id).error
-    finally:
-        eng.shutdown()
-    (cmd, env), = [(c, e) for c, e in launched if "torch.distributed.run" in c]
-    assert "--nproc_per_node=2" in cmd and env["CUDA_VISIBLE_DEVICES"] == "0,1"
-    assert eng.snapshot(run_id).progress.get("processes") == 2
