@@ -13,9 +13,10 @@ from typing import Callable
 import numpy as np
 import streamlit as st
 
-from engine.config import RunConfig, resolve_path
+from engine.config import RunConfig
+from engine.paths import resolve_path
 from engine.data import DataReport, load_dataset, load_ood_dataset
-from engine.train import zip_limits
+from engine.run_data import zip_limits
 from engine.worker import Engine
 
 PREVIEW_PER_CLASS = 8

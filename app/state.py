@@ -20,7 +20,8 @@ from typing import Any, Callable, Iterator
 
 import streamlit as st
 
-from engine.config import CORE_SECTIONS, PROJECT_DIR, SAMPLE_DATASET, RunConfig, resolve_path, validate, with_section
+from engine.config import CORE_SECTIONS, RunConfig, validate, with_section
+from engine.paths import ASSETS_DIR, PROJECT_DIR, SAMPLE_DATASET, resolve_path
 from engine.errors import StudioError
 from engine.worker import Engine
 
@@ -41,7 +42,6 @@ def data_dir() -> Path:
 @st.cache_resource(show_spinner=False)
 def _engine_for(path: str) -> Engine:
     from app.auth import access_control_on
-    from engine.config import ASSETS_DIR
     from engine.security import DataRoots, Limits
 
     return Engine(path, limits=Limits.from_env(), access_control=access_control_on(),

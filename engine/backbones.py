@@ -24,8 +24,9 @@ import torchvision
 from torch import nn
 
 from engine.errors import StudioError
+from engine.paths import ASSETS_DIR, resolve_path
 
-ASSETS_BACKBONES = Path(__file__).resolve().parent.parent / "assets" / "backbones"
+ASSETS_BACKBONES = ASSETS_DIR / "backbones"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PRETRAINED_SOURCES = ("bundled", "imagenet", "none", "checkpoint")
@@ -46,7 +47,6 @@ class BackboneSpec:
     std: tuple = IMAGENET_STD
     bundled_file: str = ""  # file name in assets/backbones when weights ship with the project
     description: str = ""
-    extra: dict = field(default_factory=dict)
 
     @property
     def bundled_path(self) -> Path | None:
@@ -230,7 +230,6 @@ def build_model(name: str, num_classes: int, pretrained: str = "none", checkpoin
         report = load_matching(net, state, "bundled", skip_prefix=spec.head_attr)
         mean, std = bundled_normalisation(spec)
     elif pretrained == "checkpoint":
-        from engine.config import resolve_path
 
         state = load_state_file(resolve_path(checkpoint))
         report = load_matching(net, state, f"checkpoint {Path(checkpoint).name}", skip_prefix=spec.head_attr)

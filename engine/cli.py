@@ -13,64 +13,74 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from engine.backbones import BACKBONES, available_sources
+from engine.checkpoints import new_run_id
+from engine.config import RunConfig, apply_overrides
+from engine.contract import Reporter
+from engine.devices import pick_device
+from engine.distributed import world
 from engine.errors import StudioError
+from engine.jobs import execute_run
+from engine.methods import METHODS
+from engine.pruning_search import search_into_config
+from engine.run_data import prepare_data
+from engine.store import RunStore
+from engine.train import train
 
 
-class ConsoleReporter:
-    """A one-line progress bar with images/s and ETA on stderr; epoch lines on stdout."""
+class ConsoleReporter(Reporter):
+    """A progress bar (tqdm: steps, images/s, ETA) on stderr and a line per epoch on stdout; metrics
+    go to the store. With `live`, progress and method streams go to the store too, for an engine
+    that supervises this process (a torchrun child)."""
 
-    def __init__(self, store, run_id: str, quiet: bool = False, progress_file: Path | None = None):
-        self.store, self.run_id, self.quiet = store, run_id, quiet
-        self.progress_file = progress_file  # for a supervising engine: the latest progress as JSON
+    def __init__(self, store, run_id: str, quiet: bool = False, live: bool = False):
+        self.store, self.run_id, self.quiet, self.live = store, run_id, quiet, live
         self._state: dict[str, Any] = {}
-        self._last = 0.0
-        self._last_file = 0.0
+        self._last_live = 0.0
+        self._bar = None
 
     def progress(self, **f: Any) -> None:
         self._state.update(f)
-        if self.progress_file is not None and (time.time() - self._last_file > 0.5 or f.get("phase") != "training"):
-            self._last_file = time.time()
-            tmp = self.progress_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self._state))
-            os.replace(tmp, self.progress_file)
-        if self.quiet or time.time() - self._last < 0.5 or f.get("phase") != "training":
+        if self.live and (time.time() - self._last_live > 0.5 or f.get("phase") != "training"):
+            self._last_live = time.time()
+            self.store.set_progress(self.run_id, self._state)
+        if self.quiet or f.get("phase") != "training":
             return
-        self._last = time.time()
-        total, step = f.get("total_steps", 0), f.get("step", 0)
-        width = 24
-        filled = int(width * step / max(total, 1))
-        sys.stderr.write(
-            f"\r[{'#' * filled}{'.' * (width - filled)}] epoch {f.get('epoch')}/{f.get('epochs')} "
-            f"step {step}/{total}  {f.get('images_per_sec', 0):7.1f} img/s  ETA {f.get('eta_s', 0):6.0f}s  "
-            f"loss {f.get('loss', float('nan')):.3f}"
-        )
-        sys.stderr.flush()
+        if self._bar is None or self._bar.total != f.get("total_steps"):
+            self.close_bar()
+            self._bar = tqdm(total=f.get("total_steps"), unit="step", file=sys.stderr, dynamic_ncols=True,
+                             mininterval=0.5)
+        self._bar.set_description(f"epoch {f.get('epoch')}/{f.get('epochs')}", refresh=False)
+        self._bar.set_postfix({"img/s": f"{f.get('images_per_sec', 0):.0f}", "loss": f"{f.get('loss', 0):.3f}"},
+                              refresh=False)
+        self._bar.update(f.get("step", 0) - self._bar.n)
 
-    def metrics(self, epoch: int, step: int, values: dict[str, float]) -> None:
-        self.store.log_metrics(self.run_id, epoch, step, values)
-        if "val_acc" in values and not self.quiet:
+    def close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def step_metrics(self, epoch: int, step: int, values: dict[str, float]) -> None:
+        self.store.log_metrics(self.run_id, epoch, step, values, channel="step")
+
+    def epoch_metrics(self, epoch: int, step: int, values: dict[str, float]) -> None:
+        self.store.log_metrics(self.run_id, epoch, step, values, channel="epoch")
+        if not self.quiet:
             parts = [f"{k}={v:.4f}" for k, v in values.items() if "/" not in k and isinstance(v, (int, float))]
-            sys.stderr.write("\r" + " " * 100 + "\r")
-            print(f"epoch {epoch}: " + " ".join(parts), flush=True)
+            (self._bar.write if self._bar is not None else print)(f"epoch {epoch}: " + " ".join(parts))
 
     def stream(self, key: str, point: dict) -> None:
-        if self.progress_file is not None:
-            streams = self._state.setdefault("_streams", {})
-            streams.setdefault(key, []).append(point)
-            self.progress(**{})
+        if self.live:
+            self.store.add_stream_point(self.run_id, key, point)
         if not self.quiet:
             print(f"{key}: {json.dumps(point)}", flush=True)
 
-    def should_stop(self) -> bool:
-        return False
-
 
 def _train(args: argparse.Namespace) -> int:
-    from engine.config import RunConfig, apply_overrides
-    from engine.jobs import execute_run
-    from engine.runs import new_run_id
-    from engine.store import RunStore
-
     cfg = RunConfig.load(args.config) if args.config else RunConfig()
     shortcuts = {
         "data.source": args.data, "backbone.name": args.backbone, "backbone.pretrained": args.pretrained,
@@ -98,7 +108,8 @@ def _train(args: argparse.Namespace) -> int:
         store.set_status(run_id, "stopped", "Interrupted from the keyboard.")
         print("\nstopped", file=sys.stderr)
         return 130
-    sys.stderr.write("\r" + " " * 100 + "\r")
+    finally:
+        reporter.close_bar()
     if summary["status"] != "finished":
         print(f"error: {summary.get('error')}", file=sys.stderr)
         return 1
@@ -110,16 +121,6 @@ def _train(args: argparse.Namespace) -> int:
 
 def _train_distributed(cfg, args: argparse.Namespace, data_dir: Path) -> int:
     """Under torchrun: every process trains its shard; rank 0 alone writes the store and files."""
-    import torch
-    import torch.distributed as dist
-
-    from engine.jobs import execute_run
-    from engine.runs import new_run_id
-    from engine.store import RunStore
-    from engine.train import Reporter, prepare_data, train
-
-    from engine.train import pick_device
-
     backend = "nccl" if torch.cuda.is_available() and cfg.train.device != "cpu" else "gloo"
     if backend == "nccl":  # one GPU per process; NCCL's own collectives use the current device
         torch.cuda.set_device(pick_device(cfg.train.device, distributed=True))
@@ -135,8 +136,9 @@ def _train_distributed(cfg, args: argparse.Namespace, data_dir: Path) -> int:
             shared = [None, None]
         dist.broadcast_object_list(shared, src=0)
         run_id, run_dir = shared[0], Path(shared[1])
-        if rank != 0:
-            train(cfg, Reporter(), run_dir=None, work_dir=data_dir / "datasets")
+        if rank != 0:  # the same job-level decisions as rank 0's execute_run (it searches, we receive)
+            cfg, _ = search_into_config(cfg, data_dir / "datasets")
+            train(cfg, Reporter(), run_dir=None, work_dir=data_dir / "datasets", world=world())
             return 0
         store = RunStore(data_dir / "studio.db")
         if not args.run_id:  # a supervising engine created the record already
@@ -144,8 +146,9 @@ def _train_distributed(cfg, args: argparse.Namespace, data_dir: Path) -> int:
                              cfg.to_dict(), str(run_dir), owner="cli")
         print(f"run {run_id} -> {run_dir} ({dist.get_world_size()} processes, {backend})", flush=True)
         run_dir.mkdir(parents=True, exist_ok=True)
-        reporter = ConsoleReporter(store, run_id, args.quiet, run_dir / "progress.json" if args.run_id else None)
+        reporter = ConsoleReporter(store, run_id, args.quiet, live=bool(args.run_id))
         summary = execute_run(store, run_id, cfg, run_dir, data_dir / "datasets", reporter)
+        reporter.close_bar()
         if summary["status"] != "finished":
             print(f"error: {summary.get('error')}", file=sys.stderr)
             return 1
@@ -156,8 +159,6 @@ def _train_distributed(cfg, args: argparse.Namespace, data_dir: Path) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from engine.store import RunStore
-
     store = RunStore(Path(args.data_dir) / "studio.db")
     runs = store.list_runs()
     if not runs:
@@ -169,8 +170,6 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 def _backbones(args: argparse.Namespace) -> int:
-    from engine.backbones import BACKBONES, available_sources
-
     for name, spec in BACKBONES.items():
         avail = available_sources(name)
         offline = ", ".join(k for k, v in avail.items() if v)
@@ -179,8 +178,6 @@ def _backbones(args: argparse.Namespace) -> int:
 
 
 def _methods(args: argparse.Namespace) -> int:
-    from engine.methods import METHODS
-
     for name, spec in METHODS.items():
         print(f"{name:12s} {spec.title}: {spec.summary}")
     return 0

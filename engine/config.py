@@ -5,7 +5,8 @@ overrides. A config is never mutated during a run and is saved beside every chec
 `python -m engine train --config <run>/config.yaml` reproduces a run.
 
 Method sections (`adversarial`, `wise_ft`, `pruning`, ...) are not listed here: each method
-registers its own config dataclass in `engine.methods`, and `RunConfig.methods` holds one
+registers its own config dataclass through `register_method_section` (engine.methods.registry does
+it; importing the `engine` package imports every method), and `RunConfig.methods` holds one
 instance per registered method. In YAML they appear as top-level sections by method name.
 """
 
@@ -18,23 +19,25 @@ import typing
 from dataclasses import dataclass, field, fields, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import yaml
 
+from engine.backbones import BACKBONES, PRETRAINED_SOURCES
 from engine.errors import StudioError
+from engine.paths import SAMPLE_DATASET
+from engine.schedules import SCHEDULES
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-ASSETS_DIR = PROJECT_DIR / "assets"
-SAMPLE_DATASET = "assets/sample_textures.zip"  # relative to the project: configs stay portable
+# method name -> (its config dataclass, its validator (run_config, method_config) -> problems)
+METHOD_SECTIONS: dict[str, tuple[type, Callable[[Any, Any], list[str]]]] = {}
 
 
-def resolve_path(p: str) -> Path:
-    """A user path as given; a relative one that does not exist here is tried from the project root."""
-    path = Path(p).expanduser()
-    if not path.is_absolute() and not path.exists() and (PROJECT_DIR / path).exists():
-        return PROJECT_DIR / path
-    return path
+def register_method_section(name: str, config_cls: type, check: Callable[[Any, Any], list[str]]) -> None:
+    """Make `name` a config section holding a `config_cls` (a frozen dataclass with defaults),
+    validated by `check`. Raises ValueError for a name already taken."""
+    if name in METHOD_SECTIONS or name in ("name", "seed", "data", "backbone", "optim", "train", "eval"):
+        raise ValueError(f"config section {name!r} is already registered")
+    METHOD_SECTIONS[name] = (config_cls, check)
 
 
 @dataclass(frozen=True)
@@ -121,9 +124,6 @@ class RunConfig:
     # method name -> that method's config dataclass (read-only mapping)
     methods: Mapping[str, Any] = field(default_factory=lambda: types.MappingProxyType(default_method_configs()))
 
-    def method(self, name: str) -> Any:
-        return self.methods[name]
-
     def enabled_methods(self) -> list[str]:
         return [n for n, c in self.methods.items() if getattr(c, "enabled", False)]
 
@@ -197,9 +197,7 @@ def default_method_configs() -> dict[str, Any]:
 
 
 def method_config_classes() -> dict[str, type]:
-    from engine.methods import METHODS  # late import: methods import this module
-
-    return {name: spec.config_cls for name, spec in METHODS.items()}
+    return {name: cls for name, (cls, _check) in METHOD_SECTIONS.items()}
 
 
 # ---- values -----------------------------------------------------------------------------
@@ -296,9 +294,6 @@ def with_section(cfg: RunConfig, section: str, **changes: Any) -> RunConfig:
 
 def validate(cfg: RunConfig) -> None:
     """Refuse configs that cannot work, with a message that says what to change."""
-    from engine.backbones import BACKBONES, PRETRAINED_SOURCES
-    from engine.schedules import SCHEDULES
-
     problems: list[str] = []
     o, t, dcfg, b = cfg.optim, cfg.train, cfg.data, cfg.backbone
     if not (o.lr > 0):
@@ -357,10 +352,8 @@ def validate(cfg: RunConfig) -> None:
         problems.append("Robust evaluation needs eps in (0, 0.5], at least 1 step and a subset of at least 1 image.")
     if cfg.eval.ood_severity_each_epoch not in range(0, 6):
         problems.append("eval.ood_severity_each_epoch must be 0 (off) or a severity from 1 to 5.")
-    from engine.methods import METHODS
-
     for name, mcfg in cfg.methods.items():
-        if name in METHODS:
-            problems.extend(METHODS[name].validate(cfg, mcfg))
+        if name in METHOD_SECTIONS:
+            problems.extend(METHOD_SECTIONS[name][1](cfg, mcfg))
     if problems:
         raise StudioError("The run settings need fixing:\n- " + "\n- ".join(problems))

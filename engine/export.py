@@ -133,7 +133,7 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
 def export_all(model: Classifier, cfg: RunConfig, summary: dict, val_images: torch.Tensor, out_dir: Path,
                formats: tuple[str, ...] = ("torchscript", "onnx")) -> list[ExportCheck]:
     """Write model.safetensors, model.ts, model.onnx and MODEL_CARD.md into out_dir; verify each."""
-    from engine.runs import save_checkpoint
+    from engine.checkpoints import save_checkpoint
 
     out_dir.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out_dir / "model.safetensors", model.state_dict(), cfg, {"classes": summary.get("classes", [])})

@@ -39,10 +39,22 @@ CREATE TABLE IF NOT EXISTS metrics (
     step INTEGER NOT NULL,
     name TEXT NOT NULL,
     value REAL,
-    ts REAL NOT NULL
+    ts REAL NOT NULL,
+    channel TEXT NOT NULL DEFAULT 'epoch'
 );
 CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run_id, name);
+CREATE TABLE IF NOT EXISTS live (
+    run_id TEXT PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
+    progress TEXT NOT NULL DEFAULT '{}',
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS streams (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    point TEXT NOT NULL
+);
 """
+CHANNELS = ("step", "epoch")  # a logged training step (loss, lr) | an epoch's evaluation
 
 
 @dataclass
@@ -79,6 +91,9 @@ class RunStore:
             for col in ("pinned", "shared"):  # stores made by an older version
                 if col not in cols:
                     self._conn.execute(f"ALTER TABLE runs ADD COLUMN {col} INTEGER NOT NULL DEFAULT 0")
+            if "channel" not in {r["name"] for r in self._conn.execute("PRAGMA table_info(metrics)")}:
+                self._conn.execute("ALTER TABLE metrics ADD COLUMN channel TEXT NOT NULL DEFAULT 'epoch'")
+                self._conn.execute("UPDATE metrics SET channel='step' WHERE name IN ('loss', 'lr')")
 
     def close(self) -> None:
         with self._lock:
@@ -125,7 +140,8 @@ class RunStore:
 
     def delete_run(self, run_id: str) -> None:
         with self._lock, self._conn:
-            self._conn.execute("DELETE FROM metrics WHERE run_id=?", (run_id,))
+            for table in ("metrics", "live", "streams"):
+                self._conn.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))
             self._conn.execute("DELETE FROM runs WHERE id=?", (run_id,))
 
     def mark_interrupted(self) -> list[str]:
@@ -140,14 +156,19 @@ class RunStore:
         return ids
 
     # ---- metrics -------------------------------------------------------------------------
-    def log_metrics(self, run_id: str, epoch: int, step: int, values: dict[str, float]) -> None:
+    def log_metrics(self, run_id: str, epoch: int, step: int, values: dict[str, float],
+                    channel: str = "epoch") -> None:
+        """Store `values` (name -> float or None) of one step or epoch; `channel` is "step" or "epoch"."""
+        assert channel in CHANNELS, channel
         now = time.time()
-        rows = [(run_id, epoch, step, k, None if v is None else float(v), now) for k, v in values.items()]
+        rows = [(run_id, epoch, step, k, None if v is None else float(v), now, channel) for k, v in values.items()]
         with self._lock, self._conn:
-            self._conn.executemany("INSERT INTO metrics (run_id, epoch, step, name, value, ts) VALUES (?,?,?,?,?,?)", rows)
+            self._conn.executemany(
+                "INSERT INTO metrics (run_id, epoch, step, name, value, ts, channel) VALUES (?,?,?,?,?,?,?)", rows)
 
     def metrics(self, run_id: str, names: list[str] | None = None) -> list[dict]:
-        q = "SELECT epoch, step, name, value, ts FROM metrics WHERE run_id=?"
+        """Rows {epoch, step, name, value, ts, channel} of a run, in the order they were logged."""
+        q = "SELECT epoch, step, name, value, ts, channel FROM metrics WHERE run_id=?"
         args: list[Any] = [run_id]
         if names:
             q += f" AND name IN ({','.join('?' * len(names))})"
@@ -155,6 +176,35 @@ class RunStore:
         with self._lock:
             rows = self._conn.execute(q + " ORDER BY rowid", args).fetchall()
         return [dict(r) for r in rows]
+
+    # ---- live state of a running job: written by the process that trains (a torchrun child too),
+    # ---- read by the engine that supervises it ---------------------------------------------
+    def set_progress(self, run_id: str, progress: dict[str, Any]) -> None:
+        """The latest progress fields of a run (phase, epoch, step, images/s, ETA ...), replaced whole."""
+        with self._lock, self._conn:
+            self._conn.execute("INSERT INTO live (run_id, progress, updated) VALUES (?,?,?) ON CONFLICT(run_id) "
+                               "DO UPDATE SET progress=excluded.progress, updated=excluded.updated",
+                               (run_id, json.dumps(progress), time.time()))
+
+    def progress(self, run_id: str) -> dict[str, Any]:
+        with self._lock:
+            row = self._conn.execute("SELECT progress FROM live WHERE run_id=?", (run_id,)).fetchone()
+        return json.loads(row["progress"]) if row else {}
+
+    def add_stream_point(self, run_id: str, key: str, point: dict[str, Any]) -> None:
+        """One point a method publishes (e.g. key "wise_ft": {"alpha", "val_acc", ...})."""
+        with self._lock, self._conn:
+            self._conn.execute("INSERT INTO streams (run_id, key, point) VALUES (?,?,?)",
+                               (run_id, key, json.dumps(point)))
+
+    def stream_points(self, run_id: str) -> dict[str, list[dict[str, Any]]]:
+        """key -> the points published under it, in order."""
+        with self._lock:
+            rows = self._conn.execute("SELECT key, point FROM streams WHERE run_id=? ORDER BY rowid", (run_id,))
+            out: dict[str, list] = {}
+            for r in rows.fetchall():
+                out.setdefault(r["key"], []).append(json.loads(r["point"]))
+        return out
 
 
 def _record(row: sqlite3.Row) -> RunRecord:

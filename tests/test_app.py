@@ -21,7 +21,7 @@ from streamlit.testing.v1 import AppTest
 
 from engine.config import with_section
 from engine.methods import METHODS, MethodSpec
-from engine.methods.base import MethodHook
+from engine.contract import MethodHook
 
 from conftest import tiny_image, write_tiny_zip
 

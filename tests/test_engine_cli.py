@@ -43,7 +43,7 @@ def test_a_failing_run_is_marked_failed_and_the_next_one_runs(engine, tiny_cfg, 
 
 
 def test_a_crash_inside_a_method_fails_only_that_run(engine, tiny_cfg, monkeypatch):
-    from engine.methods.base import MethodHook
+    from engine.contract import MethodHook
 
     class Exploding(MethodHook):
         name = "exploding"

@@ -10,7 +10,8 @@ import streamlit as st
 
 from app import charts, datasets, state
 from app.widgets import field_widget
-from engine.config import SAMPLE_DATASET, with_section
+from engine.config import with_section
+from engine.paths import SAMPLE_DATASET
 from engine.data import IMAGE_EXTENSIONS
 
 KIND_LABELS = {"sample": "Bundled sample", "upload": "Upload a zip", "folder": "Folder on this server"}

@@ -94,10 +94,10 @@ class Guarded:
 
 
 def _bundle(run_dir: str, datasets_dir: str):
-    """The run's fine-tuned model, config, classes and decoded data (an LRU in the engine)."""
-    from engine.inference import run_bundle
+    """The finished run: fine-tuned model, config, classes, decoded data, variants (an LRU in the engine)."""
+    from engine.runs import load_run
 
-    return run_bundle(Path(run_dir), Path(datasets_dir))
+    return load_run(Path(run_dir), Path(datasets_dir))
 
 
 def _fine_tuned(run_dir: str, datasets_dir: str) -> Guarded:
@@ -108,29 +108,14 @@ def _fine_tuned(run_dir: str, datasets_dir: str) -> Guarded:
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _pretrained(run_dir: str, datasets_dir: str) -> Guarded:
     """theta_0 for WiSE-FT runs, else the pretrained backbone with this run's (untrained) head."""
-    return Guarded(_bundle(run_dir, datasets_dir).pretrained_model().eval(), threading.Lock())
+    return Guarded(_bundle(run_dir, datasets_dir).model_variant("start"), threading.Lock())
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _wise(run_dir: str, datasets_dir: str, alpha: float) -> Guarded:
     """theta_alpha = (1 - alpha) theta_0 + alpha theta_1 from the run folder, as WiSE-FT builds it
     (pruning masks re-applied; batch-norm statistics re-estimated when the run asked for it)."""
-    import torch
-
-    from engine.inference import model_from_state
-    from engine.methods.wise_ft import interpolate_state, recalibrate_bn
-    from engine.runs import load_checkpoint
-
-    d = Path(run_dir)
-    b = _bundle(run_dir, datasets_dir)
-    theta_0, _ = load_checkpoint(d / "theta0.safetensors")
-    theta_1, _ = load_checkpoint(d / "last.safetensors")
-    masks = load_checkpoint(d / "masks.safetensors")[0] if (d / "masks.safetensors").is_file() else None
-    model = model_from_state(b.cfg, len(b.classes), interpolate_state(theta_0, theta_1, alpha, masks))
-    wise_cfg = b.cfg.methods.get("wise_ft")
-    if wise_cfg is not None and getattr(wise_cfg, "recalibrate_bn", False):
-        recalibrate_bn(model, b.data.train.images, torch.device("cpu"))
-    return Guarded(model.eval(), threading.Lock())
+    return Guarded(_bundle(run_dir, datasets_dir).model_variant("wise_ft", alpha), threading.Lock())
 
 
 def uses_wise(rec) -> bool:
@@ -553,8 +538,8 @@ def export_and_verify(b, model: Guarded, summary: dict, out_dir: Path) -> list:
     model rebuilt from its own metadata and checked like the others; the card lists all three."""
     from engine.config import RunConfig
     from engine.export import ExportCheck, _compare, _logits, export_all, model_card
-    from engine.inference import model_from_state
-    from engine.runs import load_checkpoint
+    from engine.checkpoints import load_checkpoint
+    from engine.runs import model_from_state
 
     val = b.data.val.images
     with model.lock:

@@ -52,7 +52,7 @@ def nearest(curve: list[dict], alpha: float) -> dict | None:
 
 @register_view("wise_ft")
 def wise_ft_view(engine, rec, summary: dict) -> None:
-    from engine.methods.wise_ft import export_at, point_at
+    from engine.runs import load_run
 
     curve = summary.get("wise_curve") or []
     if not curve:
@@ -68,7 +68,7 @@ def wise_ft_view(engine, rec, summary: dict) -> None:
         point = cache.get((rec.id, round(alpha, 4)))
     if point is None:
         with st.spinner(f"Evaluating the model at alpha {alpha:.2f} ..."):
-            point = point_at(Path(rec.run_dir), engine.datasets_dir, alpha)
+            point = load_run(Path(rec.run_dir), engine.datasets_dir).wise_point(alpha)
         cache[(rec.id, round(alpha, 4))] = point
     end = curve[-1]
     cols = st.columns(4)
@@ -91,7 +91,7 @@ def wise_ft_view(engine, rec, summary: dict) -> None:
         out = Path(rec.run_dir) / "exports" / f"wise_alpha_{alpha:.2f}.safetensors"
         out.parent.mkdir(parents=True, exist_ok=True)
         with st.spinner("Mixing the weights ..."):
-            export_at(Path(rec.run_dir), engine.datasets_dir, alpha, out)
+            load_run(Path(rec.run_dir), engine.datasets_dir).export_wise(alpha, out)
         st.session_state[f"wise_export_{rec.id}"] = str(out)
     ready = st.session_state.get(f"wise_export_{rec.id}")
     if ready and Path(ready).is_file():

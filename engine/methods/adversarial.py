@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from engine.attacks import fgsm_rs, frozen_bn_statistics, pgd, robust_accuracy
-from engine.methods import MethodSpec, register_method
-from engine.methods.base import MethodHook
+from engine.methods.registry import MethodSpec, register_method
+from engine.contract import MethodHook
 
 
 @dataclass(frozen=True)
