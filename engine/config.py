@@ -117,35 +117,40 @@ class TrainConfig:
     batch_size: int = knob(64, label="Batch size", unit="images", min=1, max=1024, help=(
         "Images per step. Smaller batches fit in less memory; keep the effective learning rate in mind "
         "when you change it."))
-    device: str = knob("auto", label="Device", help="auto | cpu | cuda | cuda:N | mps")
+    device: str = knob("auto", label="Device", help="auto: the GPU when there is one, else the CPU (cpu, cuda, cuda:N, mps).")
     amp: str = knob("auto", label="Mixed precision", choices=["auto", "bf16", "fp16", "off"],
-                    help="auto: bf16 on CUDA, off elsewhere.")
-    channels_last: bool = knob(True, label="Channels-last memory layout",
-                               help="Used on CUDA only, where it speeds up convolutions.")
-    augment: bool = knob(True, label="Augmentation", help="Random resized crop + flip, in batches on the device.")
-    threads: int = knob(0, label="CPU threads", min=0, max=256, help="For torch (0 = torch's default).")
-    deterministic: bool = knob(False, label="Deterministic GPU kernels", help=(
-        "CUDA: deterministic cuDNN kernels, no autotuning (slower). CPU runs repeat exactly anyway."))
-    compile: bool = knob(False, label="torch.compile", help=(
-        "Compile the training forward (GPU: faster after a minute of compiling)."))
+                    help="Faster GPU training in 16-bit (auto: bf16 on CUDA, off elsewhere).")
+    channels_last: bool = knob(True, label="Channels-last memory (GPU)",
+                               help="A faster memory layout for convolutions on CUDA GPUs.")
+    augment: bool = knob(True, label="Augment images", help=(
+        "Random crops and flips each step (in batches on the device): less overfitting on small datasets."))
+    threads: int = knob(0, label="CPU threads", min=0, max=256, help="0 = PyTorch's default.")
+    deterministic: bool = knob(False, label="Repeatable (deterministic)", help=(
+        "CUDA: deterministic cuDNN kernels, no autotuning (slightly slower). CPU runs repeat exactly anyway."))
+    compile: bool = knob(False, label="Compile the model (GPU)", help=(
+        "torch.compile: faster training on a GPU after about a minute of compiling; no gain on a CPU."))
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    ood: bool = knob(True, label="Corruption suite (OOD)", help="Evaluate the corruption suite on the validation split.")
-    ood_severity_each_epoch: int = knob(3, label="Severity each epoch", min=0, max=5, help=(
-        "Per epoch only this severity (speed; 0 = none); the full 1-5 at the end."))
+    ood: bool = knob(True, label="Measure OOD accuracy", help=(
+        "Evaluate on corrupted copies of the validation images (noise, blur, contrast, brightness, JPEG, "
+        "pixelation) after each epoch and at the end."))
+    ood_severity_each_epoch: int = knob(3, label="Corruption severity per epoch", min=0, max=5, widget="slider", help=(
+        "Per epoch only this severity (for speed; 0 = none); the end of the run measures all five."))
     eval_batch_size: int = knob(256, label="Evaluation batch size", unit="images", min=1, max=4096)
-    robust: bool = knob(False, label="Robust accuracy", help=(
-        "Under PGD each epoch (validation subset) and at the end (test split)."))
+    robust: bool = knob(False, label="Measure robust accuracy", help=(
+        "Attack the model with PGD (small worst-case pixel changes) and report the accuracy that survives, each "
+        "epoch on a validation subset and at the end on the test split. Slower."))
     robust_eps: float = knob(4 / 255, label="Attack budget eps", unit="/255", scale=255, min=1 / 255, max=32 / 255,
-                             step=1 / 255, format="%.0f", help="The threat model for evaluation (L-inf, pixels in [0, 1]).")
-    robust_steps: int = knob(20, label="PGD steps", min=1, max=200,
-                             help="PGD-20 by default; step size 2.5 * eps / steps (Madry et al.).")
-    robust_subset: int = knob(256, label="Images attacked each epoch", min=1, max=100000,
-                              help="A fixed subset of the validation split.")
+                             step=1 / 255, format="%.1f", help=(
+        "The largest change of any pixel the evaluation attack may make (L-inf, pixels in [0, 1])."))
+    robust_steps: int = knob(20, label="PGD steps", min=1, max=200, help=(
+        "More steps find stronger attacks (20 is the usual); step size 2.5 * eps / steps (Madry et al.)."))
+    robust_subset: int = knob(256, label="Images attacked per epoch", min=1, max=100000,
+                              help="A fixed validation subset, for speed.")
     autoattack: bool = knob(False, label="AutoAttack at the end", help=(
-        "On the test split at the end, when torchattacks is installed."))
+        "A stronger, standard attack on the test split (needs the torchattacks package)."))
 
 
 CORE_SECTIONS: dict[str, type] = {

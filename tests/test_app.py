@@ -21,6 +21,7 @@ from streamlit.testing.v1 import AppTest
 
 from engine.config import with_section
 from engine.methods import METHODS, MethodSpec
+from engine.config import METHOD_SECTIONS
 from engine.contract import MethodHook
 
 from conftest import tiny_image, write_tiny_zip
@@ -188,6 +189,7 @@ def test_a_newly_registered_method_gets_a_switch_settings_charts_and_its_result_
                       explanation="A test method. Watch the toy score.", paper="Nobody (2025)",
                       paper_url="https://example.org/toy", config_cls=ToyConfig, build=lambda cfg, m: ToyHook())
     monkeypatch.setitem(METHODS, "toy", spec)
+    monkeypatch.setitem(METHOD_SECTIONS, "toy", (ToyConfig, spec.validate))  # what register_method does
     seen = []
     monkeypatch.setitem(method_views.VIEWS, "toy", lambda eng, rec, summary: (seen.append(rec.id), st.write("toy view")))
     at = new_app()
@@ -412,10 +414,10 @@ def test_a_config_the_engine_refuses_shows_its_message_and_starts_nothing(studio
     upload_zip(at, tiny_bytes)
     at.session_state["cfg"] = with_section(at.session_state["cfg"], "optim", lr=0.0)
     at.switch_page("app_pages/train.py").run()
-    assert any("learning rate must be positive" in w for w in texts(at.warning))
+    assert any("Learning rate (optim.lr) must be between" in w for w in texts(at.warning))
     at.button(key="start").click().run()
     no_problems(at)
-    assert any("learning rate must be positive" in e for e in texts(at.error))
+    assert any("Learning rate (optim.lr) must be between" in e for e in texts(at.error))
     assert engine().list_runs() == []
 
 
