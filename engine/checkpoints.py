@@ -1,4 +1,4 @@
-"""Run folders and checkpoints.
+"""Checkpoints and run-folder files written atomically (the helpers under every layer that saves).
 
 A run folder holds `config.yaml`, `best.safetensors` and `last.safetensors` (state dicts with
 the run config in their metadata, never pickled modules), `summary.json`, and whatever a
@@ -23,12 +23,6 @@ from engine.errors import StudioError
 
 def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
-
-
-def run_dir(data_dir: Path, run_id: str) -> Path:
-    d = Path(data_dir) / "runs" / run_id
-    d.mkdir(parents=True, exist_ok=True)
-    return d
 
 
 def save_checkpoint(path: Path, state_dict: dict[str, torch.Tensor], config: Any, extra: dict | None = None) -> None:

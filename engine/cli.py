@@ -220,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "pretrain":
-        from engine.pretrain import main as pretrain_main
+        from tools.pretrain import main as pretrain_main  # an asset builder above the engine: loaded on demand
 
         return pretrain_main(argv[1:])
     args = build_parser().parse_args(argv)

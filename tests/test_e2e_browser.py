@@ -53,7 +53,7 @@ def sample_zip(tmp_path_factory) -> Path:
     bundled = ROOT / "assets" / "sample_textures.zip"
     if bundled.is_file():
         return bundled
-    from engine.textures import write_texture_zip
+    from tools.textures import write_texture_zip
 
     path = tmp_path_factory.mktemp("sample") / "sample_textures.zip"
     write_texture_zip(path)  # deterministic: the same bytes as the bundled sample's recipe

@@ -75,7 +75,7 @@ def choose_source(engine) -> None:
                    "Upload a zip of your own images, or use a folder on this server.", icon=":material/warning:")
 
     if kind == "sample":
-        from engine.textures import TEXTURE_CLASSES
+        from tools.textures import TEXTURE_CLASSES
 
         st.caption(f"{len(TEXTURE_CLASSES)} kinds of texture ({', '.join(TEXTURE_CLASSES)}), drawn by formulas: "
                    "small enough to fine-tune in about a minute, hard enough that methods make a difference.")

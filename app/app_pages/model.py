@@ -39,7 +39,6 @@ PRETRAINED_TEXT = {
     "checkpoint": "Weights from a file you upload (.safetensors, or a .pt/.pth state dict; files that could run code are refused).",
 }
 LP_FT_URL = "https://arxiv.org/abs/2202.10054"
-EFFECTIVE_LR_URL = "https://arxiv.org/abs/2002.11770"
 
 
 # ---- cached facts -----------------------------------------------------------------------------
