@@ -54,18 +54,19 @@ class _EngineReporter(Reporter):
             snap.updated = time.time()
 
     def step_metrics(self, epoch: int, step: int, values: dict[str, float]) -> None:
-        self.engine.store.log_metrics(self.run_id, epoch, step, values, channel="step")
-        with self.engine._lock:
-            snap = self.engine._snapshots[self.run_id]
-            snap.steps.append({"epoch": epoch, "step": step, **values})
-            del snap.steps[:-MAX_STEP_POINTS]
-            snap.updated = time.time()
+        self._log("step", epoch, step, values)
 
     def epoch_metrics(self, epoch: int, step: int, values: dict[str, float]) -> None:
-        self.engine.store.log_metrics(self.run_id, epoch, step, values, channel="epoch")
+        self._log("epoch", epoch, step, values)
+
+    def _log(self, channel: str, epoch: int, step: int, values: dict[str, float]) -> None:
+        """Into the store (kept) and the live snapshot (the last MAX_STEP_POINTS steps, every epoch)."""
+        self.engine.store.log_metrics(self.run_id, epoch, step, values, channel=channel)
         with self.engine._lock:
             snap = self.engine._snapshots[self.run_id]
-            snap.epochs.append({"epoch": epoch, "step": step, **values})
+            rows = snap.steps if channel == "step" else snap.epochs
+            rows.append({"epoch": epoch, "step": step, **values})
+            del rows[:-MAX_STEP_POINTS]
             snap.updated = time.time()
 
     def stream(self, key: str, point: dict[str, Any]) -> None:
