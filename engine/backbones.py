@@ -383,7 +383,10 @@ def read_checkpoint(path: Path, label: str = "") -> list[tuple[str, dict[str, to
         raise StudioError(f"{label} is not a readable PyTorch checkpoint: its contents are none of the formats "
                           f"the studio reads ({readable}).")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        # An open file, not the path: torch.load reads a path that ends in .safetensors as safetensors
+        # whatever its bytes are, and the bytes have been looked at already.
+        with open(path, "rb") as f:
+            obj = torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         imports = _pickle_imports(path)
         if imports:
