@@ -376,9 +376,15 @@ def read_checkpoint(path: Path, label: str = "") -> list[tuple[str, dict[str, to
             return [("", load_file(str(path)))]
         except Exception as exc:
             raise StudioError(f"{label} is not a readable safetensors file ({exc}).") from None
-    if kind == "torch_zip" and not any(n.endswith("data.pkl") for n in zipfile.ZipFile(path).namelist()):
-        raise StudioError(f"{label} is a zip archive but not a PyTorch checkpoint (it has no data.pkl). "
-                          f"Checkpoints the studio reads: {readable}.")
+    if kind == "torch_zip":
+        try:
+            with zipfile.ZipFile(path) as zf:
+                is_torch = any(n.endswith("data.pkl") for n in zf.namelist())
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise StudioError(f"{label} is not a readable PyTorch checkpoint (a damaged zip archive: {exc}).") from None
+        if not is_torch:
+            raise StudioError(f"{label} is a zip archive but not a PyTorch checkpoint (it has no data.pkl). "
+                              f"Checkpoints the studio reads: {readable}.")
     if not kind:
         raise StudioError(f"{label} is not a readable PyTorch checkpoint: its contents are none of the formats "
                           f"the studio reads ({readable}).")

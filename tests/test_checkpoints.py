@@ -206,6 +206,10 @@ def test_files_that_are_no_checkpoint_say_what_is_read(tmp_path):
         zf.writestr("cats/1.png", buf.getvalue())
     with pytest.raises(StudioError, match="zip archive but not a PyTorch checkpoint"):
         build_model("resnet18", 3, "checkpoint", str(tmp_path / "data.pt"))
+    torch.save(generated_state("resnet18"), tmp_path / "whole.pth")
+    (tmp_path / "cut.pth").write_bytes((tmp_path / "whole.pth").read_bytes()[:5000])  # an interrupted download
+    with pytest.raises(StudioError, match="cut.pth is not a readable PyTorch checkpoint"):
+        build_model("resnet18", 3, "checkpoint", str(tmp_path / "cut.pth"))
     torch.save({"epoch": 3, "note": "no weights"}, tmp_path / "empty.ckpt")
     with pytest.raises(StudioError, match="holds no weights"):
         build_model("resnet18", 3, "checkpoint", str(tmp_path / "empty.ckpt"))
