@@ -191,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", help="a .zip of class folders or a folder")
     t.add_argument("--backbone")
     t.add_argument("--pretrained", help="bundled | imagenet | none | checkpoint")
-    t.add_argument("--checkpoint", help="a .safetensors/.pt/.pth file to start from")
+    t.add_argument("--checkpoint", help="weights to start from: safetensors or a torch.save file "
+                   "(.pt, .pth, .pth.tar, .bin, .ckpt; read by content, with weights_only=True)")
     t.add_argument("--epochs", type=int)
     t.add_argument("--image-size", type=int)
     t.add_argument("--batch-size", type=int)

@@ -7,7 +7,8 @@ and the model packed for use elsewhere.
 - Error analysis: the highest-loss validation images, and a confusion matrix whose cells open
   the images in them.
 - Export: safetensors + config, TorchScript and ONNX, each reloaded and checked against the
-  model on the validation split, and a model card. Files go to `<run folder>/exports/` only.
+  model on the validation split, and a model card. Files go to `<run folder>/exports/` only. A run
+  with structured pruning exports its channel-pruned model by default (into `exports/structured`).
 
 Everything costly is cached per (run, image, method, alpha, target): moving to a new image
 computes only that image (one PGD attack, one attribution per model, batched where the model is
@@ -70,8 +71,9 @@ ROW_TITLES = {"pretrained": "Starting model", "fine_tuned": "Fine-tuned model", 
               "adversarial": "Fine-tuned model on the adversarial image"}
 EXPORT_FILES = {  # file -> (format in the checks, download label, mime, what it is)
     "model.safetensors": ("safetensors", "safetensors", "application/octet-stream",
-                          "The weights as a safetensors state dict, the run's config in its metadata. Load with "
-                          "`safetensors.torch.load_file` and this project's `engine.inference.model_from_state`."),
+                          "The weights as a safetensors state dict, the run's config in its metadata (and, for a "
+                          "channel-pruned model, every resized layer's shape). Load with this project's "
+                          "`engine.runs.model_from_state` (`engine.runs.load_structured` when pruned)."),
     "model.ts": ("torchscript", "TorchScript", "application/octet-stream",
                  "A self-contained TorchScript program: `torch.jit.load('model.ts')`, no project code needed."),
     "model.onnx": ("onnx", "ONNX", "application/octet-stream",
@@ -533,28 +535,35 @@ def read_checks(out_dir: Path) -> list[dict]:
         return []
 
 
-def export_and_verify(b, model: Guarded, summary: dict, out_dir: Path) -> list:
-    """export_all (TorchScript, ONNX, safetensors, card), plus the safetensors file reloaded into a
-    model rebuilt from its own metadata and checked like the others; the card lists all three."""
-    from engine.config import RunConfig
-    from engine.export import ExportCheck, _compare, _logits, export_all, model_card
-    from engine.checkpoints import load_checkpoint
-    from engine.runs import model_from_state
+def export_and_verify(b, model: Guarded, summary: dict, out_dir: Path, structured: bool = False) -> list:
+    """export_all: safetensors, TorchScript and ONNX, each reloaded and checked, and the model card."""
+    from engine.export import export_all
 
-    val = b.data.val.images
     with model.lock:
-        checks = export_all(model.model, b.cfg, summary, val, out_dir)
-        path = out_dir / "model.safetensors"
-        try:
-            state_dict, meta = load_checkpoint(path)
-            reloaded = model_from_state(RunConfig.from_dict(meta["config"]), len(b.classes), state_dict)
-            saved = _compare("safetensors", path, _logits(model.model.eval(), val), _logits(reloaded, val))
-        except Exception as exc:  # unreadable file, config that does not rebuild the model
-            saved = ExportCheck("safetensors", str(path), False, 0.0, float("nan"), f"reloading failed: {exc}")
-    checks = [saved, *checks]
-    (out_dir / "MODEL_CARD.md").write_text(model_card(b.cfg, summary, checks))
-    (out_dir / "exports.json").write_text(json.dumps([c.__dict__ for c in checks], indent=1))
-    return checks
+        return export_all(model.model, b.cfg, summary, b.data.val.images, out_dir, structured=structured)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _structured(run_dir: str) -> Guarded:
+    """The run's channel-pruned model (structured pruning), rebuilt from structured.safetensors."""
+    from engine.runs import load_structured
+
+    return Guarded(load_structured(Path(run_dir) / "structured.safetensors")[0], threading.Lock())
+
+
+def export_choices(run_dir: Path, summary: dict, alpha: float | None) -> dict[str, str]:
+    """The weights a run can export, the default first: the channel-pruned model when structured
+    pruning made one (it is the point of such a run), then the full fine-tuned model, then WiSE-FT."""
+    choices = {}
+    s = summary.get("structured") or {}
+    if (run_dir / "structured.safetensors").is_file():
+        before, after = s.get("params_before"), s.get("params_after")
+        size = f", {after / before:.0%} of the parameters" if before and after else ""
+        choices["structured"] = f"channel-pruned (structured pruning{size})"
+    choices["fine_tuned"] = "fine-tuned, full size" + (" (alpha 1)" if alpha is not None else "")
+    if alpha is not None:
+        choices["wise"] = f"WiSE-FT mix at alpha {alpha:.2f} (Results page slider)"
+    return choices
 
 
 def checks_view(checks: list[dict], n_val: int) -> None:
@@ -586,12 +595,13 @@ def export_tab(engine, rec, b, summary: dict) -> None:
                 "and output scores equal to within 0.1%. Exported models take RGB pixels in [0, 1] at "
                 f"{b.cfg.data.image_size} x {b.cfg.data.image_size}; the normalisation is inside.")
     alpha = wise_alpha(rec)
-    which = "fine_tuned"
-    if alpha is not None:
-        which = st.radio("Weights to export", ["fine_tuned", "wise"], horizontal=True, key=f"export_which_{rec.id}",
-                         format_func={"fine_tuned": "fine-tuned (alpha 1)",
-                                      "wise": f"WiSE-FT mix at alpha {alpha:.2f} (Results page slider)"}.get)
-    out_dir = run_dir / "exports" / (f"wise_alpha_{alpha:.2f}" if which == "wise" else "")
+    choices = export_choices(run_dir, summary, alpha)
+    which = next(iter(choices))
+    if len(choices) > 1:
+        which = st.radio("Weights to export", list(choices), horizontal=True, key=f"export_which_{rec.id}",
+                         format_func=choices.get)
+    sub = {"wise": f"wise_alpha_{alpha:.2f}" if alpha is not None else "", "structured": "structured"}.get(which, "")
+    out_dir = run_dir / "exports" / sub
     out_dir = out_dir.resolve()
     if run_dir.resolve() not in out_dir.parents:  # exports live inside the run folder, nowhere else
         st.error("The export folder would leave the run folder; nothing was written.")
@@ -607,8 +617,12 @@ def export_tab(engine, rec, b, summary: dict) -> None:
     if clicked:
         summary_for_card = dict(summary, wise_alpha=alpha) if which == "wise" else summary
         with st.spinner("Exporting and verifying (safetensors, TorchScript, ONNX) ..."):
-            model = _wise(str(run_dir), ds, alpha) if which == "wise" else _fine_tuned(str(run_dir), ds)
-            state.attempt("exporting the model", export_and_verify, b, model, summary_for_card, out_dir)
+            loaded = state.attempt("loading the weights to export", {
+                "wise": lambda: _wise(str(run_dir), ds, alpha), "structured": lambda: _structured(str(run_dir)),
+            }.get(which, lambda: _fine_tuned(str(run_dir), ds)))
+            if loaded.ok:
+                state.attempt("exporting the model", export_and_verify, b, loaded.value, summary_for_card, out_dir,
+                              structured=which == "structured")
     checks = read_checks(out_dir)
     if checks:
         stamp = components.short_time((out_dir / "exports.json").stat().st_mtime)
@@ -622,9 +636,9 @@ def export_tab(engine, rec, b, summary: dict) -> None:
     if card_path.is_file():
         card = card_path.read_text()
     else:
-        from engine.export import model_card
+        from engine.export import model_card, structured_card_summary
 
-        card = model_card(b.cfg, summary)
+        card = model_card(b.cfg, structured_card_summary(summary) if which == "structured" else summary)
         st.caption("A preview: the exported card also lists the verification of each file.")
     with st.container(border=True, height=480):
         st.markdown(card)

@@ -12,7 +12,7 @@ import streamlit as st
 from app import charts, state
 from app.presets import PRESETS
 from app.widgets import dataclass_widgets, field_widget, widget_key
-from engine.backbones import BACKBONES, PRETRAINED_SOURCES, available_sources
+from engine.backbones import BACKBONES, CHECKPOINT_SUFFIXES, PRETRAINED_SOURCES, available_sources
 from engine.config import RunConfig
 from engine.methods import METHODS, MethodSpec
 from engine.schedules import SCHEDULES, lr_curve
@@ -36,7 +36,8 @@ PRETRAINED_TEXT = {
     "bundled": "Weights that ship with the studio (pretrained offline on formula-drawn images): work without internet.",
     "imagenet": "torchvision's ImageNet weights: the strongest start for photos; downloaded once, then cached.",
     "none": "Random weights: training from scratch. Expect much lower accuracy on small datasets; a useful baseline.",
-    "checkpoint": "Weights from a file you upload (.safetensors, or a .pt/.pth state dict; files that could run code are refused).",
+    "checkpoint": "Weights from a file you upload: safetensors or a PyTorch torch.save file (.pt, .pth, .pth.tar, "
+                  ".bin, .ckpt); files that could run code are refused.",
 }
 LP_FT_URL = "https://arxiv.org/abs/2202.10054"
 
@@ -171,9 +172,12 @@ def _switch_backbone(cfg: RunConfig, name: str) -> None:
 
 
 def checkpoint_upload(engine, backbone: str, current: str) -> str:
-    upload = st.file_uploader("Upload a checkpoint", type=["safetensors", "pt", "pth"], key="upload_ckpt",
-                              help="A state dict of the same architecture. Layers whose names and shapes match are "
-                                   "loaded; the classification head is always replaced.")
+    """The checkpoint uploader: the engine's own verdict on the file for this backbone, in its words."""
+    upload = st.file_uploader("Upload a checkpoint", type=list(CHECKPOINT_SUFFIXES), key="upload_ckpt",
+                              help="A state dict of the same architecture, alone or inside a training checkpoint "
+                                   "(`state_dict`, `model`, `ema` ...). Layers whose names and shapes match are "
+                                   "loaded; the classification head is always replaced. The file's contents decide "
+                                   "its format, not its name.")
     if upload is not None:
         suffix = "." + upload.name.rsplit(".", 1)[-1].lower() if "." in upload.name else ".bin"
         memo = st.session_state.setdefault("ckpt_checks", {})
@@ -184,7 +188,7 @@ def checkpoint_upload(engine, backbone: str, current: str) -> str:
             from engine.backbones import build_model
 
             try:
-                _, report = build_model(backbone, 2, "checkpoint", str(saved.value))
+                _, report = build_model(backbone, 2, "checkpoint", str(saved.value), checkpoint_label=upload.name)
                 memo[(upload.file_id, backbone)] = (str(saved.value), report.to_dict(), None)
             except Exception as exc:
                 memo[(upload.file_id, backbone)] = (None, None, exc)
@@ -192,10 +196,15 @@ def checkpoint_upload(engine, backbone: str, current: str) -> str:
         if error is not None:
             state.show_error(error, "reading the checkpoint")
             return current
-        st.success(f"Checkpoint **{upload.name}** fits {backbone}: {report['matched']} weight tensors will be loaded"
-                   + (f", {len(report['missing'])} stay at random initialisation" if report["missing"] else "")
-                   + (f", {len(report['shape_mismatch'])} have another shape and are skipped" if report["shape_mismatch"] else "")
-                   + ".", icon=":material/check_circle:")
+        text = (f"Checkpoint **{upload.name}** fits {backbone}: {report['matched']} weight tensors will be loaded"
+                + (f", {len(report['missing'])} stay at random initialisation" if report["missing"] else "")
+                + (f", {len(report['shape_mismatch'])} have another shape and are skipped" if report["shape_mismatch"] else "")
+                + (f" ({report['note']})" if report.get("note") else "") + ".")
+        if report.get("partial"):
+            st.warning(text.replace(" fits ", " fits only part of ", 1) + " Training starts mostly from random "
+                       "weights: check that this is the file you meant.", icon=":material/warning:")
+        else:
+            st.success(text, icon=":material/check_circle:")
         return path
     if not current:
         st.info("Upload a checkpoint file to start from it.", icon=":material/upload:")
