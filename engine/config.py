@@ -46,6 +46,16 @@ class DataConfig:
     min_images_per_class: int = 5  # fewer cannot be split into train/val/test meaningfully
     ood_source: str = ""  # optional user OOD set with the same classes ("" = none)
     train_per_class: int = 0  # keep only this many training images per class (0 = all); for data-scarcity studies
+    drop_duplicates: bool = field(default=False, metadata={  # copies are always kept in one split; this removes them
+        "label": "Drop duplicate copies",
+        "help": "Keep one image of each group of identical or near-identical pictures (the report lists the "
+                "groups). Off: copies stay, always together in one split."})
+    class_balance: str = field(default="none", metadata={  # see engine.data.class_weights / balanced_sample_indices
+        "label": "Imbalanced classes", "choices": ["none", "weighted_loss", "balanced_sampling"],
+        "labels": {"none": "As they are", "weighted_loss": "Weight the loss by class",
+                   "balanced_sampling": "Sample classes evenly"},
+        "help": "For data like 200 'normal' to 15 'defect': weight each class's loss by 1/its size, or draw "
+                "training batches with every class equally often."})
 
 
 @dataclass(frozen=True)
@@ -333,6 +343,8 @@ def validate(cfg: RunConfig) -> None:
         problems.append("val_fraction and test_fraction must be in [0, 1) and leave at least 10% for training.")
     if dcfg.val_fraction <= 0:
         problems.append("val_fraction must be positive: validation accuracy is what the run reports.")
+    if dcfg.class_balance not in ("none", "weighted_loss", "balanced_sampling"):
+        problems.append(f"Unknown class_balance `{dcfg.class_balance}`: choose none, weighted_loss or balanced_sampling.")
     if dcfg.min_images_per_class < 3:
         problems.append("min_images_per_class must be at least 3 (one each for train, val and test).")
     if b.name not in BACKBONES:

@@ -815,6 +815,7 @@ def scan_dataset(root: Path) -> DatasetScan:
 
     per_split: dict[str, list[tuple[Path, str]]] = {}
     any_labels = False
+    skipped += [SkippedFile(rel(p), "not inside a split folder") for p in _visible_files(level)]
     for split in SPLITS:
         if split not in split_dirs:
             continue
