@@ -155,7 +155,8 @@ def _train_distributed(cfg, args: argparse.Namespace, data_dir: Path) -> int:
         dist.destroy_process_group()
 
 
-def _print_skipped(skipped, out=sys.stdout) -> None:
+def _print_skipped(skipped, out=None) -> None:
+    out = out or sys.stdout
     print(f"skipped files ({len(skipped)}):", file=out)
     for s in skipped:
         print(f"  {s.path}: {s.reason}", file=out)
@@ -210,7 +211,8 @@ def _inspect(args: argparse.Namespace) -> int:
     if imb:
         verdict = ("imbalanced: watch balanced accuracy and macro-F1, and consider data.class_balance"
                    if imb["imbalanced"] else "balanced enough")
-        print(f"imbalance: '{imb['largest']}' / '{imb['smallest']}' = {imb['ratio']}x ({verdict})")
+        print(f"imbalance: largest class '{imb['largest']}' / smallest '{imb['smallest']}' = {imb['ratio']}x ({verdict})"
+              if imb["largest"] != imb["smallest"] else "imbalance: none (every class has the same number of images)")
     print(f"duplicate groups: {len(rep.duplicate_groups)}" + (
         f" ({len(rep.duplicates_dropped)} extra copies dropped)" if rep.duplicates_dropped else ""))
     for group in rep.duplicate_groups:

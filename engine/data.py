@@ -260,19 +260,22 @@ def _flagless_raw_name(info: zipfile.ZipInfo) -> bytes | None:
 
 
 def _name_plausibility(text: str) -> int:
-    """How much decoded names look like words: letters score, box drawing and symbols cost."""
+    """How much decoded names look like words: letters score, box drawing and symbols cost.
+
+    A CJK character glued to a Latin letter ("紳fel") is what a double-byte code page makes of
+    a Western name (its second byte is ASCII), so it costs instead of scoring.
+    """
     score = 0
-    for ch in text:
+    for k, ch in enumerate(text):
         if ch.isascii():
             continue
-        if "\u4e00" <= ch <= "\u9fff":  # CJK ideographs: common ones (in GB2312) count, rare ones are suspect
-            try:
-                ch.encode("gb2312")
-                score += 3
+        if "\u3040" <= ch <= "\u30ff" or "\u4e00" <= ch <= "\u9fff":  # kana, CJK ideographs
+            glued = any(0 <= j < len(text) and text[j].isascii() and text[j].isalpha() for j in (k - 1, k + 1))
+            try:  # common ideographs are in GB2312; rare ones are what a wrong code page produces
+                common = ch >= "\u4e00" and bool(ch.encode("gb2312")) or ch < "\u4e00"
             except UnicodeEncodeError:
-                score -= 1
-        elif "\u3040" <= ch <= "\u30ff":  # hiragana, katakana
-            score += 3
+                common = False
+            score += -3 if glued else (3 if common else -1)
         elif unicodedata.category(ch).startswith("L") and ("\u00c0" <= ch <= "\u00ff" or "\u0400" <= ch <= "\u04ff"):
             score += 2  # Latin-1 letters (ä é ñ ß), Cyrillic
         elif unicodedata.category(ch).startswith("L") and not "\uff61" <= ch <= "\uff9f":
@@ -307,7 +310,7 @@ def guess_name_encoding(raw_names: Sequence[bytes]) -> tuple[str, bool]:
 def decode_member_names(infos: Sequence[zipfile.ZipInfo]) -> tuple[list[str], list[str]]:
     """Each member's name as the user wrote it (NFC), and warnings about guessed code pages.
 
-    Names with the UTF-8 flag are UTF-8. Names without it are UTF-8 when their bytes are valid
+    Names with the UTF-8 flag are UTF-8. Names without it are UTF-8 when all of them are valid
     UTF-8 (macOS Archive Utility, Linux zip), else one legacy code page guessed for the whole
     archive (`guess_name_encoding`), with a warning that names the code page.
     """
@@ -323,6 +326,9 @@ def decode_member_names(infos: Sequence[zipfile.ZipInfo]) -> tuple[list[str], li
             legacy.append(k)
     warnings_out = []
     if legacy:
+        # One tool wrote the whole archive with one encoding: a GBK name can happen to be valid
+        # UTF-8 ('猫' = C3 A8 = 'è'), so once one name is not UTF-8, none of them is taken as UTF-8.
+        legacy = [k for k, raw in enumerate(raws) if raw is not None]
         enc, sure = guess_name_encoding([raws[k] for k in legacy])
         for k in legacy:
             names[k] = raws[k].decode(enc, errors="replace")
