@@ -25,10 +25,12 @@ from engine.augment import augment_batch, to_float
 from engine.backbones import Classifier, LoadReport, build_model
 from engine.config import RunConfig, resolve_path
 from engine.corruptions import build_ood_suite
-from engine.data import DataSplits, ImageSet, ZipLimits, load_dataset, load_ood_dataset
+from engine.data import (DataSplits, ImageSet, ZipLimits, balanced_sample_indices, class_weights, load_dataset,
+                         load_ood_dataset)
 from engine.errors import StudioError
 from engine.evaluate import autocast_ctx, confusion_matrix, ood_accuracy, predict
 from engine.methods import build_hooks, restructure_model
+from engine.metrics import imbalance_scores
 from engine.methods.base import MethodHook
 from engine.runs import save_checkpoint
 from engine.schedules import schedule_fn
@@ -171,7 +173,7 @@ def prepare_data(cfg: RunConfig, work_dir: Path, limits=None) -> DataSplits:
     d = cfg.data
     splits = load_dataset(resolve_path(d.source), work_dir, image_size=d.image_size, val_fraction=d.val_fraction,
                           test_fraction=d.test_fraction, seed=cfg.seed, min_images_per_class=d.min_images_per_class,
-                          limits=zip_limits(limits))
+                          limits=zip_limits(limits), drop_duplicates=d.drop_duplicates)
     if d.train_per_class > 0:
         splits = subsample_train(splits, d.train_per_class, cfg.seed)
     return splits
@@ -338,6 +340,8 @@ def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None
                        effective_lr=cfg.effective_lr, methods=cfg.enabled_methods())
     best_val, history = -1.0, []
     images_seen, timed_seconds, timed_images = 0, 0.0, 0
+    balance = cfg.data.class_balance  # imbalanced classes: weight the loss, or sample classes evenly
+    loss_weight = class_weights(data.train.labels, len(data.classes)).to(device) if balance == "weighted_loss" else None
 
     for epoch in range(cfg.train.epochs):
         ctx.epoch = epoch
@@ -347,7 +351,8 @@ def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None
         # --- training phase ---------------------------------------------------------------
         model.train()
         set_frozen_bn_eval(model, frozen_blocks, probe_only)
-        order = torch.randperm(n_train, generator=ctx.generator).to(device)
+        order = (balanced_sample_indices(data.train.labels, len(data.classes), n_train, ctx.generator)
+                 if balance == "balanced_sampling" else torch.randperm(n_train, generator=ctx.generator)).to(device)
         loss_sum = torch.zeros((), device=device)
         correct_sum = torch.zeros((), device=device)
         t_epoch, epoch_images = time.perf_counter(), 0
@@ -365,7 +370,7 @@ def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None
                 owned = loss_owners[0].compute_loss(ctx, x, y) if loss_owners else None
                 if owned is None:
                     logits = ctx.train_model(x)
-                    loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.optim.label_smoothing)
+                    loss = F.cross_entropy(logits.float(), y, weight=loss_weight, label_smoothing=cfg.optim.label_smoothing)
                 else:
                     loss, logits = owned
             opt.zero_grad(set_to_none=True)
@@ -473,12 +478,14 @@ def final_evaluation(ctx: TrainContext) -> dict[str, Any]:
         "val_acc": val.acc,
         "val_per_class_acc": dict(zip(data.classes, val.per_class_acc(data.val.labels, len(data.classes)))),
         "val_confusion": confusion_matrix(data.val.labels, val.preds, len(data.classes)),
+        **{f"val_{k}": v for k, v in imbalance_scores(data.val.labels, val.preds, len(data.classes)).items()},
     }
     if len(data.test):
         test = predict(model, data.test.images, data.test.labels, dev, bsz, amp)
         out.update(test_acc=test.acc,
                    test_per_class_acc=dict(zip(data.classes, test.per_class_acc(data.test.labels, len(data.classes)))),
-                   test_confusion=confusion_matrix(data.test.labels, test.preds, len(data.classes)))
+                   test_confusion=confusion_matrix(data.test.labels, test.preds, len(data.classes)),
+                   **{f"test_{k}": v for k, v in imbalance_scores(data.test.labels, test.preds, len(data.classes)).items()})
     else:
         out["test_acc"] = None
     if cfg.eval.ood:

@@ -462,3 +462,27 @@ def test_inspect_dataset_matches_the_training_split(tmp_path, work_dir):
     src = make_zip(tmp_path / "copies.zip", copies_dataset())
     report = inspect_dataset(src, work_dir, seed=5)
     assert report.split_files == load_dataset(src, work_dir, image_size=24, seed=5).report.split_files
+
+
+# ---------------------------------------------------------------------------- the switches reach a run
+
+
+@pytest.mark.parametrize("balance", ["weighted_loss", "balanced_sampling"])
+def test_class_balance_switch_changes_training_and_runs_report_imbalance_scores(tmp_path, balance):
+    from conftest import tiny_config, tiny_image  # the same tiny pictures as the engine tests
+    from engine.train import train
+
+    src = tmp_path / "imb.zip"
+    with zipfile.ZipFile(src, "w") as zf:  # 20 "red" to 6 "green"
+        for cls, n in (("red", 20), ("green", 6)):
+            for i in range(n):
+                zf.writestr(f"{cls}/{i}.png", encoded(tiny_image(cls, i)))
+    common = ("train.epochs=1", "eval.ood=false", "data.min_images_per_class=3")
+    plain = train(tiny_config(src, *common), work_dir=tmp_path / "d")
+    balanced = train(tiny_config(src, *common, f"data.class_balance={balance}"), work_dir=tmp_path / "d")
+    a, b = plain.context.model.state_dict(), balanced.context.model.state_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point())
+    s = balanced.summary
+    for key in ("val_balanced_acc", "val_macro_f1", "test_balanced_acc", "test_macro_f1"):
+        assert 0.0 <= s[key] <= 1.0, key
+    assert s["data_report"]["imbalance"]["imbalanced"] is True
