@@ -422,6 +422,8 @@ def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None
                    "train_acc": float(correct_sum) / max(epoch_images, 1),
                    "val_acc": val.acc, "val_loss": val.loss,
                    "images_per_sec": epoch_images / max(epoch_time, 1e-9)}
+        if data.report.imbalance.get("imbalanced"):  # accuracy alone flatters a model that favours the big class
+            metrics.update({f"val_{k}": v for k, v in imbalance_scores(data.val.labels, val.preds, len(data.classes)).items()})
         if ctx.ood_suite:
             by_c = ood_accuracy(model, ctx.ood_suite, data.val.labels, device, cfg.eval.eval_batch_size, amp_dtype,
                                 reporter.should_stop)

@@ -14,6 +14,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -486,3 +487,9 @@ def test_class_balance_switch_changes_training_and_runs_report_imbalance_scores(
     for key in ("val_balanced_acc", "val_macro_f1", "test_balanced_acc", "test_macro_f1"):
         assert 0.0 <= s[key] <= 1.0, key
     assert s["data_report"]["imbalance"]["imbalanced"] is True
+    assert {"val_balanced_acc", "val_macro_f1"} <= set(s["history"][-1])  # per epoch too: the accuracy chart
+
+    from app import charts
+
+    chart = charts.accuracy_chart(pd.DataFrame([{"epoch": 1, **s["history"][-1]}]))
+    assert "Balanced accuracy (validation)" in json.dumps(chart.to_dict())
