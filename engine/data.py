@@ -1286,12 +1286,11 @@ def find_duplicate_groups(sha256: Sequence[str], phash: np.ndarray, colours: np.
     block = max(1, 4_000_000 // max(n, 1))
     for start in range(0, n, block):
         stop = min(n, start + block)
-        near = _popcount64(phash[start:stop, None] ^ phash[None, :]) <= max_distance
-        near &= (np.abs(colours[start:stop, None, :] - colours[None, :, :]) <= max_colour_diff).all(-1)
-        rows, cols = np.nonzero(near)
-        for i, j in zip(rows + start, cols):
-            if j > i:
-                union(int(i), int(j))
+        rows, cols = np.nonzero(_popcount64(phash[start:stop, None] ^ phash[None, start + 1:]) <= max_distance)
+        rows, cols = rows + start, cols + start + 1  # only pairs j > i
+        same_colour = (np.abs(colours[rows] - colours[cols]) <= max_colour_diff).all(-1)
+        for i, j in zip(rows[same_colour].tolist(), cols[same_colour].tolist()):
+            union(i, j)
     return np.array([find(i) for i in range(n)], dtype=np.int64)
 
 
