@@ -493,3 +493,59 @@ def test_class_balance_switch_changes_training_and_runs_report_imbalance_scores(
 
     chart = charts.accuracy_chart(pd.DataFrame([{"epoch": 1, **s["history"][-1]}]))
     assert "Balanced accuracy (validation)" in json.dumps(chart.to_dict())
+
+
+def test_unlabelled_test_folder_and_top_level_readme_are_reported(tmp_path, work_dir):
+    files = {k: v for k, v in presplit_files().items() if not k.startswith("test/")}
+    files.update({f"test/{i}.png": png(500 + i) for i in range(4)})  # Kaggle style: no labels
+    files["README.roboflow.txt"] = b"exported"
+    rep = load_dataset(make_zip(tmp_path / "k.zip", files), work_dir, image_size=16).report
+    assert rep.split_given and sum(rep.split_counts["test"].values()) == 0
+    assert any("'test/' was not used" in w and "4 files" in w for w in rep.warnings)
+    reasons = {s.path: s.reason for s in rep.skipped}
+    assert reasons["README.roboflow.txt"] == "not inside a split folder"
+    assert reasons["test/0.png"] == "not inside a class folder"
+
+
+# ---------------------------------------------------------------------------- the Data page
+
+
+@pytest.fixture
+def studio(tmp_path, monkeypatch):
+    monkeypatch.setenv("STUDIO_DATA_DIR", str(tmp_path / "studio"))
+    yield
+    import streamlit as st
+
+    from app.state import get_engine
+
+    get_engine().shutdown(5)
+    st.cache_resource.clear()
+
+
+def _data_page(zip_bytes: bytes):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(PROJECT / "app" / "main.py"), default_timeout=120)
+    at.run()
+    at.radio(key="w:data.kind").set_value("upload").run()
+    at.file_uploader[0].set_value(("export.zip", zip_bytes, "application/zip")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_data_page_shows_layout_duplicates_and_the_skipped_files_of_a_refused_upload(tmp_path, studio):
+    files = presplit_files()
+    files["train/cats/copy.png"] = files["train/cats/000.png"]
+    at = _data_page(make_zip(tmp_path / "pre.zip", files).read_bytes())
+    captions = " ".join(c.value for c in at.caption)
+    assert LAYOUT_PRE_SPLIT in captions and "used as is" in captions
+    assert any("duplicate pictures" in e.label for e in at.expander)
+    assert at.toggle(key="w:data.drop_duplicates") is not None
+    assert at.selectbox(key="w:data.class_balance").value == "none"
+
+    bad = class_files({"cats": 5})
+    bad.update({f"dogs/{i}.psd": b"8BPS" for i in range(3)})
+    at.file_uploader[0].set_value(("bad.zip", make_zip(tmp_path / "bad.zip", bad).read_bytes(), "application/zip")).run()
+    assert any("'dogs' has 0 readable images" in e.value for e in at.error)
+    tables = [df.value for df in at.dataframe]
+    assert any("dogs/1.psd" in set(t["file"]) for t in tables if "file" in t.columns)
