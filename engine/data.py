@@ -468,6 +468,10 @@ def _extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, parts: list[str]
             f"unpacked ({err}). "
             "Re-create the zip and upload it again."
         ) from err
+    except ValueError as err:  # e.g. a NUL character in the name: no file system stores it
+        if target.is_file():
+            target.unlink(missing_ok=True)
+        return f"its name has characters this computer's file system cannot store ({err})"
     except NotImplementedError as err:
         raise StudioError(
             f"The zip uses a compression method this tool cannot read (entry '{info.filename}'). "
