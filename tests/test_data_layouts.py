@@ -549,3 +549,21 @@ def test_data_page_shows_layout_duplicates_and_the_skipped_files_of_a_refused_up
     assert any("'dogs' has 0 readable images" in e.value for e in at.error)
     tables = [df.value for df in at.dataframe]
     assert any("dogs/1.psd" in set(t["file"]) for t in tables if "file" in t.columns)
+
+
+def test_model_card_says_the_split_was_given_and_counts_duplicate_groups(tmp_path, work_dir):
+    from engine.config import RunConfig
+    from engine.export import model_card
+
+    files = presplit_files()
+    files["train/cats/copy.png"] = files["train/cats/000.png"]
+    rep = load_dataset(make_zip(tmp_path / "pre.zip", files), work_dir, image_size=16).report
+    card = model_card(RunConfig(), {"classes": rep.classes, "data_report": rep.to_dict()})
+    assert "Split (given by the dataset's folders): train 13, val 4, test 6" in card
+    assert f"Layout: {LAYOUT_PRE_SPLIT}" in card and "duplicate groups: 1" in card
+
+    imb = load_dataset(make_zip(tmp_path / "imb.zip", class_files({"normal": 20, "defect": 5})), work_dir,
+                       image_size=16).report
+    card = model_card(RunConfig(), {"classes": imb.classes, "data_report": imb.to_dict(), "test_acc": 0.8,
+                                    "test_balanced_acc": 0.5, "test_macro_f1": 0.44})
+    assert "Imbalanced classes ('normal' 4.0x 'defect'): test balanced accuracy 50.0%, macro-F1 44.0%" in card
