@@ -343,8 +343,9 @@ def validate(cfg: RunConfig) -> None:
         problems.append("val_fraction and test_fraction must be in [0, 1) and leave at least 10% for training.")
     if dcfg.val_fraction <= 0:
         problems.append("val_fraction must be positive: validation accuracy is what the run reports.")
-    if dcfg.class_balance not in ("none", "weighted_loss", "balanced_sampling"):
-        problems.append(f"Unknown class_balance `{dcfg.class_balance}`: choose none, weighted_loss or balanced_sampling.")
+    balances = DataConfig.__dataclass_fields__["class_balance"].metadata["choices"]
+    if dcfg.class_balance not in balances:
+        problems.append(f"Unknown class_balance `{dcfg.class_balance}`: choose {', '.join(balances)}.")
     if dcfg.min_images_per_class < 3:
         problems.append("min_images_per_class must be at least 3 (one each for train, val and test).")
     if b.name not in BACKBONES:

@@ -901,10 +901,20 @@ def _centre_square(width: int, height: int) -> tuple[int, int, int, int]:
     return left, top, left + side, top + side
 
 
-def _phash64(img: Image.Image) -> int:
-    """64-bit DCT perceptual hash (imagehash.phash: 32x32 greyscale, 8x8 low frequencies vs median)."""
-    import imagehash  # imports scipy: only when a dataset is decoded
+def _imagehash():
+    """The imagehash module, or None when it is not installed (near duplicates are then not searched)."""
+    try:
+        import imagehash  # imports scipy: only when a dataset is decoded
+    except ImportError:
+        return None
+    return imagehash
 
+
+def _phash64(img: Image.Image) -> int:
+    """64-bit DCT perceptual hash (imagehash.phash: 32x32 greyscale, 8x8 low frequencies vs median); 0 without imagehash."""
+    imagehash = _imagehash()
+    if imagehash is None:
+        return 0
     bits = imagehash.phash(img).hash.flatten()
     return int.from_bytes(np.packbits(bits).tobytes(), "big")
 
@@ -1504,7 +1514,9 @@ def load_dataset(source, work_dir, image_size: int = 64, val_fraction: float = 0
 
     classes = list(decoded.classes)
     colours = decoded.images.float().mean(dim=(2, 3)).numpy()
-    groups = find_duplicate_groups(decoded.sha256, decoded.phash, colours)
+    near = _imagehash() is not None
+    groups = find_duplicate_groups(decoded.sha256, decoded.phash, colours,
+                                   max_distance=PHASH_MAX_DISTANCE if near else -1)  # -1: exact copies only
     rows = np.arange(len(groups))
     dropped: list[str] = []
     if drop_duplicates:
@@ -1520,6 +1532,9 @@ def load_dataset(source, work_dir, image_size: int = 64, val_fraction: float = 0
     kept_groups = groups[rows]
     given = None if decoded.splits is None else [decoded.splits[i] for i in rows]
     notes, warnings_out = list(decoded.notes), list(decoded.warnings)
+    if not near:
+        warnings_out.append("Near-duplicate pictures were not searched (the imagehash package is missing); "
+                            "only identical files are kept together. Install the requirements to fix this.")
     if given is None:
         indices = stratified_split(full.labels, len(classes), val_fraction, test_fraction, seed,
                                    groups=torch.from_numpy(kept_groups))

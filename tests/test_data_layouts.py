@@ -567,3 +567,18 @@ def test_model_card_says_the_split_was_given_and_counts_duplicate_groups(tmp_pat
     card = model_card(RunConfig(), {"classes": imb.classes, "data_report": imb.to_dict(), "test_acc": 0.8,
                                     "test_balanced_acc": 0.5, "test_macro_f1": 0.44})
     assert "Imbalanced classes ('normal' 4.0x 'defect'): test balanced accuracy 50.0%, macro-F1 44.0%" in card
+
+
+def test_without_imagehash_only_exact_copies_are_grouped(tmp_path, work_dir, monkeypatch):
+    monkeypatch.setattr(data, "_imagehash", lambda: None)
+    rep = load_dataset(make_zip(tmp_path / "copies.zip", copies_dataset()), work_dir, image_size=16).report
+    assert len(rep.duplicate_groups) == 14 and all(len(g) == 2 for g in rep.duplicate_groups)  # png + exact copy
+    assert rep.counts == {"cats": 24, "dogs": 24} and any("imagehash" in w for w in rep.warnings)
+
+
+def test_config_refuses_an_unknown_class_balance():
+    from engine.config import RunConfig, apply_overrides, validate
+
+    with pytest.raises(StudioError, match="Unknown class_balance `oversample`: choose none, weighted_loss"):
+        validate(apply_overrides(RunConfig(), ["data.class_balance=oversample"]))
+    validate(apply_overrides(RunConfig(), ["data.class_balance=balanced_sampling", "data.drop_duplicates=true"]))
