@@ -1513,7 +1513,9 @@ def load_dataset(source, work_dir, image_size: int = 64, val_fraction: float = 0
     _require_readable(decoded)
 
     classes = list(decoded.classes)
-    colours = decoded.images.float().mean(dim=(2, 3)).numpy()
+    # Mean colour per image, in chunks: a float copy of the whole uint8 tensor would take 4x its memory.
+    colours = torch.cat([chunk.float().mean(dim=(2, 3)) for chunk in decoded.images.split(1024)]).numpy() \
+        if len(decoded.images) else np.zeros((0, 3), dtype=np.float32)
     near = _imagehash() is not None
     groups = find_duplicate_groups(decoded.sha256, decoded.phash, colours,
                                    max_distance=PHASH_MAX_DISTANCE if near else -1)  # -1: exact copies only
