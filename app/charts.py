@@ -19,6 +19,10 @@ METRIC_LABELS = {
     "loss": "Loss (per step)",
     "train_acc": "Training accuracy",
     "val_acc": "Validation accuracy",
+    "val_balanced_acc": "Balanced accuracy (validation)",
+    "val_macro_f1": "Macro-F1 (validation)",
+    "test_balanced_acc": "Balanced accuracy (test)",
+    "test_macro_f1": "Macro-F1 (test)",
     "test_acc": "Test accuracy",
     "ood_acc": "OOD accuracy (corrupted images)",
     "ood_user_acc": "OOD accuracy (your OOD set)",
@@ -31,12 +35,13 @@ METRIC_LABELS = {
 METRIC_COLORS = {
     "train_loss": "#9ecae1", "val_loss": "#1f77b4", "loss": "#1f77b4",
     "train_acc": "#9ecae1", "val_acc": "#1f77b4", "ood_acc": "#ff7f0e", "ood_user_acc": "#9467bd",
-    "robust_acc": "#d62728", "sparsity": "#2ca02c",
+    "robust_acc": "#d62728", "sparsity": "#2ca02c", "val_balanced_acc": "#17becf", "val_macro_f1": "#8c564b",
 }
 OTHER_COLORS = ("#2ca02c", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
 LOSS_METRICS = ("train_loss", "val_loss")
 # Order matters: the legend and colours follow it.
-ACCURACY_METRICS = ("train_acc", "val_acc", "ood_acc", "ood_user_acc", "robust_acc")
+# Balanced accuracy and macro-F1 are logged only when the classes are imbalanced.
+ACCURACY_METRICS = ("train_acc", "val_acc", "val_balanced_acc", "val_macro_f1", "ood_acc", "ood_user_acc", "robust_acc")
 NOT_PLOTTED = {"epoch", "step", "images_per_sec", "loss", "lr"}
 
 
@@ -56,7 +61,7 @@ def metric_label(name: str) -> str:
 
 def is_fraction_metric(name: str) -> bool:
     """Accuracies and sparsities live in [0, 1] and are shown as percentages."""
-    return name.endswith("acc") or "accuracy" in name or "sparsity" in name
+    return name.endswith(("acc", "f1")) or "accuracy" in name or "sparsity" in name
 
 
 # ---- frames from engine records -----------------------------------------------------------

@@ -39,7 +39,8 @@ def preview_size(cfg: RunConfig) -> int:
 
 def _key(cfg: RunConfig) -> tuple:
     d = cfg.data
-    return (d.source, preview_size(cfg), d.val_fraction, d.test_fraction, cfg.seed, d.min_images_per_class)
+    return (d.source, preview_size(cfg), d.val_fraction, d.test_fraction, cfg.seed, d.min_images_per_class,
+            d.drop_duplicates)
 
 
 def forget(source: str | None = None) -> None:
@@ -60,7 +61,7 @@ def check_dataset(engine: Engine, cfg: RunConfig, progress: Callable[[int, int],
         splits = load_dataset(resolve_path(d.source), engine.datasets_dir, image_size=preview_size(cfg),
                               val_fraction=d.val_fraction, test_fraction=d.test_fraction, seed=cfg.seed,
                               min_images_per_class=d.min_images_per_class, progress=progress,
-                              limits=zip_limits(engine.limits))
+                              limits=zip_limits(engine.limits), drop_duplicates=d.drop_duplicates)
     except Exception as exc:  # StudioError for the user's data; anything else is shown politely
         result = DataCheck(False, error=exc)
     else:

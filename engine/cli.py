@@ -1,4 +1,4 @@
-"""Command line: `python -m engine train|runs|backbones|methods|pretrain ...`.
+"""Command line: `python -m engine train|inspect|runs|backbones|methods|pretrain ...`.
 
 Bad input prints its plain message and exits non-zero without a traceback.
 """
@@ -158,6 +158,79 @@ def _train_distributed(cfg, args: argparse.Namespace, data_dir: Path) -> int:
         dist.destroy_process_group()
 
 
+def _print_skipped(skipped, out=None) -> None:
+    out = out or sys.stdout
+    print(f"skipped files ({len(skipped)}):", file=out)
+    for s in skipped:
+        print(f"  {s.path}: {s.reason}", file=out)
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    """A dry run: what the studio makes of a dataset (layout, classes, split, skipped files, duplicates)."""
+    from dataclasses import asdict
+
+    from engine.config import RunConfig, resolve_path
+    from engine.data import DatasetError, inspect_dataset
+
+    cfg = RunConfig.load(args.config) if args.config else RunConfig()
+    d = cfg.data
+    pick = lambda given, default: default if given is None else given  # noqa: E731
+    source = args.data or d.source
+    if not Path(resolve_path(source)).exists():
+        raise StudioError(f"The data path does not exist: {source}")
+    try:
+        rep = inspect_dataset(
+            resolve_path(source), Path(args.data_dir).resolve() / "datasets", image_size=args.image_size,
+            min_images_per_class=pick(args.min_images_per_class, d.min_images_per_class),
+            val_fraction=pick(args.val_fraction, d.val_fraction), test_fraction=pick(args.test_fraction, d.test_fraction),
+            seed=pick(args.seed, cfg.seed), drop_duplicates=args.drop_duplicates or d.drop_duplicates)
+    except DatasetError as exc:
+        if args.json:
+            print(json.dumps({"ok": False, "error": str(exc), "notes": exc.notes,
+                              "skipped": [asdict(s) for s in exc.skipped]}, ensure_ascii=False, indent=1))
+        else:
+            print(f"error: {exc}", file=sys.stderr)
+            for note in exc.notes:
+                print(f"note: {note}", file=sys.stderr)
+            if exc.skipped:
+                _print_skipped(exc.skipped, sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"ok": True, **rep.to_dict()}, ensure_ascii=False, indent=1))
+        return 0
+    print(f"dataset: {source}")
+    print(f"layout: {rep.layout}" + ("  (the split given by the folders is used)" if rep.split_given else
+                                     "  (split by class with the seed)"))
+    for note in rep.notes:
+        print(f"note: {note}")
+    split_names = [s for s in ("train", "val", "test") if s in rep.split_counts]
+    width = max([len(c) for c in rep.classes] + [5])
+    print(f"classes ({len(rep.classes)}):")
+    print(f"  {'class':{width}s} " + " ".join(f"{s:>6s}" for s in split_names) + f" {'total':>6s}")
+    for c in rep.classes:
+        print(f"  {c:{width}s} " + " ".join(f"{rep.split_counts[s].get(c, 0):6d}" for s in split_names)
+              + f" {rep.counts.get(c, 0):6d}")
+    imb = rep.imbalance
+    if imb:
+        verdict = ("imbalanced: watch balanced accuracy and macro-F1, and consider data.class_balance"
+                   if imb["imbalanced"] else "balanced enough")
+        print(f"imbalance: largest class '{imb['largest']}' / smallest '{imb['smallest']}' = {imb['ratio']}x ({verdict})"
+              if imb["largest"] != imb["smallest"] else "imbalance: none (every class has the same number of images)")
+    print(f"duplicate groups: {len(rep.duplicate_groups)}" + (
+        f" ({len(rep.duplicates_dropped)} extra copies dropped)" if rep.duplicates_dropped else ""))
+    for group in rep.duplicate_groups:
+        print("  " + " = ".join(group))
+    _print_skipped(rep.skipped)
+    for w in rep.warnings:
+        print(f"warning: {w}")
+    for split in split_names:
+        files = rep.split_files.get(split, [])
+        print(f"{split} files ({len(files)}):")
+        for f in files:
+            print(f"  {f}")
+    return 0
+
+
 def _runs(args: argparse.Namespace) -> int:
     store = RunStore(Path(args.data_dir) / "studio.db")
     runs = store.list_runs()
@@ -206,6 +279,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true")
     t.add_argument("--run-id", help=argparse.SUPPRESS)  # set by the engine when it supervises a torchrun job
     t.set_defaults(func=_train)
+    ins = sub.add_parser("inspect", help="show what the studio makes of a dataset, without training")
+    ins.add_argument("--data", help="a .zip or a folder (default: the config's data.source)")
+    ins.add_argument("--config", help="a run config YAML: its data section and seed are used")
+    ins.add_argument("--json", action="store_true", help="print the report as JSON")
+    ins.add_argument("--image-size", type=int, default=32, help="decode size for the check (the split does not depend on it)")
+    ins.add_argument("--seed", type=int)
+    ins.add_argument("--val-fraction", type=float)
+    ins.add_argument("--test-fraction", type=float)
+    ins.add_argument("--min-images-per-class", type=int)
+    ins.add_argument("--drop-duplicates", action="store_true", help="keep one image per duplicate group")
+    ins.add_argument("--data-dir", default="runs", help="the engine's folder (zips are extracted below it)")
+    ins.set_defaults(func=_inspect)
     r = sub.add_parser("runs", help="list runs")
     r.add_argument("--data-dir", default="runs")
     r.set_defaults(func=_runs)
@@ -229,4 +314,6 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except StudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if getattr(exc, "skipped", None):
+            _print_skipped(exc.skipped, sys.stderr)
         return 2

@@ -63,6 +63,15 @@ class DataConfig:
     ood_source: str = knob("", label="Your OOD set", help="An optional set with the same classes ('' = none).")
     train_per_class: int = knob(0, label="Training images per class", min=0, max=100000, help=(
         "Keep only this many training images per class (0 = all): for data-scarcity studies."))
+    drop_duplicates: bool = knob(False, label="Drop duplicate copies", help=(  # copies always stay in one split
+        "Keep one image of each group of identical or near-identical pictures (the report lists the groups). "
+        "Off: copies stay, always together in one split."))
+    class_balance: str = knob("none", label="Imbalanced classes",  # engine.data.class_weights / balanced_sample_indices
+                              choices=["none", "weighted_loss", "balanced_sampling"],
+                              labels={"none": "As they are", "weighted_loss": "Weight the loss by class",
+                                      "balanced_sampling": "Sample classes evenly"}, help=(
+        "For data like 200 'normal' to 15 'defect': weight each class's loss by 1/its size, or draw training "
+        "batches with every class equally often."))
 
 
 @dataclass(frozen=True)

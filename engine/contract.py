@@ -94,6 +94,7 @@ class TrainContext:
     world_size: int = 1
     steps_per_epoch: int = 1
     total_steps: int = 1
+    loss_weight: torch.Tensor | None = None  # float [classes] on the device: data.class_balance = weighted_loss
     pretrained_state: dict[str, torch.Tensor] = field(default_factory=dict)  # theta_0: weights at the start
     optimizer: torch.optim.Optimizer | None = None
     masks: dict[str, torch.Tensor] = field(default_factory=dict)  # pruning: state-dict key -> 0/1 mask

@@ -25,6 +25,7 @@ from engine.config import RunConfig
 from engine.corruptions import build_ood_suite
 from engine.data import DataSplits, ImageSet
 from engine.devices import autocast_ctx
+from engine.metrics import imbalance_scores
 
 ALL_SEVERITIES = (1, 2, 3, 4, 5)
 
@@ -111,6 +112,7 @@ class EvalSets:
     ood_labels: torch.Tensor | None = None
     ood_user: ImageSet | None = None
     robust: RobustSpec | None = None
+    imbalanced: bool = False  # also balanced accuracy and macro-F1: plain accuracy flatters the big class
 
     @property
     def ood_images(self) -> int:
@@ -154,7 +156,8 @@ def epoch_sets(cfg: RunConfig, data: DataSplits, ood_user: ImageSet | None = Non
     if robust_on(cfg):
         n = cfg.eval.robust_subset
         robust = RobustSpec(val.images[:n], val.labels[:n], cfg.eval.robust_eps, cfg.eval.robust_steps, cfg.seed)
-    return EvalSets(val=val, ood_suite=suite, ood_labels=ood_labels, ood_user=ood_user, robust=robust)
+    return EvalSets(val=val, ood_suite=suite, ood_labels=ood_labels, ood_user=ood_user, robust=robust,
+                    imbalanced=bool(data.report.imbalance.get("imbalanced")))
 
 
 def final_sets(cfg: RunConfig, data: DataSplits, ood_user: ImageSet | None = None) -> EvalSets:
@@ -182,7 +185,8 @@ def evaluate(model: torch.nn.Module, sets: EvalSets, device: torch.device, batch
     in nats. Keys: val_acc, val_loss; test_acc (when sets.test); ood_acc (mean over corruptions, each
     the mean over its severities) and ood/<corruption>; ood_user_acc; robust_acc (+ autoattack_acc).
     With `classes` (the class names), per-class accuracies and confusion matrices for val and test
-    too (val_per_class_acc, val_confusion, ...). Measurements a set does not ask for are absent."""
+    too (val_per_class_acc, val_confusion, ...); with `classes` or imbalanced sets, balanced accuracy
+    and macro-F1 (val_balanced_acc, val_macro_f1, ...). Measurements a set does not ask for are absent."""
     def run(images, labels):
         return predict(model, images, labels, device, batch_size, amp_dtype, should_stop)
 
@@ -192,6 +196,9 @@ def evaluate(model: torch.nn.Module, sets: EvalSets, device: torch.device, batch
             continue
         res = run(split.images, split.labels)
         out[f"{split_name}_acc"], out[f"{split_name}_loss"] = res.acc, res.loss
+        if classes is not None or sets.imbalanced:
+            scores = imbalance_scores(split.labels[:len(res.preds)], res.preds, len(classes or sets.val.classes))
+            out.update({f"{split_name}_{k}": v for k, v in scores.items()})
         if classes is not None:
             out[f"{split_name}_per_class_acc"] = dict(zip(classes, res.per_class_acc(split.labels, len(classes))))
             out[f"{split_name}_confusion"] = confusion_matrix(split.labels, res.preds, len(classes))

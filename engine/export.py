@@ -97,9 +97,11 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
         "## Data",
         f"- Source: `{Path(cfg.data.source).name}`; images per class: "
         + ", ".join(f"{k} {v}" for k, v in rep.get("counts", {}).items()),
-        f"- Split (seed {cfg.seed}): " + ", ".join(
-            f"{s} {sum(c.values())}" for s, c in rep.get("split_counts", {}).items()),
-        f"- Skipped files: {len(rep.get('skipped', []))}",
+        f"- Layout: {rep.get('layout', 'class folders')}",
+        ("- Split (given by the dataset's folders): " if rep.get("split_given") else f"- Split (seed {cfg.seed}): ")
+        + ", ".join(f"{s} {sum(c.values())}" for s, c in rep.get("split_counts", {}).items()),
+        f"- Skipped files: {len(rep.get('skipped', []))}; duplicate groups: {len(rep.get('duplicate_groups', []))} "
+        f"(kept within one split{'; ' + str(len(rep['duplicates_dropped'])) + ' extra copies dropped' if rep.get('duplicates_dropped') else ''})",
         "",
         "## Training",
         f"- {cfg.train.epochs} epochs, batch {cfg.train.batch_size}, {cfg.optim.optimizer} lr {cfg.optim.lr:g} "
@@ -127,6 +129,10 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
         f"- Validation accuracy: {pct(summary.get('val_acc'))}; test accuracy: {pct(summary.get('test_acc'))}",
         f"- OOD accuracy (corruption suite, severities 1-5): {pct(summary.get('ood_acc'))}",
     ]
+    imb = rep.get("imbalance") or {}
+    if imb.get("imbalanced") and summary.get("test_balanced_acc") is not None:
+        lines.append(f"- Imbalanced classes ('{imb['largest']}' {imb['ratio']}x '{imb['smallest']}'): test balanced "
+                     f"accuracy {pct(summary['test_balanced_acc'])}, macro-F1 {pct(summary.get('test_macro_f1'))}")
     for k, v in (summary.get("ood_acc_by_corruption") or {}).items():
         lines.append(f"  - {k}: {pct(v)}")
     if summary.get("ood_user_acc") is not None:

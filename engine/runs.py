@@ -32,7 +32,7 @@ from torch import nn
 from engine.backbones import BACKBONES, Classifier, build_model
 from engine.checkpoints import load_checkpoint, save_checkpoint
 from engine.config import RunConfig
-from engine.data import DataSplits
+from engine.data import DataSplits, normalise_class_name
 from engine.errors import StudioError
 from engine.evaluate import EvalSets
 from engine.methods import restructure_model
@@ -56,7 +56,7 @@ def run_classes(run_dir: Path) -> list[str]:
     if summary.is_file():
         classes = json.loads(summary.read_text()).get("classes")
         if classes:
-            return list(classes)
+            return [normalise_class_name(c) for c in classes]  # runs from before names were NFC
     raise StudioError(f"The run in {run_dir} has no finished summary (no class list): it cannot be loaded.")
 
 

@@ -27,7 +27,7 @@ from engine.augment import augment_batch, to_float
 from engine.backbones import build_model
 from engine.config import RunConfig
 from engine.contract import MethodHook, Reporter, StopRequested, TrainContext, owns_loss
-from engine.data import DataSplits
+from engine.data import DataSplits, balanced_sample_indices, class_weights
 from engine.devices import autocast_ctx, pick_amp, pick_device
 from engine.distributed import agree, all_sum
 from engine.errors import StudioError
@@ -93,7 +93,9 @@ def setup_run(cfg: RunConfig, reporter: Reporter, run_dir: Path | None, work_dir
         reporter=reporter, run_dir=run_dir, generator=generator, device_generator=device_generator,
         rank=rank, world_size=world_size, steps_per_epoch=steps_per_epoch,
         total_steps=steps_per_epoch * cfg.train.epochs,
-        pretrained_state={k: v.detach().clone() for k, v in model.state_dict().items()})
+        pretrained_state={k: v.detach().clone() for k, v in model.state_dict().items()},
+        loss_weight=class_weights(data.train.labels, len(data.classes)).to(device)
+        if cfg.data.class_balance == "weighted_loss" else None)
     ctx.summary.update(load_report=load_report.to_dict(), num_params=sum(p.numel() for p in model.parameters()),
                        classes=data.classes, data_report=data.report.to_dict(), device=str(device),
                        effective_lr=cfg.effective_lr, methods=cfg.enabled_methods(), world_size=world_size,
@@ -140,7 +142,9 @@ def train_one_epoch(ctx: TrainContext, hooks: list[MethodHook], scaler: torch.am
     set_trunk_trainable(ctx.model, frozen_blocks(ctx), probe_only)
     ctx.model.train()
     set_frozen_bn_eval(ctx.model, frozen_blocks(ctx), probe_only)
-    order = torch.randperm(len(ctx.train_labels), generator=ctx.generator).to(device)
+    n = len(ctx.train_labels)
+    order = (balanced_sample_indices(ctx.data.train.labels, len(ctx.data.classes), n, ctx.generator)
+             if cfg.data.class_balance == "balanced_sampling" else torch.randperm(n, generator=ctx.generator)).to(device)
     loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device)
     t0, images = time.perf_counter(), 0
     for i in range(ctx.steps_per_epoch):
@@ -158,7 +162,8 @@ def train_one_epoch(ctx: TrainContext, hooks: list[MethodHook], scaler: torch.am
             owned = owner.compute_loss(ctx, x, y) if owner is not None else None
             if owned is None:
                 logits = ctx.train_model(x)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.optim.label_smoothing)
+                loss = F.cross_entropy(logits.float(), y, weight=ctx.loss_weight,
+                                       label_smoothing=cfg.optim.label_smoothing)
             else:
                 loss, logits = owned
         opt.zero_grad(set_to_none=True)

@@ -11,8 +11,8 @@ import streamlit as st
 from app import charts, datasets, state
 from app.widgets import field_widget
 from engine.config import with_section
+from engine.data import IMAGE_EXTENSIONS, PHASH_MAX_DISTANCE
 from engine.paths import SAMPLE_DATASET
-from engine.data import IMAGE_EXTENSIONS
 
 KIND_LABELS = {"sample": "Bundled sample", "upload": "Upload a zip", "folder": "Folder on this server"}
 SAMPLE_LABEL = state.SAMPLE_LABEL
@@ -40,6 +40,22 @@ def _uploaded_path(engine, upload, suffix: str) -> str | None:
     return memo[upload.file_id]
 
 
+def _skipped_table(skipped, expanded: bool = False) -> None:
+    """The skipped files and why, folded away unless `expanded`."""
+    with st.expander(f"{len(skipped)} skipped file{'s' if len(skipped) != 1 else ''}, and why",
+                     icon=":material/warning:", expanded=expanded):
+        st.dataframe([{"file": s.path, "reason": s.reason} for s in skipped], hide_index=True, width="stretch")
+
+
+def _show_refusal(error: BaseException) -> None:
+    """The refusal message, then what the engine saw: the layout notes and every skipped file."""
+    state.show_error(error, "reading the dataset")
+    for note in getattr(error, "notes", []):
+        st.caption(note)
+    if getattr(error, "skipped", None):
+        _skipped_table(error.skipped, expanded=True)
+
+
 def _activate(engine, candidate: state.Dataset) -> bool:
     """Check a new dataset with the engine; use it only when it is trainable."""
     current = state.dataset()
@@ -51,7 +67,7 @@ def _activate(engine, candidate: state.Dataset) -> bool:
     if result.ok:
         state.set_dataset(candidate)
         return True
-    state.show_error(result.error, "reading the dataset")
+    _show_refusal(result.error)
     st.info(f"The studio still uses **{current.label}**. Fix the problem above, then try again.",
             icon=":material/info:")
     return False
@@ -68,7 +84,9 @@ def choose_source(engine) -> None:
         st.session_state[KIND_KEY] = ds.kind if ds.kind in kinds else kinds[0]
     kind = st.radio("Where are your images?", kinds, key=KIND_KEY, format_func=KIND_LABELS.get, horizontal=True,
                     help="A zip (or folder) with one sub-folder per class, the images inside: "
-                         "cats/001.jpg, cats/002.jpg, dogs/001.jpg …")
+                         "cats/001.jpg, cats/002.jpg, dogs/001.jpg …; or train/, val/ (valid/, validation/) "
+                         "and test/ folders holding the class folders (the split is then used as given); "
+                         "or images with a labels.csv / metadata.csv / metadata.jsonl (file_name, label).")
 
     if not state.sample_available() and ds.kind == "sample":
         st.warning(f"The bundled sample dataset ({SAMPLE_DATASET}) is not part of this installation. "
@@ -86,7 +104,8 @@ def choose_source(engine) -> None:
         formats = ", ".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
         upload = st.file_uploader(
             "Upload a zip of class folders", type=["zip"], key=f"upload_zip_{st.session_state.get('upload_n', 0)}",
-            help=f"One folder per class, at least 5 images in each. Image formats: {formats}. "
+            help=f"One folder per class, at least 5 images in each (or train/ val/ test/ folders of class "
+                 f"folders, or images plus a labels.csv). Image formats: {formats}. "
                  "Files that are not readable images are skipped and listed below.")
         if upload is not None:
             path = _uploaded_path(engine, upload, ".zip")
@@ -129,6 +148,9 @@ def split_settings() -> None:
                                          "to study how much data fine-tuning needs."),
         }
         values = {name: field_widget("data", d, name, meta=m, container=c[i]) for i, (name, m) in enumerate(meta.items())}
+        b = st.columns(2)
+        values["drop_duplicates"] = field_widget("data", d, "drop_duplicates", container=b[0])
+        values["class_balance"] = field_widget("data", d, "class_balance", container=b[1])
         seed = field_widget("run", cfg, "seed", meta=dict(label="Seed", min=0, max=2**31 - 1,
                             help="Fixes the split, the initial head and the batch order."), container=c[4])
         state.update_section("data", **values)
@@ -146,7 +168,7 @@ def dataset_report(engine) -> datasets.DataCheck | None:
         result = datasets.check_dataset(engine, cfg, update)
     slot.empty()
     if not result.ok:
-        state.show_error(result.error, "reading the dataset")
+        _show_refusal(result.error)
         st.info("Choose another dataset above, or fix this one and use it again.", icon=":material/info:")
         return result
     rep = result.report
@@ -158,6 +180,29 @@ def dataset_report(engine) -> datasets.DataCheck | None:
     c[2].metric("Training", f"{n_split.get('train', 0):,}")
     c[3].metric("Validation / test", f"{n_split.get('val', 0):,} / {n_split.get('test', 0):,}")
     c[4].metric("Skipped files", len(rep.skipped), help="Files that are not usable images; the list is below.")
+    st.caption(f"Layout: **{rep.layout}**" + (" — the split given by your folders is used as is." if rep.split_given
+               else " — each class is split with the seed (see the split settings)."))
+    for note in rep.notes:
+        st.caption(note)
+    for warning in rep.warnings:
+        st.warning(warning, icon=":material/warning:")
+    imb = rep.imbalance
+    if imb.get("imbalanced"):
+        st.warning(f"The classes are imbalanced: '{imb['largest']}' has {imb['ratio']}x the images of "
+                   f"'{imb['smallest']}'. Accuracy alone flatters a model that favours the large class: the "
+                   "results show balanced accuracy and macro-F1 beside it. To compensate, set *Imbalanced "
+                   "classes* in the split settings.", icon=":material/balance:")
+    if rep.duplicate_groups:
+        n_files = sum(len(g) for g in rep.duplicate_groups)
+        action = (f"{len(rep.duplicates_dropped)} extra copies were dropped." if rep.duplicates_dropped else
+                  "Each group is kept in one split, so copies never inflate validation or test accuracy "
+                  "(switch on *Drop duplicate copies* to keep one image of each).")
+        with st.expander(f"{len(rep.duplicate_groups)} group{'s' if len(rep.duplicate_groups) != 1 else ''} of "
+                         f"duplicate pictures ({n_files} files)", icon=":material/content_copy:"):
+            st.caption("Identical files, or near-identical pictures (perceptual hash within "
+                       f"{PHASH_MAX_DISTANCE} of 64 bits and the same colours). {action}")
+            st.dataframe([{"group": i + 1, "files": " = ".join(g)} for i, g in enumerate(rep.duplicate_groups)],
+                         hide_index=True, width="stretch")
     if cfg.data.train_per_class:
         st.caption(f"Training uses at most {cfg.data.train_per_class} images per class (see the split settings).")
 
@@ -175,9 +220,12 @@ def dataset_report(engine) -> datasets.DataCheck | None:
             cols[0].markdown(f"`{name}`")
             cols[1].image(images, width=56)
     if rep.skipped:
-        with st.expander(f"{len(rep.skipped)} skipped file{'s' if len(rep.skipped) != 1 else ''}, and why",
-                         icon=":material/warning:"):
-            st.dataframe([{"file": s.path, "reason": s.reason} for s in rep.skipped], hide_index=True, width="stretch")
+        _skipped_table(rep.skipped)
+    if rep.split_files:
+        with st.expander("The files of each split", icon=":material/list:"):
+            tabs = st.tabs([f"{name} ({len(files)})" for name, files in rep.split_files.items()])
+            for tab, files in zip(tabs, rep.split_files.values()):
+                tab.dataframe([{"file": f} for f in files], hide_index=True, width="stretch")
     else:
         st.caption("No file was skipped: every file is a readable image inside a class folder.")
     return result

@@ -24,6 +24,29 @@ SUMMARY_METRICS = {  # summary key -> (label, help)
                                 "at severities 1-5 of the validation images."),
     "ood_user_acc": ("Your OOD set", "Accuracy on the out-of-distribution set you uploaded."),
 }
+# Shown beside accuracy when the run's classes were imbalanced (engine.data.class_imbalance).
+IMBALANCE_METRICS = {
+    "test_balanced_acc": ("Balanced accuracy (test)", "Mean of the per-class accuracies: a model that always "
+                          "answers the largest class scores 1 / number of classes."),
+    "test_macro_f1": ("Macro-F1 (test)", "Mean F1 over classes, each class counting the same whatever its size."),
+    "val_balanced_acc": ("Balanced accuracy (validation)", "Mean of the per-class accuracies on the validation images."),
+    "val_macro_f1": ("Macro-F1 (validation)", "Mean F1 over classes on the validation images."),
+}
+
+
+def imbalanced(summary: dict) -> bool:
+    return bool(summary.get("data_report", {}).get("imbalance", {}).get("imbalanced"))
+
+
+def headline_metrics(summary: dict) -> dict:
+    """SUMMARY_METRICS, plus balanced accuracy and macro-F1 right after accuracy for imbalanced classes."""
+    if not imbalanced(summary):
+        return SUMMARY_METRICS
+    keys = list(SUMMARY_METRICS)
+    at = keys.index("test_acc") + 1
+    merged = keys[:at] + [k for k in IMBALANCE_METRICS if k.startswith("test_")] + keys[at:] \
+        + [k for k in IMBALANCE_METRICS if k.startswith("val_")]
+    return {k: SUMMARY_METRICS.get(k) or IMBALANCE_METRICS[k] for k in merged}
 
 
 def read_summary(run_dir: str) -> dict:
@@ -55,8 +78,12 @@ def run_picker(runs) -> str:
 
 
 def summary_metrics(run: components.RunView, summary: dict) -> None:
-    items = [(label, components.fmt_pct(summary.get(k)), help_) for k, (label, help_) in SUMMARY_METRICS.items()
+    items = [(label, components.fmt_pct(summary.get(k)), help_) for k, (label, help_) in headline_metrics(summary).items()
              if isinstance(summary.get(k), (int, float))]
+    if imbalanced(summary):
+        imb = summary["data_report"]["imbalance"]
+        st.caption(f"The classes are imbalanced ('{imb['largest']}' has {imb['ratio']}x the images of "
+                   f"'{imb['smallest']}'): judge the model by balanced accuracy and macro-F1, not accuracy alone.")
     last = run.epochs.iloc[-1] if not run.epochs.empty else None
     for name in charts.method_metric_names(run.epochs):  # whatever the methods logged (robust acc, sparsity ...)
         value = summary.get(name, last.get(name) if last is not None else None)
@@ -239,6 +266,9 @@ def compare(engine, runs) -> None:
                "effective lr": summary.get("effective_lr")}
         for key, (label, _) in SUMMARY_METRICS.items():
             row[label] = summary.get(key)
+        for key in ("test_balanced_acc", "test_macro_f1"):  # a column as soon as one compared run is imbalanced
+            if imbalanced(summary) and summary.get(key) is not None:
+                row[IMBALANCE_METRICS[key][0]] = summary[key]
         if view is not None and not view.epochs.empty:
             last = view.epochs.iloc[-1]
             for name in charts.method_metric_names(view.epochs):
@@ -248,7 +278,7 @@ def compare(engine, runs) -> None:
         rows.append(row)
     table = pd.DataFrame(rows)
     pct_cols = [c for c in table.columns if c in {l for l, _ in SUMMARY_METRICS.values()}
-                or "accuracy" in c.lower() or "sparsity" in c.lower()]
+                or "accuracy" in c.lower() or "sparsity" in c.lower() or "f1" in c.lower()]
     st.dataframe(table, hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(c, format="percent") for c in pct_cols}
                  | {"img/s": st.column_config.NumberColumn("img/s", format="%.0f"),
