@@ -15,6 +15,7 @@ import streamlit as st
 
 from engine.config import RunConfig, resolve_path
 from engine.data import DataReport, load_dataset, load_ood_dataset
+from engine.errors import StudioError
 from engine.train import zip_limits
 from engine.worker import Engine
 
@@ -61,7 +62,7 @@ def check_dataset(engine: Engine, cfg: RunConfig, progress: Callable[[int, int],
                               min_images_per_class=d.min_images_per_class, progress=progress,
                               limits=zip_limits(engine.limits))
     except Exception as exc:  # StudioError for the user's data; anything else is shown politely
-        result = DataCheck(False, error=exc)
+        result = DataCheck(False, error=in_user_words(exc, {d.source: d.source_name}))
     else:
         grid = {}
         for c, name in enumerate(splits.classes):
@@ -74,8 +75,28 @@ def check_dataset(engine: Engine, cfg: RunConfig, progress: Callable[[int, int],
     return result
 
 
-def check_ood(engine: Engine, cfg: RunConfig, source: str, classes: list[str]) -> int:
-    """Validate an OOD set against the training classes; returns its number of images (raises StudioError)."""
-    images = load_ood_dataset(resolve_path(source), engine.datasets_dir, preview_size(cfg), classes,
-                              limits=zip_limits(engine.limits))
+def in_user_words(exc: BaseException, names: dict[str, str]) -> BaseException:
+    """A StudioError whose message names the user's files by their own names (`names`: reference ->
+    the user's file name) instead of the server's; other exceptions unchanged."""
+    if not isinstance(exc, StudioError):
+        return exc
+    from app.state import user_words
+
+    text = user_words(str(exc), names)
+    if text == str(exc):
+        return exc
+    try:
+        return type(exc)(text)
+    except Exception:  # an error class with another signature
+        return StudioError(text)
+
+
+def check_ood(engine: Engine, cfg: RunConfig, source: str, classes: list[str], name: str = "") -> int:
+    """Validate an OOD set against the training classes; returns its number of images. Raises
+    StudioError that names the file `name` (the user's file name) rather than the server's copy."""
+    try:
+        images = load_ood_dataset(resolve_path(source), engine.datasets_dir, preview_size(cfg), classes,
+                                  limits=zip_limits(engine.limits))
+    except StudioError as exc:
+        raise in_user_words(exc, {source: name}) from None
     return len(images)

@@ -84,6 +84,9 @@ def _train(args: argparse.Namespace) -> int:
         overrides += [f"backbone.checkpoint={args.checkpoint}", "backbone.pretrained=checkpoint"]
     cfg = apply_overrides(cfg, overrides)
     data_dir = Path(args.data_dir).resolve()
+    from engine.config import register_upload_dir
+
+    register_upload_dir(data_dir / "uploads")  # configs name uploads as upload:<sha256>
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return _train_distributed(cfg, args, data_dir)
     store = RunStore(data_dir / "studio.db")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.config import RunConfig, validate
+from engine.config import RunConfig, register_upload_dir, validate
 from engine.errors import StudioError
 from engine.jobs import execute_run
 from engine.runs import new_run_id
@@ -98,6 +98,7 @@ class Engine:
         self.data_dir = Path(data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.datasets_dir = self.data_dir / "datasets"  # extracted uploads, named by content hash
+        register_upload_dir(self.data_dir / "uploads")  # configs name uploads as upload:<sha256>
         self.store = RunStore(self.data_dir / "studio.db")
         self.interrupted = self.store.mark_interrupted()  # a crash or restart left these unfinished
         self._lock = threading.RLock()
