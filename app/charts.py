@@ -111,12 +111,21 @@ def layer_groups(df: pd.DataFrame) -> dict[str, list[str]]:
     return groups
 
 
+def group_title(group: str) -> str:
+    """`<method>/<what>` in words, the method by its title: "pruning/sparsity" -> "Pruning (Fine-Pruning): sparsity"."""
+    from engine.methods import METHODS
+
+    method, _, what = group.partition("/")
+    name = METHODS[method].title if method in METHODS else method.replace("_", " ").capitalize()
+    return f"{name}: {what.replace('_', ' ')}" if what else name
+
+
 def layer_bar_chart(df: pd.DataFrame, group: str, columns: Sequence[str]) -> alt.Chart:
     """The latest epoch's value per layer as bars (e.g. sparsity per layer, fraction of filters fine-tuned)."""
     last = df.dropna(subset=list(columns), how="all").iloc[-1]
     data = pd.DataFrame({"layer": [c[len(group) + 1:] for c in columns],
                          "value": [float(last[c]) for c in columns]})
-    title = f"{group.replace('/', ': ').replace('_', ' ')} per layer (epoch {int(last['epoch'])})"
+    title = f"{group_title(group)} per layer (epoch {int(last['epoch'])})"
     return alt.Chart(data).mark_bar().encode(
         x=alt.X("value:Q", title=None, scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
         y=alt.Y("layer:N", sort=list(data["layer"]), title=None),

@@ -135,6 +135,18 @@ def detail_charts(run: components.RunView, summary: dict) -> None:
         st.altair_chart(charts.lr_chart(run.steps), width="stretch")
 
 
+def names_of(rec) -> dict[str, str]:
+    """A run's upload references mapped to the user's file names (dataset, OOD set, checkpoint)."""
+    names = state.config_names(rec.config)
+    ckpt = rec.config.get("backbone", {}).get("checkpoint") or ""
+    sha = state.upload_sha(ckpt)
+    if sha:
+        engine = state.get_engine()
+        known = {u["sha256"]: u["name"] for u in engine.store.list_uploads(rec.owner, "checkpoint")}
+        names[ckpt] = known.get(sha, "your checkpoint")
+    return names
+
+
 def details(rec, summary: dict) -> None:
     report = summary.get("data_report")
     if report:
@@ -149,7 +161,8 @@ def details(rec, summary: dict) -> None:
     load = summary.get("load_report")
     if load:
         with st.expander("Pretrained weights loaded", icon=":material/download_done:"):
-            st.markdown(f"Source: **{load.get('source')}** · {load.get('matched', 0)} tensors loaded, "
+            source = state.user_words(str(load.get("source")), names_of(rec))
+            st.markdown(f"Source: **{source}** · {load.get('matched', 0)} tensors loaded, "
                         f"{len(load.get('missing', []))} missing, {len(load.get('shape_mismatch', []))} with another shape.")
             if load.get("note"):
                 st.caption(load["note"])
@@ -178,8 +191,9 @@ def downloads(rec, summary: dict) -> None:
         c[2].download_button("Config (YAML)", cfg_file.read_text(), file_name=f"{safe_name}-{rec.id}-config.yaml",
                              mime="text/yaml", icon=":material/description:",
                              help="Repeat this run from the command line with it.")
-    if summary:
-        c[3].download_button("Summary (JSON)", json.dumps(summary, indent=2), file_name=f"{safe_name}-{rec.id}-summary.json",
+    if summary:  # with the user's file names where the engine recorded its own paths
+        shown = json.loads(state.user_words(json.dumps(summary), names_of(rec)))
+        c[3].download_button("Summary (JSON)", json.dumps(shown, indent=2), file_name=f"{safe_name}-{rec.id}-summary.json",
                              mime="application/json", icon=":material/data_object:")
     if cfg_file.is_file():
         st.caption("To repeat this run without the dashboard:")
@@ -226,7 +240,7 @@ def one_run(engine, runs) -> None:
                 "it ends.", icon=":material/hourglass_top:")
         st.page_link("app_pages/train.py", label="Watch it live", icon=":material/monitoring:")
     elif rec.status == "failed":
-        reason = state.user_words(rec.error or "no reason was recorded.", state.config_names(rec.config))
+        reason = state.user_words(rec.error or "no reason was recorded.", names_of(rec))
         st.error(f"This run failed: {reason}", icon=":material/error:")
     elif rec.status == "stopped":
         stopped_note(rec, run)
