@@ -318,3 +318,26 @@ def compare_chart(df: pd.DataFrame, metric: str) -> alt.Chart:
     )
     return alt.layer(base.mark_line(), base.mark_point(filled=True, size=40), title=f"{label}: runs compared").properties(
         height=320, autosize=FIT_WIDTH)
+
+
+# ---- tables ----------------------------------------------------------------------------------
+
+def compare_table(rows: list[dict]) -> pd.DataFrame:
+    """The Compare table from one dict per run (keys: run, dataset, `_source` the dataset's reference,
+    then any columns): rows grouped by dataset in first-seen order, two datasets of the same name
+    told apart by their reference's end, columns without any value dropped, missing numbers left
+    missing (drawn blank) and missing text as "" (never "None")."""
+    table = pd.DataFrame(rows)
+    if "_source" in table:  # two different datasets with the same name stay apart
+        names = table.groupby("dataset")["_source"].nunique()
+        clash = table["dataset"].map(names) > 1
+        table.loc[clash, "dataset"] = [f"{n} ({str(src)[-6:]})" for n, src in
+                                       zip(table.loc[clash, "dataset"], table.loc[clash, "_source"])]
+        table = table.drop(columns="_source")
+    table = table.dropna(axis=1, how="all")
+    order = {d: i for i, d in enumerate(dict.fromkeys(table["dataset"]))}
+    table = table.sort_values("dataset", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)
+    for col in table.columns:
+        if table[col].dtype == object and col not in ("classes", "images", "image px", "epochs"):
+            table[col] = table[col].where(table[col].notna(), "")
+    return table

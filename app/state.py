@@ -193,6 +193,9 @@ def _restore_draft(draft: dict) -> tuple[RunConfig, Dataset, list[str]]:
     if ds.ood_source and not source_exists(ds.ood_source):
         lost.append(f"the OOD set {ds.ood_name or ds.ood_label} (it is no longer on this server)")
         ds = Dataset(ds.kind, ds.source, ds.label)
+    if cfg.backbone.pretrained == "checkpoint" and not source_exists(cfg.backbone.checkpoint):
+        lost.append("the uploaded checkpoint (it is no longer on this server: the bundled weights are used)")
+        cfg = with_section(cfg, "backbone", pretrained="bundled", checkpoint="")
     d = cfg.data
     if (d.source, d.ood_source) != (ds.source, ds.ood_source):
         cfg = with_section(cfg, "data", **_data_fields(ds))
@@ -431,6 +434,7 @@ def start_run(engine: Engine, gpus: tuple[int, ...] = ()) -> str:
         cfg = dataclasses.replace(cfg, name=default_run_name(cfg, ds))
     run_id = engine.submit(cfg, owner=user(), gpus=gpus)
     st.session_state[WATCH_KEY] = run_id
+    set_focus(run_id)  # Results opens on the new run
     return run_id
 
 

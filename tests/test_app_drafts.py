@@ -200,3 +200,18 @@ def test_a_bad_upload_is_reported_with_the_users_file_name(studio):
     assert "'holiday photos.zip' is not a zip archive" in errors, errors
     internal = [p.name for p in (studio / "uploads").iterdir()]
     assert internal and not any(name in errors for name in internal)
+
+
+def test_compare_keeps_two_datasets_of_the_same_name_apart():
+    from app.charts import compare_table
+
+    rows = [{"run": "a", "dataset": "data.zip", "_source": "upload:" + "1" * 64, "classes": 3, "val acc": 0.5,
+             "sparsity": None},
+            {"run": "b", "dataset": "data.zip", "_source": "upload:" + "2" * 64, "classes": 3, "val acc": None,
+             "sparsity": None},
+            {"run": "c", "dataset": "data.zip", "_source": "upload:" + "1" * 64, "classes": 3, "val acc": 0.7,
+             "sparsity": None}]
+    table = compare_table(rows)
+    assert list(table["run"]) == ["a", "c", "b"], "grouped by dataset"
+    assert table["dataset"].nunique() == 2 and "_source" not in table and "sparsity" not in table
+    assert table["val acc"].isna().tolist() == [False, False, True], "a missing number stays missing (blank)"

@@ -300,7 +300,7 @@ def compare_row(engine, rec, label: str) -> tuple[dict, pd.DataFrame]:
     per_class = summary.get("test_per_class_acc") or summary.get("val_per_class_acc")
     values = [v for v in (per_class.values() if isinstance(per_class, dict) else per_class or [])
               if isinstance(v, (int, float))]
-    row = {"run": label, "dataset": state.dataset_name(cfg),
+    row = {"run": label, "dataset": state.dataset_name(cfg), "_source": cfg.get("data", {}).get("source"),
            "classes": len(report.get("classes") or summary.get("classes") or []) or None,
            "images": n_images, "image px": cfg.get("data", {}).get("image_size"),
            "methods": ", ".join(METHODS[m].title for m in enabled_methods(cfg)) or "plain fine-tuning"}
@@ -315,18 +315,6 @@ def compare_row(engine, rec, label: str) -> tuple[dict, pd.DataFrame]:
                 "img/s": summary.get("train_images_per_sec"),
                 "time": components.fmt_duration(summary.get("wall_time_s")) if summary.get("wall_time_s") else None})
     return row, epochs
-
-
-def compare_table(rows: list[dict]) -> pd.DataFrame:
-    """Rows grouped by dataset, columns without any value dropped, blanks as missing (not "None")."""
-    table = pd.DataFrame(rows)
-    table = table.dropna(axis=1, how="all")
-    order = {d: i for i, d in enumerate(dict.fromkeys(table["dataset"]))}
-    table = table.sort_values("dataset", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)
-    for col in table.columns:
-        if table[col].dtype == object and col not in ("classes", "images", "image px", "epochs"):
-            table[col] = table[col].where(table[col].notna(), "")
-    return table
 
 
 def compare(engine, runs) -> None:
@@ -346,7 +334,7 @@ def compare(engine, runs) -> None:
     for run_id in chosen:
         row, curves[labels[run_id]] = compare_row(engine, by_id[run_id], labels[run_id])
         rows.append(row)
-    table = compare_table(rows)
+    table = charts.compare_table(rows)
     datasets_used = list(dict.fromkeys(table["dataset"]))
     if len(datasets_used) > 1:
         st.warning(f"These runs trained on {len(datasets_used)} different datasets ({', '.join(datasets_used)}): "
