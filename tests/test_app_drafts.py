@@ -80,27 +80,31 @@ def test_earlier_uploads_are_offered_after_a_restart_and_can_be_used_or_deleted(
     at.file_uploader[0].set_value(("second set.zip", two_classes, "application/zip")).run()
     no_problems(at)
     assert at.session_state["cfg"].data.source_name == "second set.zip"
+    uploads = {u["name"]: u["sha256"] for u in engine().store.list_uploads("")}
+    at.button(key=f"use_dataset_{uploads['first set.zip'][:16]}").click().run()
+    at.run()  # the file still in the chooser (second set.zip) must not come back
+    no_problems(at)
+    assert at.session_state["cfg"].data.source_name == "first set.zip"
 
     restart_server()
     at = new_app()
     at.radio(key="w:data.kind").set_value("upload").run()
     no_problems(at)
     listed = " ".join(texts(at.markdown))
-    assert "**first set.zip** · " in listed and "3 classes · 30 images" in listed
-    assert "**second set.zip** · " in listed and "2 classes · 12 images" in listed and "*in use*" in listed
-    first = next(u for u in engine().store.list_uploads("") if u["name"] == "first set.zip")
-    at.button(key=f"use_dataset_{first['sha256'][:16]}").click().run()
+    assert "**first set.zip** · " in listed and "3 classes · 30 images" in listed and "*in use*" in listed
+    assert "**second set.zip** · " in listed and "2 classes · 12 images" in listed
+    at.button(key=f"use_dataset_{uploads['second set.zip'][:16]}").click().run()
     no_problems(at)
-    assert "Active dataset: first set.zip" in texts(at.subheader)
-    assert at.session_state["cfg"].data.source == "upload:" + first["sha256"]
+    assert "Active dataset: second set.zip" in texts(at.subheader)
+    assert at.session_state["cfg"].data.source == "upload:" + uploads["second set.zip"]
 
-    second = next(u for u in engine().store.list_uploads("") if u["name"] == "second set.zip")
-    stored = resolve_path("upload:" + second["sha256"])
-    at.button(key=f"del_dataset_{second['sha256'][:16]}").click().run()
+    stored = resolve_path("upload:" + uploads["first set.zip"])
+    at.button(key=f"del_dataset_{uploads['first set.zip'][:16]}").click().run()
     no_problems(at)
     assert not stored.exists(), "no run used it: the file is gone"
-    assert "second set.zip" not in " ".join(texts(at.markdown)).replace("second set.zip: Deleted", "")
-    assert [u["name"] for u in engine().store.list_uploads("")] == ["first set.zip"]
+    assert any("first set.zip: Deleted" in i for i in texts(at.info))
+    assert [u["name"] for u in engine().store.list_uploads("")] == ["second set.zip"]
+    assert not any("**first set.zip**" in m for m in texts(at.markdown))
 
 
 def test_compare_shows_the_dataset_and_flags_runs_on_different_data(studio, tiny_bytes, tmp_path):
@@ -112,7 +116,10 @@ def test_compare_shows_the_dataset_and_flags_runs_on_different_data(studio, tiny
     assert engine().wait(first, RUN_TIMEOUT) == "finished"
     at.switch_page("app_pages/data.py").run()
     at.file_uploader[0].set_value(("two colours.zip", two_classes, "application/zip")).run()
-    second = start_run(at)
+    at.button(key="quick_start").click().run()  # one click from the Data page to a run
+    no_problems(at)
+    assert "3 · Train (live)" in texts(at.title), "the Train page follows the new run"
+    (second,) = [r.id for r in engine().list_runs() if r.id != first]
     assert engine().wait(second, RUN_TIMEOUT) == "finished"
     assert engine().run_record(second).name == "resnet18 plain on two colours.zip", "run names say the data"
 

@@ -136,9 +136,10 @@ def choose_source(engine) -> None:
             st.caption(f"In use: **{ds.label}** (kept on the server: no need to upload it again).")
 
         def use(u: dict) -> None:
+            _bump("upload_n")  # empty the file chooser, or the file still in it would be used again next time
             _activate(engine, state.Dataset("upload", state.upload_ref(u["sha256"]), u["name"]), size=u["size"])
 
-        earlier_uploads(engine, "dataset", ds.source, use)
+        earlier_uploads(engine, "dataset", state.dataset().source, use)  # (the upload above may have changed it)
 
     else:
         folder = st.text_input("Folder on this server", key="folder_path",
@@ -252,16 +253,17 @@ def ood_section(engine, result: datasets.DataCheck | None) -> None:
                               key=f"upload_ood_{st.session_state.get('ood_upload_n', 0)}",
                               help=f"Its folders must be named exactly like the training classes: "
                                    f"{', '.join(result.report.classes)}.")
-    chosen: list[tuple[str, str, int]] = []  # (reference, the user's file name, bytes)
-
-    def use(u: dict) -> None:
-        chosen.append((state.upload_ref(u["sha256"]), u["name"], u["size"]))
-
-    earlier_uploads(engine, "ood", ds.ood_source, use)
+    chosen: list[tuple[str, str, int]] = []  # (reference, the user's file name, bytes); the last one wins
     if upload is not None:
         ref = _uploaded_ref(engine, upload, ".zip")
         if ref and ref != ds.ood_source:
             chosen.append((ref, upload.name, upload.size))
+
+    def use(u: dict) -> None:
+        _bump("ood_upload_n")  # empty the file chooser, or the file still in it would be used again next time
+        chosen.append((state.upload_ref(u["sha256"]), u["name"], u["size"]))
+
+    earlier_uploads(engine, "ood", ds.ood_source, use)
     if not chosen:
         return
     ref, name, size = chosen[-1]
