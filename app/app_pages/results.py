@@ -308,9 +308,8 @@ def compare_row(engine, rec, label: str) -> tuple[dict, pd.DataFrame]:
         row[name] = summary.get(key)
     row["balanced acc"] = sum(values) / len(values) if values else None
     row["sparsity"] = summary.get("sparsity")
-    row.update({"status": rec.status, "backbone": cfg.get("backbone", {}).get("name"),
-                "weights": state.WEIGHTS_TEXT.get(cfg.get("backbone", {}).get("pretrained"),
-                                                  cfg.get("backbone", {}).get("pretrained")),
+    b = cfg.get("backbone", {})
+    row.update({"model": f"{b.get('name')}, {state.WEIGHTS_TEXT.get(b.get('pretrained'), b.get('pretrained'))}",
                 "epochs": cfg.get("train", {}).get("epochs"), "lr": cfg.get("optim", {}).get("lr"),
                 "img/s": summary.get("train_images_per_sec"),
                 "time": components.fmt_duration(summary.get("wall_time_s")) if summary.get("wall_time_s") else None})
@@ -322,7 +321,8 @@ def compare(engine, runs) -> None:
     if len(candidates) < 1:
         st.info("Finish a run or two to compare them here.")
         return
-    labels = {r.id: f"{r.name} ({r.id[-6:]})" for r in candidates}
+    labels = {r.id: f"{r.name} ({r.id[-6:]})" + ("" if r.status == "finished" else f" · {r.status}")
+              for r in candidates}
     default = [r.id for r in candidates if r.status == "finished"][:3]
     chosen = st.multiselect("Runs to compare", [r.id for r in candidates], default=default, key="compare_runs",
                             format_func=labels.get, help="Finished runs are picked by default; add or remove any.")
