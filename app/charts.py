@@ -116,12 +116,21 @@ def layer_groups(df: pd.DataFrame) -> dict[str, list[str]]:
     return groups
 
 
+def group_title(group: str) -> str:
+    """`<method>/<what>` in words, the method by its title: "pruning/sparsity" -> "Pruning (Fine-Pruning): sparsity"."""
+    from engine.methods import METHODS
+
+    method, _, what = group.partition("/")
+    name = METHODS[method].title if method in METHODS else method.replace("_", " ").capitalize()
+    return f"{name}: {what.replace('_', ' ')}" if what else name
+
+
 def layer_bar_chart(df: pd.DataFrame, group: str, columns: Sequence[str]) -> alt.Chart:
     """The latest epoch's value per layer as bars (e.g. sparsity per layer, fraction of filters fine-tuned)."""
     last = df.dropna(subset=list(columns), how="all").iloc[-1]
     data = pd.DataFrame({"layer": [c[len(group) + 1:] for c in columns],
                          "value": [float(last[c]) for c in columns]})
-    title = f"{group.replace('/', ': ').replace('_', ' ')} per layer (epoch {int(last['epoch'])})"
+    title = f"{group_title(group)} per layer (epoch {int(last['epoch'])})"
     return alt.Chart(data).mark_bar().encode(
         x=alt.X("value:Q", title=None, scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
         y=alt.Y("layer:N", sort=list(data["layer"]), title=None),
@@ -314,3 +323,26 @@ def compare_chart(df: pd.DataFrame, metric: str) -> alt.Chart:
     )
     return alt.layer(base.mark_line(), base.mark_point(filled=True, size=40), title=f"{label}: runs compared").properties(
         height=320, autosize=FIT_WIDTH)
+
+
+# ---- tables ----------------------------------------------------------------------------------
+
+def compare_table(rows: list[dict]) -> pd.DataFrame:
+    """The Compare table from one dict per run (keys: run, dataset, `_source` the dataset's reference,
+    then any columns): rows grouped by dataset in first-seen order, two datasets of the same name
+    told apart by their reference's end, columns without any value dropped, missing numbers left
+    missing (drawn blank) and missing text as "" (never "None")."""
+    table = pd.DataFrame(rows)
+    if "_source" in table:  # two different datasets with the same name stay apart
+        names = table.groupby("dataset")["_source"].nunique()
+        clash = table["dataset"].map(names) > 1
+        table.loc[clash, "dataset"] = [f"{n} ({str(src)[-6:]})" for n, src in
+                                       zip(table.loc[clash, "dataset"], table.loc[clash, "_source"])]
+        table = table.drop(columns="_source")
+    table = table.dropna(axis=1, how="all")
+    order = {d: i for i, d in enumerate(dict.fromkeys(table["dataset"]))}
+    table = table.sort_values("dataset", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)
+    for col in table.columns:
+        if table[col].dtype == object and col not in ("classes", "images", "image px", "epochs"):
+            table[col] = table[col].where(table[col].notna(), "")
+    return table

@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,13 @@ from engine.backbones import BACKBONES, available_sources
 from engine.checkpoints import new_run_id
 from engine.config import RunConfig, apply_overrides
 from engine.contract import Reporter
+from engine.data import DatasetError, inspect_dataset
 from engine.devices import pick_device
 from engine.distributed import world
 from engine.errors import StudioError
 from engine.jobs import execute_run
 from engine.methods import METHODS
+from engine.paths import register_upload_dir, resolve_path
 from engine.pruning_search import search_into_config
 from engine.run_data import prepare_data
 from engine.store import RunStore
@@ -94,6 +97,7 @@ def _train(args: argparse.Namespace) -> int:
         overrides += [f"backbone.checkpoint={args.checkpoint}", "backbone.pretrained=checkpoint"]
     cfg = apply_overrides(cfg, overrides)
     data_dir = Path(args.data_dir).resolve()
+    register_upload_dir(data_dir / "uploads")  # configs name uploads as upload:<sha256>
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return _train_distributed(cfg, args, data_dir)
     store = RunStore(data_dir / "studio.db")
@@ -167,11 +171,6 @@ def _print_skipped(skipped, out=None) -> None:
 
 def _inspect(args: argparse.Namespace) -> int:
     """A dry run: what the studio makes of a dataset (layout, classes, split, skipped files, duplicates)."""
-    from dataclasses import asdict
-
-    from engine.config import RunConfig, resolve_path
-    from engine.data import DatasetError, inspect_dataset
-
     cfg = RunConfig.load(args.config) if args.config else RunConfig()
     d = cfg.data
     pick = lambda given, default: default if given is None else given  # noqa: E731

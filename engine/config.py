@@ -61,6 +61,8 @@ class DataConfig:
     min_images_per_class: int = knob(5, label="Fewest images per class", min=3, max=1000, help=(
         "Fewer cannot be split into train, validation and test meaningfully."))
     ood_source: str = knob("", label="Your OOD set", help="An optional set with the same classes ('' = none).")
+    source_name: str = knob("", label="Dataset name", help="Your own name for the dataset (an upload's file name).")
+    ood_source_name: str = knob("", label="OOD set name", help="Your own name for the OOD set.")
     train_per_class: int = knob(0, label="Training images per class", min=0, max=100000, help=(
         "Keep only this many training images per class (0 = all): for data-scarcity studies."))
     drop_duplicates: bool = knob(False, label="Drop duplicate copies", help=(  # copies always stay in one split

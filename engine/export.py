@@ -79,6 +79,20 @@ def export_onnx(model: Classifier, image_size: int, path: Path, val_images: torc
     return _compare("onnx", path, _logits(model, val_images), _logits(run, val_images), tol=1e-3)
 
 
+def data_source_text(cfg: RunConfig) -> str:
+    """The training data as the card names it: the user's own file name and the content hash for an
+    upload, never the server's path or stored file name."""
+    from engine.paths import SAMPLE_DATASET, UPLOAD_PREFIX
+
+    d = cfg.data
+    if d.source.startswith(UPLOAD_PREFIX):
+        digest = d.source[len(UPLOAD_PREFIX):]
+        return f"`{d.source_name or 'an upload'}` (SHA-256 {digest[:16]}…)"
+    if d.source == SAMPLE_DATASET:
+        return "the studio's bundled texture sample"
+    return f"`{d.source_name or Path(d.source).name}`"
+
+
 def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck] | None = None) -> str:
     """A markdown model card: data, methods and their settings, metrics, the exact config."""
     def pct(x):
@@ -95,7 +109,7 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
         f"- Classes ({len(summary.get('classes', []))}): {', '.join(summary.get('classes', []))}",
         "",
         "## Data",
-        f"- Source: `{Path(cfg.data.source).name}`; images per class: "
+        f"- Source: {data_source_text(cfg)}; images per class: "
         + ", ".join(f"{k} {v}" for k, v in rep.get("counts", {}).items()),
         f"- Layout: {rep.get('layout', 'class folders')}",
         ("- Split (given by the dataset's folders): " if rep.get("split_given") else f"- Split (seed {cfg.seed}): ")

@@ -36,8 +36,8 @@ def execute_run(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Path, dat
         result = train(cfg, reporter, run_dir=run_dir, work_dir=datasets_dir, limits=limits, world=world())
         summary = {**searched, **result.summary}
         status, error = "finished", None
-    except StopRequested:
-        summary, status, error = {}, "stopped", "Stopped on request."
+    except StopRequested as stop:
+        summary, status, error = getattr(stop, "summary", {}), "stopped", "Stopped on request."
     except StudioError as exc:
         summary, status, error = {}, "failed", str(exc)
     except MemoryError:

@@ -110,7 +110,9 @@ class FinishedRun:
 
     def __init__(self, run_dir: Path, datasets_dir: Path):
         self.run_dir, self.datasets_dir = Path(run_dir), Path(datasets_dir)
-        self.model, self.cfg, self.classes = load_run_model(self.run_dir, "last")  # the fine-tuned model
+        # the fine-tuned model; a stopped run has only its best epoch
+        last = "last" if (self.run_dir / "last.safetensors").is_file() else "best"
+        self.model, self.cfg, self.classes = load_run_model(self.run_dir, last)
         self.summary = json.loads((self.run_dir / "summary.json").read_text())
         self.lock = threading.Lock()
         self._variants: dict[tuple[str, float | None], nn.Module] = {}
@@ -127,28 +129,22 @@ class FinishedRun:
 
     def model_variant(self, variant: str = "fine_tuned", alpha: float | None = None) -> nn.Module:
         """The model `variant` (see the module docstring) in eval mode on the CPU, cached per run.
-        `alpha` in [0, 1] is WiSE-FT's mixing weight (default: the run's chosen alpha, else 0.5).
-        Raises StudioError for a variant this run does not have."""
+        `alpha` in [0, 1] is WiSE-FT's mixing weight (the alpha chosen for the run is kept in the run
+        store: engine.store). Raises StudioError for a variant this run does not have."""
         if variant not in VARIANTS:
             raise StudioError(f"Unknown model variant `{variant}`: choose one of {', '.join(VARIANTS)}.")
         if not self.has(variant):
             raise StudioError(f"This run has no {VARIANTS[variant].lower()} model.")
         if variant == "wise_ft":
-            alpha = float(self.chosen_alpha() if alpha is None else alpha)
+            if alpha is None:
+                raise StudioError("Choose the WiSE-FT alpha (0 = starting model, 1 = fine-tuned) for this model.")
+            alpha = float(alpha)
         key = (variant, alpha if variant == "wise_ft" else None)
         if key not in self._variants:
             self._variants[key] = self._build(variant, alpha)
             while len(self._variants) > 6:  # a few alphas and variants; each is a whole model
                 self._variants.pop(next(iter(self._variants)))
         return self._variants[key]
-
-    def chosen_alpha(self) -> float:
-        """The WiSE-FT alpha chosen for this run (stored in `wise_alpha.json` by the dashboard), else 0.5."""
-        path = self.run_dir / "wise_alpha.json"
-        try:
-            return float(json.loads(path.read_text())["alpha"]) if path.is_file() else 0.5
-        except (ValueError, KeyError, OSError):
-            return 0.5
 
     def _build(self, variant: str, alpha: float | None) -> nn.Module:
         if variant == "fine_tuned":

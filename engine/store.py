@@ -53,8 +53,26 @@ CREATE TABLE IF NOT EXISTS streams (
     key TEXT NOT NULL,
     point TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS drafts (
+    owner TEXT PRIMARY KEY,
+    draft TEXT NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS uploads (
+    owner TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    classes INTEGER,
+    images INTEGER,
+    created REAL NOT NULL,
+    PRIMARY KEY (owner, sha256, kind)
+);
 """
 CHANNELS = ("step", "epoch")  # a logged training step (loss, lr) | an epoch's evaluation
+
+UPLOAD_KINDS = ("dataset", "ood", "checkpoint")
 
 
 @dataclass
@@ -71,6 +89,7 @@ class RunRecord:
     owner: str = ""
     pinned: int = 0  # pinned runs are never cleaned up to free disk space
     shared: int = 0  # shared runs are visible (read-only) to every user
+    wise_ft_alpha: float | None = None  # the WiSE-FT mix the user chose on Results (None: not chosen yet)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -94,6 +113,8 @@ class RunStore:
             if "channel" not in {r["name"] for r in self._conn.execute("PRAGMA table_info(metrics)")}:
                 self._conn.execute("ALTER TABLE metrics ADD COLUMN channel TEXT NOT NULL DEFAULT 'epoch'")
                 self._conn.execute("UPDATE metrics SET channel='step' WHERE name IN ('loss', 'lr')")
+            if "wise_ft_alpha" not in cols:
+                self._conn.execute("ALTER TABLE runs ADD COLUMN wise_ft_alpha REAL")
 
     def close(self) -> None:
         with self._lock:
@@ -137,6 +158,14 @@ class RunStore:
         assert flag in ("pinned", "shared"), flag
         with self._lock, self._conn:
             self._conn.execute(f"UPDATE runs SET {flag}=? WHERE id=?", (int(value), run_id))
+
+    def set_wise_ft_alpha(self, run_id: str, alpha: float | None) -> None:
+        """Remember the WiSE-FT alpha (in [0, 1]) chosen for a run; Results, Explain and Export use it."""
+        if alpha is not None and not 0.0 <= float(alpha) <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        with self._lock, self._conn:
+            self._conn.execute("UPDATE runs SET wise_ft_alpha=? WHERE id=?",
+                               (None if alpha is None else float(alpha), run_id))
 
     def delete_run(self, run_id: str) -> None:
         with self._lock, self._conn:
@@ -205,6 +234,59 @@ class RunStore:
             for r in rows.fetchall():
                 out.setdefault(r["key"], []).append(json.loads(r["point"]))
         return out
+
+
+    # ---- drafts: the next run each user is preparing -----------------------------------------
+    def save_draft(self, owner: str, draft: dict) -> None:
+        """Keep `owner`'s draft (the next run's dataset, OOD set and config, as JSON) across
+        page refreshes and server restarts; one draft per user, the newest wins."""
+        with self._lock, self._conn:
+            self._conn.execute("INSERT INTO drafts (owner, draft, updated) VALUES (?,?,?) "
+                               "ON CONFLICT(owner) DO UPDATE SET draft=excluded.draft, updated=excluded.updated",
+                               (owner, json.dumps(draft), time.time()))
+
+    def load_draft(self, owner: str) -> dict | None:
+        """`owner`'s saved draft, or None when there is none (or it is unreadable)."""
+        with self._lock:
+            row = self._conn.execute("SELECT draft FROM drafts WHERE owner=?", (owner,)).fetchone()
+        if row is None:
+            return None
+        try:
+            draft = json.loads(row["draft"])
+        except ValueError:
+            return None
+        return draft if isinstance(draft, dict) else None
+
+    # ---- uploads: what each user uploaded, by content hash ------------------------------------
+    def add_upload(self, owner: str, sha256: str, kind: str, name: str, size: int,
+                   classes: int | None = None, images: int | None = None) -> None:
+        """Record an upload of `owner` (`kind`: dataset, ood or checkpoint; `size` in bytes).
+
+        The same bytes uploaded again under another name keep one row, with the newest name."""
+        assert kind in UPLOAD_KINDS, kind
+        with self._lock, self._conn:
+            self._conn.execute(
+                "INSERT INTO uploads (owner, sha256, kind, name, size, classes, images, created) "
+                "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(owner, sha256, kind) DO UPDATE SET name=excluded.name, "
+                "classes=COALESCE(excluded.classes, classes), images=COALESCE(excluded.images, images), "
+                "created=excluded.created",
+                (owner, sha256, kind, name, int(size), classes, images, time.time()))
+
+    def list_uploads(self, owner: str, kind: str | None = None) -> list[dict]:
+        """`owner`'s uploads, newest first: dicts of sha256, kind, name, size, classes, images, created."""
+        q, args = "SELECT * FROM uploads WHERE owner=?", [owner]
+        if kind is not None:
+            q, args = q + " AND kind=?", args + [kind]
+        with self._lock:
+            rows = self._conn.execute(q + " ORDER BY created DESC", args).fetchall()
+        return [dict(r) for r in rows]
+
+    def delete_upload(self, owner: str, sha256: str) -> bool:
+        """Forget `owner`'s upload; True when no user has those bytes recorded any more."""
+        with self._lock, self._conn:
+            self._conn.execute("DELETE FROM uploads WHERE owner=? AND sha256=?", (owner, sha256))
+            left = self._conn.execute("SELECT COUNT(*) FROM uploads WHERE sha256=?", (sha256,)).fetchone()[0]
+        return left == 0
 
 
 def _record(row: sqlite3.Row) -> RunRecord:

@@ -232,18 +232,23 @@ def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None
     lr_at = schedule_fn(cfg.optim)
     history: list[dict[str, Any]] = []
     timed = [0.0, 0]  # seconds and images of the timed epochs (the first is warm-up: allocation, autotuning)
-    for epoch in range(cfg.train.epochs):
-        ctx.epoch = epoch
-        stats = train_one_epoch(ctx, hooks, scaler, lr_at)
-        if epoch > 0 or cfg.train.epochs == 1:
-            timed = [timed[0] + stats.seconds, timed[1] + stats.images]
-        metrics = evaluate_epoch(ctx, hooks, stats)
-        if run_dir is not None and ctx.rank == 0 and metrics["val_acc"] > max((h["val_acc"] for h in history),
-                                                                              default=-1.0):
-            save_checkpoint(run_dir / "best.safetensors", ctx.model.state_dict(), cfg, {"epoch": epoch + 1})
-        history.append({"epoch": epoch + 1, **metrics})
-        if agree(ctx.stop_training, ctx.world_size):
-            break
+    try:
+        for epoch in range(cfg.train.epochs):
+            ctx.epoch = epoch
+            stats = train_one_epoch(ctx, hooks, scaler, lr_at)
+            if epoch > 0 or cfg.train.epochs == 1:
+                timed = [timed[0] + stats.seconds, timed[1] + stats.images]
+            metrics = evaluate_epoch(ctx, hooks, stats)
+            if run_dir is not None and ctx.rank == 0 and metrics["val_acc"] > max(
+                    (h["val_acc"] for h in history), default=-1.0):
+                save_checkpoint(run_dir / "best.safetensors", ctx.model.state_dict(), cfg, {"epoch": epoch + 1})
+            history.append({"epoch": epoch + 1, **metrics})
+            if agree(ctx.stop_training, ctx.world_size):
+                break
+    except StopRequested as stop:  # a stopped run keeps what it finished: its epochs and best checkpoint
+        stop.summary = {**ctx.summary, "epochs": len(history), "history": history,
+                        "best_val_acc": max((h["val_acc"] for h in history), default=None)}
+        raise
     for h in hooks:
         h.on_train_end(ctx)  # e.g. pruning makes masks permanent, WiSE-FT computes its curve
     reporter.progress(phase="final evaluation", epoch=cfg.train.epochs, epochs=cfg.train.epochs, step=ctx.step,

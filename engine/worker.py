@@ -21,7 +21,7 @@ from engine.config import RunConfig, validate
 from engine.errors import StudioError
 from engine.jobs import execute_run
 from engine.checkpoints import new_run_id
-from engine.paths import ASSETS_DIR, PROJECT_DIR, resolve_path
+from engine.paths import ASSETS_DIR, PROJECT_DIR, register_upload_dir, resolve_path
 from engine.security import AccessDenied, DataRoots, LimitExceeded, Limits
 from engine.store import RunRecord, RunStore
 from engine.contract import Reporter
@@ -104,6 +104,7 @@ class Engine:
         self.data_dir = Path(data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.datasets_dir = self.data_dir / "datasets"  # extracted uploads, named by content hash
+        register_upload_dir(self.data_dir / "uploads")  # configs name uploads as upload:<sha256>
         self.store = RunStore(self.data_dir / "studio.db")
         self.interrupted = self.store.mark_interrupted()  # a crash or restart left these unfinished
         self._lock = threading.RLock()

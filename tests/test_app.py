@@ -20,6 +20,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from engine.config import with_section
+from engine.paths import resolve_path
 from engine.methods import METHODS, MethodSpec
 from engine.config import METHOD_SECTIONS
 from engine.contract import MethodHook
@@ -231,7 +232,9 @@ def test_upload_configure_train_watch_and_see_results(studio, tiny_bytes):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Classes"] == "3" and metrics["Images"] == "30" and metrics["Skipped files"] == "0"
     assert len(at.image) >= 3, "a row of sample images per class"
-    stored = Path(at.session_state["cfg"].data.source)
+    data_cfg = at.session_state["cfg"].data
+    assert data_cfg.source.startswith("upload:") and data_cfg.source_name == "my data.zip"
+    stored = resolve_path(data_cfg.source)
     assert stored.parent == studio / "uploads" and "my data" not in stored.name, "uploads are named by content hash"
 
     configure_tiny(at, epochs=2)
@@ -363,7 +366,9 @@ def test_checkpoint_uploads_are_checked_against_the_backbone(studio, tmp_path):
     no_problems(at)
     # one tensor of a whole backbone: loaded, with a warning that the rest stays random
     assert any("fits only part of resnet18" in w for w in texts(at.warning)), texts(at.error)
-    stored = Path(at.session_state["cfg"].backbone.checkpoint)
+    ref = at.session_state["cfg"].backbone.checkpoint
+    assert ref.startswith("upload:"), "the config names the upload by content hash, not by a server path"
+    stored = resolve_path(ref)
     assert stored.parent == studio / "uploads" and stored.suffix == ".safetensors"
 
 
@@ -406,7 +411,8 @@ def test_a_bad_ood_upload_is_refused_with_its_message(studio, tiny_bytes):
     good = zip_bytes({f"{c}/{i}.png": png(c, i) for c in ("red", "green", "stripes") for i in range(2)})
     at.file_uploader[1].set_value(("ood.zip", good, "application/zip")).run()
     no_problems(at)
-    assert at.session_state["cfg"].data.ood_source.endswith(".zip")
+    assert at.session_state["cfg"].data.ood_source.startswith("upload:")
+    assert at.session_state["cfg"].data.ood_source_name == "ood.zip"
     assert any("OOD set in use" in s for s in texts(at.success))
 
 

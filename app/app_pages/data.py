@@ -29,11 +29,12 @@ def _progress_bar():
     return update, slot
 
 
-def _uploaded_path(engine, upload, suffix: str) -> str | None:
-    """Store an upload inside the engine's folder (named by content hash); memoised per file."""
-    memo = st.session_state.setdefault("upload_paths", {})
+def _uploaded_ref(engine, upload, suffix: str) -> str | None:
+    """Store an upload inside the engine's folder (named by content hash); returns its reference
+    `upload:<sha256>`; memoised per file."""
+    memo = st.session_state.setdefault("upload_refs", {})
     if upload.file_id not in memo:
-        out = state.attempt("saving the upload", engine.save_upload, upload.getvalue(), suffix)
+        out = state.attempt("saving the upload", state.store_upload, engine, upload.getvalue(), suffix)
         if not out.ok:
             return None
         memo[upload.file_id] = str(out.value)
@@ -56,21 +57,61 @@ def _show_refusal(error: BaseException) -> None:
         _skipped_table(error.skipped, expanded=True)
 
 
-def _activate(engine, candidate: state.Dataset) -> bool:
-    """Check a new dataset with the engine; use it only when it is trainable."""
+def _activate(engine, candidate: state.Dataset, size: int | None = None) -> bool:
+    """Check a new dataset with the engine; use it only when it is trainable. An upload (of `size`
+    bytes) that passes is listed among the user's earlier uploads."""
     current = state.dataset()
-    trial = with_section(state.config(), "data", source=candidate.source, ood_source="")
+    trial = with_section(state.config(), "data", source=candidate.source, ood_source="",
+                         source_name=candidate.label if candidate.kind == "upload" else "", ood_source_name="")
     update, slot = _progress_bar()
     with st.spinner("Checking the dataset…"):
         result = datasets.check_dataset(engine, trial, update)
     slot.empty()
     if result.ok:
         state.set_dataset(candidate)
+        if candidate.kind == "upload" and size is not None:
+            state.remember_upload(engine, candidate.source, "dataset", candidate.label, size,
+                                  classes=len(result.report.classes), images=result.report.num_images)
         return True
     _show_refusal(result.error)
     st.info(f"The studio still uses **{current.label}**. Fix the problem above, then try again.",
             icon=":material/info:")
     return False
+
+
+def _size_text(n: int) -> str:
+    return f"{n / 1024 ** 2:.1f} MB" if n >= 1024 ** 2 else f"{max(n, 1) / 1024:.0f} KB"
+
+
+def earlier_uploads(engine, kind: str, in_use: str, on_use) -> None:
+    """This user's earlier uploads of `kind` (dataset or ood), each with Use and Delete buttons."""
+    import time
+
+    items = state.uploads(engine, kind)
+    if not items:
+        return
+    title = "Your earlier uploads" if kind == "dataset" else "Your earlier OOD uploads"
+    with st.expander(f"{title} ({len(items)})", icon=":material/history:", expanded=kind == "dataset"):
+        for u in items:
+            ref = state.upload_ref(u["sha256"])
+            c = st.columns([4, 1, 1], vertical_alignment="center")
+            facts = [_size_text(u["size"])]
+            if u.get("classes"):
+                facts.append(f"{u['classes']} class{'es' if u['classes'] != 1 else ''}")
+            if u.get("images"):
+                facts.append(state.plural(int(u["images"]), "image"))
+            facts.append("uploaded " + time.strftime("%d %b %Y %H:%M", time.localtime(u["created"])))
+            c[0].markdown(f"**{u['name']}** · " + " · ".join(facts) + (" · *in use*" if ref == in_use else ""))
+            if c[1].button("Use", key=f"use_{kind}_{u['sha256'][:16]}", disabled=ref == in_use):
+                on_use(u)
+            if c[2].button("Delete", key=f"del_{kind}_{u['sha256'][:16]}", icon=":material/delete:"):
+                message = state.delete_upload(engine, u["sha256"])
+                datasets.forget(ref)
+                st.session_state["upload_note"] = f"{u['name']}: {message}"
+                st.rerun()
+    note = st.session_state.pop("upload_note", None)
+    if note:
+        st.info(note, icon=":material/info:")
 
 
 def _bump(counter: str) -> None:
@@ -108,9 +149,17 @@ def choose_source(engine) -> None:
                  f"folders, or images plus a labels.csv). Image formats: {formats}. "
                  "Files that are not readable images are skipped and listed below.")
         if upload is not None:
-            path = _uploaded_path(engine, upload, ".zip")
-            if path and path != ds.source:
-                _activate(engine, state.Dataset("upload", path, upload.name))
+            ref = _uploaded_ref(engine, upload, ".zip")
+            if ref and ref != ds.source:
+                _activate(engine, state.Dataset("upload", ref, upload.name), size=upload.size)
+        elif ds.kind == "upload":
+            st.caption(f"In use: **{ds.label}** (kept on the server: no need to upload it again).")
+
+        def use(u: dict) -> None:
+            _bump("upload_n")  # empty the file chooser, or the file still in it would be used again next time
+            _activate(engine, state.Dataset("upload", state.upload_ref(u["sha256"]), u["name"]), size=u["size"])
+
+        earlier_uploads(engine, "dataset", state.dataset().source, use)  # (the upload above may have changed it)
 
     else:
         folder = st.text_input("Folder on this server", key="folder_path",
@@ -245,7 +294,7 @@ def ood_section(engine, result: datasets.DataCheck | None) -> None:
         c1.success(f"OOD set in use: **{ds.ood_label}**", icon=":material/check_circle:")
 
         def remove() -> None:
-            state.set_dataset(dataclasses.replace(state.dataset(), ood_source="", ood_label=""))
+            state.set_dataset(dataclasses.replace(state.dataset(), ood_source="", ood_label="", ood_name=""))
             _bump("ood_upload_n")
 
         c2.button("Remove it", on_click=remove)
@@ -253,14 +302,25 @@ def ood_section(engine, result: datasets.DataCheck | None) -> None:
                               key=f"upload_ood_{st.session_state.get('ood_upload_n', 0)}",
                               help=f"Its folders must be named exactly like the training classes: "
                                    f"{', '.join(result.report.classes)}.")
-    if upload is None:
+    chosen: list[tuple[str, str, int]] = []  # (reference, the user's file name, bytes); the last one wins
+    if upload is not None:
+        ref = _uploaded_ref(engine, upload, ".zip")
+        if ref and ref != ds.ood_source:
+            chosen.append((ref, upload.name, upload.size))
+
+    def use(u: dict) -> None:
+        _bump("ood_upload_n")  # empty the file chooser, or the file still in it would be used again next time
+        chosen.append((state.upload_ref(u["sha256"]), u["name"], u["size"]))
+
+    earlier_uploads(engine, "ood", ds.ood_source, use)
+    if not chosen:
         return
-    path = _uploaded_path(engine, upload, ".zip")
-    if not path or path == ds.ood_source:
-        return
-    out = state.attempt("reading the OOD dataset", datasets.check_ood, engine, state.config(), path, result.report.classes)
+    ref, name, size = chosen[-1]
+    out = state.attempt("reading the OOD dataset", datasets.check_ood, engine, state.config(), ref,
+                        result.report.classes, name)
     if out.ok:
-        state.set_dataset(dataclasses.replace(ds, ood_source=path, ood_label=f"{upload.name} ({out.value} images)"))
+        state.set_dataset(dataclasses.replace(ds, ood_source=ref, ood_name=name, ood_label=f"{name} ({out.value} images)"))
+        state.remember_upload(engine, ref, "ood", name, size, classes=len(result.report.classes), images=out.value)
         st.rerun()
     else:
         st.info("The run will be evaluated without your OOD set until a matching one is uploaded.",
@@ -275,10 +335,33 @@ def render() -> None:
     choose_source(engine)
     split_settings()
     result = dataset_report(engine)
+    if result is not None and result.ok:
+        quick_start(engine)
     st.divider()
     ood_section(engine, result)
     st.divider()
     st.page_link("app_pages/model.py", label="Next: choose the model and methods", icon=":material/arrow_forward:")
+
+
+def quick_start(engine) -> None:
+    """One click from the data to a first run, with the settings as they are (the Quick demo preset
+    unless the user changed them)."""
+    from engine.methods import METHODS
+
+    cfg = state.config()
+    methods = ", ".join(METHODS[m].title for m in cfg.enabled_methods() if m in METHODS) or "no extra method"
+    with st.container(border=True):
+        c = st.columns([1, 3], vertical_alignment="center")
+        clicked = c[0].button("Train now", type="primary", icon=":material/play_arrow:", key="quick_start",
+                              disabled=state.config_problems(cfg) is not None)
+        c[1].caption(f"Starts a run with the current settings: {cfg.backbone.name} "
+                     f"({state.WEIGHTS_TEXT.get(cfg.backbone.pretrained, cfg.backbone.pretrained)}), "
+                     f"{state.plural(cfg.train.epochs, 'epoch')}, {cfg.data.image_size} px, {methods}. "
+                     "Change them first on *Model and methods* if you like.")
+    if clicked:
+        out = state.attempt("starting the run", state.start_run, engine)
+        if out.ok:
+            st.switch_page("app_pages/train.py")
 
 
 render()

@@ -125,17 +125,12 @@ def uses_wise(rec) -> bool:
     return enabled and (Path(rec.run_dir) / "theta0.safetensors").is_file()
 
 
-def wise_alpha(rec) -> float | None:
-    """The Results page's alpha for this run (0.5 when untouched), or None without WiSE-FT.
-
-    Streamlit forgets a widget's value once a run of another page no longer draws it, so the
-    slider's value is copied to a key of this page the first time it is seen here."""
+def wise_alpha(engine, rec) -> float | None:
+    """The WiSE-FT alpha chosen for this run on the Results page (stored with the run; 0.5 when
+    not chosen yet), or None without WiSE-FT."""
     if not uses_wise(rec):
         return None
-    slider, mine = f"wise_alpha_{rec.id}", f"explain_wise_alpha_{rec.id}"
-    if slider in st.session_state:
-        st.session_state[mine] = float(st.session_state[slider])
-    return round(float(st.session_state.get(mine, WISE_ALPHA_DEFAULT)), 2)
+    return state.wise_alpha(engine, rec)[0]
 
 
 # ---- cached computations: plain data in and out -----------------------------------------------------
@@ -304,14 +299,16 @@ def run_picker(runs) -> Any:
     ids = [r.id for r in runs]
     labels = {r.id: state.run_label(r, with_status=False) for r in runs}
     if st.session_state.get(RUN_KEY) not in ids:
-        for candidate in (st.session_state.get("results_run"), st.session_state.get(state.WATCH_KEY)):
+        for candidate in (st.session_state.get(state.FOCUS_KEY), st.session_state.get(state.WATCH_KEY)):
             if candidate in ids:
                 st.session_state[RUN_KEY] = candidate
                 break
         else:
             st.session_state[RUN_KEY] = ids[0]
-    return st.selectbox("Finished run", ids, key=RUN_KEY, format_func=lambda i: labels.get(i, i),
-                        help="Only finished runs can be explained: they have a final model and a class list.")
+    run_id = st.selectbox("Finished run", ids, key=RUN_KEY, format_func=lambda i: labels.get(i, i),
+                          help="Only finished runs can be explained: they have a final model and a class list.")
+    state.set_focus(run_id)
+    return run_id
 
 
 def image_picker(rec, classes: list[str], pred: dict[str, np.ndarray]) -> int | None:
@@ -367,7 +364,7 @@ def attributions_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
     if not methods:
         st.info("Pick at least one attribution method above.", icon=":material/touch_app:")
         return
-    alpha = wise_alpha(rec)
+    alpha = wise_alpha(engine, rec)
     started = time.perf_counter()
     with st.spinner(f"Explaining image #{index} with {', '.join(METHOD_NAMES[m] for m in methods)} ..."):
         rows = model_rows(run_dir, ds, index, alpha)
@@ -405,16 +402,17 @@ def attributions_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
 def row_note(r: dict, pretrained_src: str | None, rec) -> str:
     if r["key"] == "pretrained":
         if uses_wise(rec):
-            return "theta_0 of WiSE-FT: the pretrained trunk with a linear-probe head fitted on your training images."
+            return ("The starting model of WiSE-FT (theta_0, alpha 0): the pretrained backbone, unchanged, with only a "
+                    "new final layer trained on your images (a linear probe).")
         src = state.WEIGHTS_TEXT.get(pretrained_src, pretrained_src)
         return (f"The backbone before fine-tuning ({src}) with this run's new head, which was never trained: its "
                 "answer is a guess, so read its maps as what its features respond to"
                 + (" (this run started from random weights, so there is little to see)." if pretrained_src == "none"
                    else "."))
     if r["key"] == "wise":
-        moved = f"explain_wise_alpha_{rec.id}" in st.session_state
-        return ("The weights mixed at the alpha of the Results page's slider "
-                f"({'your choice' if moved else 'not moved yet, so 0.5'}).")
+        chosen = state.wise_alpha(state.get_engine(), rec)[1]
+        return ("The starting and fine-tuned weights mixed at the alpha chosen on the Results page"
+                f"{'' if chosen else ' (none chosen yet, so 0.50)'}.")
     if r["key"] == "adversarial":
         return (f"PGD-{r['steps']} at the run's evaluation eps ({r['eps'] * 255:.1f}/255) against the fine-tuned "
                 f"model: no pixel changed by more than {r['linf'] * 255:.1f}/255.")
@@ -594,7 +592,7 @@ def export_tab(engine, rec, b, summary: dict) -> None:
                 f"the {len(b.data.val)} validation images before it is offered: same predicted class for every image, "
                 "and output scores equal to within 0.1%. Exported models take RGB pixels in [0, 1] at "
                 f"{b.cfg.data.image_size} x {b.cfg.data.image_size}; the normalisation is inside.")
-    alpha = wise_alpha(rec)
+    alpha = wise_alpha(engine, rec)
     choices = export_choices(run_dir, summary, alpha)
     which = next(iter(choices))
     if len(choices) > 1:

@@ -22,7 +22,7 @@ SCHEDULE_LABELS = {"cosine": "cosine", "warmup_cosine": "warm-up, then cosine", 
 # Core config fields this page (or the Data page) draws with its own labels; any other field the
 # engine adds later is drawn generically under "Other engine settings", so nothing is unreachable.
 HANDLED_FIELDS = {
-    "data": {"source", "ood_source", "image_size", "val_fraction", "test_fraction", "min_images_per_class",
+    "data": {"source", "ood_source", "source_name", "ood_source_name", "image_size", "val_fraction", "test_fraction", "min_images_per_class",
              "train_per_class"},
     "backbone": {"name", "pretrained", "checkpoint"},
     "optim": {"optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule", "warmup_fraction",
@@ -182,16 +182,18 @@ def checkpoint_upload(engine, backbone: str, current: str) -> str:
         suffix = "." + upload.name.rsplit(".", 1)[-1].lower() if "." in upload.name else ".bin"
         memo = st.session_state.setdefault("ckpt_checks", {})
         if (upload.file_id, backbone) not in memo:
-            saved = state.attempt("saving the checkpoint", engine.save_upload, upload.getvalue(), suffix)
+            saved = state.attempt("saving the checkpoint", state.store_upload, engine, upload.getvalue(), suffix)
             if not saved.ok:
                 return current
+            from app.datasets import in_user_words
             from engine.backbones import build_model
 
-            try:
+            try:  # the config names the file upload:<sha256>, never by its path on the server
                 _, report = build_model(backbone, 2, "checkpoint", str(saved.value), checkpoint_label=upload.name)
                 memo[(upload.file_id, backbone)] = (str(saved.value), report.to_dict(), None)
+                state.remember_upload(engine, str(saved.value), "checkpoint", upload.name, upload.size)
             except Exception as exc:
-                memo[(upload.file_id, backbone)] = (None, None, exc)
+                memo[(upload.file_id, backbone)] = (None, None, in_user_words(exc, {str(saved.value): upload.name}))
         path, report, error = memo[(upload.file_id, backbone)]
         if error is not None:
             state.show_error(error, "reading the checkpoint")

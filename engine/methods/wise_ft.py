@@ -47,8 +47,13 @@ class WiseFTConfig:
         "label": "recalibrate batch-norm statistics per alpha",
         "help": "Re-estimate BN running statistics on the training images for each mixed model (slower)."})
     probe_epochs: int = field(default=100, metadata={
-        "label": "linear-probe iterations (L-BFGS)", "min": 10, "max": 1000})
-    probe_l2: float = field(default=1e-3, metadata={"label": "linear-probe L2", "min": 0.0, "max": 1.0, "step": 1e-4})
+        "label": "linear-probe iterations (L-BFGS)", "min": 10, "max": 1000,
+        "help": "The starting model (alpha 0) is the pretrained backbone with a new final layer fitted on your "
+                "training images (a linear probe): how many optimiser steps that fit takes."})
+    probe_l2: float = field(default=1e-3, metadata={
+        "label": "linear-probe weight penalty (L2)", "min": 0.0, "max": 1.0, "step": 1e-4,
+        "help": "How strongly the linear probe's weights are kept small: larger makes the starting model simpler "
+                "and less sure of itself."})
     ood_subset: int = field(default=0, metadata={
         "label": "corrupted images per corruption on the curve (0 = all)", "min": 0, "max": 100000,
         "help": "The curve's OOD accuracy on N validation images of each corruption (a fixed subset with the "
