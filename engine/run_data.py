@@ -67,4 +67,4 @@ def load_user_ood(cfg: RunConfig, work_dir: Path, classes: list[str], limits=Non
     if not cfg.data.ood_source:
         return None
     return load_ood_dataset(resolve_path(cfg.data.ood_source), work_dir, cfg.data.image_size, classes,
-                            limits=zip_limits(limits), drop_duplicates=d.drop_duplicates)
+                            limits=zip_limits(limits))

@@ -174,14 +174,14 @@ def test_a_stopped_run_shows_its_finished_epochs_and_can_be_used_again(studio, t
 
 def test_configs_and_model_cards_hold_no_server_path_and_no_internal_upload_name(studio, tiny_bytes):
     from engine.export import model_card
-    from engine.runs import load_checkpoint
+    from engine.checkpoints import load_checkpoint
 
     at = new_app()
     upload_zip(at, tiny_bytes, "my data.zip")
     upload_ood(at)
     configure_tiny(at)
     run_id = start_run(at)
-    assert engine().wait(run_id, RUN_TIMEOUT) == "finished"
+    assert engine().wait(run_id, RUN_TIMEOUT) == "finished", engine().run_record(run_id).error
     rec = engine().run_record(run_id)
     run_dir = Path(rec.run_dir)
     internal = {p.name for p in (studio / "uploads").iterdir()}  # the server's file names for the uploads
