@@ -1489,6 +1489,32 @@ def _duplicate_warnings(paths: Sequence[str], labels: Sequence[int], splits: Seq
     return out
 
 
+def _given_split(full: ImageSet, given: list[str], kept_groups: np.ndarray, val_fraction: float, seed: int,
+                 skipped: list, notes: list[str]) -> dict[str, torch.Tensor]:
+    """Indices per split from the split folders (`given`: each image's split name). A missing val/
+    is carved from train/ with the seed (copies kept together); a missing test/ stays empty. Adds
+    what it did to `notes`. Raises DatasetError when a class has no training image."""
+    classes = full.classes
+    indices = {s: torch.tensor([i for i, g in enumerate(given) if g == s], dtype=torch.long) for s in SPLITS}
+    per_class = torch.bincount(full.labels[indices["train"]], minlength=len(classes)).tolist()
+    no_train = [c for c, n in zip(classes, per_class) if n == 0]
+    if no_train:
+        raise DatasetError(
+            f"Class {', '.join(repr(c) for c in no_train)} has no images in the train/ folder, so the model "
+            "cannot learn it. Add training images of it (or remove it from the other split folders).",
+            skipped, notes)
+    if len(indices["val"]) == 0:
+        train_idx = indices["train"]
+        carved = stratified_split(full.labels[train_idx], len(classes), val_fraction, 0.0, seed,
+                                  groups=torch.from_numpy(kept_groups[train_idx.numpy()]))
+        indices["val"], indices["train"] = train_idx[carved["val"]], train_idx[carved["train"]]
+        notes.append(f"No validation folder was given: {val_fraction:.0%} of each class in train/ is held out "
+                     "for validation (seeded).")
+    if len(indices["test"]) == 0:
+        notes.append("No test folder was given: the final score is the validation score.")
+    return indices
+
+
 def load_dataset(source, work_dir, image_size: int = 64, val_fraction: float = 0.2,
                  test_fraction: float = 0.2, seed: int = 0, min_images_per_class: int = 5,
                  limits: ZipLimits = ZipLimits(), max_cache_bytes: int = 4 * 1024**3,
@@ -1541,25 +1567,8 @@ def load_dataset(source, work_dir, image_size: int = 64, val_fraction: float = 0
         indices = stratified_split(full.labels, len(classes), val_fraction, test_fraction, seed,
                                    groups=torch.from_numpy(kept_groups))
     else:
-        indices = {s: torch.tensor([i for i, g in enumerate(given) if g == s], dtype=torch.long) for s in SPLITS}
-        no_train = [c for c, n in zip(classes, torch.bincount(full.labels[indices["train"]], minlength=len(classes)).tolist()) if n == 0]
-        if no_train:
-            raise DatasetError(
-                f"Class {', '.join(repr(c) for c in no_train)} has no images in the train/ folder, so the model "
-                "cannot learn it. Add training images of it (or remove it from the other split folders).",
-                decoded.skipped, notes)
-        if len(indices["val"]) == 0:
-            train_idx = indices["train"]
-            carved = stratified_split(full.labels[train_idx], len(classes), val_fraction, 0.0, seed,
-                                      groups=torch.from_numpy(kept_groups[train_idx.numpy()]))
-            indices["val"], indices["train"] = train_idx[carved["val"]], train_idx[carved["train"]]
-            notes.append(f"No validation folder was given: {val_fraction:.0%} of each class in train/ is held out "
-                         "for validation (seeded).")
-        if len(indices["test"]) == 0:
-            notes.append("No test folder was given: the final score is the validation score.")
-        warnings_out += _duplicate_warnings(paths, full.labels.tolist(), given, kept_groups, classes)
-    if given is None:
-        warnings_out += _duplicate_warnings(paths, full.labels.tolist(), None, kept_groups, classes)
+        indices = _given_split(full, given, kept_groups, val_fraction, seed, decoded.skipped, notes)
+    warnings_out += _duplicate_warnings(paths, full.labels.tolist(), given, kept_groups, classes)
 
     splits = {name: full.subset(idx) for name, idx in indices.items()}
     members: dict[int, list[str]] = {}

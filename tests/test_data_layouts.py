@@ -579,6 +579,6 @@ def test_without_imagehash_only_exact_copies_are_grouped(tmp_path, work_dir, mon
 def test_config_refuses_an_unknown_class_balance():
     from engine.config import RunConfig, apply_overrides, validate
 
-    with pytest.raises(StudioError, match="Unknown class_balance `oversample`: choose none, weighted_loss"):
+    with pytest.raises(StudioError, match=r"Imbalanced classes \(data.class_balance\): `oversample` is not a choice; choose none, weighted_loss"):
         validate(apply_overrides(RunConfig(), ["data.class_balance=oversample"]))
     validate(apply_overrides(RunConfig(), ["data.class_balance=balanced_sampling", "data.drop_duplicates=true"]))

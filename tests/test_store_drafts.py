@@ -58,7 +58,8 @@ def test_the_chosen_alpha_is_stored_with_the_run_and_older_stores_gain_the_colum
     assert store.get_run("r1").wise_ft_alpha is None
 
 
-def test_an_upload_reference_resolves_in_the_engines_folder_and_says_so_when_gone(tmp_path):
+def test_an_upload_reference_resolves_in_the_engines_folder_and_says_so_when_gone(tmp_path, monkeypatch):
+    monkeypatch.setattr("engine.paths._UPLOAD_DIRS", [])  # engines made by earlier tests registered theirs
     data = b"PK\x05\x06" + b"\0" * 18  # an empty zip
     engine = Engine(tmp_path / "studio")
     try:

@@ -22,7 +22,7 @@ from engine.contract import MethodHook
 class L2SPConfig:
     enabled: bool = False
     alpha: float = field(default=0.01, metadata={  # strength of the pull toward the pretrained trunk weights
-        "label": "alpha (pull toward pretrained)", "min": 0.0, "max": 10.0, "step": 0.001})
+        "label": "alpha (pull toward pretrained)", "min": 0.0, "max": 100.0, "step": 0.001})
     beta: float = field(default=0.01, metadata={  # L2 on the new head (instead of the optimiser's weight decay)
         "label": "beta (L2 on the new head)", "min": 0.0, "max": 1.0, "step": 0.001})
 
