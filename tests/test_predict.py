@@ -260,6 +260,12 @@ def test_model_card_use_it_code_reproduces_the_studio(studio, tmp_path, runtime)
     tiny_image("green", 3, size=50).convert("L").save(images / "grey.png")
     paths = sorted(images.iterdir())
 
+    namespace: dict = {}
+    exec(code.split("\nx = np.stack")[0], namespace)  # the card's own `load`, without running the model
+    for x in paths:
+        pixels = torch.from_numpy(namespace["load"](str(x)) * 255).round().to(torch.uint8)
+        assert torch.equal(pixels, decode_image(x, 32)), f"{x.name}: the card's preprocessing differs from the studio's"
+
     run = subprocess.run([sys.executable, "predict.py", *map(str, paths)], cwd=tmp_path / "export",
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
