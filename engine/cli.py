@@ -201,8 +201,6 @@ def _predict(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise StudioError("--top-k must be at least 1.")
     predictor = load_predictor(run_dir, args.variant, args.alpha, data_dir / "datasets", args.device)
-    if args.threshold is not None:
-        predictor.low_confidence = args.threshold
     print(f"model: {predictor.label} on {predictor.device}; classes: {', '.join(predictor.classes)}", flush=True)
     with tqdm(total=0, unit="img", desc="predicting", disable=args.quiet, dynamic_ncols=True) as bar:
         def progress(done: int, total: int) -> None:
@@ -210,7 +208,7 @@ def _predict(args: argparse.Namespace) -> int:
             bar.update(done - bar.n)
 
         result = predict_folder(predictor, Path(args.data), data_dir / "datasets", args.top_k, args.batch_size,
-                                progress)
+                                progress, args.threshold)
     top_k = min(args.top_k, len(predictor.classes))
     out = write_csv(result, Path(args.out), top_k)
     low = sum(r["low_confidence"] for r in result.rows)

@@ -198,6 +198,7 @@ class Prediction:
     unsure: bool  # top probability under the threshold
     unfamiliar: bool | None  # far from the training data; None when that could not be measured
     distance: float | None  # cosine distance of the feature to the nearest training class mean
+    threshold: float = LOW_CONFIDENCE  # the probability under which `unsure` was set
 
     @property
     def low_confidence(self) -> bool:
@@ -250,8 +251,11 @@ class Predictor:
         f = F.normalize(feats[0].float().flatten(1), dim=1)
         return probs.cpu(), f.cpu()
 
-    def answers(self, probs: torch.Tensor, feats: torch.Tensor, top_k: int = 3) -> list[Prediction]:
-        """Predictions for the rows of `forward`'s outputs."""
+    def answers(self, probs: torch.Tensor, feats: torch.Tensor, top_k: int = 3,
+                threshold: float | None = None) -> list[Prediction]:
+        """Predictions for the rows of `forward`'s outputs; `threshold` overrides `low_confidence` for
+        this call (sessions share one predictor, so a user's setting is passed, never stored)."""
+        threshold = self.low_confidence if threshold is None else float(threshold)
         k = max(1, min(int(top_k), len(self.classes)))
         top_p, top_i = probs.topk(k, dim=1)
         dist = nearest_mean_distance(feats, self.stats.class_means) if self.stats is not None else None
@@ -261,20 +265,23 @@ class Predictor:
             out.append(Prediction(
                 top=[(self.classes[int(i)], float(p)) for p, i in zip(top_p[n], top_i[n])],
                 probs=[float(p) for p in probs[n]],
-                unsure=float(top_p[n, 0]) < self.low_confidence,
+                unsure=float(top_p[n, 0]) < threshold,
                 unfamiliar=None if d is None else d > self.stats.far_distance,
                 distance=d,
+                threshold=threshold,
             ))
         return out
 
-    def predict(self, images_u8: torch.Tensor, top_k: int = 3, batch_size: int = DEFAULT_BATCH) -> list[Prediction]:
-        """Predictions for uint8 images [N, 3, S, S] at the run's size, in batches of `batch_size`."""
+    def predict(self, images_u8: torch.Tensor, top_k: int = 3, batch_size: int = DEFAULT_BATCH,
+                threshold: float | None = None) -> list[Prediction]:
+        """Predictions for uint8 images [N, 3, S, S] at the run's size, in batches of `batch_size`.
+        Raises ValueError for another dtype or layout."""
         if images_u8.dtype != torch.uint8 or images_u8.dim() != 4 or images_u8.shape[1] != 3:
             raise ValueError(f"expected uint8 images [N, 3, S, S], got {images_u8.dtype} {tuple(images_u8.shape)}")
         out: list[Prediction] = []
         with self.lock:
             for i in range(0, len(images_u8), batch_size):
-                out += self.answers(*self.forward(images_u8[i:i + batch_size]), top_k=top_k)
+                out += self.answers(*self.forward(images_u8[i:i + batch_size]), top_k, threshold)
         return out
 
     def explanation(self, prediction: Prediction) -> str | None:
@@ -283,7 +290,7 @@ class Predictor:
         name, p = prediction.top[0]
         if prediction.unsure:
             parts.append(f"the model is unsure: its best guess, {name}, has only {100 * p:.0f}% probability "
-                         f"(under {100 * self.low_confidence:.0f}%)")
+                         f"(under {100 * prediction.threshold:.0f}%)")
         if prediction.unfamiliar:
             parts.append("the image looks unlike the training images: it is farther from every class than "
                          f"{100 * FAR_QUANTILE:.0f}% of the images the model was checked on")
@@ -558,7 +565,8 @@ def _decoded_batches(items: list[tuple[str, Path]], size: int, batch_size: int,
 
 
 def predict_folder(predictor: Predictor, source: Path, work_dir: Path | None = None, top_k: int = 3,
-                   batch_size: int = DEFAULT_BATCH, progress: ProgressFn | None = None) -> FolderResult:
+                   batch_size: int = DEFAULT_BATCH, progress: ProgressFn | None = None,
+                   threshold: float | None = None) -> FolderResult:
     """Predict every image in a folder or zip (at any depth). Unreadable files are listed in
     `skipped` with their reason, never fatal; class folders named after the run's classes give
     each row its true class (see `true_labels`). A zip is extracted safely (engine.data's limits)
@@ -574,7 +582,7 @@ def predict_folder(predictor: Predictor, source: Path, work_dir: Path | None = N
         result = FolderResult(list(predictor.classes), predictor.label, skipped=skipped, unknown_folders=unknown)
         t0 = time.perf_counter()
         for idx, batch, done in _decoded_batches(items, predictor.image_size, batch_size, result.skipped):
-            answers = predictor.predict(batch, top_k, batch_size)
+            answers = predictor.predict(batch, top_k, batch_size, threshold)
             for i, a in zip(idx, answers):
                 lab = labels[i]
                 result.rows.append({"path": items[i][0], "true": None if lab is None else predictor.classes[lab],

@@ -150,11 +150,11 @@ def test_uploads_decode_as_in_training_and_say_what_was_done(tmp_path):
 
 def test_low_confidence_flags_unsure_and_unfamiliar_answers():
     p = Predictor.__new__(Predictor)  # only `answers` and `explanation`: no model needed
-    p.classes, p.low_confidence = ["cat", "dog"], 0.6
+    p.classes, p.low_confidence = ["cat", "dog"], 0.5
     p.stats = FeatureStats(torch.eye(2), far_distance=0.1, reference="test")
     probs = torch.tensor([[0.9, 0.1], [0.45, 0.55], [0.95, 0.05]])
     feats = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.7071, 0.7071]])  # the third is between the classes
-    sure, unsure, unfamiliar = p.answers(probs, feats, top_k=5)
+    sure, unsure, unfamiliar = p.answers(probs, feats, top_k=5, threshold=0.6)
     assert sure.top == [("cat", pytest.approx(0.9)), ("dog", pytest.approx(0.1))] and not sure.low_confidence
     assert p.explanation(sure) is None
     assert unsure.unsure and not unsure.unfamiliar and "only 55% probability (under 60%)" in p.explanation(unsure)
