@@ -62,7 +62,8 @@ ProgressFn = Callable[[int, int], None]  # (images done, images total)
 
 # ---- which models a run has --------------------------------------------------------------------
 
-def _summary(run_dir: Path) -> dict:
+def run_summary(run_dir: Path) -> dict:
+    """The finished run's summary.json. Raises StudioError when the run has none or did not finish."""
     path = Path(run_dir) / "summary.json"
     if not path.is_file():
         raise StudioError(f"The run in {Path(run_dir).name} has not finished (it has no summary): train it to the "
@@ -148,7 +149,7 @@ def load_variant(run_dir: Path, variant: str = "fine_tuned", alpha: float | None
     d = Path(run_dir)
     if variant not in VARIANTS:
         raise StudioError(f"Unknown model variant '{variant}'. Choose one of: {', '.join(VARIANTS)}.")
-    _summary(d)
+    run_summary(d)
     have = available_variants(d)
     if variant not in have:
         why = {"best": "it kept no best-epoch checkpoint", "wise": "it was trained without WiSE-FT",
@@ -168,7 +169,7 @@ def load_variant(run_dir: Path, variant: str = "fine_tuned", alpha: float | None
     # WiSE-FT: theta_alpha = (1 - alpha) theta_0 + alpha theta_1, as the method builds it
     from engine.methods.wise_ft import interpolate_state, recalibrate_bn
 
-    alpha = chosen_alpha(_summary(d)) if alpha is None else float(alpha)
+    alpha = chosen_alpha(run_summary(d)) if alpha is None else float(alpha)
     if not 0.0 <= alpha <= 1.0:
         raise StudioError(f"The WiSE-FT alpha must be between 0 and 1 (got {alpha:g}).")
     theta_0, meta = load_checkpoint(d / "theta0.safetensors")
@@ -357,7 +358,7 @@ def load_predictor(run_dir: Path, variant: str = "fine_tuned", alpha: float | No
     training data" flag; without it, or when the dataset is gone, only the probability check runs.
     """
     if variant == "wise" and alpha is None:
-        alpha = chosen_alpha(_summary(Path(run_dir)))
+        alpha = chosen_alpha(run_summary(Path(run_dir)))
     key = (str(Path(run_dir).resolve()), variant, None if alpha is None else round(float(alpha), 4),
            str(datasets_dir), device)
     with _PREDICTORS_LOCK:
