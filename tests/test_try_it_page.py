@@ -156,3 +156,16 @@ def test_a_zip_of_class_folders_gives_a_table_accuracy_and_a_csv(run):
     assert "Accuracy" in labels and "Balanced accuracy" in labels
     assert any("1 files skipped" in str(e.label) for e in at.expander)
     assert any("6 images" in m for m in texts(at.markdown))
+
+
+def test_top_k_chart_is_a_pure_builder_with_bars_sorted_by_rank_and_the_threshold_rule():
+    from app.charts import topk_chart, topk_frame
+
+    df = topk_frame([("dog", 0.7), ("cat", 0.2), ("bird", 0.1)], "Fine-tuned")
+    assert list(df["rank"]) == [1, 2, 3] and list(df["class"]) == ["dog", "cat", "bird"]
+    spec = topk_chart(df, "Fine-tuned", threshold=0.5).to_dict()
+    bars = spec["layer"][0]
+    assert bars["mark"]["type"] == "bar" and bars["encoding"]["x"]["scale"]["domain"] == [0, 1]
+    assert bars["encoding"]["y"]["sort"] == {"field": "rank", "order": "ascending"}
+    assert spec["layer"][-1]["mark"]["type"] == "rule", "the unsure threshold"
+    assert len(topk_chart(df).to_dict()["layer"]) == 2, "no rule without a threshold"
