@@ -190,7 +190,7 @@ def _predict(args: argparse.Namespace) -> int:
     """Predict a folder or zip of images with a finished run; CSV out, accuracy when folders name classes."""
     from tqdm import tqdm
 
-    from engine.predict import VARIANTS, load_predictor, predict_folder, write_csv
+    from engine.predict import load_predictor, predict_folder, write_csv
 
     data_dir = Path(args.data_dir)
     run_dir = Path(args.run) if Path(args.run).is_dir() else data_dir / "runs" / args.run
@@ -198,8 +198,12 @@ def _predict(args: argparse.Namespace) -> int:
         raise StudioError(f"No run '{args.run}': give a run id (see `python -m engine runs`) or a run folder.")
     if not Path(args.data).exists():
         raise StudioError(f"The images path does not exist: {args.data}")
-    if args.top_k < 1:
-        raise StudioError("--top-k must be at least 1.")
+    if args.top_k < 1 or args.batch_size < 1:
+        raise StudioError("--top-k and --batch-size must be at least 1.")
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise StudioError(f"--threshold is a probability between 0 and 1 (got {args.threshold:g}).")
+    if args.alpha is not None and args.variant != "wise":
+        raise StudioError("--alpha sets the WiSE-FT mix: use it with --variant wise.")
     predictor = load_predictor(run_dir, args.variant, args.alpha, data_dir / "datasets", args.device)
     print(f"model: {predictor.label} on {predictor.device}; classes: {', '.join(predictor.classes)}", flush=True)
     with tqdm(total=0, unit="img", desc="predicting", disable=args.quiet, dynamic_ncols=True) as bar:
@@ -265,8 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="predict a folder or zip of images with a finished run")
     pr.add_argument("--run", required=True, help="a run id (see `runs`) or a run folder")
     pr.add_argument("--data", required=True, help="a folder or .zip of images (class folders give accuracy)")
-    pr.add_argument("--variant", default="fine_tuned", choices=["fine_tuned", "best", "wise", "structured",
-                                                                 "adversarial"], help="which of the run's models")
+    from engine.predict import VARIANTS
+
+    pr.add_argument("--variant", default="fine_tuned", choices=list(VARIANTS),
+                    help="which of the run's models: " + "; ".join(f"{k}: {v}" for k, v in VARIANTS.items()))
     pr.add_argument("--alpha", type=float, help="WiSE-FT alpha for --variant wise (default: the run's chosen alpha)")
     pr.add_argument("--out", default="predictions.csv", help="the CSV to write")
     pr.add_argument("--top-k", type=int, default=3)
