@@ -224,6 +224,11 @@ def test_predict_a_plain_folder_without_classes_and_bad_input(studio, tmp_path, 
     assert seen[-1] == (3, 3) and len(seen) == 2, "progress after each batch"
     assert cli(["predict", "--run", "no-such-run", "--data", str(folder), "--data-dir", str(studio_dir)]) == 2
     assert "No run 'no-such-run'" in capsys.readouterr().err
+    base = ["predict", "--run", str(run_dir), "--data", str(folder), "--data-dir", str(studio_dir)]
+    assert cli(base + ["--alpha", "0.5"]) == 2
+    assert "use it with --variant wise" in capsys.readouterr().err
+    assert cli(base + ["--threshold", "5"]) == 2
+    assert "between 0 and 1 (got 5)" in capsys.readouterr().err
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(StudioError, match="'empty' holds no image files"):
