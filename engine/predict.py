@@ -536,14 +536,31 @@ def _decode_or_reason(args: tuple[Path, int]) -> torch.Tensor | str:
         return str(err)
 
 
-def _decoded_batches(items: list[tuple[str, Path]], size: int, batch_size: int,
-                     skipped: list[SkippedFile]) -> Iterator[tuple[list[int], torch.Tensor, int]]:
-    """(item indices, uint8 batch, files consumed so far) with decoding running ahead in threads
-    while the model works on the previous batch (PIL and torch both release the GIL). At most a few
-    batches are decoded ahead, so a huge folder does not fill memory. Unreadable files go to `skipped`."""
+def _decoded_batches(items: list[tuple[str, Path]], size: int, batch_size: int, skipped: list[SkippedFile],
+                     overlap: bool) -> Iterator[tuple[list[int], torch.Tensor, int]]:
+    """(item indices, uint8 batch, files consumed so far); unreadable files go to `skipped`.
+
+    With `overlap` (a GPU does the model's work), decoding threads run up to four batches ahead
+    while the model works on the previous batch (PIL releases the GIL). Without it (the model runs
+    on the CPU), each batch is decoded by all threads and then handed over: decoding threads that
+    preempt torch's own threads mid-operation stall them, which cost more than the overlap gained
+    on a 2-core machine (benchmarks/predict_throughput.py)."""
     workers = max(1, min(8, os.cpu_count() or 1))
     ahead = batch_size * 4
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="predict-decode") as pool:
+        if not overlap:
+            for start in range(0, len(items), batch_size):
+                chunk = items[start:start + batch_size]
+                idx, imgs = [], []
+                for j, result in enumerate(pool.map(_decode_or_reason, [(p, size) for _, p in chunk])):
+                    if isinstance(result, str):
+                        skipped.append(SkippedFile(chunk[j][0], result))
+                    else:
+                        idx.append(start + j)
+                        imgs.append(result)
+                if imgs:
+                    yield idx, torch.stack(imgs), start + len(chunk)
+            return
         pending = [pool.submit(_decode_or_reason, (p, size)) for _, p in items[:ahead]]
         next_i, done = len(pending), 0
         idx: list[int] = []
@@ -582,7 +599,8 @@ def predict_folder(predictor: Predictor, source: Path, work_dir: Path | None = N
         labels, unknown = true_labels([rel for rel, _ in items], predictor.classes)
         result = FolderResult(list(predictor.classes), predictor.label, skipped=skipped, unknown_folders=unknown)
         t0 = time.perf_counter()
-        for idx, batch, done in _decoded_batches(items, predictor.image_size, batch_size, result.skipped):
+        overlap = predictor.device.type != "cpu"
+        for idx, batch, done in _decoded_batches(items, predictor.image_size, batch_size, result.skipped, overlap):
             answers = predictor.predict(batch, top_k, batch_size, threshold)
             for i, a in zip(idx, answers):
                 lab = labels[i]

@@ -282,3 +282,30 @@ def test_model_card_use_it_code_reproduces_the_studio(studio, tmp_path, runtime)
         assert path == str(x)
         assert cls == a.top[0][0]
         assert float(prob) == pytest.approx(a.top[0][1], abs=2e-4)
+
+
+@pytest.mark.parametrize("batch_size", [2, 3])
+def test_decoding_ahead_of_the_model_and_batch_by_batch_give_the_same_batches(tmp_path, batch_size):
+    """The GPU path (decoding runs ahead in threads) and the CPU path (each batch decoded, then
+    handed over) yield the same images in the same order, with the same skipped files."""
+    from engine.predict import _decoded_batches
+
+    items = []
+    for i in range(7):
+        path = tmp_path / f"{i}.png"
+        if i == 3:
+            path.write_bytes(b"broken")
+        else:
+            tiny_image(TINY_CLASSES[i % 3], i).save(path)
+        items.append((path.name, path))
+    runs = {}
+    for overlap in (True, False):
+        skipped = []
+        batches = list(_decoded_batches(items, 16, batch_size, skipped, overlap))
+        assert all(len(idx) == len(b) <= batch_size for idx, b, _ in batches)
+        assert batches[-1][2] == 7, "the last batch reports every file consumed"
+        runs[overlap] = ([i for idx, _, _ in batches for i in idx], torch.cat([b for _, b, _ in batches]),
+                         [(s.path, s.reason) for s in skipped])
+    assert runs[True][0] == runs[False][0] == [0, 1, 2, 4, 5, 6]
+    assert torch.equal(runs[True][1], runs[False][1])
+    assert runs[True][2] == runs[False][2] and runs[True][2][0][0] == "3.png"

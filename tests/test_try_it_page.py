@@ -118,6 +118,13 @@ def test_an_uploaded_image_gets_top_k_bars_and_a_blank_one_is_flagged(run):
     no_problems(at)
     assert any(w.startswith("Low confidence") for w in texts(at.warning)), texts(at.warning)
 
+    at.file_uploader(key="try_files").set_value([("phone.heic", b"\x00\x00\x00\x18ftypheic", "image/heic"),
+                                                  ("blank.png", png(blank), "image/png")])
+    at.run()
+    assert not at.exception
+    assert any("'phone.heic' could not be used" in e for e in texts(at.error)), texts(at.error)
+    assert len(at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")) == 1, "the other image still answers"
+
 
 def test_two_models_side_by_side_and_attributions_for_a_new_image(run):
     at = open_page(run)
