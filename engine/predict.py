@@ -542,9 +542,9 @@ def _decoded_batches(items: list[tuple[str, Path]], size: int, batch_size: int, 
 
     With `overlap` (a GPU does the model's work), decoding threads run up to four batches ahead
     while the model works on the previous batch (PIL releases the GIL). Without it (the model runs
-    on the CPU), each batch is decoded by all threads and then handed over: decoding threads that
-    preempt torch's own threads mid-operation stall them, which cost more than the overlap gained
-    on a 2-core machine (benchmarks/predict_throughput.py)."""
+    on the CPU), each batch is decoded by all threads and then handed over, so decoding never
+    competes with torch's own threads for the cores (on a 2-core machine both ways measured the
+    same, 0.71 of a bare forward pass from a zip: benchmarks/predict_throughput.py)."""
     workers = max(1, min(8, os.cpu_count() or 1))
     ahead = batch_size * 4
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="predict-decode") as pool:
