@@ -100,5 +100,6 @@ def logout_button() -> None:
     if access_mode() == "oidc":
         st.button("Sign out", on_click=st.logout)
     elif st.button("Sign out"):
-        st.session_state.pop(USER_KEY, None)
+        for key in (USER_KEY, "cfg", "dataset", "focus_run"):  # the next user starts from their own draft
+            st.session_state.pop(key, None)
         st.rerun()

@@ -19,6 +19,10 @@ METRIC_LABELS = {
     "loss": "Loss (per step)",
     "train_acc": "Training accuracy",
     "val_acc": "Validation accuracy",
+    "val_balanced_acc": "Balanced accuracy (validation)",
+    "val_macro_f1": "Macro-F1 (validation)",
+    "test_balanced_acc": "Balanced accuracy (test)",
+    "test_macro_f1": "Macro-F1 (test)",
     "test_acc": "Test accuracy",
     "ood_acc": "OOD accuracy (corrupted images)",
     "ood_user_acc": "OOD accuracy (your OOD set)",
@@ -31,12 +35,13 @@ METRIC_LABELS = {
 METRIC_COLORS = {
     "train_loss": "#9ecae1", "val_loss": "#1f77b4", "loss": "#1f77b4",
     "train_acc": "#9ecae1", "val_acc": "#1f77b4", "ood_acc": "#ff7f0e", "ood_user_acc": "#9467bd",
-    "robust_acc": "#d62728", "sparsity": "#2ca02c",
+    "robust_acc": "#d62728", "sparsity": "#2ca02c", "val_balanced_acc": "#17becf", "val_macro_f1": "#8c564b",
 }
 OTHER_COLORS = ("#2ca02c", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
 LOSS_METRICS = ("train_loss", "val_loss")
 # Order matters: the legend and colours follow it.
-ACCURACY_METRICS = ("train_acc", "val_acc", "ood_acc", "ood_user_acc", "robust_acc")
+# Balanced accuracy and macro-F1 are logged only when the classes are imbalanced.
+ACCURACY_METRICS = ("train_acc", "val_acc", "val_balanced_acc", "val_macro_f1", "ood_acc", "ood_user_acc", "robust_acc")
 NOT_PLOTTED = {"epoch", "step", "images_per_sec", "loss", "lr"}
 
 
@@ -56,7 +61,7 @@ def metric_label(name: str) -> str:
 
 def is_fraction_metric(name: str) -> bool:
     """Accuracies and sparsities live in [0, 1] and are shown as percentages."""
-    return name.endswith("acc") or "accuracy" in name or "sparsity" in name
+    return name.endswith(("acc", "f1")) or "accuracy" in name or "sparsity" in name
 
 
 # ---- frames from engine records -----------------------------------------------------------
@@ -111,12 +116,21 @@ def layer_groups(df: pd.DataFrame) -> dict[str, list[str]]:
     return groups
 
 
+def group_title(group: str) -> str:
+    """`<method>/<what>` in words, the method by its title: "pruning/sparsity" -> "Pruning (Fine-Pruning): sparsity"."""
+    from engine.methods import METHODS
+
+    method, _, what = group.partition("/")
+    name = METHODS[method].title if method in METHODS else method.replace("_", " ").capitalize()
+    return f"{name}: {what.replace('_', ' ')}" if what else name
+
+
 def layer_bar_chart(df: pd.DataFrame, group: str, columns: Sequence[str]) -> alt.Chart:
     """The latest epoch's value per layer as bars (e.g. sparsity per layer, fraction of filters fine-tuned)."""
     last = df.dropna(subset=list(columns), how="all").iloc[-1]
     data = pd.DataFrame({"layer": [c[len(group) + 1:] for c in columns],
                          "value": [float(last[c]) for c in columns]})
-    title = f"{group.replace('/', ': ').replace('_', ' ')} per layer (epoch {int(last['epoch'])})"
+    title = f"{group_title(group)} per layer (epoch {int(last['epoch'])})"
     return alt.Chart(data).mark_bar().encode(
         x=alt.X("value:Q", title=None, scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
         y=alt.Y("layer:N", sort=list(data["layer"]), title=None),
@@ -336,3 +350,26 @@ def topk_chart(df: pd.DataFrame, title: str = "", threshold: float | None = None
             color="#d62728", strokeDash=[4, 3]).encode(x="probability:Q")
         chart = chart + rule
     return chart.properties(height=max(60, 28 * len(df)), title=title, autosize=FIT_WIDTH)
+
+
+# ---- tables ----------------------------------------------------------------------------------
+
+def compare_table(rows: list[dict]) -> pd.DataFrame:
+    """The Compare table from one dict per run (keys: run, dataset, `_source` the dataset's reference,
+    then any columns): rows grouped by dataset in first-seen order, two datasets of the same name
+    told apart by their reference's end, columns without any value dropped, missing numbers left
+    missing (drawn blank) and missing text as "" (never "None")."""
+    table = pd.DataFrame(rows)
+    if "_source" in table:  # two different datasets with the same name stay apart
+        names = table.groupby("dataset")["_source"].nunique()
+        clash = table["dataset"].map(names) > 1
+        table.loc[clash, "dataset"] = [f"{n} ({str(src)[-6:]})" for n, src in
+                                       zip(table.loc[clash, "dataset"], table.loc[clash, "_source"])]
+        table = table.drop(columns="_source")
+    table = table.dropna(axis=1, how="all")
+    order = {d: i for i, d in enumerate(dict.fromkeys(table["dataset"]))}
+    table = table.sort_values("dataset", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)
+    for col in table.columns:
+        if table[col].dtype == object and col not in ("classes", "images", "image px", "epochs"):
+            table[col] = table[col].where(table[col].notna(), "")
+    return table

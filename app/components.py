@@ -40,11 +40,14 @@ def load_run(engine: Engine, run_id: str) -> RunView | None:
         return None
     snap = engine.snapshot(run_id)
     if snap is not None:
-        return RunView(rec.id, rec.name, snap.status, snap.error or rec.error, rec.config, rec.run_dir,
+        error = snap.error or rec.error
+        error = state.user_words(error, state.config_names(rec.config)) if error else error  # the user's file names
+        return RunView(rec.id, rec.name, snap.status, error, rec.config, rec.run_dir,
                        dict(snap.progress), charts.epochs_frame(snap.epochs), charts.steps_frame(snap.steps), True,
                        snap.extra)
     epochs, steps = charts.store_frames(engine.store.metrics(run_id))
-    return RunView(rec.id, rec.name, rec.status, rec.error, rec.config, rec.run_dir, {}, epochs, steps, False)
+    error = state.user_words(rec.error, state.config_names(rec.config)) if rec.error else rec.error
+    return RunView(rec.id, rec.name, rec.status, error, rec.config, rec.run_dir, {}, epochs, steps, False)
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -100,7 +103,7 @@ def progress_view(run: RunView) -> None:
         st.caption("Fix the setting the message names on the **Data** or **Model and methods** page, "
                    "then start a new run. The studio keeps working.")
     elif run.status == "stopped":
-        st.warning(f"Stopped. {run.error or ''}", icon=":material/stop_circle:")
+        st.warning(run.error or "Stopped.", icon=":material/stop_circle:")
 
 
 def curves_view(run: RunView, *, live: bool = False, streams: bool = False) -> None:
@@ -189,7 +192,9 @@ def sidebar(engine: Engine) -> None:
     st.caption(f"{state.plural(len(runs), 'run')} stored, {done} finished.")
     ds = state.dataset()
     cfg = state.config()
-    methods = ", ".join(cfg.enabled_methods()) or "plain fine-tuning"
+    from engine.methods import METHODS
+
+    methods = ", ".join(METHODS[m].title for m in cfg.enabled_methods() if m in METHODS) or "plain fine-tuning"
     st.caption(f"Next run: **{cfg.backbone.name}** on **{ds.label}**, {state.plural(cfg.train.epochs, 'epoch')}, {methods}.")
 
 

@@ -13,9 +13,11 @@ from typing import Callable
 import numpy as np
 import streamlit as st
 
-from engine.config import RunConfig, resolve_path
+from engine.config import RunConfig
+from engine.paths import UPLOAD_PREFIX, resolve_path
 from engine.data import DataReport, load_dataset, load_ood_dataset
-from engine.train import zip_limits
+from engine.errors import StudioError
+from engine.run_data import zip_limits
 from engine.worker import Engine
 
 PREVIEW_PER_CLASS = 8
@@ -38,7 +40,8 @@ def preview_size(cfg: RunConfig) -> int:
 
 def _key(cfg: RunConfig) -> tuple:
     d = cfg.data
-    return (d.source, preview_size(cfg), d.val_fraction, d.test_fraction, cfg.seed, d.min_images_per_class)
+    return (d.source, preview_size(cfg), d.val_fraction, d.test_fraction, cfg.seed, d.min_images_per_class,
+            d.drop_duplicates)
 
 
 def forget(source: str | None = None) -> None:
@@ -59,9 +62,9 @@ def check_dataset(engine: Engine, cfg: RunConfig, progress: Callable[[int, int],
         splits = load_dataset(resolve_path(d.source), engine.datasets_dir, image_size=preview_size(cfg),
                               val_fraction=d.val_fraction, test_fraction=d.test_fraction, seed=cfg.seed,
                               min_images_per_class=d.min_images_per_class, progress=progress,
-                              limits=zip_limits(engine.limits))
+                              limits=zip_limits(engine.limits), drop_duplicates=d.drop_duplicates)
     except Exception as exc:  # StudioError for the user's data; anything else is shown politely
-        result = DataCheck(False, error=exc)
+        result = DataCheck(False, error=in_user_words(exc, {d.source: d.source_name}))
     else:
         grid = {}
         for c, name in enumerate(splits.classes):
@@ -74,8 +77,58 @@ def check_dataset(engine: Engine, cfg: RunConfig, progress: Callable[[int, int],
     return result
 
 
-def check_ood(engine: Engine, cfg: RunConfig, source: str, classes: list[str]) -> int:
-    """Validate an OOD set against the training classes; returns its number of images (raises StudioError)."""
-    images = load_ood_dataset(resolve_path(source), engine.datasets_dir, preview_size(cfg), classes,
-                              limits=zip_limits(engine.limits))
+def in_user_words(exc: BaseException, names: dict[str, str]) -> BaseException:
+    """A StudioError whose message names the user's files by their own names (`names`: reference ->
+    the user's file name) instead of the server's; other exceptions unchanged."""
+    if not isinstance(exc, StudioError):
+        return exc
+    text = user_words(str(exc), names)
+    if text == str(exc):
+        return exc
+    try:
+        return type(exc)(text)
+    except Exception:  # an error class with another signature
+        return StudioError(text)
+
+
+def check_ood(engine: Engine, cfg: RunConfig, source: str, classes: list[str], name: str = "") -> int:
+    """Validate an OOD set against the training classes; returns its number of images. Raises
+    StudioError that names the file `name` (the user's file name) rather than the server's copy."""
+    try:
+        images = load_ood_dataset(resolve_path(source), engine.datasets_dir, preview_size(cfg), classes,
+                                  limits=zip_limits(engine.limits))
+    except StudioError as exc:
+        raise in_user_words(exc, {source: name}) from None
     return len(images)
+
+
+# ---- the user's own names for their files ------------------------------------------------------
+
+def upload_sha(ref: str) -> str:
+    return ref[len(UPLOAD_PREFIX):] if ref.startswith(UPLOAD_PREFIX) else ""
+
+
+def user_words(text: str, names: dict[str, str]) -> str:
+    """`text` with the engine's names for the user's files (references, stored file names, server
+    paths) replaced by the user's own names (`names`: reference -> file name)."""
+    for ref, name in names.items():
+        if not ref or not name:
+            continue
+        variants = {ref}
+        sha = upload_sha(ref)
+        if sha:
+            variants |= {sha, sha[:32], sha[:24]}
+            try:
+                path = resolve_path(ref)
+                variants |= {str(path), path.name}
+            except StudioError:
+                pass
+        for v in sorted(variants, key=len, reverse=True):  # longest first: a path before its file name
+            text = text.replace(v, name)
+    return text
+
+
+def config_names(cfg: dict) -> dict[str, str]:
+    """A run config's (as a dict) references mapped to the user's names for them."""
+    d = cfg.get("data", {}) if isinstance(cfg, dict) else {}
+    return {d.get("source", ""): d.get("source_name", ""), d.get("ood_source", ""): d.get("ood_source_name", "")}

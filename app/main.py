@@ -31,10 +31,10 @@ except Exception as exc:  # e.g. the data folder is not writable
     st.info("Set the environment variable STUDIO_DATA_DIR to a folder you can write to, then restart the app.")
     st.stop()
 
-state.init_session()
 from app import auth  # noqa: E402
 
 auth.require_login()  # on a shared server: the login screen until the user signs in
+state.init_session()  # after the login: the user's saved draft is theirs alone
 
 pages = [
     st.Page("app_pages/data.py", title="Data", icon=":material/folder_open:", url_path="data", default=True),

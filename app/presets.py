@@ -51,8 +51,7 @@ def robust(cfg: RunConfig) -> RunConfig:
     cfg = with_section(cfg, "optim", lr=0.01, momentum=0.9, schedule="cosine", label_smoothing=0.1,
                        linear_probe_epochs=2 if cfg.backbone.pretrained != "none" else 0)
     cfg = with_section(cfg, "eval", ood=True)
-    if hasattr(cfg.eval, "robust"):  # robust accuracy under a PGD attack, each epoch and at the end
-        cfg = with_section(cfg, "eval", robust=True)
+    cfg = with_section(cfg, "eval", robust=True)  # robust accuracy under a PGD attack, each epoch and at the end
     if cfg.backbone.pretrained != "none":
         cfg = _enable(cfg, "l2sp")
     return _enable(cfg, "adversarial")

@@ -7,10 +7,16 @@ being edited, the chosen dataset, the run it watches) lives in `st.session_state
 The run settings are one `RunConfig` under the key "cfg". Widgets never own the truth: each
 page seeds its widgets from the config and writes their values back, so leaving a page (which
 makes Streamlit forget its widgets) loses nothing.
+
+The next run being prepared (dataset, OOD set and config: the user's *draft*) is also written to
+the engine's store, per user, on every change: a page refresh (a new session) or a server restart
+starts from it again. Uploads are kept by content hash and named in configs as `upload:<sha256>`,
+with the user's own file name beside it, so no server path reaches a config or a model card.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import traceback
 from contextlib import contextmanager
@@ -20,13 +26,18 @@ from typing import Any, Callable, Iterator
 
 import streamlit as st
 
-from engine.config import CORE_SECTIONS, PROJECT_DIR, SAMPLE_DATASET, RunConfig, resolve_path, validate, with_section
+from app import datasets
+from app.datasets import config_names, upload_sha, user_words  # noqa: F401  (the pages use them as state.*)
+from engine.config import CORE_SECTIONS, RunConfig, validate, with_section
+from engine.paths import ASSETS_DIR, PROJECT_DIR, SAMPLE_DATASET, UPLOAD_PREFIX, resolve_path, upload_ref
 from engine.errors import StudioError
 from engine.worker import Engine
 
 CFG_KEY = "cfg"
 DATASET_KEY = "dataset"
 WATCH_KEY = "watch"  # the run the Train page shows
+FOCUS_KEY = "focus_run"  # the run the user last looked at (Results, Explain): pages open on it
+NOTE_KEY = "draft_note"  # a one-off message about the restored draft
 WIDGET_PREFIX = "w:"  # keys of widgets seeded from the config (cleared when a preset is applied)
 SAMPLE_LABEL = "Bundled sample: textures"
 
@@ -41,7 +52,6 @@ def data_dir() -> Path:
 @st.cache_resource(show_spinner=False)
 def _engine_for(path: str) -> Engine:
     from app.auth import access_control_on
-    from engine.config import ASSETS_DIR
     from engine.security import DataRoots, Limits
 
     return Engine(path, limits=Limits.from_env(), access_control=access_control_on(),
@@ -128,25 +138,100 @@ def guarded(what: str) -> Iterator[None]:
 
 @dataclass
 class Dataset:
-    """The dataset the next run trains on. `source` is an engine path, never a user file name."""
+    """The dataset the next run trains on. `source` is an engine reference (`upload:<sha256>`, the
+    sample's relative path, or a server folder the user typed), never a name the engine invented."""
 
     kind: str  # sample | upload | folder
     source: str
     label: str  # what the user recognises (the uploaded file's name, the folder)
     ood_source: str = ""
-    ood_label: str = ""
+    ood_label: str = ""  # e.g. "street photos.zip (120 images)"
+    ood_name: str = ""  # the OOD upload's own file name
     checks: dict = field(default_factory=dict)  # memo of validations: key -> (report, grid) or error
+
+    def to_draft(self) -> dict:
+        return {k: getattr(self, k) for k in ("kind", "source", "label", "ood_source", "ood_label", "ood_name")}
+
+
+def default_dataset() -> Dataset:
+    label = SAMPLE_LABEL if sample_available() else "no dataset yet (upload one on the Data page)"
+    return Dataset("sample", SAMPLE_DATASET, label)
+
+
+def default_config() -> RunConfig:
+    from app.presets import PRESETS, DEFAULT_PRESET
+
+    return PRESETS[DEFAULT_PRESET].apply(RunConfig())
+
+
+def source_exists(source: str) -> bool:
+    """Whether a dataset reference still points at something on this server."""
+    if not source:
+        return True
+    try:
+        return resolve_path(source).exists()
+    except StudioError:  # an upload that was deleted
+        return False
+
+
+def _restore_draft(draft: dict) -> tuple[RunConfig, Dataset, list[str]]:
+    """The config and dataset of a stored draft, with what could not be restored (plain words)."""
+    lost: list[str] = []
+    try:
+        cfg = RunConfig.from_dict(draft.get("config") or {})
+    except StudioError:  # made by another version, or settings that no longer validate
+        cfg, lost = default_config(), ["the run settings (they no longer fit this version: defaults are used)"]
+    d = draft.get("dataset") or {}
+    try:
+        ds = Dataset(**{k: str(d.get(k) or "") for k in ("kind", "source", "label", "ood_source", "ood_label",
+                                                          "ood_name")})
+    except TypeError:
+        ds = default_dataset()
+    if ds.kind not in ("sample", "upload", "folder") or not ds.source or not source_exists(ds.source):
+        if ds.label and ds.kind != "sample":
+            lost.append(f"the dataset {ds.label} (it is no longer on this server)")
+        ds = default_dataset()
+    if ds.ood_source and not source_exists(ds.ood_source):
+        lost.append(f"the OOD set {ds.ood_name or ds.ood_label} (it is no longer on this server)")
+        ds = Dataset(ds.kind, ds.source, ds.label)
+    if cfg.backbone.pretrained == "checkpoint" and not source_exists(cfg.backbone.checkpoint):
+        lost.append("the uploaded checkpoint (it is no longer on this server: the bundled weights are used)")
+        cfg = with_section(cfg, "backbone", pretrained="bundled", checkpoint="")
+    d = cfg.data
+    if (d.source, d.ood_source) != (ds.source, ds.ood_source):
+        cfg = with_section(cfg, "data", **_data_fields(ds))
+    return cfg, ds, lost
 
 
 def init_session() -> None:
-    """Fill in this tab's defaults once: the Quick demo preset on the bundled sample."""
-    from app.presets import PRESETS, DEFAULT_PRESET
+    """Fill in this tab's state once: the user's saved draft, else the Quick demo preset on the
+    bundled sample."""
+    if CFG_KEY in st.session_state and DATASET_KEY in st.session_state:
+        return
+    draft = None
+    try:
+        draft = get_engine().store.load_draft(user())
+    except Exception:  # the store is unreadable: start from the defaults rather than not at all
+        draft = None
+    if draft:
+        cfg, ds, lost = _restore_draft(draft)
+        if lost:
+            st.session_state[NOTE_KEY] = "Your saved next run is back, except " + "; ".join(lost) + "."
+        if draft.get("focus_run"):
+            st.session_state.setdefault(FOCUS_KEY, str(draft["focus_run"]))
+    else:
+        cfg, ds = default_config(), default_dataset()
+    st.session_state[CFG_KEY] = cfg
+    st.session_state[DATASET_KEY] = ds
 
-    if CFG_KEY not in st.session_state:
-        st.session_state[CFG_KEY] = PRESETS[DEFAULT_PRESET].apply(RunConfig())
-    if DATASET_KEY not in st.session_state:
-        label = SAMPLE_LABEL if sample_available() else "no dataset yet (upload one on the Data page)"
-        st.session_state[DATASET_KEY] = Dataset("sample", SAMPLE_DATASET, label)
+
+def save_draft() -> None:
+    """Write this user's draft (dataset, OOD set, config, the run in focus) to the store."""
+    if CFG_KEY not in st.session_state or DATASET_KEY not in st.session_state:
+        return
+    draft = {"config": config().to_dict(), "dataset": dataset().to_draft(),
+             "focus_run": st.session_state.get(FOCUS_KEY) or ""}
+    attempt("saving your settings", get_engine().store.save_draft, user(), draft)
 
 
 def config() -> RunConfig:
@@ -154,7 +239,17 @@ def config() -> RunConfig:
 
 
 def set_config(cfg: RunConfig) -> None:
+    changed = st.session_state.get(CFG_KEY) != cfg
     st.session_state[CFG_KEY] = cfg
+    if changed:
+        save_draft()
+
+
+def set_focus(run_id: str | None) -> None:
+    """Remember the run the user is looking at, so the next page (or a refresh) opens on it."""
+    if run_id and st.session_state.get(FOCUS_KEY) != run_id:
+        st.session_state[FOCUS_KEY] = run_id
+        save_draft()
 
 
 def update_section(section: str, **changes: Any) -> RunConfig:
@@ -172,9 +267,173 @@ def dataset() -> Dataset:
     return st.session_state[DATASET_KEY]
 
 
+def _data_fields(ds: Dataset) -> dict[str, str]:
+    """The config's data fields for a dataset: the reference plus the user's own names."""
+    return dict(source=ds.source, ood_source=ds.ood_source,
+                source_name=ds.label if ds.kind == "upload" else "",
+                ood_source_name=ds.ood_name if ds.ood_source else "")
+
+
 def set_dataset(ds: Dataset) -> None:
     st.session_state[DATASET_KEY] = ds
-    update_section("data", source=ds.source, ood_source=ds.ood_source)
+    update_section("data", **_data_fields(ds))
+    save_draft()  # also when only a label changed
+
+
+# ---- uploads ---------------------------------------------------------------------------------
+
+def store_upload(engine: Engine, data: bytes, suffix: str) -> str:
+    """Keep uploaded bytes on the server (named by content hash); returns `upload:<sha256>`.
+    Raises LimitExceeded (a StudioError) for an upload over the server's size limit."""
+    engine.save_upload(data, suffix)  # the file is named by the hash's first 32 digits
+    return upload_ref(hashlib.sha256(data).hexdigest())
+
+
+def remember_upload(engine: Engine, ref: str, kind: str, name: str, size: int,
+                    classes: int | None = None, images: int | None = None) -> None:
+    """List a checked upload among this user's earlier uploads (name, size in bytes, classes, images)."""
+    sha = upload_sha(ref)
+    if sha:
+        attempt("remembering the upload", engine.store.add_upload, user(), sha, kind, name, size, classes, images)
+
+
+def uploads(engine: Engine, kind: str) -> list[dict]:
+    """This user's earlier uploads of one kind (dataset, ood, checkpoint) that are still on the server."""
+    return [u for u in engine.store.list_uploads(user(), kind) if source_exists(upload_ref(u["sha256"]))]
+
+
+def runs_using(engine: Engine, ref: str) -> list:
+    """Runs (of any user) whose config reads the upload `ref`."""
+    out = []
+    for rec in engine.store.list_runs():
+        d, b = rec.config.get("data", {}), rec.config.get("backbone", {})
+        if ref in (d.get("source"), d.get("ood_source"), b.get("checkpoint")):
+            out.append(rec)
+    return out
+
+
+def delete_upload(engine: Engine, sha: str) -> str:
+    """Remove an upload from this user's list; its file (and its extracted copy) too unless another
+    user has it or a run reads it. Returns what happened, in plain words."""
+    ref = upload_ref(sha)
+    if dataset().source == ref:
+        set_dataset(default_dataset())
+    elif dataset().ood_source == ref:
+        set_dataset(Dataset(dataset().kind, dataset().source, dataset().label))
+    if config().backbone.checkpoint == ref:
+        update_section("backbone", pretrained="bundled", checkpoint="")
+    nobody_else = engine.store.delete_upload(user(), sha)
+    using = runs_using(engine, ref)
+    if not nobody_else:
+        return "Removed from your list (another user uploaded the same file, so it stays on the server)."
+    if using:
+        return (f"Removed from your list. The file stays on the server because {plural(len(using), 'run')} "
+                "used it (their results and explanations need it); delete those runs to free the space.")
+    import shutil
+
+    for suffix in (".zip", ".safetensors", ".pt", ".pth", ".bin"):
+        (engine.data_dir / "uploads" / (sha[:32] + suffix)).unlink(missing_ok=True)
+    extracted = engine.datasets_dir / sha[:24]  # engine.data extracts a zip into <first 24 digits>
+    if extracted.is_dir():
+        shutil.rmtree(extracted, ignore_errors=True)
+    return "Deleted: the file is gone from the server."
+
+
+def dataset_of_config(cfg: dict) -> Dataset:
+    """The Dataset a stored run config trained on (for "use these settings on this data")."""
+    d = cfg.get("data", {})
+    source = str(d.get("source") or SAMPLE_DATASET)
+    if source.startswith(UPLOAD_PREFIX):
+        kind, label = "upload", str(d.get("source_name") or "your upload")
+    elif source == SAMPLE_DATASET:
+        kind, label = "sample", SAMPLE_LABEL
+    else:
+        kind, label = "folder", source
+    ood, ood_name = str(d.get("ood_source") or ""), str(d.get("ood_source_name") or "")
+    return Dataset(kind, source, label, ood, ood_name or (Path(ood).name if ood else ""), ood_name)
+
+
+def dataset_name(cfg: dict) -> str:
+    """A short name of a run config's dataset for tables and run names ("digits.zip", "sample")."""
+    ds = dataset_of_config(cfg)
+    if ds.kind == "sample":
+        return "sample textures"
+    if ds.kind == "upload":
+        return ds.label
+    return Path(ds.source).name or ds.source
+
+
+def reuse_run(rec: Any, with_data: bool) -> None:
+    """Make a finished run's settings the next run's (and its dataset and OOD set with `with_data`).
+    Raises StudioError when the run's settings no longer work in this version."""
+    cfg = RunConfig.from_dict({**rec.config, "name": ""})
+    if with_data:
+        ds = dataset_of_config(rec.config)
+        if not source_exists(ds.source):
+            raise StudioError(f"The data of this run ({ds.label}) is no longer on this server: upload it again, "
+                              "or use the settings on the current data.")
+        if ds.ood_source and not source_exists(ds.ood_source):
+            ds = Dataset(ds.kind, ds.source, ds.label)
+    else:
+        ds = dataset()
+    st.session_state[CFG_KEY] = with_section(cfg, "data", **_data_fields(ds))
+    st.session_state[DATASET_KEY] = ds
+    reset_widgets()
+    save_draft()
+
+
+def default_run_name(cfg: RunConfig, ds: Dataset) -> str:
+    """What a run is called when the user gave no name: backbone, methods and the data."""
+    data = "sample textures" if ds.kind == "sample" else (ds.label if ds.kind == "upload"
+                                                          else Path(ds.source).name or ds.source)
+    return f"{cfg.backbone.name} {'+'.join(cfg.enabled_methods()) or 'plain'} on {data}"
+
+
+def start_run(engine: Engine, gpus: tuple[int, ...] = ()) -> str:
+    """Check the draft's data and submit it (named after its backbone, methods and data unless the
+    user named it); the Train page then follows the new run. Raises the check's or the engine's
+    error (a StudioError for anything the user can fix)."""
+    import dataclasses
+
+    cfg, ds = config(), dataset()
+    check = datasets.check_dataset(engine, cfg)
+    if not check.ok:
+        raise check.error
+    if not cfg.name:
+        cfg = dataclasses.replace(cfg, name=default_run_name(cfg, ds))
+    run_id = engine.submit(cfg, owner=user(), gpus=gpus)
+    st.session_state[WATCH_KEY] = run_id
+    set_focus(run_id)  # Results opens on the new run
+    return run_id
+
+
+# ---- WiSE-FT: the alpha chosen for a run -------------------------------------------------------
+
+WISE_ALPHA_DEFAULT = 0.5
+
+
+def wise_alpha(engine: Engine, rec: Any) -> tuple[float, bool]:
+    """(alpha, chosen): the WiSE-FT alpha stored for a run, else this tab's choice for a run the
+    user may only read, else 0.5 with chosen False."""
+    fresh = engine.store.get_run(rec.id)
+    stored = getattr(fresh, "wise_ft_alpha", None) if fresh is not None else None
+    if stored is not None:
+        return round(float(stored), 2), True
+    local = st.session_state.get(f"wise_alpha_choice_{rec.id}")
+    if local is not None:
+        return round(float(local), 2), True
+    return WISE_ALPHA_DEFAULT, False
+
+
+def set_wise_alpha(engine: Engine, rec: Any, alpha: float) -> None:
+    """Store the alpha chosen for a run (the owner's choice); for a run shared read-only, this tab only."""
+    alpha = round(float(alpha), 2)
+    may_write = attempt("checking your access to this run", engine.authorize, rec.id, user(), write=True,
+                        show=False).ok
+    if may_write:
+        attempt("saving the chosen alpha", engine.store.set_wise_ft_alpha, rec.id, alpha)
+    else:
+        st.session_state[f"wise_alpha_choice_{rec.id}"] = alpha
 
 
 def reset_widgets() -> None:

@@ -27,7 +27,8 @@ import time
 from common import WORK, config, mean_std, table
 
 from engine.config import with_section
-from engine.train import prepare_data, train
+from engine.run_data import prepare_data
+from engine.train import train
 
 
 def run(cfg, data) -> dict:

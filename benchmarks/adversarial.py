@@ -26,7 +26,9 @@ from common import ROOT, WORK, config, table
 from engine.attacks import fgsm_rs, frozen_bn_statistics, pgd
 from engine.augment import augment_batch
 from engine.backbones import build_model
-from engine.train import Reporter, prepare_data, train
+from engine.contract import Reporter
+from engine.run_data import prepare_data
+from engine.train import train
 
 
 def step_costs(args, data) -> dict[str, float]:
@@ -65,7 +67,7 @@ class Curve(Reporter):
     def __init__(self):
         self.rows = []
 
-    def metrics(self, epoch, step, values):
+    def epoch_metrics(self, epoch, step, values):
         if "val_acc" in values:
             self.rows.append({"epoch": epoch, "val_acc": values["val_acc"], "robust_acc": values.get("robust_acc")})
 

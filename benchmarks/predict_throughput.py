@@ -34,7 +34,7 @@ from common import ROOT, config, table
 from engine.augment import to_float
 from engine.backbones import build_model
 from engine.data import decode_image, safe_extract_zip
-from engine.evaluate import autocast_ctx
+from engine.devices import autocast_ctx
 from engine.predict import FeatureStats, Predictor, predict_folder, scan_images
 
 

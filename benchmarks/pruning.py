@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from engine.backbones import BACKBONES  # noqa: E402
 from engine.config import RunConfig, apply_overrides  # noqa: E402
 from engine.structured import latency_pair  # noqa: E402
-from engine.train import prepare_data, train  # noqa: E402
+from engine.run_data import prepare_data  # noqa: E402
+from engine.train import train  # noqa: E402
 
 
 def base_config(args, seed: int) -> RunConfig:
@@ -55,7 +56,7 @@ def run(cfg: RunConfig, data, *overrides: str, latency: tuple[int, int] | None =
         before = torch.get_num_threads()
         torch.set_num_threads(threads)
         ctx = result.context
-        structured["latency_ms"] = latency_pair(ctx.model, ctx.structured_model, cfg.data.image_size, rounds=rounds)
+        structured["latency_ms"] = latency_pair(ctx.model, ctx.artifacts["structured_model"], cfg.data.image_size, rounds=rounds)
         structured["latency_threads"] = threads
         torch.set_num_threads(before)
     return {"val_acc": s["val_acc"], "test_acc": s["test_acc"], "sparsity": s.get("sparsity", 0.0),

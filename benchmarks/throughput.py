@@ -30,8 +30,11 @@ from common import WORK, config, table
 from engine.augment import augment_batch
 from engine.backbones import build_model
 from engine.data import DataReport, DataSplits, ImageSet
-from engine.evaluate import autocast_ctx
-from engine.train import Reporter, pick_amp, prepare_data, train
+from engine.devices import autocast_ctx
+from engine.contract import Reporter
+from engine.devices import pick_amp
+from engine.run_data import prepare_data
+from engine.train import train
 
 
 def synthetic_splits(n: int, size: int, classes: int = 10) -> DataSplits:

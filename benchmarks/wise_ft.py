@@ -23,8 +23,9 @@ from common import WORK, mean_std, table
 
 from app.presets import quick_demo
 from engine.config import RunConfig, apply_overrides
-from engine.methods.wise_ft import eval_set, evaluate_alpha, point_at
-from engine.runs import load_checkpoint
+from engine.checkpoints import load_checkpoint
+from engine.methods.wise_ft import curve_sets, evaluate_alpha
+from engine.runs import load_run
 from engine.train import train
 
 
@@ -41,11 +42,11 @@ def full_grid(res, run_dir, cfg):
     theta_0, _ = load_checkpoint(run_dir / "theta0.safetensors")
     theta_1 = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
     full_cfg = apply_overrides(cfg, ["wise_ft.ood_subset=0"])
-    ev = eval_set(full_cfg, ctx.data, ctx.ood_suite, ctx.ood_user)
+    sets = curve_sets(full_cfg, ctx.data, ctx.eval_sets.ood_user)
     t0 = time.perf_counter()
-    curve = [evaluate_alpha(ctx.model, theta_0, theta_1, float(a), ev, ctx.device, ctx.masks)
+    curve = [evaluate_alpha(ctx.model, theta_0, theta_1, float(a), sets, ctx.device, ctx.masks)
              for a in cfg.methods["wise_ft"].alphas]
-    return curve, time.perf_counter() - t0
+    return curve, time.perf_counter() - t0, sets.ood_images
 
 
 def main() -> None:
@@ -71,9 +72,9 @@ def main() -> None:
         print(f"seed {seed}: grid of {len(curve)} alphas in {s['wise_curve_seconds']:.1f} s "
               f"({s['wise_curve_ood_images']} corrupted images per alpha); claim holds: {bool(ok)}"
               + (f" (alphas {', '.join(str(p['alpha']) for p in ok)})" if ok else ""), flush=True)
-        full, full_s = full_grid(res, run_dir, cfg)
+        full, full_s, full_images = full_grid(res, run_dir, cfg)
         ok_full = claim(full)
-        print(f"  full precision (all {sum(len(v) for d in res.context.ood_suite.values() for v in d.values())} "
+        print(f"  full precision (all {full_images} "
               f"corrupted images per alpha): grid in {full_s:.1f} s, quick / full time "
               f"{s['wise_curve_seconds'] / full_s:.2f}; claim holds: {bool(ok_full)}"
               + (f" (alphas {', '.join(str(p['alpha']) for p in ok_full)})" if ok_full else ""), flush=True)
@@ -82,9 +83,9 @@ def main() -> None:
         t0 = time.perf_counter()
         _ = min(curve, key=lambda p: abs(p["alpha"] - 0.35))
         cached_s = time.perf_counter() - t0
-        point_at(run_dir, WORK / "data", 0.37)  # warm the run cache (first load reads data)
+        load_run(run_dir, WORK / "data").wise_point(0.37)  # warm the run cache (first load reads data)
         t0 = time.perf_counter()
-        point_at(run_dir, WORK / "data", 0.33)
+        load_run(run_dir, WORK / "data").wise_point(0.33)
         uncached_s = time.perf_counter() - t0
         print(f"  slider latency: cached {1000 * cached_s:.3f} ms, uncached {uncached_s:.2f} s", flush=True)
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.augment import to_float
-from engine.evaluate import autocast_ctx
+from engine.devices import autocast_ctx
 
 
 @contextlib.contextmanager

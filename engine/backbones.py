@@ -12,6 +12,7 @@ images), `none` (random init), `checkpoint` (a user file, loaded without running
 
 from __future__ import annotations
 
+import functools
 import json
 import pickle
 import zipfile
@@ -24,8 +25,9 @@ import torchvision
 from torch import nn
 
 from engine.errors import StudioError
+from engine.paths import ASSETS_DIR, resolve_path
 
-ASSETS_BACKBONES = Path(__file__).resolve().parent.parent / "assets" / "backbones"
+ASSETS_BACKBONES = ASSETS_DIR / "backbones"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PRETRAINED_SOURCES = ("bundled", "imagenet", "none", "checkpoint")
@@ -46,7 +48,6 @@ class BackboneSpec:
     std: tuple = IMAGENET_STD
     bundled_file: str = ""  # file name in assets/backbones when weights ship with the project
     description: str = ""
-    extra: dict = field(default_factory=dict)
 
     @property
     def bundled_path(self) -> Path | None:
@@ -194,22 +195,42 @@ class Classifier(nn.Module):
 
 @dataclass
 class LoadReport:
+    """What loading pretrained weights did: counts and names, and where in the file they came from."""
+
     source: str
-    matched: int = 0
-    missing: list[str] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)
-    shape_mismatch: list[str] = field(default_factory=list)
+    matched: int = 0  # tensors copied into the backbone
+    missing: list[str] = field(default_factory=list)  # backbone tensors left at random initialisation
+    unexpected: list[str] = field(default_factory=list)  # file tensors whose names the backbone lacks
+    shape_mismatch: list[str] = field(default_factory=list)  # same name, another shape: skipped
     note: str = ""
+    entry: str = ""  # the wrapper the state dict was found in ("state_dict", "model > ema"); "" when bare
+    prefix: str = ""  # the key prefix removed to match the backbone ("module.", "_orig_mod.")
+    ignored: list[str] = field(default_factory=list)  # file tensors outside that prefix (another sub-model)
+    coverage: float = 1.0  # share of the backbone's weight tensors (head excluded) that the file supplied
+
+    @property
+    def partial(self) -> bool:
+        """True when most of the backbone stays at random initialisation."""
+        return self.coverage < PARTIAL_SHARE
 
     def to_dict(self) -> dict:
         return {
             "source": self.source, "matched": self.matched, "missing": self.missing[:50],
             "unexpected": self.unexpected[:50], "shape_mismatch": self.shape_mismatch[:50], "note": self.note,
+            "entry": self.entry, "prefix": self.prefix, "ignored": self.ignored[:50], "coverage": self.coverage,
+            "partial": self.partial,
         }
 
 
-def build_model(name: str, num_classes: int, pretrained: str = "none", checkpoint: str = "") -> tuple[Classifier, LoadReport]:
-    """Build backbone `name` with `pretrained` weights and a fresh head for `num_classes`."""
+def build_model(name: str, num_classes: int, pretrained: str = "none", checkpoint: str = "",
+                checkpoint_label: str = "") -> tuple[Classifier, LoadReport]:
+    """Build backbone `name` with `pretrained` weights and a fresh head for `num_classes`.
+
+    `checkpoint` is the file read when `pretrained == "checkpoint"`; `checkpoint_label` is the name
+    messages use for it (the user's own file name, when the file was stored under another).
+    Raises StudioError for an unknown backbone or source, missing weights, an unreadable file, or
+    a checkpoint of another architecture (see `load_matching`).
+    """
     if name not in BACKBONES:
         raise StudioError(f"Unknown backbone `{name}`. Available: {', '.join(BACKBONES)}.")
     spec = BACKBONES[name]
@@ -218,7 +239,7 @@ def build_model(name: str, num_classes: int, pretrained: str = "none", checkpoin
     mean = std = None
     if pretrained == "imagenet":
         state = load_imagenet_state(spec)
-        report = load_matching(net, state, "imagenet", skip_prefix=spec.head_attr)
+        report = load_matching(net, state, "imagenet", skip_prefix=spec.head_attr, backbone=name)
     elif pretrained == "bundled":
         if not spec.has_bundled():
             raise StudioError(
@@ -227,13 +248,21 @@ def build_model(name: str, num_classes: int, pretrained: str = "none", checkpoin
                 "Choose ImageNet (needs internet once) or no pretraining."
             )
         state = load_state_file(spec.bundled_path)
-        report = load_matching(net, state, "bundled", skip_prefix=spec.head_attr)
+        report = load_matching(net, state, "bundled", skip_prefix=spec.head_attr, backbone=name)
         mean, std = bundled_normalisation(spec)
     elif pretrained == "checkpoint":
-        from engine.config import resolve_path
 
-        state = load_state_file(resolve_path(checkpoint))
-        report = load_matching(net, state, f"checkpoint {Path(checkpoint).name}", skip_prefix=spec.head_attr)
+        path = resolve_path(checkpoint)
+        label = checkpoint_label or Path(checkpoint).name
+        candidates = read_checkpoint(path, label)
+        own = _shapes_of(net)
+        # A training checkpoint can hold several state dicts (model and EMA, student and teacher):
+        # take the one that fits this backbone best, the usual wrapper first among equals.
+        entry, state = max(candidates, key=lambda c: len(_fit(c[1], own, spec.head_attr).matched))
+        report = load_matching(net, state, f"checkpoint {label}", skip_prefix=spec.head_attr, backbone=name)
+        report.entry = entry
+        if entry:
+            report.note = (f"read from the file's `{entry}` entry; " + report.note).rstrip("; ")
     elif pretrained != "none":
         raise StudioError(f"Unknown pretrained source `{pretrained}`: choose {', '.join(PRETRAINED_SOURCES)}.")
     old_head = _get_submodule(net, spec.head_attr)
@@ -280,100 +309,301 @@ def load_imagenet_state(spec: BackboneSpec) -> dict[str, torch.Tensor]:
         ) from None
 
 
-def load_state_file(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from .safetensors (no code at all) or .pt/.pth (weights_only unpickling)."""
+# ---- user checkpoints -------------------------------------------------------------------------
+
+# What a checkpoint file is, is decided by its bytes (`checkpoint_format`), never by its name:
+# `model_best.pth.tar` (PyTorch's ImageNet example), Lightning's `.ckpt` and Hugging Face's
+# `pytorch_model.bin` are all torch.save files. The suffixes only feed the dashboard's file picker.
+CHECKPOINT_SUFFIXES = ("safetensors", "pt", "pth", "tar", "bin", "ckpt")
+CHECKPOINT_FORMATS = {
+    "safetensors": "safetensors (tensors only: nothing in it can run)",
+    "torch_zip": "PyTorch's torch.save format (a zip archive, PyTorch 1.6 and later), read with weights_only=True",
+    "torch_legacy": "PyTorch's older torch.save format (a pickle stream), read with weights_only=True",
+}
+# Entries that wrap the model's state dict in training checkpoints (PyTorch's ImageNet example,
+# Lightning, timm, DINO, EMA trainers): tried in this order, then any other nested dict.
+WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "module", "ema", "model_ema",
+                "state_dict_ema", "ema_state_dict", "teacher", "student", "backbone", "encoder", "params", "weights")
+NOT_WEIGHTS = ("optimizer", "optimizer_state_dict", "optimizer_states", "optim", "scheduler", "lr_scheduler",
+               "lr_schedulers", "scaler", "callbacks", "loops")  # entries that never hold the model's weights
+# A file is refused when more than this share of its tensors (under the matched prefix, head
+# excluded) has a name the backbone lacks or another shape: it was made for another architecture,
+# and the tensors that do "match" (a ResNet-50's stem and batch norms in a ResNet-18) match by
+# coincidence of names. Legitimate extras (a projection head, a loss buffer) stay well below.
+MAX_MISFIT_SHARE = 0.1
+PARTIAL_SHARE = 0.5  # a file that supplies less than this share of the backbone is loaded, with a warning
+FAMILY_TITLES = {"resnet": "ResNet", "mobilenet": "MobileNet", "efficientnet": "EfficientNet",
+                 "convnext": "ConvNeXt", "vit": "Vision Transformer"}
+
+
+def checkpoint_format(path: Path) -> str:
+    """The key of CHECKPOINT_FORMATS that the file's first bytes show, or "" for none of them.
+
+    safetensors: an 8-byte little-endian header length, then a JSON header (`{`); a torch.save zip:
+    the zip signature `PK\\x03\\x04`; the legacy torch.save format: a pickle (protocol 2-5 opcode).
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if head[:4] == b"PK\x03\x04":
+        return "torch_zip"
+    if len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= size - 8:
+        return "safetensors"
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return "torch_legacy"
+    return ""
+
+
+def read_checkpoint(path: Path, label: str = "") -> list[tuple[str, dict[str, torch.Tensor]]]:
+    """Every state dict in a checkpoint file, the usual wrapper first: [(entry, {name: tensor})].
+
+    The format is read from the bytes (see CHECKPOINT_FORMATS); torch.save files are unpickled
+    with `weights_only=True`, so a file that carries Python objects is refused, never run.
+    `entry` is "" for a bare state dict, else the wrapper keys that lead to it ("state_dict",
+    "model > ema"). `label` is the file's name in messages (default: the path's name).
+    Raises StudioError for a missing, unreadable or unsafe file, or one without named tensors.
+    """
+    label = label or path.name
     if not path.is_file():
-        raise StudioError(f"Checkpoint file not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".safetensors":
+        raise StudioError(f"Checkpoint file not found: {label}")
+    kind = checkpoint_format(path)
+    readable = "; ".join(CHECKPOINT_FORMATS.values())
+    if kind == "safetensors":
         from safetensors.torch import load_file
 
         try:
-            return load_file(str(path))
+            return [("", load_file(str(path)))]
         except Exception as exc:
-            raise StudioError(f"{path.name} is not a readable safetensors file ({exc}).") from None
-    if suffix not in (".pt", ".pth", ".bin", ".ckpt"):
-        raise StudioError(f"{path.name}: checkpoints must be .safetensors, .pt or .pth files.")
+            raise StudioError(f"{label} is not a readable safetensors file ({exc}).") from None
+    if kind == "torch_zip":
+        try:
+            with zipfile.ZipFile(path) as zf:
+                is_torch = any(n.endswith("data.pkl") for n in zf.namelist())
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise StudioError(f"{label} is not a readable PyTorch checkpoint (a damaged zip archive: {exc}).") from None
+        if not is_torch:
+            raise StudioError(f"{label} is a zip archive but not a PyTorch checkpoint (it has no data.pkl). "
+                              f"Checkpoints the studio reads: {readable}.")
+    if not kind:
+        raise StudioError(f"{label} is not a readable PyTorch checkpoint: its contents are none of the formats "
+                          f"the studio reads ({readable}).")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        # An open file, not the path: torch.load reads a path that ends in .safetensors as safetensors
+        # whatever its bytes are, and the bytes have been looked at already.
+        with open(path, "rb") as f:
+            obj = torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        if _pickle_imports(path):
+        imports = _pickle_imports(path)
+        if imports:
             raise StudioError(
-                f"{path.name} was refused: it contains Python objects that could run code when opened, "
-                "not just weights. Save the model's state_dict() (or use safetensors) and upload that."
+                f"{label} was refused: besides weights it contains Python objects that could run code when "
+                f"opened ({', '.join(imports[:3])}). Save only the model's state_dict() "
+                "(torch.save(model.state_dict(), 'weights.pth')) or use safetensors, and upload that."
             ) from None
-        raise StudioError(f"{path.name} is not a readable PyTorch checkpoint (corrupt or another format).") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise StudioError(f"{path.name} is not a readable PyTorch checkpoint ({exc}).") from None
-    for key in ("state_dict", "model", "model_state_dict", "net"):
-        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
-            obj = obj[key]
-            break
-    if not isinstance(obj, dict) or not any(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise StudioError(f"{path.name} holds no weights (expected a state dict of tensors).")
-    return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+        raise StudioError(f"{label} is not a readable PyTorch checkpoint (corrupt or another format).") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
+        raise StudioError(f"{label} is not a readable PyTorch checkpoint ({exc}).") from None
+    found = _state_dicts(obj)
+    if not found:
+        raise StudioError(f"{label} holds no weights: no named tensors were found in it (expected a state dict, "
+                          "alone or inside an entry such as `state_dict` or `model`).")
+    return found
+
+
+def _state_dicts(obj, entry: str = "", depth: int = 0) -> list[tuple[str, dict[str, torch.Tensor]]]:
+    """(entry, named tensors) for `obj` and the dicts nested in it, wrapper keys first, 3 levels deep."""
+    if not isinstance(obj, dict):
+        return []
+    found = []
+    tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+    if tensors:
+        found.append((entry, tensors))
+    if depth < 3:
+        keys = [k for k in WRAPPER_KEYS if k in obj]
+        keys += [k for k in obj if isinstance(k, str) and k not in WRAPPER_KEYS and k not in NOT_WEIGHTS]
+        for k in keys:
+            found += _state_dicts(obj[k], f"{entry} > {k}" if entry else k, depth + 1)
+    return found
+
+
+def load_state_file(path: Path) -> dict[str, torch.Tensor]:
+    """The main state dict of a checkpoint file: the largest one `read_checkpoint` finds, the usual
+    wrapper first among equals (a model beside its EMA copy: the model)."""
+    candidates = read_checkpoint(Path(path))
+    return max(candidates, key=lambda c: len(c[1]))[1]
+
+
+# Modules whose globals a torch.save file of plain tensors references (what weights_only allows).
+_SAFE_PICKLE_MODULES = ("torch", "torch._utils", "torch._tensor", "torch.storage", "torch.serialization",
+                        "collections", "builtins", "_codecs")
 
 
 def _pickle_imports(path: Path) -> list[str]:
-    """Names a pickle would import (read with pickletools: nothing is executed).
+    """Names outside plain tensors that a pickle would import (read with pickletools: nothing runs).
 
-    Tells a file that carries code (refused for safety) from one that is merely corrupt.
+    Tells a file that carries code or whole pickled modules (refused for safety) from one that is
+    merely corrupt. Reads every pickle in the stream: the legacy torch.save format is several.
     """
+    import io
     import pickletools
 
-    data = path.read_bytes()
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zf:
             pkl = [n for n in zf.namelist() if n.endswith("data.pkl")]
             data = zf.read(pkl[0]) if pkl else b""
-    names, strings = [], []
-    try:
-        for op, arg, _pos in pickletools.genops(data):
-            if isinstance(arg, str):
-                strings.append(arg)
-            if op.name in ("GLOBAL", "INST"):
-                names.append(str(arg))
-            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
-                names.append(f"{strings[-2]} {strings[-1]}")
-    except Exception:
-        pass  # not a pickle at all: corrupt, so no imports
-    safe = ("torch", "collections OrderedDict", "collections.OrderedDict", "builtins")
-    return [n for n in names if not n.startswith(safe)]
+    else:
+        data = path.read_bytes()
+    stream = io.BytesIO(data)
+    names: list[str] = []
+    for _ in range(8):  # legacy torch.save: magic number, protocol, system info, the object
+        strings: list[str] = []
+        try:
+            for op, arg, _pos in pickletools.genops(stream):
+                if isinstance(arg, str):
+                    strings.append(arg)
+                if op.name in ("GLOBAL", "INST"):
+                    names.append(str(arg))
+                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    names.append(f"{strings[-2]} {strings[-1]}")
+        except Exception:
+            break  # the end of the pickles (storage bytes follow), or not a pickle at all
+    return list(dict.fromkeys(n.replace(" ", ".") for n in names if n.split(" ")[0] not in _SAFE_PICKLE_MODULES))
 
 
-def _normalise_key(key: str) -> str:
-    for prefix in ("module.", "model.", "net."):
-        while key.startswith(prefix):
-            key = key[len(prefix):]
-    return key
+# ---- matching a state dict to a backbone --------------------------------------------------------
+
+@dataclass
+class _Fit:
+    prefix: str = ""
+    matched: dict[str, torch.Tensor] = field(default_factory=dict)  # backbone key -> file tensor
+    mismatch: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    in_scope: int = 0  # file tensors under the prefix, head excluded
+
+    @property
+    def misfit(self) -> float:
+        return (len(self.mismatch) + len(self.unexpected)) / max(self.in_scope, 1)
 
 
-def load_matching(net: nn.Module, state: dict[str, torch.Tensor], source: str, skip_prefix: str | None) -> LoadReport:
-    """Copy every tensor whose (normalised) name and shape match; report the rest.
+def _is_head(key: str, head_attr: str | None) -> bool:
+    return bool(head_attr) and key.startswith(head_attr + ".")
 
-    `skip_prefix` names the head, which is replaced anyway. Refuses a file where nothing matches:
-    it is then almost surely for another architecture.
+
+def _shapes_of(net: nn.Module) -> dict[str, tuple]:
+    return {k: tuple(v.shape) for k, v in net.state_dict().items()}
+
+
+def _fit(state: dict[str, torch.Tensor], own: dict[str, tuple], head_attr: str | None) -> _Fit:
+    """Match `state` to a backbone's key -> shape map, after removing the key prefix that fits best.
+
+    Wrappers add prefixes (`module.` from DataParallel, `_orig_mod.` from torch.compile, `model.`
+    from Lightning, `net.` from this studio, `encoder_q.` from MoCo, or several at once); rather
+    than list them, every prefix that turns a file key into a backbone key of the same shape is
+    counted, and the most frequent wins. Keys outside it are another part of the file (ignored).
+    """
+    counts: dict[str, int] = {}
+    for key, tensor in state.items():
+        for i in [0] + [j + 1 for j, ch in enumerate(key) if ch == "."]:
+            rest = key[i:]
+            if own.get(rest) == tuple(tensor.shape) and not _is_head(rest, head_attr):
+                counts[key[:i]] = counts.get(key[:i], 0) + 1
+    fit = _Fit(prefix=max(counts, key=counts.get) if counts else "")  # first seen among equals
+    for key, tensor in state.items():
+        if not key.startswith(fit.prefix):
+            fit.ignored.append(key)
+            continue
+        rest = key[len(fit.prefix):]
+        if _is_head(rest, head_attr):
+            continue  # the head is replaced anyway
+        fit.in_scope += 1
+        if rest not in own:
+            fit.unexpected.append(key)
+        elif own[rest] != tuple(tensor.shape):
+            fit.mismatch.append(f"{key}: {tuple(tensor.shape)} vs {own[rest]}")
+        else:
+            fit.matched[rest] = tensor
+    return fit
+
+
+@functools.lru_cache(maxsize=None)
+def _registry_shapes(name: str) -> dict[str, tuple]:
+    """A registered backbone's key -> shape map, built on the meta device (no memory, no weights)."""
+    with torch.device("meta"):
+        return _shapes_of(BACKBONES[name].builder(weights=None))
+
+
+def guess_architecture(state: dict[str, torch.Tensor]) -> tuple[str, float] | None:
+    """The registered backbone whose names and shapes fit `state` best, and the share of the file's
+    tensors (head excluded) that fit it; None when no backbone fits at least 90% of them.
+
+    Among backbones that fit equally well, the one the file covers most wins (a ResNet-18 file
+    fits ResNet-18 fully, and ResNet-50 only in the layers whose names and shapes coincide).
+    """
+    best, best_score = None, (0.0, 0.0)
+    for name, spec in BACKBONES.items():
+        own = _registry_shapes(name)
+        fit = _fit(state, own, spec.head_attr)
+        if not fit.in_scope:
+            continue
+        body = sum(1 for k in own if not _is_head(k, spec.head_attr))
+        score = (len(fit.matched) / fit.in_scope, len(fit.matched) / max(body, 1))
+        if score > best_score:
+            best, best_score = name, score
+    return (best, best_score[0]) if best is not None and best_score[0] >= 0.9 else None
+
+
+def describe_backbone(name: str) -> str:
+    """A registered backbone in plain words: "ResNet-50 weights (ResNet family; `resnet50` here)"."""
+    spec = BACKBONES[name]
+    title = spec.description.split(",")[0] or name
+    return f"{title} weights ({FAMILY_TITLES.get(spec.family, spec.family)} family; `{name}` here)"
+
+
+def _refusal(source: str, backbone: str, fit: _Fit, state: dict[str, torch.Tensor]) -> StudioError:
+    what = backbone or "this backbone"
+    guess = guess_architecture(state)
+    if guess and guess[0] != backbone:
+        hint = f" It looks like {describe_backbone(guess[0])}: choose that backbone, or a checkpoint made for {what}."
+    else:
+        hint = f" It does not look like any backbone registered here either ({', '.join(BACKBONES)})."
+    if not fit.matched:
+        return StudioError(f"None of the weights in the {source} match the {what} architecture ({len(state)} "
+                           f"tensors in the file, e.g. {next(iter(state), '?')}).{hint}")
+    wrong = [f"{len(fit.unexpected)} have names {what} does not have" if fit.unexpected else "",
+             f"{len(fit.mismatch)} have another shape" if fit.mismatch else ""]
+    return StudioError(
+        f"The {source} was made for another architecture than {what}: of its {fit.in_scope} weight tensors, "
+        f"{' and '.join(w for w in wrong if w)}; the {len(fit.matched)} that fit match only by coincidence of "
+        f"layer names.{hint}")
+
+
+def load_matching(net: nn.Module, state: dict[str, torch.Tensor], source: str, skip_prefix: str | None,
+                  backbone: str = "") -> LoadReport:
+    """Copy every tensor whose name (after the best-fitting prefix is removed) and shape match.
+
+    `skip_prefix` names the head, which is replaced anyway; `backbone` is the registry name used
+    in messages. Raises StudioError when nothing matches, or when more than MAX_MISFIT_SHARE of
+    the file's tensors has a name the backbone lacks or another shape (a checkpoint of another
+    architecture), naming the registered backbone the file looks like. Tensors are cast to the
+    backbone's dtypes (a float16 file loads into float32 layers).
     """
     own = net.state_dict()
-    report = LoadReport(source=source)
-    to_load: dict[str, torch.Tensor] = {}
-    for raw_key, tensor in state.items():
-        key = _normalise_key(raw_key)
-        if skip_prefix and key.startswith(skip_prefix + "."):
-            continue
-        if key not in own:
-            report.unexpected.append(raw_key)
-        elif own[key].shape != tensor.shape:
-            report.shape_mismatch.append(f"{raw_key}: {tuple(tensor.shape)} vs {tuple(own[key].shape)}")
-        else:
-            to_load[key] = tensor.to(own[key].dtype)
-    report.matched = len(to_load)
-    head_keys = {k for k in own if skip_prefix and k.startswith(skip_prefix + ".")}
-    report.missing = [k for k in own if k not in to_load and k not in head_keys and not k.endswith("num_batches_tracked")]
-    if not to_load:
-        raise StudioError(
-            f"None of the weights in the {source} match the {net.__class__.__name__} architecture "
-            f"({len(state)} tensors in the file, e.g. {next(iter(state), '?')}). Is it a checkpoint of another model?"
-        )
-    net.load_state_dict(to_load, strict=False)
+    fit = _fit(state, _shapes_of(net), skip_prefix)
+    if not fit.matched or fit.misfit > MAX_MISFIT_SHARE:
+        raise _refusal(source, backbone, fit, state)
+    report = LoadReport(source=source, matched=len(fit.matched), unexpected=fit.unexpected,
+                        shape_mismatch=fit.mismatch, prefix=fit.prefix, ignored=fit.ignored)
+    weights = [k for k in own if not _is_head(k, skip_prefix) and not k.endswith("num_batches_tracked")]
+    report.missing = [k for k in weights if k not in fit.matched]
+    report.coverage = (len(weights) - len(report.missing)) / max(len(weights), 1)
+    notes = []
+    if fit.prefix:
+        notes.append(f"key prefix `{fit.prefix}` removed")
+    if fit.ignored:
+        notes.append(f"{len(fit.ignored)} tensors outside `{fit.prefix}` ignored (another part of the file)")
+    if report.partial:
+        notes.append(f"only {report.coverage:.0%} of the backbone's weights are in the file; the rest stay random")
+    report.note = "; ".join(notes)
+    net.load_state_dict({k: v.to(own[k].dtype) for k, v in fit.matched.items()}, strict=False)
     return report

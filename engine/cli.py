@@ -1,4 +1,4 @@
-"""Command line: `python -m engine train|predict|runs|backbones|methods|pretrain ...`.
+"""Command line: `python -m engine train|inspect|predict|runs|backbones|methods|pretrain ...`.
 
 Bad input prints its plain message and exits non-zero without a traceback.
 """
@@ -10,67 +10,82 @@ import json
 import os
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from engine.backbones import BACKBONES, available_sources
+from engine.checkpoints import new_run_id
+from engine.config import RunConfig, apply_overrides
+from engine.contract import Reporter
+from engine.data import DatasetError, inspect_dataset
+from engine.devices import pick_device
+from engine.distributed import world
 from engine.errors import StudioError
+from engine.jobs import execute_run
+from engine.methods import METHODS
+from engine.paths import register_upload_dir, resolve_path
+from engine.predict import load_predictor, predict_folder, write_csv
+from engine.pruning_search import search_into_config
+from engine.run_data import prepare_data
+from engine.runs import VARIANTS
+from engine.store import RunStore
+from engine.train import train
 
 
-class ConsoleReporter:
-    """A one-line progress bar with images/s and ETA on stderr; epoch lines on stdout."""
+class ConsoleReporter(Reporter):
+    """A progress bar (tqdm: steps, images/s, ETA) on stderr and a line per epoch on stdout; metrics
+    go to the store. With `live`, progress and method streams go to the store too, for an engine
+    that supervises this process (a torchrun child)."""
 
-    def __init__(self, store, run_id: str, quiet: bool = False, progress_file: Path | None = None):
-        self.store, self.run_id, self.quiet = store, run_id, quiet
-        self.progress_file = progress_file  # for a supervising engine: the latest progress as JSON
+    def __init__(self, store, run_id: str, quiet: bool = False, live: bool = False):
+        self.store, self.run_id, self.quiet, self.live = store, run_id, quiet, live
         self._state: dict[str, Any] = {}
-        self._last = 0.0
-        self._last_file = 0.0
+        self._last_live = 0.0
+        self._bar = None
 
     def progress(self, **f: Any) -> None:
         self._state.update(f)
-        if self.progress_file is not None and (time.time() - self._last_file > 0.5 or f.get("phase") != "training"):
-            self._last_file = time.time()
-            tmp = self.progress_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self._state))
-            os.replace(tmp, self.progress_file)
-        if self.quiet or time.time() - self._last < 0.5 or f.get("phase") != "training":
+        if self.live and (time.time() - self._last_live > 0.5 or f.get("phase") != "training"):
+            self._last_live = time.time()
+            self.store.set_progress(self.run_id, self._state)
+        if self.quiet or f.get("phase") != "training":
             return
-        self._last = time.time()
-        total, step = f.get("total_steps", 0), f.get("step", 0)
-        width = 24
-        filled = int(width * step / max(total, 1))
-        sys.stderr.write(
-            f"\r[{'#' * filled}{'.' * (width - filled)}] epoch {f.get('epoch')}/{f.get('epochs')} "
-            f"step {step}/{total}  {f.get('images_per_sec', 0):7.1f} img/s  ETA {f.get('eta_s', 0):6.0f}s  "
-            f"loss {f.get('loss', float('nan')):.3f}"
-        )
-        sys.stderr.flush()
+        if self._bar is None or self._bar.total != f.get("total_steps"):
+            self.close_bar()
+            self._bar = tqdm(total=f.get("total_steps"), unit="step", file=sys.stderr, dynamic_ncols=True,
+                             mininterval=0.5)
+        self._bar.set_description(f"epoch {f.get('epoch')}/{f.get('epochs')}", refresh=False)
+        self._bar.set_postfix({"img/s": f"{f.get('images_per_sec', 0):.0f}", "loss": f"{f.get('loss', 0):.3f}"},
+                              refresh=False)
+        self._bar.update(f.get("step", 0) - self._bar.n)
 
-    def metrics(self, epoch: int, step: int, values: dict[str, float]) -> None:
-        self.store.log_metrics(self.run_id, epoch, step, values)
-        if "val_acc" in values and not self.quiet:
+    def close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def step_metrics(self, epoch: int, step: int, values: dict[str, float]) -> None:
+        self.store.log_metrics(self.run_id, epoch, step, values, channel="step")
+
+    def epoch_metrics(self, epoch: int, step: int, values: dict[str, float]) -> None:
+        self.store.log_metrics(self.run_id, epoch, step, values, channel="epoch")
+        if not self.quiet:
             parts = [f"{k}={v:.4f}" for k, v in values.items() if "/" not in k and isinstance(v, (int, float))]
-            sys.stderr.write("\r" + " " * 100 + "\r")
-            print(f"epoch {epoch}: " + " ".join(parts), flush=True)
+            (self._bar.write if self._bar is not None else print)(f"epoch {epoch}: " + " ".join(parts))
 
     def stream(self, key: str, point: dict) -> None:
-        if self.progress_file is not None:
-            streams = self._state.setdefault("_streams", {})
-            streams.setdefault(key, []).append(point)
-            self.progress(**{})
+        if self.live:
+            self.store.add_stream_point(self.run_id, key, point)
         if not self.quiet:
             print(f"{key}: {json.dumps(point)}", flush=True)
 
-    def should_stop(self) -> bool:
-        return False
-
 
 def _train(args: argparse.Namespace) -> int:
-    from engine.config import RunConfig, apply_overrides
-    from engine.jobs import execute_run
-    from engine.runs import new_run_id
-    from engine.store import RunStore
-
     cfg = RunConfig.load(args.config) if args.config else RunConfig()
     shortcuts = {
         "data.source": args.data, "backbone.name": args.backbone, "backbone.pretrained": args.pretrained,
@@ -84,6 +99,7 @@ def _train(args: argparse.Namespace) -> int:
         overrides += [f"backbone.checkpoint={args.checkpoint}", "backbone.pretrained=checkpoint"]
     cfg = apply_overrides(cfg, overrides)
     data_dir = Path(args.data_dir).resolve()
+    register_upload_dir(data_dir / "uploads")  # configs name uploads as upload:<sha256>
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return _train_distributed(cfg, args, data_dir)
     store = RunStore(data_dir / "studio.db")
@@ -98,7 +114,8 @@ def _train(args: argparse.Namespace) -> int:
         store.set_status(run_id, "stopped", "Interrupted from the keyboard.")
         print("\nstopped", file=sys.stderr)
         return 130
-    sys.stderr.write("\r" + " " * 100 + "\r")
+    finally:
+        reporter.close_bar()
     if summary["status"] != "finished":
         print(f"error: {summary.get('error')}", file=sys.stderr)
         return 1
@@ -110,16 +127,6 @@ def _train(args: argparse.Namespace) -> int:
 
 def _train_distributed(cfg, args: argparse.Namespace, data_dir: Path) -> int:
     """Under torchrun: every process trains its shard; rank 0 alone writes the store and files."""
-    import torch
-    import torch.distributed as dist
-
-    from engine.jobs import execute_run
-    from engine.runs import new_run_id
-    from engine.store import RunStore
-    from engine.train import Reporter, prepare_data, train
-
-    from engine.train import pick_device
-
     backend = "nccl" if torch.cuda.is_available() and cfg.train.device != "cpu" else "gloo"
     if backend == "nccl":  # one GPU per process; NCCL's own collectives use the current device
         torch.cuda.set_device(pick_device(cfg.train.device, distributed=True))
@@ -135,8 +142,9 @@ def _train_distributed(cfg, args: argparse.Namespace, data_dir: Path) -> int:
             shared = [None, None]
         dist.broadcast_object_list(shared, src=0)
         run_id, run_dir = shared[0], Path(shared[1])
-        if rank != 0:
-            train(cfg, Reporter(), run_dir=None, work_dir=data_dir / "datasets")
+        if rank != 0:  # the same job-level decisions as rank 0's execute_run (it searches, we receive)
+            cfg, _ = search_into_config(cfg, data_dir / "datasets")
+            train(cfg, Reporter(), run_dir=None, work_dir=data_dir / "datasets", world=world())
             return 0
         store = RunStore(data_dir / "studio.db")
         if not args.run_id:  # a supervising engine created the record already
@@ -144,8 +152,9 @@ def _train_distributed(cfg, args: argparse.Namespace, data_dir: Path) -> int:
                              cfg.to_dict(), str(run_dir), owner="cli")
         print(f"run {run_id} -> {run_dir} ({dist.get_world_size()} processes, {backend})", flush=True)
         run_dir.mkdir(parents=True, exist_ok=True)
-        reporter = ConsoleReporter(store, run_id, args.quiet, run_dir / "progress.json" if args.run_id else None)
+        reporter = ConsoleReporter(store, run_id, args.quiet, live=bool(args.run_id))
         summary = execute_run(store, run_id, cfg, run_dir, data_dir / "datasets", reporter)
+        reporter.close_bar()
         if summary["status"] != "finished":
             print(f"error: {summary.get('error')}", file=sys.stderr)
             return 1
@@ -155,9 +164,75 @@ def _train_distributed(cfg, args: argparse.Namespace, data_dir: Path) -> int:
         dist.destroy_process_group()
 
 
-def _runs(args: argparse.Namespace) -> int:
-    from engine.store import RunStore
+def _print_skipped(skipped, out=None) -> None:
+    out = out or sys.stdout
+    print(f"skipped files ({len(skipped)}):", file=out)
+    for s in skipped:
+        print(f"  {s.path}: {s.reason}", file=out)
 
+
+def _inspect(args: argparse.Namespace) -> int:
+    """A dry run: what the studio makes of a dataset (layout, classes, split, skipped files, duplicates)."""
+    cfg = RunConfig.load(args.config) if args.config else RunConfig()
+    d = cfg.data
+    pick = lambda given, default: default if given is None else given  # noqa: E731
+    source = args.data or d.source
+    if not Path(resolve_path(source)).exists():
+        raise StudioError(f"The data path does not exist: {source}")
+    try:
+        rep = inspect_dataset(
+            resolve_path(source), Path(args.data_dir).resolve() / "datasets", image_size=args.image_size,
+            min_images_per_class=pick(args.min_images_per_class, d.min_images_per_class),
+            val_fraction=pick(args.val_fraction, d.val_fraction), test_fraction=pick(args.test_fraction, d.test_fraction),
+            seed=pick(args.seed, cfg.seed), drop_duplicates=args.drop_duplicates or d.drop_duplicates)
+    except DatasetError as exc:
+        if args.json:
+            print(json.dumps({"ok": False, "error": str(exc), "notes": exc.notes,
+                              "skipped": [asdict(s) for s in exc.skipped]}, ensure_ascii=False, indent=1))
+        else:
+            print(f"error: {exc}", file=sys.stderr)
+            for note in exc.notes:
+                print(f"note: {note}", file=sys.stderr)
+            if exc.skipped:
+                _print_skipped(exc.skipped, sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"ok": True, **rep.to_dict()}, ensure_ascii=False, indent=1))
+        return 0
+    print(f"dataset: {source}")
+    print(f"layout: {rep.layout}" + ("  (the split given by the folders is used)" if rep.split_given else
+                                     "  (split by class with the seed)"))
+    for note in rep.notes:
+        print(f"note: {note}")
+    split_names = [s for s in ("train", "val", "test") if s in rep.split_counts]
+    width = max([len(c) for c in rep.classes] + [5])
+    print(f"classes ({len(rep.classes)}):")
+    print(f"  {'class':{width}s} " + " ".join(f"{s:>6s}" for s in split_names) + f" {'total':>6s}")
+    for c in rep.classes:
+        print(f"  {c:{width}s} " + " ".join(f"{rep.split_counts[s].get(c, 0):6d}" for s in split_names)
+              + f" {rep.counts.get(c, 0):6d}")
+    imb = rep.imbalance
+    if imb:
+        verdict = ("imbalanced: watch balanced accuracy and macro-F1, and consider data.class_balance"
+                   if imb["imbalanced"] else "balanced enough")
+        print(f"imbalance: largest class '{imb['largest']}' / smallest '{imb['smallest']}' = {imb['ratio']}x ({verdict})"
+              if imb["largest"] != imb["smallest"] else "imbalance: none (every class has the same number of images)")
+    print(f"duplicate groups: {len(rep.duplicate_groups)}" + (
+        f" ({len(rep.duplicates_dropped)} extra copies dropped)" if rep.duplicates_dropped else ""))
+    for group in rep.duplicate_groups:
+        print("  " + " = ".join(group))
+    _print_skipped(rep.skipped)
+    for w in rep.warnings:
+        print(f"warning: {w}")
+    for split in split_names:
+        files = rep.split_files.get(split, [])
+        print(f"{split} files ({len(files)}):")
+        for f in files:
+            print(f"  {f}")
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
     store = RunStore(Path(args.data_dir) / "studio.db")
     runs = store.list_runs()
     if not runs:
@@ -169,8 +244,6 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 def _backbones(args: argparse.Namespace) -> int:
-    from engine.backbones import BACKBONES, available_sources
-
     for name, spec in BACKBONES.items():
         avail = available_sources(name)
         offline = ", ".join(k for k, v in avail.items() if v)
@@ -179,8 +252,6 @@ def _backbones(args: argparse.Namespace) -> int:
 
 
 def _methods(args: argparse.Namespace) -> int:
-    from engine.methods import METHODS
-
     for name, spec in METHODS.items():
         print(f"{name:12s} {spec.title}: {spec.summary}")
     return 0
@@ -188,10 +259,6 @@ def _methods(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     """Predict a folder or zip of images with a finished run; CSV out, accuracy when folders name classes."""
-    from tqdm import tqdm
-
-    from engine.predict import load_predictor, predict_folder, write_csv
-
     data_dir = Path(args.data_dir)
     run_dir = Path(args.run) if Path(args.run).is_dir() else data_dir / "runs" / args.run
     if not run_dir.is_dir():
@@ -245,7 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", help="a .zip of class folders or a folder")
     t.add_argument("--backbone")
     t.add_argument("--pretrained", help="bundled | imagenet | none | checkpoint")
-    t.add_argument("--checkpoint", help="a .safetensors/.pt/.pth file to start from")
+    t.add_argument("--checkpoint", help="weights to start from: safetensors or a torch.save file "
+                   "(.pt, .pth, .pth.tar, .bin, .ckpt; read by content, with weights_only=True)")
     t.add_argument("--epochs", type=int)
     t.add_argument("--image-size", type=int)
     t.add_argument("--batch-size", type=int)
@@ -259,6 +327,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true")
     t.add_argument("--run-id", help=argparse.SUPPRESS)  # set by the engine when it supervises a torchrun job
     t.set_defaults(func=_train)
+    ins = sub.add_parser("inspect", help="show what the studio makes of a dataset, without training")
+    ins.add_argument("--data", help="a .zip or a folder (default: the config's data.source)")
+    ins.add_argument("--config", help="a run config YAML: its data section and seed are used")
+    ins.add_argument("--json", action="store_true", help="print the report as JSON")
+    ins.add_argument("--image-size", type=int, default=32, help="decode size for the check (the split does not depend on it)")
+    ins.add_argument("--seed", type=int)
+    ins.add_argument("--val-fraction", type=float)
+    ins.add_argument("--test-fraction", type=float)
+    ins.add_argument("--min-images-per-class", type=int)
+    ins.add_argument("--drop-duplicates", action="store_true", help="keep one image per duplicate group")
+    ins.add_argument("--data-dir", default="runs", help="the engine's folder (zips are extracted below it)")
+    ins.set_defaults(func=_inspect)
     r = sub.add_parser("runs", help="list runs")
     r.add_argument("--data-dir", default="runs")
     r.set_defaults(func=_runs)
@@ -269,10 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="predict a folder or zip of images with a finished run")
     pr.add_argument("--run", required=True, help="a run id (see `runs`) or a run folder")
     pr.add_argument("--data", required=True, help="a folder or .zip of images (class folders give accuracy)")
-    from engine.predict import VARIANTS
-
-    pr.add_argument("--variant", default="fine_tuned", choices=list(VARIANTS),
-                    help="which of the run's models: " + "; ".join(f"{k}: {v}" for k, v in VARIANTS.items()))
+    variants = {k: v for k, v in VARIANTS.items() if k != "start"}
+    pr.add_argument("--variant", default="fine_tuned", choices=list(variants),
+                    help="which of the run's models: " + "; ".join(f"{k}: {v}" for k, v in variants.items()))
     pr.add_argument("--alpha", type=float, help="WiSE-FT alpha for --variant wise (default: the run's chosen alpha)")
     pr.add_argument("--out", default="predictions.csv", help="the CSV to write")
     pr.add_argument("--top-k", type=int, default=3)
@@ -290,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "pretrain":
-        from engine.pretrain import main as pretrain_main
+        from tools.pretrain import main as pretrain_main  # an asset builder above the engine: loaded on demand
 
         return pretrain_main(argv[1:])
     args = build_parser().parse_args(argv)
@@ -298,4 +377,6 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except StudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if getattr(exc, "skipped", None):
+            _print_skipped(exc.skipped, sys.stderr)
         return 2

@@ -5,7 +5,8 @@ overrides. A config is never mutated during a run and is saved beside every chec
 `python -m engine train --config <run>/config.yaml` reproduces a run.
 
 Method sections (`adversarial`, `wise_ft`, `pruning`, ...) are not listed here: each method
-registers its own config dataclass in `engine.methods`, and `RunConfig.methods` holds one
+registers its own config dataclass through `register_method_section` (engine.methods.registry does
+it; importing the `engine` package imports every method), and `RunConfig.methods` holds one
 instance per registered method. In YAML they appear as top-level sections by method name.
 """
 
@@ -13,91 +14,154 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field, fields, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import yaml
 
+from engine.backbones import BACKBONES, PRETRAINED_SOURCES
 from engine.errors import StudioError
+from engine.paths import SAMPLE_DATASET
+from engine.schedules import SCHEDULES
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-ASSETS_DIR = PROJECT_DIR / "assets"
-SAMPLE_DATASET = "assets/sample_textures.zip"  # relative to the project: configs stay portable
+# method name -> (its config dataclass, its validator (run_config, method_config) -> problems)
+METHOD_SECTIONS: dict[str, tuple[type, Callable[[Any, Any], list[str]]]] = {}
 
 
-def resolve_path(p: str) -> Path:
-    """A user path as given; a relative one that does not exist here is tried from the project root."""
-    path = Path(p).expanduser()
-    if not path.is_absolute() and not path.exists() and (PROJECT_DIR / path).exists():
-        return PROJECT_DIR / path
-    return path
+def register_method_section(name: str, config_cls: type, check: Callable[[Any, Any], list[str]]) -> None:
+    """Make `name` a config section holding a `config_cls` (a frozen dataclass with defaults),
+    validated by `check`. Raises ValueError for a name already taken."""
+    if name in METHOD_SECTIONS or name in ("name", "seed", "data", "backbone", "optim", "train", "eval"):
+        raise ValueError(f"config section {name!r} is already registered")
+    METHOD_SECTIONS[name] = (config_cls, check)
+
+
+def knob(default: Any, **meta: Any) -> Any:
+    """A config field with its metadata: `label`, `help`, `unit`, `min`, `max` (inclusive, in stored
+    units), `step`, `scale` (shown = stored x scale), `choices`, `labels`, `format`, `widget`.
+    Validation (`check_bounds`) and the dashboard's widgets (app.widgets) both read it."""
+    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: str = SAMPLE_DATASET  # a .zip of class folders, or a folder
-    image_size: int = 64  # pixels, square; images are decoded once at this size
-    val_fraction: float = 0.2  # of each class, stratified
-    test_fraction: float = 0.2
-    min_images_per_class: int = 5  # fewer cannot be split into train/val/test meaningfully
-    ood_source: str = ""  # optional user OOD set with the same classes ("" = none)
-    train_per_class: int = 0  # keep only this many training images per class (0 = all); for data-scarcity studies
+    source: str = knob(SAMPLE_DATASET, label="Dataset", help="A .zip of class folders, or a folder.")
+    image_size: int = knob(64, label="Image size", unit="px", min=16, max=512, step=8, help=(
+        "Images are resized to this square size once. Larger is slower (time grows with the square) "
+        "but keeps more detail."))
+    val_fraction: float = knob(0.2, label="Validation share", min=0.01, max=0.8, step=0.05, format="%.2f",
+                               help="Of each class, stratified; what the run reports and picks its best epoch on.")
+    test_fraction: float = knob(0.2, label="Test share", min=0.0, max=0.8, step=0.05, format="%.2f",
+                                help="Of each class, stratified; measured once, at the end.")
+    min_images_per_class: int = knob(5, label="Fewest images per class", min=3, max=1000, help=(
+        "Fewer cannot be split into train, validation and test meaningfully."))
+    ood_source: str = knob("", label="Your OOD set", help="An optional set with the same classes ('' = none).")
+    source_name: str = knob("", label="Dataset name", help="Your own name for the dataset (an upload's file name).")
+    ood_source_name: str = knob("", label="OOD set name", help="Your own name for the OOD set.")
+    train_per_class: int = knob(0, label="Training images per class", min=0, max=100000, help=(
+        "Keep only this many training images per class (0 = all): for data-scarcity studies."))
+    drop_duplicates: bool = knob(False, label="Drop duplicate copies", help=(  # copies always stay in one split
+        "Keep one image of each group of identical or near-identical pictures (the report lists the groups). "
+        "Off: copies stay, always together in one split."))
+    class_balance: str = knob("none", label="Imbalanced classes",  # engine.data.class_weights / balanced_sample_indices
+                              choices=["none", "weighted_loss", "balanced_sampling"],
+                              labels={"none": "As they are", "weighted_loss": "Weight the loss by class",
+                                      "balanced_sampling": "Sample classes evenly"}, help=(
+        "For data like 200 'normal' to 15 'defect': weight each class's loss by 1/its size, or draw training "
+        "batches with every class equally often."))
 
 
 @dataclass(frozen=True)
 class BackboneConfig:
-    name: str = "resnet18"  # a key of engine.backbones.BACKBONES
-    pretrained: str = "bundled"  # bundled | imagenet | none | checkpoint
-    checkpoint: str = ""  # path to .pt/.pth/.safetensors when pretrained == "checkpoint"
+    name: str = knob("resnet18", label="Backbone", help="A registered architecture (python -m engine backbones).")
+    pretrained: str = knob("bundled", label="Pretrained weights", choices=list(PRETRAINED_SOURCES))
+    checkpoint: str = knob("", label="Checkpoint file", help="A .pt/.pth/.safetensors file, when pretrained is checkpoint.")
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    optimizer: str = "sgd"  # sgd | adamw
-    lr: float = 0.01  # peak learning rate for the batch size below
-    momentum: float = 0.9  # Li et al. 2020: what matters is the effective lr = lr / (1 - momentum)
-    nesterov: bool = False
-    weight_decay: float = 5e-4  # applied to all parameters except biases and norm layers
-    schedule: str = "cosine"  # a key of engine.schedules.SCHEDULES
-    warmup_fraction: float = 0.0  # of all steps, linear warm-up (for the warmup_cosine schedule)
-    step_every_fraction: float = 0.33  # for the step schedule: decay after each such fraction
-    step_gamma: float = 0.1
-    slow_start_fraction: float = 0.4  # slow_start_fast_decay: the rise spans this fraction of the steps
-    fast_decay_rate: float = 6.0  # slow_start_fast_decay: lr falls by e^-rate over the remaining steps
-    label_smoothing: float = 0.0
-    head_lr_mult: float = 1.0  # Li et al.: a new head often wants a larger lr than the trunk
-    trunk_lr_mult: float = 1.0
-    freeze_blocks: int = 0  # freeze the first N trunk blocks (stem counts as one) for the whole run
-    linear_probe_epochs: int = 0  # LP-FT: train only the head for this many epochs first
+    optimizer: str = knob("sgd", label="Optimiser", choices=["sgd", "adamw"],
+                          labels={"sgd": "SGD with momentum", "adamw": "AdamW"}, help=(
+        "SGD with momentum is the classic for fine-tuning CNNs; AdamW needs a ~10x smaller learning rate."))
+    lr: float = knob(0.01, label="Learning rate", min=1e-6, max=10.0, step=0.001, format="%.5f", help=(
+        "The peak step size for the batch size below; the schedule shapes it over the run."))
+    momentum: float = knob(0.9, label="Momentum", min=0.0, max=0.99, step=0.01, format="%.2f", widget="slider", help=(
+        "How much of the previous update each step keeps. Li et al. 2020: what matters is the effective "
+        "learning rate lr / (1 - momentum)."))
+    nesterov: bool = knob(False, label="Nesterov momentum",
+                          help="A look-ahead variant of momentum; usually a small difference.")
+    weight_decay: float = knob(5e-4, label="Weight decay", min=0.0, max=0.5, step=0.0001, format="%.5f", help=(
+        "Pulls weights toward zero (not applied to biases and normalisation layers)."))
+    schedule: str = knob("cosine", label="Schedule",  # choices: the registry (engine.schedules), at validation
+                         help="How the learning rate changes from the first to the last step.")
+    warmup_fraction: float = knob(0.0, label="Warm-up share", min=0.0, max=0.5, step=0.01, format="%.2f",
+                                  widget="slider", help="Share of all steps spent warming up (warmup_cosine).")
+    step_every_fraction: float = knob(0.33, label="Decay every (share of steps)", min=0.05, max=1.0, step=0.05,
+                                      format="%.2f", help="For the step schedule: decay after each such share.")
+    step_gamma: float = knob(0.1, label="Decay factor", min=0.0, max=1.0, step=0.05, format="%.2f")
+    slow_start_fraction: float = knob(0.4, label="Slow start (share of steps)", min=0.05, max=0.95, step=0.05,
+                                      format="%.2f", widget="slider",
+                                      help="The learning rate rises linearly over this share of the steps.")
+    fast_decay_rate: float = knob(6.0, label="Fast decay rate", min=0.1, max=20.0, step=0.5, format="%.1f",
+                                  help="Then it falls by e^-rate over the remaining steps (6: to 0.25 percent).")
+    label_smoothing: float = knob(0.0, label="Label smoothing", min=0.0, max=0.5, step=0.05, format="%.2f", help=(
+        "Softens the targets a little: often better-calibrated, slightly more robust models."))
+    head_lr_mult: float = knob(1.0, label="Head lr multiplier", min=0.0, max=100.0, step=0.5, format="%.2f", help=(
+        "The new head often learns best with a larger learning rate than the pretrained trunk (Li et al. 2020)."))
+    trunk_lr_mult: float = knob(1.0, label="Trunk lr multiplier", min=0.0, max=10.0, step=0.1, format="%.2f",
+                                help="0 freezes the trunk's learning entirely (a pure linear probe).")
+    freeze_blocks: int = knob(0, label="Frozen blocks", min=0, max=64, widget="slider", help=(
+        "Keep the first N trunk blocks (the stem counts as one) fixed for the whole run: faster, less "
+        "overfitting on tiny data, less adaptation."))
+    linear_probe_epochs: int = knob(0, label="Linear-probe epochs first", min=0, max=499, help=(
+        "LP-FT: train only the new head for these epochs, then fine-tune everything."))
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 5
-    batch_size: int = 64
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    amp: str = "auto"  # auto (bf16 on CUDA, off elsewhere) | bf16 | fp16 | off
-    channels_last: bool = True  # used on CUDA only, where it speeds up convolutions
-    augment: bool = True  # random resized crop + flip, in batches on the device
-    threads: int = 0  # CPU threads for torch (0 = torch's default)
-    deterministic: bool = False  # CUDA: deterministic cuDNN kernels, no autotuning (slower). CPU runs repeat exactly anyway
-    compile: bool = False  # torch.compile the training forward (GPU: faster after a minute of compiling)
+    epochs: int = knob(5, label="Epochs", min=1, max=500, help="Passes over the training images.")
+    batch_size: int = knob(64, label="Batch size", unit="images", min=1, max=1024, help=(
+        "Images per step. Smaller batches fit in less memory; keep the effective learning rate in mind "
+        "when you change it."))
+    device: str = knob("auto", label="Device", help="auto: the GPU when there is one, else the CPU (cpu, cuda, cuda:N, mps).")
+    amp: str = knob("auto", label="Mixed precision", choices=["auto", "bf16", "fp16", "off"],
+                    help="Faster GPU training in 16-bit (auto: bf16 on CUDA, off elsewhere).")
+    channels_last: bool = knob(True, label="Channels-last memory (GPU)",
+                               help="A faster memory layout for convolutions on CUDA GPUs.")
+    augment: bool = knob(True, label="Augment images", help=(
+        "Random crops and flips each step (in batches on the device): less overfitting on small datasets."))
+    threads: int = knob(0, label="CPU threads", min=0, max=256, help="0 = PyTorch's default.")
+    deterministic: bool = knob(False, label="Repeatable (deterministic)", help=(
+        "CUDA: deterministic cuDNN kernels, no autotuning (slightly slower). CPU runs repeat exactly anyway."))
+    compile: bool = knob(False, label="Compile the model (GPU)", help=(
+        "torch.compile: faster training on a GPU after about a minute of compiling; no gain on a CPU."))
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    ood: bool = True  # evaluate the corruption suite (OOD) on the validation split
-    ood_severity_each_epoch: int = 3  # per epoch only this severity (speed); the full 1-5 at the end
-    eval_batch_size: int = 256
-    robust: bool = False  # robust accuracy under PGD each epoch (val subset) and at the end (test split)
-    robust_eps: float = 4 / 255  # the threat model for evaluation (L-inf, pixels in [0, 1])
-    robust_steps: int = 20  # PGD-20 by default; step size 2.5 * eps / steps (Madry et al.)
-    robust_subset: int = 256  # validation images attacked each epoch (fixed subset)
-    autoattack: bool = False  # AutoAttack on the test split at the end, when torchattacks is installed
+    ood: bool = knob(True, label="Measure OOD accuracy", help=(
+        "Evaluate on corrupted copies of the validation images (noise, blur, contrast, brightness, JPEG, "
+        "pixelation) after each epoch and at the end."))
+    ood_severity_each_epoch: int = knob(3, label="Corruption severity per epoch", min=0, max=5, widget="slider", help=(
+        "Per epoch only this severity (for speed; 0 = none); the end of the run measures all five."))
+    eval_batch_size: int = knob(256, label="Evaluation batch size", unit="images", min=1, max=4096)
+    robust: bool = knob(False, label="Measure robust accuracy", help=(
+        "Attack the model with PGD (small worst-case pixel changes) and report the accuracy that survives, each "
+        "epoch on a validation subset and at the end on the test split. Slower."))
+    robust_eps: float = knob(4 / 255, label="Attack budget eps", unit="/255", scale=255, min=1 / 255, max=32 / 255,
+                             step=1 / 255, format="%.1f", help=(
+        "The largest change of any pixel the evaluation attack may make (L-inf, pixels in [0, 1])."))
+    robust_steps: int = knob(20, label="PGD steps", min=1, max=200, help=(
+        "More steps find stronger attacks (20 is the usual); step size 2.5 * eps / steps (Madry et al.)."))
+    robust_subset: int = knob(256, label="Images attacked per epoch", min=1, max=100000,
+                              help="A fixed validation subset, for speed.")
+    autoattack: bool = knob(False, label="AutoAttack at the end", help=(
+        "A stronger, standard attack on the test split (needs the torchattacks package)."))
 
 
 CORE_SECTIONS: dict[str, type] = {
@@ -120,9 +184,6 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     # method name -> that method's config dataclass (read-only mapping)
     methods: Mapping[str, Any] = field(default_factory=lambda: types.MappingProxyType(default_method_configs()))
-
-    def method(self, name: str) -> Any:
-        return self.methods[name]
 
     def enabled_methods(self) -> list[str]:
         return [n for n, c in self.methods.items() if getattr(c, "enabled", False)]
@@ -197,9 +258,7 @@ def default_method_configs() -> dict[str, Any]:
 
 
 def method_config_classes() -> dict[str, type]:
-    from engine.methods import METHODS  # late import: methods import this module
-
-    return {name: spec.config_cls for name, spec in METHODS.items()}
+    return {name: cls for name, (cls, _check) in METHOD_SECTIONS.items()}
 
 
 # ---- values -----------------------------------------------------------------------------
@@ -294,73 +353,55 @@ def with_section(cfg: RunConfig, section: str, **changes: Any) -> RunConfig:
 
 # ---- validation ---------------------------------------------------------------------------
 
-def validate(cfg: RunConfig) -> None:
-    """Refuse configs that cannot work, with a message that says what to change."""
-    from engine.backbones import BACKBONES, PRETRAINED_SOURCES
-    from engine.schedules import SCHEDULES
+def check_bounds(section: str, values: Any) -> list[str]:
+    """Problems with one section's values against its fields' metadata (`min`, `max`, `choices`),
+    in the words the dashboard shows (the field's label and unit)."""
+    problems = []
+    for f in fields(values):
+        m, v = f.metadata, getattr(values, f.name)
+        label = m.get("label", f.name.replace("_", " "))
+        scale, unit = m.get("scale", 1), m.get("unit", "")
+        unit = unit if unit.startswith("/") or not unit else f" {unit}"
+        shown = f"{label[:1].upper() + label[1:]} ({section}.{f.name})"
+        if "choices" in m and v not in m["choices"]:
+            problems.append(f"{shown}: `{v}` is not a choice; choose {', '.join(map(str, m['choices']))}.")
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and ("min" in m or "max" in m):
+            lo, hi = m.get("min", -math.inf), m.get("max", math.inf)
+            if not lo <= v <= hi:
+                problems.append(f"{shown} must be between {lo * scale:g} and {hi * scale:g}{unit} (got {v * scale:g}).")
+    return problems
 
+
+def validate(cfg: RunConfig) -> None:
+    """Refuse configs that cannot work, with a message that says what to change. Bounds and choices
+    come from the fields' metadata (`check_bounds`); what spans fields or registries is checked here;
+    each method adds its own checks (registered with its section). Raises StudioError."""
     problems: list[str] = []
-    o, t, dcfg, b = cfg.optim, cfg.train, cfg.data, cfg.backbone
-    if not (o.lr > 0):
-        problems.append(f"The learning rate must be positive (got {o.lr}).")
-    if not (0 <= o.momentum < 1):
-        problems.append(f"Momentum must be in [0, 1) (got {o.momentum}).")
-    if o.weight_decay < 0:
-        problems.append("Weight decay cannot be negative.")
-    if o.optimizer not in ("sgd", "adamw"):
-        problems.append(f"Unknown optimiser `{o.optimizer}`: choose sgd or adamw.")
+    for section in CORE_SECTIONS:
+        problems += check_bounds(section, getattr(cfg, section))
+    for name, mcfg in cfg.methods.items():
+        problems += check_bounds(name, mcfg)
+    o, t, d, b = cfg.optim, cfg.train, cfg.data, cfg.backbone
     if o.schedule not in SCHEDULES:
         problems.append(f"Unknown schedule `{o.schedule}`: choose one of {', '.join(SCHEDULES)}.")
-    if not (0 <= o.warmup_fraction < 1):
-        problems.append("The warm-up fraction must be in [0, 1).")
-    if not (0 <= o.label_smoothing < 1):
-        problems.append("Label smoothing must be in [0, 1).")
-    if o.head_lr_mult < 0 or o.trunk_lr_mult < 0:
-        problems.append("Learning-rate multipliers cannot be negative.")
-    if o.freeze_blocks < 0 or o.linear_probe_epochs < 0:
-        problems.append("freeze_blocks and linear_probe_epochs cannot be negative.")
-    if t.epochs < 1:
-        problems.append(f"Train for at least 1 epoch (got {t.epochs}).")
     if o.linear_probe_epochs >= t.epochs and o.linear_probe_epochs > 0:
         problems.append("linear_probe_epochs must be smaller than epochs, or nothing is fine-tuned.")
-    if t.batch_size < 1:
-        problems.append("The batch size must be at least 1.")
-    if t.amp not in ("auto", "bf16", "fp16", "off"):
-        problems.append("amp must be auto, bf16, fp16 or off.")
     if not (t.device in ("auto", "cpu", "cuda", "mps") or t.device.startswith("cuda:")):
         problems.append(f"Unknown device `{t.device}`: use auto, cpu, cuda, cuda:N or mps.")
-    if not (0 <= dcfg.val_fraction < 1 and 0 <= dcfg.test_fraction < 1 and dcfg.val_fraction + dcfg.test_fraction < 0.9):
-        problems.append("val_fraction and test_fraction must be in [0, 1) and leave at least 10% for training.")
-    if dcfg.val_fraction <= 0:
-        problems.append("val_fraction must be positive: validation accuracy is what the run reports.")
-    if dcfg.min_images_per_class < 3:
-        problems.append("min_images_per_class must be at least 3 (one each for train, val and test).")
+    if d.val_fraction + d.test_fraction >= 0.9:
+        problems.append("val_fraction and test_fraction must leave at least 10% of the images for training.")
     if b.name not in BACKBONES:
         problems.append(f"Unknown backbone `{b.name}`. Available: {', '.join(BACKBONES)}.")
     else:
         spec = BACKBONES[b.name]
-        if dcfg.image_size < spec.min_image_size:
-            problems.append(
-                f"Image size {dcfg.image_size} is too small for {b.name}: it needs at least {spec.min_image_size} px."
-            )
-        if spec.fixed_image_size and dcfg.image_size != spec.fixed_image_size:
-            problems.append(f"{b.name} only works at {spec.fixed_image_size} px (got {dcfg.image_size}).")
-    if dcfg.image_size > 512:
-        problems.append("Image size above 512 px is not supported (memory).")
-    if b.pretrained not in PRETRAINED_SOURCES:
-        problems.append(f"Unknown pretrained source `{b.pretrained}`: choose {', '.join(PRETRAINED_SOURCES)}.")
+        if d.image_size < spec.min_image_size:
+            problems.append(f"Image size {d.image_size} is too small for {b.name}: it needs at least {spec.min_image_size} px.")
+        if spec.fixed_image_size and d.image_size != spec.fixed_image_size:
+            problems.append(f"{b.name} only works at {spec.fixed_image_size} px (got {d.image_size}).")
     if b.pretrained == "checkpoint" and not b.checkpoint:
         problems.append("pretrained is `checkpoint` but no checkpoint file is given (backbone.checkpoint).")
-    if not (0 < o.slow_start_fraction < 1) or o.fast_decay_rate <= 0:
-        problems.append("slow_start_fraction must be in (0, 1) and fast_decay_rate positive.")
-    if cfg.eval.robust and (not (0 < cfg.eval.robust_eps <= 0.5) or cfg.eval.robust_steps < 1 or cfg.eval.robust_subset < 1):
-        problems.append("Robust evaluation needs eps in (0, 0.5], at least 1 step and a subset of at least 1 image.")
-    if cfg.eval.ood_severity_each_epoch not in range(0, 6):
-        problems.append("eval.ood_severity_each_epoch must be 0 (off) or a severity from 1 to 5.")
-    from engine.methods import METHODS
-
     for name, mcfg in cfg.methods.items():
-        if name in METHODS:
-            problems.extend(METHODS[name].validate(cfg, mcfg))
+        if name in METHOD_SECTIONS:
+            problems.extend(METHOD_SECTIONS[name][1](cfg, mcfg))
     if problems:
         raise StudioError("The run settings need fixing:\n- " + "\n- ".join(problems))

@@ -1,36 +1,49 @@
-"""Dataset ingestion: an uploaded zip (or a folder) of class folders becomes decoded tensors.
+"""Dataset ingestion: an uploaded zip (or a folder) of images becomes decoded tensors.
 
 Flow: `load_dataset(source, work_dir)`
   1. fingerprint the source (zip: content hash; folder: path + file sizes/mtimes), and if the same
      source was decoded at the same size recently, reuse it from an in-memory LRU (the dashboard
      re-reads the same upload on every rerun, so this must be instant);
   2. otherwise extract the zip safely into `work_dir/<content-hash>` (limits enforced while
-     reading, because zip headers can lie), find the class-folder level, decode every image once
-     at the run's resolution into one uint8 tensor, and note every skipped file with its reason;
-  3. validate (>= 2 classes, enough images per class) and split stratified by class with a seed.
+     reading, because zip headers can lie; member names without the UTF-8 flag decoded as UTF-8
+     or a guessed legacy code page; a member that cannot be written is skipped, not fatal), find
+     the layout (`scan_dataset`: class folders, pre-split train/val/test folders, or a labels
+     file, below any single wrapper folders), decode every image once at the run's resolution
+     into one uint8 tensor (hashing each file's bytes and its picture on the way), and note every
+     skipped file with its reason;
+  3. validate (>= 2 classes, enough images per class), group exact and near duplicates, and use
+     the split the folders give, or split stratified by class with a seed, a duplicate group
+     never straddling two splits.
 
 Small data lives decoded in memory (airbench style): augmentation happens later, in batches, on
 the training device (`engine.augment`), so the loader is never the bottleneck.
 
 Every problem the user can fix is a `StudioError` whose message says what to do next. Files that
 cannot be read are never fatal on their own: they are skipped and listed in `DataReport.skipped`.
+Class names are Unicode NFC everywhere (`normalise_class_name`), so a macOS zip (NFD) and a
+Windows zip (NFC) of the same folders give the same classes.
 """
 
 from __future__ import annotations
 
+import csv
+import errno
 import hashlib
+import io
+import json
 import os
 import re
 import shutil
 import stat
 import threading
+import unicodedata
 import uuid
 import warnings
 import zipfile
 import zlib
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -40,10 +53,22 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from engine.errors import StudioError
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+try:  # HEIC/HEIF, the iPhone camera's default format (AVIF is built into Pillow >= 11.2)
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+except ImportError:  # optional at import time; requirements.txt installs it
+    pillow_heif = None
+
+Image.init()
 # Only these PIL parsers may run on uploaded bytes (smaller attack surface than "any format").
-# (Phone cameras' multi-picture JPEGs come back from the JPEG parser with format "MPO".)
-PIL_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")
+# Phone cameras' multi-picture JPEGs come back from the JPEG parser with format "MPO".
+PIL_FORMATS = tuple(f for f in ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF", "HEIF", "AVIF") if f in Image.OPEN)
+# Every extension Pillow registers for those formats: .jfif/.jpe/.jpg/.jpeg, .heic/.heif, .avif ...
+IMAGE_EXTENSIONS = frozenset(ext for ext, fmt in Image.registered_extensions().items()
+                             if fmt in PIL_FORMATS + ("MPO",))
+# Extensions Pillow knows for formats we do not parse (PSD, ICO, PPM, ...): named in the skip reason.
+OTHER_IMAGE_EXTENSIONS = frozenset(Image.registered_extensions()) - IMAGE_EXTENSIONS
 # Decompression-bomb guard: ~50 megapixels (a 7000x7000 photo) is far above anything a 64-224 px
 # training image needs, and below PIL's own warning threshold (89 MP), so our check fires first.
 MAX_IMAGE_PIXELS = 50_000_000
@@ -83,14 +108,37 @@ class SkippedFile:
     reason: str  # short, plain words
 
 
+# Layouts `scan_dataset` recognises (the value of `DataReport.layout`).
+LAYOUT_CLASS_FOLDERS = "class folders"
+LAYOUT_PRE_SPLIT = "pre-split folders (train/val/test), class folders inside"
+LAYOUT_LABELS_FILE = "labels file"
+LAYOUT_PRE_SPLIT_LABELS = "pre-split folders (train/val/test), a labels file in each"
+
+
 @dataclass
 class DataReport:
+    """What the studio made of a dataset: layout, classes, counts, split, skipped files, duplicates.
+
+    `split_files` lists the files (relative to the dataset root, '/' separators) of each split;
+    `duplicate_groups` the groups of two or more files showing the same picture (exact copies
+    by content hash, near copies by perceptual hash, see `find_duplicate_groups`), each group
+    kept inside one split; `imbalance` the ratio largest/smallest class (see `class_imbalance`).
+    """
+
     source: str
     classes: list[str]
-    counts: dict[str, int]  # readable images per class
+    counts: dict[str, int]  # readable images per class (after dropped duplicates)
     skipped: list[SkippedFile]
     split_counts: dict[str, dict[str, int]]  # {"train": {cls: n}, "val": ..., "test": ...}
     image_size: int
+    layout: str = LAYOUT_CLASS_FOLDERS
+    split_given: bool = False  # True: the folders gave the split and it was used as is
+    notes: list[str] = field(default_factory=list)  # what was detected, in plain words
+    warnings: list[str] = field(default_factory=list)  # what the user should check
+    split_files: dict[str, list[str]] = field(default_factory=dict)
+    duplicate_groups: list[list[str]] = field(default_factory=list)
+    duplicates_dropped: list[str] = field(default_factory=list)
+    imbalance: dict = field(default_factory=dict)
 
     @property
     def num_images(self) -> int:
@@ -99,6 +147,15 @@ class DataReport:
     def to_dict(self) -> dict:
         """JSON-serialisable form (for the run store and the dashboard)."""
         return asdict(self)
+
+
+class DatasetError(StudioError):
+    """A dataset was refused; `skipped` lists the files that were left out and why, `notes` the layout seen."""
+
+    def __init__(self, message: str, skipped: Sequence[SkippedFile] = (), notes: Sequence[str] = ()):
+        super().__init__(message)
+        self.skipped = list(skipped)
+        self.notes = list(notes)
 
 
 @dataclass
@@ -170,13 +227,129 @@ def _member_parts(name: str) -> list[str]:
     return [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
 
 
-def _check_member_is_safe(info: zipfile.ZipInfo) -> None:
+ZIP_UTF8_FLAG = 0x800  # general-purpose bit 11: "the name is UTF-8" (PKWARE APPNOTE 4.4.4)
+# Tried, in this order on ties, for names neither flagged nor valid UTF-8. Windows' own zip writes
+# the system's OEM code page (437 Western, 936 = GBK Chinese, 932 = Shift_JIS, 866 Cyrillic);
+# other tools write the ANSI one (1252 Western, 1251 Cyrillic).
+LEGACY_NAME_ENCODINGS = ("gbk", "cp437", "cp1252", "shift_jis", "cp866", "cp1251")
+_ENCODING_LABELS = {"gbk": "GBK (Chinese Windows)", "cp437": "code page 437 (Western DOS/Windows)",
+                    "cp1252": "Windows-1252 (Western)", "shift_jis": "Shift_JIS (Japanese Windows)",
+                    "cp866": "code page 866 (Cyrillic DOS/Windows)", "cp1251": "Windows-1251 (Cyrillic)"}
+MAX_NAME_BYTES = 255  # per file or folder name: ext4, XFS, APFS and NTFS all stop near here
+EXTRACT_MANIFEST = ".studio-extract.json"  # skipped members and name warnings, beside the files
+
+
+def normalise_class_name(name: str) -> str:
+    """Unicode NFC form of a class name or path (macOS writes NFD: 'A' + combining diaeresis for 'Ä').
+
+    Apply it wherever class names are read, stored or compared, so the same folder name typed
+    on macOS and on Windows is one class.
+    """
+    return unicodedata.normalize("NFC", name)
+
+
+def _flagless_raw_name(info: zipfile.ZipInfo) -> bytes | None:
+    """The stored bytes of a name without the UTF-8 flag (zipfile decoded them as cp437)."""
+    if info.flag_bits & ZIP_UTF8_FLAG:
+        return None
+    try:
+        raw = info.orig_filename.encode("cp437")
+    except UnicodeEncodeError:
+        return None
+    return None if raw.isascii() else raw
+
+
+def _name_plausibility(text: str) -> int:
+    """How much decoded names look like words: letters score, box drawing and symbols cost.
+
+    A CJK character glued to a Latin letter ("紳fel") is what a double-byte code page makes of
+    a Western name (its second byte is ASCII), so it costs instead of scoring.
+    """
+    score = 0
+    for k, ch in enumerate(text):
+        if ch.isascii():
+            continue
+        if "\u3040" <= ch <= "\u30ff" or "\u4e00" <= ch <= "\u9fff":  # kana, CJK ideographs
+            glued = any(0 <= j < len(text) and text[j].isascii() and text[j].isalpha() for j in (k - 1, k + 1))
+            try:  # common ideographs are in GB2312; rare ones are what a wrong code page produces
+                common = ch >= "\u4e00" and bool(ch.encode("gb2312")) or ch < "\u4e00"
+            except UnicodeEncodeError:
+                common = False
+            score += -3 if glued else (3 if common else -1)
+        elif unicodedata.category(ch).startswith("L") and ("\u00c0" <= ch <= "\u00ff" or "\u0400" <= ch <= "\u04ff"):
+            score += 2  # Latin-1 letters (ä é ñ ß), Cyrillic
+        elif unicodedata.category(ch).startswith("L") and not "\uff61" <= ch <= "\uff9f":
+            score += 0  # Greek in cp437, Latin Extended: possible, not evidence
+        else:
+            score -= 2  # box drawing, symbols, controls, half-width katakana: a wrong code page's mark
+    return score
+
+
+def guess_name_encoding(raw_names: Sequence[bytes]) -> tuple[str, bool]:
+    """(encoding, sure) for zip member names that are neither UTF-8-flagged nor valid UTF-8.
+
+    Every candidate of LEGACY_NAME_ENCODINGS that decodes all names is scored by how much the
+    result looks like words (`_name_plausibility`); ties go to the earlier candidate. `sure` is
+    False when the runner-up scores more than half the winner's score (or nothing scores).
+    """
+    scored = []
+    for order, enc in enumerate(LEGACY_NAME_ENCODINGS):
+        try:
+            text = "\n".join(r.decode(enc) for r in raw_names)
+        except UnicodeDecodeError:
+            continue
+        scored.append((_name_plausibility(text), -order, enc))
+    if not scored:
+        return "cp437", False  # decodes any byte: names stay readable enough to be found
+    scored.sort(reverse=True)
+    best = scored[0][0]
+    sure = best > 0 and (len(scored) == 1 or scored[1][0] <= best / 2)
+    return scored[0][2], sure
+
+
+def decode_member_names(infos: Sequence[zipfile.ZipInfo]) -> tuple[list[str], list[str]]:
+    """Each member's name as the user wrote it (NFC), and warnings about guessed code pages.
+
+    Names with the UTF-8 flag are UTF-8. Names without it are UTF-8 when all of them are valid
+    UTF-8 (macOS Archive Utility, Linux zip), else one legacy code page guessed for the whole
+    archive (`guess_name_encoding`), with a warning that names the code page.
+    """
+    raws = [_flagless_raw_name(i) for i in infos]
+    names: list[str | None] = [None if r is not None else i.filename for i, r in zip(infos, raws)]
+    legacy = []
+    for k, raw in enumerate(raws):
+        if raw is None:
+            continue
+        try:
+            names[k] = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            legacy.append(k)
+    warnings_out = []
+    if legacy:
+        # One tool wrote the whole archive with one encoding: a GBK name can happen to be valid
+        # UTF-8 ('猫' = C3 A8 = 'è'), so once one name is not UTF-8, none of them is taken as UTF-8.
+        legacy = [k for k, raw in enumerate(raws) if raw is not None]
+        enc, sure = guess_name_encoding([raws[k] for k in legacy])
+        for k in legacy:
+            names[k] = raws[k].decode(enc, errors="replace")
+        example = names[legacy[0]]
+        hint = ("Check that the class names look right" if sure else
+                "This is a guess: check that the class names look right")
+        warnings_out.append(
+            f"{len(legacy)} file name{'s' if len(legacy) != 1 else ''} in the zip (e.g. '{example}') "
+            f"{'are' if len(legacy) != 1 else 'is'} not marked as UTF-8 and not valid UTF-8; they were read as "
+            f"{_ENCODING_LABELS.get(enc, enc)}. {hint}; if they do not, make the zip with 7-Zip or "
+            "another tool that writes UTF-8 names and upload it again.")
+    return [normalise_class_name(n.replace(os.sep, "/")) for n in names], warnings_out
+
+
+def _check_member_is_safe(info: zipfile.ZipInfo, name: str | None = None) -> None:
     """Refuse absolute paths, '..', links and special files, whether or not we'd extract them."""
-    name = info.filename.replace("\\", "/")
-    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
-        raise _unsafe(info.filename, "has an absolute path")
-    if ".." in name.split("/"):
-        raise _unsafe(info.filename, "points outside the archive ('..' in its path)")
+    for candidate in {info.filename.replace("\\", "/"), (name or info.filename).replace("\\", "/")}:
+        if candidate.startswith("/") or re.match(r"^[A-Za-z]:", candidate):
+            raise _unsafe(info.filename, "has an absolute path")
+        if ".." in candidate.split("/"):
+            raise _unsafe(info.filename, "points outside the archive ('..' in its path)")
     mode = info.external_attr >> 16  # unix st_mode, when the zip was made on a unix system
     if stat.S_ISLNK(mode):
         raise _unsafe(info.filename, "is a symbolic link")
@@ -187,10 +360,6 @@ def _check_member_is_safe(info: zipfile.ZipInfo) -> None:
             f"The zip is password-protected (entry '{info.filename}'). "
             "Create it again without a password and upload it."
         )
-
-
-def _members_to_extract(infos: Sequence[zipfile.ZipInfo]) -> list[zipfile.ZipInfo]:
-    return [i for i in infos if not i.is_dir() and not any(map(_is_junk_part, _member_parts(i.filename)))]
 
 
 def _check_declared_sizes(members: Sequence[zipfile.ZipInfo], limits: ZipLimits) -> None:
@@ -209,21 +378,32 @@ def _check_declared_sizes(members: Sequence[zipfile.ZipInfo], limits: ZipLimits)
         raise _too_big(f"it unpacks to {_format_bytes(total)}, the limit is {_format_bytes(limits.max_total_bytes)}")
 
 
-def check_zip_headers(zf: zipfile.ZipFile, limits: ZipLimits) -> list[zipfile.ZipInfo]:
+@dataclass
+class ZipMembers:
+    """The members of a zip worth extracting, with their decoded path parts, and name warnings."""
+
+    members: list[tuple[zipfile.ZipInfo, list[str]]]
+    warnings: list[str]
+
+
+def check_zip_headers(zf: zipfile.ZipFile, limits: ZipLimits) -> ZipMembers:
     """All checks that need only the central directory; returns the members worth extracting."""
     infos = zf.infolist()
     if len(infos) > limits.max_members:
         raise _too_big(f"it has {len(infos):,} entries, the limit is {limits.max_members:,}")
-    for info in infos:
-        _check_member_is_safe(info)
-    members = _members_to_extract(infos)
+    names, name_warnings = decode_member_names(infos)
+    for info, name in zip(infos, names):
+        _check_member_is_safe(info, name)
+    members = [(info, _member_parts(name)) for info, name in zip(infos, names)
+               if not info.is_dir() and not any(map(_is_junk_part, _member_parts(name)))]
+    members = [(info, parts) for info, parts in members if parts]
     if not members:
         raise StudioError(
             "The zip archive is empty (no files, or only hidden/system files). "
             "Put one folder per class with images inside (e.g. cats/, dogs/), zip them and upload again."
         )
-    _check_declared_sizes(members, limits)
-    return members
+    _check_declared_sizes([info for info, _ in members], limits)
+    return ZipMembers(members, name_warnings)
 
 
 class _ByteBudget:
@@ -244,13 +424,35 @@ class _ByteBudget:
             raise _too_big(f"it unpacks to more than {_format_bytes(limits.max_total_bytes)}")
 
 
-def _extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest_root: Path, budget: _ByteBudget) -> None:
-    target = dest_root.joinpath(*_member_parts(info.filename)).resolve()
-    if not target.is_relative_to(dest_root) or target == dest_root:
+_DISK_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EROFS}
+
+
+def _write_problem(err: OSError) -> str:
+    """A per-file write failure in plain words (the file is then skipped, not the archive)."""
+    if err.errno == errno.ENAMETOOLONG:
+        return "its name is too long for this computer's file system"
+    if err.errno in (errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+        return "a file and a folder in the zip have the same name"
+    if err.errno == errno.EILSEQ:
+        return "its name has characters this computer's file system cannot store"
+    return f"could not be written ({err.strerror or err})"
+
+
+def _extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, parts: list[str], dest_root: Path,
+                    budget: _ByteBudget) -> str | None:
+    """Write one member under `dest_root`; returns why it was skipped, or None when written."""
+    long_parts = [p for p in parts if len(p.encode("utf-8")) > MAX_NAME_BYTES]
+    if long_parts:
+        n = len(long_parts[0].encode("utf-8"))
+        return f"its name is too long for the file system ({n} bytes; at most {MAX_NAME_BYTES})"
+    target = dest_root.joinpath(*parts)
+    if not target.resolve().is_relative_to(dest_root) or target == dest_root:
         raise _unsafe(info.filename, "would be written outside the destination folder")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        return "another file in the zip has the same name (names are compared after Unicode normalisation)"
     member_bytes = 0
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         with zf.open(info) as src, open(target, "wb") as out:
             while chunk := src.read(_CHUNK_BYTES):
                 member_bytes += len(chunk)
@@ -266,37 +468,68 @@ def _extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest_root: Path,
             f"unpacked ({err}). "
             "Re-create the zip and upload it again."
         ) from err
+    except ValueError as err:  # e.g. a NUL character in the name: no file system stores it
+        if target.is_file():
+            target.unlink(missing_ok=True)
+        return f"its name has characters this computer's file system cannot store ({err})"
     except NotImplementedError as err:
         raise StudioError(
             f"The zip uses a compression method this tool cannot read (entry '{info.filename}'). "
             "Re-create it with your system's standard zip tool and upload it again."
         ) from err
     except OSError as err:
-        raise StudioError(
-            f"Could not write '{info.filename}' while unpacking the zip ({err.strerror or err}). "
-            "Check that the disk has free space, then try again."
-        ) from err
+        if err.errno in _DISK_ERRNOS:
+            raise StudioError(
+                f"Could not write '{'/'.join(parts)}' while unpacking the zip: the disk is full or read-only "
+                f"({err.strerror or err}). Free some disk space on the server, then try again."
+            ) from err
+        if target.is_file():  # a partial file must not be mistaken for a readable image later
+            target.unlink(missing_ok=True)
+        return _write_problem(err)
+    return None
 
 
 def safe_extract_zip(zip_path, dest_dir, limits: ZipLimits = ZipLimits()) -> Path:
     """Extract an untrusted zip into `dest_dir` (created if needed) and return `dest_dir`.
 
     Refuses absolute paths, '..', links and special files (naming the entry), password-protected
-    zips, and archives over `limits`. Sizes are checked on the headers first (fast failure) and
-    then on the bytes actually decompressed, chunk by chunk (headers can lie). Hidden files,
-    `__MACOSX` and similar clutter are not extracted. Nothing is written outside `dest_dir`; on
-    error a partial extraction may remain there, so extract into a fresh folder.
+    zips, damaged archives, and archives over `limits`. Sizes are checked on the headers first
+    (fast failure) and then on the bytes actually decompressed, chunk by chunk (headers can lie).
+    Hidden files, `__MACOSX` and similar clutter are not extracted. Member names are decoded
+    with `decode_member_names` (NFC). A member that cannot be written for a reason of its own
+    (name too long, a name clash) is skipped and recorded, with any name-encoding warning, in
+    `dest_dir/.studio-extract.json` (read back by `read_extract_manifest`); a full disk is fatal.
+    Nothing is written outside `dest_dir`; on error a partial extraction may remain there, so
+    extract into a fresh folder.
     """
     zip_path, dest = Path(zip_path), Path(dest_dir)
     zf = _open_zip(zip_path)
     with zf:
-        members = check_zip_headers(zf, limits)
+        checked = check_zip_headers(zf, limits)
         dest.mkdir(parents=True, exist_ok=True)
         dest_root = dest.resolve()
         budget = _ByteBudget(limits)
-        for info in members:
-            _extract_member(zf, info, dest_root, budget)
+        skipped = []
+        for info, parts in checked.members:
+            reason = _extract_member(zf, info, parts, dest_root, budget)
+            if reason is not None:
+                skipped.append(SkippedFile("/".join(parts), reason))
+    if skipped or checked.warnings:
+        manifest = {"skipped": [asdict(s) for s in skipped], "warnings": checked.warnings}
+        (dest / EXTRACT_MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
     return dest
+
+
+def read_extract_manifest(folder: Path) -> tuple[list[SkippedFile], list[str]]:
+    """(skipped members, warnings) that `safe_extract_zip` recorded in `folder` (none for a plain folder)."""
+    path = Path(folder) / EXTRACT_MANIFEST
+    if not path.is_file():
+        return [], []
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return [SkippedFile(**s) for s in raw.get("skipped", [])], list(raw.get("warnings", []))
+    except (OSError, ValueError, TypeError):
+        return [], []
 
 
 def _not_a_dataset(path: Path) -> StudioError:
@@ -341,47 +574,289 @@ def _is_image_name(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
-def _find_class_level(root: Path) -> Path:
-    """`root` itself, or its single sub-folder when the zip wraps everything in one folder.
+def _image_file_problem(path: Path) -> str | None:
+    """None when `path` is an image we read, else why not. Unknown extensions are sniffed by content."""
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_EXTENSIONS:
+        return None
+    if suffix in OTHER_IMAGE_EXTENSIONS:
+        return f"image format not accepted here ({suffix}); save it as JPEG or PNG"
+    try:  # a photo saved without (or with a wrong) extension is still a photo
+        with Image.open(path, formats=PIL_FORMATS):
+            return None
+    except Exception:
+        return f"not an image file ({suffix or 'no extension'})"
 
-    A zip made by compressing a folder `mydata/` holds `mydata/cats/...`: one visible folder
-    with sub-folders and no images of its own. A single-class upload (`cats/*.jpg`) has images
-    directly in its only folder, so it stays at `root` (and is then refused as one class).
+
+# Split folder names (lower case) as exporters write them: Roboflow (train/valid/test), Keras and
+# Hugging Face (train/validation/test), ImageNet-style (train/val).
+SPLIT_FOLDER_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+                      "dev": "val", "test": "test", "testing": "test"}
+SPLITS = ("train", "val", "test")
+# Label files, as Hugging Face's `imagefolder` reads them (file_name + a label column), and the
+# plainer labels.csv many tools export.
+LABEL_FILE_NAMES = ("metadata.csv", "metadata.jsonl", "labels.csv", "labels.jsonl")
+FILE_NAME_COLUMNS = ("file_name", "filename", "file", "image", "image_path", "path", "filepath")
+LABEL_COLUMNS = ("label", "labels", "class", "class_name", "category", "target")
+MAX_WRAPPER_DEPTH = 8
+
+
+@dataclass
+class DatasetScan:
+    """What `scan_dataset` found: the layout, classes (NFC, sorted) and the image files.
+
+    `splits[i]` is the split ("train" | "val" | "test") the folders give item i, or None for all
+    items when no split is given.
     """
-    subdirs = _visible_subdirs(root)
-    if len(subdirs) == 1:
-        only = subdirs[0]
-        if _visible_subdirs(only) and not any(_is_image_name(p) for p in _visible_files(only)):
-            return only
-    return root
+
+    layout: str
+    classes: list[str]
+    items: list[tuple[Path, int]]  # (image path, label)
+    skipped: list[SkippedFile]
+    splits: list[str] | None = None
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
-def scan_class_folders(root: Path) -> tuple[list[str], list[tuple[Path, int]], list[SkippedFile]]:
-    """Find the classes under `root` (or one level down) and their image files.
+def _labels_file(folder: Path) -> Path | None:
+    for name in LABEL_FILE_NAMES:
+        if (folder / name).is_file():
+            return folder / name
+    return None
 
-    Returns (sorted class names, [(image path, label)], skipped files). A class folder's images
-    may sit in sub-folders of it. Files outside class folders and files without an image
-    extension are reported as skipped; hidden files and OS clutter are ignored silently.
+
+def _pick_column(columns: Sequence[str], wanted: Sequence[str]) -> str | None:
+    lower = {c.strip().lower(): c for c in columns if c}
+    return next((lower[w] for w in wanted if w in lower), None)
+
+
+def read_labels_file(path: Path) -> list[tuple[str, str]]:
+    """(file name, label) rows of a labels file: CSV with a header, or JSON lines.
+
+    The file-name column is one of FILE_NAME_COLUMNS (Hugging Face: `file_name`), the label
+    column one of LABEL_COLUMNS; a CSV with exactly two unrecognised columns is read as
+    (file, label) without a header. Raises StudioError naming the columns it found otherwise.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise StudioError(f"'{path.name}' is not UTF-8 text. Save it as UTF-8 CSV and upload again.") from err
+    if path.suffix.lower() == ".jsonl":
+        records = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    rec = json.loads(line)
+                except ValueError as err:
+                    raise StudioError(f"Line {n} of '{path.name}' is not valid JSON ({err}).") from err
+                if isinstance(rec, dict):
+                    records.append(rec)
+        columns = list(dict.fromkeys(k for r in records for k in r))
+        rows_of = lambda fc, lc: [(r.get(fc), r.get(lc)) for r in records]  # noqa: E731
+    else:
+        table = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
+        columns = table[0] if table else []
+        body = table[1:]
+        if _pick_column(columns, FILE_NAME_COLUMNS) is None and len(columns) == 2:
+            columns, body = ["file_name", "label"], table  # no header: (file, label) rows
+        index = {c: i for i, c in enumerate(columns)}
+        rows_of = lambda fc, lc: [(row[index[fc]] if len(row) > index[fc] else None,  # noqa: E731
+                                   row[index[lc]] if len(row) > index[lc] else None) for row in body]
+    file_col, label_col = _pick_column(columns, FILE_NAME_COLUMNS), _pick_column(columns, LABEL_COLUMNS)
+    if file_col is None or label_col is None:
+        found = ", ".join(f"'{c}'" for c in columns) or "none"
+        raise StudioError(
+            f"'{path.name}' needs a file-name column ({' or '.join(FILE_NAME_COLUMNS[:2])}) and a label column "
+            f"({' or '.join(LABEL_COLUMNS[:3])}); its columns are {found}. Rename them and upload again.")
+    return [("" if f is None else str(f).strip(), "" if lab is None else str(lab).strip())
+            for f, lab in rows_of(file_col, label_col)]
+
+
+def _scan_labels_file(folder: Path, labels_path: Path, rel) -> tuple[list[tuple[Path, str]], list[SkippedFile]]:
+    """Images named in a labels file (paths relative to its folder) with their class names."""
+    pairs: list[tuple[Path, str]] = []
+    skipped: list[SkippedFile] = []
+    seen: set[Path] = set()
+    base = folder.resolve()
+    for file_name, label in read_labels_file(labels_path):
+        parts = _member_parts(normalise_class_name(file_name))
+        if not parts or ".." in parts:
+            skipped.append(SkippedFile(file_name or "(empty)", f"file name in {labels_path.name} is empty or leaves the folder"))
+            continue
+        path = folder.joinpath(*parts)
+        if not path.resolve().is_relative_to(base):
+            skipped.append(SkippedFile(file_name, f"file name in {labels_path.name} leaves the folder"))
+            continue
+        if path in seen:
+            skipped.append(SkippedFile(rel(path), f"listed more than once in {labels_path.name} (first row used)"))
+            continue
+        if not path.is_file():
+            skipped.append(SkippedFile(rel(path), f"listed in {labels_path.name} but not found"))
+            continue
+        seen.add(path)
+        if not label:
+            skipped.append(SkippedFile(rel(path), f"has no label in {labels_path.name}"))
+            continue
+        problem = _image_file_problem(path)
+        if problem:
+            skipped.append(SkippedFile(rel(path), problem))
+            continue
+        pairs.append((path, normalise_class_name(label)))
+    for path in _walk_visible_files(folder):
+        if path not in seen and path.name not in LABEL_FILE_NAMES:
+            skipped.append(SkippedFile(rel(path), f"not listed in {labels_path.name}"))
+    return pairs, skipped
+
+
+def _scan_class_dirs(folder: Path, rel) -> tuple[list[tuple[Path, str]], list[SkippedFile], list[str]]:
+    """Images in the class folders of `folder` (any depth inside a class folder), by class name;
+    and every class folder's name (NFC), those without images included."""
+    pairs: list[tuple[Path, str]] = []
+    skipped = [SkippedFile(rel(p), "not inside a class folder") for p in _visible_files(folder)]
+    for d in _visible_subdirs(folder):
+        name = normalise_class_name(d.name)
+        for path in _walk_visible_files(d):
+            problem = _image_file_problem(path)
+            if problem:
+                skipped.append(SkippedFile(rel(path), problem))
+            else:
+                pairs.append((path, name))
+    return pairs, skipped, [normalise_class_name(d.name) for d in _visible_subdirs(folder)]
+
+
+def _scan_labelled(folder: Path, rel) -> tuple[list[tuple[Path, str]], list[SkippedFile], bool, set[str]]:
+    """Either a labels file's images or the class folders' images; True when a labels file was used;
+    and the class names found (class folders without images count)."""
+    labels_path = _labels_file(folder)
+    if labels_path is not None:
+        pairs, skipped = _scan_labels_file(folder, labels_path, rel)
+        return pairs, skipped, True, {n for _, n in pairs}
+    pairs, skipped, names = _scan_class_dirs(folder, rel)
+    return pairs, skipped, False, set(names)
+
+
+def _descend_wrappers(root: Path, rel, skipped: list[SkippedFile], notes: list[str]) -> Path:
+    """Go down through single wrapper folders (`dataset/dataset/cats/...`) to the level with the data.
+
+    A level is a wrapper when it has no labels file and exactly one visible folder, which itself
+    holds folders (or a labels file). A single class folder of images stays put (and is then
+    refused as one class). Stray files beside a wrapper are listed as skipped.
+    """
+    level = root
+    for _ in range(MAX_WRAPPER_DEPTH):
+        if _labels_file(level) is not None:
+            break
+        subdirs = _visible_subdirs(level)
+        if len(subdirs) != 1 or not (_visible_subdirs(subdirs[0]) or _labels_file(subdirs[0])):
+            break
+        skipped += [SkippedFile(rel(p), "not inside a class folder") for p in _visible_files(level)]
+        level = subdirs[0]
+    if level != root:
+        notes.append(f"Data found inside the wrapper folder '{rel(level)}/'.")
+    return level
+
+
+def _split_folders(level: Path) -> dict[str, Path] | None:
+    """{"train": path, "val": ..., "test": ...} when `level` holds split folders, else None.
+
+    Raises StudioError for layouts that mix split folders with other folders, name one split
+    twice (val/ and valid/), or give no train/ folder.
+    """
+    subdirs = _visible_subdirs(level)
+    named = {d: SPLIT_FOLDER_NAMES.get(d.name.lower()) for d in subdirs}
+    split_dirs = [d for d in subdirs if named[d]]
+    if len(split_dirs) < 2:
+        return None  # at most one folder named like a split: class folders (a class may be called "test")
+    if not any(_visible_subdirs(d) or _labels_file(d) for d in split_dirs):
+        return None  # "train"/"test" hold images directly: they are classes, not splits
+    others = [d.name for d in subdirs if not named[d]]
+    shown = ", ".join(f"{d.name}/" for d in split_dirs)
+    if others:
+        raise StudioError(
+            f"This dataset mixes split folders ({shown}) with other folders "
+            f"({', '.join(o + '/' for o in others)}) at the same level. Use either split folders "
+            "(train/, val/, test/, each holding the same class folders) or class folders only, then upload again.")
+    result: dict[str, Path] = {}
+    for d in split_dirs:
+        if named[d] in result:
+            raise StudioError(
+                f"The split folders '{result[named[d]].name}/' and '{d.name}/' both look like the "
+                f"{'validation' if named[d] == 'val' else named[d]} split. Keep one of them (merge the images), then upload again.")
+        result[named[d]] = d
+    if "train" not in result:
+        raise StudioError(
+            f"This dataset has split folders ({shown}) but no train/ folder: the studio needs training "
+            "images. Rename the folder that holds them to train/ (each split holding the same class folders).")
+    return result
+
+
+def scan_dataset(root: Path) -> DatasetScan:
+    """Find the dataset's layout under `root`, its classes (NFC, sorted) and image files.
+
+    Layouts, below any single wrapper folders (`_descend_wrappers`):
+      - class folders: `cats/…`, `dogs/…` (images may sit in sub-folders of a class folder);
+      - pre-split: `train/`, `val/` (or `valid/`, `validation/`), `test/`, each with the same
+        class folders, or each with its own labels file; the given split is returned per item;
+      - a labels file (`metadata.csv`, `metadata.jsonl`, `labels.csv`) naming each image and its
+        label, as Hugging Face's `imagefolder` reads it.
+    Files that are not images (by extension, else by content) and files outside class folders
+    are listed as skipped; hidden files and OS clutter are ignored silently; so are
+    `safe_extract_zip`'s own manifest entries, which are added to the skipped files and warnings.
     Readability is not checked here (that happens while decoding).
     """
     root = Path(root)
     if not root.is_dir():
         raise StudioError(f"Could not find the folder '{root}'. Check the path and try again.")
-    level = _find_class_level(root)
+    skipped, warnings_out = read_extract_manifest(root)
+    notes: list[str] = []
     rel = lambda p: p.relative_to(root).as_posix()  # noqa: E731
-    skipped = [SkippedFile(rel(p), "not inside a class folder") for p in _visible_files(root)]
-    if level != root:
-        skipped += [SkippedFile(rel(p), "not inside a class folder") for p in _visible_files(level)]
-    classes = [d.name for d in _visible_subdirs(level)]
-    items: list[tuple[Path, int]] = []
-    for label, name in enumerate(classes):
-        for path in _walk_visible_files(level / name):
-            if _is_image_name(path):
-                items.append((path, label))
-            else:
-                suffix = path.suffix.lower() or "no extension"
-                skipped.append(SkippedFile(rel(path), f"not an image file ({suffix})"))
-    return classes, items, skipped
+    level = _descend_wrappers(root, rel, skipped, notes)
+    split_dirs = _split_folders(level)
+    if split_dirs is None:
+        pairs, found_skipped, used_labels, names = _scan_labelled(level, rel)
+        skipped += found_skipped
+        classes = sorted(names)
+        position = {c: i for i, c in enumerate(classes)}
+        layout = LAYOUT_LABELS_FILE if used_labels else LAYOUT_CLASS_FOLDERS
+        if used_labels:
+            notes.append(f"Labels read from '{rel(_labels_file(level))}'.")
+        return DatasetScan(layout, classes, [(p, position[n]) for p, n in pairs], skipped, None, notes, warnings_out)
+
+    per_split: dict[str, list[tuple[Path, str]]] = {}
+    any_labels = False
+    skipped += [SkippedFile(rel(p), "not inside a split folder") for p in _visible_files(level)]
+    for split in SPLITS:
+        if split not in split_dirs:
+            continue
+        pairs, found_skipped, used_labels, _ = _scan_labelled(split_dirs[split], rel)
+        any_labels |= used_labels
+        per_split[split] = pairs
+        skipped += found_skipped
+        if not pairs:
+            loose = sum(1 for s in found_skipped if s.reason == "not inside a class folder")
+            what = f"its {loose} files are not in class folders (unlabelled)" if loose else "it holds no images"
+            warnings_out.append(f"The split folder '{split_dirs[split].name}/' was not used: {what}.")
+    classes = sorted({name for pairs in per_split.values() for _, name in pairs})
+    position = {c: i for i, c in enumerate(classes)}
+    given = ", ".join(f"{split_dirs[s].name}/" for s in SPLITS if s in split_dirs)
+    notes.append(f"The split given by the folders {given} is used as is.")
+    for split, pairs in per_split.items():
+        present = {n for _, n in pairs}
+        missing = [c for c in classes if c not in present]
+        if pairs and missing:
+            warnings_out.append(f"The split folder '{split_dirs[split].name}/' has no images of class "
+                                f"{', '.join(repr(c) for c in missing)}.")
+    items = [(p, position[n]) for s in SPLITS for p, n in per_split.get(s, [])]
+    splits = [s for s in SPLITS for _ in per_split.get(s, [])]
+    layout = LAYOUT_PRE_SPLIT_LABELS if any_labels else LAYOUT_PRE_SPLIT
+    return DatasetScan(layout, classes, items, skipped, splits, notes, warnings_out)
+
+
+def scan_class_folders(root: Path) -> tuple[list[str], list[tuple[Path, int]], list[SkippedFile]]:
+    """(sorted class names, [(image path, label)], skipped files) of `scan_dataset(root)`, any layout."""
+    scan = scan_dataset(root)
+    return scan.classes, scan.items, scan.skipped
 
 
 # --------------------------------------------------------------------------------------------
@@ -426,66 +901,113 @@ def _centre_square(width: int, height: int) -> tuple[int, int, int, int]:
     return left, top, left + side, top + side
 
 
-def _decode(path: Path, size: int, max_pixels: int) -> torch.Tensor:
-    with Image.open(path, formats=PIL_FORMATS) as img:
+def _imagehash():
+    """The imagehash module, or None when it is not installed (near duplicates are then not searched)."""
+    try:
+        import imagehash  # imports scipy: only when a dataset is decoded
+    except ImportError:
+        return None
+    return imagehash
+
+
+def _phash64(img: Image.Image) -> int:
+    """64-bit DCT perceptual hash (imagehash.phash: 32x32 greyscale, 8x8 low frequencies vs median); 0 without imagehash."""
+    imagehash = _imagehash()
+    if imagehash is None:
+        return 0
+    bits = imagehash.phash(img).hash.flatten()
+    return int.from_bytes(np.packbits(bits).tobytes(), "big")
+
+
+def _oriented_rgb(img: Image.Image) -> Image.Image:
+    img.load()
+    try:
+        img = ImageOps.exif_transpose(img)  # phone photos store their rotation in EXIF
+    except Exception:  # a broken EXIF block should not cost us the image
+        pass
+    return _to_rgb(img)
+
+
+def _decode(raw: bytes, size: int, max_pixels: int, want_hash: bool = False) -> tuple[torch.Tensor, int]:
+    """(uint8 [3,size,size] image, perceptual hash or 0) from a file's bytes."""
+    phash = 0
+    with Image.open(io.BytesIO(raw), formats=PIL_FORMATS) as img:
         width, height = img.size
         if width * height > max_pixels:
             raise ValueError(f"image is too large ({width}x{height} pixels, limit {max_pixels:,})")
-        if img.format in ("JPEG", "MPO"):
+        is_jpeg = img.format in ("JPEG", "MPO")
+        if is_jpeg:
             # Let libjpeg decode at 1/2, 1/4 or 1/8 scale: much faster for big photos. Keep at
             # least twice the target on the shorter side so the final resize still antialiases.
             shorter = min(width, height)
             img.draft(None, (max(1, width * 2 * size // shorter), max(1, height * 2 * size // shorter)))
-        img.load()
-        try:
-            img = ImageOps.exif_transpose(img)  # phone photos store their rotation in EXIF
-        except Exception:  # a broken EXIF block should not cost us the image
-            pass
-        rgb = _to_rgb(img)
+        rgb = _oriented_rgb(img)
+        if want_hash and not is_jpeg:
+            phash = _phash64(rgb)
         # Crop the centre square and resize it in one step: the same as "shorter side to S, then
         # centre crop S". Bilinear (antialiased by PIL) matches torchvision's Resize default.
         small = rgb.resize((size, size), Image.Resampling.BILINEAR, box=_centre_square(*rgb.size), reducing_gap=3.0)
-    return torch.from_numpy(np.array(small, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+    if want_hash and is_jpeg:
+        # Hash a fixed draft (not the size-dependent one above), so the hash, and so the duplicate
+        # groups and the split, are the same whatever image size a run decodes at.
+        with Image.open(io.BytesIO(raw), formats=PIL_FORMATS) as img:
+            img.draft(None, (64, 64))
+            phash = _phash64(_oriented_rgb(img))
+    return torch.from_numpy(np.array(small, dtype=np.uint8)).permute(2, 0, 1).contiguous(), phash
+
+
+def _decode_reason(err: Exception) -> str:
+    if isinstance(err, ValueError) and not isinstance(err, UnicodeError):
+        return str(err)
+    if isinstance(err, UnidentifiedImageError):
+        return "not a readable image (unknown format or damaged file)"
+    if isinstance(err, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return "image is too large (possible decompression bomb)"
+    if isinstance(err, OSError) and not str(err).strip().startswith(("image file is truncated", "broken data")) \
+            and err.errno is not None:
+        return f"could not be read ({err.strerror or err})"
+    detail = str(err).strip().rstrip(".") or type(err).__name__
+    return f"damaged or unsupported image ({detail})"
 
 
 def decode_image(path, size: int, max_pixels: int = MAX_IMAGE_PIXELS) -> torch.Tensor:
     """Decode one image file to uint8 [3,size,size] (any mode -> RGB; shorter side to `size`, centre crop).
 
-    Raises ValueError with a short, plain reason (shown in the skipped-files report) for anything
-    that is not a readable image, including decompression bombs.
+    The format is found from the content (any of PIL_FORMATS, whatever the extension). Raises
+    ValueError with a short, plain reason (shown in the skipped-files report) for anything that
+    is not a readable image, including decompression bombs.
     """
     try:
-        return _decode(Path(path), size, max_pixels)
-    except ValueError:
-        raise
-    except UnidentifiedImageError as err:
-        raise ValueError("not a readable image (unknown format or damaged file)") from err
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise ValueError("image is too large (possible decompression bomb)") from err
+        return _decode(Path(path).read_bytes(), size, max_pixels)[0]
     except Exception as err:  # truncated data, decoder errors, odd modes: skip, never crash
-        detail = str(err).strip().rstrip(".") or type(err).__name__
-        raise ValueError(f"damaged or unsupported image ({detail})") from err
+        raise ValueError(_decode_reason(err)) from err
 
 
-def _decode_or_reason(args: tuple[Path, int, int]) -> torch.Tensor | str:
+def _decode_or_reason(args: tuple[Path, int, int]) -> tuple[torch.Tensor, str, int] | str:
+    """(image, sha256 of the file's bytes, perceptual hash), or why the file was skipped."""
     path, size, max_pixels = args
     try:
-        return decode_image(path, size, max_pixels)
-    except ValueError as err:
-        return str(err)
+        raw = path.read_bytes()
+        image, phash = _decode(raw, size, max_pixels, want_hash=True)
+        return image, hashlib.sha256(raw).hexdigest(), phash
+    except Exception as err:
+        return _decode_reason(err)
 
 
 def _decode_all(
     paths: Sequence[Path], size: int, progress: ProgressFn | None, max_pixels: int = MAX_IMAGE_PIXELS
-) -> tuple[torch.Tensor, list[bool], list[str | None]]:
+) -> tuple[torch.Tensor, list[bool], list[str | None], list[str], np.ndarray]:
     """Decode `paths` into one preallocated uint8 [N,3,S,S] tensor with a small thread pool.
 
     PIL releases the GIL while decoding, so a few threads give a real speed-up. Returns the
-    tensor, which rows succeeded, and the failure reason per row (None when it succeeded).
+    tensor, which rows succeeded, the failure reason per row (None when it succeeded), and per
+    row the sha256 of the file's bytes ("" on failure) and its 64-bit perceptual hash (uint64).
     """
     images = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
     ok = [False] * len(paths)
     reasons: list[str | None] = [None] * len(paths)
+    shas = [""] * len(paths)
+    phashes = np.zeros(len(paths), dtype=np.uint64)
     workers = max(1, min(8, os.cpu_count() or 1))
     # The warnings filter is process-wide; setting it once here (not per thread) avoids races
     # between threads entering/leaving catch_warnings. PIL then raises instead of warning.
@@ -496,11 +1018,11 @@ def _decode_all(
                 if isinstance(result, str):
                     reasons[i] = result
                 else:
-                    images[i] = result
+                    images[i], shas[i], phashes[i] = result
                     ok[i] = True
                 if progress is not None and ((i + 1) % 64 == 0 or i + 1 == len(paths)):
                     progress(i + 1, len(paths))
-    return images, ok, reasons
+    return images, ok, reasons, shas, phashes
 
 
 # --------------------------------------------------------------------------------------------
@@ -510,12 +1032,19 @@ def _decode_all(
 
 @dataclass(frozen=True)
 class _Decoded:
-    """One source decoded at one size: everything before validation and splitting."""
+    """One source decoded at one size: everything before validation and splitting (rows = readable images)."""
 
     images: torch.Tensor
     labels: torch.Tensor
     classes: tuple[str, ...]
     skipped: tuple[SkippedFile, ...]
+    paths: tuple[str, ...] = ()  # relative to the dataset root, '/' separators
+    splits: tuple[str, ...] | None = None  # the split the folders give each row, or None
+    sha256: tuple[str, ...] = ()
+    phash: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
+    layout: str = LAYOUT_CLASS_FOLDERS
+    notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
 
 _CACHE_ENTRIES = 4  # a few uploads x sizes; each entry is at most max_cache_bytes
@@ -633,32 +1162,44 @@ def _check_cache_bytes(n_images: int, image_size: int, max_cache_bytes: int) -> 
         )
 
 
-def _require_class_folders(classes: list[str], items: list, skipped: list[SkippedFile]) -> None:
+def _skipped_summary(skipped: Sequence[SkippedFile], limit: int = 5) -> str:
+    """' Skipped: a.jfif (reason); ... and N more.' for a refusal message ('' when nothing was skipped)."""
+    if not skipped:
+        return ""
+    shown = "; ".join(f"{s.path} ({s.reason})" for s in skipped[:limit])
+    more = f"; and {len(skipped) - limit} more" if len(skipped) > limit else ""
+    return f" Skipped files: {shown}{more}."
+
+
+def _require_class_folders(scan: DatasetScan) -> None:
     """Refuse, before any decoding, uploads that cannot form at least two classes of images."""
+    classes, items, skipped = scan.classes, scan.items, scan.skipped
     if not classes:
-        loose_images = [s for s in skipped if _is_image_name(Path(s.path))]
+        loose_images = [s for s in skipped if s.reason == "not inside a class folder" and _is_image_name(Path(s.path))]
         if loose_images:
-            raise StudioError(
+            raise DatasetError(
                 "The images are not inside class folders. Put the images of each class in its own "
-                "folder (for example cats/ and dogs/), zip those folders and upload again."
-            )
+                "folder (for example cats/ and dogs/), or add a labels.csv with the columns file_name and "
+                "label, zip them and upload again.", skipped, scan.notes)
+        if skipped and not any(s.reason == "not inside a class folder" for s in skipped):
+            raise DatasetError(
+                "No usable image was found." + _skipped_summary(skipped) + " Supported formats: "
+                f"{', '.join(sorted(e.lstrip('.') for e in IMAGE_EXTENSIONS))}.", skipped, scan.notes)
         what = "the upload is empty" if not skipped else "the upload holds no folders"
-        raise StudioError(
+        raise DatasetError(
             f"No class folders were found ({what}). Put one folder per class with images "
-            "inside (for example cats/ and dogs/), zip them and upload again."
-        )
+            "inside (for example cats/ and dogs/), zip them and upload again.", skipped, scan.notes)
     if not items:
         found = ", ".join(sorted({s.reason for s in skipped})) or "the folders are empty"
-        raise StudioError(
+        raise DatasetError(
             f"No image files were found in the class folders ({found}). Supported formats: "
-            f"{', '.join(sorted(e.lstrip('.') for e in IMAGE_EXTENSIONS))}. Add images and upload again."
-        )
+            f"{', '.join(sorted(e.lstrip('.') for e in IMAGE_EXTENSIONS))}. Add images and upload again.",
+            skipped, scan.notes)
     if len(classes) < 2:
-        raise StudioError(
+        raise DatasetError(
             f"Found only one class folder ('{classes[0]}'). Training needs at least 2 classes: put "
             "the images of each class in its own folder (for example cats/ and dogs/), zip those "
-            "folders and upload again."
-        )
+            "folders and upload again." + _skipped_summary(skipped), skipped, scan.notes)
 
 
 def _decoded(source, work_dir, image_size: int, limits: ZipLimits, max_cache_bytes: int,
@@ -676,14 +1217,15 @@ def _decoded(source, work_dir, image_size: int, limits: ZipLimits, max_cache_byt
         return hit
 
     root = _materialise(src, work_dir, limits)
-    classes, items, skipped = scan_class_folders(root)
-    if expected_classes is not None and classes:
-        _check_class_match(classes, expected_classes)
-    _require_class_folders(classes, items, skipped)
-    _check_cache_bytes(len(items), image_size, max_cache_bytes)
+    scan = scan_dataset(root)
+    if expected_classes is not None and scan.classes:
+        _check_class_match(scan.classes, expected_classes)
+    _require_class_folders(scan)
+    _check_cache_bytes(len(scan.items), image_size, max_cache_bytes)
 
+    items, skipped = scan.items, list(scan.skipped)
     paths = [p for p, _ in items]
-    images, ok, reasons = _decode_all(paths, image_size, progress, limits.max_image_pixels)
+    images, ok, reasons, shas, phashes = _decode_all(paths, image_size, progress, limits.max_image_pixels)
     for (path, _), reason in zip(items, reasons):
         if reason is not None:
             skipped.append(SkippedFile(path.relative_to(root).as_posix(), reason))
@@ -691,9 +1233,120 @@ def _decoded(source, work_dir, image_size: int, limits: ZipLimits, max_cache_byt
     if not all(ok):  # drop failed rows (a copy; skipped when everything decoded, to save memory)
         keep = torch.tensor(ok, dtype=torch.bool)
         images, labels = images[keep], labels[keep]
-    decoded = _Decoded(images, labels, tuple(classes), tuple(skipped))
+    rows = [i for i, good in enumerate(ok) if good]
+    decoded = _Decoded(
+        images, labels, tuple(scan.classes), tuple(skipped),
+        paths=tuple(paths[i].relative_to(root).as_posix() for i in rows),
+        splits=None if scan.splits is None else tuple(scan.splits[i] for i in rows),
+        sha256=tuple(shas[i] for i in rows), phash=phashes[rows],
+        layout=scan.layout, notes=tuple(scan.notes), warnings=tuple(scan.warnings))
     _cache_put(key, decoded)
     return decoded
+
+
+# --------------------------------------------------------------------------------------------
+# Duplicates and class balance
+# --------------------------------------------------------------------------------------------
+
+# Near duplicates: perceptual hashes (64-bit DCT hash, imagehash.phash) at most this many bits
+# apart AND mean colours at most MAX_COLOUR_DIFF apart (0-255, per channel). Resized, re-encoded
+# or slightly edited copies of a photo stay within ~4 bits; unrelated photos differ by ~32 bits.
+# The colour check keeps flat, featureless pictures (a plain red and a plain blue square share a
+# perceptual hash) apart.
+PHASH_MAX_DISTANCE = 6
+MAX_COLOUR_DIFF = 12.0
+# Classes are "imbalanced" when the largest has at least this many times the images of the smallest.
+IMBALANCE_RATIO = 2.0
+
+
+def _popcount64(x: np.ndarray) -> np.ndarray:
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(x)
+    table = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+    return table[x.view(np.uint8)].reshape(*x.shape, 8).sum(-1)
+
+
+def find_duplicate_groups(sha256: Sequence[str], phash: np.ndarray, colours: np.ndarray,
+                          max_distance: int = PHASH_MAX_DISTANCE, max_colour_diff: float = MAX_COLOUR_DIFF) -> np.ndarray:
+    """Group images showing the same picture; returns int64 [N], the smallest member index of each row's group.
+
+    Rows are joined (union-find) when their file bytes are identical (same `sha256`), or when
+    their 64-bit perceptual hashes (`phash`, uint64 [N]) differ in at most `max_distance` bits and
+    their mean colours (`colours`, float [N,3], 0-255) differ by at most `max_colour_diff` on every
+    channel. Compares all pairs in blocks (O(N^2) bit counts, a few seconds for 50,000 images).
+    """
+    n = len(sha256)
+    parent = np.arange(n)
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return int(i)
+
+    def union(i: int, j: int) -> None:
+        ri, rj = find(i), find(j)
+        if ri != rj:
+            parent[max(ri, rj)] = min(ri, rj)
+
+    first: dict[str, int] = {}
+    for i, digest in enumerate(sha256):
+        if digest in first:
+            union(first[digest], i)
+        else:
+            first[digest] = i
+    phash = np.asarray(phash, dtype=np.uint64)
+    colours = np.asarray(colours, dtype=np.float32).reshape(n, 3)
+    block = max(1, 4_000_000 // max(n, 1))
+    for start in range(0, n, block):
+        stop = min(n, start + block)
+        rows, cols = np.nonzero(_popcount64(phash[start:stop, None] ^ phash[None, start + 1:]) <= max_distance)
+        rows, cols = rows + start, cols + start + 1  # only pairs j > i
+        same_colour = (np.abs(colours[rows] - colours[cols]) <= max_colour_diff).all(-1)
+        for i, j in zip(rows[same_colour].tolist(), cols[same_colour].tolist()):
+            union(i, j)
+    return np.array([find(i) for i in range(n)], dtype=np.int64)
+
+
+def class_imbalance(counts: dict[str, int]) -> dict:
+    """{"ratio", "largest", "smallest", "imbalanced"}: largest class / smallest class (images).
+
+    `imbalanced` is True at IMBALANCE_RATIO or more, when accuracy alone flatters a model that
+    favours the large class (report balanced accuracy and macro-F1 too, see engine.metrics).
+    """
+    if not counts:
+        return {"ratio": 1.0, "largest": "", "smallest": "", "imbalanced": False}
+    largest = max(counts, key=counts.get)
+    smallest = min(counts, key=counts.get)
+    ratio = counts[largest] / max(counts[smallest], 1)
+    return {"ratio": round(ratio, 2), "largest": largest, "smallest": smallest, "imbalanced": ratio >= IMBALANCE_RATIO}
+
+
+def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """float32 [num_classes] loss weights n_samples / (num_classes * n_c), as scikit-learn's "balanced".
+
+    `labels`: int64 [N] training labels. A class with no image gets weight 0 (it cannot be
+    learnt). With `F.cross_entropy(logits, y, weight=class_weights(...))` each class then
+    contributes equally to the loss, whatever its size.
+    """
+    counts = torch.bincount(labels.long().cpu(), minlength=num_classes).float()
+    weights = torch.zeros(num_classes, dtype=torch.float32)
+    present = counts > 0
+    weights[present] = counts.sum() / (int(present.sum()) * counts[present])
+    return weights
+
+
+def balanced_sample_indices(labels: torch.Tensor, num_classes: int, num_samples: int,
+                            generator: torch.Generator | None = None) -> torch.Tensor:
+    """int64 [num_samples] training indices drawn with replacement so every class is drawn equally often.
+
+    Each image's probability is 1 / (number of classes present * its class's size), as
+    `torch.utils.data.WeightedRandomSampler` with inverse-frequency weights. Use it in place of
+    the epoch's permutation when classes should be sampled evenly.
+    """
+    counts = torch.bincount(labels.long().cpu(), minlength=num_classes).double()
+    per_image = 1.0 / counts[labels.long().cpu()]
+    return torch.multinomial(per_image, num_samples, replacement=True, generator=generator)
 
 
 # --------------------------------------------------------------------------------------------
@@ -705,22 +1358,21 @@ def _require_readable(decoded: _Decoded) -> None:
     if len(decoded.labels) > 0:
         return
     examples = "; ".join(f"{s.path}: {s.reason}" for s in decoded.skipped[:3])
-    raise StudioError(
+    raise DatasetError(
         f"None of the image files could be read ({examples}). Check that the files are real "
-        "images (jpg, png, ...) that open on your computer, then upload again."
-    )
+        "images (jpg, png, ...) that open on your computer, then upload again.", decoded.skipped, decoded.notes)
 
 
-def _require_enough_per_class(decoded: _Decoded, min_images_per_class: int) -> None:
-    classes = list(decoded.classes)
-    counts = torch.bincount(decoded.labels, minlength=len(classes)).tolist()
+def _require_enough_per_class(classes: list[str], labels: torch.Tensor, min_images_per_class: int,
+                              skipped: Sequence[SkippedFile], notes: Sequence[str] = ()) -> None:
+    counts = torch.bincount(labels, minlength=len(classes)).tolist()
     too_few = [(name, n) for name, n in zip(classes, counts) if n < min_images_per_class]
     if too_few:
         listed = "; ".join(f"class '{name}' has {n} readable image{'s' if n != 1 else ''}" for name, n in too_few)
-        raise StudioError(
+        raise DatasetError(
             f"Each class needs at least {min_images_per_class} readable images, but {listed}. "
-            "Add more images to those folders (or remove them), then upload again."
-        )
+            "Add more images to those folders (or remove them), then upload again." + _skipped_summary(skipped),
+            skipped, notes)
 
 
 def _check_fractions(val_fraction: float, test_fraction: float) -> None:
@@ -746,22 +1398,51 @@ def _split_sizes(n: int, val_fraction: float, test_fraction: float) -> tuple[int
     return n - n_val - n_test, n_val, n_test
 
 
+def _grouped_split(labels: torch.Tensor, num_classes: int, val_fraction: float, test_fraction: float,
+                   generator: torch.Generator, groups: torch.Tensor) -> dict[str, list[torch.Tensor]]:
+    """Per class (of each group's first member), whole groups in random order: test and val take
+    a group while it fits their share, training takes the rest (so it is never left empty)."""
+    members: dict[int, list[int]] = {}
+    for i, g in enumerate(groups.tolist()):
+        members.setdefault(g, []).append(i)
+    parts: dict[str, list[torch.Tensor]] = {"train": [], "val": [], "test": []}
+    for cls in range(num_classes):
+        cls_groups = [g for g, rows in members.items() if int(labels[rows[0]]) == cls]
+        order = torch.randperm(len(cls_groups), generator=generator).tolist()
+        n = sum(len(members[g]) for g in cls_groups)
+        _, n_val, n_test = _split_sizes(n, val_fraction, test_fraction)
+        filled = {"val": 0, "test": 0}
+        for k in order:
+            rows = members[cls_groups[k]]
+            target = next((s for s, cap in (("test", n_test), ("val", n_val)) if filled[s] + len(rows) <= cap), "train")
+            if target != "train":
+                filled[target] += len(rows)
+            parts[target].append(torch.tensor(rows, dtype=torch.long))
+    return parts
+
+
 def stratified_split(labels: torch.Tensor, num_classes: int, val_fraction: float = 0.2,
-                     test_fraction: float = 0.2, seed: int = 0) -> dict[str, torch.Tensor]:
+                     test_fraction: float = 0.2, seed: int = 0,
+                     groups: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Indices for train/val/test, split within each class so class balance is preserved.
 
-    Deterministic for a seed (a CPU torch.Generator); indices within each split are sorted.
+    `groups` (int64 [N], optional): rows with the same value (copies of one picture, see
+    `find_duplicate_groups`) always land in the same split. Deterministic for a seed (a CPU
+    torch.Generator); indices within each split are sorted.
     """
     _check_fractions(val_fraction, test_fraction)
     generator = torch.Generator().manual_seed(seed)
-    parts: dict[str, list[torch.Tensor]] = {"train": [], "val": [], "test": []}
-    for cls in range(num_classes):
-        members = torch.nonzero(labels == cls).flatten()
-        members = members[torch.randperm(len(members), generator=generator)]
-        n_train, n_val, _ = _split_sizes(len(members), val_fraction, test_fraction)
-        parts["train"].append(members[:n_train])
-        parts["val"].append(members[n_train:n_train + n_val])
-        parts["test"].append(members[n_train + n_val:])
+    if groups is not None and len(torch.unique(groups)) < len(groups):
+        parts = _grouped_split(labels, num_classes, val_fraction, test_fraction, generator, groups)
+    else:
+        parts = {"train": [], "val": [], "test": []}
+        for cls in range(num_classes):
+            members = torch.nonzero(labels == cls).flatten()
+            members = members[torch.randperm(len(members), generator=generator)]
+            n_train, n_val, _ = _split_sizes(len(members), val_fraction, test_fraction)
+            parts["train"].append(members[:n_train])
+            parts["val"].append(members[n_train:n_train + n_val])
+            parts["test"].append(members[n_train + n_val:])
     return {name: torch.sort(torch.cat(chunks))[0] if chunks else torch.empty(0, dtype=torch.long)
             for name, chunks in parts.items()}
 
@@ -771,11 +1452,48 @@ def stratified_split(labels: torch.Tensor, num_classes: int, val_fraction: float
 # --------------------------------------------------------------------------------------------
 
 
+def _drop_copies(decoded: _Decoded, groups: np.ndarray) -> np.ndarray:
+    """Boolean [N] rows to keep: one image per duplicate group (a training copy first, then the first file)."""
+    rank = {"train": 0, "val": 1, "test": 2}
+    keep = np.zeros(len(groups), dtype=bool)
+    best: dict[int, int] = {}
+    for i, g in enumerate(groups.tolist()):
+        split_rank = rank[decoded.splits[i]] if decoded.splits else 0
+        if g not in best or split_rank < (rank[decoded.splits[best[g]]] if decoded.splits else 0):
+            best[g] = i
+    keep[list(best.values())] = True
+    return keep
+
+
+def _duplicate_warnings(paths: Sequence[str], labels: Sequence[int], splits: Sequence[str] | None,
+                        groups: np.ndarray, classes: Sequence[str]) -> list[str]:
+    """Warnings for groups whose copies carry different labels, or sit in different given splits."""
+    members: dict[int, list[int]] = {}
+    for i, g in enumerate(groups.tolist()):
+        members.setdefault(g, []).append(i)
+    multi = [rows for rows in members.values() if len(rows) > 1]
+    out = []
+    mixed = [rows for rows in multi if len({labels[i] for i in rows}) > 1]
+    if mixed:
+        eg = mixed[0]
+        out.append(f"{len(mixed)} picture{'s are' if len(mixed) != 1 else ' is'} labelled with more than one class, "
+                   f"e.g. {' = '.join(f'{paths[i]} ({classes[labels[i]]})' for i in eg[:3])}. Keep each picture in one "
+                   "class only.")
+    if splits is not None:
+        across = [rows for rows in multi if len({splits[i] for i in rows}) > 1]
+        if across:
+            eg = across[0]
+            out.append(f"{len(across)} duplicate group{'s have' if len(across) != 1 else ' has'} copies in more than "
+                       f"one of your split folders, e.g. {' = '.join(paths[i] for i in eg[:3])}: validation and test "
+                       "accuracy are then inflated. Remove the copies, or switch on 'drop duplicate copies'.")
+    return out
+
+
 def load_dataset(source, work_dir, image_size: int = 64, val_fraction: float = 0.2,
                  test_fraction: float = 0.2, seed: int = 0, min_images_per_class: int = 5,
                  limits: ZipLimits = ZipLimits(), max_cache_bytes: int = 4 * 1024**3,
-                 progress: ProgressFn | None = None) -> DataSplits:
-    """Validate, decode and split a dataset (a .zip of class folders, or a folder).
+                 progress: ProgressFn | None = None, drop_duplicates: bool = False) -> DataSplits:
+    """Validate, decode and split a dataset (a .zip or a folder in any layout `scan_dataset` reads).
 
     Zips are extracted into `work_dir/<content-hash>` and nowhere else. Images are decoded once
     into uint8 [N,3,S,S] tensors (S = `image_size`: shorter side resized to S, centre crop), so
@@ -783,28 +1501,93 @@ def load_dataset(source, work_dir, image_size: int = 64, val_fraction: float = 0
     needing more than `max_cache_bytes` is refused with a StudioError before decoding. Decoded
     data is kept in a small in-memory LRU keyed by (source content, size, limits), so loading
     the same upload again is instant. `progress(done, total)` is called while decoding.
+
+    Split: a split given by train/val/test folders is used as is (a missing val/ is carved from
+    train/ with the seed and `val_fraction`; a missing test/ leaves the test split empty);
+    otherwise each class is split with `stratified_split`, copies of one picture
+    (`find_duplicate_groups`) kept in one split. `drop_duplicates` keeps one image per group.
+    Raises DatasetError (a StudioError listing the skipped files) when the data cannot train.
     """
     _check_fractions(val_fraction, test_fraction)
     decoded = _decoded(source, work_dir, image_size, limits, max_cache_bytes, progress)
     _require_readable(decoded)
-    _require_enough_per_class(decoded, min_images_per_class)
 
     classes = list(decoded.classes)
-    full = ImageSet(decoded.images, decoded.labels, classes)
-    indices = stratified_split(decoded.labels, len(classes), val_fraction, test_fraction, seed)
+    # Mean colour per image, in chunks: a float copy of the whole uint8 tensor would take 4x its memory.
+    colours = torch.cat([chunk.float().mean(dim=(2, 3)) for chunk in decoded.images.split(1024)]).numpy() \
+        if len(decoded.images) else np.zeros((0, 3), dtype=np.float32)
+    near = _imagehash() is not None
+    groups = find_duplicate_groups(decoded.sha256, decoded.phash, colours,
+                                   max_distance=PHASH_MAX_DISTANCE if near else -1)  # -1: exact copies only
+    rows = np.arange(len(groups))
+    dropped: list[str] = []
+    if drop_duplicates:
+        keep = _drop_copies(decoded, groups)
+        dropped = [decoded.paths[i] for i in np.nonzero(~keep)[0]]
+        rows = rows[keep]
+    labels = decoded.labels[torch.from_numpy(rows)]
+    _require_enough_per_class(classes, labels, min_images_per_class, decoded.skipped, decoded.notes)
+
+    full = ImageSet(decoded.images, decoded.labels, classes).subset(torch.from_numpy(rows)) if drop_duplicates \
+        else ImageSet(decoded.images, decoded.labels, classes)
+    paths = [decoded.paths[i] for i in rows]
+    kept_groups = groups[rows]
+    given = None if decoded.splits is None else [decoded.splits[i] for i in rows]
+    notes, warnings_out = list(decoded.notes), list(decoded.warnings)
+    if not near:
+        warnings_out.append("Near-duplicate pictures were not searched (the imagehash package is missing); "
+                            "only identical files are kept together. Install the requirements to fix this.")
+    if given is None:
+        indices = stratified_split(full.labels, len(classes), val_fraction, test_fraction, seed,
+                                   groups=torch.from_numpy(kept_groups))
+    else:
+        indices = {s: torch.tensor([i for i, g in enumerate(given) if g == s], dtype=torch.long) for s in SPLITS}
+        no_train = [c for c, n in zip(classes, torch.bincount(full.labels[indices["train"]], minlength=len(classes)).tolist()) if n == 0]
+        if no_train:
+            raise DatasetError(
+                f"Class {', '.join(repr(c) for c in no_train)} has no images in the train/ folder, so the model "
+                "cannot learn it. Add training images of it (or remove it from the other split folders).",
+                decoded.skipped, notes)
+        if len(indices["val"]) == 0:
+            train_idx = indices["train"]
+            carved = stratified_split(full.labels[train_idx], len(classes), val_fraction, 0.0, seed,
+                                      groups=torch.from_numpy(kept_groups[train_idx.numpy()]))
+            indices["val"], indices["train"] = train_idx[carved["val"]], train_idx[carved["train"]]
+            notes.append(f"No validation folder was given: {val_fraction:.0%} of each class in train/ is held out "
+                         "for validation (seeded).")
+        if len(indices["test"]) == 0:
+            notes.append("No test folder was given: the final score is the validation score.")
+        warnings_out += _duplicate_warnings(paths, full.labels.tolist(), given, kept_groups, classes)
+    if given is None:
+        warnings_out += _duplicate_warnings(paths, full.labels.tolist(), None, kept_groups, classes)
+
     splits = {name: full.subset(idx) for name, idx in indices.items()}
+    members: dict[int, list[str]] = {}
+    for g, path in zip(groups.tolist(), decoded.paths):
+        members.setdefault(g, []).append(path)
+    counts = full.class_counts()
     report = DataReport(
         source=str(source),
         classes=classes,
-        counts=full.class_counts(),
+        counts=counts,
         skipped=list(decoded.skipped),
         split_counts={name: s.class_counts() for name, s in splits.items()},
         image_size=image_size,
+        layout=decoded.layout,
+        split_given=given is not None,
+        notes=notes,
+        warnings=warnings_out,
+        split_files={name: [paths[i] for i in idx.tolist()] for name, idx in indices.items()},
+        duplicate_groups=[sorted(m) for m in members.values() if len(m) > 1],
+        duplicates_dropped=dropped,
+        imbalance=class_imbalance(counts),
     )
     return DataSplits(splits["train"], splits["val"], splits["test"], classes, report)
 
 
 def _check_class_match(found: Sequence[str], expected: Sequence[str]) -> None:
+    found = [normalise_class_name(c) for c in found]
+    expected = [normalise_class_name(c) for c in expected]
     missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
     if not (missing or extra):
         return
@@ -825,9 +1608,11 @@ def load_ood_dataset(source, work_dir, image_size: int, classes: list[str],
                      progress: ProgressFn | None = None) -> ImageSet:
     """A user-provided evaluation set with the same classes as training, decoded like `load_dataset`.
 
-    Its class folder names must equal `classes` as a set; labels follow the order of `classes`.
+    Its class names (folders or labels file; split folders, if any, are pooled) must equal
+    `classes` as a set after Unicode NFC normalisation; labels follow the order of `classes`.
     A class may have few images here (it is only evaluated), but at least one image must be readable.
     """
+    classes = [normalise_class_name(c) for c in classes]
     decoded = _decoded(source, work_dir, image_size, limits, max_cache_bytes, progress,
                        expected_classes=classes)
     _check_class_match(list(decoded.classes), classes)
@@ -840,15 +1625,16 @@ def load_ood_dataset(source, work_dir, image_size: int, classes: list[str],
 
 def inspect_dataset(source, work_dir, limits: ZipLimits = ZipLimits(), *, image_size: int = 32,
                     min_images_per_class: int = 5, val_fraction: float = 0.2,
-                    test_fraction: float = 0.2, seed: int = 0,
+                    test_fraction: float = 0.2, seed: int = 0, drop_duplicates: bool = False,
                     progress: ProgressFn | None = None) -> DataReport:
-    """Validate an upload before training and describe it (classes, counts, skipped files, split).
+    """Validate an upload before training and describe it (layout, classes, counts, split, skipped files, duplicates).
 
     Runs exactly the checks of `load_dataset` (so "valid here" means "trainable"), decoding at a
-    small size; the decoded result stays in the LRU, so repeated inspection is instant.
-    Raises StudioError for the same problems `load_dataset` would.
+    small size; the split does not depend on the size, so it is the split a run with the same
+    seed and fractions uses. The decoded result stays in the LRU, so repeated inspection is
+    instant. Raises StudioError (DatasetError, with the skipped files) like `load_dataset`.
     """
     return load_dataset(source, work_dir, image_size=image_size, val_fraction=val_fraction,
                         test_fraction=test_fraction, seed=seed,
                         min_images_per_class=min_images_per_class, limits=limits,
-                        progress=progress).report
+                        progress=progress, drop_duplicates=drop_duplicates).report

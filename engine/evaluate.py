@@ -1,19 +1,33 @@
-"""Evaluation: clean accuracy, per-class accuracy, confusion matrix, OOD accuracy, latency.
+"""Evaluation: one `evaluate(model, sets)` for every place that measures a model.
 
-Everything takes uint8 image tensors (the cached dataset) and a `Classifier` (pixels in [0,1]).
-Robust accuracy under attacks lives with the adversarial method (engine.attacks).
+The training loop (each epoch), the end-of-run evaluation, WiSE-FT's curve over alpha and the
+dashboard's alpha slider all call `evaluate` with an `EvalSets`: clean validation (and test at the
+end), the corruption suite (ImageNet-C style, engine.corruptions), the user's OOD set, and robust
+accuracy under PGD (engine.attacks). What differs between those places is only which sets they
+build (`epoch_sets`, `final_sets`), never how a number is computed.
+
+Everything takes uint8 image tensors [N, 3, S, S] (the cached dataset) and a model that takes
+float pixels in [0, 1] (the `Classifier` normalises inside).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 
+from engine.attacks import autoattack_accuracy, robust_accuracy
 from engine.augment import to_float
+from engine.config import RunConfig
+from engine.corruptions import build_ood_suite
+from engine.data import DataSplits, ImageSet
+from engine.devices import autocast_ctx
+from engine.metrics import imbalance_scores
+
+ALL_SEVERITIES = (1, 2, 3, 4, 5)
 
 
 @dataclass
@@ -30,12 +44,6 @@ class EvalResult:
             m = labels == c
             out.append(float((self.preds[m] == c).float().mean()) if m.any() else float("nan"))
         return out
-
-
-def autocast_ctx(device: torch.device, amp_dtype: torch.dtype | None):
-    if amp_dtype is None:
-        return torch.autocast(device_type=device.type, enabled=False)
-    return torch.autocast(device_type=device.type, dtype=amp_dtype)
 
 
 @torch.no_grad()
@@ -73,16 +81,147 @@ def confusion_matrix(labels: torch.Tensor, preds: torch.Tensor, num_classes: int
     return cm.tolist()
 
 
-def ood_accuracy(model, suite: dict[str, dict[int, torch.Tensor]], labels: torch.Tensor, device,
-                 batch_size: int = 256, amp_dtype=None, should_stop=None) -> dict[str, float]:
-    """Accuracy per corruption, averaged over the severities present in `suite`."""
-    out: dict[str, float] = {}
-    for name, by_sev in suite.items():
-        # a suite may hold the first n validation images only (a quicker subset): their labels are labels[:n]
-        accs = [predict(model, imgs, labels[:len(imgs)], device, batch_size, amp_dtype, should_stop).acc
-                for imgs in by_sev.values()]
-        out[name] = sum(accs) / len(accs)
+# ---- what a model is evaluated on ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RobustSpec:
+    """Robust accuracy under L-inf PGD-`steps` with radius `eps` (pixels in [0, 1]) on `images`
+    (uint8 [N, 3, S, S]) with `labels` (int64 [N]); `split` names them for the summary."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    eps: float
+    steps: int
+    seed: int = 0
+    split: str = "val"
+    autoattack_classes: int = 0  # > 0: also AutoAttack (when torchattacks is installed)
+
+    @property
+    def attack(self) -> str:
+        return f"PGD-{self.steps}"
+
+
+@dataclass(frozen=True)
+class EvalSets:
+    """The sets one evaluation measures. `ood_suite` maps corruption -> severity -> uint8 images
+    whose labels are `ood_labels`; empty dicts and None switch a measurement off."""
+
+    val: ImageSet
+    test: ImageSet | None = None
+    ood_suite: dict[str, dict[int, torch.Tensor]] = field(default_factory=dict)
+    ood_labels: torch.Tensor | None = None
+    ood_user: ImageSet | None = None
+    robust: RobustSpec | None = None
+    imbalanced: bool = False  # also balanced accuracy and macro-F1: plain accuracy flatters the big class
+
+    @property
+    def ood_images(self) -> int:
+        """How many corrupted images the suite holds (all corruptions and severities)."""
+        return sum(len(imgs) for by_sev in self.ood_suite.values() for imgs in by_sev.values())
+
+
+def robust_on(cfg: RunConfig) -> bool:
+    """Robust accuracy is measured when asked for, and always when training adversarially."""
+    return cfg.eval.robust or "adversarial" in cfg.enabled_methods()
+
+
+def balanced_subset(labels: torch.Tensor, n: int) -> torch.Tensor:
+    """Indices (int64, sorted) of `n` images taking the classes in turn (each class's images in
+    split order): a subset whose class mix matches the split's, so its accuracy does not depend on
+    which classes the first images happened to be."""
+    seen: dict[int, int] = {}
+    rank = []  # each image's place among its class's images
+    for y in labels.tolist():
+        rank.append(seen.get(y, 0))
+        seen[y] = rank[-1] + 1
+    order = sorted(range(len(rank)), key=lambda i: (rank[i], i))
+    return torch.tensor(sorted(order[:n]), dtype=torch.long)
+
+
+def epoch_sets(cfg: RunConfig, data: DataSplits, ood_user: ImageSet | None = None, ood_subset: int = 0) -> EvalSets:
+    """What each epoch (and WiSE-FT's curve) measures: validation, the corruption suite at
+    `eval.ood_severity_each_epoch` (optionally `ood_subset` class-balanced images), the user's
+    OOD set, and PGD on the first `eval.robust_subset` validation images (a fixed subset: the
+    split is already in seeded random order)."""
+    val = data.val
+    suite: dict = {}
+    ood_labels = val.labels
+    if cfg.eval.ood and cfg.eval.ood_severity_each_epoch:
+        images = val.images
+        if ood_subset and ood_subset < len(val):
+            idx = balanced_subset(val.labels, ood_subset)
+            images, ood_labels = images[idx], val.labels[idx]
+        suite = build_ood_suite(images, severities=(cfg.eval.ood_severity_each_epoch,), seed=cfg.seed)
+    robust = None
+    if robust_on(cfg):
+        n = cfg.eval.robust_subset
+        robust = RobustSpec(val.images[:n], val.labels[:n], cfg.eval.robust_eps, cfg.eval.robust_steps, cfg.seed)
+    return EvalSets(val=val, ood_suite=suite, ood_labels=ood_labels, ood_user=ood_user, robust=robust,
+                    imbalanced=bool(data.report.imbalance.get("imbalanced")))
+
+
+def final_sets(cfg: RunConfig, data: DataSplits, ood_user: ImageSet | None = None) -> EvalSets:
+    """What the end of a run measures: validation and test, the full corruption suite (severities
+    1-5), the user's OOD set, and PGD (and AutoAttack when asked) on the whole test split (the
+    validation split when there is no test split)."""
+    test = data.test if len(data.test) else None
+    suite = build_ood_suite(data.val.images, severities=ALL_SEVERITIES, seed=cfg.seed) if cfg.eval.ood else {}
+    robust = None
+    if robust_on(cfg):
+        split = test or data.val
+        robust = RobustSpec(split.images, split.labels, cfg.eval.robust_eps, cfg.eval.robust_steps, cfg.seed,
+                            "test" if test is not None else "val",
+                            len(data.classes) if cfg.eval.autoattack else 0)
+    return EvalSets(val=data.val, test=test, ood_suite=suite, ood_labels=data.val.labels, ood_user=ood_user,
+                    robust=robust)
+
+
+# ---- the one evaluation ------------------------------------------------------------------------
+
+def evaluate(model: torch.nn.Module, sets: EvalSets, device: torch.device, batch_size: int = 256,
+             amp_dtype: torch.dtype | None = None, should_stop: Callable[[], bool] | None = None,
+             classes: list[str] | None = None) -> dict[str, Any]:
+    """Measure `model` on `sets`. Accuracies are fractions in [0, 1]; losses are mean cross-entropy
+    in nats. Keys: val_acc, val_loss; test_acc (when sets.test); ood_acc (mean over corruptions, each
+    the mean over its severities) and ood/<corruption>; ood_user_acc; robust_acc (+ autoattack_acc).
+    With `classes` (the class names), per-class accuracies and confusion matrices for val and test
+    too (val_per_class_acc, val_confusion, ...); with `classes` or imbalanced sets, balanced accuracy
+    and macro-F1 (val_balanced_acc, val_macro_f1, ...). Measurements a set does not ask for are absent."""
+    def run(images, labels):
+        return predict(model, images, labels, device, batch_size, amp_dtype, should_stop)
+
+    out: dict[str, Any] = {}
+    for split_name, split in (("val", sets.val), ("test", sets.test)):
+        if split is None:
+            continue
+        res = run(split.images, split.labels)
+        out[f"{split_name}_acc"], out[f"{split_name}_loss"] = res.acc, res.loss
+        if classes is not None or sets.imbalanced:
+            scores = imbalance_scores(split.labels[:len(res.preds)], res.preds, len(classes or sets.val.classes))
+            out.update({f"{split_name}_{k}": v for k, v in scores.items()})
+        if classes is not None:
+            out[f"{split_name}_per_class_acc"] = dict(zip(classes, res.per_class_acc(split.labels, len(classes))))
+            out[f"{split_name}_confusion"] = confusion_matrix(split.labels, res.preds, len(classes))
+    if sets.ood_suite:
+        labels = sets.ood_labels if sets.ood_labels is not None else sets.val.labels
+        by_c = {name: sum(run(imgs, labels[:len(imgs)]).acc for imgs in by_sev.values()) / len(by_sev)
+                for name, by_sev in sets.ood_suite.items()}
+        out["ood_acc"] = sum(by_c.values()) / len(by_c)
+        out.update({f"ood/{name}": acc for name, acc in by_c.items()})
+    if sets.ood_user is not None:
+        out["ood_user_acc"] = run(sets.ood_user.images, sets.ood_user.labels).acc
+    r = sets.robust
+    if r is not None:
+        out["robust_acc"] = robust_accuracy(model, r.images, r.labels, device, r.eps, r.steps, batch_size=batch_size,
+                                            amp_dtype=amp_dtype, seed=r.seed, should_stop=should_stop)
+        if r.autoattack_classes:  # None when torchattacks is not installed
+            out["autoattack_acc"] = autoattack_accuracy(model, r.images, r.labels, device, r.eps, r.autoattack_classes)
     return out
+
+
+def ood_by_corruption(metrics: dict[str, Any]) -> dict[str, float]:
+    """{corruption: accuracy} from `evaluate`'s ood/<corruption> entries."""
+    return {k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith("ood/")}
 
 
 @torch.no_grad()

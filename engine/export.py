@@ -3,6 +3,10 @@
 Every exported file is reloaded and its predictions on the validation split compared with the
 model it came from; an export that does not reproduce them is reported as failed, never
 silently shipped. Exported models take pixels in [0, 1] (normalisation is inside).
+
+A run with structured pruning has a second, smaller model (`structured.safetensors`, channels
+removed); engine.runs rebuilds it and `export_all(..., structured=True)` exports it
+like the full one, so the smaller network can be taken home without this project's code.
 """
 
 from __future__ import annotations
@@ -16,7 +20,11 @@ import torch
 
 from engine.augment import to_float
 from engine.backbones import Classifier
+from engine.checkpoints import load_checkpoint, save_checkpoint
 from engine.config import RunConfig
+from engine.methods import METHODS
+from engine.runs import load_structured, model_from_state
+from engine.structured import save_structured
 
 
 @dataclass
@@ -71,10 +79,22 @@ def export_onnx(model: Classifier, image_size: int, path: Path, val_images: torc
     return _compare("onnx", path, _logits(model, val_images), _logits(run, val_images), tol=1e-3)
 
 
+def data_source_text(cfg: RunConfig) -> str:
+    """The training data as the card names it: the user's own file name and the content hash for an
+    upload, never the server's path or stored file name."""
+    from engine.paths import SAMPLE_DATASET, UPLOAD_PREFIX
+
+    d = cfg.data
+    if d.source.startswith(UPLOAD_PREFIX):
+        digest = d.source[len(UPLOAD_PREFIX):]
+        return f"`{d.source_name or 'an upload'}` (SHA-256 {digest[:16]}…)"
+    if d.source == SAMPLE_DATASET:
+        return "the studio's bundled texture sample"
+    return f"`{d.source_name or Path(d.source).name}`"
+
+
 def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck] | None = None) -> str:
     """A markdown model card: data, methods and their settings, metrics, the exact config."""
-    from engine.methods import METHODS
-
     def pct(x):
         return "n/a" if x is None else f"{100 * x:.1f}%"
 
@@ -89,11 +109,13 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
         f"- Classes ({len(summary.get('classes', []))}): {', '.join(summary.get('classes', []))}",
         "",
         "## Data",
-        f"- Source: `{Path(cfg.data.source).name}`; images per class: "
+        f"- Source: {data_source_text(cfg)}; images per class: "
         + ", ".join(f"{k} {v}" for k, v in rep.get("counts", {}).items()),
-        f"- Split (seed {cfg.seed}): " + ", ".join(
-            f"{s} {sum(c.values())}" for s, c in rep.get("split_counts", {}).items()),
-        f"- Skipped files: {len(rep.get('skipped', []))}",
+        f"- Layout: {rep.get('layout', 'class folders')}",
+        ("- Split (given by the dataset's folders): " if rep.get("split_given") else f"- Split (seed {cfg.seed}): ")
+        + ", ".join(f"{s} {sum(c.values())}" for s, c in rep.get("split_counts", {}).items()),
+        f"- Skipped files: {len(rep.get('skipped', []))}; duplicate groups: {len(rep.get('duplicate_groups', []))} "
+        f"(kept within one split{'; ' + str(len(rep['duplicates_dropped'])) + ' extra copies dropped' if rep.get('duplicates_dropped') else ''})",
         "",
         "## Training",
         f"- {cfg.train.epochs} epochs, batch {cfg.train.batch_size}, {cfg.optim.optimizer} lr {cfg.optim.lr:g} "
@@ -103,12 +125,28 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
     for m in cfg.enabled_methods():
         settings = {k: v for k, v in cfg.to_dict()[m].items() if k != "enabled"}
         lines.append(f"  - {m}: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
+    structured = summary.get("structured") or {}
+    if summary.get("export_variant") == "structured" and structured:
+        before, after = structured.get("params_before", 0), structured.get("params_after", 0)
+        lines += [
+            "",
+            "## Structured pruning (this is the channel-pruned model)",
+            f"- {100 * structured.get('channel_fraction', 0):.0f}% of the channels removed, then "
+            f"{structured.get('fine_tune_epochs', 0)} fine-tuning epochs: {after:,} parameters instead of {before:,}, "
+            f"{100 * structured.get('flops_ratio', 1):.0f}% of the multiply-adds",
+            f"- Validation accuracy {pct(structured.get('val_acc'))} (the full model: "
+            f"{pct(structured.get('val_acc_before'))}); OOD and robust accuracy below were measured on the full model",
+        ]
     lines += [
         "",
         "## Metrics",
         f"- Validation accuracy: {pct(summary.get('val_acc'))}; test accuracy: {pct(summary.get('test_acc'))}",
         f"- OOD accuracy (corruption suite, severities 1-5): {pct(summary.get('ood_acc'))}",
     ]
+    imb = rep.get("imbalance") or {}
+    if imb.get("imbalanced") and summary.get("test_balanced_acc") is not None:
+        lines.append(f"- Imbalanced classes ('{imb['largest']}' {imb['ratio']}x '{imb['smallest']}'): test balanced "
+                     f"accuracy {pct(summary['test_balanced_acc'])}, macro-F1 {pct(summary.get('test_macro_f1'))}")
     for k, v in (summary.get("ood_acc_by_corruption") or {}).items():
         lines.append(f"  - {k}: {pct(v)}")
     if summary.get("ood_user_acc") is not None:
@@ -204,18 +242,54 @@ def use_it_section(classes: list[str], image_size: int) -> list[str]:
     return lines
 
 
+def verify_safetensors(path: Path, model: Classifier, val_images: torch.Tensor, num_classes: int) -> ExportCheck:
+    """Reload an exported safetensors file the way a user would and compare it with `model`.
+
+    A structured (channel-pruned) file is rebuilt from the layer shapes in its metadata
+    (engine.runs.load_structured); any other from its run config
+    (engine.runs.model_from_state). An unreadable file fails the check, with the reason.
+    """
+    try:
+        state, meta = load_checkpoint(path)
+        if "structured_arch" in meta:
+            reloaded = load_structured(path)[0]
+        else:
+            reloaded = model_from_state(RunConfig.from_dict(meta["config"]), num_classes, state)
+        return _compare("safetensors", path, _logits(model.eval().cpu(), val_images), _logits(reloaded, val_images))
+    except Exception as exc:  # unreadable file, config that does not rebuild the model
+        return ExportCheck("safetensors", str(path), False, 0.0, float("nan"), f"reloading failed: {exc}")
+
+
+def structured_card_summary(summary: dict) -> dict:
+    """`summary` for the card of the channel-pruned model: its own size and accuracies."""
+    s = summary.get("structured") or {}
+    return dict(summary, export_variant="structured", num_params=s.get("params_after", summary.get("num_params", 0)),
+                val_acc=s.get("val_acc"), test_acc=s.get("test_acc"))
+
+
 def export_all(model: Classifier, cfg: RunConfig, summary: dict, val_images: torch.Tensor, out_dir: Path,
-               formats: tuple[str, ...] = ("torchscript", "onnx")) -> list[ExportCheck]:
-    """Write model.safetensors, model.ts, model.onnx and MODEL_CARD.md into out_dir; verify each."""
-    from engine.runs import save_checkpoint
+               formats: tuple[str, ...] = ("torchscript", "onnx"), structured: bool = False) -> list[ExportCheck]:
+    """Write model.safetensors, model.ts, model.onnx and MODEL_CARD.md into out_dir; verify each.
+
+    `val_images`: uint8 [N, 3, H, W], the validation split the files are checked on. With
+    `structured=True` the model is a channel-pruned one (engine.structured): its safetensors file
+    also records every resized layer's shape, so it can be rebuilt. Returns the checks, the
+    safetensors file's first; they are also written to exports.json and the card.
+    """
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(out_dir / "model.safetensors", model.state_dict(), cfg, {"classes": summary.get("classes", [])})
-    checks = []
+    classes = summary.get("classes", [])
+    weights = out_dir / "model.safetensors"
+    if structured:
+        save_structured(weights, model, cfg, {"classes": classes, "num_classes": model.num_classes})
+    else:
+        save_checkpoint(weights, model.state_dict(), cfg, {"classes": classes})
+    checks = [verify_safetensors(weights, model, val_images, model.num_classes)]
     if "torchscript" in formats:
         checks.append(export_torchscript(model, cfg.data.image_size, out_dir / "model.ts", val_images))
     if "onnx" in formats:
         checks.append(export_onnx(model, cfg.data.image_size, out_dir / "model.onnx", val_images))
-    (out_dir / "MODEL_CARD.md").write_text(model_card(cfg, summary, checks))
+    card_summary = structured_card_summary(summary) if structured else summary
+    (out_dir / "MODEL_CARD.md").write_text(model_card(cfg, card_summary, checks))
     (out_dir / "exports.json").write_text(json.dumps([c.__dict__ for c in checks], indent=1))
     return checks

@@ -14,9 +14,12 @@ from typing import Any
 
 from engine.config import RunConfig
 from engine.errors import StudioError
-from engine.runs import write_json
+from engine.checkpoints import write_json
 from engine.store import RunStore
-from engine.train import Reporter, StopRequested, train
+from engine.contract import Reporter, StopRequested
+from engine.distributed import world
+from engine.pruning_search import search_into_config
+from engine.train import train
 
 
 def execute_run(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Path, datasets_dir: Path,
@@ -27,11 +30,14 @@ def execute_run(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Path, dat
     store.set_status(run_id, "running")
     summary: dict[str, Any]
     try:
-        result = train(cfg, reporter, run_dir=run_dir, work_dir=datasets_dir, limits=limits)
-        summary = result.summary
+        cfg, searched = search_into_config(cfg, datasets_dir, reporter, limits)
+        if searched:  # the saved config reproduces the run: the search's result replaces auto mode
+            (run_dir / "config.yaml").write_text(cfg.to_yaml())
+        result = train(cfg, reporter, run_dir=run_dir, work_dir=datasets_dir, limits=limits, world=world())
+        summary = {**searched, **result.summary}
         status, error = "finished", None
-    except StopRequested:
-        summary, status, error = {}, "stopped", "Stopped on request."
+    except StopRequested as stop:
+        summary, status, error = getattr(stop, "summary", {}), "stopped", "Stopped on request."
     except StudioError as exc:
         summary, status, error = {}, "failed", str(exc)
     except MemoryError:

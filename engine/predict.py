@@ -21,6 +21,7 @@ Low confidence (documented measure, both parts shown to the user in plain words)
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import os
@@ -41,17 +42,13 @@ import torch.nn.functional as F
 from engine.augment import to_float
 from engine.backbones import Classifier
 from engine.config import RunConfig
-from engine.data import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, SkippedFile, ZipLimits, decode_image, safe_extract_zip
+from engine.data import (IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, PIL_FORMATS, SkippedFile, ZipLimits, decode_image,
+                         safe_extract_zip)
 from engine.errors import StudioError
-from engine.evaluate import autocast_ctx
+from engine.devices import autocast_ctx, pick_amp, pick_device
+from engine.run_data import prepare_data
+from engine.runs import VARIANTS, load_run
 
-VARIANTS = {
-    "fine_tuned": "Fine-tuned (end of training)",
-    "best": "Best epoch (highest validation accuracy)",
-    "wise": "WiSE-FT mix at alpha",
-    "structured": "Structured-pruned (smaller, faster)",
-    "adversarial": "Adversarially fine-tuned",
-}
 LOW_CONFIDENCE = 0.5  # top softmax probability under this reads "unsure"
 FAR_QUANTILE = 0.95  # farther from every class than 95% of held-out images reads "unfamiliar"
 DEFAULT_BATCH = 64
@@ -75,36 +72,12 @@ def run_summary(run_dir: Path) -> dict:
     return summary
 
 
-def _config(run_dir: Path) -> RunConfig:
-    from engine.runs import load_checkpoint
-
-    path = Path(run_dir) / "last.safetensors"
-    if not path.is_file():
-        raise StudioError(f"The run in {Path(run_dir).name} has no final model (last.safetensors is missing).")
-    return RunConfig.from_dict(load_checkpoint(path)[1]["config"])
-
-
 def available_variants(run_dir: Path) -> dict[str, str]:
-    """{variant: label} of the models this finished run can load, in `VARIANTS` order.
-
-    fine_tuned always; best when best.safetensors exists; wise when the run saved WiSE-FT's start
-    model (theta0.safetensors); structured when pruning wrote structured.safetensors; adversarial
-    when the run trained with adversarial fine-tuning (its fine-tuned model is the robust one).
-    """
-    d = Path(run_dir)
-    out = {"fine_tuned": VARIANTS["fine_tuned"]}
-    if (d / "best.safetensors").is_file():
-        out["best"] = VARIANTS["best"]
-    if (d / "theta0.safetensors").is_file():
-        out["wise"] = VARIANTS["wise"]
-    if (d / "structured.safetensors").is_file():
-        out["structured"] = VARIANTS["structured"]
-    try:
-        if "adversarial" in _config(d).enabled_methods():
-            out["adversarial"] = VARIANTS["adversarial"]
-    except StudioError:
-        pass
-    return out
+    """{variant: label} of the models this finished run can load, in `VARIANTS` order (engine.runs:
+    fine_tuned always; best, wise, structured when their files exist; adversarial for runs trained
+    with adversarial fine-tuning, whose fine-tuned model is the robust one). "start" is for Explain."""
+    run = load_run(Path(run_dir), None)
+    return {v: label for v, label in VARIANTS.items() if v != "start" and run.has(v)}
 
 
 def chosen_alpha(summary: dict) -> float:
@@ -126,8 +99,6 @@ def _train_images(cfg: RunConfig, datasets_dir: Path | None):
     """The run's decoded data splits (from the engine's cache when warm), or None when unavailable."""
     if datasets_dir is None:
         return None
-    from engine.train import prepare_data
-
     try:
         return prepare_data(cfg, Path(datasets_dir))
     except (StudioError, OSError):
@@ -136,56 +107,33 @@ def _train_images(cfg: RunConfig, datasets_dir: Path | None):
 
 def load_variant(run_dir: Path, variant: str = "fine_tuned", alpha: float | None = None,
                  datasets_dir: Path | None = None) -> tuple[Classifier, RunConfig, list[str]]:
-    """(model in eval mode on the CPU, run config, class names) for one variant of a finished run.
-
-    variant: one of `VARIANTS`. For "wise", alpha in [0, 1] (None: `chosen_alpha`); pruning masks
-    are re-applied and, when the run asked for it, batch-norm statistics re-estimated on the
-    training images (needs `datasets_dir`). Raises StudioError, in plain words, for a variant the
-    run does not have, an alpha out of range, or missing/damaged files.
-    """
-    from engine.inference import load_run_model, model_from_state, run_classes
-    from engine.runs import load_checkpoint
-
-    d = Path(run_dir)
-    if variant not in VARIANTS:
-        raise StudioError(f"Unknown model variant '{variant}'. Choose one of: {', '.join(VARIANTS)}.")
-    run_summary(d)
-    have = available_variants(d)
+    """(a copy of the model in eval mode on the CPU, run config, class names) for one variant of a
+    finished run, through the one run loader (engine.runs). For "wise", alpha in [0, 1] (None:
+    `chosen_alpha`); batch-norm statistics re-estimated on the training images when the run asked
+    for it (needs `datasets_dir`). Raises StudioError, in plain words, for a variant the run does not
+    have, an alpha out of range, or missing/damaged files."""
+    if variant not in VARIANTS or variant == "start":
+        raise StudioError(f"Unknown model variant '{variant}'. Choose one of: {', '.join(available_variants(run_dir))}.")
+    summary = run_summary(Path(run_dir))
+    have = available_variants(Path(run_dir))
     if variant not in have:
         why = {"best": "it kept no best-epoch checkpoint", "wise": "it was trained without WiSE-FT",
                "structured": "it was trained without structured pruning",
                "adversarial": "it was trained without adversarial fine-tuning"}.get(variant, "")
         raise StudioError(f"This run has no '{VARIANTS[variant]}' model: {why}. Available: "
                           f"{', '.join(have.values())}.")
-    if variant in ("fine_tuned", "adversarial"):
-        return load_run_model(d, "last")
-    if variant == "best":
-        return load_run_model(d, "best")
-    if variant == "structured":
-        from engine.structured import load_structured
-
-        model, cfg, _ = load_structured(d / "structured.safetensors")
-        return model.eval(), cfg, run_classes(d)
-    # WiSE-FT: theta_alpha = (1 - alpha) theta_0 + alpha theta_1, as the method builds it
-    from engine.methods.wise_ft import interpolate_state, recalibrate_bn
-
-    alpha = chosen_alpha(run_summary(d)) if alpha is None else float(alpha)
-    if not 0.0 <= alpha <= 1.0:
-        raise StudioError(f"The WiSE-FT alpha must be between 0 and 1 (got {alpha:g}).")
-    theta_0, meta = load_checkpoint(d / "theta0.safetensors")
-    theta_1, _ = load_checkpoint(d / "last.safetensors")
-    masks = load_checkpoint(d / "masks.safetensors")[0] if (d / "masks.safetensors").is_file() else None
-    cfg = RunConfig.from_dict(meta["config"])
-    classes = run_classes(d)
-    model = model_from_state(cfg, len(classes), interpolate_state(theta_0, theta_1, alpha, masks))
-    wise_cfg = cfg.methods.get("wise_ft")
-    if wise_cfg is not None and wise_cfg.recalibrate_bn and 0.0 < alpha < 1.0:
-        data = _train_images(cfg, datasets_dir)
-        if data is None:
+    if variant == "wise":
+        alpha = chosen_alpha(summary) if alpha is None else float(alpha)
+    run = load_run(Path(run_dir), datasets_dir)
+    try:
+        model = run.model_variant(variant, alpha)
+    except StudioError as exc:
+        if "training images" in str(exc) or datasets_dir is None:
             raise StudioError("This run re-estimates batch-norm statistics for each WiSE-FT mix, which needs its "
-                              "training images, and its dataset could not be read. Use alpha 0 or 1, or another model.")
-        recalibrate_bn(model, data.train.images, torch.device("cpu"))
-    return model.eval(), cfg, classes
+                              "training images, and its dataset could not be read. Use alpha 0 or 1, or another "
+                              "model.") from None
+        raise
+    return copy.deepcopy(model).eval(), run.cfg, list(run.classes)  # a copy: a predictor may move it to a GPU
 
 
 # ---- the predictor -------------------------------------------------------------------------------
@@ -221,8 +169,6 @@ class Predictor:
 
     def __init__(self, model: Classifier, cfg: RunConfig, classes: list[str], variant: str, alpha: float | None,
                  device: torch.device, stats: FeatureStats | None = None, low_confidence: float = LOW_CONFIDENCE):
-        from engine.train import pick_amp
-
         self.model, self.cfg, self.classes = model.eval().to(device), cfg, list(classes)
         self.variant, self.alpha, self.device = variant, alpha, device
         self.amp_dtype = pick_amp(cfg.train.amp, device)
@@ -335,8 +281,6 @@ def feature_stats(predictor: Predictor, data) -> FeatureStats | None:
 def resolve_device(cfg: RunConfig, device: str | None = None) -> torch.device:
     """The device to predict on: `device` when given, else the run's own (`train.device`), falling back
     to the CPU when the run trained on a GPU this machine does not have."""
-    from engine.train import pick_device
-
     name = device or cfg.train.device
     try:
         return pick_device(name, distributed=False)
@@ -387,7 +331,7 @@ def describe_decoding(path: Path, size: int) -> list[str]:
     centre square, resize). Reads the header only; an unreadable file gets an empty list."""
     from PIL import Image
 
-    from engine.data import PIL_FORMATS
+
 
     try:
         with Image.open(path, formats=PIL_FORMATS) as img:

@@ -26,7 +26,14 @@ from typing import Any
 
 from engine.backbones import build_model
 from engine.config import RunConfig, with_section
+from engine.contract import Reporter, SubReporter
+from engine.data import DataSplits
+from engine.distributed import on_rank0
 from engine.errors import StudioError
+from engine.methods.pruning import prunable_layers
+from engine.methods.registry import restructure_model
+from engine.run_data import prepare_data
+from engine.train import train
 
 POST_HOC_METHODS = ("wise_ft",)  # methods that act after training: trials skip them
 
@@ -48,31 +55,6 @@ class SearchResult:
                 "seconds": self.seconds}
 
 
-class _TrialReporter:
-    """Passes a trial's progress and the stop request through; keeps its metrics out of the run's charts."""
-
-    def __init__(self, parent, index: int, trials: int):
-        self.parent, self.index, self.trials = parent, index, trials
-
-    def progress(self, **fields: Any) -> None:
-        if self.parent is None:
-            return
-        phase = f"pruning search: trial {self.index + 1}/{self.trials}"
-        if fields.get("phase"):
-            phase += f" ({fields['phase']})"
-        keep = {k: fields[k] for k in ("step", "total_steps", "images_per_sec", "eta_s", "loss") if k in fields}
-        self.parent.progress(phase=phase, **keep)
-
-    def metrics(self, epoch: int, step: int, values: dict[str, float]) -> None:
-        pass
-
-    def stream(self, key: str, point: dict[str, Any]) -> None:
-        pass
-
-    def should_stop(self) -> bool:
-        return self.parent is not None and self.parent.should_stop()
-
-
 def trial_config(cfg: RunConfig) -> RunConfig:
     """The run config for one trial: short, no extra evaluations, no search inside, no post-hoc methods."""
     pc = cfg.methods["pruning"]
@@ -90,7 +72,7 @@ def trial_config(cfg: RunConfig) -> RunConfig:
 
 
 def _sampler(name: str, seed: int, n_startup: int):
-    import optuna
+    import optuna  # imported when a search runs: a plain run's startup does not pay for it
 
     if name == "gp":
         try:
@@ -105,19 +87,16 @@ def _sampler(name: str, seed: int, n_startup: int):
 
 
 def stage_names(cfg: RunConfig, num_classes: int) -> list[str]:
-    from engine.methods import restructure_model
-    from engine.methods.pruning import prunable_layers
-
+    """The prunable stages of `cfg`'s backbone (one searched fraction each)."""
     model, _ = build_model(cfg.backbone.name, num_classes, "none")
     model = restructure_model(model, cfg)
     return prunable_layers(model, cfg.methods["pruning"].prune_head)[1]
 
 
 def search_pruning(cfg: RunConfig, data, trials: int | None = None, reporter=None) -> SearchResult:
-    """Find per-stage pruning fractions for `cfg` on `data` (its validation split scores the trials)."""
-    import optuna
-
-    from engine.train import train
+    """Find per-stage pruning fractions for `cfg` on `data` (its validation split scores the trials).
+    Raises StudioError for fewer than 2 trials, StopRequested when the user stops the run."""
+    import optuna  # imported when a search runs: a plain run's startup does not pay for it
 
     pc = cfg.methods["pruning"]
     n_trials = trials or pc.trials
@@ -141,7 +120,7 @@ def search_pruning(cfg: RunConfig, data, trials: int | None = None, reporter=Non
         tcfg = with_section(base, "pruning", stage_fractions=tuple(fractions))
         started = time.perf_counter()
         # under torchrun the search runs in one process: its trials are local, not distributed
-        result = train(tcfg, _TrialReporter(reporter, i, n_trials), data=data, distributed=False)
+        result = train(tcfg, SubReporter(reporter, f"pruning search: trial {i + 1}/{n_trials}"), data=data)
         acc, sparsity = float(result.summary["val_acc"]), float(result.summary["sparsity"])
         del result
         if i == 0 and pc.objective == "floor":
@@ -166,4 +145,19 @@ def search_pruning(cfg: RunConfig, data, trials: int | None = None, reporter=Non
                         seconds=time.perf_counter() - t0)
 
 
-__all__ = ["SearchResult", "search_pruning", "trial_config", "stage_names"]
+def search_into_config(cfg: RunConfig, datasets_dir, reporter: Reporter | None = None, limits=None,
+                       data: DataSplits | None = None) -> tuple[RunConfig, dict[str, Any]]:
+    """Job-level decisions made before the loop starts, written into the config so that the saved
+    config reproduces the run: with `pruning.auto`, the search's best per-stage fractions become
+    `pruning.stage_fractions` (and auto is switched off). Returns (config, summary entries).
+    Under torchrun every process calls it; rank 0 searches and the others receive its result."""
+    pc = cfg.methods.get("pruning")
+    if pc is None or not (pc.enabled and pc.auto):
+        return cfg, {}
+    result = on_rank0(lambda: search_pruning(cfg, data if data is not None else prepare_data(cfg, datasets_dir, limits),
+                                             reporter=reporter))
+    resolved = with_section(cfg, "pruning", auto=False, stage_fractions=tuple(result.best_fractions))
+    return resolved, {"pruning_search": result.to_dict()}
+
+
+__all__ = ["SearchResult", "search_pruning", "search_into_config", "trial_config", "stage_names"]

@@ -1,81 +1,233 @@
-"""Run folders and checkpoints.
+"""The one loader of a finished run and its model variants, shared by explanations, exports,
+WiSE-FT's alpha slider, Try-it and predict.
 
-A run folder holds `config.yaml`, `best.safetensors` and `last.safetensors` (state dicts with
-the run config in their metadata, never pickled modules), `summary.json`, and whatever a
-method exports. Run ids are made by the engine (time + random hex), never from user input.
+A run folder holds `config.yaml`, `summary.json`, `last.safetensors` (the fine-tuned model) and
+`best.safetensors` (its best validation epoch), and what its methods saved: `theta0.safetensors`
+(WiSE-FT's starting model), `masks.safetensors` (pruning), `structured.safetensors` (the
+channel-pruned model). Checkpoints are state dicts with the run config in their metadata
+(engine.checkpoints); a model is rebuilt from the config (architecture, classes, structural
+methods) without any pretrained download, and its state dict must match key for key.
+
+Variants (`FinishedRun.model(variant, alpha)`):
+- "fine_tuned": the model at the end of training (last.safetensors);
+- "best": the epoch with the best validation accuracy (best.safetensors);
+- "wise": theta_alpha = (1 - alpha) * theta_0 + alpha * theta_1 (Wortsman et al. 2021);
+- "structured": the channel-pruned network (Torch-Pruning), smaller and faster;
+- "adversarial": the fine-tuned model of a run trained with adversarial fine-tuning (the robust one);
+- "start": the starting point with this run's head: theta_0 for WiSE-FT runs, else the pretrained
+  backbone (its new head random, so only attributions of its features are meaningful).
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
-import secrets
-import time
+import threading
+from collections import OrderedDict
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from torch import nn
 
+from engine.backbones import BACKBONES, Classifier, build_model
+from engine.checkpoints import load_checkpoint, save_checkpoint
+from engine.config import RunConfig
+from engine.data import DataSplits, normalise_class_name
 from engine.errors import StudioError
+from engine.evaluate import EvalSets
+from engine.methods import restructure_model
+from engine.methods.wise_ft import curve_sets, evaluate_alpha, interpolate_state, recalibrate_bn
+from engine.run_data import load_user_ood, prepare_data
+from engine.structured import rebuild
+
+VARIANTS = {
+    "fine_tuned": "Fine-tuned (end of training)",
+    "best": "Best epoch (highest validation accuracy)",
+    "wise": "WiSE-FT mix at alpha",
+    "structured": "Structured-pruned (smaller, faster)",
+    "adversarial": "Adversarially fine-tuned",
+    "start": "Starting model (before fine-tuning)",
+}
 
 
-def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+def run_classes(run_dir: Path) -> list[str]:
+    """The run's class names, in label order, from its summary. Raises StudioError when the run
+    has not finished (no summary with classes)."""
+    summary = Path(run_dir) / "summary.json"
+    if summary.is_file():
+        classes = json.loads(summary.read_text()).get("classes")
+        if classes:
+            return [normalise_class_name(c) for c in classes]  # runs from before names were NFC
+    raise StudioError(f"The run in {run_dir} has no finished summary (no class list): it cannot be loaded.")
 
 
-def run_dir(data_dir: Path, run_id: str) -> Path:
-    d = Path(data_dir) / "runs" / run_id
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+def model_from_state(cfg: RunConfig, num_classes: int, state: dict[str, torch.Tensor]) -> Classifier:
+    """The run's architecture with `state` loaded strictly, in eval mode on the CPU. Raises
+    StudioError when a tensor is missing or unexpected."""
+    model, _ = build_model(cfg.backbone.name, num_classes, "none")
+    model = restructure_model(model, cfg)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise StudioError(
+            "This checkpoint does not fit the run's model "
+            f"(missing {len(missing)} tensors, e.g. {missing[:2]}; unexpected {len(unexpected)}, e.g. {unexpected[:2]})."
+        )
+    return model.eval()
 
 
-def save_checkpoint(path: Path, state_dict: dict[str, torch.Tensor], config: Any, extra: dict | None = None) -> None:
-    """safetensors state dict + the run config (and small extras) as string metadata."""
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
-    # safetensors refuses shared storage; clone tensors that alias another.
-    seen: dict[int, str] = {}
-    for k, v in tensors.items():
-        ptr = v.untyped_storage().data_ptr() if v.numel() else -1
-        if ptr in seen and ptr != -1:
-            tensors[k] = v.clone()
-        seen[ptr] = k
-    meta = {"config": config.to_json() if hasattr(config, "to_json") else json.dumps(config)}
-    for k, v in (extra or {}).items():
-        meta[k] = json.dumps(v)
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)  # atomic: a crash never leaves half a checkpoint
+def load_run_model(run_dir: Path, checkpoint: str = "last") -> tuple[Classifier, RunConfig, list[str]]:
+    """(model in eval mode on the CPU, its config, class names) from `<checkpoint>.safetensors`.
+    Raises StudioError when the file is missing or does not fit."""
+    path = Path(run_dir) / f"{checkpoint}.safetensors"
+    if not path.is_file():
+        raise StudioError(f"The run has no {checkpoint} checkpoint ({path.name} is missing).")
+    state, meta = load_checkpoint(path)
+    cfg = RunConfig.from_dict(meta["config"])
+    classes = run_classes(run_dir)
+    return model_from_state(cfg, len(classes), state), cfg, classes
 
 
-def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """(state dict, metadata with `config` parsed)."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = dict(f.metadata() or {})
-        state = load_file(str(path))
-    except Exception as exc:
-        raise StudioError(f"{Path(path).name} is not a readable checkpoint ({exc}).") from None
-    parsed = {k: json.loads(v) for k, v in meta.items()}
-    return state, parsed
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, float) and (math.isnan(x) or math.isinf(x)):
-        return None
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, torch.Tensor):
-        return _jsonable(x.tolist())
-    return x
+def load_structured(path: Path) -> tuple[nn.Module, RunConfig, dict]:
+    """(the channel-pruned model in eval mode on the CPU, its run config, the checkpoint's metadata).
+    Raises StudioError for a file that is not a structured-pruning checkpoint or does not fit."""
+    state, meta = load_checkpoint(Path(path))
+    if "structured_arch" not in meta:
+        raise StudioError(f"{Path(path).name} is not a structured-pruning checkpoint (no layer shapes in it).")
+    cfg = RunConfig.from_dict(meta["config"])
+    head_key = f"net.{BACKBONES[cfg.backbone.name].head_attr}.weight"
+    num_classes = state[head_key].shape[0] if head_key in state else int(meta.get("num_classes", 0))
+    model, _ = build_model(cfg.backbone.name, num_classes, "none")
+    model = rebuild(restructure_model(model, cfg), meta["structured_arch"])
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise StudioError(f"The structured checkpoint does not fit its rebuilt model (missing {missing[:2]}, "
+                          f"unexpected {unexpected[:2]}).")
+    return model.eval(), cfg, meta
 
 
-def write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(_jsonable(obj), indent=2))
-    os.replace(tmp, path)
+class FinishedRun:
+    """A finished run, loaded once: config, classes, summary, its data (decoded on first use) and
+    its model variants. `lock` serialises use of the shared models across dashboard sessions."""
+
+    def __init__(self, run_dir: Path, datasets_dir: Path | None):
+        self.run_dir, self.datasets_dir = Path(run_dir), datasets_dir and Path(datasets_dir)
+        # the fine-tuned model; a stopped run has only its best epoch
+        last = "last" if (self.run_dir / "last.safetensors").is_file() else "best"
+        self.model, self.cfg, self.classes = load_run_model(self.run_dir, last)
+        self.summary = json.loads((self.run_dir / "summary.json").read_text())
+        self.lock = threading.Lock()
+        self._variants: dict[tuple[str, float | None], nn.Module] = {}
+
+    @cached_property
+    def data(self) -> DataSplits:
+        """The run's splits, decoded exactly as in training (same source, size, seed). Raises
+        StudioError when the loader was given no datasets folder or the dataset is gone."""
+        if self.datasets_dir is None:
+            raise StudioError("This needs the run's training images, and no dataset folder was given.")
+        return prepare_data(self.cfg, self.datasets_dir)
+
+    def has(self, variant: str) -> bool:
+        """Whether this run can give `variant` (its files exist)."""
+        if variant == "adversarial":
+            return "adversarial" in self.cfg.enabled_methods()
+        files = {"best": "best.safetensors", "wise": "theta0.safetensors", "structured": "structured.safetensors"}
+        return variant in ("fine_tuned", "start") or (self.run_dir / files.get(variant, "-")).is_file()
+
+    def model_variant(self, variant: str = "fine_tuned", alpha: float | None = None) -> nn.Module:
+        """The model `variant` (see the module docstring) in eval mode on the CPU, cached per run.
+        `alpha` in [0, 1] is WiSE-FT's mixing weight (the alpha chosen for the run is kept in the run
+        store: engine.store). Raises StudioError for a variant this run does not have."""
+        if variant not in VARIANTS:
+            raise StudioError(f"Unknown model variant `{variant}`: choose one of {', '.join(VARIANTS)}.")
+        if not self.has(variant):
+            raise StudioError(f"This run has no {VARIANTS[variant].lower()} model.")
+        if variant == "wise":
+            if alpha is None or not 0.0 <= float(alpha) <= 1.0:
+                raise StudioError(f"The WiSE-FT alpha must be between 0 and 1 (got {alpha}).")
+            alpha = float(alpha)
+        key = (variant, alpha if variant == "wise" else None)
+        if key not in self._variants:
+            self._variants[key] = self._build(variant, alpha)
+            while len(self._variants) > 6:  # a few alphas and variants; each is a whole model
+                self._variants.pop(next(iter(self._variants)))
+        return self._variants[key]
+
+    def _build(self, variant: str, alpha: float | None) -> nn.Module:
+        if variant in ("fine_tuned", "adversarial"):
+            return self.model
+        if variant == "best":
+            return load_run_model(self.run_dir, "best")[0]
+        if variant == "structured":
+            return load_structured(self.run_dir / "structured.safetensors")[0]
+        if variant == "start":
+            if (self.run_dir / "theta0.safetensors").is_file():
+                return model_from_state(self.cfg, len(self.classes), self.wise_states()[0])
+            model, _ = build_model(self.cfg.backbone.name, len(self.classes), self.cfg.backbone.pretrained,
+                                   self.cfg.backbone.checkpoint)
+            return model.eval()
+        theta_0, theta_1, masks = self.wise_states()
+        model = model_from_state(self.cfg, len(self.classes), interpolate_state(theta_0, theta_1, alpha, masks))
+        if self.cfg.methods["wise_ft"].recalibrate_bn and 0.0 < alpha < 1.0:  # the ends are the saved models
+            recalibrate_bn(model, self.data.train.images, torch.device("cpu"))
+        return model.eval()
+
+    # -- WiSE-FT after the run: any alpha on demand ----------------------------------------------
+    @cached_property
+    def _wise(self) -> tuple[dict, dict, dict | None]:
+        if not (self.run_dir / "theta0.safetensors").is_file():
+            raise StudioError("This run has no WiSE-FT starting model: run it with WiSE-FT switched on.")
+        theta_0 = load_checkpoint(self.run_dir / "theta0.safetensors")[0]
+        theta_1 = load_checkpoint(self.run_dir / "last.safetensors")[0]
+        masks_path = self.run_dir / "masks.safetensors"
+        return theta_0, theta_1, load_checkpoint(masks_path)[0] if masks_path.is_file() else None
+
+    def wise_states(self) -> tuple[dict, dict, dict | None]:
+        """(theta_0, theta_1, pruning masks or None) as state dicts on the CPU."""
+        return self._wise
+
+    @cached_property
+    def curve_sets(self) -> EvalSets:
+        """The sets the run's WiSE-FT curve was measured on (same subset, same seed)."""
+        return curve_sets(self.cfg, self.data, load_user_ood(self.cfg, self.datasets_dir, self.data.classes))
+
+    def wise_point(self, alpha: float) -> dict[str, Any]:
+        """The curve's numbers at any alpha, computed now on the CPU (the dashboard's slider)."""
+        theta_0, theta_1, masks = self.wise_states()
+        bn = self.data.train.images if self.cfg.methods["wise_ft"].recalibrate_bn else None
+        with self.lock:
+            return evaluate_alpha(self._probe, theta_0, theta_1, float(alpha), self.curve_sets, torch.device("cpu"),
+                                  masks, bn)
+
+    @cached_property
+    def _probe(self) -> nn.Module:
+        """A model of the run's architecture that `wise_point` loads each alpha into."""
+        return model_from_state(self.cfg, len(self.classes), self.wise_states()[1])
+
+    def export_wise(self, alpha: float, out_path: Path) -> Path:
+        """Write theta_alpha (BN recalibrated when the run asked for it) as a safetensors state dict,
+        with the run config and alpha in its metadata."""
+        model = self.model_variant("wise", float(alpha))
+        save_checkpoint(Path(out_path), model.state_dict(), self.cfg, {"alpha": float(alpha)})
+        return Path(out_path)
+
+
+_RUNS: "OrderedDict[tuple[str, str], FinishedRun]" = OrderedDict()
+_RUNS_LOCK = threading.Lock()
+
+
+def load_run(run_dir: Path, datasets_dir: Path | None, keep: int = 3) -> FinishedRun:
+    """The finished run in `run_dir`, from a small LRU (moving between images or alphas reloads
+    nothing); `datasets_dir` is where its dataset is extracted (None: variants and numbers that need
+    the training images raise StudioError). Raises StudioError for a run that has not finished."""
+    key = (str(Path(run_dir).resolve()), str(datasets_dir))
+    with _RUNS_LOCK:
+        if key in _RUNS:
+            _RUNS.move_to_end(key)
+            return _RUNS[key]
+    run = FinishedRun(Path(run_dir), Path(datasets_dir))
+    with _RUNS_LOCK:
+        _RUNS[key] = run
+        while len(_RUNS) > keep:
+            _RUNS.popitem(last=False)
+    return run

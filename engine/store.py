@@ -39,10 +39,40 @@ CREATE TABLE IF NOT EXISTS metrics (
     step INTEGER NOT NULL,
     name TEXT NOT NULL,
     value REAL,
-    ts REAL NOT NULL
+    ts REAL NOT NULL,
+    channel TEXT NOT NULL DEFAULT 'epoch'
 );
 CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run_id, name);
+CREATE TABLE IF NOT EXISTS live (
+    run_id TEXT PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
+    progress TEXT NOT NULL DEFAULT '{}',
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS streams (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    point TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS drafts (
+    owner TEXT PRIMARY KEY,
+    draft TEXT NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS uploads (
+    owner TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    classes INTEGER,
+    images INTEGER,
+    created REAL NOT NULL,
+    PRIMARY KEY (owner, sha256, kind)
+);
 """
+CHANNELS = ("step", "epoch")  # a logged training step (loss, lr) | an epoch's evaluation
+
+UPLOAD_KINDS = ("dataset", "ood", "checkpoint")
 
 
 @dataclass
@@ -59,6 +89,7 @@ class RunRecord:
     owner: str = ""
     pinned: int = 0  # pinned runs are never cleaned up to free disk space
     shared: int = 0  # shared runs are visible (read-only) to every user
+    wise_ft_alpha: float | None = None  # the WiSE-FT mix the user chose on Results (None: not chosen yet)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -79,6 +110,11 @@ class RunStore:
             for col in ("pinned", "shared"):  # stores made by an older version
                 if col not in cols:
                     self._conn.execute(f"ALTER TABLE runs ADD COLUMN {col} INTEGER NOT NULL DEFAULT 0")
+            if "channel" not in {r["name"] for r in self._conn.execute("PRAGMA table_info(metrics)")}:
+                self._conn.execute("ALTER TABLE metrics ADD COLUMN channel TEXT NOT NULL DEFAULT 'epoch'")
+                self._conn.execute("UPDATE metrics SET channel='step' WHERE name IN ('loss', 'lr')")
+            if "wise_ft_alpha" not in cols:
+                self._conn.execute("ALTER TABLE runs ADD COLUMN wise_ft_alpha REAL")
 
     def close(self) -> None:
         with self._lock:
@@ -123,9 +159,18 @@ class RunStore:
         with self._lock, self._conn:
             self._conn.execute(f"UPDATE runs SET {flag}=? WHERE id=?", (int(value), run_id))
 
+    def set_wise_ft_alpha(self, run_id: str, alpha: float | None) -> None:
+        """Remember the WiSE-FT alpha (in [0, 1]) chosen for a run; Results, Explain and Export use it."""
+        if alpha is not None and not 0.0 <= float(alpha) <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        with self._lock, self._conn:
+            self._conn.execute("UPDATE runs SET wise_ft_alpha=? WHERE id=?",
+                               (None if alpha is None else float(alpha), run_id))
+
     def delete_run(self, run_id: str) -> None:
         with self._lock, self._conn:
-            self._conn.execute("DELETE FROM metrics WHERE run_id=?", (run_id,))
+            for table in ("metrics", "live", "streams"):
+                self._conn.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))
             self._conn.execute("DELETE FROM runs WHERE id=?", (run_id,))
 
     def mark_interrupted(self) -> list[str]:
@@ -140,14 +185,19 @@ class RunStore:
         return ids
 
     # ---- metrics -------------------------------------------------------------------------
-    def log_metrics(self, run_id: str, epoch: int, step: int, values: dict[str, float]) -> None:
+    def log_metrics(self, run_id: str, epoch: int, step: int, values: dict[str, float],
+                    channel: str = "epoch") -> None:
+        """Store `values` (name -> float or None) of one step or epoch; `channel` is "step" or "epoch"."""
+        assert channel in CHANNELS, channel
         now = time.time()
-        rows = [(run_id, epoch, step, k, None if v is None else float(v), now) for k, v in values.items()]
+        rows = [(run_id, epoch, step, k, None if v is None else float(v), now, channel) for k, v in values.items()]
         with self._lock, self._conn:
-            self._conn.executemany("INSERT INTO metrics (run_id, epoch, step, name, value, ts) VALUES (?,?,?,?,?,?)", rows)
+            self._conn.executemany(
+                "INSERT INTO metrics (run_id, epoch, step, name, value, ts, channel) VALUES (?,?,?,?,?,?,?)", rows)
 
     def metrics(self, run_id: str, names: list[str] | None = None) -> list[dict]:
-        q = "SELECT epoch, step, name, value, ts FROM metrics WHERE run_id=?"
+        """Rows {epoch, step, name, value, ts, channel} of a run, in the order they were logged."""
+        q = "SELECT epoch, step, name, value, ts, channel FROM metrics WHERE run_id=?"
         args: list[Any] = [run_id]
         if names:
             q += f" AND name IN ({','.join('?' * len(names))})"
@@ -155,6 +205,88 @@ class RunStore:
         with self._lock:
             rows = self._conn.execute(q + " ORDER BY rowid", args).fetchall()
         return [dict(r) for r in rows]
+
+    # ---- live state of a running job: written by the process that trains (a torchrun child too),
+    # ---- read by the engine that supervises it ---------------------------------------------
+    def set_progress(self, run_id: str, progress: dict[str, Any]) -> None:
+        """The latest progress fields of a run (phase, epoch, step, images/s, ETA ...), replaced whole."""
+        with self._lock, self._conn:
+            self._conn.execute("INSERT INTO live (run_id, progress, updated) VALUES (?,?,?) ON CONFLICT(run_id) "
+                               "DO UPDATE SET progress=excluded.progress, updated=excluded.updated",
+                               (run_id, json.dumps(progress), time.time()))
+
+    def progress(self, run_id: str) -> dict[str, Any]:
+        with self._lock:
+            row = self._conn.execute("SELECT progress FROM live WHERE run_id=?", (run_id,)).fetchone()
+        return json.loads(row["progress"]) if row else {}
+
+    def add_stream_point(self, run_id: str, key: str, point: dict[str, Any]) -> None:
+        """One point a method publishes (e.g. key "wise_ft": {"alpha", "val_acc", ...})."""
+        with self._lock, self._conn:
+            self._conn.execute("INSERT INTO streams (run_id, key, point) VALUES (?,?,?)",
+                               (run_id, key, json.dumps(point)))
+
+    def stream_points(self, run_id: str) -> dict[str, list[dict[str, Any]]]:
+        """key -> the points published under it, in order."""
+        with self._lock:
+            rows = self._conn.execute("SELECT key, point FROM streams WHERE run_id=? ORDER BY rowid", (run_id,))
+            out: dict[str, list] = {}
+            for r in rows.fetchall():
+                out.setdefault(r["key"], []).append(json.loads(r["point"]))
+        return out
+
+
+    # ---- drafts: the next run each user is preparing -----------------------------------------
+    def save_draft(self, owner: str, draft: dict) -> None:
+        """Keep `owner`'s draft (the next run's dataset, OOD set and config, as JSON) across
+        page refreshes and server restarts; one draft per user, the newest wins."""
+        with self._lock, self._conn:
+            self._conn.execute("INSERT INTO drafts (owner, draft, updated) VALUES (?,?,?) "
+                               "ON CONFLICT(owner) DO UPDATE SET draft=excluded.draft, updated=excluded.updated",
+                               (owner, json.dumps(draft), time.time()))
+
+    def load_draft(self, owner: str) -> dict | None:
+        """`owner`'s saved draft, or None when there is none (or it is unreadable)."""
+        with self._lock:
+            row = self._conn.execute("SELECT draft FROM drafts WHERE owner=?", (owner,)).fetchone()
+        if row is None:
+            return None
+        try:
+            draft = json.loads(row["draft"])
+        except ValueError:
+            return None
+        return draft if isinstance(draft, dict) else None
+
+    # ---- uploads: what each user uploaded, by content hash ------------------------------------
+    def add_upload(self, owner: str, sha256: str, kind: str, name: str, size: int,
+                   classes: int | None = None, images: int | None = None) -> None:
+        """Record an upload of `owner` (`kind`: dataset, ood or checkpoint; `size` in bytes).
+
+        The same bytes uploaded again under another name keep one row, with the newest name."""
+        assert kind in UPLOAD_KINDS, kind
+        with self._lock, self._conn:
+            self._conn.execute(
+                "INSERT INTO uploads (owner, sha256, kind, name, size, classes, images, created) "
+                "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(owner, sha256, kind) DO UPDATE SET name=excluded.name, "
+                "classes=COALESCE(excluded.classes, classes), images=COALESCE(excluded.images, images), "
+                "created=excluded.created",
+                (owner, sha256, kind, name, int(size), classes, images, time.time()))
+
+    def list_uploads(self, owner: str, kind: str | None = None) -> list[dict]:
+        """`owner`'s uploads, newest first: dicts of sha256, kind, name, size, classes, images, created."""
+        q, args = "SELECT * FROM uploads WHERE owner=?", [owner]
+        if kind is not None:
+            q, args = q + " AND kind=?", args + [kind]
+        with self._lock:
+            rows = self._conn.execute(q + " ORDER BY created DESC", args).fetchall()
+        return [dict(r) for r in rows]
+
+    def delete_upload(self, owner: str, sha256: str) -> bool:
+        """Forget `owner`'s upload; True when no user has those bytes recorded any more."""
+        with self._lock, self._conn:
+            self._conn.execute("DELETE FROM uploads WHERE owner=? AND sha256=?", (owner, sha256))
+            left = self._conn.execute("SELECT COUNT(*) FROM uploads WHERE sha256=?", (sha256,)).fetchone()[0]
+        return left == 0
 
 
 def _record(row: sqlite3.Row) -> RunRecord:

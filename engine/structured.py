@@ -11,7 +11,8 @@ A shrunken network no longer matches the registry architecture, and checkpoints 
 pickled modules. So a structured checkpoint is a safetensors state dict whose metadata holds,
 besides the run config, the shape of every resized layer (`structured_arch`: module name ->
 type, in/out channels, groups). `rebuild` builds the registry model and swaps in layers of those
-shapes; `load_structured` does both and loads the weights strictly.
+shapes; engine.runs.load_structured does both and loads the weights strictly. The smaller model's
+recovery fine-tune runs through the training loop (engine.methods.pruning).
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from __future__ import annotations
 import copy
 import math
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from engine.checkpoints import save_checkpoint
 from engine.errors import StudioError
+from engine.evaluate import cpu_latency_ms
 
 # Families whose layers Torch-Pruning can shrink and `rebuild` can restore (conv, linear, norm).
 STRUCTURED_FAMILIES = ("resnet", "mobilenet", "efficientnet")
@@ -166,37 +168,7 @@ def rebuild(model: nn.Module, arch: dict[str, dict[str, Any]]) -> nn.Module:
 
 def save_structured(path: Path, model: nn.Module, cfg: Any, extra: dict | None = None) -> None:
     """safetensors state dict + run config + per-layer shapes (no pickled modules)."""
-    from engine.runs import save_checkpoint
-
     save_checkpoint(path, model.state_dict(), cfg, {"structured_arch": architecture(model), **(extra or {})})
-
-
-def load_structured(path: Path) -> tuple[nn.Module, Any, dict]:
-    """(the shrunken model in eval mode on the CPU, its run config, the checkpoint's metadata)."""
-    from engine.backbones import build_model
-    from engine.config import RunConfig
-    from engine.methods import restructure_model
-    from engine.runs import load_checkpoint
-
-    state, meta = load_checkpoint(Path(path))
-    if "structured_arch" not in meta:
-        raise StudioError(f"{Path(path).name} is not a structured-pruning checkpoint (no layer shapes in it).")
-    cfg = RunConfig.from_dict(meta["config"])
-    head_key = f"net.{_head_attr(cfg)}.weight"
-    num_classes = state[head_key].shape[0] if head_key in state else int(meta.get("num_classes", 0))
-    model, _ = build_model(cfg.backbone.name, num_classes, "none")
-    model = rebuild(restructure_model(model, cfg), meta["structured_arch"])
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise StudioError(f"The structured checkpoint does not fit its rebuilt model (missing {missing[:2]}, "
-                          f"unexpected {unexpected[:2]}).")
-    return model.eval(), cfg, meta
-
-
-def _head_attr(cfg: Any) -> str:
-    from engine.backbones import BACKBONES
-
-    return BACKBONES[cfg.backbone.name].head_attr
 
 
 # ---- measuring ----------------------------------------------------------------------------------
@@ -210,8 +182,6 @@ def latency_pair(dense: nn.Module, small: nn.Module, image_size: int, batches: t
     each model's time its best round (other processes can only add time, never remove it).
     Copies are measured: the models stay where they are.
     """
-    from engine.evaluate import cpu_latency_ms
-
     a = copy.deepcopy(dense).to("cpu").eval()
     b = copy.deepcopy(small).to("cpu").eval()
     out: dict[str, dict[str, float]] = {}
@@ -228,58 +198,6 @@ def latency_pair(dense: nn.Module, small: nn.Module, image_size: int, batches: t
         speedup = ratios[len(ratios) // 2] if ratios else math.nan
         out[f"batch_{batch}"] = {"before_ms": min(ta), "after_ms": min(tb), "speedup": speedup}
     return out
-
-
-# ---- a short recovery fine-tune of the smaller model ------------------------------------------
-
-def recover(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, epochs: int, lr: float, batch_size: int,
-            generator: torch.Generator, masks: dict[str, torch.Tensor] | None = None, weight_decay: float = 5e-4,
-            momentum: float = 0.9, augment: bool = True, should_stop: Callable[[], bool] | None = None,
-            progress: Callable[[int, int], None] | None = None) -> None:
-    """Fine-tune the shrunken model for `epochs` (SGD, cosine to zero, plain cross-entropy).
-
-    Removing channels at once costs accuracy that a short fine-tune wins back (Li et al. 2017).
-    `masks` (state-dict key -> 0/1) keep unstructured zeros at zero, as in the main run.
-    """
-    from engine.augment import augment_batch, to_float
-
-    if epochs <= 0:
-        return
-    device = images.device
-    model.to(device).train()
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
-    params = dict(model.named_parameters())
-    masked = [(params[k], m.to(device)) for k, m in (masks or {}).items() if k in params]
-    n = len(images)
-    bs = min(batch_size, n)
-    steps = max(1, n // bs)
-    total, step = steps * epochs, 0
-    for _ in range(epochs):
-        order = torch.randperm(n, generator=generator).to(device)
-        for i in range(steps):
-            if should_stop is not None and should_stop():
-                from engine.train import StopRequested
-
-                raise StopRequested()
-            for g in opt.param_groups:
-                g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / total))
-            idx = order[i * bs:(i + 1) * bs]
-            x = augment_batch(images[idx], generator) if augment else to_float(images[idx])
-            loss = F.cross_entropy(model(x).float(), labels[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            with torch.no_grad():
-                for p, m in masked:
-                    if p.grad is not None:
-                        p.grad.mul_(m)
-            opt.step()
-            with torch.no_grad():
-                for p, m in masked:
-                    p.mul_(m)
-            step += 1
-            if progress is not None:
-                progress(step, total)
-    model.eval()
 
 
 def describe(arch_before: dict, arch_after: dict) -> dict[str, list[int]]:

@@ -20,10 +20,11 @@ from typing import Any
 from engine.config import RunConfig, validate
 from engine.errors import StudioError
 from engine.jobs import execute_run
-from engine.runs import new_run_id
+from engine.checkpoints import new_run_id
+from engine.paths import ASSETS_DIR, PROJECT_DIR, register_upload_dir, resolve_path
 from engine.security import AccessDenied, DataRoots, LimitExceeded, Limits
 from engine.store import RunRecord, RunStore
-from engine.train import Reporter
+from engine.contract import Reporter
 
 MAX_STEP_POINTS = 2000  # per run, in the live snapshot (the store keeps them all)
 
@@ -52,15 +53,20 @@ class _EngineReporter(Reporter):
             snap.progress.update(fields)
             snap.updated = time.time()
 
-    def metrics(self, epoch: int, step: int, values: dict[str, float]) -> None:
-        self.engine.store.log_metrics(self.run_id, epoch, step, values)
+    def step_metrics(self, epoch: int, step: int, values: dict[str, float]) -> None:
+        self._log("step", epoch, step, values)
+
+    def epoch_metrics(self, epoch: int, step: int, values: dict[str, float]) -> None:
+        self._log("epoch", epoch, step, values)
+
+    def _log(self, channel: str, epoch: int, step: int, values: dict[str, float]) -> None:
+        """Into the store (kept) and the live snapshot (the last MAX_STEP_POINTS steps, every epoch)."""
+        self.engine.store.log_metrics(self.run_id, epoch, step, values, channel=channel)
         with self.engine._lock:
             snap = self.engine._snapshots[self.run_id]
-            if set(values) <= {"loss", "lr"}:
-                snap.steps.append({"epoch": epoch, "step": step, **values})
-                del snap.steps[:-MAX_STEP_POINTS]
-            else:
-                snap.epochs.append({"epoch": epoch, "step": step, **values})
+            rows = snap.steps if channel == "step" else snap.epochs
+            rows.append({"epoch": epoch, "step": step, **values})
+            del rows[:-MAX_STEP_POINTS]
             snap.updated = time.time()
 
     def stream(self, key: str, point: dict[str, Any]) -> None:
@@ -98,6 +104,7 @@ class Engine:
         self.data_dir = Path(data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.datasets_dir = self.data_dir / "datasets"  # extracted uploads, named by content hash
+        register_upload_dir(self.data_dir / "uploads")  # configs name uploads as upload:<sha256>
         self.store = RunStore(self.data_dir / "studio.db")
         self.interrupted = self.store.mark_interrupted()  # a crash or restart left these unfinished
         self._lock = threading.RLock()
@@ -150,7 +157,6 @@ class Engine:
         """With data roots set, a run reads only uploads, the bundled assets, or folders under the roots."""
         if self.data_roots is None:
             return
-        from engine.config import ASSETS_DIR, resolve_path
 
         for source in (cfg.data.source, cfg.data.ood_source, cfg.backbone.checkpoint):
             if not source:
@@ -306,16 +312,13 @@ class Engine:
             self.enforce_disk_quota()
 
     def _supervise_child(self, run_id: str, cfg: RunConfig, processes: int, gpus: tuple[int, ...]) -> tuple[str, str | None]:
-        """Run a DistributedDataParallel job under torchrun as a child process and mirror its
-        metrics (from the store) and progress (from progress.json) into the live snapshot."""
-        import json
+        """Run a DistributedDataParallel job under torchrun as a child process and mirror what its
+        rank 0 writes to the store (metrics, progress, method streams) into the live snapshot."""
         import os
         import signal
         import socket
         import subprocess
         import sys
-
-        from engine.config import PROJECT_DIR
 
         run_dir = self.data_dir / "runs" / run_id
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -342,27 +345,16 @@ class Engine:
                     os.killpg(proc.pid, signal.SIGTERM)
                     stopped = True
                 rows = self.store.metrics(run_id)
-                prog = run_dir / "progress.json"
+                progress, streams = self.store.progress(run_id), self.store.stream_points(run_id)
                 with self._lock:
                     snap = self._snapshots[run_id]
                     for r in rows[seen:]:
-                        target = snap.steps if r["name"] in ("loss", "lr") else None
-                        if target is not None:
-                            if target and target[-1]["step"] == r["step"]:
-                                target[-1][r["name"]] = r["value"]
-                            else:
-                                target.append({"epoch": r["epoch"], "step": r["step"], r["name"]: r["value"]})
-                        else:
-                            if not snap.epochs or snap.epochs[-1]["epoch"] != r["epoch"]:
-                                snap.epochs.append({"epoch": r["epoch"], "step": r["step"]})
-                            snap.epochs[-1][r["name"]] = r["value"]
-                    if prog.is_file():
-                        try:
-                            state = json.loads(prog.read_text())
-                            snap.extra.update(state.pop("_streams", {}))
-                            snap.progress.update(state, processes=processes)
-                        except (json.JSONDecodeError, OSError):
-                            pass
+                        target = snap.steps if r["channel"] == "step" else snap.epochs
+                        if not target or target[-1]["step"] != r["step"] or target[-1]["epoch"] != r["epoch"]:
+                            target.append({"epoch": r["epoch"], "step": r["step"]})
+                        target[-1][r["name"]] = r["value"]
+                    snap.extra.update(streams)
+                    snap.progress.update(progress, processes=processes)
                     snap.updated = time.time()
                 seen = len(rows)
                 if done:

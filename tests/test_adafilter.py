@@ -16,7 +16,9 @@ from engine.errors import StudioError
 from engine.methods import METHODS
 from engine.methods.adafilter import (GateNetwork, GatedConvBN, gate_network, gated_layers, plain_state,
                                       restructure)
-from engine.train import Reporter, set_trunk_trainable, train
+from engine.contract import Reporter
+from engine.optim import set_trunk_trainable
+from engine.train import train
 
 SUPPORTED = [name for name in BACKBONES if METHODS["adafilter"].supports(name)]
 
@@ -205,13 +207,12 @@ class Recorder(Reporter):
     def __init__(self):
         self.epochs = []
 
-    def metrics(self, epoch, step, values):
-        if "val_acc" in values:
-            self.epochs.append(values)
+    def epoch_metrics(self, epoch, step, values):
+        self.epochs.append(values)
 
 
 def test_tiny_run_with_adversarial_robust_and_ood_eval_saves_and_reloads(tiny_cfg, tmp_path):
-    from engine.inference import load_run_model
+    from engine.runs import load_run_model
 
     rec = Recorder()
     cfg = tiny_cfg("adafilter.enabled=true", "adafilter.gate_lr_mult=5", "adversarial.enabled=true",

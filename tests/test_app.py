@@ -20,8 +20,10 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from engine.config import with_section
+from engine.paths import resolve_path
 from engine.methods import METHODS, MethodSpec
-from engine.methods.base import MethodHook
+from engine.config import METHOD_SECTIONS
+from engine.contract import MethodHook
 
 from conftest import tiny_image, write_tiny_zip
 
@@ -188,6 +190,7 @@ def test_a_newly_registered_method_gets_a_switch_settings_charts_and_its_result_
                       explanation="A test method. Watch the toy score.", paper="Nobody (2025)",
                       paper_url="https://example.org/toy", config_cls=ToyConfig, build=lambda cfg, m: ToyHook())
     monkeypatch.setitem(METHODS, "toy", spec)
+    monkeypatch.setitem(METHOD_SECTIONS, "toy", (ToyConfig, spec.validate))  # what register_method does
     seen = []
     monkeypatch.setitem(method_views.VIEWS, "toy", lambda eng, rec, summary: (seen.append(rec.id), st.write("toy view")))
     at = new_app()
@@ -229,7 +232,9 @@ def test_upload_configure_train_watch_and_see_results(studio, tiny_bytes):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Classes"] == "3" and metrics["Images"] == "30" and metrics["Skipped files"] == "0"
     assert len(at.image) >= 3, "a row of sample images per class"
-    stored = Path(at.session_state["cfg"].data.source)
+    data_cfg = at.session_state["cfg"].data
+    assert data_cfg.source.startswith("upload:") and data_cfg.source_name == "my data.zip"
+    stored = resolve_path(data_cfg.source)
     assert stored.parent == studio / "uploads" and "my data" not in stored.name, "uploads are named by content hash"
 
     configure_tiny(at, epochs=2)
@@ -359,8 +364,11 @@ def test_checkpoint_uploads_are_checked_against_the_backbone(studio, tmp_path):
     save_file({"conv1.weight": torch.zeros(64, 3, 7, 7)}, str(good))
     at.file_uploader(key="upload_ckpt").set_value(("mine.safetensors", good.read_bytes(), "application/octet-stream")).run()
     no_problems(at)
-    assert any("fits resnet18" in s for s in texts(at.success)), texts(at.error)
-    stored = Path(at.session_state["cfg"].backbone.checkpoint)
+    # one tensor of a whole backbone: loaded, with a warning that the rest stays random
+    assert any("fits only part of resnet18" in w for w in texts(at.warning)), texts(at.error)
+    ref = at.session_state["cfg"].backbone.checkpoint
+    assert ref.startswith("upload:"), "the config names the upload by content hash, not by a server path"
+    stored = resolve_path(ref)
     assert stored.parent == studio / "uploads" and stored.suffix == ".safetensors"
 
 
@@ -403,7 +411,8 @@ def test_a_bad_ood_upload_is_refused_with_its_message(studio, tiny_bytes):
     good = zip_bytes({f"{c}/{i}.png": png(c, i) for c in ("red", "green", "stripes") for i in range(2)})
     at.file_uploader[1].set_value(("ood.zip", good, "application/zip")).run()
     no_problems(at)
-    assert at.session_state["cfg"].data.ood_source.endswith(".zip")
+    assert at.session_state["cfg"].data.ood_source.startswith("upload:")
+    assert at.session_state["cfg"].data.ood_source_name == "ood.zip"
     assert any("OOD set in use" in s for s in texts(at.success))
 
 
@@ -412,10 +421,10 @@ def test_a_config_the_engine_refuses_shows_its_message_and_starts_nothing(studio
     upload_zip(at, tiny_bytes)
     at.session_state["cfg"] = with_section(at.session_state["cfg"], "optim", lr=0.0)
     at.switch_page("app_pages/train.py").run()
-    assert any("learning rate must be positive" in w for w in texts(at.warning))
+    assert any("Learning rate (optim.lr) must be between" in w for w in texts(at.warning))
     at.button(key="start").click().run()
     no_problems(at)
-    assert any("learning rate must be positive" in e for e in texts(at.error))
+    assert any("Learning rate (optim.lr) must be between" in e for e in texts(at.error))
     assert engine().list_runs() == []
 
 

@@ -127,3 +127,21 @@ def test_run_app_binds_locally_and_refuses_to_expose_without_a_login(monkeypatch
     assert run_app.configure_access("0.0.0.0", False, env) is None and env["STUDIO_ACCESS"] == "password"
     env = {}
     assert run_app.configure_access("0.0.0.0", True, env) is None and env["STUDIO_ACCESS"] == "off"
+
+
+def test_each_user_gets_back_their_own_draft_and_uploads(shared, tmp_path):
+    alice = login("alice")
+    alice.radio(key="w:data.kind").set_value("upload").run()
+    alice.file_uploader[0].set_value(("alice data.zip", write_tiny_zip(tmp_path / "a.zip", per_class=6).read_bytes(),
+                                      "application/zip")).run()
+    no_problems(alice)
+    assert alice.session_state["cfg"].data.source_name == "alice data.zip"
+
+    bob = login("bob")  # another user: the defaults, and none of alice's uploads
+    assert bob.session_state["dataset"].kind == "sample"
+    bob.radio(key="w:data.kind").set_value("upload").run()
+    assert not any("alice data.zip" in m for m in texts(bob.markdown))
+
+    again = login("alice")  # alice in a new session (a refresh asks for the password again)
+    assert again.session_state["cfg"].data.source_name == "alice data.zip"
+    assert "Active dataset: alice data.zip" in texts(again.subheader)

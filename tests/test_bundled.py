@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from engine.backbones import BACKBONES, available_sources, build_model, default_pretrained
-from engine.config import RunConfig, SAMPLE_DATASET, resolve_path
+from engine.config import RunConfig
+from engine.paths import SAMPLE_DATASET, resolve_path
 from engine.methods.wise_ft import fit_linear_probe, head_features
-from engine.train import prepare_data
+from engine.run_data import prepare_data
 
 
 BUNDLED = ["resnet18", "mobilenet_v3_small"]

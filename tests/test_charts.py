@@ -182,3 +182,5 @@ def test_per_layer_metrics_are_grouped_into_one_bar_chart():
     spec = charts.layer_bar_chart(df, "pruning/sparsity", groups["pruning/sparsity"]).to_dict()
     values = list(spec["datasets"].values())[0]
     assert spec["mark"]["type"] == "bar" and [v["value"] for v in values] == [0.4, 0.6]
+    title = spec["title"]
+    assert title.startswith("Pruning (Fine-Pruning): sparsity per layer"), "the method's title, not its id"

@@ -35,15 +35,16 @@ def test_effective_lr_is_reported():
 @pytest.mark.parametrize(
     "override, words",
     [
-        ("optim.lr=-1", "learning rate must be positive"),
+        ("optim.lr=-1", r"Learning rate \(optim.lr\) must be between 1e-06 and 10"),
         ("backbone.name=nope", "Unknown backbone"),
         ("data.image_size=16", "too small"),
         ("optim.momentum=1.5", "Momentum"),
-        ("train.epochs=0", "at least 1 epoch"),
+        ("train.epochs=0", r"Epochs \(train.epochs\) must be between 1"),
         ("optim.schedule=zigzag", "Unknown schedule"),
-        ("backbone.pretrained=cloud", "Unknown pretrained source"),
+        ("backbone.pretrained=cloud", r"Pretrained weights \(backbone.pretrained\): `cloud` is not a choice"),
         ("train.epochs=many", "must be a int"),
         ("optim.lr=1/0", "must be a float"),
+        ("eval.robust_eps=0.5", r"must be between 1 and 32/255 \(got 127.5\)"),  # the dashboard's units
     ],
 )
 def test_validation_messages(override, words):

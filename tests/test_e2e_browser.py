@@ -1,8 +1,11 @@
 """The dashboard in a real browser: `run_app.py` on a free port, headless Debian Chromium via Playwright.
 
-Uploads the sample zip, starts a quick run, waits for the live chart and the finish, checks that a
-second tab sees the same running job, and saves a screenshot of every page to
-tests/_artifacts/screenshots/ (git-ignored). Skipped where Chromium or Playwright is missing.
+Uploads the sample zip, checks that a page refresh keeps the draft (dataset, method, settings),
+starts a quick run, waits for the live chart and the finish, checks that a second tab sees the
+same running job, chooses a WiSE-FT alpha on Results and finds it on Explain and Export (also
+after a refresh), starts a second run on other data from the Data page and sees Compare flag the
+mixed data; saves a screenshot of every page to tests/_artifacts/screenshots/ (git-ignored).
+Skipped where Chromium or Playwright is missing.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ def sample_zip(tmp_path_factory) -> Path:
     bundled = ROOT / "assets" / "sample_textures.zip"
     if bundled.is_file():
         return bundled
-    from engine.textures import write_texture_zip
+    from tools.textures import write_texture_zip
 
     path = tmp_path_factory.mktemp("sample") / "sample_textures.zip"
     write_texture_zip(path)  # deterministic: the same bytes as the bundled sample's recipe
@@ -152,7 +155,15 @@ def test_a_first_visit_straight_to_a_page_gets_the_whole_app(server, browser):
     assert "Traceback" not in server["log"].read_text()
 
 
-def test_upload_train_and_see_results_in_a_browser(server, browser, sample_zip):
+@pytest.fixture(scope="module")
+def tiny_zip_path(tmp_path_factory) -> Path:
+    """Another dataset (3 colour classes, 10 images each) for a second, quick run on other data."""
+    from conftest import write_tiny_zip
+
+    return write_tiny_zip(tmp_path_factory.mktemp("other") / "colours.zip", per_class=10)
+
+
+def test_upload_train_and_see_results_in_a_browser(server, browser, sample_zip, tiny_zip_path):
     page = open_app(browser, server["url"])
     page.get_by_role("heading", name="1 · Data").wait_for(timeout=60_000)
 
@@ -176,8 +187,17 @@ def test_upload_train_and_see_results_in_a_browser(server, browser, sample_zip):
     settle(page)
     shot(page, "2_model")
 
+    # A refresh (a new session) keeps the draft: the uploaded dataset, the method and the settings
+    page.reload()
+    page.wait_for_selector("[data-testid='stApp']", timeout=60_000)
+    page.get_by_text(f"Active dataset: {sample_zip.name}").wait_for(timeout=120_000)
+    go(page, "Model and methods", "2 · Model and methods")
+    page.get_by_text("for 2 epochs at 32 px").wait_for(timeout=30_000)
+
     # Train: start, see the live chart, see it in a second tab too, wait for the finish
     go(page, "Train (live)", "3 · Train (live)")
+    next_run = page.locator("[data-testid='stMain']").get_by_text("Next run:").first.inner_text()
+    assert sample_zip.name in next_run and "WiSE-FT" in next_run, next_run
     page.get_by_role("button", name="Start training").click()
     page.get_by_test_id("stProgress").first.wait_for(timeout=120_000)
     page.locator("[data-testid='stMain'] [data-testid='stVegaLiteChart']").first.wait_for(timeout=RUN_TIMEOUT_S * 1000)
@@ -186,7 +206,7 @@ def test_upload_train_and_see_results_in_a_browser(server, browser, sample_zip):
     second = browser.new_page(viewport={"width": 1400, "height": 1000})  # a refresh, or a second tab
     second.goto(server["url"] + "/train")
     second.get_by_role("heading", name="3 · Train (live)").wait_for(timeout=60_000)
-    second.get_by_role("heading", name="resnet18 wise_ft").wait_for(timeout=60_000)  # the same job, live
+    second.get_by_role("heading", name=f"resnet18 wise_ft on {sample_zip.name}").wait_for(timeout=60_000)  # same job
     second.close()  # closing a tab must not stop the run
 
     page.get_by_text("Finished. Validation accuracy").wait_for(timeout=RUN_TIMEOUT_S * 1000)
@@ -212,8 +232,39 @@ def test_upload_train_and_see_results_in_a_browser(server, browser, sample_zip):
 
     cfg = RunConfig.from_yaml(Path(download.value.path()).read_text())
     assert (cfg.train.epochs, cfg.data.image_size, cfg.backbone.name) == (2, 32, "resnet18")
+    # WiSE-FT: alpha 0.30 chosen on Results is what Explain and Export use, also after a refresh
+    thumb = page.get_by_role("slider").first
+    thumb.focus()
+    for _ in range(20):  # 0.50 -> 0.30 in steps of 0.01
+        thumb.press("ArrowLeft")
+    settle(page)
+    page.get_by_text("Chosen for this run: alpha 0.30").wait_for(timeout=60_000)
+    go(page, "Explain and export", "5 · Explain and export")
+    page.get_by_text("WiSE-FT mix at alpha 0.30").first.wait_for(timeout=180_000)
+    page.get_by_role("tab", name="Export").click()
+    page.get_by_text("WiSE-FT mix at alpha 0.30 (chosen on Results)").wait_for(timeout=60_000)
+    page.reload()
+    page.wait_for_selector("[data-testid='stApp']", timeout=60_000)
+    go(page, "Explain and export", "5 · Explain and export")
+    page.get_by_text("WiSE-FT mix at alpha 0.30").first.wait_for(timeout=180_000)
+
+    # A second run on other data, started with one click on the Data page; Compare flags the mix
+    other = tiny_zip_path
+    go(page, "Data", "1 · Data")
+    page.get_by_text("Upload a zip", exact=True).click()
+    upload_zip(page, other)
+    page.get_by_text(f"{sample_zip.name} · ").first.wait_for(timeout=30_000)  # the earlier upload, offered again
+    page.get_by_role("button", name="Train now").click()
+    page.get_by_role("heading", name="3 · Train (live)").wait_for(timeout=60_000)
+    page.get_by_text("Finished. Validation accuracy").wait_for(timeout=RUN_TIMEOUT_S * 1000)
+    go(page, "Results", "4 · Results")
     page.get_by_role("tab", name="Compare runs").click()
     page.get_by_text("Runs to compare").wait_for()
+    page.get_by_text("2 different datasets").wait_for(timeout=60_000)
+    overflow = page.evaluate(  # the grid scrolls sideways inside its own scroller when it is too wide
+        "() => { const s = [...document.querySelectorAll(\"[data-testid='stMain'] [data-testid='stDataFrame'] "
+        ".dvn-scroller\")].pop(); return s ? s.scrollWidth - s.clientWidth : null; }")
+    assert overflow is not None and overflow <= 1, f"the Compare table needs {overflow} px of sideways scrolling"
     shot(page, "6_compare")
     page.close()
 

@@ -43,7 +43,7 @@ def test_a_failing_run_is_marked_failed_and_the_next_one_runs(engine, tiny_cfg, 
 
 
 def test_a_crash_inside_a_method_fails_only_that_run(engine, tiny_cfg, monkeypatch):
-    from engine.methods.base import MethodHook
+    from engine.contract import MethodHook
 
     class Exploding(MethodHook):
         name = "exploding"
@@ -110,10 +110,10 @@ def test_cli_train_writes_summary(tiny_zip, tmp_path):
 
 @pytest.mark.parametrize("args, words", [
     (["--data", "/nonexistent.zip"], "does not exist"),
-    (["--lr", "-1"], "learning rate"),
+    (["--lr", "-1"], "Learning rate (optim.lr) must be between"),
     (["--backbone", "alexnet"], "Unknown backbone"),
     (["--set", "optim.lr"], "section.field=value"),
-    (["--epochs", "0"], "at least 1 epoch"),
+    (["--epochs", "0"], "Epochs (train.epochs) must be between 1"),
 ])
 def test_cli_bad_input_gives_a_clear_message_without_traceback(tiny_zip, tmp_path, args, words):
     base = ["train", "--data", str(tiny_zip), "--image-size", "32", "--data-dir", str(tmp_path)]

@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 import torch
 
-from engine import fractal
-from engine.textures import TEXTURE_CLASSES, make_texture_images, write_texture_zip
+from tools import fractal
+from tools.textures import TEXTURE_CLASSES, make_texture_images, write_texture_zip
 
 
 # ---- fractal -------------------------------------------------------------------------------
@@ -116,9 +116,9 @@ def test_pretrain_cli_writes_trunk_and_recipe(tmp_path):
     import torchvision
     from safetensors.torch import load_file
 
-    from engine.pretrain import main
+    from tools.pretrain import main
 
-    rc = main(["--classes", "3", "--instances", "4", "--val-instances", "2", "--image-size", "16",
+    rc = main(["--classes", "3", "--instances", "4", "--val-instances", "2", "--image-size", "32",
                "--epochs", "1", "--batch-size", "4", "--threads", "1", "--no-probe",
                "--out-dir", str(tmp_path)])
     assert rc == 0
@@ -127,7 +127,8 @@ def test_pretrain_cli_writes_trunk_and_recipe(tmp_path):
     assert set(state) == expected
     assert all(v.dtype in (torch.float16, torch.int64) for v in state.values())
     recipe = json.loads((tmp_path / "resnet18_fractal.json").read_text())
-    assert recipe["dataset"]["classes"] == 3 and recipe["training"]["epochs"] == 1
-    assert recipe["command"].startswith("python -m engine.pretrain ")
+    assert recipe["dataset"]["classes"] == 3 and recipe["training"]["engine_config"]["train"]["epochs"] == 1
+    assert recipe["command"].startswith("python -m tools.pretrain ")
+    assert recipe["training"]["engine_config"]["optim"]["nesterov"] is True  # the engine's loop trained it
     assert 0.0 <= recipe["final_heldout_accuracy"] <= 1.0
     assert {"platform", "cpu_count", "torch", "device_name"} <= set(recipe["machine"])

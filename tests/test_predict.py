@@ -242,10 +242,10 @@ def test_model_card_use_it_code_reproduces_the_studio(studio, tmp_path, runtime)
     """Export the run as the Explain page does, take the card's script for `runtime` verbatim, run it
     on new image files (a sideways JPEG photo, an RGBA icon, a grey PNG) and compare with the studio."""
     from engine.export import export_all
-    from engine.inference import RunBundle
+    from engine.runs import FinishedRun
 
     studio_dir, run_dir = studio
-    bundle = RunBundle(run_dir, studio_dir / "datasets")
+    bundle = FinishedRun(run_dir, studio_dir / "datasets")
     checks = export_all(bundle.model, bundle.cfg, bundle.summary, bundle.data.val.images, tmp_path / "export")
     assert all(c.ok for c in checks), [c.message for c in checks]
     card = (tmp_path / "export" / "MODEL_CARD.md").read_text()

@@ -7,8 +7,9 @@ from engine.config import apply_overrides
 from engine.errors import StudioError
 from engine.evaluate import predict
 from engine.methods.pruning import PruningHook, schedule_level
-from engine.runs import write_json
-from engine.train import Reporter, train
+from engine.checkpoints import write_json
+from engine.contract import Reporter
+from engine.train import train
 
 
 class Recorder(Reporter):
@@ -67,7 +68,7 @@ def test_pruned_weights_stay_zero_across_optimiser_steps(tiny_cfg, tmp_path, mon
 
 
 def test_the_exported_model_without_masks_predicts_the_same(tiny_cfg, tmp_path):
-    from engine.inference import load_run_model
+    from engine.runs import load_run_model
 
     cfg = tiny_cfg("pruning.enabled=true", "pruning.target_sparsity=0.8", "eval.ood=false")
     run_dir = tmp_path / "run"
@@ -92,7 +93,7 @@ def test_the_exported_model_without_masks_predicts_the_same(tiny_cfg, tmp_path):
 
 def test_a_tiny_bayesian_search_returns_a_valid_setting(tiny_cfg, tiny_zip, tmp_path):
     from engine.pruning_search import search_pruning
-    from engine.train import prepare_data
+    from engine.run_data import prepare_data
 
     cfg = tiny_cfg("pruning.enabled=true", "pruning.auto=true", "pruning.trials=3", "pruning.trial_epochs=1",
                    "pruning.max_fraction=0.9", "eval.ood=false")
@@ -111,10 +112,20 @@ def test_a_tiny_bayesian_search_returns_a_valid_setting(tiny_cfg, tiny_zip, tmp_
 
 
 def test_auto_mode_uses_the_best_setting_under_an_accuracy_floor(tiny_cfg, tmp_path):
+    """The search runs at the job level, before training, and its result goes into the config:
+    the config saved with the run reproduces it without searching again."""
+    from engine.config import RunConfig
+    from engine.jobs import execute_run
+    from engine.store import RunStore
+
     cfg = tiny_cfg("pruning.enabled=true", "pruning.auto=true", "pruning.trials=2", "pruning.objective=floor",
                    "pruning.max_acc_drop=1.0", "pruning.target_sparsity=0.5", "train.epochs=1", "eval.ood=false")
     rec = Recorder()
-    s = train(cfg, rec, work_dir=tmp_path).summary
+    store = RunStore(tmp_path / "studio.db")
+    store.create_run("r", "r", cfg.to_dict(), str(tmp_path / "r"))
+    s = execute_run(store, "r", cfg, tmp_path / "r", tmp_path, rec)
+    saved = RunConfig.load(tmp_path / "r" / "config.yaml").methods["pruning"]
+    assert not saved.auto and list(saved.stage_fractions) == s["pruning_search"]["best_fractions"]
     search = s["pruning_search"]
     assert len(search["trials"]) == 2 and len(rec.streams["pruning_trials"]) == 2
     # With a floor of (dense accuracy - 100 points) every trial is feasible: the sparser one wins.
@@ -124,7 +135,7 @@ def test_auto_mode_uses_the_best_setting_under_an_accuracy_floor(tiny_cfg, tmp_p
 
 
 def test_structured_pruning_shrinks_speeds_up_and_reloads(tiny_cfg, tmp_path):
-    from engine.structured import load_structured
+    from engine.runs import load_structured
 
     cfg = tiny_cfg("pruning.enabled=true", "pruning.target_sparsity=0.5", "pruning.structured=true",
                    "pruning.channel_fraction=0.5", "train.epochs=1", "eval.ood=false")
@@ -136,7 +147,7 @@ def test_structured_pruning_shrinks_speeds_up_and_reloads(tiny_cfg, tmp_path):
     assert s["structured"]["flops_ratio"] < 0.4
     assert s["structured"]["file_bytes_after"] < 0.4 * s["structured"]["file_bytes_before"]
     assert s["latency_speedup"] > 1.0 and s["structured"]["latency_ms"]["batch_32"]["speedup"] > 1.0
-    small = result.context.structured_model.cpu().eval()
+    small = result.context.artifacts["structured_model"].cpu().eval()
     reloaded, rcfg, meta = load_structured(run_dir / "structured.safetensors")
     assert rcfg == cfg and sum(p.numel() for p in reloaded.parameters()) == s["params_after"]
     x = result.context.data.val.images.float() / 255
@@ -185,7 +196,7 @@ def test_wise_ft_keeps_the_sparsity(tiny_cfg, tmp_path):
 
     from engine.backbones import build_model
     from engine.methods.wise_ft import interpolate_state
-    from engine.runs import load_checkpoint
+    from engine.checkpoints import load_checkpoint
 
     start, _ = build_model("resnet18", 3, "none")
     ckpt = tmp_path / "start.safetensors"

@@ -152,7 +152,7 @@ def test_image_pixel_limit_skips_huge_images(tmp_path, tiny_cfg):
     from PIL import Image
 
     from conftest import write_tiny_zip
-    from engine.train import prepare_data
+    from engine.run_data import prepare_data
 
     path = write_tiny_zip(tmp_path / "d.zip")
     with zipfile.ZipFile(path, "a") as zf:

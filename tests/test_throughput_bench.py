@@ -20,10 +20,10 @@ EXTRA_S = 0.05
 
 
 class SlowEngine(throughput.Interleaved):
-    """`metrics` is called by the engine after each step's progress report, outside the bare step's
-    timing: time spent there belongs to the engine."""
+    """`step_metrics` is called by the engine after each step's progress report, outside the bare
+    step's timing: time spent there belongs to the engine."""
 
-    def metrics(self, *args, **kwargs) -> None:
+    def step_metrics(self, *args, **kwargs) -> None:
         time.sleep(EXTRA_S)
 
 

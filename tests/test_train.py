@@ -9,7 +9,8 @@ import torch
 
 from engine.errors import StudioError
 from engine.schedules import SCHEDULES, lr_curve
-from engine.train import Reporter, StopRequested, train
+from engine.contract import Reporter, StopRequested
+from engine.train import train
 
 SUMMARY_KEYS = ("status", "epochs", "val_acc", "test_acc", "ood_acc", "ood_acc_by_corruption",
                 "train_images_per_sec", "num_params", "data_report")
@@ -25,8 +26,11 @@ class Recorder(Reporter):
     def progress(self, **f):
         self.phases.append(f.get("phase"))
 
-    def metrics(self, epoch, step, values):
-        (self.epochs if "val_acc" in values else self.steps).append(values)
+    def step_metrics(self, epoch, step, values):
+        self.steps.append(values)
+
+    def epoch_metrics(self, epoch, step, values):
+        self.epochs.append(values)
 
     def should_stop(self):
         if self.stop_after_s is not None and time.perf_counter() - self.t0 > self.stop_after_s:
@@ -77,7 +81,7 @@ def test_linear_probe_then_fine_tune(tiny_cfg, tmp_path):
 
 def test_probe_phase_trains_only_the_head():
     from engine.backbones import build_model
-    from engine.train import set_trunk_trainable
+    from engine.optim import set_trunk_trainable
 
     model, _ = build_model("resnet18", 3, "none")
     set_trunk_trainable(model, [], probe_only=True)

@@ -7,10 +7,11 @@ import torch
 
 from engine.errors import StudioError
 from engine.evaluate import predict
-from engine.inference import model_from_state
-from engine.methods.wise_ft import DEFAULT_ALPHAS, coarse_to_fine, export_at, interpolate_state, point_at
-from engine.runs import load_checkpoint
-from engine.train import Reporter, train
+from engine.runs import load_run, model_from_state
+from engine.methods.wise_ft import DEFAULT_ALPHAS, coarse_to_fine, interpolate_state
+from engine.checkpoints import load_checkpoint
+from engine.contract import Reporter
+from engine.train import train
 
 
 class Recorder(Reporter):
@@ -101,7 +102,7 @@ def test_curve_is_computed_and_streamed(wise_run):
     assert [p["alpha"] for p in res.streamed] == [0.0, 1.0, 0.5, 0.25, 0.75]
     # the curve's OOD accuracy on 4 images per corruption (the tiny val split has more)
     assert len(res.context.data.val) > 4
-    assert res.summary["wise_curve_ood_images"] == 4 * len(res.context.ood_suite)
+    assert res.summary["wise_curve_ood_images"] == 4 * len(res.context.eval_sets.ood_suite)
     for p in curve:
         assert 0 <= p["val_acc"] <= 1 and 0 <= p["ood_acc"] <= 1
     assert curve[-1]["val_acc"] == pytest.approx(res.summary["val_acc"], abs=1e-6)
@@ -109,11 +110,11 @@ def test_curve_is_computed_and_streamed(wise_run):
 
 def test_on_demand_alpha_and_export(wise_run, tmp_path):
     res, run_dir = wise_run
-    point = point_at(run_dir, run_dir / "data", 0.5)
+    point = load_run(run_dir, run_dir / "data").wise_point(0.5)
     grid = {p["alpha"]: p for p in res.summary["wise_curve"]}
     assert point["val_acc"] == pytest.approx(grid[0.5]["val_acc"], abs=1e-6)
     assert point["ood_acc"] == pytest.approx(grid[0.5]["ood_acc"], abs=1e-6)  # same corrupted subset
-    out = export_at(run_dir, run_dir / "data", 0.25, tmp_path / "wise.safetensors")
+    out = load_run(run_dir, run_dir / "data").export_wise(0.25, tmp_path / "wise.safetensors")
     state, meta = load_checkpoint(out)
     assert meta["alpha"] == 0.25 and "config" in meta
     model = model_from_state(res.context.cfg, 3, state)
@@ -152,7 +153,7 @@ def test_theta0_head_is_calibrated():
 
 
 def test_the_curve_subset_takes_the_classes_in_turn():
-    from engine.methods.wise_ft import balanced_subset
+    from engine.evaluate import balanced_subset
 
     labels = torch.tensor([0, 0, 0, 0, 1, 2, 0, 1, 2, 2])
     idx = balanced_subset(labels, 6)
@@ -164,12 +165,15 @@ def test_the_curve_subset_takes_the_classes_in_turn():
 def test_the_curve_subset_is_scored_against_its_own_labels(wise_run):
     """With a subset, every corrupted image is scored against its own label: the curve's point at
     alpha 1 equals the fine-tuned model's accuracy on those images, computed directly."""
-    from engine.evaluate import ood_accuracy
-    from engine.methods.wise_ft import balanced_subset
+    from engine.corruptions import build_ood_suite
+    from engine.evaluate import balanced_subset
 
     res, _ = wise_run
     ctx = res.context
     idx = balanced_subset(ctx.data.val.labels, 4)
-    suite = {c: {s: imgs[idx] for s, imgs in by.items()} for c, by in ctx.ood_suite.items()}
-    by_c = ood_accuracy(ctx.model, suite, ctx.data.val.labels[idx], ctx.device)
-    assert res.summary["wise_curve"][-1]["ood_acc"] == pytest.approx(sum(by_c.values()) / len(by_c), abs=1e-6)
+    labels = ctx.data.val.labels[idx]
+    suite = build_ood_suite(ctx.data.val.images[idx], severities=(ctx.cfg.eval.ood_severity_each_epoch,),
+                            seed=ctx.cfg.seed)
+    accs = [float((predict(ctx.model, imgs, labels, ctx.device).preds == labels).float().mean())
+            for by in suite.values() for imgs in by.values()]
+    assert res.summary["wise_curve"][-1]["ood_acc"] == pytest.approx(sum(accs) / len(accs), abs=1e-6)

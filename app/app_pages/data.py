@@ -10,8 +10,9 @@ import streamlit as st
 
 from app import charts, datasets, state
 from app.widgets import field_widget
-from engine.config import SAMPLE_DATASET, with_section
-from engine.data import IMAGE_EXTENSIONS
+from engine.config import with_section
+from engine.data import IMAGE_EXTENSIONS, PHASH_MAX_DISTANCE
+from engine.paths import SAMPLE_DATASET
 
 KIND_LABELS = {"sample": "Bundled sample", "upload": "Upload a zip", "folder": "Folder on this server"}
 SAMPLE_LABEL = state.SAMPLE_LABEL
@@ -28,32 +29,89 @@ def _progress_bar():
     return update, slot
 
 
-def _uploaded_path(engine, upload, suffix: str) -> str | None:
-    """Store an upload inside the engine's folder (named by content hash); memoised per file."""
-    memo = st.session_state.setdefault("upload_paths", {})
+def _uploaded_ref(engine, upload, suffix: str) -> str | None:
+    """Store an upload inside the engine's folder (named by content hash); returns its reference
+    `upload:<sha256>`; memoised per file."""
+    memo = st.session_state.setdefault("upload_refs", {})
     if upload.file_id not in memo:
-        out = state.attempt("saving the upload", engine.save_upload, upload.getvalue(), suffix)
+        out = state.attempt("saving the upload", state.store_upload, engine, upload.getvalue(), suffix)
         if not out.ok:
             return None
         memo[upload.file_id] = str(out.value)
     return memo[upload.file_id]
 
 
-def _activate(engine, candidate: state.Dataset) -> bool:
-    """Check a new dataset with the engine; use it only when it is trainable."""
+def _skipped_table(skipped, expanded: bool = False) -> None:
+    """The skipped files and why, folded away unless `expanded`."""
+    with st.expander(f"{len(skipped)} skipped file{'s' if len(skipped) != 1 else ''}, and why",
+                     icon=":material/warning:", expanded=expanded):
+        st.dataframe([{"file": s.path, "reason": s.reason} for s in skipped], hide_index=True, width="stretch")
+
+
+def _show_refusal(error: BaseException) -> None:
+    """The refusal message, then what the engine saw: the layout notes and every skipped file."""
+    state.show_error(error, "reading the dataset")
+    for note in getattr(error, "notes", []):
+        st.caption(note)
+    if getattr(error, "skipped", None):
+        _skipped_table(error.skipped, expanded=True)
+
+
+def _activate(engine, candidate: state.Dataset, size: int | None = None) -> bool:
+    """Check a new dataset with the engine; use it only when it is trainable. An upload (of `size`
+    bytes) that passes is listed among the user's earlier uploads."""
     current = state.dataset()
-    trial = with_section(state.config(), "data", source=candidate.source, ood_source="")
+    trial = with_section(state.config(), "data", source=candidate.source, ood_source="",
+                         source_name=candidate.label if candidate.kind == "upload" else "", ood_source_name="")
     update, slot = _progress_bar()
     with st.spinner("Checking the dataset…"):
         result = datasets.check_dataset(engine, trial, update)
     slot.empty()
     if result.ok:
         state.set_dataset(candidate)
+        if candidate.kind == "upload" and size is not None:
+            state.remember_upload(engine, candidate.source, "dataset", candidate.label, size,
+                                  classes=len(result.report.classes), images=result.report.num_images)
         return True
-    state.show_error(result.error, "reading the dataset")
+    _show_refusal(result.error)
     st.info(f"The studio still uses **{current.label}**. Fix the problem above, then try again.",
             icon=":material/info:")
     return False
+
+
+def _size_text(n: int) -> str:
+    return f"{n / 1024 ** 2:.1f} MB" if n >= 1024 ** 2 else f"{max(n, 1) / 1024:.0f} KB"
+
+
+def earlier_uploads(engine, kind: str, in_use: str, on_use) -> None:
+    """This user's earlier uploads of `kind` (dataset or ood), each with Use and Delete buttons."""
+    import time
+
+    items = state.uploads(engine, kind)
+    if not items:
+        return
+    title = "Your earlier uploads" if kind == "dataset" else "Your earlier OOD uploads"
+    with st.expander(f"{title} ({len(items)})", icon=":material/history:", expanded=kind == "dataset"):
+        for u in items:
+            ref = state.upload_ref(u["sha256"])
+            c = st.columns([4, 1, 1], vertical_alignment="center")
+            facts = [_size_text(u["size"])]
+            if u.get("classes"):
+                facts.append(f"{u['classes']} class{'es' if u['classes'] != 1 else ''}")
+            if u.get("images"):
+                facts.append(state.plural(int(u["images"]), "image"))
+            facts.append("uploaded " + time.strftime("%d %b %Y %H:%M", time.localtime(u["created"])))
+            c[0].markdown(f"**{u['name']}** · " + " · ".join(facts) + (" · *in use*" if ref == in_use else ""))
+            if c[1].button("Use", key=f"use_{kind}_{u['sha256'][:16]}", disabled=ref == in_use):
+                on_use(u)
+            if c[2].button("Delete", key=f"del_{kind}_{u['sha256'][:16]}", icon=":material/delete:"):
+                message = state.delete_upload(engine, u["sha256"])
+                datasets.forget(ref)
+                st.session_state["upload_note"] = f"{u['name']}: {message}"
+                st.rerun()
+    note = st.session_state.pop("upload_note", None)
+    if note:
+        st.info(note, icon=":material/info:")
 
 
 def _bump(counter: str) -> None:
@@ -67,14 +125,16 @@ def choose_source(engine) -> None:
         st.session_state[KIND_KEY] = ds.kind if ds.kind in kinds else kinds[0]
     kind = st.radio("Where are your images?", kinds, key=KIND_KEY, format_func=KIND_LABELS.get, horizontal=True,
                     help="A zip (or folder) with one sub-folder per class, the images inside: "
-                         "cats/001.jpg, cats/002.jpg, dogs/001.jpg …")
+                         "cats/001.jpg, cats/002.jpg, dogs/001.jpg …; or train/, val/ (valid/, validation/) "
+                         "and test/ folders holding the class folders (the split is then used as given); "
+                         "or images with a labels.csv / metadata.csv / metadata.jsonl (file_name, label).")
 
     if not state.sample_available() and ds.kind == "sample":
         st.warning(f"The bundled sample dataset ({SAMPLE_DATASET}) is not part of this installation. "
                    "Upload a zip of your own images, or use a folder on this server.", icon=":material/warning:")
 
     if kind == "sample":
-        from engine.textures import TEXTURE_CLASSES
+        from tools.textures import TEXTURE_CLASSES
 
         st.caption(f"{len(TEXTURE_CLASSES)} kinds of texture ({', '.join(TEXTURE_CLASSES)}), drawn by formulas: "
                    "small enough to fine-tune in about a minute, hard enough that methods make a difference.")
@@ -85,12 +145,21 @@ def choose_source(engine) -> None:
         formats = ", ".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
         upload = st.file_uploader(
             "Upload a zip of class folders", type=["zip"], key=f"upload_zip_{st.session_state.get('upload_n', 0)}",
-            help=f"One folder per class, at least 5 images in each. Image formats: {formats}. "
+            help=f"One folder per class, at least 5 images in each (or train/ val/ test/ folders of class "
+                 f"folders, or images plus a labels.csv). Image formats: {formats}. "
                  "Files that are not readable images are skipped and listed below.")
         if upload is not None:
-            path = _uploaded_path(engine, upload, ".zip")
-            if path and path != ds.source:
-                _activate(engine, state.Dataset("upload", path, upload.name))
+            ref = _uploaded_ref(engine, upload, ".zip")
+            if ref and ref != ds.source:
+                _activate(engine, state.Dataset("upload", ref, upload.name), size=upload.size)
+        elif ds.kind == "upload":
+            st.caption(f"In use: **{ds.label}** (kept on the server: no need to upload it again).")
+
+        def use(u: dict) -> None:
+            _bump("upload_n")  # empty the file chooser, or the file still in it would be used again next time
+            _activate(engine, state.Dataset("upload", state.upload_ref(u["sha256"]), u["name"]), size=u["size"])
+
+        earlier_uploads(engine, "dataset", state.dataset().source, use)  # (the upload above may have changed it)
 
     else:
         folder = st.text_input("Folder on this server", key="folder_path",
@@ -128,6 +197,9 @@ def split_settings() -> None:
                                          "to study how much data fine-tuning needs."),
         }
         values = {name: field_widget("data", d, name, meta=m, container=c[i]) for i, (name, m) in enumerate(meta.items())}
+        b = st.columns(2)
+        values["drop_duplicates"] = field_widget("data", d, "drop_duplicates", container=b[0])
+        values["class_balance"] = field_widget("data", d, "class_balance", container=b[1])
         seed = field_widget("run", cfg, "seed", meta=dict(label="Seed", min=0, max=2**31 - 1,
                             help="Fixes the split, the initial head and the batch order."), container=c[4])
         state.update_section("data", **values)
@@ -145,7 +217,7 @@ def dataset_report(engine) -> datasets.DataCheck | None:
         result = datasets.check_dataset(engine, cfg, update)
     slot.empty()
     if not result.ok:
-        state.show_error(result.error, "reading the dataset")
+        _show_refusal(result.error)
         st.info("Choose another dataset above, or fix this one and use it again.", icon=":material/info:")
         return result
     rep = result.report
@@ -157,6 +229,29 @@ def dataset_report(engine) -> datasets.DataCheck | None:
     c[2].metric("Training", f"{n_split.get('train', 0):,}")
     c[3].metric("Validation / test", f"{n_split.get('val', 0):,} / {n_split.get('test', 0):,}")
     c[4].metric("Skipped files", len(rep.skipped), help="Files that are not usable images; the list is below.")
+    st.caption(f"Layout: **{rep.layout}**" + (" — the split given by your folders is used as is." if rep.split_given
+               else " — each class is split with the seed (see the split settings)."))
+    for note in rep.notes:
+        st.caption(note)
+    for warning in rep.warnings:
+        st.warning(warning, icon=":material/warning:")
+    imb = rep.imbalance
+    if imb.get("imbalanced"):
+        st.warning(f"The classes are imbalanced: '{imb['largest']}' has {imb['ratio']}x the images of "
+                   f"'{imb['smallest']}'. Accuracy alone flatters a model that favours the large class: the "
+                   "results show balanced accuracy and macro-F1 beside it. To compensate, set *Imbalanced "
+                   "classes* in the split settings.", icon=":material/balance:")
+    if rep.duplicate_groups:
+        n_files = sum(len(g) for g in rep.duplicate_groups)
+        action = (f"{len(rep.duplicates_dropped)} extra copies were dropped." if rep.duplicates_dropped else
+                  "Each group is kept in one split, so copies never inflate validation or test accuracy "
+                  "(switch on *Drop duplicate copies* to keep one image of each).")
+        with st.expander(f"{len(rep.duplicate_groups)} group{'s' if len(rep.duplicate_groups) != 1 else ''} of "
+                         f"duplicate pictures ({n_files} files)", icon=":material/content_copy:"):
+            st.caption("Identical files, or near-identical pictures (perceptual hash within "
+                       f"{PHASH_MAX_DISTANCE} of 64 bits and the same colours). {action}")
+            st.dataframe([{"group": i + 1, "files": " = ".join(g)} for i, g in enumerate(rep.duplicate_groups)],
+                         hide_index=True, width="stretch")
     if cfg.data.train_per_class:
         st.caption(f"Training uses at most {cfg.data.train_per_class} images per class (see the split settings).")
 
@@ -174,9 +269,12 @@ def dataset_report(engine) -> datasets.DataCheck | None:
             cols[0].markdown(f"`{name}`")
             cols[1].image(images, width=56)
     if rep.skipped:
-        with st.expander(f"{len(rep.skipped)} skipped file{'s' if len(rep.skipped) != 1 else ''}, and why",
-                         icon=":material/warning:"):
-            st.dataframe([{"file": s.path, "reason": s.reason} for s in rep.skipped], hide_index=True, width="stretch")
+        _skipped_table(rep.skipped)
+    if rep.split_files:
+        with st.expander("The files of each split", icon=":material/list:"):
+            tabs = st.tabs([f"{name} ({len(files)})" for name, files in rep.split_files.items()])
+            for tab, files in zip(tabs, rep.split_files.values()):
+                tab.dataframe([{"file": f} for f in files], hide_index=True, width="stretch")
     else:
         st.caption("No file was skipped: every file is a readable image inside a class folder.")
     return result
@@ -196,7 +294,7 @@ def ood_section(engine, result: datasets.DataCheck | None) -> None:
         c1.success(f"OOD set in use: **{ds.ood_label}**", icon=":material/check_circle:")
 
         def remove() -> None:
-            state.set_dataset(dataclasses.replace(state.dataset(), ood_source="", ood_label=""))
+            state.set_dataset(dataclasses.replace(state.dataset(), ood_source="", ood_label="", ood_name=""))
             _bump("ood_upload_n")
 
         c2.button("Remove it", on_click=remove)
@@ -204,14 +302,25 @@ def ood_section(engine, result: datasets.DataCheck | None) -> None:
                               key=f"upload_ood_{st.session_state.get('ood_upload_n', 0)}",
                               help=f"Its folders must be named exactly like the training classes: "
                                    f"{', '.join(result.report.classes)}.")
-    if upload is None:
+    chosen: list[tuple[str, str, int]] = []  # (reference, the user's file name, bytes); the last one wins
+    if upload is not None:
+        ref = _uploaded_ref(engine, upload, ".zip")
+        if ref and ref != ds.ood_source:
+            chosen.append((ref, upload.name, upload.size))
+
+    def use(u: dict) -> None:
+        _bump("ood_upload_n")  # empty the file chooser, or the file still in it would be used again next time
+        chosen.append((state.upload_ref(u["sha256"]), u["name"], u["size"]))
+
+    earlier_uploads(engine, "ood", ds.ood_source, use)
+    if not chosen:
         return
-    path = _uploaded_path(engine, upload, ".zip")
-    if not path or path == ds.ood_source:
-        return
-    out = state.attempt("reading the OOD dataset", datasets.check_ood, engine, state.config(), path, result.report.classes)
+    ref, name, size = chosen[-1]
+    out = state.attempt("reading the OOD dataset", datasets.check_ood, engine, state.config(), ref,
+                        result.report.classes, name)
     if out.ok:
-        state.set_dataset(dataclasses.replace(ds, ood_source=path, ood_label=f"{upload.name} ({out.value} images)"))
+        state.set_dataset(dataclasses.replace(ds, ood_source=ref, ood_name=name, ood_label=f"{name} ({out.value} images)"))
+        state.remember_upload(engine, ref, "ood", name, size, classes=len(result.report.classes), images=out.value)
         st.rerun()
     else:
         st.info("The run will be evaluated without your OOD set until a matching one is uploaded.",
@@ -226,10 +335,33 @@ def render() -> None:
     choose_source(engine)
     split_settings()
     result = dataset_report(engine)
+    if result is not None and result.ok:
+        quick_start(engine)
     st.divider()
     ood_section(engine, result)
     st.divider()
     st.page_link("app_pages/model.py", label="Next: choose the model and methods", icon=":material/arrow_forward:")
+
+
+def quick_start(engine) -> None:
+    """One click from the data to a first run, with the settings as they are (the Quick demo preset
+    unless the user changed them)."""
+    from engine.methods import METHODS
+
+    cfg = state.config()
+    methods = ", ".join(METHODS[m].title for m in cfg.enabled_methods() if m in METHODS) or "no extra method"
+    with st.container(border=True):
+        c = st.columns([1, 3], vertical_alignment="center")
+        clicked = c[0].button("Train now", type="primary", icon=":material/play_arrow:", key="quick_start",
+                              disabled=state.config_problems(cfg) is not None)
+        c[1].caption(f"Starts a run with the current settings: {cfg.backbone.name} "
+                     f"({state.WEIGHTS_TEXT.get(cfg.backbone.pretrained, cfg.backbone.pretrained)}), "
+                     f"{state.plural(cfg.train.epochs, 'epoch')}, {cfg.data.image_size} px, {methods}. "
+                     "Change them first on *Model and methods* if you like.")
+    if clicked:
+        out = state.attempt("starting the run", state.start_run, engine)
+        if out.ok:
+            st.switch_page("app_pages/train.py")
 
 
 render()

@@ -7,7 +7,8 @@ and the model packed for use elsewhere.
 - Error analysis: the highest-loss validation images, and a confusion matrix whose cells open
   the images in them.
 - Export: safetensors + config, TorchScript and ONNX, each reloaded and checked against the
-  model on the validation split, and a model card. Files go to `<run folder>/exports/` only.
+  model on the validation split, and a model card. Files go to `<run folder>/exports/` only. A run
+  with structured pruning exports its channel-pruned model by default (into `exports/structured`).
 
 Everything costly is cached per (run, image, method, alpha, target): moving to a new image
 computes only that image (one PGD attack, one attribution per model, batched where the model is
@@ -70,8 +71,9 @@ ROW_TITLES = {"pretrained": "Starting model", "fine_tuned": "Fine-tuned model", 
               "adversarial": "Fine-tuned model on the adversarial image"}
 EXPORT_FILES = {  # file -> (format in the checks, download label, mime, what it is)
     "model.safetensors": ("safetensors", "safetensors", "application/octet-stream",
-                          "The weights as a safetensors state dict, the run's config in its metadata. Load with "
-                          "`safetensors.torch.load_file` and this project's `engine.inference.model_from_state`."),
+                          "The weights as a safetensors state dict, the run's config in its metadata (and, for a "
+                          "channel-pruned model, every resized layer's shape). Load with this project's "
+                          "`engine.runs.model_from_state` (`engine.runs.load_structured` when pruned)."),
     "model.ts": ("torchscript", "TorchScript", "application/octet-stream",
                  "A self-contained TorchScript program: `torch.jit.load('model.ts')`, no project code needed."),
     "model.onnx": ("onnx", "ONNX", "application/octet-stream",
@@ -94,10 +96,10 @@ class Guarded:
 
 
 def _bundle(run_dir: str, datasets_dir: str):
-    """The run's fine-tuned model, config, classes and decoded data (an LRU in the engine)."""
-    from engine.inference import run_bundle
+    """The finished run: fine-tuned model, config, classes, decoded data, variants (an LRU in the engine)."""
+    from engine.runs import load_run
 
-    return run_bundle(Path(run_dir), Path(datasets_dir))
+    return load_run(Path(run_dir), Path(datasets_dir))
 
 
 def _fine_tuned(run_dir: str, datasets_dir: str) -> Guarded:
@@ -108,29 +110,14 @@ def _fine_tuned(run_dir: str, datasets_dir: str) -> Guarded:
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _pretrained(run_dir: str, datasets_dir: str) -> Guarded:
     """theta_0 for WiSE-FT runs, else the pretrained backbone with this run's (untrained) head."""
-    return Guarded(_bundle(run_dir, datasets_dir).pretrained_model().eval(), threading.Lock())
+    return Guarded(_bundle(run_dir, datasets_dir).model_variant("start"), threading.Lock())
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _wise(run_dir: str, datasets_dir: str, alpha: float) -> Guarded:
     """theta_alpha = (1 - alpha) theta_0 + alpha theta_1 from the run folder, as WiSE-FT builds it
     (pruning masks re-applied; batch-norm statistics re-estimated when the run asked for it)."""
-    import torch
-
-    from engine.inference import model_from_state
-    from engine.methods.wise_ft import interpolate_state, recalibrate_bn
-    from engine.runs import load_checkpoint
-
-    d = Path(run_dir)
-    b = _bundle(run_dir, datasets_dir)
-    theta_0, _ = load_checkpoint(d / "theta0.safetensors")
-    theta_1, _ = load_checkpoint(d / "last.safetensors")
-    masks = load_checkpoint(d / "masks.safetensors")[0] if (d / "masks.safetensors").is_file() else None
-    model = model_from_state(b.cfg, len(b.classes), interpolate_state(theta_0, theta_1, alpha, masks))
-    wise_cfg = b.cfg.methods.get("wise_ft")
-    if wise_cfg is not None and getattr(wise_cfg, "recalibrate_bn", False):
-        recalibrate_bn(model, b.data.train.images, torch.device("cpu"))
-    return Guarded(model.eval(), threading.Lock())
+    return Guarded(_bundle(run_dir, datasets_dir).model_variant("wise", alpha), threading.Lock())
 
 
 def uses_wise(rec) -> bool:
@@ -138,17 +125,12 @@ def uses_wise(rec) -> bool:
     return enabled and (Path(rec.run_dir) / "theta0.safetensors").is_file()
 
 
-def wise_alpha(rec) -> float | None:
-    """The Results page's alpha for this run (0.5 when untouched), or None without WiSE-FT.
-
-    Streamlit forgets a widget's value once a run of another page no longer draws it, so the
-    slider's value is copied to a key of this page the first time it is seen here."""
+def wise_alpha(engine, rec) -> float | None:
+    """The WiSE-FT alpha chosen for this run on the Results page (stored with the run; 0.5 when
+    not chosen yet), or None without WiSE-FT."""
     if not uses_wise(rec):
         return None
-    slider, mine = f"wise_alpha_{rec.id}", f"explain_wise_alpha_{rec.id}"
-    if slider in st.session_state:
-        st.session_state[mine] = float(st.session_state[slider])
-    return round(float(st.session_state.get(mine, WISE_ALPHA_DEFAULT)), 2)
+    return state.wise_alpha(engine, rec)[0]
 
 
 # ---- cached computations: plain data in and out -----------------------------------------------------
@@ -317,14 +299,16 @@ def run_picker(runs) -> Any:
     ids = [r.id for r in runs]
     labels = {r.id: state.run_label(r, with_status=False) for r in runs}
     if st.session_state.get(RUN_KEY) not in ids:
-        for candidate in (st.session_state.get("results_run"), st.session_state.get(state.WATCH_KEY)):
+        for candidate in (st.session_state.get(state.FOCUS_KEY), st.session_state.get(state.WATCH_KEY)):
             if candidate in ids:
                 st.session_state[RUN_KEY] = candidate
                 break
         else:
             st.session_state[RUN_KEY] = ids[0]
-    return st.selectbox("Finished run", ids, key=RUN_KEY, format_func=lambda i: labels.get(i, i),
-                        help="Only finished runs can be explained: they have a final model and a class list.")
+    run_id = st.selectbox("Finished run", ids, key=RUN_KEY, format_func=lambda i: labels.get(i, i),
+                          help="Only finished runs can be explained: they have a final model and a class list.")
+    state.set_focus(run_id)
+    return run_id
 
 
 def image_picker(rec, classes: list[str], pred: dict[str, np.ndarray]) -> int | None:
@@ -380,7 +364,7 @@ def attributions_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
     if not methods:
         st.info("Pick at least one attribution method above.", icon=":material/touch_app:")
         return
-    alpha = wise_alpha(rec)
+    alpha = wise_alpha(engine, rec)
     started = time.perf_counter()
     with st.spinner(f"Explaining image #{index} with {', '.join(METHOD_NAMES[m] for m in methods)} ..."):
         rows = model_rows(run_dir, ds, index, alpha)
@@ -418,16 +402,17 @@ def attributions_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
 def row_note(r: dict, pretrained_src: str | None, rec) -> str:
     if r["key"] == "pretrained":
         if uses_wise(rec):
-            return "theta_0 of WiSE-FT: the pretrained trunk with a linear-probe head fitted on your training images."
+            return ("The starting model of WiSE-FT (theta_0, alpha 0): the pretrained backbone, unchanged, with only a "
+                    "new final layer trained on your images (a linear probe).")
         src = state.WEIGHTS_TEXT.get(pretrained_src, pretrained_src)
         return (f"The backbone before fine-tuning ({src}) with this run's new head, which was never trained: its "
                 "answer is a guess, so read its maps as what its features respond to"
                 + (" (this run started from random weights, so there is little to see)." if pretrained_src == "none"
                    else "."))
     if r["key"] == "wise":
-        moved = f"explain_wise_alpha_{rec.id}" in st.session_state
-        return ("The weights mixed at the alpha of the Results page's slider "
-                f"({'your choice' if moved else 'not moved yet, so 0.5'}).")
+        chosen = state.wise_alpha(state.get_engine(), rec)[1]
+        return ("The starting and fine-tuned weights mixed at the alpha chosen on the Results page"
+                f"{'' if chosen else ' (none chosen yet, so 0.50)'}.")
     if r["key"] == "adversarial":
         return (f"PGD-{r['steps']} at the run's evaluation eps ({r['eps'] * 255:.1f}/255) against the fine-tuned "
                 f"model: no pixel changed by more than {r['linf'] * 255:.1f}/255.")
@@ -548,28 +533,35 @@ def read_checks(out_dir: Path) -> list[dict]:
         return []
 
 
-def export_and_verify(b, model: Guarded, summary: dict, out_dir: Path) -> list:
-    """export_all (TorchScript, ONNX, safetensors, card), plus the safetensors file reloaded into a
-    model rebuilt from its own metadata and checked like the others; the card lists all three."""
-    from engine.config import RunConfig
-    from engine.export import ExportCheck, _compare, _logits, export_all, model_card
-    from engine.inference import model_from_state
-    from engine.runs import load_checkpoint
+def export_and_verify(b, model: Guarded, summary: dict, out_dir: Path, structured: bool = False) -> list:
+    """export_all: safetensors, TorchScript and ONNX, each reloaded and checked, and the model card."""
+    from engine.export import export_all
 
-    val = b.data.val.images
     with model.lock:
-        checks = export_all(model.model, b.cfg, summary, val, out_dir)
-        path = out_dir / "model.safetensors"
-        try:
-            state_dict, meta = load_checkpoint(path)
-            reloaded = model_from_state(RunConfig.from_dict(meta["config"]), len(b.classes), state_dict)
-            saved = _compare("safetensors", path, _logits(model.model.eval(), val), _logits(reloaded, val))
-        except Exception as exc:  # unreadable file, config that does not rebuild the model
-            saved = ExportCheck("safetensors", str(path), False, 0.0, float("nan"), f"reloading failed: {exc}")
-    checks = [saved, *checks]
-    (out_dir / "MODEL_CARD.md").write_text(model_card(b.cfg, summary, checks))
-    (out_dir / "exports.json").write_text(json.dumps([c.__dict__ for c in checks], indent=1))
-    return checks
+        return export_all(model.model, b.cfg, summary, b.data.val.images, out_dir, structured=structured)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _structured(run_dir: str) -> Guarded:
+    """The run's channel-pruned model (structured pruning), rebuilt from structured.safetensors."""
+    from engine.runs import load_structured
+
+    return Guarded(load_structured(Path(run_dir) / "structured.safetensors")[0], threading.Lock())
+
+
+def export_choices(run_dir: Path, summary: dict, alpha: float | None) -> dict[str, str]:
+    """The weights a run can export, the default first: the channel-pruned model when structured
+    pruning made one (it is the point of such a run), then the full fine-tuned model, then WiSE-FT."""
+    choices = {}
+    s = summary.get("structured") or {}
+    if (run_dir / "structured.safetensors").is_file():
+        before, after = s.get("params_before"), s.get("params_after")
+        size = f", {after / before:.0%} of the parameters" if before and after else ""
+        choices["structured"] = f"channel-pruned (structured pruning{size})"
+    choices["fine_tuned"] = "fine-tuned, full size" + (" (alpha 1)" if alpha is not None else "")
+    if alpha is not None:
+        choices["wise"] = f"WiSE-FT mix at alpha {alpha:.2f} (Results page slider)"
+    return choices
 
 
 def checks_view(checks: list[dict], n_val: int) -> None:
@@ -600,13 +592,14 @@ def export_tab(engine, rec, b, summary: dict) -> None:
                 f"the {len(b.data.val)} validation images before it is offered: same predicted class for every image, "
                 "and output scores equal to within 0.1%. Exported models take RGB pixels in [0, 1] at "
                 f"{b.cfg.data.image_size} x {b.cfg.data.image_size}; the normalisation is inside.")
-    alpha = wise_alpha(rec)
-    which = "fine_tuned"
-    if alpha is not None:
-        which = st.radio("Weights to export", ["fine_tuned", "wise"], horizontal=True, key=f"export_which_{rec.id}",
-                         format_func={"fine_tuned": "fine-tuned (alpha 1)",
-                                      "wise": f"WiSE-FT mix at alpha {alpha:.2f} (Results page slider)"}.get)
-    out_dir = run_dir / "exports" / (f"wise_alpha_{alpha:.2f}" if which == "wise" else "")
+    alpha = wise_alpha(engine, rec)
+    choices = export_choices(run_dir, summary, alpha)
+    which = next(iter(choices))
+    if len(choices) > 1:
+        which = st.radio("Weights to export", list(choices), horizontal=True, key=f"export_which_{rec.id}",
+                         format_func=choices.get)
+    sub = {"wise": f"wise_alpha_{alpha:.2f}" if alpha is not None else "", "structured": "structured"}.get(which, "")
+    out_dir = run_dir / "exports" / sub
     out_dir = out_dir.resolve()
     if run_dir.resolve() not in out_dir.parents:  # exports live inside the run folder, nowhere else
         st.error("The export folder would leave the run folder; nothing was written.")
@@ -622,8 +615,12 @@ def export_tab(engine, rec, b, summary: dict) -> None:
     if clicked:
         summary_for_card = dict(summary, wise_alpha=alpha) if which == "wise" else summary
         with st.spinner("Exporting and verifying (safetensors, TorchScript, ONNX) ..."):
-            model = _wise(str(run_dir), ds, alpha) if which == "wise" else _fine_tuned(str(run_dir), ds)
-            state.attempt("exporting the model", export_and_verify, b, model, summary_for_card, out_dir)
+            loaded = state.attempt("loading the weights to export", {
+                "wise": lambda: _wise(str(run_dir), ds, alpha), "structured": lambda: _structured(str(run_dir)),
+            }.get(which, lambda: _fine_tuned(str(run_dir), ds)))
+            if loaded.ok:
+                state.attempt("exporting the model", export_and_verify, b, loaded.value, summary_for_card, out_dir,
+                              structured=which == "structured")
     checks = read_checks(out_dir)
     if checks:
         stamp = components.short_time((out_dir / "exports.json").stat().st_mtime)
@@ -637,9 +634,9 @@ def export_tab(engine, rec, b, summary: dict) -> None:
     if card_path.is_file():
         card = card_path.read_text()
     else:
-        from engine.export import model_card
+        from engine.export import model_card, structured_card_summary
 
-        card = model_card(b.cfg, summary)
+        card = model_card(b.cfg, structured_card_summary(summary) if which == "structured" else summary)
         st.caption("A preview: the exported card also lists the verification of each file.")
     with st.container(border=True, height=480):
         st.markdown(card)

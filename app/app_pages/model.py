@@ -12,7 +12,7 @@ import streamlit as st
 from app import charts, state
 from app.presets import PRESETS
 from app.widgets import dataclass_widgets, field_widget, widget_key
-from engine.backbones import BACKBONES, PRETRAINED_SOURCES, available_sources
+from engine.backbones import BACKBONES, CHECKPOINT_SUFFIXES, PRETRAINED_SOURCES, available_sources
 from engine.config import RunConfig
 from engine.methods import METHODS, MethodSpec
 from engine.schedules import SCHEDULES, lr_curve
@@ -22,7 +22,7 @@ SCHEDULE_LABELS = {"cosine": "cosine", "warmup_cosine": "warm-up, then cosine", 
 # Core config fields this page (or the Data page) draws with its own labels; any other field the
 # engine adds later is drawn generically under "Other engine settings", so nothing is unreachable.
 HANDLED_FIELDS = {
-    "data": {"source", "ood_source", "image_size", "val_fraction", "test_fraction", "min_images_per_class",
+    "data": {"source", "ood_source", "source_name", "ood_source_name", "image_size", "val_fraction", "test_fraction", "min_images_per_class",
              "train_per_class"},
     "backbone": {"name", "pretrained", "checkpoint"},
     "optim": {"optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule", "warmup_fraction",
@@ -36,10 +36,10 @@ PRETRAINED_TEXT = {
     "bundled": "Weights that ship with the studio (pretrained offline on formula-drawn images): work without internet.",
     "imagenet": "torchvision's ImageNet weights: the strongest start for photos; downloaded once, then cached.",
     "none": "Random weights: training from scratch. Expect much lower accuracy on small datasets; a useful baseline.",
-    "checkpoint": "Weights from a file you upload (.safetensors, or a .pt/.pth state dict; files that could run code are refused).",
+    "checkpoint": "Weights from a file you upload: safetensors or a PyTorch torch.save file (.pt, .pth, .pth.tar, "
+                  ".bin, .ckpt); files that could run code are refused.",
 }
 LP_FT_URL = "https://arxiv.org/abs/2202.10054"
-EFFECTIVE_LR_URL = "https://arxiv.org/abs/2002.11770"
 
 
 # ---- cached facts -----------------------------------------------------------------------------
@@ -172,31 +172,41 @@ def _switch_backbone(cfg: RunConfig, name: str) -> None:
 
 
 def checkpoint_upload(engine, backbone: str, current: str) -> str:
-    upload = st.file_uploader("Upload a checkpoint", type=["safetensors", "pt", "pth"], key="upload_ckpt",
-                              help="A state dict of the same architecture. Layers whose names and shapes match are "
-                                   "loaded; the classification head is always replaced.")
+    """The checkpoint uploader: the engine's own verdict on the file for this backbone, in its words."""
+    upload = st.file_uploader("Upload a checkpoint", type=list(CHECKPOINT_SUFFIXES), key="upload_ckpt",
+                              help="A state dict of the same architecture, alone or inside a training checkpoint "
+                                   "(`state_dict`, `model`, `ema` ...). Layers whose names and shapes match are "
+                                   "loaded; the classification head is always replaced. The file's contents decide "
+                                   "its format, not its name.")
     if upload is not None:
         suffix = "." + upload.name.rsplit(".", 1)[-1].lower() if "." in upload.name else ".bin"
         memo = st.session_state.setdefault("ckpt_checks", {})
         if (upload.file_id, backbone) not in memo:
-            saved = state.attempt("saving the checkpoint", engine.save_upload, upload.getvalue(), suffix)
+            saved = state.attempt("saving the checkpoint", state.store_upload, engine, upload.getvalue(), suffix)
             if not saved.ok:
                 return current
+            from app.datasets import in_user_words
             from engine.backbones import build_model
 
-            try:
-                _, report = build_model(backbone, 2, "checkpoint", str(saved.value))
+            try:  # the config names the file upload:<sha256>, never by its path on the server
+                _, report = build_model(backbone, 2, "checkpoint", str(saved.value), checkpoint_label=upload.name)
                 memo[(upload.file_id, backbone)] = (str(saved.value), report.to_dict(), None)
+                state.remember_upload(engine, str(saved.value), "checkpoint", upload.name, upload.size)
             except Exception as exc:
-                memo[(upload.file_id, backbone)] = (None, None, exc)
+                memo[(upload.file_id, backbone)] = (None, None, in_user_words(exc, {str(saved.value): upload.name}))
         path, report, error = memo[(upload.file_id, backbone)]
         if error is not None:
             state.show_error(error, "reading the checkpoint")
             return current
-        st.success(f"Checkpoint **{upload.name}** fits {backbone}: {report['matched']} weight tensors will be loaded"
-                   + (f", {len(report['missing'])} stay at random initialisation" if report["missing"] else "")
-                   + (f", {len(report['shape_mismatch'])} have another shape and are skipped" if report["shape_mismatch"] else "")
-                   + ".", icon=":material/check_circle:")
+        text = (f"Checkpoint **{upload.name}** fits {backbone}: {report['matched']} weight tensors will be loaded"
+                + (f", {len(report['missing'])} stay at random initialisation" if report["missing"] else "")
+                + (f", {len(report['shape_mismatch'])} have another shape and are skipped" if report["shape_mismatch"] else "")
+                + (f" ({report['note']})" if report.get("note") else "") + ".")
+        if report.get("partial"):
+            st.warning(text.replace(" fits ", " fits only part of ", 1) + " Training starts mostly from random "
+                       "weights: check that this is the file you meant.", icon=":material/warning:")
+        else:
+            st.success(text, icon=":material/check_circle:")
         return path
     if not current:
         st.info("Upload a checkpoint file to start from it.", icon=":material/upload:")
@@ -206,78 +216,59 @@ def checkpoint_upload(engine, backbone: str, current: str) -> str:
 # ---- training knobs ---------------------------------------------------------------------------
 
 def knobs_section() -> None:
+    """Epochs, batch size, image size, optimiser and learning rate; then the schedule, then the
+    fine-tuning knobs of Li et al. 2020. Bounds, units and help come from the config's field metadata."""
     cfg = state.config()
     spec = BACKBONES[cfg.backbone.name]
     st.subheader("Training")
     c = st.columns(4)
-    train = {
-        "epochs": field_widget("train", cfg.train, "epochs", container=c[0], meta=dict(
-            label="Epochs", min=1, max=500, help="Passes over the training images.")),
-        "batch_size": field_widget("train", cfg.train, "batch_size", container=c[1], meta=dict(
-            label="Batch size", min=1, max=1024, unit="images", help="Images per step. Smaller batches fit in "
-            "less memory; keep the effective learning rate in mind when you change it.")),
-    }
-    state.update_section("train", **train)
+    state.update_section("train", epochs=field_widget("train", cfg.train, "epochs", container=c[0]),
+                         batch_size=field_widget("train", cfg.train, "batch_size", container=c[1]))
     if spec.fixed_image_size:
         c[2].markdown(f"Image size\n\n**{spec.fixed_image_size} px** (fixed for {spec.name})")
         state.update_section("data", image_size=spec.fixed_image_size)
     else:
-        size = field_widget("data", cfg.data, "image_size", container=c[2], meta=dict(
-            label="Image size", min=spec.min_image_size, max=512, step=8, unit="px",
-            help="Images are resized to this square size once. Larger is slower (time grows with the square) "
-                 "but keeps more detail."))
-        state.update_section("data", image_size=size)
-    opt_choice = field_widget("optim", cfg.optim, "optimizer", container=c[3], meta=dict(
-        label="Optimiser", choices=["sgd", "adamw"], labels={"sgd": "SGD with momentum", "adamw": "AdamW"},
-        help="SGD with momentum is the classic for fine-tuning CNNs; AdamW needs a ~10x smaller learning rate."))
-
+        state.update_section("data", image_size=field_widget("data", cfg.data, "image_size", container=c[2],
+                                                             meta={"min": spec.min_image_size}))
+    opt_choice = field_widget("optim", cfg.optim, "optimizer", container=c[3])
     c = st.columns(4)
-    lr = field_widget("optim", cfg.optim, "lr", container=c[0], meta=dict(
-        label="Learning rate", min=1e-6, max=10.0, step=0.001, format="%.5f",
-        help="The peak step size; the schedule below shapes it over the run."))
-    momentum = cfg.optim.momentum
+    values = {"optimizer": opt_choice, "lr": field_widget("optim", cfg.optim, "lr", container=c[0]),
+              "weight_decay": field_widget("optim", cfg.optim, "weight_decay", container=c[2])}
     if opt_choice == "sgd":
-        momentum = field_widget("optim", cfg.optim, "momentum", container=c[1], widget="slider", meta=dict(
-            label="Momentum", min=0.0, max=0.99, step=0.01, format="%.2f",
-            help="How much of the previous update each step keeps."))
-    wd = field_widget("optim", cfg.optim, "weight_decay", container=c[2], meta=dict(
-        label="Weight decay", min=0.0, max=0.5, step=0.0001, format="%.5f",
-        help="Pulls weights toward zero (not applied to biases and normalisation layers)."))
-    state.update_section("optim", optimizer=opt_choice, lr=lr, momentum=momentum, weight_decay=wd)
-    cfg = state.config()
-    c[3].metric("Effective learning rate", f"{cfg.effective_lr:.4g}",
-                help="For SGD: lr / (1 − momentum). Li et al. (2020) found that this, not lr or momentum alone, "
-                     "decides fine-tuning results: raising momentum from 0.9 to 0.99 is like a 10x larger lr.")
+        values["momentum"] = field_widget("optim", cfg.optim, "momentum", container=c[1])
+    state.update_section("optim", **values)
+    effective_lr_view(state.config(), c[3])
+    schedule_section()
+    with st.expander("Freezing, linear probing, learning-rate multipliers, label smoothing", icon=":material/ac_unit:"):
+        probe_knobs()
+    for spec_m in sorted((s for s in METHODS.values() if s.core_knob), key=lambda s: s.order):
+        method_panel(spec_m)
+
+
+def effective_lr_view(cfg: RunConfig, where) -> None:
+    where.metric("Effective learning rate", f"{cfg.effective_lr:.4g}",
+                 help="For SGD: lr / (1 − momentum). Li et al. (2020) found that this, not lr or momentum alone, "
+                      "decides fine-tuning results: raising momentum from 0.9 to 0.99 is like a 10x larger lr.")
     st.caption(f"Effective learning rate = {cfg.optim.lr:g} / (1 − {cfg.optim.momentum:g}) = **{cfg.effective_lr:.4g}**"
                if cfg.optim.optimizer == "sgd" else f"Effective learning rate = lr = **{cfg.effective_lr:.4g}** (AdamW)")
 
+
+SCHEDULE_KNOBS = {"warmup_cosine": ("warmup_fraction",), "step": ("step_every_fraction", "step_gamma"),
+                  "slow_start_fast_decay": ("slow_start_fraction", "fast_decay_rate")}
+
+
+def schedule_section() -> None:
+    """The schedule, its own knobs, and the learning rate it gives over the run's steps."""
+    cfg = state.config()
     c = st.columns([1, 1, 2])
     with c[0]:
         schedule = field_widget("optim", cfg.optim, "schedule", meta=dict(
-            label="Schedule", choices=list(SCHEDULES),
-            labels={k: SCHEDULE_LABELS.get(k, k.replace("_", " ")) for k in SCHEDULES},
-            help="How the learning rate changes from the first to the last step."))
+            choices=list(SCHEDULES), labels={k: SCHEDULE_LABELS.get(k, k.replace("_", " ")) for k in SCHEDULES}))
         st.caption(SCHEDULES[schedule][0])
-    extra = {}
     with c[1]:
-        if schedule == "warmup_cosine":
-            extra["warmup_fraction"] = field_widget("optim", cfg.optim, "warmup_fraction", widget="slider", meta=dict(
-                label="Warm-up share", min=0.0, max=0.5, step=0.01, format="%.2f", help="Share of all steps spent warming up."))
-        elif schedule == "step":
-            extra["step_every_fraction"] = field_widget("optim", cfg.optim, "step_every_fraction", meta=dict(
-                label="Decay every (share of steps)", min=0.05, max=1.0, step=0.05, format="%.2f"))
-            extra["step_gamma"] = field_widget("optim", cfg.optim, "step_gamma", meta=dict(
-                label="Decay factor", min=0.0, max=1.0, step=0.05, format="%.2f"))
-        elif schedule == "slow_start_fast_decay" and hasattr(cfg.optim, "slow_start_fraction"):
-            extra["slow_start_fraction"] = field_widget("optim", cfg.optim, "slow_start_fraction", widget="slider", meta=dict(
-                label="Slow start (share of steps)", min=0.05, max=0.95, step=0.05, format="%.2f",
-                help="The learning rate rises linearly over this share of the steps."))
-            extra["fast_decay_rate"] = field_widget("optim", cfg.optim, "fast_decay_rate", meta=dict(
-                label="Fast decay rate", min=0.1, max=20.0, step=0.5, format="%.1f",
-                help="Then it falls by e^-rate over the remaining steps (6: to 0.25 percent)."))
-        if opt_choice == "sgd":
-            extra["nesterov"] = field_widget("optim", cfg.optim, "nesterov", meta=dict(
-                label="Nesterov momentum", help="A look-ahead variant of momentum; usually a small difference."))
+        extra = {name: field_widget("optim", cfg.optim, name) for name in SCHEDULE_KNOBS.get(schedule, ())}
+        if cfg.optim.optimizer == "sgd":
+            extra["nesterov"] = field_widget("optim", cfg.optim, "nesterov")
     state.update_section("optim", schedule=schedule, **extra)
     cfg = state.config()
     with c[2]:
@@ -288,33 +279,27 @@ def knobs_section() -> None:
         st.caption(f"The learning rate over the run's {total} steps ({per_epoch} per epoch):")
         st.altair_chart(charts.lr_chart(curve).properties(height=150, title=""), width="stretch")
 
-    with st.expander("Freezing, linear probing, learning-rate multipliers, label smoothing", icon=":material/ac_unit:"):
-        n_blocks = trunk_block_count(cfg.backbone.name)
-        c = st.columns(3)
-        freeze = field_widget("optim", cfg.optim, "freeze_blocks", container=c[0], widget="slider", meta=dict(
-            label="Frozen blocks", min=0, max=n_blocks, help=f"Keep the first N of the {n_blocks} trunk blocks "
-            "(the stem counts as one) fixed for the whole run: faster, less overfitting on tiny data, less adaptation."))
-        lp = field_widget("optim", cfg.optim, "linear_probe_epochs", container=c[1], meta=dict(
-            label="Linear-probe epochs first", min=0, max=max(cfg.train.epochs - 1, 0),
-            help="LP-FT: train only the new head for these epochs, then fine-tune everything."))
-        smoothing = field_widget("optim", cfg.optim, "label_smoothing", container=c[2], meta=dict(
-            label="Label smoothing", min=0.0, max=0.5, step=0.05, format="%.2f",
-            help="Softens the targets a little: often better-calibrated, slightly more robust models."))
-        c = st.columns(3)
-        head = field_widget("optim", cfg.optim, "head_lr_mult", container=c[0], meta=dict(
-            label="Head lr multiplier", min=0.0, max=100.0, step=0.5, format="%.2f",
-            help="The new head often learns best with a larger learning rate than the pretrained trunk."))
-        trunk = field_widget("optim", cfg.optim, "trunk_lr_mult", container=c[1], meta=dict(
-            label="Trunk lr multiplier", min=0.0, max=10.0, step=0.1, format="%.2f",
-            help="0 freezes the trunk's learning entirely (a pure linear probe)."))
-        st.markdown(f"**Linear probe, then fine-tune (LP-FT).** Training the new head alone first means the pretrained "
-                    f"features are not distorted by a random head's large early gradients; Kumar et al. found this "
-                    f"improves accuracy on shifted data. Watch *OOD accuracy*. [Paper]({LP_FT_URL})")
-    state.update_section("optim", freeze_blocks=freeze, linear_probe_epochs=lp, label_smoothing=smoothing,
-                         head_lr_mult=head, trunk_lr_mult=trunk)
 
-    for spec_m in sorted((s for s in METHODS.values() if s.core_knob), key=lambda s: s.order):
-        method_panel(spec_m)
+def probe_knobs() -> None:
+    """Frozen blocks, LP-FT, label smoothing and the head/trunk learning-rate multipliers."""
+    cfg = state.config()
+    n_blocks = trunk_block_count(cfg.backbone.name)
+    c = st.columns(3)
+    values = {
+        "freeze_blocks": field_widget("optim", cfg.optim, "freeze_blocks", container=c[0], meta=dict(
+            max=n_blocks, help=f"Keep the first N of the {n_blocks} trunk blocks (the stem counts as one) fixed for "
+                               "the whole run: faster, less overfitting on tiny data, less adaptation.")),
+        "linear_probe_epochs": field_widget("optim", cfg.optim, "linear_probe_epochs", container=c[1],
+                                            meta=dict(max=max(cfg.train.epochs - 1, 0))),
+        "label_smoothing": field_widget("optim", cfg.optim, "label_smoothing", container=c[2]),
+    }
+    c = st.columns(3)
+    values.update(head_lr_mult=field_widget("optim", cfg.optim, "head_lr_mult", container=c[0]),
+                  trunk_lr_mult=field_widget("optim", cfg.optim, "trunk_lr_mult", container=c[1]))
+    st.markdown(f"**Linear probe, then fine-tune (LP-FT).** Training the new head alone first means the pretrained "
+                f"features are not distorted by a random head's large early gradients; Kumar et al. found this "
+                f"improves accuracy on shifted data. Watch *OOD accuracy*. [Paper]({LP_FT_URL})")
+    state.update_section("optim", **values)
 
 
 # ---- methods ----------------------------------------------------------------------------------
@@ -355,7 +340,7 @@ def methods_section() -> None:
 # ---- advanced and review ------------------------------------------------------------------------
 
 def advanced_section() -> None:
-    import torch
+    import torch  # only this section asks which devices exist
 
     cfg = state.config()
     with st.expander("Device, evaluation and run name", icon=":material/settings:"):
@@ -363,66 +348,31 @@ def advanced_section() -> None:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             devices.append("mps")
         c = st.columns(4)
-        train = {
-            "device": field_widget("train", cfg.train, "device", container=c[0], meta=dict(
-                label="Device", choices=devices, help="auto: the GPU when there is one, else the CPU.")),
-            "amp": field_widget("train", cfg.train, "amp", container=c[1], meta=dict(
-                label="Mixed precision", choices=["auto", "bf16", "fp16", "off"],
-                help="Faster GPU training in 16-bit; has no effect on the CPU.")),
-            "threads": field_widget("train", cfg.train, "threads", container=c[2], meta=dict(
-                label="CPU threads", min=0, max=256, help="0 = PyTorch's default.")),
-        }
+        train = {"device": field_widget("train", cfg.train, "device", container=c[0], meta=dict(choices=devices)),
+                 "amp": field_widget("train", cfg.train, "amp", container=c[1]),
+                 "threads": field_widget("train", cfg.train, "threads", container=c[2])}
         with c[3]:
-            train["augment"] = field_widget("train", cfg.train, "augment", meta=dict(
-                label="Augment images", help="Random crops and flips each step: less overfitting on small datasets."))
-            train["deterministic"] = field_widget("train", cfg.train, "deterministic", meta=dict(
-                label="Repeatable (deterministic)", help="Same seed, same result on the CPU; slightly slower."))
-            if hasattr(cfg.train, "channels_last"):
-                train["channels_last"] = field_widget("train", cfg.train, "channels_last", meta=dict(
-                    label="Channels-last memory (GPU)", help="A faster memory layout for convolutions on CUDA GPUs."))
-            if hasattr(cfg.train, "compile"):
-                train["compile"] = field_widget("train", cfg.train, "compile", meta=dict(
-                    label="Compile the model (GPU)", help="torch.compile: faster training on a GPU after about a "
-                    "minute of compiling; no gain on a CPU."))
+            train.update({name: field_widget("train", cfg.train, name)
+                          for name in ("augment", "deterministic", "channels_last", "compile")})
         state.update_section("train", **train)
         c = st.columns(4)
-        ev = {
-            "ood": field_widget("eval", cfg.eval, "ood", container=c[0], meta=dict(
-                label="Measure OOD accuracy", help="Evaluate on corrupted copies of the validation images "
-                "(noise, blur, contrast, brightness, JPEG, pixelation) after each epoch and at the end.")),
-            "ood_severity_each_epoch": field_widget("eval", cfg.eval, "ood_severity_each_epoch", container=c[1],
-                widget="slider", meta=dict(label="Corruption severity per epoch", min=0, max=5,
-                help="Per epoch only this severity (for speed); the end of the run measures all five.")),
-            "eval_batch_size": field_widget("eval", cfg.eval, "eval_batch_size", container=c[2], meta=dict(
-                label="Evaluation batch size", min=1, max=4096)),
-        }
-        state.update_section("eval", **ev)
+        state.update_section("eval", **{name: field_widget("eval", cfg.eval, name, container=col) for name, col in
+                                        zip(("ood", "ood_severity_each_epoch", "eval_batch_size"), c)})
         name = field_widget("run", cfg, "name", container=c[3], meta=dict(
             label="Run name", help="Shown in the run lists; empty = backbone and methods."))
         if name != cfg.name:
             state.set_config(dataclasses.replace(state.config(), name=name))
-        if hasattr(cfg.eval, "robust"):
-            robust_section()
+        robust_section()
 
 
 def robust_section() -> None:
     cfg = state.config()
     c = st.columns(4)
-    ev = {"robust": field_widget("eval", cfg.eval, "robust", container=c[0], meta=dict(
-        label="Measure robust accuracy", help="Attack the model with PGD (small worst-case pixel changes) and report "
-        "the accuracy that survives, each epoch on a validation subset and at the end on the test split. Slower."))}
+    ev = {"robust": field_widget("eval", cfg.eval, "robust", container=c[0])}
     if ev["robust"]:
-        ev["robust_eps"] = field_widget("eval", cfg.eval, "robust_eps", container=c[1], meta=dict(
-            label="Attack budget eps", scale=255, unit="/255", min=0.0, max=32 / 255, step=1 / 255, format="%.1f",
-            help="The largest change of any pixel the evaluation attack may make."))
-        ev["robust_steps"] = field_widget("eval", cfg.eval, "robust_steps", container=c[2], meta=dict(
-            label="PGD steps", min=1, max=200, help="More steps find stronger attacks (20 is the usual)."))
-        ev["robust_subset"] = field_widget("eval", cfg.eval, "robust_subset", container=c[3], meta=dict(
-            label="Images attacked per epoch", min=1, max=100000, help="A fixed validation subset, for speed."))
-        if hasattr(cfg.eval, "autoattack"):
-            ev["autoattack"] = field_widget("eval", cfg.eval, "autoattack", container=c[0], meta=dict(
-                label="AutoAttack at the end", help="A stronger, standard attack on the test split (needs the "
-                "torchattacks package)."))
+        ev.update({name: field_widget("eval", cfg.eval, name, container=col) for name, col in
+                   zip(("robust_eps", "robust_steps", "robust_subset"), c[1:])})
+        ev["autoattack"] = field_widget("eval", cfg.eval, "autoattack", container=c[0])
     state.update_section("eval", **ev)
 
 

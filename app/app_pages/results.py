@@ -24,6 +24,29 @@ SUMMARY_METRICS = {  # summary key -> (label, help)
                                 "at severities 1-5 of the validation images."),
     "ood_user_acc": ("Your OOD set", "Accuracy on the out-of-distribution set you uploaded."),
 }
+# Shown beside accuracy when the run's classes were imbalanced (engine.data.class_imbalance).
+IMBALANCE_METRICS = {
+    "test_balanced_acc": ("Balanced accuracy (test)", "Mean of the per-class accuracies: a model that always "
+                          "answers the largest class scores 1 / number of classes."),
+    "test_macro_f1": ("Macro-F1 (test)", "Mean F1 over classes, each class counting the same whatever its size."),
+    "val_balanced_acc": ("Balanced accuracy (validation)", "Mean of the per-class accuracies on the validation images."),
+    "val_macro_f1": ("Macro-F1 (validation)", "Mean F1 over classes on the validation images."),
+}
+
+
+def imbalanced(summary: dict) -> bool:
+    return bool(summary.get("data_report", {}).get("imbalance", {}).get("imbalanced"))
+
+
+def headline_metrics(summary: dict) -> dict:
+    """SUMMARY_METRICS, plus balanced accuracy and macro-F1 right after accuracy for imbalanced classes."""
+    if not imbalanced(summary):
+        return SUMMARY_METRICS
+    keys = list(SUMMARY_METRICS)
+    at = keys.index("test_acc") + 1
+    merged = keys[:at] + [k for k in IMBALANCE_METRICS if k.startswith("test_")] + keys[at:] \
+        + [k for k in IMBALANCE_METRICS if k.startswith("val_")]
+    return {k: SUMMARY_METRICS.get(k) or IMBALANCE_METRICS[k] for k in merged}
 
 
 def read_summary(run_dir: str) -> dict:
@@ -48,16 +71,47 @@ def run_picker(runs) -> str:
     ids = [r.id for r in runs]
     labels = {r.id: state.run_label(r) for r in runs}
     if st.session_state.get(RUN_KEY) not in ids:
-        preferred = st.session_state.get(state.WATCH_KEY)
         finished = [r.id for r in runs if r.status == "finished"]
-        st.session_state[RUN_KEY] = preferred if preferred in ids else (finished[0] if finished else ids[0])
-    return st.selectbox("Run", ids, key=RUN_KEY, format_func=lambda i: labels.get(i, i))
+        preferred = [i for i in (st.session_state.get(state.FOCUS_KEY), st.session_state.get(state.WATCH_KEY))
+                     if i in ids]
+        st.session_state[RUN_KEY] = preferred[0] if preferred else (finished[0] if finished else ids[0])
+    run_id = st.selectbox("Run", ids, key=RUN_KEY, format_func=lambda i: labels.get(i, i))
+    state.set_focus(run_id)  # Explain and a refresh open on the run looked at here
+    return run_id
+
+
+def last_epoch_figures(run: components.RunView) -> dict:
+    """The metrics of a run's last finished epoch (what a stopped run has instead of a summary)."""
+    if run.epochs.empty:
+        return {}
+    last = run.epochs.iloc[-1]
+    return {k: float(v) for k, v in last.items() if isinstance(v, (int, float)) and v == v}
+
+
+def stopped_note(rec, run: components.RunView) -> None:
+    """Why a stopped run shows what it shows: its finished epochs and the weights it kept."""
+    planned = int(rec.config.get("train", {}).get("epochs") or 0)
+    done = len(run.epochs)
+    if not done:
+        st.warning("This run was stopped before it finished its first epoch, so it has no results or weights. "
+                   "Start it again on the Train page.", icon=":material/stop_circle:")
+        return
+    kept = (Path(rec.run_dir) / "best.safetensors").is_file()
+    st.warning(f"This run was stopped after {state.plural(done, 'epoch')} of {planned}. The figures below are from "
+               f"its last finished epoch" + ("; the weights of its best epoch can be downloaded below." if kept else ".")
+               , icon=":material/stop_circle:")
 
 
 def summary_metrics(run: components.RunView, summary: dict) -> None:
-    items = [(label, components.fmt_pct(summary.get(k)), help_) for k, (label, help_) in SUMMARY_METRICS.items()
-             if isinstance(summary.get(k), (int, float))]
     last = run.epochs.iloc[-1] if not run.epochs.empty else None
+    if summary.get("status") != "finished" and last is not None:  # stopped: the last finished epoch speaks
+        summary = {**last_epoch_figures(run), **summary}
+    items = [(label, components.fmt_pct(summary.get(k)), help_) for k, (label, help_) in headline_metrics(summary).items()
+             if isinstance(summary.get(k), (int, float))]
+    if imbalanced(summary):
+        imb = summary["data_report"]["imbalance"]
+        st.caption(f"The classes are imbalanced ('{imb['largest']}' has {imb['ratio']}x the images of "
+                   f"'{imb['smallest']}'): judge the model by balanced accuracy and macro-F1, not accuracy alone.")
     for name in charts.method_metric_names(run.epochs):  # whatever the methods logged (robust acc, sparsity ...)
         value = summary.get(name, last.get(name) if last is not None else None)
         if isinstance(value, (int, float)) and value == value:
@@ -108,6 +162,18 @@ def detail_charts(run: components.RunView, summary: dict) -> None:
         st.altair_chart(charts.lr_chart(run.steps), width="stretch")
 
 
+def names_of(rec) -> dict[str, str]:
+    """A run's upload references mapped to the user's file names (dataset, OOD set, checkpoint)."""
+    names = state.config_names(rec.config)
+    ckpt = rec.config.get("backbone", {}).get("checkpoint") or ""
+    sha = state.upload_sha(ckpt)
+    if sha:
+        engine = state.get_engine()
+        known = {u["sha256"]: u["name"] for u in engine.store.list_uploads(rec.owner, "checkpoint")}
+        names[ckpt] = known.get(sha, "your checkpoint")
+    return names
+
+
 def details(rec, summary: dict) -> None:
     report = summary.get("data_report")
     if report:
@@ -115,14 +181,15 @@ def details(rec, summary: dict) -> None:
             split = report.get("split_counts", {})
             st.markdown(f"{len(report.get('classes', []))} classes, "
                         + ", ".join(f"{k}: {sum(v.values())}" for k, v in split.items())
-                        + f" images at {report.get('image_size')} px. Source: `{rec.config.get('data', {}).get('source')}`")
+                        + f" images at {report.get('image_size')} px. Source: **{state.dataset_name(rec.config)}**")
             if report.get("skipped"):
                 st.dataframe([{"file": s.get("path"), "reason": s.get("reason")} for s in report["skipped"]],
                              hide_index=True, width="stretch")
     load = summary.get("load_report")
     if load:
         with st.expander("Pretrained weights loaded", icon=":material/download_done:"):
-            st.markdown(f"Source: **{load.get('source')}** · {load.get('matched', 0)} tensors loaded, "
+            source = state.user_words(str(load.get("source")), names_of(rec))
+            st.markdown(f"Source: **{source}** · {load.get('matched', 0)} tensors loaded, "
                         f"{len(load.get('missing', []))} missing, {len(load.get('shape_mismatch', []))} with another shape.")
             if load.get("note"):
                 st.caption(load["note"])
@@ -151,8 +218,9 @@ def downloads(rec, summary: dict) -> None:
         c[2].download_button("Config (YAML)", cfg_file.read_text(), file_name=f"{safe_name}-{rec.id}-config.yaml",
                              mime="text/yaml", icon=":material/description:",
                              help="Repeat this run from the command line with it.")
-    if summary:
-        c[3].download_button("Summary (JSON)", json.dumps(summary, indent=2), file_name=f"{safe_name}-{rec.id}-summary.json",
+    if summary:  # with the user's file names where the engine recorded its own paths
+        shown = json.loads(state.user_words(json.dumps(summary), names_of(rec)))
+        c[3].download_button("Summary (JSON)", json.dumps(shown, indent=2), file_name=f"{safe_name}-{rec.id}-summary.json",
                              mime="application/json", icon=":material/data_object:")
     if cfg_file.is_file():
         st.caption("To repeat this run without the dashboard:")
@@ -199,9 +267,12 @@ def one_run(engine, runs) -> None:
                 "it ends.", icon=":material/hourglass_top:")
         st.page_link("app_pages/train.py", label="Watch it live", icon=":material/monitoring:")
     elif rec.status == "failed":
-        st.error(f"This run failed: {rec.error or 'no reason was recorded.'}", icon=":material/error:")
+        reason = state.user_words(rec.error or "no reason was recorded.", names_of(rec))
+        st.error(f"This run failed: {reason}", icon=":material/error:")
     elif rec.status == "stopped":
-        st.warning(f"This run was stopped. {rec.error or ''}", icon=":material/stop_circle:")
+        stopped_note(rec, run)
+    if rec.status not in ("queued", "running"):
+        reuse(rec)
     summary_metrics(run, summary)
     components.curves_view(run)
     if summary.get("status") == "finished":
@@ -212,12 +283,73 @@ def one_run(engine, runs) -> None:
     delete_section(engine, rec)
 
 
+def reuse(rec) -> None:
+    """"Use these settings again" (on the data chosen now) and "… on this data" (the run's own)."""
+    data = state.dataset_name(rec.config)
+    c = st.columns([1, 1, 2], vertical_alignment="center")
+    again = c[0].button("Use these settings again", icon=":material/replay:", key=f"reuse_{rec.id}",
+                        help="The next run gets this run's model, methods and training settings, on the dataset "
+                             f"chosen now ({state.dataset().label}).")
+    on_data = c[1].button(f"…on this data ({data})", icon=":material/dataset:", key=f"reuse_data_{rec.id}",
+                          help="The next run gets this run's settings and its dataset (and OOD set).")
+    if again or on_data:
+        if state.attempt("taking over the run's settings", state.reuse_run, rec, on_data).ok:
+            st.session_state["reuse_note"] = rec.id
+    if st.session_state.get("reuse_note") == rec.id:
+        c[2].success(f"The next run now has these settings, on **{state.dataset().label}**.",
+                     icon=":material/check_circle:")
+        c[2].page_link("app_pages/train.py", label="Start it on the Train page", icon=":material/arrow_forward:")
+
+
+COMPARE_METRICS = {"val_acc": "val acc", "test_acc": "test acc", "robust_acc": "robust acc", "ood_acc": "OOD acc",
+                   "ood_user_acc": "your OOD"}  # summary key -> short column name (the table fits the page)
+COMPARE_HELP = {
+    "dataset": "The data the run trained on: accuracies on different data are not comparable.",
+    "val acc": SUMMARY_METRICS["val_acc"][1], "test acc": SUMMARY_METRICS["test_acc"][1],
+    "robust acc": "Accuracy under a PGD attack at the run's evaluation budget.",
+    "OOD acc": SUMMARY_METRICS["ood_acc"][1], "your OOD": SUMMARY_METRICS["ood_user_acc"][1],
+    "balanced acc": "Mean of the per-class accuracies (test images, else validation): every class counts equally.",
+    "sparsity": "Share of weights pruned to zero.",
+}
+
+
+def compare_row(engine, rec, label: str) -> tuple[dict, pd.DataFrame]:
+    """One row of the comparison table (the key columns first; None where a run has no value) and
+    the run's per-epoch frame."""
+    summary = read_summary(rec.run_dir)
+    view = components.load_run(engine, rec.id)
+    epochs = view.epochs if view is not None else pd.DataFrame()
+    if summary.get("status") != "finished" and not epochs.empty:
+        summary = {**last_epoch_figures(view), **summary}
+    cfg = rec.config
+    report = summary.get("data_report") or {}
+    n_images = report.get("num_images") or (sum(report.get("counts", {}).values()) or None)
+    per_class = summary.get("test_per_class_acc") or summary.get("val_per_class_acc")
+    values = [v for v in (per_class.values() if isinstance(per_class, dict) else per_class or [])
+              if isinstance(v, (int, float))]
+    row = {"run": label, "dataset": state.dataset_name(cfg), "_source": cfg.get("data", {}).get("source"),
+           "classes": len(report.get("classes") or summary.get("classes") or []) or None,
+           "images": n_images, "image px": cfg.get("data", {}).get("image_size"),
+           "methods": ", ".join(METHODS[m].title for m in enabled_methods(cfg)) or "plain fine-tuning"}
+    for key, name in COMPARE_METRICS.items():
+        row[name] = summary.get(key)
+    row["balanced acc"] = sum(values) / len(values) if values else None
+    row["sparsity"] = summary.get("sparsity")
+    b = cfg.get("backbone", {})
+    row.update({"model": f"{b.get('name')}, {state.WEIGHTS_TEXT.get(b.get('pretrained'), b.get('pretrained'))}",
+                "epochs": cfg.get("train", {}).get("epochs"), "lr": cfg.get("optim", {}).get("lr"),
+                "img/s": summary.get("train_images_per_sec"),
+                "time": components.fmt_duration(summary.get("wall_time_s")) if summary.get("wall_time_s") else None})
+    return row, epochs
+
+
 def compare(engine, runs) -> None:
     candidates = [r for r in runs if r.status in ("finished", "stopped", "failed")]
     if len(candidates) < 1:
         st.info("Finish a run or two to compare them here.")
         return
-    labels = {r.id: f"{r.name} ({r.id[-6:]})" for r in candidates}
+    labels = {r.id: f"{r.name} ({r.id[-6:]})" + ("" if r.status == "finished" else f" · {r.status}")
+              for r in candidates}
     default = [r.id for r in candidates if r.status == "finished"][:3]
     chosen = st.multiselect("Runs to compare", [r.id for r in candidates], default=default, key="compare_runs",
                             format_func=labels.get, help="Finished runs are picked by default; add or remove any.")
@@ -227,33 +359,29 @@ def compare(engine, runs) -> None:
     rows, curves = [], {}
     by_id = {r.id: r for r in candidates}
     for run_id in chosen:
-        rec = by_id[run_id]
-        summary = read_summary(rec.run_dir)
-        view = components.load_run(engine, run_id)
-        curves[labels[run_id]] = view.epochs if view is not None else pd.DataFrame()
-        cfg = rec.config
-        row = {"run": labels[run_id], "status": rec.status,
-               "backbone": cfg.get("backbone", {}).get("name"), "weights": cfg.get("backbone", {}).get("pretrained"),
-               "methods": ", ".join(enabled_methods(cfg)) or "–", "epochs": cfg.get("train", {}).get("epochs"),
-               "image px": cfg.get("data", {}).get("image_size"), "lr": cfg.get("optim", {}).get("lr"),
-               "effective lr": summary.get("effective_lr")}
-        for key, (label, _) in SUMMARY_METRICS.items():
-            row[label] = summary.get(key)
-        if view is not None and not view.epochs.empty:
-            last = view.epochs.iloc[-1]
-            for name in charts.method_metric_names(view.epochs):
-                row[charts.metric_label(name)] = summary.get(name, last.get(name))
-        row["img/s"] = summary.get("train_images_per_sec")
-        row["time"] = components.fmt_duration(summary.get("wall_time_s")) if summary.get("wall_time_s") else "–"
+        row, curves[labels[run_id]] = compare_row(engine, by_id[run_id], labels[run_id])
         rows.append(row)
-    table = pd.DataFrame(rows)
-    pct_cols = [c for c in table.columns if c in {l for l, _ in SUMMARY_METRICS.values()}
-                or "accuracy" in c.lower() or "sparsity" in c.lower()]
+    table = charts.compare_table(rows)
+    datasets_used = list(dict.fromkeys(table["dataset"]))
+    if len(datasets_used) > 1:
+        st.warning(f"These runs trained on {len(datasets_used)} different datasets ({', '.join(datasets_used)}): "
+                   "accuracies on different data say nothing about which method is better. The table is grouped "
+                   "by dataset; compare runs within one group.", icon=":material/warning:")
+    fractions = set(COMPARE_METRICS.values()) | {"balanced acc", "sparsity"}
+    config = {c: st.column_config.NumberColumn(c, format="percent", help=COMPARE_HELP.get(c), width="small")
+              for c in table.columns if c in fractions}
+    config |= {"run": st.column_config.TextColumn("run", width="medium", pinned=True),
+               "dataset": st.column_config.TextColumn("dataset", help=COMPARE_HELP["dataset"]),
+               "classes": st.column_config.NumberColumn("classes", format="%d", width="small"),
+               "images": st.column_config.NumberColumn("images", format="%d", width="small"),
+               "image px": st.column_config.NumberColumn("px", format="%d", width="small"),
+               "epochs": st.column_config.NumberColumn("epochs", format="%d", width="small"),
+               "img/s": st.column_config.NumberColumn("img/s", format="%.0f", width="small"),
+               "lr": st.column_config.NumberColumn("lr", format="%.4g", width="small")}
     st.dataframe(table, hide_index=True, width="stretch",
-                 column_config={c: st.column_config.NumberColumn(c, format="percent") for c in pct_cols}
-                 | {"img/s": st.column_config.NumberColumn("img/s", format="%.0f"),
-                    "effective lr": st.column_config.NumberColumn("effective lr", format="%.4g")})
-    metrics = sorted({c for df in curves.values() for c in df.columns if c != "epoch" and not str(c).startswith("ood/")},
+                 column_config={k: v for k, v in config.items() if k in table.columns})
+    metrics = sorted({c for df in curves.values() for c in df.columns
+                      if c != "epoch" and "/" not in str(c)},  # per-corruption and per-layer curves: too many
                      key=lambda m: (m != "val_acc", m))
     if not metrics:
         return

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import components, datasets, state
+from app import components, state
 from engine.methods import METHODS
 
 SELECT_KEY = "watch_select"
@@ -19,18 +19,12 @@ RECENT_RUNS = 30
 def _start() -> None:
     """Start-button callback: check the data, submit; the outcome is shown by the page."""
     engine = state.get_engine()
-    cfg = state.config()
-    check = datasets.check_dataset(engine, cfg)
-    if not check.ok:
-        st.session_state["start_error"] = check.error
-        return
     gpus = tuple(st.session_state.get(GPU_KEY) or ())
     try:
-        run_id = engine.submit(cfg, owner=state.user(), gpus=gpus)  # one GPU: that GPU; several: torchrun
-    except Exception as exc:  # StudioError: settings the engine refuses, with its message
+        run_id = state.start_run(engine, gpus)  # one GPU: that GPU; several: torchrun
+    except Exception as exc:  # StudioError: data or settings the engine refuses, with its message
         st.session_state["start_error"] = exc
         return
-    st.session_state[state.WATCH_KEY] = run_id
     st.session_state[SELECT_KEY] = run_id
     st.session_state["start_ok"] = run_id
 

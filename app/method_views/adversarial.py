@@ -18,9 +18,9 @@ def to_rgb(t) -> np.ndarray:
 @st.cache_data(show_spinner=False, max_entries=8)
 def _strip(run_dir: str, datasets_dir: str, n: int, eps: float, steps: int) -> dict:
     from engine.attacks import adversarial_strip
-    from engine.inference import run_bundle
+    from engine.runs import load_run
 
-    b = run_bundle(Path(run_dir), Path(datasets_dir))
+    b = load_run(Path(run_dir), Path(datasets_dir))
     with b.lock:
         out = adversarial_strip(b.model, b.data.val.images[:n], b.data.val.labels[:n], eps, steps, b.cfg.seed)
     out = {k: v.detach() for k, v in out.items()}

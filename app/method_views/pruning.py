@@ -69,3 +69,6 @@ def pruning_view(engine, rec, summary: dict) -> None:
         st.download_button("Download the channel-pruned model (safetensors)", structured.read_bytes(),
                            file_name=f"{rec.id}-structured.safetensors", mime="application/octet-stream",
                            key=f"struct_{rec.id}")
+        st.caption("This file needs this project's code (`engine.structured.load_structured`). Verified TorchScript "
+                   "and ONNX files of the smaller model, which need none, are on the Explain and export page "
+                   "(Export tab).")

@@ -8,6 +8,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from app import state
 from app.method_views import register_view
 
 ACC = {"val_acc": "Validation (your data)", "ood_acc": "Corrupted images (OOD)",
@@ -52,7 +53,7 @@ def nearest(curve: list[dict], alpha: float) -> dict | None:
 
 @register_view("wise_ft")
 def wise_ft_view(engine, rec, summary: dict) -> None:
-    from engine.methods.wise_ft import export_at, point_at
+    from engine.runs import load_run
 
     curve = summary.get("wise_curve") or []
     if not curve:
@@ -61,14 +62,22 @@ def wise_ft_view(engine, rec, summary: dict) -> None:
     st.caption("Slide alpha to mix the starting weights (pretrained trunk + linear-probe head, alpha 0) with the "
                "fine-tuned ones (alpha 1). Values on the grid show at once; others are computed when you choose them.")
     key = f"wise_alpha_{rec.id}"
-    alpha = st.slider("alpha", 0.0, 1.0, value=float(st.session_state.get(key, 0.5)), step=0.01, key=key)
+    stored, chosen = state.wise_alpha(engine, rec)
+    if key not in st.session_state:  # seeded from the run's stored choice (Streamlit forgets widgets between pages)
+        st.session_state[key] = stored
+    alpha = st.slider("alpha", 0.0, 1.0, step=0.01, key=key,
+                      on_change=lambda: state.set_wise_alpha(engine, rec, st.session_state[key]),
+                      help="Your choice is kept with the run: the Explain and export page explains and exports "
+                           "the model at this alpha.")
+    st.caption(f"Chosen for this run: alpha {alpha:.2f}" if chosen or alpha != stored
+               else "Not chosen yet: alpha 0.50 is shown. Move the slider to choose; the choice is kept with the run.")
     point = nearest(curve, alpha)
     cache = st.session_state.setdefault("wise_points", {})
     if point is None:
         point = cache.get((rec.id, round(alpha, 4)))
     if point is None:
         with st.spinner(f"Evaluating the model at alpha {alpha:.2f} ..."):
-            point = point_at(Path(rec.run_dir), engine.datasets_dir, alpha)
+            point = load_run(Path(rec.run_dir), engine.datasets_dir).wise_point(alpha)
         cache[(rec.id, round(alpha, 4))] = point
     end = curve[-1]
     cols = st.columns(4)
@@ -91,7 +100,7 @@ def wise_ft_view(engine, rec, summary: dict) -> None:
         out = Path(rec.run_dir) / "exports" / f"wise_alpha_{alpha:.2f}.safetensors"
         out.parent.mkdir(parents=True, exist_ok=True)
         with st.spinner("Mixing the weights ..."):
-            export_at(Path(rec.run_dir), engine.datasets_dir, alpha, out)
+            load_run(Path(rec.run_dir), engine.datasets_dir).export_wise(alpha, out)
         st.session_state[f"wise_export_{rec.id}"] = str(out)
     ready = st.session_state.get(f"wise_export_{rec.id}")
     if ready and Path(ready).is_file():

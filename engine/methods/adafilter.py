@@ -30,9 +30,9 @@ from torch import nn
 
 from engine.augment import to_float
 from engine.errors import StudioError
-from engine.evaluate import autocast_ctx
-from engine.methods import MethodSpec, register_method
-from engine.methods.base import MethodHook
+from engine.devices import autocast_ctx
+from engine.methods.registry import MethodSpec, register_method
+from engine.contract import MethodHook
 
 GATE_ATTR = "adafilter_gate"  # where the shared gate network hangs on the Classifier (state-dict prefix)
 
@@ -451,6 +451,5 @@ register_method(
         check=_check,
         order=20,
         restructure=restructure,
-        extra={"backbone_families": ["resnet"]},
     )
 )

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from engine.attacks import fgsm_rs, frozen_bn_statistics, pgd, robust_accuracy
-from engine.methods import MethodSpec, register_method
-from engine.methods.base import MethodHook
+from engine.methods.registry import MethodSpec, register_method
+from engine.contract import MethodHook
 
 
 @dataclass(frozen=True)
@@ -74,15 +74,15 @@ class AdversarialHook(MethodHook):
                 x_adv = fgsm_rs(model, x, y, c.eps, generator=ctx.device_generator, amp_dtype=ctx.amp_dtype)
             else:
                 x_adv = pgd(model, x, y, c.eps, c.step_size, c.steps, c.random_start, ctx.device_generator, ctx.amp_dtype)
-        ls = ctx.cfg.optim.label_smoothing
+        def ce(logits):  # the run's class weights (imbalanced data) and label smoothing, as in the plain step
+            return F.cross_entropy(logits.float(), y, weight=ctx.loss_weight, label_smoothing=ctx.cfg.optim.label_smoothing)
+
         if c.clean_weight > 0:
             both = ctx.train_model(torch.cat([x, x_adv]))
             clean_logits, adv_logits = both[: len(x)], both[len(x):]
-            loss = (c.clean_weight * F.cross_entropy(clean_logits.float(), y, label_smoothing=ls)
-                    + (1 - c.clean_weight) * F.cross_entropy(adv_logits.float(), y, label_smoothing=ls))
-            return loss, adv_logits
+            return c.clean_weight * ce(clean_logits) + (1 - c.clean_weight) * ce(adv_logits), adv_logits
         logits = ctx.train_model(x_adv)  # through DDP when distributed: gradients averaged
-        return F.cross_entropy(logits.float(), y, label_smoothing=ls), logits
+        return ce(logits), logits
 
     def on_epoch_end(self, ctx, metrics) -> None:
         if self.cfg.attack != "fgsm" or not self.cfg.co_guard:

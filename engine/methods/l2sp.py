@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from engine.methods import MethodSpec, register_method
-from engine.methods.base import MethodHook
+from engine.methods.registry import MethodSpec, register_method
+from engine.contract import MethodHook
 
 
 @dataclass(frozen=True)

@@ -27,14 +27,21 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
 
+import engine.structured as st
+from engine.backbones import BACKBONES
+from engine.config import with_section
+from engine.contract import MethodHook, SubReporter
 from engine.errors import StudioError
-from engine.methods import MethodSpec, register_method
-from engine.methods.base import MethodHook
+from engine.evaluate import predict
+from engine.methods.registry import MethodSpec, register_method
+from engine.optim import build_optimizer
+from engine.schedules import schedule_fn
+from engine.train import train_one_epoch
 
 SCHEDULES = ("cubic", "linear", "one_shot")
 MAX_STAGES = 5  # auto mode searches one fraction per stage; more would need many more trials
@@ -219,15 +226,10 @@ class PruningHook(MethodHook):
     def setup(self, ctx) -> None:
         c = self.cfg
         self.layers, self.stage_names = prunable_layers(ctx.model, c.prune_head)
-        if c.auto:
-            from engine.pruning_search import search_pruning
-            from engine.train import on_rank0
-
-            # under torchrun one process searches and every process prunes with its result
-            result = on_rank0(lambda: search_pruning(ctx.cfg, ctx.data, reporter=ctx.reporter))
-            ctx.summary["pruning_search"] = result.to_dict()
-            self.fractions = list(result.best_fractions)
-        elif c.stage_fractions:
+        if c.auto:  # the job runs the search before training and writes its result into the config
+            raise StudioError("pruning.auto is resolved before training (engine.jobs): call train() with the "
+                              "config that search_into_config returns.")
+        if c.stage_fractions:
             if len(c.stage_fractions) != len(self.stage_names):
                 raise StudioError(
                     f"pruning.stage_fractions has {len(c.stage_fractions)} values but {ctx.cfg.backbone.name} has "
@@ -345,36 +347,25 @@ def structured_pruning(ctx, hook: PruningHook) -> None:
     """Remove channels from the fine-tuned model, fine-tune it briefly, measure it and save it.
 
     The run's own model (`last.safetensors`) stays the registry architecture; the smaller one
-    is an extra artefact, `structured.safetensors`, reloaded by engine.structured.load_structured.
+    is an extra artefact, `structured.safetensors`, reloaded by engine.runs.load_structured.
     """
-    from engine import structured as st
-    from engine.evaluate import predict
-
     c, cfg, model = hook.cfg, ctx.cfg, ctx.model
     size = cfg.data.image_size
     ctx.reporter.progress(phase="structured pruning: removing channels", epoch=cfg.train.epochs,
                           epochs=cfg.train.epochs, step=ctx.step, total_steps=ctx.total_steps)
-    small = st.shrink(model, c.channel_fraction, size, keep=[model.head])
-    small.to(ctx.device)
+    small = st.shrink(model, c.channel_fraction, size, keep=[model.head]).to(ctx.device)
     unstructured = hook.target() > 0
     small_keys = {f"{n}.weight" for n, m in small.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
     masks = {k: (v != 0) for k, v in small.state_dict().items() if unstructured and k in hook.masks and k in small_keys}
 
-    def evaluate(m: nn.Module, split) -> float:
+    def accuracy(m: nn.Module, split) -> float:
         return predict(m, split.images, split.labels, ctx.device, cfg.eval.eval_batch_size, ctx.amp_dtype).acc
 
-    acc_shrunk = evaluate(small, ctx.data.val)
-
-    def progress(step: int, total: int) -> None:
-        ctx.reporter.progress(phase="structured pruning: fine-tuning the smaller model", step=step, total_steps=total)
-
-    st.recover(small, ctx.train_images, ctx.train_labels, c.structured_epochs, cfg.optim.lr, cfg.train.batch_size,
-               ctx.generator, masks=masks, weight_decay=cfg.optim.weight_decay, momentum=cfg.optim.momentum,
-               augment=cfg.train.augment, should_stop=ctx.should_stop, progress=progress)
+    acc_shrunk = accuracy(small, ctx.data.val)
+    recover(ctx, small, masks, c.structured_epochs)
     ctx.reporter.progress(phase="structured pruning: measuring CPU latency")
-    val_acc = evaluate(small, ctx.data.val)
-    test_acc = evaluate(small, ctx.data.test) if len(ctx.data.test) else None
-    dense_val = evaluate(model, ctx.data.val)
+    val_acc, dense_val = accuracy(small, ctx.data.val), accuracy(model, ctx.data.val)
+    test_acc = accuracy(small, ctx.data.test) if len(ctx.data.test) else None
     lat = st.latency_pair(model, small, size, rounds=3)
     macs_before, macs_after = st.count_macs(model, size), st.count_macs(small, size)
     params_before, params_after = st.count_params(model), st.count_params(small)
@@ -387,7 +378,7 @@ def structured_pruning(ctx, hook: PruningHook) -> None:
         "val_acc_before": dense_val, "val_acc_shrunk": acc_shrunk, "val_acc": val_acc, "test_acc": test_acc,
         "sparsity_kept": unstructured, "channels": st.describe(st.architecture(model), st.architecture(small)),
     }
-    if ctx.run_dir is not None:
+    if ctx.run_dir is not None and ctx.rank == 0:
         st.save_structured(ctx.run_dir / "structured.safetensors", small, cfg,
                            {"val_acc": val_acc, "num_classes": len(ctx.data.classes)})
         info["file"] = "structured.safetensors"
@@ -395,7 +386,50 @@ def structured_pruning(ctx, hook: PruningHook) -> None:
     ctx.summary.update(params_before=params_before, params_after=params_after,
                        latency_speedup=lat["batch_1"]["speedup"],
                        latency_speedup_batch32=lat.get("batch_32", {}).get("speedup"))
-    ctx.structured_model = small  # for tests and the benchmark (not a TrainContext field: set on the instance)
+    ctx.artifacts["structured_model"] = small  # for tests and the benchmark
+
+
+class KeepMasks(MethodHook):
+    """Keeps unstructured zeros at zero while the channel-pruned model recovers."""
+
+    name = "pruning masks"
+
+    def __init__(self, model: nn.Module, masks: dict[str, torch.Tensor]):
+        params = dict(model.named_parameters())
+        self.masked = [(params[k], m.to(params[k].device)) for k, m in masks.items() if k in params]
+
+    @torch.no_grad()
+    def after_backward(self, ctx) -> None:
+        for p, m in self.masked:
+            if p.grad is not None:
+                p.grad.mul_(m)
+
+    @torch.no_grad()
+    def after_step(self, ctx) -> None:
+        for p, m in self.masked:
+            p.mul_(m)
+
+
+def recover(ctx, small: nn.Module, masks: dict[str, torch.Tensor], epochs: int) -> None:
+    """Fine-tune the channel-pruned model for `epochs` through the training loop's own epoch
+    (engine.train.train_one_epoch): SGD at the run's learning rate, cosine to zero, plain
+    cross-entropy, the run's augmentation; `masks` keep unstructured zeros at zero. Removing
+    channels at once costs accuracy that a short fine-tune wins back (Li et al. 2017)."""
+    if epochs <= 0:
+        return
+    rcfg = with_section(with_section(ctx.cfg, "train", epochs=epochs, compile=False), "optim", schedule="cosine",
+                        linear_probe_epochs=0, freeze_blocks=0, label_smoothing=0.0, optimizer="sgd",
+                        head_lr_mult=1.0, trunk_lr_mult=1.0)
+    steps = max(1, len(ctx.train_labels) // rcfg.train.batch_size)
+    rctx = replace(ctx, cfg=rcfg, model=small, train_model=small, optimizer=build_optimizer(small, rcfg),
+                   reporter=SubReporter(ctx.reporter, "structured pruning: fine-tuning the smaller model"),
+                   rank=0, world_size=1, steps_per_epoch=steps, total_steps=steps * epochs, epoch=0, step=0,
+                   masks={}, summary={}, artifacts={})
+    scaler = torch.amp.GradScaler(ctx.device.type, enabled=ctx.amp_dtype == torch.float16)
+    for epoch in range(epochs):
+        rctx.epoch = epoch
+        train_one_epoch(rctx, [KeepMasks(small, masks)], scaler, schedule_fn(rcfg.optim))
+    small.eval()
 
 
 # ---- registration --------------------------------------------------------------------------------
@@ -415,11 +449,9 @@ def _check(run_cfg, c: PruningConfig) -> list[str]:
     if any(not 0 <= f < 1 for f in c.stage_fractions):
         problems.append("Every per-stage pruning fraction must be at least 0 and below 1.")
     if c.structured:
-        from engine.backbones import BACKBONES
-        from engine.structured import STRUCTURED_FAMILIES
 
         spec = BACKBONES.get(run_cfg.backbone.name)
-        if c.enabled and spec is not None and spec.family not in STRUCTURED_FAMILIES:
+        if c.enabled and spec is not None and spec.family not in st.STRUCTURED_FAMILIES:
             problems.append(f"Structured pruning works with ResNet, MobileNet and EfficientNet backbones, not "
                             f"{run_cfg.backbone.name}: switch `structured` off or pick one of those.")
         if c.enabled and importlib.util.find_spec("torch_pruning") is None:

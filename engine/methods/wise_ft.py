@@ -20,20 +20,20 @@ theta_1 from adversarial fine-tuning gives a robust/clean trade-off curve.
 from __future__ import annotations
 
 import copy
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import update_bn
 
 from engine.augment import to_float
+from engine.checkpoints import save_checkpoint
+from engine.contract import MethodHook
 from engine.errors import StudioError
-from engine.methods import MethodSpec, register_method
-from engine.methods.base import MethodHook
+from engine.evaluate import EvalSets, epoch_sets, evaluate, predict
+from engine.methods.registry import MethodSpec, register_method
 
 DEFAULT_ALPHAS = tuple(round(0.05 * i, 2) for i in range(21))
 
@@ -47,8 +47,13 @@ class WiseFTConfig:
         "label": "recalibrate batch-norm statistics per alpha",
         "help": "Re-estimate BN running statistics on the training images for each mixed model (slower)."})
     probe_epochs: int = field(default=100, metadata={
-        "label": "linear-probe iterations (L-BFGS)", "min": 10, "max": 1000})
-    probe_l2: float = field(default=1e-3, metadata={"label": "linear-probe L2", "min": 0.0, "max": 1.0, "step": 1e-4})
+        "label": "linear-probe iterations (L-BFGS)", "min": 10, "max": 1000,
+        "help": "The starting model (alpha 0) is the pretrained backbone with a new final layer fitted on your "
+                "training images (a linear probe): how many optimiser steps that fit takes."})
+    probe_l2: float = field(default=1e-3, metadata={
+        "label": "linear-probe weight penalty (L2)", "min": 0.0, "max": 1.0, "step": 1e-4,
+        "help": "How strongly the linear probe's weights are kept small: larger makes the starting model simpler "
+                "and less sure of itself."})
     ood_subset: int = field(default=0, metadata={
         "label": "corrupted images per corruption on the curve (0 = all)", "min": 0, "max": 100000,
         "help": "The curve's OOD accuracy on N validation images of each corruption (a fixed subset with the "
@@ -79,21 +84,9 @@ def interpolate_state(theta_0: dict[str, torch.Tensor], theta_1: dict[str, torch
 
 @torch.no_grad()
 def recalibrate_bn(model: torch.nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 256) -> None:
-    """Re-estimate BN running statistics as a cumulative average over `images` (uint8)."""
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    if not bns:
-        return
-    saved = [(m, m.momentum) for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative moving average
-    was_training = model.training
-    model.train()
-    for i in range(0, len(images), batch_size):
-        model(to_float(images[i:i + batch_size].to(device)))
-    for m, mom in saved:
-        m.momentum = mom
-    model.train(was_training)
+    """Re-estimate BN running statistics as a cumulative average over uint8 `images` [N, 3, S, S]
+    (torch.optim.swa_utils.update_bn, as for SWA models); weights are unchanged."""
+    update_bn((to_float(images[i:i + batch_size].to(device)) for i in range(0, len(images), batch_size)), model)
 
 
 # ---- theta_0: a linear probe on the pretrained features ----------------------------------------
@@ -179,54 +172,7 @@ def calibrated_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: 
     return w / temperature, b / temperature, temperature
 
 
-# ---- evaluation of one alpha --------------------------------------------------------------------
-
-@dataclass
-class WiseEvalSet:
-    """What a point on the curve is measured on (built once per run)."""
-
-    val_images: torch.Tensor
-    val_labels: torch.Tensor
-    ood_suite: dict  # corruption -> severity -> uint8 images (the first len(images) validation labels)
-    ood_user: Any = None  # ImageSet or None
-    train_images: torch.Tensor | None = None  # for BN recalibration
-    robust: dict | None = None  # {"eps", "steps", "subset"} when robust evaluation is on
-    ood_labels: torch.Tensor | None = None  # labels of the suite's images (val_labels when it holds all)
-
-
-def balanced_subset(labels: torch.Tensor, n: int) -> torch.Tensor:
-    """Indices of `n` images taking the classes in turn (each class's images in split order): a
-    subset whose class mix matches the split's, so its accuracy does not depend on which classes
-    the first images happened to be."""
-    seen: dict[int, int] = {}
-    rank = []  # each image's place among its class's images
-    for y in labels.tolist():
-        rank.append(seen.get(y, 0))
-        seen[y] = rank[-1] + 1
-    order = sorted(range(len(rank)), key=lambda i: (rank[i], i))
-    return torch.tensor(sorted(order[:n]), dtype=torch.long)
-
-
-def eval_set(cfg, data, ood_suite: dict, ood_user) -> WiseEvalSet:
-    """The curve's evaluation set for a run config: validation, the corruption suite (optionally
-    `wise_ft.ood_subset` images per corruption, classes balanced: `balanced_subset`), the user's OOD
-    set, training images for BN recalibration, robust settings."""
-    from engine.train import robust_on
-
-    wcfg = cfg.methods["wise_ft"]
-    n = wcfg.ood_subset
-    labels = data.val.labels
-    if n and n < len(labels) and ood_suite:
-        idx = balanced_subset(labels, n)
-        suite = {c: {sev: imgs[idx.to(imgs.device)] for sev, imgs in by_sev.items()} for c, by_sev in ood_suite.items()}
-        ood_labels = labels[idx.to(labels.device)]
-    else:
-        suite, ood_labels = ood_suite, labels
-    return WiseEvalSet(data.val.images, labels, suite, ood_user,
-                       data.train.images if wcfg.recalibrate_bn else None,
-                       {"eps": cfg.eval.robust_eps, "steps": cfg.eval.robust_steps, "subset": cfg.eval.robust_subset}
-                       if robust_on(cfg) else None, ood_labels)
-
+# ---- the curve over alpha -----------------------------------------------------------------------
 
 def coarse_to_fine(alphas) -> list[float]:
     """The grid in the order it is computed: the ends, then the middle, then ever finer, so the
@@ -249,30 +195,24 @@ def coarse_to_fine(alphas) -> list[float]:
     return order
 
 
-def evaluate_alpha(model, theta_0, theta_1, alpha: float, ev: WiseEvalSet, device, masks=None,
-                   recalibrate: bool = False, amp_dtype=None, batch_size: int = 256) -> dict[str, Any]:
-    from engine.attacks import robust_accuracy
-    from engine.evaluate import ood_accuracy, predict
+def curve_sets(cfg, data, ood_user) -> EvalSets:
+    """What a point on the curve measures: the epoch's sets, with the corruption suite cut to
+    `wise_ft.ood_subset` class-balanced images when set (a faster curve)."""
+    return epoch_sets(cfg, data, ood_user, ood_subset=cfg.methods["wise_ft"].ood_subset)
 
+
+def evaluate_alpha(model, theta_0, theta_1, alpha: float, sets: EvalSets, device, masks=None,
+                   bn_images: torch.Tensor | None = None, amp_dtype=None, batch_size: int = 256) -> dict[str, Any]:
+    """Load theta_alpha into `model` (BN statistics re-estimated on `bn_images` when given) and
+    `evaluate` it: {"alpha", "val_acc", "ood_acc", "robust_acc", ["ood_user_acc"]} (fractions; None
+    for what the run does not measure)."""
     model.load_state_dict(interpolate_state(theta_0, theta_1, alpha, masks))
-    if recalibrate and ev.train_images is not None:
-        recalibrate_bn(model, ev.train_images, device, batch_size)
-    point: dict[str, Any] = {"alpha": alpha}
-    point["val_acc"] = predict(model, ev.val_images, ev.val_labels, device, batch_size, amp_dtype).acc
-    if ev.ood_suite:
-        labels = ev.ood_labels if ev.ood_labels is not None else ev.val_labels
-        by_c = ood_accuracy(model, ev.ood_suite, labels, device, batch_size, amp_dtype)
-        point["ood_acc"] = sum(by_c.values()) / len(by_c)
-    else:
-        point["ood_acc"] = None
-    if ev.ood_user is not None:
-        point["ood_user_acc"] = predict(model, ev.ood_user.images, ev.ood_user.labels, device, batch_size, amp_dtype).acc
-    if ev.robust:
-        n = ev.robust["subset"]
-        point["robust_acc"] = robust_accuracy(model, ev.val_images[:n], ev.val_labels[:n], device, ev.robust["eps"],
-                                              ev.robust["steps"], batch_size=batch_size, amp_dtype=amp_dtype)
-    else:
-        point["robust_acc"] = None
+    if bn_images is not None:
+        recalibrate_bn(model, bn_images, device, batch_size)
+    m = evaluate(model, sets, device, batch_size, amp_dtype)
+    point = {"alpha": alpha, "val_acc": m["val_acc"], "ood_acc": m.get("ood_acc"), "robust_acc": m.get("robust_acc")}
+    if "ood_user_acc" in m:
+        point["ood_user_acc"] = m["ood_user_acc"]
     return point
 
 
@@ -299,10 +239,9 @@ class WiseFTHook(MethodHook):
             model.head.bias.copy_(b.to(model.head.bias.device))
         self.theta_0 = {k: v.detach().clone() for k, v in model.state_dict().items()}
         ctx.pretrained_state = {k: v.clone() for k, v in self.theta_0.items()}  # fine-tuning starts here
-        ctx.summary["wise_theta0_val_acc"] = ctx.evaluate_val()
+        ctx.summary["wise_theta0_val_acc"] = predict(model, data.val.images, data.val.labels, ctx.device,
+                                                     ctx.cfg.eval.eval_batch_size, ctx.amp_dtype).acc
         if ctx.run_dir is not None:
-            from engine.runs import save_checkpoint
-
             save_checkpoint(ctx.run_dir / "theta0.safetensors", self.theta_0, ctx.cfg, {"alpha": 0.0})
 
     def on_train_end(self, ctx) -> None:
@@ -312,10 +251,9 @@ class WiseFTHook(MethodHook):
         cfg = ctx.cfg
         theta_1 = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
         if ctx.run_dir is not None and ctx.masks:
-            from engine.runs import save_checkpoint
-
             save_checkpoint(ctx.run_dir / "masks.safetensors", ctx.masks, cfg)
-        ev = eval_set(cfg, ctx.data, ctx.ood_suite, ctx.ood_user)
+        sets = curve_sets(cfg, ctx.data, ctx.eval_sets.ood_user)
+        bn_images = ctx.data.train.images if self.cfg.recalibrate_bn else None
         probe = copy.deepcopy(ctx.model)
         curve = []
         t0 = time.perf_counter()
@@ -324,12 +262,12 @@ class WiseFTHook(MethodHook):
             if ctx.should_stop():
                 break
             ctx.reporter.progress(phase=f"WiSE-FT curve {i + 1}/{len(order)}")
-            point = evaluate_alpha(probe, self.theta_0, theta_1, alpha, ev, ctx.device, ctx.masks,
-                                   self.cfg.recalibrate_bn, ctx.amp_dtype, cfg.eval.eval_batch_size)
+            point = evaluate_alpha(probe, self.theta_0, theta_1, alpha, sets, ctx.device, ctx.masks, bn_images,
+                                   ctx.amp_dtype, cfg.eval.eval_batch_size)
             curve.append(point)
             ctx.reporter.stream("wise_ft", point)
         ctx.summary["wise_curve"] = sorted(curve, key=lambda p: p["alpha"])
-        ctx.summary["wise_curve_ood_images"] = sum(len(i) for by_sev in ev.ood_suite.values() for i in by_sev.values())
+        ctx.summary["wise_curve_ood_images"] = sets.ood_images
         ctx.summary["wise_curve_seconds"] = time.perf_counter() - t0
 
 
@@ -365,76 +303,3 @@ register_method(
         order=90,  # last: after pruning made its masks permanent
     )
 )
-
-
-# ---- after the run: any alpha on demand, and export ------------------------------------------------
-
-class _RunCache:
-    """theta_0, theta_1, masks, a model and the evaluation set of recent runs (small LRU)."""
-
-    def __init__(self, size: int = 2):
-        self.size, self._lock, self._items = size, threading.Lock(), OrderedDict()
-
-    def get(self, run_dir: Path, datasets_dir: Path):
-        key = str(Path(run_dir).resolve())
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        item = _load_run(Path(run_dir), Path(datasets_dir))
-        with self._lock:
-            self._items[key] = item
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        return item
-
-
-def _load_run(run_dir: Path, datasets_dir: Path):
-    from engine.corruptions import build_ood_suite
-    from engine.data import load_ood_dataset
-    from engine.inference import model_from_state, run_classes
-    from engine.runs import load_checkpoint
-    from engine.config import RunConfig, resolve_path
-    from engine.train import prepare_data
-
-    if not (run_dir / "theta0.safetensors").is_file():
-        raise StudioError("This run has no WiSE-FT starting model: run it with WiSE-FT switched on.")
-    theta_0, meta = load_checkpoint(run_dir / "theta0.safetensors")
-    theta_1, _ = load_checkpoint(run_dir / "last.safetensors")
-    masks = load_checkpoint(run_dir / "masks.safetensors")[0] if (run_dir / "masks.safetensors").is_file() else None
-    cfg = RunConfig.from_dict(meta["config"])
-    model = model_from_state(cfg, len(run_classes(run_dir)), theta_1)
-    data = prepare_data(cfg, datasets_dir)
-    suite = (build_ood_suite(data.val.images, severities=(cfg.eval.ood_severity_each_epoch,), seed=cfg.seed)
-             if cfg.eval.ood and cfg.eval.ood_severity_each_epoch else {})
-    ood_user = (load_ood_dataset(resolve_path(cfg.data.ood_source), datasets_dir, cfg.data.image_size, data.classes)
-                if cfg.data.ood_source else None)
-    ev = eval_set(cfg, data, suite, ood_user)
-    return {"theta_0": theta_0, "theta_1": theta_1, "masks": masks, "model": model, "cfg": cfg, "ev": ev,
-            "lock": threading.Lock()}
-
-
-_CACHE = _RunCache()
-
-
-def point_at(run_dir: Path, datasets_dir: Path, alpha: float) -> dict[str, Any]:
-    """The curve's numbers at any alpha, computed now (the dashboard's uncached slider values)."""
-    item = _CACHE.get(run_dir, datasets_dir)
-    with item["lock"]:
-        return evaluate_alpha(item["model"], item["theta_0"], item["theta_1"], float(alpha), item["ev"],
-                              torch.device("cpu"), item["masks"], item["cfg"].methods["wise_ft"].recalibrate_bn)
-
-
-def export_at(run_dir: Path, datasets_dir: Path, alpha: float, out_path: Path) -> Path:
-    """Write theta_alpha (BN recalibrated when the run asked for it) as a safetensors state dict,
-    with the run config and alpha in its metadata."""
-    from engine.runs import save_checkpoint
-
-    item = _CACHE.get(run_dir, datasets_dir)
-    with item["lock"]:
-        model, cfg = item["model"], item["cfg"]
-        model.load_state_dict(interpolate_state(item["theta_0"], item["theta_1"], float(alpha), item["masks"]))
-        if cfg.methods["wise_ft"].recalibrate_bn:
-            recalibrate_bn(model, item["ev"].train_images, torch.device("cpu"))
-        save_checkpoint(Path(out_path), model.state_dict(), cfg, {"alpha": float(alpha)})
-    return Path(out_path)

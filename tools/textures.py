@@ -256,7 +256,7 @@ def write_texture_zip(path: str | Path, n_per_class: int = 80, image_size: int =
     return path
 
 
-if __name__ == "__main__":  # python -m engine.textures [out.zip]
+if __name__ == "__main__":  # python -m tools.textures [out.zip]
     import sys
 
     out = write_texture_zip(sys.argv[1] if len(sys.argv) > 1 else "assets/sample_textures.zip")

@@ -50,9 +50,6 @@ class IFS:
     maps: torch.Tensor
     probs: torch.Tensor
 
-    def to_list(self) -> list[list[float]]:
-        return [[round(float(v), 6) for v in row] for row in self.maps]
-
 
 def is_contractive(maps: torch.Tensor, max_singular: float = MAX_SINGULAR) -> torch.Tensor:
     """[..., M, 6] -> [...] bool: every map's linear part has largest singular value < bound."""

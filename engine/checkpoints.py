@@ -1,0 +1,75 @@
+"""Checkpoints and run-folder files written atomically (the helpers under every layer that saves).
+
+A run folder holds `config.yaml`, `best.safetensors` and `last.safetensors` (state dicts with
+the run config in their metadata, never pickled modules), `summary.json`, and whatever a
+method exports. Run ids are made by the engine (time + random hex), never from user input.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from engine.errors import StudioError
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def save_checkpoint(path: Path, state_dict: dict[str, torch.Tensor], config: Any, extra: dict | None = None) -> None:
+    """safetensors state dict + the run config (and small extras) as string metadata."""
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    # safetensors refuses shared storage; clone tensors that alias another.
+    seen: dict[int, str] = {}
+    for k, v in tensors.items():
+        ptr = v.untyped_storage().data_ptr() if v.numel() else -1
+        if ptr in seen and ptr != -1:
+            tensors[k] = v.clone()
+        seen[ptr] = k
+    meta = {"config": config.to_json() if hasattr(config, "to_json") else json.dumps(config)}
+    for k, v in (extra or {}).items():
+        meta[k] = json.dumps(v)
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    os.replace(tmp, path)  # atomic: a crash never leaves half a checkpoint
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(state dict, metadata with `config` parsed)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+        state = load_file(str(path))
+    except Exception as exc:
+        raise StudioError(f"{Path(path).name} is not a readable checkpoint ({exc}).") from None
+    parsed = {k: json.loads(v) for k, v in meta.items()}
+    return state, parsed
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, float) and (math.isnan(x) or math.isinf(x)):
+        return None
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, torch.Tensor):
+        return _jsonable(x.tolist())
+    return x
+
+
+def write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(_jsonable(obj), indent=2))
+    os.replace(tmp, path)

@@ -1,0 +1,145 @@
+"""The contract between the training loop and everything around it.
+
+- `Reporter`: where the loop sends what it observes. Two metric channels: `step_metrics` (loss and
+  learning rate of a logged step) and `epoch_metrics` (the evaluation of an epoch); `progress` for
+  the live bar; `stream` for points a method publishes (WiSE-FT's curve, the pruning search).
+- `TrainContext`: what a method hook can see and use during a run.
+- `MethodHook`: the calls a method receives; every default does nothing.
+
+The CLI, the dashboard's engine thread, a torchrun child, benchmarks and tests each implement a
+`Reporter`; the loop (engine.train) and the methods (engine.methods) import only this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.config import RunConfig
+from engine.data import DataSplits
+from engine.evaluate import EvalSets
+
+
+class StopRequested(Exception):
+    """Raised inside the loop when the user asked the run to stop."""
+
+
+class Reporter:
+    """Where the loop sends what it observes. The default prints nothing and never stops."""
+
+    def progress(self, **fields: Any) -> None:
+        """Live state: phase, epoch, epochs, step, total_steps, images_per_sec, eta_s, loss."""
+
+    def step_metrics(self, epoch: int, step: int, values: dict[str, float]) -> None:
+        """A logged training step: `loss` (cross-entropy, nats) and `lr` (the head's learning rate)."""
+
+    def epoch_metrics(self, epoch: int, step: int, values: dict[str, float]) -> None:
+        """One epoch's evaluation: val_acc, ood_acc, robust_acc, train_loss, images_per_sec, and
+        what methods add (per-layer sparsity, gate shares), all floats."""
+
+    def stream(self, key: str, point: dict[str, Any]) -> None:
+        """A point a method publishes (live curves), e.g. key "wise_ft" with {"alpha", "val_acc", ...}."""
+
+    def should_stop(self) -> bool:
+        return False
+
+
+class SubReporter(Reporter):
+    """A reporter for work inside a run (a pruning-search trial, a recovery fine-tune): progress
+    goes to `parent` under `label` (e.g. "pruning search: trial 2/10 (training)"), the stop request
+    passes through, and its metrics and streams stay out of the run's charts."""
+
+    def __init__(self, parent: Reporter | None, label: str):
+        self.parent, self.label = parent, label
+
+    def progress(self, **fields: Any) -> None:
+        if self.parent is None:
+            return
+        phase = self.label + (f" ({fields['phase']})" if fields.get("phase") else "")
+        keep = {k: fields[k] for k in ("step", "total_steps", "images_per_sec", "eta_s", "loss") if k in fields}
+        self.parent.progress(phase=phase, **keep)
+
+    def should_stop(self) -> bool:
+        return self.parent is not None and self.parent.should_stop()
+
+
+@dataclass
+class TrainContext:
+    """What hooks can see and use. Built by `engine.train.setup_run`; the loop advances `epoch`
+    and `step`. Methods write results into `summary` (saved as summary.json) and objects for tests
+    and benchmarks into `artifacts` (e.g. "structured_model")."""
+
+    cfg: RunConfig
+    model: torch.nn.Module  # the Classifier, possibly restructured by a method (AdaFilter)
+    # The module the training forward goes through: the model itself, or its DistributedDataParallel
+    # wrapper under torchrun (gradients are then averaged across processes). Methods that replace
+    # the loss must use it for the forward whose loss is backpropagated.
+    train_model: torch.nn.Module
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    data: DataSplits  # uint8 images on the CPU; data.train is also on the device as train_images
+    train_images: torch.Tensor  # uint8 [N, 3, S, S] on the device
+    train_labels: torch.Tensor  # int64 [N] on the device
+    eval_sets: EvalSets  # what each epoch is evaluated on (validation, corruption subset, user OOD, robust)
+    reporter: Reporter
+    run_dir: Path | None
+    generator: torch.Generator  # CPU; orders the data, in step on every process
+    # randomness drawn in the hot path (augmentation, attack starts) comes from a generator on the
+    # training device: a CPU draw copied to the GPU would synchronise the host with the GPU each step
+    device_generator: torch.Generator
+    rank: int = 0
+    world_size: int = 1
+    steps_per_epoch: int = 1
+    total_steps: int = 1
+    loss_weight: torch.Tensor | None = None  # float [classes] on the device: data.class_balance = weighted_loss
+    pretrained_state: dict[str, torch.Tensor] = field(default_factory=dict)  # theta_0: weights at the start
+    optimizer: torch.optim.Optimizer | None = None
+    masks: dict[str, torch.Tensor] = field(default_factory=dict)  # pruning: state-dict key -> 0/1 mask
+    epoch: int = 0
+    step: int = 0
+    stop_training: bool = False  # a method may end training early (e.g. a rollback); not a user stop
+    summary: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, Any] = field(default_factory=dict)
+
+    def should_stop(self) -> bool:
+        return self.reporter.should_stop()
+
+
+class MethodHook:
+    """Override what the method needs; every default does nothing.
+
+    Order of calls in a run: `setup` once (after the model and data exist, before the
+    optimiser is built, so a method may change the model), then per step `compute_loss`
+    (at most one enabled method may own it), backward, `after_backward`, optimiser step,
+    `after_step`; `on_epoch_end` after each evaluation; `on_train_end` once at the end.
+    """
+
+    name = "method"
+
+    def setup(self, ctx: TrainContext) -> None:
+        pass
+
+    def compute_loss(self, ctx: TrainContext, x: torch.Tensor, y: torch.Tensor) -> tuple[Any, Any] | None:
+        """Return (loss, logits) to replace the plain cross-entropy step, or None.
+        x: float [B, 3, S, S] in [0, 1] on the device; y: int64 [B]."""
+        return None
+
+    def after_backward(self, ctx: TrainContext) -> None:
+        pass
+
+    def after_step(self, ctx: TrainContext) -> None:
+        pass
+
+    def on_epoch_end(self, ctx: TrainContext, metrics: dict[str, float]) -> None:
+        """May add entries to `metrics` (they are stored and charted)."""
+
+    def on_train_end(self, ctx: TrainContext) -> None:
+        pass
+
+
+def owns_loss(hook: MethodHook) -> bool:
+    """True when `hook` replaces the plain cross-entropy step."""
+    return type(hook).compute_loss is not MethodHook.compute_loss

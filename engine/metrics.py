@@ -1,0 +1,57 @@
+"""Classification scores that stay honest when classes are imbalanced.
+
+Pure functions of (labels, preds), both int64 [N] tensors of class indices (or anything
+`torch.as_tensor` accepts), following scikit-learn's definitions so numbers match what users
+compute themselves:
+
+- `balanced_accuracy`: mean recall over the classes present in `labels`
+  (sklearn.metrics.balanced_accuracy_score, adjusted=False);
+- `macro_f1`: unweighted mean F1 over the classes present in `labels` or `preds`, a class with
+  no true and no predicted positives scoring 0 (sklearn.metrics.f1_score, average="macro",
+  zero_division=0).
+
+A model that always answers the large class ("normal") has accuracy = that class's share but
+balanced accuracy = 1 / number of classes, and a low macro-F1.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def _confusion(labels, preds, num_classes: int | None) -> torch.Tensor:
+    y = torch.as_tensor(labels, dtype=torch.int64).flatten().cpu()
+    p = torch.as_tensor(preds, dtype=torch.int64).flatten().cpu()
+    if y.shape != p.shape:
+        raise ValueError(f"labels and preds must have the same length (got {len(y)} and {len(p)})")
+    if num_classes is None:
+        num_classes = int(max(int(y.max()) if len(y) else -1, int(p.max()) if len(p) else -1)) + 1
+    return torch.bincount(y * num_classes + p, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def balanced_accuracy(labels, preds, num_classes: int | None = None) -> float:
+    """Mean per-class recall over the classes that occur in `labels` (0..1); nan for no labels."""
+    cm = _confusion(labels, preds, num_classes).double()
+    support = cm.sum(1)
+    present = support > 0
+    if not bool(present.any()):
+        return float("nan")
+    return float((cm.diagonal()[present] / support[present]).mean())
+
+
+def macro_f1(labels, preds, num_classes: int | None = None) -> float:
+    """Unweighted mean F1 over classes that occur in `labels` or `preds` (0..1); nan for no labels."""
+    cm = _confusion(labels, preds, num_classes).double()
+    tp = cm.diagonal()
+    support, predicted = cm.sum(1), cm.sum(0)
+    used = (support + predicted) > 0
+    if not bool(used.any()):
+        return float("nan")
+    f1 = 2 * tp[used] / (support[used] + predicted[used])  # = 2PR/(P+R); 0 when tp = 0
+    return float(f1.mean())
+
+
+def imbalance_scores(labels, preds, num_classes: int | None = None) -> dict[str, float]:
+    """{"balanced_acc", "macro_f1"}: the two scores to show beside accuracy on imbalanced data."""
+    return {"balanced_acc": balanced_accuracy(labels, preds, num_classes),
+            "macro_f1": macro_f1(labels, preds, num_classes)}

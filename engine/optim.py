@@ -1,0 +1,56 @@
+"""What trains and how fast: parameter groups, the optimiser, frozen blocks and LP-FT's probe phase.
+
+Li et al. (ICLR 2020): the head and the trunk may want different learning rates; what matters for
+SGD is the effective learning rate lr / (1 - momentum). Biases and norm layers get no weight decay.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from engine.backbones import Classifier
+from engine.config import RunConfig
+
+
+def param_groups(model: Classifier, cfg: RunConfig) -> list[dict]:
+    """Head vs trunk learning-rate multipliers (Li et al. 2020); no weight decay on biases/norms."""
+    o = cfg.optim
+    head_ids = model.head_parameter_ids()
+    groups: dict[tuple[bool, bool], list] = {}
+    for p in model.parameters():
+        key = (id(p) in head_ids, p.ndim <= 1)
+        groups.setdefault(key, []).append(p)
+    out = []
+    for (is_head, no_decay), params in groups.items():
+        mult = o.head_lr_mult if is_head else o.trunk_lr_mult
+        out.append({"params": params, "lr": o.lr * mult, "base_lr": o.lr * mult,
+                    "weight_decay": 0.0 if no_decay else o.weight_decay,
+                    "name": ("head" if is_head else "trunk") + ("_no_decay" if no_decay else "")})
+    return out
+
+
+def build_optimizer(model: Classifier, cfg: RunConfig) -> torch.optim.Optimizer:
+    groups = param_groups(model, cfg)
+    if cfg.optim.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.optim.lr)
+    return torch.optim.SGD(groups, lr=cfg.optim.lr, momentum=cfg.optim.momentum,
+                           nesterov=cfg.optim.nesterov and cfg.optim.momentum > 0)
+
+
+def set_trunk_trainable(model: Classifier, frozen_blocks: list[torch.nn.Module], probe_only: bool) -> None:
+    """Freeze the first blocks (always) or the whole trunk (linear-probe phase of LP-FT)."""
+    head_ids = model.head_parameter_ids()
+    for p in model.parameters():
+        p.requires_grad_(id(p) in head_ids or not probe_only)
+    for block in frozen_blocks:
+        for p in block.parameters():
+            p.requires_grad_(False)
+
+
+def set_frozen_bn_eval(model: Classifier, frozen_blocks: list[torch.nn.Module], probe_only: bool) -> None:
+    """Frozen parts keep their batch-norm statistics: running stats must not drift either."""
+    blocks = model.trunk_blocks() if probe_only else frozen_blocks
+    for block in blocks:
+        for m in block.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()

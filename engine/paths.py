@@ -1,0 +1,64 @@
+"""Where the project lives and how a user's path or upload reference is read (the bottom layer).
+
+Configs keep paths relative to the project where they can, so a saved config works on another
+machine with the same checkout.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from engine.errors import StudioError
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+ASSETS_DIR = PROJECT_DIR / "assets"
+SAMPLE_DATASET = "assets/sample_textures.zip"  # relative to the project: configs stay portable
+
+
+UPLOAD_PREFIX = "upload:"  # `upload:<sha256 of the file>`: an upload, wherever this server keeps its uploads
+UPLOAD_SUFFIXES = (".zip", ".safetensors", ".pt", ".pth", ".bin")
+_UPLOAD_DIRS: list[Path] = []  # filled by each Engine (and the CLI) with its own uploads folder
+
+
+def register_upload_dir(folder: str | Path) -> None:
+    """Look for `upload:<sha256>` sources in `folder` (an engine's uploads folder) too."""
+    folder = Path(folder).resolve()
+    if folder not in _UPLOAD_DIRS:
+        _UPLOAD_DIRS.insert(0, folder)
+
+
+def upload_ref(sha256: str) -> str:
+    """The portable reference to uploaded bytes of this SHA-256 (64 hex digits) kept in configs."""
+    return UPLOAD_PREFIX + sha256.lower()
+
+
+def _resolve_upload(ref: str) -> Path:
+    """Where the server keeps the upload `upload:<sha256>` (files are named by the hash's first 32
+    digits, as Engine.save_upload writes them). Raises StudioError when it is not there (any more)."""
+    digest = ref[len(UPLOAD_PREFIX):].strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise StudioError(f"`{ref}` is not a valid upload reference (upload: and 64 hexadecimal digits).")
+    folders = list(_UPLOAD_DIRS)
+    if os.environ.get("STUDIO_DATA_DIR"):
+        folders.append(Path(os.environ["STUDIO_DATA_DIR"]).expanduser() / "uploads")
+    folders.append(PROJECT_DIR / "runs" / "uploads")
+    for folder in folders:
+        for suffix in UPLOAD_SUFFIXES:
+            candidate = folder / (digest[:32] + suffix)
+            if candidate.is_file():
+                return candidate
+    raise StudioError("The uploaded file this run uses is no longer on this server (it was deleted). "
+                      "Upload it again on the Data page.")
+
+
+def resolve_path(p: str) -> Path:
+    """A user path as given; a relative one that does not exist here is tried from the project root;
+    `upload:<sha256>` is the upload of that content in this server's uploads folder (StudioError if gone)."""
+    if p.startswith(UPLOAD_PREFIX):
+        return _resolve_upload(p)
+    path = Path(p).expanduser()
+    if not path.is_absolute() and not path.exists() and (PROJECT_DIR / path).exists():
+        return PROJECT_DIR / path
+    return path

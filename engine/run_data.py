@@ -1,0 +1,70 @@
+"""A run's data: its splits, its user OOD set, and a shared server's limits on them.
+
+Sits between the data layer (engine.data: zips, decoding, splitting) and whatever trains or
+reloads a run: the loop, the run loader, the pruning search and the CLI all get their data here,
+so a run is always evaluated on exactly the images it was trained and selected on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from engine.config import RunConfig
+from engine.data import DataSplits, ImageSet, ZipLimits, load_dataset, load_ood_dataset
+from engine.paths import resolve_path
+from engine.security import LimitExceeded
+
+
+def zip_limits(limits=None) -> ZipLimits:
+    """The data loader's caps, with a shared server's per-image pixel limit when there is one."""
+    if limits is not None and limits.max_image_pixels:
+        return ZipLimits(max_image_pixels=limits.max_image_pixels)
+    return ZipLimits()
+
+
+def prepare_data(cfg: RunConfig, work_dir: Path, limits=None) -> DataSplits:
+    """The run's splits (`data.source` decoded at `data.image_size`, split with the run's seed or
+    as the dataset's folders give it), optionally fewer training images per class. Extracted zips
+    and the decode cache live under `work_dir`. Raises StudioError for data that cannot be used."""
+    d = cfg.data
+    splits = load_dataset(resolve_path(d.source), work_dir, image_size=d.image_size, val_fraction=d.val_fraction,
+                          test_fraction=d.test_fraction, seed=cfg.seed, min_images_per_class=d.min_images_per_class,
+                          limits=zip_limits(limits), drop_duplicates=d.drop_duplicates)
+    if d.train_per_class > 0:
+        splits = subsample_train(splits, d.train_per_class, cfg.seed)
+    return splits
+
+
+def check_data_limits(cfg: RunConfig, data: DataSplits, limits) -> None:
+    """A shared server's fair-use limits on dataset size and compute budget (epochs x images)."""
+    n = len(data.train) + len(data.val) + len(data.test)
+    if limits.max_dataset_images and n > limits.max_dataset_images:
+        raise LimitExceeded(f"The dataset has {n:,} images; this server allows at most {limits.max_dataset_images:,}.")
+    budget = cfg.train.epochs * len(data.train)
+    if limits.max_epoch_images and budget > limits.max_epoch_images:
+        most = max(1, limits.max_epoch_images // max(len(data.train), 1))
+        raise LimitExceeded(f"{cfg.train.epochs} epochs x {len(data.train):,} training images is over this server's "
+                            f"budget of {limits.max_epoch_images:,} image-epochs per run: use at most {most} epochs.")
+
+
+def subsample_train(splits: DataSplits, per_class: int, seed: int) -> DataSplits:
+    """Keep `per_class` training images of each class (seeded), for data-scarcity studies."""
+    g = torch.Generator().manual_seed(seed + 1)
+    keep = []
+    for c in range(len(splits.classes)):
+        idx = (splits.train.labels == c).nonzero().flatten()
+        keep.append(idx[torch.randperm(len(idx), generator=g)[:per_class]])
+    idx = torch.cat(keep).sort().values
+    return replace(splits, train=splits.train.subset(idx))
+
+
+def load_user_ood(cfg: RunConfig, work_dir: Path, classes: list[str], limits=None) -> ImageSet | None:
+    """The user's own OOD set (`data.ood_source`, same classes as training) or None when there is none.
+    Raises StudioError when its classes do not match `classes`."""
+    if not cfg.data.ood_source:
+        return None
+    return load_ood_dataset(resolve_path(cfg.data.ood_source), work_dir, cfg.data.image_size, classes,
+                            limits=zip_limits(limits))

@@ -1,0 +1,225 @@
+"""The dashboard keeps the user's work and never misleads (AppTest):
+
+- the next run being prepared (dataset, OOD set, method settings) survives a refresh (a new
+  session) and a server restart (a new Engine on the same folder);
+- earlier uploads are offered again after a restart, with their own names, and can be deleted;
+- Compare runs shows the dataset of each run and flags runs on different data;
+- a stopped run's Results show the epochs it finished, and its settings can be used again;
+- configs and model cards name uploads by content hash and the user's file name, never by a
+  server path or the server's file name.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import streamlit as st
+
+from conftest import write_tiny_zip
+from engine.config import RunConfig
+from engine.paths import resolve_path
+from test_app import (RUN_TIMEOUT, configure_tiny, engine, new_app, no_problems, png, start_run, studio,  # noqa: F401
+                      texts, tiny_bytes, upload_zip, zip_bytes)
+
+OOD_BYTES = zip_bytes({f"{c}/{i}.png": png(c, i) for c in ("red", "green", "stripes") for i in range(2)})
+
+
+def restart_server() -> None:
+    """What a server restart does to the app: the engine is made again on the same data folder."""
+    engine().shutdown(5)
+    st.cache_resource.clear()
+
+
+def upload_ood(at, data: bytes = OOD_BYTES, name: str = "street photos.zip"):
+    at.file_uploader[1].set_value((name, data, "application/zip")).run()
+    no_problems(at)
+    return at
+
+
+def prepared_draft(tiny_bytes):
+    """A session that uploaded a dataset and an OOD set and switched pruning on with a setting changed."""
+    at = new_app()
+    upload_zip(at, tiny_bytes, "my digits.zip")
+    upload_ood(at)
+    configure_tiny(at, epochs=3)
+    at.toggle(key="w:pruning.enabled").set_value(True).run()
+    no_problems(at)
+    return at
+
+
+def assert_same_draft(at, before) -> None:
+    cfg = at.session_state["cfg"]
+    assert cfg == before, "every setting of the draft is back"
+    assert cfg.data.source_name == "my digits.zip" and cfg.data.ood_source_name == "street photos.zip"
+    assert cfg.methods["pruning"].enabled and cfg.train.epochs == 3
+    assert at.session_state["dataset"].label == "my digits.zip"
+    assert "Active dataset: my digits.zip" in texts(at.subheader)
+    assert any("OOD set in use: **street photos.zip" in s for s in texts(at.success))
+
+
+def test_a_refresh_and_a_restart_give_back_the_dataset_ood_set_and_settings(studio, tiny_bytes):
+    at = prepared_draft(tiny_bytes)
+    before = at.session_state["cfg"]
+
+    refreshed = new_app()  # a page refresh: a new session, nothing in st.session_state
+    assert_same_draft(refreshed, before)
+    refreshed.switch_page("app_pages/train.py").run()
+    no_problems(refreshed)
+    next_run = " ".join(texts(refreshed.markdown))
+    assert "my digits.zip" in next_run and "Pruning" in next_run and "Bundled sample" not in next_run
+
+    restart_server()
+    after = new_app()
+    assert_same_draft(after, before)
+
+
+def test_earlier_uploads_are_offered_after_a_restart_and_can_be_used_or_deleted(studio, tiny_bytes, tmp_path):
+    two_classes = write_tiny_zip(tmp_path / "two.zip", per_class=6, classes=("red", "green")).read_bytes()
+    at = new_app()
+    upload_zip(at, tiny_bytes, "first set.zip")
+    at.file_uploader[0].set_value(("second set.zip", two_classes, "application/zip")).run()
+    no_problems(at)
+    assert at.session_state["cfg"].data.source_name == "second set.zip"
+    uploads = {u["name"]: u["sha256"] for u in engine().store.list_uploads("")}
+    at.button(key=f"use_dataset_{uploads['first set.zip'][:16]}").click().run()
+    at.run()  # the file still in the chooser (second set.zip) must not come back
+    no_problems(at)
+    assert at.session_state["cfg"].data.source_name == "first set.zip"
+
+    restart_server()
+    at = new_app()
+    at.radio(key="w:data.kind").set_value("upload").run()
+    no_problems(at)
+    listed = " ".join(texts(at.markdown))
+    assert "**first set.zip** · " in listed and "3 classes · 30 images" in listed and "*in use*" in listed
+    assert "**second set.zip** · " in listed and "2 classes · 12 images" in listed
+    at.button(key=f"use_dataset_{uploads['second set.zip'][:16]}").click().run()
+    no_problems(at)
+    assert "Active dataset: second set.zip" in texts(at.subheader)
+    assert at.session_state["cfg"].data.source == "upload:" + uploads["second set.zip"]
+
+    stored = resolve_path("upload:" + uploads["first set.zip"])
+    at.button(key=f"del_dataset_{uploads['first set.zip'][:16]}").click().run()
+    no_problems(at)
+    assert not stored.exists(), "no run used it: the file is gone"
+    assert any("first set.zip: Deleted" in i for i in texts(at.info))
+    assert [u["name"] for u in engine().store.list_uploads("")] == ["second set.zip"]
+    assert not any("**first set.zip**" in m for m in texts(at.markdown))
+
+
+def test_compare_shows_the_dataset_and_flags_runs_on_different_data(studio, tiny_bytes, tmp_path):
+    two_classes = write_tiny_zip(tmp_path / "two.zip", per_class=6, classes=("red", "green")).read_bytes()
+    at = new_app()
+    upload_zip(at, tiny_bytes, "three colours.zip")
+    configure_tiny(at)
+    first = start_run(at)
+    assert engine().wait(first, RUN_TIMEOUT) == "finished"
+    at.switch_page("app_pages/data.py").run()
+    at.file_uploader[0].set_value(("two colours.zip", two_classes, "application/zip")).run()
+    at.button(key="quick_start").click().run()  # one click from the Data page to a run
+    no_problems(at)
+    assert "3 · Train (live)" in texts(at.title), "the Train page follows the new run"
+    (second,) = [r.id for r in engine().list_runs() if r.id != first]
+    assert engine().wait(second, RUN_TIMEOUT) == "finished"
+    assert engine().run_record(second).name == "resnet18 plain on two colours.zip", "run names say the data"
+
+    at.switch_page("app_pages/results.py").run()
+    no_problems(at)
+    at.multiselect(key="compare_runs").set_value([first, second]).run()
+    no_problems(at)
+    table = next(d.value for d in at.dataframe if "dataset" in d.value.columns)
+    assert list(table.columns[:6]) == ["run", "dataset", "classes", "images", "image px", "methods"], "key columns first"
+    assert sorted(zip(table["dataset"], table["classes"])) == [("three colours.zip", 3), ("two colours.zip", 2)]
+    assert "val acc" in table.columns and "test acc" in table.columns
+    assert not any(str(v) == "None" for v in table.astype(object).to_numpy().ravel()), "blanks are blank"
+    assert any("2 different datasets" in w for w in texts(at.warning))
+    curves = at.selectbox(key="compare_metric").options
+    assert "Validation accuracy" in curves and not any(o.startswith("OOD: ") for o in curves), "no per-corruption keys"
+
+    at.multiselect(key="compare_runs").set_value([first]).run()
+    assert not any("different datasets" in w for w in texts(at.warning))
+
+
+def test_a_stopped_run_shows_its_finished_epochs_and_can_be_used_again(studio, tiny_bytes):
+    at = new_app()
+    upload_zip(at, tiny_bytes, "my data.zip")
+    configure_tiny(at, epochs=40)
+    run_id = start_run(at)
+    deadline = time.time() + RUN_TIMEOUT
+    while not engine().store.metrics(run_id, ["val_acc"]) and time.time() < deadline:
+        time.sleep(0.2)
+    engine().stop(run_id)
+    assert engine().wait(run_id, RUN_TIMEOUT) == "stopped"
+    done = len(engine().store.metrics(run_id, ["val_acc"]))
+    assert 1 <= done < 40
+
+    at = new_app()
+    at.switch_page("app_pages/results.py").run()
+    no_problems(at)
+    assert at.selectbox(key="results_run").value == run_id
+    warning = " ".join(texts(at.warning))
+    assert f"stopped after {done} epoch" in warning and warning.count("Stopped") == 0, "said once, in plain words"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics.get("Validation accuracy", "").endswith("%"), metrics
+    assert "best validation epoch" in at.radio(key=f"ckpt_{run_id}").options, "its checkpoint is offered"
+
+    at.session_state["cfg"] = RunConfig()  # the user has moved on to other settings
+    at.button(key=f"reuse_data_{run_id}").click().run()
+    no_problems(at)
+    cfg = at.session_state["cfg"]
+    assert cfg.train.epochs == 40 and cfg.data.source_name == "my data.zip" and cfg.name == ""
+    assert any("these settings" in s for s in texts(at.success))
+
+
+def test_configs_and_model_cards_hold_no_server_path_and_no_internal_upload_name(studio, tiny_bytes):
+    from engine.export import model_card
+    from engine.checkpoints import load_checkpoint
+
+    at = new_app()
+    upload_zip(at, tiny_bytes, "my data.zip")
+    upload_ood(at)
+    configure_tiny(at)
+    run_id = start_run(at)
+    assert engine().wait(run_id, RUN_TIMEOUT) == "finished", engine().run_record(run_id).error
+    rec = engine().run_record(run_id)
+    run_dir = Path(rec.run_dir)
+    internal = {p.name for p in (studio / "uploads").iterdir()}  # the server's file names for the uploads
+
+    config_text = (run_dir / "config.yaml").read_text()
+    cfg = RunConfig.from_yaml(config_text)
+    import json
+
+    card = model_card(cfg, json.loads((run_dir / "summary.json").read_text()))
+    _, meta = load_checkpoint(run_dir / "last.safetensors")
+    for where, text in (("config.yaml", config_text), ("model card", card), ("checkpoint metadata", json.dumps(meta))):
+        assert str(studio) not in text and "/uploads/" not in text, where
+        assert not any(name in text for name in internal), where
+        assert "my data.zip" in text, f"the {where} names the data by the user's file name"
+    assert cfg.data.source.startswith("upload:") and len(cfg.data.source) == len("upload:") + 64
+    assert cfg.data.ood_source_name == "street photos.zip"
+    assert "SHA-256" in card
+
+
+def test_a_bad_upload_is_reported_with_the_users_file_name(studio):
+    at = new_app()
+    upload_zip(at, b"this is not a zip file", "holiday photos.zip")
+    errors = " ".join(texts(at.error))
+    assert "'holiday photos.zip' is not a zip archive" in errors, errors
+    internal = [p.name for p in (studio / "uploads").iterdir()]
+    assert internal and not any(name in errors for name in internal)
+
+
+def test_compare_keeps_two_datasets_of_the_same_name_apart():
+    from app.charts import compare_table
+
+    rows = [{"run": "a", "dataset": "data.zip", "_source": "upload:" + "1" * 64, "classes": 3, "val acc": 0.5,
+             "sparsity": None},
+            {"run": "b", "dataset": "data.zip", "_source": "upload:" + "2" * 64, "classes": 3, "val acc": None,
+             "sparsity": None},
+            {"run": "c", "dataset": "data.zip", "_source": "upload:" + "1" * 64, "classes": 3, "val acc": 0.7,
+             "sparsity": None}]
+    table = compare_table(rows)
+    assert list(table["run"]) == ["a", "c", "b"], "grouped by dataset"
+    assert table["dataset"].nunique() == 2 and "_source" not in table and "sparsity" not in table
+    assert table["val acc"].isna().tolist() == [False, False, True], "a missing number stays missing (blank)"

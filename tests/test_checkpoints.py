@@ -1,0 +1,372 @@
+"""User checkpoints and the pruned model's export: what a new user brings from other tools.
+
+- Files are read by content, not by name: safetensors, torch.save zip files and the legacy
+  pickle format, called `.pth.tar`, `.ckpt`, `.bin` or nothing at all.
+- Training checkpoints are unwrapped (`state_dict`, `model`, `ema` ...) and the key prefix that
+  makes them fit the backbone is removed (`_orig_mod.` from torch.compile, `module.`, MoCo's
+  `encoder_q.`), so every tensor matches.
+- A checkpoint of another architecture is refused, naming the registered backbone it looks like,
+  by the engine, the command line (non-zero exit) and the dashboard's uploader alike.
+- A run with structured pruning exports its channel-pruned network as verified TorchScript and
+  ONNX files, smaller than the full model's, and the Export tab offers it first.
+
+The state dicts are generated: the key names and shapes of real torchvision models (built on the
+meta device, so nothing is allocated), each tensor a single value broadcast to its shape. A
+torch.save file stores the one value, so a ResNet-50's complete state dict is a 90 KB file, and
+each tensor's value (its index) shows that it landed in the right layer.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from engine.backbones import (BACKBONES, CHECKPOINT_FORMATS, CHECKPOINT_SUFFIXES, _registry_shapes, build_model,
+                              checkpoint_format, guess_architecture)
+from engine.errors import StudioError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def generated_state(name: str, prefix: str = "", contiguous: bool = False) -> dict[str, torch.Tensor]:
+    """A state dict with backbone `name`'s exact keys and shapes; tensor i holds the value i."""
+    out = {}
+    for i, (key, shape) in enumerate(_registry_shapes(name).items()):
+        dtype = torch.int64 if key.endswith("num_batches_tracked") else torch.float32
+        t = torch.full((), i, dtype=dtype).expand(shape)
+        out[prefix + key] = t.contiguous() if contiguous else t
+    return out
+
+
+def body_keys(name: str) -> list[str]:
+    """The backbone's tensors that a checkpoint supplies (its classification head is replaced)."""
+    head = BACKBONES[name].head_attr + "."
+    return [k for k in _registry_shapes(name) if not k.startswith(head)]
+
+
+def assert_all_loaded(model, report, name: str) -> None:
+    keys = body_keys(name)
+    assert report.matched == len(keys), report.to_dict()
+    assert not report.unexpected and not report.shape_mismatch and not report.missing
+    own = model.net.state_dict()
+    index = {k: i for i, k in enumerate(_registry_shapes(name))}
+    for key in keys:  # every tensor landed in its own layer
+        assert (own[key] == index[key]).all(), key
+
+
+# ---- 7: formats by content, wrappers, prefixes ----------------------------------------------------
+
+def write_format(kind: str, state: dict, path: Path) -> Path:
+    if kind == "safetensors":
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    elif kind == "torch_zip":
+        torch.save(state, path)
+    else:
+        torch.save(state, path, _use_new_zipfile_serialization=False)
+    return path
+
+
+@pytest.mark.parametrize("kind", list(CHECKPOINT_FORMATS))
+def test_the_format_is_read_from_the_bytes_whatever_the_file_is_called(tmp_path, kind):
+    state = generated_state("mobilenet_v3_small")
+    original = write_format(kind, state, tmp_path / "original")
+    for name in ("model_best.pth.tar", "last.ckpt", "pytorch_model.bin", "weights.pt", "weights.safetensors",
+                 "no_suffix"):
+        path = tmp_path / name
+        shutil.copyfile(original, path)
+        assert checkpoint_format(path) == kind, name
+        model, report = build_model("mobilenet_v3_small", 3, "checkpoint", str(path))
+        assert_all_loaded(model, report, "mobilenet_v3_small")
+
+
+WRAPPED = {  # how other tools save a ResNet-18, as in the bug reports users file against them
+    "ImageNet example (model_best.pth.tar)": lambda s: {
+        "epoch": 90, "arch": "resnet18", "best_acc1": torch.tensor(69.8),
+        "state_dict": {"module." + k: v for k, v in s.items()}, "optimizer": {"state": {}, "param_groups": []}},
+    "torch.compile": lambda s: {"_orig_mod." + k: v for k, v in s.items()},
+    "torch.compile inside DistributedDataParallel": lambda s: {"module._orig_mod." + k: v for k, v in s.items()},
+    "Lightning": lambda s: {"epoch": 3, "global_step": 120, "state_dict": {"model.backbone." + k: v for k, v in s.items()},
+                            "hyper_parameters": {"lr": 0.1, "name": "resnet18"}},
+    "model_state_dict": lambda s: {"model_state_dict": s, "loss": 0.3},
+    "EMA trainer": lambda s: {"model": s, "ema": {k: v.clone() for k, v in s.items()}, "updates": 1000},
+    "only an EMA copy": lambda s: {"ema": {"module": s}},
+    "MoCo (query and key encoders)": lambda s: {"state_dict": {
+        **{"module.encoder_q." + k: v for k, v in s.items()},
+        **{"module.encoder_k." + k: v for k, v in s.items()}, "module.queue": torch.zeros(128, 16)}},
+    "this studio's own checkpoint": lambda s: {"net." + k: v for k, v in s.items()},
+}
+
+
+@pytest.mark.parametrize("wrapper", list(WRAPPED))
+def test_wrappers_are_unwrapped_and_prefixes_removed_so_every_tensor_matches(tmp_path, wrapper):
+    path = tmp_path / "checkpoint.pth.tar"
+    torch.save(WRAPPED[wrapper](generated_state("resnet18")), path)
+    model, report = build_model("resnet18", 5, "checkpoint", str(path))
+    assert_all_loaded(model, report, "resnet18")
+    assert model.head.out_features == 5
+    if wrapper == "torch.compile":
+        assert report.prefix == "_orig_mod." and "`_orig_mod.` removed" in report.note
+    if wrapper == "EMA trainer":
+        assert report.entry == "model", "the model, not its EMA copy, unless only the copy is there"
+    if wrapper == "only an EMA copy":
+        assert report.entry == "ema > module"
+    if wrapper.startswith("MoCo"):
+        assert report.prefix == "module.encoder_q." and len(report.ignored) == len(body_keys("resnet18")) + 3
+
+
+def test_a_few_extra_tensors_are_reported_but_do_not_refuse_the_file(tmp_path):
+    """A SimCLR-style file: the backbone plus a projection head the studio has no use for."""
+    state = generated_state("resnet18")
+    state.update({"projector.0.weight": torch.zeros(128, 512), "projector.0.bias": torch.zeros(128),
+                  "projector.2.weight": torch.zeros(64, 128), "projector.2.bias": torch.zeros(64)})
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "simclr.safetensors"))
+    model, report = build_model("resnet18", 3, "checkpoint", str(tmp_path / "simclr.safetensors"))
+    assert report.matched == len(body_keys("resnet18")) and len(report.unexpected) == 4
+
+
+def test_a_file_with_only_part_of_the_backbone_loads_with_a_warning(tmp_path):
+    save_file({"conv1.weight": torch.ones(64, 3, 7, 7)}, str(tmp_path / "stem.safetensors"))
+    model, report = build_model("resnet18", 3, "checkpoint", str(tmp_path / "stem.safetensors"))
+    assert report.matched == 1 and report.partial and "stay random" in report.note
+    assert (model.net.conv1.weight == 1).all()
+
+
+# ---- 8: another architecture is refused, naming what it looks like -------------------------------
+
+@pytest.mark.parametrize("file_arch, chosen, title", [
+    ("resnet50", "resnet18", "ResNet-50"),  # the report: 97 "matched" by name, 23 mis-shaped, 198 unexpected
+    ("resnet18", "resnet50", "ResNet-18"),  # every name exists in ResNet-50; 23 shapes differ
+    ("mobilenet_v3_large", "mobilenet_v3_small", "MobileNetV3-Large"),
+    ("efficientnet_b0", "resnet18", "EfficientNet-B0"),
+])
+def test_a_checkpoint_of_another_architecture_is_refused_and_named(tmp_path, file_arch, chosen, title):
+    path = tmp_path / "downloaded.pth"
+    torch.save({"state_dict": generated_state(file_arch, prefix="module.")}, path)
+    with pytest.raises(StudioError) as exc:
+        build_model(chosen, 3, "checkpoint", str(path), checkpoint_label="my_weights.pth")
+    msg = str(exc.value)
+    assert f"looks like {title} weights" in msg and f"`{file_arch}`" in msg, msg
+    assert "my_weights.pth" in msg and chosen in msg
+
+
+def test_the_architecture_guess_names_every_registered_backbone_from_its_own_weights():
+    for name in BACKBONES:
+        guess = guess_architecture(generated_state(name, prefix="_orig_mod."))
+        assert guess is not None and guess[0] == name and guess[1] == 1.0
+
+
+def test_a_file_of_an_unregistered_architecture_says_so(tmp_path):
+    import torchvision
+
+    with torch.device("meta"):
+        vgg = {k: tuple(v.shape) for k, v in torchvision.models.vgg11(weights=None).state_dict().items()}
+    torch.save({k: torch.zeros(()).expand(s) for k, s in vgg.items()}, tmp_path / "vgg11.pth")
+    with pytest.raises(StudioError, match="does not look like any backbone registered here"):
+        build_model("mobilenet_v3_small", 3, "checkpoint", str(tmp_path / "vgg11.pth"))
+
+
+# ---- files that are not weights, or carry code ------------------------------------------------------
+
+def test_a_pickled_whole_model_is_refused_as_code_naming_the_class(tmp_path):
+    torch.save(torch.nn.Sequential(torch.nn.Linear(2, 2)), tmp_path / "whole_model.pt")
+    with pytest.raises(StudioError, match="could run code") as exc:
+        build_model("resnet18", 3, "checkpoint", str(tmp_path / "whole_model.pt"))
+    assert "torch.nn.modules" in str(exc.value), "the message names what is inside"
+
+
+def test_a_legacy_format_file_with_python_objects_is_refused_as_code(tmp_path):
+    import datetime
+
+    torch.save({"saved_on": datetime.date(2020, 1, 1), "state_dict": generated_state("resnet18")},
+               tmp_path / "old.pth", _use_new_zipfile_serialization=False)
+    with pytest.raises(StudioError, match="could run code") as exc:
+        build_model("resnet18", 3, "checkpoint", str(tmp_path / "old.pth"))
+    assert "datetime.date" in str(exc.value)
+
+
+def test_files_that_are_no_checkpoint_say_what_is_read(tmp_path):
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buf, format="PNG")
+    (tmp_path / "photo.pth").write_bytes(buf.getvalue())
+    with pytest.raises(StudioError, match="none of the formats") as exc:
+        build_model("resnet18", 3, "checkpoint", str(tmp_path / "photo.pth"))
+    assert "safetensors" in str(exc.value)
+    with zipfile.ZipFile(tmp_path / "data.pt", "w") as zf:
+        zf.writestr("cats/1.png", buf.getvalue())
+    with pytest.raises(StudioError, match="zip archive but not a PyTorch checkpoint"):
+        build_model("resnet18", 3, "checkpoint", str(tmp_path / "data.pt"))
+    torch.save(generated_state("resnet18"), tmp_path / "whole.pth")
+    (tmp_path / "cut.pth").write_bytes((tmp_path / "whole.pth").read_bytes()[:5000])  # an interrupted download
+    with pytest.raises(StudioError, match="cut.pth is not a readable PyTorch checkpoint"):
+        build_model("resnet18", 3, "checkpoint", str(tmp_path / "cut.pth"))
+    torch.save({"epoch": 3, "note": "no weights"}, tmp_path / "empty.ckpt")
+    with pytest.raises(StudioError, match="holds no weights"):
+        build_model("resnet18", 3, "checkpoint", str(tmp_path / "empty.ckpt"))
+
+
+# ---- the command line ---------------------------------------------------------------------------------
+
+def _cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_cli_refuses_resnet50_weights_for_resnet18_and_loads_a_compiled_pth_tar(tiny_zip, tmp_path):
+    base = ["train", "--data", str(tiny_zip), "--backbone", "resnet18", "--image-size", "32", "--epochs", "1",
+            "--batch-size", "8", "--device", "cpu", "--data-dir", str(tmp_path / "d"),
+            "--set", "eval.ood=false", "--set", "backbone.pretrained=checkpoint"]
+    torch.save({"state_dict": generated_state("resnet50")}, tmp_path / "resnet50.pth")
+    p = _cli(*base, "--set", f"backbone.checkpoint={tmp_path / 'resnet50.pth'}")
+    assert p.returncode != 0 and "Traceback" not in p.stderr
+    assert "looks like ResNet-50 weights" in p.stderr, p.stderr
+
+    # real (randomly initialised) weights this time, as float16 (23 MB): the run trains on them
+    net = build_model("resnet18", 3, "none")[0].net
+    weights = {"_orig_mod." + k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}
+    torch.save({"epoch": 1, "state_dict": weights}, tmp_path / "model_best.pth.tar")
+    out = tmp_path / "run"
+    p = _cli(*base, "--set", f"backbone.checkpoint={tmp_path / 'model_best.pth.tar'}", "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    report = json.loads((out / "summary.json").read_text())["load_report"]
+    assert report["matched"] == len(body_keys("resnet18")) and not report["unexpected"] and not report["missing"]
+    assert report["prefix"] == "_orig_mod." and report["entry"] == "state_dict"
+
+
+# ---- the dashboard's uploader ---------------------------------------------------------------------------
+
+@pytest.fixture
+def model_page(tmp_path, monkeypatch):
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("STUDIO_DATA_DIR", str(tmp_path / "studio"))
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
+    at.run()
+    at.switch_page("app_pages/model.py").run()
+    at.radio(key="w:backbone.pretrained").set_value("checkpoint").run()
+    yield at
+    from app.state import get_engine
+
+    get_engine().shutdown(5)
+    st.cache_resource.clear()
+
+
+def upload(at, name: str, data: bytes):
+    at.file_uploader(key="upload_ckpt").set_value((name, data, "application/octet-stream")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_the_uploader_takes_every_name_the_engine_reads(model_page, tmp_path):
+    torch.save({"state_dict": generated_state("resnet18", prefix="_orig_mod.")}, tmp_path / "w")
+    data = (tmp_path / "w").read_bytes()
+    n = len(body_keys("resnet18"))
+    for name in ("model_best.pth.tar", "epoch=3.ckpt", "pytorch_model.bin", "weights.pth", "weights.pt"):
+        assert name.rsplit(".", 1)[-1] in CHECKPOINT_SUFFIXES
+        upload(model_page, name, data)
+        success = [str(s.value) for s in model_page.success]
+        assert any(f"**{name}** fits resnet18: {n} weight tensors" in s and "_orig_mod." in s for s in success), \
+            (success, [str(e.value) for e in model_page.error])
+        assert model_page.session_state["cfg"].backbone.checkpoint, "the file is the run's start"
+
+
+def test_the_uploader_refuses_another_architecture_with_the_engines_verdict(model_page, tmp_path):
+    torch.save(generated_state("resnet50"), tmp_path / "r50")
+    upload(model_page, "resnet50-weights.pth", (tmp_path / "r50").read_bytes())
+    errors = [str(e.value) for e in model_page.error]
+    assert any("resnet50-weights.pth" in e and "looks like ResNet-50 weights" in e for e in errors), errors
+    assert not model_page.success
+    assert model_page.session_state["cfg"].backbone.checkpoint == "", "a refused file is not used"
+
+
+# ---- 9: the pruned model goes home as TorchScript and ONNX ----------------------------------------------
+
+@pytest.fixture(scope="module")
+def structured_run(tmp_path_factory):
+    """A finished run with structured pruning, trained by the dashboard's engine: (studio, run id)."""
+    import streamlit as st
+
+    from app.state import get_engine
+    from conftest import tiny_config, write_tiny_zip
+
+    root = tmp_path_factory.mktemp("structured")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("STUDIO_DATA_DIR", str(root / "studio"))
+    eng = get_engine()
+    try:
+        data = eng.save_upload(write_tiny_zip(root / "tiny.zip", per_class=10).read_bytes(), ".zip")
+        cfg = tiny_config(data, "pruning.enabled=true", "pruning.target_sparsity=0.5", "pruning.structured=true",
+                          "pruning.channel_fraction=0.5", "train.epochs=1", "train.threads=1", "eval.ood=false")
+        run_id = eng.submit(cfg)
+        assert eng.wait(run_id, 300) == "finished", eng.run_record(run_id).error
+        yield eng, run_id
+    finally:
+        eng.shutdown(5)
+        st.cache_resource.clear()
+        st.cache_data.clear()
+        patch.undo()
+
+
+def test_a_structured_run_exports_its_pruned_model_verified_and_smaller(structured_run, tmp_path):
+    import onnx
+
+    from engine.export import export_all
+    from engine.runs import load_run
+
+    eng, run_id = structured_run
+    run_dir = Path(eng.run_record(run_id).run_dir)
+    b = load_run(run_dir, eng.datasets_dir)
+    s = b.summary["structured"]
+    small = b.model_variant("structured")
+    assert sum(p.numel() for p in small.parameters()) == s["params_after"] < 0.5 * s["params_before"]
+    checks = export_all(small, b.cfg, b.summary, b.data.val.images, tmp_path, structured=True)
+    assert [c.format for c in checks] == ["safetensors", "torchscript", "onnx"]
+    assert all(c.ok and c.agreement == 1.0 for c in checks), [c.message for c in checks]
+
+    onnx_bytes = (tmp_path / "model.onnx").stat().st_size
+    assert onnx_bytes < 0.5 * s["file_bytes_before"], "the ONNX file is the pruned network, not the full one"
+    graph = onnx.load(str(tmp_path / "model.onnx")).graph
+    stem = next(i for i in graph.initializer if tuple(i.dims)[1:] == (3, 7, 7))
+    assert stem.dims[0] < 64, "the stem has fewer channels than ResNet-18's 64"
+    scripted = torch.jit.load(str(tmp_path / "model.ts"))
+    assert sum(p.numel() for p in scripted.parameters()) == s["params_after"]
+    card = (tmp_path / "MODEL_CARD.md").read_text()
+    assert "this is the channel-pruned model" in card and f"{s['params_after']:,} parameters" in card
+
+
+def test_the_export_tab_offers_the_pruned_model_first_and_verifies_it(structured_run):
+    from streamlit.testing.v1 import AppTest
+
+    eng, run_id = structured_run
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=180)
+    at.run()
+    at.switch_page("app_pages/explain.py")
+    at.session_state["explain_run"] = run_id
+    at.session_state["explain_tab"] = "Export"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    radio = at.radio(key=f"export_which_{run_id}")
+    assert radio.value == "structured" and radio.options[0].startswith("channel-pruned"), radio.options
+    assert "structured" in " ".join(str(c.value) for c in at.caption), "it says where the files go"
+    at.button(key=f"export_{run_id}").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("All 3 exports verified" in str(s.value) for s in at.success), [s.value for s in at.success]
+    out = Path(eng.run_record(run_id).run_dir) / "exports" / "structured"
+    summary = json.loads((out.parent.parent / "summary.json").read_text())
+    assert (out / "model.ts").is_file()
+    assert (out / "model.onnx").stat().st_size < 0.5 * summary["structured"]["file_bytes_before"]
+    assert "this is the channel-pruned model" in " ".join(str(m.value) for m in at.markdown)
+    # the full model is still one choice away, in its own folder
+    at.radio(key=f"export_which_{run_id}").set_value("fine_tuned").run()
+    assert any("Nothing exported yet" in str(c.value) for c in at.caption)

@@ -1,0 +1,584 @@
+"""Datasets as users really bring them: pre-split exports, wrapper folders, zips without the UTF-8
+flag, unwritable members, phone formats, duplicates, labels files, imbalanced classes, and the
+`inspect` dry run. Every input is generated here, tiny."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import unicodedata
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from engine import data
+from engine.data import (
+    LAYOUT_CLASS_FOLDERS,
+    LAYOUT_LABELS_FILE,
+    LAYOUT_PRE_SPLIT,
+    LAYOUT_PRE_SPLIT_LABELS,
+    DatasetError,
+    balanced_sample_indices,
+    class_imbalance,
+    class_weights,
+    find_duplicate_groups,
+    inspect_dataset,
+    load_dataset,
+    load_ood_dataset,
+    normalise_class_name,
+)
+from engine.errors import StudioError
+from engine.metrics import balanced_accuracy, macro_f1
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    data.clear_cache()
+    yield
+    data.clear_cache()
+
+
+@pytest.fixture
+def work_dir(tmp_path) -> Path:
+    return tmp_path / "work"
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def picture(seed: int, size: int = 24) -> Image.Image:
+    """A smooth random picture (6x6 colours upscaled): distinct pictures differ in ~30 of 64 hash bits."""
+    cells = np.random.default_rng(seed).integers(0, 256, (6, 6, 3), dtype=np.uint8)
+    return Image.fromarray(cells).resize((size, size), Image.Resampling.BICUBIC)
+
+
+def encoded(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def png(seed: int) -> bytes:
+    return encoded(picture(seed))
+
+
+def make_zip(path: Path, files: dict) -> Path:
+    """`files`: name -> bytes; a name given as bytes is stored as is, without the UTF-8 flag."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, payload in files.items():
+            zf.writestr(RawNameInfo(name) if isinstance(name, bytes) else name, payload)
+    return path
+
+
+class RawNameInfo(zipfile.ZipInfo):
+    """A member whose name bytes are written verbatim with the UTF-8 flag clear (as old tools do)."""
+
+    def __init__(self, raw: bytes):
+        super().__init__(raw.decode("cp437"))
+        self.raw_name = raw
+        self.compress_type = zipfile.ZIP_DEFLATED
+
+    def _encodeFilenameFlags(self):
+        return self.raw_name, self.flag_bits & ~0x800
+
+
+def class_files(counts: dict[str, int], prefix: str = "", start: int = 0) -> dict[str, bytes]:
+    return {f"{prefix}{cls}/{i:03d}.png": png(start + 1000 * c + i)
+            for c, (cls, n) in enumerate(counts.items()) for i in range(n)}
+
+
+def make_folder(root: Path, files: dict[str, bytes]) -> Path:
+    for name, payload in files.items():
+        target = root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(payload)
+    return root
+
+
+def presplit_files(val_name: str = "valid", prefix: str = "") -> dict[str, bytes]:
+    files = {}
+    for split, n, start in (("train", 6, 0), (val_name, 2, 100), ("test", 3, 200)):
+        files.update(class_files({"cats": n, "dogs": n}, prefix=f"{prefix}{split}/", start=start))
+    return files
+
+
+# ---------------------------------------------------------------------------- 1. pre-split exports
+
+
+@pytest.mark.parametrize("val_name", ["valid", "val", "validation"])
+def test_pre_split_export_uses_the_given_split(tmp_path, work_dir, val_name):
+    src = make_zip(tmp_path / "export.zip", presplit_files(val_name))
+    splits = load_dataset(src, work_dir, image_size=16, seed=3)
+    rep = splits.report
+    assert splits.classes == ["cats", "dogs"]  # never "test", "train", "valid"
+    assert rep.layout == LAYOUT_PRE_SPLIT and rep.split_given
+    assert rep.split_counts == {"train": {"cats": 6, "dogs": 6}, "val": {"cats": 2, "dogs": 2},
+                                "test": {"cats": 3, "dogs": 3}}
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (12, 4, 6)
+    for split, folder in (("train", "train"), ("val", val_name), ("test", "test")):
+        assert all(f.startswith(f"{folder}/") for f in rep.split_files[split])
+    assert rep.split_files["val"] == [f"{val_name}/cats/000.png", f"{val_name}/cats/001.png",
+                                      f"{val_name}/dogs/000.png", f"{val_name}/dogs/001.png"]
+    assert any("used as is" in n for n in rep.notes)
+    # The images of each split really are that folder's pictures (labels in folder order).
+    expected = data.decode_image(make_folder(tmp_path / "one", {"x.png": png(100)}) / "x.png", 16)
+    assert torch.equal(splits.val.images[0], expected) and splits.val.labels.tolist() == [0, 0, 1, 1]
+
+
+def test_pre_split_split_does_not_depend_on_seed_and_reports_a_missing_class(tmp_path, work_dir):
+    files = presplit_files()
+    files = {k: v for k, v in files.items() if not k.startswith("test/dogs/")}
+    files["test/README.txt"] = b"exported by a tool"
+    src = make_zip(tmp_path / "e.zip", files)
+    a = load_dataset(src, work_dir, image_size=16, seed=0).report
+    b = load_dataset(src, work_dir, image_size=16, seed=9).report
+    assert a.split_files == b.split_files
+    assert any("'test/'" in w and "'dogs'" in w for w in a.warnings)
+    assert a.split_counts["test"] == {"cats": 3, "dogs": 0}
+
+
+def test_pre_split_without_val_carves_validation_from_train(tmp_path, work_dir):
+    files = {k: v for k, v in presplit_files().items() if not k.startswith("valid/")}
+    rep = load_dataset(make_zip(tmp_path / "e.zip", files), work_dir, image_size=16, val_fraction=0.34).report
+    assert rep.split_given and rep.split_counts["val"] == {"cats": 2, "dogs": 2}
+    assert rep.split_counts["train"] == {"cats": 4, "dogs": 4}
+    assert all(f.startswith("train/") for f in rep.split_files["val"])
+    assert set(rep.split_files["test"]) == {f"test/{c}/{i:03d}.png" for c in ("cats", "dogs") for i in range(3)}
+    assert any("No validation folder" in n for n in rep.notes)
+
+
+def test_pre_split_mixed_with_class_folders_is_refused_naming_the_layout(tmp_path, work_dir):
+    files = presplit_files()
+    files.update(class_files({"birds": 5}))
+    with pytest.raises(StudioError, match=r"mixes split folders .*test/.*train/.*birds/"):
+        load_dataset(make_zip(tmp_path / "mixed.zip", files), work_dir, image_size=16)
+
+
+def test_pre_split_class_missing_from_train_is_refused(tmp_path, work_dir):
+    files = presplit_files()
+    files.update(class_files({"birds": 5}, prefix="test/"))
+    with pytest.raises(StudioError, match="'birds' has no images in the train/ folder"):
+        load_dataset(make_zip(tmp_path / "e.zip", files), work_dir, image_size=16, min_images_per_class=3)
+
+
+# ---------------------------------------------------------------------------- 2. wrapper folders
+
+
+def test_double_wrapper_and_stray_cover_image(tmp_path, work_dir):
+    files = class_files({"cats": 5, "dogs": 5}, prefix="dataset/dataset/")
+    rep = load_dataset(make_zip(tmp_path / "w.zip", files), work_dir, image_size=16).report
+    assert rep.classes == ["cats", "dogs"] and rep.layout == LAYOUT_CLASS_FOLDERS
+
+    files = class_files({"cats": 5, "dogs": 5}, prefix="dataset/")
+    files["dataset/cover.jpg"] = encoded(picture(9), "JPEG")
+    rep = load_dataset(make_zip(tmp_path / "c.zip", files), work_dir, image_size=16).report
+    assert rep.classes == ["cats", "dogs"]
+    assert [(s.path, s.reason) for s in rep.skipped] == [("dataset/cover.jpg", "not inside a class folder")]
+
+
+# ---------------------------------------------------------------------------- 3. member names
+
+
+def test_macos_zip_without_utf8_flag_gives_nfc_class_names(tmp_path, work_dir):
+    files = {}
+    for c, name in enumerate(("Äpfel", "Birnen")):
+        for i in range(5):
+            files[unicodedata.normalize("NFD", f"{name}/{i}.png").encode("utf-8")] = png(10 * c + i)
+    splits = load_dataset(make_zip(tmp_path / "mac.zip", files), work_dir, image_size=16)
+    assert splits.classes == ["Birnen", "Äpfel"] and unicodedata.is_normalized("NFC", splits.classes[1])
+    assert splits.report.warnings == []  # valid UTF-8: no guess, no warning
+    # The user's OOD set typed on another system (NFD class list, NFC folders) matches.
+    ood = make_zip(tmp_path / "ood.zip", {"Äpfel/0.png": png(50), "Birnen/0.png": png(51)})
+    ood_set = load_ood_dataset(ood, work_dir, 16, [unicodedata.normalize("NFD", c) for c in splits.classes])
+    assert ood_set.classes == splits.classes and sorted(ood_set.labels.tolist()) == [0, 1]
+
+
+@pytest.mark.parametrize("encoding, names, expected_word", [
+    ("gbk", ("猫", "狗"), "GBK"),
+    ("cp437", ("Äpfel", "Brötchen"), "437"),
+    ("cp1252", ("Äpfel", "Brötchen"), "1252"),
+])
+def test_legacy_code_page_names_are_decoded_and_warned_about(tmp_path, work_dir, encoding, names, expected_word):
+    files = {f"{name}/{i}.png".encode(encoding): png(10 * c + i) for c, name in enumerate(names) for i in range(5)}
+    rep = load_dataset(make_zip(tmp_path / "win.zip", files), work_dir, image_size=16).report
+    assert rep.classes == sorted(names)
+    assert len(rep.warnings) == 1 and expected_word in rep.warnings[0] and "UTF-8" in rep.warnings[0]
+
+
+def test_nfc_and_nfd_folders_of_one_name_are_one_class(tmp_path, work_dir):
+    files = {f"Äpfel/{i}.png": png(i) for i in range(3)}  # UTF-8 flag, NFC
+    files.update({unicodedata.normalize("NFD", f"Äpfel/n{i}.png").encode(): png(20 + i) for i in range(3)})
+    files.update(class_files({"Birnen": 6}, start=40))
+    rep = load_dataset(make_zip(tmp_path / "mix.zip", files), work_dir, image_size=16).report
+    assert rep.classes == ["Birnen", "Äpfel"] and rep.counts == {"Birnen": 6, "Äpfel": 6}
+    assert normalise_class_name(unicodedata.normalize("NFD", "Äpfel")) == "Äpfel"
+
+
+# ---------------------------------------------------------------------------- 4. one bad member
+
+
+def test_a_member_with_a_too_long_name_is_skipped_not_fatal(tmp_path, work_dir):
+    files = class_files({"cats": 5, "dogs": 5})
+    long_name = "cats/" + "x" * 300 + ".png"
+    files[long_name] = png(99)
+    rep = load_dataset(make_zip(tmp_path / "long.zip", files), work_dir, image_size=16).report
+    assert rep.counts == {"cats": 5, "dogs": 5}
+    [skip] = rep.skipped
+    assert skip.path == long_name and "too long" in skip.reason and "disk" not in skip.reason
+
+
+def test_an_unwritable_member_is_skipped_with_its_reason(tmp_path, work_dir):
+    files = class_files({"cats": 5, "dogs": 5})
+    files["dogs/notes"] = b"a file"
+    files["dogs/notes/x.png"] = png(77)  # needs a folder where a file already is
+    rep = load_dataset(make_zip(tmp_path / "clash.zip", files), work_dir, image_size=16).report
+    reasons = {s.path: s.reason for s in rep.skipped}
+    assert "same name" in reasons["dogs/notes/x.png"]
+    assert rep.counts == {"cats": 5, "dogs": 5}
+
+
+# ---------------------------------------------------------------------------- 5. formats
+
+
+def test_jfif_jpe_heic_avif_and_extensionless_photos_are_read(tmp_path, work_dir):
+    jpeg = lambda s: encoded(picture(s), "JPEG", quality=90)  # noqa: E731
+    files = {"cats/a.jfif": jpeg(1), "cats/b.jpe": jpeg(2), "cats/c.JPG": jpeg(3), "cats/d": jpeg(4),
+             "cats/e.heic": encoded(picture(5), "HEIF"), "dogs/f.avif": encoded(picture(6), "AVIF"),
+             "dogs/g.ppm": encoded(picture(7), "PPM"), "dogs/h.txt": b"notes"}
+    files.update({f"dogs/{i}.png": png(20 + i) for i in range(4)})
+    rep = load_dataset(make_folder(tmp_path / "phone", files), work_dir, image_size=16, min_images_per_class=5).report
+    assert rep.counts == {"cats": 5, "dogs": 5}
+    reasons = {s.path: s.reason for s in rep.skipped}
+    assert set(reasons) == {"dogs/g.ppm", "dogs/h.txt"}
+    assert "not accepted" in reasons["dogs/g.ppm"] and reasons["dogs/h.txt"] == "not an image file (.txt)"
+
+
+def test_refused_dataset_lists_skipped_files_in_the_error_and_the_cli(tmp_path, work_dir, capsys):
+    files = class_files({"cats": 5})
+    files.update({f"dogs/{i}.psd": b"8BPS not really" for i in range(3)})
+    src = make_zip(tmp_path / "few.zip", files)
+    with pytest.raises(DatasetError) as err:
+        load_dataset(src, work_dir, image_size=16)
+    assert "'dogs' has 0 readable images" in str(err.value) and "dogs/0.psd" in str(err.value)
+    assert {s.path for s in err.value.skipped} == {f"dogs/{i}.psd" for i in range(3)}
+
+    from engine.cli import main
+
+    assert main(["inspect", "--data", str(src), "--data-dir", str(tmp_path / "cli")]) == 2
+    out = capsys.readouterr().err
+    assert "skipped files (3):" in out and "dogs/2.psd: image format not accepted here (.psd)" in out
+
+
+# ---------------------------------------------------------------------------- 6. duplicates
+
+
+def copies_dataset() -> dict[str, bytes]:
+    """10 pictures per class; 7 of each appear again as exact copies and as resized JPEG re-exports."""
+    files = {}
+    for c, cls in enumerate(("cats", "dogs")):
+        for i in range(10):
+            img = picture(100 * c + i, size=40)
+            files[f"{cls}/{i}.png"] = encoded(img)
+            if i < 7:
+                files[f"{cls}/{i}_copy.png"] = encoded(img)
+                files[f"{cls}/{i}_export.jpg"] = encoded(img.resize((33, 33)), "JPEG", quality=75)
+    return files
+
+
+def _group_of(rep) -> dict[str, int]:
+    return {f: g for g, group in enumerate(rep.duplicate_groups) for f in group}
+
+
+def test_copies_never_straddle_splits(tmp_path, work_dir):
+    src = make_zip(tmp_path / "copies.zip", copies_dataset())
+    for seed in range(4):
+        rep = load_dataset(src, work_dir, image_size=16, seed=seed).report
+        assert len(rep.duplicate_groups) == 14 and all(len(g) == 3 for g in rep.duplicate_groups)
+        group_of = _group_of(rep)
+        split_of_group: dict[int, set] = {}
+        for split, names in rep.split_files.items():
+            for name in names:
+                if name in group_of:
+                    split_of_group.setdefault(group_of[name], set()).add(split)
+        assert all(len(s) == 1 for s in split_of_group.values())
+        assert sum(len(v) for v in rep.split_files.values()) == 2 * (10 + 14)
+        assert len(rep.split_files["val"]) > 0 and len(rep.split_files["test"]) > 0
+
+
+def test_split_is_the_same_at_any_decode_size(tmp_path, work_dir):
+    src = make_zip(tmp_path / "copies.zip", copies_dataset())
+    small = load_dataset(src, work_dir, image_size=12, seed=1).report
+    large = load_dataset(src, work_dir, image_size=32, seed=1).report
+    assert small.split_files == large.split_files and small.duplicate_groups == large.duplicate_groups
+
+
+def test_drop_duplicates_keeps_one_copy(tmp_path, work_dir):
+    src = make_zip(tmp_path / "copies.zip", copies_dataset())
+    splits = load_dataset(src, work_dir, image_size=16, drop_duplicates=True)
+    rep = splits.report
+    assert rep.counts == {"cats": 10, "dogs": 10} and len(rep.duplicates_dropped) == 28
+    assert len(splits.train) + len(splits.val) + len(splits.test) == 20
+    kept = {f for names in rep.split_files.values() for f in names}
+    assert all(f.split("/")[1] in {f"{i}.png" for i in range(10)} for f in kept)
+
+
+def test_copies_across_given_splits_are_warned_about_and_can_be_dropped(tmp_path, work_dir):
+    files = presplit_files()
+    files["valid/cats/leak.png"] = files["train/cats/000.png"]
+    src = make_zip(tmp_path / "leak.zip", files)
+    rep = load_dataset(src, work_dir, image_size=16).report
+    assert ["train/cats/000.png", "valid/cats/leak.png"] in rep.duplicate_groups
+    assert any("more than one of your split folders" in w for w in rep.warnings)
+    dropped = load_dataset(src, work_dir, image_size=16, drop_duplicates=True).report
+    assert dropped.duplicates_dropped == ["valid/cats/leak.png"] and "train/cats/000.png" in dropped.split_files["train"]
+
+
+def test_duplicate_groups_function_thresholds():
+    sha = ["a", "b", "a", "c", "d"]
+    phash = np.array([0, 0b111, 2**63, 0, 0], dtype=np.uint64)  # rows 0-1: 3 bits apart
+    colours = np.array([[10, 10, 10], [12, 11, 10], [200, 0, 0], [10, 10, 200], [10, 10, 10]], dtype=np.float32)
+    groups = find_duplicate_groups(sha, phash, colours)
+    # 0~1 near (3 bits, close colour), 0=2 exact bytes, 3 same hash but another colour (a flat
+    # blue vs a flat grey square), 4 identical hash and colour to 0.
+    assert groups.tolist() == [0, 0, 0, 3, 0]
+    assert find_duplicate_groups(sha, phash, colours, max_distance=2).tolist() == [0, 1, 0, 3, 0]
+
+
+# ---------------------------------------------------------------------------- labels files
+
+
+def test_labels_csv_in_a_flat_folder(tmp_path, work_dir):
+    files = {f"img/{i}.png": png(i) for i in range(12)}
+    files["img/unlisted.png"] = png(50)
+    rows = ["file_name,label"] + [f"img/{i}.png,{'defect' if i % 3 == 0 else 'normal'}" for i in range(12)]
+    files["labels.csv"] = ("\n".join(rows + ["img/gone.png,normal"]) + "\n").encode()
+    rep = load_dataset(make_zip(tmp_path / "csv.zip", files), work_dir, image_size=16, min_images_per_class=3).report
+    assert rep.layout == LAYOUT_LABELS_FILE and rep.classes == ["defect", "normal"]
+    assert rep.counts == {"defect": 4, "normal": 8}
+    reasons = {s.path: s.reason for s in rep.skipped}
+    assert reasons == {"img/gone.png": "listed in labels.csv but not found",
+                       "img/unlisted.png": "not listed in labels.csv"}
+
+
+def test_hugging_face_imagefolder_metadata_jsonl_per_split(tmp_path, work_dir):
+    files = {}
+    for split, n in (("train", 6), ("validation", 2), ("test", 2)):
+        lines = []
+        for i in range(2 * n):
+            files[f"{split}/{i}.png"] = png(hash((split, i)) % 10_000)
+            lines.append(json.dumps({"file_name": f"{i}.png", "label": "cat" if i % 2 else "dog"}))
+        files[f"{split}/metadata.jsonl"] = "\n".join(lines).encode()
+    splits = load_dataset(make_folder(tmp_path / "hf", files), work_dir, image_size=16, min_images_per_class=3)
+    rep = splits.report
+    assert rep.layout == LAYOUT_PRE_SPLIT_LABELS and rep.split_given and rep.classes == ["cat", "dog"]
+    assert rep.split_counts == {"train": {"cat": 6, "dog": 6}, "val": {"cat": 2, "dog": 2},
+                                "test": {"cat": 2, "dog": 2}}
+    assert rep.skipped == []
+
+
+def test_labels_file_with_unknown_columns_is_refused_naming_them(tmp_path, work_dir):
+    files = {f"{i}.png": png(i) for i in range(4)}
+    files["metadata.csv"] = b"picture,kind,extra\n0.png,a,1\n"
+    with pytest.raises(StudioError, match="'picture', 'kind', 'extra'"):
+        load_dataset(make_folder(tmp_path / "bad", files), work_dir, image_size=16)
+
+
+# ---------------------------------------------------------------------------- imbalance
+
+
+def test_imbalance_is_reported_and_weights_and_sampling_even_it_out(tmp_path, work_dir):
+    rep = load_dataset(make_zip(tmp_path / "imb.zip", class_files({"normal": 20, "defect": 5})), work_dir,
+                       image_size=16).report
+    assert rep.imbalance == {"ratio": 4.0, "largest": "normal", "smallest": "defect", "imbalanced": True}
+    assert class_imbalance({"a": 10, "b": 9})["imbalanced"] is False
+
+    labels = torch.tensor([0] * 15 + [1] * 5 + [2] * 0)
+    w = class_weights(labels, 3)
+    assert w.dtype == torch.float32 and torch.allclose(w, torch.tensor([20 / 30, 20 / 10, 0.0]))
+    drawn = balanced_sample_indices(labels, 3, 4000, torch.Generator().manual_seed(0))
+    share = torch.bincount(labels[drawn], minlength=3).float() / 4000
+    assert abs(share[0] - 0.5) < 0.05 and abs(share[1] - 0.5) < 0.05 and share[2] == 0
+
+
+def test_balanced_accuracy_and_macro_f1_expose_a_majority_guesser():
+    labels = torch.tensor([0] * 18 + [1] * 2)
+    always_normal = torch.zeros(20, dtype=torch.long)
+    assert balanced_accuracy(labels, always_normal) == pytest.approx(0.5)
+    assert macro_f1(labels, always_normal) == pytest.approx((2 * 18 / (18 + 20) + 0) / 2)
+    # Hand-checked against scikit-learn's definitions: recalls 2/3, 1/2, 1 -> 13/18;
+    # F1 per class 2tp/(support+predicted): 2*2/(3+3), 2*1/(2+2), 2*1/(1+1).
+    y, p = [0, 0, 0, 1, 1, 2], [0, 0, 1, 1, 0, 2]
+    assert balanced_accuracy(y, p, 3) == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)
+    assert macro_f1(y, p, 3) == pytest.approx((4 / 6 + 2 / 4 + 2 / 2) / 3)
+    assert macro_f1([0, 1], [0, 1], 4) == pytest.approx(1.0)  # classes absent from both are ignored
+
+
+# ---------------------------------------------------------------------------- the dry run
+
+
+def test_inspect_json_from_a_fresh_process(tmp_path):
+    pre = make_zip(tmp_path / "pre.zip", presplit_files(prefix="export/"))
+    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    out = subprocess.run([sys.executable, "-m", "engine", "inspect", "--data", str(pre), "--json",
+                          "--data-dir", str(tmp_path / "eng")], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    rep = json.loads(out.stdout)
+    assert rep["layout"] == LAYOUT_PRE_SPLIT and rep["split_given"] is True
+    assert rep["split_counts"]["test"] == {"cats": 3, "dogs": 3}
+    assert rep["split_files"]["val"][0] == "export/valid/cats/000.png"
+
+    copies = make_zip(tmp_path / "copies.zip", copies_dataset())
+    out = subprocess.run([sys.executable, "-m", "engine", "inspect", "--data", str(copies), "--json",
+                          "--data-dir", str(tmp_path / "eng")], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, timeout=120)
+    rep = json.loads(out.stdout)
+    where = {f: s for s, names in rep["split_files"].items() for f in names}
+    assert rep["duplicate_groups"] and all(len({where[f] for f in g}) == 1 for g in rep["duplicate_groups"])
+
+
+def test_inspect_text_lists_layout_split_files_and_skips(tmp_path, capsys):
+    files = presplit_files()
+    files["train/cats/notes.txt"] = b"x"
+    src = make_folder(tmp_path / "pre", files)
+    from engine.cli import main
+
+    assert main(["inspect", "--data", str(src), "--data-dir", str(tmp_path / "eng")]) == 0
+    out = capsys.readouterr().out
+    assert f"layout: {LAYOUT_PRE_SPLIT}" in out and "train/cats/notes.txt: not an image file (.txt)" in out
+    assert "val files (4):" in out and "  valid/dogs/001.png" in out
+
+
+def test_inspect_dataset_matches_the_training_split(tmp_path, work_dir):
+    src = make_zip(tmp_path / "copies.zip", copies_dataset())
+    report = inspect_dataset(src, work_dir, seed=5)
+    assert report.split_files == load_dataset(src, work_dir, image_size=24, seed=5).report.split_files
+
+
+# ---------------------------------------------------------------------------- the switches reach a run
+
+
+@pytest.mark.parametrize("balance", ["weighted_loss", "balanced_sampling"])
+def test_class_balance_switch_changes_training_and_runs_report_imbalance_scores(tmp_path, balance):
+    from conftest import tiny_config, tiny_image  # the same tiny pictures as the engine tests
+    from engine.train import train
+
+    src = tmp_path / "imb.zip"
+    with zipfile.ZipFile(src, "w") as zf:  # 20 "red" to 6 "green"
+        for cls, n in (("red", 20), ("green", 6)):
+            for i in range(n):
+                zf.writestr(f"{cls}/{i}.png", encoded(tiny_image(cls, i)))
+    common = ("train.epochs=1", "eval.ood=false", "data.min_images_per_class=3")
+    plain = train(tiny_config(src, *common), work_dir=tmp_path / "d")
+    balanced = train(tiny_config(src, *common, f"data.class_balance={balance}"), work_dir=tmp_path / "d")
+    a, b = plain.context.model.state_dict(), balanced.context.model.state_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point())
+    s = balanced.summary
+    for key in ("val_balanced_acc", "val_macro_f1", "test_balanced_acc", "test_macro_f1"):
+        assert 0.0 <= s[key] <= 1.0, key
+    assert s["data_report"]["imbalance"]["imbalanced"] is True
+    assert {"val_balanced_acc", "val_macro_f1"} <= set(s["history"][-1])  # per epoch too: the accuracy chart
+
+    from app import charts
+
+    chart = charts.accuracy_chart(pd.DataFrame([{"epoch": 1, **s["history"][-1]}]))
+    assert "Balanced accuracy (validation)" in json.dumps(chart.to_dict())
+
+
+def test_unlabelled_test_folder_and_top_level_readme_are_reported(tmp_path, work_dir):
+    files = {k: v for k, v in presplit_files().items() if not k.startswith("test/")}
+    files.update({f"test/{i}.png": png(500 + i) for i in range(4)})  # Kaggle style: no labels
+    files["README.roboflow.txt"] = b"exported"
+    rep = load_dataset(make_zip(tmp_path / "k.zip", files), work_dir, image_size=16).report
+    assert rep.split_given and sum(rep.split_counts["test"].values()) == 0
+    assert any("'test/' was not used" in w and "4 files" in w for w in rep.warnings)
+    reasons = {s.path: s.reason for s in rep.skipped}
+    assert reasons["README.roboflow.txt"] == "not inside a split folder"
+    assert reasons["test/0.png"] == "not inside a class folder"
+
+
+# ---------------------------------------------------------------------------- the Data page
+
+
+@pytest.fixture
+def studio(tmp_path, monkeypatch):
+    monkeypatch.setenv("STUDIO_DATA_DIR", str(tmp_path / "studio"))
+    yield
+    import streamlit as st
+
+    from app.state import get_engine
+
+    get_engine().shutdown(5)
+    st.cache_resource.clear()
+
+
+def _data_page(zip_bytes: bytes):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(PROJECT / "app" / "main.py"), default_timeout=120)
+    at.run()
+    at.radio(key="w:data.kind").set_value("upload").run()
+    at.file_uploader[0].set_value(("export.zip", zip_bytes, "application/zip")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_data_page_shows_layout_duplicates_and_the_skipped_files_of_a_refused_upload(tmp_path, studio):
+    files = presplit_files()
+    files["train/cats/copy.png"] = files["train/cats/000.png"]
+    at = _data_page(make_zip(tmp_path / "pre.zip", files).read_bytes())
+    captions = " ".join(c.value for c in at.caption)
+    assert LAYOUT_PRE_SPLIT in captions and "used as is" in captions
+    assert any("duplicate pictures" in e.label for e in at.expander)
+    assert at.toggle(key="w:data.drop_duplicates") is not None
+    assert at.selectbox(key="w:data.class_balance").value == "none"
+
+    bad = class_files({"cats": 5})
+    bad.update({f"dogs/{i}.psd": b"8BPS" for i in range(3)})
+    at.file_uploader[0].set_value(("bad.zip", make_zip(tmp_path / "bad.zip", bad).read_bytes(), "application/zip")).run()
+    assert any("'dogs' has 0 readable images" in e.value for e in at.error)
+    tables = [df.value for df in at.dataframe]
+    assert any("dogs/1.psd" in set(t["file"]) for t in tables if "file" in t.columns)
+
+
+def test_model_card_says_the_split_was_given_and_counts_duplicate_groups(tmp_path, work_dir):
+    from engine.config import RunConfig
+    from engine.export import model_card
+
+    files = presplit_files()
+    files["train/cats/copy.png"] = files["train/cats/000.png"]
+    rep = load_dataset(make_zip(tmp_path / "pre.zip", files), work_dir, image_size=16).report
+    card = model_card(RunConfig(), {"classes": rep.classes, "data_report": rep.to_dict()})
+    assert "Split (given by the dataset's folders): train 13, val 4, test 6" in card
+    assert f"Layout: {LAYOUT_PRE_SPLIT}" in card and "duplicate groups: 1" in card
+
+    imb = load_dataset(make_zip(tmp_path / "imb.zip", class_files({"normal": 20, "defect": 5})), work_dir,
+                       image_size=16).report
+    card = model_card(RunConfig(), {"classes": imb.classes, "data_report": imb.to_dict(), "test_acc": 0.8,
+                                    "test_balanced_acc": 0.5, "test_macro_f1": 0.44})
+    assert "Imbalanced classes ('normal' 4.0x 'defect'): test balanced accuracy 50.0%, macro-F1 44.0%" in card
+
+
+def test_without_imagehash_only_exact_copies_are_grouped(tmp_path, work_dir, monkeypatch):
+    monkeypatch.setattr(data, "_imagehash", lambda: None)
+    rep = load_dataset(make_zip(tmp_path / "copies.zip", copies_dataset()), work_dir, image_size=16).report
+    assert len(rep.duplicate_groups) == 14 and all(len(g) == 2 for g in rep.duplicate_groups)  # png + exact copy
+    assert rep.counts == {"cats": 24, "dogs": 24} and any("imagehash" in w for w in rep.warnings)
+
+
+def test_config_refuses_an_unknown_class_balance():
+    from engine.config import RunConfig, apply_overrides, validate
+
+    with pytest.raises(StudioError, match="Unknown class_balance `oversample`: choose none, weighted_loss"):
+        validate(apply_overrides(RunConfig(), ["data.class_balance=oversample"]))
+    validate(apply_overrides(RunConfig(), ["data.class_balance=balanced_sampling", "data.drop_duplicates=true"]))

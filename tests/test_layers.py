@@ -1,0 +1,118 @@
+"""The code's shape: no import cycles inside engine/ and app/, and short functions.
+
+Both are read from the source with Python's `ast` (the modules' own imports, function-level
+ones included), so a cycle or an overlong function fails here before a reader trips on it.
+Run this file with `-s` to see the ten longest functions.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("engine", "app", "tools")
+LONGEST_FUNCTION = 80  # lines, decorators excluded
+LONGEST_TRAIN = 60  # the training loop's `train()` fits on one screen
+
+
+def module_files() -> dict[str, Path]:
+    out = {}
+    for pkg in PACKAGES:
+        for path in (ROOT / pkg).rglob("*.py"):
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+            out[name.removesuffix(".__init__")] = path
+    return out
+
+
+def imports_of(path: Path, modules: dict[str, Path]) -> set[str]:
+    """Project modules that `path` imports anywhere in its body (`from pkg import mod` counts as mod)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            candidates = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            candidates = [a.name for a in node.names]
+        else:
+            continue
+        found.update(c for c in candidates if c in modules)
+    return found
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycles_in_engine_and_app():
+    modules = module_files()
+    graph = {m: imports_of(p, modules) - {m} for m, p in modules.items()}
+    assert cycles(graph) == []
+
+
+def function_lengths() -> list[tuple[int, str]]:
+    rows = []
+    for name, path in module_files().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                rows.append((node.end_lineno - node.lineno + 1, f"{name}.{node.name}"))
+    return sorted(rows, reverse=True)
+
+
+def test_functions_are_short():
+    rows = function_lengths()
+    print("\nthe ten longest functions (lines):")
+    for n, where in rows[:10]:
+        print(f"  {n:4d}  {where}")
+    too_long = [(n, w) for n, w in rows if n >= LONGEST_FUNCTION]
+    assert not too_long, f"functions of {LONGEST_FUNCTION} lines or more: {too_long}"
+    train_len = next(n for n, w in rows if w == "engine.train.train")
+    assert train_len < LONGEST_TRAIN
+
+
+@pytest.mark.parametrize("package", ["engine"])
+def test_the_engine_never_imports_streamlit(package):
+    modules = module_files()
+    for name, path in modules.items():
+        if name.startswith(package):
+            tree = ast.parse(path.read_text())
+            names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+            names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+            assert not any(n.split(".")[0] == "streamlit" for n in names), name

@@ -1,0 +1,87 @@
+"""The store keeps each user's draft, their uploads and each run's chosen WiSE-FT alpha; configs
+name uploads `upload:<sha256>` and the engine finds them in its own uploads folder."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+
+import pytest
+
+from engine.paths import resolve_path, upload_ref
+from engine.errors import StudioError
+from engine.store import RunStore
+from engine.worker import Engine
+
+
+def test_drafts_are_kept_per_user_and_the_newest_wins(tmp_path):
+    store = RunStore(tmp_path / "s.db")
+    assert store.load_draft("ann") is None
+    store.save_draft("ann", {"dataset": {"label": "a.zip"}})
+    store.save_draft("bob", {"dataset": {"label": "b.zip"}})
+    store.save_draft("ann", {"dataset": {"label": "newer.zip"}})
+    store.close()
+    again = RunStore(tmp_path / "s.db")  # a restart
+    assert again.load_draft("ann") == {"dataset": {"label": "newer.zip"}}
+    assert again.load_draft("bob") == {"dataset": {"label": "b.zip"}}
+
+
+def test_uploads_are_listed_per_user_newest_first_and_deleted_per_user(tmp_path):
+    store = RunStore(tmp_path / "s.db")
+    store.add_upload("ann", "a" * 64, "dataset", "digits.zip", 2048, classes=10, images=500)
+    store.add_upload("ann", "b" * 64, "ood", "street.zip", 1024, classes=10, images=50)
+    store.add_upload("bob", "a" * 64, "dataset", "same bytes.zip", 2048)
+    store.add_upload("ann", "a" * 64, "dataset", "digits v2.zip", 2048)  # the same bytes again: one row, new name
+    mine = store.list_uploads("ann")
+    assert [(u["name"], u["kind"]) for u in mine] == [("digits v2.zip", "dataset"), ("street.zip", "ood")]
+    assert mine[0]["classes"] == 10 and mine[0]["images"] == 500 and mine[0]["size"] == 2048, "facts kept"
+    assert [u["name"] for u in store.list_uploads("ann", "ood")] == ["street.zip"]
+    assert store.delete_upload("ann", "a" * 64) is False, "bob still has those bytes"
+    assert store.delete_upload("bob", "a" * 64) is True
+    assert [u["name"] for u in store.list_uploads("ann")] == ["street.zip"]
+
+
+def test_the_chosen_alpha_is_stored_with_the_run_and_older_stores_gain_the_column(tmp_path):
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as conn:  # a store made before the column existed
+        conn.executescript("""CREATE TABLE runs (id TEXT PRIMARY KEY, name TEXT NOT NULL, config TEXT NOT NULL,
+            status TEXT NOT NULL, created REAL NOT NULL, started REAL, finished REAL, error TEXT,
+            run_dir TEXT NOT NULL, owner TEXT NOT NULL DEFAULT '');
+            INSERT INTO runs VALUES ('r1', 'old run', '{}', 'finished', 1.0, 1.0, 2.0, NULL, '/x', '');""")
+    store = RunStore(db)
+    assert store.get_run("r1").wise_ft_alpha is None
+    store.set_wise_ft_alpha("r1", 0.3)
+    assert store.get_run("r1").wise_ft_alpha == 0.3
+    with pytest.raises(ValueError):
+        store.set_wise_ft_alpha("r1", 1.5)
+    store.set_wise_ft_alpha("r1", None)
+    assert store.get_run("r1").wise_ft_alpha is None
+
+
+def test_an_upload_reference_resolves_in_the_engines_folder_and_says_so_when_gone(tmp_path):
+    data = b"PK\x05\x06" + b"\0" * 18  # an empty zip
+    engine = Engine(tmp_path / "studio")
+    try:
+        path = engine.save_upload(data, ".zip")
+        ref = upload_ref(hashlib.sha256(data).hexdigest())
+        assert resolve_path(ref) == path
+        path.unlink()
+        with pytest.raises(StudioError, match="no longer on this server"):
+            resolve_path(ref)
+        with pytest.raises(StudioError, match="not a valid upload reference"):
+            resolve_path("upload:../../etc/passwd")
+    finally:
+        engine.shutdown(5)
+
+
+def test_a_new_engine_on_the_same_folder_keeps_drafts_and_uploads(tmp_path):
+    first = Engine(tmp_path / "studio")
+    first.store.add_upload("", "c" * 64, "dataset", "flowers.zip", 10)
+    first.store.save_draft("", {"dataset": {"label": "flowers.zip"}})
+    first.shutdown(5)
+    second = Engine(tmp_path / "studio")
+    try:
+        assert [u["name"] for u in second.store.list_uploads("")] == ["flowers.zip"]
+        assert second.store.load_draft("") == {"dataset": {"label": "flowers.zip"}}
+    finally:
+        second.shutdown(5)
