@@ -29,10 +29,9 @@ from engine.errors import StudioError
 from engine.jobs import execute_run
 from engine.methods import METHODS
 from engine.paths import register_upload_dir, resolve_path
-from engine.predict import load_predictor, predict_folder, write_csv
+from engine.predict import VARIANTS, load_predictor, predict_folder, write_csv
 from engine.pruning_search import search_into_config
 from engine.run_data import prepare_data
-from engine.runs import VARIANTS
 from engine.store import RunStore
 from engine.train import train
 
@@ -349,9 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="predict a folder or zip of images with a finished run")
     pr.add_argument("--run", required=True, help="a run id (see `runs`) or a run folder")
     pr.add_argument("--data", required=True, help="a folder or .zip of images (class folders give accuracy)")
-    variants = {k: v for k, v in VARIANTS.items() if k != "start"}
-    pr.add_argument("--variant", default="fine_tuned", choices=list(variants),
-                    help="which of the run's models: " + "; ".join(f"{k}: {v}" for k, v in variants.items()))
+    pr.add_argument("--variant", default="fine_tuned", choices=list(VARIANTS),
+                    help="which of the run's models: " + "; ".join(f"{k}: {v}" for k, v in VARIANTS.items()))
     pr.add_argument("--alpha", type=float, help="WiSE-FT alpha for --variant wise (default: the run's chosen alpha)")
     pr.add_argument("--out", default="predictions.csv", help="the CSV to write")
     pr.add_argument("--top-k", type=int, default=3)

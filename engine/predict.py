@@ -47,8 +47,10 @@ from engine.data import (IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, PIL_FORMATS, Skippe
 from engine.errors import StudioError
 from engine.devices import autocast_ctx, pick_amp, pick_device
 from engine.run_data import prepare_data
-from engine.runs import VARIANTS, load_run
+from engine.runs import VARIANTS as RUN_VARIANTS
+from engine.runs import load_run
 
+VARIANTS = {k: v for k, v in RUN_VARIANTS.items() if k != "start"}  # the start model is for Explain
 LOW_CONFIDENCE = 0.5  # top softmax probability under this reads "unsure"
 FAR_QUANTILE = 0.95  # farther from every class than 95% of held-out images reads "unfamiliar"
 DEFAULT_BATCH = 64
@@ -77,7 +79,7 @@ def available_variants(run_dir: Path) -> dict[str, str]:
     fine_tuned always; best, wise, structured when their files exist; adversarial for runs trained
     with adversarial fine-tuning, whose fine-tuned model is the robust one). "start" is for Explain."""
     run = load_run(Path(run_dir), None)
-    return {v: label for v, label in VARIANTS.items() if v != "start" and run.has(v)}
+    return {v: label for v, label in VARIANTS.items() if run.has(v)}
 
 
 def chosen_alpha(summary: dict) -> float:
@@ -112,7 +114,7 @@ def load_variant(run_dir: Path, variant: str = "fine_tuned", alpha: float | None
     `chosen_alpha`); batch-norm statistics re-estimated on the training images when the run asked
     for it (needs `datasets_dir`). Raises StudioError, in plain words, for a variant the run does not
     have, an alpha out of range, or missing/damaged files."""
-    if variant not in VARIANTS or variant == "start":
+    if variant not in VARIANTS:
         raise StudioError(f"Unknown model variant '{variant}'. Choose one of: {', '.join(available_variants(run_dir))}.")
     summary = run_summary(Path(run_dir))
     have = available_variants(Path(run_dir))
@@ -124,11 +126,13 @@ def load_variant(run_dir: Path, variant: str = "fine_tuned", alpha: float | None
                           f"{', '.join(have.values())}.")
     if variant == "wise":
         alpha = chosen_alpha(summary) if alpha is None else float(alpha)
+        if not 0.0 <= alpha <= 1.0:
+            raise StudioError(f"The WiSE-FT alpha must be between 0 and 1 (got {alpha:g}).")
     run = load_run(Path(run_dir), datasets_dir)
     try:
         model = run.model_variant(variant, alpha)
     except StudioError as exc:
-        if "training images" in str(exc) or datasets_dir is None:
+        if "training images" in str(exc):
             raise StudioError("This run re-estimates batch-norm statistics for each WiSE-FT mix, which needs its "
                               "training images, and its dataset could not be read. Use alpha 0 or 1, or another "
                               "model.") from None

@@ -225,7 +225,7 @@ def load_run(run_dir: Path, datasets_dir: Path | None, keep: int = 3) -> Finishe
         if key in _RUNS:
             _RUNS.move_to_end(key)
             return _RUNS[key]
-    run = FinishedRun(Path(run_dir), Path(datasets_dir))
+    run = FinishedRun(Path(run_dir), datasets_dir)
     with _RUNS_LOCK:
         _RUNS[key] = run
         while len(_RUNS) > keep:

@@ -205,7 +205,8 @@ def test_predict_cli_on_a_class_folder_zip(studio, tmp_path, capsys):
     assert re.search(r"accuracy \d\.\d{4}  balanced accuracy \d\.\d{4}  \(9 images in class folders\)", printed.out)
     assert "confusion matrix" in printed.out
     assert re.search(r"red/broken\.png: (not a readable image|damaged)", printed.out), printed.out
-    assert "green/phone photo.heic: not an image file (.heic)" in printed.out
+    # HEIC is read (pillow-heif): a damaged one is listed with its reason, never fatal
+    assert re.search(r"green/phone photo\.heic: (not a readable image|damaged)", printed.out), printed.out
     assert "readme.txt: not an image file (.txt)" in printed.out
     assert "img/s" in printed.err, "the progress bar shows images/s"
     assert not list(studio_dir.glob("datasets/predict-*")), "the extracted zip is removed"
