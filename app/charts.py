@@ -325,6 +325,33 @@ def compare_chart(df: pd.DataFrame, metric: str) -> alt.Chart:
         height=320, autosize=FIT_WIDTH)
 
 
+# ---- Try it: a prediction's top classes ----------------------------------------------------------------
+
+def topk_frame(top: Sequence[tuple[str, float]], model: str = "") -> pd.DataFrame:
+    """One row per (class, probability) of a prediction's top-k, most likely first (`rank` 1..k)."""
+    return pd.DataFrame([{"class": c, "probability": float(p), "rank": i + 1, "model": model}
+                         for i, (c, p) in enumerate(top)], columns=["class", "probability", "rank", "model"])
+
+
+def topk_chart(df: pd.DataFrame, title: str = "", threshold: float | None = None) -> alt.Chart:
+    """Horizontal probability bars, most likely class on top; the top bar is strong, the others pale.
+    With `threshold`, a dashed rule marks the probability under which the answer counts as unsure."""
+    data = df.assign(top=df["rank"] == 1)
+    bars = alt.Chart(data).mark_bar().encode(
+        x=alt.X("probability:Q", title="Probability", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+        y=alt.Y("class:N", title=None, sort=alt.EncodingSortField("rank", order="ascending")),
+        color=alt.Color("top:N", scale=alt.Scale(domain=[True, False], range=["#1f77b4", "#9ecae1"]), legend=None),
+        tooltip=["class:N", alt.Tooltip("probability:Q", format=".1%")],
+    )
+    labels = bars.mark_text(align="left", dx=3).encode(text=alt.Text("probability:Q", format=".0%"), color=alt.value("#333"))
+    chart = bars + labels
+    if threshold is not None:
+        rule = alt.Chart(pd.DataFrame({"probability": [threshold]})).mark_rule(
+            color="#d62728", strokeDash=[4, 3]).encode(x="probability:Q")
+        chart = chart + rule
+    return chart.properties(height=max(60, 28 * len(df)), title=title, autosize=FIT_WIDTH)
+
+
 # ---- tables ----------------------------------------------------------------------------------
 
 def compare_table(rows: list[dict]) -> pd.DataFrame:

@@ -42,6 +42,7 @@ pages = [
     st.Page("app_pages/train.py", title="Train (live)", icon=":material/monitoring:", url_path="train"),
     st.Page("app_pages/results.py", title="Results", icon=":material/leaderboard:", url_path="results"),
     st.Page("app_pages/explain.py", title="Explain and export", icon=":material/visibility:", url_path="explain"),
+    st.Page("app_pages/try_it.py", title="Try it", icon=":material/photo_camera:", url_path="try"),
 ]
 page = st.navigation(pages)
 

@@ -4,12 +4,12 @@
 # ratios. Output: one file per part in the folder given as $1 (default benchmarks/results),
 # named gpu_*.txt. Each part has its own time limit so one hang cannot eat the others.
 #
-#     bash benchmarks/gpu_check.sh [OUT_DIR] [PARTS...]     (parts: tests methods torchrun throughput compile)
+#     bash benchmarks/gpu_check.sh [OUT_DIR] [PARTS...]     (parts: tests methods torchrun throughput compile predict)
 set -u
 cd "$(dirname "$0")/.."
 out=${1:-benchmarks/results}
 shift || true
-parts=${*:-tests methods torchrun throughput compile}
+parts=${*:-tests methods torchrun throughput compile predict}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 py=${PYTHON:-python3}
@@ -73,6 +73,13 @@ if want throughput; then
   echo "== throughput"
   timeout 300 $py benchmarks/throughput.py --devices cuda --rounds 3 > "$out/gpu_throughput.txt" 2>&1
   tail -n 6 "$out/gpu_throughput.txt"
+fi
+
+if want predict; then  # engine.predict on a zip against a bare batched forward pass, on the GPU
+  echo "== predict"
+  timeout 300 $py benchmarks/predict_throughput.py --device cuda --image-size 224 --batch-size 256 --images 640 \
+    --rounds 5 > "$out/gpu_predict_throughput.txt" 2>&1
+  tail -n 8 "$out/gpu_predict_throughput.txt"
 fi
 
 if want compile; then  # optional torch.compile, plain fine-tuning at 224 px

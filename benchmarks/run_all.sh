@@ -19,6 +19,7 @@ run() { local name=$1; shift; echo "== $name: $*"; python "$@" > "benchmarks/res
   run pruning benchmarks/pruning.py --epochs 3 --threads 1 --latency-rounds 5
   run throughput benchmarks/throughput.py --devices cpu --images 96 --batch-size 16 --rounds 3 --threads 1 --backbones resnet18
   run throughput_r50 benchmarks/throughput.py --devices cpu --images 64 --batch-size 16 --rounds 3 --threads 1 --backbones resnet50
+  run predict_throughput_1thread benchmarks/predict_throughput.py --threads 1
 ) &
 wait
 # WiSE-FT's grid time is a wall-clock target for a 2-core machine: measured alone, with both cores

@@ -1,4 +1,4 @@
-"""Command line: `python -m engine train|inspect|runs|backbones|methods|pretrain ...`.
+"""Command line: `python -m engine train|inspect|predict|runs|backbones|methods|pretrain ...`.
 
 Bad input prints its plain message and exits non-zero without a traceback.
 """
@@ -29,6 +29,7 @@ from engine.errors import StudioError
 from engine.jobs import execute_run
 from engine.methods import METHODS
 from engine.paths import register_upload_dir, resolve_path
+from engine.predict import VARIANTS, load_predictor, predict_folder, write_csv
 from engine.pruning_search import search_into_config
 from engine.run_data import prepare_data
 from engine.store import RunStore
@@ -255,6 +256,53 @@ def _methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    """Predict a folder or zip of images with a finished run; CSV out, accuracy when folders name classes."""
+    data_dir = Path(args.data_dir)
+    run_dir = Path(args.run) if Path(args.run).is_dir() else data_dir / "runs" / args.run
+    if not run_dir.is_dir():
+        raise StudioError(f"No run '{args.run}': give a run id (see `python -m engine runs`) or a run folder.")
+    if not Path(args.data).exists():
+        raise StudioError(f"The images path does not exist: {args.data}")
+    if args.top_k < 1 or args.batch_size < 1:
+        raise StudioError("--top-k and --batch-size must be at least 1.")
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise StudioError(f"--threshold is a probability between 0 and 1 (got {args.threshold:g}).")
+    if args.alpha is not None and args.variant != "wise":
+        raise StudioError("--alpha sets the WiSE-FT mix: use it with --variant wise.")
+    predictor = load_predictor(run_dir, args.variant, args.alpha, data_dir / "datasets", args.device)
+    print(f"model: {predictor.label} on {predictor.device}; classes: {', '.join(predictor.classes)}", flush=True)
+    with tqdm(total=0, unit="img", desc="predicting", disable=args.quiet, dynamic_ncols=True) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        result = predict_folder(predictor, Path(args.data), data_dir / "datasets", args.top_k, args.batch_size,
+                                progress, args.threshold)
+    top_k = min(args.top_k, len(predictor.classes))
+    out = write_csv(result, Path(args.out), top_k)
+    low = sum(r["low_confidence"] for r in result.rows)
+    print(f"{len(result.rows)} images predicted in {result.seconds:.1f}s ({result.images_per_sec:.1f} img/s); "
+          f"{low} with low confidence; predictions: {out}")
+    if result.skipped:
+        print(f"{len(result.skipped)} files skipped:")
+        for s in result.skipped:
+            print(f"  {s.path}: {s.reason}")
+    if result.unknown_folders:
+        print("folders that are not classes of this run (no accuracy for their images): "
+              + ", ".join(result.unknown_folders))
+    m = result.metrics()
+    if m is not None:
+        print(f"accuracy {m['accuracy']:.4f}  balanced accuracy {m['balanced_accuracy']:.4f}  "
+              f"({m['labelled']} images in class folders)")
+        width = max(len(c) for c in predictor.classes)
+        print("confusion matrix (rows: true class, columns: predicted)")
+        print(" " * width + "  " + " ".join(f"{c[:8]:>8s}" for c in predictor.classes))
+        for c, row in zip(predictor.classes, m["confusion"]):
+            print(f"{c:>{width}s}  " + " ".join(f"{v:8d}" for v in row))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m engine", description="Fine-tuning studio engine")
     sub = p.add_subparsers(dest="command", required=True)
@@ -297,6 +345,20 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_backbones)
     m = sub.add_parser("methods", help="list registered fine-tuning methods")
     m.set_defaults(func=_methods)
+    pr = sub.add_parser("predict", help="predict a folder or zip of images with a finished run")
+    pr.add_argument("--run", required=True, help="a run id (see `runs`) or a run folder")
+    pr.add_argument("--data", required=True, help="a folder or .zip of images (class folders give accuracy)")
+    pr.add_argument("--variant", default="fine_tuned", choices=list(VARIANTS),
+                    help="which of the run's models: " + "; ".join(f"{k}: {v}" for k, v in VARIANTS.items()))
+    pr.add_argument("--alpha", type=float, help="WiSE-FT alpha for --variant wise (default: the run's chosen alpha)")
+    pr.add_argument("--out", default="predictions.csv", help="the CSV to write")
+    pr.add_argument("--top-k", type=int, default=3)
+    pr.add_argument("--batch-size", type=int, default=64)
+    pr.add_argument("--threshold", type=float, help="flag answers whose top probability is under this (default 0.5)")
+    pr.add_argument("--device", help="cpu, cuda, ... (default: the run's device)")
+    pr.add_argument("--data-dir", default="runs", help="the engine's folder: run store and extracted data")
+    pr.add_argument("--quiet", action="store_true", help="no progress bar")
+    pr.set_defaults(func=_predict)
     pre = sub.add_parser("pretrain", help="pretrain a backbone on formula-driven images", add_help=False)
     pre.set_defaults(func=None)
     return p

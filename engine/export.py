@@ -164,8 +164,82 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
         for c in checks:
             lines.append(f"- {c.format}: {'verified' if c.ok else 'FAILED'} (agreement {c.agreement:.3f}, "
                          f"max logit difference {c.max_abs_logit_diff:.1e}) {c.message}")
+    lines += use_it_section(summary.get("classes", []), cfg.data.image_size)
     lines += ["", "## Exact configuration", "", "```yaml", cfg.to_yaml().rstrip(), "```", ""]
     return "\n".join(lines)
+
+
+# The preprocessing lines below follow engine.data.decode_image step by step (JPEG draft decoding,
+# EXIF rotation, any mode to RGB with transparency on white, centre square, bilinear resize), so the
+# exported model sees the same pixels as in the studio; tests/test_predict.py runs them.
+_PREPROCESS = """import sys
+
+import numpy as np
+{runtime_import}
+from PIL import Image, ImageOps
+
+CLASSES = {classes!r}
+SIZE = {size}  # pixels; the model was trained on SIZE x SIZE centre squares
+
+
+def load(path):
+    \"\"\"One image file -> float32 [3, SIZE, SIZE] in [0, 1], decoded as the studio decodes it.\"\"\"
+    img = Image.open(path)
+    w, h = img.size
+    if img.format in ("JPEG", "MPO"):  # libjpeg's fast downscaling, to at least twice SIZE
+        img.draft(None, (max(1, w * 2 * SIZE // min(w, h)), max(1, h * 2 * SIZE // min(w, h))))
+    img = ImageOps.exif_transpose(img)  # phone photos store their rotation in EXIF
+    if img.mode != "RGB":  # grey, palette, CMYK; transparent pixels go on white
+        rgba = img.convert("RGBA")
+        img = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img.alpha_composite(rgba)
+        img = img.convert("RGB")
+    w, h = img.size
+    s = min(w, h)
+    box = ((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s)  # centre square
+    img = img.resize((SIZE, SIZE), Image.Resampling.BILINEAR, box=box, reducing_gap=3.0)
+    return np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0  # no mean/std: the model does it
+
+
+x = np.stack([load(p) for p in sys.argv[1:]])
+"""
+
+_PRINT = """probs = np.exp(logits - logits.max(1, keepdims=True))
+probs /= probs.sum(1, keepdims=True)
+for path, p in zip(sys.argv[1:], probs):
+    print(path, CLASSES[p.argmax()], f"{p.max():.4f}")
+"""
+
+_RUNTIMES = {
+    "onnx": ("ONNX Runtime (`pip install onnxruntime numpy pillow`)",
+             "import onnxruntime as ort",
+             "session = ort.InferenceSession(\"model.onnx\", providers=[\"CPUExecutionProvider\"])\n"
+             "logits = session.run(None, {\"pixels\": x})[0]\n"),
+    "torchscript": ("TorchScript (`pip install torch numpy pillow`; no project code needed)",
+                    "import torch",
+                    "model = torch.jit.load(\"model.ts\", map_location=\"cpu\").eval()\n"
+                    "with torch.no_grad():\n"
+                    "    logits = model(torch.from_numpy(x)).numpy()\n"),
+}
+
+
+def use_it_code(classes: list[str], image_size: int, runtime: str) -> str:
+    """A self-contained Python script that loads the exported model (`runtime`: onnx or
+    torchscript) from the current folder, preprocesses the image files named on its command line
+    exactly as the studio does, and prints `path class probability` per image."""
+    _, runtime_import, run = _RUNTIMES[runtime]
+    return _PREPROCESS.format(classes=list(classes), size=int(image_size), runtime_import=runtime_import) + run + _PRINT
+
+
+def use_it_section(classes: list[str], image_size: int) -> list[str]:
+    """The model card's "Use it" lines: one script per exported format."""
+    lines = ["", "## Use it",
+             f"Save one of these as `predict.py` next to the exported file and run `python predict.py photo.jpg ...`. "
+             f"Images are prepared as in the studio: EXIF rotation, RGB, the centre square resized to "
+             f"{image_size} x {image_size}, pixels in [0, 1]; mean/std normalisation is inside the model."]
+    for runtime, (title, _, _) in _RUNTIMES.items():
+        lines += ["", f"### {title}", "", "```python", use_it_code(classes, image_size, runtime).rstrip(), "```"]
+    return lines
 
 
 def verify_safetensors(path: Path, model: Classifier, val_images: torch.Tensor, num_classes: int) -> ExportCheck:

@@ -11,8 +11,9 @@ methods) without any pretrained download, and its state dict must match key for 
 Variants (`FinishedRun.model(variant, alpha)`):
 - "fine_tuned": the model at the end of training (last.safetensors);
 - "best": the epoch with the best validation accuracy (best.safetensors);
-- "wise_ft": theta_alpha = (1 - alpha) * theta_0 + alpha * theta_1 (Wortsman et al. 2021);
+- "wise": theta_alpha = (1 - alpha) * theta_0 + alpha * theta_1 (Wortsman et al. 2021);
 - "structured": the channel-pruned network (Torch-Pruning), smaller and faster;
+- "adversarial": the fine-tuned model of a run trained with adversarial fine-tuning (the robust one);
 - "start": the starting point with this run's head: theta_0 for WiSE-FT runs, else the pretrained
   backbone (its new head random, so only attributions of its features are meaningful).
 """
@@ -43,8 +44,9 @@ from engine.structured import rebuild
 VARIANTS = {
     "fine_tuned": "Fine-tuned (end of training)",
     "best": "Best epoch (highest validation accuracy)",
-    "wise_ft": "WiSE-FT at the chosen alpha",
-    "structured": "Channel-pruned (smaller, faster)",
+    "wise": "WiSE-FT mix at alpha",
+    "structured": "Structured-pruned (smaller, faster)",
+    "adversarial": "Adversarially fine-tuned",
     "start": "Starting model (before fine-tuning)",
 }
 
@@ -108,8 +110,8 @@ class FinishedRun:
     """A finished run, loaded once: config, classes, summary, its data (decoded on first use) and
     its model variants. `lock` serialises use of the shared models across dashboard sessions."""
 
-    def __init__(self, run_dir: Path, datasets_dir: Path):
-        self.run_dir, self.datasets_dir = Path(run_dir), Path(datasets_dir)
+    def __init__(self, run_dir: Path, datasets_dir: Path | None):
+        self.run_dir, self.datasets_dir = Path(run_dir), datasets_dir and Path(datasets_dir)
         # the fine-tuned model; a stopped run has only its best epoch
         last = "last" if (self.run_dir / "last.safetensors").is_file() else "best"
         self.model, self.cfg, self.classes = load_run_model(self.run_dir, last)
@@ -119,12 +121,17 @@ class FinishedRun:
 
     @cached_property
     def data(self) -> DataSplits:
-        """The run's splits, decoded exactly as in training (same source, size, seed)."""
+        """The run's splits, decoded exactly as in training (same source, size, seed). Raises
+        StudioError when the loader was given no datasets folder or the dataset is gone."""
+        if self.datasets_dir is None:
+            raise StudioError("This needs the run's training images, and no dataset folder was given.")
         return prepare_data(self.cfg, self.datasets_dir)
 
     def has(self, variant: str) -> bool:
         """Whether this run can give `variant` (its files exist)."""
-        files = {"best": "best.safetensors", "wise_ft": "theta0.safetensors", "structured": "structured.safetensors"}
+        if variant == "adversarial":
+            return "adversarial" in self.cfg.enabled_methods()
+        files = {"best": "best.safetensors", "wise": "theta0.safetensors", "structured": "structured.safetensors"}
         return variant in ("fine_tuned", "start") or (self.run_dir / files.get(variant, "-")).is_file()
 
     def model_variant(self, variant: str = "fine_tuned", alpha: float | None = None) -> nn.Module:
@@ -135,11 +142,11 @@ class FinishedRun:
             raise StudioError(f"Unknown model variant `{variant}`: choose one of {', '.join(VARIANTS)}.")
         if not self.has(variant):
             raise StudioError(f"This run has no {VARIANTS[variant].lower()} model.")
-        if variant == "wise_ft":
-            if alpha is None:
-                raise StudioError("Choose the WiSE-FT alpha (0 = starting model, 1 = fine-tuned) for this model.")
+        if variant == "wise":
+            if alpha is None or not 0.0 <= float(alpha) <= 1.0:
+                raise StudioError(f"The WiSE-FT alpha must be between 0 and 1 (got {alpha}).")
             alpha = float(alpha)
-        key = (variant, alpha if variant == "wise_ft" else None)
+        key = (variant, alpha if variant == "wise" else None)
         if key not in self._variants:
             self._variants[key] = self._build(variant, alpha)
             while len(self._variants) > 6:  # a few alphas and variants; each is a whole model
@@ -147,7 +154,7 @@ class FinishedRun:
         return self._variants[key]
 
     def _build(self, variant: str, alpha: float | None) -> nn.Module:
-        if variant == "fine_tuned":
+        if variant in ("fine_tuned", "adversarial"):
             return self.model
         if variant == "best":
             return load_run_model(self.run_dir, "best")[0]
@@ -161,7 +168,7 @@ class FinishedRun:
             return model.eval()
         theta_0, theta_1, masks = self.wise_states()
         model = model_from_state(self.cfg, len(self.classes), interpolate_state(theta_0, theta_1, alpha, masks))
-        if self.cfg.methods["wise_ft"].recalibrate_bn:
+        if self.cfg.methods["wise_ft"].recalibrate_bn and 0.0 < alpha < 1.0:  # the ends are the saved models
             recalibrate_bn(model, self.data.train.images, torch.device("cpu"))
         return model.eval()
 
@@ -200,24 +207,25 @@ class FinishedRun:
     def export_wise(self, alpha: float, out_path: Path) -> Path:
         """Write theta_alpha (BN recalibrated when the run asked for it) as a safetensors state dict,
         with the run config and alpha in its metadata."""
-        model = self.model_variant("wise_ft", float(alpha))
+        model = self.model_variant("wise", float(alpha))
         save_checkpoint(Path(out_path), model.state_dict(), self.cfg, {"alpha": float(alpha)})
         return Path(out_path)
 
 
-_RUNS: "OrderedDict[str, FinishedRun]" = OrderedDict()
+_RUNS: "OrderedDict[tuple[str, str], FinishedRun]" = OrderedDict()
 _RUNS_LOCK = threading.Lock()
 
 
-def load_run(run_dir: Path, datasets_dir: Path, keep: int = 3) -> FinishedRun:
+def load_run(run_dir: Path, datasets_dir: Path | None, keep: int = 3) -> FinishedRun:
     """The finished run in `run_dir`, from a small LRU (moving between images or alphas reloads
-    nothing). Raises StudioError for a run that has not finished."""
-    key = str(Path(run_dir).resolve())
+    nothing); `datasets_dir` is where its dataset is extracted (None: variants and numbers that need
+    the training images raise StudioError). Raises StudioError for a run that has not finished."""
+    key = (str(Path(run_dir).resolve()), str(datasets_dir))
     with _RUNS_LOCK:
         if key in _RUNS:
             _RUNS.move_to_end(key)
             return _RUNS[key]
-    run = FinishedRun(Path(run_dir), Path(datasets_dir))
+    run = FinishedRun(Path(run_dir), datasets_dir)
     with _RUNS_LOCK:
         _RUNS[key] = run
         while len(_RUNS) > keep:

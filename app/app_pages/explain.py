@@ -117,7 +117,7 @@ def _pretrained(run_dir: str, datasets_dir: str) -> Guarded:
 def _wise(run_dir: str, datasets_dir: str, alpha: float) -> Guarded:
     """theta_alpha = (1 - alpha) theta_0 + alpha theta_1 from the run folder, as WiSE-FT builds it
     (pruning masks re-applied; batch-norm statistics re-estimated when the run asked for it)."""
-    return Guarded(_bundle(run_dir, datasets_dir).model_variant("wise_ft", alpha), threading.Lock())
+    return Guarded(_bundle(run_dir, datasets_dir).model_variant("wise", alpha), threading.Lock())
 
 
 def uses_wise(rec) -> bool:

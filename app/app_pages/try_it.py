@@ -1,0 +1,337 @@
+"""Page 6, Try it: show a finished run's model something new.
+
+- Upload one or many images, or take one with the camera: each gets its top classes as bars, for
+  the model variant the user picks (fine-tuned, best epoch, WiSE-FT at alpha, structured-pruned,
+  adversarially fine-tuned), and side by side for a second variant when asked.
+- Low confidence is flagged in plain words (engine.predict documents the two checks), and each
+  image says what decoding did to it (EXIF rotation, colour mode, centre square, size).
+- Each prediction can open its attributions (engine.explain, as on the Explain page).
+- A zip (or the images of a class-folder zip) is predicted in batches with a progress bar; the
+  table sorts by confidence, downloads as CSV, and class folders give accuracy and a confusion matrix.
+
+Everything runs through engine.predict, the same path as `python -m engine predict`.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app import charts, state
+from engine.explain import ATTRIBUTIONS
+from engine.predict import LOW_CONFIDENCE, VARIANTS
+
+RUN_KEY = "try_run"
+SOURCE_KEY = "try_source"
+COMPARE_KEY = "try_compare"
+THRESHOLD_KEY = "try_threshold"
+SOURCES = ("Upload images", "Camera", "A zip of images")
+TOP_K = 3
+DISPLAY_PX = 192  # small training images are enlarged (nearest neighbour) so their pixels stay crisp
+METHOD_NAMES = {"integrated_gradients": "Integrated Gradients", "saliency": "Saliency", "grad_cam": "Grad-CAM",
+                "occlusion": "Occlusion"}
+
+
+# ---- engine calls, cached --------------------------------------------------------------------------
+
+def predictor(run_dir: str, datasets_dir: str, variant: str, alpha: float | None):
+    """The engine's predictor for this model (an LRU in the engine: reruns reload nothing)."""
+    from engine.predict import load_predictor
+
+    return load_predictor(Path(run_dir), variant, alpha if variant == "wise" else None, Path(datasets_dir))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def decoded(data: bytes, name: str, size: int) -> tuple[np.ndarray, list[str]]:
+    """(uint8 [3, size, size] as numpy, what decoding did), decoded as in training."""
+    from engine.predict import decode_bytes
+
+    image, notes = decode_bytes(data, name, size)
+    return image.numpy(), notes
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def attribution(run_dir: str, datasets_dir: str, variant: str, alpha: float | None, image: np.ndarray,
+                target: int, method: str) -> np.ndarray:
+    """H x W map in [0, 1] for one image and target class (engine.explain.attribute)."""
+    import torch
+
+    from engine.explain import attribute
+
+    p = predictor(run_dir, datasets_dir, variant, alpha)
+    with p.lock:
+        return attribute(p.model, torch.from_numpy(image)[None], torch.tensor([target]), method)[0].numpy()
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def upscale(a: np.ndarray, px: int = DISPLAY_PX) -> np.ndarray:
+    f = max(1, -(-px // max(a.shape[0], 1)))
+    return np.repeat(np.repeat(a, f, axis=0), f, axis=1) if f > 1 else a
+
+
+# ---- widgets ----------------------------------------------------------------------------------------
+
+def run_picker(runs) -> str:
+    ids = [r.id for r in runs]
+    labels = {r.id: state.run_label(r, with_status=False) for r in runs}
+    if st.session_state.get(RUN_KEY) not in ids:
+        for candidate in (st.session_state.get("explain_run"), st.session_state.get("results_run"),
+                          st.session_state.get(state.WATCH_KEY)):
+            if candidate in ids:
+                st.session_state[RUN_KEY] = candidate
+                break
+        else:
+            st.session_state[RUN_KEY] = ids[0]
+    return st.selectbox("Finished run", ids, key=RUN_KEY, format_func=lambda i: labels.get(i, i),
+                        help="Any finished run: its model answers for your images.")
+
+
+def default_alpha(rec, summary: dict) -> float:
+    """The Results page's alpha for this run when it was moved in this tab, else the run's chosen alpha."""
+    from engine.predict import chosen_alpha
+
+    moved = st.session_state.get(f"wise_alpha_{rec.id}")
+    return round(float(moved if moved is not None else chosen_alpha(summary)), 2)
+
+
+def model_picker(rec, variants: dict[str, str], slot: str, default: str, alpha: float, label: str):
+    """(variant, alpha or None) chosen in this slot; alpha only for the WiSE-FT mix."""
+    key = f"try_variant_{slot}_{rec.id}"
+    if st.session_state.get(key) not in variants:
+        st.session_state[key] = default if default in variants else "fine_tuned"
+    variant = st.selectbox(label, list(variants), key=key, format_func=lambda v: variants[v])
+    if variant != "wise":
+        return variant, None
+    akey = f"try_alpha_{slot}_{rec.id}"
+    st.session_state.setdefault(akey, alpha)
+    a = st.slider("alpha (0 = starting model, 1 = fine-tuned)", 0.0, 1.0, step=0.05, key=akey,
+                  help="The WiSE-FT mix of the starting and the fine-tuned weights.")
+    return variant, round(float(a), 2)
+
+
+# ---- one image -----------------------------------------------------------------------------------------
+
+def verdict(p, answer) -> None:
+    """The low-confidence flag in plain words, or a short confident line."""
+    text = p.explanation(answer)
+    if text:
+        st.warning(text, icon=":material/help:")
+    else:
+        name, prob = answer.top[0]
+        st.success(f"{name} ({100 * prob:.0f}%)", icon=":material/check_circle:")
+    if answer.unfamiliar is None:
+        st.caption("Only the probability was checked: the run's training images could not be read to measure "
+                   "how far this image is from them.")
+
+
+def explain_view(run_dir: str, ds: str, models: list, image: np.ndarray, answers: list, key: str) -> None:
+    """Attributions of each model's answer for this image, as on the Explain page."""
+    method = st.selectbox("Attribution method", list(ATTRIBUTIONS), key=f"try_method_{key}",
+                          format_func=lambda m: METHOD_NAMES.get(m, m), help=ATTRIBUTIONS["grad_cam"])
+    st.caption(ATTRIBUTIONS[method])
+    from app.app_pages.explain import overlay
+
+    picture = image.transpose(1, 2, 0).astype(np.float32) / 255.0
+    cols = st.columns(len(models))
+    for col, (p, variant, alpha), answer in zip(cols, models, answers):
+        target = p.classes.index(answer.top[0][0])
+        with st.spinner(f"{METHOD_NAMES[method]} for {p.label} ..."):
+            m = attribution(run_dir, ds, variant, alpha, image, target, method)
+        col.image(upscale((np.clip(overlay(picture, m), 0, 1) * 255).astype(np.uint8)),
+                  caption=f"{p.label}: why {answer.top[0][0]}")
+
+
+def image_result(run_dir: str, ds: str, models: list, name: str, data: bytes, threshold: float) -> None:
+    """One image: the picture as the model sees it, its top classes per model, the flag, attributions."""
+    size = models[0][0].image_size
+    got = state.attempt(f"reading {name}", decoded, data, name, size)
+    if not got.ok:
+        return
+    image, notes = got.value
+    cols = st.columns([1] + [2] * len(models))
+    cols[0].image(upscale(image.transpose(1, 2, 0)), caption=f"{name} (as the model sees it)")
+    with cols[0].expander("What was done to the image"):
+        st.markdown("\n".join(f"- {n}" for n in notes) or "- decoded as in training")
+    answers = []
+    import torch
+
+    for col, (p, _, _) in zip(cols[1:], models):
+        t0 = time.perf_counter()
+        (answer,) = p.predict(torch.from_numpy(image)[None], TOP_K, threshold=threshold)
+        ms = 1000 * (time.perf_counter() - t0)
+        answers.append(answer)
+        with col:
+            st.altair_chart(charts.topk_chart(charts.topk_frame(answer.top, p.label), p.label, threshold),
+                            width="stretch")
+            verdict(p, answer)
+            st.caption(f"answered in {ms:.0f} ms on {p.device}")
+    key = f"{digest(data)}_{'_'.join(f'{v}{a}' for _, v, a in models)}"
+    if st.toggle("Why? Show attributions", key=f"try_explain_{key}"):
+        explain_view(run_dir, ds, models, image, answers, key)
+    st.divider()
+
+
+# ---- a zip of images ----------------------------------------------------------------------------------
+
+def csv_text(result, top_k: int) -> str:
+    from engine.predict import csv_columns, result_rows
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=csv_columns(top_k))
+    writer.writeheader()
+    writer.writerows(result_rows(result, top_k))
+    return buf.getvalue()
+
+
+def table(result) -> pd.DataFrame:
+    """One row per image, least confident first: a table to sort by any column."""
+    rows = [{"file": r["path"], "true class": r["true"] or "", "predicted": r["top"][0][0],
+             "confidence": r["top"][0][1], "low confidence": r["low_confidence"],
+             "others": ", ".join(f"{c} {100 * p:.0f}%" for c, p in r["top"][1:])} for r in result.rows]
+    df = pd.DataFrame(rows, columns=["file", "true class", "predicted", "confidence", "low confidence", "others"])
+    if not (df["true class"] != "").any():
+        df = df.drop(columns=["true class"])
+    return df.sort_values("confidence", kind="stable").reset_index(drop=True)
+
+
+def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, threshold: float) -> None:
+    from engine.predict import predict_folder
+
+    st.caption("A zip of images: loose, or in folders named after the classes "
+               f"({', '.join(p.classes)}) to measure accuracy on a new batch.")
+    up = st.file_uploader("Zip of images", type=["zip"], key="try_zip")
+    if up is None:
+        return
+    data = up.getvalue()
+    key = ("try_folder", rec.id, variant, alpha, digest(data), threshold)
+    result = st.session_state.get("try_folder_result")
+    if result is None or result[0] != key:
+        saved = state.attempt("saving the upload", engine.save_upload, data, ".zip")
+        if not saved.ok:
+            return
+        bar = st.progress(0.0, text="Predicting ...")
+        t0 = time.perf_counter()
+
+        def progress(done: int, total: int) -> None:
+            rate = done / max(time.perf_counter() - t0, 1e-9)
+            bar.progress(done / total, text=f"{done}/{total} images · {rate:.0f} images/s · "
+                                            f"ETA {(total - done) / max(rate, 1e-9):.0f} s")
+
+        got = state.attempt(f"predicting {up.name}", predict_folder, p, saved.value, Path(ds), TOP_K, 64, progress,
+                            threshold)
+        bar.empty()
+        if not got.ok:
+            return
+        st.session_state["try_folder_result"] = result = (key, got.value)
+    res = result[1]
+    low = sum(r["low_confidence"] for r in res.rows)
+    st.markdown(f"**{len(res.rows)} images** predicted by *{p.label}* at {res.images_per_sec:.0f} images/s; "
+                f"{low} with low confidence; {len(res.skipped)} files skipped.")
+    metrics = res.metrics()
+    if metrics is not None:
+        c1, c2, c3 = st.columns(3)
+        c1.metric("Accuracy", f"{100 * metrics['accuracy']:.1f}%")
+        c2.metric("Balanced accuracy", f"{100 * metrics['balanced_accuracy']:.1f}%",
+                  help="The mean of the per-class accuracies: a rare class counts as much as a common one.")
+        c3.metric("Images in class folders", metrics["labelled"])
+        st.altair_chart(charts.confusion_chart(charts.confusion_frame(metrics["confusion"], res.classes),
+                                               "Confusion matrix on this batch"), width="stretch")
+    if res.unknown_folders:
+        st.info("These folders are not classes of this run, so their images count for no accuracy: "
+                + ", ".join(res.unknown_folders))
+    st.dataframe(table(res), hide_index=True, width="stretch", column_config={
+        "confidence": st.column_config.ProgressColumn("confidence", format="percent", min_value=0, max_value=1),
+    })
+    st.download_button("Download predictions (CSV)", csv_text(res, min(TOP_K, len(res.classes))),
+                       file_name=f"predictions-{rec.id}.csv", mime="text/csv", icon=":material/download:",
+                       key="try_csv")
+    if res.skipped:
+        with st.expander(f"{len(res.skipped)} files skipped"):
+            st.dataframe(pd.DataFrame([{"file": s.path, "reason": s.reason} for s in res.skipped]), hide_index=True)
+
+
+# ---- the page -------------------------------------------------------------------------------------------
+
+def images_from_user() -> list[tuple[str, bytes]]:
+    source = st.session_state.get(SOURCE_KEY, SOURCES[0])
+    if source == SOURCES[0]:
+        files = st.file_uploader("Images", accept_multiple_files=True, key="try_files",
+                                 help="JPEG, PNG, BMP, GIF, WebP or TIFF; phone photos are turned upright.")
+        return [(f.name, f.getvalue()) for f in files or []]
+    shot = st.camera_input("Take a photo", key="try_camera")
+    return [("camera photo", shot.getvalue())] if shot is not None else []
+
+
+def render() -> None:
+    engine = state.get_engine()
+    st.title("6 · Try it")
+    st.caption("Show a trained model something new: a photo, a few files, or a whole zip.")
+    all_runs = state.runs(engine)
+    runs = [r for r in all_runs if r.status == "finished"]
+    if not runs:
+        st.info("No finished run yet. Train one first; then its model answers for your images here.",
+                icon=":material/info:")
+        st.page_link("app_pages/train.py", label="Go to training", icon=":material/arrow_forward:")
+        return
+    run_id = run_picker(runs)
+    rec = state.record(engine, run_id)
+    if rec is None:
+        st.info("This run no longer exists.")
+        return
+    run_dir, ds = str(rec.run_dir), str(engine.datasets_dir)
+    from engine.predict import available_variants, run_summary
+
+    summary = state.attempt("reading the run", run_summary, Path(run_dir))
+    if not summary.ok:
+        return
+    variants = available_variants(Path(run_dir))
+    alpha = default_alpha(rec, summary.value) if "wise" in variants else 1.0
+    c1, c2, c3 = st.columns([2, 2, 1])
+    with c1:
+        first = model_picker(rec, variants, "a", "wise" if "wise" in variants else "fine_tuned", alpha, "Model")
+    with c3:
+        compare = st.toggle("Compare two models", key=COMPARE_KEY,
+                            help="Side by side, e.g. the WiSE-FT mix at alpha 0 and at the run's alpha.")
+        threshold = st.slider("Unsure under", 0.05, 0.95, value=st.session_state.get(THRESHOLD_KEY, LOW_CONFIDENCE),
+                              step=0.05, key=THRESHOLD_KEY, format="%.2f",
+                              help="Answers whose top probability is under this are flagged as unsure.")
+    chosen = [first]
+    if compare:
+        with c2:
+            other = "wise" if "wise" in variants else ("best" if "best" in variants else "fine_tuned")
+            second = model_picker(rec, variants, "b", other, 0.0, "Compare with")
+        chosen.append(second)
+    models = []
+    with st.spinner("Loading the model ..."):
+        for variant, a in chosen:
+            got = state.attempt("loading the model", predictor, run_dir, ds, variant, a)
+            if not got.ok:
+                return
+            models.append((got.value, variant, a))
+    p = models[0][0]
+    st.caption(f"Classes: {', '.join(p.classes)} · {p.image_size} px · {p.device}")
+    st.radio("Images from", SOURCES, key=SOURCE_KEY, horizontal=True)
+    if st.session_state.get(SOURCE_KEY) == SOURCES[2]:
+        with state.guarded("predicting the zip"):
+            folder_section(engine, rec, run_dir, ds, p, first[0], first[1], threshold)
+        return
+    images = images_from_user()
+    if not images:
+        st.info("Add an image to see what the model says.", icon=":material/add_photo_alternate:")
+    for name, data in images:
+        with state.guarded(f"predicting {name}"):
+            image_result(run_dir, ds, models, name, data, threshold)
+
+
+if __name__ == "__main__":  # run as a page (st.Page executes it as __main__); importable for tests
+    render()

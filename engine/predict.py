@@ -1,0 +1,595 @@
+"""Use a finished run's model on new images: one image, many, or a whole folder or zip.
+
+One engine path that the dashboard's "Try it" page, `python -m engine predict` and the tests share:
+
+1. `load_variant(run_dir, variant, alpha)` rebuilds one of the run's models (fine-tuned, best
+   epoch, WiSE-FT at alpha, structured-pruned, adversarially fine-tuned) from its safetensors
+   files, calling the engine's public loaders only.
+2. `load_predictor(...)` puts it on the run's device with the run's precision and measures, once,
+   where the training images sit in feature space (for the "far from the training data" flag).
+3. Images are decoded exactly as for training (`engine.data.decode_image`: EXIF rotation, any mode
+   to RGB, centre square, bilinear resize to the run's size), then run in batches.
+
+Low confidence (documented measure, both parts shown to the user in plain words):
+- *unsure*: the top class's softmax probability is under `LOW_CONFIDENCE` (0.5 by default);
+- *unfamiliar*: the image's penultimate feature (the head's input, L2-normalised) is farther, in
+  cosine distance, from every class mean of the training images' features than
+  `FAR_QUANTILE` (95%) of the run's held-out images (validation and test) are from their nearest
+  class mean. Held-out images, not training ones, set the bar: the model has memorised the latter.
+  It needs the run's dataset; when that is gone, only the probability check applies (and says so).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from engine.augment import to_float
+from engine.backbones import Classifier
+from engine.config import RunConfig
+from engine.data import (IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, PIL_FORMATS, SkippedFile, ZipLimits, decode_image,
+                         safe_extract_zip)
+from engine.errors import StudioError
+from engine.devices import autocast_ctx, pick_amp, pick_device
+from engine.run_data import prepare_data
+from engine.runs import VARIANTS as RUN_VARIANTS
+from engine.runs import load_run
+
+VARIANTS = {k: v for k, v in RUN_VARIANTS.items() if k != "start"}  # the start model is for Explain
+LOW_CONFIDENCE = 0.5  # top softmax probability under this reads "unsure"
+FAR_QUANTILE = 0.95  # farther from every class than 95% of held-out images reads "unfamiliar"
+DEFAULT_BATCH = 64
+JUNK_NAMES = frozenset({"thumbs.db", "desktop.ini", "__macosx"})
+
+ProgressFn = Callable[[int, int], None]  # (images done, images total)
+
+
+# ---- which models a run has --------------------------------------------------------------------
+
+def run_summary(run_dir: Path) -> dict:
+    """The finished run's summary.json. Raises StudioError when the run has none or did not finish."""
+    path = Path(run_dir) / "summary.json"
+    if not path.is_file():
+        raise StudioError(f"The run in {Path(run_dir).name} has not finished (it has no summary): train it to the "
+                          "end first, then use it.")
+    summary = json.loads(path.read_text())
+    if summary.get("status", "finished") != "finished":
+        raise StudioError(f"The run in {Path(run_dir).name} did not finish ({summary.get('status')}): it has no "
+                          "final model to use.")
+    return summary
+
+
+def available_variants(run_dir: Path) -> dict[str, str]:
+    """{variant: label} of the models this finished run can load, in `VARIANTS` order (engine.runs:
+    fine_tuned always; best, wise, structured when their files exist; adversarial for runs trained
+    with adversarial fine-tuning, whose fine-tuned model is the robust one). "start" is for Explain."""
+    run = load_run(Path(run_dir), None)
+    return {v: label for v, label in VARIANTS.items() if run.has(v)}
+
+
+def chosen_alpha(summary: dict) -> float:
+    """The run's WiSE-FT alpha when nobody picked one: `summary["wise_alpha"]` when set, else the
+    point of the curve with the best OOD accuracy among those whose validation accuracy is within
+    one point of the fine-tuned model's (the paper's criterion), else 1.0 (the fine-tuned model)."""
+    if summary.get("wise_alpha") is not None:
+        return float(summary["wise_alpha"])
+    curve = [p for p in summary.get("wise_curve") or [] if p.get("val_acc") is not None]
+    if not curve:
+        return 1.0
+    end = max(curve, key=lambda p: p["alpha"])
+    ok = [p for p in curve if p["val_acc"] >= end["val_acc"] - 0.01]
+    best = max(ok, key=lambda p: (p.get("ood_acc") if p.get("ood_acc") is not None else p["val_acc"], p["alpha"]))
+    return float(best["alpha"])
+
+
+def _train_images(cfg: RunConfig, datasets_dir: Path | None):
+    """The run's decoded data splits (from the engine's cache when warm), or None when unavailable."""
+    if datasets_dir is None:
+        return None
+    try:
+        return prepare_data(cfg, Path(datasets_dir))
+    except (StudioError, OSError):
+        return None
+
+
+def load_variant(run_dir: Path, variant: str = "fine_tuned", alpha: float | None = None,
+                 datasets_dir: Path | None = None) -> tuple[Classifier, RunConfig, list[str]]:
+    """(a copy of the model in eval mode on the CPU, run config, class names) for one variant of a
+    finished run, through the one run loader (engine.runs). For "wise", alpha in [0, 1] (None:
+    `chosen_alpha`); batch-norm statistics re-estimated on the training images when the run asked
+    for it (needs `datasets_dir`). Raises StudioError, in plain words, for a variant the run does not
+    have, an alpha out of range, or missing/damaged files."""
+    if variant not in VARIANTS:
+        raise StudioError(f"Unknown model variant '{variant}'. Choose one of: {', '.join(available_variants(run_dir))}.")
+    summary = run_summary(Path(run_dir))
+    have = available_variants(Path(run_dir))
+    if variant not in have:
+        why = {"best": "it kept no best-epoch checkpoint", "wise": "it was trained without WiSE-FT",
+               "structured": "it was trained without structured pruning",
+               "adversarial": "it was trained without adversarial fine-tuning"}.get(variant, "")
+        raise StudioError(f"This run has no '{VARIANTS[variant]}' model: {why}. Available: "
+                          f"{', '.join(have.values())}.")
+    if variant == "wise":
+        alpha = chosen_alpha(summary) if alpha is None else float(alpha)
+        if not 0.0 <= alpha <= 1.0:
+            raise StudioError(f"The WiSE-FT alpha must be between 0 and 1 (got {alpha:g}).")
+    run = load_run(Path(run_dir), datasets_dir)
+    try:
+        model = run.model_variant(variant, alpha)
+    except StudioError as exc:
+        if "training images" in str(exc):
+            raise StudioError("This run re-estimates batch-norm statistics for each WiSE-FT mix, which needs its "
+                              "training images, and its dataset could not be read. Use alpha 0 or 1, or another "
+                              "model.") from None
+        raise
+    return copy.deepcopy(model).eval(), run.cfg, list(run.classes)  # a copy: a predictor may move it to a GPU
+
+
+# ---- the predictor -------------------------------------------------------------------------------
+
+@dataclass
+class Prediction:
+    """One image's answer: the top-k classes with probabilities and the low-confidence verdict."""
+
+    top: list[tuple[str, float]]  # (class name, probability), most likely first
+    probs: list[float]  # every class, in the run's class order
+    unsure: bool  # top probability under the threshold
+    unfamiliar: bool | None  # far from the training data; None when that could not be measured
+    distance: float | None  # cosine distance of the feature to the nearest training class mean
+    threshold: float = LOW_CONFIDENCE  # the probability under which `unsure` was set
+
+    @property
+    def low_confidence(self) -> bool:
+        return self.unsure or bool(self.unfamiliar)
+
+
+@dataclass
+class FeatureStats:
+    """Where the run's training images sit: class means of their normalised penultimate features
+    [C, D] and the distance under which `FAR_QUANTILE` of held-out images fall."""
+
+    class_means: torch.Tensor
+    far_distance: float
+    reference: str  # what set the bar, in words ("128 validation and test images")
+
+
+class Predictor:
+    """A run's model variant ready for new images: on its device, eval mode, batched, thread-safe."""
+
+    def __init__(self, model: Classifier, cfg: RunConfig, classes: list[str], variant: str, alpha: float | None,
+                 device: torch.device, stats: FeatureStats | None = None, low_confidence: float = LOW_CONFIDENCE):
+        self.model, self.cfg, self.classes = model.eval().to(device), cfg, list(classes)
+        self.variant, self.alpha, self.device = variant, alpha, device
+        self.amp_dtype = pick_amp(cfg.train.amp, device)
+        self.stats, self.low_confidence = stats, low_confidence
+        self.image_size = int(cfg.data.image_size)
+        self.lock = threading.Lock()  # Grad-CAM hooks layers; sessions share the predictor
+
+    @property
+    def label(self) -> str:
+        if self.variant == "wise":
+            return f"WiSE-FT mix at alpha {self.alpha:.2f}"
+        return VARIANTS[self.variant]
+
+    @torch.no_grad()
+    def forward(self, images_u8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(softmax probabilities [N, C] float32, normalised head inputs [N, D] float32), both on
+        the CPU, for uint8 images [N, 3, S, S] (one batch; callers batch)."""
+        feats: list[torch.Tensor] = []
+        handle = self.model.head.register_forward_hook(lambda m, inp, out: feats.append(inp[0]))
+        try:
+            x = to_float(images_u8.to(self.device, non_blocking=True))
+            with autocast_ctx(self.device, self.amp_dtype):
+                logits = self.model(x)
+        finally:
+            handle.remove()
+        probs = logits.float().softmax(1)
+        f = F.normalize(feats[0].float().flatten(1), dim=1)
+        return probs.cpu(), f.cpu()
+
+    def answers(self, probs: torch.Tensor, feats: torch.Tensor, top_k: int = 3,
+                threshold: float | None = None) -> list[Prediction]:
+        """Predictions for the rows of `forward`'s outputs; `threshold` overrides `low_confidence` for
+        this call (sessions share one predictor, so a user's setting is passed, never stored)."""
+        threshold = self.low_confidence if threshold is None else float(threshold)
+        k = max(1, min(int(top_k), len(self.classes)))
+        top_p, top_i = probs.topk(k, dim=1)
+        dist = nearest_mean_distance(feats, self.stats.class_means) if self.stats is not None else None
+        out = []
+        for n in range(len(probs)):
+            d = None if dist is None else float(dist[n])
+            out.append(Prediction(
+                top=[(self.classes[int(i)], float(p)) for p, i in zip(top_p[n], top_i[n])],
+                probs=[float(p) for p in probs[n]],
+                unsure=float(top_p[n, 0]) < threshold,
+                unfamiliar=None if d is None else d > self.stats.far_distance,
+                distance=d,
+                threshold=threshold,
+            ))
+        return out
+
+    def predict(self, images_u8: torch.Tensor, top_k: int = 3, batch_size: int = DEFAULT_BATCH,
+                threshold: float | None = None) -> list[Prediction]:
+        """Predictions for uint8 images [N, 3, S, S] at the run's size, in batches of `batch_size`.
+        Raises ValueError for another dtype or layout."""
+        if images_u8.dtype != torch.uint8 or images_u8.dim() != 4 or images_u8.shape[1] != 3:
+            raise ValueError(f"expected uint8 images [N, 3, S, S], got {images_u8.dtype} {tuple(images_u8.shape)}")
+        out: list[Prediction] = []
+        with self.lock:
+            for i in range(0, len(images_u8), batch_size):
+                out += self.answers(*self.forward(images_u8[i:i + batch_size]), top_k, threshold)
+        return out
+
+    def explanation(self, prediction: Prediction) -> str | None:
+        """The low-confidence flag in plain words, or None when the answer looks trustworthy."""
+        parts = []
+        name, p = prediction.top[0]
+        if prediction.unsure:
+            parts.append(f"the model is unsure: its best guess, {name}, has only {100 * p:.0f}% probability "
+                         f"(under {100 * prediction.threshold:.0f}%)")
+        if prediction.unfamiliar:
+            parts.append("the image looks unlike the training images: it is farther from every class than "
+                         f"{100 * FAR_QUANTILE:.0f}% of the images the model was checked on")
+        if not parts:
+            return None
+        return ("Low confidence: " + "; and ".join(parts) + ". It may show none of the classes "
+                f"({', '.join(self.classes)}): do not trust this answer.")
+
+
+def nearest_mean_distance(feats: torch.Tensor, class_means: torch.Tensor) -> torch.Tensor:
+    """Cosine distance [N] from normalised features [N, D] to the nearest of the normalised class
+    means [C, D] (0 = same direction, 2 = opposite)."""
+    return 1.0 - (feats @ class_means.T).max(1).values
+
+
+def feature_stats(predictor: Predictor, data) -> FeatureStats | None:
+    """Class means of the training images' features and the held-out images' distance quantile
+    (`FAR_QUANTILE`), from a run's `DataSplits`; None when the training split is empty."""
+    if data is None or len(data.train) == 0:
+        return None
+
+    def features(images: torch.Tensor) -> torch.Tensor:
+        with predictor.lock:
+            chunks = [predictor.forward(images[i:i + 256])[1] for i in range(0, len(images), 256)]
+        return torch.cat(chunks) if chunks else torch.zeros(0, 1)
+
+    train = features(data.train.images)
+    means = torch.stack([train[data.train.labels == c].mean(0) if (data.train.labels == c).any()
+                         else torch.zeros(train.shape[1]) for c in range(len(data.classes))])
+    means = F.normalize(means, dim=1)
+    held_out = torch.cat([data.val.images, data.test.images])
+    if len(held_out):
+        reference = f"{len(held_out)} validation and test images"
+        dist = nearest_mean_distance(features(held_out), means)
+    else:
+        reference = f"{len(train)} training images"
+        dist = nearest_mean_distance(train, means)
+    return FeatureStats(means, float(torch.quantile(dist, FAR_QUANTILE)), reference)
+
+
+def resolve_device(cfg: RunConfig, device: str | None = None) -> torch.device:
+    """The device to predict on: `device` when given, else the run's own (`train.device`), falling back
+    to the CPU when the run trained on a GPU this machine does not have."""
+    name = device or cfg.train.device
+    try:
+        return pick_device(name, distributed=False)
+    except StudioError:
+        if device:  # asked for explicitly: say so
+            raise
+        return torch.device("cpu")
+
+
+_PREDICTORS: "OrderedDict[tuple, Predictor]" = OrderedDict()
+_PREDICTORS_LOCK = threading.Lock()
+
+
+def load_predictor(run_dir: Path, variant: str = "fine_tuned", alpha: float | None = None,
+                   datasets_dir: Path | None = None, device: str | None = None, keep: int = 4) -> Predictor:
+    """A `Predictor` for one variant of a run, from a small LRU (a page rerun reloads nothing).
+
+    With `datasets_dir`, the run's dataset is read (decode cache) to set up the "far from the
+    training data" flag; without it, or when the dataset is gone, only the probability check runs.
+    """
+    if variant == "wise" and alpha is None:
+        alpha = chosen_alpha(run_summary(Path(run_dir)))
+    key = (str(Path(run_dir).resolve()), variant, None if alpha is None else round(float(alpha), 4),
+           str(datasets_dir), device)
+    with _PREDICTORS_LOCK:
+        if key in _PREDICTORS:
+            _PREDICTORS.move_to_end(key)
+            return _PREDICTORS[key]
+    model, cfg, classes = load_variant(Path(run_dir), variant, alpha, datasets_dir)
+    predictor = Predictor(model, cfg, classes, variant, alpha if variant == "wise" else None,
+                          resolve_device(cfg, device))
+    predictor.stats = feature_stats(predictor, _train_images(cfg, datasets_dir))
+    with _PREDICTORS_LOCK:
+        _PREDICTORS[key] = predictor
+        while len(_PREDICTORS) > keep:
+            _PREDICTORS.popitem(last=False)
+    return predictor
+
+
+# ---- images from users -------------------------------------------------------------------------
+
+_EXIF_ORIENTATION = {2: "mirrored", 3: "turned 180°", 4: "flipped upside down", 5: "mirrored and turned 90°",
+                     6: "turned 90° clockwise", 7: "mirrored and turned 90°", 8: "turned 90° anticlockwise"}
+
+
+def describe_decoding(path: Path, size: int) -> list[str]:
+    """What `decode_image` does to this file, in plain words (format, EXIF rotation, colour mode,
+    centre square, resize). Reads the header only; an unreadable file gets an empty list."""
+    from PIL import Image
+
+
+
+    try:
+        with Image.open(path, formats=PIL_FORMATS) as img:
+            w, h, mode, fmt = img.width, img.height, img.mode, img.format
+            orientation = img.getexif().get(0x0112, 1)
+            transparent = img.has_transparency_data
+    except Exception:
+        return []
+    notes = [f"{fmt} image, {w} x {h} pixels, colour mode {mode}"]
+    if orientation in _EXIF_ORIENTATION:
+        notes.append(f"{_EXIF_ORIENTATION[orientation]} upright, as its EXIF orientation tag says")
+        if orientation in (5, 6, 7, 8):
+            w, h = h, w
+    if mode != "RGB":
+        what = "transparent pixels put on white, " if transparent else ""
+        notes.append(f"converted from {mode} to RGB ({what}as in training)")
+    side = min(w, h)
+    if w != h:
+        notes.append(f"centre square of {side} x {side} kept (the model sees squares)")
+    notes.append(f"resized to {size} x {size} pixels (bilinear), the run's training size")
+    return notes
+
+
+def decode_bytes(data: bytes, name: str, size: int,
+                 max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[torch.Tensor, list[str]]:
+    """Decode uploaded bytes exactly as training does: (uint8 [3, size, size], what was done).
+
+    Raises StudioError naming `name` with the plain reason when the bytes are not a readable image.
+    """
+    suffix = Path(name).suffix.lower()
+    with tempfile.TemporaryDirectory(prefix="studio-try-") as tmp:
+        path = Path(tmp) / f"image{suffix if suffix in IMAGE_EXTENSIONS else '.bin'}"
+        path.write_bytes(data)
+        try:
+            image = decode_image(path, size, max_pixels)
+        except ValueError as err:
+            raise StudioError(f"'{name}' could not be used: {err}. Try a JPEG or PNG photo.") from None
+        return image, describe_decoding(path, size)
+
+
+# ---- a folder or a zip of images ------------------------------------------------------------------
+
+def _is_hidden(part: str) -> bool:
+    return part.startswith(".") or part.lower() in JUNK_NAMES
+
+
+def scan_images(root: Path) -> tuple[list[tuple[str, Path]], list[SkippedFile]]:
+    """([(path relative to root with '/', path)], skipped) for every image file under `root`, at any
+    depth, sorted; files without an image extension (.heic, .txt, ...) are listed as skipped.
+    Hidden files and OS clutter (__MACOSX, Thumbs.db) are ignored silently, as in training."""
+    items: list[tuple[str, Path]] = []
+    skipped: list[SkippedFile] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
+        for name in sorted(filenames):
+            if _is_hidden(name):
+                continue
+            path = Path(dirpath) / name
+            rel = path.relative_to(root).as_posix()
+            if path.suffix.lower() in IMAGE_EXTENSIONS:
+                items.append((rel, path))
+            else:
+                skipped.append(SkippedFile(rel, f"not an image file ({path.suffix.lower() or 'no extension'})"))
+    return items, skipped
+
+
+def true_labels(rel_paths: Sequence[str], classes: Sequence[str]) -> tuple[list[int | None], list[str]]:
+    """The class of each file from its folder, when the folders are the run's classes.
+
+    Looks at the first folder of each path, or the second when every file sits inside one wrapper
+    folder (a zipped `mydata/cats/...`). Class names match case-insensitively. Returns
+    (label per file or None, folder names that are not classes of the run); all None when no folder
+    matches a class.
+    """
+    parts = [p.split("/") for p in rel_paths]
+    depth = 0
+    tops = {p[0] for p in parts if len(p) > 1}
+    if len(tops) == 1 and all(len(p) > 2 for p in parts) and not {t.lower() for t in tops} & {c.lower() for c in classes}:
+        depth = 1
+    index = {c.lower(): i for i, c in enumerate(classes)}
+    labels: list[int | None] = []
+    unknown: set[str] = set()
+    for p in parts:
+        folder = p[depth] if len(p) > depth + 1 else None
+        labels.append(index.get(folder.lower()) if folder is not None else None)
+        if folder is not None and folder.lower() not in index:
+            unknown.add(folder)
+    if not any(lab is not None for lab in labels):
+        return [None] * len(parts), []
+    return labels, sorted(unknown)
+
+
+@dataclass
+class FolderResult:
+    """Predictions for a folder: one row per readable image, skipped files with reasons, and
+    accuracy when the folders named the classes."""
+
+    classes: list[str]
+    variant: str
+    rows: list[dict] = field(default_factory=list)  # path, true (or None), top-k, low_confidence, reason
+    skipped: list[SkippedFile] = field(default_factory=list)
+    unknown_folders: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def images_per_sec(self) -> float:
+        return len(self.rows) / self.seconds if self.seconds > 0 else 0.0
+
+    def metrics(self) -> dict | None:
+        """{accuracy, balanced_accuracy, confusion [C x C] (rows true, columns predicted), labelled}
+        over the rows with a known class, or None when there are none."""
+        labelled = [r for r in self.rows if r["true"] is not None]
+        if not labelled:
+            return None
+        idx = {c: i for i, c in enumerate(self.classes)}
+        n = len(self.classes)
+        cm = [[0] * n for _ in range(n)]
+        for r in labelled:
+            cm[idx[r["true"]]][idx[r["top"][0][0]]] += 1
+        recalls = [cm[i][i] / sum(cm[i]) for i in range(n) if sum(cm[i])]
+        return {"accuracy": sum(cm[i][i] for i in range(n)) / len(labelled),
+                "balanced_accuracy": sum(recalls) / len(recalls), "confusion": cm, "labelled": len(labelled)}
+
+
+def _materialise(source: Path, work_dir: Path | None) -> tuple[Path, Path | None]:
+    """(folder to read, temporary folder to delete afterwards or None) for a folder or a zip."""
+    source = Path(source)
+    if source.is_dir():
+        return source, None
+    if not source.is_file():
+        raise StudioError(f"Could not find '{source}'. Give a folder of images or a .zip of them.")
+    base = Path(work_dir) if work_dir is not None else Path(tempfile.gettempdir())
+    dest = base / f"predict-{uuid.uuid4().hex[:12]}"
+    try:
+        safe_extract_zip(source, dest, ZipLimits())
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+    return dest, dest
+
+
+def _decode_or_reason(args: tuple[Path, int]) -> torch.Tensor | str:
+    try:
+        return decode_image(args[0], args[1])
+    except ValueError as err:
+        return str(err)
+
+
+def _decoded_batches(items: list[tuple[str, Path]], size: int, batch_size: int, skipped: list[SkippedFile],
+                     overlap: bool) -> Iterator[tuple[list[int], torch.Tensor, int]]:
+    """(item indices, uint8 batch, files consumed so far); unreadable files go to `skipped`.
+
+    With `overlap` (a GPU does the model's work), decoding threads run up to four batches ahead
+    while the model works on the previous batch (PIL releases the GIL). Without it (the model runs
+    on the CPU), each batch is decoded by all threads and then handed over, so decoding never
+    competes with torch's own threads for the cores (on a 2-core machine both ways measured the
+    same, 0.71 of a bare forward pass from a zip: benchmarks/predict_throughput.py)."""
+    workers = max(1, min(8, os.cpu_count() or 1))
+    ahead = batch_size * 4
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="predict-decode") as pool:
+        if not overlap:
+            for start in range(0, len(items), batch_size):
+                chunk = items[start:start + batch_size]
+                idx, imgs = [], []
+                for j, result in enumerate(pool.map(_decode_or_reason, [(p, size) for _, p in chunk])):
+                    if isinstance(result, str):
+                        skipped.append(SkippedFile(chunk[j][0], result))
+                    else:
+                        idx.append(start + j)
+                        imgs.append(result)
+                if imgs:
+                    yield idx, torch.stack(imgs), start + len(chunk)
+            return
+        pending = [pool.submit(_decode_or_reason, (p, size)) for _, p in items[:ahead]]
+        next_i, done = len(pending), 0
+        idx: list[int] = []
+        imgs: list[torch.Tensor] = []
+        while done < len(items):
+            result = pending[done].result()
+            pending[done] = None  # free the decoded tensor once batched
+            if next_i < len(items):
+                pending.append(pool.submit(_decode_or_reason, (items[next_i][1], size)))
+                next_i += 1
+            if isinstance(result, str):
+                skipped.append(SkippedFile(items[done][0], result))
+            else:
+                idx.append(done)
+                imgs.append(result)
+            done += 1
+            if len(imgs) == batch_size or (done == len(items) and imgs):
+                yield idx, torch.stack(imgs), done
+                idx, imgs = [], []
+
+
+def predict_folder(predictor: Predictor, source: Path, work_dir: Path | None = None, top_k: int = 3,
+                   batch_size: int = DEFAULT_BATCH, progress: ProgressFn | None = None,
+                   threshold: float | None = None) -> FolderResult:
+    """Predict every image in a folder or zip (at any depth). Unreadable files are listed in
+    `skipped` with their reason, never fatal; class folders named after the run's classes give
+    each row its true class (see `true_labels`). A zip is extracted safely (engine.data's limits)
+    into a temporary folder under `work_dir`, removed afterwards. `progress(done, total)` is called
+    after each batch. Raises StudioError when the source is missing, unsafe or holds no images."""
+    root, temporary = _materialise(Path(source), work_dir)
+    try:
+        items, skipped = scan_images(root)
+        if not items:
+            listed = f" ({len(skipped)} other files: {', '.join(s.path for s in skipped[:3])})" if skipped else ""
+            raise StudioError(f"'{Path(source).name}' holds no image files (jpg, png, bmp, gif, webp, tif){listed}.")
+        labels, unknown = true_labels([rel for rel, _ in items], predictor.classes)
+        result = FolderResult(list(predictor.classes), predictor.label, skipped=skipped, unknown_folders=unknown)
+        t0 = time.perf_counter()
+        overlap = predictor.device.type != "cpu"
+        for idx, batch, done in _decoded_batches(items, predictor.image_size, batch_size, result.skipped, overlap):
+            answers = predictor.predict(batch, top_k, batch_size, threshold)
+            for i, a in zip(idx, answers):
+                lab = labels[i]
+                result.rows.append({"path": items[i][0], "true": None if lab is None else predictor.classes[lab],
+                                    "top": a.top, "low_confidence": a.low_confidence,
+                                    "reason": predictor.explanation(a) or "", "distance": a.distance})
+            if progress is not None:
+                progress(done, len(items))
+        result.seconds = time.perf_counter() - t0
+        result.skipped.sort(key=lambda s: s.path)
+        return result
+    finally:
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
+
+
+def csv_columns(top_k: int) -> list[str]:
+    cols = ["path", "true_class"]
+    for k in range(1, top_k + 1):
+        cols += [f"class_{k}", f"probability_{k}"]
+    return cols + ["low_confidence", "note"]
+
+
+def result_rows(result: FolderResult, top_k: int) -> list[dict]:
+    """One flat dict per image with `csv_columns(top_k)` keys (probabilities rounded to 4 places)."""
+    out = []
+    for r in result.rows:
+        row = {"path": r["path"], "true_class": r["true"] or ""}
+        for k in range(top_k):
+            name, p = r["top"][k] if k < len(r["top"]) else ("", None)
+            row[f"class_{k + 1}"], row[f"probability_{k + 1}"] = name, "" if p is None else round(p, 4)
+        row["low_confidence"], row["note"] = r["low_confidence"], r["reason"]
+        out.append(row)
+    return out
+
+
+def write_csv(result: FolderResult, path: Path, top_k: int) -> Path:
+    """The predictions as CSV: path, true_class, class_1, probability_1, ..., low_confidence, note."""
+    path = Path(path)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=csv_columns(top_k))
+        writer.writeheader()
+        writer.writerows(result_rows(result, top_k))
+    return path

@@ -1,0 +1,312 @@
+"""Using a finished run on new images (engine/predict.py): every model variant, decoding as in
+training, the low-confidence flag, the predict CLI on a class-folder zip, and the model card's
+"Use it" scripts run on an exported run.
+
+One tiny run trained once for the module composes WiSE-FT, structured pruning and adversarial
+fine-tuning (1 epoch, 32 px), so that it has every variant.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from conftest import TINY_CLASSES, tiny_image, write_tiny_zip
+from engine.cli import main as cli
+from engine.data import decode_image
+from engine.errors import StudioError
+from engine.predict import (VARIANTS, FeatureStats, Predictor, available_variants, chosen_alpha, decode_bytes,
+                            load_predictor, load_variant, predict_folder, true_labels)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory):
+    """(engine folder, run folder) of a finished run with every variant."""
+    from safetensors.torch import save_file
+
+    from engine.backbones import build_model
+
+    root = tmp_path_factory.mktemp("predict")
+    data = write_tiny_zip(root / "tiny.zip", per_class=12)
+    torch.manual_seed(0)  # a "pretrained" start: WiSE-FT refuses random init, and no download is needed
+    start, _ = build_model("resnet18", 3, "none")
+    save_file({k: v.contiguous() for k, v in start.net.state_dict().items()}, str(root / "start.safetensors"))
+    sets = ["eval.ood=false", "train.threads=1", "wise_ft.enabled=true", "wise_ft.alphas=0,0.5,1",
+            "wise_ft.probe_epochs=20", "pruning.enabled=true", "pruning.structured=true",
+            "pruning.target_sparsity=0.3", "pruning.channel_fraction=0.3", "adversarial.enabled=true",
+            "adversarial.attack=fgsm", "eval.robust_steps=2", "eval.robust_subset=8", "train.device=cpu"]
+    argv = ["train", "--data", str(data), "--backbone", "resnet18", "--checkpoint", str(root / "start.safetensors"),
+            "--epochs", "2", "--image-size", "32", "--batch-size", "8", "--lr", "0.05", "--data-dir",
+            str(root / "studio"), "--quiet"] + [a for s in sets for a in ("--set", s)]
+    assert cli(argv) == 0
+    (run_dir,) = list((root / "studio" / "runs").iterdir())
+    return root / "studio", run_dir
+
+
+def png_bytes(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+# ---- variants ----------------------------------------------------------------------------------------
+
+def test_the_run_offers_every_variant(studio):
+    assert list(available_variants(studio[1])) == list(VARIANTS)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_every_variant_loads_and_predicts_probabilities(studio, variant):
+    studio_dir, run_dir = studio
+    p = load_predictor(run_dir, variant, datasets_dir=studio_dir / "datasets")
+    assert p.classes == sorted(TINY_CLASSES) and p.image_size == 32
+    images = torch.stack([decode_image(_tmp_png(run_dir, c), 32) for c in TINY_CLASSES])
+    answers = p.predict(images, top_k=2)
+    assert len(answers) == 3
+    for a in answers:
+        assert len(a.top) == 2 and a.top[0][1] >= a.top[1][1]
+        assert sum(a.probs) == pytest.approx(1.0, abs=1e-5)
+        assert a.distance is not None and a.unfamiliar is not None  # the dataset is there: both checks run
+    n_params = sum(t.numel() for t in p.model.parameters())
+    full = sum(t.numel() for t in load_variant(run_dir, "fine_tuned")[0].parameters())
+    assert (n_params < 0.8 * full) if variant == "structured" else (n_params == full)
+
+
+def _tmp_png(run_dir: Path, cls: str) -> Path:
+    path = run_dir.parent.parent / f"try-{cls}.png"
+    if not path.is_file():
+        tiny_image(cls, 999, size=40).save(path)
+    return path
+
+
+def test_wise_mix_ends_are_the_start_and_the_fine_tuned_models(studio):
+    studio_dir, run_dir = studio
+    x = torch.rand(4, 3, 32, 32)
+    fine, _, _ = load_variant(run_dir, "fine_tuned")
+    one, _, _ = load_variant(run_dir, "wise", alpha=1.0)
+    zero, _, _ = load_variant(run_dir, "wise", alpha=0.0)
+    half, _, _ = load_variant(run_dir, "wise", alpha=0.5)
+    with torch.no_grad():
+        assert torch.allclose(fine(x), one(x), atol=1e-5)
+        assert not torch.allclose(zero(x), one(x), atol=1e-3)
+    w0, w1, wh = (m.net.conv1.weight for m in (zero, one, half))
+    assert torch.allclose(wh, 0.5 * (w0 + w1), atol=1e-6)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert chosen_alpha(summary) in {p["alpha"] for p in summary["wise_curve"]}
+    assert chosen_alpha({"wise_alpha": 0.3}) == 0.3 and chosen_alpha({}) == 1.0
+
+
+def test_a_missing_variant_or_bad_alpha_is_refused_in_plain_words(studio, tmp_path):
+    _, run_dir = studio
+    with pytest.raises(StudioError, match="between 0 and 1"):
+        load_variant(run_dir, "wise", alpha=1.5)
+    plain = tmp_path / "plain"
+    shutil.copytree(run_dir, plain, ignore=shutil.ignore_patterns("theta0.*", "structured.*", "best.*"))
+    with pytest.raises(StudioError, match="trained without WiSE-FT"):
+        load_variant(plain, "wise")
+    with pytest.raises(StudioError, match="no best-epoch checkpoint"):
+        load_variant(plain, "best")
+    with pytest.raises(StudioError, match="Unknown model variant 'pruned'"):
+        load_variant(plain, "pruned")
+    (plain / "summary.json").write_text(json.dumps({"status": "failed"}))
+    with pytest.raises(StudioError, match="did not finish"):
+        load_variant(plain, "fine_tuned")
+
+
+# ---- decoding and the low-confidence flag ------------------------------------------------------------
+
+def test_uploads_decode_as_in_training_and_say_what_was_done(tmp_path):
+    # A landscape photo stored sideways: EXIF orientation 6 (turn 90° clockwise to view).
+    photo = Image.new("RGB", (60, 30), (0, 0, 0))
+    photo.paste((250, 20, 20), (0, 0, 20, 30))  # a red band on the left of the stored pixels
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = png_bytes(photo, "JPEG", exif=exif.tobytes(), quality=95)
+    (tmp_path / "p.jpg").write_bytes(data)
+    image, notes = decode_bytes(data, "holiday photo.jpg", 16)
+    assert torch.equal(image, decode_image(tmp_path / "p.jpg", 16)), "the training decoder, byte for byte"
+    assert image.shape == (3, 16, 16)
+    assert any("turned 90° clockwise" in n for n in notes), notes
+    assert any("centre square of 30 x 30" in n for n in notes) and any("16 x 16" in n for n in notes)
+    rgba = Image.new("RGBA", (20, 20), (0, 0, 0, 0))
+    _, notes = decode_bytes(png_bytes(rgba), "icon.png", 16)
+    assert any("RGBA to RGB" in n and "white" in n for n in notes), notes
+    with pytest.raises(StudioError, match="'notes.txt' could not be used: not a readable image"):
+        decode_bytes(b"hello", "notes.txt", 16)
+
+
+def test_low_confidence_flags_unsure_and_unfamiliar_answers():
+    p = Predictor.__new__(Predictor)  # only `answers` and `explanation`: no model needed
+    p.classes, p.low_confidence = ["cat", "dog"], 0.5
+    p.stats = FeatureStats(torch.eye(2), far_distance=0.1, reference="test")
+    probs = torch.tensor([[0.9, 0.1], [0.45, 0.55], [0.95, 0.05]])
+    feats = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.7071, 0.7071]])  # the third is between the classes
+    sure, unsure, unfamiliar = p.answers(probs, feats, top_k=5, threshold=0.6)
+    assert sure.top == [("cat", pytest.approx(0.9)), ("dog", pytest.approx(0.1))] and not sure.low_confidence
+    assert p.explanation(sure) is None
+    assert unsure.unsure and not unsure.unfamiliar and "only 55% probability (under 60%)" in p.explanation(unsure)
+    assert unfamiliar.unfamiliar and not unfamiliar.unsure
+    assert unfamiliar.distance == pytest.approx(1 - 0.7071, abs=1e-4)
+    assert "unlike the training images" in p.explanation(unfamiliar) and "cat, dog" in p.explanation(unfamiliar)
+
+
+def test_a_blank_image_gets_a_low_confidence_flag_and_one_image_answers_fast(studio):
+    studio_dir, run_dir = studio
+    p = load_predictor(run_dir, "fine_tuned", datasets_dir=studio_dir / "datasets")
+    blank, _ = decode_bytes(png_bytes(Image.new("RGB", (48, 48), (255, 255, 255))), "blank.png", 32)
+    p.predict(blank[None])  # warm-up
+    t0 = time.perf_counter()
+    (answer,) = p.predict(blank[None])
+    assert time.perf_counter() - t0 < 1.0
+    assert answer.low_confidence and p.explanation(answer).startswith("Low confidence")
+
+
+# ---- folders and the CLI -------------------------------------------------------------------------------
+
+def test_true_labels_follow_class_folders_with_or_without_a_wrapper_folder():
+    classes = ["cat", "dog"]
+    assert true_labels(["cat/1.png", "Dog/2.png"], classes) == ([0, 1], [])
+    assert true_labels(["mydata/cat/1.png", "mydata/dog/2.png"], classes) == ([0, 1], [])
+    assert true_labels(["cat/1.png", "bird/2.png", "x.png"], classes) == ([0, None, None], ["bird"])
+    assert true_labels(["1.png", "holiday/2.png"], classes) == ([None, None], [])
+
+
+def test_predict_cli_on_a_class_folder_zip(studio, tmp_path, capsys):
+    studio_dir, run_dir = studio
+    files = {f"batch/{c}/{i}.png": png_bytes(tiny_image(c, 500 + i)) for c in TINY_CLASSES for i in range(3)}
+    files["batch/red/broken.png"] = b"\x89PNG\r\n\x1a\n not really"
+    files["batch/green/phone photo.heic"] = b"ftypheic"
+    files["batch/readme.txt"] = b"notes"
+    with zipfile.ZipFile(tmp_path / "new batch.zip", "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    out = tmp_path / "predictions.csv"
+    rc = cli(["predict", "--run", run_dir.name, "--data", str(tmp_path / "new batch.zip"), "--data-dir",
+              str(studio_dir), "--out", str(out), "--top-k", "2"])
+    printed = capsys.readouterr()
+    assert rc == 0, printed.err
+    rows = out.read_text().splitlines()
+    assert rows[0] == "path,true_class,class_1,probability_1,class_2,probability_2,low_confidence,note"
+    assert len(rows) - 1 == 9, "one row per readable image"
+    assert all(r.split(",")[1] in TINY_CLASSES for r in rows[1:])
+    assert re.search(r"accuracy \d\.\d{4}  balanced accuracy \d\.\d{4}  \(9 images in class folders\)", printed.out)
+    assert "confusion matrix" in printed.out
+    assert re.search(r"red/broken\.png: (not a readable image|damaged)", printed.out), printed.out
+    # HEIC is read (pillow-heif): a damaged one is listed with its reason, never fatal
+    assert re.search(r"green/phone photo\.heic: (not a readable image|damaged)", printed.out), printed.out
+    assert "readme.txt: not an image file (.txt)" in printed.out
+    assert "img/s" in printed.err, "the progress bar shows images/s"
+    assert not list(studio_dir.glob("datasets/predict-*")), "the extracted zip is removed"
+
+
+def test_predict_a_plain_folder_without_classes_and_bad_input(studio, tmp_path, capsys):
+    studio_dir, run_dir = studio
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(3):
+        tiny_image("red", 700 + i).save(folder / f"{i}.png")
+    p = load_predictor(run_dir, "best", datasets_dir=studio_dir / "datasets")
+    seen = []
+    result = predict_folder(p, folder, top_k=1, batch_size=2, progress=lambda d, n: seen.append((d, n)))
+    assert [r["path"] for r in result.rows] == ["0.png", "1.png", "2.png"] and result.metrics() is None
+    assert seen[-1] == (3, 3) and len(seen) == 2, "progress after each batch"
+    assert cli(["predict", "--run", "no-such-run", "--data", str(folder), "--data-dir", str(studio_dir)]) == 2
+    assert "No run 'no-such-run'" in capsys.readouterr().err
+    base = ["predict", "--run", str(run_dir), "--data", str(folder), "--data-dir", str(studio_dir)]
+    assert cli(base + ["--alpha", "0.5"]) == 2
+    assert "use it with --variant wise" in capsys.readouterr().err
+    assert cli(base + ["--threshold", "5"]) == 2
+    assert "between 0 and 1 (got 5)" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(StudioError, match="'empty' holds no image files"):
+        predict_folder(p, empty)
+
+
+# ---- the model card's scripts --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("runtime", ["onnx", "torchscript"])
+def test_model_card_use_it_code_reproduces_the_studio(studio, tmp_path, runtime):
+    """Export the run as the Explain page does, take the card's script for `runtime` verbatim, run it
+    on new image files (a sideways JPEG photo, an RGBA icon, a grey PNG) and compare with the studio."""
+    from engine.export import export_all
+    from engine.runs import FinishedRun
+
+    studio_dir, run_dir = studio
+    bundle = FinishedRun(run_dir, studio_dir / "datasets")
+    checks = export_all(bundle.model, bundle.cfg, bundle.summary, bundle.data.val.images, tmp_path / "export")
+    assert all(c.ok for c in checks), [c.message for c in checks]
+    card = (tmp_path / "export" / "MODEL_CARD.md").read_text()
+    title = "ONNX Runtime" if runtime == "onnx" else "TorchScript"
+    code = re.search(r"### " + title + r".*?```python\n(.*?)```", card, re.S).group(1)
+    (tmp_path / "export" / "predict.py").write_text(code)
+
+    images = tmp_path / "images"
+    images.mkdir()
+    photo = tiny_image("stripes", 1, size=90).crop((0, 0, 90, 60))
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    photo.save(images / "photo.jpg", exif=exif.tobytes(), quality=90)
+    icon = tiny_image("red", 2, size=40).convert("RGBA")
+    icon.putalpha(Image.linear_gradient("L").resize((40, 40)))
+    icon.save(images / "icon.png")
+    tiny_image("green", 3, size=50).convert("L").save(images / "grey.png")
+    paths = sorted(images.iterdir())
+
+    namespace: dict = {}
+    exec(code.split("\nx = np.stack")[0], namespace)  # the card's own `load`, without running the model
+    for x in paths:
+        pixels = torch.from_numpy(namespace["load"](str(x)) * 255).round().to(torch.uint8)
+        assert torch.equal(pixels, decode_image(x, 32)), f"{x.name}: the card's preprocessing differs from the studio's"
+
+    run = subprocess.run([sys.executable, "predict.py", *map(str, paths)], cwd=tmp_path / "export",
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    printed = [line.rsplit(" ", 2) for line in run.stdout.strip().splitlines()]
+    p = load_predictor(run_dir, "fine_tuned")
+    studio_answers = p.predict(torch.stack([decode_image(x, 32) for x in paths]))
+    assert len(printed) == len(paths)
+    for (path, cls, prob), x, a in zip(printed, paths, studio_answers):
+        assert path == str(x)
+        assert cls == a.top[0][0]
+        assert float(prob) == pytest.approx(a.top[0][1], abs=2e-4)
+
+
+@pytest.mark.parametrize("batch_size", [2, 3])
+def test_decoding_ahead_of_the_model_and_batch_by_batch_give_the_same_batches(tmp_path, batch_size):
+    """The GPU path (decoding runs ahead in threads) and the CPU path (each batch decoded, then
+    handed over) yield the same images in the same order, with the same skipped files."""
+    from engine.predict import _decoded_batches
+
+    items = []
+    for i in range(7):
+        path = tmp_path / f"{i}.png"
+        if i == 3:
+            path.write_bytes(b"broken")
+        else:
+            tiny_image(TINY_CLASSES[i % 3], i).save(path)
+        items.append((path.name, path))
+    runs = {}
+    for overlap in (True, False):
+        skipped = []
+        batches = list(_decoded_batches(items, 16, batch_size, skipped, overlap))
+        assert all(len(idx) == len(b) <= batch_size for idx, b, _ in batches)
+        assert batches[-1][2] == 7, "the last batch reports every file consumed"
+        runs[overlap] = ([i for idx, _, _ in batches for i in idx], torch.cat([b for _, b, _ in batches]),
+                         [(s.path, s.reason) for s in skipped])
+    assert runs[True][0] == runs[False][0] == [0, 1, 2, 4, 5, 6]
+    assert torch.equal(runs[True][1], runs[False][1])
+    assert runs[True][2] == runs[False][2] and runs[True][2][0][0] == "3.png"

@@ -1,0 +1,178 @@
+"""The Try it page through AppTest: an uploaded image gets top-k bars and the decoding notes, a blank
+image gets the low-confidence message, two models side by side, attributions for a new image, a
+zip of class folders gives a sortable table, accuracy and a CSV, and the page without a run.
+
+One tiny WiSE-FT run (ResNet-18, 1 epoch, 32 px) is trained through the engine for the module.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from conftest import TINY_CLASSES, tiny_config, tiny_image, write_tiny_zip
+
+ROOT = Path(__file__).resolve().parent.parent
+MAIN = str(ROOT / "app" / "main.py")
+PAGE = "app_pages/try_it.py"
+
+
+def engine():
+    from app.state import get_engine
+
+    return get_engine()
+
+
+def texts(elements) -> list[str]:
+    return [str(e.value) for e in elements]
+
+
+def no_problems(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, texts(at.error)
+
+
+def open_page(run_id: str | None = None) -> AppTest:
+    at = AppTest.from_file(MAIN, default_timeout=180)
+    at.run()
+    at.switch_page(PAGE)
+    if run_id:
+        at.session_state["try_run"] = run_id
+    at.run()
+    no_problems(at)
+    return at
+
+
+def png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    import torch
+    from safetensors.torch import save_file
+
+    from engine.backbones import build_model
+
+    root = tmp_path_factory.mktemp("try")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("STUDIO_DATA_DIR", str(root / "studio"))
+    eng = engine()
+    try:
+        data = eng.save_upload(write_tiny_zip(root / "tiny.zip", per_class=10).read_bytes(), ".zip")
+        torch.manual_seed(0)
+        start, _ = build_model("resnet18", 3, "none")
+        save_file({k: v.contiguous() for k, v in start.net.state_dict().items()}, str(root / "start.safetensors"))
+        ckpt = eng.save_upload((root / "start.safetensors").read_bytes(), ".safetensors")
+        cfg = tiny_config(data, "train.epochs=1", "train.threads=1", "eval.ood=false", "backbone.pretrained=checkpoint",
+                          f"backbone.checkpoint={ckpt}", "wise_ft.enabled=true", "wise_ft.alphas=0,1",
+                          "wise_ft.probe_epochs=20")
+        run_id = eng.submit(cfg)
+        assert eng.wait(run_id, 300) == "finished", eng.run_record(run_id).error
+        yield run_id
+    finally:
+        eng.shutdown(5)
+        st.cache_resource.clear()
+        st.cache_data.clear()
+        patch.undo()
+
+
+def test_without_a_finished_run_the_page_says_to_train_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("STUDIO_DATA_DIR", str(tmp_path / "empty"))
+    try:
+        at = open_page()
+        assert texts(at.title) == ["6 · Try it"]
+        assert any("No finished run yet" in i for i in texts(at.info))
+    finally:
+        engine().shutdown(5)
+        st.cache_resource.clear()
+
+
+def test_an_uploaded_image_gets_top_k_bars_and_a_blank_one_is_flagged(run):
+    at = open_page(run)
+    assert at.selectbox(key=f"try_variant_a_{run}").options  # the model picker offers the run's variants
+    photo = tiny_image("red", 321, size=48).crop((0, 0, 48, 36))
+    at.file_uploader(key="try_files").set_value([("my photo.png", png(photo), "image/png")])
+    at.run()
+    no_problems(at)
+    charts = at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")
+    assert len(charts) == 1, "one top-k bar chart for one image and one model"
+    spec = charts[0].proto.spec
+    assert '"probability"' in spec and "class" in spec
+    notes = " ".join(texts(at.markdown))
+    assert "centre square of 36 x 36" in notes and "32 x 32" in notes, notes
+    assert any("answered in" in c for c in texts(at.caption))
+
+    blank = Image.new("RGB", (40, 40), (255, 255, 255))
+    at.file_uploader(key="try_files").set_value([("blank.png", png(blank), "image/png")])
+    at.run()
+    no_problems(at)
+    assert any(w.startswith("Low confidence") for w in texts(at.warning)), texts(at.warning)
+
+    at.file_uploader(key="try_files").set_value([("phone.heic", b"\x00\x00\x00\x18ftypheic", "image/heic"),
+                                                  ("blank.png", png(blank), "image/png")])
+    at.run()
+    assert not at.exception
+    assert any("'phone.heic' could not be used" in e for e in texts(at.error)), texts(at.error)
+    assert len(at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")) == 1, "the other image still answers"
+
+
+def test_two_models_side_by_side_and_attributions_for_a_new_image(run):
+    at = open_page(run)
+    at.toggle(key="try_compare").set_value(True).run()
+    no_problems(at)
+    assert at.selectbox(key=f"try_variant_a_{run}").value == "wise"
+    assert at.selectbox(key=f"try_variant_b_{run}").value == "wise"
+    assert at.slider(key=f"try_alpha_b_{run}").value == 0.0
+    at.file_uploader(key="try_files").set_value([("stripes.png", png(tiny_image("stripes", 5, 40)), "image/png")])
+    at.run()
+    no_problems(at)
+    assert len(at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")) == 2, "one chart per model"
+    at.toggle(key=[t.key for t in at.toggle if t.key.startswith("try_explain_")][0]).set_value(True).run()
+    no_problems(at)
+    captions = [c for img in at.image for c in img.captions]
+    assert len(at.image) == 3, captions  # the picture, then one attribution map per model
+    assert sum(c.startswith("WiSE-FT mix at alpha") and ": why " in c for c in captions) == 2, captions
+
+
+def test_a_zip_of_class_folders_gives_a_table_accuracy_and_a_csv(run):
+    at = open_page(run)
+    at.radio(key="try_source").set_value("A zip of images").run()
+    no_problems(at)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for c in TINY_CLASSES:
+            for i in range(2):
+                zf.writestr(f"{c}/{i}.png", png(tiny_image(c, 800 + i)))
+        zf.writestr("red/broken.jpg", b"not a jpeg")
+    at.file_uploader(key="try_zip").set_value(("new batch.zip", buf.getvalue(), "application/zip")).run()
+    no_problems(at)
+    (df,) = [d.value for d in at.dataframe if "confidence" in d.value.columns]
+    assert len(df) == 6 and list(df["confidence"]) == sorted(df["confidence"]), "least confident first"
+    assert set(df["true class"]) == set(TINY_CLASSES)
+    labels = [m.label for m in at.metric]
+    assert "Accuracy" in labels and "Balanced accuracy" in labels
+    assert any("1 files skipped" in str(e.label) for e in at.expander)
+    assert any("6 images" in m for m in texts(at.markdown))
+
+
+def test_top_k_chart_is_a_pure_builder_with_bars_sorted_by_rank_and_the_threshold_rule():
+    from app.charts import topk_chart, topk_frame
+
+    df = topk_frame([("dog", 0.7), ("cat", 0.2), ("bird", 0.1)], "Fine-tuned")
+    assert list(df["rank"]) == [1, 2, 3] and list(df["class"]) == ["dog", "cat", "bird"]
+    spec = topk_chart(df, "Fine-tuned", threshold=0.5).to_dict()
+    bars = spec["layer"][0]
+    assert bars["mark"]["type"] == "bar" and bars["encoding"]["x"]["scale"]["domain"] == [0, 1]
+    assert bars["encoding"]["y"]["sort"] == {"field": "rank", "order": "ascending"}
+    assert spec["layer"][-1]["mark"]["type"] == "rule", "the unsure threshold"
+    assert len(topk_chart(df).to_dict()["layer"]) == 2, "no rule without a threshold"
