@@ -218,3 +218,25 @@ def wise_live_view(run: RunView, points: list[dict]) -> None:
         st.caption(note)
     if done == total and run.status == "finished":
         st.caption("Slide alpha and export a mixed model on the Results page.")
+
+
+def finished_run_picker(engine: Engine, key: str, help_: str, on_none) -> Any:
+    """The finished run a page works on (its record), chosen in a select box that opens on the run
+    the user last looked at (Results, Explain) or started; `on_none(all_runs)` draws the page's
+    message when there is no finished run (then None is returned). The choice becomes the focus."""
+    all_runs = state.runs(engine)
+    runs = [r for r in all_runs if r.status == "finished"]
+    if not runs:
+        on_none(all_runs)
+        return None
+    ids = [r.id for r in runs]
+    labels = {r.id: state.run_label(r, with_status=False) for r in runs}
+    if st.session_state.get(key) not in ids:
+        focus = (st.session_state.get(state.FOCUS_KEY), st.session_state.get(state.WATCH_KEY))
+        st.session_state[key] = next((c for c in focus if c in ids), ids[0])
+    run_id = st.selectbox("Finished run", ids, key=key, format_func=lambda i: labels.get(i, i), help=help_)
+    state.set_focus(run_id)
+    rec = state.record(engine, run_id)
+    if rec is None:
+        st.info("This run no longer exists.")
+    return rec

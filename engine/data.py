@@ -1472,21 +1472,23 @@ def _duplicate_warnings(paths: Sequence[str], labels: Sequence[int], splits: Seq
     for i, g in enumerate(groups.tolist()):
         members.setdefault(g, []).append(i)
     multi = [rows for rows in members.values() if len(rows) > 1]
-    out = []
     mixed = [rows for rows in multi if len({labels[i] for i in rows}) > 1]
+    across = [rows for rows in multi if splits is not None and len({splits[i] for i in rows}) > 1]
+    out = []
     if mixed:
-        eg = mixed[0]
-        out.append(f"{len(mixed)} picture{'s are' if len(mixed) != 1 else ' is'} labelled with more than one class, "
-                   f"e.g. {' = '.join(f'{paths[i]} ({classes[labels[i]]})' for i in eg[:3])}. Keep each picture in one "
-                   "class only.")
-    if splits is not None:
-        across = [rows for rows in multi if len({splits[i] for i in rows}) > 1]
-        if across:
-            eg = across[0]
-            out.append(f"{len(across)} duplicate group{'s have' if len(across) != 1 else ' has'} copies in more than "
-                       f"one of your split folders, e.g. {' = '.join(paths[i] for i in eg[:3])}: validation and test "
-                       "accuracy are then inflated. Remove the copies, or switch on 'drop duplicate copies'.")
+        out.append(f"{_count(len(mixed), 'picture is', 'pictures are')} labelled with more than one class, e.g. "
+                   f"{' = '.join(f'{paths[i]} ({classes[labels[i]]})' for i in mixed[0][:3])}. Keep each picture "
+                   "in one class only.")
+    if across:
+        out.append(f"{_count(len(across), 'duplicate group has', 'duplicate groups have')} copies in more than one "
+                   f"of your split folders, e.g. {' = '.join(paths[i] for i in across[0][:3])}: validation and test "
+                   "accuracy are then inflated. Remove the copies, or switch on 'drop duplicate copies'.")
     return out
+
+
+def _count(n: int, one: str, many: str) -> str:
+    """'1 picture is' / '3 pictures are'."""
+    return f"{n} {one if n == 1 else many}"
 
 
 def _given_split(full: ImageSet, given: list[str], kept_groups: np.ndarray, val_fraction: float, seed: int,

@@ -295,22 +295,6 @@ def _explain_image(run_id: str, index: int) -> None:
     st.session_state[TAB_KEY] = TABS[0]
 
 
-def run_picker(runs) -> Any:
-    ids = [r.id for r in runs]
-    labels = {r.id: state.run_label(r, with_status=False) for r in runs}
-    if st.session_state.get(RUN_KEY) not in ids:
-        for candidate in (st.session_state.get(state.FOCUS_KEY), st.session_state.get(state.WATCH_KEY)):
-            if candidate in ids:
-                st.session_state[RUN_KEY] = candidate
-                break
-        else:
-            st.session_state[RUN_KEY] = ids[0]
-    run_id = st.selectbox("Finished run", ids, key=RUN_KEY, format_func=lambda i: labels.get(i, i),
-                          help="Only finished runs can be explained: they have a final model and a class list.")
-    state.set_focus(run_id)
-    return run_id
-
-
 def image_picker(rec, classes: list[str], pred: dict[str, np.ndarray]) -> int | None:
     labels, preds, confs = pred["labels"], pred["preds"], pred["confs"]
     c = st.columns([1, 1, 3], vertical_alignment="bottom")
@@ -696,15 +680,12 @@ def render() -> None:
     keep_widget_state()
     st.title("5 · Explain and export")
     st.caption("Why the model says what it says, where it goes wrong, and the model packed to take home.")
-    runs = [r for r in state.runs(engine) if r.status == "finished"]
-    if not runs:
-        no_finished_run(state.runs(engine))
-        return
-    run_id = run_picker(runs)
-    rec = state.record(engine, run_id)
+    rec = components.finished_run_picker(
+        engine, RUN_KEY, "Only finished runs can be explained: they have a final model and a class list.",
+        no_finished_run)
     if rec is None:
-        st.info("This run no longer exists.")
         return
+    run_id = rec.id
     b_cfg = rec.config.get("backbone", {})
     st.caption(f"{b_cfg.get('name')} ({state.WEIGHTS_TEXT.get(b_cfg.get('pretrained'), b_cfg.get('pretrained'))}) · "
                f"{rec.config.get('data', {}).get('image_size')} px · finished {components.short_time(rec.finished)}")

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import charts, state
+from app import charts, components, state
 from engine.explain import ATTRIBUTIONS
 from engine.predict import LOW_CONFIDENCE, VARIANTS
 
@@ -81,19 +81,10 @@ def upscale(a: np.ndarray, px: int = DISPLAY_PX) -> np.ndarray:
 
 # ---- widgets ----------------------------------------------------------------------------------------
 
-def run_picker(runs) -> str:
-    ids = [r.id for r in runs]
-    labels = {r.id: state.run_label(r, with_status=False) for r in runs}
-    if st.session_state.get(RUN_KEY) not in ids:
-        for candidate in (st.session_state.get("explain_run"), st.session_state.get("results_run"),
-                          st.session_state.get(state.WATCH_KEY)):
-            if candidate in ids:
-                st.session_state[RUN_KEY] = candidate
-                break
-        else:
-            st.session_state[RUN_KEY] = ids[0]
-    return st.selectbox("Finished run", ids, key=RUN_KEY, format_func=lambda i: labels.get(i, i),
-                        help="Any finished run: its model answers for your images.")
+def no_finished_run(all_runs) -> None:
+    st.info("No finished run yet. Train one first; then its model answers for your images here.",
+            icon=":material/info:")
+    st.page_link("app_pages/train.py", label="Go to training", icon=":material/arrow_forward:")
 
 
 def default_alpha(rec, summary: dict) -> float:
@@ -276,17 +267,9 @@ def render() -> None:
     engine = state.get_engine()
     st.title("6 · Try it")
     st.caption("Show a trained model something new: a photo, a few files, or a whole zip.")
-    all_runs = state.runs(engine)
-    runs = [r for r in all_runs if r.status == "finished"]
-    if not runs:
-        st.info("No finished run yet. Train one first; then its model answers for your images here.",
-                icon=":material/info:")
-        st.page_link("app_pages/train.py", label="Go to training", icon=":material/arrow_forward:")
-        return
-    run_id = run_picker(runs)
-    rec = state.record(engine, run_id)
+    rec = components.finished_run_picker(engine, RUN_KEY, "Any finished run: its model answers for your images.",
+                                         no_finished_run)
     if rec is None:
-        st.info("This run no longer exists.")
         return
     run_dir, ds = str(rec.run_dir), str(engine.datasets_dir)
     from engine.predict import available_variants, run_summary
