@@ -105,19 +105,6 @@ class AdversarialHook(MethodHook):
             metrics["co_rollback"] = 1.0
 
 
-def _check(run_cfg, c: AdversarialConfig) -> list[str]:
-    problems = []
-    if c.attack not in ("pgd", "fgsm"):
-        problems.append(f"Unknown attack `{c.attack}`: choose pgd or fgsm.")
-    if not (0 <= c.eps <= 0.5):
-        problems.append("The attack budget eps must be between 0 and 0.5 (0 to 127/255).")
-    if c.step_size < 0 or c.steps < 1:
-        problems.append("The attack needs a non-negative step size and at least 1 step.")
-    if not (0 <= c.clean_weight <= 1):
-        problems.append("The clean loss weight must be between 0 and 1.")
-    return problems
-
-
 register_method(
     MethodSpec(
         name="adversarial",
@@ -134,7 +121,6 @@ register_method(
         paper_url="https://arxiv.org/abs/2012.13628",
         config_cls=AdversarialConfig,
         build=lambda run_cfg, cfg: AdversarialHook(cfg),
-        check=_check,
-        order=10,
+        order=10,  # its settings' bounds and choices live in AdversarialConfig's field metadata
     )
 )

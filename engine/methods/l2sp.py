@@ -54,8 +54,7 @@ class L2SPHook(MethodHook):
 
 
 def _check(run_cfg, cfg: L2SPConfig) -> list[str]:
-    if cfg.alpha < 0 or cfg.beta < 0:
-        return ["L2-SP alpha and beta cannot be negative."]
+    """What spans sections (the bounds of alpha and beta are in their field metadata)."""
     if cfg.enabled and run_cfg.backbone.pretrained == "none":
         return ["L2-SP pulls toward pretrained weights: it needs a pretrained backbone, not `none`."]
     return []
