@@ -14,37 +14,78 @@ from torch import nn
 
 from engine.augment import to_float
 from engine.backbones import Classifier
+from engine.errors import StudioError
 from engine.evaluate import predict
+
+MIN_CAM_SIDE = 4  # feature-map side (cells); at 1x1 or 2x2 Grad-CAM is one or four numbers per image
 
 ATTRIBUTIONS = {
     "integrated_gradients": "Integrated Gradients: how much each pixel, moved from black to its value, adds to the class score.",
     "saliency": "Saliency: the size of the class score's gradient at each pixel (fast, noisy).",
-    "grad_cam": "Grad-CAM: which regions of the last convolutional stage drive the class score (coarse, robust).",
+    "grad_cam": "Grad-CAM: which regions of the last convolutional stage with at least 4 x 4 cells drive the class "
+                "score (coarse, robust).",
     "occlusion": "Occlusion: how much the class score drops when a patch of the image is greyed out.",
 }
 
 
-def gradcam_layer(model: Classifier) -> nn.Module:
-    """The last convolutional stage of any registered backbone (ViT: its patch-embedding conv).
+def gradcam_layer(model: Classifier, image_size: int) -> tuple[nn.Module, str, int]:
+    """(layer, its name, its output side in cells) for Grad-CAM at `image_size` px: the last trunk
+    block with a Conv2d whose output keeps at least MIN_CAM_SIDE x MIN_CAM_SIDE cells (at 32 px a
+    ResNet's last stage is 1 x 1, a constant map). Found structurally, by one forward pass, so it
+    also works for models whose convolutions a method has wrapped (AdaFilter). Raises StudioError
+    when no stage is that large (the image is too small for Grad-CAM)."""
+    names = {id(m): n for n, m in model.named_modules()}
+    blocks = [b for b in model.trunk_blocks() if any(isinstance(m, nn.Conv2d) for m in b.modules())]
+    sides: dict[int, int] = {}
+    hooks = [b.register_forward_hook(lambda m, i, o: sides.__setitem__(id(m), o.shape[-1] if o.dim() == 4 else 0))
+             for b in blocks]
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, image_size, image_size, device=next(model.parameters()).device))
+    finally:
+        for h in hooks:
+            h.remove()
+    for block in reversed(blocks):
+        if sides.get(id(block), 0) >= MIN_CAM_SIDE:
+            return block, names.get(id(block), "trunk"), sides[id(block)]
+    raise StudioError(f"At {image_size} px no convolutional stage of this model keeps {MIN_CAM_SIDE} x {MIN_CAM_SIDE} "
+                      "cells, so Grad-CAM would be a single number per image. Use Integrated Gradients, Saliency or "
+                      "Occlusion, or train at a larger image size.")
 
-    Found structurally: the last trunk block that contains a Conv2d, so it also works for
-    models whose convolutions a method has wrapped (AdaFilter).
-    """
-    for block in reversed(model.trunk_blocks()):
-        if any(isinstance(m, nn.Conv2d) for m in block.modules()):
-            return block
-    raise ValueError(f"{model.backbone_name} has no convolutional layer for Grad-CAM")
+
+def gradcam_note(model: Classifier, image_size: int) -> str:
+    """Which layer Grad-CAM uses at `image_size`, in words (or why it cannot)."""
+    try:
+        _, name, side = gradcam_layer(model, image_size)
+    except StudioError as exc:
+        return str(exc)
+    return (f"Grad-CAM here uses `{name}`, the last stage that keeps at least {MIN_CAM_SIDE} x {MIN_CAM_SIDE} cells "
+            f"at {image_size} px ({side} x {side}): each cell covers about {image_size // side} px.")
+
+
+def occlusion_window(side: int) -> tuple[int, int]:
+    """(window, stride) in px for Occlusion on a `side` px image: a sixth of the image, half-overlapping,
+    so a 32 px image gets 5 px patches every 2 px and a 224 px one 37 px patches every 18 px."""
+    window = max(3, side // 6)
+    return window, max(1, window // 2)
 
 
 def _normalise(maps: torch.Tensor) -> torch.Tensor:
+    """Each map scaled to [0, 1]; a map that is constant up to rounding stays flat at 0, never
+    stretched (stretching rounding noise paints bright speckles that mean nothing)."""
     flat = maps.flatten(1)
     lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
-    return ((flat - lo) / (hi - lo).clamp_min(1e-12)).view_as(maps)
+    span = hi - lo
+    constant = span <= 1e-5 * torch.maximum(hi.abs(), lo.abs()).clamp_min(1e-12)
+    out = torch.where(constant, torch.zeros_like(flat), (flat - lo) / span.clamp_min(1e-12))
+    return out.view_as(maps)
 
 
 def attribute(model: Classifier, images_u8: torch.Tensor, targets: torch.Tensor, method: str,
               ig_steps: int = 24) -> torch.Tensor:
-    """Attribution maps [B, H, W] in [0, 1] for uint8 images [B, 3, H, W] and target classes [B]."""
+    """Attribution maps [B, H, W] float32 in [0, 1] for uint8 images [B, 3, H, W] and int64 target
+    classes [B] (captum). Raises StudioError when the image is too small for Grad-CAM, ValueError
+    for an unknown method."""
     from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Occlusion, Saliency
 
     model = model.eval()
@@ -58,13 +99,13 @@ def attribute(model: Classifier, images_u8: torch.Tensor, targets: torch.Tensor,
     elif method == "saliency":
         maps = Saliency(model).attribute(x, target=targets, abs=True).sum(1)
     elif method == "grad_cam":
-        cam = LayerGradCam(model, gradcam_layer(model)).attribute(x, target=targets, relu_attributions=True)
+        layer, _, _ = gradcam_layer(model, x.shape[-1])
+        cam = LayerGradCam(model, layer).attribute(x, target=targets, relu_attributions=True)
         maps = LayerAttribution.interpolate(cam, x.shape[-2:], interpolate_mode="bilinear").sum(1)
     elif method == "occlusion":
-        side = x.shape[-1]
-        win = max(2, side // 8)
+        win, stride = occlusion_window(x.shape[-1])
         maps = Occlusion(model).attribute(x, target=targets, sliding_window_shapes=(3, win, win),
-                                          strides=(3, max(1, win // 2), max(1, win // 2)), baselines=0.5,
+                                          strides=(3, stride, stride), baselines=0.5,
                                           perturbations_per_eval=32).sum(1)  # 32 patches per forward pass
         maps = maps.clamp_min(0)  # evidence for the class; negative = occluding helped
     else:

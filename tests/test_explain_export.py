@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from engine.backbones import BACKBONES, build_model
-from engine.explain import ATTRIBUTIONS, attribute, confusion_cell, gradcam_layer, highest_loss
+from engine.errors import StudioError
+from engine.explain import ATTRIBUTIONS, MIN_CAM_SIDE, attribute, confusion_cell, gradcam_layer, highest_loss
 from engine.export import export_all, model_card
 from engine.train import train
 
@@ -28,8 +29,34 @@ def test_attributions_have_the_image_shape_and_are_finite(trained, method):
 @pytest.mark.parametrize("name", list(BACKBONES))
 def test_grad_cam_layer_is_found_for_every_backbone(name):
     model, _ = build_model(name, 3, "none")
-    layer = gradcam_layer(model)
-    assert any(isinstance(m, torch.nn.Conv2d) for m in layer.modules())
+    size = max(BACKBONES[name].fixed_image_size or 0, 64)
+    try:
+        layer, _, side = gradcam_layer(model, size)
+    except StudioError as exc:  # a stated refusal is allowed, never a silent 1 x 1 map
+        assert "Grad-CAM would be a single number" in str(exc)
+        return
+    assert any(isinstance(m, torch.nn.Conv2d) for m in layer.modules()) and side >= MIN_CAM_SIDE
+
+
+@pytest.mark.parametrize("method", ["grad_cam", "occlusion"])
+def test_small_images_get_maps_with_structure(trained, method):
+    """At 32 px a ResNet-18's last stage is 1 x 1: Grad-CAM moves to the last stage with 4 x 4 cells,
+    Occlusion's window scales with the image; both maps vary across the image, none is stretched noise."""
+    ctx = trained.context
+    maps = attribute(ctx.model, ctx.data.val.images[:4], ctx.data.val.labels[:4], method)
+    varied = [float(m.std()) > 0.05 for m in maps]
+    assert sum(varied) >= 3, [float(m.std()) for m in maps]
+    if method == "grad_cam":
+        assert gradcam_layer(ctx.model, 32)[2] == 4
+
+
+def test_a_constant_map_stays_flat():
+    from engine.explain import _normalise
+
+    flat = torch.full((1, 8, 8), 3.0) + torch.randn(1, 8, 8) * 1e-7  # rounding noise on a constant
+    assert float(_normalise(flat).max()) == 0.0
+    ramp = torch.arange(64.0).view(1, 8, 8)
+    assert float(_normalise(ramp).max()) == 1.0
 
 
 def test_error_analysis(trained):

@@ -31,7 +31,8 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, components, state
-from engine.explain import ATTRIBUTIONS
+from engine.errors import StudioError
+from engine.explain import ATTRIBUTIONS, gradcam_note
 
 RUN_KEY = "explain_run"
 TAB_KEY = "explain_tab"
@@ -61,8 +62,9 @@ LOOK_FOR = {  # what to look for, beside the engine's one-line definition
     "saliency": "Read it as *sensitivity*: where a tiny change would move the score most, not what the model used. "
                 "Expect noise; compare it with Integrated Gradients to see how much of the noise is real.",
     "grad_cam": "Look at where the blob sits: on the object is good, on the background or a corner suggests a "
-                "shortcut. Coarse by design (the last stage of a ResNet-18 sees a 2 x 2 grid at 64 px), so it shows "
-                "regions, not edges.",
+                "shortcut. Coarse by design: it uses the last stage that still has at least 4 x 4 cells (the note under "
+                "the maps names it), so it shows regions, not edges. A map that stays dark is flat: the model's score "
+                "does not depend on where things are at that scale.",
     "occlusion": "Bright patches are those whose greying-out lowers the score most. Easy to trust (it only asks the "
                  "model), blind to details smaller than the patch, and the slowest method: seconds per model on a CPU.",
 }
@@ -350,10 +352,21 @@ def attributions_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
         return
     alpha = wise_alpha(engine, rec)
     started = time.perf_counter()
+    maps, refused = {}, {}
     with st.spinner(f"Explaining image #{index} with {', '.join(METHOD_NAMES[m] for m in methods)} ..."):
         rows = model_rows(run_dir, ds, index, alpha)
-        maps = {m: attribution_maps(run_dir, ds, index, alpha, m, target) for m in methods}
+        for m in methods:
+            try:
+                maps[m] = attribution_maps(run_dir, ds, index, alpha, m, target)
+            except StudioError as exc:  # e.g. an image too small for Grad-CAM: say so, draw the others
+                refused[m] = str(exc)
     elapsed = time.perf_counter() - started
+    for m, why in refused.items():
+        st.info(f"{METHOD_NAMES[m]}: {why}", icon=":material/info:")
+    methods = [m for m in methods if m in maps]
+    if "grad_cam" in methods:
+        with b.lock:  # the note runs the shared model once with hooks on its stages
+            st.caption(gradcam_note(b.model, b.cfg.data.image_size))
     truth = classes[int(pred["labels"][index])]
     clean = _hwc(b.data.val.images[index])
     head = st.columns([3, 2], vertical_alignment="center")

@@ -25,6 +25,7 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, components, state
+from engine.errors import StudioError
 from engine.explain import ATTRIBUTIONS
 from engine.predict import LOW_CONFIDENCE, VARIANTS
 
@@ -137,7 +138,11 @@ def explain_view(run_dir: str, ds: str, models: list, image: np.ndarray, answers
     for col, (p, variant, alpha), answer in zip(cols, models, answers):
         target = p.classes.index(answer.top[0][0])
         with st.spinner(f"{METHOD_NAMES[method]} for {p.label} ..."):
-            m = attribution(run_dir, ds, variant, alpha, image, target, method)
+            try:
+                m = attribution(run_dir, ds, variant, alpha, image, target, method)
+            except StudioError as exc:  # e.g. an image too small for Grad-CAM
+                col.info(f"{METHOD_NAMES[method]}: {exc}", icon=":material/info:")
+                continue
         col.image(upscale((np.clip(overlay(picture, m), 0, 1) * 255).astype(np.uint8)),
                   caption=f"{p.label}: why {answer.top[0][0]}")
 
