@@ -74,11 +74,14 @@ def progress_view(run: RunView) -> None:
         total, step = int(p.get("total_steps") or 0), int(p.get("step") or 0)
         epoch, epochs = p.get("epoch") or 0, p.get("epochs") or run.config.get("train", {}).get("epochs", 0)
         frac = min(step / total, 1.0) if total else 0.0
+        if phase == "final evaluation" and p.get("parts"):  # its own bar: parts of the final evaluation
+            frac = min(int(p.get("part_done") or 0) / int(p["parts"]), 1.0)
         texts = {
             "loading data": "Loading and decoding the images…",
             "training": f"Training: epoch {epoch} of {epochs}",
             "evaluating": f"Evaluating after epoch {epoch} of {epochs}…",
-            "final evaluation": "Final evaluation: test set and the full corruption suite…",
+            "final evaluation": f"Final evaluation (test set, full corruption suite): {p.get('part') or 'starting'}"
+                                + (f" · part {p.get('part_done')} of {p.get('parts')}" if p.get("parts") else ""),
         }
         st.progress(frac, text=texts.get(phase, phase.capitalize() + "…"))
         c = st.columns(5)
@@ -87,7 +90,8 @@ def progress_view(run: RunView) -> None:
         ips = p.get("images_per_sec")
         c[2].metric("Speed", f"{ips:,.0f} img/s" if ips else "–", help="Training images per second in this epoch.")
         c[3].metric("Time left", fmt_duration(p.get("eta_s")) if p.get("eta_s") is not None else "–",
-                    help="Estimated time until training ends (evaluation not included).")
+                    help="Estimated time until the run ends: the remaining training steps at the current speed, "
+                         "then each epoch's evaluation and the final one, timed on the last evaluation.")
         loss = p.get("loss")
         c[4].metric("Loss", f"{loss:.3f}" if isinstance(loss, (int, float)) else "–",
                     help="Training loss of the latest step: it should trend down.")

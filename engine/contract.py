@@ -67,6 +67,17 @@ class SubReporter(Reporter):
 
 
 @dataclass
+class EvalClock:
+    """What the time-left estimate knows about evaluation: its cost in image forward passes per epoch
+    and at the end (engine.evaluate.eval_passes), and the seconds per pass last measured (0 until
+    the first epoch's evaluation has run)."""
+
+    epoch_passes: float = 0.0
+    final_passes: float = 0.0
+    seconds_per_pass: float = 0.0
+
+
+@dataclass
 class TrainContext:
     """What hooks can see and use. Built by `engine.train.setup_run`; the loop advances `epoch`
     and `step`. Methods write results into `summary` (saved as summary.json) and objects for tests
@@ -94,6 +105,7 @@ class TrainContext:
     world_size: int = 1
     steps_per_epoch: int = 1
     total_steps: int = 1
+    eval_clock: EvalClock = field(default_factory=EvalClock)
     loss_weight: torch.Tensor | None = None  # float [classes] on the device: data.class_balance = weighted_loss
     pretrained_state: dict[str, torch.Tensor] = field(default_factory=dict)  # theta_0: weights at the start
     optimizer: torch.optim.Optimizer | None = None

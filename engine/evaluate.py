@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from engine.attacks import autoattack_accuracy, robust_accuracy
 from engine.augment import to_float
 from engine.config import RunConfig
-from engine.corruptions import build_ood_suite
+from engine.corruptions import CORRUPTIONS, build_ood_suite
 from engine.data import DataSplits, ImageSet
 from engine.devices import autocast_ctx
 from engine.metrics import imbalance_scores
@@ -180,15 +180,29 @@ def final_sets(cfg: RunConfig, data: DataSplits, ood_user: ImageSet | None = Non
 
 def evaluate(model: torch.nn.Module, sets: EvalSets, device: torch.device, batch_size: int = 256,
              amp_dtype: torch.dtype | None = None, should_stop: Callable[[], bool] | None = None,
-             classes: list[str] | None = None) -> dict[str, Any]:
+             classes: list[str] | None = None, on_part: Callable[[str, int, int], None] | None = None
+             ) -> dict[str, Any]:
     """Measure `model` on `sets`. Accuracies are fractions in [0, 1]; losses are mean cross-entropy
     in nats. Keys: val_acc, val_loss; test_acc (when sets.test); ood_acc (mean over corruptions, each
     the mean over its severities) and ood/<corruption>; ood_user_acc; robust_acc (+ autoattack_acc).
     With `classes` (the class names), per-class accuracies and confusion matrices for val and test
     too (val_per_class_acc, val_confusion, ...); with `classes` or imbalanced sets, balanced accuracy
-    and macro-F1 (val_balanced_acc, val_macro_f1, ...). Measurements a set does not ask for are absent."""
+    and macro-F1 (val_balanced_acc, val_macro_f1, ...). Measurements a set does not ask for are absent.
+    `on_part(what, done, total)` is called after each part (a split, a corruption, the attack), for a
+    progress bar."""
+    parts = ([("validation images", None)] + ([("test images", None)] if sets.test is not None else [])
+             + [(f"corruption: {name}", None) for name in sets.ood_suite]
+             + ([("your OOD set", None)] if sets.ood_user is not None else [])
+             + ([(f"attack ({sets.robust.attack})", None)] if sets.robust is not None else []))
+    done = [0]
+
     def run(images, labels):
         return predict(model, images, labels, device, batch_size, amp_dtype, should_stop)
+
+    def part_done() -> None:
+        done[0] += 1
+        if on_part is not None:
+            on_part(parts[done[0] - 1][0], done[0], len(parts))
 
     out: dict[str, Any] = {}
     for split_name, split in (("val", sets.val), ("test", sets.test)):
@@ -202,21 +216,45 @@ def evaluate(model: torch.nn.Module, sets: EvalSets, device: torch.device, batch
         if classes is not None:
             out[f"{split_name}_per_class_acc"] = dict(zip(classes, res.per_class_acc(split.labels, len(classes))))
             out[f"{split_name}_confusion"] = confusion_matrix(split.labels, res.preds, len(classes))
+        part_done()
     if sets.ood_suite:
         labels = sets.ood_labels if sets.ood_labels is not None else sets.val.labels
-        by_c = {name: sum(run(imgs, labels[:len(imgs)]).acc for imgs in by_sev.values()) / len(by_sev)
-                for name, by_sev in sets.ood_suite.items()}
+        by_c = {}
+        for name, by_sev in sets.ood_suite.items():
+            by_c[name] = sum(run(imgs, labels[:len(imgs)]).acc for imgs in by_sev.values()) / len(by_sev)
+            part_done()
         out["ood_acc"] = sum(by_c.values()) / len(by_c)
         out.update({f"ood/{name}": acc for name, acc in by_c.items()})
     if sets.ood_user is not None:
         out["ood_user_acc"] = run(sets.ood_user.images, sets.ood_user.labels).acc
+        part_done()
     r = sets.robust
     if r is not None:
         out["robust_acc"] = robust_accuracy(model, r.images, r.labels, device, r.eps, r.steps, batch_size=batch_size,
                                             amp_dtype=amp_dtype, seed=r.seed, should_stop=should_stop)
         if r.autoattack_classes:  # None when torchattacks is not installed
             out["autoattack_acc"] = autoattack_accuracy(model, r.images, r.labels, device, r.eps, r.autoattack_classes)
+        part_done()
     return out
+
+
+def eval_passes(sets: EvalSets) -> float:
+    """What one `evaluate` of `sets` costs, in image forward passes: every clean, corrupted and
+    user-OOD image once, and each attacked image 2 (steps + 1) times (a forward and a backward per PGD
+    step, then the scoring pass). The loop scales its measured evaluation time by this for its ETA."""
+    passes = len(sets.val) + (len(sets.test) if sets.test is not None else 0) + sets.ood_images
+    passes += len(sets.ood_user) if sets.ood_user is not None else 0
+    if sets.robust is not None:
+        passes += len(sets.robust.labels) * 2 * (sets.robust.steps + 1)
+    return float(passes)
+
+
+def final_passes(cfg: RunConfig, data: DataSplits, ood_user: ImageSet | None = None) -> float:
+    """`eval_passes` of `final_sets` without building them (the full corruption suite is large)."""
+    test = len(data.test)
+    ood = len(CORRUPTIONS) * len(ALL_SEVERITIES) * len(data.val) if cfg.eval.ood else 0
+    robust = (test or len(data.val)) * 2 * (cfg.eval.robust_steps + 1) if robust_on(cfg) else 0
+    return float(len(data.val) + test + ood + (len(ood_user) if ood_user is not None else 0) + robust)
 
 
 def ood_by_corruption(metrics: dict[str, Any]) -> dict[str, float]:

@@ -26,12 +26,12 @@ from torch.nn.parallel import DistributedDataParallel
 from engine.augment import augment_batch, to_float
 from engine.backbones import build_model
 from engine.config import RunConfig
-from engine.contract import MethodHook, Reporter, StopRequested, TrainContext, owns_loss
+from engine.contract import EvalClock, MethodHook, Reporter, StopRequested, TrainContext, owns_loss
 from engine.data import DataSplits, balanced_sample_indices, class_weights
 from engine.devices import autocast_ctx, pick_amp, pick_device
 from engine.distributed import agree, all_sum
 from engine.errors import StudioError
-from engine.evaluate import epoch_sets, evaluate, final_sets, ood_by_corruption
+from engine.evaluate import epoch_sets, eval_passes, evaluate, final_passes, final_sets, ood_by_corruption
 from engine.methods.registry import build_hooks, restructure_model
 from engine.optim import build_optimizer, set_frozen_bn_eval, set_trunk_trainable
 from engine.run_data import check_data_limits, load_user_ood, prepare_data
@@ -100,6 +100,7 @@ def setup_run(cfg: RunConfig, reporter: Reporter, run_dir: Path | None, work_dir
                        classes=data.classes, data_report=data.report.to_dict(), device=str(device),
                        effective_lr=cfg.effective_lr, methods=cfg.enabled_methods(), world_size=world_size,
                        images_per_process_per_epoch=len(range(rank, bs, world_size)) * steps_per_epoch)
+    ctx.eval_clock = EvalClock(eval_passes(ctx.eval_sets), final_passes(cfg, data, ctx.eval_sets.ood_user))
     hooks = build_hooks(cfg)
     for h in hooks:
         h.setup(ctx)  # may change the model (AdaFilter) or precompute anchors (L2-SP, WiSE-FT)
@@ -194,10 +195,20 @@ def report_step(ctx: TrainContext, loss: float, images_per_sec: float, i: int) -
             f"Training diverged: the loss became {loss} at epoch {ctx.epoch + 1}, step {i + 1}. "
             "Lower the learning rate (or the attack strength) and start again.")
     lr = ctx.optimizer.param_groups[0]["lr"]
-    eta = (ctx.total_steps - ctx.step) * ctx.cfg.train.batch_size / max(images_per_sec, 1e-9)
+    eta = time_left(ctx, images_per_sec)
     ctx.reporter.progress(phase="training", epoch=ctx.epoch + 1, epochs=ctx.cfg.train.epochs, step=ctx.step,
                           total_steps=ctx.total_steps, images_per_sec=images_per_sec, eta_s=eta, loss=loss)
     ctx.reporter.step_metrics(ctx.epoch + 1, ctx.step, {"loss": loss, "lr": lr})
+
+
+def time_left(ctx: TrainContext, images_per_sec: float) -> float:
+    """Seconds until the run ends: the remaining training steps at the current speed, then every
+    remaining epoch's evaluation and the final one, at the seconds per image pass measured in the
+    last evaluation (before the first: a training image costs about three forward passes)."""
+    train_s = (ctx.total_steps - ctx.step) * ctx.cfg.train.batch_size / max(images_per_sec, 1e-9)
+    clock = ctx.eval_clock
+    per_pass = clock.seconds_per_pass or 1.0 / (3.0 * max(images_per_sec, 1e-9))
+    return train_s + per_pass * ((ctx.cfg.train.epochs - ctx.epoch) * clock.epoch_passes + clock.final_passes)
 
 
 def evaluate_epoch(ctx: TrainContext, hooks: list[MethodHook], stats: EpochStats) -> dict[str, float]:
@@ -205,8 +216,10 @@ def evaluate_epoch(ctx: TrainContext, hooks: list[MethodHook], stats: EpochStats
     sets; methods add their own entries (sparsity, gate shares). Raises StopRequested."""
     ctx.reporter.progress(phase="evaluating", epoch=ctx.epoch + 1, epochs=ctx.cfg.train.epochs, step=ctx.step,
                           total_steps=ctx.total_steps)
+    t0 = time.perf_counter()
     measured = evaluate(ctx.model, ctx.eval_sets, ctx.device, ctx.cfg.eval.eval_batch_size, ctx.amp_dtype,
                         ctx.should_stop)
+    ctx.eval_clock.seconds_per_pass = (time.perf_counter() - t0) / max(ctx.eval_clock.epoch_passes, 1.0)
     metrics = {"train_loss": stats.loss_sum / max(stats.images, 1), "train_acc": stats.correct / max(stats.images, 1),
                "images_per_sec": stats.images / max(stats.seconds, 1e-9), **measured}
     for h in hooks:
@@ -251,8 +264,6 @@ def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None
         raise
     for h in hooks:
         h.on_train_end(ctx)  # e.g. pruning makes masks permanent, WiSE-FT computes its curve
-    reporter.progress(phase="final evaluation", epoch=cfg.train.epochs, epochs=cfg.train.epochs, step=ctx.step,
-                      total_steps=ctx.total_steps)
     ctx.summary.update(final_evaluation(ctx))
     if ctx.eval_sets.robust is not None:
         ctx.summary["robust_acc_by_epoch"] = [h.get("robust_acc") for h in history]
@@ -268,9 +279,16 @@ def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None
 def final_evaluation(ctx: TrainContext) -> dict[str, Any]:
     """Validation and test accuracy, per class, confusion matrices, the full OOD suite (severities
     1-5), the user's OOD set and robust accuracy on the test split: `evaluate` on `final_sets`."""
+    clock, epochs = ctx.eval_clock, ctx.cfg.train.epochs
+
+    def on_part(what: str, done: int, total: int) -> None:  # its own progress bar, with time left
+        ctx.reporter.progress(phase="final evaluation", epoch=epochs, epochs=epochs, part=what, part_done=done,
+                              parts=total, eta_s=clock.seconds_per_pass * clock.final_passes * (1 - done / total))
+
+    on_part("building the corruption suite", 0, 1)
     sets = final_sets(ctx.cfg, ctx.data, ctx.eval_sets.ood_user)
     out = evaluate(ctx.model, sets, ctx.device, ctx.cfg.eval.eval_batch_size, ctx.amp_dtype,
-                   classes=ctx.data.classes)
+                   classes=ctx.data.classes, on_part=on_part)
     out.setdefault("test_acc", None)
     by_c = ood_by_corruption(out)
     for k in by_c:

@@ -163,3 +163,27 @@ def test_user_ood_set_with_other_classes_is_refused(tiny_cfg, tmp_path):
 def test_user_ood_set_is_evaluated(tiny_cfg, tiny_zip, tmp_path):
     s = train(tiny_cfg(f"data.ood_source={tiny_zip}", "train.epochs=1", "eval.ood=false"), work_dir=tmp_path).summary
     assert 0 <= s["ood_user_acc"] <= 1 and s["ood_acc"] is None
+
+
+def test_time_left_counts_evaluation_and_the_final_evaluation_reports_its_parts(tiny_cfg, tmp_path):
+    """The ETA adds every remaining epoch's evaluation and the final one (timed on the last
+    evaluation) to the training steps left; the final evaluation reports part by part."""
+    from engine.contract import EvalClock
+    from engine.train import time_left
+
+    rec = Recorder()
+    parts = []
+    rec.progress = lambda **f: parts.append(f) if f.get("phase") == "final evaluation" else None
+    result = train(tiny_cfg("train.epochs=2"), rec, work_dir=tmp_path)
+    ctx = result.context
+    clock = ctx.eval_clock
+    assert clock.seconds_per_pass > 0 and clock.final_passes > clock.epoch_passes > 0
+    assert [p["part_done"] for p in parts] == list(range(parts[-1]["parts"] + 1)), "one report per part, from 0"
+    assert parts[-1]["eta_s"] == 0 and "corruption" in " ".join(p["part"] for p in parts)
+    ctx.epoch, ctx.step = 0, 0
+    with_eval = time_left(ctx, images_per_sec=100.0)
+    train_only = ctx.total_steps * ctx.cfg.train.batch_size / 100.0
+    expected = clock.seconds_per_pass * (2 * clock.epoch_passes + clock.final_passes)
+    assert with_eval == pytest.approx(train_only + expected)
+    ctx.eval_clock = EvalClock(clock.epoch_passes, clock.final_passes, 0.0)  # before any evaluation: estimated
+    assert time_left(ctx, 100.0) > train_only

@@ -1,0 +1,74 @@
+"""How right is the "time left" the dashboard shows? The quick-demo run on the bundled sample,
+with every progress report recorded: at each quarter of the run (after the first epoch), the ETA
+shown then against the time the run really still took. Target: within 25% after the first epoch.
+
+    python benchmarks/eta.py [--seeds 0 1] [--robust]
+
+The ETA counts the remaining training steps at the current speed, each remaining epoch's
+evaluation and the final evaluation (engine.train.time_left), timed on the last evaluation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from common import WORK, config, table
+
+from app.presets import quick_demo
+from engine.contract import Reporter
+from engine.train import train
+
+
+class EtaLog(Reporter):
+    """(seconds since start, ETA shown, phase, epoch) for every progress report that carries an ETA."""
+
+    def __init__(self):
+        self.t0, self.rows, self.first_epoch_done = time.perf_counter(), [], None
+
+    def progress(self, **f) -> None:
+        now = time.perf_counter() - self.t0
+        if f.get("phase") == "evaluating" and self.first_epoch_done is None:
+            self.first_epoch_done = now
+        if f.get("eta_s") is not None:
+            self.rows.append((now, float(f["eta_s"]), f.get("phase"), f.get("epoch")))
+
+
+def errors_at_quarters(log: EtaLog, end: float) -> list[tuple[str, float, float, float]]:
+    """(quarter, ETA shown, real time left, relative error) at 25/50/75% of the run, each taken from the
+    last report at or before that moment and after the first epoch's evaluation began."""
+    out = []
+    for q in (0.25, 0.5, 0.75):
+        moment = q * end
+        seen = [r for r in log.rows if r[0] <= moment and log.first_epoch_done is not None
+                and r[0] >= log.first_epoch_done]
+        if not seen:
+            out.append((f"{q:.0%}", float("nan"), end - moment, float("nan")))
+            continue
+        t, eta, _, _ = seen[-1]
+        real = end - t
+        out.append((f"{q:.0%}", eta, real, abs(eta - real) / max(real, 1e-9)))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--robust", action="store_true", help="also measure robust accuracy (PGD) each epoch")
+    args = ap.parse_args()
+    rows, worst = [], 0.0
+    for seed in args.seeds:
+        cfg = quick_demo(config(f"seed={seed}", *(["eval.robust=true"] if args.robust else [])))
+        log = EtaLog()
+        train(cfg, log, work_dir=WORK / "data")
+        end = time.perf_counter() - log.t0
+        for quarter, eta, real, err in errors_at_quarters(log, end):
+            rows.append([seed, quarter, f"{eta:.1f}", f"{real:.1f}", f"{100 * err:.0f}%"])
+            worst = max(worst, err)
+        print(f"seed {seed}: run took {end:.1f} s", flush=True)
+    print(table(["seed", "at", "ETA shown (s)", "real time left (s)", "error"], rows))
+    print(f"worst error after the first epoch: {100 * worst:.0f}% (target <= 25%)")
+
+
+if __name__ == "__main__":
+    main()
