@@ -53,3 +53,24 @@ def test_pruning_trials_chart_highlights_the_chosen_trial():
     spec = trials_chart(df, 2).to_dict()
     data = list(spec["datasets"].values())[0]
     assert [d["chosen"] for d in data] == [False, True]
+
+
+def test_the_curve_reading_names_the_winner_or_says_fine_tuning_hurt():
+    from app.method_views.wise_ft import reading
+
+    interior = [{"alpha": 0.0, "val_acc": 0.6, "ood_acc": 0.50}, {"alpha": 0.5, "val_acc": 0.79, "ood_acc": 0.58},
+                {"alpha": 1.0, "val_acc": 0.80, "ood_acc": 0.55}]
+    assert "alpha 0.50 beats both ends on corrupted images by 3.0 points, for 1.0 points" in reading(interior)
+    hurt = [{"alpha": 0.0, "val_acc": 0.6, "ood_acc": 0.60}, {"alpha": 1.0, "val_acc": 0.8, "ood_acc": 0.50}]
+    assert reading(hurt).startswith("Fine-tuning lowered OOD accuracy on this data: the starting model is best")
+
+
+def test_the_curve_axis_is_zoomed_and_coloured_like_the_epoch_charts():
+    from app.charts import METRIC_COLORS
+
+    curve = [{"alpha": a / 4, "val_acc": 0.80 + a / 100, "ood_acc": 0.55 + a / 200} for a in range(5)]
+    spec = curve_chart(curve_frame(curve), 0.5).to_dict()
+    layer = spec["layer"][0]["encoding"]
+    lo, hi = layer["y"]["scale"]["domain"]
+    assert 0.4 < lo < 0.55 and 0.84 < hi < 0.95, (lo, hi)
+    assert layer["color"]["scale"]["range"] == [METRIC_COLORS["val_acc"], METRIC_COLORS["ood_acc"]]

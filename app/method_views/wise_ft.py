@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from app import state
+from app.charts import METRIC_COLORS
 from app.method_views import register_view
 
 ACC = {"val_acc": "Validation (your data)", "ood_acc": "Corrupted images (OOD)",
@@ -23,17 +24,44 @@ def curve_frame(curve: list[dict]) -> pd.DataFrame:
 
 
 def curve_chart(df: pd.DataFrame, alpha: float | None) -> alt.Chart:
-    """Accuracy against alpha, one line per kind, with the chosen alpha marked (when there is one)."""
+    """Accuracy against alpha, one line per kind in the colours the epoch charts use for the same
+    quantities, on an axis zoomed to the data (a 5-point swing must be visible), with the chosen
+    alpha marked (when there is one)."""
+    kinds = [label for label in ACC.values() if label in set(df["kind"])]
+    lo, hi = (float(df["accuracy"].min()), float(df["accuracy"].max())) if len(df) else (0.0, 1.0)
+    pad = max(0.02, 0.1 * (hi - lo))
     lines = alt.Chart(df).mark_line(point=True).encode(
         x=alt.X("alpha:Q", title="alpha (0 = starting model, 1 = fine-tuned)", scale=alt.Scale(domain=[0, 1])),
-        y=alt.Y("accuracy:Q", title="Accuracy", axis=alt.Axis(format="%")),
-        color=alt.Color("kind:N", title=None, legend=alt.Legend(orient="bottom")),
+        y=alt.Y("accuracy:Q", title="Accuracy (axis zoomed to the curve)", axis=alt.Axis(format="%"),
+                scale=alt.Scale(domain=[max(0.0, lo - pad), min(1.0, hi + pad)], zero=False)),
+        color=alt.Color("kind:N", title=None, legend=alt.Legend(orient="bottom", labelLimit=0),
+                        scale=alt.Scale(domain=kinds, range=[METRIC_COLORS[k] for k, v in ACC.items() if v in kinds])),
         tooltip=["alpha:Q", "kind:N", alt.Tooltip("accuracy:Q", format=".1%")],
     )
     if alpha is None:
         return lines.properties(height=300, title="WiSE-FT: accuracy along the weight path")
     rule = alt.Chart(pd.DataFrame({"alpha": [alpha]})).mark_rule(color="#d62728", strokeDash=[4, 3]).encode(x="alpha:Q")
     return (lines + rule).properties(height=300, title="WiSE-FT: accuracy along the weight path")
+
+
+def reading(curve: list[dict]) -> str | None:
+    """The curve in one line: where OOD accuracy peaks and what it costs on your data, or that
+    fine-tuning lowered OOD accuracy (the starting model is best)."""
+    pts = [p for p in curve if p.get("ood_acc") is not None]
+    if len(pts) < 2:
+        return None
+    start, end = min(pts, key=lambda p: p["alpha"]), max(pts, key=lambda p: p["alpha"])
+    best = max(pts, key=lambda p: (p["ood_acc"], -abs(p["alpha"] - 0.5)))
+    gain = 100 * (best["ood_acc"] - max(start["ood_acc"], end["ood_acc"]))
+    if best is start or best["alpha"] == start["alpha"]:
+        return ("Fine-tuning lowered OOD accuracy on this data: the starting model is best on corrupted images "
+                f"({100 * start['ood_acc']:.1f}% vs {100 * end['ood_acc']:.1f}% fine-tuned).")
+    if best is end or best["alpha"] == end["alpha"]:
+        return (f"No mix beats the fine-tuned model on corrupted images here ({100 * end['ood_acc']:.1f}%): on this "
+                "data the weight-space ensemble did not add robustness.")
+    cost = 100 * (end["val_acc"] - best["val_acc"])
+    return (f"The mix at alpha {best['alpha']:.2f} beats both ends on corrupted images by {gain:.1f} points, "
+            + (f"for {cost:.1f} points of validation accuracy." if cost > 0.05 else "at no cost on your data."))
 
 
 def subset_note(config: dict) -> str | None:
@@ -84,7 +112,12 @@ def wise_ft_view(engine, rec, summary: dict) -> None:
     for col, (k, label) in zip(cols, ACC.items()):
         if point.get(k) is not None:
             delta = None if end.get(k) is None else f"{100 * (point[k] - end[k]):+.1f} pts vs fine-tuned"
-            col.metric(label, f"{100 * point[k]:.1f}%", delta)
+            col.metric(label, f"{100 * point[k]:.1f}%", delta,
+                       help="On the curve's own images (see the note under the chart); the figures at the top of "
+                            "the page use every image, so the two can differ." if k == "ood_acc" else None)
+    line = reading(curve)
+    if line:
+        st.markdown(f"**Reading:** {line}")
     extra = sorted({**{p['alpha']: p for p in curve}, **{p["alpha"]: p for p in cache_points(cache, rec.id)}}.values(),
                    key=lambda p: p["alpha"])
     st.altair_chart(curve_chart(curve_frame(extra), alpha), width="stretch")
