@@ -130,9 +130,12 @@ class TrainConfig:
         "when you change it."))
     device: str = knob("auto", label="Device", help="auto: the GPU when there is one, else the CPU (cpu, cuda, cuda:N, mps).")
     amp: str = knob("auto", label="Mixed precision", choices=["auto", "bf16", "fp16", "off"],
-                    help="Faster GPU training in 16-bit (auto: bf16 on CUDA, off elsewhere).")
-    channels_last: bool = knob(True, label="Channels-last memory (GPU)",
-                               help="A faster memory layout for convolutions on CUDA GPUs.")
+                    help=(
+        "Faster training in 16-bit. auto: bf16 on CUDA GPUs (fp16 where bf16 is missing), bf16 on CPUs with "
+        "bfloat16 support where a short first-run measurement found it faster, else off. fp16 is for GPUs only."))
+    channels_last: bool = knob(True, label="Channels-last memory",
+                               help=("A faster memory layout for convolutions: used on CUDA GPUs, and on a CPU "
+                                     "with bf16 or where it was measured faster."))
     augment: bool = knob(True, label="Augment images", help=(
         "Random crops and flips each step (in batches on the device): less overfitting on small datasets."))
     threads: int = knob(0, label="CPU threads", min=0, max=256, help="0 = PyTorch's default.")
