@@ -152,6 +152,10 @@ class EvalConfig:
         "pixelation) after each epoch and at the end."))
     ood_severity_each_epoch: int = knob(3, label="Corruption severity per epoch", min=0, max=5, widget="slider", help=(
         "Per epoch only this severity (for speed; 0 = none); the end of the run measures all five."))
+    ood_subset_each_epoch: int = knob(16, label="Corrupted images per epoch", unit="images", min=0, max=100000,
+                                      help=(  # 16: the OOD part cost 7% of a quick-demo epoch's training time
+        "Per epoch the corruption suite runs on this fixed, class-balanced subset of the validation images "
+        "(0 = all of them), so watching OOD accuracy costs little; the end of the run uses every image."))
     eval_batch_size: int = knob(256, label="Evaluation batch size", unit="images", min=1, max=4096)
     robust: bool = knob(False, label="Measure robust accuracy", help=(
         "Attack the model with PGD (small worst-case pixel changes) and report the accuracy that survives, each "
@@ -161,8 +165,11 @@ class EvalConfig:
         "The largest change of any pixel the evaluation attack may make (L-inf, pixels in [0, 1])."))
     robust_steps: int = knob(20, label="PGD steps", min=1, max=200, help=(
         "More steps find stronger attacks (20 is the usual); step size 2.5 * eps / steps (Madry et al.)."))
-    robust_subset: int = knob(256, label="Images attacked per epoch", min=1, max=100000,
-                              help="A fixed validation subset, for speed.")
+    robust_subset: int = knob(64, label="Images attacked per epoch", unit="images", min=1, max=100000,
+                              help="A fixed validation subset, for speed; the end of the run attacks the whole test split.")
+    robust_steps_each_epoch: int = knob(5, label="PGD steps per epoch", min=1, max=200, help=(
+        "A cheaper attack for the per-epoch figure (labelled with it in the charts); the end of the run "
+        "uses the PGD steps above."))
     autoattack: bool = knob(False, label="AutoAttack at the end", help=(
         "A stronger, standard attack on the test split (needs the torchattacks package)."))
 

@@ -138,14 +138,17 @@ def balanced_subset(labels: torch.Tensor, n: int) -> torch.Tensor:
     return torch.tensor(sorted(order[:n]), dtype=torch.long)
 
 
-def epoch_sets(cfg: RunConfig, data: DataSplits, ood_user: ImageSet | None = None, ood_subset: int = 0) -> EvalSets:
+def epoch_sets(cfg: RunConfig, data: DataSplits, ood_user: ImageSet | None = None,
+               ood_subset: int | None = None) -> EvalSets:
     """What each epoch (and WiSE-FT's curve) measures: validation, the corruption suite at
-    `eval.ood_severity_each_epoch` (optionally `ood_subset` class-balanced images), the user's
-    OOD set, and PGD on the first `eval.robust_subset` validation images (a fixed subset: the
-    split is already in seeded random order)."""
+    `eval.ood_severity_each_epoch` on a fixed class-balanced subset of `ood_subset` validation
+    images (None: `eval.ood_subset_each_epoch`; 0: all), the user's OOD set, and PGD with
+    `eval.robust_steps_each_epoch` steps (never more than `eval.robust_steps`) on the first
+    `eval.robust_subset` validation images (a fixed subset: the split is in seeded random order)."""
     val = data.val
     suite: dict = {}
     ood_labels = val.labels
+    ood_subset = cfg.eval.ood_subset_each_epoch if ood_subset is None else ood_subset
     if cfg.eval.ood and cfg.eval.ood_severity_each_epoch:
         images = val.images
         if ood_subset and ood_subset < len(val):
@@ -154,10 +157,23 @@ def epoch_sets(cfg: RunConfig, data: DataSplits, ood_user: ImageSet | None = Non
         suite = build_ood_suite(images, severities=(cfg.eval.ood_severity_each_epoch,), seed=cfg.seed)
     robust = None
     if robust_on(cfg):
-        n = cfg.eval.robust_subset
-        robust = RobustSpec(val.images[:n], val.labels[:n], cfg.eval.robust_eps, cfg.eval.robust_steps, cfg.seed)
+        n, steps = cfg.eval.robust_subset, min(cfg.eval.robust_steps_each_epoch, cfg.eval.robust_steps)
+        robust = RobustSpec(val.images[:n], val.labels[:n], cfg.eval.robust_eps, steps, cfg.seed)
     return EvalSets(val=val, ood_suite=suite, ood_labels=ood_labels, ood_user=ood_user, robust=robust,
                     imbalanced=bool(data.report.imbalance.get("imbalanced")))
+
+
+def epoch_sets_note(sets: EvalSets) -> dict[str, Any]:
+    """What the per-epoch figures are measured on, for the summary and the charts' captions:
+    ood_images (per corruption), ood_severity, robust_attack (e.g. "PGD-5"), robust_images."""
+    note: dict[str, Any] = {}
+    if sets.ood_suite:
+        by_sev = next(iter(sets.ood_suite.values()))
+        note.update(ood_images=len(next(iter(by_sev.values()))), ood_severity=next(iter(by_sev)),
+                    ood_corruptions=len(sets.ood_suite))
+    if sets.robust is not None:
+        note.update(robust_attack=sets.robust.attack, robust_images=len(sets.robust.labels))
+    return note
 
 
 def final_sets(cfg: RunConfig, data: DataSplits, ood_user: ImageSet | None = None) -> EvalSets:
@@ -203,9 +219,7 @@ def evaluate(model: torch.nn.Module, sets: EvalSets, device: torch.device, batch
             out[f"{split_name}_per_class_acc"] = dict(zip(classes, res.per_class_acc(split.labels, len(classes))))
             out[f"{split_name}_confusion"] = confusion_matrix(split.labels, res.preds, len(classes))
     if sets.ood_suite:
-        labels = sets.ood_labels if sets.ood_labels is not None else sets.val.labels
-        by_c = {name: sum(run(imgs, labels[:len(imgs)]).acc for imgs in by_sev.values()) / len(by_sev)
-                for name, by_sev in sets.ood_suite.items()}
+        by_c = ood_accuracy(sets, run)
         out["ood_acc"] = sum(by_c.values()) / len(by_c)
         out.update({f"ood/{name}": acc for name, acc in by_c.items()})
     if sets.ood_user is not None:
@@ -217,6 +231,27 @@ def evaluate(model: torch.nn.Module, sets: EvalSets, device: torch.device, batch
         if r.autoattack_classes:  # None when torchattacks is not installed
             out["autoattack_acc"] = autoattack_accuracy(model, r.images, r.labels, device, r.eps, r.autoattack_classes)
     return out
+
+
+def ood_accuracy(sets: EvalSets, run: Callable[[torch.Tensor, torch.Tensor], EvalResult]) -> dict[str, float]:
+    """{corruption: accuracy averaged over its severities}. All corruptions of one severity go
+    through `run` (predict) as one stream of batches: full batches throughout, one pass per
+    severity instead of one per corruption and severity."""
+    labels = sets.ood_labels if sets.ood_labels is not None else sets.val.labels
+    names = list(sets.ood_suite)
+    severities = sorted({s for by_sev in sets.ood_suite.values() for s in by_sev})
+    sums = dict.fromkeys(names, 0.0)
+    for sev in severities:
+        parts = [(name, sets.ood_suite[name][sev]) for name in names if sev in sets.ood_suite[name]]
+        stream_labels = torch.cat([labels[:len(imgs)] for _name, imgs in parts])
+        res = run(torch.cat([imgs for _name, imgs in parts]), stream_labels)
+        right = res.preds == stream_labels[:len(res.preds)]
+        start = 0
+        for name, imgs in parts:
+            chunk = right[start:start + len(imgs)]  # shorter or empty when a stop cut the stream
+            sums[name] += float(chunk.float().mean()) if len(chunk) else float("nan")
+            start += len(imgs)
+    return {name: sums[name] / len(sets.ood_suite[name]) for name in names}
 
 
 def ood_by_corruption(metrics: dict[str, Any]) -> dict[str, float]:

@@ -31,7 +31,7 @@ from engine.data import DataSplits, balanced_sample_indices, class_weights
 from engine.devices import autocast_ctx, pick_amp, pick_device, use_channels_last
 from engine.distributed import agree, all_sum
 from engine.errors import StudioError
-from engine.evaluate import epoch_sets, evaluate, final_sets, ood_by_corruption
+from engine.evaluate import epoch_sets, epoch_sets_note, evaluate, final_sets, ood_by_corruption
 from engine.methods.registry import build_hooks, restructure_model
 from engine.optim import build_optimizer, set_frozen_bn_eval, set_trunk_trainable
 from engine.run_data import check_data_limits, load_user_ood, prepare_data
@@ -100,7 +100,7 @@ def setup_run(cfg: RunConfig, reporter: Reporter, run_dir: Path | None, work_dir
     ctx.summary.update(load_report=load_report.to_dict(), num_params=sum(p.numel() for p in model.parameters()),
                        classes=data.classes, data_report=data.report.to_dict(), device=str(device),
                        precision=str(amp_dtype).removeprefix("torch.") if amp_dtype else "float32",
-                       channels_last=channels_last,
+                       channels_last=channels_last, epoch_eval=epoch_sets_note(ctx.eval_sets),
                        effective_lr=cfg.effective_lr, methods=cfg.enabled_methods(), world_size=world_size,
                        images_per_process_per_epoch=len(range(rank, bs, world_size)) * steps_per_epoch)
     hooks = build_hooks(cfg)
