@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from engine.backbones import BACKBONES, available_sources
 from engine.checkpoints import new_run_id
+from engine.clock import process_started_at
 from engine.config import RunConfig, apply_overrides
 from engine.contract import Reporter
 from engine.data import DatasetError, inspect_dataset
@@ -41,6 +42,7 @@ class ConsoleReporter(Reporter):
     that supervises this process (a torchrun child)."""
 
     def __init__(self, store, run_id: str, quiet: bool = False, live: bool = False):
+        self.started_at = process_started_at()  # summary.json's wall_time_s includes the imports
         self.store, self.run_id, self.quiet, self.live = store, run_id, quiet, live
         self._state: dict[str, Any] = {}
         self._last_live = 0.0

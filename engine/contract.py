@@ -30,6 +30,10 @@ class StopRequested(Exception):
 class Reporter:
     """Where the loop sends what it observes. The default prints nothing and never stops."""
 
+    # time.time() at which the work began, for summary.json's wall_time_s: the process's start for
+    # the CLI (imports and decoding included), None = when the job starts (engine.jobs.execute_run)
+    started_at: float | None = None
+
     def progress(self, **fields: Any) -> None:
         """Live state: phase, epoch, epochs, step, total_steps, images_per_sec, eta_s, loss."""
 

@@ -8,6 +8,7 @@ propagates: the caller goes on serving the next job.
 
 from __future__ import annotations
 
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from engine.train import train
 def execute_run(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Path, datasets_dir: Path,
                 reporter: Reporter, limits=None) -> dict[str, Any]:
     """Run `cfg`; returns the summary written to summary.json (also for failed/stopped runs)."""
+    started_at = reporter.started_at or time.time()  # the CLI: the process's start; the dashboard: now
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(cfg.to_yaml())
     store.set_status(run_id, "running")
@@ -34,7 +36,8 @@ def execute_run(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Path, dat
         if searched:  # the saved config reproduces the run: the search's result replaces auto mode
             (run_dir / "config.yaml").write_text(cfg.to_yaml())
         result = train(cfg, reporter, run_dir=run_dir, work_dir=datasets_dir, limits=limits, world=world())
-        summary = {**searched, **result.summary}
+        summary = {**searched, **result.summary, "loop_wall_time_s": result.summary.get("wall_time_s"),
+                   "wall_time_s": time.time() - started_at}  # the whole job (or process), not just the loop
         status, error = "finished", None
     except StopRequested as stop:
         summary, status, error = getattr(stop, "summary", {}), "stopped", "Stopped on request."
