@@ -36,6 +36,7 @@ from engine.methods.registry import build_hooks, restructure_model
 from engine.optim import build_optimizer, set_frozen_bn_eval, set_trunk_trainable
 from engine.run_data import check_data_limits, load_user_ood, prepare_data
 from engine.checkpoints import save_checkpoint
+from engine.resume import RESUME_FILE, load_resume, save_resume
 from engine.schedules import schedule_fn
 
 
@@ -224,28 +225,31 @@ def evaluate_epoch(ctx: TrainContext, hooks: list[MethodHook], stats: EpochStats
 
 def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None = None,
           work_dir: Path | None = None, data: DataSplits | None = None, limits=None,
-          world: tuple[int, int] = (0, 1)) -> TrainResult:
+          world: tuple[int, int] = (0, 1), resume: bool = False) -> TrainResult:
     """Train one run and evaluate it. Returns the summary (also what summary.json holds) and the
     context. Raises StudioError (bad input, divergence) or StopRequested. Under torchrun the job
-    passes this process's `world` (rank, world size); rank 0 alone writes checkpoints."""
+    passes this process's `world` (rank, world size); rank 0 alone writes checkpoints. With
+    `resume`, continues the stopped run in `run_dir` from its last finished epoch (engine.resume)."""
     t_start, reporter = time.perf_counter(), reporter or Reporter()
     work_dir = Path(work_dir or (run_dir or Path("runs")) / "data")
     ctx, hooks = setup_run(cfg, reporter, run_dir, work_dir, data, limits, world)
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=ctx.amp_dtype == torch.float16)
     lr_at = schedule_fn(cfg.optim)
-    history: list[dict[str, Any]] = []
+    start, history = load_resume(Path(run_dir or "."), ctx, scaler) if resume else (0, [])
     timed = [0.0, 0]  # seconds and images of the timed epochs (the first is warm-up: allocation, autotuning)
     try:
-        for epoch in range(cfg.train.epochs):
+        for epoch in range(start, cfg.train.epochs):
             ctx.epoch = epoch
             stats = train_one_epoch(ctx, hooks, scaler, lr_at)
-            if epoch > 0 or cfg.train.epochs == 1:
+            if epoch > start or cfg.train.epochs - start == 1:
                 timed = [timed[0] + stats.seconds, timed[1] + stats.images]
             metrics = evaluate_epoch(ctx, hooks, stats)
             if run_dir is not None and ctx.rank == 0 and metrics["val_acc"] > max(
                     (h["val_acc"] for h in history), default=-1.0):
                 save_checkpoint(run_dir / "best.safetensors", ctx.model.state_dict(), cfg, {"epoch": epoch + 1})
             history.append({"epoch": epoch + 1, **metrics})
+            if run_dir is not None and ctx.rank == 0:  # a stop or a crash later can continue from here
+                save_resume(run_dir, ctx, scaler, history)
             if agree(ctx.stop_training, ctx.world_size):
                 break
     except StopRequested as stop:  # a stopped run keeps what it finished: its epochs and best checkpoint
@@ -265,6 +269,7 @@ def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None
         platform=platform.platform(), torch=torch.__version__)
     if run_dir is not None and ctx.rank == 0:
         save_checkpoint(run_dir / "last.safetensors", ctx.model.state_dict(), cfg, {"epoch": cfg.train.epochs})
+        (run_dir / RESUME_FILE).unlink(missing_ok=True)  # finished: nothing to continue
     return TrainResult(ctx.summary, ctx)
 
 
