@@ -3,6 +3,8 @@ where the uninterrupted run ends, with the same learning rate at every step."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -58,3 +60,65 @@ def test_continuing_needs_a_resume_point_and_the_same_settings(tiny_cfg, tmp_pat
         train(cfg, Recorder(stop_at=1), run_dir=tmp_path / "r")
     with pytest.raises(StudioError, match="no saved state"):  # stopped before its first epoch ended
         train(cfg, run_dir=tmp_path / "r", resume=True)
+
+
+def test_the_dashboard_continues_a_stopped_run(tmp_path, monkeypatch):
+    """Train page: a run stopped after its first epoch shows Continue; it then finishes every epoch."""
+    import time
+
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import write_tiny_zip
+
+    monkeypatch.setenv("STUDIO_DATA_DIR", str(tmp_path / "studio"))
+    from app.state import get_engine
+    from engine.config import RunConfig, apply_overrides
+
+    try:
+        engine = get_engine()
+        data = engine.save_upload(write_tiny_zip(tmp_path / "tiny.zip", per_class=10).read_bytes(), ".zip")
+        cfg = apply_overrides(RunConfig(), [f"data.source={data}", "data.image_size=32", "backbone.pretrained=none",
+                                            "train.epochs=3", "train.batch_size=8", "eval.ood=false",
+                                            "train.device=cpu"])
+        run_id = engine.submit(cfg)
+        while not engine.snapshot(run_id).epochs:  # stop once the first epoch is done
+            assert engine.snapshot(run_id).status in ("queued", "running"), engine.snapshot(run_id).error
+            time.sleep(0.05)
+        engine.stop(run_id)
+        assert engine.wait(run_id, 300) == "stopped"
+        at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app" / "main.py"), default_timeout=120)
+        at.run()
+        at.switch_page("app_pages/train.py").run()
+        at.button(key=f"continue_{run_id}").click().run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        assert engine.wait(run_id, 300) == "finished"
+        assert [e["epoch"] for e in engine.snapshot(run_id).epochs][-1] == 3
+        at.run()
+        assert not any(b.key == f"continue_{run_id}" for b in at.button)  # finished: nothing to continue
+    finally:
+        get_engine().shutdown(5)
+        st.cache_resource.clear()
+
+
+def test_the_cli_continues_a_stopped_run_under_its_own_record(tiny_cfg, tmp_path, capsys):
+    import json
+
+    from engine.cli import main
+    from engine.jobs import execute_run
+    from engine.store import RunStore
+
+    data_dir, run_dir = tmp_path / "d", tmp_path / "d" / "runs" / "r1"
+    store = RunStore(data_dir / "studio.db")
+    cfg = tiny_cfg("train.epochs=3", "eval.ood=false")
+    store.create_run("r1", "mine", cfg.to_dict(), str(run_dir), owner="cli")
+    steps = 36 // 8  # 60 images, 60% for training, batch 8
+    assert execute_run(store, "r1", cfg, run_dir, data_dir / "datasets", Recorder(stop_at=steps + 1))["status"] == "stopped"
+    assert main(["train", "--resume", str(run_dir), "--epochs", "5", "--data-dir", str(data_dir)]) == 2
+    assert "--resume continues a run with its own settings" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run_dir), "--data-dir", str(data_dir), "--quiet"]) == 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "finished" and [h["epoch"] for h in summary["history"]] == [1, 2, 3]
+    assert [r.status for r in RunStore(data_dir / "studio.db").list_runs()] == ["finished"]  # the same record
+    assert main(["train", "--resume", str(tmp_path), "--data-dir", str(data_dir)]) == 2
+    assert "is not a run folder" in capsys.readouterr().err
