@@ -177,7 +177,7 @@ def choose_cpu_precision(step_ms: dict[str, float], source: str) -> CpuPrecision
                         channels_last_fp32=fp32 >= MIN_GAIN * fp32_cl, source=source, step_ms=dict(step_ms))
 
 
-def measure_cpu_precision(image_size: int = 48, batch: int = 16, rounds: int = 3) -> dict[str, float]:
+def measure_cpu_precision(image_size: int = 48, batch: int = 16, rounds: int = 5) -> dict[str, float]:
     """Milliseconds per training step (forward, backward, SGD) of a ResNet-18 stem and first two
     stages on random images, in fp32, fp32 channels_last and bf16 channels_last; the variants
     alternate and each keeps its fastest round, so a busy machine slows all alike."""
