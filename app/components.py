@@ -125,6 +125,9 @@ def curves_view(run: RunView, *, live: bool = False, streams: bool = False) -> N
     left, right = st.columns(2)
     with left:
         st.altair_chart(charts.accuracy_chart(epochs), width="stretch")
+        note = charts.epoch_subset_caption(run.config)
+        if note and ({"ood_acc", "robust_acc"} & set(epochs.columns)):
+            st.caption(note)
     with right:
         st.altair_chart(charts.loss_chart(epochs), width="stretch")
     extra = charts.method_metric_names(epochs)

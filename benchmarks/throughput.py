@@ -1,7 +1,8 @@
 """Images/s of the engine's training loop against a bare reference loop with identical settings.
 
 Same model, same synthetic data resident on the device, same batch, same batched augmentation,
-same precision (bf16 autocast + channels_last on CUDA, fp32 on the CPU), in one process; warm-up
+same precision and memory layout (what the engine picks: bf16 autocast + channels_last on CUDA; on the
+CPU bf16 + channels_last where engine.devices measured it faster, else fp32), in one process; warm-up
 epochs excluded. Target ratio (engine / bare) >= 0.95. Runs on the CPU always and on the GPU when
 there is one.
 
@@ -30,9 +31,8 @@ from common import WORK, config, table
 from engine.augment import augment_batch
 from engine.backbones import build_model
 from engine.data import DataReport, DataSplits, ImageSet
-from engine.devices import autocast_ctx
 from engine.contract import Reporter
-from engine.devices import pick_amp
+from engine.devices import autocast_ctx, pick_amp, use_channels_last
 from engine.run_data import prepare_data
 from engine.train import train
 
@@ -52,7 +52,7 @@ def synthetic_splits(n: int, size: int, classes: int = 10) -> DataSplits:
 def bare_step(model, opt, images, labels, gen, device, amp_dtype) -> None:
     """The reference: the minimum a correct training step does, with the engine's settings."""
     x = augment_batch(images, gen)
-    if device.type == "cuda":
+    if use_channels_last(True, device, amp_dtype):
         x = x.contiguous(memory_format=torch.channels_last)
     with autocast_ctx(device, amp_dtype):
         loss = F.cross_entropy(model(x).float(), labels)
@@ -128,10 +128,10 @@ def measure(backbone: str, device: torch.device, args) -> tuple[float, float, li
     cfg = config(f"backbone.name={backbone}", "backbone.pretrained=none", f"data.image_size={args.image_size}",
                  f"train.epochs={1 + (1 if gpu else args.epochs)}", f"train.batch_size={bs}", "eval.ood=false",
                  f"train.device={device.type}", "optim.weight_decay=0", f"train.compile={str(args.compile).lower()}")
-    amp = pick_amp("auto", device)
+    amp = pick_amp("auto", device)  # the engine's own choice, so both loops run the same precision
     model, _ = build_model(backbone, len(data.classes), "none")
     model.to(device)
-    if gpu:
+    if use_channels_last(True, device, amp):
         model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     if args.compile:
@@ -183,7 +183,9 @@ def main() -> None:
     devices = [torch.device(d) for d in args.devices if d != "cuda" or torch.cuda.is_available()]
     rows = []
     for device in devices:
+        amp = pick_amp("auto", device)
         name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+        name += f", {str(amp).removeprefix('torch.') if amp else 'fp32'}"
         for bb in args.backbones:
             e, b, ratios = measure(bb, device, args)
             bs = args.gpu_batch_size if device.type == "cuda" else args.batch_size

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from engine.backbones import BACKBONES, available_sources
 from engine.checkpoints import new_run_id
+from engine.clock import process_started_at
 from engine.config import RunConfig, apply_overrides
 from engine.contract import Reporter
 from engine.data import DatasetError, inspect_dataset
@@ -42,6 +43,7 @@ class ConsoleReporter(Reporter):
     that supervises this process (a torchrun child)."""
 
     def __init__(self, store, run_id: str, quiet: bool = False, live: bool = False):
+        self.started_at = process_started_at()  # summary.json's wall_time_s includes the imports
         self.store, self.run_id, self.quiet, self.live = store, run_id, quiet, live
         self._state: dict[str, Any] = {}
         self._last_live = 0.0
@@ -85,17 +87,12 @@ class ConsoleReporter(Reporter):
 
 
 def _train(args: argparse.Namespace) -> int:
+    if args.resume:
+        return _resume(args)
     cfg = RunConfig.load(args.config) if args.config else RunConfig()
-    shortcuts = {
-        "data.source": args.data, "backbone.name": args.backbone, "backbone.pretrained": args.pretrained,
-        "train.epochs": args.epochs, "data.image_size": args.image_size, "train.batch_size": args.batch_size,
-        "optim.lr": args.lr, "seed": args.seed, "name": args.name, "train.device": args.device,
-    }
-    overrides = [f"{k}={v}" for k, v in shortcuts.items() if v is not None] + list(args.set or [])
+    overrides = _overrides(args)
     if args.data is not None and not Path(args.data).exists():
         raise StudioError(f"The data path does not exist: {args.data}")
-    if args.checkpoint:
-        overrides += [f"backbone.checkpoint={args.checkpoint}", "backbone.pretrained=checkpoint"]
     cfg = apply_overrides(cfg, overrides)
     data_dir = Path(args.data_dir).resolve()
     register_upload_dir(data_dir / "uploads")  # configs name uploads as upload:<sha256>
@@ -105,13 +102,54 @@ def _train(args: argparse.Namespace) -> int:
     run_id = new_run_id()
     run_dir = Path(args.out).resolve() if args.out else data_dir / "runs" / run_id
     store.create_run(run_id, cfg.name or f"cli {cfg.backbone.name}", cfg.to_dict(), str(run_dir), owner="cli")
-    reporter = ConsoleReporter(store, run_id, args.quiet)
-    print(f"run {run_id} -> {run_dir}", flush=True)
+    return _run_in_foreground(store, run_id, cfg, run_dir, data_dir, args.quiet)
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    """The `--set` overrides the command's shortcut options (--data, --epochs, ...) stand for."""
+    shortcuts = {
+        "data.source": args.data, "backbone.name": args.backbone, "backbone.pretrained": args.pretrained,
+        "train.epochs": args.epochs, "data.image_size": args.image_size, "train.batch_size": args.batch_size,
+        "optim.lr": args.lr, "seed": args.seed, "name": args.name, "train.device": args.device,
+    }
+    overrides = [f"{k}={v}" for k, v in shortcuts.items() if v is not None] + list(args.set or [])
+    if args.checkpoint:
+        overrides += [f"backbone.checkpoint={args.checkpoint}", "backbone.pretrained=checkpoint"]
+    return overrides
+
+
+def _resume(args: argparse.Namespace) -> int:
+    """`train --resume RUN_DIR`: continue a stopped or interrupted run in its own folder, with its
+    own settings, under its own record in the store (a new record when the store has none)."""
+    run_dir = Path(args.resume).resolve()
+    if not (run_dir / "config.yaml").is_file():
+        raise StudioError(f"{args.resume} is not a run folder (it has no config.yaml): give the folder a run "
+                          "was written to, e.g. runs/runs/<run id>.")
+    if _overrides(args) or args.config or args.out:
+        raise StudioError("--resume continues a run with its own settings: leave out --config, --out, --set and "
+                          "the other settings (start a new run to change them).")
+    cfg = RunConfig.load(run_dir / "config.yaml")
+    data_dir = Path(args.data_dir).resolve()
+    register_upload_dir(data_dir / "uploads")
+    store = RunStore(data_dir / "studio.db")
+    rec = next((r for r in store.list_runs() if Path(r.run_dir).resolve() == run_dir), None)
+    if rec is not None and rec.status in ("queued", "running"):
+        raise StudioError(f"The run in {args.resume} is {rec.status} already.")
+    run_id = rec.id if rec is not None else new_run_id()
+    if rec is None:
+        store.create_run(run_id, cfg.name or f"cli {cfg.backbone.name}", cfg.to_dict(), str(run_dir), owner="cli")
+    return _run_in_foreground(store, run_id, cfg, run_dir, data_dir, args.quiet, resume=True)
+
+
+def _run_in_foreground(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Path, data_dir: Path, quiet: bool,
+                       resume: bool = False) -> int:
+    reporter = ConsoleReporter(store, run_id, quiet)
+    print(f"run {run_id} -> {run_dir}" + (" (continued)" if resume else ""), flush=True)
     try:
-        summary = execute_run(store, run_id, cfg, run_dir, data_dir / "datasets", reporter)
+        summary = execute_run(store, run_id, cfg, run_dir, data_dir / "datasets", reporter, resume=resume)
     except KeyboardInterrupt:
         store.set_status(run_id, "stopped", "Interrupted from the keyboard.")
-        print("\nstopped", file=sys.stderr)
+        print(f"\nstopped (continue it with: python -m engine train --resume {run_dir})", file=sys.stderr)
         return 130
     finally:
         reporter.close_bar()
@@ -324,6 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data-dir", default="runs", help="the engine's folder: run store and extracted data")
     t.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE", help="override any config field")
     t.add_argument("--quiet", action="store_true")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or interrupted run from its last "
+                   "finished epoch (its own settings, optimiser and schedule state)")
     t.add_argument("--run-id", help=argparse.SUPPRESS)  # set by the engine when it supervises a torchrun job
     t.set_defaults(func=_train)
     ins = sub.add_parser("inspect", help="show what the studio makes of a dataset, without training")

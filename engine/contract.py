@@ -30,6 +30,10 @@ class StopRequested(Exception):
 class Reporter:
     """Where the loop sends what it observes. The default prints nothing and never stops."""
 
+    # time.time() at which the work began, for summary.json's wall_time_s: the process's start for
+    # the CLI (imports and decoding included), None = when the job starts (engine.jobs.execute_run)
+    started_at: float | None = None
+
     def progress(self, **fields: Any) -> None:
         """Live state: phase, epoch, epochs, step, total_steps, images_per_sec, eta_s, loss."""
 
@@ -90,7 +94,7 @@ class TrainContext:
     # the loss must use it for the forward whose loss is backpropagated.
     train_model: torch.nn.Module
     device: torch.device
-    amp_dtype: torch.dtype | None
+    amp_dtype: torch.dtype | None  # autocast dtype (engine.devices.pick_amp); None = fp32
     data: DataSplits  # uint8 images on the CPU; data.train is also on the device as train_images
     train_images: torch.Tensor  # uint8 [N, 3, S, S] on the device
     train_labels: torch.Tensor  # int64 [N] on the device
@@ -101,6 +105,7 @@ class TrainContext:
     # randomness drawn in the hot path (augmentation, attack starts) comes from a generator on the
     # training device: a CPU draw copied to the GPU would synchronise the host with the GPU each step
     device_generator: torch.Generator
+    channels_last: bool = False  # model and training batches in channels_last (engine.devices.use_channels_last)
     rank: int = 0
     world_size: int = 1
     steps_per_epoch: int = 1

@@ -1,12 +1,21 @@
 """Which device a run trains on and in which precision (helpers: no project imports but errors).
 
 Sources: PyTorch's autocast documentation (bf16 on CUDA when supported, fp16 with a GradScaler
-otherwise); torchrun's LOCAL_RANK convention (one GPU per process).
+otherwise; CPU autocast in bf16); Intel's guidance for CPU training (bf16 pays on AVX512-BF16 / AMX
+CPUs, with channels_last); torchrun's LOCAL_RANK convention (one GPU per process).
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
+import math
 import os
+import platform
+import time
+from dataclasses import dataclass, field as dataclass_field
+from pathlib import Path
 
 import torch
 
@@ -41,9 +50,21 @@ def pick_device(name: str, distributed: bool = False) -> torch.device:
 
 
 def pick_amp(mode: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for `train.amp` (auto | bf16 | fp16 | off) on `device`; None = fp32."""
-    if device.type != "cuda" or mode == "off":
-        return None  # CPU autocast is slower than fp32 for these models
+    """The autocast dtype for `train.amp` (auto | bf16 | fp16 | off) on `device`; None = fp32.
+
+    CUDA: bf16 where supported, else fp16 (with a GradScaler). CPU: an explicit bf16 is used as
+    asked; auto means bf16 where this CPU has bf16 instructions and a short measurement found it
+    faster (`cpu_precision`), else fp32. Raises StudioError for fp16 on the CPU (no fast fp16
+    training kernels there, and its gradients need loss scaling). MPS: fp32."""
+    if mode == "off" or device.type not in ("cuda", "cpu"):
+        return None
+    if device.type == "cpu":
+        if mode == "fp16":
+            raise StudioError("Mixed precision fp16 is for GPUs: training on the CPU, choose bf16 (fast on CPUs "
+                              "with bfloat16 support), auto (bf16 where it is faster here) or off.")
+        if mode == "bf16":
+            return torch.bfloat16
+        return torch.bfloat16 if cpu_precision().bf16 else None
     if mode == "fp16":
         return torch.float16
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -54,3 +75,144 @@ def autocast_ctx(device: torch.device, amp_dtype: torch.dtype | None):
     if amp_dtype is None:
         return torch.autocast(device_type=device.type, enabled=False)
     return torch.autocast(device_type=device.type, dtype=amp_dtype)
+
+
+# ---- precision on the CPU -----------------------------------------------------------------------
+# bf16 autocast pays on CPUs with bfloat16 instructions (x86 AVX512-BF16 / AMX, Arm BF16): oneDNN
+# then runs convolutions in bf16. Without them autocast emulates bf16 and is slower than fp32.
+# Even with them the gain depends on the CPU and the model (bf16 in the default NCHW layout was
+# twice slower than fp32 at 64 px on a Xeon here; with channels_last on par or faster), so the
+# capability only says "worth measuring"; a short measurement on a ResNet-18 stem decides, once
+# per machine, cached in a small JSON file.
+
+CPU_PRECISION_ENV = "STUDIO_CPU_PRECISION"  # auto (measure) | bf16 | fp32: skip the measurement
+BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}  # /proc/cpuinfo: x86 flags, Arm "Features"
+MIN_GAIN = 1.10  # a precision or layout must be this much faster per step to be chosen (noise margin)
+
+
+@dataclass(frozen=True)
+class CpuPrecision:
+    """What `auto` means on this CPU: `bf16` autocast or fp32, and channels_last in fp32 (bf16
+    always goes with channels_last on the CPU). `source`: why (no_bf16, measured, cache, env);
+    `step_ms`: the measured milliseconds per training step of each variant (empty if not measured)."""
+
+    bf16: bool
+    channels_last_fp32: bool
+    source: str
+    step_ms: dict[str, float] = dataclass_field(default_factory=dict)
+
+
+def cpu_info() -> tuple[str, set[str]]:
+    """The CPU's model name and its feature flags, from /proc/cpuinfo (empty where there is none)."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip().lower()
+            if key == "model name" and name in ("", platform.processor() or platform.machine()):
+                name = value.strip()
+            elif key in ("flags", "features"):
+                flags |= set(value.split())
+    except OSError:
+        pass
+    return name, flags
+
+
+def cpu_has_bf16(flags: set[str] | None = None, capability: str | None = None) -> bool:
+    """Whether this CPU has bfloat16 instructions: its flags (/proc/cpuinfo), or PyTorch's CPU
+    capability naming them (torch.backends.cpu.get_cpu_capability(), e.g. "AVX512_BF16")."""
+    flags = cpu_info()[1] if flags is None else flags
+    capability = torch.backends.cpu.get_cpu_capability() if capability is None else capability
+    return bool(flags & BF16_CPU_FLAGS) or "BF16" in capability.upper()
+
+
+def cpu_precision_cache() -> Path:
+    """The per-machine cache of measured CPU precision: $STUDIO_CACHE_DIR, else $XDG_CACHE_HOME or
+    ~/.cache, under finetune-studio/cpu_precision.json (never inside the project)."""
+    base = os.environ.get("STUDIO_CACHE_DIR") or os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "finetune-studio" / "cpu_precision.json"
+
+
+def _cache_key(name: str, flags: set[str]) -> str:
+    digest = hashlib.sha256(" ".join(sorted(flags)).encode()).hexdigest()[:12]
+    return f"{name} | {digest} | torch {torch.__version__} | {torch.get_num_threads()} threads"
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_precision() -> CpuPrecision:
+    """What `train.amp: auto` and `train.channels_last` mean on this CPU, decided once per process:
+    $STUDIO_CPU_PRECISION when set (bf16 | fp32), fp32 on a CPU without bf16 instructions, else the
+    cached measurement for this CPU, torch version and thread count, else a new measurement (a few
+    seconds, saved to `cpu_precision_cache()`; a cache that cannot be written is skipped)."""
+    forced = os.environ.get(CPU_PRECISION_ENV, "auto").strip().lower()
+    if forced in ("bf16", "fp32"):
+        return CpuPrecision(forced == "bf16", False, "env")
+    name, flags = cpu_info()
+    if not cpu_has_bf16(flags):
+        return CpuPrecision(False, False, "no_bf16")
+    path, key = cpu_precision_cache(), _cache_key(name, flags)
+    try:
+        cached = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cached = {}
+    if isinstance(cached.get(key), dict) and "step_ms" in cached[key]:
+        return choose_cpu_precision(cached[key]["step_ms"], "cache")
+    step_ms = measure_cpu_precision()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({**cached, key: {"step_ms": step_ms, "measured_at": time.time()}}, indent=1))
+        tmp.replace(path)
+    except OSError:
+        pass
+    return choose_cpu_precision(step_ms, "measured")
+
+
+def choose_cpu_precision(step_ms: dict[str, float], source: str) -> CpuPrecision:
+    """bf16 when its step (with channels_last) is MIN_GAIN faster than the best fp32 step;
+    channels_last in fp32 when it is MIN_GAIN faster than the default layout."""
+    fp32 = step_ms["fp32"]
+    fp32_cl = step_ms.get("fp32_channels_last", fp32)
+    return CpuPrecision(bf16=min(fp32, fp32_cl) >= MIN_GAIN * step_ms["bf16_channels_last"],
+                        channels_last_fp32=fp32 >= MIN_GAIN * fp32_cl, source=source, step_ms=dict(step_ms))
+
+
+def measure_cpu_precision(image_size: int = 48, batch: int = 16, rounds: int = 5) -> dict[str, float]:
+    """Milliseconds per training step (forward, backward, SGD) of a ResNet-18 stem and first two
+    stages on random images, in fp32, fp32 channels_last and bf16 channels_last; the variants
+    alternate and each keeps its fastest round, so a busy machine slows all alike."""
+    import torchvision  # only when measuring: the helpers layer stays light
+
+    g = torch.Generator().manual_seed(0)
+    r = torchvision.models.resnet18(num_classes=10)
+    model = torch.nn.Sequential(r.conv1, r.bn1, r.relu, r.maxpool, r.layer1, r.layer2,
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(128, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    x = torch.rand(batch, 3, image_size, image_size, generator=g)
+    y = torch.randint(0, 10, (batch,), generator=g)
+    variants = {"fp32": (None, False), "fp32_channels_last": (None, True),
+                "bf16_channels_last": (torch.bfloat16, True)}
+    best = {k: math.inf for k in variants}
+    for r_i in range(rounds + 1):  # round 0 is warm-up (oneDNN builds its kernels)
+        for name, (dtype, cl) in variants.items():
+            fmt = torch.channels_last if cl else torch.contiguous_format
+            model.to(memory_format=fmt)
+            t0 = time.perf_counter()
+            with autocast_ctx(torch.device("cpu"), dtype):
+                loss = torch.nn.functional.cross_entropy(model(x.contiguous(memory_format=fmt)).float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if r_i:
+                best[name] = min(best[name], 1000 * (time.perf_counter() - t0))
+    return best
+
+
+def use_channels_last(requested: bool, device: torch.device, amp_dtype: torch.dtype | None) -> bool:
+    """Whether the model and its inputs go channels_last: on CUDA as `train.channels_last` says; on
+    the CPU only where it was measured faster (always with bf16, whose CPU kernels want it)."""
+    if not requested or device.type not in ("cuda", "cpu"):
+        return False
+    if device.type == "cuda":
+        return True
+    return amp_dtype == torch.bfloat16 or cpu_precision().channels_last_fp32

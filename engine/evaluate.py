@@ -138,14 +138,17 @@ def balanced_subset(labels: torch.Tensor, n: int) -> torch.Tensor:
     return torch.tensor(sorted(order[:n]), dtype=torch.long)
 
 
-def epoch_sets(cfg: RunConfig, data: DataSplits, ood_user: ImageSet | None = None, ood_subset: int = 0) -> EvalSets:
+def epoch_sets(cfg: RunConfig, data: DataSplits, ood_user: ImageSet | None = None,
+               ood_subset: int | None = None) -> EvalSets:
     """What each epoch (and WiSE-FT's curve) measures: validation, the corruption suite at
-    `eval.ood_severity_each_epoch` (optionally `ood_subset` class-balanced images), the user's
-    OOD set, and PGD on the first `eval.robust_subset` validation images (a fixed subset: the
-    split is already in seeded random order)."""
+    `eval.ood_severity_each_epoch` on a fixed class-balanced subset of `ood_subset` validation
+    images (None: `eval.ood_subset_each_epoch`; 0: all), the user's OOD set, and PGD with
+    `eval.robust_steps_each_epoch` steps (never more than `eval.robust_steps`) on the first
+    `eval.robust_subset` validation images (a fixed subset: the split is in seeded random order)."""
     val = data.val
     suite: dict = {}
     ood_labels = val.labels
+    ood_subset = cfg.eval.ood_subset_each_epoch if ood_subset is None else ood_subset
     if cfg.eval.ood and cfg.eval.ood_severity_each_epoch:
         images = val.images
         if ood_subset and ood_subset < len(val):
@@ -154,10 +157,23 @@ def epoch_sets(cfg: RunConfig, data: DataSplits, ood_user: ImageSet | None = Non
         suite = build_ood_suite(images, severities=(cfg.eval.ood_severity_each_epoch,), seed=cfg.seed)
     robust = None
     if robust_on(cfg):
-        n = cfg.eval.robust_subset
-        robust = RobustSpec(val.images[:n], val.labels[:n], cfg.eval.robust_eps, cfg.eval.robust_steps, cfg.seed)
+        n, steps = cfg.eval.robust_subset, min(cfg.eval.robust_steps_each_epoch, cfg.eval.robust_steps)
+        robust = RobustSpec(val.images[:n], val.labels[:n], cfg.eval.robust_eps, steps, cfg.seed)
     return EvalSets(val=val, ood_suite=suite, ood_labels=ood_labels, ood_user=ood_user, robust=robust,
                     imbalanced=bool(data.report.imbalance.get("imbalanced")))
+
+
+def epoch_sets_note(sets: EvalSets) -> dict[str, Any]:
+    """What the per-epoch figures are measured on, for the summary and the charts' captions:
+    ood_images (per corruption), ood_severity, robust_attack (e.g. "PGD-5"), robust_images."""
+    note: dict[str, Any] = {}
+    if sets.ood_suite:
+        by_sev = next(iter(sets.ood_suite.values()))
+        note.update(ood_images=len(next(iter(by_sev.values()))), ood_severity=next(iter(by_sev)),
+                    ood_corruptions=len(sets.ood_suite))
+    if sets.robust is not None:
+        note.update(robust_attack=sets.robust.attack, robust_images=len(sets.robust.labels))
+    return note
 
 
 def final_sets(cfg: RunConfig, data: DataSplits, ood_user: ImageSet | None = None) -> EvalSets:
@@ -188,12 +204,12 @@ def evaluate(model: torch.nn.Module, sets: EvalSets, device: torch.device, batch
     With `classes` (the class names), per-class accuracies and confusion matrices for val and test
     too (val_per_class_acc, val_confusion, ...); with `classes` or imbalanced sets, balanced accuracy
     and macro-F1 (val_balanced_acc, val_macro_f1, ...). Measurements a set does not ask for are absent.
-    `on_part(what, done, total)` is called after each part (a split, a corruption, the attack), for a
-    progress bar."""
-    parts = ([("validation images", None)] + ([("test images", None)] if sets.test is not None else [])
-             + [(f"corruption: {name}", None) for name in sets.ood_suite]
-             + ([("your OOD set", None)] if sets.ood_user is not None else [])
-             + ([(f"attack ({sets.robust.attack})", None)] if sets.robust is not None else []))
+    `on_part(what, done, total)` is called after each part (a split, a severity of the corruption
+    suite, the attack), for a progress bar."""
+    parts = (["validation images"] + (["test images"] if sets.test is not None else [])
+             + [f"corrupted images, severity {s}" for s in sorted({s for by in sets.ood_suite.values() for s in by})]
+             + (["your OOD set"] if sets.ood_user is not None else [])
+             + ([f"attack ({sets.robust.attack})"] if sets.robust is not None else []))
     done = [0]
 
     def run(images, labels):
@@ -202,7 +218,7 @@ def evaluate(model: torch.nn.Module, sets: EvalSets, device: torch.device, batch
     def part_done() -> None:
         done[0] += 1
         if on_part is not None:
-            on_part(parts[done[0] - 1][0], done[0], len(parts))
+            on_part(parts[done[0] - 1], done[0], len(parts))
 
     out: dict[str, Any] = {}
     for split_name, split in (("val", sets.val), ("test", sets.test)):
@@ -218,11 +234,7 @@ def evaluate(model: torch.nn.Module, sets: EvalSets, device: torch.device, batch
             out[f"{split_name}_confusion"] = confusion_matrix(split.labels, res.preds, len(classes))
         part_done()
     if sets.ood_suite:
-        labels = sets.ood_labels if sets.ood_labels is not None else sets.val.labels
-        by_c = {}
-        for name, by_sev in sets.ood_suite.items():
-            by_c[name] = sum(run(imgs, labels[:len(imgs)]).acc for imgs in by_sev.values()) / len(by_sev)
-            part_done()
+        by_c = ood_accuracy(sets, run, after_each=part_done)
         out["ood_acc"] = sum(by_c.values()) / len(by_c)
         out.update({f"ood/{name}": acc for name, acc in by_c.items()})
     if sets.ood_user is not None:
@@ -255,6 +267,30 @@ def final_passes(cfg: RunConfig, data: DataSplits, ood_user: ImageSet | None = N
     ood = len(CORRUPTIONS) * len(ALL_SEVERITIES) * len(data.val) if cfg.eval.ood else 0
     robust = (test or len(data.val)) * 2 * (cfg.eval.robust_steps + 1) if robust_on(cfg) else 0
     return float(len(data.val) + test + ood + (len(ood_user) if ood_user is not None else 0) + robust)
+
+
+def ood_accuracy(sets: EvalSets, run: Callable[[torch.Tensor, torch.Tensor], EvalResult],
+                 after_each: Callable[[], None] | None = None) -> dict[str, float]:
+    """{corruption: accuracy averaged over its severities}. All corruptions of one severity go
+    through `run` (predict) as one stream of batches: full batches throughout, one pass per
+    severity instead of one per corruption and severity; `after_each()` after each severity."""
+    labels = sets.ood_labels if sets.ood_labels is not None else sets.val.labels
+    names = list(sets.ood_suite)
+    severities = sorted({s for by_sev in sets.ood_suite.values() for s in by_sev})
+    sums = dict.fromkeys(names, 0.0)
+    for sev in severities:
+        parts = [(name, sets.ood_suite[name][sev]) for name in names if sev in sets.ood_suite[name]]
+        stream_labels = torch.cat([labels[:len(imgs)] for _name, imgs in parts])
+        res = run(torch.cat([imgs for _name, imgs in parts]), stream_labels)
+        right = res.preds == stream_labels[:len(res.preds)]
+        start = 0
+        for name, imgs in parts:
+            chunk = right[start:start + len(imgs)]  # shorter or empty when a stop cut the stream
+            sums[name] += float(chunk.float().mean()) if len(chunk) else float("nan")
+            start += len(imgs)
+        if after_each is not None:
+            after_each()
+    return {name: sums[name] / len(sets.ood_suite[name]) for name in names}
 
 
 def ood_by_corruption(metrics: dict[str, Any]) -> dict[str, float]:

@@ -8,6 +8,7 @@ propagates: the caller goes on serving the next job.
 
 from __future__ import annotations
 
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,10 @@ from engine.train import train
 
 
 def execute_run(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Path, datasets_dir: Path,
-                reporter: Reporter, limits=None) -> dict[str, Any]:
-    """Run `cfg`; returns the summary written to summary.json (also for failed/stopped runs)."""
+                reporter: Reporter, limits=None, resume: bool = False) -> dict[str, Any]:
+    """Run `cfg` (with `resume`: continue the stopped run in `run_dir`); returns the summary written
+    to summary.json (also for failed/stopped runs)."""
+    started_at = reporter.started_at or time.time()  # the CLI: the process's start; the dashboard: now
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(cfg.to_yaml())
     store.set_status(run_id, "running")
@@ -33,8 +36,10 @@ def execute_run(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Path, dat
         cfg, searched = search_into_config(cfg, datasets_dir, reporter, limits)
         if searched:  # the saved config reproduces the run: the search's result replaces auto mode
             (run_dir / "config.yaml").write_text(cfg.to_yaml())
-        result = train(cfg, reporter, run_dir=run_dir, work_dir=datasets_dir, limits=limits, world=world())
-        summary = {**searched, **result.summary}
+        result = train(cfg, reporter, run_dir=run_dir, work_dir=datasets_dir, limits=limits, world=world(),
+                       resume=resume)
+        summary = {**searched, **result.summary, "loop_wall_time_s": result.summary.get("wall_time_s"),
+                   "wall_time_s": time.time() - started_at}  # the whole job (or process), not just the loop
         status, error = "finished", None
     except StopRequested as stop:
         summary, status, error = getattr(stop, "summary", {}), "stopped", "Stopped on request."

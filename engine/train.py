@@ -28,14 +28,16 @@ from engine.backbones import build_model
 from engine.config import RunConfig
 from engine.contract import EvalClock, MethodHook, Reporter, StopRequested, TrainContext, owns_loss
 from engine.data import DataSplits, balanced_sample_indices, class_weights
-from engine.devices import autocast_ctx, pick_amp, pick_device
+from engine.devices import autocast_ctx, pick_amp, pick_device, use_channels_last
 from engine.distributed import agree, all_sum
 from engine.errors import StudioError
-from engine.evaluate import epoch_sets, eval_passes, evaluate, final_passes, final_sets, ood_by_corruption
+from engine.evaluate import (epoch_sets, epoch_sets_note, eval_passes, evaluate, final_passes, final_sets,
+                             ood_by_corruption)
 from engine.methods.registry import build_hooks, restructure_model
 from engine.optim import build_optimizer, set_frozen_bn_eval, set_trunk_trainable
 from engine.run_data import check_data_limits, load_user_ood, prepare_data
 from engine.checkpoints import save_checkpoint
+from engine.resume import RESUME_FILE, load_resume, save_resume
 from engine.schedules import schedule_fn
 
 
@@ -76,7 +78,8 @@ def setup_run(cfg: RunConfig, reporter: Reporter, run_dir: Path | None, work_dir
     model, load_report = build_model(cfg.backbone.name, len(data.classes), cfg.backbone.pretrained,
                                      cfg.backbone.checkpoint)
     model = restructure_model(model, cfg).to(device)  # e.g. AdaFilter's gated convolutions
-    channels_last = device.type == "cuda" and cfg.train.channels_last
+    amp_dtype = pick_amp(cfg.train.amp, device)  # on the CPU: bf16 where this CPU was measured faster in it
+    channels_last = use_channels_last(cfg.train.channels_last, device, amp_dtype)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     generator = torch.Generator(device="cpu").manual_seed(cfg.seed)
@@ -87,7 +90,7 @@ def setup_run(cfg: RunConfig, reporter: Reporter, run_dir: Path | None, work_dir
     bs, n_train = cfg.train.batch_size, len(data.train)
     steps_per_epoch = max(1, n_train // bs)  # the ragged last batch is dropped
     ctx = TrainContext(
-        cfg=cfg, model=model, train_model=model, device=device, amp_dtype=pick_amp(cfg.train.amp, device),
+        cfg=cfg, model=model, train_model=model, device=device, amp_dtype=amp_dtype, channels_last=channels_last,
         data=data, train_images=data.train.images.to(device), train_labels=data.train.labels.to(device),
         eval_sets=epoch_sets(cfg, data, load_user_ood(cfg, work_dir, data.classes, limits)),
         reporter=reporter, run_dir=run_dir, generator=generator, device_generator=device_generator,
@@ -98,6 +101,8 @@ def setup_run(cfg: RunConfig, reporter: Reporter, run_dir: Path | None, work_dir
         if cfg.data.class_balance == "weighted_loss" else None)
     ctx.summary.update(load_report=load_report.to_dict(), num_params=sum(p.numel() for p in model.parameters()),
                        classes=data.classes, data_report=data.report.to_dict(), device=str(device),
+                       precision=str(amp_dtype).removeprefix("torch.") if amp_dtype else "float32",
+                       channels_last=channels_last, epoch_eval=epoch_sets_note(ctx.eval_sets),
                        effective_lr=cfg.effective_lr, methods=cfg.enabled_methods(), world_size=world_size,
                        images_per_process_per_epoch=len(range(rank, bs, world_size)) * steps_per_epoch)
     ctx.eval_clock = EvalClock(eval_passes(ctx.eval_sets), final_passes(cfg, data, ctx.eval_sets.ood_user))
@@ -157,7 +162,7 @@ def train_one_epoch(ctx: TrainContext, hooks: list[MethodHook], scaler: torch.am
         y = ctx.train_labels[idx]
         x = augment_batch(ctx.train_images[idx], ctx.device_generator) if cfg.train.augment \
             else to_float(ctx.train_images[idx])
-        if device.type == "cuda" and cfg.train.channels_last:
+        if ctx.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast_ctx(device, ctx.amp_dtype):
             owned = owner.compute_loss(ctx, x, y) if owner is not None else None
@@ -234,28 +239,31 @@ def evaluate_epoch(ctx: TrainContext, hooks: list[MethodHook], stats: EpochStats
 
 def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None = None,
           work_dir: Path | None = None, data: DataSplits | None = None, limits=None,
-          world: tuple[int, int] = (0, 1)) -> TrainResult:
+          world: tuple[int, int] = (0, 1), resume: bool = False) -> TrainResult:
     """Train one run and evaluate it. Returns the summary (also what summary.json holds) and the
     context. Raises StudioError (bad input, divergence) or StopRequested. Under torchrun the job
-    passes this process's `world` (rank, world size); rank 0 alone writes checkpoints."""
+    passes this process's `world` (rank, world size); rank 0 alone writes checkpoints. With
+    `resume`, continues the stopped run in `run_dir` from its last finished epoch (engine.resume)."""
     t_start, reporter = time.perf_counter(), reporter or Reporter()
     work_dir = Path(work_dir or (run_dir or Path("runs")) / "data")
     ctx, hooks = setup_run(cfg, reporter, run_dir, work_dir, data, limits, world)
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=ctx.amp_dtype == torch.float16)
     lr_at = schedule_fn(cfg.optim)
-    history: list[dict[str, Any]] = []
+    start, history = load_resume(Path(run_dir or "."), ctx, scaler) if resume else (0, [])
     timed = [0.0, 0]  # seconds and images of the timed epochs (the first is warm-up: allocation, autotuning)
     try:
-        for epoch in range(cfg.train.epochs):
+        for epoch in range(start, cfg.train.epochs):
             ctx.epoch = epoch
             stats = train_one_epoch(ctx, hooks, scaler, lr_at)
-            if epoch > 0 or cfg.train.epochs == 1:
+            if epoch > start or cfg.train.epochs - start == 1:
                 timed = [timed[0] + stats.seconds, timed[1] + stats.images]
             metrics = evaluate_epoch(ctx, hooks, stats)
             if run_dir is not None and ctx.rank == 0 and metrics["val_acc"] > max(
                     (h["val_acc"] for h in history), default=-1.0):
                 save_checkpoint(run_dir / "best.safetensors", ctx.model.state_dict(), cfg, {"epoch": epoch + 1})
             history.append({"epoch": epoch + 1, **metrics})
+            if run_dir is not None and ctx.rank == 0:  # a stop or a crash later can continue from here
+                save_resume(run_dir, ctx, scaler, history)
             if agree(ctx.stop_training, ctx.world_size):
                 break
     except StopRequested as stop:  # a stopped run keeps what it finished: its epochs and best checkpoint
@@ -273,6 +281,7 @@ def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None
         platform=platform.platform(), torch=torch.__version__)
     if run_dir is not None and ctx.rank == 0:
         save_checkpoint(run_dir / "last.safetensors", ctx.model.state_dict(), cfg, {"epoch": cfg.train.epochs})
+        (run_dir / RESUME_FILE).unlink(missing_ok=True)  # finished: nothing to continue
     return TrainResult(ctx.summary, ctx)
 
 

@@ -21,6 +21,7 @@ from engine.config import RunConfig, validate
 from engine.errors import StudioError
 from engine.jobs import execute_run
 from engine.checkpoints import new_run_id
+from engine.resume import RESUME_FILE
 from engine.paths import ASSETS_DIR, PROJECT_DIR, register_upload_dir, resolve_path
 from engine.security import AccessDenied, DataRoots, LimitExceeded, Limits
 from engine.store import RunRecord, RunStore
@@ -150,8 +151,33 @@ class Engine:
         with self._lock:
             self._snapshots[run_id] = RunSnapshot(run_id, name, "queued", owner)
             self._stop_flags[run_id] = threading.Event()
-        self._queue.put((run_id, cfg, processes, tuple(gpus)))
+        self._queue.put((run_id, cfg, processes, tuple(gpus), False))
         return run_id
+
+    def resume(self, run_id: str, user: str | None = None) -> None:
+        """Queue a stopped, interrupted or failed run to continue from its last finished epoch, with
+        its own settings, optimiser and schedule state (engine.resume), in this process. Raises
+        StudioError when it is still active or has nothing to continue from."""
+        rec = self.authorize(run_id, user, write=True)
+        if rec.status in ("queued", "running"):
+            raise StudioError("This run is still queued or running: nothing to continue.")
+        if not (Path(rec.run_dir) / RESUME_FILE).is_file():
+            raise StudioError("This run cannot be continued: it has no saved state to continue from (it stopped "
+                              "before its first epoch ended, or it finished). Start it again instead.")
+        if self._closed:
+            raise StudioError("The engine is shutting down; continue the run in a moment.")
+        cfg = RunConfig.from_dict(rec.config)
+        epochs: list[dict[str, Any]] = []  # the chart keeps the epochs done before the stop
+        for r in self.store.metrics(run_id):
+            if r["channel"] == "epoch":
+                if not epochs or epochs[-1]["epoch"] != r["epoch"]:
+                    epochs.append({"epoch": r["epoch"], "step": r["step"]})
+                epochs[-1][r["name"]] = r["value"]
+        self.store.set_status(run_id, "queued")
+        with self._lock:
+            self._snapshots[run_id] = RunSnapshot(run_id, rec.name, "queued", rec.owner, epochs=epochs)
+            self._stop_flags[run_id] = threading.Event()
+        self._queue.put((run_id, cfg, 1, (), True))
 
     def check_data_access(self, cfg: RunConfig) -> None:
         """With data roots set, a run reads only uploads, the bundled assets, or folders under the roots."""
@@ -287,7 +313,7 @@ class Engine:
             item = self._queue.get()
             if item is None:
                 return
-            run_id, cfg, processes, gpus = item
+            run_id, cfg, processes, gpus, resume = item
             with self._lock:
                 snap = self._snapshots[run_id]
                 if snap.status != "queued":  # stopped while waiting
@@ -300,7 +326,7 @@ class Engine:
                     status, error = self._supervise_child(run_id, cfg, processes, gpus)
                 else:
                     summary = execute_run(self.store, run_id, cfg, self.data_dir / "runs" / run_id,
-                                          self.datasets_dir, reporter, self.limits)
+                                          self.datasets_dir, reporter, self.limits, resume=resume)
                     status, error = summary["status"], summary.get("error")
             except Exception as exc:  # execute_run already catches everything; belt and braces
                 status, error = "failed", f"The engine could not run this job: {exc}"

@@ -19,6 +19,9 @@ from engine.config import RunConfig, apply_overrides
 # busy process make a step 30x slower: one thread keeps the suite fast on a shared 2-core box.
 torch.set_num_threads(1)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# `train.amp: auto` on the CPU follows a per-machine measurement (engine.devices.cpu_precision); the
+# suite pins fp32 so its results are the same on every machine. tests/test_precision.py tests the choice.
+os.environ.setdefault("STUDIO_CPU_PRECISION", "fp32")
 
 TINY_CLASSES = ("red", "green", "stripes")
 

@@ -179,7 +179,7 @@ def test_time_left_counts_evaluation_and_the_final_evaluation_reports_its_parts(
     clock = ctx.eval_clock
     assert clock.seconds_per_pass > 0 and clock.final_passes > clock.epoch_passes > 0
     assert [p["part_done"] for p in parts] == list(range(parts[-1]["parts"] + 1)), "one report per part, from 0"
-    assert parts[-1]["eta_s"] == 0 and "corruption" in " ".join(p["part"] for p in parts)
+    assert parts[-1]["eta_s"] == 0 and "corrupted images" in " ".join(p["part"] for p in parts)
     ctx.epoch, ctx.step = 0, 0
     with_eval = time_left(ctx, images_per_sec=100.0)
     train_only = ctx.total_steps * ctx.cfg.train.batch_size / 100.0

@@ -29,8 +29,8 @@ HANDLED_FIELDS = {
               "step_every_fraction", "step_gamma", "slow_start_fraction", "fast_decay_rate", "label_smoothing",
               "head_lr_mult", "trunk_lr_mult", "freeze_blocks", "linear_probe_epochs"},
     "train": {"epochs", "batch_size", "device", "amp", "channels_last", "augment", "threads", "deterministic", "compile"},
-    "eval": {"ood", "ood_severity_each_epoch", "eval_batch_size", "robust", "robust_eps", "robust_steps",
-             "robust_subset", "autoattack"},
+    "eval": {"ood", "ood_severity_each_epoch", "ood_subset_each_epoch", "eval_batch_size", "robust", "robust_eps",
+             "robust_steps", "robust_steps_each_epoch", "robust_subset", "autoattack"},
 }
 PRETRAINED_TEXT = {
     "bundled": "Weights that ship with the studio (pretrained offline on formula-drawn images): work without internet.",
@@ -355,10 +355,11 @@ def advanced_section() -> None:
             train.update({name: field_widget("train", cfg.train, name)
                           for name in ("augment", "deterministic", "channels_last", "compile")})
         state.update_section("train", **train)
-        c = st.columns(4)
+        c = st.columns(5)
         state.update_section("eval", **{name: field_widget("eval", cfg.eval, name, container=col) for name, col in
-                                        zip(("ood", "ood_severity_each_epoch", "eval_batch_size"), c)})
-        name = field_widget("run", cfg, "name", container=c[3], meta=dict(
+                                        zip(("ood", "ood_severity_each_epoch", "ood_subset_each_epoch",
+                                             "eval_batch_size"), c)})
+        name = field_widget("run", cfg, "name", container=c[4], meta=dict(
             label="Run name", help="Shown in the run lists; empty = backbone and methods."))
         if name != cfg.name:
             state.set_config(dataclasses.replace(state.config(), name=name))
@@ -367,11 +368,11 @@ def advanced_section() -> None:
 
 def robust_section() -> None:
     cfg = state.config()
-    c = st.columns(4)
+    c = st.columns(5)
     ev = {"robust": field_widget("eval", cfg.eval, "robust", container=c[0])}
     if ev["robust"]:
         ev.update({name: field_widget("eval", cfg.eval, name, container=col) for name, col in
-                   zip(("robust_eps", "robust_steps", "robust_subset"), c[1:])})
+                   zip(("robust_eps", "robust_steps", "robust_steps_each_epoch", "robust_subset"), c[1:])})
         ev["autoattack"] = field_widget("eval", cfg.eval, "autoattack", container=c[0])
     state.update_section("eval", **ev)
 

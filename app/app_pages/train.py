@@ -6,10 +6,14 @@ a refresh or a second tab shows the same run."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from app import components, state
+from engine.errors import StudioError
 from engine.methods import METHODS
+from engine.resume import RESUME_FILE
 
 SELECT_KEY = "watch_select"
 GPU_KEY = "gpus"
@@ -105,6 +109,19 @@ def recent_table(engine) -> None:
                      hide_index=True, width="stretch")
 
 
+def continue_button(engine, run_id: str, container) -> None:
+    """Continue a stopped or interrupted run from the end of its last finished epoch."""
+    if container.button("Continue", key=f"continue_{run_id}", icon=":material/play_arrow:",
+                        help="Continue from the end of its last finished epoch, with the same settings, "
+                             "optimiser state and learning-rate schedule."):
+        try:
+            engine.resume(run_id, state.user())
+        except StudioError as exc:
+            st.error(str(exc), icon=":material/error:")
+        else:
+            st.rerun()  # the whole page: the live view's timer starts again
+
+
 def live_section(engine) -> None:
     runs = state.runs(engine)[:RECENT_RUNS]
     if not runs:
@@ -134,6 +151,8 @@ def live_section(engine) -> None:
         if run.status in ("queued", "running"):
             c[1].button("Stop", key=f"stop_{run_id}", icon=":material/stop:", on_click=engine.stop, args=(run_id, state.user()),
                         help="Stops after the current step; the run is kept as stopped.")
+        elif run.status in ("stopped", "failed") and (Path(run.run_dir) / RESUME_FILE).is_file():
+            continue_button(engine, run_id, c[1])
         components.progress_view(run)
         components.curves_view(run, live=run.status in ("queued", "running"), streams=True)
         queue_view(engine, run_id)

@@ -1,0 +1,96 @@
+"""Precision on the CPU: `train.amp: auto` is bf16 only on a CPU with bf16 instructions where the
+measurement found it faster (cached per machine), an explicit `train.amp` is honoured or refused
+in plain words, and a bf16 run reaches the accuracy of the fp32 run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from engine import devices
+from engine.devices import pick_amp, use_channels_last
+from engine.errors import StudioError
+from engine.train import train
+from conftest import tiny_config, write_tiny_zip
+
+CPU = torch.device("cpu")
+FAST_BF16 = {"fp32": 80.0, "fp32_channels_last": 60.0, "bf16_channels_last": 35.0}
+
+
+@pytest.fixture
+def fresh(monkeypatch, tmp_path):
+    """No pinned precision, an empty cache in tmp_path, and the per-process decision forgotten."""
+    monkeypatch.delenv(devices.CPU_PRECISION_ENV, raising=False)
+    monkeypatch.setenv("STUDIO_CACHE_DIR", str(tmp_path))
+    devices.cpu_precision.cache_clear()
+    yield tmp_path
+    devices.cpu_precision.cache_clear()
+
+
+def fake_cpu(monkeypatch, flags: set[str], capability: str, step_ms: dict[str, float] | None) -> list[int]:
+    """A CPU with these flags and PyTorch capability; its measurement returns `step_ms` (None: the
+    test fails if it is measured). Returns a list that counts the measurements."""
+    calls = []
+    monkeypatch.setattr(devices, "cpu_info", lambda: ("Test CPU 9000", flags))
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+
+    def measure():
+        assert step_ms is not None, "a CPU without bf16 must not be measured"
+        calls.append(1)
+        return dict(step_ms)
+
+    monkeypatch.setattr(devices, "measure_cpu_precision", measure)
+    return calls
+
+
+def test_cpu_without_bf16_stays_fp32_unmeasured(monkeypatch, fresh):
+    fake_cpu(monkeypatch, {"avx2", "fma", "avx512f"}, "AVX512", None)
+    assert pick_amp("auto", CPU) is None
+    assert use_channels_last(True, CPU, None) is False
+    assert devices.cpu_precision().source == "no_bf16"
+
+
+def test_bf16_cpu_is_measured_once_and_cached(monkeypatch, fresh):
+    calls = fake_cpu(monkeypatch, {"avx512f", "avx512_bf16", "amx_bf16"}, "AVX512", FAST_BF16)
+    assert pick_amp("auto", CPU) is torch.bfloat16
+    assert use_channels_last(True, CPU, torch.bfloat16) is True
+    assert use_channels_last(False, CPU, torch.bfloat16) is False  # the user's switch still turns it off
+    cache = devices.cpu_precision_cache()
+    assert cache.is_relative_to(fresh) and "Test CPU 9000" in next(iter(json.loads(cache.read_text())))
+    devices.cpu_precision.cache_clear()  # a new process on the same machine
+    assert pick_amp("auto", CPU) is torch.bfloat16 and devices.cpu_precision().source == "cache"
+    assert len(calls) == 1
+
+
+def test_bf16_capable_cpu_where_bf16_is_slower_stays_fp32(monkeypatch, fresh):
+    fake_cpu(monkeypatch, set(), "AVX512_BF16", {"fp32": 50.0, "fp32_channels_last": 52.0, "bf16_channels_last": 48.0})
+    assert devices.cpu_has_bf16()  # named by PyTorch's capability alone
+    assert pick_amp("auto", CPU) is None
+    assert use_channels_last(True, CPU, None) is False  # channels_last was not faster in fp32 either
+
+
+def test_explicit_amp_is_honoured_or_refused_in_plain_words(monkeypatch, fresh, tiny_cfg):
+    fake_cpu(monkeypatch, {"avx2"}, "AVX2", None)
+    assert pick_amp("bf16", CPU) is torch.bfloat16  # asked for: used even where it is not the fastest
+    assert pick_amp("off", CPU) is None
+    with pytest.raises(StudioError, match="fp16 is for GPUs.*choose bf16"):
+        train(tiny_cfg("train.amp=fp16", "train.epochs=1", "eval.ood=false"))
+
+
+def test_measurement_runs_every_variant():
+    ms = devices.measure_cpu_precision(image_size=16, batch=2, rounds=1)
+    assert set(ms) == {"fp32", "fp32_channels_last", "bf16_channels_last"} and all(v > 0 for v in ms.values())
+
+
+def test_bf16_run_reaches_the_fp32_accuracy(tmp_path):
+    data = write_tiny_zip(tmp_path / "forty.zip", per_class=40)  # 24 test images
+    runs = {amp: train(tiny_config(data, f"train.amp={amp}", "backbone.pretrained=bundled", "train.epochs=3",
+                                   "eval.ood=false")).summary
+            for amp in ("off", "bf16")}
+    assert runs["bf16"]["precision"] == "bfloat16" and runs["bf16"]["channels_last"] is True
+    assert runs["off"]["precision"] == "float32" and runs["off"]["channels_last"] is False
+    accs = {amp: s["test_acc"] for amp, s in runs.items()}
+    assert accs["off"] >= 0.8, accs  # the tiny classes (red, green, stripes) are learnt in fp32
+    assert accs["bf16"] >= 0.8 and abs(accs["bf16"] - accs["off"]) <= 0.17, accs  # within 4 of 24 images

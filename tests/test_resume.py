@@ -1,0 +1,124 @@
+"""Continue a run: a run stopped in its second epoch, continued from its resume point, ends exactly
+where the uninterrupted run ends, with the same learning rate at every step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.contract import Reporter, StopRequested
+from engine.errors import StudioError
+from engine.resume import RESUME_FILE
+from engine.train import train
+
+
+class Recorder(Reporter):
+    """Keeps each logged step's learning rate; asks to stop once step `stop_at` was logged."""
+
+    def __init__(self, stop_at: int | None = None):
+        self.lrs: dict[int, float] = {}
+        self.stop_at = stop_at
+
+    def step_metrics(self, epoch, step, values):
+        self.lrs[step] = values["lr"]
+
+    def should_stop(self) -> bool:
+        return self.stop_at is not None and max(self.lrs, default=0) >= self.stop_at
+
+
+def test_a_stopped_run_continues_from_its_last_epoch_with_the_same_schedule(tiny_cfg, tmp_path):
+    cfg = tiny_cfg("train.epochs=3", "eval.ood=false", "train.augment=true")
+    for name in ("whole", "cut"):
+        (tmp_path / name).mkdir()
+    whole = Recorder()
+    full = train(cfg, whole, run_dir=tmp_path / "whole")
+    assert not (tmp_path / "whole" / RESUME_FILE).exists()  # a finished run has nothing to continue
+    steps = full.context.steps_per_epoch
+    first = Recorder(stop_at=steps + 2)  # stopped inside the second epoch
+    with pytest.raises(StopRequested):
+        train(cfg, first, run_dir=tmp_path / "cut")
+    assert (tmp_path / "cut" / RESUME_FILE).is_file()
+    second = Recorder()
+    resumed = train(cfg, second, run_dir=tmp_path / "cut", resume=True)
+    assert min(second.lrs) == steps + 1  # from the first step of epoch 2, not from the start
+    for step, lr in second.lrs.items():
+        assert lr == pytest.approx(whole.lrs[step], rel=1e-12), step
+    assert [h["epoch"] for h in resumed.summary["history"]] == [1, 2, 3]
+    a, b = full.context.model.state_dict(), resumed.context.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # same data order, augmentation and momentum: same weights
+    assert resumed.summary["val_acc"] == full.summary["val_acc"]
+
+
+def test_continuing_needs_a_resume_point_and_the_same_settings(tiny_cfg, tmp_path):
+    cfg = tiny_cfg("train.epochs=2", "eval.ood=false")
+    with pytest.raises(StudioError, match="no saved state to continue from"):
+        train(cfg, run_dir=tmp_path / "never", resume=True)
+    with pytest.raises(StopRequested):
+        (tmp_path / "r").mkdir()
+        train(cfg, Recorder(stop_at=1), run_dir=tmp_path / "r")
+    with pytest.raises(StudioError, match="no saved state"):  # stopped before its first epoch ended
+        train(cfg, run_dir=tmp_path / "r", resume=True)
+
+
+def test_the_dashboard_continues_a_stopped_run(tmp_path, monkeypatch):
+    """Train page: a run stopped after its first epoch shows Continue; it then finishes every epoch."""
+    import time
+
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import write_tiny_zip
+
+    monkeypatch.setenv("STUDIO_DATA_DIR", str(tmp_path / "studio"))
+    from app.state import get_engine
+    from engine.config import RunConfig, apply_overrides
+
+    try:
+        engine = get_engine()
+        data = engine.save_upload(write_tiny_zip(tmp_path / "tiny.zip", per_class=10).read_bytes(), ".zip")
+        cfg = apply_overrides(RunConfig(), [f"data.source={data}", "data.image_size=32", "backbone.pretrained=none",
+                                            "train.epochs=3", "train.batch_size=8", "eval.ood=false",
+                                            "train.device=cpu"])
+        run_id = engine.submit(cfg)
+        while not engine.snapshot(run_id).epochs:  # stop once the first epoch is done
+            assert engine.snapshot(run_id).status in ("queued", "running"), engine.snapshot(run_id).error
+            time.sleep(0.05)
+        engine.stop(run_id)
+        assert engine.wait(run_id, 300) == "stopped"
+        at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app" / "main.py"), default_timeout=120)
+        at.run()
+        at.switch_page("app_pages/train.py").run()
+        at.button(key=f"continue_{run_id}").click().run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        assert engine.wait(run_id, 300) == "finished"
+        assert [e["epoch"] for e in engine.snapshot(run_id).epochs][-1] == 3
+        at.run()
+        assert not any(b.key == f"continue_{run_id}" for b in at.button)  # finished: nothing to continue
+    finally:
+        get_engine().shutdown(5)
+        st.cache_resource.clear()
+
+
+def test_the_cli_continues_a_stopped_run_under_its_own_record(tiny_cfg, tmp_path, capsys):
+    import json
+
+    from engine.cli import main
+    from engine.jobs import execute_run
+    from engine.store import RunStore
+
+    data_dir, run_dir = tmp_path / "d", tmp_path / "d" / "runs" / "r1"
+    store = RunStore(data_dir / "studio.db")
+    cfg = tiny_cfg("train.epochs=3", "eval.ood=false")
+    store.create_run("r1", "mine", cfg.to_dict(), str(run_dir), owner="cli")
+    steps = 36 // 8  # 60 images, 60% for training, batch 8
+    assert execute_run(store, "r1", cfg, run_dir, data_dir / "datasets", Recorder(stop_at=steps + 1))["status"] == "stopped"
+    assert main(["train", "--resume", str(run_dir), "--epochs", "5", "--data-dir", str(data_dir)]) == 2
+    assert "--resume continues a run with its own settings" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run_dir), "--data-dir", str(data_dir), "--quiet"]) == 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "finished" and [h["epoch"] for h in summary["history"]] == [1, 2, 3]
+    assert [r.status for r in RunStore(data_dir / "studio.db").list_runs()] == ["finished"]  # the same record
+    assert main(["train", "--resume", str(tmp_path), "--data-dir", str(data_dir)]) == 2
+    assert "is not a run folder" in capsys.readouterr().err
