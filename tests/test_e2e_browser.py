@@ -187,12 +187,13 @@ def test_upload_train_and_see_results_in_a_browser(server, browser, sample_zip, 
     settle(page)
     shot(page, "2_model")
 
-    # A refresh (a new session) keeps the draft: the uploaded dataset, the method and the settings
+    # A refresh (a new session, on the same page) keeps the draft: the settings, the method, the dataset
     page.reload()
     page.wait_for_selector("[data-testid='stApp']", timeout=60_000)
+    page.get_by_role("heading", name="2 · Model and methods").wait_for(timeout=60_000)
+    page.get_by_text("for 2 epochs at 32 px").wait_for(timeout=60_000)
+    go(page, "Data", "1 · Data")
     page.get_by_text(f"Active dataset: {sample_zip.name}").wait_for(timeout=120_000)
-    go(page, "Model and methods", "2 · Model and methods")
-    page.get_by_text("for 2 epochs at 32 px").wait_for(timeout=30_000)
 
     # Train: start, see the live chart, see it in a second tab too, wait for the finish
     go(page, "Train (live)", "3 · Train (live)")
