@@ -197,7 +197,8 @@ def test_upload_train_and_see_results_in_a_browser(server, browser, sample_zip, 
 
     # Train: start, see the live chart, see it in a second tab too, wait for the finish
     go(page, "Train (live)", "3 · Train (live)")
-    next_run = page.locator("[data-testid='stMain']").get_by_text("Next run:").first.inner_text()
+    next_run = page.locator("[data-testid='stMain'] [data-testid='stMarkdownContainer']",
+                            has_text="Next run:").first.inner_text()
     assert sample_zip.name in next_run and "WiSE-FT" in next_run, next_run
     page.get_by_role("button", name="Start training").click()
     page.get_by_test_id("stProgress").first.wait_for(timeout=120_000)
@@ -241,7 +242,8 @@ def test_upload_train_and_see_results_in_a_browser(server, browser, sample_zip, 
     settle(page)
     page.get_by_text("Chosen for this run: alpha 0.30").wait_for(timeout=60_000)
     go(page, "Explain and export", "5 · Explain and export")
-    page.get_by_text("WiSE-FT mix at alpha 0.30").first.wait_for(timeout=180_000)
+    shot(page, "6_explain")
+    page.get_by_text("WiSE-FT mix at alpha 0.30").first.wait_for(timeout=300_000)
     page.get_by_role("tab", name="Export").click()
     page.get_by_text("WiSE-FT mix at alpha 0.30 (chosen on Results)").wait_for(timeout=60_000)
     page.reload()
