@@ -138,6 +138,8 @@ class GateNetwork(nn.Module):
                 gates = _StraightThrough.apply(torch.sigmoid(logits / self.temperature))
             else:
                 gates = (logits > 0).float()  # deterministic: sigmoid(logit) > 0.5
+                if self.record is not None:  # the probability moves long before a binary gate flips
+                    self.record[-1 - index] = torch.sigmoid(logits / self.temperature).detach()
         if self.record is not None:
             self.record[index] = gates.detach()
         return gates
@@ -300,11 +302,14 @@ def _plain_keys(layer: str) -> tuple[str, str]:
 def gate_statistics(model, images: torch.Tensor, labels: torch.Tensor, num_classes: int, device,
                     batch_size: int = 256, amp_dtype=None) -> dict[str, Any]:
     """Fraction of filters that use the fine-tuned copy (eval-mode gates) on `images` (uint8):
-    per layer, overall (weighted by filter count), and per class per layer."""
+    per layer, overall (weighted by filter count), per class per layer, and per layer the mean
+    noise-free gate probability sigmoid(logit / T) (`prob_per_layer`, which shows learning before
+    any binary gate flips)."""
     gates = gate_network(model)
     names = gates.layer_names
     filters = torch.tensor([lin.out_features for lin in gates.logits], dtype=torch.float64)
     sums = torch.zeros(len(names), num_classes, dtype=torch.float64)
+    prob_sums = torch.zeros(len(names), dtype=torch.float64)
     counts = torch.zeros(num_classes, dtype=torch.float64)
     was_training = model.training
     model.eval()
@@ -317,6 +322,8 @@ def gate_statistics(model, images: torch.Tensor, labels: torch.Tensor, num_class
                 model(x)
             per_example = torch.stack([gates.record[j].float().mean(1).cpu() for j in range(len(names))])  # [L, B]
             sums.index_add_(1, y, per_example.double())
+            if -1 in gates.record:  # learnt gates (not forced): their noise-free probabilities too
+                prob_sums += torch.stack([gates.record[-1 - j].double().mean(1).sum().cpu() for j in range(len(names))])
             counts += torch.bincount(y, minlength=num_classes).double()
     finally:
         gates.record = None
@@ -327,6 +334,7 @@ def gate_statistics(model, images: torch.Tensor, labels: torch.Tensor, num_class
     return {
         "per_layer": {name: float(v) for name, v in zip(names, per_layer)},
         "overall": float((per_layer * filters).sum() / filters.sum()),
+        "prob_per_layer": {name: float(v) for name, v in zip(names, prob_sums / n)},
         "by_class": [{name: float(by_class[j, c]) for j, name in enumerate(names)} if counts[c] > 0 else {}
                      for c in range(num_classes)],
     }
@@ -358,6 +366,9 @@ class AdaFilterHook(MethodHook):
         self.gates: GateNetwork | None = None
         self.regrouped = False
         self.last_stats: dict[str, Any] | None = None
+        self._grad_sum: torch.Tensor | None = None  # per gated layer, summed over the epoch's steps
+        self._grad_steps = 0
+        self.grad_history: list[dict[str, float]] = []  # per epoch: layer -> mean gate-logit gradient norm
 
     def setup(self, ctx) -> None:
         self.gates = gate_network(ctx.model)
@@ -387,9 +398,23 @@ class AdaFilterHook(MethodHook):
                                      "name": "adafilter_gates" + suffix})
         self.regrouped = True
 
+    def _record_gate_gradients(self) -> None:
+        """Add this step's gradient norm of each layer's gate logits map (weight and bias) to the
+        epoch's sums: the diagnostic for gates that get no signal (it is 0 while both filter copies
+        are equal, since d loss / d gate = (fine-tuned - pretrained output) x d loss / d output)."""
+        norms = []
+        for lin in self.gates.logits:
+            grads = [p.grad.detach().float().pow(2).sum() for p in lin.parameters() if p.grad is not None]
+            norms.append(torch.stack(grads).sum().sqrt() if grads else torch.zeros(()))
+        step = torch.stack(norms).cpu()
+        self._grad_sum = step if self._grad_sum is None else self._grad_sum + step
+        self._grad_steps += 1
+
     def after_backward(self, ctx) -> None:
         if not self.regrouped:
             self._regroup(ctx)
+        if ctx.model.training:
+            self._record_gate_gradients()
         if self.cfg.sparsity_weight > 0 and self.gates.pooled_inputs:
             # The penalty's gradient w.r.t. the gate network, from the pooled inputs of the training
             # forward (detached: the penalty steers the gates, not the backbone's features).
@@ -409,12 +434,21 @@ class AdaFilterHook(MethodHook):
         stats = self.last_stats = self._stats(ctx)
         metrics["adafilter_gate_mean"] = stats["overall"]
         metrics.update({f"adafilter/gate_mean/{k}": v for k, v in stats["per_layer"].items()})
+        if self._grad_steps:
+            mean = self._grad_sum / self._grad_steps
+            grads = {name: float(v) for name, v in zip(self.gates.layer_names, mean)}
+            self.grad_history.append(grads)
+            metrics["adafilter_gate_grad"] = float(mean.mean())
+            metrics.update({f"adafilter/gate_grad/{k}": v for k, v in grads.items()})
+        self._grad_sum, self._grad_steps = None, 0
 
     def on_train_end(self, ctx) -> None:
         stats = self._stats(ctx)  # the final model (a method may have rolled weights back)
         ctx.summary["adafilter_gate_mean"] = stats["per_layer"]
         ctx.summary["adafilter_gate_mean_overall"] = stats["overall"]
         ctx.summary["adafilter_gate_by_class"] = {c: v for c, v in zip(ctx.data.classes, stats["by_class"]) if v}
+        ctx.summary["adafilter_gate_prob_mean"] = stats["prob_per_layer"]
+        ctx.summary["adafilter_gate_grad_history"] = self.grad_history
 
 
 def _check(run_cfg, c: AdaFilterConfig) -> list[str]:
