@@ -45,3 +45,22 @@ def test_adversarial_claim_against_plain_and_scratch():
     assert adversarial_claim(run, {"robust_acc": 0.20}, {"robust_acc": 0.35, "compute_passes": 5000}).shown is True
     assert adversarial_claim(run, {"robust_acc": 0.20}, {"robust_acc": 0.35, "compute_passes": 3000}).shown is False
     assert adversarial_claim({}).shown is None and adversarial_claim(run).shown is None
+
+
+def test_results_page_compares_with_standard_fine_tuning_on_the_same_data():
+    from types import SimpleNamespace as R
+
+    from app.claims_view import comparison_run
+
+    def cfg(**methods):
+        c = {"data": {"source": "a.zip", "image_size": 64}, "backbone": {"name": "resnet18", "pretrained": "bundled"},
+             "train": {"epochs": 5}, "seed": 0}
+        return {**c, **{m: {"enabled": True} for m in methods}}
+
+    run = R(id="r", status="finished", config=cfg(pruning=1), run_dir="r")
+    other_data = R(id="o", status="finished", config={**cfg(), "data": {"source": "b.zip", "image_size": 64}}, run_dir="o")
+    with_method = R(id="m", status="finished", config=cfg(wise_ft=1), run_dir="m")
+    failed = R(id="f", status="failed", config=cfg(), run_dir="f")
+    plain = R(id="p", status="finished", config=cfg(), run_dir="p")
+    assert comparison_run(run, [run, other_data, with_method, failed, plain]) is plain
+    assert comparison_run(run, [run, other_data, with_method]) is None
