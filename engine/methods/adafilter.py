@@ -50,8 +50,12 @@ class AdaFilterConfig:
         "label": "Gumbel noise on the gates (training)",
         "help": "Sample the gates during training (explores both filter copies); off = deterministic threshold."})
     gate_lr_mult: float = field(default=1.0, metadata={  # gate-network lr = optim.lr x this (not x trunk_lr_mult)
-        "label": "gate network lr multiplier", "min": 0.0, "max": 100.0, "step": 0.5,
+        "label": "gate network lr multiplier", "min": 0.0, "max": 100.0, "step": 0.05,
         "help": "The gate network is new (like the head): its learning rate is the base lr times this."})
+    gate_optimizer: str = field(default="adam", metadata={
+        "label": "gate network optimiser", "choices": ["adam", "sgd"],
+        "help": "adam: the gate network steps by Adam (its gradients are tiny and differ 100x between layers "
+                "while both filter copies are still close). sgd: the run's own optimiser, like the backbone."})
     sparsity_weight: float = field(default=0.0, metadata={  # not in the paper; 0 = the paper's method
         "label": "sparsity penalty (prefer pretrained filters)", "min": 0.0, "max": 1.0, "step": 0.01,
         "help": "Adds this times the mean gate probability to the loss: pushes examples to reuse pretrained "
@@ -366,6 +370,8 @@ class AdaFilterHook(MethodHook):
         self.gates: GateNetwork | None = None
         self.regrouped = False
         self.last_stats: dict[str, Any] | None = None
+        self.adam: torch.optim.Adam | None = None  # the gate network's own optimiser (gate_optimizer=adam)
+        self._stash: list[torch.Tensor | None] = []
         self._grad_sum: torch.Tensor | None = None  # per gated layer, summed over the epoch's steps
         self._grad_steps = 0
         self.grad_history: list[dict[str, float]] = []  # per epoch: layer -> mean gate-logit gradient norm
@@ -396,7 +402,16 @@ class AdaFilterHook(MethodHook):
             if group:
                 opt.add_param_group({"params": group, "lr": base * factor, "base_lr": base, "weight_decay": wd,
                                      "name": "adafilter_gates" + suffix})
+        if self.cfg.gate_optimizer == "adam":
+            # The groups stay in the run's optimiser, so the gradient scaler unscales these gradients and
+            # the schedule sets their lr; the hook takes the gradients away before that optimiser's step
+            # and hands them to Adam after it (same lr, same schedule).
+            self.adam = torch.optim.Adam([{"params": g["params"], "lr": g["lr"], "weight_decay": g["weight_decay"]}
+                                          for g in opt.param_groups if g.get("name", "").startswith("adafilter_gates")])
         self.regrouped = True
+
+    def _gate_groups(self, ctx) -> list[dict]:
+        return [g for g in ctx.optimizer.param_groups if g.get("name", "").startswith("adafilter_gates")]
 
     def _record_gate_gradients(self) -> None:
         """Add this step's gradient norm of each layer's gate logits map (weight and bias) to the
@@ -424,6 +439,25 @@ class AdaFilterHook(MethodHook):
                 with torch.enable_grad():
                     (self.cfg.sparsity_weight * self.gates.expected_gates(inputs)).backward()
             self.gates.pooled_inputs = []
+        if self.adam is not None:  # the run's optimiser skips parameters without a gradient
+            params = [p for g in self.adam.param_groups for p in g["params"]]
+            self._stash = [p.grad for p in params]
+            for p in params:
+                p.grad = None
+
+    def after_step(self, ctx) -> None:
+        if self.adam is None or not self._stash:
+            return
+        params = [p for g in self.adam.param_groups for p in g["params"]]
+        finite = all(g is None or bool(torch.isfinite(g).all()) for g in self._stash)  # as the scaler would skip
+        for p, g in zip(params, self._stash):
+            p.grad = g
+        if finite:
+            for mine, run_group in zip(self.adam.param_groups, self._gate_groups(ctx)):
+                mine["lr"] = run_group["lr"]  # the schedule's value for this step
+            self.adam.step()
+        self.adam.zero_grad(set_to_none=True)
+        self._stash = []
 
     def _stats(self, ctx) -> dict[str, Any]:
         d = ctx.data
@@ -459,6 +493,8 @@ def _check(run_cfg, c: AdaFilterConfig) -> list[str]:
         problems.append("The AdaFilter gate temperature must be positive.")
     if c.gate_lr_mult < 0 or c.sparsity_weight < 0:
         problems.append("The AdaFilter gate lr multiplier and sparsity penalty cannot be negative.")
+    if c.gate_optimizer not in ("adam", "sgd"):
+        problems.append(f"Unknown AdaFilter gate optimiser `{c.gate_optimizer}`: choose adam or sgd.")
     if c.pretrained_bn not in ("adapt", "frozen"):
         problems.append(f"Unknown AdaFilter pretrained_bn `{c.pretrained_bn}`: choose adapt or frozen.")
     return problems
