@@ -3,7 +3,7 @@
 import math
 
 from app.presets import PRESETS, pruning_demo
-from engine.config import RunConfig
+from engine.config import RunConfig, validate
 from engine.methods.pruning import schedule_level
 from engine.train import train
 
@@ -13,6 +13,7 @@ def test_every_method_has_a_demo_preset_that_names_its_claim():
                         ("adversarial_demo", "adversarial"), ("wise_ft_demo", "wise_ft")):
         cfg = PRESETS[key].apply(RunConfig())
         assert cfg.methods[method].enabled and cfg.train.epochs == 5
+        validate(cfg)  # within every field's bounds, methods compatible with the backbone
         assert "et al." in PRESETS[key].describe()  # the paper's claim is named
 
 
