@@ -80,6 +80,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=0.01)
     ap.add_argument("--sparsities", default="0,0.5,0.7,0.9")
     ap.add_argument("--scope", default="layer", choices=["layer", "global"])
+    ap.add_argument("--end-fraction", type=float, default=0.75,
+                    help="share of the run at which the cubic ramp reaches the target (the rest recovers)")
     ap.add_argument("--channel-fraction", type=float, default=0.3)
     ap.add_argument("--structured-epochs", type=int, default=2)
     ap.add_argument("--auto-trials", type=int, default=0, help="add a row found by the Bayesian search (0 = off)")
@@ -104,7 +106,8 @@ def main() -> None:
         data = prepare_data(cfg, Path("runs/benchmarks/data"))
         for target in targets:
             label = f"{target:.0%}"
-            overrides = ["pruning.enabled=true", f"pruning.target_sparsity={target}", f"pruning.scope={args.scope}"]
+            overrides = ["pruning.enabled=true", f"pruning.target_sparsity={target}", f"pruning.scope={args.scope}",
+                         f"pruning.end_fraction={args.end_fraction}"]
             if target == 0:  # the dense fine-tune; the structured model is cut from it at the end
                 overrides += ["pruning.structured=true", f"pruning.channel_fraction={args.channel_fraction}",
                               f"pruning.structured_epochs={args.structured_epochs}"]

@@ -15,8 +15,13 @@ run() { local name=$1; shift; echo "== $name: $*"; python "$@" > "benchmarks/res
 ) &
 (
   run adversarial benchmarks/adversarial.py --scratch-epochs 12 --eval-subset 64
-  run adafilter benchmarks/adafilter.py --seeds 0 1 --epochs 4 --threads 1
-  run pruning benchmarks/pruning.py --epochs 3 --threads 1 --latency-rounds 5
+  # The AdaFilter and pruning demo presets (app/presets.py), 3 seeds each, with their claim lines
+  run adafilter benchmarks/adafilter.py --seeds 0 1 2 --epochs 5 --threads 1 \
+      --set adafilter.gate_optimizer=adam adafilter.gate_lr_mult=5
+  run pruning benchmarks/pruning.py --epochs 5 --batch-size 64 --seeds 0,1,2 --sparsities 0,0.7 --scope global --end-fraction 0.5 \
+      --structured-epochs 1 --threads 1 --latency-rounds 5
+  run pruning_structured benchmarks/pruning.py --epochs 5 --batch-size 64 --seeds 0,1,2 --sparsities 0 \
+      --structured-epochs 4 --threads 1 --latency-rounds 5
   run throughput benchmarks/throughput.py --devices cpu --images 96 --batch-size 16 --rounds 3 --threads 1 --backbones resnet18
   run throughput_r50 benchmarks/throughput.py --devices cpu --images 64 --batch-size 16 --rounds 3 --threads 1 --backbones resnet50
   run predict_throughput_1thread benchmarks/predict_throughput.py --threads 1

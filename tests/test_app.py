@@ -321,7 +321,8 @@ def test_runs_are_listed_with_their_metrics_after_a_server_restart(studio, tiny_
     assert len(after.get("vega_lite_chart")) >= 2, "curves read from the store"
 
 
-@pytest.mark.parametrize("preset", ["quick_demo", "robust", "small_model"])
+@pytest.mark.parametrize("preset", ["quick_demo", "robust", "small_model", "adafilter_demo", "pruning_demo",
+                                    "adversarial_demo", "wise_ft_demo"])
 def test_a_preset_sets_the_whole_config_and_keeps_the_dataset(studio, tiny_bytes, preset):
     from app.presets import PRESETS
 

@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, components, state
+from app.claims_view import claim_lines
 from app.method_views import VIEWS
 from engine.methods import METHODS
 
@@ -276,6 +277,7 @@ def one_run(engine, runs) -> None:
     summary_metrics(run, summary)
     components.curves_view(run)
     if summary.get("status") == "finished":
+        claim_lines(rec, runs, read_summary, summary)
         detail_charts(run, summary)
         method_views(engine, rec, summary)
         details(rec, summary)

@@ -49,6 +49,12 @@ def pruning_view(engine, rec, summary: dict) -> None:
             c[3].metric("Accuracy of the smaller model", f"{100 * (s.get('val_acc') or 0):.1f}%",
                         f"{100 * ((s.get('val_acc') or 0) - (s.get('val_acc_before') or 0)):+.1f} pts",
                         help="Validation accuracy of the channel-pruned model vs the model before shrinking.")
+    if summary.get("sparsity"):
+        end = (summary.get("pruning") or {}).get("schedule")
+        st.caption(f"What to look at: validation accuracy dips while the {end or 'pruning'} ramp removes weights, then "
+                   "recovers at the final sparsity (the ramp ends before the run does). Tung et al. 2017 and Zhu & "
+                   "Gupta 2017 claim that pruning while fine-tuning keeps the dense accuracy; the reported accuracy "
+                   "is the final, fully sparse model's.")
     by_layer = summary.get("sparsity_by_layer") or {}
     if by_layer:
         df = sparsity_frame(by_layer)

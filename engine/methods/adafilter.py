@@ -15,6 +15,11 @@ per-layer linear projection -> one LSTM cell whose state runs from layer to laye
 forward pass -> per-layer linear map to one logit per filter. Forward: binary; backward: the
 straight-through estimator on a (Gumbel-)sigmoid, Gumbel noise and temperature in training only.
 
+The gate gradient is (fine-tuned - pretrained output) x d loss / d output: zero at the start, when
+both copies are equal, and 1e-5..1e-3 per step in CPU-sized runs (recorded per layer and epoch:
+`adafilter/gate_grad/<layer>`). The gate network therefore steps by Adam by default
+(`gate_optimizer`), which follows a small but consistent gradient; at the run's SGD lr it never moved.
+
 Choices the paper leaves open, and what we chose, are listed in assets/methods/adafilter.md.
 """
 
@@ -50,8 +55,12 @@ class AdaFilterConfig:
         "label": "Gumbel noise on the gates (training)",
         "help": "Sample the gates during training (explores both filter copies); off = deterministic threshold."})
     gate_lr_mult: float = field(default=1.0, metadata={  # gate-network lr = optim.lr x this (not x trunk_lr_mult)
-        "label": "gate network lr multiplier", "min": 0.0, "max": 100.0, "step": 0.5,
+        "label": "gate network lr multiplier", "min": 0.0, "max": 100.0, "step": 0.05,
         "help": "The gate network is new (like the head): its learning rate is the base lr times this."})
+    gate_optimizer: str = field(default="adam", metadata={
+        "label": "gate network optimiser", "choices": ["adam", "sgd"],
+        "help": "adam: the gate network steps by Adam (its gradients are tiny and differ 100x between layers "
+                "while both filter copies are still close). sgd: the run's own optimiser, like the backbone."})
     sparsity_weight: float = field(default=0.0, metadata={  # not in the paper; 0 = the paper's method
         "label": "sparsity penalty (prefer pretrained filters)", "min": 0.0, "max": 1.0, "step": 0.01,
         "help": "Adds this times the mean gate probability to the loss: pushes examples to reuse pretrained "
@@ -138,6 +147,8 @@ class GateNetwork(nn.Module):
                 gates = _StraightThrough.apply(torch.sigmoid(logits / self.temperature))
             else:
                 gates = (logits > 0).float()  # deterministic: sigmoid(logit) > 0.5
+                if self.record is not None:  # the probability moves long before a binary gate flips
+                    self.record[-1 - index] = torch.sigmoid(logits / self.temperature).detach()
         if self.record is not None:
             self.record[index] = gates.detach()
         return gates
@@ -300,11 +311,14 @@ def _plain_keys(layer: str) -> tuple[str, str]:
 def gate_statistics(model, images: torch.Tensor, labels: torch.Tensor, num_classes: int, device,
                     batch_size: int = 256, amp_dtype=None) -> dict[str, Any]:
     """Fraction of filters that use the fine-tuned copy (eval-mode gates) on `images` (uint8):
-    per layer, overall (weighted by filter count), and per class per layer."""
+    per layer, overall (weighted by filter count), per class per layer, and per layer the mean
+    noise-free gate probability sigmoid(logit / T) (`prob_per_layer`, which shows learning before
+    any binary gate flips)."""
     gates = gate_network(model)
     names = gates.layer_names
     filters = torch.tensor([lin.out_features for lin in gates.logits], dtype=torch.float64)
     sums = torch.zeros(len(names), num_classes, dtype=torch.float64)
+    prob_sums = torch.zeros(len(names), dtype=torch.float64)
     counts = torch.zeros(num_classes, dtype=torch.float64)
     was_training = model.training
     model.eval()
@@ -317,6 +331,8 @@ def gate_statistics(model, images: torch.Tensor, labels: torch.Tensor, num_class
                 model(x)
             per_example = torch.stack([gates.record[j].float().mean(1).cpu() for j in range(len(names))])  # [L, B]
             sums.index_add_(1, y, per_example.double())
+            if -1 in gates.record:  # learnt gates (not forced): their noise-free probabilities too
+                prob_sums += torch.stack([gates.record[-1 - j].double().mean(1).sum().cpu() for j in range(len(names))])
             counts += torch.bincount(y, minlength=num_classes).double()
     finally:
         gates.record = None
@@ -327,6 +343,7 @@ def gate_statistics(model, images: torch.Tensor, labels: torch.Tensor, num_class
     return {
         "per_layer": {name: float(v) for name, v in zip(names, per_layer)},
         "overall": float((per_layer * filters).sum() / filters.sum()),
+        "prob_per_layer": {name: float(v) for name, v in zip(names, prob_sums / n)},
         "by_class": [{name: float(by_class[j, c]) for j, name in enumerate(names)} if counts[c] > 0 else {}
                      for c in range(num_classes)],
     }
@@ -358,6 +375,11 @@ class AdaFilterHook(MethodHook):
         self.gates: GateNetwork | None = None
         self.regrouped = False
         self.last_stats: dict[str, Any] | None = None
+        self.adam: torch.optim.Adam | None = None  # the gate network's own optimiser (gate_optimizer=adam)
+        self._stash: list[torch.Tensor | None] = []
+        self._grad_sum: torch.Tensor | None = None  # per gated layer, summed over the epoch's steps
+        self._grad_steps = 0
+        self.grad_history: list[dict[str, float]] = []  # per epoch: layer -> mean gate-logit gradient norm
 
     def setup(self, ctx) -> None:
         self.gates = gate_network(ctx.model)
@@ -385,11 +407,34 @@ class AdaFilterHook(MethodHook):
             if group:
                 opt.add_param_group({"params": group, "lr": base * factor, "base_lr": base, "weight_decay": wd,
                                      "name": "adafilter_gates" + suffix})
+        if self.cfg.gate_optimizer == "adam":
+            # The groups stay in the run's optimiser, so the gradient scaler unscales these gradients and
+            # the schedule sets their lr; the hook takes the gradients away before that optimiser's step
+            # and hands them to Adam after it (same lr, same schedule).
+            self.adam = torch.optim.Adam([{"params": g["params"], "lr": g["lr"], "weight_decay": g["weight_decay"]}
+                                          for g in opt.param_groups if g.get("name", "").startswith("adafilter_gates")])
         self.regrouped = True
+
+    def _gate_groups(self, ctx) -> list[dict]:
+        return [g for g in ctx.optimizer.param_groups if g.get("name", "").startswith("adafilter_gates")]
+
+    def _record_gate_gradients(self) -> None:
+        """Add this step's gradient norm of each layer's gate logits map (weight and bias) to the
+        epoch's sums: the diagnostic for gates that get no signal (it is 0 while both filter copies
+        are equal, since d loss / d gate = (fine-tuned - pretrained output) x d loss / d output)."""
+        norms = []
+        for lin in self.gates.logits:
+            grads = [p.grad.detach().float().pow(2).sum() for p in lin.parameters() if p.grad is not None]
+            norms.append(torch.stack(grads).sum().sqrt() if grads else torch.zeros(()))
+        step = torch.stack(norms).cpu()
+        self._grad_sum = step if self._grad_sum is None else self._grad_sum + step
+        self._grad_steps += 1
 
     def after_backward(self, ctx) -> None:
         if not self.regrouped:
             self._regroup(ctx)
+        if ctx.model.training:
+            self._record_gate_gradients()
         if self.cfg.sparsity_weight > 0 and self.gates.pooled_inputs:
             # The penalty's gradient w.r.t. the gate network, from the pooled inputs of the training
             # forward (detached: the penalty steers the gates, not the backbone's features).
@@ -399,6 +444,25 @@ class AdaFilterHook(MethodHook):
                 with torch.enable_grad():
                     (self.cfg.sparsity_weight * self.gates.expected_gates(inputs)).backward()
             self.gates.pooled_inputs = []
+        if self.adam is not None:  # the run's optimiser skips parameters without a gradient
+            params = [p for g in self.adam.param_groups for p in g["params"]]
+            self._stash = [p.grad for p in params]
+            for p in params:
+                p.grad = None
+
+    def after_step(self, ctx) -> None:
+        if self.adam is None or not self._stash:
+            return
+        params = [p for g in self.adam.param_groups for p in g["params"]]
+        finite = all(g is None or bool(torch.isfinite(g).all()) for g in self._stash)  # as the scaler would skip
+        for p, g in zip(params, self._stash):
+            p.grad = g
+        if finite:
+            for mine, run_group in zip(self.adam.param_groups, self._gate_groups(ctx)):
+                mine["lr"] = run_group["lr"]  # the schedule's value for this step
+            self.adam.step()
+        self.adam.zero_grad(set_to_none=True)
+        self._stash = []
 
     def _stats(self, ctx) -> dict[str, Any]:
         d = ctx.data
@@ -409,12 +473,21 @@ class AdaFilterHook(MethodHook):
         stats = self.last_stats = self._stats(ctx)
         metrics["adafilter_gate_mean"] = stats["overall"]
         metrics.update({f"adafilter/gate_mean/{k}": v for k, v in stats["per_layer"].items()})
+        if self._grad_steps:
+            mean = self._grad_sum / self._grad_steps
+            grads = {name: float(v) for name, v in zip(self.gates.layer_names, mean)}
+            self.grad_history.append(grads)
+            metrics["adafilter_gate_grad"] = float(mean.mean())
+            metrics.update({f"adafilter/gate_grad/{k}": v for k, v in grads.items()})
+        self._grad_sum, self._grad_steps = None, 0
 
     def on_train_end(self, ctx) -> None:
         stats = self._stats(ctx)  # the final model (a method may have rolled weights back)
         ctx.summary["adafilter_gate_mean"] = stats["per_layer"]
         ctx.summary["adafilter_gate_mean_overall"] = stats["overall"]
         ctx.summary["adafilter_gate_by_class"] = {c: v for c, v in zip(ctx.data.classes, stats["by_class"]) if v}
+        ctx.summary["adafilter_gate_prob_mean"] = stats["prob_per_layer"]
+        ctx.summary["adafilter_gate_grad_history"] = self.grad_history
 
 
 def _check(run_cfg, c: AdaFilterConfig) -> list[str]:
@@ -425,6 +498,8 @@ def _check(run_cfg, c: AdaFilterConfig) -> list[str]:
         problems.append("The AdaFilter gate temperature must be positive.")
     if c.gate_lr_mult < 0 or c.sparsity_weight < 0:
         problems.append("The AdaFilter gate lr multiplier and sparsity penalty cannot be negative.")
+    if c.gate_optimizer not in ("adam", "sgd"):
+        problems.append(f"Unknown AdaFilter gate optimiser `{c.gate_optimizer}`: choose adam or sgd.")
     if c.pretrained_bn not in ("adapt", "frozen"):
         problems.append(f"Unknown AdaFilter pretrained_bn `{c.pretrained_bn}`: choose adapt or frozen.")
     return problems
@@ -438,10 +513,11 @@ register_method(
         explanation=(
             "Every convolution in the ResNet blocks keeps its pretrained filters frozen next to a fine-tuned copy; "
             "a small recurrent gate network decides, for each image and each filter, which copy is used. "
-            "Watch the fraction of filters fine-tuned per layer: it starts near one half and moves only as the "
-            "fine-tuned filters drift away from the pretrained ones, so short runs change it little. After "
-            "training, gate usage per class shows which classes rely on fine-tuned filters. ResNet backbones only; "
-            "about twice the convolution work."
+            "Watch the fraction of filters fine-tuned per layer and the gradient reaching each layer's gates: at the "
+            "start both filter copies are equal and the gates get no gradient at all; the signal grows as the "
+            "fine-tuned filters move, which is why the gate network steps by Adam by default. After training, gate "
+            "usage per class shows which classes rely on fine-tuned filters. ResNet backbones only; about twice the "
+            "convolution work."
         ),
         paper="Guo, Li, Wang & Rosing, AdaFilter: Adaptive Filter Fine-tuning for Deep Transfer Learning (AAAI 2020)",
         paper_url="https://arxiv.org/abs/1911.09659",

@@ -1,0 +1,51 @@
+"""Results page: one line per method saying whether this run showed its paper's claim.
+
+The verdicts are computed by engine.claims from summaries; this module only finds the run to
+compare with (standard fine-tuning with the same data, backbone, size, seed and epochs) among the
+user's finished runs and shows the lines."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import streamlit as st
+
+from engine.claims import CLAIMS
+from engine.methods import METHODS
+
+SAME = (("data", "source"), ("data", "image_size"), ("backbone", "name"), ("backbone", "pretrained"),
+        ("train", "epochs"), ("seed", None))
+
+
+def _get(config: dict, section: str, key: str | None):
+    value = config.get(section)
+    return value if key is None else (value or {}).get(key)
+
+
+def _methods_on(config: dict) -> set[str]:
+    return {n for n in METHODS if isinstance(config.get(n), dict) and config[n].get("enabled")}
+
+
+def comparison_run(rec, runs) -> object | None:
+    """The newest finished run with this run's data, backbone, image size, seed and epochs and no
+    fine-tuning method switched on (standard fine-tuning), or None."""
+    for other in runs:  # the store lists the newest first
+        if other.id == rec.id or other.status != "finished" or _methods_on(other.config):
+            continue
+        if all(_get(other.config, s, k) == _get(rec.config, s, k) for s, k in SAME):
+            return other
+    return None
+
+
+def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict) -> None:
+    """Write one line per enabled method with a claim (st.success when shown, st.warning when not,
+    st.info when a comparison run is missing)."""
+    methods = [m for m in CLAIMS if m in _methods_on(rec.config)]
+    if not methods:
+        return
+    other = comparison_run(rec, runs)
+    baseline = read_summary(other.run_dir) if other is not None else None
+    for m in methods:
+        claim = CLAIMS[m](summary, baseline)
+        show = {True: st.success, False: st.warning}.get(claim.shown, st.info)
+        show(claim.text, icon=":material/science:")

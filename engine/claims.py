@@ -1,0 +1,151 @@
+"""Did this run show its method's paper claim? One pure function per method, from summary dicts.
+
+Each function takes a finished run's summary (what `summary.json` holds) and, where the claim is a
+comparison with another run (standard fine-tuning, a dense run, adversarial training from scratch),
+that run's summary as `baseline`. It returns a `Claim`: `shown` is True or False when the numbers
+decide it and None when something needed is missing, and `text` is one line with the numbers for
+the Results page and the benchmarks (for example "WiSE-FT: alpha 0.6 beats both ends on OOD by 2.1
+points, validation within 0.4"). Thresholds are the issue's targets (issue 21); accuracies in the
+summaries are fractions, the texts use percentage points.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+ADAFILTER_MAX_DROP = 0.01  # test accuracy at least standard fine-tuning's minus 1 point
+ADAFILTER_MIN_SPREAD = 0.10  # per-layer (or per-class) share of fine-tuned filters spread >= 10 points
+PRUNING_MAX_DROP = 0.02  # unstructured: within 2 test points of the dense run
+STRUCTURED_MAX_DROP = 0.03  # structured: within 3 points of the model before removing channels
+WISE_VAL_TOLERANCE = 0.01  # the interior alpha's validation accuracy within 1 point of the fine-tuned end
+ADVERSARIAL_MIN_GAIN = 0.15  # robust accuracy at least 15 points above plain fine-tuning's
+
+
+@dataclass(frozen=True)
+class Claim:
+    method: str
+    shown: bool | None  # None: the summary lacks what the claim needs
+    text: str
+
+
+def _pts(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def _acc(summary: dict | None, key: str = "test_acc") -> float | None:
+    """Test accuracy, or validation accuracy for a dataset without a test split."""
+    if not summary:
+        return None
+    value = summary.get(key)
+    return value if isinstance(value, (int, float)) else summary.get("val_acc")
+
+
+def adafilter_claim(summary: dict, baseline: dict | None = None) -> Claim:
+    """Guo et al. 2020: per-example filter choice does at least as well as standard fine-tuning
+    (here: test accuracy >= `baseline`'s - 1 point) with gates that adapt (the per-layer, or
+    per-class, share of fine-tuned filters spread by >= 10 points)."""
+    layers = summary.get("adafilter_gate_mean") or {}
+    if not layers:
+        return Claim("adafilter", None, "AdaFilter: no gate statistics in this run.")
+    layer_spread = max(layers.values()) - min(layers.values())
+    by_class = [sum(v.values()) / len(v) for v in (summary.get("adafilter_gate_by_class") or {}).values() if v]
+    class_spread = max(by_class) - min(by_class) if by_class else 0.0
+    adapts = max(layer_spread, class_spread) >= ADAFILTER_MIN_SPREAD
+    gates = (f"fine-tuned share spread {_pts(layer_spread)} points across layers, {_pts(class_spread)} across "
+             f"classes ({'adapts' if adapts else 'below the 10 points that show adaptation'})")
+    acc, base = _acc(summary), _acc(baseline)
+    if base is None:
+        return Claim("adafilter", None, f"AdaFilter: test {_pts(acc or 0)}%, {gates}; run standard fine-tuning "
+                                        "with the same settings to compare accuracy.")
+    diff = acc - base
+    shown = diff >= -ADAFILTER_MAX_DROP and adapts
+    return Claim("adafilter", shown, f"AdaFilter: {'shown' if shown else 'not shown'}: test {_pts(acc)}% vs "
+                                     f"{_pts(base)}% for standard fine-tuning ({100 * diff:+.1f} points), {gates}.")
+
+
+def pruning_claim(summary: dict, baseline: dict | None = None) -> Claim:
+    """Tung et al. 2017 / Zhu & Gupta 2017: pruning while fine-tuning keeps accuracy. Unstructured:
+    the final (fully sparse) model's test accuracy within 2 points of the dense `baseline`; with
+    structured pruning also the channel-pruned model within 3 points of the model it came from."""
+    parts, verdicts = [], []
+    sparsity = summary.get("sparsity")
+    if isinstance(sparsity, (int, float)) and sparsity > 0:
+        acc, base = _acc(summary), _acc(baseline)
+        if base is None:
+            parts.append(f"{_pts(sparsity)}% sparse at test {_pts(acc or 0)}% (run the same settings without "
+                         "pruning to compare)")
+        else:
+            ok = acc - base >= -PRUNING_MAX_DROP
+            verdicts.append(ok)
+            parts.append(f"{_pts(sparsity)}% sparse at test {_pts(acc)}% vs {_pts(base)}% dense "
+                         f"({100 * (acc - base):+.1f} points, {'within' if ok else 'beyond'} 2)")
+    s = summary.get("structured") or {}
+    if s.get("val_acc") is not None and s.get("val_acc_before") is not None:
+        drop = s["val_acc"] - s["val_acc_before"]
+        ok = drop >= -STRUCTURED_MAX_DROP
+        verdicts.append(ok)
+        parts.append(f"channels removed: {_pts(s.get('flops_ratio', 1))}% of the FLOPs, validation "
+                     f"{_pts(s['val_acc'])}% vs {_pts(s['val_acc_before'])}% before ({100 * drop:+.1f} points, "
+                     f"{'within' if ok else 'beyond'} 3)")
+    if not parts:
+        return Claim("pruning", None, "Pruning: no sparsity in this run.")
+    shown = all(verdicts) if verdicts else None
+    head = "Pruning" if shown is None else f"Pruning: {'shown' if shown else 'not shown'}"
+    return Claim("pruning", shown, f"{head}: " + "; ".join(parts) + ".")
+
+
+def wise_ft_claim(summary: dict, baseline: dict | None = None) -> Claim:
+    """Wortsman et al. 2021: an interior alpha beats both ends (0 and 1) on OOD accuracy at
+    in-distribution accuracy within 1 point of the fine-tuned end (alpha 1). The best such alpha
+    is reported. `baseline` is unused (both ends are in the run's own curve)."""
+    curve = [p for p in summary.get("wise_curve") or [] if p.get("ood_acc") is not None]
+    ends = {p["alpha"]: p for p in curve if p["alpha"] in (0.0, 1.0)}
+    if len(ends) < 2:
+        return Claim("wise_ft", None, "WiSE-FT: the alpha curve has no OOD accuracy at both ends.")
+    zero, one = ends[0.0], ends[1.0]
+    best_end = max(zero["ood_acc"], one["ood_acc"])
+    ok = [p for p in curve if 0 < p["alpha"] < 1 and p["val_acc"] >= one["val_acc"] - WISE_VAL_TOLERANCE]
+    pick = max(ok or [p for p in curve if 0 < p["alpha"] < 1], key=lambda p: p["ood_acc"], default=None)
+    if pick is None:
+        return Claim("wise_ft", None, "WiSE-FT: the curve has no interior alpha.")
+    gain = pick["ood_acc"] - best_end
+    shown = bool(ok) and gain > 0
+    return Claim("wise_ft", shown,
+                 f"WiSE-FT: {'shown' if shown else 'not shown'}: alpha {pick['alpha']:g} OOD {_pts(pick['ood_acc'])}% "
+                 f"vs {_pts(zero['ood_acc'])}% (alpha 0) and {_pts(one['ood_acc'])}% (alpha 1), {100 * gain:+.1f} "
+                 f"points over the better end; validation {100 * (pick['val_acc'] - one['val_acc']):+.1f} points "
+                 "from the fine-tuned end.")
+
+
+def adversarial_claim(summary: dict, baseline: dict | None = None, scratch: dict | None = None) -> Claim:
+    """Jeddi et al. 2020: adversarial fine-tuning is robust (here: robust accuracy >= plain
+    fine-tuning's `baseline` + 15 points) at a fraction of the cost of adversarial training from
+    `scratch` (its final robust accuracy reached with at most a quarter of the compute, counted
+    as images x forward/backward passes: `compute_passes` in each summary when present)."""
+    robust = summary.get("robust_acc")
+    if robust is None:
+        return Claim("adversarial", None, "Adversarial: switch on robust evaluation to see robust accuracy.")
+    parts, verdicts = [f"robust {_pts(robust)}%"], []
+    base = (baseline or {}).get("robust_acc")
+    if base is not None:
+        ok = robust - base >= ADVERSARIAL_MIN_GAIN
+        verdicts.append(ok)
+        parts.append(f"vs {_pts(base)}% for plain fine-tuning ({100 * (robust - base):+.1f} points, needs +15)")
+    if scratch and scratch.get("robust_acc") is not None:
+        ours, theirs = summary.get("compute_passes"), scratch.get("compute_passes")
+        ok = robust >= scratch["robust_acc"] and bool(ours and theirs and ours <= theirs / 4)
+        verdicts.append(ok)
+        ratio = f", {ours / theirs:.2f} of its compute" if ours and theirs else ""
+        parts.append(f"from scratch {_pts(scratch['robust_acc'])}%{ratio}")
+    if not verdicts:
+        return Claim("adversarial", None, f"Adversarial: {parts[0]}; run plain fine-tuning with robust "
+                                          "evaluation to compare.")
+    shown = all(verdicts)
+    return Claim("adversarial", shown, f"Adversarial: {'shown' if shown else 'not shown'}: " + ", ".join(parts) + ".")
+
+
+CLAIMS: dict[str, Callable[..., Claim]] = {
+    "adafilter": adafilter_claim, "pruning": pruning_claim, "wise_ft": wise_ft_claim,
+    "adversarial": adversarial_claim,
+}
