@@ -1,4 +1,4 @@
-"""Command line: `python -m engine train|inspect|runs|backbones|methods|pretrain ...`.
+"""Command line: `python -m engine train|inspect|runs|backbones|methods|presets|pretrain ...`.
 
 Bad input prints its plain message and exits non-zero without a traceback.
 """
@@ -29,6 +29,7 @@ from engine.errors import StudioError
 from engine.jobs import execute_run
 from engine.methods import METHODS
 from engine.paths import register_upload_dir, resolve_path
+from engine.presets import PRESETS, get_preset
 from engine.pruning_search import search_into_config
 from engine.run_data import prepare_data
 from engine.store import RunStore
@@ -85,6 +86,8 @@ class ConsoleReporter(Reporter):
 
 def _train(args: argparse.Namespace) -> int:
     cfg = RunConfig.load(args.config) if args.config else RunConfig()
+    if args.preset:  # the preset replaces the config's settings (its dataset kept); flags below override it
+        cfg = get_preset(args.preset).apply(cfg)
     shortcuts = {
         "data.source": args.data, "backbone.name": args.backbone, "backbone.pretrained": args.pretrained,
         "train.epochs": args.epochs, "data.image_size": args.image_size, "train.batch_size": args.batch_size,
@@ -249,6 +252,15 @@ def _backbones(args: argparse.Namespace) -> int:
     return 0
 
 
+def _presets(args: argparse.Namespace) -> int:
+    """Each preset: its name, title, one line about it, and every setting it changes from the defaults."""
+    for name, preset in PRESETS.items():
+        print(f"{name:12s} {preset.title}: {preset.describe()}  (sets, the rest at the defaults:)")
+        for key, value in preset.sets().items():
+            print(f"    {key} = {value}")
+    return 0
+
+
 def _methods(args: argparse.Namespace) -> int:
     for name, spec in METHODS.items():
         print(f"{name:12s} {spec.title}: {spec.summary}")
@@ -260,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train one run in the foreground")
     t.add_argument("--config", help="a run config YAML (e.g. a run's config.yaml)")
+    t.add_argument("--preset", help="start from a preset (python -m engine presets lists them); "
+                   "the flags below and --set override it")
     t.add_argument("--data", help="a .zip of class folders or a folder")
     t.add_argument("--backbone")
     t.add_argument("--pretrained", help="bundled | imagenet | none | checkpoint")
@@ -297,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_backbones)
     m = sub.add_parser("methods", help="list registered fine-tuning methods")
     m.set_defaults(func=_methods)
+    ps = sub.add_parser("presets", help="list the presets (the dashboard's too) and what each sets")
+    ps.set_defaults(func=_presets)
     pre = sub.add_parser("pretrain", help="pretrain a backbone on formula-driven images", add_help=False)
     pre.set_defaults(func=None)
     return p

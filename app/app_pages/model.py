@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, state
-from app.presets import PRESETS
+from app.presets import PRESETS, icon, offline_pretrained
 from app.widgets import dataclass_widgets, field_widget, widget_key
 from engine.backbones import BACKBONES, CHECKPOINT_SUFFIXES, PRETRAINED_SOURCES, available_sources
 from engine.config import RunConfig
@@ -93,7 +93,7 @@ def presets_section() -> None:
         with col.container(border=True, height="stretch"):
             st.markdown(f"**{preset.title}**")
             st.caption(preset.describe())
-            st.button(f"Use {preset.title}", key=f"preset_{key}", icon=preset.icon, on_click=_apply_preset, args=(key,))
+            st.button(f"Use {preset.title}", key=f"preset_{key}", icon=icon(key), on_click=_apply_preset, args=(key,))
     applied = st.session_state.pop("preset_applied", None)
     if applied:
         st.success(f"Preset **{applied}** applied. Every setting below can still be changed.", icon=":material/check:")
@@ -157,8 +157,6 @@ def backbone_section(engine) -> None:
 
 def _switch_backbone(cfg: RunConfig, name: str) -> None:
     """A new backbone: keep usable weights and a legal image size; redraw those widgets."""
-    from app.presets import offline_pretrained
-
     spec = BACKBONES[name]
     pretrained = cfg.backbone.pretrained
     if pretrained == "bundled" and not spec.has_bundled():

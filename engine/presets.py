@@ -1,0 +1,138 @@
+"""Presets: one name sets the whole run configuration for a common goal.
+
+The dashboard's preset buttons and the CLI's `train --preset NAME` read this one registry, so both
+start from the same settings (`python -m engine presets` lists them). A preset keeps the chosen
+dataset (source, OOD set, split) and replaces everything else. Presets switch on methods only when
+the engine registers them, so they never refer to a missing method.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from engine.backbones import BACKBONES, available_sources
+from engine.config import RunConfig, with_section
+from engine.errors import StudioError
+from engine.methods import METHODS
+
+
+def offline_pretrained(backbone: str) -> str:
+    """The best weights usable without internet: bundled, else cached ImageNet, else none."""
+    avail = available_sources(backbone)
+    if avail.get("bundled"):
+        return "bundled"
+    return "imagenet" if avail.get("imagenet") else "none"
+
+
+def _base(cfg: RunConfig, backbone: str, image_size: int) -> RunConfig:
+    """Defaults everywhere, except the dataset the user already chose."""
+    data = dataclasses.replace(cfg.data, image_size=image_size)
+    fresh = RunConfig(name="", seed=cfg.seed, data=data)
+    return with_section(fresh, "backbone", name=backbone, pretrained=offline_pretrained(backbone), checkpoint="")
+
+
+def _enable(cfg: RunConfig, method: str, **changes) -> RunConfig:
+    if method not in METHODS or not METHODS[method].supports(cfg.backbone.name):
+        return cfg
+    return with_section(cfg, method, enabled=True, **changes)
+
+
+def quick_demo(cfg: RunConfig) -> RunConfig:
+    cfg = _base(cfg, "resnet18", 64)
+    cfg = with_section(cfg, "train", epochs=5, batch_size=64)
+    if "wise_ft" in METHODS:  # when switched on, its curve uses 64 corrupted images per corruption: quick
+        cfg = with_section(cfg, "wise_ft", ood_subset=64)
+    return with_section(cfg, "optim", optimizer="sgd", lr=0.01, momentum=0.9, schedule="cosine")
+
+
+def robust(cfg: RunConfig) -> RunConfig:
+    cfg = _base(cfg, "resnet18", 64)
+    cfg = with_section(cfg, "train", epochs=8, batch_size=64)
+    # LP-FT (Kumar et al. 2022): probing the head first distorts pretrained features less -> better OOD.
+    cfg = with_section(cfg, "optim", lr=0.01, momentum=0.9, schedule="cosine", label_smoothing=0.1,
+                       linear_probe_epochs=2 if cfg.backbone.pretrained != "none" else 0)
+    cfg = with_section(cfg, "eval", ood=True)
+    cfg = with_section(cfg, "eval", robust=True)  # robust accuracy under a PGD attack, each epoch and at the end
+    if cfg.backbone.pretrained != "none":
+        cfg = _enable(cfg, "l2sp")
+    return _enable(cfg, "adversarial")
+
+
+def small_model(cfg: RunConfig) -> RunConfig:
+    name = "mobilenet_v3_small" if "mobilenet_v3_small" in BACKBONES else "resnet18"
+    cfg = _base(cfg, name, 64)
+    cfg = with_section(cfg, "train", epochs=8, batch_size=64)
+    cfg = with_section(cfg, "optim", optimizer="sgd", lr=0.02, momentum=0.9, schedule="cosine")
+    return _enable(cfg, "pruning")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named recipe: `apply(cfg)` returns `cfg` with the recipe's settings (the dataset kept);
+    `describe()` is one line for people (it may name methods, so it is read when shown)."""
+    name: str
+    title: str
+    describe: Callable[[], str]
+    apply: Callable[[RunConfig], RunConfig]
+
+    def sets(self, cfg: RunConfig | None = None) -> dict[str, Any]:
+        """What the preset changes, as `section.field: value`, against `cfg` (default: the defaults)."""
+        return config_changes(cfg or RunConfig(), self.apply(cfg or RunConfig()))
+
+
+def config_changes(before: RunConfig, after: RunConfig) -> dict[str, Any]:
+    """`section.field: new value` for every field of `after` that differs from `before`."""
+    a, b = before.to_dict(), after.to_dict()
+    out: dict[str, Any] = {}
+    for section, values in b.items():
+        if not isinstance(values, dict):
+            if values != a.get(section):
+                out[section] = values
+            continue
+        out.update({f"{section}.{k}": v for k, v in values.items() if a.get(section, {}).get(k) != v})
+    return out
+
+
+PRESETS: dict[str, Preset] = {}
+
+
+def register_preset(preset: Preset) -> None:
+    """Add a preset; a name already taken is refused (ValueError)."""
+    if preset.name in PRESETS:
+        raise ValueError(f"preset {preset.name!r} is already registered")
+    PRESETS[preset.name] = preset
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called `name`; StudioError naming the known ones otherwise."""
+    if name not in PRESETS:
+        raise StudioError(f"Unknown preset `{name}`. Known presets: {', '.join(PRESETS)} (python -m engine presets).")
+    return PRESETS[name]
+
+
+def _robust_text() -> str:
+    parts = ["ResNet-18, 8 epochs: linear probe first, then fine-tune (LP-FT), label smoothing"]
+    if "l2sp" in METHODS:
+        parts.append("L2-SP")
+    if "adversarial" in METHODS:
+        parts.append("adversarial fine-tuning")
+    return ", ".join(parts) + ". Watch OOD accuracy" + (" and robust accuracy." if "adversarial" in METHODS else ".")
+
+
+def _small_text() -> str:
+    text = "MobileNetV3-Small (2.5M parameters), 8 epochs at 64 px: fast on a laptop, small to deploy."
+    if "pruning" in METHODS:
+        text += " Pruning is on: watch sparsity rise while accuracy holds."
+    return text
+
+
+register_preset(Preset("quick_demo", "Quick demo", lambda: (
+    "ResNet-18 with offline weights, 64 px, 5 epochs, batch 64: about a minute on a laptop CPU."), quick_demo))
+register_preset(Preset("robust", "Robust", _robust_text, robust))
+register_preset(Preset("small_model", "Small model", _small_text, small_model))
+DEFAULT_PRESET = "quick_demo"
+
+__all__ = ["Preset", "PRESETS", "DEFAULT_PRESET", "register_preset", "get_preset", "config_changes",
+           "offline_pretrained", "quick_demo", "robust", "small_model"]
