@@ -27,6 +27,7 @@ from engine.devices import pick_device
 from engine.distributed import world
 from engine.errors import StudioError
 from engine.jobs import execute_run
+from engine.lr_find import lr_into_config
 from engine.methods import METHODS
 from engine.paths import register_upload_dir, resolve_path
 from engine.presets import PRESETS, get_preset
@@ -144,6 +145,7 @@ def _train_distributed(cfg, args: argparse.Namespace, data_dir: Path) -> int:
         dist.broadcast_object_list(shared, src=0)
         run_id, run_dir = shared[0], Path(shared[1])
         if rank != 0:  # the same job-level decisions as rank 0's execute_run (it searches, we receive)
+            cfg, _ = lr_into_config(cfg, data_dir / "datasets")
             cfg, _ = search_into_config(cfg, data_dir / "datasets")
             train(cfg, Reporter(), run_dir=None, work_dir=data_dir / "datasets", world=world())
             return 0
