@@ -20,6 +20,7 @@ The time share is the range test's seconds over the whole run's (range test + tr
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import time
@@ -121,6 +122,17 @@ def run(cfg, auto: bool) -> dict:
             "seconds": total, "search_s": lf.get("seconds", 0.0), "steps": lf.get("steps", 0)}
 
 
+CACHE = WORK / "auto_lr_grid.json"  # grid runs do not depend on lr_find's code: a rerun reuses them
+
+
+def cached_grid_run(key: str, cfg) -> dict:
+    cache = json.loads(CACHE.read_text()) if CACHE.is_file() else {}
+    if key not in cache:
+        cache[key] = run(cfg, auto=False)
+        CACHE.write_text(json.dumps(cache, indent=1))
+    return cache[key]
+
+
 def bench_dataset(name: str, source: Path, args) -> list[str]:
     grid = {e: [] for e in args.grid}
     autos = []
@@ -129,7 +141,8 @@ def bench_dataset(name: str, source: Path, args) -> list[str]:
                 "backbone.pretrained=bundled", f"train.epochs={args.epochs}", f"train.batch_size={args.batch_size}",
                 "optim.momentum=0.9", "eval.ood=false", f"seed={seed}"]
         for eff in args.grid:
-            r = run(config(*base, f"optim.lr={eff * 0.1:g}"), auto=False)
+            key = f"{name}|seed {seed}|eff {eff:g}|{args.image_size} px|{args.epochs} ep|batch {args.batch_size}"
+            r = cached_grid_run(key, config(*base, f"optim.lr={eff * 0.1:g}"))
             grid[eff].append(r)
             print(f"{name} seed {seed} eff {eff:g}: val {100 * r['val']:.1f} test {100 * r['test']:.1f} "
                   f"({r['seconds']:.0f} s)", flush=True)

@@ -6,7 +6,8 @@ default fits. The range test (Smith 2017, "Cyclical learning rates", section 3.3
 `lr_find`) trains a copy of the run's model for a few steps while the learning rate grows
 exponentially, and reads the loss against it: the loss falls while the rate helps and blows up
 once it is too large. As fastai's classic suggestion, the pick is a tenth of the rate where the
-smoothed loss was lowest (the minimum itself is already at the edge of divergence).
+smoothed loss was lowest (the minimum itself is already at the edge of divergence); a curve that
+never fell by `MIN_DROP` keeps the config's own rate.
 
 Budget: the test trains with the run's own batch size and takes at most `MAX_SHARE` of the run's
 planned training steps (never fewer than `MIN_STEPS`, so very short runs may spend more), and
@@ -41,12 +42,13 @@ MIN_STEPS = 8  # fewer points cannot show where the loss turns
 EFFECTIVE_RANGE = {"sgd": (1e-3, 3.0), "adamw": (1e-6, 1e-1)}  # swept effective rates, per optimiser
 SMOOTHING = 0.7  # exponential moving average of the loss (fastai uses 0.98 over 100 steps; we have fewer)
 DIVERGED = 4.0  # stop when the smoothed loss exceeds this multiple of its minimum (fastai's rule)
+MIN_DROP = 0.1  # a curve whose lowest smoothed loss is not this much below its start says nothing
 
 
 @dataclass
 class LRFindResult:
-    """The range test's curve and pick. Rates are optimiser learning rates (`lr`, the trunk's before
-    multipliers) with their effective rates lr / (1 - momentum) (SGD; equal for AdamW)."""
+    """The range test's curve and pick. Rates are the run's optimiser learning rates (`lr`, before the
+    head/trunk multipliers): the swept effective rate x (1 - momentum) for SGD, equal for AdamW."""
     lrs: list[float]
     losses: list[float]  # raw training loss of each step (nats)
     smoothed: list[float]  # bias-corrected exponential moving average of `losses`
@@ -75,8 +77,13 @@ def momentum_factor(cfg: RunConfig) -> float:
 
 def probe_config(cfg: RunConfig) -> RunConfig:
     """The config the range test trains: the run's model, data, optimiser and batch, without the
-    methods (their losses and masks would measure something else), evaluations and LP-FT's probe."""
+    methods (their losses and masks would measure something else), evaluations and LP-FT's probe.
+    SGD sweeps the effective rate with momentum 0: a momentum buffer needs about 1 / (1 - momentum)
+    steps to reach its full step size, longer than a short test, and Li et al. (2020) show that in
+    steady state lr / (1 - momentum) is what counts, so the rate found converts back exactly."""
     t = with_section(cfg, "optim", lr_auto=False, linear_probe_epochs=0)
+    if cfg.optim.optimizer == "sgd":
+        t = with_section(t, "optim", momentum=0.0, nesterov=False)
     t = with_section(t, "eval", ood=False, ood_severity_each_epoch=0, robust=False, autoattack=False)
     t = with_section(t, "data", ood_source="")
     for name in METHODS:
@@ -101,26 +108,30 @@ def lr_range_test(cfg: RunConfig, data: DataSplits, reporter: Reporter | None = 
     ctx, _hooks = setup_run(probe_config(cfg), sub, None, None, data=data)
     run_steps = ctx.total_steps
     n = steps or planned_steps(run_steps)
-    lo, hi = (e * momentum_factor(cfg) for e in EFFECTIVE_RANGE[cfg.optim.optimizer])
-    lrs, losses, smoothed = _sweep(ctx, n, lo, hi, sub)
+    factor = momentum_factor(cfg)
+    lo, hi = EFFECTIVE_RANGE[cfg.optim.optimizer]
+    effs, losses, smoothed = _sweep(ctx, n, lo, hi, sub)
     if not smoothed:
         raise StudioError("Finding the learning rate failed: the loss was not a number from the first step. "
                           "Check the data, or set a learning rate by hand.")
     best = min(range(len(smoothed)), key=smoothed.__getitem__)
-    pick = max(lrs[best] / 10.0, lo)
-    notes = []
-    if best == len(smoothed) - 1 and len(smoothed) == n:
+    pick_eff, notes = max(effs[best] / 10.0, lo), []
+    start = sum(losses[:max(2, n // 4)]) / len(losses[:max(2, n // 4)])  # a few batches: one is too noisy
+    if smoothed[best] > (1 - MIN_DROP) * start:
+        pick_eff = cfg.effective_lr  # no rate helped measurably in so few steps: keep the config's own
+        notes.append(f"The loss did not fall by {100 * MIN_DROP:.0f}% at any rate tried; the rate set by hand "
+                     "(or by the preset) is kept.")
+    elif best == len(smoothed) - 1 and len(smoothed) == n:
         notes.append("The loss still fell at the largest rate tried: the pick may be on the small side.")
-    if best == 0:
-        notes.append("The loss rose from the smallest rate tried: the pick is the smallest rate.")
-    return LRFindResult(lrs=lrs, losses=losses, smoothed=smoothed, lr=pick, effective_lr=pick / momentum_factor(cfg),
-                        lr_at_min_loss=lrs[best], sweep=(lo, hi), steps=len(lrs), planned_steps=n,
-                        run_steps=run_steps, seconds=time.perf_counter() - t0,
-                        stopped_early=len(lrs) < n, notes=notes)
+    return LRFindResult(lrs=[e * factor for e in effs], losses=losses, smoothed=smoothed, lr=pick_eff * factor,
+                        effective_lr=pick_eff, lr_at_min_loss=effs[best] * factor, sweep=(lo * factor, hi * factor),
+                        steps=len(effs), planned_steps=n, run_steps=run_steps, seconds=time.perf_counter() - t0,
+                        stopped_early=len(effs) < n, notes=notes)
 
 
 def _sweep(ctx, n: int, lo: float, hi: float, reporter: Reporter) -> tuple[list[float], list[float], list[float]]:
-    """The range test's steps: (rates, raw losses, smoothed losses) up to divergence."""
+    """The range test's steps: (rates, raw losses, smoothed losses) up to divergence. The rates are
+    effective ones: the probe's optimiser runs without momentum (`probe_config`)."""
     cfg, opt, bs = ctx.cfg, ctx.optimizer, ctx.cfg.train.batch_size
     mults = [g["base_lr"] / cfg.optim.lr if cfg.optim.lr else 1.0 for g in opt.param_groups]
     ctx.model.train()

@@ -26,11 +26,19 @@ def test_the_range_test_picks_a_finite_rate_inside_the_sweep(tiny_cfg, tmp_path)
     r = lr_find.lr_range_test(cfg, data, steps=10)
     lo, hi = (e * 0.1 for e in lr_find.EFFECTIVE_RANGE["sgd"])  # lr = effective lr x (1 - momentum)
     assert r.sweep == pytest.approx((lo, hi))
-    assert math.isfinite(r.lr) and lo <= r.lr <= hi
+    assert math.isfinite(r.lr) and lo * (1 - 1e-9) <= r.lr <= hi * (1 + 1e-9)
     assert r.effective_lr == pytest.approx(r.lr / 0.1)
     assert len(r.lrs) == len(r.losses) == len(r.smoothed) == r.steps <= 10
     assert r.lrs == sorted(r.lrs) and all(math.isfinite(x) for x in r.losses)
-    assert r.lr == pytest.approx(max(r.lr_at_min_loss / 10, lo))
+    assert r.lr == pytest.approx(max(r.lr_at_min_loss / 10, lo)) or r.notes, "a tenth of the minimum, or the own rate"
+
+
+def test_a_flat_curve_keeps_the_configs_own_rate(tiny_cfg, tmp_path, monkeypatch):
+    monkeypatch.setitem(lr_find.EFFECTIVE_RANGE, "sgd", (1e-9, 2e-9))  # far too small to move the loss
+    cfg = tiny_cfg("train.epochs=3", "optim.lr=0.004", "optim.momentum=0.9")
+    r = lr_find.lr_range_test(cfg, prepare_data(cfg, tmp_path), steps=8)
+    assert r.lr == pytest.approx(0.004) and r.effective_lr == pytest.approx(0.04)
+    assert "kept" in r.notes[0]
 
 
 def test_a_diverging_sweep_stops_early_and_still_picks(tiny_cfg, tmp_path, monkeypatch):
@@ -38,7 +46,7 @@ def test_a_diverging_sweep_stops_early_and_still_picks(tiny_cfg, tmp_path, monke
     cfg = tiny_cfg("train.epochs=3")
     r = lr_find.lr_range_test(cfg, prepare_data(cfg, tmp_path), steps=20)
     assert r.stopped_early and r.steps < 20
-    assert math.isfinite(r.lr) and r.sweep[0] <= r.lr <= r.sweep[1]
+    assert math.isfinite(r.lr) and r.sweep[0] * (1 - 1e-9) <= r.lr <= r.sweep[1] * (1 + 1e-9)
 
 
 def test_lr_auto_writes_its_pick_into_the_saved_config_and_the_summary(tiny_zip, tmp_path):
@@ -54,5 +62,5 @@ def test_lr_auto_writes_its_pick_into_the_saved_config_and_the_summary(tiny_zip,
     saved = RunConfig.load(out / "config.yaml")
     assert not saved.optim.lr_auto and saved.optim.lr == found["lr"], "the saved config reproduces the run"
     assert summary["effective_lr"] == pytest.approx(found["effective_lr"])
-    assert found["sweep"][0] <= found["lr"] <= found["sweep"][1] and math.isfinite(found["lr"])
+    assert found["sweep"][0] * (1 - 1e-9) <= found["lr"] <= found["sweep"][1] * (1 + 1e-9) and math.isfinite(found["lr"])
     assert len(found["lrs"]) == len(found["smoothed"]) == found["steps"] >= 2
