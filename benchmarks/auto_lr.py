@@ -119,7 +119,8 @@ def run(cfg, auto: bool) -> dict:
     total = time.perf_counter() - t0
     lf = found.get("lr_find", {})
     return {"val": s["val_acc"], "test": s["test_acc"], "lr": cfg.optim.lr, "eff": cfg.effective_lr,
-            "seconds": total, "search_s": lf.get("seconds", 0.0), "steps": lf.get("steps", 0)}
+            "seconds": total, "search_s": lf.get("seconds", 0.0), "steps": lf.get("steps", 0),
+            "kept": any("kept" in n for n in lf.get("notes", []))}
 
 
 CACHE = WORK / "auto_lr_grid.json"  # grid runs do not depend on lr_find's code: a rerun reuses them
@@ -149,14 +150,15 @@ def bench_dataset(name: str, source: Path, args) -> list[str]:
         r = run(config(*base, "optim.lr_auto=true"), auto=True)
         autos.append(r)
         print(f"{name} seed {seed} auto: eff {r['eff']:.3g} val {100 * r['val']:.1f} test {100 * r['test']:.1f} "
-              f"(search {r['search_s']:.1f} s of {r['seconds']:.0f} s, {r['steps']} steps)", flush=True)
+              f"(search {r['search_s']:.1f} s of {r['seconds']:.0f} s, {r['steps']} steps"
+              f"{'; inconclusive: the default rate kept' if r['kept'] else ''})", flush=True)
     mean = lambda rs, k: statistics.mean(x[k] for x in rs)  # noqa: E731
     best = max(grid, key=lambda e: mean(grid[e], "val"))
     gap = 100 * (mean(autos, "test") - mean(grid[best], "test"))
     share = statistics.mean(r["search_s"] / r["seconds"] for r in autos)
     per_value = " / ".join(f"{100 * mean(grid[e], 'test'):.1f}" for e in args.grid)
     return [name, per_value, f"{best:g}", f"{100 * mean(grid[best], 'test'):.1f}",
-            ", ".join(f"{r['eff']:.2g}" for r in autos), f"{100 * mean(autos, 'test'):.1f}", f"{gap:+.1f}",
+            ", ".join(f"{r['eff']:.2g}" + (" (kept)" if r["kept"] else "") for r in autos), f"{100 * mean(autos, 'test'):.1f}", f"{gap:+.1f}",
             f"{100 * share:.0f}%", "yes" if gap >= -2.0 else "no"]
 
 
