@@ -230,6 +230,27 @@ def lr_chart(steps: pd.DataFrame) -> alt.Chart:
     ).properties(height=180, autosize=FIT_WIDTH)
 
 
+def lr_find_frame(found: Mapping[str, Any]) -> pd.DataFrame:
+    """A run's LR range test (`summary["lr_find"]`, engine.lr_find) as rows of step, lr, loss, smoothed."""
+    return pd.DataFrame({"step": range(1, len(found.get("lrs", [])) + 1), "lr": found.get("lrs", []),
+                         "loss": found.get("losses", []), "smoothed": found.get("smoothed", [])})
+
+
+def lr_find_chart(found: Mapping[str, Any]) -> alt.Chart:
+    """Training loss against the learning rate (log axis) in the range test, with the pick marked."""
+    df = lr_find_frame(found)
+    x = alt.X("lr:Q", title="Learning rate", scale=alt.Scale(type="log"), axis=alt.Axis(format="~g"))
+    tips = [alt.Tooltip("lr:Q", title="Learning rate", format=".3g"), alt.Tooltip("loss:Q", title="Loss", format=".3f"),
+            alt.Tooltip("smoothed:Q", title="Smoothed loss", format=".3f")]
+    raw = alt.Chart(df).mark_circle(size=25, opacity=0.5).encode(x=x, y=alt.Y("loss:Q", title="Training loss"),
+                                                                  tooltip=tips)
+    line = alt.Chart(df).mark_line().encode(x=x, y="smoothed:Q", tooltip=tips)
+    pick = pd.DataFrame({"lr": [found.get("lr")], "label": [f"pick {found.get('lr', 0):.3g}"]})
+    rule = alt.Chart(pick).mark_rule(color="#d62728", strokeDash=[4, 3]).encode(x="lr:Q")
+    text = alt.Chart(pick).mark_text(align="left", dx=4, dy=-60, color="#d62728").encode(x="lr:Q", text="label:N")
+    return (raw + line + rule + text).properties(title="Learning-rate range test", height=200, autosize=FIT_WIDTH)
+
+
 # ---- results ---------------------------------------------------------------------------------
 
 def confusion_frame(matrix: Sequence[Sequence[float]], classes: Sequence[str]) -> pd.DataFrame:

@@ -31,6 +31,7 @@ from app.datasets import config_names, upload_sha, user_words  # noqa: F401  (th
 from engine.config import CORE_SECTIONS, RunConfig, validate, with_section
 from engine.paths import ASSETS_DIR, PROJECT_DIR, SAMPLE_DATASET, UPLOAD_PREFIX, resolve_path, upload_ref
 from engine.errors import StudioError
+from engine.presets import DEFAULT_PRESET, PRESETS
 from engine.worker import Engine
 
 CFG_KEY = "cfg"
@@ -159,8 +160,6 @@ def default_dataset() -> Dataset:
 
 
 def default_config() -> RunConfig:
-    from app.presets import PRESETS, DEFAULT_PRESET
-
     return PRESETS[DEFAULT_PRESET].apply(RunConfig())
 
 

@@ -21,7 +21,7 @@ import time
 
 from common import WORK, mean_std, table
 
-from app.presets import quick_demo
+from engine.presets import quick_demo
 from engine.config import RunConfig, apply_overrides
 from engine.checkpoints import load_checkpoint
 from engine.methods.wise_ft import curve_sets, evaluate_alpha

@@ -1,4 +1,4 @@
-"""Command line: `python -m engine train|inspect|predict|runs|backbones|methods|pretrain ...`.
+"""Command line: `python -m engine train|inspect|predict|runs|backbones|methods|presets|pretrain ...`.
 
 Bad input prints its plain message and exits non-zero without a traceback.
 """
@@ -28,9 +28,11 @@ from engine.devices import pick_device
 from engine.distributed import world
 from engine.errors import StudioError
 from engine.jobs import execute_run
+from engine.lr_find import lr_into_config
 from engine.methods import METHODS
 from engine.paths import register_upload_dir, resolve_path
 from engine.predict import VARIANTS, load_predictor, predict_folder, write_csv
+from engine.presets import PRESETS, get_preset
 from engine.pruning_search import search_into_config
 from engine.run_data import prepare_data
 from engine.store import RunStore
@@ -90,6 +92,8 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume:
         return _resume(args)
     cfg = RunConfig.load(args.config) if args.config else RunConfig()
+    if args.preset:  # the preset replaces the config's settings (its dataset kept); flags below override it
+        cfg = get_preset(args.preset).apply(cfg)
     overrides = _overrides(args)
     if args.data is not None and not Path(args.data).exists():
         raise StudioError(f"The data path does not exist: {args.data}")
@@ -180,6 +184,7 @@ def _train_distributed(cfg, args: argparse.Namespace, data_dir: Path) -> int:
         dist.broadcast_object_list(shared, src=0)
         run_id, run_dir = shared[0], Path(shared[1])
         if rank != 0:  # the same job-level decisions as rank 0's execute_run (it searches, we receive)
+            cfg, _ = lr_into_config(cfg, data_dir / "datasets")
             cfg, _ = search_into_config(cfg, data_dir / "datasets")
             train(cfg, Reporter(), run_dir=None, work_dir=data_dir / "datasets", world=world())
             return 0
@@ -288,6 +293,15 @@ def _backbones(args: argparse.Namespace) -> int:
     return 0
 
 
+def _presets(args: argparse.Namespace) -> int:
+    """Each preset: its name, title, one line about it, and every setting it changes from the defaults."""
+    for name, preset in PRESETS.items():
+        print(f"{name:12s} {preset.title}: {preset.describe()}  (sets, the rest at the defaults:)")
+        for key, value in preset.sets().items():
+            print(f"    {key} = {value}")
+    return 0
+
+
 def _methods(args: argparse.Namespace) -> int:
     for name, spec in METHODS.items():
         print(f"{name:12s} {spec.title}: {spec.summary}")
@@ -346,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train one run in the foreground")
     t.add_argument("--config", help="a run config YAML (e.g. a run's config.yaml)")
+    t.add_argument("--preset", help="start from a preset (python -m engine presets lists them); "
+                   "the flags below and --set override it")
     t.add_argument("--data", help="a .zip of class folders or a folder")
     t.add_argument("--backbone")
     t.add_argument("--pretrained", help="bundled | imagenet | none | checkpoint")
@@ -399,6 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--data-dir", default="runs", help="the engine's folder: run store and extracted data")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
     pr.set_defaults(func=_predict)
+    ps = sub.add_parser("presets", help="list the presets (the dashboard's too) and what each sets")
+    ps.set_defaults(func=_presets)
     pre = sub.add_parser("pretrain", help="pretrain a backbone on formula-driven images", add_help=False)
     pre.set_defaults(func=None)
     return p

@@ -19,6 +19,7 @@ from engine.checkpoints import write_json
 from engine.store import RunStore
 from engine.contract import Reporter, StopRequested
 from engine.distributed import world
+from engine.lr_find import lr_into_config
 from engine.pruning_search import search_into_config
 from engine.train import train
 
@@ -33,7 +34,9 @@ def execute_run(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Path, dat
     store.set_status(run_id, "running")
     summary: dict[str, Any]
     try:
+        cfg, found = lr_into_config(cfg, datasets_dir, reporter, limits)  # before the search: its trials use it
         cfg, searched = search_into_config(cfg, datasets_dir, reporter, limits)
+        searched = {**found, **searched}
         if searched:  # the saved config reproduces the run: the search's result replaces auto mode
             (run_dir / "config.yaml").write_text(cfg.to_yaml())
         result = train(cfg, reporter, run_dir=run_dir, work_dir=datasets_dir, limits=limits, world=world(),

@@ -339,7 +339,7 @@ def test_a_preset_sets_the_whole_config_and_keeps_the_dataset(studio, tiny_bytes
     assert at.number_input(key="w:train.epochs").value == cfg.train.epochs != 17, "the widgets show the preset"
     assert any(PRESETS[preset].title in s for s in texts(at.success))
     if preset == "quick_demo":
-        assert (cfg.backbone.name, cfg.data.image_size, cfg.train.epochs, cfg.train.batch_size) == ("resnet18", 64, 5, 64)
+        assert (cfg.backbone.name, cfg.data.image_size, cfg.train.epochs, cfg.train.batch_size) == ("resnet18", 64, 10, 32)
 
 
 def test_checkpoint_uploads_are_checked_against_the_backbone(studio, tmp_path):

@@ -5,12 +5,14 @@ watch, and its paper). Everything is read from the engine's registries: no list 
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from app import charts, state
-from app.presets import PRESETS
+from app.presets import PRESETS, icon, offline_pretrained
 from app.widgets import dataclass_widgets, field_widget, widget_key
 from engine.backbones import BACKBONES, CHECKPOINT_SUFFIXES, PRETRAINED_SOURCES, available_sources
 from engine.config import RunConfig
@@ -25,7 +27,7 @@ HANDLED_FIELDS = {
     "data": {"source", "ood_source", "source_name", "ood_source_name", "image_size", "val_fraction", "test_fraction", "min_images_per_class",
              "train_per_class"},
     "backbone": {"name", "pretrained", "checkpoint"},
-    "optim": {"optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule", "warmup_fraction",
+    "optim": {"optimizer", "lr", "lr_auto", "momentum", "nesterov", "weight_decay", "schedule", "warmup_fraction",
               "step_every_fraction", "step_gamma", "slow_start_fraction", "fast_decay_rate", "label_smoothing",
               "head_lr_mult", "trunk_lr_mult", "freeze_blocks", "linear_probe_epochs"},
     "train": {"epochs", "batch_size", "device", "amp", "channels_last", "augment", "threads", "deterministic", "compile"},
@@ -93,7 +95,7 @@ def presets_section() -> None:
         with col.container(border=True, height="stretch"):
             st.markdown(f"**{preset.title}**")
             st.caption(preset.describe())
-            st.button(f"Use {preset.title}", key=f"preset_{key}", icon=preset.icon, on_click=_apply_preset, args=(key,))
+            st.button(f"Use {preset.title}", key=f"preset_{key}", icon=icon(key), on_click=_apply_preset, args=(key,))
     applied = st.session_state.pop("preset_applied", None)
     if applied:
         st.success(f"Preset **{applied}** applied. Every setting below can still be changed.", icon=":material/check:")
@@ -157,8 +159,6 @@ def backbone_section(engine) -> None:
 
 def _switch_backbone(cfg: RunConfig, name: str) -> None:
     """A new backbone: keep usable weights and a legal image size; redraw those widgets."""
-    from app.presets import offline_pretrained
-
     spec = BACKBONES[name]
     pretrained = cfg.backbone.pretrained
     if pretrained == "bundled" and not spec.has_bundled():
@@ -236,8 +236,10 @@ def knobs_section() -> None:
               "weight_decay": field_widget("optim", cfg.optim, "weight_decay", container=c[2])}
     if opt_choice == "sgd":
         values["momentum"] = field_widget("optim", cfg.optim, "momentum", container=c[1])
+    values["lr_auto"] = field_widget("optim", cfg.optim, "lr_auto")
     state.update_section("optim", **values)
     effective_lr_view(state.config(), c[3])
+    last_lr_find()
     schedule_section()
     with st.expander("Freezing, linear probing, learning-rate multipliers, label smoothing", icon=":material/ac_unit:"):
         probe_knobs()
@@ -251,6 +253,31 @@ def effective_lr_view(cfg: RunConfig, where) -> None:
                       "decides fine-tuning results: raising momentum from 0.9 to 0.99 is like a 10x larger lr.")
     st.caption(f"Effective learning rate = {cfg.optim.lr:g} / (1 − {cfg.optim.momentum:g}) = **{cfg.effective_lr:.4g}**"
                if cfg.optim.optimizer == "sgd" else f"Effective learning rate = lr = **{cfg.effective_lr:.4g}** (AdamW)")
+
+
+def _summary(run_dir: str) -> dict:
+    try:
+        return json.loads((Path(run_dir) / "summary.json").read_text())
+    except (OSError, ValueError):  # a run whose folder was cleaned up, or a summary being written
+        return {}
+
+
+def last_lr_find() -> None:
+    """The range test of this user's last finished run that found its learning rate automatically."""
+    engine = state.get_engine()
+    for rec in engine.store.list_runs(owner=state.user()):
+        found = _summary(rec.run_dir).get("lr_find") if rec.status == "finished" else None
+        if not found:
+            continue
+        with st.expander(f"Learning rate found for run “{rec.name}”: {found['lr']:.3g} "
+                         f"(effective {found['effective_lr']:.3g})", icon=":material/query_stats:",
+                         expanded=state.config().optim.lr_auto):
+            st.altair_chart(charts.lr_find_chart(found), width="stretch")
+            st.caption(f"{found['steps']} steps ({100 * found['step_share']:.0f}% of the run's steps, "
+                       f"{found['seconds']:.1f} s), the rate growing from {found['sweep'][0]:.2g} to "
+                       f"{found['sweep'][1]:.2g}. The loss was lowest at {found['lr_at_min_loss']:.3g}; the pick "
+                       "is a tenth of that (Smith 2017; fastai's lr_find). " + " ".join(found.get("notes", [])))
+        return
 
 
 SCHEDULE_KNOBS = {"warmup_cosine": ("warmup_fraction",), "step": ("step_every_fraction", "step_gamma"),

@@ -1,0 +1,66 @@
+"""Presets: one registry (engine.presets) for the dashboard and the command line."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine import cli
+from engine.config import RunConfig, apply_overrides
+from engine.presets import PRESETS, config_changes, get_preset
+from engine.errors import StudioError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_preset_keeps_the_dataset_and_validates(tiny_zip):
+    chosen = apply_overrides(RunConfig(), [f"data.source={tiny_zip}", "data.val_fraction=0.3"])
+    for name, preset in PRESETS.items():
+        cfg = preset.apply(chosen)
+        assert cfg.data.source == str(tiny_zip) and cfg.data.val_fraction == 0.3, name
+        RunConfig.from_dict(cfg.to_dict())  # validates
+        assert preset.sets(), f"{name} sets nothing"
+        assert preset.describe().strip() and "\n" not in preset.describe()
+
+
+def test_config_changes_lists_exactly_the_changed_fields():
+    after = apply_overrides(RunConfig(), ["optim.lr=0.5", "train.epochs=9", "seed=3"])
+    assert config_changes(RunConfig(), after) == {"optim.lr": 0.5, "train.epochs": 9, "seed": 3}
+
+
+def test_cli_lists_the_presets_with_what_they_set(capsys):
+    assert cli.main(["presets"]) == 0
+    out = capsys.readouterr().out
+    for name, preset in PRESETS.items():
+        assert f"{name} " in out and preset.title in out
+        for key, value in preset.sets().items():
+            assert f"    {key} = {value}" in out
+
+
+def test_an_unknown_preset_names_the_known_ones(tiny_zip, capsys):
+    with pytest.raises(StudioError, match="quick_demo"):
+        get_preset("quick")
+    assert cli.main(["train", "--preset", "quick", "--data", str(tiny_zip)]) == 2
+    assert "Unknown preset `quick`" in capsys.readouterr().err
+
+
+def test_cli_train_applies_the_preset_and_flags_override_it(tiny_zip, tmp_path):
+    out = tmp_path / "run"
+    p = subprocess.run(
+        [sys.executable, "-m", "engine", "train", "--preset", "small_model", "--data", str(tiny_zip),
+         "--epochs", "1", "--image-size", "32", "--batch-size", "8", "--pretrained", "none", "--device", "cpu",
+         "--set", "pruning.target_sparsity=0.3", "--set", "eval.ood=false", "--out", str(out),
+         "--data-dir", str(tmp_path / "d"), "--quiet"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    saved = RunConfig.load(out / "config.yaml")
+    preset = PRESETS["small_model"].apply(RunConfig())
+    assert saved.backbone.name == preset.backbone.name and saved.optim.lr == preset.optim.lr  # from the preset
+    assert saved.methods["pruning"].enabled
+    assert (saved.train.epochs, saved.data.image_size, saved.train.batch_size) == (1, 32, 8)  # the flags win
+    assert saved.backbone.pretrained == "none" and saved.methods["pruning"].target_sparsity == 0.3
+    assert saved.data.source == str(tiny_zip)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["sparsity"] == pytest.approx(0.3, abs=0.02)
