@@ -15,7 +15,7 @@ import time
 
 from common import WORK, config, table
 
-from app.presets import quick_demo
+from engine.presets import quick_demo
 from engine.contract import Reporter
 from engine.train import train
 

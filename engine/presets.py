@@ -207,8 +207,8 @@ register_preset(Preset("quick_demo", "Quick demo", lambda: (
 register_preset(Preset("robust", "Robust", _robust_text, robust))
 register_preset(Preset("small_model", "Small model", _small_text, small_model))
 register_preset(Preset("standard_demo", "Standard demo", lambda: (
-    "Standard fine-tuning with the method demos' recipe (ResNet-18, 64 px, 5 epochs of batch 64): the run "
-    "each method demo is compared with."), standard_demo))
+    "Standard fine-tuning with the method demos' recipe, which is the studio's defaults (ResNet-18, 64 px, "
+    "5 epochs of batch 64): the run each method demo is compared with."), standard_demo))
 for _key, _apply in DEMOS.items():
     if DEMO_TEXT[_key][1] in METHODS:  # never a preset for a method the engine does not register
         register_preset(Preset(_key, DEMO_TEXT[_key][0], _demo_text(_key), _apply))

@@ -2,7 +2,7 @@
 
 import math
 
-from app.presets import PRESETS, pruning_demo
+from engine.presets import PRESETS, pruning_demo
 from engine.config import RunConfig, validate
 from engine.methods.pruning import schedule_level
 from engine.train import train

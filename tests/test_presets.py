@@ -21,7 +21,7 @@ def test_every_preset_keeps_the_dataset_and_validates(tiny_zip):
         cfg = preset.apply(chosen)
         assert cfg.data.source == str(tiny_zip) and cfg.data.val_fraction == 0.3, name
         RunConfig.from_dict(cfg.to_dict())  # validates
-        assert preset.sets(), f"{name} sets nothing"
+        assert preset.sets() or "the studio's defaults" in preset.describe(), f"{name} sets nothing"
         assert preset.describe().strip() and "\n" not in preset.describe()
 
 
