@@ -70,3 +70,21 @@ def test_config_is_frozen():
     cfg = RunConfig()
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.optim.lr = 1.0  # type: ignore[misc]
+
+
+def test_every_method_takes_its_words_from_its_notes(tmp_path, monkeypatch):
+    import yaml
+
+    from engine.methods import METHODS, MethodSpec
+    from engine.paths import ASSETS_DIR
+
+    for name, spec in METHODS.items():
+        front = yaml.safe_load((ASSETS_DIR / "methods" / f"{name}.md").read_text().split("---\n", 2)[1])
+        assert (spec.title, spec.summary, spec.paper_url) == (front["title"], front["summary"], front["paper_url"])
+    monkeypatch.setattr("engine.methods.registry.ASSETS_DIR", tmp_path)
+    (tmp_path / "methods").mkdir()
+    (tmp_path / "methods" / "half.md").write_text("---\ntitle: Half\n---\n# Half\n")
+    with pytest.raises(ValueError, match="lacks summary, explanation, paper, paper_url"):
+        MethodSpec.from_notes("half", config_cls=object, build=None)
+    with pytest.raises(ValueError, match="no front matter"):
+        MethodSpec.from_notes("missing", config_cls=object, build=None)

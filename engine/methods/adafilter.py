@@ -505,27 +505,6 @@ def _check(run_cfg, c: AdaFilterConfig) -> list[str]:
     return problems
 
 
-register_method(
-    MethodSpec(
-        name="adafilter",
-        title="AdaFilter",
-        summary="Per image, choose filter by filter between the pretrained and a fine-tuned copy (ResNets only).",
-        explanation=(
-            "Every convolution in the ResNet blocks keeps its pretrained filters frozen next to a fine-tuned copy; "
-            "a small recurrent gate network decides, for each image and each filter, which copy is used. "
-            "Watch the fraction of filters fine-tuned per layer and the gradient reaching each layer's gates: at the "
-            "start both filter copies are equal and the gates get no gradient at all; the signal grows as the "
-            "fine-tuned filters move, which is why the gate network steps by Adam by default. After training, gate "
-            "usage per class shows which classes rely on fine-tuned filters. ResNet backbones only; about twice the "
-            "convolution work."
-        ),
-        paper="Guo, Li, Wang & Rosing, AdaFilter: Adaptive Filter Fine-tuning for Deep Transfer Learning (AAAI 2020)",
-        paper_url="https://arxiv.org/abs/1911.09659",
-        config_cls=AdaFilterConfig,
-        build=lambda run_cfg, cfg: AdaFilterHook(cfg),
-        supports=supports,
-        check=_check,
-        order=20,
-        restructure=restructure,
-    )
-)
+register_method(MethodSpec.from_notes("adafilter", config_cls=AdaFilterConfig,
+                                       build=lambda run_cfg, cfg: AdaFilterHook(cfg), supports=supports,
+                                       check=_check, order=20, restructure=restructure))

@@ -105,22 +105,6 @@ class AdversarialHook(MethodHook):
             metrics["co_rollback"] = 1.0
 
 
-register_method(
-    MethodSpec(
-        name="adversarial",
-        title="Adversarial fine-tuning",
-        summary="Train on worst-case perturbed images so tiny pixel changes cannot fool the model.",
-        explanation=(
-            "Every training batch is replaced by adversarial versions: each pixel nudged by at most eps in "
-            "the direction that hurts the model most. Watch robust accuracy (accuracy under a 20-step attack) "
-            "climb while clean validation accuracy usually drops a little: that is the robustness trade-off. "
-            "Pair it with the 'slow start, fast decay' schedule, as the paper does."
-        ),
-        paper="Jeddi, Shafiee & Wong, A Simple Fine-tuning Is All You Need: Towards Robust Deep Learning "
-              "Via Adversarial Fine-tuning (2020)",
-        paper_url="https://arxiv.org/abs/2012.13628",
-        config_cls=AdversarialConfig,
-        build=lambda run_cfg, cfg: AdversarialHook(cfg),
-        order=10,  # its settings' bounds and choices live in AdversarialConfig's field metadata
-    )
-)
+# its settings' bounds and choices live in AdversarialConfig's field metadata: no extra check
+register_method(MethodSpec.from_notes("adversarial", config_cls=AdversarialConfig,
+                                       build=lambda run_cfg, cfg: AdversarialHook(cfg), order=10))

@@ -60,23 +60,5 @@ def _check(run_cfg, cfg: L2SPConfig) -> list[str]:
     return []
 
 
-register_method(
-    MethodSpec(
-        name="l2sp",
-        title="L2-SP",
-        summary="Keep the fine-tuned trunk close to its pretrained weights.",
-        explanation=(
-            "Adds a penalty on the distance between the fine-tuned and the pretrained trunk weights, "
-            "so the model cannot wander far from what it learned before. Li et al. (ICLR 2020) showed "
-            "this helps when your images resemble the pretraining data and can hurt when they do not: "
-            "compare validation accuracy with and without it."
-        ),
-        paper="Li, Grandvalet & Davoine, Explicit Inductive Bias for Transfer Learning with CNNs (ICML 2018)",
-        paper_url="https://arxiv.org/abs/1802.01483",
-        config_cls=L2SPConfig,
-        build=lambda run_cfg, cfg: L2SPHook(cfg),
-        check=_check,
-        order=50,
-        core_knob=True,
-    )
-)
+register_method(MethodSpec.from_notes("l2sp", config_cls=L2SPConfig, build=lambda run_cfg, cfg: L2SPHook(cfg),
+                                       check=_check, order=50, core_knob=True))

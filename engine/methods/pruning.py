@@ -478,24 +478,5 @@ def _check(run_cfg, c: PruningConfig) -> list[str]:
     return problems
 
 
-register_method(
-    MethodSpec(
-        name="pruning",
-        title="Pruning (Fine-Pruning)",
-        summary="Fine-tune and compress at once: set the smallest weights to zero, gradually.",
-        explanation=(
-            "While the model fine-tunes, the smallest weights are set to zero step by step until the target share "
-            "is reached, and the remaining weights learn to make up for them. Watch the sparsity chart climb "
-            "(per layer in the bar chart) while validation accuracy should hold; auto mode first tries several "
-            "per-stage settings and plots accuracy against sparsity for each trial. Structured pruning also "
-            "removes whole channels, so the exported model is really smaller and faster."
-        ),
-        paper="Tung, Muralidharan & Mori, Fine-Pruning: Joint Fine-Tuning and Compression of a Convolutional "
-              "Network with Bayesian Optimization (BMVC 2017)",
-        paper_url="https://arxiv.org/abs/1707.09102",
-        config_cls=PruningConfig,
-        build=lambda run_cfg, cfg: PruningHook(cfg),
-        check=_check,
-        order=60,
-    )
-)
+register_method(MethodSpec.from_notes("pruning", config_cls=PruningConfig, build=lambda run_cfg, cfg: PruningHook(cfg),
+                                       check=_check, order=60))

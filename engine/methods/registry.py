@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import yaml
+
 from engine.config import register_method_section
+from engine.paths import ASSETS_DIR
 from engine.contract import MethodHook
 
 METHODS: dict[str, "MethodSpec"] = {}
@@ -34,6 +37,23 @@ class MethodSpec:
     # Called in training before any hook's setup, and when a saved run's model is rebuilt for
     # inference, export or WiSE-FT, so its state dict always finds the same module tree.
     restructure: Callable[[Any, Any, Any], Any] | None = None
+
+    @classmethod
+    def from_notes(cls, name: str, **code: Any) -> "MethodSpec":
+        """A spec whose words (title, summary, explanation, paper, paper_url) come from the front matter
+        of the method's notes, assets/methods/<name>.md, where teachers can edit them next to the
+        choices they explain; `code` gives the rest (config_cls, build, check, order, ...). Raises
+        ValueError when the notes or a field are missing."""
+        path = ASSETS_DIR / "methods" / f"{name}.md"
+        text = path.read_text(encoding="utf-8") if path.is_file() else ""
+        if not text.startswith("---\n"):
+            raise ValueError(f"{path} has no front matter (--- ... ---) with the method's title and summary")
+        words = yaml.safe_load(text.split("---\n", 2)[1]) or {}
+        missing = [k for k in ("title", "summary", "explanation", "paper", "paper_url") if not words.get(k)]
+        if missing:
+            raise ValueError(f"{path} lacks {', '.join(missing)} in its front matter")
+        return cls(name=name, **{k: words[k] for k in ("title", "summary", "explanation", "paper", "paper_url")},
+                   **code)
 
     def validate(self, run_cfg: Any, method_cfg: Any) -> list[str]:
         problems: list[str] = []

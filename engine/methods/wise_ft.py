@@ -284,22 +284,5 @@ def _check(run_cfg, c: WiseFTConfig) -> list[str]:
     return problems
 
 
-register_method(
-    MethodSpec(
-        name="wise_ft",
-        title="WiSE-FT weight ensemble",
-        summary="Mix the starting and the fine-tuned weights; one slider trades accuracy for robustness to shift.",
-        explanation=(
-            "After training, the fine-tuned weights are averaged with the starting weights (pretrained trunk plus "
-            "a linear-probe head): alpha = 1 is the fine-tuned model, alpha = 0 the starting one. Move the alpha "
-            "slider on the Results page and watch the curve: in-between models often keep almost all the "
-            "accuracy on your data while doing better on corrupted (out-of-distribution) images."
-        ),
-        paper="Wortsman et al., Robust fine-tuning of zero-shot models (CVPR 2022; arXiv 2021)",
-        paper_url="https://arxiv.org/abs/2109.01903",
-        config_cls=WiseFTConfig,
-        build=lambda run_cfg, cfg: WiseFTHook(cfg),
-        check=_check,
-        order=90,  # last: after pruning made its masks permanent
-    )
-)
+register_method(MethodSpec.from_notes("wise_ft", config_cls=WiseFTConfig, build=lambda run_cfg, cfg: WiseFTHook(cfg),
+                                       check=_check, order=90))  # last: after pruning made its masks permanent
