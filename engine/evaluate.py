@@ -139,22 +139,24 @@ def balanced_subset(labels: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def epoch_sets(cfg: RunConfig, data: DataSplits, ood_user: ImageSet | None = None,
-               ood_subset: int | None = None) -> EvalSets:
+               ood_subset: int | None = None, severity: int | None = None) -> EvalSets:
     """What each epoch (and WiSE-FT's curve) measures: validation, the corruption suite at
     `eval.ood_severity_each_epoch` on a fixed class-balanced subset of `ood_subset` validation
     images (None: `eval.ood_subset_each_epoch`; 0: all), the user's OOD set, and PGD with
     `eval.robust_steps_each_epoch` steps (never more than `eval.robust_steps`) on the first
-    `eval.robust_subset` validation images (a fixed subset: the split is in seeded random order)."""
+    `eval.robust_subset` validation images (a fixed subset: the split is in seeded random order).
+    `severity` overrides `eval.ood_severity_each_epoch` (0 = no corruption suite)."""
     val = data.val
     suite: dict = {}
     ood_labels = val.labels
     ood_subset = cfg.eval.ood_subset_each_epoch if ood_subset is None else ood_subset
-    if cfg.eval.ood and cfg.eval.ood_severity_each_epoch:
+    severity = cfg.eval.ood_severity_each_epoch if severity is None else severity
+    if cfg.eval.ood and severity:
         images = val.images
         if ood_subset and ood_subset < len(val):
             idx = balanced_subset(val.labels, ood_subset)
             images, ood_labels = images[idx], val.labels[idx]
-        suite = build_ood_suite(images, severities=(cfg.eval.ood_severity_each_epoch,), seed=cfg.seed)
+        suite = build_ood_suite(images, severities=(severity,), seed=cfg.seed)
     robust = None
     if robust_on(cfg):
         n, steps = cfg.eval.robust_subset, min(cfg.eval.robust_steps_each_epoch, cfg.eval.robust_steps)

@@ -1,6 +1,8 @@
 """WiSE-FT: interpolation maths, the linear-probe start, the curve, on-demand alphas and export."""
 
 import json
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -177,3 +179,13 @@ def test_the_curve_subset_is_scored_against_its_own_labels(wise_run):
     accs = [float((predict(ctx.model, imgs, labels, ctx.device).preds == labels).float().mean())
             for by in suite.values() for imgs in by.values()]
     assert res.summary["wise_curve"][-1]["ood_acc"] == pytest.approx(sum(accs) / len(accs), abs=1e-6)
+
+
+def test_the_curve_measures_corrupted_images_also_when_epochs_skip_them(tiny_cfg):
+    from engine.methods.wise_ft import CURVE_SEVERITY, curve_sets
+    from engine.run_data import prepare_data
+
+    cfg = tiny_cfg("wise_ft.enabled=true", "backbone.pretrained=bundled", "eval.ood=true",
+                   "eval.ood_severity_each_epoch=0", "wise_ft.ood_subset=4")
+    sets = curve_sets(cfg, prepare_data(cfg, Path(tempfile.mkdtemp())), None)
+    assert sets.ood_suite and {s for by in sets.ood_suite.values() for s in by} == {CURVE_SEVERITY}

@@ -195,10 +195,16 @@ def coarse_to_fine(alphas) -> list[float]:
     return order
 
 
+CURVE_SEVERITY = 3  # the curve's corruptions when epochs measure none: the middle of ImageNet-C's 1-5
+
+
 def curve_sets(cfg, data, ood_user) -> EvalSets:
     """What a point on the curve measures: the epoch's sets, with the corruption suite cut to
-    `wise_ft.ood_subset` class-balanced images when set (a faster curve)."""
-    return epoch_sets(cfg, data, ood_user, ood_subset=cfg.methods["wise_ft"].ood_subset)
+    `wise_ft.ood_subset` class-balanced images when set (a faster curve). The curve is about
+    robustness to shift, so it measures the corruption suite whenever `eval.ood` is on, also when the
+    epochs skip it (severity CURVE_SEVERITY then)."""
+    return epoch_sets(cfg, data, ood_user, ood_subset=cfg.methods["wise_ft"].ood_subset,
+                      severity=cfg.eval.ood_severity_each_epoch or CURVE_SEVERITY)
 
 
 def evaluate_alpha(model, theta_0, theta_1, alpha: float, sets: EvalSets, device, masks=None,
