@@ -163,6 +163,7 @@ def tiny_zip_path(tmp_path_factory) -> Path:
     return write_tiny_zip(tmp_path_factory.mktemp("other") / "colours.zip", per_class=10)
 
 
+@pytest.mark.timeout(1200)  # two real runs, refreshes and every page: longer than the suite's 300 s per test
 def test_upload_train_and_see_results_in_a_browser(server, browser, sample_zip, tiny_zip_path):
     page = open_app(browser, server["url"])
     page.get_by_role("heading", name="1 · Data").wait_for(timeout=60_000)
