@@ -137,7 +137,7 @@ def upload_zip(page, path: Path) -> None:
             page.get_by_test_id("stFileUploaderDropzone").first.click()
         chooser.value.set_files(str(path))
         try:
-            page.get_by_text(f"Active dataset: {path.name}").wait_for(timeout=150_000 if attempt == 1 else 240_000)
+            page.get_by_text(f"Active dataset: {path.name}").first.wait_for(timeout=150_000 if attempt == 1 else 240_000)
             return
         except PlaywrightTimeout:
             if attempt == 2:
@@ -171,7 +171,7 @@ def test_upload_train_and_see_results_in_a_browser(server, browser, sample_zip, 
     # Data: upload the sample zip through the file chooser
     page.get_by_text("Upload a zip", exact=True).click()
     upload_zip(page, sample_zip)
-    page.get_by_text("A few training images per class").wait_for()
+    page.get_by_text("A few training images per class").first.wait_for()
     shot(page, "1_data")
 
     # Model: the Quick demo preset is the default; make it quicker still for CI (2 epochs, 32 px)
@@ -183,7 +183,7 @@ def test_upload_train_and_see_results_in_a_browser(server, browser, sample_zip, 
         box.fill(value)
         box.press("Enter")
         settle(page)
-    page.get_by_text("for 2 epochs at 32 px").wait_for(timeout=30_000)
+    page.get_by_text("for 2 epochs at 32 px").first.wait_for(timeout=30_000)
     page.get_by_text("WiSE-FT weight ensemble", exact=True).click()  # a method on: its live curve is checked below
     settle(page)
     shot(page, "2_model")
@@ -192,9 +192,9 @@ def test_upload_train_and_see_results_in_a_browser(server, browser, sample_zip, 
     page.reload()
     page.wait_for_selector("[data-testid='stApp']", timeout=60_000)
     page.get_by_role("heading", name="2 · Model and methods").wait_for(timeout=60_000)
-    page.get_by_text("for 2 epochs at 32 px").wait_for(timeout=60_000)
+    page.get_by_text("for 2 epochs at 32 px").first.wait_for(timeout=60_000)
     go(page, "Data", "1 · Data")
-    page.get_by_text(f"Active dataset: {sample_zip.name}").wait_for(timeout=120_000)
+    page.get_by_text(f"Active dataset: {sample_zip.name}").first.wait_for(timeout=120_000)
 
     # Train: start, see the live chart, see it in a second tab too, wait for the finish
     go(page, "Train (live)", "3 · Train (live)")
@@ -212,9 +212,9 @@ def test_upload_train_and_see_results_in_a_browser(server, browser, sample_zip, 
     second.get_by_role("heading", name=f"resnet18 wise_ft on {sample_zip.name}").wait_for(timeout=60_000)  # same job
     second.close()  # closing a tab must not stop the run
 
-    page.get_by_text("Finished. Validation accuracy").wait_for(timeout=RUN_TIMEOUT_S * 1000)
+    page.get_by_text("Finished. Validation accuracy").first.wait_for(timeout=RUN_TIMEOUT_S * 1000)
     page.locator("[data-testid='stMain'] [data-testid='stVegaLiteChart']").nth(1).wait_for(timeout=30_000)
-    page.get_by_text("WiSE-FT curve: all 21 mixing weights evaluated").wait_for(timeout=60_000)
+    page.get_by_text("WiSE-FT curve: all 21 mixing weights evaluated").first.wait_for(timeout=60_000)
     shot(page, "4_train_finished")
 
     # Results: metrics, charts, downloads; then the comparison tab
@@ -250,7 +250,7 @@ def test_upload_train_and_see_results_in_a_browser(server, browser, sample_zip, 
     shot(page, "6_explain")
     page.get_by_text(f"WiSE-FT mix at alpha {alpha}").first.wait_for(timeout=300_000)
     page.get_by_role("tab", name="Export").click()
-    page.get_by_text(f"WiSE-FT mix at alpha {alpha} (chosen on Results)").wait_for(timeout=60_000)
+    page.get_by_text(f"WiSE-FT mix at alpha {alpha} (chosen on Results)").first.wait_for(timeout=60_000)
     page.reload()
     page.wait_for_selector("[data-testid='stApp']", timeout=60_000)
     go(page, "Explain and export", "5 · Explain and export")
@@ -264,11 +264,11 @@ def test_upload_train_and_see_results_in_a_browser(server, browser, sample_zip, 
     page.get_by_text(f"{sample_zip.name} · ").first.wait_for(timeout=30_000)  # the earlier upload, offered again
     page.get_by_role("button", name="Train now").click()
     page.get_by_role("heading", name="3 · Train (live)").wait_for(timeout=60_000)
-    page.get_by_text("Finished. Validation accuracy").wait_for(timeout=RUN_TIMEOUT_S * 1000)
+    page.get_by_text("Finished. Validation accuracy").first.wait_for(timeout=RUN_TIMEOUT_S * 1000)
     go(page, "Results", "4 · Results")
     page.get_by_role("tab", name="Compare runs").click()
-    page.get_by_text("Runs to compare").wait_for()
-    page.get_by_text("2 different datasets").wait_for(timeout=60_000)
+    page.get_by_text("Runs to compare").first.wait_for()
+    page.get_by_text("2 different datasets").first.wait_for(timeout=60_000)
     overflow = page.evaluate(  # the grid scrolls sideways inside its own scroller when it is too wide
         "() => { const s = [...document.querySelectorAll(\"[data-testid='stMain'] [data-testid='stDataFrame'] "
         ".dvn-scroller\")].pop(); return s ? s.scrollWidth - s.clientWidth : null; }")
