@@ -97,6 +97,8 @@ def wise_ft_view(engine, rec, summary: dict) -> None:
                       on_change=lambda: state.set_wise_alpha(engine, rec, st.session_state[key]),
                       help="Your choice is kept with the run: the Explain and export page explains and exports "
                            "the model at this alpha.")
+    if round(alpha, 2) != stored:  # what the page shows is what is stored (a callback can miss a coalesced rerun)
+        state.set_wise_alpha(engine, rec, alpha)
     st.caption(f"Chosen for this run: alpha {alpha:.2f}" if chosen or alpha != stored
                else "Not chosen yet: alpha 0.50 is shown. Move the slider to choose; the choice is kept with the run.")
     point = nearest(curve, alpha)
