@@ -557,7 +557,7 @@ def export_choices(run_dir: Path, summary: dict, alpha: float | None) -> dict[st
         choices["structured"] = f"channel-pruned (structured pruning{size})"
     choices["fine_tuned"] = "fine-tuned, full size" + (" (alpha 1)" if alpha is not None else "")
     if alpha is not None:
-        choices["wise"] = f"WiSE-FT mix at alpha {alpha:.2f} (Results page slider)"
+        choices["wise"] = f"WiSE-FT mix at alpha {alpha:.2f} (chosen on Results)"
     return choices
 
 
