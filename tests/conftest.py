@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import zipfile
 from pathlib import Path
@@ -52,6 +53,15 @@ def write_tiny_zip(path: Path, per_class: int = 20, classes=TINY_CLASSES, nested
     return path
 
 
+def make_folder(root: Path, files: dict[str, bytes]) -> Path:
+    """Writes {relative path: bytes} below `root` (folders made as needed) and returns `root`."""
+    for name, payload in files.items():
+        target = root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(payload)
+    return root
+
+
 @pytest.fixture(scope="session")
 def tiny_zip(tmp_path_factory) -> Path:
     return write_tiny_zip(tmp_path_factory.mktemp("data") / "tiny.zip")
@@ -68,3 +78,70 @@ def tiny_config(data: Path, *overrides: str) -> RunConfig:
 @pytest.fixture
 def tiny_cfg(tiny_zip):
     return lambda *overrides: tiny_config(tiny_zip, *overrides)
+
+
+@contextlib.contextmanager
+def dashboard_studio(root: Path, start_checkpoint: bool = False):
+    """A studio folder under `root` for one test module, with the dashboard's engine and the tiny
+    dataset (10 images a class) saved as an upload; with `start_checkpoint`, also a seeded random
+    ResNet-18 saved as a safetensors upload (a "pretrained" start: WiSE-FT refuses random init, and no
+    download is needed). Yields {"engine", "dir", "data", "ckpt"}; the engine is shut down and the
+    dashboard's caches cleared afterwards."""
+    import streamlit as st
+    from safetensors.torch import save_file
+
+    from app.state import get_engine
+    from engine.backbones import build_model
+
+    patch = pytest.MonkeyPatch()
+    patch.setenv("STUDIO_DATA_DIR", str(root / "studio"))
+    eng = get_engine()
+    try:
+        studio = {"engine": eng, "dir": root / "studio", "ckpt": None,
+                  "data": eng.save_upload(write_tiny_zip(root / "tiny.zip", per_class=10).read_bytes(), ".zip")}
+        if start_checkpoint:
+            torch.manual_seed(0)
+            start, _ = build_model("resnet18", 3, "none")
+            save_file({k: v.contiguous() for k, v in start.net.state_dict().items()}, str(root / "start.safetensors"))
+            studio["ckpt"] = eng.save_upload((root / "start.safetensors").read_bytes(), ".safetensors")
+        yield studio
+    finally:
+        eng.shutdown(5)
+        st.cache_resource.clear()
+        st.cache_data.clear()
+        patch.undo()
+
+
+def finished_run(eng, cfg: RunConfig, timeout: float = 300) -> str:
+    """Submit `cfg` to the engine, wait for it and return the run id; fails the test with the run's
+    error when it does not finish."""
+    run_id = eng.submit(cfg)
+    assert eng.wait(run_id, timeout) == "finished", eng.run_record(run_id).error
+    return run_id
+
+
+def texts(elements) -> list[str]:
+    """The values of AppTest elements (st.info, st.error, st.title, …) as strings."""
+    return [str(e.value) for e in elements]
+
+
+def no_problems(at) -> None:
+    """Fails with the page's messages when an AppTest run raised or showed an error."""
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, texts(at.error)
+
+
+def open_app_page(page: str, **session_state):
+    """An AppTest of the dashboard switched to `page` (e.g. "app_pages/explain.py"), with the given
+    session-state keys set (None values skipped) before the page's first run; fails on any error."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app" / "main.py"), default_timeout=180)
+    at.run()
+    at.switch_page(page)
+    for key, value in session_state.items():
+        if value is not None:
+            at.session_state[key] = value
+    at.run()
+    no_problems(at)
+    return at

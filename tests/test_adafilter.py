@@ -129,12 +129,18 @@ def test_all_gates_zero_is_the_pretrained_model_all_one_the_fine_tuned_one(backb
             assert torch.equal(model(x), fine_tuned(x))
 
 
-def test_gated_outputs_pick_each_channel_from_one_copy():
-    """Without forcing, every output channel of a gated layer is exactly the pretrained or the fine-tuned one."""
+def one_gated_layer():
+    """A seeded 4->6 channel conv + batch norm wrapped as one gated layer: (conv, gate network, layer)."""
     torch.manual_seed(0)
     conv, bn = nn.Conv2d(4, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6)
     gates = GateNetwork(["l"], [4], [6], hidden_size=8)
-    layer = GatedConvBN(conv, bn, 0, gates, "adapt").eval()
+    return conv, gates, GatedConvBN(conv, bn, 0, gates, "adapt")
+
+
+def test_gated_outputs_pick_each_channel_from_one_copy():
+    """Without forcing, every output channel of a gated layer is exactly the pretrained or the fine-tuned one."""
+    conv, gates, layer = one_gated_layer()
+    layer.eval()
     with torch.no_grad():
         conv.weight.add_(0.5 * torch.randn_like(conv.weight))
         x = torch.rand(5, 4, 8, 8)
@@ -149,10 +155,8 @@ def test_gated_outputs_pick_each_channel_from_one_copy():
 
 
 def test_gated_batch_norm_statistics_stay_separate():
-    torch.manual_seed(0)
-    conv, bn = nn.Conv2d(4, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6)
-    gates = GateNetwork(["l"], [4], [6], hidden_size=8)
-    layer = GatedConvBN(conv, bn, 0, gates, "adapt").train()
+    conv, gates, layer = one_gated_layer()
+    layer.train()
     with torch.no_grad():
         conv.weight.mul_(3.0)  # the fine-tuned filters now respond 3x as strongly
     x = torch.rand(16, 4, 8, 8)
@@ -160,7 +164,7 @@ def test_gated_batch_norm_statistics_stay_separate():
     with torch.no_grad():
         pre_out = nn.functional.conv2d(x, layer.weight_pretrained, padding=1)
         ft_out = conv(x)
-    m = bn.momentum
+    m = layer.bn.momentum
     torch.testing.assert_close(layer.bn_pretrained.running_mean, m * pre_out.mean((0, 2, 3)))
     torch.testing.assert_close(layer.bn.running_mean, m * ft_out.mean((0, 2, 3)))
     torch.testing.assert_close(layer.bn.running_mean, 3 * layer.bn_pretrained.running_mean)

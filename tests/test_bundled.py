@@ -1,6 +1,5 @@
 """The shipped offline assets: the bundled backbone loads and its features are useful."""
 
-from pathlib import Path
 
 import pytest
 import torch

@@ -294,28 +294,13 @@ def test_the_uploader_refuses_another_architecture_with_the_engines_verdict(mode
 
 @pytest.fixture(scope="module")
 def structured_run(tmp_path_factory):
-    """A finished run with structured pruning, trained by the dashboard's engine: (studio, run id)."""
-    import streamlit as st
+    """A finished run with structured pruning, trained by the dashboard's engine: (engine, run id)."""
+    from conftest import dashboard_studio, finished_run, tiny_config
 
-    from app.state import get_engine
-    from conftest import tiny_config, write_tiny_zip
-
-    root = tmp_path_factory.mktemp("structured")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("STUDIO_DATA_DIR", str(root / "studio"))
-    eng = get_engine()
-    try:
-        data = eng.save_upload(write_tiny_zip(root / "tiny.zip", per_class=10).read_bytes(), ".zip")
-        cfg = tiny_config(data, "pruning.enabled=true", "pruning.target_sparsity=0.5", "pruning.structured=true",
+    with dashboard_studio(tmp_path_factory.mktemp("structured")) as studio:
+        cfg = tiny_config(studio["data"], "pruning.enabled=true", "pruning.target_sparsity=0.5", "pruning.structured=true",
                           "pruning.channel_fraction=0.5", "train.epochs=1", "train.threads=1", "eval.ood=false")
-        run_id = eng.submit(cfg)
-        assert eng.wait(run_id, 300) == "finished", eng.run_record(run_id).error
-        yield eng, run_id
-    finally:
-        eng.shutdown(5)
-        st.cache_resource.clear()
-        st.cache_data.clear()
-        patch.undo()
+        yield studio["engine"], finished_run(studio["engine"], cfg)
 
 
 def test_a_structured_run_exports_its_pruned_model_verified_and_smaller(structured_run, tmp_path):

@@ -15,6 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import make_folder
 from engine import data
 from engine.data import (
     DataReport,
@@ -64,14 +65,6 @@ def class_files(counts: dict[str, int], prefix: str = "") -> dict[str, bytes]:
         for i in range(n):
             files[f"{prefix}{cls}/{i:03d}.png"] = png_bytes(100 * c + i)
     return files
-
-
-def make_folder(root: Path, files: dict[str, bytes]) -> Path:
-    for name, payload in files.items():
-        target = root / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(payload)
-    return root
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import make_folder
 from engine import data
 from engine.data import (
     LAYOUT_CLASS_FOLDERS,
@@ -95,14 +96,6 @@ class RawNameInfo(zipfile.ZipInfo):
 def class_files(counts: dict[str, int], prefix: str = "", start: int = 0) -> dict[str, bytes]:
     return {f"{prefix}{cls}/{i:03d}.png": png(start + 1000 * c + i)
             for c, (cls, n) in enumerate(counts.items()) for i in range(n)}
-
-
-def make_folder(root: Path, files: dict[str, bytes]) -> Path:
-    for name, payload in files.items():
-        target = root / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(payload)
-    return root
 
 
 def presplit_files(val_name: str = "valid", prefix: str = "") -> dict[str, bytes]:

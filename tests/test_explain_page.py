@@ -17,7 +17,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from conftest import tiny_config, write_tiny_zip
+from conftest import dashboard_studio, finished_run, no_problems, open_app_page, texts, tiny_config
 from engine.explain import ATTRIBUTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,63 +33,23 @@ def engine():
     return get_engine()
 
 
-def texts(elements) -> list[str]:
-    return [str(e.value) for e in elements]
-
-
-def no_problems(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, texts(at.error)
-
-
-def open_page(run_id: str | None = None, tab: str | None = None) -> AppTest:
-    at = AppTest.from_file(MAIN, default_timeout=180)
-    at.run()
-    at.switch_page(PAGE)
-    if run_id:
-        at.session_state["explain_run"] = run_id
-    if tab:
-        at.session_state["explain_tab"] = tab
-    at.run()
-    no_problems(at)
-    return at
+def open_page(run_id: str | None = None, tab: str | None = None):
+    return open_app_page(PAGE, explain_run=run_id, explain_tab=tab)
 
 
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory):
     """A studio folder for this module, its engine, the tiny dataset and a start checkpoint as uploads."""
-    import torch
-    from safetensors.torch import save_file
-
-    from engine.backbones import build_model
-
-    root = tmp_path_factory.mktemp("explain")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("STUDIO_DATA_DIR", str(root / "studio"))
-    eng = engine()
-    try:
-        data = eng.save_upload(write_tiny_zip(root / "tiny.zip", per_class=10).read_bytes(), ".zip")
-        torch.manual_seed(0)  # a "pretrained" start: WiSE-FT refuses random init, and no download is needed
-        start, _ = build_model("resnet18", 3, "none")
-        save_file({k: v.contiguous() for k, v in start.net.state_dict().items()}, str(root / "start.safetensors"))
-        ckpt = eng.save_upload((root / "start.safetensors").read_bytes(), ".safetensors")
-        yield {"dir": root / "studio", "data": data, "ckpt": ckpt}
-    finally:
-        eng.shutdown(5)
-        st.cache_resource.clear()
-        st.cache_data.clear()
-        patch.undo()
+    with dashboard_studio(tmp_path_factory.mktemp("explain"), start_checkpoint=True) as studio:
+        yield studio
 
 
 def train_wise(studio: dict, image_size: int) -> str:
     """A finished 1-epoch run with WiSE-FT, so the page shows all four model rows."""
-    eng = engine()
     cfg = tiny_config(studio["data"], f"data.image_size={image_size}", "train.epochs=1", "train.threads=1",
                       "eval.ood=false", "backbone.pretrained=checkpoint", f"backbone.checkpoint={studio['ckpt']}",
                       "wise_ft.enabled=true", "wise_ft.alphas=0,1", "wise_ft.probe_epochs=20")
-    run_id = eng.submit(cfg)
-    assert eng.wait(run_id, RUN_TIMEOUT) == "finished", eng.run_record(run_id).error
-    return run_id
+    return finished_run(engine(), cfg, RUN_TIMEOUT)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,5 @@
 """Short CPU runs of the training loop, one per loop feature."""
 
-import math
-import threading
 import time
 
 import pytest

@@ -8,19 +8,15 @@ One tiny WiSE-FT run (ResNet-18, 1 epoch, 32 px) is trained through the engine f
 from __future__ import annotations
 
 import io
-import time
 import zipfile
-from pathlib import Path
 
 import pytest
 import streamlit as st
 from PIL import Image
-from streamlit.testing.v1 import AppTest
 
-from conftest import TINY_CLASSES, tiny_config, tiny_image, write_tiny_zip
+from conftest import (TINY_CLASSES, dashboard_studio, finished_run, no_problems, open_app_page, texts, tiny_config,
+                      tiny_image)
 
-ROOT = Path(__file__).resolve().parent.parent
-MAIN = str(ROOT / "app" / "main.py")
 PAGE = "app_pages/try_it.py"
 
 
@@ -30,24 +26,8 @@ def engine():
     return get_engine()
 
 
-def texts(elements) -> list[str]:
-    return [str(e.value) for e in elements]
-
-
-def no_problems(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, texts(at.error)
-
-
-def open_page(run_id: str | None = None) -> AppTest:
-    at = AppTest.from_file(MAIN, default_timeout=180)
-    at.run()
-    at.switch_page(PAGE)
-    if run_id:
-        at.session_state["try_run"] = run_id
-    at.run()
-    no_problems(at)
-    return at
+def open_page(run_id: str | None = None):
+    return open_app_page(PAGE, try_run=run_id)
 
 
 def png(img: Image.Image) -> bytes:
@@ -58,32 +38,11 @@ def png(img: Image.Image) -> bytes:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    import torch
-    from safetensors.torch import save_file
-
-    from engine.backbones import build_model
-
-    root = tmp_path_factory.mktemp("try")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("STUDIO_DATA_DIR", str(root / "studio"))
-    eng = engine()
-    try:
-        data = eng.save_upload(write_tiny_zip(root / "tiny.zip", per_class=10).read_bytes(), ".zip")
-        torch.manual_seed(0)
-        start, _ = build_model("resnet18", 3, "none")
-        save_file({k: v.contiguous() for k, v in start.net.state_dict().items()}, str(root / "start.safetensors"))
-        ckpt = eng.save_upload((root / "start.safetensors").read_bytes(), ".safetensors")
-        cfg = tiny_config(data, "train.epochs=1", "train.threads=1", "eval.ood=false", "backbone.pretrained=checkpoint",
-                          f"backbone.checkpoint={ckpt}", "wise_ft.enabled=true", "wise_ft.alphas=0,1",
-                          "wise_ft.probe_epochs=20")
-        run_id = eng.submit(cfg)
-        assert eng.wait(run_id, 300) == "finished", eng.run_record(run_id).error
-        yield run_id
-    finally:
-        eng.shutdown(5)
-        st.cache_resource.clear()
-        st.cache_data.clear()
-        patch.undo()
+    with dashboard_studio(tmp_path_factory.mktemp("try"), start_checkpoint=True) as studio:
+        cfg = tiny_config(studio["data"], "train.epochs=1", "train.threads=1", "eval.ood=false",
+                          "backbone.pretrained=checkpoint", f"backbone.checkpoint={studio['ckpt']}",
+                          "wise_ft.enabled=true", "wise_ft.alphas=0,1", "wise_ft.probe_epochs=20")
+        yield finished_run(studio["engine"], cfg)
 
 
 def test_without_a_finished_run_the_page_says_to_train_one(tmp_path, monkeypatch):
