@@ -29,6 +29,9 @@ run() { local name=$1; shift; echo "== $name: $*"; python "$@" > "benchmarks/res
 wait
 # WiSE-FT's grid time is a wall-clock target for a 2-core machine: measured alone, with both cores
 OMP_NUM_THREADS=2 BENCH_THREADS=2 run wise_ft benchmarks/wise_ft.py --seeds 0 1 2
+# The engine/bare ratio at the CPU default precision (bf16 + channels_last), alone, with both cores
+STUDIO_CPU_PRECISION=bf16 OMP_NUM_THREADS=2 run loop_overhead_bf16 benchmarks/throughput.py --devices cpu \
+    --data assets/sample_textures.zip --image-size 64 --batch-size 64 --rounds 3 --threads 2 --backbones resnet18
 # The longer budgets README also reports (about 35 minutes more on 2 cores): bash benchmarks/run_all.sh --long
 if [ "${1:-}" = "--long" ]; then
   OMP_NUM_THREADS=2 run pruning_12ep benchmarks/pruning.py --epochs 12 --seeds 0,1,2 --sparsities 0,0.5,0.7 \
