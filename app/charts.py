@@ -83,8 +83,10 @@ def metric_label(name: str) -> str:
 
 
 def is_fraction_metric(name: str) -> bool:
-    """Accuracies and sparsities live in [0, 1] and are shown as percentages."""
-    return name.endswith(("acc", "f1")) or "accuracy" in name or "sparsity" in name
+    """Accuracies, sparsities and shares (AdaFilter's gate mean: the share of fine-tuned filters) live
+    in [0, 1]: shown as percentages on a 0-100% axis, so a 0.2-point change looks like one."""
+    return (name.endswith(("acc", "f1")) or "accuracy" in name or "sparsity" in name
+            or any(w in name for w in ("gate_mean", "share", "fraction")))
 
 
 # ---- frames from engine records -----------------------------------------------------------
@@ -154,11 +156,14 @@ def layer_bar_chart(df: pd.DataFrame, group: str, columns: Sequence[str]) -> alt
     data = pd.DataFrame({"layer": [c[len(group) + 1:] for c in columns],
                          "value": [float(last[c]) for c in columns]})
     title = f"{group_title(group)} per layer (epoch {int(last['epoch'])})"
+    share = is_fraction_metric(group)  # a share on 0-100%; anything else (gate gradients) on its own scale
+    x_scale = alt.Scale(domain=[0, 1]) if share else alt.Scale(zero=True)
     return alt.Chart(data).mark_bar().encode(
-        x=alt.X("value:Q", title=None, scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
-        y=alt.Y("layer:N", sort=list(data["layer"]), title=None),
-        tooltip=["layer:N", alt.Tooltip("value:Q", format=".1%")],
-    ).properties(title=title, height=max(120, 12 * len(data)))
+        x=alt.X("value:Q", title=None, scale=x_scale, axis=alt.Axis(format="%" if share else ".2~e")),
+        # one row per layer, every label drawn: 16 px rows, names up to 180 px
+        y=alt.Y("layer:N", sort=list(data["layer"]), title=None, axis=alt.Axis(labelOverlap=False, labelLimit=180)),
+        tooltip=["layer:N", alt.Tooltip("value:Q", format=".1%" if share else ".3~e")],
+    ).properties(title=title, height=alt.Step(16), autosize=FIT_WIDTH)
 
 
 def _finite(v: Any) -> bool:
@@ -264,14 +269,15 @@ def confusion_frame(matrix: Sequence[Sequence[float]], classes: Sequence[str]) -
     return pd.DataFrame(rows, columns=["true", "predicted", "count", "share"])
 
 
-def confusion_chart(df: pd.DataFrame, title: str = "Confusion matrix") -> alt.Chart:
-    """Heat map with counts; the diagonal is what the model got right."""
+def confusion_chart(df: pd.DataFrame, title: str = "Confusion matrix", width: int = 300) -> alt.Chart:
+    """Heat map with counts; the diagonal is what the model got right. `width` (px) is the budget of
+    the cells; class names take at most 90 px more, so the whole chart fits `width` + 130 px."""
     classes = list(dict.fromkeys(df["true"]))
-    cell = max(16, min(44, 360 // max(len(classes), 1)))  # px per class: fits half a page, labels stay readable
+    cell = max(14, min(44, width // max(len(classes), 1)))  # px per class: labels stay readable
     base = alt.Chart(df, title=title).encode(
         x=alt.X("predicted:N", title="Predicted class", sort=classes,
-                axis=alt.Axis(labelAngle=-45, labelOverlap=False, labelLimit=120)),
-        y=alt.Y("true:N", title="True class", sort=classes, axis=alt.Axis(labelOverlap=False, labelLimit=120)),
+                axis=alt.Axis(labelAngle=-45, labelOverlap=False, labelLimit=90)),
+        y=alt.Y("true:N", title="True class", sort=classes, axis=alt.Axis(labelOverlap=False, labelLimit=90)),
         tooltip=[alt.Tooltip("true:N", title="True"), alt.Tooltip("predicted:N", title="Predicted"),
                  alt.Tooltip("count:Q", title="Images"), alt.Tooltip("share:Q", title="Share of true class", format=".0%")],
     )

@@ -200,15 +200,35 @@ def field_widget(section: str, obj: Any, name: str, *, meta: Mapping[str, Any] |
     return where.text_input(info.shown_label, key=key, help=info.help, disabled=disabled)
 
 
+def shown(obj: Any, name: str, values: Mapping[str, Any]) -> bool:
+    """Whether field `name` of `obj` is drawn: its metadata's `shown_when` names a switch of the same
+    dataclass ("structured") or a choice ("objective=floor"); the field shows only while that holds,
+    judged on the values drawn so far (else on `obj`). A hidden field keeps its value."""
+    cond = {f.name: f for f in dataclasses.fields(obj)}[name].metadata.get("shown_when")
+    if not cond:
+        return True
+    other, _, wanted = cond.partition("=")
+    if not shown(obj, other, values):  # "objective=floor" hides with the auto switch that hides objective
+        return False
+    current = values.get(other, getattr(obj, other))
+    return str(current) == wanted if wanted else bool(current)
+
+
 def dataclass_widgets(section: str, obj: Any, *, skip: tuple[str, ...] = ("enabled",), columns: int = 2,
                       disabled: bool = False, meta: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
-    """One widget per field of `obj` (except `skip`), laid out in columns; returns field -> value."""
+    """One widget per field of `obj` (except `skip`, and fields whose `shown_when` switch is off),
+    laid out in columns in field order; returns field -> value (hidden fields keep their value)."""
     names = [f.name for f in dataclasses.fields(obj) if f.name not in skip]
     if not names:
         return {}
     cols = st.columns(min(columns, len(names)))
     values: dict[str, Any] = {}
-    for i, name in enumerate(names):
+    drawn = 0
+    for name in names:
+        if not shown(obj, name, values):
+            values[name] = getattr(obj, name)
+            continue
         values[name] = field_widget(section, obj, name, meta=(meta or {}).get(name), disabled=disabled,
-                                    container=cols[i % len(cols)])
+                                    container=cols[drawn % len(cols)])
+        drawn += 1
     return values

@@ -139,6 +139,9 @@ def test_compare_shows_the_dataset_and_flags_runs_on_different_data(studio, tiny
 
     at.multiselect(key="compare_runs").set_value([first]).run()
     assert not any("different datasets" in w for w in texts(at.warning))
+    table = next(d.value for d in at.dataframe if "val acc" in d.value.columns)
+    assert list(table.columns[:2]) == ["run", "methods"], "one dataset: its columns give way to the comparison"
+    assert any("All on **three colours.zip** (3 classes" in c and "32 px" in c for c in texts(at.caption))
 
 
 def test_a_stopped_run_shows_its_finished_epochs_and_can_be_used_again(studio, tiny_bytes):

@@ -184,3 +184,26 @@ def test_per_layer_metrics_are_grouped_into_one_bar_chart():
     assert spec["mark"]["type"] == "bar" and [v["value"] for v in values] == [0.4, 0.6]
     title = spec["title"]
     assert title.startswith("Pruning (Fine-Pruning): sparsity per layer"), "the method's title, not its id"
+    assert spec["encoding"]["y"]["axis"]["labelOverlap"] is False, "every layer's name is drawn"
+    assert spec["height"] == {"step": 16} and spec["encoding"]["x"]["scale"]["domain"] == [0, 1]
+
+
+def test_gate_shares_sit_on_a_full_percent_axis_and_gradients_on_their_own():
+    import pandas as pd
+
+    from app import charts
+
+    assert charts.is_fraction_metric("adafilter_gate_mean"), "a 0.2-point change of the share must not look steep"
+    assert not charts.is_fraction_metric("adafilter_gate_grad")
+    df = pd.DataFrame({"epoch": [1], "adafilter/gate_grad/layer1": [3e-4], "adafilter/gate_grad/layer2": [1e-5]})
+    spec = charts.layer_bar_chart(df, "adafilter/gate_grad", list(df.columns[1:])).to_dict()
+    assert "domain" not in spec["encoding"]["x"]["scale"] and spec["encoding"]["x"]["axis"]["format"] != "%"
+
+
+def test_a_ten_class_confusion_matrix_keeps_to_its_width_budget():
+    from app import charts
+
+    classes = [f"class number {i}" for i in range(10)]
+    df = charts.confusion_frame([[int(i == j) for j in range(10)] for i in range(10)], classes)
+    d = charts.confusion_chart(df, width=300).to_dict()
+    assert d["width"]["step"] * 10 <= 300 and d["layer"][0]["encoding"]["x"]["axis"]["labelLimit"] <= 90

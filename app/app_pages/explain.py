@@ -476,10 +476,10 @@ def errors_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
     matrix, cells = confusion_cells(labels, preds, len(classes))
     options = [f"{t}:{p}" for t, p, _ in cells]  # class indices: any folder name is safe
     counts = {f"{t}:{p}": c for t, p, c in cells}
-    left, right = st.columns([2, 3])
+    left, right = st.columns([1, 1] if len(classes) > 6 else [2, 3])  # many classes: the matrix gets half
     with left:
         chart = charts.confusion_chart(charts.confusion_frame(matrix.tolist(), classes),
-                                       "Confusion matrix (validation images)")
+                                       "Confusion matrix (validation images)", width=300 if len(classes) > 6 else 240)
         # A click on a cell selects it in the picker on the right.
         pick = alt.selection_point(name="cell", fields=["true", "predicted"], on="click")
         chart.layer = [layer.add_params(pick) for layer in chart.layer]

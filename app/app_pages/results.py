@@ -345,6 +345,23 @@ def compare_row(engine, rec, label: str) -> tuple[dict, pd.DataFrame]:
     return row, epochs
 
 
+DATA_COLUMNS = ("dataset", "classes", "images", "image px")
+
+
+def shared_data_note(table: pd.DataFrame) -> pd.DataFrame:
+    """When every run in the Compare table trained on the same data at the same size, a caption names
+    it once and the table drops those columns (the same value in every row says nothing); otherwise
+    the table is returned unchanged."""
+    cols = [c for c in DATA_COLUMNS if c in table.columns]
+    if not cols or any(table[c].nunique(dropna=False) > 1 for c in cols):
+        return table
+    first = table.iloc[0]
+    parts = [f"{int(first[c]):,} {c}" if c != "image px" else f"{int(first[c])} px"
+             for c in cols[1:] if pd.notna(first[c])]
+    st.caption(f"All on **{first['dataset']}**" + (f" ({', '.join(parts)})" if parts else "") + ".")
+    return table.drop(columns=cols)
+
+
 def compare(engine, runs) -> None:
     candidates = [r for r in runs if r.status in ("finished", "stopped", "failed")]
     if len(candidates) < 1:
@@ -369,14 +386,17 @@ def compare(engine, runs) -> None:
         st.warning(f"These runs trained on {len(datasets_used)} different datasets ({', '.join(datasets_used)}): "
                    "accuracies on different data say nothing about which method is better. The table is grouped "
                    "by dataset; compare runs within one group.", icon=":material/warning:")
+    else:  # one dataset: say it once above the table, and the table keeps its width for the comparison
+        table = shared_data_note(table)
     fractions = set(COMPARE_METRICS.values()) | {"balanced acc", "sparsity"}
-    config = {c: st.column_config.NumberColumn(c, format="percent", help=COMPARE_HELP.get(c), width="small")
+    config = {c: st.column_config.NumberColumn(c, format="percent", help=COMPARE_HELP.get(c), width=76)
               for c in table.columns if c in fractions}
-    config |= {"run": st.column_config.TextColumn("run", width="medium", pinned=True),
-               "dataset": st.column_config.TextColumn("dataset", help=COMPARE_HELP["dataset"]),
-               "classes": st.column_config.NumberColumn("classes", format="%d", width="small"),
-               "images": st.column_config.NumberColumn("images", format="%d", width="small"),
-               "image px": st.column_config.NumberColumn("px", format="%d", width="small"),
+    config |= {"run": st.column_config.TextColumn("run", width=170, pinned=True),
+               "dataset": st.column_config.TextColumn("dataset", help=COMPARE_HELP["dataset"], width=140),
+               "methods": st.column_config.TextColumn("methods", width=150),
+               "classes": st.column_config.NumberColumn("classes", format="%d", width=62),
+               "images": st.column_config.NumberColumn("images", format="%d", width=62),
+               "image px": st.column_config.NumberColumn("px", format="%d", width=44),
                "epochs": st.column_config.NumberColumn("epochs", format="%d", width="small"),
                "img/s": st.column_config.NumberColumn("img/s", format="%.0f", width="small"),
                "lr": st.column_config.NumberColumn("lr", format="%.4g", width="small")}

@@ -33,16 +33,16 @@ class AdversarialConfig:
     eps: float = field(default=4 / 255, metadata={"label": "eps (attack budget)", "scale": 255, "unit": "/255",
                                                   "min": 0.0, "max": 32 / 255, "step": 1 / 255,
                                                   "help": "Largest change of any pixel, in 1/255 steps."})
-    step_size: float = field(default=1 / 255, metadata={"label": "step size", "scale": 255, "unit": "/255",
+    step_size: float = field(default=1 / 255, metadata={"shown_when": "attack=pgd", "label": "step size", "scale": 255, "unit": "/255",
                                                         "min": 0.0, "max": 16 / 255, "step": 0.25 / 255,
                                                         "help": "Per PGD step; FGSM uses 1.25 x eps."})
-    steps: int = field(default=3, metadata={"label": "PGD steps (k)", "min": 1, "max": 20})
+    steps: int = field(default=3, metadata={"shown_when": "attack=pgd", "label": "PGD steps (k)", "min": 1, "max": 20})
     random_start: bool = True
     clean_weight: float = field(default=0.0, metadata={"label": "clean loss weight", "min": 0.0, "max": 1.0,
                                                        "step": 0.05, "help": "0 = adversarial loss only; 0.5 = half clean, half adversarial."})
-    co_guard: bool = field(default=True, metadata={"label": "catastrophic-overfitting guard (FGSM)"})
-    co_subset: int = field(default=128, metadata={"label": "guard: training images checked", "min": 16, "max": 2048})
-    co_drop: float = field(default=0.5, metadata={"label": "guard: collapse below this fraction of the best", "min": 0.0, "max": 1.0, "step": 0.05})
+    co_guard: bool = field(default=True, metadata={"shown_when": "attack=fgsm", "label": "catastrophic-overfitting guard (FGSM)"})
+    co_subset: int = field(default=128, metadata={"shown_when": "co_guard", "label": "guard: training images checked", "min": 16, "max": 2048})
+    co_drop: float = field(default=0.5, metadata={"shown_when": "co_guard", "label": "guard: collapse below this fraction of the best", "min": 0.0, "max": 1.0, "step": 0.05})
 
 
 class AdversarialHook(MethodHook):

@@ -79,28 +79,28 @@ class PruningConfig:
         "label": "structured: remove channels at the end",
         "help": "Removes whole channels (Torch-Pruning), so the exported model is really smaller and "
                 "faster. ResNet, MobileNet and EfficientNet backbones."})
-    channel_fraction: float = field(default=0.3, metadata={
+    channel_fraction: float = field(default=0.3, metadata={"shown_when": "structured",
         "label": "structured: share of channels removed", "min": 0.05, "max": 0.9, "step": 0.05,
         "help": "0.3 removes 30 percent of each layer's channels: about half the FLOPs."})
-    structured_epochs: int = field(default=1, metadata={
+    structured_epochs: int = field(default=1, metadata={"shown_when": "structured",
         "label": "structured: fine-tune epochs after shrinking", "min": 0, "max": 50})
     auto: bool = field(default=False, metadata={
         "label": "auto: search per-stage fractions (Bayesian optimisation)",
         "help": "Runs short trial fine-tunes first (Optuna) and uses the best setting for the main run."})
-    trials: int = field(default=10, metadata={"label": "auto: trials", "min": 2, "max": 200})
-    trial_epochs: int = field(default=1, metadata={"label": "auto: epochs per trial", "min": 1, "max": 20})
-    objective: str = field(default="score", metadata={
+    trials: int = field(default=10, metadata={"shown_when": "auto", "label": "auto: trials", "min": 2, "max": 200})
+    trial_epochs: int = field(default=1, metadata={"shown_when": "auto", "label": "auto: epochs per trial", "min": 1, "max": 20})
+    objective: str = field(default="score", metadata={"shown_when": "auto",
         "label": "auto: objective", "choices": ["score", "floor"],
         "labels": {"score": "accuracy + lambda x sparsity", "floor": "most sparsity above an accuracy floor"}})
-    lam: float = field(default=0.2, metadata={
+    lam: float = field(default=0.2, metadata={"shown_when": "objective=score",
         "label": "auto: lambda (worth of sparsity)", "min": 0.0, "max": 5.0, "step": 0.05,
         "help": "0.2: 10 more percent sparsity is worth 2 points of accuracy."})
-    max_acc_drop: float = field(default=0.01, metadata={
+    max_acc_drop: float = field(default=0.01, metadata={"shown_when": "objective=floor",
         "label": "auto: largest accuracy drop (floor)", "min": 0.0, "max": 1.0, "step": 0.005, "scale": 100,
         "unit": "points", "help": "Floor = accuracy of the dense trial minus this."})
-    max_fraction: float = field(default=0.95, metadata={
+    max_fraction: float = field(default=0.95, metadata={"shown_when": "auto",
         "label": "auto: largest fraction per stage", "min": 0.05, "max": 0.99, "step": 0.05})
-    sampler: str = field(default="tpe", metadata={
+    sampler: str = field(default="tpe", metadata={"shown_when": "auto",
         "label": "auto: sampler", "choices": ["tpe", "gp"],
         "help": "TPE (tree-structured Parzen estimator) or a Gaussian process, both seeded."})
 
