@@ -401,7 +401,8 @@ def validate(cfg: RunConfig) -> None:
     if o.schedule not in SCHEDULES:
         problems.append(f"Unknown schedule `{o.schedule}`: choose one of {', '.join(SCHEDULES)}.")
     if o.linear_probe_epochs >= t.epochs and o.linear_probe_epochs > 0:
-        problems.append("linear_probe_epochs must be smaller than epochs, or nothing is fine-tuned.")
+        problems.append(f"linear_probe_epochs ({o.linear_probe_epochs}) must be smaller than epochs ({t.epochs}), or "
+                        f"nothing is fine-tuned: lower it (optim.linear_probe_epochs={max(t.epochs - 1, 0)}) or train longer.")
     if not (t.device in ("auto", "cpu", "cuda", "mps") or t.device.startswith("cuda:")):
         problems.append(f"Unknown device `{t.device}`: use auto, cpu, cuda, cuda:N or mps.")
     if d.val_fraction + d.test_fraction >= 0.9:

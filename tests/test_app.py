@@ -159,10 +159,13 @@ def test_switching_a_method_on_shows_its_settings_and_changes_the_config(studio,
     at.toggle(key=f"w:{name}.enabled").set_value(True).run()
     no_problems(at)
     assert at.session_state["cfg"].methods[name].enabled
+    from app.widgets import shown
+
     keys = {w.key for w in [*at.number_input, *at.toggle, *at.selectbox, *at.text_input, *at.slider, *at.checkbox]}
+    mcfg = at.session_state["cfg"].methods[name]
     for f in dataclasses.fields(spec.config_cls):
-        if f.name != "enabled":
-            assert f"w:{name}.{f.name}" in keys, f"no widget for {name}.{f.name}"
+        if f.name != "enabled":  # a setting of a switch that is off is hidden; every other one has a widget
+            assert (f"w:{name}.{f.name}" in keys) == shown(mcfg, f.name, {}), f"widget for {name}.{f.name}"
 
 
 @dataclass(frozen=True)
@@ -221,6 +224,29 @@ def test_a_newly_registered_method_gets_a_switch_settings_charts_and_its_result_
     no_problems(at)
     assert run_id in seen, "the Results page calls the method's view"
     assert "Toy score" in [m.label for m in at.metric], "a method's metric shows up without UI code"
+
+
+def test_a_methods_settings_show_only_while_their_switch_is_on_and_keep_their_values(studio):
+    at = new_app()
+    at.switch_page("app_pages/model.py").run()
+    at.toggle(key="w:pruning.enabled").set_value(True).run()
+    no_problems(at)
+    keys = lambda: {w.key for kind in (at.number_input, at.slider, at.selectbox) for w in kind}  # noqa: E731
+    assert "w:pruning.target_sparsity" in keys()
+    hidden = {"w:pruning.channel_fraction", "w:pruning.structured_epochs", "w:pruning.trials", "w:pruning.lam",
+              "w:pruning.max_acc_drop", "w:pruning.sampler"}
+    assert not hidden & keys(), "structured and auto are off: their settings are not shown"
+    at.toggle(key="w:pruning.structured").set_value(True).run()
+    assert {"w:pruning.channel_fraction", "w:pruning.structured_epochs"} <= keys()
+    at.number_input(key="w:pruning.structured_epochs").set_value(3).run()
+    at.toggle(key="w:pruning.auto").set_value(True).run()
+    assert {"w:pruning.trials", "w:pruning.lam"} <= keys() and "w:pruning.max_acc_drop" not in keys()
+    at.selectbox(key="w:pruning.objective").set_value("floor").run()
+    assert "w:pruning.max_acc_drop" in keys() and "w:pruning.lam" not in keys(), "one objective's setting at a time"
+    at.toggle(key="w:pruning.structured").set_value(False).run()
+    no_problems(at)
+    assert "w:pruning.structured_epochs" not in keys()
+    assert at.session_state["cfg"].methods["pruning"].structured_epochs == 3, "a hidden setting keeps its value"
 
 
 # ---- the whole flow -------------------------------------------------------------------------------
@@ -339,7 +365,12 @@ def test_a_preset_sets_the_whole_config_and_keeps_the_dataset(studio, tiny_bytes
     assert at.number_input(key="w:train.epochs").value == cfg.train.epochs != 17, "the widgets show the preset"
     assert any(PRESETS[preset].title in s for s in texts(at.success))
     if preset == "quick_demo":
-        assert (cfg.backbone.name, cfg.data.image_size, cfg.train.epochs, cfg.train.batch_size) == ("resnet18", 64, 10, 32)
+        assert (cfg.backbone.name, cfg.data.image_size, cfg.train.epochs, cfg.train.batch_size) == ("resnet18", 64, 20, 32)
+        assert cfg.optim.linear_probe_epochs == 2
+        at.number_input(key="w:train.epochs").set_value(2).run()
+        no_problems(at)
+        assert at.session_state["cfg"].optim.linear_probe_epochs == 1, "fewer epochs shorten the probe phase"
+        assert any("Linear-probe epochs lowered from 2 to 1" in c for c in texts(at.caption))
 
 
 def test_checkpoint_uploads_are_checked_against_the_backbone(studio, tmp_path):

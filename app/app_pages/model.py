@@ -215,6 +215,17 @@ def checkpoint_upload(engine, backbone: str, current: str) -> str:
 
 # ---- training knobs ---------------------------------------------------------------------------
 
+def keep_fine_tuning_epochs(cfg) -> None:
+    """Fewer epochs than the linear-probe phase (LP-FT) would fine-tune nothing: the probe phase is
+    shortened to leave at least one fine-tuning epoch, and the page says so."""
+    lp, epochs = cfg.optim.linear_probe_epochs, cfg.train.epochs
+    if lp and lp >= epochs:
+        state.update_section("optim", linear_probe_epochs=max(epochs - 1, 0))
+        st.session_state.pop(widget_key("optim", "linear_probe_epochs"), None)
+        st.caption(f":material/info: Linear-probe epochs lowered from {lp} to {max(epochs - 1, 0)}, so that "
+                   f"{epochs} epoch{'s' if epochs > 1 else ''} still fine-tune the whole network.")
+
+
 def knobs_section() -> None:
     """Epochs, batch size, image size, optimiser and learning rate; then the schedule, then the
     fine-tuning knobs of Li et al. 2020. Bounds, units and help come from the config's field metadata."""
@@ -222,8 +233,9 @@ def knobs_section() -> None:
     spec = BACKBONES[cfg.backbone.name]
     st.subheader("Training")
     c = st.columns(4)
-    state.update_section("train", epochs=field_widget("train", cfg.train, "epochs", container=c[0]),
-                         batch_size=field_widget("train", cfg.train, "batch_size", container=c[1]))
+    cfg = state.update_section("train", epochs=field_widget("train", cfg.train, "epochs", container=c[0]),
+                               batch_size=field_widget("train", cfg.train, "batch_size", container=c[1]))
+    keep_fine_tuning_epochs(cfg)
     if spec.fixed_image_size:
         c[2].markdown(f"Image size\n\n**{spec.fixed_image_size} px** (fixed for {spec.name})")
         state.update_section("data", image_size=spec.fixed_image_size)
