@@ -48,7 +48,7 @@ def one_run(recipe: list[str], seed: int) -> dict:
             raise SystemExit(f"run failed: {' '.join(cmd)}\n{p.stderr[-2000:]}")
         s = json.loads((out / "summary.json").read_text())
     return {"wall": wall, "load": (before + load()) / 2, "test": s["test_acc"], "val": s["val_acc"],
-            "train_s": s.get("wall_time_s")}
+            "train_s": s.get("wall_time_s"), "robust": s.get("robust_acc", float("nan"))}
 
 
 def main() -> None:
