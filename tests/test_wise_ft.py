@@ -189,3 +189,20 @@ def test_the_curve_measures_corrupted_images_also_when_epochs_skip_them(tiny_cfg
                    "eval.ood_severity_each_epoch=0", "wise_ft.ood_subset=4")
     sets = curve_sets(cfg, prepare_data(cfg, Path(tempfile.mkdtemp())), None)
     assert sets.ood_suite and {s for by in sets.ood_suite.values() for s in by} == {CURVE_SEVERITY}
+
+
+def test_the_linear_probe_converges_so_rounding_cannot_move_it():
+    """A probe stopped early lands where the CPU's kernels steer it (tests/test_bundled.py's
+    MobileNetV3-Small probe passed with AVX-512 on one thread and failed on two, or with AVX2): the
+    same features in another row order (other rounding in every sum) must give the same probe."""
+    from engine.methods.wise_ft import fit_linear_probe
+
+    g = torch.Generator().manual_seed(1)
+    labels = torch.arange(8).repeat_interleave(48)  # 384 images in 1024 dims, as the bundled test: separable
+    feats = torch.randn(8, 1024, generator=g)[labels] * 0.3 + torch.randn(384, 1024, generator=g).relu()
+    perm = torch.randperm(384, generator=g)
+    w1, b1 = fit_linear_probe(feats, labels, 8)
+    w2, b2 = fit_linear_probe(feats[perm], labels[perm], 8)
+    assert w1.dtype == feats.dtype and w1.shape == (8, 1024) and b1.shape == (8,)
+    test = torch.randn(8, 1024, generator=g)[labels] * 0.3 + torch.randn(384, 1024, generator=g).relu()
+    torch.testing.assert_close(test @ w1.T + b1, test @ w2.T + b2, atol=1e-4, rtol=1e-4)

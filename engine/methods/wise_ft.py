@@ -108,19 +108,26 @@ def head_features(model, images: torch.Tensor, device, batch_size: int = 256) ->
 
 
 def fit_linear_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: int, l2: float = 1e-3,
-                     iters: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
+                     iters: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
     """Multinomial logistic regression with L-BFGS; returns (W, b) for raw features.
 
+    features: (N, D) float; labels: (N,) int64 in [0, num_classes). Returns W (num_classes, D) and b
+    (num_classes,) in the features' dtype. The loss is the mean cross-entropy plus `l2` * |W|^2, solved
+    in float64 to convergence (gradient below 1e-9 or no change above 1e-12) or `iters` iterations:
+    a probe stopped early lands wherever the CPU's floating-point kernels (AVX-512 or AVX2, one
+    thread or two) steered it, and then its accuracy moves with the machine, not with the features.
     Features are centred and divided by one global scale, not per feature: per-feature
     standardisation folds 1/std back into the head, and near-constant features (dead ReLUs) then
     get huge weights that blow up the first fine-tuning steps from theta_0.
     """
-    mu = features.mean(0)
-    sd = (features - mu).std().clamp_min(1e-6)  # a scalar
-    z = (features - mu) / sd
-    w = torch.zeros(num_classes, z.shape[1], requires_grad=True)
-    b = torch.zeros(num_classes, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=iters, line_search_fn="strong_wolfe")
+    f = features.double()
+    mu = f.mean(0)
+    sd = (f - mu).std().clamp_min(1e-6)  # a scalar
+    z = (f - mu) / sd
+    w = torch.zeros(num_classes, z.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(num_classes, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=iters, tolerance_grad=1e-9, tolerance_change=1e-12,
+                            history_size=50, line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()
@@ -132,7 +139,7 @@ def fit_linear_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: 
     with torch.no_grad():
         w_raw = w / sd  # fold the standardisation into the head
         b_raw = b - (w * (mu / sd)).sum(1)
-    return w_raw.detach(), b_raw.detach()
+    return w_raw.detach().to(features.dtype), b_raw.detach().to(features.dtype)
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, iters: int = 50) -> float:
