@@ -35,7 +35,8 @@ from engine.augment import to_float
 from engine.backbones import build_model
 from engine.data import decode_image, safe_extract_zip
 from engine.devices import autocast_ctx
-from engine.predict import FeatureStats, Predictor, predict_folder, scan_images
+from engine.data import image_files
+from engine.predict import FeatureStats, Predictor, predict_folder
 
 
 def sync(device: torch.device) -> None:
@@ -74,7 +75,7 @@ def main() -> None:
     cfg = config(f"backbone.name={args.backbone}", f"data.image_size={args.image_size}", f"train.device={args.device}")
     work = Path(tempfile.mkdtemp(prefix="predict-bench-"))
     root = safe_extract_zip(args.data, work / "x")
-    items, _ = scan_images(root)
+    items, _ = image_files(root)
     items = items[::max(1, len(items) // args.images)][:args.images]  # every class, not the first few
     images = torch.stack([decode_image(p, args.image_size) for _, p in items])
     subset = work / "subset.zip"

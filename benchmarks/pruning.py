@@ -39,7 +39,7 @@ def base_config(args, seed: int) -> RunConfig:
         f"data.source={args.data}", f"data.image_size={args.image_size}", f"backbone.name={args.backbone}",
         f"backbone.pretrained={args.pretrained}", f"backbone.checkpoint={args.checkpoint}", f"train.epochs={args.epochs}", f"train.batch_size={args.batch_size}",
         f"optim.lr={args.lr}", "optim.schedule=cosine", "eval.ood=false", f"train.device={args.device}",
-        f"train.threads={args.threads}", f"seed={seed}",
+        f"train.threads={args.threads}", f"seed={seed}", *args.set,
     ])
 
 
@@ -86,6 +86,8 @@ def main() -> None:
     ap.add_argument("--structured-epochs", type=int, default=2)
     ap.add_argument("--auto-trials", type=int, default=0, help="add a row found by the Bayesian search (0 = off)")
     ap.add_argument("--seeds", default="0")
+    ap.add_argument("--set", nargs="*", default=[], help="extra section.field=value overrides for every run "
+                                                          "(e.g. optim.linear_probe_epochs=2)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads for training")
     ap.add_argument("--latency-threads", type=int, default=1, help="torch threads for the CPU latency")
     ap.add_argument("--latency-rounds", type=int, default=7)

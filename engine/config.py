@@ -43,8 +43,10 @@ def register_method_section(name: str, config_cls: type, check: Callable[[Any, A
 
 def knob(default: Any, **meta: Any) -> Any:
     """A config field with its metadata: `label`, `help`, `unit`, `min`, `max` (inclusive, in stored
-    units), `step`, `scale` (shown = stored x scale), `choices`, `labels`, `format`, `widget`.
-    Validation (`check_bounds`) and the dashboard's widgets (app.widgets) both read it."""
+    units), `step`, `scale` (shown = stored x scale), `choices`, `labels`, `format`, `widget`, and
+    `shown_when` (the dashboard draws the field only while a switch of the same section is on,
+    "structured", or a choice holds, "objective=floor"). Validation (`check_bounds`) and the
+    dashboard's widgets (app.widgets) both read it."""
     return field(default=default, metadata=meta)
 
 
@@ -54,10 +56,11 @@ class DataConfig:
     image_size: int = knob(64, label="Image size", unit="px", min=16, max=512, step=8, help=(
         "Images are resized to this square size once. Larger is slower (time grows with the square) "
         "but keeps more detail."))
-    val_fraction: float = knob(0.2, label="Validation share", min=0.01, max=0.8, step=0.05, format="%.2f",
-                               help="Of each class, stratified; what the run reports and picks its best epoch on.")
-    test_fraction: float = knob(0.2, label="Test share", min=0.0, max=0.8, step=0.05, format="%.2f",
-                                help="Of each class, stratified; measured once, at the end.")
+    val_fraction: float = knob(0.2, label="Validation share", min=0.01, max=0.8, step=0.05, format="%.2f", help=(
+        "Images per class held out to measure accuracy after each epoch (stratified); the run reports "
+        "and picks its best epoch on them."))
+    test_fraction: float = knob(0.2, label="Test share", min=0.0, max=0.8, step=0.05, format="%.2f", help=(
+        "Images per class held out until the very end (stratified): the honest final score."))
     min_images_per_class: int = knob(5, label="Fewest images per class", min=3, max=1000, help=(
         "Fewer cannot be split into train, validation and test meaningfully."))
     ood_source: str = knob("", label="Your OOD set", help="An optional set with the same classes ('' = none).")
@@ -192,7 +195,8 @@ CORE_SECTIONS: dict[str, type] = {
 @dataclass(frozen=True)
 class RunConfig:
     name: str = ""
-    seed: int = 0
+    seed: int = knob(0, label="Seed", min=0, max=2**31 - 1,
+                     help="Fixes the split, the initial head and the batch order.")
     data: DataConfig = field(default_factory=DataConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -588,6 +588,24 @@ def _image_file_problem(path: Path) -> str | None:
         return f"not an image file ({suffix or 'no extension'})"
 
 
+def image_files(root: Path) -> tuple[list[tuple[str, Path]], list[SkippedFile]]:
+    """([(path relative to `root` with '/', path)], skipped) for every image under `root` at any
+    depth, in a stable order (sorted names, depth first), read as training reads them: hidden files
+    and OS clutter (__MACOSX, Thumbs.db) ignored silently, a photo without an image extension sniffed
+    by content, anything else listed as skipped with the reason. Used for folders with no class
+    structure to trust (prediction)."""
+    items: list[tuple[str, Path]] = []
+    skipped: list[SkippedFile] = []
+    for path in _walk_visible_files(root):
+        rel = path.relative_to(root).as_posix()
+        problem = _image_file_problem(path)
+        if problem is None:
+            items.append((rel, path))
+        else:
+            skipped.append(SkippedFile(rel, problem))
+    return items, skipped
+
+
 # Split folder names (lower case) as exporters write them: Roboflow (train/valid/test), Keras and
 # Hugging Face (train/validation/test), ImageNet-style (train/val).
 SPLIT_FOLDER_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",

@@ -43,7 +43,7 @@ from engine.augment import to_float
 from engine.backbones import Classifier
 from engine.config import RunConfig
 from engine.data import (IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, PIL_FORMATS, SkippedFile, ZipLimits, decode_image,
-                         safe_extract_zip)
+                         image_files, safe_extract_zip)
 from engine.errors import StudioError
 from engine.devices import autocast_ctx, pick_amp, pick_device
 from engine.run_data import prepare_data
@@ -54,7 +54,6 @@ VARIANTS = {k: v for k, v in RUN_VARIANTS.items() if k != "start"}  # the start 
 LOW_CONFIDENCE = 0.5  # top softmax probability under this reads "unsure"
 FAR_QUANTILE = 0.95  # farther from every class than 95% of held-out images reads "unfamiliar"
 DEFAULT_BATCH = 64
-JUNK_NAMES = frozenset({"thumbs.db", "desktop.ini", "__macosx"})
 
 ProgressFn = Callable[[int, int], None]  # (images done, images total)
 
@@ -378,30 +377,6 @@ def decode_bytes(data: bytes, name: str, size: int,
 
 # ---- a folder or a zip of images ------------------------------------------------------------------
 
-def _is_hidden(part: str) -> bool:
-    return part.startswith(".") or part.lower() in JUNK_NAMES
-
-
-def scan_images(root: Path) -> tuple[list[tuple[str, Path]], list[SkippedFile]]:
-    """([(path relative to root with '/', path)], skipped) for every image file under `root`, at any
-    depth, sorted; files without an image extension (.heic, .txt, ...) are listed as skipped.
-    Hidden files and OS clutter (__MACOSX, Thumbs.db) are ignored silently, as in training."""
-    items: list[tuple[str, Path]] = []
-    skipped: list[SkippedFile] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
-        for name in sorted(filenames):
-            if _is_hidden(name):
-                continue
-            path = Path(dirpath) / name
-            rel = path.relative_to(root).as_posix()
-            if path.suffix.lower() in IMAGE_EXTENSIONS:
-                items.append((rel, path))
-            else:
-                skipped.append(SkippedFile(rel, f"not an image file ({path.suffix.lower() or 'no extension'})"))
-    return items, skipped
-
-
 def true_labels(rel_paths: Sequence[str], classes: Sequence[str]) -> tuple[list[int | None], list[str]]:
     """The class of each file from its folder, when the folders are the run's classes.
 
@@ -540,7 +515,7 @@ def predict_folder(predictor: Predictor, source: Path, work_dir: Path | None = N
     after each batch. Raises StudioError when the source is missing, unsafe or holds no images."""
     root, temporary = _materialise(Path(source), work_dir)
     try:
-        items, skipped = scan_images(root)
+        items, skipped = image_files(root)
         if not items:
             listed = f" ({len(skipped)} other files: {', '.join(s.path for s in skipped[:3])})" if skipped else ""
             raise StudioError(f"'{Path(source).name}' holds no image files (jpg, png, bmp, gif, webp, tif){listed}.")

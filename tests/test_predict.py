@@ -218,11 +218,14 @@ def test_predict_a_plain_folder_without_classes_and_bad_input(studio, tmp_path, 
     folder.mkdir()
     for i in range(3):
         tiny_image("red", 700 + i).save(folder / f"{i}.png")
+    tiny_image("green", 703).save(folder / "IMG_0004", format="PNG")  # a camera export with no extension
+    (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
     p = load_predictor(run_dir, "best", datasets_dir=studio_dir / "datasets")
     seen = []
     result = predict_folder(p, folder, top_k=1, batch_size=2, progress=lambda d, n: seen.append((d, n)))
-    assert [r["path"] for r in result.rows] == ["0.png", "1.png", "2.png"] and result.metrics() is None
-    assert seen[-1] == (3, 3) and len(seen) == 2, "progress after each batch"
+    assert [r["path"] for r in result.rows] == ["0.png", "1.png", "2.png", "IMG_0004"] and result.metrics() is None
+    assert not result.skipped, "read as training reads a folder: the photo by content, clutter ignored"
+    assert seen[-1] == (4, 4) and len(seen) == 2, "progress after each batch"
     assert cli(["predict", "--run", "no-such-run", "--data", str(folder), "--data-dir", str(studio_dir)]) == 2
     assert "No run 'no-such-run'" in capsys.readouterr().err
     base = ["predict", "--run", str(run_dir), "--data", str(folder), "--data-dir", str(studio_dir)]

@@ -185,23 +185,12 @@ def split_settings() -> None:
                    "always give the same split, so runs are comparable.")
         c = st.columns(5)
         d = cfg.data
-        meta = {
-            "val_fraction": dict(label="Validation share", min=0.05, max=0.5, step=0.05, format="%.2f",
-                                 help="Images per class held out to measure accuracy after each epoch."),
-            "test_fraction": dict(label="Test share", min=0.0, max=0.5, step=0.05, format="%.2f",
-                                  help="Images per class held out until the very end (the honest final score)."),
-            "min_images_per_class": dict(label="Minimum images per class", min=3, max=1000,
-                                         help="Classes with fewer readable images are refused."),
-            "train_per_class": dict(label="Training images per class", min=0, max=100000,
-                                    help="Keep only this many training images per class (0 = all): "
-                                         "to study how much data fine-tuning needs."),
-        }
-        values = {name: field_widget("data", d, name, meta=m, container=c[i]) for i, (name, m) in enumerate(meta.items())}
+        names = ("val_fraction", "test_fraction", "min_images_per_class", "train_per_class")  # bounds, help: config
+        values = {name: field_widget("data", d, name, container=c[i]) for i, name in enumerate(names)}
         b = st.columns(2)
         values["drop_duplicates"] = field_widget("data", d, "drop_duplicates", container=b[0])
         values["class_balance"] = field_widget("data", d, "class_balance", container=b[1])
-        seed = field_widget("run", cfg, "seed", meta=dict(label="Seed", min=0, max=2**31 - 1,
-                            help="Fixes the split, the initial head and the batch order."), container=c[4])
+        seed = field_widget("run", cfg, "seed", container=c[4])
         state.update_section("data", **values)
         if seed != cfg.seed:
             state.set_config(dataclasses.replace(state.config(), seed=int(seed)))
