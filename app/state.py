@@ -385,7 +385,11 @@ def default_run_name(cfg: RunConfig, ds: Dataset) -> str:
     """What a run is called when the user gave no name: backbone, methods and the data."""
     data = "sample textures" if ds.kind == "sample" else (ds.label if ds.kind == "upload"
                                                           else Path(ds.source).name or ds.source)
-    return f"{cfg.backbone.name} {'+'.join(cfg.enabled_methods()) or 'plain'} on {data}"
+    from engine.methods import METHODS
+
+    methods = " + ".join(METHODS[m].title.split()[0] if m in METHODS else m  # "WiSE-FT", "Pruning", ...
+                         for m in cfg.enabled_methods())
+    return f"{cfg.backbone.name} {methods or 'plain'} on {data}"
 
 
 def start_run(engine: Engine, gpus: tuple[int, ...] = ()) -> str:
@@ -408,20 +412,23 @@ def start_run(engine: Engine, gpus: tuple[int, ...] = ()) -> str:
 
 # ---- WiSE-FT: the alpha chosen for a run -------------------------------------------------------
 
-WISE_ALPHA_DEFAULT = 0.5
-
-
 def wise_alpha(engine: Engine, rec: Any) -> tuple[float, bool]:
     """(alpha, chosen): the WiSE-FT alpha stored for a run, else this tab's choice for a run the
-    user may only read, else 0.5 with chosen False."""
+    user may only read, else (with chosen False) the run's own pick: the curve's best OOD accuracy
+    within a point of the fine-tuned model's validation accuracy (engine.predict.chosen_alpha)."""
+    from engine.predict import chosen_alpha, run_summary
+
     fresh = engine.store.get_run(rec.id)
     stored = getattr(fresh, "wise_ft_alpha", None) if fresh is not None else None
+    if stored is None:
+        stored = st.session_state.get(f"wise_alpha_choice_{rec.id}")
     if stored is not None:
         return round(float(stored), 2), True
-    local = st.session_state.get(f"wise_alpha_choice_{rec.id}")
-    if local is not None:
-        return round(float(local), 2), True
-    return WISE_ALPHA_DEFAULT, False
+    try:
+        summary = run_summary(Path(rec.run_dir))
+    except (StudioError, OSError, ValueError):  # a run without a readable summary: the fine-tuned end
+        summary = {}
+    return round(chosen_alpha(summary), 2), False
 
 
 def set_wise_alpha(engine: Engine, rec: Any, alpha: float) -> None:

@@ -84,21 +84,21 @@ tvm = torchvision.models
 for _spec in (
     BackboneSpec("resnet18", "resnet", tvm.resnet18, tvm.ResNet18_Weights, "fc", 512,
                  bundled_file="resnet18_fractal.safetensors",
-                 description="ResNet-18, 11.7M parameters: the classic, fast and robust default."),
+                 description="ResNet-18: the classic, fast and robust default."),
     BackboneSpec("resnet50", "resnet", tvm.resnet50, tvm.ResNet50_Weights, "fc", 2048,
-                 description="ResNet-50, 25.6M parameters: stronger, about 2-3x slower than ResNet-18."),
+                 description="ResNet-50: stronger, about 2-3x slower than ResNet-18."),
     BackboneSpec("mobilenet_v3_small", "mobilenet", tvm.mobilenet_v3_small, tvm.MobileNet_V3_Small_Weights,
                  "classifier.3", 1024, bundled_file="mobilenet_v3_small_fractal.safetensors",
-                 description="MobileNetV3-Small, 2.5M parameters: tiny and fast on a laptop CPU."),
+                 description="MobileNetV3-Small: tiny and fast on a laptop CPU."),
     BackboneSpec("mobilenet_v3_large", "mobilenet", tvm.mobilenet_v3_large, tvm.MobileNet_V3_Large_Weights,
-                 "classifier.3", 1280, description="MobileNetV3-Large, 5.5M parameters."),
+                 "classifier.3", 1280, description="MobileNetV3-Large."),
     BackboneSpec("efficientnet_b0", "efficientnet", tvm.efficientnet_b0, tvm.EfficientNet_B0_Weights,
-                 "classifier.1", 1280, description="EfficientNet-B0, 5.3M parameters."),
+                 "classifier.1", 1280, description="EfficientNet-B0."),
     BackboneSpec("convnext_tiny", "convnext", tvm.convnext_tiny, tvm.ConvNeXt_Tiny_Weights, "classifier.2", 768,
-                 description="ConvNeXt-Tiny, 28.6M parameters: a modern CNN; slow on a CPU."),
+                 description="ConvNeXt-Tiny: a modern CNN; slow on a CPU."),
     BackboneSpec("vit_b_16", "vit", tvm.vit_b_16, tvm.ViT_B_16_Weights, "heads.head", 768,
                  min_image_size=224, fixed_image_size=224,
-                 description="ViT-B/16, 86.6M parameters: a vision transformer; needs 224 px and a GPU."),
+                 description="ViT-B/16: a vision transformer; needs 224 px and a GPU."),
 ):
     register_backbone(_spec)
 

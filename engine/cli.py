@@ -322,7 +322,11 @@ def _predict(args: argparse.Namespace) -> int:
         raise StudioError(f"--threshold is a probability between 0 and 1 (got {args.threshold:g}).")
     if args.alpha is not None and args.variant != "wise":
         raise StudioError("--alpha sets the WiSE-FT mix: use it with --variant wise.")
-    predictor = load_predictor(run_dir, args.variant, args.alpha, data_dir / "datasets", args.device)
+    alpha = args.alpha
+    if alpha is None and args.variant == "wise" and (data_dir / "studio.db").is_file():
+        record = RunStore(data_dir / "studio.db").get_run(run_dir.name)  # the alpha chosen on Results, if any
+        alpha = getattr(record, "wise_ft_alpha", None)
+    predictor = load_predictor(run_dir, args.variant, alpha, data_dir / "datasets", args.device)
     print(f"model: {predictor.label} on {predictor.device}; classes: {', '.join(predictor.classes)}", flush=True)
     with tqdm(total=0, unit="img", desc="predicting", disable=args.quiet, dynamic_ncols=True) as bar:
         def progress(done: int, total: int) -> None:

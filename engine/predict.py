@@ -81,10 +81,14 @@ def available_variants(run_dir: Path) -> dict[str, str]:
     return {v: label for v, label in VARIANTS.items() if run.has(v)}
 
 
-def chosen_alpha(summary: dict) -> float:
-    """The run's WiSE-FT alpha when nobody picked one: `summary["wise_alpha"]` when set, else the
-    point of the curve with the best OOD accuracy among those whose validation accuracy is within
-    one point of the fine-tuned model's (the paper's criterion), else 1.0 (the fine-tuned model)."""
+def chosen_alpha(summary: dict, stored: float | None = None) -> float:
+    """The run's WiSE-FT alpha, in [0, 1], the one Results, Explain, Export, Try it and `predict` use:
+    `stored` (the user's choice, kept with the run in the store) when given, else `summary["wise_alpha"]`
+    when set, else the point of the curve with the best OOD accuracy among those whose validation
+    accuracy is within one point of the fine-tuned model's (Wortsman et al.'s criterion), else 1.0
+    (the fine-tuned model)."""
+    if stored is not None:
+        return float(stored)
     if summary.get("wise_alpha") is not None:
         return float(summary["wise_alpha"])
     curve = [p for p in summary.get("wise_curve") or [] if p.get("val_acc") is not None]

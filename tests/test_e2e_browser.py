@@ -217,7 +217,7 @@ def test_upload_train_and_see_results_in_a_browser(server, browser, sample_zip, 
     second = browser.new_page(viewport={"width": 1400, "height": 1000})  # a refresh, or a second tab
     second.goto(server["url"] + "/train")
     second.get_by_role("heading", name="3 · Train (live)").wait_for(timeout=60_000)
-    second.get_by_role("heading", name=f"resnet18 wise_ft on {sample_zip.name}").wait_for(timeout=60_000)  # same job
+    second.get_by_role("heading", name=f"resnet18 WiSE-FT on {sample_zip.name}").wait_for(timeout=60_000)  # same job
     second.close()  # closing a tab must not stop the run
 
     page.get_by_text("Finished. Validation accuracy").first.wait_for(timeout=RUN_TIMEOUT_S * 1000)
@@ -245,9 +245,10 @@ def test_upload_train_and_see_results_in_a_browser(server, browser, sample_zip, 
     assert (cfg.train.epochs, cfg.data.image_size, cfg.backbone.name) == (2, 32, "resnet18")
     # WiSE-FT: alpha 0.30 chosen on Results is what Explain and Export use, also after a refresh
     thumb = page.get_by_role("slider").first
+    start = float(thumb.get_attribute("aria-valuenow"))  # the run's own pick until someone chooses
     thumb.focus()
-    for _ in range(20):  # 0.50 -> 0.30 in steps of 0.01
-        thumb.press("ArrowLeft")
+    for _ in range(abs(round((start - 0.30) / 0.01))):  # to 0.30 in steps of 0.01
+        thumb.press("ArrowLeft" if start > 0.30 else "ArrowRight")
     settle(page)
     page.wait_for_timeout(1500)  # a key press can still be on its way: read the alpha the page settled on
     settle(page)

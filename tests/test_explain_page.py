@@ -64,6 +64,13 @@ def wise_run_64(studio):
     return studio["dir"], train_wise(studio, 64)
 
 
+def own_alpha(run_id: str) -> float:
+    """The WiSE-FT alpha a run uses before anyone chooses one (engine.predict.chosen_alpha)."""
+    from engine.predict import chosen_alpha, run_summary
+
+    return round(chosen_alpha(run_summary(engine().run_record(run_id).run_dir)), 2)
+
+
 def image_options(at: AppTest, run_id: str) -> list[int]:
     """The validation indices on offer (the options read '#12 · true → said (conf)')."""
     return [int(o.split(" ")[0].lstrip("#")) for o in at.selectbox(key=f"explain_image_{run_id}").options]
@@ -96,7 +103,8 @@ def test_attributions_for_every_method_and_every_model(wise_run):
     no_problems(at)
 
     markdown = " ".join(texts(at.markdown))
-    for title in ("Starting model", "Fine-tuned model", "WiSE-FT mix at alpha 0.50", "adversarial image"):
+    for title in ("Starting model", "Fine-tuned model", f"WiSE-FT mix at alpha {own_alpha(run_id):.2f}",
+                  "adversarial image"):
         assert title in markdown, title
     # 4 model rows x (input + 4 methods) + the colour bar
     assert len(at.image) == 4 * (1 + len(ATTRIBUTIONS)) + 1
@@ -201,8 +209,9 @@ def test_export_verifies_every_format_and_renders_the_model_card(wise_run):
     at.button(key=f"export_{run_id}").click().run()
     no_problems(at)
     assert any("All 3 exports verified" in s for s in texts(at.success))
-    assert (exports / "wise_alpha_0.50" / "model.onnx").is_file()
-    assert "exported at alpha 0.5" in (exports / "wise_alpha_0.50" / "MODEL_CARD.md").read_text()
+    alpha = own_alpha(run_id)  # nothing chosen on Results: the run's own pick
+    assert (exports / f"wise_alpha_{alpha:.2f}" / "model.onnx").is_file()
+    assert f"exported at alpha {alpha}" in (exports / f"wise_alpha_{alpha:.2f}" / "MODEL_CARD.md").read_text()
 
     # a fresh session shows the last export's checks without exporting again
     again = open_page(run_id, "Export")

@@ -27,7 +27,8 @@ def test_subset_note_only_for_a_subset():
     from app.method_views.wise_ft import subset_note
 
     assert subset_note({"wise_ft": {"ood_subset": 0}}) is None and subset_note({}) is None
-    assert "64 validation images of each corruption, the classes taken in turn" in subset_note({"wise_ft": {"ood_subset": 64}})
+    assert "up to 64 validation images of each corruption, the classes taken in turn" in subset_note(
+        {"wise_ft": {"ood_subset": 64}})
 
 
 def test_nearest_grid_point():
@@ -61,6 +62,9 @@ def test_the_curve_reading_names_the_winner_or_says_fine_tuning_hurt():
     interior = [{"alpha": 0.0, "val_acc": 0.6, "ood_acc": 0.50}, {"alpha": 0.5, "val_acc": 0.79, "ood_acc": 0.58},
                 {"alpha": 1.0, "val_acc": 0.80, "ood_acc": 0.55}]
     assert "alpha 0.50 beats both ends on corrupted images by 3.0 points, for 1.0 points" in reading(interior)
+    tie = [{"alpha": 0.0, "val_acc": 1.0, "ood_acc": 0.833}, {"alpha": 0.05, "val_acc": 1.0, "ood_acc": 0.833},
+           {"alpha": 1.0, "val_acc": 0.889, "ood_acc": 0.685}]
+    assert "beats both ends" not in reading(tie) and "starting model is best" in reading(tie), "a tie is no win"
     hurt = [{"alpha": 0.0, "val_acc": 0.6, "ood_acc": 0.60}, {"alpha": 1.0, "val_acc": 0.8, "ood_acc": 0.50}]
     assert reading(hurt).startswith("Fine-tuning lowered OOD accuracy on this data: the starting model is best")
 

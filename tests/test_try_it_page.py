@@ -15,7 +15,7 @@ import streamlit as st
 from PIL import Image
 
 from conftest import (TINY_CLASSES, dashboard_studio, finished_run, no_problems, open_app_page, texts, tiny_config,
-                      tiny_image)
+                      tiny_image, write_tiny_zip)
 
 PAGE = "app_pages/try_it.py"
 
@@ -83,6 +83,27 @@ def test_an_uploaded_image_gets_top_k_bars_and_a_blank_one_is_flagged(run):
     assert not at.exception
     assert any("'phone.heic' could not be used" in e for e in texts(at.error)), texts(at.error)
     assert len(at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")) == 1, "the other image still answers"
+
+
+def test_the_alpha_chosen_on_results_is_the_one_try_it_and_predict_use(run, tmp_path, capsys):
+    from app.state import get_engine
+    from engine.cli import main as cli
+    from engine.predict import chosen_alpha, run_summary
+
+    eng = get_engine()
+    run_dir = eng.run_record(run).run_dir
+    at = open_page(run)
+    own = round(chosen_alpha(run_summary(run_dir)), 2)
+    assert at.slider(key=f"try_alpha_a_{run}").value == own, "nothing chosen yet: the run's own pick"
+    eng.store.set_wise_ft_alpha(run, 0.35)  # what the Results page's slider stores
+    at.run()
+    no_problems(at)
+    assert at.slider(key=f"try_alpha_a_{run}").value == 0.35, "the open page follows the new choice"
+    write_tiny_zip(tmp_path / "batch.zip", per_class=2)
+    assert cli(["predict", "--run", run, "--data", str(tmp_path / "batch.zip"), "--variant", "wise",
+                "--data-dir", str(eng.store.path.parent), "--quiet"]) == 0
+    assert "WiSE-FT mix at alpha 0.35" in capsys.readouterr().out, "the command line uses the choice too"
+    eng.store.set_wise_ft_alpha(run, None)
 
 
 def test_two_models_side_by_side_and_attributions_for_a_new_image(run):

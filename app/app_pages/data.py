@@ -10,6 +10,7 @@ import streamlit as st
 
 from app import charts, datasets, state
 from app.widgets import field_widget
+from engine.errors import StudioError
 from engine.config import with_section
 from engine.data import IMAGE_EXTENSIONS, PHASH_MAX_DISTANCE
 from engine.paths import SAMPLE_DATASET
@@ -48,9 +49,13 @@ def _skipped_table(skipped, expanded: bool = False) -> None:
         st.dataframe([{"file": s.path, "reason": s.reason} for s in skipped], hide_index=True, width="stretch")
 
 
-def _show_refusal(error: BaseException) -> None:
-    """The refusal message, then what the engine saw: the layout notes and every skipped file."""
-    state.show_error(error, "reading the dataset")
+def _show_refusal(error: BaseException, name: str = "") -> None:
+    """The refusal message (naming the user's file `name` when the message does not), then what the
+    engine saw: the layout notes and every skipped file."""
+    if name and isinstance(error, StudioError) and name not in str(error):
+        st.error(f"**{name}**: {error}", icon=":material/error:")
+    else:
+        state.show_error(error, "reading the dataset")
     for note in getattr(error, "notes", []):
         st.caption(note)
     if getattr(error, "skipped", None):
@@ -73,7 +78,7 @@ def _activate(engine, candidate: state.Dataset, size: int | None = None) -> bool
             state.remember_upload(engine, candidate.source, "dataset", candidate.label, size,
                                   classes=len(result.report.classes), images=result.report.num_images)
         return True
-    _show_refusal(result.error)
+    _show_refusal(result.error, candidate.label)
     st.info(f"The studio still uses **{current.label}**. Fix the problem above, then try again.",
             icon=":material/info:")
     return False
@@ -218,8 +223,8 @@ def dataset_report(engine) -> datasets.DataCheck | None:
     c[2].metric("Training", f"{n_split.get('train', 0):,}")
     c[3].metric("Validation / test", f"{n_split.get('val', 0):,} / {n_split.get('test', 0):,}")
     c[4].metric("Skipped files", len(rep.skipped), help="Files that are not usable images; the list is below.")
-    st.caption(f"Layout: **{rep.layout}**" + (" — the split given by your folders is used as is." if rep.split_given
-               else " — each class is split with the seed (see the split settings)."))
+    st.caption(f"Layout: **{rep.layout}**" + ("" if rep.split_given  # the notes below say which folders give it
+                                              else " — each class is split with the seed (see the split settings)."))
     for note in rep.notes:
         st.caption(note)
     for warning in rep.warnings:

@@ -47,7 +47,6 @@ WIDGET_DEFAULTS = {TARGET_KEY: "predicted", STRENGTH_KEY: 0.7}
 KEPT = "explain_kept:"  # prefix of the copies
 TABS = ("Attributions", "Error analysis", "Export")
 DEFAULT_METHODS = ["grad_cam"]  # the cheapest faithful-enough map: a new image answers in about a second on a CPU
-WISE_ALPHA_DEFAULT = 0.5  # when the Results page's slider was not touched in this tab
 DISPLAY_PX = 224  # images are upscaled (nearest neighbour) to at least this, so small pixels stay crisp
 THUMB_PX = 96
 GALLERY_COLUMNS = 6
@@ -128,8 +127,8 @@ def uses_wise(rec) -> bool:
 
 
 def wise_alpha(engine, rec) -> float | None:
-    """The WiSE-FT alpha chosen for this run on the Results page (stored with the run; 0.5 when
-    not chosen yet), or None without WiSE-FT."""
+    """The WiSE-FT alpha chosen for this run on the Results page (stored with the run; the run's own
+    pick when not chosen yet, engine.predict.chosen_alpha), or None without WiSE-FT."""
     if not uses_wise(rec):
         return None
     return state.wise_alpha(engine, rec)[0]
@@ -409,7 +408,7 @@ def row_note(r: dict, pretrained_src: str | None, rec) -> str:
     if r["key"] == "wise":
         chosen = state.wise_alpha(state.get_engine(), rec)[1]
         return ("The starting and fine-tuned weights mixed at the alpha chosen on the Results page"
-                f"{'' if chosen else ' (none chosen yet, so 0.50)'}.")
+                f"{'' if chosen else ' (none chosen yet, so the run’s own pick)'}.")
     if r["key"] == "adversarial":
         return (f"PGD-{r['steps']} at the run's evaluation eps ({r['eps'] * 255:.1f}/255) against the fine-tuned "
                 f"model: no pixel changed by more than {r['linf'] * 255:.1f}/255.")
@@ -698,7 +697,6 @@ def render() -> None:
         no_finished_run)
     if rec is None:
         return
-    run_id = rec.id
     b_cfg = rec.config.get("backbone", {})
     st.caption(f"{b_cfg.get('name')} ({state.WEIGHTS_TEXT.get(b_cfg.get('pretrained'), b_cfg.get('pretrained'))}) · "
                f"{rec.config.get('data', {}).get('image_size')} px · finished {components.short_time(rec.finished)}")

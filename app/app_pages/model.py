@@ -90,12 +90,21 @@ def _apply_preset(key: str) -> None:
 
 def presets_section() -> None:
     st.subheader("Start from a preset")
-    cols = st.columns(len(PRESETS))
-    for col, (key, preset) in zip(cols, PRESETS.items()):
-        with col.container(border=True, height="stretch"):
-            st.markdown(f"**{preset.title}**")
-            st.caption(preset.describe())
-            st.button(f"Use {preset.title}", key=f"preset_{key}", icon=icon(key), on_click=_apply_preset, args=(key,))
+    cfg = state.config().to_dict()
+    demos = [k for k in PRESETS if k.endswith("_demo") and k != "standard_demo"]
+    rows = [[k for k in PRESETS if k not in demos], demos]  # four to a row: titles and buttons stay readable
+    for i, keys in enumerate(r for r in rows if r):
+        if i == 1:
+            st.caption("Method demos: each shows what one method does; run the Standard demo on the same data "
+                       "to compare with plain fine-tuning.")
+        for col, key in zip(st.columns(4), keys):
+            preset = PRESETS[key]
+            with col.container(border=True, height="stretch"):
+                in_use = preset.apply(state.config()).to_dict() == cfg
+                st.markdown(f"**{preset.title}**" + (" :green-badge[:material/check: in use]" if in_use else ""))
+                st.caption(preset.describe())
+                st.button(f"Use {preset.title}", key=f"preset_{key}", icon=icon(key), on_click=_apply_preset,
+                          args=(key,))
     applied = st.session_state.pop("preset_applied", None)
     if applied:
         st.success(f"Preset **{applied}** applied. Every setting below can still be changed.", icon=":material/check:")

@@ -384,19 +384,20 @@ def compare(engine, runs) -> None:
     datasets_used = list(dict.fromkeys(table["dataset"]))
     if len(datasets_used) > 1:
         st.warning(f"These runs trained on {len(datasets_used)} different datasets ({', '.join(datasets_used)}): "
-                   "accuracies on different data say nothing about which method is better. The table is grouped "
-                   "by dataset; compare runs within one group.", icon=":material/warning:")
+                   "accuracies on different data say nothing about which method is better. The rows are sorted "
+                   "by dataset; compare runs on the same one.", icon=":material/warning:")
     else:  # one dataset: say it once above the table, and the table keeps its width for the comparison
         table = shared_data_note(table)
     fractions = set(COMPARE_METRICS.values()) | {"balanced acc", "sparsity"}
-    config = {c: st.column_config.NumberColumn(c, format="percent", help=COMPARE_HELP.get(c), width=76)
+    config = {c: st.column_config.NumberColumn("balanced" if c == "balanced acc" else c, format="percent",
+                                               help=COMPARE_HELP.get(c), width=72)
               for c in table.columns if c in fractions}
-    config |= {"run": st.column_config.TextColumn("run", width=170, pinned=True),
-               "dataset": st.column_config.TextColumn("dataset", help=COMPARE_HELP["dataset"], width=140),
-               "methods": st.column_config.TextColumn("methods", width=150),
-               "classes": st.column_config.NumberColumn("classes", format="%d", width=62),
-               "images": st.column_config.NumberColumn("images", format="%d", width=62),
-               "image px": st.column_config.NumberColumn("px", format="%d", width=44),
+    config |= {"run": st.column_config.TextColumn("run", width=150, pinned=True),
+               "dataset": st.column_config.TextColumn("dataset", help=COMPARE_HELP["dataset"], width=130),
+               "methods": st.column_config.TextColumn("methods", width=130),
+               "classes": st.column_config.NumberColumn("classes", format="%d", width=58),
+               "images": st.column_config.NumberColumn("images", format="%d", width=58),
+               "image px": st.column_config.NumberColumn("px", format="%d", width=40),
                "epochs": st.column_config.NumberColumn("epochs", format="%d", width="small"),
                "img/s": st.column_config.NumberColumn("img/s", format="%.0f", width="small"),
                "lr": st.column_config.NumberColumn("lr", format="%.4g", width="small")}

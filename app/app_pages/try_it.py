@@ -27,7 +27,7 @@ import streamlit as st
 from app import charts, components, state
 from engine.errors import StudioError
 from engine.explain import ATTRIBUTIONS
-from engine.predict import LOW_CONFIDENCE, VARIANTS
+from engine.predict import LOW_CONFIDENCE
 
 RUN_KEY = "try_run"
 SOURCE_KEY = "try_source"
@@ -88,12 +88,6 @@ def no_finished_run(all_runs) -> None:
     st.page_link("app_pages/train.py", label="Go to training", icon=":material/arrow_forward:")
 
 
-def default_alpha(rec, summary: dict) -> float:
-    """The Results page's alpha for this run when it was moved in this tab, else the run's chosen alpha."""
-    from engine.predict import chosen_alpha
-
-    moved = st.session_state.get(f"wise_alpha_{rec.id}")
-    return round(float(moved if moved is not None else chosen_alpha(summary)), 2)
 
 
 def model_picker(rec, variants: dict[str, str], slot: str, default: str, alpha: float, label: str):
@@ -105,7 +99,8 @@ def model_picker(rec, variants: dict[str, str], slot: str, default: str, alpha: 
     if variant != "wise":
         return variant, None
     akey = f"try_alpha_{slot}_{rec.id}"
-    st.session_state.setdefault(akey, alpha)
+    if st.session_state.get(akey + ":seed") != alpha:  # follows the alpha chosen on Results when that changes
+        st.session_state[akey] = st.session_state[akey + ":seed"] = alpha
     a = st.slider("alpha (0 = starting model, 1 = fine-tuned)", 0.0, 1.0, step=0.05, key=akey,
                   help="The WiSE-FT mix of the starting and the fine-tuned weights.")
     return variant, round(float(a), 2)
@@ -283,8 +278,8 @@ def render() -> None:
     if not summary.ok:
         return
     variants = available_variants(Path(run_dir))
-    alpha = default_alpha(rec, summary.value) if "wise" in variants else 1.0
-    c1, c2, c3 = st.columns([2, 2, 1])
+    alpha = state.wise_alpha(engine, rec)[0] if "wise" in variants else 1.0  # the alpha chosen on Results
+    c1, c2, c3 = st.columns([2, 2, 1.4])
     with c1:
         first = model_picker(rec, variants, "a", "wise" if "wise" in variants else "fine_tuned", alpha, "Model")
     with c3:

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from app import state
-from app.charts import METRIC_COLORS
+from app.charts import FIT_WIDTH, METRIC_COLORS
 from app.method_views import register_view
 
 ACC = {"val_acc": "Validation (your data)", "ood_acc": "Corrupted images (OOD)",
@@ -39,9 +39,10 @@ def curve_chart(df: pd.DataFrame, alpha: float | None) -> alt.Chart:
         tooltip=["alpha:Q", "kind:N", alt.Tooltip("accuracy:Q", format=".1%")],
     )
     if alpha is None:
-        return lines.properties(height=300, title="WiSE-FT: accuracy along the weight path")
+        return lines.properties(height=300, title="WiSE-FT: accuracy along the weight path", autosize=FIT_WIDTH)
     rule = alt.Chart(pd.DataFrame({"alpha": [alpha]})).mark_rule(color="#d62728", strokeDash=[4, 3]).encode(x="alpha:Q")
-    return (lines + rule).properties(height=300, title="WiSE-FT: accuracy along the weight path")
+    # FIT_WIDTH: without it Streamlit's stretch squeezed the plot to a strip under a hidden title
+    return (lines + rule).properties(height=300, title="WiSE-FT: accuracy along the weight path", autosize=FIT_WIDTH)
 
 
 def reading(curve: list[dict]) -> str | None:
@@ -53,6 +54,8 @@ def reading(curve: list[dict]) -> str | None:
     start, end = min(pts, key=lambda p: p["alpha"]), max(pts, key=lambda p: p["alpha"])
     best = max(pts, key=lambda p: (p["ood_acc"], -abs(p["alpha"] - 0.5)))
     gain = 100 * (best["ood_acc"] - max(start["ood_acc"], end["ood_acc"]))
+    if gain < 0.05:  # a tie with an end is no win for the mix: the better end is the best
+        best = start if start["ood_acc"] >= end["ood_acc"] else end
     if best is start or best["alpha"] == start["alpha"]:
         return ("Fine-tuning lowered OOD accuracy on this data: the starting model is best on corrupted images "
                 f"({100 * start['ood_acc']:.1f}% vs {100 * end['ood_acc']:.1f}% fine-tuned).")
@@ -69,9 +72,9 @@ def subset_note(config: dict) -> str | None:
     n = int(((config or {}).get("wise_ft") or {}).get("ood_subset") or 0)
     if n <= 0:
         return None
-    return (f"On this curve, accuracy on corrupted images uses {n} validation images of each corruption, the "
-            "classes taken in turn (a quicker curve; set wise_ft.ood_subset to 0 for all of them), so it can differ "
-            "from the validation and OOD figures measured on every image.")
+    return (f"On this curve, accuracy on corrupted images uses up to {n} validation images of each corruption, "
+            "the classes taken in turn (a quicker curve; the setting \"corrupted images per corruption on the curve\" at 0 takes "
+            "all of them), so it can differ from the validation and OOD figures measured on every image.")
 
 
 def nearest(curve: list[dict], alpha: float) -> dict | None:
@@ -100,7 +103,9 @@ def wise_ft_view(engine, rec, summary: dict) -> None:
     if round(alpha, 2) != stored:  # what the page shows is what is stored (a callback can miss a coalesced rerun)
         state.set_wise_alpha(engine, rec, alpha)
     st.caption(f"Chosen for this run: alpha {alpha:.2f}" if chosen or alpha != stored
-               else "Not chosen yet: alpha 0.50 is shown. Move the slider to choose; the choice is kept with the run.")
+               else f"Not chosen yet: alpha {stored:.2f} is shown, the run's own pick (the best accuracy on corrupted "
+                    "images among the mixes within a point of the fine-tuned model's validation accuracy, as the "
+                    "paper chooses). Move the slider to choose; the choice is kept with the run.")
     point = nearest(curve, alpha)
     cache = st.session_state.setdefault("wise_points", {})
     if point is None:
