@@ -91,23 +91,29 @@ def _apply_preset(key: str) -> None:
 def presets_section() -> None:
     st.subheader("Start from a preset")
     cfg = state.config().to_dict()
-    demos = [k for k in PRESETS if k.endswith("_demo") and k != "standard_demo"]
-    rows = [[k for k in PRESETS if k not in demos], demos]  # four to a row: titles and buttons stay readable
-    for i, keys in enumerate(r for r in rows if r):
-        if i == 1:
+    demos = [k for k in PRESETS if k.endswith("_demo") and k not in ("quick_demo", "standard_demo")]
+    general = [k for k in PRESETS if k not in demos]
+    for group in (general, demos):
+        if group is demos and demos:
             st.caption("Method demos: each shows what one method does; run the Standard demo on the same data "
                        "to compare with plain fine-tuning.")
-        for col, key in zip(st.columns(4), keys):
-            preset = PRESETS[key]
-            with col.container(border=True, height="stretch"):
-                in_use = preset.apply(state.config()).to_dict() == cfg
-                st.markdown(f"**{preset.title}**" + (" :green-badge[:material/check: in use]" if in_use else ""))
-                st.caption(preset.describe())
-                st.button(f"Use {preset.title}", key=f"preset_{key}", icon=icon(key), on_click=_apply_preset,
-                          args=(key,))
+        for row in (group[i:i + 4] for i in range(0, len(group), 4)):  # four to a row: words stay whole
+            draw_preset_row(row, cfg)
     applied = st.session_state.pop("preset_applied", None)
     if applied:
         st.success(f"Preset **{applied}** applied. Every setting below can still be changed.", icon=":material/check:")
+
+
+def draw_preset_row(keys: list[str], cfg: dict) -> None:
+    """Up to four preset cards: title (marked when the settings are the preset's), what it does, its button."""
+    for col, key in zip(st.columns(4), keys):
+        preset = PRESETS[key]
+        with col.container(border=True, height="stretch"):
+            in_use = preset.apply(state.config()).to_dict() == cfg
+            st.markdown(f"**{preset.title}**" + (" :green-badge[:material/check: in use]" if in_use else ""))
+            st.caption(preset.describe())
+            st.button(f"Use {preset.title}", key=f"preset_{key}", icon=icon(key), on_click=_apply_preset,
+                      args=(key,))
 
 
 # ---- backbone ---------------------------------------------------------------------------------
