@@ -245,7 +245,8 @@ def test_upload_train_and_see_results_in_a_browser(server, browser, sample_zip, 
     assert (cfg.train.epochs, cfg.data.image_size, cfg.backbone.name) == (2, 32, "resnet18")
     # WiSE-FT: alpha 0.30 chosen on Results is what Explain and Export use, also after a refresh
     thumb = page.get_by_role("slider").first
-    start = float(thumb.get_attribute("aria-valuenow"))  # the run's own pick until someone chooses
+    shown = page.get_by_text("Not chosen yet: alpha").first.inner_text()  # the run's own pick until someone chooses
+    start = float(shown.split("alpha", 1)[1].strip()[:4])
     thumb.focus()
     for _ in range(abs(round((start - 0.30) / 0.01))):  # to 0.30 in steps of 0.01
         thumb.press("ArrowLeft" if start > 0.30 else "ArrowRight")
