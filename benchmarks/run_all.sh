@@ -18,10 +18,10 @@ run() { local name=$1; shift; echo "== $name: $*"; python "$@" > "benchmarks/res
   # The AdaFilter and pruning demo presets (app/presets.py), 3 seeds each, with their claim lines
   run adafilter benchmarks/adafilter.py --seeds 0 1 2 --epochs 5 --threads 1 \
       --set adafilter.gate_optimizer=adam adafilter.gate_lr_mult=5
-  run pruning benchmarks/pruning.py --epochs 5 --batch-size 64 --seeds 0,1,2 --sparsities 0,0.7 --scope global --end-fraction 0.5 \
-      --structured-epochs 1 --threads 1 --latency-rounds 5
-  run pruning_structured benchmarks/pruning.py --epochs 5 --batch-size 64 --seeds 0,1,2 --sparsities 0 \
-      --structured-epochs 4 --threads 1 --latency-rounds 5
+  run pruning benchmarks/pruning.py --epochs 20 --batch-size 32 --lr 0.02 --seeds 0,1,2 --sparsities 0,0.7 --scope global \
+      --end-fraction 0.5 --structured-epochs 4 --threads 1 --latency-rounds 3 --set optim.linear_probe_epochs=2
+  run pruning_structured benchmarks/pruning.py --epochs 20 --batch-size 32 --lr 0.02 --seeds 0,1,2 --sparsities 0 \
+      --structured-epochs 10 --threads 1 --latency-rounds 3 --set optim.linear_probe_epochs=2
   run throughput benchmarks/throughput.py --devices cpu --images 96 --batch-size 16 --rounds 3 --threads 1 --backbones resnet18
   run throughput_r50 benchmarks/throughput.py --devices cpu --images 64 --batch-size 16 --rounds 3 --threads 1 --backbones resnet50
   run predict_throughput_1thread benchmarks/predict_throughput.py --threads 1

@@ -12,7 +12,7 @@ def test_every_method_has_a_demo_preset_that_names_its_claim():
     for key, method in (("adafilter_demo", "adafilter"), ("pruning_demo", "pruning"),
                         ("adversarial_demo", "adversarial"), ("wise_ft_demo", "wise_ft")):
         cfg = PRESETS[key].apply(RunConfig())
-        assert cfg.methods[method].enabled and cfg.train.epochs == 5
+        assert cfg.methods[method].enabled and cfg.train.epochs == 20 and cfg.optim.linear_probe_epochs == 2
         validate(cfg)  # within every field's bounds, methods compatible with the backbone
         assert "et al." in PRESETS[key].describe()  # the paper's claim is named
 
