@@ -47,7 +47,8 @@ def gradcam_layer(model: Classifier, image_size: int) -> tuple[nn.Module, str, i
             h.remove()
     for block in reversed(blocks):
         if sides.get(id(block), 0) >= MIN_CAM_SIDE:
-            return block, names.get(id(block), "trunk"), sides[id(block)]
+            name = names.get(id(block), "trunk")
+            return block, name.removeprefix("net."), sides[id(block)]  # the torchvision name users look up
     raise StudioError(f"At {image_size} px no convolutional stage of this model keeps {MIN_CAM_SIDE} x {MIN_CAM_SIDE} "
                       "cells, so Grad-CAM would be a single number per image. Use Integrated Gradients, Saliency or "
                       "Occlusion, or train at a larger image size.")

@@ -93,6 +93,26 @@ def data_source_text(cfg: RunConfig) -> str:
     return f"`{d.source_name or Path(d.source).name}`"
 
 
+def method_settings_text(settings: Any) -> str:
+    """A method's settings (its config dataclass) in words: each field's label from its metadata
+    (else its name), a list as comma-separated values; e.g. "target sparsity 0.7; scope global"."""
+    import dataclasses
+
+    parts = []
+    for f in dataclasses.fields(settings):
+        if f.name == "enabled":
+            continue
+        value = getattr(settings, f.name)
+        if isinstance(value, bool):
+            shown = "on" if value else "off"
+        elif isinstance(value, (tuple, list)):
+            shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+        else:
+            shown = f"{value:g}" if isinstance(value, float) else str(value)
+        parts.append(f"{f.metadata.get('label', f.name.replace('_', ' '))} {shown or '(none)'}")
+    return "; ".join(parts)
+
+
 def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck] | None = None) -> str:
     """A markdown model card: data, methods and their settings, metrics, the exact config."""
     def pct(x):
@@ -123,8 +143,7 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
         "- Methods: " + (", ".join(METHODS[m].title for m in cfg.enabled_methods() if m in METHODS) or "plain fine-tuning"),
     ]
     for m in cfg.enabled_methods():
-        settings = {k: v for k, v in cfg.to_dict()[m].items() if k != "enabled"}
-        lines.append(f"  - {m}: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
+        lines.append(f"  - {METHODS[m].title if m in METHODS else m}: {method_settings_text(cfg.methods[m])}")
     structured = summary.get("structured") or {}
     if summary.get("export_variant") == "structured" and structured:
         before, after = structured.get("params_before", 0), structured.get("params_after", 0)
