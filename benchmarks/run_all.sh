@@ -15,9 +15,9 @@ run() { local name=$1; shift; echo "== $name: $*"; python "$@" > "benchmarks/res
 ) &
 (
   run adversarial benchmarks/adversarial.py --scratch-epochs 12 --eval-subset 64
-  # The AdaFilter and pruning demo presets (app/presets.py), 3 seeds each, with their claim lines
-  run adafilter benchmarks/adafilter.py --seeds 0 1 2 --epochs 5 --threads 1 \
-      --set adafilter.gate_optimizer=adam adafilter.gate_lr_mult=5
+  # The AdaFilter and pruning demo presets (engine/presets.py), 3 seeds each, with their claim lines
+  run adafilter benchmarks/adafilter.py --seeds 0 1 2 --epochs 20 --batch-size 32 --lr 0.02 --threads 1 \
+      --set optim.linear_probe_epochs=2 adafilter.gate_optimizer=adam adafilter.gate_lr_mult=5
   run pruning benchmarks/pruning.py --epochs 20 --batch-size 32 --lr 0.02 --seeds 0,1,2 --sparsities 0,0.7 --scope global \
       --end-fraction 0.5 --structured-epochs 4 --threads 1 --latency-rounds 3 --set optim.linear_probe_epochs=2
   run pruning_structured benchmarks/pruning.py --epochs 20 --batch-size 32 --lr 0.02 --seeds 0,1,2 --sparsities 0 \
