@@ -12,6 +12,8 @@ images), `none` (random init), `checkpoint` (a user file, loaded without running
 
 from __future__ import annotations
 
+import re
+
 import functools
 import json
 import pickle
@@ -556,7 +558,7 @@ def guess_architecture(state: dict[str, torch.Tensor]) -> tuple[str, float] | No
 def describe_backbone(name: str) -> str:
     """A registered backbone in plain words: "ResNet-50 weights (ResNet family; `resnet50` here)"."""
     spec = BACKBONES[name]
-    title = spec.description.split(",")[0] or name
+    title = re.split(r"[:,.]", spec.description)[0].strip() or name  # "ResNet-50: stronger, ..." -> "ResNet-50"
     return f"{title} weights ({FAMILY_TITLES.get(spec.family, spec.family)} family; `{name}` here)"
 
 

@@ -291,7 +291,8 @@ def test_upload_train_and_see_results_in_a_browser(server, browser, sample_zip, 
     page.get_by_text("Upload a zip", exact=True).click()
     settle(page)
     upload_zip(page, tiny_zip_path)
-    page.get_by_role("button", name="Train now").click()
+    settle(page)
+    page.get_by_role("button", name="Train now").first.click()  # a rerun can briefly show the old one too
     page.get_by_role("heading", name="3 · Train (live)").wait_for(timeout=60_000)
     page.get_by_text("Finished. Validation accuracy").first.wait_for(timeout=RUN_TIMEOUT_S * 1000)
     page.goto(server["url"] + "/results")  # a bookmark works as well as the sidebar: the runs are in the store

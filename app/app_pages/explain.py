@@ -605,8 +605,8 @@ def export_tab(engine, rec, b, summary: dict) -> None:
     c = st.columns([1, 3], vertical_alignment="center")
     clicked = c[0].button("Export and verify", type="primary", icon=":material/package_2:", key=f"export_{rec.id}",
                           disabled=not may_write)
-    c[1].caption("Writes model.safetensors, model.ts, model.onnx and MODEL_CARD.md into the run's own folder, "
-                 "then offers them for download below."
+    c[1].caption(f"Writes model.safetensors, model.ts, model.onnx and MODEL_CARD.md into the run's own folder "
+                 f"(`{'exports/' + sub if sub else 'exports'}`), then offers them for download below."
                  if may_write else "This run belongs to another user: you can download its exports, not make new ones.")
     if clicked:
         summary_for_card = dict(summary, wise_alpha=alpha) if which == "wise" else summary
