@@ -427,6 +427,7 @@ def test_a_bad_upload_shows_the_engines_message_not_a_traceback(studio, case):
     upload_zip(at, data, "bad.zip")
     errors = " ".join(texts(at.error))
     assert expected.lower() in errors.lower(), errors
+    assert "bad.zip" in errors, "every refusal names the user's own file"
     assert "Traceback" not in errors and not at.exception
     assert at.session_state["cfg"].data.source == before, "a refused upload is not used"
     assert any("still uses" in i for i in texts(at.info))
