@@ -1,6 +1,7 @@
 """The dashboard in a real browser: `run_app.py` on a free port, headless Debian Chromium via Playwright.
 
-Uploads the sample zip, checks that a page refresh keeps the draft (dataset, method, settings),
+Uploads the sample zip and an OOD zip, checks that a page refresh keeps the draft (dataset, OOD set,
+method, settings),
 starts a quick run, waits for the live chart and the finish, checks that a second tab sees the
 same running job, chooses a WiSE-FT alpha on Results and finds it on Explain and Export, restarts the server and finds the earlier upload offered again, starts a second
 run on other data from the Data page and sees Compare show the datasets, flag the mix and fit the
@@ -175,8 +176,31 @@ def tiny_zip_path(tmp_path_factory) -> Path:
     return write_tiny_zip(tmp_path_factory.mktemp("other") / "colours.zip", per_class=10)
 
 
+@pytest.fixture(scope="module")
+def ood_zip_path(sample_zip, tmp_path_factory) -> Path:
+    """A user's OOD set: 2 images per class of the sample, darkened (the same classes in other light)."""
+    import io
+    import zipfile
+
+    from PIL import Image, ImageEnhance
+
+    path = tmp_path_factory.mktemp("ood") / "textures_at_dusk.zip"
+    taken: dict[str, int] = {}
+    with zipfile.ZipFile(sample_zip) as src, zipfile.ZipFile(path, "w") as out:
+        for name in src.namelist():
+            parts = name.split("/")
+            if name.endswith("/") or len(parts) < 2 or taken.get(parts[-2], 0) >= 2:
+                continue
+            taken[parts[-2]] = taken.get(parts[-2], 0) + 1
+            image = ImageEnhance.Brightness(Image.open(io.BytesIO(src.read(name))).convert("RGB")).enhance(0.5)
+            buf = io.BytesIO()
+            image.save(buf, format="JPEG")
+            out.writestr(f"dusk/{parts[-2]}/{parts[-1]}", buf.getvalue())
+    return path
+
+
 @pytest.mark.timeout(1200)  # two real runs, refreshes and every page: longer than the suite's 300 s per test
-def test_upload_train_and_see_results_in_a_browser(server, browser, sample_zip, tiny_zip_path):
+def test_upload_train_and_see_results_in_a_browser(server, browser, sample_zip, tiny_zip_path, ood_zip_path):
     page = open_app(browser, server["url"])
     page.get_by_role("heading", name="1 · Data").wait_for(timeout=60_000)
 
@@ -184,6 +208,14 @@ def test_upload_train_and_see_results_in_a_browser(server, browser, sample_zip, 
     page.get_by_text("Upload a zip", exact=True).click()
     upload_zip(page, sample_zip)
     page.get_by_text("A few training images per class").first.wait_for()
+    # and an OOD set of the same classes, in its own file chooser (drawn once the dataset is checked)
+    settle(page)
+    ood_uploader = page.get_by_test_id("stFileUploader").filter(has_text="Upload the OOD zip")
+    with page.expect_file_chooser() as chooser:
+        ood_uploader.get_by_test_id("stFileUploaderDropzone").click()
+    chooser.value.set_files(str(ood_zip_path))
+    page.get_by_text(f"OOD set in use: {ood_zip_path.name}").first.wait_for(timeout=150_000)
+    settle(page)
     shot(page, "1_data")
 
     # Model: the Quick demo preset is the default; make it quicker still for CI (2 epochs, 32 px)
@@ -216,6 +248,7 @@ def test_upload_train_and_see_results_in_a_browser(server, browser, sample_zip, 
     page.get_by_text("for 2 epochs at 32 px").first.wait_for(timeout=60_000)
     go(page, "Data", "1 · Data")
     page.get_by_text(f"Active dataset: {sample_zip.name}").first.wait_for(timeout=120_000)
+    page.get_by_text(f"OOD set in use: {ood_zip_path.name}").first.wait_for(timeout=60_000)
 
     # Train: start, see the live chart, see it in a second tab too, wait for the finish
     go(page, "Train (live)", "3 · Train (live)")
@@ -244,6 +277,7 @@ def test_upload_train_and_see_results_in_a_browser(server, browser, sample_zip, 
     page.get_by_text("Confusion matrix").first.wait_for(timeout=60_000)
     page.get_by_role("button", name="Fine-tuned model").wait_for()
     page.get_by_text("Best OOD accuracy on the grid").first.wait_for(timeout=60_000)  # the WiSE-FT slider view
+    page.get_by_text("OOD accuracy (your OOD set)").first.wait_for(timeout=30_000)  # measured on the user's OOD zip
     settle(page)
     shot(page, "5_results")
     with page.expect_download(timeout=120_000) as download:
