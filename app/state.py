@@ -150,6 +150,13 @@ class Dataset:
     ood_name: str = ""  # the OOD upload's own file name
     checks: dict = field(default_factory=dict)  # memo of validations: key -> (report, grid) or error
 
+    @property
+    def words(self) -> str:
+        """The data of the next run in the user's names: 'photos.zip' or 'photos.zip, OOD set dusk.zip'
+        (markdown, names in bold)."""
+        ood = f", OOD set **{self.ood_name or self.ood_label}**" if self.ood_source else ""
+        return f"**{self.label}**{ood}"
+
     def to_draft(self) -> dict:
         return {k: getattr(self, k) for k in ("kind", "source", "label", "ood_source", "ood_label", "ood_name")}
 

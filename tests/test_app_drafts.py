@@ -68,6 +68,7 @@ def test_a_refresh_and_a_restart_give_back_the_dataset_ood_set_and_settings(stud
     no_problems(refreshed)
     next_run = " ".join(texts(refreshed.markdown))
     assert "my digits.zip" in next_run and "Pruning" in next_run and "Bundled sample" not in next_run
+    assert "OOD set **street photos.zip**" in next_run, next_run
 
     restart_server()
     after = new_app()

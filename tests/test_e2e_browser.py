@@ -255,6 +255,7 @@ def test_upload_train_and_see_results_in_a_browser(server, browser, sample_zip, 
     next_run = page.locator("[data-testid='stMain'] [data-testid='stMarkdownContainer']",
                             has_text="Next run:").first.inner_text()
     assert sample_zip.name in next_run and "WiSE-FT" in next_run, next_run
+    assert f"OOD set {ood_zip_path.name}" in next_run, next_run
     page.get_by_role("button", name="Start training").click()
     page.get_by_test_id("stProgress").first.wait_for(timeout=120_000)
     page.locator("[data-testid='stMain'] [data-testid='stVegaLiteChart']").first.wait_for(timeout=RUN_TIMEOUT_S * 1000)

@@ -56,7 +56,7 @@ def start_section(engine) -> None:
     methods = ", ".join(METHODS[m].title for m in cfg.enabled_methods() if m in METHODS) or "no extra method"
     with st.container(border=True):
         st.markdown(f"**Next run:** {cfg.backbone.name} ({state.WEIGHTS_TEXT.get(cfg.backbone.pretrained)}) on "
-                    f"**{ds.label}** · {state.plural(cfg.train.epochs, 'epoch')} · {cfg.data.image_size} px · "
+                    f"{ds.words} · {state.plural(cfg.train.epochs, 'epoch')} · {cfg.data.image_size} px · "
                     f"batch {cfg.train.batch_size} · "
                     f"effective lr {cfg.effective_lr:.3g} · {methods}")
         problems = state.config_problems(cfg)
