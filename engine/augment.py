@@ -55,9 +55,8 @@ def random_crop_flip_theta(batch: int, generator: torch.Generator | None, scale,
 
 
 def augment_batch(images: torch.Tensor, generator: torch.Generator | None = None, scale=(0.35, 1.0),
-                  ratio=(3 / 4, 4 / 3), flip: bool = True, size: int | None = None) -> torch.Tensor:
-    """Random resized crop + horizontal flip of a whole batch: uint8 [B,3,S,S] -> float [B,3,s,s] in [0,1],
-    s = `size` (default S: progressive resizing asks for fewer pixels; the crop is resampled once).
+                  ratio=(3 / 4, 4 / 3), flip: bool = True) -> torch.Tensor:
+    """Random resized crop + horizontal flip of a whole batch: uint8 [B,3,S,S] -> float [B,3,S,S] in [0,1].
 
     Runs on `images.device`; deterministic for a given generator state.
     """
@@ -66,15 +65,7 @@ def augment_batch(images: torch.Tensor, generator: torch.Generator | None = None
     if batch == 0:
         return x
     theta = random_crop_flip_theta(batch, generator, scale, ratio, flip, x.device)
-    out_shape = list(x.shape[:2]) + ([size, size] if size else list(x.shape[2:]))
-    grid = F.affine_grid(theta, out_shape, align_corners=False)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     # The crop always lies inside the image, so padding only matters for sub-pixel edge samples.
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     return out.clamp_(0.0, 1.0)
-
-
-def resize_batch(x: torch.Tensor, size: int) -> torch.Tensor:
-    """float [B,3,S,S] -> [B,3,size,size] (bilinear with antialiasing; unchanged when S == size)."""
-    if x.shape[-1] == size and x.shape[-2] == size:
-        return x
-    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)

@@ -147,16 +147,6 @@ class TrainConfig:
                                      "with bf16 or where it was measured faster."))
     augment: bool = knob(True, label="Augment images", help=(
         "Random crops and flips each step (in batches on the device): less overfitting on small datasets."))
-    ema_decay: float = knob(0.0, label="Weight averaging (EMA) decay", min=0.0, max=0.9999, step=0.001,
-                            format="%.4f", help=(
-        "Evaluate and keep an exponential moving average of the weights instead of the last weights: each "
-        "step keeps this share of the average (0.99: roughly the last 100 steps). Often a little more "
-        "accurate and stable at the end of a run. 0 = off."))
-    progressive_start: float = knob(1.0, label="Progressive resizing: first size", min=0.25, max=1.0, step=0.05,
-                                    format="%.2f", widget="slider", help=(
-        "Train the first epochs on smaller images, this share of the image size, growing to the full size "
-        "by three quarters of the run (progressive resizing, as in fastai and FFCV): fewer pixels make early "
-        "epochs faster. 1 = off: every epoch at the full size. Evaluation is always at the full size."))
     threads: int = knob(0, label="CPU threads", min=0, max=256, help="0 = PyTorch's default.")
     deterministic: bool = knob(False, label="Repeatable (deterministic)", help=(
         "CUDA: deterministic cuDNN kernels, no autotuning (slightly slower). CPU runs repeat exactly anyway."))
@@ -175,6 +165,11 @@ class EvalConfig:
                                       help=(  # 16: the OOD part cost 7% of a quick-demo epoch's training time
         "Per epoch the corruption suite runs on this fixed, class-balanced subset of the validation images "
         "(0 = all of them), so watching OOD accuracy costs little; the end of the run uses every image."))
+    tta_flip: bool = knob(False, label="Average with the mirror image (flip TTA)", help=(
+        "Test-time augmentation: every prediction averages the model's probabilities for the image and for "
+        "its left-right mirror, in every accuracy the run reports, on Try it, in predict and in the "
+        "exported TorchScript / ONNX files. Twice the prediction cost; +1.8 test points over 3 seeds on the "
+        "sample (benchmarks/speedups.py). Attacks (robust accuracy) target the plain model."))
     eval_batch_size: int = knob(256, label="Evaluation batch size", unit="images", min=1, max=4096)
     robust: bool = knob(False, label="Measure robust accuracy", help=(
         "Attack the model with PGD (small worst-case pixel changes) and report the accuracy that survives, each "
@@ -417,11 +412,6 @@ def validate(cfg: RunConfig) -> None:
     if o.linear_probe_epochs >= t.epochs and o.linear_probe_epochs > 0:
         problems.append(f"linear_probe_epochs ({o.linear_probe_epochs}) must be smaller than epochs ({t.epochs}), or "
                         f"nothing is fine-tuned: lower it (optim.linear_probe_epochs={max(t.epochs - 1, 0)}) or train longer.")
-    structural = [m for m in ("pruning", "adafilter") if m in cfg.enabled_methods()]
-    if t.ema_decay > 0 and structural:
-        problems.append(f"Weight averaging (train.ema_decay) cannot be combined with {' or '.join(structural)}: "
-                        "an average of masked or gated weights is neither. Set train.ema_decay=0 or switch "
-                        f"{' and '.join(structural)} off.")
     if not (t.device in ("auto", "cpu", "cuda", "mps") or t.device.startswith("cuda:")):
         problems.append(f"Unknown device `{t.device}`: use auto, cpu, cuda, cuda:N or mps.")
     if d.val_fraction + d.test_fraction >= 0.9:

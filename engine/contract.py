@@ -114,12 +114,6 @@ class TrainContext:
     loss_weight: torch.Tensor | None = None  # float [classes] on the device: data.class_balance = weighted_loss
     pretrained_state: dict[str, torch.Tensor] = field(default_factory=dict)  # theta_0: weights at the start
     optimizer: torch.optim.Optimizer | None = None
-    ema: torch.nn.Module | None = None  # AveragedModel of `model` (train.ema_decay > 0), else None
-
-    @property
-    def eval_model(self) -> torch.nn.Module:
-        """The weights evaluated and saved: the EMA's average when on, else the model itself."""
-        return self.ema.module if self.ema is not None else self.model
     masks: dict[str, torch.Tensor] = field(default_factory=dict)  # pruning: state-dict key -> 0/1 mask
     epoch: int = 0
     step: int = 0

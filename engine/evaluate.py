@@ -12,6 +12,8 @@ float pixels in [0, 1] (the `Classifier` normalises inside).
 
 from __future__ import annotations
 
+import math
+
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -46,10 +48,33 @@ class EvalResult:
         return out
 
 
+def flip_average(logits: torch.Tensor, mirrored: torch.Tensor) -> torch.Tensor:
+    """Flip test-time augmentation: log of the mean of the softmax of `logits` and of `mirrored`
+    (the same images mirrored left-right), both float [N, C]. The result is a valid log-probability
+    [N, C] float32, so argmax, softmax and cross-entropy read it like logits."""
+    both = torch.stack([logits.float().log_softmax(1), mirrored.float().log_softmax(1)])
+    return torch.logsumexp(both, 0) - math.log(2.0)
+
+
+class FlipAverage(torch.nn.Module):
+    """`model` with flip TTA built in: float [N, 3, H, W] pixels -> `flip_average` log-probabilities
+    [N, C]. What the exports hold when the run used eval.tta_flip (traceable, ONNX-exportable)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return flip_average(self.model(x), self.model(x.flip(-1)))
+
+
 @torch.no_grad()
 def predict(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device,
             batch_size: int = 256, amp_dtype: torch.dtype | None = None,
-            should_stop: Callable[[], bool] | None = None) -> EvalResult:
+            should_stop: Callable[[], bool] | None = None, tta_flip: bool = False) -> EvalResult:
+    """Predictions for uint8 `images` [N, 3, S, S] with int64 `labels` [N]: accuracy (fraction),
+    mean cross-entropy (nats), per-image predictions, confidences and losses. `tta_flip`: each image
+    averaged with its mirror (`flip_average`)."""
     was_training = model.training
     model.eval()
     preds, confs, losses = [], [], []  # kept on the device: one copy to the host at the end, not one per batch
@@ -60,7 +85,8 @@ def predict(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, 
         y = labels[i:i + batch_size].to(device, non_blocking=True)
         with autocast_ctx(device, amp_dtype):
             logits = model(x)
-        logits = logits.float()
+            mirrored = model(x.flip(-1)) if tta_flip else None
+        logits = logits.float() if mirrored is None else flip_average(logits, mirrored)
         losses.append(F.cross_entropy(logits, y, reduction="none"))
         conf, pred = logits.softmax(1).max(1)
         preds.append(pred)
@@ -113,6 +139,7 @@ class EvalSets:
     ood_user: ImageSet | None = None
     robust: RobustSpec | None = None
     imbalanced: bool = False  # also balanced accuracy and macro-F1: plain accuracy flatters the big class
+    tta_flip: bool = False  # eval.tta_flip: every clean prediction averaged with the mirror image (not the attack)
 
     @property
     def ood_images(self) -> int:
@@ -162,7 +189,7 @@ def epoch_sets(cfg: RunConfig, data: DataSplits, ood_user: ImageSet | None = Non
         n, steps = cfg.eval.robust_subset, min(cfg.eval.robust_steps_each_epoch, cfg.eval.robust_steps)
         robust = RobustSpec(val.images[:n], val.labels[:n], cfg.eval.robust_eps, steps, cfg.seed)
     return EvalSets(val=val, ood_suite=suite, ood_labels=ood_labels, ood_user=ood_user, robust=robust,
-                    imbalanced=bool(data.report.imbalance.get("imbalanced")))
+                    imbalanced=bool(data.report.imbalance.get("imbalanced")), tta_flip=cfg.eval.tta_flip)
 
 
 def epoch_sets_note(sets: EvalSets) -> dict[str, Any]:
@@ -191,7 +218,7 @@ def final_sets(cfg: RunConfig, data: DataSplits, ood_user: ImageSet | None = Non
                             "test" if test is not None else "val",
                             len(data.classes) if cfg.eval.autoattack else 0)
     return EvalSets(val=data.val, test=test, ood_suite=suite, ood_labels=data.val.labels, ood_user=ood_user,
-                    robust=robust)
+                    robust=robust, tta_flip=cfg.eval.tta_flip)
 
 
 # ---- the one evaluation ------------------------------------------------------------------------
@@ -215,7 +242,7 @@ def evaluate(model: torch.nn.Module, sets: EvalSets, device: torch.device, batch
     done = [0]
 
     def run(images, labels):
-        return predict(model, images, labels, device, batch_size, amp_dtype, should_stop)
+        return predict(model, images, labels, device, batch_size, amp_dtype, should_stop, sets.tta_flip)
 
     def part_done() -> None:
         done[0] += 1
@@ -254,10 +281,11 @@ def evaluate(model: torch.nn.Module, sets: EvalSets, device: torch.device, batch
 
 def eval_passes(sets: EvalSets) -> float:
     """What one `evaluate` of `sets` costs, in image forward passes: every clean, corrupted and
-    user-OOD image once, and each attacked image 2 (steps + 1) times (a forward and a backward per PGD
+    user-OOD image once (twice with flip TTA), and each attacked image 2 (steps + 1) times (a forward and a backward per PGD
     step, then the scoring pass). The loop scales its measured evaluation time by this for its ETA."""
     passes = len(sets.val) + (len(sets.test) if sets.test is not None else 0) + sets.ood_images
     passes += len(sets.ood_user) if sets.ood_user is not None else 0
+    passes *= 2 if sets.tta_flip else 1  # each clean image and its mirror
     if sets.robust is not None:
         passes += len(sets.robust.labels) * 2 * (sets.robust.steps + 1)
     return float(passes)
@@ -268,7 +296,8 @@ def final_passes(cfg: RunConfig, data: DataSplits, ood_user: ImageSet | None = N
     test = len(data.test)
     ood = len(CORRUPTIONS) * len(ALL_SEVERITIES) * len(data.val) if cfg.eval.ood else 0
     robust = (test or len(data.val)) * 2 * (cfg.eval.robust_steps + 1) if robust_on(cfg) else 0
-    return float(len(data.val) + test + ood + (len(ood_user) if ood_user is not None else 0) + robust)
+    clean = len(data.val) + test + ood + (len(ood_user) if ood_user is not None else 0)
+    return float(clean * (2 if cfg.eval.tta_flip else 1) + robust)
 
 
 def ood_accuracy(sets: EvalSets, run: Callable[[torch.Tensor, torch.Tensor], EvalResult],

@@ -124,10 +124,11 @@ class ErrorCase:
 
 
 def highest_loss(model: Classifier, images: torch.Tensor, labels: torch.Tensor, k: int = 12,
-                 device: torch.device | None = None) -> list[ErrorCase]:
-    """The k examples with the highest loss (most confidently wrong first)."""
+                 device: torch.device | None = None, tta_flip: bool = False) -> list[ErrorCase]:
+    """The k examples with the highest loss (most confidently wrong first); `tta_flip` as the run
+    evaluated (engine.evaluate.flip_average)."""
     device = device or next(model.parameters()).device
-    r = predict(model, images, labels, device)
+    r = predict(model, images, labels, device, tta_flip=tta_flip)
     order = torch.argsort(r.losses, descending=True)[:k]
     return [ErrorCase(int(i), int(labels[i]), int(r.preds[i]), float(r.probs_max[i]), float(r.losses[i])) for i in order]
 

@@ -22,6 +22,7 @@ from engine.augment import to_float
 from engine.backbones import Classifier
 from engine.checkpoints import load_checkpoint, save_checkpoint
 from engine.config import RunConfig
+from engine.evaluate import FlipAverage
 from engine.methods import METHODS
 from engine.runs import load_structured, model_from_state
 from engine.structured import save_structured
@@ -127,6 +128,12 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
         f"started from `{cfg.backbone.pretrained}` weights",
         f"- Input: RGB pixels in [0, 1], {cfg.data.image_size} x {cfg.data.image_size} (normalisation is inside the model)",
         f"- Classes ({len(summary.get('classes', []))}): {', '.join(summary.get('classes', []))}",
+    ]
+    if cfg.eval.tta_flip:
+        lines.append("- Flip test-time augmentation: every prediction averages the probabilities of the image and "
+                     "of its left-right mirror; model.ts and model.onnx do this inside (their output is the log of "
+                     "that average), model.safetensors holds the plain network's weights")
+    lines += [
         "",
         "## Data",
         f"- Source: {data_source_text(cfg)}; images per class: "
@@ -304,10 +311,11 @@ def export_all(model: Classifier, cfg: RunConfig, summary: dict, val_images: tor
     else:
         save_checkpoint(weights, model.state_dict(), cfg, {"classes": classes})
     checks = [verify_safetensors(weights, model, val_images, model.num_classes)]
+    runnable = FlipAverage(model).eval() if cfg.eval.tta_flip else model  # what the studio's predictions ran
     if "torchscript" in formats:
-        checks.append(export_torchscript(model, cfg.data.image_size, out_dir / "model.ts", val_images))
+        checks.append(export_torchscript(runnable, cfg.data.image_size, out_dir / "model.ts", val_images))
     if "onnx" in formats:
-        checks.append(export_onnx(model, cfg.data.image_size, out_dir / "model.onnx", val_images))
+        checks.append(export_onnx(runnable, cfg.data.image_size, out_dir / "model.onnx", val_images))
     card_summary = structured_card_summary(summary) if structured else summary
     (out_dir / "MODEL_CARD.md").write_text(model_card(cfg, card_summary, checks))
     (out_dir / "exports.json").write_text(json.dumps([c.__dict__ for c in checks], indent=1))

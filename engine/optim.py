@@ -59,22 +59,3 @@ def set_frozen_bn_eval(model: Classifier, frozen_blocks: list[torch.nn.Module], 
         for m in block.modules():
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                 m.eval()
-
-
-def build_ema(model: torch.nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
-    """An exponential moving average of `model`'s weights and batch-norm statistics (torch's
-    AveragedModel, use_buffers=True), or None when `decay` is 0 (off). The decay warms up as in
-    TensorFlow's ExponentialMovingAverage with num_updates: min(decay, (1 + n) / (10 + n)) after n
-    updates, so the first steps (pretrained trunk, random head) are forgotten quickly. Integer
-    buffers (BN's num_batches_tracked) are copied, not averaged. Call `update_parameters(model)`
-    after every optimiser step; evaluate and save `.module`."""
-    if decay <= 0:
-        return None
-
-    def ema(averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
-        if not averaged.is_floating_point():
-            return current
-        n = float(num_averaged)
-        return torch.lerp(averaged, current, 1.0 - min(decay, (1.0 + n) / (10.0 + n)))
-
-    return torch.optim.swa_utils.AveragedModel(model, avg_fn=ema, use_buffers=True)

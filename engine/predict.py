@@ -45,6 +45,7 @@ from engine.config import RunConfig
 from engine.data import (IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, PIL_FORMATS, SkippedFile, ZipLimits, decode_image,
                          image_files, safe_extract_zip)
 from engine.errors import StudioError
+from engine.evaluate import flip_average
 from engine.devices import autocast_ctx, pick_amp, pick_device
 from engine.run_data import prepare_data
 from engine.runs import VARIANTS as RUN_VARIANTS
@@ -192,13 +193,17 @@ class Predictor:
     @torch.no_grad()
     def forward(self, images_u8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(softmax probabilities [N, C] float32, normalised head inputs [N, D] float32), both on
-        the CPU, for uint8 images [N, 3, S, S] (one batch; callers batch)."""
+        the CPU, for uint8 images [N, 3, S, S] (one batch; callers batch). With the run's
+        eval.tta_flip the probabilities average the image's and its mirror's (`flip_average`); the
+        head inputs are the image's own."""
         feats: list[torch.Tensor] = []
         handle = self.model.head.register_forward_hook(lambda m, inp, out: feats.append(inp[0]))
         try:
             x = to_float(images_u8.to(self.device, non_blocking=True))
             with autocast_ctx(self.device, self.amp_dtype):
                 logits = self.model(x)
+                if self.cfg.eval.tta_flip:  # as the run measured its accuracy: averaged with the mirror
+                    logits = flip_average(logits, self.model(x.flip(-1)))
         finally:
             handle.remove()
         probs = logits.float().softmax(1)

@@ -1,7 +1,7 @@
 """Continue a stopped or interrupted run from the end of its last finished epoch.
 
 At each epoch's end the loop writes `resume.pt` in the run folder: the model's and the optimiser's
-state, the loss scaler's, the data-order and augmentation generators, pruning masks, the weight average (EMA), the epoch and
+state, the loss scaler's, the data-order and augmentation generators, pruning masks, the epoch and
 step reached, the history so far and the config, all as tensors, numbers, strings, lists and dicts
 (torch.save), read back with `weights_only=True` (nothing in it can run code). The learning rate
 is a function of the step (engine.schedules), so the schedule continues where it stopped. A
@@ -36,7 +36,6 @@ def save_resume(run_dir: Path, ctx: TrainContext, scaler: torch.amp.GradScaler, 
         "history": json.dumps(history), "model": ctx.model.state_dict(), "optimizer": ctx.optimizer.state_dict(),
         "scaler": scaler.state_dict(), "generator": ctx.generator.get_state(),
         "device_generator": ctx.device_generator.get_state(), "masks": dict(ctx.masks),
-        "ema": ctx.ema.state_dict() if ctx.ema is not None else {},
     }
     path = run_dir / RESUME_FILE
     tmp = path.with_suffix(".part")
@@ -70,7 +69,5 @@ def load_resume(run_dir: Path, ctx: TrainContext, scaler: torch.amp.GradScaler) 
         ctx.device_generator.set_state(state["device_generator"].to(ctx.device_generator.device)
                                        if ctx.device_generator.device.type != "cpu" else state["device_generator"].cpu())
     ctx.masks.update(state["masks"])
-    if ctx.ema is not None:
-        ctx.ema.load_state_dict(state["ema"])
     ctx.step = int(state["step"])
     return int(state["epoch"]), json.loads(state["history"])

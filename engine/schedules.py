@@ -80,16 +80,3 @@ register_schedule(
 def lr_curve(optim_cfg, total_steps: int) -> list[float]:
     f = schedule_fn(optim_cfg)
     return [optim_cfg.lr * f(s / max(total_steps, 1)) for s in range(total_steps)]
-
-
-def epoch_image_size(image_size: int, start: float, epoch: int, epochs: int, multiple: int = 8) -> int:
-    """Training image side (pixels) at `epoch` (0-based) under progressive resizing: `start` *
-    `image_size` in the first epoch, growing linearly to `image_size` at three quarters of the run,
-    then full size (the shape of FFCV's resolution schedule; fastai's progressive resizing). Sizes are
-    rounded to `multiple` pixels, never below 16 or above `image_size`. start >= 1 means off."""
-    if start >= 1.0 or epochs <= 1:
-        return image_size
-    ramp_end = max(1, round(0.75 * (epochs - 1)))
-    share = start + (1.0 - start) * min(1.0, epoch / ramp_end)
-    side = int(round(share * image_size / multiple)) * multiple
-    return max(min(side, image_size), min(16, image_size))

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from engine.augment import augment_batch, resize_batch, to_float
+from engine.augment import augment_batch, to_float
 from engine.backbones import build_model
 from engine.config import RunConfig
 from engine.contract import EvalClock, MethodHook, Reporter, StopRequested, TrainContext, owns_loss
@@ -34,11 +34,11 @@ from engine.errors import StudioError
 from engine.evaluate import (epoch_sets, epoch_sets_note, eval_passes, evaluate, final_passes, final_sets,
                              ood_by_corruption)
 from engine.methods.registry import build_hooks, restructure_model
-from engine.optim import build_ema, build_optimizer, set_frozen_bn_eval, set_trunk_trainable
+from engine.optim import build_optimizer, set_frozen_bn_eval, set_trunk_trainable
 from engine.run_data import check_data_limits, load_user_ood, prepare_data
 from engine.checkpoints import save_checkpoint
 from engine.resume import RESUME_FILE, load_resume, save_resume
-from engine.schedules import epoch_image_size, schedule_fn
+from engine.schedules import schedule_fn
 
 
 @dataclass
@@ -130,7 +130,6 @@ def wrap_for_training(ctx: TrainContext) -> None:
     if cfg.train.compile:
         ctx.train_model = torch.compile(ctx.train_model)
     ctx.optimizer = build_optimizer(model, cfg)
-    ctx.ema = build_ema(model, cfg.train.ema_decay)
 
 
 def frozen_blocks(ctx: TrainContext) -> list[torch.nn.Module]:
@@ -153,7 +152,6 @@ def train_one_epoch(ctx: TrainContext, hooks: list[MethodHook], scaler: torch.am
     order = (balanced_sample_indices(ctx.data.train.labels, len(ctx.data.classes), n, ctx.generator)
              if cfg.data.class_balance == "balanced_sampling" else torch.randperm(n, generator=ctx.generator)).to(device)
     loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device)
-    side = epoch_image_size(cfg.data.image_size, cfg.train.progressive_start, ctx.epoch, cfg.train.epochs)
     t0, images = time.perf_counter(), 0
     for i in range(ctx.steps_per_epoch):
         if ctx.should_stop():
@@ -162,8 +160,8 @@ def train_one_epoch(ctx: TrainContext, hooks: list[MethodHook], scaler: torch.am
             g["lr"] = g["base_lr"] * lr_at(ctx.step / ctx.total_steps)
         idx = order[i * bs:(i + 1) * bs][ctx.rank::ctx.world_size]  # each process its share of the batch
         y = ctx.train_labels[idx]
-        x = augment_batch(ctx.train_images[idx], ctx.device_generator, size=side) if cfg.train.augment \
-            else resize_batch(to_float(ctx.train_images[idx]), side)
+        x = augment_batch(ctx.train_images[idx], ctx.device_generator) if cfg.train.augment \
+            else to_float(ctx.train_images[idx])
         if ctx.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast_ctx(device, ctx.amp_dtype):
@@ -183,8 +181,6 @@ def train_one_epoch(ctx: TrainContext, hooks: list[MethodHook], scaler: torch.am
         scaler.update()
         for h in hooks:
             h.after_step(ctx)
-        if ctx.ema is not None:
-            ctx.ema.update_parameters(ctx.model)
         loss_sum += loss.detach().float() * len(idx)
         correct += (logits.detach().argmax(1) == y).sum()
         ctx.step, images = ctx.step + 1, images + len(idx)
@@ -214,14 +210,7 @@ def time_left(ctx: TrainContext, images_per_sec: float) -> float:
     """Seconds until the run ends: the remaining training steps at the current speed, then every
     remaining epoch's evaluation and the final one, at the seconds per image pass measured in the
     last evaluation (before the first: a training image costs about three forward passes)."""
-    cfg = ctx.cfg
-    size_at = [epoch_image_size(cfg.data.image_size, cfg.train.progressive_start, e, cfg.train.epochs) ** 2
-               for e in range(cfg.train.epochs)]  # progressive resizing: a step costs about its pixels
-    steps_left = [ctx.steps_per_epoch] * cfg.train.epochs
-    steps_left[:ctx.epoch] = [0] * ctx.epoch
-    steps_left[ctx.epoch] = max(0, (ctx.epoch + 1) * ctx.steps_per_epoch - ctx.step)
-    pixels_left = sum(n * px for n, px in zip(steps_left, size_at)) / size_at[min(ctx.epoch, cfg.train.epochs - 1)]
-    train_s = pixels_left * cfg.train.batch_size / max(images_per_sec, 1e-9)
+    train_s = (ctx.total_steps - ctx.step) * ctx.cfg.train.batch_size / max(images_per_sec, 1e-9)
     clock = ctx.eval_clock
     per_pass = clock.seconds_per_pass or 1.0 / (3.0 * max(images_per_sec, 1e-9))
     return train_s + per_pass * ((ctx.cfg.train.epochs - ctx.epoch) * clock.epoch_passes + clock.final_passes)
@@ -233,7 +222,7 @@ def evaluate_epoch(ctx: TrainContext, hooks: list[MethodHook], stats: EpochStats
     ctx.reporter.progress(phase="evaluating", epoch=ctx.epoch + 1, epochs=ctx.cfg.train.epochs, step=ctx.step,
                           total_steps=ctx.total_steps)
     t0 = time.perf_counter()
-    measured = evaluate(ctx.eval_model, ctx.eval_sets, ctx.device, ctx.cfg.eval.eval_batch_size, ctx.amp_dtype,
+    measured = evaluate(ctx.model, ctx.eval_sets, ctx.device, ctx.cfg.eval.eval_batch_size, ctx.amp_dtype,
                         ctx.should_stop)
     ctx.eval_clock.seconds_per_pass = (time.perf_counter() - t0) / max(ctx.eval_clock.epoch_passes, 1.0)
     metrics = {"train_loss": stats.loss_sum / max(stats.images, 1), "train_acc": stats.correct / max(stats.images, 1),
@@ -271,7 +260,7 @@ def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None
             metrics = evaluate_epoch(ctx, hooks, stats)
             if run_dir is not None and ctx.rank == 0 and metrics["val_acc"] > max(
                     (h["val_acc"] for h in history), default=-1.0):
-                save_checkpoint(run_dir / "best.safetensors", ctx.eval_model.state_dict(), cfg, {"epoch": epoch + 1})
+                save_checkpoint(run_dir / "best.safetensors", ctx.model.state_dict(), cfg, {"epoch": epoch + 1})
             history.append({"epoch": epoch + 1, **metrics})
             if run_dir is not None and ctx.rank == 0:  # a stop or a crash later can continue from here
                 save_resume(run_dir, ctx, scaler, history)
@@ -281,8 +270,6 @@ def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None
         stop.summary = {**ctx.summary, "epochs": len(history), "history": history,
                         "best_val_acc": max((h["val_acc"] for h in history), default=None)}
         raise
-    if ctx.ema is not None:  # from here on the run's model is the average (WiSE-FT's theta_1, the saved weights)
-        ctx.model.load_state_dict(ctx.ema.module.state_dict())
     for h in hooks:
         h.on_train_end(ctx)  # e.g. pruning makes masks permanent, WiSE-FT computes its curve
     ctx.summary.update(final_evaluation(ctx))

@@ -153,7 +153,7 @@ def predictions(run_dir: str, datasets_dir: str) -> dict[str, np.ndarray]:
     b = _bundle(run_dir, datasets_dir)
     n = len(b.data.val)
     with b.lock:
-        cases = highest_loss(b.model, b.data.val.images, b.data.val.labels, k=n)
+        cases = highest_loss(b.model, b.data.val.images, b.data.val.labels, k=n, tta_flip=b.cfg.eval.tta_flip)
     out = {"labels": b.data.val.labels.numpy().astype(int), "preds": np.zeros(n, int), "confs": np.zeros(n),
            "losses": np.zeros(n), "order": np.array([c.index for c in cases], dtype=int)}
     for c in cases:

@@ -31,7 +31,7 @@ HANDLED_FIELDS = {
               "step_every_fraction", "step_gamma", "slow_start_fraction", "fast_decay_rate", "label_smoothing",
               "head_lr_mult", "trunk_lr_mult", "freeze_blocks", "linear_probe_epochs"},
     "train": {"epochs", "batch_size", "device", "amp", "channels_last", "augment", "threads", "deterministic", "compile"},
-    "eval": {"ood", "ood_severity_each_epoch", "ood_subset_each_epoch", "eval_batch_size", "robust", "robust_eps",
+    "eval": {"ood", "ood_severity_each_epoch", "ood_subset_each_epoch", "eval_batch_size", "tta_flip", "robust", "robust_eps",
              "robust_steps", "robust_steps_each_epoch", "robust_subset", "autoattack"},
 }
 PRETRAINED_TEXT = {
@@ -413,6 +413,7 @@ def advanced_section() -> None:
         state.update_section("eval", **{name: field_widget("eval", cfg.eval, name, container=col) for name, col in
                                         zip(("ood", "ood_severity_each_epoch", "ood_subset_each_epoch",
                                              "eval_batch_size"), c)})
+        state.update_section("eval", tta_flip=field_widget("eval", cfg.eval, "tta_flip", container=c[0]))
         name = field_widget("run", cfg, "name", container=c[4], meta=dict(
             label="Run name", help="Shown in the run lists; empty = backbone and methods."))
         if name != cfg.name:

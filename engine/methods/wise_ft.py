@@ -253,7 +253,8 @@ class WiseFTHook(MethodHook):
         self.theta_0 = {k: v.detach().clone() for k, v in model.state_dict().items()}
         ctx.pretrained_state = {k: v.clone() for k, v in self.theta_0.items()}  # fine-tuning starts here
         ctx.summary["wise_theta0_val_acc"] = predict(model, data.val.images, data.val.labels, ctx.device,
-                                                     ctx.cfg.eval.eval_batch_size, ctx.amp_dtype).acc
+                                                     ctx.cfg.eval.eval_batch_size, ctx.amp_dtype,
+                                                     tta_flip=ctx.cfg.eval.tta_flip).acc
         if ctx.run_dir is not None:
             save_checkpoint(ctx.run_dir / "theta0.safetensors", self.theta_0, ctx.cfg, {"alpha": 0.0})
 
