@@ -168,8 +168,8 @@ class EvalConfig:
     tta_flip: bool = knob(False, label="Average with the mirror image (flip TTA)", help=(
         "Test-time augmentation: every prediction averages the model's probabilities for the image and for "
         "its left-right mirror, in every accuracy the run reports, on Try it, in predict and in the "
-        "exported TorchScript / ONNX files. Twice the prediction cost; +1.8 test points over 3 seeds on the "
-        "sample (benchmarks/speedups.py). Attacks (robust accuracy) target the plain model."))
+        "exported TorchScript / ONNX files. Twice the prediction cost; +2.6 test points over 3 seeds in the quick demo "
+        "(benchmarks/speedups.py). Attacks (robust accuracy) target the plain model."))
     eval_batch_size: int = knob(256, label="Evaluation batch size", unit="images", min=1, max=4096)
     robust: bool = knob(False, label="Measure robust accuracy", help=(
         "Attack the model with PGD (small worst-case pixel changes) and report the accuracy that survives, each "

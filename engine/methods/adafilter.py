@@ -65,6 +65,12 @@ class AdaFilterConfig:
         "label": "sparsity penalty (prefer pretrained filters)", "min": 0.0, "max": 1.0, "step": 0.01,
         "help": "Adds this times the mean gate probability to the loss: pushes examples to reuse pretrained "
                 "filters. 0 = off (as in the paper)."})
+    gate_bias: float = field(default=0.0, metadata={  # the logit maps' initial bias; weights stay seeded-random
+        "label": "initial gate bias (prefer fine-tuned filters)", "min": -6.0, "max": 6.0, "step": 0.5,
+        "help": "Where the gates start: a filter uses its fine-tuned copy with probability sigmoid(bias) at first "
+                "(0: half the time; 2: 88%). The fine-tuned filters learn only where their gate is open, so a "
+                "positive bias starts close to standard fine-tuning and lets the gates move toward pretrained "
+                "filters where those do better."})
     pretrained_bn: str = field(default="adapt", metadata={
         "label": "batch norm of the pretrained filters", "choices": ["adapt", "frozen"],
         "help": "adapt: its own statistics and affine parameters learnt on your data (the paper's gated BN). "
@@ -95,7 +101,7 @@ class GateNetwork(nn.Module):
     """
 
     def __init__(self, layer_names: list[str], in_channels: list[int], out_channels: list[int], hidden_size: int,
-                 temperature: float = 1.0, gumbel: bool = True):
+                 temperature: float = 1.0, gumbel: bool = True, gate_bias: float = 0.0):
         super().__init__()
         self.layer_names = list(layer_names)  # e.g. layer1.0.conv1, ..., layer2.0.downsample (gate order)
         self.hidden_size = hidden_size
@@ -104,6 +110,9 @@ class GateNetwork(nn.Module):
         self.proj = nn.ModuleList(nn.Linear(c, hidden_size) for c in in_channels)
         self.cell = nn.LSTMCell(hidden_size, hidden_size)
         self.logits = nn.ModuleList(nn.Linear(hidden_size, c) for c in out_channels)
+        if gate_bias:  # a constant: draws nothing from the random stream, so the seeded weights stay the same
+            for lin in self.logits:
+                nn.init.constant_(lin.bias, gate_bias)
         self.force_gates: float | None = None
         self.record: dict[int, torch.Tensor] | None = None
         self.keep_inputs = False  # keep the pooled inputs of the last training forward (sparsity penalty)
@@ -248,7 +257,8 @@ def restructure(model, run_cfg, cfg: AdaFilterConfig):
     with torch.random.fork_rng(devices=[]):  # seeded init that leaves the global random stream untouched
         torch.manual_seed(int(run_cfg.seed) + 20_200_207)
         gates = GateNetwork([name for *_, name in slots], [c.in_channels for c in convs],
-                            [c.out_channels for c in convs], cfg.hidden_size, cfg.temperature, cfg.gumbel)
+                            [c.out_channels for c in convs], cfg.hidden_size, cfg.temperature, cfg.gumbel,
+                            cfg.gate_bias)
     for i, (parent, conv_attr, bn_attr, _name) in enumerate(slots):
         gated = GatedConvBN(getattr(parent, conv_attr), getattr(parent, bn_attr), i, gates, cfg.pretrained_bn)
         setattr(parent, conv_attr, gated)
