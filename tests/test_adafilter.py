@@ -198,6 +198,22 @@ def test_structure_and_gate_init_are_deterministic():
     assert all(torch.equal(sa[k], sb[k]) for k in sa if k.startswith("adafilter_gate."))
 
 
+@pytest.mark.parametrize("bias, low, high", [(0.0, 0.3, 0.7), (2.0, 0.8, 0.95), (-2.0, 0.05, 0.2)])
+def test_the_gate_bias_sets_where_the_gates_start(bias, low, high):
+    """A filter starts on its fine-tuned copy with probability about sigmoid(bias) (training gates,
+    Gumbel noise included); the seeded weights of the gate network do not depend on the bias."""
+    _, model, gen = gated_pair("resnet18", f"adafilter.gate_bias={bias}")
+    gates = gate_network(model)
+    gates.record = {}
+    model.train()
+    with torch.no_grad():
+        model(torch.rand(8, 3, 32, 32, generator=gen))
+    share = float(torch.cat([g.flatten() for g in gates.record.values()]).mean())
+    assert low < share < high, (bias, share)
+    _, plain_init, _ = gated_pair("resnet18")
+    assert torch.equal(gates.logits[0].weight, gate_network(plain_init).logits[0].weight)
+
+
 def test_only_resnets_are_supported():
     assert {"resnet18", "resnet50"} <= set(SUPPORTED)
     assert all(BACKBONES[n].family == "resnet" for n in SUPPORTED)
