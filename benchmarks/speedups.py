@@ -24,43 +24,16 @@ noise (the seeds' spread), or it adds accuracy at a small cost.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 
-from common import ROOT, table
-
-from engine.paths import SAMPLE_DATASET
+from common import table
+from first_model import NEW, one_run
 
 VARIANTS = {
     "baseline": [],
     "tta": ["--set", "eval.tta_flip=true"],
     "fused_off": ["--set", "optim.fused=false"],
 }
-
-
-def load() -> float:
-    return float(Path("/proc/loadavg").read_text().split()[0])
-
-
-def one_run(extra: list[str], seed: int) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        out, data_dir = Path(tmp) / "run", Path(tmp) / "engine"
-        cmd = [sys.executable, "-m", "engine", "train", "--preset", "quick_demo", *extra, "--data", str(SAMPLE_DATASET),
-               "--seed", str(seed), "--device", "cpu", "--quiet", "--out", str(out), "--data-dir", str(data_dir)]
-        before, t0 = load(), time.perf_counter()
-        p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-        if p.returncode != 0:
-            raise SystemExit(f"run failed: {' '.join(cmd)}\n{p.stderr[-2000:]}")
-        s = json.loads((out / "summary.json").read_text())
-        r = {"wall": wall, "load": (before + load()) / 2, "test": s["test_acc"], "val": s["val_acc"],
-             "ood": s.get("ood_acc")}
-    return r
 
 
 def main() -> None:
@@ -72,7 +45,7 @@ def main() -> None:
     res: dict[str, list[dict]] = {n: [] for n in names}
     for seed in args.seeds:
         for name in names:
-            r = one_run(VARIANTS[name], seed)
+            r = one_run([*NEW, *VARIANTS[name]], seed)  # the quick demo, one CLI process
             res[name].append(r)
             print(f"{name}, seed {seed}: test {100 * r['test']:.1f}% val {100 * r['val']:.1f}% wall {r['wall']:.1f} s"
                   f" (load {r['load']:.2f})", flush=True)
