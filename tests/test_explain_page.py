@@ -265,14 +265,22 @@ def test_choices_survive_a_tab_switch_and_a_visit_to_another_page(wise_run):
 
 
 def test_a_plain_run_has_three_rows_and_no_wise_choice(studio):
-    """Plain fine-tuning from random weights: no WiSE-FT row, a note on the starting model."""
+    """Plain fine-tuning from random weights: no WiSE-FT row, a note on the starting model. The run
+    used flip TTA: the image picker and the fine-tuned row give the same answer and confidence."""
     eng = engine()
-    run_id = eng.submit(tiny_config(studio["data"], "train.epochs=1", "train.threads=1", "eval.ood=false"))
+    run_id = eng.submit(tiny_config(studio["data"], "train.epochs=1", "train.threads=1", "eval.ood=false",
+                                    "eval.tta_flip=true"))
     assert eng.wait(run_id, RUN_TIMEOUT) == "finished", eng.run_record(run_id).error
     at = open_page(run_id)
     assert at.selectbox(key="explain_run").value == run_id
     markdown = " ".join(texts(at.markdown))
     assert "Starting model" in markdown and "Fine-tuned model" in markdown and "WiSE-FT mix at" not in markdown
+    for index in image_options(at, run_id)[:6]:
+        at.selectbox(key=f"explain_image_{run_id}").set_value(index).run()
+        picked = at.selectbox(key=f"explain_image_{run_id}")
+        said = picked.format_func(picked.value).split(" → ", 1)[1]  # "✓ red (41%)"
+        row = next(m for m in texts(at.markdown) if m.startswith("**Fine-tuned model** says"))
+        assert row.split(" says ", 1)[1].replace(":green[✓]", "✓").replace(":red[✗]", "✗").replace("**", "") == said
     assert len(at.image) == 3 * (1 + len(at.pills(key="explain_methods").value)) + 1
     assert any("started from random weights" in c for c in texts(at.caption))
     at.session_state["explain_tab"] = "Export"

@@ -173,18 +173,25 @@ def model_rows(run_dir: str, datasets_dir: str, index: int, alpha: float | None)
 
     from engine.attacks import pgd
     from engine.augment import to_float
+    from engine.evaluate import flip_average
 
     b = _bundle(run_dir, datasets_dir)
     x = to_float(b.data.val.images[index:index + 1])
     y = b.data.val.labels[index:index + 1]
     eps, steps = float(b.cfg.eval.robust_eps), max(int(b.cfg.eval.robust_steps), 1)
+
+    def answer(model, images):  # as the run measured its accuracy: with the mirror image when it used flip TTA
+        logits = model(images)
+        return (flip_average(logits, model(images.flip(-1))) if b.cfg.eval.tta_flip else logits).softmax(1)
+
     ft = _fine_tuned(run_dir, datasets_dir)
     with ft.lock:
         ft.model.eval()
         x_adv = pgd(ft.model, x, y, eps, 2.5 * eps / steps, steps, True,
                     torch.Generator().manual_seed(int(b.cfg.seed) * 100_003 + index))
         with torch.no_grad():
-            p_ft = ft.model(torch.cat([x, x_adv])).softmax(1)
+            p_ft = answer(ft.model, x)
+            p_adv = ft.model(x_adv).softmax(1)  # the attack and robust accuracy target the plain model
 
     def row(key: str, p, image=None, **extra) -> dict:
         return {"key": key, "image": None if image is None else _hwc(image), "pred": int(p.argmax()),
@@ -193,15 +200,15 @@ def model_rows(run_dir: str, datasets_dir: str, index: int, alpha: float | None)
     try:  # e.g. the user checkpoint it started from was deleted: the other rows still show
         pre = _pretrained(run_dir, datasets_dir)
         with pre.lock, torch.no_grad():
-            rows = [row("pretrained", pre.model(x).softmax(1)[0])]
+            rows = [row("pretrained", answer(pre.model, x)[0])]
     except Exception as exc:
         rows = [{"key": "pretrained", "error": str(exc)}]
     rows.append(row("fine_tuned", p_ft[0]))
     if alpha is not None:
         wise = _wise(run_dir, datasets_dir, alpha)
         with wise.lock, torch.no_grad():
-            rows.append(row("wise", wise.model(x).softmax(1)[0], alpha=alpha))
-    rows.append(row("adversarial", p_ft[1], x_adv[0], eps=eps, steps=steps,
+            rows.append(row("wise", answer(wise.model, x)[0], alpha=alpha))
+    rows.append(row("adversarial", p_adv[0], x_adv[0], eps=eps, steps=steps,
                     linf=float((x_adv - x).abs().max())))
     return rows
 

@@ -405,16 +405,17 @@ def advanced_section() -> None:
         train = {"device": field_widget("train", cfg.train, "device", container=c[0], meta=dict(choices=devices)),
                  "amp": field_widget("train", cfg.train, "amp", container=c[1]),
                  "threads": field_widget("train", cfg.train, "threads", container=c[2])}
-        with c[3]:
-            train.update({name: field_widget("train", cfg.train, name)
-                          for name in ("augment", "deterministic", "channels_last", "compile")})
+        c = st.columns(4)  # switches get a column each: their labels stay whole
+        train.update({name: field_widget("train", cfg.train, name, container=col)
+                      for name, col in zip(("augment", "deterministic", "channels_last", "compile"), c)})
         state.update_section("train", **train)
-        c = st.columns(5)
+        c = st.columns(4)
         state.update_section("eval", **{name: field_widget("eval", cfg.eval, name, container=col) for name, col in
                                         zip(("ood", "ood_severity_each_epoch", "ood_subset_each_epoch",
                                              "eval_batch_size"), c)})
+        c = st.columns([2, 1, 1])
         state.update_section("eval", tta_flip=field_widget("eval", cfg.eval, "tta_flip", container=c[0]))
-        name = field_widget("run", cfg, "name", container=c[4], meta=dict(
+        name = field_widget("run", cfg, "name", container=c[1], meta=dict(
             label="Run name", help="Shown in the run lists; empty = backbone and methods."))
         if name != cfg.name:
             state.set_config(dataclasses.replace(state.config(), name=name))
@@ -423,7 +424,7 @@ def advanced_section() -> None:
 
 def robust_section() -> None:
     cfg = state.config()
-    c = st.columns(5)
+    c = st.columns([1.6, 1, 1, 1, 1])  # the switches' column wide enough for their labels
     ev = {"robust": field_widget("eval", cfg.eval, "robust", container=c[0])}
     if ev["robust"]:
         ev.update({name: field_widget("eval", cfg.eval, name, container=col) for name, col in
