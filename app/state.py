@@ -335,14 +335,27 @@ def delete_upload(engine: Engine, sha: str) -> str:
     if using:
         return (f"Removed from your list. The file stays on the server because {plural(len(using), 'run')} "
                 "used it (their results and explanations need it); delete those runs to free the space.")
+    remove_upload_files(engine, sha)
+    return "Deleted: the file is gone from the server."
+
+
+def remove_upload_files(engine: Engine, sha: str) -> None:
+    """The stored bytes of upload `sha` (any suffix) and the zip's extracted copy, from the disk."""
     import shutil
 
-    for suffix in (".zip", ".safetensors", ".pt", ".pth", ".bin"):
-        (engine.data_dir / "uploads" / (sha[:32] + suffix)).unlink(missing_ok=True)
+    for path in (engine.data_dir / "uploads").glob(sha[:32] + ".*"):
+        path.unlink(missing_ok=True)
     extracted = engine.datasets_dir / sha[:24]  # engine.data extracts a zip into <first 24 digits>
     if extracted.is_dir():
         shutil.rmtree(extracted, ignore_errors=True)
-    return "Deleted: the file is gone from the server."
+
+
+def discard_refused_upload(engine: Engine, ref: str) -> None:
+    """A refused upload (not a zip, the wrong classes, another architecture...) leaves nothing on the
+    server, unless some user has the same bytes listed or a run reads them."""
+    sha = upload_sha(ref)
+    if sha and not engine.store.upload_known(sha) and not runs_using(engine, ref):
+        remove_upload_files(engine, sha)
 
 
 def dataset_of_config(cfg: dict) -> Dataset:

@@ -281,6 +281,11 @@ class RunStore:
             rows = self._conn.execute(q + " ORDER BY created DESC", args).fetchall()
         return [dict(r) for r in rows]
 
+    def upload_known(self, sha256: str) -> bool:
+        """Whether any user has these bytes among their uploads."""
+        with self._lock:
+            return self._conn.execute("SELECT 1 FROM uploads WHERE sha256=? LIMIT 1", (sha256,)).fetchone() is not None
+
     def delete_upload(self, owner: str, sha256: str) -> bool:
         """Forget `owner`'s upload; True when no user has those bytes recorded any more."""
         with self._lock, self._conn:

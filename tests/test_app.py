@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import subprocess
@@ -431,6 +432,15 @@ def test_a_bad_upload_shows_the_engines_message_not_a_traceback(studio, case):
     assert "Traceback" not in errors and not at.exception
     assert at.session_state["cfg"].data.source == before, "a refused upload is not used"
     assert any("still uses" in i for i in texts(at.info))
+    assert not stored_copies(studio, data), "a refused upload leaves nothing on the server"
+    at.run()  # a rerun with the file still in the chooser: the same message, still nothing kept
+    assert "bad.zip" in " ".join(texts(at.error)) and not stored_copies(studio, data)
+
+
+def stored_copies(studio: Path, data: bytes) -> list[Path]:
+    """The server's stored copies of the uploaded `data` (named by its content hash), extracted ones too."""
+    sha = hashlib.sha256(data).hexdigest()
+    return [*(studio / "uploads").glob(sha[:32] + ".*"), *(studio / "datasets").glob(sha[:24])]
 
 
 def test_a_bad_ood_upload_is_refused_with_its_message(studio, tiny_bytes):
@@ -441,6 +451,7 @@ def test_a_bad_ood_upload_is_refused_with_its_message(studio, tiny_bytes):
     no_problems(at)
     assert any("do not match the training classes" in e for e in texts(at.error))
     assert at.session_state["cfg"].data.ood_source == ""
+    assert not stored_copies(studio, ood), "a refused OOD upload leaves nothing on the server"
     good = zip_bytes({f"{c}/{i}.png": png(c, i) for c in ("red", "green", "stripes") for i in range(2)})
     at.file_uploader[1].set_value(("ood.zip", good, "application/zip")).run()
     no_problems(at)

@@ -34,7 +34,7 @@ def _uploaded_ref(engine, upload, suffix: str) -> str | None:
     """Store an upload inside the engine's folder (named by content hash); returns its reference
     `upload:<sha256>`; memoised per file."""
     memo = st.session_state.setdefault("upload_refs", {})
-    if upload.file_id not in memo:
+    if upload.file_id not in memo or not state.source_exists(memo[upload.file_id]):  # (a refused one was removed)
         out = state.attempt("saving the upload", state.store_upload, engine, upload.getvalue(), suffix)
         if not out.ok:
             return None
@@ -79,6 +79,8 @@ def _activate(engine, candidate: state.Dataset, size: int | None = None) -> bool
                                   classes=len(result.report.classes), images=result.report.num_images)
         return True
     _show_refusal(result.error, candidate.label)
+    if candidate.kind == "upload":
+        state.discard_refused_upload(engine, candidate.source)
     st.info(f"The studio still uses **{current.label}**. Fix the problem above, then try again.",
             icon=":material/info:")
     return False
@@ -317,6 +319,7 @@ def ood_section(engine, result: datasets.DataCheck | None) -> None:
         state.remember_upload(engine, ref, "ood", name, size, classes=len(result.report.classes), images=out.value)
         st.rerun()
     else:
+        state.discard_refused_upload(engine, ref)
         st.info("The run will be evaluated without your OOD set until a matching one is uploaded.",
                 icon=":material/info:")
 

@@ -209,6 +209,7 @@ def checkpoint_upload(engine, backbone: str, current: str) -> str:
                 state.remember_upload(engine, str(saved.value), "checkpoint", upload.name, upload.size)
             except Exception as exc:
                 memo[(upload.file_id, backbone)] = (None, None, in_user_words(exc, {str(saved.value): upload.name}))
+                state.discard_refused_upload(engine, str(saved.value))
         path, report, error = memo[(upload.file_id, backbone)]
         if error is not None:
             state.show_error(error, "reading the checkpoint")
