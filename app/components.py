@@ -83,7 +83,7 @@ def progress_view(run: RunView) -> None:
             "final evaluation": f"Final evaluation (test set, full corruption suite): {p.get('part') or 'starting'}"
                                 + (f" · part {p.get('part_done')} of {p.get('parts')}" if p.get("parts") else ""),
         }
-        st.progress(frac, text=texts.get(phase, phase.capitalize() + "…"))
+        st.progress(frac, text=texts.get(phase, phase[:1].upper() + phase[1:] + "…"))  # names keep their case (WiSE-FT)
         c = st.columns(5)
         c[0].metric("Epoch", f"{epoch} / {epochs}")
         c[1].metric("Step", f"{step} / {total}" if total else "–")

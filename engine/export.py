@@ -174,7 +174,7 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
         lines.append(f"- Imbalanced classes ('{imb['largest']}' {imb['ratio']}x '{imb['smallest']}'): test balanced "
                      f"accuracy {pct(summary['test_balanced_acc'])}, macro-F1 {pct(summary.get('test_macro_f1'))}")
     for k, v in (summary.get("ood_acc_by_corruption") or {}).items():
-        lines.append(f"  - {k}: {pct(v)}")
+        lines.append(f"  - {k.replace('_', ' ')}: {pct(v)}")
     if summary.get("ood_user_acc") is not None:
         lines.append(f"- Your OOD set: {pct(summary['ood_user_acc'])}")
     if summary.get("robust_acc") is not None:

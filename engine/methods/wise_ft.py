@@ -275,7 +275,7 @@ class WiseFTHook(MethodHook):
         for i, alpha in enumerate(order):
             if ctx.should_stop():
                 break
-            ctx.reporter.progress(phase=f"WiSE-FT curve {i + 1}/{len(order)}")
+            ctx.reporter.progress(phase=f"WiSE-FT curve: {i} of {len(order)} mixing weights evaluated")  # as the chart counts
             point = evaluate_alpha(probe, self.theta_0, theta_1, alpha, sets, ctx.device, ctx.masks, bn_images,
                                    ctx.amp_dtype, cfg.eval.eval_batch_size)
             curve.append(point)
