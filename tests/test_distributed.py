@@ -18,7 +18,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _train(tiny_zip, out: Path, data_dir: Path, nproc: int, *extra: str):
+def _start(tiny_zip, out: Path, data_dir: Path, nproc: int, *extra: str) -> tuple[subprocess.Popen, Path]:
+    """Launch one CLI training (nproc > 1: under torchrun, Gloo); one torch thread per process."""
     args = ["train", "--data", str(tiny_zip), "--backbone", "resnet18", "--pretrained", "none", "--epochs", "2",
             "--image-size", "32", "--batch-size", "8", "--lr", "0.01", "--out", str(out), "--data-dir", str(data_dir),
             "--device", "cpu", "--set", "train.augment=false", "--set", "eval.ood=false", "--quiet", *extra]
@@ -28,17 +29,33 @@ def _train(tiny_zip, out: Path, data_dir: Path, nproc: int, *extra: str):
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--master_addr=127.0.0.1",
                f"--master_port={_free_port()}", "-m", "engine", *args]
-    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=400, env=env)
-    assert p.returncode == 0, p.stdout + p.stderr
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env), out
+
+
+def _finish(started: tuple[subprocess.Popen, Path]) -> dict:
+    proc, out = started
+    output, _ = proc.communicate(timeout=400)
+    assert proc.returncode == 0, output
     return json.loads((out / "summary.json").read_text())
+
+
+def _train(tiny_zip, out: Path, data_dir: Path, nproc: int, *extra: str) -> dict:
+    return _finish(_start(tiny_zip, out, data_dir, nproc, *extra))
+
+
+def _single_and_ddp(tiny_zip, tmp_path: Path, *extra: str) -> tuple[dict, dict]:
+    """The same run in one process and in two Gloo processes, launched side by side (CPU runs are
+    deterministic whatever else runs, and the pair takes the time of the longer one)."""
+    single = _start(tiny_zip, tmp_path / "single", tmp_path / "d1", 1, *extra)
+    ddp = _start(tiny_zip, tmp_path / "ddp", tmp_path / "d2", 2, *extra)
+    return _finish(single), _finish(ddp)
 
 
 def test_two_gloo_processes_match_one_process(tiny_zip, tmp_path):
     """With the trunk frozen (batch norm in eval mode) two processes must reproduce one exactly:
     this checks sharding, gradient averaging and metric reduction without per-process BN noise."""
     frozen = ("--set", "optim.freeze_blocks=5")
-    single = _train(tiny_zip, tmp_path / "single", tmp_path / "d1", 1, *frozen)
-    ddp = _train(tiny_zip, tmp_path / "ddp", tmp_path / "d2", 2, *frozen)
+    single, ddp = _single_and_ddp(tiny_zip, tmp_path, *frozen)
     assert ddp["world_size"] == 2 and single["world_size"] == 1
     # each process saw half of every batch: the data really was sharded
     assert ddp["images_per_process_per_epoch"] * 2 == single["images_per_process_per_epoch"]
@@ -99,8 +116,7 @@ def test_methods_under_two_processes_match_one_process(tiny_zip, tmp_path, metho
         extra += ["--set", f"{m}.enabled=true"]
     if "pruning" in methods:  # the Bayesian search runs on rank 0 alone and every process uses its result
         extra += ["--set", "pruning.auto=true", "--set", "pruning.trials=2", "--set", "pruning.max_fraction=0.9"]
-    single = _train(tiny_zip, tmp_path / "single", tmp_path / "d1", 1, *extra)
-    ddp = _train(tiny_zip, tmp_path / "ddp", tmp_path / "d2", 2, *extra)
+    single, ddp = _single_and_ddp(tiny_zip, tmp_path, *extra)
     assert ddp["world_size"] == 2 and ddp["methods"] == single["methods"]
     for a, b in zip(single["history"], ddp["history"]):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-3)
@@ -144,7 +160,7 @@ def test_two_nodes_match_one_process(tiny_zip, tmp_path):
     output folder) form one job; every process has LOCAL_RANK 0. Only the node with rank 0 writes
     results, and they match the single-process run exactly (trunk frozen, as above)."""
     frozen = ("--set", "optim.freeze_blocks=5")
-    single = _train(tiny_zip, tmp_path / "single", tmp_path / "d1", 1, *frozen)
+    started = _start(tiny_zip, tmp_path / "single", tmp_path / "d1", 1, *frozen)  # beside the two nodes
     port = _free_port()
     procs = []
     for node in (0, 1):
@@ -158,6 +174,7 @@ def test_two_nodes_match_one_process(tiny_zip, tmp_path):
                                       env={**os.environ, "OMP_NUM_THREADS": "1"}))
     outs = [p.communicate(timeout=400)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
+    single = _finish(started)
     ddp = json.loads((tmp_path / "node0" / "summary.json").read_text())
     assert not (tmp_path / "node1" / "summary.json").exists()
     assert ddp["world_size"] == 2
