@@ -259,6 +259,8 @@ def one_run(engine, runs) -> None:
         return
     summary = read_summary(rec.run_dir)
     methods = ", ".join(METHODS[m].title for m in enabled_methods(rec.config)) or "no extra method"
+    if (rec.config.get("eval") or {}).get("tta_flip"):
+        methods += " · flip TTA (each prediction averaged with the mirror image)"
     b = rec.config.get("backbone", {})
     st.caption(f"{b.get('name')} ({state.WEIGHTS_TEXT.get(b.get('pretrained'), b.get('pretrained'))}) · "
                f"{state.plural(int(rec.config.get('train', {}).get('epochs') or 0), 'epoch')} · "

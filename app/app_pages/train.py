@@ -54,6 +54,8 @@ def gpu_selector(cfg) -> None:
 def start_section(engine) -> None:
     cfg, ds = state.config(), state.dataset()
     methods = ", ".join(METHODS[m].title for m in cfg.enabled_methods() if m in METHODS) or "no extra method"
+    if cfg.eval.tta_flip:
+        methods += " · flip TTA"
     with st.container(border=True):
         st.markdown(f"**Next run:** {cfg.backbone.name} ({state.WEIGHTS_TEXT.get(cfg.backbone.pretrained)}) on "
                     f"{ds.words} · {state.plural(cfg.train.epochs, 'epoch')} · {cfg.data.image_size} px · "
