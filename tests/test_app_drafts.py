@@ -130,7 +130,9 @@ def test_compare_shows_the_dataset_and_flags_runs_on_different_data(studio, tiny
     no_problems(at)
     at.multiselect(key="compare_runs").set_value([first, second]).run()
     no_problems(at)
-    table = next(d.value for d in at.dataframe if "dataset" in d.value.columns)
+    grid = next(d for d in at.dataframe if "dataset" in d.value.columns)
+    assert grid.proto.HasField("placeholder") and grid.proto.placeholder == "", "a missing number is a blank cell"
+    table = grid.value
     assert list(table.columns[:6]) == ["run", "dataset", "classes", "images", "image px", "methods"], "key columns first"
     assert sorted(zip(table["dataset"], table["classes"])) == [("three colours.zip", 3), ("two colours.zip", 2)]
     assert "val acc" in table.columns and "test acc" in table.columns

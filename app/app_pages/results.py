@@ -405,12 +405,12 @@ def compare(engine, runs) -> None:
                "lr": st.column_config.NumberColumn("lr", format="%.4g", width="small")}
     setup = [c for c in ("model", "epochs", "lr", "img/s", "time") if c in table.columns]
     main = table.drop(columns=setup)  # the comparison itself fits the page; how each run was set up folds away
-    st.dataframe(main, hide_index=True, width="stretch",
+    st.dataframe(main, hide_index=True, width="stretch", placeholder="",  # a missing number is a blank cell
                  column_config={k: v for k, v in config.items() if k in main.columns})
     if setup:
         with st.expander("How each run was set up (model, epochs, learning rate, speed, time)",
                          icon=":material/settings:"):
-            st.dataframe(table[["run", *setup]], hide_index=True, width="stretch",
+            st.dataframe(table[["run", *setup]], hide_index=True, width="stretch", placeholder="",
                          column_config={k: v for k, v in config.items() if k in ("run", *setup)})
     metrics = sorted({c for df in curves.values() for c in df.columns
                       if c != "epoch" and "/" not in str(c)},  # per-corruption and per-layer curves: too many
