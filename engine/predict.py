@@ -187,7 +187,8 @@ class Predictor:
     @property
     def label(self) -> str:
         if self.variant == "wise":
-            return f"WiSE-FT mix at alpha {self.alpha:.2f}"
+            end = {0.0: " (the starting model)", 1.0: " (the fine-tuned model)"}.get(round(float(self.alpha), 4), "")
+            return f"WiSE-FT mix at alpha {self.alpha:.2f}{end}"
         return VARIANTS[self.variant]
 
     @torch.no_grad()
