@@ -222,14 +222,17 @@ def _cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
                           timeout=timeout)
 
 
-def test_cli_refuses_resnet50_weights_for_resnet18_and_loads_a_compiled_pth_tar(tiny_zip, tmp_path):
+def test_cli_refuses_resnet50_weights_for_resnet18_and_loads_a_compiled_pth_tar(tiny_zip, tmp_path, capsys):
+    from engine.cli import main
+
     base = ["train", "--data", str(tiny_zip), "--backbone", "resnet18", "--image-size", "32", "--epochs", "1",
             "--batch-size", "8", "--device", "cpu", "--data-dir", str(tmp_path / "d"),
             "--set", "eval.ood=false", "--set", "backbone.pretrained=checkpoint"]
     torch.save({"state_dict": generated_state("resnet50")}, tmp_path / "resnet50.pth")
-    p = _cli(*base, "--set", f"backbone.checkpoint={tmp_path / 'resnet50.pth'}")
-    assert p.returncode != 0 and "Traceback" not in p.stderr
-    assert "looks like ResNet-50 weights" in p.stderr, p.stderr
+    code = main([*base, "--set", f"backbone.checkpoint={tmp_path / 'resnet50.pth'}"])  # the entry point, in-process
+    err = capsys.readouterr().err
+    assert code != 0 and "Traceback" not in err
+    assert "looks like ResNet-50 weights" in err, err
 
     # real (randomly initialised) weights this time, as float16 (23 MB): the run trains on them
     net = build_model("resnet18", 3, "none")[0].net

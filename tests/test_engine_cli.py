@@ -91,7 +91,7 @@ def _cli(*args, cwd=ROOT, timeout=300):
                           timeout=timeout)
 
 
-def test_cli_train_writes_summary(tiny_zip, tmp_path):
+def test_cli_train_writes_summary(tiny_zip, tmp_path, capsys):
     out = tmp_path / "run"
     p = _cli("train", "--data", str(tiny_zip), "--backbone", "resnet18", "--pretrained", "none", "--epochs", "1",
              "--image-size", "32", "--batch-size", "8", "--out", str(out), "--data-dir", str(tmp_path / "d"),
@@ -99,8 +99,10 @@ def test_cli_train_writes_summary(tiny_zip, tmp_path):
     assert p.returncode == 0, p.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["val_acc"] is not None
-    listed = _cli("runs", "--data-dir", str(tmp_path / "d"))
-    assert "finished" in listed.stdout
+    from engine.cli import main
+
+    assert main(["runs", "--data-dir", str(tmp_path / "d")]) == 0  # the listing, in-process
+    assert "finished" in capsys.readouterr().out
     # the saved config reproduces the run through the CLI
     again = _cli("train", "--config", str(out / "config.yaml"), "--out", str(tmp_path / "again"),
                  "--data-dir", str(tmp_path / "d"))
