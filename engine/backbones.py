@@ -12,11 +12,10 @@ images), `none` (random init), `checkpoint` (a user file, loaded without running
 
 from __future__ import annotations
 
-import re
-
 import functools
 import json
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path

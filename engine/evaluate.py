@@ -13,7 +13,6 @@ float pixels in [0, 1] (the `Classifier` normalises inside).
 from __future__ import annotations
 
 import math
-
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -56,6 +55,13 @@ def flip_average(logits: torch.Tensor, mirrored: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(both, 0) - math.log(2.0)
 
 
+def tta_logits(model: torch.nn.Module, x: torch.Tensor, tta_flip: bool) -> torch.Tensor:
+    """`model(x)` for float pixels [N, 3, H, W], or with `tta_flip` the `flip_average` of the image's
+    and its mirror's outputs (the image first, so hooks see it before its mirror)."""
+    logits = model(x)
+    return flip_average(logits, model(x.flip(-1))) if tta_flip else logits
+
+
 class FlipAverage(torch.nn.Module):
     """`model` with flip TTA built in: float [N, 3, H, W] pixels -> `flip_average` log-probabilities
     [N, C]. What the exports hold when the run used eval.tta_flip (traceable, ONNX-exportable)."""
@@ -65,7 +71,7 @@ class FlipAverage(torch.nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return flip_average(self.model(x), self.model(x.flip(-1)))
+        return tta_logits(self.model, x, True)
 
 
 @torch.no_grad()
@@ -84,9 +90,7 @@ def predict(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, 
         x = to_float(images[i:i + batch_size].to(device, non_blocking=True))
         y = labels[i:i + batch_size].to(device, non_blocking=True)
         with autocast_ctx(device, amp_dtype):
-            logits = model(x)
-            mirrored = model(x.flip(-1)) if tta_flip else None
-        logits = logits.float() if mirrored is None else flip_average(logits, mirrored)
+            logits = tta_logits(model, x, tta_flip).float()
         losses.append(F.cross_entropy(logits, y, reduction="none"))
         conf, pred = logits.softmax(1).max(1)
         preds.append(pred)

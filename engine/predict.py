@@ -45,7 +45,7 @@ from engine.config import RunConfig
 from engine.data import (IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, PIL_FORMATS, SkippedFile, ZipLimits, decode_image,
                          image_files, safe_extract_zip)
 from engine.errors import StudioError
-from engine.evaluate import flip_average
+from engine.evaluate import tta_logits
 from engine.devices import autocast_ctx, pick_amp, pick_device
 from engine.run_data import prepare_data
 from engine.runs import VARIANTS as RUN_VARIANTS
@@ -202,9 +202,7 @@ class Predictor:
         try:
             x = to_float(images_u8.to(self.device, non_blocking=True))
             with autocast_ctx(self.device, self.amp_dtype):
-                logits = self.model(x)
-                if self.cfg.eval.tta_flip:  # as the run measured its accuracy: averaged with the mirror
-                    logits = flip_average(logits, self.model(x.flip(-1)))
+                logits = tta_logits(self.model, x, self.cfg.eval.tta_flip)  # as the run measured its accuracy
         finally:
             handle.remove()
         probs = logits.float().softmax(1)

@@ -173,7 +173,7 @@ def model_rows(run_dir: str, datasets_dir: str, index: int, alpha: float | None)
 
     from engine.attacks import pgd
     from engine.augment import to_float
-    from engine.evaluate import flip_average
+    from engine.evaluate import tta_logits
 
     b = _bundle(run_dir, datasets_dir)
     x = to_float(b.data.val.images[index:index + 1])
@@ -181,8 +181,7 @@ def model_rows(run_dir: str, datasets_dir: str, index: int, alpha: float | None)
     eps, steps = float(b.cfg.eval.robust_eps), max(int(b.cfg.eval.robust_steps), 1)
 
     def answer(model, images):  # as the run measured its accuracy: with the mirror image when it used flip TTA
-        logits = model(images)
-        return (flip_average(logits, model(images.flip(-1))) if b.cfg.eval.tta_flip else logits).softmax(1)
+        return tta_logits(model, images, b.cfg.eval.tta_flip).softmax(1)
 
     ft = _fine_tuned(run_dir, datasets_dir)
     with ft.lock:
