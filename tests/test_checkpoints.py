@@ -18,6 +18,7 @@ each tensor's value (its index) shows that it landed in the right layer.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import shutil
@@ -291,6 +292,8 @@ def test_the_uploader_refuses_another_architecture_with_the_engines_verdict(mode
     assert any("resnet50-weights.pth" in e and "looks like ResNet-50 weights" in e for e in errors), errors
     assert not model_page.success
     assert model_page.session_state["cfg"].backbone.checkpoint == "", "a refused file is not used"
+    sha = hashlib.sha256((tmp_path / "r50").read_bytes()).hexdigest()
+    assert not list((tmp_path / "studio" / "uploads").glob(sha[:32] + ".*")), "nor kept on the server"
 
 
 # ---- 9: the pruned model goes home as TorchScript and ONNX ----------------------------------------------
