@@ -44,6 +44,21 @@ def test_adafilter_heatmap():
     assert spec["mark"]["type"] == "rect" and spec["encoding"]["color"]["scale"]["domain"] == [0, 1]
 
 
+
+def test_adafilter_view_draws_the_gate_gradients_beside_the_per_class_shares():
+    from app.method_views.adafilter import view_charts
+
+    rows = [{"name": "adafilter/gate_mean/layer1.0.conv1", "epoch": 1, "value": 0.5},
+            {"name": "adafilter/gate_grad/layer1.0.conv1", "epoch": 1, "value": 2e-5},
+            {"name": "adafilter/gate_grad/layer1.0.conv1", "epoch": 2, "value": 1e-3}]
+    summary = {"adafilter_gate_mean": {"layer1.0.conv1": 0.5},
+               "adafilter_gate_by_class": {"cats": {"layer1.0.conv1": 0.4}, "dogs": {"layer1.0.conv1": 0.6}}}
+    charts = dict(view_charts(summary, rows))
+    assert set(charts) == {"left", "right", "wide"}  # the per-class map must not hide the gradient map
+    grads = [d for d in charts["wide"].to_dict()["datasets"].values()][0]
+    assert [g["gradient"] for g in grads] == [2e-5, 1e-3]
+    assert [c for c, _ in view_charts({}, [])] == []
+
 def test_pruning_trials_chart_highlights_the_chosen_trial():
     from app.method_views.pruning import trials_chart, trials_frame
 

@@ -39,27 +39,38 @@ def gate_heatmap(df: pd.DataFrame, x: str, title: str, layer_order: list[str]) -
     ).properties(title=title, height=max(160, 14 * len(layer_order)))
 
 
-@register_view("adafilter")
-def adafilter_view(engine, rec, summary: dict) -> None:
+def view_charts(summary: dict, rows: list[dict]) -> list[tuple[str, alt.Chart]]:
+    """The view's charts from a run's summary and its store metric rows, as (slot, chart) pairs.
+
+    slot is "left" (share per layer and epoch), "right" (share per layer and class) or "wide" (gate
+    gradients per layer and epoch); a chart is left out when the run recorded nothing for it.
+    """
     layers = list((summary.get("adafilter_gate_mean") or {}).keys())
-    overall = summary.get("adafilter_gate_mean_overall")
-    if overall is not None:
-        st.metric("Filters using their fine-tuned copy (validation, mean)", f"{100 * overall:.1f}%")
-    rows = engine.store.metrics(rec.id)
+    out = []
     df = layer_epoch_frame(rows)
-    c1, c2 = st.columns(2)
     if not df.empty:
-        c1.altair_chart(gate_heatmap(df, "epoch", "Fraction fine-tuned per layer and epoch", layers or
-                                     sorted(df["layer"].unique())), width="stretch")
+        out.append(("left", gate_heatmap(df, "epoch", "Fraction fine-tuned per layer and epoch",
+                                         layers or sorted(df["layer"].unique()))))
     by_class = summary.get("adafilter_gate_by_class") or {}
     if by_class:
-        rows = [{"layer": l, "class": c, "fraction": v} for c, d in by_class.items() for l, v in d.items()]
-        c2.altair_chart(gate_heatmap(pd.DataFrame(rows), "class", "Fraction fine-tuned per layer and class", layers),
-                        width="stretch")
+        class_rows = [{"layer": l, "class": c, "fraction": v} for c, d in by_class.items() for l, v in d.items()]
+        out.append(("right", gate_heatmap(pd.DataFrame(class_rows), "class", "Fraction fine-tuned per layer and class",
+                                          layers)))
     grads = layer_epoch_frame(rows, GRAD_PREFIX, "gradient")
     grads = grads[grads["gradient"] > 0]
     if not grads.empty:
-        st.altair_chart(gradient_chart(grads, layers or sorted(grads["layer"].unique())), width="stretch")
+        out.append(("wide", gradient_chart(grads, layers or sorted(grads["layer"].unique()))))
+    return out
+
+
+@register_view("adafilter")
+def adafilter_view(engine, rec, summary: dict) -> None:
+    overall = summary.get("adafilter_gate_mean_overall")
+    if overall is not None:
+        st.metric("Filters using their fine-tuned copy (validation, mean)", f"{100 * overall:.1f}%")
+    c1, c2 = st.columns(2)
+    for slot, chart in view_charts(summary, engine.store.metrics(rec.id)):
+        {"left": c1, "right": c2, "wide": st}[slot].altair_chart(chart, width="stretch")
     st.caption(
         "Each image chooses, filter by filter, between the pretrained and the fine-tuned weights. What to look at: "
         "the share of fine-tuned filters per layer moving away from 50%, and the gate gradients growing epoch by "
