@@ -35,3 +35,12 @@ def test_cli_train_imports_no_ui_or_export_packages_and_times_the_whole_process(
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     # the loop is timed inside the process; the process also imported torch and decoded the data first
     assert summary["wall_time_s"] >= summary["loop_wall_time_s"] + 0.3, summary
+
+
+def test_the_dashboard_skips_streamlits_full_garbage_collection_after_every_rerun():
+    """The live views rerun every 1-2 s in the process that trains; a gc.collect(2) after each rerun
+    held the GIL for most of a run (a 20 s run took 77 s in the browser). Streamlit reads the
+    project's .streamlit/config.toml from the working directory, which run_app.py makes the root."""
+    code = "from streamlit import config; print(config.get_option('runner.postScriptGC'))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stdout + out.stderr
