@@ -27,7 +27,7 @@ import time
 from common import WORK, config, mean_std, table
 
 from engine.claims import adafilter_claim
-from engine.config import with_section
+from engine.config import apply_overrides, with_section
 from engine.run_data import prepare_data
 from engine.train import train
 
@@ -64,6 +64,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
     ap.add_argument("--ood", action="store_true", help="also measure accuracy on the corruption suite (slower)")
     ap.add_argument("--set", nargs="*", default=[], help="extra section.field=value overrides for both runs")
+    ap.add_argument("--adafilter-set", nargs="*", default=[],
+                    help="adafilter.field=value overrides for the AdaFilter run only (e.g. adafilter.gated_lr_mult=2)")
     args = ap.parse_args()
 
     t_all = time.perf_counter()
@@ -74,7 +76,8 @@ def main() -> None:
                       f"train.epochs={args.epochs}", f"train.batch_size={args.batch_size}", f"optim.lr={args.lr}",
                       f"train.threads={args.threads}", f"eval.ood={args.ood}", f"seed={seed}", *args.set)
         data = prepare_data(base, WORK / "data")  # one split per seed, shared by both methods
-        for method, cfg in (("standard", base), ("adafilter", with_section(base, "adafilter", enabled=True))):
+        ada_cfg = apply_overrides(with_section(base, "adafilter", enabled=True), args.adafilter_set)
+        for method, cfg in (("standard", base), ("adafilter", ada_cfg)):
             r = run(cfg, data)
             results[method].append(r)
             gate = f", fine-tuned filters {100 * r['gate_overall']:.1f}%" if "gate_overall" in r else ""

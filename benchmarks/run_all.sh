@@ -17,6 +17,9 @@ run() { local name=$1; shift; echo "== $name: $*"; python "$@" > "benchmarks/res
   run adversarial benchmarks/adversarial.py --scratch-epochs 12 --eval-subset 64
   # The AdaFilter and pruning demo presets (engine/presets.py), 3 seeds each, with their claim lines
   run adafilter benchmarks/adafilter.py --seeds 0 1 2 --epochs 20 --batch-size 32 --lr 0.02 --threads 1 \
+      --set optim.linear_probe_epochs=2 adafilter.gate_optimizer=adam adafilter.gate_lr_mult=5 \
+      --adafilter-set adafilter.gated_lr_mult=2
+  run adafilter_gated_lr1 benchmarks/adafilter.py --seeds 0 1 2 --epochs 20 --batch-size 32 --lr 0.02 --threads 1 \
       --set optim.linear_probe_epochs=2 adafilter.gate_optimizer=adam adafilter.gate_lr_mult=5
   run pruning benchmarks/pruning.py --epochs 20 --batch-size 32 --lr 0.02 --seeds 0,1,2 --sparsities 0,0.7 --scope global \
       --end-fraction 0.5 --structured-epochs 4 --threads 1 --latency-rounds 3 --set optim.linear_probe_epochs=2
@@ -32,6 +35,18 @@ OMP_NUM_THREADS=2 BENCH_THREADS=2 run wise_ft benchmarks/wise_ft.py --seeds 0 1 
 # The engine/bare ratio at the CPU default precision (bf16 + channels_last), alone, with both cores
 STUDIO_CPU_PRECISION=bf16 OMP_NUM_THREADS=2 run loop_overhead_bf16 benchmarks/throughput.py --devices cpu \
     --data assets/sample_textures.zip --image-size 64 --batch-size 64 --rounds 3 --threads 2 --backbones resnet18
+# The adversarial demo preset against the standard demo, 3 seeds, alone with both cores
+OMP_NUM_THREADS=2 run adversarial_demo benchmarks/adversarial_demo.py --seeds 0 1 2
+# Fewer steps to the same accuracy (flip TTA against the Quick demo), alone with both cores
+OMP_NUM_THREADS=2 run speedups benchmarks/speedups.py --seeds 0 1 2 --variants baseline tta
+# Against the peers, alone with both cores: the sample at 64 px, and scikit-learn's 8x8 digits at 32 px
+# (benchmark-only dependencies: pip install timm scikit-learn; the digits row is skipped without scikit-learn)
+OMP_NUM_THREADS=2 run peers_64px benchmarks/peers.py --image-size 64 --epochs 5 --threads 2 --threshold 0.5 \
+    --studio-no-ood --seeds 0 1
+if python benchmarks/digits.py > /dev/null 2>&1; then
+  OMP_NUM_THREADS=2 run peers_32px_digits benchmarks/peers.py --data runs/benchmarks/digits.zip --image-size 32 \
+      --epochs 10 --threads 2 --threshold 0.9 --studio-no-ood --seeds 0 1
+fi
 # The longer budgets README also reports (about 35 minutes more on 2 cores): bash benchmarks/run_all.sh --long
 if [ "${1:-}" = "--long" ]; then
   OMP_NUM_THREADS=2 run pruning_12ep benchmarks/pruning.py --epochs 12 --seeds 0,1,2 --sparsities 0,0.5,0.7 \

@@ -235,7 +235,8 @@ def test_tiny_run_with_adversarial_robust_and_ood_eval_saves_and_reloads(tiny_cf
     from engine.runs import load_run_model
 
     rec = Recorder()
-    cfg = tiny_cfg("adafilter.enabled=true", "adafilter.gate_lr_mult=5", "adversarial.enabled=true",
+    cfg = tiny_cfg("adafilter.enabled=true", "adafilter.gate_lr_mult=5", "adafilter.gated_lr_mult=2",
+                   "adversarial.enabled=true",
                    "adversarial.steps=1", "eval.robust=true", "eval.robust_steps=2", "eval.robust_subset=8",
                    "eval.ood=true")
     res = train(cfg, rec, run_dir=tmp_path, work_dir=tmp_path / "data")
@@ -253,6 +254,14 @@ def test_tiny_run_with_adversarial_robust_and_ood_eval_saves_and_reloads(tiny_cf
     # the gate network has its own lr (base lr x gate_lr_mult), the pretrained filters never moved
     groups = {g["name"]: g for g in ctx.optimizer.param_groups}
     assert groups["adafilter_gates"]["base_lr"] == pytest.approx(cfg.optim.lr * 5)
+    # the gated layers (fine-tuned convs, both BNs) at gated_lr_mult x their group's lr, every other
+    # trunk parameter where it was, each parameter in exactly one group
+    gated_ids = {id(p) for m in gated_layers(ctx.model).values() for p in m.parameters()}
+    assert groups["trunk_gated"]["base_lr"] == pytest.approx(groups["trunk"]["base_lr"] * 2)
+    assert groups["trunk_no_decay_gated"]["weight_decay"] == 0.0
+    assert {id(p) for n, g in groups.items() if n.endswith("_gated") for p in g["params"]} == gated_ids
+    ids = [id(p) for g in ctx.optimizer.param_groups for p in g["params"]]
+    assert len(ids) == len(set(ids)) == len(list(ctx.model.parameters()))
     state = ctx.model.state_dict()
     assert torch.equal(state["net.layer4.1.conv2.weight_pretrained"],
                        ctx.pretrained_state["net.layer4.1.conv2.weight_pretrained"])

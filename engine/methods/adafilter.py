@@ -57,6 +57,12 @@ class AdaFilterConfig:
     gate_lr_mult: float = field(default=1.0, metadata={  # gate-network lr = optim.lr x this (not x trunk_lr_mult)
         "label": "gate network lr multiplier", "min": 0.0, "max": 100.0, "step": 0.05,
         "help": "The gate network is new (like the head): its learning rate is the base lr times this."})
+    gated_lr_mult: float = field(default=1.0, metadata={  # not in the paper; 1 = the paper's single lr
+        "label": "gated layers' lr multiplier", "min": 0.1, "max": 10.0, "step": 0.1,
+        "help": "Learning rate of the gated layers (fine-tuned filters and both batch norms) = their usual lr "
+                "times this. A fine-tuned filter learns only from the images whose gate picks it (about half "
+                "of them at the start), so its effective learning rate is about half of standard "
+                "fine-tuning's; 2 restores it. 1 = the paper."})
     gate_optimizer: str = field(default="adam", metadata={
         "label": "gate network optimiser", "choices": ["adam", "sgd"],
         "help": "adam: the gate network steps by Adam (its gradients are tiny and differ 100x between layers "
@@ -393,6 +399,7 @@ class AdaFilterHook(MethodHook):
 
     def setup(self, ctx) -> None:
         self.gates = gate_network(ctx.model)
+        self.gated = gated_layers(ctx.model)
         self.gates.keep_inputs = self.cfg.sparsity_weight > 0
         ctx.summary["adafilter"] = {**cost_report(ctx.model), "layers": self.gates.layer_names,
                                     "pretrained_bn": self.cfg.pretrained_bn,
@@ -411,6 +418,8 @@ class AdaFilterHook(MethodHook):
         for g in opt.param_groups:
             g["params"] = [p for p in g["params"] if id(p) not in ids]
         opt.param_groups[:] = [g for g in opt.param_groups if g["params"]]
+        if self.cfg.gated_lr_mult != 1.0:
+            self._scale_gated_layers(opt, factor)
         base = o.lr * self.cfg.gate_lr_mult
         for suffix, group, wd in (("", [p for p in params if p.ndim > 1], o.weight_decay),
                                   ("_no_decay", [p for p in params if p.ndim <= 1], 0.0)):
@@ -424,6 +433,21 @@ class AdaFilterHook(MethodHook):
             self.adam = torch.optim.Adam([{"params": g["params"], "lr": g["lr"], "weight_decay": g["weight_decay"]}
                                           for g in opt.param_groups if g.get("name", "").startswith("adafilter_gates")])
         self.regrouped = True
+
+    def _scale_gated_layers(self, opt: torch.optim.Optimizer, factor: float) -> None:
+        """Split the gated layers' parameters (fine-tuned convs, both batch norms) out of each of
+        the run's groups into a twin group ("<name>_gated") with lr and base_lr x gated_lr_mult;
+        weight decay and the schedule stay the group's."""
+        gated = {id(p) for layer in self.gated.values() for p in layer.parameters()}
+        for g in list(opt.param_groups):
+            mine = [p for p in g["params"] if id(p) in gated]
+            if not mine:
+                continue
+            g["params"] = [p for p in g["params"] if id(p) not in gated]
+            base = g.get("base_lr", g["lr"]) * self.cfg.gated_lr_mult
+            opt.add_param_group({**{k: v for k, v in g.items() if k != "params"}, "params": mine,
+                                 "lr": base * factor, "base_lr": base, "name": g.get("name", "trunk") + "_gated"})
+        opt.param_groups[:] = [g for g in opt.param_groups if g["params"]]
 
     def _gate_groups(self, ctx) -> list[dict]:
         return [g for g in ctx.optimizer.param_groups if g.get("name", "").startswith("adafilter_gates")]
@@ -506,6 +530,8 @@ def _check(run_cfg, c: AdaFilterConfig) -> list[str]:
         problems.append("The AdaFilter gate network needs at least 1 hidden unit.")
     if not c.temperature > 0:
         problems.append("The AdaFilter gate temperature must be positive.")
+    if not c.gated_lr_mult > 0:
+        problems.append("The AdaFilter gated layers' lr multiplier must be positive.")
     if c.gate_lr_mult < 0 or c.sparsity_weight < 0:
         problems.append("The AdaFilter gate lr multiplier and sparsity penalty cannot be negative.")
     if c.gate_optimizer not in ("adam", "sgd"):
