@@ -30,6 +30,13 @@ METRIC_LABELS = {
     "sparsity": "Sparsity (share of zero weights)",
     "images_per_sec": "Training speed (images/s)",
     "lr": "Learning rate",
+    "adafilter_gate_mean": "AdaFilter: fine-tuned filters",
+    "adafilter_gate_grad": "AdaFilter: gate gradient",
+}
+# Per-layer groups (`<method>/<what>`) whose words are not the key's
+GROUP_TITLES = {
+    "adafilter/gate_mean": "AdaFilter: filters using their fine-tuned copy",
+    "adafilter/gate_grad": "AdaFilter: gradient reaching the gates",
 }
 # One colour per metric on every chart: training pale, validation strong, shifts and attacks warm.
 METRIC_COLORS = {
@@ -145,17 +152,24 @@ def group_title(group: str) -> str:
     """`<method>/<what>` in words, the method by its title: "pruning/sparsity" -> "Pruning (Fine-Pruning): sparsity"."""
     from engine.methods import METHODS
 
+    if group in GROUP_TITLES:
+        return GROUP_TITLES[group]
     method, _, what = group.partition("/")
     name = METHODS[method].title if method in METHODS else method.replace("_", " ").capitalize()
     return f"{name}: {what.replace('_', ' ')}" if what else name
 
 
+def latest_layer_values(df: pd.DataFrame, columns: Sequence[str]) -> tuple[int, list[float]]:
+    """(epoch, [value per column]) of the latest epoch that logged any of `columns`."""
+    last = df.dropna(subset=list(columns), how="all").iloc[-1]
+    return int(last["epoch"]), [float(last[c]) for c in columns]
+
+
 def layer_bar_chart(df: pd.DataFrame, group: str, columns: Sequence[str]) -> alt.Chart:
     """The latest epoch's value per layer as bars (e.g. sparsity per layer, fraction of filters fine-tuned)."""
-    last = df.dropna(subset=list(columns), how="all").iloc[-1]
-    data = pd.DataFrame({"layer": [c[len(group) + 1:] for c in columns],
-                         "value": [float(last[c]) for c in columns]})
-    title = f"{group_title(group)} per layer (epoch {int(last['epoch'])})"
+    epoch, values = latest_layer_values(df, columns)
+    data = pd.DataFrame({"layer": [c[len(group) + 1:] for c in columns], "value": values})
+    title = f"{group_title(group)} per layer (epoch {epoch})"
     share = is_fraction_metric(group)  # a share on 0-100%; anything else (gate gradients) on its own scale
     x_scale = alt.Scale(domain=[0, 1]) if share else alt.Scale(zero=True)
     return alt.Chart(data).mark_bar().encode(

@@ -141,7 +141,13 @@ def curves_view(run: RunView, *, live: bool = False, streams: bool = False) -> N
         cols = st.columns(min(len(groups), 2))
         for i, (group, names) in enumerate(groups.items()):
             with cols[i % len(cols)]:
-                st.altair_chart(charts.layer_bar_chart(epochs, group, names), width="stretch")
+                epoch, values = charts.latest_layer_values(epochs, names)
+                if any(v != 0 and v == v for v in values):  # something other than 0 or missing
+                    st.altair_chart(charts.layer_bar_chart(epochs, group, names), width="stretch")
+                else:  # an empty chart with one "0" tick looks broken
+                    st.markdown(f"**{charts.group_title(group)} per layer (epoch {epoch})**")
+                    st.caption("0 in every layer so far: nothing has reached them yet (in the linear-probe "
+                               "epochs only the new head trains).")
     wise_points = (run.streams.get("wise_ft") or []) if streams else []
     if wise_points:
         wise_live_view(run, wise_points)

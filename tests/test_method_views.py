@@ -93,3 +93,20 @@ def test_the_curve_axis_is_zoomed_and_coloured_like_the_epoch_charts():
     lo, hi = layer["y"]["scale"]["domain"]
     assert 0.4 < lo < 0.55 and 0.84 < hi < 0.95, (lo, hi)
     assert layer["color"]["scale"]["range"] == [METRIC_COLORS["val_acc"], METRIC_COLORS["ood_acc"]]
+
+
+def test_adafilter_metrics_read_as_words_and_probe_epochs_are_named():
+    from app.charts import group_title, latest_layer_values, metric_label
+    from app.method_views.adafilter import silent_epochs
+
+    assert metric_label("adafilter_gate_grad") == "AdaFilter: gate gradient"
+    assert group_title("adafilter/gate_mean") == "AdaFilter: filters using their fine-tuned copy"
+    assert group_title("pruning/sparsity").endswith(": sparsity")  # other groups keep their generic words
+    rows = [{"name": "adafilter/gate_grad/layer1.0.conv1", "epoch": e, "value": v}
+            for e, v in ((1, 0.0), (2, 0.0), (3, 1e-3))]
+    assert silent_epochs(rows) == [1, 2] and silent_epochs([]) == []
+    import pandas as pd
+
+    df = pd.DataFrame({"epoch": [1, 2], "g/a": [0.0, 0.0], "g/b": [0.0, None]})
+    epoch, values = latest_layer_values(df, ["g/a", "g/b"])
+    assert epoch == 2 and values[0] == 0.0 and values[1] != values[1]  # a layer not logged is NaN

@@ -6,6 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from app.charts import FIT_WIDTH
 from app.method_views import register_view
 
 PREFIX = "adafilter/gate_mean/"
@@ -19,24 +20,28 @@ def layer_epoch_frame(rows: list[dict], prefix: str = PREFIX, value: str = "frac
     return pd.DataFrame(out, columns=["layer", "epoch", value])
 
 
+# every layer named, in full: 14 px rows, names up to 180 px (the plot keeps its height: "fit-x")
+LAYER_AXIS = alt.Axis(labelOverlap=False, labelLimit=180)
+
+
 def gradient_chart(df: pd.DataFrame, layer_order: list[str]) -> alt.Chart:
     """Mean gate-logit gradient norm per layer and epoch (log colour scale: it spans decades)."""
     return alt.Chart(df).mark_rect().encode(
         x=alt.X("epoch:O", title="Epoch"),
-        y=alt.Y("layer:N", sort=layer_order, title="Layer (input side at the top)"),
+        y=alt.Y("layer:N", sort=layer_order, title="Layer (input side at the top)", axis=LAYER_AXIS),
         color=alt.Color("gradient:Q", title="gate gradient", scale=alt.Scale(type="log", scheme="magma")),
         tooltip=["layer:N", "epoch:O", alt.Tooltip("gradient:Q", format=".2e")],
-    ).properties(title="Gradient reaching each layer's gates (mean norm per step)",
-                 height=max(160, 14 * len(layer_order)))
+    ).properties(title="Gradient reaching each layer's gates (mean norm per step)", height=alt.Step(14),
+                 autosize=FIT_WIDTH)
 
 
 def gate_heatmap(df: pd.DataFrame, x: str, title: str, layer_order: list[str]) -> alt.Chart:
     return alt.Chart(df).mark_rect().encode(
         x=alt.X(f"{x}:O", title=x.capitalize()),
-        y=alt.Y("layer:N", sort=layer_order, title="Layer (input side at the top)"),
+        y=alt.Y("layer:N", sort=layer_order, title="Layer (input side at the top)", axis=LAYER_AXIS),
         color=alt.Color("fraction:Q", title="fine-tuned", scale=alt.Scale(domain=[0, 1], scheme="viridis")),
         tooltip=["layer:N", f"{x}:O", alt.Tooltip("fraction:Q", format=".1%")],
-    ).properties(title=title, height=max(160, 14 * len(layer_order)))
+    ).properties(title=title, height=alt.Step(14), autosize=FIT_WIDTH)
 
 
 def view_charts(summary: dict, rows: list[dict]) -> list[tuple[str, alt.Chart]]:
@@ -63,20 +68,37 @@ def view_charts(summary: dict, rows: list[dict]) -> list[tuple[str, alt.Chart]]:
     return out
 
 
+def silent_epochs(rows: list[dict]) -> list[int]:
+    """Epochs in which no gradient reached any gate (the linear-probe epochs: only the head trains)."""
+    grads = layer_epoch_frame(rows, GRAD_PREFIX, "gradient")
+    if grads.empty:
+        return []
+    per_epoch = grads.groupby("epoch")["gradient"].max()
+    return [int(e) for e, v in per_epoch.items() if v <= 0]
+
+
 @register_view("adafilter")
 def adafilter_view(engine, rec, summary: dict) -> None:
     overall = summary.get("adafilter_gate_mean_overall")
     if overall is not None:
         st.metric("Filters using their fine-tuned copy (validation, mean)", f"{100 * overall:.1f}%")
+    rows = engine.store.metrics(rec.id)
     c1, c2 = st.columns(2)
-    for slot, chart in view_charts(summary, engine.store.metrics(rec.id)):
+    for slot, chart in view_charts(summary, rows):
         {"left": c1, "right": c2, "wide": st}[slot].altair_chart(chart, width="stretch")
+    silent = silent_epochs(rows)
+    if silent:
+        which = (f"epoch {silent[0]}" if len(silent) == 1
+                 else "epochs " + ", ".join(map(str, silent[:-1])) + f" and {silent[-1]}")
+        st.caption(f"No gradient reached the gates in {which}: only the new head trained then (the "
+                   f"linear-probe epochs), so the gradient map leaves {'it' if len(silent) == 1 else 'them'} out.")
     st.caption(
         "Each image chooses, filter by filter, between the pretrained and the fine-tuned weights. What to look at: "
         "the share of fine-tuned filters per layer moving away from 50%, and the gate gradients growing epoch by "
         "epoch. The gates get a signal only in proportion to how far the fine-tuned filters have moved from the "
-        "pretrained ones (at the start both copies are equal and the gradient is zero), so in a short run the "
-        "gradients are tiny (about 1e-5 in the first epoch) and the gate network steps by Adam to follow them. "
+        "pretrained ones (at the start both copies are equal and the gradient is zero; in the linear-probe epochs, "
+        "when only the new head trains, it stays zero), so early on the gradients are tiny (about 1e-3 per step "
+        "in the first fine-tuning epoch) and the gate network steps by Adam to follow them. "
         "The paper (Guo et al. 2020) claims a lower error than standard fine-tuning (2.54 points on average with "
         "ResNet-50, ImageNet weights and long training). Not shown at the demo's budget on a CPU (3 seeds, 20 "
         "epochs, sample textures): the gates adapt (the fine-tuned share spreads 43 points across layers, more "
