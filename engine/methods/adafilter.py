@@ -65,6 +65,7 @@ class AdaFilterConfig:
                 "fine-tuning's; 2 restores it. 1 = the paper."})
     gate_optimizer: str = field(default="adam", metadata={
         "label": "gate network optimiser", "choices": ["adam", "sgd"],
+        "labels": {"adam": "Adam (its own)", "sgd": "the run's optimiser"},
         "help": "adam: the gate network steps by Adam (its gradients are tiny and differ 100x between layers "
                 "while both filter copies are still close). sgd: the run's own optimiser, like the backbone."})
     sparsity_weight: float = field(default=0.0, metadata={  # not in the paper; 0 = the paper's method
@@ -79,6 +80,7 @@ class AdaFilterConfig:
                 "filters where those do better."})
     pretrained_bn: str = field(default="adapt", metadata={
         "label": "batch norm of the pretrained filters", "choices": ["adapt", "frozen"],
+        "labels": {"adapt": "learnt on your data", "frozen": "kept from pretraining"},
         "help": "adapt: its own statistics and affine parameters learnt on your data (the paper's gated BN). "
                 "frozen: keeps the pretraining statistics, so gate 0 stays exactly the pretrained layer."})
 
