@@ -37,12 +37,31 @@ def comparison_run(rec, runs) -> object | None:
     return None
 
 
+def at_chance(summary: dict, margin: float = 0.02) -> str | None:
+    """A warning when the run's test (else validation) accuracy is within `margin` of guessing
+    (1 / number of classes): such a run learnt nothing, and its claim lines compare noise."""
+    classes = summary.get("classes") or []
+    acc = summary.get("test_acc") if isinstance(summary.get("test_acc"), (int, float)) else summary.get("val_acc")
+    if len(classes) < 2 or not isinstance(acc, (int, float)):
+        return None
+    guess = 1 / len(classes)
+    if acc > guess + margin:
+        return None
+    split = "test" if isinstance(summary.get("test_acc"), (int, float)) else "validation"
+    return (f"This run's {split} accuracy ({100 * acc:.1f}%) is at the level of guessing among "
+            f"{len(classes)} classes ({100 * guess:.1f}%): it learnt nothing yet, so the lines below compare "
+            "noise. Train with the preset's own epochs and image size, or a lower learning rate.")
+
+
 def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict) -> None:
     """Write one line per enabled method with a claim (st.success when shown, st.warning when not,
     st.info when a comparison run is missing)."""
     methods = [m for m in CLAIMS if m in _methods_on(rec.config)]
     if not methods:
         return
+    chance = at_chance(summary)
+    if chance:
+        st.warning(chance, icon=":material/warning:")
     other = comparison_run(rec, runs)
     baseline = read_summary(other.run_dir) if other is not None else None
     for m in methods:

@@ -64,3 +64,14 @@ def test_results_page_compares_with_standard_fine_tuning_on_the_same_data():
     plain = R(id="p", status="finished", config=cfg(), run_dir="p")
     assert comparison_run(run, [run, other_data, with_method, failed, plain]) is plain
     assert comparison_run(run, [run, other_data, with_method]) is None
+
+
+def test_a_run_at_chance_is_flagged_before_its_claim_lines():
+    from app.claims_view import at_chance
+
+    eight = [f"c{i}" for i in range(8)]
+    text = at_chance({"classes": eight, "test_acc": 0.125})
+    assert "12.5%" in text and "8 classes" in text and "test accuracy" in text
+    assert at_chance({"classes": eight, "test_acc": 0.40}) is None
+    assert "validation accuracy" in at_chance({"classes": eight, "val_acc": 0.13})
+    assert at_chance({"classes": ["a"], "test_acc": 0.0}) is None and at_chance({}) is None
