@@ -37,7 +37,7 @@ def comparison_run(rec, runs) -> object | None:
     return None
 
 
-def at_chance(summary: dict, margin: float = 0.02) -> str | None:
+def at_chance(summary: dict, margin: float = 0.02, lines: int = 1) -> str | None:
     """A warning when the run's test (else validation) accuracy is within `margin` of guessing
     (1 / number of classes): such a run learnt nothing, and its claim lines compare noise."""
     classes = summary.get("classes") or []
@@ -49,8 +49,9 @@ def at_chance(summary: dict, margin: float = 0.02) -> str | None:
         return None
     split = "test" if isinstance(summary.get("test_acc"), (int, float)) else "validation"
     return (f"This run's {split} accuracy ({100 * acc:.1f}%) is at the level of guessing among "
-            f"{len(classes)} classes ({100 * guess:.1f}%): it learnt nothing yet, so the lines below compare "
-            "noise. Train with the preset's own epochs and image size, or a lower learning rate.")
+            f"{len(classes)} classes ({100 * guess:.1f}%): it learnt nothing yet, so "
+            f"{'the line below compares' if lines == 1 else 'the lines below compare'} noise. Train with the "
+            "preset's own epochs and image size, or a lower learning rate.")
 
 
 def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict) -> None:
@@ -59,7 +60,7 @@ def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict) -
     methods = [m for m in CLAIMS if m in _methods_on(rec.config)]
     if not methods:
         return
-    chance = at_chance(summary)
+    chance = at_chance(summary, lines=len(methods))
     if chance:
         st.warning(chance, icon=":material/warning:")
     other = comparison_run(rec, runs)

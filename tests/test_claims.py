@@ -75,3 +75,5 @@ def test_a_run_at_chance_is_flagged_before_its_claim_lines():
     assert at_chance({"classes": eight, "test_acc": 0.40}) is None
     assert "validation accuracy" in at_chance({"classes": eight, "val_acc": 0.13})
     assert at_chance({"classes": ["a"], "test_acc": 0.0}) is None and at_chance({}) is None
+    assert "the line below compares" in text
+    assert "the lines below compare" in at_chance({"classes": eight, "test_acc": 0.125}, lines=2)
