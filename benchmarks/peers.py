@@ -148,7 +148,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     data = prepare_data(config(f"data.source={args.data}", f"data.image_size={args.image_size}"), WORK / "data")
-    pick_amp("auto", torch.device("cpu"))  # the first-run precision measurement, outside every clock
+    pick_amp("auto", torch.device("cpu"), args.image_size)  # the first-run precision measurement, outside every clock
     tools = {"studio (defaults)": lambda s: run_studio(data, args, s, True)}
     if args.studio_no_ood:
         tools["studio, eval.ood=false"] = lambda s: run_studio(data, args, s, False)

@@ -52,7 +52,7 @@ def synthetic_splits(n: int, size: int, classes: int = 10) -> DataSplits:
 def bare_step(model, opt, images, labels, gen, device, amp_dtype) -> None:
     """The reference: the minimum a correct training step does, with the engine's settings."""
     x = augment_batch(images, gen)
-    if use_channels_last(True, device, amp_dtype):
+    if use_channels_last(True, device, amp_dtype, images.shape[-1]):
         x = x.contiguous(memory_format=torch.channels_last)
     with autocast_ctx(device, amp_dtype):
         loss = F.cross_entropy(model(x).float(), labels)
@@ -128,10 +128,10 @@ def measure(backbone: str, device: torch.device, args) -> tuple[float, float, li
     cfg = config(f"backbone.name={backbone}", "backbone.pretrained=none", f"data.image_size={args.image_size}",
                  f"train.epochs={1 + (1 if gpu else args.epochs)}", f"train.batch_size={bs}", "eval.ood=false",
                  f"train.device={device.type}", "optim.weight_decay=0", f"train.compile={str(args.compile).lower()}")
-    amp = pick_amp("auto", device)  # the engine's own choice, so both loops run the same precision
+    amp = pick_amp("auto", device, args.image_size)  # the engine's own choice: both loops in the same precision
     model, _ = build_model(backbone, len(data.classes), "none")
     model.to(device)
-    if use_channels_last(True, device, amp):
+    if use_channels_last(True, device, amp, args.image_size):
         model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     if args.compile:
@@ -183,7 +183,7 @@ def main() -> None:
     devices = [torch.device(d) for d in args.devices if d != "cuda" or torch.cuda.is_available()]
     rows = []
     for device in devices:
-        amp = pick_amp("auto", device)
+        amp = pick_amp("auto", device, args.image_size)
         name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
         name += f", {str(amp).removeprefix('torch.') if amp else 'fp32'}"
         for bb in args.backbones:

@@ -179,7 +179,7 @@ class Predictor:
                  device: torch.device, stats: FeatureStats | None = None, low_confidence: float = LOW_CONFIDENCE):
         self.model, self.cfg, self.classes = model.eval().to(device), cfg, list(classes)
         self.variant, self.alpha, self.device = variant, alpha, device
-        self.amp_dtype = pick_amp(cfg.train.amp, device)
+        self.amp_dtype = pick_amp(cfg.train.amp, device, int(cfg.data.image_size))
         self.stats, self.low_confidence = stats, low_confidence
         self.image_size = int(cfg.data.image_size)
         self.lock = threading.Lock()  # Grad-CAM hooks layers; sessions share the predictor

@@ -78,8 +78,8 @@ def setup_run(cfg: RunConfig, reporter: Reporter, run_dir: Path | None, work_dir
     model, load_report = build_model(cfg.backbone.name, len(data.classes), cfg.backbone.pretrained,
                                      cfg.backbone.checkpoint)
     model = restructure_model(model, cfg).to(device)  # e.g. AdaFilter's gated convolutions
-    amp_dtype = pick_amp(cfg.train.amp, device)  # on the CPU: bf16 where this CPU was measured faster in it
-    channels_last = use_channels_last(cfg.train.channels_last, device, amp_dtype)
+    amp_dtype = pick_amp(cfg.train.amp, device, cfg.data.image_size)  # CPU: bf16 where measured faster at this size
+    channels_last = use_channels_last(cfg.train.channels_last, device, amp_dtype, cfg.data.image_size)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     generator = torch.Generator(device="cpu").manual_seed(cfg.seed)

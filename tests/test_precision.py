@@ -36,10 +36,10 @@ def fake_cpu(monkeypatch, flags: set[str], capability: str, step_ms: dict[str, f
     monkeypatch.setattr(devices, "cpu_info", lambda: ("Test CPU 9000", flags))
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
 
-    def measure():
+    def measure(image_size=64):
         assert step_ms is not None, "a CPU without bf16 must not be measured"
-        calls.append(1)
-        return dict(step_ms)
+        calls.append(image_size)
+        return dict(step_ms[image_size] if image_size in step_ms else step_ms)
 
     monkeypatch.setattr(devices, "measure_cpu_precision", measure)
     return calls
@@ -69,6 +69,19 @@ def test_bf16_capable_cpu_where_bf16_is_slower_stays_fp32(monkeypatch, fresh):
     assert devices.cpu_has_bf16()  # named by PyTorch's capability alone
     assert pick_amp("auto", CPU) is None
     assert use_channels_last(True, CPU, None) is False  # channels_last was not faster in fp32 either
+
+
+def test_the_choice_is_made_per_image_size(monkeypatch, fresh):
+    """bf16 can be faster at 64 px and slower at 32 px on the same CPU (measured here: 0.78x at 32):
+    each size is measured once, on its own, and decided on its own."""
+    slow_small = {"fp32": 130.0, "fp32_channels_last": 150.0, "bf16_channels_last": 160.0}
+    calls = fake_cpu(monkeypatch, {"avx512_bf16"}, "AVX512", {32: slow_small, 64: FAST_BF16})
+    assert pick_amp("auto", CPU, 32) is None and use_channels_last(True, CPU, None, 32) is False
+    assert pick_amp("auto", CPU, 64) is torch.bfloat16 and pick_amp("auto", CPU, 60) is torch.bfloat16
+    assert pick_amp("auto", CPU, 30) is None  # rounded to the 32 px measurement
+    assert calls == [32, 64]
+    assert devices.precision_size(None) == 64 and devices.precision_size(224) == 96
+    assert len(json.loads(devices.cpu_precision_cache().read_text())) == 2  # one cached entry per size
 
 
 def test_explicit_amp_is_honoured_or_refused_in_plain_words(monkeypatch, fresh, tiny_cfg):
