@@ -54,8 +54,8 @@ def pick_amp(mode: str, device: torch.device, image_size: int | None = None) -> 
 
     CUDA: bf16 where supported, else fp16 (with a GradScaler). CPU: an explicit bf16 is used as
     asked; auto means bf16 where this CPU has bf16 instructions and a short measurement found it
-    faster at the run's `image_size` (`cpu_precision`), else fp32. Raises StudioError for fp16 on the CPU (no fast fp16
-    training kernels there, and its gradients need loss scaling). MPS: fp32."""
+    faster at the run's `image_size` px (`cpu_precision`), else fp32. Raises StudioError for fp16
+    on the CPU (no fast fp16 training kernels there, and its gradients need loss scaling). MPS: fp32."""
     if mode == "off" or device.type not in ("cuda", "cpu"):
         return None
     if device.type == "cpu":

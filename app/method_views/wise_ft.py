@@ -63,7 +63,8 @@ def reading(curve: list[dict]) -> str | None:
         return (f"No mix beats the fine-tuned model on corrupted images here ({100 * end['ood_acc']:.1f}%): on this "
                 "data the weight-space ensemble did not add robustness.")
     cost = 100 * (end["val_acc"] - best["val_acc"])
-    return (f"On the grid, the best mix, at alpha {best['alpha']:.2f}, beats both ends on corrupted images by {gain:.1f} points, "
+    return (f"On the grid, the best mix, at alpha {best['alpha']:.2f}, beats both ends on corrupted images by "
+            f"{gain:.1f} points, "
             + (f"for {cost:.1f} points of validation accuracy." if cost > 0.05 else "at no cost on your data."))
 
 

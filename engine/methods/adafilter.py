@@ -60,9 +60,9 @@ class AdaFilterConfig:
     gated_lr_mult: float = field(default=1.0, metadata={  # not in the paper; 1 = the paper's single lr
         "label": "gated layers' lr multiplier", "min": 0.1, "max": 10.0, "step": 0.1,
         "help": "Learning rate of the gated layers (fine-tuned filters and both batch norms) = their usual lr "
-                "times this. A fine-tuned filter learns only from the images whose gate picks it (about half "
-                "of them at the start), so its effective learning rate is about half of standard "
-                "fine-tuning's; 2 restores it. 1 = the paper."})
+                "times this. A fine-tuned filter learns only from the images whose gate picks it (a share "
+                "sigmoid(gate bias) of them at the start: half at bias 0), so its effective learning rate is "
+                "that share of standard fine-tuning's; 1/share restores it (2 at bias 0). 1 = the paper."})
     gate_optimizer: str = field(default="adam", metadata={
         "label": "gate network optimiser", "choices": ["adam", "sgd"],
         "labels": {"adam": "Adam (its own)", "sgd": "the run's optimiser"},
