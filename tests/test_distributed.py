@@ -39,10 +39,6 @@ def _finish(started: tuple[subprocess.Popen, Path]) -> dict:
     return json.loads((out / "summary.json").read_text())
 
 
-def _train(tiny_zip, out: Path, data_dir: Path, nproc: int, *extra: str) -> dict:
-    return _finish(_start(tiny_zip, out, data_dir, nproc, *extra))
-
-
 def _single_and_ddp(tiny_zip, tmp_path: Path, *extra: str) -> tuple[dict, dict]:
     """The same run in one process and in two Gloo processes, launched side by side (CPU runs are
     deterministic whatever else runs, and the pair takes the time of the longer one)."""
@@ -51,11 +47,32 @@ def _single_and_ddp(tiny_zip, tmp_path: Path, *extra: str) -> tuple[dict, dict]:
     return _finish(single), _finish(ddp)
 
 
-def test_two_gloo_processes_match_one_process(tiny_zip, tmp_path):
+FROZEN = ("--set", "optim.freeze_blocks=5")
+
+
+@pytest.fixture(scope="module")
+def frozen_single(tiny_zip, tmp_path_factory):
+    """The single-process run with the trunk frozen, started once for the module (its tests launch
+    their multi-process runs beside it) and finished by the first test that needs its summary."""
+    tmp = tmp_path_factory.mktemp("frozen_single")
+    started = _start(tiny_zip, tmp / "single", tmp / "d", 1, *FROZEN)
+    result: dict = {}
+
+    def summary() -> dict:
+        if not result:
+            result.update(_finish(started))
+        return result
+
+    yield summary
+    if started[0].poll() is None:
+        started[0].kill()
+
+
+def test_two_gloo_processes_match_one_process(tiny_zip, tmp_path, frozen_single):
     """With the trunk frozen (batch norm in eval mode) two processes must reproduce one exactly:
     this checks sharding, gradient averaging and metric reduction without per-process BN noise."""
-    frozen = ("--set", "optim.freeze_blocks=5")
-    single, ddp = _single_and_ddp(tiny_zip, tmp_path, *frozen)
+    ddp = _finish(_start(tiny_zip, tmp_path / "ddp", tmp_path / "d2", 2, *FROZEN))
+    single = frozen_single()
     assert ddp["world_size"] == 2 and single["world_size"] == 1
     # each process saw half of every batch: the data really was sharded
     assert ddp["images_per_process_per_epoch"] * 2 == single["images_per_process_per_epoch"]
@@ -65,18 +82,12 @@ def test_two_gloo_processes_match_one_process(tiny_zip, tmp_path):
     assert ddp["val_acc"] == single["val_acc"] and ddp["test_acc"] == single["test_acc"]
 
 
-def test_full_fine_tuning_under_two_processes_trains(tiny_zip, tmp_path):
-    """Whole-network training: batch-norm statistics are per process (SyncBatchNorm needs a GPU), so
-    the curve is close to, not equal to, the single-process one."""
-    ddp = _train(tiny_zip, tmp_path / "ddp", tmp_path / "d", 2)
-    losses = [h["train_loss"] for h in ddp["history"]]
-    assert losses[-1] < losses[0] and ddp["status"] == "finished"
-
-
 def test_engine_supervises_a_two_gpu_job_with_live_metrics(tiny_cfg, tmp_path, monkeypatch):
     """gpus=(0, 1): the engine launches torchrun with one process per GPU, each seeing only the chosen
     GPUs, and mirrors the child's metrics and progress live. On this machine (no CUDA) the same child
-    job runs on the CPU with Gloo, so the launch is real and the run must finish."""
+    job runs on the CPU with Gloo, so the launch is real and the run must finish. The whole network
+    trains (batch-norm statistics per process: SyncBatchNorm needs a GPU), so the curve is close to,
+    not equal to, a single process's, and its training loss must fall."""
     import subprocess as sp
 
     from engine.worker import Engine
@@ -99,6 +110,8 @@ def test_engine_supervises_a_two_gpu_job_with_live_metrics(tiny_cfg, tmp_path, m
         assert snap.progress.get("processes") == 2
         summary = json.loads((Path(eng.run_record(run_id).run_dir) / "summary.json").read_text())
         assert summary["world_size"] == 2
+        losses = [h["train_loss"] for h in summary["history"]]
+        assert losses[-1] < losses[0], losses
     finally:
         eng.shutdown()
     (cmd, env), = [(c, e) for c, e in launched if "torch.distributed.run" in c]
@@ -155,26 +168,24 @@ def test_gpus_chosen_for_a_run_must_exist_and_fit_its_device(tiny_cfg, tmp_path,
         eng.shutdown()
 
 
-def test_two_nodes_match_one_process(tiny_zip, tmp_path):
+def test_two_nodes_match_one_process(tiny_zip, tmp_path, frozen_single):
     """Multi-node: two torchrun launches (one per "machine", each with its own data folder and
     output folder) form one job; every process has LOCAL_RANK 0. Only the node with rank 0 writes
     results, and they match the single-process run exactly (trunk frozen, as above)."""
-    frozen = ("--set", "optim.freeze_blocks=5")
-    started = _start(tiny_zip, tmp_path / "single", tmp_path / "d1", 1, *frozen)  # beside the two nodes
     port = _free_port()
     procs = []
     for node in (0, 1):
         args = ["train", "--data", str(tiny_zip), "--backbone", "resnet18", "--pretrained", "none", "--epochs", "2",
                 "--image-size", "32", "--batch-size", "8", "--lr", "0.01", "--out", str(tmp_path / f"node{node}"),
                 "--data-dir", str(tmp_path / f"data{node}"), "--device", "cpu", "--set", "train.augment=false",
-                "--set", "eval.ood=false", "--quiet", *frozen]
+                "--set", "eval.ood=false", "--quiet", *FROZEN]
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node_rank={node}",
                "--nproc_per_node=1", "--master_addr=127.0.0.1", f"--master_port={port}", "-m", "engine", *args]
         procs.append(subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                       env={**os.environ, "OMP_NUM_THREADS": "1"}))
     outs = [p.communicate(timeout=400)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
-    single = _finish(started)
+    single = frozen_single()
     ddp = json.loads((tmp_path / "node0" / "summary.json").read_text())
     assert not (tmp_path / "node1" / "summary.json").exists()
     assert ddp["world_size"] == 2
