@@ -35,11 +35,13 @@ def load() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
-def one_run(recipe: list[str], seed: int) -> dict:
-    """One CLI process; returns its wall time, the load before and after, and its accuracies."""
+def one_run(recipe: list[str], seed: int, data: Path = SAMPLE_DATASET, keep: Path | None = None) -> dict:
+    """One CLI process on `data`; returns its wall time, the load before and after, its accuracies and
+    its summary (`summary`, with the per-epoch `history`). The run's folder is `keep` when given
+    (kept), else a temporary one."""
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "run"
-        cmd = [sys.executable, "-m", "engine", "train", *recipe, "--data", str(SAMPLE_DATASET), "--seed", str(seed),
+        out = keep or Path(tmp) / "run"
+        cmd = [sys.executable, "-m", "engine", "train", *recipe, "--data", str(data), "--seed", str(seed),
                "--device", "cpu", "--quiet", "--out", str(out), "--data-dir", str(Path(tmp) / "engine")]
         before, t0 = load(), time.perf_counter()
         p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
@@ -48,7 +50,7 @@ def one_run(recipe: list[str], seed: int) -> dict:
             raise SystemExit(f"run failed: {' '.join(cmd)}\n{p.stderr[-2000:]}")
         s = json.loads((out / "summary.json").read_text())
     return {"wall": wall, "load": (before + load()) / 2, "test": s["test_acc"], "val": s["val_acc"],
-            "train_s": s.get("wall_time_s"), "robust": s.get("robust_acc", float("nan"))}
+            "train_s": s.get("wall_time_s"), "robust": s.get("robust_acc", float("nan")), "summary": s}
 
 
 def main() -> None:
