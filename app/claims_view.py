@@ -1,8 +1,9 @@
 """Results page: one line per method saying whether this run showed its paper's claim.
 
-The verdicts are computed by engine.claims from summaries; this module only finds the run to
-compare with (standard fine-tuning with the same data, backbone, size, seed and epochs) among the
-user's finished runs and shows the lines."""
+The verdicts are computed by engine.claims from summaries; this module only finds the runs to
+compare with among the user's finished runs (standard fine-tuning with the same data, backbone,
+size, seed and epochs; for adversarial fine-tuning also adversarial training from scratch with the
+same data, size, seed and attack) and shows the lines."""
 
 from __future__ import annotations
 
@@ -37,6 +38,25 @@ def comparison_run(rec, runs) -> object | None:
     return None
 
 
+SAME_ATTACK = (("data", "source"), ("data", "image_size"), ("backbone", "name"), ("seed", None),
+               ("adversarial", "attack"), ("adversarial", "eps"), ("adversarial", "steps"), ("eval", "robust_eps"),
+               ("eval", "robust_subset"), ("eval", "robust_steps_each_epoch"))
+
+
+def scratch_run(rec, runs) -> object | None:
+    """For a run that fine-tunes adversarially from pretrained weights: the newest finished run that
+    trains the same backbone adversarially from scratch (`backbone.pretrained` none) on the same data,
+    size and seed, with the same attack and the same per-epoch robust evaluation, or None."""
+    if _get(rec.config, "backbone", "pretrained") == "none" or "adversarial" not in _methods_on(rec.config):
+        return None
+    for other in runs:
+        if (other.id != rec.id and other.status == "finished" and "adversarial" in _methods_on(other.config)
+                and _get(other.config, "backbone", "pretrained") == "none"
+                and all(_get(other.config, s, k) == _get(rec.config, s, k) for s, k in SAME_ATTACK)):
+            return other
+    return None
+
+
 def at_chance(summary: dict, margin: float = 0.02, lines: int = 1) -> str | None:
     """A warning when the run's test (else validation) accuracy is within `margin` of guessing
     (1 / number of classes): such a run learnt nothing, and its claim lines compare noise."""
@@ -66,6 +86,8 @@ def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict) -
     other = comparison_run(rec, runs)
     baseline = read_summary(other.run_dir) if other is not None else None
     for m in methods:
-        claim = CLAIMS[m](summary, baseline)
+        scratch = scratch_run(rec, runs) if m == "adversarial" else None
+        claim = (CLAIMS[m](summary, baseline, read_summary(scratch.run_dir)) if scratch is not None
+                 else CLAIMS[m](summary, baseline))
         show = {True: st.success, False: st.warning}.get(claim.shown, st.info)
         show(claim.text, icon=":material/science:")

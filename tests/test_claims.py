@@ -39,12 +39,26 @@ def test_wise_ft_claim_interior_alpha_beats_both_ends():
 
 
 def test_adversarial_claim_against_plain_and_scratch():
-    run = {"robust_acc": 0.40, "compute_passes": 1000}
-    assert adversarial_claim(run, {"robust_acc": 0.20}).shown is True
-    assert adversarial_claim(run, {"robust_acc": 0.30}).shown is False
-    assert adversarial_claim(run, {"robust_acc": 0.20}, {"robust_acc": 0.35, "compute_passes": 5000}).shown is True
-    assert adversarial_claim(run, {"robust_acc": 0.20}, {"robust_acc": 0.35, "compute_passes": 3000}).shown is False
-    assert adversarial_claim({}).shown is None and adversarial_claim(run).shown is None
+    def run(robust_by_epoch, passes=2, images=100):
+        return {"robust_acc": robust_by_epoch[-1], "images_per_process_per_epoch": images, "world_size": 1,
+                "adversarial": {"passes_per_step": passes},
+                "history": [{"epoch": e + 1, "robust_acc": a} for e, a in enumerate(robust_by_epoch)]}
+
+    ft = run([0.30, 0.36, 0.40])
+    assert adversarial_claim(ft, {"robust_acc": 0.20}).shown is True
+    assert adversarial_claim(ft, {"robust_acc": 0.30}).shown is False
+    scratch = run([0.1, 0.2, 0.25, 0.3, 0.3, 0.32, 0.33, 0.34, 0.35, 0.36, 0.36, 0.36])  # 12 epochs x 200 passes
+    c = adversarial_claim(ft, {"robust_acc": 0.20}, scratch)
+    assert c.shown is True and "36.0%" in c.text and "0.17 of its compute" in c.text  # epoch 2: 400 / 2400
+    slow = run([0.30, 0.33, 0.40, 0.40])  # reaches 36% only in epoch 3: 600 / 2400 = 0.25, still within
+    assert adversarial_claim(slow, {"robust_acc": 0.20}, scratch).shown is True
+    pgd = run([0.30, 0.33, 0.40], passes=4)  # the same curve at twice the passes per image: 0.50
+    assert adversarial_claim(pgd, {"robust_acc": 0.20}, scratch).shown is False
+    never = run([0.30, 0.33, 0.35])
+    assert "never reached it" in adversarial_claim(never, None, scratch).text
+    assert adversarial_claim(never, None, scratch).shown is False
+    assert adversarial_claim(ft, {"robust_acc": 0.20}, {"robust_acc": 0.4}).shown is True  # no curve: no verdict on cost
+    assert adversarial_claim({}).shown is None and adversarial_claim(ft).shown is None
 
 
 def test_results_page_compares_with_standard_fine_tuning_on_the_same_data():
@@ -77,3 +91,24 @@ def test_a_run_at_chance_is_flagged_before_its_claim_lines():
     assert at_chance({"classes": ["a"], "test_acc": 0.0}) is None and at_chance({}) is None
     assert "the line below compares" in text
     assert "the lines below compare" in at_chance({"classes": eight, "test_acc": 0.125}, lines=2)
+
+
+def test_results_page_finds_adversarial_training_from_scratch_with_the_same_attack():
+    from types import SimpleNamespace as R
+
+    from app.claims_view import scratch_run
+
+    def cfg(pretrained="bundled", eps=2 / 255, adversarial=True):
+        return {"data": {"source": "a.zip", "image_size": 32}, "backbone": {"name": "resnet18", "pretrained": pretrained},
+                "train": {"epochs": 20}, "seed": 0, "eval": {"robust_eps": 4 / 255, "robust_subset": 128},
+                "adversarial": {"enabled": adversarial, "attack": "fgsm", "eps": eps, "steps": 10}}
+
+    ft = R(id="ft", status="finished", config=cfg(), run_dir="ft")
+    other_eps = R(id="e", status="finished", config=cfg("none", eps=8 / 255), run_dir="e")
+    plain_scratch = R(id="p", status="finished", config=cfg("none", adversarial=False), run_dir="p")
+    running = R(id="r", status="running", config=cfg("none"), run_dir="r")
+    scratch = R(id="s", status="finished", config={**cfg("none"), "train": {"epochs": 80}}, run_dir="s")
+    runs = [ft, other_eps, plain_scratch, running, scratch]
+    assert scratch_run(ft, runs) is scratch  # any length: the claim is about compute
+    assert scratch_run(ft, runs[:4]) is None
+    assert scratch_run(scratch, runs) is None  # a scratch run is not compared with itself or another
