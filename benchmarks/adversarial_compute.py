@@ -32,13 +32,9 @@ from pathlib import Path
 from common import ROOT, table
 from first_model import one_run
 
+from engine.claims import compute_curve
+
 DIGITS = ROOT / "runs" / "benchmarks" / "digits.zip"
-
-
-def compute_curve(summary: dict) -> list[tuple[float, float]]:
-    """(compute, robust accuracy on the attacked validation subset) after each epoch."""
-    per_epoch = summary["images_per_process_per_epoch"] * summary["adversarial"]["passes_per_step"]
-    return [(h["epoch"] * per_epoch, h["robust_acc"]) for h in summary["history"] if "robust_acc" in h]
 
 
 def reached(curve: list[tuple[float, float]], target: float, total: float) -> float | None:
