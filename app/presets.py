@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from engine.config import RunConfig
 from engine.presets import DEFAULT_PRESET, PRESETS, Preset, offline_pretrained, quick_demo
 
 ICONS: dict[str, str] = {"quick_demo": ":material/bolt:", "robust": ":material/shield:",
@@ -16,4 +17,35 @@ def icon(name: str) -> str:
     return ICONS.get(name, ":material/tune:")
 
 
-__all__ = ["DEFAULT_PRESET", "ICONS", "PRESETS", "Preset", "icon", "offline_pretrained", "quick_demo"]
+SAMPLE_CLASSES, SAMPLE_TRAIN_IMAGES = 8, 384  # the bundled sample's training split: the presets were tuned on it
+
+
+def recipe_drift(cfg: RunConfig, train_images: int = SAMPLE_TRAIN_IMAGES, min_step_share: float = 0.5) -> str | None:
+    """A warning when `cfg` keeps a preset's learning rate (same backbone, optimiser, lr and momentum;
+    automatic learning rate off) but trains far fewer optimiser steps than that preset did on the sample it was
+    tuned on (epochs x `train_images` // batch size below `min_step_share` of the preset's epochs x
+    SAMPLE_TRAIN_IMAGES // its batch size): the rate was tuned for the preset's run, and a much shorter
+    one at that rate can stay near guessing (a new user's 3 epochs at 32 px of the Quick demo stayed
+    there). None when nothing drifted."""
+    if cfg.optim.lr_auto:
+        return None
+    steps = cfg.train.epochs * max(1, train_images // cfg.train.batch_size)
+    matches = []  # (share of the preset's steps, preset, its config) for the presets with this rate
+    for preset in PRESETS.values():
+        ref = preset.apply(cfg)
+        if (ref.backbone.name, ref.optim.optimizer, ref.optim.lr, ref.optim.momentum) == (
+                cfg.backbone.name, cfg.optim.optimizer, cfg.optim.lr, cfg.optim.momentum):
+            ref_steps = ref.train.epochs * max(1, SAMPLE_TRAIN_IMAGES // ref.train.batch_size)
+            matches.append((steps / ref_steps, preset, ref))
+    if not matches or max(m[0] for m in matches) >= min_step_share:
+        return None  # not a preset's rate, or close enough to one preset's recipe
+    share, preset, ref = max(matches, key=lambda m: m[0])
+    return (f"The learning rate {cfg.optim.lr:g} (effective {cfg.effective_lr:.3g}) was chosen for the "
+            f"{preset.title} preset: {round(steps / share)} optimiser steps ({ref.train.epochs} epochs of batch "
+            f"{ref.train.batch_size} on the sample's {SAMPLE_TRAIN_IMAGES} training images). This run has "
+            f"{steps} ({cfg.train.epochs} epochs of batch {cfg.train.batch_size} on {train_images} images, "
+            f"{share:.2g}x as many). A rate tuned for a longer run can leave a short one near guessing: "
+            "switch on *Find the learning rate automatically*, or lower the rate.")
+
+__all__ = ["DEFAULT_PRESET", "ICONS", "PRESETS", "Preset", "icon", "offline_pretrained", "quick_demo",
+           "recipe_drift", "SAMPLE_CLASSES", "SAMPLE_TRAIN_IMAGES"]

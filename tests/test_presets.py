@@ -64,3 +64,21 @@ def test_cli_train_applies_the_preset_and_flags_override_it(tiny_zip, tmp_path):
     assert saved.data.source == str(tiny_zip)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["sparsity"] == pytest.approx(0.3, abs=0.02)
+
+
+def test_a_presets_rate_on_a_much_shorter_run_is_flagged():
+    """The Model page warns when a preset's learning rate is kept for far fewer optimiser steps than
+    the preset was tuned for (a new user's Quick demo at 3 epochs stayed near guessing)."""
+    from app.presets import recipe_drift
+    from engine.config import RunConfig, apply_overrides
+
+    quick = PRESETS["quick_demo"].apply(RunConfig())  # 20 epochs of batch 32 on the sample: 240 steps
+    assert recipe_drift(quick) is None
+    short = apply_overrides(quick, ["train.epochs=3"])
+    text = recipe_drift(short)
+    assert "Quick demo" in text and "240 optimiser steps" in text and "This run has 36" in text
+    assert recipe_drift(short, train_images=4000) is None  # 3 epochs of a large dataset: 372 steps
+    assert recipe_drift(apply_overrides(short, ["optim.lr_auto=true"])) is None  # the studio picks the rate
+    assert recipe_drift(apply_overrides(short, ["optim.lr=0.0037"])) is None  # the user's own rate
+    small = PRESETS["small_model"].apply(RunConfig())  # the same rate on another backbone: its own recipe counts
+    assert recipe_drift(small) is None and "Small model" in recipe_drift(apply_overrides(small, ["train.epochs=2"]))

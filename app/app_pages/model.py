@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, state
-from app.presets import PRESETS, icon, offline_pretrained
+from app.presets import PRESETS, SAMPLE_CLASSES, SAMPLE_TRAIN_IMAGES, icon, offline_pretrained, recipe_drift
 from app.widgets import dataclass_widgets, field_widget, widget_key
 from engine.backbones import BACKBONES, CHECKPOINT_SUFFIXES, PRETRAINED_SOURCES, available_sources
 from engine.config import RunConfig
@@ -77,7 +77,7 @@ def known_classes_and_train_size(cfg: RunConfig) -> tuple[int, int]:
             if cfg.data.train_per_class:
                 n_train = min(n_train, cfg.data.train_per_class * len(check.report.classes))
             return len(check.report.classes), n_train
-    return 8, 384
+    return SAMPLE_CLASSES, SAMPLE_TRAIN_IMAGES
 
 
 # ---- presets ----------------------------------------------------------------------------------
@@ -267,6 +267,9 @@ def knobs_section() -> None:
     values["lr_auto"] = field_widget("optim", cfg.optim, "lr_auto")
     state.update_section("optim", **values)
     effective_lr_view(state.config(), c[3])
+    drift = recipe_drift(state.config(), known_classes_and_train_size(state.config())[1])
+    if drift:
+        st.warning(drift, icon=":material/warning:")
     last_lr_find()
     schedule_section()
     with st.expander("Freezing, linear probing, learning-rate multipliers, label smoothing", icon=":material/ac_unit:"):
