@@ -419,7 +419,7 @@ def test_balanced_accuracy_and_macro_f1_expose_a_majority_guesser():
 # ---------------------------------------------------------------------------- the dry run
 
 
-def test_inspect_json_from_a_fresh_process(tmp_path):
+def test_inspect_json_from_a_fresh_process(tmp_path, capsys):
     pre = make_zip(tmp_path / "pre.zip", presplit_files(prefix="export/"))
     env = {**os.environ, "PYTHONPATH": str(PROJECT)}
     out = subprocess.run([sys.executable, "-m", "engine", "inspect", "--data", str(pre), "--json",
@@ -431,11 +431,11 @@ def test_inspect_json_from_a_fresh_process(tmp_path):
     assert rep["split_counts"]["test"] == {"cats": 3, "dogs": 3}
     assert rep["split_files"]["val"][0] == "export/valid/cats/000.png"
 
-    copies = make_zip(tmp_path / "copies.zip", copies_dataset())
-    out = subprocess.run([sys.executable, "-m", "engine", "inspect", "--data", str(copies), "--json",
-                          "--data-dir", str(tmp_path / "eng")], capture_output=True, text=True, env=env,
-                         cwd=tmp_path, timeout=120)
-    rep = json.loads(out.stdout)
+    copies = make_zip(tmp_path / "copies.zip", copies_dataset())  # the same command in this process
+    from engine.cli import main
+
+    assert main(["inspect", "--data", str(copies), "--json", "--data-dir", str(tmp_path / "eng")]) == 0
+    rep = json.loads(capsys.readouterr().out)
     where = {f: s for s, names in rep["split_files"].items() for f in names}
     assert rep["duplicate_groups"] and all(len({where[f] for f in g}) == 1 for g in rep["duplicate_groups"])
 
