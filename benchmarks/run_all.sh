@@ -22,6 +22,9 @@ run() { local name=$1; shift; echo "== $name: $*"; python "$@" > "benchmarks/res
   run adafilter_gated_lr2 benchmarks/adafilter.py --seeds 0 1 2 --epochs 20 --batch-size 32 --lr 0.02 --threads 1 \
       --set optim.linear_probe_epochs=2 adafilter.gate_optimizer=adam adafilter.gate_lr_mult=5 \
       --adafilter-set adafilter.gated_lr_mult=2
+  run adafilter_gate_bias1.5 benchmarks/adafilter.py --seeds 0 1 2 --epochs 20 --batch-size 32 --lr 0.02 --threads 1 \
+      --set optim.linear_probe_epochs=2 adafilter.gate_optimizer=adam adafilter.gate_lr_mult=5 \
+      --adafilter-set adafilter.gate_bias=1.5 adafilter.gated_lr_mult=1.2
   run adafilter_gated_lr1 benchmarks/adafilter.py --seeds 0 1 2 --epochs 20 --batch-size 32 --lr 0.02 --threads 1 \
       --set optim.linear_probe_epochs=2 adafilter.gate_optimizer=adam adafilter.gate_lr_mult=5
   run pruning benchmarks/pruning.py --epochs 20 --batch-size 32 --lr 0.02 --seeds 0,1,2 --sparsities 0,0.7 --scope global \
