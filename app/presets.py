@@ -47,5 +47,6 @@ def recipe_drift(cfg: RunConfig, train_images: int = SAMPLE_TRAIN_IMAGES, min_st
             f"{share:.2g}x as many). A rate tuned for a longer run can leave a short one near guessing: "
             "switch on *Find the learning rate automatically*, or lower the rate.")
 
+
 __all__ = ["DEFAULT_PRESET", "ICONS", "PRESETS", "Preset", "icon", "offline_pretrained", "quick_demo",
            "recipe_drift", "SAMPLE_CLASSES", "SAMPLE_TRAIN_IMAGES"]

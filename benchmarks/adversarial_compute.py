@@ -32,14 +32,9 @@ from pathlib import Path
 from common import ROOT, table
 from first_model import one_run
 
-from engine.claims import compute_curve
+from engine.claims import compute_curve, compute_share_to_reach
 
 DIGITS = ROOT / "runs" / "benchmarks" / "digits.zip"
-
-
-def reached(curve: list[tuple[float, float]], target: float, total: float) -> float | None:
-    """The share of `total` compute at which `curve` first reaches `target`, or None."""
-    return next((c / total for c, a in curve if a >= target - 1e-9), None)
 
 
 def main() -> None:
@@ -85,7 +80,7 @@ def main() -> None:
                       f"wall {r['wall']:.0f} s (load {r['load']:.2f})", flush=True)
         total, target = res["scratch"][-1]["curve"][-1]
         for key in ratios:
-            ratios[key].append(reached(res[key][-1]["curve"], target, total))
+            ratios[key].append(compute_share_to_reach(res[key][-1]["curve"], res["scratch"][-1]["curve"]))
         print(f"seed {seed}: scratch ends at {100 * target:.1f}% robust (val subset) after {total:,} image-passes; "
               + "; ".join(f"{key} start reaches it at "
                           + ("never" if ratios[key][-1] is None else f"{ratios[key][-1]:.2f} of that")
