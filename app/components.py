@@ -95,6 +95,8 @@ def progress_view(run: RunView) -> None:
         loss = p.get("loss")
         c[4].metric("Loss", f"{loss:.3f}" if isinstance(loss, (int, float)) else "–",
                     help="Training loss of the latest step: it should trend down.")
+        if p.get("cpu_threads_note"):
+            st.caption(p["cpu_threads_note"])
         return
     if run.status == "finished":
         last = run.epochs.iloc[-1] if not run.epochs.empty else {}
@@ -165,7 +167,9 @@ def _device_text() -> str:
         return f"GPU: {torch.cuda.get_device_name(0)}"
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return "Apple GPU (MPS)"
-    return f"CPU, {state.plural(torch.get_num_threads(), 'thread')}"
+    from engine.devices import DEFAULT_CPU_THREADS
+
+    return f"CPU, up to {state.plural(DEFAULT_CPU_THREADS, 'thread')}"
 
 
 def sidebar(engine: Engine) -> None:

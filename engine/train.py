@@ -28,7 +28,7 @@ from engine.backbones import build_model
 from engine.config import RunConfig
 from engine.contract import EvalClock, MethodHook, Reporter, StopRequested, TrainContext, owns_loss
 from engine.data import DataSplits, balanced_sample_indices, class_weights
-from engine.devices import autocast_ctx, pick_amp, pick_device, use_channels_last
+from engine.devices import auto_cpu_threads, autocast_ctx, pick_amp, pick_device, use_channels_last
 from engine.distributed import agree, all_sum
 from engine.errors import StudioError
 from engine.evaluate import (epoch_sets, epoch_sets_note, eval_passes, evaluate, final_passes, final_sets,
@@ -65,8 +65,14 @@ def setup_run(cfg: RunConfig, reporter: Reporter, run_dir: Path | None, work_dir
     `world` is (rank, world size) of the torchrun job this process belongs to ((0, 1) alone)."""
     rank, world_size = world
     device = pick_device(cfg.train.device, distributed=world_size > 1)
+    threads = None
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
+    elif device.type == "cpu" and world_size == 1:  # automatic: PyTorch's default less the cores kept busy
+        threads = auto_cpu_threads()
+        torch.set_num_threads(threads.threads)
+        if threads.note():
+            reporter.progress(cpu_threads_note=threads.note())
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = not cfg.train.deterministic
         torch.backends.cudnn.deterministic = cfg.train.deterministic
@@ -101,6 +107,8 @@ def setup_run(cfg: RunConfig, reporter: Reporter, run_dir: Path | None, work_dir
         if cfg.data.class_balance == "weighted_loss" else None)
     ctx.summary.update(load_report=load_report.to_dict(), num_params=sum(p.numel() for p in model.parameters()),
                        classes=data.classes, data_report=data.report.to_dict(), device=str(device),
+                       cpu_threads=torch.get_num_threads() if device.type == "cpu" else None,
+                       cpu_threads_note=threads.note() if threads is not None else "",
                        precision=str(amp_dtype).removeprefix("torch.") if amp_dtype else "float32",
                        channels_last=channels_last, epoch_eval=epoch_sets_note(ctx.eval_sets),
                        effective_lr=cfg.effective_lr, methods=cfg.enabled_methods(), world_size=world_size,

@@ -120,7 +120,10 @@ def summary_metrics(run: components.RunView, summary: dict) -> None:
             items.append((charts.metric_label(name), shown, "Final value logged by the method."))
     ips = summary.get("train_images_per_sec")
     if ips:
-        items.append(("Training speed", f"{ips:,.0f} img/s", "Images per second, first epoch (warm-up) excluded."))
+        threads = summary.get("cpu_threads")
+        items.append(("Training speed", f"{ips:,.0f} img/s", "Images per second, first epoch (warm-up) excluded"
+                      + (f", on {state.plural(threads, 'CPU thread')}." if threads else ".")
+                      + (f" {summary['cpu_threads_note']}" if summary.get("cpu_threads_note") else "")))
     if summary.get("wall_time_s"):
         items.append(("Run time", components.fmt_duration(summary["wall_time_s"]), "From start to the final evaluation."))
     if summary.get("num_params"):
