@@ -57,9 +57,10 @@ def scratch_run(rec, runs) -> object | None:
     return None
 
 
-def at_chance(summary: dict, margin: float = 0.02, lines: int = 1) -> str | None:
+def at_chance(summary: dict, config: dict | None = None, margin: float = 0.02) -> str | None:
     """A warning when the run's test (else validation) accuracy is within `margin` of guessing
-    (1 / number of classes): such a run learnt nothing, and its claim lines compare noise."""
+    (1 / number of classes): such a run learnt nothing. Its advice follows from the run's number of
+    optimiser steps (epochs x batches per epoch, from `config` and the summary) when they are known."""
     classes = summary.get("classes") or []
     acc = summary.get("test_acc") if isinstance(summary.get("test_acc"), (int, float)) else summary.get("val_acc")
     if len(classes) < 2 or not isinstance(acc, (int, float)):
@@ -69,9 +70,33 @@ def at_chance(summary: dict, margin: float = 0.02, lines: int = 1) -> str | None
         return None
     split = "test" if isinstance(summary.get("test_acc"), (int, float)) else "validation"
     return (f"This run's {split} accuracy ({100 * acc:.1f}%) is at the level of guessing among "
-            f"{len(classes)} classes ({100 * guess:.1f}%): it learnt nothing yet, so "
-            f"{'the line below compares' if lines == 1 else 'the lines below compare'} noise. Train with the "
-            "preset's own epochs and image size, or a lower learning rate.")
+            f"{len(classes)} classes ({100 * guess:.1f}%): it learnt nothing yet. " + chance_advice(summary, config))
+
+
+FEW_STEPS = 100  # optimiser steps: below this a fine-tuning run on a new dataset rarely gets far
+
+
+def chance_advice(summary: dict, config: dict | None) -> str:
+    """What to change for a run that stayed at guessing, from its optimiser steps."""
+    train = (config or {}).get("train") or {}
+    epochs, batch = int(train.get("epochs") or 0), int(train.get("batch_size") or 0)
+    per_epoch_images = summary.get("images_per_process_per_epoch")
+    n_train = ((summary.get("data_report") or {}).get("split_counts") or {}).get("train")
+    n_train = sum(n_train.values()) if isinstance(n_train, dict) else None
+    if not (epochs and batch and isinstance(per_epoch_images, int)):
+        return "Give it more epochs, or switch on automatic learning rate on the Model and methods page."
+    per_epoch = max(1, per_epoch_images // batch)
+    steps = per_epoch * epochs
+    if steps >= FEW_STEPS:
+        return (f"It took {steps} optimiser steps: try a lower learning rate or the automatic learning rate, "
+                "and check on the Data page that the classes look different from each other.")
+    if n_train and batch >= n_train:
+        return (f"It took only {steps} optimiser steps: the batch size ({batch}) is not smaller than your "
+                f"{n_train} training images, so each epoch is a single step. Choose a batch size well below "
+                f"{n_train} and more epochs (Model and methods page), or switch on automatic learning rate.")
+    return (f"It took only {steps} optimiser steps ({epochs} epoch{'s' * (epochs != 1)} of {per_epoch} "
+            f"batch{'es' * (per_epoch != 1)} of {batch}): give it more steps with more epochs or a smaller batch "
+            "size (Model and methods page), or switch on automatic learning rate.")
 
 
 def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict) -> None:
@@ -80,9 +105,9 @@ def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict) -
     methods = [m for m in CLAIMS if m in _methods_on(rec.config)]
     if not methods:
         return
-    chance = at_chance(summary, lines=len(methods))
-    if chance:
-        st.warning(chance, icon=":material/warning:")
+    if at_chance(summary, rec.config):  # the warning itself is at the top of the page
+        st.caption("This run learnt nothing yet (see the warning at the top): "
+                   + ("the line below compares noise." if len(methods) == 1 else "the lines below compare noise."))
     other = comparison_run(rec, runs)
     baseline = read_summary(other.run_dir) if other is not None else None
     for m in methods:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from app import charts, state
+from app.claims_view import at_chance
 from engine.worker import Engine
 
 LIVE_REFRESH_S = 1.0  # how often live views poll the engine's snapshot
@@ -31,6 +34,14 @@ class RunView:
     steps: pd.DataFrame = field(default_factory=pd.DataFrame)
     live: bool = False  # read from this process's in-memory snapshot (else from the store)
     streams: dict = field(default_factory=dict)  # points methods publish while they compute (WiSE-FT curve)
+
+
+def read_summary(run_dir: str) -> dict:
+    """A run's summary.json ({} while it has none or it cannot be read)."""
+    try:
+        return json.loads((Path(run_dir) / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def load_run(engine: Engine, run_id: str) -> RunView | None:
@@ -101,6 +112,10 @@ def progress_view(run: RunView) -> None:
     if run.status == "finished":
         last = run.epochs.iloc[-1] if not run.epochs.empty else {}
         val = last.get("val_acc") if hasattr(last, "get") else None
+        chance = at_chance(read_summary(run.run_dir), run.config)
+        if chance:
+            st.warning(f"Finished, but: {chance[:1].lower()}{chance[1:]}", icon=":material/warning:")
+            return
         st.success(f"Finished. Validation accuracy after the last epoch: {fmt_pct(val)}. "
                    "Open **Results** for the confusion matrix, per-class accuracy and downloads.",
                    icon=":material/check_circle:")

@@ -80,7 +80,7 @@ def test_results_page_compares_with_standard_fine_tuning_on_the_same_data():
     assert comparison_run(run, [run, other_data, with_method]) is None
 
 
-def test_a_run_at_chance_is_flagged_before_its_claim_lines():
+def test_a_run_at_chance_is_flagged_with_advice_from_its_steps():
     from app.claims_view import at_chance
 
     eight = [f"c{i}" for i in range(8)]
@@ -89,8 +89,16 @@ def test_a_run_at_chance_is_flagged_before_its_claim_lines():
     assert at_chance({"classes": eight, "test_acc": 0.40}) is None
     assert "validation accuracy" in at_chance({"classes": eight, "val_acc": 0.13})
     assert at_chance({"classes": ["a"], "test_acc": 0.0}) is None and at_chance({}) is None
-    assert "the line below compares" in text
-    assert "the lines below compare" in at_chance({"classes": eight, "test_acc": 0.125}, lines=2)
+    # a batch as large as the training set: one step an epoch, which the advice names
+    small = {"classes": ["a", "b", "c"], "test_acc": 0.333, "images_per_process_per_epoch": 64,
+             "data_report": {"split_counts": {"train": {"a": 11, "b": 11, "c": 11}}}}
+    text = at_chance(small, {"train": {"epochs": 8, "batch_size": 64}})
+    assert "only 8 optimiser steps" in text and "batch size (64)" in text and "33 training images" in text
+    few = dict(small, images_per_process_per_epoch=384, data_report={"split_counts": {"train": {"a": 400}}})
+    assert "only 48 optimiser steps (4 epochs of 12 batches of 32)" in at_chance(few, {"train": {"epochs": 4,
+                                                                                           "batch_size": 32}})
+    many = at_chance(few, {"train": {"epochs": 40, "batch_size": 32}})
+    assert "480 optimiser steps" in many and "lower learning rate" in many
 
 
 def test_results_page_finds_adversarial_training_from_scratch_with_the_same_attack():

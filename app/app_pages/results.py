@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, components, state
-from app.claims_view import claim_lines
+from app.claims_view import at_chance, claim_lines
 from app.method_views import VIEWS
 from engine.methods import METHODS
 
@@ -50,12 +50,7 @@ def headline_metrics(summary: dict) -> dict:
     return {k: SUMMARY_METRICS.get(k) or IMBALANCE_METRICS[k] for k in merged}
 
 
-def read_summary(run_dir: str) -> dict:
-    path = Path(run_dir) / "summary.json"
-    try:
-        return json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
-        return {}
+read_summary = components.read_summary
 
 
 def enabled_methods(config: dict) -> list[str]:
@@ -277,6 +272,9 @@ def one_run(engine, runs) -> None:
         st.error(f"This run failed: {reason}", icon=":material/error:")
     elif rec.status == "stopped":
         stopped_note(rec, run)
+    chance = at_chance(summary, rec.config) if summary.get("status") == "finished" else None
+    if chance:
+        st.warning(chance, icon=":material/warning:")
     if rec.status not in ("queued", "running"):
         reuse(rec)
     summary_metrics(run, summary)

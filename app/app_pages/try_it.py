@@ -236,7 +236,7 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
                   help="The mean of the per-class accuracies: a rare class counts as much as a common one.")
         c3.metric("Images in class folders", metrics["labelled"])
         st.altair_chart(charts.confusion_chart(charts.confusion_frame(metrics["confusion"], res.classes),
-                                               "Confusion matrix on this batch"), width="stretch")
+                                               "Confusion matrix on this batch"), width="content")
     if res.unknown_folders:
         st.info("These folders are not classes of this run, so their images count for no accuracy: "
                 + ", ".join(res.unknown_folders))
