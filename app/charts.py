@@ -58,22 +58,30 @@ FIT_WIDTH = alt.AutoSizeParams(type="fit-x", contains="padding")
 LEGEND = dict(orient="bottom", columns=2, labelLimit=320, title=None)
 
 
-def epoch_subset_caption(config: Mapping[str, Any] | None) -> str | None:
+def epoch_subset_caption(config: Mapping[str, Any] | None, measured: Mapping[str, Any] | None = None) -> str | None:
     """What the per-epoch OOD and robust curves are measured on, from a run's config dict (the
     engine's epoch_sets: eval.ood_subset_each_epoch class-balanced validation images at
     eval.ood_severity_each_epoch; PGD with min(eval.robust_steps_each_epoch, eval.robust_steps)
-    steps on eval.robust_subset images). None when neither is measured."""
+    steps on eval.robust_subset images). `measured` is the run's own count (the summary's or the
+    progress's `epoch_eval`: ood_images, robust_images), which is smaller when the validation split
+    is. None when neither is measured."""
     ev = dict((config or {}).get("eval") or {})
+    measured = measured or {}
     parts = []
     if ev.get("ood", True) and ev.get("ood_severity_each_epoch", 3):
         n = int(ev.get("ood_subset_each_epoch", 0) or 0)
-        where = f"a fixed, class-balanced subset of {n} validation images" if n else "all validation images"
+        got = measured.get("ood_images")
+        if n and isinstance(got, int) and got < n:
+            where = f"all {got} validation images"
+        else:
+            where = f"a fixed, class-balanced subset of {n} validation images" if n else "all validation images"
         parts.append(f"OOD accuracy per epoch: every corruption at severity {ev.get('ood_severity_each_epoch', 3)} "
                      f"on {where}; the end of the run measures all images at severities 1-5")
     adversarial = dict((config or {}).get("adversarial") or {}).get("enabled", False)
     if ev.get("robust") or adversarial:
         steps = min(int(ev.get("robust_steps_each_epoch", 5)), int(ev.get("robust_steps", 20)))
-        parts.append(f"robust accuracy per epoch: PGD-{steps} on {ev.get('robust_subset', 64)} validation images; "
+        n_robust = measured.get("robust_images") or ev.get("robust_subset", 64)
+        parts.append(f"robust accuracy per epoch: PGD-{steps} on {n_robust} validation images; "
                      f"the end of the run uses PGD-{ev.get('robust_steps', 20)} on the test split")
     if not parts:
         return None

@@ -142,7 +142,8 @@ def curves_view(run: RunView, *, live: bool = False, streams: bool = False) -> N
     left, right = st.columns(2)
     with left:
         st.altair_chart(charts.accuracy_chart(epochs), width="stretch")
-        note = charts.epoch_subset_caption(run.config)
+        note = charts.epoch_subset_caption(run.config, run.progress.get("epoch_eval")
+                                           or read_summary(run.run_dir).get("epoch_eval"))
         if note and ({"ood_acc", "robust_acc"} & set(epochs.columns)):
             st.caption(note)
     with right:

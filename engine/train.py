@@ -113,6 +113,7 @@ def setup_run(cfg: RunConfig, reporter: Reporter, run_dir: Path | None, work_dir
                        channels_last=channels_last, epoch_eval=epoch_sets_note(ctx.eval_sets),
                        effective_lr=cfg.effective_lr, methods=cfg.enabled_methods(), world_size=world_size,
                        images_per_process_per_epoch=len(range(rank, bs, world_size)) * steps_per_epoch)
+    reporter.progress(epoch_eval=ctx.summary["epoch_eval"])  # what the live curves measure (captions)
     ctx.eval_clock = EvalClock(eval_passes(ctx.eval_sets), final_passes(cfg, data, ctx.eval_sets.ood_user))
     hooks = build_hooks(cfg)
     for h in hooks:

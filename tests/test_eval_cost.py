@@ -9,6 +9,7 @@ from app.charts import epoch_subset_caption
 from engine import evaluate as ev
 from engine.data import DataReport, DataSplits, ImageSet
 from engine.evaluate import EvalSets, epoch_sets, epoch_sets_note, evaluate, final_sets, predict
+from engine.train import train
 
 
 def splits(n_val: int = 40, classes: int = 4, size: int = 16) -> DataSplits:
@@ -73,3 +74,17 @@ def test_the_live_charts_say_which_subset_they_show(tiny_cfg):
     assert "class-balanced subset of 16 validation images" in text and "PGD-5 on 256" not in text
     assert "PGD-5 on 64 validation images" in text and "PGD-20 on the test split" in text
     assert epoch_subset_caption(tiny_cfg("eval.ood=false").to_dict()) is None
+
+
+def test_the_caption_counts_the_images_a_small_validation_split_has(tiny_cfg, tmp_path):
+    """Asked for 16 corrupted images per corruption with 9 validation images, the curve shows all 9:
+    the caption uses the run's own count (its summary's `epoch_eval`), not the setting."""
+    cfg = tiny_cfg("eval.ood_subset_each_epoch=16", "eval.robust=true", "eval.robust_subset=64").to_dict()
+    text = epoch_subset_caption(cfg, {"ood_images": 9, "robust_images": 9})
+    assert "all 9 validation images" in text and "16" not in text and "PGD-5 on 9 validation images" in text
+    assert "subset of 16" in epoch_subset_caption(cfg, {"ood_images": 16})
+    s = train(tiny_cfg("eval.ood_subset_each_epoch=100", "train.epochs=1"), run_dir=None, work_dir=tmp_path).summary
+    n_val = sum(s["data_report"]["split_counts"]["val"].values())
+    assert s["epoch_eval"]["ood_images"] == n_val < 100
+    assert f"all {n_val} validation images" in epoch_subset_caption(
+        tiny_cfg("eval.ood_subset_each_epoch=100").to_dict(), s["epoch_eval"])
