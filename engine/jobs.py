@@ -24,6 +24,17 @@ from engine.pruning_search import search_into_config
 from engine.train import train
 
 
+def stopped_message(done: int | None, planned: int) -> str:
+    """What a stopped run tells its user: the epochs it finished and where Continue picks up."""
+    if not done:
+        return ("Stopped on request before the first epoch ended: there is nothing to continue from, so start "
+                "the run again.")
+    if done >= planned:
+        return f"Stopped on request after all {planned} epochs, before the final evaluation: Continue runs it."
+    return (f"Stopped on request after epoch {done} of {planned}. Continue picks up at epoch {done + 1} with "
+            f"the same schedule; until then the results are those of epoch {done}.")
+
+
 def execute_run(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Path, datasets_dir: Path,
                 reporter: Reporter, limits=None, resume: bool = False) -> dict[str, Any]:
     """Run `cfg` (with `resume`: continue the stopped run in `run_dir`); returns the summary written
@@ -41,11 +52,13 @@ def execute_run(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Path, dat
             (run_dir / "config.yaml").write_text(cfg.to_yaml())
         result = train(cfg, reporter, run_dir=run_dir, work_dir=datasets_dir, limits=limits, world=world(),
                        resume=resume)
+        before = result.summary.get("wall_time_before_s", 0.0)  # a continued run: its earlier parts
         summary = {**searched, **result.summary, "loop_wall_time_s": result.summary.get("wall_time_s"),
-                   "wall_time_s": time.time() - started_at}  # the whole job (or process), not just the loop
+                   "wall_time_s": before + time.time() - started_at}  # the whole job (or process), not just the loop
         status, error = "finished", None
     except StopRequested as stop:
-        summary, status, error = getattr(stop, "summary", {}), "stopped", "Stopped on request."
+        summary, status = getattr(stop, "summary", {}), "stopped"
+        error = stopped_message(summary.get("epochs"), cfg.train.epochs)
     except StudioError as exc:
         summary, status, error = {}, "failed", str(exc)
     except MemoryError:

@@ -28,11 +28,14 @@ RESUME_FILE = "resume.pt"
 FORMAT = 1
 
 
-def save_resume(run_dir: Path, ctx: TrainContext, scaler: torch.amp.GradScaler, history: list[dict[str, Any]]) -> Path:
+def save_resume(run_dir: Path, ctx: TrainContext, scaler: torch.amp.GradScaler, history: list[dict[str, Any]],
+                elapsed_s: float = 0.0) -> Path:
     """Write `run_dir/resume.pt` for the end of epoch `ctx.epoch` (atomic: a stop mid-write leaves
-    the previous one). Returns its path."""
+    the previous one); `elapsed_s`: the run's training time so far in seconds, earlier parts
+    included. Returns its path."""
     state = {
         "format": FORMAT, "epoch": ctx.epoch + 1, "step": ctx.step, "config": ctx.cfg.to_json(),
+        "elapsed_s": float(elapsed_s),
         "history": json.dumps(history), "model": ctx.model.state_dict(), "optimizer": ctx.optimizer.state_dict(),
         "scaler": scaler.state_dict(), "generator": ctx.generator.get_state(),
         "device_generator": ctx.device_generator.get_state(), "masks": dict(ctx.masks),
@@ -46,7 +49,8 @@ def save_resume(run_dir: Path, ctx: TrainContext, scaler: torch.amp.GradScaler, 
 
 def load_resume(run_dir: Path, ctx: TrainContext, scaler: torch.amp.GradScaler) -> tuple[int, list[dict[str, Any]]]:
     """Restore the state `save_resume` wrote into a freshly set-up run (engine.train.setup_run with
-    the same config). Returns (epochs already done, their history). Raises StudioError when there is
+    the same config). Returns (epochs already done, their history); sets `continued_from_epoch` and
+    `wall_time_before_s` (seconds the earlier parts took) in `ctx.summary`. Raises StudioError when there is
     no resume point, or it belongs to other settings."""
     path = run_dir / RESUME_FILE
     if not path.is_file():
@@ -70,4 +74,7 @@ def load_resume(run_dir: Path, ctx: TrainContext, scaler: torch.amp.GradScaler) 
                                        if ctx.device_generator.device.type != "cpu" else state["device_generator"].cpu())
     ctx.masks.update(state["masks"])
     ctx.step = int(state["step"])
+    # what the summary reports about the earlier parts: where this one starts, and their time
+    ctx.summary.update(continued_from_epoch=int(state["epoch"]),
+                       wall_time_before_s=float(state.get("elapsed_s", 0.0)))
     return int(state["epoch"]), json.loads(state["history"])

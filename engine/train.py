@@ -272,7 +272,8 @@ def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None
                 save_checkpoint(run_dir / "best.safetensors", ctx.model.state_dict(), cfg, {"epoch": epoch + 1})
             history.append({"epoch": epoch + 1, **metrics})
             if run_dir is not None and ctx.rank == 0:  # a stop or a crash later can continue from here
-                save_resume(run_dir, ctx, scaler, history)
+                save_resume(run_dir, ctx, scaler, history,
+                            ctx.summary.get("wall_time_before_s", 0.0) + time.perf_counter() - t_start)
             if agree(ctx.stop_training, ctx.world_size):
                 break
     except StopRequested as stop:  # a stopped run keeps what it finished: its epochs and best checkpoint
@@ -286,7 +287,8 @@ def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None
         ctx.summary["robust_acc_by_epoch"] = [h.get("robust_acc") for h in history]
     ctx.summary.update(
         status="finished", epochs=len(history), best_val_acc=max(h["val_acc"] for h in history), history=history,
-        train_images_per_sec=timed[1] / timed[0] if timed[0] else None, wall_time_s=time.perf_counter() - t_start,
+        train_images_per_sec=timed[1] / timed[0] if timed[0] else None,
+        wall_time_s=ctx.summary.get("wall_time_before_s", 0.0) + time.perf_counter() - t_start,  # all parts
         platform=platform.platform(), torch=torch.__version__)
     if run_dir is not None and ctx.rank == 0:
         save_checkpoint(run_dir / "last.safetensors", ctx.model.state_dict(), cfg, {"epoch": cfg.train.epochs})

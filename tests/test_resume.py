@@ -3,6 +3,8 @@ where the uninterrupted run ends, with the same learning rate at every step."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -49,6 +51,10 @@ def test_a_stopped_run_continues_from_its_last_epoch_with_the_same_schedule(tiny
     a, b = full.context.model.state_dict(), resumed.context.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)  # same data order, augmentation and momentum: same weights
     assert resumed.summary["val_acc"] == full.summary["val_acc"]
+    # the summary says where this part started, and its run time counts the part before the stop too
+    before = resumed.summary["wall_time_before_s"]
+    assert resumed.summary["continued_from_epoch"] == 1 and 0 < before < resumed.summary["wall_time_s"]
+    assert "continued_from_epoch" not in full.summary
 
 
 def test_continuing_needs_a_resume_point_and_the_same_settings(tiny_cfg, tmp_path):
@@ -87,6 +93,9 @@ def test_the_dashboard_continues_a_stopped_run(tmp_path, monkeypatch):
             time.sleep(0.05)
         engine.stop(run_id)
         assert engine.wait(run_id, 300) == "stopped"
+        said = engine.snapshot(run_id).error or engine.store.get_run(run_id).error
+        done = int(re.search(r"Stopped on request after epoch (\d) of 3\. Continue picks up at epoch (\d)", said)[1])
+        assert f"at epoch {done + 1} " in said
         at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app" / "main.py"), default_timeout=120)
         at.run()
         at.switch_page("app_pages/train.py").run()
@@ -94,6 +103,11 @@ def test_the_dashboard_continues_a_stopped_run(tmp_path, monkeypatch):
         assert not at.exception and not at.error, [e.value for e in at.error]
         assert engine.wait(run_id, 300) == "finished"
         assert [e["epoch"] for e in engine.snapshot(run_id).epochs][-1] == 3
+        summary = json.loads((Path(engine.store.get_run(run_id).run_dir) / "summary.json").read_text())
+        assert summary["continued_from_epoch"] == done and summary["wall_time_s"] > summary["wall_time_before_s"] > 0
+        at.switch_page("app_pages/results.py").run()
+        assert any(f"from epoch {done + 1}" in c.value for c in at.caption), "the caption says it was continued"
+        at.switch_page("app_pages/train.py")
         at.run()
         assert not any(b.key == f"continue_{run_id}" for b in at.button)  # finished: nothing to continue
     finally:

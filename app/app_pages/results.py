@@ -98,6 +98,15 @@ def stopped_note(rec, run: components.RunView) -> None:
                , icon=":material/stop_circle:")
 
 
+def started_text(rec, summary: dict) -> str:
+    """When the run started; for a continued run also when and from which epoch its last part ran."""
+    first = components.short_time(rec.created or rec.started)
+    if summary.get("continued_from_epoch"):
+        return (f"started {first} · continued {components.short_time(rec.started)} "
+                f"from epoch {summary['continued_from_epoch'] + 1}")
+    return f"started {components.short_time(rec.started or rec.created)}"
+
+
 def summary_metrics(run: components.RunView, summary: dict) -> None:
     last = run.epochs.iloc[-1] if not run.epochs.empty else None
     if summary.get("status") != "finished" and last is not None:  # stopped: the last finished epoch speaks
@@ -120,7 +129,10 @@ def summary_metrics(run: components.RunView, summary: dict) -> None:
                       + (f", on {state.plural(threads, 'CPU thread')}." if threads else ".")
                       + (f" {summary['cpu_threads_note']}" if summary.get("cpu_threads_note") else "")))
     if summary.get("wall_time_s"):
-        items.append(("Run time", components.fmt_duration(summary["wall_time_s"]), "From start to the final evaluation."))
+        before = summary.get("wall_time_before_s")
+        items.append(("Run time", components.fmt_duration(summary["wall_time_s"]), "From start to the final evaluation"
+                      + (f", all parts together (the part before it was continued: {components.fmt_duration(before)})."
+                         if before else ".")))
     if summary.get("num_params"):
         items.append(("Parameters", f"{summary['num_params'] / 1e6:.1f} M", "Trainable and frozen, with the new head."))
     if not items:
@@ -262,7 +274,7 @@ def one_run(engine, runs) -> None:
     b = rec.config.get("backbone", {})
     st.caption(f"{b.get('name')} ({state.WEIGHTS_TEXT.get(b.get('pretrained'), b.get('pretrained'))}) · "
                f"{state.plural(int(rec.config.get('train', {}).get('epochs') or 0), 'epoch')} · "
-               f"{rec.config.get('data', {}).get('image_size')} px · {methods} · started {components.short_time(rec.started or rec.created)}")
+               f"{rec.config.get('data', {}).get('image_size')} px · {methods} · " + started_text(rec, summary))
     if rec.status in ("queued", "running"):
         st.info("This run is still training. The live view is on the Train page; final results appear here when "
                 "it ends.", icon=":material/hourglass_top:")
