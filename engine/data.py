@@ -534,7 +534,8 @@ def read_extract_manifest(folder: Path) -> tuple[list[SkippedFile], list[str]]:
 
 def _not_a_dataset(path: Path) -> StudioError:
     return StudioError(
-        f"'{path.name}' is not a zip archive or a folder. Upload a .zip file that contains one "
+        f"'{path.name}' is not a zip archive: its contents are not in zip format (another kind of file with a "
+        ".zip name, or a download cut short). Upload a .zip file that contains one "
         "folder per class with the images inside (for example cats/ and dogs/)."
     )
 

@@ -250,7 +250,8 @@ class Predictor:
             parts.append(f"the model is unsure: its best guess, {name}, has only {100 * p:.0f}% probability "
                          f"(under {100 * prediction.threshold:.0f}%)")
         if prediction.unfamiliar:
-            parts.append("the image looks unlike the training images: it is farther from every class than "
+            said = "" if prediction.unsure else f" (it says {name}, {100 * p:.0f}%)"
+            parts.append(f"the image looks unlike the training images{said}: it is farther from every class than "
                          f"{100 * FAR_QUANTILE:.0f}% of the images the model was checked on")
         if not parts:
             return None

@@ -164,6 +164,7 @@ def test_low_confidence_flags_unsure_and_unfamiliar_answers():
     assert unfamiliar.unfamiliar and not unfamiliar.unsure
     assert unfamiliar.distance == pytest.approx(1 - 0.7071, abs=1e-4)
     assert "unlike the training images" in p.explanation(unfamiliar) and "cat, dog" in p.explanation(unfamiliar)
+    assert "(it says cat, 95%)" in p.explanation(unfamiliar)  # the answer it flags is named
 
 
 def test_a_blank_image_gets_a_low_confidence_flag_and_one_image_answers_fast(studio):
