@@ -220,7 +220,8 @@ register_preset(Preset("robust", "Robust", _robust_text, robust))
 register_preset(Preset("small_model", "Small model", _small_text, small_model))
 register_preset(Preset("standard_demo", "Standard demo", lambda: (
     "Standard fine-tuning with the method demos' recipe, the Quick demo's (ResNet-18, 64 px, 20 epochs of "
-    "batch 32, the first 2 a linear probe): the run each method demo is compared with."), standard_demo))
+    "batch 32, the first 2 a linear probe): the run each method demo is compared with. Unlike the Quick demo it "
+    "measures OOD accuracy every epoch, as the method demos do."), standard_demo))
 for _key, _apply in DEMOS.items():
     if DEMO_TEXT[_key][1] in METHODS:  # never a preset for a method the engine does not register
         register_preset(Preset(_key, DEMO_TEXT[_key][0], _demo_text(_key), _apply))

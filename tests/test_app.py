@@ -371,6 +371,8 @@ def test_a_preset_sets_the_whole_config_and_keeps_the_dataset(studio, tiny_bytes
     assert cfg.to_dict() == PRESETS[preset].apply(cfg).to_dict()
     assert at.number_input(key="w:train.epochs").value == cfg.train.epochs != 17, "the widgets show the preset"
     assert any(PRESETS[preset].title in s for s in texts(at.success))
+    badge = f"**{PRESETS[preset].title}** :green-badge[:material/check: in use]"
+    assert badge in texts(at.markdown), "the preset's card is marked in use"
     if preset == "quick_demo":
         assert (cfg.backbone.name, cfg.data.image_size, cfg.train.epochs, cfg.train.batch_size) == ("resnet18", 64, 20, 32)
         assert cfg.optim.linear_probe_epochs == 2
@@ -378,6 +380,7 @@ def test_a_preset_sets_the_whole_config_and_keeps_the_dataset(studio, tiny_bytes
         no_problems(at)
         assert at.session_state["cfg"].optim.linear_probe_epochs == 1, "fewer epochs shorten the probe phase"
         assert any("Linear-probe epochs lowered from 2 to 1" in c for c in texts(at.caption))
+        assert badge not in texts(at.markdown), "changed settings are no longer the preset's, on the same rerun"
 
 
 def test_checkpoint_uploads_are_checked_against_the_backbone(studio, tmp_path):

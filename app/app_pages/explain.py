@@ -672,8 +672,8 @@ def no_finished_run(runs) -> None:
                 "come back when the Train page says *Finished*.", icon=":material/hourglass_top:")
         st.page_link("app_pages/train.py", label="Watch it on the Train page", icon=":material/monitoring:")
     else:
-        st.info("No finished run yet. Train one first (the Quick demo preset on the bundled sample takes a few "
-                "minutes); its attributions, mistakes and exports appear here.", icon=":material/info:")
+        st.info("No finished run yet. Train one first (the Quick demo preset on the bundled sample takes about "
+                "a minute on a laptop CPU); its attributions, mistakes and exports appear here.", icon=":material/info:")
         st.page_link("app_pages/train.py", label="Go to training", icon=":material/arrow_forward:")
 
 

@@ -478,13 +478,15 @@ def render() -> None:
     st.title("2 · Model and methods")
     st.markdown("Pick a preset, or tune everything yourself. Every setting explains itself when you hover "
                 "the **?** next to it.")
-    presets_section()
+    top = st.container()  # filled last: a preset is marked "in use" against the settings as this run left them
     backbone_section(engine)
     knobs_section()
     methods_section()
     advanced_section()
     other_settings_section()
     review_section()
+    with top:
+        presets_section()
 
 
 render()
