@@ -71,9 +71,19 @@ def own_alpha(run_id: str) -> float:
     return round(chosen_alpha(run_summary(engine().run_record(run_id).run_dir)), 2)
 
 
+def val_files(run_id: str) -> list[str]:
+    """The run's validation files in split order (its summary's data report)."""
+    import json
+
+    summary = json.loads((Path(engine().run_record(run_id).run_dir) / "summary.json").read_text())
+    return summary["data_report"]["split_files"]["val"]
+
+
 def image_options(at: AppTest, run_id: str) -> list[int]:
-    """The validation indices on offer (the options read '#12 · true → said (conf)')."""
-    return [int(o.split(" ")[0].lstrip("#")) for o in at.selectbox(key=f"explain_image_{run_id}").options]
+    """The validation indices on offer: the options read 'red/3.png · true → said (conf)', the user's
+    file name first."""
+    files = val_files(run_id)
+    return [files.index(o.split(" · ")[0]) for o in at.selectbox(key=f"explain_image_{run_id}").options]
 
 
 # ---- no run --------------------------------------------------------------------------------------
@@ -114,7 +124,8 @@ def test_attributions_for_every_method_and_every_model(wise_run):
     teaching = " ".join(texts(at.markdown))
     for line in ATTRIBUTIONS.values():
         assert line in teaching, "each method's one-liner is on the page"
-    assert any(f"Image #{options[1]}" in m for m in texts(at.markdown)), (options, texts(at.markdown))
+    name = val_files(run_id)[options[1]]  # the user's file name, not an index
+    assert any(f"**{name}**, true class" in m for m in texts(at.markdown)), (options, texts(at.markdown))
 
 
 
@@ -135,7 +146,7 @@ def test_a_new_image_is_explained_within_three_seconds(wise_run_64):
         at.run()
         timings.append(time.perf_counter() - t0)
         no_problems(at)
-        assert any(f"Image #{index}" in m for m in texts(at.markdown))
+        assert any(f"**{val_files(run_id)[index]}**, true class" in m for m in texts(at.markdown))
     t0 = time.perf_counter()
     at.selectbox(key=f"explain_image_{run_id}").set_value(options[1]).run()
     cached = time.perf_counter() - t0
@@ -165,6 +176,9 @@ def test_error_analysis_shows_the_worst_images_and_opens_a_confusion_cell(wise_r
     assert len(at.image) == highest + min(counts[-1], 24), len(at.image)
     shown = [b for b in at.button if b.key and b.key.startswith(f"cell_{run_id}_")]
     assert len(shown) == min(counts[-1], 24)
+    captions = [c for img in at.image for c in img.captions]
+    files = val_files(run_id)
+    assert all(any(c.startswith(f + " · ") for f in files) for c in captions), "each image named by its file"
 
     # "Explain" on an image opens it on the Attributions tab
     index = int(shown[0].key.rsplit("_", 1)[1])
@@ -172,7 +186,7 @@ def test_error_analysis_shows_the_worst_images_and_opens_a_confusion_cell(wise_r
     no_problems(at)
     assert at.session_state["explain_tab"] == "Attributions"
     assert at.selectbox(key=f"explain_image_{run_id}").value == index
-    assert any(f"Image #{index}" in m for m in texts(at.markdown))
+    assert any(f"**{val_files(run_id)[index]}**, true class" in m for m in texts(at.markdown))
 
 
 # ---- export ---------------------------------------------------------------------------------------

@@ -146,8 +146,9 @@ def _hwc(t) -> np.ndarray:
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def predictions(run_dir: str, datasets_dir: str) -> dict[str, np.ndarray]:
-    """The fine-tuned model on the whole validation split: label, prediction, confidence and loss
-    per image (index order), and the indices sorted from the highest loss down."""
+    """The fine-tuned model on the whole validation split: label, prediction, confidence, loss and
+    file name (as in the user's dataset) per image (index order), and the indices sorted from the
+    highest loss down."""
     from engine.explain import highest_loss
 
     b = _bundle(run_dir, datasets_dir)
@@ -156,6 +157,8 @@ def predictions(run_dir: str, datasets_dir: str) -> dict[str, np.ndarray]:
         cases = highest_loss(b.model, b.data.val.images, b.data.val.labels, k=n, tta_flip=b.cfg.eval.tta_flip)
     out = {"labels": b.data.val.labels.numpy().astype(int), "preds": np.zeros(n, int), "confs": np.zeros(n),
            "losses": np.zeros(n), "order": np.array([c.index for c in cases], dtype=int)}
+    files = list((b.data.report.split_files or {}).get("val") or [])  # the user's file names, split order
+    out["files"] = np.array(files if len(files) == n else [f"#{i}" for i in range(n)], dtype=object)
     for c in cases:
         out["preds"][c.index], out["confs"][c.index], out["losses"][c.index] = c.pred, c.confidence, c.loss
     return out
@@ -320,10 +323,10 @@ def image_picker(rec, classes: list[str], pred: dict[str, np.ndarray]) -> int | 
 
     def label(i: int) -> str:
         mark = "✓" if preds[i] == labels[i] else "✗"
-        return f"#{i} · {classes[labels[i]]} → {mark} {classes[preds[i]]} ({confs[i]:.0%})"
+        return f"{pred['files'][i]} · {classes[labels[i]]} → {mark} {classes[preds[i]]} ({confs[i]:.0%})"
 
     return c[2].selectbox(f"Validation image ({len(options)} of {len(labels)})", options, key=key, format_func=label,
-                          help="Number · true class → what the fine-tuned model says (its confidence).")
+                          help="File · true class → what the fine-tuned model says (its confidence).")
 
 
 # ---- tab 1: attributions -----------------------------------------------------------------------------
@@ -358,7 +361,7 @@ def attributions_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
     alpha = wise_alpha(engine, rec)
     started = time.perf_counter()
     maps, refused = {}, {}
-    with st.spinner(f"Explaining image #{index} with {', '.join(METHOD_NAMES[m] for m in methods)} ..."):
+    with st.spinner(f"Explaining {pred['files'][index]} with {', '.join(METHOD_NAMES[m] for m in methods)} ..."):
         rows = model_rows(run_dir, ds, index, alpha)
         for m in methods:
             try:
@@ -375,7 +378,7 @@ def attributions_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
     truth = classes[int(pred["labels"][index])]
     clean = _hwc(b.data.val.images[index])
     head = st.columns([3, 2], vertical_alignment="center")
-    head[0].markdown(f"**Image #{index}**, true class **{truth}**. Each row is one model, each column one method; "
+    head[0].markdown(f"**{pred['files'][index]}**, true class **{truth}**. Each row is one model, each column one method; "
                      "bright = strong influence on the score.")
     head[1].image(colour_bar(), caption="low → high influence", width=256)
     pretrained_src = rec.config.get("backbone", {}).get("pretrained")
@@ -423,15 +426,18 @@ def row_note(r: dict, pretrained_src: str | None, rec) -> str:
 
 # ---- tab 2: error analysis ---------------------------------------------------------------------------
 
-def gallery(run_dir: str, ds: str, rec, indices: list[int], captions: list[str], key: str) -> None:
-    """Thumbnails in rows, each with a button that opens its attributions."""
+def gallery(run_dir: str, ds: str, rec, indices: list[int], captions: list[str], key: str,
+            files: np.ndarray | None = None) -> None:
+    """Thumbnails in rows, each with its file name (from `files`, by index) above its caption and a
+    button that opens its attributions."""
     for start in range(0, len(indices), GALLERY_COLUMNS):
         cols = st.columns(GALLERY_COLUMNS)
         for col, i, cap in zip(cols, indices[start:start + GALLERY_COLUMNS], captions[start:start + GALLERY_COLUMNS]):
             with col:
-                st.image(thumbnail(run_dir, ds, i), caption=cap, width="stretch")
+                name = str(files[i]) if files is not None else f"#{i}"
+                st.image(thumbnail(run_dir, ds, i), caption=f"{name} · {cap}", width="stretch")
                 st.button("Explain", key=f"{key}_{i}", icon=":material/visibility:", on_click=_explain_image,
-                          args=(rec.id, i), help=f"Open image #{i} on the Attributions tab.")
+                          args=(rec.id, i), help=f"Open {name} on the Attributions tab.")
 
 
 def confusion_cells(labels: np.ndarray, preds: np.ndarray, k: int) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
@@ -475,7 +481,8 @@ def errors_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
     top = [int(i) for i in pred["order"][:min(k, n)]]
     gallery(run_dir, ds, rec, top,
             [f"{'✓' if preds[i] == labels[i] else '✗'} true {classes[labels[i]]} · said {classes[preds[i]]} "
-             f"({confs[i]:.0%}) · loss {max(losses[i], 0.0) + 0.0:.3g}" for i in top], key=f"hl_{rec.id}")
+             f"({confs[i]:.0%}) · loss {max(losses[i], 0.0) + 0.0:.3g}" for i in top], key=f"hl_{rec.id}",
+            files=pred["files"])
 
     st.subheader("Confusion matrix")
     matrix, cells = confusion_cells(labels, preds, len(classes))
@@ -512,7 +519,8 @@ def errors_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
         if t != p:
             st.caption("Open one with **Explain**: if the maps sit on the background or on a detail both classes "
                        "share, more (or more varied) images of these classes will help more than more epochs.")
-    gallery(run_dir, ds, rec, shown, [f"#{i} · {confs[i]:.0%} sure" for i in shown], key=f"cell_{rec.id}")
+    gallery(run_dir, ds, rec, shown, [f"{confs[i]:.0%} sure" for i in shown], key=f"cell_{rec.id}",
+            files=pred["files"])
 
 
 def cell_label(option: str, classes: list[str], counts: dict[str, int]) -> str:
