@@ -121,7 +121,8 @@ def summary_metrics(run: components.RunView, summary: dict) -> None:
         value = summary.get(name, last.get(name) if last is not None else None)
         if isinstance(value, (int, float)) and value == value:
             shown = components.fmt_pct(value) if charts.is_fraction_metric(name) else f"{value:.4g}"
-            items.append((charts.metric_label(name), shown, "Final value logged by the method."))
+            label = charts.metric_label(name)  # the tile shows the name, its help the words in brackets
+            items.append((label.split(" (")[0], shown, f"{label}: the final value logged by the method."))
     ips = summary.get("train_images_per_sec")
     if ips:
         threads = summary.get("cpu_threads")
@@ -303,7 +304,7 @@ def one_run(engine, runs) -> None:
 def reuse(rec) -> None:
     """"Use these settings again" (on the data chosen now) and "… on this data" (the run's own)."""
     data = state.dataset_name(rec.config)
-    c = st.columns([1, 1, 2], vertical_alignment="center")
+    c = st.columns([2, 3, 3], vertical_alignment="center")  # room for the dataset's name in the second button
     again = c[0].button("Use these settings again", icon=":material/replay:", key=f"reuse_{rec.id}",
                         help="The next run gets this run's model, methods and training settings, on the dataset "
                              f"chosen now ({state.dataset().label}).")
