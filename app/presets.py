@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+
 from engine.config import RunConfig
 from engine.presets import DEFAULT_PRESET, PRESETS, Preset, offline_pretrained, quick_demo
 
@@ -48,5 +50,19 @@ def recipe_drift(cfg: RunConfig, train_images: int = SAMPLE_TRAIN_IMAGES, min_st
             "switch on *Find the learning rate automatically*, or lower the rate.")
 
 
+def few_batches(cfg: RunConfig, train_images: int, max_per_epoch: int = 2) -> str | None:
+    """A warning when the batch size leaves at most `max_per_epoch` optimiser steps per epoch on
+    `train_images` training images (the ragged last batch is dropped, so a batch as large as the
+    training set is one step an epoch), with a batch size that gives about eight. None otherwise."""
+    bs, n = cfg.train.batch_size, train_images
+    per_epoch = max(1, n // bs)
+    if per_epoch > max_per_epoch or n < 8:
+        return None
+    suggest = max(4, 2 ** int(math.log2(n / 8)))
+    return (f"Batches of {bs} from your {n} training images make {per_epoch} optimiser step"
+            f"{'s' * (per_epoch != 1)} per epoch ({per_epoch * cfg.train.epochs} in {cfg.train.epochs} epochs): "
+            f"too few for fine-tuning to get far. A batch size of {suggest} gives {n // suggest} steps per epoch.")
+
+
 __all__ = ["DEFAULT_PRESET", "ICONS", "PRESETS", "Preset", "icon", "offline_pretrained", "quick_demo",
-           "recipe_drift", "SAMPLE_CLASSES", "SAMPLE_TRAIN_IMAGES"]
+           "few_batches", "recipe_drift", "SAMPLE_CLASSES", "SAMPLE_TRAIN_IMAGES"]

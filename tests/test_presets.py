@@ -82,3 +82,18 @@ def test_a_presets_rate_on_a_much_shorter_run_is_flagged():
     assert recipe_drift(apply_overrides(short, ["optim.lr=0.0037"])) is None  # the user's own rate
     small = PRESETS["small_model"].apply(RunConfig())  # the same rate on another backbone: its own recipe counts
     assert recipe_drift(small) is None and "Small model" in recipe_drift(apply_overrides(small, ["train.epochs=2"]))
+
+
+def test_a_batch_that_leaves_few_steps_per_epoch_is_flagged():
+    """A batch about as large as the training set is one optimiser step an epoch: the Small model
+    preset (batch 64) on a new user's 33 training images trained 8 steps and stayed at guessing."""
+    from app.presets import few_batches
+    from engine.config import RunConfig, apply_overrides
+
+    small = PRESETS["small_model"].apply(RunConfig())
+    text = few_batches(small, 33)
+    assert "Batches of 64 from your 33 training images make 1 optimiser step per epoch (8 in 8 epochs)" in text
+    assert "A batch size of 4 gives 8 steps per epoch" in text
+    assert few_batches(small, 384) is None  # the sample: 6 steps an epoch
+    assert "make 2 optimiser steps" in few_batches(apply_overrides(small, ["train.batch_size=16"]), 40)
+    assert few_batches(small, 5) is None  # too few images to say anything useful

@@ -12,7 +12,8 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, state
-from app.presets import PRESETS, SAMPLE_CLASSES, SAMPLE_TRAIN_IMAGES, icon, offline_pretrained, recipe_drift
+from app.presets import (PRESETS, SAMPLE_CLASSES, SAMPLE_TRAIN_IMAGES, few_batches, icon, offline_pretrained,
+                         recipe_drift)
 from app.widgets import dataclass_widgets, field_widget, widget_key
 from engine.backbones import BACKBONES, CHECKPOINT_SUFFIXES, PRETRAINED_SOURCES, available_sources
 from engine.config import RunConfig
@@ -252,6 +253,9 @@ def knobs_section() -> None:
     cfg = state.update_section("train", epochs=field_widget("train", cfg.train, "epochs", container=c[0]),
                                batch_size=field_widget("train", cfg.train, "batch_size", container=c[1]))
     keep_fine_tuning_epochs(cfg)
+    batches = few_batches(cfg, known_classes_and_train_size(cfg)[1])
+    if batches:
+        st.warning(batches, icon=":material/warning:")
     if spec.fixed_image_size:
         c[2].markdown(f"Image size\n\n**{spec.fixed_image_size} px** (fixed for {spec.name})")
         state.update_section("data", image_size=spec.fixed_image_size)
