@@ -236,12 +236,12 @@ def use_channels_last(requested: bool, device: torch.device, amp_dtype: torch.dt
 # threads wait on each other: on a 2-core CPU with one core busy, a 2-thread run trained at 25-36
 # img/s against 117-122 img/s with one thread (ResNet-18, 64 px, README's "CPU threads").
 DEFAULT_CPU_THREADS = torch.get_num_threads()  # at import: PyTorch's default, or what the caller set
-THREAD_SAMPLE_S = 0.3
+THREAD_SAMPLE_S = 0.3  # the shortest window the load is measured over
 
 
 @dataclass(frozen=True)
 class CpuThreads:
-    """`threads` for this run; `busy_cores`: cores kept busy by other work during the sample (0 when
+    """`threads` for this run; `busy_cores`: cores kept busy by other programs during the sample (0 when
     not measured); `limit`: the most it may use (PyTorch's default)."""
     threads: int
     busy_cores: float
@@ -256,30 +256,60 @@ class CpuThreads:
                 "slow every step. Set CPU threads (train.threads) to choose yourself.")
 
 
-def auto_cpu_threads(limit: int | None = None, sample_s: float = THREAD_SAMPLE_S, busy_cores: float | None = None
-                     ) -> CpuThreads:
+class LoadSample:
+    """CPU time of the CPUs this process may use and of the process itself, from now on (psutil);
+    `busy_cores()` is what other programs used per second of the window. Start it before the run's
+    setup (decoding, building the model) and the setup's own time is the window, at no extra cost.
+    Raises ImportError/OSError/psutil errors when the load cannot be read."""
+
+    def __init__(self):
+        import psutil
+
+        self._psutil, self._me = psutil, psutil.Process()
+        self.cpus = (self._me.cpu_affinity() if hasattr(self._me, "cpu_affinity")
+                     else list(range(psutil.cpu_count() or 1)))
+        self._t0, self._cpu0, self._own0 = time.perf_counter(), self._busy_seconds(), self._own_seconds()
+
+    def _busy_seconds(self) -> float:
+        times = self._psutil.cpu_times(percpu=True)
+        return sum(sum(t) - t.idle - getattr(t, "iowait", 0.0) for i, t in enumerate(times) if i in self.cpus)
+
+    def _own_seconds(self) -> float:
+        t = self._me.cpu_times()
+        return t.user + t.system
+
+    def busy_cores(self, min_s: float = THREAD_SAMPLE_S) -> float:
+        """Cores other programs kept busy since the start (waits until `min_s` seconds have passed)."""
+        time.sleep(max(0.0, min_s - (time.perf_counter() - self._t0)))
+        wall = time.perf_counter() - self._t0
+        others = (self._busy_seconds() - self._cpu0) - (self._own_seconds() - self._own0)
+        return max(0.0, others / wall)
+
+
+def start_load_sample() -> LoadSample | None:
+    """A LoadSample from now, or None when the load cannot be read here (no psutil, no /proc)."""
+    try:
+        return LoadSample()
+    except Exception:
+        return None
+
+
+def auto_cpu_threads(limit: int | None = None, sample: LoadSample | None = None, busy_cores: float | None = None,
+                     min_s: float = THREAD_SAMPLE_S) -> CpuThreads:
     """CPU threads for a run whose `train.threads` is 0 (automatic): PyTorch's default `limit`, less
-    the cores that other work keeps busy, measured over `sample_s` seconds (psutil, per CPU this
-    process may run on; the calling thread sleeps meanwhile, so it is not counted). `busy_cores`
-    skips the measurement (tests). Never fewer than 1 thread or more than `limit`; when psutil cannot
-    read the load (no /proc access) the limit is kept. Raises nothing."""
+    the cores other programs keep busy, measured by `sample` (started earlier, e.g. before the run's
+    setup) or over `min_s` seconds from now; this process's own CPU time is not counted. `busy_cores`
+    skips the measurement (tests). Never fewer than 1 thread or more than `limit`; when the load
+    cannot be read the limit is kept. Raises nothing."""
     limit = max(1, DEFAULT_CPU_THREADS if limit is None else limit)
     if limit == 1:
         return CpuThreads(1, 0.0, 1)
+    logical = limit
     if busy_cores is None:
+        sample = sample or start_load_sample()
         try:
-            import psutil
-
-            me = psutil.Process()
-            cpus = me.cpu_affinity() if hasattr(me, "cpu_affinity") else list(range(psutil.cpu_count() or limit))
-            psutil.cpu_percent(None, percpu=True)
-            time.sleep(sample_s)
-            per_cpu = psutil.cpu_percent(None, percpu=True)
-            busy_cores = sum(per_cpu[i] for i in cpus if i < len(per_cpu)) / 100.0
-            logical = len(cpus)
-        except Exception:  # psutil missing, or the load cannot be read here
+            busy_cores, logical = sample.busy_cores(min_s), len(sample.cpus)
+        except Exception:  # no sample, or the load cannot be read here
             return CpuThreads(limit, 0.0, limit)
-    else:
-        logical = limit
     free = max(0.0, logical - busy_cores) * limit / max(logical, 1)  # logical CPUs to PyTorch's (physical) threads
     return CpuThreads(max(1, min(limit, round(free))), round(busy_cores, 2), limit)

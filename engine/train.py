@@ -28,7 +28,8 @@ from engine.backbones import build_model
 from engine.config import RunConfig
 from engine.contract import EvalClock, MethodHook, Reporter, StopRequested, TrainContext, owns_loss
 from engine.data import DataSplits, balanced_sample_indices, class_weights
-from engine.devices import auto_cpu_threads, autocast_ctx, pick_amp, pick_device, use_channels_last
+from engine.devices import (auto_cpu_threads, autocast_ctx, pick_amp, pick_device,
+                            start_load_sample, use_channels_last)
 from engine.distributed import agree, all_sum
 from engine.errors import StudioError
 from engine.evaluate import (epoch_sets, epoch_sets_note, eval_passes, evaluate, final_passes, final_sets,
@@ -65,14 +66,11 @@ def setup_run(cfg: RunConfig, reporter: Reporter, run_dir: Path | None, work_dir
     `world` is (rank, world size) of the torchrun job this process belongs to ((0, 1) alone)."""
     rank, world_size = world
     device = pick_device(cfg.train.device, distributed=world_size > 1)
-    threads = None
+    threads, load = None, None
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
-    elif device.type == "cpu" and world_size == 1:  # automatic: PyTorch's default less the cores kept busy
-        threads = auto_cpu_threads()
-        torch.set_num_threads(threads.threads)
-        if threads.note():
-            reporter.progress(cpu_threads_note=threads.note())
+    elif device.type == "cpu" and world_size == 1:
+        load = start_load_sample()  # measured over the setup below: what other programs keep busy
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = not cfg.train.deterministic
         torch.backends.cudnn.deterministic = cfg.train.deterministic
@@ -84,6 +82,11 @@ def setup_run(cfg: RunConfig, reporter: Reporter, run_dir: Path | None, work_dir
     model, load_report = build_model(cfg.backbone.name, len(data.classes), cfg.backbone.pretrained,
                                      cfg.backbone.checkpoint)
     model = restructure_model(model, cfg).to(device)  # e.g. AdaFilter's gated convolutions
+    if load is not None:  # automatic threads: PyTorch's default less the cores other programs keep busy
+        threads = auto_cpu_threads(sample=load)
+        torch.set_num_threads(threads.threads)
+        if threads.note():
+            reporter.progress(cpu_threads_note=threads.note())
     amp_dtype = pick_amp(cfg.train.amp, device, cfg.data.image_size)  # CPU: bf16 where measured faster at this size
     channels_last = use_channels_last(cfg.train.channels_last, device, amp_dtype, cfg.data.image_size)
     if channels_last:
@@ -109,6 +112,7 @@ def setup_run(cfg: RunConfig, reporter: Reporter, run_dir: Path | None, work_dir
                        classes=data.classes, data_report=data.report.to_dict(), device=str(device),
                        cpu_threads=torch.get_num_threads() if device.type == "cpu" else None,
                        cpu_threads_note=threads.note() if threads is not None else "",
+                       cpu_busy_cores_at_start=threads.busy_cores if threads is not None else None,
                        precision=str(amp_dtype).removeprefix("torch.") if amp_dtype else "float32",
                        channels_last=channels_last, epoch_eval=epoch_sets_note(ctx.eval_sets),
                        effective_lr=cfg.effective_lr, methods=cfg.enabled_methods(), world_size=world_size,

@@ -28,6 +28,26 @@ def test_busy_cores_are_left_to_their_programs():
     assert "1 of 2 CPU threads" in note and "1.0 cores busy" in note and "train.threads" in note
 
 
+def test_the_own_process_is_not_counted_and_setup_time_is_the_window():
+    """A sample started before work this process does itself (decoding, building the model) counts
+    only other programs, and needs no wait when that work took longer than the minimum window."""
+    import psutil
+
+    sample = devices.start_load_sample()
+    before, t0 = psutil.cpu_times(percpu=True), time.perf_counter()
+    t = time.perf_counter()
+    x = torch.randn(600, 600)
+    while time.perf_counter() - t < 0.6:  # this process keeps one core busy
+        x = x @ x.T / 600
+    t = time.perf_counter()
+    busy = sample.busy_cores(min_s=0.3)
+    assert time.perf_counter() - t < 0.1, "the window had passed: no wait"
+    after, wall = psutil.cpu_times(percpu=True), time.perf_counter() - t0
+    everyone = sum((sum(a) - a.idle - getattr(a, "iowait", 0)) - (sum(b) - b.idle - getattr(b, "iowait", 0))
+                   for i, (a, b) in enumerate(zip(after, before)) if i in sample.cpus) / wall
+    assert everyone >= 0.8 and busy <= everyone - 0.7, (busy, everyone)  # our own core is left out
+
+
 def test_one_thread_is_not_measured(monkeypatch):
     monkeypatch.setattr(devices.time, "sleep", lambda s: pytest.fail("a 1-thread limit needs no measurement"))
     assert auto_cpu_threads(1) == devices.CpuThreads(1, 0.0, 1)
@@ -40,7 +60,7 @@ def test_a_busy_process_is_measured():
     spin = subprocess.Popen([sys.executable, "-c", "import time\nt=time.time()\nwhile time.time()-t<20: pass"])
     try:
         time.sleep(0.5)
-        choice = auto_cpu_threads(cpus, sample_s=0.5)
+        choice = auto_cpu_threads(cpus, min_s=0.5)
     finally:
         spin.kill()
     assert choice.busy_cores >= 0.7  # the spinning process keeps one core busy (other work only adds)
@@ -50,7 +70,7 @@ def test_a_busy_process_is_measured():
 def test_an_automatic_cpu_run_records_its_threads(tmp_path, monkeypatch):
     import engine.train as engine_train
 
-    monkeypatch.setattr(engine_train, "auto_cpu_threads", lambda: devices.CpuThreads(1, 1.0, 2))
+    monkeypatch.setattr(engine_train, "auto_cpu_threads", lambda sample=None: devices.CpuThreads(1, 1.0, 2))
     data = write_tiny_zip(tmp_path / "d.zip")
     (tmp_path / "run").mkdir(), (tmp_path / "run2").mkdir()
     before = torch.get_num_threads()

@@ -45,7 +45,8 @@ class WiseFTConfig:
         "label": "alphas evaluated after training", "help": "0 = starting model (linear probe), 1 = fine-tuned model."})
     recalibrate_bn: bool = field(default=False, metadata={
         "label": "recalibrate batch-norm statistics per alpha",
-        "help": "Re-estimate BN running statistics on the training images for each mixed model (slower)."})
+        "help": "Re-estimate BN running statistics on the training images for each mixed model (slower). "
+                "On the bundled sample it lowered the fine-tuned end by 5-13 validation points (README, WiSE-FT)."})
     probe_epochs: int = field(default=100, metadata={
         "label": "linear-probe iterations (L-BFGS)", "min": 10, "max": 1000,
         "help": "The starting model (alpha 0) is the pretrained backbone with a new final layer fitted on your "
