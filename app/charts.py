@@ -389,7 +389,9 @@ def compare_chart(df: pd.DataFrame, metric: str) -> alt.Chart:
         x=alt.X("epoch:Q", title="Epoch", axis=alt.Axis(tickMinStep=1, format="d")),
         y=alt.Y("value:Q", title=label, axis=alt.Axis(format="%" if percent else "~g"),
                 scale=alt.Scale(domain=[0, 1]) if percent else alt.Scale(zero=False)),
-        color=alt.Color("run:N", title="Run", legend=alt.Legend(orient="bottom", columns=1, labelLimit=480)),
+        # tableau10: neighbouring runs get distinct hues (Streamlit's theme starts with two blues)
+        color=alt.Color("run:N", title="Run", scale=alt.Scale(scheme="tableau10"),
+                        legend=alt.Legend(orient="bottom", columns=1, labelLimit=480)),
         tooltip=[alt.Tooltip("run:N", title="Run"), alt.Tooltip("epoch:Q", title="Epoch"),
                  alt.Tooltip("value:Q", title=label, format=".1%" if percent else ".4g")],
     )

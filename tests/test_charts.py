@@ -145,6 +145,7 @@ def test_compare_chart_has_one_line_per_run():
     d = spec(charts.compare_chart(long, "val_acc"))
     enc = layer_encodings(d)[0]
     assert enc["color"]["field"] == "run" and enc["y"]["axis"]["format"] == "%"
+    assert enc["color"]["scale"]["scheme"] == "tableau10", "distinct hues, not the theme's two blues"
     assert d["title"] == "Validation accuracy: runs compared"
     assert charts.compare_frame({"x": a}, "no_such_metric").empty
 

@@ -87,7 +87,7 @@ def _activate(engine, candidate: state.Dataset, size: int | None = None) -> bool
 
 
 def _size_text(n: int) -> str:
-    return f"{n / 1024 ** 2:.1f} MB" if n >= 1024 ** 2 else f"{max(n, 1) / 1024:.0f} KB"
+    return f"{n / 1024 ** 2:.1f} MB" if n >= 1024 ** 2 else f"{max(n, 1) / 1024:.1f} KB"  # as the uploader writes it
 
 
 def earlier_uploads(engine, kind: str, in_use: str, on_use) -> None:
