@@ -59,8 +59,9 @@ def scratch_run(rec, runs) -> object | None:
 
 def at_chance(summary: dict, config: dict | None = None, margin: float = 0.02) -> str | None:
     """A warning when the run's test (else validation) accuracy is within `margin` of guessing
-    (1 / number of classes): such a run learnt nothing. Its advice follows from the run's number of
-    optimiser steps (epochs x batches per epoch, from `config` and the summary) when they are known."""
+    (1 / number of classes), or below it: such a run learnt nothing. Its advice follows from the
+    run's optimiser steps (the summary's `steps_per_epoch` and `train_images`, the config's epochs,
+    batch size and automatic learning rate)."""
     classes = summary.get("classes") or []
     acc = summary.get("test_acc") if isinstance(summary.get("test_acc"), (int, float)) else summary.get("val_acc")
     if len(classes) < 2 or not isinstance(acc, (int, float)):
@@ -69,34 +70,41 @@ def at_chance(summary: dict, config: dict | None = None, margin: float = 0.02) -
     if acc > guess + margin:
         return None
     split = "test" if isinstance(summary.get("test_acc"), (int, float)) else "validation"
+    advice = chance_advice(summary, config)
+    if acc < guess - margin:  # worse than guessing: more often the labels than the recipe
+        return (f"This run's {split} accuracy ({100 * acc:.1f}%) is below the level of guessing among "
+                f"{len(classes)} classes ({100 * guess:.1f}%). Check on the Data page that each class folder "
+                f"holds the images of its class. {advice}")
     return (f"This run's {split} accuracy ({100 * acc:.1f}%) is at the level of guessing among "
-            f"{len(classes)} classes ({100 * guess:.1f}%): it learnt nothing yet. " + chance_advice(summary, config))
+            f"{len(classes)} classes ({100 * guess:.1f}%): it learnt nothing yet. {advice}")
 
 
 FEW_STEPS = 100  # optimiser steps: below this a fine-tuning run on a new dataset rarely gets far
+LR_AUTO = "*Find the learning rate automatically*"  # the Model page's label for optim.lr_auto
 
 
 def chance_advice(summary: dict, config: dict | None) -> str:
     """What to change for a run that stayed at guessing, from its optimiser steps."""
     train = (config or {}).get("train") or {}
     epochs, batch = int(train.get("epochs") or 0), int(train.get("batch_size") or 0)
-    per_epoch_images = summary.get("images_per_process_per_epoch")
-    n_train = ((summary.get("data_report") or {}).get("split_counts") or {}).get("train")
-    n_train = sum(n_train.values()) if isinstance(n_train, dict) else None
-    if not (epochs and batch and isinstance(per_epoch_images, int)):
-        return "Give it more epochs, or switch on automatic learning rate on the Model and methods page."
-    per_epoch = max(1, per_epoch_images // batch)
+    auto = bool(((config or {}).get("optim") or {}).get("lr_auto"))
+    per_epoch, n_train = summary.get("steps_per_epoch"), summary.get("train_images")
+    rate = ("lower the learning rate (it was found automatically: set one by hand)" if auto
+            else f"lower the learning rate or switch on {LR_AUTO}")
+    if not (epochs and batch and isinstance(per_epoch, int)):
+        return f"Give it more epochs, or {rate} (Model and methods page)."
     steps = per_epoch * epochs
     if steps >= FEW_STEPS:
-        return (f"It took {steps} optimiser steps: try a lower learning rate or the automatic learning rate, "
-                "and check on the Data page that the classes look different from each other.")
-    if n_train and batch >= n_train:
+        return (f"It took {steps} optimiser steps: {rate}, and check on the Data page that the classes look "
+                "different from each other.")
+    more = "" if auto else f", or switch on {LR_AUTO}"
+    if isinstance(n_train, int) and batch >= n_train:
         return (f"It took only {steps} optimiser steps: the batch size ({batch}) is not smaller than your "
                 f"{n_train} training images, so each epoch is a single step. Choose a batch size well below "
-                f"{n_train} and more epochs (Model and methods page), or switch on automatic learning rate.")
+                f"{n_train} and more epochs (Model and methods page){more}.")
     return (f"It took only {steps} optimiser steps ({epochs} epoch{'s' * (epochs != 1)} of {per_epoch} "
             f"batch{'es' * (per_epoch != 1)} of {batch}): give it more steps with more epochs or a smaller batch "
-            "size (Model and methods page), or switch on automatic learning rate.")
+            f"size (Model and methods page){more}.")
 
 
 def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict) -> None:

@@ -31,13 +31,13 @@ def recipe_drift(cfg: RunConfig, train_images: int = SAMPLE_TRAIN_IMAGES, min_st
     there). None when nothing drifted."""
     if cfg.optim.lr_auto:
         return None
-    steps = cfg.train.epochs * max(1, train_images // cfg.train.batch_size)
+    steps = cfg.train.epochs * cfg.steps_per_epoch(train_images)
     matches = []  # (share of the preset's steps, preset, its config) for the presets with this rate
     for preset in PRESETS.values():
         ref = preset.apply(cfg)
         if (ref.backbone.name, ref.optim.optimizer, ref.optim.lr, ref.optim.momentum) == (
                 cfg.backbone.name, cfg.optim.optimizer, cfg.optim.lr, cfg.optim.momentum):
-            ref_steps = ref.train.epochs * max(1, SAMPLE_TRAIN_IMAGES // ref.train.batch_size)
+            ref_steps = ref.train.epochs * ref.steps_per_epoch(SAMPLE_TRAIN_IMAGES)
             matches.append((steps / ref_steps, preset, ref))
     if not matches or max(m[0] for m in matches) >= min_step_share:
         return None  # not a preset's rate, or close enough to one preset's recipe
@@ -52,16 +52,18 @@ def recipe_drift(cfg: RunConfig, train_images: int = SAMPLE_TRAIN_IMAGES, min_st
 
 def few_batches(cfg: RunConfig, train_images: int, max_per_epoch: int = 2) -> str | None:
     """A warning when the batch size leaves at most `max_per_epoch` optimiser steps per epoch on
-    `train_images` training images (the ragged last batch is dropped, so a batch as large as the
-    training set is one step an epoch), with a batch size that gives about eight. None otherwise."""
-    bs, n = cfg.train.batch_size, train_images
-    per_epoch = max(1, n // bs)
+    `train_images` training images (a batch as large as the training set is one step an epoch), with
+    a power-of-two batch size that gives about eight. None otherwise, and for fewer than 8 images."""
+    n, epochs = train_images, cfg.train.epochs
+    per_epoch = cfg.steps_per_epoch(n)
     if per_epoch > max_per_epoch or n < 8:
         return None
-    suggest = max(4, 2 ** int(math.log2(n / 8)))
-    return (f"Batches of {bs} from your {n} training images make {per_epoch} optimiser step"
-            f"{'s' * (per_epoch != 1)} per epoch ({per_epoch * cfg.train.epochs} in {cfg.train.epochs} epochs): "
-            f"too few for fine-tuning to get far. A batch size of {suggest} gives {n // suggest} steps per epoch.")
+    suggest = max(4, 2 ** round(math.log2(n / 8)))  # batch norm needs a few images per batch
+    fix = (f"A batch size of {suggest} gives {n // suggest} steps per epoch." if n // suggest > max_per_epoch
+           else "With so few images, a batch size of 4 and many epochs is what there is: more images help most.")
+    return (f"Batches of {cfg.train.batch_size} from your {n} training images make {per_epoch} optimiser step"
+            f"{'s' * (per_epoch != 1)} per epoch ({per_epoch * epochs} in {epochs} epoch{'s' * (epochs != 1)}): "
+            f"too few for fine-tuning to get far. {fix}")
 
 
 __all__ = ["DEFAULT_PRESET", "ICONS", "PRESETS", "Preset", "icon", "offline_pretrained", "quick_demo",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -511,6 +512,15 @@ def watched_run(engine: Engine) -> str | None:
 
 WEIGHTS_TEXT = {"bundled": "bundled weights", "imagenet": "ImageNet weights", "none": "no pretraining",
                 "checkpoint": "your checkpoint"}
+
+
+MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|$~<>])")
+
+
+def md_text(text: str) -> str:
+    """`text` (a user's file or class name) escaped for st.markdown: `*`, `_`, `$` (LaTeX) and the
+    other markdown characters show as themselves."""
+    return MARKDOWN_SPECIALS.sub(r"\\\1", str(text))
 
 
 def plural(n: int, word: str) -> str:

@@ -222,6 +222,11 @@ class RunConfig:
             return self.optim.lr / (1.0 - self.optim.momentum)
         return self.optim.lr
 
+    def steps_per_epoch(self, train_images: int) -> int:
+        """Optimiser steps in one epoch over `train_images` training images: the ragged last batch is
+        dropped, and a batch as large as the training set is one step (engine.train)."""
+        return max(1, train_images // self.train.batch_size)
+
     # ---- (de)serialisation ------------------------------------------------------------
     def to_dict(self) -> dict:
         out: dict[str, Any] = {"name": self.name, "seed": self.seed}

@@ -7,6 +7,7 @@ CPUs, with channels_last); torchrun's LOCAL_RANK convention (one GPU per process
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -235,55 +236,75 @@ def use_channels_last(requested: bool, device: torch.device, amp_dtype: torch.dt
 # PyTorch's default is one thread per physical core. When other programs keep cores busy, its OpenMP
 # threads wait on each other: on a 2-core CPU with one core busy, a 2-thread run trained at 25-36
 # img/s against 117-122 img/s with one thread (ResNet-18, 64 px, README's "CPU threads").
-DEFAULT_CPU_THREADS = torch.get_num_threads()  # at import: PyTorch's default, or what the caller set
+DEFAULT_CPU_THREADS = torch.get_num_threads()  # at import: PyTorch's default (the sidebar's "up to N")
 THREAD_SAMPLE_S = 0.3  # the shortest window the load is measured over
 
 
 @dataclass(frozen=True)
 class CpuThreads:
-    """`threads` for this run; `busy_cores`: cores kept busy by other programs during the sample (0 when
-    not measured); `limit`: the most it may use (PyTorch's default)."""
+    """`threads` for this run; `limit`: the most it may use (the thread count before the run);
+    `busy`: logical CPUs that other programs kept busy during the sample (0 when not measured), out of
+    the `cpus` logical CPUs this process may use."""
     threads: int
-    busy_cores: float
+    busy: float
     limit: int
+    cpus: int = 0
 
     def note(self) -> str:
         """Plain words for the UI and the run summary; empty when nothing was held back."""
         if self.threads >= self.limit:
             return ""
         return (f"Training on {self.threads} of {self.limit} CPU threads: other programs were keeping about "
-                f"{self.busy_cores:.1f} cores busy when the run started, and threads that wait for a busy core "
-                "slow every step. Set CPU threads (train.threads) to choose yourself.")
+                f"{self.busy:.1f} of the {self.cpus} CPUs busy when the run started, and threads that wait for a "
+                "busy CPU slow every step. Set CPU threads (train.threads) to choose yourself.")
 
 
 class LoadSample:
     """CPU time of the CPUs this process may use and of the process itself, from now on (psutil);
-    `busy_cores()` is what other programs used per second of the window. Start it before the run's
-    setup (decoding, building the model) and the setup's own time is the window, at no extra cost.
-    Raises ImportError/OSError/psutil errors when the load cannot be read."""
+    `busy()` is the number of CPUs other programs kept busy over the window. Start it before the
+    run's setup (decoding, building the model) and the setup's own time is the window. Raises
+    ImportError/OSError/psutil errors when the load cannot be read."""
 
     def __init__(self):
         import psutil
 
         self._psutil, self._me = psutil, psutil.Process()
-        self.cpus = (self._me.cpu_affinity() if hasattr(self._me, "cpu_affinity")
-                     else list(range(psutil.cpu_count() or 1)))
+        n = len(psutil.cpu_times(percpu=True))
+        allowed = self._me.cpu_affinity() if hasattr(self._me, "cpu_affinity") else []
+        # /proc/stat numbers the CPUs it lists from 0; affinity gives CPU ids. They agree only when every
+        # CPU is listed (none offline, no renumbering container); otherwise all listed CPUs are counted.
+        self.cpus = allowed if allowed and n == psutil.cpu_count() and max(allowed) < n else list(range(n))
         self._t0, self._cpu0, self._own0 = time.perf_counter(), self._busy_seconds(), self._own_seconds()
 
     def _busy_seconds(self) -> float:
         times = self._psutil.cpu_times(percpu=True)
-        return sum(sum(t) - t.idle - getattr(t, "iowait", 0.0) for i, t in enumerate(times) if i in self.cpus)
+        busy = 0.0
+        for i in self.cpus:  # as psutil's own busy time: guest time is already inside user and nice
+            t = times[i]
+            busy += (sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "guest", 0.0)
+                     - getattr(t, "guest_nice", 0.0))
+        return busy
 
     def _own_seconds(self) -> float:
         t = self._me.cpu_times()
         return t.user + t.system
 
-    def busy_cores(self, min_s: float = THREAD_SAMPLE_S) -> float:
-        """Cores other programs kept busy since the start (waits until `min_s` seconds have passed)."""
+    def busy(self, min_s: float = THREAD_SAMPLE_S) -> float:
+        """CPUs other programs kept busy since the start (waits until `min_s` seconds have passed)."""
         time.sleep(max(0.0, min_s - (time.perf_counter() - self._t0)))
         wall = time.perf_counter() - self._t0
         others = (self._busy_seconds() - self._cpu0) - (self._own_seconds() - self._own0)
         return max(0.0, others / wall)
+
+
+@contextlib.contextmanager
+def kept_threads():
+    """Restores torch's intra-op thread count on exit (a run may set its own; the caller's comes back)."""
+    before = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def start_load_sample() -> LoadSample | None:
@@ -294,22 +315,23 @@ def start_load_sample() -> LoadSample | None:
         return None
 
 
-def auto_cpu_threads(limit: int | None = None, sample: LoadSample | None = None, busy_cores: float | None = None,
-                     min_s: float = THREAD_SAMPLE_S) -> CpuThreads:
-    """CPU threads for a run whose `train.threads` is 0 (automatic): PyTorch's default `limit`, less
-    the cores other programs keep busy, measured by `sample` (started earlier, e.g. before the run's
-    setup) or over `min_s` seconds from now; this process's own CPU time is not counted. `busy_cores`
-    skips the measurement (tests). Never fewer than 1 thread or more than `limit`; when the load
-    cannot be read the limit is kept. Raises nothing."""
-    limit = max(1, DEFAULT_CPU_THREADS if limit is None else limit)
+def auto_cpu_threads(limit: int | None = None, sample: LoadSample | None = None, busy: float | None = None,
+                     cpus: int | None = None, min_s: float = THREAD_SAMPLE_S) -> CpuThreads:
+    """CPU threads for a run whose `train.threads` is 0 (automatic): `limit` (default: the current
+    torch.get_num_threads(), PyTorch's one per physical core unless the caller set it), less the CPUs
+    other programs keep busy, measured by `sample` (started earlier, e.g. before the run's setup) or
+    over `min_s` seconds from now; this process's own CPU time is not counted. `busy` and `cpus`
+    (logical CPUs) skip the measurement (tests). A limit of 1 is never measured. Never fewer than 1
+    thread or more than `limit`; when the load cannot be read the limit is kept. Raises nothing."""
+    limit = max(1, torch.get_num_threads() if limit is None else limit)
     if limit == 1:
-        return CpuThreads(1, 0.0, 1)
-    logical = limit
-    if busy_cores is None:
+        return CpuThreads(1, 0.0, 1, cpus or 1)
+    if busy is None:
         sample = sample or start_load_sample()
         try:
-            busy_cores, logical = sample.busy_cores(min_s), len(sample.cpus)
+            busy, cpus = sample.busy(min_s), len(sample.cpus)
         except Exception:  # no sample, or the load cannot be read here
-            return CpuThreads(limit, 0.0, limit)
-    free = max(0.0, logical - busy_cores) * limit / max(logical, 1)  # logical CPUs to PyTorch's (physical) threads
-    return CpuThreads(max(1, min(limit, round(free))), round(busy_cores, 2), limit)
+            return CpuThreads(limit, 0.0, limit, cpus or limit)
+    cpus = cpus or limit
+    free = max(0.0, cpus - busy) * limit / cpus  # logical CPUs to PyTorch's (physical-core) threads
+    return CpuThreads(max(1, min(limit, round(free))), round(busy, 2), limit, cpus)

@@ -30,7 +30,7 @@ from engine.augment import augment_batch, to_float
 from engine.config import RunConfig, with_section
 from engine.contract import Reporter, StopRequested, SubReporter
 from engine.data import DataSplits
-from engine.devices import autocast_ctx
+from engine.devices import autocast_ctx, kept_threads
 from engine.distributed import on_rank0
 from engine.errors import StudioError
 from engine.methods import METHODS
@@ -103,6 +103,11 @@ def lr_range_test(cfg: RunConfig, data: DataSplits, reporter: Reporter | None = 
     `planned_steps` of the run) with the rate growing exponentially over `EFFECTIVE_RANGE`, and pick
     the rate. The run itself starts again from the pretrained weights. Raises StopRequested when the
     user stops, StudioError when no step gave a finite loss."""
+    with kept_threads():  # the probe may set its own thread count (engine.devices.auto_cpu_threads)
+        return _range_test(cfg, data, reporter, steps)
+
+
+def _range_test(cfg: RunConfig, data: DataSplits, reporter: Reporter | None, steps: int | None) -> LRFindResult:
     t0 = time.perf_counter()
     sub = SubReporter(reporter, "finding the learning rate")
     ctx, _hooks = setup_run(probe_config(cfg), sub, None, None, data=data)

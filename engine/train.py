@@ -28,7 +28,7 @@ from engine.backbones import build_model
 from engine.config import RunConfig
 from engine.contract import EvalClock, MethodHook, Reporter, StopRequested, TrainContext, owns_loss
 from engine.data import DataSplits, balanced_sample_indices, class_weights
-from engine.devices import (auto_cpu_threads, autocast_ctx, pick_amp, pick_device,
+from engine.devices import (THREAD_SAMPLE_S, auto_cpu_threads, autocast_ctx, kept_threads, pick_amp, pick_device,
                             start_load_sample, use_channels_last)
 from engine.distributed import agree, all_sum
 from engine.errors import StudioError
@@ -67,14 +67,16 @@ def setup_run(cfg: RunConfig, reporter: Reporter, run_dir: Path | None, work_dir
     rank, world_size = world
     device = pick_device(cfg.train.device, distributed=world_size > 1)
     threads, load = None, None
+    auto_threads = device.type == "cpu" and world_size == 1 and cfg.train.threads == 0
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
-    elif device.type == "cpu" and world_size == 1:
+    elif auto_threads and torch.get_num_threads() > 1:
         load = start_load_sample()  # measured over the setup below: what other programs keep busy
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = not cfg.train.deterministic
         torch.backends.cudnn.deterministic = cfg.train.deterministic
     reporter.progress(phase="loading data", epoch=0, epochs=cfg.train.epochs)
+    given = data is not None
     data = data if data is not None else prepare_data(cfg, work_dir, limits)
     if limits is not None:
         check_data_limits(cfg, data, limits)
@@ -82,8 +84,8 @@ def setup_run(cfg: RunConfig, reporter: Reporter, run_dir: Path | None, work_dir
     model, load_report = build_model(cfg.backbone.name, len(data.classes), cfg.backbone.pretrained,
                                      cfg.backbone.checkpoint)
     model = restructure_model(model, cfg).to(device)  # e.g. AdaFilter's gated convolutions
-    if load is not None:  # automatic threads: PyTorch's default less the cores other programs keep busy
-        threads = auto_cpu_threads(sample=load)
+    if auto_threads:  # the thread count before the run, less the CPUs other programs keep busy
+        threads = auto_cpu_threads(sample=load, min_s=0.1 if given else THREAD_SAMPLE_S)  # given data: no decoding
         torch.set_num_threads(threads.threads)
         if threads.note():
             reporter.progress(cpu_threads_note=threads.note())
@@ -97,7 +99,7 @@ def setup_run(cfg: RunConfig, reporter: Reporter, run_dir: Path | None, work_dir
     device_generator = (generator if device.type == "cpu" and world_size == 1
                         else torch.Generator(device=device).manual_seed(cfg.seed + 7919 * (rank + 1)))
     bs, n_train = cfg.train.batch_size, len(data.train)
-    steps_per_epoch = max(1, n_train // bs)  # the ragged last batch is dropped
+    steps_per_epoch = cfg.steps_per_epoch(n_train)
     ctx = TrainContext(
         cfg=cfg, model=model, train_model=model, device=device, amp_dtype=amp_dtype, channels_last=channels_last,
         data=data, train_images=data.train.images.to(device), train_labels=data.train.labels.to(device),
@@ -112,11 +114,12 @@ def setup_run(cfg: RunConfig, reporter: Reporter, run_dir: Path | None, work_dir
                        classes=data.classes, data_report=data.report.to_dict(), device=str(device),
                        cpu_threads=torch.get_num_threads() if device.type == "cpu" else None,
                        cpu_threads_note=threads.note() if threads is not None else "",
-                       cpu_busy_cores_at_start=threads.busy_cores if threads is not None else None,
+                       cpu_busy_at_start=threads.busy if threads is not None else None,
                        precision=str(amp_dtype).removeprefix("torch.") if amp_dtype else "float32",
                        channels_last=channels_last, epoch_eval=epoch_sets_note(ctx.eval_sets),
                        effective_lr=cfg.effective_lr, methods=cfg.enabled_methods(), world_size=world_size,
-                       images_per_process_per_epoch=len(range(rank, bs, world_size)) * steps_per_epoch)
+                       images_per_process_per_epoch=len(range(rank, bs, world_size)) * steps_per_epoch,
+                       train_images=n_train, steps_per_epoch=steps_per_epoch)  # optimiser steps, all processes
     reporter.progress(epoch_eval=ctx.summary["epoch_eval"])  # what the live curves measure (captions)
     ctx.eval_clock = EvalClock(eval_passes(ctx.eval_sets), final_passes(cfg, data, ctx.eval_sets.ood_user))
     hooks = build_hooks(cfg)
@@ -257,6 +260,12 @@ def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None
     context. Raises StudioError (bad input, divergence) or StopRequested. Under torchrun the job
     passes this process's `world` (rank, world size); rank 0 alone writes checkpoints. With
     `resume`, continues the stopped run in `run_dir` from its last finished epoch (engine.resume)."""
+    with kept_threads():  # the run may set its own thread count; the caller's comes back afterwards
+        return _train(cfg, reporter, run_dir, work_dir, data, limits, world, resume)
+
+
+def _train(cfg: RunConfig, reporter: Reporter | None, run_dir: Path | None, work_dir: Path | None,
+           data: DataSplits | None, limits, world: tuple[int, int], resume: bool) -> TrainResult:
     t_start, reporter = time.perf_counter(), reporter or Reporter()
     work_dir = Path(work_dir or (run_dir or Path("runs")) / "data")
     ctx, hooks = setup_run(cfg, reporter, run_dir, work_dir, data, limits, world)

@@ -90,15 +90,20 @@ def test_a_run_at_chance_is_flagged_with_advice_from_its_steps():
     assert "validation accuracy" in at_chance({"classes": eight, "val_acc": 0.13})
     assert at_chance({"classes": ["a"], "test_acc": 0.0}) is None and at_chance({}) is None
     # a batch as large as the training set: one step an epoch, which the advice names
-    small = {"classes": ["a", "b", "c"], "test_acc": 0.333, "images_per_process_per_epoch": 64,
-             "data_report": {"split_counts": {"train": {"a": 11, "b": 11, "c": 11}}}}
+    small = {"classes": ["a", "b", "c"], "test_acc": 0.333, "steps_per_epoch": 1, "train_images": 33}
     text = at_chance(small, {"train": {"epochs": 8, "batch_size": 64}})
     assert "only 8 optimiser steps" in text and "batch size (64)" in text and "33 training images" in text
-    few = dict(small, images_per_process_per_epoch=384, data_report={"split_counts": {"train": {"a": 400}}})
+    assert "Find the learning rate automatically" in text
+    few = dict(small, steps_per_epoch=12, train_images=400)
     assert "only 48 optimiser steps (4 epochs of 12 batches of 32)" in at_chance(few, {"train": {"epochs": 4,
                                                                                            "batch_size": 32}})
     many = at_chance(few, {"train": {"epochs": 40, "batch_size": 32}})
-    assert "480 optimiser steps" in many and "lower learning rate" in many
+    assert "480 optimiser steps" in many and "lower the learning rate" in many
+    auto = at_chance(few, {"train": {"epochs": 40, "batch_size": 32}, "optim": {"lr_auto": True}})
+    assert "found automatically" in auto and "switch on" not in auto  # it was on already
+    below = at_chance(dict(small, test_acc=0.0), {"train": {"epochs": 8, "batch_size": 64}})
+    assert "below the level of guessing" in below and "class folder" in below
+
 
 
 def test_results_page_finds_adversarial_training_from_scratch_with_the_same_attack():

@@ -18,6 +18,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from conftest import dashboard_studio, finished_run, no_problems, open_app_page, texts, tiny_config
+from app.state import md_text
 from engine.explain import ATTRIBUTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,7 +126,7 @@ def test_attributions_for_every_method_and_every_model(wise_run):
     for line in ATTRIBUTIONS.values():
         assert line in teaching, "each method's one-liner is on the page"
     name = val_files(run_id)[options[1]]  # the user's file name, not an index
-    assert any(f"**{name}**, true class" in m for m in texts(at.markdown)), (options, texts(at.markdown))
+    assert any(f"**{md_text(name)}**, true class" in m for m in texts(at.markdown)), (options, texts(at.markdown))
 
 
 
@@ -146,7 +147,7 @@ def test_a_new_image_is_explained_within_three_seconds(wise_run_64):
         at.run()
         timings.append(time.perf_counter() - t0)
         no_problems(at)
-        assert any(f"**{val_files(run_id)[index]}**, true class" in m for m in texts(at.markdown))
+        assert any(f"**{md_text(val_files(run_id)[index])}**, true class" in m for m in texts(at.markdown))
     t0 = time.perf_counter()
     at.selectbox(key=f"explain_image_{run_id}").set_value(options[1]).run()
     cached = time.perf_counter() - t0
@@ -186,7 +187,7 @@ def test_error_analysis_shows_the_worst_images_and_opens_a_confusion_cell(wise_r
     no_problems(at)
     assert at.session_state["explain_tab"] == "Attributions"
     assert at.selectbox(key=f"explain_image_{run_id}").value == index
-    assert any(f"**{val_files(run_id)[index]}**, true class" in m for m in texts(at.markdown))
+    assert any(f"**{md_text(val_files(run_id)[index])}**, true class" in m for m in texts(at.markdown))
 
 
 # ---- export ---------------------------------------------------------------------------------------

@@ -97,3 +97,4 @@ def test_a_batch_that_leaves_few_steps_per_epoch_is_flagged():
     assert few_batches(small, 384) is None  # the sample: 6 steps an epoch
     assert "make 2 optimiser steps" in few_batches(apply_overrides(small, ["train.batch_size=16"]), 40)
     assert few_batches(small, 5) is None  # too few images to say anything useful
+    assert "more images help most" in few_batches(small, 10)  # no batch size of 4 or more gives 3 steps

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,9 @@ def test_a_stopped_run_continues_from_its_last_epoch_with_the_same_schedule(tiny
         train(cfg, first, run_dir=tmp_path / "cut")
     assert (tmp_path / "cut" / RESUME_FILE).is_file()
     second = Recorder()
+    t = time.perf_counter()
     resumed = train(cfg, second, run_dir=tmp_path / "cut", resume=True)
+    this_part = time.perf_counter() - t
     assert min(second.lrs) == steps + 1  # from the first step of epoch 2, not from the start
     for step, lr in second.lrs.items():
         assert lr == pytest.approx(whole.lrs[step], rel=1e-12), step
@@ -54,6 +57,7 @@ def test_a_stopped_run_continues_from_its_last_epoch_with_the_same_schedule(tiny
     # the summary says where this part started, and its run time counts the part before the stop too
     before = resumed.summary["wall_time_before_s"]
     assert resumed.summary["continued_from_epoch"] == 1 and 0 < before < resumed.summary["wall_time_s"]
+    assert resumed.summary["wall_time_s"] - before <= this_part  # the earlier part counted once
     assert "continued_from_epoch" not in full.summary
 
 

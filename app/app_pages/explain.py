@@ -378,7 +378,7 @@ def attributions_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
     truth = classes[int(pred["labels"][index])]
     clean = _hwc(b.data.val.images[index])
     head = st.columns([3, 2], vertical_alignment="center")
-    head[0].markdown(f"**{pred['files'][index]}**, true class **{truth}**. Each row is one model, each column one method; "
+    head[0].markdown(f"**{state.md_text(pred['files'][index])}**, true class **{state.md_text(truth)}**. Each row is one model, each column one method; "
                      "bright = strong influence on the score.")
     head[1].image(colour_bar(), caption="low → high influence", width=256)
     pretrained_src = rec.config.get("backbone", {}).get("pretrained")
@@ -437,7 +437,7 @@ def gallery(run_dir: str, ds: str, rec, indices: list[int], captions: list[str],
                 name = str(files[i]) if files is not None else f"#{i}"
                 st.image(thumbnail(run_dir, ds, i), caption=f"{name} · {cap}", width="stretch")
                 st.button("Explain", key=f"{key}_{i}", icon=":material/visibility:", on_click=_explain_image,
-                          args=(rec.id, i), help=f"Open {name} on the Attributions tab.")
+                          args=(rec.id, i), help=f"Open {state.md_text(name)} on the Attributions tab.")
 
 
 def confusion_cells(labels: np.ndarray, preds: np.ndarray, k: int) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
@@ -513,8 +513,8 @@ def errors_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
         members = confusion_cell(torch.as_tensor(labels), torch.as_tensor(preds), t, p)
         members.sort(key=lambda i: -confs[i])
         shown = members[:CELL_IMAGES_SHOWN]
-        st.markdown(f"**{len(members)}** {'image' if len(members) == 1 else 'images'} of **{t_name}** "
-                    + ("classified correctly" if t == p else f"taken for **{p_name}**")
+        st.markdown(f"**{len(members)}** {'image' if len(members) == 1 else 'images'} of **{state.md_text(t_name)}** "
+                    + ("classified correctly" if t == p else f"taken for **{state.md_text(p_name)}**")
                     + (f" (the {len(shown)} most confident shown)" if len(members) > len(shown) else "") + ".")
         if t != p:
             st.caption("Open one with **Explain**: if the maps sit on the background or on a detail both classes "

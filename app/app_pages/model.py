@@ -5,13 +5,11 @@ watch, and its paper). Everything is read from the engine's registries: no list 
 from __future__ import annotations
 
 import dataclasses
-import json
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from app import charts, state
+from app import charts, components, state
 from app.presets import (PRESETS, SAMPLE_CLASSES, SAMPLE_TRAIN_IMAGES, few_batches, icon, offline_pretrained,
                          recipe_drift)
 from app.widgets import dataclass_widgets, field_widget, widget_key
@@ -290,18 +288,11 @@ def effective_lr_view(cfg: RunConfig, where) -> None:
                if cfg.optim.optimizer == "sgd" else f"Effective learning rate = lr = **{cfg.effective_lr:.4g}** (AdamW)")
 
 
-def _summary(run_dir: str) -> dict:
-    try:
-        return json.loads((Path(run_dir) / "summary.json").read_text())
-    except (OSError, ValueError):  # a run whose folder was cleaned up, or a summary being written
-        return {}
-
-
 def last_lr_find() -> None:
     """The range test of this user's last finished run that found its learning rate automatically."""
     engine = state.get_engine()
     for rec in engine.store.list_runs(owner=state.user()):
-        found = _summary(rec.run_dir).get("lr_find") if rec.status == "finished" else None
+        found = components.read_summary(rec.run_dir).get("lr_find") if rec.status == "finished" else None
         if not found:
             continue
         with st.expander(f"Learning rate found for run “{rec.name}”: {found['lr']:.3g} "
@@ -335,7 +326,7 @@ def schedule_section() -> None:
     cfg = state.config()
     with c[2]:
         _, n_train = known_classes_and_train_size(cfg)
-        per_epoch = max(1, n_train // cfg.train.batch_size)
+        per_epoch = cfg.steps_per_epoch(n_train)
         total = per_epoch * cfg.train.epochs
         curve = pd.DataFrame({"step": range(total), "lr": lr_curve(cfg.optim, total)})
         st.caption(f"The learning rate over the run's {total} steps ({per_epoch} per epoch):")

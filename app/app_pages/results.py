@@ -132,8 +132,8 @@ def summary_metrics(run: components.RunView, summary: dict) -> None:
     if summary.get("wall_time_s"):
         before = summary.get("wall_time_before_s")
         items.append(("Run time", components.fmt_duration(summary["wall_time_s"]), "From start to the final evaluation"
-                      + (f", all parts together (the part before it was continued: {components.fmt_duration(before)})."
-                         if before else ".")))
+                      + (f", its parts together (before it was continued: {components.fmt_duration(before)} of "
+                         "finished epochs; an epoch cut short by the stop is not counted)." if before else ".")))
     if summary.get("num_params"):
         items.append(("Parameters", f"{summary['num_params'] / 1e6:.1f} M", "Trainable and frozen, with the new head."))
     if not items:
