@@ -19,7 +19,7 @@ from typing import Any
 
 from engine.config import RunConfig, validate
 from engine.errors import StudioError
-from engine.jobs import execute_run
+from engine.jobs import execute_run, stopped_message
 from engine.checkpoints import new_run_id
 from engine.resume import RESUME_FILE
 from engine.paths import ASSETS_DIR, PROJECT_DIR, register_upload_dir, resolve_path
@@ -388,8 +388,11 @@ class Engine:
                 time.sleep(0.5)
         rec = self.store.get_run(run_id)
         if stopped:
-            self.store.set_status(run_id, "stopped", "Stopped on request.")
-            return "stopped", "Stopped on request."
+            with self._lock:  # the epochs rank 0 finished, as mirrored from the store
+                done = len(self._snapshots[run_id].epochs)
+            said = stopped_message(done, cfg.train.epochs, (run_dir / RESUME_FILE).is_file())
+            self.store.set_status(run_id, "stopped", said)
+            return "stopped", said
         if rec is not None and rec.status in ("finished", "failed", "stopped"):
             return rec.status, rec.error
         tail = log_path.read_text()[-800:] if log_path.is_file() else ""
