@@ -120,6 +120,9 @@ class TrainContext:
     stop_training: bool = False  # a method may end training early (e.g. a rollback); not a user stop
     summary: dict[str, Any] = field(default_factory=dict)
     artifacts: dict[str, Any] = field(default_factory=dict)
+    # automatic CPU threads (engine.devices): the load since the last choice, and the most allowed
+    cpu_load: Any = None
+    cpu_threads_limit: int = 0
 
     def should_stop(self) -> bool:
         return self.reporter.should_stop()

@@ -121,6 +121,8 @@ def setup_run(cfg: RunConfig, reporter: Reporter, run_dir: Path | None, work_dir
                        images_per_process_per_epoch=len(range(rank, bs, world_size)) * steps_per_epoch,
                        train_images=n_train, steps_per_epoch=steps_per_epoch)  # optimiser steps, all processes
     reporter.progress(epoch_eval=ctx.summary["epoch_eval"])  # what the live curves measure (captions)
+    if threads is not None and threads.limit > 1:  # re-checked at every epoch's end (retune_threads)
+        ctx.cpu_load, ctx.cpu_threads_limit = start_load_sample(), threads.limit
     ctx.eval_clock = EvalClock(eval_passes(ctx.eval_sets), final_passes(cfg, data, ctx.eval_sets.ood_user))
     hooks = build_hooks(cfg)
     for h in hooks:
@@ -130,6 +132,22 @@ def setup_run(cfg: RunConfig, reporter: Reporter, run_dir: Path | None, work_dir
         raise StudioError(f"These methods cannot be combined: each replaces the loss ({', '.join(owners)}).")
     wrap_for_training(ctx)
     return ctx, hooks
+
+
+def retune_threads(ctx: TrainContext) -> None:
+    """Automatic CPU threads, again at an epoch's end: from the load other programs put on the CPUs
+    during the epoch (this process's own time left out), the thread count for the next one. A change
+    is recorded in the summary (`cpu_threads_changes`: epoch, threads, busy CPUs) and the live note."""
+    if ctx.cpu_load is None:
+        return
+    choice = auto_cpu_threads(ctx.cpu_threads_limit, sample=ctx.cpu_load, min_s=0.0)
+    ctx.cpu_load = start_load_sample()
+    if choice.threads != torch.get_num_threads():
+        torch.set_num_threads(choice.threads)
+        ctx.summary.setdefault("cpu_threads_changes", []).append(
+            {"after_epoch": ctx.epoch + 1, "threads": choice.threads, "busy": choice.busy})
+        ctx.summary.update(cpu_threads=choice.threads, cpu_threads_note=choice.note())
+        ctx.reporter.progress(cpu_threads_note=choice.note())
 
 
 def wrap_for_training(ctx: TrainContext) -> None:
@@ -280,6 +298,7 @@ def _train(cfg: RunConfig, reporter: Reporter | None, run_dir: Path | None, work
             if epoch > start or cfg.train.epochs - start == 1:
                 timed = [timed[0] + stats.seconds, timed[1] + stats.images]
             metrics = evaluate_epoch(ctx, hooks, stats)
+            retune_threads(ctx)
             if run_dir is not None and ctx.rank == 0 and metrics["val_acc"] > max(
                     (h["val_acc"] for h in history), default=-1.0):
                 save_checkpoint(run_dir / "best.safetensors", ctx.model.state_dict(), cfg, {"epoch": epoch + 1})

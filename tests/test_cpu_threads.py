@@ -73,9 +73,12 @@ def test_an_automatic_cpu_run_records_its_threads_and_gives_the_callers_back(tmp
     import engine.train as engine_train
 
     chosen = []
-    monkeypatch.setattr(engine_train, "auto_cpu_threads",
-                        lambda sample=None, min_s=0: chosen.append(torch.get_num_threads()) or devices.CpuThreads(
-                            1, 1.0, 2, 2))
+    def fake(limit=None, sample=None, min_s=0.0):  # the run's setup asks with no limit; an epoch's end with one
+        if limit is None:
+            chosen.append(torch.get_num_threads())
+        return devices.CpuThreads(1, 1.0, 2, 2)
+
+    monkeypatch.setattr(engine_train, "auto_cpu_threads", fake)
     data = write_tiny_zip(tmp_path / "d.zip")
     (tmp_path / "run").mkdir(), (tmp_path / "run2").mkdir()
     before = torch.get_num_threads()
@@ -88,5 +91,45 @@ def test_an_automatic_cpu_run_records_its_threads_and_gives_the_callers_back(tmp
                   work_dir=tmp_path / "w").summary
         assert chosen == [2], "the user's own number is not measured"
         assert s["cpu_threads"] == 1 and s["cpu_threads_note"] == "" and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_threads_follow_the_load_epoch_by_epoch(monkeypatch):
+    """At each epoch's end the load of that epoch sets the next epoch's threads: down when another
+    program starts, back up when it ends; each change is in the summary and the live note."""
+    from types import SimpleNamespace
+
+    from engine.contract import Reporter
+    from engine.train import retune_threads
+
+    class Load:
+        def __init__(self, busy):
+            self.value, self.cpus = busy, [0, 1]
+
+        def busy(self, min_s=0.0):
+            return self.value
+
+    loads = iter([Load(1.0), Load(0.0), Load(0.1)])  # what each next epoch will measure
+    monkeypatch.setattr("engine.train.start_load_sample", lambda: next(loads))
+    said = []
+    reporter = Reporter()
+    reporter.progress = lambda **f: said.append(f)
+    ctx = SimpleNamespace(cpu_load=Load(0.0), cpu_threads_limit=2, epoch=0, summary={}, reporter=reporter)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        retune_threads(ctx)  # an idle epoch: no change
+        assert torch.get_num_threads() == 2 and "cpu_threads_changes" not in ctx.summary
+        ctx.epoch = 1
+        retune_threads(ctx)  # another program kept a CPU busy during epoch 2
+        assert torch.get_num_threads() == 1 and ctx.summary["cpu_threads"] == 1
+        assert "1 of 2 CPU threads" in said[-1]["cpu_threads_note"]
+        ctx.epoch = 2
+        retune_threads(ctx)  # and stopped
+        assert torch.get_num_threads() == 2 and ctx.summary["cpu_threads_note"] == "" and said[-1] == {
+            "cpu_threads_note": ""}
+        assert [(c["after_epoch"], c["threads"]) for c in ctx.summary["cpu_threads_changes"]] == [(2, 1), (3, 2)]
+        retune_threads(SimpleNamespace(cpu_load=None))  # not automatic (or one thread): nothing to do
     finally:
         torch.set_num_threads(before)
