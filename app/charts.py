@@ -130,6 +130,7 @@ def store_frames(rows: Iterable[Mapping[str, Any]]) -> tuple[pd.DataFrame, pd.Da
     else:
         steps = step_rows.pivot_table(index=["step", "epoch"], columns="name", values="value", aggfunc="last").reset_index()
         steps.columns.name = None
+        steps = steps.drop_duplicates("step", keep="last").reset_index(drop=True)  # redone after Continue
     return epochs, steps
 
 
@@ -137,7 +138,8 @@ def steps_frame(steps: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     df = pd.DataFrame(list(steps))
     if df.empty:
         return pd.DataFrame({"step": pd.Series(dtype="int64"), "loss": pd.Series(dtype="float64")})
-    return df.sort_values("step").reset_index(drop=True)
+    # a step logged twice (a stopped epoch redone after Continue): its last value
+    return df.sort_values("step", kind="stable").drop_duplicates("step", keep="last").reset_index(drop=True)
 
 
 def method_metric_names(df: pd.DataFrame) -> list[str]:

@@ -75,7 +75,7 @@ def setup_run(cfg: RunConfig, reporter: Reporter, run_dir: Path | None, work_dir
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = not cfg.train.deterministic
         torch.backends.cudnn.deterministic = cfg.train.deterministic
-    reporter.progress(phase="loading data", epoch=0, epochs=cfg.train.epochs)
+    reporter.progress(phase="loading data", epochs=cfg.train.epochs)  # a continued run keeps its epoch count
     given = data is not None
     data = data if data is not None else prepare_data(cfg, work_dir, limits)
     if limits is not None:

@@ -167,15 +167,16 @@ class Engine:
         if self._closed:
             raise StudioError("The engine is shutting down; continue the run in a moment.")
         cfg = RunConfig.from_dict(rec.config)
-        epochs: list[dict[str, Any]] = []  # the chart keeps the epochs done before the stop
-        for r in self.store.metrics(run_id):
-            if r["channel"] == "epoch":
-                if not epochs or epochs[-1]["epoch"] != r["epoch"]:
-                    epochs.append({"epoch": r["epoch"], "step": r["step"]})
-                epochs[-1][r["name"]] = r["value"]
+        rows: dict[str, dict[tuple, dict[str, Any]]] = {"epoch": {}, "step": {}}  # the charts keep what came before
+        for r in self.store.metrics(run_id):  # a step logged again after the stop (the cut epoch, redone): the last
+            key = (r["epoch"], r["step"]) if r["channel"] == "epoch" else (r["step"],)
+            rows[r["channel"]].setdefault(key, {"epoch": r["epoch"], "step": r["step"]})[r["name"]] = r["value"]
+        epochs = [rows["epoch"][k] for k in sorted(rows["epoch"])]
+        steps = [rows["step"][k] for k in sorted(rows["step"])][-MAX_STEP_POINTS:]
         self.store.set_status(run_id, "queued")
         with self._lock:
-            self._snapshots[run_id] = RunSnapshot(run_id, rec.name, "queued", rec.owner, epochs=epochs)
+            self._snapshots[run_id] = RunSnapshot(run_id, rec.name, "queued", rec.owner, epochs=epochs, steps=steps,
+                                                  progress={"epoch": len(epochs), "epochs": cfg.train.epochs})
             self._stop_flags[run_id] = threading.Event()
         self._queue.put((run_id, cfg, 1, (), True))
 

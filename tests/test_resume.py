@@ -82,6 +82,7 @@ def test_the_dashboard_continues_a_stopped_run(tmp_path, monkeypatch):
     from conftest import write_tiny_zip
 
     monkeypatch.setenv("STUDIO_DATA_DIR", str(tmp_path / "studio"))
+    from app import charts
     from app.state import get_engine
     from engine.config import RunConfig, apply_overrides
 
@@ -104,9 +105,13 @@ def test_the_dashboard_continues_a_stopped_run(tmp_path, monkeypatch):
         at.run()
         at.switch_page("app_pages/train.py").run()
         at.button(key=f"continue_{run_id}").click().run()
+        assert engine.snapshot(run_id).progress.get("epoch", 0) >= done, "a continued run counts on, not from 0"
         assert not at.exception and not at.error, [e.value for e in at.error]
         assert engine.wait(run_id, 300) == "finished"
         assert [e["epoch"] for e in engine.snapshot(run_id).epochs][-1] == 3
+        steps = [r["step"] for r in engine.snapshot(run_id).steps]  # the step chart keeps the first part too
+        assert steps[0] == 1 and steps == sorted(steps), steps[:5]
+        assert charts.steps_frame(engine.snapshot(run_id).steps)["step"].is_unique, "a redone step counted once"
         summary = json.loads((Path(engine.store.get_run(run_id).run_dir) / "summary.json").read_text())
         assert summary["continued_from_epoch"] == done and summary["wall_time_s"] > summary["wall_time_before_s"] > 0
         at.switch_page("app_pages/results.py").run()
