@@ -238,6 +238,10 @@ def use_channels_last(requested: bool, device: torch.device, amp_dtype: torch.dt
 # img/s against 117-122 img/s with one thread (ResNet-18, 64 px, README's "CPU threads").
 DEFAULT_CPU_THREADS = torch.get_num_threads()  # at import: PyTorch's default (the sidebar's "up to N")
 THREAD_SAMPLE_S = 0.3  # the shortest window the load is measured over
+# A thread is given up when other programs keep more than `keep` of a CPU busy. Before the run a busy
+# program shows as 0.84-0.89 of a CPU (a browser drawing the page as 0.5-0.7: the threads are kept);
+# during training the run's own threads take their share, so one busy program shows as about 0.66.
+KEEP_AT_START, KEEP_DURING_RUN = 0.75, 0.6
 
 
 @dataclass(frozen=True)
@@ -249,14 +253,16 @@ class CpuThreads:
     busy: float
     limit: int
     cpus: int = 0
+    when: str = "when the run started"  # or "during epoch N": what the measurement covered
 
     def note(self) -> str:
         """Plain words for the UI and the run summary; empty when nothing was held back."""
         if self.threads >= self.limit:
             return ""
-        return (f"Training on {self.threads} of {self.limit} CPU threads: other programs were keeping about "
-                f"{self.busy:.1f} of the {self.cpus} CPUs busy when the run started, and threads that wait for a "
-                "busy CPU slow every step. Set CPU threads (train.threads) to choose yourself.")
+        return (f"Training on {self.threads} of {self.limit} CPU threads: other programs kept about "
+                f"{self.busy:.1f} of the {self.cpus} CPUs busy {self.when}, and threads that wait for a busy CPU "
+                "slow every step; the count is checked again after every epoch. To choose it yourself: CPU threads, "
+                "under Device, evaluation and run name on the Model and methods page (train.threads).")
 
 
 class LoadSample:
@@ -316,13 +322,16 @@ def start_load_sample() -> LoadSample | None:
 
 
 def auto_cpu_threads(limit: int | None = None, sample: LoadSample | None = None, busy: float | None = None,
-                     cpus: int | None = None, min_s: float = THREAD_SAMPLE_S) -> CpuThreads:
+                     cpus: int | None = None, min_s: float = THREAD_SAMPLE_S, keep: float = KEEP_AT_START,
+                     when: str = "when the run started") -> CpuThreads:
     """CPU threads for a run whose `train.threads` is 0 (automatic): `limit` (default: the current
     torch.get_num_threads(), PyTorch's one per physical core unless the caller set it), less the CPUs
     other programs keep busy, measured by `sample` (started earlier, e.g. before the run's setup) or
     over `min_s` seconds from now; this process's own CPU time is not counted. `busy` and `cpus`
-    (logical CPUs) skip the measurement (tests). A limit of 1 is never measured. Never fewer than 1
-    thread or more than `limit`; when the load cannot be read the limit is kept. Raises nothing."""
+    (logical CPUs) skip the measurement (tests). A limit of 1 is never measured. Threads =
+    floor(free CPUs in threads + `keep`): a thread is given up only for more than `keep` of a CPU
+    kept busy. Never fewer than 1 thread or more than `limit`; when the load cannot be read the
+    limit is kept. `when` words the measurement for the note. Raises nothing."""
     limit = max(1, torch.get_num_threads() if limit is None else limit)
     if limit == 1:
         return CpuThreads(1, 0.0, 1, cpus or 1)
@@ -331,7 +340,7 @@ def auto_cpu_threads(limit: int | None = None, sample: LoadSample | None = None,
         try:
             busy, cpus = sample.busy(min_s), len(sample.cpus)
         except Exception:  # no sample, or the load cannot be read here
-            return CpuThreads(limit, 0.0, limit, cpus or limit)
+            return CpuThreads(limit, 0.0, limit, cpus or limit, when)
     cpus = cpus or limit
     free = max(0.0, cpus - busy) * limit / cpus  # logical CPUs to PyTorch's (physical-core) threads
-    return CpuThreads(max(1, min(limit, round(free))), round(busy, 2), limit, cpus)
+    return CpuThreads(max(1, min(limit, math.floor(free + keep))), round(busy, 2), limit, cpus, when)

@@ -28,7 +28,7 @@ from engine.backbones import build_model
 from engine.config import RunConfig
 from engine.contract import EvalClock, MethodHook, Reporter, StopRequested, TrainContext, owns_loss
 from engine.data import DataSplits, balanced_sample_indices, class_weights
-from engine.devices import (THREAD_SAMPLE_S, auto_cpu_threads, autocast_ctx, kept_threads, pick_amp, pick_device,
+from engine.devices import (KEEP_DURING_RUN, THREAD_SAMPLE_S, auto_cpu_threads, autocast_ctx, kept_threads, pick_amp, pick_device,
                             start_load_sample, use_channels_last)
 from engine.distributed import agree, all_sum
 from engine.errors import StudioError
@@ -140,7 +140,8 @@ def retune_threads(ctx: TrainContext) -> None:
     is recorded in the summary (`cpu_threads_changes`: epoch, threads, busy CPUs) and the live note."""
     if ctx.cpu_load is None:
         return
-    choice = auto_cpu_threads(ctx.cpu_threads_limit, sample=ctx.cpu_load, min_s=0.0)
+    choice = auto_cpu_threads(ctx.cpu_threads_limit, sample=ctx.cpu_load, min_s=0.0, keep=KEEP_DURING_RUN,
+                              when=f"during epoch {ctx.epoch + 1}")
     ctx.cpu_load = start_load_sample()
     if choice.threads != torch.get_num_threads():
         torch.set_num_threads(choice.threads)
