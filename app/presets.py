@@ -41,13 +41,15 @@ def recipe_drift(cfg: RunConfig, train_images: int = SAMPLE_TRAIN_IMAGES, min_st
             matches.append((steps / ref_steps, preset, ref))
     if not matches or max(m[0] for m in matches) >= min_step_share:
         return None  # not a preset's rate, or close enough to one preset's recipe
-    share, preset, ref = max(matches, key=lambda m: m[0])
+    # the closest recipe; among presets with the same one, the one whose methods are on (a method demo, not
+    # the Quick demo it shares its recipe with)
+    share, preset, ref = max(matches, key=lambda m: (m[0], m[2].enabled_methods() == cfg.enabled_methods()))
     return (f"The learning rate {cfg.optim.lr:g} (effective {cfg.effective_lr:.3g}) was chosen for the "
             f"{preset.title} preset: {round(steps / share)} optimiser steps ({ref.train.epochs} epochs of batch "
             f"{ref.train.batch_size} on the sample's {SAMPLE_TRAIN_IMAGES} training images). This run has "
             f"{steps} ({cfg.train.epochs} epochs of batch {cfg.train.batch_size} on {train_images} images, "
             f"{share:.2g}x as many). A rate tuned for a longer run can leave a short one near guessing: "
-            "switch on *Find the learning rate automatically*, or lower the rate.")
+            "switch on *Find the learning rate automatically*, or give the run more epochs.")
 
 
 def few_batches(cfg: RunConfig, train_images: int, max_per_epoch: int = 2) -> str | None:

@@ -60,8 +60,8 @@ def gradcam_note(model: Classifier, image_size: int) -> str:
         _, name, side = gradcam_layer(model, image_size)
     except StudioError as exc:
         return str(exc)
-    return (f"Grad-CAM here uses `{name}`, the last stage that keeps at least {MIN_CAM_SIDE} x {MIN_CAM_SIDE} cells "
-            f"at {image_size} px ({side} x {side}): each cell covers about {image_size // side} px.")
+    return (f"Grad-CAM here uses `{name}`, the last stage that keeps at least {MIN_CAM_SIDE} x {MIN_CAM_SIDE} cells: "
+            f"at {image_size} px it has {side} x {side}, each about {image_size // side} px across.")
 
 
 def occlusion_window(side: int) -> tuple[int, int]:

@@ -227,23 +227,24 @@ def load(path):
     return np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0  # no mean/std: the model does it
 
 
-x = np.stack([load(p) for p in sys.argv[1:]])
+MODEL, IMAGES = sys.argv[1], sys.argv[2:]  # python predict.py <the exported model file> <image> ...
+x = np.stack([load(p) for p in IMAGES])
 """
 
 _PRINT = """probs = np.exp(logits - logits.max(1, keepdims=True))
 probs /= probs.sum(1, keepdims=True)
-for path, p in zip(sys.argv[1:], probs):
+for path, p in zip(IMAGES, probs):
     print(path, CLASSES[p.argmax()], f"{p.max():.4f}")
 """
 
 _RUNTIMES = {
     "onnx": ("ONNX Runtime (`pip install onnxruntime numpy pillow`)",
              "import onnxruntime as ort",
-             "session = ort.InferenceSession(\"model.onnx\", providers=[\"CPUExecutionProvider\"])\n"
+             "session = ort.InferenceSession(MODEL, providers=[\"CPUExecutionProvider\"])\n"
              "logits = session.run(None, {\"pixels\": x})[0]\n"),
     "torchscript": ("TorchScript (`pip install torch numpy pillow`; no project code needed)",
                     "import torch",
-                    "model = torch.jit.load(\"model.ts\", map_location=\"cpu\").eval()\n"
+                    "model = torch.jit.load(MODEL, map_location=\"cpu\").eval()\n"
                     "with torch.no_grad():\n"
                     "    logits = model(torch.from_numpy(x)).numpy()\n"),
 }
@@ -251,8 +252,9 @@ _RUNTIMES = {
 
 def use_it_code(classes: list[str], image_size: int, runtime: str) -> str:
     """A self-contained Python script that loads the exported model (`runtime`: onnx or
-    torchscript) from the current folder, preprocesses the image files named on its command line
-    exactly as the studio does, and prints `path class probability` per image."""
+    torchscript) named first on its command line (whatever the file was saved as), preprocesses the
+    image files named after it exactly as the studio does, and prints `path class probability` per
+    image."""
     _, runtime_import, run = _RUNTIMES[runtime]
     return _PREPROCESS.format(classes=list(classes), size=int(image_size), runtime_import=runtime_import) + run + _PRINT
 
@@ -260,7 +262,8 @@ def use_it_code(classes: list[str], image_size: int, runtime: str) -> str:
 def use_it_section(classes: list[str], image_size: int) -> list[str]:
     """The model card's "Use it" lines: one script per exported format."""
     lines = ["", "## Use it",
-             f"Save one of these as `predict.py` next to the exported file and run `python predict.py photo.jpg ...`. "
+             f"Save one of these as `predict.py` and run `python predict.py <the .onnx or .ts file> photo.jpg ...` "
+             f"(the model file under whatever name you saved it). "
              f"Images are prepared as in the studio: EXIF rotation, RGB, the centre square resized to "
              f"{image_size} x {image_size}, pixels in [0, 1]; mean/std normalisation is inside the model."]
     for runtime, (title, _, _) in _RUNTIMES.items():

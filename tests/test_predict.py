@@ -274,12 +274,14 @@ def test_model_card_use_it_code_reproduces_the_studio(studio, tmp_path, runtime)
     paths = sorted(images.iterdir())
 
     namespace: dict = {}
-    exec(code.split("\nx = np.stack")[0], namespace)  # the card's own `load`, without running the model
+    exec(code.split("\nMODEL, IMAGES")[0], namespace)  # the card's own `load`, without running the model
     for x in paths:
         pixels = torch.from_numpy(namespace["load"](str(x)) * 255).round().to(torch.uint8)
         assert torch.equal(pixels, decode_image(x, 32)), f"{x.name}: the card's preprocessing differs from the studio's"
 
-    run = subprocess.run([sys.executable, "predict.py", *map(str, paths)], cwd=tmp_path / "export",
+    model_file = tmp_path / "export" / ("model.onnx" if runtime == "onnx" else "model.ts")
+    downloaded = model_file.rename(tmp_path / f"my run-2026-{model_file.name}")  # saved under another name
+    run = subprocess.run([sys.executable, "predict.py", str(downloaded), *map(str, paths)], cwd=tmp_path / "export",
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     printed = [line.rsplit(" ", 2) for line in run.stdout.strip().splitlines()]

@@ -80,6 +80,8 @@ def test_a_presets_rate_on_a_much_shorter_run_is_flagged():
     assert recipe_drift(short, train_images=4000) is None  # 3 epochs of a large dataset: 372 steps
     assert recipe_drift(apply_overrides(short, ["optim.lr_auto=true"])) is None  # the studio picks the rate
     assert recipe_drift(apply_overrides(short, ["optim.lr=0.0037"])) is None  # the user's own rate
+    pruning = PRESETS["pruning_demo"].apply(RunConfig())  # the Quick demo's recipe, with pruning on: named as itself
+    assert "Pruning demo" in recipe_drift(pruning, train_images=48) and "Quick demo" not in recipe_drift(pruning, 48)
     small = PRESETS["small_model"].apply(RunConfig())  # the same rate on another backbone: its own recipe counts
     assert recipe_drift(small) is None and "Small model" in recipe_drift(apply_overrides(small, ["train.epochs=2"]))
 

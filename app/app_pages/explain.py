@@ -401,7 +401,8 @@ def attributions_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
         for col, m in zip(cols[1:], methods):
             heat = maps[m][r["key"]].astype(np.float32) / 255.0
             col.image(to_u8(upscale(overlay(image, heat, strength))), caption=METHOD_NAMES[m], width="stretch")
-    st.caption(f"Computed in {elapsed:.1f} s (cached: this image, method and alpha answer at once next time).")
+    again = "this image, method and WiSE-FT alpha" if alpha is not None else "this image and method"
+    st.caption(f"Computed in {elapsed:.1f} s (cached: {again} answer at once next time).")
 
 
 def row_note(r: dict, pretrained_src: str | None, rec) -> str:
@@ -477,7 +478,10 @@ def errors_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
     st.caption("The validation images the model is most confidently wrong about (or least sure of, when it is "
                "right). Look for a pattern: mislabelled files, two classes that look alike, an unusual background.")
     st.session_state.setdefault(f"explain_k_{rec.id}", 12)
-    k = st.select_slider("How many", [6, 12, 24, 48], key=f"explain_k_{rec.id}")
+    sizes = [s for s in (6, 12, 24, 48) if s < n] + [min(n, 48)] if n < 48 else [6, 12, 24, 48]
+    if st.session_state[f"explain_k_{rec.id}"] not in sizes:
+        st.session_state[f"explain_k_{rec.id}"] = max(s for s in sizes if s <= 12) if min(sizes) <= 12 else sizes[0]
+    k = st.select_slider("How many", sizes, key=f"explain_k_{rec.id}")
     top = [int(i) for i in pred["order"][:min(k, n)]]
     gallery(run_dir, ds, rec, top,
             [f"{'✓' if preds[i] == labels[i] else '✗'} true {classes[labels[i]]} · said {classes[preds[i]]} "

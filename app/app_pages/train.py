@@ -127,8 +127,8 @@ def continue_button(engine, run_id: str, container) -> None:
 def live_section(engine) -> None:
     runs = state.runs(engine)[:RECENT_RUNS]
     if not runs:
-        st.info("No run yet. Press **Start training** above: the Quick demo preset finishes in about a minute "
-                "on a laptop CPU.", icon=":material/info:")
+        st.info("No run yet. Press **Start training** above (the Quick demo preset on the bundled sample takes about "
+                "a minute on a laptop CPU; the line above says what this run will do).", icon=":material/info:")
         return
     ids = [r.id for r in runs]
     for extra in engine.active_runs():
