@@ -358,7 +358,8 @@ def compare_row(engine, rec, label: str) -> tuple[dict, pd.DataFrame]:
     row["sparsity"] = summary.get("sparsity")
     b = cfg.get("backbone", {})
     row.update({"model": f"{b.get('name')}, {state.WEIGHTS_TEXT.get(b.get('pretrained'), b.get('pretrained'))}",
-                "epochs": cfg.get("train", {}).get("epochs"), "lr": cfg.get("optim", {}).get("lr"),
+                "epochs": cfg.get("train", {}).get("epochs"), "batch": cfg.get("train", {}).get("batch_size"),
+                "lr": cfg.get("optim", {}).get("lr"),
                 "img/s": summary.get("train_images_per_sec"),
                 "time": components.fmt_duration(summary.get("wall_time_s")) if summary.get("wall_time_s") else None})
     return row, epochs
@@ -386,8 +387,8 @@ def compare(engine, runs) -> None:
     if len(candidates) < 1:
         st.info("Finish a run or two to compare them here.")
         return
-    labels = {r.id: f"{r.name} ({r.id[-6:]})" + ("" if r.status == "finished" else f" · {r.status}")
-              for r in candidates}
+    labels = {r.id: f"{r.id[-6:]} · {r.name}" + ("" if r.status == "finished" else f" · {r.status}")
+              for r in candidates}  # the id first: the run column is narrow, and runs may share a name
     default = [r.id for r in candidates if r.status == "finished"][:3]
     chosen = st.multiselect("Runs to compare", [r.id for r in candidates], default=default, key="compare_runs",
                             format_func=labels.get, help="Finished runs are picked by default; add or remove any.")
@@ -418,14 +419,16 @@ def compare(engine, runs) -> None:
                "images": st.column_config.NumberColumn("images", format="%d", width=58),
                "image px": st.column_config.NumberColumn("px", format="%d", width=40),
                "epochs": st.column_config.NumberColumn("epochs", format="%d", width="small"),
+               "batch": st.column_config.NumberColumn("batch", format="%d", width="small",
+                                                      help="Images per optimiser step."),
                "img/s": st.column_config.NumberColumn("img/s", format="%.0f", width="small"),
                "lr": st.column_config.NumberColumn("lr", format="%.4g", width="small")}
-    setup = [c for c in ("model", "epochs", "lr", "img/s", "time") if c in table.columns]
+    setup = [c for c in ("model", "epochs", "batch", "lr", "img/s", "time") if c in table.columns]
     main = table.drop(columns=setup)  # the comparison itself fits the page; how each run was set up folds away
     st.dataframe(main, hide_index=True, width="stretch", placeholder="",  # a missing number is a blank cell
                  column_config={k: v for k, v in config.items() if k in main.columns})
     if setup:
-        with st.expander("How each run was set up (model, epochs, learning rate, speed, time)",
+        with st.expander("How each run was set up (model, epochs, batch size, learning rate, speed, time)",
                          icon=":material/settings:"):
             st.dataframe(table[["run", *setup]], hide_index=True, width="stretch", placeholder="",
                          column_config={k: v for k, v in config.items() if k in ("run", *setup)})
