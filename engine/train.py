@@ -28,8 +28,8 @@ from engine.backbones import build_model
 from engine.config import RunConfig
 from engine.contract import EvalClock, MethodHook, Reporter, StopRequested, TrainContext, owns_loss
 from engine.data import DataSplits, balanced_sample_indices, class_weights
-from engine.devices import (KEEP_DURING_RUN, THREAD_SAMPLE_S, auto_cpu_threads, autocast_ctx, kept_threads, pick_amp, pick_device,
-                            start_load_sample, use_channels_last)
+from engine.devices import (KEEP_DURING_RUN, THREAD_SAMPLE_S, auto_cpu_threads, autocast_ctx, kept_threads, pick_amp,
+                            pick_device, start_load_sample, use_channels_last)
 from engine.distributed import agree, all_sum
 from engine.errors import StudioError
 from engine.evaluate import (epoch_sets, epoch_sets_note, eval_passes, evaluate, final_passes, final_sets,

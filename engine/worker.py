@@ -44,6 +44,18 @@ class RunSnapshot:
     updated: float = field(default_factory=time.time)
 
 
+def fold_metric_rows(rows, epochs: list[dict[str, Any]], steps: list[dict[str, Any]]) -> None:
+    """Store metric rows (dicts of channel, epoch, step, name, value, in logging order) appended to
+    the snapshot's per-epoch and per-step dicts: one dict per (epoch, step), one key per name. A step
+    logged again (an epoch cut short by a stop, redone after Continue) appears twice; the charts keep
+    its last value (app.charts.steps_frame)."""
+    for r in rows:
+        target = steps if r["channel"] == "step" else epochs
+        if not target or target[-1]["step"] != r["step"] or target[-1]["epoch"] != r["epoch"]:
+            target.append({"epoch": r["epoch"], "step": r["step"]})
+        target[-1][r["name"]] = r["value"]
+
+
 class _EngineReporter(Reporter):
     def __init__(self, engine: "Engine", run_id: str, stop_flag: threading.Event):
         self.engine, self.run_id, self.stop_flag = engine, run_id, stop_flag
@@ -167,12 +179,10 @@ class Engine:
         if self._closed:
             raise StudioError("The engine is shutting down; continue the run in a moment.")
         cfg = RunConfig.from_dict(rec.config)
-        rows: dict[str, dict[tuple, dict[str, Any]]] = {"epoch": {}, "step": {}}  # the charts keep what came before
-        for r in self.store.metrics(run_id):  # a step logged again after the stop (the cut epoch, redone): the last
-            key = (r["epoch"], r["step"]) if r["channel"] == "epoch" else (r["step"],)
-            rows[r["channel"]].setdefault(key, {"epoch": r["epoch"], "step": r["step"]})[r["name"]] = r["value"]
-        epochs = [rows["epoch"][k] for k in sorted(rows["epoch"])]
-        steps = [rows["step"][k] for k in sorted(rows["step"])][-MAX_STEP_POINTS:]
+        epochs: list[dict[str, Any]] = []  # the charts keep the epochs and steps done before the stop
+        steps: list[dict[str, Any]] = []
+        fold_metric_rows(self.store.metrics(run_id), epochs, steps)
+        del steps[:-MAX_STEP_POINTS]
         self.store.set_status(run_id, "queued")
         with self._lock:
             self._snapshots[run_id] = RunSnapshot(run_id, rec.name, "queued", rec.owner, epochs=epochs, steps=steps,
@@ -375,11 +385,7 @@ class Engine:
                 progress, streams = self.store.progress(run_id), self.store.stream_points(run_id)
                 with self._lock:
                     snap = self._snapshots[run_id]
-                    for r in rows[seen:]:
-                        target = snap.steps if r["channel"] == "step" else snap.epochs
-                        if not target or target[-1]["step"] != r["step"] or target[-1]["epoch"] != r["epoch"]:
-                            target.append({"epoch": r["epoch"], "step": r["step"]})
-                        target[-1][r["name"]] = r["value"]
+                    fold_metric_rows(rows[seen:], snap.epochs, snap.steps)
                     snap.extra.update(streams)
                     snap.progress.update(progress, processes=processes)
                     snap.updated = time.time()
