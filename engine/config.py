@@ -148,8 +148,9 @@ class TrainConfig:
     augment: bool = knob(True, label="Augment images", help=(
         "Random crops and flips each step (in batches on the device): less overfitting on small datasets."))
     threads: int = knob(0, label="CPU threads", min=0, max=256, help=(
-        "0 = automatic: one per core (PyTorch's default), less the cores other programs keep busy when the "
-        "run starts (threads waiting for a busy core slow every step). A number uses exactly that many."))
+        "0 = automatic: one per core (PyTorch's default), less the cores other programs keep busy, measured "
+        "as the run starts and again after every epoch (threads waiting for a busy core slow every step). "
+        "A number uses exactly that many."))
     deterministic: bool = knob(False, label="Repeatable (deterministic)", help=(
         "CUDA: deterministic cuDNN kernels, no autotuning (slightly slower). CPU runs repeat exactly anyway."))
     compile: bool = knob(False, label="Compile the model (GPU)", help=(

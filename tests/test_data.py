@@ -7,6 +7,7 @@ import json
 import stat
 import struct
 import time
+import re
 import zipfile
 from pathlib import Path
 
@@ -214,11 +215,25 @@ def test_decode_image_reasons(tmp_path):
 # ---------------------------------------------------------------------------- user errors
 
 
-def test_not_a_zip(tmp_path, work_dir):
-    txt = tmp_path / "data.zip"
-    txt.write_text("this is not a zip")
-    with pytest.raises(StudioError, match="not a zip archive"):
-        load_dataset(txt, work_dir)
+@pytest.mark.parametrize("name, said", [
+    ("data.zip", "'data.zip' is not a zip archive: its contents are not in zip format"),  # renamed, or cut short
+    ("data.ZIP", "'data.ZIP' is not a zip archive: its contents are not in zip format"),
+    ("photos.tar.gz", "'photos.tar.gz' is a .tar.gz archive, which the studio does not read"),
+    ("photos.rar", "'photos.rar' is a .rar archive, which the studio does not read"),
+    ("photos.7z", "'photos.7z' is a .7z archive"),
+    ("notes.txt", "'notes.txt' is not a zip archive or a folder of class folders"),
+])
+def test_not_a_zip(tmp_path, work_dir, name, said):
+    """Every kind of file that is not a zip gets a message for what it is, naming the user's file."""
+    bad = tmp_path / name
+    bad.write_bytes(b"\x1f\x8b\x08 this is not a zip" if name.endswith(".gz") else b"this is not a zip")
+    with pytest.raises(StudioError, match=re.escape(said)) as err:
+        load_dataset(bad, work_dir)
+    assert "Upload a .zip file" in str(err.value)
+    cut = tmp_path / "cut.zip"  # a real zip cut short: the same plain message, not a traceback
+    cut.write_bytes(make_zip(tmp_path / "whole.zip", class_files({"a": 3, "b": 3})).read_bytes()[:-30])
+    with pytest.raises(StudioError, match="'cut.zip' is not a zip archive"):
+        load_dataset(cut, work_dir)
 
 
 def test_missing_source(tmp_path, work_dir):
