@@ -477,10 +477,9 @@ def errors_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
     st.subheader("Highest-loss images")
     st.caption("The validation images the model is most confidently wrong about (or least sure of, when it is "
                "right). Look for a pattern: mislabelled files, two classes that look alike, an unusual background.")
-    st.session_state.setdefault(f"explain_k_{rec.id}", 12)
-    sizes = [s for s in (6, 12, 24, 48) if s < n] + [min(n, 48)] if n < 48 else [6, 12, 24, 48]
-    if st.session_state[f"explain_k_{rec.id}"] not in sizes:
-        st.session_state[f"explain_k_{rec.id}"] = max(s for s in sizes if s <= 12) if min(sizes) <= 12 else sizes[0]
+    sizes = sorted({min(s, n) for s in (6, 12, 24, 48)})  # never more than the split has
+    if st.session_state.get(f"explain_k_{rec.id}") not in sizes:
+        st.session_state[f"explain_k_{rec.id}"] = min(12, n)
     k = st.select_slider("How many", sizes, key=f"explain_k_{rec.id}")
     top = [int(i) for i in pred["order"][:min(k, n)]]
     gallery(run_dir, ds, rec, top,
