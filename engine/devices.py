@@ -234,8 +234,8 @@ def use_channels_last(requested: bool, device: torch.device, amp_dtype: torch.dt
 
 # ---- CPU threads ----------------------------------------------------------------------------------
 # PyTorch's default is one thread per physical core. When other programs keep cores busy, its OpenMP
-# threads wait on each other: on a 2-core CPU with one core busy, a 2-thread run trained at 25-36
-# img/s against 117-122 img/s with one thread (ResNet-18, 64 px, README's "CPU threads").
+# threads wait on each other: on a 2-core CPU with one core busy, a 2-thread run trained at 12-16
+# img/s against 97-102 img/s with one thread (ResNet-18, 64 px; benchmarks/threads_under_load.py).
 DEFAULT_CPU_THREADS = torch.get_num_threads()  # at import: PyTorch's default (the sidebar's "up to N")
 THREAD_SAMPLE_S = 0.3  # the shortest window the load is measured over
 # A thread is given up when other programs keep more than `keep` of a CPU busy. Before the run a busy
