@@ -239,7 +239,7 @@ def use_channels_last(requested: bool, device: torch.device, amp_dtype: torch.dt
 DEFAULT_CPU_THREADS = torch.get_num_threads()  # at import: PyTorch's default (the sidebar's "up to N")
 THREAD_SAMPLE_S = 0.3  # the shortest window the load is measured over
 # A thread is given up when other programs keep more than `keep` of a CPU busy. Before the run a busy
-# program shows as 0.84-0.89 of a CPU (a browser drawing the page as 0.5-0.7: the threads are kept);
+# program shows as 0.84-0.92 of a CPU (a browser drawing the page as 0.5-0.7: the threads are kept);
 # during training the run's own threads take their share, so one busy program shows as about 0.66.
 KEEP_AT_START, KEEP_DURING_RUN = 0.75, 0.6
 
