@@ -21,7 +21,10 @@ if os.environ.get("BENCH_THREADS"):  # run_all.sh runs two benchmarks side by si
 
 
 def config(*overrides: str) -> RunConfig:
-    return apply_overrides(RunConfig(), ["train.device=auto", *overrides])
+    """A run config with `overrides`; its CPU threads pinned to this process's count (BENCH_THREADS,
+    a script's --threads, or PyTorch's default), so that a benchmark measures at a fixed thread count
+    rather than the engine's load-dependent automatic choice. An override can still set them."""
+    return apply_overrides(RunConfig(), ["train.device=auto", f"train.threads={torch.get_num_threads()}", *overrides])
 
 
 def mean_std(xs: list[float]) -> str:

@@ -85,8 +85,7 @@ def run_studio(data: DataSplits, args, seed: int, ood: bool) -> dict:
     cfg = config(f"data.source={args.data}", f"data.image_size={args.image_size}", "backbone.name=resnet18",
                  "backbone.pretrained=bundled", f"train.epochs={args.epochs}", f"train.batch_size={BATCH}",
                  f"optim.lr={LR}", f"optim.momentum={MOMENTUM}", f"optim.weight_decay={WD}", f"seed={seed}",
-                 f"eval.ood={str(ood).lower()}", "train.device=cpu",
-                 *([f"train.threads={args.threads}"] if args.threads else []))  # every tool on the same threads
+                 f"eval.ood={str(ood).lower()}", "train.device=cpu")  # common.config: the same threads as every tool
     t0 = time.perf_counter()
     clock = EpochClock(t0)
     s = train(cfg, clock, data=data).summary

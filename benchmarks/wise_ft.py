@@ -72,7 +72,8 @@ def main() -> None:
         run_dir = WORK / f"wise_ft{args.tag}_seed{seed}"
         run_dir.mkdir(parents=True, exist_ok=True)
         cfg = apply_overrides(wise_ft_demo(RunConfig(seed=seed)), [f"backbone.name={args.backbone}",
-                              f"backbone.pretrained={args.pretrained}", f"seed={seed}", *args.set])
+                              f"backbone.pretrained={args.pretrained}", f"seed={seed}",
+                              f"train.threads={torch.get_num_threads()}", *args.set])  # a fixed thread count
         res = train(cfg, run_dir=run_dir, work_dir=WORK / "data")
         s = res.summary
         (run_dir / "summary.json").write_text(json.dumps({"classes": s["classes"]}))
