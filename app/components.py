@@ -205,7 +205,7 @@ def sidebar(engine: Engine) -> None:
             if snap is not None:
                 p = snap.progress
                 total, step = int(p.get("total_steps") or 0), int(p.get("step") or 0)
-                st.markdown(f"**Training:** {snap.name}")
+                st.markdown(f"**Training:** {state.md_text(snap.name)}")
                 st.progress(min(step / total, 1.0) if total else 0.0,
                             text=f"epoch {p.get('epoch') or 0}/{p.get('epochs') or '?'} · {p.get('phase', 'starting')}")
         waiting = [r for r in active if r != current]
@@ -213,7 +213,7 @@ def sidebar(engine: Engine) -> None:
             st.markdown(f"**Queue:** {len(waiting)} run{'s' if len(waiting) > 1 else ''} waiting")
             for run_id in waiting:
                 rec = engine.run_record(run_id) if run_id in mine else None
-                st.caption(f":material/schedule: {rec.name if rec else 'another user' + chr(39) + 's run'}")
+                st.caption(f":material/schedule: {state.md_text(rec.name) if rec else 'another user' + chr(39) + 's run'}")
         if not active:
             st.caption("Engine idle: ready for a run.")
         if active_now and not active:

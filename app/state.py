@@ -155,8 +155,8 @@ class Dataset:
     def words(self) -> str:
         """The data of the next run in the user's names: 'photos.zip' or 'photos.zip, OOD set dusk.zip'
         (markdown, names in bold)."""
-        ood = f", OOD set **{self.ood_name or self.ood_label}**" if self.ood_source else ""
-        return f"**{self.label}**{ood}"
+        ood = f", OOD set **{md_text(self.ood_name or self.ood_label)}**" if self.ood_source else ""
+        return f"**{md_text(self.label)}**{ood}"
 
     def to_draft(self) -> dict:
         return {k: getattr(self, k) for k in ("kind", "source", "label", "ood_source", "ood_label", "ood_name")}
@@ -514,12 +514,12 @@ WEIGHTS_TEXT = {"bundled": "bundled weights", "imagenet": "ImageNet weights", "n
                 "checkpoint": "your checkpoint"}
 
 
-MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|$~<>])")
+MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]|$~<>])")  # what changes a name inside a line of markdown
 
 
 def md_text(text: str) -> str:
-    """`text` (a user's file or class name) escaped for st.markdown: `*`, `_`, `$` (LaTeX) and the
-    other markdown characters show as themselves."""
+    """`text` (a user's file, dataset or class name) escaped for st.markdown inside a line: `*`, `_`,
+    `` ` ``, `$` (LaTeX), `[`/`]` (links), `~`, `|`, `<`/`>` and backslashes show as themselves."""
     return MARKDOWN_SPECIALS.sub(r"\\\1", str(text))
 
 

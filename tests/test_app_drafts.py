@@ -231,3 +231,18 @@ def test_compare_keeps_two_datasets_of_the_same_name_apart():
     assert list(table["run"]) == ["a", "c", "b"], "grouped by dataset"
     assert table["dataset"].nunique() == 2 and "_source" not in table and "sparsity" not in table
     assert table["val acc"].isna().tolist() == [False, False, True], "a missing number stays missing (blank)"
+
+
+def test_markdown_characters_in_a_users_names_show_as_written(studio, tiny_bytes):
+    """A dataset named with markdown characters ('*', '_', '$', '[') is shown as the user wrote it:
+    escaped wherever the pages put it into markdown, never turned into italics, LaTeX or a link."""
+    from app.state import md_text
+
+    assert md_text("my_*odd* $5 [v2].zip") == r"my\_\*odd\* \$5 \[v2\].zip"
+    assert md_text("holiday photos.zip") == "holiday photos.zip"  # plain names unchanged
+    at = new_app()
+    upload_zip(at, tiny_bytes, "my_*odd* $5.zip")
+    at.switch_page("app_pages/train.py").run()
+    no_problems(at)
+    next_run = " ".join(texts(at.markdown))
+    assert r"**my\_\*odd\* \$5.zip**" in next_run, next_run

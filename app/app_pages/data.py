@@ -53,7 +53,7 @@ def _show_refusal(error: BaseException, name: str = "") -> None:
     """The refusal message (naming the user's file `name` when the message does not), then what the
     engine saw: the layout notes and every skipped file."""
     if name and isinstance(error, StudioError) and name not in str(error):
-        st.error(f"**{name}**: {error}", icon=":material/error:")
+        st.error(f"**{state.md_text(name)}**: {error}", icon=":material/error:")
     else:
         state.show_error(error, "reading the dataset")
     for note in getattr(error, "notes", []):
@@ -81,7 +81,7 @@ def _activate(engine, candidate: state.Dataset, size: int | None = None) -> bool
     _show_refusal(result.error, candidate.label)
     if candidate.kind == "upload":
         state.discard_refused_upload(engine, candidate.source)
-    st.info(f"The studio still uses **{current.label}**. Fix the problem above, then try again.",
+    st.info(f"The studio still uses **{state.md_text(current.label)}**. Fix the problem above, then try again.",
             icon=":material/info:")
     return False
 
@@ -108,7 +108,7 @@ def earlier_uploads(engine, kind: str, in_use: str, on_use) -> None:
             if u.get("images"):
                 facts.append(state.plural(int(u["images"]), "image"))
             facts.append("uploaded " + time.strftime("%d %b %Y %H:%M", time.localtime(u["created"])))
-            c[0].markdown(f"**{u['name']}** · " + " · ".join(facts) + (" · *in use*" if ref == in_use else ""))
+            c[0].markdown(f"**{state.md_text(u['name'])}** · " + " · ".join(facts) + (" · *in use*" if ref == in_use else ""))
             if c[1].button("Use", key=f"use_{kind}_{u['sha256'][:16]}", disabled=ref == in_use):
                 on_use(u)
             if c[2].button("Delete", key=f"del_{kind}_{u['sha256'][:16]}", icon=":material/delete:"):
@@ -160,7 +160,7 @@ def choose_source(engine) -> None:
             if ref and ref != ds.source:
                 _activate(engine, state.Dataset("upload", ref, upload.name), size=upload.size)
         elif ds.kind == "upload":
-            st.caption(f"In use: **{ds.label}** (kept on the server: no need to upload it again).")
+            st.caption(f"In use: **{state.md_text(ds.label)}** (kept on the server: no need to upload it again).")
 
         def use(u: dict) -> None:
             _bump("upload_n")  # empty the file chooser, or the file still in it would be used again next time
@@ -233,8 +233,8 @@ def dataset_report(engine) -> datasets.DataCheck | None:
         st.warning(warning, icon=":material/warning:")
     imb = rep.imbalance
     if imb.get("imbalanced"):
-        st.warning(f"The classes are imbalanced: '{imb['largest']}' has {imb['ratio']}x the images of "
-                   f"'{imb['smallest']}'. Accuracy alone flatters a model that favours the large class: the "
+        st.warning(f"The classes are imbalanced: '{state.md_text(imb['largest'])}' has {imb['ratio']}x the images of "
+                   f"'{state.md_text(imb['smallest'])}'. Accuracy alone flatters a model that favours the large class: the "
                    "results show balanced accuracy and macro-F1 beside it. To compensate, set *Imbalanced "
                    "classes* in the split settings.", icon=":material/balance:")
     if rep.duplicate_groups:
@@ -287,7 +287,7 @@ def ood_section(engine, result: datasets.DataCheck | None) -> None:
         return
     if ds.ood_source:
         c1, c2 = st.columns([4, 1])
-        c1.success(f"OOD set in use: **{ds.ood_label}**", icon=":material/check_circle:")
+        c1.success(f"OOD set in use: **{state.md_text(ds.ood_label)}**", icon=":material/check_circle:")
 
         def remove() -> None:
             state.set_dataset(dataclasses.replace(state.dataset(), ood_source="", ood_label="", ood_name=""))

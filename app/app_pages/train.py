@@ -149,7 +149,7 @@ def live_section(engine) -> None:
             st.info("This run was deleted.")
             return
         c = st.columns([5, 1])
-        c[0].markdown(f"#### {state.STATUS_ICONS.get(run.status, '')} {run.name}")
+        c[0].markdown(f"#### {state.STATUS_ICONS.get(run.status, '')} {state.md_text(run.name)}")
         if run.status in ("queued", "running"):
             c[1].button("Stop", key=f"stop_{run_id}", icon=":material/stop:", on_click=engine.stop, args=(run_id, state.user()),
                         help="Stops after the current step; the run is kept as stopped.")
