@@ -29,6 +29,7 @@ import streamlit as st
 
 from app import datasets
 from app.datasets import config_names, upload_sha, user_words  # noqa: F401  (the pages use them as state.*)
+from engine.backbones import backbone_title
 from engine.config import CORE_SECTIONS, RunConfig, validate, with_section
 from engine.paths import ASSETS_DIR, PROJECT_DIR, SAMPLE_DATASET, UPLOAD_PREFIX, resolve_path, upload_ref
 from engine.errors import StudioError
@@ -410,7 +411,7 @@ def default_run_name(cfg: RunConfig, ds: Dataset) -> str:
 
     methods = " + ".join(METHODS[m].title.split()[0] if m in METHODS else m  # "WiSE-FT", "Pruning", ...
                          for m in cfg.enabled_methods())
-    return f"{cfg.backbone.name} {methods or 'plain'} on {data}"
+    return f"{backbone_title(cfg.backbone.name)} {methods or 'plain'} on {data}"
 
 
 def start_run(engine: Engine, gpus: tuple[int, ...] = ()) -> str:

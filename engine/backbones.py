@@ -51,6 +51,11 @@ class BackboneSpec:
     description: str = ""
 
     @property
+    def title(self) -> str:
+        """The architecture's name as people write it ("ResNet-18"), from the description's first words."""
+        return re.split(r"[:,.]", self.description)[0].strip() or self.name
+
+    @property
     def bundled_path(self) -> Path | None:
         return ASSETS_BACKBONES / self.bundled_file if self.bundled_file else None
 
@@ -554,11 +559,16 @@ def guess_architecture(state: dict[str, torch.Tensor]) -> tuple[str, float] | No
     return (best, best_score[0]) if best is not None and best_score[0] >= 0.9 else None
 
 
+def backbone_title(name: str) -> str:
+    """What the UI calls a backbone: "ResNet-18" for `resnet18`; an unregistered name unchanged."""
+    spec = BACKBONES.get(name)
+    return spec.title if spec is not None else name
+
+
 def describe_backbone(name: str) -> str:
     """A registered backbone in plain words: "ResNet-50 weights (ResNet family; `resnet50` here)"."""
     spec = BACKBONES[name]
-    title = re.split(r"[:,.]", spec.description)[0].strip() or name  # "ResNet-50: stronger, ..." -> "ResNet-50"
-    return f"{title} weights ({FAMILY_TITLES.get(spec.family, spec.family)} family; `{name}` here)"
+    return f"{spec.title} weights ({FAMILY_TITLES.get(spec.family, spec.family)} family; `{name}` here)"
 
 
 def _refusal(source: str, backbone: str, fit: _Fit, state: dict[str, torch.Tensor]) -> StudioError:

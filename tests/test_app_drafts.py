@@ -124,7 +124,7 @@ def test_compare_shows_the_dataset_and_flags_runs_on_different_data(studio, tiny
     assert "3 · Train (live)" in texts(at.title), "the Train page follows the new run"
     (second,) = [r.id for r in engine().list_runs() if r.id != first]
     assert engine().wait(second, RUN_TIMEOUT) == "finished"
-    assert engine().run_record(second).name == "resnet18 plain on two colours.zip", "run names say the data"
+    assert engine().run_record(second).name == "ResNet-18 plain on two colours.zip", "run names say the data, the backbone as people write it"
 
     at.switch_page("app_pages/results.py").run()
     no_problems(at)

@@ -267,7 +267,7 @@ def test_upload_train_and_see_results_in_a_browser(server, browser, sample_zip, 
     second = browser.new_page(viewport={"width": 1400, "height": 1000})  # a refresh, or a second tab
     second.goto(server["url"] + "/train")
     second.get_by_role("heading", name="3 · Train (live)").wait_for(timeout=60_000)
-    second.get_by_role("heading", name=f"resnet18 WiSE-FT on {sample_zip.name}").wait_for(timeout=60_000)  # same job
+    second.get_by_role("heading", name=f"ResNet-18 WiSE-FT on {sample_zip.name}").wait_for(timeout=60_000)  # same job
     second.close()  # closing a tab must not stop the run
 
     page.get_by_text(FINISHED).first.wait_for(timeout=RUN_TIMEOUT_S * 1000)

@@ -351,7 +351,7 @@ def quick_start(engine) -> None:
         c = st.columns([1, 3], vertical_alignment="center")
         clicked = c[0].button("Train now", type="primary", icon=":material/play_arrow:", key="quick_start",
                               disabled=state.config_problems(cfg) is not None)
-        c[1].caption(f"Starts a run with the current settings: {cfg.backbone.name} "
+        c[1].caption(f"Starts a run with the current settings: {state.backbone_title(cfg.backbone.name)} "
                      f"({state.WEIGHTS_TEXT.get(cfg.backbone.pretrained, cfg.backbone.pretrained)}), "
                      f"{state.plural(cfg.train.epochs, 'epoch')}, {cfg.data.image_size} px, {methods}. "
                      "Change them first on *Model and methods* if you like.")

@@ -13,7 +13,7 @@ from app import charts, components, state
 from app.presets import (PRESETS, SAMPLE_CLASSES, SAMPLE_TRAIN_IMAGES, few_batches, icon, offline_pretrained,
                          recipe_drift)
 from app.widgets import dataclass_widgets, field_widget, widget_key
-from engine.backbones import BACKBONES, CHECKPOINT_SUFFIXES, PRETRAINED_SOURCES, available_sources
+from engine.backbones import BACKBONES, CHECKPOINT_SUFFIXES, PRETRAINED_SOURCES, available_sources, backbone_title
 from engine.config import RunConfig
 from engine.methods import METHODS, MethodSpec
 from engine.schedules import SCHEDULES, lr_curve
@@ -372,7 +372,7 @@ def method_panel(spec: MethodSpec) -> None:
         if spec.paper_url:
             st.caption(f"Paper: [{spec.paper}]({spec.paper_url})")
         if not supported:
-            st.caption(f":material/block: {spec.title} does not work with {cfg.backbone.name}: choose another backbone to use it.")
+            st.caption(f":material/block: {spec.title} does not work with {backbone_title(cfg.backbone.name)}: choose another backbone to use it.")
             enabled = False
         values = dataclass_widgets(spec.name, mcfg) if enabled else {}
     state.update_section(spec.name, enabled=bool(enabled), **values)
@@ -458,7 +458,7 @@ def review_section() -> None:
         st.warning(problems, icon=":material/warning:")
     else:
         methods = ", ".join(METHODS[m].title for m in cfg.enabled_methods()) or "no extra method"
-        st.success(f"Ready to train **{cfg.backbone.name}** ({state.WEIGHTS_TEXT.get(cfg.backbone.pretrained)}) for "
+        st.success(f"Ready to train **{backbone_title(cfg.backbone.name)}** ({state.WEIGHTS_TEXT.get(cfg.backbone.pretrained)}) for "
                    f"{state.plural(cfg.train.epochs, 'epoch')} at {cfg.data.image_size} px with {methods}.",
                    icon=":material/check_circle:")
     with st.expander("These settings as a config file (YAML)", icon=":material/description:"):

@@ -57,7 +57,7 @@ def start_section(engine) -> None:
     if cfg.eval.tta_flip:
         methods += " · flip TTA"
     with st.container(border=True):
-        st.markdown(f"**Next run:** {cfg.backbone.name} ({state.WEIGHTS_TEXT.get(cfg.backbone.pretrained)}) on "
+        st.markdown(f"**Next run:** {state.backbone_title(cfg.backbone.name)} ({state.WEIGHTS_TEXT.get(cfg.backbone.pretrained)}) on "
                     f"{ds.words} · {state.plural(cfg.train.epochs, 'epoch')} · {cfg.data.image_size} px · "
                     f"batch {cfg.train.batch_size} · "
                     f"effective lr {cfg.effective_lr:.3g} · {methods}")
