@@ -41,6 +41,7 @@ DATASET_KEY = "dataset"
 WATCH_KEY = "watch"  # the run the Train page shows
 FOCUS_KEY = "focus_run"  # the run the user last looked at (Results, Explain): pages open on it
 NOTE_KEY = "draft_note"  # a one-off message about the restored draft
+TRY_KEY = "try_inputs"  # Try it's last inputs: {"images" | "camera" | "zip": [[file name, upload ref], ...]}
 WIDGET_PREFIX = "w:"  # keys of widgets seeded from the config (cleared when a preset is applied)
 SAMPLE_LABEL = "Bundled sample: textures"
 
@@ -227,6 +228,8 @@ def init_session() -> None:
             st.session_state[NOTE_KEY] = "Your saved next run is back, except " + "; ".join(lost) + "."
         if draft.get("focus_run"):
             st.session_state.setdefault(FOCUS_KEY, str(draft["focus_run"]))
+        if isinstance(draft.get("try_it"), dict):
+            st.session_state.setdefault(TRY_KEY, draft["try_it"])
     else:
         cfg, ds = default_config(), default_dataset()
     st.session_state[CFG_KEY] = cfg
@@ -238,7 +241,7 @@ def save_draft() -> None:
     if CFG_KEY not in st.session_state or DATASET_KEY not in st.session_state:
         return
     draft = {"config": config().to_dict(), "dataset": dataset().to_draft(),
-             "focus_run": st.session_state.get(FOCUS_KEY) or ""}
+             "focus_run": st.session_state.get(FOCUS_KEY) or "", "try_it": st.session_state.get(TRY_KEY) or {}}
     attempt("saving your settings", get_engine().store.save_draft, user(), draft)
 
 
@@ -289,6 +292,47 @@ def set_dataset(ds: Dataset) -> None:
 
 
 # ---- uploads ---------------------------------------------------------------------------------
+
+def remember_try_inputs(engine: Engine, kind: str, files: list[tuple[str, bytes]]) -> None:
+    """Keep what the user gave Try it (`kind` "images", "camera" or "zip"; `files` as (their file
+    name, bytes)) in the uploads folder and in their draft, so a refresh shows it again. An empty
+    list forgets that kind. A file over the server's upload limit is simply not kept (the page
+    still answers for it); nothing is written outside the engine's folder."""
+    kept = dict(st.session_state.get(TRY_KEY) or {})
+    items = []
+    for name, data in files:
+        got = attempt("keeping your image for a refresh", store_upload, engine, data, Path(name).suffix, show=False)
+        if got.ok:
+            items.append([name, got.value])
+    if items:
+        kept[kind] = items
+    else:
+        kept.pop(kind, None)
+    if kept != (st.session_state.get(TRY_KEY) or {}):
+        st.session_state[TRY_KEY] = kept
+        save_draft()
+
+
+def remember_try_source(source: str) -> None:
+    """Keep where Try it's images come from (its radio's choice) in the draft, for a refresh."""
+    kept = dict(st.session_state.get(TRY_KEY) or {})
+    if kept.get("source") != source:
+        kept["source"] = source
+        st.session_state[TRY_KEY] = kept
+        save_draft()
+
+
+def kept_try_inputs(kind: str) -> list[tuple[str, bytes]]:
+    """The files of `kind` remembered by remember_try_inputs that are still on this server, as
+    (file name, bytes); ones deleted since are left out."""
+    out = []
+    for name, ref in (st.session_state.get(TRY_KEY) or {}).get(kind, []):
+        try:
+            out.append((str(name), resolve_path(str(ref)).read_bytes()))
+        except (StudioError, OSError):
+            continue
+    return out
+
 
 def store_upload(engine: Engine, data: bytes, suffix: str) -> str:
     """Keep uploaded bytes on the server (named by content hash); returns `upload:<sha256>`.

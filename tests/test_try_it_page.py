@@ -156,3 +156,45 @@ def test_top_k_chart_is_a_pure_builder_with_bars_sorted_by_rank_and_the_threshol
     assert bars["encoding"]["y"]["sort"] == {"field": "rank", "order": "ascending"}
     assert spec["layer"][-1]["mark"]["type"] == "rule", "the unsure threshold"
     assert len(topk_chart(df).to_dict()["layer"]) == 2, "no rule without a threshold"
+
+
+def test_a_refresh_keeps_the_images_and_the_zip_until_the_user_clears_them(run):
+    """Try it's inputs live in the user's draft (the files in the uploads folder): a new session, as
+    after a refresh, answers for them again, opens on the same source, and Clear or emptying the
+    uploader forgets them."""
+    at = open_page(run)
+    at.radio(key="try_source").set_value("Upload images").run()  # an earlier test may have left the zip chosen
+    at.file_uploader(key="try_files").set_value([("my cat.png", png(tiny_image("red", 901, 40)), "image/png")])
+    at.run()
+    no_problems(at)
+    assert len(at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")) == 1
+
+    again = open_page(run)  # a refresh: a new session, the uploader empty
+    assert len(again.get("arrow_vega_lite_chart") or again.get("vega_lite_chart")) == 1, "answered again"
+    assert any("from your last visit: my cat.png" in c for c in texts(again.caption)), texts(again.caption)
+    again.button(key="try_clear_images").click().run()
+    no_problems(again)
+    assert not (again.get("arrow_vega_lite_chart") or again.get("vega_lite_chart"))
+    assert not (open_page(run).get("arrow_vega_lite_chart") or []), "cleared for good"
+
+    at = open_page(run)
+    at.file_uploader(key="try_files").set_value([("dog.png", png(tiny_image("red", 902, 40)), "image/png")]).run()
+    at.file_uploader(key="try_files").set_value([]).run()  # the uploader's x
+    no_problems(at)
+    assert not any("last visit" in c for c in texts(at.caption)), "removed files do not come back"
+    assert not (open_page(run).get("arrow_vega_lite_chart") or [])
+
+    at.radio(key="try_source").set_value("A zip of images").run()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for c in TINY_CLASSES:
+            zf.writestr(f"{c}/0.png", png(tiny_image(c, 910)))
+    at.file_uploader(key="try_zip").set_value(("field batch.zip", buf.getvalue(), "application/zip")).run()
+    no_problems(at)
+    again = open_page(run)
+    assert again.radio(key="try_source").value == "A zip of images", "the refresh opens on the zip"
+    assert any("from your last visit: field batch.zip" in c for c in texts(again.caption))
+    assert any("3 images" in m for m in texts(again.markdown)), "the kept zip is predicted again"
+    again.button(key="try_clear_zip").click().run()
+    again.radio(key="try_source").set_value("Upload images").run()
+    no_problems(again)

@@ -142,12 +142,13 @@ def explain_view(run_dir: str, ds: str, models: list, image: np.ndarray, answers
                   caption=f"{p.label}: why {answer.top[0][0]}")
 
 
-def image_result(run_dir: str, ds: str, models: list, name: str, data: bytes, threshold: float) -> None:
-    """One image: the picture as the model sees it, its top classes per model, the flag, attributions."""
+def image_result(run_dir: str, ds: str, models: list, name: str, data: bytes, threshold: float) -> bool:
+    """One image: the picture as the model sees it, its top classes per model, the flag, attributions.
+    False when the bytes are not a readable image (the message is shown)."""
     size = models[0][0].image_size
     got = state.attempt(f"reading {name}", decoded, data, name, size)
     if not got.ok:
-        return
+        return False
     image, notes = got.value
     cols = st.columns([1] + [2] * len(models))
     cols[0].image(upscale(image.transpose(1, 2, 0)), caption=f"{name} (as the model sees it)")
@@ -170,6 +171,7 @@ def image_result(run_dir: str, ds: str, models: list, name: str, data: bytes, th
     if st.toggle("Why? Show attributions", key=f"try_explain_{key}"):
         explain_view(run_dir, ds, models, image, answers, key)
     st.divider()
+    return True
 
 
 # ---- a zip of images ----------------------------------------------------------------------------------
@@ -201,9 +203,10 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
     st.caption("A zip of images: loose, or in folders named after the classes "
                f"({', '.join(p.classes)}) to measure accuracy on a new batch.")
     up = st.file_uploader("Zip of images", type=["zip"], key="try_zip")
-    if up is None:
+    given, new = kept_or_new(engine, "zip", [(up.name, up.getvalue())] if up is not None else [], "The zip")
+    if not given:
         return
-    data = up.getvalue()
+    up_name, data = given[0]
     key = ("try_folder", rec.id, variant, alpha, digest(data), threshold)
     result = st.session_state.get("try_folder_result")
     if result is None or result[0] != key:
@@ -218,12 +221,14 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
             bar.progress(done / total, text=f"{done}/{total} images · {rate:.0f} images/s · "
                                             f"ETA {(total - done) / max(rate, 1e-9):.0f} s")
 
-        got = state.attempt(f"predicting {up.name}", predict_folder, p, saved.value, Path(ds), TOP_K, 64, progress,
+        got = state.attempt(f"predicting {up_name}", predict_folder, p, saved.value, Path(ds), TOP_K, 64, progress,
                             threshold)
         bar.empty()
         if not got.ok:
             return
         st.session_state["try_folder_result"] = result = (key, got.value)
+        if new:
+            state.remember_try_inputs(engine, "zip", given)  # predicted: kept for a refresh
     res = result[1]
     low = sum(r["low_confidence"] for r in res.rows)
     st.markdown(f"**{len(res.rows)} images** predicted by *{p.label}* at {res.images_per_sec:.0f} images/s; "
@@ -253,14 +258,39 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
 
 # ---- the page -------------------------------------------------------------------------------------------
 
-def images_from_user() -> list[tuple[str, bytes]]:
+def kept_or_new(engine, kind: str, given: list[tuple[str, bytes]], what: str) -> tuple[list[tuple[str, bytes]], bool]:
+    """(files, new): the files the widget holds now (new: the caller keeps the usable ones for a
+    refresh with state.remember_try_inputs); when it holds none, the ones kept from an earlier visit
+    (a refresh or a new tab), with a note and a button to clear them. Emptying the widget in this
+    session (its x) forgets them."""
+    had = f"try_had_{kind}"
+    if given:
+        st.session_state[had] = True
+        return given, True
+    if st.session_state.pop(had, False):  # the user removed them: forget, do not bring them back
+        state.remember_try_inputs(engine, kind, [])
+        return [], False
+    kept = state.kept_try_inputs(kind)
+    if kept:
+        c = st.columns([5, 1], vertical_alignment="center")
+        c[0].caption(f":material/history: {what} from your last visit: "
+                     + state.md_text(", ".join(name for name, _ in kept)) + ". Add others above to replace them.")
+        if c[1].button("Clear", key=f"try_clear_{kind}", icon=":material/close:"):
+            state.remember_try_inputs(engine, kind, [])
+            st.rerun()
+    return kept, False
+
+
+def images_from_user(engine) -> tuple[str, list[tuple[str, bytes]], bool]:
+    """(kind, [(file name, bytes)], new): the images or the photo to answer for (see kept_or_new)."""
     source = st.session_state.get(SOURCE_KEY, SOURCES[0])
     if source == SOURCES[0]:
         files = st.file_uploader("Images", accept_multiple_files=True, key="try_files",
                                  help="JPEG, PNG, BMP, GIF, WebP or TIFF; phone photos are turned upright.")
-        return [(f.name, f.getvalue()) for f in files or []]
+        return "images", *kept_or_new(engine, "images", [(f.name, f.getvalue()) for f in files or []], "Images")
     shot = st.camera_input("Take a photo", key="try_camera")
-    return [("camera photo", shot.getvalue())] if shot is not None else []
+    return "camera", *kept_or_new(engine, "camera", [("camera photo", shot.getvalue())] if shot is not None else [],
+                                  "The photo")
 
 
 def render() -> None:
@@ -303,17 +333,24 @@ def render() -> None:
             models.append((got.value, variant, a))
     p = models[0][0]
     st.caption(f"Classes: {', '.join(p.classes)} · {p.image_size} px · {p.device}")
-    st.radio("Images from", SOURCES, key=SOURCE_KEY, horizontal=True)
+    remembered = (st.session_state.get(state.TRY_KEY) or {}).get("source")
+    if SOURCE_KEY not in st.session_state and remembered in SOURCES:  # a refresh opens where the user was
+        st.session_state[SOURCE_KEY] = remembered
+    state.remember_try_source(st.radio("Images from", SOURCES, key=SOURCE_KEY, horizontal=True))
     if st.session_state.get(SOURCE_KEY) == SOURCES[2]:
         with state.guarded("predicting the zip"):
             folder_section(engine, rec, run_dir, ds, p, first[0], first[1], threshold)
         return
-    images = images_from_user()
+    kind, images, new = images_from_user(engine)
     if not images:
         st.info("Add an image to see what the model says.", icon=":material/add_photo_alternate:")
+    usable = []
     for name, data in images:
         with state.guarded(f"predicting {name}"):
-            image_result(run_dir, ds, models, name, data, threshold)
+            if image_result(run_dir, ds, models, name, data, threshold):
+                usable.append((name, data))
+    if new:  # kept for a refresh: the ones that could be used (a damaged file's message is not shown again)
+        state.remember_try_inputs(engine, kind, usable)
 
 
 if __name__ == "__main__":  # run as a page (st.Page executes it as __main__); importable for tests
