@@ -107,10 +107,13 @@ def draw_preset_row(keys: list[str], cfg: dict) -> None:
     """Up to four preset cards: title (marked when the settings are the preset's), what it does, its button."""
     for col, key in zip(st.columns(4), keys):
         preset = PRESETS[key]
-        with col.container(border=True, height="stretch"):
+        # the card fills the row's height; "distribute" puts the text at the top and the button at the
+        # bottom, so the buttons of a row line up whatever the length of each description
+        with col.container(border=True, height="stretch", vertical_alignment="distribute"):
             in_use = preset.apply(state.config()).to_dict() == cfg
-            st.markdown(f"**{preset.title}**" + (" :green-badge[:material/check: in use]" if in_use else ""))
-            st.caption(preset.describe())
+            with st.container(gap="small"):
+                st.markdown(f"**{preset.title}**" + (" :green-badge[:material/check: in use]" if in_use else ""))
+                st.caption(preset.describe())
             st.button(f"Use {preset.title}", key=f"preset_{key}", icon=icon(key), on_click=_apply_preset,
                       args=(key,))
 
