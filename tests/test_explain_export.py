@@ -83,3 +83,22 @@ def test_model_card_mentions_methods_and_metrics(trained):
     card = model_card(trained.context.cfg, {**trained.summary, "robust_acc": 0.25,
                                              "robust_eval": {"attack": "PGD-20", "eps": 4 / 255}})
     assert "Robust accuracy (PGD-20, eps 4.0/255): 25.0%" in card
+
+
+def test_torchscript_export_does_not_fill_the_log_with_torchscripts_deprecation_warnings(tmp_path):
+    """PyTorch warns that TorchScript is deprecated on every trace, save and load; the export still
+    works and is checked, and only those FutureWarnings are silenced."""
+    import warnings
+
+    import torch
+
+    from engine.backbones import build_model
+    from engine.export import export_torchscript
+
+    model, _ = build_model("resnet18", 3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check = export_torchscript(model, 32, tmp_path / "model.ts",
+                                   torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8))
+    assert check.ok, check.message
+    assert not [w for w in caught if "torch.jit" in str(w.message)], [str(w.message) for w in caught]
