@@ -184,6 +184,10 @@ def test_a_refresh_keeps_the_images_and_the_zip_until_the_user_clears_them(run):
     assert not any("last visit" in c for c in texts(at.caption)), "removed files do not come back"
     assert not (open_page(run).get("arrow_vega_lite_chart") or [])
 
+    at.file_uploader(key="try_files").set_value([("owl.png", png(tiny_image("red", 903, 40)), "image/png")]).run()
+    at.radio(key="try_source").set_value("A zip of images").run()
+    at.radio(key="try_source").set_value("Upload images").run()  # the uploader is redrawn empty
+    assert any("from your last visit: owl.png" in c for c in texts(at.caption)), "switching away is no removal"
     at.radio(key="try_source").set_value("A zip of images").run()
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:

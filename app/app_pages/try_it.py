@@ -34,6 +34,7 @@ SOURCE_KEY = "try_source"
 COMPARE_KEY = "try_compare"
 THRESHOLD_KEY = "try_threshold"
 SOURCES = ("Upload images", "Camera", "A zip of images")
+KINDS = ("images", "camera", "zip")  # what state.remember_try_inputs keeps for each source
 TOP_K = 3
 DISPLAY_PX = 192  # small training images are enlarged (nearest neighbour) so their pixels stay crisp
 METHOD_NAMES = {"integrated_gradients": "Integrated Gradients", "saliency": "Saliency", "grad_cam": "Grad-CAM",
@@ -336,7 +337,11 @@ def render() -> None:
     remembered = (st.session_state.get(state.TRY_KEY) or {}).get("source")
     if SOURCE_KEY not in st.session_state and remembered in SOURCES:  # a refresh opens where the user was
         st.session_state[SOURCE_KEY] = remembered
-    state.remember_try_source(st.radio("Images from", SOURCES, key=SOURCE_KEY, horizontal=True))
+    source = st.radio("Images from", SOURCES, key=SOURCE_KEY, horizontal=True)
+    state.remember_try_source(source)
+    for kind, other in zip(KINDS, SOURCES):  # a widget not drawn loses its files: that is no "removed them"
+        if other != source:
+            st.session_state.pop(f"try_had_{kind}", None)
     if st.session_state.get(SOURCE_KEY) == SOURCES[2]:
         with state.guarded("predicting the zip"):
             folder_section(engine, rec, run_dir, ds, p, first[0], first[1], threshold)
