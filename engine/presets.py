@@ -186,7 +186,7 @@ def wise_ft_demo(cfg: RunConfig) -> RunConfig:
     # Fine-tuning without the studio's crop + flip augmentation, as the paper fine-tunes (its code uses
     # CLIP's training transform: a crop of 90-100% of the image, no flip). With crop + flip the fine-tuned
     # end was itself the most robust point of the curve (claim on 1 of 3 seeds); without, an interior
-    # alpha beats both ends out of distribution on 3 of 3 (README, WiSE-FT).
+    # alpha beats both ends out of distribution on 2 of 3 (3 of 3 in a one-thread run; README, WiSE-FT).
     cfg = with_section(_demo(cfg), "eval", ood=True)
     cfg = with_section(cfg, "train", augment=False)
     return _enable(cfg, "wise_ft", ood_subset=64)
