@@ -208,3 +208,16 @@ def test_a_ten_class_confusion_matrix_keeps_to_its_width_budget():
     df = charts.confusion_frame([[int(i == j) for j in range(10)] for i in range(10)], classes)
     d = charts.confusion_chart(df, width=300).to_dict()
     assert d["width"]["step"] * 10 <= 300 and d["layer"][0]["encoding"]["x"]["axis"]["labelLimit"] <= 90
+
+
+def test_live_views_redraw_less_often_on_a_cpu_only_machine_with_few_cores():
+    """The browser drawing the live charts shares a small CPU machine's cores with the run: every 1 s
+    on a GPU or 6+ cores, 3 s on 2 cores (where 1 s slowed a dashboard run by a third)."""
+    from app.components import LIVE_REFRESH_S, SLOWEST_LIVE_REFRESH_S, live_refresh_s
+
+    assert live_refresh_s(gpu=True, cpus=2) == LIVE_REFRESH_S == 1.0
+    assert live_refresh_s(gpu=False, cpus=2) == SLOWEST_LIVE_REFRESH_S == 3.0
+    assert live_refresh_s(gpu=False, cpus=1) == 3.0
+    assert live_refresh_s(gpu=False, cpus=4) == 1.5
+    assert live_refresh_s(gpu=False, cpus=64) == 1.0
+    assert 1.0 <= live_refresh_s() <= 3.0  # this machine's

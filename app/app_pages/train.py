@@ -142,7 +142,9 @@ def live_section(engine) -> None:
     st.session_state[state.WATCH_KEY] = run_id
     active_now = bool(engine.active_runs())
 
-    @st.fragment(run_every=components.LIVE_REFRESH_S if active_now else None)
+    refresh_s = components.live_refresh_s()
+
+    @st.fragment(run_every=refresh_s if active_now else None)
     def live(run_id: str) -> None:
         run = components.load_run(engine, run_id)
         if run is None:
@@ -157,6 +159,10 @@ def live_section(engine) -> None:
             continue_button(engine, run_id, c[1])
         components.progress_view(run)
         components.curves_view(run, live=run.status in ("queued", "running"), streams=True)
+        if run.status in ("queued", "running") and refresh_s > components.LIVE_REFRESH_S:
+            st.caption(f":material/timer: The charts redraw every {refresh_s:g} s: this computer trains on "
+                       f"{components.cpu_count()} CPU cores, which the browser drawing them shares, so a faster "
+                       "redraw would slow the training.")
         queue_view(engine, run_id)
         if run.status == "finished":
             st.page_link("app_pages/results.py", label="See the results", icon=":material/leaderboard:")
