@@ -415,7 +415,10 @@ def topk_chart(df: pd.DataFrame, title: str = "", threshold: float | None = None
     data = df.assign(top=df["rank"] == 1)
     bars = alt.Chart(data).mark_bar().encode(
         x=alt.X("probability:Q", title="Probability", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
-        y=alt.Y("class:N", title=None, sort=alt.EncodingSortField("rank", order="ascending")),
+        # the classes listed in rank order: a sort by the rank field is dropped by Vega-Lite here (the
+        # bars and their labels share the axis, and a shared domain only keeps a sort by count, min or
+        # max), and the bars then came out in alphabetical order
+        y=alt.Y("class:N", title=None, sort=list(data.sort_values("rank", kind="stable")["class"])),
         color=alt.Color("top:N", scale=alt.Scale(domain=[True, False], range=["#1f77b4", "#9ecae1"]), legend=None),
         tooltip=["class:N", alt.Tooltip("probability:Q", format=".1%")],
     )

@@ -153,7 +153,11 @@ def test_top_k_chart_is_a_pure_builder_with_bars_sorted_by_rank_and_the_threshol
     spec = topk_chart(df, "Fine-tuned", threshold=0.5).to_dict()
     bars = spec["layer"][0]
     assert bars["mark"]["type"] == "bar" and bars["encoding"]["x"]["scale"]["domain"] == [0, 1]
-    assert bars["encoding"]["y"]["sort"] == {"field": "rank", "order": "ascending"}
+    # an explicit order: Vega-Lite drops a field sort on the axis the bars share with their labels
+    assert bars["encoding"]["y"]["sort"] == ["dog", "cat", "bird"]
+    shuffled = topk_chart(topk_frame([("dog", 0.7), ("cat", 0.2), ("bird", 0.1)], "x").iloc[[2, 0, 1]]).to_dict()
+    assert shuffled["layer"][0]["encoding"]["y"]["sort"] == ["dog", "cat", "bird"], "by rank, not row order"
+    assert all(not isinstance(layer["encoding"]["y"].get("sort"), dict) for layer in spec["layer"][:2])
     assert spec["layer"][-1]["mark"]["type"] == "rule", "the unsure threshold"
     assert len(topk_chart(df).to_dict()["layer"]) == 2, "no rule without a threshold"
 
