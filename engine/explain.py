@@ -124,11 +124,13 @@ class ErrorCase:
 
 
 def highest_loss(model: Classifier, images: torch.Tensor, labels: torch.Tensor, k: int = 12,
-                 device: torch.device | None = None, tta_flip: bool = False) -> list[ErrorCase]:
-    """The k examples with the highest loss (most confidently wrong first); `tta_flip` as the run
-    evaluated (engine.evaluate.flip_average)."""
+                 device: torch.device | None = None, tta_flip: bool = False,
+                 amp_dtype: torch.dtype | None = None) -> list[ErrorCase]:
+    """The k examples of uint8 `images` [N, 3, S, S] (int64 `labels` [N]) with the highest loss (most
+    confidently wrong first); `tta_flip` and `amp_dtype` (autocast; None = float32) as the run
+    evaluated (engine.evaluate.predict), so that its answers are the ones the run reported."""
     device = device or next(model.parameters()).device
-    r = predict(model, images, labels, device, tta_flip=tta_flip)
+    r = predict(model, images, labels, device, tta_flip=tta_flip, amp_dtype=amp_dtype)
     order = torch.argsort(r.losses, descending=True)[:k]
     return [ErrorCase(int(i), int(labels[i]), int(r.preds[i]), float(r.probs_max[i]), float(r.losses[i])) for i in order]
 

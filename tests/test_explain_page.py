@@ -346,3 +346,33 @@ def test_the_alpha_chosen_on_results_is_what_explain_and_export_use(wise_run):
     finally:
         engine().store.set_wise_ft_alpha(run_id, None)
 
+
+
+def test_error_analysis_answers_in_the_runs_precision_and_agrees_with_its_results(wise_run, monkeypatch):
+    """Explain's per-image answers are the run's own evaluation: the same autocast precision (bf16 on
+    a CPU where the run measured it faster) and the same validation confusion matrix as Results."""
+    import json
+
+    import torch
+
+    from app.app_pages import explain as page
+    from engine import explain as engine_explain
+
+    studio, run_id = wise_run
+    run_dir = str(engine().run_record(run_id).run_dir)
+    datasets = str(engine().datasets_dir)
+    summary = json.loads((Path(run_dir) / "summary.json").read_text())
+    page.predictions.clear()
+    out = page.predictions(run_dir, datasets)
+    n = len(summary["classes"])
+    confusion = np.zeros((n, n), int)
+    np.add.at(confusion, (out["labels"], out["preds"]), 1)
+    assert confusion.tolist() == summary["val_confusion"], "Explain's answers are the ones Results reports"
+
+    seen, real = [], engine_explain.predict
+    monkeypatch.setattr(engine_explain, "predict", lambda *a, **k: seen.append(k.get("amp_dtype")) or real(*a, **k))
+    monkeypatch.setattr("engine.devices.pick_amp", lambda *a, **k: torch.bfloat16)  # a run evaluated in bf16
+    page.predictions.clear()
+    page.predictions(run_dir, datasets)
+    page.predictions.clear()
+    assert seen == [torch.bfloat16]

@@ -103,6 +103,21 @@ def _bundle(run_dir: str, datasets_dir: str):
     return load_run(Path(run_dir), Path(datasets_dir))
 
 
+def _amp_dtype(b):
+    """The autocast dtype the run evaluated in (None: float32)."""
+    from engine.devices import pick_amp
+
+    return pick_amp(b.cfg.train.amp, next(b.model.parameters()).device, int(b.cfg.data.image_size))
+
+
+def _precision(b):
+    """The autocast context the run evaluated in (engine.devices.pick_amp: bf16 on a CPU where that
+    was measured faster at this image size), so that Explain's answers are the Results page's."""
+    from engine.devices import autocast_ctx
+
+    return autocast_ctx(next(b.model.parameters()).device, _amp_dtype(b))
+
+
 def _fine_tuned(run_dir: str, datasets_dir: str) -> Guarded:
     b = _bundle(run_dir, datasets_dir)
     return Guarded(b.model, b.lock)
@@ -154,7 +169,8 @@ def predictions(run_dir: str, datasets_dir: str) -> dict[str, np.ndarray]:
     b = _bundle(run_dir, datasets_dir)
     n = len(b.data.val)
     with b.lock:
-        cases = highest_loss(b.model, b.data.val.images, b.data.val.labels, k=n, tta_flip=b.cfg.eval.tta_flip)
+        cases = highest_loss(b.model, b.data.val.images, b.data.val.labels, k=n, tta_flip=b.cfg.eval.tta_flip,
+                             amp_dtype=_amp_dtype(b))
     out = {"labels": b.data.val.labels.numpy().astype(int), "preds": np.zeros(n, int), "confs": np.zeros(n),
            "losses": np.zeros(n), "order": np.array([c.index for c in cases], dtype=int)}
     files = list((b.data.report.split_files or {}).get("val") or [])  # the user's file names, split order
@@ -183,8 +199,9 @@ def model_rows(run_dir: str, datasets_dir: str, index: int, alpha: float | None)
     y = b.data.val.labels[index:index + 1]
     eps, steps = float(b.cfg.eval.robust_eps), max(int(b.cfg.eval.robust_steps), 1)
 
-    def answer(model, images):  # as the run measured its accuracy: with the mirror image when it used flip TTA
-        return tta_logits(model, images, b.cfg.eval.tta_flip).softmax(1)
+    def answer(model, images):  # as the run measured its accuracy: its precision, the mirror image with flip TTA
+        with _precision(b):
+            return tta_logits(model, images, b.cfg.eval.tta_flip).float().softmax(1)
 
     ft = _fine_tuned(run_dir, datasets_dir)
     with ft.lock:
@@ -193,7 +210,8 @@ def model_rows(run_dir: str, datasets_dir: str, index: int, alpha: float | None)
                     torch.Generator().manual_seed(int(b.cfg.seed) * 100_003 + index))
         with torch.no_grad():
             p_ft = answer(ft.model, x)
-            p_adv = ft.model(x_adv).softmax(1)  # the attack and robust accuracy target the plain model
+            with _precision(b):
+                p_adv = ft.model(x_adv).float().softmax(1)  # the attack and robust accuracy target the plain model
 
     def row(key: str, p, image=None, **extra) -> dict:
         return {"key": key, "image": None if image is None else _hwc(image), "pred": int(p.argmax()),
