@@ -20,7 +20,8 @@ import streamlit as st  # noqa: E402
 
 from app import components, state  # noqa: E402
 
-st.set_page_config(page_title="Fine-tuning studio", page_icon=":material/tune:", layout="wide",
+# the tab's icon from our own file: a material-icon favicon is fetched from fonts.gstatic.com (not offline)
+st.set_page_config(page_title="Fine-tuning studio", page_icon=str(ROOT / "assets" / "icon.png"), layout="wide",
                    initial_sidebar_state="expanded")
 
 try:

@@ -163,12 +163,18 @@ def upload_zip(page, path: Path) -> None:
 def test_a_first_visit_straight_to_a_page_gets_the_whole_app(server, browser):
     """Runs first on a fresh server: a bookmark of /model must not bypass the app's frame."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    requested: list[str] = []
+    page.on("request", lambda r: requested.append(r.url))
     page.goto(server["url"] + "/model")
     page.get_by_role("heading", name="2 · Model and methods").wait_for(timeout=60_000)
     page.get_by_text("Fine-tuning studio").first.wait_for(timeout=30_000)  # the sidebar of main.py
     settle(page)
+    page.wait_for_timeout(1500)  # the tab's icon is requested after the page's first draw
     page.close()
     assert "Traceback" not in server["log"].read_text()
+    # offline classrooms: nothing is fetched from anywhere but the studio (a material-icon favicon was)
+    outside = [u for u in requested if not u.startswith((server["url"], "data:", "blob:"))]
+    assert not outside, outside
 
 
 @pytest.fixture(scope="module")
