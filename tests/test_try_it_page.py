@@ -175,7 +175,7 @@ def test_a_refresh_keeps_the_images_and_the_zip_until_the_user_clears_them(run):
 
     again = open_page(run)  # a refresh: a new session, the uploader empty
     assert len(again.get("arrow_vega_lite_chart") or again.get("vega_lite_chart")) == 1, "answered again"
-    assert any("from your last visit: my cat.png" in c for c in texts(again.caption)), texts(again.caption)
+    assert any("Kept from before: my cat.png" in c for c in texts(again.caption)), texts(again.caption)
     again.button(key="try_clear_images").click().run()
     no_problems(again)
     assert not (again.get("arrow_vega_lite_chart") or again.get("vega_lite_chart"))
@@ -185,13 +185,13 @@ def test_a_refresh_keeps_the_images_and_the_zip_until_the_user_clears_them(run):
     at.file_uploader(key="try_files").set_value([("dog.png", png(tiny_image("red", 902, 40)), "image/png")]).run()
     at.file_uploader(key="try_files").set_value([]).run()  # the uploader's x
     no_problems(at)
-    assert not any("last visit" in c for c in texts(at.caption)), "removed files do not come back"
+    assert not any("Kept from before" in c for c in texts(at.caption)), "removed files do not come back"
     assert not (open_page(run).get("arrow_vega_lite_chart") or [])
 
     at.file_uploader(key="try_files").set_value([("owl.png", png(tiny_image("red", 903, 40)), "image/png")]).run()
     at.radio(key="try_source").set_value("A zip of images").run()
     at.radio(key="try_source").set_value("Upload images").run()  # the uploader is redrawn empty
-    assert any("from your last visit: owl.png" in c for c in texts(at.caption)), "switching away is no removal"
+    assert any("Kept from before: owl.png" in c for c in texts(at.caption)), "switching away is no removal"
     at.radio(key="try_source").set_value("A zip of images").run()
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
@@ -201,7 +201,7 @@ def test_a_refresh_keeps_the_images_and_the_zip_until_the_user_clears_them(run):
     no_problems(at)
     again = open_page(run)
     assert again.radio(key="try_source").value == "A zip of images", "the refresh opens on the zip"
-    assert any("from your last visit: field batch.zip" in c for c in texts(again.caption))
+    assert any("Kept from before: field batch.zip" in c for c in texts(again.caption))
     assert any("3 images" in m for m in texts(again.markdown)), "the kept zip is predicted again"
     again.button(key="try_clear_zip").click().run()
     again.radio(key="try_source").set_value("Upload images").run()

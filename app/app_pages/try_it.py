@@ -204,7 +204,8 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
     st.caption("A zip of images: loose, or in folders named after the classes "
                f"({', '.join(p.classes)}) to measure accuracy on a new batch.")
     up = st.file_uploader("Zip of images", type=["zip"], key="try_zip")
-    given, new = kept_or_new(engine, "zip", [(up.name, up.getvalue())] if up is not None else [], "The zip")
+    given, new = kept_or_new(engine, "zip", [(up.name, up.getvalue())] if up is not None else [],
+                              "Add another zip above to replace it.")
     if not given:
         return
     up_name, data = given[0]
@@ -259,7 +260,8 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
 
 # ---- the page -------------------------------------------------------------------------------------------
 
-def kept_or_new(engine, kind: str, given: list[tuple[str, bytes]], what: str) -> tuple[list[tuple[str, bytes]], bool]:
+def kept_or_new(engine, kind: str, given: list[tuple[str, bytes]],
+                replace_hint: str) -> tuple[list[tuple[str, bytes]], bool]:
     """(files, new): the files the widget holds now (new: the caller keeps the usable ones for a
     refresh with state.remember_try_inputs); when it holds none, the ones kept from an earlier visit
     (a refresh or a new tab), with a note and a button to clear them. Emptying the widget in this
@@ -274,8 +276,8 @@ def kept_or_new(engine, kind: str, given: list[tuple[str, bytes]], what: str) ->
     kept = state.kept_try_inputs(kind)
     if kept:
         c = st.columns([5, 1], vertical_alignment="center")
-        c[0].caption(f":material/history: {what} from your last visit: "
-                     + state.md_text(", ".join(name for name, _ in kept)) + ". Add others above to replace them.")
+        c[0].caption(":material/history: Kept from before: " + state.md_text(", ".join(name for name, _ in kept))
+                     + f". {replace_hint}")
         if c[1].button("Clear", key=f"try_clear_{kind}", icon=":material/close:"):
             state.remember_try_inputs(engine, kind, [])
             st.rerun()
@@ -288,10 +290,11 @@ def images_from_user(engine) -> tuple[str, list[tuple[str, bytes]], bool]:
     if source == SOURCES[0]:
         files = st.file_uploader("Images", accept_multiple_files=True, key="try_files",
                                  help="JPEG, PNG, BMP, GIF, WebP or TIFF; phone photos are turned upright.")
-        return "images", *kept_or_new(engine, "images", [(f.name, f.getvalue()) for f in files or []], "Images")
+        return "images", *kept_or_new(engine, "images", [(f.name, f.getvalue()) for f in files or []],
+                                      "Add other images above to replace them.")
     shot = st.camera_input("Take a photo", key="try_camera")
     return "camera", *kept_or_new(engine, "camera", [("camera photo", shot.getvalue())] if shot is not None else [],
-                                  "The photo")
+                                  "Take another photo to replace it.")
 
 
 def render() -> None:
