@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from engine.augment import to_float
-from engine.backbones import Classifier
+from engine.backbones import Classifier, backbone_title
 from engine.checkpoints import load_checkpoint, save_checkpoint
 from engine.config import RunConfig
 from engine.evaluate import FlipAverage
@@ -133,7 +133,7 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
         f"# Model card: {cfg.name or cfg.backbone.name}",
         "",
         "## Model",
-        f"- Architecture: {cfg.backbone.name} ({summary.get('num_params', 0):,} parameters), "
+        f"- Architecture: {backbone_title(cfg.backbone.name)} (`{cfg.backbone.name}`; {summary.get('num_params', 0):,} parameters), "
         f"started from `{cfg.backbone.pretrained}` weights",
         f"- Input: RGB pixels in [0, 1], {cfg.data.image_size} x {cfg.data.image_size} (normalisation is inside the model)",
         f"- Classes ({len(summary.get('classes', []))}): {', '.join(summary.get('classes', []))}",

@@ -110,3 +110,14 @@ def test_batch_norm_follows_new_data_at_pytorchs_default_rate(name):
     model, _ = build_model(name, 3, "none")
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert bns and all(m.momentum == 0.1 for m in bns)
+
+
+def test_every_backbone_has_a_title_people_write_and_the_ui_uses_it():
+    """Users read "ResNet-18", not the registry id "resnet18": every registered backbone's title is
+    its description's name (no trailing full stop), and an unknown id is shown unchanged."""
+    from engine.backbones import BACKBONES, backbone_title
+
+    assert backbone_title("resnet18") == "ResNet-18" and backbone_title("mobilenet_v3_small") == "MobileNetV3-Small"
+    for name, spec in BACKBONES.items():
+        assert spec.title and spec.title != name and not spec.title.endswith("."), (name, spec.title)
+    assert backbone_title("my_net") == "my_net"

@@ -69,7 +69,7 @@ def test_an_uploaded_image_gets_top_k_bars_and_a_blank_one_is_flagged(run):
     assert '"probability"' in spec and "class" in spec
     notes = " ".join(texts(at.markdown))
     assert "centre square of 36 x 36" in notes and "32 x 32" in notes, notes
-    assert any("answered in" in c for c in texts(at.caption))
+    assert any("answered in" in c and c.endswith("on the CPU") for c in texts(at.caption)), texts(at.caption)
 
     blank = Image.new("RGB", (40, 40), (255, 255, 255))
     at.file_uploader(key="try_files").set_value([("blank.png", png(blank), "image/png")])

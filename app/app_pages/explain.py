@@ -733,7 +733,7 @@ def render() -> None:
     if rec is None:
         return
     b_cfg = rec.config.get("backbone", {})
-    st.caption(f"{b_cfg.get('name')} ({state.WEIGHTS_TEXT.get(b_cfg.get('pretrained'), b_cfg.get('pretrained'))}) · "
+    st.caption(f"{state.backbone_title(b_cfg.get('name'))} ({state.WEIGHTS_TEXT.get(b_cfg.get('pretrained'), b_cfg.get('pretrained'))}) · "
                f"{rec.config.get('data', {}).get('image_size')} px · finished {components.short_time(rec.finished)}")
     run_dir, ds = str(rec.run_dir), str(engine.datasets_dir)
     with st.spinner("Loading the run's model and validation images ..."):

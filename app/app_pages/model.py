@@ -13,7 +13,7 @@ from app import charts, components, state
 from app.presets import (PRESETS, SAMPLE_CLASSES, SAMPLE_TRAIN_IMAGES, few_batches, icon, offline_pretrained,
                          recipe_drift)
 from app.widgets import dataclass_widgets, field_widget, widget_key
-from engine.backbones import BACKBONES, CHECKPOINT_SUFFIXES, PRETRAINED_SOURCES, available_sources, backbone_title
+from engine.backbones import BACKBONES, CHECKPOINT_SUFFIXES, FAMILY_TITLES, PRETRAINED_SOURCES, available_sources, backbone_title
 from engine.config import RunConfig
 from engine.methods import METHODS, MethodSpec
 from engine.schedules import SCHEDULES, lr_curve
@@ -128,7 +128,7 @@ def backbone_section(engine) -> None:
     with left:
         name = field_widget("backbone", cfg.backbone, "name", meta=dict(
             label="Pretrained network", choices=list(BACKBONES),
-            labels={n: f"{n} · {s.description.split(':')[0].split(',')[0]}" for n, s in BACKBONES.items()},
+            labels={n: s.title for n, s in BACKBONES.items()},
             help="The network whose pretrained features are fine-tuned on your images."))
     if name != cfg.backbone.name:
         _switch_backbone(cfg, name)
@@ -150,7 +150,8 @@ def backbone_section(engine) -> None:
         rows = []
         for n, s in BACKBONES.items():
             a, f = available_sources(n), backbone_facts(n, num_classes)
-            rows.append({"backbone": n, "family": s.family, "parameters": fmt_params(f["params"]),
+            rows.append({"backbone": s.title, "name in configs": n, "family": FAMILY_TITLES.get(s.family, s.family),
+                         "parameters": fmt_params(f["params"]),
                          "size (MB)": round(f["megabytes"]), "min image size (px)": s.fixed_image_size or s.min_image_size,
                          "bundled weights": "yes" if a["bundled"] else "no",
                          "ImageNet cached": "yes" if a["imagenet"] else "no", "about": s.description})

@@ -276,7 +276,7 @@ def one_run(engine, runs) -> None:
     if (rec.config.get("eval") or {}).get("tta_flip"):
         methods += " · flip TTA (each prediction averaged with the mirror image)"
     b = rec.config.get("backbone", {})
-    st.caption(f"{b.get('name')} ({state.WEIGHTS_TEXT.get(b.get('pretrained'), b.get('pretrained'))}) · "
+    st.caption(f"{state.backbone_title(b.get('name'))} ({state.WEIGHTS_TEXT.get(b.get('pretrained'), b.get('pretrained'))}) · "
                f"{state.plural(int(rec.config.get('train', {}).get('epochs') or 0), 'epoch')} · "
                f"{rec.config.get('data', {}).get('image_size')} px · {methods} · " + started_text(rec, summary))
     if rec.status in ("queued", "running"):
@@ -357,7 +357,7 @@ def compare_row(engine, rec, label: str) -> tuple[dict, pd.DataFrame]:
     row["balanced acc"] = sum(values) / len(values) if values else None
     row["sparsity"] = summary.get("sparsity")
     b = cfg.get("backbone", {})
-    row.update({"model": f"{b.get('name')}, {state.WEIGHTS_TEXT.get(b.get('pretrained'), b.get('pretrained'))}",
+    row.update({"model": f"{state.backbone_title(b.get('name'))}, {state.WEIGHTS_TEXT.get(b.get('pretrained'), b.get('pretrained'))}",
                 "epochs": cfg.get("train", {}).get("epochs"), "batch": cfg.get("train", {}).get("batch_size"),
                 "lr": cfg.get("optim", {}).get("lr"),
                 "img/s": summary.get("train_images_per_sec"),

@@ -143,6 +143,16 @@ def explain_view(run_dir: str, ds: str, models: list, image: np.ndarray, answers
                   caption=f"{p.label}: why {answer.top[0][0]}")
 
 
+def device_words(device) -> str:
+    """A torch device as a user reads it: "the CPU", "the GPU" (its index when there are several)."""
+    kind, index = getattr(device, "type", str(device)), getattr(device, "index", None)
+    if kind == "cpu":
+        return "the CPU"
+    if kind == "mps":
+        return "the Apple GPU"
+    return "the GPU" + (f" {index}" if index else "")
+
+
 def image_result(run_dir: str, ds: str, models: list, name: str, data: bytes, threshold: float) -> bool:
     """One image: the picture as the model sees it, its top classes per model, the flag, attributions.
     False when the bytes are not a readable image (the message is shown)."""
@@ -167,7 +177,7 @@ def image_result(run_dir: str, ds: str, models: list, name: str, data: bytes, th
             st.altair_chart(charts.topk_chart(charts.topk_frame(answer.top, p.label), p.label, threshold),
                             width="stretch")
             verdict(p, answer)
-            st.caption(f"answered in {ms:.0f} ms on {p.device}")
+            st.caption(f"answered in {ms:.0f} ms on {device_words(p.device)}")
     key = f"{digest(data)}_{'_'.join(f'{v}{a}' for _, v, a in models)}"
     if st.toggle("Why? Show attributions", key=f"try_explain_{key}"):
         explain_view(run_dir, ds, models, image, answers, key)
@@ -336,7 +346,7 @@ def render() -> None:
                 return
             models.append((got.value, variant, a))
     p = models[0][0]
-    st.caption(f"Classes: {', '.join(p.classes)} · {p.image_size} px · {p.device}")
+    st.caption(f"Classes: {', '.join(p.classes)} · {p.image_size} px · answers on {device_words(p.device)}")
     remembered = (st.session_state.get(state.TRY_KEY) or {}).get("source")
     if SOURCE_KEY not in st.session_state and remembered in SOURCES:  # a refresh opens where the user was
         st.session_state[SOURCE_KEY] = remembered
