@@ -49,6 +49,9 @@ OMP_NUM_THREADS=2 run speedups benchmarks/speedups.py --seeds 0 1 2 --variants b
 # (benchmark-only dependencies: pip install timm scikit-learn; the digits row is skipped without scikit-learn)
 OMP_NUM_THREADS=2 run peers_64px benchmarks/peers.py --image-size 64 --epochs 5 --threads 2 --threshold 0.5 \
     --studio-no-ood --seeds 0 1
+# What a CPU without bf16 runs: the studio pinned to float32 (the peers are float32 anyway)
+STUDIO_CPU_PRECISION=fp32 OMP_NUM_THREADS=2 run peers_64px_fp32 benchmarks/peers.py --image-size 64 --epochs 5 \
+    --threads 2 --threshold 0.5 --studio-no-ood --seeds 0 1
 if python benchmarks/digits.py > /dev/null 2>&1; then
   OMP_NUM_THREADS=2 run peers_32px_digits benchmarks/peers.py --data runs/benchmarks/digits.zip --image-size 32 \
       --epochs 10 --threads 2 --threshold 0.9 --studio-no-ood --seeds 0 1
