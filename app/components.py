@@ -30,7 +30,7 @@ def cpu_count() -> int:
 
 
 def live_refresh_s(gpu: bool | None = None, cpus: int | None = None) -> float:
-    """Seconds between redraws of the live views (the Train page's charts; the sidebar at twice this).
+    """Seconds between redraws of the live views (the Train page's charts and the sidebar's status).
 
     With a GPU (CUDA or Apple's MPS), 1 s. Training on the CPU, the browser that draws the charts usually shares the
     machine's cores with the run, so the fewer the cores the longer the interval: 6 / cpus seconds,
@@ -122,7 +122,8 @@ def progress_view(run: RunView) -> None:
             "training": f"Training: epoch {epoch} of {epochs}",
             "evaluating": f"Evaluating after epoch {epoch} of {epochs}…",
             "final evaluation": f"Final evaluation (test set, full corruption suite): {p.get('part') or 'starting'}"
-                                + (f" · part {p.get('part_done')} of {p.get('parts')}" if p.get("parts") else ""),
+                                + (f" · part {p.get('part_done')} of {p.get('parts')}"  # not "0 of 1" while it prepares
+                                   if (p.get("parts") or 0) > 1 else ""),
         }
         st.progress(frac, text=texts.get(phase, phase[:1].upper() + phase[1:] + "…"))  # names keep their case (WiSE-FT)
         c = st.columns(5)
@@ -223,7 +224,7 @@ def sidebar(engine: Engine) -> None:
     st.caption(f"Trains on: {_device_text()}")
     active_now = bool(engine.active_runs())
 
-    @st.fragment(run_every=2 * live_refresh_s() if active_now else None)
+    @st.fragment(run_every=live_refresh_s() if active_now else None)  # text only: as often as the charts
     def engine_status() -> None:
         active = engine.active_runs()
         current = engine.current_run
