@@ -296,14 +296,22 @@ def set_dataset(ds: Dataset) -> None:
 def remember_try_inputs(engine: Engine, kind: str, files: list[tuple[str, bytes]]) -> None:
     """Keep what the user gave Try it (`kind` "images", "camera" or "zip"; `files` as (their file
     name, bytes)) in the uploads folder and in their draft, so a refresh shows it again. An empty
-    list forgets that kind. A file over the server's upload limit is simply not kept (the page
-    still answers for it); nothing is written outside the engine's folder."""
+    list forgets that kind. Files no longer kept are deleted from the server unless a listed upload
+    or a run uses the same bytes (discard_refused_upload's rule). A file over the server's upload
+    limit is simply not kept (the page still answers for it); nothing is written outside the
+    engine's folder. The same files as the last call of this session are not hashed or written again."""
     kept = dict(st.session_state.get(TRY_KEY) or {})
+    signature = [(name, len(data)) for name, data in files]
+    seen = f"try_seen_{kind}"
+    if files and st.session_state.get(seen) == signature and kind in kept:
+        return  # e.g. a slider moved: the same files, already kept
+    st.session_state[seen] = signature
     items = []
     for name, data in files:
         got = attempt("keeping your image for a refresh", store_upload, engine, data, Path(name).suffix, show=False)
         if got.ok:
             items.append([name, got.value])
+    before = {str(ref) for _, ref in kept.get(kind, [])}
     if items:
         kept[kind] = items
     else:
@@ -311,6 +319,9 @@ def remember_try_inputs(engine: Engine, kind: str, files: list[tuple[str, bytes]
     if kept != (st.session_state.get(TRY_KEY) or {}):
         st.session_state[TRY_KEY] = kept
         save_draft()
+    still = {str(ref) for k, v in kept.items() if k != "source" for _, ref in v}
+    for ref in before - still:  # a photo the user cleared does not stay on the server
+        attempt("removing a file no longer kept", discard_refused_upload, engine, ref, show=False)
 
 
 def remember_try_source(source: str) -> None:
@@ -397,8 +408,9 @@ def remove_upload_files(engine: Engine, sha: str) -> None:
 
 
 def discard_refused_upload(engine: Engine, ref: str) -> None:
-    """A refused upload (not a zip, the wrong classes, another architecture...) leaves nothing on the
-    server, unless some user has the same bytes listed or a run reads them."""
+    """A refused upload (not a zip, the wrong classes, another architecture...), or a Try it input
+    the user cleared, leaves nothing on the server, unless some user has the same bytes listed or a
+    run reads them."""
     sha = upload_sha(ref)
     if sha and not engine.store.upload_known(sha) and not runs_using(engine, ref):
         remove_upload_files(engine, sha)

@@ -54,21 +54,26 @@ def _compare(fmt: str, path: Path, ref: torch.Tensor, got: torch.Tensor, tol: fl
     return ExportCheck(fmt, str(path), ok, agree, diff, msg)
 
 
+# Installed once, at import: a filter changed around each call (warnings.catch_warnings) would swap the
+# process-wide filter list under the engine's other threads.
+TORCHSCRIPT_DEPRECATION = r".*torch\.jit.*deprecated"
+warnings.filterwarnings("ignore", message=TORCHSCRIPT_DEPRECATION, category=FutureWarning)
+
+
 def export_torchscript(model: Classifier, image_size: int, path: Path, val_images: torch.Tensor) -> ExportCheck:
     """Trace `model` (input float32 [N, 3, image_size, image_size] in 0..1) to a TorchScript file at
     `path`, reload it and compare its logits with the model's on `val_images` (uint8 [N, 3, H, W]).
 
-    TorchScript is deprecated upstream (PyTorch 2.10+ warns on trace, save and load) but still the one
-    format that torch alone loads without the model's Python code; those FutureWarnings are silenced
-    here, so they do not fill the dashboard's log on every export. Other warnings still show."""
+    TorchScript is deprecated upstream (recent PyTorch warns on trace, save and load) but still the one
+    format that torch alone loads without the model's Python code; those FutureWarnings are filtered
+    out when this module is imported (TORCHSCRIPT_DEPRECATION), so they do not fill the dashboard's
+    log on every export. Other warnings still show."""
     model = model.eval().cpu()
     example = torch.rand(2, 3, image_size, image_size)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*torch\.jit.*deprecated", category=FutureWarning)
-        with torch.no_grad():
-            traced = torch.jit.trace(model, example, check_trace=False)
-        torch.jit.save(traced, str(path))
-        loaded = torch.jit.load(str(path), map_location="cpu").eval()
+    with torch.no_grad():
+        traced = torch.jit.trace(model, example, check_trace=False)
+    torch.jit.save(traced, str(path))
+    loaded = torch.jit.load(str(path), map_location="cpu").eval()
     return _compare("torchscript", path, _logits(model, val_images), _logits(loaded, val_images))
 
 

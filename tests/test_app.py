@@ -407,7 +407,7 @@ def test_checkpoint_uploads_are_checked_against_the_backbone(studio, tmp_path):
     at.file_uploader(key="upload_ckpt").set_value(("mine.safetensors", good.read_bytes(), "application/octet-stream")).run()
     no_problems(at)
     # one tensor of a whole backbone: loaded, with a warning that the rest stays random
-    assert any("fits only part of resnet18" in w for w in texts(at.warning)), texts(at.error)
+    assert any("fits only part of ResNet-18" in w for w in texts(at.warning)), texts(at.error)
     ref = at.session_state["cfg"].backbone.checkpoint
     assert ref.startswith("upload:"), "the config names the upload by content hash, not by a server path"
     stored = resolve_path(ref)

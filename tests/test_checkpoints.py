@@ -280,7 +280,10 @@ def test_the_uploader_takes_every_name_the_engine_reads(model_page, tmp_path):
         assert name.rsplit(".", 1)[-1] in CHECKPOINT_SUFFIXES
         upload(model_page, name, data)
         success = [str(s.value) for s in model_page.success]
-        assert any(f"**{name}** fits resnet18: {n} weight tensors" in s and "_orig_mod." in s for s in success), \
+        from app.state import md_text  # the user's file name, escaped for markdown ("model\\_best")
+
+        assert any(f"**{md_text(name)}** fits ResNet-18: {n} weight tensors" in s and "_orig_mod." in s
+                   for s in success), \
             (success, [str(e.value) for e in model_page.error])
         assert model_page.session_state["cfg"].backbone.checkpoint, "the file is the run's start"
 

@@ -371,8 +371,13 @@ def test_error_analysis_answers_in_the_runs_precision_and_agrees_with_its_result
 
     seen, real = [], engine_explain.predict
     monkeypatch.setattr(engine_explain, "predict", lambda *a, **k: seen.append(k.get("amp_dtype")) or real(*a, **k))
-    monkeypatch.setattr("engine.devices.pick_amp", lambda *a, **k: torch.bfloat16)  # a run evaluated in bf16
+    bundle = page._bundle(run_dir, datasets)
+    monkeypatch.setitem(bundle.summary, "precision", "bfloat16")  # a CPU run that evaluated in bf16
+    page.predictions.clear()
+    page.predictions(run_dir, datasets)
+    monkeypatch.setitem(bundle.summary, "device", "cuda:0")  # a GPU run explained on the CPU: this CPU's choice
+    monkeypatch.setattr("engine.devices.pick_amp", lambda *a, **k: None)
     page.predictions.clear()
     page.predictions(run_dir, datasets)
     page.predictions.clear()
-    assert seen == [torch.bfloat16]
+    assert seen == [torch.bfloat16, None]

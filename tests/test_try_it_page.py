@@ -176,10 +176,13 @@ def test_a_refresh_keeps_the_images_and_the_zip_until_the_user_clears_them(run):
     again = open_page(run)  # a refresh: a new session, the uploader empty
     assert len(again.get("arrow_vega_lite_chart") or again.get("vega_lite_chart")) == 1, "answered again"
     assert any("Kept from before: my cat.png" in c for c in texts(again.caption)), texts(again.caption)
+    uploads = engine().data_dir / "uploads"
+    kept_files = {p.name for p in uploads.iterdir()}
     again.button(key="try_clear_images").click().run()
     no_problems(again)
     assert not (again.get("arrow_vega_lite_chart") or again.get("vega_lite_chart"))
     assert not (open_page(run).get("arrow_vega_lite_chart") or []), "cleared for good"
+    assert len(kept_files - {p.name for p in uploads.iterdir()}) == 1, "the cleared image left the server"
 
     at = open_page(run)
     at.file_uploader(key="try_files").set_value([("dog.png", png(tiny_image("red", 902, 40)), "image/png")]).run()
@@ -192,6 +195,10 @@ def test_a_refresh_keeps_the_images_and_the_zip_until_the_user_clears_them(run):
     at.radio(key="try_source").set_value("A zip of images").run()
     at.radio(key="try_source").set_value("Upload images").run()  # the uploader is redrawn empty
     assert any("Kept from before: owl.png" in c for c in texts(at.caption)), "switching away is no removal"
+    at.switch_page("app_pages/results.py").run()
+    at.switch_page(PAGE).run()  # another page and back: the uploader is empty again, the images are kept
+    no_problems(at)
+    assert any("Kept from before: owl.png" in c for c in texts(at.caption)), "a page visit is no removal"
     at.radio(key="try_source").set_value("A zip of images").run()
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
@@ -204,5 +211,10 @@ def test_a_refresh_keeps_the_images_and_the_zip_until_the_user_clears_them(run):
     assert any("Kept from before: field batch.zip" in c for c in texts(again.caption))
     assert any("3 images" in m for m in texts(again.markdown)), "the kept zip is predicted again"
     again.button(key="try_clear_zip").click().run()
+    again.file_uploader(key="try_zip").set_value(("field batch.zip", buf.getvalue(), "application/zip")).run()
+    assert any("Kept from before: field batch.zip" in c for c in texts(open_page(run).caption)), \
+        "the same zip again (its answer cached) is kept again"
+    again.file_uploader(key="try_zip").set_value(None).run()  # the uploader's x: forgotten
+    assert not any("Kept from before" in c for c in texts(open_page(run).caption))
     again.radio(key="try_source").set_value("Upload images").run()
     no_problems(again)

@@ -104,10 +104,19 @@ def _bundle(run_dir: str, datasets_dir: str):
 
 
 def _amp_dtype(b):
-    """The autocast dtype the run evaluated in (None: float32)."""
+    """The autocast dtype the run evaluated in (None: float32): the precision its summary records when
+    the model is on the same kind of device as the run was (a CPU run explained on the CPU), else
+    engine.devices.pick_amp's choice for this device (a GPU run explained on a CPU cannot use the
+    GPU's fp16; then Explain's counts can differ from Results' by an image or two)."""
+    import torch
+
     from engine.devices import pick_amp
 
-    return pick_amp(b.cfg.train.amp, next(b.model.parameters()).device, int(b.cfg.data.image_size))
+    device = next(b.model.parameters()).device
+    summary = b.summary if isinstance(getattr(b, "summary", None), dict) else {}
+    if str(summary.get("device", "")).split(":")[0] == device.type and summary.get("precision"):
+        return None if summary["precision"] == "float32" else getattr(torch, str(summary["precision"]), None)
+    return pick_amp(b.cfg.train.amp, device, int(b.cfg.data.image_size))
 
 
 def _precision(b):

@@ -115,7 +115,7 @@ def draw_preset_row(keys: list[str], cfg: dict) -> None:
                 st.markdown(f"**{preset.title}**" + (" :green-badge[:material/check: in use]" if in_use else ""))
                 st.caption(preset.describe())
             st.button(f"Use {preset.title}", key=f"preset_{key}", icon=icon(key), on_click=_apply_preset,
-                      args=(key,))
+                      args=(key,), width="stretch")  # the card's width: a narrow window wraps words, not letters
 
 
 # ---- backbone ---------------------------------------------------------------------------------
@@ -217,7 +217,7 @@ def checkpoint_upload(engine, backbone: str, current: str) -> str:
         if error is not None:
             state.show_error(error, "reading the checkpoint")
             return current
-        text = (f"Checkpoint **{upload.name}** fits {backbone}: {report['matched']} weight tensors will be loaded"
+        text = (f"Checkpoint **{state.md_text(upload.name)}** fits {backbone_title(backbone)}: {report['matched']} weight tensors will be loaded"
                 + (f", {len(report['missing'])} stay at random initialisation" if report["missing"] else "")
                 + (f", {len(report['shape_mismatch'])} have another shape and are skipped" if report["shape_mismatch"] else "")
                 + (f" ({report['note']})" if report.get("note") else "") + ".")

@@ -161,8 +161,8 @@ def live_section(engine) -> None:
         components.curves_view(run, live=run.status in ("queued", "running"), streams=True)
         if run.status in ("queued", "running") and refresh_s > components.LIVE_REFRESH_S:
             st.caption(f":material/timer: The charts redraw every {refresh_s:g} s: this computer trains on "
-                       f"{components.cpu_count()} CPU cores, which the browser drawing them shares, so a faster "
-                       "redraw would slow the training.")
+                       f"{components.cpu_count()} CPU cores, which the dashboard (and a browser on this computer, "
+                       "drawing them) shares, so a faster redraw would slow the training.")
         queue_view(engine, run_id)
         if run.status == "finished":
             st.page_link("app_pages/results.py", label="See the results", icon=":material/leaderboard:")

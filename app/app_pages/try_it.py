@@ -34,7 +34,6 @@ SOURCE_KEY = "try_source"
 COMPARE_KEY = "try_compare"
 THRESHOLD_KEY = "try_threshold"
 SOURCES = ("Upload images", "Camera", "A zip of images")
-KINDS = ("images", "camera", "zip")  # what state.remember_try_inputs keeps for each source
 TOP_K = 3
 DISPLAY_PX = 192  # small training images are enlarged (nearest neighbour) so their pixels stay crisp
 METHOD_NAMES = {"integrated_gradients": "Integrated Gradients", "saliency": "Saliency", "grad_cam": "Grad-CAM",
@@ -213,7 +212,7 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
 
     st.caption("A zip of images: loose, or in folders named after the classes "
                f"({', '.join(p.classes)}) to measure accuracy on a new batch.")
-    up = st.file_uploader("Zip of images", type=["zip"], key="try_zip")
+    up = st.file_uploader("Zip of images", type=["zip"], key="try_zip", on_change=_changed, args=("zip",))
     given, new = kept_or_new(engine, "zip", [(up.name, up.getvalue())] if up is not None else [],
                               "Add another zip above to replace it.")
     if not given:
@@ -239,8 +238,8 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
         if not got.ok:
             return
         st.session_state["try_folder_result"] = result = (key, got.value)
-        if new:
-            state.remember_try_inputs(engine, "zip", given)  # predicted: kept for a refresh
+    if new:
+        state.remember_try_inputs(engine, "zip", given)  # predicted (now or before): kept for a refresh
     res = result[1]
     low = sum(r["low_confidence"] for r in res.rows)
     st.markdown(f"**{len(res.rows)} images** predicted by *{p.label}* at {res.images_per_sec:.0f} images/s; "
@@ -270,17 +269,22 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
 
 # ---- the page -------------------------------------------------------------------------------------------
 
+def _changed(kind: str) -> None:
+    """on_change of Try it's uploaders and camera: the user added or removed files (a widget that is
+    only redrawn empty, after another page or source, does not call it)."""
+    st.session_state[f"try_changed_{kind}"] = True
+
+
 def kept_or_new(engine, kind: str, given: list[tuple[str, bytes]],
                 replace_hint: str) -> tuple[list[tuple[str, bytes]], bool]:
     """(files, new): the files the widget holds now (new: the caller keeps the usable ones for a
-    refresh with state.remember_try_inputs); when it holds none, the ones kept from an earlier visit
-    (a refresh or a new tab), with a note and a button to clear them. Emptying the widget in this
-    session (its x) forgets them."""
-    had = f"try_had_{kind}"
+    refresh with state.remember_try_inputs); when it holds none, the ones kept from before (a refresh,
+    another page or source, a new tab), with a note and a button to clear them. The user emptying the
+    widget (its x) forgets them."""
+    changed = st.session_state.pop(f"try_changed_{kind}", False)
     if given:
-        st.session_state[had] = True
         return given, True
-    if st.session_state.pop(had, False):  # the user removed them: forget, do not bring them back
+    if changed:  # the user removed them: forget, do not bring them back
         state.remember_try_inputs(engine, kind, [])
         return [], False
     kept = state.kept_try_inputs(kind)
@@ -298,11 +302,12 @@ def images_from_user(engine) -> tuple[str, list[tuple[str, bytes]], bool]:
     """(kind, [(file name, bytes)], new): the images or the photo to answer for (see kept_or_new)."""
     source = st.session_state.get(SOURCE_KEY, SOURCES[0])
     if source == SOURCES[0]:
-        files = st.file_uploader("Images", accept_multiple_files=True, key="try_files",
+        files = st.file_uploader("Images", accept_multiple_files=True, key="try_files", on_change=_changed,
+                                 args=("images",),
                                  help="JPEG, PNG, BMP, GIF, WebP or TIFF; phone photos are turned upright.")
         return "images", *kept_or_new(engine, "images", [(f.name, f.getvalue()) for f in files or []],
                                       "Add other images above to replace them.")
-    shot = st.camera_input("Take a photo", key="try_camera")
+    shot = st.camera_input("Take a photo", key="try_camera", on_change=_changed, args=("camera",))
     return "camera", *kept_or_new(engine, "camera", [("camera photo", shot.getvalue())] if shot is not None else [],
                                   "Take another photo to replace it.")
 
@@ -352,9 +357,6 @@ def render() -> None:
         st.session_state[SOURCE_KEY] = remembered
     source = st.radio("Images from", SOURCES, key=SOURCE_KEY, horizontal=True)
     state.remember_try_source(source)
-    for kind, other in zip(KINDS, SOURCES):  # a widget not drawn loses its files: that is no "removed them"
-        if other != source:
-            st.session_state.pop(f"try_had_{kind}", None)
     if st.session_state.get(SOURCE_KEY) == SOURCES[2]:
         with state.guarded("predicting the zip"):
             folder_section(engine, rec, run_dir, ds, p, first[0], first[1], threshold)
