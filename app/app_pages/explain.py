@@ -461,7 +461,9 @@ def gallery(run_dir: str, ds: str, rec, indices: list[int], captions: list[str],
     for start in range(0, len(indices), GALLERY_COLUMNS):
         cols = st.columns(GALLERY_COLUMNS)
         for col, i, cap in zip(cols, indices[start:start + GALLERY_COLUMNS], captions[start:start + GALLERY_COLUMNS]):
-            with col:
+            # each cell fills the row's height, its button at the bottom: captions of different lengths
+            # (long file names wrap) no longer leave the row's buttons at different heights
+            with col.container(height="stretch", vertical_alignment="distribute"):
                 name = str(files[i]) if files is not None else f"#{i}"
                 st.image(thumbnail(run_dir, ds, i), caption=f"{name} · {cap}", width="stretch")
                 st.button("Explain", key=f"{key}_{i}", icon=":material/visibility:", on_click=_explain_image,
