@@ -106,7 +106,8 @@ def wise_ft_claim(summary: dict, baseline: dict | None = None) -> Claim:
     zero, one = ends[0.0], ends[1.0]
     best_end = max(zero["ood_acc"], one["ood_acc"])
     ok = [p for p in curve if 0 < p["alpha"] < 1 and p["val_acc"] >= one["val_acc"] - WISE_VAL_TOLERANCE]
-    pick = max(ok or [p for p in curve if 0 < p["alpha"] < 1], key=lambda p: p["ood_acc"], default=None)
+    # ties go to the larger alpha (nearer the fine-tuned model), as engine.predict.chosen_alpha breaks them
+    pick = max(ok or [p for p in curve if 0 < p["alpha"] < 1], key=lambda p: (p["ood_acc"], p["alpha"]), default=None)
     if pick is None:
         return Claim("wise_ft", None, "WiSE-FT: the curve has no interior alpha.")
     gain = pick["ood_acc"] - best_end

@@ -125,3 +125,14 @@ def test_results_page_finds_adversarial_training_from_scratch_with_the_same_atta
     assert scratch_run(ft, runs) is scratch  # any length: the claim is about compute
     assert scratch_run(ft, runs[:4]) is None
     assert scratch_run(scratch, runs) is None  # a scratch run is not compared with itself or another
+
+
+def test_wise_ft_claim_names_the_alpha_every_page_uses_when_two_tie():
+    """A tie on OOD accuracy goes to the larger alpha in the claim line, as in chosen_alpha (the
+    slider's own pick, Try it, Export): a new user saw 0.15 in one and 0.20 in the other."""
+    from engine.predict import chosen_alpha
+
+    curve = [{"alpha": 0.0, "val_acc": 0.80, "ood_acc": 0.70}, {"alpha": 0.15, "val_acc": 0.80, "ood_acc": 0.881},
+             {"alpha": 0.2, "val_acc": 0.80, "ood_acc": 0.881}, {"alpha": 1.0, "val_acc": 0.80, "ood_acc": 0.79}]
+    line = wise_ft_claim({"wise_curve": curve}).text
+    assert "alpha 0.2," in line and chosen_alpha({"wise_curve": curve}) == 0.2, line

@@ -591,7 +591,7 @@ def _structured(run_dir: str) -> Guarded:
     return Guarded(load_structured(Path(run_dir) / "structured.safetensors")[0], threading.Lock())
 
 
-def export_choices(run_dir: Path, summary: dict, alpha: float | None) -> dict[str, str]:
+def export_choices(run_dir: Path, summary: dict, alpha: float | None, chosen: bool = True) -> dict[str, str]:
     """The weights a run can export, the default first: the channel-pruned model when structured
     pruning made one (it is the point of such a run), then the full fine-tuned model, then WiSE-FT."""
     choices = {}
@@ -602,7 +602,7 @@ def export_choices(run_dir: Path, summary: dict, alpha: float | None) -> dict[st
         choices["structured"] = f"channel-pruned (structured pruning{size})"
     choices["fine_tuned"] = "fine-tuned, full size" + (" (alpha 1)" if alpha is not None else "")
     if alpha is not None:
-        choices["wise"] = f"WiSE-FT mix at alpha {alpha:.2f} (chosen on Results)"
+        choices["wise"] = f"WiSE-FT mix at alpha {alpha:.2f} " + ("(chosen on Results)" if chosen else "(the run's own pick)")
     return choices
 
 
@@ -635,7 +635,8 @@ def export_tab(engine, rec, b, summary: dict) -> None:
                 "and output scores equal to within 0.1%. Exported models take RGB pixels in [0, 1] at "
                 f"{b.cfg.data.image_size} x {b.cfg.data.image_size}; the normalisation is inside.")
     alpha = wise_alpha(engine, rec)
-    choices = export_choices(run_dir, summary, alpha)
+    chosen = alpha is not None and state.wise_alpha(engine, rec)[1]
+    choices = export_choices(run_dir, summary, alpha, chosen)
     which = next(iter(choices))
     if len(choices) > 1:
         which = st.radio("Weights to export", list(choices), horizontal=True, key=f"export_which_{rec.id}",

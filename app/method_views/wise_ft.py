@@ -132,7 +132,7 @@ def wise_ft_view(engine, rec, summary: dict) -> None:
     note = subset_note(rec.config)
     if note:
         st.caption(note)
-    best = max(curve, key=lambda p: p.get("ood_acc") or 0)
+    best = max(curve, key=lambda p: (p.get("ood_acc") or 0, p["alpha"]))  # ties: the larger alpha, as chosen_alpha
     if best.get("ood_acc") is not None:
         st.caption(f"Best OOD accuracy on the grid: {100 * best['ood_acc']:.1f}% at alpha {best['alpha']:.2f} "
                    f"(validation {100 * best['val_acc']:.1f}%); fine-tuned model: OOD {100 * end['ood_acc']:.1f}%, "
