@@ -71,10 +71,13 @@ def at_chance(summary: dict, config: dict | None = None, margin: float = 0.02) -
         return None
     split = "test" if isinstance(summary.get("test_acc"), (int, float)) else "validation"
     advice = chance_advice(summary, config)
-    if acc < guess - margin:  # worse than guessing: more often the labels than the recipe
+    if acc < guess - margin:  # worse than guessing: the labels, unless the run had too few steps to learn
+        labels = "Check on the Data page that each class folder holds the images of its class."
+        few = advice.startswith("It took only")  # then the steps are the likelier cause: say that first
         return (f"This run's {split} accuracy ({100 * acc:.1f}%) is below the level of guessing among "
-                f"{len(classes)} classes ({100 * guess:.1f}%). Check on the Data page that each class folder "
-                f"holds the images of its class. {advice}")
+                f"{len(classes)} classes ({100 * guess:.1f}%). "
+                + (f"{advice} If it stays below guessing with more steps: {labels[0].lower()}{labels[1:]}"
+                   if few else f"{labels} {advice}"))
     return (f"This run's {split} accuracy ({100 * acc:.1f}%) is at the level of guessing among "
             f"{len(classes)} classes ({100 * guess:.1f}%): it learnt nothing yet. {advice}")
 

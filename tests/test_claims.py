@@ -103,6 +103,10 @@ def test_a_run_at_chance_is_flagged_with_advice_from_its_steps():
     assert "found automatically" in auto and "switch on" not in auto  # it was on already
     below = at_chance(dict(small, test_acc=0.0), {"train": {"epochs": 8, "batch_size": 64}})
     assert "below the level of guessing" in below and "class folder" in below
+    # with so few steps, the steps come first and the labels second (they are the likelier cause)
+    assert below.index("only 8 optimiser steps") < below.index("class folder"), below
+    below_many = at_chance(dict(few, test_acc=0.0), {"train": {"epochs": 40, "batch_size": 32}})
+    assert below_many.index("class folder") < below_many.index("480 optimiser steps"), below_many
 
 
 
