@@ -177,9 +177,20 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
             f"- Validation accuracy {pct(structured.get('val_acc'))} (the full model: "
             f"{pct(structured.get('val_acc_before'))}); OOD and robust accuracy below were measured on the full model",
         ]
+    alpha = summary.get("wise_alpha")
+    if alpha is not None:
+        point = next((p for p in summary.get("wise_curve") or [] if abs(float(p.get("alpha", -1)) - float(alpha)) < 1e-6),
+                     None)
+        lines += ["", f"## WiSE-FT (this is the mix at alpha {float(alpha):g})"]
+        if point is not None:
+            lines.append(f"- At alpha {float(alpha):g}: validation accuracy {pct(point.get('val_acc'))}, OOD accuracy "
+                         f"{pct(point.get('ood_acc'))} (the run's curve: corruptions at its per-epoch severity)")
+        else:
+            lines.append(f"- Alpha {float(alpha):g} is not on the run's curve: no accuracy was measured for this mix")
+        lines.append("- The metrics below are the fine-tuned model's (alpha 1)")
     lines += [
         "",
-        "## Metrics",
+        "## Metrics" + (" (the fine-tuned model, alpha 1)" if alpha is not None else ""),
         f"- Validation accuracy: {pct(summary.get('val_acc'))}; test accuracy: {pct(summary.get('test_acc'))}",
         f"- OOD accuracy (corruption suite, severities 1-5): {pct(summary.get('ood_acc'))}",
     ]
@@ -197,8 +208,6 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
                      f"{pct(summary['robust_acc'])}")
     if summary.get("sparsity") is not None:
         lines.append(f"- Sparsity: {pct(summary['sparsity'])}")
-    if summary.get("wise_alpha") is not None:
-        lines.append(f"- WiSE-FT: exported at alpha {summary['wise_alpha']}")
     if checks:
         lines += ["", "## Exports (verified on the validation split)"]
         for c in checks:
