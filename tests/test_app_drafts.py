@@ -141,6 +141,19 @@ def test_compare_shows_the_dataset_and_flags_runs_on_different_data(studio, tiny
     curves = at.selectbox(key="compare_metric").options
     assert "Validation accuracy" in curves and not any(o.startswith("OOD: ") for o in curves), "no per-corruption keys"
 
+    assert not any("WiSE-FT runs start fine-tuning from theta_0" in c for c in texts(at.caption))
+    from conftest import finished_run, tiny_config
+
+    uploaded = engine().run_record(second).config["data"]["source"]  # the upload, as the server keeps it
+    wise = finished_run(engine(), tiny_config(uploaded, "train.epochs=1", "eval.ood=false",
+                                              "backbone.pretrained=bundled", "wise_ft.enabled=true",
+                                              "wise_ft.alphas=0,1", "wise_ft.probe_epochs=20"))
+    at.run()
+    at.multiselect(key="compare_runs").set_value([second, wise]).run()
+    no_problems(at)
+    assert any("WiSE-FT runs start fine-tuning from theta_0" in c for c in texts(at.caption)), \
+        "a plain run beside a WiSE-FT run: its fitted head is named as part of the lead"
+
     at.multiselect(key="compare_runs").set_value([first]).run()
     assert not any("different datasets" in w for w in texts(at.warning))
     table = next(d.value for d in at.dataframe if "val acc" in d.value.columns)

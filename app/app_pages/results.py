@@ -408,6 +408,12 @@ def compare(engine, runs) -> None:
                    "by dataset; compare runs on the same one.", icon=":material/warning:")
     else:  # one dataset: say it once above the table, and the table keeps its width for the comparison
         table = shared_data_note(table)
+    wise = ["wise_ft" in enabled_methods(by_id[r].config) for r in chosen]
+    if any(wise) and not all(wise):
+        st.caption(":material/info: WiSE-FT runs start fine-tuning from theta_0: the pretrained network with a "
+                   "new head fitted to convergence on the training images (a linear probe) before the first "
+                   "epoch. On a small dataset that head alone can score far above what a plain run reaches in a "
+                   "few epochs, so part of their lead is that head, not the weight mix.")
     fractions = set(COMPARE_METRICS.values()) | {"balanced acc", "sparsity"}
     config = {c: st.column_config.NumberColumn("balanced" if c == "balanced acc" else c, format="percent",
                                                help=COMPARE_HELP.get(c), width=72)
