@@ -110,6 +110,24 @@ def chance_advice(summary: dict, config: dict | None) -> str:
             f"size (Model and methods page){more}.")
 
 
+SMALL_SPLIT = 50  # held-out images: below this one image moves an accuracy by more than 2 points
+
+
+def small_split_note(summary: dict) -> str:
+    """A caution for verdicts measured on few held-out images: how many points one image is worth on
+    the validation and test splits (the summary's data_report split_counts), or "" when both are
+    large enough (at least SMALL_SPLIT images) or unknown."""
+    counts = (summary.get("data_report") or {}).get("split_counts") or {}
+    sizes = {split: sum(int(v) for v in (counts.get(split) or {}).values()) for split in ("val", "test")}
+    small = {split: n for split, n in sizes.items() if 0 < n < SMALL_SPLIT}
+    if not small:
+        return ""
+    words = {"val": "validation", "test": "test"}
+    parts = [f"{n} {words[split]} images (one image is {100 / n:.1f} points)" for split, n in small.items()]
+    return (":material/info: Measured on " + " and ".join(parts) + ": differences of a few points below are "
+            "one or two images, so read each verdict as a hint; more images per class make it firmer.")
+
+
 def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict) -> None:
     """Write one line per enabled method with a claim (st.success when shown, st.warning when not,
     st.info when a comparison run is missing)."""
@@ -119,6 +137,9 @@ def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict) -
     if at_chance(summary, rec.config):  # the warning itself is at the top of the page
         st.caption("This run learnt nothing yet (see the warning at the top): "
                    + ("the line below compares noise." if len(methods) == 1 else "the lines below compare noise."))
+    note = small_split_note(summary)
+    if note:
+        st.caption(note)
     other = comparison_run(rec, runs)
     baseline = read_summary(other.run_dir) if other is not None else None
     for m in methods:

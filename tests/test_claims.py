@@ -140,3 +140,16 @@ def test_wise_ft_claim_names_the_alpha_every_page_uses_when_two_tie():
              {"alpha": 0.2, "val_acc": 0.80, "ood_acc": 0.881}, {"alpha": 1.0, "val_acc": 0.80, "ood_acc": 0.79}]
     line = wise_ft_claim({"wise_curve": curve}).text
     assert "alpha 0.2," in line and chosen_alpha({"wise_curve": curve}) == 0.2, line
+
+
+def test_verdicts_on_few_held_out_images_come_with_their_weight():
+    from app.claims_view import small_split_note
+
+    def summary(val, test):
+        return {"data_report": {"split_counts": {"val": {"a": val}, "test": {"a": test}}}}
+
+    note = small_split_note(summary(7, 7))
+    assert "7 validation images (one image is 14.3 points)" in note and "7 test images" in note
+    assert small_split_note(summary(128, 128)) == ""
+    assert "test" not in small_split_note(summary(20, 0)) and "20 validation images" in small_split_note(summary(20, 0))
+    assert small_split_note({}) == ""
