@@ -128,6 +128,26 @@ def method_settings_text(settings: Any) -> str:
     return "; ".join(parts)
 
 
+def wise_card_section(summary: dict[str, Any]) -> list[str]:
+    """The model card's lines for a WiSE-FT mix (summary["wise_alpha"] set): that mix's validation and
+    OOD accuracy from the run's curve (fractions shown in %), and that the metrics that follow are the
+    fine-tuned model's; [] for any other export."""
+    alpha = summary.get("wise_alpha")
+    if alpha is None:
+        return []
+    a = float(alpha)
+    point = next((p for p in summary.get("wise_curve") or [] if abs(float(p.get("alpha", -1)) - a) < 1e-6), None)
+    lines = ["", f"## WiSE-FT (this is the mix at alpha {a:g})"]
+    if point is not None:
+        val, ood = point.get("val_acc"), point.get("ood_acc")
+        lines.append(f"- At alpha {a:g}: validation accuracy {'n/a' if val is None else f'{100 * val:.1f}%'}, OOD "
+                     f"accuracy {'n/a' if ood is None else f'{100 * ood:.1f}%'} (the run's curve: corruptions at its "
+                     "per-epoch severity)")
+    else:
+        lines.append(f"- Alpha {a:g} is not on the run's curve: no accuracy was measured for this mix")
+    return lines + ["- The metrics below are the fine-tuned model's (alpha 1)"]
+
+
 def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck] | None = None) -> str:
     """A markdown model card: data, methods and their settings, metrics, the exact config."""
     def pct(x):
@@ -178,16 +198,7 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
             f"{pct(structured.get('val_acc_before'))}); OOD and robust accuracy below were measured on the full model",
         ]
     alpha = summary.get("wise_alpha")
-    if alpha is not None:
-        point = next((p for p in summary.get("wise_curve") or [] if abs(float(p.get("alpha", -1)) - float(alpha)) < 1e-6),
-                     None)
-        lines += ["", f"## WiSE-FT (this is the mix at alpha {float(alpha):g})"]
-        if point is not None:
-            lines.append(f"- At alpha {float(alpha):g}: validation accuracy {pct(point.get('val_acc'))}, OOD accuracy "
-                         f"{pct(point.get('ood_acc'))} (the run's curve: corruptions at its per-epoch severity)")
-        else:
-            lines.append(f"- Alpha {float(alpha):g} is not on the run's curve: no accuracy was measured for this mix")
-        lines.append("- The metrics below are the fine-tuned model's (alpha 1)")
+    lines += wise_card_section(summary)
     lines += [
         "",
         "## Metrics" + (" (the fine-tuned model, alpha 1)" if alpha is not None else ""),
