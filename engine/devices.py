@@ -232,6 +232,19 @@ def use_channels_last(requested: bool, device: torch.device, amp_dtype: torch.dt
     return amp_dtype == torch.bfloat16 or cpu_precision(precision_size(image_size)).channels_last_fp32
 
 
+def run_amp_dtype(summary: dict, requested: str, device: torch.device, image_size: int) -> torch.dtype | None:
+    """The autocast dtype to answer in for a finished run (None: float32), so that Explain, Try it and
+    `predict` give the answers its Results report: the precision its summary records (`precision`, e.g.
+    "bfloat16") when `device` is the kind it ran on, else `pick_amp`'s choice here (a GPU run's fp16 on
+    a CPU, say); a summary without both fields also falls back to `pick_amp`. Raises nothing."""
+    ran_on, recorded = str(summary.get("device") or "").split(":")[0], summary.get("precision")
+    if ran_on == device.type and recorded == "float32":
+        return None
+    if ran_on == device.type and isinstance(recorded, str) and isinstance(getattr(torch, recorded, None), torch.dtype):
+        return getattr(torch, recorded)
+    return pick_amp(requested, device, image_size)
+
+
 # ---- CPU threads ----------------------------------------------------------------------------------
 # PyTorch's default is one thread per physical core. When other programs keep cores busy, its OpenMP
 # threads wait on each other: on a 2-core CPU with one core busy, a 2-thread run trained at 12-16

@@ -46,7 +46,7 @@ from engine.data import (IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, PIL_FORMATS, Skippe
                          image_files, safe_extract_zip)
 from engine.errors import StudioError
 from engine.evaluate import tta_logits
-from engine.devices import autocast_ctx, pick_amp, pick_device
+from engine.devices import autocast_ctx, pick_device, run_amp_dtype
 from engine.run_data import prepare_data
 from engine.runs import VARIANTS as RUN_VARIANTS
 from engine.runs import load_run
@@ -176,10 +176,12 @@ class Predictor:
     """A run's model variant ready for new images: on its device, eval mode, batched, thread-safe."""
 
     def __init__(self, model: Classifier, cfg: RunConfig, classes: list[str], variant: str, alpha: float | None,
-                 device: torch.device, stats: FeatureStats | None = None, low_confidence: float = LOW_CONFIDENCE):
+                 device: torch.device, stats: FeatureStats | None = None, low_confidence: float = LOW_CONFIDENCE,
+                 summary: dict | None = None):
         self.model, self.cfg, self.classes = model.eval().to(device), cfg, list(classes)
         self.variant, self.alpha, self.device = variant, alpha, device
-        self.amp_dtype = pick_amp(cfg.train.amp, device, int(cfg.data.image_size))
+        # the run's own evaluation precision where it ran on this kind of device (engine.devices.run_amp_dtype)
+        self.amp_dtype = run_amp_dtype(summary or {}, cfg.train.amp, device, int(cfg.data.image_size))
         self.stats, self.low_confidence = stats, low_confidence
         self.image_size = int(cfg.data.image_size)
         self.lock = threading.Lock()  # Grad-CAM hooks layers; sessions share the predictor
@@ -322,8 +324,12 @@ def load_predictor(run_dir: Path, variant: str = "fine_tuned", alpha: float | No
             _PREDICTORS.move_to_end(key)
             return _PREDICTORS[key]
     model, cfg, classes = load_variant(Path(run_dir), variant, alpha, datasets_dir)
+    try:
+        summary = run_summary(Path(run_dir))
+    except (StudioError, OSError, ValueError):
+        summary = {}
     predictor = Predictor(model, cfg, classes, variant, alpha if variant == "wise" else None,
-                          resolve_device(cfg, device))
+                          resolve_device(cfg, device), summary=summary)
     predictor.stats = feature_stats(predictor, _train_images(cfg, datasets_dir))
     with _PREDICTORS_LOCK:
         _PREDICTORS[key] = predictor

@@ -107,3 +107,19 @@ def test_bf16_run_reaches_the_fp32_accuracy(tmp_path):
     accs = {amp: s["test_acc"] for amp, s in runs.items()}
     assert accs["off"] >= 0.8, accs  # the tiny classes (red, green, stripes) are learnt in fp32
     assert accs["bf16"] >= 0.8 and abs(accs["bf16"] - accs["off"]) <= 0.17, accs  # within 4 of 24 images
+
+
+def test_a_finished_run_is_answered_in_the_precision_it_evaluated_in(monkeypatch):
+    """Explain, Try it and predict take the summary's recorded precision on the device kind the run
+    used, and this machine's choice elsewhere (a GPU run's fp16 on a CPU)."""
+    import torch
+
+    from engine import devices
+
+    monkeypatch.setattr(devices, "pick_amp", lambda *a, **k: "here")
+    cpu = torch.device("cpu")
+    assert devices.run_amp_dtype({"device": "cpu", "precision": "bfloat16"}, "auto", cpu, 64) is torch.bfloat16
+    assert devices.run_amp_dtype({"device": "cpu", "precision": "float32"}, "auto", cpu, 64) is None
+    assert devices.run_amp_dtype({"device": "cuda:0", "precision": "float16"}, "auto", cpu, 64) == "here"
+    assert devices.run_amp_dtype({}, "auto", cpu, 64) == "here"
+    assert devices.run_amp_dtype({"device": "cpu", "precision": "nonsense"}, "auto", cpu, 64) == "here"

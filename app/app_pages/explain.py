@@ -104,24 +104,15 @@ def _bundle(run_dir: str, datasets_dir: str):
 
 
 def _amp_dtype(b):
-    """The autocast dtype the run evaluated in (None: float32): the precision its summary records when
-    the model is on the same kind of device as the run was (a CPU run explained on the CPU), else
-    engine.devices.pick_amp's choice for this device (a GPU run explained on a CPU cannot use the
-    GPU's fp16; then Explain's counts can differ from Results' by an image or two)."""
-    import torch
+    """The autocast dtype the run evaluated in (None: float32), as Try it and `predict` use it
+    (engine.devices.run_amp_dtype): Explain's answers are the ones Results reports."""
+    from engine.devices import run_amp_dtype
 
-    from engine.devices import pick_amp
-
-    device = next(b.model.parameters()).device
-    summary = b.summary if isinstance(getattr(b, "summary", None), dict) else {}
-    if str(summary.get("device", "")).split(":")[0] == device.type and summary.get("precision"):
-        return None if summary["precision"] == "float32" else getattr(torch, str(summary["precision"]), None)
-    return pick_amp(b.cfg.train.amp, device, int(b.cfg.data.image_size))
+    return run_amp_dtype(b.summary, b.cfg.train.amp, next(b.model.parameters()).device, int(b.cfg.data.image_size))
 
 
 def _precision(b):
-    """The autocast context the run evaluated in (engine.devices.pick_amp: bf16 on a CPU where that
-    was measured faster at this image size), so that Explain's answers are the Results page's."""
+    """The autocast context the run evaluated in (_amp_dtype), so that Explain's answers are the Results page's."""
     from engine.devices import autocast_ctx
 
     return autocast_ctx(next(b.model.parameters()).device, _amp_dtype(b))
@@ -634,8 +625,7 @@ def export_tab(engine, rec, b, summary: dict) -> None:
                 f"the {len(b.data.val)} validation images before it is offered: same predicted class for every image, "
                 "and output scores equal to within 0.1%. Exported models take RGB pixels in [0, 1] at "
                 f"{b.cfg.data.image_size} x {b.cfg.data.image_size}; the normalisation is inside.")
-    alpha = wise_alpha(engine, rec)
-    chosen = alpha is not None and state.wise_alpha(engine, rec)[1]
+    alpha, chosen = state.wise_alpha(engine, rec) if uses_wise(rec) else (None, False)  # one lookup
     choices = export_choices(run_dir, summary, alpha, chosen)
     which = next(iter(choices))
     if len(choices) > 1:
