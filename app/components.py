@@ -20,13 +20,11 @@ SLOWEST_LIVE_REFRESH_S = 3.0  # on a 2-core CPU-only machine
 
 
 def cpu_count() -> int:
-    """CPUs this process may run on (its affinity where the OS has one, else os.cpu_count())."""
-    import os
+    """CPUs this process may run on: its affinity and a container's CPU quota counted
+    (engine.devices.usable_cpus)."""
+    from engine.devices import usable_cpus
 
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+    return usable_cpus()
 
 
 def live_refresh_s(gpu: bool | None = None, cpus: int | None = None) -> float:
@@ -214,9 +212,9 @@ def _device_text() -> str:
         return f"GPU: {torch.cuda.get_device_name(0)}"
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return "Apple GPU (MPS)"
-    from engine.devices import DEFAULT_CPU_THREADS
+    from engine.devices import default_cpu_threads
 
-    return f"CPU, up to {state.plural(DEFAULT_CPU_THREADS, 'thread')}"
+    return f"CPU, up to {state.plural(default_cpu_threads(), 'thread')}"
 
 
 def sidebar(engine: Engine) -> None:

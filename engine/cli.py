@@ -24,7 +24,7 @@ from engine.clock import process_started_at
 from engine.config import RunConfig, apply_overrides
 from engine.contract import Reporter
 from engine.data import DatasetError, inspect_dataset
-from engine.devices import pick_device
+from engine.devices import fit_threads_to_cpus, pick_device
 from engine.distributed import world
 from engine.errors import StudioError
 from engine.jobs import execute_run
@@ -433,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return pretrain_main(argv[1:])
     args = build_parser().parse_args(argv)
+    fit_threads_to_cpus()  # a container's CPU quota or a taskset: no more torch threads than CPUs to run them
     try:
         return args.func(args)
     except StudioError as exc:

@@ -51,6 +51,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from engine.devices import usable_cpus
 from engine.errors import StudioError
 
 try:  # HEIC/HEIF, the iPhone camera's default format (AVIF is built into Pillow >= 11.2)
@@ -1039,7 +1040,7 @@ def _decode_all(
     reasons: list[str | None] = [None] * len(paths)
     shas = [""] * len(paths)
     phashes = np.zeros(len(paths), dtype=np.uint64)
-    workers = max(1, min(8, os.cpu_count() or 1))
+    workers = min(8, usable_cpus())  # a container's quota counted
     # The warnings filter is process-wide; setting it once here (not per thread) avoids races
     # between threads entering/leaving catch_warnings. PIL then raises instead of warning.
     with warnings.catch_warnings():

@@ -249,7 +249,40 @@ def run_amp_dtype(summary: dict, requested: str, device: torch.device, image_siz
 # PyTorch's default is one thread per physical core. When other programs keep cores busy, its OpenMP
 # threads wait on each other: on a 2-core CPU with one core busy, a 2-thread run trained at 12-16
 # img/s against 97-102 img/s with one thread (ResNet-18, 64 px; benchmarks/threads_under_load.py).
-DEFAULT_CPU_THREADS = torch.get_num_threads()  # at import: PyTorch's default (the sidebar's "up to N")
+DEFAULT_CPU_THREADS = torch.get_num_threads()  # at import: PyTorch's default, one per physical core it sees
+
+
+@functools.lru_cache(maxsize=None)
+def usable_cpus() -> int:
+    """Logical CPUs this process may keep busy: the fewest of the machine's, this process's CPU affinity
+    (taskset), a container's CPU quota (Linux cgroups v1/v2, e.g. `docker run --cpus=2`, rounded up) and
+    the LOKY_MAX_CPU_COUNT environment variable, as `joblib.cpu_count` reads them; os.cpu_count() when
+    joblib cannot tell. At least 1; cached per process. Raises nothing.
+
+    PyTorch's default thread count sees neither the affinity nor the quota: in a container allowed 2
+    CPUs on a 16-core host it starts 16 threads that take turns on 2 CPUs, each step waiting on the
+    slowest (benchmarks/threads_under_load.py measures what waiting threads cost)."""
+    try:
+        import joblib
+
+        return max(1, int(joblib.cpu_count()))
+    except Exception:  # joblib missing or its probes failing: the machine's count
+        return max(1, os.cpu_count() or 1)
+
+
+def default_cpu_threads() -> int:
+    """PyTorch's default intra-op thread count at import, capped at `usable_cpus()`: the most a run's
+    automatic thread choice starts from (the sidebar's "up to N")."""
+    return max(1, min(DEFAULT_CPU_THREADS, usable_cpus()))
+
+
+def fit_threads_to_cpus() -> int:
+    """Lower torch's intra-op thread count to `usable_cpus()` when it is above it (never raises it);
+    returns the count now in use. The command line and the dashboard call it once at start, so that
+    predicting, explaining and exporting do not oversubscribe a container's CPU quota either."""
+    if torch.get_num_threads() > usable_cpus():
+        torch.set_num_threads(usable_cpus())
+    return torch.get_num_threads()
 THREAD_SAMPLE_S = 0.3  # the shortest window the load is measured over
 # A thread is given up when other programs keep more than `keep` of a CPU busy. Before the run a busy
 # program shows as 0.84-0.92 of a CPU (a browser drawing the page as 0.5-0.7: the threads are kept);
@@ -338,14 +371,15 @@ def auto_cpu_threads(limit: int | None = None, sample: LoadSample | None = None,
                      cpus: int | None = None, min_s: float = THREAD_SAMPLE_S, keep: float = KEEP_AT_START,
                      when: str = "when the run started") -> CpuThreads:
     """CPU threads for a run whose `train.threads` is 0 (automatic): `limit` (default: the current
-    torch.get_num_threads(), PyTorch's one per physical core unless the caller set it), less the CPUs
+    torch.get_num_threads(), PyTorch's one per physical core unless the caller set it, capped at
+    `usable_cpus()`: a container's CPU quota and this process's affinity), less the CPUs
     other programs keep busy, measured by `sample` (started earlier, e.g. before the run's setup) or
     over `min_s` seconds from now; this process's own CPU time is not counted. `busy` and `cpus`
     (logical CPUs) skip the measurement (tests). A limit of 1 is never measured. Threads =
     floor(free CPUs in threads + `keep`): a thread is given up only for more than `keep` of a CPU
     kept busy. Never fewer than 1 thread or more than `limit`; when the load cannot be read the
     limit is kept. `when` words the measurement for the note. Raises nothing."""
-    limit = max(1, torch.get_num_threads() if limit is None else limit)
+    limit = max(1, min(torch.get_num_threads(), usable_cpus()) if limit is None else limit)
     if limit == 1:
         return CpuThreads(1, 0.0, 1, cpus or 1)
     if busy is None:

@@ -46,7 +46,7 @@ from engine.data import (IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, PIL_FORMATS, Skippe
                          image_files, safe_extract_zip)
 from engine.errors import StudioError
 from engine.evaluate import tta_logits
-from engine.devices import autocast_ctx, pick_device, run_amp_dtype
+from engine.devices import autocast_ctx, pick_device, run_amp_dtype, usable_cpus
 from engine.run_data import prepare_data
 from engine.runs import VARIANTS as RUN_VARIANTS
 from engine.runs import load_run
@@ -483,7 +483,7 @@ def _decoded_batches(items: list[tuple[str, Path]], size: int, batch_size: int, 
     on the CPU), each batch is decoded by all threads and then handed over, so decoding never
     competes with torch's own threads for the cores (on a 2-core machine both ways measured the
     same, 0.71 of a bare forward pass from a zip: benchmarks/predict_throughput.py)."""
-    workers = max(1, min(8, os.cpu_count() or 1))
+    workers = min(8, usable_cpus())  # a container's quota counted
     ahead = batch_size * 4
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="predict-decode") as pool:
         if not overlap:

@@ -111,6 +111,9 @@ class Engine:
                  data_roots: DataRoots | None = None):
         """`access_control`: each user sees and controls only their own (and shared) runs.
         `data_roots`: when given, runs may read only uploads, the bundled assets and these folders."""
+        from engine.devices import fit_threads_to_cpus
+
+        fit_threads_to_cpus()  # a container's CPU quota: no more torch threads than CPUs to run them
         self.limits = limits or Limits()
         self.data_roots = data_roots
         self.access_control = access_control

@@ -139,3 +139,38 @@ def test_threads_follow_the_load_epoch_by_epoch(monkeypatch):
         retune_threads(SimpleNamespace(cpu_load=None))  # not automatic (or one thread): nothing to do
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_cpu_quota_caps_the_threads_of_runs_predictions_and_the_dashboard(tmp_path):
+    """A container allowed fewer CPUs than the machine has (docker --cpus, cgroups; here the same limit
+    through LOKY_MAX_CPU_COUNT, which joblib.cpu_count reads beside the quota and the affinity): torch's
+    default of one thread per physical core would oversubscribe it. The command line and the engine
+    lower torch's threads to the quota, an automatic run starts from it, and the dashboard's refresh
+    interval and sidebar count it; an explicit `train.threads` is still the user's."""
+    data = write_tiny_zip(tmp_path / "d.zip")
+    code = f"""
+import json, torch
+torch.set_num_threads(2)  # as PyTorch's default on a 2-core machine
+from engine import devices
+from engine.train import train
+from conftest import tiny_config
+from app import components
+assert devices.usable_cpus() == 1 and components.cpu_count() == 1 and devices.default_cpu_threads() == 1
+assert devices.auto_cpu_threads().limit == 1
+s = train(tiny_config({str(data)!r}, "train.epochs=1"), work_dir={str(tmp_path / 'w')!r}).summary
+print(json.dumps({{"auto": s["cpu_threads"], "refresh": components.live_refresh_s(gpu=False)}}))
+torch.set_num_threads(2)
+s = train(tiny_config({str(data)!r}, "train.epochs=1", "train.threads=2"), work_dir={str(tmp_path / 'w')!r}).summary
+print(json.dumps({{"explicit": s["cpu_threads"], "fit": devices.fit_threads_to_cpus()}}))
+"""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "LOKY_MAX_CPU_COUNT": "1",
+           "PYTHONPATH": os.pathsep.join([root, os.path.join(root, "tests"), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    import json
+
+    auto, explicit = (json.loads(line) for line in out.stdout.strip().splitlines()[-2:])
+    assert auto == {"auto": 1, "refresh": 3.0}
+    assert explicit == {"explicit": 2, "fit": 1}
