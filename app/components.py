@@ -17,6 +17,20 @@ from engine.worker import Engine
 
 LIVE_REFRESH_S = 1.0  # how often live views poll the engine's snapshot, with a GPU or many CPU cores
 SLOWEST_LIVE_REFRESH_S = 3.0  # on a 2-core CPU-only machine
+REFRESH_ENV = "STUDIO_LIVE_REFRESH_S"  # seconds: the operator's choice over the automatic one
+
+
+def refresh_override() -> float | None:
+    """The live views' redraw interval set by the environment variable STUDIO_LIVE_REFRESH_S, in
+    seconds, kept within 0.5-60; None when it is unset or not a number (then the automatic choice)."""
+    import math
+    import os
+
+    try:
+        value = float(os.environ.get(REFRESH_ENV, "").strip())
+    except ValueError:
+        return None
+    return min(60.0, max(0.5, value)) if math.isfinite(value) else None
 
 
 def cpu_count() -> int:
@@ -34,8 +48,12 @@ def live_refresh_s(gpu: bool | None = None, cpus: int | None = None) -> float:
     machine's cores with the run, so the fewer the cores the longer the interval: 6 / cpus seconds,
     1 to 3 s. Measured on 2 cores (a 6-epoch Quick demo in the dashboard, headless Chromium on the same
     machine, 2 runs each): at 1 s the browser kept 0.6 of a CPU busy, the run fell back to one thread
-    and took 63-67 s; at 3 s it took 46.5-46.8 s (the command line: 40-45 s). `gpu` and `cpus`
-    default to this machine's."""
+    and took 63-67 s; at 3 s it took 46.5-46.8 s (the command line: 40-45 s;
+    benchmarks/dashboard_refresh.py). `gpu` and `cpus` default to this machine's;
+    STUDIO_LIVE_REFRESH_S overrides the choice (`refresh_override`)."""
+    override = refresh_override()
+    if override is not None:
+        return override
     if gpu is None:
         import torch
 
@@ -204,6 +222,19 @@ def curves_view(run: RunView, *, live: bool = False, streams: bool = False) -> N
 
 
 # ---- the sidebar ----------------------------------------------------------------------------
+
+def threads_changes_text(changes: list[dict] | None) -> str:
+    """The sentence on a run's `cpu_threads_changes` ("Threads followed the load on the CPUs: 2 threads
+    from 2 s into epoch 1, 1 thread after epoch 3."), with a leading space; "" when there were none."""
+    if not changes:
+        return ""
+    from engine import devices
+
+    return " Threads followed the load on the CPUs: " + ", ".join(
+        state.plural(c["threads"], "thread")
+        + (f" from {devices.EARLY_THREADS_CHECK_S:g} s into epoch {c['after_epoch'] + 1}" if c.get("early")
+           else f" after epoch {c['after_epoch']}") for c in changes) + "."
+
 
 def _device_text() -> str:
     import torch

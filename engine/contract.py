@@ -123,6 +123,7 @@ class TrainContext:
     # automatic CPU threads (engine.devices): the load since the last choice, and the most allowed
     cpu_load: Any = None
     cpu_threads_limit: int = 0
+    early_threads_check: bool = False  # still to do: the check a few seconds into the first epoch
 
     def should_stop(self) -> bool:
         return self.reporter.should_stop()

@@ -288,6 +288,10 @@ THREAD_SAMPLE_S = 0.3  # the shortest window the load is measured over
 # program shows as 0.84-0.92 of a CPU (a browser drawing the page as 0.5-0.7: the threads are kept);
 # during training the run's own threads take their share, so one busy program shows as about 0.66.
 KEEP_AT_START, KEEP_DURING_RUN = 0.75, 0.6
+# The first check during the run, this many seconds into its first epoch: a burst at the start (the
+# dashboard's browser drawing the Train page after the click on Start) otherwise costs a whole epoch on
+# fewer threads (benchmarks/dashboard_refresh.py).
+EARLY_THREADS_CHECK_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -307,8 +311,9 @@ class CpuThreads:
             return ""
         return (f"Training on {self.threads} of {self.limit} CPU threads: other programs kept about "
                 f"{self.busy:.1f} of the {self.cpus} CPUs busy {self.when}, and threads that wait for a busy CPU "
-                "slow every step; the count is checked again after every epoch. To choose it yourself: CPU threads, "
-                "under Device, evaluation and run name on the Model and methods page (train.threads).")
+                f"slow every step; the count is checked again {EARLY_THREADS_CHECK_S:g} s into the run and after every "
+                "epoch. To choose it yourself: CPU threads, under Device, evaluation and run name on the Model and "
+                "methods page (train.threads).")
 
 
 class LoadSample:

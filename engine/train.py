@@ -28,8 +28,8 @@ from engine.backbones import build_model
 from engine.config import RunConfig
 from engine.contract import EvalClock, MethodHook, Reporter, StopRequested, TrainContext, owns_loss
 from engine.data import DataSplits, balanced_sample_indices, class_weights
-from engine.devices import (KEEP_DURING_RUN, THREAD_SAMPLE_S, auto_cpu_threads, autocast_ctx, kept_threads, pick_amp,
-                            pick_device, start_load_sample, use_channels_last)
+from engine.devices import (EARLY_THREADS_CHECK_S, KEEP_DURING_RUN, THREAD_SAMPLE_S, auto_cpu_threads, autocast_ctx,
+                            kept_threads, pick_amp, pick_device, start_load_sample, use_channels_last)
 from engine.distributed import agree, all_sum
 from engine.errors import StudioError
 from engine.evaluate import (epoch_sets, epoch_sets_note, eval_passes, evaluate, final_passes, final_sets,
@@ -121,8 +121,8 @@ def setup_run(cfg: RunConfig, reporter: Reporter, run_dir: Path | None, work_dir
                        images_per_process_per_epoch=len(range(rank, bs, world_size)) * steps_per_epoch,
                        train_images=n_train, steps_per_epoch=steps_per_epoch)  # optimiser steps, all processes
     reporter.progress(epoch_eval=ctx.summary["epoch_eval"])  # what the live curves measure (captions)
-    if threads is not None and threads.limit > 1:  # re-checked at every epoch's end (retune_threads)
-        ctx.cpu_load, ctx.cpu_threads_limit = start_load_sample(), threads.limit
+    if threads is not None and threads.limit > 1:  # re-checked early in the run and at every epoch's end
+        ctx.cpu_load, ctx.cpu_threads_limit, ctx.early_threads_check = start_load_sample(), threads.limit, True
     ctx.eval_clock = EvalClock(eval_passes(ctx.eval_sets), final_passes(cfg, data, ctx.eval_sets.ood_user))
     hooks = build_hooks(cfg)
     for h in hooks:
@@ -134,19 +134,23 @@ def setup_run(cfg: RunConfig, reporter: Reporter, run_dir: Path | None, work_dir
     return ctx, hooks
 
 
-def retune_threads(ctx: TrainContext) -> None:
-    """Automatic CPU threads, again at an epoch's end: from the load other programs put on the CPUs
-    during the epoch (this process's own time left out), the thread count for the next one. A change
-    is recorded in the summary (`cpu_threads_changes`: epoch, threads, busy CPUs) and the live note."""
+def retune_threads(ctx: TrainContext, early: bool = False) -> None:
+    """Automatic CPU threads, again at an epoch's end (or, `early`, EARLY_THREADS_CHECK_S seconds into
+    the run's first epoch): from the load other programs put on the CPUs since the last choice (this
+    process's own time left out), the thread count from here on. A change is recorded in the summary
+    (`cpu_threads_changes`: epochs finished, threads, busy CPUs, and `early` for the early check) and
+    the live note."""
     if ctx.cpu_load is None:
         return
+    when = (f"as epoch {ctx.epoch + 1} started" if early else f"during epoch {ctx.epoch + 1}")
     choice = auto_cpu_threads(ctx.cpu_threads_limit, sample=ctx.cpu_load, min_s=0.0, keep=KEEP_DURING_RUN,
-                              when=f"during epoch {ctx.epoch + 1}")
+                              when=when)
     ctx.cpu_load = start_load_sample()
     if choice.threads != torch.get_num_threads():
         torch.set_num_threads(choice.threads)
         ctx.summary.setdefault("cpu_threads_changes", []).append(
-            {"after_epoch": ctx.epoch + 1, "threads": choice.threads, "busy": choice.busy})
+            {"after_epoch": ctx.epoch + (0 if early else 1), "threads": choice.threads, "busy": choice.busy,
+             **({"early": True} if early else {})})
         ctx.summary.update(cpu_threads=choice.threads, cpu_threads_note=choice.note())
         ctx.reporter.progress(cpu_threads_note=choice.note())
 
@@ -219,6 +223,9 @@ def train_one_epoch(ctx: TrainContext, hooks: list[MethodHook], scaler: torch.am
         loss_sum += loss.detach().float() * len(idx)
         correct += (logits.detach().argmax(1) == y).sum()
         ctx.step, images = ctx.step + 1, images + len(idx)
+        if ctx.early_threads_check and time.perf_counter() - t0 >= EARLY_THREADS_CHECK_S:
+            ctx.early_threads_check = False  # once: a burst at the start (a browser drawing) is over by now
+            retune_threads(ctx, early=True)
         if device.type == "cpu" or i % 10 == 9 or i == ctx.steps_per_epoch - 1:  # syncs: rare on GPU
             report_step(ctx, float(loss.detach()), images / max(time.perf_counter() - t0, 1e-9), i)
     if device.type == "cuda":

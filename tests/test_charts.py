@@ -221,3 +221,21 @@ def test_live_views_redraw_less_often_on_a_cpu_only_machine_with_few_cores():
     assert live_refresh_s(gpu=False, cpus=4) == 1.5
     assert live_refresh_s(gpu=False, cpus=64) == 1.0
     assert 1.0 <= live_refresh_s() <= 3.0  # this machine's
+
+
+def test_the_server_can_set_the_live_redraw_interval(monkeypatch):
+    """STUDIO_LIVE_REFRESH_S (seconds) overrides the automatic interval, within 0.5-60 s; a value that
+    is not a number leaves the automatic choice."""
+    from app.components import REFRESH_ENV, live_refresh_s
+
+    monkeypatch.setenv(REFRESH_ENV, "1")
+    assert live_refresh_s(gpu=False, cpus=2) == 1.0
+    monkeypatch.setenv(REFRESH_ENV, " 7.5 ")
+    assert live_refresh_s(gpu=True, cpus=64) == 7.5
+    monkeypatch.setenv(REFRESH_ENV, "0")
+    assert live_refresh_s(gpu=False, cpus=2) == 0.5
+    monkeypatch.setenv(REFRESH_ENV, "1e9")
+    assert live_refresh_s(gpu=False, cpus=2) == 60.0
+    for junk in ("fast", "", "nan", "inf"):
+        monkeypatch.setenv(REFRESH_ENV, junk)
+        assert live_refresh_s(gpu=False, cpus=2) == 3.0, junk

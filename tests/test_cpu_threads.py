@@ -174,3 +174,38 @@ print(json.dumps({{"explicit": s["cpu_threads"], "fit": devices.fit_threads_to_c
     auto, explicit = (json.loads(line) for line in out.stdout.strip().splitlines()[-2:])
     assert auto == {"auto": 1, "refresh": 3.0}
     assert explicit == {"explicit": 2, "fit": 1}
+
+
+def test_a_burst_of_load_at_the_start_costs_seconds_not_an_epoch(tmp_path, monkeypatch):
+    """The dashboard's browser draws the Train page right after the click on Start, so the load measured
+    while the run sets up can hold a thread back; a check a few seconds into the first epoch (here at
+    once) gives it back there, instead of after a whole epoch on fewer threads. The change is in the
+    summary, marked early, and worded on Results."""
+    import engine.train as engine_train
+    from app.components import threads_changes_text
+
+    class Load:
+        def __init__(self, busy):
+            self.value, self.cpus = busy, [0, 1]
+
+        def busy(self, min_s=0.0):
+            return self.value
+
+    loads = iter([Load(1.0)] + [Load(0.0)] * 10)  # busy while the run sets up, idle from then on
+    monkeypatch.setattr(engine_train, "start_load_sample", lambda: next(loads))
+    monkeypatch.setattr(engine_train, "EARLY_THREADS_CHECK_S", 0.0)
+    monkeypatch.setattr(devices, "usable_cpus", lambda: 2)
+    data = write_tiny_zip(tmp_path / "d.zip")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        s = train(tiny_config(data, "train.epochs=2"), work_dir=tmp_path / "w").summary
+    finally:
+        torch.set_num_threads(before)
+    assert s["cpu_busy_at_start"] == 1.0  # one thread at the start ...
+    assert s["cpu_threads_changes"] == [{"after_epoch": 0, "threads": 2, "busy": 0.0, "early": True}]  # ... two at once
+    assert s["cpu_threads"] == 2 and s["cpu_threads_note"] == ""
+    assert threads_changes_text(s["cpu_threads_changes"]) == (
+        " Threads followed the load on the CPUs: 2 threads from 2 s into epoch 1.")
+    assert threads_changes_text([{"after_epoch": 3, "threads": 1, "busy": 1.2}]) == (
+        " Threads followed the load on the CPUs: 1 thread after epoch 3.")

@@ -12,47 +12,18 @@ Skipped where Chromium or Playwright is missing.
 from __future__ import annotations
 
 import os
-import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path(os.environ.get("STUDIO_CHROMIUM", "/usr/bin/chromium"))
+from tools.browser import (CHROMIUM, CHROMIUM_ARGS, FINISHED, ROOT, free_port, go, open_app, settle, start_app,
+                           stop_app)
+
 SHOTS = ROOT / "tests" / "_artifacts" / "screenshots"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-# the Train page's banner when a run ends: a success, or a warning when it stayed at guessing
-FINISHED = re.compile(r"Finished(\. Validation accuracy|, but: this run)")
 RUN_TIMEOUT_S = float(os.environ.get("STUDIO_E2E_RUN_TIMEOUT", "900"))
 
 sync_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the app exited with code {proc.returncode} before answering")
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                if r.read().decode().strip() == "ok":
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError("the app did not answer /_stcore/health in time")
 
 
 @pytest.fixture(scope="module")
@@ -72,32 +43,18 @@ def server(tmp_path_factory):
     port = free_port()
     data_dir = tmp_path_factory.mktemp("studio")
     log_path = data_dir / "server.log"
-    env = {**os.environ, "STUDIO_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
-    url = f"http://127.0.0.1:{port}"
     running: dict = {}
-
-    def stop() -> None:
-        proc = running.pop("proc", None)
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
     def start() -> None:
         """(Re)start the server on the same port and folder: a restart keeps only what the store keeps."""
-        stop()
-        with open(log_path, "a") as log:
-            running["proc"] = subprocess.Popen([sys.executable, "run_app.py", "--port", str(port)], cwd=ROOT,
-                                               env=env, stdout=log, stderr=subprocess.STDOUT)
-        wait_healthy(url, running["proc"])
+        stop_app(running.pop("proc", None))
+        running["proc"] = start_app(port, data_dir, log_path)
 
     try:
         start()
-        yield {"url": url, "log": log_path, "restart": start}
+        yield {"url": f"http://127.0.0.1:{port}", "log": log_path, "restart": start}
     finally:
-        stop()
+        stop_app(running.pop("proc", None))
 
 
 @pytest.fixture(scope="module")
@@ -106,15 +63,6 @@ def browser():
         b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield b
         b.close()
-
-
-def settle(page, timeout_ms: int = 120_000) -> None:
-    """Wait until the app's script run has finished (stApp's data-test-script-state)."""
-    page.wait_for_timeout(200)
-    page.wait_for_function(
-        "() => { const app = document.querySelector(\"[data-testid='stApp']\");"
-        " return app && app.getAttribute('data-test-script-state') === 'notRunning'; }",
-        timeout=timeout_ms)
 
 
 def shot(page, name: str) -> None:
@@ -127,20 +75,6 @@ def shot(page, name: str) -> None:
     page.wait_for_timeout(800)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
     page.set_viewport_size(size)
-
-
-def open_app(browser, url: str):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(url)
-    page.wait_for_selector("[data-testid='stApp']", timeout=60_000)
-    return page
-
-
-def go(page, title: str, heading: str) -> None:
-    """Navigate inside the app (a page load would start a new session and forget the choices)."""
-    page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
-    page.get_by_role("heading", name=heading).wait_for(timeout=60_000)
-    settle(page)
 
 
 def upload_zip(page, path: Path) -> None:

@@ -129,9 +129,7 @@ def summary_metrics(run: components.RunView, summary: dict) -> None:
         items.append(("Training speed", f"{ips:,.0f} img/s", "Images per second, first epoch (warm-up) excluded"
                       + (f", on {state.plural(threads, 'CPU thread')}." if threads else ".")
                       + (f" {summary['cpu_threads_note']}" if summary.get("cpu_threads_note") else "")
-                      + ("" if not summary.get("cpu_threads_changes") else " Threads followed the load on the CPUs: "
-                         + ", ".join(f"{c['threads']} after epoch {c['after_epoch']}"
-                                     for c in summary["cpu_threads_changes"]) + ".")))
+                      + components.threads_changes_text(summary.get("cpu_threads_changes"))))
     if summary.get("wall_time_s"):
         before = summary.get("wall_time_before_s")
         items.append(("Run time", components.fmt_duration(summary["wall_time_s"]), "From start to the final evaluation"
