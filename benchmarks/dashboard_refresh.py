@@ -8,8 +8,9 @@ epochs as a `python -m engine train` process, then the same run started from the
 (`run_app.py` on a free port, headless Chromium via Playwright: Model and methods -> Epochs ->
 Train -> Start training, the Train page left open until the run finishes) once per `--refresh`
 interval ("auto" = the dashboard's own choice, a number = STUDIO_LIVE_REFRESH_S seconds). Every run
-picks its CPU threads automatically, as a user's does. Printed per run: the summary's wall time
-(from process start on the command line, from the run's start in the dashboard), its training
+picks its CPU threads automatically, as a user's does (OMP_NUM_THREADS and BENCH_THREADS are not
+passed on). Printed per run: the summary's wall time (from process start on the command line, from
+the run's start in the dashboard) and loop time (the epochs and their evaluations alone), its training
 img/s (first epoch excluded) and CPU threads, and the CPU seconds each process used: the command
 line's, the dashboard server's (training included) and the browser's, from the click on Start
 training to the finish banner; then, per interval, the ratios to the command line's runs of the same
@@ -33,6 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from engine.devices import EARLY_THREADS_CHECK_S  # noqa: E402
 from tools.browser import (CHROMIUM, CHROMIUM_ARGS, FINISHED, free_port, go, open_app, settle,  # noqa: E402
                            start_app, stop_app)
 
@@ -42,8 +44,9 @@ SAMPLE = ROOT / "assets" / "sample_textures.zip"
 def summary_row(summary: dict) -> dict:
     """What the comparison reads from a run's summary.json."""
     changes = summary.get("cpu_threads_changes") or []
-    return {"wall_s": summary["wall_time_s"], "img_s": summary.get("train_images_per_sec"),
-            "threads": summary.get("cpu_threads"), "changes": [(c["after_epoch"], c["threads"]) for c in changes],
+    return {"wall_s": summary["wall_time_s"], "loop_s": summary["loop_wall_time_s"], "img_s": summary.get("train_images_per_sec"),
+            "threads": summary.get("cpu_threads"), "busy_at_start": summary.get("cpu_busy_at_start"),
+            "changes": [(c["after_epoch"], c["threads"], c["busy"], c.get("early", False)) for c in changes],
             "val": summary.get("best_val_acc")}
 
 
@@ -108,9 +111,11 @@ def dashboard_run(work: Path, epochs: int, refresh: str, timeout_s: float = 1800
 
 
 def describe(row: dict) -> str:
-    changes = "".join(f", to {t} after epoch {e}" for e, t in row["changes"])
+    changes = "".join(f", to {t} {f'{EARLY_THREADS_CHECK_S:g} s into epoch {e + 1}' if early else f'after epoch {e}'}"
+                      f" ({busy:.2f} CPUs busy)" for e, t, busy, early in row["changes"])
     cpu = ", ".join(f"{k} {v:.0f}" for k, v in row["cpu"].items())
-    return (f"wall {row['wall_s']:.1f} s, train {row['img_s']:.0f} img/s, {row['threads']} thread(s) at the end"
+    return (f"wall {row['wall_s']:.1f} s, loop {row['loop_s']:.1f} s, train {row['img_s']:.0f} img/s, {row['busy_at_start']:.2f} CPUs busy at "
+            f"the start, {row['threads']} thread(s) at the end"
             f"{changes and ' (threads changed' + changes[1:] + ')'}, best val {100 * row['val']:.1f}%; "
             f"CPU s: {cpu}")
 
@@ -124,6 +129,8 @@ def main() -> None:
     args = ap.parse_args()
     if not CHROMIUM.is_file():
         sys.exit(f"no Chromium at {CHROMIUM}: apt-get install chromium (or set STUDIO_CHROMIUM)")
+    for name in ("OMP_NUM_THREADS", "BENCH_THREADS"):  # the runs choose their threads as a user's do
+        os.environ.pop(name, None)
     rows: dict[str, list[dict]] = {"cli": [], **{r: [] for r in args.refresh}}
     with tempfile.TemporaryDirectory(prefix="dashboard_refresh_") as tmp:
         for rnd in range(args.rounds):
@@ -136,14 +143,14 @@ def main() -> None:
                 label = "command line" if kind == "cli" else f"dashboard, redraw {kind}{'' if kind == 'auto' else ' s'}"
                 print(f"round {rnd}, {label}: {describe(row)} ({time.perf_counter() - t0:.0f} s in all)", flush=True)
                 shutil.rmtree(work, ignore_errors=True)
-    cli_wall = statistics.mean(r["wall_s"] for r in rows["cli"])
-    cli_ips = statistics.mean(r["img_s"] for r in rows["cli"])
-    print(f"\ncommand line: wall {cli_wall:.1f} s, train {cli_ips:.0f} img/s (mean of {args.rounds})")
+    cli = {k: statistics.mean(r[k] for r in rows["cli"]) for k in ("wall_s", "loop_s", "img_s")}
+    print(f"\ncommand line: wall {cli['wall_s']:.1f} s, loop {cli['loop_s']:.1f} s, train {cli['img_s']:.0f} img/s "
+          f"(mean of {args.rounds})")
     for kind in args.refresh:
-        wall = statistics.mean(r["wall_s"] for r in rows[kind])
-        ips = statistics.mean(r["img_s"] for r in rows[kind])
-        print(f"dashboard, redraw {kind}: wall {wall:.1f} s ({wall / cli_wall:.2f}x the command line's), "
-              f"train {ips:.0f} img/s ({ips / cli_ips:.2f}x)")
+        m = {k: statistics.mean(r[k] for r in rows[kind]) for k in ("wall_s", "loop_s", "img_s")}
+        print(f"dashboard, redraw {kind}: wall {m['wall_s']:.1f} s, loop {m['loop_s']:.1f} s "
+              f"({m['loop_s'] / cli['loop_s']:.2f}x the command line's), train {m['img_s']:.0f} img/s "
+              f"({m['img_s'] / cli['img_s']:.2f}x)")
 
 
 if __name__ == "__main__":

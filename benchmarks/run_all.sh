@@ -45,6 +45,9 @@ STUDIO_CPU_PRECISION=bf16 OMP_NUM_THREADS=2 run loop_overhead_bf16 benchmarks/th
 OMP_NUM_THREADS=2 run adversarial_demo benchmarks/adversarial_demo.py --seeds 0 1 2
 # Fewer steps to the same accuracy (flip TTA against the Quick demo), alone with both cores
 OMP_NUM_THREADS=2 run speedups benchmarks/speedups.py --seeds 0 1 2 --variants baseline tta
+# A Quick demo started from the dashboard (headless Chromium on the same machine) against the command line,
+# threads chosen automatically as a user's are (needs Playwright and Chromium)
+( unset OMP_NUM_THREADS BENCH_THREADS; run dashboard_refresh benchmarks/dashboard_refresh.py --rounds 2 --refresh auto 1 )
 # Against the peers, alone with both cores: the sample at 64 px, and scikit-learn's 8x8 digits at 32 px
 # (benchmark-only dependencies: pip install timm scikit-learn; the digits row is skipped without scikit-learn)
 OMP_NUM_THREADS=2 run peers_64px benchmarks/peers.py --image-size 64 --epochs 5 --threads 2 --threshold 0.5 \

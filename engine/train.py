@@ -142,6 +142,7 @@ def retune_threads(ctx: TrainContext, early: bool = False) -> None:
     the live note."""
     if ctx.cpu_load is None:
         return
+    ctx.early_threads_check = False  # done, or overtaken by an epoch's end (a first epoch under 2 s)
     when = (f"as epoch {ctx.epoch + 1} started" if early else f"during epoch {ctx.epoch + 1}")
     choice = auto_cpu_threads(ctx.cpu_threads_limit, sample=ctx.cpu_load, min_s=0.0, keep=KEEP_DURING_RUN,
                               when=when)
@@ -224,8 +225,7 @@ def train_one_epoch(ctx: TrainContext, hooks: list[MethodHook], scaler: torch.am
         correct += (logits.detach().argmax(1) == y).sum()
         ctx.step, images = ctx.step + 1, images + len(idx)
         if ctx.early_threads_check and time.perf_counter() - t0 >= EARLY_THREADS_CHECK_S:
-            ctx.early_threads_check = False  # once: a burst at the start (a browser drawing) is over by now
-            retune_threads(ctx, early=True)
+            retune_threads(ctx, early=True)  # once: a burst at the start (a browser drawing) is over by now
         if device.type == "cpu" or i % 10 == 9 or i == ctx.steps_per_epoch - 1:  # syncs: rare on GPU
             report_step(ctx, float(loss.detach()), images / max(time.perf_counter() - t0, 1e-9), i)
     if device.type == "cuda":
