@@ -5,13 +5,15 @@ method, settings),
 starts a quick run, waits for the live chart and the finish, checks that a second tab sees the
 same running job, chooses a WiSE-FT alpha on Results and finds it on Explain and Export, restarts the server and finds the earlier upload offered again, starts a second
 run on other data from the Data page and sees Compare show the datasets, flag the mix and fit the
-page; saves a screenshot of every page to tests/_artifacts/screenshots/ (git-ignored).
+page; takes a photo with Chromium's fake camera on Try it and finds it answered, and kept across a
+refresh; saves a screenshot of every page to tests/_artifacts/screenshots/ (git-ignored).
 Skipped where Chromium or Playwright is missing.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -52,7 +54,7 @@ def server(tmp_path_factory):
 
     try:
         start()
-        yield {"url": f"http://127.0.0.1:{port}", "log": log_path, "restart": start}
+        yield {"url": f"http://127.0.0.1:{port}", "log": log_path, "restart": start, "data_dir": data_dir}
     finally:
         stop_app(running.pop("proc", None))
 
@@ -60,7 +62,9 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser():
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        # a fake camera (Chromium's test pattern) that needs no permission prompt: Try it's photo
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS + [
+            "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"])
         yield b
         b.close()
 
@@ -290,3 +294,42 @@ def test_upload_train_and_see_results_in_a_browser(server, browser, sample_zip, 
     log = server["log"].read_text()
     assert "missing ScriptRunContext" not in log, log[-3000:]
     assert "Traceback" not in log, log[-3000:]
+
+
+def test_try_it_answers_for_a_camera_photo_and_keeps_it_across_a_refresh(server, browser, tiny_zip_path):
+    """A run trained on the command line into the dashboard's folder; on Try it the user switches to
+    the camera (Chromium's fake device), takes a photo and gets the run's classes as answers; after a
+    page refresh the photo is kept and answered again."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "engine", "train", "--data", str(tiny_zip_path), "--image-size", "32",
+                          "--epochs", "1", "--batch-size", "8", "--backbone", "resnet18", "--pretrained", "none",
+                          "--name", "camera check", "--data-dir", str(server["data_dir"]), "--quiet",
+                          "--set", "eval.ood=false"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, permissions=["camera"])
+    page = context.new_page()
+    page.goto(server["url"] + "/try")
+    page.get_by_role("heading", name="6 · Try it").wait_for(timeout=60_000)
+    settle(page)
+    page.get_by_test_id("stSelectbox").first.click()
+    page.get_by_role("option", name=re.compile("camera check")).click()
+    settle(page)
+    page.get_by_test_id("stRadio").get_by_text("Camera", exact=True).click()
+    settle(page)
+    page.get_by_role("button", name="Take Photo").click(timeout=60_000)
+    answer = page.get_by_text(re.compile(r"answered in \d+ ms on "))
+    answer.first.wait_for(timeout=120_000)
+    settle(page)
+    main = page.get_by_test_id("stMain")
+    for cls in ("green", "red", "stripes"):  # the run's own class names label the answer bars
+        assert cls in main.inner_text()
+    shot(page, "9_try_it_camera")
+    page.reload()
+    page.get_by_role("heading", name="6 · Try it").wait_for(timeout=60_000)
+    settle(page)
+    page.get_by_text(re.compile("Kept from before: camera photo")).first.wait_for(timeout=60_000)
+    answer.first.wait_for(timeout=120_000)
+    context.close()
+    assert "Traceback" not in server["log"].read_text()
