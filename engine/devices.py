@@ -283,6 +283,8 @@ def fit_threads_to_cpus() -> int:
     if torch.get_num_threads() > usable_cpus():
         torch.set_num_threads(usable_cpus())
     return torch.get_num_threads()
+
+
 THREAD_SAMPLE_S = 0.3  # the shortest window the load is measured over
 # A thread is given up when other programs keep more than `keep` of a CPU busy. Before the run a busy
 # program shows as 0.84-0.92 of a CPU (a browser drawing the page as 0.5-0.7: the threads are kept);
