@@ -17,7 +17,6 @@ with the user's own file name beside it, so no server path reaches a config or a
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import traceback
 from contextlib import contextmanager
@@ -31,7 +30,7 @@ from app import datasets
 from app.datasets import config_names, upload_sha, user_words  # noqa: F401  (the pages use them as state.*)
 from engine.backbones import backbone_title
 from engine.config import CORE_SECTIONS, RunConfig, validate, with_section
-from engine.paths import ASSETS_DIR, PROJECT_DIR, SAMPLE_DATASET, UPLOAD_PREFIX, resolve_path, upload_ref
+from engine.paths import ASSETS_DIR, SAMPLE_DATASET, UPLOAD_PREFIX, default_data_dir, resolve_path, upload_ref
 from engine.errors import StudioError
 from engine.presets import DEFAULT_PRESET, PRESETS
 from engine.worker import Engine
@@ -49,8 +48,8 @@ SAMPLE_LABEL = "Bundled sample: textures"
 # ---- the engine ------------------------------------------------------------------------------
 
 def data_dir() -> Path:
-    """The engine's folder: env var STUDIO_DATA_DIR, else `runs/` under the project."""
-    return Path(os.environ.get("STUDIO_DATA_DIR") or PROJECT_DIR / "runs").expanduser().resolve()
+    """The engine's folder: env var STUDIO_DATA_DIR, else `runs/` under the project (as the CLI's)."""
+    return default_data_dir()
 
 
 @st.cache_resource(show_spinner=False)

@@ -30,7 +30,7 @@ from engine.errors import StudioError
 from engine.jobs import execute_run
 from engine.lr_find import lr_into_config
 from engine.methods import METHODS
-from engine.paths import register_upload_dir, resolve_path
+from engine.paths import default_data_dir, register_upload_dir, resolve_path
 from engine.predict import VARIANTS, load_predictor, predict_folder, write_csv
 from engine.presets import PRESETS, get_preset
 from engine.pruning_search import search_into_config
@@ -100,6 +100,10 @@ def _train(args: argparse.Namespace) -> int:
     cfg = apply_overrides(cfg, overrides)
     data_dir = Path(args.data_dir).resolve()
     register_upload_dir(data_dir / "uploads")  # configs name uploads as upload:<sha256>
+    for what, source in (("dataset", cfg.data.source), ("OOD set", cfg.data.ood_source),
+                         ("checkpoint", cfg.backbone.checkpoint if cfg.backbone.pretrained == "checkpoint" else "")):
+        if source and not resolve_path(source).exists():  # said now, before a run is recorded (an upload: raises)
+            raise StudioError(f"The {what} does not exist: {source}")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return _train_distributed(cfg, args, data_dir)
     store = RunStore(data_dir / "studio.db")
@@ -359,6 +363,10 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+DATA_DIR_HELP = ("the engine's folder: run store, runs, uploads and extracted data (default: $STUDIO_DATA_DIR, "
+                 "else runs/ in the project: the dashboard's)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m engine", description="Fine-tuning studio engine")
     sub = p.add_subparsers(dest="command", required=True)
@@ -379,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--name")
     t.add_argument("--device")
     t.add_argument("--out", help="the run folder (default: <data-dir>/runs/<run id>)")
-    t.add_argument("--data-dir", default="runs", help="the engine's folder: run store and extracted data")
+    t.add_argument("--data-dir", help=DATA_DIR_HELP)
     t.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE", help="override any config field")
     t.add_argument("--quiet", action="store_true")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or interrupted run from its last "
@@ -396,10 +404,10 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--test-fraction", type=float)
     ins.add_argument("--min-images-per-class", type=int)
     ins.add_argument("--drop-duplicates", action="store_true", help="keep one image per duplicate group")
-    ins.add_argument("--data-dir", default="runs", help="the engine's folder (zips are extracted below it)")
+    ins.add_argument("--data-dir", help=DATA_DIR_HELP)
     ins.set_defaults(func=_inspect)
     r = sub.add_parser("runs", help="list runs")
-    r.add_argument("--data-dir", default="runs")
+    r.add_argument("--data-dir", help=DATA_DIR_HELP)
     r.set_defaults(func=_runs)
     b = sub.add_parser("backbones", help="list registered backbones")
     b.set_defaults(func=_backbones)
@@ -416,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--batch-size", type=int, default=64)
     pr.add_argument("--threshold", type=float, help="flag answers whose top probability is under this (default 0.5)")
     pr.add_argument("--device", help="cpu, cuda, ... (default: the run's device)")
-    pr.add_argument("--data-dir", default="runs", help="the engine's folder: run store and extracted data")
+    pr.add_argument("--data-dir", help=DATA_DIR_HELP)
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
     pr.set_defaults(func=_predict)
     ps = sub.add_parser("presets", help="list the presets (the dashboard's too) and what each sets")
@@ -433,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return pretrain_main(argv[1:])
     args = build_parser().parse_args(argv)
+    if getattr(args, "data_dir", "given") is None:
+        args.data_dir = str(default_data_dir())  # the dashboard's folder: one store for both
     fit_threads_to_cpus()  # a container's CPU quota or a taskset: no more torch threads than CPUs to run them
     try:
         return args.func(args)

@@ -17,6 +17,13 @@ ASSETS_DIR = PROJECT_DIR / "assets"
 SAMPLE_DATASET = "assets/sample_textures.zip"  # relative to the project: configs stay portable
 
 
+def default_data_dir() -> Path:
+    """The engine's folder (run store, runs, uploads, extracted data) when none is given: the
+    environment variable STUDIO_DATA_DIR, else `runs/` in the project. The dashboard and the command
+    line both use it, so that they read and write the same store."""
+    return Path(os.environ.get("STUDIO_DATA_DIR") or PROJECT_DIR / "runs").expanduser().resolve()
+
+
 UPLOAD_PREFIX = "upload:"  # `upload:<sha256 of the file>`: an upload, wherever this server keeps its uploads
 UPLOAD_SUFFIXES = (".zip", ".safetensors", ".pt", ".pth", ".bin")
 _UPLOAD_DIRS: list[Path] = []  # filled by each Engine (and the CLI) with its own uploads folder
@@ -49,8 +56,11 @@ def _resolve_upload(ref: str) -> Path:
             candidate = folder / (digest[:32] + suffix)
             if candidate.is_file():
                 return candidate
-    raise StudioError("The uploaded file this run uses is no longer on this server (it was deleted). "
-                      "Upload it again on the Data page.")
+    raise StudioError(f"The uploaded file this run uses ({ref[:len(UPLOAD_PREFIX) + 12]}...) is not in the uploads "
+                      f"folder{'s' if len(folders) > 1 else ''} looked in ({', '.join(str(f) for f in folders)}): it "
+                      "was deleted, or it belongs to another studio folder. On the command line, give the "
+                      "dashboard's folder with --data-dir (or set STUDIO_DATA_DIR), or put the file's path in the "
+                      "config instead; in the dashboard, upload it again on the Data page.")
 
 
 def resolve_path(p: str) -> Path:

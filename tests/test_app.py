@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -293,17 +294,21 @@ def test_upload_configure_train_watch_and_see_results(studio, tiny_bytes):
     assert {"Fine-tuned model", "Config (YAML)", "Summary (JSON)"} <= downloads
     assert at.radio(key=f"ckpt_{run_id}").options == ["final weights", "best validation epoch"]
     assert len(at.get("vega_lite_chart")) >= 5, "curves, confusion matrix, per class, OOD, lr"
-    assert any("python -m engine train --config config.yaml" in c.value for c in at.code)
+    (command,) = [c.value for c in at.code if c.value.startswith("python -m engine train --config ")]
 
-    # the downloadable config.yaml repeats the run from the command line, to the same accuracy
+    # the command Results shows repeats the run from the command line, to the same accuracy, also from a
+    # shell without STUDIO_DATA_DIR (its --data-dir finds the uploaded dataset); the run joins the store
+    import shlex
+
     rec = engine().run_record(run_id)
     summary = json.loads((Path(rec.run_dir) / "summary.json").read_text())
-    out = subprocess.run([sys.executable, "-m", "engine", "train", "--config", str(Path(rec.run_dir) / "config.yaml"),
-                          "--data-dir", str(studio.parent / "cli"), "--quiet"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    env = {k: v for k, v in os.environ.items() if k != "STUDIO_DATA_DIR"}
+    out = subprocess.run([sys.executable, *shlex.split(command)[1:], "--quiet"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=RUN_TIMEOUT)
     assert out.returncode == 0, out.stderr[-2000:]
-    cli_run = next((studio.parent / "cli" / "runs").iterdir())
-    assert json.loads((cli_run / "summary.json").read_text())["val_acc"] == pytest.approx(summary["val_acc"])
+    cli_rec = next(r for r in engine().store.list_runs() if r.owner == "cli")
+    assert json.loads((Path(cli_rec.run_dir) / "summary.json").read_text())["val_acc"] == pytest.approx(
+        summary["val_acc"])
 
 
 def test_a_folder_on_the_server_can_be_the_dataset(studio, tmp_path, tiny_bytes, monkeypatch):

@@ -138,3 +138,50 @@ def test_cli_bad_data_fails_the_run_with_a_message(tmp_path):
     junk.write_bytes(b"this is not a zip")
     p = _cli("train", "--data", str(junk), "--image-size", "32", "--data-dir", str(tmp_path), timeout=120)
     assert p.returncode != 0 and "zip" in p.stderr.lower() and "Traceback" not in p.stderr
+
+
+def test_the_command_line_uses_the_dashboards_folder_and_says_when_a_source_is_missing(tiny_zip, tmp_path):
+    """Without --data-dir the command line reads and writes STUDIO_DATA_DIR, the folder a dashboard
+    started with it uses: `runs` lists the dashboard's runs and `predict --run <id>` finds them. A
+    config whose dataset is an upload this folder does not have, or a missing path, is refused with a
+    message naming where it looked, before a run is recorded."""
+    import os
+
+    from engine.paths import upload_ref
+    from engine.worker import Engine
+
+    studio = tmp_path / "studio"
+    eng = Engine(studio)
+    try:
+        from conftest import tiny_config
+
+        run_id = eng.submit(tiny_config(tiny_zip, "train.epochs=1", "name=dashboard run"))
+        assert eng.wait(run_id, 300) == "finished"
+    finally:
+        eng.shutdown()
+    env = {**os.environ, "STUDIO_DATA_DIR": str(studio)}
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "engine", *args], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=300)
+
+    listing = cli("runs")
+    assert listing.returncode == 0 and run_id in listing.stdout and "dashboard run" in listing.stdout
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    import zipfile
+
+    with zipfile.ZipFile(tiny_zip) as zf:
+        first = next(n for n in zf.namelist() if n.endswith(".png"))
+        (photos / "one.png").write_bytes(zf.read(first))
+    predicted = cli("predict", "--run", run_id, "--data", str(photos))
+    assert predicted.returncode == 0, predicted.stderr
+    config = tmp_path / "gone.yaml"
+    config.write_text(f"data:\n  source: {upload_ref('ab' * 32)}\n")
+    gone = cli("train", "--config", str(config))
+    assert gone.returncode == 2
+    assert "upload:abababababab..." in gone.stderr and str(studio / "uploads") in gone.stderr, gone.stderr
+    assert "--data-dir" in gone.stderr
+    missing = cli("train", "--config", str(config), "--set", f"data.source={tmp_path / 'nowhere.zip'}")
+    assert missing.returncode == 2 and "The dataset does not exist" in missing.stderr, missing.stderr
+    assert [r.id for r in RunStore(studio / "studio.db").list_runs()] == [run_id], "no failed run was recorded"

@@ -208,7 +208,7 @@ def details(rec, summary: dict) -> None:
                 st.caption(load["note"])
 
 
-def downloads(rec, summary: dict) -> None:
+def downloads(engine, rec, summary: dict) -> None:
     run_dir = Path(rec.run_dir)
     st.markdown("**Downloads**")
     safe_name = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in rec.name)[:60] or "run"
@@ -236,8 +236,25 @@ def downloads(rec, summary: dict) -> None:
         c[3].download_button("Summary (JSON)", json.dumps(shown, indent=2), file_name=f"{safe_name}-{rec.id}-summary.json",
                              mime="application/json", icon=":material/data_object:")
     if cfg_file.is_file():
-        st.caption("To repeat this run without the dashboard:")
-        st.code("python -m engine train --config config.yaml", language="bash")
+        repeat_command(engine, cfg_file, f"{safe_name}-{rec.id}-config.yaml")
+
+
+def repeat_command(engine, cfg_file: Path, download_name: str) -> None:
+    """The command line that repeats a run. Used alone on this computer (no login): the run's own
+    config and this studio's folder, so that its uploads are found; on a shared server, the
+    downloaded config, whose uploaded files then need replacing by their paths."""
+    import shlex
+
+    from app.auth import access_control_on
+
+    if not access_control_on():
+        st.caption("To repeat this run without the dashboard, on this computer:")
+        st.code(f"python -m engine train --config {shlex.quote(str(cfg_file))} --data-dir "
+                f"{shlex.quote(str(engine.data_dir))}", language="bash")
+        return
+    st.caption("To repeat this run without the dashboard: download its config (above), replace an uploaded "
+               "dataset's `upload:` reference in it by the file's path, then")
+    st.code(f"python -m engine train --config {shlex.quote(download_name)}", language="bash")
 
 
 def method_views(engine, rec, summary: dict) -> None:
@@ -298,7 +315,7 @@ def one_run(engine, runs) -> None:
         detail_charts(run, summary)
         method_views(engine, rec, summary)
         details(rec, summary)
-    downloads(rec, summary)
+    downloads(engine, rec, summary)
     delete_section(engine, rec)
 
 
