@@ -315,6 +315,7 @@ def _methods(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     """Predict a folder or zip of images with a finished run; CSV out, accuracy when folders name classes."""
     data_dir = Path(args.data_dir)
+    register_upload_dir(data_dir / "uploads")  # the run's uploaded dataset: its "unlike the training images" check
     run_dir = Path(args.run) if Path(args.run).is_dir() else data_dir / "runs" / args.run
     if not run_dir.is_dir():
         raise StudioError(f"No run '{args.run}': give a run id (see `python -m engine runs`) or a run folder.")
@@ -332,6 +333,8 @@ def _predict(args: argparse.Namespace) -> int:
         alpha = getattr(record, "wise_ft_alpha", None)
     predictor = load_predictor(run_dir, args.variant, alpha, data_dir / "datasets", args.device)
     print(f"model: {predictor.label} on {predictor.device}; classes: {', '.join(predictor.classes)}", flush=True)
+    if predictor.familiarity_note():
+        print(predictor.familiarity_note(), flush=True)
     with tqdm(total=0, unit="img", desc="predicting", disable=args.quiet, dynamic_ncols=True) as bar:
         def progress(done: int, total: int) -> None:
             bar.total = total
@@ -342,10 +345,11 @@ def _predict(args: argparse.Namespace) -> int:
     top_k = min(args.top_k, len(predictor.classes))
     out = write_csv(result, Path(args.out), top_k)
     low = sum(r["low_confidence"] for r in result.rows)
-    print(f"{len(result.rows)} images predicted in {result.seconds:.1f}s ({result.images_per_sec:.1f} img/s); "
+    n = len(result.rows)
+    print(f"{n} image{'' if n == 1 else 's'} predicted in {result.seconds:.1f}s ({result.images_per_sec:.1f} img/s); "
           f"{low} with low confidence; predictions: {out}")
     if result.skipped:
-        print(f"{len(result.skipped)} files skipped:")
+        print(f"{len(result.skipped)} file{'' if len(result.skipped) == 1 else 's'} skipped:")
         for s in result.skipped:
             print(f"  {s.path}: {s.reason}")
     if result.unknown_folders:
@@ -415,7 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=_methods)
     pr = sub.add_parser("predict", help="predict a folder or zip of images with a finished run")
     pr.add_argument("--run", required=True, help="a run id (see `runs`) or a run folder")
-    pr.add_argument("--data", required=True, help="a folder or .zip of images (class folders give accuracy)")
+    pr.add_argument("--data", required=True, help="a folder or .zip of images (class folders give accuracy), "
+                    "or one image file")
     pr.add_argument("--variant", default="fine_tuned", choices=list(VARIANTS),
                     help="which of the run's models: " + "; ".join(f"{k}: {v}" for k, v in VARIANTS.items()))
     pr.add_argument("--alpha", type=float, help="WiSE-FT alpha for --variant wise (default: the run's chosen alpha)")

@@ -16,7 +16,12 @@ Low confidence (documented measure, both parts shown to the user in plain words)
   cosine distance, from every class mean of the training images' features than
   `FAR_QUANTILE` (95%) of the run's held-out images (validation and test) are from their nearest
   class mean. Held-out images, not training ones, set the bar: the model has memorised the latter.
-  It needs the run's dataset; when that is gone, only the probability check applies (and says so).
+  The bar is split conformal prediction's quantile (Vovk et al. 2005; Angelopoulos & Bates 2021):
+  the ceil((n + 1) x 0.95)-th smallest of the n held-out distances, so that an image like the
+  held-out ones is flagged at most 5% of the time; with fewer than 19 held-out images no such bar
+  exists (a plain 95% quantile of 18 images flagged 7 of a user's 46 own images, training images at
+  99% among them), and only the probability check applies. It needs the run's dataset; when that is
+  gone, too, only the probability check applies. Either way the page says why.
 """
 
 from __future__ import annotations
@@ -24,12 +29,13 @@ from __future__ import annotations
 import copy
 import csv
 import json
-import os
+import math
 import shutil
 import tempfile
 import threading
 import time
 import uuid
+import zipfile
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -168,7 +174,7 @@ class FeatureStats:
     [C, D] and the distance under which `FAR_QUANTILE` of held-out images fall."""
 
     class_means: torch.Tensor
-    far_distance: float
+    far_distance: float  # math.inf: too few held-out images to set a bar (no image is flagged as unfamiliar)
     reference: str  # what set the bar, in words ("128 validation and test images")
 
 
@@ -226,7 +232,7 @@ class Predictor:
                 top=[(self.classes[int(i)], float(p)) for p, i in zip(top_p[n], top_i[n])],
                 probs=[float(p) for p in probs[n]],
                 unsure=float(top_p[n, 0]) < threshold,
-                unfamiliar=None if d is None else d > self.stats.far_distance,
+                unfamiliar=None if d is None or math.isinf(self.stats.far_distance) else d > self.stats.far_distance,
                 distance=d,
                 threshold=threshold,
             ))
@@ -244,21 +250,32 @@ class Predictor:
                 out += self.answers(*self.forward(images_u8[i:i + batch_size]), top_k, threshold)
         return out
 
+    def familiarity_note(self) -> str | None:
+        """Why answers are not checked for looking unlike the training images, in plain words; None
+        when they are."""
+        if self.stats is None:
+            return ("Only the probability was checked: the run's training images could not be read to measure "
+                    "how far an image is from them.")
+        if math.isinf(self.stats.far_distance):
+            return (f"Only the probability was checked: the run held out {self.stats.reference}, too few to tell "
+                    f"how far from the training images is unusual (at least {far_minimum()} are needed).")
+        return None
+
     def explanation(self, prediction: Prediction) -> str | None:
         """The low-confidence flag in plain words, or None when the answer looks trustworthy."""
         parts = []
         name, p = prediction.top[0]
         if prediction.unsure:
-            parts.append(f"the model is unsure: its best guess, {name}, has only {100 * p:.0f}% probability "
-                         f"(under {100 * prediction.threshold:.0f}%)")
+            parts.append(f"the model is unsure (its best guess, {name}, has only {100 * p:.0f}% probability, "
+                         f"under {100 * prediction.threshold:.0f}%)")
         if prediction.unfamiliar:
             said = "" if prediction.unsure else f" (it says {name}, {100 * p:.0f}%)"
-            parts.append(f"the image looks unlike the training images{said}: it is farther from every class than "
+            parts.append(f"the image looks unlike the training images{said}, farther from every class than "
                          f"{100 * FAR_QUANTILE:.0f}% of the images the model was checked on")
         if not parts:
             return None
         return ("Low confidence: " + "; and ".join(parts) + ". It may show none of the classes "
-                f"({', '.join(self.classes)}): do not trust this answer.")
+                f"({', '.join(self.classes)}), so do not trust this answer.")
 
 
 def nearest_mean_distance(feats: torch.Tensor, class_means: torch.Tensor) -> torch.Tensor:
@@ -289,7 +306,23 @@ def feature_stats(predictor: Predictor, data) -> FeatureStats | None:
     else:
         reference = f"{len(train)} training images"
         dist = nearest_mean_distance(train, means)
-    return FeatureStats(means, float(torch.quantile(dist, FAR_QUANTILE)), reference)
+    return FeatureStats(means, conformal_bar(dist), reference)
+
+
+def far_minimum(level: float = FAR_QUANTILE) -> int:
+    """The fewest held-out images for which `conformal_bar` exists at `level` (19 at 0.95)."""
+    return math.ceil(level / (1.0 - level) - 1e-9)
+
+
+def conformal_bar(dist: torch.Tensor, level: float = FAR_QUANTILE) -> float:
+    """Split conformal prediction's bar for distances [n] (float): the ceil((n + 1) x level)-th
+    smallest, so that a new image drawn like them exceeds it with probability at most 1 - level;
+    math.inf when n is too small for one (ceil((n + 1) x level) > n)."""
+    n = len(dist)
+    k = math.ceil((n + 1) * level - 1e-9)
+    if n == 0 or k > n:
+        return math.inf
+    return float(torch.sort(dist.float()).values[k - 1])
 
 
 def resolve_device(cfg: RunConfig, device: str | None = None) -> torch.device:
@@ -523,14 +556,17 @@ def _decoded_batches(items: list[tuple[str, Path]], size: int, batch_size: int, 
 def predict_folder(predictor: Predictor, source: Path, work_dir: Path | None = None, top_k: int = 3,
                    batch_size: int = DEFAULT_BATCH, progress: ProgressFn | None = None,
                    threshold: float | None = None) -> FolderResult:
-    """Predict every image in a folder or zip (at any depth). Unreadable files are listed in
-    `skipped` with their reason, never fatal; class folders named after the run's classes give
-    each row its true class (see `true_labels`). A zip is extracted safely (engine.data's limits)
-    into a temporary folder under `work_dir`, removed afterwards. `progress(done, total)` is called
-    after each batch. Raises StudioError when the source is missing, unsafe or holds no images."""
-    root, temporary = _materialise(Path(source), work_dir)
+    """Predict every image in a folder or zip (at any depth), or one image file. Unreadable files are
+    listed in `skipped` with their reason, never fatal; class folders named after the run's classes
+    give each row its true class (see `true_labels`). A zip is extracted safely (engine.data's
+    limits) into a temporary folder under `work_dir`, removed afterwards. `progress(done, total)` is
+    called after each batch. Raises StudioError when the source is missing, unsafe or holds no
+    images."""
+    source = Path(source)
+    single = source.is_file() and source.suffix.lower() in IMAGE_EXTENSIONS and not zipfile.is_zipfile(source)
+    root, temporary = (source.parent, None) if single else _materialise(source, work_dir)
     try:
-        items, skipped = image_files(root)
+        items, skipped = ([(source.name, source)], []) if single else image_files(root)
         if not items:
             listed = f" ({len(skipped)} other files: {', '.join(s.path for s in skipped[:3])})" if skipped else ""
             raise StudioError(f"'{Path(source).name}' holds no image files (jpg, png, bmp, gif, webp, tif){listed}.")

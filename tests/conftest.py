@@ -81,9 +81,9 @@ def tiny_cfg(tiny_zip):
 
 
 @contextlib.contextmanager
-def dashboard_studio(root: Path, start_checkpoint: bool = False):
+def dashboard_studio(root: Path, start_checkpoint: bool = False, per_class: int = 10):
     """A studio folder under `root` for one test module, with the dashboard's engine and the tiny
-    dataset (10 images a class) saved as an upload; with `start_checkpoint`, also a seeded random
+    dataset (`per_class` images a class) saved as an upload; with `start_checkpoint`, also a seeded random
     ResNet-18 saved as a safetensors upload (a "pretrained" start: WiSE-FT refuses random init, and no
     download is needed). Yields {"engine", "dir", "data", "ckpt"}; the engine is shut down and the
     dashboard's caches cleared afterwards."""
@@ -98,7 +98,7 @@ def dashboard_studio(root: Path, start_checkpoint: bool = False):
     eng = get_engine()
     try:
         studio = {"engine": eng, "dir": root / "studio", "ckpt": None,
-                  "data": eng.save_upload(write_tiny_zip(root / "tiny.zip", per_class=10).read_bytes(), ".zip")}
+                  "data": eng.save_upload(write_tiny_zip(root / "tiny.zip", per_class=per_class).read_bytes(), ".zip")}
         if start_checkpoint:
             torch.manual_seed(0)
             start, _ = build_model("resnet18", 3, "none")

@@ -176,6 +176,8 @@ def test_the_command_line_uses_the_dashboards_folder_and_says_when_a_source_is_m
         (photos / "one.png").write_bytes(zf.read(first))
     predicted = cli("predict", "--run", run_id, "--data", str(photos))
     assert predicted.returncode == 0, predicted.stderr
+    one = cli("predict", "--run", run_id, "--data", str(photos / "one.png"), "--out", str(tmp_path / "one.csv"))
+    assert one.returncode == 0 and "1 image predicted" in one.stdout, one.stderr  # one image file is enough
     config = tmp_path / "gone.yaml"
     config.write_text(f"data:\n  source: {upload_ref('ab' * 32)}\n")
     gone = cli("train", "--config", str(config))

@@ -40,7 +40,7 @@ def studio(tmp_path_factory):
     from engine.backbones import build_model
 
     root = tmp_path_factory.mktemp("predict")
-    data = write_tiny_zip(root / "tiny.zip", per_class=12)
+    data = write_tiny_zip(root / "tiny.zip", per_class=20)  # 24 held-out images: enough for the unfamiliar bar
     torch.manual_seed(0)  # a "pretrained" start: WiSE-FT refuses random init, and no download is needed
     start, _ = build_model("resnet18", 3, "none")
     save_file({k: v.contiguous() for k, v in start.net.state_dict().items()}, str(root / "start.safetensors"))
@@ -160,11 +160,39 @@ def test_low_confidence_flags_unsure_and_unfamiliar_answers():
     sure, unsure, unfamiliar = p.answers(probs, feats, top_k=5, threshold=0.6)
     assert sure.top == [("cat", pytest.approx(0.9)), ("dog", pytest.approx(0.1))] and not sure.low_confidence
     assert p.explanation(sure) is None
-    assert unsure.unsure and not unsure.unfamiliar and "only 55% probability (under 60%)" in p.explanation(unsure)
+    assert unsure.unsure and not unsure.unfamiliar and "only 55% probability, under 60%" in p.explanation(unsure)
     assert unfamiliar.unfamiliar and not unfamiliar.unsure
     assert unfamiliar.distance == pytest.approx(1 - 0.7071, abs=1e-4)
     assert "unlike the training images" in p.explanation(unfamiliar) and "cat, dog" in p.explanation(unfamiliar)
     assert "(it says cat, 95%)" in p.explanation(unfamiliar)  # the answer it flags is named
+    assert p.explanation(unsure).startswith("Low confidence: the model is unsure (its best guess, dog, ")
+    assert p.explanation(unsure).count(":") == 1, "one colon"
+    assert p.familiarity_note() is None
+
+
+def test_the_unfamiliar_bar_is_conformal_and_absent_below_19_held_out_images():
+    """Split conformal prediction's bar: the ceil((n+1) 0.95)-th smallest held-out distance, so that an
+    image like the held-out ones is flagged at most 5% of the time; 18 held-out images cannot set one
+    (a plain 95% quantile of 18 flagged 7 of a user's 46 own images), and the answers then say so."""
+    from engine.predict import conformal_bar, far_minimum
+
+    assert far_minimum() == 19
+    assert conformal_bar(torch.arange(18.0)) == float("inf")
+    assert conformal_bar(torch.arange(19.0)) == 18.0  # the largest of 19
+    assert conformal_bar(torch.arange(128.0)) == 122.0  # the 123rd smallest of 128
+    assert conformal_bar(torch.zeros(0)) == float("inf")
+    rng = torch.Generator().manual_seed(0)  # the guarantee, empirically: new draws above the bar <= 5%
+    above = [float((torch.rand(1000, generator=rng) > conformal_bar(torch.rand(40, generator=rng))).float().mean())
+             for _ in range(200)]
+    assert sum(above) / len(above) <= 0.05 + 0.01
+    p = Predictor.__new__(Predictor)
+    p.classes, p.low_confidence = ["cat", "dog"], 0.5
+    p.stats = FeatureStats(torch.eye(2), far_distance=float("inf"), reference="18 validation and test images")
+    (far,) = p.answers(torch.tensor([[0.95, 0.05]]), torch.tensor([[0.7071, 0.7071]]))
+    assert far.unfamiliar is None and not far.low_confidence and far.distance is not None
+    assert "18 validation and test images, too few" in p.familiarity_note() and "at least 19" in p.familiarity_note()
+    p.stats = None
+    assert "could not be read" in p.familiarity_note()
 
 
 def test_a_blank_image_gets_a_low_confidence_flag_and_one_image_answers_fast(studio):

@@ -116,9 +116,9 @@ def verdict(p, answer) -> None:
     else:
         name, prob = answer.top[0]
         st.success(f"{name} ({100 * prob:.0f}%)", icon=":material/check_circle:")
-    if answer.unfamiliar is None:
-        st.caption("Only the probability was checked: the run's training images could not be read to measure "
-                   "how far this image is from them.")
+    note = p.familiarity_note()
+    if note:
+        st.caption(note)
 
 
 def explain_view(run_dir: str, ds: str, models: list, image: np.ndarray, answers: list, key: str) -> None:
@@ -243,7 +243,7 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
     res = result[1]
     low = sum(r["low_confidence"] for r in res.rows)
     st.markdown(f"**{len(res.rows)} images** predicted by *{p.label}* at {res.images_per_sec:.0f} images/s; "
-                f"{low} with low confidence; {len(res.skipped)} files skipped.")
+                f"{low} with low confidence; {state.plural(len(res.skipped), 'file')} skipped.")
     metrics = res.metrics()
     if metrics is not None:
         c1, c2, c3 = st.columns(3)
@@ -263,7 +263,7 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
                        file_name=f"predictions-{rec.id}.csv", mime="text/csv", icon=":material/download:",
                        key="try_csv")
     if res.skipped:
-        with st.expander(f"{len(res.skipped)} files skipped"):
+        with st.expander(f"{state.plural(len(res.skipped), 'file')} skipped"):
             st.dataframe(pd.DataFrame([{"file": s.path, "reason": s.reason} for s in res.skipped]), hide_index=True)
 
 
