@@ -60,8 +60,21 @@ def adafilter_claim(summary: dict, baseline: dict | None = None) -> Claim:
                                         "with the same settings to compare accuracy.")
     diff = acc - base
     shown = diff >= -ADAFILTER_MAX_DROP and adapts
-    return Claim("adafilter", shown, f"AdaFilter: {'shown' if shown else 'not shown'}: test {_pts(acc)}% vs "
+    return Claim("adafilter", shown, f"AdaFilter: {_verdict(shown)}: test {_pts(acc)}% vs "
                                      f"{_pts(base)}% for standard fine-tuning ({100 * diff:+.1f} points), {gates}.")
+
+
+def _verdict(shown: bool) -> str:
+    """The claim line's verdict in words."""
+    return "the paper's claim shown" if shown else "the paper's claim not shown"
+
+
+def _allowance(change: float, max_drop: float) -> str:
+    """How an accuracy change (fraction) compares with the claim's allowed drop, in words."""
+    if change >= 0:
+        return "no loss"
+    allowed = f"the {100 * max_drop:g}-point allowance"
+    return f"within {allowed}" if change >= -max_drop else f"more than {allowed}"
 
 
 def pruning_claim(summary: dict, baseline: dict | None = None) -> Claim:
@@ -79,7 +92,7 @@ def pruning_claim(summary: dict, baseline: dict | None = None) -> Claim:
             ok = acc - base >= -PRUNING_MAX_DROP
             verdicts.append(ok)
             parts.append(f"{_pts(sparsity)}% sparse at test {_pts(acc)}% vs {_pts(base)}% dense "
-                         f"({100 * (acc - base):+.1f} points, {'within' if ok else 'beyond'} 2)")
+                         f"({100 * (acc - base):+.1f} points, {_allowance(acc - base, PRUNING_MAX_DROP)})")
     s = summary.get("structured") or {}
     if s.get("val_acc") is not None and s.get("val_acc_before") is not None:
         drop = s["val_acc"] - s["val_acc_before"]
@@ -87,11 +100,11 @@ def pruning_claim(summary: dict, baseline: dict | None = None) -> Claim:
         verdicts.append(ok)
         parts.append(f"channels removed: {_pts(s.get('flops_ratio', 1))}% of the FLOPs, validation "
                      f"{_pts(s['val_acc'])}% vs {_pts(s['val_acc_before'])}% before ({100 * drop:+.1f} points, "
-                     f"{'within' if ok else 'beyond'} 3)")
+                     f"{_allowance(drop, STRUCTURED_MAX_DROP)})")
     if not parts:
         return Claim("pruning", None, "Pruning: no sparsity in this run.")
     shown = all(verdicts) if verdicts else None
-    head = "Pruning" if shown is None else f"Pruning: {'shown' if shown else 'not shown'}"
+    head = "Pruning" if shown is None else f"Pruning: {_verdict(shown)}"
     return Claim("pruning", shown, f"{head}: " + "; ".join(parts) + ".")
 
 
@@ -113,7 +126,7 @@ def wise_ft_claim(summary: dict, baseline: dict | None = None) -> Claim:
     gain = pick["ood_acc"] - best_end
     shown = bool(ok) and gain > 0
     return Claim("wise_ft", shown,
-                 f"WiSE-FT: {'shown' if shown else 'not shown'}: the grid's best mix within {100 * WISE_VAL_TOLERANCE:g} "
+                 f"WiSE-FT: {_verdict(shown)}: the grid's best mix within {100 * WISE_VAL_TOLERANCE:g} "
                  f"validation point of the fine-tuned end, alpha {pick['alpha']:g}, OOD {_pts(pick['ood_acc'])}% "
                  f"vs {_pts(zero['ood_acc'])}% (alpha 0) and {_pts(one['ood_acc'])}% (alpha 1), {100 * gain:+.1f} "
                  f"points over the better end; validation {100 * (pick['val_acc'] - one['val_acc']):+.1f} points "
@@ -170,7 +183,7 @@ def adversarial_claim(summary: dict, baseline: dict | None = None, scratch: dict
         return Claim("adversarial", None, f"Adversarial: {parts[0]}; run plain fine-tuning with robust "
                                           "evaluation to compare.")
     shown = all(verdicts)
-    return Claim("adversarial", shown, f"Adversarial: {'shown' if shown else 'not shown'}: " + ", ".join(parts) + ".")
+    return Claim("adversarial", shown, f"Adversarial: {_verdict(shown)}: " + ", ".join(parts) + ".")
 
 
 CLAIMS: dict[str, Callable[..., Claim]] = {

@@ -26,6 +26,12 @@ def test_pruning_claim_unstructured_and_structured():
     assert pruning_claim(both, {"test_acc": 0.56}).shown is False  # structured lost 4 points
     assert "50.0% of the FLOPs" in pruning_claim(both).text
     assert pruning_claim({"sparsity": 0.0}).shown is None
+    # the verdict in words: a gain is no loss (a new user read "+11.1 points, within 3" as nonsense)
+    gained = {**run, "structured": {"val_acc": 1.0, "val_acc_before": 0.889, "flops_ratio": 0.5}}
+    text = pruning_claim(gained, {"test_acc": 0.55}).text
+    assert text.startswith("Pruning: the paper's claim shown: ") and "(+11.1 points, no loss)" in text, text
+    assert "within the 2-point allowance" in pruning_claim(run, {"test_acc": 0.565}).text
+    assert "more than the 3-point allowance" in pruning_claim(both, {"test_acc": 0.56}).text
 
 
 def test_wise_ft_claim_interior_alpha_beats_both_ends():
