@@ -40,7 +40,9 @@ DATASET_KEY = "dataset"
 WATCH_KEY = "watch"  # the run the Train page shows
 FOCUS_KEY = "focus_run"  # the run the user last looked at (Results, Explain): pages open on it
 NOTE_KEY = "draft_note"  # a one-off message about the restored draft
-TRY_KEY = "try_inputs"  # Try it's last inputs: {"images" | "camera" | "zip": [[file name, upload ref], ...]}
+TRY_KEY = "try_inputs"  # Try it's last inputs: {"images" | "camera" | "zip": [[file name, upload ref], ...]},
+# and "source" (the radio's choice) and "choices" (its widgets' values: models, comparison, threshold)
+TRY_INPUT_KINDS = ("images", "camera", "zip")
 WIDGET_PREFIX = "w:"  # keys of widgets seeded from the config (cleared when a preset is applied)
 SAMPLE_LABEL = "Bundled sample: textures"
 
@@ -318,7 +320,7 @@ def remember_try_inputs(engine: Engine, kind: str, files: list[tuple[str, bytes]
     if kept != (st.session_state.get(TRY_KEY) or {}):
         st.session_state[TRY_KEY] = kept
         save_draft()
-    still = {str(ref) for k, v in kept.items() if k != "source" for _, ref in v}
+    still = {str(ref) for k in TRY_INPUT_KINDS for _, ref in kept.get(k, [])}
     for ref in before - still:  # a photo the user cleared does not stay on the server
         attempt("removing a file no longer kept", discard_refused_upload, engine, ref, show=False)
 
@@ -330,6 +332,28 @@ def remember_try_source(source: str) -> None:
         kept["source"] = source
         st.session_state[TRY_KEY] = kept
         save_draft()
+
+
+def remember_try_choice(key: str, value: Any) -> None:
+    """Keep one of Try it's choices (a widget's key and its JSON-able value) in the draft, for a refresh."""
+    kept = dict(st.session_state.get(TRY_KEY) or {})
+    choices = dict(kept.get("choices") or {})
+    if choices.get(key) != value:
+        choices[key] = value
+        kept["choices"] = choices
+        st.session_state[TRY_KEY] = kept
+        save_draft()
+
+
+def kept_try_choice(key: str, default: Any = None) -> Any:
+    """A choice remember_try_choice kept (`default` when none)."""
+    return ((st.session_state.get(TRY_KEY) or {}).get("choices") or {}).get(key, default)
+
+
+def seed_try_choice(key: str) -> None:
+    """Before a Try it widget is drawn in a new session (a refresh): its kept value, if any."""
+    if key not in st.session_state and kept_try_choice(key) is not None:
+        st.session_state[key] = kept_try_choice(key)
 
 
 def kept_try_inputs(kind: str) -> list[tuple[str, bytes]]:

@@ -123,6 +123,30 @@ def test_two_models_side_by_side_and_attributions_for_a_new_image(run):
     captions = [c for img in at.image for c in img.captions]
     assert len(at.image) == 3, captions  # the picture, then one attribution map per model
     assert sum(c.startswith("WiSE-FT mix at alpha") and ": why " in c for c in captions) == 2, captions
+    at.toggle(key="try_compare").set_value(False).run()  # kept in the draft: later tests start with one model
+
+
+def test_a_refresh_keeps_the_models_the_comparison_and_the_threshold(run):
+    """The model picked, the comparison and its model, an alpha moved by hand and the threshold live in
+    the user's draft with the images: a new session (a refresh) opens with them."""
+    at = open_page(run)
+    at.selectbox(key=f"try_variant_a_{run}").set_value("best").run()
+    at.toggle(key="try_compare").set_value(True).run()
+    at.selectbox(key=f"try_variant_b_{run}").set_value("wise").run()
+    at.slider(key=f"try_alpha_b_{run}").set_value(0.35).run()
+    at.slider(key="try_threshold").set_value(0.7).run()
+    no_problems(at)
+    again = open_page(run)
+    no_problems(again)
+    assert again.selectbox(key=f"try_variant_a_{run}").value == "best"
+    assert again.toggle(key="try_compare").value is True
+    assert again.selectbox(key=f"try_variant_b_{run}").value == "wise"
+    assert again.slider(key=f"try_alpha_b_{run}").value == pytest.approx(0.35)
+    assert again.slider(key="try_threshold").value == pytest.approx(0.7)
+    again.toggle(key="try_compare").set_value(False).run()  # back to the defaults for the next tests
+    again.selectbox(key=f"try_variant_a_{run}").set_value("wise").run()
+    again.slider(key="try_threshold").set_value(0.5).run()
+    assert open_page(run).toggle(key="try_compare").value is False
 
 
 def test_a_zip_of_class_folders_gives_a_table_accuracy_and_a_csv(run):

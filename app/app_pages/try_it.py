@@ -93,16 +93,23 @@ def no_finished_run(all_runs) -> None:
 def model_picker(rec, variants: dict[str, str], slot: str, default: str, alpha: float, label: str):
     """(variant, alpha or None) chosen in this slot; alpha only for the WiSE-FT mix."""
     key = f"try_variant_{slot}_{rec.id}"
+    state.seed_try_choice(key)  # a refresh keeps the user's model
     if st.session_state.get(key) not in variants:
         st.session_state[key] = default if default in variants else "fine_tuned"
     variant = st.selectbox(label, list(variants), key=key, format_func=lambda v: variants[v])
+    state.remember_try_choice(key, variant)
     if variant != "wise":
         return variant, None
     akey = f"try_alpha_{slot}_{rec.id}"
+    if akey not in st.session_state and state.kept_try_choice(akey + ":seed") == alpha:
+        state.seed_try_choice(akey)  # a refresh keeps the user's alpha, unless Results has chosen another since
+        st.session_state[akey + ":seed"] = alpha
     if st.session_state.get(akey + ":seed") != alpha:  # follows the alpha chosen on Results when that changes
         st.session_state[akey] = st.session_state[akey + ":seed"] = alpha
     a = st.slider("alpha (0 = starting model, 1 = fine-tuned)", 0.0, 1.0, step=0.05, key=akey,
                   help="The WiSE-FT mix of the starting and the fine-tuned weights.")
+    state.remember_try_choice(akey, float(a))
+    state.remember_try_choice(akey + ":seed", alpha)
     return variant, round(float(a), 2)
 
 
@@ -332,11 +339,15 @@ def render() -> None:
     with c1:
         first = model_picker(rec, variants, "a", "wise" if "wise" in variants else "fine_tuned", alpha, "Model")
     with c3:
+        state.seed_try_choice(COMPARE_KEY)
         compare = st.toggle("Compare two models", key=COMPARE_KEY,
                             help="Side by side, e.g. the WiSE-FT mix at alpha 0 and at the run's alpha.")
-        threshold = st.slider("Unsure under", 0.05, 0.95, value=st.session_state.get(THRESHOLD_KEY, LOW_CONFIDENCE),
-                              step=0.05, key=THRESHOLD_KEY, format="%.2f",
+        state.remember_try_choice(COMPARE_KEY, bool(compare))
+        state.seed_try_choice(THRESHOLD_KEY)
+        st.session_state.setdefault(THRESHOLD_KEY, LOW_CONFIDENCE)
+        threshold = st.slider("Unsure under", 0.05, 0.95, step=0.05, key=THRESHOLD_KEY, format="%.2f",
                               help="Answers whose top probability is under this are flagged as unsure.")
+        state.remember_try_choice(THRESHOLD_KEY, float(threshold))
     chosen = [first]
     if compare:
         with c2:
@@ -358,6 +369,9 @@ def render() -> None:
     source = st.radio("Images from", SOURCES, key=SOURCE_KEY, horizontal=True)
     state.remember_try_source(source)
     if st.session_state.get(SOURCE_KEY) == SOURCES[2]:
+        if compare:
+            st.caption(":material/info: A zip is answered by the first model (Model) alone; the comparison is for "
+                       "images and photos. Pick the other model above to see its answers for the zip.")
         with state.guarded("predicting the zip"):
             folder_section(engine, rec, run_dir, ds, p, first[0], first[1], threshold)
         return
