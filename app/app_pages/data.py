@@ -87,7 +87,8 @@ def _activate(engine, candidate: state.Dataset, size: int | None = None) -> bool
 
 
 def _size_text(n: int) -> str:
-    return f"{n / 1024 ** 2:.1f} MB" if n >= 1024 ** 2 else f"{max(n, 1) / 1024:.1f} KB"  # as the uploader writes it
+    # in 1000s, as Streamlit's uploader writes a file's size (279.9KB there was 273.3 KB here in 1024s)
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{max(n, 1) / 1e3:.1f} KB"
 
 
 def earlier_uploads(engine, kind: str, in_use: str, on_use) -> None:
@@ -240,8 +241,9 @@ def dataset_report(engine) -> datasets.DataCheck | None:
     if rep.duplicate_groups:
         n_files = sum(len(g) for g in rep.duplicate_groups)
         action = (f"{len(rep.duplicates_dropped)} extra copies were dropped." if rep.duplicates_dropped else
-                  "Each group is kept in one split, so copies never inflate validation or test accuracy "
-                  "(switch on *Drop duplicate copies* to keep one image of each).")
+                  "Each group is kept in one split, so a copy is never trained on and then tested on; a group "
+                  "in validation or test still counts once per copy there. Switch on *Drop duplicate copies* "
+                  "to keep one image of each.")
         with st.expander(f"{len(rep.duplicate_groups)} group{'s' if len(rep.duplicate_groups) != 1 else ''} of "
                          f"duplicate pictures ({n_files} files)", icon=":material/content_copy:"):
             st.caption("Identical files, or near-identical pictures (perceptual hash within "
