@@ -62,7 +62,10 @@ class SubReporter(Reporter):
     def progress(self, **fields: Any) -> None:
         if self.parent is None:
             return
-        phase = self.label + (f" ({fields['phase']})" if fields.get("phase") else "")
+        inner = [fields["phase"]] if fields.get("phase") else []
+        if fields.get("epoch") and fields.get("epochs"):  # its own epochs, not the run's: say which
+            inner.append(f"epoch {fields['epoch']} of {fields['epochs']}")
+        phase = self.label + (f" ({', '.join(inner)})" if inner else "")
         keep = {k: fields[k] for k in ("step", "total_steps", "images_per_sec", "eta_s", "loss") if k in fields}
         self.parent.progress(phase=phase, **keep)
 

@@ -214,3 +214,18 @@ def test_wise_ft_keeps_the_sparsity(tiny_cfg, tmp_path):
     mixed = interpolate_state(theta0, theta1, 0.5, masks)
     zeros = sum(int((mixed[k] == 0).sum()) for k in masks)
     assert zeros / sum(m.numel() for m in masks.values()) == pytest.approx(0.6, abs=0.002)
+
+
+def test_a_fine_tune_inside_a_run_names_its_own_epochs_in_the_phase():
+    """The smaller model's recovery epochs (and a search trial's) report their own step counter: the
+    phase says whose epochs they are, and the run's epoch counter is left alone (a new user saw
+    "Epoch 5 / 5" beside "Step 30 / 30" of a 15-step run)."""
+    from engine.contract import Reporter, SubReporter
+
+    got = []
+    parent = Reporter()
+    parent.progress = lambda **f: got.append(f)
+    sub = SubReporter(parent, "structured pruning: fine-tuning the smaller model")
+    sub.progress(phase="training", epoch=3, epochs=10, step=25, total_steps=30, loss=0.5)
+    assert got == [{"phase": "structured pruning: fine-tuning the smaller model (training, epoch 3 of 10)",
+                    "step": 25, "total_steps": 30, "loss": 0.5}]

@@ -83,7 +83,10 @@ class PruningConfig:
         "label": "structured: share of channels removed", "min": 0.05, "max": 0.9, "step": 0.05,
         "help": "0.3 removes 30 percent of each layer's channels: about half the FLOPs."})
     structured_epochs: int = field(default=1, metadata={"shown_when": "structured",
-        "label": "structured: fine-tune epochs after shrinking", "min": 0, "max": 50})
+        "label": "structured: fine-tune epochs after shrinking", "min": 0, "max": 50,
+        "help": "After the run's epochs the channels are removed and the smaller model is fine-tuned this many "
+                "more epochs (not counted in Epochs above; the live page says 'fine-tuning the smaller model'). "
+                "Its accuracy is reported apart from the run's: 'Accuracy of the smaller model' on Results."})
     auto: bool = field(default=False, metadata={
         "label": "auto: search per-stage fractions (Bayesian optimisation)",
         "help": "Runs short trial fine-tunes first (Optuna) and uses the best setting for the main run."})
