@@ -56,11 +56,10 @@ def _resolve_upload(ref: str) -> Path:
             candidate = folder / (digest[:32] + suffix)
             if candidate.is_file():
                 return candidate
-    raise StudioError(f"The uploaded file this run uses ({ref[:len(UPLOAD_PREFIX) + 12]}...) is not in the uploads "
-                      f"folder{'s' if len(folders) > 1 else ''} looked in ({', '.join(str(f) for f in folders)}): it "
-                      "was deleted, or it belongs to another studio folder. On the command line, give the "
-                      "dashboard's folder with --data-dir (or set STUDIO_DATA_DIR), or put the file's path in the "
-                      "config instead; in the dashboard, upload it again on the Data page.")
+    raise StudioError("The uploaded file this run uses is no longer in this studio's uploads folder: it was deleted, "
+                      "or the run comes from another studio folder. In the dashboard, upload it again on the Data "
+                      "page; on the command line, give that studio's folder with --data-dir (or set STUDIO_DATA_DIR), "
+                      "or put the file's path in the config instead.")
 
 
 def resolve_path(p: str) -> Path:

@@ -67,7 +67,7 @@ def test_an_upload_reference_resolves_in_the_engines_folder_and_says_so_when_gon
         ref = upload_ref(hashlib.sha256(data).hexdigest())
         assert resolve_path(ref) == path
         path.unlink()
-        with pytest.raises(StudioError, match="no longer on this server"):
+        with pytest.raises(StudioError, match="no longer in this studio's uploads folder"):
             resolve_path(ref)
         with pytest.raises(StudioError, match="not a valid upload reference"):
             resolve_path("upload:../../etc/passwd")
