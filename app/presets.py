@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import math
-
-from engine.config import RunConfig
+from engine.config import RunConfig, few_batches
 from engine.presets import DEFAULT_PRESET, PRESETS, Preset, offline_pretrained, quick_demo
 
 ICONS: dict[str, str] = {"quick_demo": ":material/bolt:", "robust": ":material/shield:",
@@ -50,22 +48,6 @@ def recipe_drift(cfg: RunConfig, train_images: int = SAMPLE_TRAIN_IMAGES, min_st
             f"{steps} ({cfg.train.epochs} epochs of batch {cfg.train.batch_size} on {train_images} images, "
             f"{share:.2g}x as many). A rate tuned for a longer run can leave a short one near guessing: "
             "switch on *Find the learning rate automatically*, or give the run more epochs.")
-
-
-def few_batches(cfg: RunConfig, train_images: int, max_per_epoch: int = 2) -> str | None:
-    """A warning when the batch size leaves at most `max_per_epoch` optimiser steps per epoch on
-    `train_images` training images (a batch as large as the training set is one step an epoch), with
-    a power-of-two batch size that gives about eight. None otherwise, and for fewer than 8 images."""
-    n, epochs = train_images, cfg.train.epochs
-    per_epoch = cfg.steps_per_epoch(n)
-    if per_epoch > max_per_epoch or n < 8:
-        return None
-    suggest = max(4, 2 ** round(math.log2(n / 8)))  # batch norm needs a few images per batch
-    fix = (f"A batch size of {suggest} gives {n // suggest} steps per epoch." if n // suggest > max_per_epoch
-           else "With so few images, a batch size of 4 and many epochs is what there is: more images help most.")
-    return (f"Batches of {cfg.train.batch_size} from your {n} training images make {per_epoch} optimiser step"
-            f"{'s' * (per_epoch != 1)} per epoch ({per_epoch * epochs} in {epochs} epoch{'s' * (epochs != 1)}): "
-            f"too few for fine-tuning to get far. {fix}")
 
 
 __all__ = ["DEFAULT_PRESET", "ICONS", "PRESETS", "Preset", "icon", "offline_pretrained", "quick_demo",

@@ -52,6 +52,8 @@ class ConsoleReporter(Reporter):
         self._bar = None
 
     def progress(self, **f: Any) -> None:
+        if f.get("advice"):  # said even with --quiet: it is about this run's settings
+            print(f"note: {f['advice']}", file=sys.stderr, flush=True)
         self._state.update(f)
         if self.live and (time.time() - self._last_live > 0.5 or f.get("phase") != "training"):
             self._last_live = time.time()

@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from engine.augment import augment_batch, to_float
 from engine.backbones import build_model
-from engine.config import RunConfig
+from engine.config import RunConfig, few_batches
 from engine.contract import EvalClock, MethodHook, Reporter, StopRequested, TrainContext, owns_loss
 from engine.data import DataSplits, balanced_sample_indices, class_weights
 from engine.devices import (EARLY_THREADS_CHECK_S, KEEP_DURING_RUN, THREAD_SAMPLE_S, auto_cpu_threads, autocast_ctx,
@@ -121,6 +121,10 @@ def setup_run(cfg: RunConfig, reporter: Reporter, run_dir: Path | None, work_dir
                        images_per_process_per_epoch=len(range(rank, bs, world_size)) * steps_per_epoch,
                        train_images=n_train, steps_per_epoch=steps_per_epoch)  # optimiser steps, all processes
     reporter.progress(epoch_eval=ctx.summary["epoch_eval"])  # what the live curves measure (captions)
+    advice = few_batches(cfg, n_train)  # the dashboard says it on the Model page; the command line hears it here
+    if advice and rank == 0:
+        ctx.summary["advice"] = [advice]
+        reporter.progress(advice=advice)
     if threads is not None and threads.limit > 1:  # re-checked early in the run and at every epoch's end
         ctx.cpu_load, ctx.cpu_threads_limit, ctx.early_threads_check = start_load_sample(), threads.limit, True
     ctx.eval_clock = EvalClock(eval_passes(ctx.eval_sets), final_passes(cfg, data, ctx.eval_sets.ood_user))

@@ -186,3 +186,15 @@ def test_the_command_line_uses_the_dashboards_folder_and_says_when_a_source_is_m
     missing = cli("train", "--config", str(config), "--set", f"data.source={tmp_path / 'nowhere.zip'}")
     assert missing.returncode == 2 and "The dataset does not exist" in missing.stderr, missing.stderr
     assert [r.id for r in RunStore(studio / "studio.db").list_runs()] == [run_id], "no failed run was recorded"
+
+
+def test_the_command_line_says_when_batches_leave_too_few_steps(tiny_zip, tmp_path):
+    """The Model page's warning about too few optimiser steps per epoch, from the engine: the command
+    line prints it (also with --quiet) and the summary keeps it."""
+    p = _cli("train", "--data", str(tiny_zip), "--backbone", "resnet18", "--pretrained", "none", "--epochs", "1",
+             "--image-size", "32", "--batch-size", "64", "--out", str(tmp_path / "run"), "--data-dir",
+             str(tmp_path / "d"), "--quiet", "--set", "eval.ood=false")
+    assert p.returncode == 0, p.stderr
+    assert "note: Batches of 64 from your" in p.stderr and "1 optimiser step per epoch" in p.stderr, p.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["advice"] and summary["advice"][0].startswith("Batches of 64")
