@@ -106,7 +106,8 @@ def recent_table(engine) -> None:
         return
     with st.expander("Recent runs", icon=":material/history:", expanded=False):
         st.dataframe([{"run": r.name, "status": r.status,
-                       "started": components.short_time(r.started or r.created), "id": r.id,
+                       # as the run pickers and Results write it: a continued run keeps its first start
+                       "started": components.short_time(r.created or r.started), "id": r.id,
                        "message": (r.error or "").splitlines()[0] if r.error else ""} for r in runs],
                      hide_index=True, width="stretch")
 
