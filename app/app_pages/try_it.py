@@ -352,6 +352,8 @@ def render() -> None:
     if compare:
         with c2:
             other = "wise" if "wise" in variants else ("best" if "best" in variants else "fine_tuned")
+            if other == first[0] and first[0] != "wise":  # a different model to compare with, where there is one
+                other = next((v for v in variants if v != first[0]), other)
             second = model_picker(rec, variants, "b", other, 0.0, "Compare with")
         chosen.append(second)
     models = []
