@@ -43,6 +43,7 @@ NOTE_KEY = "draft_note"  # a one-off message about the restored draft
 TRY_KEY = "try_inputs"  # Try it's last inputs: {"images" | "camera" | "zip": [[file name, upload ref], ...]},
 # and "source" (the radio's choice) and "choices" (its widgets' values: models, comparison, threshold)
 TRY_INPUT_KINDS = ("images", "camera", "zip")
+TRY_CHOICES_KEPT = 24  # Try it's choices kept in a draft: the latest, across runs
 WIDGET_PREFIX = "w:"  # keys of widgets seeded from the config (cleared when a preset is applied)
 SAMPLE_LABEL = "Bundled sample: textures"
 
@@ -339,8 +340,9 @@ def remember_try_choice(key: str, value: Any) -> None:
     kept = dict(st.session_state.get(TRY_KEY) or {})
     choices = dict(kept.get("choices") or {})
     if choices.get(key) != value:
-        choices[key] = value
-        kept["choices"] = choices
+        choices.pop(key, None)
+        choices[key] = value  # the newest last: the oldest go first past TRY_CHOICES_KEPT (keys per run add up)
+        kept["choices"] = dict(list(choices.items())[-TRY_CHOICES_KEPT:])
         st.session_state[TRY_KEY] = kept
         save_draft()
 

@@ -114,7 +114,9 @@ def describe(row: dict) -> str:
     changes = "".join(f", to {t} {f'{EARLY_THREADS_CHECK_S:g} s into epoch {e + 1}' if early else f'after epoch {e}'}"
                       f" ({busy:.2f} CPUs busy)" for e, t, busy, early in row["changes"])
     cpu = ", ".join(f"{k} {v:.0f}" for k, v in row["cpu"].items())
-    return (f"wall {row['wall_s']:.1f} s, loop {row['loop_s']:.1f} s, train {row['img_s']:.0f} img/s, {row['busy_at_start']:.2f} CPUs busy at "
+    busy = "n/a" if row["busy_at_start"] is None else f"{row['busy_at_start']:.2f}"
+    img_s = "n/a" if row["img_s"] is None else f"{row['img_s']:.0f}"
+    return (f"wall {row['wall_s']:.1f} s, loop {row['loop_s']:.1f} s, train {img_s} img/s, {busy} CPUs busy at "
             f"the start, {row['threads']} thread(s) at the end"
             f"{changes and ' (threads changed' + changes[1:] + ')'}, best val {100 * row['val']:.1f}%; "
             f"CPU s: {cpu}")

@@ -30,7 +30,7 @@ from engine.errors import StudioError
 from engine.jobs import execute_run
 from engine.lr_find import lr_into_config
 from engine.methods import METHODS
-from engine.paths import default_data_dir, register_upload_dir, resolve_path
+from engine.paths import UPLOAD_PREFIX, default_data_dir, register_upload_dir, resolve_path
 from engine.predict import VARIANTS, load_predictor, predict_folder, write_csv
 from engine.presets import PRESETS, get_preset
 from engine.pruning_search import search_into_config
@@ -104,7 +104,15 @@ def _train(args: argparse.Namespace) -> int:
     register_upload_dir(data_dir / "uploads")  # configs name uploads as upload:<sha256>
     for what, source in (("dataset", cfg.data.source), ("OOD set", cfg.data.ood_source),
                          ("checkpoint", cfg.backbone.checkpoint if cfg.backbone.pretrained == "checkpoint" else "")):
-        if source and not resolve_path(source).exists():  # said now, before a run is recorded (an upload: raises)
+        try:
+            found = not source or resolve_path(source).exists()  # said now, before a run is recorded
+        except StudioError as exc:
+            if not source.startswith(UPLOAD_PREFIX):
+                raise
+            raise StudioError(f"The {what} is an upload of the dashboard's that is not in {data_dir / 'uploads'}: "
+                              "give the dashboard's folder with --data-dir (or set STUDIO_DATA_DIR), or put the "
+                              "file's path in the config instead.") from exc
+        if not found:
             raise StudioError(f"The {what} does not exist: {source}")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return _train_distributed(cfg, args, data_dir)

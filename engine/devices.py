@@ -256,16 +256,16 @@ DEFAULT_CPU_THREADS = torch.get_num_threads()  # at import: PyTorch's default, o
 def usable_cpus() -> int:
     """Logical CPUs this process may keep busy: the fewest of the machine's, this process's CPU affinity
     (taskset), a container's CPU quota (Linux cgroups v1/v2, e.g. `docker run --cpus=2`, rounded up) and
-    the LOKY_MAX_CPU_COUNT environment variable, as `joblib.cpu_count` reads them; os.cpu_count() when
-    joblib cannot tell. At least 1; cached per process. Raises nothing.
+    the LOKY_MAX_CPU_COUNT environment variable, as joblib's loky `cpu_count` reads them; os.cpu_count()
+    when it cannot tell. At least 1; cached per process. Raises nothing.
 
     PyTorch's default thread count sees neither the affinity nor the quota: in a container allowed 2
     CPUs on a 16-core host it starts 16 threads that take turns on 2 CPUs, each step waiting on the
     slowest (benchmarks/threads_under_load.py measures what waiting threads cost)."""
-    try:
-        import joblib
+    try:  # loky's count, not joblib.cpu_count: that one says 1 where joblib cannot use processes (no /dev/shm)
+        from joblib.externals.loky import cpu_count
 
-        return max(1, int(joblib.cpu_count()))
+        return max(1, int(cpu_count()))
     except Exception:  # joblib missing or its probes failing: the machine's count
         return max(1, os.cpu_count() or 1)
 
@@ -313,8 +313,8 @@ class CpuThreads:
             return ""
         return (f"Training on {self.threads} of {self.limit} CPU threads: other programs kept about "
                 f"{self.busy:.1f} of the {self.cpus} CPUs busy {self.when}, and threads that wait for a busy CPU "
-                f"slow every step; the count is checked again {EARLY_THREADS_CHECK_S:g} s into the run and after every "
-                "epoch. To choose it yourself: CPU threads, under Device, evaluation and run name on the Model and "
+                f"slow every step; the count is checked again {EARLY_THREADS_CHECK_S:g} s into a first epoch that lasts "
+                "longer, and after every epoch. To choose it yourself: CPU threads, under Device, evaluation and run name on the Model and "
                 "methods page (train.threads).")
 
 
@@ -376,7 +376,7 @@ def start_load_sample() -> LoadSample | None:
 
 def auto_cpu_threads(limit: int | None = None, sample: LoadSample | None = None, busy: float | None = None,
                      cpus: int | None = None, min_s: float = THREAD_SAMPLE_S, keep: float = KEEP_AT_START,
-                     when: str = "when the run started") -> CpuThreads:
+                     when: str = "when the run started", threads_per_cpu: float | None = None) -> CpuThreads:
     """CPU threads for a run whose `train.threads` is 0 (automatic): `limit` (default: the current
     torch.get_num_threads(), PyTorch's one per physical core unless the caller set it, capped at
     `usable_cpus()`: a container's CPU quota and this process's affinity), less the CPUs
@@ -385,8 +385,11 @@ def auto_cpu_threads(limit: int | None = None, sample: LoadSample | None = None,
     (logical CPUs) skip the measurement (tests). A limit of 1 is never measured. Threads =
     floor(free CPUs in threads + `keep`): a thread is given up only for more than `keep` of a CPU
     kept busy. Never fewer than 1 thread or more than `limit`; when the load cannot be read the
-    limit is kept. `when` words the measurement for the note. Raises nothing."""
-    limit = max(1, min(torch.get_num_threads(), usable_cpus()) if limit is None else limit)
+    limit is kept. `when` words the measurement for the note. `threads_per_cpu`: PyTorch threads per
+    logical CPU (default: its uncapped thread count over the CPUs, e.g. 0.5 with SMT); tests set it.
+    Raises nothing."""
+    per_thread = max(1, torch.get_num_threads() if limit is None else limit)  # threads before any CPU cap
+    limit = max(1, min(per_thread, usable_cpus()) if limit is None else limit)
     if limit == 1:
         return CpuThreads(1, 0.0, 1, cpus or 1)
     if busy is None:
@@ -396,5 +399,8 @@ def auto_cpu_threads(limit: int | None = None, sample: LoadSample | None = None,
         except Exception:  # no sample, or the load cannot be read here
             return CpuThreads(limit, 0.0, limit, cpus or limit, when)
     cpus = cpus or limit
-    free = max(0.0, cpus - busy) * limit / cpus  # logical CPUs to PyTorch's (physical-core) threads
+    # logical CPUs to PyTorch's (physical-core) threads: its uncapped count over the CPUs; under a quota
+    # the cap then applies to what is free on the machine (limit / cpus would count 16 free CPUs as 2)
+    ratio = min(1.0, max(per_thread, DEFAULT_CPU_THREADS) / cpus) if threads_per_cpu is None else threads_per_cpu
+    free = max(0.0, cpus - busy) * ratio
     return CpuThreads(max(1, min(limit, math.floor(free + keep))), round(busy, 2), limit, cpus, when)

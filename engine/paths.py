@@ -57,9 +57,7 @@ def _resolve_upload(ref: str) -> Path:
             if candidate.is_file():
                 return candidate
     raise StudioError("The uploaded file this run uses is no longer in this studio's uploads folder: it was deleted, "
-                      "or the run comes from another studio folder. In the dashboard, upload it again on the Data "
-                      "page; on the command line, give that studio's folder with --data-dir (or set STUDIO_DATA_DIR), "
-                      "or put the file's path in the config instead.")
+                      "or the run comes from another studio. Upload it again on the Data page.")
 
 
 def resolve_path(p: str) -> Path:

@@ -171,7 +171,8 @@ class Prediction:
 @dataclass
 class FeatureStats:
     """Where the run's training images sit: class means of their normalised penultimate features
-    [C, D] and the distance under which `FAR_QUANTILE` of held-out images fall."""
+    [C, D] (float32) and the cosine distance above which an answer is "unlike the training images":
+    split conformal prediction's bar on the held-out images at `FAR_QUANTILE` (`conformal_bar`)."""
 
     class_means: torch.Tensor
     far_distance: float  # math.inf: too few held-out images to set a bar (no image is flagged as unfamiliar)
@@ -285,8 +286,9 @@ def nearest_mean_distance(feats: torch.Tensor, class_means: torch.Tensor) -> tor
 
 
 def feature_stats(predictor: Predictor, data) -> FeatureStats | None:
-    """Class means of the training images' features and the held-out images' distance quantile
-    (`FAR_QUANTILE`), from a run's `DataSplits`; None when the training split is empty."""
+    """Class means of the training images' features and the bar for "unlike the training images":
+    `conformal_bar` of the held-out images' distances (math.inf under `far_minimum()` of them), from
+    a run's `DataSplits`; None when the training split is empty."""
     if data is None or len(data.train) == 0:
         return None
 
@@ -300,12 +302,8 @@ def feature_stats(predictor: Predictor, data) -> FeatureStats | None:
                          else torch.zeros(train.shape[1]) for c in range(len(data.classes))])
     means = F.normalize(means, dim=1)
     held_out = torch.cat([data.val.images, data.test.images])
-    if len(held_out):
-        reference = f"{len(held_out)} validation and test images"
-        dist = nearest_mean_distance(features(held_out), means)
-    else:
-        reference = f"{len(train)} training images"
-        dist = nearest_mean_distance(train, means)
+    reference = f"{len(held_out)} validation and test images"  # never the training images: memorised, too close
+    dist = nearest_mean_distance(features(held_out), means) if len(held_out) else torch.zeros(0)
     return FeatureStats(means, conformal_bar(dist), reference)
 
 

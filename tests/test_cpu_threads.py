@@ -24,6 +24,9 @@ def test_busy_cpus_are_left_to_their_programs():
     assert auto_cpu_threads(2, busy=1.9, cpus=2).threads == 1  # never fewer than one
     assert auto_cpu_threads(8, busy=3.0, cpus=8).threads == 5
     assert auto_cpu_threads(4, busy=2.0, cpus=8).threads == 3  # 4 cores, 8 logical CPUs: 6 free = 3 cores
+    # a container allowed 2 CPUs on a 16-CPU host (8 cores): 7 CPUs busy elsewhere leave 9 free, so both threads
+    assert auto_cpu_threads(2, busy=7.0, cpus=16, threads_per_cpu=0.5).threads == 2
+    assert auto_cpu_threads(2, busy=14.0, cpus=16, threads_per_cpu=0.5).threads == 1  # 2 CPUs free: 1 core
     idle = auto_cpu_threads(4, busy=0.2, cpus=4)
     assert idle.threads == 4 and idle.note() == ""
     # a browser drawing the page keeps a CPU 0.5-0.7 busy: not a reason to give up a thread before the run;
@@ -150,11 +153,11 @@ def test_a_cpu_quota_caps_the_threads_of_runs_predictions_and_the_dashboard(tmp_
     data = write_tiny_zip(tmp_path / "d.zip")
     code = f"""
 import json, torch
-torch.set_num_threads(2)  # as PyTorch's default on a 2-core machine
 from engine import devices
 from engine.train import train
-from conftest import tiny_config
+from conftest import tiny_config  # (it pins torch to one thread: set two after it)
 from app import components
+torch.set_num_threads(2)  # as PyTorch's default on a 2-core machine
 assert devices.usable_cpus() == 1 and components.cpu_count() == 1 and devices.default_cpu_threads() == 1
 assert devices.auto_cpu_threads().limit == 1
 s = train(tiny_config({str(data)!r}, "train.epochs=1"), work_dir={str(tmp_path / 'w')!r}).summary

@@ -174,7 +174,7 @@ def test_the_command_line_uses_the_dashboards_folder_and_says_when_a_source_is_m
     with zipfile.ZipFile(tiny_zip) as zf:
         first = next(n for n in zf.namelist() if n.endswith(".png"))
         (photos / "one.png").write_bytes(zf.read(first))
-    predicted = cli("predict", "--run", run_id, "--data", str(photos))
+    predicted = cli("predict", "--run", run_id, "--data", str(photos), "--out", str(tmp_path / "p.csv"))
     assert predicted.returncode == 0, predicted.stderr
     one = cli("predict", "--run", run_id, "--data", str(photos / "one.png"), "--out", str(tmp_path / "one.csv"))
     assert one.returncode == 0 and "1 image predicted" in one.stdout, one.stderr  # one image file is enough
@@ -182,7 +182,7 @@ def test_the_command_line_uses_the_dashboards_folder_and_says_when_a_source_is_m
     config.write_text(f"data:\n  source: {upload_ref('ab' * 32)}\n")
     gone = cli("train", "--config", str(config))
     assert gone.returncode == 2
-    assert "no longer in this studio's uploads folder" in gone.stderr and "--data-dir" in gone.stderr, gone.stderr
+    assert "upload of the dashboard's that is not in" in gone.stderr and "--data-dir" in gone.stderr, gone.stderr
     missing = cli("train", "--config", str(config), "--set", f"data.source={tmp_path / 'nowhere.zip'}")
     assert missing.returncode == 2 and "The dataset does not exist" in missing.stderr, missing.stderr
     assert [r.id for r in RunStore(studio / "studio.db").list_runs()] == [run_id], "no failed run was recorded"

@@ -240,15 +240,17 @@ def downloads(engine, rec, summary: dict) -> None:
 
 
 def repeat_command(engine, cfg_file: Path, download_name: str) -> None:
-    """The command line that repeats a run. Used alone on this computer (no login): the run's own
-    config and this studio's folder, so that its uploads are found; on a shared server, the
-    downloaded config, whose uploaded files then need replacing by their paths."""
+    """The command line that repeats a run. A studio that listens on this computer alone: the run's
+    own config and this studio's folder, so that its uploads are found (paths of the user's own
+    computer); on a server others reach, the downloaded config, whose uploaded files then need
+    replacing by their paths (no server paths are shown)."""
+    import os
     import shlex
 
-    from app.auth import access_control_on
+    from app.auth import LOCAL_HOSTS
 
-    if not access_control_on():
-        st.caption("To repeat this run without the dashboard, on this computer:")
+    if os.environ.get("STUDIO_HOST", "127.0.0.1") in LOCAL_HOSTS:
+        st.caption("To repeat this run without the dashboard, on this computer, in the studio's folder:")
         st.code(f"python -m engine train --config {shlex.quote(str(cfg_file))} --data-dir "
                 f"{shlex.quote(str(engine.data_dir))}", language="bash")
         return

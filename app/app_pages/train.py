@@ -161,8 +161,7 @@ def live_section(engine) -> None:
         components.progress_view(run)
         components.curves_view(run, live=run.status in ("queued", "running"), streams=True)
         if run.status in ("queued", "running") and components.refresh_override() is not None:
-            st.caption(f":material/timer: The charts redraw every {refresh_s:g} s, as set on this server "
-                       f"({components.REFRESH_ENV}).")
+            st.caption(f":material/timer: The charts redraw every {refresh_s:g} s, as this server is set up.")
         elif run.status in ("queued", "running") and refresh_s > components.LIVE_REFRESH_S:
             st.caption(f":material/timer: The charts redraw every {refresh_s:g} s: this computer trains on "
                        f"{components.cpu_count()} CPU cores, which the dashboard (and a browser on this computer, "

@@ -248,6 +248,8 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
     if new:
         state.remember_try_inputs(engine, "zip", given)  # predicted (now or before): kept for a refresh
     res = result[1]
+    if p.familiarity_note():
+        st.caption(p.familiarity_note())
     low = sum(r["low_confidence"] for r in res.rows)
     st.markdown(f"**{len(res.rows)} images** predicted by *{p.label}* at {res.images_per_sec:.0f} images/s; "
                 f"{low} with low confidence; {state.plural(len(res.skipped), 'file')} skipped.")
