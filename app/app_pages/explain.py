@@ -456,7 +456,9 @@ def gallery(run_dir: str, ds: str, rec, indices: list[int], captions: list[str],
             # (long file names wrap) no longer leave the row's buttons at different heights
             with col.container(height="stretch", vertical_alignment="distribute"):
                 name = str(files[i]) if files is not None else f"#{i}"
-                st.image(thumbnail(run_dir, ds, i), caption=f"{name} · {cap}", width="stretch")
+                # a narrow column wraps a long path after its / and _, not inside a word ("mildew/mildew\n_08")
+                shown = name.replace("/", "/\u200b").replace("_", "_\u200b")
+                st.image(thumbnail(run_dir, ds, i), caption=f"{shown} · {cap}", width="stretch")
                 st.button("Explain", key=f"{key}_{i}", icon=":material/visibility:", on_click=_explain_image,
                           args=(rec.id, i), help=f"Open {state.md_text(name)} on the Attributions tab.")
 
