@@ -159,12 +159,15 @@ def progress_view(run: RunView) -> None:
     if run.status == "finished":
         last = run.epochs.iloc[-1] if not run.epochs.empty else {}
         val = last.get("val_acc") if hasattr(last, "get") else None
-        chance = at_chance(read_summary(run.run_dir), run.config)
+        summary = read_summary(run.run_dir)
+        chance = at_chance(summary, run.config)
         if chance:
             st.warning(f"Finished, but: {chance[:1].lower()}{chance[1:]}", icon=":material/warning:")
             return
-        st.success(f"Finished. Validation accuracy after the last epoch: {fmt_pct(val)}. "
-                   "Open **Results** for the confusion matrix, per-class accuracy and downloads.",
+        test = summary.get("test_acc")  # the figure Results leads with: said here too, so the two agree
+        st.success(f"Finished. Validation accuracy after the last epoch: {fmt_pct(val)}"
+                   + (f"; test accuracy (images held out until the end): {fmt_pct(test)}" if test is not None else "")
+                   + ". Open **Results** for the confusion matrix, per-class accuracy and downloads.",
                    icon=":material/check_circle:")
     elif run.status == "failed":
         st.error(f"This run failed: {run.error or 'no reason was recorded.'}", icon=":material/error:")

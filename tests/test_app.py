@@ -281,8 +281,8 @@ def test_upload_configure_train_watch_and_see_results(studio, tiny_bytes):
     guessing = summary["test_acc"] <= 1 / 3 + 0.02  # 2 epochs of 2 steps from random weights: often at chance
     if guessing:  # then the banner says so, with advice from the run's 4 optimiser steps
         assert any(s.startswith("Finished, but") and "only 4 optimiser steps" in s for s in texts(at.warning))
-    else:
-        assert any("Finished" in s for s in texts(at.success))
+    else:  # the banner gives the test accuracy Results leads with, beside the last validation accuracy
+        assert any("Finished" in s and "test accuracy (images held out until the end)" in s for s in texts(at.success))
     assert len(at.get("vega_lite_chart")) >= 2, "accuracy and loss charts"
 
     at.switch_page("app_pages/results.py").run()
