@@ -46,10 +46,10 @@ def live_refresh_s(gpu: bool | None = None, cpus: int | None = None) -> float:
 
     With a GPU (CUDA or Apple's MPS), 1 s. Training on the CPU, the browser that draws the charts usually shares the
     machine's cores with the run, so the fewer the cores the longer the interval: 6 / cpus seconds,
-    1 to 3 s. Measured on 2 cores (a 6-epoch Quick demo in the dashboard, headless Chromium on the same
-    machine, 2 runs each): at 1 s the browser kept 0.6 of a CPU busy, the run fell back to one thread
-    and took 63-67 s; at 3 s it took 46.5-46.8 s (the command line: 40-45 s;
-    benchmarks/dashboard_refresh.py). `gpu` and `cpus` default to this machine's;
+    1 to 3 s. Measured on 2 cores by benchmarks/dashboard_refresh.py (a 6-epoch Quick demo started
+    in the dashboard, headless Chromium on the same machine, 2 rounds): at 3 s the run's loop took
+    0.95x the command line's, at 1 s 1.63x, the browser using 18-20 CPU seconds of the run's 37-40.
+    `gpu` and `cpus` default to this machine's;
     STUDIO_LIVE_REFRESH_S overrides the choice (`refresh_override`)."""
     override = refresh_override()
     if override is not None:

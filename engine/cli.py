@@ -101,11 +101,24 @@ def _train(args: argparse.Namespace) -> int:
         raise StudioError(f"The data path does not exist: {args.data}")
     cfg = apply_overrides(cfg, overrides)
     data_dir = Path(args.data_dir).resolve()
-    register_upload_dir(data_dir / "uploads")  # configs name uploads as upload:<sha256>
+    _check_sources(cfg, data_dir)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return _train_distributed(cfg, args, data_dir)
+    store = RunStore(data_dir / "studio.db")
+    run_id = new_run_id()
+    run_dir = Path(args.out).resolve() if args.out else data_dir / "runs" / run_id
+    store.create_run(run_id, cfg.name or f"cli {cfg.backbone.name}", cfg.to_dict(), str(run_dir), owner="cli")
+    return _run_in_foreground(store, run_id, cfg, run_dir, data_dir, args.quiet)
+
+
+def _check_sources(cfg: RunConfig, data_dir: Path) -> None:
+    """The run's dataset, OOD set and checkpoint (when it starts from one) are there: StudioError
+    naming the missing one otherwise, said before a run is recorded. An upload the folder does not
+    have gets the command line's way out (--data-dir, or the file's path)."""
     for what, source in (("dataset", cfg.data.source), ("OOD set", cfg.data.ood_source),
                          ("checkpoint", cfg.backbone.checkpoint if cfg.backbone.pretrained == "checkpoint" else "")):
         try:
-            found = not source or resolve_path(source).exists()  # said now, before a run is recorded
+            found = not source or resolve_path(source).exists()
         except StudioError as exc:
             if not source.startswith(UPLOAD_PREFIX):
                 raise
@@ -114,13 +127,6 @@ def _train(args: argparse.Namespace) -> int:
                               "file's path in the config instead.") from exc
         if not found:
             raise StudioError(f"The {what} does not exist: {source}")
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        return _train_distributed(cfg, args, data_dir)
-    store = RunStore(data_dir / "studio.db")
-    run_id = new_run_id()
-    run_dir = Path(args.out).resolve() if args.out else data_dir / "runs" / run_id
-    store.create_run(run_id, cfg.name or f"cli {cfg.backbone.name}", cfg.to_dict(), str(run_dir), owner="cli")
-    return _run_in_foreground(store, run_id, cfg, run_dir, data_dir, args.quiet)
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
@@ -148,7 +154,7 @@ def _resume(args: argparse.Namespace) -> int:
                           "the other settings (start a new run to change them).")
     cfg = RunConfig.load(run_dir / "config.yaml")
     data_dir = Path(args.data_dir).resolve()
-    register_upload_dir(data_dir / "uploads")
+    _check_sources(cfg, data_dir)
     store = RunStore(data_dir / "studio.db")
     rec = next((r for r in store.list_runs() if Path(r.run_dir).resolve() == run_dir), None)
     if rec is not None and rec.status in ("queued", "running"):
@@ -325,7 +331,6 @@ def _methods(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     """Predict a folder or zip of images with a finished run; CSV out, accuracy when folders name classes."""
     data_dir = Path(args.data_dir)
-    register_upload_dir(data_dir / "uploads")  # the run's uploaded dataset: its "unlike the training images" check
     run_dir = Path(args.run) if Path(args.run).is_dir() else data_dir / "runs" / args.run
     if not run_dir.is_dir():
         raise StudioError(f"No run '{args.run}': give a run id (see `python -m engine runs`) or a run folder.")
@@ -458,6 +463,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "data_dir", "given") is None:
         args.data_dir = str(default_data_dir())  # the dashboard's folder: one store for both
+    if getattr(args, "data_dir", None):  # configs and runs name uploads as upload:<sha256>: found in its uploads
+        register_upload_dir(Path(args.data_dir) / "uploads")
     fit_threads_to_cpus()  # a container's CPU quota or a taskset: no more torch threads than CPUs to run them
     try:
         return args.func(args)

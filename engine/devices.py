@@ -291,8 +291,8 @@ THREAD_SAMPLE_S = 0.3  # the shortest window the load is measured over
 # during training the run's own threads take their share, so one busy program shows as about 0.66.
 KEEP_AT_START, KEEP_DURING_RUN = 0.75, 0.6
 # The first check during the run, this many seconds into its first epoch: a burst at the start (the
-# dashboard's browser drawing the Train page after the click on Start) otherwise costs a whole epoch on
-# fewer threads (benchmarks/dashboard_refresh.py).
+# dashboard's browser drawing the Train page after the click on Start held a thread back in 3 of 4
+# runs of benchmarks/dashboard_refresh.py) then costs seconds, not a long first epoch, on fewer threads.
 EARLY_THREADS_CHECK_S = 2.0
 
 
@@ -313,9 +313,9 @@ class CpuThreads:
             return ""
         return (f"Training on {self.threads} of {self.limit} CPU threads: other programs kept about "
                 f"{self.busy:.1f} of the {self.cpus} CPUs busy {self.when}, and threads that wait for a busy CPU "
-                f"slow every step; the count is checked again {EARLY_THREADS_CHECK_S:g} s into a first epoch that lasts "
-                "longer, and after every epoch. To choose it yourself: CPU threads, under Device, evaluation and run name on the Model and "
-                "methods page (train.threads).")
+                f"slow every step; the count is checked again {EARLY_THREADS_CHECK_S:g} s into a first epoch that "
+                "lasts longer, and after every epoch. To choose it yourself: CPU threads, under Device, evaluation "
+                "and run name on the Model and methods page (train.threads).")
 
 
 class LoadSample:
@@ -388,8 +388,8 @@ def auto_cpu_threads(limit: int | None = None, sample: LoadSample | None = None,
     limit is kept. `when` words the measurement for the note. `threads_per_cpu`: PyTorch threads per
     logical CPU (default: its uncapped thread count over the CPUs, e.g. 0.5 with SMT); tests set it.
     Raises nothing."""
-    per_thread = max(1, torch.get_num_threads() if limit is None else limit)  # threads before any CPU cap
-    limit = max(1, min(per_thread, usable_cpus()) if limit is None else limit)
+    uncapped = max(1, torch.get_num_threads() if limit is None else limit)  # threads before any CPU cap
+    limit = max(1, min(uncapped, usable_cpus()) if limit is None else limit)
     if limit == 1:
         return CpuThreads(1, 0.0, 1, cpus or 1)
     if busy is None:
@@ -401,6 +401,6 @@ def auto_cpu_threads(limit: int | None = None, sample: LoadSample | None = None,
     cpus = cpus or limit
     # logical CPUs to PyTorch's (physical-core) threads: its uncapped count over the CPUs; under a quota
     # the cap then applies to what is free on the machine (limit / cpus would count 16 free CPUs as 2)
-    ratio = min(1.0, max(per_thread, DEFAULT_CPU_THREADS) / cpus) if threads_per_cpu is None else threads_per_cpu
+    ratio = min(1.0, max(uncapped, DEFAULT_CPU_THREADS) / cpus) if threads_per_cpu is None else threads_per_cpu
     free = max(0.0, cpus - busy) * ratio
     return CpuThreads(max(1, min(limit, math.floor(free + keep))), round(busy, 2), limit, cpus, when)

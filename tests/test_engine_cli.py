@@ -198,3 +198,16 @@ def test_the_command_line_says_when_batches_leave_too_few_steps(tiny_zip, tmp_pa
     assert "note: Batches of 64 from your" in p.stderr and "1 optimiser step per epoch" in p.stderr, p.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["advice"] and summary["advice"][0].startswith("Batches of 64")
+
+
+def test_continuing_a_run_whose_dataset_is_gone_says_so_before_recording_anything(tmp_path):
+    """`train --resume` checks the run's dataset as a new run does: a plain message, no record."""
+    from engine.config import RunConfig, apply_overrides
+
+    run_dir = tmp_path / "old run"
+    run_dir.mkdir()
+    cfg = apply_overrides(RunConfig(), [f"data.source={tmp_path / 'moved away.zip'}"])
+    (run_dir / "config.yaml").write_text(cfg.to_yaml())
+    p = _cli("train", "--resume", str(run_dir), "--data-dir", str(tmp_path / "d"))
+    assert p.returncode == 2 and "The dataset does not exist" in p.stderr and "moved away.zip" in p.stderr, p.stderr
+    assert not (tmp_path / "d" / "studio.db").exists() or RunStore(tmp_path / "d" / "studio.db").list_runs() == []
