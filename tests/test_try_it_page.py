@@ -243,3 +243,23 @@ def test_a_refresh_keeps_the_images_and_the_zip_until_the_user_clears_them(run):
     assert not any("Kept from before" in c for c in texts(open_page(run).caption))
     again.radio(key="try_source").set_value("Upload images").run()
     no_problems(again)
+
+
+def test_a_run_that_learnt_nothing_is_said_to_answer_by_guessing(run):
+    """Train and Results say a run at the level of guessing learnt nothing; Try it says it too, above
+    answers that can look sure (a new user got a green '100%' from such a run)."""
+    import json
+    from pathlib import Path
+
+    path = Path(engine().run_record(run).run_dir) / "summary.json"
+    before = path.read_text()
+    try:
+        summary = json.loads(before)
+        path.write_text(json.dumps({**summary, "test_acc": 1 / len(summary["classes"])}))
+        at = open_page(run)
+        no_problems(at)
+        assert any("no better than guesses" in w and "learnt nothing" in w for w in texts(at.warning)), texts(at.warning)
+        path.write_text(json.dumps({**summary, "test_acc": 1.0}))  # a run that learnt: no such warning
+        assert not any("no better than guesses" in w for w in texts(open_page(run).warning))
+    finally:
+        path.write_text(before)

@@ -25,6 +25,7 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, components, state
+from app.claims_view import at_chance
 from engine.errors import StudioError
 from engine.explain import ATTRIBUTIONS
 from engine.predict import LOW_CONFIDENCE
@@ -335,6 +336,10 @@ def render() -> None:
     summary = state.attempt("reading the run", run_summary, Path(run_dir))
     if not summary.ok:
         return
+    chance = at_chance(summary.value, rec.config)  # its answers look confident but mean nothing: say so first
+    if chance:
+        st.warning(f"{chance} Its answers below are no better than guesses, however sure they look.",
+                   icon=":material/warning:")
     variants = available_variants(Path(run_dir))
     alpha = state.wise_alpha(engine, rec)[0] if "wise" in variants else 1.0  # the alpha chosen on Results
     c1, c2, c3 = st.columns([2, 2, 1.4])
