@@ -328,12 +328,28 @@ def _methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_folder(run: str, data_dir: Path) -> Path:
+    """The folder of `run`: a run folder, a run id, or the end of one as the dashboard shows it
+    ("076e0a" for 20261201-003228-076e0a) when exactly one run id in `data_dir` ends so. Raises
+    StudioError naming the candidates otherwise."""
+    if Path(run).is_dir():
+        return Path(run)
+    runs = data_dir / "runs"
+    if (runs / run).is_dir():
+        return runs / run
+    matches = sorted(d for d in runs.glob("*") if d.is_dir() and run and d.name.endswith(run)) if runs.is_dir() else []
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise StudioError(f"'{run}' ends {len(matches)} run ids: {', '.join(d.name for d in matches)}. Give the whole id.")
+    raise StudioError(f"No run '{run}' in {data_dir}: give a run id (see `python -m engine runs`), the end of one as "
+                      "the dashboard shows it, or a run folder.")
+
+
 def _predict(args: argparse.Namespace) -> int:
     """Predict a folder or zip of images with a finished run; CSV out, accuracy when folders name classes."""
     data_dir = Path(args.data_dir)
-    run_dir = Path(args.run) if Path(args.run).is_dir() else data_dir / "runs" / args.run
-    if not run_dir.is_dir():
-        raise StudioError(f"No run '{args.run}': give a run id (see `python -m engine runs`) or a run folder.")
+    run_dir = _run_folder(args.run, data_dir)
     if not Path(args.data).exists():
         raise StudioError(f"The images path does not exist: {args.data}")
     if args.top_k < 1 or args.batch_size < 1:

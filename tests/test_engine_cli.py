@@ -178,6 +178,10 @@ def test_the_command_line_uses_the_dashboards_folder_and_says_when_a_source_is_m
     assert predicted.returncode == 0, predicted.stderr
     one = cli("predict", "--run", run_id, "--data", str(photos / "one.png"), "--out", str(tmp_path / "one.csv"))
     assert one.returncode == 0 and "1 image predicted" in one.stdout, one.stderr  # one image file is enough
+    short = cli("predict", "--run", run_id[-6:], "--data", str(photos / "one.png"), "--out", str(tmp_path / "s.csv"))
+    assert short.returncode == 0, short.stderr  # the end of the id, as the dashboard shows it next to the run
+    unknown = cli("predict", "--run", "zzzzzz", "--data", str(photos / "one.png"), "--out", str(tmp_path / "u.csv"))
+    assert unknown.returncode == 2 and "the end of one as the dashboard shows it" in unknown.stderr, unknown.stderr
     config = tmp_path / "gone.yaml"
     config.write_text(f"data:\n  source: {upload_ref('ab' * 32)}\n")
     gone = cli("train", "--config", str(config))
