@@ -213,6 +213,8 @@ class LoadReport:
     prefix: str = ""  # the key prefix removed to match the backbone ("module.", "_orig_mod.")
     ignored: list[str] = field(default_factory=list)  # file tensors outside that prefix (another sub-model)
     coverage: float = 1.0  # share of the backbone's weight tensors (head excluded) that the file supplied
+    file_classes: list[str] | None = None  # the class names the file was trained on, where it says (studio files)
+    head_kept: bool = False  # the file's classification head was loaded (same classes, same order)
 
     @property
     def partial(self) -> bool:
@@ -224,16 +226,20 @@ class LoadReport:
             "source": self.source, "matched": self.matched, "missing": self.missing[:50],
             "unexpected": self.unexpected[:50], "shape_mismatch": self.shape_mismatch[:50], "note": self.note,
             "entry": self.entry, "prefix": self.prefix, "ignored": self.ignored[:50], "coverage": self.coverage,
-            "partial": self.partial,
+            "partial": self.partial, "file_classes": self.file_classes, "head_kept": self.head_kept,
         }
 
 
 def build_model(name: str, num_classes: int, pretrained: str = "none", checkpoint: str = "",
-                checkpoint_label: str = "") -> tuple[Classifier, LoadReport]:
+                checkpoint_label: str = "", classes: list[str] | None = None) -> tuple[Classifier, LoadReport]:
     """Build backbone `name` with `pretrained` weights and a fresh head for `num_classes`.
 
     `checkpoint` is the file read when `pretrained == "checkpoint"`; `checkpoint_label` is the name
     messages use for it (the user's own file name, when the file was stored under another).
+    `classes`, the dataset's class names in label order: when the checkpoint says it was trained on
+    exactly these (a studio checkpoint or export: `checkpoint_classes`), its classification head is
+    kept instead of replaced, so continuing from one's own model (for example fine-tuning a naturally
+    trained model adversarially, as Jeddi et al. 2020 do) starts from that model's predictions.
     Raises StudioError for an unknown backbone or source, missing weights, an unreadable file, or
     a checkpoint of another architecture (see `load_matching`).
     """
@@ -269,12 +275,53 @@ def build_model(name: str, num_classes: int, pretrained: str = "none", checkpoin
         report.entry = entry
         if entry:
             report.note = (f"read from the file's `{entry}` entry; " + report.note).rstrip("; ")
+        report.file_classes = checkpoint_classes(path)
     elif pretrained != "none":
         raise StudioError(f"Unknown pretrained source `{pretrained}`: choose {', '.join(PRETRAINED_SOURCES)}.")
     old_head = _get_submodule(net, spec.head_attr)
-    _set_submodule(net, spec.head_attr, nn.Linear(old_head.in_features, num_classes))
+    head = nn.Linear(old_head.in_features, num_classes)
+    if pretrained == "checkpoint" and classes is not None and report.file_classes == list(classes):
+        report.head_kept = _load_head(head, state, report.prefix + spec.head_attr)
+        if report.head_kept:
+            kept = f"classification head kept: the file was trained on the same {num_classes} classes"
+            report.note = "; ".join(n for n in (report.note, kept) if n)
+    _set_submodule(net, spec.head_attr, head)
     set_bn_momentum(net, BN_MOMENTUM)
     return Classifier(net, spec, num_classes, mean, std), report
+
+
+def _load_head(head: nn.Linear, state: dict[str, torch.Tensor], key: str) -> bool:
+    """Copy `state[key + ".weight"]` ([classes, features]) and `.bias` ([classes]) into `head` when
+    both are there with its shapes; True when copied."""
+    w, b = state.get(key + ".weight"), state.get(key + ".bias")
+    if w is None or b is None or tuple(w.shape) != tuple(head.weight.shape) or tuple(b.shape) != tuple(head.bias.shape):
+        return False
+    with torch.no_grad():
+        head.weight.copy_(w.to(head.weight.dtype))
+        head.bias.copy_(b.to(head.bias.dtype))
+    return True
+
+
+def checkpoint_classes(path: Path) -> list[str] | None:
+    """The class names (label order) a checkpoint file says its head was trained on, or None.
+
+    The studio writes them into its safetensors files' metadata (`classes`: a JSON list of strings)
+    for run checkpoints and exports; other files, and torch.save files, say nothing the studio reads.
+    Never raises: an unreadable or odd header is the same as no classes.
+    """
+    try:
+        if checkpoint_format(Path(path)) != "safetensors":
+            return None
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get("classes")
+        names = json.loads(raw) if raw else None
+    except Exception:
+        return None
+    if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
+        return names
+    return None
 
 
 # torchvision builds MobileNetV3 and EfficientNet with batch-norm momentum 0.01 (made for long

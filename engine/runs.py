@@ -164,7 +164,7 @@ class FinishedRun:
             if (self.run_dir / "theta0.safetensors").is_file():
                 return model_from_state(self.cfg, len(self.classes), self.wise_states()[0])
             model, _ = build_model(self.cfg.backbone.name, len(self.classes), self.cfg.backbone.pretrained,
-                                   self.cfg.backbone.checkpoint)
+                                   self.cfg.backbone.checkpoint, classes=list(self.classes))
             return model.eval()
         theta_0, theta_1, masks = self.wise_states()
         model = model_from_state(self.cfg, len(self.classes), interpolate_state(theta_0, theta_1, alpha, masks))

@@ -82,7 +82,7 @@ def setup_run(cfg: RunConfig, reporter: Reporter, run_dir: Path | None, work_dir
         check_data_limits(cfg, data, limits)
     torch.manual_seed(cfg.seed)
     model, load_report = build_model(cfg.backbone.name, len(data.classes), cfg.backbone.pretrained,
-                                     cfg.backbone.checkpoint)
+                                     cfg.backbone.checkpoint, classes=list(data.classes))
     model = restructure_model(model, cfg).to(device)  # e.g. AdaFilter's gated convolutions
     if auto_threads:  # the thread count before the run, less the CPUs other programs keep busy
         threads = auto_cpu_threads(sample=load, min_s=0.1 if given else THREAD_SAMPLE_S)  # given data: no decoding
@@ -313,7 +313,8 @@ def _train(cfg: RunConfig, reporter: Reporter | None, run_dir: Path | None, work
             retune_threads(ctx)
             if run_dir is not None and ctx.rank == 0 and metrics["val_acc"] > max(
                     (h["val_acc"] for h in history), default=-1.0):
-                save_checkpoint(run_dir / "best.safetensors", ctx.model.state_dict(), cfg, {"epoch": epoch + 1})
+                save_checkpoint(run_dir / "best.safetensors", ctx.model.state_dict(), cfg,
+                                {"epoch": epoch + 1, "classes": list(ctx.data.classes)})
             history.append({"epoch": epoch + 1, **metrics})
             if run_dir is not None and ctx.rank == 0:  # a stop or a crash later can continue from here
                 save_resume(run_dir, ctx, scaler, history,
@@ -335,7 +336,8 @@ def _train(cfg: RunConfig, reporter: Reporter | None, run_dir: Path | None, work
         wall_time_s=ctx.summary.get("wall_time_before_s", 0.0) + time.perf_counter() - t_start,  # all parts
         platform=platform.platform(), torch=torch.__version__)
     if run_dir is not None and ctx.rank == 0:
-        save_checkpoint(run_dir / "last.safetensors", ctx.model.state_dict(), cfg, {"epoch": cfg.train.epochs})
+        save_checkpoint(run_dir / "last.safetensors", ctx.model.state_dict(), cfg,
+                        {"epoch": cfg.train.epochs, "classes": list(ctx.data.classes)})
         (run_dir / RESUME_FILE).unlink(missing_ok=True)  # finished: nothing to continue
     return TrainResult(ctx.summary, ctx)
 

@@ -288,6 +288,17 @@ def test_the_uploader_takes_every_name_the_engine_reads(model_page, tmp_path):
         assert model_page.session_state["cfg"].backbone.checkpoint, "the file is the run's start"
 
 
+def test_the_uploader_says_which_classes_a_studio_model_keeps_its_head_for(model_page, tmp_path):
+    from engine.checkpoints import save_checkpoint
+    from engine.config import RunConfig
+
+    net = build_model("resnet18", 3, "none")[0]
+    save_checkpoint(tmp_path / "m.safetensors", net.state_dict(), RunConfig(), {"classes": ["oak", "ash_tree", "elm"]})
+    upload(model_page, "my-model.safetensors", (tmp_path / "m.safetensors").read_bytes())
+    success = " ".join(str(s.value) for s in model_page.success)
+    assert "trained on 3 classes (oak, ash\\_tree, elm)" in success and "head is kept" in success, success
+
+
 def test_the_uploader_refuses_another_architecture_with_the_engines_verdict(model_page, tmp_path):
     torch.save(generated_state("resnet50"), tmp_path / "r50")
     upload(model_page, "resnet50-weights.pth", (tmp_path / "r50").read_bytes())
@@ -364,3 +375,41 @@ def test_the_export_tab_offers_the_pruned_model_first_and_verifies_it(structured
     # the full model is still one choice away, in its own folder
     at.radio(key=f"export_which_{run_id}").set_value("fine_tuned").run()
     assert any("Nothing exported yet" in str(c.value) for c in at.caption)
+
+
+# ---- continuing from one's own model: the head is kept for the same classes -------------------------------
+
+def test_a_studio_checkpoint_keeps_its_head_for_the_same_classes_only(tiny_cfg, tmp_path):
+    from engine.backbones import checkpoint_classes
+    from engine.train import train
+
+    (tmp_path / "run").mkdir()
+    res = train(tiny_cfg("train.epochs=1", "eval.ood=false"), run_dir=tmp_path / "run", work_dir=tmp_path / "d")
+    classes = list(res.context.data.classes)
+    for name in ("last", "best"):
+        assert checkpoint_classes(tmp_path / "run" / f"{name}.safetensors") == classes
+    trained = res.context.model.cpu().eval()
+    x = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        expected = trained(x)
+
+    ckpt = str(tmp_path / "run" / "last.safetensors")
+    same, report = build_model("resnet18", len(classes), "checkpoint", ckpt, classes=classes)
+    assert report.head_kept and report.file_classes == classes and "head kept" in report.note
+    with torch.no_grad():
+        torch.testing.assert_close(same.eval()(x), expected)  # the very model that was trained
+
+    # other classes (or the same names in another order) mean another task: a fresh head, as before
+    for other in (classes[::-1], classes[:-1] + ["blue"]):
+        fresh, report = build_model("resnet18", len(other), "checkpoint", ckpt, classes=other)
+        assert not report.head_kept and "head kept" not in report.note
+        assert not torch.equal(fresh.net.fc.weight, same.net.fc.weight)
+    # a file that does not say its classes (a plain state dict) never keeps its head
+    save_file({k: v.contiguous() for k, v in trained.state_dict().items()}, tmp_path / "plain.safetensors")
+    _, report = build_model("resnet18", len(classes), "checkpoint", str(tmp_path / "plain.safetensors"), classes=classes)
+    assert report.file_classes is None and not report.head_kept
+
+    # a run started from it says so in its summary
+    cont = train(tiny_cfg("train.epochs=1", "eval.ood=false", "backbone.pretrained=checkpoint",
+                          f"backbone.checkpoint={ckpt}"), work_dir=tmp_path / "d")
+    assert cont.summary["load_report"]["head_kept"] is True

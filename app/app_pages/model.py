@@ -194,8 +194,9 @@ def checkpoint_upload(engine, backbone: str, current: str) -> str:
     upload = st.file_uploader("Upload a checkpoint", type=list(CHECKPOINT_SUFFIXES), key="upload_ckpt",
                               help="A state dict of the same architecture, alone or inside a training checkpoint "
                                    "(`state_dict`, `model`, `ema` ...). Layers whose names and shapes match are "
-                                   "loaded; the classification head is always replaced. The file's contents decide "
-                                   "its format, not its name.")
+                                   "loaded. The classification head is replaced, except in a model this studio "
+                                   "trained on exactly your dataset's classes: that one keeps its head, so training "
+                                   "continues from its predictions. The file's contents decide its format, not its name.")
     if upload is not None:
         suffix = "." + upload.name.rsplit(".", 1)[-1].lower() if "." in upload.name else ".bin"
         memo = st.session_state.setdefault("ckpt_checks", {})
@@ -220,7 +221,11 @@ def checkpoint_upload(engine, backbone: str, current: str) -> str:
         text = (f"Checkpoint **{state.md_text(upload.name)}** fits {backbone_title(backbone)}: {report['matched']} weight tensors will be loaded"
                 + (f", {len(report['missing'])} stay at random initialisation" if report["missing"] else "")
                 + (f", {len(report['shape_mismatch'])} have another shape and are skipped" if report["shape_mismatch"] else "")
-                + (f" ({report['note']})" if report.get("note") else "") + ".")
+                + (f" ({report['note']})" if report.get("note") else "") + "."
+                + (f" It was trained on {len(report['file_classes'])} classes "
+                   f"({state.md_text(', '.join(report['file_classes'][:6]))}{', ...' if len(report['file_classes']) > 6 else ''}): "
+                   "on a dataset with exactly these, its classification head is kept too."
+                   if report.get("file_classes") else ""))
         if report.get("partial"):
             st.warning(text.replace(" fits ", " fits only part of ", 1) + " Training starts mostly from random "
                        "weights: check that this is the file you meant.", icon=":material/warning:")
