@@ -14,7 +14,7 @@ import statistics
 from common import table
 from first_model import one_run
 
-ROBUST_EVAL = ["--set", "eval.robust=true", "--set", "eval.robust_steps=10", "--set", "eval.robust_subset=128"]
+ROBUST_EVAL = ["--set", "eval.robust=true", "--set", "eval.robust_steps=10"]  # the adversarial demo's evaluation
 RECIPES = {"standard demo (+ the same robust evaluation)": ["--preset", "standard_demo", *ROBUST_EVAL],
            "adversarial demo": ["--preset", "adversarial_demo"]}
 
