@@ -11,7 +11,7 @@ from torch import nn
 
 from engine.augment import to_float
 from engine.backbones import BACKBONES, build_model
-from engine.config import RunConfig, apply_overrides
+from engine.config import RunConfig, apply_overrides, validate
 from engine.errors import StudioError
 from engine.methods import METHODS
 from engine.methods.adafilter import (GateNetwork, GatedConvBN, gate_network, gated_layers, plain_state,
@@ -152,6 +152,35 @@ def test_gated_outputs_pick_each_channel_from_one_copy():
     assert 0 < g.mean() < 1
     expect = torch.where(g.bool()[:, :, None, None], fine, pre)
     assert torch.equal(out, expect)
+
+
+def test_expected_eval_gates_mix_the_copies_by_the_gate_probability():
+    """eval_gates "expected": at evaluation each channel is p * fine-tuned + (1 - p) * pretrained, p the
+    gate's noise-free probability; training still samples binary gates."""
+    conv, gates, layer = one_gated_layer()
+    gates.eval_gates = "expected"
+    layer.eval(), gates.eval()  # the gate network hangs on the model, not on the layer
+    with torch.no_grad():
+        conv.weight.add_(0.5 * torch.randn_like(conv.weight))
+        x = torch.rand(5, 4, 8, 8)
+        gates.record = {}
+        out = layer(x)
+        p = gates.record[-1]  # the probabilities, recorded beside the gates used
+        fine = layer.bn(conv(x))
+        pre = layer.bn_pretrained(nn.functional.conv2d(x, layer.weight_pretrained, padding=1))
+    assert torch.equal(gates.record[0], p) and ((p > 0) & (p < 1)).all() and not torch.equal(p, p.round())
+    torch.testing.assert_close(out, p[:, :, None, None] * fine + (1 - p[:, :, None, None]) * pre)
+    layer.train(), gates.train()
+    gates.record = {}
+    layer(x)
+    assert set(gates.record[0].unique().tolist()) <= {0.0, 1.0}
+
+
+def test_the_config_sets_the_eval_gates_and_refuses_an_unknown_rule():
+    _, model, _ = gated_pair("resnet18", "adafilter.eval_gates=expected")
+    assert gate_network(model).eval_gates == "expected"
+    with pytest.raises(StudioError, match="eval_gates"):
+        validate(adafilter_cfg("adafilter.eval_gates=soft"))
 
 
 def test_gated_batch_norm_statistics_stay_separate():
