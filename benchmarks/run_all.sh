@@ -18,6 +18,9 @@ run() { local name=$1; shift; echo "== $name: $*"; python "$@" > "benchmarks/res
   # The AdaFilter and pruning demo presets (engine/presets.py), 3 seeds each, with their claim lines
   run adafilter benchmarks/adafilter.py --seeds 0 1 2 --epochs 20 --batch-size 32 --lr 0.02 --threads 1 \
       --set optim.linear_probe_epochs=2 adafilter.gate_optimizer=adam adafilter.gate_lr_mult=5 \
+      --adafilter-set adafilter.gate_bias=1 adafilter.gated_lr_mult=1.4 adafilter.eval_gates=expected
+  run adafilter_binary_gates benchmarks/adafilter.py --seeds 0 1 2 --epochs 20 --batch-size 32 --lr 0.02 --threads 1 \
+      --set optim.linear_probe_epochs=2 adafilter.gate_optimizer=adam adafilter.gate_lr_mult=5 \
       --adafilter-set adafilter.gate_bias=1 adafilter.gated_lr_mult=1.4
   run adafilter_gated_lr2 benchmarks/adafilter.py --seeds 0 1 2 --epochs 20 --batch-size 32 --lr 0.02 --threads 1 \
       --set optim.linear_probe_epochs=2 adafilter.gate_optimizer=adam adafilter.gate_lr_mult=5 \
