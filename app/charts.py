@@ -24,9 +24,11 @@ METRIC_LABELS = {
     "test_balanced_acc": "Balanced accuracy (test)",
     "test_macro_f1": "Macro-F1 (test)",
     "test_acc": "Test accuracy",
-    "ood_acc": "OOD accuracy (corrupted images)",
+    "ood_acc": "OOD accuracy (corrupted)",
     "ood_user_acc": "OOD accuracy (your OOD set)",
-    "robust_acc": "Robust accuracy (under attack)",
+    "robust_acc": "Robust accuracy (attacked)",  # short: two legend columns fit a half-width chart
+    # adversarial fine-tuning's catastrophic-overfitting check (PGD-10 on a fixed set of training images)
+    "train_pgd_acc": "Robust accuracy on training images (overfitting check)",
     "sparsity": "Sparsity (share of zero weights)",
     "images_per_sec": "Training speed (images/s)",
     "lr": "Learning rate",
@@ -49,7 +51,9 @@ LOSS_METRICS = ("train_loss", "val_loss")
 # Order matters: the legend and colours follow it.
 # Balanced accuracy and macro-F1 are logged only when the classes are imbalanced.
 ACCURACY_METRICS = ("train_acc", "val_acc", "val_balanced_acc", "val_macro_f1", "ood_acc", "ood_user_acc", "robust_acc")
-NOT_PLOTTED = {"epoch", "step", "images_per_sec", "loss", "lr"}
+# co_rollback marks the epoch a catastrophic-overfitting rollback ended the run: an event, which the
+# Results page states in words, not a curve
+NOT_PLOTTED = {"epoch", "step", "images_per_sec", "loss", "lr", "co_rollback"}
 
 
 # Streamlit fits a whole chart (axes, legend, title) into its height by default, which squeezes
@@ -85,8 +89,7 @@ def epoch_subset_caption(config: Mapping[str, Any] | None, measured: Mapping[str
                      f"the end of the run uses PGD-{ev.get('robust_steps', 20)} on the test split")
     if not parts:
         return None
-    text = ". ".join(parts) + "."
-    return text[0].upper() + text[1:]
+    return " ".join(p[0].upper() + p[1:] + "." for p in parts)
 
 
 def metric_label(name: str) -> str:

@@ -55,8 +55,8 @@ def test_accuracy_chart_plots_the_accuracies_present_as_percentages():
     assert enc["x"]["field"] == "epoch" and enc["y"]["field"] == "value"
     assert enc["y"]["axis"]["format"] == "%" and enc["y"]["scale"]["domain"] == [0, 1]
     labels = {row["label"] for row in data_rows(d)}
-    assert labels == {"Training accuracy", "Validation accuracy", "OOD accuracy (corrupted images)",
-                      "Robust accuracy (under attack)"}
+    assert labels == {"Training accuracy", "Validation accuracy", "OOD accuracy (corrupted)",
+                      "Robust accuracy (attacked)"}
     assert enc["color"]["sort"][:2] == ["Training accuracy", "Validation accuracy"]
     assert d["autosize"]["type"] == "fit-x", "the height is the plot's, not squeezed by the legend"
 

@@ -73,6 +73,7 @@ def test_the_live_charts_say_which_subset_they_show(tiny_cfg):
     text = epoch_subset_caption(tiny_cfg("eval.ood_subset_each_epoch=16", "eval.robust=true").to_dict())
     assert "class-balanced subset of 16 validation images" in text and "PGD-5 on 256" not in text
     assert "PGD-5 on 64 validation images" in text and "PGD-20 on the test split" in text
+    assert "severities 1-5. Robust accuracy per epoch" in text, "each sentence starts with a capital"
     assert epoch_subset_caption(tiny_cfg("eval.ood=false").to_dict()) is None
 
 
