@@ -280,11 +280,13 @@ def build_model(name: str, num_classes: int, pretrained: str = "none", checkpoin
         raise StudioError(f"Unknown pretrained source `{pretrained}`: choose {', '.join(PRETRAINED_SOURCES)}.")
     old_head = _get_submodule(net, spec.head_attr)
     head = nn.Linear(old_head.in_features, num_classes)
-    if pretrained == "checkpoint" and classes is not None and report.file_classes == list(classes):
-        report.head_kept = _load_head(head, state, report.prefix + spec.head_attr)
-        if report.head_kept:
-            kept = f"classification head kept: the file was trained on the same {num_classes} classes"
-            report.note = "; ".join(n for n in (report.note, kept) if n)
+    if pretrained == "checkpoint" and classes is not None and report.file_classes:
+        same = report.file_classes == list(classes)
+        report.head_kept = same and _load_head(head, state, report.prefix + spec.head_attr)
+        head_note = (f"classification head kept: the file was trained on the same {num_classes} classes"
+                     if report.head_kept else
+                     f"new classification head: the file was trained on {len(report.file_classes)} other classes")
+        report.note = "; ".join(n for n in (report.note, head_note) if n)
     _set_submodule(net, spec.head_attr, head)
     set_bn_momentum(net, BN_MOMENTUM)
     return Classifier(net, spec, num_classes, mean, std), report

@@ -296,7 +296,35 @@ def test_the_uploader_says_which_classes_a_studio_model_keeps_its_head_for(model
     save_checkpoint(tmp_path / "m.safetensors", net.state_dict(), RunConfig(), {"classes": ["oak", "ash_tree", "elm"]})
     upload(model_page, "my-model.safetensors", (tmp_path / "m.safetensors").read_bytes())
     success = " ".join(str(s.value) for s in model_page.success)
-    assert "trained on 3 classes (oak, ash\\_tree, elm)" in success and "head is kept" in success, success
+    assert ("trained on other classes (oak, ash\\_tree, elm) than your dataset's 8: a new classification head"
+            in success), success
+
+    # the sample's own classes, in label order: this file keeps its head on the sample (the default dataset)
+    with zipfile.ZipFile(ROOT / "assets" / "sample_textures.zip") as zf:
+        sample = sorted({n.split("/")[-2] for n in zf.namelist() if n.count("/") >= 1 and not n.endswith("/")})
+    save_checkpoint(tmp_path / "s.safetensors", net.state_dict() | {"net.fc.weight": torch.zeros(len(sample), 512),
+                                                                   "net.fc.bias": torch.zeros(len(sample))},
+                    RunConfig(), {"classes": sample})
+    upload(model_page, "sample-model.safetensors", (tmp_path / "s.safetensors").read_bytes())
+    success = " ".join(str(s.value) for s in model_page.success)
+    assert f"trained on your dataset's {len(sample)} classes" in success and "head is kept" in success, success
+
+    # a preset for the same network keeps the checkpoint, and says so
+    ckpt = model_page.session_state["cfg"].backbone.checkpoint
+    model_page.button(key="preset_adversarial_demo").click().run()
+    assert model_page.session_state["cfg"].backbone.checkpoint == ckpt
+    assert model_page.session_state["cfg"].backbone.pretrained == "checkpoint"
+    assert any("It starts from your checkpoint, as before." in str(s.value) for s in model_page.success)
+
+    # after a refresh (a new session) the file in use is still named, with its verdict
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
+    at.run()
+    at.switch_page("app_pages/model.py").run()
+    success = " ".join(str(s.value) for s in at.success)
+    assert "Starting from **sample-model.safetensors** (uploaded before)" in success, success
+    assert at.selectbox(key="ckpt_earlier").value == at.session_state["cfg"].backbone.checkpoint
 
 
 def test_the_uploader_refuses_another_architecture_with_the_engines_verdict(model_page, tmp_path):
@@ -402,7 +430,7 @@ def test_a_studio_checkpoint_keeps_its_head_for_the_same_classes_only(tiny_cfg, 
     # other classes (or the same names in another order) mean another task: a fresh head, as before
     for other in (classes[::-1], classes[:-1] + ["blue"]):
         fresh, report = build_model("resnet18", len(other), "checkpoint", ckpt, classes=other)
-        assert not report.head_kept and "head kept" not in report.note
+        assert not report.head_kept and "head kept" not in report.note and "new classification head" in report.note
         assert not torch.equal(fresh.net.fc.weight, same.net.fc.weight)
     # a file that does not say its classes (a plain state dict) never keeps its head
     save_file({k: v.contiguous() for k, v in trained.state_dict().items()}, tmp_path / "plain.safetensors")

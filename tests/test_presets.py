@@ -25,6 +25,20 @@ def test_every_preset_keeps_the_dataset_and_validates(tiny_zip):
         assert preset.describe().strip() and "\n" not in preset.describe()
 
 
+def test_a_preset_keeps_the_users_own_checkpoint_for_its_backbone_only():
+    mine = apply_overrides(RunConfig(), ["backbone.name=resnet18", "backbone.pretrained=checkpoint",
+                                         "backbone.checkpoint=upload:abc.safetensors"])
+    for name, preset in PRESETS.items():
+        cfg = preset.apply(mine)
+        if cfg.backbone.name == "resnet18":
+            assert (cfg.backbone.pretrained, cfg.backbone.checkpoint) == ("checkpoint", "upload:abc.safetensors"), name
+        else:  # a checkpoint for another network cannot start this preset's: its offline weights instead
+            assert cfg.backbone.pretrained != "checkpoint" and cfg.backbone.checkpoint == "", name
+    other = apply_overrides(mine, ["backbone.name=mobilenet_v3_small"])
+    cfg = PRESETS["adversarial_demo"].apply(other)
+    assert cfg.backbone.name == "resnet18" and cfg.backbone.pretrained == "bundled" and not cfg.backbone.checkpoint
+
+
 def test_config_changes_lists_exactly_the_changed_fields():
     after = apply_overrides(RunConfig(), ["optim.lr=0.5", "train.epochs=9", "seed=3"])
     assert config_changes(RunConfig(), after) == {"optim.lr": 0.5, "train.epochs": 9, "seed": 3}

@@ -82,9 +82,17 @@ def known_classes_and_train_size(cfg: RunConfig) -> tuple[int, int]:
 # ---- presets ----------------------------------------------------------------------------------
 
 def _apply_preset(key: str) -> None:
-    state.set_config(PRESETS[key].apply(state.config()))
+    before = state.config()
+    after = PRESETS[key].apply(before)
+    state.set_config(after)
     state.reset_widgets()
-    st.session_state["preset_applied"] = PRESETS[key].title
+    note = ""
+    if before.backbone.pretrained == "checkpoint" and before.backbone.checkpoint:
+        note = (" It starts from your checkpoint, as before." if after.backbone.pretrained == "checkpoint" else
+                f" It trains {backbone_title(after.backbone.name)}, so it starts from "
+                f"{'its bundled weights' if after.backbone.pretrained == 'bundled' else after.backbone.pretrained + ' weights'}"
+                f", not from your checkpoint (made for {backbone_title(before.backbone.name)}).")
+    st.session_state["preset_applied"] = (PRESETS[key].title, note)
 
 
 def presets_section() -> None:
@@ -100,7 +108,8 @@ def presets_section() -> None:
             draw_preset_row(row, cfg)
     applied = st.session_state.pop("preset_applied", None)
     if applied:
-        st.success(f"Preset **{applied}** applied. Every setting below can still be changed.", icon=":material/check:")
+        title, note = applied
+        st.success(f"Preset **{title}** applied.{note} Every setting below can still be changed.", icon=":material/check:")
 
 
 def draw_preset_row(keys: list[str], cfg: dict) -> None:
@@ -190,7 +199,9 @@ def _switch_backbone(cfg: RunConfig, name: str) -> None:
 
 
 def checkpoint_upload(engine, backbone: str, current: str) -> str:
-    """The checkpoint uploader: the engine's own verdict on the file for this backbone, in its words."""
+    """The checkpoint uploader: the engine's own verdict on the file for this backbone, in its words.
+    A file chosen before (this session or an earlier one) stays named with its verdict; earlier
+    uploads can be picked again without uploading them twice."""
     upload = st.file_uploader("Upload a checkpoint", type=list(CHECKPOINT_SUFFIXES), key="upload_ckpt",
                               help="A state dict of the same architecture, alone or inside a training checkpoint "
                                    "(`state_dict`, `model`, `ema` ...). Layers whose names and shapes match are "
@@ -204,37 +215,82 @@ def checkpoint_upload(engine, backbone: str, current: str) -> str:
             saved = state.attempt("saving the checkpoint", state.store_upload, engine, upload.getvalue(), suffix)
             if not saved.ok:
                 return current
-            from app.datasets import in_user_words
-            from engine.backbones import build_model
-
-            try:  # the config names the file upload:<sha256>, never by its path on the server
-                _, report = build_model(backbone, 2, "checkpoint", str(saved.value), checkpoint_label=upload.name)
-                memo[(upload.file_id, backbone)] = (str(saved.value), report.to_dict(), None)
+            memo[(upload.file_id, backbone)] = _check_checkpoint(str(saved.value), upload.name, backbone)
+            if memo[(upload.file_id, backbone)][2] is None:
                 state.remember_upload(engine, str(saved.value), "checkpoint", upload.name, upload.size)
-            except Exception as exc:
-                memo[(upload.file_id, backbone)] = (None, None, in_user_words(exc, {str(saved.value): upload.name}))
+            else:
                 state.discard_refused_upload(engine, str(saved.value))
         path, report, error = memo[(upload.file_id, backbone)]
         if error is not None:
             state.show_error(error, "reading the checkpoint")
             return current
-        text = (f"Checkpoint **{state.md_text(upload.name)}** fits {backbone_title(backbone)}: {report['matched']} weight tensors will be loaded"
-                + (f", {len(report['missing'])} stay at random initialisation" if report["missing"] else "")
-                + (f", {len(report['shape_mismatch'])} have another shape and are skipped" if report["shape_mismatch"] else "")
-                + (f" ({report['note']})" if report.get("note") else "") + "."
-                + (f" It was trained on {len(report['file_classes'])} classes "
-                   f"({state.md_text(', '.join(report['file_classes'][:6]))}{', ...' if len(report['file_classes']) > 6 else ''}): "
-                   "on a dataset with exactly these, its classification head is kept too."
-                   if report.get("file_classes") else ""))
-        if report.get("partial"):
-            st.warning(text.replace(" fits ", " fits only part of ", 1) + " Training starts mostly from random "
-                       "weights: check that this is the file you meant.", icon=":material/warning:")
-        else:
-            st.success(text, icon=":material/check_circle:")
+        show_checkpoint_verdict(engine, report, upload.name, backbone)
         return path
+    earlier = {state.upload_ref(u["sha256"]): u["name"] for u in state.uploads(engine, "checkpoint")}
+    if earlier:
+        current = st.selectbox("Or a checkpoint uploaded before", list(earlier), key="ckpt_earlier",
+                               index=list(earlier).index(current) if current in earlier else None,
+                               format_func=earlier.get, placeholder="Choose one of your earlier uploads") or current
     if not current:
         st.info("Upload a checkpoint file to start from it.", icon=":material/upload:")
+        return current
+    name = earlier.get(current, "your checkpoint")
+    memo = st.session_state.setdefault("ckpt_checks", {})
+    if (current, backbone) not in memo:
+        memo[(current, backbone)] = _check_checkpoint(current, name, backbone)
+    _, report, error = memo[(current, backbone)]
+    if error is not None:
+        state.show_error(error, "reading the checkpoint")
+    else:
+        show_checkpoint_verdict(engine, report, name, backbone, in_use=True)
     return current
+
+
+def _check_checkpoint(ref: str, name: str, backbone: str) -> tuple[str | None, dict | None, BaseException | None]:
+    """(ref, the engine's load report as a dict, None), or (None, None, the error in the user's words)."""
+    from app.datasets import in_user_words
+    from engine.backbones import build_model
+
+    try:  # the config names the file upload:<sha256>, never by its path on the server
+        _, report = build_model(backbone, 2, "checkpoint", ref, checkpoint_label=name)
+        return ref, report.to_dict(), None
+    except Exception as exc:
+        return None, None, in_user_words(exc, {ref: name})
+
+
+def show_checkpoint_verdict(engine, report: dict, name: str, backbone: str, in_use: bool = False) -> None:
+    """What loading the file does: tensors loaded, what stays random, and what happens to its head here."""
+    text = ((f"Starting from **{state.md_text(name)}** (uploaded before): it fits " if in_use
+             else f"Checkpoint **{state.md_text(name)}** fits ") + f"{backbone_title(backbone)}: "
+            f"{report['matched']} weight tensors will be loaded"
+            + (f", {len(report['missing'])} stay at random initialisation" if report["missing"] else "")
+            + (f", {len(report['shape_mismatch'])} have another shape and are skipped" if report["shape_mismatch"] else "")
+            + (f" ({report['note']})" if report.get("note") else "") + ". " + head_verdict(engine, report.get("file_classes")))
+    if report.get("partial"):
+        st.warning(text.replace(" fits ", " fits only part of ", 1) + " Training starts mostly from random "
+                   "weights: check that this is the file you meant.", icon=":material/warning:")
+    else:
+        st.success(text, icon=":material/check_circle:")
+
+
+def head_verdict(engine, file_classes: list[str] | None) -> str:
+    """Whether the checkpoint's classification head is kept on the dataset now chosen, in words: it is
+    when the file names exactly the dataset's classes (engine.backbones.build_model)."""
+    if not file_classes:
+        return "Its classification head is replaced by a new one for your classes."
+    shown = ", ".join(state.md_text(c) for c in file_classes[:12]) + (
+        f" and {len(file_classes) - 12} more" if len(file_classes) > 12 else "")
+    from app.datasets import check_dataset
+
+    check = check_dataset(engine, state.config())
+    if not check.ok:
+        return (f"It was trained on {len(file_classes)} classes ({shown}): on a dataset with exactly these, "
+                "its classification head is kept too.")
+    if list(check.report.classes) == list(file_classes):
+        return (f"It was trained on your dataset's {len(file_classes)} classes ({shown}): its classification "
+                "head is kept, so training continues from its predictions.")
+    return (f"It was trained on other classes ({shown}) than your dataset's {len(check.report.classes)}: "
+            "a new classification head is trained.")
 
 
 # ---- training knobs ---------------------------------------------------------------------------

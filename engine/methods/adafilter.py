@@ -82,11 +82,11 @@ class AdaFilterConfig:
                 "filters where those do better."})
     eval_gates: str = field(default="hard", metadata={  # not in the paper's test rule; "hard" = the paper
         "label": "gates when predicting", "choices": ["hard", "expected"],
-        "labels": {"hard": "binary (the paper)", "expected": "expected mix"},
-        "help": "hard: each image uses the fine-tuned or the pretrained copy of every filter, whichever its gate "
-                "favours (the paper). expected: the two copies mixed by the gate's probability, the mean of the "
-                "random choices training made (as dropout's networks are averaged at test time): 1.1 test points "
-                "higher over 5 seeds in the AdaFilter demo (README, AdaFilter)."})
+        "labels": {"hard": "one copy per filter (the paper)", "expected": "a mix of both copies (the demo)"},
+        "help": "How the trained model uses each filter's two copies when it predicts. One copy per filter: every "
+                "image uses the fine-tuned or the pretrained copy, whichever its gate favours (the paper's rule). "
+                "A mix of both copies: every image blends the two, weighted by how often its gate picked each in "
+                "training. In the AdaFilter demo the mix scored 1.1 test points higher over 5 seeds."})
     pretrained_bn: str = field(default="adapt", metadata={
         "label": "batch norm of the pretrained filters", "choices": ["adapt", "frozen"],
         "labels": {"adapt": "learnt on your data", "frozen": "kept from pretraining"},
