@@ -182,7 +182,7 @@ def test_a_stopped_run_shows_its_finished_epochs_and_can_be_used_again(studio, t
     assert f"stopped after {done} epoch" in warning and warning.count("Stopped") == 0, "said once, in plain words"
     metrics = {m.label: m.value for m in at.metric}
     assert metrics.get("Validation accuracy", "").endswith("%"), metrics
-    assert "best validation epoch" in at.radio(key=f"ckpt_{run_id}").options, "its checkpoint is offered"
+    assert "best validation epoch" in at.radio(key=f"ckpt_{run_id}_best").options, "its checkpoint is offered"
 
     at.session_state["cfg"] = RunConfig()  # the user has moved on to other settings
     at.button(key=f"reuse_data_{run_id}").click().run()

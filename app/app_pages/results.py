@@ -218,7 +218,9 @@ def downloads(engine, rec, summary: dict) -> None:
     available = [k for k in checkpoints if (run_dir / f"{k}.safetensors").is_file()]
     c = st.columns([2, 1, 1, 1], vertical_alignment="bottom")
     if available:
-        which = c[0].radio("Model weights", available, horizontal=True, key=f"ckpt_{rec.id}",
+        # keyed by what is available: a page drawn while the run was finishing (best weights only) must not
+        # keep "best" selected once the final weights exist
+        which = c[0].radio("Model weights", available, horizontal=True, key=f"ckpt_{rec.id}_{'_'.join(available)}",
                            format_func=lambda k: checkpoints[k][0], help=" ".join(checkpoints[k][1] for k in available))
         path = run_dir / f"{which}.safetensors"
         data = _file_bytes(str(path), path.stat().st_mtime_ns)
