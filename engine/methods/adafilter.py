@@ -52,10 +52,13 @@ class AdaFilterConfig:
         "help": "Size of the recurrent gate network shared by all layers. Larger = more expressive gates, more parameters."})
     temperature: float = field(default=1.0, metadata={  # of the (Gumbel-)sigmoid, training only
         "label": "gate temperature", "min": 0.05, "max": 10.0, "step": 0.05,
-        "help": "Lower = sharper soft gates (larger but noisier gradients through the straight-through estimator)."})
+        "help": "How sharply the gates learn in training: lower makes each gate's learning signal stronger but "
+                "noisier (the choice itself stays 0 or 1; technically the temperature of the sigmoid whose "
+                "gradient the straight-through estimator passes on)."})
     gumbel: bool = field(default=True, metadata={
-        "label": "Gumbel noise on the gates (training)",
-        "help": "Sample the gates during training (explores both filter copies); off = deterministic threshold."})
+        "label": "random gate choices in training",
+        "help": "On: in training each gate's choice is drawn at random with its current probability (Gumbel noise), "
+                "so both copies of a filter keep being tried. Off: always the likelier copy."})
     gate_lr_mult: float = field(default=1.0, metadata={  # gate-network lr = optim.lr x this (not x trunk_lr_mult)
         "label": "gate network lr multiplier", "min": 0.0, "max": 100.0, "step": 0.05,
         "help": "The gate network is new (like the head): its learning rate is the base lr times this."})
@@ -76,10 +79,10 @@ class AdaFilterConfig:
                 "filters. 0 = off (as in the paper)."})
     gate_bias: float = field(default=0.0, metadata={  # the logit maps' initial bias; weights stay seeded-random
         "label": "initial gate bias (prefer fine-tuned filters)", "min": -6.0, "max": 6.0, "step": 0.5,
-        "help": "Where the gates start: a filter uses its fine-tuned copy with probability sigmoid(bias) at first "
-                "(0: half the time; 2: 88%). The fine-tuned filters learn only where their gate is open, so a "
-                "positive bias starts close to standard fine-tuning and lets the gates move toward pretrained "
-                "filters where those do better."})
+        "help": "How often a filter uses its fine-tuned copy at the start: 0 = half the time, 1 = 73%, 2 = 88% "
+                "(the probability is sigmoid(bias)). The fine-tuned filters learn only from the images that use "
+                "them, so a positive value starts close to standard fine-tuning and lets the gates move toward "
+                "the pretrained filters where those do better."})
     eval_gates: str = field(default="hard", metadata={  # not in the paper's test rule; "hard" = the paper
         "label": "gates when predicting", "choices": ["hard", "expected"],
         "labels": {"hard": "one copy per filter (the paper)", "expected": "a mix of both copies (the demo)"},
