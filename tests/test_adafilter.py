@@ -176,11 +176,28 @@ def test_expected_eval_gates_mix_the_copies_by_the_gate_probability():
     assert set(gates.record[0].unique().tolist()) <= {0.0, 1.0}
 
 
+@pytest.mark.parametrize("temperature", [0.2, 1.0, 5.0])
+def test_the_expected_mix_weights_each_copy_as_often_as_training_picks_it(temperature):
+    """Training picks the fine-tuned copy when logit + noise > 0, with probability sigmoid(logit) at any
+    temperature; the expected mix must use that probability, not sigmoid(logit / T)."""
+    torch.manual_seed(0)
+    gates = GateNetwork(["l"], [4], [6], hidden_size=8, temperature=temperature, gate_bias=2.0,
+                        eval_gates="expected")
+    x = torch.rand(1, 4, 8, 8).expand(4000, 4, 8, 8)  # one image, many draws of the training noise
+    with torch.no_grad():
+        picked = gates(0, x).mean(0)  # training mode: sampled 0/1 gates
+        gates.eval()
+        mixed = gates(0, x[:1])[0]
+    torch.testing.assert_close(mixed, picked, atol=0.03, rtol=0)
+
+
 def test_the_config_sets_the_eval_gates_and_refuses_an_unknown_rule():
     _, model, _ = gated_pair("resnet18", "adafilter.eval_gates=expected")
     assert gate_network(model).eval_gates == "expected"
     with pytest.raises(StudioError, match="eval_gates"):
         validate(adafilter_cfg("adafilter.eval_gates=soft"))
+    with pytest.raises(StudioError, match="random gate choices"):  # nothing random to average over
+        validate(adafilter_cfg("adafilter.eval_gates=expected", "adafilter.gumbel=false"))
 
 
 def test_gated_batch_norm_statistics_stay_separate():
