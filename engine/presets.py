@@ -2,7 +2,8 @@
 
 The dashboard's preset buttons and the CLI's `train --preset NAME` read this one registry, so both
 start from the same settings (`python -m engine presets` lists them). A preset keeps the chosen
-dataset (source, OOD set, split) and replaces everything else. Presets switch on methods only when
+dataset (source, OOD set, split) and the user's own checkpoint when it is for the preset's backbone
+(`--config` with a checkpoint, then `--preset`, keeps it too), and replaces everything else. Presets switch on methods only when
 the engine registers them, so they never refer to a missing method.
 """
 
@@ -84,7 +85,8 @@ def small_model(cfg: RunConfig) -> RunConfig:
 
 @dataclass(frozen=True)
 class Preset:
-    """A named recipe: `apply(cfg)` returns `cfg` with the recipe's settings (the dataset kept);
+    """A named recipe: `apply(cfg)` returns `cfg` with the recipe's settings (the dataset, and a
+    checkpoint for the preset's backbone, kept);
     `describe()` is one line for people (it may name methods, so it is read when shown)."""
     name: str
     title: str

@@ -206,9 +206,9 @@ class FinishedRun:
 
     def export_wise(self, alpha: float, out_path: Path) -> Path:
         """Write theta_alpha (BN recalibrated when the run asked for it) as a safetensors state dict,
-        with the run config and alpha in its metadata."""
+        with the run config, alpha and the class names in its metadata (a start that keeps its head)."""
         model = self.model_variant("wise", float(alpha))
-        save_checkpoint(Path(out_path), model.state_dict(), self.cfg, {"alpha": float(alpha)})
+        save_checkpoint(Path(out_path), model.state_dict(), self.cfg, {"alpha": float(alpha), "classes": list(self.classes)})
         return Path(out_path)
 
 

@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from engine.augment import augment_batch, to_float
 from engine.backbones import build_model
-from engine.config import RunConfig, few_batches
+from engine.config import RunConfig, few_batches, with_section
 from engine.contract import EvalClock, MethodHook, Reporter, StopRequested, TrainContext, owns_loss
 from engine.data import DataSplits, balanced_sample_indices, class_weights
 from engine.devices import (EARLY_THREADS_CHECK_S, KEEP_DURING_RUN, THREAD_SAMPLE_S, auto_cpu_threads, autocast_ctx,
@@ -83,6 +83,7 @@ def setup_run(cfg: RunConfig, reporter: Reporter, run_dir: Path | None, work_dir
     torch.manual_seed(cfg.seed)
     model, load_report = build_model(cfg.backbone.name, len(data.classes), cfg.backbone.pretrained,
                                      cfg.backbone.checkpoint, classes=list(data.classes))
+    cfg = _continue_with_kept_head(cfg, load_report)
     model = restructure_model(model, cfg).to(device)  # e.g. AdaFilter's gated convolutions
     if auto_threads:  # the thread count before the run, less the CPUs other programs keep busy
         threads = auto_cpu_threads(sample=load, min_s=0.1 if given else THREAD_SAMPLE_S)  # given data: no decoding
@@ -174,6 +175,22 @@ def wrap_for_training(ctx: TrainContext) -> None:
     if cfg.train.compile:
         ctx.train_model = torch.compile(ctx.train_model)
     ctx.optimizer = build_optimizer(model, cfg)
+
+
+def _continue_with_kept_head(cfg: RunConfig, report) -> RunConfig:
+    """A checkpoint whose head was kept (the same classes) is a trained model: LP-FT's head-only
+    epochs would freeze its network to retrain a head that needs none, so they are skipped (the
+    load report says so). WiSE-FT fits theta_0's head itself, which the report says instead."""
+    if not report.head_kept:
+        return cfg
+    if "wise_ft" in cfg.enabled_methods():
+        report.note += "; WiSE-FT then fits its own head on your images (theta_0's linear probe)"
+        return cfg
+    if cfg.optim.linear_probe_epochs:
+        report.note += (f"; the {cfg.optim.linear_probe_epochs} head-only (linear-probe) epochs are skipped: "
+                        "the kept head is already trained")
+        return with_section(cfg, "optim", linear_probe_epochs=0)
+    return cfg
 
 
 def frozen_blocks(ctx: TrainContext) -> list[torch.nn.Module]:

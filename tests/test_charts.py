@@ -239,3 +239,11 @@ def test_the_server_can_set_the_live_redraw_interval(monkeypatch):
     for junk in ("fast", "", "nan", "inf"):
         monkeypatch.setenv(REFRESH_ENV, junk)
         assert live_refresh_s(gpu=False, cpus=2) == 3.0, junk
+
+
+def test_the_overfitting_check_is_named_in_words_and_its_rollback_marker_is_no_curve():
+    from app.charts import method_metric_names, metric_label
+
+    df = pd.DataFrame({"epoch": [1, 2], "val_acc": [0.5, 0.6], "train_pgd_acc": [0.3, 0.1], "co_rollback": [None, 1.0]})
+    assert method_metric_names(df) == ["train_pgd_acc"]
+    assert metric_label("train_pgd_acc") == "Robust accuracy on training images (overfitting check)"

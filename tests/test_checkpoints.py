@@ -326,6 +326,19 @@ def test_the_uploader_says_which_classes_a_studio_model_keeps_its_head_for(model
     assert "Starting from **sample-model.safetensors** (uploaded before)" in success, success
     assert at.selectbox(key="ckpt_earlier").value == at.session_state["cfg"].backbone.checkpoint
 
+    # an earlier upload can be picked again; one deleted since is said, and no longer the run's start
+    sha = hashlib.sha256((tmp_path / "m.safetensors").read_bytes()).hexdigest()
+    first = f"upload:{sha}"  # the values are the uploads' references; the names are how they are shown
+    assert at.session_state["cfg"].backbone.checkpoint != first
+    at.selectbox(key="ckpt_earlier").set_value(first).run()
+    assert at.session_state["cfg"].backbone.checkpoint == first
+    assert any("Starting from **my-model.safetensors**" in str(s.value) for s in at.success)
+    for f in (tmp_path / "studio" / "uploads").glob(sha[:32] + ".*"):
+        f.unlink()
+    at.run()
+    assert any("no longer on the server" in str(e.value) for e in at.error)
+    assert at.session_state["cfg"].backbone.checkpoint == ""
+
 
 def test_the_uploader_refuses_another_architecture_with_the_engines_verdict(model_page, tmp_path):
     torch.save(generated_state("resnet50"), tmp_path / "r50")
@@ -431,13 +444,15 @@ def test_a_studio_checkpoint_keeps_its_head_for_the_same_classes_only(tiny_cfg, 
     for other in (classes[::-1], classes[:-1] + ["blue"]):
         fresh, report = build_model("resnet18", len(other), "checkpoint", ckpt, classes=other)
         assert not report.head_kept and "head kept" not in report.note and "new classification head" in report.note
-        assert not torch.equal(fresh.net.fc.weight, same.net.fc.weight)
+        assert f"the file was trained on {len(classes)} other classes" in report.note
     # a file that does not say its classes (a plain state dict) never keeps its head
     save_file({k: v.contiguous() for k, v in trained.state_dict().items()}, tmp_path / "plain.safetensors")
     _, report = build_model("resnet18", len(classes), "checkpoint", str(tmp_path / "plain.safetensors"), classes=classes)
     assert report.file_classes is None and not report.head_kept
 
-    # a run started from it says so in its summary
-    cont = train(tiny_cfg("train.epochs=1", "eval.ood=false", "backbone.pretrained=checkpoint",
-                          f"backbone.checkpoint={ckpt}"), work_dir=tmp_path / "d")
+    # a run started from it says so in its summary, and skips LP-FT's head-only epochs (the head is trained)
+    cont = train(tiny_cfg("train.epochs=2", "optim.linear_probe_epochs=1", "eval.ood=false",
+                          "backbone.pretrained=checkpoint", f"backbone.checkpoint={ckpt}"), work_dir=tmp_path / "d")
     assert cont.summary["load_report"]["head_kept"] is True
+    assert "head-only (linear-probe) epochs are skipped" in cont.summary["load_report"]["note"]
+    assert cont.context.cfg.optim.linear_probe_epochs == 0

@@ -68,15 +68,24 @@ def fmt_params(n: int) -> str:
     return f"{n / 1e6:.1f} M" if n >= 1e6 else f"{n / 1e3:.0f} k"
 
 
-def known_classes_and_train_size(cfg: RunConfig) -> tuple[int, int]:
-    """From this tab's last dataset check (the Data page), else the sample's shape."""
+def last_check(cfg: RunConfig):
+    """This tab's last successful check of the chosen dataset (the Data page's), or None: read, never
+    run here (a check decodes the whole dataset)."""
     for key, check in reversed(list(st.session_state.get("data_checks", {}).items())):
         if key[0] == cfg.data.source and check.ok:
-            n_train = sum(check.report.split_counts.get("train", {}).values())
-            if cfg.data.train_per_class:
-                n_train = min(n_train, cfg.data.train_per_class * len(check.report.classes))
-            return len(check.report.classes), n_train
-    return SAMPLE_CLASSES, SAMPLE_TRAIN_IMAGES
+            return check
+    return None
+
+
+def known_classes_and_train_size(cfg: RunConfig) -> tuple[int, int]:
+    """From this tab's last dataset check (the Data page), else the sample's shape."""
+    check = last_check(cfg)
+    if check is None:
+        return SAMPLE_CLASSES, SAMPLE_TRAIN_IMAGES
+    n_train = sum(check.report.split_counts.get("train", {}).values())
+    if cfg.data.train_per_class:
+        n_train = min(n_train, cfg.data.train_per_class * len(check.report.classes))
+    return len(check.report.classes), n_train
 
 
 # ---- presets ----------------------------------------------------------------------------------
@@ -90,8 +99,8 @@ def _apply_preset(key: str) -> None:
     if before.backbone.pretrained == "checkpoint" and before.backbone.checkpoint:
         note = (" It starts from your checkpoint, as before." if after.backbone.pretrained == "checkpoint" else
                 f" It trains {backbone_title(after.backbone.name)}, so it starts from "
-                f"{'its bundled weights' if after.backbone.pretrained == 'bundled' else after.backbone.pretrained + ' weights'}"
-                f", not from your checkpoint (made for {backbone_title(before.backbone.name)}).")
+                f"{state.WEIGHTS_TEXT.get(after.backbone.pretrained, after.backbone.pretrained)}, not from your "
+                f"checkpoint (made for {backbone_title(before.backbone.name)}).")
     st.session_state["preset_applied"] = (PRESETS[key].title, note)
 
 
@@ -208,23 +217,26 @@ def checkpoint_upload(engine, backbone: str, current: str) -> str:
                                    "loaded. The classification head is replaced, except in a model this studio "
                                    "trained on exactly your dataset's classes: that one keeps its head, so training "
                                    "continues from its predictions. The file's contents decide its format, not its name.")
+    check = last_check(state.config())
+    classes = list(check.report.classes) if check is not None else None  # the chosen dataset's, when known
     if upload is not None:
         suffix = "." + upload.name.rsplit(".", 1)[-1].lower() if "." in upload.name else ".bin"
         memo = st.session_state.setdefault("ckpt_checks", {})
-        if (upload.file_id, backbone) not in memo:
+        if (upload.file_id, backbone, tuple(classes or ())) not in memo:
             saved = state.attempt("saving the checkpoint", state.store_upload, engine, upload.getvalue(), suffix)
             if not saved.ok:
                 return current
-            memo[(upload.file_id, backbone)] = _check_checkpoint(str(saved.value), upload.name, backbone)
-            if memo[(upload.file_id, backbone)][2] is None:
+            key = (upload.file_id, backbone, tuple(classes or ()))
+            memo[key] = _check_checkpoint(str(saved.value), upload.name, backbone, classes)
+            if memo[key][2] is None:
                 state.remember_upload(engine, str(saved.value), "checkpoint", upload.name, upload.size)
             else:
                 state.discard_refused_upload(engine, str(saved.value))
-        path, report, error = memo[(upload.file_id, backbone)]
+        path, report, error = memo[(upload.file_id, backbone, tuple(classes or ()))]
         if error is not None:
             state.show_error(error, "reading the checkpoint")
             return current
-        show_checkpoint_verdict(engine, report, upload.name, backbone)
+        show_checkpoint_verdict(report, upload.name, backbone, classes)
         return path
     earlier = {state.upload_ref(u["sha256"]): u["name"] for u in state.uploads(engine, "checkpoint")}
     if earlier:
@@ -234,38 +246,48 @@ def checkpoint_upload(engine, backbone: str, current: str) -> str:
     if not current:
         st.info("Upload a checkpoint file to start from it.", icon=":material/upload:")
         return current
+    if not state.source_exists(current):  # deleted since it was chosen
+        st.error("The checkpoint chosen before is no longer on the server: upload it again or pick another.",
+                 icon=":material/error:")
+        return ""
     name = earlier.get(current, "your checkpoint")
     memo = st.session_state.setdefault("ckpt_checks", {})
-    if (current, backbone) not in memo:
-        memo[(current, backbone)] = _check_checkpoint(current, name, backbone)
-    _, report, error = memo[(current, backbone)]
-    if error is not None:
+    key = (current, backbone, tuple(classes or ()))
+    if key not in memo:
+        memo[key] = _check_checkpoint(current, name, backbone, classes)
+    _, report, error = memo[key]
+    if error is not None:  # e.g. made for the backbone chosen before: not a start for this one
         state.show_error(error, "reading the checkpoint")
-    else:
-        show_checkpoint_verdict(engine, report, name, backbone, in_use=True)
+        return ""
+    show_checkpoint_verdict(report, name, backbone, classes, in_use=True)
     return current
 
 
-def _check_checkpoint(ref: str, name: str, backbone: str) -> tuple[str | None, dict | None, BaseException | None]:
-    """(ref, the engine's load report as a dict, None), or (None, None, the error in the user's words)."""
+def _check_checkpoint(ref: str, name: str, backbone: str, classes: list[str] | None
+                      ) -> tuple[str | None, dict | None, BaseException | None]:
+    """(ref, the engine's load report as a dict, None), or (None, None, the error in the user's words).
+    With the dataset's `classes`, the report says what the run will do with the file's head."""
     from app.datasets import in_user_words
     from engine.backbones import build_model
 
     try:  # the config names the file upload:<sha256>, never by its path on the server
-        _, report = build_model(backbone, 2, "checkpoint", ref, checkpoint_label=name)
+        _, report = build_model(backbone, len(classes) if classes else 2, "checkpoint", ref, checkpoint_label=name,
+                                classes=classes)
         return ref, report.to_dict(), None
     except Exception as exc:
         return None, None, in_user_words(exc, {ref: name})
 
 
-def show_checkpoint_verdict(engine, report: dict, name: str, backbone: str, in_use: bool = False) -> None:
+def show_checkpoint_verdict(report: dict, name: str, backbone: str, classes: list[str] | None,
+                            in_use: bool = False) -> None:
     """What loading the file does: tensors loaded, what stays random, and what happens to its head here."""
+    note = "; ".join(n for n in str(report.get("note") or "").split("; ") if "classification head" not in n)
     text = ((f"Starting from **{state.md_text(name)}** (uploaded before): it fits " if in_use
              else f"Checkpoint **{state.md_text(name)}** fits ") + f"{backbone_title(backbone)}: "
             f"{report['matched']} weight tensors will be loaded"
             + (f", {len(report['missing'])} stay at random initialisation" if report["missing"] else "")
             + (f", {len(report['shape_mismatch'])} have another shape and are skipped" if report["shape_mismatch"] else "")
-            + (f" ({report['note']})" if report.get("note") else "") + ". " + head_verdict(engine, report.get("file_classes")))
+            + (f" ({note})" if note else "") + ". " + head_verdict(report, classes))
     if report.get("partial"):
         st.warning(text.replace(" fits ", " fits only part of ", 1) + " Training starts mostly from random "
                    "weights: check that this is the file you meant.", icon=":material/warning:")
@@ -273,24 +295,28 @@ def show_checkpoint_verdict(engine, report: dict, name: str, backbone: str, in_u
         st.success(text, icon=":material/check_circle:")
 
 
-def head_verdict(engine, file_classes: list[str] | None) -> str:
-    """Whether the checkpoint's classification head is kept on the dataset now chosen, in words: it is
-    when the file names exactly the dataset's classes (engine.backbones.build_model)."""
+def head_verdict(report: dict, classes: list[str] | None) -> str:
+    """What the run does with the checkpoint's classification head, in words: the engine's own decision
+    (`head_kept`) for the dataset's `classes` when the Data page has checked it, else the rule."""
+    file_classes = report.get("file_classes")
     if not file_classes:
         return "Its classification head is replaced by a new one for your classes."
     shown = ", ".join(state.md_text(c) for c in file_classes[:12]) + (
         f" and {len(file_classes) - 12} more" if len(file_classes) > 12 else "")
-    from app.datasets import check_dataset
-
-    check = check_dataset(engine, state.config())
-    if not check.ok:
+    if classes is None:
         return (f"It was trained on {len(file_classes)} classes ({shown}): on a dataset with exactly these, "
                 "its classification head is kept too.")
-    if list(check.report.classes) == list(file_classes):
+    if report.get("head_kept"):
+        if "wise_ft" in state.config().enabled_methods():
+            return (f"It was trained on your dataset's {len(file_classes)} classes ({shown}), but WiSE-FT fits its "
+                    "own head on your images first (its starting model, theta_0).")
         return (f"It was trained on your dataset's {len(file_classes)} classes ({shown}): its classification "
-                "head is kept, so training continues from its predictions.")
-    return (f"It was trained on other classes ({shown}) than your dataset's {len(check.report.classes)}: "
-            "a new classification head is trained.")
+                "head is kept, so training continues from its predictions (the head-only epochs are skipped).")
+    if list(file_classes) == list(classes):
+        return (f"It names your dataset's classes ({shown}) but holds no head of their size: a new "
+                "classification head is trained.")
+    return (f"It was trained on other classes ({shown}) than your dataset's {len(classes)}: a new "
+            "classification head is trained.")
 
 
 # ---- training knobs ---------------------------------------------------------------------------

@@ -347,9 +347,10 @@ def _plain_keys(layer: str) -> tuple[str, str]:
 @torch.no_grad()
 def gate_statistics(model, images: torch.Tensor, labels: torch.Tensor, num_classes: int, device,
                     batch_size: int = 256, amp_dtype=None) -> dict[str, Any]:
-    """Fraction of filters that use the fine-tuned copy (eval-mode gates) on `images` (uint8):
+    """Share of filters that use the fine-tuned copy (eval-mode gates: a fraction of 0/1 gates, or with
+    `eval_gates: expected` the mean gate probability) on `images` (uint8):
     per layer, overall (weighted by filter count), per class per layer, and per layer the mean
-    noise-free gate probability sigmoid(logit / T) (`prob_per_layer`, which shows learning before
+    noise-free gate probability sigmoid(logit) (`prob_per_layer`, which shows learning before
     any binary gate flips)."""
     gates = gate_network(model)
     names = gates.layer_names
