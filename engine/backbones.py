@@ -266,6 +266,15 @@ def build_model(name: str, num_classes: int, pretrained: str = "none", checkpoin
 
         path = resolve_path(checkpoint)
         label = checkpoint_label or Path(checkpoint).name
+        kind = studio_model_kind(path) if path.is_file() else ""
+        if kind == "structured":
+            raise StudioError(f"{label} is a channel-pruned studio model (structured pruning): its layers have fewer "
+                              f"channels than {backbone_title(name)}'s, so it cannot start a run. Start from the same "
+                              "run's final weights (the full-size model) instead.")
+        if kind == "adafilter":
+            raise StudioError(f"{label} is a studio model trained with AdaFilter: it holds two copies of every filter "
+                              "and a gate network, so it cannot start a run of a plain network. Start from a run "
+                              "trained without AdaFilter, or from the bundled weights.")
         candidates = read_checkpoint(path, label)
         own = _shapes_of(net)
         # A training checkpoint can hold several state dicts (model and EMA, student and teacher):
@@ -304,6 +313,19 @@ def _load_head(head: nn.Linear, state: dict[str, torch.Tensor], key: str) -> boo
     return True
 
 
+def _safetensors_metadata(path: Path) -> dict[str, str]:
+    """A safetensors file's string metadata ({} for other formats or an unreadable header; never raises)."""
+    try:
+        if checkpoint_format(Path(path)) != "safetensors":
+            return {}
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception:
+        return {}
+
+
 def checkpoint_classes(path: Path) -> list[str] | None:
     """The class names (label order) a checkpoint file says its head was trained on, or None.
 
@@ -312,18 +334,28 @@ def checkpoint_classes(path: Path) -> list[str] | None:
     Never raises: an unreadable or odd header is the same as no classes.
     """
     try:
-        if checkpoint_format(Path(path)) != "safetensors":
-            return None
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            raw = (f.metadata() or {}).get("classes")
+        raw = _safetensors_metadata(path).get("classes")
         names = json.loads(raw) if raw else None
-    except Exception:
+    except ValueError:
         return None
     if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
         return names
     return None
+
+
+def studio_model_kind(path: Path) -> str:
+    """"structured" (a channel-pruned model), "adafilter" (a gated model: two copies of every filter) or
+    "" for anything else, read from a studio safetensors file's metadata: neither of the first two has
+    the layers of a plain backbone, so neither can start a run."""
+    meta = _safetensors_metadata(path)
+    if "structured_arch" in meta:
+        return "structured"
+    try:
+        cfg = json.loads(meta.get("config") or "{}")
+    except ValueError:
+        return ""
+    ada = cfg.get("adafilter") if isinstance(cfg, dict) else None  # the config's method sections are top level
+    return "adafilter" if isinstance(ada, dict) and ada.get("enabled") else ""
 
 
 # torchvision builds MobileNetV3 and EfficientNet with batch-norm momentum 0.01 (made for long

@@ -456,3 +456,19 @@ def test_a_studio_checkpoint_keeps_its_head_for_the_same_classes_only(tiny_cfg, 
     assert cont.summary["load_report"]["head_kept"] is True
     assert "head-only (linear-probe) epochs are skipped" in cont.summary["load_report"]["note"]
     assert cont.context.cfg.optim.linear_probe_epochs == 0
+
+
+def test_gated_and_channel_pruned_studio_models_are_refused_as_a_start_in_plain_words(tmp_path):
+    from engine.checkpoints import save_checkpoint
+    from engine.config import RunConfig, apply_overrides
+
+    net = build_model("resnet18", 3, "none")[0]
+    ada = apply_overrides(RunConfig(), ["adafilter.enabled=true"])
+    save_checkpoint(tmp_path / "ada.safetensors", net.state_dict(), ada, {"classes": ["a", "b", "c"]})
+    with pytest.raises(StudioError, match="trained with AdaFilter: it holds two copies of every filter"):
+        build_model("resnet18", 3, "checkpoint", str(tmp_path / "ada.safetensors"), checkpoint_label="mine.safetensors")
+    save_checkpoint(tmp_path / "pruned.safetensors", net.state_dict(), RunConfig(), {"structured_arch": {"x": 1}})
+    with pytest.raises(StudioError, match="mine.safetensors is a channel-pruned studio model"):
+        build_model("resnet18", 3, "checkpoint", str(tmp_path / "pruned.safetensors"), checkpoint_label="mine.safetensors")
+    save_checkpoint(tmp_path / "plain.safetensors", net.state_dict(), RunConfig(), {"classes": ["a", "b", "c"]})
+    assert build_model("resnet18", 3, "checkpoint", str(tmp_path / "plain.safetensors"))[1].matched
