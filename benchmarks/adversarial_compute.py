@@ -47,6 +47,8 @@ def main() -> None:
     ap.add_argument("--scratch-epochs", type=int, default=20, help="the demo's 20 by default")
     ap.add_argument("--starts", nargs="+", choices=["bundled", "natural"], default=["bundled", "natural"],
                     help="which fine-tuning starts to measure against scratch (default both)")
+    ap.add_argument("--natural-lr", type=float, help="peak learning rate of the naturally trained start's adversarial "
+                                                     "fine-tuning (default: the demo's)")
     ap.add_argument("--eps", help="training and evaluation eps for every run, e.g. 8/255 (default: the demo's, "
                                   "2/255 for training, 4/255 for the evaluation)")
     args = ap.parse_args()
@@ -75,7 +77,8 @@ def main() -> None:
                 "bundled": ["--preset", "adversarial_demo", *size],
                 "natural": ["--preset", "adversarial_demo", *size, "--checkpoint",
                             str(Path(tmp) / "natural" / "last.safetensors"), "--epochs", str(quarter),
-                            "--set", "optim.linear_probe_epochs=0", "--set", "optim.schedule=slow_start_fast_decay"],
+                            "--set", "optim.linear_probe_epochs=0", "--set", "optim.schedule=slow_start_fast_decay",
+                            *(["--lr", str(args.natural_lr)] if args.natural_lr else [])],
                 "scratch": ["--preset", "adversarial_demo", *size, "--pretrained", "none", "--epochs",
                             str(args.scratch_epochs), "--set", "optim.linear_probe_epochs=0"]}
             for key, recipe in ((k, r) for k, r in recipes.items() if k in names):
