@@ -138,6 +138,8 @@ def test_compare_shows_the_dataset_and_flags_runs_on_different_data(studio, tiny
     assert "val acc" in table.columns and "test acc" in table.columns
     assert not any(str(v) == "None" for v in table.astype(object).to_numpy().ravel()), "blanks are blank"
     assert any("2 different datasets" in w for w in texts(at.warning))
+    assert table["balanced acc"].notna().all()
+    assert any(c.startswith("balanced: the mean of the per-class accuracies on the test images") for c in texts(at.caption))
     curves = at.selectbox(key="compare_metric").options
     assert "Validation accuracy" in curves and not any(o.startswith("OOD: ") for o in curves), "no per-corruption keys"
 

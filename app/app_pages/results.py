@@ -452,6 +452,9 @@ def compare(engine, runs) -> None:
     main = table.drop(columns=setup)  # the comparison itself fits the page; how each run was set up folds away
     st.dataframe(main, hide_index=True, width="stretch", placeholder="",  # a missing number is a blank cell
                  column_config={k: v for k, v in config.items() if k in main.columns})
+    if "balanced acc" in main.columns and main["balanced acc"].notna().any():  # said under the table, not only on hover
+        st.caption("balanced: the mean of the per-class accuracies on the test images (validation images where a "
+                   "run has no test split), so every class counts equally.")
     if setup:
         with st.expander("How each run was set up (model, epochs, batch size, learning rate, speed, time)",
                          icon=":material/settings:"):
