@@ -266,7 +266,8 @@ def build_model(name: str, num_classes: int, pretrained: str = "none", checkpoin
 
         path = resolve_path(checkpoint)
         label = checkpoint_label or Path(checkpoint).name
-        kind = studio_model_kind(path) if path.is_file() else ""
+        meta = _studio_metadata(path) if path.is_file() else {}  # read once: what kind of model, which classes
+        kind = _studio_kind_in(meta)
         if kind == "structured":
             raise StudioError(f"{label} is a channel-pruned studio model (structured pruning): its layers have fewer "
                               f"channels than {backbone_title(name)}'s, so it cannot start a run. Start from the same "
@@ -284,7 +285,7 @@ def build_model(name: str, num_classes: int, pretrained: str = "none", checkpoin
         report.entry = entry
         if entry:
             report.note = (f"read from the file's `{entry}` entry; " + report.note).rstrip("; ")
-        report.file_classes = checkpoint_classes(path)
+        report.file_classes = _classes_in(meta)
     elif pretrained != "none":
         raise StudioError(f"Unknown pretrained source `{pretrained}`: choose {', '.join(PRETRAINED_SOURCES)}.")
     old_head = _get_submodule(net, spec.head_attr)
@@ -313,17 +314,24 @@ def _load_head(head: nn.Linear, state: dict[str, torch.Tensor], key: str) -> boo
     return True
 
 
-def _safetensors_metadata(path: Path) -> dict[str, str]:
-    """A safetensors file's string metadata ({} for other formats or an unreadable header; never raises)."""
-    try:
-        if checkpoint_format(Path(path)) != "safetensors":
-            return {}
-        from safetensors import safe_open
+def _studio_metadata(path: Path) -> dict[str, str]:
+    """A safetensors file's metadata ({} for other formats or an unreadable header; never raises)."""
+    from engine.checkpoints import read_metadata
 
-        with safe_open(str(path), framework="pt") as f:
-            return dict(f.metadata() or {})
-    except Exception:
+    try:
+        return read_metadata(path) if checkpoint_format(Path(path)) == "safetensors" else {}
+    except (StudioError, OSError):
         return {}
+
+
+def _classes_in(meta: dict[str, str]) -> list[str] | None:
+    try:
+        names = json.loads(meta["classes"]) if meta.get("classes") else None
+    except ValueError:
+        return None
+    if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
+        return names
+    return None
 
 
 def checkpoint_classes(path: Path) -> list[str] | None:
@@ -333,21 +341,13 @@ def checkpoint_classes(path: Path) -> list[str] | None:
     for run checkpoints and exports; other files, and torch.save files, say nothing the studio reads.
     Never raises: an unreadable or odd header is the same as no classes.
     """
-    try:
-        raw = _safetensors_metadata(path).get("classes")
-        names = json.loads(raw) if raw else None
-    except ValueError:
-        return None
-    if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
-        return names
-    return None
+    return _classes_in(_studio_metadata(path))
 
 
-def studio_model_kind(path: Path) -> str:
+def _studio_kind_in(meta: dict[str, str]) -> str:
     """"structured" (a channel-pruned model), "adafilter" (a gated model: two copies of every filter) or
-    "" for anything else, read from a studio safetensors file's metadata: neither of the first two has
-    the layers of a plain backbone, so neither can start a run."""
-    meta = _safetensors_metadata(path)
+    "" for anything else, from a studio file's metadata: neither of the first two has the layers of a
+    plain backbone, so neither can start a run."""
     if "structured_arch" in meta:
         return "structured"
     try:

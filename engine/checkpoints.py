@@ -43,13 +43,22 @@ def save_checkpoint(path: Path, state_dict: dict[str, torch.Tensor], config: Any
     os.replace(tmp, path)  # atomic: a crash never leaves half a checkpoint
 
 
-def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """(state dict, metadata with `config` parsed)."""
+def read_metadata(path: Path) -> dict[str, str]:
+    """A safetensors file's metadata as written (JSON strings by key: `config`, `classes`, ...), read
+    from its header alone. Raises StudioError for a file that is not a readable safetensors file."""
     from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="pt") as f:
-            meta = dict(f.metadata() or {})
+            return dict(f.metadata() or {})
+    except Exception as exc:
+        raise StudioError(f"{Path(path).name} is not a readable checkpoint ({exc}).") from None
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(state dict, metadata with `config` parsed). Raises StudioError for an unreadable file."""
+    meta = read_metadata(path)
+    try:
         state = load_file(str(path))
     except Exception as exc:
         raise StudioError(f"{Path(path).name} is not a readable checkpoint ({exc}).") from None
