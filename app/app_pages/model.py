@@ -219,20 +219,20 @@ def checkpoint_upload(engine, backbone: str, current: str) -> str:
                                    "continues from its predictions. The file's contents decide its format, not its name.")
     check = last_check(state.config())
     classes = list(check.report.classes) if check is not None else None  # the chosen dataset's, when known
+    memo = st.session_state.setdefault("ckpt_checks", {})  # (file, backbone, classes) -> the engine's verdict
     if upload is not None:
         suffix = "." + upload.name.rsplit(".", 1)[-1].lower() if "." in upload.name else ".bin"
-        memo = st.session_state.setdefault("ckpt_checks", {})
-        if (upload.file_id, backbone, tuple(classes or ())) not in memo:
+        key = (upload.file_id, backbone, tuple(classes or ()))
+        if key not in memo:
             saved = state.attempt("saving the checkpoint", state.store_upload, engine, upload.getvalue(), suffix)
             if not saved.ok:
                 return current
-            key = (upload.file_id, backbone, tuple(classes or ()))
             memo[key] = _check_checkpoint(str(saved.value), upload.name, backbone, classes)
             if memo[key][2] is None:
                 state.remember_upload(engine, str(saved.value), "checkpoint", upload.name, upload.size)
             else:
                 state.discard_refused_upload(engine, str(saved.value))
-        path, report, error = memo[(upload.file_id, backbone, tuple(classes or ()))]
+        path, report, error = memo[key]
         if error is not None:
             state.show_error(error, "reading the checkpoint")
             return current
@@ -251,7 +251,6 @@ def checkpoint_upload(engine, backbone: str, current: str) -> str:
                  icon=":material/error:")
         return ""
     name = earlier.get(current, "your checkpoint")
-    memo = st.session_state.setdefault("ckpt_checks", {})
     key = (current, backbone, tuple(classes or ()))
     if key not in memo:
         memo[key] = _check_checkpoint(current, name, backbone, classes)
@@ -310,8 +309,9 @@ def head_verdict(report: dict, classes: list[str] | None) -> str:
         if "wise_ft" in state.config().enabled_methods():
             return (f"It was trained on your dataset's {len(file_classes)} classes ({shown}), but WiSE-FT fits its "
                     "own head on your images first (its starting model, theta_0).")
+        skipped = " (the head-only epochs are skipped)" if state.config().optim.linear_probe_epochs else ""
         return (f"It was trained on your dataset's {len(file_classes)} classes ({shown}): its classification "
-                "head is kept, so training continues from its predictions (the head-only epochs are skipped).")
+                f"head is kept, so training continues from its predictions{skipped}.")
     if list(file_classes) == list(classes):
         return (f"It names your dataset's classes ({shown}) but holds no head of their size: a new "
                 "classification head is trained.")
