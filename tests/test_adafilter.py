@@ -194,8 +194,9 @@ def test_the_expected_mix_weights_each_copy_as_often_as_training_picks_it(temper
 def test_the_config_sets_the_eval_gates_and_refuses_an_unknown_rule():
     _, model, _ = gated_pair("resnet18", "adafilter.eval_gates=expected")
     assert gate_network(model).eval_gates == "expected"
-    with pytest.raises(StudioError, match="eval_gates"):
+    with pytest.raises(StudioError, match="eval_gates") as refused:
         validate(adafilter_cfg("adafilter.eval_gates=soft"))
+    assert str(refused.value).count("soft") == 1, "each problem said once"
     with pytest.raises(StudioError, match="random gate choices"):  # nothing random to average over
         validate(adafilter_cfg("adafilter.eval_gates=expected", "adafilter.gumbel=false"))
 

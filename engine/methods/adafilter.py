@@ -556,16 +556,11 @@ def _check(run_cfg, c: AdaFilterConfig) -> list[str]:
         problems.append("The AdaFilter gated layers' lr multiplier must be positive.")
     if c.gate_lr_mult < 0 or c.sparsity_weight < 0:
         problems.append("The AdaFilter gate lr multiplier and sparsity penalty cannot be negative.")
-    if c.gate_optimizer not in ("adam", "sgd"):
-        problems.append(f"Unknown AdaFilter gate optimiser `{c.gate_optimizer}`: choose adam or sgd.")
-    if c.eval_gates not in ("hard", "expected"):
-        problems.append(f"Unknown AdaFilter eval_gates `{c.eval_gates}`: choose hard or expected.")
-    elif c.eval_gates == "expected" and not c.gumbel:
+    # choices (gate_optimizer, eval_gates, pretrained_bn) are checked from the fields' metadata
+    if c.eval_gates == "expected" and not c.gumbel:
         problems.append("AdaFilter's mix of both copies when predicting (eval_gates: expected) averages the random "
                         "gate choices of training: switch random gate choices in training (gumbel) on, or predict "
                         "with one copy per filter (eval_gates: hard).")
-    if c.pretrained_bn not in ("adapt", "frozen"):
-        problems.append(f"Unknown AdaFilter pretrained_bn `{c.pretrained_bn}`: choose adapt or frozen.")
     return problems
 
 
