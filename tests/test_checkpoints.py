@@ -445,6 +445,15 @@ def test_a_studio_checkpoint_keeps_its_head_for_the_same_classes_only(tiny_cfg, 
         fresh, report = build_model("resnet18", len(other), "checkpoint", ckpt, classes=other)
         assert not report.head_kept and "head kept" not in report.note and "new classification head" in report.note
         assert f"the file was trained on {len(classes)} other classes" in report.note
+    # the same model saved by another wrapper (DistributedDataParallel's `module.`) keeps its head too
+    from engine.checkpoints import save_checkpoint
+
+    wrapped = {"module." + k: v for k, v in trained.state_dict().items()}
+    save_checkpoint(tmp_path / "ddp.safetensors", wrapped, tiny_cfg(), {"classes": classes})
+    ddp, report = build_model("resnet18", len(classes), "checkpoint", str(tmp_path / "ddp.safetensors"), classes=classes)
+    assert report.head_kept and report.prefix == "module.net."
+    with torch.no_grad():
+        torch.testing.assert_close(ddp.eval()(x), expected)
     # a file that does not say its classes (a plain state dict) never keeps its head
     save_file({k: v.contiguous() for k, v in trained.state_dict().items()}, tmp_path / "plain.safetensors")
     _, report = build_model("resnet18", len(classes), "checkpoint", str(tmp_path / "plain.safetensors"), classes=classes)
