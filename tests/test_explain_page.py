@@ -388,3 +388,17 @@ def test_error_analysis_answers_in_the_runs_precision_and_agrees_with_its_result
     page.predictions(run_dir, datasets)
     page.predictions.clear()
     assert seen == [torch.bfloat16, None]
+
+
+def test_the_starting_model_of_a_run_that_kept_its_checkpoints_head_is_not_called_a_guess(tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    from app.app_pages.explain import row_note
+
+    rec = SimpleNamespace(config={}, run_dir=str(tmp_path))
+    (tmp_path / "summary.json").write_text(json.dumps({"load_report": {"head_kept": False}}))
+    assert "never trained" in row_note({"key": "pretrained"}, "checkpoint", rec)
+    (tmp_path / "summary.json").write_text(json.dumps({"load_report": {"head_kept": True}}))
+    note = row_note({"key": "pretrained"}, "checkpoint", rec)
+    assert "never trained" not in note and "head it was trained with" in note and "your checkpoint" in note

@@ -429,6 +429,9 @@ def row_note(r: dict, pretrained_src: str | None, rec) -> str:
             return ("The starting model of WiSE-FT (theta_0, alpha 0): the pretrained backbone, unchanged, with only a "
                     "new final layer trained on your images (a linear probe).")
         src = state.WEIGHTS_TEXT.get(pretrained_src, pretrained_src)
+        if (components.read_summary(str(rec.run_dir)).get("load_report") or {}).get("head_kept"):
+            return (f"The model this run started from ({src}), with the classification head it was trained with "
+                    "(kept: the same classes): its answers are that model's own, before this run.")
         return (f"The backbone before fine-tuning ({src}) with this run's new head, which was never trained: its "
                 "answer is a guess, so read its maps as what its features respond to"
                 + (" (this run started from random weights, so there is little to see)." if pretrained_src == "none"
