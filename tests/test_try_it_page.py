@@ -124,6 +124,9 @@ def test_two_models_side_by_side_and_attributions_for_a_new_image(run):
     assert len(at.image) == 3, captions  # the picture, then one attribution map per model
     assert sum(c.startswith("WiSE-FT mix at alpha") and ": why " in c for c in captions) == 2, captions
     at.toggle(key="try_compare").set_value(False).run()  # kept in the draft: later tests start with one model
+    no_problems(at)
+    assert [t.value for t in at.toggle if t.key.startswith("try_explain_")] == [True], "the attributions stay on"
+    assert len(at.image) == 2, "the picture and the one model's map"
 
 
 def test_a_refresh_keeps_the_models_the_comparison_and_the_threshold(run):

@@ -186,7 +186,8 @@ def image_result(run_dir: str, ds: str, models: list, name: str, data: bytes, th
             verdict(p, answer)
             st.caption(f"answered in {ms:.0f} ms on {device_words(p.device)}")
     key = f"{digest(data)}_{'_'.join(f'{v}{a}' for _, v, a in models)}"
-    if st.toggle("Why? Show attributions", key=f"try_explain_{key}"):
+    # the switch belongs to the image: turning the comparison on or off (other models) keeps it as it was
+    if st.toggle("Why? Show attributions", key=f"try_explain_{digest(data)}"):
         explain_view(run_dir, ds, models, image, answers, key)
     st.divider()
     return True
