@@ -28,6 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.backbones import BACKBONES  # noqa: E402
+from engine.claims import pruning_claim  # noqa: E402
 from engine.config import RunConfig, apply_overrides  # noqa: E402
 from engine.structured import latency_pair  # noqa: E402
 from engine.run_data import prepare_data  # noqa: E402
@@ -60,12 +61,37 @@ def run(cfg: RunConfig, data, *overrides: str, latency: tuple[int, int] | None =
         structured["latency_threads"] = threads
         torch.set_num_threads(before)
     return {"val_acc": s["val_acc"], "test_acc": s["test_acc"], "sparsity": s.get("sparsity", 0.0),
-            "seconds": seconds, "structured": structured, "search": s.get("pruning_search")}
+            "seconds": seconds, "structured": structured, "search": s.get("pruning_search"), "summary": s}
 
 
 def mean(xs):
     xs = [x for x in xs if x is not None]
     return statistics.fmean(xs) if xs else float("nan")
+
+
+def seed_claims(seed: int, rows: dict[str, list[dict]], targets: list[float]) -> list[tuple[int, str, object]]:
+    """This seed's claim lines, by the function the Results page uses: each sparse run against the
+    dense run of the same seed, and the channel-pruned model against the model it was cut from."""
+    if 0.0 not in targets:
+        return []
+    dense = rows[f"{0:.0%}"][-1]["summary"]
+    out = [(seed, f"{t:.0%} sparsity", pruning_claim(rows[f"{t:.0%}"][-1]["summary"], dense)) for t in targets if t > 0]
+    if dense.get("structured"):
+        out.append((seed, "structured", pruning_claim({"structured": dense["structured"]})))
+    return out
+
+
+def print_claims(claims: list[tuple[int, str, object]]) -> None:
+    """Each run's claim line, then per kind of run on how many seeds the claim was shown."""
+    if not claims:
+        return
+    print("\nClaim lines (as the Results page states them; issue 21's targets: unstructured within 2 test "
+          "points of dense, structured within 3 points of the model it was cut from):")
+    for seed, what, claim in claims:
+        print(f"  seed {seed}, {what}: {claim.text}")
+    for what in dict.fromkeys(w for _, w, _ in claims):
+        verdicts = [c.shown for _, w, c in claims if w == what]
+        print(f"Claim ({what}): shown on {sum(v is True for v in verdicts)} of {len(verdicts)} seeds")
 
 
 def main() -> None:
@@ -103,6 +129,7 @@ def main() -> None:
 
     rows: dict[str, list[dict]] = {}
     structured: list[dict] = []
+    claims: list[tuple[int, str, object]] = []  # (seed, what, engine.claims.Claim): the Results page's line
     for seed in seeds:
         cfg = base_config(args, seed)
         data = prepare_data(cfg, Path("runs/benchmarks/data"))
@@ -119,6 +146,7 @@ def main() -> None:
                 structured.append(r["structured"])
             print(f"seed {seed} sparsity {label}: val {r['val_acc']:.3f} test {r['test_acc']:.3f} "
                   f"({r['sparsity']:.3f} zero, {r['seconds']:.0f} s)", file=sys.stderr, flush=True)
+        claims += seed_claims(seed, rows, targets)
         if args.auto_trials:
             r = run(cfg, data, "pruning.enabled=true", "pruning.auto=true", f"pruning.trials={args.auto_trials}")
             rows.setdefault(f"auto ({args.auto_trials} trials)", []).append(r)
@@ -157,6 +185,7 @@ def main() -> None:
               f"{agg(lambda x: x['val_acc_shrunk']):.1%} | |")
         print(f"| val acc | {agg(lambda x: x['val_acc_before']):.1%} | {agg(lambda x: x['val_acc']):.1%} | |")
         print(f"| test acc | {dense_test:.1%} | {agg(lambda x: x['test_acc']):.1%} | |")
+    print_claims(claims)
     print(f"\nTotal time: {time.perf_counter() - t_start:.0f} s (torch {torch.__version__}, {args.threads} threads)")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows, "structured": structured},
