@@ -25,6 +25,13 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back; no other way in the os module)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def save_checkpoint(path: Path, state_dict: dict[str, torch.Tensor], config: Any, extra: dict | None = None) -> None:
     """safetensors state dict + the run config (and small extras) as string metadata."""
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
@@ -40,6 +47,9 @@ def save_checkpoint(path: Path, state_dict: dict[str, torch.Tensor], config: Any
         meta[k] = json.dumps(v)
     tmp = path.with_suffix(".tmp")
     save_file(tensors, str(tmp), metadata=meta)
+    # safetensors creates its file owner-only (0600); give it the mode every other file the studio
+    # writes has (0666 less the umask), so a checkpoint is shared as its model card is
+    os.chmod(tmp, 0o666 & ~_umask())
     os.replace(tmp, path)  # atomic: a crash never leaves half a checkpoint
 
 

@@ -21,7 +21,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import shutil
+import stat
 import subprocess
 import sys
 import zipfile
@@ -481,3 +483,16 @@ def test_gated_and_channel_pruned_studio_models_are_refused_as_a_start_in_plain_
         build_model("resnet18", 3, "checkpoint", str(tmp_path / "pruned.safetensors"), checkpoint_label="mine.safetensors")
     save_checkpoint(tmp_path / "plain.safetensors", net.state_dict(), RunConfig(), {"classes": ["a", "b", "c"]})
     assert build_model("resnet18", 3, "checkpoint", str(tmp_path / "plain.safetensors"))[1].matched
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_a_saved_checkpoint_has_the_mode_the_umask_gives_every_other_file(tmp_path, umask, mode):
+    # safetensors alone creates owner-only files, so an exported model.safetensors was 0600 beside a 0644 model card
+    from engine.checkpoints import save_checkpoint
+
+    before = os.umask(umask)
+    try:
+        save_checkpoint(tmp_path / "w.safetensors", {"w": torch.zeros(2)}, {"x": 1})
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE((tmp_path / "w.safetensors").stat().st_mode) == mode
