@@ -59,7 +59,8 @@ def scratch_run(rec, runs) -> object | None:
 
 def at_chance(summary: dict, config: dict | None = None, margin: float = 0.02) -> str | None:
     """A warning when the run's test (else validation) accuracy is within `margin` of guessing
-    (1 / number of classes), or below it: such a run learnt nothing. Its advice follows from the
+    (1 / number of classes), or below it: such a run learnt nothing; or above it by no more than luck
+    on that many images (`maybe_luck`). Its advice follows from the
     run's optimiser steps (the summary's `steps_per_epoch` and `train_images`, the config's epochs,
     batch size and automatic learning rate)."""
     classes = summary.get("classes") or []
@@ -67,9 +68,9 @@ def at_chance(summary: dict, config: dict | None = None, margin: float = 0.02) -
     if len(classes) < 2 or not isinstance(acc, (int, float)):
         return None
     guess = 1 / len(classes)
-    if acc > guess + margin:
-        return None
     split = "test" if isinstance(summary.get("test_acc"), (int, float)) else "validation"
+    if acc > guess + margin:
+        return maybe_luck(summary, acc, guess, split, config)
     advice = chance_advice(summary, config)
     if acc < guess - margin:  # worse than guessing: the labels, unless the run had too few steps to learn
         labels = "Check on the Data page that each class folder holds the images of its class."
@@ -80,6 +81,32 @@ def at_chance(summary: dict, config: dict | None = None, margin: float = 0.02) -
                    if few else f"{labels} {advice}"))
     return (f"This run's {split} accuracy ({100 * acc:.1f}%) is at the level of guessing among "
             f"{len(classes)} classes ({100 * guess:.1f}%): it learnt nothing yet. {advice}")
+
+
+LUCK_P = 0.05  # above guessing by more than this chance of luck (binomial test) is "clearly better"
+
+
+def maybe_luck(summary: dict, acc: float, guess: float, split: str, config: dict | None) -> str | None:
+    """A warning when an accuracy above guessing is still within luck: a model that guesses among the
+    classes (each image right with probability `guess`) scores at least as many of the split's images
+    right with probability p >= LUCK_P (one-sided exact binomial test, scipy.stats.binomtest). The
+    split's size comes from the summary's data_report split_counts; None when it is unknown."""
+    from scipy.stats import binomtest
+
+    counts = ((summary.get("data_report") or {}).get("split_counts") or {}).get("test" if split == "test" else "val")
+    n = sum(int(v) for v in (counts or {}).values())
+    if n < 1:
+        return None
+    right = min(n, round(acc * n))
+    p = binomtest(right, n, guess, alternative="greater").pvalue
+    if p < LUCK_P:
+        return None
+    odds = f"1 time in {round(1 / p)}" if p < 0.5 else "about every other time"
+    return (f"This run's {split} accuracy ({100 * acc:.1f}%, {right} of {n} images) is above the level of "
+            f"guessing among {len(summary.get('classes') or [])} classes ({100 * guess:.1f}%), but not clearly: "
+            f"a model that only guesses gets {right} or more of {n} right {odds} (binomial test, p = {p:.2f}). "
+            f"It may have learnt nothing yet. More {split} images per class would tell (the Data page); "
+            f"{chance_advice(summary, config)[:1].lower()}{chance_advice(summary, config)[1:]}")
 
 
 FEW_STEPS = 100  # optimiser steps: below this a fine-tuning run on a new dataset rarely gets far
@@ -134,9 +161,12 @@ def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict) -
     methods = [m for m in CLAIMS if m in _methods_on(rec.config)]
     if not methods:
         return
-    if at_chance(summary, rec.config):  # the warning itself is at the top of the page
-        st.caption("This run learnt nothing yet (see the warning at the top): "
-                   + ("the line below compares noise." if len(methods) == 1 else "the lines below compare noise."))
+    chance = at_chance(summary, rec.config)
+    if chance:  # the warning itself is at the top of the page
+        maybe = "not clearly" in chance
+        st.caption(f"This run {'may have' if maybe else ''} learnt nothing yet (see the warning at the top): ".replace("  ", " ")
+                   + ("the line below " if len(methods) == 1 else "the lines below ")
+                   + ("may compare noise." if maybe else "compare noise."))
     note = small_split_note(summary)
     if note:
         st.caption(note)

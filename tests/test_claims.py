@@ -159,3 +159,25 @@ def test_verdicts_on_few_held_out_images_come_with_their_weight():
     assert small_split_note(summary(128, 128)) == ""
     assert "test" not in small_split_note(summary(20, 0)) and "20 validation images" in small_split_note(summary(20, 0))
     assert small_split_note({}) == ""
+
+
+def test_an_accuracy_above_guessing_by_no_more_than_luck_is_flagged_with_its_odds():
+    # a new user's 3-class run: 44% right on 9 test images is 4 of 9, which a guesser gets 1 time in 3
+    from scipy.stats import binomtest
+
+    from app.claims_view import at_chance
+
+    report = lambda n: {"split_counts": {"test": {"a": n // 3, "b": n // 3, "c": n - 2 * (n // 3)}}}  # noqa: E731
+    nine = {"classes": ["a", "b", "c"], "test_acc": 4 / 9, "data_report": report(9)}
+    text = at_chance(nine)
+    p = binomtest(4, 9, 1 / 3, alternative="greater").pvalue
+    assert 0.3 < p < 0.5 and f"p = {p:.2f}" in text and "4 of 9" in text and "1 time in 3" in text, text
+    assert "not clearly" in text and "More test images per class" in text
+    # the same accuracy on 90 images is no luck (p < 0.05), and nothing is said
+    assert at_chance(dict(nine, data_report=report(90))) is None
+    # 6 of 9 is clear enough (p = 0.04); without the split's size there is nothing to test
+    assert at_chance(dict(nine, test_acc=6 / 9)) is None
+    assert at_chance({"classes": ["a", "b", "c"], "test_acc": 4 / 9}) is None
+    # a validation-only dataset is tested on its validation images
+    val = {"classes": ["a", "b"], "val_acc": 0.6, "data_report": {"split_counts": {"val": {"a": 5, "b": 5}}}}
+    assert "validation accuracy (60.0%, 6 of 10 images)" in at_chance(val)
