@@ -107,7 +107,16 @@ def test_the_alpha_chosen_on_results_is_the_one_try_it_and_predict_use(run, tmp_
     eng.store.set_wise_ft_alpha(run, None)
 
 
-def test_two_models_side_by_side_and_attributions_for_a_new_image(run):
+def test_two_models_side_by_side_and_attributions_for_a_new_image(run, monkeypatch):
+    from streamlit.delta_generator import DeltaGenerator
+
+    from app.app_pages.try_it import DISPLAY_PX
+
+    widths: dict[str, object] = {}  # caption -> the width st.image was given (AppTest does not expose it)
+    shown = DeltaGenerator.image
+    monkeypatch.setattr(DeltaGenerator, "image", lambda self, *a, **k: (widths.__setitem__(k.get("caption"),
+                                                                                        k.get("width")),
+                                                                         shown(self, *a, **k))[1])
     at = open_page(run)
     at.toggle(key="try_compare").set_value(True).run()
     no_problems(at)
@@ -123,6 +132,8 @@ def test_two_models_side_by_side_and_attributions_for_a_new_image(run):
     captions = [c for img in at.image for c in img.captions]
     assert len(at.image) == 3, captions  # the picture, then one attribution map per model
     assert sum(c.startswith("WiSE-FT mix at alpha") and ": why " in c for c in captions) == 2, captions
+    # both maps (and the picture) at one fixed width: by default a longer caption made its map larger
+    assert {widths[c] for c in captions} == {DISPLAY_PX}, widths
     at.toggle(key="try_compare").set_value(False).run()  # kept in the draft: later tests start with one model
     no_problems(at)
     assert [t.value for t in at.toggle if t.key.startswith("try_explain_")] == [True], "the attributions stay on"

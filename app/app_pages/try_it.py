@@ -25,6 +25,7 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, components, state
+from app.app_pages.explain import overlay, upscale
 from app.claims_view import at_chance
 from engine.errors import StudioError
 from engine.explain import ATTRIBUTIONS
@@ -74,11 +75,6 @@ def attribution(run_dir: str, datasets_dir: str, variant: str, alpha: float | No
 
 def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
-
-
-def upscale(a: np.ndarray, px: int = DISPLAY_PX) -> np.ndarray:
-    f = max(1, -(-px // max(a.shape[0], 1)))
-    return np.repeat(np.repeat(a, f, axis=0), f, axis=1) if f > 1 else a
 
 
 # ---- widgets ----------------------------------------------------------------------------------------
@@ -134,8 +130,6 @@ def explain_view(run_dir: str, ds: str, models: list, image: np.ndarray, answers
     method = st.selectbox("Attribution method", list(ATTRIBUTIONS), key=f"try_method_{key}",
                           format_func=lambda m: METHOD_NAMES.get(m, m), help=ATTRIBUTIONS["grad_cam"])
     st.caption(ATTRIBUTIONS[method])
-    from app.app_pages.explain import overlay
-
     picture = image.transpose(1, 2, 0).astype(np.float32) / 255.0
     cols = st.columns(len(models))
     for col, (p, variant, alpha), answer in zip(cols, models, answers):
@@ -146,8 +140,9 @@ def explain_view(run_dir: str, ds: str, models: list, image: np.ndarray, answers
             except StudioError as exc:  # e.g. an image too small for Grad-CAM
                 col.info(f"{METHOD_NAMES[method]}: {exc}", icon=":material/info:")
                 continue
-        col.image(upscale((np.clip(overlay(picture, m), 0, 1) * 255).astype(np.uint8)),
-                  caption=f"{p.label}: why {answer.top[0][0]}")
+        # a fixed width: with the default the caption's length set each map's size (two maps side by side differed)
+        col.image(upscale((np.clip(overlay(picture, m), 0, 1) * 255).astype(np.uint8), DISPLAY_PX),
+                  caption=f"{p.label}: why {answer.top[0][0]}", width=DISPLAY_PX)
 
 
 def device_words(device) -> str:
@@ -169,7 +164,8 @@ def image_result(run_dir: str, ds: str, models: list, name: str, data: bytes, th
         return False
     image, notes = got.value
     cols = st.columns([1] + [2] * len(models))
-    cols[0].image(upscale(image.transpose(1, 2, 0)), caption=f"{name} (as the model sees it)")
+    cols[0].image(upscale(image.transpose(1, 2, 0), DISPLAY_PX), caption=f"{name} (as the model sees it)",
+                  width=DISPLAY_PX)
     with cols[0].expander("What was done to the image"):
         st.markdown("\n".join(f"- {n}" for n in notes) or "- decoded as in training")
     answers = []
