@@ -253,9 +253,15 @@ def step_loss_chart(steps: pd.DataFrame) -> alt.Chart:
 
 
 def lr_chart(steps: pd.DataFrame) -> alt.Chart:
-    """The learning rate over the run's steps (from the store, or a schedule preview)."""
-    data = steps[["step", "lr"]].dropna() if {"step", "lr"} <= set(steps.columns) else pd.DataFrame(columns=["step", "lr"])
-    return alt.Chart(data, title="Learning rate per step").mark_line(interpolate="step-after").encode(
+    """The learning rate over the run's steps (from the store, or a schedule preview): rows of `step`
+    (1-based: the row of step k holds the rate step k used) and `lr`. Step k is drawn from k - 1 to k,
+    so the last step has its own segment (a step-after line ended on a bare point there)."""
+    data = (steps[["step", "lr"]].dropna().sort_values("step") if {"step", "lr"} <= set(steps.columns)
+            else pd.DataFrame(columns=["step", "lr"]))
+    if len(data):  # where the first step starts
+        data = pd.concat([pd.DataFrame({"step": [data["step"].iloc[0] - 1], "lr": [data["lr"].iloc[0]]}), data],
+                         ignore_index=True)
+    return alt.Chart(data, title="Learning rate per step").mark_line(interpolate="step-before").encode(
         x=alt.X("step:Q", title="Step", axis=alt.Axis(tickMinStep=1, format="d")),
         y=alt.Y("lr:Q", title="Learning rate", axis=alt.Axis(format="~g")),
         tooltip=[alt.Tooltip("step:Q", title="Step"), alt.Tooltip("lr:Q", title="Learning rate", format=".3g")],

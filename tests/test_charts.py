@@ -94,7 +94,9 @@ def test_step_and_lr_charts_use_steps():
     assert layer_encodings(d)[0]["x"]["field"] == "step"
     d = spec(charts.lr_chart(steps))
     assert d["mark"]["type"] == "line" and d["encoding"]["y"]["field"] == "lr"
-    assert [r["lr"] for r in data_rows(d)] == [0.1, 0.05]
+    # step k's rate is drawn from k - 1 to k: the last step gets its segment (step-after ended on a bare point)
+    assert d["mark"]["interpolate"] == "step-before"
+    assert [(r["step"], r["lr"]) for r in data_rows(d)] == [(0, 0.1), (1, 0.1), (2, 0.05)]
     assert data_rows(spec(charts.lr_chart(pd.DataFrame({"step": [1]})))) == []
 
 

@@ -419,7 +419,7 @@ def schedule_section() -> None:
         _, n_train = known_classes_and_train_size(cfg)
         per_epoch = cfg.steps_per_epoch(n_train)
         total = per_epoch * cfg.train.epochs
-        curve = pd.DataFrame({"step": range(total), "lr": lr_curve(cfg.optim, total)})
+        curve = pd.DataFrame({"step": range(1, total + 1), "lr": lr_curve(cfg.optim, total)})  # as a run logs them
         st.caption(f"The learning rate over the run's {total} steps ({per_epoch} per epoch):")
         st.altair_chart(charts.lr_chart(curve).properties(height=150, title=""), width="stretch")
 
