@@ -51,6 +51,23 @@ def forget(source: str | None = None) -> None:
         del memo[k]
 
 
+def cheap_check(engine: Engine, cfg: RunConfig) -> DataCheck | None:
+    """This tab's check of the chosen dataset, or the check redone when the engine still holds the
+    dataset decoded (after a browser refresh: splitting only, no image decoded); None otherwise."""
+    memo = st.session_state.get(_MEMO_KEY, {})
+    if _key(cfg) in memo:
+        return memo[_key(cfg)]
+    from engine.data import is_decoded
+
+    try:
+        source = resolve_path(cfg.data.source)
+    except StudioError:
+        return None
+    if not is_decoded(source, preview_size(cfg), zip_limits(engine.limits)):
+        return None
+    return check_dataset(engine, cfg)
+
+
 def check_dataset(engine: Engine, cfg: RunConfig, progress: Callable[[int, int], None] | None = None) -> DataCheck:
     """Validate `cfg.data.source` with the engine; never raises (the error is in the result)."""
     memo: dict = st.session_state.setdefault(_MEMO_KEY, {})

@@ -1108,6 +1108,19 @@ def _cache_put(key: tuple, value: _Decoded) -> None:
             _cache.popitem(last=False)
 
 
+def is_decoded(source, image_size: int, limits: ZipLimits = ZipLimits()) -> bool:
+    """Whether `source` (a zip or folder path) is held decoded at `image_size` in this process, so
+    `load_dataset` with those settings returns without decoding an image. Reads only the zip's
+    content hash (memoised) or the folder's file listing; never raises (False for a missing or
+    unreadable source)."""
+    try:
+        src = _identify_source(source)
+    except (StudioError, OSError):
+        return False
+    with _cache_lock:
+        return (src.kind, src.fingerprint, image_size, limits) in _cache
+
+
 def _zip_digest(path: Path) -> str:
     st = path.stat()
     memo_key = (str(path.resolve()), st.st_size, st.st_mtime_ns)

@@ -322,10 +322,12 @@ def test_the_uploader_says_which_classes_a_studio_model_keeps_its_head_for(model
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120)
-    at.run()
-    at.switch_page("app_pages/model.py").run()
+    at.switch_page("app_pages/model.py").run()  # the refresh is on the Model page: the Data page is not drawn
     success = " ".join(str(s.value) for s in at.success)
     assert "Starting from **sample-model.safetensors** (uploaded before)" in success, success
+    # and with the head verdict for the dataset itself, not the rule: the engine still holds the sample decoded,
+    # so the Model page redoes the check without decoding (before, it waited for a visit to the Data page)
+    assert f"trained on your dataset's {len(sample)} classes" in success and "head is kept" in success, success
     assert at.selectbox(key="ckpt_earlier").value == at.session_state["cfg"].backbone.checkpoint
 
     # an earlier upload can be picked again; one deleted since is said, and no longer the run's start

@@ -491,3 +491,19 @@ def test_decoding_a_thousand_small_images_is_fast(tmp_path, work_dir):
     splits = load_dataset(root, work_dir, image_size=64)
     assert len(splits.train) + len(splits.val) + len(splits.test) == 500
     assert time.perf_counter() - start < 10  # ~1 s on 2 cores; generous for slow CI
+
+
+def test_is_decoded_says_whether_load_dataset_would_decode_anything(tmp_path):
+    # the Model page redoes a dataset check after a refresh only when this says no image would be decoded
+    from conftest import write_tiny_zip
+
+    from engine.data import clear_cache, is_decoded, load_dataset
+
+    clear_cache()
+    z = write_tiny_zip(tmp_path / "d.zip", per_class=6)
+    assert not is_decoded(z, 16) and not is_decoded(tmp_path / "gone.zip", 16)
+    load_dataset(z, tmp_path / "work", image_size=16)
+    assert is_decoded(z, 16) and not is_decoded(z, 32), "one entry per image size"
+    z.write_bytes(write_tiny_zip(tmp_path / "other.zip", per_class=7).read_bytes())  # new content, same name
+    assert not is_decoded(z, 16)
+    clear_cache()

@@ -69,12 +69,16 @@ def fmt_params(n: int) -> str:
 
 
 def last_check(cfg: RunConfig):
-    """This tab's last successful check of the chosen dataset (the Data page's), or None: read, never
-    run here (a check decodes the whole dataset)."""
+    """This tab's last successful check of the chosen dataset (the Data page's), else the check redone
+    when the engine still holds the dataset decoded (after a refresh), else None: a check that would
+    decode images is never run here."""
     for key, check in reversed(list(st.session_state.get("data_checks", {}).items())):
         if key[0] == cfg.data.source and check.ok:
             return check
-    return None
+    from app.datasets import cheap_check
+
+    check = cheap_check(state.get_engine(), cfg)
+    return check if check is not None and check.ok else None
 
 
 def known_classes_and_train_size(cfg: RunConfig) -> tuple[int, int]:
