@@ -254,13 +254,15 @@ def step_loss_chart(steps: pd.DataFrame) -> alt.Chart:
 
 def lr_chart(steps: pd.DataFrame) -> alt.Chart:
     """The learning rate over the run's steps (from the store, or a schedule preview): rows of `step`
-    (1-based: the row of step k holds the rate step k used) and `lr`. Step k is drawn from k - 1 to k,
-    so the last step has its own segment (a step-after line ended on a bare point there)."""
-    data = (steps[["step", "lr"]].dropna().sort_values("step") if {"step", "lr"} <= set(steps.columns)
-            else pd.DataFrame(columns=["step", "lr"]))
-    if len(data):  # where the first step starts
-        data = pd.concat([pd.DataFrame({"step": [data["step"].iloc[0] - 1], "lr": [data["lr"].iloc[0]]}), data],
-                         ignore_index=True)
+    (1-based: the row of step k holds the rate step k used; numbers, anything else is dropped) and `lr`.
+    Step k is drawn from the previous row's step (0 for the first) to k, so the last step has its own
+    segment (a step-after line ended on a bare point there)."""
+    data = pd.DataFrame(columns=["step", "lr"])
+    if {"step", "lr"} <= set(steps.columns):
+        data = steps[["step", "lr"]].apply(pd.to_numeric, errors="coerce").astype("float64").dropna()
+        data = data.sort_values("step", kind="stable")
+    if len(data) and data["step"].iloc[0] > 0:  # the run starts at step 0 (a GPU run logs every 10th step)
+        data = pd.concat([pd.DataFrame({"step": [0.0], "lr": [data["lr"].iloc[0]]}), data], ignore_index=True)
     return alt.Chart(data, title="Learning rate per step").mark_line(interpolate="step-before").encode(
         x=alt.X("step:Q", title="Step", axis=alt.Axis(tickMinStep=1, format="d")),
         y=alt.Y("lr:Q", title="Learning rate", axis=alt.Axis(format="~g")),

@@ -84,29 +84,35 @@ def at_chance(summary: dict, config: dict | None = None, margin: float = 0.02) -
 
 
 LUCK_P = 0.05  # above guessing by more than this chance of luck (binomial test) is "clearly better"
+LUCK_MARK = "may have learnt nothing yet"  # in every `maybe_luck` warning: how the pages tell it from "learnt nothing"
 
 
 def maybe_luck(summary: dict, acc: float, guess: float, split: str, config: dict | None) -> str | None:
-    """A warning when an accuracy above guessing is still within luck: a model that guesses among the
-    classes (each image right with probability `guess`) scores at least as many of the split's images
-    right with probability p >= LUCK_P (one-sided exact binomial test, scipy.stats.binomtest). The
-    split's size comes from the summary's data_report split_counts; None when it is unknown."""
+    """A warning when an accuracy above guessing is still within luck. `acc` is a fraction of the
+    `split` ("test" or "validation") images right; `guess` is 1 / number of classes. A model that
+    learnt nothing (guessing, or always answering the split's largest class, whichever scores more)
+    gets at least as many of the split's images right with probability p >= LUCK_P (one-sided exact
+    binomial test, scipy.stats.binomtest). The split's size comes from the summary's data_report
+    split_counts; None when it is unknown, empty, or `acc` is not a whole number of its images right."""
     from scipy.stats import binomtest
 
     counts = ((summary.get("data_report") or {}).get("split_counts") or {}).get("test" if split == "test" else "val")
-    n = sum(int(v) for v in (counts or {}).values())
-    if n < 1:
+    sizes = [int(v or 0) for v in (counts or {}).values()]
+    n = sum(sizes)
+    right = round(acc * n)
+    if n < 1 or abs(right - acc * n) > 0.01:  # not a count of these images: measured on something else
         return None
-    right = min(n, round(acc * n))
-    p = binomtest(right, n, guess, alternative="greater").pvalue
+    null = max(guess, max(sizes) / n)  # a model that always answers the largest class scores its share
+    p = binomtest(min(right, n), n, null, alternative="greater").pvalue
     if p < LUCK_P:
         return None
-    odds = f"1 time in {round(1 / p)}" if p < 0.5 else "about every other time"
+    largest = "" if null == guess else f", or always answering its largest class ({100 * null:.1f}%)"
+    advice = chance_advice(summary, config)
     return (f"This run's {split} accuracy ({100 * acc:.1f}%, {right} of {n} images) is above the level of "
-            f"guessing among {len(summary.get('classes') or [])} classes ({100 * guess:.1f}%), but not clearly: "
-            f"a model that only guesses gets {right} or more of {n} right {odds} (binomial test, p = {p:.2f}). "
-            f"It may have learnt nothing yet. More {split} images per class would tell (the Data page); "
-            f"{chance_advice(summary, config)[:1].lower()}{chance_advice(summary, config)[1:]}")
+            f"guessing among {len(summary.get('classes') or [])} classes ({100 * guess:.1f}%{largest}), but not "
+            f"clearly: a model that learnt nothing gets {right} or more of {n} right {100 * p:.0f}% of the time "
+            f"(binomial test, p = {p:.2f}). It {LUCK_MARK}. More {split} images per class would tell (the Data "
+            f"page); {advice[:1].lower()}{advice[1:]}")
 
 
 FEW_STEPS = 100  # optimiser steps: below this a fine-tuning run on a new dataset rarely gets far
@@ -163,8 +169,8 @@ def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict) -
         return
     chance = at_chance(summary, rec.config)
     if chance:  # the warning itself is at the top of the page
-        maybe = "not clearly" in chance
-        st.caption(f"This run {'may have' if maybe else ''} learnt nothing yet (see the warning at the top): ".replace("  ", " ")
+        maybe = LUCK_MARK in chance
+        st.caption(f"This run {LUCK_MARK if maybe else 'learnt nothing yet'} (see the warning at the top): "
                    + ("the line below " if len(methods) == 1 else "the lines below ")
                    + ("may compare noise." if maybe else "compare noise."))
     note = small_split_note(summary)

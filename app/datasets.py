@@ -15,7 +15,7 @@ import streamlit as st
 
 from engine.config import RunConfig
 from engine.paths import UPLOAD_PREFIX, resolve_path
-from engine.data import DataReport, load_dataset, load_ood_dataset
+from engine.data import DataReport, NotDecoded, load_dataset, load_ood_dataset
 from engine.errors import StudioError
 from engine.run_data import zip_limits
 from engine.worker import Engine
@@ -53,7 +53,8 @@ def forget(source: str | None = None) -> None:
 
 def cheap_check(engine: Engine, cfg: RunConfig) -> DataCheck | None:
     """This tab's check of the chosen dataset, or the check redone when the engine still holds the
-    dataset decoded (after a browser refresh: splitting only, no image decoded); None otherwise."""
+    dataset decoded (after a browser refresh: splitting only, no image decoded); None otherwise.
+    Costs a stat when the dataset is not held (engine.data.is_decoded)."""
     memo = st.session_state.get(_MEMO_KEY, {})
     if _key(cfg) in memo:
         return memo[_key(cfg)]
@@ -65,11 +66,13 @@ def cheap_check(engine: Engine, cfg: RunConfig) -> DataCheck | None:
         return None
     if not is_decoded(source, preview_size(cfg), zip_limits(engine.limits)):
         return None
-    return check_dataset(engine, cfg)
+    return check_dataset(engine, cfg, cached_only=True)
 
 
-def check_dataset(engine: Engine, cfg: RunConfig, progress: Callable[[int, int], None] | None = None) -> DataCheck:
-    """Validate `cfg.data.source` with the engine; never raises (the error is in the result)."""
+def check_dataset(engine: Engine, cfg: RunConfig, progress: Callable[[int, int], None] | None = None,
+                  cached_only: bool = False) -> DataCheck | None:
+    """Validate `cfg.data.source` with the engine; never raises (the error is in the result). With
+    `cached_only` only from the engine's decoded data: None (nothing kept) when it no longer holds it."""
     memo: dict = st.session_state.setdefault(_MEMO_KEY, {})
     key = _key(cfg)
     if key in memo:
@@ -79,7 +82,10 @@ def check_dataset(engine: Engine, cfg: RunConfig, progress: Callable[[int, int],
         splits = load_dataset(resolve_path(d.source), engine.datasets_dir, image_size=preview_size(cfg),
                               val_fraction=d.val_fraction, test_fraction=d.test_fraction, seed=cfg.seed,
                               min_images_per_class=d.min_images_per_class, progress=progress,
-                              limits=zip_limits(engine.limits), drop_duplicates=d.drop_duplicates)
+                              limits=zip_limits(engine.limits), drop_duplicates=d.drop_duplicates,
+                              cached_only=cached_only)
+    except NotDecoded:  # evicted since is_decoded said yes: the Data page decodes it, with its progress bar
+        return None
     except Exception as exc:  # StudioError for the user's data; anything else is shown politely
         result = DataCheck(False, error=in_user_words(exc, {d.source: d.source_name}))
     else:

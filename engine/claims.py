@@ -98,7 +98,7 @@ def pruning_claim(summary: dict, baseline: dict | None = None) -> Claim:
         drop = s["val_acc"] - s["val_acc_before"]
         ok = drop >= -STRUCTURED_MAX_DROP
         verdicts.append(ok)
-        parts.append(f"channels removed: {_pts(s.get('flops_ratio', 1))}% of the FLOPs, validation "
+        parts.append(f"channels removed, {_pts(s.get('flops_ratio', 1))}% of the FLOPs left: validation "
                      f"{_pts(s['val_acc'])}% vs {_pts(s['val_acc_before'])}% before ({100 * drop:+.1f} points, "
                      f"{_allowance(drop, STRUCTURED_MAX_DROP)})")
     if not parts:

@@ -1108,17 +1108,34 @@ def _cache_put(key: tuple, value: _Decoded) -> None:
             _cache.popitem(last=False)
 
 
-def is_decoded(source, image_size: int, limits: ZipLimits = ZipLimits()) -> bool:
-    """Whether `source` (a zip or folder path) is held decoded at `image_size` in this process, so
-    `load_dataset` with those settings returns without decoding an image. Reads only the zip's
-    content hash (memoised) or the folder's file listing; never raises (False for a missing or
-    unreadable source)."""
+class NotDecoded(StudioError):
+    """`load_dataset(..., cached_only=True)` on a source this process does not hold decoded."""
+
+
+def _memoised_fingerprint(source) -> tuple[str, str] | None:
+    """(kind, fingerprint) of a zip whose content hash this process has already computed, read
+    without hashing; None for anything else (a folder's fingerprint needs a walk of its files)."""
     try:
-        src = _identify_source(source)
-    except (StudioError, OSError):
+        path = Path(source).expanduser()
+        st = path.stat()
+        memo_key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    except OSError:
+        return None
+    with _cache_lock:
+        digest = _zip_digests.get(memo_key)
+    return None if digest is None else ("zip", digest)
+
+
+def is_decoded(source, image_size: int, limits: ZipLimits = ZipLimits()) -> bool:
+    """Whether `source` (a zip path) is held decoded at `image_size` px in this process, so
+    `load_dataset` with those settings returns without decoding an image. Costs a stat: it hashes
+    nothing and walks no folder (a folder, or a zip not hashed yet in this process, is False).
+    Never raises."""
+    known = _memoised_fingerprint(source)
+    if known is None:
         return False
     with _cache_lock:
-        return (src.kind, src.fingerprint, image_size, limits) in _cache
+        return (*known, image_size, limits) in _cache
 
 
 def _zip_digest(path: Path) -> str:
@@ -1248,8 +1265,10 @@ def _require_class_folders(scan: DatasetScan) -> None:
 
 
 def _decoded(source, work_dir, image_size: int, limits: ZipLimits, max_cache_bytes: int,
-             progress: ProgressFn | None, expected_classes: Sequence[str] | None = None) -> _Decoded:
-    """Scan + decode `source` at `image_size`, from the LRU when this exact source was seen."""
+             progress: ProgressFn | None, expected_classes: Sequence[str] | None = None,
+             cached_only: bool = False) -> _Decoded:
+    """Scan + decode `source` at `image_size`, from the LRU when this exact source was seen
+    (`cached_only`: from the LRU or not at all, NotDecoded)."""
     if image_size < 1:
         raise StudioError(f"The image size must be a positive number of pixels (got {image_size}); 64 is a good start.")
     src = _identify_source(source)
@@ -1260,6 +1279,8 @@ def _decoded(source, work_dir, image_size: int, limits: ZipLimits, max_cache_byt
             _check_class_match(list(hit.classes), expected_classes)
         _check_cache_bytes(len(hit.labels), image_size, max_cache_bytes)
         return hit
+    if cached_only:
+        raise NotDecoded(f"{Path(source).name} is not decoded at {image_size} px in this process.")
 
     root = _materialise(src, work_dir, limits)
     scan = scan_dataset(root)
@@ -1565,7 +1586,8 @@ def _given_split(full: ImageSet, given: list[str], kept_groups: np.ndarray, val_
 def load_dataset(source, work_dir, image_size: int = 64, val_fraction: float = 0.2,
                  test_fraction: float = 0.2, seed: int = 0, min_images_per_class: int = 5,
                  limits: ZipLimits = ZipLimits(), max_cache_bytes: int = 4 * 1024**3,
-                 progress: ProgressFn | None = None, drop_duplicates: bool = False) -> DataSplits:
+                 progress: ProgressFn | None = None, drop_duplicates: bool = False,
+                 cached_only: bool = False) -> DataSplits:
     """Validate, decode and split a dataset (a .zip or a folder in any layout `scan_dataset` reads).
 
     Zips are extracted into `work_dir/<content-hash>` and nowhere else. Images are decoded once
@@ -1579,10 +1601,11 @@ def load_dataset(source, work_dir, image_size: int = 64, val_fraction: float = 0
     train/ with the seed and `val_fraction`; a missing test/ leaves the test split empty);
     otherwise each class is split with `stratified_split`, copies of one picture
     (`find_duplicate_groups`) kept in one split. `drop_duplicates` keeps one image per group.
-    Raises DatasetError (a StudioError listing the skipped files) when the data cannot train.
+    Raises DatasetError (a StudioError listing the skipped files) when the data cannot train, and
+    NotDecoded with `cached_only` when the source is not in the LRU (nothing is decoded then).
     """
     _check_fractions(val_fraction, test_fraction)
-    decoded = _decoded(source, work_dir, image_size, limits, max_cache_bytes, progress)
+    decoded = _decoded(source, work_dir, image_size, limits, max_cache_bytes, progress, cached_only=cached_only)
     _require_readable(decoded)
 
     classes = list(decoded.classes)

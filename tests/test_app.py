@@ -282,7 +282,6 @@ def test_upload_configure_train_watch_and_see_results(studio, tiny_bytes):
     from app.claims_view import at_chance
 
     guessing = at_chance(summary, engine().run_record(run_id).config) is not None
-    assert guessing or summary["test_acc"] > 1 / 3 + 0.02
     if guessing:  # then the banner says so, with advice from the run's 4 optimiser steps
         assert any(s.startswith("Finished, but") and "only 4 optimiser steps" in s for s in texts(at.warning))
     else:  # the banner gives the test accuracy Results leads with, beside the last validation accuracy

@@ -97,6 +97,11 @@ def test_step_and_lr_charts_use_steps():
     # step k's rate is drawn from k - 1 to k: the last step gets its segment (step-after ended on a bare point)
     assert d["mark"]["interpolate"] == "step-before"
     assert [(r["step"], r["lr"]) for r in data_rows(d)] == [(0, 0.1), (1, 0.1), (2, 0.05)]
+    # a GPU run logs every 10th step: the first segment still starts at 0; unsigned or text steps are numbers
+    sparse = pd.DataFrame({"step": pd.Series([20, 10], dtype="uint64"), "lr": [0.05, 0.1]})
+    assert [(r["step"], r["lr"]) for r in data_rows(spec(charts.lr_chart(sparse)))] == [(0, 0.1), (10, 0.1), (20, 0.05)]
+    texts_ = pd.DataFrame({"step": ["1", "x"], "lr": [0.1, 0.2]})
+    assert [(r["step"], r["lr"]) for r in data_rows(spec(charts.lr_chart(texts_)))] == [(0, 0.1), (1, 0.1)]
     assert data_rows(spec(charts.lr_chart(pd.DataFrame({"step": [1]})))) == []
 
 

@@ -24,7 +24,7 @@ def test_pruning_claim_unstructured_and_structured():
     assert "70.0% sparse" in pruning_claim(run).text and pruning_claim(run).shown is None
     both = {**run, "structured": {"val_acc": 0.50, "val_acc_before": 0.54, "flops_ratio": 0.5}}
     assert pruning_claim(both, {"test_acc": 0.56}).shown is False  # structured lost 4 points
-    assert "50.0% of the FLOPs" in pruning_claim(both).text
+    assert "50.0% of the FLOPs left" in pruning_claim(both).text  # flops_ratio is after / before
     assert pruning_claim({"sparsity": 0.0}).shown is None
     # the verdict in words: a gain is no loss (a new user read "+11.1 points, within 3" as nonsense)
     gained = {**run, "structured": {"val_acc": 1.0, "val_acc_before": 0.889, "flops_ratio": 0.5}}
@@ -162,22 +162,31 @@ def test_verdicts_on_few_held_out_images_come_with_their_weight():
 
 
 def test_an_accuracy_above_guessing_by_no_more_than_luck_is_flagged_with_its_odds():
-    # a new user's 3-class run: 44% right on 9 test images is 4 of 9, which a guesser gets 1 time in 3
+    # a new user's 3-class run: 44% right on 9 test images is 4 of 9, which a guesser gets 38% of the time
     from scipy.stats import binomtest
 
-    from app.claims_view import at_chance
+    from app.claims_view import LUCK_MARK, at_chance
 
-    report = lambda n: {"split_counts": {"test": {"a": n // 3, "b": n // 3, "c": n - 2 * (n // 3)}}}  # noqa: E731
-    nine = {"classes": ["a", "b", "c"], "test_acc": 4 / 9, "data_report": report(9)}
+    report = lambda *n: {"split_counts": {"test": dict(zip("abc", n))}}  # noqa: E731
+    nine = {"classes": ["a", "b", "c"], "test_acc": 4 / 9, "data_report": report(3, 3, 3)}
     text = at_chance(nine)
     p = binomtest(4, 9, 1 / 3, alternative="greater").pvalue
-    assert 0.3 < p < 0.5 and f"p = {p:.2f}" in text and "4 of 9" in text and "1 time in 3" in text, text
-    assert "not clearly" in text and "More test images per class" in text
+    assert 0.3 < p < 0.5 and f"p = {p:.2f}" in text and "4 of 9" in text and f"{100 * p:.0f}% of the time" in text
+    assert "not clearly" in text and LUCK_MARK in text and "More test images per class" in text
+    assert "largest class" not in text, "a balanced split: guessing is the bar"
     # the same accuracy on 90 images is no luck (p < 0.05), and nothing is said
-    assert at_chance(dict(nine, data_report=report(90))) is None
+    assert at_chance(dict(nine, data_report=report(30, 30, 30))) is None
     # 6 of 9 is clear enough (p = 0.04); without the split's size there is nothing to test
     assert at_chance(dict(nine, test_acc=6 / 9)) is None
     assert at_chance({"classes": ["a", "b", "c"], "test_acc": 4 / 9}) is None
+    # an empty split, a missing count and an accuracy the counts cannot give (0.53 of 2 images) say nothing
+    assert at_chance(dict(nine, data_report=report(0, 0, 0))) is None
+    assert at_chance(dict(nine, data_report={"split_counts": {"test": {"a": None}}})) is None
+    assert at_chance(dict(nine, test_acc=0.53, data_report=report(1, 1, 0))) is None
+    # an imbalanced split: always answering its largest class (6 of 9) scores 67%, so 7 of 9 is no proof
+    lopsided = dict(nine, test_acc=7 / 9, data_report=report(6, 2, 1))
+    p = binomtest(7, 9, 6 / 9, alternative="greater").pvalue
+    assert p > 0.3 and "always answering its largest class (66.7%)" in at_chance(lopsided)
     # a validation-only dataset is tested on its validation images
     val = {"classes": ["a", "b"], "val_acc": 0.6, "data_report": {"split_counts": {"val": {"a": 5, "b": 5}}}}
     assert "validation accuracy (60.0%, 6 of 10 images)" in at_chance(val)

@@ -497,7 +497,7 @@ def test_is_decoded_says_whether_load_dataset_would_decode_anything(tmp_path):
     # the Model page redoes a dataset check after a refresh only when this says no image would be decoded
     from conftest import write_tiny_zip
 
-    from engine.data import clear_cache, is_decoded, load_dataset
+    from engine.data import NotDecoded, clear_cache, is_decoded, load_dataset
 
     clear_cache()
     z = write_tiny_zip(tmp_path / "d.zip", per_class=6)
@@ -506,4 +506,9 @@ def test_is_decoded_says_whether_load_dataset_would_decode_anything(tmp_path):
     assert is_decoded(z, 16) and not is_decoded(z, 32), "one entry per image size"
     z.write_bytes(write_tiny_zip(tmp_path / "other.zip", per_class=7).read_bytes())  # new content, same name
     assert not is_decoded(z, 16)
+    with pytest.raises(NotDecoded):  # and asked for cached data only, nothing is decoded
+        load_dataset(z, tmp_path / "work", image_size=16, cached_only=True)
+    folder = tmp_path / "work" / next(p.name for p in (tmp_path / "work").iterdir())
+    load_dataset(folder, tmp_path / "work", image_size=16)
+    assert not is_decoded(folder, 16), "a folder would need a walk of its files: never said to be cheap"
     clear_cache()

@@ -26,7 +26,7 @@ import streamlit as st
 
 from app import charts, components, state
 from app.app_pages.explain import overlay, upscale
-from app.claims_view import at_chance
+from app.claims_view import LUCK_MARK, at_chance
 from engine.errors import StudioError
 from engine.explain import ATTRIBUTIONS
 from engine.predict import LOW_CONFIDENCE
@@ -335,7 +335,8 @@ def render() -> None:
         return
     chance = at_chance(summary.value, rec.config)  # its answers look confident but mean nothing: say so first
     if chance:
-        st.warning(f"{chance} Its answers below are no better than guesses, however sure they look.",
+        maybe = "may be" if LUCK_MARK in chance else "are"
+        st.warning(f"{chance} Its answers below {maybe} no better than guesses, however sure they look.",
                    icon=":material/warning:")
     variants = available_variants(Path(run_dir))
     alpha = state.wise_alpha(engine, rec)[0] if "wise" in variants else 1.0  # the alpha chosen on Results
