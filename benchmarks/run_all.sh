@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
 # Run every benchmark at the settings README reports, two at a time with one torch thread each
 # (two threads per process spin against each other on a 2-core machine). Output goes to
-# benchmarks/results/<name>.txt; README's tables are copied from there.
+# benchmarks/results/<name>.txt (or $STUDIO_BENCH_RESULTS/<name>.txt); README's tables are copied from there.
 set -u
 cd "$(dirname "$0")/.."
-mkdir -p benchmarks/results
 export OMP_NUM_THREADS=1 BENCH_THREADS=1 PYTHONUNBUFFERED=1
-LOG=benchmarks/results/run_all.log
+# STUDIO_BENCH_RESULTS: another folder for the outputs (e.g. to keep one machine's run beside another's)
+RESULTS=${STUDIO_BENCH_RESULTS:-benchmarks/results}
+mkdir -p "$RESULTS"
+LOG=$RESULTS/run_all.log
+RAN=$RESULTS/.run_all_ran  # name and exit status of each step of this invocation (claims.txt reads it)
+: > "$RAN"
 run() {
-  local name=$1; shift; local t0=$SECONDS
+  local name=$1; shift; local t0=$SECONDS rc
   echo "== $(date -u +%H:%M:%S) $name: $*" | tee -a "$LOG"
-  python "$@" > "benchmarks/results/$name.txt" 2>&1
-  echo "== $(date -u +%H:%M:%S) $name done (exit $?, $((SECONDS - t0)) s)" | tee -a "$LOG"
+  python "$@" > "$RESULTS/$name.txt" 2>&1
+  rc=$?
+  echo "$name $rc" >> "$RAN"
+  echo "== $(date -u +%H:%M:%S) $name done (exit $rc, $((SECONDS - t0)) s)" | tee -a "$LOG"
 }
-echo "== run_all.sh ${*:-} started $(date -u '+%Y-%m-%d %H:%M:%S') UTC on $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores" | tee "$LOG"
+echo "== run_all.sh ${*:-} started $(date -u '+%Y-%m-%d %H:%M:%S') UTC on $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc --all) cores" | tee "$LOG"
 (
   run transfer_gain benchmarks/transfer_gain.py --seeds 0 1 --steps 100
   run transfer_gain_mobilenet_v3_small benchmarks/transfer_gain.py --backbone mobilenet_v3_small --seeds 0 1 --steps 100
@@ -22,9 +28,6 @@ echo "== run_all.sh ${*:-} started $(date -u '+%Y-%m-%d %H:%M:%S') UTC on $(lscp
   # The pruning demo's structured half at a longer recovery
   run pruning_structured benchmarks/pruning.py --epochs 20 --batch-size 32 --lr 0.02 --seeds 0,1,2 --sparsities 0 \
       --structured-epochs 10 --threads 1 --latency-rounds 3 --set optim.linear_probe_epochs=2
-  run throughput benchmarks/throughput.py --devices cpu --images 96 --batch-size 16 --rounds 3 --threads 1 --backbones resnet18
-  run throughput_r50 benchmarks/throughput.py --devices cpu --images 64 --batch-size 16 --rounds 3 --threads 1 --backbones resnet50
-  run predict_throughput_1thread benchmarks/predict_throughput.py --threads 1
 ) &
 (
   run adversarial benchmarks/adversarial.py --scratch-epochs 12 --eval-subset 64
@@ -36,6 +39,10 @@ echo "== run_all.sh ${*:-} started $(date -u '+%Y-%m-%d %H:%M:%S') UTC on $(lscp
       --end-fraction 0.5 --structured-epochs 4 --threads 1 --latency-rounds 3 --set optim.linear_probe_epochs=2
 ) &
 wait
+# Engine speed on one thread, alone (beside a training run the ratios hold but the times do not)
+run throughput benchmarks/throughput.py --devices cpu --images 96 --batch-size 16 --rounds 3 --threads 1 --backbones resnet18
+run throughput_r50 benchmarks/throughput.py --devices cpu --images 64 --batch-size 16 --rounds 3 --threads 1 --backbones resnet50
+run predict_throughput_1thread benchmarks/predict_throughput.py --threads 1
 # WiSE-FT's grid time is a wall-clock target for a 2-core machine: measured alone, with both cores
 OMP_NUM_THREADS=2 BENCH_THREADS=2 run wise_ft benchmarks/wise_ft.py --seeds 0 1 2
 # The engine/bare ratio at the CPU default precision (bf16 + channels_last), alone, with both cores
@@ -93,11 +100,14 @@ fi
 # On a machine with a CUDA GPU, also: bash benchmarks/gpu_check.sh (writes benchmarks/results/gpu_*.txt)
 # Each method's paper claim, as its benchmark stated it (README's method tables say the same)
 {
-  echo "# run_all.sh ${*:-}: each paper claim as measured in this run (benchmarks/results/<name>.txt has the tables)"
+  echo "# run_all.sh ${*:-}: each paper claim as measured in this run ($RESULTS/<name>.txt has the tables)"
   for name in adversarial adversarial_demo adversarial_compute adafilter pruning pruning_structured wise_ft; do
-    [ -f "benchmarks/results/$name.txt" ] || continue
+    rc=$(sed -n "s/^$name //p" "$RAN")
     echo "## $name"
-    grep -i -E "^claim|claim \(|claim holds for|claim .*shown on" "benchmarks/results/$name.txt"
+    if [ -z "$rc" ]; then echo "(not run this time)"; continue; fi
+    [ "$rc" = 0 ] || echo "(FAILED, exit $rc: see $RESULTS/$name.txt)"
+    grep -i -E "^claim|claim \(|claim holds for|claim .*shown on" "$RESULTS/$name.txt" | grep -v "^Claim lines"
   done
-} > benchmarks/results/claims.txt
-echo "== run_all.sh finished $(date -u '+%Y-%m-%d %H:%M:%S') UTC ($SECONDS s); claims: benchmarks/results/claims.txt" | tee -a "$LOG"
+} > "$RESULTS/claims.txt"
+failed=$(awk '$2 != 0 {print $1}' "$RAN" | tr '\n' ' ')
+echo "== run_all.sh finished $(date -u '+%Y-%m-%d %H:%M:%S') UTC ($SECONDS s); claims: $RESULTS/claims.txt${failed:+; FAILED: $failed}" | tee -a "$LOG"
