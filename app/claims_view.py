@@ -119,8 +119,20 @@ FEW_STEPS = 100  # optimiser steps: below this a fine-tuning run on a new datase
 LR_AUTO = "*Find the learning rate automatically*"  # the Model page's label for optim.lr_auto
 
 
+PEAK_DROP = 0.15  # validation that fell this far (a fraction) from its best epoch: the run unlearnt
+
+
 def chance_advice(summary: dict, config: dict | None) -> str:
-    """What to change for a run that stayed at guessing, from its optimiser steps."""
+    """What to change for a run that stayed at guessing: when its validation accuracy peaked and fell by
+    PEAK_DROP or more (the summary's history), the learning rate; else from its optimiser steps."""
+    history = [h for h in summary.get("history") or [] if isinstance(h.get("val_acc"), (int, float))]
+    if history:
+        best = max(history, key=lambda h: h["val_acc"])
+        if best["val_acc"] - history[-1]["val_acc"] >= PEAK_DROP:
+            return (f"Its validation accuracy reached {100 * best['val_acc']:.1f}% in epoch {best.get('epoch', '?')} "
+                    f"and fell to {100 * history[-1]['val_acc']:.1f}% by the end: the learning rate was likely too "
+                    "high for these images. Lower it (Model and methods page), or use the weights of the best "
+                    "validation epoch (Results page, Model weights).")
     train = (config or {}).get("train") or {}
     epochs, batch = int(train.get("epochs") or 0), int(train.get("batch_size") or 0)
     auto = bool(((config or {}).get("optim") or {}).get("lr_auto"))

@@ -126,8 +126,8 @@ def wise_ft_claim(summary: dict, baseline: dict | None = None) -> Claim:
     gain = pick["ood_acc"] - best_end
     shown = bool(ok) and gain > 0
     return Claim("wise_ft", shown,
-                 f"WiSE-FT: {_verdict(shown)}: the grid's best mix within {100 * WISE_VAL_TOLERANCE:g} "
-                 f"validation point of the fine-tuned end, alpha {pick['alpha']:g}, OOD {_pts(pick['ood_acc'])}% "
+                 f"WiSE-FT: {_verdict(shown)}: the grid's best mix with validation at most "
+                 f"{100 * WISE_VAL_TOLERANCE:g} point below the fine-tuned end, alpha {pick['alpha']:g}, OOD {_pts(pick['ood_acc'])}% "
                  f"vs {_pts(zero['ood_acc'])}% (alpha 0) and {_pts(one['ood_acc'])}% (alpha 1), {100 * gain:+.1f} "
                  f"points over the better end; validation {100 * (pick['val_acc'] - one['val_acc']):+.1f} points "
                  "from the fine-tuned end.")

@@ -180,7 +180,7 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
         "",
         "## Training",
         f"- {cfg.train.epochs} epochs, batch {cfg.train.batch_size}, {cfg.optim.optimizer} lr {cfg.optim.lr:g} "
-        f"(momentum {cfg.optim.momentum:g}, effective lr {cfg.effective_lr:g}), schedule {cfg.optim.schedule}",
+        f"(momentum {cfg.optim.momentum:g}, effective lr {cfg.effective_lr:g}), schedule {cfg.optim.schedule.replace('_', ' ')}",
         "- Methods: " + (", ".join(METHODS[m].title for m in cfg.enabled_methods() if m in METHODS) or "plain fine-tuning"),
     ]
     for m in cfg.enabled_methods():

@@ -45,9 +45,9 @@ def _step(cfg):
 
 register_schedule("cosine", "Cosine decay from the peak to zero.", lambda cfg: _cosine)
 register_schedule(
-    "warmup_cosine", "Linear warm-up over warmup_fraction of the steps, then cosine decay.", _warmup_cosine
+    "warmup_cosine", "A linear rise over the warm-up share of the steps, then cosine decay to zero.", _warmup_cosine
 )
-register_schedule("step", "Multiply by step_gamma after each step_every_fraction of the steps.", _step)
+register_schedule("step", "Multiplied by the decay factor each time the given share of the steps has passed.", _step)
 register_schedule("constant", "The same learning rate throughout.", lambda cfg: (lambda t: 1.0))
 
 
@@ -72,7 +72,7 @@ def _slow_start_fast_decay(cfg):
 
 register_schedule(
     "slow_start_fast_decay",
-    "Jeddi et al. 2020: linear rise over slow_start_fraction of the steps, then exponential decay at fast_decay_rate.",
+    "Jeddi et al. 2020: a linear rise over the slow-start share of the steps, then an exponential decay at the fast decay rate.",
     _slow_start_fast_decay,
 )
 

@@ -190,3 +190,17 @@ def test_an_accuracy_above_guessing_by_no_more_than_luck_is_flagged_with_its_odd
     # a validation-only dataset is tested on its validation images
     val = {"classes": ["a", "b"], "val_acc": 0.6, "data_report": {"split_counts": {"val": {"a": 5, "b": 5}}}}
     assert "validation accuracy (60.0%, 6 of 10 images)" in at_chance(val)
+
+
+def test_a_run_whose_validation_peaked_and_fell_is_told_about_its_learning_rate():
+    # a new user's run: 100% validation in the head-only epochs, 33% at the end; "more steps" was the wrong advice
+    from app.claims_view import at_chance
+
+    summary = {"classes": ["a", "b", "c"], "test_acc": 1 / 3, "steps_per_epoch": 3, "train_images": 12,
+               "history": [{"epoch": 1, "val_acc": 1.0}, {"epoch": 2, "val_acc": 1.0}, {"epoch": 3, "val_acc": 1 / 3}]}
+    text = at_chance(summary, {"train": {"epochs": 3, "batch_size": 4}})
+    assert "reached 100.0% in epoch 1 and fell to 33.3%" in text and "learning rate was likely too high" in text
+    assert "more steps" not in text
+    # a small dip is not that: the advice stays with the steps
+    summary["history"][0]["val_acc"] = summary["history"][1]["val_acc"] = 0.4
+    assert "only 9 optimiser steps" in at_chance(summary, {"train": {"epochs": 3, "batch_size": 4}})

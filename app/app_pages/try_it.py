@@ -131,7 +131,7 @@ def explain_view(run_dir: str, ds: str, models: list, image: np.ndarray, answers
                           format_func=lambda m: METHOD_NAMES.get(m, m), help=ATTRIBUTIONS["grad_cam"])
     st.caption(ATTRIBUTIONS[method])
     picture = image.transpose(1, 2, 0).astype(np.float32) / 255.0
-    cols = st.columns(len(models))
+    cols = st.columns([1] + [2] * len(models))[1:]  # each map under its model's answer (image_result's columns)
     for col, (p, variant, alpha), answer in zip(cols, models, answers):
         target = p.classes.index(answer.top[0][0])
         with st.spinner(f"{METHOD_NAMES[method]} for {p.label} ..."):
