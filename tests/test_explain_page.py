@@ -402,3 +402,11 @@ def test_the_starting_model_of_a_run_that_kept_its_checkpoints_head_is_not_calle
     (tmp_path / "summary.json").write_text(json.dumps({"load_report": {"head_kept": True}}))
     note = row_note({"key": "pretrained"}, "checkpoint", rec)
     assert "never trained" not in note and "head it was trained with" in note and "your checkpoint" in note
+
+
+def test_the_highest_loss_gallery_offers_a_choice_only_when_there_is_one():
+    # a new user's 3 validation images drew a "How many" slider with one stop, a lone dot
+    from app.app_pages.explain import gallery_sizes
+
+    assert gallery_sizes(3) == [3] and gallery_sizes(6) == [6]
+    assert gallery_sizes(20) == [6, 12, 20] and gallery_sizes(128) == [6, 12, 24, 48]

@@ -290,6 +290,12 @@ def overlay(image: np.ndarray, m: np.ndarray, strength: float = 0.7) -> np.ndarr
     return image * (1 - w) + colormap(m) * w
 
 
+def gallery_sizes(n: int) -> list[int]:
+    """How many highest-loss images the user can choose to see: 6, 12, 24 or 48, never more than the
+    `n` validation images; a single size when n <= 6 (then there is nothing to choose)."""
+    return sorted({min(s, n) for s in (6, 12, 24, 48)})
+
+
 def upscale(a: np.ndarray, px: int = DISPLAY_PX) -> np.ndarray:
     """Nearest-neighbour enlargement to at least `px` pixels, so the browser does not blur small images."""
     f = max(1, math.ceil(px / max(a.shape[0], 1)))
@@ -502,10 +508,14 @@ def errors_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
     st.subheader("Highest-loss images")
     st.caption("The validation images the model is most confidently wrong about (or least sure of, when it is "
                "right). Look for a pattern: mislabelled files, two classes that look alike, an unusual background.")
-    sizes = sorted({min(s, n) for s in (6, 12, 24, 48)})  # never more than the split has
+    sizes = gallery_sizes(n)
     if st.session_state.get(f"explain_k_{rec.id}") not in sizes:
         st.session_state[f"explain_k_{rec.id}"] = min(12, n)
-    k = st.select_slider("How many", sizes, key=f"explain_k_{rec.id}")
+    if len(sizes) > 1:
+        k = st.select_slider("How many", sizes, key=f"explain_k_{rec.id}")
+    else:  # a split of 6 images or fewer: a slider with one stop would be a lone dot
+        k = sizes[0]
+        st.caption(f"All {k} validation image{'s' * (k != 1)}, highest loss first.")
     top = [int(i) for i in pred["order"][:min(k, n)]]
     gallery(run_dir, ds, rec, top,
             [f"{'✓' if preds[i] == labels[i] else '✗'} true {classes[labels[i]]} · said {classes[preds[i]]} "
