@@ -291,7 +291,9 @@ def sidebar(engine: Engine) -> None:
     from engine.methods import METHODS
 
     methods = ", ".join(METHODS[m].title for m in cfg.enabled_methods() if m in METHODS) or "plain fine-tuning"
-    st.caption(f"Next run: **{state.backbone_title(cfg.backbone.name)}** on {ds.words}, {state.plural(cfg.train.epochs, 'epoch')}, {methods}.")
+    start = " (your checkpoint)" if cfg.backbone.pretrained == "checkpoint" and cfg.backbone.checkpoint else ""
+    st.caption(f"Next run: **{state.backbone_title(cfg.backbone.name)}**{start} on {ds.words}, "
+               f"{state.plural(cfg.train.epochs, 'epoch')}, {methods}.")
 
 
 def short_time(ts: float | None) -> str:

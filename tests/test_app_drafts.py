@@ -261,3 +261,20 @@ def test_markdown_characters_in_a_users_names_show_as_written(studio, tiny_bytes
     no_problems(at)
     next_run = " ".join(texts(at.markdown))
     assert r"**my\_\*odd\* \$5.zip**" in next_run, next_run
+
+
+def test_a_run_name_says_when_it_starts_from_the_users_checkpoint_or_from_scratch():
+    # in Compare, a new user's run from their own model read "ResNet-18 plain", like any other
+    from app.state import Dataset, default_run_name
+    from engine.config import RunConfig
+
+    ds = Dataset("upload", "upload:" + "0" * 64, "my data.zip")
+    import dataclasses
+
+    def name(pretrained: str = "bundled") -> str:
+        cfg = RunConfig()
+        return default_run_name(dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, pretrained=pretrained)), ds)
+
+    assert name() == "ResNet-18 plain on my data.zip"
+    assert name("checkpoint") == "ResNet-18 from your checkpoint plain on my data.zip"
+    assert name("none") == "ResNet-18 from scratch plain on my data.zip"
