@@ -485,8 +485,8 @@ def reuse_run(rec: Any, with_data: bool) -> None:
 
 
 def default_run_name(cfg: RunConfig, ds: Dataset) -> str:
-    """What a run is called when the user gave no name: backbone, where it starts when that is not
-    pretrained weights (your checkpoint, scratch), methods and the data."""
+    """What a run is called when the user gave no name: backbone, methods, where it starts when that
+    is not pretrained weights (your checkpoint, scratch) and the data."""
     data = "sample textures" if ds.kind == "sample" else (ds.label if ds.kind == "upload"
                                                           else Path(ds.source).name or ds.source)
     from engine.methods import METHODS
@@ -494,7 +494,7 @@ def default_run_name(cfg: RunConfig, ds: Dataset) -> str:
     methods = " + ".join(METHODS[m].title.split()[0] if m in METHODS else m  # "WiSE-FT", "Pruning", ...
                          for m in cfg.enabled_methods())
     start = {"checkpoint": " from your checkpoint", "none": " from scratch"}.get(cfg.backbone.pretrained, "")
-    return f"{backbone_title(cfg.backbone.name)}{start} {methods or 'plain'} on {data}"
+    return f"{backbone_title(cfg.backbone.name)} {methods or 'plain'}{start} on {data}"
 
 
 def start_run(engine: Engine, gpus: tuple[int, ...] = ()) -> str:

@@ -124,7 +124,8 @@ def test_compare_shows_the_dataset_and_flags_runs_on_different_data(studio, tiny
     assert "3 · Train (live)" in texts(at.title), "the Train page follows the new run"
     (second,) = [r.id for r in engine().list_runs() if r.id != first]
     assert engine().wait(second, RUN_TIMEOUT) == "finished"
-    assert engine().run_record(second).name == "ResNet-18 plain on two colours.zip", "run names say the data, the backbone as people write it"
+    assert engine().run_record(second).name == "ResNet-18 plain from scratch on two colours.zip", \
+        "run names say the data, the backbone as people write it, and a start other than pretrained weights"
 
     at.switch_page("app_pages/results.py").run()
     no_problems(at)
@@ -276,5 +277,5 @@ def test_a_run_name_says_when_it_starts_from_the_users_checkpoint_or_from_scratc
         return default_run_name(dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, pretrained=pretrained)), ds)
 
     assert name() == "ResNet-18 plain on my data.zip"
-    assert name("checkpoint") == "ResNet-18 from your checkpoint plain on my data.zip"
-    assert name("none") == "ResNet-18 from scratch plain on my data.zip"
+    assert name("checkpoint") == "ResNet-18 plain from your checkpoint on my data.zip"
+    assert name("none") == "ResNet-18 plain from scratch on my data.zip"
