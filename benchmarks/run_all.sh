@@ -1,25 +1,28 @@
 #!/usr/bin/env bash
 # Run every benchmark at the settings README reports, two at a time with one torch thread each
 # (two threads per process spin against each other on a 2-core machine). Output goes to
-# benchmarks/results/<name>.txt (or $STUDIO_BENCH_RESULTS/<name>.txt); README's tables are copied from there.
+# $STUDIO_BENCH_RESULTS/<name>.txt (default benchmarks/results/run_all_<date>/); README's tables are copied from there.
 set -u
 cd "$(dirname "$0")/.."
-export OMP_NUM_THREADS=1 BENCH_THREADS=1 PYTHONUNBUFFERED=1
-# STUDIO_BENCH_RESULTS: another folder for the outputs (e.g. to keep one machine's run beside another's)
-RESULTS=${STUDIO_BENCH_RESULTS:-benchmarks/results}
+CORES=$(nproc)  # before OMP_NUM_THREADS below, which nproc would report instead
+# The outputs go to a folder of their own (STUDIO_BENCH_RESULTS, default a dated one), so a new run
+# never overwrites the files README's tables cite; relative to the project root
+export STUDIO_BENCH_RESULTS=${STUDIO_BENCH_RESULTS:-benchmarks/results/run_all_$(date -u +%Y-%m-%d_%H%M)}
+RESULTS=$STUDIO_BENCH_RESULTS
 mkdir -p "$RESULTS"
+export OMP_NUM_THREADS=1 BENCH_THREADS=1 PYTHONUNBUFFERED=1
 LOG=$RESULTS/run_all.log
 RAN=$RESULTS/.run_all_ran  # name and exit status of each step of this invocation (claims.txt reads it)
 : > "$RAN"
 run() {
   local name=$1; shift; local t0=$SECONDS rc
-  echo "== $(date -u +%H:%M:%S) $name: $*" | tee -a "$LOG"
+  echo "== $(date -u +%H:%M:%S) $name: ${STUDIO_CPU_PRECISION:+STUDIO_CPU_PRECISION=$STUDIO_CPU_PRECISION }OMP_NUM_THREADS=$OMP_NUM_THREADS $*" | tee -a "$LOG"
   python "$@" > "$RESULTS/$name.txt" 2>&1
   rc=$?
   echo "$name $rc" >> "$RAN"
   echo "== $(date -u +%H:%M:%S) $name done (exit $rc, $((SECONDS - t0)) s)" | tee -a "$LOG"
 }
-echo "== run_all.sh ${*:-} started $(date -u '+%Y-%m-%d %H:%M:%S') UTC on $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc --all) cores" | tee "$LOG"
+echo "== run_all.sh ${*:-} started $(date -u '+%Y-%m-%d %H:%M:%S') UTC on $(lscpu | sed -n 's/^Model name: *//p' | head -1), $CORES cores" | tee "$LOG"
 (
   run transfer_gain benchmarks/transfer_gain.py --seeds 0 1 --steps 100
   run transfer_gain_mobilenet_v3_small benchmarks/transfer_gain.py --backbone mobilenet_v3_small --seeds 0 1 --steps 100
@@ -67,6 +70,8 @@ if python benchmarks/digits.py > /dev/null 2>&1; then
       --epochs 10 --threads 2 --threshold 0.9 --studio-no-ood --seeds 0 1
   # Jeddi et al.'s cost claim against adversarial training from scratch, on data where scratch learns
   OMP_NUM_THREADS=2 run adversarial_compute benchmarks/adversarial_compute.py --seeds 0 1 2
+else
+  echo "== digits (scikit-learn) missing: peers_32px_digits and adversarial_compute skipped" | tee -a "$LOG"
 fi
 # The longer budgets and the other settings README also reports (about 2 hours more on 2 cores):
 # bash benchmarks/run_all.sh --long
@@ -89,12 +94,13 @@ if [ "${1:-}" = "--long" ]; then
   ) &
   wait
   # The cost claim at a larger eps (needs scikit-learn for the digits)
+  python benchmarks/digits.py > /dev/null 2>&1 || echo "== digits (scikit-learn) missing: adversarial_compute_8 skipped" | tee -a "$LOG"
   python benchmarks/digits.py > /dev/null 2>&1 && OMP_NUM_THREADS=2 run adversarial_compute_8 \
       benchmarks/adversarial_compute.py --seeds 0 1 2 --eps 8/255
   OMP_NUM_THREADS=2 run pruning_12ep benchmarks/pruning.py --epochs 12 --seeds 0,1,2 --sparsities 0,0.5,0.7 \
       --threads 2 --latency-rounds 3
   OMP_NUM_THREADS=1 run adafilter_12ep benchmarks/adafilter.py --seeds 0 1 --epochs 12 --threads 1
-  OMP_NUM_THREADS=2 run adversarial_48ep benchmarks/adversarial.py --scratch-epochs 48 --eval-subset 64 --cost-rounds 3 \
+  OMP_NUM_THREADS=2 BENCH_THREADS=2 run adversarial_48ep benchmarks/adversarial.py --scratch-epochs 48 --eval-subset 64 --cost-rounds 3 \
       --name adversarial_48ep
 fi
 # On a machine with a CUDA GPU, also: bash benchmarks/gpu_check.sh (writes benchmarks/results/gpu_*.txt)
