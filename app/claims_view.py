@@ -103,11 +103,15 @@ def maybe_luck(summary: dict, acc: float, guess: float, split: str, config: dict
     if n < 1 or abs(right - acc * n) > 0.01:  # not a count of these images: measured on something else
         return None
     null = max(guess, max(sizes) / n)  # a model that always answers the largest class scores its share
+    advice = chance_advice(summary, config)
+    if right <= max(sizes):  # above guessing, but not above always answering the largest class
+        return (f"This run's {split} accuracy ({100 * acc:.1f}%, {right} of {n} images) is no better than "
+                f"always answering the largest class of the {split} images ({max(sizes)} of {n}, "
+                f"{100 * null:.1f}%). It {LUCK_MARK}. {advice}")
     p = binomtest(min(right, n), n, null, alternative="greater").pvalue
     if p < LUCK_P:
         return None
     largest = "" if null == guess else f", or always answering its largest class ({100 * null:.1f}%)"
-    advice = chance_advice(summary, config)
     return (f"This run's {split} accuracy ({100 * acc:.1f}%, {right} of {n} images) is above the level of "
             f"guessing among {len(summary.get('classes') or [])} classes ({100 * guess:.1f}%{largest}), but not "
             f"clearly: a model that learnt nothing gets {right} or more of {n} right {100 * p:.0f}% of the time "
@@ -120,19 +124,39 @@ LR_AUTO = "*Find the learning rate automatically*"  # the Model page's label for
 
 
 PEAK_DROP = 0.15  # validation that fell this far (a fraction) from its best epoch: the run unlearnt
+PEAK_DROP_IMAGES = 3  # ... and by at least this many images: one or two is noise on a small split
+
+
+def peaked_and_fell(summary: dict) -> dict | None:
+    """The history entry of the best validation epoch when the run clearly learnt and then lost it: the
+    peak beats guessing beyond luck (one-sided binomial test, p < LUCK_P, on the validation split's
+    size from data_report), and the final epoch is PEAK_DROP and PEAK_DROP_IMAGES images lower. None
+    otherwise, or when the validation split's size is unknown (then one image could be the drop)."""
+    from scipy.stats import binomtest
+
+    history = [h for h in summary.get("history") or [] if isinstance(h.get("val_acc"), (int, float))]
+    counts = ((summary.get("data_report") or {}).get("split_counts") or {}).get("val") or {}
+    n, k = sum(int(v or 0) for v in counts.values()), len(summary.get("classes") or [])
+    if not history or n < 1 or k < 2:
+        return None
+    best, last = max(history, key=lambda h: h["val_acc"]), history[-1]["val_acc"]
+    drop = best["val_acc"] - last
+    if drop < PEAK_DROP or round(drop * n) < PEAK_DROP_IMAGES:
+        return None
+    clear = binomtest(round(best["val_acc"] * n), n, 1 / k, alternative="greater").pvalue < LUCK_P
+    return best if clear else None
 
 
 def chance_advice(summary: dict, config: dict | None) -> str:
-    """What to change for a run that stayed at guessing: when its validation accuracy peaked and fell by
-    PEAK_DROP or more (the summary's history), the learning rate; else from its optimiser steps."""
-    history = [h for h in summary.get("history") or [] if isinstance(h.get("val_acc"), (int, float))]
-    if history:
-        best = max(history, key=lambda h: h["val_acc"])
-        if best["val_acc"] - history[-1]["val_acc"] >= PEAK_DROP:
-            return (f"Its validation accuracy reached {100 * best['val_acc']:.1f}% in epoch {best.get('epoch', '?')} "
-                    f"and fell to {100 * history[-1]['val_acc']:.1f}% by the end: the learning rate was likely too "
-                    "high for these images. Lower it (Model and methods page), or use the weights of the best "
-                    "validation epoch (Results page, Model weights).")
+    """What to change for a run that stayed at guessing: when its validation accuracy clearly peaked and
+    fell (`peaked_and_fell`), the learning rate; else from its optimiser steps."""
+    best = peaked_and_fell(summary)
+    if best is not None:
+        last = [h for h in summary["history"] if isinstance(h.get("val_acc"), (int, float))][-1]["val_acc"]
+        return (f"Its validation accuracy reached {100 * best['val_acc']:.1f}% in epoch {best.get('epoch', '?')} "
+                f"and fell to {100 * last:.1f}% by the end: the learning rate was likely too high for these "
+                "images. Lower it (Model and methods page), or use the weights of the best validation epoch "
+                "(Results page, Model weights).")
     train = (config or {}).get("train") or {}
     epochs, batch = int(train.get("epochs") or 0), int(train.get("batch_size") or 0)
     auto = bool(((config or {}).get("optim") or {}).get("lr_auto"))

@@ -291,7 +291,8 @@ def sidebar(engine: Engine) -> None:
     from engine.methods import METHODS
 
     methods = ", ".join(METHODS[m].title for m in cfg.enabled_methods() if m in METHODS) or "plain fine-tuning"
-    start = " (your checkpoint)" if cfg.backbone.pretrained == "checkpoint" and cfg.backbone.checkpoint else ""
+    start = {"checkpoint": " (your checkpoint)" if cfg.backbone.checkpoint else "", "none": " (from scratch)"}.get(
+        cfg.backbone.pretrained, "")
     st.caption(f"Next run: **{state.backbone_title(cfg.backbone.name)}**{start} on {ds.words}, "
                f"{state.plural(cfg.train.epochs, 'epoch')}, {methods}.")
 

@@ -310,6 +310,8 @@ def test_the_uploader_says_which_classes_a_studio_model_keeps_its_head_for(model
     upload(model_page, "sample-model.safetensors", (tmp_path / "s.safetensors").read_bytes())
     success = " ".join(str(s.value) for s in model_page.success)
     assert f"trained on your dataset's {len(sample)} classes" in success and "head is kept" in success, success
+    # one sentence for both states of the WiSE-FT switch drawn below it (a state-dependent one went stale)
+    assert "unless WiSE-FT is on, which fits a new head on your images first" in success, success
 
     # a preset for the same network keeps the checkpoint, and says so
     ckpt = model_page.session_state["cfg"].backbone.checkpoint

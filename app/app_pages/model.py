@@ -312,10 +312,10 @@ def head_verdict(report: dict, classes: list[str] | None) -> str:
     if report.get("head_kept"):
         # one sentence for both WiSE-FT states: the switch is drawn further down, so this message is
         # written before a change to it reaches the config and would show the state before the click
-        skipped = " (the head-only epochs are skipped)" if state.config().optim.linear_probe_epochs else ""
+        skipped = " and the head-only epochs are skipped" if state.config().optim.linear_probe_epochs else ""
         return (f"It was trained on your dataset's {len(file_classes)} classes ({shown}): its classification "
-                f"head is kept, so training continues from its predictions{skipped}. With WiSE-FT on, WiSE-FT "
-                "fits its own head on your images first instead (its starting model, theta_0).")
+                f"head is kept, so training continues from its predictions{skipped}; unless WiSE-FT is on, which "
+                "fits a new head on your images first (its starting model).")
     if list(file_classes) == list(classes):
         return (f"It names your dataset's classes ({shown}) but holds no head of their size: a new "
                 "classification head is trained.")
