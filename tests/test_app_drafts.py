@@ -65,6 +65,11 @@ def test_a_refresh_and_a_restart_give_back_the_dataset_ood_set_and_settings(stud
 
     refreshed = new_app()  # a page refresh: a new session, nothing in st.session_state
     assert_same_draft(refreshed, before)
+    # the browser first draws a number field at its widget's default: that is the saved value, not the minimum
+    # (seeded through session state, Epochs showed "1" for a moment after every refresh)
+    refreshed.switch_page("app_pages/model.py").run()
+    epochs = refreshed.number_input(key="w:train.epochs")
+    assert epochs.value == 3 and epochs.proto.default == 3, epochs.proto.default
     refreshed.switch_page("app_pages/train.py").run()
     no_problems(refreshed)
     next_run = " ".join(texts(refreshed.markdown))
