@@ -185,11 +185,12 @@ def field_widget(section: str, obj: Any, name: str, *, meta: Mapping[str, Any] |
         current = st.session_state.get(key, shown)
         if not isinstance(current, (int, float)) or (lo is not None and current < lo) or (hi is not None and current > hi):
             st.session_state.pop(key, None)
-        # A new widget gets its value as `value`, not seeded through session state: the browser draws a
-        # seeded widget at its default (the minimum) first, so Epochs showed "1" after every refresh. Once
-        # the widget holds a value the key keeps it (`value` is then left at the default: passing it beside
-        # a key set through session state makes Streamlit warn).
-        start = {} if key in st.session_state else {"value": num(shown)}
+        # The config's value is the widget's `value` on every run, not seeded through session state: the
+        # browser draws a seeded widget at its default (the minimum) first, so Epochs showed "1" after every
+        # refresh; and a default that changed between runs made the browser reset the field to it (a
+        # linear-probe setting fell to its minimum). The key keeps what the user set (the widget's key
+        # is its identity); these keys are never written through session state, so Streamlit does not warn.
+        start = {"value": num(shown)}
         fmt = None if is_int else number_format(info, shown)
         if kind == "slider" and lo is not None and hi is not None:
             got = where.slider(info.shown_label, min_value=lo, max_value=hi, step=step, key=key, help=info.help,
