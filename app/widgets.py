@@ -185,11 +185,13 @@ def field_widget(section: str, obj: Any, name: str, *, meta: Mapping[str, Any] |
         current = st.session_state.get(key, shown)
         if not isinstance(current, (int, float)) or (lo is not None and current < lo) or (hi is not None and current > hi):
             st.session_state.pop(key, None)
-        # The config's value is the widget's `value` on every run, not seeded through session state: the
-        # browser draws a seeded widget at its default (the minimum) first, so Epochs showed "1" after every
-        # refresh; and a default that changed between runs made the browser reset the field to it (a
-        # linear-probe setting fell to its minimum). The key keeps what the user set (the widget's key
-        # is its identity); these keys are never written through session state, so Streamlit does not warn.
+        # Seeded through session state (so a reset, e.g. a preset, reaches a field the browser already
+        # shows) and also the widget's `value`, the same number on every run: without it the browser draws
+        # the field at its default, the minimum, until the seeded value arrives (Epochs showed "1" after
+        # every refresh), and a default that changed between runs reset untouched fields to it. The key is
+        # the widget's identity, so the value never resets what the user set. Streamlit's warning about a
+        # value set both ways is off in .streamlit/config.toml: here the two are always the same.
+        _seed(key, num(shown))
         start = {"value": num(shown)}
         fmt = None if is_int else number_format(info, shown)
         if kind == "slider" and lo is not None and hi is not None:

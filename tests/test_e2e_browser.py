@@ -115,6 +115,36 @@ def test_a_first_visit_straight_to_a_page_gets_the_whole_app(server, browser):
     assert not outside, outside
 
 
+def test_number_fields_show_the_saved_value_at_once_and_follow_a_preset(server, browser):
+    """After a refresh Epochs showed 1 (the field's minimum) before the saved value; a field the browser
+    already shows must still take a preset's value (the browser keeps its own copy of a field)."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server["url"] + "/model")
+    page.get_by_role("heading", name="2 · Model and methods").wait_for(timeout=60_000)
+    settle(page)
+    epochs = page.get_by_label("Epochs", exact=True)
+    epochs.fill("9")
+    epochs.press("Enter")
+    settle(page)
+    page.wait_for_timeout(1000)
+    page.reload()
+    seen = []  # the field's value from the moment it exists until it settles
+    for _ in range(400):
+        value = page.evaluate("() => (document.querySelector('input[aria-label=\"Epochs\"]') || {}).value")
+        if value is not None and (not seen or seen[-1] != value):
+            seen.append(value)
+        if seen and seen[-1] == "9" and len(seen) >= 1:
+            break
+        page.wait_for_timeout(10)
+    assert seen and set(seen) <= {"", "9"}, seen
+    settle(page)
+    page.get_by_role("button", name=re.compile("Quick demo")).first.click()
+    settle(page)
+    page.wait_for_timeout(1000)
+    assert page.get_by_label("Epochs", exact=True).input_value() == "20", "the preset reaches the field"
+    page.close()
+
+
 @pytest.fixture(scope="module")
 def tiny_zip_path(tmp_path_factory) -> Path:
     """Another dataset (3 colour classes, 10 images each) for a second, quick run on other data."""
