@@ -85,6 +85,12 @@ def test_model_card_mentions_methods_and_metrics(trained):
     card = model_card(trained.context.cfg, {**trained.summary, "robust_acc": 0.25,
                                              "robust_eval": {"attack": "PGD-20", "eps": 4 / 255}})
     assert "Robust accuracy (PGD-20, eps 4.0/255): 25.0%" in card
+    # the schedule in words, as the Model page names it (the card said "schedule slow_start_fast_decay")
+    import dataclasses
+
+    cfg = trained.context.cfg
+    slow = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, schedule="slow_start_fast_decay"))
+    assert "schedule slow start fast decay" in model_card(slow, trained.summary)
 
 
 def test_torchscript_export_does_not_fill_the_log_with_torchscripts_deprecation_warnings(tmp_path):

@@ -185,3 +185,11 @@ def test_time_left_counts_evaluation_and_the_final_evaluation_reports_its_parts(
     assert with_eval == pytest.approx(train_only + expected)
     ctx.eval_clock = EvalClock(clock.epoch_passes, clock.final_passes, 0.0)  # before any evaluation: estimated
     assert time_left(ctx, 100.0) > train_only
+
+
+def test_schedule_descriptions_name_settings_in_words_not_config_fields():
+    # the Model page shows them under the schedule choice; they named slow_start_fraction and fast_decay_rate
+    import re
+
+    for name, (text, _) in SCHEDULES.items():
+        assert not re.search(r"\b[a-z]+_[a-z_]+\b", text), (name, text)
