@@ -83,6 +83,13 @@ def at_chance(summary: dict, config: dict | None = None, margin: float = 0.02) -
             f"{len(classes)} classes ({100 * guess:.1f}%): it learnt nothing yet. {advice}")
 
 
+def split_sizes(summary: dict, split: str) -> list[int]:
+    """Images per class in a run's `split` ("train", "val" or "test"; the summary's data_report
+    split_counts), empty when the summary does not say; a missing count is 0."""
+    counts = ((summary.get("data_report") or {}).get("split_counts") or {}).get(split) or {}
+    return [int(v or 0) for v in counts.values()]
+
+
 LUCK_P = 0.05  # above guessing by more than this chance of luck (binomial test) is "clearly better"
 LUCK_MARK = "may have learnt nothing yet"  # in every `maybe_luck` warning: how the pages tell it from "learnt nothing"
 
@@ -96,21 +103,20 @@ def maybe_luck(summary: dict, acc: float, guess: float, split: str, config: dict
     split_counts; None when it is unknown, empty, or `acc` is not a whole number of its images right."""
     from scipy.stats import binomtest
 
-    counts = ((summary.get("data_report") or {}).get("split_counts") or {}).get("test" if split == "test" else "val")
-    sizes = [int(v or 0) for v in (counts or {}).values()]
+    sizes = split_sizes(summary, "test" if split == "test" else "val")
     n = sum(sizes)
     right = round(acc * n)
     if n < 1 or abs(right - acc * n) > 0.01:  # not a count of these images: measured on something else
         return None
     null = max(guess, max(sizes) / n)  # a model that always answers the largest class scores its share
-    advice = chance_advice(summary, config)
     if right <= max(sizes):  # above guessing, but not above always answering the largest class
         return (f"This run's {split} accuracy ({100 * acc:.1f}%, {right} of {n} images) is no better than "
                 f"always answering the largest class of the {split} images ({max(sizes)} of {n}, "
-                f"{100 * null:.1f}%). It {LUCK_MARK}. {advice}")
+                f"{100 * null:.1f}%). It {LUCK_MARK}. {chance_advice(summary, config)}")
     p = binomtest(min(right, n), n, null, alternative="greater").pvalue
     if p < LUCK_P:
         return None
+    advice = chance_advice(summary, config)
     largest = "" if null == guess else f", or always answering its largest class ({100 * null:.1f}%)"
     return (f"This run's {split} accuracy ({100 * acc:.1f}%, {right} of {n} images) is above the level of "
             f"guessing among {len(summary.get('classes') or [])} classes ({100 * guess:.1f}%{largest}), but not "
@@ -127,16 +133,16 @@ PEAK_DROP = 0.15  # validation that fell this far (a fraction) from its best epo
 PEAK_DROP_IMAGES = 3  # ... and by at least this many images: one or two is noise on a small split
 
 
-def peaked_and_fell(summary: dict) -> dict | None:
-    """The history entry of the best validation epoch when the run clearly learnt and then lost it: the
+def peaked_and_fell(summary: dict) -> tuple[dict, float] | None:
+    """(history entry of the best validation epoch, final validation accuracy) when the run clearly
+    learnt and then lost it: the
     peak beats guessing beyond luck (one-sided binomial test, p < LUCK_P, on the validation split's
     size from data_report), and the final epoch is PEAK_DROP and PEAK_DROP_IMAGES images lower. None
     otherwise, or when the validation split's size is unknown (then one image could be the drop)."""
     from scipy.stats import binomtest
 
     history = [h for h in summary.get("history") or [] if isinstance(h.get("val_acc"), (int, float))]
-    counts = ((summary.get("data_report") or {}).get("split_counts") or {}).get("val") or {}
-    n, k = sum(int(v or 0) for v in counts.values()), len(summary.get("classes") or [])
+    n, k = sum(split_sizes(summary, "val")), len(summary.get("classes") or [])
     if not history or n < 1 or k < 2:
         return None
     best, last = max(history, key=lambda h: h["val_acc"]), history[-1]["val_acc"]
@@ -144,15 +150,15 @@ def peaked_and_fell(summary: dict) -> dict | None:
     if drop < PEAK_DROP or round(drop * n) < PEAK_DROP_IMAGES:
         return None
     clear = binomtest(round(best["val_acc"] * n), n, 1 / k, alternative="greater").pvalue < LUCK_P
-    return best if clear else None
+    return (best, last) if clear else None
 
 
 def chance_advice(summary: dict, config: dict | None) -> str:
     """What to change for a run that stayed at guessing: when its validation accuracy clearly peaked and
     fell (`peaked_and_fell`), the learning rate; else from its optimiser steps."""
-    best = peaked_and_fell(summary)
-    if best is not None:
-        last = [h for h in summary["history"] if isinstance(h.get("val_acc"), (int, float))][-1]["val_acc"]
+    peak = peaked_and_fell(summary)
+    if peak is not None:
+        best, last = peak
         return (f"Its validation accuracy reached {100 * best['val_acc']:.1f}% in epoch {best.get('epoch', '?')} "
                 f"and fell to {100 * last:.1f}% by the end: the learning rate was likely too high for these "
                 "images. Lower it (Model and methods page), or use the weights of the best validation epoch "
@@ -186,8 +192,7 @@ def small_split_note(summary: dict) -> str:
     """A caution for verdicts measured on few held-out images: how many points one image is worth on
     the validation and test splits (the summary's data_report split_counts), or "" when both are
     large enough (at least SMALL_SPLIT images) or unknown."""
-    counts = (summary.get("data_report") or {}).get("split_counts") or {}
-    sizes = {split: sum(int(v) for v in (counts.get(split) or {}).values()) for split in ("val", "test")}
+    sizes = {split: sum(split_sizes(summary, split)) for split in ("val", "test")}
     small = {split: n for split, n in sizes.items() if 0 < n < SMALL_SPLIT}
     if not small:
         return ""

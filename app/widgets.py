@@ -192,14 +192,13 @@ def field_widget(section: str, obj: Any, name: str, *, meta: Mapping[str, Any] |
         # the widget's identity, so the value never resets what the user set. Streamlit's warning about a
         # value set both ways is off in .streamlit/config.toml: here the two are always the same.
         _seed(key, num(shown))
-        start = {"value": num(shown)}
         fmt = None if is_int else number_format(info, shown)
         if kind == "slider" and lo is not None and hi is not None:
             got = where.slider(info.shown_label, min_value=lo, max_value=hi, step=step, key=key, help=info.help,
-                               disabled=disabled, format=fmt, **start)
+                               disabled=disabled, format=fmt, value=num(shown))
         else:
             got = where.number_input(info.shown_label, min_value=lo, max_value=hi, step=step, key=key,
-                                     help=info.help, disabled=disabled, format=fmt, **start)
+                                     help=info.help, disabled=disabled, format=fmt, value=num(shown))
         return from_shown(info, got if got is not None else shown)
 
     # str (or anything else): free text

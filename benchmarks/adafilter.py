@@ -37,25 +37,17 @@ from engine.train import train
 def both_rules(result, data) -> dict[str, dict[str, float]]:
     """The trained AdaFilter model's validation and test accuracy under each test-time gate rule
     ("hard": the paper's binary gates; "expected": the copies mixed by the gate probability), at the
-    run's own precision: the same model evaluated both ways. Accuracies are fractions."""
-    from engine.augment import to_float
-    from engine.devices import autocast_ctx
+    run's own precision (engine.evaluate.predict): the same model evaluated both ways. Fractions."""
+    from engine.evaluate import predict
 
-    model, ctx = result.context.model, result.context
-    gates = next(m for m in model.modules() if hasattr(m, "eval_gates"))
+    ctx = result.context
+    gates = next(m for m in ctx.model.modules() if hasattr(m, "eval_gates"))
     before, out = gates.eval_gates, {}
-    model.eval()
     with torch.no_grad():
         for rule in ("hard", "expected"):
             gates.eval_gates = rule
-            out[rule] = {}
-            for split in ("val", "test"):
-                images, labels = getattr(data, split).images, getattr(data, split).labels
-                right = 0
-                for i in range(0, len(labels), 128):
-                    with autocast_ctx(ctx.device, ctx.amp_dtype):
-                        right += int((model(to_float(images[i:i + 128])).float().argmax(1) == labels[i:i + 128]).sum())
-                out[rule][split] = right / max(len(labels), 1)
+            out[rule] = {split: predict(ctx.model, getattr(data, split).images, getattr(data, split).labels,
+                                        ctx.device, amp_dtype=ctx.amp_dtype).acc for split in ("val", "test")}
     gates.eval_gates = before
     return out
 

@@ -25,27 +25,33 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
-def _read_umask() -> int:
-    """The process's umask: Linux's /proc/self/status (read-only, safe beside other threads), else by
-    setting it and putting it back (the os module's only way), which this module does once, at import."""
+def _proc_umask() -> int | None:
+    """The process's umask from Linux's /proc/self/status (read-only, safe beside other threads), or None."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("Umask:"):
                 return int(line.split()[1], 8)
     except (OSError, ValueError, IndexError):
         pass
+    return None
+
+
+def _umask_by_setting() -> int:
+    """The umask read the os module's only way, setting it and putting it back: once, at import."""
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
 
 
-_IMPORT_UMASK = _read_umask()
+_IMPORT_UMASK = _proc_umask()
+_IMPORT_UMASK = _umask_by_setting() if _IMPORT_UMASK is None else _IMPORT_UMASK
 
 
 def _umask() -> int:
-    """The umask now where the kernel says it without changing it (Linux), else the one at import:
-    setting it to read it would race with threads creating files."""
-    return _read_umask() if Path("/proc/self/status").exists() else _IMPORT_UMASK
+    """The umask now where the kernel says it (Linux), else the one at import: setting it to read it
+    would race with threads creating files."""
+    mask = _proc_umask()
+    return _IMPORT_UMASK if mask is None else mask
 
 
 def save_checkpoint(path: Path, state_dict: dict[str, torch.Tensor], config: Any, extra: dict | None = None) -> None:

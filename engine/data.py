@@ -1116,9 +1116,7 @@ def _memoised_fingerprint(source) -> tuple[str, str] | None:
     """(kind, fingerprint) of a zip whose content hash this process has already computed, read
     without hashing; None for anything else (a folder's fingerprint needs a walk of its files)."""
     try:
-        path = Path(source).expanduser()
-        st = path.stat()
-        memo_key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+        memo_key = _digest_key(Path(source).expanduser())
     except OSError:
         return None
     with _cache_lock:
@@ -1138,9 +1136,14 @@ def is_decoded(source, image_size: int, limits: ZipLimits = ZipLimits()) -> bool
         return (*known, image_size, limits) in _cache
 
 
-def _zip_digest(path: Path) -> str:
+def _digest_key(path: Path) -> tuple[str, int, int]:
+    """What a zip's memoised content hash is filed under: its resolved path, size and mtime. OSError if gone."""
     st = path.stat()
-    memo_key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    return str(path.resolve()), st.st_size, st.st_mtime_ns
+
+
+def _zip_digest(path: Path) -> str:
+    memo_key = _digest_key(path)
     with _cache_lock:
         if memo_key in _zip_digests:
             return _zip_digests[memo_key]
