@@ -121,8 +121,9 @@ def test_two_models_side_by_side_and_attributions_for_a_new_image(run, monkeypat
     at.toggle(key="try_compare").set_value(True).run()
     no_problems(at)
     assert at.selectbox(key=f"try_variant_a_{run}").value == "wise"
-    assert at.selectbox(key=f"try_variant_b_{run}").value == "wise"
-    assert at.slider(key=f"try_alpha_b_{run}").value == 0.0
+    # the mix against the fine-tuned model it was mixed from: what the run's alpha changed
+    assert at.selectbox(key=f"try_variant_b_{run}").value == "fine_tuned"
+    assert not [s for s in at.slider if s.key == f"try_alpha_b_{run}"], "no alpha for the fine-tuned model"
     at.file_uploader(key="try_files").set_value([("stripes.png", png(tiny_image("stripes", 5, 40)), "image/png")])
     at.run()
     no_problems(at)
@@ -131,7 +132,8 @@ def test_two_models_side_by_side_and_attributions_for_a_new_image(run, monkeypat
     no_problems(at)
     captions = [c for img in at.image for c in img.captions]
     assert len(at.image) == 3, captions  # the picture, then one attribution map per model
-    assert sum(c.startswith("WiSE-FT mix at alpha") and ": why " in c for c in captions) == 2, captions
+    assert sum(c.startswith("WiSE-FT mix at alpha") and ": why " in c for c in captions) == 1, captions
+    assert sum(c.startswith("Fine-tuned (end of training)") and ": why " in c for c in captions) == 1, captions
     # both maps (and the picture) at one fixed width: by default a longer caption made its map larger
     assert {widths[c] for c in captions} == {DISPLAY_PX}, widths
     at.toggle(key="try_compare").set_value(False).run()  # kept in the draft: later tests start with one model
@@ -199,6 +201,18 @@ def test_top_k_chart_is_a_pure_builder_with_bars_sorted_by_rank_and_the_threshol
     assert all(not isinstance(layer["encoding"]["y"].get("sort"), dict) for layer in spec["layer"][:2])
     assert spec["layer"][-1]["mark"]["type"] == "rule", "the unsure threshold"
     assert len(topk_chart(df).to_dict()["layer"]) == 2, "no rule without a threshold"
+
+
+def test_the_comparison_opens_on_the_model_the_first_one_is_measured_against():
+    from app.app_pages.try_it import comparison_default
+
+    every = {"fine_tuned": "", "best": "", "wise": ""}
+    assert comparison_default(every, ("wise", 0.6)) == ("fine_tuned", 1.0), "a mix against its fine-tuned end"
+    assert comparison_default(every, ("wise", 1.0)) == ("wise", 0.0), "the fine-tuned end against the start"
+    assert comparison_default(every, ("fine_tuned", None)) == ("wise", 0.0)
+    assert comparison_default({"fine_tuned": "", "best": ""}, ("fine_tuned", None)) == ("best", 0.0)
+    assert comparison_default({"fine_tuned": "", "best": ""}, ("best", None)) == ("fine_tuned", 0.0)
+    assert comparison_default({"fine_tuned": ""}, ("fine_tuned", None)) == ("fine_tuned", 0.0), "nothing else"
 
 
 def test_a_refresh_keeps_the_images_and_the_zip_until_the_user_clears_them(run):

@@ -87,6 +87,18 @@ def no_finished_run(all_runs) -> None:
 
 
 
+def comparison_default(variants: dict[str, str], first: tuple[str, float | None]) -> tuple[str, float]:
+    """(variant, alpha) the "Compare with" slot opens on: for a WiSE-FT mix at alpha < 1, the fine-tuned
+    model (the mix's alpha-1 end, what the slider trades against); for the fine-tuned end itself, the mix
+    at alpha 0 (the starting model); otherwise the mix, the best epoch or another of the run's models."""
+    if first[0] == "wise" and (first[1] if first[1] is not None else 1.0) < 1.0 and "fine_tuned" in variants:
+        return "fine_tuned", 1.0
+    other = "wise" if "wise" in variants else ("best" if "best" in variants else "fine_tuned")
+    if other == first[0] and first[0] != "wise":  # a different model to compare with, where there is one
+        other = next((v for v in variants if v != first[0]), other)
+    return other, 0.0
+
+
 def model_picker(rec, variants: dict[str, str], slot: str, default: str, alpha: float, label: str):
     """(variant, alpha or None) chosen in this slot; alpha only for the WiSE-FT mix."""
     key = f"try_variant_{slot}_{rec.id}"
@@ -346,7 +358,8 @@ def render() -> None:
     with c3:
         state.seed_try_choice(COMPARE_KEY)
         compare = st.toggle("Compare two models", key=COMPARE_KEY,
-                            help="Side by side, e.g. the WiSE-FT mix at alpha 0 and at the run's alpha.")
+                            help="Side by side: by default the WiSE-FT mix at the run's alpha against the fine-tuned "
+                                 "model (alpha 1) it was mixed from; any two of the run's models.")
         state.remember_try_choice(COMPARE_KEY, bool(compare))
         state.seed_try_choice(THRESHOLD_KEY)
         st.session_state.setdefault(THRESHOLD_KEY, LOW_CONFIDENCE)
@@ -356,10 +369,7 @@ def render() -> None:
     chosen = [first]
     if compare:
         with c2:
-            other = "wise" if "wise" in variants else ("best" if "best" in variants else "fine_tuned")
-            if other == first[0] and first[0] != "wise":  # a different model to compare with, where there is one
-                other = next((v for v in variants if v != first[0]), other)
-            second = model_picker(rec, variants, "b", other, 0.0, "Compare with")
+            second = model_picker(rec, variants, "b", *comparison_default(variants, first), "Compare with")
         chosen.append(second)
     models = []
     with st.spinner("Loading the model ..."):
