@@ -129,8 +129,20 @@ def wise_ft_claim(summary: dict, baseline: dict | None = None) -> Claim:
                  f"WiSE-FT: {_verdict(shown)}: the grid's best mix with validation at most "
                  f"{100 * WISE_VAL_TOLERANCE:g} point below the fine-tuned end, alpha {pick['alpha']:g}, OOD {_pts(pick['ood_acc'])}% "
                  f"vs {_pts(zero['ood_acc'])}% (alpha 0) and {_pts(one['ood_acc'])}% (alpha 1), {100 * gain:+.1f} "
-                 f"points over the better end; validation {100 * (pick['val_acc'] - one['val_acc']):+.1f} points "
-                 "from the fine-tuned end.")
+                 f"points over the better end{_images(gain, summary.get('wise_curve_ood_images'))}; validation "
+                 f"{100 * (pick['val_acc'] - one['val_acc']):+.1f} points from the fine-tuned end.")
+
+
+def _images(gain: float, images) -> str:
+    """How many corrupted images a difference in OOD accuracy (a fraction) is, out of `images` (the
+    curve's count, equal per corruption and severity, so accuracy x count = images right); "" when the
+    count is unknown. A margin of a few images is within what another seed moves."""
+    if not isinstance(images, int) or images <= 0:
+        return ""
+    n = round(gain * images)
+    if n == 0:
+        return f" (the same number of its {images} corrupted images right)"
+    return f" ({abs(n)} {'more' if n > 0 else 'fewer'} of its {images} corrupted images right)"
 
 
 ADVERSARIAL_MAX_COMPUTE = 0.25  # scratch's final robust accuracy reached with at most a quarter of its compute

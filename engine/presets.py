@@ -209,21 +209,29 @@ DEMO_TEXT = {  # preset -> (title, method, what to look at, what the paper claim
     "adafilter_demo": ("AdaFilter demo", "adafilter",
                        "AdaFilter, 20 epochs: watch the per-layer share of fine-tuned filters and the gate gradients.",
                        "Guo et al. 2020: choosing filters per image lowers the error of standard fine-tuning "
-                       "(2.54 points on average, ResNet-50, ImageNet weights). Measured with this demo on the "
-                       "sample: 1.8 to 7.6 test points below standard fine-tuning (3 seeds, three runs on two "
-                       "CPUs), so not shown at this budget."),
+                       "(2.54 points on average, ResNet-50, ImageNet weights). Not reproduced with this demo: on "
+                       "the sample it ended 1.8 to 7.6 test points below standard fine-tuning (means of 3 seeds, "
+                       "three measurements on two CPUs), while its gates did adapt (the share of fine-tuned "
+                       "filters differed by about 20 points between layers)."),
     "pruning_demo": ("Pruning demo", "pruning",
                      "Pruning to 70% sparsity by mid-run, then recovery, then channels removed: watch validation "
                      "accuracy dip and come back.",
-                     "Tung et al. 2017, Zhu & Gupta 2017: pruning while fine-tuning keeps the dense accuracy."),
+                     "Tung et al. 2017, Zhu & Gupta 2017: pruning while fine-tuning keeps the dense accuracy. "
+                     "Measured with this demo on the sample (3 seeds, two CPUs): 70% sparsity 1.0 to 1.3 test points "
+                     "below dense fine-tuning on average (single seeds up to 3.9 below), and the channel-pruned "
+                     "model within 3 validation points of the model it was cut from on all three seeds."),
     "adversarial_demo": ("Adversarial demo", "adversarial",
                          "Adversarial fine-tuning (FGSM-RS, eps 2/255), 20 epochs: watch robust accuracy beside clean "
                          "accuracy.", "Jeddi et al. 2020: fine-tuning adversarially gives robustness at a fraction "
-                                      "of the cost of adversarial training from scratch."),
+                                      "of the cost of adversarial training from scratch. Measured with "
+                                      "this demo on the sample (3 seeds): robust accuracy 16 to 26 points above "
+                                      "standard fine-tuning's, clean accuracy about 5 points lower."),
     "wise_ft_demo": ("WiSE-FT demo", "wise_ft", "WiSE-FT, 20 epochs fine-tuned without augmentation, as in the paper: "
                      "watch the alpha curve of OOD against validation accuracy.",
                      "Wortsman et al. 2021: mixing the weights (an alpha inside 0..1) beats both ends on "
-                     "OOD data at equal in-distribution accuracy."),
+                     "OOD data at equal in-distribution accuracy. Measured with this demo on the sample: shown on 1 "
+                     "to 3 seeds of three depending on the CPU and thread count, by at most 1.7 points on all "
+                     "corrupted images."),
 }
 DEMOS = {"adafilter_demo": adafilter_demo, "pruning_demo": pruning_demo, "adversarial_demo": adversarial_demo,
          "wise_ft_demo": wise_ft_demo}

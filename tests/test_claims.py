@@ -42,6 +42,12 @@ def test_wise_ft_claim_interior_alpha_beats_both_ends():
     curve[1]["val_acc"] = 0.55  # interior point too far below the fine-tuned end on validation
     assert wise_ft_claim({"wise_curve": curve}).shown is False
     assert wise_ft_claim({}).shown is None
+    curve[1]["val_acc"] = 0.595
+    # the margin also in images, so that a difference of a few images reads as what it is
+    assert "+2.0 points over the better end (8 more of its 384 corrupted images right)" in wise_ft_claim(
+        {"wise_curve": curve, "wise_curve_ood_images": 384}).text
+    curve[1]["ood_acc"] = 0.44
+    assert "(4 fewer of its 384" in wise_ft_claim({"wise_curve": curve, "wise_curve_ood_images": 384}).text
 
 
 def test_adversarial_claim_against_plain_and_scratch():
