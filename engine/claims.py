@@ -33,6 +33,13 @@ def _pts(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
+def points_diff(a: float, b: float) -> str:
+    """a - b (accuracies as fractions) in percentage points, signed, as the difference of the two
+    percentages shown with one decimal: 38.5% and 35.2% give "+3.3", never the "+3.4" of the unrounded
+    values, so a reader's own subtraction agrees with the page."""
+    return f"{round(100 * a, 1) - round(100 * b, 1):+.1f}"
+
+
 def _acc(summary: dict | None, key: str = "test_acc") -> float | None:
     """Test accuracy, or validation accuracy for a dataset without a test split."""
     if not summary:
@@ -61,7 +68,7 @@ def adafilter_claim(summary: dict, baseline: dict | None = None) -> Claim:
     diff = acc - base
     shown = diff >= -ADAFILTER_MAX_DROP and adapts
     return Claim("adafilter", shown, f"AdaFilter: {_verdict(shown)}: test {_pts(acc)}% vs "
-                                     f"{_pts(base)}% for standard fine-tuning ({100 * diff:+.1f} points), {gates}.")
+                                     f"{_pts(base)}% for standard fine-tuning ({points_diff(acc, base)} points), {gates}.")
 
 
 def _verdict(shown: bool) -> str:
@@ -92,14 +99,14 @@ def pruning_claim(summary: dict, baseline: dict | None = None) -> Claim:
             ok = acc - base >= -PRUNING_MAX_DROP
             verdicts.append(ok)
             parts.append(f"{_pts(sparsity)}% sparse at test {_pts(acc)}% vs {_pts(base)}% dense "
-                         f"({100 * (acc - base):+.1f} points, {_allowance(acc - base, PRUNING_MAX_DROP)})")
+                         f"({points_diff(acc, base)} points, {_allowance(acc - base, PRUNING_MAX_DROP)})")
     s = summary.get("structured") or {}
     if s.get("val_acc") is not None and s.get("val_acc_before") is not None:
         drop = s["val_acc"] - s["val_acc_before"]
         ok = drop >= -STRUCTURED_MAX_DROP
         verdicts.append(ok)
         parts.append(f"channels removed, {_pts(s.get('flops_ratio', 1))}% of the FLOPs left: validation "
-                     f"{_pts(s['val_acc'])}% vs {_pts(s['val_acc_before'])}% before ({100 * drop:+.1f} points, "
+                     f"{_pts(s['val_acc'])}% vs {_pts(s['val_acc_before'])}% before ({points_diff(s['val_acc'], s['val_acc_before'])} points, "
                      f"{_allowance(drop, STRUCTURED_MAX_DROP)})")
     if not parts:
         return Claim("pruning", None, "Pruning: no sparsity in this run.")
@@ -128,9 +135,9 @@ def wise_ft_claim(summary: dict, baseline: dict | None = None) -> Claim:
     return Claim("wise_ft", shown,
                  f"WiSE-FT: {_verdict(shown)}: the grid's best mix with validation at most "
                  f"{100 * WISE_VAL_TOLERANCE:g} point below the fine-tuned end, alpha {pick['alpha']:g}, OOD {_pts(pick['ood_acc'])}% "
-                 f"vs {_pts(zero['ood_acc'])}% (alpha 0) and {_pts(one['ood_acc'])}% (alpha 1), {100 * gain:+.1f} "
+                 f"vs {_pts(zero['ood_acc'])}% (alpha 0) and {_pts(one['ood_acc'])}% (alpha 1), {points_diff(pick['ood_acc'], best_end)} "
                  f"points over the better end{_images(gain, summary.get('wise_curve_ood_images'))}; validation "
-                 f"{100 * (pick['val_acc'] - one['val_acc']):+.1f} points from the fine-tuned end.")
+                 f"{points_diff(pick['val_acc'], one['val_acc'])} points from the fine-tuned end.")
 
 
 def _images(gain: float, images) -> str:
@@ -183,7 +190,7 @@ def adversarial_claim(summary: dict, baseline: dict | None = None, scratch: dict
     if base is not None:
         ok = robust - base >= ADVERSARIAL_MIN_GAIN
         verdicts.append(ok)
-        parts.append(f"vs {_pts(base)}% for plain fine-tuning ({100 * (robust - base):+.1f} points, needs +15)")
+        parts.append(f"vs {_pts(base)}% for plain fine-tuning ({points_diff(robust, base)} points, needs +15)")
     ours, theirs = compute_curve(summary), compute_curve(scratch or {})
     if ours and theirs:
         share = compute_share_to_reach(ours, theirs)

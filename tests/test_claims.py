@@ -222,3 +222,14 @@ def test_a_run_whose_validation_peaked_and_fell_is_told_about_its_learning_rate(
         if peak == 0.5:
             other["data_report"] = summary["data_report"]
         assert "only 9 optimiser steps" in at_chance(other, train), (peak, val)
+
+
+def test_a_difference_in_points_is_the_difference_of_the_percentages_shown():
+    from engine.claims import points_diff
+
+    assert points_diff(0.38514, 0.35245) == "+3.3", "38.5% and 35.2% differ by 3.3 points, not 3.27 rounded up"
+    assert points_diff(0.3524, 0.3851) == "-3.3"
+    assert points_diff(0.5, 0.5) == "+0.0"
+    curve = [{"alpha": 0.0, "val_acc": 0.50, "ood_acc": 0.30}, {"alpha": 0.5, "val_acc": 0.60, "ood_acc": 0.38514},
+             {"alpha": 1.0, "val_acc": 0.60, "ood_acc": 0.35245}]
+    assert "38.5% vs 30.0% (alpha 0) and 35.2% (alpha 1), +3.3 points" in wise_ft_claim({"wise_curve": curve}).text

@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from app.method_views import register_view
+from engine.claims import points_diff
 
 
 def trials_frame(trials: list[dict]) -> pd.DataFrame:
@@ -47,7 +48,7 @@ def pruning_view(engine, rec, summary: dict) -> None:
                         f"{100 * (s['params_after'] / s['params_before'] - 1):+.0f}%", delta_color="inverse")
             c[2].metric("CPU speed-up (batch 1)", f"{summary.get('latency_speedup', 0):.2f}x")
             c[3].metric("Accuracy of the smaller model", f"{100 * (s.get('val_acc') or 0):.1f}%",
-                        f"{100 * ((s.get('val_acc') or 0) - (s.get('val_acc_before') or 0)):+.1f} pts",
+                        f"{points_diff(s.get('val_acc') or 0, s.get('val_acc_before') or 0)} pts",
                         help="Validation accuracy of the channel-pruned model vs the model before shrinking.")
     if summary.get("sparsity"):
         end = (summary.get("pruning") or {}).get("schedule")
