@@ -255,6 +255,15 @@ def test_overlay_keeps_unimportant_pixels_and_paints_important_ones():
     assert colormap(np.linspace(0, 1, 5)[None]).shape == (1, 5, 3)
 
 
+def test_a_flat_map_says_so_under_the_picture_it_leaves_unchanged():
+    from app.app_pages.explain import FLAT_NOTE, map_caption
+
+    assert map_caption("Grad-CAM", np.zeros((4, 4), dtype=np.float32)) == f"Grad-CAM · {FLAT_NOTE}"
+    m = np.zeros((4, 4), dtype=np.float32)
+    m[1, 2] = 0.2
+    assert map_caption("Grad-CAM", m) == "Grad-CAM", "a map with any structure keeps its plain caption"
+
+
 def test_confusion_cells_put_mix_ups_first():
     from app.app_pages.explain import confusion_cells
 

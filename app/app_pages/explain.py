@@ -290,6 +290,15 @@ def overlay(image: np.ndarray, m: np.ndarray, strength: float = 0.7) -> np.ndarr
     return image * (1 - w) + colormap(m) * w
 
 
+FLAT_NOTE = "flat: no region stands out, so the picture shows through unchanged"
+
+
+def map_caption(label: str, heat: np.ndarray) -> str:
+    """A map's caption, saying so when the map is flat (engine.explain leaves a constant map at 0,
+    which the overlay draws as the plain picture): otherwise it reads as a map that failed to draw."""
+    return f"{label} · {FLAT_NOTE}" if not np.any(heat > 0) else label
+
+
 def gallery_sizes(n: int) -> list[int]:
     """How many highest-loss images the user can choose to see: 6, 12, 24 or 48, never more than the
     `n` validation images; a single size when n <= 6 (then there is nothing to choose)."""
@@ -424,7 +433,8 @@ def attributions_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
         cols[0].image(to_u8(upscale(image)), caption=input_caption, width="stretch")
         for col, m in zip(cols[1:], methods):
             heat = maps[m][r["key"]].astype(np.float32) / 255.0
-            col.image(to_u8(upscale(overlay(image, heat, strength))), caption=METHOD_NAMES[m], width="stretch")
+            col.image(to_u8(upscale(overlay(image, heat, strength))), caption=map_caption(METHOD_NAMES[m], heat),
+                      width="stretch")
     again = "this image, method and WiSE-FT alpha" if alpha is not None else "this image and method"
     st.caption(f"Computed in {elapsed:.1f} s (cached: {again} answer at once next time).")
 

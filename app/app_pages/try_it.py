@@ -25,7 +25,7 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, components, state
-from app.app_pages.explain import overlay, upscale
+from app.app_pages.explain import map_caption, overlay, upscale
 from app.claims_view import LUCK_MARK, at_chance
 from engine.errors import StudioError
 from engine.explain import ATTRIBUTIONS
@@ -154,7 +154,7 @@ def explain_view(run_dir: str, ds: str, models: list, image: np.ndarray, answers
                 continue
         # a fixed width: with the default the caption's length set each map's size (two maps side by side differed)
         col.image(upscale((np.clip(overlay(picture, m), 0, 1) * 255).astype(np.uint8), DISPLAY_PX),
-                  caption=f"{p.label}: why {answer.top[0][0]}", width=DISPLAY_PX)
+                  caption=map_caption(f"{p.label}: why {answer.top[0][0]}", m), width=DISPLAY_PX)
 
 
 def device_words(device) -> str:
