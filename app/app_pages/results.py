@@ -385,6 +385,9 @@ def compare_row(engine, rec, label: str) -> tuple[dict, pd.DataFrame]:
 
 
 DATA_COLUMNS = ("dataset", "classes", "images", "image px")
+WISE_ROW_NOTE = ("A WiSE-FT run's row gives its fine-tuned model's figures (alpha 1), measured on every image at "
+                 "the end of the run; the mix at the alpha chosen for it is on its own Results page (One run), "
+                 "on the curve's images.")
 
 
 def shared_data_note(table: pd.DataFrame) -> pd.DataFrame:
@@ -433,6 +436,8 @@ def compare(engine, runs) -> None:
                    "new head fitted to convergence on the training images (a linear probe) before the first "
                    "epoch. On a small dataset that head alone can score far above what a plain run reaches in a "
                    "few epochs, so part of their lead is that head, not the weight mix.")
+    if any(wise):
+        st.caption(":material/info: " + WISE_ROW_NOTE)
     fractions = set(COMPARE_METRICS.values()) | {"balanced acc", "sparsity"}
     config = {c: st.column_config.NumberColumn("balanced" if c == "balanced acc" else c, format="percent",
                                                help=COMPARE_HELP.get(c), width=72)
