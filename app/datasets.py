@@ -155,3 +155,13 @@ def config_names(cfg: dict) -> dict[str, str]:
     """A run config's (as a dict) references mapped to the user's names for them."""
     d = cfg.get("data", {}) if isinstance(cfg, dict) else {}
     return {d.get("source", ""): d.get("source_name", ""), d.get("ood_source", ""): d.get("ood_source_name", "")}
+
+
+def capped_split(split: dict[str, dict[str, int]], per_class: int) -> tuple[dict[str, dict[str, int]], int]:
+    """The split counts a run uses ({split: {class: images}}): with `data.train_per_class` set, each
+    class's training count capped at it (engine.run_data.subsample_train keeps that many, seeded);
+    and the training images before the cap (0 when nothing is capped)."""
+    train = split.get("train") or {}
+    if per_class <= 0 or all(n <= per_class for n in train.values()):
+        return split, 0
+    return {**split, "train": {name: min(n, per_class) for name, n in train.items()}}, sum(train.values())

@@ -129,6 +129,24 @@ def test_the_app_opens_on_the_data_page_with_the_engine_status_in_the_sidebar(st
         assert any("sample dataset" in w for w in texts(at.warning))
 
 
+def test_the_data_page_counts_the_training_images_a_run_will_use(studio, tiny_bytes):
+    """Training images per class caps what a run trains on: the page's counts follow the cap, and say so."""
+    from app.datasets import capped_split
+
+    at = upload_zip(new_app(), tiny_bytes, "colours.zip")
+    before = {m.label: m.value for m in at.metric}["Training"]
+    at.number_input(key="w:data.train_per_class").set_value(2).run()
+    no_problems(at)
+    assert {m.label: m.value for m in at.metric}["Training"] == str(2 * 3), "3 classes, at most 2 each"
+    assert any(c.startswith("Training uses at most 2 images per class") and f"6 of the {before} training" in c
+               for c in texts(at.caption)), texts(at.caption)
+    at.number_input(key="w:data.train_per_class").set_value(0).run()
+    assert {m.label: m.value for m in at.metric}["Training"] == before, "0: every training image"
+    split = {"train": {"a": 5, "b": 1}, "val": {"a": 2, "b": 2}}
+    assert capped_split(split, 3) == ({"train": {"a": 3, "b": 1}, "val": {"a": 2, "b": 2}}, 6)
+    assert capped_split(split, 5) == (split, 0), "a cap no class reaches changes nothing"
+
+
 @pytest.mark.parametrize("page", ["app_pages/data.py", "app_pages/model.py", "app_pages/train.py", "app_pages/results.py"])
 def test_every_page_renders_on_a_fresh_studio(studio, page):
     at = new_app()

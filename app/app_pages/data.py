@@ -218,7 +218,7 @@ def dataset_report(engine) -> datasets.DataCheck | None:
         st.info("Choose another dataset above, or fix this one and use it again.", icon=":material/info:")
         return result
     rep = result.report
-    split = rep.split_counts
+    split, cap = datasets.capped_split(rep.split_counts, cfg.data.train_per_class)
     n_split = {k: sum(v.values()) for k, v in split.items()}
     c = st.columns(5)
     c[0].metric("Classes", len(rep.classes))
@@ -250,8 +250,10 @@ def dataset_report(engine) -> datasets.DataCheck | None:
                        f"{PHASH_MAX_DISTANCE} of 64 bits and the same colours). {action}")
             st.dataframe([{"group": i + 1, "files": " = ".join(g)} for i, g in enumerate(rep.duplicate_groups)],
                          hide_index=True, width="stretch")
-    if cfg.data.train_per_class:
-        st.caption(f"Training uses at most {cfg.data.train_per_class} images per class (see the split settings).")
+    if cap:
+        st.caption(f"Training uses at most {cfg.data.train_per_class} images per class (see the split settings): "
+                   f"{n_split.get('train', 0):,} of the {cap:,} training images, the others chosen out with the "
+                   "seed. The counts below are the ones used.")
 
     left, right = st.columns([2, 3])
     with left:
