@@ -46,6 +46,7 @@ METRIC_COLORS = {
     "train_acc": "#9ecae1", "val_acc": "#1f77b4", "ood_acc": "#ff7f0e", "ood_user_acc": "#9467bd",
     "robust_acc": "#d62728", "sparsity": "#2ca02c", "val_balanced_acc": "#17becf", "val_macro_f1": "#8c564b",
 }
+TRAIN_DASH = [5, 3]  # training curves are dashed: their light blue alone was hard to tell from validation's blue
 OTHER_COLORS = ("#2ca02c", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
 LOSS_METRICS = ("train_loss", "val_loss")
 # Order matters: the legend and colours follow it.
@@ -229,8 +230,11 @@ def metric_lines(df: pd.DataFrame, metrics: Sequence[str], title: str, y_title: 
         tooltip=[alt.Tooltip(f"{x}:Q", title=x_title), alt.Tooltip("label:N", title="Metric"),
                  alt.Tooltip("value:Q", title="Value", format=".1%" if percent else ".4g")],
     )
-    return alt.layer(base.mark_line(), base.mark_point(filled=True, size=40), title=title).properties(
-        height=height, autosize=FIT_WIDTH)
+    # the training curve dashed beside its held-out twin in the same colour family, so the two read apart
+    dash = alt.StrokeDash("label:N", legend=None, scale=alt.Scale(
+        domain=order, range=[TRAIN_DASH if m.startswith("train_") else [1, 0] for m in present]))
+    return alt.layer(base.mark_line().encode(strokeDash=dash), base.mark_point(filled=True, size=40),
+                     title=title).properties(height=height, autosize=FIT_WIDTH)
 
 
 def loss_chart(df: pd.DataFrame) -> alt.Chart:

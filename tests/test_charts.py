@@ -174,6 +174,10 @@ def test_a_metric_keeps_its_colour_whichever_metrics_are_present():
     only_val = full[["epoch", "val_acc"]]
     assert colour_of(full, "Validation accuracy") == colour_of(only_val, "Validation accuracy")
     assert colour_of(full, "Training accuracy") != colour_of(full, "Validation accuracy")
+    dash = layer_encodings(spec(charts.accuracy_chart(full)))[0]["strokeDash"]["scale"]
+    dashes = dict(zip(dash["domain"], dash["range"]))
+    assert dashes["Training accuracy"] == charts.TRAIN_DASH, "training dashed: light blue alone read as validation"
+    assert dashes["Validation accuracy"] == [1, 0] and dashes["OOD accuracy (corrupted)"] == [1, 0]
 
 
 def test_per_layer_metrics_are_grouped_into_one_bar_chart():
