@@ -515,6 +515,23 @@ def start_run(engine: Engine, gpus: tuple[int, ...] = ()) -> str:
     return run_id
 
 
+def same_settings_active(engine: Engine, cfg: RunConfig) -> str | None:
+    """The name of this user's running or queued run with exactly `cfg`'s settings (its name aside),
+    else None: pressing Start again would train a second copy of it. Raises nothing."""
+    import dataclasses
+
+    want = dataclasses.replace(cfg, name="")
+    for run_id in engine.active_runs_of(user()):
+        rec = engine.run_record(run_id)
+        try:  # the stored config went through JSON (lists for tuples): compared as a config
+            same = rec is not None and dataclasses.replace(RunConfig.from_dict(rec.config), name="") == want
+        except Exception:  # a config this version cannot read is not this one
+            same = False
+        if same:
+            return rec.name
+    return None
+
+
 # ---- WiSE-FT: the alpha chosen for a run -------------------------------------------------------
 
 def wise_alpha(engine: Engine, rec: Any) -> tuple[float, bool]:

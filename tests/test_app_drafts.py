@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from pathlib import Path
@@ -177,6 +178,12 @@ def test_a_stopped_run_shows_its_finished_epochs_and_can_be_used_again(studio, t
     upload_zip(at, tiny_bytes, "my data.zip")
     configure_tiny(at, epochs=40)
     run_id = start_run(at)
+    twin = "already running or queued with exactly these settings"
+    assert any(twin in w for w in texts(at.warning)), "a second click would train a copy: said before it happens"
+    assert at.button(key="start").proto.type == "secondary"
+    at.session_state["cfg"] = dataclasses.replace(at.session_state["cfg"], seed=7)  # another seed: a run of its own
+    at.run()
+    assert not any(twin in w for w in texts(at.warning)) and at.button(key="start").proto.type == "primary"
     deadline = time.time() + RUN_TIMEOUT
     while not engine().store.metrics(run_id, ["val_acc"]) and time.time() < deadline:
         time.sleep(0.2)

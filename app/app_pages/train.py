@@ -67,11 +67,17 @@ def start_section(engine) -> None:
             st.page_link("app_pages/model.py", label="Fix the settings", icon=":material/tune:")
         gpu_selector(cfg)
         busy = bool(engine.active_runs())
+        twin = state.same_settings_active(engine, cfg) if busy else None
         c = st.columns([1, 3])
-        c[0].button("Add to the queue" if busy else "Start training", type="primary", icon=":material/play_arrow:",
-                    on_click=_start, key="start")
-        c[1].caption("A run already in progress: the new one waits in the queue and starts after it."
-                     if busy else "Training runs on the server: you can close this tab and come back later.")
+        c[0].button("Add to the queue" if busy else "Start training", type="secondary" if twin else "primary",
+                    icon=":material/play_arrow:", on_click=_start, key="start")
+        if twin:
+            c[1].warning(f"**{state.md_text(twin)}** is already running or queued with exactly these settings: "
+                         "adding them again trains a second copy. Change a setting first (another seed, say) "
+                         "for a second run worth comparing.", icon=":material/content_copy:")
+        else:
+            c[1].caption("A run already in progress: the new one waits in the queue and starts after it."
+                         if busy else "Training runs on the server: you can close this tab and come back later.")
     error = st.session_state.pop("start_error", None)
     if error is not None:
         state.show_error(error, "starting the run")
