@@ -77,11 +77,13 @@ class SubReporter(Reporter):
 class EvalClock:
     """What the time-left estimate knows about evaluation: its cost in image forward passes per epoch
     and at the end (engine.evaluate.eval_passes), and the seconds per pass last measured (0 until
-    the first epoch's evaluation has run)."""
+    the first epoch's evaluation has run). `method_passes`: what methods evaluate after training and
+    before the final evaluation (WiSE-FT's curve), in the same passes."""
 
     epoch_passes: float = 0.0
     final_passes: float = 0.0
     seconds_per_pass: float = 0.0
+    method_passes: float = 0.0
 
 
 @dataclass

@@ -295,6 +295,20 @@ def eval_passes(sets: EvalSets) -> float:
     return float(passes)
 
 
+def epoch_passes(cfg: RunConfig, data: DataSplits, ood_user: ImageSet | None = None,
+                 ood_subset: int | None = None, severity: int | None = None) -> float:
+    """`eval_passes` of `epoch_sets` with the same arguments, without corrupting any image (for a time
+    estimate made long before the sets are built)."""
+    val = len(data.val)
+    ood_subset = cfg.eval.ood_subset_each_epoch if ood_subset is None else ood_subset
+    severity = cfg.eval.ood_severity_each_epoch if severity is None else severity
+    ood = len(CORRUPTIONS) * (min(ood_subset, val) if ood_subset else val) if cfg.eval.ood and severity else 0
+    clean = val + ood + (len(ood_user) if ood_user is not None else 0)
+    steps = min(cfg.eval.robust_steps_each_epoch, cfg.eval.robust_steps)
+    robust = min(cfg.eval.robust_subset, val) * 2 * (steps + 1) if robust_on(cfg) else 0
+    return float(clean * (2 if cfg.eval.tta_flip else 1) + robust)
+
+
 def final_passes(cfg: RunConfig, data: DataSplits, ood_user: ImageSet | None = None) -> float:
     """`eval_passes` of `final_sets` without building them (the full corruption suite is large)."""
     test = len(data.test)

@@ -276,7 +276,8 @@ def time_left(ctx: TrainContext, images_per_sec: float) -> float:
     train_s = (ctx.total_steps - ctx.step) * ctx.cfg.train.batch_size / max(images_per_sec, 1e-9)
     clock = ctx.eval_clock
     per_pass = clock.seconds_per_pass or 1.0 / (3.0 * max(images_per_sec, 1e-9))
-    return train_s + per_pass * ((ctx.cfg.train.epochs - ctx.epoch) * clock.epoch_passes + clock.final_passes)
+    return train_s + per_pass * ((ctx.cfg.train.epochs - ctx.epoch) * clock.epoch_passes + clock.method_passes
+                                 + clock.final_passes)
 
 
 def evaluate_epoch(ctx: TrainContext, hooks: list[MethodHook], stats: EpochStats) -> dict[str, float]:

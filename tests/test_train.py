@@ -181,6 +181,7 @@ def test_time_left_counts_evaluation_and_the_final_evaluation_reports_its_parts(
     ctx.epoch, ctx.step = 0, 0
     with_eval = time_left(ctx, images_per_sec=100.0)
     train_only = ctx.total_steps * ctx.cfg.train.batch_size / 100.0
+    assert clock.method_passes == 0, "no method evaluates after training here"
     expected = clock.seconds_per_pass * (2 * clock.epoch_passes + clock.final_passes)
     assert with_eval == pytest.approx(train_only + expected)
     ctx.eval_clock = EvalClock(clock.epoch_passes, clock.final_passes, 0.0)  # before any evaluation: estimated

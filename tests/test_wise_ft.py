@@ -19,9 +19,14 @@ from engine.train import train
 class Recorder(Reporter):
     def __init__(self):
         self.streams: dict[str, list] = {}
+        self.curve_progress: list[dict] = []
 
     def stream(self, key, point):
         self.streams.setdefault(key, []).append(point)
+
+    def progress(self, **fields):
+        if str(fields.get("phase", "")).startswith("WiSE-FT curve"):
+            self.curve_progress.append(fields)
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +51,7 @@ def wise_run(tiny_zip, start_ckpt, tmp_path_factory):
                       "backbone.pretrained=checkpoint", f"backbone.checkpoint={start_ckpt}", "wise_ft.ood_subset=4")
     res = train(cfg, Recorder_ := Recorder(), run_dir=run_dir, work_dir=run_dir / "data")
     res.streamed = Recorder_.streams.get("wise_ft", [])
+    res.curve_progress = Recorder_.curve_progress
     (run_dir / "summary.json").write_text(json.dumps({"classes": res.summary["classes"]}))
     return res, run_dir
 
@@ -206,3 +212,35 @@ def test_the_linear_probe_converges_so_rounding_cannot_move_it():
     assert w1.dtype == feats.dtype and w1.shape == (8, 1024) and b1.shape == (8,)
     test = torch.randn(8, 1024, generator=g)[labels] * 0.3 + torch.randn(384, 1024, generator=g).relu()
     torch.testing.assert_close(test @ w1.T + b1, test @ w2.T + b2, atol=1e-4, rtol=1e-4)
+
+
+def test_time_left_counts_the_curve_and_falls_while_it_is_computed(wise_run):
+    """The curve runs after training: the estimate counts it from the start and counts it down point by
+    point (a new user saw 0:02 left while 14 of 21 points were still to come)."""
+    from engine.evaluate import eval_passes, final_passes
+    from engine.methods.wise_ft import curve_passes, curve_sets
+
+    res, _ = wise_run
+    ctx = res.context
+    per_point = curve_passes(ctx.cfg, ctx.data, ctx.eval_sets.ood_user)
+    assert per_point == eval_passes(curve_sets(ctx.cfg, ctx.data, ctx.eval_sets.ood_user)) > 0
+    assert ctx.eval_clock.method_passes == 5 * per_point, "5 alphas, before the final evaluation"
+    assert ctx.eval_clock.final_passes == final_passes(ctx.cfg, ctx.data), "which keeps its own count"
+    etas = [p["eta_s"] for p in res.curve_progress]
+    assert len(etas) == 5 and all(e > 0 for e in etas), res.curve_progress
+    assert etas == sorted(etas, reverse=True) and etas[0] > etas[-1]
+
+
+@pytest.mark.parametrize("overrides", [(), ("eval.ood=false",), ("eval.ood_subset_each_epoch=0",),
+                                       ("eval.tta_flip=true", "eval.ood_severity_each_epoch=2"),
+                                       ("eval.robust=true", "eval.robust_subset=5"), ("eval.ood_severity_each_epoch=0",)])
+def test_passes_counted_without_building_the_sets_match_the_sets(tiny_zip, tmp_path, overrides):
+    from conftest import tiny_config
+
+    from engine.evaluate import epoch_passes, epoch_sets, eval_passes
+    from engine.run_data import prepare_data
+
+    cfg = tiny_config(tiny_zip, *overrides)
+    data = prepare_data(cfg, tmp_path)
+    for subset, severity in ((None, None), (3, 3), (0, 1), (10_000, None)):
+        assert epoch_passes(cfg, data, None, subset, severity) == eval_passes(epoch_sets(cfg, data, None, subset, severity))

@@ -32,7 +32,7 @@ from engine.augment import to_float
 from engine.checkpoints import save_checkpoint
 from engine.contract import MethodHook
 from engine.errors import StudioError
-from engine.evaluate import EvalSets, epoch_sets, evaluate, predict
+from engine.evaluate import EvalSets, epoch_passes, epoch_sets, evaluate, predict
 from engine.methods.registry import MethodSpec, register_method
 
 DEFAULT_ALPHAS = tuple(round(0.05 * i, 2) for i in range(21))
@@ -215,6 +215,13 @@ def curve_sets(cfg, data, ood_user) -> EvalSets:
                       severity=cfg.eval.ood_severity_each_epoch or CURVE_SEVERITY)
 
 
+def curve_passes(cfg, data, ood_user) -> float:
+    """What one point of the curve costs in image forward passes (`curve_sets`'s `eval_passes`), counted
+    without building the corrupted images."""
+    return epoch_passes(cfg, data, ood_user, ood_subset=cfg.methods["wise_ft"].ood_subset,
+                        severity=cfg.eval.ood_severity_each_epoch or CURVE_SEVERITY)
+
+
 def evaluate_alpha(model, theta_0, theta_1, alpha: float, sets: EvalSets, device, masks=None,
                    bn_images: torch.Tensor | None = None, amp_dtype=None, batch_size: int = 256) -> dict[str, Any]:
     """Load theta_alpha into `model` (BN statistics re-estimated on `bn_images` when given) and
@@ -238,6 +245,7 @@ class WiseFTHook(MethodHook):
     def __init__(self, cfg: WiseFTConfig):
         self.cfg = cfg
         self.theta_0: dict[str, torch.Tensor] = {}
+        self.alpha_passes = 0.0  # image passes per point (engine.evaluate.eval_passes)
 
     def setup(self, ctx) -> None:
         """theta_0: BN statistics of the training images, then a calibrated linear probe on the
@@ -258,6 +266,16 @@ class WiseFTHook(MethodHook):
                                                      tta_flip=ctx.cfg.eval.tta_flip).acc
         if ctx.run_dir is not None:
             save_checkpoint(ctx.run_dir / "theta0.safetensors", self.theta_0, ctx.cfg, {"alpha": 0.0})
+        if ctx.rank == 0:  # the curve is part of the run's end: the time-left estimate counts it from the start
+            self.alpha_passes = curve_passes(ctx.cfg, data, ctx.eval_sets.ood_user)
+            ctx.eval_clock.method_passes += len(set(self.cfg.alphas)) * self.alpha_passes
+
+    def curve_eta(self, ctx, left: int) -> dict[str, float]:
+        """{"eta_s": seconds} with `left` alphas of the curve still to evaluate, then the end-of-run
+        evaluation, at the seconds per image pass the epochs' evaluations measured; {} before any."""
+        clock = ctx.eval_clock
+        return {"eta_s": clock.seconds_per_pass * (left * self.alpha_passes + clock.final_passes)} \
+            if clock.seconds_per_pass else {}
 
     def on_train_end(self, ctx) -> None:
         """The curve over alpha, streamed point by point as it is computed."""
@@ -276,7 +294,8 @@ class WiseFTHook(MethodHook):
         for i, alpha in enumerate(order):
             if ctx.should_stop():
                 break
-            ctx.reporter.progress(phase=f"WiSE-FT curve: {i} of {len(order)} mixing weights evaluated")  # as the chart counts
+            ctx.reporter.progress(phase=f"WiSE-FT curve: {i} of {len(order)} mixing weights evaluated",  # as the chart counts
+                                  **self.curve_eta(ctx, len(order) - i))
             point = evaluate_alpha(probe, self.theta_0, theta_1, alpha, sets, ctx.device, ctx.masks, bn_images,
                                    ctx.amp_dtype, cfg.eval.eval_batch_size)
             curve.append(point)
