@@ -428,8 +428,9 @@ def topk_chart(df: pd.DataFrame, title: str = "", threshold: float | None = None
     """Horizontal probability bars, most likely class on top; the top bar is strong, the others pale.
     With `threshold`, a dashed rule marks the probability under which the answer counts as unsure."""
     data = df.assign(top=df["rank"] == 1)
+    x_title = "Probability" if threshold is None else f"Probability (red dashes: unsure under {threshold:.0%})"
     bars = alt.Chart(data).mark_bar().encode(
-        x=alt.X("probability:Q", title="Probability", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+        x=alt.X("probability:Q", title=x_title, scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
         # the classes listed in rank order: a sort by the rank field is dropped by Vega-Lite here (the
         # bars and their labels share the axis, and a shared domain only keeps a sort by count, min or
         # max), and the bars then came out in alphabetical order
@@ -441,7 +442,8 @@ def topk_chart(df: pd.DataFrame, title: str = "", threshold: float | None = None
     chart = bars + labels
     if threshold is not None:
         rule = alt.Chart(pd.DataFrame({"probability": [threshold]})).mark_rule(
-            color="#d62728", strokeDash=[4, 3]).encode(x="probability:Q")
+            color="#d62728", strokeDash=[4, 3]).encode(
+            x="probability:Q", tooltip=alt.Tooltip("probability:Q", title="Unsure under", format=".0%"))
         chart = chart + rule
     return chart.properties(height=max(60, 28 * len(df)), title=title, autosize=FIT_WIDTH)
 

@@ -200,6 +200,7 @@ def test_top_k_chart_is_a_pure_builder_with_bars_sorted_by_rank_and_the_threshol
     assert shuffled["layer"][0]["encoding"]["y"]["sort"] == ["dog", "cat", "bird"], "by rank, not row order"
     assert all(not isinstance(layer["encoding"]["y"].get("sort"), dict) for layer in spec["layer"][:2])
     assert spec["layer"][-1]["mark"]["type"] == "rule", "the unsure threshold"
+    assert bars["encoding"]["x"]["title"] == "Probability (red dashes: unsure under 50%)", "the rule is named"
     assert len(topk_chart(df).to_dict()["layer"]) == 2, "no rule without a threshold"
 
 
