@@ -91,7 +91,8 @@ def open_app(browser, url: str):
 
 
 def go(page, title: str, heading: str) -> None:
-    """Navigate inside the app (a page load would start a new session and forget the choices)."""
+    """Navigate inside the app with the sidebar, as a user clicks (a page load starts a new session, which
+    restores the user's saved draft but not what is only in the tab's state, such as the open tab)."""
     page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
     page.get_by_role("heading", name=heading).wait_for(timeout=60_000)
     settle(page)
