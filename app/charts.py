@@ -225,13 +225,14 @@ def metric_lines(df: pd.DataFrame, metrics: Sequence[str], title: str, y_title: 
     base = alt.Chart(data).encode(
         x=alt.X(f"{x}:Q", title=x_title, axis=alt.Axis(tickMinStep=1, format="d")),
         y=alt.Y("value:Q", axis=y_axis, scale=y_scale),
-        color=alt.Color("label:N", title=None, sort=order, legend=alt.Legend(**LEGEND),
+        color=alt.Color("label:N", title=None, sort=order,  # line symbols: a training curve's shows its dashes
+                        legend=alt.Legend(**LEGEND, symbolType="stroke", symbolStrokeWidth=2.5),
                         scale=alt.Scale(domain=order, range=colors)),
         tooltip=[alt.Tooltip(f"{x}:Q", title=x_title), alt.Tooltip("label:N", title="Metric"),
                  alt.Tooltip("value:Q", title="Value", format=".1%" if percent else ".4g")],
     )
     # the training curve dashed beside its held-out twin in the same colour family, so the two read apart
-    dash = alt.StrokeDash("label:N", legend=None, scale=alt.Scale(
+    dash = alt.StrokeDash("label:N", scale=alt.Scale(
         domain=order, range=[TRAIN_DASH if m.startswith("train_") else [1, 0] for m in present]))
     return alt.layer(base.mark_line().encode(strokeDash=dash), base.mark_point(filled=True, size=40),
                      title=title).properties(height=height, autosize=FIT_WIDTH)

@@ -524,7 +524,10 @@ def same_settings_active(engine: Engine, cfg: RunConfig) -> str | None:
     for run_id in engine.active_runs_of(user()):
         rec = engine.run_record(run_id)
         try:  # the stored config went through JSON (lists for tuples): compared as a config
-            same = rec is not None and dataclasses.replace(RunConfig.from_dict(rec.config), name="") == want
+            stored = dataclasses.replace(RunConfig.from_dict(rec.config), name="") if rec is not None else None
+            if stored is not None and stored.train.device.startswith("cuda:") and want.train.device in ("auto", "cuda"):
+                stored = with_section(stored, "train", device=want.train.device)  # placed on one chosen GPU at submit
+            same = stored == want
         except Exception:  # a config this version cannot read is not this one
             same = False
         if same:

@@ -1,5 +1,6 @@
 """The SGD step alone: PyTorch's fused CPU kernel against the per-tensor step, with ResNet-18's weights
-contiguous (fp32 training) and channels_last (bf16 training on the CPU).
+contiguous and channels_last (the layout of every bf16 run on the CPU, and of fp32 runs where it
+measured faster).
 
 Random gradients, momentum 0.9, weight decay 5e-4; milliseconds per step, the median of `--rounds`
 rounds of 30 steps after 3 warm-up steps, the variants alternating round by round. `engine.optim.

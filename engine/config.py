@@ -125,8 +125,10 @@ class OptimConfig:
         "Keep the first N trunk blocks (the stem counts as one) fixed for the whole run: faster, less "
         "overfitting on tiny data, less adaptation."))
     fused: bool = knob(True, label="Fused optimiser step", help=(  # engine.optim.build_optimizer
-        "Update every weight in one fused kernel (PyTorch's fused SGD / AdamW): a faster step on CPUs and GPUs, "
-        "the same update up to rounding. Off: the classic per-tensor loop."))
+        "Update every weight in one fused kernel (PyTorch's fused SGD / AdamW): a faster step on GPUs, and on "
+        "CPUs for weights in the default memory layout (a CPU run in the channels-last layout, as every bf16 CPU "
+        "run is, keeps the per-tensor step, which is faster there); the same update up to rounding. Off: the "
+        "classic per-tensor loop."))
     linear_probe_epochs: int = knob(0, label="Linear-probe epochs first", min=0, max=499, help=(
         "LP-FT: train only the new head for these epochs, then fine-tune everything."))
 

@@ -33,8 +33,8 @@ def build_optimizer(model: Classifier, cfg: RunConfig) -> torch.optim.Optimizer:
     """SGD (with momentum) or AdamW over `param_groups`. With `optim.fused` on a CUDA model, or a CPU
     model whose parameters are all contiguous, PyTorch's fused implementation: one kernel updates
     every tensor (the SGD step of a ResNet-18 took 53 ms instead of 116 ms on one CPU thread here;
-    same update up to float rounding). A CPU model in channels_last (bf16 training) keeps the
-    per-tensor step: the CPU kernel copies each non-contiguous tensor, and took 7.6-8.3 ms against
+    same update up to float rounding). A CPU model in channels_last (always with bf16 on the CPU, and
+    in fp32 where measured faster, engine.devices.use_channels_last) keeps the per-tensor step: the CPU kernel copies each non-contiguous tensor, and took 7.6-8.3 ms against
     6.5-7.0 ms there (AMD EPYC, 2 threads; `benchmarks/optimizer_step.py`)."""
     groups = param_groups(model, cfg)
     device = next(model.parameters()).device.type

@@ -271,8 +271,9 @@ def report_step(ctx: TrainContext, loss: float, images_per_sec: float, i: int) -
 
 def time_left(ctx: TrainContext, images_per_sec: float) -> float:
     """Seconds until the run ends: the remaining training steps at the current speed, then every
-    remaining epoch's evaluation and the final one, at the seconds per image pass measured in the
-    last evaluation (before the first: a training image costs about three forward passes)."""
+    remaining epoch's evaluation, what methods evaluate after training (`EvalClock.method_passes`,
+    WiSE-FT's curve) and the final evaluation, at the seconds per image pass measured in the last
+    evaluation (before the first: a training image costs about three forward passes)."""
     train_s = (ctx.total_steps - ctx.step) * ctx.cfg.train.batch_size / max(images_per_sec, 1e-9)
     clock = ctx.eval_clock
     per_pass = clock.seconds_per_pass or 1.0 / (3.0 * max(images_per_sec, 1e-9))

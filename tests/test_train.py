@@ -184,6 +184,8 @@ def test_time_left_counts_evaluation_and_the_final_evaluation_reports_its_parts(
     assert clock.method_passes == 0, "no method evaluates after training here"
     expected = clock.seconds_per_pass * (2 * clock.epoch_passes + clock.final_passes)
     assert with_eval == pytest.approx(train_only + expected)
+    ctx.eval_clock = EvalClock(clock.epoch_passes, clock.final_passes, clock.seconds_per_pass, method_passes=500.0)
+    assert time_left(ctx, 100.0) == pytest.approx(with_eval + 500.0 * clock.seconds_per_pass), "a method's end work"
     ctx.eval_clock = EvalClock(clock.epoch_passes, clock.final_passes, 0.0)  # before any evaluation: estimated
     assert time_left(ctx, 100.0) > train_only
 

@@ -224,6 +224,10 @@ def test_time_left_counts_the_curve_and_falls_while_it_is_computed(wise_run):
     ctx = res.context
     per_point = curve_passes(ctx.cfg, ctx.data, ctx.eval_sets.ood_user)
     assert per_point == eval_passes(curve_sets(ctx.cfg, ctx.data, ctx.eval_sets.ood_user)) > 0
+    from engine.config import apply_overrides
+
+    recal = apply_overrides(ctx.cfg, ["wise_ft.recalibrate_bn=true"])  # a pass over the training images per alpha
+    assert curve_passes(recal, ctx.data, ctx.eval_sets.ood_user) == per_point + len(ctx.data.train)
     assert ctx.eval_clock.method_passes == 5 * per_point, "5 alphas, before the final evaluation"
     assert ctx.eval_clock.final_passes == final_passes(ctx.cfg, ctx.data), "which keeps its own count"
     etas = [p["eta_s"] for p in res.curve_progress]

@@ -252,14 +252,15 @@ def dataset_report(engine) -> datasets.DataCheck | None:
                          hide_index=True, width="stretch")
     if cap:
         st.caption(f"Training uses at most {cfg.data.train_per_class} images per class (see the split settings): "
-                   f"{n_split.get('train', 0):,} of the {cap:,} training images, the others chosen out with the "
-                   "seed. The counts below are the ones used.")
+                   f"{n_split.get('train', 0):,} of the {cap:,} training images, the rest left out at random "
+                   "(seeded). The Training figure, the chart and the table count the ones used.")
 
     left, right = st.columns([2, 3])
     with left:
         st.altair_chart(charts.class_counts_chart(charts.class_counts_frame(split)), width="stretch")
         counts = {k: split[k] for k in ("train", "val", "test") if k in split}
-        table = [{"class": name, **{s: counts[s].get(name, 0) for s in counts}, "total": rep.counts.get(name, 0)}
+        table = [{"class": name, **{s: counts[s].get(name, 0) for s in counts},  # with a cap: the images used
+                  "total": sum(counts[s].get(name, 0) for s in counts) if cap else rep.counts.get(name, 0)}
                  for name in rep.classes]
         st.dataframe(table, hide_index=True, width="stretch")
     with right:

@@ -9,7 +9,7 @@ import dataclasses
 import pandas as pd
 import streamlit as st
 
-from app import charts, components, state
+from app import charts, components, datasets, state
 from app.presets import (PRESETS, SAMPLE_CLASSES, SAMPLE_TRAIN_IMAGES, few_batches, icon, offline_pretrained,
                          recipe_drift)
 from app.widgets import dataclass_widgets, field_widget, widget_key
@@ -86,10 +86,8 @@ def known_classes_and_train_size(cfg: RunConfig) -> tuple[int, int]:
     check = last_check(cfg)
     if check is None:
         return SAMPLE_CLASSES, SAMPLE_TRAIN_IMAGES
-    n_train = sum(check.report.split_counts.get("train", {}).values())
-    if cfg.data.train_per_class:
-        n_train = min(n_train, cfg.data.train_per_class * len(check.report.classes))
-    return len(check.report.classes), n_train
+    split, _ = datasets.capped_split(check.report.split_counts, cfg.data.train_per_class)  # as the Data page counts
+    return len(check.report.classes), sum(split.get("train", {}).values())
 
 
 # ---- presets ----------------------------------------------------------------------------------

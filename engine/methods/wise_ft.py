@@ -216,10 +216,12 @@ def curve_sets(cfg, data, ood_user) -> EvalSets:
 
 
 def curve_passes(cfg, data, ood_user) -> float:
-    """What one point of the curve costs in image forward passes (`curve_sets`'s `eval_passes`), counted
-    without building the corrupted images."""
-    return epoch_passes(cfg, data, ood_user, ood_subset=cfg.methods["wise_ft"].ood_subset,
-                        severity=cfg.eval.ood_severity_each_epoch or CURVE_SEVERITY)
+    """What one point of the curve costs in image forward passes (`curve_sets`'s `eval_passes`, plus a
+    pass over the training images when `recalibrate_bn` re-estimates batch-norm statistics per alpha),
+    counted without building the corrupted images."""
+    recalibrate = len(data.train) if cfg.methods["wise_ft"].recalibrate_bn else 0
+    return recalibrate + epoch_passes(cfg, data, ood_user, ood_subset=cfg.methods["wise_ft"].ood_subset,
+                                      severity=cfg.eval.ood_severity_each_epoch or CURVE_SEVERITY)
 
 
 def evaluate_alpha(model, theta_0, theta_1, alpha: float, sets: EvalSets, device, masks=None,
