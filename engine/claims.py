@@ -33,11 +33,16 @@ def _pts(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
+def shown_points(a: float, b: float) -> float:
+    """a - b (accuracies as fractions) in percentage points, as the difference of the two percentages
+    shown with one decimal: 38.5% and 35.2% give 3.3, never the 3.4 of the unrounded values. The claims'
+    verdicts use it too, so a line never says "-2.0 points, more than the 2-point allowance"."""
+    return round(round(100 * a, 1) - round(100 * b, 1), 1)
+
+
 def points_diff(a: float, b: float) -> str:
-    """a - b (accuracies as fractions) in percentage points, signed, as the difference of the two
-    percentages shown with one decimal: 38.5% and 35.2% give "+3.3", never the "+3.4" of the unrounded
-    values, so a reader's own subtraction agrees with the page."""
-    return f"{round(100 * a, 1) - round(100 * b, 1):+.1f}"
+    """`shown_points` signed with one decimal ("+3.3"), so a reader's own subtraction agrees with the page."""
+    return f"{shown_points(a, b):+.1f}"
 
 
 def _acc(summary: dict | None, key: str = "test_acc") -> float | None:
@@ -65,8 +70,7 @@ def adafilter_claim(summary: dict, baseline: dict | None = None) -> Claim:
     if base is None:
         return Claim("adafilter", None, f"AdaFilter: test {_pts(acc or 0)}%, {gates}; run standard fine-tuning "
                                         "with the same settings to compare accuracy.")
-    diff = acc - base
-    shown = diff >= -ADAFILTER_MAX_DROP and adapts
+    shown = shown_points(acc, base) >= -100 * ADAFILTER_MAX_DROP and adapts
     return Claim("adafilter", shown, f"AdaFilter: {_verdict(shown)}: test {_pts(acc)}% vs "
                                      f"{_pts(base)}% for standard fine-tuning ({points_diff(acc, base)} points), {gates}.")
 
@@ -96,13 +100,13 @@ def pruning_claim(summary: dict, baseline: dict | None = None) -> Claim:
             parts.append(f"{_pts(sparsity)}% sparse at test {_pts(acc or 0)}% (run the same settings without "
                          "pruning to compare)")
         else:
-            ok = acc - base >= -PRUNING_MAX_DROP
-            verdicts.append(ok)
+            change = shown_points(acc, base) / 100
+            verdicts.append(change >= -PRUNING_MAX_DROP)
             parts.append(f"{_pts(sparsity)}% sparse at test {_pts(acc)}% vs {_pts(base)}% dense "
-                         f"({points_diff(acc, base)} points, {_allowance(acc - base, PRUNING_MAX_DROP)})")
+                         f"({points_diff(acc, base)} points, {_allowance(change, PRUNING_MAX_DROP)})")
     s = summary.get("structured") or {}
     if s.get("val_acc") is not None and s.get("val_acc_before") is not None:
-        drop = s["val_acc"] - s["val_acc_before"]
+        drop = shown_points(s["val_acc"], s["val_acc_before"]) / 100
         ok = drop >= -STRUCTURED_MAX_DROP
         verdicts.append(ok)
         parts.append(f"channels removed, {_pts(s.get('flops_ratio', 1))}% of the FLOPs left: validation "
@@ -188,7 +192,7 @@ def adversarial_claim(summary: dict, baseline: dict | None = None, scratch: dict
     parts, verdicts = [f"robust {_pts(robust)}%"], []
     base = (baseline or {}).get("robust_acc")
     if base is not None:
-        ok = robust - base >= ADVERSARIAL_MIN_GAIN
+        ok = shown_points(robust, base) >= 100 * ADVERSARIAL_MIN_GAIN
         verdicts.append(ok)
         parts.append(f"vs {_pts(base)}% for plain fine-tuning ({points_diff(robust, base)} points, needs +15)")
     ours, theirs = compute_curve(summary), compute_curve(scratch or {})

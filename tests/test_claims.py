@@ -233,3 +233,13 @@ def test_a_difference_in_points_is_the_difference_of_the_percentages_shown():
     curve = [{"alpha": 0.0, "val_acc": 0.50, "ood_acc": 0.30}, {"alpha": 0.5, "val_acc": 0.60, "ood_acc": 0.38514},
              {"alpha": 1.0, "val_acc": 0.60, "ood_acc": 0.35245}]
     assert "38.5% vs 30.0% (alpha 0) and 35.2% (alpha 1), +3.3 points" in wise_ft_claim({"wise_curve": curve}).text
+
+
+def test_a_verdict_agrees_with_the_rounded_points_it_shows():
+    """The line shows the difference of the rounded percentages; its verdict reads the same number, so
+    a drop shown as exactly the allowance is within it, whatever the unrounded figures were."""
+    run = {"sparsity": 0.7, "test_acc": 0.50004}  # 50.0% against 52.0%: -2.0 points shown
+    text = pruning_claim(run, {"test_acc": 0.52004 + 0.00045}).text
+    assert "(-2.0 points, within the 2-point allowance)" in text and pruning_claim(
+        run, {"test_acc": 0.52049}).shown is True, text
+    assert pruning_claim(run, {"test_acc": 0.521}).shown is False, "-2.1 points: more than the allowance"
