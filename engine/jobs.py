@@ -25,16 +25,16 @@ from engine.resume import RESUME_FILE
 from engine.train import train
 
 
-def stopped_message(done: int | None, planned: int, can_continue: bool = False) -> str:
-    """What a stopped run tells its user: the epochs it finished and where Continue picks up.
-    `can_continue`: a resume point exists although this part finished no epoch (a continued run
-    stopped again before its next epoch ended)."""
+def stopped_message(done: int | None, planned: int, can_continue: bool = False, why: str = "on request") -> str:
+    """What a stopped run tells its user: why (`why`: "on request", or "when the server stopped"), the
+    epochs it finished and where Continue picks up. `can_continue`: a resume point exists although this
+    part finished no epoch (a continued run stopped again before its next epoch ended)."""
     if done:
-        return (f"Stopped on request after epoch {done} of {planned}. Continue picks up at epoch {done + 1} with "
+        return (f"Stopped {why} after epoch {done} of {planned}. Continue picks up at epoch {done + 1} with "
                 f"the same schedule; until then the results are those of epoch {done}.")
     if can_continue:
-        return "Stopped on request before the next epoch ended. Continue picks up after the last finished epoch."
-    return ("Stopped on request before the first epoch ended: there is nothing to continue from, so start "
+        return f"Stopped {why} before the next epoch ended. Continue picks up after the last finished epoch."
+    return (f"Stopped {why} before the first epoch ended: there is nothing to continue from, so start "
             "the run again.")
 
 
@@ -61,7 +61,8 @@ def execute_run(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Path, dat
         status, error = "finished", None
     except StopRequested as stop:
         summary, status = getattr(stop, "summary", {}), "stopped"
-        error = stopped_message(summary.get("epochs"), cfg.train.epochs, (run_dir / RESUME_FILE).is_file())
+        error = stopped_message(summary.get("epochs"), cfg.train.epochs, (run_dir / RESUME_FILE).is_file(),
+                                getattr(reporter, "stop_reason", "on request"))
     except StudioError as exc:
         summary, status, error = {}, "failed", str(exc)
     except MemoryError:

@@ -8,11 +8,13 @@ knows about Streamlit.
 
 from __future__ import annotations
 
+import atexit
 import copy
 import queue
 import shutil
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,11 @@ class _EngineReporter(Reporter):
     def __init__(self, engine: "Engine", run_id: str, stop_flag: threading.Event):
         self.engine, self.run_id, self.stop_flag = engine, run_id, stop_flag
 
+    @property
+    def stop_reason(self) -> str:
+        """Why a stop came, in the stopped run's message: the engine shutting down, or the user."""
+        return "when the server stopped" if self.engine._closed else "on request"
+
     def progress(self, **fields: Any) -> None:
         with self.engine._lock:
             snap = self.engine._snapshots[self.run_id]
@@ -106,6 +113,20 @@ def check_gpus(cfg: RunConfig, gpus: tuple[int, ...]) -> None:
         raise StudioError("The same GPU was chosen twice: choose each GPU once.")
 
 
+SHUTDOWN_WAIT_S = 30.0  # at exit, how long the running job gets to stop (a step; a stop is honoured within 2 s)
+
+
+def _shutdown_at_exit(ref: "weakref.ref[Engine]") -> None:
+    """At interpreter exit (a dashboard stopped with SIGTERM or Ctrl+C, the end of a script): stop the
+    running job at its next step and wait for the worker thread, so that no torch operation is still
+    running in it while the process tears down, and the run is recorded as stopped, with the epochs it
+    finished and its Continue, instead of left "running". Without it the process aborted ("terminate
+    called without an active exception", exit code -6 or 134)."""
+    engine = ref()
+    if engine is not None and not engine._closed:
+        engine.shutdown(timeout=SHUTDOWN_WAIT_S)
+
+
 class Engine:
     def __init__(self, data_dir: str | Path = "runs", limits: Limits | None = None, access_control: bool = False,
                  data_roots: DataRoots | None = None):
@@ -131,6 +152,7 @@ class Engine:
         self._closed = False
         self._thread = threading.Thread(target=self._serve, name="engine-worker", daemon=True)
         self._thread.start()
+        atexit.register(_shutdown_at_exit, weakref.ref(self))
 
     # ---- commands --------------------------------------------------------------------------
     def submit(self, cfg: RunConfig, owner: str = "", processes: int = 1, gpus: tuple[int, ...] = ()) -> str:
@@ -400,7 +422,8 @@ class Engine:
         if stopped:
             with self._lock:  # the epochs rank 0 finished, as mirrored from the store
                 done = len(self._snapshots[run_id].epochs)
-            said = stopped_message(done, cfg.train.epochs, (run_dir / RESUME_FILE).is_file())
+            said = stopped_message(done, cfg.train.epochs, (run_dir / RESUME_FILE).is_file(),
+                                   "when the server stopped" if self._closed else "on request")
             self.store.set_status(run_id, "stopped", said)
             return "stopped", said
         if rec is not None and rec.status in ("finished", "failed", "stopped"):

@@ -1,6 +1,7 @@
 """The engine thread, the run store and the command line, end to end on tiny runs."""
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -69,6 +70,34 @@ def test_stop_a_running_job(engine, tiny_cfg):
     assert engine.stop(run_id)
     assert engine.wait(run_id, 30) == "stopped"
     assert time.time() - t0 < 2.5
+
+
+def test_a_process_that_exits_while_a_job_trains_stops_it_cleanly(tmp_path, tiny_zip):
+    """A dashboard stopped (SIGTERM, Ctrl+C) or a script ending while the engine thread trains: the job
+    stops at its next step, the process exits 0 (it aborted with "terminate called without an active
+    exception" when the interpreter tore down a thread inside torch), and the run says why it stopped."""
+    script = f"""
+import sys, time
+sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / "tests")!r})
+from conftest import tiny_config
+from engine.worker import Engine
+engine = Engine({str(tmp_path / "e")!r})
+run_id = engine.submit(tiny_config({str(tiny_zip)!r}, "train.epochs=500"))
+deadline = time.time() + 120
+while not engine.store.metrics(run_id, ["loss"]) and time.time() < deadline:
+    time.sleep(0.05)
+print(run_id, engine.snapshot(run_id).status, flush=True)
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=240,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "terminate called" not in done.stderr
+    run_id, status = done.stdout.split()
+    assert status == "running", "the process ended while the job trained"
+    store = RunStore(tmp_path / "e" / "studio.db")
+    rec = store.get_run(run_id)
+    assert rec.status == "stopped" and "Stopped when the server stopped" in rec.error, (rec.status, rec.error)
+    store.close()
 
 
 def test_restart_marks_interrupted_runs_failed_and_keeps_finished_ones(tmp_path):
