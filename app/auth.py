@@ -11,14 +11,20 @@ With access control on, the engine keeps each user to their own (and shared) run
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import time
 
 import streamlit as st
 
-from engine.security import check_password
+from engine.paths import default_data_dir
+from engine.security import LOGIN_TTL_S, check_password, login_key, login_token, login_user
 
 USER_KEY = "auth_user"
+LOGIN_COOKIE = "studio_login"  # a signed sign-in (engine.security.login_token), so that a refresh keeps it
+TOKEN_KEY = "auth_token"  # a new sign-in for the browser to store (written on the next run, once)
+SIGNED_OUT_KEY = "auth_signed_out"  # the browser's cookie (read when the tab opened) no longer counts
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "")
 
 
@@ -43,6 +49,45 @@ def expected_password() -> str:
         return ""
 
 
+def signing_key() -> bytes | None:
+    """The key of this server's kept sign-ins (engine.security.login_key, its secret in the engine's
+    folder), or None without a password or when the secret cannot be kept (sign-ins then last a tab)."""
+    password = expected_password()
+    if not password:
+        return None
+    try:
+        return login_key(default_data_dir() / "login.key", password)
+    except OSError:
+        return None
+
+
+def browser_cookie(name: str) -> str | None:
+    """A cookie the browser sent when this tab opened (None without one)."""
+    try:
+        return st.context.cookies.get(name)
+    except Exception:  # no browser (a script run)
+        return None
+
+
+def kept_sign_in() -> str:
+    """The user a valid sign-in cookie names ("" when there is none, it is forged, expired or from
+    before a password change, or the user signed out in this tab)."""
+    if st.session_state.get(SIGNED_OUT_KEY):
+        return ""
+    key = signing_key()
+    return (login_user(browser_cookie(LOGIN_COOKIE), key, time.time()) or "") if key else ""
+
+
+def set_cookie_script(value: str, max_age: int) -> None:
+    """Store (max_age > 0) or delete (0) the sign-in cookie in the browser: a zero-height component,
+    the only way a Streamlit page can write a cookie. SameSite=Strict; Secure over https."""
+    import streamlit.components.v1 as components
+
+    cookie = json.dumps(f"{LOGIN_COOKIE}={value}; path=/; max-age={max_age}; SameSite=Strict")
+    components.html(f"<script>document.cookie = {cookie} + (location.protocol === 'https:' ? '; Secure' : '');"
+                    "</script>", height=0)
+
+
 def current_user() -> str:
     """The logged-in user's name ("" when access control is off)."""
     if access_mode() == "oidc":
@@ -62,8 +107,19 @@ def require_login() -> str:
         return ""
     user = current_user()
     if user:
+        token = st.session_state.pop(TOKEN_KEY, None)
+        if token:  # once, right after signing in; in the sidebar, where its empty frame moves nothing
+            with st.sidebar:
+                set_cookie_script(token, LOGIN_TTL_S)
         return user
+    if mode == "password":
+        user = kept_sign_in()  # a refresh: the browser kept this tab's sign-in
+        if user:
+            st.session_state[USER_KEY] = user
+            return user
     st.title("Fine-tuning studio")
+    if st.session_state.get(SIGNED_OUT_KEY):
+        set_cookie_script("", 0)
     if mode == "oidc":
         st.write("This studio is shared: sign in to see and control your own runs.")
         st.button("Sign in", type="primary", on_click=st.login)
@@ -86,6 +142,10 @@ def require_login() -> str:
             st.error("That password is not right. Ask your teacher or administrator for it.")
         else:
             st.session_state[USER_KEY] = clean
+            st.session_state.pop(SIGNED_OUT_KEY, None)
+            key = signing_key()
+            if key:
+                st.session_state[TOKEN_KEY] = login_token(clean, key, time.time())
             st.rerun()
     st.stop()
 
@@ -100,6 +160,7 @@ def logout_button() -> None:
     if access_mode() == "oidc":
         st.button("Sign out", on_click=st.logout)
     elif st.button("Sign out"):
-        for key in (USER_KEY, "cfg", "dataset", "focus_run"):  # the next user starts from their own draft
+        for key in (USER_KEY, TOKEN_KEY, "cfg", "dataset", "focus_run"):  # the next user starts from their own draft
             st.session_state.pop(key, None)
+        st.session_state[SIGNED_OUT_KEY] = True  # and the browser forgets the kept sign-in
         st.rerun()

@@ -48,6 +48,53 @@ class Limits:
         return Limits(**kwargs)
 
 
+LOGIN_TTL_S = 12 * 3600  # a sign-in kept in the browser lasts a school day
+
+
+def login_key(secret_file: Path, password: str) -> bytes:
+    """The key that signs this server's sign-ins: HMAC-SHA256 of the shared `password` under a random
+    32-byte secret kept in `secret_file` (created on first use, mode 0600), so that changing the
+    password or deleting the file ends every kept sign-in. Raises OSError when the file can be neither
+    read nor created."""
+    try:
+        secret = secret_file.read_bytes()
+    except FileNotFoundError:
+        secret_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(os.urandom(32))
+        secret = secret_file.read_bytes()
+    return hmac.new(secret, password.encode("utf-8"), "sha256").digest()
+
+
+def login_token(user: str, key: bytes, now: float, ttl_s: float = LOGIN_TTL_S) -> str:
+    """A signed sign-in for `user`, valid until `now` + `ttl_s` (seconds since the epoch):
+    "<user as URL-safe base64>.<expiry, whole seconds>.<HMAC-SHA256 of both, hex>" (RFC 2104)."""
+    import base64
+
+    body = f"{base64.urlsafe_b64encode(user.encode('utf-8')).decode('ascii')}.{int(now + ttl_s)}"
+    return f"{body}.{hmac.new(key, body.encode('ascii'), 'sha256').hexdigest()}"
+
+
+def login_user(token: str | None, key: bytes, now: float) -> str | None:
+    """The user a `login_token` signs for, or None when the token is missing, malformed, signed with
+    another key (forged, or the password changed) or expired. The signature is compared in constant
+    time. Raises nothing."""
+    import base64
+    import binascii
+
+    try:
+        name, expiry, signature = str(token or "").split(".")
+        body = f"{name}.{expiry}"
+        if not hmac.compare_digest(signature, hmac.new(key, body.encode("ascii"), "sha256").hexdigest()):
+            return None
+        if int(expiry) < now:
+            return None
+        return base64.urlsafe_b64decode(name.encode("ascii")).decode("utf-8") or None
+    except (ValueError, TypeError, UnicodeError, binascii.Error):  # TypeError: a non-ASCII signature
+        return None
+
+
 def check_password(given: str, expected: str) -> bool:
     """Constant-time comparison: the time taken does not reveal how much of the guess was right."""
     if not expected:

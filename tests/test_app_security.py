@@ -43,6 +43,45 @@ def test_nothing_is_shown_before_signing_in_and_a_wrong_password_is_refused(shar
     assert not at.error and at.radio  # the Data page is drawn
 
 
+def test_a_refresh_keeps_the_sign_in_until_the_user_signs_out(shared, monkeypatch):
+    """A signed cookie keeps a sign-in across a refresh (a new session); a forged one, one signed before
+    the password changed, or one the user signed out of, does not."""
+    import app.auth as auth
+
+    import time
+
+    from engine.security import login_token
+
+    at = login("alice")
+    assert auth.TOKEN_KEY not in at.session_state, "handed to the browser once, on the run after signing in"
+    token = login_token("alice", auth.signing_key(), time.time())
+    assert token.count(".") == 2 and "alice" not in token, "the name travels encoded, with a signature"
+    cookies = {auth.LOGIN_COOKIE: token}
+    monkeypatch.setattr(auth, "browser_cookie", lambda name: cookies.get(name))
+    again = AppTest.from_file(MAIN, default_timeout=120)  # a refresh: a new session, the browser's cookie
+    again.run()
+    no_problems(again)
+    assert again.session_state[auth.USER_KEY] == "alice" and again.radio, "signed in, the Data page is drawn"
+    assert not again.text_input or "Password" not in [t.label for t in again.text_input]
+
+    cookies[auth.LOGIN_COOKIE] = token[:-1] + ("0" if token[-1] != "0" else "1")  # a forged signature
+    forged = AppTest.from_file(MAIN, default_timeout=120)
+    forged.run()
+    assert not forged.radio and "Password" in [t.label for t in forged.text_input], "the login form"
+
+    cookies[auth.LOGIN_COOKIE] = token
+    monkeypatch.setenv("STUDIO_PASSWORD", "class-2027")  # a new password ends every kept sign-in
+    changed = AppTest.from_file(MAIN, default_timeout=120)
+    changed.run()
+    assert not changed.radio
+    monkeypatch.setenv("STUDIO_PASSWORD", "class-2026")
+
+    out = [b for b in again.sidebar.button if b.label == "Sign out"]
+    out[0].click().run()
+    no_problems(again)
+    assert not again.radio and again.session_state[auth.SIGNED_OUT_KEY], "signed out, although the cookie is sent"
+
+
 def test_another_users_run_is_invisible_and_cannot_be_stopped(shared, tmp_path):
     alice, bob = login("alice"), login("bob")
     data = engine().save_upload(write_tiny_zip(tmp_path / "t.zip").read_bytes(), ".zip")

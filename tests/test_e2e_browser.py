@@ -364,3 +364,38 @@ def test_try_it_answers_for_a_camera_photo_and_keeps_it_across_a_refresh(server,
     answer.first.wait_for(timeout=120_000)
     context.close()
     assert "Traceback" not in server["log"].read_text()
+
+
+def test_a_password_sign_in_survives_a_refresh_and_sign_out_ends_it(browser, tmp_path):
+    """On a shared server a refresh used to ask for the name and password again: the browser now keeps
+    a signed sign-in (a cookie) until the user signs out."""
+    port = free_port()
+    proc = start_app(port, tmp_path / "studio", tmp_path / "server.log",
+                     env={"STUDIO_ACCESS": "password", "STUDIO_PASSWORD": "class-2026"})
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    try:
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.get_by_role("textbox", name="Your name").fill("Alice Martin")
+        page.get_by_role("textbox", name="Password").fill("class-2026")
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_role("heading", name="1 · Data").wait_for(timeout=60_000)
+        settle(page)
+        page.wait_for_timeout(1000)  # the cookie is written by a component after the first draw
+        cookies = {c["name"]: c for c in context.cookies()}
+        assert "studio_login" in cookies and cookies["studio_login"]["sameSite"] == "Strict"
+        assert "Alice" not in cookies["studio_login"]["value"], "the name is encoded and signed, not plain"
+        page.reload()
+        page.get_by_role("heading", name="1 · Data").wait_for(timeout=60_000)
+        settle(page)
+        assert page.get_by_text("Signed in as").first.is_visible() and not page.get_by_role("textbox", name="Password").count()
+        page.get_by_role("button", name="Sign out").click()
+        page.get_by_role("button", name="Sign in").wait_for(timeout=60_000)
+        page.wait_for_timeout(1000)
+        assert "studio_login" not in {c["name"] for c in context.cookies()}, "signing out deletes the cookie"
+        page.reload()
+        page.get_by_role("button", name="Sign in").wait_for(timeout=60_000)
+    finally:
+        context.close()
+        stop_app(proc)
+    assert "Traceback" not in (tmp_path / "server.log").read_text()

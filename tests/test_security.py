@@ -161,3 +161,23 @@ def test_image_pixel_limit_skips_huge_images(tmp_path, tiny_cfg):
     data = prepare_data(tiny_cfg(f"data.source={path}"), tmp_path / "w", Limits(max_image_pixels=250 * 250))
     skipped = {s.path: s.reason for s in data.report.skipped}
     assert "red/huge.png" in skipped and "too large" in skipped["red/huge.png"]
+
+
+def test_a_kept_sign_in_names_its_user_until_it_expires_and_nothing_else_passes(tmp_path):
+    import stat
+
+    from engine.security import login_key, login_token, login_user
+
+    key = login_key(tmp_path / "e" / "login.key", "class-2026")
+    assert stat.S_IMODE((tmp_path / "e" / "login.key").stat().st_mode) == 0o600, "the secret is the server's alone"
+    assert login_key(tmp_path / "e" / "login.key", "class-2026") == key, "the same secret on the next start"
+    now = 1_800_000_000.0
+    token = login_token("Zoë O'Neil", key, now, ttl_s=60)
+    assert login_user(token, key, now + 59) == "Zoë O'Neil"
+    assert login_user(token, key, now + 61) is None, "expired"
+    assert login_user(token, login_key(tmp_path / "e" / "login.key", "class-2027"), now) is None, "new password"
+    name, expiry, signature = token.split(".")
+    forged = login_token("mallory", b"guess" * 8, now).split(".")
+    for bad in (f"{forged[0]}.{expiry}.{signature}", f"{name}.{int(expiry) + 999}.{signature}",
+                f"{name}.{expiry}.{signature[:-1]}é", "", None, "a.b", "....", f"{name}.x.{signature}"):
+        assert login_user(bad, key, now) is None, bad
