@@ -173,17 +173,28 @@ def test_compare_shows_the_dataset_and_flags_runs_on_different_data(studio, tiny
     assert any("All on **three colours.zip** (3 classes" in c and "32 px" in c for c in texts(at.caption))
 
 
+def test_a_second_click_on_the_running_settings_is_warned_before_it_queues_a_copy(studio, tiny_bytes):
+    at = new_app()
+    upload_zip(at, tiny_bytes, "my data.zip")
+    configure_tiny(at, epochs=2000)  # still running when the page is checked
+    run_id = start_run(at)
+    twin = "already running or queued with exactly these settings"
+    try:
+        assert any(twin in w for w in texts(at.warning)), "a second click would train a copy: said before it happens"
+        assert at.button(key="start").proto.type == "secondary"
+        at.session_state["cfg"] = dataclasses.replace(at.session_state["cfg"], seed=7)  # another seed: its own run
+        at.run()
+        assert not any(twin in w for w in texts(at.warning)) and at.button(key="start").proto.type == "primary"
+    finally:
+        engine().stop(run_id)
+        engine().wait(run_id, RUN_TIMEOUT)
+
+
 def test_a_stopped_run_shows_its_finished_epochs_and_can_be_used_again(studio, tiny_bytes):
     at = new_app()
     upload_zip(at, tiny_bytes, "my data.zip")
     configure_tiny(at, epochs=40)
     run_id = start_run(at)
-    twin = "already running or queued with exactly these settings"
-    assert any(twin in w for w in texts(at.warning)), "a second click would train a copy: said before it happens"
-    assert at.button(key="start").proto.type == "secondary"
-    at.session_state["cfg"] = dataclasses.replace(at.session_state["cfg"], seed=7)  # another seed: a run of its own
-    at.run()
-    assert not any(twin in w for w in texts(at.warning)) and at.button(key="start").proto.type == "primary"
     deadline = time.time() + RUN_TIMEOUT
     while not engine().store.metrics(run_id, ["val_acc"]) and time.time() < deadline:
         time.sleep(0.2)
