@@ -348,9 +348,13 @@ def test_try_it_answers_for_a_camera_photo_and_keeps_it_across_a_refresh(server,
     settle(page)
     page.get_by_test_id("stRadio").get_by_text("Camera", exact=True).click()
     settle(page)
+    # the fake camera must be streaming before the click, or the click takes no photo (a busy machine
+    # starts it late: the test once waited for an answer to a photo never taken)
+    page.wait_for_function("() => { const v = document.querySelector('video'); return v && v.readyState >= 2; }",
+                           timeout=120_000)
     page.get_by_role("button", name="Take Photo").click(timeout=60_000)
     answer = page.get_by_text(re.compile(r"answered in \d+ ms on "))
-    answer.first.wait_for(timeout=120_000)
+    answer.first.wait_for(timeout=180_000)
     settle(page)
     said = page.get_by_test_id("stMain").inner_text()
     # the verdict names one of the run's own classes with its probability, confident or not
