@@ -140,6 +140,14 @@ def test_the_data_page_counts_the_training_images_a_run_will_use(studio, tiny_by
     assert {m.label: m.value for m in at.metric}["Training"] == str(2 * 3), "3 classes, at most 2 each"
     assert any(c.startswith("Training uses at most 2 images per class") and f"6 of the {before} training" in c
                for c in texts(at.caption)), texts(at.caption)
+    configure_tiny(at)
+    run_id = start_run(at)
+    assert engine().wait(run_id, RUN_TIMEOUT) == "finished"
+    at.switch_page("app_pages/results.py").run()
+    no_problems(at)
+    used = " ".join(m.value for m in at.markdown if "classes, train:" in m.value)
+    assert "train: 6," in used and f"Training used at most 2 images per class, 6 of the split's {before}" in used, used
+    at.switch_page("app_pages/data.py").run()
     at.number_input(key="w:data.train_per_class").set_value(0).run()
     assert {m.label: m.value for m in at.metric}["Training"] == before, "0: every training image"
     split = {"train": {"a": 5, "b": 1}, "val": {"a": 2, "b": 2}}

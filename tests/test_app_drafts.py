@@ -212,6 +212,12 @@ def test_a_stopped_run_shows_its_finished_epochs_and_can_be_used_again(studio, t
     metrics = {m.label: m.value for m in at.metric}
     assert metrics.get("Validation accuracy", "").endswith("%"), metrics
     assert "best validation epoch" in at.radio(key=f"ckpt_{run_id}_best").options, "its checkpoint is offered"
+    assert "when the server stopped" not in warning, "stopped by its user"
+    at.button(key=f"to_continue_{run_id}").click().run()  # Results offers Continue where the Train page has it
+    no_problems(at)
+    assert "3 · Train (live)" in texts(at.title) and at.session_state["watch_select"] == run_id
+    assert [b for b in at.button if b.key == f"continue_{run_id}"], "the run shown there, with its Continue"
+    at.switch_page("app_pages/results.py").run()
 
     at.session_state["cfg"] = RunConfig()  # the user has moved on to other settings
     at.button(key=f"reuse_data_{run_id}").click().run()

@@ -130,8 +130,10 @@ def test_two_models_side_by_side_and_attributions_for_a_new_image(run, monkeypat
     assert len(at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")) == 2, "one chart per model"
     at.toggle(key=[t.key for t in at.toggle if t.key.startswith("try_explain_")][0]).set_value(True).run()
     no_problems(at)
-    captions = [c for img in at.image for c in img.captions]
-    assert len(at.image) == 3, captions  # the picture, then one attribution map per model
+    captions = [c for img in at.image for c in img.captions if c != "low → high influence"]  # the colour scale
+    assert len(at.image) == 4, captions  # the picture, the scale, then one attribution map per model
+    assert at.selectbox(key=[s.key for s in at.selectbox if s.key.startswith("try_method_")][0]).value == "grad_cam", \
+        "Grad-CAM first, as on Explain: Integrated Gradients on a small image read as the unchanged photo"
     assert sum(c.startswith("WiSE-FT mix at alpha") and ": why " in c for c in captions) == 1, captions
     assert sum(c.startswith("Fine-tuned (end of training)") and ": why " in c for c in captions) == 1, captions
     # both maps (and the picture) at one fixed width: by default a longer caption made its map larger
@@ -139,7 +141,7 @@ def test_two_models_side_by_side_and_attributions_for_a_new_image(run, monkeypat
     at.toggle(key="try_compare").set_value(False).run()  # kept in the draft: later tests start with one model
     no_problems(at)
     assert [t.value for t in at.toggle if t.key.startswith("try_explain_")] == [True], "the attributions stay on"
-    assert len(at.image) == 2, "the picture and the one model's map"
+    assert len(at.image) == 3, "the picture, the scale and the one model's map"
 
 
 def test_a_refresh_keeps_the_models_the_comparison_and_the_threshold(run):

@@ -12,10 +12,11 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app import charts, components, state
+from app import charts, components, datasets, state
 from app.claims_view import at_chance, claim_lines
 from app.method_views import VIEWS
 from engine.methods import METHODS
+from engine.resume import RESUME_FILE
 
 RUN_KEY = "results_run"
 SUMMARY_METRICS = {  # summary key -> (label, help)
@@ -93,9 +94,15 @@ def stopped_note(rec, run: components.RunView) -> None:
                    "Start it again on the Train page.", icon=":material/stop_circle:")
         return
     kept = (Path(rec.run_dir) / "best.safetensors").is_file()
-    st.warning(f"This run was stopped after {state.plural(done, 'epoch')} of {planned}. The figures below are from "
-               f"its last finished epoch" + ("; the weights of its best epoch can be downloaded below." if kept else ".")
-               , icon=":material/stop_circle:")
+    why = " when the server stopped" if "when the server stopped" in (rec.error or "") else ""
+    st.warning(f"This run was stopped{why} after {state.plural(done, 'epoch')} of {planned}. The figures below are "
+               f"from its last finished epoch" + ("; the weights of its best epoch can be downloaded below." if kept
+                                                   else "."), icon=":material/stop_circle:")
+    if (Path(rec.run_dir) / RESUME_FILE).is_file() and st.button(
+            f"Continue it from epoch {done + 1} on the Train page", key=f"to_continue_{rec.id}",
+            icon=":material/play_arrow:"):
+        st.session_state[state.WATCH_KEY] = st.session_state["watch_select"] = rec.id  # the Train page shows it
+        st.switch_page("app_pages/train.py")
 
 
 def started_text(rec, summary: dict) -> str:
@@ -191,10 +198,13 @@ def details(rec, summary: dict) -> None:
     report = summary.get("data_report")
     if report:
         with st.expander("The data this run used", icon=":material/dataset:"):
-            split = report.get("split_counts", {})
+            per_class = int(rec.config.get("data", {}).get("train_per_class") or 0)
+            split, capped = datasets.capped_split(report.get("split_counts", {}), per_class)  # as trained on
             st.markdown(f"{len(report.get('classes', []))} classes, "
                         + ", ".join(f"{k}: {sum(v.values())}" for k, v in split.items())
-                        + f" images at {report.get('image_size')} px. Source: **{state.dataset_name(rec.config)}**")
+                        + f" images at {report.get('image_size')} px. Source: **{state.dataset_name(rec.config)}**"
+                        + (f". Training used at most {per_class} images per class, {sum(split['train'].values())} "
+                           f"of the split's {capped}." if capped else ""))
             if report.get("skipped"):
                 st.dataframe([{"file": s.get("path"), "reason": s.get("reason")} for s in report["skipped"]],
                              hide_index=True, width="stretch")

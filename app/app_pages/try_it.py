@@ -25,7 +25,7 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, components, state
-from app.app_pages.explain import map_caption, overlay, upscale
+from app.app_pages.explain import colour_bar, map_caption, overlay, upscale
 from app.claims_view import LUCK_MARK, at_chance
 from engine.errors import StudioError
 from engine.explain import ATTRIBUTIONS
@@ -139,8 +139,11 @@ def verdict(p, answer) -> None:
 
 def explain_view(run_dir: str, ds: str, models: list, image: np.ndarray, answers: list, key: str) -> None:
     """Attributions of each model's answer for this image, as on the Explain page."""
-    method = st.selectbox("Attribution method", list(ATTRIBUTIONS), key=f"try_method_{key}",
-                          format_func=lambda m: METHOD_NAMES.get(m, m), help=ATTRIBUTIONS["grad_cam"])
+    head = st.columns([3, 1])
+    method = head[0].selectbox("Attribution method", list(ATTRIBUTIONS), key=f"try_method_{key}",
+                               index=list(ATTRIBUTIONS).index("grad_cam"),  # as Explain opens: the map a user can read
+                               format_func=lambda m: METHOD_NAMES.get(m, m), help=ATTRIBUTIONS["grad_cam"])
+    head[1].image(colour_bar(), caption="low → high influence", width=160)
     st.caption(ATTRIBUTIONS[method])
     picture = image.transpose(1, 2, 0).astype(np.float32) / 255.0
     cols = st.columns([1] + [2] * len(models))[1:]  # each map under its model's answer (image_result's columns)
