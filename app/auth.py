@@ -79,13 +79,12 @@ def kept_sign_in() -> str:
 
 
 def set_cookie_script(value: str, max_age: int) -> None:
-    """Store (max_age > 0) or delete (0) the sign-in cookie in the browser: a zero-height component,
-    the only way a Streamlit page can write a cookie. SameSite=Strict; Secure over https."""
-    import streamlit.components.v1 as components
-
+    """Store (max_age > 0) or delete (0) the sign-in cookie in the browser: a script in a same-origin
+    iframe 1 px high (`st.iframe` of our own fixed HTML, never of user input), the only way a
+    Streamlit page can write a cookie. SameSite=Strict; Secure over https."""
     cookie = json.dumps(f"{LOGIN_COOKIE}={value}; path=/; max-age={max_age}; SameSite=Strict")
-    components.html(f"<script>document.cookie = {cookie} + (location.protocol === 'https:' ? '; Secure' : '');"
-                    "</script>", height=0)
+    st.iframe(f"<script>document.cookie = {cookie} + (location.protocol === 'https:' ? '; Secure' : '');"
+              "</script>", height=1)
 
 
 def current_user() -> str:
