@@ -410,6 +410,12 @@ def test_a_preset_sets_the_whole_config_and_keeps_the_dataset(studio, tiny_bytes
     if preset == "quick_demo":
         assert (cfg.backbone.name, cfg.data.image_size, cfg.train.epochs, cfg.train.batch_size) == ("resnet18", 64, 20, 32)
         assert cfg.optim.linear_probe_epochs == 2
+        assert not any("epochs train only the new head" in c for c in texts(at.caption)), "2 of 20: nothing to say"
+        at.number_input(key="w:train.epochs").set_value(3).run()
+        no_problems(at)
+        assert any(c.endswith("2 of the 3 epochs train only the new head (a linear probe) and 1 epoch fine-tunes "
+                              "the whole network: for more fine-tuning, lower Linear-probe epochs (Fine-tuning "
+                              "settings) or train longer.") for c in texts(at.caption)), texts(at.caption)
         at.number_input(key="w:train.epochs").set_value(2).run()
         no_problems(at)
         assert at.session_state["cfg"].optim.linear_probe_epochs == 1, "fewer epochs shorten the probe phase"

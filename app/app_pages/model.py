@@ -325,13 +325,19 @@ def head_verdict(report: dict, classes: list[str] | None) -> str:
 
 def keep_fine_tuning_epochs(cfg) -> None:
     """Fewer epochs than the linear-probe phase (LP-FT) would fine-tune nothing: the probe phase is
-    shortened to leave at least one fine-tuning epoch, and the page says so."""
+    shortened to leave at least one fine-tuning epoch, and the page says so; it also says when the
+    probe takes half the run or more (a preset cut to a few epochs keeps its probe epochs)."""
     lp, epochs = cfg.optim.linear_probe_epochs, cfg.train.epochs
     if lp and lp >= epochs:
         state.update_section("optim", linear_probe_epochs=max(epochs - 1, 0))
         st.session_state.pop(widget_key("optim", "linear_probe_epochs"), None)
-        st.caption(f":material/info: Linear-probe epochs lowered from {lp} to {max(epochs - 1, 0)}, so that "
-                   f"{epochs} epoch{'s' if epochs > 1 else ''} still fine-tune the whole network.")
+        st.caption(f":material/info: Linear-probe epochs lowered from {lp} to {max(epochs - 1, 0)}, so that at "
+                   "least one epoch still fine-tunes the whole network.")
+    elif lp and 2 * lp >= epochs:
+        st.caption(f":material/info: {lp} of the {epochs} epochs train only the new head (a linear probe) and "
+                   f"{state.plural(epochs - lp, 'epoch')} fine-tune{'s' if epochs - lp == 1 else ''} the whole "
+                   "network: for more fine-tuning, lower Linear-probe epochs (Fine-tuning settings) or train "
+                   "longer.")
 
 
 def knobs_section() -> None:
