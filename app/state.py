@@ -38,6 +38,7 @@ from engine.worker import Engine
 CFG_KEY = "cfg"
 DATASET_KEY = "dataset"
 WATCH_KEY = "watch"  # the run the Train page shows
+WATCH_SELECT_KEY = "watch_select"  # the Train page's run picker
 FOCUS_KEY = "focus_run"  # the run the user last looked at (Results, Explain): pages open on it
 NOTE_KEY = "draft_note"  # a one-off message about the restored draft
 TRY_KEY = "try_inputs"  # Try it's last inputs: {"images" | "camera" | "zip": [[file name, upload ref], ...]},

@@ -43,8 +43,7 @@ def _umask_by_setting() -> int:
     return mask
 
 
-_IMPORT_UMASK = _proc_umask()
-_IMPORT_UMASK = _umask_by_setting() if _IMPORT_UMASK is None else _IMPORT_UMASK
+_IMPORT_UMASK = mask if (mask := _proc_umask()) is not None else _umask_by_setting()
 
 
 def _umask() -> int:

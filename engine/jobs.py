@@ -25,8 +25,12 @@ from engine.resume import RESUME_FILE
 from engine.train import train
 
 
-def stopped_message(done: int | None, planned: int, can_continue: bool = False, why: str = "on request") -> str:
-    """What a stopped run tells its user: why (`why`: "on request", or "when the server stopped"), the
+STOPPED_BY_USER = "on request"
+STOPPED_BY_SERVER = "when the server stopped"  # the engine shut down (dashboard stopped) while the run trained
+
+
+def stopped_message(done: int | None, planned: int, can_continue: bool = False, why: str = STOPPED_BY_USER) -> str:
+    """What a stopped run tells its user: why (`why`: STOPPED_BY_USER or STOPPED_BY_SERVER), the
     epochs it finished and where Continue picks up. `can_continue`: a resume point exists although this
     part finished no epoch (a continued run stopped again before its next epoch ended)."""
     if done:
@@ -62,7 +66,7 @@ def execute_run(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Path, dat
     except StopRequested as stop:
         summary, status = getattr(stop, "summary", {}), "stopped"
         error = stopped_message(summary.get("epochs"), cfg.train.epochs, (run_dir / RESUME_FILE).is_file(),
-                                getattr(reporter, "stop_reason", "on request"))
+                                getattr(reporter, "stop_reason", STOPPED_BY_USER))
     except StudioError as exc:
         summary, status, error = {}, "failed", str(exc)
     except MemoryError:

@@ -21,7 +21,7 @@ from typing import Any
 
 from engine.config import RunConfig, validate
 from engine.errors import StudioError
-from engine.jobs import execute_run, stopped_message
+from engine.jobs import STOPPED_BY_SERVER, STOPPED_BY_USER, execute_run, stopped_message
 from engine.checkpoints import new_run_id
 from engine.resume import RESUME_FILE
 from engine.paths import ASSETS_DIR, PROJECT_DIR, register_upload_dir, resolve_path
@@ -65,7 +65,7 @@ class _EngineReporter(Reporter):
     @property
     def stop_reason(self) -> str:
         """Why a stop came, in the stopped run's message: the engine shutting down, or the user."""
-        return "when the server stopped" if self.engine._closed else "on request"
+        return self.engine.stop_reason()
 
     def progress(self, **fields: Any) -> None:
         with self.engine._lock:
@@ -335,6 +335,10 @@ class Engine:
             time.sleep(0.05)
         raise TimeoutError(f"run {run_id} still running after {timeout} s")
 
+    def stop_reason(self) -> str:
+        """Why a run stops now, for its message: the engine shutting down, or its user."""
+        return STOPPED_BY_SERVER if self._closed else STOPPED_BY_USER
+
     def shutdown(self, timeout: float = 10.0) -> None:
         self._closed = True
         with self._lock:
@@ -423,7 +427,7 @@ class Engine:
             with self._lock:  # the epochs rank 0 finished, as mirrored from the store
                 done = len(self._snapshots[run_id].epochs)
             said = stopped_message(done, cfg.train.epochs, (run_dir / RESUME_FILE).is_file(),
-                                   "when the server stopped" if self._closed else "on request")
+                                   self.stop_reason())
             self.store.set_status(run_id, "stopped", said)
             return "stopped", said
         if rec is not None and rec.status in ("finished", "failed", "stopped"):

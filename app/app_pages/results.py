@@ -15,6 +15,7 @@ import streamlit as st
 from app import charts, components, datasets, state
 from app.claims_view import at_chance, claim_lines
 from app.method_views import VIEWS
+from engine.jobs import STOPPED_BY_SERVER
 from engine.methods import METHODS
 from engine.resume import RESUME_FILE
 
@@ -94,14 +95,14 @@ def stopped_note(rec, run: components.RunView) -> None:
                    "Start it again on the Train page.", icon=":material/stop_circle:")
         return
     kept = (Path(rec.run_dir) / "best.safetensors").is_file()
-    why = " when the server stopped" if "when the server stopped" in (rec.error or "") else ""
+    why = f" {STOPPED_BY_SERVER}" if STOPPED_BY_SERVER in (rec.error or "") else ""
     st.warning(f"This run was stopped{why} after {state.plural(done, 'epoch')} of {planned}. The figures below are "
                f"from its last finished epoch" + ("; the weights of its best epoch can be downloaded below." if kept
                                                    else "."), icon=":material/stop_circle:")
     if (Path(rec.run_dir) / RESUME_FILE).is_file() and st.button(
             f"Continue it from epoch {done + 1} on the Train page", key=f"to_continue_{rec.id}",
             icon=":material/play_arrow:"):
-        st.session_state[state.WATCH_KEY] = st.session_state["watch_select"] = rec.id  # the Train page shows it
+        st.session_state[state.WATCH_KEY] = st.session_state[state.WATCH_SELECT_KEY] = rec.id  # shown on Train
         st.switch_page("app_pages/train.py")
 
 

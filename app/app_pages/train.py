@@ -15,7 +15,7 @@ from engine.errors import StudioError
 from engine.methods import METHODS
 from engine.resume import RESUME_FILE
 
-SELECT_KEY = "watch_select"
+SELECT_KEY = state.WATCH_SELECT_KEY
 GPU_KEY = "gpus"
 RECENT_RUNS = 30
 

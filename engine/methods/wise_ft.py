@@ -211,8 +211,13 @@ def curve_sets(cfg, data, ood_user) -> EvalSets:
     `wise_ft.ood_subset` class-balanced images when set (a faster curve). The curve is about
     robustness to shift, so it measures the corruption suite whenever `eval.ood` is on, also when the
     epochs skip it (severity CURVE_SEVERITY then)."""
-    return epoch_sets(cfg, data, ood_user, ood_subset=cfg.methods["wise_ft"].ood_subset,
-                      severity=cfg.eval.ood_severity_each_epoch or CURVE_SEVERITY)
+    return epoch_sets(cfg, data, ood_user, **_curve_parts(cfg))
+
+
+def _curve_parts(cfg) -> dict[str, int]:
+    """How the curve's sets differ from an epoch's: its corruption subset and severity."""
+    return {"ood_subset": cfg.methods["wise_ft"].ood_subset,
+            "severity": cfg.eval.ood_severity_each_epoch or CURVE_SEVERITY}
 
 
 def curve_passes(cfg, data, ood_user) -> float:
@@ -220,8 +225,7 @@ def curve_passes(cfg, data, ood_user) -> float:
     pass over the training images when `recalibrate_bn` re-estimates batch-norm statistics per alpha),
     counted without building the corrupted images."""
     recalibrate = len(data.train) if cfg.methods["wise_ft"].recalibrate_bn else 0
-    return recalibrate + epoch_passes(cfg, data, ood_user, ood_subset=cfg.methods["wise_ft"].ood_subset,
-                                      severity=cfg.eval.ood_severity_each_epoch or CURVE_SEVERITY)
+    return recalibrate + epoch_passes(cfg, data, ood_user, **_curve_parts(cfg))
 
 
 def evaluate_alpha(model, theta_0, theta_1, alpha: float, sets: EvalSets, device, masks=None,
