@@ -19,7 +19,7 @@ Import time is shared by all tools in this process and not in any row; the studi
 CPU precision measurement is made (and cached) before the clock starts.
 
     python benchmarks/peers.py [--data assets/sample_textures.zip] [--image-size 64] [--epochs 5]
-        [--seeds 0] [--threshold 0.8] [--threads 0] [--studio-no-ood]
+        [--seeds 0] [--threshold 0.8] [--threads 0] [--studio-no-ood] [--studio-set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -81,11 +81,12 @@ class EpochClock(Reporter):
         self.points.append((time.perf_counter() - self.t0, values["val_acc"]))
 
 
-def run_studio(data: DataSplits, args, seed: int, ood: bool) -> dict:
+def run_studio(data: DataSplits, args, seed: int, ood: bool, extra: tuple[str, ...] = ()) -> dict:
+    """One studio run of the matched recipe; `extra` overrides (KEY=VALUE) come last and win."""
     cfg = config(f"data.source={args.data}", f"data.image_size={args.image_size}", "backbone.name=resnet18",
                  "backbone.pretrained=bundled", f"train.epochs={args.epochs}", f"train.batch_size={BATCH}",
                  f"optim.lr={LR}", f"optim.momentum={MOMENTUM}", f"optim.weight_decay={WD}", f"seed={seed}",
-                 f"eval.ood={str(ood).lower()}", "train.device=cpu")  # common.config: the same threads as every tool
+                 f"eval.ood={str(ood).lower()}", "train.device=cpu", *extra)  # common.config: the same threads as every tool
     t0 = time.perf_counter()
     clock = EpochClock(t0)
     s = train(cfg, clock, data=data).summary
@@ -144,6 +145,9 @@ def main() -> None:
     ap.add_argument("--threshold", type=float, default=0.8, help="validation accuracy for the time-to-threshold column")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--studio-no-ood", action="store_true", help="also the studio with eval.ood=false")
+    ap.add_argument("--studio-set", nargs="+", action="append", default=[], metavar="KEY=VALUE",
+                    help="another studio row without OOD, with these settings on top of the matched recipe "
+                         "(repeatable: one row each), e.g. --studio-set train.epochs=3 eval.tta_flip=true")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -152,6 +156,8 @@ def main() -> None:
     tools = {"studio (defaults)": lambda s: run_studio(data, args, s, True)}
     if args.studio_no_ood:
         tools["studio, eval.ood=false"] = lambda s: run_studio(data, args, s, False)
+    for extra in args.studio_set:
+        tools["studio, eval.ood=false, " + " ".join(extra)] = lambda s, e=tuple(extra): run_studio(data, args, s, False, e)
     tools["torchvision-style loop, 0 workers"] = lambda s: run_loop(data, args, s, 0)
     tools["torchvision-style loop, 2 workers"] = lambda s: run_loop(data, args, s, 2)
     try:
