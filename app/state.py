@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 import traceback
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +43,9 @@ WATCH_KEY = "watch"  # the run the Train page shows
 WATCH_SELECT_KEY = "watch_select"  # the Train page's run picker
 FOCUS_KEY = "focus_run"  # the run the user last looked at (Results, Explain): pages open on it
 NOTE_KEY = "draft_note"  # a one-off message about the restored draft
+TAB_KEY = "tab_token"  # this browser tab's own draft in the store
+TAB_PARAM = "tab"  # ... and in the address, so that a refresh of the tab finds it
+TAB_TOKEN = re.compile(r"[0-9a-f]{8}")
 TRY_KEY = "try_inputs"  # Try it's last inputs: {"images" | "camera" | "zip": [[file name, upload ref], ...]},
 # and "source" (the radio's choice) and "choices" (its widgets' values: models, comparison, threshold)
 TRY_INPUT_KINDS = ("images", "camera", "zip")
@@ -216,13 +221,16 @@ def _restore_draft(draft: dict) -> tuple[RunConfig, Dataset, list[str]]:
 
 
 def init_session() -> None:
-    """Fill in this tab's state once: the user's saved draft, else the Quick demo preset on the
-    bundled sample."""
+    """Fill in this tab's state once: the draft this tab saved before a refresh (its token is in
+    the address), else the user's newest draft, else the Quick demo preset on the bundled sample.
+    Every session then gets a token of its own, so two tabs (a duplicated one too) keep apart."""
     if CFG_KEY in st.session_state and DATASET_KEY in st.session_state:
+        keep_tab_in_address()
         return
     draft = None
+    earlier = str(st.query_params.get(TAB_PARAM, ""))
     try:
-        draft = get_engine().store.load_draft(user())
+        draft = get_engine().store.load_draft(user(), earlier if TAB_TOKEN.fullmatch(earlier) else "")
     except Exception:  # the store is unreadable: start from the defaults rather than not at all
         draft = None
     if draft:
@@ -237,15 +245,28 @@ def init_session() -> None:
         cfg, ds = default_config(), default_dataset()
     st.session_state[CFG_KEY] = cfg
     st.session_state[DATASET_KEY] = ds
+    st.session_state[TAB_KEY] = secrets.token_hex(4)
+    keep_tab_in_address()
+    if draft:
+        save_draft()  # under this tab's token: a refresh before any change finds it too
+
+
+def keep_tab_in_address() -> None:
+    """Put this tab's draft token in the address (?tab=...). Streamlit clears the address's
+    parameters when the user changes page, so every script run puts it back."""
+    token = st.session_state.get(TAB_KEY)
+    if token and st.query_params.get(TAB_PARAM) != token:
+        st.query_params[TAB_PARAM] = token
 
 
 def save_draft() -> None:
-    """Write this user's draft (dataset, OOD set, config, the run in focus) to the store."""
+    """Write this user's draft (dataset, OOD set, config, the run in focus, Try it's inputs) to the
+    store, as this tab's and as the user's newest."""
     if CFG_KEY not in st.session_state or DATASET_KEY not in st.session_state:
         return
     draft = {"config": config().to_dict(), "dataset": dataset().to_draft(),
              "focus_run": st.session_state.get(FOCUS_KEY) or "", "try_it": st.session_state.get(TRY_KEY) or {}}
-    attempt("saving your settings", get_engine().store.save_draft, user(), draft)
+    attempt("saving your settings", get_engine().store.save_draft, user(), draft, st.session_state.get(TAB_KEY) or "")
 
 
 def config() -> RunConfig:
@@ -590,13 +611,33 @@ STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/direction
                 "finished": ":material/check_circle:", "failed": ":material/error:", "stopped": ":material/stop_circle:"}
 
 
-def run_label(rec: Any, with_status: bool = True) -> str:
-    """Plain text (for select boxes): name, start time, short id, and the status when asked."""
+def run_labels(recs: list[Any], with_status: bool = True, compact: bool = False) -> dict[str, str]:
+    """Plain-text labels (select boxes, the Compare table's run column), one per run id: the run's
+    name and when it started (local time), the status when asked. Where two runs would still read
+    the same (same name, same minute), a number in start order tells them apart ("(2)"): the
+    internal run id is never shown. `compact` puts the start first, as HH:MM alone when every run
+    started the same day, for a narrow column."""
     import time
 
-    when = time.strftime("%d %b %H:%M", time.localtime(rec.created))
-    label = f"{rec.name} · {when} · {rec.id[-6:]}"
-    return f"{label} · {rec.status}" if with_status else label
+    recs = list(recs)
+    days = {time.strftime("%Y%m%d", time.localtime(r.created)) for r in recs}
+    when_fmt = "%H:%M" if compact and len(days) <= 1 else "%d %b %H:%M"
+    base = {}
+    for r in recs:
+        when = time.strftime(when_fmt, time.localtime(r.created))
+        base[r.id] = f"{when} · {r.name}" if compact else f"{r.name} · {when}"
+    seen: dict[str, int] = {}
+    clashes = {b for b, n in Counter(base.values()).items() if n > 1}
+    labels = {}
+    for r in sorted(recs, key=lambda r: (r.created, r.id)):
+        label = base[r.id]
+        if label in clashes:
+            seen[label] = seen.get(label, 0) + 1
+            label = f"{label} ({seen[label]})"
+        if with_status and not (compact and r.status == "finished"):
+            label = f"{label} · {r.status}"
+        labels[r.id] = label
+    return {r.id: labels[r.id] for r in recs}
 
 
 def watched_run(engine: Engine) -> str | None:

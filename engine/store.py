@@ -58,6 +58,13 @@ CREATE TABLE IF NOT EXISTS drafts (
     draft TEXT NOT NULL,
     updated REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS tab_drafts (
+    owner TEXT NOT NULL,
+    tab TEXT NOT NULL,
+    draft TEXT NOT NULL,
+    updated REAL NOT NULL,
+    PRIMARY KEY (owner, tab)
+);
 CREATE TABLE IF NOT EXISTS uploads (
     owner TEXT NOT NULL,
     sha256 TEXT NOT NULL,
@@ -73,6 +80,7 @@ CREATE TABLE IF NOT EXISTS uploads (
 CHANNELS = ("step", "epoch")  # a logged training step (loss, lr) | an epoch's evaluation
 
 UPLOAD_KINDS = ("dataset", "ood", "checkpoint")
+TAB_DRAFTS_KEPT = 20  # per user: the drafts of their newest browser tabs (older tabs fall back to the newest draft)
 
 
 @dataclass
@@ -237,18 +245,32 @@ class RunStore:
 
 
     # ---- drafts: the next run each user is preparing -----------------------------------------
-    def save_draft(self, owner: str, draft: dict) -> None:
+    def save_draft(self, owner: str, draft: dict, tab: str = "") -> None:
         """Keep `owner`'s draft (the next run's dataset, OOD set and config, as JSON) across
-        page refreshes and server restarts; one draft per user, the newest wins."""
+        page refreshes and server restarts. One draft per user, the newest wins; with `tab` (a
+        browser tab's token) also that tab's own, so a refresh of one tab does not bring back what
+        another tab of the same user did. The newest TAB_DRAFTS_KEPT tabs per user are kept."""
+        text, now = json.dumps(draft), time.time()
         with self._lock, self._conn:
             self._conn.execute("INSERT INTO drafts (owner, draft, updated) VALUES (?,?,?) "
                                "ON CONFLICT(owner) DO UPDATE SET draft=excluded.draft, updated=excluded.updated",
-                               (owner, json.dumps(draft), time.time()))
+                               (owner, text, now))
+            if not tab:
+                return
+            self._conn.execute("INSERT INTO tab_drafts (owner, tab, draft, updated) VALUES (?,?,?,?) "
+                               "ON CONFLICT(owner, tab) DO UPDATE SET draft=excluded.draft, updated=excluded.updated",
+                               (owner, tab, text, now))
+            self._conn.execute("DELETE FROM tab_drafts WHERE owner=? AND tab NOT IN (SELECT tab FROM tab_drafts "
+                               "WHERE owner=? ORDER BY updated DESC, rowid DESC LIMIT ?)", (owner, owner, TAB_DRAFTS_KEPT))
 
-    def load_draft(self, owner: str) -> dict | None:
-        """`owner`'s saved draft, or None when there is none (or it is unreadable)."""
+    def load_draft(self, owner: str, tab: str = "") -> dict | None:
+        """`owner`'s saved draft: `tab`'s own when that tab saved one and it is still kept, else the
+        user's newest; None when there is none (or it is unreadable)."""
         with self._lock:
-            row = self._conn.execute("SELECT draft FROM drafts WHERE owner=?", (owner,)).fetchone()
+            row = self._conn.execute("SELECT draft FROM tab_drafts WHERE owner=? AND tab=?",
+                                     (owner, tab)).fetchone() if tab else None
+            if row is None:
+                row = self._conn.execute("SELECT draft FROM drafts WHERE owner=?", (owner,)).fetchone()
         if row is None:
             return None
         try:

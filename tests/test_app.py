@@ -573,6 +573,35 @@ def test_scaled_fields_round_trip_between_stored_and_shown_units():
     assert field_info("toy", ToyConfig, "mode").choices == ("soft", "hard")
 
 
+def test_run_labels_use_names_and_start_times_and_number_runs_that_would_read_the_same():
+    import time
+
+    from app.state import run_labels
+
+    @dataclass
+    class Rec:
+        id: str
+        name: str
+        created: float
+        status: str = "finished"
+
+    t = time.mktime((2026, 12, 1, 9, 30, 10, 0, 0, -1))
+    recs = [Rec("20261201-093010-a1b2c3", "Quick demo", t), Rec("20261201-093040-d4e5f6", "Quick demo", t + 30,
+                                                                  "stopped"),
+            Rec("20261201-101500-0a0b0c", "Pruning demo", t + 2690)]
+    labels = run_labels(recs)
+    assert labels[recs[2].id] == "Pruning demo · 01 Dec 10:15 · finished"
+    assert labels[recs[0].id] == "Quick demo · 01 Dec 09:30 (1) · finished"
+    assert labels[recs[1].id] == "Quick demo · 01 Dec 09:30 (2) · stopped", "same name and minute: numbered by start"
+    assert not any(r.id[-6:] in label for r in recs for label in labels.values()), "no internal run id"
+    compact = run_labels(list(reversed(recs)), compact=True)  # the order given does not change the numbers
+    assert compact == {recs[2].id: "10:15 · Pruning demo", recs[1].id: "09:30 · Quick demo (2) · stopped",
+                       recs[0].id: "09:30 · Quick demo (1)"}
+    recs.append(Rec("20261202-080000-ffffff", "Quick demo", t + 86400))
+    assert run_labels(recs, compact=True)[recs[3].id] == "02 Dec 09:30 · Quick demo", "several days: the day shows"
+    assert run_labels(recs, with_status=False)[recs[3].id] == "Quick demo · 02 Dec 09:30"
+
+
 def test_the_gpu_selector_appears_only_with_several_gpus(studio, monkeypatch):
     at = new_app()
     at.switch_page("app_pages/train.py").run()

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import streamlit as st
+from streamlit.testing.v1 import AppTest
 
 from conftest import write_tiny_zip
 from engine.config import RunConfig
@@ -80,6 +81,37 @@ def test_a_refresh_and_a_restart_give_back_the_dataset_ood_set_and_settings(stud
     restart_server()
     after = new_app()
     assert_same_draft(after, before)
+
+
+def refreshed_tab(at) -> AppTest:
+    """A refresh of one browser tab: a new session whose address still carries the tab's token."""
+    again = AppTest.from_file(at._script_path, default_timeout=120)
+    again.query_params["tab"] = at.query_params["tab"]
+    again.run()
+    assert not again.exception, again.exception
+    return again
+
+
+def test_two_tabs_keep_their_own_draft_across_a_refresh(studio, tiny_bytes, tmp_path):
+    two_classes = write_tiny_zip(tmp_path / "two.zip", per_class=6, classes=("red", "green")).read_bytes()
+    first = new_app()
+    upload_zip(first, tiny_bytes, "first tab.zip")
+    second = new_app()  # a new tab starts from the user's newest draft
+    assert second.session_state["cfg"].data.source_name == "first tab.zip"
+    second.file_uploader[0].set_value(("second tab.zip", two_classes, "application/zip")).run()
+    no_problems(second)
+    assert first.query_params["tab"] != second.query_params["tab"], "each tab has its own token in its address"
+
+    again = refreshed_tab(first)
+    assert again.session_state["cfg"].data.source_name == "first tab.zip", "not the other tab's dataset"
+    assert "Active dataset: first tab.zip" in texts(again.subheader)
+    assert again.query_params["tab"] != first.query_params["tab"], "a refreshed (or duplicated) tab takes a new token"
+    assert refreshed_tab(again).session_state["cfg"].data.source_name == "first tab.zip", "refreshed twice"
+    assert refreshed_tab(second).session_state["cfg"].data.source_name == "second tab.zip"
+    assert new_app().session_state["cfg"].data.source_name == "second tab.zip", \
+        "a new tab: the newest draft (the refreshed second tab saved last)"
+    again.switch_page("app_pages/model.py").run()
+    assert again.query_params["tab"], "the token stays in the address on every page"
 
 
 def test_earlier_uploads_are_offered_after_a_restart_and_can_be_used_or_deleted(studio, tiny_bytes, tmp_path):

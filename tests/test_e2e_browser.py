@@ -361,10 +361,19 @@ def test_try_it_answers_for_a_camera_photo_and_keeps_it_across_a_refresh(server,
     assert re.search(r"\b(green|red|stripes) \(\d+%\)|it says (green|red|stripes), \d+%"
                      r"|its best guess, (green|red|stripes), has only \d+%", said), said[-2000:]
     shot(page, "9_try_it_camera")
+    assert "tab=" in page.url, "the tab's draft token is in the address, for a refresh"
+    other = context.new_page()  # a second tab of the same user turns to a zip: the first tab's refresh keeps its photo
+    other.goto(server["url"] + "/try")
+    other.get_by_role("heading", name="6 · Try it").wait_for(timeout=60_000)
+    settle(other)
+    other.get_by_test_id("stRadio").get_by_text("A zip of images", exact=True).click()
+    settle(other)
+    other.close()
     page.reload()
     page.get_by_role("heading", name="6 · Try it").wait_for(timeout=60_000)
     settle(page)
     page.get_by_text(re.compile("Kept from before: camera photo")).first.wait_for(timeout=60_000)
+    assert page.get_by_role("radio", name="Camera").is_checked(), "this tab's source, not the other tab's"
     answer.first.wait_for(timeout=120_000)
     context.close()
     assert "Traceback" not in server["log"].read_text()

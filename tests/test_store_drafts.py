@@ -26,6 +26,29 @@ def test_drafts_are_kept_per_user_and_the_newest_wins(tmp_path):
     assert again.load_draft("bob") == {"dataset": {"label": "b.zip"}}
 
 
+def test_each_tab_keeps_its_own_draft_and_a_new_tab_starts_from_the_newest(tmp_path):
+    from engine.store import TAB_DRAFTS_KEPT
+
+    store = RunStore(tmp_path / "s.db")
+    store.save_draft("ann", {"dataset": {"label": "a.zip"}}, tab="t1")
+    store.save_draft("ann", {"dataset": {"label": "b.zip"}}, tab="t2")
+    store.save_draft("bob", {"dataset": {"label": "bob.zip"}}, tab="t1")  # the same token, another user
+    store.close()
+    again = RunStore(tmp_path / "s.db")  # a restart
+    assert again.load_draft("ann", tab="t1") == {"dataset": {"label": "a.zip"}}, "tab 1 gets its own back"
+    assert again.load_draft("ann", tab="t2") == {"dataset": {"label": "b.zip"}}
+    assert again.load_draft("ann") == {"dataset": {"label": "b.zip"}}, "a new tab: the newest of any tab"
+    assert again.load_draft("ann", tab="unknown") == {"dataset": {"label": "b.zip"}}
+    assert again.load_draft("bob", tab="t1") == {"dataset": {"label": "bob.zip"}}
+    for i in range(TAB_DRAFTS_KEPT + 5):
+        again.save_draft("ann", {"n": i}, tab=f"x{i}")
+    kept = again._conn.execute("SELECT COUNT(*) FROM tab_drafts WHERE owner='ann'").fetchone()[0]
+    assert kept == TAB_DRAFTS_KEPT, "the oldest tabs' drafts go"
+    assert again.load_draft("ann", tab="t1") == {"n": TAB_DRAFTS_KEPT + 4}, "a forgotten tab falls back to the newest"
+    assert again.load_draft("ann", tab=f"x{TAB_DRAFTS_KEPT + 4}") == {"n": TAB_DRAFTS_KEPT + 4}
+    assert again.load_draft("ann", tab="x5") == {"n": 5}
+
+
 def test_uploads_are_listed_per_user_newest_first_and_deleted_per_user(tmp_path):
     store = RunStore(tmp_path / "s.db")
     store.add_upload("ann", "a" * 64, "dataset", "digits.zip", 2048, classes=10, images=500)

@@ -67,7 +67,7 @@ def _file_bytes(path: str, mtime_ns: int) -> bytes:
 
 def run_picker(runs) -> str:
     ids = [r.id for r in runs]
-    labels = {r.id: state.run_label(r) for r in runs}
+    labels = state.run_labels(runs)
     if st.session_state.get(RUN_KEY) not in ids:
         finished = [r.id for r in runs if r.status == "finished"]
         preferred = [i for i in (st.session_state.get(state.FOCUS_KEY), st.session_state.get(state.WATCH_KEY))
@@ -420,8 +420,7 @@ def compare(engine, runs) -> None:
     if len(candidates) < 1:
         st.info("Finish a run or two to compare them here.")
         return
-    labels = {r.id: f"{r.id[-6:]} · {r.name}" + ("" if r.status == "finished" else f" · {r.status}")
-              for r in candidates}  # the id first: the run column is narrow, and runs may share a name
+    labels = state.run_labels(candidates, compact=True)  # the start first: the run column is narrow
     default = [r.id for r in candidates if r.status == "finished"][:3]
     chosen = st.multiselect("Runs to compare", [r.id for r in candidates], default=default, key="compare_runs",
                             format_func=labels.get, help="Finished runs are picked by default; add or remove any.")

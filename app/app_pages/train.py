@@ -141,7 +141,7 @@ def live_section(engine) -> None:
     for extra in engine.active_runs():
         if extra not in ids:
             ids.insert(0, extra)
-    labels = {r.id: state.run_label(r, with_status=False) for r in runs}  # the status shows below, live
+    labels = state.run_labels(runs, with_status=False)  # the status shows below, live
     if st.session_state.get(SELECT_KEY) not in ids:
         st.session_state[SELECT_KEY] = state.watched_run(engine) if state.watched_run(engine) in ids else ids[0]
     run_id = st.selectbox("Run shown", ids, key=SELECT_KEY, format_func=lambda i: labels.get(i, i),
