@@ -207,7 +207,7 @@ def test_export_verifies_every_format_and_renders_the_model_card(wise_run):
     assert any("All 3 exports verified" in s for s in texts(at.success)), texts(at.success)
     table = at.dataframe[0].value
     assert list(table["format"]) == ["safetensors", "torchscript", "onnx"]
-    assert table["verified"].all() and (table["agreement"] == 1.0).all()
+    assert table["verified"].all() and (table["agreement"] == 100.0).all()
     labels = {d.label for d in at.download_button}
     assert {"safetensors", "TorchScript", "ONNX", "Model card", "Config (YAML)"} <= labels
     assert not any(d.proto.disabled for d in at.download_button)

@@ -624,11 +624,11 @@ def export_choices(run_dir: Path, summary: dict, alpha: float | None, chosen: bo
 
 def checks_view(checks: list[dict], n_val: int) -> None:
     table = pd.DataFrame([{"format": c["format"], "file": Path(c["path"]).name, "verified": bool(c["ok"]),
-                           "agreement": c["agreement"], "max logit difference": c["max_abs_logit_diff"],
+                           "agreement": 100 * c["agreement"], "max logit difference": c["max_abs_logit_diff"],
                            "message": c.get("message") or ""} for c in checks])
     st.dataframe(table, hide_index=True, width="stretch", column_config={
         "verified": st.column_config.CheckboxColumn("verified"),
-        "agreement": st.column_config.NumberColumn("agreement", format="percent",
+        "agreement": st.column_config.NumberColumn("agreement", format="%.1f%%",
                                                    help="Share of validation images with the same predicted class."),
         "max logit difference": st.column_config.NumberColumn("max logit difference", format="%.1e",
                                                               help="Largest difference of any output score.")})

@@ -448,10 +448,10 @@ def compare(engine, runs) -> None:
                    "few epochs, so part of their lead is that head, not the weight mix.")
     if any(wise):
         st.caption(":material/info: " + WISE_ROW_NOTE)
-    fractions = set(COMPARE_METRICS.values()) | {"balanced acc", "sparsity"}
-    config = {c: st.column_config.NumberColumn("balanced" if c == "balanced acc" else c, format="percent",
-                                               help=COMPARE_HELP.get(c), width=72)
-              for c in table.columns if c in fractions}
+    fractions = [c for c in table.columns if c in set(COMPARE_METRICS.values()) | {"balanced acc", "sparsity"}]
+    table[fractions] = table[fractions].astype(float) * 100  # shown in percent with one decimal, as everywhere else
+    config = {c: st.column_config.NumberColumn("balanced" if c == "balanced acc" else c, format="%.1f%%",
+                                               help=COMPARE_HELP.get(c), width=72) for c in fractions}
     config |= {"run": st.column_config.TextColumn("run", width=150, pinned=True),
                "dataset": st.column_config.TextColumn("dataset", help=COMPARE_HELP["dataset"], width=130),
                "methods": st.column_config.TextColumn("methods", width=130),

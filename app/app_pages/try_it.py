@@ -217,9 +217,9 @@ def csv_text(result, top_k: int) -> str:
 
 
 def table(result) -> pd.DataFrame:
-    """One row per image, least confident first: a table to sort by any column."""
+    """One row per image, least confident first: a table to sort by any column (confidence in percent)."""
     rows = [{"file": r["path"], "true class": r["true"] or "", "predicted": r["top"][0][0],
-             "confidence": r["top"][0][1], "low confidence": r["low_confidence"],
+             "confidence": 100 * r["top"][0][1], "low confidence": r["low_confidence"],
              "others": ", ".join(f"{c} {100 * p:.0f}%" for c, p in r["top"][1:])} for r in result.rows]
     df = pd.DataFrame(rows, columns=["file", "true class", "predicted", "confidence", "low confidence", "others"])
     if not (df["true class"] != "").any():
@@ -279,7 +279,7 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
         st.info("These folders are not classes of this run, so their images count for no accuracy: "
                 + ", ".join(res.unknown_folders))
     st.dataframe(table(res), hide_index=True, width="stretch", column_config={
-        "confidence": st.column_config.ProgressColumn("confidence", format="percent", min_value=0, max_value=1),
+        "confidence": st.column_config.ProgressColumn("confidence", format="%.0f%%", min_value=0, max_value=100),
     })
     st.download_button("Download predictions (CSV)", csv_text(res, min(TOP_K, len(res.classes))),
                        file_name=f"predictions-{rec.id}.csv", mime="text/csv", icon=":material/download:",
