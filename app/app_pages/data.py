@@ -265,10 +265,10 @@ def dataset_report(engine) -> datasets.DataCheck | None:
         st.dataframe(table, hide_index=True, width="stretch")
     with right:
         st.markdown("**A few training images per class**")
-        for name, images in result.grid.items():
-            cols = st.columns([1, 5], vertical_alignment="center")
-            cols[0].markdown(f"`{name}`")
-            cols[1].image(images, width=56)
+        for name, images in result.grid.items():  # the name on its own line: a narrow column broke long names
+            with st.container(gap="small"):
+                st.markdown(f"**{state.md_text(name)}**")
+                st.image(images, width=56)
     if rep.skipped:
         _skipped_table(rep.skipped)
     if rep.split_files:
