@@ -324,6 +324,7 @@ def test_upload_configure_train_watch_and_see_results(studio, tiny_bytes):
     assert at.radio(key=f"ckpt_{run_id}_last_best").options == ["final weights", "best validation epoch"]
     assert len(at.get("vega_lite_chart")) >= 5, "curves, confusion matrix, per class, OOD, lr"
     (command,) = [c.value for c in at.code if c.value.startswith("python -m engine train --config ")]
+    (predict,) = [c.value for c in at.code if c.value.startswith("python -m engine predict --run ")]
 
     # the command Results shows repeats the run from the command line, to the same accuracy, also from a
     # shell without STUDIO_DATA_DIR (its --data-dir finds the uploaded dataset); the run joins the store
@@ -335,6 +336,15 @@ def test_upload_configure_train_watch_and_see_results(studio, tiny_bytes):
     out = subprocess.run([sys.executable, *shlex.split(command)[1:], "--quiet"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=RUN_TIMEOUT)
     assert out.returncode == 0, out.stderr[-2000:]
+    # the predict command beside it answers with this run's model for the user's own images
+    photos = Path(rec.run_dir).parent.parent / "photos.zip"
+    photos.write_bytes(tiny_bytes)
+    args = [a.replace("new_photos.zip", str(photos)).replace("predictions.csv", str(photos.with_suffix(".csv")))
+            for a in shlex.split(predict)[1:]]
+    out = subprocess.run([sys.executable, *args, "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=RUN_TIMEOUT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert photos.with_suffix(".csv").read_text().count("\n") > 1, "one line per image"
     cli_rec = next(r for r in engine().store.list_runs() if r.owner == "cli")
     assert json.loads((Path(cli_rec.run_dir) / "summary.json").read_text())["val_acc"] == pytest.approx(
         summary["val_acc"])

@@ -249,13 +249,13 @@ def downloads(engine, rec, summary: dict) -> None:
         c[3].download_button("Summary (JSON)", json.dumps(shown, indent=2), file_name=f"{safe_name}-{rec.id}-summary.json",
                              mime="application/json", icon=":material/data_object:")
     if cfg_file.is_file():
-        repeat_command(engine, cfg_file, f"{safe_name}-{rec.id}-config.yaml")
+        repeat_command(engine, cfg_file, f"{safe_name}-{rec.id}-config.yaml", rec.id)
 
 
-def repeat_command(engine, cfg_file: Path, download_name: str) -> None:
+def repeat_command(engine, cfg_file: Path, download_name: str, run_id: str) -> None:
     """The command line that repeats a run. A studio that listens on this computer alone: the run's
     own config and this studio's folder, so that its uploads are found (paths of the user's own
-    computer); on a server others reach, the downloaded config, whose uploaded files then need
+    computer), and the command that predicts with the run (its id); on a server others reach, the downloaded config, whose uploaded files then need
     replacing by their paths (no server paths are shown)."""
     import os
     import shlex
@@ -266,6 +266,9 @@ def repeat_command(engine, cfg_file: Path, download_name: str) -> None:
         st.caption("To repeat this run without the dashboard, on this computer, in the studio's folder:")
         st.code(f"python -m engine train --config {shlex.quote(str(cfg_file))} --data-dir "
                 f"{shlex.quote(str(engine.data_dir))}", language="bash")
+        st.caption("To answer for new images with this run's model (a zip, a folder or one image) from there:")
+        st.code(f"python -m engine predict --run {run_id} --data-dir {shlex.quote(str(engine.data_dir))} "
+                "--data new_photos.zip --out predictions.csv", language="bash")
         return
     st.caption("To repeat this run without the dashboard: download its config (above), replace an uploaded "
                "dataset's `upload:` reference in it by the file's path, then")
