@@ -407,6 +407,19 @@ def remember_upload(engine: Engine, ref: str, kind: str, name: str, size: int,
         attempt("remembering the upload", engine.store.add_upload, user(), sha, kind, name, size, classes, images)
 
 
+def relist_upload(ref: str, kind: str, name: str) -> None:
+    """An upload taken up again from a run (its file still on the server) but no longer in this
+    user's list, e.g. deleted from it while runs kept the file: listed again, so that the dataset in
+    use is among the earlier uploads. Anything else is left as it is."""
+    sha = upload_sha(ref)
+    if not sha or not source_exists(ref):
+        return
+    engine = get_engine()
+    if any(u["sha256"] == sha for u in engine.store.list_uploads(user(), kind)):
+        return
+    remember_upload(engine, ref, kind, name or "upload", resolve_path(ref).stat().st_size)
+
+
 def uploads(engine: Engine, kind: str) -> list[dict]:
     """This user's earlier uploads of one kind (dataset, ood, checkpoint) that are still on the server."""
     return [u for u in engine.store.list_uploads(user(), kind) if source_exists(upload_ref(u["sha256"]))]
@@ -426,21 +439,25 @@ def delete_upload(engine: Engine, sha: str) -> str:
     """Remove an upload from this user's list; its file (and its extracted copy) too unless another
     user has it or a run reads it. Returns what happened, in plain words."""
     ref = upload_ref(sha)
+    instead = ""
     if dataset().source == ref:
         set_dataset(default_dataset())
+        instead = f" The next run now uses {dataset().label} instead."
     elif dataset().ood_source == ref:
         set_dataset(Dataset(dataset().kind, dataset().source, dataset().label))
+        instead = " The next run is evaluated without an OOD set of yours."
     if config().backbone.checkpoint == ref:
         update_section("backbone", pretrained="bundled", checkpoint="")
+        instead = " The next run starts from the bundled weights instead."
     nobody_else = engine.store.delete_upload(user(), sha)
     using = runs_using(engine, ref)
     if not nobody_else:
-        return "Removed from your list (another user uploaded the same file, so it stays on the server)."
+        return "Removed from your list (another user uploaded the same file, so it stays on the server)." + instead
     if using:
         return (f"Removed from your list. The file stays on the server because {plural(len(using), 'run')} "
-                "used it (their results and explanations need it); delete those runs to free the space.")
+                "used it (their results and explanations need it); delete those runs to free the space." + instead)
     remove_upload_files(engine, sha)
-    return "Deleted: the file is gone from the server."
+    return "Deleted: the file is gone from the server." + instead
 
 
 def remove_upload_files(engine: Engine, sha: str) -> None:
@@ -498,6 +515,8 @@ def reuse_run(rec: Any, with_data: bool) -> None:
                               "or use the settings on the current data.")
         if ds.ood_source and not source_exists(ds.ood_source):
             ds = Dataset(ds.kind, ds.source, ds.label)
+        for ref, kind, name in ((ds.source, "dataset", ds.label), (ds.ood_source, "ood", ds.ood_name)):
+            relist_upload(ref, kind, name)
     else:
         ds = dataset()
     st.session_state[CFG_KEY] = with_section(cfg, "data", **_data_fields(ds))

@@ -121,8 +121,18 @@ def test_earlier_uploads_are_offered_after_a_restart_and_can_be_used_or_deleted(
     at.file_uploader[0].set_value(("second set.zip", two_classes, "application/zip")).run()
     no_problems(at)
     assert at.session_state["cfg"].data.source_name == "second set.zip"
+    listed_before = [(u["name"], u["created"]) for u in engine().store.list_uploads("")]
     uploads = {u["name"]: u["sha256"] for u in engine().store.list_uploads("")}
     at.button(key=f"use_dataset_{uploads['first set.zip'][:16]}").click().run()
+    # the whole page follows at once: the line above the list and the list's marks (they lagged a click behind)
+    assert [c for c in texts(at.caption) if c.startswith("In use: ")] == [
+        "In use: **first set.zip** (kept on the server: no need to upload it again)."]
+    rows = [m for m in texts(at.markdown) if m.startswith("**") and " · uploaded " in m]
+    assert [r.endswith("*in use*") for r in rows] == [r.startswith("**first set.zip**") for r in rows]
+    assert at.button(key=f"use_dataset_{uploads['first set.zip'][:16]}").disabled
+    assert not at.button(key=f"use_dataset_{uploads['second set.zip'][:16]}").disabled, "one click back"
+    assert [(u["name"], u["created"]) for u in engine().store.list_uploads("")] == listed_before, \
+        "using an upload again keeps its upload date and its place in the list"
     at.run()  # the file still in the chooser (second set.zip) must not come back
     no_problems(at)
     assert at.session_state["cfg"].data.source_name == "first set.zip"
@@ -146,6 +156,14 @@ def test_earlier_uploads_are_offered_after_a_restart_and_can_be_used_or_deleted(
     assert any("first set.zip: Deleted" in i for i in texts(at.info))
     assert [u["name"] for u in engine().store.list_uploads("")] == ["second set.zip"]
     assert not any("**first set.zip**" in m for m in texts(at.markdown))
+
+    # the last upload, in use: the message says what the next run uses now, and the page shows it
+    at.button(key=f"del_dataset_{uploads['second set.zip'][:16]}").click().run()
+    no_problems(at)
+    assert any(i.startswith("second set.zip: Deleted") and "The next run now uses Bundled sample" in i
+               for i in texts(at.info)), texts(at.info)
+    assert at.radio(key="w:data.kind").value == "sample", "the choice above follows the dataset in use"
+    assert "Active dataset: Bundled sample: textures" in texts(at.subheader)
 
 
 def test_compare_shows_the_dataset_and_flags_runs_on_different_data(studio, tiny_bytes, tmp_path):
@@ -256,11 +274,15 @@ def test_a_stopped_run_shows_its_finished_epochs_and_can_be_used_again(studio, t
     at.switch_page("app_pages/results.py").run()
 
     at.session_state["cfg"] = RunConfig()  # the user has moved on to other settings
+    (upload,) = engine().store.list_uploads("")
+    engine().store.delete_upload("", upload["sha256"])  # and took the file off their list (the run keeps it)
     at.button(key=f"reuse_data_{run_id}").click().run()
     no_problems(at)
     cfg = at.session_state["cfg"]
     assert cfg.train.epochs == 40 and cfg.data.source_name == "my data.zip" and cfg.name == ""
     assert any("these settings" in s for s in texts(at.success))
+    assert [(u["sha256"], u["name"], u["size"]) for u in engine().store.list_uploads("", "dataset")] == [
+        (upload["sha256"], "my data.zip", upload["size"])], "the dataset in use is listed among the uploads again"
 
 
 def test_configs_and_model_cards_hold_no_server_path_and_no_internal_upload_name(studio, tiny_bytes):

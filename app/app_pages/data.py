@@ -18,6 +18,7 @@ from engine.paths import SAMPLE_DATASET
 KIND_LABELS = {"sample": "Bundled sample", "upload": "Upload a zip", "folder": "Folder on this server"}
 SAMPLE_LABEL = state.SAMPLE_LABEL
 KIND_KEY = state.WIDGET_PREFIX + "data.kind"
+KIND_FOLLOWS = "data_kind_follows"  # set when the dataset in use changed under the radio (a deletion)
 
 
 def _progress_bar():
@@ -96,7 +97,10 @@ def earlier_uploads(engine, kind: str, in_use: str, on_use) -> None:
     import time
 
     items = state.uploads(engine, kind)
-    if not items:
+    note = st.session_state.pop(f"upload_note_{kind}", None)
+    if not items:  # the last one deleted: what happened still shows
+        if note:
+            st.info(note, icon=":material/info:")
         return
     title = "Your earlier uploads" if kind == "dataset" else "Your earlier OOD uploads"
     with st.expander(f"{title} ({len(items)})", icon=":material/history:", expanded=kind == "dataset"):
@@ -115,9 +119,9 @@ def earlier_uploads(engine, kind: str, in_use: str, on_use) -> None:
             if c[2].button("Delete", key=f"del_{kind}_{u['sha256'][:16]}", icon=":material/delete:"):
                 message = state.delete_upload(engine, u["sha256"])
                 datasets.forget(ref)
-                st.session_state["upload_note"] = f"{u['name']}: {message}"
+                st.session_state[f"upload_note_{kind}"] = f"{u['name']}: {message}"
+                st.session_state[KIND_FOLLOWS] = True  # the dataset in use may have changed kind
                 st.rerun()
-    note = st.session_state.pop("upload_note", None)
     if note:
         st.info(note, icon=":material/info:")
 
@@ -129,6 +133,8 @@ def _bump(counter: str) -> None:
 def choose_source(engine) -> None:
     ds = state.dataset()
     kinds = [k for k in KIND_LABELS if k != "sample" or state.sample_available()]
+    if st.session_state.pop(KIND_FOLLOWS, False) and ds.kind in kinds:
+        st.session_state[KIND_KEY] = ds.kind
     if st.session_state.get(KIND_KEY) not in kinds:
         st.session_state[KIND_KEY] = ds.kind if ds.kind in kinds else kinds[0]
     kind = st.radio("Where are your images?", kinds, key=KIND_KEY, format_func=KIND_LABELS.get, horizontal=True,
@@ -136,6 +142,10 @@ def choose_source(engine) -> None:
                          "cats/001.jpg, cats/002.jpg, dogs/001.jpg …; or train/, val/ (valid/, validation/) "
                          "and test/ folders holding the class folders (the split is then used as given); "
                          "or images with a labels.csv / metadata.csv / metadata.jsonl (file_name, label).")
+
+    note = st.session_state.pop("upload_note_dataset", None)  # a deletion: shown whichever kind is now in use
+    if note:
+        st.info(note, icon=":material/info:")
 
     if not state.sample_available() and ds.kind == "sample":
         st.warning(f"The bundled sample dataset ({SAMPLE_DATASET}) is not part of this installation. "
@@ -165,7 +175,9 @@ def choose_source(engine) -> None:
 
         def use(u: dict) -> None:
             _bump("upload_n")  # empty the file chooser, or the file still in it would be used again next time
-            _activate(engine, state.Dataset("upload", state.upload_ref(u["sha256"]), u["name"]), size=u["size"])
+            # already listed: its upload date and place in the list stay (no size: not remembered again)
+            if _activate(engine, state.Dataset("upload", state.upload_ref(u["sha256"]), u["name"])):
+                st.rerun()  # the lines above the list were drawn with the dataset before
 
         earlier_uploads(engine, "dataset", state.dataset().source, use)  # (the upload above may have changed it)
 
