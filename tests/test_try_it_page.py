@@ -8,6 +8,7 @@ One tiny WiSE-FT run (ResNet-18, 1 epoch, 32 px) is trained through the engine f
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 
 import pytest
@@ -71,6 +72,9 @@ def test_an_uploaded_image_gets_top_k_bars_and_a_blank_one_is_flagged(run):
     notes = " ".join(texts(at.markdown))
     assert "centre square of 36 x 36" in notes and "32 x 32" in notes, notes
     assert any("answered in" in c and c.endswith("on the CPU") for c in texts(at.caption)), texts(at.caption)
+    assert any(re.match(r"It says \*\*(red|green|stripes)\*\* \(\d+%\)$|Low confidence", t)
+               for t in texts(at.info) + texts(at.warning)), texts(at.info) + texts(at.warning)
+    assert not at.success, "the page cannot know the true class of a user's photo: no green tick"
 
     blank = Image.new("RGB", (40, 40), (255, 255, 255))
     at.file_uploader(key="try_files").set_value([("blank.png", png(blank), "image/png")])

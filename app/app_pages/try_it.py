@@ -125,13 +125,14 @@ def model_picker(rec, variants: dict[str, str], slot: str, default: str, alpha: 
 # ---- one image -----------------------------------------------------------------------------------------
 
 def verdict(p, answer) -> None:
-    """The low-confidence flag in plain words, or a short confident line."""
+    """The low-confidence flag in plain words, or a short line with the answer (neutral colour: the
+    page does not know the true class of the user's image)."""
     text = p.explanation(answer)
     if text:
         st.warning(text, icon=":material/help:")
     else:
-        name, prob = answer.top[0]
-        st.success(f"{name} ({100 * prob:.0f}%)", icon=":material/check_circle:")
+        name, prob = answer.top[0]  # the model's answer, not a verdict: no green tick (it read as "correct")
+        st.info(f"It says **{state.md_text(name)}** ({100 * prob:.0f}%)", icon=":material/label:")
     note = p.familiarity_note()
     if note:
         st.caption(note)
