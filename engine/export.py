@@ -183,6 +183,10 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
         f"(momentum {cfg.optim.momentum:g}, effective lr {cfg.effective_lr:g}), schedule {cfg.optim.schedule.replace('_', ' ')}",
         "- Methods: " + (", ".join(METHODS[m].title for m in cfg.enabled_methods() if m in METHODS) or "plain fine-tuning"),
     ]
+    if summary.get("lr_find"):
+        from engine.lr_find import lr_find_sentence
+
+        lines.insert(-1, "- " + lr_find_sentence(summary["lr_find"]))
     for m in cfg.enabled_methods():
         lines.append(f"  - {METHODS[m].title if m in METHODS else m}: {method_settings_text(cfg.methods[m])}")
     structured = summary.get("structured") or {}

@@ -62,6 +62,7 @@ class LRFindResult:
     seconds: float
     stopped_early: bool = False
     notes: list[str] = field(default_factory=list)
+    kept: bool = False  # no rate lowered the loss enough: the config's own rate was kept
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -120,10 +121,10 @@ def _range_test(cfg: RunConfig, data: DataSplits, reporter: Reporter | None, ste
         raise StudioError("Finding the learning rate failed: the loss was not a number from the first step. "
                           "Check the data, or set a learning rate by hand.")
     best = min(range(len(smoothed)), key=smoothed.__getitem__)
-    pick_eff, notes = max(effs[best] / 10.0, lo), []
+    pick_eff, notes, kept = max(effs[best] / 10.0, lo), [], False
     start = sum(losses[:max(2, n // 4)]) / len(losses[:max(2, n // 4)])  # a few batches: one is too noisy
     if smoothed[best] > (1 - MIN_DROP) * start:
-        pick_eff = cfg.effective_lr  # no rate helped measurably in so few steps: keep the config's own
+        pick_eff, kept = cfg.effective_lr, True  # no rate helped measurably in so few steps: keep the config's own
         notes.append(f"The loss did not fall by {100 * MIN_DROP:.0f}% at any rate tried; the rate set by hand "
                      "(or by the preset) is kept.")
     elif best == len(smoothed) - 1 and len(smoothed) == n:
@@ -131,7 +132,7 @@ def _range_test(cfg: RunConfig, data: DataSplits, reporter: Reporter | None, ste
     return LRFindResult(lrs=[e * factor for e in effs], losses=losses, smoothed=smoothed, lr=pick_eff * factor,
                         effective_lr=pick_eff, lr_at_min_loss=effs[best] * factor, sweep=(lo * factor, hi * factor),
                         steps=len(effs), planned_steps=n, run_steps=run_steps, seconds=time.perf_counter() - t0,
-                        stopped_early=len(effs) < n, notes=notes)
+                        stopped_early=len(effs) < n, notes=notes, kept=kept)
 
 
 def _sweep(ctx, n: int, lo: float, hi: float, reporter: Reporter) -> tuple[list[float], list[float], list[float]]:
@@ -173,6 +174,16 @@ def _sweep(ctx, n: int, lo: float, hi: float, reporter: Reporter) -> tuple[list[
     return lrs, losses, smoothed
 
 
+def lr_find_sentence(found: dict[str, Any]) -> str:
+    """A run's range test (`LRFindResult.to_dict()`, the summary's `lr_find`) in one plain sentence:
+    the rate it found, or that it kept the rate set by hand."""
+    if found.get("kept", any("is kept" in n for n in found.get("notes", []))):
+        return (f"The learning-rate range test at the start ({found['steps']} steps) found no rate that lowered "
+                f"the loss by {100 * MIN_DROP:.0f}%, so the rate set by hand, {found['lr']:.3g}, was kept.")
+    return (f"The learning rate {found['lr']:.3g} (effective {found['effective_lr']:.3g}) was found by a range "
+            f"test at the start ({found['steps']} steps): a tenth of the rate where the loss was lowest.")
+
+
 def lr_into_config(cfg: RunConfig, datasets_dir, reporter: Reporter | None = None, limits=None,
                    data: DataSplits | None = None) -> tuple[RunConfig, dict[str, Any]]:
     """With `optim.lr_auto`, run the range test and write its pick into `optim.lr` (auto switched
@@ -185,4 +196,4 @@ def lr_into_config(cfg: RunConfig, datasets_dir, reporter: Reporter | None = Non
     return with_section(cfg, "optim", lr=result["lr"], lr_auto=False), {"lr_find": result}
 
 
-__all__ = ["LRFindResult", "lr_range_test", "lr_into_config", "probe_config", "planned_steps", "momentum_factor"]
+__all__ = ["LRFindResult", "lr_range_test", "lr_into_config", "lr_find_sentence", "probe_config", "planned_steps", "momentum_factor"]

@@ -31,6 +31,8 @@ def test_the_range_test_picks_a_finite_rate_inside_the_sweep(tiny_cfg, tmp_path)
     assert len(r.lrs) == len(r.losses) == len(r.smoothed) == r.steps <= 10
     assert r.lrs == sorted(r.lrs) and all(math.isfinite(x) for x in r.losses)
     assert r.lr == pytest.approx(max(r.lr_at_min_loss / 10, lo)) or r.notes, "a tenth of the minimum, or the own rate"
+    if not r.kept:
+        assert lr_find.lr_find_sentence(r.to_dict()).startswith(f"The learning rate {r.lr:.3g} (effective ")
 
 
 def test_a_flat_curve_keeps_the_configs_own_rate(tiny_cfg, tmp_path, monkeypatch):
@@ -38,7 +40,9 @@ def test_a_flat_curve_keeps_the_configs_own_rate(tiny_cfg, tmp_path, monkeypatch
     cfg = tiny_cfg("train.epochs=3", "optim.lr=0.004", "optim.momentum=0.9")
     r = lr_find.lr_range_test(cfg, prepare_data(cfg, tmp_path), steps=8)
     assert r.lr == pytest.approx(0.004) and r.effective_lr == pytest.approx(0.04)
-    assert "kept" in r.notes[0]
+    assert "kept" in r.notes[0] and r.kept
+    said = lr_find.lr_find_sentence(r.to_dict())
+    assert said.startswith("The learning-rate range test at the start (8 steps) found no rate") and "0.004, was kept" in said
 
 
 def test_a_diverging_sweep_stops_early_and_still_picks(tiny_cfg, tmp_path, monkeypatch):
@@ -64,3 +68,6 @@ def test_lr_auto_writes_its_pick_into_the_saved_config_and_the_summary(tiny_zip,
     assert summary["effective_lr"] == pytest.approx(found["effective_lr"])
     assert found["sweep"][0] * (1 - 1e-9) <= found["lr"] <= found["sweep"][1] * (1 + 1e-9) and math.isfinite(found["lr"])
     assert len(found["lrs"]) == len(found["smoothed"]) == found["steps"] >= 2
+    from engine.export import model_card
+
+    assert "- " + lr_find.lr_find_sentence(found) in model_card(saved, summary), "the model card says it too"

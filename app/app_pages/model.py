@@ -394,9 +394,11 @@ def last_lr_find() -> None:
         found = components.read_summary(rec.run_dir).get("lr_find") if rec.status == "finished" else None
         if not found:
             continue
-        with st.expander(f"Learning rate found for run “{rec.name}”: {found['lr']:.3g} "
-                         f"(effective {found['effective_lr']:.3g})", icon=":material/query_stats:",
-                         expanded=state.config().optim.lr_auto):
+        kept = found.get("kept", any("is kept" in n for n in found.get("notes", [])))
+        title = (f"Learning rate of run “{rec.name}”: {found['lr']:.3g} kept (the range test found none better)"
+                 if kept else f"Learning rate found for run “{rec.name}”: {found['lr']:.3g} "
+                              f"(effective {found['effective_lr']:.3g})")
+        with st.expander(title, icon=":material/query_stats:", expanded=state.config().optim.lr_auto):
             st.altair_chart(charts.lr_find_chart(found), width="stretch")
             st.caption(f"{found['steps']} steps ({100 * found['step_share']:.0f}% of the run's steps, "
                        f"{found['seconds']:.1f} s), the rate growing from {found['sweep'][0]:.2g} to "

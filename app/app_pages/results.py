@@ -181,6 +181,10 @@ def detail_charts(run: components.RunView, summary: dict) -> None:
                        "corruption costs.")
     if not run.steps.empty and "lr" in run.steps:
         st.altair_chart(charts.lr_chart(run.steps), width="stretch")
+    if summary.get("lr_find"):
+        from engine.lr_find import lr_find_sentence
+
+        st.caption(":material/query_stats: " + lr_find_sentence(summary["lr_find"]) + " The Model page shows its curve.")
 
 
 def names_of(rec) -> dict[str, str]:
