@@ -166,6 +166,19 @@ def test_earlier_uploads_are_offered_after_a_restart_and_can_be_used_or_deleted(
     assert "Active dataset: Bundled sample: textures" in texts(at.subheader)
 
 
+def settings_that_differ_are_shown(table, *runs: str) -> list[str]:
+    """Compare's main table has an epochs, batch or lr column exactly when the runs differ in it
+    (runs of the same data and methods are named alike); returns the columns shown."""
+    cfgs = [engine().run_record(r).config for r in runs]
+    shown = []
+    for column, (section, key) in {"epochs": ("train", "epochs"), "batch": ("train", "batch_size"),
+                                   "lr": ("optim", "lr")}.items():
+        differ = len({c[section][key] for c in cfgs}) > 1
+        assert (column in table.columns) == differ, (column, [c[section][key] for c in cfgs])
+        shown += [column] if differ else []
+    return shown
+
+
 def test_compare_shows_the_dataset_and_flags_runs_on_different_data(studio, tiny_bytes, tmp_path):
     two_classes = write_tiny_zip(tmp_path / "two.zip", per_class=6, classes=("red", "green")).read_bytes()
     at = new_app()
@@ -194,6 +207,7 @@ def test_compare_shows_the_dataset_and_flags_runs_on_different_data(studio, tiny
     assert sorted(zip(table["dataset"], table["classes"])) == [("three colours.zip", 3), ("two colours.zip", 2)]
     assert "val acc" in table.columns and "test acc" in table.columns
     assert not any(str(v) == "None" for v in table.astype(object).to_numpy().ravel()), "blanks are blank"
+    settings_that_differ_are_shown(table, first, second)
     assert any("2 different datasets" in w for w in texts(at.warning))
     assert table["balanced acc"].notna().all()
     from app.components import read_summary
@@ -219,6 +233,8 @@ def test_compare_shows_the_dataset_and_flags_runs_on_different_data(studio, tiny
         "a plain run beside a WiSE-FT run: its fitted head is named as part of the lead"
     assert any("A WiSE-FT run's row gives its fine-tuned model's figures (alpha 1)" in c for c in texts(at.caption)), \
         "which of the run's models its row measures"
+    shown = settings_that_differ_are_shown(next(d.value for d in at.dataframe if "val acc" in d.value.columns), second, wise)
+    assert shown, "these two runs differ in their learning rate: the table shows it"
 
     at.multiselect(key="compare_runs").set_value([first]).run()
     assert not any("different datasets" in w for w in texts(at.warning))

@@ -459,7 +459,7 @@ def compare(engine, runs) -> None:
     table[fractions] = table[fractions].astype(float) * 100  # shown in percent with one decimal, as everywhere else
     config = {c: st.column_config.NumberColumn("balanced" if c == "balanced acc" else c, format="%.1f%%",
                                                help=COMPARE_HELP.get(c), width=72) for c in fractions}
-    config |= {"run": st.column_config.TextColumn("run", width=150, pinned=True),
+    config |= {"run": st.column_config.TextColumn("run", width=160, pinned=True),
                "dataset": st.column_config.TextColumn("dataset", help=COMPARE_HELP["dataset"], width=130),
                "methods": st.column_config.TextColumn("methods", width=130),
                "classes": st.column_config.NumberColumn("classes", format="%d", width=58),
@@ -471,7 +471,10 @@ def compare(engine, runs) -> None:
                "img/s": st.column_config.NumberColumn("img/s", format="%.0f", width="small"),
                "lr": st.column_config.NumberColumn("lr", format="%.4g", width="small")}
     setup = [c for c in ("model", "epochs", "batch", "lr", "img/s", "time") if c in table.columns]
-    main = table.drop(columns=setup)  # the comparison itself fits the page; how each run was set up folds away
+    # the comparison itself fits the page; how each run was set up folds away, except the settings that
+    # tell the chosen runs apart (runs of the same data and methods are named alike)
+    differ = [c for c in ("epochs", "batch", "lr") if c in setup and table[c].nunique(dropna=False) > 1]
+    main = table.drop(columns=[c for c in setup if c not in differ])
     st.dataframe(main, hide_index=True, width="stretch", placeholder="",  # a missing number is a blank cell
                  column_config={k: v for k, v in config.items() if k in main.columns})
     if "balanced acc" in main.columns and main["balanced acc"].notna().any():  # said under the table, not only on hover
