@@ -81,6 +81,7 @@ CHANNELS = ("step", "epoch")  # a logged training step (loss, lr) | an epoch's e
 
 UPLOAD_KINDS = ("dataset", "ood", "checkpoint")
 TAB_DRAFTS_KEPT = 20  # per user: the drafts of their newest browser tabs (older tabs fall back to the newest draft)
+TAB_DRAFT_TTL_S = 12 * 3600  # a tab's own draft is given back for this long (a refresh), not to an old bookmark
 
 
 @dataclass
@@ -264,11 +265,12 @@ class RunStore:
                                "WHERE owner=? ORDER BY updated DESC, rowid DESC LIMIT ?)", (owner, owner, TAB_DRAFTS_KEPT))
 
     def load_draft(self, owner: str, tab: str = "") -> dict | None:
-        """`owner`'s saved draft: `tab`'s own when that tab saved one and it is still kept, else the
-        user's newest; None when there is none (or it is unreadable)."""
+        """`owner`'s saved draft: `tab`'s own when that tab saved one in the last TAB_DRAFT_TTL_S
+        seconds and it is still kept (a refresh), else the user's newest (a new tab, or an address
+        bookmarked long ago); None when there is none (or it is unreadable)."""
         with self._lock:
-            row = self._conn.execute("SELECT draft FROM tab_drafts WHERE owner=? AND tab=?",
-                                     (owner, tab)).fetchone() if tab else None
+            row = self._conn.execute("SELECT draft FROM tab_drafts WHERE owner=? AND tab=? AND updated>=?",
+                                     (owner, tab, time.time() - TAB_DRAFT_TTL_S)).fetchone() if tab else None
             if row is None:
                 row = self._conn.execute("SELECT draft FROM drafts WHERE owner=?", (owner,)).fetchone()
         if row is None:

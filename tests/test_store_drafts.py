@@ -27,7 +27,7 @@ def test_drafts_are_kept_per_user_and_the_newest_wins(tmp_path):
 
 
 def test_each_tab_keeps_its_own_draft_and_a_new_tab_starts_from_the_newest(tmp_path):
-    from engine.store import TAB_DRAFTS_KEPT
+    from engine.store import TAB_DRAFT_TTL_S, TAB_DRAFTS_KEPT
 
     store = RunStore(tmp_path / "s.db")
     store.save_draft("ann", {"dataset": {"label": "a.zip"}}, tab="t1")
@@ -47,6 +47,8 @@ def test_each_tab_keeps_its_own_draft_and_a_new_tab_starts_from_the_newest(tmp_p
     assert again.load_draft("ann", tab="t1") == {"n": TAB_DRAFTS_KEPT + 4}, "a forgotten tab falls back to the newest"
     assert again.load_draft("ann", tab=f"x{TAB_DRAFTS_KEPT + 4}") == {"n": TAB_DRAFTS_KEPT + 4}
     assert again.load_draft("ann", tab="x5") == {"n": 5}
+    again._conn.execute("UPDATE tab_drafts SET updated=updated-? WHERE tab='x5'", (TAB_DRAFT_TTL_S + 60,))
+    assert again.load_draft("ann", tab="x5") == {"n": TAB_DRAFTS_KEPT + 4}, "an old bookmark: the newest draft"
 
 
 def test_uploads_are_listed_per_user_newest_first_and_deleted_per_user(tmp_path):
