@@ -148,6 +148,22 @@ def wise_card_section(summary: dict[str, Any]) -> list[str]:
     return lines + ["- The metrics below are the fine-tuned model's (alpha 1)"]
 
 
+def training_lines(cfg: RunConfig, summary: dict[str, Any]) -> list[str]:
+    """The model card's Training section: the recipe, where its learning rate came from, the methods."""
+    from engine.lr_find import lr_find_sentence
+
+    lines = ["## Training",
+             f"- {cfg.train.epochs} epochs, batch {cfg.train.batch_size}, {cfg.optim.optimizer} lr {cfg.optim.lr:g} "
+             f"(momentum {cfg.optim.momentum:g}, effective lr {cfg.effective_lr:g}), schedule "
+             f"{cfg.optim.schedule.replace('_', ' ')}"]
+    if summary.get("lr_find"):
+        lines.append("- " + lr_find_sentence(summary["lr_find"]))
+    lines.append("- Methods: " + (", ".join(METHODS[m].title for m in cfg.enabled_methods() if m in METHODS)
+                                  or "plain fine-tuning"))
+    return lines + [f"  - {METHODS[m].title if m in METHODS else m}: {method_settings_text(cfg.methods[m])}"
+                    for m in cfg.enabled_methods()]
+
+
 def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck] | None = None) -> str:
     """A markdown model card: data, methods and their settings, metrics, the exact config."""
     def pct(x):
@@ -178,17 +194,8 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
         f"- Skipped files: {len(rep.get('skipped', []))}; duplicate groups: {len(rep.get('duplicate_groups', []))} "
         f"(kept within one split{'; ' + str(len(rep['duplicates_dropped'])) + ' extra copies dropped' if rep.get('duplicates_dropped') else ''})",
         "",
-        "## Training",
-        f"- {cfg.train.epochs} epochs, batch {cfg.train.batch_size}, {cfg.optim.optimizer} lr {cfg.optim.lr:g} "
-        f"(momentum {cfg.optim.momentum:g}, effective lr {cfg.effective_lr:g}), schedule {cfg.optim.schedule.replace('_', ' ')}",
-        "- Methods: " + (", ".join(METHODS[m].title for m in cfg.enabled_methods() if m in METHODS) or "plain fine-tuning"),
+        *training_lines(cfg, summary),
     ]
-    if summary.get("lr_find"):
-        from engine.lr_find import lr_find_sentence
-
-        lines.insert(-1, "- " + lr_find_sentence(summary["lr_find"]))
-    for m in cfg.enabled_methods():
-        lines.append(f"  - {METHODS[m].title if m in METHODS else m}: {method_settings_text(cfg.methods[m])}")
     structured = summary.get("structured") or {}
     if summary.get("export_variant") == "structured" and structured:
         before, after = structured.get("params_before", 0), structured.get("params_after", 0)
