@@ -149,7 +149,9 @@ def require_login() -> str:
     st.stop()
 
 
-def logout_button() -> None:
+def logout_button(forget=lambda: None) -> None:
+    """The signed-in name and a Sign out button (access control on); `forget()` clears what the tab
+    holds of the user (app.state.forget_session) before the next user signs in."""
     if access_mode() == "off":
         return
     user = current_user()
@@ -159,7 +161,8 @@ def logout_button() -> None:
     if access_mode() == "oidc":
         st.button("Sign out", on_click=st.logout)
     elif st.button("Sign out"):
-        for key in (USER_KEY, TOKEN_KEY, "cfg", "dataset", "focus_run"):  # the next user starts from their own draft
+        forget()  # the next user starts from their own draft, not this one's photos or settings
+        for key in (USER_KEY, TOKEN_KEY):
             st.session_state.pop(key, None)
         st.session_state[SIGNED_OUT_KEY] = True  # and the browser forgets the kept sign-in
         st.rerun()

@@ -329,7 +329,7 @@ def finished_run_picker(engine: Engine, key: str, help_: str, on_none) -> Any:
         on_none(all_runs)
         return None
     ids = [r.id for r in runs]
-    labels = state.run_labels(runs, with_status=False)
+    labels = state.run_labels(runs, with_status=False, among=all_runs)
     if st.session_state.get(key) not in ids:
         focus = (st.session_state.get(state.FOCUS_KEY), st.session_state.get(state.WATCH_KEY))
         st.session_state[key] = next((c for c in focus if c in ids), ids[0])

@@ -54,4 +54,4 @@ except Exception as exc:  # a bug in a page: say so politely, keep the rest of t
 
 with st.sidebar:  # drawn after the page, so it shows what the page just changed
     components.sidebar(engine)
-    auth.logout_button()
+    auth.logout_button(forget=state.forget_session)

@@ -223,14 +223,16 @@ def _restore_draft(draft: dict) -> tuple[RunConfig, Dataset, list[str]]:
 def init_session() -> None:
     """Fill in this tab's state once: the draft this tab saved before a refresh (its token is in
     the address), else the user's newest draft, else the Quick demo preset on the bundled sample.
-    Every session then gets a token of its own, so two tabs (a duplicated one too) keep apart."""
+    A refresh keeps the tab's token; a second open tab with the same address (a duplicated tab)
+    takes a new one, starting from a copy, so two tabs keep apart."""
     if CFG_KEY in st.session_state and DATASET_KEY in st.session_state:
         keep_tab_in_address()
         return
     draft = None
     earlier = str(st.query_params.get(TAB_PARAM, ""))
+    earlier = earlier if TAB_TOKEN.fullmatch(earlier) else ""
     try:
-        draft = get_engine().store.load_draft(user(), earlier if TAB_TOKEN.fullmatch(earlier) else "")
+        draft = get_engine().store.load_draft(user(), earlier)
     except Exception:  # the store is unreadable: start from the defaults rather than not at all
         draft = None
     if draft:
@@ -245,15 +247,54 @@ def init_session() -> None:
         cfg, ds = default_config(), default_dataset()
     st.session_state[CFG_KEY] = cfg
     st.session_state[DATASET_KEY] = ds
-    st.session_state[TAB_KEY] = secrets.token_hex(4)
+    st.session_state[TAB_KEY] = token = claim_tab_token(earlier)
     keep_tab_in_address()
-    if draft:
-        save_draft()  # under this tab's token: a refresh before any change finds it too
+    if draft and token != earlier:
+        save_draft()  # under this tab's new token: a refresh before any change finds it too
+
+
+@st.cache_resource(show_spinner=False)
+def _tab_holders() -> dict[str, str]:
+    """Draft token -> the session (browser tab) of this server process that holds it."""
+    return {}
+
+
+def _session_active(session_id: str) -> bool:
+    """Whether a session of this server is connected (a tab open now)."""
+    from streamlit.runtime import Runtime
+
+    return bool(session_id) and Runtime.exists() and Runtime.instance().is_active_session(session_id)
+
+
+def claim_tab_token(earlier: str) -> str:
+    """This session's draft token: the address's (`earlier`, a refresh keeps its tab's token), unless
+    another open tab holds it (a duplicated tab, a copied address): then a new one."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    me = ctx.session_id if ctx is not None else ""
+    holders = _tab_holders()
+    other = holders.get(earlier)
+    token = earlier if earlier and not (other and other != me and _session_active(other)) else secrets.token_hex(4)
+    if len(holders) > 1000:  # tabs long closed
+        for t in [t for t, sid in holders.items() if not _session_active(sid)]:
+            holders.pop(t, None)
+    holders[token] = me
+    return token
+
+
+def forget_session() -> None:
+    """What this tab holds of its user (draft, focus, Try it's inputs, its draft token), for a sign-out:
+    the next user starts from their own."""
+    for key in (CFG_KEY, DATASET_KEY, FOCUS_KEY, TRY_KEY, TAB_KEY, WATCH_KEY, NOTE_KEY):
+        st.session_state.pop(key, None)
+    for key in [k for k in st.session_state if str(k).startswith("try_seen_")]:
+        st.session_state.pop(key, None)
 
 
 def keep_tab_in_address() -> None:
-    """Put this tab's draft token in the address (?tab=...). Streamlit clears the address's
-    parameters when the user changes page, so every script run puts it back."""
+    """Put this tab's draft token in the address (?tab=...), and back after anything that cleared it
+    (a page switch with st.switch_page, say)."""
     token = st.session_state.get(TAB_KEY)
     if token and st.query_params.get(TAB_PARAM) != token:
         st.query_params[TAB_PARAM] = token
@@ -441,8 +482,11 @@ def delete_upload(engine: Engine, sha: str) -> str:
     ref = upload_ref(sha)
     instead = ""
     if dataset().source == ref:
+        had_ood = bool(dataset().ood_source)
         set_dataset(default_dataset())
-        instead = f" The next run now uses {dataset().label} instead."
+        instead = (f" The next run now uses {dataset().label} instead" if sample_available()
+                   else " The next run has no dataset now: upload one") + \
+            (" (and no OOD set of yours: it was for that dataset)." if had_ood else ".")
     elif dataset().ood_source == ref:
         set_dataset(Dataset(dataset().kind, dataset().source, dataset().label))
         instead = " The next run is evaluated without an OOD set of yours."
@@ -630,25 +674,29 @@ STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/direction
                 "finished": ":material/check_circle:", "failed": ":material/error:", "stopped": ":material/stop_circle:"}
 
 
-def run_labels(recs: list[Any], with_status: bool = True, compact: bool = False) -> dict[str, str]:
-    """Plain-text labels (select boxes, the Compare table's run column), one per run id: the run's
-    name and when it started (local time), the status when asked. Where two runs would still read
-    the same (same name, same minute), a number in start order tells them apart ("(2)"): the
-    internal run id is never shown. `compact` puts the start first, as HH:MM alone when every run
-    started the same day, for a narrow column."""
+def run_labels(recs: list[Any], with_status: bool = True, compact: bool = False,
+               among: list[Any] | None = None) -> dict[str, str]:
+    """Plain-text labels (select boxes, the Compare table's run column), one per run id of `recs`:
+    the run's name and when it started (local time), the status when asked. Where two runs would
+    still read the same (same name, same minute), a number in start order among `among` (default:
+    `recs`; pass all the runs the user sees, so a run has the same number in every picker) tells
+    them apart ("(2)"): the internal run id is never shown. `compact` puts the start first, as HH:MM
+    alone when every run started the same day, and leaves "finished" out, for a narrow column."""
     import time
 
     recs = list(recs)
     days = {time.strftime("%Y%m%d", time.localtime(r.created)) for r in recs}
     when_fmt = "%H:%M" if compact and len(days) <= 1 else "%d %b %H:%M"
+    ids = {r.id for r in recs}
+    recs_all = recs + [r for r in (among or []) if r.id not in ids]
     base = {}
-    for r in recs:
+    for r in recs_all:
         when = time.strftime(when_fmt, time.localtime(r.created))
         base[r.id] = f"{when} · {r.name}" if compact else f"{r.name} · {when}"
     seen: dict[str, int] = {}
     clashes = {b for b, n in Counter(base.values()).items() if n > 1}
     labels = {}
-    for r in sorted(recs, key=lambda r: (r.created, r.id)):
+    for r in sorted(recs_all, key=lambda r: (r.created, r.id)):
         label = base[r.id]
         if label in clashes:
             seen[label] = seen.get(label, 0) + 1

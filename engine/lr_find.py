@@ -179,9 +179,13 @@ def lr_find_sentence(found: dict[str, Any]) -> str:
     the rate it found, or that it kept the rate set by hand."""
     if found.get("kept", any("is kept" in n for n in found.get("notes", []))):
         return (f"The learning-rate range test at the start ({found['steps']} steps) found no rate that lowered "
-                f"the loss by {100 * MIN_DROP:.0f}%, so the rate set by hand, {found['lr']:.3g}, was kept.")
+                f"the loss by {100 * MIN_DROP:.0f}%, so the rate set by hand (or by the preset), {found['lr']:.3g}, "
+                "was kept.")
+    floor = found["lr"] > found["lr_at_min_loss"] / 10 * (1 + 1e-6)  # a tenth of it lay below the sweep
+    how = ("the lowest rate tried (a tenth of the rate where the loss was lowest lay below the range)" if floor
+           else "a tenth of the rate where the loss was lowest")
     return (f"The learning rate {found['lr']:.3g} (effective {found['effective_lr']:.3g}) was found by a range "
-            f"test at the start ({found['steps']} steps): a tenth of the rate where the loss was lowest.")
+            f"test at the start ({found['steps']} steps): {how}.")
 
 
 def lr_into_config(cfg: RunConfig, datasets_dir, reporter: Reporter | None = None, limits=None,

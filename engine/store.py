@@ -81,7 +81,7 @@ CHANNELS = ("step", "epoch")  # a logged training step (loss, lr) | an epoch's e
 
 UPLOAD_KINDS = ("dataset", "ood", "checkpoint")
 TAB_DRAFTS_KEPT = 20  # per user: the drafts of their newest browser tabs (older tabs fall back to the newest draft)
-TAB_DRAFT_TTL_S = 12 * 3600  # a tab's own draft is given back for this long (a refresh), not to an old bookmark
+TAB_DRAFT_TTL_S = 7 * 86400  # a tab's own draft is given back this long after its last change, not to an old bookmark
 
 
 @dataclass

@@ -92,6 +92,22 @@ def refreshed_tab(at) -> AppTest:
     return again
 
 
+def test_a_duplicated_tab_takes_a_token_of_its_own_and_a_refresh_keeps_it(monkeypatch):
+    import app.state as state
+
+    holders = {}
+    monkeypatch.setattr(state, "_tab_holders", lambda: holders)
+    monkeypatch.setattr(state, "_session_active", lambda sid: sid == "open tab")
+    monkeypatch.setattr("streamlit.runtime.scriptrunner.get_script_run_ctx", lambda: type("C", (), {"session_id": "me"}))
+    assert state.claim_tab_token("") != "", "no token in the address: a new one"
+    assert state.claim_tab_token("0badc0de") == "0badc0de", "a refresh: nobody else holds it"
+    holders["0badc0de"] = "open tab"
+    duplicate = state.claim_tab_token("0badc0de")
+    assert state.TAB_TOKEN.fullmatch(duplicate) and duplicate != "0badc0de", "another open tab holds it: a new one"
+    holders["0badc0de"] = "closed tab"
+    assert state.claim_tab_token("0badc0de") == "0badc0de", "the tab it came from is gone (a refresh)"
+
+
 def test_two_tabs_keep_their_own_draft_across_a_refresh(studio, tiny_bytes, tmp_path):
     two_classes = write_tiny_zip(tmp_path / "two.zip", per_class=6, classes=("red", "green")).read_bytes()
     first = new_app()
@@ -105,13 +121,11 @@ def test_two_tabs_keep_their_own_draft_across_a_refresh(studio, tiny_bytes, tmp_
     again = refreshed_tab(first)
     assert again.session_state["cfg"].data.source_name == "first tab.zip", "not the other tab's dataset"
     assert "Active dataset: first tab.zip" in texts(again.subheader)
-    assert again.query_params["tab"] != first.query_params["tab"], "a refreshed (or duplicated) tab takes a new token"
+    assert again.query_params["tab"] == first.query_params["tab"], "a refresh keeps the tab's token"
     assert refreshed_tab(again).session_state["cfg"].data.source_name == "first tab.zip", "refreshed twice"
     assert refreshed_tab(second).session_state["cfg"].data.source_name == "second tab.zip"
     assert new_app().session_state["cfg"].data.source_name == "second tab.zip", \
-        "a new tab: the newest draft (the refreshed second tab saved last)"
-    again.switch_page("app_pages/model.py").run()
-    assert again.query_params["tab"], "the token stays in the address on every page"
+        "a new tab: the newest draft (the second tab saved last)"
 
 
 def test_earlier_uploads_are_offered_after_a_restart_and_can_be_used_or_deleted(studio, tiny_bytes, tmp_path):
@@ -157,10 +171,23 @@ def test_earlier_uploads_are_offered_after_a_restart_and_can_be_used_or_deleted(
     assert [u["name"] for u in engine().store.list_uploads("")] == ["second set.zip"]
     assert not any("**first set.zip**" in m for m in texts(at.markdown))
 
-    # the last upload, in use: the message says what the next run uses now, and the page shows it
+    # an upload not in use, deleted while the sample is in use: the list stays where the user is looking
+    at.radio(key="w:data.kind").set_value("sample").run()
+    at.radio(key="w:data.kind").set_value("upload").run()
+    assert "Active dataset: Bundled sample: textures" in texts(at.subheader)
     at.button(key=f"del_dataset_{uploads['second set.zip'][:16]}").click().run()
     no_problems(at)
-    assert any(i.startswith("second set.zip: Deleted") and "The next run now uses Bundled sample" in i
+    assert at.radio(key="w:data.kind").value == "upload", "still on the uploads the user was looking through"
+    assert any(i.startswith("second set.zip: Deleted") and "next run" not in i for i in texts(at.info)), texts(at.info)
+
+    # the last upload, in use: the message says what the next run uses now, and the page shows it
+    third = write_tiny_zip(tmp_path / "third.zip", per_class=6, classes=("red", "stripes")).read_bytes()
+    at.file_uploader[0].set_value(("third set.zip", third, "application/zip")).run()
+    assert "Active dataset: third set.zip" in texts(at.subheader)
+    (third_sha,) = [u["sha256"] for u in engine().store.list_uploads("")]
+    at.button(key=f"del_dataset_{third_sha[:16]}").click().run()
+    no_problems(at)
+    assert any(i.startswith("third set.zip: Deleted") and "The next run now uses Bundled sample" in i
                for i in texts(at.info)), texts(at.info)
     assert at.radio(key="w:data.kind").value == "sample", "the choice above follows the dataset in use"
     assert "Active dataset: Bundled sample: textures" in texts(at.subheader)

@@ -76,10 +76,13 @@ def test_a_refresh_keeps_the_sign_in_until_the_user_signs_out(shared, monkeypatc
     assert not changed.radio
     monkeypatch.setenv("STUDIO_PASSWORD", "class-2026")
 
+    again.session_state["try_inputs"] = {"images": [["alice's photo.png", "upload:" + "a" * 64]]}
     out = [b for b in again.sidebar.button if b.label == "Sign out"]
     out[0].click().run()
     no_problems(again)
     assert not again.radio and again.session_state[auth.SIGNED_OUT_KEY], "signed out, although the cookie is sent"
+    left = [k for k in ("cfg", "dataset", "focus_run", "try_inputs", "tab_token") if k in again.session_state]
+    assert not left, f"the next user to sign in here would inherit {left}"
 
 
 def test_another_users_run_is_invisible_and_cannot_be_stopped(shared, tmp_path):

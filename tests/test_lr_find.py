@@ -33,6 +33,10 @@ def test_the_range_test_picks_a_finite_rate_inside_the_sweep(tiny_cfg, tmp_path)
     assert r.lr == pytest.approx(max(r.lr_at_min_loss / 10, lo)) or r.notes, "a tenth of the minimum, or the own rate"
     if not r.kept:
         assert lr_find.lr_find_sentence(r.to_dict()).startswith(f"The learning rate {r.lr:.3g} (effective ")
+    found = {"steps": 10, "lr": 0.002, "effective_lr": 0.02, "lr_at_min_loss": 0.02, "kept": False}
+    assert lr_find.lr_find_sentence(found).endswith("a tenth of the rate where the loss was lowest.")
+    found |= {"lr_at_min_loss": 0.005}  # a tenth of it would lie below the sweep: the pick is the sweep's bottom
+    assert "the lowest rate tried" in lr_find.lr_find_sentence(found)
 
 
 def test_a_flat_curve_keeps_the_configs_own_rate(tiny_cfg, tmp_path, monkeypatch):
@@ -43,6 +47,7 @@ def test_a_flat_curve_keeps_the_configs_own_rate(tiny_cfg, tmp_path, monkeypatch
     assert "kept" in r.notes[0] and r.kept
     said = lr_find.lr_find_sentence(r.to_dict())
     assert said.startswith("The learning-rate range test at the start (8 steps) found no rate") and "0.004, was kept" in said
+    assert "set by hand (or by the preset)" in said
 
 
 def test_a_diverging_sweep_stops_early_and_still_picks(tiny_cfg, tmp_path, monkeypatch):

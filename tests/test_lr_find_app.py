@@ -29,5 +29,6 @@ def test_the_model_page_shows_the_curve_and_pick_of_the_last_auto_lr_run(studio,
     assert any("of the run's steps" in c.value for c in found[0].caption)
     at.switch_page("app_pages/results.py").run()
     no_problems(at)
-    assert any("range test at the start" in c and f"{pick['lr']:.3g}" in c for c in texts(at.caption)), \
-        "Results says where the run's learning rate came from"
+    (said,) = [e for e in at.expander if "range test at the start" in e.label and f"{pick['lr']:.3g}" in e.label]
+    assert any("Learning-rate range test" in str(c.spec) for c in said.get("vega_lite_chart")), \
+        "Results says where the run's learning rate came from, with the test's curve"

@@ -117,10 +117,12 @@ def earlier_uploads(engine, kind: str, in_use: str, on_use) -> None:
             if c[1].button("Use", key=f"use_{kind}_{u['sha256'][:16]}", disabled=ref == in_use):
                 on_use(u)
             if c[2].button("Delete", key=f"del_{kind}_{u['sha256'][:16]}", icon=":material/delete:"):
+                before = state.dataset().kind
                 message = state.delete_upload(engine, u["sha256"])
                 datasets.forget(ref)
                 st.session_state[f"upload_note_{kind}"] = f"{u['name']}: {message}"
-                st.session_state[KIND_FOLLOWS] = True  # the dataset in use may have changed kind
+                if state.dataset().kind != before:  # the dataset in use went with it: the choice above follows
+                    st.session_state[KIND_FOLLOWS] = True
                 st.rerun()
     if note:
         st.info(note, icon=":material/info:")

@@ -184,7 +184,8 @@ def detail_charts(run: components.RunView, summary: dict) -> None:
     if summary.get("lr_find"):
         from engine.lr_find import lr_find_sentence
 
-        st.caption(":material/query_stats: " + lr_find_sentence(summary["lr_find"]) + " The Model page shows its curve.")
+        with st.expander(lr_find_sentence(summary["lr_find"]), icon=":material/query_stats:"):
+            st.altair_chart(charts.lr_find_chart(summary["lr_find"]), width="stretch")
 
 
 def names_of(rec) -> dict[str, str]:
@@ -427,7 +428,7 @@ def compare(engine, runs) -> None:
     if len(candidates) < 1:
         st.info("Finish a run or two to compare them here.")
         return
-    labels = state.run_labels(candidates, compact=True)  # the start first: the run column is narrow
+    labels = state.run_labels(candidates, compact=True, among=runs)  # the start first: the run column is narrow
     default = [r.id for r in candidates if r.status == "finished"][:3]
     chosen = st.multiselect("Runs to compare", [r.id for r in candidates], default=default, key="compare_runs",
                             format_func=labels.get, help="Finished runs are picked by default; add or remove any.")

@@ -132,16 +132,16 @@ def continue_button(engine, run_id: str, container) -> None:
 
 
 def live_section(engine) -> None:
-    runs = state.runs(engine)[:RECENT_RUNS]
+    visible = state.runs(engine)
+    runs = visible[:RECENT_RUNS]
     if not runs:
         st.info("No run yet. Press **Start training** above (the Quick demo preset on the bundled sample takes about "
                 "a minute on a laptop CPU; the line above says what this run will do).", icon=":material/info:")
         return
+    for extra in [r for r in visible[RECENT_RUNS:] if r.id in engine.active_runs()]:
+        runs.insert(0, extra)  # an active run is always offered, however many runs came after it
     ids = [r.id for r in runs]
-    for extra in engine.active_runs():
-        if extra not in ids:
-            ids.insert(0, extra)
-    labels = state.run_labels(runs, with_status=False)  # the status shows below, live
+    labels = state.run_labels(runs, with_status=False, among=visible)  # the status shows below, live
     if st.session_state.get(SELECT_KEY) not in ids:
         st.session_state[SELECT_KEY] = state.watched_run(engine) if state.watched_run(engine) in ids else ids[0]
     run_id = st.selectbox("Run shown", ids, key=SELECT_KEY, format_func=lambda i: labels.get(i, i),
