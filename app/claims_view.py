@@ -11,7 +11,7 @@ from typing import Callable
 
 import streamlit as st
 
-from engine.claims import CLAIMS
+from engine.claims import CLAIMS, shown_points
 from engine.methods import METHODS
 
 SAME = (("data", "source"), ("data", "image_size"), ("backbone", "name"), ("backbone", "pretrained"),
@@ -123,6 +123,33 @@ def maybe_luck(summary: dict, acc: float, guess: float, split: str, config: dict
             f"clearly: a model that learnt nothing gets {right} or more of {n} right {100 * p:.0f}% of the time "
             f"(binomial test, p = {p:.2f}). It {LUCK_MARK}. More {split} images per class would tell (the Data "
             f"page); {advice[:1].lower()}{advice[1:]}")
+
+
+GAP_P = 0.05  # a validation-test gap that chance gives less often than this is pointed out
+
+
+def val_test_gap(summary: dict) -> str | None:
+    """A note when a run's validation and test accuracies differ by more than chance usually gives:
+    both are fractions of their split's images (data_report split_counts), and a two-sided Fisher
+    exact test (scipy.stats.fisher_exact) of right/wrong counts gives p < GAP_P. None otherwise, or
+    when either split's size is unknown or an accuracy is not a whole number of its images."""
+    from scipy.stats import fisher_exact
+
+    val, test = summary.get("val_acc"), summary.get("test_acc")
+    if not (isinstance(val, (int, float)) and isinstance(test, (int, float))):
+        return None
+    n_val, n_test = sum(split_sizes(summary, "val")), sum(split_sizes(summary, "test"))
+    r_val, r_test = round(val * n_val), round(test * n_test)
+    if min(n_val, n_test) < 1 or abs(r_val - val * n_val) > 0.01 or abs(r_test - test * n_test) > 0.01:
+        return None
+    p = fisher_exact([[r_val, n_val - r_val], [r_test, n_test - r_test]]).pvalue
+    if p >= GAP_P:
+        return None
+    return (f"Validation ({100 * val:.1f}%) and test ({100 * test:.1f}%) differ by "
+            f"{abs(shown_points(val, test)):.1f} points on {n_val} and {n_test} images: chance alone gives a gap "
+            f"this large only {100 * p:.1g}% of the time (Fisher's exact test, p = {p:.2g}). "
+            "Small splits move a lot between seeds: the same settings with another seed (Model page) show which "
+            "of the two numbers is typical.")
 
 
 FEW_STEPS = 100  # optimiser steps: below this a fine-tuning run on a new dataset rarely gets far

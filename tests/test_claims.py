@@ -243,3 +243,20 @@ def test_a_verdict_agrees_with_the_rounded_points_it_shows():
     assert "(-2.0 points, within the 2-point allowance)" in text and pruning_claim(
         run, {"test_acc": 0.52049}).shown is True, text
     assert pruning_claim(run, {"test_acc": 0.521}).shown is False, "-2.1 points: more than the allowance"
+
+
+def test_a_validation_test_gap_larger_than_chance_gives_is_pointed_out():
+    # the WiSE-FT demo on the sample, seed 0: 94 of 128 validation images right, 76 of 128 test images
+    from scipy.stats import fisher_exact
+
+    from app.claims_view import val_test_gap
+
+    counts = {"split_counts": {"val": {"a": 64, "b": 64}, "test": {"a": 64, "b": 64}}}
+    run = {"val_acc": 94 / 128, "test_acc": 76 / 128, "data_report": counts}
+    p = fisher_exact([[94, 34], [76, 52]]).pvalue
+    text = val_test_gap(run)
+    assert p < 0.05 and text.startswith("Validation (73.4%) and test (59.4%) differ by 14.0 points on 128 and 128")
+    assert f"p = {p:.2g}" in text and "another seed" in text
+    assert val_test_gap(dict(run, test_acc=87 / 128)) is None, "5.5 points on 128 images: chance, nothing said"
+    assert val_test_gap(dict(run, test_acc=None)) is None and val_test_gap({"val_acc": 0.7, "test_acc": 0.5}) is None
+    assert val_test_gap(dict(run, test_acc=0.6)) is None, "not a count of 128 images: measured on something else"

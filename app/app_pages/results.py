@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, components, datasets, state
-from app.claims_view import at_chance, claim_lines
+from app.claims_view import at_chance, claim_lines, val_test_gap
 from app.method_views import VIEWS
 from engine.jobs import STOPPED_BY_SERVER
 from engine.methods import METHODS
@@ -151,6 +151,9 @@ def summary_metrics(run: components.RunView, summary: dict) -> None:
         cols = st.columns(5)
         for col, (label, value, help_) in zip(cols, items[start:start + 5]):
             col.metric(label, value, help=help_)
+    gap = val_test_gap(summary)
+    if gap:
+        st.caption(":material/info: " + gap)
 
 
 def detail_charts(run: components.RunView, summary: dict) -> None:
