@@ -92,11 +92,12 @@ def pruning_claim(summary: dict, baseline: dict | None = None) -> Claim:
     """Tung et al. 2017 / Zhu & Gupta 2017: pruning while fine-tuning keeps accuracy. Unstructured:
     the final (fully sparse) model's test accuracy within 2 points of the dense `baseline`; with
     structured pruning also the channel-pruned model within 3 points of the model it came from."""
-    parts, verdicts = [], []
+    parts, verdicts, pending = [], [], False
     sparsity = summary.get("sparsity")
     if isinstance(sparsity, (int, float)) and sparsity > 0:
         acc, base = _acc(summary), _acc(baseline)
-        if base is None:
+        if base is None:  # half the claim cannot be judged yet: no verdict for the whole line
+            pending = True
             parts.append(f"{_pts(sparsity)}% sparse at test {_pts(acc or 0)}% (run the same settings without "
                          "pruning to compare)")
         else:
@@ -114,7 +115,7 @@ def pruning_claim(summary: dict, baseline: dict | None = None) -> Claim:
                      f"{_allowance(drop, STRUCTURED_MAX_DROP)})")
     if not parts:
         return Claim("pruning", None, "Pruning: no sparsity in this run.")
-    shown = all(verdicts) if verdicts else None
+    shown = all(verdicts) if verdicts and not (pending and all(verdicts)) else None
     head = "Pruning" if shown is None else f"Pruning: {_verdict(shown)}"
     return Claim("pruning", shown, f"{head}: " + "; ".join(parts) + ".")
 

@@ -32,6 +32,11 @@ def test_pruning_claim_unstructured_and_structured():
     assert text.startswith("Pruning: the paper's claim shown: ") and "(+11.1 points, no loss)" in text, text
     assert "within the 2-point allowance" in pruning_claim(run, {"test_acc": 0.565}).text
     assert "more than the 3-point allowance" in pruning_claim(both, {"test_acc": 0.56}).text
+    # the structured half shown but no dense run yet for the sparse half: no verdict for the whole line
+    # (a new user's Pruning demo read "the paper's claim shown" beside "run the same settings ... to compare")
+    pending = pruning_claim(gained)
+    assert pending.shown is None and pending.text.startswith("Pruning: 70.0% sparse") and "to compare" in pending.text
+    assert pruning_claim(both).shown is False, "a half that failed is a no, whatever the other half"
 
 
 def test_wise_ft_claim_interior_alpha_beats_both_ends():
