@@ -295,10 +295,11 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    store = RunStore(Path(args.data_dir) / "studio.db")
-    runs = store.list_runs()
+    db = Path(args.data_dir) / "studio.db"
+    runs = RunStore(db).list_runs() if db.is_file() else []  # listing creates no folder
     if not runs:
-        print("no runs yet")
+        print(f"no runs yet in {Path(args.data_dir)} (another folder: --data-dir, or STUDIO_DATA_DIR as the "
+              "dashboard was started with)")
     for r in runs:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))
         print(f"{r.id}  {r.status:9s} {when}  {r.name}" + (f"  ({r.error.splitlines()[0]})" if r.error else ""))
@@ -315,11 +316,29 @@ def _backbones(args: argparse.Namespace) -> int:
 
 def _presets(args: argparse.Namespace) -> int:
     """Each preset: its name, title, one line about it, and every setting it changes from the defaults."""
+    width = max(len(name) for name in PRESETS)
     for name, preset in PRESETS.items():
-        print(f"{name:12s} {preset.title}: {preset.describe()}  (sets, the rest at the defaults:)")
+        print(f"{name:{width}s} {preset.title}: {preset.describe()}  (sets, the rest at the defaults:)")
         for key, value in preset.sets().items():
-            print(f"    {key} = {value}")
+            print(f"    {key} = {_shown_value(key, value)}")
     return 0
+
+
+def _shown_value(key: str, value: Any) -> str:
+    """A setting's value as the dashboard shows it: scaled fields in their unit (eps 0.00784 -> 2/255)."""
+    import dataclasses
+
+    from engine.config import CORE_SECTIONS
+
+    cfg = RunConfig()
+    section, _, name = key.partition(".")
+    obj = getattr(cfg, section, None) if section in CORE_SECTIONS else cfg.methods.get(section)
+    meta = next((f.metadata for f in dataclasses.fields(obj) if f.name == name), {}) \
+        if dataclasses.is_dataclass(obj) else {}
+    scale = meta.get("scale", 1)
+    if isinstance(value, float) and scale != 1:
+        return f"{value * scale:g}{meta.get('unit', '')}"
+    return str(value)
 
 
 def _methods(args: argparse.Namespace) -> int:
@@ -329,8 +348,8 @@ def _methods(args: argparse.Namespace) -> int:
 
 
 def _run_folder(run: str, data_dir: Path) -> Path:
-    """The folder of `run`: a run folder, a run id, or the end of one as the dashboard shows it
-    ("076e0a" for 20261201-003228-076e0a) when exactly one run id in `data_dir` ends so. Raises
+    """The folder of `run`: a run folder, a run id, or the end of one ("076e0a" for
+    20261201-003228-076e0a) when exactly one run id in `data_dir` ends so. Raises
     StudioError naming the candidates otherwise."""
     if Path(run).is_dir():
         return Path(run)
@@ -342,8 +361,8 @@ def _run_folder(run: str, data_dir: Path) -> Path:
         return matches[0]
     if matches:
         raise StudioError(f"'{run}' ends {len(matches)} run ids: {', '.join(d.name for d in matches)}. Give the whole id.")
-    raise StudioError(f"No run '{run}' in {data_dir}: give a run id (see `python -m engine runs`), the end of one as "
-                      "the dashboard shows it, or a run folder.")
+    raise StudioError(f"No run '{run}' in {data_dir}: give a run id (see `python -m engine runs`; the dashboard's "
+                      "Results page shows this command with it), the end of one, or a run folder.")
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -386,16 +405,47 @@ def _predict(args: argparse.Namespace) -> int:
     if result.unknown_folders:
         print("folders that are not classes of this run (no accuracy for their images): "
               + ", ".join(result.unknown_folders))
+    if n <= FEW_ANSWERS:  # a few images: their answers here, not only in the CSV
+        for r in result.rows:
+            top = ", ".join(f"{c} {100 * p:.0f}%" for c, p in r["top"][:top_k])
+            print(f"  {r['path']}: {top}" + ("  (low confidence)" if r["low_confidence"] else ""))
     m = result.metrics()
     if m is not None:
         print(f"accuracy {m['accuracy']:.4f}  balanced accuracy {m['balanced_accuracy']:.4f}  "
               f"({m['labelled']} images in class folders)")
-        width = max(len(c) for c in predictor.classes)
-        print("confusion matrix (rows: true class, columns: predicted)")
-        print(" " * width + "  " + " ".join(f"{c[:8]:>8s}" for c in predictor.classes))
-        for c, row in zip(predictor.classes, m["confusion"]):
-            print(f"{c:>{width}s}  " + " ".join(f"{v:8d}" for v in row))
+        if _same_file(Path(args.data), predictor.cfg.data.source):
+            print("note: these are the run's own data, its training images included: this accuracy is not a test "
+                  "of the model (the run's summary has its test accuracy)")
+        _print_confusion(predictor.classes, m["confusion"])
     return 0
+
+
+FEW_ANSWERS = 10  # predict prints each answer for this many images or fewer
+
+
+def _print_confusion(classes: list[str], confusion: list[list[int]]) -> None:
+    """The confusion matrix as text, every class name whole (rows: true class, columns: predicted)."""
+    width = max(len(c) for c in classes)
+    col = max(8, width)
+    print("confusion matrix (rows: true class, columns: predicted)")
+    print(" " * width + "  " + " ".join(f"{c:>{col}s}" for c in classes))
+    for c, row in zip(classes, confusion):
+        print(f"{c:>{width}s}  " + " ".join(f"{v:{col}d}" for v in row))
+
+
+def _same_file(path: Path, source: str) -> bool:
+    """Whether the file `path` holds the same bytes as a run's dataset `source` (a path or an upload
+    reference); False when either is not a readable file. Compared by size, then SHA-256 (hashlib)."""
+    import hashlib
+
+    try:
+        other = resolve_path(source)
+        if not (path.is_file() and other.is_file()) or path.stat().st_size != other.stat().st_size:
+            return False
+        digest = [hashlib.file_digest(open(f, "rb"), "sha256").hexdigest() for f in (path, other)]
+    except (StudioError, OSError):
+        return False
+    return digest[0] == digest[1]
 
 
 DATA_DIR_HELP = ("the engine's folder: run store, runs, uploads and extracted data (default: $STUDIO_DATA_DIR, "

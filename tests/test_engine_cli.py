@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -196,6 +197,9 @@ def test_the_command_line_uses_the_dashboards_folder_and_says_when_a_source_is_m
 
     listing = cli("runs")
     assert listing.returncode == 0 and run_id in listing.stdout and "dashboard run" in listing.stdout
+    empty = cli("runs", "--data-dir", str(tmp_path / "elsewhere"))
+    assert f"no runs yet in {tmp_path / 'elsewhere'}" in empty.stdout, "says where it looked"
+    assert not (tmp_path / "elsewhere").exists(), "and creates nothing there"
     photos = tmp_path / "photos"
     photos.mkdir()
     import zipfile
@@ -207,10 +211,14 @@ def test_the_command_line_uses_the_dashboards_folder_and_says_when_a_source_is_m
     assert predicted.returncode == 0, predicted.stderr
     one = cli("predict", "--run", run_id, "--data", str(photos / "one.png"), "--out", str(tmp_path / "one.csv"))
     assert one.returncode == 0 and "1 image predicted" in one.stdout, one.stderr  # one image file is enough
+    assert re.search(r"^  one\.png: (red|green|stripes) \d+%, ", one.stdout, re.M), "a few images: answered here too"
     short = cli("predict", "--run", run_id[-6:], "--data", str(photos / "one.png"), "--out", str(tmp_path / "s.csv"))
-    assert short.returncode == 0, short.stderr  # the end of the id, as the dashboard shows it next to the run
+    assert short.returncode == 0, short.stderr  # the end of the id
     unknown = cli("predict", "--run", "zzzzzz", "--data", str(photos / "one.png"), "--out", str(tmp_path / "u.csv"))
-    assert unknown.returncode == 2 and "the end of one as the dashboard shows it" in unknown.stderr, unknown.stderr
+    assert unknown.returncode == 2 and "see `python -m engine runs`" in unknown.stderr, unknown.stderr
+    own = cli("predict", "--run", run_id, "--data", str(tiny_zip), "--out", str(tmp_path / "own.csv"))
+    assert own.returncode == 0 and "the run's own data, its training images included" in own.stdout, own.stdout
+    assert "training images included" not in predicted.stdout, "other images: no such note"
     config = tmp_path / "gone.yaml"
     config.write_text(f"data:\n  source: {upload_ref('ab' * 32)}\n")
     gone = cli("train", "--config", str(config))
