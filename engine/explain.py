@@ -71,14 +71,22 @@ def occlusion_window(side: int) -> tuple[int, int]:
     return window, max(1, window // 2)
 
 
+OUTLIER_SHARE = 0.02  # the brightest 2% of a map's pixels share the top colour (captum's visualize_image_attr default)
+
+
 def _normalise(maps: torch.Tensor) -> torch.Tensor:
-    """Each map scaled to [0, 1]; a map that is constant up to rounding stays flat at 0, never
-    stretched (stretching rounding noise paints bright speckles that mean nothing)."""
+    """Each map scaled to [0, 1] from its minimum to its (1 - OUTLIER_SHARE) quantile, the pixels
+    above that clipped to 1: pixel-level maps (Integrated Gradients, saliency) are heavy-tailed, and
+    scaling by the maximum left a few bright specks on an otherwise dark map. Where that quantile is
+    at the minimum (a map bright in under 2% of its pixels), the maximum is used. A map
+    that is constant up to rounding stays flat at 0, never stretched (stretching rounding noise
+    paints bright speckles that mean nothing)."""
     flat = maps.flatten(1)
-    lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
-    span = hi - lo
-    constant = span <= 1e-5 * torch.maximum(hi.abs(), lo.abs()).clamp_min(1e-12)
-    out = torch.where(constant, torch.zeros_like(flat), (flat - lo) / span.clamp_min(1e-12))
+    lo, top = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
+    constant = top - lo <= 1e-5 * torch.maximum(top.abs(), lo.abs()).clamp_min(1e-12)
+    q = torch.quantile(flat.float(), 1 - OUTLIER_SHARE, dim=1, keepdim=True)
+    hi = torch.where(q - lo > 1e-3 * (top - lo), q, top)
+    out = torch.where(constant, torch.zeros_like(flat), ((flat - lo) / (hi - lo).clamp_min(1e-12)).clamp(0, 1))
     return out.view_as(maps)
 
 

@@ -61,6 +61,22 @@ def test_a_constant_map_stays_flat():
     assert float(_normalise(ramp).max()) == 1.0
 
 
+def test_a_heavy_tailed_map_is_not_dimmed_by_a_few_bright_pixels():
+    # Integrated Gradients on a new user's image: a few pixels 50x the rest left the map near-black
+    from engine.explain import _normalise
+
+    g = torch.Generator().manual_seed(0)
+    heavy = torch.rand(1, 32, 32, generator=g)
+    heavy.view(-1)[:5] = 50.0  # five outliers in 1024 pixels
+    out = _normalise(heavy)
+    assert float(out.max()) == 1.0 and float(out.min()) == 0.0
+    assert float(out.mean()) > 0.4, "the rest of the map keeps its contrast (max-scaling gave about 0.01)"
+    assert torch.equal(out.view(-1)[:5], torch.ones(5)), "the outliers share the top colour"
+    spot = torch.zeros(1, 32, 32)
+    spot[0, 3, 4] = 1.0  # bright in one pixel only: its maximum scales it, the spot stays 1
+    assert float(_normalise(spot)[0, 3, 4]) == 1.0 and float(_normalise(spot).sum()) == 1.0
+
+
 def test_error_analysis(trained):
     ctx = trained.context
     cases = highest_loss(ctx.model, ctx.data.val.images, ctx.data.val.labels, k=5)
