@@ -110,3 +110,13 @@ def test_adafilter_metrics_read_as_words_and_probe_epochs_are_named():
     df = pd.DataFrame({"epoch": [1, 2], "g/a": [0.0, 0.0], "g/b": [0.0, None]})
     epoch, values = latest_layer_values(df, ["g/a", "g/b"])
     assert epoch == 2 and values[0] == 0.0 and values[1] != values[1]  # a layer not logged is NaN
+
+
+def test_a_metric_delta_that_rounds_to_nothing_is_grey_and_arrowless():
+    from app.method_views import points_delta
+
+    assert points_delta(0.7344, 0.7340, "fine-tuned") == {"delta": "±0.0 pts vs fine-tuned", "delta_color": "off",
+                                                         "delta_arrow": "off"}
+    assert points_delta(0.75, 0.70, "clean") == {"delta": "+5.0 pts vs clean", "delta_color": "normal",
+                                                 "delta_arrow": "auto"}
+    assert points_delta(0.40, 0.70, "clean")["delta"] == "-30.0 pts vs clean"

@@ -28,6 +28,17 @@ MethodView = Callable[[Any, Any, dict], None]
 VIEWS: dict[str, MethodView] = {}
 
 
+def points_delta(a: float, b: float, against: str) -> dict[str, Any]:
+    """st.metric's delta arguments for accuracy `a` against `b` (fractions), in the points shown:
+    "+1.2 pts vs clean"; a difference that rounds to 0.0 is grey and arrowless (a green "up" read as a
+    gain where nothing changed)."""
+    from engine.claims import points_diff, shown_points
+
+    flat = shown_points(a, b) == 0
+    return {"delta": f"{'±0.0' if flat else points_diff(a, b)} pts vs {against}",
+            "delta_color": "off" if flat else "normal", "delta_arrow": "off" if flat else "auto"}
+
+
 def register_view(method: str) -> Callable[[MethodView], MethodView]:
     def deco(fn: MethodView) -> MethodView:
         if method in VIEWS:

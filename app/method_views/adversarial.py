@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from app.method_views import register_view
-from engine.claims import points_diff
+from app.method_views import points_delta, register_view
 
 
 def to_rgb(t) -> np.ndarray:
@@ -37,7 +36,7 @@ def adversarial_view(engine, rec, summary: dict) -> None:
     if summary.get("robust_acc") is not None:
         st.metric(f"Robust test accuracy ({ev.get('attack', 'PGD')}, eps {eps * 255:.1f}/255)",
                   f"{100 * summary['robust_acc']:.1f}%",
-                  f"{points_diff(summary['robust_acc'], summary.get('test_acc') or 0)} pts vs clean")
+                  **points_delta(summary["robust_acc"], summary.get("test_acc") or 0, "clean"))
     if summary.get("catastrophic_overfitting"):
         co = summary["catastrophic_overfitting"]
         st.warning(f"Catastrophic overfitting was caught at epoch {co['epoch']}: accuracy under a 10-step attack on "

@@ -10,8 +10,7 @@ import streamlit as st
 
 from app import state
 from app.charts import FIT_WIDTH, METRIC_COLORS
-from app.method_views import register_view
-from engine.claims import points_diff
+from app.method_views import points_delta, register_view
 
 ACC = {"val_acc": "Validation (your data)", "ood_acc": "Corrupted images (OOD)",
        "ood_user_acc": "Your OOD set", "robust_acc": "Under attack (robust)"}
@@ -120,8 +119,8 @@ def wise_ft_view(engine, rec, summary: dict) -> None:
     cols = st.columns(4)
     for col, (k, label) in zip(cols, ACC.items()):
         if point.get(k) is not None:
-            delta = None if end.get(k) is None else f"{points_diff(point[k], end[k])} pts vs fine-tuned"
-            col.metric(label, f"{100 * point[k]:.1f}%", delta,
+            delta = {} if end.get(k) is None else points_delta(point[k], end[k], "fine-tuned")
+            col.metric(label, f"{100 * point[k]:.1f}%", **delta,
                        help="On the curve's own images (see the note under the chart); the figures at the top of "
                             "the page use every image, so the two can differ." if k == "ood_acc" else None)
     line = reading(curve)
