@@ -569,16 +569,28 @@ def reuse_run(rec: Any, with_data: bool) -> None:
     save_draft()
 
 
+def matching_preset(cfg: RunConfig) -> str | None:
+    """The title of the preset whose recipe `cfg` is exactly (applying it changes nothing: every
+    setting it sets, the rest at the defaults, the same methods on), the most specific one when
+    several match; None when the user changed something after choosing one."""
+    found = [p for p in PRESETS.values() if p.apply(cfg) == cfg]
+    return max(found, key=lambda p: len(p.sets())).title if found else None
+
+
 def default_run_name(cfg: RunConfig, ds: Dataset) -> str:
-    """What a run is called when the user gave no name: backbone, methods, where it starts when that
-    is not pretrained weights (your checkpoint, scratch) and the data."""
+    """What a run is called when the user gave no name: the preset it is exactly, with its backbone
+    ("Standard demo (ResNet-18) on ..."), else backbone and methods; where it starts when that is
+    not pretrained weights (your checkpoint, scratch); and the data."""
     data = "sample textures" if ds.kind == "sample" else (ds.label if ds.kind == "upload"
                                                           else Path(ds.source).name or ds.source)
+    start = {"checkpoint": " from your checkpoint", "none": " from scratch"}.get(cfg.backbone.pretrained, "")
+    preset = matching_preset(cfg)
+    if preset:
+        return f"{preset} ({backbone_title(cfg.backbone.name)}){start} on {data}"
     from engine.methods import METHODS
 
     methods = " + ".join(METHODS[m].title.split()[0] if m in METHODS else m  # "WiSE-FT", "Pruning", ...
                          for m in cfg.enabled_methods())
-    start = {"checkpoint": " from your checkpoint", "none": " from scratch"}.get(cfg.backbone.pretrained, "")
     return f"{backbone_title(cfg.backbone.name)} {methods or 'plain'}{start} on {data}"
 
 

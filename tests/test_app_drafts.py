@@ -412,3 +412,21 @@ def test_a_run_name_says_when_it_starts_from_the_users_checkpoint_or_from_scratc
     assert name() == "ResNet-18 plain on my data.zip"
     assert name("checkpoint") == "ResNet-18 plain from your checkpoint on my data.zip"
     assert name("none") == "ResNet-18 plain from scratch on my data.zip"
+
+
+def test_a_run_that_is_exactly_a_preset_is_named_after_it():
+    # a teacher's Standard demo was listed as "ResNet-18 plain on sample textures" beside the method demos
+    from app.state import Dataset, default_run_name
+    from engine.config import RunConfig, with_section
+    from engine.presets import PRESETS
+
+    sample = Dataset("sample", "assets/sample_textures.zip", "Bundled sample: textures")
+    for preset in PRESETS.values():
+        cfg = preset.apply(RunConfig())
+        assert default_run_name(cfg, sample).startswith(f"{preset.title} ("), preset.name
+    demo = PRESETS["standard_demo"].apply(RunConfig())
+    assert default_run_name(demo, sample) == "Standard demo (ResNet-18) on sample textures"
+    assert default_run_name(with_section(demo, "train", epochs=5), sample) == "ResNet-18 plain on sample textures", \
+        "changed after choosing the preset: no longer the preset's recipe"
+    assert default_run_name(with_section(demo, "backbone", pretrained="none"), sample) == \
+        "ResNet-18 plain from scratch on sample textures"
