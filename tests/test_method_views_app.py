@@ -50,3 +50,16 @@ def test_adversarial_view_shows_the_image_strip(studio, tmp_path):
     no_problems(at)
     assert any("Robust test accuracy" in m.label for m in at.metric)
     assert len(at.get("image")) >= 3, "clean, adversarial and perturbation images"
+
+
+def test_pruning_results_draw_the_sparsity_per_layer_once_with_every_layer(studio, tmp_path):
+    # a teacher saw a second, cramped "Final sparsity per layer" chart labelling every fourth layer
+    _run(tmp_path, "train.epochs=2", "pruning.enabled=true", "pruning.target_sparsity=0.5", "pruning.end_fraction=0.5")
+    at = new_app()
+    at.switch_page("app_pages/results.py").run()
+    no_problems(at)
+    assert "Sparsity (prunable weights)" in [m.label for m in at.metric]
+    specs = [str(c.proto.spec) for c in at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")]
+    per_layer = [s for s in specs if "sparsity per layer" in s]
+    assert len(per_layer) == 1 and "labelOverlap" in per_layer[0], "one chart, every layer's name drawn"
+    assert not any("Final sparsity per layer" in s for s in specs)

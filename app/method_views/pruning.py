@@ -33,10 +33,6 @@ def trials_chart(df: pd.DataFrame, best_trial: int | None) -> alt.Chart:
     ).properties(title="Bayesian search: accuracy against sparsity per trial", height=260)
 
 
-def sparsity_frame(by_layer: dict[str, float]) -> pd.DataFrame:
-    return pd.DataFrame({"layer": list(by_layer), "sparsity": list(by_layer.values())})
-
-
 @register_view("pruning")
 def pruning_view(engine, rec, summary: dict) -> None:
     if summary.get("sparsity") is not None:
@@ -56,14 +52,8 @@ def pruning_view(engine, rec, summary: dict) -> None:
                    "recovers at the final sparsity (the ramp ends before the run does). Tung et al. 2017 and Zhu & "
                    "Gupta 2017 claim that pruning while fine-tuning keeps the dense accuracy; the reported accuracy "
                    "is the final, fully sparse model's.")
-    by_layer = summary.get("sparsity_by_layer") or {}
-    if by_layer:
-        df = sparsity_frame(by_layer)
-        st.altair_chart(alt.Chart(df).mark_bar().encode(
-            x=alt.X("sparsity:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="Sparsity"),
-            y=alt.Y("layer:N", sort=list(df["layer"]), title=None),
-            tooltip=["layer:N", alt.Tooltip("sparsity:Q", format=".1%")],
-        ).properties(title="Final sparsity per layer", height=max(140, 12 * len(df))), width="stretch")
+    # (the final sparsity of each layer is the training curves' "Sparsity per layer" chart above, every
+    # layer named: a second, smaller copy here could only label every fourth)
     search = summary.get("pruning_search")
     if search and search.get("trials"):
         df = trials_frame(search["trials"])
