@@ -116,3 +116,10 @@ def test_a_batch_that_leaves_few_steps_per_epoch_is_flagged():
     assert "make 2 optimiser steps" in few_batches(apply_overrides(small, ["train.batch_size=16"]), 40)
     assert few_batches(small, 5) is None  # too few images to say anything useful
     assert "more images help most" in few_batches(small, 10)  # no batch size of 4 or more gives 3 steps
+
+
+def test_a_listing_piped_into_a_reader_that_leaves_ends_without_a_traceback():
+    # `python -m engine presets | head` printed a BrokenPipeError traceback; `true` leaves before any output
+    out = subprocess.run(f"{sys.executable} -m engine presets | true", shell=True, cwd=Path(__file__).parent.parent,
+                         capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr, out.stderr
