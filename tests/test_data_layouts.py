@@ -336,6 +336,20 @@ def test_copies_across_given_splits_are_warned_about_and_can_be_dropped(tmp_path
     assert dropped.duplicates_dropped == ["valid/cats/leak.png"] and "train/cats/000.png" in dropped.split_files["train"]
 
 
+def test_a_class_left_without_validation_or_test_images_is_warned_about(tmp_path, work_dir):
+    # a new user's class of 12 copies of one picture went whole to training: val 0 / test 0, and nothing said
+    files = class_files({"cats": 12})
+    files.update({f"dogs/{i:03d}.png": png(777) for i in range(12)})  # one picture, twelve copies
+    rep = load_dataset(make_zip(tmp_path / "copies.zip", files), work_dir, image_size=16).report
+    assert rep.split_counts["val"].get("dogs", 0) == 0 and rep.split_counts["test"].get("dogs", 0) == 0
+    said = [w for w in rep.warnings if w.startswith("1 class has no ")]
+    assert [w.split(" image")[0] for w in said] == ["1 class has no validation", "1 class has no test"], rep.warnings
+    assert all("('dogs')" in w and "copies of one another" in w for w in said)
+    varied = load_dataset(make_zip(tmp_path / "varied.zip", class_files({"cats": 12, "dogs": 12})), work_dir,
+                          image_size=16).report
+    assert not any("no validation image" in w or "no test image" in w for w in varied.warnings)
+
+
 def test_duplicate_groups_function_thresholds():
     sha = ["a", "b", "a", "c", "d"]
     phash = np.array([0, 0b111, 2**63, 0, 0], dtype=np.uint64)  # rows 0-1: 3 bits apart
