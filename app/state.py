@@ -686,11 +686,35 @@ STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/direction
                 "finished": ":material/check_circle:", "failed": ":material/error:", "stopped": ":material/stop_circle:"}
 
 
+LABEL_SETTINGS = (("train", "epochs", lambda v: plural(v, "epoch")), ("optim", "lr", "lr {:g}".format),
+                  ("train", "batch_size", "batch {}".format), ("data", "image_size", "{} px".format),
+                  ("", "seed", "seed {}".format))  # what tells same-named runs apart
+
+
+def setting_differences(recs: list[Any]) -> dict[str, str]:
+    """For runs that share a name, the LABEL_SETTINGS in which they differ, as words per run id
+    ("3 epochs, lr 0.01"); runs whose name is their own get none."""
+    def value(r, section, key):
+        return (r.config or {}).get(key) if not section else ((r.config or {}).get(section) or {}).get(key)
+
+    out: dict[str, str] = {}
+    for name in [n for n, k in Counter(r.name for r in recs).items() if k > 1]:
+        group = [r for r in recs if r.name == name]
+        keys = [(sec, key, fmt) for sec, key, fmt in LABEL_SETTINGS
+                if len({repr(value(r, sec, key)) for r in group}) > 1]
+        for r in group:
+            words = [fmt(value(r, sec, key)) for sec, key, fmt in keys if value(r, sec, key) is not None]
+            if words:
+                out[r.id] = ", ".join(words)
+    return out
+
+
 def run_labels(recs: list[Any], with_status: bool = True, compact: bool = False,
                among: list[Any] | None = None) -> dict[str, str]:
     """Plain-text labels (select boxes, the Compare table's run column), one per run id of `recs`:
-    the run's name and when it started (local time), the status when asked. Where two runs would
-    still read the same (same name, same minute), a number in start order among `among` (default:
+    the run's name, the settings that tell it from runs of the same name (`setting_differences`), and
+    when it started (local time), the status when asked. Where two runs would still read the same
+    (same name and settings shown, same minute), a number in start order among `among` (default:
     `recs`; pass all the runs the user sees, so a run has the same number in every picker) tells
     them apart ("(2)"): the internal run id is never shown. `compact` puts the start first, as HH:MM
     alone when every run started the same day, and leaves "finished" out, for a narrow column."""
@@ -701,10 +725,13 @@ def run_labels(recs: list[Any], with_status: bool = True, compact: bool = False,
     when_fmt = "%H:%M" if compact and len(days) <= 1 else "%d %b %H:%M"
     ids = {r.id for r in recs}
     recs_all = recs + [r for r in (among or []) if r.id not in ids]
+    differ = setting_differences(recs_all)
     base = {}
     for r in recs_all:
         when = time.strftime(when_fmt, time.localtime(r.created))
-        base[r.id] = f"{when} · {r.name}" if compact else f"{r.name} · {when}"
+        what = differ.get(r.id)
+        base[r.id] = (f"{when} · {what + ' · ' if what else ''}{r.name}" if compact
+                      else f"{r.name}{f' ({what})' if what else ''} · {when}")
     seen: dict[str, int] = {}
     clashes = {b for b, n in Counter(base.values()).items() if n > 1}
     labels = {}

@@ -302,8 +302,24 @@ def _runs(args: argparse.Namespace) -> int:
               "dashboard was started with)")
     for r in runs:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))
-        print(f"{r.id}  {r.status:9s} {when}  {r.name}" + (f"  ({r.error.splitlines()[0]})" if r.error else ""))
+        print(f"{r.id}  {r.status:9s} {when}  {r.name}  {_run_facts(r)}"
+              + (f"  ({r.error.splitlines()[0]})" if r.error else ""))
     return 0
+
+
+def _run_facts(r) -> str:
+    """What tells runs of the same name apart: epochs, and the final test (else validation) accuracy."""
+    try:
+        summary = json.loads((Path(r.run_dir) / "summary.json").read_text())
+    except (OSError, ValueError):
+        summary = {}
+    epochs = ((r.config or {}).get("train") or {}).get("epochs", "?")
+    facts = [f"{epochs} epoch{'' if epochs == 1 else 's'}"]
+    for key, words in (("test_acc", "test"), ("val_acc", "val")):
+        if isinstance(summary.get(key), (int, float)):
+            facts.append(f"{words} {100 * summary[key]:.1f}%")
+            break
+    return "[" + ", ".join(facts) + "]"
 
 
 def _backbones(args: argparse.Namespace) -> int:

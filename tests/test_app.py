@@ -594,6 +594,7 @@ def test_run_labels_use_names_and_start_times_and_number_runs_that_would_read_th
         name: str
         created: float
         status: str = "finished"
+        config: dict = field(default_factory=dict)
 
     t = time.mktime((2026, 12, 1, 9, 30, 10, 0, 0, -1))
     recs = [Rec("20261201-093010-a1b2c3", "Quick demo", t), Rec("20261201-093040-d4e5f6", "Quick demo", t + 30,
@@ -610,6 +611,15 @@ def test_run_labels_use_names_and_start_times_and_number_runs_that_would_read_th
     recs.append(Rec("20261202-080000-ffffff", "Quick demo", t + 86400))
     assert run_labels(recs, compact=True)[recs[3].id] == "02 Dec 09:30 · Quick demo", "several days: the day shows"
     assert run_labels(recs, with_status=False)[recs[3].id] == "Quick demo · 02 Dec 09:30"
+    # runs of the same name say the settings they differ in (a new user's two "ResNet-18 plain" runs)
+    three, six = (Rec(f"2026120{i}-1000-x", "ResNet-18 plain on shapes.zip", t + i,
+                      config={"train": {"epochs": e, "batch_size": 8}, "optim": {"lr": 0.01}, "seed": 0})
+                  for i, e in ((1, 3), (2, 6)))
+    labels = run_labels([three, six], with_status=False)
+    assert labels[three.id] == "ResNet-18 plain on shapes.zip (3 epochs) · 01 Dec 09:30"
+    assert labels[six.id] == "ResNet-18 plain on shapes.zip (6 epochs) · 01 Dec 09:30", "no number needed"
+    assert run_labels([three, six], compact=True)[six.id] == "09:30 · 6 epochs · ResNet-18 plain on shapes.zip", \
+        "in the narrow column the difference comes before the name"
 
 
 def test_the_gpu_selector_appears_only_with_several_gpus(studio, monkeypatch):

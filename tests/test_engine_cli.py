@@ -197,6 +197,7 @@ def test_the_command_line_uses_the_dashboards_folder_and_says_when_a_source_is_m
 
     listing = cli("runs")
     assert listing.returncode == 0 and run_id in listing.stdout and "dashboard run" in listing.stdout
+    assert re.search(r"dashboard run  \[1 epoch, test \d+\.\d%\]", listing.stdout), listing.stdout
     empty = cli("runs", "--data-dir", str(tmp_path / "elsewhere"))
     assert f"no runs yet in {tmp_path / 'elsewhere'}" in empty.stdout, "says where it looked"
     assert not (tmp_path / "elsewhere").exists(), "and creates nothing there"
