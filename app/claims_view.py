@@ -136,8 +136,8 @@ def val_test_gap(summary: dict) -> str | None:
     from scipy.stats import fisher_exact
 
     val, test = summary.get("val_acc"), summary.get("test_acc")
-    if not (isinstance(val, (int, float)) and isinstance(test, (int, float))):
-        return None
+    if not (isinstance(val, (int, float)) and isinstance(test, (int, float))) or val != val or test != test:
+        return None  # missing, or NaN (an empty split)
     n_val, n_test = sum(split_sizes(summary, "val")), sum(split_sizes(summary, "test"))
     r_val, r_test = round(val * n_val), round(test * n_test)
     if min(n_val, n_test) < 1 or abs(r_val - val * n_val) > 0.01 or abs(r_test - test * n_test) > 0.01:
@@ -145,11 +145,15 @@ def val_test_gap(summary: dict) -> str | None:
     p = fisher_exact([[r_val, n_val - r_val], [r_test, n_test - r_test]]).pvalue
     if p >= GAP_P:
         return None
+    odds = f"{100 * p:.1f}% of the time (Fisher's exact test, p = {p:.3f})" if p >= 0.001 \
+        else "less than 0.1% of the time (Fisher's exact test, p < 0.001)"
+    why = ("Your validation and test folders may hold different kinds of pictures (the split is yours, so "
+           "another seed does not redraw it)." if (summary.get("data_report") or {}).get("split_given") else
+           "The two splits are drawn at random from your images, so the same settings with another seed (Model "
+           "page) show which of the two numbers is typical.")
     return (f"Validation ({100 * val:.1f}%) and test ({100 * test:.1f}%) differ by "
-            f"{abs(shown_points(val, test)):.1f} points on {n_val} and {n_test} images: chance alone gives a gap "
-            f"this large only {100 * p:.1g}% of the time (Fisher's exact test, p = {p:.2g}). "
-            "Small splits move a lot between seeds: the same settings with another seed (Model page) show which "
-            "of the two numbers is typical.")
+            f"{abs(shown_points(val, test)):.1f} points on {n_val} and {n_test} images: if the model were equally "
+            f"accurate on both, a gap at least this large would come up only {odds}. {why}")
 
 
 FEW_STEPS = 100  # optimiser steps: below this a fine-tuning run on a new dataset rarely gets far

@@ -595,8 +595,8 @@ def default_run_name(cfg: RunConfig, ds: Dataset) -> str:
 
 
 def start_run(engine: Engine, gpus: tuple[int, ...] = ()) -> str:
-    """Check the draft's data and submit it (named after its backbone, methods and data unless the
-    user named it); the Train page then follows the new run. Raises the check's or the engine's
+    """Check the draft's data and submit it (named by `default_run_name` unless the user named it:
+    the preset it is exactly, or its backbone and methods, and its data); the Train page then follows the new run. Raises the check's or the engine's
     error (a StudioError for anything the user can fix)."""
     import dataclasses
 

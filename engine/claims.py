@@ -91,7 +91,9 @@ def _allowance(change: float, max_drop: float) -> str:
 def pruning_claim(summary: dict, baseline: dict | None = None) -> Claim:
     """Tung et al. 2017 / Zhu & Gupta 2017: pruning while fine-tuning keeps accuracy. Unstructured:
     the final (fully sparse) model's test accuracy within 2 points of the dense `baseline`; with
-    structured pruning also the channel-pruned model within 3 points of the model it came from."""
+    structured pruning also the channel-pruned model within 3 points of the model it came from.
+    Without a `baseline` the sparse half is not judged, and the line has no verdict (shown None)
+    unless the structured half failed."""
     parts, verdicts, pending = [], [], False
     sparsity = summary.get("sparsity")
     if isinstance(sparsity, (int, float)) and sparsity > 0:

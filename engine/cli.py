@@ -298,8 +298,8 @@ def _runs(args: argparse.Namespace) -> int:
     db = Path(args.data_dir) / "studio.db"
     runs = RunStore(db).list_runs() if db.is_file() else []  # listing creates no folder
     if not runs:
-        print(f"no runs yet in {Path(args.data_dir)} (another folder: --data-dir, or STUDIO_DATA_DIR as the "
-              "dashboard was started with)")
+        print(f"no runs yet in {Path(args.data_dir)}; to list another folder's runs, give it with --data-dir "
+              "(the dashboard's is its STUDIO_DATA_DIR)")
     for r in runs:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))
         print(f"{r.id}  {r.status:9s} {when}  {r.name}  {_run_facts(r)}"
@@ -431,7 +431,7 @@ def _predict(args: argparse.Namespace) -> int:
               f"({m['labelled']} images in class folders)")
         if _same_file(Path(args.data), predictor.cfg.data.source):
             print("note: these are the run's own data, its training images included: this accuracy is not a test "
-                  "of the model (the run's summary has its test accuracy)")
+                  "of the model (the run's summary has its accuracy on the images it held out)")
         _print_confusion(predictor.classes, m["confusion"])
     return 0
 
@@ -450,18 +450,26 @@ def _print_confusion(classes: list[str], confusion: list[list[int]]) -> None:
 
 
 def _same_file(path: Path, source: str) -> bool:
-    """Whether the file `path` holds the same bytes as a run's dataset `source` (a path or an upload
-    reference); False when either is not a readable file. Compared by size, then SHA-256 (hashlib)."""
+    """Whether `path` holds a run's dataset `source` (a zip or folder path, or an upload reference
+    upload:<sha256>): the same file or folder, or a file with the same bytes (SHA-256, hashlib; for an
+    upload only `path` is hashed, against the reference). False when either cannot be read."""
     import hashlib
 
+    def digest(f: Path) -> str:
+        with open(f, "rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+
     try:
+        if source.startswith(UPLOAD_PREFIX):
+            return path.is_file() and digest(path) == source[len(UPLOAD_PREFIX):]
         other = resolve_path(source)
+        if path.exists() and other.exists() and os.path.samefile(path, other):
+            return True
         if not (path.is_file() and other.is_file()) or path.stat().st_size != other.stat().st_size:
             return False
-        digest = [hashlib.file_digest(open(f, "rb"), "sha256").hexdigest() for f in (path, other)]
+        return digest(path) == digest(other)
     except (StudioError, OSError):
         return False
-    return digest[0] == digest[1]
 
 
 DATA_DIR_HELP = ("the engine's folder: run store, runs, uploads and extracted data (default: $STUDIO_DATA_DIR, "

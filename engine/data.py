@@ -1534,23 +1534,26 @@ def _drop_copies(decoded: _Decoded, groups: np.ndarray) -> np.ndarray:
     return keep
 
 
-def _unscored_class_warnings(splits: dict[str, ImageSet], classes: Sequence[str]) -> list[str]:
+def _unscored_class_warnings(splits: dict[str, ImageSet], classes: Sequence[str], given: bool) -> list[str]:
     """A warning per held-out split (val, test) that has images but none of some class: its
-    accuracy says nothing about that class. It happens when a class's pictures are copies of one
-    another (kept together in one split) or too few to share out."""
+    accuracy says nothing about that class. With a split given by the user's folders, that folder
+    lacks the class; otherwise the class's pictures are copies of one another (all copies of a
+    picture stay in one split, so none is trained on and scored at once) or too few to share out."""
     out = []
     for name, words in (("val", "validation"), ("test", "test")):
         split = splits.get(name)
         if split is None or len(split) == 0:
             continue
         missing = [c for c, n in zip(classes, torch.bincount(split.labels, minlength=len(classes)).tolist()) if n == 0]
-        if missing:
-            out.append(f"{_count(len(missing), 'class has', 'classes have')} no {words} image "
-                       f"({', '.join(repr(c) for c in missing)}): the {words} accuracy says nothing about "
-                       f"{'it' if len(missing) == 1 else 'them'}. "
-                       f"{'Its' if len(missing) == 1 else 'Their'} pictures are copies of one another (kept "
-                       "together in one split, so that no copy is scored) or too few to share out: add more, "
-                       f"varied pictures of {'it' if len(missing) == 1 else 'them'}.")
+        if not missing:
+            continue
+        it, its = ("it", "its") if len(missing) == 1 else ("them", "their")
+        fix = (f"Add pictures of {it} to your {words} folder." if given else
+               f"{its.capitalize()} pictures are copies of one another (all copies of a picture stay in one split, "
+               f"so that none is trained on and scored at once) or too few to share out: add more, varied "
+               f"pictures of {it}.")
+        out.append(f"{_count(len(missing), 'class has', 'classes have')} no {words} images "
+                   f"({', '.join(repr(c) for c in missing)}): the {words} accuracy says nothing about {it}. {fix}")
     return out
 
 
@@ -1678,7 +1681,7 @@ def load_dataset(source, work_dir, image_size: int = 64, val_fraction: float = 0
         layout=decoded.layout,
         split_given=given is not None,
         notes=notes,
-        warnings=warnings_out + _unscored_class_warnings(splits, classes),
+        warnings=warnings_out + _unscored_class_warnings(splits, classes, given is not None),
         split_files={name: [paths[i] for i in idx.tolist()] for name, idx in indices.items()},
         duplicate_groups=[sorted(m) for m in members.values() if len(m) > 1],
         duplicates_dropped=dropped,

@@ -71,7 +71,7 @@ def occlusion_window(side: int) -> tuple[int, int]:
     return window, max(1, window // 2)
 
 
-OUTLIER_SHARE = 0.02  # the brightest 2% of a map's pixels share the top colour (captum's visualize_image_attr default)
+OUTLIER_SHARE = 0.02  # the brightest 2% of a map's pixels share the top colour
 
 
 def _normalise(maps: torch.Tensor) -> torch.Tensor:

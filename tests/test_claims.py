@@ -261,7 +261,13 @@ def test_a_validation_test_gap_larger_than_chance_gives_is_pointed_out():
     p = fisher_exact([[94, 34], [76, 52]]).pvalue
     text = val_test_gap(run)
     assert p < 0.05 and text.startswith("Validation (73.4%) and test (59.4%) differ by 14.0 points on 128 and 128")
-    assert f"p = {p:.2g}" in text and "another seed" in text
+    assert f"a gap at least this large would come up only {100 * p:.1f}% of the time" in text
+    assert f"p = {p:.3f}" in text and "another seed" in text
+    given = dict(run, data_report={**counts, "split_given": True})
+    assert "validation and test folders may hold different kinds" in val_test_gap(given), "the user's own split"
+    big = {"val_acc": 0.9, "test_acc": 0.8, "data_report": {"split_counts": {"val": {"a": 1000}, "test": {"a": 1000}}}}
+    assert "less than 0.1% of the time (Fisher's exact test, p < 0.001)" in val_test_gap(big), "no 4e-08%"
+    assert val_test_gap(dict(run, val_acc=float("nan"))) is None, "an empty split's NaN"
     assert val_test_gap(dict(run, test_acc=87 / 128)) is None, "5.5 points on 128 images: chance, nothing said"
     assert val_test_gap(dict(run, test_acc=None)) is None and val_test_gap({"val_acc": 0.7, "test_acc": 0.5}) is None
     assert val_test_gap(dict(run, test_acc=0.6)) is None, "not a count of 128 images: measured on something else"

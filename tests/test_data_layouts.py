@@ -343,8 +343,13 @@ def test_a_class_left_without_validation_or_test_images_is_warned_about(tmp_path
     rep = load_dataset(make_zip(tmp_path / "copies.zip", files), work_dir, image_size=16).report
     assert rep.split_counts["val"].get("dogs", 0) == 0 and rep.split_counts["test"].get("dogs", 0) == 0
     said = [w for w in rep.warnings if w.startswith("1 class has no ")]
-    assert [w.split(" image")[0] for w in said] == ["1 class has no validation", "1 class has no test"], rep.warnings
+    assert [w.split(" images")[0] for w in said] == ["1 class has no validation", "1 class has no test"], rep.warnings
     assert all("('dogs')" in w and "copies of one another" in w for w in said)
+    files = presplit_files()  # the user's own split, whose test/ folder lacks a class
+    files = {k: v for k, v in files.items() if not k.startswith("test/dogs/")}
+    rep = load_dataset(make_zip(tmp_path / "given.zip", files), work_dir, image_size=16).report
+    (said,) = [w for w in rep.warnings if "no test images" in w]
+    assert "('dogs')" in said and "Add pictures of it to your test folder." in said and "copies" not in said
     varied = load_dataset(make_zip(tmp_path / "varied.zip", class_files({"cats": 12, "dogs": 12})), work_dir,
                           image_size=16).report
     assert not any("no validation image" in w or "no test image" in w for w in varied.warnings)

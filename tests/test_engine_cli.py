@@ -253,3 +253,21 @@ def test_continuing_a_run_whose_dataset_is_gone_says_so_before_recording_anythin
     p = _cli("train", "--resume", str(run_dir), "--data-dir", str(tmp_path / "d"))
     assert p.returncode == 2 and "The dataset does not exist" in p.stderr and "moved away.zip" in p.stderr, p.stderr
     assert not (tmp_path / "d" / "studio.db").exists() or RunStore(tmp_path / "d" / "studio.db").list_runs() == []
+
+
+def test_the_runs_own_dataset_is_recognised_by_path_folder_or_bytes(tmp_path):
+    import hashlib
+
+    from engine.cli import _same_file
+    from engine.paths import upload_ref
+
+    a, b, c = (tmp_path / n for n in ("a.zip", "b.zip", "c.zip"))
+    a.write_bytes(b"0123456789")
+    b.write_bytes(b"0123456789")  # a copy elsewhere
+    c.write_bytes(b"0123456780")  # the same size, other bytes: only the hash tells
+    assert _same_file(b, str(a)) and not _same_file(c, str(a))
+    assert _same_file(a, upload_ref(hashlib.sha256(a.read_bytes()).hexdigest())), "an upload: its reference's hash"
+    assert not _same_file(c, upload_ref(hashlib.sha256(a.read_bytes()).hexdigest()))
+    (tmp_path / "images").mkdir()
+    assert _same_file(tmp_path / "images", str(tmp_path / "images")), "the run's own folder"
+    assert not _same_file(tmp_path / "images", str(a)) and not _same_file(tmp_path / "gone.zip", str(a))

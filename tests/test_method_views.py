@@ -120,3 +120,24 @@ def test_a_metric_delta_that_rounds_to_nothing_is_grey_and_arrowless():
     assert points_delta(0.75, 0.70, "clean") == {"delta": "+5.0 pts vs clean", "delta_color": "normal",
                                                  "delta_arrow": "auto"}
     assert points_delta(0.40, 0.70, "clean")["delta"] == "-30.0 pts vs clean"
+
+
+def test_pruning_view_draws_the_final_per_layer_sparsity_only_when_the_rest_was_pruned_at_the_end():
+    from streamlit.testing.v1 import AppTest
+
+    def page(rest):
+        import types
+
+        from app.method_views.pruning import pruning_view
+
+        summary = {"sparsity": 0.5, "sparsity_by_layer": {"layer1.0.conv1": 0.4, "layer4.1.conv2": 0.6},
+                   "pruning": {"pruned_rest_at_end": rest} if rest else {}}
+        pruning_view(None, types.SimpleNamespace(run_dir="/nonexistent", id="r"), summary)
+
+    early = AppTest.from_function(page, args=(0.3,)).run()
+    assert not early.exception
+    assert any("last 30% of the ramp was pruned at the end" in c.value for c in early.caption)
+    charts = lambda at: at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")  # noqa: E731
+    assert any("Final sparsity per layer" in str(c.proto.spec) for c in charts(early))
+    full = AppTest.from_function(page, args=(None,)).run()
+    assert not full.exception and not charts(full), "the curves' chart above has them"

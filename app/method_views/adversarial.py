@@ -33,10 +33,12 @@ def _strip(run_dir: str, datasets_dir: str, n: int, eps: float, steps: int) -> d
 def adversarial_view(engine, rec, summary: dict) -> None:
     ev = summary.get("robust_eval") or {}
     eps = float(ev.get("eps") or rec.config.get("eval", {}).get("robust_eps") or 4 / 255)
-    if summary.get("robust_acc") is not None:
+    # clean accuracy on the images attacked: the test split, or validation for data without one
+    clean = summary.get("test_acc") if isinstance(summary.get("test_acc"), (int, float)) else summary.get("val_acc")
+    if summary.get("robust_acc") is not None and isinstance(clean, (int, float)):
         st.metric(f"Robust test accuracy ({ev.get('attack', 'PGD')}, eps {eps * 255:.1f}/255)",
                   f"{100 * summary['robust_acc']:.1f}%",
-                  **points_delta(summary["robust_acc"], summary.get("test_acc") or 0, "clean"))
+                  **points_delta(summary["robust_acc"], clean, "clean"))
     if summary.get("catastrophic_overfitting"):
         co = summary["catastrophic_overfitting"]
         st.warning(f"Catastrophic overfitting was caught at epoch {co['epoch']}: accuracy under a 10-step attack on "

@@ -1,4 +1,5 @@
-"""Pruning on the Results page: sparsity per layer, the Bayesian search's trials, the shrunken model."""
+"""Pruning on the Results page: sparsity, the final sparsity per layer when the run ended before its ramp,
+the Bayesian search's trials, the shrunken model."""
 
 from __future__ import annotations
 
@@ -52,8 +53,19 @@ def pruning_view(engine, rec, summary: dict) -> None:
                    "recovers at the final sparsity (the ramp ends before the run does). Tung et al. 2017 and Zhu & "
                    "Gupta 2017 claim that pruning while fine-tuning keeps the dense accuracy; the reported accuracy "
                    "is the final, fully sparse model's.")
-    # (the final sparsity of each layer is the training curves' "Sparsity per layer" chart above, every
-    # layer named: a second, smaller copy here could only label every fourth)
+    # the sparsity of each layer is the training curves' "Sparsity per layer" chart above, every layer named;
+    # only when the run ended before the ramp did (the rest pruned at the end) do its final values differ
+    rest = (summary.get("pruning") or {}).get("pruned_rest_at_end")
+    by_layer = summary.get("sparsity_by_layer") or {}
+    if rest and by_layer:
+        df = pd.DataFrame({"layer": list(by_layer), "sparsity": list(by_layer.values())})
+        st.caption(f"The run ended before its pruning ramp did: the last {100 * rest:.0f}% of the ramp was pruned at "
+                   "the end, so the final sparsity per layer is below, not in the last epoch's chart above.")
+        st.altair_chart(alt.Chart(df).mark_bar().encode(
+            x=alt.X("sparsity:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="Sparsity"),
+            y=alt.Y("layer:N", sort=list(df["layer"]), title=None, axis=alt.Axis(labelOverlap=False, labelLimit=180)),
+            tooltip=["layer:N", alt.Tooltip("sparsity:Q", format=".1%")],
+        ).properties(title="Final sparsity per layer", height=alt.Step(16)), width="stretch")
     search = summary.get("pruning_search")
     if search and search.get("trials"):
         df = trials_frame(search["trials"])
