@@ -14,7 +14,7 @@ import numpy as np
 import streamlit as st
 
 from engine.config import RunConfig
-from engine.paths import UPLOAD_PREFIX, resolve_path
+from engine.paths import resolve_path, upload_sha  # noqa: F401  (state.upload_sha)
 from engine.data import DataReport, NotDecoded, load_dataset, load_ood_dataset
 from engine.errors import StudioError
 from engine.run_data import zip_limits
@@ -126,10 +126,6 @@ def check_ood(engine: Engine, cfg: RunConfig, source: str, classes: list[str], n
 
 
 # ---- the user's own names for their files ------------------------------------------------------
-
-def upload_sha(ref: str) -> str:
-    return ref[len(UPLOAD_PREFIX):] if ref.startswith(UPLOAD_PREFIX) else ""
-
 
 def user_words(text: str, names: dict[str, str]) -> str:
     """`text` with the engine's names for the user's files (references, stored file names, server

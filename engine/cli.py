@@ -30,7 +30,7 @@ from engine.errors import StudioError
 from engine.jobs import execute_run
 from engine.lr_find import lr_into_config
 from engine.methods import METHODS
-from engine.paths import UPLOAD_PREFIX, default_data_dir, register_upload_dir, resolve_path
+from engine.paths import UPLOAD_PREFIX, default_data_dir, register_upload_dir, resolve_path, upload_sha
 from engine.predict import VARIANTS, load_predictor, predict_folder, write_csv
 from engine.presets import PRESETS, get_preset
 from engine.pruning_search import search_into_config
@@ -460,8 +460,8 @@ def _same_file(path: Path, source: str) -> bool:
             return hashlib.file_digest(fh, "sha256").hexdigest()
 
     try:
-        if source.startswith(UPLOAD_PREFIX):
-            return path.is_file() and digest(path) == source[len(UPLOAD_PREFIX):]
+        if upload_sha(source):
+            return path.is_file() and digest(path) == upload_sha(source)
         other = resolve_path(source)
         if path.exists() and other.exists() and os.path.samefile(path, other):
             return True

@@ -41,6 +41,11 @@ def upload_ref(sha256: str) -> str:
     return UPLOAD_PREFIX + sha256.lower()
 
 
+def upload_sha(ref: str) -> str:
+    """The SHA-256 of an upload reference `upload:<sha256>`; "" for anything else (a path)."""
+    return ref[len(UPLOAD_PREFIX):] if ref.startswith(UPLOAD_PREFIX) else ""
+
+
 def _resolve_upload(ref: str) -> Path:
     """Where the server keeps the upload `upload:<sha256>` (files are named by the hash's first 32
     digits, as Engine.save_upload writes them). Raises StudioError when it is not there (any more)."""
