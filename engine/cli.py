@@ -344,17 +344,14 @@ def _shown_value(key: str, value: Any) -> str:
     """A setting's value as the dashboard shows it: scaled fields in their unit (eps 0.00784 -> 2/255)."""
     import dataclasses
 
-    from engine.config import CORE_SECTIONS
+    from engine.config import CORE_SECTIONS, shown_value
 
     cfg = RunConfig()
     section, _, name = key.partition(".")
     obj = getattr(cfg, section, None) if section in CORE_SECTIONS else cfg.methods.get(section)
     meta = next((f.metadata for f in dataclasses.fields(obj) if f.name == name), {}) \
         if dataclasses.is_dataclass(obj) else {}
-    scale = meta.get("scale", 1)
-    if isinstance(value, float) and scale != 1:
-        return f"{value * scale:g}{meta.get('unit', '')}"
-    return str(value)
+    return shown_value(meta, value)
 
 
 def _methods(args: argparse.Namespace) -> int:

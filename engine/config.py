@@ -386,6 +386,15 @@ def with_section(cfg: RunConfig, section: str, **changes: Any) -> RunConfig:
     return replace(cfg, methods=types.MappingProxyType(methods))
 
 
+def shown_value(meta: Mapping[str, Any], value: Any) -> str:
+    """A setting's value as the dashboard shows it, from its field's metadata: a scaled float in its
+    unit (eps 0.00784 with scale 255 and unit "/255" -> "2/255"), any other value as str()."""
+    scale = meta.get("scale", 1)
+    if isinstance(value, float) and scale != 1:
+        return f"{value * scale:g}{meta.get('unit', '')}"
+    return str(value)
+
+
 # ---- validation ---------------------------------------------------------------------------
 
 def check_bounds(section: str, values: Any) -> list[str]:
