@@ -22,7 +22,7 @@ import torch
 from engine.augment import to_float
 from engine.backbones import Classifier, backbone_title
 from engine.checkpoints import load_checkpoint, save_checkpoint
-from engine.config import RunConfig
+from engine.config import RunConfig, shown_value
 from engine.evaluate import FlipAverage
 from engine.methods import METHODS
 from engine.runs import load_structured, model_from_state
@@ -122,6 +122,8 @@ def method_settings_text(settings: Any) -> str:
             shown = "on" if value else "off"
         elif isinstance(value, (tuple, list)):
             shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+        elif f.metadata.get("scale", 1) != 1:
+            shown = shown_value(f.metadata, value)  # eps 2/255, as the dashboard shows it, not 0.00784314
         else:
             shown = f"{value:g}" if isinstance(value, float) else str(value)
         parts.append(f"{f.metadata.get('label', f.name.replace('_', ' '))} {shown or '(none)'}")

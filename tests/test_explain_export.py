@@ -140,3 +140,13 @@ print(json.dumps({{"ok": check.ok, "shown": [str(w.message) for w in got if "tor
     if not result["torch_warns"]:
         pytest.skip("this PyTorch does not warn about TorchScript: nothing to filter")
     assert result["shown"] == [], result["shown"]
+
+
+def test_the_model_card_gives_scaled_settings_in_their_unit():
+    # the model card said "eps (attack budget) 0.00784314" where the dashboard and presets say 2/255
+    from engine.config import RunConfig, with_section
+    from engine.export import method_settings_text
+
+    cfg = with_section(RunConfig(), "adversarial", enabled=True, eps=2 / 255)
+    text = method_settings_text(cfg.methods["adversarial"])
+    assert "eps (attack budget) 2/255" in text and "0.00784" not in text, text
