@@ -90,6 +90,13 @@ def split_sizes(summary: dict, split: str) -> list[int]:
     return [int(v or 0) for v in counts.values()]
 
 
+def images_right(acc: float, n: int) -> int | None:
+    """How many of `n` images an accuracy `acc` (a fraction) got right; None when `n` is 0 or `acc` is
+    not a whole number of them (measured on something else)."""
+    right = round(acc * n)
+    return right if n >= 1 and abs(right - acc * n) <= 0.01 else None
+
+
 LUCK_P = 0.05  # above guessing by more than this chance of luck (binomial test) is "clearly better"
 LUCK_MARK = "may have learnt nothing yet"  # in every `maybe_luck` warning: how the pages tell it from "learnt nothing"
 
@@ -105,8 +112,8 @@ def maybe_luck(summary: dict, acc: float, guess: float, split: str, config: dict
 
     sizes = split_sizes(summary, "test" if split == "test" else "val")
     n = sum(sizes)
-    right = round(acc * n)
-    if n < 1 or abs(right - acc * n) > 0.01:  # not a count of these images: measured on something else
+    right = images_right(acc, n)
+    if right is None:
         return None
     null = max(guess, max(sizes) / n)  # a model that always answers the largest class scores its share
     if right <= max(sizes):  # above guessing, but not above always answering the largest class
@@ -139,8 +146,8 @@ def val_test_gap(summary: dict) -> str | None:
     if not (isinstance(val, (int, float)) and isinstance(test, (int, float))) or val != val or test != test:
         return None  # missing, or NaN (an empty split)
     n_val, n_test = sum(split_sizes(summary, "val")), sum(split_sizes(summary, "test"))
-    r_val, r_test = round(val * n_val), round(test * n_test)
-    if min(n_val, n_test) < 1 or abs(r_val - val * n_val) > 0.01 or abs(r_test - test * n_test) > 0.01:
+    r_val, r_test = images_right(val, n_val), images_right(test, n_test)
+    if r_val is None or r_test is None:
         return None
     p = fisher_exact([[r_val, n_val - r_val], [r_test, n_test - r_test]]).pvalue
     if p >= GAP_P:
