@@ -138,7 +138,8 @@ def live_section(engine) -> None:
         st.info("No run yet. Press **Start training** above (the Quick demo preset on the bundled sample takes about "
                 "a minute on a laptop CPU; the line above says what this run will do).", icon=":material/info:")
         return
-    for extra in [r for r in visible[RECENT_RUNS:] if r.id in engine.active_runs()]:
+    active = set(engine.active_runs())  # once: the live page redraws often
+    for extra in [r for r in visible[RECENT_RUNS:] if r.id in active]:
         runs.insert(0, extra)  # an active run is always offered, however many runs came after it
     ids = [r.id for r in runs]
     labels = state.run_labels(runs, with_status=False, among=visible)  # the status shows below, live
