@@ -12,10 +12,13 @@ One engine path that the dashboard's "Try it" page, `python -m engine predict` a
 
 Low confidence (documented measure, both parts shown to the user in plain words):
 - *unsure*: the top class's softmax probability is under `LOW_CONFIDENCE` (0.5 by default);
-- *unfamiliar*: the image's penultimate feature (the head's input, L2-normalised) is farther, in
-  cosine distance, from every class mean of the training images' features than
-  `FAR_QUANTILE` (95%) of the run's held-out images (validation and test) are from their nearest
-  class mean. Held-out images, not training ones, set the bar: the model has memorised the latter.
+- *unfamiliar*: the image's features are farther, in cosine distance, from its `KNN_K`-th nearest
+  training image's than `FAR_QUANTILE` (95%) of the run's held-out images (validation and test) are
+  from theirs: the deep nearest-neighbour score of Sun et al. (ICML 2022), on the L2-normalised
+  spatial mean of every trunk stage's output (`image_features`), not only the head's input, as
+  Lee et al. (NeurIPS 2018) combine layers: plain images (a blank white page) sit near a class mean
+  of the last stage's features alone, not near any training image in the early stages'.
+  Held-out images, not training ones, set the bar: the model has memorised the latter.
   The bar is split conformal prediction's quantile (Vovk et al. 2005; Angelopoulos & Bates 2021):
   the ceil((n + 1) x 0.95)-th smallest of the n held-out distances, so that an image like the
   held-out ones is flagged at most 5% of the time; with fewer than 19 held-out images no such bar
@@ -37,6 +40,7 @@ import time
 import uuid
 import zipfile
 from collections import OrderedDict
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +63,9 @@ from engine.runs import load_run
 
 VARIANTS = {k: v for k, v in RUN_VARIANTS.items() if k != "start"}  # the start model is for Explain
 LOW_CONFIDENCE = 0.5  # top softmax probability under this reads "unsure"
-FAR_QUANTILE = 0.95  # farther from every class than 95% of held-out images reads "unfamiliar"
+FAR_QUANTILE = 0.95  # farther from the training images than 95% of held-out images reads "unfamiliar"
+KNN_K = 5  # the k-th nearest training image sets an image's distance (Sun et al. 2022: k = 50 of 50,000 images)
+BANK_MAX = 2048  # training images whose features are kept (a fixed random subset of more; ~8 MB for ResNet-18)
 DEFAULT_BATCH = 64
 
 ProgressFn = Callable[[int, int], None]  # (images done, images total)
@@ -160,7 +166,7 @@ class Prediction:
     probs: list[float]  # every class, in the run's class order
     unsure: bool  # top probability under the threshold
     unfamiliar: bool | None  # far from the training data; None when that could not be measured
-    distance: float | None  # cosine distance of the feature to the nearest training class mean
+    distance: float | None  # cosine distance of `image_features` to the KNN_K-th nearest training image's
     threshold: float = LOW_CONFIDENCE  # the probability under which `unsure` was set
 
     @property
@@ -170,11 +176,12 @@ class Prediction:
 
 @dataclass
 class FeatureStats:
-    """Where the run's training images sit: class means of their normalised penultimate features
-    [C, D] (float32) and the cosine distance above which an answer is "unlike the training images":
-    split conformal prediction's bar on the held-out images at `FAR_QUANTILE` (`conformal_bar`)."""
+    """Where the run's training images sit: their `image_features` [M, D] (float32, rows L2-normalised,
+    M <= `BANK_MAX`) and the cosine distance (`knn_distance`) above which an answer is "unlike the
+    training images": split conformal prediction's bar on the held-out images at `FAR_QUANTILE`
+    (`conformal_bar`)."""
 
-    class_means: torch.Tensor
+    bank: torch.Tensor
     far_distance: float  # math.inf: too few held-out images to set a bar (no image is flagged as unfamiliar)
     reference: str  # what set the bar, in words ("128 validation and test images")
 
@@ -202,21 +209,15 @@ class Predictor:
 
     @torch.no_grad()
     def forward(self, images_u8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(softmax probabilities [N, C] float32, normalised head inputs [N, D] float32), both on
-        the CPU, for uint8 images [N, 3, S, S] (one batch; callers batch). With the run's
-        eval.tta_flip the probabilities average the image's and its mirror's (`flip_average`); the
-        head inputs are the image's own."""
-        feats: list[torch.Tensor] = []
-        handle = self.model.head.register_forward_hook(lambda m, inp, out: feats.append(inp[0]))
-        try:
+        """(softmax probabilities [N, C] float32, `image_features` [N, D] float32), both on the CPU,
+        for uint8 images [N, 3, S, S] (one batch; callers batch). With the run's eval.tta_flip the
+        probabilities average the image's and its mirror's (`flip_average`); the features are the
+        image's own."""
+        with stage_outputs(self.model) as outputs:
             x = to_float(images_u8.to(self.device, non_blocking=True))
             with autocast_ctx(self.device, self.amp_dtype):
                 logits = tta_logits(self.model, x, self.cfg.eval.tta_flip)  # as the run measured its accuracy
-        finally:
-            handle.remove()
-        probs = logits.float().softmax(1)
-        f = F.normalize(feats[0].float().flatten(1), dim=1)
-        return probs.cpu(), f.cpu()
+        return logits.float().softmax(1).cpu(), image_features(outputs).cpu()
 
     def answers(self, probs: torch.Tensor, feats: torch.Tensor, top_k: int = 3,
                 threshold: float | None = None) -> list[Prediction]:
@@ -225,7 +226,7 @@ class Predictor:
         threshold = self.low_confidence if threshold is None else float(threshold)
         k = max(1, min(int(top_k), len(self.classes)))
         top_p, top_i = probs.topk(k, dim=1)
-        dist = nearest_mean_distance(feats, self.stats.class_means) if self.stats is not None else None
+        dist = knn_distance(feats, self.stats.bank) if self.stats is not None else None
         out = []
         for n in range(len(probs)):
             d = None if dist is None else float(dist[n])
@@ -271,7 +272,7 @@ class Predictor:
                          f"under {100 * prediction.threshold:.0f}%)")
         if prediction.unfamiliar:
             said = "" if prediction.unsure else f" (it says {name}, {100 * p:.0f}%)"
-            parts.append(f"the image looks unlike the training images{said}, farther from every class than "
+            parts.append(f"the image looks unlike the training images{said}, farther from them than "
                          f"{100 * FAR_QUANTILE:.0f}% of the images the model was checked on")
         if not parts:
             return None
@@ -279,16 +280,53 @@ class Predictor:
                 f"({', '.join(self.classes)}), so do not trust this answer.")
 
 
-def nearest_mean_distance(feats: torch.Tensor, class_means: torch.Tensor) -> torch.Tensor:
-    """Cosine distance [N] from normalised features [N, D] to the nearest of the normalised class
-    means [C, D] (0 = same direction, 2 = opposite)."""
-    return 1.0 - (feats @ class_means.T).max(1).values
+@contextmanager
+def stage_outputs(model: Classifier) -> Iterator[list]:
+    """Within the block, records each trunk block's output (`Classifier.trunk_blocks`) and then the
+    head's input, from the first forward pass only (the image's, not a TTA mirror's); yields that
+    list, None where a module did not run. Hooks are removed on exit."""
+    modules = [*model.trunk_blocks(), model.head]
+    seen: list = [None] * len(modules)
+
+    def keep(i: int, is_head: bool):
+        def hook(module, inputs, output):
+            if seen[i] is None:
+                seen[i] = inputs[0] if is_head else output
+        return hook
+
+    handles = [m.register_forward_hook(keep(i, m is model.head)) for i, m in enumerate(modules)]
+    try:
+        yield seen
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def image_features(outputs: list) -> torch.Tensor:
+    """An image's features at every depth [N, D] (float32, rows L2-normalised) from `stage_outputs`:
+    the spatial mean [N, C_i] of each 4-D stage output [N, C_i, H, W], each L2-normalised so that
+    every stage counts alike, concatenated (D = sum C_i: 960 for ResNet-18); for a backbone without
+    4-D stage outputs (a ViT), the head's input alone. Lee et al. (NeurIPS 2018) combine layers the
+    same way for out-of-distribution detection."""
+    *stages, head_input = outputs
+    pooled = [F.normalize(o.float().mean((2, 3)), dim=1) for o in stages
+              if isinstance(o, torch.Tensor) and o.dim() == 4]
+    return F.normalize(torch.cat(pooled, 1) if pooled else head_input.float().flatten(1), dim=1)
+
+
+def knn_distance(feats: torch.Tensor, bank: torch.Tensor, k: int = KNN_K) -> torch.Tensor:
+    """Cosine distance [N] from normalised features [N, D] to their k-th nearest row of the normalised
+    `bank` [M, D] (the M-th when M < k; 0 = same direction, 2 = opposite): the deep nearest-neighbour
+    out-of-distribution score of Sun et al. (ICML 2022), which needs no class labels."""
+    k = max(1, min(int(k), len(bank)))
+    return 1.0 - (feats @ bank.T).topk(k, dim=1).values[:, -1]
 
 
 def feature_stats(predictor: Predictor, data) -> FeatureStats | None:
-    """Class means of the training images' features and the bar for "unlike the training images":
-    `conformal_bar` of the held-out images' distances (math.inf under `far_minimum()` of them), from
-    a run's `DataSplits`; None when the training split is empty."""
+    """The training images' `image_features` (at most `BANK_MAX`, a fixed random subset of more) and
+    the bar for "unlike the training images": `conformal_bar` of the held-out images' `knn_distance`
+    (math.inf under `far_minimum()` of them), from a run's `DataSplits`; None when the training split
+    is empty."""
     if data is None or len(data.train) == 0:
         return None
 
@@ -297,14 +335,14 @@ def feature_stats(predictor: Predictor, data) -> FeatureStats | None:
             chunks = [predictor.forward(images[i:i + 256])[1] for i in range(0, len(images), 256)]
         return torch.cat(chunks) if chunks else torch.zeros(0, 1)
 
-    train = features(data.train.images)
-    means = torch.stack([train[data.train.labels == c].mean(0) if (data.train.labels == c).any()
-                         else torch.zeros(train.shape[1]) for c in range(len(data.classes))])
-    means = F.normalize(means, dim=1)
+    train = data.train.images
+    if len(train) > BANK_MAX:
+        train = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:BANK_MAX]]
+    bank = features(train)
     held_out = torch.cat([data.val.images, data.test.images])
     reference = f"{len(held_out)} validation and test images"  # never the training images: memorised, too close
-    dist = nearest_mean_distance(features(held_out), means) if len(held_out) else torch.zeros(0)
-    return FeatureStats(means, conformal_bar(dist), reference)
+    dist = knn_distance(features(held_out), bank) if len(held_out) else torch.zeros(0)
+    return FeatureStats(bank, conformal_bar(dist), reference)
 
 
 def far_minimum(level: float = FAR_QUANTILE) -> int:

@@ -154,9 +154,9 @@ def test_uploads_decode_as_in_training_and_say_what_was_done(tmp_path):
 def test_low_confidence_flags_unsure_and_unfamiliar_answers():
     p = Predictor.__new__(Predictor)  # only `answers` and `explanation`: no model needed
     p.classes, p.low_confidence = ["cat", "dog"], 0.5
-    p.stats = FeatureStats(torch.eye(2), far_distance=0.1, reference="test")
+    p.stats = FeatureStats(torch.eye(2).repeat_interleave(5, 0), far_distance=0.1, reference="test")  # 5 images a class
     probs = torch.tensor([[0.9, 0.1], [0.45, 0.55], [0.95, 0.05]])
-    feats = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.7071, 0.7071]])  # the third is between the classes
+    feats = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.7071, 0.7071]])  # the third is between the images
     sure, unsure, unfamiliar = p.answers(probs, feats, top_k=5, threshold=0.6)
     assert sure.top == [("cat", pytest.approx(0.9)), ("dog", pytest.approx(0.1))] and not sure.low_confidence
     assert p.explanation(sure) is None
@@ -193,6 +193,60 @@ def test_the_unfamiliar_bar_is_conformal_and_absent_below_19_held_out_images():
     assert "18 validation and test images, too few" in p.familiarity_note() and "at least 19" in p.familiarity_note()
     p.stats = None
     assert "could not be read" in p.familiarity_note()
+
+
+def test_the_distance_is_to_the_kth_nearest_training_image():
+    from engine.predict import KNN_K, knn_distance
+
+    bank = torch.eye(3).repeat_interleave(KNN_K, 0)  # KNN_K training images in each of three directions
+    feats = torch.tensor([[1.0, 0.0, 0.0], [0.6, 0.8, 0.0]])
+    assert torch.allclose(knn_distance(feats, bank), torch.tensor([0.0, 0.2]), atol=1e-6)
+    one_far = torch.cat([bank[:1], bank[KNN_K:]])  # a single image in the first direction: not a crowd
+    assert float(knn_distance(feats[:1], one_far)) == pytest.approx(1.0)
+    assert float(knn_distance(feats[:1], one_far, k=1)) == pytest.approx(0.0)
+    assert float(knn_distance(feats[:1], bank[:2])) == pytest.approx(0.0), "fewer images than k: the farthest"
+
+
+def test_image_features_pool_every_stage_of_the_image_itself():
+    from engine.backbones import build_model
+    from engine.predict import image_features, stage_outputs
+
+    torch.manual_seed(0)
+    model, _ = build_model("resnet18", 3, "none")
+    model.eval()
+    x = torch.rand(4, 3, 32, 32)
+    with torch.no_grad(), stage_outputs(model) as outputs:
+        model(x)
+        model(x.flip(-1))  # a TTA mirror after the image: not recorded
+    feats = image_features(outputs)
+    assert feats.shape == (4, 64 + 128 + 256 + 512) and feats.dtype == torch.float32
+    assert torch.allclose(feats.norm(dim=1), torch.ones(4), atol=1e-5)
+    with torch.no_grad(), stage_outputs(model) as alone:
+        model(x)
+    assert torch.allclose(feats, image_features(alone), atol=1e-6)
+    assert not any(m._forward_hooks for m in model.modules()), "hooks are removed"
+
+
+def test_plain_images_are_flagged_as_unlike_textures_a_model_learned(tmp_path):
+    """A blank white page, black, grey and a solid colour, against a ResNet-18 (bundled weights)
+    fine-tuned on generated textures: the features of the last stage alone put them near a class
+    (cosine distance to the nearest class mean 0.44-0.64 of the bar in this setting, on both CPU
+    precisions), so they were not flagged; every stage's k-NN distance puts them 1.2-1.6x the bar."""
+    from tools.textures import write_texture_zip
+
+    data = write_texture_zip(tmp_path / "textures.zip", n_per_class=30, image_size=64, fmt="png")
+    sets = ["eval.ood=false", "train.threads=1", "train.device=cpu"]
+    argv = ["train", "--data", str(data), "--backbone", "resnet18", "--epochs", "8", "--image-size", "64",
+            "--batch-size", "16", "--lr", "0.02", "--data-dir", str(tmp_path / "studio"), "--quiet"]
+    assert cli(argv + [a for s in sets for a in ("--set", s)]) == 0
+    (run_dir,) = list((tmp_path / "studio" / "runs").iterdir())
+    p = load_predictor(run_dir, datasets_dir=tmp_path / "studio" / "datasets")
+    assert p.familiarity_note() is None, "enough held-out images for a bar"
+    plain = torch.stack([torch.tensor(c, dtype=torch.uint8).view(3, 1, 1).expand(3, 64, 64).contiguous()
+                         for c in [(255, 255, 255), (0, 0, 0), (128, 128, 128), (30, 30, 220)]])
+    answers = p.predict(plain)
+    assert all(a.unfamiliar for a in answers), [round(a.distance / p.stats.far_distance, 2) for a in answers]
+    assert "unlike the training images" in p.explanation(answers[0])
 
 
 def test_a_blank_image_gets_a_low_confidence_flag_and_one_image_answers_fast(studio):
