@@ -65,7 +65,7 @@ VARIANTS = {k: v for k, v in RUN_VARIANTS.items() if k != "start"}  # the start 
 LOW_CONFIDENCE = 0.5  # top softmax probability under this reads "unsure"
 FAR_QUANTILE = 0.95  # farther from the training images than 95% of held-out images reads "unfamiliar"
 KNN_K = 5  # the k-th nearest training image sets an image's distance (Sun et al. 2022: k = 50 of 50,000 images)
-BANK_MAX = 2048  # training images whose features are kept (a fixed random subset of more; ~8 MB for ResNet-18)
+BANK_MAX = 2048  # training images whose features are kept (a fixed random subset of more): 8 MB for ResNet-18, 31 MB for ResNet-50
 DEFAULT_BATCH = 64
 
 ProgressFn = Callable[[int, int], None]  # (images done, images total)
@@ -282,16 +282,24 @@ class Predictor:
 
 @contextmanager
 def stage_outputs(model: Classifier) -> Iterator[list]:
-    """Within the block, records each trunk block's output (`Classifier.trunk_blocks`) and then the
-    head's input, from the first forward pass only (the image's, not a TTA mirror's); yields that
-    list, None where a module did not run. Hooks are removed on exit."""
+    """Within the block, records each trunk block's output (`Classifier.trunk_blocks`) averaged over
+    its positions, [N, C_i] float32 (None for a block whose output is not a map [N, C_i, H, W]),
+    and then the head's input [N, D], from the first forward pass only (the image's, not a TTA
+    mirror's); yields that list, None where a module did not run. Only the averages are kept, so
+    the maps are freed as usual. Hooks are removed on exit."""
     modules = [*model.trunk_blocks(), model.head]
     seen: list = [None] * len(modules)
+    done = [False] * len(modules)
 
     def keep(i: int, is_head: bool):
         def hook(module, inputs, output):
-            if seen[i] is None:
-                seen[i] = inputs[0] if is_head else output
+            if done[i]:
+                return
+            done[i] = True
+            if is_head:
+                seen[i] = inputs[0]
+            elif isinstance(output, torch.Tensor) and output.dim() == 4:
+                seen[i] = output.mean((2, 3), dtype=torch.float32)
         return hook
 
     handles = [m.register_forward_hook(keep(i, m is model.head)) for i, m in enumerate(modules)]
@@ -304,13 +312,12 @@ def stage_outputs(model: Classifier) -> Iterator[list]:
 
 def image_features(outputs: list) -> torch.Tensor:
     """An image's features at every depth [N, D] (float32, rows L2-normalised) from `stage_outputs`:
-    the spatial mean [N, C_i] of each 4-D stage output [N, C_i, H, W], each L2-normalised so that
-    every stage counts alike, concatenated (D = sum C_i: 960 for ResNet-18); for a backbone without
-    4-D stage outputs (a ViT), the head's input alone. Lee et al. (NeurIPS 2018) combine layers the
-    same way for out-of-distribution detection."""
+    each trunk stage's average [N, C_i], L2-normalised so that every stage counts alike,
+    concatenated (D = sum C_i: 960 for ResNet-18); for a backbone without map-shaped stage outputs
+    (a ViT), the head's input alone. Lee et al. (NeurIPS 2018) combine layers the same way for
+    out-of-distribution detection."""
     *stages, head_input = outputs
-    pooled = [F.normalize(o.float().mean((2, 3)), dim=1) for o in stages
-              if isinstance(o, torch.Tensor) and o.dim() == 4]
+    pooled = [F.normalize(o, dim=1) for o in stages if o is not None]
     return F.normalize(torch.cat(pooled, 1) if pooled else head_input.float().flatten(1), dim=1)
 
 

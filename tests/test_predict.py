@@ -225,6 +225,8 @@ def test_image_features_pool_every_stage_of_the_image_itself():
         model(x)
     assert torch.allclose(feats, image_features(alone), atol=1e-6)
     assert not any(m._forward_hooks for m in model.modules()), "hooks are removed"
+    head_only = image_features([None, torch.tensor([[3.0, 4.0]])])  # a ViT: no map-shaped stage outputs
+    assert torch.allclose(head_only, torch.tensor([[0.6, 0.8]]))
 
 
 def test_plain_images_are_flagged_as_unlike_textures_a_model_learned(tmp_path):
