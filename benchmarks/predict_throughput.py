@@ -2,7 +2,7 @@
 
 The engine side is `predict_folder` on a zip of image files: safe extraction, scanning, decoding as
 in training (threads, running ahead of the model), batched forward on the device, softmax, top-k,
-the low-confidence checks (probability and feature distance to the class means) and one result row
+the low-confidence checks (probability, and the k-NN feature distance to the training images) and one result row
 per image. A second engine row times `Predictor.predict` alone on the decoded tensors. The bare side
 is `model(x)` under `torch.no_grad()` in batches of the same size over the same decoded tensors
 (already in memory: decoding is not counted for it). Each round times the three back to back on
