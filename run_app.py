@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["STUDIO_DATA_DIR"] = str(Path(args.data_dir).expanduser().resolve())
     os.chdir(ROOT)  # .streamlit/config.toml is read from the working directory
     cmd = build_command(args.host, args.port, extra=extra)
-    print(f"Fine-tuning studio: http://{'localhost' if args.host in ('127.0.0.1', '0.0.0.0') else args.host}:{args.port}",
+    print(f"Fine-tuning studio: http://{'localhost' if args.host == '0.0.0.0' else args.host}:{args.port}",
           flush=True)
     if os.name == "nt":  # no exec on Windows: run it as a child and pass its exit code on
         import subprocess

@@ -421,12 +421,14 @@ def _predict(args: argparse.Namespace) -> int:
     if n <= FEW_ANSWERS:  # a few images: their answers here, not only in the CSV
         for r in result.rows:
             top = ", ".join(f"{c} {100 * p:.0f}%" for c, p in r["top"][:top_k])
-            print(f"  {r['path']}: {top}" + ("  (low confidence)" if r["low_confidence"] else ""))
-    m = result.metrics()
+            print(f"  {r['path']}: {top}" + (f"  ({r['why']})" if r["why"] else ""))
+    m, own = result.metrics(), result.own_note()
+    if own:
+        print(f"note: {own}")
     if m is not None:
         print(f"accuracy {m['accuracy']:.4f}  balanced accuracy {m['balanced_accuracy']:.4f}  "
               f"({m['labelled']} images in class folders)")
-        if _same_file(Path(args.data), predictor.cfg.data.source):
+        if not own and _same_file(Path(args.data), predictor.cfg.data.source):  # its dataset could not be read
             print("note: these are the run's own data, its training images included: this accuracy is not a test "
                   "of the model (the run's summary has its accuracy on the images it held out)")
         _print_confusion(predictor.classes, m["confusion"])
@@ -526,9 +528,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--variant", default="fine_tuned", choices=list(VARIANTS),
                     help="which of the run's models: " + "; ".join(f"{k}: {v}" for k, v in VARIANTS.items()))
     pr.add_argument("--alpha", type=float, help="WiSE-FT alpha for --variant wise (default: the run's chosen alpha)")
-    pr.add_argument("--out", default="predictions.csv", help="the CSV to write")
-    pr.add_argument("--top-k", type=int, default=3)
-    pr.add_argument("--batch-size", type=int, default=64)
+    pr.add_argument("--out", default="predictions.csv",
+                    help="the CSV to write (default: predictions.csv in the current folder; replaced if it exists)")
+    pr.add_argument("--top-k", type=int, default=3, help="how many classes to give per image, most likely first "
+                                                         "(default 3)")
+    pr.add_argument("--batch-size", type=int, default=64,
+                    help="images per forward pass (default 64; smaller needs less memory)")
     pr.add_argument("--threshold", type=float, help="flag answers whose top probability is under this (default 0.5)")
     pr.add_argument("--device", help="cpu, cuda, ... (default: the run's device)")
     pr.add_argument("--data-dir", help=DATA_DIR_HELP)

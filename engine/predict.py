@@ -12,18 +12,25 @@ One engine path that the dashboard's "Try it" page, `python -m engine predict` a
 
 Low confidence (documented measure, both parts shown to the user in plain words):
 - *unsure*: the top class's softmax probability is under `LOW_CONFIDENCE` (0.5 by default);
-- *unfamiliar*: the image's features are farther, in cosine distance, from its `KNN_K`-th nearest
-  training image's than `FAR_QUANTILE` (95%) of the run's held-out images (validation and test) are
-  from theirs: the deep nearest-neighbour score of Sun et al. (ICML 2022), on the L2-normalised
-  spatial mean of every trunk stage's output (`image_features`), not only the head's input, as
-  Lee et al. (NeurIPS 2018) combine layers: plain images (a blank white page) sit near a class mean
-  of the last stage's features alone, not near any training image in the early stages'.
+- *unfamiliar*: the image is farther from the training images than `FAR_QUANTILE` (95%) of the
+  run's held-out images (validation and test) are, by the larger of two distances, each the
+  distance to the image's `KNN_K`-th nearest training image (the deep nearest-neighbour score of
+  Sun et al., ICML 2022) divided by how far apart the training images themselves are (the median of
+  that distance among them, one left out at a time):
+  - its *content*: cosine distance of `image_features`, the L2-normalised average output of every
+    trunk stage, not only the head's input, as Lee et al. (NeurIPS 2018) combine layers (a blank
+    page sits near a class mean of the last stage's features alone);
+  - its *pixels*: Euclidean distance of `pixel_detail`, the histogram of how much neighbouring
+    pixels differ (a drawing, a screenshot or a blank page is smoother than a photo; noise is
+    grainier). A clip-art ball on grass sat among the sample's textures in every feature tried
+    (also max-pooled, channel spread and Gram matrices), and far from all of them in this one.
   Held-out images, not training ones, set the bar: the model has memorised the latter.
   The bar is split conformal prediction's quantile (Vovk et al. 2005; Angelopoulos & Bates 2021):
   the ceil((n + 1) x 0.95)-th smallest of the n held-out distances, so that an image like the
-  held-out ones is flagged at most 5% of the time; with fewer than 19 held-out images no such bar
-  exists (a plain 95% quantile of 18 images flagged 7 of a user's 46 own images, training images at
-  99% among them), and only the probability check applies. It needs the run's dataset; when that is
+  held-out ones is flagged at most 5% of the time (one bar for the larger of the two: no
+  multiple-testing loss); with fewer than 19 held-out images no such bar exists (a plain 95%
+  quantile of 18 images flagged 7 of a user's 46 own images, training images at 99% among them),
+  and only the probability check applies. It needs the run's dataset; when that is
   gone, too, only the probability check applies. Either way the page says why.
 """
 
@@ -166,8 +173,10 @@ class Prediction:
     probs: list[float]  # every class, in the run's class order
     unsure: bool  # top probability under the threshold
     unfamiliar: bool | None  # far from the training data; None when that could not be measured
-    distance: float | None  # cosine distance of `image_features` to the KNN_K-th nearest training image's
+    distance: float | None  # `FeatureStats.distance`: in units of the training images' own spacing
     threshold: float = LOW_CONFIDENCE  # the probability under which `unsure` was set
+    far_by: str | None = None  # "content" or "pixels": which distance was the larger (`FeatureStats.distance`)
+    own: str | None = None  # "training", "validation" or "test": the image is one of the run's own (same pixels)
 
     @property
     def low_confidence(self) -> bool:
@@ -176,14 +185,28 @@ class Prediction:
 
 @dataclass
 class FeatureStats:
-    """Where the run's training images sit: their `image_features` [M, D] (float32, rows L2-normalised,
-    M <= `BANK_MAX`) and the cosine distance (`knn_distance`) above which an answer is "unlike the
-    training images": split conformal prediction's bar on the held-out images at `FAR_QUANTILE`
-    (`conformal_bar`)."""
+    """Where the run's training images sit: their `image_features` [M, D] and `pixel_detail` [M, B]
+    (float32, M <= `BANK_MAX`), each distance's scale (the median k-NN distance among the training
+    images), the bar above which `distance` reads "unlike the training images" (split conformal
+    prediction's on the held-out images at `FAR_QUANTILE`, `conformal_bar`), and which split each of
+    the run's images is in, by `pixel_key`."""
 
     bank: torch.Tensor
     far_distance: float  # math.inf: too few held-out images to set a bar (no image is flagged as unfamiliar)
     reference: str  # what set the bar, in words ("128 validation and test images")
+    detail_bank: torch.Tensor | None = None  # None: the content distance alone
+    scales: tuple[float, float] = (1.0, 1.0)  # (content, pixels)
+    splits: dict[str, str] = field(default_factory=dict)  # pixel_key -> "training" | "validation" | "test"
+
+    def distance(self, feats: torch.Tensor, detail: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(distance [N] float32, pixels_larger [N] bool) for `image_features` [N, D] and `pixel_detail`
+        [N, B] (None: content only): the larger of `knn_distance(feats, bank)` and
+        `knn_distance(detail, detail_bank, metric="euclidean")`, each divided by its scale."""
+        content = knn_distance(feats, self.bank) / self.scales[0]
+        if detail is None or self.detail_bank is None:
+            return content, torch.zeros(len(content), dtype=torch.bool)
+        pixels = knn_distance(detail, self.detail_bank, metric="euclidean") / self.scales[1]
+        return torch.maximum(content, pixels), pixels > content
 
 
 class Predictor:
@@ -220,13 +243,20 @@ class Predictor:
         return logits.float().softmax(1).cpu(), image_features(outputs).cpu()
 
     def answers(self, probs: torch.Tensor, feats: torch.Tensor, top_k: int = 3,
-                threshold: float | None = None) -> list[Prediction]:
+                threshold: float | None = None, images_u8: torch.Tensor | None = None) -> list[Prediction]:
         """Predictions for the rows of `forward`'s outputs; `threshold` overrides `low_confidence` for
-        this call (sessions share one predictor, so a user's setting is passed, never stored)."""
+        this call (sessions share one predictor, so a user's setting is passed, never stored). With the
+        images themselves (uint8 [N, 3, S, S]) their pixel detail counts too, and each is looked up
+        among the run's own images."""
         threshold = self.low_confidence if threshold is None else float(threshold)
         k = max(1, min(int(top_k), len(self.classes)))
         top_p, top_i = probs.topk(k, dim=1)
-        dist = knn_distance(feats, self.stats.bank) if self.stats is not None else None
+        dist = by_pixels = None
+        if self.stats is not None:
+            dist, by_pixels = self.stats.distance(feats, None if images_u8 is None else pixel_detail(images_u8))
+        own = [None] * len(probs)
+        if self.stats is not None and images_u8 is not None and self.stats.splits:
+            own = [self.stats.splits.get(pixel_key(img)) for img in images_u8]
         out = []
         for n in range(len(probs)):
             d = None if dist is None else float(dist[n])
@@ -237,6 +267,8 @@ class Predictor:
                 unfamiliar=None if d is None or math.isinf(self.stats.far_distance) else d > self.stats.far_distance,
                 distance=d,
                 threshold=threshold,
+                far_by=None if d is None else ("pixels" if bool(by_pixels[n]) else "content"),
+                own=own[n],
             ))
         return out
 
@@ -249,7 +281,8 @@ class Predictor:
         out: list[Prediction] = []
         with self.lock:
             for i in range(0, len(images_u8), batch_size):
-                out += self.answers(*self.forward(images_u8[i:i + batch_size]), top_k, threshold)
+                batch = images_u8[i:i + batch_size]
+                out += self.answers(*self.forward(batch), top_k, threshold, images_u8=batch)
         return out
 
     def familiarity_note(self) -> str | None:
@@ -264,20 +297,71 @@ class Predictor:
         return None
 
     def explanation(self, prediction: Prediction) -> str | None:
-        """The low-confidence flag in plain words, or None when the answer looks trustworthy."""
-        parts = []
+        """The low-confidence flag and the own-image note in plain words, or None when neither applies.
+        Headed "Unfamiliar image" when the image is far from the training images (a high probability
+        then says nothing), "Low confidence" when only the probability is low."""
         name, p = prediction.top[0]
-        if prediction.unsure:
-            parts.append(f"the model is unsure (its best guess, {name}, has only {100 * p:.0f}% probability, "
-                         f"under {100 * prediction.threshold:.0f}%)")
         if prediction.unfamiliar:
-            said = "" if prediction.unsure else f" (it says {name}, {100 * p:.0f}%)"
-            parts.append(f"the image looks unlike the training images{said}, farther from them than "
-                         f"{100 * FAR_QUANTILE:.0f}% of the images the model was checked on")
-        if not parts:
-            return None
-        return ("Low confidence: " + "; and ".join(parts) + ". It may show none of the classes "
-                f"({', '.join(self.classes)}), so do not trust this answer.")
+            what = ("its pixels are unlike every training image's (how much neighbouring pixels differ: a "
+                    "drawing, a screenshot or a blank page is smoother than a photo, noise grainier)"
+                    if prediction.far_by == "pixels" else "it looks unlike the training images")
+            unsure = (f"; the model is unsure, too ({name} has only {100 * p:.0f}%, under "
+                      f"{100 * prediction.threshold:.0f}%)" if prediction.unsure else "")
+            text = (f"Unfamiliar image: {what}, farther from them than {100 * FAR_QUANTILE:.0f}% of the images the "
+                    f"model was checked on{unsure}. The model always answers with one of its classes (it says "
+                    f"{name}, {100 * p:.0f}%), but this image may show none of them ({', '.join(self.classes)}), "
+                    "so do not trust this answer.")
+        elif prediction.unsure:
+            second = (f"; next, {prediction.top[1][0]} {100 * prediction.top[1][1]:.0f}%"
+                      if len(prediction.top) > 1 else "")
+            text = (f"Low confidence: the model is unsure (its best guess, {name}, has only {100 * p:.0f}% "
+                    f"probability, under {100 * prediction.threshold:.0f}%{second}). It may be torn between "
+                    "similar classes, or the image may show none of them; check it yourself.")
+        else:
+            text = None
+        own = own_image_note(prediction.own)
+        return own if text is None else (text + (" " + own if own else ""))
+
+    @staticmethod
+    def short_reason(prediction: Prediction) -> str:
+        """A few words for a table or a printed line: "unfamiliar (pixels)", "unsure (44%)", "a training
+        image of this run", joined by "; "; empty when none applies."""
+        parts = []
+        if prediction.unfamiliar:
+            parts.append("unfamiliar" + (" (pixels)" if prediction.far_by == "pixels" else ""))
+        if prediction.unsure:
+            parts.append(f"unsure ({100 * prediction.top[0][1]:.0f}%)")
+        if prediction.own:
+            parts.append(f"a {prediction.own} image of this run")
+        return "; ".join(parts)
+
+
+OWN_WORDS = {"training": "one of the run's training images: the model learned from it, so its answer says "
+                         "little about new images",
+             "validation": "one of the run's validation images (it chose the best epoch, not the weights)",
+             "test": "one of the run's test images (held out: the model never trained on it)"}
+
+
+def own_image_note(split: str | None) -> str | None:
+    """"This is one of the run's training images: ..." for a `Prediction.own` split; None for None."""
+    return f"This is {OWN_WORDS[split]}." if split in OWN_WORDS else None
+
+
+def own_images_note(splits: Sequence[str | None]) -> str | None:
+    """For a set of predicted images, how many are the run's own and what that means for their
+    accuracy, in plain words; None when none is."""
+    counts = {k: sum(1 for s in splits if s == k) for k in OWN_WORDS}
+    own = sum(counts.values())
+    if not own:
+        return None
+    if len(splits) == 1:
+        return own_image_note(splits[0])
+    which = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+    if counts["training"]:
+        meaning = "the model learned from its training images, so an accuracy over them is not a test of the model"
+    else:
+        meaning = "none is a training image, so they test the model like the run's own held-out images"
+    return f"{own} of these {len(splits)} images are the run's own ({which}): {meaning}."
 
 
 @contextmanager
@@ -321,19 +405,58 @@ def image_features(outputs: list) -> torch.Tensor:
     return F.normalize(torch.cat(pooled, 1) if pooled else head_input.float().flatten(1), dim=1)
 
 
-def knn_distance(feats: torch.Tensor, bank: torch.Tensor, k: int = KNN_K) -> torch.Tensor:
-    """Cosine distance [N] from normalised features [N, D] to their k-th nearest row of the normalised
-    `bank` [M, D] (the M-th when M < k; 0 = same direction, 2 = opposite): the deep nearest-neighbour
-    out-of-distribution score of Sun et al. (ICML 2022), which needs no class labels."""
-    k = max(1, min(int(k), len(bank)))
-    return 1.0 - (feats @ bank.T).topk(k, dim=1).values[:, -1]
+def knn_distance(feats: torch.Tensor, bank: torch.Tensor, k: int = KNN_K, metric: str = "cosine",
+                 leave_self_out: bool = False) -> torch.Tensor:
+    """Distance [N] from features [N, D] to their k-th nearest row of `bank` [M, D] (the M-th when
+    M < k): the deep nearest-neighbour out-of-distribution score of Sun et al. (ICML 2022), which
+    needs no class labels. metric "cosine" (rows L2-normalised: 0 = same direction, 2 = opposite) or
+    "euclidean". With `leave_self_out`, `feats` is `bank` and each row's own match is skipped.
+    Raises ValueError for another metric."""
+    if metric == "cosine":
+        dist = 1.0 - feats @ bank.T
+    elif metric == "euclidean":
+        dist = torch.cdist(feats, bank)
+    else:
+        raise ValueError(f"metric must be 'cosine' or 'euclidean', got {metric!r}")
+    if leave_self_out:
+        dist = dist.fill_diagonal_(math.inf)
+    k = max(1, min(int(k), bank.shape[0] - int(leave_self_out)))
+    return dist.topk(k, dim=1, largest=False).values[:, -1]
+
+
+DETAIL_EDGES = (0, 1, 2, 4, 8, 16, 32, 64, 128)  # grey-level steps between neighbouring pixels (0-255 scale)
+
+
+def pixel_detail(images_u8: torch.Tensor) -> torch.Tensor:
+    """How much neighbouring pixels differ [N, B] float32, B = len(DETAIL_EDGES), for uint8 images
+    [N, 3, S, S]: the histogram of the grey image's gradient magnitude (forward differences, 0-255
+    scale) in the bins DETAIL_EDGES (the last open-ended), as the square roots of its fractions so that
+    Euclidean distance is the Hellinger distance (x sqrt 2) between two histograms. A blank page puts
+    everything in the first bin, a drawing nearly everything, a photo spreads, noise sits high."""
+    grey = images_u8.float().mean(1)
+    dx = grey[:, :-1, 1:] - grey[:, :-1, :-1]
+    dy = grey[:, 1:, :-1] - grey[:, :-1, :-1]
+    steps = torch.sqrt(dx * dx + dy * dy).flatten(1)
+    edges = torch.tensor(DETAIL_EDGES[1:], dtype=steps.dtype)
+    bins = torch.bucketize(steps, edges, right=True)  # 0 .. len(DETAIL_EDGES) - 1
+    counts = torch.zeros(len(images_u8), len(DETAIL_EDGES)).scatter_add_(1, bins, torch.ones_like(steps))
+    return (counts / steps.shape[1]).sqrt()
+
+
+def pixel_key(image_u8: torch.Tensor) -> str:
+    """A digest of one decoded image's pixels (uint8 [3, S, S]; hashlib's BLAKE2b, 128 bits): equal
+    for the same file decoded at the same size, so a user's image is found among a run's own."""
+    import hashlib
+
+    return hashlib.blake2b(image_u8.contiguous().cpu().numpy().tobytes(), digest_size=16).hexdigest()
 
 
 def feature_stats(predictor: Predictor, data) -> FeatureStats | None:
-    """The training images' `image_features` (at most `BANK_MAX`, a fixed random subset of more) and
-    the bar for "unlike the training images": `conformal_bar` of the held-out images' `knn_distance`
-    (math.inf under `far_minimum()` of them), from a run's `DataSplits`; None when the training split
-    is empty."""
+    """Where the training images sit (`FeatureStats`), from a run's `DataSplits`: the training images'
+    `image_features` and `pixel_detail` (at most `BANK_MAX`, a fixed random subset of more), each
+    distance's scale (median leave-one-out k-NN distance among them), the bar (`conformal_bar` of the
+    held-out images' `FeatureStats.distance`; math.inf under `far_minimum()` of them) and the split of
+    every image of the run by `pixel_key`. None when the training split is empty."""
     if data is None or len(data.train) == 0:
         return None
 
@@ -345,11 +468,19 @@ def feature_stats(predictor: Predictor, data) -> FeatureStats | None:
     train = data.train.images
     if len(train) > BANK_MAX:
         train = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:BANK_MAX]]
-    bank = features(train)
+    bank, detail = features(train), pixel_detail(train)
+    scales = (1.0, 1.0)
+    if len(train) > 1:  # a single image has no neighbour to measure a spacing by
+        scales = tuple(max(float(knn_distance(x, x, metric=m, leave_self_out=True).median()), 1e-6)
+                       for x, m in ((bank, "cosine"), (detail, "euclidean")))
+    splits = {pixel_key(img): name for name, part in (("test", data.test), ("validation", data.val),
+                                                      ("training", data.train)) for img in part.images}
+    stats = FeatureStats(bank, math.inf, "", detail, scales, splits)
     held_out = torch.cat([data.val.images, data.test.images])
-    reference = f"{len(held_out)} validation and test images"  # never the training images: memorised, too close
-    dist = knn_distance(features(held_out), bank) if len(held_out) else torch.zeros(0)
-    return FeatureStats(bank, conformal_bar(dist), reference)
+    stats.reference = f"{len(held_out)} validation and test images"  # never the training images: memorised
+    if len(held_out):
+        stats.far_distance = conformal_bar(stats.distance(features(held_out), pixel_detail(held_out))[0])
+    return stats
 
 
 def far_minimum(level: float = FAR_QUANTILE) -> int:
@@ -501,7 +632,7 @@ class FolderResult:
 
     classes: list[str]
     variant: str
-    rows: list[dict] = field(default_factory=list)  # path, true (or None), top-k, low_confidence, reason
+    rows: list[dict] = field(default_factory=list)  # path, true, top, low_confidence, reason, distance, why, own
     skipped: list[SkippedFile] = field(default_factory=list)
     unknown_folders: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -509,6 +640,10 @@ class FolderResult:
     @property
     def images_per_sec(self) -> float:
         return len(self.rows) / self.seconds if self.seconds > 0 else 0.0
+
+    def own_note(self) -> str | None:
+        """`own_images_note` for these images: how many are the run's own, in plain words."""
+        return own_images_note([r.get("own") for r in self.rows])
 
     def metrics(self) -> dict | None:
         """{accuracy, balanced_accuracy, confusion [C x C] (rows true, columns predicted), labelled}
@@ -623,7 +758,8 @@ def predict_folder(predictor: Predictor, source: Path, work_dir: Path | None = N
                 lab = labels[i]
                 result.rows.append({"path": items[i][0], "true": None if lab is None else predictor.classes[lab],
                                     "top": a.top, "low_confidence": a.low_confidence,
-                                    "reason": predictor.explanation(a) or "", "distance": a.distance})
+                                    "reason": predictor.explanation(a) or "", "distance": a.distance,
+                                    "why": predictor.short_reason(a), "own": a.own})
             if progress is not None:
                 progress(done, len(items))
         result.seconds = time.perf_counter() - t0

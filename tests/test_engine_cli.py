@@ -213,13 +213,24 @@ def test_the_command_line_uses_the_dashboards_folder_and_says_when_a_source_is_m
     one = cli("predict", "--run", run_id, "--data", str(photos / "one.png"), "--out", str(tmp_path / "one.csv"))
     assert one.returncode == 0 and "1 image predicted" in one.stdout, one.stderr  # one image file is enough
     assert re.search(r"^  one\.png: (red|green|stripes) \d+%, ", one.stdout, re.M), "a few images: answered here too"
+    # a copy of one of the run's images, out of its zip: found by its pixels
+    assert re.search(r"one\.png: .*\(.*a (training|validation|test) image of this run\)", one.stdout), one.stdout
+    assert re.search(r"note: This is one of the run's (training|validation|test) images", one.stdout), one.stdout
     short = cli("predict", "--run", run_id[-6:], "--data", str(photos / "one.png"), "--out", str(tmp_path / "s.csv"))
     assert short.returncode == 0, short.stderr  # the end of the id
     unknown = cli("predict", "--run", "zzzzzz", "--data", str(photos / "one.png"), "--out", str(tmp_path / "u.csv"))
     assert unknown.returncode == 2 and "see `python -m engine runs`" in unknown.stderr, unknown.stderr
     own = cli("predict", "--run", run_id, "--data", str(tiny_zip), "--out", str(tmp_path / "own.csv"))
-    assert own.returncode == 0 and "the run's own data, its training images included" in own.stdout, own.stdout
-    assert "training images included" not in predicted.stdout, "other images: no such note"
+    assert own.returncode == 0, own.stderr
+    assert re.search(r"note: (\d+) of these \1 images are the run's own \(\d+ training, \d+ validation, \d+ test\): "
+                     r"the model learned from its training images, so an accuracy over them is not a test", own.stdout)
+    other = photos / "new.png"
+    from conftest import tiny_image
+
+    tiny_image("red", 777).save(other)
+    (photos / "one.png").unlink()
+    fresh = cli("predict", "--run", run_id, "--data", str(photos), "--out", str(tmp_path / "f.csv"))
+    assert fresh.returncode == 0 and "note:" not in fresh.stdout, "other images: no such note"
     config = tmp_path / "gone.yaml"
     config.write_text(f"data:\n  source: {upload_ref('ab' * 32)}\n")
     gone = cli("train", "--config", str(config))

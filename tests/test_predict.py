@@ -163,8 +163,11 @@ def test_low_confidence_flags_unsure_and_unfamiliar_answers():
     assert unsure.unsure and not unsure.unfamiliar and "only 55% probability, under 60%" in p.explanation(unsure)
     assert unfamiliar.unfamiliar and not unfamiliar.unsure
     assert unfamiliar.distance == pytest.approx(1 - 0.7071, abs=1e-4)
-    assert "unlike the training images" in p.explanation(unfamiliar) and "cat, dog" in p.explanation(unfamiliar)
-    assert "(it says cat, 95%)" in p.explanation(unfamiliar)  # the answer it flags is named
+    assert p.explanation(unfamiliar).startswith("Unfamiliar image: it looks unlike the training images")
+    assert "cat, dog" in p.explanation(unfamiliar)
+    assert "it says cat, 95%" in p.explanation(unfamiliar)  # the answer it flags is named
+    assert "next, cat 45%" in p.explanation(unsure)
+    assert p.short_reason(unfamiliar) == "unfamiliar" and p.short_reason(unsure) == "unsure (55%)"
     assert p.explanation(unsure).startswith("Low confidence: the model is unsure (its best guess, dog, ")
     assert p.explanation(unsure).count(":") == 1, "one colon"
     assert p.familiarity_note() is None
@@ -229,12 +232,17 @@ def test_image_features_pool_every_stage_of_the_image_itself():
     assert torch.allclose(head_only, torch.tensor([[0.6, 0.8]]))
 
 
-def test_plain_images_are_flagged_as_unlike_textures_a_model_learned(tmp_path):
-    """A blank white page, black, grey and a solid colour, against a ResNet-18 (bundled weights)
-    fine-tuned on generated textures: the features of the last stage alone put them near a class
-    (cosine distance to the nearest class mean 0.44-0.64 of the bar in this setting, on both CPU
-    precisions), so they were not flagged; every stage's k-NN distance puts them 1.2-1.6x the bar."""
-    from tools.textures import write_texture_zip
+def test_plain_images_and_a_drawing_are_flagged_as_unlike_textures_a_model_learned(tmp_path):
+    """A ResNet-18 (bundled weights) fine-tuned on generated textures. Blank white, black, grey and a
+    solid colour, and a drawing (a red ball on grass under the sky), are flagged as unfamiliar; new
+    textures of the same kind mostly are not. The content distance alone sets the plain images
+    apart from every new texture (the last stage's class means had put them at 0.44-0.64 of that
+    score's bar, on both CPU precisions); the drawing is set apart by its pixel detail (in every
+    feature tried it sat among the textures)."""
+    from PIL import ImageDraw
+
+    from engine.predict import knn_distance
+    from tools.textures import make_texture_images, write_texture_zip
 
     data = write_texture_zip(tmp_path / "textures.zip", n_per_class=30, image_size=64, fmt="png")
     sets = ["eval.ood=false", "train.threads=1", "train.device=cpu"]
@@ -246,9 +254,19 @@ def test_plain_images_are_flagged_as_unlike_textures_a_model_learned(tmp_path):
     assert p.familiarity_note() is None, "enough held-out images for a bar"
     plain = torch.stack([torch.tensor(c, dtype=torch.uint8).view(3, 1, 1).expand(3, 64, 64).contiguous()
                          for c in [(255, 255, 255), (0, 0, 0), (128, 128, 128), (30, 30, 220)]])
-    answers = p.predict(plain)
-    assert all(a.unfamiliar for a in answers), [round(a.distance / p.stats.far_distance, 2) for a in answers]
-    assert "unlike the training images" in p.explanation(answers[0])
+    drawing = Image.new("RGB", (300, 200), (135, 206, 235))
+    pen = ImageDraw.Draw(drawing)
+    pen.rectangle([0, 140, 300, 200], fill=(34, 139, 34))
+    pen.ellipse([110, 40, 190, 120], fill=(255, 0, 0))
+    ball, _ = decode_bytes(png_bytes(drawing), "ball.png", 64)
+    fresh, _ = make_texture_images(6, 64, seed=7)  # 48 new textures
+    answers = p.predict(torch.cat([plain, ball[None], fresh]))
+    assert all(a.unfamiliar for a in answers[:5]), [round(a.distance / p.stats.far_distance, 2) for a in answers]
+    assert answers[4].far_by == "pixels" and p.short_reason(answers[4]).startswith("unfamiliar (pixels)")
+    assert p.explanation(answers[4]).startswith("Unfamiliar image: its pixels are unlike every training image's")
+    assert sum(bool(a.unfamiliar) for a in answers[5:]) <= 8, "new textures: about 1 in 20 flagged"
+    content = knn_distance(p.forward(torch.cat([plain, fresh]))[1], p.stats.bank)
+    assert content[:4].min() > content[4:].max(), "every stage's features alone set plain images apart"
 
 
 def test_a_blank_image_gets_a_low_confidence_flag_and_one_image_answers_fast(studio):
@@ -259,7 +277,7 @@ def test_a_blank_image_gets_a_low_confidence_flag_and_one_image_answers_fast(stu
     t0 = time.perf_counter()
     (answer,) = p.predict(blank[None])
     assert time.perf_counter() - t0 < 1.0
-    assert answer.low_confidence and p.explanation(answer).startswith("Low confidence")
+    assert answer.unfamiliar and p.explanation(answer).startswith("Unfamiliar image")
 
 
 # ---- folders and the CLI -------------------------------------------------------------------------------

@@ -80,7 +80,7 @@ def test_an_uploaded_image_gets_top_k_bars_and_a_blank_one_is_flagged(run):
     at.file_uploader(key="try_files").set_value([("blank.png", png(blank), "image/png")])
     at.run()
     no_problems(at)
-    assert any(w.startswith("Low confidence") for w in texts(at.warning)), texts(at.warning)
+    assert any(w.startswith("Unfamiliar image") for w in texts(at.warning)), texts(at.warning)
 
     at.file_uploader(key="try_files").set_value([("phone.heic", b"\x00\x00\x00\x18ftypheic", "image/heic"),
                                                   ("blank.png", png(blank), "image/png")])
@@ -191,6 +191,33 @@ def test_a_zip_of_class_folders_gives_a_table_accuracy_and_a_csv(run):
     assert "Accuracy" in labels and "Balanced accuracy" in labels
     assert any("1 file skipped" in str(e.label) for e in at.expander)
     assert any("6 images" in m for m in texts(at.markdown))
+    assert not any("the run's own" in i for i in texts(at.info)), "new images: no own-image note"
+    assert "note" in df.columns and "low confidence" not in df.columns, "a reason in words, not a bare tick"
+
+
+def test_the_runs_own_images_are_recognised_one_by_one_and_in_a_zip(run):
+    """A copy of one of the run's images (same pixels once decoded) is named as such: alone, and as
+    part of a zip, where the accuracy over them is said not to be a test when training images are in."""
+    at = open_page(run)
+    at.radio(key="try_source").set_value("Upload images").run()  # the page keeps the last source chosen
+    at.file_uploader(key="try_files").set_value([("red 0.png", png(tiny_image("red", 0)), "image/png")])
+    at.run()
+    no_problems(at)
+    said = texts(at.caption) + texts(at.warning)
+    assert any(re.search(r"This is one of the run's (training|validation|test) images", t) for t in said), said
+    at.radio(key="try_source").set_value("A zip of images").run()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for c in TINY_CLASSES:
+            for i in range(20):  # the whole dataset, out of the zip it came in
+                zf.writestr(f"{c}/{i}.png", png(tiny_image(c, i)))
+    at.file_uploader(key="try_zip").set_value(("my copy.zip", buf.getvalue(), "application/zip")).run()
+    no_problems(at)
+    (note,) = [i for i in texts(at.info) if "the run's own" in i]
+    assert re.match(r"60 of these 60 images are the run's own \(\d+ training, \d+ validation, \d+ test\): the "
+                    r"model learned from its training images, so an accuracy over them is not a test", note), note
+    (df,) = [d.value for d in at.dataframe if "confidence" in d.value.columns]
+    assert df["note"].str.contains("image of this run").all()
 
 
 def test_top_k_chart_is_a_pure_builder_with_bars_sorted_by_rank_and_the_threshold_rule():

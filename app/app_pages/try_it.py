@@ -29,7 +29,7 @@ from app.app_pages.explain import colour_bar, map_caption, overlay, upscale
 from app.claims_view import LUCK_MARK, at_chance
 from engine.errors import StudioError
 from engine.explain import ATTRIBUTIONS
-from engine.predict import LOW_CONFIDENCE
+from engine.predict import LOW_CONFIDENCE, own_image_note
 
 RUN_KEY = "try_run"
 SOURCE_KEY = "try_source"
@@ -124,15 +124,22 @@ def model_picker(rec, variants: dict[str, str], slot: str, default: str, alpha: 
 
 # ---- one image -----------------------------------------------------------------------------------------
 
+def framed(picture: np.ndarray) -> np.ndarray:
+    """uint8 [H, W, 3] with a 1-pixel grey frame around it, [H + 2, W + 2, 3]: a white picture stays
+    visible on the white page."""
+    return np.pad(picture, ((1, 1), (1, 1), (0, 0)), constant_values=160)
+
+
 def verdict(p, answer) -> None:
     """The low-confidence flag in plain words, or a short line with the answer (neutral colour: the
     page does not know the true class of the user's image)."""
-    text = p.explanation(answer)
-    if text:
-        st.warning(text, icon=":material/help:")
+    if answer.low_confidence:
+        st.warning(p.explanation(answer), icon=":material/help:")  # the own-image note included
     else:
         name, prob = answer.top[0]  # the model's answer, not a verdict: no green tick (it read as "correct")
         st.info(f"It says **{state.md_text(name)}** ({100 * prob:.0f}%)", icon=":material/label:")
+        if own_image_note(answer.own):
+            st.caption(":material/info: " + own_image_note(answer.own))
     note = p.familiarity_note()
     if note:
         st.caption(note)
@@ -180,7 +187,7 @@ def image_result(run_dir: str, ds: str, models: list, name: str, data: bytes, th
         return False
     image, notes = got.value
     cols = st.columns([1] + [2] * len(models))
-    cols[0].image(upscale(image.transpose(1, 2, 0), DISPLAY_PX), caption=f"{name} (as the model sees it)",
+    cols[0].image(framed(upscale(image.transpose(1, 2, 0), DISPLAY_PX)), caption=f"{name} (as the model sees it)",
                   width=DISPLAY_PX)
     with cols[0].expander("What was done to the image"):
         st.markdown("\n".join(f"- {n}" for n in notes) or "- decoded as in training")
@@ -218,11 +225,12 @@ def csv_text(result, top_k: int) -> str:
 
 
 def table(result) -> pd.DataFrame:
-    """One row per image, least confident first: a table to sort by any column (confidence in percent)."""
+    """One row per image, least confident first: a table to sort by any column (confidence in percent;
+    "note": why an answer is flagged, or that the image is one of the run's own, in a few words)."""
     rows = [{"file": r["path"], "true class": r["true"] or "", "predicted": r["top"][0][0],
-             "confidence": 100 * r["top"][0][1], "low confidence": r["low_confidence"],
+             "confidence": 100 * r["top"][0][1], "note": r.get("why", ""),
              "others": ", ".join(f"{c} {100 * p:.0f}%" for c, p in r["top"][1:])} for r in result.rows]
-    df = pd.DataFrame(rows, columns=["file", "true class", "predicted", "confidence", "low confidence", "others"])
+    df = pd.DataFrame(rows, columns=["file", "true class", "predicted", "confidence", "note", "others"])
     if not (df["true class"] != "").any():
         df = df.drop(columns=["true class"])
     return df.sort_values("confidence", kind="stable").reset_index(drop=True)
@@ -268,6 +276,8 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
     st.markdown(f"**{len(res.rows)} images** predicted by *{p.label}* at {res.images_per_sec:.0f} images/s; "
                 f"{low} with low confidence; {state.plural(len(res.skipped), 'file')} skipped.")
     metrics = res.metrics()
+    if res.own_note():
+        st.info(res.own_note(), icon=":material/info:")
     if metrics is not None:
         c1, c2, c3 = st.columns(3)
         c1.metric("Accuracy", f"{100 * metrics['accuracy']:.1f}%")
