@@ -6,15 +6,18 @@ above split conformal prediction's 95% bar set on the run's validation images on
 images, unseen by the bar, measure the false-flag rate):
 
 - *class means, last stage*: cosine distance of the head's input to the nearest class mean of the
-  training images' (the studio's score before this benchmark);
-- *k-NN, every stage*: `engine.predict.knn_distance` of `engine.predict.image_features` (the
-  studio's score now: the k-th nearest training image's distance, Sun et al. 2022, on every trunk
-  stage's pooled output).
+  training images' (the studio's first score);
+- *k-NN, every stage*: `engine.predict.knn_distance` of `engine.predict.image_features` (the k-th
+  nearest training image's distance, Sun et al. 2022, on every trunk stage's pooled output);
+- *k-NN, every stage + pixel detail*: `engine.predict.FeatureStats.distance`, the studio's score
+  now: the larger of the above and the k-NN distance of `engine.predict.pixel_detail`, each in units
+  of the training images' own spacing.
 
-Features are computed in float32 for both scores. Images scored: the test split (in distribution: about 5% should be flagged); 16 plain images (12
-solid colours, white, black and greys among them, and 4 smooth gradients), which show none of the
-classes; 64 images of uniform noise; 200 of scikit-learn's handwritten digits (another dataset;
-skipped without scikit-learn, a benchmark-only dependency).
+Features are computed in float32 for every score. Images scored: the test split (in distribution:
+about 5% should be flagged); 16 plain images (12 solid colours, white, black and greys among them,
+and 4 smooth gradients) and 16 drawings (a ball on grass under the sky, in several colours and
+places), which show none of the classes; 64 images of uniform noise; 200 of scikit-learn's
+handwritten digits (another dataset; skipped without scikit-learn, a benchmark-only dependency).
 
     python benchmarks/unfamiliar.py [--seeds 0 1 2]
 """
@@ -32,7 +35,10 @@ import torch.nn.functional as F
 from common import table
 from first_model import NEW, one_run
 
-from engine.predict import conformal_bar, image_features, knn_distance, load_variant, stage_outputs
+from PIL import Image, ImageDraw
+
+from engine.predict import (FeatureStats, conformal_bar, image_features, knn_distance, load_variant, pixel_detail,
+                            stage_outputs)
 from engine.run_data import prepare_data
 
 
@@ -47,6 +53,22 @@ def plain_images(size: int) -> torch.Tensor:
                          torch.full((size, size), 128, dtype=torch.uint8)]),
             (255 - ramp).view(1, 1, size).expand(3, size, size)]
     return torch.stack([o.contiguous() for o in out])
+
+
+def drawings(size: int, n: int = 16) -> torch.Tensor:
+    """n clip-art pictures uint8 [n, 3, size, size]: a ball on grass under the sky, colours and places
+    varying (drawn at 200 px with PIL, then resized like an upload)."""
+    rng = np.random.default_rng(0)
+    out = []
+    for _ in range(n):
+        sky, grass, ball = (tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(3))
+        img = Image.new("RGB", (200, 200), sky)
+        pen = ImageDraw.Draw(img)
+        pen.rectangle([0, int(rng.integers(110, 170)), 200, 200], fill=grass)
+        x, y, r = (int(v) for v in rng.integers([40, 40, 15], [160, 120, 50]))
+        pen.ellipse([x - r, y - r, x + r, y + r], fill=ball)
+        out.append(torch.from_numpy(np.asarray(img.resize((size, size), Image.BILINEAR))).permute(2, 0, 1))
+    return torch.stack(out)
 
 
 def digit_images(size: int, n: int = 200) -> torch.Tensor | None:
@@ -78,20 +100,26 @@ def flag_rates(run_dir: Path, work: Path, seed: int) -> dict[str, dict[str, floa
     data = prepare_data(cfg, work)
     size = int(cfg.data.image_size)
     noise = torch.randint(0, 256, (64, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
-    sets = {"test (in distribution)": data.test.images, "plain images": plain_images(size), "uniform noise": noise}
+    sets = {"test (in distribution)": data.test.images, "plain images": plain_images(size),
+            "drawings": drawings(size), "uniform noise": noise}
     digits = digit_images(size)
     if digits is not None:
         sets["handwritten digits"] = digits
     train_last, train_every = both_features(model, data.train.images)
     y, classes = data.train.labels, len(data.classes)
     means = F.normalize(torch.stack([train_last[y == c].mean(0) for c in range(classes)]), dim=1)
-    scores = {"class means, last stage": lambda f: 1.0 - (f[0] @ means.T).max(1).values,
-              "k-NN, every stage": lambda f: knn_distance(f[1], train_every)}
-    val = both_features(model, data.val.images)
+    detail = pixel_detail(data.train.images)
+    scales = tuple(float(knn_distance(x, x, metric=m, leave_self_out=True).median())
+                   for x, m in ((train_every, "cosine"), (detail, "euclidean")))
+    studio = FeatureStats(train_every, 0.0, "", detail, scales)  # the studio's FeatureStats.distance
+    scores = {"class means, last stage": lambda f, x: 1.0 - (f[0] @ means.T).max(1).values,
+              "k-NN, every stage": lambda f, x: knn_distance(f[1], train_every),
+              "k-NN, every stage + pixel detail": lambda f, x: studio.distance(f[1], pixel_detail(x))[0]}
     out = {}
     for name, score in scores.items():
-        bar = conformal_bar(score(val))
-        out[name] = {s: float((score(both_features(model, imgs)) > bar).float().mean()) for s, imgs in sets.items()}
+        bar = conformal_bar(score(both_features(model, data.val.images), data.val.images))
+        out[name] = {s: float((score(both_features(model, imgs), imgs) > bar).float().mean())
+                     for s, imgs in sets.items()}
     return out
 
 
