@@ -746,6 +746,13 @@ def run_labels(recs: list[Any], with_status: bool = True, compact: bool = False,
     return {r.id: labels[r.id] for r in recs}
 
 
+def without_dataset(labels: dict[str, str], datasets: dict[str, str]) -> dict[str, str]:
+    """The Compare table's run labels without the " on <dataset>" that default run names end with (the
+    table names the dataset in its own column or above it), unless two labels would then read the same."""
+    short = {i: re.sub(rf" on {re.escape(datasets[i])}(?=( \(\d+\))?( · \w+)?$)", "", label) for i, label in labels.items()}
+    return short if len(set(short.values())) == len(short) else labels
+
+
 def watched_run(engine: Engine) -> str | None:
     """The run this tab follows: the one it started, else the running one, else the newest."""
     wanted = st.session_state.get(WATCH_KEY)

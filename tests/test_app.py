@@ -583,6 +583,20 @@ def test_scaled_fields_round_trip_between_stored_and_shown_units():
     assert field_info("toy", ToyConfig, "mode").choices == ("soft", "hard")
 
 
+def test_the_compare_table_leaves_the_dataset_out_of_run_labels_unless_that_makes_two_alike():
+    from app.state import without_dataset
+
+    labels = {"a": "11:24 · Quick demo (ResNet-18) on sample textures", "b": "11:30 · My run on leaves.zip (2) · stopped",
+              "c": "11:31 · Quick demo (ResNet-18) on sample textures · failed"}
+    data = {"a": "sample textures", "b": "leaves.zip", "c": "sample textures"}
+    assert without_dataset(labels, data) == {"a": "11:24 · Quick demo (ResNet-18)", "b": "11:30 · My run (2) · stopped",
+                                             "c": "11:31 · Quick demo (ResNet-18) · failed"}
+    same_minute = {"a": "11:24 · Quick demo on x.zip", "b": "11:24 · Quick demo on y.zip"}
+    assert without_dataset(same_minute, {"a": "x.zip", "b": "y.zip"}) == same_minute, "they would read the same"
+    named = {"a": "11:24 · trip on sample textures day"}  # the words in the middle of a user's name stay
+    assert without_dataset(named, {"a": "sample textures"}) == named
+
+
 def test_run_labels_use_names_and_start_times_and_number_runs_that_would_read_the_same():
     import time
 

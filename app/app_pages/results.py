@@ -440,8 +440,9 @@ def compare(engine, runs) -> None:
         return
     rows, curves = [], {}
     by_id = {r.id: r for r in candidates}
+    short = state.without_dataset({i: labels[i] for i in chosen}, {i: state.dataset_name(by_id[i].config) for i in chosen})
     for run_id in chosen:
-        row, curves[labels[run_id]] = compare_row(engine, by_id[run_id], labels[run_id])
+        row, curves[short[run_id]] = compare_row(engine, by_id[run_id], short[run_id])
         rows.append(row)
     table = charts.compare_table(rows)
     datasets_used = list(dict.fromkeys(table["dataset"]))
