@@ -407,10 +407,9 @@ def _predict(args: argparse.Namespace) -> int:
                                 progress, args.threshold)
     top_k = min(args.top_k, len(predictor.classes))
     out = write_csv(result, Path(args.out), top_k)
-    low = sum(r["low_confidence"] for r in result.rows)
     n = len(result.rows)
     print(f"{n} image{'' if n == 1 else 's'} predicted in {result.seconds:.1f}s ({result.images_per_sec:.1f} img/s); "
-          f"{low} with low confidence; predictions: {out}")
+          f"answers flagged: {result.flag_words()}; predictions: {out}")
     if result.skipped:
         print(f"{len(result.skipped)} file{'' if len(result.skipped) == 1 else 's'} skipped:")
         for s in result.skipped:
@@ -426,7 +425,7 @@ def _predict(args: argparse.Namespace) -> int:
     if own:
         print(f"note: {own}")
     if m is not None:
-        print(f"accuracy {m['accuracy']:.4f}  balanced accuracy {m['balanced_accuracy']:.4f}  "
+        print(f"accuracy {100 * m['accuracy']:.1f}%  balanced accuracy {100 * m['balanced_accuracy']:.1f}%  "
               f"({m['labelled']} images in class folders)")
         if not own and _same_file(Path(args.data), predictor.cfg.data.source):  # its dataset could not be read
             print("note: these are the run's own data, its training images included: this accuracy is not a test "

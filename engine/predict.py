@@ -12,25 +12,27 @@ One engine path that the dashboard's "Try it" page, `python -m engine predict` a
 
 Low confidence (documented measure, both parts shown to the user in plain words):
 - *unsure*: the top class's softmax probability is under `LOW_CONFIDENCE` (0.5 by default);
-- *unfamiliar*: the image is farther from the training images than `FAR_QUANTILE` (95%) of the
-  run's held-out images (validation and test) are, by the larger of two distances, each the
-  distance to the image's `KNN_K`-th nearest training image (the deep nearest-neighbour score of
-  Sun et al., ICML 2022) divided by how far apart the training images themselves are (the median of
-  that distance among them, one left out at a time):
-  - its *content*: cosine distance of `image_features`, the L2-normalised average output of every
-    trunk stage, not only the head's input, as Lee et al. (NeurIPS 2018) combine layers (a blank
-    page sits near a class mean of the last stage's features alone);
-  - its *pixels*: Euclidean distance of `pixel_detail`, the histogram of how much neighbouring
-    pixels differ (a drawing, a screenshot or a blank page is smoother than a photo; noise is
-    grainier). A clip-art ball on grass sat among the sample's textures in every feature tried
-    (also max-pooled, channel spread and Gram matrices), and far from all of them in this one.
-  Held-out images, not training ones, set the bar: the model has memorised the latter.
-  The bar is split conformal prediction's quantile (Vovk et al. 2005; Angelopoulos & Bates 2021):
-  the ceil((n + 1) x 0.95)-th smallest of the n held-out distances, so that an image like the
-  held-out ones is flagged at most 5% of the time (one bar for the larger of the two: no
-  multiple-testing loss); with fewer than 19 held-out images no such bar exists (a plain 95%
-  quantile of 18 images flagged 7 of a user's 46 own images, training images at 99% among them),
-  and only the probability check applies. It needs the run's dataset; when that is
+- *unfamiliar*, either of:
+  - its *content* is farther from the training images than `FAR_QUANTILE` (95%) of the run's
+    held-out images (validation and test) are: cosine distance of `image_features` (the
+    L2-normalised average output of every trunk stage, not only the head's input, in the spirit of
+    Lee et al., NeurIPS 2018, who combine layers; a blank page sits near a class mean of the last
+    stage's features alone) to the image's `KNN_K`-th nearest training image (the deep
+    nearest-neighbour score of Sun et al., ICML 2022). Held-out images, not training ones, set the
+    bar: the model has memorised the latter. The bar is split conformal prediction's quantile (Vovk
+    et al. 2005; Angelopoulos & Bates 2021): the ceil((n + 1) x 0.95)-th smallest of the n held-out
+    distances, so that an image like the held-out ones is flagged at most 5% of the time; with fewer
+    than 19 held-out images no such bar exists (a plain 95% quantile of 18 images flagged 7 of a
+    user's 46 own images, training images at 99% among them);
+  - it is *mostly flat colour*: at least `FLAT_SHARE` (3/4) of its neighbouring pixels are equal
+    (`flat_share`), and more than in any training image, as in a drawing, a screenshot or a blank
+    page (a clip-art ball on grass sat among the sample's textures in every feature tried). An image
+    drawn like the training images exceeds all n of them with probability at most 1 / (n + 1), so
+    the two together flag such an image at most 5% + 1 / (n + 1) of the time. A histogram of every
+    pixel step was tried instead and flagged textures merely shrunk from a larger picture or
+    slightly blurred (`benchmarks/unfamiliar.py`).
+  A training image of the run (the same pixels) is never called unfamiliar. Both checks need the
+  run's dataset; when that is
   gone, too, only the probability check applies. Either way the page says why.
 """
 
@@ -72,6 +74,7 @@ VARIANTS = {k: v for k, v in RUN_VARIANTS.items() if k != "start"}  # the start 
 LOW_CONFIDENCE = 0.5  # top softmax probability under this reads "unsure"
 FAR_QUANTILE = 0.95  # farther from the training images than 95% of held-out images reads "unfamiliar"
 KNN_K = 5  # the k-th nearest training image sets an image's distance (Sun et al. 2022: k = 50 of 50,000 images)
+FLAT_SHARE = 0.75  # at least this share of equal neighbouring pixels reads "mostly flat colour"
 BANK_MAX = 2048  # training images whose features are kept (a fixed random subset of more): 8 MB for ResNet-18, 31 MB for ResNet-50
 DEFAULT_BATCH = 64
 
@@ -173,9 +176,10 @@ class Prediction:
     probs: list[float]  # every class, in the run's class order
     unsure: bool  # top probability under the threshold
     unfamiliar: bool | None  # far from the training data; None when that could not be measured
-    distance: float | None  # `FeatureStats.distance`: in units of the training images' own spacing
+    distance: float | None  # cosine distance of `image_features` to the KNN_K-th nearest training image's
     threshold: float = LOW_CONFIDENCE  # the probability under which `unsure` was set
-    far_by: str | None = None  # "content" or "pixels": which distance was the larger (`FeatureStats.distance`)
+    flat: float | None = None  # `flat_share` of the image; None when the image was not given
+    far_by: str | None = None  # "content" or "flat": why `unfamiliar` is True
     own: str | None = None  # "training", "validation" or "test": the image is one of the run's own (same pixels)
 
     @property
@@ -185,28 +189,21 @@ class Prediction:
 
 @dataclass
 class FeatureStats:
-    """Where the run's training images sit: their `image_features` [M, D] and `pixel_detail` [M, B]
-    (float32, M <= `BANK_MAX`), each distance's scale (the median k-NN distance among the training
-    images), the bar above which `distance` reads "unlike the training images" (split conformal
-    prediction's on the held-out images at `FAR_QUANTILE`, `conformal_bar`), and which split each of
-    the run's images is in, by `pixel_key`."""
+    """Where the run's training images sit: their `image_features` [M, D] (float32, rows L2-normalised,
+    M <= `BANK_MAX`), the cosine distance (`knn_distance`) above which an image's content reads
+    "unlike the training images" (split conformal prediction's bar on the held-out images at
+    `FAR_QUANTILE`, `conformal_bar`), the largest `flat_share` of a training image, and which split
+    each of the run's images is in, by `pixel_key`."""
 
     bank: torch.Tensor
-    far_distance: float  # math.inf: too few held-out images to set a bar (no image is flagged as unfamiliar)
+    far_distance: float  # math.inf: too few held-out images to set a bar (the content is not checked)
     reference: str  # what set the bar, in words ("128 validation and test images")
-    detail_bank: torch.Tensor | None = None  # None: the content distance alone
-    scales: tuple[float, float] = (1.0, 1.0)  # (content, pixels)
+    flat_max: float = 1.0  # 1.0: no image is called mostly flat colour
     splits: dict[str, str] = field(default_factory=dict)  # pixel_key -> "training" | "validation" | "test"
 
-    def distance(self, feats: torch.Tensor, detail: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(distance [N] float32, pixels_larger [N] bool) for `image_features` [N, D] and `pixel_detail`
-        [N, B] (None: content only): the larger of `knn_distance(feats, bank)` and
-        `knn_distance(detail, detail_bank, metric="euclidean")`, each divided by its scale."""
-        content = knn_distance(feats, self.bank) / self.scales[0]
-        if detail is None or self.detail_bank is None:
-            return content, torch.zeros(len(content), dtype=torch.bool)
-        pixels = knn_distance(detail, self.detail_bank, metric="euclidean") / self.scales[1]
-        return torch.maximum(content, pixels), pixels > content
+    def mostly_flat(self, flat: float | None) -> bool:
+        """Whether an image with `flat_share` `flat` is mostly flat colour, unlike every training image."""
+        return flat is not None and flat >= FLAT_SHARE and flat > self.flat_max
 
 
 class Predictor:
@@ -246,28 +243,36 @@ class Predictor:
                 threshold: float | None = None, images_u8: torch.Tensor | None = None) -> list[Prediction]:
         """Predictions for the rows of `forward`'s outputs; `threshold` overrides `low_confidence` for
         this call (sessions share one predictor, so a user's setting is passed, never stored). With the
-        images themselves (uint8 [N, 3, S, S]) their pixel detail counts too, and each is looked up
+        images themselves (uint8 [N, 3, S, S]) the flat-colour check runs too, and each is looked up
         among the run's own images."""
         threshold = self.low_confidence if threshold is None else float(threshold)
         k = max(1, min(int(top_k), len(self.classes)))
         top_p, top_i = probs.topk(k, dim=1)
-        dist = by_pixels = None
-        if self.stats is not None:
-            dist, by_pixels = self.stats.distance(feats, None if images_u8 is None else pixel_detail(images_u8))
+        stats = self.stats
+        dist = knn_distance(feats, stats.bank) if stats is not None else None
+        flat = flat_share(images_u8).tolist() if images_u8 is not None else [None] * len(probs)
         own = [None] * len(probs)
-        if self.stats is not None and images_u8 is not None and self.stats.splits:
-            own = [self.stats.splits.get(pixel_key(img)) for img in images_u8]
+        if stats is not None and images_u8 is not None and stats.splits:
+            own = [stats.splits.get(pixel_key(img)) for img in images_u8]
         out = []
         for n in range(len(probs)):
             d = None if dist is None else float(dist[n])
+            far_by = None
+            if stats is not None and own[n] != "training":  # a training image is never unlike the training images
+                if not math.isinf(stats.far_distance) and d > stats.far_distance:
+                    far_by = "content"
+                elif stats.mostly_flat(flat[n]):
+                    far_by = "flat"
+            checked = stats is not None and (not math.isinf(stats.far_distance) or flat[n] is not None)
             out.append(Prediction(
                 top=[(self.classes[int(i)], float(p)) for p, i in zip(top_p[n], top_i[n])],
                 probs=[float(p) for p in probs[n]],
                 unsure=float(top_p[n, 0]) < threshold,
-                unfamiliar=None if d is None or math.isinf(self.stats.far_distance) else d > self.stats.far_distance,
+                unfamiliar=(far_by is not None) if checked else None,
                 distance=d,
                 threshold=threshold,
-                far_by=None if d is None else ("pixels" if bool(by_pixels[n]) else "content"),
+                flat=flat[n],
+                far_by=far_by,
                 own=own[n],
             ))
         return out
@@ -302,20 +307,23 @@ class Predictor:
         then says nothing), "Low confidence" when only the probability is low."""
         name, p = prediction.top[0]
         if prediction.unfamiliar:
-            what = ("its pixels are unlike every training image's (how much neighbouring pixels differ: a "
-                    "drawing, a screenshot or a blank page is smoother than a photo, noise grainier)"
-                    if prediction.far_by == "pixels" else "it looks unlike the training images")
-            unsure = (f"; the model is unsure, too ({name} has only {100 * p:.0f}%, under "
+            if prediction.far_by == "flat":
+                what = (f"most of it ({100 * prediction.flat:.0f}% of neighbouring pixels) is flat colour, as in a "
+                        f"drawing, a screenshot or a blank page, and none of the training images is (at most "
+                        f"{100 * self.stats.flat_max:.0f}%)")
+            else:
+                what = (f"it looks unlike the training images, farther from them than {100 * FAR_QUANTILE:.0f}% of "
+                        "the images the model was checked on")
+            unsure = (f"; the model is unsure, too ({name} has only {percent(p, prediction.threshold)}, under "
                       f"{100 * prediction.threshold:.0f}%)" if prediction.unsure else "")
-            text = (f"Unfamiliar image: {what}, farther from them than {100 * FAR_QUANTILE:.0f}% of the images the "
-                    f"model was checked on{unsure}. The model always answers with one of its classes (it says "
+            text = (f"Unfamiliar image: {what}{unsure}. The model always answers with one of its classes (it says "
                     f"{name}, {100 * p:.0f}%), but this image may show none of them ({', '.join(self.classes)}), "
                     "so do not trust this answer.")
         elif prediction.unsure:
             second = (f"; next, {prediction.top[1][0]} {100 * prediction.top[1][1]:.0f}%"
                       if len(prediction.top) > 1 else "")
-            text = (f"Low confidence: the model is unsure (its best guess, {name}, has only {100 * p:.0f}% "
-                    f"probability, under {100 * prediction.threshold:.0f}%{second}). It may be torn between "
+            text = (f"Low confidence: the model is unsure (its best guess, {name}, has only "
+                    f"{percent(p, prediction.threshold)} probability, under {100 * prediction.threshold:.0f}%{second}). It may be torn between "
                     "similar classes, or the image may show none of them; check it yourself.")
         else:
             text = None
@@ -324,21 +332,29 @@ class Predictor:
 
     @staticmethod
     def short_reason(prediction: Prediction) -> str:
-        """A few words for a table or a printed line: "unfamiliar (pixels)", "unsure (44%)", "a training
-        image of this run", joined by "; "; empty when none applies."""
+        """A few words for a table or a printed line: "unfamiliar (flat colour)", "unsure (44%)", "a
+        training image of this run", joined by "; "; empty when none applies."""
         parts = []
         if prediction.unfamiliar:
-            parts.append("unfamiliar" + (" (pixels)" if prediction.far_by == "pixels" else ""))
+            parts.append("unfamiliar" + (" (flat colour)" if prediction.far_by == "flat" else ""))
         if prediction.unsure:
-            parts.append(f"unsure ({100 * prediction.top[0][1]:.0f}%)")
+            parts.append(f"unsure ({percent(prediction.top[0][1], prediction.threshold)})")
         if prediction.own:
             parts.append(f"a {prediction.own} image of this run")
         return "; ".join(parts)
 
 
-OWN_WORDS = {"training": "one of the run's training images: the model learned from it, so its answer says "
+def percent(p: float, threshold: float) -> str:
+    """A probability under `threshold` in whole percent, with a decimal where whole percent would read
+    as the threshold itself ("49.6%", not "50%, under 50%")."""
+    whole = f"{100 * p:.0f}%"
+    return f"{100 * p:.1f}%" if p < threshold and round(100 * p) >= round(100 * threshold) else whole
+
+
+OWN_WORDS = {"training": "one of the run's training images: the model was fitted on it, so its answer says "
                          "little about new images",
-             "validation": "one of the run's validation images (it chose the best epoch, not the weights)",
+             "validation": "one of the run's validation images (never trained on, but the run measured its "
+                           "progress on them)",
              "test": "one of the run's test images (held out: the model never trained on it)"}
 
 
@@ -405,42 +421,27 @@ def image_features(outputs: list) -> torch.Tensor:
     return F.normalize(torch.cat(pooled, 1) if pooled else head_input.float().flatten(1), dim=1)
 
 
-def knn_distance(feats: torch.Tensor, bank: torch.Tensor, k: int = KNN_K, metric: str = "cosine",
-                 leave_self_out: bool = False) -> torch.Tensor:
-    """Distance [N] from features [N, D] to their k-th nearest row of `bank` [M, D] (the M-th when
-    M < k): the deep nearest-neighbour out-of-distribution score of Sun et al. (ICML 2022), which
-    needs no class labels. metric "cosine" (rows L2-normalised: 0 = same direction, 2 = opposite) or
-    "euclidean". With `leave_self_out`, `feats` is `bank` and each row's own match is skipped.
-    Raises ValueError for another metric."""
-    if metric == "cosine":
-        dist = 1.0 - feats @ bank.T
-    elif metric == "euclidean":
-        dist = torch.cdist(feats, bank)
-    else:
-        raise ValueError(f"metric must be 'cosine' or 'euclidean', got {metric!r}")
-    if leave_self_out:
-        dist = dist.fill_diagonal_(math.inf)
-    k = max(1, min(int(k), bank.shape[0] - int(leave_self_out)))
-    return dist.topk(k, dim=1, largest=False).values[:, -1]
+def knn_distance(feats: torch.Tensor, bank: torch.Tensor, k: int = KNN_K) -> torch.Tensor:
+    """Cosine distance [N] from normalised features [N, D] to their k-th nearest row of the normalised
+    `bank` [M, D] (the M-th when M < k; 0 = same direction, 2 = opposite): the deep nearest-neighbour
+    out-of-distribution score of Sun et al. (ICML 2022), which needs no class labels."""
+    k = max(1, min(int(k), len(bank)))
+    return 1.0 - (feats @ bank.T).topk(k, dim=1).values[:, -1]
 
 
-DETAIL_EDGES = (0, 1, 2, 4, 8, 16, 32, 64, 128)  # grey-level steps between neighbouring pixels (0-255 scale)
-
-
-def pixel_detail(images_u8: torch.Tensor) -> torch.Tensor:
-    """How much neighbouring pixels differ [N, B] float32, B = len(DETAIL_EDGES), for uint8 images
-    [N, 3, S, S]: the histogram of the grey image's gradient magnitude (forward differences, 0-255
-    scale) in the bins DETAIL_EDGES (the last open-ended), as the square roots of its fractions so that
-    Euclidean distance is the Hellinger distance (x sqrt 2) between two histograms. A blank page puts
-    everything in the first bin, a drawing nearly everything, a photo spreads, noise sits high."""
-    grey = images_u8.float().mean(1)
-    dx = grey[:, :-1, 1:] - grey[:, :-1, :-1]
-    dy = grey[:, 1:, :-1] - grey[:, :-1, :-1]
-    steps = torch.sqrt(dx * dx + dy * dy).flatten(1)
-    edges = torch.tensor(DETAIL_EDGES[1:], dtype=steps.dtype)
-    bins = torch.bucketize(steps, edges, right=True)  # 0 .. len(DETAIL_EDGES) - 1
-    counts = torch.zeros(len(images_u8), len(DETAIL_EDGES)).scatter_add_(1, bins, torch.ones_like(steps))
-    return (counts / steps.shape[1]).sqrt()
+def flat_share(images_u8: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    """The share [N] (float32, 0-1) of each image's neighbouring pixel pairs (right and below) whose
+    grey levels (the mean of R, G and B, 0-255) differ by less than 1, for uint8 images [N, 3, S, S]
+    on any device: 1 for a blank page, about 0.9 for a drawing, near 0 for a photo (sensor grain).
+    Computed `chunk` images at a time (a few bytes per pixel)."""
+    out = []
+    for i in range(0, len(images_u8), chunk):
+        grey = images_u8[i:i + chunk].cpu().to(torch.int16).sum(1)  # 3 x the mean: steps under 3 are under 1
+        right = (grey[:, :, 1:] - grey[:, :, :-1]).abs() < 3
+        below = (grey[:, 1:, :] - grey[:, :-1, :]).abs() < 3
+        pairs = right[0].numel() + below[0].numel()
+        out.append((right.flatten(1).sum(1) + below.flatten(1).sum(1)).float() / pairs)
+    return torch.cat(out) if out else torch.zeros(0)
 
 
 def pixel_key(image_u8: torch.Tensor) -> str:
@@ -453,10 +454,10 @@ def pixel_key(image_u8: torch.Tensor) -> str:
 
 def feature_stats(predictor: Predictor, data) -> FeatureStats | None:
     """Where the training images sit (`FeatureStats`), from a run's `DataSplits`: the training images'
-    `image_features` and `pixel_detail` (at most `BANK_MAX`, a fixed random subset of more), each
-    distance's scale (median leave-one-out k-NN distance among them), the bar (`conformal_bar` of the
-    held-out images' `FeatureStats.distance`; math.inf under `far_minimum()` of them) and the split of
-    every image of the run by `pixel_key`. None when the training split is empty."""
+    `image_features` (at most `BANK_MAX`, a fixed random subset of more), the bar (`conformal_bar` of
+    the held-out images' `knn_distance`; math.inf under `far_minimum()` of them), the largest
+    `flat_share` of a training image and the split of every image of the run by `pixel_key`. None
+    when the training split is empty."""
     if data is None or len(data.train) == 0:
         return None
 
@@ -468,19 +469,14 @@ def feature_stats(predictor: Predictor, data) -> FeatureStats | None:
     train = data.train.images
     if len(train) > BANK_MAX:
         train = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:BANK_MAX]]
-    bank, detail = features(train), pixel_detail(train)
-    scales = (1.0, 1.0)
-    if len(train) > 1:  # a single image has no neighbour to measure a spacing by
-        scales = tuple(max(float(knn_distance(x, x, metric=m, leave_self_out=True).median()), 1e-6)
-                       for x, m in ((bank, "cosine"), (detail, "euclidean")))
+    bank = features(train)
     splits = {pixel_key(img): name for name, part in (("test", data.test), ("validation", data.val),
                                                       ("training", data.train)) for img in part.images}
-    stats = FeatureStats(bank, math.inf, "", detail, scales, splits)
     held_out = torch.cat([data.val.images, data.test.images])
-    stats.reference = f"{len(held_out)} validation and test images"  # never the training images: memorised
-    if len(held_out):
-        stats.far_distance = conformal_bar(stats.distance(features(held_out), pixel_detail(held_out))[0])
-    return stats
+    reference = f"{len(held_out)} validation and test images"  # never the training images: memorised, too close
+    dist = torch.cat([knn_distance(features(held_out[i:i + 1024]), bank) for i in range(0, len(held_out), 1024)]
+                     ) if len(held_out) else torch.zeros(0)
+    return FeatureStats(bank, conformal_bar(dist), reference, float(flat_share(data.train.images).max()), splits)
 
 
 def far_minimum(level: float = FAR_QUANTILE) -> int:
@@ -641,6 +637,14 @@ class FolderResult:
     def images_per_sec(self) -> float:
         return len(self.rows) / self.seconds if self.seconds > 0 else 0.0
 
+    def flag_words(self) -> str:
+        """How many answers are flagged, and why, in a few words: "2 unfamiliar, 1 unsure", "none
+        flagged" (an answer can be both)."""
+        unfamiliar = sum(bool(r.get("unfamiliar")) for r in self.rows)
+        unsure = sum(bool(r.get("unsure")) for r in self.rows)
+        parts = [f"{unfamiliar} unfamiliar"] * bool(unfamiliar) + [f"{unsure} unsure"] * bool(unsure)
+        return ", ".join(parts) or "none flagged"
+
     def own_note(self) -> str | None:
         """`own_images_note` for these images: how many are the run's own, in plain words."""
         return own_images_note([r.get("own") for r in self.rows])
@@ -759,7 +763,8 @@ def predict_folder(predictor: Predictor, source: Path, work_dir: Path | None = N
                 result.rows.append({"path": items[i][0], "true": None if lab is None else predictor.classes[lab],
                                     "top": a.top, "low_confidence": a.low_confidence,
                                     "reason": predictor.explanation(a) or "", "distance": a.distance,
-                                    "why": predictor.short_reason(a), "own": a.own})
+                                    "why": predictor.short_reason(a), "own": a.own,
+                                    "unfamiliar": bool(a.unfamiliar), "unsure": a.unsure})
             if progress is not None:
                 progress(done, len(items))
         result.seconds = time.perf_counter() - t0

@@ -234,14 +234,12 @@ def test_image_features_pool_every_stage_of_the_image_itself():
 
 def test_plain_images_and_a_drawing_are_flagged_as_unlike_textures_a_model_learned(tmp_path):
     """A ResNet-18 (bundled weights) fine-tuned on generated textures. Blank white, black, grey and a
-    solid colour, and a drawing (a red ball on grass under the sky), are flagged as unfamiliar; new
-    textures of the same kind mostly are not. The content distance alone sets the plain images
-    apart from every new texture (the last stage's class means had put them at 0.44-0.64 of that
-    score's bar, on both CPU precisions); the drawing is set apart by its pixel detail (in every
-    feature tried it sat among the textures)."""
+    solid colour are flagged for their content: every stage's features set them apart (the last
+    stage's class means had put them at 0.44-0.64 of that score's bar, on both CPU precisions). A
+    drawing (a red ball on grass under the sky) is flagged too. New textures of the same kind, drawn
+    at 64 px or at 256 px and shrunk like a large upload, mostly are not."""
     from PIL import ImageDraw
 
-    from engine.predict import knn_distance
     from tools.textures import make_texture_images, write_texture_zip
 
     data = write_texture_zip(tmp_path / "textures.zip", n_per_class=30, image_size=64, fmt="png")
@@ -260,13 +258,44 @@ def test_plain_images_and_a_drawing_are_flagged_as_unlike_textures_a_model_learn
     pen.ellipse([110, 40, 190, 120], fill=(255, 0, 0))
     ball, _ = decode_bytes(png_bytes(drawing), "ball.png", 64)
     fresh, _ = make_texture_images(6, 64, seed=7)  # 48 new textures
-    answers = p.predict(torch.cat([plain, ball[None], fresh]))
-    assert all(a.unfamiliar for a in answers[:5]), [round(a.distance / p.stats.far_distance, 2) for a in answers]
-    assert answers[4].far_by == "pixels" and p.short_reason(answers[4]).startswith("unfamiliar (pixels)")
-    assert p.explanation(answers[4]).startswith("Unfamiliar image: its pixels are unlike every training image's")
-    assert sum(bool(a.unfamiliar) for a in answers[5:]) <= 8, "new textures: about 1 in 20 flagged"
-    content = knn_distance(p.forward(torch.cat([plain, fresh]))[1], p.stats.bank)
-    assert content[:4].min() > content[4:].max(), "every stage's features alone set plain images apart"
+    large, _ = make_texture_images(2, 256, seed=8)
+    shrunk = torch.stack([decode_bytes(png_bytes(Image.fromarray(t.permute(1, 2, 0).numpy())), "big.png", 64)[0]
+                          for t in large])  # 16 textures uploaded at 256 px
+    answers = p.predict(torch.cat([plain, ball[None], fresh, shrunk]))
+    assert [a.far_by for a in answers[:4]] == ["content"] * 4, [a.distance / p.stats.far_distance for a in answers]
+    assert answers[4].unfamiliar and answers[4].flat > 0.75, "the drawing"
+    assert sum(bool(a.unfamiliar) for a in answers[5:53]) <= 8, "new textures: about 1 in 20 flagged"
+    assert sum(bool(a.unfamiliar) for a in answers[53:]) <= 3, "shrunk from a larger picture: not unfamiliar"
+
+
+def test_a_mostly_flat_image_is_flagged_and_a_training_image_never_is():
+    from engine.predict import flat_share, pixel_key
+
+    p = Predictor.__new__(Predictor)
+    p.classes, p.low_confidence = ["cat", "dog"], 0.5
+    white = torch.full((1, 3, 8, 8), 255, dtype=torch.uint8)
+    grain = torch.randint(0, 256, (1, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    assert flat_share(white).tolist() == [1.0] and float(flat_share(grain)) < 0.2
+    half = white.clone()
+    half[..., 4:] = 0  # two flat halves: 7 of the 112 pairs differ
+    assert float(flat_share(half)) == pytest.approx(1 - 8 / 112)
+    p.stats = FeatureStats(torch.eye(2).repeat_interleave(5, 0), far_distance=0.1, reference="test", flat_max=0.2,
+                           splits={pixel_key(grain[0]): "training"})
+    probs, feats = torch.tensor([[0.9, 0.1]] * 2), torch.tensor([[1.0, 0.0], [0.0, -1.0]])  # the second: far
+    flat, trained = p.answers(probs, feats, images_u8=torch.cat([white, grain]))
+    assert flat.unfamiliar and flat.far_by == "flat" and p.short_reason(flat) == "unfamiliar (flat colour)"
+    assert "most of it (100% of neighbouring pixels) is flat colour" in p.explanation(flat)
+    assert "none of the training images is (at most 20%)" in p.explanation(flat)
+    assert not trained.unfamiliar and trained.own == "training", "a training image is never unlike them"
+    assert p.explanation(trained).startswith("This is one of the run's training images")
+    p.stats.flat_max = 1.0  # a training image was blank too: a blank page is not unfamiliar
+    assert not p.answers(probs[:1], feats[:1], images_u8=white)[0].unfamiliar
+
+
+def test_a_probability_just_under_the_threshold_does_not_read_as_the_threshold():
+    from engine.predict import percent
+
+    assert percent(0.496, 0.5) == "49.6%" and percent(0.44, 0.5) == "44%" and percent(0.9, 0.5) == "90%"
 
 
 def test_a_blank_image_gets_a_low_confidence_flag_and_one_image_answers_fast(studio):
@@ -308,7 +337,8 @@ def test_predict_cli_on_a_class_folder_zip(studio, tmp_path, capsys):
     assert rows[0] == "path,true_class,class_1,probability_1,class_2,probability_2,low_confidence,note"
     assert len(rows) - 1 == 9, "one row per readable image"
     assert all(r.split(",")[1] in TINY_CLASSES for r in rows[1:])
-    assert re.search(r"accuracy \d\.\d{4}  balanced accuracy \d\.\d{4}  \(9 images in class folders\)", printed.out)
+    assert re.search(r"accuracy \d+\.\d%  balanced accuracy \d+\.\d%  \(9 images in class folders\)", printed.out)
+    assert re.search(r"answers flagged: (none flagged|\d+ unfamiliar|\d+ unsure|\d+ unfamiliar, \d+ unsure);", printed.out)
     assert "confusion matrix" in printed.out
     assert re.search(r"red/broken\.png: (not a readable image|damaged)", printed.out), printed.out
     # HEIC is read (pillow-heif): a damaged one is listed with its reason, never fatal

@@ -82,6 +82,13 @@ def test_an_uploaded_image_gets_top_k_bars_and_a_blank_one_is_flagged(run):
     no_problems(at)
     assert any(w.startswith("Unfamiliar image") for w in texts(at.warning)), texts(at.warning)
 
+    at.file_uploader(key="try_files").set_value([("blank.png", png(blank), "image/png"),
+                                                  ("my copy.png", png(blank), "image/png")])
+    at.run()
+    no_problems(at)  # the same bytes twice: one answer, no clash of widget keys
+    assert any("my copy.png is the same file as blank.png" in c for c in texts(at.caption)), texts(at.caption)
+    assert len(at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")) == 1
+
     at.file_uploader(key="try_files").set_value([("phone.heic", b"\x00\x00\x00\x18ftypheic", "image/heic"),
                                                   ("blank.png", png(blank), "image/png")])
     at.run()

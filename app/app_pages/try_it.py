@@ -272,9 +272,8 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
     res = result[1]
     if p.familiarity_note():
         st.caption(p.familiarity_note())
-    low = sum(r["low_confidence"] for r in res.rows)
     st.markdown(f"**{len(res.rows)} images** predicted by *{p.label}* at {res.images_per_sec:.0f} images/s; "
-                f"{low} with low confidence; {state.plural(len(res.skipped), 'file')} skipped.")
+                f"answers flagged: {res.flag_words()}; {state.plural(len(res.skipped), 'file')} skipped.")
     metrics = res.metrics()
     if res.own_note():
         st.info(res.own_note(), icon=":material/info:")
@@ -409,8 +408,14 @@ def render() -> None:
     kind, images, new = images_from_user(engine)
     if not images:
         st.info("Add an image to see what the model says.", icon=":material/add_photo_alternate:")
-    usable = []
+    usable, first_named = [], {}
     for name, data in images:
+        if digest(data) in first_named:  # the same bytes under another name: one answer (and widget keys)
+            st.caption(f":material/content_copy: {state.md_text(name)} is the same file as "
+                       f"{state.md_text(first_named[digest(data)])}: its answer is above.")
+            usable.append((name, data))
+            continue
+        first_named[digest(data)] = name
         with state.guarded(f"predicting {name}"):
             if image_result(run_dir, ds, models, name, data, threshold):
                 usable.append((name, data))
