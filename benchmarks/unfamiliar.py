@@ -1,23 +1,24 @@
-"""Try it's "unlike the training images" flag: which images it flags, old score against new.
+"""Try it's "unfamiliar image" flag: which images it flags, the first score against the studio's now.
 
 Trains the Quick demo preset on the bundled sample (one CLI process per seed, as a new user would),
-then scores images with two out-of-distribution scores, each flagging an image when its score is
-above split conformal prediction's 95% bar set on the run's validation images only (so that the test
-images, unseen by the bar, measure the false-flag rate):
+then scores images with the studio's own path (`engine.predict.Predictor` with `feature_stats`, the
+run's precision) with the bar set on the run's validation images only (so that the test images,
+unseen by the bar, measure the false-flag rate), and with the studio's first score:
 
 - *class means, last stage*: cosine distance of the head's input to the nearest class mean of the
-  training images' (the studio's first score);
-- *k-NN, every stage*: `engine.predict.knn_distance` of `engine.predict.image_features` (the k-th
-  nearest training image's distance, Sun et al. 2022, on every trunk stage's pooled output);
-- *k-NN, every stage + pixel detail*: `engine.predict.FeatureStats.distance`, the studio's score
-  now: the larger of the above and the k-NN distance of `engine.predict.pixel_detail`, each in units
-  of the training images' own spacing.
+  training images', flagged above its own 95% conformal bar on the validation images (the studio's
+  first score; features in float32);
+- *studio, content*: the k-NN distance of every trunk stage's pooled features above its 95% bar;
+- *studio, content or flat colour*: that, or at least 3/4 of the image flat colour and more than in
+  any training image (`Prediction.unfamiliar`, what Try it and predict say).
 
-Features are computed in float32 for every score. Images scored: the test split (in distribution:
-about 5% should be flagged); 16 plain images (12 solid colours, white, black and greys among them,
-and 4 smooth gradients) and 16 drawings (a ball on grass under the sky, in several colours and
-places), which show none of the classes; 64 images of uniform noise; 200 of scikit-learn's
-handwritten digits (another dataset; skipped without scikit-learn, a benchmark-only dependency).
+Images scored: the test split (in distribution: about 5% should be flagged); new textures from the
+sample's generator and seed range apart from it, saved as JPEG like the sample (in distribution);
+the same drawn at 256 px and shrunk to the run's size like a large upload, and blurred by 0.7 px
+(the same content, taken differently: a flag there is a false alarm); 16 plain images (12 solid
+colours, 4 gradients) and 16 drawings (a ball on grass under the sky, colours and places varying),
+which show none of the classes; 64 images of uniform noise; 200 of scikit-learn's handwritten digits
+(another dataset; skipped without scikit-learn, a benchmark-only dependency).
 
     python benchmarks/unfamiliar.py [--seeds 0 1 2]
 """
@@ -25,21 +26,23 @@ handwritten digits (another dataset; skipped without scikit-learn, a benchmark-o
 from __future__ import annotations
 
 import argparse
+import io
 import statistics
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from common import table
 from first_model import NEW, one_run
+from PIL import Image, ImageDraw, ImageFilter
 
-from PIL import Image, ImageDraw
-
-from engine.predict import (FeatureStats, conformal_bar, image_features, knn_distance, load_variant, pixel_detail,
+from engine.predict import (Predictor, conformal_bar, decode_bytes, feature_stats, load_variant, run_summary,
                             stage_outputs)
 from engine.run_data import prepare_data
+from tools.textures import make_texture_images
 
 
 def plain_images(size: int) -> torch.Tensor:
@@ -67,7 +70,7 @@ def drawings(size: int, n: int = 16) -> torch.Tensor:
         pen.rectangle([0, int(rng.integers(110, 170)), 200, 200], fill=grass)
         x, y, r = (int(v) for v in rng.integers([40, 40, 15], [160, 120, 50]))
         pen.ellipse([x - r, y - r, x + r, y + r], fill=ball)
-        out.append(torch.from_numpy(np.asarray(img.resize((size, size), Image.BILINEAR))).permute(2, 0, 1))
+        out.append(torch.from_numpy(np.array(img.resize((size, size), Image.BILINEAR))).permute(2, 0, 1))
     return torch.stack(out)
 
 
@@ -82,45 +85,64 @@ def digit_images(size: int, n: int = 200) -> torch.Tensor | None:
     return x.round().clamp(0, 255).to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
 
 
+def textures_taken(size: int, seed: int) -> dict[str, torch.Tensor]:
+    """New textures of the sample's kind, uint8 [48, 3, size, size] each: saved as JPEG at the sample's
+    quality; drawn at 256 px and shrunk; blurred by 0.7 px (both saved as PNG). Decoded by the studio."""
+    from tools.textures import _JPEG_QUALITY
+
+    def decoded(img: Image.Image, fmt: str, **kw) -> torch.Tensor:
+        buf = io.BytesIO()
+        img.save(buf, format=fmt, **kw)
+        return decode_bytes(buf.getvalue(), f"x.{fmt.lower()}", size)[0]
+
+    def pil(t: torch.Tensor) -> Image.Image:
+        return Image.fromarray(t.permute(1, 2, 0).contiguous().numpy())
+
+    small, _ = make_texture_images(6, 64, seed=1000 + seed)
+    large, _ = make_texture_images(6, 256, seed=2000 + seed)
+    return {"new textures (JPEG)": torch.stack([decoded(pil(t), "JPEG", quality=_JPEG_QUALITY, subsampling=0)
+                                                for t in small]),
+            "textures shrunk from 256 px": torch.stack([decoded(pil(t), "PNG") for t in large]),
+            "textures blurred 0.7 px": torch.stack([decoded(pil(t).filter(ImageFilter.GaussianBlur(0.7)), "PNG")
+                                                    for t in small])}
+
+
 @torch.no_grad()
-def both_features(model, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(normalised head inputs [N, D1], `image_features` [N, D2]) for uint8 images, in batches."""
-    last, every = [], []
+def last_stage(model, images: torch.Tensor) -> torch.Tensor:
+    """Normalised head inputs [N, D] (float32) for uint8 images, in batches."""
+    out = []
     for i in range(0, len(images), 128):
         with stage_outputs(model) as outputs:
             model(images[i:i + 128].float() / 255)
-        last.append(F.normalize(outputs[-1].float().flatten(1), dim=1))
-        every.append(image_features(outputs))
-    return torch.cat(last), torch.cat(every)
+        out.append(F.normalize(outputs[-1].float().flatten(1), dim=1))
+    return torch.cat(out)
 
 
 def flag_rates(run_dir: Path, work: Path, seed: int) -> dict[str, dict[str, float]]:
     """{score: {image set: fraction flagged}} for one finished run."""
-    model, cfg, _ = load_variant(run_dir, "fine_tuned")
+    model, cfg, classes = load_variant(run_dir, "fine_tuned")
     data = prepare_data(cfg, work)
     size = int(cfg.data.image_size)
     noise = torch.randint(0, 256, (64, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
-    sets = {"test (in distribution)": data.test.images, "plain images": plain_images(size),
-            "drawings": drawings(size), "uniform noise": noise}
+    sets = {"test (in distribution)": data.test.images, **textures_taken(size, seed),
+            "plain images": plain_images(size), "drawings": drawings(size), "uniform noise": noise}
     digits = digit_images(size)
     if digits is not None:
         sets["handwritten digits"] = digits
-    train_last, train_every = both_features(model, data.train.images)
-    y, classes = data.train.labels, len(data.classes)
-    means = F.normalize(torch.stack([train_last[y == c].mean(0) for c in range(classes)]), dim=1)
-    detail = pixel_detail(data.train.images)
-    scales = tuple(float(knn_distance(x, x, metric=m, leave_self_out=True).median())
-                   for x, m in ((train_every, "cosine"), (detail, "euclidean")))
-    studio = FeatureStats(train_every, 0.0, "", detail, scales)  # the studio's FeatureStats.distance
-    scores = {"class means, last stage": lambda f, x: 1.0 - (f[0] @ means.T).max(1).values,
-              "k-NN, every stage": lambda f, x: knn_distance(f[1], train_every),
-              "k-NN, every stage + pixel detail": lambda f, x: studio.distance(f[1], pixel_detail(x))[0]}
-    out = {}
-    for name, score in scores.items():
-        bar = conformal_bar(score(both_features(model, data.val.images), data.val.images))
-        out[name] = {s: float((score(both_features(model, imgs), imgs) > bar).float().mean())
-                     for s, imgs in sets.items()}
-    return out
+    # the studio's path, its bar on the validation images only
+    predictor = Predictor(model, cfg, classes, "fine_tuned", None, torch.device("cpu"), summary=run_summary(run_dir))
+    no_test = SimpleNamespace(images=data.test.images[:0], labels=data.test.labels[:0])
+    predictor.stats = feature_stats(predictor, SimpleNamespace(train=data.train, val=data.val, test=no_test))
+    answers = {s: predictor.predict(imgs) for s, imgs in sets.items()}
+    train = last_stage(predictor.model, data.train.images)
+    y = data.train.labels
+    means = F.normalize(torch.stack([train[y == c].mean(0) for c in range(len(classes))]), dim=1)
+    first = lambda x: 1.0 - (last_stage(predictor.model, x) @ means.T).max(1).values  # noqa: E731
+    bar = conformal_bar(first(data.val.images))
+    return {"class means, last stage (first score)": {s: float((first(x) > bar).float().mean()) for s, x in sets.items()},
+            "studio, content": {s: sum(a.far_by == "content" for a in got) / len(got) for s, got in answers.items()},
+            "studio, content or flat colour": {s: sum(bool(a.unfamiliar) for a in got) / len(got)
+                                               for s, got in answers.items()}}
 
 
 def main() -> None:
