@@ -414,7 +414,7 @@ def image_features(outputs: list) -> torch.Tensor:
     """An image's features at every depth [N, D] (float32, rows L2-normalised) from `stage_outputs`:
     each trunk stage's average [N, C_i], L2-normalised so that every stage counts alike,
     concatenated (D = sum C_i: 960 for ResNet-18); for a backbone without map-shaped stage outputs
-    (a ViT), the head's input alone. Lee et al. (NeurIPS 2018) combine layers the same way for
+    (a ViT), the head's input alone, in the spirit of Lee et al. (NeurIPS 2018), who combine layers for
     out-of-distribution detection."""
     *stages, head_input = outputs
     pooled = [F.normalize(o, dim=1) for o in stages if o is not None]

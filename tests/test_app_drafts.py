@@ -265,8 +265,14 @@ def test_compare_shows_the_dataset_and_flags_runs_on_different_data(studio, tiny
 
     at.multiselect(key="compare_runs").set_value([first]).run()
     assert not any("different datasets" in w for w in texts(at.warning))
-    table = next(d.value for d in at.dataframe if "val acc" in d.value.columns)
+    grid = next(d for d in at.dataframe if "val acc" in d.value.columns)
+    table = grid.value
     assert list(table.columns[:2]) == ["run", "methods"], "one dataset: its columns give way to the comparison"
+    assert not table["run"].str.contains("three colours.zip").any(), "the dataset is named above, not in the run"
+    import json
+
+    widths = {k: v.get("width") for k, v in json.loads(grid.proto.columns).items()}
+    assert widths["run"] == 300, f"the run column takes the room the data columns left: {widths}"
     assert any("All on **three colours.zip** (3 classes" in c and "32 px" in c for c in texts(at.caption))
 
 

@@ -464,7 +464,8 @@ def compare(engine, runs) -> None:
     table[fractions] = table[fractions].astype(float) * 100  # shown in percent with one decimal, as everywhere else
     config = {c: st.column_config.NumberColumn("balanced" if c == "balanced acc" else c, format="%.1f%%",
                                                help=COMPARE_HELP.get(c), width=72) for c in fractions}
-    config |= {"run": st.column_config.TextColumn("run", width=160, pinned=True),
+    # the run column takes the room the data columns leave when one dataset is named above the table
+    config |= {"run": st.column_config.TextColumn("run", width=160 if "dataset" in table.columns else 300, pinned=True),
                "dataset": st.column_config.TextColumn("dataset", help=COMPARE_HELP["dataset"], width=130),
                "methods": st.column_config.TextColumn("methods", width=130),
                "classes": st.column_config.NumberColumn("classes", format="%d", width=58),
