@@ -2,7 +2,7 @@
 
 The engine side is `predict_folder` on a zip of image files: safe extraction, scanning, decoding as
 in training (threads, running ahead of the model), batched forward on the device, softmax, top-k,
-the low-confidence checks (probability, and the k-NN feature distance to the training images) and one result row
+the low-confidence checks (probability, the k-NN feature distance to the training images, the flat-colour share and the own-image lookup, with a run's stats) and one result row
 per image. A second engine row times `Predictor.predict` alone on the decoded tensors. The bare side
 is `model(x)` under `torch.no_grad()` in batches of the same size over the same decoded tensors
 (already in memory: decoding is not counted for it). Each round times the three back to back on
@@ -27,6 +27,7 @@ import tempfile
 import zipfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from common import ROOT, config, table
@@ -36,7 +37,17 @@ from engine.backbones import build_model
 from engine.data import decode_image, safe_extract_zip
 from engine.devices import autocast_ctx
 from engine.data import image_files
-from engine.predict import FeatureStats, Predictor, predict_folder
+from engine.predict import Predictor, feature_stats, predict_folder
+
+
+class _Sized(SimpleNamespace):
+    """A split as `feature_stats` reads it: images, labels and a length."""
+
+    def __init__(self, images: torch.Tensor):
+        super().__init__(images=images, labels=torch.zeros(len(images), dtype=torch.long))
+
+    def __len__(self) -> int:
+        return len(self.images)
 
 
 def sync(device: torch.device) -> None:
@@ -86,7 +97,8 @@ def main() -> None:
     torch.manual_seed(0)
     model, _ = build_model(args.backbone, len(classes), "none")
     p = Predictor(model, cfg, classes, "fine_tuned", None, device)
-    p.stats = FeatureStats(p.forward(images[:256])[1], 0.5, "benchmark")  # a bank of 256 images' features
+    # the checks as a run has them: every image in the feature bank and the own-image lookup, a bar
+    p.stats = feature_stats(p, SimpleNamespace(train=_Sized(images), val=_Sized(images[:64]), test=_Sized(images[:0])))
     n = len(images)
 
     # warm-up: allocator, cuDNN autotuning, thread pools

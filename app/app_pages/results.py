@@ -475,7 +475,10 @@ def compare(engine, runs) -> None:
                "batch": st.column_config.NumberColumn("batch", format="%d", width="small",
                                                       help="Images per optimiser step."),
                "img/s": st.column_config.NumberColumn("img/s", format="%.0f", width="small"),
-               "lr": st.column_config.NumberColumn("lr", format="%.4g", width="small")}
+               "lr": st.column_config.NumberColumn(
+                   "lr", format="%.4g", width="small",
+                   help="The learning rate as set. The Model and Train pages show the effective learning rate, "
+                        "lr / (1 - momentum): 10 times this at the usual momentum of 0.9.")}
     setup = [c for c in ("model", "epochs", "batch", "lr", "img/s", "time") if c in table.columns]
     # the comparison itself fits the page; how each run was set up folds away, except the settings that
     # tell the chosen runs apart (runs of the same data and methods are named alike)
