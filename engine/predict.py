@@ -297,7 +297,8 @@ class Predictor:
             return ("Only the probability was checked: the run's training images could not be read to measure "
                     "how far an image is from them.")
         if math.isinf(self.stats.far_distance):
-            return (f"Only the probability was checked: the run held out {self.stats.reference}, too few to tell "
+            return (f"Only the probability, and whether an image is mostly flat colour, were checked: the run held "
+                    f"out {self.stats.reference}, too few to tell "
                     f"how far from the training images is unusual (at least {far_minimum()} are needed).")
         return None
 

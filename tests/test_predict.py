@@ -194,6 +194,7 @@ def test_the_unfamiliar_bar_is_conformal_and_absent_below_19_held_out_images():
     (far,) = p.answers(torch.tensor([[0.95, 0.05]]), torch.tensor([[0.7071, 0.7071]]))
     assert far.unfamiliar is None and not far.low_confidence and far.distance is not None
     assert "18 validation and test images, too few" in p.familiarity_note() and "at least 19" in p.familiarity_note()
+    assert "whether an image is mostly flat colour" in p.familiarity_note(), "that check needs no held-out images"
     p.stats = None
     assert "could not be read" in p.familiarity_note()
 
