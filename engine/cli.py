@@ -430,6 +430,10 @@ def _predict(args: argparse.Namespace) -> int:
         if not own and _same_file(Path(args.data), predictor.cfg.data.source):  # its dataset could not be read
             print("note: these are the run's own data, its training images included: this accuracy is not a test "
                   "of the model (the run's summary has its accuracy on the images it held out)")
+        fair = result.metrics(without_training=True)
+        if fair is not None and fair["labelled"] < m["labelled"]:
+            print(f"without the run's training images: accuracy {100 * fair['accuracy']:.1f}%  balanced accuracy "
+                  f"{100 * fair['balanced_accuracy']:.1f}%  ({fair['labelled']} images)")
         _print_confusion(predictor.classes, m["confusion"])
     return 0
 

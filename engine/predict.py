@@ -378,7 +378,8 @@ def own_images_note(splits: Sequence[str | None]) -> str | None:
         meaning = "the model learned from its training images, so an accuracy over them is not a test of the model"
     else:
         meaning = "none is a training image, so they test the model like the run's own held-out images"
-    return f"{own} of these {len(splits)} images are the run's own ({which}): {meaning}."
+    are = "is" if own == 1 else "are"
+    return f"{own} of these {len(splits)} images {are} the run's own ({which}): {meaning}."
 
 
 @contextmanager
@@ -650,10 +651,12 @@ class FolderResult:
         """`own_images_note` for these images: how many are the run's own, in plain words."""
         return own_images_note([r.get("own") for r in self.rows])
 
-    def metrics(self) -> dict | None:
+    def metrics(self, without_training: bool = False) -> dict | None:
         """{accuracy, balanced_accuracy, confusion [C x C] (rows true, columns predicted), labelled}
-        over the rows with a known class, or None when there are none."""
-        labelled = [r for r in self.rows if r["true"] is not None]
+        over the rows with a known class (`without_training`: and not one of the run's training
+        images), or None when there are none."""
+        labelled = [r for r in self.rows if r["true"] is not None
+                    and not (without_training and r.get("own") == "training")]
         if not labelled:
             return None
         idx = {c: i for i, c in enumerate(self.classes)}
@@ -780,7 +783,7 @@ def csv_columns(top_k: int) -> list[str]:
     cols = ["path", "true_class"]
     for k in range(1, top_k + 1):
         cols += [f"class_{k}", f"probability_{k}"]
-    return cols + ["low_confidence", "note"]
+    return cols + ["low_confidence", "unsure", "unfamiliar", "note"]
 
 
 def result_rows(result: FolderResult, top_k: int) -> list[dict]:
@@ -791,13 +794,15 @@ def result_rows(result: FolderResult, top_k: int) -> list[dict]:
         for k in range(top_k):
             name, p = r["top"][k] if k < len(r["top"]) else ("", None)
             row[f"class_{k + 1}"], row[f"probability_{k + 1}"] = name, "" if p is None else round(p, 4)
-        row["low_confidence"], row["note"] = r["low_confidence"], r["reason"]
+        row["low_confidence"], row["note"] = r["low_confidence"], r["reason"]  # low_confidence: either flag
+        row["unsure"], row["unfamiliar"] = r.get("unsure", False), r.get("unfamiliar", False)
         out.append(row)
     return out
 
 
 def write_csv(result: FolderResult, path: Path, top_k: int) -> Path:
-    """The predictions as CSV: path, true_class, class_1, probability_1, ..., low_confidence, note."""
+    """The predictions as CSV: path, true_class, class_1, probability_1, ..., low_confidence (unsure or
+    unfamiliar), unsure, unfamiliar, note."""
     path = Path(path)
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=csv_columns(top_k))

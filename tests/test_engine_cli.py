@@ -224,6 +224,8 @@ def test_the_command_line_uses_the_dashboards_folder_and_says_when_a_source_is_m
     assert own.returncode == 0, own.stderr
     assert re.search(r"note: (\d+) of these \1 images are the run's own \(\d+ training, \d+ validation, \d+ test\): "
                      r"the model learned from its training images, so an accuracy over them is not a test", own.stdout)
+    assert re.search(r"without the run's training images: accuracy \d+\.\d%  balanced accuracy \d+\.\d%  "
+                     r"\(\d+ images\)", own.stdout), own.stdout
     other = photos / "new.png"
     from conftest import tiny_image
 

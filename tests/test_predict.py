@@ -335,7 +335,7 @@ def test_predict_cli_on_a_class_folder_zip(studio, tmp_path, capsys):
     printed = capsys.readouterr()
     assert rc == 0, printed.err
     rows = out.read_text().splitlines()
-    assert rows[0] == "path,true_class,class_1,probability_1,class_2,probability_2,low_confidence,note"
+    assert rows[0] == "path,true_class,class_1,probability_1,class_2,probability_2,low_confidence,unsure,unfamiliar,note"
     assert len(rows) - 1 == 9, "one row per readable image"
     assert all(r.split(",")[1] in TINY_CLASSES for r in rows[1:])
     assert re.search(r"accuracy \d+\.\d%  balanced accuracy \d+\.\d%  \(9 images in class folders\)", printed.out)
@@ -452,3 +452,15 @@ def test_decoding_ahead_of_the_model_and_batch_by_batch_give_the_same_batches(tm
     assert runs[True][0] == runs[False][0] == [0, 1, 2, 4, 5, 6]
     assert torch.equal(runs[True][1], runs[False][1])
     assert runs[True][2] == runs[False][2] and runs[True][2][0][0] == "3.png"
+
+
+def test_the_own_images_note_counts_and_says_what_the_accuracy_means():
+    from engine.predict import own_images_note
+
+    assert own_images_note([None, None]) is None
+    assert own_images_note(["test", None, None]) == ("1 of these 3 images is the run's own (1 test): none is a "
+                                                     "training image, so they test the model like the run's own "
+                                                     "held-out images.")
+    many = own_images_note(["training", "validation", "training", None])
+    assert many.startswith("3 of these 4 images are the run's own (2 training, 1 validation): the model learned")
+    assert own_images_note(["validation"]).startswith("This is one of the run's validation images")

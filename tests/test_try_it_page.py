@@ -225,6 +225,9 @@ def test_the_runs_own_images_are_recognised_one_by_one_and_in_a_zip(run):
                     r"model learned from its training images, so an accuracy over them is not a test", note), note
     (df,) = [d.value for d in at.dataframe if "confidence" in d.value.columns]
     assert df["note"].str.contains("image of this run").all()
+    assert set(df["right"]) <= {"✓", "✗"}, "each answer marked right or wrong against its folder"
+    assert any(re.match(r"Without the run's training images: accuracy \d+\.\d%, balanced accuracy \d+\.\d% "
+                        r"\(\d+ images?\)\.$", c) for c in texts(at.caption)), texts(at.caption)
 
 
 def test_top_k_chart_is_a_pure_builder_with_bars_sorted_by_rank_and_the_threshold_rule():

@@ -273,14 +273,14 @@ def repeat_command(engine, cfg_file: Path, download_name: str, run_id: str) -> N
     if os.environ.get("STUDIO_HOST", "127.0.0.1") in LOCAL_HOSTS:
         st.caption("To repeat this run without the dashboard, on this computer, in the studio's folder:")
         st.code(f"python -m engine train --config {shlex.quote(str(cfg_file))} --data-dir "
-                f"{shlex.quote(str(engine.data_dir))}", language="bash")
+                f"{shlex.quote(str(engine.data_dir))}", language="bash", wrap_lines=True)
         st.caption("To answer for new images with this run's model (a zip, a folder or one image) from there:")
         st.code(f"python -m engine predict --run {run_id} --data-dir {shlex.quote(str(engine.data_dir))} "
-                "--data new_photos.zip --out predictions.csv", language="bash")
+                "--data new_photos.zip --out predictions.csv", language="bash", wrap_lines=True)
         return
     st.caption("To repeat this run without the dashboard: download its config (above), replace an uploaded "
                "dataset's `upload:` reference in it by the file's path, then")
-    st.code(f"python -m engine train --config {shlex.quote(download_name)}", language="bash")
+    st.code(f"python -m engine train --config {shlex.quote(download_name)}", language="bash", wrap_lines=True)
 
 
 def method_views(engine, rec, summary: dict) -> None:

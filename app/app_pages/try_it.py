@@ -228,11 +228,12 @@ def table(result) -> pd.DataFrame:
     """One row per image, least confident first: a table to sort by any column (confidence in percent;
     "note": why an answer is flagged, or that the image is one of the run's own, in a few words)."""
     rows = [{"file": r["path"], "true class": r["true"] or "", "predicted": r["top"][0][0],
+             "right": "" if r["true"] is None else ("✓" if r["top"][0][0] == r["true"] else "✗"),
              "confidence": 100 * r["top"][0][1], "note": r.get("why", ""),
              "others": ", ".join(f"{c} {100 * p:.0f}%" for c, p in r["top"][1:])} for r in result.rows]
-    df = pd.DataFrame(rows, columns=["file", "true class", "predicted", "confidence", "note", "others"])
+    df = pd.DataFrame(rows, columns=["file", "true class", "predicted", "right", "confidence", "note", "others"])
     if not (df["true class"] != "").any():
-        df = df.drop(columns=["true class"])
+        df = df.drop(columns=["true class", "right"])
     return df.sort_values("confidence", kind="stable").reset_index(drop=True)
 
 
@@ -283,6 +284,10 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
         c2.metric("Balanced accuracy", f"{100 * metrics['balanced_accuracy']:.1f}%",
                   help="The mean of the per-class accuracies: a rare class counts as much as a common one.")
         c3.metric("Images in class folders", metrics["labelled"])
+        fair = res.metrics(without_training=True)
+        if fair is not None and fair["labelled"] < metrics["labelled"]:
+            st.caption(f"Without the run's training images: accuracy {100 * fair['accuracy']:.1f}%, balanced "
+                       f"accuracy {100 * fair['balanced_accuracy']:.1f}% ({state.plural(fair['labelled'], 'image')}).")
         st.altair_chart(charts.confusion_chart(charts.confusion_frame(metrics["confusion"], res.classes),
                                                "Confusion matrix on this batch"), width="content")
     if res.unknown_folders:
