@@ -81,6 +81,10 @@ def test_an_uploaded_image_gets_top_k_bars_and_a_blank_one_is_flagged(run):
     at.run()
     no_problems(at)
     assert any(w.startswith("Unfamiliar image") for w in texts(at.warning)), texts(at.warning)
+    at.toggle(key=[t.key for t in at.toggle if t.key.startswith("try_explain_")][0]).set_value(True).run()
+    no_problems(at)
+    assert any(w.startswith("This image was flagged as unfamiliar: a map shows what drove the answer")
+               for w in texts(at.warning)), "its attributions repeat the flag"
 
     at.file_uploader(key="try_files").set_value([("blank.png", png(blank), "image/png"),
                                                   ("my copy.png", png(blank), "image/png")])

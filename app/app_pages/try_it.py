@@ -153,6 +153,9 @@ def explain_view(run_dir: str, ds: str, models: list, image: np.ndarray, answers
                                format_func=lambda m: METHOD_NAMES.get(m, m), help=ATTRIBUTIONS["grad_cam"])
     head[1].image(colour_bar(), caption="low → high influence", width=160)
     st.caption(ATTRIBUTIONS[method])
+    if any(a.unfamiliar for a in answers):
+        st.warning("This image was flagged as unfamiliar: a map shows what drove the answer, not that the answer "
+                   "means anything.", icon=":material/help:")
     picture = image.transpose(1, 2, 0).astype(np.float32) / 255.0
     cols = st.columns([1] + [2] * len(models))[1:]  # each map under its model's answer (image_result's columns)
     for col, (p, variant, alpha), answer in zip(cols, models, answers):
