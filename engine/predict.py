@@ -216,6 +216,7 @@ class Predictor:
         self.variant, self.alpha, self.device = variant, alpha, device
         # the run's own evaluation precision where it ran on this kind of device (engine.devices.run_amp_dtype)
         self.amp_dtype = run_amp_dtype(summary or {}, cfg.train.amp, device, int(cfg.data.image_size))
+        self.epochs = best_epoch((summary or {}).get("history") or [])  # (best, of) or None
         self.stats, self.low_confidence = stats, low_confidence
         self.image_size = int(cfg.data.image_size)
         self.lock = threading.Lock()  # Grad-CAM hooks layers; sessions share the predictor
@@ -225,6 +226,8 @@ class Predictor:
         if self.variant == "wise":
             end = {0.0: " (the starting model)", 1.0: " (the fine-tuned model)"}.get(round(float(self.alpha), 4), "")
             return f"WiSE-FT mix at alpha {self.alpha:.2f}{end}"
+        if self.variant == "best" and self.epochs:
+            return f"Best epoch (epoch {self.epochs[0]} of {self.epochs[1]}, highest validation accuracy)"
         return VARIANTS[self.variant]
 
     @torch.no_grad()
@@ -421,6 +424,15 @@ def image_features(outputs: list) -> torch.Tensor:
     *stages, head_input = outputs
     pooled = [F.normalize(o, dim=1) for o in stages if o is not None]
     return F.normalize(torch.cat(pooled, 1) if pooled else head_input.float().flatten(1), dim=1)
+
+
+def best_epoch(history: list[dict]) -> tuple[int, int] | None:
+    """(the epoch whose model best.safetensors holds, the epochs run) from a summary's `history`: the
+    first epoch with the highest `val_acc`, as the training loop keeps it; None without one."""
+    scored = [(h["val_acc"], -i, h.get("epoch", i + 1)) for i, h in enumerate(history) if "val_acc" in h]
+    if not scored:
+        return None
+    return max(scored)[2], int(history[-1].get("epoch", len(history)))
 
 
 def knn_distance(feats: torch.Tensor, bank: torch.Tensor, k: int = KNN_K) -> torch.Tensor:

@@ -464,3 +464,14 @@ def test_the_own_images_note_counts_and_says_what_the_accuracy_means():
     many = own_images_note(["training", "validation", "training", None])
     assert many.startswith("3 of these 4 images are the run's own (2 training, 1 validation): the model learned")
     assert own_images_note(["validation"]).startswith("This is one of the run's validation images")
+
+
+def test_the_best_epoch_model_says_which_epoch_it_is(studio):
+    from engine.predict import best_epoch
+
+    assert best_epoch([{"epoch": 1, "val_acc": 0.5}, {"epoch": 2, "val_acc": 0.7}, {"epoch": 3, "val_acc": 0.7}]) \
+        == (2, 3), "the first of equal bests, as the loop keeps it"
+    assert best_epoch([]) is None
+    studio_dir, run_dir = studio
+    label = load_predictor(run_dir, "best", datasets_dir=studio_dir / "datasets").label
+    assert re.fullmatch(r"Best epoch \(epoch [12] of 2, highest validation accuracy\)", label), label
