@@ -253,9 +253,10 @@ class Predictor:
         top_p, top_i = probs.topk(k, dim=1)
         stats = self.stats
         dist = knn_distance(feats, stats.bank) if stats is not None else None
-        flat = flat_share(images_u8).tolist() if images_u8 is not None else [None] * len(probs)
+        given = stats is not None and images_u8 is not None  # the image checks need the run's training images
+        flat = flat_share(images_u8).tolist() if given else [None] * len(probs)
         own = [None] * len(probs)
-        if stats is not None and images_u8 is not None and stats.splits:
+        if given and stats.splits:
             own = [stats.splits.get(pixel_key(img)) for img in images_u8]
         out = []
         for n in range(len(probs)):

@@ -138,8 +138,9 @@ def verdict(p, answer) -> None:
     else:
         name, prob = answer.top[0]  # the model's answer, not a verdict: no green tick (it read as "correct")
         st.info(f"It says **{state.md_text(name)}** ({100 * prob:.0f}%)", icon=":material/label:")
-        if own_image_note(answer.own):
-            st.caption(":material/info: " + own_image_note(answer.own))
+        own = own_image_note(answer.own)
+        if own:
+            st.caption(":material/info: " + own)
     note = p.familiarity_note()
     if note:
         st.caption(note)
