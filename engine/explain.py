@@ -22,8 +22,8 @@ MIN_CAM_SIDE = 4  # feature-map side (cells); at 1x1 or 2x2 Grad-CAM is one or f
 ATTRIBUTIONS = {
     "integrated_gradients": "Integrated Gradients: how much each pixel, moved from black to its value, adds to the class score.",
     "saliency": "Saliency: the size of the class score's gradient at each pixel (fast, noisy).",
-    "grad_cam": "Grad-CAM: which regions of the last convolutional stage with at least 4 x 4 cells drive the class "
-                "score (coarse, robust).",
+    "grad_cam": "Grad-CAM: which regions of the image drive the class score, as the model's deepest layer that "
+                "still splits the image into a grid of at least 4 x 4 regions sees them (coarse, robust).",
     "occlusion": "Occlusion: how much the class score drops when a patch of the image is greyed out.",
 }
 
@@ -49,8 +49,8 @@ def gradcam_layer(model: Classifier, image_size: int) -> tuple[nn.Module, str, i
         if sides.get(id(block), 0) >= MIN_CAM_SIDE:
             name = names.get(id(block), "trunk")
             return block, name.removeprefix("net."), sides[id(block)]  # the torchvision name users look up
-    raise StudioError(f"At {image_size} px no convolutional stage of this model keeps {MIN_CAM_SIDE} x {MIN_CAM_SIDE} "
-                      "cells, so Grad-CAM would be a single number per image. Use Integrated Gradients, Saliency or "
+    raise StudioError(f"At {image_size} px no layer of this model still splits the image into {MIN_CAM_SIDE} x "
+                      f"{MIN_CAM_SIDE} regions, so Grad-CAM would be a single number per image. Use Integrated Gradients, Saliency or "
                       "Occlusion, or train at a larger image size.")
 
 
@@ -60,8 +60,9 @@ def gradcam_note(model: Classifier, image_size: int) -> str:
         _, name, side = gradcam_layer(model, image_size)
     except StudioError as exc:
         return str(exc)
-    return (f"Grad-CAM here uses `{name}`, the last stage that keeps at least {MIN_CAM_SIDE} x {MIN_CAM_SIDE} cells: "
-            f"at {image_size} px it has {side} x {side}, each about {image_size // side} px across.")
+    return (f"Grad-CAM here reads layer `{name}`, the model's deepest layer that still splits the image into at least "
+            f"{MIN_CAM_SIDE} x {MIN_CAM_SIDE} regions: at {image_size} px it sees {side} x {side} regions, each about "
+            f"{image_size // side} px across, so each coloured square of the map is one region.")
 
 
 def occlusion_window(side: int) -> tuple[int, int]:

@@ -125,6 +125,10 @@ def test_attributions_for_every_method_and_every_model(wise_run):
     teaching = " ".join(texts(at.markdown))
     for line in ATTRIBUTIONS.values():
         assert line in teaching, "each method's one-liner is on the page"
+    words = " ".join([teaching, captions, *texts(at.caption)])
+    assert "regions" in words, "Grad-CAM's grid is explained in plain words"
+    for jargon in (" cells", "stage that", "PGD-"):  # an attack is named with what it does, not its short name
+        assert jargon not in words, jargon
     name = val_files(run_id)[options[1]]  # the user's file name, not an index
     assert any(f"**{md_text(name)}**, true class" in m for m in texts(at.markdown)), (options, texts(at.markdown))
 

@@ -61,8 +61,8 @@ LOOK_FOR = {  # what to look for, beside the engine's one-line definition
     "saliency": "Read it as *sensitivity*: where a tiny change would move the score most, not what the model used. "
                 "Expect noise; compare it with Integrated Gradients to see how much of the noise is real.",
     "grad_cam": "Look at where the blob sits: on the object is good, on the background or a corner suggests a "
-                "shortcut. Coarse by design: it uses the last stage that still has at least 4 x 4 cells (the note under "
-                "the maps names it), so it shows regions, not edges. A map that stays dark is flat: the model's score "
+                "shortcut. Coarse by design: it reads the model's deepest layer that still splits the image into at least "
+                "4 x 4 regions (the note under the maps says which), so it shows regions, not edges. A map that stays dark is flat: the model's score "
                 "does not depend on where things are at that scale.",
     "occlusion": "Bright patches are those whose greying-out lowers the score most. Easy to trust (it only asks the "
                  "model), blind to details smaller than the patch, and the slowest method: seconds per model on a CPU.",
@@ -457,8 +457,9 @@ def row_note(r: dict, pretrained_src: str | None, rec) -> str:
         return ("The starting and fine-tuned weights mixed at the alpha chosen on the Results page"
                 f"{'' if chosen else ' (none chosen yet, so the run’s own pick)'}.")
     if r["key"] == "adversarial":
-        return (f"PGD-{r['steps']} at the run's evaluation eps ({r['eps'] * 255:.1f}/255) against the fine-tuned "
-                f"model: no pixel changed by more than {r['linf'] * 255:.1f}/255.")
+        return (f"The image nudged in {r['steps']} small steps (a PGD attack) to make the fine-tuned model wrong, "
+                f"within the run's evaluation budget (eps {r['eps'] * 255:.1f}/255 of the brightness range per "
+                f"pixel): no pixel changed by more than {r['linf'] * 255:.1f}/255, too little to see.")
     return ""
 
 
