@@ -37,6 +37,8 @@ COMPARE_KEY = "try_compare"
 THRESHOLD_KEY = "try_threshold"
 SOURCES = ("Upload images", "Camera", "A zip of images")
 TOP_K = 3
+TABLE_ROWS_IN_FULL = 50  # a zip's answers up to this many show without scrolling; more scroll in a tall table
+TALL_TABLE_PX = 740  # about 20 rows
 DISPLAY_PX = 192  # small training images are enlarged (nearest neighbour) so their pixels stay crisp
 METHOD_NAMES = {"integrated_gradients": "Integrated Gradients", "saliency": "Saliency", "grad_cam": "Grad-CAM",
                 "occlusion": "Occlusion"}
@@ -297,7 +299,9 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
     if res.unknown_folders:
         st.info("These folders are not classes of this run, so their images count for no accuracy: "
                 + ", ".join(res.unknown_folders))
-    st.dataframe(table(res), hide_index=True, width="stretch", column_config={
+    # Streamlit's default height shows 10 rows; a zip of a few dozen images reads best without a scroll bar
+    height = "content" if len(res.rows) <= TABLE_ROWS_IN_FULL else TALL_TABLE_PX
+    st.dataframe(table(res), hide_index=True, width="stretch", height=height, column_config={
         "confidence": st.column_config.ProgressColumn("confidence", format="%.0f%%", min_value=0, max_value=100),
     })
     st.download_button("Download predictions (CSV)", csv_text(res, min(TOP_K, len(res.classes))),
@@ -305,7 +309,8 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
                        key="try_csv")
     if res.skipped:
         with st.expander(f"{state.plural(len(res.skipped), 'file')} skipped"):
-            st.dataframe(pd.DataFrame([{"file": s.path, "reason": s.reason} for s in res.skipped]), hide_index=True)
+            st.dataframe(pd.DataFrame([{"file": s.path, "reason": s.reason} for s in res.skipped]), hide_index=True,
+                         height="content" if len(res.skipped) <= TABLE_ROWS_IN_FULL else TALL_TABLE_PX)
 
 
 # ---- the page -------------------------------------------------------------------------------------------
