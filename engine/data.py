@@ -1328,7 +1328,8 @@ MAX_COLOUR_DIFF = 12.0
 IMBALANCE_RATIO = 2.0
 
 
-def _popcount64(x: np.ndarray) -> np.ndarray:
+def popcount64(x: np.ndarray) -> np.ndarray:
+    """The number of set bits of each uint64 of `x` (any shape; same shape out)."""
     if hasattr(np, "bitwise_count"):
         return np.bitwise_count(x)
     table = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
@@ -1369,7 +1370,7 @@ def find_duplicate_groups(sha256: Sequence[str], phash: np.ndarray, colours: np.
     block = max(1, 4_000_000 // max(n, 1))
     for start in range(0, n, block):
         stop = min(n, start + block)
-        rows, cols = np.nonzero(_popcount64(phash[start:stop, None] ^ phash[None, start + 1:]) <= max_distance)
+        rows, cols = np.nonzero(popcount64(phash[start:stop, None] ^ phash[None, start + 1:]) <= max_distance)
         rows, cols = rows + start, cols + start + 1  # only pairs j > i
         same_colour = (np.abs(colours[rows] - colours[cols]) <= max_colour_diff).all(-1)
         for i, j in zip(rows[same_colour].tolist(), cols[same_colour].tolist()):

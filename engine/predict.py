@@ -31,7 +31,8 @@ Low confidence (documented measure, both parts shown to the user in plain words)
     the two together flag such an image at most 5% + 1 / (n + 1) of the time. A histogram of every
     pixel step was tried instead and flagged textures merely shrunk from a larger picture or
     slightly blurred (`benchmarks/unfamiliar.py`).
-  A training image of the run (the same pixels) is never called unfamiliar. Both checks need the
+  A training image of the run (the same pixels, or a resized or re-saved copy: `NearCopies`) is
+  never called unfamiliar. Both checks need the
   run's dataset; when that is
   gone, too, only the probability check applies. Either way the page says why.
 """
@@ -55,14 +56,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from engine.augment import to_float
 from engine.backbones import Classifier
 from engine.config import RunConfig
-from engine.data import (IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, PIL_FORMATS, SkippedFile, ZipLimits, decode_image,
-                         image_files, safe_extract_zip)
+from engine.data import (IMAGE_EXTENSIONS, MAX_COLOUR_DIFF, MAX_IMAGE_PIXELS, PHASH_MAX_DISTANCE, PIL_FORMATS,
+                         SkippedFile, ZipLimits, decode_image, image_files, popcount64, safe_extract_zip)
 from engine.errors import StudioError
 from engine.evaluate import tta_logits
 from engine.devices import autocast_ctx, pick_device, run_amp_dtype, usable_cpus
@@ -180,7 +182,8 @@ class Prediction:
     threshold: float = LOW_CONFIDENCE  # the probability under which `unsure` was set
     flat: float | None = None  # `flat_share` of the image; None when the image was not given
     far_by: str | None = None  # "content" or "flat": why `unfamiliar` is True
-    own: str | None = None  # "training", "validation" or "test": the image is one of the run's own (same pixels)
+    own: str | None = None  # "training", "validation" or "test": the image is one of the run's own
+    own_copy: bool = False  # `own` found as a resized or re-saved copy (`NearCopies`), not by the same pixels
 
     @property
     def low_confidence(self) -> bool:
@@ -200,6 +203,7 @@ class FeatureStats:
     reference: str  # what set the bar, in words ("128 validation and test images")
     flat_max: float = 1.0  # 1.0: no image is called mostly flat colour
     splits: dict[str, str] = field(default_factory=dict)  # pixel_key -> "training" | "validation" | "test"
+    copies: NearCopies | None = None  # the run's images by perceptual hash: resized or re-saved copies
 
     def mostly_flat(self, flat: float | None) -> bool:
         """Whether an image with `flat_share` `flat` is mostly flat colour, unlike every training image."""
@@ -255,9 +259,13 @@ class Predictor:
         dist = knn_distance(feats, stats.bank) if stats is not None else None
         given = stats is not None and images_u8 is not None  # the image checks need the run's training images
         flat = flat_share(images_u8).tolist() if given else [None] * len(probs)
-        own = [None] * len(probs)
+        own, own_copy = [None] * len(probs), [False] * len(probs)
         if given and stats.splits:
             own = [stats.splits.get(pixel_key(img)) for img in images_u8]
+        if given and stats.copies is not None and None in own:
+            rest = [n for n, o in enumerate(own) if o is None]
+            for n, split in zip(rest, stats.copies.find(images_u8[rest])):
+                own[n], own_copy[n] = split, split is not None
         out = []
         for n in range(len(probs)):
             d = None if dist is None else float(dist[n])
@@ -278,6 +286,7 @@ class Predictor:
                 flat=flat[n],
                 far_by=far_by,
                 own=own[n],
+                own_copy=own_copy[n],
             ))
         return out
 
@@ -332,20 +341,21 @@ class Predictor:
                     "similar classes, or the image may show none of them; check it yourself.")
         else:
             text = None
-        own = own_image_note(prediction.own)
+        own = own_image_note(prediction.own, prediction.own_copy)
         return own if text is None else (text + (" " + own if own else ""))
 
     @staticmethod
     def short_reason(prediction: Prediction) -> str:
         """A few words for a table or a printed line: "unfamiliar (flat colour)", "unsure (44%)", "a
-        training image of this run", joined by "; "; empty when none applies."""
+        training image of this run" ("a copy of a training image of this run"), joined by "; "; empty
+        when none applies."""
         parts = []
         if prediction.unfamiliar:
             parts.append("unfamiliar" + (" (flat colour)" if prediction.far_by == "flat" else ""))
         if prediction.unsure:
             parts.append(f"unsure ({percent(prediction.top[0][1], prediction.threshold)})")
         if prediction.own:
-            parts.append(f"a {prediction.own} image of this run")
+            parts.append(f"{'a copy of ' if prediction.own_copy else ''}a {prediction.own} image of this run")
         return "; ".join(parts)
 
 
@@ -363,21 +373,29 @@ OWN_WORDS = {"training": "one of the run's training images: the model was fitted
              "test": "one of the run's test images (held out: the model never trained on it)"}
 
 
-def own_image_note(split: str | None) -> str | None:
-    """"This is one of the run's training images: ..." for a `Prediction.own` split; None for None."""
-    return f"This is {OWN_WORDS[split]}." if split in OWN_WORDS else None
+def own_image_note(split: str | None, copy: bool = False) -> str | None:
+    """"This is one of the run's training images: ..." for a `Prediction.own` split ("This looks like a
+    resized or re-saved copy of one of ..." with `copy`, `Prediction.own_copy`); None for None."""
+    if split not in OWN_WORDS:
+        return None
+    return f"This looks like a resized or re-saved copy of {OWN_WORDS[split]}." if copy else f"This is {OWN_WORDS[split]}."
 
 
-def own_images_note(splits: Sequence[str | None]) -> str | None:
+def own_images_note(splits: Sequence[str | None], copies: Sequence[bool] | None = None) -> str | None:
     """For a set of predicted images, how many are the run's own and what that means for their
-    accuracy, in plain words; None when none is."""
+    accuracy, in plain words; None when none is. `copies`: per image, whether it was found as a
+    resized or re-saved copy (`Prediction.own_copy`); counted among the run's own and said."""
+    copies = list(copies) if copies is not None else [False] * len(splits)
     counts = {k: sum(1 for s in splits if s == k) for k in OWN_WORDS}
     own = sum(counts.values())
     if not own:
         return None
     if len(splits) == 1:
-        return own_image_note(splits[0])
+        return own_image_note(splits[0], copies[0])
     which = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+    n_copies = sum(1 for s, c in zip(splits, copies) if c and s in OWN_WORDS)
+    if n_copies:
+        which += f"; {n_copies} of them {'a resized or re-saved copy' if n_copies == 1 else 'resized or re-saved copies'}"
     if counts["training"]:
         meaning = "the model learned from its training images, so an accuracy over them is not a test of the model"
     else:
@@ -467,12 +485,79 @@ def pixel_key(image_u8: torch.Tensor) -> str:
     return hashlib.blake2b(image_u8.contiguous().cpu().numpy().tobytes(), digest_size=16).hexdigest()
 
 
+_DCT_ROWS: dict[str, torch.Tensor] = {}
+
+
+def perceptual_hash(images_u8: torch.Tensor, chunk: int = 256) -> np.ndarray:
+    """64-bit DCT perceptual hashes (uint64 [N]) of uint8 images [N, 3, S, S], the algorithm of
+    imagehash.phash (Zauner 2010): grey levels (ITU-R 601 weights), shrunk to 32 x 32 (antialiased
+    bilinear), the 8 x 8 lowest frequencies of their 2-D DCT-II, each bit 1 where a coefficient is
+    above their median. Batched in torch: imagehash works one PIL image at a time, 0.26 ms per 64 px
+    image on a 2-core CPU, 40% of a ResNet-18 forward pass; this takes 0.02-0.07 ms. A resized or
+    re-encoded copy, decoded at the same size, differs in a few bits; different pictures in about
+    half of them. Every flat picture gets the same hash (only the mean is above the median)."""
+    if "32" not in _DCT_ROWS:
+        k, i = torch.arange(8, dtype=torch.float64)[:, None], torch.arange(32, dtype=torch.float64)[None]
+        _DCT_ROWS["32"] = torch.cos(math.pi * (2 * i + 1) * k / 64).float()  # [8, 32]: the low DCT-II rows
+    dct = _DCT_ROWS["32"]
+    weights = torch.tensor([0.299, 0.587, 0.114])
+    out = []
+    for i in range(0, len(images_u8), chunk):
+        grey = torch.einsum("nchw,c->nhw", images_u8[i:i + chunk].cpu().float(), weights)[:, None]
+        small = F.interpolate(grey, size=(32, 32), mode="bilinear", antialias=True, align_corners=False)[:, 0]
+        # [n, 64], to 1/100 of a grey level: a flat picture's float noise would otherwise set random bits
+        coeffs = (dct @ small @ dct.T).flatten(1).round(decimals=2)
+        bits = (coeffs > coeffs.median(1, keepdim=True).values).numpy().astype(np.uint8)
+        out.append(np.frombuffer(np.packbits(bits, axis=1).tobytes(), dtype=">u8").astype(np.uint64))
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.uint64)
+
+
+@dataclass
+class NearCopies:
+    """The run's images by perceptual hash, to recognise a resized or re-saved copy of one of them
+    (the rule of engine.data's near-duplicate groups: `perceptual_hash` at most PHASH_MAX_DISTANCE
+    bits apart and mean colours at most MAX_COLOUR_DIFF apart on every channel, 0-255). On the
+    sample's 640 textures at 64 px (`benchmarks/near_copies.py`) it finds 97-100% of copies resized
+    to 48 to 300 px (JPEG, PNG, WebP) and 90% of those re-saved as JPEG at quality 50, and takes
+    none for another image: two different textures' hashes are at least 8 bits apart."""
+
+    hashes: np.ndarray  # uint64 [M]
+    colours: np.ndarray  # float32 [M, 3]
+    splits: list[str]  # [M]: "training", "validation" or "test"
+
+    @classmethod
+    def of(cls, parts: list[tuple[str, torch.Tensor]]) -> "NearCopies":
+        """From (split name, uint8 images [N, 3, S, S]) pairs."""
+        parts = [(name, images) for name, images in parts if len(images)]
+        hashes = [perceptual_hash(images) for _, images in parts]
+        colours = [images.float().mean((2, 3)).numpy() for _, images in parts]
+        return cls(np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint64),
+                   np.concatenate(colours) if colours else np.zeros((0, 3), dtype=np.float32),
+                   [name for name, images in parts for _ in range(len(images))])
+
+    def find(self, images_u8: torch.Tensor) -> list[str | None]:
+        """For uint8 images [N, 3, S, S] at the run's size: the split of the run's image each is a copy
+        of (the nearest in bits; the first split on a tie), or None."""
+        if not len(self.splits) or not len(images_u8):
+            return [None] * len(images_u8)
+        hashes, colours = perceptual_hash(images_u8), images_u8.cpu().float().mean((2, 3)).numpy()
+        out: list[str | None] = []
+        step = max(1, 1_000_000 // len(self.splits))  # queries x the run's images at a time: a few MB
+        for i in range(0, len(hashes), step):
+            bits = popcount64(hashes[i:i + step, None] ^ self.hashes[None, :]).astype(np.int32)
+            same = (np.abs(colours[i:i + step, None, :] - self.colours[None, :, :]) <= MAX_COLOUR_DIFF).all(-1)
+            bits[~same] = 1 << 10
+            best = bits.argmin(1)
+            out += [self.splits[j] if bits[n, j] <= PHASH_MAX_DISTANCE else None for n, j in enumerate(best)]
+        return out
+
+
 def feature_stats(predictor: Predictor, data) -> FeatureStats | None:
     """Where the training images sit (`FeatureStats`), from a run's `DataSplits`: the training images'
     `image_features` (at most `BANK_MAX`, a fixed random subset of more), the bar (`conformal_bar` of
     the held-out images' `knn_distance`; math.inf under `far_minimum()` of them), the largest
-    `flat_share` of a training image and the split of every image of the run by `pixel_key`. None
-    when the training split is empty."""
+    `flat_share` of a training image, the split of every image of the run by `pixel_key` and by
+    perceptual hash (`NearCopies`). None when the training split is empty."""
     if data is None or len(data.train) == 0:
         return None
 
@@ -487,11 +572,14 @@ def feature_stats(predictor: Predictor, data) -> FeatureStats | None:
     bank = features(train)
     splits = {pixel_key(img): name for name, part in (("test", data.test), ("validation", data.val),
                                                       ("training", data.train)) for img in part.images}
+    copies = NearCopies.of([(name, part.images) for name, part in (("training", data.train), ("validation", data.val),
+                                                                    ("test", data.test))])
     held_out = torch.cat([data.val.images, data.test.images])
     reference = f"{len(held_out)} validation and test images"  # never the training images: memorised, too close
     dist = torch.cat([knn_distance(features(held_out[i:i + 1024]), bank) for i in range(0, len(held_out), 1024)]
                      ) if len(held_out) else torch.zeros(0)
-    return FeatureStats(bank, conformal_bar(dist), reference, float(flat_share(data.train.images).max()), splits)
+    return FeatureStats(bank, conformal_bar(dist), reference, float(flat_share(data.train.images).max()), splits,
+                        copies)
 
 
 def far_minimum(level: float = FAR_QUANTILE) -> int:
@@ -643,7 +731,7 @@ class FolderResult:
 
     classes: list[str]
     variant: str
-    rows: list[dict] = field(default_factory=list)  # path, true, top, low_confidence, reason, distance, why, own
+    rows: list[dict] = field(default_factory=list)  # path, true, top, low_confidence, reason, distance, why, own, own_copy
     skipped: list[SkippedFile] = field(default_factory=list)
     unknown_folders: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -662,7 +750,7 @@ class FolderResult:
 
     def own_note(self) -> str | None:
         """`own_images_note` for these images: how many are the run's own, in plain words."""
-        return own_images_note([r.get("own") for r in self.rows])
+        return own_images_note([r.get("own") for r in self.rows], [bool(r.get("own_copy")) for r in self.rows])
 
     def metrics(self, without_training: bool = False) -> dict | None:
         """{accuracy, balanced_accuracy, confusion [C x C] (rows true, columns predicted), labelled}
@@ -780,7 +868,7 @@ def predict_folder(predictor: Predictor, source: Path, work_dir: Path | None = N
                 result.rows.append({"path": items[i][0], "true": None if lab is None else predictor.classes[lab],
                                     "top": a.top, "low_confidence": a.low_confidence,
                                     "reason": predictor.explanation(a) or "", "distance": a.distance,
-                                    "why": predictor.short_reason(a), "own": a.own,
+                                    "why": predictor.short_reason(a), "own": a.own, "own_copy": a.own_copy,
                                     "unfamiliar": bool(a.unfamiliar), "unsure": a.unsure})
             if progress is not None:
                 progress(done, len(items))

@@ -475,3 +475,45 @@ def test_the_best_epoch_model_says_which_epoch_it_is(studio):
     studio_dir, run_dir = studio
     label = load_predictor(run_dir, "best", datasets_dir=studio_dir / "datasets").label
     assert re.fullmatch(r"Best epoch \(epoch [12] of 2, highest validation accuracy\)", label), label
+
+
+def test_a_resized_or_re_saved_copy_of_the_runs_image_is_recognised_and_no_other_image_is():
+    """Generated textures as a run's 64 px images. Their copies saved at another size and format are
+    found in the split they came from (a user's copy of a training image is not a test of the
+    model); new textures, and a flat colour beside another with the same hash, are not."""
+    from tools.textures import make_texture_images
+
+    from engine.predict import NearCopies, own_images_note, perceptual_hash
+
+    images, _ = make_texture_images(4, 64, seed=3)  # 32 textures
+    splits = ["training"] * 16 + ["validation"] * 8 + ["test"] * 8
+    copies = NearCopies.of([("training", images[:16]), ("validation", images[16:24]), ("test", images[24:])])
+    found = []
+    for image, split in zip(images, splits):
+        picture = Image.fromarray(image.permute(1, 2, 0).numpy())
+        for size, fmt, kw in ((150, "JPEG", {"quality": 85}), (48, "PNG", {}), (300, "WEBP", {})):
+            copy, _ = decode_bytes(png_bytes(picture.resize((size, size), Image.Resampling.BICUBIC), fmt, **kw),
+                                   f"copy.{fmt.lower()}", 64)
+            found.append((copies.find(copy[None])[0], split))
+    right = sum(got == want for got, want in found)
+    assert right >= 0.85 * len(found), found
+    assert all(got in (None, want) for got, want in found), "a copy is never put in another image's split"
+    fresh, _ = make_texture_images(4, 64, seed=11)
+    assert copies.find(fresh) == [None] * len(fresh), "new textures are nobody's copy"
+    red = torch.tensor([200, 30, 30], dtype=torch.uint8).view(3, 1, 1).expand(3, 64, 64).contiguous()
+    blue = torch.tensor([30, 30, 200], dtype=torch.uint8).view(3, 1, 1).expand(3, 64, 64).contiguous()
+    assert perceptual_hash(red[None])[0] == perceptual_hash(blue[None])[0], "flat pictures share a hash"
+    assert NearCopies.of([("training", red[None])]).find(blue[None]) == [None], "their colours tell them apart"
+
+    p = Predictor.__new__(Predictor)
+    p.classes, p.low_confidence = ["cat", "dog"], 0.5
+    p.stats = FeatureStats(torch.eye(2).repeat_interleave(5, 0), far_distance=0.1, reference="test", copies=copies)
+    picture = Image.fromarray(images[0].permute(1, 2, 0).numpy()).resize((200, 200), Image.Resampling.BICUBIC)
+    copy, _ = decode_bytes(png_bytes(picture, "JPEG", quality=90), "mine.jpg", 64)
+    (a,) = p.answers(torch.tensor([[0.9, 0.1]]), torch.tensor([[0.0, -1.0]]), images_u8=copy[None])  # far features
+    assert a.own == "training" and a.own_copy and not a.unfamiliar, "a copy of a training image is not unfamiliar"
+    assert p.explanation(a).startswith("This looks like a resized or re-saved copy of one of the run's training images")
+    assert p.short_reason(a) == "a copy of a training image of this run"
+    assert own_images_note(["training", None], [True, False]) == (
+        "1 of these 2 images is the run's own (1 training; 1 of them a resized or re-saved copy): the model learned "
+        "from its training images, so an accuracy over them is not a test of the model.")

@@ -216,6 +216,12 @@ def test_the_runs_own_images_are_recognised_one_by_one_and_in_a_zip(run):
     no_problems(at)
     said = texts(at.caption) + texts(at.warning)
     assert any(re.search(r"This is one of the run's (training|validation|test) images", t) for t in said), said
+    bigger = io.BytesIO()
+    tiny_image("red", 0).resize((96, 96), Image.Resampling.BICUBIC).save(bigger, "JPEG", quality=90)
+    at.file_uploader(key="try_files").set_value([("red 0 large.jpg", bigger.getvalue(), "image/jpeg")]).run()
+    said = texts(at.caption) + texts(at.warning)
+    assert any(re.search(r"This looks like a resized or re-saved copy of one of the run's (training|validation|test) "
+                         r"images", t) for t in said), said
     at.radio(key="try_source").set_value("A zip of images").run()
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
