@@ -2,8 +2,10 @@
 
 The engine side is `predict_folder` on a zip of image files: safe extraction, scanning, decoding as
 in training (threads, running ahead of the model), batched forward on the device, softmax, top-k,
-the low-confidence checks (probability, the k-NN feature distance to the training images, the flat-colour share and the own-image lookup, with a run's stats) and one result row
-per image. A second engine row times `Predictor.predict` alone on the decoded tensors. The bare side
+the low-confidence checks (probability, the k-NN feature distance to the training images, the
+flat-colour share) and the own-image lookups (same pixels, then a resized or re-saved copy), with the
+stats of a run whose images are the zip's others, so that every predicted image is new to it and
+every lookup runs in full; and one result row per image. A second engine row times `Predictor.predict` alone on the decoded tensors. The bare side
 is `model(x)` under `torch.no_grad()` in batches of the same size over the same decoded tensors
 (already in memory: decoding is not counted for it). Each round times the three back to back on
 `--images` images (the order alternates between rounds), so the ratio of a round compares passes a
@@ -86,9 +88,12 @@ def main() -> None:
     cfg = config(f"backbone.name={args.backbone}", f"data.image_size={args.image_size}", f"train.device={args.device}")
     work = Path(tempfile.mkdtemp(prefix="predict-bench-"))
     root = safe_extract_zip(args.data, work / "x")
-    items, _ = image_files(root)
-    items = items[::max(1, len(items) // args.images)][:args.images]  # every class, not the first few
+    every, _ = image_files(root)
+    items = every[::max(1, len(every) // args.images)][:args.images]  # every class, not the first few
     images = torch.stack([decode_image(p, args.image_size) for _, p in items])
+    chosen = {rel for rel, _ in items}
+    others = [p for rel, p in every if rel not in chosen]  # the run's images: the predicted ones are new to it
+    own = torch.stack([decode_image(p, args.image_size) for p in others]) if others else images
     subset = work / "subset.zip"
     with zipfile.ZipFile(subset, "w") as zf:
         for rel, path in items:
@@ -97,8 +102,9 @@ def main() -> None:
     torch.manual_seed(0)
     model, _ = build_model(args.backbone, len(classes), "none")
     p = Predictor(model, cfg, classes, "fine_tuned", None, device)
-    # the checks as a run has them: every image in the feature bank and the own-image lookup, a bar
-    p.stats = feature_stats(p, SimpleNamespace(train=_Sized(images), val=_Sized(images[:64]), test=_Sized(images[:0])))
+    # the checks as a run has them: the run's images (the zip's others) in the feature bank and the own-image
+    # lookups, a bar; the predicted images are none of them, so every lookup runs in full (the copy search too)
+    p.stats = feature_stats(p, SimpleNamespace(train=_Sized(own[64:]), val=_Sized(own[:64]), test=_Sized(own[:0])))
     n = len(images)
 
     # warm-up: allocator, cuDNN autotuning, thread pools

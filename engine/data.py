@@ -942,8 +942,9 @@ def _imagehash():
     return imagehash
 
 
-def _phash64(img: Image.Image) -> int:
-    """64-bit DCT perceptual hash (imagehash.phash: 32x32 greyscale, 8x8 low frequencies vs median); 0 without imagehash."""
+def phash64(img: Image.Image) -> int:
+    """64-bit DCT perceptual hash (imagehash.phash, Zauner 2010: 32x32 greyscale, 8x8 low frequencies vs
+    their median; the first bit the lowest frequency) as an int; 0 without imagehash."""
     imagehash = _imagehash()
     if imagehash is None:
         return 0
@@ -975,7 +976,7 @@ def _decode(raw: bytes, size: int, max_pixels: int, want_hash: bool = False) -> 
             img.draft(None, (max(1, width * 2 * size // shorter), max(1, height * 2 * size // shorter)))
         rgb = _oriented_rgb(img)
         if want_hash and not is_jpeg:
-            phash = _phash64(rgb)
+            phash = phash64(rgb)
         # Crop the centre square and resize it in one step: the same as "shorter side to S, then
         # centre crop S". Bilinear (antialiased by PIL) matches torchvision's Resize default.
         small = rgb.resize((size, size), Image.Resampling.BILINEAR, box=_centre_square(*rgb.size), reducing_gap=3.0)
@@ -984,7 +985,7 @@ def _decode(raw: bytes, size: int, max_pixels: int, want_hash: bool = False) -> 
         # groups and the split, are the same whatever image size a run decodes at.
         with Image.open(io.BytesIO(raw), formats=PIL_FORMATS) as img:
             img.draft(None, (64, 64))
-            phash = _phash64(_oriented_rgb(img))
+            phash = phash64(_oriented_rgb(img))
     return torch.from_numpy(np.array(small, dtype=np.uint8)).permute(2, 0, 1).contiguous(), phash
 
 

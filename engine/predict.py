@@ -32,9 +32,8 @@ Low confidence (documented measure, both parts shown to the user in plain words)
     pixel step was tried instead and flagged textures merely shrunk from a larger picture or
     slightly blurred (`benchmarks/unfamiliar.py`).
   A training image of the run (the same pixels, or a resized or re-saved copy: `NearCopies`) is
-  never called unfamiliar. Both checks need the
-  run's dataset; when that is
-  gone, too, only the probability check applies. Either way the page says why.
+  never called unfamiliar. Both checks need the run's dataset; when that is gone, only the
+  probability check applies. Either way the page says why.
 """
 
 from __future__ import annotations
@@ -485,70 +484,82 @@ def pixel_key(image_u8: torch.Tensor) -> str:
     return hashlib.blake2b(image_u8.contiguous().cpu().numpy().tobytes(), digest_size=16).hexdigest()
 
 
-_DCT_ROWS: dict[str, torch.Tensor] = {}
+COPY_THUMB = 8  # side of the thumbnails a copy is compared on once its hash is close
+# Mean |difference| of those thumbnails (RGB, 0-255) under which a close hash counts as a copy. The
+# hash alone took 19% of scikit-learn's 8 x 8 digits for another digit at 32 px (different digits'
+# thumbnails differ by 7.1 or more); the sample's copies differ by at most 5.4 (benchmarks/near_copies.py).
+COPY_MAX_PIXEL_DIFF = 6.0
 
 
-def perceptual_hash(images_u8: torch.Tensor, chunk: int = 256) -> np.ndarray:
-    """64-bit DCT perceptual hashes (uint64 [N]) of uint8 images [N, 3, S, S], the algorithm of
-    imagehash.phash (Zauner 2010): grey levels (ITU-R 601 weights), shrunk to 32 x 32 (antialiased
-    bilinear), the 8 x 8 lowest frequencies of their 2-D DCT-II, each bit 1 where a coefficient is
-    above their median. Batched in torch: imagehash works one PIL image at a time, 0.26 ms per 64 px
-    image on a 2-core CPU, 40% of a ResNet-18 forward pass; this takes 0.02-0.07 ms. A resized or
-    re-encoded copy, decoded at the same size, differs in a few bits; different pictures in about
-    half of them. Every flat picture gets the same hash (only the mean is above the median)."""
-    if "32" not in _DCT_ROWS:
-        k, i = torch.arange(8, dtype=torch.float64)[:, None], torch.arange(32, dtype=torch.float64)[None]
-        _DCT_ROWS["32"] = torch.cos(math.pi * (2 * i + 1) * k / 64).float()  # [8, 32]: the low DCT-II rows
-    dct = _DCT_ROWS["32"]
-    weights = torch.tensor([0.299, 0.587, 0.114])
-    out = []
+_DCT_8X32 = torch.cos(math.pi * (2 * torch.arange(32, dtype=torch.float64)[None] + 1)
+                      * torch.arange(8, dtype=torch.float64)[:, None] / 64)  # [8, 32]: DCT-II's 8 lowest rows
+_GREY = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float64)  # ITU-R 601, as PIL's "L" mode
+
+
+def copy_keys(images_u8: torch.Tensor, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """(64-bit perceptual hashes uint64 [N], thumbnails float32 [N, 3, COPY_THUMB, COPY_THUMB] (each
+    cell's mean, 0-255)) of uint8 images [N, 3, S, S] on any device, `chunk` images at a time.
+
+    The hash is imagehash.phash's (Zauner 2010; what engine.data's near-duplicate groups use): grey
+    levels shrunk to 32 x 32, the 8 x 8 lowest frequencies of their 2-D DCT-II, a bit set where a
+    coefficient is above their median, the lowest frequency first. Batched in torch with an area
+    (box) shrink where imagehash takes one PIL image at a time with a Lanczos one: imagehash cost
+    25 ms per 256 images at 64 px, 15% of a ResNet-18's forward pass, and put prediction under its
+    0.8 speed target (`benchmarks/predict_throughput.py`). The two hashes of one of the sample's
+    images differ in 2 of 64 bits on average (`benchmarks/near_copies.py` prints it)."""
+    hashes, thumbs = [], []
     for i in range(0, len(images_u8), chunk):
-        grey = torch.einsum("nchw,c->nhw", images_u8[i:i + chunk].cpu().float(), weights)[:, None]
-        small = F.interpolate(grey, size=(32, 32), mode="bilinear", antialias=True, align_corners=False)[:, 0]
-        # [n, 64], to 1/100 of a grey level: a flat picture's float noise would otherwise set random bits
-        coeffs = (dct @ small @ dct.T).flatten(1).round(decimals=2)
-        bits = (coeffs > coeffs.median(1, keepdim=True).values).numpy().astype(np.uint8)
-        out.append(np.frombuffer(np.packbits(bits, axis=1).tobytes(), dtype=">u8").astype(np.uint64))
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.uint64)
+        part = images_u8[i:i + chunk].cpu().float()
+        grey = torch.einsum("nchw,c->nhw", F.adaptive_avg_pool2d(part, 32).double(), _GREY)
+        coeffs = (_DCT_8X32 @ grey @ _DCT_8X32.T).flatten(1)  # [n, 64], float64: a flat picture's are ~1e-12
+        bits = (coeffs > coeffs.median(1, keepdim=True).values + 1e-6).numpy().astype(np.uint8)
+        hashes.append(np.frombuffer(np.packbits(bits, axis=1).tobytes(), dtype=">u8").astype(np.uint64))
+        thumbs.append(F.adaptive_avg_pool2d(part, COPY_THUMB).numpy())
+    return (np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint64),
+            np.concatenate(thumbs) if thumbs else np.zeros((0, 3, COPY_THUMB, COPY_THUMB), dtype=np.float32))
 
 
 @dataclass
 class NearCopies:
-    """The run's images by perceptual hash, to recognise a resized or re-saved copy of one of them
-    (the rule of engine.data's near-duplicate groups: `perceptual_hash` at most PHASH_MAX_DISTANCE
-    bits apart and mean colours at most MAX_COLOUR_DIFF apart on every channel, 0-255). On the
-    sample's 640 textures at 64 px (`benchmarks/near_copies.py`) it finds 97-100% of copies resized
-    to 48 to 300 px (JPEG, PNG, WebP) and 90% of those re-saved as JPEG at quality 50, and takes
-    none for another image: two different textures' hashes are at least 8 bits apart."""
+    """The run's images by perceptual hash, to recognise a resized or re-saved copy of one of them: a
+    hash at most PHASH_MAX_DISTANCE bits away and mean colours at most MAX_COLOUR_DIFF apart on every
+    channel (0-255; the rule of engine.data's near-duplicate groups), and thumbnails (`copy_keys`) at
+    most COPY_MAX_PIXEL_DIFF apart on average. Measured by `benchmarks/near_copies.py` on the sample
+    and on scikit-learn's digits (README, "Copies of the run's own images")."""
 
     hashes: np.ndarray  # uint64 [M]
-    colours: np.ndarray  # float32 [M, 3]
+    thumbs: np.ndarray  # float32 [M, 3, COPY_THUMB, COPY_THUMB]
     splits: list[str]  # [M]: "training", "validation" or "test"
 
     @classmethod
     def of(cls, parts: list[tuple[str, torch.Tensor]]) -> "NearCopies":
         """From (split name, uint8 images [N, 3, S, S]) pairs."""
-        parts = [(name, images) for name, images in parts if len(images)]
-        hashes = [perceptual_hash(images) for _, images in parts]
-        colours = [images.float().mean((2, 3)).numpy() for _, images in parts]
-        return cls(np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint64),
-                   np.concatenate(colours) if colours else np.zeros((0, 3), dtype=np.float32),
+        keys = [copy_keys(images) for _, images in parts]
+        return cls(np.concatenate([h for h, _ in keys]) if keys else np.zeros(0, dtype=np.uint64),
+                   np.concatenate([t for _, t in keys]) if keys else np.zeros((0, 3, COPY_THUMB, COPY_THUMB),
+                                                                               dtype=np.float32),
                    [name for name, images in parts for _ in range(len(images))])
 
     def find(self, images_u8: torch.Tensor) -> list[str | None]:
         """For uint8 images [N, 3, S, S] at the run's size: the split of the run's image each is a copy
-        of (the nearest in bits; the first split on a tie), or None."""
+        of, or None. "training" when any training image matches (as for the same pixels: an answer on
+        a picture the model was fitted on is never a test), else the closest thumbnail's split."""
         if not len(self.splits) or not len(images_u8):
             return [None] * len(images_u8)
-        hashes, colours = perceptual_hash(images_u8), images_u8.cpu().float().mean((2, 3)).numpy()
+        hashes, thumbs = copy_keys(images_u8)
+        colours, own_colours = thumbs.mean((2, 3)), self.thumbs.mean((2, 3))
         out: list[str | None] = []
-        step = max(1, 1_000_000 // len(self.splits))  # queries x the run's images at a time: a few MB
-        for i in range(0, len(hashes), step):
-            bits = popcount64(hashes[i:i + step, None] ^ self.hashes[None, :]).astype(np.int32)
-            same = (np.abs(colours[i:i + step, None, :] - self.colours[None, :, :]) <= MAX_COLOUR_DIFF).all(-1)
-            bits[~same] = 1 << 10
-            best = bits.argmin(1)
-            out += [self.splits[j] if bits[n, j] <= PHASH_MAX_DISTANCE else None for n, j in enumerate(best)]
+        for n in range(len(hashes)):
+            near = np.flatnonzero(popcount64(hashes[n] ^ self.hashes) <= PHASH_MAX_DISTANCE)  # few, if any
+            near = near[(np.abs(own_colours[near] - colours[n]) <= MAX_COLOUR_DIFF).all(-1)]
+            diff = np.abs(self.thumbs[near] - thumbs[n]).mean((1, 2, 3))
+            near, diff = near[diff <= COPY_MAX_PIXEL_DIFF], diff[diff <= COPY_MAX_PIXEL_DIFF]
+            if not len(near):
+                out.append(None)
+            elif any(self.splits[j] == "training" for j in near):
+                out.append("training")
+            else:
+                out.append(self.splits[int(near[diff.argmin()])])
         return out
 
 
@@ -654,8 +665,6 @@ def describe_decoding(path: Path, size: int) -> list[str]:
     """What `decode_image` does to this file, in plain words (format, EXIF rotation, colour mode,
     centre square, resize). Reads the header only; an unreadable file gets an empty list."""
     from PIL import Image
-
-
 
     try:
         with Image.open(path, formats=PIL_FORMATS) as img:
