@@ -9,6 +9,7 @@ session on one of them.
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -126,7 +127,9 @@ def test_attributions_for_every_method_and_every_model(wise_run):
     for line in ATTRIBUTIONS.values():
         assert line in teaching, "each method's one-liner is on the page"
     words = " ".join([teaching, captions, *texts(at.caption)])
-    assert "regions" in words, "Grad-CAM's grid is explained in plain words"
+    assert re.search(r"Grad-CAM here reads layer `[\w.]+`, the model's deepest layer that still splits the image "
+                     r"into at least 4 x 4 regions", words), "the layer Grad-CAM reads, in plain words"
+    assert re.search(r"The image nudged in \d+ small steps? \(a PGD attack\)", words), "the attack, in plain words"
     for jargon in (" cells", "stage that", "PGD-"):  # an attack is named with what it does, not its short name
         assert jargon not in words, jargon
     name = val_files(run_id)[options[1]]  # the user's file name, not an index

@@ -288,6 +288,7 @@ def test_a_mostly_flat_image_is_flagged_and_a_training_image_never_is():
     assert "most of it (100% of neighbouring pixels) is flat colour" in p.explanation(flat)
     assert "none of the training images is (at most 20%)" in p.explanation(flat)
     assert not trained.unfamiliar and trained.own == "training", "a training image is never unlike them"
+    assert not trained.own_copy, "found by its pixels: the image itself, not a copy"
     assert p.explanation(trained).startswith("This is one of the run's training images")
     p.stats.flat_max = 1.0  # a training image was blank too: a blank page is not unfamiliar
     assert not p.answers(probs[:1], feats[:1], images_u8=white)[0].unfamiliar

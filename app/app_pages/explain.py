@@ -47,6 +47,7 @@ WIDGET_DEFAULTS = {TARGET_KEY: "predicted", STRENGTH_KEY: 0.7}
 KEPT = "explain_kept:"  # prefix of the copies
 TABS = ("Attributions", "Error analysis", "Export")
 DEFAULT_METHODS = ["grad_cam"]  # the cheapest faithful-enough map: a new image answers in about a second on a CPU
+VISIBLE_CHANGE = 8 / 255  # a pixel change a viewer can start to see (the usual largest L-inf budget on CIFAR)
 DISPLAY_PX = 224  # images are upscaled (nearest neighbour) to at least this, so small pixels stay crisp
 THUMB_PX = 96
 GALLERY_COLUMNS = 6
@@ -457,9 +458,10 @@ def row_note(r: dict, pretrained_src: str | None, rec) -> str:
         return ("The starting and fine-tuned weights mixed at the alpha chosen on the Results page"
                 f"{'' if chosen else ' (none chosen yet, so the run’s own pick)'}.")
     if r["key"] == "adversarial":
-        return (f"The image nudged in {r['steps']} small steps (a PGD attack) to make the fine-tuned model wrong, "
-                f"within the run's evaluation budget (eps {r['eps'] * 255:.1f}/255 of the brightness range per "
-                f"pixel): no pixel changed by more than {r['linf'] * 255:.1f}/255, too little to see.")
+        unseen = ", too little to see" if r["linf"] <= VISIBLE_CHANGE else ""
+        return (f"The image nudged in {state.plural(r['steps'], 'small step')} (a PGD attack) to make the "
+                f"fine-tuned model wrong, within the run's evaluation budget: each pixel moved by at most "
+                f"{r['eps'] * 255:.1f}/255 of its brightness (here at most {r['linf'] * 255:.1f}/255{unseen}).")
     return ""
 
 
