@@ -406,8 +406,13 @@ def _predict(args: argparse.Namespace) -> int:
         result = predict_folder(predictor, Path(args.data), data_dir / "datasets", args.top_k, args.batch_size,
                                 progress, args.threshold)
     top_k = min(args.top_k, len(predictor.classes))
-    out = write_csv(result, Path(args.out), top_k)
     n = len(result.rows)
+    if not n:  # nothing could be read: say why, write no empty CSV, and fail like any bad input
+        print(f"error: no readable image in {args.data}", file=sys.stderr)
+        for s in result.skipped:
+            print(f"  {s.path}: {s.reason}", file=sys.stderr)
+        return 1
+    out = write_csv(result, Path(args.out), top_k)
     print(f"{n} image{'' if n == 1 else 's'} predicted in {result.seconds:.1f}s ({result.images_per_sec:.1f} img/s); "
           f"answers flagged: {result.flag_words()}; predictions: {out}")
     if result.skipped:

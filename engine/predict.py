@@ -750,12 +750,12 @@ class FolderResult:
         return len(self.rows) / self.seconds if self.seconds > 0 else 0.0
 
     def flag_words(self) -> str:
-        """How many answers are flagged, and why, in a few words: "2 unfamiliar, 1 unsure", "none
-        flagged" (an answer can be both)."""
+        """How many answers are flagged, and why, in a few words, after "answers flagged: ":
+        "2 unfamiliar, 1 unsure" (an answer can be both), or "none"."""
         unfamiliar = sum(bool(r.get("unfamiliar")) for r in self.rows)
         unsure = sum(bool(r.get("unsure")) for r in self.rows)
         parts = [f"{unfamiliar} unfamiliar"] * bool(unfamiliar) + [f"{unsure} unsure"] * bool(unsure)
-        return ", ".join(parts) or "none flagged"
+        return ", ".join(parts) or "none"
 
     def own_note(self) -> str | None:
         """`own_images_note` for these images: how many are the run's own, in plain words."""

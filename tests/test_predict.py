@@ -340,7 +340,7 @@ def test_predict_cli_on_a_class_folder_zip(studio, tmp_path, capsys):
     assert len(rows) - 1 == 9, "one row per readable image"
     assert all(r.split(",")[1] in TINY_CLASSES for r in rows[1:])
     assert re.search(r"accuracy \d+\.\d%  balanced accuracy \d+\.\d%  \(9 images in class folders\)", printed.out)
-    assert re.search(r"answers flagged: (none flagged|\d+ unfamiliar|\d+ unsure|\d+ unfamiliar, \d+ unsure);", printed.out)
+    assert re.search(r"answers flagged: (none|\d+ unfamiliar|\d+ unsure|\d+ unfamiliar, \d+ unsure);", printed.out)
     assert "confusion matrix" in printed.out
     assert re.search(r"red/broken\.png: (not a readable image|damaged)", printed.out), printed.out
     # HEIC is read (pillow-heif): a damaged one is listed with its reason, never fatal
@@ -375,6 +375,14 @@ def test_predict_a_plain_folder_without_classes_and_bad_input(studio, tmp_path, 
     empty.mkdir()
     with pytest.raises(StudioError, match="'empty' holds no image files"):
         predict_folder(p, empty)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "scan.jpg").write_bytes(b"not a jpeg")
+    out = tmp_path / "none.csv"
+    assert cli(["predict", "--run", str(run_dir), "--data", str(broken), "--data-dir", str(studio_dir),
+                "--out", str(out)]) == 1, "nothing readable is bad input, not an empty success"
+    err = capsys.readouterr().err
+    assert "error: no readable image in" in err and "scan.jpg" in err and not out.exists()
 
 
 # ---- the model card's scripts --------------------------------------------------------------------------

@@ -309,6 +309,11 @@ def test_a_refresh_keeps_the_images_and_the_zip_until_the_user_clears_them(run):
     at.switch_page(PAGE).run()  # another page and back: the uploader is empty again, the images are kept
     no_problems(at)
     assert any("Kept from before: owl.png" in c for c in texts(at.caption)), "a page visit is no removal"
+    at.file_uploader(key="try_files").set_value([("scan.jpg", b"not a jpeg", "image/jpeg")]).run()
+    assert any("scan.jpg" in t for t in texts(at.error) + texts(at.warning)), "the bad file is named"
+    assert any("Kept from before: owl.png" in c for c in texts(open_page(run).caption)), \
+        "a file that cannot be read replaces nothing: a refresh still brings back the kept image"
+    at.file_uploader(key="try_files").set_value([]).run()
     at.radio(key="try_source").set_value("A zip of images").run()
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:

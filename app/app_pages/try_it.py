@@ -37,8 +37,12 @@ COMPARE_KEY = "try_compare"
 THRESHOLD_KEY = "try_threshold"
 SOURCES = ("Upload images", "Camera", "A zip of images")
 TOP_K = 3
-TABLE_ROWS_IN_FULL = 50  # a zip's answers up to this many show without scrolling; more scroll in a tall table
-TALL_TABLE_PX = 740  # about 20 rows
+TABLE_ROWS_IN_FULL = 50  # a zip's answers up to this many show without scrolling; more scroll in a box as tall
+TALL_TABLE_PX = (TABLE_ROWS_IN_FULL + 1) * 35 + 3  # 50 rows and the header, as Streamlit draws them
+# Column widths (px) that fit the page's width, so that no column is cut at the table's edge (the
+# horizontal scroll bar sat under a table taller than the window); a cut cell's full text shows on hover
+TABLE_WIDTHS = {"file": 170, "true class": 100, "predicted": 100, "right": 50, "confidence": 110, "note": 210,
+                "others": 180}
 DISPLAY_PX = 192  # small training images are enlarged (nearest neighbour) so their pixels stay crisp
 METHOD_NAMES = {"integrated_gradients": "Integrated Gradients", "saliency": "Saliency", "grad_cam": "Grad-CAM",
                 "occlusion": "Occlusion"}
@@ -236,7 +240,7 @@ def table(result) -> pd.DataFrame:
     rows = [{"file": r["path"], "true class": r["true"] or "", "predicted": r["top"][0][0],
              "right": "" if r["true"] is None else ("✓" if r["top"][0][0] == r["true"] else "✗"),
              "confidence": 100 * r["top"][0][1], "note": r.get("why", ""),
-             "others": ", ".join(f"{c} {100 * p:.0f}%" for c, p in r["top"][1:])} for r in result.rows]
+             "others": ", ".join(f"{c} {100 * p:.0f}%" for c, p in r["top"][1:] if p >= 0.005)} for r in result.rows]
     df = pd.DataFrame(rows, columns=["file", "true class", "predicted", "right", "confidence", "note", "others"])
     if not (df["true class"] != "").any():
         df = df.drop(columns=["true class", "right"])
@@ -302,7 +306,9 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
     # Streamlit's default height shows 10 rows; a zip of a few dozen images reads best without a scroll bar
     height = "content" if len(res.rows) <= TABLE_ROWS_IN_FULL else TALL_TABLE_PX
     st.dataframe(table(res), hide_index=True, width="stretch", height=height, column_config={
-        "confidence": st.column_config.ProgressColumn("confidence", format="%.0f%%", min_value=0, max_value=100),
+        **{c: st.column_config.Column(c, width=w) for c, w in TABLE_WIDTHS.items()},
+        "confidence": st.column_config.ProgressColumn("confidence", format="%.0f%%", min_value=0, max_value=100,
+                                                      width=TABLE_WIDTHS["confidence"]),
     })
     st.download_button("Download predictions (CSV)", csv_text(res, min(TOP_K, len(res.classes))),
                        file_name=f"predictions-{rec.id}.csv", mime="text/csv", icon=":material/download:",
@@ -433,8 +439,8 @@ def render() -> None:
         with state.guarded(f"predicting {name}"):
             if image_result(run_dir, ds, models, name, data, threshold):
                 usable.append((name, data))
-    if new:  # kept for a refresh: the ones that could be used (a damaged file's message is not shown again)
-        state.remember_try_inputs(engine, kind, usable)
+    if new and usable:  # kept for a refresh: the ones that could be used (a damaged file's message is not
+        state.remember_try_inputs(engine, kind, usable)  # shown again); none usable keeps what was kept before
 
 
 if __name__ == "__main__":  # run as a page (st.Page executes it as __main__); importable for tests
