@@ -684,7 +684,10 @@ def describe_decoding(path: Path, size: int) -> list[str]:
     side = min(w, h)
     if w != h:
         notes.append(f"centre square of {side} x {side} kept (the model sees squares)")
-    notes.append(f"resized to {size} x {size} pixels (bilinear), the run's training size")
+    if side != size:
+        notes.append(f"resized to {size} x {size} pixels (bilinear), the run's training size")
+    else:
+        notes.append(f"already {size} x {size} pixels, the run's training size: not resized")
     return notes
 
 

@@ -147,6 +147,9 @@ def test_uploads_decode_as_in_training_and_say_what_was_done(tmp_path):
     rgba = Image.new("RGBA", (20, 20), (0, 0, 0, 0))
     _, notes = decode_bytes(png_bytes(rgba), "icon.png", 16)
     assert any("RGBA to RGB" in n and "white" in n for n in notes), notes
+    assert any("resized to 16 x 16" in n for n in notes), "20 px to 16"
+    _, notes = decode_bytes(png_bytes(Image.new("RGB", (16, 16))), "small.png", 16)
+    assert notes[-1] == "already 16 x 16 pixels, the run's training size: not resized", notes
     with pytest.raises(StudioError, match="'notes.txt' could not be used: not a readable image"):
         decode_bytes(b"hello", "notes.txt", 16)
 
