@@ -150,6 +150,10 @@ class DataReport:
         return asdict(self)
 
 
+class EmptyArchiveError(StudioError):
+    """A zip with no files (or only hidden or system ones)."""
+
+
 class DatasetError(StudioError):
     """A dataset was refused; `skipped` lists the files that were left out and why, `notes` the layout seen."""
 
@@ -399,7 +403,7 @@ def check_zip_headers(zf: zipfile.ZipFile, limits: ZipLimits) -> ZipMembers:
                if not info.is_dir() and not any(map(_is_junk_part, _member_parts(name)))]
     members = [(info, parts) for info, parts in members if parts]
     if not members:
-        raise StudioError(
+        raise EmptyArchiveError(
             "The zip archive is empty (no files, or only hidden/system files). "
             "Put one folder per class with images inside (e.g. cats/, dogs/), zip them and upload again."
         )

@@ -63,7 +63,8 @@ from engine.augment import to_float
 from engine.backbones import Classifier
 from engine.config import RunConfig
 from engine.data import (IMAGE_EXTENSIONS, MAX_COLOUR_DIFF, MAX_IMAGE_PIXELS, PHASH_MAX_DISTANCE, PIL_FORMATS,
-                         SkippedFile, ZipLimits, decode_image, image_files, popcount64, safe_extract_zip)
+                         EmptyArchiveError, SkippedFile, ZipLimits, decode_image, image_files, popcount64,
+                         safe_extract_zip)
 from engine.errors import StudioError
 from engine.evaluate import tta_logits
 from engine.devices import autocast_ctx, pick_device, run_amp_dtype, usable_cpus
@@ -380,10 +381,12 @@ def own_image_note(split: str | None, copy: bool = False) -> str | None:
     return f"This looks like a resized or re-saved copy of {OWN_WORDS[split]}." if copy else f"This is {OWN_WORDS[split]}."
 
 
-def own_images_note(splits: Sequence[str | None], copies: Sequence[bool] | None = None) -> str | None:
+def own_images_note(splits: Sequence[str | None], copies: Sequence[bool] | None = None,
+                    accuracy: bool = True) -> str | None:
     """For a set of predicted images, how many are the run's own and what that means for their
-    accuracy, in plain words; None when none is. `copies`: per image, whether it was found as a
-    resized or re-saved copy (`Prediction.own_copy`); counted among the run's own and said."""
+    accuracy (`accuracy`: one is shown; else for the answers), in plain words; None when none is.
+    `copies`: per image, whether it was found as a resized or re-saved copy (`Prediction.own_copy`);
+    counted among the run's own and said."""
     copies = list(copies) if copies is not None else [False] * len(splits)
     counts = {k: sum(1 for s in splits if s == k) for k in OWN_WORDS}
     own = sum(counts.values())
@@ -395,8 +398,10 @@ def own_images_note(splits: Sequence[str | None], copies: Sequence[bool] | None 
     n_copies = sum(1 for s, c in zip(splits, copies) if c and s in OWN_WORDS)
     if n_copies:
         which += f"; {n_copies} of them {'a resized or re-saved copy' if n_copies == 1 else 'resized or re-saved copies'}"
-    if counts["training"]:
+    if counts["training"] and accuracy:
         meaning = "the model learned from its training images, so an accuracy over them is not a test of the model"
+    elif counts["training"]:
+        meaning = "the model learned from its training images, so its answers on them say little about new images"
     else:
         meaning = "none is a training image, so they test the model like the run's own held-out images"
     are = "is" if own == 1 else "are"
@@ -761,8 +766,10 @@ class FolderResult:
         return ", ".join(parts) or "none"
 
     def own_note(self) -> str | None:
-        """`own_images_note` for these images: how many are the run's own, in plain words."""
-        return own_images_note([r.get("own") for r in self.rows], [bool(r.get("own_copy")) for r in self.rows])
+        """`own_images_note` for these images: how many are the run's own, in plain words (about the
+        accuracy when the folders give one, else about the answers)."""
+        return own_images_note([r.get("own") for r in self.rows], [bool(r.get("own_copy")) for r in self.rows],
+                               accuracy=self.metrics() is not None)
 
     def metrics(self, without_training: bool = False) -> dict | None:
         """{accuracy, balanced_accuracy, confusion [C x C] (rows true, columns predicted), labelled}
@@ -782,8 +789,9 @@ class FolderResult:
                 "balanced_accuracy": sum(recalls) / len(recalls), "confusion": cm, "labelled": len(labelled)}
 
 
-def _materialise(source: Path, work_dir: Path | None) -> tuple[Path, Path | None]:
-    """(folder to read, temporary folder to delete afterwards or None) for a folder or a zip."""
+def _materialise(source: Path, work_dir: Path | None, name: str) -> tuple[Path, Path | None]:
+    """(folder to read, temporary folder to delete afterwards or None) for a folder or a zip (`name`:
+    what the user calls it)."""
     source = Path(source)
     if source.is_dir():
         return source, None
@@ -793,6 +801,10 @@ def _materialise(source: Path, work_dir: Path | None) -> tuple[Path, Path | None
     dest = base / f"predict-{uuid.uuid4().hex[:12]}"
     try:
         safe_extract_zip(source, dest, ZipLimits())
+    except EmptyArchiveError as exc:  # its advice is for a training set's class folders
+        shutil.rmtree(dest, ignore_errors=True)
+        raise StudioError(f"'{name}' is empty (no files, or only hidden or system files). Put the images in it, "
+                          "loose or in folders named after the classes, and try again.") from exc
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise
@@ -854,21 +866,22 @@ def _decoded_batches(items: list[tuple[str, Path]], size: int, batch_size: int, 
 
 def predict_folder(predictor: Predictor, source: Path, work_dir: Path | None = None, top_k: int = 3,
                    batch_size: int = DEFAULT_BATCH, progress: ProgressFn | None = None,
-                   threshold: float | None = None) -> FolderResult:
+                   threshold: float | None = None, name: str | None = None) -> FolderResult:
     """Predict every image in a folder or zip (at any depth), or one image file. Unreadable files are
     listed in `skipped` with their reason, never fatal; class folders named after the run's classes
     give each row its true class (see `true_labels`). A zip is extracted safely (engine.data's
     limits) into a temporary folder under `work_dir`, removed afterwards. `progress(done, total)` is
-    called after each batch. Raises StudioError when the source is missing, unsafe or holds no
-    images."""
+    called after each batch. Raises StudioError when the source is missing, unsafe, empty or holds no
+    images, naming it `name` (the user's name for it, e.g. an upload's file name; default its own)."""
     source = Path(source)
+    name = name or source.name
     single = source.is_file() and source.suffix.lower() in IMAGE_EXTENSIONS and not zipfile.is_zipfile(source)
-    root, temporary = (source.parent, None) if single else _materialise(source, work_dir)
+    root, temporary = (source.parent, None) if single else _materialise(source, work_dir, name)
     try:
         items, skipped = ([(source.name, source)], []) if single else image_files(root)
         if not items:
             listed = f" ({len(skipped)} other files: {', '.join(s.path for s in skipped[:3])})" if skipped else ""
-            raise StudioError(f"'{Path(source).name}' holds no image files (jpg, png, bmp, gif, webp, tif){listed}.")
+            raise StudioError(f"'{name}' holds no image files (jpg, png, bmp, gif, webp, tif){listed}.")
         labels, unknown = true_labels([rel for rel, _ in items], predictor.classes)
         result = FolderResult(list(predictor.classes), predictor.label, skipped=skipped, unknown_folders=unknown)
         t0 = time.perf_counter()

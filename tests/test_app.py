@@ -325,6 +325,11 @@ def test_upload_configure_train_watch_and_see_results(studio, tiny_bytes):
     assert len(at.get("vega_lite_chart")) >= 5, "curves, confusion matrix, per class, OOD, lr"
     (command,) = [c.value for c in at.code if c.value.startswith("python -m engine train --config ")]
     (predict,) = [c.value for c in at.code if c.value.startswith("python -m engine predict --run ")]
+    assert "--variant" not in predict, "the final weights: predict's default"
+    at.radio(key=f"ckpt_{run_id}_last_best").set_value("best").run()
+    assert any(c.value.startswith(f"python -m engine predict --run {run_id} --variant best ") for c in at.code), \
+        "the predict command follows the weights picked"
+    at.radio(key=f"ckpt_{run_id}_last_best").set_value("last").run()
 
     # the command Results shows repeats the run from the command line, to the same accuracy, also from a
     # shell without STUDIO_DATA_DIR (its --data-dir finds the uploaded dataset); the run joins the store

@@ -476,6 +476,9 @@ def test_the_own_images_note_counts_and_says_what_the_accuracy_means():
     many = own_images_note(["training", "validation", "training", None])
     assert many.startswith("3 of these 4 images are the run's own (2 training, 1 validation): the model learned")
     assert own_images_note(["validation"]).startswith("This is one of the run's validation images")
+    assert own_images_note(["training", None], accuracy=False).endswith(
+        "the model learned from its training images, so its answers on them say little about new images."), \
+        "loose images have no accuracy to speak of"
 
 
 def test_the_best_epoch_model_says_which_epoch_it_is(studio):

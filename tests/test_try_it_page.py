@@ -204,6 +204,15 @@ def test_a_zip_of_class_folders_gives_a_table_accuracy_and_a_csv(run):
     assert any("6 images" in m for m in texts(at.markdown))
     assert not any("the run's own" in i for i in texts(at.info)), "new images: no own-image note"
     assert "note" in df.columns and "low confidence" not in df.columns, "a reason in words, not a bare tick"
+    for content, said in (({}, "'my batch.zip' is empty"), ({"readme.txt": b"hello"}, "'my batch.zip' holds no image")):
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            for name, data in content.items():
+                zf.writestr(name, data)
+        at.file_uploader(key="try_zip").set_value(("my batch.zip", buf.getvalue(), "application/zip")).run()
+        errors = texts(at.error)
+        assert any(said in e for e in errors), errors  # the user's file name, never the saved upload's
+        assert not any("upload again" in e or "one folder per class" in e for e in errors), "advice for prediction"
 
 
 def test_the_runs_own_images_are_recognised_one_by_one_and_in_a_zip(run):

@@ -236,6 +236,7 @@ def downloads(engine, rec, summary: dict) -> None:
                    "best": ("best validation epoch", "The weights of the epoch with the best validation accuracy.")}
     available = [k for k in checkpoints if (run_dir / f"{k}.safetensors").is_file()]
     c = st.columns([2, 1, 1, 1], vertical_alignment="bottom")
+    which = None
     if available:
         # keyed by what is available: a page drawn while the run was finishing (best weights only) must not
         # keep "best" selected once the final weights exist
@@ -257,14 +258,15 @@ def downloads(engine, rec, summary: dict) -> None:
         c[3].download_button("Summary (JSON)", json.dumps(shown, indent=2), file_name=f"{safe_name}-{rec.id}-summary.json",
                              mime="application/json", icon=":material/data_object:")
     if cfg_file.is_file():
-        repeat_command(engine, cfg_file, f"{safe_name}-{rec.id}-config.yaml", rec.id)
+        repeat_command(engine, cfg_file, f"{safe_name}-{rec.id}-config.yaml", rec.id, best=which == "best")
 
 
-def repeat_command(engine, cfg_file: Path, download_name: str, run_id: str) -> None:
+def repeat_command(engine, cfg_file: Path, download_name: str, run_id: str, best: bool = False) -> None:
     """The command line that repeats a run. A studio that listens on this computer alone: the run's
     own config and this studio's folder, so that its uploads are found (paths of the user's own
-    computer), and the command that predicts with the run (its id); on a server others reach, the downloaded config, whose uploaded files then need
-    replacing by their paths (no server paths are shown)."""
+    computer), and the command that predicts with the run (its id; `best`: with the best validation
+    epoch's weights, the ones picked above it); on a server others reach, the downloaded config, whose
+    uploaded files then need replacing by their paths (no server paths are shown)."""
     import os
     import shlex
 
@@ -274,9 +276,12 @@ def repeat_command(engine, cfg_file: Path, download_name: str, run_id: str) -> N
         st.caption("To repeat this run without the dashboard, on this computer, in the studio's folder:")
         st.code(f"python -m engine train --config {shlex.quote(str(cfg_file))} --data-dir "
                 f"{shlex.quote(str(engine.data_dir))}", language="bash", wrap_lines=True)
-        st.caption("To answer for new images with this run's model (a zip, a folder or one image) from there:")
-        st.code(f"python -m engine predict --run {run_id} --data-dir {shlex.quote(str(engine.data_dir))} "
-                "--data new_photos.zip --out predictions.csv", language="bash", wrap_lines=True)
+        weights = " (the best validation epoch's weights, as picked above)" if best else ""
+        st.caption(f"To answer for new images with this run's model{weights} (a zip, a folder or one image) from "
+                   "there:")
+        st.code(f"python -m engine predict --run {run_id}{' --variant best' if best else ''} --data-dir "
+                f"{shlex.quote(str(engine.data_dir))} --data new_photos.zip --out predictions.csv", language="bash",
+                wrap_lines=True)
         return
     st.caption("To repeat this run without the dashboard: download its config (above), replace an uploaded "
                "dataset's `upload:` reference in it by the file's path, then")

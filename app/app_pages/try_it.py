@@ -273,7 +273,7 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
                                             f"ETA {(total - done) / max(rate, 1e-9):.0f} s")
 
         got = state.attempt(f"predicting {up_name}", predict_folder, p, saved.value, Path(ds), TOP_K, 64, progress,
-                            threshold)
+                            threshold, name=up_name)
         bar.empty()
         if not got.ok:
             return
