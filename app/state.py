@@ -399,7 +399,8 @@ def remember_try_source(source: str) -> None:
 
 
 def remember_try_choice(key: str, value: Any) -> None:
-    """Keep one of Try it's choices (a widget's key and its JSON-able value) in the draft, for a refresh."""
+    """Keep one of Try it's or Results' view choices (a widget's key and its JSON-able value) in the
+    draft, for a refresh."""
     kept = dict(st.session_state.get(TRY_KEY) or {})
     choices = dict(kept.get("choices") or {})
     if choices.get(key) != value:
@@ -416,7 +417,7 @@ def kept_try_choice(key: str, default: Any = None) -> Any:
 
 
 def seed_try_choice(key: str) -> None:
-    """Before a Try it widget is drawn in a new session (a refresh): its kept value, if any."""
+    """Before a Try it or Results widget is drawn in a new session (a refresh): its kept value, if any."""
     if key not in st.session_state and kept_try_choice(key) is not None:
         st.session_state[key] = kept_try_choice(key)
 

@@ -329,6 +329,11 @@ def test_upload_configure_train_watch_and_see_results(studio, tiny_bytes):
     at.radio(key=f"ckpt_{run_id}_last_best").set_value("best").run()
     assert any(c.value.startswith(f"python -m engine predict --run {run_id} --variant best ") for c in at.code), \
         "the predict command follows the weights picked"
+    at.radio(key="confusion_split").set_value("val").run()
+    again = new_app()  # a refresh: a new session restores the user's draft
+    again.switch_page("app_pages/results.py").run()
+    assert again.radio(key=f"ckpt_{run_id}_last_best").value == "best", "a refresh keeps the weights picked"
+    assert again.radio(key="confusion_split").value == "val", "and the confusion matrix's split"
     at.radio(key=f"ckpt_{run_id}_last_best").set_value("last").run()
 
     # the command Results shows repeats the run from the command line, to the same accuracy, also from a

@@ -162,8 +162,10 @@ def detail_charts(run: components.RunView, summary: dict) -> None:
     with left:
         which = "test" if summary.get("test_confusion") else "val"
         if summary.get("test_confusion") and summary.get("val_confusion"):
+            state.seed_try_choice("confusion_split")  # a refresh keeps the user's choice
             which = st.radio("Confusion matrix of", ["test", "val"], horizontal=True, key="confusion_split",
                              format_func={"test": "test images", "val": "validation images"}.get)
+            state.remember_try_choice("confusion_split", which)
         matrix = summary.get(f"{which}_confusion")
         if matrix and classes:
             st.altair_chart(charts.confusion_chart(charts.confusion_frame(matrix, classes),
@@ -240,8 +242,11 @@ def downloads(engine, rec, summary: dict) -> None:
     if available:
         # keyed by what is available: a page drawn while the run was finishing (best weights only) must not
         # keep "best" selected once the final weights exist
-        which = c[0].radio("Model weights", available, horizontal=True, key=f"ckpt_{rec.id}_{'_'.join(available)}",
+        key = f"ckpt_{rec.id}_{'_'.join(available)}"
+        state.seed_try_choice(key)  # a refresh keeps the weights picked
+        which = c[0].radio("Model weights", available, horizontal=True, key=key,
                            format_func=lambda k: checkpoints[k][0], help=" ".join(checkpoints[k][1] for k in available))
+        state.remember_try_choice(key, which)
         path = run_dir / f"{which}.safetensors"
         data = _file_bytes(str(path), path.stat().st_mtime_ns)
         c[1].download_button("Fine-tuned model", data, file_name=f"{safe_name}-{rec.id}-{which}.safetensors",
