@@ -398,11 +398,19 @@ def remember_try_source(source: str) -> None:
         save_draft()
 
 
-def remember_try_choice(key: str, value: Any) -> None:
+def remember_try_choice(key: str, value: Any, default: Any = None) -> None:
     """Keep one of Try it's or Results' view choices (a widget's key and its JSON-able value) in the
-    draft, for a refresh."""
+    draft, for a refresh. A value equal to `default` (when given: the widget's own default) is not
+    kept, so that merely visiting runs does not push the user's real choices out."""
     kept = dict(st.session_state.get(TRY_KEY) or {})
     choices = dict(kept.get("choices") or {})
+    if default is not None and value == default:
+        if key in choices:
+            del choices[key]
+            kept["choices"] = choices
+            st.session_state[TRY_KEY] = kept
+            save_draft()
+        return
     if choices.get(key) != value:
         choices.pop(key, None)
         choices[key] = value  # the newest last: the oldest go first past TRY_CHOICES_KEPT (keys per run add up)

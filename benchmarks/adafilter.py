@@ -67,6 +67,20 @@ def run(cfg, data) -> dict:
     return out
 
 
+def interval(d: list[float]) -> str:
+    """"; standard error ..., 95% interval ... (Student's t); k of n seeds at or above -1 point" for
+    paired differences `d` (fractions; three or more), else "": how far a mean is from the seeds'
+    luck (on the sample one test image is 0.8 points)."""
+    if len(d) < 3:
+        return ""
+    from scipy import stats
+
+    mean, se = statistics.mean(d), statistics.stdev(d) / len(d) ** 0.5
+    lo, hi = stats.t.interval(0.95, len(d) - 1, loc=mean, scale=se) if se > 0 else (mean, mean)
+    return (f"; standard error {100 * se:.1f}, 95% interval {100 * lo:+.1f} to {100 * hi:+.1f} (Student's t); "
+            f"{sum(x >= -0.01 for x in d)} of {len(d)} seeds at or above -1 point")
+
+
 def fmt_points(xs: list[float]) -> str:
     if len(xs) == 1:
         return f"{100 * xs[0]:+.1f}"
@@ -159,17 +173,8 @@ def main() -> None:
     for rule in ("hard", "expected"):
         d = [a["rules"][rule]["test"] - s["test_acc"] for a, s in zip(ada, std)]
         print(f"Test-time gates '{rule}' on the same models: test minus standard, per seed "
-              f"{' / '.join(f'{100 * x:+.1f}' for x in d)} (mean {100 * statistics.mean(d):+.1f} points)")
-    if len(ada) > 2:  # how far the mean difference is from the seeds' luck (on the sample one test image is 0.8 points)
-        from scipy import stats
-
-        d = diffs["test_acc"]
-        se = statistics.stdev(d) / len(d) ** 0.5
-        lo_ci, hi_ci = (stats.t.interval(0.95, len(d) - 1, loc=statistics.mean(d), scale=se) if se > 0
-                        else (statistics.mean(d), statistics.mean(d)))  # every seed the same: no spread to scale
-        print(f"Test difference over {len(d)} seeds: mean {100 * statistics.mean(d):+.1f} points, standard error "
-              f"{100 * se:.1f}, 95% interval {100 * lo_ci:+.1f} to {100 * hi_ci:+.1f} (Student's t); "
-              f"seeds at or above -1 point: {sum(x >= -0.01 for x in d)} of {len(d)}")
+              f"{' / '.join(f'{100 * x:+.1f}' for x in d)} (mean {100 * statistics.mean(d):+.1f} points)"
+              f"{interval(d)}")
     verdict = statistics.mean(diffs["test_acc"]) >= -0.01 and statistics.mean(layer_spread) >= 0.10
     print(f"\nClaim (issue 21's target: test accuracy >= standard fine-tuning's - 1 point and per-layer spread of "
           f"the fine-tuned share >= 10 points, means over {len(args.seeds)} seeds): "

@@ -26,8 +26,8 @@ import torch
 from common import table
 from PIL import Image
 
-from engine.data import IMAGE_EXTENSIONS, phash64, popcount64
-from engine.predict import NearCopies, copy_keys, decode_bytes
+from engine.data import IMAGE_EXTENSIONS, MAX_COLOUR_DIFF, PHASH_MAX_DISTANCE, phash64, popcount64
+from engine.predict import COPY_MAX_PIXEL_DIFF, NearCopies, copy_keys, decode_bytes
 
 COPIES = {  # name -> (side: px, or a fraction of the original's; format, save options)
     "resized up to 128 px, JPEG 85": (128, "JPEG", {"quality": 85}),
@@ -43,16 +43,31 @@ def measure(path: str, size: int) -> list[list[str]]:
         names = [n for n in zf.namelist() if n.lower().endswith(tuple(IMAGE_EXTENSIONS))]
         raws = [zf.read(n) for n in names]
     images = torch.stack([decode_bytes(r, n, size)[0] for r, n in zip(raws, names)])
+    print(f"== {path} at {size} px", flush=True)
+    copy_keys(images[:8])  # warm-up
     t0 = time.perf_counter()
-    copies = NearCopies.of([(name, images[i:i + 1]) for i, name in enumerate(names)])  # each image its own name
+    hashes, thumbs = copy_keys(images)  # batched, as prediction hashes a batch
     ms = 1000 * (time.perf_counter() - t0) / len(names)
+    copies = NearCopies(hashes, thumbs, list(names))  # each image its own name
     others = sum(1 for i, name in enumerate(names)
                  if NearCopies(np.delete(copies.hashes, i), np.delete(copies.thumbs, i, 0),
                                names[:i] + names[i + 1:]).find(images[i:i + 1])[0] is not None)
+    # Different images under the hash and colour rule alone, and how far apart their thumbnails are
+    # (the last check, COPY_MAX_PIXEL_DIFF, must stay under that and above the copies' below)
+    colours = thumbs.mean((2, 3))
+    close = popcount64(hashes[:, None] ^ hashes[None, :]) <= PHASH_MAX_DISTANCE
+    close &= (np.abs(colours[:, None] - colours[None]) <= MAX_COLOUR_DIFF).all(-1)
+    np.fill_diagonal(close, False)
+    i, j = np.nonzero(close)
+    apart = np.abs(thumbs[i] - thumbs[j]).mean((1, 2, 3))
+    print(f"  hash and colour rule alone: {100 * close.any(1).mean():.1f}% of images match a different one"
+          + (f"; those pairs' thumbnails differ by {apart.min():.1f} or more (median {np.median(apart):.1f}; "
+             f"a copy needs at most {COPY_MAX_PIXEL_DIFF})" if len(apart) else ""), flush=True)
+    copy_diffs = []
     rows = []
     for kind, (side, fmt, options) in COPIES.items():
         found = wrong = 0
-        for raw, name in zip(raws, names):
+        for k, (raw, name) in enumerate(zip(raws, names)):
             picture = Image.open(io.BytesIO(raw)).convert("RGB")
             if isinstance(side, float):
                 picture = picture.resize((max(4, round(picture.width * side)), max(4, round(picture.height * side))),
@@ -63,17 +78,24 @@ def measure(path: str, size: int) -> list[list[str]]:
             picture.save(buf, fmt, **options)
             copy, _ = decode_bytes(buf.getvalue(), f"copy.{fmt.lower()}", size)
             got = copies.find(copy[None])[0]
+            copy_hash, copy_thumb = copy_keys(copy[None])
+            if popcount64(copy_hash[0] ^ hashes[k]) <= PHASH_MAX_DISTANCE:  # past the hash check
+                copy_diffs.append(float(np.abs(copy_thumb[0] - thumbs[k]).mean()))
             found += got == name
             wrong += got not in (None, name)
         rows.append([f"{Path(path).name} at {size} px", kind, f"{100 * found / len(names):.1f}%",
                      f"{100 * wrong / len(names):.1f}%"])
     rows.append([f"{Path(path).name} at {size} px", f"each of its {len(names)} images among the others", "",
                  f"{100 * others / len(names):.1f}%"])
+    diffs = np.array(copy_diffs)
+    print(f"  copies within the hash rule: thumbnails differ by {np.percentile(diffs, 95):.1f} at the 95th "
+          f"percentile, {diffs.max():.1f} at most ({100 * (diffs <= COPY_MAX_PIXEL_DIFF).mean():.2f}% within "
+          f"{COPY_MAX_PIXEL_DIFF})", flush=True)
     t0 = time.perf_counter()
     library = np.array([phash64(Image.fromarray(im.permute(1, 2, 0).numpy())) for im in images], dtype=np.uint64)
     library_ms = 1000 * (time.perf_counter() - t0) / len(names)
     bits = popcount64(copy_keys(images)[0] ^ library)
-    print(f"{path}: {len(names)} images at {size} px; keys {ms:.3f} ms per image (imagehash.phash alone "
+    print(f"  {len(names)} images; keys {ms:.3f} ms per image, batched (imagehash.phash alone "
           f"{library_ms:.3f} ms); the studio's hash and imagehash's differ in {bits.mean():.1f} bits on average "
           f"(median {np.median(bits):.0f}, at most {bits.max()})", flush=True)
     return rows

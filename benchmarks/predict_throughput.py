@@ -93,7 +93,10 @@ def main() -> None:
     images = torch.stack([decode_image(p, args.image_size) for _, p in items])
     chosen = {rel for rel, _ in items}
     others = [p for rel, p in every if rel not in chosen]  # the run's images: the predicted ones are new to it
-    own = torch.stack([decode_image(p, args.image_size) for p in others]) if others else images
+    if len(others) <= 64:  # 64 validation images for the bar and training images beside them
+        raise SystemExit(f"{args.data} has {len(others)} images besides the {len(items)} predicted: the run here "
+                         "needs more than 64 of its own (use fewer --images)")
+    own = torch.stack([decode_image(p, args.image_size) for p in others])
     subset = work / "subset.zip"
     with zipfile.ZipFile(subset, "w") as zf:
         for rel, path in items:

@@ -491,8 +491,9 @@ def pixel_key(image_u8: torch.Tensor) -> str:
 
 COPY_THUMB = 8  # side of the thumbnails a copy is compared on once its hash is close
 # Mean |difference| of those thumbnails (RGB, 0-255) under which a close hash counts as a copy. The
-# hash alone took 19% of scikit-learn's 8 x 8 digits for another digit at 32 px (different digits'
-# thumbnails differ by 7.1 or more); the sample's copies differ by at most 5.4 (benchmarks/near_copies.py).
+# hash and colour rule alone took 18.6% of scikit-learn's 8 x 8 digits at 32 px for another digit,
+# whose thumbnails differ by 7.1 or more; 99.97% of the sample's copies that pass the hash are within
+# 6 (benchmarks/near_copies.py prints both).
 COPY_MAX_PIXEL_DIFF = 6.0
 
 
@@ -508,10 +509,11 @@ def copy_keys(images_u8: torch.Tensor, chunk: int = 256) -> tuple[np.ndarray, np
     The hash is imagehash.phash's (Zauner 2010; what engine.data's near-duplicate groups use): grey
     levels shrunk to 32 x 32, the 8 x 8 lowest frequencies of their 2-D DCT-II, a bit set where a
     coefficient is above their median, the lowest frequency first. Batched in torch with an area
-    (box) shrink where imagehash takes one PIL image at a time with a Lanczos one: imagehash cost
-    25 ms per 256 images at 64 px, 15% of a ResNet-18's forward pass, and put prediction under its
-    0.8 speed target (`benchmarks/predict_throughput.py`). The two hashes of one of the sample's
-    images differ in 2 of 64 bits on average (`benchmarks/near_copies.py` prints it)."""
+    (box) shrink where imagehash takes one PIL image at a time with a Lanczos one: with imagehash,
+    prediction on decoded 64 px images ran at 0.749 of a bare forward pass (target 0.8), with this
+    at 0.853 (`benchmarks/results/predict_throughput_amd.txt`); per 64 px image imagehash takes about
+    0.23 ms, this about 0.07 ms, and the two hashes of a sample image differ in 2 of 64 bits on
+    average (`benchmarks/near_copies.py`)."""
     hashes, thumbs = [], []
     for i in range(0, len(images_u8), chunk):
         part = images_u8[i:i + chunk].cpu().float()

@@ -335,6 +335,9 @@ def test_upload_configure_train_watch_and_see_results(studio, tiny_bytes):
     assert again.radio(key=f"ckpt_{run_id}_last_best").value == "best", "a refresh keeps the weights picked"
     assert again.radio(key="confusion_split").value == "val", "and the confusion matrix's split"
     at.radio(key=f"ckpt_{run_id}_last_best").set_value("last").run()
+    at.radio(key="confusion_split").set_value("test").run()
+    assert not (at.session_state["try_inputs"].get("choices") or {}), \
+        "defaults are not kept: visiting runs does not push the user's other choices out"
 
     # the command Results shows repeats the run from the command line, to the same accuracy, also from a
     # shell without STUDIO_DATA_DIR (its --data-dir finds the uploaded dataset); the run joins the store

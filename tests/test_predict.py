@@ -519,6 +519,13 @@ def test_a_resized_or_re_saved_copy_of_the_runs_image_is_recognised_and_no_other
     flat = NearCopies.of([("training", red)])
     flat.hashes[:] = copy_keys(blue)[0]  # even with the same hash: the colours differ
     assert flat.find(blue) == [None]
+    redder = red.clone()
+    redder[:, 0] += 13  # 13 levels in one channel: thumbnails 4.3 apart on average, within their rule
+    flat.hashes[:] = copy_keys(redder)[0]
+    assert flat.find(redder) == [None], "the colour rule alone: a channel more than 12 levels away"
+    redder[:, 0] -= 2  # 11 levels: a copy by every rule
+    flat.hashes[:] = copy_keys(redder)[0]
+    assert flat.find(redder) == ["training"]
     brighter = images[:1].clone()
     brighter[..., :32, :32] = (brighter[..., :32, :32].int() + 40).clamp(max=255).to(torch.uint8)
     one = NearCopies.of([("training", images[:1])])

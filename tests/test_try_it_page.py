@@ -204,7 +204,8 @@ def test_a_zip_of_class_folders_gives_a_table_accuracy_and_a_csv(run):
     assert any("6 images" in m for m in texts(at.markdown))
     assert not any("the run's own" in i for i in texts(at.info)), "new images: no own-image note"
     assert "note" in df.columns and "low confidence" not in df.columns, "a reason in words, not a bare tick"
-    for content, said in (({}, "'my batch.zip' is empty"), ({"readme.txt": b"hello"}, "'my batch.zip' holds no image")):
+    for content, said in (({}, "'my batch.zip' is empty"), ({"readme.txt": b"hello"}, "'my batch.zip' holds no image"),
+                          ({"red/scan.jpg": b"not a jpeg"}, "No readable image in my batch.zip: red/scan.jpg")):
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w") as zf:
             for name, data in content.items():
@@ -322,7 +323,8 @@ def test_a_refresh_keeps_the_images_and_the_zip_until_the_user_clears_them(run):
     assert any("scan.jpg" in t for t in texts(at.error) + texts(at.warning)), "the bad file is named"
     assert any("Kept from before: owl.png" in c for c in texts(open_page(run).caption)), \
         "a file that cannot be read replaces nothing: a refresh still brings back the kept image"
-    at.file_uploader(key="try_files").set_value([]).run()
+    at.file_uploader(key="try_files").set_value([]).run()  # the uploader's x on the failed file
+    assert any("Kept from before: owl.png" in c for c in texts(at.caption)), "removing it forgets nothing either"
     at.radio(key="try_source").set_value("A zip of images").run()
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:

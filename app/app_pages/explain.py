@@ -458,12 +458,12 @@ def row_note(r: dict, pretrained_src: str | None, rec) -> str:
         return ("The starting and fine-tuned weights mixed at the alpha chosen on the Results page"
                 f"{'' if chosen else ' (none chosen yet, so the run’s own pick)'}.")
     if r["key"] == "adversarial":
-        unseen = ", too little to see" if r["linf"] <= VISIBLE_CHANGE else ""
+        unseen = ", too little to see" if round(r["linf"] * 255, 1) <= VISIBLE_CHANGE * 255 else ""  # float32
         budget = ("the run's evaluation budget" if r["linf"] >= r["eps"] - 0.05 / 255
                   else f"within the run's evaluation budget of {r['eps'] * 255:.1f}/255")
         return (f"The image nudged in {state.plural(r['steps'], 'small step')} (a PGD attack) to push the "
                 f"fine-tuned model away from the true class: each pixel moved by at most {r['linf'] * 255:.1f}/255 "
-                f"of its brightness, {budget}{unseen}.")
+                f"of the brightness range, {budget}{unseen}.")
     return ""
 
 

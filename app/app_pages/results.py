@@ -165,7 +165,7 @@ def detail_charts(run: components.RunView, summary: dict) -> None:
             state.seed_try_choice("confusion_split")  # a refresh keeps the user's choice
             which = st.radio("Confusion matrix of", ["test", "val"], horizontal=True, key="confusion_split",
                              format_func={"test": "test images", "val": "validation images"}.get)
-            state.remember_try_choice("confusion_split", which)
+            state.remember_try_choice("confusion_split", which, default="test")
         matrix = summary.get(f"{which}_confusion")
         if matrix and classes:
             st.altair_chart(charts.confusion_chart(charts.confusion_frame(matrix, classes),
@@ -246,7 +246,7 @@ def downloads(engine, rec, summary: dict) -> None:
         state.seed_try_choice(key)  # a refresh keeps the weights picked
         which = c[0].radio("Model weights", available, horizontal=True, key=key,
                            format_func=lambda k: checkpoints[k][0], help=" ".join(checkpoints[k][1] for k in available))
-        state.remember_try_choice(key, which)
+        state.remember_try_choice(key, which, default=available[0])
         path = run_dir / f"{which}.safetensors"
         data = _file_bytes(str(path), path.stat().st_mtime_ns)
         c[1].download_button("Fine-tuned model", data, file_name=f"{safe_name}-{rec.id}-{which}.safetensors",

@@ -41,8 +41,8 @@ TABLE_ROWS_IN_FULL = 50  # a zip's answers up to this many show without scrollin
 TALL_TABLE_PX = (TABLE_ROWS_IN_FULL + 1) * 35 + 3  # 50 rows and the header, as Streamlit draws them
 # Column widths (px) that fit the page's width, so that no column is cut at the table's edge (the
 # horizontal scroll bar sat under a table taller than the window); a cut cell's full text shows on hover
-TABLE_WIDTHS = {"file": 170, "true class": 100, "predicted": 100, "right": 50, "confidence": 110, "note": 210,
-                "others": 180}
+TABLE_WIDTHS = {"file": 150, "true class": 95, "predicted": 95, "right": 45, "confidence": 100, "note": 180,
+                "others": 150}  # 815 px: a 1280 px screen's wide page with the sidebar open
 DISPLAY_PX = 192  # small training images are enlarged (nearest neighbour) so their pixels stay crisp
 METHOD_NAMES = {"integrated_gradients": "Integrated Gradients", "saliency": "Saliency", "grad_cam": "Grad-CAM",
                 "occlusion": "Occlusion"}
@@ -240,7 +240,8 @@ def table(result) -> pd.DataFrame:
     rows = [{"file": r["path"], "true class": r["true"] or "", "predicted": r["top"][0][0],
              "right": "" if r["true"] is None else ("✓" if r["top"][0][0] == r["true"] else "✗"),
              "confidence": 100 * r["top"][0][1], "note": r.get("why", ""),
-             "others": ", ".join(f"{c} {100 * p:.0f}%" for c, p in r["top"][1:] if p >= 0.005)} for r in result.rows]
+             "others": ", ".join(f"{c} {100 * p:.0f}%" for c, p in r["top"][1:] if round(100 * p) >= 1)}
+            for r in result.rows]
     df = pd.DataFrame(rows, columns=["file", "true class", "predicted", "right", "confidence", "note", "others"])
     if not (df["true class"] != "").any():
         df = df.drop(columns=["true class", "right"])
@@ -263,6 +264,7 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
     if result is None or result[0] != key:
         saved = state.attempt("saving the upload", engine.save_upload, data, ".zip")
         if not saved.ok:
+            st.session_state["try_unusable_zip"] = new  # the zip kept before stays, also once this one is removed
             return
         bar = st.progress(0.0, text="Predicting ...")
         t0 = time.perf_counter()
@@ -276,11 +278,18 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
                             threshold, name=up_name)
         bar.empty()
         if not got.ok:
+            st.session_state["try_unusable_zip"] = new
             return
         st.session_state["try_folder_result"] = result = (key, got.value)
+    res = result[1]
+    if not res.rows:  # every file failed: an error, as on the command line, not an empty table
+        st.error(f"No readable image in {state.md_text(up_name)}: "
+                 + "; ".join(f"{state.md_text(s.path)}: {s.reason}" for s in res.skipped[:5])
+                 + (f" (and {len(res.skipped) - 5} more)" if len(res.skipped) > 5 else ""), icon=":material/error:")
+        st.session_state["try_unusable_zip"] = new
+        return
     if new:
         state.remember_try_inputs(engine, "zip", given)  # predicted (now or before): kept for a refresh
-    res = result[1]
     if p.familiarity_note():
         st.caption(p.familiarity_note())
     st.markdown(f"**{len(res.rows)} images** predicted by *{p.label}* at {res.images_per_sec:.0f} images/s; "
@@ -336,7 +345,8 @@ def kept_or_new(engine, kind: str, given: list[tuple[str, bytes]],
     changed = st.session_state.pop(f"try_changed_{kind}", False)
     if given:
         return given, True
-    if changed:  # the user removed them: forget, do not bring them back
+    unusable = st.session_state.pop(f"try_unusable_{kind}", False)  # the widget held only files that failed
+    if changed and not unusable:  # the user removed them: forget, do not bring them back
         state.remember_try_inputs(engine, kind, [])
         return [], False
     kept = state.kept_try_inputs(kind)
@@ -440,7 +450,9 @@ def render() -> None:
             if image_result(run_dir, ds, models, name, data, threshold):
                 usable.append((name, data))
     if new and usable:  # kept for a refresh: the ones that could be used (a damaged file's message is not
-        state.remember_try_inputs(engine, kind, usable)  # shown again); none usable keeps what was kept before
+        state.remember_try_inputs(engine, kind, usable)  # shown again); none usable keeps what was kept before,
+    elif new:  # also when the user then removes the failed files
+        st.session_state[f"try_unusable_{kind}"] = True
 
 
 if __name__ == "__main__":  # run as a page (st.Page executes it as __main__); importable for tests
