@@ -31,8 +31,9 @@ Low confidence (documented measure, both parts shown to the user in plain words)
     the two together flag such an image at most 5% + 1 / (n + 1) of the time. A histogram of every
     pixel step was tried instead and flagged textures merely shrunk from a larger picture or
     slightly blurred (`benchmarks/unfamiliar.py`).
-  A training image of the run (the same pixels, or a resized or re-saved copy: `NearCopies`) is
-  never called unfamiliar. Both checks need the run's dataset; when that is gone, only the
+  The run's own images (training, validation or test; the same pixels, or a resized or re-saved copy:
+  `NearCopies`) are never called unfamiliar: they are the user's data, labelled with its classes (the
+  bar flags 5% of the held-out ones by design, which read as "do not trust" beside a 99% answer). Both checks need the run's dataset; when that is gone, only the
   probability check applies. Either way the page says why.
 """
 
@@ -270,7 +271,7 @@ class Predictor:
         for n in range(len(probs)):
             d = None if dist is None else float(dist[n])
             far_by = None
-            if stats is not None and own[n] != "training":  # a training image is never unlike the training images
+            if stats is not None and own[n] is None:  # the run's own images (and copies) are its data, never unlike it
                 if not math.isinf(stats.far_distance) and d > stats.far_distance:
                     far_by = "content"
                 elif stats.mostly_flat(flat[n]):
@@ -346,16 +347,17 @@ class Predictor:
 
     @staticmethod
     def short_reason(prediction: Prediction) -> str:
-        """A few words for a table or a printed line: "unfamiliar (flat colour)", "unsure (44%)", "a
-        training image of this run" ("a copy of a training image of this run"), joined by "; "; empty
-        when none applies."""
+        """A few words for a table or a printed line: "unfamiliar (flat colour)", "unsure (44%)",
+        "training image of this run" ("copy of a training image"), joined by "; "; empty when none
+        applies."""
         parts = []
         if prediction.unfamiliar:
             parts.append("unfamiliar" + (" (flat colour)" if prediction.far_by == "flat" else ""))
         if prediction.unsure:
             parts.append(f"unsure ({percent(prediction.top[0][1], prediction.threshold)})")
         if prediction.own:
-            parts.append(f"{'a copy of ' if prediction.own_copy else ''}a {prediction.own} image of this run")
+            parts.append(f"copy of a {prediction.own} image" if prediction.own_copy
+                         else f"{prediction.own} image of this run")
         return "; ".join(parts)
 
 

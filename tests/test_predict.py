@@ -292,6 +292,10 @@ def test_a_mostly_flat_image_is_flagged_and_a_training_image_never_is():
     assert "none of the training images is (at most 20%)" in p.explanation(flat)
     assert not trained.unfamiliar and trained.own == "training", "a training image is never unlike them"
     assert not trained.own_copy, "found by its pixels: the image itself, not a copy"
+    p.stats.splits = {pixel_key(grain[0]): "validation"}
+    (held_out,) = p.answers(probs[1:], feats[1:], images_u8=grain)  # far features: 5% of held-out images are
+    assert not held_out.unfamiliar and held_out.own == "validation", "the run's own held-out image is its data"
+    p.stats.splits = {pixel_key(grain[0]): "training"}
     assert p.explanation(trained).startswith("This is one of the run's training images")
     p.stats.flat_max = 1.0  # a training image was blank too: a blank page is not unfamiliar
     assert not p.answers(probs[:1], feats[:1], images_u8=white)[0].unfamiliar
@@ -543,7 +547,7 @@ def test_a_resized_or_re_saved_copy_of_the_runs_image_is_recognised_and_no_other
     (a,) = p.answers(torch.tensor([[0.9, 0.1]]), torch.tensor([[0.0, -1.0]]), images_u8=copy[None])  # far features
     assert a.own == "training" and a.own_copy and not a.unfamiliar, "a copy of a training image is not unfamiliar"
     assert p.explanation(a).startswith("This looks like a resized or re-saved copy of one of the run's training images")
-    assert p.short_reason(a) == "a copy of a training image of this run"
+    assert p.short_reason(a) == "copy of a training image"
     assert own_images_note(["training", None], [True, False]) == (
         "1 of these 2 images is the run's own (1 training; 1 of them a resized or re-saved copy): the model learned "
         "from its training images, so an accuracy over them is not a test of the model.")

@@ -205,7 +205,7 @@ def test_a_zip_of_class_folders_gives_a_table_accuracy_and_a_csv(run):
     assert not any("the run's own" in i for i in texts(at.info)), "new images: no own-image note"
     assert "note" in df.columns and "low confidence" not in df.columns, "a reason in words, not a bare tick"
     for content, said in (({}, "'my batch.zip' is empty"), ({"readme.txt": b"hello"}, "'my batch.zip' holds no image"),
-                          ({"red/scan.jpg": b"not a jpeg"}, "No readable image in my batch.zip: red/scan.jpg")):
+                          ({"red/scan.jpg": b"not a jpeg"}, "No readable image in 'my batch.zip': red/scan.jpg")):
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w") as zf:
             for name, data in content.items():
@@ -246,7 +246,7 @@ def test_the_runs_own_images_are_recognised_one_by_one_and_in_a_zip(run):
                     r"resized or re-saved copy\): the model learned from its training images, so an accuracy over "
                     r"them is not a test", note), note
     (df,) = [d.value for d in at.dataframe if "confidence" in d.value.columns]
-    assert df["note"].str.contains("image of this run").all()
+    assert df["note"].str.contains(r"image of this run|copy of a (?:training|validation|test) image").all()
     assert set(df["right"]) <= {"✓", "✗"}, "each answer marked right or wrong against its folder"
     assert any(re.match(r"Without the run's training images: accuracy \d+\.\d%, balanced accuracy \d+\.\d% "
                         r"\(\d+ images?\)\.$", c) for c in texts(at.caption)), texts(at.caption)

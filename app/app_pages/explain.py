@@ -460,10 +460,10 @@ def row_note(r: dict, pretrained_src: str | None, rec) -> str:
     if r["key"] == "adversarial":
         unseen = ", too little to see" if round(r["linf"] * 255, 1) <= VISIBLE_CHANGE * 255 else ""  # float32
         budget = ("the run's evaluation budget" if r["linf"] >= r["eps"] - 0.05 / 255
-                  else f"within the run's evaluation budget of {r['eps'] * 255:.1f}/255")
+                  else f"within the run's evaluation budget of {round(r['eps'] * 255, 1):g}/255")
         return (f"The image nudged in {state.plural(r['steps'], 'small step')} (a PGD attack) to push the "
-                f"fine-tuned model away from the true class: each pixel moved by at most {r['linf'] * 255:.1f}/255 "
-                f"of the brightness range, {budget}{unseen}.")
+                f"fine-tuned model away from the true class: each pixel moved by at most "
+                f"{round(r['linf'] * 255, 1):g}/255 of the brightness range, {budget}{unseen}.")
     return ""
 
 

@@ -281,8 +281,8 @@ def repeat_command(engine, cfg_file: Path, download_name: str, run_id: str, best
         st.caption("To repeat this run without the dashboard, on this computer, in the studio's folder:")
         st.code(f"python -m engine train --config {shlex.quote(str(cfg_file))} --data-dir "
                 f"{shlex.quote(str(engine.data_dir))}", language="bash", wrap_lines=True)
-        weights = " (the best validation epoch's weights, as picked above)" if best else ""
-        st.caption(f"To answer for new images with this run's model{weights} (a zip, a folder or one image) from "
+        weights = ", with the best validation epoch's weights picked above" if best else ""
+        st.caption(f"To answer for new images (a zip, a folder or one image) with this run's model{weights}, from "
                    "there:")
         st.code(f"python -m engine predict --run {run_id}{' --variant best' if best else ''} --data-dir "
                 f"{shlex.quote(str(engine.data_dir))} --data new_photos.zip --out predictions.csv", language="bash",

@@ -41,8 +41,8 @@ TABLE_ROWS_IN_FULL = 50  # a zip's answers up to this many show without scrollin
 TALL_TABLE_PX = (TABLE_ROWS_IN_FULL + 1) * 35 + 3  # 50 rows and the header, as Streamlit draws them
 # Column widths (px) that fit the page's width, so that no column is cut at the table's edge (the
 # horizontal scroll bar sat under a table taller than the window); a cut cell's full text shows on hover
-TABLE_WIDTHS = {"file": 150, "true class": 95, "predicted": 95, "right": 45, "confidence": 100, "note": 180,
-                "others": 150}  # 815 px: a 1280 px screen's wide page with the sidebar open
+TABLE_WIDTHS = {"file": 140, "true class": 90, "predicted": 90, "right": 40, "confidence": 95, "note": 185,
+                "others": 175}  # 815 px: a 1280 px screen's wide page with the sidebar open; "others" fits two
 DISPLAY_PX = 192  # small training images are enlarged (nearest neighbour) so their pixels stay crisp
 METHOD_NAMES = {"integrated_gradients": "Integrated Gradients", "saliency": "Saliency", "grad_cam": "Grad-CAM",
                 "occlusion": "Occlusion"}
@@ -283,7 +283,7 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
         st.session_state["try_folder_result"] = result = (key, got.value)
     res = result[1]
     if not res.rows:  # every file failed: an error, as on the command line, not an empty table
-        st.error(f"No readable image in {state.md_text(up_name)}: "
+        st.error(f"No readable image in '{state.md_text(up_name)}': "
                  + "; ".join(f"{state.md_text(s.path)}: {s.reason}" for s in res.skipped[:5])
                  + (f" (and {len(res.skipped) - 5} more)" if len(res.skipped) > 5 else ""), icon=":material/error:")
         st.session_state["try_unusable_zip"] = new
