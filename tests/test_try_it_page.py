@@ -325,6 +325,11 @@ def test_a_refresh_keeps_the_images_and_the_zip_until_the_user_clears_them(run):
         "a file that cannot be read replaces nothing: a refresh still brings back the kept image"
     at.file_uploader(key="try_files").set_value([]).run()  # the uploader's x on the failed file
     assert any("Kept from before: owl.png" in c for c in texts(at.caption)), "removing it forgets nothing either"
+    at.file_uploader(key="try_files").set_value([("scan.jpg", b"not a jpeg", "image/jpeg")]).run()
+    at.file_uploader(key="try_files").set_value([("bee.png", png(tiny_image("red", 904, 40)), "image/png")]).run()
+    at.file_uploader(key="try_files").set_value([]).run()  # a good file replaced the failed one, then its x
+    assert not any("Kept from before" in c for c in texts(at.caption)), "the good file replaced the kept: x forgets it"
+    at.file_uploader(key="try_files").set_value([("owl.png", png(tiny_image("red", 903, 40)), "image/png")]).run()
     at.radio(key="try_source").set_value("A zip of images").run()
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:

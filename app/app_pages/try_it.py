@@ -40,7 +40,7 @@ TOP_K = 3
 TABLE_ROWS_IN_FULL = 50  # a zip's answers up to this many show without scrolling; more scroll in a box as tall
 TALL_TABLE_PX = (TABLE_ROWS_IN_FULL + 1) * 35 + 3  # 50 rows and the header, as Streamlit draws them
 # Column widths (px) that fit the page's width, so that no column is cut at the table's edge (the
-# horizontal scroll bar sat under a table taller than the window); a cut cell's full text shows on hover
+# horizontal scroll bar sat under a table taller than the window); double-clicking a cut cell shows it all
 TABLE_WIDTHS = {"file": 140, "true class": 90, "predicted": 90, "right": 40, "confidence": 95, "note": 185,
                 "others": 175}  # 815 px: a 1280 px screen's wide page with the sidebar open; "others" fits two
 DISPLAY_PX = 192  # small training images are enlarged (nearest neighbour) so their pixels stay crisp
@@ -290,6 +290,7 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
         return
     if new:
         state.remember_try_inputs(engine, "zip", given)  # predicted (now or before): kept for a refresh
+        st.session_state.pop("try_unusable_zip", None)
     if p.familiarity_note():
         st.caption(p.familiarity_note())
     st.markdown(f"**{len(res.rows)} images** predicted by *{p.label}* at {res.images_per_sec:.0f} images/s; "
@@ -451,6 +452,7 @@ def render() -> None:
                 usable.append((name, data))
     if new and usable:  # kept for a refresh: the ones that could be used (a damaged file's message is not
         state.remember_try_inputs(engine, kind, usable)  # shown again); none usable keeps what was kept before,
+        st.session_state.pop(f"try_unusable_{kind}", None)  # (these replaced them: removing these forgets them)
     elif new:  # also when the user then removes the failed files
         st.session_state[f"try_unusable_{kind}"] = True
 
