@@ -53,6 +53,7 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -537,16 +538,21 @@ class NearCopies:
     and on scikit-learn's digits (README, "Copies of the run's own images")."""
 
     hashes: np.ndarray  # uint64 [M]
-    thumbs: np.ndarray  # float32 [M, 3, COPY_THUMB, COPY_THUMB]
+    thumbs: np.ndarray  # float16 [M, 3, COPY_THUMB, COPY_THUMB] (384 bytes per image; steps of 1/8 at 255)
     splits: list[str]  # [M]: "training", "validation" or "test"
+
+    @cached_property
+    def colours(self) -> np.ndarray:
+        """float32 [M, 3]: each image's mean colour (0-255), from its thumbnail (computed once)."""
+        return self.thumbs.astype(np.float32).mean((2, 3))
 
     @classmethod
     def of(cls, parts: list[tuple[str, torch.Tensor]]) -> "NearCopies":
         """From (split name, uint8 images [N, 3, S, S]) pairs."""
         keys = [copy_keys(images) for _, images in parts]
         return cls(np.concatenate([h for h, _ in keys]) if keys else np.zeros(0, dtype=np.uint64),
-                   np.concatenate([t for _, t in keys]) if keys else np.zeros((0, 3, COPY_THUMB, COPY_THUMB),
-                                                                               dtype=np.float32),
+                   (np.concatenate([t for _, t in keys]) if keys else np.zeros((0, 3, COPY_THUMB, COPY_THUMB))
+                    ).astype(np.float16),
                    [name for name, images in parts for _ in range(len(images))])
 
     def find(self, images_u8: torch.Tensor) -> list[str | None]:
@@ -556,12 +562,12 @@ class NearCopies:
         if not len(self.splits) or not len(images_u8):
             return [None] * len(images_u8)
         hashes, thumbs = copy_keys(images_u8)
-        colours, own_colours = thumbs.mean((2, 3)), self.thumbs.mean((2, 3))
+        colours, own_colours = thumbs.mean((2, 3)), self.colours
         out: list[str | None] = []
         for n in range(len(hashes)):
             near = np.flatnonzero(popcount64(hashes[n] ^ self.hashes) <= PHASH_MAX_DISTANCE)  # few, if any
             near = near[(np.abs(own_colours[near] - colours[n]) <= MAX_COLOUR_DIFF).all(-1)]
-            diff = np.abs(self.thumbs[near] - thumbs[n]).mean((1, 2, 3))
+            diff = np.abs(self.thumbs[near].astype(np.float32) - thumbs[n]).mean((1, 2, 3))
             near, diff = near[diff <= COPY_MAX_PIXEL_DIFF], diff[diff <= COPY_MAX_PIXEL_DIFF]
             if not len(near):
                 out.append(None)
