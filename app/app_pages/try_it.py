@@ -439,6 +439,13 @@ def render() -> None:
     kind, images, new = images_from_user(engine)
     if not images:
         st.info("Add an image to see what the model says.", icon=":material/add_photo_alternate:")
+    answer_images(engine, kind, images, new, run_dir, ds, models, threshold)
+
+
+def answer_images(engine, kind: str, images: list[tuple[str, bytes]], new: bool, run_dir: str, ds: str, models,
+                  threshold: float) -> None:
+    """Each image's answers (a repeated file once), then, for files the user just gave, the usable
+    ones kept for a refresh (`kind`: images or camera)."""
     usable, first_named = [], {}
     for name, data in images:
         if digest(data) in first_named:  # the same bytes under another name: one answer (and widget keys)
