@@ -398,7 +398,7 @@ def remember_try_source(source: str) -> None:
         save_draft()
 
 
-def remember_try_choice(key: str, value: Any, default: Any = None) -> None:
+def remember_choice(key: str, value: Any, default: Any = None) -> None:
     """Keep one of Try it's or Results' view choices (a widget's key and its JSON-able value) in the
     draft, for a refresh. A value equal to `default` (when given: the widget's own default) is not
     kept, so that merely visiting runs does not push the user's real choices out."""
@@ -419,15 +419,15 @@ def remember_try_choice(key: str, value: Any, default: Any = None) -> None:
         save_draft()
 
 
-def kept_try_choice(key: str, default: Any = None) -> Any:
-    """A choice remember_try_choice kept (`default` when none)."""
+def kept_choice(key: str, default: Any = None) -> Any:
+    """A choice remember_choice kept (`default` when none)."""
     return ((st.session_state.get(TRY_KEY) or {}).get("choices") or {}).get(key, default)
 
 
-def seed_try_choice(key: str) -> None:
+def seed_choice(key: str) -> None:
     """Before a Try it or Results widget is drawn in a new session (a refresh): its kept value, if any."""
-    if key not in st.session_state and kept_try_choice(key) is not None:
-        st.session_state[key] = kept_try_choice(key)
+    if key not in st.session_state and kept_choice(key) is not None:
+        st.session_state[key] = kept_choice(key)
 
 
 def kept_try_inputs(kind: str) -> list[tuple[str, bytes]]:

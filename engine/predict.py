@@ -33,8 +33,9 @@ Low confidence (documented measure, both parts shown to the user in plain words)
     slightly blurred (`benchmarks/unfamiliar.py`).
   The run's own images (training, validation or test; the same pixels, or a resized or re-saved copy:
   `NearCopies`) are never called unfamiliar: they are the user's data, labelled with its classes (the
-  bar flags 5% of the held-out ones by design, which read as "do not trust" beside a 99% answer). Both checks need the run's dataset; when that is gone, only the
-  probability check applies. Either way the page says why.
+  bar flags 5% of the held-out ones by design, which read as "do not trust" beside a 99% answer).
+  Both checks need the run's dataset; when that is gone, only the probability check applies. Either
+  way the page says why.
 """
 
 from __future__ import annotations

@@ -162,10 +162,10 @@ def detail_charts(run: components.RunView, summary: dict) -> None:
     with left:
         which = "test" if summary.get("test_confusion") else "val"
         if summary.get("test_confusion") and summary.get("val_confusion"):
-            state.seed_try_choice("confusion_split")  # a refresh keeps the user's choice
+            state.seed_choice("confusion_split")  # a refresh keeps the user's choice
             which = st.radio("Confusion matrix of", ["test", "val"], horizontal=True, key="confusion_split",
                              format_func={"test": "test images", "val": "validation images"}.get)
-            state.remember_try_choice("confusion_split", which, default="test")
+            state.remember_choice("confusion_split", which, default="test")
         matrix = summary.get(f"{which}_confusion")
         if matrix and classes:
             st.altair_chart(charts.confusion_chart(charts.confusion_frame(matrix, classes),
@@ -243,10 +243,10 @@ def downloads(engine, rec, summary: dict) -> None:
         # keyed by what is available: a page drawn while the run was finishing (best weights only) must not
         # keep "best" selected once the final weights exist
         key = f"ckpt_{rec.id}_{'_'.join(available)}"
-        state.seed_try_choice(key)  # a refresh keeps the weights picked
+        state.seed_choice(key)  # a refresh keeps the weights picked
         which = c[0].radio("Model weights", available, horizontal=True, key=key,
                            format_func=lambda k: checkpoints[k][0], help=" ".join(checkpoints[k][1] for k in available))
-        state.remember_try_choice(key, which, default=available[0])
+        state.remember_choice(key, which, default=available[0])
         path = run_dir / f"{which}.safetensors"
         data = _file_bytes(str(path), path.stat().st_mtime_ns)
         c[1].download_button("Fine-tuned model", data, file_name=f"{safe_name}-{rec.id}-{which}.safetensors",

@@ -108,23 +108,23 @@ def comparison_default(variants: dict[str, str], first: tuple[str, float | None]
 def model_picker(rec, variants: dict[str, str], slot: str, default: str, alpha: float, label: str):
     """(variant, alpha or None) chosen in this slot; alpha only for the WiSE-FT mix."""
     key = f"try_variant_{slot}_{rec.id}"
-    state.seed_try_choice(key)  # a refresh keeps the user's model
+    state.seed_choice(key)  # a refresh keeps the user's model
     if st.session_state.get(key) not in variants:
         st.session_state[key] = default if default in variants else "fine_tuned"
     variant = st.selectbox(label, list(variants), key=key, format_func=lambda v: variants[v])
-    state.remember_try_choice(key, variant)
+    state.remember_choice(key, variant)
     if variant != "wise":
         return variant, None
     akey = f"try_alpha_{slot}_{rec.id}"
-    if akey not in st.session_state and state.kept_try_choice(akey + ":seed") == alpha:
-        state.seed_try_choice(akey)  # a refresh keeps the user's alpha, unless Results has chosen another since
+    if akey not in st.session_state and state.kept_choice(akey + ":seed") == alpha:
+        state.seed_choice(akey)  # a refresh keeps the user's alpha, unless Results has chosen another since
         st.session_state[akey + ":seed"] = alpha
     if st.session_state.get(akey + ":seed") != alpha:  # follows the alpha chosen on Results when that changes
         st.session_state[akey] = st.session_state[akey + ":seed"] = alpha
     a = st.slider("alpha (0 = starting model, 1 = fine-tuned)", 0.0, 1.0, step=0.05, key=akey,
                   help="The WiSE-FT mix of the starting and the fine-tuned weights.")
-    state.remember_try_choice(akey, float(a))
-    state.remember_try_choice(akey + ":seed", alpha)
+    state.remember_choice(akey, float(a))
+    state.remember_choice(akey + ":seed", alpha)
     return variant, round(float(a), 2)
 
 
@@ -295,9 +295,9 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
         st.caption(p.familiarity_note())
     st.markdown(f"**{len(res.rows)} images** predicted by *{p.label}* at {res.images_per_sec:.0f} images/s; "
                 f"answers flagged: {res.flag_words()}; {state.plural(len(res.skipped), 'file')} skipped.")
-    metrics = res.metrics()
-    if res.own_note():
-        st.info(res.own_note(), icon=":material/info:")
+    metrics, own = res.metrics(), res.own_note()
+    if own:
+        st.info(own, icon=":material/info:")
     if metrics is not None:
         c1, c2, c3 = st.columns(3)
         c1.metric("Accuracy", f"{100 * metrics['accuracy']:.1f}%")
@@ -400,16 +400,16 @@ def render() -> None:
     with c1:
         first = model_picker(rec, variants, "a", "wise" if "wise" in variants else "fine_tuned", alpha, "Model")
     with c3:
-        state.seed_try_choice(COMPARE_KEY)
+        state.seed_choice(COMPARE_KEY)
         compare = st.toggle("Compare two models", key=COMPARE_KEY,
                             help="Side by side: by default the WiSE-FT mix at the run's alpha against the fine-tuned "
                                  "model (alpha 1) it was mixed from; any two of the run's models.")
-        state.remember_try_choice(COMPARE_KEY, bool(compare))
-        state.seed_try_choice(THRESHOLD_KEY)
+        state.remember_choice(COMPARE_KEY, bool(compare))
+        state.seed_choice(THRESHOLD_KEY)
         st.session_state.setdefault(THRESHOLD_KEY, LOW_CONFIDENCE)
         threshold = st.slider("Unsure under", 0.05, 0.95, step=0.05, key=THRESHOLD_KEY, format="%.2f",
                               help="Answers whose top probability is under this are flagged as unsure.")
-        state.remember_try_choice(THRESHOLD_KEY, float(threshold))
+        state.remember_choice(THRESHOLD_KEY, float(threshold))
     chosen = [first]
     if compare:
         with c2:
@@ -448,12 +448,13 @@ def answer_images(engine, kind: str, images: list[tuple[str, bytes]], new: bool,
     ones kept for a refresh (`kind`: images or camera)."""
     usable, first_named = [], {}
     for name, data in images:
-        if digest(data) in first_named:  # the same bytes under another name: one answer (and widget keys)
+        key = digest(data)
+        if key in first_named:  # the same bytes under another name: one answer (and widget keys)
             st.caption(f":material/content_copy: {state.md_text(name)} is the same file as "
-                       f"{state.md_text(first_named[digest(data)])}: its answer is above.")
+                       f"{state.md_text(first_named[key])}: its answer is above.")
             usable.append((name, data))
             continue
-        first_named[digest(data)] = name
+        first_named[key] = name
         with state.guarded(f"predicting {name}"):
             if image_result(run_dir, ds, models, name, data, threshold):
                 usable.append((name, data))
