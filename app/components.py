@@ -293,9 +293,7 @@ def sidebar(engine: Engine) -> None:
     methods = ", ".join(METHODS[m].title for m in cfg.enabled_methods() if m in METHODS) or "plain fine-tuning"
     start = {"checkpoint": " (your checkpoint)" if cfg.backbone.checkpoint else "", "none": " (from scratch)"}.get(
         cfg.backbone.pretrained, "")
-    probe = min(int(cfg.optim.linear_probe_epochs), int(cfg.train.epochs))
-    head = f" (the first {probe} train only the new head)" if probe > 1 else " (the first trains only the new head)" \
-        if probe == 1 else ""
+    head = f" ({state.head_only_words(cfg)})" if state.head_only_words(cfg) else ""
     st.caption(f"Next run: **{state.backbone_title(cfg.backbone.name)}**{start} on {ds.words}, "
                f"{state.plural(cfg.train.epochs, 'epoch')}{head}, {methods}.")
 

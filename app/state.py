@@ -791,5 +791,15 @@ def md_text(text: str) -> str:
     return MARKDOWN_SPECIALS.sub(r"\\\1", str(text))
 
 
+def head_only_words(cfg) -> str:
+    """"the first 2 epochs train only the new head" (the linear-probe epochs the run will do, at most
+    its epochs; "the first epoch trains ..." for one), or "" without any."""
+    probe = min(int(cfg.optim.linear_probe_epochs), int(cfg.train.epochs))
+    if probe <= 0:
+        return ""
+    return "the first epoch trains only the new head" if probe == 1 else \
+        f"the first {probe} epochs train only the new head"
+
+
 def plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")

@@ -433,7 +433,8 @@ def test_a_preset_sets_the_whole_config_and_keeps_the_dataset(studio, tiny_bytes
     if preset == "quick_demo":
         assert (cfg.backbone.name, cfg.data.image_size, cfg.train.epochs, cfg.train.batch_size) == ("resnet18", 64, 20, 32)
         assert cfg.optim.linear_probe_epochs == 2
-        assert not any("epochs train only the new head" in c for c in texts(at.caption)), "2 of 20: nothing to say"
+        assert not any("of the 20 epochs train only the new head" in c for c in texts(at.caption)), \
+            "2 of 20: no warning (the sidebar's next-run line still says what the first 2 do)"
         at.number_input(key="w:train.epochs").set_value(3).run()
         no_problems(at)
         assert any(c.endswith("2 of the 3 epochs train only the new head (a linear probe) and 1 epoch fine-tunes "
@@ -692,3 +693,15 @@ def test_choosing_two_gpus_submits_one_process_per_gpu(studio, tiny_bytes, monke
     run_id = start_run(at)
     assert asked == [(0, 1), (1,)]
     assert engine().wait(run_id, 120) == "finished"
+
+
+def test_the_head_only_epochs_are_said_in_words():
+    from app.state import head_only_words
+    from engine.config import RunConfig, apply_overrides
+
+    def cfg(lp: int, epochs: int = 20):
+        return apply_overrides(RunConfig(), [f"optim.linear_probe_epochs={lp}", f"train.epochs={epochs}"])
+
+    assert head_only_words(cfg(0)) == ""
+    assert head_only_words(cfg(1)) == "the first epoch trains only the new head"
+    assert head_only_words(cfg(2)) == "the first 2 epochs train only the new head"

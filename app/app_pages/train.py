@@ -56,9 +56,8 @@ def start_section(engine) -> None:
     methods = ", ".join(METHODS[m].title for m in cfg.enabled_methods() if m in METHODS) or "no extra method"
     if cfg.eval.tta_flip:
         methods += " · flip TTA"
-    probe = min(int(cfg.optim.linear_probe_epochs), int(cfg.train.epochs))
-    if probe:
-        methods += f" · first {state.plural(probe, 'epoch')} train only the new head"
+    if state.head_only_words(cfg):
+        methods += f" · {state.head_only_words(cfg)}"
     with st.container(border=True):
         st.markdown(f"**Next run:** {state.backbone_title(cfg.backbone.name)} ({state.WEIGHTS_TEXT.get(cfg.backbone.pretrained)}) on "
                     f"{ds.words} · {state.plural(cfg.train.epochs, 'epoch')} · {cfg.data.image_size} px · "
