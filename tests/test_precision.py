@@ -123,3 +123,28 @@ def test_a_finished_run_is_answered_in_the_precision_it_evaluated_in(monkeypatch
     assert devices.run_amp_dtype({"device": "cuda:0", "precision": "float16"}, "auto", cpu, 64) == "here"
     assert devices.run_amp_dtype({}, "auto", cpu, 64) == "here"
     assert devices.run_amp_dtype({"device": "cpu", "precision": "nonsense"}, "auto", cpu, 64) == "here"
+
+
+def test_a_bf16_predictor_answers_channels_last_with_the_nchw_answers():
+    """Try it and `predict` run a bf16 model channels_last (1.3-1.6x faster on the CPU,
+    benchmarks/inference_layout.py), fp32 and a run that turned the layout off stay NCHW, and the
+    layout changes no answer beyond bf16 rounding."""
+    from engine.backbones import build_model
+    from engine.config import RunConfig, apply_overrides
+    from engine.predict import Predictor
+
+    def predictor(amp: str, channels_last: bool = True) -> Predictor:
+        torch.manual_seed(0)
+        model, _ = build_model("resnet18", 3, "none")
+        cfg = apply_overrides(RunConfig(), ["data.image_size=32", f"train.channels_last={channels_last}"])
+        return Predictor(model, cfg, ["a", "b", "c"], "fine_tuned", None, CPU, summary={"device": "cpu", "precision": amp})
+
+    def layout(p: Predictor) -> bool:
+        return p.model.net.conv1.weight.is_contiguous(memory_format=torch.channels_last) \
+            and not p.model.net.conv1.weight.is_contiguous()
+
+    bf16, fp32, off = predictor("bfloat16"), predictor("float32"), predictor("bfloat16", channels_last=False)
+    assert layout(bf16) and not layout(fp32) and not layout(off)
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    got, want = bf16.forward(images)[0], off.forward(images)[0]
+    assert torch.allclose(got, want, atol=0.03), (got - want).abs().max()
