@@ -143,17 +143,18 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 
 def _resume(args: argparse.Namespace) -> int:
-    """`train --resume RUN_DIR`: continue a stopped or interrupted run in its own folder, with its
-    own settings, under its own record in the store (a new record when the store has none)."""
-    run_dir = Path(args.resume).resolve()
+    """`train --resume RUN` (a run id, its end, or its folder): continue a stopped or interrupted run
+    in its own folder, with its own settings, under its own record in the store (a new record when
+    the store has none)."""
+    data_dir = Path(args.data_dir).resolve()
+    run_dir = _run_folder(args.resume, data_dir).resolve()  # a folder, a run id or the end of one
     if not (run_dir / "config.yaml").is_file():
-        raise StudioError(f"{args.resume} is not a run folder (it has no config.yaml): give the folder a run "
-                          "was written to, e.g. runs/runs/<run id>.")
+        raise StudioError(f"{args.resume} is not a run folder (it has no config.yaml): give a run id (see `python -m "
+                          "engine runs`) or the folder a run was written to, e.g. runs/runs/<run id>.")
     if _overrides(args) or args.config or args.out:
         raise StudioError("--resume continues a run with its own settings: leave out --config, --out, --set and "
                           "the other settings (start a new run to change them).")
     cfg = RunConfig.load(run_dir / "config.yaml")
-    data_dir = Path(args.data_dir).resolve()
     _check_sources(cfg, data_dir)
     store = RunStore(data_dir / "studio.db")
     rec = next((r for r in store.list_runs() if Path(r.run_dir).resolve() == run_dir), None)
@@ -362,18 +363,23 @@ def _methods(args: argparse.Namespace) -> int:
 
 def _run_folder(run: str, data_dir: Path) -> Path:
     """The folder of `run`: a run folder, a run id, or the end of one ("076e0a" for
-    20261201-003228-076e0a) when exactly one run id in `data_dir` ends so. Raises
+    20261201-003228-076e0a) when exactly one run id ends so, among the folders in `data_dir`/runs
+    and the runs its store lists (`runs` lists those too, wherever `train --out` put them). Raises
     StudioError naming the candidates otherwise."""
     if Path(run).is_dir():
         return Path(run)
-    runs = data_dir / "runs"
-    if (runs / run).is_dir():
-        return runs / run
-    matches = sorted(d for d in runs.glob("*") if d.is_dir() and run and d.name.endswith(run)) if runs.is_dir() else []
+    folders = {d.name: d for d in (data_dir / "runs").glob("*") if d.is_dir()} if (data_dir / "runs").is_dir() else {}
+    db = data_dir / "studio.db"
+    for r in (RunStore(db).list_runs() if db.is_file() else []):  # reading the store creates no folder
+        if r.id not in folders and r.run_dir and Path(r.run_dir).is_dir():
+            folders[r.id] = Path(r.run_dir)
+    if run in folders:
+        return folders[run]
+    matches = sorted(name for name in folders if run and name.endswith(run))
     if len(matches) == 1:
-        return matches[0]
+        return folders[matches[0]]
     if matches:
-        raise StudioError(f"'{run}' ends {len(matches)} run ids: {', '.join(d.name for d in matches)}. Give the whole id.")
+        raise StudioError(f"'{run}' ends {len(matches)} run ids: {', '.join(matches)}. Give the whole id.")
     raise StudioError(f"No run '{run}' in {data_dir}: give a run id (see `python -m engine runs`; the dashboard's "
                       "Results page shows this command with it), the end of one, or a run folder.")
 
@@ -398,11 +404,12 @@ def _predict(args: argparse.Namespace) -> int:
     print(f"model: {predictor.label} on {predictor.device}; classes: {', '.join(predictor.classes)}", flush=True)
     if predictor.familiarity_note():
         print(predictor.familiarity_note(), flush=True)
-    with tqdm(total=0, unit="img", desc="predicting", disable=args.quiet, dynamic_ncols=True) as bar:
+    with tqdm(total=0, unit="img", desc="predicting", disable=args.quiet, dynamic_ncols=True, delay=0.5) as bar:
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)
 
+        # delay: no bar for a prediction over in half a second (a few images, or none readable)
         result = predict_folder(predictor, Path(args.data), data_dir / "datasets", args.top_k, args.batch_size,
                                 progress, args.threshold)
     top_k = min(args.top_k, len(predictor.classes))
@@ -506,8 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data-dir", help=DATA_DIR_HELP)
     t.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE", help="override any config field")
     t.add_argument("--quiet", action="store_true")
-    t.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or interrupted run from its last "
-                   "finished epoch (its own settings, optimiser and schedule state)")
+    t.add_argument("--resume", metavar="RUN", help="continue a stopped or interrupted run (a run id, see `runs`, "
+                   "or its folder) from its last finished epoch (its own settings, optimiser and schedule state)")
     t.add_argument("--run-id", help=argparse.SUPPRESS)  # set by the engine when it supervises a torchrun job
     t.set_defaults(func=_train)
     ins = sub.add_parser("inspect", help="show what the studio makes of a dataset, without training")

@@ -1004,7 +1004,19 @@ def _decode_reason(err: Exception) -> str:
             and err.errno is not None:
         return f"could not be read ({err.strerror or err})"
     detail = str(err).strip().rstrip(".") or type(err).__name__
+    for start, words in _DECODER_WORDS:
+        if detail.lower().startswith(start):
+            return words
     return f"damaged or unsupported image ({detail})"
+
+
+# Pillow's messages for damaged files, in plain words (the reasons list shows them beside the user's file name)
+_DECODER_WORDS = (
+    ("truncated file read", "damaged image (the file ends too early, as after an interrupted copy or download)"),
+    ("image file is truncated", "damaged image (the file ends too early, as after an interrupted copy or download)"),
+    ("broken data stream", "damaged image (its data is broken)"),
+    ("could not create decoder object", "damaged image (its data could not be decoded)"),
+)
 
 
 def decode_image(path, size: int, max_pixels: int = MAX_IMAGE_PIXELS) -> torch.Tensor:

@@ -136,6 +136,20 @@ def test_broken_and_non_image_files_are_skipped_with_reasons(tmp_path, work_dir)
     assert report.counts == {"cats": 5, "dogs": 5}
 
 
+@pytest.mark.parametrize("fmt, keep", [("JPEG", 300), ("JPEG", 2000), ("PNG", 300), ("BMP", 30), ("TIFF", 300)])
+def test_a_file_cut_short_is_named_in_plain_words(tmp_path, fmt, keep):
+    """Pillow's "Truncated File Read" and "image file is truncated (17 bytes not processed)" read as
+    what happened to the user's file."""
+    from engine.data import decode_image
+
+    buf = io.BytesIO()
+    Image.effect_noise((64, 64), 50).convert("RGB").save(buf, format=fmt)
+    (tmp_path / "cut.img").write_bytes(buf.getvalue()[:keep])
+    with pytest.raises(ValueError) as err:
+        decode_image(tmp_path / "cut.img", 32)
+    assert str(err.value) == "damaged image (the file ends too early, as after an interrupted copy or download)"
+
+
 def test_decompression_bomb_is_skipped(tmp_path, work_dir):
     big = io.BytesIO()
     Image.new("1", (8000, 8000)).save(big, format="PNG")  # 64 MP, a few KB on disk

@@ -353,7 +353,7 @@ def test_predict_cli_on_a_class_folder_zip(studio, tmp_path, capsys):
     # HEIC is read (pillow-heif): a damaged one is listed with its reason, never fatal
     assert re.search(r"green/phone photo\.heic: (not a readable image|damaged)", printed.out), printed.out
     assert "readme.txt: not an image file (.txt)" in printed.out
-    assert "img/s" in printed.err, "the progress bar shows images/s"
+    assert "img/s)" in printed.out and "predicting" not in printed.err, "a bar only past half a second (tqdm's delay)"
     assert not list(studio_dir.glob("datasets/predict-*")), "the extracted zip is removed"
 
 
@@ -390,6 +390,30 @@ def test_predict_a_plain_folder_without_classes_and_bad_input(studio, tmp_path, 
                 "--out", str(out)]) == 1, "nothing readable is bad input, not an empty success"
     err = capsys.readouterr().err
     assert "error: no readable image in" in err and "scan.jpg" in err and not out.exists()
+    assert "predicting" not in err, "no empty progress bar before the error"
+
+
+def test_predict_finds_a_run_by_the_id_runs_lists_wherever_its_folder_is(studio, tmp_path, capsys):
+    """`train --out` writes a run outside the engine's folder; `runs` lists it, so `predict --run` takes
+    its id (or the end of it) too."""
+    import shutil
+
+    from engine.store import RunStore
+
+    studio_dir, run_dir = studio
+    data_dir = tmp_path / "engine"
+    elsewhere = shutil.copytree(run_dir, tmp_path / "my-runs" / "first")
+    RunStore(data_dir / "studio.db").create_run("20260101-000000-abc123", "mine", {}, str(elsewhere), owner="cli")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    tiny_image("red", 900).save(folder / "a.png")
+    for run in ("20260101-000000-abc123", "abc123"):
+        assert cli(["predict", "--run", run, "--data", str(folder), "--data-dir", str(data_dir),
+                    "--out", str(tmp_path / f"{run}.csv"), "--quiet"]) == 0, capsys.readouterr().err
+        assert (tmp_path / f"{run}.csv").is_file()
+    capsys.readouterr()
+    assert cli(["runs", "--data-dir", str(data_dir)]) == 0
+    assert "20260101-000000-abc123" in capsys.readouterr().out
 
 
 # ---- the model card's scripts --------------------------------------------------------------------------

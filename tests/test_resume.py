@@ -124,14 +124,14 @@ def test_the_dashboard_continues_a_stopped_run(tmp_path, monkeypatch):
         st.cache_resource.clear()
 
 
-def test_the_cli_continues_a_stopped_run_under_its_own_record(tiny_cfg, tmp_path, capsys):
+def test_the_cli_continues_a_stopped_run_under_its_own_record_by_id_or_folder(tiny_cfg, tmp_path, capsys):
     import json
 
     from engine.cli import main
     from engine.jobs import execute_run
     from engine.store import RunStore
 
-    data_dir, run_dir = tmp_path / "d", tmp_path / "d" / "runs" / "r1"
+    data_dir, run_dir = tmp_path / "d", tmp_path / "elsewhere"  # where `train --out` put it
     store = RunStore(data_dir / "studio.db")
     cfg = tiny_cfg("train.epochs=3", "eval.ood=false")
     store.create_run("r1", "mine", cfg.to_dict(), str(run_dir), owner="cli")
@@ -139,9 +139,11 @@ def test_the_cli_continues_a_stopped_run_under_its_own_record(tiny_cfg, tmp_path
     assert execute_run(store, "r1", cfg, run_dir, data_dir / "datasets", Recorder(stop_at=steps + 1))["status"] == "stopped"
     assert main(["train", "--resume", str(run_dir), "--epochs", "5", "--data-dir", str(data_dir)]) == 2
     assert "--resume continues a run with its own settings" in capsys.readouterr().err
-    assert main(["train", "--resume", str(run_dir), "--data-dir", str(data_dir), "--quiet"]) == 0
+    assert main(["train", "--resume", "r1", "--data-dir", str(data_dir), "--quiet"]) == 0, "by the id `runs` lists"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "finished" and [h["epoch"] for h in summary["history"]] == [1, 2, 3]
     assert [r.status for r in RunStore(data_dir / "studio.db").list_runs()] == ["finished"]  # the same record
     assert main(["train", "--resume", str(tmp_path), "--data-dir", str(data_dir)]) == 2
     assert "is not a run folder" in capsys.readouterr().err
+    assert main(["train", "--resume", "r2", "--data-dir", str(data_dir)]) == 2
+    assert "No run 'r2'" in capsys.readouterr().err
