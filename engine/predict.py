@@ -522,12 +522,12 @@ def copy_keys(images_u8: torch.Tensor, chunk: int = 256) -> tuple[np.ndarray, np
     average (`benchmarks/near_copies.py`)."""
     hashes, thumbs = [], []
     for i in range(0, len(images_u8), chunk):
-        part = images_u8[i:i + chunk].cpu().float()
-        grey = torch.einsum("nchw,c->nhw", F.adaptive_avg_pool2d(part, 32).double(), _GREY)
+        small = F.adaptive_avg_pool2d(images_u8[i:i + chunk].cpu().float(), 32)  # one pass over the full image
+        grey = torch.einsum("nchw,c->nhw", small.double(), _GREY)
         coeffs = (_DCT_8X32 @ grey @ _DCT_8X32.T).flatten(1)  # [n, 64], float64: a flat picture's are ~1e-12
         bits = (coeffs > coeffs.median(1, keepdim=True).values + 1e-6).numpy().astype(np.uint8)
         hashes.append(np.frombuffer(np.packbits(bits, axis=1).tobytes(), dtype=">u8").astype(np.uint64))
-        thumbs.append(F.adaptive_avg_pool2d(part, COPY_THUMB).numpy())
+        thumbs.append(F.adaptive_avg_pool2d(small, COPY_THUMB).numpy())  # as from the image when its size is a multiple or divisor of 32
     return (np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint64),
             np.concatenate(thumbs) if thumbs else np.zeros((0, 3, COPY_THUMB, COPY_THUMB), dtype=np.float32))
 
