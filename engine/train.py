@@ -12,12 +12,14 @@ Style after nanoGPT's train.py (phases marked, no config mutated mid-run) and to
 
 from __future__ import annotations
 
+import contextlib
 import math
 import platform
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -309,14 +311,25 @@ def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None
     context. Raises StudioError (bad input, divergence) or StopRequested. Under torchrun the job
     passes this process's `world` (rank, world size); rank 0 alone writes checkpoints. With
     `resume`, continues the stopped run in `run_dir` from its last finished epoch (engine.resume)."""
-    with kept_threads():  # the run may set its own thread count; the caller's comes back afterwards
+    with kept_threads(), data_folder(work_dir, run_dir) as work_dir:  # the run may set its own thread count
         return _train(cfg, reporter, run_dir, work_dir, data, limits, world, resume)
+
+
+@contextlib.contextmanager
+def data_folder(work_dir: Path | None, run_dir: Path | None) -> Iterator[Path]:
+    """Where a run extracts and decodes its dataset: `work_dir`, else the run folder's data/, else
+    (a library call with neither) a temporary folder deleted when the run ends, so that nothing is
+    written where the caller happens to be."""
+    if work_dir is not None or run_dir is not None:
+        yield Path(work_dir or Path(run_dir) / "data")
+        return
+    with tempfile.TemporaryDirectory(prefix="studio-data-") as tmp:
+        yield Path(tmp)
 
 
 def _train(cfg: RunConfig, reporter: Reporter | None, run_dir: Path | None, work_dir: Path | None,
            data: DataSplits | None, limits, world: tuple[int, int], resume: bool) -> TrainResult:
     t_start, reporter = time.perf_counter(), reporter or Reporter()
-    work_dir = Path(work_dir or (run_dir or Path("runs")) / "data")
     ctx, hooks = setup_run(cfg, reporter, run_dir, work_dir, data, limits, world)
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=ctx.amp_dtype == torch.float16)
     lr_at = schedule_fn(cfg.optim)

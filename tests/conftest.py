@@ -31,6 +31,43 @@ TINY_CLASSES = ("red", "green", "stripes")
 TEST_DEVICE = os.environ.get("STUDIO_TEST_DEVICE", "cpu")
 
 
+# ---- the suite writes only in its temporary folders -----------------------------------------------
+# A test that runs a command with its default output (predict's predictions.csv) or the default engine
+# folder (runs/) would write into the project. The controller compares the project's files before
+# and after the session and fails the run when a test left one behind.
+ROOT = Path(__file__).resolve().parent.parent
+_SKIP_DIRS = {".git", "__pycache__", ".pytest_cache", "_artifacts", ".whl", ".gl"}  # caches; tests/_artifacts: screenshots
+
+
+def project_files() -> set[str]:
+    """Files under the project (runs/ to two levels, runs/benchmarks left out: benchmarks write there)."""
+    out = set()
+    for dirpath, dirnames, filenames in os.walk(ROOT):
+        top = Path(dirpath) == ROOT
+        dirnames[:] = [d for d in dirnames if d not in _SKIP_DIRS and not (top and d == "runs")]
+        out.update(str(Path(dirpath, f).relative_to(ROOT)) for f in filenames)
+    runs = ROOT / "runs"
+    if runs.is_dir():
+        out.update(str(p.relative_to(ROOT)) for p in [*runs.glob("*"), *runs.glob("*/*")]
+                   if not p.relative_to(runs).parts[0] == "benchmarks")
+    return out
+
+
+def pytest_sessionstart(session):
+    if not hasattr(session.config, "workerinput"):  # the controller (or a run without xdist)
+        session.config._project_files = project_files()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    before = getattr(session.config, "_project_files", None)
+    if before is None:
+        return
+    left = sorted(project_files() - before)
+    if left:
+        print("\nthe tests wrote into the project (write in tmp_path instead): " + ", ".join(left[:20]))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def tiny_image(cls: str, i: int, size: int = 24) -> Image.Image:
     rng = np.random.default_rng(i + 1000 * TINY_CLASSES.index(cls))
     arr = rng.integers(0, 60, (size, size, 3)).astype(np.uint8)

@@ -117,7 +117,7 @@ def test_the_alpha_chosen_on_results_is_the_one_try_it_and_predict_use(run, tmp_
     assert at.slider(key=f"try_alpha_a_{run}").value == 0.35, "the open page follows the new choice"
     write_tiny_zip(tmp_path / "batch.zip", per_class=2)
     assert cli(["predict", "--run", run, "--data", str(tmp_path / "batch.zip"), "--variant", "wise",
-                "--data-dir", str(eng.store.path.parent), "--quiet"]) == 0
+                "--data-dir", str(eng.store.path.parent), "--out", str(tmp_path / "predictions.csv"), "--quiet"]) == 0
     assert "WiSE-FT mix at alpha 0.35" in capsys.readouterr().out, "the command line uses the choice too"
     eng.store.set_wise_ft_alpha(run, None)
 
