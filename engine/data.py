@@ -802,6 +802,16 @@ def _split_folders(level: Path) -> dict[str, Path] | None:
     subdirs = _visible_subdirs(level)
     named = {d: SPLIT_FOLDER_NAMES.get(d.name.lower()) for d in subdirs}
     split_dirs = [d for d in subdirs if named[d]]
+    if len(split_dirs) == 1 and len(subdirs) > 1 and _visible_subdirs(split_dirs[0]):
+        # one split folder holding folders beside other folders: read as class folders, its classes would
+        # become one class named after the split (train/cats and train/dogs both "train")
+        d, others = split_dirs[0], [o.name + "/" for o in subdirs if o is not split_dirs[0]]
+        inner = [f"{i.name}/" for i in _visible_subdirs(d)]
+        raise StudioError(
+            f"This dataset has a split folder ({d.name}/, holding {', '.join(inner[:4])}{' ...' if len(inner) > 4 else ''}) "
+            f"beside other folders ({', '.join(others[:4])}{' ...' if len(others) > 4 else ''}) at the same level. Use either "
+            "split folders (train/, val/, test/, each holding the same class folders) or class folders only, then upload "
+            f"again. If '{d.name}' is one of your classes, put its images directly in {d.name}/, not in sub-folders.")
     if len(split_dirs) < 2:
         return None  # at most one folder named like a split: class folders (a class may be called "test")
     if not any(_visible_subdirs(d) or _labels_file(d) for d in split_dirs):

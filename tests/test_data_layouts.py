@@ -157,6 +157,22 @@ def test_pre_split_mixed_with_class_folders_is_refused_naming_the_layout(tmp_pat
         load_dataset(make_zip(tmp_path / "mixed.zip", files), work_dir, image_size=16)
 
 
+@pytest.mark.parametrize("split, others", [("train", ["extras"]), ("test", ["cats", "dogs"]), ("Validation", ["birds"])])
+def test_one_split_folder_of_class_folders_beside_other_folders_is_refused(tmp_path, work_dir, split, others):
+    """train/cats and train/dogs beside extras/ would otherwise read as class folders: one class called
+    "train" holding two classes' images."""
+    files = class_files({"cats": 4, "dogs": 4}, prefix=f"{split}/")
+    files.update(class_files({o: 4 for o in others}))
+    with pytest.raises(StudioError, match=rf"a split folder \({split}/, holding cats/, dogs/\) beside other folders"
+                                          rf" \({others[0]}/.*If '{split}' is one of your classes"):
+        load_dataset(make_zip(tmp_path / "one-split.zip", files), work_dir, image_size=16)
+
+
+def test_a_class_named_like_a_split_with_its_images_directly_inside_is_a_class(tmp_path, work_dir):
+    rep = load_dataset(make_zip(tmp_path / "c.zip", class_files({"test": 5, "cats": 5})), work_dir, image_size=16).report
+    assert rep.classes == ["cats", "test"] and rep.layout == LAYOUT_CLASS_FOLDERS
+
+
 def test_pre_split_class_missing_from_train_is_refused(tmp_path, work_dir):
     files = presplit_files()
     files.update(class_files({"birds": 5}, prefix="test/"))
