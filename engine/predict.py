@@ -66,7 +66,7 @@ from engine.augment import to_float
 from engine.backbones import Classifier
 from engine.config import RunConfig
 from engine.data import (IMAGE_EXTENSIONS, MAX_COLOUR_DIFF, MAX_IMAGE_PIXELS, PHASH_MAX_DISTANCE, PIL_FORMATS,
-                         EmptyArchiveError, SkippedFile, ZipLimits, decode_image, image_files, popcount64,
+                         SPLIT_FOLDER_NAMES, EmptyArchiveError, SkippedFile, ZipLimits, decode_image, image_files, popcount64,
                          safe_extract_zip)
 from engine.errors import StudioError
 from engine.evaluate import tta_logits
@@ -731,26 +731,30 @@ def decode_bytes(data: bytes, name: str, size: int,
 def true_labels(rel_paths: Sequence[str], classes: Sequence[str]) -> tuple[list[int | None], list[str]]:
     """The class of each file from its folder, when the folders are the run's classes.
 
-    Looks at the first folder of each path, or the second when every file sits inside one wrapper
-    folder (a zipped `mydata/cats/...`). Class names match case-insensitively. Returns
-    (label per file or None, folder names that are not classes of the run); all None when no folder
-    matches a class.
+    Looks at the first folder of each path below any wrapper folders that hold every file (a zipped
+    `mydata/cats/...`), and one level further when that folder is a split folder of a pre-split
+    export (`train/cats/...`, `valid/dogs/...`; engine.data.SPLIT_FOLDER_NAMES) that is not a class
+    of the run. Class names match case-insensitively. Returns (label per file or None, folder names
+    that are not classes of the run); all None when no folder matches a class.
     """
-    parts = [p.split("/") for p in rel_paths]
-    depth = 0
-    tops = {p[0] for p in parts if len(p) > 1}
-    if len(tops) == 1 and all(len(p) > 2 for p in parts) and not {t.lower() for t in tops} & {c.lower() for c in classes}:
-        depth = 1
     index = {c.lower(): i for i, c in enumerate(classes)}
+    folders = [p.split("/")[:-1] for p in rel_paths]
+    depth = 0
+    while folders:  # wrapper folders: one folder holds every file and is not a class
+        tops = {f[depth] for f in folders if len(f) > depth}
+        if len(tops) != 1 or not all(len(f) > depth + 1 for f in folders) or next(iter(tops)).lower() in index:
+            break
+        depth += 1
     labels: list[int | None] = []
     unknown: set[str] = set()
-    for p in parts:
-        folder = p[depth] if len(p) > depth + 1 else None
+    for f in folders:
+        d = depth + (len(f) > depth + 1 and f[depth].lower() in SPLIT_FOLDER_NAMES and f[depth].lower() not in index)
+        folder = f[d] if len(f) > d else None
         labels.append(index.get(folder.lower()) if folder is not None else None)
         if folder is not None and folder.lower() not in index:
             unknown.add(folder)
     if not any(lab is not None for lab in labels):
-        return [None] * len(parts), []
+        return [None] * len(folders), []
     return labels, sorted(unknown)
 
 

@@ -252,7 +252,7 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
     from engine.predict import predict_folder
 
     st.caption("A zip of images: loose, or in folders named after the classes "
-               f"({', '.join(p.classes)}) to measure accuracy on a new batch.")
+               f"({', '.join(p.classes)}), also inside train/, val/ and test/ folders, to measure accuracy on a new batch.")
     up = st.file_uploader("Zip of images", type=["zip"], key="try_zip", on_change=_changed, args=("zip",))
     given, new = kept_or_new(engine, "zip", [(up.name, up.getvalue())] if up is not None else [],
                               "Add another zip above to replace it.")
