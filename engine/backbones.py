@@ -407,6 +407,8 @@ CHECKPOINT_FORMATS = {
     "torch_zip": "PyTorch's torch.save format (a zip archive, PyTorch 1.6 and later), read with weights_only=True",
     "torch_legacy": "PyTorch's older torch.save format (a pickle stream), read with weights_only=True",
 }
+# The same, in the words a refusal uses
+READABLE_CHECKPOINTS = "a safetensors file, or a file that PyTorch's torch.save wrote (.pt, .pth, .pth.tar, .bin, .ckpt)"
 # Entries that wrap the model's state dict in training checkpoints (PyTorch's ImageNet example,
 # Lightning, timm, DINO, EMA trainers): tried in this order, then any other nested dict.
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "module", "ema", "model_ema",
@@ -454,7 +456,7 @@ def read_checkpoint(path: Path, label: str = "") -> list[tuple[str, dict[str, to
     if not path.is_file():
         raise StudioError(f"Checkpoint file not found: {label}")
     kind = checkpoint_format(path)
-    readable = "; ".join(CHECKPOINT_FORMATS.values())
+    readable = READABLE_CHECKPOINTS
     if kind == "safetensors":
         from safetensors.torch import load_file
 
@@ -472,8 +474,8 @@ def read_checkpoint(path: Path, label: str = "") -> list[tuple[str, dict[str, to
             raise StudioError(f"{label} is a zip archive but not a PyTorch checkpoint (it has no data.pkl). "
                               f"Checkpoints the studio reads: {readable}.")
     if not kind:
-        raise StudioError(f"{label} is not a readable PyTorch checkpoint: its contents are none of the formats "
-                          f"the studio reads ({readable}).")
+        raise StudioError(f"{label} is not a model checkpoint the studio can read: its contents are not {readable}. "
+                          "Upload the file your training saved its weights to.")
     try:
         # An open file, not the path: torch.load reads a path that ends in .safetensors as safetensors
         # whatever its bytes are, and the bytes have been looked at already.
