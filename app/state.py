@@ -782,6 +782,45 @@ WEIGHTS_TEXT = {"bundled": "bundled weights", "imagenet": "ImageNet weights", "n
                 "checkpoint": "your checkpoint"}
 
 
+def weights_words(cfg: RunConfig) -> str:
+    """What the next run starts from, in words (WEIGHTS_TEXT), saying when "your checkpoint" has no
+    accepted file yet (a refused upload is not kept)."""
+    if cfg.backbone.pretrained == "checkpoint" and not cfg.backbone.checkpoint:
+        return "your checkpoint, none accepted yet"
+    return WEIGHTS_TEXT.get(cfg.backbone.pretrained, cfg.backbone.pretrained)
+
+
+def last_check(cfg: RunConfig):
+    """This tab's last successful check of the chosen dataset (the Data page's), else the check redone
+    when the engine still holds the dataset decoded (after a refresh), else None: a check that would
+    decode images is never run here."""
+    for key, check in reversed(list(st.session_state.get("data_checks", {}).items())):
+        if key[0] == cfg.data.source and check.ok:
+            return check
+    check = datasets.cheap_check(get_engine(), cfg)
+    return check if check is not None and check.ok else None
+
+
+def known_classes_and_train_size(cfg: RunConfig) -> tuple[int, int]:
+    """(classes, training images) of the chosen dataset from this tab's last check (the Data page),
+    else the bundled sample's shape."""
+    from app.presets import SAMPLE_CLASSES, SAMPLE_TRAIN_IMAGES
+
+    check = last_check(cfg)
+    if check is None:
+        return SAMPLE_CLASSES, SAMPLE_TRAIN_IMAGES
+    split, _ = datasets.capped_split(check.report.split_counts, cfg.data.train_per_class)  # as the Data page counts
+    return len(check.report.classes), sum(split.get("train", {}).values())
+
+
+def few_steps_warning(cfg: RunConfig) -> str | None:
+    """engine.config.few_batches for the chosen dataset: a warning when the batch size leaves at most
+    two optimiser steps an epoch (the Model page, the Data page's Train now and the Train page show it)."""
+    from engine.config import few_batches
+
+    return few_batches(cfg, known_classes_and_train_size(cfg)[1])
+
+
 MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]|$~<>])")  # what changes a name inside a line of markdown
 
 

@@ -444,8 +444,9 @@ def validate(cfg: RunConfig) -> None:
         if spec.fixed_image_size and d.image_size != spec.fixed_image_size:
             problems.append(f"{b.name} only works at {spec.fixed_image_size} px (got {d.image_size}).")
     if b.pretrained == "checkpoint" and not b.checkpoint:
-        problems.append("Starting weights are set to your own checkpoint, but no checkpoint file is uploaded yet: "
-                        "upload one, or choose other starting weights (backbone.checkpoint).")
+        problems.append("Starting weights are set to your own checkpoint, but no checkpoint file is accepted yet (a "
+                        "refused file is not used): upload one the Model page accepts, or choose other starting "
+                        "weights (command line: --checkpoint FILE).")
     for name, mcfg in cfg.methods.items():
         if name in METHOD_SECTIONS:
             problems.extend(METHOD_SECTIONS[name][1](cfg, mcfg))

@@ -155,6 +155,20 @@ def test_the_data_page_counts_the_training_images_a_run_will_use(studio, tiny_by
     assert capped_split(split, 5) == (split, 0), "a cap no class reaches changes nothing"
 
 
+def test_too_few_steps_an_epoch_are_said_where_a_run_starts(studio, tiny_bytes):
+    """The Model page's warning about a batch size that leaves one or two optimiser steps an epoch is on
+    the Data page's Train now box and the Train page too, where a run is started from."""
+    at = upload_zip(new_app(), tiny_bytes, "colours.zip")
+    at.session_state["cfg"] = with_section(at.session_state["cfg"], "train", batch_size=256)
+    for page in ("app_pages/data.py", "app_pages/train.py", "app_pages/model.py"):
+        at.switch_page(page).run()
+        no_problems(at)
+        assert any("Batches of 256 from your" in w and "1 optimiser step per epoch" in w for w in texts(at.warning)), page
+    at.session_state["cfg"] = with_section(at.session_state["cfg"], "train", batch_size=4)
+    at.switch_page("app_pages/train.py").run()
+    assert not any("optimiser step" in w for w in texts(at.warning))
+
+
 @pytest.mark.parametrize("page", ["app_pages/data.py", "app_pages/model.py", "app_pages/train.py", "app_pages/results.py"])
 def test_every_page_renders_on_a_fresh_studio(studio, page):
     at = new_app()
@@ -455,7 +469,7 @@ def test_checkpoint_uploads_are_checked_against_the_backbone(studio, tmp_path):
     at.switch_page("app_pages/model.py").run()
     at.radio(key="w:backbone.pretrained").set_value("checkpoint").run()
     assert any("Upload a checkpoint" in i for i in texts(at.info))
-    assert any("no checkpoint file" in w for w in texts(at.warning)), "the engine's validation says what is missing"
+    assert any("no checkpoint file is accepted yet" in w for w in texts(at.warning)), "the engine's validation says what is missing"
 
     import datetime
 
@@ -465,6 +479,13 @@ def test_checkpoint_uploads_are_checked_against_the_backbone(studio, tmp_path):
     no_problems(at)
     assert any("refused" in e for e in texts(at.error)), texts(at.error)
     assert at.session_state["cfg"].backbone.checkpoint == ""
+    at.switch_page("app_pages/train.py").run()  # a refused file: nothing to start from, and the pages say so alike
+    no_problems(at)
+    assert at.button(key="start").disabled, "Start waits for an accepted checkpoint"
+    assert any("your checkpoint, none accepted yet" in m for m in texts(at.markdown)), "the Next run line"
+    assert any("your checkpoint, none accepted yet" in c for c in texts(at.sidebar.caption)), "the sidebar's"
+    assert not any("backbone.checkpoint" in w for w in texts(at.warning)), "no internal setting names"
+    at.switch_page("app_pages/model.py").run()
 
     good = tmp_path / "good.safetensors"
     save_file({"conv1.weight": torch.zeros(64, 3, 7, 7)}, str(good))

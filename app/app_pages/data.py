@@ -366,14 +366,17 @@ def quick_start(engine) -> None:
 
     cfg = state.config()
     methods = ", ".join(METHODS[m].title for m in cfg.enabled_methods() if m in METHODS) or "no extra method"
+    problems = state.config_problems(cfg)
     with st.container(border=True):
         c = st.columns([1, 3], vertical_alignment="center")
         clicked = c[0].button("Train now", type="primary", icon=":material/play_arrow:", key="quick_start",
-                              disabled=state.config_problems(cfg) is not None)
+                              disabled=problems is not None)
         c[1].caption(f"Starts a run with the current settings: {state.backbone_title(cfg.backbone.name)} "
-                     f"({state.WEIGHTS_TEXT.get(cfg.backbone.pretrained, cfg.backbone.pretrained)}), "
+                     f"({state.weights_words(cfg)}), "
                      f"{state.plural(cfg.train.epochs, 'epoch')}, {cfg.data.image_size} px, {methods}. "
                      "Change them first on *Model and methods* if you like.")
+        if problems or state.few_steps_warning(cfg):
+            st.warning(problems or state.few_steps_warning(cfg), icon=":material/warning:")
     if clicked:
         out = state.attempt("starting the run", state.start_run, engine)
         if out.ok:

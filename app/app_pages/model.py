@@ -10,8 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, components, datasets, state
-from app.presets import (PRESETS, SAMPLE_CLASSES, SAMPLE_TRAIN_IMAGES, few_batches, icon, offline_pretrained,
-                         recipe_drift)
+from app.presets import PRESETS, icon, offline_pretrained, recipe_drift
 from app.widgets import dataclass_widgets, field_widget, widget_key
 from engine.backbones import BACKBONES, CHECKPOINT_SUFFIXES, FAMILY_TITLES, PRETRAINED_SOURCES, available_sources, backbone_title
 from engine.config import RunConfig
@@ -68,28 +67,6 @@ def fmt_params(n: int) -> str:
     return f"{n / 1e6:.1f} M" if n >= 1e6 else f"{n / 1e3:.0f} k"
 
 
-def last_check(cfg: RunConfig):
-    """This tab's last successful check of the chosen dataset (the Data page's), else the check redone
-    when the engine still holds the dataset decoded (after a refresh), else None: a check that would
-    decode images is never run here."""
-    for key, check in reversed(list(st.session_state.get("data_checks", {}).items())):
-        if key[0] == cfg.data.source and check.ok:
-            return check
-    from app.datasets import cheap_check
-
-    check = cheap_check(state.get_engine(), cfg)
-    return check if check is not None and check.ok else None
-
-
-def known_classes_and_train_size(cfg: RunConfig) -> tuple[int, int]:
-    """From this tab's last dataset check (the Data page), else the sample's shape."""
-    check = last_check(cfg)
-    if check is None:
-        return SAMPLE_CLASSES, SAMPLE_TRAIN_IMAGES
-    split, _ = datasets.capped_split(check.report.split_counts, cfg.data.train_per_class)  # as the Data page counts
-    return len(check.report.classes), sum(split.get("train", {}).values())
-
-
 # ---- presets ----------------------------------------------------------------------------------
 
 def _apply_preset(key: str) -> None:
@@ -143,7 +120,7 @@ def draw_preset_row(keys: list[str], cfg: dict) -> None:
 def backbone_section(engine) -> None:
     cfg = state.config()
     st.subheader("Backbone")
-    num_classes, _ = known_classes_and_train_size(cfg)
+    num_classes, _ = state.known_classes_and_train_size(cfg)
     left, right = st.columns([3, 2])
     with left:
         name = field_widget("backbone", cfg.backbone, "name", meta=dict(
@@ -219,7 +196,7 @@ def checkpoint_upload(engine, backbone: str, current: str) -> str:
                                    "loaded. The classification head is replaced, except in a model this studio "
                                    "trained on exactly your dataset's classes: that one keeps its head, so training "
                                    "continues from its predictions. The file's contents decide its format, not its name.")
-    check = last_check(state.config())
+    check = state.last_check(state.config())
     classes = list(check.report.classes) if check is not None else None  # the chosen dataset's, when known
     memo = st.session_state.setdefault("ckpt_checks", {})  # (file, backbone, classes) -> the engine's verdict
     if upload is not None:
@@ -350,7 +327,7 @@ def knobs_section() -> None:
     cfg = state.update_section("train", epochs=field_widget("train", cfg.train, "epochs", container=c[0]),
                                batch_size=field_widget("train", cfg.train, "batch_size", container=c[1]))
     keep_fine_tuning_epochs(cfg)
-    batches = few_batches(cfg, known_classes_and_train_size(cfg)[1])
+    batches = state.few_steps_warning(cfg)
     if batches:
         st.warning(batches, icon=":material/warning:")
     if spec.fixed_image_size:
@@ -368,7 +345,7 @@ def knobs_section() -> None:
     values["lr_auto"] = field_widget("optim", cfg.optim, "lr_auto")
     state.update_section("optim", **values)
     effective_lr_view(state.config(), c[3])
-    drift = recipe_drift(state.config(), known_classes_and_train_size(state.config())[1])
+    drift = recipe_drift(state.config(), state.known_classes_and_train_size(state.config())[1])
     if drift:
         st.warning(drift, icon=":material/warning:")
     last_lr_find()
@@ -426,7 +403,7 @@ def schedule_section() -> None:
     state.update_section("optim", schedule=schedule, **extra)
     cfg = state.config()
     with c[2]:
-        _, n_train = known_classes_and_train_size(cfg)
+        _, n_train = state.known_classes_and_train_size(cfg)
         per_epoch = cfg.steps_per_epoch(n_train)
         total = per_epoch * cfg.train.epochs
         curve = pd.DataFrame({"step": range(1, total + 1), "lr": lr_curve(cfg.optim, total)})  # as a run logs them
@@ -559,7 +536,7 @@ def review_section() -> None:
         st.warning(problems, icon=":material/warning:")
     else:
         methods = ", ".join(METHODS[m].title for m in cfg.enabled_methods()) or "no extra method"
-        st.success(f"Ready to train **{backbone_title(cfg.backbone.name)}** ({state.WEIGHTS_TEXT.get(cfg.backbone.pretrained)}) for "
+        st.success(f"Ready to train **{backbone_title(cfg.backbone.name)}** ({state.weights_words(cfg)}) for "
                    f"{state.plural(cfg.train.epochs, 'epoch')} at {cfg.data.image_size} px with {methods}.",
                    icon=":material/check_circle:")
     with st.expander("These settings as a config file (YAML)", icon=":material/description:"):

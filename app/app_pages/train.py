@@ -59,7 +59,7 @@ def start_section(engine) -> None:
     if state.head_only_words(cfg):
         methods += f" · {state.head_only_words(cfg)}"
     with st.container(border=True):
-        st.markdown(f"**Next run:** {state.backbone_title(cfg.backbone.name)} ({state.WEIGHTS_TEXT.get(cfg.backbone.pretrained)}) on "
+        st.markdown(f"**Next run:** {state.backbone_title(cfg.backbone.name)} ({state.weights_words(cfg)}) on "
                     f"{ds.words} · {state.plural(cfg.train.epochs, 'epoch')} · {cfg.data.image_size} px · "
                     f"batch {cfg.train.batch_size} · "
                     f"effective lr {cfg.effective_lr:.3g} · {methods}")
@@ -67,12 +67,14 @@ def start_section(engine) -> None:
         if problems:
             st.warning(problems, icon=":material/warning:")
             st.page_link("app_pages/model.py", label="Fix the settings", icon=":material/tune:")
+        elif state.few_steps_warning(cfg):
+            st.warning(state.few_steps_warning(cfg), icon=":material/warning:")
         gpu_selector(cfg)
         busy = bool(engine.active_runs())
         twin = state.same_settings_active(engine, cfg) if busy else None
         c = st.columns([1, 3])
         c[0].button("Add to the queue" if busy else "Start training", type="secondary" if twin else "primary",
-                    icon=":material/play_arrow:", on_click=_start, key="start")
+                    icon=":material/play_arrow:", on_click=_start, key="start", disabled=problems is not None)
         if twin:
             c[1].warning(f"**{state.md_text(twin)}** is already running or queued with exactly these settings: "
                          "adding them again trains a second copy. Change a setting first (another seed, say) "
