@@ -560,9 +560,11 @@ def test_a_config_the_engine_refuses_shows_its_message_and_starts_nothing(studio
     at.session_state["cfg"] = with_section(at.session_state["cfg"], "optim", lr=0.0)
     at.switch_page("app_pages/train.py").run()
     assert any("Learning rate (optim.lr) must be between" in w for w in texts(at.warning))
-    at.button(key="start").click().run()
+    assert at.button(key="start").disabled, "nothing to start until the settings are fixed"
+    at.switch_page("app_pages/data.py").run()
+    assert at.button(key="quick_start").disabled
+    assert any("Learning rate (optim.lr) must be between" in w for w in texts(at.warning)), "Train now says why"
     no_problems(at)
-    assert any("Learning rate (optim.lr) must be between" in e for e in texts(at.error))
     assert engine().list_runs() == []
 
 
