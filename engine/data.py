@@ -134,6 +134,7 @@ class DataReport:
     image_size: int
     layout: str = LAYOUT_CLASS_FOLDERS
     split_given: bool = False  # True: the folders gave the split and it was used as is
+    val_carved: bool = False  # split_given without a validation folder: val_fraction of train/ held out (seeded)
     notes: list[str] = field(default_factory=list)  # what was detected, in plain words
     warnings: list[str] = field(default_factory=list)  # what the user should check
     split_files: dict[str, list[str]] = field(default_factory=dict)
@@ -1708,6 +1709,7 @@ def load_dataset(source, work_dir, image_size: int = 64, val_fraction: float = 0
         image_size=image_size,
         layout=decoded.layout,
         split_given=given is not None,
+        val_carved=given is not None and "val" not in given,
         notes=notes,
         warnings=warnings_out + _unscored_class_warnings(splits, classes, given is not None),
         split_files={name: [paths[i] for i in idx.tolist()] for name, idx in indices.items()},

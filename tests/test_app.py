@@ -155,6 +155,24 @@ def test_the_data_page_counts_the_training_images_a_run_will_use(studio, tiny_by
     assert capped_split(split, 5) == (split, 0), "a cap no class reaches changes nothing"
 
 
+@pytest.mark.parametrize("with_val", [True, False])
+def test_a_pre_split_dataset_greys_out_the_shares_it_does_not_use(studio, with_val):
+    """The folders give the split: the test share never applies, the validation share only when val/
+    is missing (it then holds out part of train/), and the box says so."""
+    files = {f"pets/{split}/{c}/{i}.png": png(c, i + 100 * n) for n, split in enumerate(["train", "val", "test"])
+             for c in ("red", "green") for i in range(6) if with_val or split != "val"}
+    at = upload_zip(new_app(), zip_bytes(files), "pre-split.zip")
+    at.run()  # the check is known from here on, as on any rerun after the upload
+    assert at.number_input(key="w:data.test_fraction").disabled
+    assert at.number_input(key="w:data.val_fraction").disabled == with_val
+    assert not at.number_input(key="w:data.min_images_per_class").disabled
+    words = "the validation and test shares do not apply" if with_val else "holds out part of train/ for validation"
+    assert any("Your dataset's folders give its split" in c and words in c for c in texts(at.caption)), texts(at.caption)
+    upload_zip(at, zip_bytes({f"{c}/{i}.png": png(c, i) for c in ("red", "green") for i in range(8)}), "plain.zip")
+    at.run()
+    assert not at.number_input(key="w:data.test_fraction").disabled, "class folders: the shares split them"
+
+
 def test_too_few_steps_an_epoch_are_said_where_a_run_starts(studio, tiny_bytes):
     """The Model page's warning about a batch size that leaves one or two optimiser steps an epoch is on
     the Data page's Train now box and the Train page too, where a run is started from."""

@@ -202,13 +202,26 @@ def choose_source(engine) -> None:
 
 def split_settings() -> None:
     cfg = state.config()
+    check = state.last_check(cfg)  # a pre-split dataset's folders give its split: the shares do not apply
+    given = check is not None and check.report.split_given
+    unused = set()
+    if given:
+        unused = {"test_fraction"} if check.report.val_carved else {"val_fraction", "test_fraction"}
     with st.expander("Split and sampling settings", icon=":material/call_split:"):
-        st.caption("Every class is split the same way (stratified), with a fixed seed: the same settings "
-                   "always give the same split, so runs are comparable.")
+        if given:
+            st.caption("Your dataset's folders give its split (train/, val/, test/), and it is used as is: "
+                       + ("the validation share below holds out part of train/ for validation, since no validation "
+                          "folder was given; the test share does not apply. " if check.report.val_carved else
+                          "the validation and test shares do not apply to it. ")
+                       + "The seed still sets the training's randomness.")
+        else:
+            st.caption("Every class is split the same way (stratified), with a fixed seed: the same settings "
+                       "always give the same split, so runs are comparable.")
         c = st.columns(5)
         d = cfg.data
         names = ("val_fraction", "test_fraction", "min_images_per_class", "train_per_class")  # bounds, help: config
-        values = {name: field_widget("data", d, name, container=c[i]) for i, name in enumerate(names)}
+        values = {name: field_widget("data", d, name, container=c[i], disabled=name in unused)
+                  for i, name in enumerate(names)}
         b = st.columns(2)
         values["drop_duplicates"] = field_widget("data", d, "drop_duplicates", container=b[0])
         values["class_balance"] = field_widget("data", d, "class_balance", container=b[1])
