@@ -168,13 +168,27 @@ def no_problems(at) -> None:
     assert not at.error, texts(at.error)
 
 
-def open_app_page(page: str, **session_state):
+def drop_view_choices(at) -> None:
+    """Forget the view choices (Explain's methods and tab, Results' tab ...) that an AppTest session took
+    from the user's newest draft: another test made them."""
+    if "try_inputs" in at.session_state:
+        kept = dict(at.session_state["try_inputs"] or {})
+        kept.pop("choices", None)
+        at.session_state["try_inputs"] = kept
+
+
+def open_app_page(page: str, keep_view_choices: bool = True, **session_state):
     """An AppTest of the dashboard switched to `page` (e.g. "app_pages/explain.py"), with the given
-    session-state keys set (None values skipped) before the page's first run; fails on any error."""
+    session-state keys set (None values skipped) before the page's first run; fails on any error.
+    A new session starts from the user's newest draft, view choices included (Try it's models, the
+    Explain methods, a Results tab): without `keep_view_choices`, those an earlier test made are
+    dropped, so that the page opens as it first shows."""
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app" / "main.py"), default_timeout=180)
     at.run()
+    if not keep_view_choices:
+        drop_view_choices(at)
     at.switch_page(page)
     for key, value in session_state.items():
         if value is not None:

@@ -366,6 +366,13 @@ def test_upload_configure_train_watch_and_see_results(studio, tiny_bytes):
     again.switch_page("app_pages/results.py").run()
     assert again.radio(key=f"ckpt_{run_id}_last_best").value == "best", "a refresh keeps the weights picked"
     assert again.radio(key="confusion_split").value == "val", "and the confusion matrix's split"
+    again.session_state["results_tab"] = "Compare runs"
+    again.run()
+    third = new_app()
+    third.switch_page("app_pages/results.py").run()
+    assert third.session_state["results_tab"] == "Compare runs", "and the tab the user had open"
+    third.session_state["results_tab"] = "One run"
+    third.run()
     at.radio(key=f"ckpt_{run_id}_last_best").set_value("last").run()
     at.radio(key="confusion_split").set_value("test").run()
     assert not (at.session_state["try_inputs"].get("choices") or {}), \

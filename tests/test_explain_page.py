@@ -18,7 +18,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from conftest import dashboard_studio, finished_run, no_problems, open_app_page, texts, tiny_config
+from conftest import dashboard_studio, drop_view_choices, finished_run, no_problems, open_app_page, texts, tiny_config
 from app.state import md_text
 from engine.explain import ATTRIBUTIONS
 
@@ -36,7 +36,7 @@ def engine():
 
 
 def open_page(run_id: str | None = None, tab: str | None = None):
-    return open_app_page(PAGE, explain_run=run_id, explain_tab=tab)
+    return open_app_page(PAGE, keep_view_choices=False, explain_run=run_id, explain_tab=tab)
 
 
 @pytest.fixture(scope="module")
@@ -300,6 +300,24 @@ def test_choices_survive_a_tab_switch_and_a_visit_to_another_page(wise_run):
     assert at.selectbox(key=f"explain_image_{run_id}").value == index
     assert at.pills(key="explain_methods").value == ["saliency", "grad_cam"]
     assert at.radio(key="explain_target").value == "true"
+    at.slider(key="explain_strength").set_value(0.4).run()
+    at.toggle(key=f"explain_wrong_{run_id}").set_value(False).run()
+
+    again = AppTest.from_file(MAIN, default_timeout=180)  # a browser refresh: a new session, the tab's token kept
+    again.query_params["tab"] = at.query_params["tab"]
+    again.run()
+    again.switch_page(PAGE).run()
+    no_problems(again)
+    assert again.selectbox(key=f"explain_image_{run_id}").value == index, "the image"
+    assert again.pills(key="explain_methods").value == ["saliency", "grad_cam"], "the methods"
+    assert again.radio(key="explain_target").value == "true" and again.slider(key="explain_strength").value == 0.4
+    again.session_state["explain_tab"] = "Export"
+    again.run()
+    third = AppTest.from_file(MAIN, default_timeout=180)
+    third.query_params["tab"] = again.query_params["tab"]
+    third.run()
+    third.switch_page(PAGE).run()
+    assert third.session_state["explain_tab"] == "Export", "the open tab"
 
 
 def test_a_plain_run_has_three_rows_and_no_wise_choice(studio):
@@ -340,6 +358,7 @@ def test_the_alpha_chosen_on_results_is_what_explain_and_export_use(wise_run):
     try:
         at = AppTest.from_file(MAIN, default_timeout=180)
         at.run()
+        drop_view_choices(at)
         at.switch_page("app_pages/results.py").run()
         at.selectbox(key="results_run").set_value(run_id).run()
         assert "Not chosen yet" in " ".join(texts(at.caption))
@@ -363,6 +382,9 @@ def test_the_alpha_chosen_on_results_is_what_explain_and_export_use(wise_run):
         fresh.switch_page(PAGE).run()
         no_problems(fresh)
         assert fresh.selectbox(key="explain_run").value == run_id, "a refresh opens on the same run"
+        assert "WiSE-FT mix at alpha 0.30" in fresh.radio(key=f"export_which_{run_id}").options[1], "on the tab kept open"
+        fresh.session_state["explain_tab"] = "Attributions"
+        fresh.run()
         assert "WiSE-FT mix at alpha 0.30" in " ".join(texts(fresh.markdown))
         fresh.switch_page("app_pages/results.py").run()
         assert fresh.slider(key=f"wise_alpha_{run_id}").value == 0.3

@@ -342,10 +342,16 @@ def _explain_image(run_id: str, index: int) -> None:
 def image_picker(rec, classes: list[str], pred: dict[str, np.ndarray]) -> int | None:
     labels, preds, confs = pred["labels"], pred["preds"], pred["confs"]
     c = st.columns([1, 1, 3], vertical_alignment="bottom")
+    for k in (f"explain_class_{rec.id}", f"explain_wrong_{rec.id}", image_key(rec.id)):
+        state.seed_choice(k)  # a refresh keeps the user's filters and image
+    if st.session_state.get(f"explain_class_{rec.id}", "__all__") not in ["__all__", *classes]:
+        st.session_state.pop(f"explain_class_{rec.id}")
     cls = c[0].selectbox("Class", ["__all__", *classes], key=f"explain_class_{rec.id}",
                          format_func=lambda k: "all classes" if k == "__all__" else k)
     wrong = c[1].toggle("Only mistakes", key=f"explain_wrong_{rec.id}",
                         help="Only the validation images the fine-tuned model gets wrong.")
+    state.remember_choice(f"explain_class_{rec.id}", cls, default="__all__")
+    state.remember_choice(f"explain_wrong_{rec.id}", bool(wrong), default=False)
     options = [i for i in range(len(labels))
                if (cls == "__all__" or classes[labels[i]] == cls) and (not wrong or preds[i] != labels[i])]
     if not options:
@@ -359,8 +365,10 @@ def image_picker(rec, classes: list[str], pred: dict[str, np.ndarray]) -> int | 
         mark = "✓" if preds[i] == labels[i] else "✗"
         return f"{pred['files'][i]} · {classes[labels[i]]} → {mark} {classes[preds[i]]} ({confs[i]:.0%})"
 
-    return c[2].selectbox(f"Validation image ({len(options)} of {len(labels)})", options, key=key, format_func=label,
-                          help="File · true class → what the fine-tuned model says (its confidence).")
+    index = c[2].selectbox(f"Validation image ({len(options)} of {len(labels)})", options, key=key, format_func=label,
+                           help="File · true class → what the fine-tuned model says (its confidence).")
+    state.remember_choice(key, int(index), default=int(options[0]))
+    return index
 
 
 # ---- tab 1: attributions -----------------------------------------------------------------------------
@@ -380,6 +388,9 @@ def attributions_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
     strength = c[1].slider("Overlay strength", 0.0, 1.0, step=0.05, key=STRENGTH_KEY,
                            help="0 shows the photo only, 1 paints the strongest pixels fully in the heat colour.")
     methods = [m for m in ATTRIBUTIONS if m in (methods or [])]
+    state.remember_choice(METHODS_KEY, methods, default=DEFAULT_METHODS)
+    state.remember_choice(TARGET_KEY, target, default=WIDGET_DEFAULTS[TARGET_KEY])
+    state.remember_choice(STRENGTH_KEY, float(strength), default=WIDGET_DEFAULTS[STRENGTH_KEY])
     with st.expander("What the methods show and what to look for", icon=":material/school:"):
         for m in ATTRIBUTIONS:
             st.markdown(f"**{ATTRIBUTIONS[m]}**  \n{LOOK_FOR[m]}")
@@ -749,6 +760,8 @@ def keep_widget_state() -> None:
             st.session_state[widget] = st.session_state[key]
     for key in [k for k in st.session_state if isinstance(k, str) and k.startswith(KEPT_WIDGETS)]:
         st.session_state[KEPT + key] = st.session_state[key]
+    for key in (METHODS_KEY, TARGET_KEY, STRENGTH_KEY, TAB_KEY):
+        state.seed_choice(key)  # a new session (a refresh): the choices its draft kept
     st.session_state.setdefault(METHODS_KEY, list(DEFAULT_METHODS))
     for key, value in WIDGET_DEFAULTS.items():
         st.session_state.setdefault(key, value)
@@ -781,6 +794,7 @@ def render() -> None:
         st.info("This run has no validation images to explain.")
         return
     tabs = st.tabs(list(TABS), key=TAB_KEY, on_change="rerun")
+    state.remember_choice(TAB_KEY, st.session_state.get(TAB_KEY) or TABS[0], default=TABS[0])
     sections = (lambda: attributions_tab(engine, rec, b, pred.value), lambda: errors_tab(engine, rec, b, pred.value),
                 lambda: export_tab(engine, rec, b, b.summary))
     for tab, name, draw in zip(tabs, TABS, sections):

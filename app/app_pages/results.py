@@ -513,6 +513,10 @@ def compare(engine, runs) -> None:
     st.altair_chart(charts.compare_chart(charts.compare_frame(curves, metric), metric), width="stretch")
 
 
+TAB_KEY = "results_tab"
+TABS = ("One run", "Compare runs")
+
+
 def render() -> None:
     engine = state.get_engine()
     st.title("4 · Results")
@@ -521,7 +525,9 @@ def render() -> None:
         st.info("No runs yet. Start one on the Train page; its results appear here.", icon=":material/info:")
         st.page_link("app_pages/train.py", label="Go to training", icon=":material/arrow_forward:")
         return
-    tab_one, tab_compare = st.tabs(["One run", "Compare runs"])
+    state.seed_choice(TAB_KEY)  # a refresh keeps the tab the user had open
+    tab_one, tab_compare = st.tabs(list(TABS), key=TAB_KEY, on_change="rerun")
+    state.remember_choice(TAB_KEY, st.session_state.get(TAB_KEY) or TABS[0], default=TABS[0])
     with tab_one:
         one_run(engine, runs)
     with tab_compare:
