@@ -755,6 +755,17 @@ def run_labels(recs: list[Any], with_status: bool = True, compact: bool = False,
     return {r.id: labels[r.id] for r in recs}
 
 
+def without_backbone(labels: dict[str, str], backbones: dict[str, str]) -> dict[str, str]:
+    """The Compare table's run labels without the " (ResNet-18)" that preset run names carry, when every
+    run trained the same backbone (the setup table below names it), unless two labels would then read
+    the same: "15:24 · Quick demo" fits the run column at 1280 px, "15:24 · Quick demo (ResNe" was cut."""
+    if len(set(backbones.values())) != 1:
+        return labels
+    title = re.escape(next(iter(backbones.values())))
+    short = {i: re.sub(rf" \({title}\)(?=( \(\d+\))?( · \w+)?$| ·)", "", label, count=1) for i, label in labels.items()}
+    return short if len(set(short.values())) == len(short) else labels
+
+
 def without_dataset(labels: dict[str, str], datasets: dict[str, str]) -> dict[str, str]:
     """The Compare table's run labels without the " on <dataset>" that default run names end with (the
     table names the dataset in its own column or above it), unless two labels would then read the same."""

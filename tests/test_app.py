@@ -659,6 +659,19 @@ def test_the_compare_table_leaves_the_dataset_out_of_run_labels_unless_that_make
     assert without_dataset(named, {"a": "sample textures"}) == named
 
 
+def test_the_compare_table_leaves_a_shared_backbone_out_of_run_labels():
+    from app.state import without_backbone
+
+    labels = {"a": "11:24 · Quick demo (ResNet-18)", "b": "11:30 · Pruning demo (ResNet-18) (2) · stopped",
+              "c": "11:31 · lr 0.02 · Quick demo (ResNet-18) · failed"}
+    resnet = dict.fromkeys(labels, "ResNet-18")
+    assert without_backbone(labels, resnet) == {"a": "11:24 · Quick demo", "b": "11:30 · Pruning demo (2) · stopped",
+                                                "c": "11:31 · lr 0.02 · Quick demo · failed"}
+    assert without_backbone(labels, {**resnet, "c": "MobileNetV3-Small"}) == labels, "two backbones: the names say which"
+    alike = {"a": "11:24 · Quick demo (ResNet-18)", "b": "11:24 · Quick demo"}
+    assert without_backbone(alike, dict.fromkeys(alike, "ResNet-18")) == alike, "they would read the same"
+
+
 def test_run_labels_use_names_and_start_times_and_number_runs_that_would_read_the_same():
     import time
 

@@ -216,6 +216,20 @@ def test_a_zip_of_class_folders_gives_a_table_accuracy_and_a_csv(run):
         assert not any("upload again" in e or "one folder per class" in e for e in errors), "advice for prediction"
 
 
+def test_the_file_column_shows_the_files_name_at_1280_px():
+    """A zip's wrapper folder is left out, and a long path keeps its end: the 140 px column showed
+    "my_pets/train/birds/birds_" and no file name."""
+    from app.app_pages.try_it import FILE_CHARS, shown_paths
+
+    paths = ["my_pets/train/birds/birds_012.jpg", "my_pets/val/cats/c1.png", "my_pets/test.jpg"]
+    shown = shown_paths(paths)
+    assert shown == ["…/birds/birds_012.jpg", "val/cats/c1.png", "test.jpg"]
+    assert shown_paths(["x/a_very_long_file_name_from_a_camera.jpg", "y/b.jpg"]) == ["…ame_from_a_camera.jpg", "y/b.jpg"]
+    assert all(len(s) <= FILE_CHARS for s in shown)
+    assert shown_paths(["a.png", "b.png"]) == ["a.png", "b.png"] and shown_paths([]) == []
+    assert shown_paths(["only/one.png"]) == ["one.png"], "one file in a folder: the folder is the wrapper"
+
+
 def test_the_runs_own_images_are_recognised_one_by_one_and_in_a_zip(run):
     """A copy of one of the run's images (same pixels once decoded) is named as such: alone, and as
     part of a zip, where the accuracy over them is said not to be a test when training images are in."""

@@ -140,8 +140,8 @@ def backbone_section(engine) -> None:
         c[0].metric("Parameters", fmt_params(facts["params"]), help=f"With a new head for {num_classes} classes.")
         c[1].metric("Model file", f"{facts['megabytes']:.0f} MB", help="Size of the fine-tuned weights (float32 safetensors).")
         offline = [state.WEIGHTS_TEXT.get(k, k) for k in ("bundled", "imagenet") if avail.get(k)]
-        c[2].metric("Offline weights", "yes" if offline else "no",  # a short value: the column is narrow
-                    help="Pretrained weights usable right now without internet: "
+        c[2].metric("Offline", "yes" if offline else "no",  # short label and value: "Offline weights" was cut at 1280 px
+                    help="Whether pretrained weights are usable right now without internet: "
                          + (", ".join(offline) if offline else "none (ImageNet weights download on first use)") + ".")
     with st.expander("Compare all backbones", icon=":material/table:"):
         rows = []

@@ -237,30 +237,31 @@ def downloads(engine, rec, summary: dict) -> None:
                                              "(e.g. pruning made permanent). This is the fine-tuned model."),
                    "best": ("best validation epoch", "The weights of the epoch with the best validation accuracy.")}
     available = [k for k in checkpoints if (run_dir / f"{k}.safetensors").is_file()]
-    c = st.columns([2, 1, 1, 1], vertical_alignment="bottom")
     which = None
     if available:
         # keyed by what is available: a page drawn while the run was finishing (best weights only) must not
         # keep "best" selected once the final weights exist
         key = f"ckpt_{rec.id}_{'_'.join(available)}"
         state.seed_choice(key)  # a refresh keeps the weights picked
-        which = c[0].radio("Model weights", available, horizontal=True, key=key,
-                           format_func=lambda k: checkpoints[k][0], help=" ".join(checkpoints[k][1] for k in available))
+        which = st.radio("Model weights", available, horizontal=True, key=key,
+                         format_func=lambda k: checkpoints[k][0], help=" ".join(checkpoints[k][1] for k in available))
         state.remember_choice(key, which, default=available[0])
+    c = st.columns(3)  # the buttons' own row: beside the radio they were cut at 1280 px ("Fine-tuned mo…")
+    if which is not None:
         path = run_dir / f"{which}.safetensors"
         data = _file_bytes(str(path), path.stat().st_mtime_ns)
-        c[1].download_button("Fine-tuned model", data, file_name=f"{safe_name}-{rec.id}-{which}.safetensors",
+        c[0].download_button("Fine-tuned model", data, file_name=f"{safe_name}-{rec.id}-{which}.safetensors",
                              mime="application/octet-stream", icon=":material/download:", key=f"dl_model_{rec.id}",
                              help=f"A safetensors state dict ({len(data) / 1e6:.0f} MB) with the run's config in "
                                   "its metadata; load it with safetensors.torch.load_file.")
     cfg_file = run_dir / "config.yaml"
     if cfg_file.is_file():
-        c[2].download_button("Config (YAML)", cfg_file.read_text(), file_name=f"{safe_name}-{rec.id}-config.yaml",
+        c[1].download_button("Config (YAML)", cfg_file.read_text(), file_name=f"{safe_name}-{rec.id}-config.yaml",
                              mime="text/yaml", icon=":material/description:",
                              help="Repeat this run from the command line with it.")
     if summary:  # with the user's file names where the engine recorded its own paths
         shown = json.loads(state.user_words(json.dumps(summary), names_of(rec)))
-        c[3].download_button("Summary (JSON)", json.dumps(shown, indent=2), file_name=f"{safe_name}-{rec.id}-summary.json",
+        c[2].download_button("Summary (JSON)", json.dumps(shown, indent=2), file_name=f"{safe_name}-{rec.id}-summary.json",
                              mime="application/json", icon=":material/data_object:")
     if cfg_file.is_file():
         repeat_command(engine, cfg_file, f"{safe_name}-{rec.id}-config.yaml", rec.id, best=which == "best")
@@ -451,6 +452,8 @@ def compare(engine, runs) -> None:
     rows, curves = [], {}
     by_id = {r.id: r for r in candidates}
     short = state.without_dataset({i: labels[i] for i in chosen}, {i: state.dataset_name(by_id[i].config) for i in chosen})
+    short = state.without_backbone(short, {i: state.backbone_title((by_id[i].config.get("backbone") or {}).get("name"))
+                                           for i in chosen})
     for run_id in chosen:
         row, curves[short[run_id]] = compare_row(engine, by_id[run_id], short[run_id])
         rows.append(row)
@@ -473,11 +476,12 @@ def compare(engine, runs) -> None:
     fractions = [c for c in table.columns if c in set(COMPARE_METRICS.values()) | {"balanced acc", "sparsity"}]
     table[fractions] = table[fractions].astype(float) * 100  # shown in percent with one decimal, as everywhere else
     config = {c: st.column_config.NumberColumn("balanced" if c == "balanced acc" else c, format="%.1f%%",
-                                               help=COMPARE_HELP.get(c), width=72) for c in fractions}
+                                               help=COMPARE_HELP.get(c), width=72 if c == "balanced acc" else 64)
+              for c in fractions}
     # the run column takes the room the data columns leave when one dataset is named above the table
     config |= {"run": st.column_config.TextColumn("run", width=160 if "dataset" in table.columns else 300, pinned=True),
-               "dataset": st.column_config.TextColumn("dataset", help=COMPARE_HELP["dataset"], width=130),
-               "methods": st.column_config.TextColumn("methods", width=130),
+               "dataset": st.column_config.TextColumn("dataset", help=COMPARE_HELP["dataset"], width=120),
+               "methods": st.column_config.TextColumn("methods", width=112),
                "classes": st.column_config.NumberColumn("classes", format="%d", width=58),
                "images": st.column_config.NumberColumn("images", format="%d", width=58),
                "image px": st.column_config.NumberColumn("px", format="%d", width=40),

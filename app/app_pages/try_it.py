@@ -234,14 +234,41 @@ def csv_text(result, top_k: int) -> str:
     return buf.getvalue()
 
 
+FILE_CHARS = 22  # what the file column shows at its width; longer paths keep their end, the file's name
+
+
+def shown_paths(paths: list[str]) -> list[str]:
+    """The table's file column: each path without the folders every path starts with (a zip's wrapper
+    folder), and a long one cut at the start ("…/birds/birds_012.jpg"), so that the file's name shows
+    rather than its first folders. The CSV keeps the whole paths."""
+    parts = [p.split("/") for p in paths]
+    common = 0
+    while parts and all(len(q) > common + 1 and q[common] == parts[0][common] for q in parts):
+        common += 1
+    return [_tail("/".join(q[common:])) for q in parts]
+
+
+def _tail(path: str) -> str:
+    """`path` in at most FILE_CHARS characters: whole, else without its first folders ("…/birds/b.jpg"),
+    else the end of the file's name."""
+    if len(path) <= FILE_CHARS:
+        return path
+    rest = path
+    while "/" in rest and len("…/" + rest) > FILE_CHARS:
+        rest = rest.split("/", 1)[1]
+    rest = "…/" + rest if "/" in path else rest
+    return rest if len(rest) <= FILE_CHARS else "…" + rest[-(FILE_CHARS - 1):]
+
+
 def table(result) -> pd.DataFrame:
     """One row per image, least confident first: a table to sort by any column (confidence in percent;
     "note": why an answer is flagged, or that the image is one of the run's own, in a few words)."""
-    rows = [{"file": r["path"], "true class": r["true"] or "", "predicted": r["top"][0][0],
+    files = shown_paths([r["path"] for r in result.rows])
+    rows = [{"file": f, "true class": r["true"] or "", "predicted": r["top"][0][0],
              "right": "" if r["true"] is None else ("✓" if r["top"][0][0] == r["true"] else "✗"),
              "confidence": 100 * r["top"][0][1], "note": r.get("why", ""),
              "others": ", ".join(f"{c} {100 * p:.0f}%" for c, p in r["top"][1:] if round(100 * p) >= 1)}
-            for r in result.rows]
+            for f, r in zip(files, result.rows)]
     df = pd.DataFrame(rows, columns=["file", "true class", "predicted", "right", "confidence", "note", "others"])
     if not (df["true class"] != "").any():
         df = df.drop(columns=["true class", "right"])
