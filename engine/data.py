@@ -1638,6 +1638,14 @@ def _given_split(full: ImageSet, given: list[str], kept_groups: np.ndarray, val_
     return indices
 
 
+def _mean_colours(images: torch.Tensor) -> np.ndarray:
+    """float32 [N, 3]: each uint8 image's [N, 3, S, S] mean colour (0-255), in chunks: a float copy of the
+    whole tensor would take 4x its memory."""
+    if not len(images):
+        return np.zeros((0, 3), dtype=np.float32)
+    return torch.cat([chunk.float().mean(dim=(2, 3)) for chunk in images.split(1024)]).numpy()
+
+
 def load_dataset(source, work_dir, image_size: int = 64, val_fraction: float = 0.2,
                  test_fraction: float = 0.2, seed: int = 0, min_images_per_class: int = 5,
                  limits: ZipLimits = ZipLimits(), max_cache_bytes: int = 4 * 1024**3,
@@ -1664,11 +1672,8 @@ def load_dataset(source, work_dir, image_size: int = 64, val_fraction: float = 0
     _require_readable(decoded)
 
     classes = list(decoded.classes)
-    # Mean colour per image, in chunks: a float copy of the whole uint8 tensor would take 4x its memory.
-    colours = torch.cat([chunk.float().mean(dim=(2, 3)) for chunk in decoded.images.split(1024)]).numpy() \
-        if len(decoded.images) else np.zeros((0, 3), dtype=np.float32)
     near = _imagehash() is not None
-    groups = find_duplicate_groups(decoded.sha256, decoded.phash, colours,
+    groups = find_duplicate_groups(decoded.sha256, decoded.phash, _mean_colours(decoded.images),
                                    max_distance=PHASH_MAX_DISTANCE if near else -1)  # -1: exact copies only
     rows = np.arange(len(groups))
     dropped: list[str] = []
