@@ -173,6 +173,29 @@ def test_a_pre_split_dataset_greys_out_the_shares_it_does_not_use(studio, with_v
     assert not at.number_input(key="w:data.test_fraction").disabled, "class folders: the shares split them"
 
 
+def test_a_runs_data_warnings_are_on_its_results_and_in_its_model_card(studio):
+    """One picture under two classes: the Data page's warning stays with the run (Results, model card)."""
+    from engine.export import model_card
+    from engine.config import RunConfig
+
+    files = {f"{c}/{i}.png": png(c, i) for c in ("red", "green") for i in range(8)}
+    files["green/also red.png"] = files["red/3.png"]
+    at = upload_zip(new_app(), zip_bytes(files), "labels.zip")
+    assert any("labelled with more than one class" in w for w in texts(at.warning))
+    configure_tiny(at)
+    run_id = start_run(at)
+    assert engine().wait(run_id, RUN_TIMEOUT) == "finished"
+    at.switch_page("app_pages/results.py").run()
+    no_problems(at)
+    (label,) = [e.label for e in at.expander if e.label.startswith("The data this run used")]
+    assert label == "The data this run used (1 warning)"
+    assert any("1 picture is labelled with more than one class" in w and "green/also red.png (green)" in w
+               for w in texts(at.warning)), "the user's file names"
+    summary = json.loads((Path(engine().run_record(run_id).run_dir) / "summary.json").read_text())
+    card = model_card(RunConfig.from_dict(engine().run_record(run_id).config), summary)
+    assert "- Warning: 1 picture is labelled with more than one class" in card
+
+
 def test_too_few_steps_an_epoch_are_said_where_a_run_starts(studio, tiny_bytes):
     """The Model page's warning about a batch size that leaves one or two optimiser steps an epoch is on
     the Data page's Train now box and the Train page too, where a run is started from."""

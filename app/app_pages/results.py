@@ -208,7 +208,11 @@ def names_of(rec) -> dict[str, str]:
 def details(rec, summary: dict) -> None:
     report = summary.get("data_report")
     if report:
-        with st.expander("The data this run used", icon=":material/dataset:"):
+        warned = [state.user_words(str(w), names_of(rec)) for w in report.get("warnings") or []]
+        with st.expander("The data this run used" + (f" ({state.plural(len(warned), 'warning')})" if warned else ""),
+                         icon=":material/warning:" if warned else ":material/dataset:"):
+            for w in warned:  # as the Data page said them before the run (a picture under two classes, say)
+                st.warning(w, icon=":material/warning:")
             per_class = int(rec.config.get("data", {}).get("train_per_class") or 0)
             split, capped = datasets.capped_split(report.get("split_counts", {}), per_class)  # as trained on
             st.markdown(f"{len(report.get('classes', []))} classes, "
