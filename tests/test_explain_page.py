@@ -168,7 +168,10 @@ def test_a_new_image_is_explained_within_three_seconds(wise_run_64):
 
 def test_error_analysis_shows_the_worst_images_and_opens_a_confusion_cell(wise_run):
     studio, run_id = wise_run
-    at = open_page(run_id, "Error analysis")
+    at = open_page(run_id)
+    at.pills(key="explain_methods").set_value(["integrated_gradients", "grad_cam"]).run()  # kept for "Explain" below
+    at.session_state["explain_tab"] = "Error analysis"
+    at.run()
     assert {"Highest-loss images", "Confusion matrix"} <= set(texts(at.subheader))
     assert at.get("vega_lite_chart"), "the confusion matrix chart"
     n_val = int(at.markdown[0].value.split(" of ")[1].split("**")[0]) if " of " in at.markdown[0].value else None
@@ -197,6 +200,7 @@ def test_error_analysis_shows_the_worst_images_and_opens_a_confusion_cell(wise_r
     assert at.session_state["explain_tab"] == "Attributions"
     assert at.selectbox(key=f"explain_image_{run_id}").value == index
     assert any(f"**{md_text(val_files(run_id)[index])}**, true class" in m for m in texts(at.markdown))
+    assert at.pills(key="explain_methods").value == ["integrated_gradients", "grad_cam"], "the methods picked before"
 
 
 # ---- export ---------------------------------------------------------------------------------------
