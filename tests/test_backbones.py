@@ -100,7 +100,7 @@ def test_a_checkpoint_of_another_model_is_refused(tmp_path):
     with pytest.raises(StudioError, match="None of the weights"):
         build_model("resnet18", 3, "checkpoint", str(tmp_path / "other.safetensors"))
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(StudioError, match="not a readable"):
+    with pytest.raises(StudioError, match="junk.pt is not a model checkpoint the studio can read"):
         build_model("resnet18", 3, "checkpoint", str(tmp_path / "junk.pt"))
 
 
