@@ -794,6 +794,19 @@ def _descend_wrappers(root: Path, rel, skipped: list[SkippedFile], notes: list[s
     return level
 
 
+def _looks_like_a_lone_split(folder: Path, split: str, subdirs: list[Path], level: Path) -> bool:
+    """Whether `folder`, the one folder at `level` named like a split (`split`: "train", "val" or
+    "test"), is a split folder of class folders rather than a class whose images sit in sub-folders: it
+    holds two or more folders, no labels file names the classes at `level`, and it is named like a
+    training or validation split (train/, valid/, dev/ ...: rarely a class's name) or its folders are
+    named like the folders beside it (test/cats beside cats/; a class "test" sorted into test/2019 and
+    test/2020 stays a class)."""
+    inner = {d.name.lower() for d in _visible_subdirs(folder)}
+    if len(inner) < 2 or _labels_file(level):
+        return False
+    return split != "test" or bool(inner & {d.name.lower() for d in subdirs if d is not folder})
+
+
 def _split_folders(level: Path) -> dict[str, Path] | None:
     """{"train": path, "val": ..., "test": ...} when `level` holds split folders, else None.
 
@@ -803,9 +816,10 @@ def _split_folders(level: Path) -> dict[str, Path] | None:
     subdirs = _visible_subdirs(level)
     named = {d: SPLIT_FOLDER_NAMES.get(d.name.lower()) for d in subdirs}
     split_dirs = [d for d in subdirs if named[d]]
-    if len(split_dirs) == 1 and len(subdirs) > 1 and _visible_subdirs(split_dirs[0]):
-        # one split folder holding folders beside other folders: read as class folders, its classes would
-        # become one class named after the split (train/cats and train/dogs both "train")
+    if len(split_dirs) == 1 and len(subdirs) > 1 and _looks_like_a_lone_split(split_dirs[0], named[split_dirs[0]], subdirs,
+                                                                           level):
+        # one split folder holding class folders beside other folders: read as class folders, its classes
+        # would become one class named after the split (train/cats and train/dogs both "train")
         d, others = split_dirs[0], [o.name + "/" for o in subdirs if o is not split_dirs[0]]
         inner = [f"{i.name}/" for i in _visible_subdirs(d)]
         raise StudioError(

@@ -173,6 +173,29 @@ def test_a_class_named_like_a_split_with_its_images_directly_inside_is_a_class(t
     assert rep.classes == ["cats", "test"] and rep.layout == LAYOUT_CLASS_FOLDERS
 
 
+def test_a_class_named_like_a_split_with_its_images_in_sub_folders_is_still_a_class(tmp_path, work_dir):
+    """test/2019, test/2020 (a class "test" sorted by year) beside cats/: not a split, since its folders are
+    not named like the classes beside it; one sub-folder is never a split."""
+    files = class_files({"2019": 3, "2020": 3}, prefix="test/")
+    files.update(class_files({"cats": 6}))
+    rep = load_dataset(make_zip(tmp_path / "years.zip", files), work_dir, image_size=16).report
+    assert rep.classes == ["cats", "test"] and rep.counts == {"cats": 6, "test": 6}
+    files = class_files({"a": 6}, prefix="validation/")
+    files.update(class_files({"a": 6}, prefix="cats/"))
+    rep = load_dataset(make_zip(tmp_path / "one.zip", files), work_dir, image_size=16).report
+    assert rep.classes == ["cats", "validation"]
+
+
+def test_a_labels_file_beside_a_folder_named_like_a_split_is_read_as_labels(tmp_path, work_dir):
+    files = {**class_files({"batch1": 4, "batch2": 4}, prefix="train/"), **class_files({"x": 4}, prefix="extra/")}
+    names = sorted(files)
+    files["labels.csv"] = ("file_name,label\n" + "".join(f"{n},{'cat' if i % 2 else 'dog'}\n"
+                                                        for i, n in enumerate(names))).encode()
+    rep = load_dataset(make_zip(tmp_path / "labelled.zip", files), work_dir, image_size=16,
+                       min_images_per_class=3).report
+    assert rep.classes == ["cat", "dog"], rep.layout
+
+
 def test_pre_split_class_missing_from_train_is_refused(tmp_path, work_dir):
     files = presplit_files()
     files.update(class_files({"birds": 5}, prefix="test/"))
