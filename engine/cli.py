@@ -147,7 +147,7 @@ def _resume(args: argparse.Namespace) -> int:
     in its own folder, with its own settings, under its own record in the store (a new record when
     the store has none)."""
     data_dir = Path(args.data_dir).resolve()
-    run_dir = _run_folder(args.resume, data_dir).resolve()  # a folder, a run id or the end of one
+    run_dir = _run_folder(args.resume, data_dir)[0].resolve()  # a folder, a run id or the end of one
     if not (run_dir / "config.yaml").is_file():
         raise StudioError(f"{args.resume} is not a run folder (it has no config.yaml): give a run id (see `python -m "
                           "engine runs`) or the folder a run was written to, e.g. runs/runs/<run id>.")
@@ -361,23 +361,28 @@ def _methods(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_folder(run: str, data_dir: Path) -> Path:
-    """The folder of `run`: a run folder, a run id, or the end of one ("076e0a" for
-    20261201-003228-076e0a) when exactly one run id ends so, among the folders in `data_dir`/runs
-    and the runs its store lists (`runs` lists those too, wherever `train --out` put them). Raises
-    StudioError naming the candidates otherwise."""
-    if Path(run).is_dir():
-        return Path(run)
-    folders = {d.name: d for d in (data_dir / "runs").glob("*") if d.is_dir()} if (data_dir / "runs").is_dir() else {}
+def _run_folder(run: str, data_dir: Path) -> tuple[Path, str | None]:
+    """(the folder of `run`, its run id when the store or the folder's name tells it): a run folder, a
+    run id, or the end of one ("076e0a" for 20261201-003228-076e0a) when exactly one run id ends so,
+    among the folders in `data_dir`/runs and the runs its store lists (`runs` lists those too, wherever
+    `train --out` put them). Raises StudioError naming the candidates, or the folder a listed run lost."""
     db = data_dir / "studio.db"
-    for r in (RunStore(db).list_runs() if db.is_file() else []):  # reading the store creates no folder
-        if r.id not in folders and r.run_dir and Path(r.run_dir).is_dir():
-            folders[r.id] = Path(r.run_dir)
-    if run in folders:
-        return folders[run]
-    matches = sorted(name for name in folders if run and name.endswith(run))
+    records = RunStore(db).list_runs() if db.is_file() else []  # reading the store creates no folder
+    if Path(run).is_dir():
+        where = Path(run).resolve()
+        ids = [r.id for r in records if r.run_dir and Path(r.run_dir).resolve() == where]
+        return Path(run), ids[0] if ids else next((r.id for r in records if r.id == where.name), None)
+    folders = {d.name: d for d in (data_dir / "runs").glob("*") if d.is_dir()} if (data_dir / "runs").is_dir() else {}
+    lost = {}
+    for r in records:
+        if r.id not in folders and r.run_dir:
+            (folders if Path(r.run_dir).is_dir() else lost)[r.id] = Path(r.run_dir)
+    matches = [run] if run in folders or run in lost else sorted(n for n in {*folders, *lost} if run and n.endswith(run))
+    if len(matches) == 1 and matches[0] in folders:
+        return folders[matches[0]], matches[0]
     if len(matches) == 1:
-        return folders[matches[0]]
+        raise StudioError(f"Run {matches[0]} is listed by `python -m engine runs`, but its folder {lost[matches[0]]} "
+                          "is gone (moved or deleted): put it back there, or give the folder where it is now.")
     if matches:
         raise StudioError(f"'{run}' ends {len(matches)} run ids: {', '.join(matches)}. Give the whole id.")
     raise StudioError(f"No run '{run}' in {data_dir}: give a run id (see `python -m engine runs`; the dashboard's "
@@ -387,7 +392,7 @@ def _run_folder(run: str, data_dir: Path) -> Path:
 def _predict(args: argparse.Namespace) -> int:
     """Predict a folder or zip of images with a finished run; CSV out, accuracy when folders name classes."""
     data_dir = Path(args.data_dir)
-    run_dir = _run_folder(args.run, data_dir)
+    run_dir, run_id = _run_folder(args.run, data_dir)
     if not Path(args.data).exists():
         raise StudioError(f"The images path does not exist: {args.data}")
     if args.top_k < 1 or args.batch_size < 1:
@@ -397,8 +402,8 @@ def _predict(args: argparse.Namespace) -> int:
     if args.alpha is not None and args.variant != "wise":
         raise StudioError("--alpha sets the WiSE-FT mix: use it with --variant wise.")
     alpha = args.alpha
-    if alpha is None and args.variant == "wise" and (data_dir / "studio.db").is_file():
-        record = RunStore(data_dir / "studio.db").get_run(run_dir.name)  # the alpha chosen on Results, if any
+    if alpha is None and args.variant == "wise" and run_id is not None and (data_dir / "studio.db").is_file():
+        record = RunStore(data_dir / "studio.db").get_run(run_id)  # the alpha chosen on Results, if any
         alpha = getattr(record, "wise_ft_alpha", None)
     predictor = load_predictor(run_dir, args.variant, alpha, data_dir / "datasets", args.device)
     print(f"model: {predictor.label} on {predictor.device}; classes: {', '.join(predictor.classes)}", flush=True)

@@ -358,7 +358,7 @@ def test_predict_cli_on_a_class_folder_zip(studio, tmp_path, capsys):
     # HEIC is read (pillow-heif): a damaged one is listed with its reason, never fatal
     assert re.search(r"green/phone photo\.heic: (not a readable image|damaged)", printed.out), printed.out
     assert "readme.txt: not an image file (.txt)" in printed.out
-    assert "img/s)" in printed.out and "predicting" not in printed.err, "a bar only past half a second (tqdm's delay)"
+    assert "img/s)" in printed.out, "the speed, with or without a bar (tqdm shows one past half a second)"
     assert not list(studio_dir.glob("datasets/predict-*")), "the extracted zip is removed"
 
 
@@ -419,6 +419,14 @@ def test_predict_finds_a_run_by_the_id_runs_lists_wherever_its_folder_is(studio,
     capsys.readouterr()
     assert cli(["runs", "--data-dir", str(data_dir)]) == 0
     assert "20260101-000000-abc123" in capsys.readouterr().out
+    RunStore(data_dir / "studio.db").set_wise_ft_alpha("20260101-000000-abc123", 0.35)  # chosen on Results
+    for run in ("abc123", str(elsewhere)):  # by its id, or by its folder: the choice stored with the run
+        assert cli(["predict", "--run", run, "--variant", "wise", "--data", str(folder), "--data-dir", str(data_dir),
+                    "--out", str(tmp_path / "wise.csv"), "--quiet"]) == 0
+        assert "WiSE-FT mix at alpha 0.35" in capsys.readouterr().out
+    RunStore(data_dir / "studio.db").create_run("20260102-000000-def456", "moved", {}, str(tmp_path / "gone"), owner="cli")
+    assert cli(["predict", "--run", "def456", "--data", str(folder), "--data-dir", str(data_dir)]) == 2
+    assert "Run 20260102-000000-def456 is listed by `python -m engine runs`, but its folder" in capsys.readouterr().err
 
 
 # ---- the model card's scripts --------------------------------------------------------------------------
