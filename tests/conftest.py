@@ -36,7 +36,8 @@ TEST_DEVICE = os.environ.get("STUDIO_TEST_DEVICE", "cpu")
 # folder (runs/) would write into the project. The controller compares the project's files before
 # and after the session and fails the run when a test left one behind.
 ROOT = Path(__file__).resolve().parent.parent
-_SKIP_DIRS = {".git", "__pycache__", ".pytest_cache", "_artifacts", ".whl", ".gl"}  # caches; tests/_artifacts: screenshots
+_SKIP_DIRS = {".git", "__pycache__", ".pytest_cache", "_artifacts", ".whl", ".gl", ".venv", ".mypy_cache",
+              ".ruff_cache"}  # caches and environments; tests/_artifacts: the browser test's screenshots
 
 
 def project_files() -> set[str]:
@@ -64,8 +65,17 @@ def pytest_sessionfinish(session, exitstatus):
         return
     left = sorted(project_files() - before)
     if left:
-        print("\nthe tests wrote into the project (write in tmp_path instead): " + ", ".join(left[:20]))
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        session.config._left_in_project = left
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    left = getattr(config, "_left_in_project", None)
+    if left:
+        terminalreporter.section("files the tests left in the project", red=True)
+        terminalreporter.line("A test wrote outside its temporary folders (write in tmp_path instead); the run "
+                              "fails for it: " + ", ".join(left[:20]))
 
 
 def tiny_image(cls: str, i: int, size: int = 24) -> Image.Image:

@@ -52,6 +52,21 @@ def test_a_plain_run_learns_and_writes_a_full_summary(tiny_cfg, tmp_path):
     assert len(s["val_confusion"]) == 3 and sum(map(sum, s["val_confusion"])) == sum(s["data_report"]["split_counts"]["val"].values())
 
 
+def test_a_library_call_without_folders_writes_nothing_where_it_is_called(tiny_cfg, tmp_path, monkeypatch):
+    """train(cfg) with neither run_dir nor work_dir decodes into a temporary folder deleted afterwards
+    (it wrote ./runs/data wherever it was called); its result stays usable."""
+    import tempfile
+
+    here, scratch = tmp_path / "here", tmp_path / "tmp"
+    here.mkdir()
+    scratch.mkdir()
+    monkeypatch.chdir(here)
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    result = train(tiny_cfg("train.epochs=1", "eval.ood=false"))
+    assert result.summary["status"] == "finished" and len(result.context.data.val) > 0
+    assert list(here.iterdir()) == [] and list(scratch.iterdir()) == [], "nothing left behind"
+
+
 def test_runs_are_deterministic_on_cpu(tiny_cfg, tmp_path):
     a = train(tiny_cfg("train.epochs=1"), work_dir=tmp_path).context.model.state_dict()
     b = train(tiny_cfg("train.epochs=1"), work_dir=tmp_path).context.model.state_dict()
