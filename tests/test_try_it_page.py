@@ -228,6 +228,8 @@ def test_the_file_column_shows_the_files_name_at_1280_px():
     assert all(len(s) <= FILE_CHARS for s in shown)
     assert shown_paths(["a.png", "b.png"]) == ["a.png", "b.png"] and shown_paths([]) == []
     assert shown_paths(["only/one.png"]) == ["one.png"], "one file in a folder: the folder is the wrapper"
+    same = shown_paths(["pets/train/birds/birds_012.jpg", "pets/valid/birds/birds_012.jpg", "pets/val/cats/c.jpg"])
+    assert same == ["train/…/birds_012.jpg", "valid/…/birds_012.jpg", "val/cats/c.jpg"], "the split tells them apart"
 
 
 def test_the_runs_own_images_are_recognised_one_by_one_and_in_a_zip(run):

@@ -245,19 +245,24 @@ def shown_paths(paths: list[str]) -> list[str]:
     common = 0
     while parts and all(len(q) > common + 1 and q[common] == parts[0][common] for q in parts):
         common += 1
-    return [_tail("/".join(q[common:])) for q in parts]
+    rest = ["/".join(q[common:]) for q in parts]
+    shown = [_tail(r) for r in rest]
+    twice = {s for s in shown if shown.count(s) > 1}  # train/birds/b.jpg and valid/birds/b.jpg: keep the first folder
+    return [_tail(r, keep_first=True) if s in twice else s for r, s in zip(rest, shown)]
 
 
-def _tail(path: str) -> str:
+def _tail(path: str, keep_first: bool = False) -> str:
     """`path` in at most FILE_CHARS characters: whole, else without its first folders ("…/birds/b.jpg"),
-    else the end of the file's name."""
-    if len(path) <= FILE_CHARS:
-        return path
-    rest = path
-    while "/" in rest and len("…/" + rest) > FILE_CHARS:
+    or with `keep_first` without the folders after the first ("valid/…/b.jpg"), else the end of the
+    file's name."""
+    if len(path) <= FILE_CHARS or "/" not in path:
+        return path if len(path) <= FILE_CHARS else "…" + path[-(FILE_CHARS - 1):]
+    first, rest = path.split("/", 1)
+    head = first + "/…/" if keep_first else "…/"
+    while "/" in rest and len(head + rest) > FILE_CHARS:
         rest = rest.split("/", 1)[1]
-    rest = "…/" + rest if "/" in path else rest
-    return rest if len(rest) <= FILE_CHARS else "…" + rest[-(FILE_CHARS - 1):]
+    shown = head + rest
+    return shown if len(shown) <= FILE_CHARS else "…" + shown[-(FILE_CHARS - 1):]
 
 
 def table(result) -> pd.DataFrame:
