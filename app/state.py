@@ -49,7 +49,7 @@ TAB_TOKEN = re.compile(r"[0-9a-f]{8}")
 TRY_KEY = "try_inputs"  # Try it's last inputs: {"images" | "camera" | "zip": [[file name, upload ref], ...]},
 # and "source" (the radio's choice) and "choices" (its widgets' values: models, comparison, threshold)
 TRY_INPUT_KINDS = ("images", "camera", "zip")
-TRY_CHOICES_KEPT = 24  # Try it's choices kept in a draft: the latest, across runs
+TRY_CHOICES_KEPT = 48  # view choices kept in a draft (Try it's, Results', Explain's): the latest, across runs
 WIDGET_PREFIX = "w:"  # keys of widgets seeded from the config (cleared when a preset is applied)
 SAMPLE_LABEL = "Bundled sample: textures"
 
@@ -399,8 +399,8 @@ def remember_try_source(source: str) -> None:
 
 
 def remember_choice(key: str, value: Any, default: Any = None) -> None:
-    """Keep one of Try it's or Results' view choices (a widget's key and its JSON-able value) in the
-    draft, for a refresh. A value equal to `default` (when given: the widget's own default) is not
+    """Keep one of Try it's, Results' or Explain's view choices (a widget's key and its JSON-able value)
+    in the draft, for a refresh. A value equal to `default` (when given: the widget's own default) is not
     kept, so that merely visiting runs does not push the user's real choices out."""
     kept = dict(st.session_state.get(TRY_KEY) or {})
     choices = dict(kept.get("choices") or {})
@@ -425,7 +425,7 @@ def kept_choice(key: str, default: Any = None) -> Any:
 
 
 def seed_choice(key: str) -> None:
-    """Before a Try it or Results widget is drawn in a new session (a refresh): its kept value, if any."""
+    """Before a Try it, Results or Explain widget is drawn in a new session (a refresh): its kept value, if any."""
     if key not in st.session_state and kept_choice(key) is not None:
         st.session_state[key] = kept_choice(key)
 
@@ -759,7 +759,7 @@ def without_backbone(labels: dict[str, str], backbones: dict[str, str]) -> dict[
     """The Compare table's run labels without the " (ResNet-18)" that preset run names carry, when every
     run trained the same backbone (the setup table below names it), unless two labels would then read
     the same: "15:24 · Quick demo" fits the run column at 1280 px, "15:24 · Quick demo (ResNe" was cut."""
-    if len(set(backbones.values())) != 1:
+    if len(set(backbones.values())) != 1 or not next(iter(backbones.values())):
         return labels
     title = re.escape(next(iter(backbones.values())))
     short = {i: re.sub(rf" \({title}\)(?=( \(\d+\))?( · \w+)?$| ·)", "", label, count=1) for i, label in labels.items()}

@@ -471,11 +471,11 @@ def read_checkpoint(path: Path, label: str = "") -> list[tuple[str, dict[str, to
         except (zipfile.BadZipFile, OSError) as exc:
             raise StudioError(f"{label} is not a readable PyTorch checkpoint (a damaged zip archive: {exc}).") from None
         if not is_torch:
-            raise StudioError(f"{label} is a zip archive but not a PyTorch checkpoint (it has no data.pkl). "
+            raise StudioError(f"{label} is a zip archive but not a PyTorch checkpoint (PyTorch's torch.save did not write it). "
                               f"Checkpoints the studio reads: {readable}.")
     if not kind:
         raise StudioError(f"{label} is not a model checkpoint the studio can read: its contents are not {readable}. "
-                          "Upload the file your training saved its weights to.")
+                          "Use the file your training saved its weights to.")
     try:
         # An open file, not the path: torch.load reads a path that ends in .safetensors as safetensors
         # whatever its bytes are, and the bytes have been looked at already.

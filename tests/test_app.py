@@ -693,6 +693,7 @@ def test_the_compare_table_leaves_a_shared_backbone_out_of_run_labels():
     assert without_backbone(labels, {**resnet, "c": "MobileNetV3-Small"}) == labels, "two backbones: the names say which"
     alike = {"a": "11:24 · Quick demo (ResNet-18)", "b": "11:24 · Quick demo"}
     assert without_backbone(alike, dict.fromkeys(alike, "ResNet-18")) == alike, "they would read the same"
+    assert without_backbone(alike, dict.fromkeys(alike, None)) == alike, "a run without a backbone name"
 
 
 def test_run_labels_use_names_and_start_times_and_number_runs_that_would_read_the_same():
