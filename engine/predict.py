@@ -259,7 +259,9 @@ class Predictor:
         among the run's own images."""
         threshold = self.low_confidence if threshold is None else float(threshold)
         k = max(1, min(int(top_k), len(self.classes)))
-        top_p, top_i = probs.topk(k, dim=1)
+        # a stable sort: classes of exactly equal probability (bf16 logits tie) in class order, so the first
+        # answer is argmax's, the one the run's accuracy counted (topk's order among ties is unspecified)
+        top_p, top_i = (t[:, :k] for t in probs.sort(dim=1, descending=True, stable=True))
         stats = self.stats
         dist = knn_distance(feats, stats.bank) if stats is not None else None
         given = stats is not None and images_u8 is not None  # the image checks need the run's training images

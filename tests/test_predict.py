@@ -176,6 +176,18 @@ def test_low_confidence_flags_unsure_and_unfamiliar_answers():
     assert p.familiarity_note() is None
 
 
+def test_a_tie_is_answered_as_the_runs_accuracy_counted_it():
+    """Two classes of exactly equal probability (bf16 logits tie): the first answer is argmax's, the
+    class the run's evaluation counted; topk's order among ties made Try it's accuracy on a run's own
+    test images one image off the Results page's."""
+    p = Predictor.__new__(Predictor)
+    p.classes, p.low_confidence, p.stats = ["a", "b", "c", "d"], 0.5, None
+    probs = torch.tensor([[0.1, 0.45, 0.0, 0.45], [0.3, 0.3, 0.3, 0.1]])
+    answers = p.answers(probs, torch.zeros(2, 4), top_k=3)
+    assert [a.top[0][0] for a in answers] == [p.classes[i] for i in probs.argmax(1)] == ["b", "a"]
+    assert [c for c, _ in answers[1].top] == ["a", "b", "c"], "the tie in class order"
+
+
 def test_the_unfamiliar_bar_is_conformal_and_absent_below_19_held_out_images():
     """Split conformal prediction's bar: the ceil((n+1) 0.95)-th smallest held-out distance, so that an
     image like the held-out ones is flagged at most 5% of the time; 18 held-out images cannot set one
