@@ -57,10 +57,10 @@ class DataConfig:
         "Images are resized to this square size once. Larger is slower (time grows with the square) "
         "but keeps more detail."))
     val_fraction: float = knob(0.2, label="Validation share", min=0.01, max=0.8, step=0.05, format="%.2f", help=(
-        "Images per class held out to measure accuracy after each epoch (stratified); the run reports "
-        "and picks its best epoch on them."))
+        "The share of each class's images held out to measure accuracy after each epoch (0.2: one in five); "
+        "the run reports and picks its best epoch on them."))
     test_fraction: float = knob(0.2, label="Test share", min=0.0, max=0.8, step=0.05, format="%.2f", help=(
-        "Images per class held out until the very end (stratified): the honest final score."))
+        "The share of each class's images held out until the very end: the honest final score."))
     min_images_per_class: int = knob(5, label="Fewest images per class", min=3, max=1000, help=(
         "Fewer cannot be split into train, validation and test meaningfully."))
     ood_source: str = knob("", label="Your OOD set", help="An optional set with the same classes ('' = none).")
@@ -70,7 +70,7 @@ class DataConfig:
         "Keep only this many training images per class (0 = all): for data-scarcity studies."))
     drop_duplicates: bool = knob(False, label="Drop duplicate copies", help=(  # copies always stay in one split
         "Keep one image of each group of identical or near-identical pictures (the report lists the groups). "
-        "Off: copies stay, always together in one split."))
+        "Off: copies stay, together in one split (in a split your folders give, where the folders put them)."))
     class_balance: str = knob("none", label="Imbalanced classes",  # engine.data.class_weights / balanced_sample_indices
                               choices=["none", "weighted_loss", "balanced_sampling"],
                               labels={"none": "As they are", "weighted_loss": "Weight the loss by class",
@@ -445,8 +445,7 @@ def validate(cfg: RunConfig) -> None:
             problems.append(f"{b.name} only works at {spec.fixed_image_size} px (got {d.image_size}).")
     if b.pretrained == "checkpoint" and not b.checkpoint:
         problems.append("Starting weights are set to your own checkpoint, but no checkpoint file is accepted yet (a "
-                        "refused file is not used): upload one the Model page accepts, or choose other starting "
-                        "weights (command line: --checkpoint FILE).")
+                        "refused file is not used): give one that is accepted, or choose other starting weights.")
     for name, mcfg in cfg.methods.items():
         if name in METHOD_SECTIONS:
             problems.extend(METHOD_SECTIONS[name][1](cfg, mcfg))

@@ -194,7 +194,8 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
         ("- Split (given by the dataset's folders): " if rep.get("split_given") else f"- Split (seed {cfg.seed}): ")
         + ", ".join(f"{s} {sum(c.values())}" for s, c in rep.get("split_counts", {}).items()),
         f"- Skipped files: {len(rep.get('skipped', []))}; duplicate groups: {len(rep.get('duplicate_groups', []))} "
-        f"(kept within one split{'; ' + str(len(rep['duplicates_dropped'])) + ' extra copies dropped' if rep.get('duplicates_dropped') else ''})",
+        f"({'where the split folders put them' if rep.get('split_given') else 'kept within one split'}"
+        f"{'; ' + str(len(rep['duplicates_dropped'])) + ' extra copies dropped' if rep.get('duplicates_dropped') else ''})",
         *(f"- Warning: {w}" for w in rep.get("warnings") or []),  # e.g. one picture under two classes
         "",
         *training_lines(cfg, summary),

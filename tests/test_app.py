@@ -189,8 +189,9 @@ def test_a_runs_data_warnings_are_on_its_results_and_in_its_model_card(studio):
     no_problems(at)
     (label,) = [e.label for e in at.expander if e.label.startswith("The data this run used")]
     assert label == "The data this run used (1 warning)"
-    assert any("1 picture is labelled with more than one class" in w and "green/also red.png (green)" in w
-               for w in texts(at.warning)), "the user's file names"
+    assert any(w.startswith("These figures come from data with 1 warning: 1 picture is labelled with more than one "
+                            "class") and "green/also red.png (green)" in w for w in texts(at.warning)), \
+        "under the headline figures, in the user's file names"
     summary = json.loads((Path(engine().run_record(run_id).run_dir) / "summary.json").read_text())
     card = model_card(RunConfig.from_dict(engine().run_record(run_id).config), summary)
     assert "- Warning: 1 picture is labelled with more than one class" in card

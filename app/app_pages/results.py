@@ -193,6 +193,13 @@ def detail_charts(run: components.RunView, summary: dict) -> None:
             st.altair_chart(charts.lr_find_chart(summary["lr_find"]), width="stretch")
 
 
+def data_warnings(rec, summary: dict) -> list[str]:
+    """The warnings the Data page gave about the run's data (a picture under two classes, copies across
+    given splits, a class missing from a split), as the run kept them, in the user's names."""
+    report = summary.get("data_report") or {}
+    return [state.user_words(str(w), names_of(rec)) for w in report.get("warnings") or []]
+
+
 def names_of(rec) -> dict[str, str]:
     """A run's upload references mapped to the user's file names (dataset, OOD set, checkpoint)."""
     names = state.config_names(rec.config)
@@ -208,11 +215,11 @@ def names_of(rec) -> dict[str, str]:
 def details(rec, summary: dict) -> None:
     report = summary.get("data_report")
     if report:
-        warned = [state.user_words(str(w), names_of(rec)) for w in report.get("warnings") or []]
+        warned = data_warnings(rec, summary)
         with st.expander("The data this run used" + (f" ({state.plural(len(warned), 'warning')})" if warned else ""),
                          icon=":material/warning:" if warned else ":material/dataset:"):
-            for w in warned:  # as the Data page said them before the run (a picture under two classes, say)
-                st.warning(w, icon=":material/warning:")
+            if warned:
+                st.caption("Its warnings are under the headline figures above.")
             per_class = int(rec.config.get("data", {}).get("train_per_class") or 0)
             split, capped = datasets.capped_split(report.get("split_counts", {}), per_class)  # as trained on
             st.markdown(f"{len(report.get('classes', []))} classes, "
@@ -350,6 +357,10 @@ def one_run(engine, runs) -> None:
     if rec.status not in ("queued", "running"):
         reuse(rec)
     summary_metrics(run, summary)
+    warned = data_warnings(rec, summary)
+    if warned:  # next to the figures they qualify (a duplicate across given splits inflates validation accuracy)
+        st.warning(f"These figures come from data with {state.plural(len(warned), 'warning')}: " + " ".join(warned),
+                   icon=":material/warning:")
     components.curves_view(run)
     if summary.get("status") == "finished":
         claim_lines(rec, runs, read_summary, summary)
