@@ -737,7 +737,7 @@ def true_labels(rel_paths: Sequence[str], classes: Sequence[str]) -> tuple[list[
     `mydata/cats/...`), and one level further when that folder is a split folder of a pre-split
     export (`train/cats/...`, `valid/dogs/...`; engine.data.SPLIT_FOLDER_NAMES) that is not a class
     of the run. Class names match case-insensitively. Returns (label per file or None, folder names
-    that are not classes of the run); all None when no folder matches a class.
+    that are not classes of the run: a page says why a batch gets no accuracy).
     """
     index = {c.lower(): i for i, c in enumerate(classes)}
     folders = [p.split("/")[:-1] for p in rel_paths]
@@ -755,8 +755,6 @@ def true_labels(rel_paths: Sequence[str], classes: Sequence[str]) -> tuple[list[
         labels.append(index.get(folder.lower()) if folder is not None else None)
         if folder is not None and folder.lower() not in index:
             unknown.add(folder)
-    if not any(lab is not None for lab in labels):
-        return [None] * len(folders), []
     return labels, sorted(unknown)
 
 

@@ -204,6 +204,16 @@ def test_a_zip_of_class_folders_gives_a_table_accuracy_and_a_csv(run):
     assert any("6 images" in m for m in texts(at.markdown))
     assert not any("the run's own" in i for i in texts(at.info)), "new images: no own-image note"
     assert "note" in df.columns and "low confidence" not in df.columns, "a reason in words, not a bare tick"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for i in range(2):
+            zf.writestr(f"shapes/circles/{i}.png", png(tiny_image("red", 820 + i)))
+            zf.writestr(f"shapes/squares/{i}.png", png(tiny_image("green", 820 + i)))
+    at.file_uploader(key="try_zip").set_value(("other.zip", buf.getvalue(), "application/zip")).run()
+    no_problems(at)
+    assert not [m for m in at.metric if m.label == "Accuracy"]
+    assert any(i.startswith("No accuracy for this zip: its folders (circles, squares) are not named after this run's "
+                            f"classes ({', '.join(sorted(TINY_CLASSES))})") for i in texts(at.info)), texts(at.info)
     for content, said in (({}, "'my batch.zip' is empty"), ({"readme.txt": b"hello"}, "'my batch.zip' holds no image"),
                           ({"red/scan.jpg": b"not a jpeg"}, "No readable image in 'my batch.zip': red/scan.jpg")):
         buf = io.BytesIO()
