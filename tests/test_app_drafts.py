@@ -274,6 +274,16 @@ def test_compare_shows_the_dataset_and_flags_runs_on_different_data(studio, tiny
     widths = {k: v.get("width") for k, v in json.loads(grid.proto.columns).items()}
     assert widths["run"] == 300, f"the run column takes the room the data columns left: {widths}"
     assert any("All on **three colours.zip** (3 classes" in c and "32 px" in c for c in texts(at.caption))
+    assert at.selectbox(key="compare_metric").value == "val_acc"
+    curve = "train_loss"
+    at.selectbox(key="compare_metric").set_value(curve).run()
+    at.session_state["results_tab"] = "Compare runs"
+    at.run()
+    again = refreshed_tab(at)  # the runs picked, the curve and the tab come back
+    again.switch_page("app_pages/results.py").run()
+    no_problems(again)
+    assert again.multiselect(key="compare_runs").value == [first]
+    assert again.selectbox(key="compare_metric").value == curve
 
 
 def test_a_second_click_on_the_running_settings_is_warned_before_it_queues_a_copy(studio, tiny_bytes):

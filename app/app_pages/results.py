@@ -452,15 +452,27 @@ def shared_data_note(table: pd.DataFrame) -> pd.DataFrame:
     return table.drop(columns=cols)
 
 
+def compare_picker(candidates: list, labels: dict[str, str]) -> list[str]:
+    """The runs to compare (ids): the newest three finished ones at first, the user's pick after that,
+    kept across a refresh (those still there)."""
+    default = [r.id for r in candidates if r.status == "finished"][:3]
+    state.seed_choice("compare_runs")
+    if "compare_runs" in st.session_state:
+        st.session_state["compare_runs"] = [i for i in st.session_state["compare_runs"] if i in labels]
+    chosen = st.multiselect("Runs to compare", [r.id for r in candidates], key="compare_runs",
+                            default=None if "compare_runs" in st.session_state else default,
+                            format_func=labels.get, help="Finished runs are picked by default; add or remove any.")
+    state.remember_choice("compare_runs", list(chosen), default=default)
+    return list(chosen)
+
+
 def compare(engine, runs) -> None:
     candidates = [r for r in runs if r.status in ("finished", "stopped", "failed")]
     if len(candidates) < 1:
         st.info("Finish a run or two to compare them here.")
         return
     labels = state.run_labels(candidates, compact=True, among=runs)  # the start first: the run column is narrow
-    default = [r.id for r in candidates if r.status == "finished"][:3]
-    chosen = st.multiselect("Runs to compare", [r.id for r in candidates], default=default, key="compare_runs",
-                            format_func=labels.get, help="Finished runs are picked by default; add or remove any.")
+    chosen = compare_picker(candidates, labels)
     if not chosen:
         st.caption("Pick at least one run.")
         return
@@ -523,12 +535,22 @@ def compare(engine, runs) -> None:
                          icon=":material/settings:"):
             st.dataframe(table[["run", *setup]], hide_index=True, width="stretch", placeholder="",
                          column_config={k: v for k, v in config.items() if k in ("run", *setup)})
+    compare_curves(curves)
+
+
+def compare_curves(curves: dict) -> None:
+    """One metric's curves of the compared runs ({run label: per-epoch frame}), the metric picked by the
+    user (kept across a refresh); validation accuracy first."""
     metrics = sorted({c for df in curves.values() for c in df.columns
                       if c != "epoch" and "/" not in str(c)},  # per-corruption and per-layer curves: too many
                      key=lambda m: (m != "val_acc", m))
     if not metrics:
         return
+    state.seed_choice("compare_metric")
+    if st.session_state.get("compare_metric", metrics[0]) not in metrics:
+        st.session_state.pop("compare_metric")
     metric = st.selectbox("Curve to compare", metrics, format_func=charts.metric_label, key="compare_metric")
+    state.remember_choice("compare_metric", metric, default=metrics[0])
     st.altair_chart(charts.compare_chart(charts.compare_frame(curves, metric), metric), width="stretch")
 
 

@@ -280,6 +280,34 @@ def table(result) -> pd.DataFrame:
     return df.sort_values("confidence", kind="stable").reset_index(drop=True)
 
 
+def batch_accuracy(res) -> None:
+    """A zip's accuracy where its folders name the run's classes (with and without the run's own
+    training images, and the confusion matrix), or why there is none; the note on the run's own images."""
+    metrics, own = res.metrics(), res.own_note()
+    if own:
+        st.info(own, icon=":material/info:")
+    if metrics is not None:
+        c1, c2, c3 = st.columns(3)
+        c1.metric("Accuracy", f"{100 * metrics['accuracy']:.1f}%")
+        c2.metric("Balanced accuracy", f"{100 * metrics['balanced_accuracy']:.1f}%",
+                  help="The mean of the per-class accuracies: a rare class counts as much as a common one.")
+        c3.metric("Images in class folders", metrics["labelled"])
+        fair = res.metrics(without_training=True)
+        if fair is not None and fair["labelled"] < metrics["labelled"]:
+            st.caption(f"Without the run's training images: accuracy {100 * fair['accuracy']:.1f}%, balanced "
+                       f"accuracy {100 * fair['balanced_accuracy']:.1f}% ({state.plural(fair['labelled'], 'image')}).")
+        st.altair_chart(charts.confusion_chart(charts.confusion_frame(metrics["confusion"], res.classes),
+                                               "Confusion matrix on this batch"), width="content")
+    if res.unknown_folders and metrics is None:
+        st.info("No accuracy for this zip: its folders (" + ", ".join(res.unknown_folders[:8])
+                + (", …" if len(res.unknown_folders) > 8 else "") + ") are not named after this run's classes ("
+                + ", ".join(res.classes) + "). To measure it, put the images in folders named after the classes.",
+                icon=":material/info:")
+    elif res.unknown_folders:
+        st.info("These folders are not classes of this run, so their images count for no accuracy: "
+                + ", ".join(res.unknown_folders))
+
+
 def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, threshold: float) -> None:
     from engine.predict import predict_folder
 
@@ -327,29 +355,7 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
         st.caption(p.familiarity_note())
     st.markdown(f"**{len(res.rows)} images** predicted by *{p.label}* at {res.images_per_sec:.0f} images/s; "
                 f"answers flagged: {res.flag_words()}; {state.plural(len(res.skipped), 'file')} skipped.")
-    metrics, own = res.metrics(), res.own_note()
-    if own:
-        st.info(own, icon=":material/info:")
-    if metrics is not None:
-        c1, c2, c3 = st.columns(3)
-        c1.metric("Accuracy", f"{100 * metrics['accuracy']:.1f}%")
-        c2.metric("Balanced accuracy", f"{100 * metrics['balanced_accuracy']:.1f}%",
-                  help="The mean of the per-class accuracies: a rare class counts as much as a common one.")
-        c3.metric("Images in class folders", metrics["labelled"])
-        fair = res.metrics(without_training=True)
-        if fair is not None and fair["labelled"] < metrics["labelled"]:
-            st.caption(f"Without the run's training images: accuracy {100 * fair['accuracy']:.1f}%, balanced "
-                       f"accuracy {100 * fair['balanced_accuracy']:.1f}% ({state.plural(fair['labelled'], 'image')}).")
-        st.altair_chart(charts.confusion_chart(charts.confusion_frame(metrics["confusion"], res.classes),
-                                               "Confusion matrix on this batch"), width="content")
-    if res.unknown_folders and metrics is None:
-        st.info("No accuracy for this zip: its folders (" + ", ".join(res.unknown_folders[:8])
-                + (", …" if len(res.unknown_folders) > 8 else "") + ") are not named after this run's classes ("
-                + ", ".join(res.classes) + "). To measure it, put the images in folders named after the classes.",
-                icon=":material/info:")
-    elif res.unknown_folders:
-        st.info("These folders are not classes of this run, so their images count for no accuracy: "
-                + ", ".join(res.unknown_folders))
+    batch_accuracy(res)
     # Streamlit's default height shows 10 rows; a zip of a few dozen images reads best without a scroll bar
     height = "content" if len(res.rows) <= TABLE_ROWS_IN_FULL else TALL_TABLE_PX
     st.dataframe(table(res), hide_index=True, width="stretch", height=height, column_config={
