@@ -93,11 +93,20 @@ def epoch_subset_caption(config: Mapping[str, Any] | None, measured: Mapping[str
     return " ".join(p[0].upper() + p[1:] + "." for p in parts)
 
 
+CORRUPTION_NAMES = {"gaussian_noise": "Gaussian noise", "gaussian_blur": "Gaussian blur", "contrast": "Contrast",
+                    "brightness": "Brightness", "jpeg": "JPEG", "pixelate": "Pixelation"}  # engine.corruptions'
+
+
+def corruption_name(key: str) -> str:
+    """A corruption of the OOD suite as people write it ("JPEG", "Gaussian noise"); an unknown one unchanged."""
+    return CORRUPTION_NAMES.get(key, key.replace("_", " "))
+
+
 def metric_label(name: str) -> str:
     if name in METRIC_LABELS:
         return METRIC_LABELS[name]
     if name.startswith("ood/"):
-        return "OOD: " + name[4:].replace("_", " ")
+        return "OOD: " + corruption_name(name[4:])
     return name.replace("_", " ").capitalize()
 
 
@@ -346,7 +355,7 @@ def per_class_chart(df: pd.DataFrame, title: str = "Accuracy per class") -> alt.
 
 
 def ood_frame(by_corruption: Mapping[str, float | None]) -> pd.DataFrame:
-    return pd.DataFrame([{"corruption": c.replace("_", " "), "accuracy": v} for c, v in by_corruption.items() if _finite(v)],
+    return pd.DataFrame([{"corruption": corruption_name(c), "accuracy": v} for c, v in by_corruption.items() if _finite(v)],
                         columns=["corruption", "accuracy"])
 
 

@@ -131,7 +131,7 @@ def test_per_class_and_ood_bars():
     d = spec(charts.ood_chart(charts.ood_frame({"gaussian_noise": 0.3, "jpeg": 0.6}), clean_acc=0.8))
     bars, rule = d["layer"]
     assert bars["mark"]["type"] == "bar" and rule["mark"]["type"] == "rule"
-    assert {r["corruption"] for r in data_rows(d) if "corruption" in r} == {"gaussian noise", "jpeg"}
+    assert {r["corruption"] for r in data_rows(d) if "corruption" in r} == {"Gaussian noise", "JPEG"}, "as people write them"
     assert "layer" not in spec(charts.ood_chart(charts.ood_frame({"jpeg": 0.6}), clean_acc=None))
 
 
@@ -159,7 +159,8 @@ def test_compare_chart_has_one_line_per_run():
 
 def test_labels_for_known_and_unknown_metrics():
     assert charts.metric_label("val_acc") == "Validation accuracy"
-    assert charts.metric_label("ood/gaussian_blur") == "OOD: gaussian blur"
+    assert charts.metric_label("ood/gaussian_blur") == "OOD: Gaussian blur"
+    assert set(charts.CORRUPTION_NAMES) == set(__import__("engine.corruptions").corruptions.CORRUPTIONS), "every one named"
     assert charts.metric_label("toy_score") == "Toy score"
     assert charts.is_fraction_metric("robust_acc") and charts.is_fraction_metric("sparsity")
     assert not charts.is_fraction_metric("train_loss")

@@ -121,7 +121,7 @@ def backbone_section(engine) -> None:
     cfg = state.config()
     st.subheader("Backbone")
     num_classes, _ = state.known_classes_and_train_size(cfg)
-    left, right = st.columns([3, 2])
+    left, right = st.columns([5, 4])  # the figures whole at 1280 px ("11.…" at [3, 2])
     with left:
         name = field_widget("backbone", cfg.backbone, "name", meta=dict(
             label="Pretrained network", choices=list(BACKBONES),
