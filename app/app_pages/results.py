@@ -457,8 +457,12 @@ def compare_picker(candidates: list, labels: dict[str, str]) -> list[str]:
     kept across a refresh (those still there)."""
     default = [r.id for r in candidates if r.status == "finished"][:3]
     state.seed_choice("compare_runs")
-    if "compare_runs" in st.session_state:
-        st.session_state["compare_runs"] = [i for i in st.session_state["compare_runs"] if i in labels]
+    if st.session_state.get("compare_runs"):  # the runs picked that are still there; none left: the newest again
+        kept = [i for i in st.session_state["compare_runs"] if i in labels]
+        if kept:
+            st.session_state["compare_runs"] = kept
+        else:
+            del st.session_state["compare_runs"]
     chosen = st.multiselect("Runs to compare", [r.id for r in candidates], key="compare_runs",
                             default=None if "compare_runs" in st.session_state else default,
                             format_func=labels.get, help="Finished runs are picked by default; add or remove any.")
