@@ -284,6 +284,11 @@ def test_compare_shows_the_dataset_and_flags_runs_on_different_data(studio, tiny
     no_problems(again)
     assert again.multiselect(key="compare_runs").value == [first]
     assert again.selectbox(key="compare_metric").value == curve
+    engine().delete_run(first)  # the run picked is deleted since: the newest finished runs again
+    third = refreshed_tab(again)
+    third.switch_page("app_pages/results.py").run()
+    no_problems(third)
+    assert set(third.multiselect(key="compare_runs").value) == {second, wise}
 
 
 def test_a_second_click_on_the_running_settings_is_warned_before_it_queues_a_copy(studio, tiny_bytes):
