@@ -235,10 +235,10 @@ def use_channels_last(requested: bool, device: torch.device, amp_dtype: torch.dt
 def inference_channels_last(requested: bool, device: torch.device, amp_dtype: torch.dtype | None) -> bool:
     """Whether a model answering images without training (`engine.predict.Predictor`) goes
     channels_last: where `train.channels_last` allows it, on CUDA as in training (not measured for
-    answering alone), and on the CPU when it answers in bf16 autocast. A forward pass in bf16 ran 1.31-1.61x faster in channels_last than in NCHW here
-    (ResNet-18 and MobileNetV3-Small at 32, 64 and 224 px; 2-core AMD EPYC), while fp32 ranged from
-    0.84x (MobileNetV3-Small at 224 px) to 4.1x (`benchmarks/inference_layout.py`), so fp32 stays
-    NCHW on the CPU. Never measures; raises nothing."""
+    answering alone), and on the CPU when it answers in bf16 autocast. A bf16 forward pass ran
+    1.31-1.61x faster in channels_last than in NCHW here (ResNet-18 and MobileNetV3-Small at 32, 64
+    and 224 px; 2-core AMD EPYC), while fp32 ranged from 0.84x (MobileNetV3-Small at 224 px) to 4.1x
+    (`benchmarks/inference_layout.py`), so fp32 stays NCHW on the CPU. Never measures; raises nothing."""
     if not requested or device.type not in ("cuda", "cpu"):
         return False
     return device.type == "cuda" or amp_dtype == torch.bfloat16

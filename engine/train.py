@@ -311,7 +311,8 @@ def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None
     context. Raises StudioError (bad input, divergence) or StopRequested. Under torchrun the job
     passes this process's `world` (rank, world size); rank 0 alone writes checkpoints. With
     `resume`, continues the stopped run in `run_dir` from its last finished epoch (engine.resume)."""
-    with kept_threads(), data_folder(work_dir, run_dir) as work_dir:  # the run may set its own thread count
+    # the run may set its own thread count (the caller's comes back afterwards) and decodes into data_folder
+    with kept_threads(), data_folder(work_dir, run_dir) as work_dir:
         return _train(cfg, reporter, run_dir, work_dir, data, limits, world, resume)
 
 
