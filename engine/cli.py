@@ -99,6 +99,10 @@ def _train(args: argparse.Namespace) -> int:
     overrides = _overrides(args)
     if args.data is not None and not Path(args.data).exists():
         raise StudioError(f"The data path does not exist: {args.data}")
+    if args.pretrained == "checkpoint" and not args.checkpoint and not cfg.backbone.checkpoint and not any(
+            o.startswith("backbone.checkpoint=") for o in overrides):  # validation's message is the dashboard's
+        raise StudioError("--pretrained checkpoint starts from your own weights: give the file with --checkpoint FILE "
+                          "(safetensors, or a file PyTorch's torch.save wrote), or choose other starting weights.")
     cfg = apply_overrides(cfg, overrides)
     data_dir = Path(args.data_dir).resolve()
     _check_sources(cfg, data_dir)

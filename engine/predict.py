@@ -755,6 +755,8 @@ def true_labels(rel_paths: Sequence[str], classes: Sequence[str]) -> tuple[list[
         labels.append(index.get(folder.lower()) if folder is not None else None)
         if folder is not None and folder.lower() not in index:
             unknown.add(folder)
+    if len(unknown) == 1 and not any(lab is not None for lab in labels) and all(len(f) == depth + 1 for f in folders):
+        return labels, []  # one folder holding every image loose (a zipped "photos/"): a wrapper, not a class
     return labels, sorted(unknown)
 
 

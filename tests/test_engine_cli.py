@@ -146,6 +146,7 @@ def test_cli_train_writes_summary(tiny_zip, tmp_path, capsys):
     (["--backbone", "alexnet"], "Unknown backbone"),
     (["--set", "optim.lr"], "section.field=value"),
     (["--epochs", "0"], "Epochs (train.epochs) must be between 1"),
+    (["--pretrained", "checkpoint"], "give the file with --checkpoint FILE"),
 ])
 def test_cli_bad_input_gives_a_clear_message_without_traceback(tiny_zip, tmp_path, args, words, capsys):
     """The CLI's own entry point, in this process (a fresh one per case cost 5 s of imports each;

@@ -338,6 +338,7 @@ def test_true_labels_follow_class_folders_with_or_without_a_wrapper_folder():
     assert true_labels(["mydata/cat/1.png", "mydata/dog/2.png"], classes) == ([0, 1], [])
     assert true_labels(["cat/1.png", "bird/2.png", "x.png"], classes) == ([0, None, None], ["bird"])
     assert true_labels(["1.png", "holiday/2.png"], classes) == ([None, None], ["holiday"]), "named: why no accuracy"
+    assert true_labels(["photos/1.png", "photos/2.png"], classes) == ([None, None], []), "a zipped folder of photos"
     # a pre-split export, below wrapper folders: the class folders sit inside train/, valid/, test/
     split = ["pets/pets/train/cat/1.png", "pets/pets/valid/dog/2.png", "pets/pets/test/Cat/3.png", "pets/pets/val/bird/4.png"]
     assert true_labels(split, classes) == ([0, 1, 0, None], ["bird"])

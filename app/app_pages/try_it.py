@@ -299,13 +299,13 @@ def batch_accuracy(res) -> None:
         st.altair_chart(charts.confusion_chart(charts.confusion_frame(metrics["confusion"], res.classes),
                                                "Confusion matrix on this batch"), width="content")
     if res.unknown_folders and metrics is None:
-        st.info("No accuracy for this zip: its folders (" + ", ".join(res.unknown_folders[:8])
+        st.info("No accuracy for this zip: its folders (" + ", ".join(state.md_text(f) for f in res.unknown_folders[:8])
                 + (", …" if len(res.unknown_folders) > 8 else "") + ") are not named after this run's classes ("
-                + ", ".join(res.classes) + "). To measure it, put the images in folders named after the classes.",
-                icon=":material/info:")
+                + ", ".join(state.md_text(c) for c in res.classes)
+                + "). To measure it, put the images in folders named after the classes.", icon=":material/info:")
     elif res.unknown_folders:
         st.info("These folders are not classes of this run, so their images count for no accuracy: "
-                + ", ".join(res.unknown_folders))
+                + ", ".join(state.md_text(f) for f in res.unknown_folders))
 
 
 def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, threshold: float) -> None:
