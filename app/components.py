@@ -292,7 +292,8 @@ def sidebar(engine: Engine) -> None:
 
     methods = ", ".join(METHODS[m].title for m in cfg.enabled_methods() if m in METHODS) or "plain fine-tuning"
     start = {"checkpoint": f" ({state.weights_words(cfg)})", "none": " (from scratch)"}.get(cfg.backbone.pretrained, "")
-    head = f" ({state.head_only_words(cfg)})" if state.head_only_words(cfg) else ""
+    head = state.head_only_words(cfg)
+    head = f" ({head})" if head else ""
     st.caption(f"Next run: **{state.backbone_title(cfg.backbone.name)}**{start} on {ds.words}, "
                f"{state.plural(cfg.train.epochs, 'epoch')}{head}, {methods}.")
 

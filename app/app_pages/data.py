@@ -388,8 +388,9 @@ def quick_start(engine) -> None:
                      f"({state.weights_words(cfg)}), "
                      f"{state.plural(cfg.train.epochs, 'epoch')}, {cfg.data.image_size} px, {methods}. "
                      "Change them first on *Model and methods* if you like.")
-        if problems or state.few_steps_warning(cfg):
-            st.warning(problems or state.few_steps_warning(cfg), icon=":material/warning:")
+        warning = problems or state.few_steps_warning(cfg)
+        if warning:
+            st.warning(warning, icon=":material/warning:")
     if clicked:
         out = state.attempt("starting the run", state.start_run, engine)
         if out.ok:

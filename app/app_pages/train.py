@@ -56,8 +56,9 @@ def start_section(engine) -> None:
     methods = ", ".join(METHODS[m].title for m in cfg.enabled_methods() if m in METHODS) or "no extra method"
     if cfg.eval.tta_flip:
         methods += " · flip TTA"
-    if state.head_only_words(cfg):
-        methods += f" · {state.head_only_words(cfg)}"
+    head = state.head_only_words(cfg)
+    if head:
+        methods += f" · {head}"
     with st.container(border=True):
         st.markdown(f"**Next run:** {state.backbone_title(cfg.backbone.name)} ({state.weights_words(cfg)}) on "
                     f"{ds.words} · {state.plural(cfg.train.epochs, 'epoch')} · {cfg.data.image_size} px · "
@@ -67,8 +68,8 @@ def start_section(engine) -> None:
         if problems:
             st.warning(problems, icon=":material/warning:")
             st.page_link("app_pages/model.py", label="Fix the settings", icon=":material/tune:")
-        elif state.few_steps_warning(cfg):
-            st.warning(state.few_steps_warning(cfg), icon=":material/warning:")
+        elif few := state.few_steps_warning(cfg):
+            st.warning(few, icon=":material/warning:")
         gpu_selector(cfg)
         busy = bool(engine.active_runs())
         twin = state.same_settings_active(engine, cfg) if busy else None
