@@ -98,12 +98,12 @@ def load_run(engine: Engine, run_id: str) -> RunView | None:
     snap = engine.snapshot(run_id)
     if snap is not None:
         error = snap.error or rec.error
-        error = state.user_words(error, state.config_names(rec.config)) if error else error  # the user's file names
+        error = state.message_words(error, state.config_names(rec.config)) if error else error  # the user's names
         return RunView(rec.id, rec.name, snap.status, error, rec.config, rec.run_dir,
                        dict(snap.progress), charts.epochs_frame(snap.epochs), charts.steps_frame(snap.steps), True,
                        snap.extra)
     epochs, steps = charts.store_frames(engine.store.metrics(run_id))
-    error = state.user_words(rec.error, state.config_names(rec.config)) if rec.error else rec.error
+    error = state.message_words(rec.error, state.config_names(rec.config)) if rec.error else rec.error
     return RunView(rec.id, rec.name, rec.status, error, rec.config, rec.run_dir, {}, epochs, steps, False)
 
 
@@ -154,7 +154,7 @@ def progress_view(run: RunView) -> None:
         c[4].metric("Loss", f"{loss:.3f}" if isinstance(loss, (int, float)) else "–",
                     help="Training loss of the latest step: it should trend down.")
         if p.get("cpu_threads_note"):
-            st.caption(p["cpu_threads_note"])
+            st.caption(state.message_words(p["cpu_threads_note"]))
         return
     if run.status == "finished":
         last = run.epochs.iloc[-1] if not run.epochs.empty else {}

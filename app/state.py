@@ -31,7 +31,7 @@ import streamlit as st
 from app import datasets
 from app.datasets import config_names, upload_sha, user_words  # noqa: F401  (the pages use them as state.*)
 from engine.backbones import backbone_title
-from engine.config import CORE_SECTIONS, RunConfig, validate, with_section
+from engine.config import CORE_SECTIONS, RunConfig, validate, with_section, without_setting_keys
 from engine.paths import ASSETS_DIR, SAMPLE_DATASET, UPLOAD_PREFIX, default_data_dir, resolve_path, upload_ref
 from engine.errors import StudioError
 from engine.presets import DEFAULT_PRESET, PRESETS
@@ -49,7 +49,7 @@ TAB_TOKEN = re.compile(r"[0-9a-f]{8}")
 TRY_KEY = "try_inputs"  # Try it's last inputs: {"images" | "camera" | "zip": [[file name, upload ref], ...]},
 # and "source" (the radio's choice) and "choices" (its widgets' values: models, comparison, threshold)
 TRY_INPUT_KINDS = ("images", "camera", "zip")
-TRY_CHOICES_KEPT = 48  # view choices kept in a draft (Try it's, Results', Explain's): the latest, across runs
+TRY_CHOICES_KEPT = 48  # one run's view choices kept in a draft (Try it's, Results', Explain's): the latest, across runs
 WIDGET_PREFIX = "w:"  # keys of widgets seeded from the config (cleared when a preset is applied)
 SAMPLE_LABEL = "Bundled sample: textures"
 
@@ -108,7 +108,7 @@ def sample_available() -> bool:
 def show_error(exc: BaseException, what: str) -> None:
     """A StudioError's own plain message, or a friendly note with the details folded away."""
     if isinstance(exc, StudioError):
-        st.error(str(exc), icon=":material/error:")
+        st.error(message_words(str(exc)), icon=":material/error:")
         return
     st.error(
         f"Something unexpected went wrong while {what}. Nothing was lost and the studio keeps "
@@ -398,10 +398,12 @@ def remember_try_source(source: str) -> None:
         save_draft()
 
 
-def remember_choice(key: str, value: Any, default: Any = None) -> None:
+def remember_choice(key: str, value: Any, default: Any = None, per_run: bool = False) -> None:
     """Keep one of Try it's, Results' or Explain's view choices (a widget's key and its JSON-able value)
     in the draft, for a refresh. A value equal to `default` (when given: the widget's own default) is not
-    kept, so that merely visiting runs does not push the user's real choices out."""
+    kept, so that merely visiting runs does not push the user's real choices out. Choices of one run
+    (`per_run`: their keys name the run) add up as runs are looked at: the newest TRY_CHOICES_KEPT of
+    them are kept; the page-wide ones (Compare's runs, the open tab) are always kept."""
     kept = dict(st.session_state.get(TRY_KEY) or {})
     choices = dict(kept.get("choices") or {})
     if default is not None and value == default:
@@ -413,8 +415,11 @@ def remember_choice(key: str, value: Any, default: Any = None) -> None:
         return
     if choices.get(key) != value:
         choices.pop(key, None)
-        choices[key] = value  # the newest last: the oldest go first past TRY_CHOICES_KEPT (keys per run add up)
-        kept["choices"] = dict(list(choices.items())[-TRY_CHOICES_KEPT:])
+        choices[key] = value  # the newest last: the oldest run's choices go first past TRY_CHOICES_KEPT
+        run_keys = [k for k in kept.get("run_keys") or [] if k in choices and k != key] + ([key] if per_run else [])
+        for old in run_keys[:-TRY_CHOICES_KEPT]:
+            del choices[old]
+        kept["choices"], kept["run_keys"] = choices, run_keys[-TRY_CHOICES_KEPT:]
         st.session_state[TRY_KEY] = kept
         save_draft()
 
@@ -680,12 +685,20 @@ def reset_widgets() -> None:
 
 
 def config_problems(cfg: RunConfig) -> str | None:
-    """The engine's validation message for `cfg`, or None when it can run."""
+    """The engine's validation message for `cfg` in the dashboard's words (`message_words`), or None
+    when it can run."""
     try:
         validate(cfg)
     except StudioError as exc:
-        return str(exc)
+        return message_words(str(exc))
     return None
+
+
+def message_words(text: str, names: dict[str, str] | None = None) -> str:
+    """An engine message as the dashboard shows it: the user's names for their files (`user_words`)
+    and settings named by their labels, without the keys the command line needs ("CPU threads
+    (train.threads)" -> "CPU threads")."""
+    return without_setting_keys(user_words(text, names or {}))
 
 
 # ---- runs ------------------------------------------------------------------------------------

@@ -166,7 +166,7 @@ def field_widget(section: str, obj: Any, name: str, *, meta: Mapping[str, Any] |
         text = where.text_input(info.shown_label, key=key, help=(info.help or "") + " Comma-separated values.",
                                 disabled=disabled)
         try:
-            return coerce_value(f"{section}.{name}", info.type, text)
+            return coerce_value(info.label, info.type, text)  # the message names the field as drawn
         except StudioError as exc:
             where.error(f"{exc} Keeping {to_shown(info, value)}.")
             return value

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields, replace
@@ -202,6 +203,25 @@ CORE_SECTIONS: dict[str, type] = {
 }
 
 
+
+def setting_name(section: str, name: str) -> str:
+    """A setting as messages name it: its label as the dashboard shows it, then its key for the
+    command line and config files ("CPU threads (train.threads)"). The dashboard shows messages
+    without the keys (`without_setting_keys`). Raises KeyError for an unknown section or field."""
+    cls = CORE_SECTIONS.get(section) or METHOD_SECTIONS[section][0]
+    meta = {f.name: f.metadata for f in fields(cls)}[name]
+    label = meta.get("label") or name.replace("_", " ")
+    return f"{label[:1].upper() + label[1:]} ({section}.{name})"
+
+
+def without_setting_keys(text: str) -> str:
+    """`text` without the setting keys that `setting_name` and the engine's messages put in brackets
+    ("CPU threads (train.threads)" -> "CPU threads"; "lower it to 2 (optim.linear_probe_epochs=2)" ->
+    "lower it to 2"): the dashboard names its settings by their labels only."""
+    sections = "|".join(map(re.escape, sorted({*CORE_SECTIONS, *METHOD_SECTIONS}, key=len, reverse=True)))
+    return re.sub(rf" ?\((?:{sections})\.[a-z0-9_]+(?:\s?[=:][^()]*)?\)", "", text)
+
+
 @dataclass(frozen=True)
 class RunConfig:
     name: str = ""
@@ -336,12 +356,13 @@ def coerce_value(where: str, typ: Any, value: Any) -> Any:
         if origin in (tuple, list):
             (item_t, *_rest) = typing.get_args(typ) or (Any,)
             if isinstance(value, str):
-                value = [v for v in value.replace("[", "").replace("]", "").split(",") if v.strip()]
+                value = [v.strip() for v in value.replace("[", "").replace("]", "").split(",") if v.strip()]
             return tuple(coerce_value(where, item_t, v) for v in value)
         return value
     except (ValueError, TypeError, ZeroDivisionError):
-        tname = getattr(typ, "__name__", str(typ))
-        raise StudioError(f"`{where}` must be a {tname}, got {value!r}.") from None
+        kind = {float: "a number", int: "a whole number", bool: "true or false"}.get(
+            typ, f"a {getattr(typ, '__name__', typ)}")
+        raise StudioError(f"`{where}` must be {kind}, got {value!r}.") from None
 
 
 def _section_from_dict(section: str, cls: type, values: Mapping[str, Any]) -> Any:
@@ -403,10 +424,9 @@ def check_bounds(section: str, values: Any) -> list[str]:
     problems = []
     for f in fields(values):
         m, v = f.metadata, getattr(values, f.name)
-        label = m.get("label", f.name.replace("_", " "))
         scale, unit = m.get("scale", 1), m.get("unit", "")
         unit = unit if unit.startswith("/") or not unit else f" {unit}"
-        shown = f"{label[:1].upper() + label[1:]} ({section}.{f.name})"
+        shown = setting_name(section, f.name)
         if "choices" in m and v not in m["choices"]:
             problems.append(f"{shown}: `{v}` is not a choice; choose {', '.join(map(str, m['choices']))}.")
         if isinstance(v, (int, float)) and not isinstance(v, bool) and ("min" in m or "max" in m):
@@ -429,12 +449,14 @@ def validate(cfg: RunConfig) -> None:
     if o.schedule not in SCHEDULES:
         problems.append(f"Unknown schedule `{o.schedule}`: choose one of {', '.join(SCHEDULES)}.")
     if o.linear_probe_epochs >= t.epochs and o.linear_probe_epochs > 0:
-        problems.append(f"linear_probe_epochs ({o.linear_probe_epochs}) must be smaller than epochs ({t.epochs}), or "
-                        f"nothing is fine-tuned: lower it (optim.linear_probe_epochs={max(t.epochs - 1, 0)}) or train longer.")
+        problems.append(f"{setting_name('optim', 'linear_probe_epochs')} is {o.linear_probe_epochs}, not fewer than "
+                        f"{setting_name('train', 'epochs')}, {t.epochs}: nothing would be fine-tuned. Lower it to "
+                        f"{max(t.epochs - 1, 0)} (optim.linear_probe_epochs={max(t.epochs - 1, 0)}) or train longer.")
     if not (t.device in ("auto", "cpu", "cuda", "mps") or t.device.startswith("cuda:")):
         problems.append(f"Unknown device `{t.device}`: use auto, cpu, cuda, cuda:N or mps.")
     if d.val_fraction + d.test_fraction >= 0.9:
-        problems.append("val_fraction and test_fraction must leave at least 10% of the images for training.")
+        problems.append(f"{setting_name('data', 'val_fraction')} and {setting_name('data', 'test_fraction')} "
+                        "together must leave at least 10% of the images for training.")
     if b.name not in BACKBONES:
         problems.append(f"Unknown backbone `{b.name}`. Available: {', '.join(BACKBONES)}.")
     else:

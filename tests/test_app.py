@@ -297,7 +297,8 @@ def test_a_newly_registered_method_gets_a_switch_settings_charts_and_its_result_
     assert toy == ToyConfig(enabled=True, strength=pytest.approx(8 / 255), rounds=5, mode="hard", levels=(0.25, 0.75))
     # a bad tuple keeps the old value and says why
     at.text_input(key="w:toy.levels").input("0.25, lots").run()
-    assert any("toy.levels" in e for e in texts(at.error))
+    assert any(e.startswith("`Levels` must be a number, got 'lots'") for e in texts(at.error)), "named as the widget is labelled"
+    assert not any("toy.levels" in e for e in texts(at.error))
     assert at.session_state["cfg"].methods["toy"].levels == (0.25, 0.75)
 
     run_id = start_run(at)
@@ -510,6 +511,25 @@ def test_a_preset_sets_the_whole_config_and_keeps_the_dataset(studio, tiny_bytes
         assert badge not in texts(at.markdown), "changed settings are no longer the preset's, on the same rerun"
 
 
+def test_settings_that_need_fixing_are_named_as_the_page_labels_them(studio):
+    """The engine's message names a setting by label and key for the command line; the dashboard shows
+    the label alone, and Start waits until the settings are fixed."""
+    at = new_app()
+    at.switch_page("app_pages/model.py").run()
+    at.toggle(key="w:pruning.enabled").set_value(True).run()
+    at.number_input(key="w:pruning.start_fraction").set_value(0.9).run()
+    at.number_input(key="w:pruning.end_fraction").set_value(0.5).run()
+    no_problems(at)
+    warning = next(w for w in texts(at.warning) if "need fixing" in w)
+    assert "'Start pruning at (share of the run)' (0.9) is after 'Reach the target at (share of the run)' (0.5)" \
+        in warning, warning
+    assert "pruning." not in warning and "_fraction" not in warning, "no internal setting names"
+    at.switch_page("app_pages/train.py").run()
+    no_problems(at)
+    assert at.button(key="start").disabled
+    assert not any("pruning." in w for w in texts(at.warning) + texts(at.error) + texts(at.caption))
+
+
 def test_checkpoint_uploads_are_checked_against_the_backbone(studio, tmp_path):
     import torch
     from safetensors.torch import save_file
@@ -608,11 +628,11 @@ def test_a_config_the_engine_refuses_shows_its_message_and_starts_nothing(studio
     upload_zip(at, tiny_bytes)
     at.session_state["cfg"] = with_section(at.session_state["cfg"], "optim", lr=0.0)
     at.switch_page("app_pages/train.py").run()
-    assert any("Learning rate (optim.lr) must be between" in w for w in texts(at.warning))
+    assert any("Learning rate must be between" in w for w in texts(at.warning)), "named as the page labels it"
     assert at.button(key="start").disabled, "nothing to start until the settings are fixed"
     at.switch_page("app_pages/data.py").run()
     assert at.button(key="quick_start").disabled
-    assert any("Learning rate (optim.lr) must be between" in w for w in texts(at.warning)), "Train now says why"
+    assert any("Learning rate must be between" in w for w in texts(at.warning)), "Train now says why"
     no_problems(at)
     assert engine().list_runs() == []
 

@@ -42,14 +42,59 @@ def test_effective_lr_is_reported():
         ("train.epochs=0", r"Epochs \(train.epochs\) must be between 1"),
         ("optim.schedule=zigzag", "Unknown schedule"),
         ("backbone.pretrained=cloud", r"Pretrained weights \(backbone.pretrained\): `cloud` is not a choice"),
-        ("train.epochs=many", "must be a int"),
-        ("optim.lr=1/0", "must be a float"),
+        ("train.epochs=many", "must be a whole number"),
+        ("optim.lr=1/0", "must be a number"),
         ("eval.robust_eps=0.5", r"must be between 1 and 32/255 \(got 127.5\)"),  # the dashboard's units
     ],
 )
 def test_validation_messages(override, words):
     with pytest.raises(StudioError, match=words):
         apply_overrides(RunConfig(), [override])
+
+
+def _settings_out_of_bounds() -> RunConfig:
+    """Every bounded setting of every section one step outside its range, plus the problems that
+    span settings: a config that trips each kind of check the dashboard can show."""
+    from engine.config import CORE_SECTIONS, METHOD_SECTIONS
+
+    cfg = RunConfig()
+    for section, cls in {**CORE_SECTIONS, **{n: c for n, (c, _) in METHOD_SECTIONS.items()}}.items():
+        changes = {}
+        for f in dataclasses.fields(cls):
+            if "max" in f.metadata and isinstance(f.default, (int, float)) and not isinstance(f.default, bool):
+                changes[f.name] = type(f.default)(f.metadata["max"] + 1)
+        cfg = (dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **changes)})
+               if section in CORE_SECTIONS else with_section(cfg, section, **changes))
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=3),
+                              optim=dataclasses.replace(cfg.optim, linear_probe_epochs=3))
+    cfg = with_section(cfg, "pruning", enabled=True, start_fraction=0.9, end_fraction=0.5, stage_fractions=(0.5, 1.5))
+    cfg = with_section(cfg, "wise_ft", alphas=(0.5, 2.0))
+    return with_section(cfg, "adafilter", eval_gates="expected", gumbel=False)
+
+
+def test_settings_in_messages_are_named_by_label_and_key_and_the_dashboard_drops_the_keys():
+    """The command line's message gives a setting's key to type (train.threads); the dashboard's names
+    the setting as its widget is labelled, with no key left in it."""
+    import re
+
+    from engine.config import validate, without_setting_keys
+
+    with pytest.raises(StudioError) as info:
+        validate(_settings_out_of_bounds())
+    lines = str(info.value).splitlines()[1:]
+    assert len(lines) > 20, lines
+    for line in lines:
+        assert re.search(r"\((?:data|backbone|optim|train|eval|adafilter|pruning|wise_ft|adversarial|l2sp)\.[a-z0-9_]+", line), line
+        shown = without_setting_keys(line)
+        assert not re.search(r"\b[a-z][a-z0-9]*_[a-z0-9_]+\b|\b[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\b",
+                             shown.replace("e.g.", "")), shown  # no key, dotted or bare
+        assert "( " not in shown and "()" not in shown and "  " not in shown, shown
+    shown = without_setting_keys(str(info.value))
+    assert "CPU threads must be between 0 and 256 (got 257)" in shown
+    assert "Linear-probe epochs first is 3, not fewer than Epochs, 3: nothing would be fine-tuned. Lower it to 2 or " \
+           "train longer." in shown
+    assert "'Start pruning at (share of the run)' (0.9) is after 'Reach the target at (share of the run)' (0.5)" in shown
+    assert "Lower it to 2 (optim.linear_probe_epochs=2)" in str(info.value), "the command line's words"
 
 
 def test_vit_needs_224():

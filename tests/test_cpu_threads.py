@@ -36,7 +36,10 @@ def test_busy_cpus_are_left_to_their_programs():
     assert auto_cpu_threads(2, busy=0.5, cpus=2, keep=devices.KEEP_DURING_RUN).threads == 2
     note = auto_cpu_threads(2, busy=1.0, cpus=2).note()
     assert "1 of 2 CPU threads" in note and "1.0 of the 2 CPUs busy when the run started" in note
-    assert "Model and methods page (train.threads)" in note
+    assert "Model and methods page (train.threads)" in note, "the command line's key"
+    from app.state import message_words
+
+    assert message_words(note).endswith("on the Model and methods page."), "the dashboard's words"
 
 
 def test_one_thread_is_not_measured(monkeypatch):

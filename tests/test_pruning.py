@@ -184,7 +184,7 @@ def test_schedule_shapes():
 def test_bad_settings_are_refused_with_a_reason(tiny_cfg, tmp_path):
     with pytest.raises(StudioError, match="Structured pruning works with"):
         apply_overrides(tiny_cfg(), ["pruning.enabled=true", "pruning.structured=true", "backbone.name=convnext_tiny"])
-    with pytest.raises(StudioError, match="target sparsity"):
+    with pytest.raises(StudioError, match=r"Target sparsity \(pruning.target_sparsity\) must be between 0 and 0.99"):
         apply_overrides(tiny_cfg(), ["pruning.enabled=true", "pruning.target_sparsity=1.0"])
     cfg = tiny_cfg("pruning.enabled=true", "pruning.stage_fractions=0.5,0.5", "train.epochs=1", "eval.ood=false")
     with pytest.raises(StudioError, match="one fraction per stage"):

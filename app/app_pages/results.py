@@ -136,7 +136,7 @@ def summary_metrics(run: components.RunView, summary: dict) -> None:
         threads = summary.get("cpu_threads")
         items.append(("Training speed", f"{ips:,.0f} img/s", "Images per second, first epoch (warm-up) excluded"
                       + (f", on {state.plural(threads, 'CPU thread')}." if threads else ".")
-                      + (f" {summary['cpu_threads_note']}" if summary.get("cpu_threads_note") else "")
+                      + (f" {state.message_words(summary['cpu_threads_note'])}" if summary.get("cpu_threads_note") else "")
                       + components.threads_changes_text(summary.get("cpu_threads_changes"))))
     if summary.get("wall_time_s"):
         before = summary.get("wall_time_before_s")
@@ -256,7 +256,7 @@ def downloads(engine, rec, summary: dict) -> None:
         state.seed_choice(key)  # a refresh keeps the weights picked
         which = st.radio("Model weights", available, horizontal=True, key=key,
                          format_func=lambda k: checkpoints[k][0], help=" ".join(checkpoints[k][1] for k in available))
-        state.remember_choice(key, which, default=available[0])
+        state.remember_choice(key, which, default=available[0], per_run=True)
     c = st.columns(3)  # the buttons' own row: beside the radio they were cut at 1280 px ("Fine-tuned mo…")
     if which is not None:
         path = run_dir / f"{which}.safetensors"
@@ -347,7 +347,7 @@ def one_run(engine, runs) -> None:
                 "it ends.", icon=":material/hourglass_top:")
         st.page_link("app_pages/train.py", label="Watch it live", icon=":material/monitoring:")
     elif rec.status == "failed":
-        reason = state.user_words(rec.error or "no reason was recorded.", names_of(rec))
+        reason = state.message_words(rec.error or "no reason was recorded.", names_of(rec))
         st.error(f"This run failed: {reason}", icon=":material/error:")
     elif rec.status == "stopped":
         stopped_note(rec, run)

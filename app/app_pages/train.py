@@ -131,7 +131,7 @@ def continue_button(engine, run_id: str, container) -> None:
         try:
             engine.resume(run_id, state.user())
         except StudioError as exc:
-            st.error(str(exc), icon=":material/error:")
+            st.error(state.message_words(str(exc)), icon=":material/error:")
         else:
             st.rerun()  # the whole page: the live view's timer starts again
 

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.augment import to_float
+from engine.config import setting_name
 from engine.errors import StudioError
 from engine.devices import autocast_ctx
 from engine.methods.registry import MethodSpec, register_method
@@ -548,20 +549,11 @@ class AdaFilterHook(MethodHook):
 
 
 def _check(run_cfg, c: AdaFilterConfig) -> list[str]:
-    problems = []
-    if c.hidden_size < 1:
-        problems.append("The AdaFilter gate network needs at least 1 hidden unit.")
-    if not c.temperature > 0:
-        problems.append("The AdaFilter gate temperature must be positive.")
-    if not c.gated_lr_mult > 0:
-        problems.append("The AdaFilter gated layers' lr multiplier must be positive.")
-    if c.gate_lr_mult < 0 or c.sparsity_weight < 0:
-        problems.append("The AdaFilter gate lr multiplier and sparsity penalty cannot be negative.")
-    # choices (gate_optimizer, eval_gates, pretrained_bn) are checked from the fields' metadata
+    problems = []  # bounds and choices are checked from the fields' metadata
     if c.eval_gates == "expected" and not c.gumbel:
-        problems.append("AdaFilter's mix of both copies when predicting (eval_gates: expected) averages the random "
-                        "gate choices of training: switch random gate choices in training (gumbel) on, or predict "
-                        "with one copy per filter (eval_gates: hard).")
+        problems.append(f"AdaFilter's mix of both copies when predicting (adafilter.eval_gates: expected) averages "
+                        f"the random gate choices of training: turn on '{setting_name('adafilter', 'gumbel')}', or "
+                        "predict with one copy per filter (adafilter.eval_gates: hard).")
     return problems
 
 

@@ -34,7 +34,7 @@ from torch import nn
 
 import engine.structured as st
 from engine.backbones import BACKBONES
-from engine.config import with_section
+from engine.config import setting_name, with_section
 from engine.contract import MethodHook, SubReporter
 from engine.errors import StudioError
 from engine.evaluate import predict
@@ -438,46 +438,25 @@ def recover(ctx, small: nn.Module, masks: dict[str, torch.Tensor], epochs: int) 
 # ---- registration --------------------------------------------------------------------------------
 
 def _check(run_cfg, c: PruningConfig) -> list[str]:
+    """What the fields' metadata cannot say (their bounds and choices are checked from it)."""
     problems = []
-    if not 0 <= c.target_sparsity < 1:
-        problems.append("The target sparsity must be at least 0 and below 1 (e.g. 0.7 for 70 percent).")
-    if c.schedule not in SCHEDULES:
-        problems.append(f"Unknown pruning schedule `{c.schedule}`: choose {', '.join(SCHEDULES)}.")
-    if c.scope not in ("layer", "global"):
-        problems.append(f"Unknown pruning scope `{c.scope}`: choose layer or global.")
-    if not 0 <= c.start_fraction <= c.end_fraction <= 1:
-        problems.append("Pruning must start and end inside the run: 0 <= start_fraction <= end_fraction <= 1.")
-    if c.update_every < 0:
-        problems.append("pruning.update_every cannot be negative (0 = automatic).")
+    if c.start_fraction > c.end_fraction:
+        problems.append(f"'{setting_name('pruning', 'start_fraction')}' ({c.start_fraction:g}) is after "
+                        f"'{setting_name('pruning', 'end_fraction')}' ({c.end_fraction:g}): pruning must start "
+                        "before it reaches its target.")
     if any(not 0 <= f < 1 for f in c.stage_fractions):
-        problems.append("Every per-stage pruning fraction must be at least 0 and below 1.")
-    if c.structured:
-
+        problems.append(f"{setting_name('pruning', 'stage_fractions')}: each share must be at least 0 and below 1 "
+                        "(e.g. 0.3, 0.5, 0.7).")
+    if c.structured and c.enabled:
         spec = BACKBONES.get(run_cfg.backbone.name)
-        if c.enabled and spec is not None and spec.family not in st.STRUCTURED_FAMILIES:
+        if spec is not None and spec.family not in st.STRUCTURED_FAMILIES:
             problems.append(f"Structured pruning works with ResNet, MobileNet and EfficientNet backbones, not "
-                            f"{run_cfg.backbone.name}: switch `structured` off or pick one of those.")
-        if c.enabled and importlib.util.find_spec("torch_pruning") is None:
+                            f"{run_cfg.backbone.name}: switch '{setting_name('pruning', 'structured')}' off or pick one of those.")
+        if importlib.util.find_spec("torch_pruning") is None:
             problems.append("Structured pruning needs the torch-pruning package: pip install torch-pruning.")
-        if c.enabled and "adafilter" in run_cfg.enabled_methods():
+        if "adafilter" in run_cfg.enabled_methods():
             problems.append("Structured pruning cannot be combined with AdaFilter (its gates are sized to the "
                             "channels): switch one of them off.")
-        if not 0 < c.channel_fraction < 1:
-            problems.append("The share of channels removed must be between 0 and 1 (e.g. 0.3).")
-        if c.structured_epochs < 0:
-            problems.append("pruning.structured_epochs cannot be negative.")
-    if c.auto:
-        if c.trials < 2:
-            problems.append("Auto pruning needs at least 2 trials (the first is the unpruned reference).")
-        if c.trial_epochs < 1:
-            problems.append("Each auto-pruning trial needs at least 1 epoch.")
-        if c.objective not in ("score", "floor"):
-            problems.append(f"Unknown auto-pruning objective `{c.objective}`: choose score or floor.")
-        if c.sampler not in ("tpe", "gp"):
-            problems.append(f"Unknown auto-pruning sampler `{c.sampler}`: choose tpe or gp.")
-        if c.lam < 0 or not 0 <= c.max_acc_drop <= 1 or not 0 < c.max_fraction < 1:
-            problems.append("Auto pruning needs lambda >= 0, an accuracy drop in [0, 1] and a largest "
-                            "fraction in (0, 1).")
     return problems
 
 

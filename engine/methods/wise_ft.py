@@ -30,6 +30,7 @@ from torch.optim.swa_utils import update_bn
 
 from engine.augment import to_float
 from engine.checkpoints import save_checkpoint
+from engine.config import setting_name
 from engine.contract import MethodHook
 from engine.errors import StudioError
 from engine.evaluate import EvalSets, epoch_passes, epoch_sets, evaluate, predict
@@ -314,13 +315,9 @@ class WiseFTHook(MethodHook):
 def _check(run_cfg, c: WiseFTConfig) -> list[str]:
     problems = []
     if not c.alphas or any(not (0.0 <= a <= 1.0) for a in c.alphas):
-        problems.append("WiSE-FT alphas must be a non-empty list of numbers between 0 and 1.")
+        problems.append(f"{setting_name('wise_ft', 'alphas')}: give at least one, each between 0 and 1.")
     if c.enabled and run_cfg.backbone.pretrained == "none":
         problems.append("WiSE-FT mixes the fine-tuned model with the pretrained one: choose a pretrained backbone.")
-    if c.ood_subset < 0:
-        problems.append("wise_ft.ood_subset cannot be negative (0 = all validation images).")
-    if c.probe_epochs < 1 or c.probe_l2 < 0:
-        problems.append("The WiSE-FT linear probe needs at least 1 iteration and a non-negative L2.")
     return problems
 
 
