@@ -451,3 +451,26 @@ def test_a_run_that_is_exactly_a_preset_is_named_after_it():
         "changed after choosing the preset: no longer the preset's recipe"
     assert default_run_name(with_section(demo, "backbone", pretrained="none"), sample) == \
         "ResNet-18 plain from scratch on sample textures"
+
+
+def test_one_runs_view_choices_age_out_but_the_pages_own_stay(monkeypatch):
+    """Looking at many runs adds per-run choices (Try it's model, Explain's image); the newest
+    TRY_CHOICES_KEPT of them stay in the draft. The runs picked on Compare or the open tab are never
+    pushed out by them."""
+    from app import state
+
+    session: dict = {}
+    monkeypatch.setattr(state.st, "session_state", session)
+    monkeypatch.setattr(state, "save_draft", lambda: None)
+    state.remember_choice("compare_runs", ["r1", "r2"], default=[])
+    state.remember_choice("results_tab", "Compare", default="One run")
+    n = state.TRY_CHOICES_KEPT
+    for i in range(n + 10):
+        state.remember_choice(f"try_variant_a_run{i}", "wise", per_run=True)
+    assert state.kept_choice("compare_runs") == ["r1", "r2"] and state.kept_choice("results_tab") == "Compare"
+    assert state.kept_choice("try_variant_a_run9") is None and state.kept_choice("try_variant_a_run10") == "wise"
+    assert state.kept_choice(f"try_variant_a_run{n + 9}") == "wise"
+    assert len(session[state.TRY_KEY]["choices"]) == n + 2
+    state.remember_choice("try_variant_a_run10", "fine_tuned", per_run=True)  # changed: now the newest
+    state.remember_choice("try_variant_a_run999", "wise", per_run=True)
+    assert state.kept_choice("try_variant_a_run10") == "fine_tuned" and state.kept_choice("try_variant_a_run11") is None

@@ -112,7 +112,7 @@ def model_picker(rec, variants: dict[str, str], slot: str, default: str, alpha: 
     if st.session_state.get(key) not in variants:
         st.session_state[key] = default if default in variants else "fine_tuned"
     variant = st.selectbox(label, list(variants), key=key, format_func=lambda v: variants[v])
-    state.remember_choice(key, variant)
+    state.remember_choice(key, variant, per_run=True)
     if variant != "wise":
         return variant, None
     akey = f"try_alpha_{slot}_{rec.id}"
@@ -123,8 +123,8 @@ def model_picker(rec, variants: dict[str, str], slot: str, default: str, alpha: 
         st.session_state[akey] = st.session_state[akey + ":seed"] = alpha
     a = st.slider("alpha (0 = starting model, 1 = fine-tuned)", 0.0, 1.0, step=0.05, key=akey,
                   help="The WiSE-FT mix of the starting and the fine-tuned weights.")
-    state.remember_choice(akey, float(a))
-    state.remember_choice(akey + ":seed", alpha)
+    state.remember_choice(akey, float(a), per_run=True)
+    state.remember_choice(akey + ":seed", alpha, per_run=True)
     return variant, round(float(a), 2)
 
 
