@@ -230,11 +230,20 @@ def test_compare_shows_the_dataset_and_flags_runs_on_different_data(studio, tiny
     grid = next(d for d in at.dataframe if "dataset" in d.value.columns)
     assert grid.proto.HasField("placeholder") and grid.proto.placeholder == "", "a missing number is a blank cell"
     table = grid.value
-    assert list(table.columns[:6]) == ["run", "dataset", "classes", "images", "image px", "methods"], "key columns first"
+    assert list(table.columns[:4]) == ["run", "dataset", "classes", "images"], "key columns first"
+    assert "methods" not in table.columns, "both runs are plain fine-tuning: said once, above the table"
+    assert any(c.startswith("All ") and c.endswith("with plain fine-tuning.") for c in texts(at.caption)), texts(at.caption)
     assert sorted(zip(table["dataset"], table["classes"])) == [("three colours.zip", 3), ("two colours.zip", 2)]
     assert "val acc" in table.columns and "test acc" in table.columns
     assert not any(str(v) == "None" for v in table.astype(object).to_numpy().ravel()), "blanks are blank"
     settings_that_differ_are_shown(table, first, second)
+    import json
+
+    from app.app_pages.results import COMPARE_FIT_PX
+
+    widths = {k: v.get("width") for k, v in json.loads(grid.proto.columns).items() if k in table.columns}
+    assert set(widths) == set(table.columns) and sum(widths.values()) <= COMPARE_FIT_PX, \
+        f"every column sized, and the table fits a 1280 px window: {widths}"
     assert any("2 different datasets" in w for w in texts(at.warning))
     assert table["balanced acc"].notna().all()
     from app.components import read_summary
@@ -260,7 +269,9 @@ def test_compare_shows_the_dataset_and_flags_runs_on_different_data(studio, tiny
         "a plain run beside a WiSE-FT run: its fitted head is named as part of the lead"
     assert any("A WiSE-FT run's row gives its fine-tuned model's figures (alpha 1)" in c for c in texts(at.caption)), \
         "which of the run's models its row measures"
-    shown = settings_that_differ_are_shown(next(d.value for d in at.dataframe if "val acc" in d.value.columns), second, wise)
+    table = next(d.value for d in at.dataframe if "val acc" in d.value.columns)
+    assert "methods" in table.columns, "methods that differ are compared in the table"
+    shown = settings_that_differ_are_shown(table, second, wise)
     assert shown, "these two runs differ in their learning rate: the table shows it"
 
     at.multiselect(key="compare_runs").set_value([first]).run()
@@ -269,8 +280,6 @@ def test_compare_shows_the_dataset_and_flags_runs_on_different_data(studio, tiny
     table = grid.value
     assert list(table.columns[:2]) == ["run", "methods"], "one dataset: its columns give way to the comparison"
     assert not table["run"].str.contains("three colours.zip").any(), "the dataset is named above, not in the run"
-    import json
-
     widths = {k: v.get("width") for k, v in json.loads(grid.proto.columns).items()}
     assert widths["run"] == 300, f"the run column takes the room the data columns left: {widths}"
     assert any("All on **three colours.zip** (3 classes" in c and "32 px" in c for c in texts(at.caption))

@@ -438,18 +438,41 @@ WISE_ROW_NOTE = ("A WiSE-FT run's row gives its fine-tuned model's figures (alph
                  "on the curve's images.")
 
 
-def shared_data_note(table: pd.DataFrame) -> pd.DataFrame:
-    """When every run in the Compare table trained on the same data at the same size, a caption names
-    it once and the table drops those columns (the same value in every row says nothing); otherwise
-    the table is returned unchanged."""
+def shared_columns_note(table: pd.DataFrame) -> pd.DataFrame:
+    """Columns with the same value in every row of the Compare table say nothing about the runs: a
+    caption names them once and the table drops them, so that the columns that compare fit the page.
+    The data columns go when every run trained on the same data at the same size, the image size
+    alone when only it is shared, the methods when two or more runs used the same ones."""
+    def same(c: str) -> bool:
+        return c in table.columns and table[c].nunique(dropna=False) == 1
+
+    first, words, drop = table.iloc[0], [], []
     cols = [c for c in DATA_COLUMNS if c in table.columns]
-    if not cols or any(table[c].nunique(dropna=False) > 1 for c in cols):
-        return table
-    first = table.iloc[0]
-    parts = [f"{int(first[c]):,} {c}" if c != "image px" else f"{int(first[c])} px"
-             for c in cols[1:] if pd.notna(first[c])]
-    st.caption(f"All on **{first['dataset']}**" + (f" ({', '.join(parts)})" if parts else "") + ".")
-    return table.drop(columns=cols)
+    if cols and all(same(c) for c in cols):
+        parts = [f"{int(first[c]):,} {c}" if c != "image px" else f"{int(first[c])} px"
+                 for c in cols[1:] if pd.notna(first[c])]
+        words.append(f"on **{first['dataset']}**" + (f" ({', '.join(parts)})" if parts else ""))
+        drop += cols
+    elif same("image px") and pd.notna(first["image px"]):
+        words.append(f"at {int(first['image px'])} px")
+        drop.append("image px")
+    if len(table) > 1 and same("methods"):
+        words.append(f"with {first['methods']}")
+        drop.append("methods")
+    if words:
+        st.caption(f"All {', '.join(words)}.")
+    return table.drop(columns=drop)
+
+
+COMPARE_FIT_PX = 816  # the Compare table's width in a 1280 px window with the sidebar open (measured)
+EXPANDER_PADDING_PX = 34  # an expander's table is this much narrower (measured: 786 px against 818)
+
+
+def run_width(table: pd.DataFrame, config: dict, fit: int = COMPARE_FIT_PX) -> int:
+    """The run column's width: the room the other columns leave in `fit` px, between 120 px (the
+    start time and a few words) and 300, so that the table fits a 1280 px window where it can."""
+    taken = sum(int(config[c]["width"]) for c in table.columns if c != "run" and isinstance(config.get(c, {}).get("width"), int))
+    return max(120, min(300, fit - taken))
 
 
 def compare_picker(candidates: list, labels: dict[str, str]) -> list[str]:
@@ -494,8 +517,7 @@ def compare(engine, runs) -> None:
         st.warning(f"These runs trained on {len(datasets_used)} different datasets ({', '.join(datasets_used)}): "
                    "accuracies on different data say nothing about which method is better. The rows are sorted "
                    "by dataset; compare runs on the same one.", icon=":material/warning:")
-    else:  # one dataset: say it once above the table, and the table keeps its width for the comparison
-        table = shared_data_note(table)
+    table = shared_columns_note(table)  # what every run shares is said once: the table keeps its width
     wise = ["wise_ft" in enabled_methods(by_id[r].config) for r in chosen]
     if any(wise) and not all(wise):
         st.caption(":material/info: WiSE-FT runs start fine-tuning from theta_0: the pretrained network with a "
@@ -509,19 +531,19 @@ def compare(engine, runs) -> None:
     config = {c: st.column_config.NumberColumn("balanced" if c == "balanced acc" else c, format="%.1f%%",
                                                help=COMPARE_HELP.get(c), width=72 if c == "balanced acc" else 64)
               for c in fractions}
-    # the run column takes the room the data columns leave when one dataset is named above the table
-    config |= {"run": st.column_config.TextColumn("run", width=160 if "dataset" in table.columns else 300, pinned=True),
-               "dataset": st.column_config.TextColumn("dataset", help=COMPARE_HELP["dataset"], width=120),
+    config |= {"dataset": st.column_config.TextColumn("dataset", help=COMPARE_HELP["dataset"], width=120),
                "methods": st.column_config.TextColumn("methods", width=112),
                "classes": st.column_config.NumberColumn("classes", format="%d", width=58),
                "images": st.column_config.NumberColumn("images", format="%d", width=58),
                "image px": st.column_config.NumberColumn("px", format="%d", width=40),
-               "epochs": st.column_config.NumberColumn("epochs", format="%d", width="small"),
-               "batch": st.column_config.NumberColumn("batch", format="%d", width="small",
+               "epochs": st.column_config.NumberColumn("epochs", format="%d", width=60),
+               "batch": st.column_config.NumberColumn("batch", format="%d", width=60,
                                                       help="Images per optimiser step."),
-               "img/s": st.column_config.NumberColumn("img/s", format="%.0f", width="small"),
+               "img/s": st.column_config.NumberColumn("img/s", format="%.0f", width=60),
+               "model": st.column_config.TextColumn("model", width=220),
+               "time": st.column_config.TextColumn("time", width=70),
                "lr": st.column_config.NumberColumn(
-                   "lr", format="%.4g", width="small",
+                   "lr", format="%.4g", width=64,
                    help="The learning rate as set. The Model and Train pages show the effective learning rate, "
                         "lr / (1 - momentum): 10 times this at the usual momentum of 0.9.")}
     setup = [c for c in ("model", "epochs", "batch", "lr", "img/s", "time") if c in table.columns]
@@ -529,6 +551,7 @@ def compare(engine, runs) -> None:
     # tell the chosen runs apart (runs of the same data and methods are named alike)
     differ = [c for c in ("epochs", "batch", "lr") if c in setup and table[c].nunique(dropna=False) > 1]
     main = table.drop(columns=[c for c in setup if c not in differ])
+    config["run"] = st.column_config.TextColumn("run", width=run_width(main, config), pinned=True)
     st.dataframe(main, hide_index=True, width="stretch", placeholder="",  # a missing number is a blank cell
                  column_config={k: v for k, v in config.items() if k in main.columns})
     if "balanced acc" in main.columns and main["balanced acc"].notna().any():  # said under the table, not only on hover
@@ -537,6 +560,8 @@ def compare(engine, runs) -> None:
     if setup:
         with st.expander("How each run was set up (model, epochs, batch size, learning rate, speed, time)",
                          icon=":material/settings:"):
+            config["run"] = st.column_config.TextColumn("run", pinned=True, width=run_width(
+                table[["run", *setup]], config, COMPARE_FIT_PX - EXPANDER_PADDING_PX))
             st.dataframe(table[["run", *setup]], hide_index=True, width="stretch", placeholder="",
                          column_config={k: v for k, v in config.items() if k in ("run", *setup)})
     compare_curves(curves)
@@ -579,4 +604,5 @@ def render() -> None:
         compare(engine, runs)
 
 
-render()
+if __name__ == "__main__":  # run as a page (st.Page executes it as __main__); importable for tests
+    render()
