@@ -151,7 +151,8 @@ def _resume(args: argparse.Namespace) -> int:
     in its own folder, with its own settings, under its own record in the store (a new record when
     the store has none)."""
     data_dir = Path(args.data_dir).resolve()
-    run_dir = _run_folder(args.resume, data_dir)[0].resolve()  # a folder, a run id or the end of one
+    run_dir, known = _run_folder(args.resume, data_dir)  # a folder, a run id or the end of one
+    run_dir = run_dir.resolve()
     if not (run_dir / "config.yaml").is_file():
         raise StudioError(f"{args.resume} is not a run folder (it has no config.yaml): give a run id (see `python -m "
                           "engine runs`) or the folder a run was written to, e.g. runs/runs/<run id>.")
@@ -161,7 +162,9 @@ def _resume(args: argparse.Namespace) -> int:
     cfg = RunConfig.load(run_dir / "config.yaml")
     _check_sources(cfg, data_dir)
     store = RunStore(data_dir / "studio.db")
-    rec = next((r for r in store.list_runs() if Path(r.run_dir).resolve() == run_dir), None)
+    rec = store.get_run(known) if known else None  # _run_folder read the store: its id for this folder, if any
+    if rec is not None and Path(rec.run_dir).resolve() != run_dir:
+        rec = None
     if rec is not None and rec.status in ("queued", "running"):
         raise StudioError(f"The run in {args.resume} is {rec.status} already.")
     run_id = rec.id if rec is not None else new_run_id()
