@@ -47,9 +47,10 @@ TAB_KEY = "tab_token"  # this browser tab's own draft in the store
 TAB_PARAM = "tab"  # ... and in the address, so that a refresh of the tab finds it
 TAB_TOKEN = re.compile(r"[0-9a-f]{8}")
 TRY_KEY = "try_inputs"  # Try it's last inputs: {"images" | "camera" | "zip": [[file name, upload ref], ...]},
-# and "source" (the radio's choice) and "choices" (its widgets' values: models, comparison, threshold)
+# "source" (the radio's choice), "choices" (view choices of Try it, Results and Explain: widget key -> value)
+# and "run_keys" (the choices that belong to one run, oldest first: the ones that age out)
 TRY_INPUT_KINDS = ("images", "camera", "zip")
-TRY_CHOICES_KEPT = 48  # one run's view choices kept in a draft (Try it's, Results', Explain's): the latest, across runs
+TRY_CHOICES_KEPT = 48  # per-run view choices kept in a draft (Try it's, Results', Explain's), across runs: the latest
 WIDGET_PREFIX = "w:"  # keys of widgets seeded from the config (cleared when a preset is applied)
 SAMPLE_LABEL = "Bundled sample: textures"
 
@@ -698,7 +699,7 @@ def message_words(text: str, names: dict[str, str] | None = None) -> str:
     """An engine message as the dashboard shows it: the user's names for their files (`user_words`)
     and settings named by their labels, without the keys the command line needs ("CPU threads
     (train.threads)" -> "CPU threads")."""
-    return without_setting_keys(user_words(text, names or {}))
+    return user_words(without_setting_keys(text), names or {})  # keys first: a file named like one stays
 
 
 # ---- runs ------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from typing import Any, Mapping
 
 import streamlit as st
 
-from engine.config import coerce_value
+from engine.config import coerce_value, field_label
 from engine.errors import StudioError
 from app.state import WIDGET_PREFIX
 
@@ -61,15 +61,6 @@ def widget_key(section: str, name: str) -> str:
     return f"{WIDGET_PREFIX}{section}.{name}"
 
 
-def humanise(name: str) -> str:
-    return name.replace("_", " ").strip().capitalize()
-
-
-def sentence_case(label: str) -> str:
-    """'training attack' -> 'Training attack' (the rest is kept: 'eps', 'PGD', 'L2')."""
-    return label[:1].upper() + label[1:] if label else label
-
-
 def field_info(section: str, cls: type, name: str, meta: Mapping[str, Any] | None = None) -> FieldInfo:
     """What to draw for `cls.name`: its dataclass metadata, overridden by `meta`."""
     f = {f.name: f for f in dataclasses.fields(cls)}[name]
@@ -77,7 +68,7 @@ def field_info(section: str, cls: type, name: str, meta: Mapping[str, Any] | Non
     typ = typing.get_type_hints(cls)[name]
     choices = m.get("choices")
     return FieldInfo(
-        section=section, name=name, type=typ, label=sentence_case(m.get("label") or humanise(name)), help=m.get("help"),
+        section=section, name=name, type=typ, label=field_label(name, m), help=m.get("help"),
         choices=tuple(choices) if choices is not None else None, labels=m.get("labels"),
         min=m.get("min"), max=m.get("max"), step=m.get("step"), scale=float(m.get("scale", 1.0) or 1.0),
         unit=m.get("unit", ""), format=m.get("format"), widget=m.get("widget"),
@@ -166,9 +157,9 @@ def field_widget(section: str, obj: Any, name: str, *, meta: Mapping[str, Any] |
         text = where.text_input(info.shown_label, key=key, help=(info.help or "") + " Comma-separated values.",
                                 disabled=disabled)
         try:
-            return coerce_value(info.label, info.type, text)  # the message names the field as drawn
-        except StudioError as exc:
-            where.error(f"{exc} Keeping {to_shown(info, value)}.")
+            return coerce_value(info.label, info.type, text)
+        except StudioError as exc:  # named as drawn, without the command line's backticks
+            where.error(f"{str(exc).replace(f'`{info.label}`', info.label)} Keeping {to_shown(info, value)}.")
             return value
 
     if info.type in (int, float):

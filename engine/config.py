@@ -203,23 +203,37 @@ CORE_SECTIONS: dict[str, type] = {
 }
 
 
+def field_label(name: str, meta: Mapping[str, Any]) -> str:
+    """A config field's label as the dashboard draws it: its metadata's `label` (else its name in
+    words), first letter upper-case ("training attack" -> "Training attack"; "eps", "PGD" kept)."""
+    label = meta.get("label") or name.replace("_", " ").strip()
+    return label[:1].upper() + label[1:]
 
-def setting_name(section: str, name: str) -> str:
+
+def _section_class(section: str) -> type | None:
+    return CORE_SECTIONS.get(section) or (METHOD_SECTIONS.get(section) or (None,))[0]
+
+
+def setting_name(section: str, name: str, cls: type | None = None) -> str:
     """A setting as messages name it: its label as the dashboard shows it, then its key for the
     command line and config files ("CPU threads (train.threads)"). The dashboard shows messages
-    without the keys (`without_setting_keys`). Raises KeyError for an unknown section or field."""
-    cls = CORE_SECTIONS.get(section) or METHOD_SECTIONS[section][0]
+    without the keys (`without_setting_keys`). `cls`: the section's dataclass (default: the registered
+    one). Raises KeyError for an unknown section or field."""
+    cls = cls or _section_class(section)
+    if cls is None:
+        raise KeyError(section)
     meta = {f.name: f.metadata for f in fields(cls)}[name]
-    label = meta.get("label") or name.replace("_", " ")
-    return f"{label[:1].upper() + label[1:]} ({section}.{name})"
+    return f"{field_label(name, meta)} ({section}.{name})"
 
 
 def without_setting_keys(text: str) -> str:
     """`text` without the setting keys that `setting_name` and the engine's messages put in brackets
     ("CPU threads (train.threads)" -> "CPU threads"; "lower it to 2 (optim.linear_probe_epochs=2)" ->
-    "lower it to 2"): the dashboard names its settings by their labels only."""
-    sections = "|".join(map(re.escape, sorted({*CORE_SECTIONS, *METHOD_SECTIONS}, key=len, reverse=True)))
-    return re.sub(rf" ?\((?:{sections})\.[a-z0-9_]+(?:\s?[=:][^()]*)?\)", "", text)
+    "lower it to 2"): the dashboard names its settings by their labels only. Only the registered
+    sections' real fields are taken out: "(data.zip)" stays."""
+    keys = [rf"{re.escape(section)}\.(?:{'|'.join(re.escape(f.name) for f in fields(cls))})"
+            for section, cls in {**CORE_SECTIONS, **{n: c for n, (c, _) in METHOD_SECTIONS.items()}}.items()]
+    return re.sub(rf" ?\((?:{'|'.join(keys)})(?:\s?[=:][^()]*(?:\([^()]*\)[^()]*)*)?\)", "", text)
 
 
 @dataclass(frozen=True)
@@ -420,13 +434,13 @@ def shown_value(meta: Mapping[str, Any], value: Any) -> str:
 
 def check_bounds(section: str, values: Any) -> list[str]:
     """Problems with one section's values against its fields' metadata (`min`, `max`, `choices`),
-    in the words the dashboard shows (the field's label and unit)."""
+    naming each field by its label and key (`setting_name`), values in the dashboard's units."""
     problems = []
     for f in fields(values):
         m, v = f.metadata, getattr(values, f.name)
         scale, unit = m.get("scale", 1), m.get("unit", "")
         unit = unit if unit.startswith("/") or not unit else f" {unit}"
-        shown = setting_name(section, f.name)
+        shown = setting_name(section, f.name, type(values))
         if "choices" in m and v not in m["choices"]:
             problems.append(f"{shown}: `{v}` is not a choice; choose {', '.join(map(str, m['choices']))}.")
         if isinstance(v, (int, float)) and not isinstance(v, bool) and ("min" in m or "max" in m):
@@ -449,9 +463,10 @@ def validate(cfg: RunConfig) -> None:
     if o.schedule not in SCHEDULES:
         problems.append(f"Unknown schedule `{o.schedule}`: choose one of {', '.join(SCHEDULES)}.")
     if o.linear_probe_epochs >= t.epochs and o.linear_probe_epochs > 0:
-        problems.append(f"{setting_name('optim', 'linear_probe_epochs')} is {o.linear_probe_epochs}, not fewer than "
-                        f"{setting_name('train', 'epochs')}, {t.epochs}: nothing would be fine-tuned. Lower it to "
-                        f"{max(t.epochs - 1, 0)} (optim.linear_probe_epochs={max(t.epochs - 1, 0)}) or train longer.")
+        problems.append(f"{setting_name('optim', 'linear_probe_epochs')} must be fewer than "
+                        f"{setting_name('train', 'epochs')} ({o.linear_probe_epochs} against {t.epochs}): nothing "
+                        f"would be fine-tuned. Lower it to {max(t.epochs - 1, 0)} "
+                        f"(optim.linear_probe_epochs={max(t.epochs - 1, 0)}) or train longer.")
     if not (t.device in ("auto", "cpu", "cuda", "mps") or t.device.startswith("cuda:")):
         problems.append(f"Unknown device `{t.device}`: use auto, cpu, cuda, cuda:N or mps.")
     if d.val_fraction + d.test_fraction >= 0.9:

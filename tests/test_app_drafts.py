@@ -282,7 +282,7 @@ def test_compare_shows_the_dataset_and_flags_runs_on_different_data(studio, tiny
     assert not table["run"].str.contains("three colours.zip").any(), "the dataset is named above, not in the run"
     widths = {k: v.get("width") for k, v in json.loads(grid.proto.columns).items()}
     assert widths["run"] == 300, f"the run column takes the room the data columns left: {widths}"
-    assert any("All on **three colours.zip** (3 classes" in c and "32 px" in c for c in texts(at.caption))
+    assert any(c.startswith("On **three colours.zip** (3 classes") and "32 px" in c for c in texts(at.caption))
     assert at.selectbox(key="compare_metric").value == "val_acc"
     curve = "train_loss"
     at.selectbox(key="compare_metric").set_value(curve).run()

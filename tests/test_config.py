@@ -91,10 +91,14 @@ def test_settings_in_messages_are_named_by_label_and_key_and_the_dashboard_drops
         assert "( " not in shown and "()" not in shown and "  " not in shown, shown
     shown = without_setting_keys(str(info.value))
     assert "CPU threads must be between 0 and 256 (got 257)" in shown
-    assert "Linear-probe epochs first is 3, not fewer than Epochs, 3: nothing would be fine-tuned. Lower it to 2 or " \
-           "train longer." in shown
+    assert "Linear-probe epochs first must be fewer than Epochs (3 against 3): nothing would be fine-tuned. Lower it " \
+           "to 2 or train longer." in shown
     assert "'Start pruning at (share of the run)' (0.9) is after 'Reach the target at (share of the run)' (0.5)" in shown
     assert "Lower it to 2 (optim.linear_probe_epochs=2)" in str(info.value), "the command line's words"
+    assert "'Gates when predicting': a mix of both copies (expected) averages" in shown
+    # only real settings are taken out: a file named in brackets stays; a value with brackets goes whole
+    assert without_setting_keys("Could not read it (data.zip).") == "Could not read it (data.zip)."
+    assert without_setting_keys("Keep it (pruning.target_sparsity=0.5 (50%)) here") == "Keep it here"
 
 
 def test_vit_needs_224():

@@ -451,21 +451,22 @@ def shared_columns_note(table: pd.DataFrame) -> pd.DataFrame:
     if cols and all(same(c) for c in cols):
         parts = [f"{int(first[c]):,} {c}" if c != "image px" else f"{int(first[c])} px"
                  for c in cols[1:] if pd.notna(first[c])]
-        words.append(f"on **{first['dataset']}**" + (f" ({', '.join(parts)})" if parts else ""))
+        words.append(f"on **{state.md_text(first['dataset'])}**" + (f" ({', '.join(parts)})" if parts else ""))
         drop += cols
     elif same("image px") and pd.notna(first["image px"]):
         words.append(f"at {int(first['image px'])} px")
         drop.append("image px")
     if len(table) > 1 and same("methods"):
-        words.append(f"with {first['methods']}")
+        words.append(f"with {' + '.join(str(first['methods']).split(', '))}")
         drop.append("methods")
     if words:
-        st.caption(f"All {', '.join(words)}.")
+        text = ", ".join(words)
+        st.caption(f"All {text}." if len(table) > 1 else f"{text[:1].upper()}{text[1:]}.")
     return table.drop(columns=drop)
 
 
-COMPARE_FIT_PX = 816  # the Compare table's width in a 1280 px window with the sidebar open (measured)
-EXPANDER_PADDING_PX = 34  # an expander's table is this much narrower (measured: 786 px against 818)
+COMPARE_FIT_PX = 816  # the Compare table's width in a 1280 px window with the sidebar open (818 px measured), less 2
+EXPANDER_PADDING_PX = 34  # a table in an expander is this much narrower (measured: 784 px against 818)
 
 
 def run_width(table: pd.DataFrame, config: dict, fit: int = COMPARE_FIT_PX) -> int:

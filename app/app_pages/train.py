@@ -119,7 +119,8 @@ def recent_table(engine) -> None:
         st.dataframe([{"run": r.name, "status": r.status,
                        # as the run pickers and Results write it: a continued run keeps its first start
                        "started": components.short_time(r.created or r.started), "id": r.id,
-                       "message": (r.error or "").splitlines()[0] if r.error else ""} for r in runs],
+                       "message": state.message_words(r.error, state.config_names(r.config)).splitlines()[0]
+                       if r.error else ""} for r in runs],
                      hide_index=True, width="stretch")
 
 

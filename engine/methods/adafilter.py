@@ -551,9 +551,9 @@ class AdaFilterHook(MethodHook):
 def _check(run_cfg, c: AdaFilterConfig) -> list[str]:
     problems = []  # bounds and choices are checked from the fields' metadata
     if c.eval_gates == "expected" and not c.gumbel:
-        problems.append(f"AdaFilter's mix of both copies when predicting (adafilter.eval_gates: expected) averages "
-                        f"the random gate choices of training: turn on '{setting_name('adafilter', 'gumbel')}', or "
-                        "predict with one copy per filter (adafilter.eval_gates: hard).")
+        problems.append(f"'{setting_name('adafilter', 'eval_gates')}': a mix of both copies (expected) averages the "
+                        f"random gate choices of training: turn on '{setting_name('adafilter', 'gumbel')}', or predict "
+                        "with one copy per filter (hard).")
     return problems
 
 

@@ -235,7 +235,8 @@ class PruningHook(MethodHook):
         if c.stage_fractions:
             if len(c.stage_fractions) != len(self.stage_names):
                 raise StudioError(
-                    f"pruning.stage_fractions has {len(c.stage_fractions)} values but {ctx.cfg.backbone.name} has "
+                    f"{setting_name('pruning', 'stage_fractions')} has {len(c.stage_fractions)} values but "
+                    f"{ctx.cfg.backbone.name} has "
                     f"{len(self.stage_names)} stages ({', '.join(self.stage_names)}): give one fraction per stage."
                 )
             self.fractions = [float(f) for f in c.stage_fractions]
