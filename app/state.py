@@ -52,6 +52,7 @@ TRY_KEY = "try_inputs"  # Try it's last inputs: {"images" | "camera" | "zip": [[
 TRY_INPUT_KINDS = ("images", "camera", "zip")
 TRY_CHOICES_KEPT = 48  # per-run view choices kept in a draft (Try it's, Results', Explain's), across runs: the latest
 WIDGET_PREFIX = "w:"  # keys of widgets seeded from the config (cleared when a preset is applied)
+INPUT_ERRORS_KEY = "input_errors"  # widget key -> (why its text was not taken, the text): app.widgets
 SAMPLE_LABEL = "Bundled sample: textures"
 
 
@@ -683,16 +684,26 @@ def reset_widgets() -> None:
     """Forget the seeded widget values so they are drawn again from the config (after a preset)."""
     for key in [k for k in st.session_state if isinstance(k, str) and k.startswith(WIDGET_PREFIX)]:
         del st.session_state[key]
+    st.session_state.pop(INPUT_ERRORS_KEY, None)  # the preset's values replace whatever was typed
 
 
 def config_problems(cfg: RunConfig) -> str | None:
-    """The engine's validation message for `cfg` in the dashboard's words (`message_words`), or None
-    when it can run."""
+    """The engine's validation message for `cfg` in the dashboard's words (`message_words`), with any
+    setting of a section in use whose typed text could not be read (app.widgets: the config keeps the
+    old value, not what the box shows, until the text is fixed), or None when it can run."""
+    typed = [m for k, (m, _) in (st.session_state.get(INPUT_ERRORS_KEY) or {}).items() if _setting_in_use(cfg, k)]
     try:
         validate(cfg)
     except StudioError as exc:
-        return message_words(str(exc))
-    return None
+        return message_words(str(exc)) + "".join(f"\n- {m}" for m in typed)
+    return ("The run settings need fixing:" + "".join(f"\n- {m}" for m in typed)) if typed else None
+
+
+def _setting_in_use(cfg: RunConfig, widget: str) -> bool:
+    """Whether the setting behind a widget key ("w:wise_ft.alphas") matters to the run: a core one
+    always, a method's while the method is on."""
+    section = widget.removeprefix(WIDGET_PREFIX).split(".", 1)[0]
+    return section not in cfg.methods or bool(getattr(cfg.methods[section], "enabled", True))
 
 
 def message_words(text: str, names: dict[str, str] | None = None) -> str:

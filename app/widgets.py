@@ -28,7 +28,7 @@ import streamlit as st
 
 from engine.config import coerce_value, field_label
 from engine.errors import StudioError
-from app.state import WIDGET_PREFIX
+from app.state import INPUT_ERRORS_KEY, WIDGET_PREFIX
 
 
 @dataclass(frozen=True)
@@ -153,14 +153,18 @@ def field_widget(section: str, obj: Any, name: str, *, meta: Mapping[str, Any] |
         return where.selectbox(info.shown_label, choices, key=key, help=info.help, disabled=disabled, format_func=fmt)
 
     if _is_sequence(info.type):
-        _seed(key, to_shown(info, value))
+        errors = st.session_state.setdefault(INPUT_ERRORS_KEY, {})  # key -> (why, the text typed)
+        _seed(key, errors[key][1] if key in errors else to_shown(info, value))  # back on the page: the text as typed
         text = where.text_input(info.shown_label, key=key, help=(info.help or "") + " Comma-separated values.",
                                 disabled=disabled)
         try:
-            return coerce_value(info.label, info.type, text)
+            got = coerce_value(info.label, info.type, text)
         except StudioError as exc:  # named as drawn, without the command line's backticks
-            where.error(f"{str(exc).replace(f'`{info.label}`', info.label)} Keeping {to_shown(info, value)}.")
+            errors[key] = (str(exc).replace(f"`{info.label}`", info.label), text)
+            where.error(f"{errors[key][0]} No run starts until it is fixed (the last value read: {to_shown(info, value)}).")
             return value
+        errors.pop(key, None)
+        return got
 
     if info.type in (int, float):
         shown = to_shown(info, value)

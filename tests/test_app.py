@@ -297,9 +297,14 @@ def test_a_newly_registered_method_gets_a_switch_settings_charts_and_its_result_
     assert toy == ToyConfig(enabled=True, strength=pytest.approx(8 / 255), rounds=5, mode="hard", levels=(0.25, 0.75))
     # a bad tuple keeps the old value and says why
     at.text_input(key="w:toy.levels").input("0.25, lots").run()
-    assert any(e.startswith("Levels must be a number, got 'lots'. Keeping ") for e in texts(at.error)), texts(at.error)
+    assert any(e.startswith("Levels must be a number, got 'lots'. No run starts until it is fixed") for e in texts(at.error)), \
+        texts(at.error)
     assert not any("toy.levels" in e for e in texts(at.error))
     assert at.session_state["cfg"].methods["toy"].levels == (0.25, 0.75)
+    assert any("need fixing" in w and "Levels must be a number" in w for w in texts(at.warning)), \
+        "while the box shows text the run would not use, the page is not ready"
+    at.text_input(key="w:toy.levels").input("0.25, 0.75").run()
+    assert not any("need fixing" in w for w in texts(at.warning))
 
     run_id = start_run(at)
     assert engine().wait(run_id, RUN_TIMEOUT) == "finished"
@@ -509,6 +514,53 @@ def test_a_preset_sets_the_whole_config_and_keeps_the_dataset(studio, tiny_bytes
         assert at.session_state["cfg"].optim.linear_probe_epochs == 1, "fewer epochs shorten the probe phase"
         assert any("Linear-probe epochs lowered from 2 to 1" in c for c in texts(at.caption))
         assert badge not in texts(at.markdown), "changed settings are no longer the preset's, on the same rerun"
+
+
+def test_a_look_at_a_backbone_without_bundled_weights_says_what_it_did_to_the_weights_and_undoes_it(studio):
+    """Picking ResNet-50 (no bundled weights) changes the start, visibly; going back to ResNet-18 gives
+    the bundled weights back, unless the user chose other weights meanwhile."""
+    at = new_app()
+    at.switch_page("app_pages/model.py").run()
+    assert at.session_state["cfg"].backbone.pretrained == "bundled"
+    at.selectbox(key="w:backbone.name").set_value("resnet50").run()
+    no_problems(at)
+    cfg = at.session_state["cfg"].backbone
+    assert cfg.name == "resnet50" and cfg.pretrained in ("none", "imagenet")
+    assert any(i.startswith("ResNet-50 has no bundled weights, so this run would start from") for i in texts(at.info)), \
+        texts(at.info)
+    at.selectbox(key="w:backbone.name").set_value("mobilenet_v3_small").run()
+    assert at.session_state["cfg"].backbone.pretrained == "bundled", "a backbone with bundled weights gets them back"
+    assert any("has bundled weights: the start is back to bundled weights" in i for i in texts(at.info))
+    at.selectbox(key="w:backbone.name").set_value("resnet50").run()
+    at.radio(key="w:backbone.pretrained").set_value("imagenet").run()  # the user's own choice on ResNet-50
+    assert not any("bundled weights" in i for i in texts(at.info)), "the note goes with the weights it was about"
+    at.selectbox(key="w:backbone.name").set_value("resnet18").run()
+    no_problems(at)
+    assert at.session_state["cfg"].backbone.pretrained == "imagenet", "weights the user chose stay"
+
+
+def test_text_that_cannot_be_read_keeps_runs_from_starting_until_it_is_fixed(studio):
+    """A list typed with a word in it: the config keeps its last good value, so no run starts while the
+    box shows something else, on the Model page and the Train page; the typed text stays in its box
+    when the user comes back; switching the method off, or fixing the text, lets runs start."""
+    at = new_app()
+    at.switch_page("app_pages/model.py").run()
+    at.toggle(key="w:wise_ft.enabled").set_value(True).run()
+    at.text_input(key="w:wise_ft.alphas").input("0.5, lots").run()
+    no_problems(at)
+    why = "Alphas evaluated after training must be a number, got 'lots'."
+    assert any(w.startswith("The run settings need fixing:") and why in w for w in texts(at.warning)), texts(at.warning)
+    for _ in range(2):  # the first visit and a rerun alike
+        at.switch_page("app_pages/train.py").run()
+        assert at.button(key="start").disabled and any(why in w for w in texts(at.warning))
+    at.switch_page("app_pages/model.py").run()
+    assert at.text_input(key="w:wise_ft.alphas").value == "0.5, lots", "the text as typed, to fix"
+    at.toggle(key="w:wise_ft.enabled").set_value(False).run()
+    assert not any("need fixing" in w for w in texts(at.warning)), "a method switched off does not hold runs back"
+    at.toggle(key="w:wise_ft.enabled").set_value(True).run()
+    at.text_input(key="w:wise_ft.alphas").input("0, 0.5, 1").run()
+    assert not any("need fixing" in w for w in texts(at.warning))
+    assert at.session_state["cfg"].methods["wise_ft"].alphas == (0.0, 0.5, 1.0)
 
 
 def test_settings_that_need_fixing_are_named_as_the_page_labels_them(studio):

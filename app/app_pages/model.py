@@ -161,6 +161,12 @@ def backbone_section(engine) -> None:
         label="Start from these weights", choices=options, labels=labels,
         help="Fine-tuning starts from these weights; only the new classification head starts random."))
     st.caption(PRETRAINED_TEXT.get(pretrained, ""))
+    note = st.session_state.get(WEIGHTS_NOTE_KEY)  # (what switching the backbone did, the weights it chose)
+    if note is not None and note[1] != pretrained:  # the user chose other weights since: theirs stay
+        st.session_state.pop(WEIGHTS_NOTE_KEY)
+        st.session_state.pop(WEIGHTS_WANTED_KEY, None)
+    elif note is not None:
+        st.info(note[0], icon=":material/swap_horiz:")
     checkpoint = cfg.backbone.checkpoint
     if pretrained == "imagenet" and not avail.get("imagenet"):
         st.warning(f"The ImageNet weights for {name} are not on this machine yet: the run downloads "
@@ -172,12 +178,31 @@ def backbone_section(engine) -> None:
     state.update_section("backbone", pretrained=pretrained, checkpoint=checkpoint if pretrained == "checkpoint" else "")
 
 
+WEIGHTS_WANTED_KEY = "weights_wanted"  # (weights chosen, weights put in their place) after a backbone without them
+WEIGHTS_NOTE_KEY = "weights_note"  # (what the last backbone switch did to the weights, the weights it chose)
+
+
 def _switch_backbone(cfg: RunConfig, name: str) -> None:
-    """A new backbone: keep usable weights and a legal image size; redraw those widgets."""
+    """A new backbone: keep usable weights and a legal image size; redraw those widgets. When the new
+    backbone has no bundled weights the start changes to the best offline one, the page says so, and
+    a later backbone that has them gets the bundled weights back (unless the user chose other
+    weights meanwhile)."""
     spec = BACKBONES[name]
     pretrained = cfg.backbone.pretrained
-    if pretrained == "bundled" and not spec.has_bundled():
+    wanted = st.session_state.pop(WEIGHTS_WANTED_KEY, None)
+    st.session_state.pop(WEIGHTS_NOTE_KEY, None)
+    if wanted is not None and pretrained == wanted[1] and wanted[0] == "bundled" and spec.has_bundled():
+        pretrained = "bundled"
+        st.session_state[WEIGHTS_NOTE_KEY] = (f"{spec.title} has bundled weights: the start is back to "
+                                              f"{state.WEIGHTS_TEXT['bundled']}.", pretrained)
+    elif pretrained == "bundled" and not spec.has_bundled():
         pretrained = offline_pretrained(name)
+        st.session_state[WEIGHTS_WANTED_KEY] = ("bundled", pretrained)
+        st.session_state[WEIGHTS_NOTE_KEY] = (
+            f"{spec.title} has no bundled weights, so this run would start from {state.WEIGHTS_TEXT[pretrained]}"
+            + (" (expect much lower accuracy on a small dataset): choose ImageNet to download its weights (needs "
+               "internet)" if pretrained == "none" else "")
+            + ". A backbone with bundled weights gets them back.", pretrained)
     size = spec.fixed_image_size or max(cfg.data.image_size, spec.min_image_size)
     state.update_section("backbone", name=name, pretrained=pretrained,
                          checkpoint=cfg.backbone.checkpoint if pretrained == "checkpoint" else "")
