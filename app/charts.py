@@ -12,6 +12,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import altair as alt
 import pandas as pd
 
+from engine.corruptions import corruption_name
+
 # Friendly names for the metrics the engine and the methods log. Unknown names are humanised.
 METRIC_LABELS = {
     "train_loss": "Training loss",
@@ -91,15 +93,6 @@ def epoch_subset_caption(config: Mapping[str, Any] | None, measured: Mapping[str
     if not parts:
         return None
     return " ".join(p[0].upper() + p[1:] + "." for p in parts)
-
-
-CORRUPTION_NAMES = {"gaussian_noise": "Gaussian noise", "gaussian_blur": "Gaussian blur", "contrast": "Contrast",
-                    "brightness": "Brightness", "jpeg": "JPEG", "pixelate": "Pixelation"}  # engine.corruptions'
-
-
-def corruption_name(key: str) -> str:
-    """A corruption of the OOD suite as people write it ("JPEG", "Gaussian noise"); an unknown one unchanged."""
-    return CORRUPTION_NAMES.get(key, key.replace("_", " "))
 
 
 def metric_label(name: str) -> str:

@@ -83,7 +83,9 @@ class DataConfig:
 @dataclass(frozen=True)
 class BackboneConfig:
     name: str = knob("resnet18", label="Backbone", help="A registered architecture (python -m engine backbones).")
-    pretrained: str = knob("bundled", label="Pretrained weights", choices=list(PRETRAINED_SOURCES))
+    pretrained: str = knob("bundled", label="Pretrained weights", choices=list(PRETRAINED_SOURCES), help=(
+        "The weights fine-tuning starts from: bundled (offline), imagenet (downloaded once), none (from scratch) "
+        "or checkpoint (your own file)."))
     checkpoint: str = knob("", label="Checkpoint file", help="A .pt/.pth/.safetensors file, when pretrained is checkpoint.")
 
 
@@ -110,7 +112,8 @@ class OptimConfig:
                                   widget="slider", help="Share of all steps spent warming up (warmup_cosine).")
     step_every_fraction: float = knob(0.33, label="Decay every (share of steps)", min=0.05, max=1.0, step=0.05,
                                       format="%.2f", help="For the step schedule: decay after each such share.")
-    step_gamma: float = knob(0.1, label="Decay factor", min=0.0, max=1.0, step=0.05, format="%.2f")
+    step_gamma: float = knob(0.1, label="Decay factor", min=0.0, max=1.0, step=0.05, format="%.2f", help=(
+        "Step decay multiplies the learning rate by this at each step down (0.1: to a tenth)."))
     slow_start_fraction: float = knob(0.4, label="Slow start (share of steps)", min=0.05, max=0.95, step=0.05,
                                       format="%.2f", widget="slider",
                                       help="The learning rate rises linearly over this share of the steps.")
@@ -176,7 +179,8 @@ class EvalConfig:
         "its left-right mirror, in every accuracy the run reports, on Try it, in predict and in the "
         "exported TorchScript / ONNX files. Twice the prediction cost; +2.6 test points over 3 seeds in the quick demo "
         "(benchmarks/speedups.py). Attacks (robust accuracy) target the plain model."))
-    eval_batch_size: int = knob(256, label="Evaluation batch size", unit="images", min=1, max=4096)
+    eval_batch_size: int = knob(256, label="Evaluation batch size", unit="images", min=1, max=4096, help=(
+        "Images per pass when accuracy is measured: larger is faster and needs more memory; the figures are the same."))
     robust: bool = knob(False, label="Measure robust accuracy", help=(
         "Attack the model with PGD (small worst-case pixel changes) and report the accuracy that survives, each "
         "epoch on a validation subset and at the end on the test split. Slower."))

@@ -154,6 +154,14 @@ CORRUPTIONS: dict[str, Corruption] = {
     "jpeg": jpeg,
     "pixelate": pixelate,
 }
+# as people write them, for the charts and the model card ("JPEG", not "jpeg")
+CORRUPTION_NAMES = {"gaussian_noise": "Gaussian noise", "gaussian_blur": "Gaussian blur", "contrast": "Contrast",
+                    "brightness": "Brightness", "jpeg": "JPEG", "pixelate": "Pixelation"}
+
+
+def corruption_name(key: str) -> str:
+    """A corruption of the OOD suite as people write it ("JPEG", "Gaussian noise"); an unknown one unchanged."""
+    return CORRUPTION_NAMES.get(key, key.replace("_", " "))
 
 
 def _check_images(images: torch.Tensor) -> None:

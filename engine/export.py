@@ -23,6 +23,7 @@ from engine.augment import to_float
 from engine.backbones import Classifier, backbone_title
 from engine.checkpoints import load_checkpoint, save_checkpoint
 from engine.config import RunConfig, shown_value
+from engine.corruptions import corruption_name
 from engine.evaluate import FlipAverage
 from engine.methods import METHODS
 from engine.runs import load_structured, model_from_state
@@ -155,7 +156,7 @@ def training_lines(cfg: RunConfig, summary: dict[str, Any]) -> list[str]:
     from engine.lr_find import lr_find_sentence
 
     lines = ["## Training",
-             f"- {cfg.train.epochs} epochs, batch {cfg.train.batch_size}, {cfg.optim.optimizer} lr {cfg.optim.lr:g} "
+             f"- {cfg.train.epochs} epoch{'' if cfg.train.epochs == 1 else 's'}, batch {cfg.train.batch_size}, {cfg.optim.optimizer} lr {cfg.optim.lr:g} "
              f"(momentum {cfg.optim.momentum:g}, effective lr {cfg.effective_lr:g}), schedule "
              f"{cfg.optim.schedule.replace('_', ' ')}"]
     if summary.get("lr_find"):
@@ -164,6 +165,12 @@ def training_lines(cfg: RunConfig, summary: dict[str, Any]) -> list[str]:
                                   or "plain fine-tuning"))
     return lines + [f"  - {METHODS[m].title if m in METHODS else m}: {method_settings_text(cfg.methods[m])}"
                     for m in cfg.enabled_methods()]
+
+
+# what a run started from, in the model card's words (backbone.pretrained)
+CARD_WEIGHTS = {"bundled": "the studio's bundled weights (pretrained offline on formula-drawn images)",
+                "imagenet": "torchvision's ImageNet weights", "none": "random weights (no pretraining)",
+                "checkpoint": "a checkpoint the user gave"}
 
 
 def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck] | None = None) -> str:
@@ -177,7 +184,7 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
         "",
         "## Model",
         f"- Architecture: {backbone_title(cfg.backbone.name)} (`{cfg.backbone.name}`; {summary.get('num_params', 0):,} parameters), "
-        f"started from `{cfg.backbone.pretrained}` weights",
+        f"started from {CARD_WEIGHTS.get(cfg.backbone.pretrained, cfg.backbone.pretrained + ' weights')}",
         f"- Input: RGB pixels in [0, 1], {cfg.data.image_size} x {cfg.data.image_size} (normalisation is inside the model)",
         f"- Classes ({len(summary.get('classes', []))}): {', '.join(summary.get('classes', []))}",
     ]
@@ -225,7 +232,7 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
         lines.append(f"- Imbalanced classes ('{imb['largest']}' {imb['ratio']}x '{imb['smallest']}'): test balanced "
                      f"accuracy {pct(summary['test_balanced_acc'])}, macro-F1 {pct(summary.get('test_macro_f1'))}")
     for k, v in (summary.get("ood_acc_by_corruption") or {}).items():
-        lines.append(f"  - {k.replace('_', ' ')}: {pct(v)}")
+        lines.append(f"  - {corruption_name(k)}: {pct(v)}")
     if summary.get("ood_user_acc") is not None:
         lines.append(f"- Your OOD set: {pct(summary['ood_user_acc'])}")
     if summary.get("robust_acc") is not None:

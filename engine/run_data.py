@@ -47,7 +47,7 @@ def check_data_limits(cfg: RunConfig, data: DataSplits, limits) -> None:
     if limits.max_epoch_images and budget > limits.max_epoch_images:
         most = max(1, limits.max_epoch_images // max(len(data.train), 1))
         raise LimitExceeded(f"{cfg.train.epochs} epochs x {len(data.train):,} training images is over this server's "
-                            f"budget of {limits.max_epoch_images:,} image-epochs per run: use at most {most} epochs.")
+                            f"budget of {limits.max_epoch_images:,} image-epochs per run: use at most {most} epoch{'' if most == 1 else 's'}.")
 
 
 def subsample_train(splits: DataSplits, per_class: int, seed: int) -> DataSplits:

@@ -160,7 +160,9 @@ def test_compare_chart_has_one_line_per_run():
 def test_labels_for_known_and_unknown_metrics():
     assert charts.metric_label("val_acc") == "Validation accuracy"
     assert charts.metric_label("ood/gaussian_blur") == "OOD: Gaussian blur"
-    assert set(charts.CORRUPTION_NAMES) == set(__import__("engine.corruptions").corruptions.CORRUPTIONS), "every one named"
+    from engine.corruptions import CORRUPTION_NAMES, CORRUPTIONS
+
+    assert set(CORRUPTION_NAMES) == set(CORRUPTIONS), "every one named"
     assert charts.metric_label("toy_score") == "Toy score"
     assert charts.is_fraction_metric("robust_acc") and charts.is_fraction_metric("sparsity")
     assert not charts.is_fraction_metric("train_loss")

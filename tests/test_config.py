@@ -137,3 +137,15 @@ def test_every_method_takes_its_words_from_its_notes(tmp_path, monkeypatch):
         MethodSpec.from_notes("half", config_cls=object, build=None)
     with pytest.raises(ValueError, match="no front matter"):
         MethodSpec.from_notes("missing", config_cls=object, build=None)
+
+
+def test_every_setting_has_a_label_and_plain_help():
+    """The dashboard draws each setting from its metadata: a label and a ? help for every one (a new
+    user found "Start pruning at" without one among fields that all had it)."""
+    from engine.config import CORE_SECTIONS, METHOD_SECTIONS
+
+    missing = [f"{section}.{f.name}"
+               for section, cls in {**CORE_SECTIONS, **{n: c for n, (c, _) in METHOD_SECTIONS.items()}}.items()
+               for f in dataclasses.fields(cls)
+               if f.name != "enabled" and not (f.metadata.get("label") and f.metadata.get("help"))]
+    assert missing == [], missing

@@ -8,7 +8,7 @@ import torch
 from engine.backbones import BACKBONES, build_model
 from engine.errors import StudioError
 from engine.explain import ATTRIBUTIONS, MIN_CAM_SIDE, attribute, confusion_cell, gradcam_layer, highest_loss
-from engine.export import export_all, model_card
+from engine.export import CARD_WEIGHTS, export_all, model_card
 from engine.train import train
 
 
@@ -107,6 +107,13 @@ def test_model_card_mentions_methods_and_metrics(trained):
     cfg = trained.context.cfg
     slow = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, schedule="slow_start_fast_decay"))
     assert "schedule slow start fast decay" in model_card(slow, trained.summary)
+    # the start and the corruptions in words, as the dashboard names them (the card said "started from
+    # `bundled` weights" and "gaussian noise", "pixelate" where Results says "Gaussian noise", "Pixelation")
+    one = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=1))
+    card = model_card(one, {**trained.summary, "ood_acc_by_corruption": {"gaussian_noise": 0.5, "pixelate": 0.25}})
+    assert "started from `" not in card and any(f"started from {w}" in card for w in CARD_WEIGHTS.values())
+    assert "  - Gaussian noise: 50.0%" in card and "  - Pixelation: 25.0%" in card
+    assert "- 1 epoch, batch" in card, "one epoch, not '1 epochs'"
 
 
 def test_torchscript_export_does_not_fill_the_log_with_torchscripts_deprecation_warnings(tmp_path):

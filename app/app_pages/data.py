@@ -5,6 +5,7 @@ out-of-distribution test set."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import streamlit as st
 
@@ -184,8 +185,10 @@ def choose_source(engine) -> None:
         earlier_uploads(engine, "dataset", state.dataset().source, use)  # (the upload above may have changed it)
 
     else:
+        roots = engine.data_roots.roots if engine.data_roots else ()
+        example = str(Path(roots[0]) / "my_images") if roots else "/data/my_images"  # a folder it may read
         folder = st.text_input("Folder on this server", key="folder_path",
-                               placeholder="/data/my_images", help="An absolute path on the machine running the "
+                               placeholder=example, help="An absolute path on the machine running the "
                                "studio, holding one sub-folder per class.")
         c1, c2 = st.columns([1, 4])
         if c1.button("Use this folder", disabled=not folder.strip()):
@@ -193,9 +196,8 @@ def choose_source(engine) -> None:
             if allowed.ok:
                 datasets.forget(str(allowed.value))
                 _activate(engine, state.Dataset("folder", str(allowed.value), folder.strip()))
-        roots = engine.data_roots.roots if engine.data_roots else ()
         st.caption("Folders this server may read: " + (", ".join(f"`{r}`" for r in roots) or "none")
-                   + " (set STUDIO_DATA_ROOTS to change).")
+                   + ". Whoever runs the studio can change this list (STUDIO_DATA_ROOTS, in README's Shared server section).")
         if ds.kind == "folder" and c2.button("Scan the folder again", help="After you added or removed files."):
             datasets.forget(ds.source)
 

@@ -290,7 +290,7 @@ def repeat_command(engine, cfg_file: Path, download_name: str, run_id: str, best
     from app.auth import LOCAL_HOSTS
 
     if os.environ.get("STUDIO_HOST", "127.0.0.1") in LOCAL_HOSTS:
-        st.caption("To repeat this run without the dashboard, on this computer, in the studio's folder:")
+        st.caption("To repeat this run without the dashboard, on the computer that runs the studio, in the studio's folder:")
         st.code(f"python -m engine train --config {shlex.quote(str(cfg_file))} --data-dir "
                 f"{shlex.quote(str(engine.data_dir))}", language="bash", wrap_lines=True)
         weights = ", with the best validation epoch's weights picked above" if best else ""

@@ -36,13 +36,22 @@ class AdversarialConfig:
     step_size: float = field(default=1 / 255, metadata={"shown_when": "attack=pgd", "label": "step size", "scale": 255, "unit": "/255",
                                                         "min": 0.0, "max": 16 / 255, "step": 0.25 / 255,
                                                         "help": "Per PGD step; FGSM uses 1.25 x eps."})
-    steps: int = field(default=3, metadata={"shown_when": "attack=pgd", "label": "PGD steps (k)", "min": 1, "max": 20})
-    random_start: bool = True
+    steps: int = field(default=3, metadata={"shown_when": "attack=pgd", "label": "PGD steps (k)", "min": 1, "max": 20,
+                                               "help": "Attack steps per training image: more make a stronger "
+                                                       "attack and cost one forward and backward pass each."})
+    random_start: bool = field(default=True, metadata={"label": "random start", "help": (
+        "Start each attack at a random point within eps of the image, as Madry et al. and FGSM-RS do, instead of "
+        "at the image itself.")})
     clean_weight: float = field(default=0.0, metadata={"label": "clean loss weight", "min": 0.0, "max": 1.0,
                                                        "step": 0.05, "help": "0 = adversarial loss only; 0.5 = half clean, half adversarial."})
-    co_guard: bool = field(default=True, metadata={"shown_when": "attack=fgsm", "label": "catastrophic-overfitting guard (FGSM)"})
-    co_subset: int = field(default=128, metadata={"shown_when": "co_guard", "label": "guard: training images checked", "min": 16, "max": 2048})
-    co_drop: float = field(default=0.5, metadata={"shown_when": "co_guard", "label": "guard: collapse below this fraction of the best", "min": 0.0, "max": 1.0, "step": 0.05})
+    co_guard: bool = field(default=True, metadata={"shown_when": "attack=fgsm", "label": "catastrophic-overfitting guard (FGSM)",
+                                                  "help": "FGSM training can suddenly stop resisting stronger attacks: "
+                                                          "after each epoch, check PGD accuracy on some training images, "
+                                                          "and when it collapses go back to the best epoch and stop."})
+    co_subset: int = field(default=128, metadata={"shown_when": "co_guard", "label": "guard: training images checked", "min": 16, "max": 2048,
+                                                  "help": "How many training images the guard attacks after each epoch."})
+    co_drop: float = field(default=0.5, metadata={"shown_when": "co_guard", "label": "guard: collapse below this fraction of the best", "min": 0.0, "max": 1.0, "step": 0.05,
+                                                 "help": "0.5: a collapse is PGD accuracy below half its best so far."})
 
 
 class AdversarialHook(MethodHook):

@@ -22,9 +22,13 @@ from engine.contract import MethodHook
 class L2SPConfig:
     enabled: bool = False
     alpha: float = field(default=0.01, metadata={  # strength of the pull toward the pretrained trunk weights
-        "label": "alpha (pull toward pretrained)", "min": 0.0, "max": 100.0, "step": 0.001})
+        "label": "alpha (pull toward pretrained)", "min": 0.0, "max": 100.0, "step": 0.001,
+        "help": "How strongly the trunk's weights are pulled back toward the pretrained ones (L2-SP's alpha): 0 = "
+                "no pull; Li et al. 2020 found the pull can hurt when your images differ from the pretraining ones."})
     beta: float = field(default=0.01, metadata={  # L2 on the new head (instead of the optimiser's weight decay)
-        "label": "beta (L2 on the new head)", "min": 0.0, "max": 1.0, "step": 0.001})
+        "label": "beta (L2 on the new head)", "min": 0.0, "max": 1.0, "step": 0.001,
+        "help": "A plain weight penalty on the new classification head, which has no pretrained weights to be "
+                "pulled toward (L2-SP's beta)."})
 
 
 class L2SPHook(MethodHook):

@@ -58,7 +58,9 @@ class PruningConfig:
         "help": "cubic (Zhu & Gupta 2017): prune fast at first, then slowly. linear: evenly. "
                 "one_shot: everything at the start of the span."})
     start_fraction: float = field(default=0.0, metadata={
-        "label": "start pruning at (share of the run)", "min": 0.0, "max": 1.0, "step": 0.05})
+        "label": "start pruning at (share of the run)", "min": 0.0, "max": 1.0, "step": 0.05,
+        "help": "0 prunes from the first step; 0.2 fine-tunes the dense network for the first fifth of the run, "
+                "then starts removing weights."})
     end_fraction: float = field(default=0.75, metadata={
         "label": "reach the target at (share of the run)", "min": 0.0, "max": 1.0, "step": 0.05,
         "help": "The rest of the run fine-tunes at full sparsity, which wins accuracy back."})
@@ -90,11 +92,15 @@ class PruningConfig:
     auto: bool = field(default=False, metadata={
         "label": "auto: search per-stage fractions (Bayesian optimisation)",
         "help": "Runs short trial fine-tunes first (Optuna) and uses the best setting for the main run."})
-    trials: int = field(default=10, metadata={"shown_when": "auto", "label": "auto: trials", "min": 2, "max": 200})
-    trial_epochs: int = field(default=1, metadata={"shown_when": "auto", "label": "auto: epochs per trial", "min": 1, "max": 20})
+    trials: int = field(default=10, metadata={"shown_when": "auto", "label": "auto: trials", "min": 2, "max": 200,
+                                               "help": "Short fine-tunes the search tries, the first without pruning."})
+    trial_epochs: int = field(default=1, metadata={"shown_when": "auto", "label": "auto: epochs per trial", "min": 1, "max": 20,
+                                                    "help": "Each trial's length: longer trials judge better and cost more."})
     objective: str = field(default="score", metadata={"shown_when": "auto",
         "label": "auto: objective", "choices": ["score", "floor"],
-        "labels": {"score": "accuracy + lambda x sparsity", "floor": "most sparsity above an accuracy floor"}})
+        "labels": {"score": "accuracy + lambda x sparsity", "floor": "most sparsity above an accuracy floor"},
+        "help": "What the search looks for: the best mix of accuracy and sparsity, or the most sparsity that "
+                "keeps accuracy within a chosen drop of the unpruned trial."})
     lam: float = field(default=0.2, metadata={"shown_when": "objective=score",
         "label": "auto: lambda (worth of sparsity)", "min": 0.0, "max": 5.0, "step": 0.05,
         "help": "0.2: 10 more percent sparsity is worth 2 points of accuracy."})
@@ -102,7 +108,8 @@ class PruningConfig:
         "label": "auto: largest accuracy drop (floor)", "min": 0.0, "max": 1.0, "step": 0.005, "scale": 100,
         "unit": "points", "help": "Floor = accuracy of the dense trial minus this."})
     max_fraction: float = field(default=0.95, metadata={"shown_when": "auto",
-        "label": "auto: largest fraction per stage", "min": 0.05, "max": 0.99, "step": 0.05})
+        "label": "auto: largest fraction per stage", "min": 0.05, "max": 0.99, "step": 0.05,
+        "help": "The most of one stage's weights the search may remove."})
     sampler: str = field(default="tpe", metadata={"shown_when": "auto",
         "label": "auto: sampler", "choices": ["tpe", "gp"],
         "help": "TPE (tree-structured Parzen estimator) or a Gaussian process, both seeded."})
