@@ -514,6 +514,17 @@ def test_a_preset_sets_the_whole_config_and_keeps_the_dataset(studio, tiny_bytes
         assert at.session_state["cfg"].optim.linear_probe_epochs == 1, "fewer epochs shorten the probe phase"
         assert any("Linear-probe epochs lowered from 2 to 1" in c for c in texts(at.caption))
         assert badge not in texts(at.markdown), "changed settings are no longer the preset's, on the same rerun"
+        at.number_input(key="w:train.epochs").set_value(1).run()
+        assert at.session_state["cfg"].optim.linear_probe_epochs == 0
+        at.number_input(key="w:train.epochs").set_value(20).run()
+        no_problems(at)
+        assert at.session_state["cfg"].optim.linear_probe_epochs == 2, "a longer run gives the preset's 2 back"
+        assert any("Linear-probe epochs back to 2" in c for c in texts(at.caption))
+        assert at.number_input(key="w:optim.linear_probe_epochs").value == 2, "the widget shows it"
+        at.number_input(key="w:train.epochs").set_value(2).run()
+        at.number_input(key="w:optim.linear_probe_epochs").set_value(0).run()  # the user's own choice now
+        at.number_input(key="w:train.epochs").set_value(20).run()
+        assert at.session_state["cfg"].optim.linear_probe_epochs == 0, "a number the user set stays"
 
 
 def test_a_look_at_a_backbone_without_bundled_weights_says_what_it_did_to_the_weights_and_undoes_it(studio):

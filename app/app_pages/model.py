@@ -17,6 +17,10 @@ from engine.config import RunConfig
 from engine.methods import METHODS, MethodSpec
 from engine.schedules import SCHEDULES, lr_curve
 
+DEVICE_LABELS = {"auto": "automatic", "cpu": "CPU", "cuda": "GPU (CUDA)",
+                 "mps": "Apple GPU (MPS)"}
+AMP_LABELS = {"auto": "automatic", "bf16": "bfloat16", "fp16": "float16 (GPU)",
+              "off": "off (float32)"}
 SCHEDULE_LABELS = {"cosine": "cosine", "warmup_cosine": "warm-up, then cosine", "step": "step decay",
                    "constant": "constant", "slow_start_fast_decay": "slow start, fast decay"}
 # Core config fields this page (or the Data page) draws with its own labels; any other field the
@@ -147,12 +151,17 @@ def backbone_section(engine) -> None:
         rows = []
         for n, s in BACKBONES.items():
             a, f = available_sources(n), backbone_facts(n, num_classes)
-            rows.append({"backbone": s.title, "name in configs": n, "family": FAMILY_TITLES.get(s.family, s.family),
-                         "parameters": fmt_params(f["params"]),
-                         "size (MB)": round(f["megabytes"]), "min image size (px)": s.fixed_image_size or s.min_image_size,
-                         "bundled weights": "yes" if a["bundled"] else "no",
-                         "ImageNet cached": "yes" if a["imagenet"] else "no", "about": s.description})
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+            rows.append({"backbone": s.title, "family": FAMILY_TITLES.get(s.family, s.family),
+                         "parameters": fmt_params(f["params"]), "MB": round(f["megabytes"]),
+                         "min px": s.fixed_image_size or s.min_image_size,
+                         "bundled": "yes" if a["bundled"] else "no", "ImageNet": "cached" if a["imagenet"] else "download",
+                         "command line": n, "about": s.description})
+        # a static table: its text wraps, so every column and the whole description fit a 1280 px window
+        st.table(pd.DataFrame(rows).set_index("backbone"))
+        st.caption("MB: size of the weights file. min px: the smallest image size it works at. bundled: weights "
+                   "that ship with the studio (offline). ImageNet: torchvision's weights, on this machine already "
+                   "(cached) or downloaded on first use. command line: the name `python -m engine train --backbone` "
+                   "takes.")
 
     options = [s for s in PRETRAINED_SOURCES if s != "bundled" or avail.get("bundled")]
     labels = {"bundled": "Bundled (offline)", "imagenet": "ImageNet" + ("" if avail.get("imagenet") else " (download)"),
@@ -325,16 +334,31 @@ def head_verdict(report: dict, classes: list[str] | None) -> str:
 
 # ---- training knobs ---------------------------------------------------------------------------
 
+LP_WANTED_KEY = "lp_wanted"  # (linear-probe epochs chosen, what a shorter run lowered them to): keep_fine_tuning_epochs
+
+
 def keep_fine_tuning_epochs(cfg) -> None:
     """Fewer epochs than the linear-probe phase (LP-FT) would fine-tune nothing: the probe phase is
-    shortened to leave at least one fine-tuning epoch, and the page says so; it also says when the
-    probe takes half the run or more (a preset cut to a few epochs keeps its probe epochs)."""
+    shortened to leave at least one fine-tuning epoch, and the page says so; a longer run gives the
+    chosen number back, unless the user set another since. It also says when the probe takes half the
+    run or more (a preset cut to a few epochs keeps its probe epochs)."""
     lp, epochs = cfg.optim.linear_probe_epochs, cfg.train.epochs
+    wanted = st.session_state.get(LP_WANTED_KEY)  # (the user's or preset's probe epochs, what they were lowered to)
+    if wanted is not None and lp != wanted[1]:
+        st.session_state.pop(LP_WANTED_KEY)  # the user set the probe epochs since: theirs stay
+    elif wanted is not None and wanted[0] < epochs:  # room again: back to what was chosen
+        st.session_state.pop(LP_WANTED_KEY)
+        state.update_section("optim", linear_probe_epochs=wanted[0])
+        st.session_state.pop(widget_key("optim", "linear_probe_epochs"), None)
+        st.caption(f":material/info: Linear-probe epochs back to {wanted[0]}, as chosen before the run was shortened.")
+        return
     if lp and lp >= epochs:
+        st.session_state[LP_WANTED_KEY] = (lp if wanted is None else wanted[0], max(epochs - 1, 0))
         state.update_section("optim", linear_probe_epochs=max(epochs - 1, 0))
         st.session_state.pop(widget_key("optim", "linear_probe_epochs"), None)
         st.caption(f":material/info: Linear-probe epochs lowered from {lp} to {max(epochs - 1, 0)}, so that at "
-                   "least one epoch still fine-tunes the whole network.")
+                   "least one epoch still fine-tunes the whole network; more epochs give the "
+                   f"{st.session_state[LP_WANTED_KEY][0]} back.")
     elif lp and 2 * lp >= epochs:
         st.caption(f":material/info: {lp} of the {epochs} epochs train only the new head (a linear probe) and "
                    f"{state.plural(epochs - lp, 'epoch')} fine-tune{'s' if epochs - lp == 1 else ''} the whole "
@@ -503,15 +527,16 @@ def advanced_section() -> None:
         devices = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             devices.append("mps")
-        c = st.columns(4)
-        train = {"device": field_widget("train", cfg.train, "device", container=c[0], meta=dict(choices=devices)),
-                 "amp": field_widget("train", cfg.train, "amp", container=c[1]),
+        c = st.columns(3)
+        train = {"device": field_widget("train", cfg.train, "device", container=c[0], meta=dict(
+                     choices=devices, labels=DEVICE_LABELS)),
+                 "amp": field_widget("train", cfg.train, "amp", container=c[1], meta=dict(labels=AMP_LABELS)),
                  "threads": field_widget("train", cfg.train, "threads", container=c[2])}
-        c = st.columns(4)  # switches get a column each: their labels stay whole
-        train.update({name: field_widget("train", cfg.train, name, container=col)
-                      for name, col in zip(("augment", "deterministic", "channels_last", "compile"), c)})
+        c = st.columns(2)  # two switches a row: their labels stay whole at 1280 px (four a row were cut)
+        train.update({name: field_widget("train", cfg.train, name, container=c[i % 2])
+                      for i, name in enumerate(("augment", "deterministic", "channels_last", "compile"))})
         state.update_section("train", **train)
-        c = st.columns(4)
+        c = st.columns([1.4, 1, 1, 1])
         state.update_section("eval", **{name: field_widget("eval", cfg.eval, name, container=col) for name, col in
                                         zip(("ood", "ood_severity_each_epoch", "ood_subset_each_epoch",
                                              "eval_batch_size"), c)})

@@ -55,6 +55,7 @@ class PruningConfig:
         "help": "Share of the prunable weights that are zero at the end (0.7 = 70 percent)."})
     schedule: str = field(default="cubic", metadata={
         "label": "pruning schedule", "choices": list(SCHEDULES),
+        "labels": {"cubic": "cubic (fast, then slow)", "linear": "linear (evenly)", "one_shot": "one shot (all at once)"},
         "help": "cubic (Zhu & Gupta 2017): prune fast at first, then slowly. linear: evenly. "
                 "one_shot: everything at the start of the span."})
     start_fraction: float = field(default=0.0, metadata={
@@ -69,6 +70,7 @@ class PruningConfig:
         "help": "0 = automatic (about 20 updates across the span)."})
     scope: str = field(default="layer", metadata={
         "label": "scope", "choices": ["layer", "global"],
+        "labels": {"layer": "each layer alike", "global": "the whole network"},
         "help": "layer: every layer loses the same share. global: the smallest weights of the whole "
                 "network go, wherever they are."})
     prune_head: bool = field(default=False, metadata={
@@ -90,8 +92,9 @@ class PruningConfig:
                 "more epochs (not counted in Epochs above; the live page says 'fine-tuning the smaller model'). "
                 "Its accuracy is reported apart from the run's: 'Accuracy of the smaller model' on Results."})
     auto: bool = field(default=False, metadata={
-        "label": "auto: search per-stage fractions (Bayesian optimisation)",
-        "help": "Runs short trial fine-tunes first (Optuna) and uses the best setting for the main run."})
+        "label": "auto: search per-stage fractions",
+        "help": "Bayesian optimisation (Optuna): short trial fine-tunes first, then the main run with the best "
+                "setting found."})
     trials: int = field(default=10, metadata={"shown_when": "auto", "label": "auto: trials", "min": 2, "max": 200,
                                                "help": "Short fine-tunes the search tries, the first without pruning."})
     trial_epochs: int = field(default=1, metadata={"shown_when": "auto", "label": "auto: epochs per trial", "min": 1, "max": 20,
