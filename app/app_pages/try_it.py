@@ -427,7 +427,7 @@ def render() -> None:
     if rec is None:
         return
     run_dir, ds = str(rec.run_dir), str(engine.datasets_dir)
-    from engine.predict import available_variants, run_summary
+    from engine.predict import available_variants, best_epoch, run_summary
 
     summary = state.attempt("reading the run", run_summary, Path(run_dir))
     if not summary.ok:
@@ -438,6 +438,9 @@ def render() -> None:
         st.warning(f"{chance} Its answers below {maybe} no better than guesses, however sure they look.",
                    icon=":material/warning:")
     variants = available_variants(Path(run_dir))
+    epochs = best_epoch((summary.value or {}).get("history") or [])
+    if "best" in variants and epochs is not None and epochs[0] == epochs[1]:
+        del variants["best"]  # its best epoch is its last: the same model as the fine-tuned one, offered once
     alpha = state.wise_alpha(engine, rec)[0] if "wise" in variants else 1.0  # the alpha chosen on Results
     c1, c2, c3 = st.columns([2, 2, 1.4])
     with c1:
