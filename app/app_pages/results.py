@@ -233,9 +233,10 @@ def details(rec, summary: dict) -> None:
     load = summary.get("load_report")
     if load:
         with st.expander("Pretrained weights loaded", icon=":material/download_done:"):
-            source = state.user_words(str(load.get("source")), names_of(rec))
-            st.markdown(f"Source: **{source}** · {load.get('matched', 0)} tensors loaded, "
-                        f"{len(load.get('missing', []))} missing, {len(load.get('shape_mismatch', []))} with another shape.")
+            raw = str(load.get("source"))
+            source = state.WEIGHTS_TEXT.get(raw) or state.user_words(raw, names_of(rec))  # "bundled weights", a file name
+            st.markdown(f"Started from **{state.md_text(source)}**: {load.get('matched', 0)} weight tensors loaded, "
+                        f"{len(load.get('missing', []))} missing, {len(load.get('shape_mismatch', []))} of another shape.")
             if load.get("note"):
                 st.caption(load["note"])
 
