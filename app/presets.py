@@ -45,7 +45,8 @@ def recipe_drift(cfg: RunConfig, train_images: int = SAMPLE_TRAIN_IMAGES, min_st
     return (f"The learning rate {cfg.optim.lr:g} (effective {cfg.effective_lr:.3g}) was chosen for the "
             f"{preset.title} preset: {round(steps / share)} optimiser steps ({ref.train.epochs} epochs of batch "
             f"{ref.train.batch_size} on the sample's {SAMPLE_TRAIN_IMAGES} training images). This run has "
-            f"{steps} ({cfg.train.epochs} epoch{'' if cfg.train.epochs == 1 else 's'} of batch {cfg.train.batch_size} on {train_images} images, "
+            f"{steps} ({cfg.train.epochs} epoch{'' if cfg.train.epochs == 1 else 's'} of batch {cfg.train.batch_size} "
+            f"on {train_images} images, "
             f"{share:.2g}x as many). A rate tuned for a longer run can leave a short one near guessing: "
             "switch on *Find the learning rate automatically*, or give the run more epochs.")
 

@@ -156,7 +156,8 @@ def training_lines(cfg: RunConfig, summary: dict[str, Any]) -> list[str]:
     from engine.lr_find import lr_find_sentence
 
     lines = ["## Training",
-             f"- {cfg.train.epochs} epoch{'' if cfg.train.epochs == 1 else 's'}, batch {cfg.train.batch_size}, {cfg.optim.optimizer} lr {cfg.optim.lr:g} "
+             f"- {cfg.train.epochs} epoch{'' if cfg.train.epochs == 1 else 's'}, batch {cfg.train.batch_size}, "
+             f"{cfg.optim.optimizer} lr {cfg.optim.lr:g} "
              f"(momentum {cfg.optim.momentum:g}, effective lr {cfg.effective_lr:g}), schedule "
              f"{cfg.optim.schedule.replace('_', ' ')}"]
     if summary.get("lr_find"):

@@ -473,7 +473,8 @@ EXPANDER_PADDING_PX = 34  # a table in an expander is this much narrower (measur
 def run_width(table: pd.DataFrame, config: dict, fit: int = COMPARE_FIT_PX) -> int:
     """The run column's width: the room the other columns leave in `fit` px, between 120 px (the
     start time and a few words) and 300, so that the table fits a 1280 px window where it can."""
-    taken = sum(int(config[c]["width"]) for c in table.columns if c != "run" and isinstance(config.get(c, {}).get("width"), int))
+    taken = sum(int(config[c]["width"]) for c in table.columns
+                if c != "run" and isinstance(config.get(c, {}).get("width"), int))
     return max(120, min(300, fit - taken))
 
 
