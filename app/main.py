@@ -36,6 +36,9 @@ from app import auth  # noqa: E402
 
 auth.require_login()  # on a shared server: the login screen until the user signs in
 state.init_session()  # after the login: the user's saved draft is theirs alone
+restored = st.session_state.pop(state.NOTE_KEY, None)  # what of the saved next run could not come back
+if restored:
+    st.info(restored, icon=":material/restore:")
 
 pages = [
     st.Page("app_pages/data.py", title="Data", icon=":material/folder_open:", url_path="data", default=True),

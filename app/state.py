@@ -196,10 +196,10 @@ def source_exists(source: str) -> bool:
 def _restore_draft(draft: dict) -> tuple[RunConfig, Dataset, list[str]]:
     """The config and dataset of a stored draft, with what could not be restored (plain words)."""
     lost: list[str] = []
-    try:
-        cfg = RunConfig.from_dict(draft.get("config") or {})
-    except StudioError:  # made by another version, or settings that no longer validate
-        cfg, lost = default_config(), ["the run settings (they no longer fit this version: defaults are used)"]
+    try:  # settings still to fix come back as they were: the pages say what needs fixing
+        cfg = RunConfig.from_dict(draft.get("config") or {}, validated=False)
+    except StudioError:  # made by another version: a section or setting this one does not know
+        cfg, lost = default_config(), ["the run settings (this version of the studio cannot read them: defaults are used)"]
     d = draft.get("dataset") or {}
     try:
         ds = Dataset(**{k: str(d.get(k) or "") for k in ("kind", "source", "label", "ood_source", "ood_label",
@@ -245,6 +245,9 @@ def init_session() -> None:
             st.session_state.setdefault(FOCUS_KEY, str(draft["focus_run"]))
         if isinstance(draft.get("try_it"), dict):
             st.session_state.setdefault(TRY_KEY, draft["try_it"])
+        if isinstance(draft.get("typed"), dict):  # text typed into a setting that could not be read yet
+            st.session_state.setdefault(INPUT_ERRORS_KEY, {k: tuple(v) for k, v in draft["typed"].items()
+                                                          if isinstance(v, list) and len(v) == 2})
     else:
         cfg, ds = default_config(), default_dataset()
     st.session_state[CFG_KEY] = cfg
@@ -303,12 +306,13 @@ def keep_tab_in_address() -> None:
 
 
 def save_draft() -> None:
-    """Write this user's draft (dataset, OOD set, config, the run in focus, Try it's inputs) to the
-    store, as this tab's and as the user's newest."""
+    """Write this user's draft (dataset, OOD set, config, the run in focus, Try it's inputs, text typed
+    into a setting that could not be read) to the store, as this tab's and as the user's newest."""
     if CFG_KEY not in st.session_state or DATASET_KEY not in st.session_state:
         return
     draft = {"config": config().to_dict(), "dataset": dataset().to_draft(),
-             "focus_run": st.session_state.get(FOCUS_KEY) or "", "try_it": st.session_state.get(TRY_KEY) or {}}
+             "focus_run": st.session_state.get(FOCUS_KEY) or "", "try_it": st.session_state.get(TRY_KEY) or {},
+             "typed": {k: list(v) for k, v in (st.session_state.get(INPUT_ERRORS_KEY) or {}).items()}}
     attempt("saving your settings", get_engine().store.save_draft, user(), draft, st.session_state.get(TAB_KEY) or "")
 
 

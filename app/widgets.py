@@ -28,7 +28,7 @@ import streamlit as st
 
 from engine.config import coerce_value, field_label
 from engine.errors import StudioError
-from app.state import INPUT_ERRORS_KEY, WIDGET_PREFIX
+from app.state import INPUT_ERRORS_KEY, WIDGET_PREFIX, save_draft
 
 
 @dataclass(frozen=True)
@@ -159,11 +159,17 @@ def field_widget(section: str, obj: Any, name: str, *, meta: Mapping[str, Any] |
                                 disabled=disabled)
         try:
             got = coerce_value(info.label, info.type, text)
-        except StudioError as exc:  # named as drawn, without the command line's backticks
-            errors[key] = (str(exc).replace(f"`{info.label}`", info.label), text)
-            where.error(f"{errors[key][0]} No run starts until it is fixed (the last value read: {to_shown(info, value)}).")
+        except StudioError:
+            item = (typing.get_args(info.type) or (str,))[0]
+            kind = {float: "numbers", int: "whole numbers"}.get(item, "values")
+            why = f"{info.label}: “{text}” cannot be read: give {kind} separated by commas."
+            if errors.get(key) != (why, text):
+                errors[key] = (why, text)
+                save_draft()  # the text as typed, for a refresh
+            where.error(f"{why} No run starts until it is fixed.")
             return value
-        errors.pop(key, None)
+        if errors.pop(key, None) is not None:
+            save_draft()
         return got
 
     if info.type in (int, float):

@@ -285,7 +285,11 @@ class RunConfig:
         return json.dumps(self.to_dict(), sort_keys=False)
 
     @staticmethod
-    def from_dict(d: Mapping[str, Any]) -> "RunConfig":
+    def from_dict(d: Mapping[str, Any], validated: bool = True) -> "RunConfig":
+        """A config from its dict form (YAML, a run's config, a dashboard draft). Raises StudioError
+        for an unknown section or field or a value of the wrong type, and (`validated`) for settings
+        `validate` refuses; a dashboard draft is read with validated=False, so that settings the user
+        has still to fix come back to be fixed rather than being replaced by the defaults."""
         if not isinstance(d, Mapping):
             raise StudioError("The config must be a mapping of sections (data, backbone, optim, ...).")
         method_classes = method_config_classes()
@@ -308,7 +312,8 @@ class RunConfig:
                 methods[name] = _section_from_dict(name, cls, d[name] or {})
         kwargs["methods"] = types.MappingProxyType(methods)
         cfg = RunConfig(**kwargs)
-        validate(cfg)
+        if validated:
+            validate(cfg)
         return cfg
 
     @staticmethod

@@ -297,11 +297,12 @@ def test_a_newly_registered_method_gets_a_switch_settings_charts_and_its_result_
     assert toy == ToyConfig(enabled=True, strength=pytest.approx(8 / 255), rounds=5, mode="hard", levels=(0.25, 0.75))
     # a bad tuple keeps the old value and says why
     at.text_input(key="w:toy.levels").input("0.25, lots").run()
-    assert any(e.startswith("Levels must be a number, got 'lots'. No run starts until it is fixed") for e in texts(at.error)), \
+    assert any(e == "Levels: “0.25, lots” cannot be read: give numbers separated by commas. No run starts until it is "
+               "fixed." for e in texts(at.error)), \
         texts(at.error)
     assert not any("toy.levels" in e for e in texts(at.error))
     assert at.session_state["cfg"].methods["toy"].levels == (0.25, 0.75)
-    assert any("need fixing" in w and "Levels must be a number" in w for w in texts(at.warning)), \
+    assert any("need fixing" in w and "Levels: “0.25, lots” cannot be read" in w for w in texts(at.warning)), \
         "while the box shows text the run would not use, the page is not ready"
     at.text_input(key="w:toy.levels").input("0.25, 0.75").run()
     assert not any("need fixing" in w for w in texts(at.warning))
@@ -559,7 +560,7 @@ def test_text_that_cannot_be_read_keeps_runs_from_starting_until_it_is_fixed(stu
     at.toggle(key="w:wise_ft.enabled").set_value(True).run()
     at.text_input(key="w:wise_ft.alphas").input("0.5, lots").run()
     no_problems(at)
-    why = "Alphas evaluated after training must be a number, got 'lots'."
+    why = "Alphas evaluated after training: “0.5, lots” cannot be read: give numbers separated by commas."
     assert any(w.startswith("The run settings need fixing:") and why in w for w in texts(at.warning)), texts(at.warning)
     for _ in range(2):  # the first visit and a rerun alike
         at.switch_page("app_pages/train.py").run()

@@ -483,3 +483,43 @@ def test_one_runs_view_choices_age_out_but_the_pages_own_stay(monkeypatch):
     state.remember_choice("try_variant_a_run10", "fine_tuned", per_run=True)  # changed: now the newest
     state.remember_choice("try_variant_a_run999", "wise", per_run=True)
     assert state.kept_choice("try_variant_a_run10") == "fine_tuned" and state.kept_choice("try_variant_a_run11") is None
+
+
+def test_a_refresh_brings_back_settings_still_to_fix_and_text_that_could_not_be_read(studio):
+    """A refresh in the middle of fixing a setting: the settings come back as they were (not the
+    defaults, which replaced every choice before, silently), with the text typed into a list that
+    could not be read, and the page still says what needs fixing."""
+    at = new_app()
+    at.switch_page("app_pages/model.py").run()
+    at.number_input(key="w:train.epochs").set_value(7).run()
+    at.toggle(key="w:pruning.enabled").set_value(True).run()
+    at.number_input(key="w:pruning.start_fraction").set_value(0.9).run()
+    at.toggle(key="w:wise_ft.enabled").set_value(True).run()
+    at.text_input(key="w:wise_ft.alphas").input("0.5, lots").run()
+    no_problems(at)
+    again = refreshed_tab(at)
+    again.switch_page("app_pages/model.py").run()
+    no_problems(again)
+    cfg = again.session_state["cfg"]
+    assert cfg.train.epochs == 7 and cfg.methods["pruning"].enabled and cfg.methods["pruning"].start_fraction == 0.9
+    assert again.text_input(key="w:wise_ft.alphas").value == "0.5, lots"
+    warning = next(w for w in texts(again.warning) if "need fixing" in w)
+    assert "'Start pruning at (share of the run)' (0.9) is after" in warning and "“0.5, lots” cannot be read" in warning
+    assert not again.info or not any("Your saved next run is back, except" in i for i in texts(again.info))
+
+
+def test_a_draft_this_version_cannot_read_says_so_once(studio):
+    """Settings saved by another version (a section this one does not know) are replaced by the
+    defaults, and the first page says so, once."""
+    at = new_app()
+    token = at.query_params["tab"]
+    token = token[0] if isinstance(token, list) else token
+    store = engine().store
+    draft = store.load_draft("", token) or {}
+    store.save_draft("", {**draft, "config": {**RunConfig().to_dict(), "teleport": {"enabled": True}}}, token)
+    again = refreshed_tab(at)
+    note = "Your saved next run is back, except the run settings (this version of the studio cannot read them: " \
+           "defaults are used)."
+    assert note in texts(again.info), texts(again.info)
+    again.run()
+    assert note not in texts(again.info), "said once"
