@@ -546,6 +546,11 @@ def test_a_look_at_a_backbone_without_bundled_weights_says_what_it_did_to_the_we
     at.selectbox(key="w:backbone.name").set_value("resnet50").run()
     at.radio(key="w:backbone.pretrained").set_value("imagenet").run()  # the user's own choice on ResNet-50
     assert not any("bundled weights" in i for i in texts(at.info)), "the note goes with the weights it was about"
+    from engine.backbones import available_sources
+
+    if not available_sources("resnet50")["imagenet"]:  # not downloaded here: the page says what a run would do
+        assert any(w.startswith("The ImageNet weights for ResNet-50 are not on this machine yet") and "/" not in w
+                   and "(ResNet-18, MobileNetV3-Small) instead" in w for w in texts(at.warning)), texts(at.warning)
     at.selectbox(key="w:backbone.name").set_value("resnet18").run()
     no_problems(at)
     assert at.session_state["cfg"].backbone.pretrained == "imagenet", "weights the user chose stay"

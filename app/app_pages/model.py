@@ -147,7 +147,7 @@ def backbone_section(engine) -> None:
         c[2].metric("Offline", "yes" if offline else "no",  # short label and value: "Offline weights" was cut at 1280 px
                     help="Whether pretrained weights are usable right now without internet: "
                          + (", ".join(offline) if offline else "none (ImageNet weights download on first use)") + ".")
-    with st.expander("Compare all backbones", icon=":material/table:"):
+    with st.expander("Compare all backbones", icon=":material/table:", key="x_backbones"):
         rows = []
         for n, s in BACKBONES.items():
             a, f = available_sources(n), backbone_facts(n, num_classes)
@@ -178,10 +178,12 @@ def backbone_section(engine) -> None:
         st.info(note[0], icon=":material/swap_horiz:")
     checkpoint = cfg.backbone.checkpoint
     if pretrained == "imagenet" and not avail.get("imagenet"):
-        st.warning(f"The ImageNet weights for {name} are not on this machine yet: the run downloads "
-                   f"`{spec.imagenet_cache_path().name}` into `{spec.imagenet_cache_path().parent}` first, "
-                   "which needs internet. Without internet the run stops with a message; choose the bundled "
-                   "weights (or copy that file into the folder) instead.", icon=":material/cloud_download:")
+        instead = ("choose the bundled weights instead, or another backbone" if avail.get("bundled") else
+                   "choose a backbone with bundled weights ("
+                   + ", ".join(b.title for b in BACKBONES.values() if b.has_bundled()) + ") instead")
+        st.warning(f"The ImageNet weights for {spec.title} are not on this machine yet: the run downloads them "
+                   f"first (about {facts['megabytes']:.0f} MB), which needs internet. Without internet the run stops "
+                   f"with a message: {instead}.", icon=":material/cloud_download:")
     if pretrained == "checkpoint":
         checkpoint = checkpoint_upload(engine, name, checkpoint)
     state.update_section("backbone", pretrained=pretrained, checkpoint=checkpoint if pretrained == "checkpoint" else "")
@@ -399,7 +401,9 @@ def knobs_section() -> None:
         st.warning(drift, icon=":material/warning:")
     last_lr_find()
     schedule_section()
-    with st.expander("Freezing, linear probing, learning-rate multipliers, label smoothing", icon=":material/ac_unit:"):
+    # a key keeps an expander open while warnings above it come and go (an epochs change closed it)
+    with st.expander("Freezing, linear probing, learning-rate multipliers, label smoothing", icon=":material/ac_unit:",
+                     key="x_fine_tuning"):
         probe_knobs()
     for spec_m in sorted((s for s in METHODS.values() if s.core_knob), key=lambda s: s.order):
         method_panel(spec_m)
@@ -523,7 +527,7 @@ def advanced_section() -> None:
     import torch  # only this section asks which devices exist
 
     cfg = state.config()
-    with st.expander("Device, evaluation and run name", icon=":material/settings:"):
+    with st.expander("Device, evaluation and run name", icon=":material/settings:", key="x_device"):
         devices = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             devices.append("mps")
@@ -569,7 +573,7 @@ def other_settings_section() -> None:
             if f.name not in HANDLED_FIELDS.get(sec, set())]
     if not rest:
         return
-    with st.expander("Other engine settings", icon=":material/more_horiz:"):
+    with st.expander("Other engine settings", icon=":material/more_horiz:", key="x_other"):
         cols = st.columns(3)
         changes: dict[str, dict] = {}
         for i, (sec, name) in enumerate(rest):
