@@ -221,7 +221,7 @@ def metric_lines(df: pd.DataFrame, metrics: Sequence[str], title: str, y_title: 
     order = [metric_label(m) for m in present]
     others = iter(OTHER_COLORS * 4)
     colors = [METRIC_COLORS.get(m) or next(others) for m in present]
-    y_axis = alt.Axis(format="%" if percent else "~g", title=y_title)
+    y_axis = alt.Axis(format="%" if percent else "~r", title=y_title)
     y_scale = alt.Scale(domain=[0, 1]) if percent else alt.Scale(zero=False)
     x_title = "Epoch" if x == "epoch" else "Step"
     base = alt.Chart(data).encode(
@@ -407,7 +407,7 @@ def compare_chart(df: pd.DataFrame, metric: str) -> alt.Chart:
     label = metric_label(metric)
     base = alt.Chart(df).encode(
         x=alt.X("epoch:Q", title="Epoch", axis=alt.Axis(tickMinStep=1, format="d")),
-        y=alt.Y("value:Q", title=label, axis=alt.Axis(format="%" if percent else "~g"),
+        y=alt.Y("value:Q", title=label, axis=alt.Axis(format="%" if percent else "~r"),  # 1400, not 1.4e+3
                 scale=alt.Scale(domain=[0, 1]) if percent else alt.Scale(zero=False)),
         # tableau10: neighbouring runs get distinct hues (Streamlit's theme starts with two blues)
         color=alt.Color("run:N", title="Run", scale=alt.Scale(scheme="tableau10"),

@@ -543,6 +543,8 @@ def test_a_look_at_a_backbone_without_bundled_weights_says_what_it_did_to_the_we
     at.selectbox(key="w:backbone.name").set_value("mobilenet_v3_small").run()
     assert at.session_state["cfg"].backbone.pretrained == "bundled", "a backbone with bundled weights gets them back"
     assert any("has bundled weights: the start is back to bundled weights" in i for i in texts(at.info))
+    at.run()
+    assert not any("the start is back" in i for i in texts(at.info)), "said once"
     at.selectbox(key="w:backbone.name").set_value("resnet50").run()
     at.radio(key="w:backbone.pretrained").set_value("imagenet").run()  # the user's own choice on ResNet-50
     assert not any("bundled weights" in i for i in texts(at.info)), "the note goes with the weights it was about"
@@ -593,6 +595,8 @@ def test_settings_that_need_fixing_are_named_as_the_page_labels_them(studio):
     assert "'Start pruning at (share of the run)' (0.9) is after 'Reach the target at (share of the run)' (0.5)" \
         in warning, warning
     assert "pruning." not in warning and "_fraction" not in warning, "no internal setting names"
+    assert any(e.startswith("'Start pruning at (share of the run)' (0.9) is after") for e in texts(at.error)), \
+        "said in the pruning panel too, next to the two settings"
     at.switch_page("app_pages/train.py").run()
     no_problems(at)
     assert at.button(key="start").disabled

@@ -71,7 +71,7 @@ def test_missing_values_are_dropped_not_plotted_as_zero():
 def test_loss_chart_is_not_a_percentage():
     d = spec(charts.loss_chart(charts.epochs_frame(EPOCHS)))
     enc = layer_encodings(d)[0]
-    assert enc["y"]["axis"]["format"] == "~g" and enc["y"]["scale"] == {"zero": False}
+    assert enc["y"]["axis"]["format"] == "~r" and enc["y"]["scale"] == {"zero": False}
     assert {r["metric"] for r in data_rows(d)} == {"train_loss", "val_loss"}
 
 
@@ -84,7 +84,7 @@ def test_method_metrics_are_found_and_get_their_own_chart():
     new = df.assign(toy_score=[1.5, 2.5])
     assert "toy_score" in charts.method_metric_names(new)
     d = spec(charts.method_metric_chart(new, "toy_score"))
-    assert d["title"] == "Toy score" and layer_encodings(d)[0]["y"]["axis"]["format"] == "~g"
+    assert d["title"] == "Toy score" and layer_encodings(d)[0]["y"]["axis"]["format"] == "~r"
 
 
 def test_step_and_lr_charts_use_steps():
@@ -261,3 +261,10 @@ def test_the_overfitting_check_is_named_in_words_and_its_rollback_marker_is_no_c
     df = pd.DataFrame({"epoch": [1, 2], "val_acc": [0.5, 0.6], "train_pgd_acc": [0.3, 0.1], "co_rollback": [None, 1.0]})
     assert method_metric_names(df) == ["train_pgd_acc"]
     assert metric_label("train_pgd_acc") == "Robust accuracy on training images (overfitting check)"
+
+
+def test_durations_say_their_units():
+    """'0:02' read as two minutes to a new user: a run time says its units."""
+    from app.components import fmt_duration
+
+    assert [fmt_duration(s) for s in (2.4, 59.6, 65, 3725, None)] == ["2 s", "1 min 0 s", "1 min 5 s", "1 h 2 min", "–"]

@@ -13,7 +13,7 @@ from app import charts, components, datasets, state
 from app.presets import PRESETS, icon, offline_pretrained, recipe_drift
 from app.widgets import dataclass_widgets, field_widget, widget_key
 from engine.backbones import BACKBONES, CHECKPOINT_SUFFIXES, FAMILY_TITLES, PRETRAINED_SOURCES, available_sources, backbone_title
-from engine.config import RunConfig
+from engine.config import RunConfig, check_bounds
 from engine.methods import METHODS, MethodSpec
 from engine.schedules import SCHEDULES, lr_curve
 
@@ -176,6 +176,8 @@ def backbone_section(engine) -> None:
         st.session_state.pop(WEIGHTS_WANTED_KEY, None)
     elif note is not None:
         st.info(note[0], icon=":material/swap_horiz:")
+        if WEIGHTS_WANTED_KEY not in st.session_state:  # "back to bundled weights" is said once; "from scratch" stays
+            st.session_state.pop(WEIGHTS_NOTE_KEY)
     checkpoint = cfg.backbone.checkpoint
     if pretrained == "imagenet" and not avail.get("imagenet"):
         instead = ("choose the bundled weights instead, or another backbone" if avail.get("bundled") else
@@ -496,7 +498,8 @@ def method_panel(spec: MethodSpec) -> None:
     key = widget_key(spec.name, "enabled")
     if not supported and st.session_state.get(key):
         st.session_state[key] = False
-    with st.container(border=True):
+    panel = st.container(border=True)
+    with panel:
         enabled = field_widget(spec.name, mcfg, "enabled", disabled=not supported,
                                meta=dict(label=spec.title, help=spec.summary))
         st.markdown(f"**{spec.summary}** {spec.explanation}")
@@ -507,6 +510,10 @@ def method_panel(spec: MethodSpec) -> None:
             enabled = False
         values = dataclass_widgets(spec.name, mcfg) if enabled else {}
     state.update_section(spec.name, enabled=bool(enabled), **values)
+    if enabled:  # what needs fixing in this method, next to its settings (the Ready? box lists it too)
+        cfg = state.config()
+        for problem in check_bounds(spec.name, cfg.methods[spec.name]) + spec.validate(cfg, cfg.methods[spec.name]):
+            panel.error(state.message_words(problem), icon=":material/error:")
 
 
 def methods_section() -> None:
