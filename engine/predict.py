@@ -236,7 +236,7 @@ class Predictor:
             end = {0.0: " (the starting model)", 1.0: " (the fine-tuned model)"}.get(round(float(self.alpha), 4), "")
             return f"WiSE-FT mix at alpha {self.alpha:.2f}{end}"
         if self.variant == "best" and self.epochs:
-            return f"Best epoch (epoch {self.epochs[0]} of {self.epochs[1]}, highest validation accuracy)"
+            return f"Best epoch ({self.epochs[0]} of {self.epochs[1]})"  # short: a title in a half-width column
         return VARIANTS[self.variant]
 
     @torch.no_grad()

@@ -672,6 +672,8 @@ def export_tab(engine, rec, b, summary: dict) -> None:
     if len(choices) > 1:
         which = st.radio("Weights to export", list(choices), horizontal=True, key=f"export_which_{rec.id}",
                          format_func=choices.get)
+    else:  # which weights, even without a choice (not the best epoch a Results download may have picked)
+        st.caption("Exports the fine-tuned model at the end of training, full size.")
     sub = {"wise": f"wise_alpha_{alpha:.2f}" if alpha is not None else "", "structured": "structured"}.get(which, "")
     out_dir = run_dir / "exports" / sub
     out_dir = out_dir.resolve()

@@ -147,9 +147,6 @@ def verdict(p, answer) -> None:
         own = own_image_note(answer.own, answer.own_copy)
         if own:
             st.caption(":material/info: " + own)
-    note = p.familiarity_note()
-    if note:
-        st.caption(note)
 
 
 def explain_view(run_dir: str, ds: str, models: list, image: np.ndarray, answers: list, key: str) -> None:
@@ -214,6 +211,9 @@ def image_result(run_dir: str, ds: str, models: list, name: str, data: bytes, th
                             width="stretch")
             verdict(p, answer)
             st.caption(f"answered in {ms:.0f} ms on {device_words(p.device)}")
+    for note in dict.fromkeys(p.familiarity_note() for p, _, _ in models):  # one run's models: said once
+        if note:
+            st.caption(note)
     key = f"{digest(data)}_{'_'.join(f'{v}{a}' for _, v, a in models)}"
     # the switch belongs to the image: turning the comparison on or off (other models) keeps it as it was
     if st.toggle("Why? Show attributions", key=f"try_explain_{digest(data)}"):
