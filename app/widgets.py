@@ -125,6 +125,30 @@ def _seed(key: str, value: Any) -> None:
         st.session_state[key] = value
 
 
+def _list_widget(info: FieldInfo, key: str, value: Any, where: Any, disabled: bool) -> Any:
+    """A list setting as comma-separated text. Text that cannot be read keeps `value` in the config,
+    says why under the box and is kept as typed (INPUT_ERRORS_KEY, also in the draft), so that
+    app.state.config_problems holds runs back until it is fixed."""
+    errors = st.session_state.setdefault(INPUT_ERRORS_KEY, {})  # key -> (why, the text typed)
+    _seed(key, errors[key][1] if key in errors else to_shown(info, value))  # back on the page: the text as typed
+    text = where.text_input(info.shown_label, key=key, help=(info.help or "") + " Comma-separated values.",
+                            disabled=disabled)
+    try:
+        got = coerce_value(info.label, info.type, text)
+    except StudioError:
+        item = (typing.get_args(info.type) or (str,))[0]
+        kind = {float: "numbers", int: "whole numbers"}.get(item, "values")
+        why = f"{info.label}: “{text}” cannot be read: give {kind} separated by commas."
+        if errors.get(key) != (why, text):
+            errors[key] = (why, text)
+            save_draft()  # the text as typed, for a refresh
+        where.error(f"{why} No run starts until it is fixed.")
+        return value
+    if errors.pop(key, None) is not None:
+        save_draft()
+    return got
+
+
 def field_widget(section: str, obj: Any, name: str, *, meta: Mapping[str, Any] | None = None,
                  disabled: bool = False, widget: str | None = None, container: Any = None) -> Any:
     """Draw the widget for field `name` of config dataclass `obj`; returns the value to store."""
@@ -153,24 +177,7 @@ def field_widget(section: str, obj: Any, name: str, *, meta: Mapping[str, Any] |
         return where.selectbox(info.shown_label, choices, key=key, help=info.help, disabled=disabled, format_func=fmt)
 
     if _is_sequence(info.type):
-        errors = st.session_state.setdefault(INPUT_ERRORS_KEY, {})  # key -> (why, the text typed)
-        _seed(key, errors[key][1] if key in errors else to_shown(info, value))  # back on the page: the text as typed
-        text = where.text_input(info.shown_label, key=key, help=(info.help or "") + " Comma-separated values.",
-                                disabled=disabled)
-        try:
-            got = coerce_value(info.label, info.type, text)
-        except StudioError:
-            item = (typing.get_args(info.type) or (str,))[0]
-            kind = {float: "numbers", int: "whole numbers"}.get(item, "values")
-            why = f"{info.label}: “{text}” cannot be read: give {kind} separated by commas."
-            if errors.get(key) != (why, text):
-                errors[key] = (why, text)
-                save_draft()  # the text as typed, for a refresh
-            where.error(f"{why} No run starts until it is fixed.")
-            return value
-        if errors.pop(key, None) is not None:
-            save_draft()
-        return got
+        return _list_widget(info, key, value, where, disabled)
 
     if info.type in (int, float):
         shown = to_shown(info, value)

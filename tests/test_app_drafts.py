@@ -523,3 +523,22 @@ def test_a_draft_this_version_cannot_read_says_so_once(studio):
     assert note in texts(again.info), texts(again.info)
     again.run()
     assert note not in texts(again.info), "said once"
+
+
+def test_the_compare_curves_name_each_runs_data_when_the_data_differ():
+    """The table has a dataset column; the curves' legend has only the run labels: "18:29 · ResNet-18
+    plain" and "18:30 · ResNet-18 plain" did not say which run trained on which data."""
+    from types import SimpleNamespace
+
+    from app.app_pages.results import compare_labels
+
+    def rec(i, data):
+        return SimpleNamespace(id=i, config={"data": {"source": data, "source_name": data}, "backbone": {"name": "resnet18"}})
+
+    labels = {"a": "18:29 · ResNet-18 plain on sample.zip", "b": "18:30 · ResNet-18 plain on shapes.zip"}
+    table, legend = compare_labels(labels, [rec("a", "sample.zip"), rec("b", "shapes.zip")])
+    assert table == {"a": "18:29 · ResNet-18 plain", "b": "18:30 · ResNet-18 plain"}, "the table: a dataset column"
+    assert legend == labels, "the legend: the data named"
+    same = {"a": "18:29 · ResNet-18 plain on shapes.zip", "b": "18:30 · ResNet-18 plain on shapes.zip"}
+    table, legend = compare_labels(same, [rec("a", "shapes.zip"), rec("b", "shapes.zip")])
+    assert legend == table == {"a": "18:29 · ResNet-18 plain", "b": "18:30 · ResNet-18 plain"}, "one dataset: named above"

@@ -466,6 +466,16 @@ def shared_columns_note(table: pd.DataFrame) -> pd.DataFrame:
     return table.drop(columns=drop)
 
 
+def compare_labels(labels: dict[str, str], recs: list) -> tuple[dict[str, str], dict[str, str]]:
+    """(the Compare table's run labels, the curves' legend labels) by run id: both without a backbone
+    every run shares; the table's without the dataset too (it has a column for it, or names it above),
+    the legend's only when every run trained on the same data (the chart has no dataset column)."""
+    backbones = {r.id: state.backbone_title((r.config.get("backbone") or {}).get("name")) for r in recs}
+    datasets = {r.id: state.dataset_name(r.config) for r in recs}
+    short = state.without_backbone(state.without_dataset(labels, datasets), backbones)
+    return short, (short if len(set(datasets.values())) == 1 else state.without_backbone(labels, backbones))
+
+
 COMPARE_FIT_PX = 816  # the Compare table's width in a 1280 px window with the sidebar open (818 px measured), less 2
 EXPANDER_PADDING_PX = 34  # a table in an expander is this much narrower (measured: 784 px against 818)
 
@@ -506,16 +516,16 @@ def compare(engine, runs) -> None:
     if not chosen:
         st.caption("Pick at least one run.")
         return
-    rows, curves = [], {}
+    rows = []
     by_id = {r.id: r for r in candidates}
-    short = state.without_dataset({i: labels[i] for i in chosen}, {i: state.dataset_name(by_id[i].config) for i in chosen})
-    short = state.without_backbone(short, {i: state.backbone_title((by_id[i].config.get("backbone") or {}).get("name"))
-                                           for i in chosen})
+    short, legend = compare_labels({i: labels[i] for i in chosen}, [by_id[i] for i in chosen])
+    by_run = {}
     for run_id in chosen:
-        row, curves[short[run_id]] = compare_row(engine, by_id[run_id], short[run_id])
+        row, by_run[run_id] = compare_row(engine, by_id[run_id], short[run_id])
         rows.append(row)
     table = charts.compare_table(rows)
     datasets_used = list(dict.fromkeys(table["dataset"]))
+    curves = {legend[i]: c for i, c in by_run.items()}
     if len(datasets_used) > 1:
         st.warning(f"These runs trained on {len(datasets_used)} different datasets ({', '.join(datasets_used)}): "
                    "accuracies on different data say nothing about which method is better. The rows are sorted "
