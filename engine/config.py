@@ -121,9 +121,9 @@ class OptimConfig:
                                   help="Then it falls by e^-rate over the remaining steps (6: to 0.25 percent).")
     label_smoothing: float = knob(0.0, label="Label smoothing", min=0.0, max=0.5, step=0.05, format="%.2f", help=(
         "Softens the targets a little: often better-calibrated, slightly more robust models."))
-    head_lr_mult: float = knob(1.0, label="Head lr multiplier", min=0.0, max=100.0, step=0.5, format="%.2f", help=(
+    head_lr_mult: float = knob(1.0, label="Head learning-rate multiplier", min=0.0, max=100.0, step=0.5, format="%.2f", help=(
         "The new head often learns best with a larger learning rate than the pretrained trunk (Li et al. 2020)."))
-    trunk_lr_mult: float = knob(1.0, label="Trunk lr multiplier", min=0.0, max=10.0, step=0.1, format="%.2f",
+    trunk_lr_mult: float = knob(1.0, label="Trunk learning-rate multiplier", min=0.0, max=10.0, step=0.1, format="%.2f",
                                 help="0 freezes the trunk's learning entirely (a pure linear probe).")
     freeze_blocks: int = knob(0, label="Frozen blocks", min=0, max=64, widget="slider", help=(
         "Keep the first N trunk blocks (the stem counts as one) fixed for the whole run: faster, less "

@@ -61,10 +61,10 @@ class AdaFilterConfig:
         "help": "On: in training each gate's choice is drawn at random with its current probability (Gumbel noise), "
                 "so both copies of a filter keep being tried. Off: always the likelier copy."})
     gate_lr_mult: float = field(default=1.0, metadata={  # gate-network lr = optim.lr x this (not x trunk_lr_mult)
-        "label": "gate network lr multiplier", "min": 0.0, "max": 100.0, "step": 0.05,
+        "label": "gate network learning-rate multiplier", "min": 0.0, "max": 100.0, "step": 0.05,
         "help": "The gate network is new (like the head): its learning rate is the base lr times this."})
     gated_lr_mult: float = field(default=1.0, metadata={  # not in the paper; 1 = the paper's single lr
-        "label": "gated layers' lr multiplier", "min": 0.1, "max": 10.0, "step": 0.1,
+        "label": "gated layers' learning-rate multiplier", "min": 0.1, "max": 10.0, "step": 0.1,
         "help": "Learning rate of the gated layers (fine-tuned filters and both batch norms) = their usual lr "
                 "times this. A fine-tuned filter learns only from the images whose gate picks it (a share "
                 "sigmoid(gate bias) of them at the start: half at bias 0), so its effective learning rate is "
