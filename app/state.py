@@ -50,6 +50,7 @@ TRY_KEY = "try_inputs"  # Try it's last inputs: {"images" | "camera" | "zip": [[
 # "source" (the radio's choice), "choices" (view choices of Try it, Results and Explain: widget key -> value)
 # and "run_keys" (the choices that belong to one run, oldest first: the ones that age out)
 TRY_INPUT_KINDS = ("images", "camera", "zip")
+RUN_ID_IN_KEY = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")  # engine.checkpoints.new_run_id's ids, inside a widget key
 TRY_CHOICES_KEPT = 48  # per-run view choices kept in a draft (Try it's, Results', Explain's), across runs: the latest
 WIDGET_PREFIX = "w:"  # keys of widgets seeded from the config (cleared when a preset is applied)
 INPUT_ERRORS_KEY = "input_errors"  # widget key -> (why its text was not taken, the text): app.widgets
@@ -422,7 +423,10 @@ def remember_choice(key: str, value: Any, default: Any = None, per_run: bool = F
     if choices.get(key) != value:
         choices.pop(key, None)
         choices[key] = value  # the newest last: the oldest run's choices go first past TRY_CHOICES_KEPT
-        run_keys = [k for k in kept.get("run_keys") or [] if k in choices and k != key] + ([key] if per_run else [])
+        known = kept.get("run_keys")
+        if known is None:  # a draft saved before run_keys: its keys that name a run are one run's choices
+            known = [k for k in choices if RUN_ID_IN_KEY.search(k)]
+        run_keys = [k for k in known if k in choices and k != key] + ([key] if per_run else [])
         for old in run_keys[:-TRY_CHOICES_KEPT]:
             del choices[old]
         kept["choices"], kept["run_keys"] = choices, run_keys[-TRY_CHOICES_KEPT:]

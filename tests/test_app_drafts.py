@@ -483,6 +483,12 @@ def test_one_runs_view_choices_age_out_but_the_pages_own_stay(monkeypatch):
     state.remember_choice("try_variant_a_run10", "fine_tuned", per_run=True)  # changed: now the newest
     state.remember_choice("try_variant_a_run999", "wise", per_run=True)
     assert state.kept_choice("try_variant_a_run10") == "fine_tuned" and state.kept_choice("try_variant_a_run11") is None
+    # a draft saved before per-run choices were told apart: the keys that name a run age as theirs
+    old = {f"explain_class_20261130-1200{i:02d}-abcdef": "cat" for i in range(n)}
+    session[state.TRY_KEY] = {"choices": {"compare_runs": ["r1"], **old}}
+    state.remember_choice("try_variant_a_20261201-120000-012345", "wise", per_run=True)
+    assert state.kept_choice("compare_runs") == ["r1"] and state.kept_choice("explain_class_20261130-120000-abcdef") is None
+    assert len(session[state.TRY_KEY]["run_keys"]) == n
 
 
 def test_a_refresh_brings_back_settings_still_to_fix_and_text_that_could_not_be_read(studio):
