@@ -154,7 +154,7 @@ class TrainConfig:
                                      "with bf16 or where it was measured faster."))
     augment: bool = knob(True, label="Augment images", help=(
         "Random crops and flips each step (in batches on the device): less overfitting on small datasets."))
-    threads: int = knob(0, label="CPU threads", min=0, max=256, help=(
+    threads: int = knob(0, label="CPU threads (0 = automatic)", min=0, max=256, help=(
         "0 = automatic: one per core (PyTorch's default), less the cores other programs keep busy, measured "
         "as the run starts and again after every epoch (threads waiting for a busy core slow every step). "
         "A number uses exactly that many."))
@@ -169,7 +169,7 @@ class EvalConfig:
     ood: bool = knob(True, label="Measure OOD accuracy", help=(
         "Evaluate on corrupted copies of the validation images (noise, blur, contrast, brightness, JPEG, "
         "pixelation) after each epoch and at the end."))
-    ood_severity_each_epoch: int = knob(3, label="Corruption severity per epoch", min=0, max=5, widget="slider", help=(
+    ood_severity_each_epoch: int = knob(3, label="Corruption severity per epoch (0 = none)", min=0, max=5, widget="slider", help=(
         "Per epoch only this severity (for speed; 0 = none); the end of the run measures all five."))
     ood_subset_each_epoch: int = knob(16, label="Corrupted images per epoch", unit="images", min=0, max=100000,
                                       help=(  # 16: the OOD part cost 7% of a quick-demo epoch's training time

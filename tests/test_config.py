@@ -90,7 +90,7 @@ def test_settings_in_messages_are_named_by_label_and_key_and_the_dashboard_drops
                              shown.replace("e.g.", "")), shown  # no key, dotted or bare
         assert "( " not in shown and "()" not in shown and "  " not in shown, shown
     shown = without_setting_keys(str(info.value))
-    assert "CPU threads must be between 0 and 256 (got 257)" in shown
+    assert "CPU threads (0 = automatic) must be between 0 and 256 (got 257)" in shown
     assert "Linear-probe epochs first must be fewer than Epochs (3 against 3): nothing would be fine-tuned. Lower it " \
            "to 2 or train longer." in shown
     assert "'Start pruning at (share of the run)' (0.9) is after 'Reach the target at (share of the run)' (0.5)" in shown
