@@ -108,14 +108,15 @@ def load_run(engine: Engine, run_id: str) -> RunView | None:
 
 
 def fmt_duration(seconds: float | None) -> str:
-    """A duration with its units ("42 s", "3 min 5 s", "1 h 2 min"; "0:02" read as two minutes to a new
-    user); "–" for none."""
+    """A duration with its units ("42 s", "3 min 5 s", "1 h 2 min", "1 min"; "0:02" read as two minutes to
+    a new user); "–" for none."""
     if seconds is None or seconds != seconds or seconds < 0:
         return "–"
     seconds = int(round(seconds))
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
-    return f"{h} h {m} min" if h else (f"{m} min {s} s" if m else f"{s} s")
+    parts = [f"{h} h"] * bool(h) + [f"{m} min"] * bool(m) + [f"{s} s"] * bool(s and not h)  # no zero parts
+    return " ".join(parts) or "0 s"
 
 
 def fmt_pct(v: Any) -> str:

@@ -16,6 +16,7 @@ with the user's own file name beside it, so no server path reaches a config or a
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import secrets
@@ -54,6 +55,11 @@ RUN_ID_IN_KEY = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")  # engine.checkpoints.new
 TRY_CHOICES_KEPT = 48  # per-run view choices kept in a draft (Try it's, Results', Explain's), across runs: the latest
 WIDGET_PREFIX = "w:"  # keys of widgets seeded from the config (cleared when a preset is applied)
 INPUT_ERRORS_KEY = "input_errors"  # widget key -> (why its text was not taken, the text): app.widgets
+# the Model page's memory of what a change did for the user (app_pages/model.py): cleared by a preset or sign-out
+LP_WANTED_KEY = "lp_wanted"  # (linear-probe epochs chosen, what a shorter run lowered them to)
+WEIGHTS_WANTED_KEY = "weights_wanted"  # (weights chosen, weights put in their place) after a backbone without them
+WEIGHTS_NOTE_KEY = "weights_note"  # (what the last backbone switch did to the weights, the weights it chose)
+PAGE_MEMORY_KEYS = (INPUT_ERRORS_KEY, LP_WANTED_KEY, WEIGHTS_WANTED_KEY, WEIGHTS_NOTE_KEY)
 SAMPLE_LABEL = "Bundled sample: textures"
 
 
@@ -194,12 +200,27 @@ def source_exists(source: str) -> bool:
         return False
 
 
+def _drawable(cfg: RunConfig) -> bool:
+    """Whether the Model page can draw `cfg` for fixing: every value within its field's bounds and
+    choices, a registered backbone and schedule (what is left to fix spans settings, like a pruning
+    start after its end)."""
+    from engine.backbones import BACKBONES
+    from engine.config import check_bounds
+    from engine.schedules import SCHEDULES
+
+    sections = [(name, getattr(cfg, name)) for name in CORE_SECTIONS] + list(cfg.methods.items())
+    return (cfg.backbone.name in BACKBONES and cfg.optim.schedule in SCHEDULES
+            and not any(check_bounds(name, values) for name, values in sections))
+
+
 def _restore_draft(draft: dict) -> tuple[RunConfig, Dataset, list[str]]:
     """The config and dataset of a stored draft, with what could not be restored (plain words)."""
     lost: list[str] = []
-    try:  # settings still to fix come back as they were: the pages say what needs fixing
+    try:  # settings still to fix come back as they were (the pages say what needs fixing), when the pages can draw them
         cfg = RunConfig.from_dict(draft.get("config") or {}, validated=False)
-    except StudioError:  # made by another version: a section or setting this one does not know
+        if not _drawable(cfg):
+            raise StudioError("out of the pages' range")
+    except StudioError:  # made by another version: a section, setting or value this one does not know
         cfg, lost = default_config(), ["the run settings (this version of the studio cannot read them: defaults are used)"]
     d = draft.get("dataset") or {}
     try:
@@ -246,9 +267,9 @@ def init_session() -> None:
             st.session_state.setdefault(FOCUS_KEY, str(draft["focus_run"]))
         if isinstance(draft.get("try_it"), dict):
             st.session_state.setdefault(TRY_KEY, draft["try_it"])
-        if isinstance(draft.get("typed"), dict):  # text typed into a setting that could not be read yet
-            st.session_state.setdefault(INPUT_ERRORS_KEY, {k: tuple(v) for k, v in draft["typed"].items()
-                                                          if isinstance(v, list) and len(v) == 2})
+        if isinstance(draft.get("typed"), dict):  # text typed into a list setting that could not be read yet
+            st.session_state[INPUT_ERRORS_KEY] = {k: tuple(v) for k, v in draft["typed"].items()
+                                                  if isinstance(v, list) and len(v) == 2 and _list_setting(cfg, k)}
     else:
         cfg, ds = default_config(), default_dataset()
     st.session_state[CFG_KEY] = cfg
@@ -292,7 +313,7 @@ def claim_tab_token(earlier: str) -> str:
 def forget_session() -> None:
     """What this tab holds of its user (draft, focus, Try it's inputs, its draft token), for a sign-out:
     the next user starts from their own."""
-    for key in (CFG_KEY, DATASET_KEY, FOCUS_KEY, TRY_KEY, TAB_KEY, WATCH_KEY, NOTE_KEY):
+    for key in (CFG_KEY, DATASET_KEY, FOCUS_KEY, TRY_KEY, TAB_KEY, WATCH_KEY, NOTE_KEY, *PAGE_MEMORY_KEYS):
         st.session_state.pop(key, None)
     for key in [k for k in st.session_state if str(k).startswith("try_seen_")]:
         st.session_state.pop(key, None)
@@ -692,7 +713,8 @@ def reset_widgets() -> None:
     """Forget the seeded widget values so they are drawn again from the config (after a preset)."""
     for key in [k for k in st.session_state if isinstance(k, str) and k.startswith(WIDGET_PREFIX)]:
         del st.session_state[key]
-    st.session_state.pop(INPUT_ERRORS_KEY, None)  # the preset's values replace whatever was typed
+    for key in PAGE_MEMORY_KEYS:  # the preset's values replace whatever was typed or remembered
+        st.session_state.pop(key, None)
 
 
 def config_problems(cfg: RunConfig) -> str | None:
@@ -707,11 +729,21 @@ def config_problems(cfg: RunConfig) -> str | None:
     return ("The run settings need fixing:" + "".join(f"\n- {m}" for m in typed)) if typed else None
 
 
+def _list_setting(cfg: RunConfig, widget: str) -> bool:
+    """Whether a widget key ("w:wise_ft.alphas") names a list setting of this config (a draft's typed
+    text for a setting since renamed or removed is dropped)."""
+    section, _, name = widget.removeprefix(WIDGET_PREFIX).partition(".")
+    values = cfg.methods.get(section) if section not in CORE_SECTIONS else getattr(cfg, section)
+    field_type = {f.name: f.type for f in dataclasses.fields(values)}.get(name) if values is not None else None
+    return field_type is not None and str(field_type).startswith(("tuple", "list"))
+
+
 def _setting_in_use(cfg: RunConfig, widget: str) -> bool:
-    """Whether the setting behind a widget key ("w:wise_ft.alphas") matters to the run: a core one
-    always, a method's while the method is on."""
+    """Whether the setting behind a widget key ("w:wise_ft.alphas") matters to the run: a list setting
+    of this config, a core one always, a method's while the method is on."""
     section = widget.removeprefix(WIDGET_PREFIX).split(".", 1)[0]
-    return section not in cfg.methods or bool(getattr(cfg.methods[section], "enabled", True))
+    return _list_setting(cfg, widget) and (section not in cfg.methods
+                                           or bool(getattr(cfg.methods[section], "enabled", True)))
 
 
 def message_words(text: str, names: dict[str, str] | None = None) -> str:

@@ -28,7 +28,7 @@ import streamlit as st
 
 from engine.config import coerce_value, field_label
 from engine.errors import StudioError
-from app.state import INPUT_ERRORS_KEY, WIDGET_PREFIX, save_draft
+from app.state import INPUT_ERRORS_KEY, WIDGET_PREFIX, md_text, save_draft
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ def _list_widget(info: FieldInfo, key: str, value: Any, where: Any, disabled: bo
     except StudioError:
         item = (typing.get_args(info.type) or (str,))[0]
         kind = {float: "numbers", int: "whole numbers"}.get(item, "values")
-        why = f"{info.label}: “{text}” cannot be read: give {kind} separated by commas."
+        why = f"{info.label}: “{md_text(text)}” cannot be read: give {kind} separated by commas."
         if errors.get(key) != (why, text):
             errors[key] = (why, text)
             save_draft()  # the text as typed, for a refresh

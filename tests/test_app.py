@@ -526,6 +526,10 @@ def test_a_preset_sets_the_whole_config_and_keeps_the_dataset(studio, tiny_bytes
         at.number_input(key="w:optim.linear_probe_epochs").set_value(0).run()  # the user's own choice now
         at.number_input(key="w:train.epochs").set_value(20).run()
         assert at.session_state["cfg"].optim.linear_probe_epochs == 0, "a number the user set stays"
+        at.number_input(key="w:train.epochs").set_value(1).run()  # lowered again, then a preset: the preset's own
+        other = next(k for k in PRESETS if k != preset and PRESETS[k].apply(cfg).train.epochs > 2)
+        at.button(key=f"preset_{other}").click().run()
+        assert at.session_state["cfg"].optim.linear_probe_epochs == PRESETS[other].apply(cfg).optim.linear_probe_epochs
 
 
 def test_a_look_at_a_backbone_without_bundled_weights_says_what_it_did_to_the_weights_and_undoes_it(studio):
@@ -545,6 +549,9 @@ def test_a_look_at_a_backbone_without_bundled_weights_says_what_it_did_to_the_we
     assert any("has bundled weights: the start is back to bundled weights" in i for i in texts(at.info))
     at.run()
     assert not any("the start is back" in i for i in texts(at.info)), "said once"
+    for name in ("resnet50", "efficientnet_b0", "resnet18"):  # through two backbones without bundled weights
+        at.selectbox(key="w:backbone.name").set_value(name).run()
+    assert at.session_state["cfg"].backbone.pretrained == "bundled", "still wanted after a second such backbone"
     at.selectbox(key="w:backbone.name").set_value("resnet50").run()
     at.radio(key="w:backbone.pretrained").set_value("imagenet").run()  # the user's own choice on ResNet-50
     assert not any("bundled weights" in i for i in texts(at.info)), "the note goes with the weights it was about"

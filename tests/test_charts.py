@@ -267,4 +267,5 @@ def test_durations_say_their_units():
     """'0:02' read as two minutes to a new user: a run time says its units."""
     from app.components import fmt_duration
 
-    assert [fmt_duration(s) for s in (2.4, 59.6, 65, 3725, None)] == ["2 s", "1 min 0 s", "1 min 5 s", "1 h 2 min", "–"]
+    assert [fmt_duration(s) for s in (2.4, 59.6, 65, 3725, 3600, 0.2, None)] == \
+        ["2 s", "1 min", "1 min 5 s", "1 h 2 min", "1 h", "0 s", "–"]

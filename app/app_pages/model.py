@@ -170,14 +170,14 @@ def backbone_section(engine) -> None:
         label="Start from these weights", choices=options, labels=labels,
         help="Fine-tuning starts from these weights; only the new classification head starts random."))
     st.caption(PRETRAINED_TEXT.get(pretrained, ""))
-    note = st.session_state.get(WEIGHTS_NOTE_KEY)  # (what switching the backbone did, the weights it chose)
+    note = st.session_state.get(state.WEIGHTS_NOTE_KEY)  # (what switching the backbone did, the weights it chose)
     if note is not None and note[1] != pretrained:  # the user chose other weights since: theirs stay
-        st.session_state.pop(WEIGHTS_NOTE_KEY)
-        st.session_state.pop(WEIGHTS_WANTED_KEY, None)
+        st.session_state.pop(state.WEIGHTS_NOTE_KEY)
+        st.session_state.pop(state.WEIGHTS_WANTED_KEY, None)
     elif note is not None:
         st.info(note[0], icon=":material/swap_horiz:")
-        if WEIGHTS_WANTED_KEY not in st.session_state:  # "back to bundled weights" is said once; "from scratch" stays
-            st.session_state.pop(WEIGHTS_NOTE_KEY)
+        if state.WEIGHTS_WANTED_KEY not in st.session_state:  # "back to bundled weights" is said once; "from scratch" stays
+            st.session_state.pop(state.WEIGHTS_NOTE_KEY)
     checkpoint = cfg.backbone.checkpoint
     if pretrained == "imagenet" and not avail.get("imagenet"):
         instead = ("choose the bundled weights instead, or another backbone" if avail.get("bundled") else
@@ -191,8 +191,6 @@ def backbone_section(engine) -> None:
     state.update_section("backbone", pretrained=pretrained, checkpoint=checkpoint if pretrained == "checkpoint" else "")
 
 
-WEIGHTS_WANTED_KEY = "weights_wanted"  # (weights chosen, weights put in their place) after a backbone without them
-WEIGHTS_NOTE_KEY = "weights_note"  # (what the last backbone switch did to the weights, the weights it chose)
 
 
 def _switch_backbone(cfg: RunConfig, name: str) -> None:
@@ -202,16 +200,22 @@ def _switch_backbone(cfg: RunConfig, name: str) -> None:
     weights meanwhile)."""
     spec = BACKBONES[name]
     pretrained = cfg.backbone.pretrained
-    wanted = st.session_state.pop(WEIGHTS_WANTED_KEY, None)
-    st.session_state.pop(WEIGHTS_NOTE_KEY, None)
-    if wanted is not None and pretrained == wanted[1] and wanted[0] == "bundled" and spec.has_bundled():
+    wanted = st.session_state.pop(state.WEIGHTS_WANTED_KEY, None)
+    st.session_state.pop(state.WEIGHTS_NOTE_KEY, None)
+    if wanted is not None and pretrained == wanted[1] and not spec.has_bundled():  # still none: still wanted
+        pretrained = offline_pretrained(name)
+        st.session_state[state.WEIGHTS_WANTED_KEY] = (wanted[0], pretrained)
+        st.session_state[state.WEIGHTS_NOTE_KEY] = (
+            f"{spec.title} has no bundled weights either: this run would start from {state.WEIGHTS_TEXT[pretrained]}. "
+            "A backbone with bundled weights gets them back.", pretrained)
+    elif wanted is not None and pretrained == wanted[1] and wanted[0] == "bundled":
         pretrained = "bundled"
-        st.session_state[WEIGHTS_NOTE_KEY] = (f"{spec.title} has bundled weights: the start is back to "
+        st.session_state[state.WEIGHTS_NOTE_KEY] = (f"{spec.title} has bundled weights: the start is back to "
                                               f"{state.WEIGHTS_TEXT['bundled']}.", pretrained)
     elif pretrained == "bundled" and not spec.has_bundled():
         pretrained = offline_pretrained(name)
-        st.session_state[WEIGHTS_WANTED_KEY] = ("bundled", pretrained)
-        st.session_state[WEIGHTS_NOTE_KEY] = (
+        st.session_state[state.WEIGHTS_WANTED_KEY] = ("bundled", pretrained)
+        st.session_state[state.WEIGHTS_NOTE_KEY] = (
             f"{spec.title} has no bundled weights, so this run would start from {state.WEIGHTS_TEXT[pretrained]}"
             + (" (expect much lower accuracy on a small dataset): choose ImageNet to download its weights (needs "
                "internet)" if pretrained == "none" else "")
@@ -338,7 +342,6 @@ def head_verdict(report: dict, classes: list[str] | None) -> str:
 
 # ---- training knobs ---------------------------------------------------------------------------
 
-LP_WANTED_KEY = "lp_wanted"  # (linear-probe epochs chosen, what a shorter run lowered them to): keep_fine_tuning_epochs
 
 
 def keep_fine_tuning_epochs(cfg) -> None:
@@ -347,22 +350,22 @@ def keep_fine_tuning_epochs(cfg) -> None:
     chosen number back, unless the user set another since. It also says when the probe takes half the
     run or more (a preset cut to a few epochs keeps its probe epochs)."""
     lp, epochs = cfg.optim.linear_probe_epochs, cfg.train.epochs
-    wanted = st.session_state.get(LP_WANTED_KEY)  # (the user's or preset's probe epochs, what they were lowered to)
+    wanted = st.session_state.get(state.LP_WANTED_KEY)  # (the user's or preset's probe epochs, what they were lowered to)
     if wanted is not None and lp != wanted[1]:
-        st.session_state.pop(LP_WANTED_KEY)  # the user set the probe epochs since: theirs stay
+        st.session_state.pop(state.LP_WANTED_KEY)  # the user set the probe epochs since: theirs stay
     elif wanted is not None and wanted[0] < epochs:  # room again: back to what was chosen
-        st.session_state.pop(LP_WANTED_KEY)
+        st.session_state.pop(state.LP_WANTED_KEY)
         state.update_section("optim", linear_probe_epochs=wanted[0])
         st.session_state.pop(widget_key("optim", "linear_probe_epochs"), None)
         st.caption(f":material/info: Linear-probe epochs back to {wanted[0]}, as chosen before the run was shortened.")
         return
     if lp and lp >= epochs:
-        st.session_state[LP_WANTED_KEY] = (lp if wanted is None else wanted[0], max(epochs - 1, 0))
+        st.session_state[state.LP_WANTED_KEY] = (lp if wanted is None else wanted[0], max(epochs - 1, 0))
         state.update_section("optim", linear_probe_epochs=max(epochs - 1, 0))
         st.session_state.pop(widget_key("optim", "linear_probe_epochs"), None)
         st.caption(f":material/info: Linear-probe epochs lowered from {lp} to {max(epochs - 1, 0)}, so that at "
                    "least one epoch still fine-tunes the whole network; more epochs give the "
-                   f"{st.session_state[LP_WANTED_KEY][0]} back.")
+                   f"{st.session_state[state.LP_WANTED_KEY][0]} back.")
     elif lp and 2 * lp >= epochs:
         st.caption(f":material/info: {lp} of the {epochs} epochs train only the new head (a linear probe) and "
                    f"{state.plural(epochs - lp, 'epoch')} fine-tune{'s' if epochs - lp == 1 else ''} the whole "

@@ -554,7 +554,7 @@ def compare(engine, runs) -> None:
                                                       help="Images per optimiser step."),
                "img/s": st.column_config.NumberColumn("img/s", format="%.0f", width=60),
                "model": st.column_config.TextColumn("model", width=220),
-               "time": st.column_config.TextColumn("time", width=70),
+               "time": st.column_config.TextColumn("time", width=90),  # "12 min 34 s"
                "lr": st.column_config.NumberColumn(
                    "lr", format="%.4g", width=64,
                    help="The learning rate as set. The Model and Train pages show the effective learning rate, "

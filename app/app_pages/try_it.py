@@ -439,7 +439,8 @@ def render() -> None:
                    icon=":material/warning:")
     variants = available_variants(Path(run_dir))
     epochs = best_epoch((summary.value or {}).get("history") or [])
-    if "best" in variants and epochs is not None and epochs[0] == epochs[1]:
+    pruned_after = ((summary.value or {}).get("pruning") or {}).get("pruned_rest_at_end")  # end model pruned further
+    if "best" in variants and epochs is not None and epochs[0] == epochs[1] and not pruned_after:
         del variants["best"]  # its best epoch is its last: the same model as the fine-tuned one, offered once
     alpha = state.wise_alpha(engine, rec)[0] if "wise" in variants else 1.0  # the alpha chosen on Results
     c1, c2, c3 = st.columns([2, 2, 1.4])
