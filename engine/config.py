@@ -143,9 +143,11 @@ class TrainConfig:
     batch_size: int = knob(64, label="Batch size", unit="images", min=1, max=1024, help=(
         "Images per step. Smaller batches fit in less memory; keep the effective learning rate in mind "
         "when you change it."))
-    device: str = knob("auto", label="Device", help=(
+    device: str = knob("auto", label="Device", labels={"auto": "automatic", "cpu": "CPU", "cuda": "GPU (CUDA)",
+                                                       "mps": "Apple GPU (MPS)"}, help=(
         "Automatic (auto): the GPU when there is one, else the CPU (the command line also takes cpu, cuda, cuda:N, mps)."))
     amp: str = knob("auto", label="Mixed precision", choices=["auto", "bf16", "fp16", "off"],
+                    labels={"auto": "automatic", "bf16": "bfloat16", "fp16": "float16 (GPU)", "off": "off (float32)"},
                     help=(
         "Faster training in 16-bit. Automatic (auto): bf16 on CUDA GPUs (fp16 where bf16 is missing), bf16 on CPUs with "
         "bfloat16 support where a short first-run measurement found it faster, else off. fp16 is for GPUs only."))

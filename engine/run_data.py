@@ -46,8 +46,9 @@ def check_data_limits(cfg: RunConfig, data: DataSplits, limits) -> None:
     budget = cfg.train.epochs * len(data.train)
     if limits.max_epoch_images and budget > limits.max_epoch_images:
         most = max(1, limits.max_epoch_images // max(len(data.train), 1))
-        raise LimitExceeded(f"{cfg.train.epochs} epochs x {len(data.train):,} training images is over this server's "
-                            f"budget of {limits.max_epoch_images:,} image-epochs per run: use at most {most} epoch{'' if most == 1 else 's'}.")
+        raise LimitExceeded(f"{cfg.train.epochs} epoch{'' if cfg.train.epochs == 1 else 's'} x {len(data.train):,} "
+                            f"training images is over this server's budget of {limits.max_epoch_images:,} image-epochs "
+                            f"per run: use at most {most} epoch{'' if most == 1 else 's'}.")
 
 
 def subsample_train(splits: DataSplits, per_class: int, seed: int) -> DataSplits:

@@ -17,10 +17,6 @@ from engine.config import RunConfig, check_bounds
 from engine.methods import METHODS, MethodSpec
 from engine.schedules import SCHEDULES, lr_curve
 
-DEVICE_LABELS = {"auto": "automatic", "cpu": "CPU", "cuda": "GPU (CUDA)",
-                 "mps": "Apple GPU (MPS)"}
-AMP_LABELS = {"auto": "automatic", "bf16": "bfloat16", "fp16": "float16 (GPU)",
-              "off": "off (float32)"}
 SCHEDULE_LABELS = {"cosine": "cosine", "warmup_cosine": "warm-up, then cosine", "step": "step decay",
                    "constant": "constant", "slow_start_fast_decay": "slow start, fast decay"}
 # Core config fields this page (or the Data page) draws with its own labels; any other field the
@@ -542,9 +538,8 @@ def advanced_section() -> None:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             devices.append("mps")
         c = st.columns(3)
-        train = {"device": field_widget("train", cfg.train, "device", container=c[0], meta=dict(
-                     choices=devices, labels=DEVICE_LABELS)),
-                 "amp": field_widget("train", cfg.train, "amp", container=c[1], meta=dict(labels=AMP_LABELS)),
+        train = {"device": field_widget("train", cfg.train, "device", container=c[0], meta=dict(choices=devices)),
+                 "amp": field_widget("train", cfg.train, "amp", container=c[1]),
                  "threads": field_widget("train", cfg.train, "threads", container=c[2])}
         c = st.columns(2)  # two switches a row: their labels stay whole at 1280 px (four a row were cut)
         train.update({name: field_widget("train", cfg.train, name, container=c[i % 2])
