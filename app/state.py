@@ -21,6 +21,7 @@ import hashlib
 import re
 import secrets
 import traceback
+import typing
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,7 +33,8 @@ import streamlit as st
 from app import datasets
 from app.datasets import config_names, upload_sha, user_words  # noqa: F401  (the pages use them as state.*)
 from engine.backbones import backbone_title
-from engine.config import CORE_SECTIONS, RunConfig, validate, with_section, without_setting_keys
+from engine.config import (CORE_SECTIONS, NEEDS_FIXING, RunConfig, is_list_type, validate, with_section,
+                           without_setting_keys)
 from engine.paths import ASSETS_DIR, SAMPLE_DATASET, UPLOAD_PREFIX, default_data_dir, resolve_path, upload_ref
 from engine.errors import StudioError
 from engine.presets import DEFAULT_PRESET, PRESETS
@@ -426,12 +428,12 @@ def remember_try_source(source: str) -> None:
         save_draft()
 
 
-def remember_choice(key: str, value: Any, default: Any = None, per_run: bool = False) -> None:
+def remember_choice(key: str, value: Any, default: Any = None) -> None:
     """Keep one of Try it's, Results' or Explain's view choices (a widget's key and its JSON-able value)
     in the draft, for a refresh. A value equal to `default` (when given: the widget's own default) is not
     kept, so that merely visiting runs does not push the user's real choices out. Choices of one run
-    (`per_run`: their keys name the run) add up as runs are looked at: the newest TRY_CHOICES_KEPT of
-    them are kept; the page-wide ones (Compare's runs, the open tab) are always kept."""
+    (their keys hold its id, RUN_ID_IN_KEY) add up as runs are looked at: the newest TRY_CHOICES_KEPT
+    of them are kept; the page-wide ones (Compare's runs, the open tab) are always kept."""
     kept = dict(st.session_state.get(TRY_KEY) or {})
     choices = dict(kept.get("choices") or {})
     if default is not None and value == default:
@@ -445,9 +447,9 @@ def remember_choice(key: str, value: Any, default: Any = None, per_run: bool = F
         choices.pop(key, None)
         choices[key] = value  # the newest last: the oldest run's choices go first past TRY_CHOICES_KEPT
         known = kept.get("run_keys")
-        if known is None:  # a draft saved before run_keys: its keys that name a run are one run's choices
+        if known is None:  # a draft saved before run_keys
             known = [k for k in choices if RUN_ID_IN_KEY.search(k)]
-        run_keys = [k for k in known if k in choices and k != key] + ([key] if per_run else [])
+        run_keys = [k for k in known if k in choices and k != key] + [key] * bool(RUN_ID_IN_KEY.search(key))
         for old in run_keys[:-TRY_CHOICES_KEPT]:
             del choices[old]
         kept["choices"], kept["run_keys"] = choices, run_keys[-TRY_CHOICES_KEPT:]
@@ -726,7 +728,7 @@ def config_problems(cfg: RunConfig) -> str | None:
         validate(cfg)
     except StudioError as exc:
         return message_words(str(exc)) + "".join(f"\n- {m}" for m in typed)
-    return ("The run settings need fixing:" + "".join(f"\n- {m}" for m in typed)) if typed else None
+    return (NEEDS_FIXING + "".join(f"\n- {m}" for m in typed)) if typed else None
 
 
 def _list_setting(cfg: RunConfig, widget: str) -> bool:
@@ -734,8 +736,7 @@ def _list_setting(cfg: RunConfig, widget: str) -> bool:
     text for a setting since renamed or removed is dropped)."""
     section, _, name = widget.removeprefix(WIDGET_PREFIX).partition(".")
     values = cfg.methods.get(section) if section not in CORE_SECTIONS else getattr(cfg, section)
-    field_type = {f.name: f.type for f in dataclasses.fields(values)}.get(name) if values is not None else None
-    return field_type is not None and str(field_type).startswith(("tuple", "list"))
+    return values is not None and is_list_type(typing.get_type_hints(type(values)).get(name))
 
 
 def _setting_in_use(cfg: RunConfig, widget: str) -> bool:

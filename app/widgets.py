@@ -26,7 +26,7 @@ from typing import Any, Mapping
 
 import streamlit as st
 
-from engine.config import coerce_value, field_label
+from engine.config import coerce_value, field_label, is_list_type
 from engine.errors import StudioError
 from app.state import INPUT_ERRORS_KEY, WIDGET_PREFIX, md_text, save_draft
 
@@ -75,10 +75,6 @@ def field_info(section: str, cls: type, name: str, meta: Mapping[str, Any] | Non
     )
 
 
-def _is_sequence(typ: Any) -> bool:
-    return typing.get_origin(typ) in (tuple, list)
-
-
 def _decimals(x: float) -> int:
     """Decimals that show `x` with about three significant digits."""
     if not x or not math.isfinite(x):
@@ -105,7 +101,7 @@ def number_format(info: FieldInfo, shown: float) -> str:
 def to_shown(info: FieldInfo, value: Any) -> Any:
     if info.type is bool or info.type is str:
         return value
-    if _is_sequence(info.type):
+    if is_list_type(info.type):
         return ", ".join(str(v) for v in value)
     if info.type is int and info.scale == 1:
         return int(value)
@@ -176,7 +172,7 @@ def field_widget(section: str, obj: Any, name: str, *, meta: Mapping[str, Any] |
                                format_func=fmt, horizontal=True)
         return where.selectbox(info.shown_label, choices, key=key, help=info.help, disabled=disabled, format_func=fmt)
 
-    if _is_sequence(info.type):
+    if is_list_type(info.type):
         return _list_widget(info, key, value, where, disabled)
 
     if info.type in (int, float):

@@ -210,6 +210,14 @@ CORE_SECTIONS: dict[str, type] = {
 }
 
 
+NEEDS_FIXING = "The run settings need fixing:"  # heads the list of problems (validate; the dashboard adds to it)
+
+
+def is_list_type(typ: Any) -> bool:
+    """Whether a field's type is a list of values (tuple[float, ...], list[int]): typed as comma-separated text."""
+    return typing.get_origin(typ) in (tuple, list)
+
+
 def field_label(name: str, meta: Mapping[str, Any]) -> str:
     """A config field's label as the dashboard draws it: its metadata's `label` (else its name in
     words), first letter upper-case ("training attack" -> "Training attack"; "eps", "PGD" kept)."""
@@ -379,7 +387,7 @@ def coerce_value(where: str, typ: Any, value: Any) -> Any:
             return float(value)
         if typ is str:
             return "" if value is None else str(value)
-        if origin in (tuple, list):
+        if is_list_type(typ):
             (item_t, *_rest) = typing.get_args(typ) or (Any,)
             if isinstance(value, str):
                 value = [v.strip() for v in value.replace("[", "").replace("]", "").split(",") if v.strip()]
@@ -499,7 +507,7 @@ def validate(cfg: RunConfig) -> None:
         if name in METHOD_SECTIONS:
             problems.extend(METHOD_SECTIONS[name][1](cfg, mcfg))
     if problems:
-        raise StudioError("The run settings need fixing:\n- " + "\n- ".join(problems))
+        raise StudioError(NEEDS_FIXING + "\n- " + "\n- ".join(problems))
 
 
 def few_batches(cfg: "RunConfig", train_images: int, max_per_epoch: int = 2) -> str | None:

@@ -465,7 +465,7 @@ def test_a_run_that_is_exactly_a_preset_is_named_after_it():
 def test_one_runs_view_choices_age_out_but_the_pages_own_stay(monkeypatch):
     """Looking at many runs adds per-run choices (Try it's model, Explain's image); the newest
     TRY_CHOICES_KEPT of them stay in the draft. The runs picked on Compare or the open tab are never
-    pushed out by them."""
+    pushed out by them. A choice is one run's when its key holds the run's id."""
     from app import state
 
     session: dict = {}
@@ -473,20 +473,25 @@ def test_one_runs_view_choices_age_out_but_the_pages_own_stay(monkeypatch):
     monkeypatch.setattr(state, "save_draft", lambda: None)
     state.remember_choice("compare_runs", ["r1", "r2"], default=[])
     state.remember_choice("results_tab", "Compare", default="One run")
+    state.remember_choice("compare_metric", "train_loss", default="val_acc")
     n = state.TRY_CHOICES_KEPT
+
+    def run(i: int) -> str:  # a run id as engine.checkpoints.new_run_id writes them, numbered
+        return f"20261201-{i:06d}-abcdef"
     for i in range(n + 10):
-        state.remember_choice(f"try_variant_a_run{i}", "wise", per_run=True)
+        state.remember_choice(f"try_variant_a_{run(i)}", "wise")
     assert state.kept_choice("compare_runs") == ["r1", "r2"] and state.kept_choice("results_tab") == "Compare"
-    assert state.kept_choice("try_variant_a_run9") is None and state.kept_choice("try_variant_a_run10") == "wise"
-    assert state.kept_choice(f"try_variant_a_run{n + 9}") == "wise"
-    assert len(session[state.TRY_KEY]["choices"]) == n + 2
-    state.remember_choice("try_variant_a_run10", "fine_tuned", per_run=True)  # changed: now the newest
-    state.remember_choice("try_variant_a_run999", "wise", per_run=True)
-    assert state.kept_choice("try_variant_a_run10") == "fine_tuned" and state.kept_choice("try_variant_a_run11") is None
+    assert state.kept_choice("compare_metric") == "train_loss"
+    assert state.kept_choice(f"try_variant_a_{run(9)}") is None and state.kept_choice(f"try_variant_a_{run(10)}") == "wise"
+    assert state.kept_choice(f"try_variant_a_{run(n + 9)}") == "wise"
+    assert len(session[state.TRY_KEY]["choices"]) == n + 3
+    state.remember_choice(f"try_variant_a_{run(10)}", "fine_tuned")  # changed: now the newest
+    state.remember_choice(f"try_variant_a_{run(999)}", "wise")
+    assert state.kept_choice(f"try_variant_a_{run(10)}") == "fine_tuned" and state.kept_choice(f"try_variant_a_{run(11)}") is None
     # a draft saved before per-run choices were told apart: the keys that name a run age as theirs
     old = {f"explain_class_20261130-1200{i:02d}-abcdef": "cat" for i in range(n)}
     session[state.TRY_KEY] = {"choices": {"compare_runs": ["r1"], **old}}
-    state.remember_choice("try_variant_a_20261201-120000-012345", "wise", per_run=True)
+    state.remember_choice("try_variant_a_20261201-120000-012345", "wise")
     assert state.kept_choice("compare_runs") == ["r1"] and state.kept_choice("explain_class_20261130-120000-abcdef") is None
     assert len(session[state.TRY_KEY]["run_keys"]) == n
 

@@ -350,8 +350,8 @@ def image_picker(rec, classes: list[str], pred: dict[str, np.ndarray]) -> int | 
                          format_func=lambda k: "all classes" if k == "__all__" else k)
     wrong = c[1].toggle("Only mistakes", key=f"explain_wrong_{rec.id}",
                         help="Only the validation images the fine-tuned model gets wrong.")
-    state.remember_choice(f"explain_class_{rec.id}", cls, default="__all__", per_run=True)
-    state.remember_choice(f"explain_wrong_{rec.id}", bool(wrong), default=False, per_run=True)
+    state.remember_choice(f"explain_class_{rec.id}", cls, default="__all__")
+    state.remember_choice(f"explain_wrong_{rec.id}", bool(wrong), default=False)
     options = [i for i in range(len(labels))
                if (cls == "__all__" or classes[labels[i]] == cls) and (not wrong or preds[i] != labels[i])]
     if not options:
@@ -367,7 +367,7 @@ def image_picker(rec, classes: list[str], pred: dict[str, np.ndarray]) -> int | 
 
     index = c[2].selectbox(f"Validation image ({len(options)} of {len(labels)})", options, key=key, format_func=label,
                            help="File · true class → what the fine-tuned model says (its confidence).")
-    state.remember_choice(key, int(index), default=int(options[0]), per_run=True)
+    state.remember_choice(key, int(index), default=int(options[0]))
     return index
 
 

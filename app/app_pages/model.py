@@ -198,17 +198,10 @@ def _switch_backbone(cfg: RunConfig, name: str) -> None:
     pretrained = cfg.backbone.pretrained
     wanted = st.session_state.pop(state.WEIGHTS_WANTED_KEY, None)
     st.session_state.pop(state.WEIGHTS_NOTE_KEY, None)
-    if wanted is not None and pretrained == wanted[1] and not spec.has_bundled():  # still none: still wanted
-        pretrained = offline_pretrained(name)
-        st.session_state[state.WEIGHTS_WANTED_KEY] = (wanted[0], pretrained)
-        st.session_state[state.WEIGHTS_NOTE_KEY] = (
-            f"{spec.title} has no bundled weights either: this run would start from {state.WEIGHTS_TEXT[pretrained]}. "
-            "A backbone with bundled weights gets them back.", pretrained)
-    elif wanted is not None and pretrained == wanted[1] and wanted[0] == "bundled":
-        pretrained = "bundled"
-        st.session_state[state.WEIGHTS_NOTE_KEY] = (f"{spec.title} has bundled weights: the start is back to "
-                                              f"{state.WEIGHTS_TEXT['bundled']}.", pretrained)
-    elif pretrained == "bundled" and not spec.has_bundled():
+    restored = wanted is not None and pretrained == wanted[1]  # the user has not chosen other weights since
+    if restored:
+        pretrained = wanted[0]
+    if pretrained == "bundled" and not spec.has_bundled():
         pretrained = offline_pretrained(name)
         st.session_state[state.WEIGHTS_WANTED_KEY] = ("bundled", pretrained)
         st.session_state[state.WEIGHTS_NOTE_KEY] = (
@@ -216,6 +209,9 @@ def _switch_backbone(cfg: RunConfig, name: str) -> None:
             + (" (expect much lower accuracy on a small dataset): choose ImageNet to download its weights (needs "
                "internet)" if pretrained == "none" else "")
             + ". A backbone with bundled weights gets them back.", pretrained)
+    elif restored:
+        st.session_state[state.WEIGHTS_NOTE_KEY] = (f"{spec.title} has bundled weights: the start is back to "
+                                                    f"{state.WEIGHTS_TEXT['bundled']}.", pretrained)
     size = spec.fixed_image_size or max(cfg.data.image_size, spec.min_image_size)
     state.update_section("backbone", name=name, pretrained=pretrained,
                          checkpoint=cfg.backbone.checkpoint if pretrained == "checkpoint" else "")

@@ -257,7 +257,7 @@ def downloads(engine, rec, summary: dict) -> None:
         state.seed_choice(key)  # a refresh keeps the weights picked
         which = st.radio("Model weights", available, horizontal=True, key=key,
                          format_func=lambda k: checkpoints[k][0], help=" ".join(checkpoints[k][1] for k in available))
-        state.remember_choice(key, which, default=available[0], per_run=True)
+        state.remember_choice(key, which, default=available[0])
     c = st.columns(3)  # the buttons' own row: beside the radio they were cut at 1280 px ("Fine-tuned mo…")
     if which is not None:
         path = run_dir / f"{which}.safetensors"

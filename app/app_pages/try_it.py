@@ -18,6 +18,7 @@ import csv
 import hashlib
 import io
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -112,7 +113,7 @@ def model_picker(rec, variants: dict[str, str], slot: str, default: str, alpha: 
     if st.session_state.get(key) not in variants:
         st.session_state[key] = default if default in variants else "fine_tuned"
     variant = st.selectbox(label, list(variants), key=key, format_func=lambda v: variants[v])
-    state.remember_choice(key, variant, per_run=True)
+    state.remember_choice(key, variant)
     if variant != "wise":
         return variant, None
     akey = f"try_alpha_{slot}_{rec.id}"
@@ -123,8 +124,8 @@ def model_picker(rec, variants: dict[str, str], slot: str, default: str, alpha: 
         st.session_state[akey] = st.session_state[akey + ":seed"] = alpha
     a = st.slider("alpha (0 = starting model, 1 = fine-tuned)", 0.0, 1.0, step=0.05, key=akey,
                   help="The WiSE-FT mix of the starting and the fine-tuned weights.")
-    state.remember_choice(akey, float(a), per_run=True)
-    state.remember_choice(akey + ":seed", alpha, per_run=True)
+    state.remember_choice(akey, float(a))
+    state.remember_choice(akey + ":seed", alpha)
     return variant, round(float(a), 2)
 
 
@@ -247,7 +248,7 @@ def shown_paths(paths: list[str]) -> list[str]:
         common += 1
     rest = ["/".join(q[common:]) for q in parts]
     shown = [_tail(r) for r in rest]
-    twice = {s for s in shown if shown.count(s) > 1}  # train/birds/b.jpg and valid/birds/b.jpg: keep the first folder
+    twice = {s for s, n in Counter(shown).items() if n > 1}  # train/birds/b.jpg and valid/birds/b.jpg: the first folder kept
     return [_tail(r, keep_first=True) if s in twice else s for r, s in zip(rest, shown)]
 
 
