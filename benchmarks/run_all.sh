@@ -4,6 +4,10 @@
 # $STUDIO_BENCH_RESULTS/<name>.txt (default benchmarks/results/run_all_<date>/); README's tables are copied from there.
 set -u
 cd "$(dirname "$0")/.."
+case "${1:-}" in
+  ""|--long|--long-only) ;;
+  *) echo "usage: bash benchmarks/run_all.sh [--long | --long-only]" >&2; exit 2 ;;
+esac
 CORES=$(nproc)  # before OMP_NUM_THREADS below, which nproc would report instead
 # The outputs go to a folder of their own (STUDIO_BENCH_RESULTS, default a dated one), so a new run
 # never overwrites the files README's tables cite; relative to the project root
@@ -23,6 +27,8 @@ run() {
   echo "== $(date -u +%H:%M:%S) $name done (exit $rc, $((SECONDS - t0)) s)" | tee -a "$LOG"
 }
 echo "== run_all.sh ${*:-} started $(date -u '+%Y-%m-%d %H:%M:%S') UTC on $(lscpu | sed -n 's/^Model name: *//p' | head -1), $CORES cores" | tee "$LOG"
+# --long-only: only the longer budgets and other settings (for a machine that already ran the rest)
+if [ "${1:-}" != "--long-only" ]; then
 (
   run transfer_gain benchmarks/transfer_gain.py --seeds 0 1 --steps 100
   run transfer_gain_mobilenet_v3_small benchmarks/transfer_gain.py --backbone mobilenet_v3_small --seeds 0 1 --steps 100
@@ -73,9 +79,10 @@ if python benchmarks/digits.py > /dev/null 2>&1; then
 else
   echo "== digits (scikit-learn) missing: peers_32px_digits and adversarial_compute skipped" | tee -a "$LOG"
 fi
-# The longer budgets and the other settings README also reports (about 2 hours more on 2 cores):
-# bash benchmarks/run_all.sh --long
-if [ "${1:-}" = "--long" ]; then
+fi  # the default steps
+# The longer budgets and the other settings README also reports (about an hour more on 2 cores):
+# bash benchmarks/run_all.sh --long (everything), --long-only (these alone)
+if [ "${1:-}" = "--long" ] || [ "${1:-}" = "--long-only" ]; then
   # AdaFilter's other settings (README's settings table), two at a time with one thread each
   (
     run adafilter_binary_gates benchmarks/adafilter.py --seeds 0 1 2 --epochs 20 --batch-size 32 --lr 0.02 --threads 1 \
@@ -107,10 +114,15 @@ fi
 # Each method's paper claim, as its benchmark stated it (README's method tables say the same)
 {
   echo "# run_all.sh ${*:-}: each paper claim as measured in this run ($RESULTS/<name>.txt has the tables)"
-  for name in adversarial adversarial_demo adversarial_compute adafilter pruning pruning_structured wise_ft; do
+  for name in adversarial adversarial_demo adversarial_compute adafilter pruning pruning_structured wise_ft \
+      adafilter_binary_gates adafilter_gated_lr2 adafilter_gate_bias1.5 adafilter_gated_lr1 adversarial_compute_8 \
+      pruning_12ep adafilter_12ep adversarial_48ep; do
     rc=$(sed -n "s/^$name //p" "$RAN")
+    if [ -z "$rc" ]; then  # the --long steps are listed only when they ran
+      case $name in adversarial|adversarial_demo|adversarial_compute|adafilter|pruning|pruning_structured|wise_ft) ;; *) continue ;; esac
+      echo "## $name"; echo "(not run this time)"; continue
+    fi
     echo "## $name"
-    if [ -z "$rc" ]; then echo "(not run this time)"; continue; fi
     [ "$rc" = 0 ] || echo "(FAILED, exit $rc: see $RESULTS/$name.txt)"
     grep -i -E "^claim|claim \(|claim holds for|claim .*shown on" "$RESULTS/$name.txt" | grep -v "^Claim lines"
   done
