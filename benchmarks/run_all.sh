@@ -80,7 +80,7 @@ else
   echo "== digits (scikit-learn) missing: peers_32px_digits and adversarial_compute skipped" | tee -a "$LOG"
 fi
 fi  # the default steps
-# The longer budgets and the other settings README also reports (33 minutes more on a 2-core AMD EPYC):
+# The longer budgets and the other settings README also reports (33-37 minutes more on a 2-core AMD EPYC):
 # bash benchmarks/run_all.sh --long (everything), --long-only (these alone)
 if [ "${1:-}" = "--long" ] || [ "${1:-}" = "--long-only" ]; then
   # AdaFilter's other settings (README's settings table), two at a time with one thread each
