@@ -114,12 +114,12 @@ fi
 # Each method's paper claim, as its benchmark stated it (README's method tables say the same)
 {
   echo "# run_all.sh ${*:-}: each paper claim as measured in this run ($RESULTS/<name>.txt has the tables)"
-  for name in adversarial adversarial_demo adversarial_compute adafilter pruning pruning_structured wise_ft \
-      adafilter_binary_gates adafilter_gated_lr2 adafilter_gate_bias1.5 adafilter_gated_lr1 adversarial_compute_8 \
-      pruning_12ep adafilter_12ep adversarial_48ep; do
+  default_steps=" adversarial adversarial_demo adversarial_compute adafilter pruning pruning_structured wise_ft "
+  for name in $default_steps adafilter_binary_gates adafilter_gated_lr2 adafilter_gate_bias1.5 adafilter_gated_lr1 \
+      adversarial_compute_8 pruning_12ep adafilter_12ep adversarial_48ep; do
     rc=$(sed -n "s/^$name //p" "$RAN")
-    if [ -z "$rc" ]; then  # the --long steps are listed only when they ran
-      case $name in adversarial|adversarial_demo|adversarial_compute|adafilter|pruning|pruning_structured|wise_ft) ;; *) continue ;; esac
+    if [ -z "$rc" ]; then  # a default step says it did not run; a --long step is listed only when it ran
+      [[ $default_steps == *" $name "* ]] || continue
       echo "## $name"; echo "(not run this time)"; continue
     fi
     echo "## $name"
