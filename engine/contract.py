@@ -141,6 +141,9 @@ class MethodHook:
     optimiser is built, so a method may change the model), then per step `compute_loss`
     (at most one enabled method may own it), backward, `after_backward`, optimiser step,
     `after_step`; `on_epoch_end` after each evaluation; `on_train_end` once at the end.
+    A method that keeps state across steps or epochs returns it from `state_dict` (saved with
+    each epoch's resume point) and takes it back in `load_state_dict`, so that a stopped run
+    continues exactly where it stopped (engine.resume).
     """
 
     name = "method"
@@ -164,6 +167,17 @@ class MethodHook:
 
     def on_train_end(self, ctx: TrainContext) -> None:
         pass
+
+    def state_dict(self) -> dict[str, Any]:
+        """What the method needs to continue a stopped run exactly, at an epoch's end: tensors,
+        numbers, strings, None and lists or dicts of them only (engine.resume reads it back with
+        torch.load(weights_only=True)). Default: nothing."""
+        return {}
+
+    def load_state_dict(self, ctx: TrainContext, state: dict[str, Any]) -> None:
+        """Take back what `state_dict` returned, in a freshly set-up run (after `setup` and after the
+        model's weights are restored, before the optimiser's state is; `state` is {} for a resume
+        point written without it). Raises StudioError when `state` cannot be used."""
 
 
 def owns_loss(hook: MethodHook) -> bool:

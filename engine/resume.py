@@ -1,15 +1,17 @@
 """Continue a stopped or interrupted run from the end of its last finished epoch.
 
 At each epoch's end the loop writes `resume.pt` in the run folder: the model's and the optimiser's
-state, the loss scaler's, the data-order and augmentation generators, pruning masks, the epoch and
-step reached, the history so far and the config, all as tensors, numbers, strings, lists and dicts
-(torch.save), read back with `weights_only=True` (nothing in it can run code). The learning rate
-is a function of the step (engine.schedules), so the schedule continues where it stopped. A
-finished run deletes it: only an unfinished run needs it (it is about twice the model's size).
+state, the loss scaler's, the data-order and augmentation generators, pruning masks, each method's
+own state (`MethodHook.state_dict`: AdaFilter's gate optimiser, pruning's schedule position, the
+adversarial overfitting guard's best epoch, WiSE-FT's theta_0), the epoch and step reached, the
+history so far and the config, all as tensors, numbers, strings, lists and dicts (torch.save),
+read back with `weights_only=True` (nothing in it can run code). The learning rate is a function
+of the step (engine.schedules), so the schedule continues where it stopped. A finished run deletes
+it: only an unfinished run needs it (about twice the model's size; more with a method that keeps
+a copy of the weights).
 
-Not restored: a method's own in-memory state other than pruning masks (e.g. the adversarial
-overfitting guard's best score) starts afresh; under torchrun each process's augmentation
-generator starts from rank 0's saved state.
+Not restored: under torchrun each process's augmentation generator and global random stream start
+again from their seeds (only rank 0's are saved; the data order, shared by all, is restored).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 import torch
 
 from engine.config import RunConfig
-from engine.contract import TrainContext
+from engine.contract import MethodHook, TrainContext
 from engine.errors import StudioError
 
 RESUME_FILE = "resume.pt"
@@ -29,16 +31,20 @@ FORMAT = 1
 
 
 def save_resume(run_dir: Path, ctx: TrainContext, scaler: torch.amp.GradScaler, history: list[dict[str, Any]],
-                elapsed_s: float = 0.0) -> Path:
+                elapsed_s: float = 0.0, hooks: list[MethodHook] = ()) -> Path:
     """Write `run_dir/resume.pt` for the end of epoch `ctx.epoch` (atomic: a stop mid-write leaves
     the previous one); `elapsed_s`: the run's training time so far in seconds, earlier parts
-    included. Returns its path."""
+    included; `hooks`: the run's methods, whose `state_dict` is saved under their names. Returns
+    its path."""
     state = {
         "format": FORMAT, "epoch": ctx.epoch + 1, "step": ctx.step, "config": ctx.cfg.to_json(),
         "elapsed_s": float(elapsed_s),
         "history": json.dumps(history), "model": ctx.model.state_dict(), "optimizer": ctx.optimizer.state_dict(),
         "scaler": scaler.state_dict(), "generator": ctx.generator.get_state(),
         "device_generator": ctx.device_generator.get_state(), "masks": dict(ctx.masks),
+        "methods": {h.name: h.state_dict() for h in hooks},
+        # the global random stream: dropout (MobileNetV3's head), AdaFilter's gate noise
+        "global_rng": torch.get_rng_state(), "device_global_rng": _device_rng(ctx.device),
     }
     path = run_dir / RESUME_FILE
     tmp = path.with_suffix(".part")
@@ -47,11 +53,13 @@ def save_resume(run_dir: Path, ctx: TrainContext, scaler: torch.amp.GradScaler, 
     return path
 
 
-def load_resume(run_dir: Path, ctx: TrainContext, scaler: torch.amp.GradScaler) -> tuple[int, list[dict[str, Any]]]:
+def load_resume(run_dir: Path, ctx: TrainContext, scaler: torch.amp.GradScaler,
+                hooks: list[MethodHook] = ()) -> tuple[int, list[dict[str, Any]]]:
     """Restore the state `save_resume` wrote into a freshly set-up run (engine.train.setup_run with
-    the same config). Returns (epochs already done, their history); sets `continued_from_epoch` and
-    `wall_time_before_s` (seconds the earlier parts took) in `ctx.summary`. Raises StudioError when there is
-    no resume point, or it belongs to other settings."""
+    the same config and its `hooks`). Returns (epochs already done, their history); sets
+    `continued_from_epoch` and `wall_time_before_s` (seconds the earlier parts took) in `ctx.summary`.
+    Raises StudioError when there is no resume point, it belongs to other settings, or its saved
+    state does not fit the run."""
     path = run_dir / RESUME_FILE
     if not path.is_file():
         raise StudioError("This run cannot be continued: it has no saved state to continue from (it stopped "
@@ -65,16 +73,44 @@ def load_resume(run_dir: Path, ctx: TrainContext, scaler: torch.amp.GradScaler) 
     if saved is None or saved != ctx.cfg:  # a field added since reads as its default on both sides
         raise StudioError("The run's settings differ from those it was saved with: a run continues with its "
                           "own settings. Start a new run to change them.")
-    ctx.model.load_state_dict(state["model"])
-    ctx.optimizer.load_state_dict(state["optimizer"])
+    methods = state.get("methods") or {}
+    try:
+        ctx.model.load_state_dict(state["model"])
+        for h in hooks:  # before the optimiser: a method may regroup its parameters (AdaFilter)
+            h.load_state_dict(ctx, methods.get(h.name) or {})
+        ctx.optimizer.load_state_dict(state["optimizer"])
+    except (KeyError, RuntimeError, ValueError):  # written by another version of the studio or a method
+        raise StudioError(f"The run's saved state ({path.name}) was written by another version of the studio "
+                          "and does not fit this run: start the run again instead.") from None
     scaler.load_state_dict(state["scaler"])
     ctx.generator.set_state(state["generator"].cpu())
     if ctx.world_size == 1:  # each process draws its own; only rank 0's was saved
         ctx.device_generator.set_state(state["device_generator"].to(ctx.device_generator.device)
                                        if ctx.device_generator.device.type != "cpu" else state["device_generator"].cpu())
     ctx.masks.update(state["masks"])
+    if state.get("global_rng") is not None and ctx.world_size == 1:  # rank 0's alone was saved
+        torch.set_rng_state(state["global_rng"].cpu())
+        _set_device_rng(ctx.device, state.get("device_global_rng"))
     ctx.step = int(state["step"])
     # what the summary reports about the earlier parts: where this one starts, and their time
     ctx.summary.update(continued_from_epoch=int(state["epoch"]),
                        wall_time_before_s=float(state.get("elapsed_s", 0.0)))
     return int(state["epoch"]), json.loads(state["history"])
+
+
+def _device_rng(device: torch.device) -> torch.Tensor | None:
+    """The accelerator's own global random state (CUDA, MPS); None on a CPU."""
+    if device.type == "cuda":
+        return torch.cuda.get_rng_state(device)
+    if device.type == "mps":
+        return torch.mps.get_rng_state()
+    return None
+
+
+def _set_device_rng(device: torch.device, state: torch.Tensor | None) -> None:
+    if state is None:
+        return
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(state.cpu(), device)
+    elif device.type == "mps":
+        torch.mps.set_rng_state(state.cpu())

@@ -334,7 +334,7 @@ def _train(cfg: RunConfig, reporter: Reporter | None, run_dir: Path | None, work
     ctx, hooks = setup_run(cfg, reporter, run_dir, work_dir, data, limits, world)
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=ctx.amp_dtype == torch.float16)
     lr_at = schedule_fn(cfg.optim)
-    start, history = load_resume(Path(run_dir or "."), ctx, scaler) if resume else (0, [])
+    start, history = load_resume(Path(run_dir or "."), ctx, scaler, hooks) if resume else (0, [])
     timed = [0.0, 0]  # seconds and images of the timed epochs (the first is warm-up: allocation, autotuning)
     try:
         for epoch in range(start, cfg.train.epochs):
@@ -351,7 +351,7 @@ def _train(cfg: RunConfig, reporter: Reporter | None, run_dir: Path | None, work
             history.append({"epoch": epoch + 1, **metrics})
             if run_dir is not None and ctx.rank == 0:  # a stop or a crash later can continue from here
                 save_resume(run_dir, ctx, scaler, history,
-                            ctx.summary.get("wall_time_before_s", 0.0) + time.perf_counter() - t_start)
+                            ctx.summary.get("wall_time_before_s", 0.0) + time.perf_counter() - t_start, hooks)
             if agree(ctx.stop_training, ctx.world_size):
                 break
     except StopRequested as stop:  # a stopped run keeps what it finished: its epochs and best checkpoint

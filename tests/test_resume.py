@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from engine.checkpoints import load_checkpoint
 from engine.contract import Reporter, StopRequested
 from engine.errors import StudioError
 from engine.resume import RESUME_FILE
@@ -147,3 +148,110 @@ def test_the_cli_continues_a_stopped_run_under_its_own_record_by_id_or_folder(ti
     assert "is not a run folder" in capsys.readouterr().err
     assert main(["train", "--resume", "r2", "--data-dir", str(data_dir)]) == 2
     assert "No run 'r2'" in capsys.readouterr().err
+
+
+def _start_checkpoint(path: Path) -> Path:
+    """A seeded random ResNet-18 as a 'pretrained' start (WiSE-FT refuses random init)."""
+    from safetensors.torch import save_file
+
+    from engine.backbones import build_model
+
+    torch.manual_seed(0)
+    start, _ = build_model("resnet18", 3, "none")
+    save_file({k: v.contiguous() for k, v in start.net.state_dict().items()}, str(path))
+    return path
+
+
+def _whole_and_continued(cfg, root: Path, stop_in_epoch: int, between=lambda: None):
+    """(the uninterrupted run, the run stopped inside epoch `stop_in_epoch` and continued); `between`
+    runs after the stop, before the continuation."""
+    for name in ("whole", "cut"):
+        (root / name).mkdir()
+    whole = train(cfg, Recorder(), run_dir=root / "whole")
+    steps = whole.context.steps_per_epoch
+    with pytest.raises(StopRequested):
+        train(cfg, Recorder(stop_at=steps * (stop_in_epoch - 1) + 1), run_dir=root / "cut")
+    between()
+    return whole, train(cfg, Recorder(), run_dir=root / "cut", resume=True)
+
+
+def _same_weights(a, b) -> list[str]:
+    sa, sb = a.context.model.state_dict(), b.context.model.state_dict()
+    return [k for k in sa if not torch.equal(sa[k], sb[k])]
+
+
+SUMMARY_OF = {  # what each method's own state decides in the summary
+    "adafilter": ("adafilter_gate_mean", "adafilter_gate_grad_history", "val_acc"),
+    "pruning": ("pruning", "sparsity", "sparsity_by_layer", "val_acc"),
+}
+
+
+@pytest.mark.parametrize("method, settings", [
+    # the gate network has its own optimiser groups and Adam; its Gumbel noise draws from the global stream
+    ("adafilter", ("adafilter.enabled=true",)),
+    # stopped mid-ramp: the masks and the schedule's position carry on, not start again
+    ("pruning", ("pruning.enabled=true", "pruning.target_sparsity=0.7", "pruning.start_fraction=0.0",
+                 "pruning.end_fraction=1.0")),
+])
+def test_a_method_run_continues_exactly_where_it_stopped(tiny_cfg, tmp_path, method, settings):
+    cfg = tiny_cfg("train.epochs=3", "eval.ood=false", *settings)
+    whole, continued = _whole_and_continued(cfg, tmp_path, stop_in_epoch=2)
+    assert continued.summary["continued_from_epoch"] == 1
+    assert not _same_weights(whole, continued)
+    for key in SUMMARY_OF[method]:
+        assert continued.summary[key] == whole.summary[key], key
+
+
+def test_the_adversarial_guard_remembers_its_best_epoch_across_a_stop(tiny_cfg, tmp_path, monkeypatch):
+    """The overfitting guard rolls back to the best epoch before the stop, as the uninterrupted run does."""
+    import engine.methods.adversarial as adv
+
+    scores = iter([0.8, 0.5, 0.1,  # the uninterrupted run: epoch 3 collapses below half of epoch 1's
+                   0.8, 0.5,  # the stopped run's first two epochs
+                   0.1])  # the continued run's epoch 3
+    monkeypatch.setattr(adv, "robust_accuracy", lambda *a, **k: next(scores))
+    cfg = tiny_cfg("adversarial.enabled=true", "adversarial.attack=fgsm", "train.epochs=3", "eval.ood=false",
+                   "eval.robust_steps=1", "eval.robust_subset=4")
+    whole, continued = _whole_and_continued(cfg, tmp_path, stop_in_epoch=3)
+    assert whole.summary["catastrophic_overfitting"]["rolled_back_to_epoch"] == 1
+    assert continued.summary["catastrophic_overfitting"] == whole.summary["catastrophic_overfitting"]
+    assert not _same_weights(whole, continued)  # epoch 1's weights in both
+
+
+def test_a_continued_wise_ft_run_mixes_with_the_theta_0_it_started_from(tiny_cfg, tmp_path, monkeypatch):
+    """theta_0 is saved with the resume point: a probe that would come out otherwise now (another CPU's
+    kernels, other threads) does not change the curve of a continued run."""
+    import engine.methods.wise_ft as wise
+
+    ckpt = _start_checkpoint(tmp_path / "start.safetensors")
+    cfg = tiny_cfg("wise_ft.enabled=true", "wise_ft.alphas=0,0.5,1", "train.epochs=3", "eval.ood=false",
+                   "backbone.pretrained=checkpoint", f"backbone.checkpoint={ckpt}")
+    fit = wise.calibrated_probe
+
+    def elsewhere(*args, **kwargs):
+        w, b, temperature = fit(*args, **kwargs)
+        return w * 1.5, b, temperature
+
+    def another_probe():  # from here on the probe lands elsewhere
+        monkeypatch.setattr(wise, "calibrated_probe", elsewhere)
+
+    whole, continued = _whole_and_continued(cfg, tmp_path, stop_in_epoch=2, between=another_probe)
+    assert not _same_weights(whole, continued)
+    for key in ("wise_curve", "wise_theta0_val_acc", "wise_theta0_temperature"):
+        assert continued.summary[key] == whole.summary[key], key
+    theta0 = [load_checkpoint(tmp_path / name / "theta0.safetensors")[0] for name in ("whole", "cut")]
+    assert all(torch.equal(theta0[0][k], theta0[1][k]) for k in theta0[0])  # the file the run keeps, too
+
+
+def test_a_resume_point_that_does_not_fit_its_methods_is_refused_with_a_message(tiny_cfg, tmp_path):
+    """A resume point whose optimiser state does not fit the run (another version's grouping) gives a
+    message, not a traceback."""
+    cfg = tiny_cfg("train.epochs=2", "eval.ood=false", "adafilter.enabled=true")
+    (tmp_path / "r").mkdir()
+    with pytest.raises(StopRequested):
+        train(cfg, Recorder(stop_at=7), run_dir=tmp_path / "r")  # inside epoch 2
+    point = torch.load(tmp_path / "r" / RESUME_FILE, weights_only=True)
+    point["optimizer"]["param_groups"] = point["optimizer"]["param_groups"][:1]
+    torch.save(point, tmp_path / "r" / RESUME_FILE)
+    with pytest.raises(StudioError, match="written by another version of the studio"):
+        train(cfg, run_dir=tmp_path / "r", resume=True)

@@ -539,6 +539,20 @@ class AdaFilterHook(MethodHook):
             metrics.update({f"adafilter/gate_grad/{k}": v for k, v in grads.items()})
         self._grad_sum, self._grad_steps = None, 0
 
+    def state_dict(self) -> dict[str, Any]:
+        """Adam's state for the gate network (gate_optimizer=adam) and the epochs' gate-gradient history."""
+        return {"adam": self.adam.state_dict() if self.adam is not None else None,
+                "grad_history": [dict(h) for h in self.grad_history]}
+
+    def load_state_dict(self, ctx, state: dict[str, Any]) -> None:
+        """The run's optimiser regrouped as it was when saved (a resume point follows a finished epoch, so
+        the gate network had its own groups by then), then Adam's state and the gradient history."""
+        if not self.regrouped:
+            self._regroup(ctx)
+        if state.get("adam") is not None and self.adam is not None:
+            self.adam.load_state_dict(state["adam"])
+        self.grad_history = [dict(h) for h in state.get("grad_history", [])]
+
     def on_train_end(self, ctx) -> None:
         stats = self._stats(ctx)  # the final model (a method may have rolled weights back)
         ctx.summary["adafilter_gate_mean"] = stats["per_layer"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -112,6 +113,17 @@ class AdversarialHook(MethodHook):
                 "rolled_back_to_epoch": self.best_epoch,
             }
             metrics["co_rollback"] = 1.0
+
+
+    def state_dict(self) -> dict[str, Any]:
+        """The overfitting guard's best score so far, its epoch and that epoch's weights (None before)."""
+        return {"best_guard_acc": self.best_guard_acc, "best_epoch": self.best_epoch,
+                "best_state": dict(self.best_state) if self.best_state is not None else None}
+
+    def load_state_dict(self, ctx, state: dict[str, Any]) -> None:
+        if state:
+            self.best_guard_acc, self.best_epoch = float(state["best_guard_acc"]), int(state["best_epoch"])
+            self.best_state = state["best_state"]
 
 
 # its settings' bounds and choices live in AdversarialConfig's field metadata: no extra check

@@ -28,6 +28,7 @@ from __future__ import annotations
 import importlib.util
 import math
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 from torch import nn
@@ -333,6 +334,21 @@ class PruningHook(MethodHook):
         ctx.reporter.stream("pruning_sparsity", {"epoch": ctx.epoch + 1, "sparsity": overall,
                                                  "target": self.target() * self.level,
                                                  "val_acc": metrics.get("val_acc")})
+
+    def state_dict(self) -> dict[str, Any]:
+        """The masks, how far the schedule got (`level`), the mask update interval and the epochs' history."""
+        return {"masks": dict(self.masks), "level": self.level, "every": self.every,
+                "history": [list(h) for h in self.history]}
+
+    def load_state_dict(self, ctx, state: dict[str, Any]) -> None:
+        if not state:
+            return
+        self.masks = {k: m.to(ctx.device) for k, m in state["masks"].items()}
+        ctx.masks.update(self.masks)
+        self.level, self.every = float(state["level"]), int(state["every"])
+        self.history = [tuple(h) for h in state["history"]]
+        if self.every:
+            ctx.summary["pruning"]["update_every_steps"] = self.every
 
     def on_train_end(self, ctx) -> None:
         c = self.cfg

@@ -252,6 +252,7 @@ class WiseFTHook(MethodHook):
     def __init__(self, cfg: WiseFTConfig):
         self.cfg = cfg
         self.theta_0: dict[str, torch.Tensor] = {}
+        self.about: dict[str, float] = {}  # theta_0's temperature and validation accuracy (summary entries)
         self.alpha_passes = 0.0  # image passes per point (engine.evaluate.eval_passes)
 
     def setup(self, ctx) -> None:
@@ -262,20 +263,34 @@ class WiseFTHook(MethodHook):
         feats = head_features(model, data.train.images, ctx.device, ctx.cfg.eval.eval_batch_size)
         w, b, temperature = calibrated_probe(feats, data.train.labels, len(data.classes), self.cfg.probe_l2,
                                              self.cfg.probe_epochs, ctx.cfg.seed)
-        ctx.summary["wise_theta0_temperature"] = temperature
         with torch.no_grad():
             model.head.weight.copy_(w.to(model.head.weight.device))
             model.head.bias.copy_(b.to(model.head.bias.device))
-        self.theta_0 = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        ctx.pretrained_state = {k: v.clone() for k, v in self.theta_0.items()}  # fine-tuning starts here
-        ctx.summary["wise_theta0_val_acc"] = predict(model, data.val.images, data.val.labels, ctx.device,
-                                                     ctx.cfg.eval.eval_batch_size, ctx.amp_dtype,
-                                                     tta_flip=ctx.cfg.eval.tta_flip).acc
-        if ctx.run_dir is not None:
-            save_checkpoint(ctx.run_dir / "theta0.safetensors", self.theta_0, ctx.cfg, {"alpha": 0.0})
+        val_acc = predict(model, data.val.images, data.val.labels, ctx.device, ctx.cfg.eval.eval_batch_size,
+                          ctx.amp_dtype, tta_flip=ctx.cfg.eval.tta_flip).acc
+        self._keep_theta_0(ctx, {k: v.detach().clone() for k, v in model.state_dict().items()},
+                           {"wise_theta0_temperature": temperature, "wise_theta0_val_acc": val_acc})
         if ctx.rank == 0:  # the curve is part of the run's end: the time-left estimate counts it from the start
             self.alpha_passes = curve_passes(ctx.cfg, data, ctx.eval_sets.ood_user)
             ctx.eval_clock.method_passes += len(set(self.cfg.alphas)) * self.alpha_passes
+
+    def _keep_theta_0(self, ctx, theta_0: dict[str, torch.Tensor], about: dict[str, float]) -> None:
+        """theta_0 becomes where fine-tuning starts; `about` (its temperature and validation accuracy)
+        goes into the summary; theta0.safetensors is written in the run folder."""
+        self.theta_0, self.about = theta_0, dict(about)
+        ctx.pretrained_state = {k: v.clone() for k, v in theta_0.items()}  # fine-tuning starts here
+        ctx.summary.update(self.about)
+        if ctx.run_dir is not None:
+            save_checkpoint(ctx.run_dir / "theta0.safetensors", self.theta_0, ctx.cfg, {"alpha": 0.0})
+
+    def state_dict(self) -> dict[str, Any]:
+        """theta_0 as this run computed it (a continued run mixes with the same one, whatever threads
+        its probe would run on now), with its temperature and validation accuracy."""
+        return {"theta_0": self.theta_0, "about": self.about}
+
+    def load_state_dict(self, ctx, state: dict[str, Any]) -> None:
+        if state:
+            self._keep_theta_0(ctx, {k: v.to(ctx.device) for k, v in state["theta_0"].items()}, state["about"])
 
     def curve_eta(self, ctx, left: int) -> dict[str, float]:
         """{"eta_s": seconds} with `left` alphas of the curve still to evaluate, then the end-of-run
