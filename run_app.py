@@ -1,7 +1,9 @@
 """Start the fine-tuning studio's dashboard: `python run_app.py [--host 127.0.0.1] [--port 8501]`.
 
 Runs `streamlit run app/main.py` from the project root (so .streamlit/config.toml applies) with
-the studio's flags. Extra arguments after `--` go to streamlit unchanged.
+the studio's flags. Other arguments (before or after `--`) go to streamlit unchanged, except
+Streamlit's own `--server.address` and `--server.port`, which are `--host` and `--port` by another
+name: the login check and the printed address use them.
 """
 
 from __future__ import annotations
@@ -63,14 +65,18 @@ def configure_access(host: str, no_auth: bool, env: dict | None = None) -> str |
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Start the fine-tuning studio dashboard.")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this computer only)")
-    p.add_argument("--port", type=int, default=8501, help="port (default: 8501)")
+    # Streamlit's own spellings are the same settings: taken here, so that the login check sees the
+    # address the server will listen on and the address printed is the one it serves
+    p.add_argument("--host", "--server.address", dest="host", default="127.0.0.1",
+                   help="address to listen on (default: this computer only)")
+    p.add_argument("--port", "--server.port", dest="port", type=int, default=8501, help="port (default: 8501)")
     p.add_argument("--data-dir", default=None,
                    help="the engine's folder for runs, uploads and the run store (default: env STUDIO_DATA_DIR, else runs/)")
     p.add_argument("--no-auth", action="store_true",
                    help="allow an exposed server without any login (anyone who can reach it can use it)")
-    args, extra = p.parse_known_args(argv)
-    extra = [a for a in extra if a != "--"]
+    # everything else goes to Streamlit unchanged; `--` is dropped first, so that the address and port
+    # are taken whichever side of it they are given
+    args, extra = p.parse_known_args([a for a in (sys.argv[1:] if argv is None else argv) if a != "--"])
     problem = configure_access(args.host, args.no_auth)
     if problem:
         print(problem, file=sys.stderr)

@@ -171,6 +171,31 @@ def test_run_app_binds_locally_and_refuses_to_expose_without_a_login(monkeypatch
     assert run_app.configure_access("0.0.0.0", True, env) is None and env["STUDIO_ACCESS"] == "off"
 
 
+@pytest.mark.parametrize("flags", [["--server.address", "0.0.0.0"], ["--server.address=0.0.0.0"],
+                                   ["--", "--server.address", "0.0.0.0"]])
+def test_streamlits_own_address_flag_gets_the_same_login_check(monkeypatch, flags, capsys):
+    """`--server.address` is `--host` by Streamlit's name: an exposed address without a login is refused."""
+    monkeypatch.setenv("STUDIO_HOST", "127.0.0.1")
+    monkeypatch.delenv("STUDIO_ACCESS", raising=False)
+    monkeypatch.delenv("STUDIO_PASSWORD", raising=False)
+    monkeypatch.setattr(run_app.os, "execv", lambda *a: pytest.fail(f"the server was started: {a}"))
+    assert run_app.main(flags) == 2
+    assert "Refusing to listen on 0.0.0.0" in capsys.readouterr().err
+
+
+def test_the_printed_address_is_the_port_the_server_listens_on(monkeypatch, capsys):
+    monkeypatch.setenv("STUDIO_HOST", "127.0.0.1")
+    monkeypatch.delenv("STUDIO_ACCESS", raising=False)
+    started = []
+    monkeypatch.setattr(run_app.os, "execv", lambda exe, cmd: started.append(cmd))
+    monkeypatch.setattr(run_app.os, "chdir", lambda path: None)
+    for flags in (["--server.port", "8531"], ["--server.port=8531"], ["--port", "8531"]):
+        assert run_app.main([*flags, "--server.headless", "true"]) == 0
+        cmd = started.pop()
+        assert cmd[cmd.index("--server.port") + 1] == "8531" and cmd.count("--server.port") == 1, cmd
+        assert "http://127.0.0.1:8531" in capsys.readouterr().out
+
+
 def test_each_user_gets_back_their_own_draft_and_uploads(shared, tmp_path):
     alice = login("alice")
     alice.radio(key="w:data.kind").set_value("upload").run()
