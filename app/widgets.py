@@ -26,7 +26,7 @@ from typing import Any, Mapping
 
 import streamlit as st
 
-from engine.config import coerce_value, field_label, is_list_type
+from engine.config import coerce_value, field_label, is_list_type, shown_setting
 from engine.errors import StudioError
 from app.state import INPUT_ERRORS_KEY, WIDGET_PREFIX, md_text, save_draft
 
@@ -210,20 +210,6 @@ def field_widget(section: str, obj: Any, name: str, *, meta: Mapping[str, Any] |
     return where.text_input(info.shown_label, key=key, help=info.help, disabled=disabled)
 
 
-def shown(obj: Any, name: str, values: Mapping[str, Any]) -> bool:
-    """Whether field `name` of `obj` is drawn: its metadata's `shown_when` names a switch of the same
-    dataclass ("structured") or a choice ("objective=floor"); the field shows only while that holds,
-    judged on the values drawn so far (else on `obj`). A hidden field keeps its value."""
-    cond = {f.name: f for f in dataclasses.fields(obj)}[name].metadata.get("shown_when")
-    if not cond:
-        return True
-    other, _, wanted = cond.partition("=")
-    if not shown(obj, other, values):  # "objective=floor" hides with the auto switch that hides objective
-        return False
-    current = values.get(other, getattr(obj, other))
-    return str(current) == wanted if wanted else bool(current)
-
-
 def dataclass_widgets(section: str, obj: Any, *, skip: tuple[str, ...] = ("enabled",), columns: int = 2,
                       disabled: bool = False, meta: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """One widget per field of `obj` (except `skip`, and fields whose `shown_when` switch is off),
@@ -235,7 +221,7 @@ def dataclass_widgets(section: str, obj: Any, *, skip: tuple[str, ...] = ("enabl
     values: dict[str, Any] = {}
     drawn = 0
     for name in names:
-        if not shown(obj, name, values):
+        if not shown_setting(obj, name, values):
             values[name] = getattr(obj, name)
             continue
         values[name] = field_widget(section, obj, name, meta=(meta or {}).get(name), disabled=disabled,

@@ -443,11 +443,31 @@ def with_section(cfg: RunConfig, section: str, **changes: Any) -> RunConfig:
 
 def shown_value(meta: Mapping[str, Any], value: Any) -> str:
     """A setting's value as the dashboard shows it, from its field's metadata: a scaled float in its
-    unit (eps 0.00784 with scale 255 and unit "/255" -> "2/255"), any other value as str()."""
+    unit (eps 0.00784 with scale 255 and unit "/255" -> "2/255"; 0.01 with scale 100 and unit
+    "points" -> "1 point"), any other value as str()."""
     scale = meta.get("scale", 1)
     if isinstance(value, float) and scale != 1:
-        return f"{value * scale:g}{meta.get('unit', '')}"
+        unit = meta.get("unit", "")
+        if unit[:1].isalpha():  # a word: after a space, singular for exactly one
+            unit = " " + (unit[:-1] if value * scale == 1 and unit.endswith("s") else unit)
+        return f"{value * scale:g}{unit}"
     return str(value)
+
+
+def shown_setting(obj: Any, name: str, values: Mapping[str, Any] | None = None) -> bool:
+    """Whether field `name` of the settings dataclass `obj` applies: its metadata's `shown_when` names
+    a switch of the same dataclass ("structured") or a choice ("objective=floor"); the field applies
+    only while that holds, judged on `values` (field -> value, e.g. the widgets drawn so far) where
+    given, else on `obj`. The dashboard draws only such fields; the model card lists only them."""
+    values = values or {}
+    cond = {f.name: f for f in fields(obj)}[name].metadata.get("shown_when")
+    if not cond:
+        return True
+    other, _, wanted = cond.partition("=")
+    if not shown_setting(obj, other, values):  # "objective=floor" hides with the auto switch that hides objective
+        return False
+    current = values.get(other, getattr(obj, other))
+    return str(current) == wanted if wanted else bool(current)
 
 
 # ---- validation ---------------------------------------------------------------------------

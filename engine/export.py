@@ -22,7 +22,7 @@ import torch
 from engine.augment import to_float
 from engine.backbones import Classifier, backbone_title
 from engine.checkpoints import load_checkpoint, save_checkpoint
-from engine.config import RunConfig, shown_value
+from engine.config import RunConfig, shown_setting, shown_value
 from engine.corruptions import corruption_name
 from engine.evaluate import FlipAverage
 from engine.methods import METHODS
@@ -111,12 +111,13 @@ def data_source_text(cfg: RunConfig) -> str:
 
 def method_settings_text(settings: Any) -> str:
     """A method's settings (its config dataclass) in words: each field's label from its metadata
-    (else its name), a list as comma-separated values; e.g. "target sparsity 0.7; scope global"."""
+    (else its name), a list as comma-separated values; e.g. "target sparsity 0.7; scope global".
+    Settings that do not apply (`shown_when` off: the search's settings with the search off) are left out."""
     import dataclasses
 
     parts = []
     for f in dataclasses.fields(settings):
-        if f.name == "enabled":
+        if f.name == "enabled" or not shown_setting(settings, f.name):
             continue
         value = getattr(settings, f.name)
         if isinstance(value, bool):

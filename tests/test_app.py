@@ -243,13 +243,13 @@ def test_switching_a_method_on_shows_its_settings_and_changes_the_config(studio,
     at.toggle(key=f"w:{name}.enabled").set_value(True).run()
     no_problems(at)
     assert at.session_state["cfg"].methods[name].enabled
-    from app.widgets import shown
+    from engine.config import shown_setting
 
     keys = {w.key for w in [*at.number_input, *at.toggle, *at.selectbox, *at.text_input, *at.slider, *at.checkbox]}
     mcfg = at.session_state["cfg"].methods[name]
     for f in dataclasses.fields(spec.config_cls):
         if f.name != "enabled":  # a setting of a switch that is off is hidden; every other one has a widget
-            assert (f"w:{name}.{f.name}" in keys) == shown(mcfg, f.name, {}), f"widget for {name}.{f.name}"
+            assert (f"w:{name}.{f.name}" in keys) == shown_setting(mcfg, f.name), f"widget for {name}.{f.name}"
 
 
 @dataclass(frozen=True)

@@ -157,3 +157,18 @@ def test_the_model_card_gives_scaled_settings_in_their_unit():
     cfg = with_section(RunConfig(), "adversarial", enabled=True, eps=2 / 255)
     text = method_settings_text(cfg.methods["adversarial"])
     assert "eps (attack budget) 2/255" in text and "0.00784" not in text, text
+
+
+def test_the_model_card_lists_only_the_settings_that_apply_in_words():
+    # a pruning run without the search listed every search setting, and "largest accuracy drop (floor) 1points"
+    from engine.config import RunConfig, with_section
+    from engine.export import method_settings_text
+
+    plain = method_settings_text(with_section(RunConfig(), "pruning", enabled=True).methods["pruning"])
+    assert "target sparsity" in plain and "auto:" not in plain.replace("auto: search per-stage fractions off", ""), plain
+    searched = method_settings_text(with_section(RunConfig(), "pruning", enabled=True, auto=True, objective="floor",
+                                                 max_acc_drop=0.01).methods["pruning"])
+    assert "auto: trials 10" in searched and "largest accuracy drop (floor) 1 point;" in searched, searched
+    assert "lambda" not in searched, "the score objective's weight does not apply to the floor objective"
+    two = with_section(RunConfig(), "pruning", enabled=True, auto=True, objective="floor", max_acc_drop=0.02)
+    assert "largest accuracy drop (floor) 2 points" in method_settings_text(two.methods["pruning"])
