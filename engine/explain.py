@@ -60,9 +60,10 @@ def gradcam_note(model: Classifier, image_size: int) -> str:
         _, name, side = gradcam_layer(model, image_size)
     except StudioError as exc:
         return str(exc)
-    return (f"Grad-CAM here reads `{name}`, the model's deepest layer that still splits the image into at least "
+    return (f"Grad-CAM here reads the model's deepest layer that still splits the image into at least "
             f"{MIN_CAM_SIDE} x {MIN_CAM_SIDE} regions: at {image_size} px it sees {side} x {side} regions, each about "
-            f"{image_size // side} px across, so the map (smoothed to the image's size) shows nothing finer.")
+            f"{image_size // side} px across, so the map (smoothed to the image's size) shows nothing finer "
+            f"(for experts: torchvision's layer `{name}`).")
 
 
 def occlusion_window(side: int) -> tuple[int, int]:
