@@ -181,6 +181,11 @@ def latest_layer_values(df: pd.DataFrame, columns: Sequence[str]) -> tuple[int, 
     return int(last["epoch"]), [float(last[c]) for c in columns]
 
 
+def layer_value_text(group: str, value: float) -> str:
+    """One per-layer value as the bars' axis writes it: a share in % ("70.0%"), anything else in 3 digits."""
+    return f"{100 * value:.1f}%" if is_fraction_metric(group) else f"{value:.3g}"
+
+
 def layer_bar_chart(df: pd.DataFrame, group: str, columns: Sequence[str]) -> alt.Chart:
     """The latest epoch's value per layer as bars (e.g. sparsity per layer, fraction of filters fine-tuned)."""
     epoch, values = latest_layer_values(df, columns)
@@ -215,7 +220,8 @@ def long_frame(df: pd.DataFrame, metrics: Sequence[str], x: str = "epoch") -> pd
 
 def metric_lines(df: pd.DataFrame, metrics: Sequence[str], title: str, y_title: str,
                  percent: bool = False, x: str = "epoch", height: int = 260) -> alt.Chart:
-    """Lines with points, one colour per metric, x = epoch (or step)."""
+    """Lines with points, one colour per metric, x = epoch (or step); a legend only for two or more
+    metrics (one metric's name is the title)."""
     data = long_frame(df, metrics, x)
     present = [m for m in metrics if m in set(data["metric"])]
     order = [metric_label(m) for m in present]
@@ -228,7 +234,8 @@ def metric_lines(df: pd.DataFrame, metrics: Sequence[str], title: str, y_title: 
         x=alt.X(f"{x}:Q", title=x_title, axis=alt.Axis(tickMinStep=1, format="d")),
         y=alt.Y("value:Q", axis=y_axis, scale=y_scale),
         color=alt.Color("label:N", title=None, sort=order,  # line symbols: a training curve's shows its dashes
-                        legend=alt.Legend(**LEGEND, symbolType="stroke", symbolStrokeWidth=2.5),
+                        legend=alt.Legend(**LEGEND, symbolType="stroke", symbolStrokeWidth=2.5)
+                        if len(present) > 1 else None,
                         scale=alt.Scale(domain=order, range=colors)),
         tooltip=[alt.Tooltip(f"{x}:Q", title=x_title), alt.Tooltip("label:N", title="Metric"),
                  alt.Tooltip("value:Q", title="Value", format=".1%" if percent else ".4g")],
@@ -250,8 +257,8 @@ def accuracy_chart(df: pd.DataFrame) -> alt.Chart:
 
 def method_metric_chart(df: pd.DataFrame, metric: str) -> alt.Chart:
     """A chart for one metric a method logs (sparsity, robust accuracy, anything new)."""
-    label = metric_label(metric)
-    return metric_lines(df, [metric], label, label, percent=is_fraction_metric(metric))
+    label = metric_label(metric)  # "Sparsity (share of zero weights)": the title; the axis its first words
+    return metric_lines(df, [metric], f"{label} per epoch", label.split(" (")[0], percent=is_fraction_metric(metric))
 
 
 def step_loss_chart(steps: pd.DataFrame) -> alt.Chart:

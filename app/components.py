@@ -180,6 +180,9 @@ def progress_view(run: RunView) -> None:
         st.warning(run.error or "Stopped.", icon=":material/stop_circle:")
 
 
+MANY_LAYERS = 24  # more layers than this: the per-layer bars fold away (16 px a row: taller than a screen)
+
+
 def curves_view(run: RunView, *, live: bool = False, streams: bool = False) -> None:
     """Per-epoch charts (accuracy, loss, OOD, and whatever the enabled methods log); with `streams`,
     also the points methods publish as they compute (the Train page; Results has full views)."""
@@ -213,7 +216,19 @@ def curves_view(run: RunView, *, live: bool = False, streams: bool = False) -> N
         for i, (group, names) in enumerate(groups.items()):
             with cols[i % len(cols)]:
                 epoch, values = charts.latest_layer_values(epochs, names)
-                if any(v != 0 and v == v for v in values):  # something other than 0 or missing
+                title = f"**{charts.group_title(group)} per layer (epoch {epoch})**"
+                finite = [v for v in values if v == v]
+                alike = len(names) > 1 and len(finite) == len(values) and max(finite) - min(finite) < 1e-3
+                if any(v != 0 for v in finite) and alike:  # a chart of equal bars says one number
+                    st.markdown(title)
+                    st.caption(f"{charts.layer_value_text(group, finite[0])} in every one of the {len(names)} layers.")
+                elif any(v != 0 for v in finite) and len(names) > MANY_LAYERS:  # a tall chart: on request
+                    st.markdown(title)
+                    st.caption(f"From {charts.layer_value_text(group, min(finite))} to "
+                               f"{charts.layer_value_text(group, max(finite))} across {len(names)} layers.")
+                    with st.expander(f"Each of the {len(names)} layers", icon=":material/bar_chart:"):
+                        st.altair_chart(charts.layer_bar_chart(epochs, group, names), width="stretch")
+                elif any(v != 0 for v in finite):
                     st.altair_chart(charts.layer_bar_chart(epochs, group, names), width="stretch")
                 else:  # an empty chart with one "0" tick looks broken
                     st.markdown(f"**{charts.group_title(group)} per layer (epoch {epoch})**")

@@ -79,12 +79,12 @@ def test_method_metrics_are_found_and_get_their_own_chart():
     df = charts.epochs_frame(EPOCHS)
     assert charts.method_metric_names(df) == ["sparsity"]  # robust_acc has a place in the accuracy chart
     d = spec(charts.method_metric_chart(df, "sparsity"))
-    assert d["title"] == "Sparsity (share of zero weights)"
+    assert d["title"] == "Sparsity (share of zero weights) per epoch"
     assert layer_encodings(d)[0]["y"]["axis"]["format"] == "%"
     new = df.assign(toy_score=[1.5, 2.5])
     assert "toy_score" in charts.method_metric_names(new)
     d = spec(charts.method_metric_chart(new, "toy_score"))
-    assert d["title"] == "Toy score" and layer_encodings(d)[0]["y"]["axis"]["format"] == "~r"
+    assert d["title"] == "Toy score per epoch" and layer_encodings(d)[0]["y"]["axis"]["format"] == "~r"
 
 
 def test_step_and_lr_charts_use_steps():
@@ -269,3 +269,44 @@ def test_durations_say_their_units():
 
     assert [fmt_duration(s) for s in (2.4, 59.6, 65, 3725, 3600, 0.2, None)] == \
         ["2 s", "1 min", "1 min 5 s", "1 h 2 min", "1 h", "0 s", "–"]
+
+
+def test_per_layer_values_that_say_one_number_or_fill_a_screen_are_told_in_a_line():
+    """Pruning at one share per layer drew 52 equal bars of internal layer names: a line says it. Over
+    MANY_LAYERS layers of differing values the range is said and the bars fold into an expander."""
+    from streamlit.testing.v1 import AppTest
+
+    def page(values):
+        import pandas as pd
+
+        from app import components
+
+        df = pd.DataFrame({"epoch": [1], "val_acc": [0.5], "train_loss": [1.0],
+                           **{f"pruning/sparsity/features.{i}.conv": [v] for i, v in enumerate(values)}})
+        components.curves_view(components.RunView("r", "run", "finished", None, {}, "/nonexistent", epochs=df))
+
+    def bars(at):
+        return [c for c in (at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart"))
+                if "sparsity per layer" in str(c.proto.spec)]
+
+    alike = AppTest.from_function(page, args=([0.7] * 52,)).run()
+    assert not alike.exception and not bars(alike)
+    assert any("70.0% in every one of the 52 layers" in c.value for c in alike.caption)
+    many = AppTest.from_function(page, args=([0.4 + 0.01 * i for i in range(40)],)).run()
+    assert not many.exception and any("From 40.0% to 79.0% across 40 layers" in c.value for c in many.caption)
+    assert len(many.expander) == 1 and len(bars(many)) == 1, "the bars, folded"
+    few = AppTest.from_function(page, args=([0.3, 0.6, 0.9],)).run()
+    assert not few.exception and len(bars(few)) == 1 and not few.expander, "a few layers: the chart itself"
+
+
+def test_a_one_metric_chart_has_no_legend_repeating_its_title():
+    import pandas as pd
+
+    from app import charts
+
+    df = pd.DataFrame({"epoch": [1, 2], "sparsity": [0.2, 0.5]})
+    spec = charts.method_metric_chart(df, "sparsity").to_dict()
+    assert spec["layer"][0]["encoding"]["color"]["legend"] is None
+    assert spec["title"] == "Sparsity (share of zero weights) per epoch", spec["title"]
+    two = charts.accuracy_chart(pd.DataFrame({"epoch": [1], "val_acc": [0.5], "train_acc": [0.6]})).to_dict()
+    assert two["layer"][0]["encoding"]["color"]["legend"] is not None, "two metrics keep their legend"
