@@ -180,6 +180,20 @@ def progress_view(run: RunView) -> None:
         st.warning(run.error or "Stopped.", icon=":material/stop_circle:")
 
 
+def few_steps_notice(cfg, key: str, text: str | None = None) -> None:
+    """The few-optimiser-steps warning for `cfg` on the chosen dataset (or `text`, a warning shown in its
+    place), with a button that sets the batch size it suggests; `key` tells the pages' buttons apart."""
+    text = text or state.few_steps_warning(cfg)
+    if not text:
+        return
+    st.warning(text, icon=":material/warning:")
+    fix = state.batch_size_fix(cfg)
+    if fix is not None and text == state.few_steps_warning(cfg):
+        st.button(f"Use batch size {fix}", key=f"batch_fix_{key}", icon=":material/build:",
+                  on_click=state.use_batch_size, args=(fix,),
+                  help="Sets the batch size on the Model page to the one suggested above.")
+
+
 MANY_LAYERS = 24  # more layers than this: the per-layer bars fold away (16 px a row: taller than a screen)
 
 

@@ -530,15 +530,22 @@ def validate(cfg: RunConfig) -> None:
         raise StudioError(NEEDS_FIXING + "\n- " + "\n- ".join(problems))
 
 
+def batch_size_for(train_images: int) -> int:
+    """The power-of-two batch size that gives about eight optimiser steps an epoch on `train_images`
+    images, at least 4 (batch norm needs a few images per batch)."""
+    return max(4, 2 ** round(math.log2(max(train_images, 1) / 8)))
+
+
 def few_batches(cfg: "RunConfig", train_images: int, max_per_epoch: int = 2) -> str | None:
     """A warning when the batch size leaves at most `max_per_epoch` optimiser steps per epoch on
     `train_images` training images (a batch as large as the training set is one step an epoch), with
-    a power-of-two batch size that gives about eight. None otherwise, and for fewer than 8 images."""
+    a power-of-two batch size that gives about eight (`batch_size_for`). None otherwise, and for
+    fewer than 8 images."""
     n, epochs = train_images, cfg.train.epochs
     per_epoch = cfg.steps_per_epoch(n)
     if per_epoch > max_per_epoch or n < 8:
         return None
-    suggest = max(4, 2 ** round(math.log2(n / 8)))  # batch norm needs a few images per batch
+    suggest = batch_size_for(n)
     fix = (f"A batch size of {suggest} gives {n // suggest} steps per epoch." if n // suggest > max_per_epoch
            else "With so few images, a batch size of 4 and many epochs is what there is: more images help most.")
     return (f"Batches of {cfg.train.batch_size} from your {n} training images make {per_epoch} optimiser step"

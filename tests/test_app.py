@@ -206,9 +206,19 @@ def test_too_few_steps_an_epoch_are_said_where_a_run_starts(studio, tiny_bytes):
         at.switch_page(page).run()
         no_problems(at)
         assert any("Batches of 256 from your" in w and "1 optimiser step per epoch" in w for w in texts(at.warning)), page
+        assert any(b.label.startswith("Use batch size ") for b in at.button), f"a one-click fix on {page}"
+    # the Model page's button sets the suggested batch size, in the config and in its widget
+    suggested = int(next(b.label for b in at.button if b.label.startswith("Use batch size ")).split()[-1])
+    assert f"A batch size of {suggested} gives" in " ".join(texts(at.warning))
+    at.button(key="batch_fix_model").click().run()
+    no_problems(at)
+    assert at.session_state["cfg"].train.batch_size == suggested
+    assert at.number_input(key="w:train.batch_size").value == suggested
+    assert not any("Batches of" in w for w in texts(at.warning)), "the fix cleared its warning"
     at.session_state["cfg"] = with_section(at.session_state["cfg"], "train", batch_size=4)
     at.switch_page("app_pages/train.py").run()
     assert not any("optimiser step" in w for w in texts(at.warning))
+    assert not any(b.label.startswith("Use batch size ") for b in at.button)
 
 
 @pytest.mark.parametrize("page", ["app_pages/data.py", "app_pages/model.py", "app_pages/train.py", "app_pages/results.py"])

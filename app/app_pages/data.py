@@ -9,7 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import charts, datasets, state
+from app import charts, components, datasets, state
 from app.widgets import field_widget
 from engine.errors import StudioError
 from engine.config import with_section
@@ -390,9 +390,7 @@ def quick_start(engine) -> None:
                      f"({state.weights_words(cfg)}), "
                      f"{state.plural(cfg.train.epochs, 'epoch')}, {cfg.data.image_size} px, {methods}. "
                      "Change them first on *Model and methods* if you like.")
-        warning = problems or state.few_steps_warning(cfg)
-        if warning:
-            st.warning(warning, icon=":material/warning:")
+        components.few_steps_notice(cfg, "data", problems)
     if clicked:
         out = state.attempt("starting the run", state.start_run, engine)
         if out.ok:

@@ -375,9 +375,7 @@ def knobs_section() -> None:
     cfg = state.update_section("train", epochs=field_widget("train", cfg.train, "epochs", container=c[0]),
                                batch_size=field_widget("train", cfg.train, "batch_size", container=c[1]))
     keep_fine_tuning_epochs(cfg)
-    batches = state.few_steps_warning(cfg)
-    if batches:
-        st.warning(batches, icon=":material/warning:")
+    components.few_steps_notice(cfg, "model")
     if spec.fixed_image_size:
         c[2].markdown(f"Image size\n\n**{spec.fixed_image_size} px** (fixed for {spec.name})")
         state.update_section("data", image_size=spec.fixed_image_size)

@@ -68,8 +68,8 @@ def start_section(engine) -> None:
         if problems:
             st.warning(problems, icon=":material/warning:")
             st.page_link("app_pages/model.py", label="Fix the settings", icon=":material/tune:")
-        elif few := state.few_steps_warning(cfg):
-            st.warning(few, icon=":material/warning:")
+        else:
+            components.few_steps_notice(cfg, "train")
         gpu_selector(cfg)
         busy = bool(engine.active_runs())
         twin = state.same_settings_active(engine, cfg) if busy else None
