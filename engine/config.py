@@ -67,7 +67,7 @@ class DataConfig:
     ood_source: str = knob("", label="Your OOD set", help="An optional set with the same classes ('' = none).")
     source_name: str = knob("", label="Dataset name", help="Your own name for the dataset (an upload's file name).")
     ood_source_name: str = knob("", label="OOD set name", help="Your own name for the OOD set.")
-    train_per_class: int = knob(0, label="Training images per class", min=0, max=100000, help=(
+    train_per_class: int = knob(0, label="Training images per class (0 = all)", min=0, max=100000, help=(
         "Keep only this many training images per class (0 = all): for data-scarcity studies."))
     drop_duplicates: bool = knob(False, label="Drop duplicate copies", help=(  # copies always stay in one split
         "Keep one image of each group of identical or near-identical pictures (the report lists the groups). "
@@ -173,7 +173,7 @@ class EvalConfig:
         "pixelation) after each epoch and at the end."))
     ood_severity_each_epoch: int = knob(3, label="Corruption severity per epoch (0 = none)", min=0, max=5, widget="slider", help=(
         "Per epoch only this severity (for speed; 0 = none); the end of the run measures all five."))
-    ood_subset_each_epoch: int = knob(16, label="Corrupted images per epoch", unit="images", min=0, max=100000,
+    ood_subset_each_epoch: int = knob(16, label="Corrupted images per epoch (0 = all)", unit="images", min=0, max=100000,
                                       help=(  # 16: the OOD part cost 7% of a quick-demo epoch's training time
         "Per epoch the corruption suite runs on this fixed, class-balanced subset of the validation images "
         "(0 = all of them), so watching OOD accuracy costs little; the end of the run uses every image."))

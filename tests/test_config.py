@@ -149,3 +149,18 @@ def test_every_setting_has_a_label_and_plain_help():
                for f in dataclasses.fields(cls)
                if f.name != "enabled" and not (f.metadata.get("label") and f.metadata.get("help"))]
     assert missing == [], missing
+
+
+def test_a_zero_that_means_all_or_automatic_says_so_in_its_label():
+    """"Training images per class: 0" read as zero images to a new user: where 0 stands for all or for
+    automatic, the label says it, not only the help behind the ?."""
+    import re
+
+    from engine.config import CORE_SECTIONS, METHOD_SECTIONS
+
+    unsaid = [f"{section}.{f.name}: {f.metadata['label']}"
+              for section, cls in {**CORE_SECTIONS, **{n: c for n, (c, _) in METHOD_SECTIONS.items()}}.items()
+              for f in dataclasses.fields(cls)
+              if (m := re.search(r"\(?0 = (all|automatic)", f.metadata.get("help", "")))
+              and f"(0 = {m[1]})" not in f.metadata.get("label", "")]
+    assert unsaid == [], unsaid

@@ -67,7 +67,7 @@ class PruningConfig:
         "label": "reach the target at (share of the run)", "min": 0.0, "max": 1.0, "step": 0.05,
         "help": "The rest of the run fine-tunes at full sparsity, which wins accuracy back."})
     update_every: int = field(default=0, metadata={
-        "label": "steps between mask updates", "min": 0, "max": 10000,
+        "label": "steps between mask updates (0 = automatic)", "min": 0, "max": 10000,
         "help": "0 = automatic (about 20 updates across the span)."})
     scope: str = field(default="layer", metadata={
         "label": "scope", "choices": ["layer", "global"],
