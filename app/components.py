@@ -232,14 +232,16 @@ def curves_view(run: RunView, *, live: bool = False, streams: bool = False) -> N
                 epoch, values = charts.latest_layer_values(epochs, names)
                 title = f"**{charts.group_title(group)} per layer (epoch {epoch})**"
                 finite = [v for v in values if v == v]
-                alike = len(names) > 1 and len(finite) == len(values) and max(finite) - min(finite) < 1e-3
-                if any(v != 0 for v in finite) and alike:  # a chart of equal bars says one number
+                lo, hi = (charts.layer_value_text(group, f(finite)) for f in (min, max)) if finite else ("", "")
+                # within a point (a share) or 0.1% (anything else): a chart of equal bars says one number
+                alike = len(names) > 1 and len(finite) == len(values) and max(finite) - min(finite) <= (
+                    0.01 if charts.is_fraction_metric(group) else 1e-3 * max(abs(v) for v in finite))
+                if any(v != 0 for v in finite) and alike:
                     st.markdown(title)
-                    st.caption(f"{charts.layer_value_text(group, finite[0])} in every one of the {len(names)} layers.")
+                    st.caption(f"{lo if lo == hi else f'{lo} to {hi}'} in every one of the {len(names)} layers.")
                 elif any(v != 0 for v in finite) and len(names) > MANY_LAYERS:  # a tall chart: on request
                     st.markdown(title)
-                    st.caption(f"From {charts.layer_value_text(group, min(finite))} to "
-                               f"{charts.layer_value_text(group, max(finite))} across {len(names)} layers.")
+                    st.caption(f"From {lo} to {hi} across {len(names)} layers.")
                     with st.expander(f"Each of the {len(names)} layers", icon=":material/bar_chart:"):
                         st.altair_chart(charts.layer_bar_chart(epochs, group, names), width="stretch")
                 elif any(v != 0 for v in finite):

@@ -292,6 +292,9 @@ def test_per_layer_values_that_say_one_number_or_fill_a_screen_are_told_in_a_lin
     alike = AppTest.from_function(page, args=([0.7] * 52,)).run()
     assert not alike.exception and not bars(alike)
     assert any("70.0% in every one of the 52 layers" in c.value for c in alike.caption)
+    near = AppTest.from_function(page, args=([0.7] * 50 + [0.7031, 0.6992],)).run()  # small layers round apart
+    assert any("69.9% to 70.3% in every one of the 52 layers" in c.value for c in near.caption), \
+        [c.value for c in near.caption]
     many = AppTest.from_function(page, args=([0.4 + 0.01 * i for i in range(40)],)).run()
     assert not many.exception and any("From 40.0% to 79.0% across 40 layers" in c.value for c in many.caption)
     assert len(many.expander) == 1 and len(bars(many)) == 1, "the bars, folded"
