@@ -342,7 +342,8 @@ def _presets(args: argparse.Namespace) -> int:
     """Each preset: its name, title, one line about it, and every setting it changes from the defaults."""
     width = max(len(name) for name in PRESETS)
     for name, preset in PRESETS.items():
-        print(f"{name:{width}s} {preset.title}: {preset.describe()}  (sets, the rest at the defaults:)")
+        print(f"{name:{width}s} {preset.title}: {preset.describe()}"
+              + (f" {preset.details()}" if preset.details else "") + "  (sets, the rest at the defaults:)")
         for key, value in preset.sets().items():
             print(f"    {key} = {_shown_value(key, value)}")
     return 0

@@ -87,11 +87,13 @@ def small_model(cfg: RunConfig) -> RunConfig:
 class Preset:
     """A named recipe: `apply(cfg)` returns `cfg` with the recipe's settings (the dataset, and a
     checkpoint for the preset's backbone, kept);
-    `describe()` is one line for people (it may name methods, so it is read when shown)."""
+    `describe()` is one line for people (it may name methods, so it is read when shown); `details()`,
+    where given, what was measured with it (a demo's result against its paper's claim)."""
     name: str
     title: str
     describe: Callable[[], str]
     apply: Callable[[RunConfig], RunConfig]
+    details: Callable[[], str] | None = None
 
     def sets(self, cfg: RunConfig | None = None) -> dict[str, Any]:
         """What the preset changes, as `section.field: value`, against `cfg` (default: the defaults)."""
@@ -205,43 +207,51 @@ def wise_ft_demo(cfg: RunConfig) -> RunConfig:
     return _enable(cfg, "wise_ft", ood_subset=64)
 
 
-DEMO_TEXT = {  # preset -> (title, method, what to look at, what the paper claims)
+DEMO_TEXT = {  # preset -> (title, method, what to look at, what the paper claims, what this demo measured)
     "adafilter_demo": ("AdaFilter demo", "adafilter",
                        "AdaFilter, 20 epochs: watch the per-layer share of fine-tuned filters and the gate gradients.",
                        "Guo et al. 2020: choosing filters per image lowers the error of standard fine-tuning "
-                       "(2.54 points on average, ResNet-50, ImageNet weights). Not reproduced with this demo: on "
-                       "the sample it ended 1.8 to 7.6 test points below standard fine-tuning (means of 3 seeds, "
-                       "three measurements on two CPUs), while its gates did adapt (the share of fine-tuned "
-                       "filters differed by about 20 points between layers)."),
+                       "(2.54 points on average, ResNet-50, ImageNet weights).",
+                       "Not reproduced with this demo: on the sample it ended 1.8 to 7.6 test points below standard "
+                       "fine-tuning (means of 3 seeds, three measurements on two CPUs), while its gates did adapt "
+                       "(the share of fine-tuned filters differed by about 20 points between layers)."),
     "pruning_demo": ("Pruning demo", "pruning",
                      "Pruning to 70% sparsity by mid-run, then recovery, then channels removed: watch validation "
                      "accuracy dip and come back.",
-                     "Tung et al. 2017, Zhu & Gupta 2017: pruning while fine-tuning keeps the dense accuracy. "
+                     "Tung et al. 2017, Zhu & Gupta 2017: pruning while fine-tuning keeps the dense accuracy.",
                      "Measured with this demo on the sample (3 seeds, two CPUs): 70% sparsity 1.0 to 1.3 test points "
                      "below dense fine-tuning on average (single seeds up to 3.9 below), and the channel-pruned "
                      "model within 3 validation points of the model it was cut from on all three seeds."),
     "adversarial_demo": ("Adversarial demo", "adversarial",
                          "Adversarial fine-tuning (FGSM-RS, eps 2/255), 20 epochs: watch robust accuracy beside clean "
-                         "accuracy.", "Jeddi et al. 2020: fine-tuning adversarially gives robustness at a fraction "
-                                      "of the cost of adversarial training from scratch. Measured with "
-                                      "this demo on the sample (3 seeds): robust accuracy 16 to 26 points above "
-                                      "standard fine-tuning's, clean accuracy about 5 points lower."),
+                         "accuracy.",
+                         "Jeddi et al. 2020: fine-tuning adversarially gives robustness at a fraction of the cost of "
+                         "adversarial training from scratch.",
+                         "Measured with this demo on the sample (3 seeds): robust accuracy 16 to 26 points above "
+                         "standard fine-tuning's, clean accuracy about 5 points lower."),
     "wise_ft_demo": ("WiSE-FT demo", "wise_ft", "WiSE-FT, 20 epochs fine-tuned without augmentation, as in the paper: "
                      "watch the alpha curve of OOD against validation accuracy.",
                      "Wortsman et al. 2021: mixing the weights (an alpha inside 0..1) beats both ends on "
-                     "OOD data at equal in-distribution accuracy. Measured with this demo on the sample: shown on 1 "
-                     "to 3 seeds of three depending on the CPU and thread count, by at most 1.7 points on all "
-                     "corrupted images."),
+                     "OOD data at equal in-distribution accuracy.",
+                     "Measured with this demo on the sample: shown on 1 to 3 seeds of three depending on the CPU and "
+                     "thread count, by at most 1.7 points on all corrupted images."),
 }
 DEMOS = {"adafilter_demo": adafilter_demo, "pruning_demo": pruning_demo, "adversarial_demo": adversarial_demo,
          "wise_ft_demo": wise_ft_demo}
 
 
 def _demo_text(key: str) -> Callable[[], str]:
-    _title, method, look, claim = DEMO_TEXT[key]
+    """The card's line: what to look at and the paper's claim."""
+    _title, _method, look, claim, _measured = DEMO_TEXT[key]
+    return lambda: f"{look} {claim}"
+
+
+def _demo_details(key: str) -> Callable[[], str]:
+    """What the demo measured here, and what to compare it with."""
+    _title, method, _look, _claim, measured = DEMO_TEXT[key]
     if method == "wise_ft":  # its claim is read on its own curve: both ends are models of the run itself
-        return lambda: f"{look} {claim} Both ends of the curve come from this run: no second run is needed."
-    return lambda: f"{look} {claim} Run the Standard demo (the same recipe, no method) on the same data to compare."
+        return lambda: f"{measured} Both ends of the curve come from this run: no second run is needed."
+    return lambda: f"{measured} Run the Standard demo (the same recipe, no method) on the same data to compare."
 
 
 register_preset(Preset("quick_demo", "Quick demo", lambda: (
@@ -255,7 +265,7 @@ register_preset(Preset("standard_demo", "Standard demo", lambda: (
     "measures OOD accuracy every epoch, as the method demos do."), standard_demo))
 for _key, _apply in DEMOS.items():
     if DEMO_TEXT[_key][1] in METHODS:  # never a preset for a method the engine does not register
-        register_preset(Preset(_key, DEMO_TEXT[_key][0], _demo_text(_key), _apply))
+        register_preset(Preset(_key, DEMO_TEXT[_key][0], _demo_text(_key), _apply, _demo_details(_key)))
 DEFAULT_PRESET = "quick_demo"
 
 __all__ = ["Preset", "PRESETS", "DEFAULT_PRESET", "register_preset", "get_preset", "config_changes",

@@ -111,8 +111,12 @@ def draw_preset_row(keys: list[str], cfg: dict) -> None:
             with st.container(gap="small"):
                 st.markdown(f"**{preset.title}**" + (" :green-badge[:material/check: in use]" if in_use else ""))
                 st.caption(preset.describe())
-            st.button(f"Use {preset.title}", key=f"preset_{key}", icon=icon(key), on_click=_apply_preset,
-                      args=(key,), width="stretch")  # the card's width: a narrow window wraps words, not letters
+            with st.container(gap="small"):  # at the card's foot, aligned across the row
+                if preset.details is not None:  # the measured result behind the card's claim, on request
+                    with st.popover("Measured here", icon=":material/science:", width="stretch"):
+                        st.markdown(preset.details())
+                st.button(f"Use {preset.title}", key=f"preset_{key}", icon=icon(key), on_click=_apply_preset,
+                          args=(key,), width="stretch")  # the card's width: a narrow window wraps words, not letters
 
 
 # ---- backbone ---------------------------------------------------------------------------------
