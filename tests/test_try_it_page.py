@@ -321,9 +321,17 @@ def test_a_refresh_keeps_the_images_and_the_zip_until_the_user_clears_them(run):
     no_problems(at)
     assert len(at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")) == 1
 
+    at.toggle(key=[t.key for t in at.toggle if t.key.startswith("try_explain_")][0]).set_value(True).run()
+    no_problems(at)
+    maps = len(at.image)
+
     again = open_page(run)  # a refresh: a new session, the uploader empty
     assert len(again.get("arrow_vega_lite_chart") or again.get("vega_lite_chart")) == 1, "answered again"
     assert any("Kept from before: my cat.png" in c for c in texts(again.caption)), texts(again.caption)
+    assert [t.value for t in again.toggle if t.key.startswith("try_explain_")] == [True], "its attributions too"
+    assert len(again.image) == maps
+    again.toggle(key=[t.key for t in again.toggle if t.key.startswith("try_explain_")][0]).set_value(False).run()
+    assert [t.value for t in open_page(run).toggle if t.key.startswith("try_explain_")] == [False], "and off again"
     uploads = engine().data_dir / "uploads"
     kept_files = {p.name for p in uploads.iterdir()}
     again.button(key="try_clear_images").click().run()

@@ -162,7 +162,8 @@ def explain_view(run_dir: str, ds: str, models: list, image: np.ndarray, answers
         st.warning("This image was flagged as unfamiliar: a map shows what drove the answer, not that the answer "
                    "means anything.", icon=":material/help:")
     picture = image.transpose(1, 2, 0).astype(np.float32) / 255.0
-    cols = st.columns([1] + [2] * len(models))[1:]  # each map under its model's answer (image_result's columns)
+    # the picture's column holds DISPLAY_PX in a 1280 px window beside two models' answers too
+    cols = st.columns([1] + [2 if len(models) == 1 else 1.5] * len(models), gap="medium")[1:]  # each map under its model's answer (image_result's columns)
     for col, (p, variant, alpha), answer in zip(cols, models, answers):
         target = p.classes.index(answer.top[0][0])
         with st.spinner(f"{METHOD_NAMES[method]} for {p.label} ..."):
@@ -194,7 +195,8 @@ def image_result(run_dir: str, ds: str, models: list, name: str, data: bytes, th
     if not got.ok:
         return False
     image, notes = got.value
-    cols = st.columns([1] + [2] * len(models))
+    # the picture's column holds DISPLAY_PX in a 1280 px window beside two models' answers too
+    cols = st.columns([1] + [2 if len(models) == 1 else 1.5] * len(models), gap="medium")
     cols[0].image(framed(upscale(image.transpose(1, 2, 0), DISPLAY_PX)), caption=f"{name} (as the model sees it)",
                   width=DISPLAY_PX)
     with cols[0].expander("What was done to the image"):
@@ -216,8 +218,13 @@ def image_result(run_dir: str, ds: str, models: list, name: str, data: bytes, th
         if note:
             st.caption(note)
     key = f"{digest(data)}_{'_'.join(f'{v}{a}' for _, v, a in models)}"
-    # the switch belongs to the image: turning the comparison on or off (other models) keeps it as it was
-    if st.toggle("Why? Show attributions", key=f"try_explain_{digest(data)}"):
+    # the switch belongs to the image: turning the comparison on or off (other models) keeps it as it
+    # was, and so does a refresh
+    explain_key = f"{EXPLAIN_KEY_PREFIX}{digest(data)}"
+    state.seed_choice(explain_key)
+    shown = st.toggle("Why? Show attributions", key=explain_key)
+    state.remember_choice(explain_key, shown, default=False)
+    if shown:
         explain_view(run_dir, ds, models, image, answers, key)
     st.divider()
     return True
@@ -490,11 +497,22 @@ def render() -> None:
     answer_images(engine, kind, images, new, run_dir, ds, models, threshold)
 
 
+EXPLAIN_KEY_PREFIX = "try_explain_"  # + the image's digest: its "Why? Show attributions" switch
+
+
+def forget_explain_switches(digests: set[str]) -> None:
+    """Forget the kept attribution switches of images no longer shown (the draft keeps only those on)."""
+    kept = (st.session_state.get(state.TRY_KEY) or {}).get("choices") or {}
+    for k in [k for k in kept if k.startswith(EXPLAIN_KEY_PREFIX) and k[len(EXPLAIN_KEY_PREFIX):] not in digests]:
+        state.remember_choice(k, False, default=False)
+
+
 def answer_images(engine, kind: str, images: list[tuple[str, bytes]], new: bool, run_dir: str, ds: str, models,
                   threshold: float) -> None:
     """Each image's answers (a repeated file once), then, for files the user just gave, the usable
     ones kept for a refresh (`kind`: images or camera)."""
     usable, first_named = [], {}
+    forget_explain_switches({digest(data) for _, data in images})
     for name, data in images:
         key = digest(data)
         if key in first_named:  # the same bytes under another name: one answer (and widget keys)
