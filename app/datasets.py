@@ -32,6 +32,24 @@ class DataCheck:
     report: DataReport | None = None
     grid: dict[str, list[np.ndarray]] = field(default_factory=dict)  # class -> HWC uint8 images
     error: BaseException | None = None
+    # per duplicate group (report order, the first DUPLICATE_GROUPS_SHOWN): its pictures, HWC uint8,
+    # at most DUPLICATE_PICTURES each (copies dropped by drop_duplicates have none)
+    duplicates: list[list[np.ndarray]] = field(default_factory=list)
+
+
+DUPLICATE_GROUPS_SHOWN = 12
+DUPLICATE_PICTURES = 8
+
+
+def duplicate_pictures(splits) -> list[list[np.ndarray]]:
+    """The pictures of the report's first DUPLICATE_GROUPS_SHOWN duplicate groups, so that the user can
+    see whether they are copies: the split images, found by their files (`report.split_files`)."""
+    by_path = {}
+    for name, files in splits.report.split_files.items():
+        images = getattr(splits, name).images
+        by_path.update({f: i for f, i in zip(files, images)})
+    return [[by_path[f].permute(1, 2, 0).numpy() for f in group if f in by_path][:DUPLICATE_PICTURES]
+            for group in splits.report.duplicate_groups[:DUPLICATE_GROUPS_SHOWN]]
 
 
 def preview_size(cfg: RunConfig) -> int:
@@ -93,7 +111,7 @@ def check_dataset(engine: Engine, cfg: RunConfig, progress: Callable[[int, int],
         for c, name in enumerate(splits.classes):
             idx = (splits.train.labels == c).nonzero().flatten()[:PREVIEW_PER_CLASS]
             grid[name] = [img.permute(1, 2, 0).numpy() for img in splits.train.images[idx]]
-        result = DataCheck(True, splits.report, grid)
+        result = DataCheck(True, splits.report, grid, duplicates=duplicate_pictures(splits))
     memo[key] = result
     while len(memo) > _MEMO_ENTRIES:
         memo.pop(next(iter(memo)))

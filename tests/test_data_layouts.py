@@ -591,6 +591,10 @@ def test_data_page_shows_layout_duplicates_and_the_skipped_files_of_a_refused_up
     captions = " ".join(c.value for c in at.caption)
     assert LAYOUT_PRE_SPLIT in captions and "used as is" in captions
     assert any("duplicate pictures" in e.label for e in at.expander)
+    # each group is shown: every file name (none cut off in a cell) and its pictures, to judge by eye
+    group = [m.value for m in at.markdown if m.value.startswith("**Group 1**")]
+    assert group and "train/cats/000.png = train/cats/copy.png" in group[0], group
+    assert any(len(img.proto.imgs) == 2 for img in at.image), "the group's two pictures"
     assert at.toggle(key="w:data.drop_duplicates") is not None
     assert at.selectbox(key="w:data.class_balance").value == "none"
 

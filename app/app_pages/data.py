@@ -277,8 +277,16 @@ def dataset_report(engine) -> datasets.DataCheck | None:
                          f"duplicate pictures ({n_files} files)", icon=":material/content_copy:"):
             st.caption("Identical files, or near-identical pictures (perceptual hash within "
                        f"{PHASH_MAX_DISTANCE} of 64 bits and the same colours). {action}")
-            st.dataframe([{"group": i + 1, "files": " = ".join(g)} for i, g in enumerate(rep.duplicate_groups)],
-                         hide_index=True, width="stretch")
+            for i, (group, pictures) in enumerate(zip(rep.duplicate_groups, result.duplicates)):
+                with st.container(gap="small"):  # the pictures, to judge whether they are copies; every name
+                    st.markdown(f"**Group {i + 1}** ({len(group)} files): " + " = ".join(map(state.md_text, group)))
+                    if pictures:
+                        st.image(pictures, width=56)
+            rest = rep.duplicate_groups[len(result.duplicates):]
+            if rest:
+                st.caption(f"The other {len(rest)} groups, by file name:")
+                st.dataframe([{"group": len(result.duplicates) + i + 1, "files": " = ".join(g)}
+                              for i, g in enumerate(rest)], hide_index=True, width="stretch")
     if cap:
         st.caption(f"Training uses at most {cfg.data.train_per_class} images per class (see the split settings): "
                    f"{n_split.get('train', 0):,} of the {cap:,} training images, the rest left out at random "
