@@ -271,6 +271,7 @@ def test_compare_shows_the_dataset_and_flags_runs_on_different_data(studio, tiny
         "which of the run's models its row measures"
     table = next(d.value for d in at.dataframe if "val acc" in d.value.columns)
     assert "methods" in table.columns, "methods that differ are compared in the table"
+    assert set(table["methods"]) == {"plain fine-tuning", "WiSE-FT"}, "short method names: the column is narrow"
     shown = settings_that_differ_are_shown(table, second, wise)
     assert shown, "these two runs differ in their learning rate: the table shows it"
 

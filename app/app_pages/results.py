@@ -419,7 +419,7 @@ def compare_row(engine, rec, label: str) -> tuple[dict, pd.DataFrame]:
     row = {"run": label, "dataset": state.dataset_name(cfg), "_source": cfg.get("data", {}).get("source"),
            "classes": len(report.get("classes") or summary.get("classes") or []) or None,
            "images": n_images, "image px": cfg.get("data", {}).get("image_size"),
-           "methods": ", ".join(METHODS[m].title for m in enabled_methods(cfg)) or "plain fine-tuning"}
+           "methods": ", ".join(METHODS[m].short for m in enabled_methods(cfg)) or "plain fine-tuning"}
     for key, name in COMPARE_METRICS.items():
         row[name] = summary.get(key)
     row["balanced acc"] = sum(values) / len(values) if values else None
@@ -553,7 +553,7 @@ def compare(engine, runs) -> None:
                "batch": st.column_config.NumberColumn("batch", format="%d", width=60,
                                                       help="Images per optimiser step."),
                "img/s": st.column_config.NumberColumn("img/s", format="%.0f", width=60),
-               "model": st.column_config.TextColumn("model", width=220),
+               "model": st.column_config.TextColumn("model", width=260),  # "MobileNetV3-Small, bundled weights"
                "time": st.column_config.TextColumn("time", width=90),  # "12 min 34 s"
                "lr": st.column_config.NumberColumn(
                    "lr", format="%.4g", width=64,

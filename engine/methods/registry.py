@@ -37,10 +37,16 @@ class MethodSpec:
     # Called in training before any hook's setup, and when a saved run's model is rebuilt for
     # inference, export or WiSE-FT, so its state dict always finds the same module tree.
     restructure: Callable[[Any, Any, Any], Any] | None = None
+    short_title: str = ""  # where room is short (a table cell); the title when not given
+
+    @property
+    def short(self) -> str:
+        """The method's name where room is short: `short_title`, else `title`."""
+        return self.short_title or self.title
 
     @classmethod
     def from_notes(cls, name: str, **code: Any) -> "MethodSpec":
-        """A spec whose words (title, summary, explanation, paper, paper_url) come from the front matter
+        """A spec whose words (title, summary, explanation, paper, paper_url; optional short_title) come from the front matter
         of the method's notes, assets/methods/<name>.md, where teachers can edit them next to the
         choices they explain; `code` gives the rest (config_cls, build, check, order, ...). Raises
         ValueError when the notes or a field are missing."""
@@ -53,7 +59,7 @@ class MethodSpec:
         if missing:
             raise ValueError(f"{path} lacks {', '.join(missing)} in its front matter")
         return cls(name=name, **{k: words[k] for k in ("title", "summary", "explanation", "paper", "paper_url")},
-                   **code)
+                   short_title=words.get("short_title") or "", **code)
 
     def validate(self, run_cfg: Any, method_cfg: Any) -> list[str]:
         problems: list[str] = []
