@@ -538,7 +538,8 @@ def errors_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
     if st.session_state.get(f"explain_k_{rec.id}") not in sizes:
         st.session_state[f"explain_k_{rec.id}"] = min(12, n)
     if len(sizes) > 1:
-        k = st.select_slider("How many", sizes, key=f"explain_k_{rec.id}")
+        k = st.select_slider(f"How many of the {n} validation images to show", sizes, key=f"explain_k_{rec.id}",
+                             help="The validation images the model got most wrong come first (highest loss).")
     else:  # a split of 6 images or fewer: a slider with one stop would be a lone dot
         k = sizes[0]
         st.caption(f"All {k} validation image{'s' * (k != 1)}, highest loss first.")
