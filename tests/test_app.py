@@ -221,6 +221,21 @@ def test_too_few_steps_an_epoch_are_said_where_a_run_starts(studio, tiny_bytes):
     assert not any(b.label.startswith("Use batch size ") for b in at.button)
 
 
+def test_a_preset_rate_kept_for_a_much_shorter_run_offers_the_automatic_rate_in_one_click(studio):
+    """The Model page's warning that a preset's learning rate meets far fewer steps than it was tuned for
+    switches the automatic learning rate on from a button, as it advises."""
+    at = new_app()
+    at.switch_page("app_pages/model.py").run()
+    at.number_input(key="w:train.epochs").set_value(3).run()  # the Quick demo's rate for 3 epochs
+    no_problems(at)
+    assert any("A rate tuned for a longer run can leave a short one near guessing" in w for w in texts(at.warning))
+    at.button(key="drift_lr_auto").click().run()
+    no_problems(at)
+    assert at.session_state["cfg"].optim.lr_auto is True
+    assert at.toggle(key="w:optim.lr_auto").value is True, "the switch shows it"
+    assert not any("near guessing" in w for w in texts(at.warning))
+
+
 @pytest.mark.parametrize("page", ["app_pages/data.py", "app_pages/model.py", "app_pages/train.py", "app_pages/results.py"])
 def test_every_page_renders_on_a_fresh_studio(studio, page):
     at = new_app()

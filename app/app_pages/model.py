@@ -83,6 +83,12 @@ def _apply_preset(key: str) -> None:
     st.session_state["preset_applied"] = (PRESETS[key].title, note)
 
 
+def _lr_auto_on() -> None:
+    """The drift warning's button: the automatic learning rate on, and its switch redrawn from the config."""
+    state.update_section("optim", lr_auto=True)
+    st.session_state.pop(widget_key("optim", "lr_auto"), None)
+
+
 def presets_section() -> None:
     st.subheader("Start from a preset")
     cfg = state.config().to_dict()
@@ -398,6 +404,8 @@ def knobs_section() -> None:
     drift = recipe_drift(state.config(), state.known_classes_and_train_size(state.config())[1])
     if drift:
         st.warning(drift, icon=":material/warning:")
+        st.button("Find the learning rate automatically", key="drift_lr_auto", icon=":material/build:",
+                  on_click=_lr_auto_on, help="Switches on the learning-rate range test above, as the warning suggests.")
     last_lr_find()
     schedule_section()
     # a key keeps an expander open while warnings above it come and go (an epochs change closed it)
