@@ -54,7 +54,8 @@ def test_adversarial_view_shows_the_image_strip(studio, tmp_path):
 
 def test_pruning_results_draw_the_sparsity_per_layer_once_with_every_layer(studio, tmp_path):
     # a teacher saw a second, cramped "Final sparsity per layer" chart labelling every fourth layer
-    _run(tmp_path, "train.epochs=2", "pruning.enabled=true", "pruning.target_sparsity=0.5", "pruning.end_fraction=0.5")
+    _run(tmp_path, "train.epochs=2", "pruning.enabled=true", "pruning.target_sparsity=0.5", "pruning.end_fraction=0.5",
+         "pruning.scope=global")  # one share for the whole network: the layers differ, so the bars are drawn
     at = new_app()
     at.switch_page("app_pages/results.py").run()
     no_problems(at)

@@ -267,26 +267,7 @@ def dataset_report(engine) -> datasets.DataCheck | None:
                    f"'{state.md_text(imb['smallest'])}'. Accuracy alone flatters a model that favours the large class: the "
                    "results show balanced accuracy and macro-F1 beside it. To compensate, set *Imbalanced "
                    "classes* in the split settings.", icon=":material/balance:")
-    if rep.duplicate_groups:
-        n_files = sum(len(g) for g in rep.duplicate_groups)
-        action = (f"{len(rep.duplicates_dropped)} extra copies were dropped." if rep.duplicates_dropped else
-                  "Each group is kept in one split, so a copy is never trained on and then tested on; a group "
-                  "in validation or test still counts once per copy there. Switch on *Drop duplicate copies* "
-                  "to keep one image of each.")
-        with st.expander(f"{len(rep.duplicate_groups)} group{'s' if len(rep.duplicate_groups) != 1 else ''} of "
-                         f"duplicate pictures ({n_files} files)", icon=":material/content_copy:"):
-            st.caption("Identical files, or near-identical pictures (perceptual hash within "
-                       f"{PHASH_MAX_DISTANCE} of 64 bits and the same colours). {action}")
-            for i, (group, pictures) in enumerate(zip(rep.duplicate_groups, result.duplicates)):
-                with st.container(gap="small"):  # the pictures, to judge whether they are copies; every name
-                    st.markdown(f"**Group {i + 1}** ({len(group)} files): " + " = ".join(map(state.md_text, group)))
-                    if pictures:
-                        st.image(pictures, width=56)
-            rest = rep.duplicate_groups[len(result.duplicates):]
-            if rest:
-                st.caption(f"The other {len(rest)} groups, by file name:")
-                st.dataframe([{"group": len(result.duplicates) + i + 1, "files": " = ".join(g)}
-                              for i, g in enumerate(rest)], hide_index=True, width="stretch")
+    duplicates_section(rep, result)
     if cap:
         st.caption(f"Training uses at most {cfg.data.train_per_class} images per class (see the split settings): "
                    f"{n_split.get('train', 0):,} of the {cap:,} training images, the rest left out at random "
@@ -316,6 +297,31 @@ def dataset_report(engine) -> datasets.DataCheck | None:
     else:
         st.caption("No file was skipped: every file is a readable image inside a class folder.")
     return result
+
+
+def duplicates_section(rep, result: datasets.DataCheck) -> None:
+    """The duplicate groups: what is done with them, each group's file names and pictures."""
+    if not rep.duplicate_groups:
+        return
+    n_files = sum(len(g) for g in rep.duplicate_groups)
+    action = (f"{len(rep.duplicates_dropped)} extra copies were dropped." if rep.duplicates_dropped else
+              "Each group is kept in one split, so a copy is never trained on and then tested on; a group "
+              "in validation or test still counts once per copy there. Switch on *Drop duplicate copies* "
+              "to keep one image of each.")
+    with st.expander(f"{len(rep.duplicate_groups)} group{'s' if len(rep.duplicate_groups) != 1 else ''} of "
+                     f"duplicate pictures ({n_files} files)", icon=":material/content_copy:"):
+        st.caption("Identical files, or near-identical pictures (perceptual hash within "
+                   f"{PHASH_MAX_DISTANCE} of 64 bits and the same colours). {action}")
+        for i, (group, pictures) in enumerate(zip(rep.duplicate_groups, result.duplicates)):
+            with st.container(gap="small"):  # the pictures, to judge whether they are copies; every name
+                st.markdown(f"**Group {i + 1}** ({len(group)} files): " + " = ".join(map(state.md_text, group)))
+                if pictures:
+                    st.image(pictures, width=56)
+        rest = rep.duplicate_groups[len(result.duplicates):]
+        if rest:
+            st.caption(f"The other {len(rest)} groups, by file name:")
+            st.dataframe([{"group": len(result.duplicates) + i + 1, "files": " = ".join(g)}
+                          for i, g in enumerate(rest)], hide_index=True, width="stretch")
 
 
 def ood_section(engine, result: datasets.DataCheck | None) -> None:
