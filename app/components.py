@@ -189,9 +189,10 @@ def few_steps_notice(cfg, key: str, text: str | None = None) -> None:
     st.warning(text, icon=":material/warning:")
     fix = state.batch_size_fix(cfg)
     if fix is not None and text == state.few_steps_warning(cfg):
-        st.button(f"Use batch size {fix}", key=f"batch_fix_{key}", icon=":material/build:",
-                  on_click=state.use_batch_size, args=(fix,),
-                  help="Sets the batch size on the Model page to the one suggested above.")
+        batch, lr = fix
+        st.button(f"Use batch size {batch}" + (f", learning rate {lr:g}" if lr != cfg.optim.lr else ""),
+                  key=f"batch_fix_{key}", icon=":material/build:", on_click=state.use_batch_size, args=fix,
+                  help="Sets the batch size and the learning rate on the Model page to the ones suggested above.")
 
 
 MANY_LAYERS = 24  # more layers than this: the per-layer bars fold away (16 px a row: taller than a screen)

@@ -898,21 +898,25 @@ def few_steps_warning(cfg: RunConfig) -> str | None:
     return few_batches(cfg, known_classes_and_train_size(cfg)[1])
 
 
-def batch_size_fix(cfg: RunConfig) -> int | None:
-    """The batch size `few_steps_warning` suggests for the chosen dataset, when it has a warning and the
-    suggestion is smaller than the batch size set; else None."""
-    from engine.config import batch_size_for
+def batch_size_fix(cfg: RunConfig) -> tuple[int, float] | None:
+    """The (batch size, learning rate) `few_steps_warning` suggests for the chosen dataset
+    (engine.config.smaller_batch), when it warns and suggests one; else None."""
+    from engine.config import smaller_batch
 
     if few_steps_warning(cfg) is None:
         return None
-    suggest = batch_size_for(known_classes_and_train_size(cfg)[1])
-    return suggest if suggest < cfg.train.batch_size else None
+    n = known_classes_and_train_size(cfg)[1]
+    fix = smaller_batch(cfg, n)
+    return fix if fix is not None and n // fix[0] > 2 else None
 
 
-def use_batch_size(size: int) -> None:
-    """Set the batch size (a button's callback): the config, and its widget redrawn from it."""
+def use_batch_size(size: int, lr: float) -> None:
+    """Set the batch size and learning rate (a button's callback): the config, and their widgets
+    redrawn from it."""
     update_section("train", batch_size=int(size))
-    st.session_state.pop(f"{WIDGET_PREFIX}train.batch_size", None)
+    update_section("optim", lr=float(lr))
+    for key in ("train.batch_size", "optim.lr"):
+        st.session_state.pop(f"{WIDGET_PREFIX}{key}", None)
 
 
 MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]|$~<>])")  # what changes a name inside a line of markdown

@@ -536,18 +536,39 @@ def batch_size_for(train_images: int) -> int:
     return max(4, 2 ** round(math.log2(max(train_images, 1) / 8)))
 
 
+def smaller_batch(cfg: "RunConfig", train_images: int) -> tuple[int, float] | None:
+    """(batch size, learning rate) for more optimiser steps an epoch on `train_images` images:
+    `batch_size_for`, with the learning rate scaled by the same factor (the linear scaling rule,
+    Goyal et al. 2017: the same rate per image) unless the rate is found automatically
+    (optim.lr_auto: the range test picks it for the new batch). None when that batch is not
+    smaller than the one set. A smaller batch at the same rate collapsed to chance on the sample
+    (README, "Few optimiser steps")."""
+    batch = batch_size_for(train_images)
+    if batch >= cfg.train.batch_size:
+        return None
+    lr = cfg.optim.lr if cfg.optim.lr_auto else float(f"{cfg.optim.lr * batch / cfg.train.batch_size:.3g}")
+    return batch, lr
+
+
 def few_batches(cfg: "RunConfig", train_images: int, max_per_epoch: int = 2) -> str | None:
     """A warning when the batch size leaves at most `max_per_epoch` optimiser steps per epoch on
     `train_images` training images (a batch as large as the training set is one step an epoch), with
-    a power-of-two batch size that gives about eight (`batch_size_for`). None otherwise, and for
-    fewer than 8 images."""
+    the smaller batch and learning rate `smaller_batch` gives (about eight steps an epoch). None
+    otherwise, and for fewer than 8 images."""
     n, epochs = train_images, cfg.train.epochs
     per_epoch = cfg.steps_per_epoch(n)
     if per_epoch > max_per_epoch or n < 8:
         return None
-    suggest = batch_size_for(n)
-    fix = (f"A batch size of {suggest} gives {n // suggest} steps per epoch." if n // suggest > max_per_epoch
-           else "With so few images, a batch size of 4 and many epochs is what there is: more images help most.")
+    fix = smaller_batch(cfg, n)
+    if fix is None or n // fix[0] <= max_per_epoch:
+        advice = "With so few images, a batch size of 4 and many epochs is what there is: more images help most."
+    elif cfg.optim.lr_auto:
+        advice = (f"A batch size of {fix[0]} gives {n // fix[0]} steps per epoch (the learning rate is found "
+                  "for it automatically).")
+    else:
+        advice = (f"A batch size of {fix[0]} gives {n // fix[0]} steps per epoch, with the learning rate lowered "
+                  f"in step to {fix[1]:g} (the same rate per image): a smaller batch at the same rate can "
+                  "collapse to guessing.")
     return (f"Batches of {cfg.train.batch_size} from your {n} training images make {per_epoch} optimiser step"
             f"{'s' * (per_epoch != 1)} per epoch ({per_epoch * epochs} in {epochs} epoch{'s' * (epochs != 1)}): "
-            f"too few for fine-tuning to get far. {fix}")
+            f"too few for fine-tuning to get far. {advice}")

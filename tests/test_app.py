@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -207,13 +208,19 @@ def test_too_few_steps_an_epoch_are_said_where_a_run_starts(studio, tiny_bytes):
         no_problems(at)
         assert any("Batches of 256 from your" in w and "1 optimiser step per epoch" in w for w in texts(at.warning)), page
         assert any(b.label.startswith("Use batch size ") for b in at.button), f"a one-click fix on {page}"
-    # the Model page's button sets the suggested batch size, in the config and in its widget
-    suggested = int(next(b.label for b in at.button if b.label.startswith("Use batch size ")).split()[-1])
-    assert f"A batch size of {suggested} gives" in " ".join(texts(at.warning))
+    # the Model page's button sets the suggested batch size and the learning rate scaled with it (the
+    # same rate per image), in the config and in their widgets
+    label = next(b.label for b in at.button if b.label.startswith("Use batch size "))
+    batch, lr = re.fullmatch(r"Use batch size (\d+), learning rate ([\d.e-]+)", label).groups()
+    before = at.session_state["cfg"].optim.lr
+    assert float(lr) == pytest.approx(before * int(batch) / 256, rel=1e-2)
+    assert f"A batch size of {batch} gives" in " ".join(texts(at.warning))
     at.button(key="batch_fix_model").click().run()
     no_problems(at)
-    assert at.session_state["cfg"].train.batch_size == suggested
-    assert at.number_input(key="w:train.batch_size").value == suggested
+    assert at.session_state["cfg"].train.batch_size == int(batch)
+    assert at.session_state["cfg"].optim.lr == pytest.approx(float(lr))
+    assert at.number_input(key="w:train.batch_size").value == int(batch)
+    assert at.number_input(key="w:optim.lr").value == pytest.approx(float(lr))
     assert not any("Batches of" in w for w in texts(at.warning)), "the fix cleared its warning"
     at.session_state["cfg"] = with_section(at.session_state["cfg"], "train", batch_size=4)
     at.switch_page("app_pages/train.py").run()

@@ -111,7 +111,10 @@ def test_a_batch_that_leaves_few_steps_per_epoch_is_flagged():
     small = PRESETS["small_model"].apply(RunConfig())
     text = few_batches(small, 33)
     assert "Batches of 64 from your 33 training images make 1 optimiser step per epoch (8 in 8 epochs)" in text
-    assert "A batch size of 4 gives 8 steps per epoch" in text
+    lr = small.optim.lr * 4 / 64  # the linear scaling rule: a smaller batch at the same rate collapsed to guessing
+    assert f"A batch size of 4 gives 8 steps per epoch, with the learning rate lowered in step to {lr:.3g}" in text
+    auto = few_batches(apply_overrides(small, ["optim.lr_auto=true"]), 33)
+    assert "A batch size of 4 gives 8 steps per epoch (the learning rate is found for it automatically)" in auto
     assert few_batches(small, 384) is None  # the sample: 6 steps an epoch
     assert "make 2 optimiser steps" in few_batches(apply_overrides(small, ["train.batch_size=16"]), 40)
     assert few_batches(small, 5) is None  # too few images to say anything useful
