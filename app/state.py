@@ -905,9 +905,7 @@ def batch_size_fix(cfg: RunConfig) -> tuple[int, float] | None:
 
     if few_steps_warning(cfg) is None:
         return None
-    n = known_classes_and_train_size(cfg)[1]
-    fix = smaller_batch(cfg, n)
-    return fix if fix is not None and n // fix[0] > 2 else None
+    return smaller_batch(cfg, known_classes_and_train_size(cfg)[1])
 
 
 def use_batch_size(size: int, lr: float) -> None:

@@ -536,15 +536,15 @@ def batch_size_for(train_images: int) -> int:
     return max(4, 2 ** round(math.log2(max(train_images, 1) / 8)))
 
 
-def smaller_batch(cfg: "RunConfig", train_images: int) -> tuple[int, float] | None:
+def smaller_batch(cfg: "RunConfig", train_images: int, max_per_epoch: int = 2) -> tuple[int, float] | None:
     """(batch size, learning rate) for more optimiser steps an epoch on `train_images` images:
     `batch_size_for`, with the learning rate scaled by the same factor (the linear scaling rule,
     Goyal et al. 2017: the same rate per image) unless the rate is found automatically
     (optim.lr_auto: the range test picks it for the new batch). None when that batch is not
-    smaller than the one set. A smaller batch at the same rate collapsed to chance on the sample
-    (README, "Few optimiser steps")."""
+    smaller than the one set or still gives at most `max_per_epoch` steps an epoch. A smaller batch
+    at the same rate collapsed to chance on the sample (README, "Few optimiser steps an epoch")."""
     batch = batch_size_for(train_images)
-    if batch >= cfg.train.batch_size:
+    if batch >= cfg.train.batch_size or train_images // batch <= max_per_epoch:
         return None
     lr = cfg.optim.lr if cfg.optim.lr_auto else float(f"{cfg.optim.lr * batch / cfg.train.batch_size:.3g}")
     return batch, lr
@@ -559,8 +559,8 @@ def few_batches(cfg: "RunConfig", train_images: int, max_per_epoch: int = 2) -> 
     per_epoch = cfg.steps_per_epoch(n)
     if per_epoch > max_per_epoch or n < 8:
         return None
-    fix = smaller_batch(cfg, n)
-    if fix is None or n // fix[0] <= max_per_epoch:
+    fix = smaller_batch(cfg, n, max_per_epoch)
+    if fix is None:
         advice = "With so few images, a batch size of 4 and many epochs is what there is: more images help most."
     elif cfg.optim.lr_auto:
         advice = (f"A batch size of {fix[0]} gives {n // fix[0]} steps per epoch (the learning rate is found "

@@ -150,6 +150,12 @@ def verdict(p, answer) -> None:
             st.caption(":material/info: " + own)
 
 
+def answer_columns(n_models: int) -> list:
+    """The picture's column, then one per model: the picture's holds DISPLAY_PX in a 1280 px window
+    beside two models' answers too."""
+    return st.columns([1] + [2 if n_models == 1 else 1.5] * n_models, gap="medium")
+
+
 def explain_view(run_dir: str, ds: str, models: list, image: np.ndarray, answers: list, key: str) -> None:
     """Attributions of each model's answer for this image, as on the Explain page."""
     head = st.columns([3, 1])
@@ -162,8 +168,7 @@ def explain_view(run_dir: str, ds: str, models: list, image: np.ndarray, answers
         st.warning("This image was flagged as unfamiliar: a map shows what drove the answer, not that the answer "
                    "means anything.", icon=":material/help:")
     picture = image.transpose(1, 2, 0).astype(np.float32) / 255.0
-    # the picture's column holds DISPLAY_PX in a 1280 px window beside two models' answers too
-    cols = st.columns([1] + [2 if len(models) == 1 else 1.5] * len(models), gap="medium")[1:]  # each map under its model's answer (image_result's columns)
+    cols = answer_columns(len(models))[1:]  # each map under its model's answer
     for col, (p, variant, alpha), answer in zip(cols, models, answers):
         target = p.classes.index(answer.top[0][0])
         with st.spinner(f"{METHOD_NAMES[method]} for {p.label} ..."):
@@ -195,8 +200,7 @@ def image_result(run_dir: str, ds: str, models: list, name: str, data: bytes, th
     if not got.ok:
         return False
     image, notes = got.value
-    # the picture's column holds DISPLAY_PX in a 1280 px window beside two models' answers too
-    cols = st.columns([1] + [2 if len(models) == 1 else 1.5] * len(models), gap="medium")
+    cols = answer_columns(len(models))
     cols[0].image(framed(upscale(image.transpose(1, 2, 0), DISPLAY_PX)), caption=f"{name} (as the model sees it)",
                   width=DISPLAY_PX)
     with cols[0].expander("What was done to the image"):

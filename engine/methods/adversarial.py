@@ -114,7 +114,6 @@ class AdversarialHook(MethodHook):
             }
             metrics["co_rollback"] = 1.0
 
-
     def state_dict(self) -> dict[str, Any]:
         """The overfitting guard's best score so far, its epoch and that epoch's weights (None before)."""
         return {"best_guard_acc": self.best_guard_acc, "best_epoch": self.best_epoch,
