@@ -54,7 +54,14 @@ class FieldInfo:
 
     @property
     def shown_label(self) -> str:
-        return f"{self.label} ({self.unit})" if self.unit else self.label
+        """The label with its unit in brackets: inside the label's own closing bracket ("Eps (attack
+        budget, in /255)", not "Eps (attack budget) (/255)"), and left out where the label names it
+        ("Corrupted images per epoch (0 = all)")."""
+        if not self.unit or self.unit.lower() in self.label.lower():
+            return self.label
+        if self.label.endswith(")"):
+            return f"{self.label[:-1]}, in {self.unit})"
+        return f"{self.label} ({self.unit})"
 
 
 def widget_key(section: str, name: str) -> str:

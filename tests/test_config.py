@@ -164,3 +164,15 @@ def test_a_zero_that_means_all_or_automatic_says_so_in_its_label():
               if (m := re.search(r"\(?0 = (all|automatic)", f.metadata.get("help", "")))
               and f"(0 = {m[1]})" not in f.metadata.get("label", "")]
     assert unsaid == [], unsaid
+
+
+def test_no_setting_label_carries_two_brackets():
+    """A label that says what 0 means and a unit in brackets read "(0 = all) (images)"."""
+    from app.widgets import field_info
+    from engine.config import CORE_SECTIONS, METHOD_SECTIONS
+
+    doubled = [info.shown_label
+               for section, cls in {**CORE_SECTIONS, **{n: c for n, (c, _) in METHOD_SECTIONS.items()}}.items()
+               for f in dataclasses.fields(cls) if f.name != "enabled"
+               if (info := field_info(section, cls, f.name)).shown_label.count("(") > 1]
+    assert doubled == [], doubled
