@@ -53,6 +53,22 @@ def _acc(summary: dict | None, key: str = "test_acc") -> float | None:
     return value if isinstance(value, (int, float)) else summary.get("val_acc")
 
 
+def _undecided(summary: dict, max_drop: float, split: str | None = None) -> str:
+    """Why the held-out split behind an accuracy cannot decide a claim that allows `max_drop` (a
+    fraction): one of its images moves the accuracy by more than that ("" when it can, or when the
+    summary's data_report does not say). `split`: "val" or "test"; default the split `_acc` reads
+    (test, else validation)."""
+    if split is None:
+        split = "test" if isinstance(summary.get("test_acc"), (int, float)) else "val"
+    counts = ((summary.get("data_report") or {}).get("split_counts") or {}).get(split) or {}
+    n = sum(int(v or 0) for v in counts.values())
+    if not n or 1 / n <= max_drop:
+        return ""
+    words = {"val": "validation", "test": "test"}[split]
+    return (f"one of the {n} {words} images is {100 / n:.1f} points, more than the {100 * max_drop:g}-point "
+            "allowance, so this split cannot decide the claim")
+
+
 def adafilter_claim(summary: dict, baseline: dict | None = None) -> Claim:
     """Guo et al. 2020: per-example filter choice does at least as well as standard fine-tuning
     (here: test accuracy >= `baseline`'s - 1 point) with gates that adapt (the per-layer, or
@@ -70,6 +86,10 @@ def adafilter_claim(summary: dict, baseline: dict | None = None) -> Claim:
     if base is None:
         return Claim("adafilter", None, f"AdaFilter: test {_pts(acc or 0)}%, {gates}; run standard fine-tuning "
                                         "with the same settings to compare accuracy.")
+    undecided = _undecided(summary, ADAFILTER_MAX_DROP)
+    if undecided and adapts:  # gates that do not adapt fail the claim whatever the accuracy
+        return Claim("adafilter", None, f"AdaFilter: test {_pts(acc)}% vs {_pts(base)}% for standard fine-tuning "
+                                        f"({points_diff(acc, base)} points: {undecided}), {gates}.")
     shown = shown_points(acc, base) >= -100 * ADAFILTER_MAX_DROP and adapts
     return Claim("adafilter", shown, f"AdaFilter: {_verdict(shown)}: test {_pts(acc)}% vs "
                                      f"{_pts(base)}% for standard fine-tuning ({points_diff(acc, base)} points), {gates}.")
@@ -92,8 +112,9 @@ def pruning_claim(summary: dict, baseline: dict | None = None) -> Claim:
     """Tung et al. 2017 / Zhu & Gupta 2017: pruning while fine-tuning keeps accuracy. Unstructured:
     the final (fully sparse) model's test accuracy within 2 points of the dense `baseline`; with
     structured pruning also the channel-pruned model within 3 points of the model it came from.
-    Without a `baseline` the sparse half is not judged, and the line has no verdict (shown None)
-    unless the structured half failed."""
+    Without a `baseline` the sparse half is not judged, nor a half whose split is too small to resolve
+    its allowance (`_undecided`: one image worth more than it), and the line then has no verdict
+    (shown None) unless the other half failed."""
     parts, verdicts, pending = [], [], False
     sparsity = summary.get("sparsity")
     if isinstance(sparsity, (int, float)) and sparsity > 0:
@@ -102,6 +123,10 @@ def pruning_claim(summary: dict, baseline: dict | None = None) -> Claim:
             pending = True
             parts.append(f"{_pts(sparsity)}% sparse at test {_pts(acc or 0)}% (run the same settings without "
                          "pruning to compare)")
+        elif undecided := _undecided(summary, PRUNING_MAX_DROP):
+            pending = True
+            parts.append(f"{_pts(sparsity)}% sparse at test {_pts(acc)}% vs {_pts(base)}% dense "
+                         f"({points_diff(acc, base)} points: {undecided})")
         else:
             change = shown_points(acc, base) / 100
             verdicts.append(change >= -PRUNING_MAX_DROP)
@@ -110,14 +135,17 @@ def pruning_claim(summary: dict, baseline: dict | None = None) -> Claim:
     s = summary.get("structured") or {}
     if s.get("val_acc") is not None and s.get("val_acc_before") is not None:
         drop = shown_points(s["val_acc"], s["val_acc_before"]) / 100
-        ok = drop >= -STRUCTURED_MAX_DROP
-        verdicts.append(ok)
+        undecided = _undecided(summary, STRUCTURED_MAX_DROP, "val")
+        if undecided:
+            pending = True
+        else:
+            verdicts.append(drop >= -STRUCTURED_MAX_DROP)
         parts.append(f"channels removed, {_pts(s.get('flops_ratio', 1))}% of the FLOPs left: validation "
-                     f"{_pts(s['val_acc'])}% vs {_pts(s['val_acc_before'])}% before ({points_diff(s['val_acc'], s['val_acc_before'])} points, "
-                     f"{_allowance(drop, STRUCTURED_MAX_DROP)})")
+                     f"{_pts(s['val_acc'])}% vs {_pts(s['val_acc_before'])}% before ({points_diff(s['val_acc'], s['val_acc_before'])} points"
+                     + (f": {undecided})" if undecided else f", {_allowance(drop, STRUCTURED_MAX_DROP)})"))
     if not parts:
         return Claim("pruning", None, "Pruning: no sparsity in this run.")
-    shown = all(verdicts) if verdicts and not (pending and all(verdicts)) else None
+    shown = all(verdicts) if verdicts and not (pending and all(verdicts)) else None  # a failed half decides
     head = "Pruning" if shown is None else f"Pruning: {_verdict(shown)}"
     return Claim("pruning", shown, f"{head}: " + "; ".join(parts) + ".")
 

@@ -271,3 +271,26 @@ def test_a_validation_test_gap_larger_than_chance_gives_is_pointed_out():
     assert val_test_gap(dict(run, test_acc=87 / 128)) is None, "5.5 points on 128 images: chance, nothing said"
     assert val_test_gap(dict(run, test_acc=None)) is None and val_test_gap({"val_acc": 0.7, "test_acc": 0.5}) is None
     assert val_test_gap(dict(run, test_acc=0.6)) is None, "not a count of 128 images: measured on something else"
+
+
+def test_a_split_too_small_to_resolve_the_allowance_gives_no_verdict():
+    """A new user's 8 test images (one image 12.5 points) read "the paper's claim not shown ... (-12.5 points,
+    more than the 2-point allowance)" under a note that said to read verdicts as hints: such a split cannot
+    decide a 2-point claim (nor AdaFilter's 1 point, nor structured pruning's 3 on 8 validation images)."""
+    def report(val, test):
+        return {"data_report": {"split_counts": {"val": {"a": val // 2, "b": val - val // 2},
+                                                 "test": {"a": test // 2, "b": test - test // 2}}}}
+
+    small = {"sparsity": 0.7, "test_acc": 0.625, **report(8, 8)}
+    claim = pruning_claim(small, {"test_acc": 0.75})
+    assert claim.shown is None and "one of the 8 test images is 12.5 points, more than the 2-point allowance" in claim.text
+    assert pruning_claim({**small, **report(8, 128)}, {"test_acc": 0.75}).shown is False, "128 images decide it"
+    structured = {**small, "structured": {"val_acc": 0.5, "val_acc_before": 0.625, "flops_ratio": 0.5}, **report(8, 128)}
+    text = pruning_claim(structured, {"test_acc": 0.625}).text
+    assert "one of the 8 validation images is 12.5 points, more than the 3-point allowance" in text, text
+    assert pruning_claim(structured, {"test_acc": 0.625}).shown is None, "the sparse half shown, the other undecided"
+    spread = {"test_acc": 0.5, "adafilter_gate_mean": {"l1": 0.2, "l2": 0.6}}
+    assert adafilter_claim({**spread, **report(64, 64)}, {"test_acc": 0.6}).shown is None  # 1.6 points an image
+    assert adafilter_claim({**spread, **report(64, 128)}, {"test_acc": 0.6}).shown is False
+    flat = {"test_acc": 0.5, "adafilter_gate_mean": {"l1": 0.5, "l2": 0.5}, **report(64, 64)}
+    assert adafilter_claim(flat, {"test_acc": 0.5}).shown is False, "gates that did not adapt decide it anyway"
