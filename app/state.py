@@ -915,6 +915,7 @@ def use_batch_size(size: int, lr: float) -> None:
     update_section("optim", lr=float(lr))
     for key in ("train.batch_size", "optim.lr"):
         st.session_state.pop(f"{WIDGET_PREFIX}{key}", None)
+    st.toast(f"Batch size {size} and learning rate {lr:g} set (Model and methods page).", icon=":material/check:")
 
 
 MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]|$~<>])")  # what changes a name inside a line of markdown

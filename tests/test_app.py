@@ -217,6 +217,7 @@ def test_too_few_steps_an_epoch_are_said_where_a_run_starts(studio, tiny_bytes):
     assert f"A batch size of {batch} gives" in " ".join(texts(at.warning))
     at.button(key="batch_fix_model").click().run()
     no_problems(at)
+    assert any(f"Batch size {batch} and learning rate" in t.value for t in at.toast), "the change is confirmed"
     assert at.session_state["cfg"].train.batch_size == int(batch)
     assert at.session_state["cfg"].optim.lr == pytest.approx(float(lr))
     assert at.number_input(key="w:train.batch_size").value == int(batch)

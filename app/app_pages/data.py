@@ -397,6 +397,7 @@ def quick_start(engine) -> None:
     methods = ", ".join(METHODS[m].title for m in cfg.enabled_methods() if m in METHODS) or "no extra method"
     problems = state.config_problems(cfg)
     with st.container(border=True):
+        components.few_steps_notice(cfg, "data", problems)  # above the button: read before a run starts
         c = st.columns([1, 3], vertical_alignment="center")
         clicked = c[0].button("Train now", type="primary", icon=":material/play_arrow:", key="quick_start",
                               disabled=problems is not None)
@@ -404,7 +405,6 @@ def quick_start(engine) -> None:
                      f"({state.weights_words(cfg)}), "
                      f"{state.plural(cfg.train.epochs, 'epoch')}, {cfg.data.image_size} px, {methods}. "
                      "Change them first on *Model and methods* if you like.")
-        components.few_steps_notice(cfg, "data", problems)
     if clicked:
         out = state.attempt("starting the run", state.start_run, engine)
         if out.ok:
