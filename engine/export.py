@@ -109,6 +109,15 @@ def data_source_text(cfg: RunConfig) -> str:
     return f"`{d.source_name or Path(d.source).name}`"
 
 
+def choice_label(settings: Any, name: str) -> str:
+    """A choice setting's value in the dashboard's words (its field's `labels`), else the value."""
+    import dataclasses
+
+    meta = {f.name: f.metadata for f in dataclasses.fields(settings)}[name]
+    value = getattr(settings, name)
+    return (meta.get("labels") or {}).get(value, str(value))
+
+
 def method_settings_text(settings: Any) -> str:
     """A method's settings (its config dataclass) in words: each field's label from its metadata
     (else its name), a list as comma-separated values; e.g. "target sparsity 0.7; scope global".
@@ -124,6 +133,8 @@ def method_settings_text(settings: Any) -> str:
             shown = "on" if value else "off"
         elif isinstance(value, (tuple, list)):
             shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+        elif value in (f.metadata.get("labels") or {}):  # a choice in the dashboard's words
+            shown = choice_label(settings, f.name)
         elif f.metadata.get("scale", 1) != 1:
             shown = shown_value(f.metadata, value)  # eps 2/255, as the dashboard shows it, not 0.00784314
         else:
@@ -158,7 +169,7 @@ def training_lines(cfg: RunConfig, summary: dict[str, Any]) -> list[str]:
 
     lines = ["## Training",
              f"- {cfg.train.epochs} epoch{'' if cfg.train.epochs == 1 else 's'}, batch {cfg.train.batch_size}, "
-             f"{cfg.optim.optimizer} lr {cfg.optim.lr:g} "
+             f"{choice_label(cfg.optim, 'optimizer')}, lr {cfg.optim.lr:g} "
              f"(momentum {cfg.optim.momentum:g}, effective lr {cfg.effective_lr:g}), schedule "
              f"{cfg.optim.schedule.replace('_', ' ')}"]
     if summary.get("lr_find"):

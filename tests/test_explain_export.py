@@ -170,5 +170,10 @@ def test_the_model_card_lists_only_the_settings_that_apply_in_words():
                                                  max_acc_drop=0.01).methods["pruning"])
     assert "auto: trials 10" in searched and "largest accuracy drop (floor) 1 point;" in searched, searched
     assert "lambda" not in searched, "the score objective's weight does not apply to the floor objective"
+    assert "scope each layer alike" in plain and "pruning schedule cubic (fast, then slow)" in plain, \
+        "choices in the dashboard's words"
+    from engine.export import training_lines
+
+    assert "SGD with momentum, lr 0.01" in training_lines(RunConfig(), {})[1]
     two = with_section(RunConfig(), "pruning", enabled=True, auto=True, objective="floor", max_acc_drop=0.02)
     assert "largest accuracy drop (floor) 2 points" in method_settings_text(two.methods["pruning"])
