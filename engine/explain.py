@@ -63,7 +63,7 @@ def gradcam_note(model: Classifier, image_size: int) -> str:
     return (f"Grad-CAM here reads the model's deepest layer that still splits the image into at least "
             f"{MIN_CAM_SIDE} x {MIN_CAM_SIDE} regions: at {image_size} px it sees {side} x {side} regions, each about "
             f"{image_size // side} px across, so the map (smoothed to the image's size) shows nothing finer "
-            f"(for experts: torchvision's layer `{name}`).")
+            f"(for experts: torchvision's `{name}`).")
 
 
 def occlusion_window(side: int) -> tuple[int, int]:

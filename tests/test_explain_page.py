@@ -128,7 +128,7 @@ def test_attributions_for_every_method_and_every_model(wise_run):
         assert line in teaching, "each method's one-liner is on the page"
     words = " ".join([teaching, captions, *texts(at.caption)])
     assert re.search(r"Grad-CAM here reads the model's deepest layer that still splits the image "
-                     r"into at least 4 x 4 regions.*\(for experts: torchvision's layer `[\w.]+`\)", words), \
+                     r"into at least 4 x 4 regions.*\(for experts: torchvision's `[\w.]+`\)", words), \
         "the layer Grad-CAM reads, in plain words first"
     assert re.search(r"The image nudged in \d+ small steps? \(a PGD attack\)", words), "the attack, in plain words"
     for jargon in (" cells", "stage that", "PGD-"):  # an attack is named with what it does, not its short name
