@@ -272,6 +272,16 @@ def test_compare_shows_the_dataset_and_flags_runs_on_different_data(studio, tiny
     table = next(d.value for d in at.dataframe if "val acc" in d.value.columns)
     assert "methods" in table.columns, "methods that differ are compared in the table"
     assert set(table["methods"]) == {"plain fine-tuning", "WiSE-FT"}, "short method names: the column is narrow"
+    assert "sparsity" not in table.columns, "no run pruned: no sparsity column"
+    pruned = finished_run(engine(), tiny_config(uploaded, "train.epochs=1", "eval.ood=false", "pruning.enabled=true",
+                                                "pruning.target_sparsity=0.5"))
+    at.run()
+    at.multiselect(key="compare_runs").set_value([second, pruned]).run()
+    no_problems(at)
+    table = next(d.value for d in at.dataframe if "val acc" in d.value.columns)
+    by_method = dict(zip(table["methods"], table["sparsity"]))
+    assert by_method["plain fine-tuning"] == 0.0 and abs(by_method["Pruning"] - 50.0) <= 1, \
+        "beside a pruned run, a plain one is 0% sparse, not blank"
     shown = settings_that_differ_are_shown(table, second, wise)
     assert shown, "these two runs differ in their learning rate: the table shows it"
 
@@ -298,7 +308,7 @@ def test_compare_shows_the_dataset_and_flags_runs_on_different_data(studio, tiny
     third = refreshed_tab(again)
     third.switch_page("app_pages/results.py").run()
     no_problems(third)
-    assert set(third.multiselect(key="compare_runs").value) == {second, wise}
+    assert set(third.multiselect(key="compare_runs").value) == {second, wise, pruned}
 
 
 def test_a_second_click_on_the_running_settings_is_warned_before_it_queues_a_copy(studio, tiny_bytes):

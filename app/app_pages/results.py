@@ -424,6 +424,7 @@ def compare_row(engine, rec, label: str) -> tuple[dict, pd.DataFrame]:
         row[name] = summary.get(key)
     row["balanced acc"] = sum(values) / len(values) if values else None
     row["sparsity"] = summary.get("sparsity")
+    row["_pruned"] = "pruning" in enabled_methods(cfg)  # a run without pruning is 0% sparse (compare())
     b = cfg.get("backbone", {})
     row.update({"model": f"{state.backbone_title(b.get('name'))}, {state.WEIGHTS_TEXT.get(b.get('pretrained'), b.get('pretrained'))}",
                 "epochs": cfg.get("train", {}).get("epochs"), "batch": cfg.get("train", {}).get("batch_size"),
@@ -524,6 +525,9 @@ def compare(engine, runs) -> None:
         row, by_run[run_id] = compare_row(engine, by_id[run_id], short[run_id])
         rows.append(row)
     table = charts.compare_table(rows)
+    if "sparsity" in table.columns:  # beside a pruned run, one without pruning keeps all its weights
+        table.loc[~table["_pruned"].astype(bool), "sparsity"] = 0.0
+    table = table.drop(columns="_pruned")
     datasets_used = list(dict.fromkeys(table["dataset"]))
     curves = {legend[i]: c for i, c in by_run.items()}
     if len(datasets_used) > 1:
