@@ -929,12 +929,18 @@ def md_text(text: str) -> str:
 
 def head_only_words(cfg) -> str:
     """"the first 2 epochs train only the new head" (the linear-probe epochs the run will do, at most
-    its epochs; "the first epoch trains ..." for one), or "" without any."""
+    its epochs; "the first epoch trains ..." for one), or "" without any; with pruning starting inside
+    those epochs, it says that pruning already zeroes trunk weights then."""
     probe = min(int(cfg.optim.linear_probe_epochs), int(cfg.train.epochs))
     if probe <= 0:
         return ""
-    return "the first epoch trains only the new head" if probe == 1 else \
+    words = "the first epoch trains only the new head" if probe == 1 else \
         f"the first {probe} epochs train only the new head"
+    pruning = cfg.methods.get("pruning")
+    if pruning is not None and pruning.enabled and pruning.start_fraction * cfg.train.epochs < probe:
+        # measured: starting the ramp after the probe epochs did worse (README, Pruning)
+        words += " (pruning already zeroes trunk weights then)"
+    return words
 
 
 def plural(n: int, word: str) -> str:

@@ -924,3 +924,10 @@ def test_the_head_only_epochs_are_said_in_words():
     assert head_only_words(cfg(0)) == ""
     assert head_only_words(cfg(1)) == "the first epoch trains only the new head"
     assert head_only_words(cfg(2)) == "the first 2 epochs train only the new head"
+    # a new user saw sparsity rise in those epochs: the pruning demo prunes from the first step
+    from engine.presets import PRESETS
+
+    demo = PRESETS["pruning_demo"].apply(RunConfig())
+    assert head_only_words(demo) == "the first 2 epochs train only the new head (pruning already zeroes trunk weights then)"
+    later = apply_overrides(demo, ["pruning.start_fraction=0.1"])
+    assert head_only_words(later) == "the first 2 epochs train only the new head"
