@@ -317,9 +317,10 @@ class Predictor:
             return ("Only the probability was checked: the run's training images could not be read to measure "
                     "how far an image is from them.")
         if math.isinf(self.stats.far_distance):
-            return (f"Only the probability, and whether an image is mostly flat colour, were checked: the run held "
-                    f"out {self.stats.reference}, too few to tell "
-                    f"how far from the training images is unusual (at least {far_minimum()} are needed).")
+            return (f"Images unlike the training images are not flagged for this run: it held out only "
+                    f"{self.stats.reference}, and at least {far_minimum()} are needed to learn what unusual looks "
+                    "like. Answers are still flagged when their probability is low or the image is mostly one "
+                    "flat colour.")
         return None
 
     def explanation(self, prediction: Prediction) -> str | None:
