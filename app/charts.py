@@ -434,11 +434,16 @@ def topk_frame(top: Sequence[tuple[str, float]], model: str = "") -> pd.DataFram
                          for i, (c, p) in enumerate(top)], columns=["class", "probability", "rank", "model"])
 
 
-def topk_chart(df: pd.DataFrame, title: str = "", threshold: float | None = None) -> alt.Chart:
+def topk_chart(df: pd.DataFrame, title: str = "", threshold: float | None = None,
+               classes: int | None = None) -> alt.Chart:
     """Horizontal probability bars, most likely class on top; the top bar is strong, the others pale.
-    With `threshold`, a dashed rule marks the probability under which the answer counts as unsure."""
+    With `threshold`, a dashed rule marks the probability under which the answer counts as unsure;
+    with `classes` (how many the model has) above the bars shown, the axis says which share is shown."""
     data = df.assign(top=df["rank"] == 1)
     x_title = "Probability" if threshold is None else f"Probability (red dashes: unsure under {threshold:.0%})"
+    if classes is not None and classes > len(df):
+        x_title = f"{x_title[:1].lower()}{x_title[1:]}"
+        x_title = f"Top {len(df)} of {classes} classes: {x_title}"
     bars = alt.Chart(data).mark_bar().encode(
         x=alt.X("probability:Q", title=x_title, scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
         # the classes listed in rank order: a sort by the rank field is dropped by Vega-Lite here (the

@@ -313,3 +313,14 @@ def test_a_one_metric_chart_has_no_legend_repeating_its_title():
     assert spec["title"] == "Sparsity (share of zero weights) per epoch", spec["title"]
     two = charts.accuracy_chart(pd.DataFrame({"epoch": [1], "val_acc": [0.5], "train_acc": [0.6]})).to_dict()
     assert two["layer"][0]["encoding"]["color"]["legend"] is not None, "two metrics keep their legend"
+
+
+def test_a_top_k_chart_says_when_it_leaves_classes_out():
+    """Try it showed 3 of a model's 4 classes with nothing saying the fourth was left out."""
+    from app import charts
+
+    df = charts.topk_frame([("apples", 0.7), ("limes", 0.2), ("plums", 0.05)])
+    title = charts.topk_chart(df, threshold=0.5, classes=4).to_dict()["layer"][0]["encoding"]["x"]["title"]
+    assert title == "Top 3 of 4 classes: probability (red dashes: unsure under 50%)", title
+    whole = charts.topk_chart(df, threshold=0.5, classes=3).to_dict()["layer"][0]["encoding"]["x"]["title"]
+    assert whole == "Probability (red dashes: unsure under 50%)"

@@ -214,7 +214,8 @@ def image_result(run_dir: str, ds: str, models: list, name: str, data: bytes, th
         ms = 1000 * (time.perf_counter() - t0)
         answers.append(answer)
         with col:
-            st.altair_chart(charts.topk_chart(charts.topk_frame(answer.top, p.label), p.label, threshold),
+            st.altair_chart(charts.topk_chart(charts.topk_frame(answer.top, p.label), p.label, threshold,
+                                              classes=len(p.classes)),
                             width="stretch")
             verdict(p, answer)
             st.caption(f"answered in {ms:.0f} ms on {device_words(p.device)}")
