@@ -442,8 +442,7 @@ def topk_chart(df: pd.DataFrame, title: str = "", threshold: float | None = None
     data = df.assign(top=df["rank"] == 1)
     x_title = "Probability" if threshold is None else f"Probability (red dashes: unsure under {threshold:.0%})"
     if classes is not None and classes > len(df):
-        x_title = f"{x_title[:1].lower()}{x_title[1:]}"
-        x_title = f"Top {len(df)} of {classes} classes: {x_title}"
+        x_title = f"Top {len(df)} of {classes} classes: {x_title[:1].lower()}{x_title[1:]}"
     bars = alt.Chart(data).mark_bar().encode(
         x=alt.X("probability:Q", title=x_title, scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
         # the classes listed in rank order: a sort by the rank field is dropped by Vega-Lite here (the
