@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
+from pathlib import Path
 
 import pytest
 import streamlit as st
@@ -415,3 +416,41 @@ def test_a_run_that_learnt_nothing_is_said_to_answer_by_guessing(run):
         assert not any("no better than guesses" in w for w in texts(open_page(run).warning))
     finally:
         path.write_text(before)
+
+
+def test_two_runs_answer_side_by_side(run):
+    """A teacher compares a plain run with another run on one photo: "Compare with" offers the fine-tuned
+    model of every other finished run on the same classes at the same size (not one on other classes),
+    labelled by its run, and both answer, with their own attributions."""
+    rec = engine().run_record(run)
+    source = rec.config["data"]["source"]
+    other = finished_run(engine(), tiny_config(source, "train.epochs=1", "train.threads=1", "eval.ood=false",
+                                               "optim.lr=0.05", "backbone.pretrained=none"))
+    two = write_tiny_zip(Path(engine().data_dir) / "two.zip", per_class=20, classes=TINY_CLASSES[:2])
+    two_classes = engine().save_upload(two.read_bytes(), ".zip")  # as the Data page keeps an upload
+    elsewhere = finished_run(engine(), tiny_config(two_classes, "train.epochs=1", "train.threads=1",
+                                                   "eval.ood=false", "backbone.pretrained=none"))
+    try:
+        at = open_page(run)
+        at.toggle(key="try_compare").set_value(True).run()
+        no_problems(at)
+        picker = at.selectbox(key=f"try_variant_b_{run}")
+        offered = [o for o in picker.options if o.endswith(": fine-tuned")]
+        assert len(offered) == 1 and "(lr 0.05)" in offered[0], picker.options  # not the run on two classes
+        picker.set_value(f"run:{other}").run()
+        at.radio(key="try_source").set_value("Upload images").run()
+        at.file_uploader(key="try_files").set_value([("stripes.png", png(tiny_image("stripes", 7, 40)), "image/png")])
+        at.run()
+        no_problems(at)
+        charts_drawn = at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")
+        titles = [str(c.proto.spec) for c in charts_drawn]
+        assert len(charts_drawn) == 2 and sum(": fine-tuned" in t for t in titles) == 1, "the other run, by its label"
+        at.toggle(key=[t.key for t in at.toggle if t.key.startswith("try_explain_")][0]).set_value(True).run()
+        no_problems(at)
+        captions = [c for img in at.image for c in img.captions if c != "low → high influence"]
+        assert sum(": fine-tuned: why " in c for c in captions) == 1, captions  # the other run's own map
+    finally:
+        for r in (other, elsewhere):
+            engine().delete_run(r)
+        at = open_page(run)
+        at.toggle(key="try_compare").set_value(False).run()  # as the module's other tests expect

@@ -2,7 +2,8 @@
 
 - Upload one or many images, or take one with the camera: each gets its top classes as bars, for
   the model variant the user picks (fine-tuned, best epoch, WiSE-FT at alpha, structured-pruned,
-  adversarially fine-tuned), and side by side for a second variant when asked.
+  adversarially fine-tuned), and side by side for a second one when asked: another of its models,
+  or another finished run's fine-tuned model on the same classes.
 - Low confidence is flagged in plain words (engine.predict documents the two checks), and each
   image says what decoding did to it (EXIF rotation, colour mode, centre square, size).
 - Each prediction can open its attributions (engine.explain, as on the Explain page).
@@ -19,7 +20,9 @@ import hashlib
 import io
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -47,6 +50,20 @@ TABLE_WIDTHS = {"file": 140, "true class": 90, "predicted": 90, "right": 40, "co
 DISPLAY_PX = 192  # small training images are enlarged (nearest neighbour) so their pixels stay crisp
 METHOD_NAMES = {"integrated_gradients": "Integrated Gradients", "saliency": "Saliency", "grad_cam": "Grad-CAM",
                 "occlusion": "Occlusion"}
+
+
+OTHER_RUN = "run:"  # + a run id: the "Compare with" option for another run's fine-tuned model
+
+
+@dataclass(frozen=True)
+class Shown:
+    """One model answering on the page: its predictor, which of its run's models (`variant`, `alpha`),
+    the run folder it comes from and the label its answers carry."""
+    p: Any
+    variant: str
+    alpha: float | None
+    run_dir: str
+    label: str
 
 
 # ---- engine calls, cached --------------------------------------------------------------------------
@@ -106,6 +123,19 @@ def comparison_default(variants: dict[str, str], first: tuple[str, float | None]
     return other, 0.0
 
 
+def comparable_runs(engine, rec) -> dict[str, tuple[str, str]]:
+    """The other finished runs whose fine-tuned model can answer beside `rec`'s: the same classes in
+    the same order and the same image size (the image is decoded once). {OTHER_RUN + id: (run folder,
+    label)}, newest first, labelled as the run pickers label them."""
+    runs = [r for r in state.runs(engine) if r.status == "finished"]
+    mine = components.read_summary(str(rec.run_dir)).get("classes")
+    size = (rec.config.get("data") or {}).get("image_size")
+    fits = [r for r in runs if r.id != rec.id and (r.config.get("data") or {}).get("image_size") == size
+            and mine and components.read_summary(str(r.run_dir)).get("classes") == mine]
+    labels = state.run_labels(fits, with_status=False, among=state.runs(engine))
+    return {OTHER_RUN + r.id: (str(r.run_dir), f"{labels.get(r.id, r.name)}: fine-tuned") for r in fits}
+
+
 def model_picker(rec, variants: dict[str, str], slot: str, default: str, alpha: float, label: str):
     """(variant, alpha or None) chosen in this slot; alpha only for the WiSE-FT mix."""
     key = f"try_variant_{slot}_{rec.id}"
@@ -156,7 +186,7 @@ def answer_columns(n_models: int) -> list:
     return st.columns([1] + [2 if n_models == 1 else 1.5] * n_models, gap="medium")
 
 
-def explain_view(run_dir: str, ds: str, models: list, image: np.ndarray, answers: list, key: str) -> None:
+def explain_view(ds: str, models: list[Shown], image: np.ndarray, answers: list, key: str) -> None:
     """Attributions of each model's answer for this image, as on the Explain page."""
     head = st.columns([3, 1])
     method = head[0].selectbox("Attribution method", list(ATTRIBUTIONS), key=f"try_method_{key}",
@@ -169,17 +199,17 @@ def explain_view(run_dir: str, ds: str, models: list, image: np.ndarray, answers
                    "means anything.", icon=":material/help:")
     picture = image.transpose(1, 2, 0).astype(np.float32) / 255.0
     cols = answer_columns(len(models))[1:]  # each map under its model's answer
-    for col, (p, variant, alpha), answer in zip(cols, models, answers):
-        target = p.classes.index(answer.top[0][0])
-        with st.spinner(f"{METHOD_NAMES[method]} for {p.label} ..."):
+    for col, model, answer in zip(cols, models, answers):
+        target = model.p.classes.index(answer.top[0][0])
+        with st.spinner(f"{METHOD_NAMES[method]} for {model.label} ..."):
             try:
-                m = attribution(run_dir, ds, variant, alpha, image, target, method)
+                m = attribution(model.run_dir, ds, model.variant, model.alpha, image, target, method)
             except StudioError as exc:  # e.g. an image too small for Grad-CAM
                 col.info(f"{METHOD_NAMES[method]}: {exc}", icon=":material/info:")
                 continue
         # a fixed width: with the default the caption's length set each map's size (two maps side by side differed)
         col.image(upscale((np.clip(overlay(picture, m), 0, 1) * 255).astype(np.uint8), DISPLAY_PX),
-                  caption=map_caption(f"{p.label}: why {answer.top[0][0]}", m), width=DISPLAY_PX)
+                  caption=map_caption(f"{model.label}: why {answer.top[0][0]}", m), width=DISPLAY_PX)
 
 
 def device_words(device) -> str:
@@ -192,10 +222,10 @@ def device_words(device) -> str:
     return "the GPU" + (f" {index}" if index else "")
 
 
-def image_result(run_dir: str, ds: str, models: list, name: str, data: bytes, threshold: float) -> bool:
+def image_result(ds: str, models: list[Shown], name: str, data: bytes, threshold: float) -> bool:
     """One image: the picture as the model sees it, its top classes per model, the flag, attributions.
     False when the bytes are not a readable image (the message is shown)."""
-    size = models[0][0].image_size
+    size = models[0].p.image_size
     got = state.attempt(f"reading {name}", decoded, data, name, size)
     if not got.ok:
         return False
@@ -208,21 +238,22 @@ def image_result(run_dir: str, ds: str, models: list, name: str, data: bytes, th
     answers = []
     import torch
 
-    for col, (p, _, _) in zip(cols[1:], models):
+    for col, model in zip(cols[1:], models):
+        p = model.p
         t0 = time.perf_counter()
         (answer,) = p.predict(torch.from_numpy(image)[None], TOP_K, threshold=threshold)
         ms = 1000 * (time.perf_counter() - t0)
         answers.append(answer)
         with col:
-            st.altair_chart(charts.topk_chart(charts.topk_frame(answer.top, p.label), p.label, threshold,
+            st.altair_chart(charts.topk_chart(charts.topk_frame(answer.top, model.label), model.label, threshold,
                                               classes=len(p.classes)),
                             width="stretch")
             verdict(p, answer)
             st.caption(f"answered in {ms:.0f} ms on {device_words(p.device)}")
-    for note in dict.fromkeys(p.familiarity_note() for p, _, _ in models):  # one run's models: said once
+    for note in dict.fromkeys(m.p.familiarity_note() for m in models):  # one run's models: said once
         if note:
             st.caption(note)
-    key = f"{digest(data)}_{'_'.join(f'{v}{a}' for _, v, a in models)}"
+    key = f"{digest(data)}_{'_'.join(f'{m.variant}{m.alpha}{Path(m.run_dir).name}' for m in models)}"
     # the switch belongs to the image: turning the comparison on or off (other models) keeps it as it
     # was, and so does a refresh
     explain_key = f"{EXPLAIN_KEY_PREFIX}{digest(data)}"
@@ -230,7 +261,7 @@ def image_result(run_dir: str, ds: str, models: list, name: str, data: bytes, th
     shown = st.toggle("Why? Show attributions", key=explain_key)
     state.remember_choice(explain_key, shown, default=False)
     if shown:
-        explain_view(run_dir, ds, models, image, answers, key)
+        explain_view(ds, models, image, answers, key)
     st.divider()
     return True
 
@@ -463,7 +494,8 @@ def render() -> None:
         state.seed_choice(COMPARE_KEY)
         compare = st.toggle("Compare two models", key=COMPARE_KEY,
                             help="Side by side: by default the WiSE-FT mix at the run's alpha against the fine-tuned "
-                                 "model (alpha 1) it was mixed from; any two of the run's models.")
+                                 "model (alpha 1) it was mixed from; any two of the run's models, or another "
+                                 "finished run's fine-tuned model trained on the same classes at the same size.")
         state.remember_choice(COMPARE_KEY, bool(compare))
         state.seed_choice(THRESHOLD_KEY)
         st.session_state.setdefault(THRESHOLD_KEY, LOW_CONFIDENCE)
@@ -471,18 +503,23 @@ def render() -> None:
                               help="Answers whose top probability is under this are flagged as unsure.")
         state.remember_choice(THRESHOLD_KEY, float(threshold))
     chosen = [first]
+    others = comparable_runs(engine, rec) if compare else {}
     if compare:
         with c2:
-            second = model_picker(rec, variants, "b", *comparison_default(variants, first), "Compare with")
+            second = model_picker(rec, {**variants, **{k: v[1] for k, v in others.items()}}, "b",
+                                  *comparison_default(variants, first), "Compare with")
         chosen.append(second)
     models = []
     with st.spinner("Loading the model ..."):
         for variant, a in chosen:
-            got = state.attempt("loading the model", predictor, run_dir, ds, variant, a)
+            where, what, label = run_dir, variant, None
+            if variant.startswith(OTHER_RUN):  # another run's fine-tuned model
+                where, what, label = others[variant][0], "fine_tuned", others[variant][1]
+            got = state.attempt("loading the model", predictor, where, ds, what, a)
             if not got.ok:
                 return
-            models.append((got.value, variant, a))
-    p = models[0][0]
+            models.append(Shown(got.value, what, a, where, label or got.value.label))
+    p = models[0].p
     st.caption(f"Classes: {', '.join(p.classes)} · {p.image_size} px · answers on {device_words(p.device)}")
     remembered = (st.session_state.get(state.TRY_KEY) or {}).get("source")
     if SOURCE_KEY not in st.session_state and remembered in SOURCES:  # a refresh opens where the user was
@@ -499,7 +536,7 @@ def render() -> None:
     kind, images, new = images_from_user(engine)
     if not images:
         st.info("Add an image to see what the model says.", icon=":material/add_photo_alternate:")
-    answer_images(engine, kind, images, new, run_dir, ds, models, threshold)
+    answer_images(engine, kind, images, new, ds, models, threshold)
 
 
 EXPLAIN_KEY_PREFIX = "try_explain_"  # + the image's digest: its "Why? Show attributions" switch
@@ -512,7 +549,7 @@ def forget_explain_switches(digests: set[str]) -> None:
         state.remember_choice(k, False, default=False)
 
 
-def answer_images(engine, kind: str, images: list[tuple[str, bytes]], new: bool, run_dir: str, ds: str, models,
+def answer_images(engine, kind: str, images: list[tuple[str, bytes]], new: bool, ds: str, models: list[Shown],
                   threshold: float) -> None:
     """Each image's answers (a repeated file once), then, for files the user just gave, the usable
     ones kept for a refresh (`kind`: images or camera)."""
@@ -527,7 +564,7 @@ def answer_images(engine, kind: str, images: list[tuple[str, bytes]], new: bool,
             continue
         first_named[key] = name
         with state.guarded(f"predicting {name}"):
-            if image_result(run_dir, ds, models, name, data, threshold):
+            if image_result(ds, models, name, data, threshold):
                 usable.append((name, data))
     if new and usable:  # kept for a refresh: the ones that could be used (a damaged file's message is not
         state.remember_try_inputs(engine, kind, usable)  # shown again); none usable keeps what was kept before,
