@@ -443,12 +443,13 @@ def test_two_runs_answer_side_by_side(run):
         at.run()
         no_problems(at)
         charts_drawn = at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")
+        name = engine().run_record(other).name
         titles = [str(c.proto.spec) for c in charts_drawn]
-        assert len(charts_drawn) == 2 and sum(": fine-tuned" in t for t in titles) == 1, "the other run, by its label"
+        assert len(charts_drawn) == 2 and sum(name in t for t in titles) == 1, "the other run's answers, by its name"
         at.toggle(key=[t.key for t in at.toggle if t.key.startswith("try_explain_")][0]).set_value(True).run()
         no_problems(at)
         captions = [c for img in at.image for c in img.captions if c != "low → high influence"]
-        assert sum(": fine-tuned: why " in c for c in captions) == 1, captions  # the other run's own map
+        assert sum(c.startswith(f"{name}: why ") for c in captions) == 1, captions  # the other run's own map
     finally:
         for r in (other, elsewhere):
             engine().delete_run(r)
