@@ -48,7 +48,8 @@ def duplicate_pictures(splits) -> list[list[np.ndarray]]:
     for name, files in splits.report.split_files.items():
         images = getattr(splits, name).images
         by_path.update({f: i for f, i in zip(files, images)})
-    return [[by_path[f].permute(1, 2, 0).numpy() for f in group if f in by_path][:DUPLICATE_PICTURES]
+    # copies: a view would keep each split's whole image tensor alive in the memoised check
+    return [[by_path[f].permute(1, 2, 0).numpy().copy() for f in group if f in by_path][:DUPLICATE_PICTURES]
             for group in splits.report.duplicate_groups[:DUPLICATE_GROUPS_SHOWN]]
 
 

@@ -915,7 +915,9 @@ def use_batch_size(size: int, lr: float) -> None:
     update_section("optim", lr=float(lr))
     for key in ("train.batch_size", "optim.lr"):
         st.session_state.pop(f"{WIDGET_PREFIX}{key}", None)
-    st.toast(f"Batch size {size} and learning rate {lr:g} set (Model and methods page).", icon=":material/check:")
+    auto = config().optim.lr_auto
+    st.toast((f"Batch size {size} set; the learning rate is found automatically" if auto else
+              f"Batch size {size} and learning rate {lr:g} set") + " (Model and methods page).", icon=":material/check:")
 
 
 MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]|$~<>])")  # what changes a name inside a line of markdown
@@ -937,7 +939,8 @@ def head_only_words(cfg) -> str:
     words = "the first epoch trains only the new head" if probe == 1 else \
         f"the first {probe} epochs train only the new head"
     pruning = cfg.methods.get("pruning")
-    if pruning is not None and pruning.enabled and pruning.start_fraction * cfg.train.epochs < probe:
+    if (pruning is not None and pruning.enabled and pruning.target_sparsity > 0
+            and pruning.start_fraction * cfg.train.epochs < probe):  # structured alone prunes at the end
         # measured: starting the ramp after the probe epochs did worse (README, Pruning)
         words += " (pruning already zeroes trunk weights then)"
     return words

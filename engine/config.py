@@ -546,7 +546,8 @@ def smaller_batch(cfg: "RunConfig", train_images: int, max_per_epoch: int = 2) -
     batch = batch_size_for(train_images)
     if batch >= cfg.train.batch_size or train_images // batch <= max_per_epoch:
         return None
-    lr = cfg.optim.lr if cfg.optim.lr_auto else float(f"{cfg.optim.lr * batch / cfg.train.batch_size:.3g}")
+    lowest = {f.name: f for f in fields(OptimConfig)}["lr"].metadata.get("min", 0.0)
+    lr = cfg.optim.lr if cfg.optim.lr_auto else max(lowest, float(f"{cfg.optim.lr * batch / cfg.train.batch_size:.3g}"))
     return batch, lr
 
 

@@ -12,6 +12,7 @@ like the full one, so the smaller network can be taken home without this project
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,7 +130,13 @@ def method_settings_text(settings: Any) -> str:
         if f.name == "enabled" or not shown_setting(settings, f.name):
             continue
         value = getattr(settings, f.name)
-        if isinstance(value, bool):
+        label = f.metadata.get('label', f.name.replace('_', ' '))
+        zero = re.search(r" \(0 = ([^)]+)\)$", label)
+        if zero:  # "steps between mask updates (0 = automatic)": its 0 in words, the bracket dropped
+            label = label[:zero.start()]
+        if zero and value == 0:
+            shown = zero[1]
+        elif isinstance(value, bool):
             shown = "on" if value else "off"
         elif isinstance(value, (tuple, list)):
             shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
@@ -139,7 +146,7 @@ def method_settings_text(settings: Any) -> str:
             shown = shown_value(f.metadata, value)  # eps 2/255, as the dashboard shows it, not 0.00784314
         else:
             shown = f"{value:g}" if isinstance(value, float) else str(value)
-        parts.append(f"{f.metadata.get('label', f.name.replace('_', ' '))} {shown or '(none)'}")
+        parts.append(f"{label} {shown or '(none)'}")
     return "; ".join(parts)
 
 
@@ -176,8 +183,14 @@ def training_lines(cfg: RunConfig, summary: dict[str, Any]) -> list[str]:
         lines.append("- " + lr_find_sentence(summary["lr_find"]))
     lines.append("- Methods: " + (", ".join(METHODS[m].title for m in cfg.enabled_methods() if m in METHODS)
                                   or "plain fine-tuning"))
-    return lines + [f"  - {METHODS[m].title if m in METHODS else m}: {method_settings_text(cfg.methods[m])}"
-                    for m in cfg.enabled_methods()]
+    lines += [f"  - {METHODS[m].title if m in METHODS else m}: {method_settings_text(cfg.methods[m])}"
+              for m in cfg.enabled_methods()]
+    search = summary.get("pruning_search") or {}
+    if search.get("best_fractions"):  # the run's config holds the result, with the search switched off
+        lines.append(f"  - the per-stage fractions were found by a Bayesian search before training: "
+                     f"{len(search.get('trials') or [])} trials, {search.get('sampler', 'tpe').upper()} sampler, "
+                     f"objective {search.get('objective')}")
+    return lines
 
 
 # what a run started from, in the model card's words (backbone.pretrained)

@@ -85,8 +85,7 @@ def load_resume(run_dir: Path, ctx: TrainContext, scaler: torch.amp.GradScaler,
     scaler.load_state_dict(state["scaler"])
     ctx.generator.set_state(state["generator"].cpu())
     if ctx.world_size == 1:  # each process draws its own; only rank 0's was saved
-        ctx.device_generator.set_state(state["device_generator"].to(ctx.device_generator.device)
-                                       if ctx.device_generator.device.type != "cpu" else state["device_generator"].cpu())
+        ctx.device_generator.set_state(state["device_generator"].cpu())  # a CPU byte tensor, for a GPU's too
     ctx.masks.update(state["masks"])
     if state.get("global_rng") is not None and ctx.world_size == 1:  # rank 0's alone was saved
         torch.set_rng_state(state["global_rng"].cpu())

@@ -931,3 +931,5 @@ def test_the_head_only_epochs_are_said_in_words():
     assert head_only_words(demo) == "the first 2 epochs train only the new head (pruning already zeroes trunk weights then)"
     later = apply_overrides(demo, ["pruning.start_fraction=0.1"])
     assert head_only_words(later) == "the first 2 epochs train only the new head"
+    structured_only = apply_overrides(demo, ["pruning.target_sparsity=0"])  # channels go at the end only
+    assert head_only_words(structured_only) == "the first 2 epochs train only the new head"

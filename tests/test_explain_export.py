@@ -172,8 +172,15 @@ def test_the_model_card_lists_only_the_settings_that_apply_in_words():
     assert "lambda" not in searched, "the score objective's weight does not apply to the floor objective"
     assert "scope each layer alike" in plain and "pruning schedule cubic (fast, then slow)" in plain, \
         "choices in the dashboard's words"
+    assert "steps between mask updates automatic;" in plain, "a 0 that means automatic, in words"
     from engine.export import training_lines
 
     assert "SGD with momentum, lr 0.01" in training_lines(RunConfig(), {})[1]
+    # a searched run is saved with the search off and its fractions in the config: the card says where they came from
+    ran = with_section(RunConfig(), "pruning", enabled=True, stage_fractions=(0.1, 0.2, 0.3, 0.4, 0.5))
+    lines = training_lines(ran, {"pruning_search": {"best_fractions": [0.1, 0.2, 0.3, 0.4, 0.5], "trials": [{}] * 6,
+                                                    "sampler": "tpe", "objective": "floor"}})
+    assert lines[-1] == ("  - the per-stage fractions were found by a Bayesian search before training: 6 trials, "
+                         "TPE sampler, objective floor"), lines[-1]
     two = with_section(RunConfig(), "pruning", enabled=True, auto=True, objective="floor", max_acc_drop=0.02)
     assert "largest accuracy drop (floor) 2 points" in method_settings_text(two.methods["pruning"])

@@ -113,6 +113,10 @@ def test_a_batch_that_leaves_few_steps_per_epoch_is_flagged():
     assert "Batches of 64 from your 33 training images make 1 optimiser step per epoch (8 in 8 epochs)" in text
     lr = small.optim.lr * 4 / 64  # the linear scaling rule: a smaller batch at the same rate collapsed to guessing
     assert f"A batch size of 4 gives 8 steps per epoch, with the learning rate lowered in step to {lr:.3g}" in text
+    from engine.config import smaller_batch
+
+    tiny_rate = apply_overrides(small, ["optim.optimizer=adamw", "optim.lr=0.00001"])
+    assert smaller_batch(tiny_rate, 33)[1] >= 1e-6, "never below the learning rate's lowest allowed value"
     auto = few_batches(apply_overrides(small, ["optim.lr_auto=true"]), 33)
     assert "A batch size of 4 gives 8 steps per epoch (the learning rate is found for it automatically)" in auto
     assert few_batches(small, 384) is None  # the sample: 6 steps an epoch

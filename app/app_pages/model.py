@@ -385,7 +385,6 @@ def knobs_section() -> None:
     cfg = state.update_section("train", epochs=field_widget("train", cfg.train, "epochs", container=c[0]),
                                batch_size=field_widget("train", cfg.train, "batch_size", container=c[1]))
     keep_fine_tuning_epochs(cfg)
-    components.few_steps_notice(cfg, "model")
     if spec.fixed_image_size:
         c[2].markdown(f"Image size\n\n**{spec.fixed_image_size} px** (fixed for {spec.name})")
         state.update_section("data", image_size=spec.fixed_image_size)
@@ -401,6 +400,7 @@ def knobs_section() -> None:
     values["lr_auto"] = field_widget("optim", cfg.optim, "lr_auto")
     state.update_section("optim", **values)
     effective_lr_view(state.config(), c[3])
+    components.few_steps_notice(state.config(), "model")  # after the rate's widgets: it suggests a rate from it
     drift = recipe_drift(state.config(), state.known_classes_and_train_size(state.config())[1])
     if drift:
         st.warning(drift, icon=":material/warning:")
