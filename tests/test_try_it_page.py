@@ -421,7 +421,8 @@ def test_a_run_that_learnt_nothing_is_said_to_answer_by_guessing(run):
 def test_two_runs_answer_side_by_side(run):
     """A teacher compares a plain run with another run on one photo: "Compare with" offers the fine-tuned
     model of every other finished run on the same classes at the same size (not one on other classes),
-    labelled by its run, and both answer, with their own attributions."""
+    labelled by its run, and both answer, with their own attributions; a second run that learnt nothing is
+    said to, as the first would be."""
     rec = engine().run_record(run)
     source = rec.config["data"]["source"]
     other = finished_run(engine(), tiny_config(source, "train.epochs=1", "train.threads=1", "eval.ood=false",
@@ -450,6 +451,15 @@ def test_two_runs_answer_side_by_side(run):
         no_problems(at)
         captions = [c for img in at.image for c in img.captions if c != "low → high influence"]
         assert sum(c.startswith(f"{name}: why ") for c in captions) == 1, captions  # the other run's own map
+        import json
+
+        path = Path(engine().run_record(other).run_dir) / "summary.json"
+        summary = json.loads(path.read_text())
+        for acc, said in ((1.0, False), (1 / len(summary["classes"]), True)):  # a run that learnt, one at guessing
+            path.write_text(json.dumps({**summary, "test_acc": acc}))
+            at.run()
+            warned = any(w.startswith(f"{name}: ") and "no better than guesses" in w for w in texts(at.warning))
+            assert warned is said, f"a second run at guessing is said to be, as the first would be ({acc})"
     finally:
         for r in (other, elsewhere):
             engine().delete_run(r)

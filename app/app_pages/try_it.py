@@ -123,17 +123,19 @@ def comparison_default(variants: dict[str, str], first: tuple[str, float | None]
     return other, 0.0
 
 
-def comparable_runs(engine, rec) -> dict[str, tuple[str, str, str]]:
+def comparable_runs(engine, rec) -> dict[str, tuple[str, str, str, dict]]:
     """The other finished runs whose fine-tuned model can answer beside `rec`'s: the same classes in
     the same order and the same image size (the image is decoded once). {OTHER_RUN + id: (run folder,
-    option label as the run pickers label runs, the run's name for its answers' titles)}, newest first."""
+    option label as the run pickers label runs, the run's name for its answers' titles, its config)},
+    newest first."""
     runs = [r for r in state.runs(engine) if r.status == "finished"]
     mine = components.read_summary(str(rec.run_dir)).get("classes")
     size = (rec.config.get("data") or {}).get("image_size")
     fits = [r for r in runs if r.id != rec.id and (r.config.get("data") or {}).get("image_size") == size
             and mine and components.read_summary(str(r.run_dir)).get("classes") == mine]
     labels = state.run_labels(fits, with_status=False, among=state.runs(engine))
-    return {OTHER_RUN + r.id: (str(r.run_dir), f"{labels.get(r.id, r.name)}: fine-tuned", r.name) for r in fits}
+    return {OTHER_RUN + r.id: (str(r.run_dir), f"{labels.get(r.id, r.name)}: fine-tuned", r.name, r.config)
+            for r in fits}
 
 
 def model_picker(rec, variants: dict[str, str], slot: str, default: str, alpha: float, label: str):
@@ -515,6 +517,11 @@ def render() -> None:
             where, what, label = run_dir, variant, None
             if variant.startswith(OTHER_RUN):  # another run's fine-tuned model
                 where, what, label = others[variant][0], "fine_tuned", others[variant][2]
+                chance = at_chance(components.read_summary(where), others[variant][3])
+                if chance:  # as for the first run, above answers that can look sure
+                    maybe = "may be" if LUCK_MARK in chance else "are"
+                    st.warning(f"{state.md_text(label)}: {chance} Its answers below {maybe} no better than guesses.",
+                               icon=":material/warning:")
             got = state.attempt("loading the model", predictor, where, ds, what, a)
             if not got.ok:
                 return
