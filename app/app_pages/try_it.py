@@ -138,6 +138,29 @@ def comparable_runs(engine, rec) -> dict[str, tuple[str, str, str, dict]]:
             for r in fits}
 
 
+def load_models(run_dir: str, ds: str, chosen: list[tuple[str, float | None]],
+                others: dict[str, tuple[str, str, str, dict]]) -> list[Shown] | None:
+    """The models chosen ((variant, alpha) of the run in `run_dir`, or OTHER_RUN + id for another run's
+    fine-tuned model, from `comparable_runs`), loaded; None when one cannot be (its message is shown).
+    Another run that learnt nothing is said to, as the first run is."""
+    models = []
+    with st.spinner("Loading the model ..."):
+        for variant, a in chosen:
+            where, what, label = run_dir, variant, None
+            if variant.startswith(OTHER_RUN):  # another run's fine-tuned model
+                where, what, label = others[variant][0], "fine_tuned", others[variant][2]
+                chance = at_chance(components.read_summary(where), others[variant][3])
+                if chance:  # as for the first run, above answers that can look sure
+                    maybe = "may be" if LUCK_MARK in chance else "are"
+                    st.warning(f"{state.md_text(label)}: {chance} Its answers below {maybe} no better than guesses.",
+                               icon=":material/warning:")
+            got = state.attempt("loading the model", predictor, where, ds, what, a)
+            if not got.ok:
+                return None
+            models.append(Shown(got.value, what, a, where, label or got.value.label))
+    return models
+
+
 def model_picker(rec, variants: dict[str, str], slot: str, default: str, alpha: float, label: str):
     """(variant, alpha or None) chosen in this slot; alpha only for the WiSE-FT mix."""
     key = f"try_variant_{slot}_{rec.id}"
@@ -511,21 +534,9 @@ def render() -> None:
             second = model_picker(rec, {**variants, **{k: v[1] for k, v in others.items()}}, "b",
                                   *comparison_default(variants, first), "Compare with")
         chosen.append(second)
-    models = []
-    with st.spinner("Loading the model ..."):
-        for variant, a in chosen:
-            where, what, label = run_dir, variant, None
-            if variant.startswith(OTHER_RUN):  # another run's fine-tuned model
-                where, what, label = others[variant][0], "fine_tuned", others[variant][2]
-                chance = at_chance(components.read_summary(where), others[variant][3])
-                if chance:  # as for the first run, above answers that can look sure
-                    maybe = "may be" if LUCK_MARK in chance else "are"
-                    st.warning(f"{state.md_text(label)}: {chance} Its answers below {maybe} no better than guesses.",
-                               icon=":material/warning:")
-            got = state.attempt("loading the model", predictor, where, ds, what, a)
-            if not got.ok:
-                return
-            models.append(Shown(got.value, what, a, where, label or got.value.label))
+    models = load_models(run_dir, ds, chosen, others)
+    if models is None:
+        return
     p = models[0].p
     st.caption(f"Classes: {', '.join(p.classes)} · {p.image_size} px · answers on {device_words(p.device)}")
     remembered = (st.session_state.get(state.TRY_KEY) or {}).get("source")
