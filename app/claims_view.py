@@ -11,7 +11,7 @@ from typing import Callable
 
 import streamlit as st
 
-from engine.claims import CLAIMS, shown_points
+from engine.claims import CLAIMS, shown_points, split_sizes
 from engine.methods import METHODS
 
 SAME = (("data", "source"), ("data", "image_size"), ("backbone", "name"), ("backbone", "pretrained"),
@@ -81,13 +81,6 @@ def at_chance(summary: dict, config: dict | None = None, margin: float = 0.02) -
                    if few else f"{labels} {advice}"))
     return (f"This run's {split} accuracy ({100 * acc:.1f}%) is at the level of guessing among "
             f"{len(classes)} classes ({100 * guess:.1f}%): it learnt nothing yet. {advice}")
-
-
-def split_sizes(summary: dict, split: str) -> list[int]:
-    """Images per class in a run's `split` ("train", "val" or "test"; the summary's data_report
-    split_counts), empty when the summary does not say; a missing count is 0."""
-    counts = ((summary.get("data_report") or {}).get("split_counts") or {}).get(split) or {}
-    return [int(v or 0) for v in counts.values()]
 
 
 def images_right(acc: float, n: int) -> int | None:

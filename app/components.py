@@ -183,12 +183,13 @@ def progress_view(run: RunView) -> None:
 def few_steps_notice(cfg, key: str, text: str | None = None) -> None:
     """The few-optimiser-steps warning for `cfg` on the chosen dataset (or `text`, a warning shown in its
     place), with a button that sets the batch size it suggests; `key` tells the pages' buttons apart."""
-    text = text or state.few_steps_warning(cfg)
+    warning = state.few_steps_warning(cfg)
+    text = text or warning
     if not text:
         return
     st.warning(text, icon=":material/warning:")
-    fix = state.batch_size_fix(cfg)
-    if fix is not None and text == state.few_steps_warning(cfg):
+    fix = state.batch_size_fix(cfg) if text == warning else None  # its button goes with its own warning
+    if fix is not None:
         batch, lr = fix
         st.button(f"Use batch size {batch}" + (f", learning rate {lr:g}" if lr != cfg.optim.lr else ""),
                   key=f"batch_fix_{key}", icon=":material/build:", on_click=state.use_batch_size, args=fix,

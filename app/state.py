@@ -899,12 +899,10 @@ def few_steps_warning(cfg: RunConfig) -> str | None:
 
 
 def batch_size_fix(cfg: RunConfig) -> tuple[int, float] | None:
-    """The (batch size, learning rate) `few_steps_warning` suggests for the chosen dataset
-    (engine.config.smaller_batch), when it warns and suggests one; else None."""
+    """The (batch size, learning rate) `few_steps_warning`'s advice gives for the chosen dataset
+    (engine.config.smaller_batch; asked where the warning is shown), or None when it has none."""
     from engine.config import smaller_batch
 
-    if few_steps_warning(cfg) is None:
-        return None
     return smaller_batch(cfg, known_classes_and_train_size(cfg)[1])
 
 

@@ -53,6 +53,13 @@ def _acc(summary: dict | None, key: str = "test_acc") -> float | None:
     return value if isinstance(value, (int, float)) else summary.get("val_acc")
 
 
+def split_sizes(summary: dict, split: str) -> list[int]:
+    """Images per class in a run's `split` ("train", "val" or "test"; the summary's data_report
+    split_counts), empty when the summary does not say; a missing count is 0."""
+    counts = ((summary.get("data_report") or {}).get("split_counts") or {}).get(split) or {}
+    return [int(v or 0) for v in counts.values()]
+
+
 def _undecided(summary: dict, max_drop: float, split: str | None = None) -> str:
     """Why the held-out split behind an accuracy cannot decide a claim that allows `max_drop` (a
     fraction): one of its images moves the accuracy by more than that ("" when it can, or when the
@@ -60,8 +67,7 @@ def _undecided(summary: dict, max_drop: float, split: str | None = None) -> str:
     (test, else validation)."""
     if split is None:
         split = "test" if isinstance(summary.get("test_acc"), (int, float)) else "val"
-    counts = ((summary.get("data_report") or {}).get("split_counts") or {}).get(split) or {}
-    n = sum(int(v or 0) for v in counts.values())
+    n = sum(split_sizes(summary, split))
     if not n or 1 / n <= max_drop:
         return ""
     words = {"val": "validation", "test": "test"}[split]

@@ -141,7 +141,7 @@ def method_settings_text(settings: Any) -> str:
         elif isinstance(value, (tuple, list)):
             shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
         elif value in (f.metadata.get("labels") or {}):  # a choice in the dashboard's words
-            shown = choice_label(settings, f.name)
+            shown = f.metadata["labels"][value]
         elif f.metadata.get("scale", 1) != 1:
             shown = shown_value(f.metadata, value)  # eps 2/255, as the dashboard shows it, not 0.00784314
         else:

@@ -128,12 +128,13 @@ def comparable_runs(engine, rec) -> dict[str, tuple[str, str, str, dict]]:
     the same order and the same image size (the image is decoded once). {OTHER_RUN + id: (run folder,
     option label as the run pickers label runs, the run's name for its answers' titles, its config)},
     newest first."""
-    runs = [r for r in state.runs(engine) if r.status == "finished"]
+    visible = state.runs(engine)
+    runs = [r for r in visible if r.status == "finished"]
     mine = components.read_summary(str(rec.run_dir)).get("classes")
     size = (rec.config.get("data") or {}).get("image_size")
     fits = [r for r in runs if r.id != rec.id and (r.config.get("data") or {}).get("image_size") == size
             and mine and components.read_summary(str(r.run_dir)).get("classes") == mine]
-    labels = state.run_labels(fits, with_status=False, among=state.runs(engine))
+    labels = state.run_labels(fits, with_status=False, among=visible)
     return {OTHER_RUN + r.id: (str(r.run_dir), f"{labels.get(r.id, r.name)}: fine-tuned", r.name, r.config)
             for r in fits}
 
