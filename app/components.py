@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass, field
@@ -83,9 +84,23 @@ class RunView:
 
 
 def read_summary(run_dir: str) -> dict:
-    """A run's summary.json ({} while it has none or it cannot be read)."""
+    """A run's summary.json ({} while it has none or it cannot be read). Parsed once per version of
+    the file (its inode, size and modification time in ns): pages that list many runs (Try it's
+    "Compare with", the claim lines) re-read each run's summary on every rerun. The dict is shared
+    between callers, so it is read-only."""
+    path = Path(run_dir) / "summary.json"
     try:
-        return json.loads((Path(run_dir) / "summary.json").read_text())
+        st_ = path.stat()
+    except OSError:
+        return {}
+    return _parsed_summary(str(path), st_.st_ino, st_.st_size, st_.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=512)
+def _parsed_summary(path: str, inode: int, size: int, mtime_ns: int) -> dict:
+    """summary.json at `path` parsed; the other arguments key the cache to this version of it."""
+    try:
+        return json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return {}
 

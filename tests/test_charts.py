@@ -324,3 +324,24 @@ def test_a_top_k_chart_says_when_it_leaves_classes_out():
     assert title == "Top 3 of 4 classes: probability (red dashes: unsure under 50%)", title
     whole = charts.topk_chart(df, threshold=0.5, classes=3).to_dict()["layer"][0]["encoding"]["x"]["title"]
     assert whole == "Probability (red dashes: unsure under 50%)"
+
+
+def test_a_run_summary_is_parsed_once_per_version_of_the_file(tmp_path, monkeypatch):
+    """Pages listing many runs read every run's summary.json on each rerun: the same file is parsed
+    once, a rewritten one (a finished run's claim added) is read again, a missing or broken one is {}."""
+    import json as json_
+
+    from app import components
+
+    (tmp_path / "summary.json").write_text(json_.dumps({"test_acc": 0.5}))
+    parsed = []
+    real_loads = json_.loads
+    monkeypatch.setattr(components.json, "loads", lambda text: parsed.append(text) or real_loads(text))
+    first = components.read_summary(str(tmp_path))
+    assert first == {"test_acc": 0.5} and components.read_summary(str(tmp_path)) is first
+    assert len(parsed) == 1
+    (tmp_path / "summary.json").write_text(json_.dumps({"test_acc": 0.75, "classes": ["a", "b"]}))
+    assert components.read_summary(str(tmp_path)) == {"test_acc": 0.75, "classes": ["a", "b"]}
+    (tmp_path / "summary.json").write_text("{not json")
+    assert components.read_summary(str(tmp_path)) == {}
+    assert components.read_summary(str(tmp_path / "missing")) == {}
