@@ -69,3 +69,12 @@ def augment_batch(images: torch.Tensor, generator: torch.Generator | None = None
     # The crop always lies inside the image, so padding only matters for sub-pixel edge samples.
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     return out.clamp_(0.0, 1.0)
+
+
+def training_batch(images: torch.Tensor, generator: torch.Generator | None, train) -> torch.Tensor:
+    """A training batch as the run's settings ask: uint8 [B,3,S,S] -> float32 [B,3,S,S] in [0,1],
+    augmented (`augment_batch`) when `train.augment` is on, mirrored only when `train.flip` is too
+    (`train`: the run's `TrainConfig`)."""
+    if not train.augment:
+        return to_float(images)
+    return augment_batch(images, generator, flip=train.flip)

@@ -156,6 +156,9 @@ class TrainConfig:
                                      "with bf16 or where it was measured faster."))
     augment: bool = knob(True, label="Augment images", help=(
         "Random crops and flips each step (in batches on the device): less overfitting on small datasets."))
+    flip: bool = knob(True, label="Mirror images left-right", shown_when="augment", help=(
+        "Part of augmenting: half the training images are mirrored. Switch it off where a mirror image is a "
+        "different thing or no real picture: digits, letters, text, arrows, left and right hands."))
     threads: int = knob(0, label="CPU threads (0 = automatic)", min=0, max=256, help=(
         "0 = automatic: one per core (PyTorch's default), less the cores other programs keep busy, measured "
         "as the run starts and again after every epoch (threads waiting for a busy core slow every step). "
@@ -181,7 +184,8 @@ class EvalConfig:
         "Test-time augmentation: every prediction averages the model's probabilities for the image and for "
         "its left-right mirror, in every accuracy the run reports, on Try it, in predict and in the "
         "exported TorchScript / ONNX files. Twice the prediction cost; +2.6 test points over 3 seeds in the quick demo "
-        "(benchmarks/speedups.py). Attacks (robust accuracy) target the plain model."))
+        "(benchmarks/speedups.py). Attacks (robust accuracy) target the plain model. Leave it off where a "
+        "mirror image is a different thing (digits, text)."))
     eval_batch_size: int = knob(256, label="Evaluation batch size", unit="images", min=1, max=4096, help=(
         "Images per pass when accuracy is measured: larger is faster and needs more memory; the figures are the same."))
     robust: bool = knob(False, label="Measure robust accuracy", help=(

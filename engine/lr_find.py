@@ -26,7 +26,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from engine.augment import augment_batch, to_float
+from engine.augment import training_batch
 from engine.config import RunConfig, with_section
 from engine.contract import Reporter, StopRequested, SubReporter
 from engine.data import DataSplits
@@ -153,8 +153,7 @@ def _sweep(ctx, n: int, lo: float, hi: float, reporter: Reporter) -> tuple[list[
         for g, m in zip(opt.param_groups, mults):
             g["lr"] = lr * m
         idx = order[i * bs:(i + 1) * bs].to(ctx.device)
-        x = augment_batch(ctx.train_images[idx], ctx.device_generator) if cfg.train.augment \
-            else to_float(ctx.train_images[idx])
+        x = training_batch(ctx.train_images[idx], ctx.device_generator, cfg.train)
         with autocast_ctx(ctx.device, ctx.amp_dtype):
             loss = F.cross_entropy(ctx.train_model(x).float(), ctx.train_labels[idx], weight=ctx.loss_weight,
                                    label_smoothing=cfg.optim.label_smoothing)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from engine.augment import augment_batch, to_float
+from engine.augment import training_batch
 from engine.backbones import build_model
 from engine.config import RunConfig, few_batches, with_section
 from engine.contract import EvalClock, MethodHook, Reporter, StopRequested, TrainContext, owns_loss
@@ -223,8 +223,7 @@ def train_one_epoch(ctx: TrainContext, hooks: list[MethodHook], scaler: torch.am
             g["lr"] = g["base_lr"] * lr_at(ctx.step / ctx.total_steps)
         idx = order[i * bs:(i + 1) * bs][ctx.rank::ctx.world_size]  # each process its share of the batch
         y = ctx.train_labels[idx]
-        x = augment_batch(ctx.train_images[idx], ctx.device_generator) if cfg.train.augment \
-            else to_float(ctx.train_images[idx])
+        x = training_batch(ctx.train_images[idx], ctx.device_generator, cfg.train)
         if ctx.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast_ctx(device, ctx.amp_dtype):

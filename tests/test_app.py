@@ -373,6 +373,18 @@ def test_a_methods_settings_show_only_while_their_switch_is_on_and_keep_their_va
     assert at.session_state["cfg"].methods["pruning"].structured_epochs == 3, "a hidden setting keeps its value"
 
 
+def test_the_mirror_switch_shows_only_while_augmenting_and_reaches_the_run_config(studio):
+    at = new_app()
+    at.switch_page("app_pages/model.py").run()
+    keys = lambda: {w.key for w in at.toggle}  # noqa: E731
+    assert {"w:train.augment", "w:train.flip"} <= keys()
+    at.toggle(key="w:train.flip").set_value(False).run()
+    assert at.session_state["cfg"].train.flip is False
+    at.toggle(key="w:train.augment").set_value(False).run()
+    no_problems(at)
+    assert "w:train.flip" not in keys() and at.session_state["cfg"].train.flip is False
+
+
 # ---- the whole flow -------------------------------------------------------------------------------
 
 def test_upload_configure_train_watch_and_see_results(studio, tiny_bytes):

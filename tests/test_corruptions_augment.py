@@ -133,6 +133,25 @@ def test_augment_flip_only_mirrors_some_samples():
     assert any(is_plain) and any(is_mirrored)
 
 
+def test_the_run_settings_choose_crop_flip_crop_only_or_nothing():
+    """`train.flip=false` (digits, text: a mirror image is another thing) keeps the random crops and
+    mirrors nothing: a left-to-right falling ramp stays falling in every cropped sample; with flip on,
+    some samples rise; `train.augment=false` gives the pixels as they are."""
+    from engine.augment import training_batch
+    from engine.config import TrainConfig
+
+    ramp = torch.linspace(255, 0, 16).round().to(torch.uint8).expand(64, 3, 16, 16).contiguous()
+
+    def falling(batch):  # per sample: brighter on the left than on the right
+        return batch[..., 0].mean(dim=(1, 2)) > batch[..., -1].mean(dim=(1, 2))
+
+    crop_only = training_batch(ramp, torch.Generator().manual_seed(0), TrainConfig(flip=False))
+    assert falling(crop_only).all() and not torch.allclose(crop_only, to_float(ramp))
+    crop_flip = training_batch(ramp, torch.Generator().manual_seed(0), TrainConfig())
+    assert 10 < int((~falling(crop_flip)).sum()) < 54
+    assert torch.equal(training_batch(ramp, None, TrainConfig(augment=False, flip=True)), to_float(ramp))
+
+
 def test_augment_crops_zoom_in():
     """A crop of a smaller area shows fewer distinct positions: a white dot in a corner mostly vanishes."""
     images = torch.zeros(32, 3, 16, 16, dtype=torch.uint8)

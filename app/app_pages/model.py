@@ -13,7 +13,7 @@ from app import charts, components, datasets, state
 from app.presets import PRESETS, icon, offline_pretrained, recipe_drift
 from app.widgets import dataclass_widgets, field_widget, widget_key
 from engine.backbones import BACKBONES, CHECKPOINT_SUFFIXES, FAMILY_TITLES, PRETRAINED_SOURCES, available_sources, backbone_title
-from engine.config import RunConfig, check_bounds
+from engine.config import RunConfig, check_bounds, shown_setting
 from engine.methods import METHODS, MethodSpec
 from engine.schedules import SCHEDULES, lr_curve
 
@@ -28,7 +28,7 @@ HANDLED_FIELDS = {
     "optim": {"optimizer", "lr", "lr_auto", "momentum", "nesterov", "weight_decay", "schedule", "warmup_fraction",
               "step_every_fraction", "step_gamma", "slow_start_fraction", "fast_decay_rate", "label_smoothing",
               "head_lr_mult", "trunk_lr_mult", "freeze_blocks", "linear_probe_epochs"},
-    "train": {"epochs", "batch_size", "device", "amp", "channels_last", "augment", "threads", "deterministic", "compile"},
+    "train": {"epochs", "batch_size", "device", "amp", "channels_last", "augment", "flip", "threads", "deterministic", "compile"},
     "eval": {"ood", "ood_severity_each_epoch", "ood_subset_each_epoch", "eval_batch_size", "tta_flip", "robust", "robust_eps",
              "robust_steps", "robust_steps_each_epoch", "robust_subset", "autoattack"},
 }
@@ -548,8 +548,9 @@ def advanced_section() -> None:
                  "amp": field_widget("train", cfg.train, "amp", container=c[1]),
                  "threads": field_widget("train", cfg.train, "threads", container=c[2])}
         c = st.columns(2)  # two switches a row: their labels stay whole at 1280 px (four a row were cut)
-        train.update({name: field_widget("train", cfg.train, name, container=c[i % 2])
-                      for i, name in enumerate(("augment", "deterministic", "channels_last", "compile"))})
+        for name in ("augment", "flip", "deterministic", "channels_last", "compile"):
+            if shown_setting(cfg.train, name, train):  # flip only while augmenting
+                train[name] = field_widget("train", cfg.train, name, container=c[(len(train) - 3) % 2])
         state.update_section("train", **train)
         c = st.columns([1.4, 1, 1, 1])
         state.update_section("eval", **{name: field_widget("eval", cfg.eval, name, container=col) for name, col in
