@@ -171,13 +171,12 @@ def test_cli_bad_data_fails_the_run_with_a_message(tmp_path):
     assert p.returncode != 0 and "zip" in p.stderr.lower() and "Traceback" not in p.stderr
 
 
-def test_the_command_line_uses_the_dashboards_folder_and_says_when_a_source_is_missing(tiny_zip, tmp_path):
+def test_the_command_line_uses_the_dashboards_folder_and_says_when_a_source_is_missing(tiny_zip, tmp_path,
+                                                                                       monkeypatch, capsys):
     """Without --data-dir the command line reads and writes STUDIO_DATA_DIR, the folder a dashboard
     started with it uses: `runs` lists the dashboard's runs and `predict --run <id>` finds them. A
     config whose dataset is an upload this folder does not have, or a missing path, is refused with a
     message saying what to do on the command line, before a run is recorded."""
-    import os
-
     from engine.paths import upload_ref
     from engine.worker import Engine
 
@@ -190,11 +189,19 @@ def test_the_command_line_uses_the_dashboards_folder_and_says_when_a_source_is_m
         assert eng.wait(run_id, 300) == "finished"
     finally:
         eng.shutdown()
-    env = {**os.environ, "STUDIO_DATA_DIR": str(studio)}
+    monkeypatch.setenv("STUDIO_DATA_DIR", str(studio))
+    from types import SimpleNamespace
 
-    def cli(*args):
-        return subprocess.run([sys.executable, "-m", "engine", *args], cwd=ROOT, env=env, capture_output=True,
-                              text=True, timeout=300)
+    from engine.cli import main
+
+    def cli(*args):  # in this process (ten commands: the imports of ten processes took most of this test)
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse's refusals
+            code = exc.code
+        out = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
 
     listing = cli("runs")
     assert listing.returncode == 0 and run_id in listing.stdout and "dashboard run" in listing.stdout
