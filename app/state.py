@@ -918,6 +918,17 @@ def use_batch_size(size: int, lr: float) -> None:
               f"Batch size {size} and learning rate {lr:g} set") + " (Model and methods page).", icon=":material/check:")
 
 
+def stop_mirroring() -> None:
+    """Switch off mirroring in training and flip TTA (a button's callback): the config, and their
+    switches redrawn from it."""
+    update_section("train", flip=False)
+    update_section("eval", tta_flip=False)
+    for key in ("train.flip", "eval.tta_flip"):
+        st.session_state.pop(f"{WIDGET_PREFIX}{key}", None)
+    st.toast("Mirroring switched off: training keeps its random crops (Model and methods page).",
+             icon=":material/check:")
+
+
 MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]|$~<>])")  # what changes a name inside a line of markdown
 
 

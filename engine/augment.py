@@ -9,6 +9,7 @@ the model (it depends on the backbone).
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 import torch.nn.functional as F
@@ -78,3 +79,16 @@ def training_batch(images: torch.Tensor, generator: torch.Generator | None, trai
     if not train.augment:
         return to_float(images)
     return augment_batch(images, generator, flip=train.flip)
+
+
+NUMBER_WORDS = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"}
+_SYMBOL = re.compile(r"^(?:\d+|[^\W\d_])$")  # a number, or one letter of any script
+
+
+def mirror_changes_meaning(classes: list[str]) -> bool:
+    """Whether the class names look like digits or letters ("0".."9", "seven", "A", "ж"): a mirrored
+    digit or letter is another symbol or none, so mirroring in training (`train.flip`) teaches wrong
+    pictures. Names are compared stripped and case-insensitively; all must look so, and at least two
+    classes are needed. A hint for the dashboard, never a change made on its own."""
+    names = [str(c).strip().lower() for c in classes]
+    return len(names) >= 2 and all(_SYMBOL.match(n) or n in NUMBER_WORDS for n in names)

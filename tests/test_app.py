@@ -156,6 +156,25 @@ def test_the_data_page_counts_the_training_images_a_run_will_use(studio, tiny_by
     assert capped_split(split, 5) == (split, 0), "a cap no class reaches changes nothing"
 
 
+def test_digit_or_letter_classes_get_a_one_click_stop_to_mirroring(studio, tiny_bytes):
+    """Classes named like digits ('0', '1', '7'): the Data page says a mirrored digit is another symbol and
+    its button switches mirroring (and flip TTA) off, keeping the crops; colour classes get no such hint."""
+    digits = zip_bytes({f"{name}/{i}.png": png(colour, i) for name, colour in (("0", "red"), ("1", "green"),
+                                                                               ("7", "stripes")) for i in range(6)})
+    at = upload_zip(new_app(), digits, "digits.zip")
+    hint = [i.value for i in at.info if "look like digits or letters ('0', '1', '7')" in i.value]
+    assert hint and "another symbol" in hint[0], texts(at.info)
+    at.session_state["cfg"] = dataclasses.replace(at.session_state["cfg"], eval=dataclasses.replace(
+        at.session_state["cfg"].eval, tta_flip=True))
+    at.button(key="no_flip").click().run()
+    no_problems(at)
+    cfg = at.session_state["cfg"]
+    assert (cfg.train.augment, cfg.train.flip, cfg.eval.tta_flip) == (True, False, False)
+    assert not [i for i in at.info if "look like digits" in i.value], "said once; gone when done"
+    at = upload_zip(new_app(), tiny_bytes, "colours.zip")
+    assert not [i for i in at.info if "look like digits" in i.value]
+
+
 @pytest.mark.parametrize("with_val", [True, False])
 def test_a_pre_split_dataset_greys_out_the_shares_it_does_not_use(studio, with_val):
     """The folders give the split: the test share never applies, the validation share only when val/

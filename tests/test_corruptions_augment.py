@@ -152,6 +152,15 @@ def test_the_run_settings_choose_crop_flip_crop_only_or_nothing():
     assert torch.equal(training_batch(ramp, None, TrainConfig(augment=False, flip=True)), to_float(ramp))
 
 
+def test_digit_and_letter_class_names_are_told_from_other_names():
+    from engine.augment import mirror_changes_meaning
+
+    for classes in (list("0123456789"), ["Seven", " eight "], ["A", "b", "ж"], ["10", "11", "x"]):
+        assert mirror_changes_meaning(classes), classes
+    for classes in (["cat", "dog"], ["1"], ["a_b", "c"], ["_", "-"], ["3d", "2d"], []):
+        assert not mirror_changes_meaning(classes), classes
+
+
 def test_augment_crops_zoom_in():
     """A crop of a smaller area shows fewer distinct positions: a white dot in a corner mostly vanishes."""
     images = torch.zeros(32, 3, 16, 16, dtype=torch.uint8)
