@@ -2,7 +2,7 @@
 
 The verdicts are computed by engine.claims from summaries; this module only finds the runs to
 compare with among the user's finished runs (standard fine-tuning with the same data, backbone,
-size, seed and epochs; for adversarial fine-tuning also adversarial training from scratch with the
+size, seed, epochs and augmentation; for adversarial fine-tuning also adversarial training from scratch with the
 same data, size, seed and attack) and shows the lines."""
 
 from __future__ import annotations
@@ -12,15 +12,22 @@ from typing import Callable
 import streamlit as st
 
 from engine.claims import CLAIMS, shown_points, split_sizes
+from engine.config import RunConfig
 from engine.methods import METHODS
 
 SAME = (("data", "source"), ("data", "image_size"), ("backbone", "name"), ("backbone", "pretrained"),
-        ("train", "epochs"), ("seed", None))
+        ("train", "epochs"), ("train", "augment"), ("train", "flip"), ("eval", "tta_flip"), ("seed", None))
 
 
 def _get(config: dict, section: str, key: str | None):
+    """config[section][key] (config[section] for key None); a key a saved config lacks (one written
+    before the setting existed) reads as the setting's default, which that run used."""
     value = config.get(section)
-    return value if key is None else (value or {}).get(key)
+    if key is None:
+        return value
+    if key in (value or {}):
+        return value[key]
+    return getattr(getattr(RunConfig(), section, None), key, None)
 
 
 def _methods_on(config: dict) -> set[str]:
@@ -28,8 +35,8 @@ def _methods_on(config: dict) -> set[str]:
 
 
 def comparison_run(rec, runs) -> object | None:
-    """The newest finished run with this run's data, backbone, image size, seed and epochs and no
-    fine-tuning method switched on (standard fine-tuning), or None."""
+    """The newest finished run with this run's data, backbone, image size, seed, epochs, augmentation
+    (crops, mirroring, flip TTA) and no fine-tuning method switched on (standard fine-tuning), or None."""
     for other in runs:  # the store lists the newest first
         if other.id == rec.id or other.status != "finished" or _methods_on(other.config):
             continue

@@ -95,6 +95,17 @@ def test_results_page_compares_with_standard_fine_tuning_on_the_same_data():
     plain = R(id="p", status="finished", config=cfg(), run_dir="p")
     assert comparison_run(run, [run, other_data, with_method, failed, plain]) is plain
     assert comparison_run(run, [run, other_data, with_method]) is None
+    # augmentation moves accuracy by points: a run without mirroring is compared with one without it
+    no_flip = R(id="n", status="finished", config={**cfg(pruning=1), "train": {"epochs": 5, "flip": False}},
+                run_dir="n")
+    assert comparison_run(no_flip, [no_flip, plain]) is None
+    plain_no_flip = R(id="q", status="finished", config={**cfg(), "train": {"epochs": 5, "flip": False}}, run_dir="q")
+    assert comparison_run(no_flip, [no_flip, plain, plain_no_flip]) is plain_no_flip
+    older = R(id="x", status="finished", config={**cfg(), "train": {"epochs": 5, "flip": True, "augment": True}},
+              run_dir="x")  # a key a saved config lacks reads as its default
+    assert comparison_run(run, [run, older]) is older
+    tta = R(id="t", status="finished", config={**cfg(), "eval": {"tta_flip": True}}, run_dir="t")
+    assert comparison_run(run, [run, tta]) is None
 
 
 def test_a_run_at_chance_is_flagged_with_advice_from_its_steps():
