@@ -28,11 +28,12 @@ def offline_pretrained(backbone: str) -> str:
 
 
 def _base(cfg: RunConfig, backbone: str, image_size: int) -> RunConfig:
-    """Defaults everywhere, except the dataset the user already chose and their own checkpoint when it
-    is for the preset's backbone (a preset applied after uploading one starts from it: a teacher's
+    """Defaults everywhere, except the dataset the user already chose, whether its pictures may be
+    mirrored (`train.flip`: a fact about the data, e.g. digits), and their own checkpoint when it is
+    for the preset's backbone (a preset applied after uploading one starts from it: a teacher's
     adversarial demo on the model the class trained first); otherwise the best offline weights."""
     data = dataclasses.replace(cfg.data, image_size=image_size)
-    fresh = RunConfig(name="", seed=cfg.seed, data=data)
+    fresh = with_section(RunConfig(name="", seed=cfg.seed, data=data), "train", flip=cfg.train.flip)
     b = cfg.backbone
     if b.pretrained == "checkpoint" and b.checkpoint and b.name == backbone:
         return with_section(fresh, "backbone", name=backbone, pretrained="checkpoint", checkpoint=b.checkpoint)

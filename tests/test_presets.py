@@ -23,6 +23,8 @@ def test_every_preset_keeps_the_dataset_and_validates(tiny_zip):
         RunConfig.from_dict(cfg.to_dict())  # validates
         assert preset.sets() or "the studio's defaults" in preset.describe(), f"{name} sets nothing"
         assert preset.describe().strip() and "\n" not in preset.describe()
+        # mirroring stopped for digits or letters stays stopped (a fact about the data, as the dataset is)
+        assert preset.apply(apply_overrides(chosen, ["train.flip=false"])).train.flip is False, name
 
 
 def test_a_preset_keeps_the_users_own_checkpoint_for_its_backbone_only():
