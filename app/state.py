@@ -919,14 +919,14 @@ def use_batch_size(size: int, lr: float) -> None:
 
 
 def stop_mirroring() -> None:
-    """Switch off mirroring in training and flip TTA (a button's callback): the config, and their
-    switches redrawn from it."""
+    """Switch off mirroring in training and flip TTA, the mirror-image averaging (a button's callback):
+    the config, and their switches redrawn from it."""
     update_section("train", flip=False)
     update_section("eval", tta_flip=False)
     for key in ("train.flip", "eval.tta_flip"):
         st.session_state.pop(f"{WIDGET_PREFIX}{key}", None)
-    st.toast("Mirroring switched off: training keeps its random crops (Model and methods page).",
-             icon=":material/check:")
+    st.toast("Mirroring switched off: training keeps its random crops, and answers are no longer averaged with "
+             "the mirror image (Model and methods page).", icon=":material/check:")
 
 
 MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]|$~<>])")  # what changes a name inside a line of markdown

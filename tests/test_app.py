@@ -162,7 +162,7 @@ def test_digit_or_letter_classes_get_a_one_click_stop_to_mirroring(studio, tiny_
     digits = zip_bytes({f"{name}/{i}.png": png(colour, i) for name, colour in (("0", "red"), ("1", "green"),
                                                                                ("7", "stripes")) for i in range(6)})
     at = upload_zip(new_app(), digits, "digits.zip")
-    hint = [i.value for i in at.info if "look like digits or letters ('0', '1', '7')" in i.value]
+    hint = [i.value for i in at.info if "class names are digits or letters ('0', '1', '7')" in i.value]
     assert hint and "another symbol" in hint[0], texts(at.info)
     at.session_state["cfg"] = dataclasses.replace(at.session_state["cfg"], eval=dataclasses.replace(
         at.session_state["cfg"].eval, tta_flip=True))
@@ -170,9 +170,9 @@ def test_digit_or_letter_classes_get_a_one_click_stop_to_mirroring(studio, tiny_
     no_problems(at)
     cfg = at.session_state["cfg"]
     assert (cfg.train.augment, cfg.train.flip, cfg.eval.tta_flip) == (True, False, False)
-    assert not [i for i in at.info if "look like digits" in i.value], "said once; gone when done"
+    assert not [i for i in at.info if "names are digits or letters" in i.value], "said once; gone when done"
     at = upload_zip(new_app(), tiny_bytes, "colours.zip")
-    assert not [i for i in at.info if "look like digits" in i.value]
+    assert not [i for i in at.info if "names are digits or letters" in i.value]
 
 
 @pytest.mark.parametrize("with_val", [True, False])

@@ -539,7 +539,7 @@ def advanced_section() -> None:
     import torch  # only this section asks which devices exist
 
     cfg = state.config()
-    with st.expander("Device, evaluation and run name", icon=":material/settings:", key="x_device"):
+    with st.expander("Device, augmentation, evaluation and run name", icon=":material/settings:", key="x_device"):
         devices = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             devices.append("mps")
