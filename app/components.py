@@ -96,7 +96,7 @@ def read_summary(run_dir: str) -> dict:
     return _parsed_summary(str(path), st_.st_ino, st_.st_size, st_.st_mtime_ns)
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=128)
 def _parsed_summary(path: str, inode: int, size: int, mtime_ns: int) -> dict:
     """summary.json at `path` parsed; the other arguments key the cache to this version of it."""
     try:

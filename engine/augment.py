@@ -81,6 +81,14 @@ def training_batch(images: torch.Tensor, generator: torch.Generator | None, trai
     return augment_batch(images, generator, flip=train.flip)
 
 
+def augmentation_words(train) -> str:
+    """What a run's training batches went through, in plain words (model card, Results):
+    `train` is its `TrainConfig`."""
+    if not train.augment:
+        return "no augmentation"
+    return "random crops and left-right mirrors" if train.flip else "random crops, no mirroring"
+
+
 NUMBER_WORDS = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"}
 _SYMBOL = re.compile(r"^(?:\d+|[^\W\d_])$")  # a number, or one letter of any script
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from engine.augment import to_float
+from engine.augment import augmentation_words, to_float
 from engine.backbones import Classifier, backbone_title
 from engine.checkpoints import load_checkpoint, save_checkpoint
 from engine.config import RunConfig, shown_setting, shown_value
@@ -178,7 +178,7 @@ def training_lines(cfg: RunConfig, summary: dict[str, Any]) -> list[str]:
              f"- {cfg.train.epochs} epoch{'' if cfg.train.epochs == 1 else 's'}, batch {cfg.train.batch_size}, "
              f"{choice_label(cfg.optim, 'optimizer')}, lr {cfg.optim.lr:g} "
              f"(momentum {cfg.optim.momentum:g}, effective lr {cfg.effective_lr:g}), schedule "
-             f"{cfg.optim.schedule.replace('_', ' ')}"]
+             f"{cfg.optim.schedule.replace('_', ' ')}; {augmentation_words(cfg.train)}"]
     if summary.get("lr_find"):
         lines.append("- " + lr_find_sentence(summary["lr_find"]))
     lines.append("- Methods: " + (", ".join(METHODS[m].title for m in cfg.enabled_methods() if m in METHODS)

@@ -964,3 +964,12 @@ def test_the_head_only_epochs_are_said_in_words():
     assert head_only_words(later) == "the first 2 epochs train only the new head"
     structured_only = apply_overrides(demo, ["pruning.target_sparsity=0"])  # channels go at the end only
     assert head_only_words(structured_only) == "the first 2 epochs train only the new head"
+
+
+def test_a_runs_caption_says_when_it_trained_without_mirrors_or_augmentation():
+    from app.app_pages.results import recipe_notes
+
+    assert recipe_notes({"train": {"epochs": 3}}) == "", "the default (crops and mirrors) goes unsaid"
+    assert recipe_notes({"train": {"flip": False}}) == " · random crops, no mirroring"
+    assert recipe_notes({"train": {"augment": False, "flip": False}, "eval": {"tta_flip": True}}) == \
+        " · no augmentation · flip TTA (each prediction averaged with the mirror image)"

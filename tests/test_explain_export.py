@@ -176,6 +176,9 @@ def test_the_model_card_lists_only_the_settings_that_apply_in_words():
     from engine.export import training_lines
 
     assert "SGD with momentum, lr 0.01" in training_lines(RunConfig(), {})[1]
+    assert training_lines(RunConfig(), {})[1].endswith("; random crops and left-right mirrors")
+    assert training_lines(with_section(RunConfig(), "train", flip=False), {})[1].endswith("; random crops, no mirroring")
+    assert training_lines(with_section(RunConfig(), "train", augment=False), {})[1].endswith("; no augmentation")
     # a searched run is saved with the search off and its fractions in the config: the card says where they came from
     ran = with_section(RunConfig(), "pruning", enabled=True, stage_fractions=(0.1, 0.2, 0.3, 0.4, 0.5))
     lines = training_lines(ran, {"pruning_search": {"best_fractions": [0.1, 0.2, 0.3, 0.4, 0.5], "trials": [{}] * 6,

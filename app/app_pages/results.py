@@ -15,6 +15,8 @@ import streamlit as st
 from app import charts, components, datasets, state
 from app.claims_view import at_chance, claim_lines, val_test_gap
 from app.method_views import VIEWS
+from engine.augment import augmentation_words
+from engine.config import TrainConfig
 from engine.jobs import STOPPED_BY_SERVER
 from engine.methods import METHODS
 from engine.resume import RESUME_FILE
@@ -104,6 +106,18 @@ def stopped_note(rec, run: components.RunView) -> None:
             icon=":material/play_arrow:"):
         st.session_state[state.WATCH_KEY] = st.session_state[state.WATCH_SELECT_KEY] = rec.id  # shown on Train
         st.switch_page("app_pages/train.py")
+
+
+def recipe_notes(config: dict) -> str:
+    """What the run's caption adds to its methods: augmentation other than the default crops and
+    mirrors, and flip TTA ("" when neither; `config` as saved, keys it lacks at their defaults)."""
+    train, notes = TrainConfig(**{k: v for k, v in (config.get("train") or {}).items()
+                                  if k in ("augment", "flip")}), ""
+    if not (train.augment and train.flip):
+        notes += " · " + augmentation_words(train)
+    if (config.get("eval") or {}).get("tta_flip"):
+        notes += " · flip TTA (each prediction averaged with the mirror image)"
+    return notes
 
 
 def started_text(rec, summary: dict) -> str:
@@ -337,8 +351,7 @@ def one_run(engine, runs) -> None:
         return
     summary = read_summary(rec.run_dir)
     methods = ", ".join(METHODS[m].title for m in enabled_methods(rec.config)) or "no extra method"
-    if (rec.config.get("eval") or {}).get("tta_flip"):
-        methods += " · flip TTA (each prediction averaged with the mirror image)"
+    methods += recipe_notes(rec.config)
     b = rec.config.get("backbone", {})
     st.caption(f"{state.backbone_title(b.get('name'))} ({state.WEIGHTS_TEXT.get(b.get('pretrained'), b.get('pretrained'))}) · "
                f"{state.plural(int(rec.config.get('train', {}).get('epochs') or 0), 'epoch')} · "
