@@ -42,6 +42,11 @@ def register_method_section(name: str, config_cls: type, check: Callable[[Any, A
     METHOD_SECTIONS[name] = (config_cls, check)
 
 
+# The dashboard's title for the expander holding the device, augmentation and evaluation settings
+# (Model and methods page); messages that send the user there name it.
+ADVANCED_TITLE = "Device, augmentation, evaluation and run name"
+
+
 def knob(default: Any, **meta: Any) -> Any:
     """A config field with its metadata: `label`, `help`, `unit`, `min`, `max` (inclusive, in stored
     units), `step`, `scale` (shown = stored x scale), `choices`, `labels`, `format`, `widget`, and

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from engine.config import ADVANCED_TITLE
 from engine.errors import StudioError
 
 
@@ -326,8 +327,8 @@ class CpuThreads:
         return (f"Training on {self.threads} of {self.limit} CPU threads: other programs kept about "
                 f"{self.busy:.1f} of the {self.cpus} CPUs busy {self.when}, and threads that wait for a busy CPU "
                 f"slow every step; the count is checked again {EARLY_THREADS_CHECK_S:g} s into a first epoch that "
-                "lasts longer, and after every epoch. To choose it yourself: CPU threads, under Device, evaluation "
-                "and run name on the Model and methods page (train.threads).")
+                f"lasts longer, and after every epoch. To choose it yourself: CPU threads, under {ADVANCED_TITLE} "
+                "on the Model and methods page (train.threads).")
 
 
 class LoadSample:

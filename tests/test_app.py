@@ -70,6 +70,8 @@ def no_problems(at: AppTest) -> None:
 
 
 def upload_zip(at: AppTest, data: bytes, name: str = "my data.zip") -> AppTest:
+    assert [r for r in at.radio if r.key == "w:data.kind"], (  # seen once under load: say what the page showed
+        "no dataset choice on the page", texts(at.error), texts(at.warning), texts(at.title), texts(at.info))
     at.radio(key="w:data.kind").set_value("upload").run()
     at.file_uploader[0].set_value((name, data, "application/zip")).run()
     no_problems(at)

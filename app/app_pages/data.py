@@ -12,7 +12,7 @@ import streamlit as st
 from app import charts, components, datasets, state
 from app.widgets import field_widget
 from engine.errors import StudioError
-from engine.config import with_section
+from engine.config import ADVANCED_TITLE, with_section
 from engine.augment import mirror_changes_meaning
 from engine.data import IMAGE_EXTENSIONS, PHASH_MAX_DISTANCE
 from engine.paths import SAMPLE_DATASET
@@ -24,7 +24,7 @@ KIND_FOLLOWS = "data_kind_follows"  # set when the dataset in use changed under 
 MIRROR_MEASURED = (  # benchmarks/flip.sh, benchmarks/results/flip.txt (3 seeds)
     "On handwritten digits, stopping it gained 1.3 points of test accuracy in 10 epochs and 4.4 in 5; training "
     "without any augmentation gained 2.8 and 6.2 over the default there.")
-AUGMENT_PLACE = "on the Model and methods page, under 'Device, augmentation, evaluation and run name'"
+AUGMENT_PLACE = f"on the Model and methods page, under '{ADVANCED_TITLE}'"
 
 
 def _progress_bar():

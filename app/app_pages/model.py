@@ -13,7 +13,7 @@ from app import charts, components, datasets, state
 from app.presets import PRESETS, icon, offline_pretrained, recipe_drift
 from app.widgets import dataclass_widgets, field_widget, widget_key
 from engine.backbones import BACKBONES, CHECKPOINT_SUFFIXES, FAMILY_TITLES, PRETRAINED_SOURCES, available_sources, backbone_title
-from engine.config import RunConfig, check_bounds, shown_setting
+from engine.config import ADVANCED_TITLE, RunConfig, check_bounds, shown_setting
 from engine.methods import METHODS, MethodSpec
 from engine.schedules import SCHEDULES, lr_curve
 
@@ -539,7 +539,7 @@ def advanced_section() -> None:
     import torch  # only this section asks which devices exist
 
     cfg = state.config()
-    with st.expander("Device, augmentation, evaluation and run name", icon=":material/settings:", key="x_device"):
+    with st.expander(ADVANCED_TITLE, icon=":material/settings:", key="x_device"):
         devices = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             devices.append("mps")
