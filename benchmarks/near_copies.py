@@ -26,8 +26,9 @@ import torch
 from common import table
 from PIL import Image
 
-from engine.data import IMAGE_EXTENSIONS, MAX_COLOUR_DIFF, PHASH_MAX_DISTANCE, phash64, popcount64
-from engine.predict import COPY_MAX_PIXEL_DIFF, NearCopies, copy_keys, decode_bytes
+from engine.data import (COPY_MAX_PIXEL_DIFF, IMAGE_EXTENSIONS, MAX_COLOUR_DIFF, PHASH_MAX_DISTANCE, phash64,
+                         popcount64, thumbnails_close)
+from engine.predict import NearCopies, copy_keys, decode_bytes
 
 COPIES = {  # name -> (side: px, or a fraction of the original's; format, save options)
     "resized up to 128 px, JPEG 85": (128, "JPEG", {"quality": 85}),
@@ -62,8 +63,10 @@ def measure(path: str, size: int) -> list[list[str]]:
     apart = np.abs(thumbs[i] - thumbs[j]).mean((1, 2, 3))
     print(f"  hash and colour rule alone: {100 * close.any(1).mean():.1f}% of images match a different one"
           + (f"; those pairs' thumbnails differ by {apart.min():.1f} or more (median {np.median(apart):.1f}; "
-             f"a copy needs at most {COPY_MAX_PIXEL_DIFF})" if len(apart) else ""), flush=True)
-    copy_diffs = []
+             f"a copy needs at most {COPY_MAX_PIXEL_DIFF}); with the thumbnail rule "
+             f"{100 * thumbnails_close(thumbs[i], thumbs[j]).mean():.2f}% of those pairs still match"
+             if len(apart) else ""), flush=True)
+    copy_diffs, copy_passes = [], []
     rows = []
     for kind, (side, fmt, options) in COPIES.items():
         found = wrong = 0
@@ -81,6 +84,7 @@ def measure(path: str, size: int) -> list[list[str]]:
             copy_hash, copy_thumb = copy_keys(copy[None])
             if popcount64(copy_hash[0] ^ hashes[k]) <= PHASH_MAX_DISTANCE:  # past the hash check
                 copy_diffs.append(float(np.abs(copy_thumb[0] - thumbs[k]).mean()))
+                copy_passes.append(bool(thumbnails_close(copy_thumb, thumbs[k:k + 1])[0]))
             found += got == name
             wrong += got not in (None, name)
         rows.append([f"{Path(path).name} at {size} px", kind, f"{100 * found / len(names):.1f}%",
@@ -90,7 +94,7 @@ def measure(path: str, size: int) -> list[list[str]]:
     diffs = np.array(copy_diffs)
     print(f"  copies within the hash rule: thumbnails differ by {np.percentile(diffs, 95):.1f} at the 95th "
           f"percentile, {diffs.max():.1f} at most ({100 * (diffs <= COPY_MAX_PIXEL_DIFF).mean():.2f}% within "
-          f"{COPY_MAX_PIXEL_DIFF})", flush=True)
+          f"{COPY_MAX_PIXEL_DIFF}; {100 * np.mean(copy_passes):.2f}% pass the whole thumbnail rule)", flush=True)
     t0 = time.perf_counter()
     library = np.array([phash64(Image.fromarray(im.permute(1, 2, 0).numpy())) for im in images], dtype=np.uint64)
     library_ms = 1000 * (time.perf_counter() - t0) / len(names)

@@ -990,9 +990,17 @@ def _oriented_rgb(img: Image.Image) -> Image.Image:
     return _to_rgb(img)
 
 
+def _thumbnail(rgb: Image.Image) -> np.ndarray:
+    """float32 [3, COPY_THUMB, COPY_THUMB]: the centre square's area means (0-255), as the run crops."""
+    square = rgb.resize((64, 64), Image.Resampling.BILINEAR, box=_centre_square(*rgb.size), reducing_gap=3.0)
+    small = square.resize((COPY_THUMB, COPY_THUMB), Image.Resampling.BOX)  # as Try it's, from a 64 px decode
+    return np.asarray(small, dtype=np.float32).transpose(2, 0, 1).copy()
+
+
 def _decode(raw: bytes, size: int, max_pixels: int, want_hash: bool = False) -> tuple[torch.Tensor, int]:
-    """(uint8 [3,size,size] image, perceptual hash or 0) from a file's bytes."""
-    phash = 0
+    """(uint8 [3,size,size] image, perceptual hash or 0) from a file's bytes; with `want_hash` a third
+    item, the picture's thumbnail (`_thumbnail`), both from the same picture whatever `size` is."""
+    phash, thumb = 0, None
     with Image.open(io.BytesIO(raw), formats=PIL_FORMATS) as img:
         width, height = img.size
         if width * height > max_pixels:
@@ -1005,7 +1013,7 @@ def _decode(raw: bytes, size: int, max_pixels: int, want_hash: bool = False) -> 
             img.draft(None, (max(1, width * 2 * size // shorter), max(1, height * 2 * size // shorter)))
         rgb = _oriented_rgb(img)
         if want_hash and not is_jpeg:
-            phash = phash64(rgb)
+            phash, thumb = phash64(rgb), _thumbnail(rgb)
         # Crop the centre square and resize it in one step: the same as "shorter side to S, then
         # centre crop S". Bilinear (antialiased by PIL) matches torchvision's Resize default.
         small = rgb.resize((size, size), Image.Resampling.BILINEAR, box=_centre_square(*rgb.size), reducing_gap=3.0)
@@ -1014,8 +1022,10 @@ def _decode(raw: bytes, size: int, max_pixels: int, want_hash: bool = False) -> 
         # groups and the split, are the same whatever image size a run decodes at.
         with Image.open(io.BytesIO(raw), formats=PIL_FORMATS) as img:
             img.draft(None, (64, 64))
-            phash = phash64(_oriented_rgb(img))
-    return torch.from_numpy(np.array(small, dtype=np.uint8)).permute(2, 0, 1).contiguous(), phash
+            fixed = _oriented_rgb(img)
+            phash, thumb = phash64(fixed), _thumbnail(fixed)
+    image = torch.from_numpy(np.array(small, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+    return (image, phash, thumb) if want_hash else (image, phash)
 
 
 def _decode_reason(err: Exception) -> str:
@@ -1057,31 +1067,33 @@ def decode_image(path, size: int, max_pixels: int = MAX_IMAGE_PIXELS) -> torch.T
         raise ValueError(_decode_reason(err)) from err
 
 
-def _decode_or_reason(args: tuple[Path, int, int]) -> tuple[torch.Tensor, str, int] | str:
-    """(image, sha256 of the file's bytes, perceptual hash), or why the file was skipped."""
+def _decode_or_reason(args: tuple[Path, int, int]) -> tuple[torch.Tensor, str, int, np.ndarray] | str:
+    """(image, sha256 of the file's bytes, perceptual hash, thumbnail), or why the file was skipped."""
     path, size, max_pixels = args
     try:
         raw = path.read_bytes()
-        image, phash = _decode(raw, size, max_pixels, want_hash=True)
-        return image, hashlib.sha256(raw).hexdigest(), phash
+        image, phash, thumb = _decode(raw, size, max_pixels, want_hash=True)
+        return image, hashlib.sha256(raw).hexdigest(), phash, thumb
     except Exception as err:
         return _decode_reason(err)
 
 
 def _decode_all(
     paths: Sequence[Path], size: int, progress: ProgressFn | None, max_pixels: int = MAX_IMAGE_PIXELS
-) -> tuple[torch.Tensor, list[bool], list[str | None], list[str], np.ndarray]:
+) -> tuple[torch.Tensor, list[bool], list[str | None], list[str], np.ndarray, np.ndarray]:
     """Decode `paths` into one preallocated uint8 [N,3,S,S] tensor with a small thread pool.
 
     PIL releases the GIL while decoding, so a few threads give a real speed-up. Returns the
     tensor, which rows succeeded, the failure reason per row (None when it succeeded), and per
-    row the sha256 of the file's bytes ("" on failure) and its 64-bit perceptual hash (uint64).
+    row the sha256 of the file's bytes ("" on failure), its 64-bit perceptual hash (uint64) and
+    its thumbnail (float32 [N, 3, COPY_THUMB, COPY_THUMB], zeros on failure).
     """
     images = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
     ok = [False] * len(paths)
     reasons: list[str | None] = [None] * len(paths)
     shas = [""] * len(paths)
     phashes = np.zeros(len(paths), dtype=np.uint64)
+    thumbs = np.zeros((len(paths), 3, COPY_THUMB, COPY_THUMB), dtype=np.float32)
     workers = min(8, usable_cpus())  # a container's quota counted
     # The warnings filter is process-wide; setting it once here (not per thread) avoids races
     # between threads entering/leaving catch_warnings. PIL then raises instead of warning.
@@ -1092,11 +1104,11 @@ def _decode_all(
                 if isinstance(result, str):
                     reasons[i] = result
                 else:
-                    images[i], shas[i], phashes[i] = result
+                    images[i], shas[i], phashes[i], thumbs[i] = result
                     ok[i] = True
                 if progress is not None and ((i + 1) % 64 == 0 or i + 1 == len(paths)):
                     progress(i + 1, len(paths))
-    return images, ok, reasons, shas, phashes
+    return images, ok, reasons, shas, phashes, thumbs
 
 
 # --------------------------------------------------------------------------------------------
@@ -1116,6 +1128,7 @@ class _Decoded:
     splits: tuple[str, ...] | None = None  # the split the folders give each row, or None
     sha256: tuple[str, ...] = ()
     phash: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
+    thumbs: np.ndarray | None = None  # float32 [N, 3, COPY_THUMB, COPY_THUMB], from the picture (not the run size)
     layout: str = LAYOUT_CLASS_FOLDERS
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
@@ -1336,7 +1349,7 @@ def _decoded(source, work_dir, image_size: int, limits: ZipLimits, max_cache_byt
 
     items, skipped = scan.items, list(scan.skipped)
     paths = [p for p, _ in items]
-    images, ok, reasons, shas, phashes = _decode_all(paths, image_size, progress, limits.max_image_pixels)
+    images, ok, reasons, shas, phashes, thumbs = _decode_all(paths, image_size, progress, limits.max_image_pixels)
     for (path, _), reason in zip(items, reasons):
         if reason is not None:
             skipped.append(SkippedFile(path.relative_to(root).as_posix(), reason))
@@ -1349,7 +1362,7 @@ def _decoded(source, work_dir, image_size: int, limits: ZipLimits, max_cache_byt
         images, labels, tuple(scan.classes), tuple(skipped),
         paths=tuple(paths[i].relative_to(root).as_posix() for i in rows),
         splits=None if scan.splits is None else tuple(scan.splits[i] for i in rows),
-        sha256=tuple(shas[i] for i in rows), phash=phashes[rows],
+        sha256=tuple(shas[i] for i in rows), phash=phashes[rows], thumbs=thumbs[rows],
         layout=scan.layout, notes=tuple(scan.notes), warnings=tuple(scan.warnings))
     _cache_put(key, decoded)
     return decoded
@@ -1366,6 +1379,34 @@ def _decoded(source, work_dir, image_size: int, limits: ZipLimits, max_cache_byt
 # perceptual hash) apart.
 PHASH_MAX_DISTANCE = 6
 MAX_COLOUR_DIFF = 12.0
+# Last check of a near copy: 8 x 8 thumbnails (each cell's mean, RGB, 0-255) at most this far apart
+# on average. The hash and colour rule alone took 18.6% of scikit-learn's 8 x 8 digits at 32 px for
+# another digit, whose thumbnails differ by 7.1 or more (and different letters drawn black on white
+# alike); 99.97% of the sample's re-saved copies that pass the hash are within 6
+# (benchmarks/near_copies.py prints both). Try it's copy search (engine.predict) uses the same rule.
+COPY_THUMB = 8
+COPY_MAX_PIXEL_DIFF = 6.0
+# ... and at most this share of the thumbnails' contrast (their mean |deviation| from their own mean):
+# small dark strokes on white (letters, digits) differ by few grey levels on average, so different
+# drawn letters passed 6 (5.3 and more); they differ by 0.24 of their contrast or more, the sample's
+# re-saved copies by 0.11 at the 95th percentile (99.6% within 0.2). Flat pictures, with no contrast
+# to share, keep COPY_FLAT_PIXEL_DIFF.
+COPY_MAX_CONTRAST_SHARE = 0.2
+COPY_FLAT_PIXEL_DIFF = 2.0
+
+
+def thumbnails_close(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """bool [M]: whether thumbnails `a` and `b` (float [M, 3, COPY_THUMB, COPY_THUMB], 0-255; rows
+    paired) are close enough for a copy: mean |a - b| at most COPY_MAX_PIXEL_DIFF and at most
+    COPY_MAX_CONTRAST_SHARE of their mean contrast (COPY_FLAT_PIXEL_DIFF for flat pictures). The last
+    check of a near copy, after the hash and the mean colours (engine.data's duplicate groups and
+    Try it's copy search, engine.predict.NearCopies)."""
+    a, b = np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)
+    a, b = a.reshape(a.shape[0], int(np.prod(a.shape[1:]))), b.reshape(b.shape[0], int(np.prod(b.shape[1:])))
+    diff = np.abs(a - b).mean(1)
+    contrast = 0.5 * (np.abs(a - a.mean(1, keepdims=True)).mean(1) + np.abs(b - b.mean(1, keepdims=True)).mean(1))
+    return diff <= np.minimum(COPY_MAX_PIXEL_DIFF, np.maximum(COPY_MAX_CONTRAST_SHARE * contrast,
+                                                              COPY_FLAT_PIXEL_DIFF))
 # Classes are "imbalanced" when the largest has at least this many times the images of the smallest.
 IMBALANCE_RATIO = 2.0
 
@@ -1379,13 +1420,16 @@ def popcount64(x: np.ndarray) -> np.ndarray:
 
 
 def find_duplicate_groups(sha256: Sequence[str], phash: np.ndarray, colours: np.ndarray,
-                          max_distance: int = PHASH_MAX_DISTANCE, max_colour_diff: float = MAX_COLOUR_DIFF) -> np.ndarray:
+                          max_distance: int = PHASH_MAX_DISTANCE, max_colour_diff: float = MAX_COLOUR_DIFF,
+                          thumbs: np.ndarray | None = None) -> np.ndarray:
     """Group images showing the same picture; returns int64 [N], the smallest member index of each row's group.
 
     Rows are joined (union-find) when their file bytes are identical (same `sha256`), or when
-    their 64-bit perceptual hashes (`phash`, uint64 [N]) differ in at most `max_distance` bits and
+    their 64-bit perceptual hashes (`phash`, uint64 [N]) differ in at most `max_distance` bits,
     their mean colours (`colours`, float [N,3], 0-255) differ by at most `max_colour_diff` on every
-    channel. Compares all pairs in blocks (O(N^2) bit counts, a few seconds for 50,000 images).
+    channel and, where `thumbs` (float [N,3,8,8], 0-255: each picture's, as decoded) are given, those are close
+    (`thumbnails_close`): simple drawings (digits, letters) that differ can share a hash and colour.
+    Compares all pairs in blocks (O(N^2) bit counts, a few seconds for 50,000 images).
     """
     n = len(sha256)
     parent = np.arange(n)
@@ -1414,8 +1458,12 @@ def find_duplicate_groups(sha256: Sequence[str], phash: np.ndarray, colours: np.
         stop = min(n, start + block)
         rows, cols = np.nonzero(popcount64(phash[start:stop, None] ^ phash[None, start + 1:]) <= max_distance)
         rows, cols = rows + start, cols + start + 1  # only pairs j > i
-        same_colour = (np.abs(colours[rows] - colours[cols]) <= max_colour_diff).all(-1)
-        for i, j in zip(rows[same_colour].tolist(), cols[same_colour].tolist()):
+        same = (np.abs(colours[rows] - colours[cols]) <= max_colour_diff).all(-1)
+        rows, cols = rows[same], cols[same]
+        if thumbs is not None and len(rows):
+            close = thumbnails_close(thumbs[rows], thumbs[cols])
+            rows, cols = rows[close], cols[close]
+        for i, j in zip(rows.tolist(), cols.tolist()):
             union(i, j)
     return np.array([find(i) for i in range(n)], dtype=np.int64)
 
@@ -1688,7 +1736,8 @@ def load_dataset(source, work_dir, image_size: int = 64, val_fraction: float = 0
     classes = list(decoded.classes)
     near = _imagehash() is not None
     groups = find_duplicate_groups(decoded.sha256, decoded.phash, _mean_colours(decoded.images),
-                                   max_distance=PHASH_MAX_DISTANCE if near else -1)  # -1: exact copies only
+                                   max_distance=PHASH_MAX_DISTANCE if near else -1,  # -1: exact copies only
+                                   thumbs=decoded.thumbs)
     rows = np.arange(len(groups))
     dropped: list[str] = []
     if drop_duplicates:

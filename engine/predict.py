@@ -65,9 +65,10 @@ import torch.nn.functional as F
 from engine.augment import to_float
 from engine.backbones import Classifier
 from engine.config import RunConfig
-from engine.data import (IMAGE_EXTENSIONS, MAX_COLOUR_DIFF, MAX_IMAGE_PIXELS, PHASH_MAX_DISTANCE, PIL_FORMATS,
+from engine.data import (COPY_THUMB, IMAGE_EXTENSIONS, MAX_COLOUR_DIFF, MAX_IMAGE_PIXELS,
+                         PHASH_MAX_DISTANCE, PIL_FORMATS,
                          SPLIT_FOLDER_NAMES, EmptyArchiveError, SkippedFile, ZipLimits, decode_image, image_files, popcount64,
-                         safe_extract_zip)
+                         safe_extract_zip, thumbnails_close)
 from engine.errors import StudioError
 from engine.evaluate import tta_logits
 from engine.devices import autocast_ctx, inference_channels_last, pick_device, run_amp_dtype, usable_cpus
@@ -498,12 +499,8 @@ def pixel_key(image_u8: torch.Tensor) -> str:
     return hashlib.blake2b(image_u8.contiguous().cpu().numpy().tobytes(), digest_size=16).hexdigest()
 
 
-COPY_THUMB = 8  # side of the thumbnails a copy is compared on once its hash is close
-# Mean |difference| of those thumbnails (RGB, 0-255) under which a close hash counts as a copy. The
-# hash and colour rule alone took 18.6% of scikit-learn's 8 x 8 digits at 32 px for another digit,
-# whose thumbnails differ by 7.1 or more; 99.97% of the sample's copies that pass the hash are within
-# 6 (benchmarks/near_copies.py prints both).
-COPY_MAX_PIXEL_DIFF = 6.0
+# COPY_THUMB (engine.data): the side of the thumbnails a copy is compared on once its hash is close
+# (`engine.data.thumbnails_close`).
 
 
 _DCT_8X32 = torch.cos(math.pi * (2 * torch.arange(32, dtype=torch.float64)[None] + 1)
@@ -539,8 +536,8 @@ def copy_keys(images_u8: torch.Tensor, chunk: int = 256) -> tuple[np.ndarray, np
 class NearCopies:
     """The run's images by perceptual hash, to recognise a resized or re-saved copy of one of them: a
     hash at most PHASH_MAX_DISTANCE bits away and mean colours at most MAX_COLOUR_DIFF apart on every
-    channel (0-255; the rule of engine.data's near-duplicate groups), and thumbnails (`copy_keys`) at
-    most COPY_MAX_PIXEL_DIFF apart on average. Measured by `benchmarks/near_copies.py` on the sample
+    channel (0-255), and close thumbnails (`copy_keys`; `engine.data.thumbnails_close`): the rule of
+    engine.data's near-duplicate groups. Measured by `benchmarks/near_copies.py` on the sample
     and on scikit-learn's digits (README, "Copies of the run's own images")."""
 
     hashes: np.ndarray  # uint64 [M]
@@ -573,8 +570,10 @@ class NearCopies:
         for n in range(len(hashes)):
             near = np.flatnonzero(popcount64(hashes[n] ^ self.hashes) <= PHASH_MAX_DISTANCE)  # few, if any
             near = near[(np.abs(own_colours[near] - colours[n]) <= MAX_COLOUR_DIFF).all(-1)]
-            diff = np.abs(self.thumbs[near].astype(np.float32) - thumbs[n]).mean((1, 2, 3))
-            near, diff = near[diff <= COPY_MAX_PIXEL_DIFF], diff[diff <= COPY_MAX_PIXEL_DIFF]
+            own = self.thumbs[near].astype(np.float32)
+            diff = np.abs(own - thumbs[n]).mean((1, 2, 3))
+            close = thumbnails_close(own, np.broadcast_to(thumbs[n], own.shape))
+            near, diff = near[close], diff[close]
             if not len(near):
                 out.append(None)
             elif any(self.splits[j] == "training" for j in near):

@@ -405,6 +405,41 @@ def test_duplicate_groups_function_thresholds():
     assert find_duplicate_groups(sha, phash, colours, max_distance=2).tolist() == [0, 1, 0, 3, 0]
 
 
+def drawn_letters() -> dict[str, bytes]:
+    """25 black-on-white drawings of each of A-D (sizes, shifts, strokes and tilts vary), and a resized
+    JPEG copy of one: a new user's letters.zip, whose different letters the hash and colour rule joined."""
+    import random
+
+    from PIL import ImageDraw, ImageFont
+
+    rng, files = random.Random(0), {}
+    for cls in "ABCD":
+        for i in range(25):
+            img = Image.new("RGB", (64, 64), "white")
+            ImageDraw.Draw(img).text((rng.randint(12, 22), rng.randint(4, 12)), cls, fill="black",
+                                     font=ImageFont.load_default(size=rng.randint(34, 44)),
+                                     stroke_width=rng.randint(0, 2), stroke_fill="black")
+            files[f"letters/{cls}/{cls}_{i:02d}.png"] = encoded(img.rotate(rng.uniform(-10, 10), fillcolor="white"))
+    first = Image.open(io.BytesIO(files["letters/A/A_00.png"]))
+    files["letters/A/A_00 copy.jpg"] = encoded(first.resize((100, 100)), "JPEG", quality=85)
+    return files
+
+
+def test_different_drawn_letters_are_not_copies_but_a_resized_copy_is(tmp_path, work_dir):
+    src = make_zip(tmp_path / "letters.zip", drawn_letters())
+    splits = load_dataset(src, work_dir, image_size=64)
+    rep = splits.report
+    assert ["letters/A/A_00 copy.jpg", "letters/A/A_00.png"] in [sorted(g) for g in rep.duplicate_groups]
+    assert all(len({f.split("/")[1] for f in g}) == 1 for g in rep.duplicate_groups), rep.duplicate_groups
+    # the same pictures under the hash and colour rule alone: different letters joined (what this guards)
+    decoded = data._decoded(src, work_dir, 64, data.ZipLimits(), 4 * 1024**3, None)
+    loose = find_duplicate_groups(decoded.sha256, decoded.phash, data._mean_colours(decoded.images))
+    letter = np.array([p.split("/")[1] for p in decoded.paths])
+    assert any(len(set(letter[loose == g])) > 1 for g in np.unique(loose))
+    grouped_loosely = sum(c for c in np.unique(loose, return_counts=True)[1] if c > 1)
+    assert sum(len(g) for g in rep.duplicate_groups) < grouped_loosely / 2, (rep.duplicate_groups, grouped_loosely)
+
+
 # ---------------------------------------------------------------------------- labels files
 
 
