@@ -1659,8 +1659,12 @@ def _duplicate_warnings(paths: Sequence[str], labels: Sequence[int], splits: Seq
     across = [rows for rows in multi if splits is not None and len({splits[i] for i in rows}) > 1]
     out = []
     if mixed:
+        first: dict[int, int] = {}  # the example names a file of each class, not three of one
+        for i in mixed[0]:
+            first.setdefault(labels[i], i)
+        shown = list(first.values())[:3]
         out.append(f"{_count(len(mixed), 'picture is', 'pictures are')} labelled with more than one class, e.g. "
-                   f"{' = '.join(f'{paths[i]} ({classes[labels[i]]})' for i in mixed[0][:3])}. Keep each picture "
+                   f"{' = '.join(f'{paths[i]} ({classes[labels[i]]})' for i in shown)}. Keep each picture "
                    "in one class only.")
     if across:
         out.append(f"{_count(len(across), 'duplicate group has', 'duplicate groups have')} copies in more than one "

@@ -405,6 +405,14 @@ def test_duplicate_groups_function_thresholds():
     assert find_duplicate_groups(sha, phash, colours, max_distance=2).tolist() == [0, 1, 0, 3, 0]
 
 
+def test_the_example_of_a_picture_under_two_classes_names_both_classes():
+    from engine.data import _duplicate_warnings
+
+    (said,) = _duplicate_warnings(["B/1.png", "B/2.png", "B/3.png", "D/1.png", "D/2.png"], [0, 0, 0, 1, 1], None,
+                                  np.array([0, 0, 0, 0, 4]), ["B", "D"])
+    assert said.startswith("1 picture is labelled with more than one class, e.g. B/1.png (B) = D/1.png (D). "), said
+
+
 def drawn_letters() -> dict[str, bytes]:
     """25 black-on-white drawings of each of A-D (sizes, shifts, strokes and tilts vary), and a resized
     JPEG copy of one: a new user's letters.zip, whose different letters the hash and colour rule joined."""
