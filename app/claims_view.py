@@ -15,6 +15,7 @@ from engine.claims import CLAIMS, shown_points, split_sizes
 from engine.config import RunConfig
 from engine.methods import METHODS
 
+BASELINE_CLAIMS = {"adafilter", "pruning", "adversarial"}  # claims judged against standard fine-tuning
 SAME = (("data", "source"), ("data", "image_size"), ("backbone", "name"), ("backbone", "pretrained"),
         ("train", "epochs"), ("train", "augment"), ("train", "flip"), ("eval", "tta_flip"), ("seed", None))
 
@@ -257,9 +258,28 @@ def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict) -
         st.caption(note)
     other = comparison_run(rec, runs)
     baseline = read_summary(other.run_dir) if other is not None else None
+    scratch = scratch_run(rec, runs) if "adversarial" in methods else None
     for m in methods:
-        scratch = scratch_run(rec, runs) if m == "adversarial" else None
-        claim = (CLAIMS[m](summary, baseline, read_summary(scratch.run_dir)) if scratch is not None
+        claim = (CLAIMS[m](summary, baseline, read_summary(scratch.run_dir)) if m == "adversarial" and scratch
                  else CLAIMS[m](summary, baseline))
         show = {True: st.success, False: st.warning}.get(claim.shown, st.info)
         show(claim.text, icon=":material/science:")
+    from app import state  # the run pickers' labels
+
+    labels = state.run_labels([r for r in (other, scratch) if r is not None], with_status=False, among=runs)
+    said = compared_with(methods, other, scratch, {k: state.md_text(v) for k, v in labels.items()})
+    if said:
+        st.caption(said)
+
+
+def compared_with(methods: list[str], other, scratch, labels: dict[str, str]) -> str:
+    """The caption under the claim lines naming the runs they compared with (`labels`: run id -> the
+    run pickers' label): the standard fine-tuning run, for the methods whose claim is against it, and
+    adversarial training from scratch; "" when neither was used."""
+    parts = []
+    if other is not None and set(methods) & BASELINE_CLAIMS:
+        parts.append(f"'{labels.get(other.id, other.name)}' (standard fine-tuning with the same data, backbone, "
+                     "image size, seed, epochs and augmentation)")
+    if scratch is not None and "adversarial" in methods:
+        parts.append(f"'{labels.get(scratch.id, scratch.name)}' (adversarial training from scratch, same attack)")
+    return ("Compared with " + " and ".join(parts) + ".") if parts else ""

@@ -305,3 +305,19 @@ def test_a_split_too_small_to_resolve_the_allowance_gives_no_verdict():
     assert adafilter_claim({**spread, **report(64, 128)}, {"test_acc": 0.6}).shown is False
     flat = {"test_acc": 0.5, "adafilter_gate_mean": {"l1": 0.5, "l2": 0.5}, **report(64, 64)}
     assert adafilter_claim(flat, {"test_acc": 0.5}).shown is False, "gates that did not adapt decide it anyway"
+
+
+def test_the_claim_lines_name_the_runs_they_compared_with():
+    from types import SimpleNamespace as R
+
+    from app.claims_view import compared_with
+
+    plain, scratch = R(id="p", name="plain"), R(id="s", name="scratch")
+    labels = {"p": "Quick demo · 10:02", "s": "from scratch · 10:05"}
+    assert compared_with(["pruning"], plain, None, labels) == (
+        "Compared with 'Quick demo · 10:02' (standard fine-tuning with the same data, backbone, image size, seed, "
+        "epochs and augmentation).")
+    both = compared_with(["adversarial"], plain, scratch, labels)
+    assert "'Quick demo · 10:02'" in both and " and 'from scratch · 10:05' (adversarial training from scratch" in both
+    assert compared_with(["wise_ft"], plain, None, labels) == "", "WiSE-FT's claim is judged on its own curve"
+    assert compared_with(["pruning"], None, None, labels) == ""
