@@ -346,7 +346,7 @@ def sidebar(engine: Engine) -> None:
     head = state.head_only_words(cfg)
     head = f" ({head})" if head else ""
     st.caption(f"Next run: **{state.backbone_title(cfg.backbone.name)}**{start} on {ds.words}, "
-               f"{state.plural(cfg.train.epochs, 'epoch')}{head}, {methods}.")
+               f"{state.epochs_words(cfg.to_dict())}{head}, {methods}.")
 
 
 def short_time(ts: float | None) -> str:

@@ -955,5 +955,23 @@ def head_only_words(cfg) -> str:
     return words
 
 
+def epochs_words(config: dict) -> str:
+    """"20 epochs", with the training a method adds after them (`extra_epochs_words`): the run's
+    length wherever a page sums a run or the next one up (`config` as saved: sections -> fields)."""
+    return plural(int((config.get("train") or {}).get("epochs") or 0), "epoch") + extra_epochs_words(config)
+
+
+def extra_epochs_words(config: dict) -> str:
+    """The training a run does after its epochs, as the run's caption and the Ready line add it
+    (`config` as saved: sections -> fields): structured pruning's fine-tuning of the smaller model,
+    e.g. " + 10 epochs fine-tuning the smaller model (structured pruning)"; "" when none."""
+    pruning = config.get("pruning") or {}
+    if pruning.get("enabled") and pruning.get("structured"):
+        n = int(pruning.get("structured_epochs") or 0)
+        if n:
+            return f" + {plural(n, 'epoch')} fine-tuning the smaller model (structured pruning)"
+    return ""
+
+
 def plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")

@@ -975,3 +975,14 @@ def test_a_runs_caption_says_when_it_trained_without_mirrors_or_augmentation():
     assert recipe_notes({"train": {"flip": False}}) == " · random crops, no mirroring"
     assert recipe_notes({"train": {"augment": False, "flip": False}, "eval": {"tta_flip": True}}) == \
         " · no augmentation · flip TTA (each prediction averaged with the mirror image)"
+
+
+def test_the_epochs_structured_pruning_adds_are_said_with_the_runs_epochs():
+    from app.state import epochs_words
+    from engine.config import RunConfig, with_section
+
+    assert epochs_words(RunConfig().to_dict()) == f"{RunConfig().train.epochs} epochs"
+    pruned = with_section(with_section(RunConfig(), "train", epochs=6), "pruning", enabled=True, structured=True,
+                          structured_epochs=10)
+    assert epochs_words(pruned.to_dict()) == "6 epochs + 10 epochs fine-tuning the smaller model (structured pruning)"
+    assert epochs_words({"train": {"epochs": 1}, "pruning": {"enabled": False, "structured": True}}) == "1 epoch"

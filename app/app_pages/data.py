@@ -425,7 +425,7 @@ def quick_start(engine) -> None:
                               disabled=problems is not None)
         c[1].caption(f"Starts a run with the current settings: {state.backbone_title(cfg.backbone.name)} "
                      f"({state.weights_words(cfg)}), "
-                     f"{state.plural(cfg.train.epochs, 'epoch')}, {cfg.data.image_size} px, {methods}. "
+                     f"{state.epochs_words(cfg.to_dict())}, {cfg.data.image_size} px, {methods}. "
                      "Change them first on *Model and methods* if you like.")
     if clicked:
         out = state.attempt("starting the run", state.start_run, engine)

@@ -354,7 +354,7 @@ def one_run(engine, runs) -> None:
     methods += recipe_notes(rec.config)
     b = rec.config.get("backbone", {})
     st.caption(f"{state.backbone_title(b.get('name'))} ({state.WEIGHTS_TEXT.get(b.get('pretrained'), b.get('pretrained'))}) · "
-               f"{state.plural(int(rec.config.get('train', {}).get('epochs') or 0), 'epoch')} · "
+               f"{state.epochs_words(rec.config)} · "
                f"{rec.config.get('data', {}).get('image_size')} px · {methods} · " + started_text(rec, summary))
     if rec.status in ("queued", "running"):
         st.info("This run is still training. The live view is on the Train page; final results appear here when "

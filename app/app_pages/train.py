@@ -61,7 +61,7 @@ def start_section(engine) -> None:
         methods += f" · {head}"
     with st.container(border=True):
         st.markdown(f"**Next run:** {state.backbone_title(cfg.backbone.name)} ({state.weights_words(cfg)}) on "
-                    f"{ds.words} · {state.plural(cfg.train.epochs, 'epoch')} · {cfg.data.image_size} px · "
+                    f"{ds.words} · {state.epochs_words(cfg.to_dict())} · {cfg.data.image_size} px · "
                     f"batch {cfg.train.batch_size} · "
                     f"effective lr {cfg.effective_lr:.3g} · {methods}")
         problems = state.config_problems(cfg)
