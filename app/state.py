@@ -925,8 +925,7 @@ def stop_mirroring() -> None:
     update_section("eval", tta_flip=False)
     for key in ("train.flip", "eval.tta_flip"):
         st.session_state.pop(f"{WIDGET_PREFIX}{key}", None)
-    st.toast("Mirroring switched off: training keeps its random crops, and answers are no longer averaged with "
-             "the mirror image (Model and methods page).", icon=":material/check:")
+    st.toast("Mirroring off: training keeps its random crops.", icon=":material/check:")
 
 
 MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]|$~<>])")  # what changes a name inside a line of markdown

@@ -173,6 +173,7 @@ def test_digit_or_letter_classes_get_a_one_click_stop_to_mirroring(studio, tiny_
     cfg = at.session_state["cfg"]
     assert (cfg.train.augment, cfg.train.flip, cfg.eval.tta_flip) == (True, False, False)
     assert not [i for i in at.info if "names are digits or letters" in i.value], "said once; gone when done"
+    assert "Mirroring is off for these digit or letter classes; training keeps its random crops." in texts(at.caption)
     at = upload_zip(new_app(), tiny_bytes, "colours.zip")
     assert not [i for i in at.info if "names are digits or letters" in i.value]
 

@@ -272,8 +272,8 @@ def dataset_report(engine) -> datasets.DataCheck | None:
                    f"'{state.md_text(imb['smallest'])}'. Accuracy alone flatters a model that favours the large class: the "
                    "results show balanced accuracy and macro-F1 beside it. To compensate, set *Imbalanced "
                    "classes* in the split settings.", icon=":material/balance:")
-    duplicates_section(rep, result)
     mirror_hint(rep.classes, cfg)
+    duplicates_section(rep, result)
     if cap:
         st.caption(f"Training uses at most {cfg.data.train_per_class} images per class (see the split settings): "
                    f"{n_split.get('train', 0):,} of the {cap:,} training images, the rest left out at random "
@@ -307,14 +307,18 @@ def dataset_report(engine) -> datasets.DataCheck | None:
 
 def mirror_hint(classes: list[str], cfg) -> None:
     """While training mirrors images and the class names are digits or letters, say that a mirrored
-    symbol is another one, with a button that stops the mirroring (and the mirror-image averaging)."""
-    if not (cfg.train.augment and cfg.train.flip and mirror_changes_meaning(classes)):
+    symbol is another one, with a button that stops the mirroring (and the mirror-image averaging);
+    once stopped, one line says so."""
+    if not (cfg.train.augment and mirror_changes_meaning(classes)):
+        return
+    if not cfg.train.flip:
+        st.caption("Mirroring is off for these digit or letter classes; training keeps its random crops.")
         return
     shown = ", ".join(f"'{state.md_text(c)}'" for c in classes[:3]) + (", …" if len(classes) > 3 else "")
-    st.info(f"Your class names are digits or letters ({shown}). If the pictures show digits or letters: training "
-            "mirrors half its images left to right, and a mirrored digit or letter is another symbol or none. "
-            f"{MIRROR_MEASURED} Both switches ('Mirror images left-right', 'Augment images') are {AUGMENT_PLACE}.",
-            icon=":material/flip:")
+    st.info(f"**A mirrored digit or letter is another symbol, or none.** Your class names are digits or letters "
+            f"({shown}); if the pictures show them, stop the mirroring: training mirrors half its images left to "
+            f"right by default. {MIRROR_MEASURED} Both switches ('Mirror images left-right', 'Augment images') are "
+            f"{AUGMENT_PLACE}.", icon=":material/flip:")
     st.button("Stop mirroring (keep the random crops)", key="no_flip", icon=":material/build:",
               on_click=state.stop_mirroring,
               help="Switches off 'Mirror images left-right' and 'Average with the mirror image' on the Model and "
