@@ -289,6 +289,8 @@ def downloads(engine, rec, summary: dict) -> None:
         shown = json.loads(state.user_words(json.dumps(summary), names_of(rec)))
         c[2].download_button("Summary (JSON)", json.dumps(shown, indent=2), file_name=f"{safe_name}-{rec.id}-summary.json",
                              mime="application/json", icon=":material/data_object:")
+    st.page_link("app_pages/explain.py", icon=":material/arrow_forward:",
+                 label="The model card and TorchScript / ONNX files: Explain and export, Export tab")
     if cfg_file.is_file():
         repeat_command(engine, cfg_file, f"{safe_name}-{rec.id}-config.yaml", rec.id, best=which == "best")
 
