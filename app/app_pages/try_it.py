@@ -539,7 +539,9 @@ def render() -> None:
     if models is None:
         return
     p = models[0].p
-    st.caption(f"Classes: {', '.join(p.classes)} · {p.image_size} px · answers on {device_words(p.device)}")
+    st.caption(f"Classes: {', '.join(state.md_text(c) for c in p.classes)} · {p.image_size} px · answers on "
+               f"{device_words(p.device)}. Every picture gets one of these classes, whatever it shows: the % "
+               "weighs these classes against each other only.")
     remembered = (st.session_state.get(state.TRY_KEY) or {}).get("source")
     if SOURCE_KEY not in st.session_state and remembered in SOURCES:  # a refresh opens where the user was
         st.session_state[SOURCE_KEY] = remembered
