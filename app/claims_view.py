@@ -7,6 +7,7 @@ same data, size, seed and attack) and shows the lines."""
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import streamlit as st
@@ -28,7 +29,12 @@ def _get(config: dict, section: str, key: str | None):
         return value
     if key in (value or {}):
         return value[key]
-    return getattr(getattr(RunConfig(), section, None), key, None)
+    return getattr(getattr(_defaults(), section, None), key, None)
+
+
+@functools.cache
+def _defaults() -> RunConfig:
+    return RunConfig()
 
 
 def _methods_on(config: dict) -> set[str]:

@@ -603,8 +603,7 @@ def review_section() -> None:
     else:
         methods = ", ".join(METHODS[m].title for m in cfg.enabled_methods()) or "no extra method"
         st.success(f"Ready to train **{backbone_title(cfg.backbone.name)}** ({state.weights_words(cfg)}) for "
-                   f"{state.epochs_words(cfg.to_dict())} at "
-                   f"{cfg.data.image_size} px with {methods}.",
+                   f"{state.epochs_words(cfg.to_dict())} at {cfg.data.image_size} px with {methods}.",
                    icon=":material/check_circle:")
     with st.expander("These settings as a config file (YAML)", icon=":material/description:"):
         st.code(cfg.to_yaml(), language="yaml")
