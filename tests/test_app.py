@@ -158,6 +158,20 @@ def test_the_data_page_counts_the_training_images_a_run_will_use(studio, tiny_by
     assert capped_split(split, 5) == (split, 0), "a cap no class reaches changes nothing"
 
 
+def test_the_data_pages_switches_keep_their_values_across_the_other_pages(studio, tiny_bytes):
+    """'Drop duplicate copies' and 'Imbalanced classes' were drawn again under the Model page's other
+    settings with the same keys, where they fell back to off and 'none': a student's choice undid itself."""
+    at = upload_zip(new_app(), tiny_bytes, "colours.zip")
+    at.toggle(key="w:data.drop_duplicates").set_value(True).run()
+    at.selectbox(key="w:data.class_balance").set_value("weighted_loss").run()
+    for page in ("app_pages/model.py", "app_pages/train.py", "app_pages/data.py"):
+        at.switch_page(page).run()
+        no_problems(at)
+        assert (at.session_state["cfg"].data.drop_duplicates, at.session_state["cfg"].data.class_balance) == \
+            (True, "weighted_loss"), page
+    assert at.toggle(key="w:data.drop_duplicates").value is True
+
+
 def test_digit_or_letter_classes_get_a_one_click_stop_to_mirroring(studio, tiny_bytes):
     """Classes named like digits ('0', '1', '7'): the Data page says a mirrored digit is another symbol and
     its button switches mirroring (and flip TTA) off, keeping the crops; colour classes get no such hint."""
