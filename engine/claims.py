@@ -86,8 +86,8 @@ def adafilter_claim(summary: dict, baseline: dict | None = None) -> Claim:
     by_class = [sum(v.values()) / len(v) for v in (summary.get("adafilter_gate_by_class") or {}).values() if v]
     class_spread = max(by_class) - min(by_class) if by_class else 0.0
     adapts = max(layer_spread, class_spread) >= ADAFILTER_MIN_SPREAD
-    gates = (f"fine-tuned share spread {_pts(layer_spread)} points across layers, {_pts(class_spread)} across "
-             f"classes ({'adapts' if adapts else 'below the 10 points that show adaptation'})")
+    gates = (f"the share of fine-tuned filters differs by {_pts(layer_spread)} points between layers and "
+             f"{_pts(class_spread)} between classes ({'the gates adapt: 10 or more' if adapts else 'under the 10 points that show the gates adapt'})")
     acc, base = _acc(summary), _acc(baseline)
     if base is None:
         return Claim("adafilter", None, f"AdaFilter: test {_pts(acc or 0)}%, {gates}; run standard fine-tuning "
@@ -103,7 +103,7 @@ def adafilter_claim(summary: dict, baseline: dict | None = None) -> Claim:
 
 def _verdict(shown: bool) -> str:
     """The claim line's verdict in words."""
-    return "the paper's claim shown" if shown else "the paper's claim not shown"
+    return "the paper's claim shown in this run" if shown else "the paper's claim not shown in this run"
 
 
 def _allowance(change: float, max_drop: float) -> str:

@@ -9,7 +9,7 @@ def test_adafilter_claim_needs_accuracy_and_adapting_gates():
     spread = {**flat, "adafilter_gate_mean": {"a": 0.40, "b": 0.75}}
     base = {"test_acc": 0.605}
     assert adafilter_claim(spread, base).shown is True
-    assert "-0.5 points" in adafilter_claim(spread, base).text and "35.0 points across layers" in adafilter_claim(spread, base).text
+    assert "-0.5 points" in adafilter_claim(spread, base).text and "differs by 35.0 points between layers" in adafilter_claim(spread, base).text
     assert adafilter_claim(flat, base).shown is False  # accuracy fine, gates did not adapt
     assert adafilter_claim(spread, {"test_acc": 0.62}).shown is False  # 2 points below
     assert adafilter_claim(spread).shown is None  # no baseline: no verdict on accuracy
@@ -29,7 +29,7 @@ def test_pruning_claim_unstructured_and_structured():
     # the verdict in words: a gain is no loss (a new user read "+11.1 points, within 3" as nonsense)
     gained = {**run, "structured": {"val_acc": 1.0, "val_acc_before": 0.889, "flops_ratio": 0.5}}
     text = pruning_claim(gained, {"test_acc": 0.55}).text
-    assert text.startswith("Pruning: the paper's claim shown: ") and "(+11.1 points, no loss)" in text, text
+    assert text.startswith("Pruning: the paper's claim shown in this run: ") and "(+11.1 points, no loss)" in text, text
     assert "within the 2-point allowance" in pruning_claim(run, {"test_acc": 0.565}).text
     assert "more than the 3-point allowance" in pruning_claim(both, {"test_acc": 0.56}).text
     # the structured half shown but no dense run yet for the sparse half: no verdict for the whole line
@@ -106,6 +106,10 @@ def test_results_page_compares_with_standard_fine_tuning_on_the_same_data():
     assert comparison_run(run, [run, older]) is older
     tta = R(id="t", status="finished", config={**cfg(), "eval": {"tta_flip": True}}, run_dir="t")
     assert comparison_run(run, [run, tta]) is None
+    # a duplicate dropped changes the split: not "the same data"
+    dropped = R(id="d", status="finished", config={**cfg(), "data": {"source": "a.zip", "image_size": 64,
+                                                                     "drop_duplicates": True}}, run_dir="d")
+    assert comparison_run(run, [run, dropped]) is None
 
 
 def test_a_run_at_chance_is_flagged_with_advice_from_its_steps():
@@ -315,8 +319,8 @@ def test_the_claim_lines_name_the_runs_they_compared_with():
     plain, scratch = R(id="p", name="plain"), R(id="s", name="scratch")
     labels = {"p": "Quick demo · 10:02", "s": "from scratch · 10:05"}
     assert compared_with(["pruning"], plain, None, labels) == (
-        "Compared with 'Quick demo · 10:02' (standard fine-tuning with the same data, backbone, image size, seed, "
-        "epochs and augmentation).")
+        "Compared with 'Quick demo · 10:02' (standard fine-tuning with the same data, split, backbone, image size, "
+        "seed, epochs and augmentation).")
     both = compared_with(["adversarial"], plain, scratch, labels)
     assert "'Quick demo · 10:02'" in both and " and 'from scratch · 10:05' (adversarial training from scratch" in both
     assert compared_with(["wise_ft"], plain, None, labels) == "", "WiSE-FT's claim is judged on its own curve"
