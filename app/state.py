@@ -918,6 +918,13 @@ def use_batch_size(size: int, lr: float) -> None:
               f"Batch size {size} and learning rate {lr:g} set") + " (Model and methods page).", icon=":material/check:")
 
 
+def drop_copies() -> None:
+    """Switch on 'Drop duplicate copies' (a button's callback): the config, and its switch redrawn."""
+    update_section("data", drop_duplicates=True)
+    st.session_state.pop(f"{WIDGET_PREFIX}data.drop_duplicates", None)
+    st.toast("Duplicate copies dropped: one image of each group is kept.", icon=":material/check:")
+
+
 def stop_mirroring() -> None:
     """Switch off mirroring in training and flip TTA, the mirror-image averaging (a button's callback):
     the config, and their switches redrawn from it."""

@@ -640,6 +640,16 @@ def test_data_page_shows_layout_duplicates_and_the_skipped_files_of_a_refused_up
     assert any(len(img.proto.imgs) == 2 for img in at.image), "the group's two pictures"
     assert at.toggle(key="w:data.drop_duplicates") is not None
     assert at.selectbox(key="w:data.class_balance").value == "none"
+    assert not [b for b in at.button if b.key == "drop_dupes"], "copies within one split folder: no button"
+    assert "Your folders give the split, so the copies stay where they are" in captions, "not 'kept in one split'"
+    # a copy across the given train and test folders: the warning comes with a one-click fix
+    files["test/cats/leak.png"] = files["train/cats/001.png"]
+    at.file_uploader[0].set_value(("leak.zip", make_zip(tmp_path / "leak.zip", files).read_bytes(),
+                                   "application/zip")).run()
+    assert any("more than one of your split folders" in w.value for w in at.warning)
+    at.button(key="drop_dupes").click().run()
+    assert at.session_state["cfg"].data.drop_duplicates is True
+    assert "2 extra copies were dropped (*Drop duplicate copies*)." in " ".join(c.value for c in at.caption)
 
     bad = class_files({"cats": 5})
     bad.update({f"dogs/{i}.psd": b"8BPS" for i in range(3)})

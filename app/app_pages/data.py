@@ -330,14 +330,27 @@ def duplicates_section(rep, result: datasets.DataCheck) -> None:
     if not rep.duplicate_groups:
         return
     n_files = sum(len(g) for g in rep.duplicate_groups)
-    action = (f"{len(rep.duplicates_dropped)} extra copies were dropped." if rep.duplicates_dropped else
-              "Each group is kept in one split, so a copy is never trained on and then tested on; a group "
-              "in validation or test still counts once per copy there. Switch on *Drop duplicate copies* "
-              "to keep one image of each.")
+    dropped = len(rep.duplicates_dropped)
+    if dropped:
+        action = f"{dropped} extra {'copy was' if dropped == 1 else 'copies were'} dropped (*Drop duplicate copies*)."
+    elif rep.split_given:  # the folders place each file: a group can straddle them (the warning above says so)
+        action = ("Your folders give the split, so the copies stay where they are: a group across train and "
+                  "validation or test lets the model be tested on a picture it trained on. Switch on *Drop "
+                  "duplicate copies* to keep one image of each (a training copy first).")
+    else:
+        action = ("Each group is kept in one split, so a copy is never trained on and then tested on; a group "
+                  "in validation or test still counts once per copy there. Switch on *Drop duplicate copies* "
+                  "to keep one image of each.")
+    split_of = {f: split for split, files in (rep.split_files or {}).items() for f in files}
+    across = rep.split_given and any(len({split_of.get(f) for f in g}) > 1 for g in rep.duplicate_groups)
+    if across and not dropped:
+        st.button("Drop duplicate copies", key="drop_dupes", icon=":material/build:", on_click=state.drop_copies,
+                  help="Keeps one image of each group of copies, a training copy first (the switch in the split "
+                       "settings above).")
     with st.expander(f"{len(rep.duplicate_groups)} group{'s' if len(rep.duplicate_groups) != 1 else ''} of "
                      f"duplicate pictures ({n_files} files)", icon=":material/content_copy:"):
         st.caption("Identical files, or near-identical pictures (perceptual hash within "
-                   f"{PHASH_MAX_DISTANCE} of 64 bits and the same colours). {action}")
+                   f"{PHASH_MAX_DISTANCE} of 64 bits, the same colours and close thumbnails). {action}")
         for i, (group, pictures) in enumerate(zip(rep.duplicate_groups, result.duplicates)):
             with st.container(gap="small"):  # the pictures, to judge whether they are copies; every name
                 st.markdown(f"**Group {i + 1}** ({len(group)} files): " + " = ".join(map(state.md_text, group)))
