@@ -489,6 +489,11 @@ def test_upload_configure_train_watch_and_see_results(studio, tiny_bytes):
     at.radio(key="confusion_split").set_value("test").run()
     assert not (at.session_state["try_inputs"].get("choices") or {}), \
         "defaults are not kept: visiting runs does not push the user's other choices out"
+    at.button(key=f"to_export_{run_id}").click().run()  # the model card: Explain and export, Export tab, this run
+    no_problems(at)
+    assert (at.session_state["explain_run"], at.session_state["explain_tab"]) == (run_id, "Export")
+    assert any(b.label == "Export and verify" for b in at.button), "the Export tab is drawn"
+    at.switch_page("app_pages/results.py").run()
 
     # the command Results shows repeats the run from the command line, to the same accuracy, also from a
     # shell without STUDIO_DATA_DIR (its --data-dir finds the uploaded dataset); the run joins the store

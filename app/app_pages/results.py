@@ -289,8 +289,12 @@ def downloads(engine, rec, summary: dict) -> None:
         shown = json.loads(state.user_words(json.dumps(summary), names_of(rec)))
         c[2].download_button("Summary (JSON)", json.dumps(shown, indent=2), file_name=f"{safe_name}-{rec.id}-summary.json",
                              mime="application/json", icon=":material/data_object:")
-    st.page_link("app_pages/explain.py", icon=":material/arrow_forward:",
-                 label="The model card and TorchScript / ONNX files: Explain and export, Export tab")
+    if st.button("Model card and TorchScript / ONNX files", icon=":material/arrow_forward:", key=f"to_export_{rec.id}",
+                 help="Opens Explain and export on its Export tab, for this run."):
+        from app.app_pages import explain  # its keys: this run, the Export tab
+
+        st.session_state[explain.RUN_KEY], st.session_state[explain.TAB_KEY] = rec.id, explain.TABS[-1]
+        st.switch_page("app_pages/explain.py")
     if cfg_file.is_file():
         repeat_command(engine, cfg_file, f"{safe_name}-{rec.id}-config.yaml", rec.id, best=which == "best")
 
