@@ -465,6 +465,8 @@ def test_upload_configure_train_watch_and_see_results(studio, tiny_bytes):
     assert {"Validation accuracy", "Test accuracy", "OOD accuracy", "Training speed"} <= labels
     downloads = {d.label for d in at.download_button}
     assert {"Fine-tuned model", "Config (YAML)", "Summary (JSON)"} <= downloads
+    assert [b for b in at.button if b.key == f"reuse_{run_id}"] and \
+        not [b for b in at.button if b.key == f"reuse_data_{run_id}"], "on the data in use: one reuse button"
     assert at.radio(key=f"ckpt_{run_id}_last_best").options == ["final weights", "best validation epoch"]
     assert len(at.get("vega_lite_chart")) >= 5, "curves, confusion matrix, per class, OOD, lr"
     (command,) = [c.value for c in at.code if c.value.startswith("python -m engine train --config ")]

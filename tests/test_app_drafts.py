@@ -360,6 +360,7 @@ def test_a_stopped_run_shows_its_finished_epochs_and_can_be_used_again(studio, t
     at.session_state["cfg"] = RunConfig()  # the user has moved on to other settings
     (upload,) = engine().store.list_uploads("")
     engine().store.delete_upload("", upload["sha256"])  # and took the file off their list (the run keeps it)
+    at.run()  # the run's data is no longer the data in use: its button appears
     at.button(key=f"reuse_data_{run_id}").click().run()
     no_problems(at)
     cfg = at.session_state["cfg"]

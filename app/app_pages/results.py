@@ -392,14 +392,18 @@ def one_run(engine, runs) -> None:
 
 
 def reuse(rec) -> None:
-    """"Use these settings again" (on the data chosen now) and "Use them on <the run's data>"."""
+    """"Use these settings again" (on the data chosen now) and, when the run's data is other than that,
+    "Use them on <the run's data>"."""
     data = state.dataset_name(rec.config)
     c = st.columns([2, 3, 3], vertical_alignment="center")  # room for the dataset's name in the second button
     again = c[0].button("Use these settings again", icon=":material/replay:", key=f"reuse_{rec.id}",
                         help="The next run gets this run's model, methods and training settings, on the dataset "
                              f"chosen now ({state.dataset().label}).")
-    on_data = c[1].button(f"Use them on {data}", icon=":material/dataset:", key=f"reuse_data_{rec.id}",
-                          help="The next run gets this run's settings and its dataset (and OOD set).")
+    run_data, now = rec.config.get("data") or {}, state.config().data
+    on_data = False
+    if (run_data.get("source"), run_data.get("ood_source") or "") != (now.source, now.ood_source):  # else the same
+        on_data = c[1].button(f"Use them on {data}", icon=":material/dataset:", key=f"reuse_data_{rec.id}",
+                              help="The next run gets this run's settings and its dataset (and OOD set).")
     if again or on_data:
         if state.attempt("taking over the run's settings", state.reuse_run, rec, on_data).ok:
             st.session_state["reuse_note"] = rec.id
