@@ -198,7 +198,15 @@ def layer_bar_chart(df: pd.DataFrame, group: str, columns: Sequence[str]) -> alt
         # one row per layer, every label drawn: 16 px rows, names up to 180 px
         y=alt.Y("layer:N", sort=list(data["layer"]), title=None, axis=alt.Axis(labelOverlap=False, labelLimit=180)),
         tooltip=["layer:N", alt.Tooltip("value:Q", format=".1%" if share else ".3~e")],
-    ).properties(title=title, height=alt.Step(16), autosize=FIT_WIDTH)
+    ).properties(title=title_lines(title), height=alt.Step(16), autosize=FIT_WIDTH)
+
+
+def title_lines(title: str, width: int = 44) -> str | list[str]:
+    """A chart title as Vega-Lite draws it: over `width` characters, in lines (a half-page chart cut
+    "AdaFilter: filters using their fine-tuned copy per la…")."""
+    import textwrap
+
+    return title if len(title) <= width else textwrap.wrap(title, width)
 
 
 def _finite(v: Any) -> bool:

@@ -197,7 +197,7 @@ def test_per_layer_metrics_are_grouped_into_one_bar_chart():
     spec = charts.layer_bar_chart(df, "pruning/sparsity", groups["pruning/sparsity"]).to_dict()
     values = list(spec["datasets"].values())[0]
     assert spec["mark"]["type"] == "bar" and [v["value"] for v in values] == [0.4, 0.6]
-    title = spec["title"]
+    title = spec["title"] if isinstance(spec["title"], str) else " ".join(spec["title"])  # a long one in lines
     assert title.startswith("Pruning (Fine-Pruning): sparsity per layer"), "the method's title, not its id"
     assert spec["encoding"]["y"]["axis"]["labelOverlap"] is False, "every layer's name is drawn"
     assert spec["height"] == {"step": 16} and spec["encoding"]["x"]["scale"]["domain"] == [0, 1]
@@ -345,3 +345,14 @@ def test_a_run_summary_is_parsed_once_per_version_of_the_file(tmp_path, monkeypa
     (tmp_path / "summary.json").write_text("{not json")
     assert components.read_summary(str(tmp_path)) == {}
     assert components.read_summary(str(tmp_path / "missing")) == {}
+
+
+def test_a_long_per_layer_chart_title_is_drawn_in_lines_not_cut():
+    columns = ["adafilter_frac_ft/layer1.0.conv1", "adafilter_frac_ft/layer1.0.conv2"]
+    df = pd.DataFrame({"epoch": [1], columns[0]: [0.5], columns[1]: [0.6]})
+    title = charts.layer_bar_chart(df, "adafilter_frac_ft", columns).to_dict()["title"]
+    long = f"{charts.group_title('adafilter_frac_ft')} per layer (epoch 1)"
+    assert (title == long) if len(long) <= 44 else (isinstance(title, list) and " ".join(title) == long), title
+    assert charts.title_lines("Sparsity per layer (epoch 3)") == "Sparsity per layer (epoch 3)"
+    assert all(len(line) <= 44 for line in charts.title_lines("AdaFilter: filters using their fine-tuned copy per "
+                                                              "layer (epoch 20)"))
