@@ -2,7 +2,7 @@
 
 The verdicts are computed by engine.claims from summaries; this module only finds the runs to
 compare with among the user's finished runs (standard fine-tuning with the same data, backbone,
-size, split and sampling settings, seed, epochs and augmentation; for adversarial fine-tuning also adversarial training from scratch with the
+size, split and sampling settings, seed, training recipe and augmentation; for adversarial fine-tuning also adversarial training from scratch with the
 same data, size, seed and attack) and shows the lines."""
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from engine.methods import METHODS
 BASELINE_CLAIMS = {"adafilter", "pruning", "adversarial"}  # claims judged against standard fine-tuning
 SAME = (("data", "source"), ("data", "image_size"), ("backbone", "name"), ("backbone", "pretrained"),
         ("data", "drop_duplicates"), ("data", "val_fraction"), ("data", "test_fraction"), ("data", "train_per_class"),
-        ("data", "class_balance"), ("train", "epochs"), ("train", "augment"), ("train", "flip"), ("eval", "tta_flip"),
-        ("seed", None))
+        ("data", "class_balance"), ("train", "epochs"), ("train", "batch_size"), ("optim", "optimizer"), ("optim", "lr"),
+        ("optim", "lr_auto"), ("optim", "momentum"), ("optim", "weight_decay"), ("optim", "schedule"),
+        ("optim", "linear_probe_epochs"), ("train", "augment"), ("train", "flip"), ("eval", "tta_flip"), ("seed", None))
 
 
 def _get(config: dict, section: str, key: str | None):
@@ -45,7 +46,8 @@ def _methods_on(config: dict) -> set[str]:
 
 def comparison_run(rec, runs) -> object | None:
     """The newest finished run with this run's data, backbone, image size, split and sampling settings
-    (shares, duplicates dropped, images per class, class balance), seed, epochs, augmentation (crops,
+    (shares, duplicates dropped, images per class, class balance), seed, recipe (epochs, batch size,
+    optimiser, learning rate, momentum, weight decay, schedule, head-only epochs), augmentation (crops,
     mirroring, flip TTA) and no fine-tuning method switched on (standard fine-tuning), or None."""
     for other in runs:  # the store lists the newest first
         if other.id == rec.id or other.status != "finished" or _methods_on(other.config):
@@ -288,7 +290,7 @@ def compared_with(methods: list[str], other, scratch, labels: dict[str, str]) ->
     parts = []
     if other is not None and set(methods) & BASELINE_CLAIMS:
         parts.append(f"'{labels.get(other.id, other.name)}' (standard fine-tuning with the same data, split, "
-                     "backbone, image size, seed, epochs and augmentation)")
+                     "backbone, image size, seed, training recipe and augmentation)")
     if scratch is not None and "adversarial" in methods:
         parts.append(f"'{labels.get(scratch.id, scratch.name)}' (adversarial training from scratch, same attack)")
     return ("Compared with " + " and ".join(parts) + ".") if parts else ""

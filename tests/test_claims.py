@@ -110,6 +110,8 @@ def test_results_page_compares_with_standard_fine_tuning_on_the_same_data():
     dropped = R(id="d", status="finished", config={**cfg(), "data": {"source": "a.zip", "image_size": 64,
                                                                      "drop_duplicates": True}}, run_dir="d")
     assert comparison_run(run, [run, dropped]) is None
+    faster = R(id="l", status="finished", config={**cfg(), "optim": {"lr": 0.1}}, run_dir="l")
+    assert comparison_run(run, [run, faster]) is None, "another learning rate is another recipe"
 
 
 def test_a_run_at_chance_is_flagged_with_advice_from_its_steps():
@@ -320,7 +322,7 @@ def test_the_claim_lines_name_the_runs_they_compared_with():
     labels = {"p": "Quick demo · 10:02", "s": "from scratch · 10:05"}
     assert compared_with(["pruning"], plain, None, labels) == (
         "Compared with 'Quick demo · 10:02' (standard fine-tuning with the same data, split, backbone, image size, "
-        "seed, epochs and augmentation).")
+        "seed, training recipe and augmentation).")
     both = compared_with(["adversarial"], plain, scratch, labels)
     assert "'Quick demo · 10:02'" in both and " and 'from scratch · 10:05' (adversarial training from scratch" in both
     assert compared_with(["wise_ft"], plain, None, labels) == "", "WiSE-FT's claim is judged on its own curve"
