@@ -20,7 +20,7 @@ BASELINE_CLAIMS = {"adafilter", "pruning", "adversarial"}  # claims judged again
 SAME = (("data", "source"), ("data", "image_size"), ("backbone", "name"), ("backbone", "pretrained"),
         ("data", "drop_duplicates"), ("data", "val_fraction"), ("data", "test_fraction"), ("data", "train_per_class"),
         ("data", "class_balance"), ("train", "epochs"), ("train", "batch_size"), ("optim", "optimizer"), ("optim", "lr"),
-        ("optim", "lr_auto"), ("optim", "momentum"), ("optim", "weight_decay"), ("optim", "schedule"),
+        ("optim", "momentum"), ("optim", "weight_decay"), ("optim", "schedule"),
         ("optim", "linear_probe_epochs"), ("train", "augment"), ("train", "flip"), ("eval", "tta_flip"), ("seed", None))
 
 
@@ -44,15 +44,21 @@ def _methods_on(config: dict) -> set[str]:
     return {n for n in METHODS if isinstance(config.get(n), dict) and config[n].get("enabled")}
 
 
+# with adversarial training on, the standard run must also have attacked alike (its robust accuracy is the claim's baseline)
+SAME_ROBUST = (("eval", "robust"), ("eval", "robust_eps"), ("eval", "robust_steps"))
+
+
 def comparison_run(rec, runs) -> object | None:
     """The newest finished run with this run's data, backbone, image size, split and sampling settings
     (shares, duplicates dropped, images per class, class balance), seed, recipe (epochs, batch size,
     optimiser, learning rate, momentum, weight decay, schedule, head-only epochs), augmentation (crops,
-    mirroring, flip TTA) and no fine-tuning method switched on (standard fine-tuning), or None."""
+    mirroring, flip TTA), for adversarial training also the same robust evaluation (on, eps, PGD steps),
+    and no fine-tuning method switched on (standard fine-tuning), or None."""
+    same = SAME + (SAME_ROBUST if "adversarial" in _methods_on(rec.config) else ())
     for other in runs:  # the store lists the newest first
         if other.id == rec.id or other.status != "finished" or _methods_on(other.config):
             continue
-        if all(_get(other.config, s, k) == _get(rec.config, s, k) for s, k in SAME):
+        if all(_get(other.config, s, k) == _get(rec.config, s, k) for s, k in same):
             return other
     return None
 

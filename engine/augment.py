@@ -96,8 +96,10 @@ _SYMBOL = re.compile(r"^(?:\d+|[^\W\d_])$")  # a number, or one letter of any sc
 def mirror_changes_meaning(classes: list[str]) -> bool:
     """Whether the class names look like digits or letters ("0".."9", "seven", "A", "ж"): a mirrored
     digit or letter is another symbol or none, so mirroring in training (`train.flip`) teaches wrong
-    pictures. Names are compared stripped and case-insensitively; all must look so, and at least three
-    classes are needed (two folders named 0 and 1 are as often "no" and "yes" photos). A hint for the
-    dashboard, never a change made on its own."""
+    pictures. Names are compared stripped and case-insensitively; all must look so, with at least two
+    classes, and three when all are numbers (two folders named 0 and 1 are as often "no" and "yes"
+    photos; "b" and "d" are letters). A hint for the dashboard, never a change made on its own."""
     names = [str(c).strip().lower() for c in classes]
-    return len(names) >= 3 and all(_SYMBOL.match(n) or n in NUMBER_WORDS for n in names)
+    if len(names) < 2 or not all(_SYMBOL.match(n) or n in NUMBER_WORDS for n in names):
+        return False
+    return len(names) >= 3 or not all(n.isdigit() or n in NUMBER_WORDS for n in names)

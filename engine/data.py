@@ -991,13 +991,15 @@ def _oriented_rgb(img: Image.Image) -> Image.Image:
 
 
 def _thumbnail(rgb: Image.Image) -> np.ndarray:
-    """float32 [3, COPY_THUMB, COPY_THUMB]: the centre square's area means (0-255), as the run crops."""
+    """float32 [3, COPY_THUMB, COPY_THUMB]: the centre square's area means (0-255), as the run crops, from
+    a 64 px decode of it (the hash's fixed size; Try it's copy search takes its thumbnails from the run-size
+    decode, `engine.predict.copy_keys`)."""
     square = rgb.resize((64, 64), Image.Resampling.BILINEAR, box=_centre_square(*rgb.size), reducing_gap=3.0)
-    small = square.resize((COPY_THUMB, COPY_THUMB), Image.Resampling.BOX)  # as Try it's, from a 64 px decode
+    small = square.resize((COPY_THUMB, COPY_THUMB), Image.Resampling.BOX)
     return np.asarray(small, dtype=np.float32).transpose(2, 0, 1).copy()
 
 
-def _decode(raw: bytes, size: int, max_pixels: int, want_hash: bool = False) -> tuple[torch.Tensor, int]:
+def _decode(raw: bytes, size: int, max_pixels: int, want_hash: bool = False) -> tuple:
     """(uint8 [3,size,size] image, perceptual hash or 0) from a file's bytes; with `want_hash` a third
     item, the picture's thumbnail (`_thumbnail`), both from the same picture whatever `size` is."""
     phash, thumb = 0, None

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from engine.backbones import BACKBONES, available_sources
-from engine.config import RunConfig, with_section
+from engine.config import ADVANCED_TITLE, RunConfig, with_section
 from engine.errors import StudioError
 from engine.methods import METHODS
 
@@ -252,6 +252,10 @@ def _demo_details(key: str) -> Callable[[], str]:
     _title, method, _look, _claim, measured = DEMO_TEXT[key]
     if method == "wise_ft":  # its claim is read on its own curve: both ends are models of the run itself
         return lambda: f"{measured} Both ends of the curve come from this run: no second run is needed."
+    if method == "adversarial":  # its baseline is the standard run's robust accuracy under the same attack
+        return lambda: (f"{measured} To compare, run the Standard demo on the same data with 'Measure robust "
+                        "accuracy' on and 'PGD steps' at 10 (Model and methods, under "
+                        f"'{ADVANCED_TITLE}').")
     return lambda: f"{measured} Run the Standard demo (the same recipe, no method) on the same data to compare."
 
 

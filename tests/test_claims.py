@@ -112,6 +112,12 @@ def test_results_page_compares_with_standard_fine_tuning_on_the_same_data():
     assert comparison_run(run, [run, dropped]) is None
     faster = R(id="l", status="finished", config={**cfg(), "optim": {"lr": 0.1}}, run_dir="l")
     assert comparison_run(run, [run, faster]) is None, "another learning rate is another recipe"
+    # adversarial training is compared on robust accuracy: the standard run must have attacked alike
+    adv = R(id="a", status="finished", config={**cfg(adversarial=1), "eval": {"robust": True, "robust_steps": 10}},
+            run_dir="a")
+    assert comparison_run(adv, [adv, plain]) is None, "the plain run measured no robust accuracy"
+    attacked = R(id="k", status="finished", config={**cfg(), "eval": {"robust": True, "robust_steps": 10}}, run_dir="k")
+    assert comparison_run(adv, [adv, plain, attacked]) is attacked
 
 
 def test_a_run_at_chance_is_flagged_with_advice_from_its_steps():

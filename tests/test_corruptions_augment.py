@@ -155,9 +155,10 @@ def test_the_run_settings_choose_crop_flip_crop_only_or_nothing():
 def test_digit_and_letter_class_names_are_told_from_other_names():
     from engine.augment import mirror_changes_meaning
 
-    for classes in (list("0123456789"), ["Seven", " eight ", "nine"], ["A", "b", "ж"], ["10", "11", "x"]):
+    for classes in (list("0123456789"), ["Seven", " eight ", "nine"], ["A", "b", "ж"], ["10", "11", "x"], ["b", "d"]):
         assert mirror_changes_meaning(classes), classes
-    for classes in (["cat", "dog", "bird"], ["0", "1"], ["a_b", "c", "d"], ["_", "-", "+"], ["3d", "2d", "4d"], []):
+    for classes in (["cat", "dog", "bird"], ["0", "1"], ["one", "two"], ["a_b", "c", "d"], ["_", "-", "+"],
+                    ["3d", "2d", "4d"], ["x"], []):
         assert not mirror_changes_meaning(classes), classes
 
 

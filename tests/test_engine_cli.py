@@ -195,7 +195,7 @@ def test_the_command_line_uses_the_dashboards_folder_and_says_when_a_source_is_m
     from engine import paths
 
     monkeypatch.setattr(paths, "_UPLOAD_DIRS", list(paths._UPLOAD_DIRS))  # the commands register theirs
-    threads = torch.get_num_threads()  # and fit torch's threads to the CPUs: restored below
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # the commands fit torch's threads to the CPUs
     from types import SimpleNamespace
 
     from engine.cli import main
@@ -255,7 +255,6 @@ def test_the_command_line_uses_the_dashboards_folder_and_says_when_a_source_is_m
     missing = cli("train", "--config", str(config), "--set", f"data.source={tmp_path / 'nowhere.zip'}")
     assert missing.returncode == 2 and "The dataset does not exist" in missing.stderr, missing.stderr
     assert [r.id for r in RunStore(studio / "studio.db").list_runs()] == [run_id], "no failed run was recorded"
-    torch.set_num_threads(threads)
 
 
 def test_the_command_line_says_when_batches_leave_too_few_steps(tiny_zip, tmp_path):

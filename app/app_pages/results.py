@@ -289,8 +289,9 @@ def downloads(engine, rec, summary: dict) -> None:
         shown = json.loads(state.user_words(json.dumps(summary), names_of(rec)))
         c[2].download_button("Summary (JSON)", json.dumps(shown, indent=2), file_name=f"{safe_name}-{rec.id}-summary.json",
                              mime="application/json", icon=":material/data_object:")
-    if st.button("Model card and TorchScript / ONNX files", icon=":material/arrow_forward:", key=f"to_export_{rec.id}",
-                 help="Opens Explain and export on its Export tab, for this run."):
+    if rec.status == "finished" and st.button(  # Explain and export takes finished runs only
+            "Model card and TorchScript / ONNX files", icon=":material/arrow_forward:", key=f"to_export_{rec.id}",
+            help="Opens Explain and export on its Export tab, for this run."):
         from app.app_pages import explain  # its keys: this run, the Export tab
 
         st.session_state[explain.RUN_KEY], st.session_state[explain.TAB_KEY] = rec.id, explain.TABS[-1]
