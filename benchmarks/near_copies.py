@@ -8,7 +8,8 @@ kind of copy: the share found as its own image and the share taken for another i
 share of the dataset's images that match a *different* image of it (what a new picture much like
 one of them would get). Datasets: the bundled sample at 64 px, and scikit-learn's 8 x 8 handwritten
 digits at 32 px (`python benchmarks/digits.py` writes them; skipped when absent), whose different
-digits are often nearly the same picture.
+digits are often nearly the same picture. First, the Data page's duplicate groups of those datasets
+and of generated drawn letters (different pictures, so every file grouped is a false copy).
 
     python benchmarks/near_copies.py
 """
@@ -66,7 +67,7 @@ def measure(path: str, size: int) -> list[list[str]]:
              f"a copy needs at most {COPY_MAX_PIXEL_DIFF}); with the thumbnail rule "
              f"{100 * thumbnails_close(thumbs[i], thumbs[j]).mean():.2f}% of those pairs still match"
              if len(apart) else ""), flush=True)
-    copy_diffs, copy_passes = [], []
+    copy_diffs, copy_passes, copy_shares = [], [], []
     rows = []
     for kind, (side, fmt, options) in COPIES.items():
         found = wrong = 0
@@ -85,6 +86,9 @@ def measure(path: str, size: int) -> list[list[str]]:
             if popcount64(copy_hash[0] ^ hashes[k]) <= PHASH_MAX_DISTANCE:  # past the hash check
                 copy_diffs.append(float(np.abs(copy_thumb[0] - thumbs[k]).mean()))
                 copy_passes.append(bool(thumbnails_close(copy_thumb, thumbs[k:k + 1])[0]))
+                a, b = copy_thumb[0].ravel(), thumbs[k].ravel()
+                copy_shares.append(float(np.abs(a - b).mean() / max(1e-6, 0.5 * (np.abs(a - a.mean()).mean()
+                                                                                   + np.abs(b - b.mean()).mean()))))
             found += got == name
             wrong += got not in (None, name)
         rows.append([f"{Path(path).name} at {size} px", kind, f"{100 * found / len(names):.1f}%",
@@ -94,7 +98,8 @@ def measure(path: str, size: int) -> list[list[str]]:
     diffs = np.array(copy_diffs)
     print(f"  copies within the hash rule: thumbnails differ by {np.percentile(diffs, 95):.1f} at the 95th "
           f"percentile, {diffs.max():.1f} at most ({100 * (diffs <= COPY_MAX_PIXEL_DIFF).mean():.2f}% within "
-          f"{COPY_MAX_PIXEL_DIFF}; {100 * np.mean(copy_passes):.2f}% pass the whole thumbnail rule)", flush=True)
+          f"{COPY_MAX_PIXEL_DIFF}; {np.percentile(copy_shares, 95):.2f} of their contrast at the 95th percentile; "
+          f"{100 * np.mean(copy_passes):.2f}% pass the whole thumbnail rule)", flush=True)
     t0 = time.perf_counter()
     library = np.array([phash64(Image.fromarray(im.permute(1, 2, 0).numpy())) for im in images], dtype=np.uint64)
     library_ms = 1000 * (time.perf_counter() - t0) / len(names)
@@ -105,9 +110,67 @@ def measure(path: str, size: int) -> list[list[str]]:
     return rows
 
 
+def drawn_letters(path: Path) -> Path:
+    """A new user's letters.zip: 25 black-on-white drawings of each of A-D (sizes, shifts, strokes and
+    tilts vary; PIL's default font), written to `path`."""
+    import random
+
+    from PIL import ImageDraw, ImageFont
+
+    rng = random.Random(0)
+    with zipfile.ZipFile(path, "w") as zf:
+        for cls in "ABCD":
+            for i in range(25):
+                img = Image.new("RGB", (64, 64), "white")
+                ImageDraw.Draw(img).text((rng.randint(12, 22), rng.randint(4, 12)), cls, fill="black",
+                                         font=ImageFont.load_default(size=rng.randint(34, 44)),
+                                         stroke_width=rng.randint(0, 2), stroke_fill="black")
+                buf = io.BytesIO()
+                img.rotate(rng.uniform(-10, 10), fillcolor="white").save(buf, "PNG")
+                zf.writestr(f"letters/{cls}/{cls}_{i:02d}.png", buf.getvalue())
+    return path
+
+
+def data_groups(path: str, size: int) -> list[str]:
+    """The Data page's duplicate groups (engine.data.find_duplicate_groups on the picture's own hash
+    and thumbnail) of a dataset of different pictures: files grouped, and groups mixing classes, under
+    the hash and colour rule alone and with the thumbnail rule."""
+    import tempfile
+
+    from engine import data
+
+    with tempfile.TemporaryDirectory() as work:
+        decoded = data._decoded(path, work, size, data.ZipLimits(), 4 * 1024**3, None)
+    labels, colours = decoded.labels.numpy(), data._mean_colours(decoded.images)
+    out = []
+    for rule, thumbs in (("hash and colour", None), ("with thumbnails", decoded.thumbs)):
+        groups = data.find_duplicate_groups(decoded.sha256, decoded.phash, colours, thumbs=thumbs)
+        ids, counts = np.unique(groups, return_counts=True)
+        multi = ids[counts > 1]
+        mixed = sum(1 for g in multi if len(set(labels[groups == g].tolist())) > 1)
+        out.append(f"{rule}: {int(counts[counts > 1].sum())} of {len(groups)} files in {len(multi)} groups, "
+                   f"{mixed} mixing classes")
+    # pairs of different classes within the hash and colour rule: how far apart their thumbnails are
+    close = popcount64(decoded.phash[:, None] ^ decoded.phash[None, :]) <= PHASH_MAX_DISTANCE
+    close &= (np.abs(colours[:, None] - colours[None]) <= MAX_COLOUR_DIFF).all(-1)
+    i, j = np.nonzero(np.triu(close & (labels[:, None] != labels[None, :]), 1))
+    if len(i):
+        a, b = decoded.thumbs[i].reshape(len(i), -1), decoded.thumbs[j].reshape(len(j), -1)
+        diff = np.abs(a - b).mean(1)
+        share = diff / (0.5 * (np.abs(a - a.mean(1, keepdims=True)).mean(1) + np.abs(b - b.mean(1, keepdims=True)).mean(1)))
+        out.append(f"{len(i)} pairs of different classes pass the hash and colour: thumbnails {diff.min():.1f} or more "
+                   f"apart, {share.min():.2f} or more of their contrast")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.parse_args()
+    print("== the Data page's duplicate groups (different pictures: every grouped file is a false copy)")
+    letters = drawn_letters(Path("runs/benchmarks/letters.zip"))
+    for path, size in (("assets/sample_textures.zip", 64), ("runs/benchmarks/digits.zip", 32), (str(letters), 64)):
+        if Path(path).is_file():
+            print(f"  {Path(path).name} at {size} px: " + "; ".join(data_groups(path, size)), flush=True)
     rows = measure("assets/sample_textures.zip", 64)
     digits = Path("runs/benchmarks/digits.zip")
     if digits.is_file():
