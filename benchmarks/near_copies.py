@@ -110,24 +110,14 @@ def measure(path: str, size: int) -> list[list[str]]:
     return rows
 
 
-def drawn_letters(path: Path) -> Path:
-    """A new user's letters.zip: 25 black-on-white drawings of each of A-D (sizes, shifts, strokes and
-    tilts vary; PIL's default font), written to `path`."""
-    import random
+def write_letters(path: Path) -> Path:
+    """A new user's letters.zip (`tools.letters.drawn_letters`), written to `path`."""
+    from tools.letters import drawn_letters
 
-    from PIL import ImageDraw, ImageFont
-
-    rng = random.Random(0)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path, "w") as zf:
-        for cls in "ABCD":
-            for i in range(25):
-                img = Image.new("RGB", (64, 64), "white")
-                ImageDraw.Draw(img).text((rng.randint(12, 22), rng.randint(4, 12)), cls, fill="black",
-                                         font=ImageFont.load_default(size=rng.randint(34, 44)),
-                                         stroke_width=rng.randint(0, 2), stroke_fill="black")
-                buf = io.BytesIO()
-                img.rotate(rng.uniform(-10, 10), fillcolor="white").save(buf, "PNG")
-                zf.writestr(f"letters/{cls}/{cls}_{i:02d}.png", buf.getvalue())
+        for name, data in drawn_letters().items():
+            zf.writestr(name, data)
     return path
 
 
@@ -167,7 +157,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.parse_args()
     print("== the Data page's duplicate groups (different pictures: every grouped file is a false copy)")
-    letters = drawn_letters(Path("runs/benchmarks/letters.zip"))
+    letters = write_letters(Path("runs/benchmarks/letters.zip"))
     for path, size in (("assets/sample_textures.zip", 64), ("runs/benchmarks/digits.zip", 32), (str(letters), 64)):
         if Path(path).is_file():
             print(f"  {Path(path).name} at {size} px: " + "; ".join(data_groups(path, size)), flush=True)

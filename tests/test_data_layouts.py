@@ -414,20 +414,11 @@ def test_the_example_of_a_picture_under_two_classes_names_both_classes():
 
 
 def drawn_letters() -> dict[str, bytes]:
-    """25 black-on-white drawings of each of A-D (sizes, shifts, strokes and tilts vary), and a resized
-    JPEG copy of one: a new user's letters.zip, whose different letters the hash and colour rule joined."""
-    import random
+    """A new user's letters.zip (`tools.letters`), whose different letters the hash and colour rule
+    joined, and a resized JPEG copy of one of them."""
+    from tools.letters import drawn_letters as letters
 
-    from PIL import ImageDraw, ImageFont
-
-    rng, files = random.Random(0), {}
-    for cls in "ABCD":
-        for i in range(25):
-            img = Image.new("RGB", (64, 64), "white")
-            ImageDraw.Draw(img).text((rng.randint(12, 22), rng.randint(4, 12)), cls, fill="black",
-                                     font=ImageFont.load_default(size=rng.randint(34, 44)),
-                                     stroke_width=rng.randint(0, 2), stroke_fill="black")
-            files[f"letters/{cls}/{cls}_{i:02d}.png"] = encoded(img.rotate(rng.uniform(-10, 10), fillcolor="white"))
+    files = letters()
     first = Image.open(io.BytesIO(files["letters/A/A_00.png"]))
     files["letters/A/A_00 copy.jpg"] = encoded(first.resize((100, 100)), "JPEG", quality=85)
     return files
