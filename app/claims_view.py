@@ -12,6 +12,7 @@ from typing import Callable
 
 import streamlit as st
 
+from app import state
 from engine.claims import CLAIMS, shown_points, split_sizes
 from engine.config import RunConfig
 from engine.methods import METHODS
@@ -281,8 +282,6 @@ def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict) -
                  else CLAIMS[m](summary, baseline))
         show = {True: st.success, False: st.warning}.get(claim.shown, st.info)
         show(claim.text, icon=":material/science:")
-    from app import state  # the run pickers' labels
-
     labels = state.run_labels([r for r in (other, scratch) if r is not None], with_status=False, among=runs)
     said = compared_with(methods, other, scratch, {k: state.md_text(v) for k, v in labels.items()})
     if said:

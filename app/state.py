@@ -906,32 +906,32 @@ def batch_size_fix(cfg: RunConfig) -> tuple[int, float] | None:
     return smaller_batch(cfg, known_classes_and_train_size(cfg)[1])
 
 
-def use_batch_size(size: int, lr: float) -> None:
-    """Set the batch size and learning rate (a button's callback): the config, and their widgets
-    redrawn from it."""
-    update_section("train", batch_size=int(size))
-    update_section("optim", lr=float(lr))
-    for key in ("train.batch_size", "optim.lr"):
+def set_settings(changes: dict[str, Any]) -> None:
+    """Set settings from a button's callback ({"section.field": value}): the config, and their widgets
+    redrawn from it (their keys dropped, so the next run seeds them from the config)."""
+    for key, value in changes.items():
+        section, name = key.split(".", 1)
+        update_section(section, **{name: value})
         st.session_state.pop(f"{WIDGET_PREFIX}{key}", None)
+
+
+def use_batch_size(size: int, lr: float) -> None:
+    """Set the batch size and learning rate (a button's callback)."""
+    set_settings({"train.batch_size": int(size), "optim.lr": float(lr)})
     auto = config().optim.lr_auto
     st.toast((f"Batch size {size} set; the learning rate is found automatically" if auto else
               f"Batch size {size} and learning rate {lr:g} set") + " (Model and methods page).", icon=":material/check:")
 
 
 def drop_copies() -> None:
-    """Switch on 'Drop duplicate copies' (a button's callback): the config, and its switch redrawn."""
-    update_section("data", drop_duplicates=True)
-    st.session_state.pop(f"{WIDGET_PREFIX}data.drop_duplicates", None)
+    """Switch on 'Drop duplicate copies' (a button's callback)."""
+    set_settings({"data.drop_duplicates": True})
     st.toast("Duplicate copies dropped: one image of each group is kept.", icon=":material/check:")
 
 
 def stop_mirroring() -> None:
-    """Switch off mirroring in training and flip TTA, the mirror-image averaging (a button's callback):
-    the config, and their switches redrawn from it."""
-    update_section("train", flip=False)
-    update_section("eval", tta_flip=False)
-    for key in ("train.flip", "eval.tta_flip"):
-        st.session_state.pop(f"{WIDGET_PREFIX}{key}", None)
+    """Switch off mirroring in training and flip TTA, the mirror-image averaging (a button's callback)."""
+    set_settings({"train.flip": False, "eval.tta_flip": False})
     st.toast("Mirroring off: training keeps its random crops.", icon=":material/check:")
 
 

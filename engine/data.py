@@ -999,9 +999,11 @@ def _thumbnail(rgb: Image.Image) -> np.ndarray:
     return np.asarray(small, dtype=np.float32).transpose(2, 0, 1).copy()
 
 
-def _decode(raw: bytes, size: int, max_pixels: int, want_hash: bool = False) -> tuple:
-    """(uint8 [3,size,size] image, perceptual hash or 0) from a file's bytes; with `want_hash` a third
-    item, the picture's thumbnail (`_thumbnail`), both from the same picture whatever `size` is."""
+def _decode(raw: bytes, size: int, max_pixels: int,
+            want_hash: bool = False) -> tuple[torch.Tensor, int, np.ndarray | None]:
+    """(uint8 [3,size,size] image, perceptual hash, thumbnail (`_thumbnail`)) from a file's bytes; the
+    hash and thumbnail with `want_hash` only (else 0 and None), both from the same picture whatever
+    `size` is."""
     phash, thumb = 0, None
     with Image.open(io.BytesIO(raw), formats=PIL_FORMATS) as img:
         width, height = img.size
@@ -1027,7 +1029,7 @@ def _decode(raw: bytes, size: int, max_pixels: int, want_hash: bool = False) -> 
             fixed = _oriented_rgb(img)
             phash, thumb = phash64(fixed), _thumbnail(fixed)
     image = torch.from_numpy(np.array(small, dtype=np.uint8)).permute(2, 0, 1).contiguous()
-    return (image, phash, thumb) if want_hash else (image, phash)
+    return image, phash, thumb
 
 
 def _decode_reason(err: Exception) -> str:
