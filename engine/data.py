@@ -1413,7 +1413,8 @@ def thumbnails_close(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
     diff = np.abs(a - b).mean(1)
     # over all values, so colour counts as contrast: per channel (or in grey) the sample's re-saved copies
-    # passed at 97.1% (96.3%) instead of 99.9%; coloured drawings then keep about the plain 6 limit
+    # passed at 97.1% (96.3%) instead of 99.9% (benchmarks/near_copies_contrast.py); coloured drawings then
+    # keep about the plain 6 limit
     contrast = 0.5 * (np.abs(a - a.mean(1, keepdims=True)).mean(1) + np.abs(b - b.mean(1, keepdims=True)).mean(1))
     return diff <= np.minimum(COPY_MAX_PIXEL_DIFF, np.maximum(COPY_MAX_CONTRAST_SHARE * contrast,
                                                               COPY_FLAT_PIXEL_DIFF))
