@@ -40,6 +40,21 @@ COPIES = {  # name -> (side: px, or a fraction of the original's; format, save o
 }
 
 
+def resaved(raw: bytes, how: tuple, size: int) -> torch.Tensor:
+    """A file saved again as `how` says (a COPIES value), decoded as Try it decodes an upload: uint8
+    [3, size, size]."""
+    side, fmt, options = how
+    picture = Image.open(io.BytesIO(raw)).convert("RGB")
+    if isinstance(side, float):
+        picture = picture.resize((max(4, round(picture.width * side)), max(4, round(picture.height * side))),
+                                 Image.Resampling.BICUBIC)
+    elif side:
+        picture = picture.resize((side, side), Image.Resampling.BICUBIC)
+    buf = io.BytesIO()
+    picture.save(buf, fmt, **options)
+    return decode_bytes(buf.getvalue(), f"copy.{fmt.lower()}", size)[0]
+
+
 def measure(path: str, size: int) -> list[list[str]]:
     with zipfile.ZipFile(path) as zf:
         names = [n for n in zf.namelist() if n.lower().endswith(tuple(IMAGE_EXTENSIONS))]
@@ -72,15 +87,7 @@ def measure(path: str, size: int) -> list[list[str]]:
     for kind, (side, fmt, options) in COPIES.items():
         found = wrong = 0
         for k, (raw, name) in enumerate(zip(raws, names)):
-            picture = Image.open(io.BytesIO(raw)).convert("RGB")
-            if isinstance(side, float):
-                picture = picture.resize((max(4, round(picture.width * side)), max(4, round(picture.height * side))),
-                                         Image.Resampling.BICUBIC)
-            elif side:
-                picture = picture.resize((side, side), Image.Resampling.BICUBIC)
-            buf = io.BytesIO()
-            picture.save(buf, fmt, **options)
-            copy, _ = decode_bytes(buf.getvalue(), f"copy.{fmt.lower()}", size)
+            copy = resaved(raw, (side, fmt, options), size)
             got = copies.find(copy[None])[0]
             copy_hash, copy_thumb = copy_keys(copy[None])
             if popcount64(copy_hash[0] ^ hashes[k]) <= PHASH_MAX_DISTANCE:  # past the hash check

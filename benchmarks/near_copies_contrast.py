@@ -9,13 +9,11 @@ thumbnail limits (6/255 on average and the contrast share) with each contrast.
 
 from __future__ import annotations
 
-import io
 import zipfile
 
 import numpy as np
 import torch
-from near_copies import COPIES
-from PIL import Image
+from near_copies import COPIES, resaved
 
 from engine.data import COPY_FLAT_PIXEL_DIFF, COPY_MAX_PIXEL_DIFF, IMAGE_EXTENSIONS, PHASH_MAX_DISTANCE, popcount64
 from engine.predict import copy_keys, decode_bytes
@@ -40,16 +38,8 @@ def main() -> None:
     hashes, thumbs = copy_keys(images)
     copies, originals = [], []
     for k, raw in enumerate(raws):
-        for side, fmt, options in COPIES.values():
-            picture = Image.open(io.BytesIO(raw)).convert("RGB")
-            if isinstance(side, float):
-                picture = picture.resize((max(4, round(picture.width * side)), max(4, round(picture.height * side))),
-                                         Image.Resampling.BICUBIC)
-            elif side:
-                picture = picture.resize((side, side), Image.Resampling.BICUBIC)
-            buf = io.BytesIO()
-            picture.save(buf, fmt, **options)
-            copy, _ = decode_bytes(buf.getvalue(), f"copy.{fmt.lower()}", 64)
+        for how in COPIES.values():
+            copy = resaved(raw, how, 64)
             copy_hash, copy_thumb = copy_keys(copy[None])
             if popcount64(copy_hash[0] ^ hashes[k]) <= PHASH_MAX_DISTANCE:
                 copies.append(copy_thumb[0])
