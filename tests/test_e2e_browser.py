@@ -140,8 +140,8 @@ def test_number_fields_show_the_saved_value_at_once_and_follow_a_preset(server, 
     settle(page)
     page.get_by_role("button", name=re.compile("Quick demo")).first.click()
     settle(page)
-    page.wait_for_timeout(1000)
-    assert page.get_by_label("Epochs", exact=True).input_value() == "20", "the preset reaches the field"
+    # the preset's rerun can start after settle() looked, on a loaded machine: wait for the value itself
+    sync_api.expect(page.get_by_label("Epochs", exact=True)).to_have_value("20", timeout=30_000)
     page.close()
 
 
