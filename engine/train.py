@@ -174,9 +174,20 @@ def wrap_for_training(ctx: TrainContext) -> None:
             model, device_ids=[device.index] if device.type == "cuda" else None,
             # LP-FT leaves the trunk without gradients for a while; structural methods may skip branches
             find_unused_parameters=cfg.optim.linear_probe_epochs > 0 or "adafilter" in cfg.enabled_methods())
+        process_random_stream(cfg.seed, ctx.rank)
     if cfg.train.compile:
         ctx.train_model = torch.compile(ctx.train_model)
     ctx.optimizer = build_optimizer(model, cfg)
+
+
+def process_random_stream(seed: int, rank: int) -> None:
+    """Give a process of a torchrun job its own global random stream (torch.manual_seed, every
+    device) once the model is built, the same on every process, and wrapped: what training draws
+    from that stream per example, AdaFilter's gate noise and dropout (MobileNetV3's head), must
+    differ between the shards of a batch, as in one process, where every example gets its own
+    draw. With one stream seeded alike, image k of every process's shard got the same noise.
+    `rank` >= 0; the offset differs from the augmentation generator's (setup_run)."""
+    torch.manual_seed(seed + 104_729 * (rank + 1))
 
 
 def _continue_with_kept_head(cfg: RunConfig, report) -> RunConfig:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -193,3 +194,31 @@ def test_two_nodes_match_one_process(tiny_zip, tmp_path, frozen_single):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
     assert ddp["val_acc"] == single["val_acc"] and ddp["test_acc"] == single["test_acc"]
 
+
+
+def test_each_process_of_a_job_draws_its_own_noise_for_its_examples(tiny_cfg, tmp_path, monkeypatch):
+    """Per-example draws from the global random stream (AdaFilter's gate noise, dropout) must differ
+    between the processes of a job, as between the examples of one batch in one process: with the
+    stream seeded alike on every process, image k of each shard got the same gate noise. The model
+    itself must still start the same on every process. (setup_run for ranks 0 and 1 of two, in this
+    process, with DDP's wrapper left out: it needs the other process.)"""
+    from engine.contract import Reporter
+    from engine.methods.adafilter import gate_network
+    from engine.train import setup_run
+
+    monkeypatch.setattr("engine.train.DistributedDataParallel", lambda model, **kw: model)
+    cfg = tiny_cfg("adafilter.enabled=true", "eval.ood=false")
+    images = torch.rand(4, 3, 32, 32)
+    gates, weights = {}, {}
+    for rank in (0, 1):
+        ctx, _ = setup_run(cfg, Reporter(), None, tmp_path / "work", world=(rank, 2))
+        weights[rank] = {k: v.clone() for k, v in ctx.model.state_dict().items()}
+        network = gate_network(ctx.model)
+        network.record = {}
+        ctx.model.train()
+        with torch.no_grad():
+            ctx.model(images)
+        gates[rank] = torch.cat([network.record[i].flatten() for i in range(network.num_layers)])
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0]), "the same model on every process"
+    assert 0.2 < float((gates[0] != gates[1]).float().mean()) < 0.8, "each process draws its own gate noise"
