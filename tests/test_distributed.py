@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -19,17 +20,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(tiny_zip, out: Path, data_dir: Path, nproc: int, *extra: str) -> tuple[subprocess.Popen, Path]:
-    """Launch one CLI training (nproc > 1: under torchrun, Gloo); one torch thread per process."""
-    args = ["train", "--data", str(tiny_zip), "--backbone", "resnet18", "--pretrained", "none", "--epochs", "2",
+def _args(tiny_zip, out: Path, data_dir: Path, *extra: str) -> list[str]:
+    return ["train", "--data", str(tiny_zip), "--backbone", "resnet18", "--pretrained", "none", "--epochs", "2",
             "--image-size", "32", "--batch-size", "8", "--lr", "0.01", "--out", str(out), "--data-dir", str(data_dir),
             "--device", "cpu", "--set", "train.augment=false", "--set", "eval.ood=false", "--quiet", *extra]
+
+
+def _start(tiny_zip, out: Path, data_dir: Path, nproc: int, *extra: str) -> tuple[subprocess.Popen, Path]:
+    """Launch one CLI training under torchrun (Gloo, `nproc` processes); one torch thread per process."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--master_addr=127.0.0.1",
+           f"--master_port={_free_port()}", "-m", "engine", *_args(tiny_zip, out, data_dir, *extra)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    if nproc == 1:
-        cmd = [sys.executable, "-m", "engine", *args]
-    else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--master_addr=127.0.0.1",
-               f"--master_port={_free_port()}", "-m", "engine", *args]
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env), out
 
 
@@ -40,12 +41,26 @@ def _finish(started: tuple[subprocess.Popen, Path]) -> dict:
     return json.loads((out / "summary.json").read_text())
 
 
+def _single(tiny_zip, out: Path, data_dir: Path, *extra: str) -> dict:
+    """The same training in this test's own process, on its one torch thread (the command would fit
+    torch's threads to the CPUs: kept at one, as the torchrun processes have). A process less to
+    start: the imports of a process took about half of a run this small."""
+    from engine.cli import main
+
+    threads = torch.get_num_threads()
+    try:
+        with mock.patch.object(torch, "set_num_threads", lambda n: None):
+            assert main(_args(tiny_zip, out, data_dir, *extra)) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return json.loads((out / "summary.json").read_text())
+
+
 def _single_and_ddp(tiny_zip, tmp_path: Path, *extra: str) -> tuple[dict, dict]:
-    """The same run in one process and in two Gloo processes, launched side by side (CPU runs are
-    deterministic whatever else runs, and the pair takes the time of the longer one)."""
-    single = _start(tiny_zip, tmp_path / "single", tmp_path / "d1", 1, *extra)
+    """The same run in one process (this one) and in two Gloo processes started first, side by side
+    (CPU runs are deterministic whatever else runs)."""
     ddp = _start(tiny_zip, tmp_path / "ddp", tmp_path / "d2", 2, *extra)
-    return _finish(single), _finish(ddp)
+    return _single(tiny_zip, tmp_path / "single", tmp_path / "d1", *extra), _finish(ddp)
 
 
 FROZEN = ("--set", "optim.freeze_blocks=5")
@@ -53,27 +68,25 @@ FROZEN = ("--set", "optim.freeze_blocks=5")
 
 @pytest.fixture(scope="module")
 def frozen_single(tiny_zip, tmp_path_factory):
-    """The single-process run with the trunk frozen, started once for the module (its tests launch
-    their multi-process runs beside it) and finished by the first test that needs its summary."""
+    """The single-process run with the trunk frozen, trained once for the module when a test first
+    asks for its summary (after starting its own multi-process run, which trains beside it)."""
     tmp = tmp_path_factory.mktemp("frozen_single")
-    started = _start(tiny_zip, tmp / "single", tmp / "d", 1, *FROZEN)
     result: dict = {}
 
     def summary() -> dict:
         if not result:
-            result.update(_finish(started))
+            result.update(_single(tiny_zip, tmp / "single", tmp / "d", *FROZEN))
         return result
 
-    yield summary
-    if started[0].poll() is None:
-        started[0].kill()
+    return summary
 
 
 def test_two_gloo_processes_match_one_process(tiny_zip, tmp_path, frozen_single):
     """With the trunk frozen (batch norm in eval mode) two processes must reproduce one exactly:
     this checks sharding, gradient averaging and metric reduction without per-process BN noise."""
-    ddp = _finish(_start(tiny_zip, tmp_path / "ddp", tmp_path / "d2", 2, *FROZEN))
+    started = _start(tiny_zip, tmp_path / "ddp", tmp_path / "d2", 2, *FROZEN)
     single = frozen_single()
+    ddp = _finish(started)
     assert ddp["world_size"] == 2 and single["world_size"] == 1
     # each process saw half of every batch: the data really was sharded
     assert ddp["images_per_process_per_epoch"] * 2 == single["images_per_process_per_epoch"]
@@ -176,17 +189,14 @@ def test_two_nodes_match_one_process(tiny_zip, tmp_path, frozen_single):
     port = _free_port()
     procs = []
     for node in (0, 1):
-        args = ["train", "--data", str(tiny_zip), "--backbone", "resnet18", "--pretrained", "none", "--epochs", "2",
-                "--image-size", "32", "--batch-size", "8", "--lr", "0.01", "--out", str(tmp_path / f"node{node}"),
-                "--data-dir", str(tmp_path / f"data{node}"), "--device", "cpu", "--set", "train.augment=false",
-                "--set", "eval.ood=false", "--quiet", *FROZEN]
+        args = _args(tiny_zip, tmp_path / f"node{node}", tmp_path / f"data{node}", *FROZEN)
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node_rank={node}",
                "--nproc_per_node=1", "--master_addr=127.0.0.1", f"--master_port={port}", "-m", "engine", *args]
         procs.append(subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                       env={**os.environ, "OMP_NUM_THREADS": "1"}))
+    single = frozen_single()
     outs = [p.communicate(timeout=400)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
-    single = frozen_single()
     ddp = json.loads((tmp_path / "node0" / "summary.json").read_text())
     assert not (tmp_path / "node1" / "summary.json").exists()
     assert ddp["world_size"] == 2
