@@ -72,11 +72,10 @@ def browser():
 def shot(page, name: str) -> None:
     """The whole page: Streamlit scrolls inside its main block, so grow the viewport to fit it."""
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.wait_for_timeout(800)  # let charts finish their first draw
     size = page.viewport_size
     height = page.evaluate("() => document.querySelector(\"[data-testid='stMain']\").scrollHeight")
     page.set_viewport_size({"width": size["width"], "height": max(size["height"], min(int(height), 8000))})
-    page.wait_for_timeout(800)
+    page.wait_for_timeout(600)  # let charts finish their draw at the new size
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
     page.set_viewport_size(size)
 
