@@ -45,11 +45,13 @@ def _single(tiny_zip, out: Path, data_dir: Path, *extra: str) -> dict:
     """The same training in this test's own process, on its one torch thread (the command would fit
     torch's threads to the CPUs: kept at one, as the torchrun processes have). A process less to
     start: the imports of a process took about half of a run this small."""
+    from engine import paths
     from engine.cli import main
 
     threads = torch.get_num_threads()
-    try:
-        with mock.patch.object(torch, "set_num_threads", lambda n: None):
+    try:  # the command also registers its uploads folder: kept out of later tests
+        with mock.patch.object(torch, "set_num_threads", lambda n: None), \
+                mock.patch.object(paths, "_UPLOAD_DIRS", list(paths._UPLOAD_DIRS)):
             assert main(_args(tiny_zip, out, data_dir, *extra)) == 0
     finally:
         torch.set_num_threads(threads)
