@@ -46,3 +46,15 @@ def all_sum(values: list[torch.Tensor | float], device: torch.device, world_size
     if world_size > 1:
         dist.all_reduce(t)
     return [float(v) for v in t.tolist()]
+
+
+def process_random_stream(seed: int, rank: int, epoch: int = 0) -> None:
+    """Give a process of a torchrun job its own global random stream (torch.manual_seed, every
+    device), once its model is built, the same on every process, and wrapped: what training draws
+    from that stream per example, AdaFilter's gate noise and dropout (MobileNetV3's head), must
+    differ between the shards of a batch, as between the examples of one batch in one process.
+    Seeded alike, image k of every shard drew the same noise. `rank` >= 0; `epoch`: the epochs
+    already trained when a run continues (only rank 0's stream is saved with the resume point, so
+    each process starts a stream of its own for the epochs left rather than replaying the first
+    epochs' draws). The offset differs from the augmentation generator's (engine.train.setup_run)."""
+    torch.manual_seed(seed + 104_729 * (rank + 1) + 1_000_003 * epoch)

@@ -24,6 +24,7 @@ import torch
 
 from engine.config import RunConfig
 from engine.contract import MethodHook, TrainContext
+from engine.distributed import process_random_stream
 from engine.errors import StudioError
 
 RESUME_FILE = "resume.pt"
@@ -84,12 +85,16 @@ def load_resume(run_dir: Path, ctx: TrainContext, scaler: torch.amp.GradScaler,
                           "and does not fit this run: start the run again instead.") from None
     scaler.load_state_dict(state["scaler"])
     ctx.generator.set_state(state["generator"].cpu())
-    if ctx.world_size == 1:  # each process draws its own; only rank 0's was saved
+    if ctx.world_size == 1:
         ctx.device_generator.set_state(state["device_generator"].cpu())  # a CPU byte tensor, for a GPU's too
+        if state.get("global_rng") is not None:
+            torch.set_rng_state(state["global_rng"].cpu())
+            _set_device_rng(ctx.device, state.get("device_global_rng"))
+    else:  # each process draws its own and only rank 0's streams were saved: each process continues with
+        # streams of its own for the epochs left, rather than replaying the first epochs' crops and noise
+        ctx.device_generator.manual_seed(ctx.device_generator.initial_seed() + 1_000_003 * int(state["epoch"]))
+        process_random_stream(ctx.cfg.seed, ctx.rank, int(state["epoch"]))
     ctx.masks.update(state["masks"])
-    if state.get("global_rng") is not None and ctx.world_size == 1:  # rank 0's alone was saved
-        torch.set_rng_state(state["global_rng"].cpu())
-        _set_device_rng(ctx.device, state.get("device_global_rng"))
     ctx.step = int(state["step"])
     # what the summary reports about the earlier parts: where this one starts, and their time
     ctx.summary.update(continued_from_epoch=int(state["epoch"]),

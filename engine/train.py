@@ -32,7 +32,7 @@ from engine.contract import EvalClock, MethodHook, Reporter, StopRequested, Trai
 from engine.data import DataSplits, balanced_sample_indices, class_weights
 from engine.devices import (EARLY_THREADS_CHECK_S, KEEP_DURING_RUN, THREAD_SAMPLE_S, auto_cpu_threads, autocast_ctx,
                             kept_threads, pick_amp, pick_device, start_load_sample, use_channels_last)
-from engine.distributed import agree, all_sum
+from engine.distributed import agree, all_sum, process_random_stream
 from engine.errors import StudioError
 from engine.evaluate import (epoch_sets, epoch_sets_note, eval_passes, evaluate, final_passes, final_sets,
                              ood_by_corruption)
@@ -178,16 +178,6 @@ def wrap_for_training(ctx: TrainContext) -> None:
     if cfg.train.compile:
         ctx.train_model = torch.compile(ctx.train_model)
     ctx.optimizer = build_optimizer(model, cfg)
-
-
-def process_random_stream(seed: int, rank: int) -> None:
-    """Give a process of a torchrun job its own global random stream (torch.manual_seed, every
-    device) once the model is built, the same on every process, and wrapped: what training draws
-    from that stream per example, AdaFilter's gate noise and dropout (MobileNetV3's head), must
-    differ between the shards of a batch, as in one process, where every example gets its own
-    draw. With one stream seeded alike, image k of every process's shard got the same noise.
-    `rank` >= 0; the offset differs from the augmentation generator's (setup_run)."""
-    torch.manual_seed(seed + 104_729 * (rank + 1))
 
 
 def _continue_with_kept_head(cfg: RunConfig, report) -> RunConfig:

@@ -234,3 +234,30 @@ def test_each_process_of_a_job_draws_its_own_noise_for_its_examples(tiny_cfg, tm
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0]), "the same model on every process"
     assert 0.2 < float((gates[0] != gates[1]).float().mean()) < 0.8, "each process draws its own gate noise"
+
+
+def test_a_continued_job_draws_new_noise_on_every_process(tiny_cfg, tmp_path, monkeypatch):
+    """Only rank 0's random streams are saved with a resume point: each process of a continued job
+    goes on with streams of its own (its global stream and its augmentation generator), neither the
+    other process's nor a replay of the first epochs' draws."""
+    import torch.amp
+
+    from engine.contract import Reporter
+    from engine.resume import load_resume, save_resume
+    from engine.train import setup_run
+
+    monkeypatch.setattr("engine.train.DistributedDataParallel", lambda model, **kw: model)
+    cfg = tiny_cfg("eval.ood=false")
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    ctx, hooks = setup_run(cfg, Reporter(), tmp_path, tmp_path / "work", world=(0, 2))
+    save_resume(tmp_path, ctx, scaler, [], hooks=hooks)  # the end of epoch 1
+    first, continued = {}, {}
+    for rank in (0, 1):
+        ctx, hooks = setup_run(cfg, Reporter(), tmp_path, tmp_path / "work", world=(rank, 2))
+        first[rank] = (torch.rand(8).tolist(), torch.rand(8, generator=ctx.device_generator).tolist())
+        ctx, hooks = setup_run(cfg, Reporter(), tmp_path, tmp_path / "work", world=(rank, 2))
+        assert load_resume(tmp_path, ctx, scaler, hooks)[0] == 1
+        continued[rank] = (torch.rand(8).tolist(), torch.rand(8, generator=ctx.device_generator).tolist())
+    draws = [first[0], first[1], continued[0], continued[1]]
+    for stream in (0, 1):  # the global stream, the augmentation generator
+        assert len({tuple(d[stream]) for d in draws}) == 4, stream
