@@ -92,6 +92,10 @@ class ConsoleReporter(Reporter):
 
 def _train(args: argparse.Namespace) -> int:
     if args.resume:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # each process would continue the run on its own, in one folder
+            raise StudioError("A run continues in one process: give `python -m engine train --resume ...` without "
+                              "torchrun (each batch is the same, shared by fewer processes), or start the run again "
+                              "under torchrun.")
         return _resume(args)
     cfg = RunConfig.load(args.config) if args.config else RunConfig()
     if args.preset:  # the preset replaces the config's settings (its dataset kept); flags below override it

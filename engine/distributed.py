@@ -51,7 +51,8 @@ def all_sum(values: list[torch.Tensor | float], device: torch.device, world_size
 def process_random_stream(seed: int, rank: int, epoch: int = 0) -> None:
     """Give a process of a torchrun job its own global random stream (torch.manual_seed, every
     device), once its model is built, the same on every process, and wrapped: what training draws
-    from that stream per example, AdaFilter's gate noise and dropout (MobileNetV3's head), must
+    from that stream per example, AdaFilter's gate noise, dropout and stochastic depth (the heads of
+    MobileNetV3 and EfficientNet, the blocks of EfficientNet and ConvNeXt), must
     differ between the shards of a batch, as between the examples of one batch in one process.
     Seeded alike, image k of every shard drew the same noise. `rank` >= 0; `epoch`: the epochs
     already trained when a run continues (only rank 0's stream is saved with the resume point, so

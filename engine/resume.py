@@ -10,8 +10,10 @@ of the step (engine.schedules), so the schedule continues where it stopped. A fi
 it: only an unfinished run needs it (about twice the model's size; more with a method that keeps
 a copy of the weights).
 
-Not restored: under torchrun each process's augmentation generator and global random stream start
-again from their seeds (only rank 0's are saved; the data order, shared by all, is restored).
+The command line continues a run in one process (engine.cli refuses `--resume` under torchrun).
+Continued under DDP from the library (`engine.train.train(world=..., resume=True)`), each process
+gets new augmentation and global streams for the epochs left (only rank 0's are saved; the data
+order, shared by all, is restored).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def save_resume(run_dir: Path, ctx: TrainContext, scaler: torch.amp.GradScaler, 
         "scaler": scaler.state_dict(), "generator": ctx.generator.get_state(),
         "device_generator": ctx.device_generator.get_state(), "masks": dict(ctx.masks),
         "methods": {h.name: h.state_dict() for h in hooks},
-        # the global random stream: dropout (MobileNetV3's head), AdaFilter's gate noise
+        # the global random stream: dropout and stochastic depth, AdaFilter's gate noise
         "global_rng": torch.get_rng_state(), "device_global_rng": _device_rng(ctx.device),
     }
     path = run_dir / RESUME_FILE

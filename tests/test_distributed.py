@@ -1,5 +1,6 @@
 """torchrun with two CPU processes (Gloo) against the single-process run of the same config."""
 
+import contextlib
 import json
 import os
 import socket
@@ -62,7 +63,21 @@ def _single_and_ddp(tiny_zip, tmp_path: Path, *extra: str) -> tuple[dict, dict]:
     """The same run in one process (this one) and in two Gloo processes started first, side by side
     (CPU runs are deterministic whatever else runs)."""
     ddp = _start(tiny_zip, tmp_path / "ddp", tmp_path / "d2", 2, *extra)
-    return _single(tiny_zip, tmp_path / "single", tmp_path / "d1", *extra), _finish(ddp)
+    with _killed_on_failure(ddp[0]):
+        single = _single(tiny_zip, tmp_path / "single", tmp_path / "d1", *extra)
+    return single, _finish(ddp)
+
+
+@contextlib.contextmanager
+def _killed_on_failure(*procs: subprocess.Popen):
+    """Stop the started torchrun launches when the test fails before waiting for them."""
+    try:
+        yield
+    except BaseException:
+        for p in procs:
+            p.kill()
+            p.wait()
+        raise
 
 
 FROZEN = ("--set", "optim.freeze_blocks=5")
@@ -87,7 +102,8 @@ def test_two_gloo_processes_match_one_process(tiny_zip, tmp_path, frozen_single)
     """With the trunk frozen (batch norm in eval mode) two processes must reproduce one exactly:
     this checks sharding, gradient averaging and metric reduction without per-process BN noise."""
     started = _start(tiny_zip, tmp_path / "ddp", tmp_path / "d2", 2, *FROZEN)
-    single = frozen_single()
+    with _killed_on_failure(started[0]):
+        single = frozen_single()
     ddp = _finish(started)
     assert ddp["world_size"] == 2 and single["world_size"] == 1
     # each process saw half of every batch: the data really was sharded
@@ -196,7 +212,8 @@ def test_two_nodes_match_one_process(tiny_zip, tmp_path, frozen_single):
                "--nproc_per_node=1", "--master_addr=127.0.0.1", f"--master_port={port}", "-m", "engine", *args]
         procs.append(subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                       env={**os.environ, "OMP_NUM_THREADS": "1"}))
-    single = frozen_single()
+    with _killed_on_failure(*procs):
+        single = frozen_single()
     outs = [p.communicate(timeout=400)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     ddp = json.loads((tmp_path / "node0" / "summary.json").read_text())
@@ -205,7 +222,6 @@ def test_two_nodes_match_one_process(tiny_zip, tmp_path, frozen_single):
     for a, b in zip(single["history"], ddp["history"]):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
     assert ddp["val_acc"] == single["val_acc"] and ddp["test_acc"] == single["test_acc"]
-
 
 
 def test_each_process_of_a_job_draws_its_own_noise_for_its_examples(tiny_cfg, tmp_path, monkeypatch):

@@ -72,6 +72,7 @@ def browser():
 def shot(page, name: str) -> None:
     """The whole page: Streamlit scrolls inside its main block, so grow the viewport to fit it."""
     SHOTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(300)  # content drawn after the script run counts in the height
     size = page.viewport_size
     height = page.evaluate("() => document.querySelector(\"[data-testid='stMain']\").scrollHeight")
     page.set_viewport_size({"width": size["width"], "height": max(size["height"], min(int(height), 8000))})

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from engine.store import RunStore
 from engine.worker import Engine
@@ -280,6 +281,21 @@ def test_continuing_a_run_whose_dataset_is_gone_says_so_before_recording_anythin
     p = _cli("train", "--resume", str(run_dir), "--data-dir", str(tmp_path / "d"))
     assert p.returncode == 2 and "The dataset does not exist" in p.stderr and "moved away.zip" in p.stderr, p.stderr
     assert not (tmp_path / "d" / "studio.db").exists() or RunStore(tmp_path / "d" / "studio.db").list_runs() == []
+
+
+def test_continuing_under_torchrun_is_refused_before_anything_starts(tmp_path, monkeypatch, capsys):
+    """Under torchrun every process would continue the run alone, all writing one folder: `train
+    --resume` says to continue in one process, before any process group or record."""
+    from engine.cli import main
+
+    run_dir = tmp_path / "old run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text("{}")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # the command fits torch's threads to the CPUs
+    assert main(["train", "--resume", str(run_dir), "--data-dir", str(tmp_path / "d")]) == 2
+    assert "A run continues in one process" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
 
 
 def test_the_runs_own_dataset_is_recognised_by_path_folder_or_bytes(tmp_path):
