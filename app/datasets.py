@@ -63,11 +63,31 @@ def _key(cfg: RunConfig) -> tuple:
             d.drop_duplicates)
 
 
+# What a successful check found (classes and split counts, which no image size changes), for every tab
+# and session of this server: a refresh, or another page's first draw, knows the chosen dataset's shape
+# without decoding it again (a check at another image size is not "held decoded" at this one).
+_REPORTS: dict[tuple, DataReport] = {}
+_REPORT_ENTRIES = 64
+
+
+def _report_key(cfg: RunConfig) -> tuple:
+    d = cfg.data
+    return d.source, d.val_fraction, d.test_fraction, cfg.seed, d.min_images_per_class, d.drop_duplicates
+
+
+def known_report(cfg: RunConfig) -> DataReport | None:
+    """The report of this server's last successful check of the dataset `cfg` chooses, split as `cfg`
+    splits it, at any image size; None when none was made since the server started."""
+    return _REPORTS.get(_report_key(cfg))
+
+
 def forget(source: str | None = None) -> None:
     """Drop memoised checks (all, or those of one source), e.g. after a folder changed on disk."""
     memo = st.session_state.get(_MEMO_KEY, {})
     for k in [k for k in memo if source is None or k[0] == source]:
         del memo[k]
+    for k in [k for k in list(_REPORTS) if source is None or k[0] == source]:
+        _REPORTS.pop(k, None)
 
 
 def cheap_check(engine: Engine, cfg: RunConfig) -> DataCheck | None:
@@ -113,6 +133,10 @@ def check_dataset(engine: Engine, cfg: RunConfig, progress: Callable[[int, int],
             idx = (splits.train.labels == c).nonzero().flatten()[:PREVIEW_PER_CLASS]
             grid[name] = [img.permute(1, 2, 0).numpy() for img in splits.train.images[idx]]
         result = DataCheck(True, splits.report, grid, duplicates=duplicate_pictures(splits))
+        _REPORTS.pop(_report_key(cfg), None)  # the newest last
+        _REPORTS[_report_key(cfg)] = splits.report
+        while len(_REPORTS) > _REPORT_ENTRIES:
+            _REPORTS.pop(next(iter(_REPORTS)), None)
     memo[key] = result
     while len(memo) > _MEMO_ENTRIES:
         memo.pop(next(iter(memo)))

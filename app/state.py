@@ -880,14 +880,16 @@ def last_check(cfg: RunConfig):
 
 def known_classes_and_train_size(cfg: RunConfig) -> tuple[int, int]:
     """(classes, training images) of the chosen dataset from this tab's last check (the Data page),
-    else the bundled sample's shape."""
+    else this server's last check of it at any image size (after a refresh, or once the image size
+    changed), else the bundled sample's shape."""
     from app.presets import SAMPLE_CLASSES, SAMPLE_TRAIN_IMAGES
 
     check = last_check(cfg)
-    if check is None:
+    report = check.report if check is not None else datasets.known_report(cfg)
+    if report is None:
         return SAMPLE_CLASSES, SAMPLE_TRAIN_IMAGES
-    split, _ = datasets.capped_split(check.report.split_counts, cfg.data.train_per_class)  # as the Data page counts
-    return len(check.report.classes), sum(split.get("train", {}).values())
+    split, _ = datasets.capped_split(report.split_counts, cfg.data.train_per_class)  # as the Data page counts
+    return len(report.classes), sum(split.get("train", {}).values())
 
 
 def few_steps_warning(cfg: RunConfig) -> str | None:

@@ -265,6 +265,25 @@ def test_too_few_steps_an_epoch_are_said_where_a_run_starts(studio, tiny_bytes):
     assert not any(b.label.startswith("Use batch size ") for b in at.button)
 
 
+def test_a_refresh_at_another_image_size_still_counts_the_users_training_images(studio, tiny_bytes):
+    """After a refresh (a new session), with the image size changed since the Data page checked the
+    dataset, the Train page still counts the user's own training images for its few-steps warning: it
+    took the bundled sample's 384, and said nothing before the run ended as a guess."""
+    first = upload_zip(new_app(), tiny_bytes, "colours.zip")
+    assert first.session_state["cfg"].data.image_size != 32
+    first.switch_page("app_pages/model.py").run()
+    first.number_input(key="w:train.batch_size").set_value(64)  # 6 steps of the sample's 384
+    first.number_input(key="w:data.image_size").set_value(32)
+    first.run()  # typed on the Model page: the draft keeps them
+    at = AppTest.from_file(MAIN, default_timeout=120)  # a refresh of the Train page: a new session
+    at.switch_page("app_pages/train.py").run()
+    no_problems(at)
+    assert at.session_state["cfg"].data.source == first.session_state["cfg"].data.source, "the user's draft"
+    assert at.session_state["cfg"].data.image_size == 32
+    assert any("Batches of 64 from your" in w and "1 optimiser step per epoch" in w for w in texts(at.warning)), \
+        texts(at.warning)
+
+
 def test_a_preset_rate_kept_for_a_much_shorter_run_offers_the_automatic_rate_in_one_click(studio):
     """The Model page's warning that a preset's learning rate meets far fewer steps than it was tuned for
     switches the automatic learning rate on from a button, as it advises."""
