@@ -246,17 +246,18 @@ SMALL_SPLIT = 50  # held-out images: below this one image moves an accuracy by m
 
 
 def small_split_note(summary: dict) -> str:
-    """A caution for verdicts measured on few held-out images: how many points one image is worth on
-    the validation and test splits (the summary's data_report split_counts), or "" when both are
-    large enough (at least SMALL_SPLIT images) or unknown."""
+    """A caution for figures and verdicts measured on few held-out images (Results, under the figures):
+    how many points one image is worth on the validation and test splits (the summary's data_report
+    split_counts), or "" when both are large enough (at least SMALL_SPLIT images) or unknown."""
     sizes = {split: sum(split_sizes(summary, split)) for split in ("val", "test")}
     small = {split: n for split, n in sizes.items() if 0 < n < SMALL_SPLIT}
     if not small:
         return ""
     words = {"val": "validation", "test": "test"}
     parts = [f"{n} {words[split]} images (one image is {100 / n:.1f} points)" for split, n in small.items()]
-    return (":material/info: Measured on " + " and ".join(parts) + ": differences of a few points below are "
-            "one or two images, so read each verdict as a hint; more images per class make it firmer.")
+    return (":material/info: Measured on " + " and ".join(parts) + ": figures a few points apart (between "
+            "the splits, across the corruptions, between runs, in the methods' verdicts) are one or two images "
+            "apart, so read them as hints; more images per class make them firmer.")
 
 
 def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict) -> None:
@@ -267,13 +268,10 @@ def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict) -
         return
     chance = at_chance(summary, rec.config)
     if chance:  # the warning itself is at the top of the page
-        maybe = LUCK_MARK in chance
+        maybe, one = LUCK_MARK in chance, len(methods) == 1
+        verb = "may compare" if maybe else ("compares" if one else "compare")
         st.caption(f"This run {LUCK_MARK if maybe else 'learnt nothing yet'} (see the warning at the top): "
-                   + ("the line below " if len(methods) == 1 else "the lines below ")
-                   + ("may compare noise." if maybe else "compare noise."))
-    note = small_split_note(summary)
-    if note:
-        st.caption(note)
+                   f"{'the line below' if one else 'the lines below'} {verb} noise.")
     other = comparison_run(rec, runs)
     baseline = read_summary(other.run_dir) if other is not None else None
     scratch = scratch_run(rec, runs) if "adversarial" in methods else None

@@ -482,6 +482,8 @@ def test_upload_configure_train_watch_and_see_results(studio, tiny_bytes):
     assert guessing == any("learnt nothing yet" in w for w in texts(at.warning))
     labels = {m.label for m in at.metric}
     assert {"Validation accuracy", "Test accuracy", "OOD accuracy", "Training speed"} <= labels
+    weight = [c.value for c in at.caption if "one image is" in c.value]  # few held-out images: said once, by the figures
+    assert len(weight) == 1 and "read them as hints" in weight[0], weight
     downloads = {d.label for d in at.download_button}
     assert {"Fine-tuned model", "Config (YAML)", "Summary (JSON)"} <= downloads
     assert [b for b in at.button if b.key == f"reuse_{run_id}"] and \

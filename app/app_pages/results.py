@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, components, datasets, state
-from app.claims_view import at_chance, claim_lines, val_test_gap
+from app.claims_view import at_chance, claim_lines, small_split_note, val_test_gap
 from app.method_views import VIEWS
 from engine.augment import augmentation_words
 from engine.config import TrainConfig
@@ -197,7 +197,7 @@ def detail_charts(run: components.RunView, summary: dict) -> None:
             st.altair_chart(charts.ood_chart(charts.ood_frame(summary["ood_acc_by_corruption"]), summary.get("val_acc")),
                             width="stretch")
             st.caption("The dashed line is the clean validation accuracy: the gap to each bar is what that "
-                       "corruption costs.")
+                       "corruption costs (a bar past the line: no cost these images can show).")
     if not run.steps.empty and "lr" in run.steps:
         st.altair_chart(charts.lr_chart(run.steps), width="stretch")
     if summary.get("lr_find"):
@@ -378,6 +378,8 @@ def one_run(engine, runs) -> None:
     if rec.status not in ("queued", "running"):
         reuse(rec)
     summary_metrics(run, summary)
+    if summary.get("status") == "finished" and small_split_note(summary):
+        st.caption(small_split_note(summary))
     warned = data_warnings(rec, summary)
     if warned:  # next to the figures they qualify (a duplicate across given splits inflates validation accuracy)
         st.warning(f"These figures come from data with {state.plural(len(warned), 'warning')}: " + " ".join(warned),
