@@ -255,9 +255,9 @@ def small_split_note(summary: dict) -> str:
         return ""
     words = {"val": "validation", "test": "test"}
     parts = [f"{n} {words[split]} images (one image is {100 / n:.1f} points)" for split, n in small.items()]
-    return (":material/info: Measured on " + " and ".join(parts) + ": figures a few points apart (between "
-            "the splits, across the corruptions, between runs, in the methods' verdicts) are one or two images "
-            "apart, so read them as hints; more images per class make them firmer.")
+    return (":material/info: Measured on " + " and ".join(parts) + f": figures up to {200 / min(small.values()):.0f} "
+            "points apart (between the splits, across the corruptions, between runs, in the methods' verdicts) "
+            "can be one or two images apart, so read them as hints; more images per class make them firmer.")
 
 
 def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict) -> None:

@@ -63,22 +63,38 @@ def _key(cfg: RunConfig) -> tuple:
             d.drop_duplicates)
 
 
-# What a successful check found (classes and split counts, which no image size changes), for every tab
-# and session of this server: a refresh, or another page's first draw, knows the chosen dataset's shape
-# without decoding it again (a check at another image size is not "held decoded" at this one).
-_REPORTS: dict[tuple, DataReport] = {}
-_REPORT_ENTRIES = 64
+@dataclass(frozen=True)
+class DataShape:
+    """What the few-steps warning needs of a checked dataset: its class names and its split counts
+    ({split: {class: images}}, as engine.data.DataReport.split_counts), which no image size changes."""
+    classes: tuple[str, ...]
+    split_counts: dict
 
 
-def _report_key(cfg: RunConfig) -> tuple:
+# The shape of every dataset a check succeeded on, for every tab and session of this server: a refresh,
+# or another page's first draw, knows the chosen dataset's size without decoding it again (a check at
+# another image size is not "held decoded" at this one). Small: no file names, previews or groups.
+_SHAPES: dict[tuple, DataShape] = {}
+_SHAPE_ENTRIES = 256
+
+
+def _shape_key(cfg: RunConfig) -> tuple:
     d = cfg.data
     return d.source, d.val_fraction, d.test_fraction, cfg.seed, d.min_images_per_class, d.drop_duplicates
 
 
-def known_report(cfg: RunConfig) -> DataReport | None:
-    """The report of this server's last successful check of the dataset `cfg` chooses, split as `cfg`
-    splits it, at any image size; None when none was made since the server started."""
-    return _REPORTS.get(_report_key(cfg))
+def known_shape(cfg: RunConfig) -> DataShape | None:
+    """The shape this server's last successful check found for the dataset `cfg` chooses, split as
+    `cfg` splits it, at any image size; None when none was made since the server started."""
+    return _SHAPES.get(_shape_key(cfg))
+
+
+def _remember_shape(cfg: RunConfig, report: DataReport) -> None:
+    key = _shape_key(cfg)
+    _SHAPES.pop(key, None)  # the newest last
+    _SHAPES[key] = DataShape(tuple(report.classes), dict(report.split_counts))
+    for old in list(_SHAPES)[:-_SHAPE_ENTRIES]:  # a copy of the keys: other sessions' threads insert too
+        _SHAPES.pop(old, None)
 
 
 def forget(source: str | None = None) -> None:
@@ -86,8 +102,8 @@ def forget(source: str | None = None) -> None:
     memo = st.session_state.get(_MEMO_KEY, {})
     for k in [k for k in memo if source is None or k[0] == source]:
         del memo[k]
-    for k in [k for k in list(_REPORTS) if source is None or k[0] == source]:
-        _REPORTS.pop(k, None)
+    for k in [k for k in list(_SHAPES) if source is None or k[0] == source]:
+        _SHAPES.pop(k, None)
 
 
 def cheap_check(engine: Engine, cfg: RunConfig) -> DataCheck | None:
@@ -133,10 +149,7 @@ def check_dataset(engine: Engine, cfg: RunConfig, progress: Callable[[int, int],
             idx = (splits.train.labels == c).nonzero().flatten()[:PREVIEW_PER_CLASS]
             grid[name] = [img.permute(1, 2, 0).numpy() for img in splits.train.images[idx]]
         result = DataCheck(True, splits.report, grid, duplicates=duplicate_pictures(splits))
-        _REPORTS.pop(_report_key(cfg), None)  # the newest last
-        _REPORTS[_report_key(cfg)] = splits.report
-        while len(_REPORTS) > _REPORT_ENTRIES:
-            _REPORTS.pop(next(iter(_REPORTS)), None)
+        _remember_shape(cfg, splits.report)
     memo[key] = result
     while len(memo) > _MEMO_ENTRIES:
         memo.pop(next(iter(memo)))

@@ -879,17 +879,20 @@ def last_check(cfg: RunConfig):
 
 
 def known_classes_and_train_size(cfg: RunConfig) -> tuple[int, int]:
-    """(classes, training images) of the chosen dataset from this tab's last check (the Data page),
-    else this server's last check of it at any image size (after a refresh, or once the image size
-    changed), else the bundled sample's shape."""
+    """(classes, training images) of the chosen dataset: from this server's last check of it with the
+    same split settings at any image size (also after a refresh, or once the image size changed), else
+    from this tab's last check of it (the Data page; maybe with other split settings), else the bundled
+    sample's shape."""
     from app.presets import SAMPLE_CLASSES, SAMPLE_TRAIN_IMAGES
 
-    check = last_check(cfg)
-    report = check.report if check is not None else datasets.known_report(cfg)
-    if report is None:
+    shape = datasets.known_shape(cfg)
+    if shape is None:
+        check = last_check(cfg)
+        shape = check.report if check is not None else None
+    if shape is None:
         return SAMPLE_CLASSES, SAMPLE_TRAIN_IMAGES
-    split, _ = datasets.capped_split(report.split_counts, cfg.data.train_per_class)  # as the Data page counts
-    return len(report.classes), sum(split.get("train", {}).values())
+    split, _ = datasets.capped_split(shape.split_counts, cfg.data.train_per_class)  # as the Data page counts
+    return len(shape.classes), sum(split.get("train", {}).values())
 
 
 def few_steps_warning(cfg: RunConfig) -> str | None:

@@ -156,6 +156,9 @@ def dashboard_studio(root: Path, start_checkpoint: bool = False, per_class: int 
         eng.shutdown(5)
         st.cache_resource.clear()
         st.cache_data.clear()
+        from app import datasets
+
+        datasets._SHAPES.clear()  # the server's memory of checked datasets, as a restart clears it
         patch.undo()
 
 

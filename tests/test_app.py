@@ -46,6 +46,9 @@ def studio(tmp_path, monkeypatch):
 
     get_engine().shutdown(5)
     st.cache_resource.clear()
+    from app import datasets
+
+    datasets._SHAPES.clear()  # the server's memory of checked datasets, as a restart clears it
 
 
 def new_app() -> AppTest:

@@ -190,6 +190,7 @@ def test_verdicts_on_few_held_out_images_come_with_their_weight():
 
     note = small_split_note(summary(7, 7))
     assert "7 validation images (one image is 14.3 points)" in note and "7 test images" in note
+    assert "figures up to 29 points apart" in note, "two images of the smaller split"
     assert small_split_note(summary(128, 128)) == ""
     assert "test" not in small_split_note(summary(20, 0)) and "20 validation images" in small_split_note(summary(20, 0))
     assert small_split_note({}) == ""
