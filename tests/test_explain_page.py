@@ -336,6 +336,8 @@ def test_a_plain_run_has_three_rows_and_no_wise_choice(studio):
     assert at.selectbox(key="explain_run").value == run_id
     markdown = " ".join(texts(at.markdown))
     assert "Starting model" in markdown and "Fine-tuned model" in markdown and "WiSE-FT mix at" not in markdown
+    (start,) = [m for m in texts(at.markdown) if m.startswith("**Starting model**")]
+    assert " guesses **" in start and "✓" not in start and "✗" not in start, "an untrained head: no right or wrong"
     for index in image_options(at, run_id)[:6]:
         at.selectbox(key=f"explain_image_{run_id}").set_value(index).run()
         picked = at.selectbox(key=f"explain_image_{run_id}")

@@ -433,10 +433,13 @@ def attributions_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
             st.warning(f"This model could not be loaded, so it is left out: {r['error']}", icon=":material/warning:")
             continue
         answer = classes[r["pred"]]
-        mark = ":green[✓]" if answer == truth else ":red[✗]"
-        title = ROW_TITLES[r["key"]] + (f" at alpha {r['alpha']:.2f}" if r["key"] == "wise" else "")
-        st.markdown(f"**{title}** says {mark} **{answer}** ({r['conf']:.0%})")
         note = row_note(r, pretrained_src, rec)
+        title = ROW_TITLES[r["key"]] + (f" at alpha {r['alpha']:.2f}" if r["key"] == "wise" else "")
+        if GUESS in note:  # an untrained head: right or wrong by chance, so no mark
+            st.markdown(f"**{title}** guesses **{answer}** ({r['conf']:.0%})")
+        else:
+            mark = ":green[✓]" if answer == truth else ":red[✗]"
+            st.markdown(f"**{title}** says {mark} **{answer}** ({r['conf']:.0%})")
         if note:
             st.caption(note)
         cols = st.columns(len(ATTRIBUTIONS) + 1)  # a fixed grid: images keep their size whatever is picked
@@ -451,6 +454,9 @@ def attributions_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
     st.caption(f"Computed in {elapsed:.1f} s (cached: {again} answer at once next time).")
 
 
+GUESS = "its answer is a guess"  # row_note's words for a head that was never trained
+
+
 def row_note(r: dict, pretrained_src: str | None, rec) -> str:
     if r["key"] == "pretrained":
         if uses_wise(rec):
@@ -460,8 +466,8 @@ def row_note(r: dict, pretrained_src: str | None, rec) -> str:
         if (components.read_summary(str(rec.run_dir)).get("load_report") or {}).get("head_kept"):
             return (f"The model this run started from ({src}), with the classification head it was trained with "
                     "(kept: the same classes): its answers are that model's own, before this run.")
-        return (f"The backbone before fine-tuning ({src}) with this run's new head, which was never trained: its "
-                "answer is a guess, so read its maps as what its features respond to"
+        return (f"The backbone before fine-tuning ({src}) with this run's new head, which was never trained: "
+                f"{GUESS}, so read its maps as what its features respond to"
                 + (" (this run started from random weights, so there is little to see)." if pretrained_src == "none"
                    else "."))
     if r["key"] == "wise":
