@@ -34,6 +34,7 @@ from engine.paths import UPLOAD_PREFIX, default_data_dir, register_upload_dir, r
 from engine.predict import VARIANTS, load_predictor, predict_folder, write_csv
 from engine.presets import PRESETS, get_preset
 from engine.pruning_search import search_into_config
+from engine.resume import RESUME_FILE, check_resumable
 from engine.run_data import prepare_data
 from engine.store import RunStore
 from engine.train import train
@@ -171,6 +172,13 @@ def _resume(args: argparse.Namespace) -> int:
         rec = None
     if rec is not None and rec.status in ("queued", "running"):
         raise StudioError(f"The run in {args.resume} is {rec.status} already.")
+    try:  # before anything is written: a finished run keeps its results
+        check_resumable(run_dir, rec.status if rec is not None else None)
+    except StudioError as exc:
+        if rec is not None and rec.status == "finished":
+            raise StudioError(f"{exc} For example: python -m engine train --config {run_dir / 'config.yaml'} "
+                              f"--epochs {2 * cfg.train.epochs}") from None
+        raise
     run_id = rec.id if rec is not None else new_run_id()
     if rec is None:
         store.create_run(run_id, cfg.name or f"cli {cfg.backbone.name}", cfg.to_dict(), str(run_dir), owner="cli")
@@ -185,7 +193,11 @@ def _run_in_foreground(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Pa
         summary = execute_run(store, run_id, cfg, run_dir, data_dir / "datasets", reporter, resume=resume)
     except KeyboardInterrupt:
         store.set_status(run_id, "stopped", "Interrupted from the keyboard.")
-        print(f"\nstopped (continue it with: python -m engine train --resume {run_dir})", file=sys.stderr)
+        if (run_dir / RESUME_FILE).is_file():
+            print(f"\nstopped (continue it with: python -m engine train --resume {run_dir})", file=sys.stderr)
+        else:
+            print(f"\nstopped before its first epoch ended, so there is nothing to continue (start it again with: "
+                  f"python -m engine train --config {run_dir / 'config.yaml'})", file=sys.stderr)
         return 130
     finally:
         reporter.close_bar()

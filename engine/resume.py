@@ -56,6 +56,19 @@ def save_resume(run_dir: Path, ctx: TrainContext, scaler: torch.amp.GradScaler, 
     return path
 
 
+def check_resumable(run_dir: Path, status: str | None = None) -> None:
+    """Raise StudioError when the run in `run_dir` has no resume point to continue from, saying why
+    for its store `status` ("finished": nothing left; otherwise it stopped before its first epoch
+    ended) and what to do instead; nothing is read or written but the file's existence."""
+    if (Path(run_dir) / RESUME_FILE).is_file():
+        return
+    if status == "finished":
+        raise StudioError("This run finished: there is nothing left to continue, and its results stay as they are. "
+                          "To train longer, start a new run with its settings and more epochs.")
+    raise StudioError("This run cannot be continued: it has no saved state to continue from (it stopped before its "
+                      "first epoch ended, or it finished). Start it again instead.")
+
+
 def load_resume(run_dir: Path, ctx: TrainContext, scaler: torch.amp.GradScaler,
                 hooks: list[MethodHook] = ()) -> tuple[int, list[dict[str, Any]]]:
     """Restore the state `save_resume` wrote into a freshly set-up run (engine.train.setup_run with
@@ -63,10 +76,8 @@ def load_resume(run_dir: Path, ctx: TrainContext, scaler: torch.amp.GradScaler,
     `continued_from_epoch` and `wall_time_before_s` (seconds the earlier parts took) in `ctx.summary`.
     Raises StudioError when there is no resume point, it belongs to other settings, or its saved
     state does not fit the run."""
+    check_resumable(run_dir)
     path = run_dir / RESUME_FILE
-    if not path.is_file():
-        raise StudioError("This run cannot be continued: it has no saved state to continue from (it stopped "
-                          "before its first epoch ended, or it finished). Start it again instead.")
     try:
         state = torch.load(path, map_location=ctx.device, weights_only=True)
     except Exception as exc:  # a truncated or foreign file: say so, never a traceback

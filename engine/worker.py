@@ -23,7 +23,7 @@ from engine.config import RunConfig, validate
 from engine.errors import StudioError
 from engine.jobs import STOPPED_BY_SERVER, STOPPED_BY_USER, execute_run, stopped_message
 from engine.checkpoints import new_run_id
-from engine.resume import RESUME_FILE
+from engine.resume import RESUME_FILE, check_resumable
 from engine.paths import ASSETS_DIR, PROJECT_DIR, register_upload_dir, resolve_path
 from engine.security import AccessDenied, DataRoots, LimitExceeded, Limits
 from engine.store import RunRecord, RunStore
@@ -198,9 +198,7 @@ class Engine:
         rec = self.authorize(run_id, user, write=True)
         if rec.status in ("queued", "running"):
             raise StudioError("This run is still queued or running: nothing to continue.")
-        if not (Path(rec.run_dir) / RESUME_FILE).is_file():
-            raise StudioError("This run cannot be continued: it has no saved state to continue from (it stopped "
-                              "before its first epoch ended, or it finished). Start it again instead.")
+        check_resumable(Path(rec.run_dir), rec.status)
         if self._closed:
             raise StudioError("The engine is shutting down; continue the run in a moment.")
         cfg = RunConfig.from_dict(rec.config)

@@ -134,6 +134,13 @@ def test_cli_train_writes_summary(tiny_zip, tmp_path, capsys):
 
     assert main(["runs", "--data-dir", str(tmp_path / "d")]) == 0  # the listing, in-process
     assert "finished" in capsys.readouterr().out
+    # continuing a finished run is refused before anything is written: its results and status stay
+    files = {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()}
+    assert main(["train", "--resume", str(out), "--data-dir", str(tmp_path / "d")]) == 2
+    said = capsys.readouterr().err
+    assert "This run finished: there is nothing left to continue" in said and "--epochs 2" in said, said
+    assert {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()} == files
+    assert [r.status for r in RunStore(tmp_path / "d" / "studio.db").list_runs()] == ["finished"]
     # the saved config reproduces the run through the CLI
     again = _cli("train", "--config", str(out / "config.yaml"), "--out", str(tmp_path / "again"),
                  "--data-dir", str(tmp_path / "d"))
@@ -281,6 +288,26 @@ def test_continuing_a_run_whose_dataset_is_gone_says_so_before_recording_anythin
     p = _cli("train", "--resume", str(run_dir), "--data-dir", str(tmp_path / "d"))
     assert p.returncode == 2 and "The dataset does not exist" in p.stderr and "moved away.zip" in p.stderr, p.stderr
     assert not (tmp_path / "d" / "studio.db").exists() or RunStore(tmp_path / "d" / "studio.db").list_runs() == []
+
+
+def test_ctrl_c_before_the_first_epoch_ends_says_to_start_again(tiny_zip, tmp_path, monkeypatch, capsys):
+    """A run interrupted before its first epoch ended has no resume point: the command says to start
+    it again from its config, not to continue it (which could only fail)."""
+    from engine import cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "execute_run", interrupted)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # the command fits torch's threads to the CPUs
+    monkeypatch.setattr(cli, "register_upload_dir", lambda folder: None)
+    out = tmp_path / "run"
+    assert cli.main(["train", "--data", str(tiny_zip), "--image-size", "32", "--out", str(out),
+                     "--data-dir", str(tmp_path / "d")]) == 130
+    said = capsys.readouterr().err
+    assert "stopped before its first epoch ended" in said and f"--config {out / 'config.yaml'}" in said, said
+    assert "--resume" not in said
+    assert [r.status for r in RunStore(tmp_path / "d" / "studio.db").list_runs()] == ["stopped"]
 
 
 def test_continuing_under_torchrun_is_refused_before_anything_starts(tmp_path, monkeypatch, capsys):
