@@ -332,13 +332,21 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 def _run_facts(r) -> str:
-    """What tells runs of the same name apart: epochs, and the final test (else validation) accuracy."""
+    """What tells runs of the same name apart: the dataset (the user's file name), epochs (those done
+    of those asked for, for a run that did not finish) and the final test (else validation) accuracy."""
     try:
         summary = json.loads((Path(r.run_dir) / "summary.json").read_text())
     except (OSError, ValueError):
         summary = {}
-    epochs = ((r.config or {}).get("train") or {}).get("epochs", "?")
-    facts = [f"{epochs} epoch{'' if epochs == 1 else 's'}"]
+    config = r.config or {}
+    data = config.get("data") or {}
+    epochs = (config.get("train") or {}).get("epochs", "?")
+    done = summary.get("epochs")
+    facts = [data.get("source_name") or Path(str(data.get("source") or "?")).name]
+    if r.status != "finished" and isinstance(done, int) and done != epochs:
+        facts.append(f"{done} of {epochs} epochs")
+    else:
+        facts.append(f"{epochs} epoch{'' if epochs == 1 else 's'}")
     for key, words in (("test_acc", "test"), ("val_acc", "val")):
         if isinstance(summary.get(key), (int, float)):
             facts.append(f"{words} {100 * summary[key]:.1f}%")

@@ -219,7 +219,7 @@ def test_the_command_line_uses_the_dashboards_folder_and_says_when_a_source_is_m
 
     listing = cli("runs")
     assert listing.returncode == 0 and run_id in listing.stdout and "dashboard run" in listing.stdout
-    assert re.search(r"dashboard run  \[1 epoch, test \d+\.\d%\]", listing.stdout), listing.stdout
+    assert re.search(r"dashboard run  \[tiny\.zip, 1 epoch, test \d+\.\d%\]", listing.stdout), listing.stdout
     empty = cli("runs", "--data-dir", str(tmp_path / "elsewhere"))
     assert f"no runs yet in {tmp_path / 'elsewhere'}" in empty.stdout, "says where it looked"
     assert not (tmp_path / "elsewhere").exists(), "and creates nothing there"
@@ -288,6 +288,21 @@ def test_continuing_a_run_whose_dataset_is_gone_says_so_before_recording_anythin
     p = _cli("train", "--resume", str(run_dir), "--data-dir", str(tmp_path / "d"))
     assert p.returncode == 2 and "The dataset does not exist" in p.stderr and "moved away.zip" in p.stderr, p.stderr
     assert not (tmp_path / "d" / "studio.db").exists() or RunStore(tmp_path / "d" / "studio.db").list_runs() == []
+
+
+def test_the_run_list_names_the_data_and_the_epochs_a_stopped_run_did(tmp_path):
+    """`runs` tells runs apart by their data (the user's file name) and says how far an unfinished run got."""
+    from types import SimpleNamespace
+
+    from engine.cli import _run_facts
+
+    (tmp_path / "summary.json").write_text(json.dumps({"status": "stopped", "epochs": 1, "val_acc": 0.5}))
+    config = {"data": {"source": "upload:" + "0" * 64, "source_name": "my shapes.zip"}, "train": {"epochs": 40}}
+    stopped = SimpleNamespace(run_dir=str(tmp_path), config=config, status="stopped")
+    assert _run_facts(stopped) == "[my shapes.zip, 1 of 40 epochs, val 50.0%]"
+    plain = SimpleNamespace(run_dir=str(tmp_path / "gone"), config={"data": {"source": "/data/cats.zip"},
+                                                                   "train": {"epochs": 1}}, status="failed")
+    assert _run_facts(plain) == "[cats.zip, 1 epoch]"
 
 
 def test_ctrl_c_before_the_first_epoch_ends_says_to_start_again(tiny_zip, tmp_path, monkeypatch, capsys):
