@@ -91,15 +91,17 @@ ProgressFn = Callable[[int, int], None]  # (images done, images total)
 
 def run_summary(run_dir: Path) -> dict:
     """The finished run's summary.json. Raises StudioError when the run has none or did not finish."""
+    from engine.resume import RESUME_FILE
+
     path = Path(run_dir) / "summary.json"
-    if not path.is_file():
-        raise StudioError(f"The run in {Path(run_dir).name} has not finished (it has no summary): train it to the "
-                          "end first, then use it.")
-    summary = json.loads(path.read_text())
-    if summary.get("status", "finished") != "finished":
-        raise StudioError(f"The run in {Path(run_dir).name} did not finish ({summary.get('status')}): it has no "
-                          "final model to use.")
-    return summary
+    summary = json.loads(path.read_text()) if path.is_file() else {}
+    if path.is_file() and summary.get("status", "finished") == "finished":
+        return summary
+    said = "has not finished" if not path.is_file() else f"did not finish ({summary.get('status')})"
+    then = (f"continue it to the end first (python -m engine train --resume {Path(run_dir)}, or Continue on "
+            "the dashboard's Train page), then use it" if (Path(run_dir) / RESUME_FILE).is_file()
+            else "it has no final model to use; train it again to the end")
+    raise StudioError(f"The run in {Path(run_dir).name} {said}: {then}.")
 
 
 def available_variants(run_dir: Path) -> dict[str, str]:

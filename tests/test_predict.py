@@ -601,3 +601,21 @@ def test_a_resized_or_re_saved_copy_of_the_runs_image_is_recognised_and_no_other
     assert own_images_note(["training", None], [True, False]) == (
         "1 of these 2 images is the run's own (1 training; 1 of them a resized or re-saved copy): the model learned "
         "from its training images, so an accuracy over them is not a test of the model.")
+
+
+def test_a_run_that_did_not_finish_says_how_to_get_a_model(tmp_path):
+    """Predicting with a stopped run says to continue it when it can be continued, else to train again."""
+    from engine.errors import StudioError
+    from engine.predict import run_summary
+
+    stopped = tmp_path / "stopped"
+    stopped.mkdir()
+    (stopped / "resume.pt").write_bytes(b"")
+    with pytest.raises(StudioError, match=re.escape(f"has not finished: continue it to the end first "
+                                                    f"(python -m engine train --resume {stopped}")):
+        run_summary(stopped)
+    failed = tmp_path / "failed"
+    failed.mkdir()
+    (failed / "summary.json").write_text(json.dumps({"status": "failed"}))
+    with pytest.raises(StudioError, match=r"did not finish \(failed\): it has no final model to use; train it again"):
+        run_summary(failed)
