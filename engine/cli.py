@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -201,13 +202,34 @@ def _run_in_foreground(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Pa
         return 130
     finally:
         reporter.close_bar()
+    try:  # an upload's reference is no path to inspect
+        where = str(resolve_path(cfg.data.source)) if cfg.data.source.startswith(UPLOAD_PREFIX) else cfg.data.source
+    except StudioError:
+        where = cfg.data.source
+    _print_data_report(summary.get("data_report") or {}, where)
     if summary["status"] != "finished":
         print(f"error: {summary.get('error')}", file=sys.stderr)
         return 1
     keys = ("val_acc", "test_acc", "ood_acc", "robust_acc", "sparsity", "train_images_per_sec")
-    print("finished: " + "  ".join(f"{k}={summary[k]:.4f}" for k in keys if isinstance(summary.get(k), float)))
+    shown = [f"{k}={summary[k]:.4f}" for k in keys if isinstance(summary.get(k), float) and math.isfinite(summary[k])]
+    unmeasured = [k for k in ("val_acc", "test_acc") if isinstance(summary.get(k), float) and not math.isfinite(summary[k])]
+    print("finished: " + "  ".join(shown) + (f"  ({' and '.join(unmeasured)} not measured: no images were left for "
+                                              "that split; add images per class)" if unmeasured else ""))
     print(f"summary: {run_dir / 'summary.json'}")
     return 0
+
+
+def _print_data_report(report: dict, source: str) -> None:
+    """What reading the data found, as `inspect` says it (notes, warnings, files skipped), after a run:
+    a broken file or a guessed code page is said where the run was started, not only by `inspect`."""
+    for line in [*(report.get("notes") or []), *(report.get("warnings") or [])]:
+        print(f"data: {line}", file=sys.stderr)
+    skipped = report.get("skipped") or []
+    if skipped:
+        first = skipped[0]
+        example = f"{first.get('path')}: {first.get('reason')}" if isinstance(first, dict) else str(first)
+        print(f"data: {len(skipped)} file{'s' * (len(skipped) != 1)} skipped (e.g. {example}); "
+              f"python -m engine inspect {source} lists them", file=sys.stderr)
 
 
 def _train_distributed(cfg, args: argparse.Namespace, data_dir: Path) -> int:

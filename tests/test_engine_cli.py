@@ -305,6 +305,38 @@ def test_the_run_list_names_the_data_and_the_epochs_a_stopped_run_did(tmp_path):
     assert _run_facts(plain) == "[cats.zip, 1 epoch]"
 
 
+def test_a_run_says_what_reading_its_data_found(capsys):
+    """After a run the command line says what `inspect` would: notes, warnings and the files skipped."""
+    from engine.cli import _print_data_report
+
+    _print_data_report({"notes": ["File names were read as code page 437 (Western DOS/Windows)."],
+                        "warnings": ["1 picture is labelled with more than one class"],
+                        "skipped": [{"path": "cats/broken.jpg", "reason": "the file ends too early"},
+                                    {"path": "dogs/x.txt", "reason": "not an image"}]}, "my data.zip")
+    said = capsys.readouterr().err.splitlines()
+    assert said == ["data: File names were read as code page 437 (Western DOS/Windows).",
+                    "data: 1 picture is labelled with more than one class",
+                    "data: 2 files skipped (e.g. cats/broken.jpg: the file ends too early); "
+                    "python -m engine inspect my data.zip lists them"]
+    _print_data_report({}, "my data.zip")
+    assert capsys.readouterr().err == ""
+
+
+def test_the_finished_line_says_which_split_had_no_images(tiny_zip, tmp_path, monkeypatch, capsys):
+    """An accuracy the run could not measure (no validation images left) is said in words, not as nan."""
+    from engine import cli
+
+    monkeypatch.setattr(cli, "execute_run", lambda *a, **k: {"status": "finished", "val_acc": float("nan"),
+                                                              "test_acc": 0.75, "train_images_per_sec": 12.5})
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # the command fits torch's threads to the CPUs
+    monkeypatch.setattr(cli, "register_upload_dir", lambda folder: None)
+    assert cli.main(["train", "--data", str(tiny_zip), "--image-size", "32", "--out", str(tmp_path / "run"),
+                     "--data-dir", str(tmp_path / "d")]) == 0
+    (line,) = [t for t in capsys.readouterr().out.splitlines() if t.startswith("finished:")]
+    assert line == ("finished: test_acc=0.7500  train_images_per_sec=12.5000  (val_acc not measured: no images "
+                    "were left for that split; add images per class)"), line
+
+
 def test_ctrl_c_before_the_first_epoch_ends_says_to_start_again(tiny_zip, tmp_path, monkeypatch, capsys):
     """A run interrupted before its first epoch ended has no resume point: the command says to start
     it again from its config, not to continue it (which could only fail)."""
