@@ -207,6 +207,7 @@ def _run_in_foreground(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Pa
     except StudioError:
         where = cfg.data.source
     _print_data_report(summary.get("data_report") or {}, where)
+    _print_weights(summary.get("load_report") or {})
     if summary["status"] != "finished":
         print(f"error: {summary.get('error')}", file=sys.stderr)
         return 1
@@ -230,6 +231,21 @@ def _print_data_report(report: dict, source: str) -> None:
         example = f"{first.get('path')}: {first.get('reason')}" if isinstance(first, dict) else str(first)
         print(f"data: {len(skipped)} file{'s' * (len(skipped) != 1)} skipped (e.g. {example}); "
               f"python -m engine inspect {source} lists them", file=sys.stderr)
+
+
+def _print_weights(report: dict) -> None:
+    """For a run that started from the user's checkpoint: what was loaded from it (summary's load_report:
+    its source "checkpoint <file name>", the tensors matched, how the file was read, the head)."""
+    source = str(report.get("source") or "")
+    if not source.startswith("checkpoint"):
+        return
+    name = source.removeprefix("checkpoint").strip() or "your checkpoint"
+    parts = [f"{report.get('matched', 0)} weight tensors loaded from {name}"]
+    if report.get("note"):
+        parts.append(str(report["note"]))
+    parts.append("its classification head kept (the same classes)" if report.get("head_kept")
+                 else "a new classification head for your classes")
+    print("weights: " + "; ".join(parts), file=sys.stderr)
 
 
 def _train_distributed(cfg, args: argparse.Namespace, data_dir: Path) -> int:

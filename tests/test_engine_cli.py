@@ -337,6 +337,18 @@ def test_the_finished_line_says_which_split_had_no_images(tiny_zip, tmp_path, mo
                     "were left for that split; add images per class)"), line
 
 
+def test_a_run_from_a_checkpoint_says_what_it_loaded(capsys):
+    from engine.cli import _print_weights
+
+    _print_weights({"source": "checkpoint wrapped.pth.tar", "matched": 120, "head_kept": False,
+                    "note": "read from the file's `state_dict` entry; key prefix `module.` removed"})
+    assert capsys.readouterr().err == ("weights: 120 weight tensors loaded from wrapped.pth.tar; read from the file's "
+                                       "`state_dict` entry; key prefix `module.` removed; a new classification head "
+                                       "for your classes\n")
+    _print_weights({"source": "bundled", "matched": 120})
+    assert capsys.readouterr().err == "", "said only for the user's own weights"
+
+
 def test_ctrl_c_before_the_first_epoch_ends_says_to_start_again(tiny_zip, tmp_path, monkeypatch, capsys):
     """A run interrupted before its first epoch ended has no resume point: the command says to start
     it again from its config, not to continue it (which could only fail)."""
