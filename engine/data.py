@@ -554,7 +554,7 @@ def _not_a_dataset(path: Path) -> StudioError:
                "studio does not read: pack the class folders into a .zip instead")
     else:
         why = "is not a zip archive or a folder of class folders"
-    return StudioError(f"'{path.name}' {why}. Upload a .zip file that contains one folder per class with the images "
+    return StudioError(f"'{path.name}' {why}. Use a .zip file that contains one folder per class with the images "
                        "inside (for example cats/ and dogs/).")
 
 

@@ -243,7 +243,7 @@ def test_not_a_zip(tmp_path, work_dir, name, said):
     bad.write_bytes(b"\x1f\x8b\x08 this is not a zip" if name.endswith(".gz") else b"this is not a zip")
     with pytest.raises(StudioError, match=re.escape(said)) as err:
         load_dataset(bad, work_dir)
-    assert "Upload a .zip file" in str(err.value)
+    assert "Use a .zip file that contains one folder per class" in str(err.value)
     cut = tmp_path / "cut.zip"  # a real zip cut short: the same plain message, not a traceback
     cut.write_bytes(make_zip(tmp_path / "whole.zip", class_files({"a": 3, "b": 3})).read_bytes()[:-30])
     with pytest.raises(StudioError, match="'cut.zip' is not a zip archive"):
