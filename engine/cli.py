@@ -9,6 +9,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import sys
 import time
 from dataclasses import asdict
@@ -230,7 +231,7 @@ def _print_data_report(report: dict, source: str) -> None:
         first = skipped[0]
         example = f"{first.get('path')}: {first.get('reason')}" if isinstance(first, dict) else str(first)
         print(f"data: {len(skipped)} file{'s' * (len(skipped) != 1)} skipped (e.g. {example}); "
-              f"python -m engine inspect {source} lists them", file=sys.stderr)
+              f"python -m engine inspect --data {shlex.quote(source)} lists them", file=sys.stderr)
 
 
 def _print_weights(report: dict) -> None:

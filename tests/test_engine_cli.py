@@ -317,7 +317,7 @@ def test_a_run_says_what_reading_its_data_found(capsys):
     assert said == ["data: File names were read as code page 437 (Western DOS/Windows).",
                     "data: 1 picture is labelled with more than one class",
                     "data: 2 files skipped (e.g. cats/broken.jpg: the file ends too early); "
-                    "python -m engine inspect my data.zip lists them"]
+                    "python -m engine inspect --data 'my data.zip' lists them"]
     _print_data_report({}, "my data.zip")
     assert capsys.readouterr().err == ""
 
