@@ -21,7 +21,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from engine.backbones import BACKBONES, available_sources
-from engine.checkpoints import new_run_id
+from engine.checkpoints import new_run_id, write_json
 from engine.clock import process_started_at
 from engine.config import RunConfig, apply_overrides
 from engine.contract import Reporter
@@ -194,15 +194,33 @@ def _run_in_foreground(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Pa
     try:
         summary = execute_run(store, run_id, cfg, run_dir, data_dir / "datasets", reporter, resume=resume)
     except KeyboardInterrupt:
-        store.set_status(run_id, "stopped", "Interrupted from the keyboard.")
-        if (run_dir / RESUME_FILE).is_file():
-            print(f"\nstopped (continue it with: python -m engine train --resume {run_dir})", file=sys.stderr)
-        else:
-            print(f"\nstopped before its first epoch ended, so there is nothing to continue (start it again with: "
-                  f"python -m engine train --config {run_dir / 'config.yaml'})", file=sys.stderr)
+        _interrupted(store, run_id, run_dir)
         return 130
     finally:
         reporter.close_bar()
+    return _say_after_run(summary, cfg, run_dir)
+
+
+def _interrupted(store: RunStore, run_id: str, run_dir: Path) -> None:
+    """Ctrl-C: the run is stopped, its summary says how many epochs it finished (for `runs`), and the
+    user is told whether it can be continued or must start again."""
+    store.set_status(run_id, "stopped", "Interrupted from the keyboard.")
+    done = len({r["epoch"] for r in store.metrics(run_id) if r.get("channel") == "epoch"})
+    if run_dir.is_dir():  # (not made yet when the interrupt came first)
+        write_json(run_dir / "summary.json", {"status": "stopped", "run_id": run_id, "epochs": done,
+                                              "error": "Interrupted from the keyboard."})
+    if (run_dir / RESUME_FILE).is_file():
+        print(f"\nstopped (continue it with: python -m engine train --resume {shlex.quote(str(run_dir))})",
+              file=sys.stderr)
+    else:
+        print(f"\nstopped before its first epoch ended, so there is nothing to continue (start it again with: "
+              f"python -m engine train --config {shlex.quote(str(run_dir / 'config.yaml'))})", file=sys.stderr)
+
+
+def _say_after_run(summary: dict, cfg: RunConfig, run_dir: Path) -> int:
+    """What the command line says when a run ends (one process or torchrun's rank 0): what reading the
+    data found, what was loaded from the user's checkpoint, then the error or the final figures.
+    Returns the exit code (0 finished, 1 otherwise)."""
     try:  # an upload's reference is no path to inspect
         where = str(resolve_path(cfg.data.source)) if cfg.data.source.startswith(UPLOAD_PREFIX) else cfg.data.source
     except StudioError:
@@ -216,7 +234,8 @@ def _run_in_foreground(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Pa
     shown = [f"{k}={summary[k]:.4f}" for k in keys if isinstance(summary.get(k), float) and math.isfinite(summary[k])]
     unmeasured = [k for k in ("val_acc", "test_acc") if isinstance(summary.get(k), float) and not math.isfinite(summary[k])]
     print("finished: " + "  ".join(shown) + (f"  ({' and '.join(unmeasured)} not measured: no images were left for "
-                                              "that split; add images per class)" if unmeasured else ""))
+                                              f"{'that split' if len(unmeasured) == 1 else 'those splits'}; add "
+                                              "images per class)" if unmeasured else ""))
     print(f"summary: {run_dir / 'summary.json'}")
     return 0
 
@@ -242,10 +261,12 @@ def _print_weights(report: dict) -> None:
         return
     name = source.removeprefix("checkpoint").strip() or "your checkpoint"
     parts = [f"{report.get('matched', 0)} weight tensors loaded from {name}"]
-    if report.get("note"):
-        parts.append(str(report["note"]))
-    parts.append("its classification head kept (the same classes)" if report.get("head_kept")
-                 else "a new classification head for your classes")
+    note = str(report.get("note") or "")
+    if note:
+        parts.append(note)
+    if "head" not in note:  # a studio model's note says what became of its head itself
+        parts.append("its classification head kept (the same classes)" if report.get("head_kept")
+                     else "a new classification head for your classes")
     print("weights: " + "; ".join(parts), file=sys.stderr)
 
 
@@ -280,11 +301,7 @@ def _train_distributed(cfg, args: argparse.Namespace, data_dir: Path) -> int:
         reporter = ConsoleReporter(store, run_id, args.quiet, live=bool(args.run_id))
         summary = execute_run(store, run_id, cfg, run_dir, data_dir / "datasets", reporter)
         reporter.close_bar()
-        if summary["status"] != "finished":
-            print(f"error: {summary.get('error')}", file=sys.stderr)
-            return 1
-        print(f"finished: val_acc={summary['val_acc']:.4f}  summary: {run_dir / 'summary.json'}")
-        return 0
+        return _say_after_run(summary, cfg, run_dir)
     finally:
         dist.destroy_process_group()
 
@@ -386,8 +403,8 @@ def _run_facts(r) -> str:
         facts.append(f"{done} of {epochs} epochs")
     else:
         facts.append(f"{epochs} epoch{'' if epochs == 1 else 's'}")
-    for key, words in (("test_acc", "test"), ("val_acc", "val")):
-        if isinstance(summary.get(key), (int, float)):
+    for key, words in (("test_acc", "test"), ("val_acc", "val"), ("best_val_acc", "best val")):
+        if isinstance(summary.get(key), (int, float)) and math.isfinite(summary[key]):
             facts.append(f"{words} {100 * summary[key]:.1f}%")
             break
     return "[" + ", ".join(facts) + "]"

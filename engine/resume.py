@@ -60,9 +60,9 @@ def check_resumable(run_dir: Path, status: str | None = None) -> None:
     """Raise StudioError when the run in `run_dir` has no resume point to continue from, saying why
     for its store `status` ("finished": nothing left; otherwise it stopped before its first epoch
     ended) and what to do instead; nothing is read or written but the file's existence."""
-    if (Path(run_dir) / RESUME_FILE).is_file():
+    if status != "finished" and (Path(run_dir) / RESUME_FILE).is_file():
         return
-    if status == "finished":
+    if status == "finished":  # a resume point left beside a finished run is no reason to train it again
         raise StudioError("This run finished: there is nothing left to continue, and its results stay as they are. "
                           "To train longer, start a new run with its settings and more epochs.")
     raise StudioError("This run cannot be continued: it has no saved state to continue from (it stopped before its "

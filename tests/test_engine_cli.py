@@ -296,10 +296,10 @@ def test_the_run_list_names_the_data_and_the_epochs_a_stopped_run_did(tmp_path):
 
     from engine.cli import _run_facts
 
-    (tmp_path / "summary.json").write_text(json.dumps({"status": "stopped", "epochs": 1, "val_acc": 0.5}))
+    (tmp_path / "summary.json").write_text(json.dumps({"status": "stopped", "epochs": 1, "best_val_acc": 0.5}))
     config = {"data": {"source": "upload:" + "0" * 64, "source_name": "my shapes.zip"}, "train": {"epochs": 40}}
     stopped = SimpleNamespace(run_dir=str(tmp_path), config=config, status="stopped")
-    assert _run_facts(stopped) == "[my shapes.zip, 1 of 40 epochs, val 50.0%]"
+    assert _run_facts(stopped) == "[my shapes.zip, 1 of 40 epochs, best val 50.0%]"
     plain = SimpleNamespace(run_dir=str(tmp_path / "gone"), config={"data": {"source": "/data/cats.zip"},
                                                                    "train": {"epochs": 1}}, status="failed")
     assert _run_facts(plain) == "[cats.zip, 1 epoch]"
@@ -347,6 +347,19 @@ def test_a_run_from_a_checkpoint_says_what_it_loaded(capsys):
                                        "for your classes\n")
     _print_weights({"source": "bundled", "matched": 120})
     assert capsys.readouterr().err == "", "said only for the user's own weights"
+    _print_weights({"source": "checkpoint run.safetensors", "matched": 120,
+                    "note": "new classification head: the file was trained on 5 other classes"})
+    assert capsys.readouterr().err.count("head") == 1, "the head said once"
+
+
+def test_a_finished_run_is_never_continued_even_with_a_resume_point_left(tmp_path):
+    from engine.errors import StudioError
+    from engine.resume import check_resumable
+
+    (tmp_path / "resume.pt").write_bytes(b"")
+    check_resumable(tmp_path, "stopped")
+    with pytest.raises(StudioError, match="This run finished: there is nothing left to continue"):
+        check_resumable(tmp_path, "finished")
 
 
 def test_ctrl_c_before_the_first_epoch_ends_says_to_start_again(tiny_zip, tmp_path, monkeypatch, capsys):
@@ -367,6 +380,20 @@ def test_ctrl_c_before_the_first_epoch_ends_says_to_start_again(tiny_zip, tmp_pa
     assert "stopped before its first epoch ended" in said and f"--config {out / 'config.yaml'}" in said, said
     assert "--resume" not in said
     assert [r.status for r in RunStore(tmp_path / "d" / "studio.db").list_runs()] == ["stopped"]
+
+    def after_one_epoch(store, run_id, cfg, run_dir, *args, **kwargs):  # a resume point and one epoch logged
+        run_dir.mkdir(parents=True)
+        (run_dir / "resume.pt").write_bytes(b"")
+        store.log_metrics(run_id, 1, 4, {"val_acc": 0.5}, channel="epoch")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "execute_run", after_one_epoch)
+    later = tmp_path / "later run"
+    assert cli.main(["train", "--data", str(tiny_zip), "--image-size", "32", "--epochs", "40", "--out", str(later),
+                     "--data-dir", str(tmp_path / "d")]) == 130
+    assert f"continue it with: python -m engine train --resume '{later}'" in capsys.readouterr().err
+    (rec,) = [r for r in RunStore(tmp_path / "d" / "studio.db").list_runs() if r.run_dir == str(later)]
+    assert cli._run_facts(rec) == "[tiny.zip, 1 of 40 epochs]", "runs says how far it got"
 
 
 def test_continuing_under_torchrun_is_refused_before_anything_starts(tmp_path, monkeypatch, capsys):
