@@ -577,8 +577,8 @@ def few_batches(cfg: "RunConfig", train_images: int, max_per_epoch: int = 2) -> 
                   "for it automatically).")
     else:
         advice = (f"A batch size of {fix[0]} gives {n // fix[0]} steps per epoch, with the learning rate lowered "
-                  f"in step to {fix[1]:g} (the same rate per image): a smaller batch at the same rate can "
-                  "collapse to guessing.")
+                  f"in step to {fix[1]:g}: the same rate per image (left at {cfg.optim.lr:g}, a smaller batch "
+                  "can collapse to guessing).")
     return (f"Batches of {cfg.train.batch_size} from your {n} training images make {per_epoch} optimiser step"
             f"{'s' * (per_epoch != 1)} per epoch ({per_epoch * epochs} in {epochs} epoch{'s' * (epochs != 1)}): "
             f"too few for fine-tuning to get far. {advice}")
