@@ -83,6 +83,14 @@ def scratch_run(rec, runs) -> object | None:
     return None
 
 
+def guess_warning(chance: str, what: str = "Its answers below") -> str:
+    """`at_chance`'s words followed by what they mean for the answers shown (Try it, Explain): `what`
+    (e.g. "Its answers below") "are" no better than guesses, or "may be" where the run is above
+    guessing by no more than luck (LUCK_MARK)."""
+    maybe = "may be" if LUCK_MARK in chance else "are"
+    return f"{chance} {what} {maybe} no better than guesses, however sure they look."
+
+
 def at_chance(summary: dict, config: dict | None = None, margin: float = 0.02) -> str | None:
     """A warning when the run's test (else validation) accuracy is within `margin` of guessing
     (1 / number of classes), or below it: such a run learnt nothing; or above it by no more than luck

@@ -1418,6 +1418,8 @@ def thumbnails_close(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     contrast = 0.5 * (np.abs(a - a.mean(1, keepdims=True)).mean(1) + np.abs(b - b.mean(1, keepdims=True)).mean(1))
     return diff <= np.minimum(COPY_MAX_PIXEL_DIFF, np.maximum(COPY_MAX_CONTRAST_SHARE * contrast,
                                                               COPY_FLAT_PIXEL_DIFF))
+
+
 # Classes are "imbalanced" when the largest has at least this many times the images of the smallest.
 IMBALANCE_RATIO = 2.0
 

@@ -31,7 +31,7 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, components, state
-from app.claims_view import LUCK_MARK, at_chance
+from app.claims_view import at_chance, guess_warning
 from engine.errors import StudioError
 from engine.explain import ATTRIBUTIONS, gradcam_note
 
@@ -792,9 +792,7 @@ def render() -> None:
                f"{rec.config.get('data', {}).get('image_size')} px · finished {components.short_time(rec.finished)}")
     chance = at_chance(components.read_summary(str(rec.run_dir)), rec.config)  # a right answer here is luck
     if chance:
-        maybe = "may be" if LUCK_MARK in chance else "are"
-        st.warning(f"{chance} Its answers and their maps below {maybe} no better than guesses, however sure "
-                   "they look.", icon=":material/warning:")
+        st.warning(guess_warning(chance, "Its answers and their maps below"), icon=":material/warning:")
     run_dir, ds = str(rec.run_dir), str(engine.datasets_dir)
     with st.spinner("Loading the run's model and validation images ..."):
         loaded = state.attempt("loading the run", _bundle, run_dir, ds)

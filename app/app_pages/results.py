@@ -378,8 +378,9 @@ def one_run(engine, runs) -> None:
     if rec.status not in ("queued", "running"):
         reuse(rec)
     summary_metrics(run, summary)
-    if summary.get("status") == "finished" and small_split_note(summary):
-        st.caption(small_split_note(summary))
+    weight = small_split_note(summary) if summary.get("status") == "finished" else ""
+    if weight:
+        st.caption(weight)
     warned = data_warnings(rec, summary)
     if warned:  # next to the figures they qualify (a duplicate across given splits inflates validation accuracy)
         st.warning(f"These figures come from data with {state.plural(len(warned), 'warning')}: " + " ".join(warned),

@@ -30,7 +30,7 @@ import streamlit as st
 
 from app import charts, components, state
 from app.app_pages.explain import colour_bar, map_caption, overlay, upscale
-from app.claims_view import LUCK_MARK, at_chance
+from app.claims_view import at_chance, guess_warning
 from engine.errors import StudioError
 from engine.explain import ATTRIBUTIONS
 from engine.predict import LOW_CONFIDENCE, own_image_note
@@ -152,9 +152,7 @@ def load_models(run_dir: str, ds: str, chosen: list[tuple[str, float | None]],
                 where, what, label = others[variant][0], "fine_tuned", others[variant][2]
                 chance = at_chance(components.read_summary(where), others[variant][3])
                 if chance:  # as for the first run, above answers that can look sure
-                    maybe = "may be" if LUCK_MARK in chance else "are"
-                    st.warning(f"{state.md_text(label)}: {chance} Its answers below {maybe} no better than guesses.",
-                               icon=":material/warning:")
+                    st.warning(f"{state.md_text(label)}: {guess_warning(chance)}", icon=":material/warning:")
             got = state.attempt("loading the model", predictor, where, ds, what, a)
             if not got.ok:
                 return None
@@ -504,9 +502,7 @@ def render() -> None:
         return
     chance = at_chance(summary.value, rec.config)  # its answers look confident but mean nothing: say so first
     if chance:
-        maybe = "may be" if LUCK_MARK in chance else "are"
-        st.warning(f"{chance} Its answers below {maybe} no better than guesses, however sure they look.",
-                   icon=":material/warning:")
+        st.warning(guess_warning(chance), icon=":material/warning:")
     variants = available_variants(Path(run_dir))
     epochs = best_epoch((summary.value or {}).get("history") or [])
     pruned_after = ((summary.value or {}).get("pruning") or {}).get("pruned_rest_at_end")  # end model pruned further
