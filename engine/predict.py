@@ -71,6 +71,7 @@ from engine.data import (COPY_THUMB, IMAGE_EXTENSIONS, MAX_COLOUR_DIFF, MAX_IMAG
                          safe_extract_zip, thumbnails_close)
 from engine.errors import StudioError
 from engine.evaluate import tta_logits
+from engine.resume import RESUME_FILE
 from engine.devices import autocast_ctx, inference_channels_last, pick_device, run_amp_dtype, usable_cpus
 from engine.run_data import prepare_data
 from engine.runs import VARIANTS as RUN_VARIANTS
@@ -91,8 +92,6 @@ ProgressFn = Callable[[int, int], None]  # (images done, images total)
 
 def run_summary(run_dir: Path) -> dict:
     """The finished run's summary.json. Raises StudioError when the run has none or did not finish."""
-    from engine.resume import RESUME_FILE
-
     path = Path(run_dir) / "summary.json"
     summary = json.loads(path.read_text()) if path.is_file() else {}
     if path.is_file() and summary.get("status", "finished") == "finished":
