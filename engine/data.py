@@ -541,21 +541,24 @@ def read_extract_manifest(folder: Path) -> tuple[list[SkippedFile], list[str]]:
 OTHER_ARCHIVES = (".tar", ".tgz", ".gz", ".bz2", ".xz", ".rar", ".7z")  # archives the studio does not read
 
 
-def _not_a_dataset(path: Path) -> StudioError:
-    """The message for a source that is neither a readable zip nor a folder, by what it looks like:
-    a .zip name whose bytes are not zip (a renamed file, a cut-short download), another archive
-    format (.tar.gz, .rar, .7z ...), or any other file."""
+def not_a_zip_reason(path: Path, other: str = "is not a zip archive or a folder of class folders") -> str:
+    """Why `path`, a file that is not a readable zip, cannot be read, by what it looks like: a .zip
+    name whose bytes are not zip (a renamed file, a cut-short download), another archive format
+    (.tar.gz, .rar, .7z ...), or any other file (`other`: the words for that case, after its name)."""
     suffix = path.suffix.lower()
     if suffix == ".zip":
-        why = ("is not a zip archive: its contents are not in zip format (another kind of file with a .zip name, "
-               "or a download cut short)")
-    elif suffix in OTHER_ARCHIVES:
-        why = (f"is a {''.join(path.suffixes[-2:]).lower() if suffix == '.gz' else suffix} archive, which the "
-               "studio does not read: pack the class folders into a .zip instead")
-    else:
-        why = "is not a zip archive or a folder of class folders"
-    return StudioError(f"'{path.name}' {why}. Use a .zip file that contains one folder per class with the images "
-                       "inside (for example cats/ and dogs/).")
+        return ("is not a zip archive: its contents are not in zip format (another kind of file with a .zip name, "
+                "or a download cut short)")
+    if suffix in OTHER_ARCHIVES:
+        return (f"is a {''.join(path.suffixes[-2:]).lower() if suffix == '.gz' else suffix} archive, which the "
+                "studio does not read: repack it as a .zip instead")
+    return other
+
+
+def _not_a_dataset(path: Path) -> StudioError:
+    """The message for a training source that is neither a readable zip nor a folder (see `not_a_zip_reason`)."""
+    return StudioError(f"'{path.name}' {not_a_zip_reason(path)}. Use a .zip file that contains one folder per "
+                       "class with the images inside (for example cats/ and dogs/).")
 
 
 def _open_zip(path: Path) -> zipfile.ZipFile:

@@ -68,7 +68,7 @@ from engine.config import RunConfig
 from engine.data import (COPY_THUMB, IMAGE_EXTENSIONS, MAX_COLOUR_DIFF, MAX_IMAGE_PIXELS,
                          PHASH_MAX_DISTANCE, PIL_FORMATS,
                          SPLIT_FOLDER_NAMES, EmptyArchiveError, SkippedFile, ZipLimits, decode_image, image_files, popcount64,
-                         safe_extract_zip, thumbnails_close)
+                         not_a_zip_reason, safe_extract_zip, thumbnails_close)
 from engine.errors import StudioError
 from engine.evaluate import tta_logits
 from engine.resume import RESUME_FILE
@@ -84,6 +84,7 @@ KNN_K = 5  # the k-th nearest training image sets an image's distance (Sun et al
 FLAT_SHARE = 0.75  # at least this share of equal neighbouring pixels reads "mostly flat colour"
 BANK_MAX = 2048  # training images whose features are kept (a fixed random subset of more): 8 MB for ResNet-18, 31 MB for ResNet-50
 DEFAULT_BATCH = 64
+IMAGE_WORDS = "jpg, png, bmp, gif, webp, tif, heic"  # the formats named to a user (engine.data.PIL_FORMATS)
 
 ProgressFn = Callable[[int, int], None]  # (images done, images total)
 
@@ -817,6 +818,9 @@ def _materialise(source: Path, work_dir: Path | None, name: str) -> tuple[Path, 
         return source, None
     if not source.is_file():
         raise StudioError(f"Could not find '{source}'. Give a folder of images or a .zip of them.")
+    if not zipfile.is_zipfile(source):  # the training set's advice (class folders) would mislead here
+        why = not_a_zip_reason(source, "is not an image this studio reads, a zip archive or a folder")
+        raise StudioError(f"'{name}' {why}. Give one image ({IMAGE_WORDS}), a folder of images or a .zip of them.")
     base = Path(work_dir) if work_dir is not None else Path(tempfile.gettempdir())
     dest = base / f"predict-{uuid.uuid4().hex[:12]}"
     try:
@@ -901,7 +905,7 @@ def predict_folder(predictor: Predictor, source: Path, work_dir: Path | None = N
         items, skipped = ([(source.name, source)], []) if single else image_files(root)
         if not items:
             listed = f" ({len(skipped)} other files: {', '.join(s.path for s in skipped[:3])})" if skipped else ""
-            raise StudioError(f"'{name}' holds no image files (jpg, png, bmp, gif, webp, tif){listed}.")
+            raise StudioError(f"'{name}' holds no image files ({IMAGE_WORDS}){listed}.")
         labels, unknown = true_labels([rel for rel, _ in items], predictor.classes)
         result = FolderResult(list(predictor.classes), predictor.label, skipped=skipped, unknown_folders=unknown)
         t0 = time.perf_counter()

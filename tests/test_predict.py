@@ -411,6 +411,23 @@ def test_predict_a_plain_folder_without_classes_and_bad_input(studio, tmp_path, 
     assert "predicting" not in err, "no empty progress bar before the error"
 
 
+@pytest.mark.parametrize("name, content, said", [
+    ("weights.pt", b"not an image", "'weights.pt' is not an image this studio reads, a zip archive or a folder"),
+    ("photos.zip", b"cut short", "'photos.zip' is not a zip archive: its contents are not in zip format"),
+    ("photos.tar.gz", b"\x1f\x8b\x08 gzip", "'photos.tar.gz' is a .tar.gz archive, which the studio does not read"),
+])
+def test_a_file_predict_cannot_read_gets_predicts_advice_not_trainings(studio, tmp_path, capsys, name, content, said):
+    """Predict reads one image, a folder or a zip of loose images: a file that is none of them is named with
+    what it looks like, and the advice lists what predict takes (not training's 'one folder per class')."""
+    studio_dir, run_dir = studio
+    bad = tmp_path / name
+    bad.write_bytes(content)
+    assert cli(["predict", "--run", str(run_dir), "--data", str(bad), "--data-dir", str(studio_dir)]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "Give one image (jpg, png" in err and "folder per class" not in err, err
+    assert not list(tmp_path.glob("predict-*")) and not list((studio_dir / "datasets").glob("predict-*"))
+
+
 def test_predict_finds_a_run_by_the_id_runs_lists_wherever_its_folder_is(studio, tmp_path, capsys):
     """`train --out` writes a run outside the engine's folder; `runs` lists it, so `predict --run` takes
     its id (or the end of it) too."""
