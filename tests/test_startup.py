@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,3 +46,15 @@ def test_the_dashboard_skips_streamlits_full_garbage_collection_after_every_reru
     code = "from streamlit import config; print(config.get_option('runner.postScriptGC'))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stdout + out.stderr
+
+
+def test_ctrl_c_while_the_engine_starts_ends_quietly(tmp_path):
+    """Ctrl-C during the seconds of `import torch` (before any command runs) ends with a word, not a
+    traceback of torch's import machinery, and the usual exit status of an interrupted program."""
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "runs", "--data-dir", str(tmp_path)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    time.sleep(0.3)  # the interpreter is up; torch takes seconds to import
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err.strip() == "interrupted", (proc.returncode, err[-2000:])
