@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from engine.backbones import BACKBONES, available_sources
+from engine.backbones import BACKBONES, available_sources, build_model
 from engine.checkpoints import new_run_id, write_json
 from engine.clock import process_started_at
 from engine.config import RunConfig, apply_overrides
@@ -37,7 +37,7 @@ from engine.predict import VARIANTS, load_predictor, predict_folder, write_csv
 from engine.presets import PRESETS, get_preset
 from engine.pruning_search import search_into_config
 from engine.resume import RESUME_FILE, check_resumable
-from engine.run_data import prepare_data
+from engine.run_data import load_user_ood, prepare_data
 from engine.store import RunStore
 from engine.train import train
 
@@ -115,6 +115,7 @@ def _train(args: argparse.Namespace) -> int:
     _check_sources(cfg, data_dir)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return _train_distributed(cfg, args, data_dir)
+    _check_inputs(cfg, data_dir / "datasets")
     store = RunStore(data_dir / "studio.db")
     run_id = new_run_id()
     run_dir = Path(args.out).resolve() if args.out else data_dir / "runs" / run_id
@@ -138,6 +139,18 @@ def _check_sources(cfg: RunConfig, data_dir: Path) -> None:
                               "file's path in the config instead.") from exc
         if not found:
             raise StudioError(f"The {what} does not exist: {source}")
+
+
+def _check_inputs(cfg: RunConfig, work_dir: Path) -> None:
+    """Read the dataset, the OOD set and the starting weights before a run is recorded, so that an
+    unusable one (not a zip, one class, a checkpoint of another network, ImageNet weights offline) is
+    a message and not a failed run in `runs`. The run reads the data again from this process's
+    decode cache (engine.data.load_dataset), so nothing is decoded twice. Raises StudioError."""
+    data = prepare_data(cfg, work_dir)
+    load_user_ood(cfg, work_dir, list(data.classes))
+    if cfg.backbone.pretrained in ("checkpoint", "imagenet"):  # the user's file; a download that may fail
+        build_model(cfg.backbone.name, len(data.classes), cfg.backbone.pretrained, cfg.backbone.checkpoint,
+                    classes=list(data.classes))
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:

@@ -172,11 +172,56 @@ def test_cli_bad_input_gives_a_clear_message_without_traceback(tiny_zip, tmp_pat
     assert words in err and "Traceback" not in err
 
 
-def test_cli_bad_data_fails_the_run_with_a_message(tmp_path):
+def test_cli_bad_data_is_refused_with_a_message(tmp_path):
     junk = tmp_path / "junk.zip"
     junk.write_bytes(b"this is not a zip")
     p = _cli("train", "--data", str(junk), "--image-size", "32", "--data-dir", str(tmp_path), timeout=120)
     assert p.returncode != 0 and "zip" in p.stderr.lower() and "Traceback" not in p.stderr
+
+
+def _unusable(kind: str, tmp_path: Path) -> tuple[list[str], str]:
+    """(train flags, words of the message) for one kind of unusable input."""
+    from conftest import write_tiny_zip
+
+    if kind == "not a zip":
+        (tmp_path / "photos.zip").write_bytes(b"this is not a zip")
+        return ["--data", str(tmp_path / "photos.zip")], "'photos.zip' is not a zip archive"
+    if kind == "one class":
+        return ["--data", str(write_tiny_zip(tmp_path / "one.zip", classes=("red",)))], "only one class"
+    if kind == "not a checkpoint":
+        (tmp_path / "weights.pt").write_bytes(b"text, not weights")
+        return ["--checkpoint", str(tmp_path / "weights.pt")], "weights.pt is not a model checkpoint"
+    if kind == "another network":
+        import torchvision
+
+        torch.save(torchvision.models.mobilenet_v3_small().state_dict(), tmp_path / "mobile.pt")
+        return ["--checkpoint", str(tmp_path / "mobile.pt")], "It looks like MobileNetV3-Small weights"
+    import zipfile
+
+    from conftest import tiny_image
+
+    with zipfile.ZipFile(tmp_path / "other.zip", "w") as zf:  # an OOD set of other classes
+        for cls in ("cyan", "magenta"):
+            for i in range(6):
+                image = tmp_path / f"{cls}{i}.png"
+                tiny_image("red", i).save(image)
+                zf.write(image, f"{cls}/{i}.png")
+    return ["--set", f"data.ood_source={tmp_path / 'other.zip'}"], "cyan"
+
+
+@pytest.mark.parametrize("kind", ["not a zip", "one class", "not a checkpoint", "another network", "ood classes"])
+def test_unusable_inputs_are_refused_before_a_run_is_recorded(tiny_zip, tmp_path, capsys, kind):
+    """A dataset, OOD set or starting checkpoint the run cannot use is a message and an exit status,
+    read before the run is created: `runs` does not list a failed run for a typo, and nothing is written."""
+    from engine.cli import main
+
+    flags, words = _unusable(kind, tmp_path)
+    studio = tmp_path / "studio"
+    code = main(["train", "--data", str(tiny_zip), "--image-size", "32", "--epochs", "1", "--data-dir", str(studio),
+                 "--out", str(tmp_path / "run"), *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and words in err and "Traceback" not in err, err
+    assert not (tmp_path / "run").exists() and not RunStore(studio / "studio.db").list_runs()
 
 
 def test_the_command_line_uses_the_dashboards_folder_and_says_when_a_source_is_missing(tiny_zip, tmp_path,
