@@ -251,7 +251,13 @@ def metric_lines(df: pd.DataFrame, metrics: Sequence[str], title: str, y_title: 
     # the training curve dashed beside its held-out twin in the same colour family, so the two read apart
     dash = alt.StrokeDash("label:N", scale=alt.Scale(
         domain=order, range=[TRAIN_DASH if m.startswith("train_") else [1, 0] for m in present]))
-    return alt.layer(base.mark_line().encode(strokeDash=dash), base.mark_point(filled=True, size=40),
+    # training curves drawn last, their points as rings: a training curve equal to its held-out twin
+    # (both 100%, say) shows on top of it instead of vanishing under it
+    train = "indexof(datum.metric, 'train_') === 0"
+    held_out, training = base.transform_filter(f"!({train})"), base.transform_filter(train)
+    return alt.layer(held_out.mark_line().encode(strokeDash=dash), held_out.mark_point(filled=True, size=40),
+                     training.mark_line().encode(strokeDash=dash),
+                     training.mark_point(filled=False, size=70, strokeWidth=1.5),
                      title=title).properties(height=height, autosize=FIT_WIDTH)
 
 

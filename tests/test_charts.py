@@ -51,7 +51,10 @@ def test_store_rows_become_epoch_and_step_frames():
 def test_accuracy_chart_plots_the_accuracies_present_as_percentages():
     d = spec(charts.accuracy_chart(charts.epochs_frame(EPOCHS)))
     enc = layer_encodings(d)[0]
-    assert [layer["mark"]["type"] for layer in d["layer"]] == ["line", "point"]
+    assert [layer["mark"]["type"] for layer in d["layer"]] == ["line", "point", "line", "point"]
+    # training last, its points rings: equal to validation (both 100%, say), it still shows on top
+    assert [layer["transform"][0]["filter"].startswith("!") for layer in d["layer"]] == [True, True, False, False]
+    assert d["layer"][3]["mark"]["filled"] is False and d["layer"][1]["mark"]["filled"] is True
     assert enc["x"]["field"] == "epoch" and enc["y"]["field"] == "value"
     assert enc["y"]["axis"]["format"] == "%" and enc["y"]["scale"]["domain"] == [0, 1]
     labels = {row["label"] for row in data_rows(d)}

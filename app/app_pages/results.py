@@ -25,8 +25,9 @@ RUN_KEY = "results_run"
 SUMMARY_METRICS = {  # summary key -> (label, help)
     "val_acc": ("Validation accuracy", "Share of validation images classified correctly by the final model."),
     "test_acc": ("Test accuracy", "On images never used for training or for choosing settings: the honest score."),
-    "ood_acc": ("OOD accuracy", "Average over six corruptions (noise, blur, contrast, brightness, JPEG, pixelation) "
-                                "at severities 1-5 of the validation images."),
+    "ood_acc": ("OOD accuracy (corrupted)", "Out-of-distribution accuracy on the validation images made worse on "
+                "purpose: the average over six corruptions (noise, blur, contrast, brightness, JPEG, pixelation) "
+                "at severities 1-5."),
     "ood_user_acc": ("Your OOD set", "Accuracy on the out-of-distribution set you uploaded."),
 }
 # Shown beside accuracy when the run's classes were imbalanced (engine.data.class_imbalance).
