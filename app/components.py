@@ -134,6 +134,20 @@ def fmt_duration(seconds: float | None) -> str:
     return " ".join(parts) or "0 s"
 
 
+SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def fmt_number(v: float) -> str:
+    """A measured figure for a reader, not a program: up to 3 significant digits, and a very small or
+    large one as "3.2 × 10⁻⁵" rather than Python's "3.2e-05"."""
+    if 100 <= abs(v) < 1e5:
+        return f"{v:,.0f}"
+    if v == 0 or 1e-3 <= abs(v) < 100:
+        return f"{v:.3g}"
+    mantissa, exponent = f"{v:.1e}".split("e")
+    return f"{mantissa} × 10{str(int(exponent)).translate(SUPERSCRIPT)}"
+
+
 def fmt_pct(v: Any) -> str:
     return f"{v:.1%}" if isinstance(v, (int, float)) and v == v else "–"
 

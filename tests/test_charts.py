@@ -274,6 +274,14 @@ def test_durations_say_their_units():
         ["2 s", "1 min", "1 min 5 s", "1 h 2 min", "1 h", "0 s", "–"]
 
 
+def test_a_methods_tiny_or_huge_figure_reads_without_e_notation():
+    """Results showed AdaFilter's gate gradient as '3.217e-05' among the headline figures."""
+    from app.components import fmt_number
+
+    assert [fmt_number(v) for v in (3.217e-5, 0.0123, 1.5, 1234.5, 2e6, 0.0, -4e-7)] == \
+        ["3.2 × 10⁻⁵", "0.0123", "1.5", "1,234", "2.0 × 10⁶", "0", "-4.0 × 10⁻⁷"]
+
+
 def test_per_layer_values_that_say_one_number_or_fill_a_screen_are_told_in_a_line():
     """Pruning at one share per layer drew 52 equal bars of internal layer names: a line says it. Over
     MANY_LAYERS layers of differing values the range is said and the bars fold into an expander."""

@@ -143,7 +143,7 @@ def summary_metrics(run: components.RunView, summary: dict) -> None:
     for name in charts.method_metric_names(run.epochs):  # whatever the methods logged (robust acc, sparsity ...)
         value = summary.get(name, last.get(name) if last is not None else None)
         if isinstance(value, (int, float)) and value == value:
-            shown = components.fmt_pct(value) if charts.is_fraction_metric(name) else f"{value:.4g}"
+            shown = components.fmt_pct(value) if charts.is_fraction_metric(name) else components.fmt_number(value)
             label = charts.metric_label(name)  # the tile shows the name, its help the words in brackets
             items.append((label.split(" (")[0], shown, f"{label}: the final value logged by the method."))
     ips = summary.get("train_images_per_sec")
