@@ -14,7 +14,8 @@ import streamlit as st
 
 from app import state
 from engine.claims import CLAIMS, shown_points, split_sizes
-from engine.config import RunConfig
+from engine.config import RunConfig, smaller_batch, smaller_batch_advice
+from engine.errors import StudioError
 from engine.methods import METHODS
 
 BASELINE_CLAIMS = {"adafilter", "pruning", "adversarial"}  # claims judged against standard fine-tuning
@@ -241,13 +242,28 @@ def chance_advice(summary: dict, config: dict | None) -> str:
         return (f"It took {steps} optimiser steps: {rate}, and check on the Data page that the classes look "
                 "different from each other.")
     more = "" if auto else f", or switch on {LR_AUTO}"
+    smaller = _smaller_batch_words(config, n_train)  # the Model page's batch size and learning rate, when known
     if isinstance(n_train, int) and batch >= n_train:
         return (f"It took only {steps} optimiser steps: the batch size ({batch}) is not smaller than your "
-                f"{n_train} training images, so each epoch is a single step. Choose a batch size well below "
-                f"{n_train} and more epochs (Model and methods page){more}.")
+                f"{n_train} training images, so each epoch is a single step. "
+                + (f"{smaller} Give it more epochs too" if smaller else
+                   f"Choose a batch size well below {n_train} and more epochs")
+                + f" (Model and methods page){more}.")
     return (f"It took only {steps} optimiser steps ({epochs} epoch{'s' * (epochs != 1)} of {per_epoch} "
             f"batch{'es' * (per_epoch != 1)} of {batch}): give it more steps with more epochs or a smaller batch "
-            f"size (Model and methods page){more}.")
+            f"size (Model and methods page){more}." + (f" {smaller}" if smaller else ""))
+
+
+def _smaller_batch_words(config: dict | None, n_train) -> str:
+    """engine.config.smaller_batch_advice for a finished run's config (a dict) and training images, or ""
+    when the config does not give its learning rate or the run's images are unknown."""
+    if not isinstance(n_train, int) or "lr" not in ((config or {}).get("optim") or {}):
+        return ""
+    try:
+        cfg = RunConfig.from_dict(config, validated=False)
+    except StudioError:
+        return ""
+    return smaller_batch_advice(cfg, n_train) if smaller_batch(cfg, n_train) is not None else ""
 
 
 SMALL_SPLIT = 50  # held-out images: below this one image moves an accuracy by more than 2 points

@@ -569,16 +569,21 @@ def few_batches(cfg: "RunConfig", train_images: int, max_per_epoch: int = 2) -> 
     per_epoch = cfg.steps_per_epoch(n)
     if per_epoch > max_per_epoch or n < 8:
         return None
-    fix = smaller_batch(cfg, n, max_per_epoch)
-    if fix is None:
-        advice = "With so few images, a batch size of 4 and many epochs is what there is: more images help most."
-    elif cfg.optim.lr_auto:
-        advice = (f"A batch size of {fix[0]} gives {n // fix[0]} steps per epoch (the learning rate is found "
-                  "for it automatically).")
-    else:
-        advice = (f"A batch size of {fix[0]} gives {n // fix[0]} steps per epoch, with the learning rate lowered "
-                  f"in step to {fix[1]:g}: the same rate per image (left at {cfg.optim.lr:g}, a smaller batch "
-                  "can collapse to guessing).")
     return (f"Batches of {cfg.train.batch_size} from your {n} training images make {per_epoch} optimiser step"
             f"{'s' * (per_epoch != 1)} per epoch ({per_epoch * epochs} in {epochs} epoch{'s' * (epochs != 1)}): "
-            f"too few for fine-tuning to get far. {advice}")
+            f"too few for fine-tuning to get far. {smaller_batch_advice(cfg, n, max_per_epoch)}")
+
+
+def smaller_batch_advice(cfg: "RunConfig", train_images: int, max_per_epoch: int = 2) -> str:
+    """The sentence that gives `smaller_batch`'s batch size and learning rate, or says that with so few
+    images there is none (the Model page's warning and a finished run's advice share it)."""
+    n = train_images
+    fix = smaller_batch(cfg, n, max_per_epoch)
+    if fix is None:
+        return "With so few images, a batch size of 4 and many epochs is what there is: more images help most."
+    if cfg.optim.lr_auto:
+        return (f"A batch size of {fix[0]} gives {n // fix[0]} steps per epoch (the learning rate is found "
+                "for it automatically).")
+    return (f"A batch size of {fix[0]} gives {n // fix[0]} steps per epoch, with the learning rate lowered "
+            f"in step to {fix[1]:g}: the same rate per image (left at {cfg.optim.lr:g}, a smaller batch "
+            "can collapse to guessing).")

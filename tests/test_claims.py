@@ -134,6 +134,12 @@ def test_a_run_at_chance_is_flagged_with_advice_from_its_steps():
     text = at_chance(small, {"train": {"epochs": 8, "batch_size": 64}})
     assert "only 8 optimiser steps" in text and "batch size (64)" in text and "33 training images" in text
     assert "Find the learning rate automatically" in text
+    # with the run's learning rate known, the Model page's smaller batch and the rate lowered with it
+    rated = at_chance(small, {"train": {"epochs": 8, "batch_size": 64}, "optim": {"lr": 0.01}})
+    assert "A batch size of 4 gives 8 steps per epoch, with the learning rate lowered in step to 0.000625" in rated
+    two = at_chance(dict(small, steps_per_epoch=2, train_images=60),
+                    {"train": {"epochs": 4, "batch_size": 32}, "optim": {"lr": 0.01, "lr_auto": True}})
+    assert "A batch size of 8 gives 7 steps per epoch (the learning rate is found for it automatically)" in two
     few = dict(small, steps_per_epoch=12, train_images=400)
     assert "only 48 optimiser steps (4 epochs of 12 batches of 32)" in at_chance(few, {"train": {"epochs": 4,
                                                                                            "batch_size": 32}})
