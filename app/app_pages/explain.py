@@ -436,7 +436,7 @@ def attributions_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
         answer = classes[r["pred"]]
         note = row_note(r, pretrained_src, rec)
         title = ROW_TITLES[r["key"]] + (f" at alpha {r['alpha']:.2f}" if r["key"] == "wise" else "")
-        if GUESS in note:  # an untrained head: right or wrong by chance, so no mark
+        if head_untrained(r, rec):  # right or wrong by chance, so no mark
             st.markdown(f"**{title}** guesses **{answer}** ({r['conf']:.0%})")
         else:
             mark = ":green[✓]" if answer == truth else ":red[✗]"
@@ -455,7 +455,15 @@ def attributions_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
     st.caption(f"Computed in {elapsed:.1f} s (cached: {again} answer at once next time).")
 
 
-GUESS = "its answer is a guess"  # row_note's words for a head that was never trained
+def head_kept(rec) -> bool:
+    """Whether the run started from a checkpoint's own classification head (the same classes)."""
+    return bool((components.read_summary(str(rec.run_dir)).get("load_report") or {}).get("head_kept"))
+
+
+def head_untrained(r: dict, rec) -> bool:
+    """Whether row `r` is the starting model with this run's new head, never trained: its answer is a guess
+    (WiSE-FT's theta_0 has a probe fitted; a kept head is the checkpoint's own)."""
+    return r["key"] == "pretrained" and not uses_wise(rec) and not head_kept(rec)
 
 
 def row_note(r: dict, pretrained_src: str | None, rec) -> str:
@@ -464,11 +472,11 @@ def row_note(r: dict, pretrained_src: str | None, rec) -> str:
             return ("The starting model of WiSE-FT (theta_0, alpha 0): the pretrained backbone, unchanged, with only a "
                     "new final layer trained on your images (a linear probe).")
         src = state.WEIGHTS_TEXT.get(pretrained_src, pretrained_src)
-        if (components.read_summary(str(rec.run_dir)).get("load_report") or {}).get("head_kept"):
+        if head_kept(rec):
             return (f"The model this run started from ({src}), with the classification head it was trained with "
                     "(kept: the same classes): its answers are that model's own, before this run.")
         return (f"The backbone before fine-tuning ({src}) with this run's new head, which was never trained: "
-                f"{GUESS}, so read its maps as what its features respond to"
+                "its answer is a guess, so read its maps as what its features respond to"
                 + (" (this run started from random weights, so there is little to see)." if pretrained_src == "none"
                    else "."))
     if r["key"] == "wise":
