@@ -462,6 +462,60 @@ def _methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stored_alpha(run_id: str | None, data_dir: Path) -> float | None:
+    """The WiSE-FT alpha chosen for the run on the dashboard's Results page (kept in the store), or None."""
+    if run_id is None or not (data_dir / "studio.db").is_file():
+        return None
+    return getattr(RunStore(data_dir / "studio.db").get_run(run_id), "wise_ft_alpha", None)
+
+
+EXPORT_VARIANTS = {"fine_tuned": "fine-tuned model (end of training, full size)",
+                   "structured": "channel-pruned model (runs with structured pruning)",
+                   "wise": "WiSE-FT mix (at --alpha; default: the run's chosen alpha)"}
+
+
+def _export(args: argparse.Namespace) -> int:
+    """Export a finished run's model as the dashboard's Export tab does: model.safetensors, model.ts
+    (TorchScript), model.onnx and MODEL_CARD.md, each file reloaded and checked against the model on
+    the run's validation images (engine.export.export_all). Exit status 1 when a check fails."""
+    from engine.export import export_all
+    from engine.predict import chosen_alpha, run_summary
+    from engine.runs import load_run
+
+    data_dir = Path(args.data_dir)
+    run_dir, run_id = _run_folder(args.run, data_dir)
+    if args.alpha is not None and args.variant != "wise":
+        raise StudioError("--alpha sets the WiSE-FT mix: use it with --variant wise.")
+    summary = run_summary(run_dir)  # an unfinished run: how to get a model
+    run = load_run(run_dir, data_dir / "datasets")
+    if not run.has(args.variant):
+        what = {"structured": "structured pruning", "wise": "WiSE-FT"}[args.variant]
+        raise StudioError(f"This run has no {args.variant.replace('_', '-')} model: it was trained without {what}. "
+                          "Export the fine-tuned model (--variant fine_tuned), or train with it switched on.")
+    alpha = None
+    if args.variant == "wise":
+        alpha = chosen_alpha(summary, args.alpha if args.alpha is not None else _stored_alpha(run_id, data_dir))
+        summary = dict(summary, wise_alpha=alpha)
+    sub = {"wise": f"wise_alpha_{alpha:.2f}" if alpha is not None else "", "structured": "structured"}.get(args.variant, "")
+    out = Path(args.out).resolve() if args.out else run_dir / "exports" / sub  # the dashboard's folder by default
+    model = run.model_variant(args.variant, alpha)
+    what = f"WiSE-FT mix at alpha {alpha:.2f}" if alpha is not None else EXPORT_VARIANTS[args.variant].split(" (")[0]
+    print(f"exporting the {what} of run {run_dir.name} to {out}", flush=True)
+    with run.lock:
+        checks = export_all(model, run.cfg, summary, run.data.val.images, out, structured=args.variant == "structured")
+    for c in checks:
+        print(f"  {Path(c.path).name:18} {'verified' if c.ok else 'FAILED':9} agreement {100 * c.agreement:.1f}%  "
+              f"max logit difference {c.max_abs_logit_diff:.1e}" + (f"  ({c.message})" if c.message else ""))
+    failed = [c for c in checks if not c.ok]
+    print("  MODEL_CARD.md: how the model was trained, its accuracy and how to load each file")
+    if failed:
+        print(f"error: {', '.join(c.format for c in failed)} did not reproduce the model on the {len(run.data.val)} "
+              "validation images: do not use it; the other files are fine.", file=sys.stderr)
+        return 1
+    print(f"all {len(checks)} files reloaded give the model's class on all {len(run.data.val)} validation images")
+    return 0
+
+
 def _run_folder(run: str, data_dir: Path) -> tuple[Path, str | None]:
     """(the folder of `run`, its run id when the store or the folder's name tells it): a run folder, a
     run id, or the end of one ("076e0a" for 20261201-003228-076e0a) when exactly one run id ends so,
@@ -502,10 +556,7 @@ def _predict(args: argparse.Namespace) -> int:
         raise StudioError(f"--threshold is a probability between 0 and 1 (got {args.threshold:g}).")
     if args.alpha is not None and args.variant != "wise":
         raise StudioError("--alpha sets the WiSE-FT mix: use it with --variant wise.")
-    alpha = args.alpha
-    if alpha is None and args.variant == "wise" and run_id is not None and (data_dir / "studio.db").is_file():
-        record = RunStore(data_dir / "studio.db").get_run(run_id)  # the alpha chosen on Results, if any
-        alpha = getattr(record, "wise_ft_alpha", None)
+    alpha = args.alpha if args.alpha is not None or args.variant != "wise" else _stored_alpha(run_id, data_dir)
     predictor = load_predictor(run_dir, args.variant, alpha, data_dir / "datasets", args.device)
     print(f"model: {predictor.label} on {predictor.device}; classes: {', '.join(predictor.classes)}", flush=True)
     if predictor.familiarity_note():
@@ -660,6 +711,16 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--data-dir", help=DATA_DIR_HELP)
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
     pr.set_defaults(func=_predict)
+    ex = sub.add_parser("export", help="export a finished run's model (safetensors, TorchScript, ONNX), each "
+                        "file checked, with a model card")
+    ex.add_argument("--run", required=True, help="a run id (see `runs`) or a run folder")
+    ex.add_argument("--variant", default="fine_tuned", choices=list(EXPORT_VARIANTS),
+                    help="which model: " + "; ".join(f"{k}: {v}" for k, v in EXPORT_VARIANTS.items()))
+    ex.add_argument("--alpha", type=float, help="WiSE-FT alpha for --variant wise")
+    ex.add_argument("--out", help="the folder to write (default: the run's exports/ folder, where the dashboard "
+                                  "offers them too; files in it are replaced)")
+    ex.add_argument("--data-dir", help=DATA_DIR_HELP)
+    ex.set_defaults(func=_export)
     ps = sub.add_parser("presets", help="list the presets (the dashboard's too) and what each sets")
     ps.set_defaults(func=_presets)
     pre = sub.add_parser("pretrain", help="pretrain a backbone on formula-driven images", add_help=False)

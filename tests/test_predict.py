@@ -428,6 +428,43 @@ def test_a_file_predict_cannot_read_gets_predicts_advice_not_trainings(studio, t
     assert not list(tmp_path.glob("predict-*")) and not list((studio_dir / "datasets").glob("predict-*"))
 
 
+def test_export_command_writes_checked_files_of_each_model_the_run_has(studio, tmp_path, capsys):
+    """`export` does what the dashboard's Export tab does, from the command line: safetensors, TorchScript and
+    ONNX of the model asked for, each reloaded and checked on the validation images, and the model card; by
+    default into the run's exports/ folder, where the dashboard offers them."""
+    studio_dir, run_dir = studio
+    base = ["export", "--run", run_dir.name, "--data-dir", str(studio_dir)]
+    for variant, extra in (("fine_tuned", []), ("wise", ["--alpha", "0.5"]), ("structured", [])):
+        out = tmp_path / variant
+        assert cli([*base, "--variant", variant, "--out", str(out), *extra]) == 0, capsys.readouterr().err
+        said = capsys.readouterr().out
+        assert re.search(r"all 3 files reloaded give the model's class on all \d+ validation images", said), said
+        assert {p.name for p in out.iterdir()} == {"model.safetensors", "model.ts", "model.onnx", "MODEL_CARD.md",
+                                                   "exports.json"}
+        checks = json.loads((out / "exports.json").read_text())
+        assert all(c["ok"] and c["agreement"] == 1.0 for c in checks), checks
+    assert "## WiSE-FT (this is the mix at alpha 0.5)" in (tmp_path / "wise" / "MODEL_CARD.md").read_text()
+    assert cli([*base, "--variant", "fine_tuned"]) == 0
+    assert f"to {run_dir / 'exports'}" in capsys.readouterr().out and (run_dir / "exports" / "model.onnx").is_file()
+    assert cli([*base, "--alpha", "0.5"]) == 2 and "use it with --variant wise" in capsys.readouterr().err
+    assert cli([*base, "--variant", "wise", "--alpha", "2"]) == 2 and "between 0 and 1" in capsys.readouterr().err
+
+
+def test_export_refuses_a_model_the_run_does_not_have_and_an_unfinished_run(tmp_path, tiny_zip, capsys):
+    studio_dir = tmp_path / "studio"
+    assert cli(["train", "--data", str(tiny_zip), "--pretrained", "none", "--epochs", "1", "--image-size", "32",
+                "--data-dir", str(studio_dir), "--quiet", "--set", "eval.ood=false"]) == 0
+    (run_dir,) = list((studio_dir / "runs").iterdir())
+    capsys.readouterr()
+    base = ["export", "--run", str(run_dir), "--data-dir", str(studio_dir)]
+    assert cli([*base, "--variant", "structured"]) == 2
+    assert "This run has no structured model: it was trained without structured pruning" in capsys.readouterr().err
+    summary = json.loads((run_dir / "summary.json").read_text())
+    (run_dir / "summary.json").write_text(json.dumps(dict(summary, status="stopped")))
+    assert cli(base) == 2 and "it has no final model to use" in capsys.readouterr().err
+    assert not (run_dir / "exports").exists()
+
+
 def test_predict_finds_a_run_by_the_id_runs_lists_wherever_its_folder_is(studio, tmp_path, capsys):
     """`train --out` writes a run outside the engine's folder; `runs` lists it, so `predict --run` takes
     its id (or the end of it) too."""
