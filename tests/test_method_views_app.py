@@ -50,6 +50,11 @@ def test_adversarial_view_shows_the_image_strip(studio, tmp_path):
     no_problems(at)
     assert any("Robust test accuracy" in m.label for m in at.metric)
     assert len(at.get("image")) >= 3, "clean, adversarial and perturbation images"
+    # the headline gives robust accuracy on held-out images, with its attack; the check on the training images
+    # (91.7% beside a 75.0% test figure for a new user) stays in its own chart
+    tiles = {m.label: m for m in at.metric}
+    assert "Robust accuracy (attacked)" in tiles and "Attack: PGD-2" in tiles["Robust accuracy (attacked)"].help
+    assert not [label for label in tiles if "training images" in label], list(tiles)
 
 
 def test_pruning_results_draw_the_sparsity_per_layer_once_with_every_layer(studio, tmp_path):

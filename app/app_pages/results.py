@@ -29,7 +29,10 @@ SUMMARY_METRICS = {  # summary key -> (label, help)
                 "purpose: the average over six corruptions (noise, blur, contrast, brightness, JPEG, pixelation) "
                 "at severities 1-5."),
     "ood_user_acc": ("Your OOD set", "Accuracy on the out-of-distribution set you uploaded."),
+    "robust_acc": ("Robust accuracy (attacked)", "Held-out images changed by an attack (each pixel moved a little "
+                   "in the direction that most hurts the model): the share still classified correctly."),
 }
+TILES_PER_ROW = 4  # at 1280 px a tile is about 200 px wide: "Robust accuracy (attacked)" fits, at 5 it was cut
 # Shown beside accuracy when the run's classes were imbalanced (engine.data.class_imbalance).
 IMBALANCE_METRICS = {
     "test_balanced_acc": ("Balanced accuracy (test)", "Mean of the per-class accuracies: a model that always "
@@ -38,6 +41,16 @@ IMBALANCE_METRICS = {
     "val_balanced_acc": ("Balanced accuracy (validation)", "Mean of the per-class accuracies on the validation images."),
     "val_macro_f1": ("Macro-F1 (validation)", "Mean F1 over classes on the validation images."),
 }
+
+
+def robust_words(summary: dict) -> str:
+    """" Attack: PGD-10 at eps 4.0/255, on the 16 test images." from the summary's robust_eval, or ""."""
+    ev = summary.get("robust_eval") or {}
+    if not ev.get("attack"):
+        return ""
+    split = {"test": "test", "val": "validation"}.get(ev.get("split"), ev.get("split") or "held-out")
+    eps = f" at eps {255 * ev['eps']:.1f}/255 (of 255 pixel levels)" if isinstance(ev.get("eps"), (int, float)) else ""
+    return f" Attack: {ev['attack']}{eps}, on the {split} images."
 
 
 def imbalanced(summary: dict) -> bool:
@@ -134,13 +147,15 @@ def summary_metrics(run: components.RunView, summary: dict) -> None:
     last = run.epochs.iloc[-1] if not run.epochs.empty else None
     if summary.get("status") != "finished" and last is not None:  # stopped: the last finished epoch speaks
         summary = {**last_epoch_figures(run), **summary}
-    items = [(label, components.fmt_pct(summary.get(k)), help_) for k, (label, help_) in headline_metrics(summary).items()
-             if isinstance(summary.get(k), (int, float))]
+    items = [(label, components.fmt_pct(summary.get(k)), help_ + (robust_words(summary) if k == "robust_acc" else ""))
+             for k, (label, help_) in headline_metrics(summary).items() if isinstance(summary.get(k), (int, float))]
     if imbalanced(summary):
         imb = summary["data_report"]["imbalance"]
         st.caption(f"The classes are imbalanced ('{imb['largest']}' has {imb['ratio']}x the images of "
                    f"'{imb['smallest']}'): judge the model by balanced accuracy and macro-F1, not accuracy alone.")
-    for name in charts.method_metric_names(run.epochs):  # whatever the methods logged (robust acc, sparsity ...)
+    for name in charts.method_metric_names(run.epochs):  # whatever the methods logged (sparsity ...)
+        if name.startswith("train_"):  # a check on the training images (its own chart), never a headline figure
+            continue
         value = summary.get(name, last.get(name) if last is not None else None)
         if isinstance(value, (int, float)) and value == value:
             shown = components.fmt_pct(value) if charts.is_fraction_metric(name) else components.fmt_number(value)
@@ -162,9 +177,9 @@ def summary_metrics(run: components.RunView, summary: dict) -> None:
         items.append(("Parameters", f"{summary['num_params'] / 1e6:.1f} M", "Trainable and frozen, with the new head."))
     if not items:
         return
-    for start in range(0, len(items), 5):
-        cols = st.columns(5)
-        for col, (label, value, help_) in zip(cols, items[start:start + 5]):
+    for start in range(0, len(items), TILES_PER_ROW):
+        cols = st.columns(TILES_PER_ROW)
+        for col, (label, value, help_) in zip(cols, items[start:start + TILES_PER_ROW]):
             col.metric(label, value, help=help_)
     gap = val_test_gap(summary)
     if gap:
