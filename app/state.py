@@ -643,7 +643,8 @@ def default_run_name(cfg: RunConfig, ds: Dataset) -> str:
 
 def start_run(engine: Engine, gpus: tuple[int, ...] = ()) -> str:
     """Check the draft's data and submit it (named by `default_run_name` unless the user named it:
-    the preset it is exactly, or its backbone and methods, and its data); the Train page then follows the new run. Raises the check's or the engine's
+    the preset it is exactly, or its backbone and methods, and its data; a name given is used once, then
+    cleared from the draft); the Train page then follows the new run. Raises the check's or the engine's
     error (a StudioError for anything the user can fix)."""
     import dataclasses
 
@@ -651,17 +652,21 @@ def start_run(engine: Engine, gpus: tuple[int, ...] = ()) -> str:
     check = datasets.check_dataset(engine, cfg)
     if not check.ok:
         raise check.error
-    if not cfg.name:
+    named = bool(cfg.name)
+    if not named:
         cfg = dataclasses.replace(cfg, name=default_run_name(cfg, ds))
     run_id = engine.submit(cfg, owner=user(), gpus=gpus)
+    if named:  # the name was this run's: the next one is named afresh unless named again (a new user's next
+        set_config(dataclasses.replace(config(), name=""))  # run, with WiSE-FT on, was saved as "... plain")
+        st.session_state.pop(f"{WIDGET_PREFIX}run.name", None)
     st.session_state[WATCH_KEY] = run_id
     set_focus(run_id)  # Results opens on the new run
     return run_id
 
 
-def same_settings_active(engine: Engine, cfg: RunConfig) -> str | None:
-    """The name of this user's running or queued run with exactly `cfg`'s settings (its name aside),
-    else None: pressing Start again would train a second copy of it. Raises nothing."""
+def same_settings_active(engine: Engine, cfg: RunConfig) -> Any | None:
+    """The record (id, name ...) of this user's running or queued run with exactly `cfg`'s settings (its
+    name aside), else None: pressing Start again would train a second copy of it. Raises nothing."""
     import dataclasses
 
     want = dataclasses.replace(cfg, name="")
@@ -675,7 +680,7 @@ def same_settings_active(engine: Engine, cfg: RunConfig) -> str | None:
         except Exception:  # a config this version cannot read is not this one
             same = False
         if same:
-            return rec.name
+            return rec
     return None
 
 

@@ -463,9 +463,12 @@ def test_upload_configure_train_watch_and_see_results(studio, tiny_bytes):
     at.number_input(key="w:optim.lr").set_value(0.02)
     at.slider(key="w:optim.momentum").set_value(0.5).run()
     assert {m.label: m.value for m in at.metric}["Effective learning rate"] == "0.04"
+    at.text_input(key="w:run.name").set_value("my first run").run()
 
     run_id = start_run(at)
     assert engine().snapshot(run_id) is not None, "the job runs in the engine's thread"
+    # the name was this run's: the next run is named afresh (a new user's WiSE-FT run was saved as "... plain")
+    assert engine().run_record(run_id).name == "my first run" and at.session_state["cfg"].name == ""
     assert engine().wait(run_id, RUN_TIMEOUT) == "finished"
     at.run()
     no_problems(at)

@@ -318,6 +318,12 @@ def test_a_second_click_on_the_running_settings_is_warned_before_it_queues_a_cop
     run_id = start_run(at)
     twin = "already running or queued with exactly these settings"
     try:
+        # the run just started from this page: said calmly, not as an alarm about a run the user does not know
+        assert any("is training with these settings. Pressing the button again would train a second copy" in i
+                   for i in texts(at.info)) and not any(twin in w for w in texts(at.warning))
+        assert at.button(key="start").proto.type == "secondary"
+        at.session_state["watch"] = None  # the page follows another run (app.state.WATCH_KEY): the twin is a warning
+        at.run()
         assert any(twin in w for w in texts(at.warning)), "a second click would train a copy: said before it happens"
         assert at.button(key="start").proto.type == "secondary"
         at.session_state["cfg"] = dataclasses.replace(at.session_state["cfg"], seed=7)  # another seed: its own run

@@ -76,8 +76,12 @@ def start_section(engine) -> None:
         c = st.columns([1, 3])
         c[0].button("Add to the queue" if busy else "Start training", type="secondary" if twin else "primary",
                     icon=":material/play_arrow:", on_click=_start, key="start", disabled=problems is not None)
-        if twin:
-            c[1].warning(f"**{state.md_text(twin)}** is already running or queued with exactly these settings: "
+        if twin and twin.id == st.session_state.get(state.WATCH_KEY):  # the run just started here
+            c[1].info(f"**{state.md_text(twin.name)}** is training with these settings. Pressing the button again "
+                      "would train a second copy: change a setting first (another seed, say) for a second run "
+                      "worth comparing.", icon=":material/check:")
+        elif twin:
+            c[1].warning(f"**{state.md_text(twin.name)}** is already running or queued with exactly these settings: "
                          "adding them again trains a second copy. Change a setting first (another seed, say) "
                          "for a second run worth comparing.", icon=":material/content_copy:")
         else:
