@@ -299,6 +299,23 @@ def test_top_k_chart_is_a_pure_builder_with_bars_sorted_by_rank_and_the_threshol
     assert len(topk_chart(df).to_dict()["layer"]) == 2, "no rule without a threshold"
 
 
+def test_each_model_is_offered_once_under_the_name_of_what_it_is():
+    """An adversarial run offered "Fine-tuned (end of training)" and "Adversarially fine-tuned": one model
+    under two names, which a new user compared; a best epoch that is the last one is the same model too."""
+    from app.app_pages.try_it import offered_models
+    from engine.predict import VARIANTS
+
+    history = [{"epoch": 1, "val_acc": 0.5}, {"epoch": 2, "val_acc": 0.7}]
+    every = dict(VARIANTS)
+    got = offered_models(every, {"history": history})
+    assert list(got) == ["fine_tuned", "wise", "structured"], got
+    assert got["fine_tuned"] == "Adversarially fine-tuned (end of training)"
+    earlier = offered_models(every, {"history": [*history, {"epoch": 3, "val_acc": 0.6}]})
+    assert "best" in earlier, "a best epoch before the last is its own model"
+    plain = {k: v for k, v in VARIANTS.items() if k != "adversarial"}
+    assert offered_models(plain, {"history": history})["fine_tuned"] == VARIANTS["fine_tuned"]
+
+
 def test_the_comparison_opens_on_the_model_the_first_one_is_measured_against():
     from app.app_pages.try_it import comparison_default
 

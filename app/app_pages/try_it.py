@@ -111,6 +111,22 @@ def no_finished_run(all_runs) -> None:
 
 
 
+def offered_models(variants: dict[str, str], summary: dict) -> dict[str, str]:
+    """The run's models ({variant: label}, engine.predict.available_variants) as the pickers offer them,
+    each model once: the best epoch only when it is not the last one (or the end model was pruned
+    further after it), and an adversarial run's fine-tuned model, which is its robust one, under that name."""
+    from engine.predict import best_epoch
+
+    variants = dict(variants)
+    epochs = best_epoch(summary.get("history") or [])
+    pruned_after = (summary.get("pruning") or {}).get("pruned_rest_at_end")  # end model pruned further
+    if "best" in variants and epochs is not None and epochs[0] == epochs[1] and not pruned_after:
+        del variants["best"]
+    if "adversarial" in variants:
+        variants["fine_tuned"] = f"{variants.pop('adversarial')} (end of training)"
+    return variants
+
+
 def comparison_default(variants: dict[str, str], first: tuple[str, float | None]) -> tuple[str, float]:
     """(variant, alpha) the "Compare with" slot opens on: for a WiSE-FT mix at alpha < 1, the fine-tuned
     model (the mix's alpha-1 end, what the slider trades against); for the fine-tuned end itself, the mix
@@ -495,7 +511,7 @@ def render() -> None:
     if rec is None:
         return
     run_dir, ds = str(rec.run_dir), str(engine.datasets_dir)
-    from engine.predict import available_variants, best_epoch, run_summary
+    from engine.predict import available_variants, run_summary
 
     summary = state.attempt("reading the run", run_summary, Path(run_dir))
     if not summary.ok:
@@ -503,11 +519,7 @@ def render() -> None:
     chance = at_chance(summary.value, rec.config)  # its answers look confident but mean nothing: say so first
     if chance:
         st.warning(guess_warning(chance), icon=":material/warning:")
-    variants = available_variants(Path(run_dir))
-    epochs = best_epoch((summary.value or {}).get("history") or [])
-    pruned_after = ((summary.value or {}).get("pruning") or {}).get("pruned_rest_at_end")  # end model pruned further
-    if "best" in variants and epochs is not None and epochs[0] == epochs[1] and not pruned_after:
-        del variants["best"]  # its best epoch is its last: the same model as the fine-tuned one, offered once
+    variants = offered_models(available_variants(Path(run_dir)), summary.value or {})
     alpha = state.wise_alpha(engine, rec)[0] if "wise" in variants else 1.0  # the alpha chosen on Results
     c1, c2, c3 = st.columns([2, 2, 1.4])
     with c1:
