@@ -243,6 +243,11 @@ def test_the_file_column_shows_the_files_name_at_1280_px():
     assert shown_paths(["only/one.png"]) == ["one.png"], "one file in a folder: the folder is the wrapper"
     same = shown_paths(["pets/train/birds/birds_012.jpg", "pets/valid/birds/birds_012.jpg", "pets/val/cats/c.jpg"])
     assert same == ["train/…/birds_012.jpg", "valid/…/birds_012.jpg", "val/cats/c.jpg"], "the split tells them apart"
+    # a camera's numbering in every class folder: "train/…/train_10.jpg" twice hid which sign it was
+    signs = shown_paths(["signs/train/Stop sign/train_10.jpg", "signs/train/Give way/train_10.jpg",
+                         "signs/train/Speed limit/train_10.jpg", "signs/val/Stop sign/val_1.jpg"])
+    assert signs == ["…top sign/train_10.jpg", "…Give way/train_10.jpg", "…ed limit/train_10.jpg",
+                     "…/Stop sign/val_1.jpg"], signs
 
 
 def test_the_runs_own_images_are_recognised_one_by_one_and_in_a_zip(run):

@@ -324,15 +324,32 @@ FILE_CHARS = 22  # what the file column shows at its width; longer paths keep th
 def shown_paths(paths: list[str]) -> list[str]:
     """The table's file column: each path without the folders every path starts with (a zip's wrapper
     folder), and a long one cut at the start ("…/birds/birds_012.jpg"), so that the file's name shows
-    rather than its first folders. The CSV keeps the whole paths."""
+    rather than its first folders; names that would then read alike keep what tells them apart. The CSV
+    keeps the whole paths."""
     parts = [p.split("/") for p in paths]
     common = 0
     while parts and all(len(q) > common + 1 and q[common] == parts[0][common] for q in parts):
         common += 1
     rest = ["/".join(q[common:]) for q in parts]
     shown = [_tail(r) for r in rest]
-    twice = {s for s, n in Counter(shown).items() if n > 1}  # train/birds/b.jpg and valid/birds/b.jpg: the first folder kept
+    twice = {s for s, n in Counter(shown).items() if n > 1}
+    if not twice:
+        return shown
+    # one name in several folders: the class folder kept ("…/Stop sign/img_10.jpg"), else the split
+    # ("train/…/b.jpg" and "valid/…/b.jpg"), else as much of the path's end as fits
+    for form in (_with_folder, lambda r: _tail(r, keep_first=True), lambda r: "…" + r[-(FILE_CHARS - 1):]):
+        tried = [form(r) if s in twice else s for r, s in zip(rest, shown)]
+        if len(set(tried)) == len(tried):
+            return tried
     return [_tail(r, keep_first=True) if s in twice else s for r, s in zip(rest, shown)]
+
+
+def _with_folder(path: str) -> str:
+    """The file's name and its folder's ("…/Stop sign/img_10.jpg"), its start cut to FILE_CHARS characters."""
+    if len(path) <= FILE_CHARS or path.count("/") < 1:
+        return path
+    shown = "…/" + "/".join(path.split("/")[-2:])
+    return shown if len(shown) <= FILE_CHARS else "…" + shown[-(FILE_CHARS - 1):]
 
 
 def _tail(path: str, keep_first: bool = False) -> str:
