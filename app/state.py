@@ -616,11 +616,41 @@ def reuse_run(rec: Any, with_data: bool) -> None:
     save_draft()
 
 
+def preset_for_data(preset, cfg: RunConfig) -> tuple[RunConfig, str]:
+    """`preset` (engine.presets.Preset) applied to `cfg`, with its batch size fitted to the chosen
+    dataset where the preset's would leave at most two optimiser steps an epoch (engine.config.
+    smaller_batch: about eight steps, the learning rate lowered in step); and the words that say so
+    ("" when nothing was fitted). The presets were tuned on the sample's 384 training images."""
+    from engine.config import few_batches, smaller_batch, with_batch
+
+    after = preset.apply(cfg)
+    n = known_classes_and_train_size(after)[1]
+    fix = smaller_batch(after, n) if few_batches(after, n) else None
+    if fix is None:
+        return after, ""
+    per_epoch = after.steps_per_epoch(n)
+    fitted = with_batch(after, fix[0])
+    rate = ("the learning rate found for it automatically" if after.optim.lr_auto else
+            f"the learning rate lowered in step to {fix[1]:g}")
+    return fitted, (f" Its batch size of {after.train.batch_size} would make {plural(per_epoch, 'optimiser step')} an "
+                    f"epoch from your {n} training images, so it uses {fix[0]} ({n // fix[0]} steps), with {rate}.")
+
+
+def is_preset(preset, cfg: RunConfig) -> bool:
+    """Whether `cfg` is `preset`'s recipe exactly (applying it changes nothing: every setting it sets, the
+    rest at the defaults, the same methods on), or that recipe with a smaller batch and the learning rate
+    scaled with it (`preset_for_data`'s fit to a small dataset)."""
+    from engine.config import with_batch
+
+    recipe, mine = preset.apply(cfg), cfg.to_dict()  # as dicts: a draft read back from JSON has lists for tuples
+    return recipe.to_dict() == mine or (cfg.train.batch_size < recipe.train.batch_size
+                                        and with_batch(recipe, cfg.train.batch_size).to_dict() == mine)
+
+
 def matching_preset(cfg: RunConfig) -> str | None:
-    """The title of the preset whose recipe `cfg` is exactly (applying it changes nothing: every
-    setting it sets, the rest at the defaults, the same methods on), the most specific one when
-    several match; None when the user changed something after choosing one."""
-    found = [p for p in PRESETS.values() if p.apply(cfg) == cfg]
+    """The title of the preset whose recipe `cfg` is (`is_preset`), the most specific one when several
+    match; None when the user changed something after choosing one."""
+    found = [p for p in PRESETS.values() if is_preset(p, cfg)]
     return max(found, key=lambda p: len(p.sets())).title if found else None
 
 

@@ -555,9 +555,16 @@ def smaller_batch(cfg: "RunConfig", train_images: int, max_per_epoch: int = 2) -
     batch = batch_size_for(train_images)
     if batch >= cfg.train.batch_size or train_images // batch <= max_per_epoch:
         return None
+    return batch, with_batch(cfg, batch).optim.lr
+
+
+def with_batch(cfg: "RunConfig", batch: int) -> "RunConfig":
+    """`cfg` with batch size `batch` and the learning rate scaled by the same factor (the linear scaling
+    rule, Goyal et al. 2017; 3 significant digits, never below the rate's lowest allowed value), kept
+    when the rate is found automatically (optim.lr_auto)."""
     lowest = {f.name: f for f in fields(OptimConfig)}["lr"].metadata.get("min", 0.0)
     lr = cfg.optim.lr if cfg.optim.lr_auto else max(lowest, float(f"{cfg.optim.lr * batch / cfg.train.batch_size:.3g}"))
-    return batch, lr
+    return with_section(with_section(cfg, "train", batch_size=batch), "optim", lr=lr)
 
 
 def few_batches(cfg: "RunConfig", train_images: int, max_per_epoch: int = 2) -> str | None:

@@ -600,6 +600,7 @@ def test_runs_are_listed_with_their_metrics_after_a_server_restart(studio, tiny_
                                     "adversarial_demo", "wise_ft_demo"])
 def test_a_preset_sets_the_whole_config_and_keeps_the_dataset(studio, tiny_bytes, preset):
     from app.presets import PRESETS
+    from engine.config import smaller_batch, with_batch
 
     at = new_app()
     upload_zip(at, tiny_bytes)
@@ -610,13 +611,19 @@ def test_a_preset_sets_the_whole_config_and_keeps_the_dataset(studio, tiny_bytes
     no_problems(at)
     cfg = at.session_state["cfg"]
     assert cfg.data.source == source, "a preset keeps the chosen dataset"
-    assert cfg.to_dict() == PRESETS[preset].apply(cfg).to_dict()
+    recipe = PRESETS[preset].apply(cfg)
+    # 18 training images: the preset's batch of 32 would be one optimiser step an epoch, the few-steps warning's
+    # case (a new user's preset brought it back): the batch is fitted, the rate lowered in step, and said
+    fitted = smaller_batch(recipe, 18)
+    assert cfg.to_dict() == with_batch(recipe, fitted[0]).to_dict() and cfg.optim.lr == fitted[1]
     assert at.number_input(key="w:train.epochs").value == cfg.train.epochs != 17, "the widgets show the preset"
-    assert any(PRESETS[preset].title in s for s in texts(at.success))
+    assert any(PRESETS[preset].title in s and f"Its batch size of {recipe.train.batch_size} would make 1 optimiser "
+               f"step an epoch from your 18 training images, so it uses {fitted[0]}" in s for s in texts(at.success))
+    assert not any("optimiser step per epoch" in w for w in texts(at.warning)), "no warning against the preset"
     badge = f"**{PRESETS[preset].title}** :green-badge[:material/check: in use]"
     assert badge in texts(at.markdown), "the preset's card is marked in use"
     if preset == "quick_demo":
-        assert (cfg.backbone.name, cfg.data.image_size, cfg.train.epochs, cfg.train.batch_size) == ("resnet18", 64, 20, 32)
+        assert (cfg.backbone.name, cfg.data.image_size, cfg.train.epochs, cfg.train.batch_size) == ("resnet18", 64, 20, 4)
         assert cfg.optim.linear_probe_epochs == 2
         assert not any("of the 20 epochs train only the new head" in c for c in texts(at.caption)), \
             "2 of 20: no warning (the sidebar's next-run line still says what the first 2 do)"

@@ -478,6 +478,12 @@ def test_a_run_that_is_exactly_a_preset_is_named_after_it():
         "changed after choosing the preset: no longer the preset's recipe"
     assert default_run_name(with_section(demo, "backbone", pretrained="none"), sample) == \
         "ResNet-18 plain from scratch on sample textures"
+    # fitted to a small dataset (a smaller batch, the rate scaled with it) it is still the preset's recipe
+    from engine.config import with_batch
+
+    assert default_run_name(with_batch(demo, 8), sample) == "Standard demo (ResNet-18) on sample textures"
+    assert default_run_name(with_section(with_batch(demo, 8), "optim", lr=0.02), sample) == \
+        "ResNet-18 plain on sample textures", "a smaller batch at the preset's rate is the user's own recipe"
 
 
 def test_one_runs_view_choices_age_out_but_the_pages_own_stay(monkeypatch):

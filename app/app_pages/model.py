@@ -71,12 +71,11 @@ def fmt_params(n: int) -> str:
 
 def _apply_preset(key: str) -> None:
     before = state.config()
-    after = PRESETS[key].apply(before)
+    after, note = state.preset_for_data(PRESETS[key], before)  # its batch fitted to a small dataset
     state.set_config(after)
     state.reset_widgets()
-    note = ""
     if before.backbone.pretrained == "checkpoint" and before.backbone.checkpoint:
-        note = (" It starts from your checkpoint, as before." if after.backbone.pretrained == "checkpoint" else
+        note += (" It starts from your checkpoint, as before." if after.backbone.pretrained == "checkpoint" else
                 f" It trains {backbone_title(after.backbone.name)}, so it starts from "
                 f"{state.WEIGHTS_TEXT.get(after.backbone.pretrained, after.backbone.pretrained)}, not from your "
                 f"checkpoint (made for {backbone_title(before.backbone.name)}).")
@@ -91,7 +90,6 @@ def _lr_auto_on() -> None:
 
 def presets_section() -> None:
     st.subheader("Start from a preset")
-    cfg = state.config().to_dict()
     demos = [k for k in PRESETS if k.endswith("_demo") and k not in ("quick_demo", "standard_demo")]
     general = [k for k in PRESETS if k not in demos]
     for group in (general, demos):
@@ -99,21 +97,21 @@ def presets_section() -> None:
             st.caption("Method demos: each shows what one method does; run the Standard demo on the same data "
                        "to compare with plain fine-tuning.")
         for row in (group[i:i + 4] for i in range(0, len(group), 4)):  # four to a row: words stay whole
-            draw_preset_row(row, cfg)
+            draw_preset_row(row)
     applied = st.session_state.pop("preset_applied", None)
     if applied:
         title, note = applied
         st.success(f"Preset **{title}** applied.{note} Every setting below can still be changed.", icon=":material/check:")
 
 
-def draw_preset_row(keys: list[str], cfg: dict) -> None:
+def draw_preset_row(keys: list[str]) -> None:
     """Up to four preset cards: title (marked when the settings are the preset's), what it does, its button."""
     for col, key in zip(st.columns(4), keys):
         preset = PRESETS[key]
         # the card fills the row's height; "distribute" puts the text at the top and the button at the
         # bottom, so the buttons of a row line up whatever the length of each description
         with col.container(border=True, height="stretch", vertical_alignment="distribute"):
-            in_use = preset.apply(state.config()).to_dict() == cfg
+            in_use = state.is_preset(preset, state.config())
             with st.container(gap="small"):
                 st.markdown(f"**{preset.title}**" + (" :green-badge[:material/check: in use]" if in_use else ""))
                 st.caption(preset.describe())
