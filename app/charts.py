@@ -448,15 +448,23 @@ def topk_frame(top: Sequence[tuple[str, float]], model: str = "") -> pd.DataFram
                          for i, (c, p) in enumerate(top)], columns=["class", "probability", "rank", "model"])
 
 
+def topk_words(shown: int, threshold: float | None = None, classes: int | None = None) -> str:
+    """What a top-k chart's axis shows: "Top 3 of 4 classes: probability (red dashes: unsure under 50%)"."""
+    words = "Probability" if threshold is None else f"Probability (red dashes: unsure under {threshold:.0%})"
+    if classes is not None and classes > shown:
+        words = f"Top {shown} of {classes} classes: {words[:1].lower()}{words[1:]}"
+    return words
+
+
 def topk_chart(df: pd.DataFrame, title: str = "", threshold: float | None = None,
-               classes: int | None = None) -> alt.Chart:
+               classes: int | None = None, words_on_axis: bool = True) -> alt.Chart:
     """Horizontal probability bars, most likely class on top; the top bar is strong, the others pale.
     With `threshold`, a dashed rule marks the probability under which the answer counts as unsure;
-    with `classes` (how many the model has) above the bars shown, the axis says which share is shown."""
+    with `classes` (how many the model has) above the bars shown, the axis says which share is shown
+    (`topk_words`; with `words_on_axis` False the axis says "Probability" and the page says the rest
+    where it can wrap: two charts side by side cut it). The title starts at the chart's left edge."""
     data = df.assign(top=df["rank"] == 1)
-    x_title = "Probability" if threshold is None else f"Probability (red dashes: unsure under {threshold:.0%})"
-    if classes is not None and classes > len(df):
-        x_title = f"Top {len(df)} of {classes} classes: {x_title[:1].lower()}{x_title[1:]}"
+    x_title = topk_words(len(df), threshold, classes) if words_on_axis else "Probability"
     bars = alt.Chart(data).mark_bar().encode(
         x=alt.X("probability:Q", title=x_title, scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
         # the classes listed in rank order: a sort by the rank field is dropped by Vega-Lite here (the
@@ -468,12 +476,14 @@ def topk_chart(df: pd.DataFrame, title: str = "", threshold: float | None = None
     )
     labels = bars.mark_text(align="left", dx=3).encode(text=alt.Text("probability:Q", format=".0%"), color=alt.value("#333"))
     chart = bars + labels
-    if threshold is not None:
+    if threshold is not None:  # under the percentages: a bar ending near the line keeps its figure legible
         rule = alt.Chart(pd.DataFrame({"probability": [threshold]})).mark_rule(
             color="#d62728", strokeDash=[4, 3]).encode(
             x="probability:Q", tooltip=alt.Tooltip("probability:Q", title="Unsure under", format=".0%"))
-        chart = chart + rule
-    return chart.properties(height=max(60, 28 * len(df)), title=title, autosize=FIT_WIDTH)
+        chart = bars + rule + labels
+    # centred over the plot, a model's name overflowed a narrow chart on the left ("e-tuned (end of training)")
+    heading = alt.TitleParams(title, anchor="start", frame="bounds") if title else ""
+    return chart.properties(height=max(60, 28 * len(df)), title=heading, autosize=FIT_WIDTH)
 
 
 # ---- tables ----------------------------------------------------------------------------------

@@ -298,8 +298,12 @@ def test_top_k_chart_is_a_pure_builder_with_bars_sorted_by_rank_and_the_threshol
     assert bars["encoding"]["y"]["sort"] == ["dog", "cat", "bird"]
     shuffled = topk_chart(topk_frame([("dog", 0.7), ("cat", 0.2), ("bird", 0.1)], "x").iloc[[2, 0, 1]]).to_dict()
     assert shuffled["layer"][0]["encoding"]["y"]["sort"] == ["dog", "cat", "bird"], "by rank, not row order"
-    assert all(not isinstance(layer["encoding"]["y"].get("sort"), dict) for layer in spec["layer"][:2])
-    assert spec["layer"][-1]["mark"]["type"] == "rule", "the unsure threshold"
+    assert all(not isinstance(layer["encoding"]["y"].get("sort"), dict) for layer in (spec["layer"][0], spec["layer"][2]))
+    assert [layer["mark"]["type"] for layer in spec["layer"]] == ["bar", "rule", "text"], \
+        "the unsure threshold, under the percentages (a bar ending at the line kept its figure crossed out)"
+    assert spec["title"] == {"text": "Fine-tuned", "anchor": "start", "frame": "bounds"}, "whole in a narrow chart"
+    narrow = topk_chart(df, "Fine-tuned", threshold=0.5, words_on_axis=False).to_dict()
+    assert narrow["layer"][0]["encoding"]["x"]["title"] == "Probability", "side by side: the page says the rest"
     assert bars["encoding"]["x"]["title"] == "Probability (red dashes: unsure under 50%)", "the rule is named"
     assert len(topk_chart(df).to_dict()["layer"]) == 2, "no rule without a threshold"
 
