@@ -2,7 +2,7 @@
 with every progress report recorded: at each quarter of the run (after the first epoch), the ETA
 shown then against the time the run really still took. Target: within 25% after the first epoch.
 
-    python benchmarks/eta.py [--seeds 0 1] [--robust]
+    python benchmarks/eta.py [--seeds 0 1] [--robust] [--preset adversarial_demo]
 
 The ETA counts the remaining training steps at the current speed, each remaining epoch's
 evaluation and the final evaluation (engine.train.time_left), timed on the last evaluation.
@@ -13,9 +13,12 @@ from __future__ import annotations
 import argparse
 import time
 
+import torch
+
 from common import WORK, config, table
 
-from engine.presets import quick_demo
+from engine.config import apply_overrides
+from engine.presets import get_preset
 from engine.contract import Reporter
 from engine.train import train
 
@@ -55,10 +58,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--robust", action="store_true", help="also measure robust accuracy (PGD) each epoch")
+    ap.add_argument("--preset", default="quick_demo", help="the preset whose run is timed (default quick_demo)")
     args = ap.parse_args()
     rows, worst = [], 0.0
+    print(f"preset: {args.preset}")
     for seed in args.seeds:
-        cfg = quick_demo(config(f"seed={seed}", *(["eval.robust=true"] if args.robust else [])))
+        cfg = get_preset(args.preset).apply(config(f"seed={seed}"))  # a preset sets its whole recipe, so the
+        cfg = apply_overrides(cfg, [f"train.threads={torch.get_num_threads()}",  # pinned threads come after it
+                                    *(["eval.robust=true"] if args.robust else [])])
         log = EtaLog()
         train(cfg, log, work_dir=WORK / "data")
         end = time.perf_counter() - log.t0

@@ -78,12 +78,15 @@ class EvalClock:
     """What the time-left estimate knows about evaluation: its cost in image forward passes per epoch
     and at the end (engine.evaluate.eval_passes), and the seconds per pass last measured (0 until
     the first epoch's evaluation has run). `method_passes`: what methods evaluate after training and
-    before the final evaluation (WiSE-FT's curve), in the same passes."""
+    before the final evaluation (WiSE-FT's curve), in the same passes. Once an epoch has ended, its
+    end's measured seconds and the finished epochs' training speed replace the estimates."""
 
     epoch_passes: float = 0.0
     final_passes: float = 0.0
     seconds_per_pass: float = 0.0
     method_passes: float = 0.0
+    epoch_end_seconds: float = 0.0  # the last epoch's end as measured: evaluation, methods' checks, checkpoints
+    train_images_per_sec: float = 0.0  # the speed of the finished epochs (the first, warm-up, left out)
 
 
 @dataclass

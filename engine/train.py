@@ -272,15 +272,19 @@ def report_step(ctx: TrainContext, loss: float, images_per_sec: float, i: int) -
 
 
 def time_left(ctx: TrainContext, images_per_sec: float) -> float:
-    """Seconds until the run ends: the remaining training steps at the current speed, then every
-    remaining epoch's evaluation, what methods evaluate after training (`EvalClock.method_passes`,
-    WiSE-FT's curve) and the final evaluation, at the seconds per image pass measured in the last
-    evaluation (before the first: a training image costs about three forward passes)."""
-    train_s = (ctx.total_steps - ctx.step) * ctx.cfg.train.batch_size / max(images_per_sec, 1e-9)
+    """Seconds until the run ends: the remaining training steps at the finished epochs' speed (in the
+    first epoch: its own), every remaining epoch's end as the last one took (evaluation, methods' checks
+    such as the adversarial overfitting guard's attack, checkpoints; before the first: its evaluation's
+    passes), then what methods evaluate after training (`EvalClock.method_passes`, WiSE-FT's curve) and
+    the final evaluation, at the seconds per image pass measured in the last evaluation (before the
+    first: a training image costs about three forward passes)."""
     clock = ctx.eval_clock
+    speed = clock.train_images_per_sec or images_per_sec  # finished epochs': steadier than this epoch's start
+    train_s = (ctx.total_steps - ctx.step) * ctx.cfg.train.batch_size / max(speed, 1e-9)
     per_pass = clock.seconds_per_pass or 1.0 / (3.0 * max(images_per_sec, 1e-9))
-    return train_s + per_pass * ((ctx.cfg.train.epochs - ctx.epoch) * clock.epoch_passes + clock.method_passes
-                                 + clock.final_passes)
+    epoch_end = clock.epoch_end_seconds or per_pass * clock.epoch_passes  # measured once an epoch has ended
+    return train_s + (ctx.cfg.train.epochs - ctx.epoch) * epoch_end + per_pass * (clock.method_passes
+                                                                                  + clock.final_passes)
 
 
 def evaluate_epoch(ctx: TrainContext, hooks: list[MethodHook], stats: EpochStats) -> dict[str, float]:
@@ -340,8 +344,10 @@ def _train(cfg: RunConfig, reporter: Reporter | None, run_dir: Path | None, work
         for epoch in range(start, cfg.train.epochs):
             ctx.epoch = epoch
             stats = train_one_epoch(ctx, hooks, scaler, lr_at)
+            ended = time.perf_counter()
             if epoch > start or cfg.train.epochs - start == 1:
                 timed = [timed[0] + stats.seconds, timed[1] + stats.images]
+                ctx.eval_clock.train_images_per_sec = timed[1] / timed[0]
             metrics = evaluate_epoch(ctx, hooks, stats)
             retune_threads(ctx)
             if run_dir is not None and ctx.rank == 0 and metrics["val_acc"] > max(
@@ -352,6 +358,7 @@ def _train(cfg: RunConfig, reporter: Reporter | None, run_dir: Path | None, work
             if run_dir is not None and ctx.rank == 0:  # a stop or a crash later can continue from here
                 save_resume(run_dir, ctx, scaler, history,
                             ctx.summary.get("wall_time_before_s", 0.0) + time.perf_counter() - t_start, hooks)
+            ctx.eval_clock.epoch_end_seconds = time.perf_counter() - ended
             if agree(ctx.stop_training, ctx.world_size):
                 break
     except StopRequested as stop:  # a stopped run keeps what it finished: its epochs and best checkpoint
