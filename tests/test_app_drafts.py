@@ -329,9 +329,15 @@ def test_a_second_click_on_the_running_settings_is_warned_before_it_queues_a_cop
         at.session_state["cfg"] = dataclasses.replace(at.session_state["cfg"], seed=7)  # another seed: its own run
         at.run()
         assert not any(twin in w for w in texts(at.warning)) and at.button(key="start").proto.type == "primary"
+        queued = start_run(at)  # waits behind the first: listed by its name and when it was queued, not its id
+        rows = [m for m in texts(at.markdown) if m.startswith(":material/schedule:")]
+        assert len(rows) == 1 and " · queued " in rows[0] and queued not in rows[0], rows
     finally:
-        engine().stop(run_id)
-        engine().wait(run_id, RUN_TIMEOUT)
+        active = engine().active_runs()
+        for r in active:
+            engine().stop(r)
+        for r in active:
+            assert engine().wait(r, RUN_TIMEOUT) in ("stopped", "failed"), r
 
 
 def test_a_stopped_run_shows_its_finished_epochs_and_can_be_used_again(studio, tiny_bytes):

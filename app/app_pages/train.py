@@ -111,7 +111,8 @@ def queue_view(engine, watched: str | None) -> None:
             st.caption(":material/schedule: another user's run")
             continue
         c = st.columns([4, 1])
-        c[0].markdown(f":material/schedule: {rec.name} · `{rec.id}`")
+        c[0].markdown(f":material/schedule: {state.md_text(rec.name)} · queued "  # the user's name, not the run id
+                      f"{components.short_time(rec.created)}")
         c[1].button("Cancel", key=f"cancel_{run_id}", on_click=engine.stop, args=(run_id, state.user()))
 
 
