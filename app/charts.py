@@ -63,6 +63,7 @@ NOT_PLOTTED = {"epoch", "step", "images_per_sec", "loss", "lr", "co_rollback"}
 # the plot; "fit-x" fits only the width, so `height` is the plot's own height.
 FIT_WIDTH = alt.AutoSizeParams(type="fit-x", contains="padding")
 LEGEND = dict(orient="bottom", columns=2, labelLimit=320, title=None)
+LEGEND_PAIR_CHARS = 24  # longer labels get a line each: a half-width chart cut "Robust accuracy (atta" in two columns
 
 
 def epoch_subset_caption(config: Mapping[str, Any] | None, measured: Mapping[str, Any] | None = None) -> str | None:
@@ -243,7 +244,8 @@ def metric_lines(df: pd.DataFrame, metrics: Sequence[str], title: str, y_title: 
         x=alt.X(f"{x}:Q", title=x_title, axis=alt.Axis(tickMinStep=1, format="d")),
         y=alt.Y("value:Q", axis=y_axis, scale=y_scale),
         color=alt.Color("label:N", title=None, sort=order,  # line symbols: a training curve's shows its dashes
-                        legend=alt.Legend(**LEGEND, symbolType="stroke", symbolStrokeWidth=2.5)
+                        legend=alt.Legend(**{**LEGEND, "columns": 2 if max(map(len, order)) <= LEGEND_PAIR_CHARS
+                                             else 1}, symbolType="stroke", symbolStrokeWidth=2.5)
                         if len(present) > 1 else None,
                         scale=alt.Scale(domain=order, range=colors)),
         tooltip=[alt.Tooltip(f"{x}:Q", title=x_title), alt.Tooltip("label:N", title="Metric"),

@@ -171,6 +171,18 @@ def test_labels_for_known_and_unknown_metrics():
     assert not charts.is_fraction_metric("train_loss")
 
 
+def test_a_legend_with_a_long_label_gives_each_label_its_own_line():
+    """Two legend columns in a half-width chart cut "Robust accuracy (attacked)" to "Robust accuracy (atta"."""
+    import pandas as pd
+
+    def columns(df):
+        return layer_encodings(spec(charts.accuracy_chart(df)))[0]["color"]["legend"]["columns"]
+
+    short = pd.DataFrame({"epoch": [1, 2], "train_acc": [0.5, 0.6], "val_acc": [0.4, 0.5], "ood_acc": [0.3, 0.4]})
+    assert columns(short) == 2
+    assert columns(short.assign(robust_acc=[0.2, 0.3])) == 1
+
+
 def test_a_metric_keeps_its_colour_whichever_metrics_are_present():
     def colour_of(df, label):
         enc = layer_encodings(spec(charts.accuracy_chart(df)))[0]["color"]["scale"]

@@ -520,6 +520,8 @@ def compare_labels(labels: dict[str, str], recs: list) -> tuple[dict[str, str], 
     return short, (short if len(set(datasets.values())) == 1 else state.without_backbone(labels, backbones))
 
 
+WIDE_HEADERS = {"balanced acc": 72, "robust acc": 76}  # their headers whole at 13 px ("robust ac…" at 64)
+NOT_MEASURED = "–"  # a figure a run did not measure (robust accuracy of a run without an attack), as in the tiles
 COMPARE_FIT_PX = 816  # the Compare table's width in a 1280 px window with the sidebar open (818 px measured), less 2
 EXPANDER_PADDING_PX = 34  # a table in an expander is this much narrower (measured: 784 px against 818)
 
@@ -589,7 +591,7 @@ def compare(engine, runs) -> None:
     fractions = [c for c in table.columns if c in set(COMPARE_METRICS.values()) | {"balanced acc", "sparsity"}]
     table[fractions] = table[fractions].astype(float) * 100  # shown in percent with one decimal, as everywhere else
     config = {c: st.column_config.NumberColumn("balanced" if c == "balanced acc" else c, format="%.1f%%",
-                                               help=COMPARE_HELP.get(c), width=72 if c == "balanced acc" else 64)
+                                               help=COMPARE_HELP.get(c), width=WIDE_HEADERS.get(c, 64))
               for c in fractions}
     config |= {"dataset": st.column_config.TextColumn("dataset", help=COMPARE_HELP["dataset"], width=120),
                "methods": st.column_config.TextColumn("methods", width=112),
@@ -606,23 +608,25 @@ def compare(engine, runs) -> None:
                    "lr", format="%.4g", width=64,
                    help="The learning rate as set. The Model and Train pages show the effective learning rate, "
                         "lr / (1 - momentum): 10 times this at the usual momentum of 0.9.")}
-    setup = [c for c in ("model", "epochs", "batch", "lr", "img/s", "time") if c in table.columns]
+    # the data's size with the setup: the dataset column names the data, and the run column gets the room
+    setup = [c for c in ("classes", "images", "model", "epochs", "batch", "lr", "img/s", "time") if c in table.columns]
     # the comparison itself fits the page; how each run was set up folds away, except the settings that
     # tell the chosen runs apart (runs of the same data and methods are named alike)
     differ = [c for c in ("epochs", "batch", "lr") if c in setup and table[c].nunique(dropna=False) > 1]
     main = table.drop(columns=[c for c in setup if c not in differ])
     config["run"] = st.column_config.TextColumn("run", width=run_width(main, config), pinned=True)
-    st.dataframe(main, hide_index=True, width="stretch", placeholder="",  # a missing number is a blank cell
+    st.dataframe(main, hide_index=True, width="stretch", placeholder=NOT_MEASURED,
                  column_config={k: v for k, v in config.items() if k in main.columns})
     if "balanced acc" in main.columns and main["balanced acc"].notna().any():  # said under the table, not only on hover
         st.caption("balanced: the mean of the per-class accuracies on the test images (validation images where a "
                    "run has no test split), so every class counts equally.")
     if setup:
-        with st.expander("How each run was set up (model, epochs, batch size, learning rate, speed, time)",
+        with st.expander("How each run was set up (classes, images, model, epochs, batch size, learning rate, "
+                         "speed, time)",
                          icon=":material/settings:"):
             config["run"] = st.column_config.TextColumn("run", pinned=True, width=run_width(
                 table[["run", *setup]], config, COMPARE_FIT_PX - EXPANDER_PADDING_PX))
-            st.dataframe(table[["run", *setup]], hide_index=True, width="stretch", placeholder="",
+            st.dataframe(table[["run", *setup]], hide_index=True, width="stretch", placeholder=NOT_MEASURED,
                          column_config={k: v for k, v in config.items() if k in ("run", *setup)})
     compare_curves(curves)
 
