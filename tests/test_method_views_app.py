@@ -29,6 +29,9 @@ def test_wise_ft_slider_shows_grid_and_on_demand_alphas_and_exports(studio, tmp_
     assert not any("mixing weights evaluated" in m.value for m in at.markdown)  # the live curve is the Train page's
     slider = at.slider(key=f"wise_alpha_{run_id}")
     assert "Validation (your data)" in [m.label for m in at.metric]
+    # the curve's OOD (one severity) beside the headline's (severities 1-5) read as a contradiction to a new user
+    assert any(c.startswith("OOD here is the curve's: the corruptions at severity 3 on every validation image. The "
+                            "OOD figure at the top of the page averages severities 1-5") for c in texts(at.caption))
     slider.set_value(0.37).run()  # not on the grid: computed on demand
     no_problems(at)
     assert (run_id, 0.37) in at.session_state["wise_points"]

@@ -78,6 +78,19 @@ def subset_note(config: dict) -> str | None:
             "all of them), so it can differ from the validation and OOD figures measured on every image.")
 
 
+def curve_ood_words(config: dict) -> str:
+    """Why the curve's OOD accuracy differs from the OOD figure at the top of Results: one severity (the
+    epochs' own, else engine.methods.wise_ft.CURVE_SEVERITY), maybe a subset, against severities 1-5 on
+    every validation image."""
+    from engine.methods.wise_ft import CURVE_SEVERITY
+
+    severity = int(((config or {}).get("eval") or {}).get("ood_severity_each_epoch") or CURVE_SEVERITY)
+    n = int(((config or {}).get("wise_ft") or {}).get("ood_subset") or 0)
+    images = f"up to {n} images of each corruption" if n > 0 else "every validation image"
+    return (f"OOD here is the curve's: the corruptions at severity {severity} on {images}. The OOD figure at the top "
+            "of the page averages severities 1-5 on every validation image, so the two differ.")
+
+
 def nearest(curve: list[dict], alpha: float) -> dict | None:
     hit = min(curve, key=lambda p: abs(p["alpha"] - alpha), default=None)
     return hit if hit is not None and abs(hit["alpha"] - alpha) < 1e-6 else None
@@ -123,18 +136,22 @@ def wise_ft_view(engine, rec, summary: dict) -> None:
             col.metric(label, f"{100 * point[k]:.1f}%", **delta,
                        help="On the curve's own images (see the note under the chart); the figures at the top of "
                             "the page use every image, so the two can differ." if k == "ood_acc" else None)
+    note = subset_note(rec.config)
+    if point.get("ood_acc") is not None:  # said where the two OOD figures meet the eye, not only on hover
+        st.caption(curve_ood_words(rec.config))
     line = reading(curve)
     if line:
         st.markdown(f"**Reading:** {line}")
     extra = sorted({**{p['alpha']: p for p in curve}, **{p["alpha"]: p for p in cache_points(cache, rec.id)}}.values(),
                    key=lambda p: p["alpha"])
     st.altair_chart(curve_chart(curve_frame(extra), alpha), width="stretch")
-    note = subset_note(rec.config)
     if note:
         st.caption(note)
     best = max(curve, key=lambda p: (p.get("ood_acc") or 0, p["alpha"]))  # ties: the larger alpha, as chosen_alpha
     if best.get("ood_acc") is not None:
-        st.caption(f"Best OOD accuracy on the grid: {100 * best['ood_acc']:.1f}% at alpha {best['alpha']:.2f} "
+        tied = [f"{p['alpha']:.2f}" for p in curve if p is not best and p.get("ood_acc") == best["ood_acc"]]
+        also = f", the same as at alpha {', '.join(tied)}" if tied else ""  # the claim line may name one of them
+        st.caption(f"Best OOD accuracy on the grid: {100 * best['ood_acc']:.1f}% at alpha {best['alpha']:.2f}{also} "
                    f"(validation {100 * best['val_acc']:.1f}%); fine-tuned model: OOD {100 * end['ood_acc']:.1f}%, "
                    f"validation {100 * end['val_acc']:.1f}%.")
     if st.button(f"Prepare the model at alpha {alpha:.2f} for download", icon=":material/download:", key=f"wx_{rec.id}"):
