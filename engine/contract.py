@@ -86,7 +86,7 @@ class EvalClock:
     seconds_per_pass: float = 0.0
     method_passes: float = 0.0
     epoch_end_seconds: float = 0.0  # the last epoch's end as measured: evaluation, methods' checks, checkpoints
-    train_images_per_sec: float = 0.0  # the speed of the finished epochs (the first, warm-up, left out)
+    train_images_per_sec: float = 0.0  # the finished whole-network epochs' speed (warm-up, head-only ones left out)
 
 
 @dataclass

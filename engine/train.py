@@ -250,7 +250,8 @@ def train_one_epoch(ctx: TrainContext, hooks: list[MethodHook], scaler: torch.am
         if ctx.early_threads_check and time.perf_counter() - t0 >= EARLY_THREADS_CHECK_S:
             retune_threads(ctx, early=True)  # once: a burst at the start (a browser drawing) is over by now
         if device.type == "cpu" or i % 10 == 9 or i == ctx.steps_per_epoch - 1:  # syncs: rare on GPU
-            report_step(ctx, float(loss.detach()), images / max(time.perf_counter() - t0, 1e-9), i)
+            # every process trains its shard at the same pace: the job's speed, in the unit the summary uses
+            report_step(ctx, float(loss.detach()), ctx.world_size * images / max(time.perf_counter() - t0, 1e-9), i)
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
@@ -272,8 +273,9 @@ def report_step(ctx: TrainContext, loss: float, images_per_sec: float, i: int) -
 
 
 def time_left(ctx: TrainContext, images_per_sec: float) -> float:
-    """Seconds until the run ends: the remaining training steps at the finished epochs' speed (in the
-    first epoch: its own), every remaining epoch's end as the last one took (evaluation, methods' checks
+    """Seconds until the run ends: the remaining training steps at the finished whole-network epochs'
+    speed (the first epoch, warm-up, and LP-FT's cheaper head-only ones left out; until there is one:
+    the current epoch's), every remaining epoch's end as the last one took (evaluation, methods' checks
     such as the adversarial overfitting guard's attack, checkpoints; before the first: its evaluation's
     passes), then what methods evaluate after training (`EvalClock.method_passes`, WiSE-FT's curve) and
     the final evaluation, at the seconds per image pass measured in the last evaluation (before the
@@ -340,6 +342,7 @@ def _train(cfg: RunConfig, reporter: Reporter | None, run_dir: Path | None, work
     lr_at = schedule_fn(cfg.optim)
     start, history = load_resume(Path(run_dir or "."), ctx, scaler, hooks) if resume else (0, [])
     timed = [0.0, 0]  # seconds and images of the timed epochs (the first is warm-up: allocation, autotuning)
+    steady = [0.0, 0]  # the same, of the whole-network epochs (LP-FT's head-only ones are cheap): time left
     try:
         for epoch in range(start, cfg.train.epochs):
             ctx.epoch = epoch
@@ -347,7 +350,9 @@ def _train(cfg: RunConfig, reporter: Reporter | None, run_dir: Path | None, work
             ended = time.perf_counter()
             if epoch > start or cfg.train.epochs - start == 1:
                 timed = [timed[0] + stats.seconds, timed[1] + stats.images]
-                ctx.eval_clock.train_images_per_sec = timed[1] / timed[0]
+            if epoch > start and epoch >= cfg.optim.linear_probe_epochs:
+                steady = [steady[0] + stats.seconds, steady[1] + stats.images]
+                ctx.eval_clock.train_images_per_sec = steady[1] / steady[0]
             metrics = evaluate_epoch(ctx, hooks, stats)
             retune_threads(ctx)
             if run_dir is not None and ctx.rank == 0 and metrics["val_acc"] > max(

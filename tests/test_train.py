@@ -187,25 +187,27 @@ def test_time_left_counts_evaluation_and_the_final_evaluation_reports_its_parts(
     rec = Recorder()
     parts = []
     rec.progress = lambda **f: parts.append(f) if f.get("phase") == "final evaluation" else None
-    result = train(tiny_cfg("train.epochs=2"), rec, work_dir=tmp_path)
+    result = train(tiny_cfg("train.epochs=3", "optim.linear_probe_epochs=2"), rec, work_dir=tmp_path)
     ctx = result.context
     clock = ctx.eval_clock
+    # the speed ahead is the whole-network epochs': not the warm-up epoch, not the cheaper head-only one
+    assert clock.train_images_per_sec == pytest.approx(result.summary["history"][2]["images_per_sec"])
     assert clock.seconds_per_pass > 0 and clock.final_passes > clock.epoch_passes > 0
     assert [p["part_done"] for p in parts] == list(range(parts[-1]["parts"] + 1)), "one report per part, from 0"
     assert parts[-1]["eta_s"] == 0 and "corrupted images" in " ".join(p["part"] for p in parts)
     # measured: the finished epochs' speed, and an epoch's whole end (its evaluation, and what else runs then:
     # methods' checks such as the adversarial guard's attack, checkpoints; a new user's adversarial run read
     # 8 s left with 17 s to go while only the evaluation's passes were counted)
-    assert clock.train_images_per_sec > 0 and clock.epoch_end_seconds >= clock.seconds_per_pass * clock.epoch_passes
+    assert clock.epoch_end_seconds >= clock.seconds_per_pass * clock.epoch_passes
     ctx.epoch, ctx.step = 0, 0
     measured = time_left(ctx, images_per_sec=100.0)
     assert measured == pytest.approx(ctx.total_steps * ctx.cfg.train.batch_size / clock.train_images_per_sec
-                                     + 2 * clock.epoch_end_seconds + clock.seconds_per_pass * clock.final_passes)
+                                     + 3 * clock.epoch_end_seconds + clock.seconds_per_pass * clock.final_passes)
     clock = ctx.eval_clock = EvalClock(clock.epoch_passes, clock.final_passes, clock.seconds_per_pass)  # estimates
     with_eval = time_left(ctx, images_per_sec=100.0)
     train_only = ctx.total_steps * ctx.cfg.train.batch_size / 100.0
     assert clock.method_passes == 0, "no method evaluates after training here"
-    expected = clock.seconds_per_pass * (2 * clock.epoch_passes + clock.final_passes)
+    expected = clock.seconds_per_pass * (3 * clock.epoch_passes + clock.final_passes)
     assert with_eval == pytest.approx(train_only + expected)
     ctx.eval_clock = EvalClock(clock.epoch_passes, clock.final_passes, clock.seconds_per_pass, method_passes=500.0)
     assert time_left(ctx, 100.0) == pytest.approx(with_eval + 500.0 * clock.seconds_per_pass), "a method's end work"
