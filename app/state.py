@@ -616,15 +616,16 @@ def reuse_run(rec: Any, with_data: bool) -> None:
     save_draft()
 
 
-def preset_for_data(preset, cfg: RunConfig) -> tuple[RunConfig, str]:
+def preset_for_data(preset, cfg: RunConfig, train_images: int | None = None) -> tuple[RunConfig, str]:
     """`preset` (engine.presets.Preset) applied to `cfg`, with its batch size fitted to the chosen
-    dataset where the preset's would leave at most two optimiser steps an epoch (engine.config.
-    smaller_batch: about eight steps, the learning rate lowered in step); and the words that say so
-    ("" when nothing was fitted). The presets were tuned on the sample's 384 training images."""
+    dataset (`train_images` training images; default: `known_classes_and_train_size`) where the
+    preset's would leave at most two optimiser steps an epoch (engine.config.smaller_batch: about eight
+    steps, the learning rate lowered in step); and the words that say so ("" when nothing was fitted).
+    The presets were tuned on the sample's 384 training images."""
     from engine.config import few_batches, smaller_batch, with_batch
 
     after = preset.apply(cfg)
-    n = known_classes_and_train_size(after)[1]
+    n = known_classes_and_train_size(after)[1] if train_images is None else train_images
     fix = smaller_batch(after, n) if few_batches(after, n) else None
     if fix is None:
         return after, ""
@@ -636,32 +637,38 @@ def preset_for_data(preset, cfg: RunConfig) -> tuple[RunConfig, str]:
                     f"epoch from your {n} training images, so it uses {fix[0]} ({n // fix[0]} steps), with {rate}.")
 
 
-def is_preset(preset, cfg: RunConfig) -> bool:
+def is_preset(preset, cfg: RunConfig, train_images: int | None = None) -> bool:
     """Whether `cfg` is `preset`'s recipe exactly (applying it changes nothing: every setting it sets, the
-    rest at the defaults, the same methods on), or that recipe with a smaller batch and the learning rate
-    scaled with it (`preset_for_data`'s fit to a small dataset)."""
+    rest at the defaults, the same methods on), or that recipe as `preset_for_data` fits it to the chosen
+    dataset (`train_images`; default: `known_classes_and_train_size`, looked up only for a config that is
+    the recipe with a smaller batch and the rate scaled with it): a batch fitted to 18 images is no longer
+    the preset's once the data is 5,000 images."""
     from engine.config import with_batch
 
     recipe, mine = preset.apply(cfg), cfg.to_dict()  # as dicts: a draft read back from JSON has lists for tuples
-    return recipe.to_dict() == mine or (cfg.train.batch_size < recipe.train.batch_size
-                                        and with_batch(recipe, cfg.train.batch_size).to_dict() == mine)
+    if recipe.to_dict() == mine:
+        return True
+    if cfg.train.batch_size >= recipe.train.batch_size or with_batch(recipe, cfg.train.batch_size).to_dict() != mine:
+        return False
+    return preset_for_data(preset, cfg, train_images)[0].to_dict() == mine
 
 
-def matching_preset(cfg: RunConfig) -> str | None:
-    """The title of the preset whose recipe `cfg` is (`is_preset`), the most specific one when several
-    match; None when the user changed something after choosing one."""
-    found = [p for p in PRESETS.values() if is_preset(p, cfg)]
+def matching_preset(cfg: RunConfig, train_images: int | None = None) -> str | None:
+    """The title of the preset whose recipe `cfg` is (`is_preset`, on `train_images` training images), the
+    most specific one when several match; None when the user changed something after choosing one."""
+    found = [p for p in PRESETS.values() if is_preset(p, cfg, train_images)]
     return max(found, key=lambda p: len(p.sets())).title if found else None
 
 
-def default_run_name(cfg: RunConfig, ds: Dataset) -> str:
-    """What a run is called when the user gave no name: the preset it is exactly, with its backbone
-    ("Standard demo (ResNet-18) on ..."), else backbone and methods; where it starts when that is
-    not pretrained weights (your checkpoint, scratch); and the data."""
+def default_run_name(cfg: RunConfig, ds: Dataset, train_images: int | None = None) -> str:
+    """What a run is called when the user gave no name: the preset it is exactly (`matching_preset`, on
+    `train_images` training images; default: the chosen dataset's), with its backbone ("Standard demo
+    (ResNet-18) on ..."), else backbone and methods; where it starts when that is not pretrained weights
+    (your checkpoint, scratch); and the data."""
     data = "sample textures" if ds.kind == "sample" else (ds.label if ds.kind == "upload"
                                                           else Path(ds.source).name or ds.source)
     start = {"checkpoint": " from your checkpoint", "none": " from scratch"}.get(cfg.backbone.pretrained, "")
-    preset = matching_preset(cfg)
+    preset = matching_preset(cfg, train_images)
     if preset:
         return f"{preset} ({backbone_title(cfg.backbone.name)}){start} on {data}"
     from engine.methods import METHODS

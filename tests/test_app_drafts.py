@@ -487,11 +487,16 @@ def test_a_run_that_is_exactly_a_preset_is_named_after_it():
         "changed after choosing the preset: no longer the preset's recipe"
     assert default_run_name(with_section(demo, "backbone", pretrained="none"), sample) == \
         "ResNet-18 plain from scratch on sample textures"
-    # fitted to a small dataset (a smaller batch, the rate scaled with it) it is still the preset's recipe
-    from engine.config import with_batch
+    # fitted to a small dataset (a smaller batch, the rate scaled with it) it is still the preset's recipe, on
+    # that dataset only: the batch fitted to 18 images is the user's own recipe on 5,000
+    from engine.config import smaller_batch, with_batch
 
-    assert default_run_name(with_batch(demo, 8), sample) == "Standard demo (ResNet-18) on sample textures"
-    assert default_run_name(with_section(with_batch(demo, 8), "optim", lr=0.02), sample) == \
+    fitted = with_batch(demo, smaller_batch(demo, 18)[0])
+    assert default_run_name(fitted, sample, train_images=18) == "Standard demo (ResNet-18) on sample textures"
+    assert default_run_name(fitted, sample, train_images=5000) == "ResNet-18 plain on sample textures"
+    assert default_run_name(with_batch(demo, 8), sample, train_images=18) == "ResNet-18 plain on sample textures", \
+        "another smaller batch than the fit is the user's own"
+    assert default_run_name(with_section(fitted, "optim", lr=0.02), sample, train_images=18) == \
         "ResNet-18 plain on sample textures", "a smaller batch at the preset's rate is the user's own recipe"
 
 
