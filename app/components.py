@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,8 +139,11 @@ SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
 def fmt_number(v: float) -> str:
-    """A measured figure for a reader, not a program: up to 3 significant digits, and a very small or
-    large one as "3.2 × 10⁻⁵" rather than Python's "3.2e-05"."""
+    """A measured figure for a reader, not a program: 3 significant digits under 100, whole numbers with
+    thousands separators up to 100,000, and a very small or large one as "3.2 × 10⁻⁵" rather than
+    Python's "3.2e-05" (infinities as "inf" and "-inf")."""
+    if not math.isfinite(v):
+        return f"{v:g}"
     if 100 <= abs(v) < 1e5:
         return f"{v:,.0f}"
     if v == 0 or 1e-3 <= abs(v) < 100:

@@ -314,6 +314,20 @@ def test_compare_shows_the_dataset_and_flags_runs_on_different_data(studio, tiny
     assert set(third.multiselect(key="compare_runs").value) == {second, wise, pruned}
 
 
+def test_compare_keeps_the_setup_that_tells_runs_apart_beside_their_figures():
+    import pandas as pd
+
+    from app.app_pages.results import setup_that_differs
+
+    setup = ["classes", "images", "model", "epochs", "batch", "lr"]
+    two_sets = pd.DataFrame({"dataset": ["a.zip", "b.zip"], "classes": [3, 4], "images": [80, 81],
+                             "model": ["ResNet-18"] * 2, "epochs": [20, 20], "batch": [32, 32], "lr": [0.02, 0.02]})
+    assert setup_that_differs(two_sets, setup) == [], "two datasets: their own column tells them apart"
+    fewer = two_sets.assign(dataset=["a.zip", "a.zip"], classes=[3, 3])  # one dataset, 8 images a class in one run
+    assert setup_that_differs(fewer, setup) == ["images"]
+    assert setup_that_differs(fewer.assign(epochs=[20, 5]), setup) == ["epochs", "images"]
+
+
 def test_a_second_click_on_the_running_settings_is_warned_before_it_queues_a_copy(studio, tiny_bytes):
     at = new_app()
     upload_zip(at, tiny_bytes, "my data.zip")

@@ -290,8 +290,8 @@ def test_a_methods_tiny_or_huge_figure_reads_without_e_notation():
     """Results showed AdaFilter's gate gradient as '3.217e-05' among the headline figures."""
     from app.components import fmt_number
 
-    assert [fmt_number(v) for v in (3.217e-5, 0.0123, 1.5, 1234.5, 2e6, 0.0, -4e-7)] == \
-        ["3.2 × 10⁻⁵", "0.0123", "1.5", "1,234", "2.0 × 10⁶", "0", "-4.0 × 10⁻⁷"]
+    assert [fmt_number(v) for v in (3.217e-5, 0.0123, 1.5, 1234.5, 2e6, 0.0, -4e-7, float("inf"))] == \
+        ["3.2 × 10⁻⁵", "0.0123", "1.5", "1,234", "2.0 × 10⁶", "0", "-4.0 × 10⁻⁷", "inf"]
 
 
 def test_per_layer_values_that_say_one_number_or_fill_a_screen_are_told_in_a_line():

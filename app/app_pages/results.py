@@ -44,7 +44,8 @@ IMBALANCE_METRICS = {
 
 
 def robust_words(summary: dict) -> str:
-    """" Attack: PGD-10 at eps 4.0/255, on the 16 test images." from the summary's robust_eval, or ""."""
+    """" Attack: PGD-10 at eps 4.0/255 (of 255 pixel levels), on the test images." from the summary's
+    robust_eval, or "" when it has none."""
     ev = summary.get("robust_eval") or {}
     if not ev.get("attack"):
         return ""
@@ -534,6 +535,16 @@ def run_width(table: pd.DataFrame, config: dict, fit: int = COMPARE_FIT_PX) -> i
     return max(120, min(300, fit - taken))
 
 
+def setup_that_differs(table: pd.DataFrame, setup: list[str]) -> list[str]:
+    """The setup columns the Compare table keeps beside the figures (the others fold away under it):
+    epochs, batch size and learning rate where the runs differ in them (runs of the same data and
+    methods are named alike), and the data's size where runs of one dataset differ in it (fewer images
+    per class, say; different datasets are told apart by their own column)."""
+    differ = [c for c in ("epochs", "batch", "lr") if c in setup and table[c].nunique(dropna=False) > 1]
+    return differ + [c for c in ("classes", "images") if c in setup and
+                     table.groupby("dataset")[c].nunique(dropna=False).gt(1).any()]
+
+
 def compare_picker(candidates: list, labels: dict[str, str]) -> list[str]:
     """The runs to compare (ids): the newest three finished ones at first, the user's pick after that,
     kept across a refresh (those still there)."""
@@ -610,9 +621,7 @@ def compare(engine, runs) -> None:
                         "lr / (1 - momentum): 10 times this at the usual momentum of 0.9.")}
     # the data's size with the setup: the dataset column names the data, and the run column gets the room
     setup = [c for c in ("classes", "images", "model", "epochs", "batch", "lr", "img/s", "time") if c in table.columns]
-    # the comparison itself fits the page; how each run was set up folds away, except the settings that
-    # tell the chosen runs apart (runs of the same data and methods are named alike)
-    differ = [c for c in ("epochs", "batch", "lr") if c in setup and table[c].nunique(dropna=False) > 1]
+    differ = setup_that_differs(table, setup)
     main = table.drop(columns=[c for c in setup if c not in differ])
     config["run"] = st.column_config.TextColumn("run", width=run_width(main, config), pinned=True)
     st.dataframe(main, hide_index=True, width="stretch", placeholder=NOT_MEASURED,
