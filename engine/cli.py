@@ -462,6 +462,12 @@ def _methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_alpha(args: argparse.Namespace) -> None:
+    """--alpha only with --variant wise (predict, export): StudioError otherwise."""
+    if args.alpha is not None and args.variant != "wise":
+        raise StudioError("--alpha sets the WiSE-FT mix: use it with --variant wise.")
+
+
 def _stored_alpha(run_id: str | None, data_dir: Path) -> float | None:
     """The WiSE-FT alpha chosen for the run on the dashboard's Results page (kept in the store), or None."""
     if run_id is None or not (data_dir / "studio.db").is_file():
@@ -478,14 +484,13 @@ def _export(args: argparse.Namespace) -> int:
     """Export a finished run's model as the dashboard's Export tab does: model.safetensors, model.ts
     (TorchScript), model.onnx and MODEL_CARD.md, each file reloaded and checked against the model on
     the run's validation images (engine.export.export_all). Exit status 1 when a check fails."""
-    from engine.export import export_all
+    from engine.export import export_all, export_dir
     from engine.predict import chosen_alpha, run_summary
     from engine.runs import load_run
 
     data_dir = Path(args.data_dir)
     run_dir, run_id = _run_folder(args.run, data_dir)
-    if args.alpha is not None and args.variant != "wise":
-        raise StudioError("--alpha sets the WiSE-FT mix: use it with --variant wise.")
+    _check_alpha(args)
     summary = run_summary(run_dir)  # an unfinished run: how to get a model
     run = load_run(run_dir, data_dir / "datasets")
     if not run.has(args.variant):
@@ -493,11 +498,10 @@ def _export(args: argparse.Namespace) -> int:
         raise StudioError(f"This run has no {args.variant.replace('_', '-')} model: it was trained without {what}. "
                           "Export the fine-tuned model (--variant fine_tuned), or train with it switched on.")
     alpha = None
-    if args.variant == "wise":
-        alpha = chosen_alpha(summary, args.alpha if args.alpha is not None else _stored_alpha(run_id, data_dir))
+    if args.variant == "wise":  # to two decimals, as the dashboard's slider and its export folders have it
+        alpha = round(chosen_alpha(summary, args.alpha if args.alpha is not None else _stored_alpha(run_id, data_dir)), 2)
         summary = dict(summary, wise_alpha=alpha)
-    sub = {"wise": f"wise_alpha_{alpha:.2f}" if alpha is not None else "", "structured": "structured"}.get(args.variant, "")
-    out = Path(args.out).resolve() if args.out else run_dir / "exports" / sub  # the dashboard's folder by default
+    out = Path(args.out).resolve() if args.out else export_dir(run_dir, args.variant, alpha)  # the dashboard's folder
     model = run.model_variant(args.variant, alpha)
     what = f"WiSE-FT mix at alpha {alpha:.2f}" if alpha is not None else EXPORT_VARIANTS[args.variant].split(" (")[0]
     print(f"exporting the {what} of run {run_dir.name} to {out}", flush=True)
@@ -554,8 +558,7 @@ def _predict(args: argparse.Namespace) -> int:
         raise StudioError("--top-k and --batch-size must be at least 1.")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise StudioError(f"--threshold is a probability between 0 and 1 (got {args.threshold:g}).")
-    if args.alpha is not None and args.variant != "wise":
-        raise StudioError("--alpha sets the WiSE-FT mix: use it with --variant wise.")
+    _check_alpha(args)
     alpha = args.alpha if args.alpha is not None or args.variant != "wise" else _stored_alpha(run_id, data_dir)
     predictor = load_predictor(run_dir, args.variant, alpha, data_dir / "datasets", args.device)
     print(f"model: {predictor.label} on {predictor.device}; classes: {', '.join(predictor.classes)}", flush=True)

@@ -378,6 +378,15 @@ def structured_card_summary(summary: dict) -> dict:
                 val_acc=s.get("val_acc"), test_acc=s.get("test_acc"))
 
 
+def export_dir(run_dir: Path, variant: str = "fine_tuned", alpha: float | None = None) -> Path:
+    """Where a run's exports of `variant` go inside its folder: exports/ for the fine-tuned model,
+    exports/structured/ for the channel-pruned one, exports/wise_alpha_0.60/ for a WiSE-FT mix (alpha
+    to two decimals: the dashboard's slider steps). The dashboard's Export tab and `python -m engine
+    export` write and read the same folders."""
+    sub = {"wise": f"wise_alpha_{alpha:.2f}" if alpha is not None else "", "structured": "structured"}.get(variant, "")
+    return Path(run_dir) / "exports" / sub
+
+
 def export_all(model: Classifier, cfg: RunConfig, summary: dict, val_images: torch.Tensor, out_dir: Path,
                formats: tuple[str, ...] = ("torchscript", "onnx"), structured: bool = False) -> list[ExportCheck]:
     """Write model.safetensors, model.ts, model.onnx and MODEL_CARD.md into out_dir; verify each.

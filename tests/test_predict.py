@@ -432,6 +432,8 @@ def test_export_command_writes_checked_files_of_each_model_the_run_has(studio, t
     """`export` does what the dashboard's Export tab does, from the command line: safetensors, TorchScript and
     ONNX of the model asked for, each reloaded and checked on the validation images, and the model card; by
     default into the run's exports/ folder, where the dashboard offers them."""
+    from engine.export import export_dir
+
     studio_dir, run_dir = studio
     base = ["export", "--run", run_dir.name, "--data-dir", str(studio_dir)]
     for variant, extra in (("fine_tuned", []), ("wise", ["--alpha", "0.5"]), ("structured", [])):
@@ -446,6 +448,10 @@ def test_export_command_writes_checked_files_of_each_model_the_run_has(studio, t
     assert "## WiSE-FT (this is the mix at alpha 0.5)" in (tmp_path / "wise" / "MODEL_CARD.md").read_text()
     assert cli([*base, "--variant", "fine_tuned"]) == 0
     assert f"to {run_dir / 'exports'}" in capsys.readouterr().out and (run_dir / "exports" / "model.onnx").is_file()
+    # the dashboard's folder for the mix at the slider's two decimals holds that mix, not one near it
+    assert cli([*base, "--variant", "wise", "--alpha", "0.604"]) == 0
+    assert "WiSE-FT mix at alpha 0.60" in capsys.readouterr().out
+    assert "## WiSE-FT (this is the mix at alpha 0.6)" in (export_dir(run_dir, "wise", 0.6) / "MODEL_CARD.md").read_text()
     assert cli([*base, "--alpha", "0.5"]) == 2 and "use it with --variant wise" in capsys.readouterr().err
     assert cli([*base, "--variant", "wise", "--alpha", "2"]) == 2 and "between 0 and 1" in capsys.readouterr().err
 

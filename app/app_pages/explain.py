@@ -690,9 +690,9 @@ def export_tab(engine, rec, b, summary: dict) -> None:
                          format_func=choices.get)
     else:  # which weights, even without a choice (not the best epoch a Results download may have picked)
         st.caption("Exports the fine-tuned model at the end of training, full size.")
-    sub = {"wise": f"wise_alpha_{alpha:.2f}" if alpha is not None else "", "structured": "structured"}.get(which, "")
-    out_dir = run_dir / "exports" / sub
-    out_dir = out_dir.resolve()
+    from engine.export import export_dir
+
+    out_dir = export_dir(run_dir, which, alpha).resolve()
     if run_dir.resolve() not in out_dir.parents:  # exports live inside the run folder, nowhere else
         st.error("The export folder would leave the run folder; nothing was written.")
         return
@@ -702,7 +702,7 @@ def export_tab(engine, rec, b, summary: dict) -> None:
     clicked = c[0].button("Export and verify", type="primary", icon=":material/package_2:", key=f"export_{rec.id}",
                           disabled=not may_write)
     c[1].caption(f"Writes model.safetensors, model.ts, model.onnx and MODEL_CARD.md into the run's own folder "
-                 f"(`{'exports/' + sub if sub else 'exports'}`), then offers them for download below."
+                 f"(`{out_dir.relative_to(run_dir.resolve()).as_posix()}`), then offers them for download below."
                  if may_write else "This run belongs to another user: you can download its exports, not make new ones.")
     if clicked:
         summary_for_card = dict(summary, wise_alpha=alpha) if which == "wise" else summary
