@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 import time
 from pathlib import Path
 
@@ -336,8 +337,9 @@ def test_a_second_click_on_the_running_settings_is_warned_before_it_queues_a_cop
     twin = "already running or queued with exactly these settings"
     try:
         # the run just started from this page: said calmly, not as an alarm about a run the user does not know
-        assert any("is training with these settings. Pressing the button again would train a second copy" in i
-                   for i in texts(at.info)) and not any(twin in w for w in texts(at.warning))
+        assert any(re.search(r"(is training|waits in the queue) with these settings\. Pressing the button again "
+                             r"would train a second copy", i) for i in texts(at.info)), texts(at.info)
+        assert not any(twin in w for w in texts(at.warning))
         assert at.button(key="start").proto.type == "secondary"
         at.session_state["watch"] = None  # the page follows another run (app.state.WATCH_KEY): the twin is a warning
         at.run()
@@ -348,7 +350,8 @@ def test_a_second_click_on_the_running_settings_is_warned_before_it_queues_a_cop
         assert not any(twin in w for w in texts(at.warning)) and at.button(key="start").proto.type == "primary"
         queued = start_run(at)  # waits behind the first: listed by its name and when it was queued, not its id
         rows = [m for m in texts(at.markdown) if m.startswith(":material/schedule:")]
-        assert len(rows) == 1 and " · queued " in rows[0] and queued not in rows[0], rows
+        assert len(rows) == 1 and engine().run_record(queued).name in rows[0] and queued not in rows[0], rows
+        assert any("waits in the queue with these settings" in i for i in texts(at.info)), "not 'is training'"
     finally:
         active = engine().active_runs()
         for r in active:

@@ -76,8 +76,9 @@ def start_section(engine) -> None:
         c = st.columns([1, 3])
         c[0].button("Add to the queue" if busy else "Start training", type="secondary" if twin else "primary",
                     icon=":material/play_arrow:", on_click=_start, key="start", disabled=problems is not None)
-        if twin and twin.id == st.session_state.get(state.WATCH_KEY):  # the run just started here
-            c[1].info(f"**{state.md_text(twin.name)}** is training with these settings. Pressing the button again "
+        if twin and twin.id == st.session_state.get(state.WATCH_KEY):  # the run just started (or queued) here
+            doing = "is training" if twin.status == "running" else "waits in the queue"
+            c[1].info(f"**{state.md_text(twin.name)}** {doing} with these settings. Pressing the button again "
                       "would train a second copy: change a setting first (another seed, say) for a second run "
                       "worth comparing.", icon=":material/check:")
         elif twin:
@@ -105,14 +106,16 @@ def queue_view(engine, watched: str | None) -> None:
         return
     st.markdown(f"**Queue:** {len(waiting)} waiting")
     mine = set(engine.active_runs_of(state.user()))
+    records = {r: engine.run_record(r) for r in waiting if r in mine}
+    # named as the run pickers name runs: what tells two runs of one name apart (a seed, say), never the run id
+    labels = state.run_labels([r for r in records.values() if r is not None], with_status=False)
     for run_id in waiting:
-        rec = engine.run_record(run_id) if run_id in mine else None
+        rec = records.get(run_id)
         if rec is None:
             st.caption(":material/schedule: another user's run")
             continue
         c = st.columns([4, 1])
-        c[0].markdown(f":material/schedule: {state.md_text(rec.name)} · queued "  # the user's name, not the run id
-                      f"{components.short_time(rec.created)}")
+        c[0].markdown(f":material/schedule: {state.md_text(labels[rec.id])}")
         c[1].button("Cancel", key=f"cancel_{run_id}", on_click=engine.stop, args=(run_id, state.user()))
 
 
