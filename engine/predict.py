@@ -84,7 +84,9 @@ KNN_K = 5  # the k-th nearest training image sets an image's distance (Sun et al
 FLAT_SHARE = 0.75  # at least this share of equal neighbouring pixels reads "mostly flat colour"
 BANK_MAX = 2048  # training images whose features are kept (a fixed random subset of more): 8 MB for ResNet-18, 31 MB for ResNet-50
 DEFAULT_BATCH = 64
-IMAGE_WORDS = "jpg, png, bmp, gif, webp, tif, heic"  # the formats named to a user (engine.data.PIL_FORMATS)
+FORMAT_WORDS = {"JPEG": "jpg", "PNG": "png", "BMP": "bmp", "GIF": "gif", "WEBP": "webp", "TIFF": "tif", "HEIF": "heic",
+                "AVIF": "avif"}
+IMAGE_WORDS = ", ".join(FORMAT_WORDS.get(f, f.lower()) for f in PIL_FORMATS)  # the formats this install reads
 
 ProgressFn = Callable[[int, int], None]  # (images done, images total)
 
@@ -810,9 +812,13 @@ class FolderResult:
                 "balanced_accuracy": sum(recalls) / len(recalls), "confusion": cm, "labelled": len(labelled)}
 
 
-def _materialise(source: Path, work_dir: Path | None, name: str) -> tuple[Path, Path | None]:
+PREDICT_ADVICE = f"Give one image ({IMAGE_WORDS}), a folder of images or a .zip of them."
+
+
+def _materialise(source: Path, work_dir: Path | None, name: str,
+                 advice: str = PREDICT_ADVICE) -> tuple[Path, Path | None]:
     """(folder to read, temporary folder to delete afterwards or None) for a folder or a zip (`name`:
-    what the user calls it)."""
+    what the user calls it; `advice`: what to give instead of a file that is neither)."""
     source = Path(source)
     if source.is_dir():
         return source, None
@@ -820,7 +826,7 @@ def _materialise(source: Path, work_dir: Path | None, name: str) -> tuple[Path, 
         raise StudioError(f"Could not find '{source}'. Give a folder of images or a .zip of them.")
     if not zipfile.is_zipfile(source):  # the training set's advice (class folders) would mislead here
         why = not_a_zip_reason(source, "is not an image this studio reads, a zip archive or a folder")
-        raise StudioError(f"'{name}' {why}. Give one image ({IMAGE_WORDS}), a folder of images or a .zip of them.")
+        raise StudioError(f"'{name}' {why}. {advice}")
     base = Path(work_dir) if work_dir is not None else Path(tempfile.gettempdir())
     dest = base / f"predict-{uuid.uuid4().hex[:12]}"
     try:
@@ -890,17 +896,19 @@ def _decoded_batches(items: list[tuple[str, Path]], size: int, batch_size: int, 
 
 def predict_folder(predictor: Predictor, source: Path, work_dir: Path | None = None, top_k: int = 3,
                    batch_size: int = DEFAULT_BATCH, progress: ProgressFn | None = None,
-                   threshold: float | None = None, name: str | None = None) -> FolderResult:
+                   threshold: float | None = None, name: str | None = None,
+                   advice: str = PREDICT_ADVICE) -> FolderResult:
     """Predict every image in a folder or zip (at any depth), or one image file. Unreadable files are
     listed in `skipped` with their reason, never fatal; class folders named after the run's classes
     give each row its true class (see `true_labels`). A zip is extracted safely (engine.data's
     limits) into a temporary folder under `work_dir`, removed afterwards. `progress(done, total)` is
     called after each batch. Raises StudioError when the source is missing, unsafe, empty or holds no
-    images, naming it `name` (the user's name for it, e.g. an upload's file name; default its own)."""
+    images, naming it `name` (the user's name for it, e.g. an upload's file name; default its own), with
+    `advice` for a file that is no image, zip or folder (the command line's by default)."""
     source = Path(source)
     name = name or source.name
     single = source.is_file() and source.suffix.lower() in IMAGE_EXTENSIONS and not zipfile.is_zipfile(source)
-    root, temporary = (source.parent, None) if single else _materialise(source, work_dir, name)
+    root, temporary = (source.parent, None) if single else _materialise(source, work_dir, name, advice)
     try:
         items, skipped = ([(source.name, source)], []) if single else image_files(root)
         if not items:

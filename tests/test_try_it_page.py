@@ -227,6 +227,11 @@ def test_a_zip_of_class_folders_gives_a_table_accuracy_and_a_csv(run):
         errors = texts(at.error)
         assert any(said in e for e in errors), errors  # the user's file name, never the saved upload's
         assert not any("upload again" in e or "one folder per class" in e for e in errors), "advice for prediction"
+    # a file that is no zip, renamed: the advice is this box's (a zip), not the command line's (an image, a folder)
+    at.file_uploader(key="try_zip").set_value(("my batch.zip", b"not a zip at all", "application/zip")).run()
+    errors = texts(at.error)
+    assert any("'my batch.zip' is not a zip archive" in e and "Upload a .zip of images" in e for e in errors), errors
+    assert not any("Give one image" in e for e in errors), errors
 
 
 def test_the_file_column_shows_the_files_name_at_1280_px():

@@ -439,7 +439,7 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
                                             f"ETA {(total - done) / max(rate, 1e-9):.0f} s")
 
         got = state.attempt(f"predicting {up_name}", predict_folder, p, saved.value, Path(ds), TOP_K, 64, progress,
-                            threshold, name=up_name)
+                            threshold, name=up_name, advice="Upload a .zip of images: loose, or in class folders.")
         bar.empty()
         if not got.ok:
             st.session_state["try_unusable_zip"] = new
