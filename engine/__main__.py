@@ -8,6 +8,6 @@ try:
 except BrokenPipeError:  # `python -m engine presets | head`: the reader left; no traceback (Python's signal docs)
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     sys.exit(1)
-except KeyboardInterrupt:  # Ctrl-C outside a training run (which says itself what was kept): no traceback
+except KeyboardInterrupt:  # Ctrl-C outside a one-process training run (which records what it kept): no traceback
     print("\ninterrupted", file=sys.stderr)
     sys.exit(130)

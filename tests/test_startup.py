@@ -54,7 +54,19 @@ def test_ctrl_c_while_the_engine_starts_ends_quietly(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "engine", "runs", "--data-dir", str(tmp_path)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
-    time.sleep(0.3)  # the interpreter is up; torch takes seconds to import
+    # once torch's libraries are mapped, the engine's import is under way (Python's own start-up is over) and
+    # has a second or more of torch's Python modules ahead: the signal lands during it on any machine
+    deadline = time.time() + 60
+    while time.time() < deadline and not _loads_torch(proc.pid):
+        time.sleep(0.005)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and err.strip() == "interrupted", (proc.returncode, err[-2000:])
+
+
+def _loads_torch(pid: int) -> bool:
+    """Whether process `pid` has mapped torch's C++ library (Linux's /proc/PID/maps)."""
+    try:
+        return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
