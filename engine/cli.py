@@ -291,8 +291,8 @@ def _train_distributed(cfg, args: argparse.Namespace, data_dir: Path) -> int:
     dist.init_process_group(backend)
     rank = dist.get_rank()
     try:
-        if rank == 0:  # extract and decode once before the others read the same folder
-            prepare_data(cfg, data_dir / "datasets")
+        if rank == 0:  # extract and decode once before the others read the same folder; every input checked
+            _check_inputs(cfg, data_dir / "datasets")
             run_id = args.run_id or new_run_id()
             run_dir = Path(args.out).resolve() if args.out else data_dir / "runs" / run_id
             shared = [run_id, str(run_dir)]
