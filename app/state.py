@@ -37,7 +37,7 @@ from engine.config import (CORE_SECTIONS, NEEDS_FIXING, RunConfig, is_list_type,
                            without_setting_keys)
 from engine.paths import ASSETS_DIR, SAMPLE_DATASET, UPLOAD_PREFIX, default_data_dir, resolve_path, upload_ref
 from engine.errors import StudioError
-from engine.presets import DEFAULT_PRESET, PRESETS
+from engine.presets import DEFAULT_PRESET, PRESETS, fit_to_data
 from engine.worker import Engine
 
 CFG_KEY = "cfg"
@@ -617,24 +617,12 @@ def reuse_run(rec: Any, with_data: bool) -> None:
 
 
 def preset_for_data(preset, cfg: RunConfig, train_images: int | None = None) -> tuple[RunConfig, str]:
-    """`preset` (engine.presets.Preset) applied to `cfg`, with its batch size fitted to the chosen
-    dataset (`train_images` training images; default: `known_classes_and_train_size`) where the
-    preset's would leave at most two optimiser steps an epoch (engine.config.smaller_batch: about eight
-    steps, the learning rate lowered in step); and the words that say so ("" when nothing was fitted).
-    The presets were tuned on the sample's 384 training images."""
-    from engine.config import few_batches, smaller_batch, with_batch
-
+    """`preset` (engine.presets.Preset) applied to `cfg`, its batch size fitted to the chosen dataset
+    (`train_images` training images; default: `known_classes_and_train_size`) by
+    engine.presets.fit_to_data; and the words that say so, with a leading space ("" when nothing was fitted)."""
     after = preset.apply(cfg)
-    n = known_classes_and_train_size(after)[1] if train_images is None else train_images
-    fix = smaller_batch(after, n) if few_batches(after, n) else None
-    if fix is None:
-        return after, ""
-    per_epoch = after.steps_per_epoch(n)
-    fitted = with_batch(after, fix[0])
-    rate = ("the learning rate found for it automatically" if after.optim.lr_auto else
-            f"the learning rate lowered in step to {fix[1]:g}")
-    return fitted, (f" Its batch size of {after.train.batch_size} would make {plural(per_epoch, 'optimiser step')} an "
-                    f"epoch from your {n} training images, so it uses {fix[0]} ({n // fix[0]} steps), with {rate}.")
+    fitted, words = fit_to_data(after, known_classes_and_train_size(after)[1] if train_images is None else train_images)
+    return fitted, (" " + words if words else "")
 
 
 def is_preset(preset, cfg: RunConfig, train_images: int | None = None) -> bool:

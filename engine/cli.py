@@ -25,7 +25,7 @@ from engine.checkpoints import new_run_id, write_json
 from engine.clock import process_started_at
 from engine.config import RunConfig, apply_overrides
 from engine.contract import Reporter
-from engine.data import DatasetError, inspect_dataset
+from engine.data import DataSplits, DatasetError, inspect_dataset
 from engine.devices import fit_threads_to_cpus, pick_device
 from engine.distributed import world
 from engine.errors import StudioError
@@ -34,7 +34,7 @@ from engine.lr_find import lr_into_config
 from engine.methods import METHODS
 from engine.paths import UPLOAD_PREFIX, default_data_dir, register_upload_dir, resolve_path, upload_sha
 from engine.predict import VARIANTS, load_predictor, predict_folder, write_csv
-from engine.presets import PRESETS, get_preset
+from engine.presets import PRESETS, fit_to_data, get_preset
 from engine.pruning_search import search_into_config
 from engine.resume import RESUME_FILE, check_resumable
 from engine.run_data import load_user_ood, prepare_data
@@ -115,7 +115,11 @@ def _train(args: argparse.Namespace) -> int:
     _check_sources(cfg, data_dir)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return _train_distributed(cfg, args, data_dir)
-    _check_inputs(cfg, data_dir / "datasets")
+    data = _check_inputs(cfg, data_dir / "datasets")
+    if args.preset and not any(o.startswith(("train.batch_size=", "optim.lr=")) for o in overrides):
+        cfg, fitted = fit_to_data(cfg, len(data.train))  # as the dashboard fits a preset to a small dataset
+        if fitted:
+            print(f"preset {args.preset}: {fitted}", flush=True)
     store = RunStore(data_dir / "studio.db")
     run_id = new_run_id()
     run_dir = Path(args.out).resolve() if args.out else data_dir / "runs" / run_id
@@ -141,16 +145,18 @@ def _check_sources(cfg: RunConfig, data_dir: Path) -> None:
             raise StudioError(f"The {what} does not exist: {source}")
 
 
-def _check_inputs(cfg: RunConfig, work_dir: Path) -> None:
+def _check_inputs(cfg: RunConfig, work_dir: Path) -> DataSplits:
     """Read the dataset, the OOD set and the starting weights before a run is recorded, so that an
     unusable one (not a zip, one class, a checkpoint of another network, ImageNet weights offline) is
-    a message and not a failed run in `runs`. The run reads the data again from this process's
-    decode cache (engine.data.load_dataset), so nothing is decoded twice. Raises StudioError."""
+    a message and not a failed run in `runs`; returns the dataset's splits. The run reads the data
+    again from this process's decode cache (engine.data.load_dataset), so nothing is decoded twice.
+    Raises StudioError."""
     data = prepare_data(cfg, work_dir)
     load_user_ood(cfg, work_dir, list(data.classes))
     if cfg.backbone.pretrained in ("checkpoint", "imagenet"):  # the user's file; a download that may fail
         build_model(cfg.backbone.name, len(data.classes), cfg.backbone.pretrained, cfg.backbone.checkpoint,
                     classes=list(data.classes))
+    return data
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:

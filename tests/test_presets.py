@@ -84,6 +84,26 @@ def test_cli_train_applies_the_preset_and_flags_override_it(tiny_zip, tmp_path):
     assert summary["status"] == "finished" and summary["sparsity"] == pytest.approx(0.3, abs=0.02)
 
 
+def test_cli_train_fits_a_presets_batch_to_a_small_dataset_as_the_dashboard_does(tmp_path, capsys):
+    """The Quick demo's batch of 32 on 18 training images is one optimiser step an epoch: `train --preset`
+    fits it (the rate lowered in step) and says so, unless the user gave a batch size or rate."""
+    from conftest import write_tiny_zip
+    from engine.config import smaller_batch
+
+    data = write_tiny_zip(tmp_path / "small.zip", per_class=10)  # 30 images: 18 to train on
+    base = ["train", "--preset", "quick_demo", "--data", str(data), "--epochs", "3", "--image-size", "32",
+            "--pretrained", "none", "--set", "eval.ood=false", "--data-dir", str(tmp_path / "d"), "--quiet"]
+    assert cli.main([*base, "--out", str(tmp_path / "fitted")]) == 0
+    batch, lr = smaller_batch(PRESETS["quick_demo"].apply(RunConfig()), 18)
+    assert (f"preset quick_demo: Its batch size of 32 would make 1 optimiser step an epoch from your 18 training "
+            f"images, so it uses {batch}") in capsys.readouterr().out
+    saved = RunConfig.load(tmp_path / "fitted" / "config.yaml")
+    assert (saved.train.batch_size, saved.optim.lr) == (batch, lr)
+    assert cli.main([*base, "--batch-size", "32", "--out", str(tmp_path / "asked")]) == 0
+    assert "preset quick_demo:" not in capsys.readouterr().out
+    assert RunConfig.load(tmp_path / "asked" / "config.yaml").train.batch_size == 32, "the user's own batch size"
+
+
 def test_a_presets_rate_on_a_much_shorter_run_is_flagged():
     """The Model page warns when a preset's learning rate is kept for far fewer optimiser steps than
     the preset was tuned for (a new user's Quick demo at 3 epochs stayed near guessing)."""
