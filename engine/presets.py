@@ -2,7 +2,7 @@
 
 The dashboard's preset buttons and the CLI's `train --preset NAME` read this one registry, so both
 start from the same settings (`python -m engine presets` lists them). A preset keeps the chosen
-dataset (source, OOD set, split) and the user's own checkpoint when it is for the preset's backbone
+dataset (source, OOD set, split), the run name the user gave, and their own checkpoint when it is for the preset's backbone
 (`--config` with a checkpoint, then `--preset`, keeps it too), and replaces everything else. Presets switch on methods only when
 the engine registers them, so they never refer to a missing method.
 """
@@ -28,12 +28,13 @@ def offline_pretrained(backbone: str) -> str:
 
 
 def _base(cfg: RunConfig, backbone: str, image_size: int) -> RunConfig:
-    """Defaults everywhere, except the dataset the user already chose, whether its pictures may be
-    mirrored (`train.flip`: a fact about the data, e.g. digits), and their own checkpoint when it is
+    """Defaults everywhere, except the dataset the user already chose, the run name they typed, the seed,
+    whether its pictures may be mirrored (`train.flip`: a fact about the data, e.g. digits), and their
+    own checkpoint when it is
     for the preset's backbone (a preset applied after uploading one starts from it: a teacher's
     adversarial demo on the model the class trained first); otherwise the best offline weights."""
     data = dataclasses.replace(cfg.data, image_size=image_size)
-    fresh = with_section(RunConfig(name="", seed=cfg.seed, data=data), "train", flip=cfg.train.flip)
+    fresh = with_section(RunConfig(name=cfg.name, seed=cfg.seed, data=data), "train", flip=cfg.train.flip)
     b = cfg.backbone
     if b.pretrained == "checkpoint" and b.checkpoint and b.name == backbone:
         return with_section(fresh, "backbone", name=backbone, pretrained="checkpoint", checkpoint=b.checkpoint)

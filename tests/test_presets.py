@@ -25,6 +25,8 @@ def test_every_preset_keeps_the_dataset_and_validates(tiny_zip):
         assert preset.describe().strip() and "\n" not in preset.describe()
         # mirroring stopped for digits or letters stays stopped (a fact about the data, as the dataset is)
         assert preset.apply(apply_overrides(chosen, ["train.flip=false"])).train.flip is False, name
+        # the run name the user typed stays (a new user's name vanished when they then chose a preset)
+        assert preset.apply(apply_overrides(chosen, ["name=field trial"])).name == "field trial", name
 
 
 def test_a_preset_keeps_the_users_own_checkpoint_for_its_backbone_only():
