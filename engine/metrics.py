@@ -55,3 +55,12 @@ def imbalance_scores(labels, preds, num_classes: int | None = None) -> dict[str,
     """{"balanced_acc", "macro_f1"}: the two scores to show beside accuracy on imbalanced data."""
     return {"balanced_acc": balanced_accuracy(labels, preds, num_classes),
             "macro_f1": macro_f1(labels, preds, num_classes)}
+
+
+def selection_key(epoch: dict) -> tuple[float, float]:
+    """How the best epoch is chosen from one epoch's metrics (`val_acc`, `val_loss`): the highest
+    validation accuracy, ties broken by the lower validation loss (on a few validation images several
+    epochs tie, and the earliest was often the first head-only one); still tied, the earliest. Used by
+    the training loop (best.safetensors) and everything that names the best epoch."""
+    loss = epoch.get("val_loss")
+    return float(epoch["val_acc"]), -(float(loss) if isinstance(loss, (int, float)) and loss == loss else float("inf"))

@@ -71,6 +71,7 @@ from engine.data import (COPY_THUMB, IMAGE_EXTENSIONS, MAX_COLOUR_DIFF, MAX_IMAG
                          not_a_zip_reason, safe_extract_zip, thumbnails_close)
 from engine.errors import StudioError
 from engine.evaluate import tta_logits
+from engine.metrics import selection_key
 from engine.resume import RESUME_FILE
 from engine.devices import autocast_ctx, inference_channels_last, pick_device, run_amp_dtype, usable_cpus
 from engine.run_data import prepare_data
@@ -465,11 +466,12 @@ def image_features(outputs: list) -> torch.Tensor:
 
 def best_epoch(history: list[dict]) -> tuple[int, int] | None:
     """(the epoch whose model best.safetensors holds, the epochs run) from a summary's `history`: the
-    first epoch with the highest `val_acc`, as the training loop keeps it; None without one."""
-    scored = [(h["val_acc"], -i, h.get("epoch", i + 1)) for i, h in enumerate(history) if "val_acc" in h]
+    epoch the training loop keeps (engine.metrics.selection_key: the highest `val_acc`, ties to the lower
+    `val_loss`, then the earliest); None without one."""
+    scored = [(*selection_key(h), -i, h.get("epoch", i + 1)) for i, h in enumerate(history) if "val_acc" in h]
     if not scored:
         return None
-    return max(scored)[2], int(history[-1].get("epoch", len(history)))
+    return max(scored)[-1], int(history[-1].get("epoch", len(history)))
 
 
 def knn_distance(feats: torch.Tensor, bank: torch.Tensor, k: int = KNN_K) -> torch.Tensor:

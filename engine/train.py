@@ -36,6 +36,7 @@ from engine.distributed import agree, all_sum, process_random_stream
 from engine.errors import StudioError
 from engine.evaluate import (epoch_sets, epoch_sets_note, eval_passes, evaluate, final_passes, final_sets,
                              ood_by_corruption)
+from engine.metrics import selection_key
 from engine.methods.registry import build_hooks, restructure_model
 from engine.optim import build_optimizer, set_frozen_bn_eval, set_trunk_trainable
 from engine.run_data import check_data_limits, load_user_ood, prepare_data
@@ -355,8 +356,7 @@ def _train(cfg: RunConfig, reporter: Reporter | None, run_dir: Path | None, work
                 ctx.eval_clock.train_images_per_sec = steady[1] / steady[0]
             metrics = evaluate_epoch(ctx, hooks, stats)
             retune_threads(ctx)
-            if run_dir is not None and ctx.rank == 0 and metrics["val_acc"] > max(
-                    (h["val_acc"] for h in history), default=-1.0):
+            if run_dir is not None and ctx.rank == 0 and all(selection_key(metrics) > selection_key(h) for h in history):
                 save_checkpoint(run_dir / "best.safetensors", ctx.model.state_dict(), cfg,
                                 {"epoch": epoch + 1, "classes": list(ctx.data.classes)})
             history.append({"epoch": epoch + 1, **metrics})

@@ -600,6 +600,10 @@ def test_the_best_epoch_model_says_which_epoch_it_is(studio):
 
     assert best_epoch([{"epoch": 1, "val_acc": 0.5}, {"epoch": 2, "val_acc": 0.7}, {"epoch": 3, "val_acc": 0.7}]) \
         == (2, 3), "the first of equal bests, as the loop keeps it"
+    # 100% on 9 validation images after the head-only first epoch and after the last: the lower loss decides
+    tied = [{"epoch": 1, "val_acc": 1.0, "val_loss": 0.713}, {"epoch": 2, "val_acc": 0.9, "val_loss": 0.3},
+            {"epoch": 3, "val_acc": 1.0, "val_loss": 0.116}]
+    assert best_epoch(tied) == (3, 3), "not the head-only epoch a new user's Try it opened on"
     assert best_epoch([]) is None
     studio_dir, run_dir = studio
     label = load_predictor(run_dir, "best", datasets_dir=studio_dir / "datasets").label

@@ -49,6 +49,11 @@ def test_a_plain_run_learns_and_writes_a_full_summary(tiny_cfg, tmp_path):
     assert 0 <= s["ood_acc"] <= 1 and s["train_images_per_sec"] > 0
     assert len(rec.epochs) == 4 and all("ood_acc" in e for e in rec.epochs)
     assert (tmp_path / "best.safetensors").is_file() and (tmp_path / "last.safetensors").is_file()
+    from engine.checkpoints import read_metadata
+    from engine.predict import best_epoch
+
+    # the epoch the loop kept is the one the pages name (engine.metrics.selection_key for both)
+    assert int(read_metadata(tmp_path / "best.safetensors")["epoch"]) == best_epoch(s["history"])[0]
     assert len(s["val_confusion"]) == 3 and sum(map(sum, s["val_confusion"])) == sum(s["data_report"]["split_counts"]["val"].values())
 
 
