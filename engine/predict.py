@@ -243,6 +243,8 @@ class Predictor:
             return f"WiSE-FT mix at alpha {self.alpha:.2f}{end}"
         if self.variant == "best" and self.epochs:
             return f"Best epoch ({self.epochs[0]} of {self.epochs[1]})"  # short: a title in a half-width column
+        if self.variant == "fine_tuned" and "adversarial" in self.cfg.enabled_methods():  # one model, one name
+            return f"{VARIANTS['adversarial']} (end of training)"
         return VARIANTS[self.variant]
 
     @torch.no_grad()

@@ -604,6 +604,9 @@ def test_the_best_epoch_model_says_which_epoch_it_is(studio):
     tied = [{"epoch": 1, "val_acc": 1.0, "val_loss": 0.713}, {"epoch": 2, "val_acc": 0.9, "val_loss": 0.3},
             {"epoch": 3, "val_acc": 1.0, "val_loss": 0.116}]
     assert best_epoch(tied) == (3, 3), "not the head-only epoch a new user's Try it opened on"
+    # the run was trained adversarially: its fine-tuned model is named as Try it's picker names it
+    assert load_predictor(studio[1], "fine_tuned", datasets_dir=studio[0] / "datasets").label == \
+        "Adversarially fine-tuned (end of training)"
     assert best_epoch([]) is None
     studio_dir, run_dir = studio
     label = load_predictor(run_dir, "best", datasets_dir=studio_dir / "datasets").label

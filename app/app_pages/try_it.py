@@ -122,7 +122,7 @@ def offered_models(variants: dict[str, str], summary: dict) -> dict[str, str]:
     pruned_after = (summary.get("pruning") or {}).get("pruned_rest_at_end")  # end model pruned further
     if "best" in variants and epochs is not None and epochs[0] == epochs[1] and not pruned_after:
         del variants["best"]
-    if "adversarial" in variants:
+    if "adversarial" in variants:  # as engine.predict.Predictor.label names it
         variants["fine_tuned"] = f"{variants.pop('adversarial')} (end of training)"
     return variants
 
