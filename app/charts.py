@@ -63,6 +63,7 @@ NOT_PLOTTED = {"epoch", "step", "images_per_sec", "loss", "lr", "co_rollback"}
 # the plot; "fit-x" fits only the width, so `height` is the plot's own height.
 FIT_WIDTH = alt.AutoSizeParams(type="fit-x", contains="padding")
 LEGEND = dict(orient="bottom", columns=2, labelLimit=320, title=None)
+TITLE_CHARS = 48  # a chart title longer than this is cut in a half-width chart at 1280 px
 LEGEND_PAIR_CHARS = 24  # longer labels get a line each: a half-width chart cut "Robust accuracy (atta" in two columns
 
 
@@ -228,7 +229,7 @@ def long_frame(df: pd.DataFrame, metrics: Sequence[str], x: str = "epoch") -> pd
 
 # ---- line charts ----------------------------------------------------------------------------
 
-def metric_lines(df: pd.DataFrame, metrics: Sequence[str], title: str, y_title: str,
+def metric_lines(df: pd.DataFrame, metrics: Sequence[str], title: str | list[str], y_title: str,
                  percent: bool = False, x: str = "epoch", height: int = 260) -> alt.Chart:
     """Lines with points, one colour per metric, x = epoch (or step); a legend only for two or more
     metrics (one metric's name is the title)."""
@@ -275,7 +276,11 @@ def accuracy_chart(df: pd.DataFrame) -> alt.Chart:
 def method_metric_chart(df: pd.DataFrame, metric: str) -> alt.Chart:
     """A chart for one metric a method logs (sparsity, robust accuracy, anything new)."""
     label = metric_label(metric)  # "Sparsity (share of zero weights)": the title; the axis its first words
-    return metric_lines(df, [metric], f"{label} per epoch", label.split(" (")[0], percent=is_fraction_metric(metric))
+    title: str | list[str] = f"{label} per epoch"
+    if len(title) > TITLE_CHARS and " (" in label:  # two lines: a half-width chart cut "...(overfitting ch…"
+        head, rest = label.split(" (", 1)
+        title = [f"{head} per epoch", f"({rest}"]
+    return metric_lines(df, [metric], title, label.split(" (")[0], percent=is_fraction_metric(metric))
 
 
 def step_loss_chart(steps: pd.DataFrame) -> alt.Chart:

@@ -235,6 +235,10 @@ def test_compare_shows_the_dataset_and_flags_runs_on_different_data(studio, tiny
     # the data's size with the setup, below: the run column keeps the room its names need
     setup = next(d.value for d in at.dataframe if "classes" in d.value.columns)
     assert "classes" not in table.columns and "images" not in table.columns and "images" in setup.columns
+    (folded,) = [e.label for e in at.expander if e.label.startswith("How each run was set up")]
+    named = {"classes", "images", "model", "epochs", "batch size", "learning rate", "speed", "time"}
+    shown = {w for w in named if w in folded}
+    assert len(shown) == len(setup.columns) - 1, (folded, list(setup.columns))  # it names what the table holds
     assert "methods" not in table.columns, "both runs are plain fine-tuning: said once, above the table"
     assert any(c.startswith("All ") and c.endswith("with plain fine-tuning.") for c in texts(at.caption)), texts(at.caption)
     assert sorted(zip(table["dataset"], setup["classes"])) == [("three colours.zip", 3), ("two colours.zip", 2)]

@@ -88,6 +88,9 @@ def test_method_metrics_are_found_and_get_their_own_chart():
     assert "toy_score" in charts.method_metric_names(new)
     d = spec(charts.method_metric_chart(new, "toy_score"))
     assert d["title"] == "Toy score per epoch" and layer_encodings(d)[0]["y"]["axis"]["format"] == "~r"
+    guard = pd.DataFrame({"epoch": [1, 2], "train_pgd_acc": [0.2, 0.4]})  # its title was cut in a half-width chart
+    assert spec(charts.method_metric_chart(guard, "train_pgd_acc"))["title"] == \
+        ["Robust accuracy on training images per epoch", "(overfitting check)"]
 
 
 def test_step_and_lr_charts_use_steps():

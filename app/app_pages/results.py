@@ -522,6 +522,7 @@ def compare_labels(labels: dict[str, str], recs: list) -> tuple[dict[str, str], 
 
 
 WIDE_HEADERS = {"balanced acc": 72, "robust acc": 76}  # their headers whole at 13 px ("robust ac…" at 64)
+SETUP_RUN_PX = 230  # "08:03 · Weather icons - adversarial try" whole (it was cut at 120 px)
 NOT_MEASURED = "–"  # a figure a run did not measure (robust accuracy of a run without an attack), as in the tiles
 COMPARE_FIT_PX = 816  # the Compare table's width in a 1280 px window with the sidebar open (818 px measured), less 2
 EXPANDER_PADDING_PX = 34  # a table in an expander is this much narrower (measured: 784 px against 818)
@@ -630,11 +631,13 @@ def compare(engine, runs) -> None:
         st.caption("balanced: the mean of the per-class accuracies on the test images (validation images where a "
                    "run has no test split), so every class counts equally.")
     if setup:
-        with st.expander("How each run was set up (classes, images, model, epochs, batch size, learning rate, "
-                         "speed, time)",
+        words = {"classes": "classes", "images": "images", "model": "model", "epochs": "epochs",
+                 "batch": "batch size", "lr": "learning rate", "img/s": "speed", "time": "time"}
+        with st.expander(f"How each run was set up ({', '.join(words[c] for c in setup)})",
                          icon=":material/settings:"):
-            config["run"] = st.column_config.TextColumn("run", pinned=True, width=run_width(
-                table[["run", *setup]], config, COMPARE_FIT_PX - EXPANDER_PADDING_PX))
+            # the run's name whole, the table scrolling sideways beside it (the column is pinned)
+            config["run"] = st.column_config.TextColumn("run", pinned=True, width=max(SETUP_RUN_PX, run_width(
+                table[["run", *setup]], config, COMPARE_FIT_PX - EXPANDER_PADDING_PX)))
             st.dataframe(table[["run", *setup]], hide_index=True, width="stretch", placeholder=NOT_MEASURED,
                          column_config={k: v for k, v in config.items() if k in ("run", *setup)})
     compare_curves(curves)

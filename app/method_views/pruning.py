@@ -41,10 +41,13 @@ def pruning_view(engine, rec, summary: dict) -> None:
         c[0].metric("Sparsity (prunable weights)", f"{100 * summary['sparsity']:.1f}%")
         s = summary.get("structured")
         if s:
-            c[1].metric("Parameters after channel pruning", f"{s['params_after'] / 1e6:.2f} M",
-                        f"{100 * (s['params_after'] / s['params_before'] - 1):+.0f}%", delta_color="inverse")
+            # short labels, the detail in their help: four tiles a row cut "Parameters after channel prun…"
+            c[1].metric("Smaller model's size", f"{s['params_after'] / 1e6:.2f} M",
+                        f"{100 * (s['params_after'] / s['params_before'] - 1):+.0f}%", delta_color="inverse",
+                        help="Parameters after channel pruning (structured pruning removed whole filters), against "
+                             "the model before it.")
             c[2].metric("CPU speed-up (batch 1)", f"{summary.get('latency_speedup', 0):.2f}x")
-            c[3].metric("Accuracy of the smaller model", f"{100 * (s.get('val_acc') or 0):.1f}%",
+            c[3].metric("Smaller model's accuracy", f"{100 * (s.get('val_acc') or 0):.1f}%",
                         f"{points_diff(s.get('val_acc') or 0, s.get('val_acc_before') or 0)} pts",
                         help="Validation accuracy of the channel-pruned model vs the model before shrinking.")
     if summary.get("sparsity"):
