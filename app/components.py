@@ -382,8 +382,10 @@ def wise_live_view(run: RunView, points: list[dict]) -> None:
     st.markdown(f"**{title}**")
     ordered = sorted(points, key=lambda p: p["alpha"])
     st.altair_chart(curve_chart(curve_frame(ordered), None), width="stretch")
-    note = subset_note(run.config)
-    if note:
+    from engine.claims import split_sizes
+
+    note = subset_note(run.config, sum(split_sizes(read_summary(str(run.run_dir)), "val")) or None)
+    if note:  # (while the run trains its split is not known here: "up to" the subset)
         st.caption(note)
     if done == total and run.status == "finished":
         st.caption("Slide alpha and export a mixed model on the Results page.")

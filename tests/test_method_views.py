@@ -29,6 +29,13 @@ def test_subset_note_only_for_a_subset():
     assert subset_note({"wise_ft": {"ood_subset": 0}}) is None and subset_note({}) is None
     assert "up to 64 validation images of each corruption, the classes taken in turn" in subset_note(
         {"wise_ft": {"ood_subset": 64}})
+    # 9 validation images: the subset of 64 is all of them ("up to 64" read as a contradiction to a new user)
+    assert subset_note({"wise_ft": {"ood_subset": 64}}, val_images=9) is None
+    assert subset_note({"wise_ft": {"ood_subset": 64}}, val_images=128) is not None
+    from app.method_views.wise_ft import curve_ood_words
+
+    assert "at severity 3 on every validation image" in curve_ood_words({"wise_ft": {"ood_subset": 64}}, 9)
+    assert "on up to 64 images of each corruption" in curve_ood_words({"wise_ft": {"ood_subset": 64}}, 128)
 
 
 def test_nearest_grid_point():

@@ -11,6 +11,7 @@ import streamlit as st
 from app import state
 from app.charts import FIT_WIDTH, METRIC_COLORS
 from app.method_views import points_delta, register_view
+from engine.claims import split_sizes
 
 ACC = {"val_acc": "Validation (your data)", "ood_acc": "Corrupted images (OOD)",
        "ood_user_acc": "Your OOD set", "robust_acc": "Under attack (robust)"}
@@ -68,25 +69,26 @@ def reading(curve: list[dict]) -> str | None:
             + (f"for {cost:.1f} points of validation accuracy." if cost > 0.05 else "at no cost on your data."))
 
 
-def subset_note(config: dict) -> str | None:
-    """What the curve's OOD accuracy is measured on, when it is a subset (wise_ft.ood_subset)."""
+def subset_note(config: dict, val_images: int | None = None) -> str | None:
+    """What the curve's OOD accuracy is measured on, when it is a subset (wise_ft.ood_subset) of the
+    `val_images` validation images (when known; a subset as large as them is all of them: no note)."""
     n = int(((config or {}).get("wise_ft") or {}).get("ood_subset") or 0)
-    if n <= 0:
+    if n <= 0 or (val_images is not None and val_images <= n):
         return None
     return (f"On this curve, accuracy on corrupted images uses up to {n} validation images of each corruption, "
             "the classes taken in turn (a quicker curve; the setting \"corrupted images per corruption on the curve\" at 0 takes "
             "all of them), so it can differ from the validation and OOD figures measured on every image.")
 
 
-def curve_ood_words(config: dict) -> str:
+def curve_ood_words(config: dict, val_images: int | None = None) -> str:
     """Why the curve's OOD accuracy differs from the OOD figure at the top of Results: one severity (the
-    epochs' own, else engine.methods.wise_ft.CURVE_SEVERITY), maybe a subset, against severities 1-5 on
-    every validation image."""
+    epochs' own, else engine.methods.wise_ft.CURVE_SEVERITY), maybe a subset of the `val_images`
+    validation images, against severities 1-5 on every validation image."""
     from engine.methods.wise_ft import CURVE_SEVERITY
 
     severity = int(((config or {}).get("eval") or {}).get("ood_severity_each_epoch") or CURVE_SEVERITY)
     n = int(((config or {}).get("wise_ft") or {}).get("ood_subset") or 0)
-    images = f"up to {n} images of each corruption" if n > 0 else "every validation image"
+    images = f"up to {n} images of each corruption" if subset_note(config, val_images) else "every validation image"
     return (f"OOD here is the curve's: the corruptions at severity {severity} on {images}. The OOD figure at the top "
             "of the page averages severities 1-5 on every validation image, so the two differ.")
 
@@ -136,9 +138,10 @@ def wise_ft_view(engine, rec, summary: dict) -> None:
             col.metric(label, f"{100 * point[k]:.1f}%", **delta,
                        help="On the curve's own images (see the note under the chart); the figures at the top of "
                             "the page use every image, so the two can differ." if k == "ood_acc" else None)
-    note = subset_note(rec.config)
+    val_images = sum(split_sizes(summary, "val")) or None
+    note = subset_note(rec.config, val_images)
     if point.get("ood_acc") is not None:  # said where the two OOD figures meet the eye, not only on hover
-        st.caption(curve_ood_words(rec.config))
+        st.caption(curve_ood_words(rec.config, val_images))
     line = reading(curve)
     if line:
         st.markdown(f"**Reading:** {line}")
