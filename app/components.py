@@ -363,8 +363,9 @@ def sidebar(engine: Engine) -> None:
     start = {"checkpoint": f" ({state.weights_words(cfg)})", "none": " (from scratch)"}.get(cfg.backbone.pretrained, "")
     head = state.head_only_words(cfg)
     head = f" ({head})" if head else ""
+    epochs = state.plural(cfg.train.epochs, "epoch")  # the head-only words belong to these, before what follows
     st.caption(f"Next run: **{state.backbone_title(cfg.backbone.name)}**{start} on {ds.words}, "
-               f"{state.epochs_words(cfg.to_dict())}{head}, {methods}.")
+               f"{epochs}{head}{state.extra_epochs_words(cfg.to_dict())}, {methods}.")
 
 
 def short_time(ts: float | None) -> str:

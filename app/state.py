@@ -982,7 +982,7 @@ def md_text(text: str) -> str:
 def head_only_words(cfg) -> str:
     """"the first 2 epochs train only the new head" (the linear-probe epochs the run will do, at most
     its epochs; "the first epoch trains ..." for one), or "" without any; with pruning starting inside
-    those epochs, it says that pruning already zeroes trunk weights then."""
+    those epochs, it says that pruning already zeroes trunk weights meanwhile."""
     probe = min(int(cfg.optim.linear_probe_epochs), int(cfg.train.epochs))
     if probe <= 0:
         return ""
@@ -992,7 +992,7 @@ def head_only_words(cfg) -> str:
     if (pruning is not None and pruning.enabled and pruning.target_sparsity > 0
             and pruning.start_fraction * cfg.train.epochs < probe):  # structured alone prunes at the end
         # measured: starting the ramp after the probe epochs did worse (README, Pruning)
-        words += " (pruning already zeroes trunk weights then)"
+        words += ", while pruning already zeroes trunk weights"  # no parentheses: it is said inside some
     return words
 
 

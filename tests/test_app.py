@@ -464,6 +464,8 @@ def test_upload_configure_train_watch_and_see_results(studio, tiny_bytes):
     at.slider(key="w:optim.momentum").set_value(0.5).run()
     assert {m.label: m.value for m in at.metric}["Effective learning rate"] == "0.04"
     at.text_input(key="w:run.name").set_value("my first run").run()
+    at.switch_page("app_pages/train.py").run()
+    assert any(m.startswith("**Next run:** *my first run*: ") for m in texts(at.markdown)), "the name it will get"
 
     run_id = start_run(at)
     assert engine().snapshot(run_id) is not None, "the job runs in the engine's thread"
@@ -1017,7 +1019,7 @@ def test_the_head_only_epochs_are_said_in_words():
     from engine.presets import PRESETS
 
     demo = PRESETS["pruning_demo"].apply(RunConfig())
-    assert head_only_words(demo) == "the first 2 epochs train only the new head (pruning already zeroes trunk weights then)"
+    assert head_only_words(demo) == "the first 2 epochs train only the new head, while pruning already zeroes trunk weights"
     later = apply_overrides(demo, ["pruning.start_fraction=0.1"])
     assert head_only_words(later) == "the first 2 epochs train only the new head"
     structured_only = apply_overrides(demo, ["pruning.target_sparsity=0"])  # channels go at the end only

@@ -60,7 +60,8 @@ def start_section(engine) -> None:
     if head:
         methods += f" · {head}"
     with st.container(border=True):
-        st.markdown(f"**Next run:** {state.backbone_title(cfg.backbone.name)} ({state.weights_words(cfg)}) on "
+        named = f"*{state.md_text(cfg.name)}*: " if cfg.name else ""  # the name typed on the Model page, if any
+        st.markdown(f"**Next run:** {named}{state.backbone_title(cfg.backbone.name)} ({state.weights_words(cfg)}) on "
                     f"{ds.words} · {state.epochs_words(cfg.to_dict())} · {cfg.data.image_size} px · "
                     f"batch {cfg.train.batch_size} · "
                     f"effective lr {cfg.effective_lr:.3g} · {methods}")
