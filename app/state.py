@@ -641,6 +641,29 @@ def is_preset(preset, cfg: RunConfig, train_images: int | None = None) -> bool:
     return preset_for_data(preset, cfg, train_images)[0].to_dict() == mine
 
 
+def refit_preset(before: RunConfig, before_images: int) -> str:
+    """After the dataset changed: a draft that was a preset's recipe on the old data (`before`, with
+    `before_images` training images; fitted to them or not) becomes that preset fitted to the new data
+    (`preset_for_data`), so that a small upload does not keep the batch of 32 the page then warns
+    against, nor a large one the batch fitted to a small one. Returns what was done, in words ("" when
+    nothing changed)."""
+    found = [p for p in PRESETS.values() if is_preset(p, before, before_images)]
+    if not found:
+        return ""
+    preset = max(found, key=lambda p: len(p.sets()))
+    from engine.presets import config_changes
+
+    now = config()
+    fitted, words = preset_for_data(preset, now)
+    changed = config_changes(now, fitted)  # the batch size and learning rate
+    if not changed:
+        return ""
+    set_config(fitted)
+    for key in changed:  # those widgets drawn again from the config (others, on the page drawn now, keep theirs)
+        st.session_state.pop(f"{WIDGET_PREFIX}{key}", None)
+    return f"The {preset.title} preset is fitted to this dataset.{words or ' Its own batch size is back: this dataset is large enough for it.'}"
+
+
 def matching_preset(cfg: RunConfig, train_images: int | None = None) -> str | None:
     """The title of the preset whose recipe `cfg` is (`is_preset`, on `train_images` training images), the
     most specific one when several match; None when the user changed something after choosing one."""

@@ -598,6 +598,35 @@ def test_runs_are_listed_with_their_metrics_after_a_server_restart(studio, tiny_
     assert len(after.get("vega_lite_chart")) >= 2, "curves read from the store"
 
 
+def test_the_default_preset_follows_the_datasets_size_until_the_user_changes_a_setting(studio, tiny_bytes):
+    """A new user's 24 images kept the default Quick demo's batch of 32 (one optimiser step an epoch) with
+    the preset marked in use, while clicking the preset fitted it: a draft that is a preset is fitted to
+    each dataset chosen, and back to the preset's own batch on a large one; a changed draft is left alone."""
+    from app.presets import PRESETS
+
+    at = new_app()
+    assert at.session_state["cfg"].train.batch_size == 32
+    upload_zip(at, tiny_bytes)
+    cfg = at.session_state["cfg"]
+    assert cfg.train.batch_size == 4 and cfg.optim.lr == pytest.approx(0.0025), "fitted to 18 training images"
+    assert any(i.startswith("The Quick demo preset is fitted to this dataset. Its batch size of 32 would make 1 "
+                            "optimiser step an epoch from your 18 training images") for i in texts(at.info))
+    at.switch_page("app_pages/model.py").run()
+    assert f"**{PRESETS['quick_demo'].title}** :green-badge[:material/check: in use]" in texts(at.markdown)
+    assert not any("optimiser step per epoch" in w for w in texts(at.warning))
+    at.switch_page("app_pages/data.py").run()
+    at.radio(key="w:data.kind").set_value("sample").run()
+    no_problems(at)
+    assert at.session_state["cfg"].train.batch_size == 32, "the sample's 384 images: the preset's own batch"
+    at.switch_page("app_pages/model.py").run()
+    at.number_input(key="w:train.epochs").set_value(7).run()  # the user's own recipe from now on
+    at.switch_page("app_pages/data.py").run()
+    at.radio(key="w:data.kind").set_value("upload").run()
+    at.button(key=next(b.key for b in at.button if str(b.key).startswith("use_dataset_"))).click().run()
+    no_problems(at)
+    assert at.session_state["cfg"].train.batch_size == 32, "a changed draft is not refitted"
+
+
 @pytest.mark.parametrize("preset", ["quick_demo", "robust", "small_model", "adafilter_demo", "pruning_demo",
                                     "adversarial_demo", "wise_ft_demo"])
 def test_a_preset_sets_the_whole_config_and_keeps_the_dataset(studio, tiny_bytes, preset):

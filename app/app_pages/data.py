@@ -80,7 +80,12 @@ def _activate(engine, candidate: state.Dataset, size: int | None = None) -> bool
         result = datasets.check_dataset(engine, trial, update)
     slot.empty()
     if result.ok:
+        before = state.config()
+        before_images = state.known_classes_and_train_size(before)[1]
         state.set_dataset(candidate)
+        refit = state.refit_preset(before, before_images)
+        if refit:
+            st.info(refit, icon=":material/tune:")
         if candidate.kind == "upload" and size is not None:
             state.remember_upload(engine, candidate.source, "dataset", candidate.label, size,
                                   classes=len(result.report.classes), images=result.report.num_images)
