@@ -37,7 +37,7 @@ from engine.config import (CORE_SECTIONS, NEEDS_FIXING, RunConfig, is_list_type,
                            without_setting_keys)
 from engine.paths import ASSETS_DIR, SAMPLE_DATASET, UPLOAD_PREFIX, default_data_dir, resolve_path, upload_ref
 from engine.errors import StudioError
-from engine.presets import DEFAULT_PRESET, PRESETS, fit_to_data
+from engine.presets import DEFAULT_PRESET, PRESETS, config_changes, fit_to_data
 from engine.worker import Engine
 
 CFG_KEY = "cfg"
@@ -651,8 +651,6 @@ def refit_preset(before: RunConfig, before_images: int) -> str:
     if not found:
         return ""
     preset = max(found, key=lambda p: len(p.sets()))
-    from engine.presets import config_changes
-
     now = config()
     fitted, words = preset_for_data(preset, now)
     changed = config_changes(now, fitted)  # the batch size and learning rate
@@ -661,7 +659,8 @@ def refit_preset(before: RunConfig, before_images: int) -> str:
     set_config(fitted)
     for key in changed:  # those widgets drawn again from the config (others, on the page drawn now, keep theirs)
         st.session_state.pop(f"{WIDGET_PREFIX}{key}", None)
-    return f"The {preset.title} preset is fitted to this dataset.{words or ' Its own batch size is back: this dataset is large enough for it.'}"
+    return (f"The {preset.title} preset is fitted to this dataset."
+            + (words or " Its own batch size is back: this dataset is large enough for it."))
 
 
 def matching_preset(cfg: RunConfig, train_images: int | None = None) -> str | None:
