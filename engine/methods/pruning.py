@@ -39,6 +39,7 @@ from engine.config import setting_name, with_section
 from engine.contract import MethodHook, SubReporter
 from engine.errors import StudioError
 from engine.evaluate import predict
+from engine.metrics import selection_key
 from engine.methods.registry import MethodSpec, register_method
 from engine.optim import build_optimizer
 from engine.schedules import schedule_fn
@@ -233,7 +234,7 @@ class PruningHook(MethodHook):
         self.masks: dict[str, torch.Tensor] = {}
         self.level = 0.0  # share of the schedule applied so far (0..1)
         self.every = 0  # steps between mask updates, fixed at the first step
-        self.history: list[tuple[int, float, float]] = []  # (epoch, val_acc, sparsity)
+        self.history: list[tuple] = []  # (epoch, val_acc, sparsity, val_loss); older resume points lack the loss
         self._stage_target: float | None = None
 
     # -- setup ---------------------------------------------------------------------------------
@@ -330,7 +331,7 @@ class PruningHook(MethodHook):
         metrics["sparsity"] = overall
         for name, s in by_layer.items():
             metrics[f"pruning/sparsity/{name}"] = s
-        self.history.append((ctx.epoch + 1, metrics.get("val_acc", math.nan), overall))
+        self.history.append((ctx.epoch + 1, metrics.get("val_acc", math.nan), overall, metrics.get("val_loss")))
         ctx.reporter.stream("pruning_sparsity", {"epoch": ctx.epoch + 1, "sparsity": overall,
                                                  "target": self.target() * self.level,
                                                  "val_acc": metrics.get("val_acc")})
@@ -362,7 +363,8 @@ class PruningHook(MethodHook):
         ctx.summary["sparsity"] = overall
         ctx.summary["sparsity_by_layer"] = by_layer
         if self.history:
-            best = max(self.history, key=lambda h: (h[1], -h[0]))  # the loop keeps the first best epoch
+            best = max(self.history, key=lambda h: (  # the epoch the loop keeps (engine.metrics.selection_key)
+                *selection_key({"val_acc": h[1], "val_loss": h[3] if len(h) > 3 else None}), -h[0]))
             if best[2] < overall - 0.005:
                 info["best_checkpoint_sparsity"] = best[2]
                 info["note"] = (f"The best-epoch checkpoint (epoch {best[0]}) is only {best[2]:.0%} sparse: it "
