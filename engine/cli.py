@@ -104,6 +104,12 @@ def _train(args: argparse.Namespace) -> int:
     if args.preset:  # the preset replaces the config's settings (its dataset kept); flags below override it
         cfg = get_preset(args.preset).apply(cfg)
     overrides = _overrides(args)
+    lp = cfg.optim.linear_probe_epochs
+    if args.preset and args.epochs is not None and 0 < args.epochs <= lp and not any(
+            o.startswith("optim.linear_probe_epochs=") for o in overrides):  # as the Model page shortens it
+        overrides.append(f"optim.linear_probe_epochs={args.epochs - 1}")
+        print(f"preset {args.preset}: its {lp} head-only (linear-probe) epochs lowered to {args.epochs - 1}, so that "
+              f"at least one of the {args.epochs} epochs fine-tunes the whole network", flush=True)
     if args.data is not None and not Path(args.data).exists():
         raise StudioError(f"The data path does not exist: {args.data}")
     if args.pretrained == "checkpoint" and not args.checkpoint and not cfg.backbone.checkpoint and not any(

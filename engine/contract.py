@@ -78,8 +78,9 @@ class EvalClock:
     """What the time-left estimate knows about evaluation: its cost in image forward passes per epoch
     and at the end (engine.evaluate.eval_passes), and the seconds per pass last measured (0 until
     the first epoch's evaluation has run). `method_passes`: what methods evaluate after training and
-    before the final evaluation (WiSE-FT's curve), in the same passes. Once an epoch has ended, its
-    end's measured seconds and the finished epochs' training speed replace the estimates."""
+    before the final evaluation (WiSE-FT's curve), in the same passes; `method_train_epochs`: epochs of
+    training they add after the run, counted at the run's own speed. Once an epoch has ended, its end's
+    measured seconds and the finished epochs' training speed replace the estimates."""
 
     epoch_passes: float = 0.0
     final_passes: float = 0.0
@@ -87,6 +88,7 @@ class EvalClock:
     method_passes: float = 0.0
     epoch_end_seconds: float = 0.0  # the last epoch's end as measured: evaluation, methods' checks, checkpoints
     train_images_per_sec: float = 0.0  # the finished whole-network epochs' speed (warm-up, head-only ones left out)
+    method_train_epochs: float = 0.0  # epochs methods train after the run (structured pruning's smaller model)
 
 
 @dataclass

@@ -278,7 +278,9 @@ def time_left(ctx: TrainContext, images_per_sec: float) -> float:
     speed (the first epoch, warm-up, and LP-FT's cheaper head-only ones left out; until there is one:
     the current epoch's), every remaining epoch's end as the last one took (evaluation, methods' checks
     such as the adversarial overfitting guard's attack, checkpoints; before the first: its evaluation's
-    passes), then what methods evaluate after training (`EvalClock.method_passes`, WiSE-FT's curve) and
+    passes), the epochs methods train after the run (`EvalClock.method_train_epochs`, structured
+    pruning's smaller model) at the run's speed, what methods evaluate after training
+    (`EvalClock.method_passes`, WiSE-FT's curve) and
     the final evaluation, at the seconds per image pass measured in the last evaluation (before the
     first: a training image costs about three forward passes)."""
     clock = ctx.eval_clock
@@ -286,8 +288,9 @@ def time_left(ctx: TrainContext, images_per_sec: float) -> float:
     train_s = (ctx.total_steps - ctx.step) * ctx.cfg.train.batch_size / max(speed, 1e-9)
     per_pass = clock.seconds_per_pass or 1.0 / (3.0 * max(images_per_sec, 1e-9))
     epoch_end = clock.epoch_end_seconds or per_pass * clock.epoch_passes  # measured once an epoch has ended
-    return train_s + (ctx.cfg.train.epochs - ctx.epoch) * epoch_end + per_pass * (clock.method_passes
-                                                                                  + clock.final_passes)
+    after = clock.method_train_epochs * ctx.steps_per_epoch * ctx.cfg.train.batch_size / max(speed, 1e-9)
+    return train_s + (ctx.cfg.train.epochs - ctx.epoch) * epoch_end + after + per_pass * (clock.method_passes
+                                                                                          + clock.final_passes)
 
 
 def evaluate_epoch(ctx: TrainContext, hooks: list[MethodHook], stats: EpochStats) -> dict[str, float]:

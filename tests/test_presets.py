@@ -104,6 +104,11 @@ def test_cli_train_fits_a_presets_batch_to_a_small_dataset_as_the_dashboard_does
     assert cli.main([*base, "--batch-size", "32", "--out", str(tmp_path / "asked")]) == 0
     assert "preset quick_demo:" not in capsys.readouterr().out
     assert RunConfig.load(tmp_path / "asked" / "config.yaml").train.batch_size == 32, "the user's own batch size"
+    # a preset cut to fewer epochs than its head-only ones: shortened as the Model page does, not refused
+    assert cli.main([*base, "--epochs", "1", "--out", str(tmp_path / "short")]) == 0
+    assert ("preset quick_demo: its 2 head-only (linear-probe) epochs lowered to 0, so that at least one of the 1 "
+            "epochs fine-tunes the whole network") in capsys.readouterr().out
+    assert RunConfig.load(tmp_path / "short" / "config.yaml").optim.linear_probe_epochs == 0
 
 
 def test_a_presets_rate_on_a_much_shorter_run_is_flagged():

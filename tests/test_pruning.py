@@ -155,6 +155,22 @@ def test_structured_pruning_shrinks_speeds_up_and_reloads(tiny_cfg, tmp_path):
         assert torch.allclose(reloaded(x), small(x), atol=1e-5)
     conv = reloaded.net.layer2[0].conv1.weight
     assert conv.shape[0] < 128 and (conv == 0).float().mean() > 0.3, "channels removed and zeros kept"
+    # the smaller model's fine-tune was in the time left from the start (a run read "4 s" before its 10 extra
+    # epochs), and is counted off once done
+    from engine.contract import Reporter
+    from engine.train import setup_run, time_left
+
+    from engine.methods.pruning import recovery_cost
+
+    assert setup_run(cfg, Reporter(), None, tmp_path)[0].eval_clock.method_train_epochs == \
+        recovery_cost(cfg.methods["pruning"]) > 0, "counted from the start"
+    ctx = result.context
+    assert ctx.eval_clock.method_train_epochs == 0, "and off once done"
+    ctx.epoch, ctx.step = 0, 0
+    without = time_left(ctx, 100.0)
+    ctx.eval_clock.method_train_epochs = 10
+    speed = ctx.eval_clock.train_images_per_sec or 100.0
+    assert time_left(ctx, 100.0) == pytest.approx(without + 10 * ctx.steps_per_epoch * cfg.train.batch_size / speed)
 
 
 def test_pruning_composes_with_adversarial_fine_tuning(tiny_cfg, tmp_path):

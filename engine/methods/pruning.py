@@ -252,6 +252,8 @@ class PruningHook(MethodHook):
                     f"{len(self.stage_names)} stages ({', '.join(self.stage_names)}): give one fraction per stage."
                 )
             self.fractions = [float(f) for f in c.stage_fractions]
+        if c.structured:  # the smaller model's fine-tune after the run, in the time left from the start
+            ctx.eval_clock.method_train_epochs += recovery_cost(c)
         ctx.summary["pruning"] = {
             "scope": "stage" if self.fractions is not None else c.scope, "schedule": c.schedule,
             "target_sparsity": self.target(), "stages": self.stage_names, "stage_fractions": self.fractions,
@@ -394,6 +396,7 @@ def structured_pruning(ctx, hook: PruningHook) -> None:
         return predict(m, split.images, split.labels, ctx.device, cfg.eval.eval_batch_size, ctx.amp_dtype).acc
 
     acc_shrunk = accuracy(small, ctx.data.val)
+    ctx.eval_clock.method_train_epochs = max(0.0, ctx.eval_clock.method_train_epochs - recovery_cost(c))  # now
     recover(ctx, small, masks, c.structured_epochs)
     ctx.reporter.progress(phase="structured pruning: measuring CPU latency")
     val_acc, dense_val = accuracy(small, ctx.data.val), accuracy(model, ctx.data.val)
@@ -442,6 +445,13 @@ class KeepMasks(MethodHook):
             p.mul_(m)
 
 
+def recovery_cost(c: PruningConfig) -> float:
+    """The smaller model's fine-tune (`structured_epochs`) in epochs of the run's own model, for the time
+    left: a convolution keeps about (1 - channel_fraction)^2 of its multiply-adds when a share of its
+    input and output channels goes."""
+    return c.structured_epochs * (1.0 - c.channel_fraction) ** 2
+
+
 def recover(ctx, small: nn.Module, masks: dict[str, torch.Tensor], epochs: int) -> None:
     """Fine-tune the channel-pruned model for `epochs` through the training loop's own epoch
     (engine.train.train_one_epoch): SGD at the run's learning rate, cosine to zero, plain
@@ -453,7 +463,10 @@ def recover(ctx, small: nn.Module, masks: dict[str, torch.Tensor], epochs: int) 
                         linear_probe_epochs=0, freeze_blocks=0, label_smoothing=0.0, optimizer="sgd",
                         head_lr_mult=1.0, trunk_lr_mult=1.0)
     steps = max(1, len(ctx.train_labels) // rcfg.train.batch_size)
+    # its own steps at its own speed, no evaluation between its epochs, then the rest of the run's end
+    clock = replace(ctx.eval_clock, epoch_passes=0.0, epoch_end_seconds=0.0, train_images_per_sec=0.0)
     rctx = replace(ctx, cfg=rcfg, model=small, train_model=small, optimizer=build_optimizer(small, rcfg),
+                   eval_clock=clock,
                    reporter=SubReporter(ctx.reporter, "structured pruning: fine-tuning the smaller model"),
                    rank=0, world_size=1, steps_per_epoch=steps, total_steps=steps * epochs, epoch=0, step=0,
                    masks={}, summary={}, artifacts={})
