@@ -456,8 +456,15 @@ def topk_frame(top: Sequence[tuple[str, float]], model: str = "") -> pd.DataFram
                          for i, (c, p) in enumerate(top)], columns=["class", "probability", "rank", "model"])
 
 
-def topk_words(shown: int, threshold: float | None = None, classes: int | None = None) -> str:
-    """What a top-k chart's axis shows: "Top 3 of 4 classes: probability (red dashes: unsure under 50%)"."""
+def topk_words(shown: int, threshold: float | None = None, classes: int | None = None,
+               under_axis: bool = False) -> str:
+    """What a top-k chart's axis shows: "Top 3 of 4 classes: probability (red dashes: unsure under 50%)";
+    `under_axis`: the same for a caption under an axis that says "Probability" ("Top 3 of 4 classes; red
+    dashes: unsure under 50%"; "" when there is nothing to add)."""
+    if under_axis:
+        parts = [f"Top {shown} of {classes} classes"] if classes is not None and classes > shown else []
+        parts += [f"red dashes: unsure under {threshold:.0%}"] if threshold is not None else []
+        return "; ".join(parts)[:1].upper() + "; ".join(parts)[1:]
     words = "Probability" if threshold is None else f"Probability (red dashes: unsure under {threshold:.0%})"
     if classes is not None and classes > shown:
         words = f"Top {shown} of {classes} classes: {words[:1].lower()}{words[1:]}"

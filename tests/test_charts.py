@@ -350,6 +350,10 @@ def test_a_top_k_chart_says_when_it_leaves_classes_out():
     assert title == "Top 3 of 4 classes: probability (red dashes: unsure under 50%)", title
     whole = charts.topk_chart(df, threshold=0.5, classes=3).to_dict()["layer"][0]["encoding"]["x"]["title"]
     assert whole == "Probability (red dashes: unsure under 50%)"
+    # under a narrow chart's axis ("Probability"), the caption adds only what the axis does not say
+    assert charts.topk_words(3, 0.5, 4, under_axis=True) == "Top 3 of 4 classes; red dashes: unsure under 50%"
+    assert charts.topk_words(3, 0.5, 3, under_axis=True) == "Red dashes: unsure under 50%"
+    assert charts.topk_words(3, None, 3, under_axis=True) == ""
 
 
 def test_a_run_summary_is_parsed_once_per_version_of_the_file(tmp_path, monkeypatch):

@@ -289,8 +289,8 @@ def image_result(ds: str, models: list[Shown], name: str, data: bytes, threshold
             st.altair_chart(charts.topk_chart(charts.topk_frame(answer.top, model.label), model.label, threshold,
                                               classes=len(p.classes), words_on_axis=wide),
                             width="stretch")
-            if not wide:
-                st.caption(charts.topk_words(len(answer.top), threshold, len(p.classes)))
+            if not wide and charts.topk_words(len(answer.top), threshold, len(p.classes), under_axis=True):
+                st.caption(charts.topk_words(len(answer.top), threshold, len(p.classes), under_axis=True))
             verdict(p, answer)
             st.caption(f"answered in {ms:.0f} ms on {device_words(p.device)}")
     for note in dict.fromkeys(m.p.familiarity_note() for m in models):  # one run's models: said once
