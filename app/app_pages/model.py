@@ -90,6 +90,8 @@ def _lr_auto_on() -> None:
 
 def presets_section() -> None:
     st.subheader("Start from a preset")
+    cfg = state.config()
+    in_use = [k for k, p in PRESETS.items() if state.is_preset(p, cfg)]  # once a rerun: each looks at the data
     demos = [k for k in PRESETS if k.endswith("_demo") and k not in ("quick_demo", "standard_demo")]
     general = [k for k in PRESETS if k not in demos]
     for group in (general, demos):
@@ -97,9 +99,8 @@ def presets_section() -> None:
             st.caption("Method demos: each shows what one method does; run the Standard demo on the same data "
                        "to compare with plain fine-tuning.")
         for row in (group[i:i + 4] for i in range(0, len(group), 4)):  # four to a row: words stay whole
-            draw_preset_row(row)
-    cfg = state.config()
-    for preset in (p for p in PRESETS.values() if state.is_preset(p, cfg)):
+            draw_preset_row(row, in_use)
+    for preset in (PRESETS[k] for k in in_use):
         recipe = preset.apply(cfg)
         if recipe.train.batch_size != cfg.train.batch_size:  # its card gives the recipe as tuned on the sample
             st.caption(f":material/tune: {preset.title} is in use fitted to your dataset: batch {cfg.train.batch_size} "
@@ -112,16 +113,16 @@ def presets_section() -> None:
         st.success(f"Preset **{title}** applied.{note} Every setting below can still be changed.", icon=":material/check:")
 
 
-def draw_preset_row(keys: list[str]) -> None:
-    """Up to four preset cards: title (marked when the settings are the preset's), what it does, its button."""
+def draw_preset_row(keys: list[str], in_use: list[str]) -> None:
+    """Up to four preset cards: title (marked when it is in `in_use`, the presets the settings are), what it
+    does, its button."""
     for col, key in zip(st.columns(4), keys):
         preset = PRESETS[key]
         # the card fills the row's height; "distribute" puts the text at the top and the button at the
         # bottom, so the buttons of a row line up whatever the length of each description
         with col.container(border=True, height="stretch", vertical_alignment="distribute"):
-            in_use = state.is_preset(preset, state.config())
             with st.container(gap="small"):
-                st.markdown(f"**{preset.title}**" + (" :green-badge[:material/check: in use]" if in_use else ""))
+                st.markdown(f"**{preset.title}**" + (" :green-badge[:material/check: in use]" if key in in_use else ""))
                 st.caption(preset.describe())
             with st.container(gap="small"):  # at the card's foot, aligned across the row
                 if preset.details is not None:  # the measured result behind the card's claim, on request
