@@ -130,7 +130,7 @@ def _train(args: argparse.Namespace) -> int:
     run_id = new_run_id()
     run_dir = Path(args.out).resolve() if args.out else data_dir / "runs" / run_id
     store.create_run(run_id, cfg.name or f"cli {cfg.backbone.name}", cfg.to_dict(), str(run_dir), owner="cli")
-    return _run_in_foreground(store, run_id, cfg, run_dir, data_dir, args.quiet)
+    return _run_in_foreground(store, run_id, cfg, run_dir, data_dir, args.quiet, data=data)  # split once
 
 
 def _check_sources(cfg: RunConfig, data_dir: Path) -> None:
@@ -154,9 +154,9 @@ def _check_sources(cfg: RunConfig, data_dir: Path) -> None:
 def _check_inputs(cfg: RunConfig, work_dir: Path) -> DataSplits:
     """Read the dataset, the OOD set and the starting weights before a run is recorded, so that an
     unusable one (not a zip, one class, a checkpoint of another network, ImageNet weights offline) is
-    a message and not a failed run in `runs`; returns the dataset's splits. The run reads the data
-    again from this process's decode cache (engine.data.load_dataset), so nothing is decoded twice.
-    Raises StudioError."""
+    a message and not a failed run in `runs`; returns the dataset's splits, which the run then trains
+    on (nothing is decoded or split twice; the starting weights are read again when the run builds its
+    model). Raises StudioError."""
     data = prepare_data(cfg, work_dir)
     load_user_ood(cfg, work_dir, list(data.classes))
     if cfg.backbone.pretrained in ("checkpoint", "imagenet"):  # the user's file; a download that may fail
@@ -213,11 +213,11 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _run_in_foreground(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Path, data_dir: Path, quiet: bool,
-                       resume: bool = False) -> int:
+                       resume: bool = False, data: DataSplits | None = None) -> int:
     reporter = ConsoleReporter(store, run_id, quiet)
     print(f"run {run_id} -> {run_dir}" + (" (continued)" if resume else ""), flush=True)
     try:
-        summary = execute_run(store, run_id, cfg, run_dir, data_dir / "datasets", reporter, resume=resume)
+        summary = execute_run(store, run_id, cfg, run_dir, data_dir / "datasets", reporter, resume=resume, data=data)
     except KeyboardInterrupt:
         _interrupted(store, run_id, run_dir)
         return 130

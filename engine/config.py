@@ -567,6 +567,12 @@ def with_batch(cfg: "RunConfig", batch: int) -> "RunConfig":
     return with_section(with_section(cfg, "train", batch_size=batch), "optim", lr=lr)
 
 
+def too_few_steps(cfg: "RunConfig", train_images: int, max_per_epoch: int = 2) -> bool:
+    """Whether the batch size leaves at most `max_per_epoch` optimiser steps an epoch on `train_images`
+    training images (8 or more: with fewer there is no better batch to offer)."""
+    return train_images >= 8 and cfg.steps_per_epoch(train_images) <= max_per_epoch
+
+
 def few_batches(cfg: "RunConfig", train_images: int, max_per_epoch: int = 2) -> str | None:
     """A warning when the batch size leaves at most `max_per_epoch` optimiser steps per epoch on
     `train_images` training images (a batch as large as the training set is one step an epoch), with
@@ -574,7 +580,7 @@ def few_batches(cfg: "RunConfig", train_images: int, max_per_epoch: int = 2) -> 
     otherwise, and for fewer than 8 images."""
     n, epochs = train_images, cfg.train.epochs
     per_epoch = cfg.steps_per_epoch(n)
-    if per_epoch > max_per_epoch or n < 8:
+    if not too_few_steps(cfg, n, max_per_epoch):
         return None
     return (f"Batches of {cfg.train.batch_size} from your {n} training images make {per_epoch} optimiser step"
             f"{'s' * (per_epoch != 1)} per epoch ({per_epoch * epochs} in {epochs} epoch{'s' * (epochs != 1)}): "

@@ -107,12 +107,21 @@ def run_summary(run_dir: Path) -> dict:
     raise StudioError(f"The run in {Path(run_dir).name} {said}: {then}.")
 
 
+def variant_label(variant: str, adversarial: bool = False) -> str:
+    """A model variant's name for people (`VARIANTS`); a run trained adversarially (`adversarial`) has
+    one fine-tuned model, its robust one, named "Adversarially fine-tuned (end of training)"."""
+    if variant == "fine_tuned" and adversarial:
+        return f"{VARIANTS['adversarial']} (end of training)"
+    return VARIANTS[variant]
+
+
 def available_variants(run_dir: Path) -> dict[str, str]:
     """{variant: label} of the models this finished run can load, in `VARIANTS` order (engine.runs:
     fine_tuned always; best, wise, structured when their files exist; adversarial for runs trained
-    with adversarial fine-tuning, whose fine-tuned model is the robust one). "start" is for Explain."""
+    with adversarial fine-tuning, whose fine-tuned model is the robust one: `variant_label`). "start"
+    is for Explain."""
     run = load_run(Path(run_dir), None)
-    return {v: label for v, label in VARIANTS.items() if run.has(v)}
+    return {v: variant_label(v, run.has("adversarial")) for v in VARIANTS if run.has(v)}
 
 
 def chosen_alpha(summary: dict, stored: float | None = None) -> float:
@@ -243,9 +252,7 @@ class Predictor:
             return f"WiSE-FT mix at alpha {self.alpha:.2f}{end}"
         if self.variant == "best" and self.epochs:
             return f"Best epoch ({self.epochs[0]} of {self.epochs[1]})"  # short: a title in a half-width column
-        if self.variant == "fine_tuned" and "adversarial" in self.cfg.enabled_methods():  # one model, one name
-            return f"{VARIANTS['adversarial']} (end of training)"
-        return VARIANTS[self.variant]
+        return variant_label(self.variant, "adversarial" in self.cfg.enabled_methods())
 
     @torch.no_grad()
     def forward(self, images_u8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

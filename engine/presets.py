@@ -108,13 +108,12 @@ def fit_to_data(cfg: RunConfig, train_images: int) -> tuple[RunConfig, str]:
     steps, the learning rate lowered in step, Goyal et al. 2017's linear scaling rule), and the words
     that say so ("" when nothing was fitted). The presets were tuned on the sample's 384 training images;
     the dashboard and `train --preset` both fit them."""
-    from engine.config import few_batches, smaller_batch, with_batch
+    from engine.config import smaller_batch, too_few_steps, with_batch
 
-    n = train_images
-    fix = smaller_batch(cfg, n) if few_batches(cfg, n) else None
+    n, steps = train_images, cfg.steps_per_epoch(train_images)
+    fix = smaller_batch(cfg, n) if too_few_steps(cfg, n) else None
     if fix is None:
         return cfg, ""
-    steps = cfg.steps_per_epoch(n)
     rate = ("the learning rate found for it automatically" if cfg.optim.lr_auto else
             f"the learning rate lowered in step to {fix[1]:g}")
     return with_batch(cfg, fix[0]), (

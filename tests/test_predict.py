@@ -66,6 +66,8 @@ def png_bytes(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
 
 def test_the_run_offers_every_variant(studio):
     assert list(available_variants(studio[1])) == list(VARIANTS)
+    # trained adversarially: its fine-tuned model is named as the robust one, for predict as for Try it
+    assert available_variants(studio[1])["fine_tuned"] == "Adversarially fine-tuned (end of training)"
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))

@@ -317,10 +317,10 @@ def test_each_model_is_offered_once_under_the_name_of_what_it_is():
     """An adversarial run offered "Fine-tuned (end of training)" and "Adversarially fine-tuned": one model
     under two names, which a new user compared; a best epoch that is the last one is the same model too."""
     from app.app_pages.try_it import offered_models
-    from engine.predict import VARIANTS
+    from engine.predict import VARIANTS, variant_label
 
     history = [{"epoch": 1, "val_acc": 0.5}, {"epoch": 2, "val_acc": 0.7}]
-    every = dict(VARIANTS)
+    every = {v: variant_label(v, adversarial=True) for v in VARIANTS}  # as available_variants gives them
     got = offered_models(every, {"history": history})
     assert list(got) == ["fine_tuned", "wise", "structured"], got
     assert got["fine_tuned"] == "Adversarially fine-tuned (end of training)"

@@ -114,7 +114,7 @@ def no_finished_run(all_runs) -> None:
 def offered_models(variants: dict[str, str], summary: dict) -> dict[str, str]:
     """The run's models ({variant: label}, engine.predict.available_variants) as the pickers offer them,
     each model once: the best epoch only when it is not the last one (or the end model was pruned
-    further after it), and an adversarial run's fine-tuned model, which is its robust one, under that name."""
+    further after it), and an adversarial run's fine-tuned model, its robust one, not again as "adversarial"."""
     from engine.predict import best_epoch
 
     variants = dict(variants)
@@ -122,8 +122,7 @@ def offered_models(variants: dict[str, str], summary: dict) -> dict[str, str]:
     pruned_after = (summary.get("pruning") or {}).get("pruned_rest_at_end")  # end model pruned further
     if "best" in variants and epochs is not None and epochs[0] == epochs[1] and not pruned_after:
         del variants["best"]
-    if "adversarial" in variants:  # as engine.predict.Predictor.label names it
-        variants["fine_tuned"] = f"{variants.pop('adversarial')} (end of training)"
+    variants.pop("adversarial", None)  # its fine-tuned model, named so by engine.predict.variant_label
     return variants
 
 
@@ -289,8 +288,8 @@ def image_result(ds: str, models: list[Shown], name: str, data: bytes, threshold
             st.altair_chart(charts.topk_chart(charts.topk_frame(answer.top, model.label), model.label, threshold,
                                               classes=len(p.classes), words_on_axis=wide),
                             width="stretch")
-            if not wide and charts.topk_words(len(answer.top), threshold, len(p.classes), under_axis=True):
-                st.caption(charts.topk_words(len(answer.top), threshold, len(p.classes), under_axis=True))
+            if not wide and (words := charts.topk_words(len(answer.top), threshold, len(p.classes), under_axis=True)):
+                st.caption(words)
             verdict(p, answer)
             st.caption(f"answered in {ms:.0f} ms on {device_words(p.device)}")
     for note in dict.fromkeys(m.p.familiarity_note() for m in models):  # one run's models: said once
