@@ -23,7 +23,7 @@ from tqdm import tqdm
 from engine.backbones import BACKBONES, available_sources, build_model
 from engine.checkpoints import new_run_id, write_json
 from engine.clock import process_started_at
-from engine.config import RunConfig, apply_overrides
+from engine.config import RunConfig, apply_overrides, probe_epochs_for
 from engine.contract import Reporter
 from engine.data import DataSplits, DatasetError, inspect_dataset
 from engine.devices import fit_threads_to_cpus, pick_device
@@ -105,10 +105,10 @@ def _train(args: argparse.Namespace) -> int:
         cfg = get_preset(args.preset).apply(cfg)
     overrides = _overrides(args)
     lp = cfg.optim.linear_probe_epochs
-    if args.preset and args.epochs is not None and 0 < args.epochs <= lp and not any(
-            o.startswith("optim.linear_probe_epochs=") for o in overrides):  # as the Model page shortens it
-        overrides.append(f"optim.linear_probe_epochs={args.epochs - 1}")
-        print(f"preset {args.preset}: its {lp} head-only (linear-probe) epochs lowered to {args.epochs - 1}, so that "
+    short = probe_epochs_for(args.epochs, lp) if args.preset and args.epochs and args.epochs > 0 else lp
+    if short != lp and not any(o.startswith("optim.linear_probe_epochs=") for o in overrides):  # as the Model page
+        overrides.append(f"optim.linear_probe_epochs={short}")
+        print(f"preset {args.preset}: its {lp} head-only (linear-probe) epochs lowered to {short}, so that "
               f"at least one of the {args.epochs} epochs fine-tunes the whole network", flush=True)
     if args.data is not None and not Path(args.data).exists():
         raise StudioError(f"The data path does not exist: {args.data}")

@@ -567,6 +567,12 @@ def with_batch(cfg: "RunConfig", batch: int) -> "RunConfig":
     return with_section(with_section(cfg, "train", batch_size=batch), "optim", lr=lr)
 
 
+def probe_epochs_for(epochs: int, probe: int) -> int:
+    """The head-only (linear-probe, LP-FT) epochs a run of `epochs` can have: `probe`, or fewer so that at
+    least one epoch still fine-tunes the whole network (the Model page and `train --preset` shorten so)."""
+    return min(probe, max(epochs - 1, 0))
+
+
 def too_few_steps(cfg: "RunConfig", train_images: int, max_per_epoch: int = 2) -> bool:
     """Whether the batch size leaves at most `max_per_epoch` optimiser steps an epoch on `train_images`
     training images (8 or more: with fewer there is no better batch to offer)."""

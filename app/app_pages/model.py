@@ -13,7 +13,7 @@ from app import charts, components, datasets, state
 from app.presets import PRESETS, icon, offline_pretrained, recipe_drift
 from app.widgets import dataclass_widgets, field_widget, widget_key
 from engine.backbones import BACKBONES, CHECKPOINT_SUFFIXES, FAMILY_TITLES, PRETRAINED_SOURCES, available_sources, backbone_title
-from engine.config import ADVANCED_TITLE, RunConfig, check_bounds, shown_setting
+from engine.config import ADVANCED_TITLE, RunConfig, check_bounds, probe_epochs_for, shown_setting
 from engine.methods import METHODS, MethodSpec
 from engine.schedules import SCHEDULES, lr_curve
 
@@ -368,11 +368,12 @@ def keep_fine_tuning_epochs(cfg) -> None:
         st.session_state.pop(widget_key("optim", "linear_probe_epochs"), None)
         st.caption(f":material/info: Linear-probe epochs back to {wanted[0]}, as chosen before the run was shortened.")
         return
-    if lp and lp >= epochs:
-        st.session_state[state.LP_WANTED_KEY] = (lp if wanted is None else wanted[0], max(epochs - 1, 0))
-        state.update_section("optim", linear_probe_epochs=max(epochs - 1, 0))
+    short = probe_epochs_for(epochs, lp)
+    if lp and short != lp:
+        st.session_state[state.LP_WANTED_KEY] = (lp if wanted is None else wanted[0], short)
+        state.update_section("optim", linear_probe_epochs=short)
         st.session_state.pop(widget_key("optim", "linear_probe_epochs"), None)
-        st.caption(f":material/info: Linear-probe epochs lowered from {lp} to {max(epochs - 1, 0)}, so that at "
+        st.caption(f":material/info: Linear-probe epochs lowered from {lp} to {short}, so that at "
                    "least one epoch still fine-tunes the whole network; more epochs give the "
                    f"{st.session_state[state.LP_WANTED_KEY][0]} back.")
     elif lp and 2 * lp >= epochs:
