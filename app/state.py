@@ -647,10 +647,9 @@ def refit_preset(before: RunConfig, before_images: int) -> str:
     (`preset_for_data`), so that a small upload does not keep the batch of 32 the page then warns
     against, nor a large one the batch fitted to a small one. Returns what was done, in words ("" when
     nothing changed)."""
-    found = [p for p in PRESETS.values() if is_preset(p, before, before_images)]
-    if not found:
+    preset = preset_of(before, before_images)
+    if preset is None:
         return ""
-    preset = max(found, key=lambda p: len(p.sets()))
     now = config()
     fitted, words = preset_for_data(preset, now)
     changed = config_changes(now, fitted)  # the batch size and learning rate
@@ -663,11 +662,18 @@ def refit_preset(before: RunConfig, before_images: int) -> str:
             + (words or " Its own batch size is back: this dataset is large enough for it."))
 
 
+def preset_of(cfg: RunConfig, train_images: int | None = None, among=None):
+    """The preset (engine.presets.Preset) whose recipe `cfg` is (`is_preset`, on `train_images` training
+    images; `among`: the presets already found to match, if known), the most specific one when several
+    match; None when the user changed something after choosing one."""
+    found = list(among) if among is not None else [p for p in PRESETS.values() if is_preset(p, cfg, train_images)]
+    return max(found, key=lambda p: len(p.sets())) if found else None
+
+
 def matching_preset(cfg: RunConfig, train_images: int | None = None) -> str | None:
-    """The title of the preset whose recipe `cfg` is (`is_preset`, on `train_images` training images), the
-    most specific one when several match; None when the user changed something after choosing one."""
-    found = [p for p in PRESETS.values() if is_preset(p, cfg, train_images)]
-    return max(found, key=lambda p: len(p.sets())).title if found else None
+    """The title of `preset_of(cfg, train_images)`, or None."""
+    preset = preset_of(cfg, train_images)
+    return preset.title if preset is not None else None
 
 
 def default_run_name(cfg: RunConfig, ds: Dataset, train_images: int | None = None) -> str:

@@ -100,13 +100,12 @@ def presets_section() -> None:
                        "to compare with plain fine-tuning.")
         for row in (group[i:i + 4] for i in range(0, len(group), 4)):  # four to a row: words stay whole
             draw_preset_row(row, in_use)
-    for preset in (PRESETS[k] for k in in_use):
-        recipe = preset.apply(cfg)
-        if recipe.train.batch_size != cfg.train.batch_size:  # its card gives the recipe as tuned on the sample
-            st.caption(f":material/tune: {preset.title} is in use fitted to your dataset: batch {cfg.train.batch_size} "
-                       f"at learning rate {cfg.optim.lr:g} instead of its {recipe.train.batch_size} at "
-                       f"{recipe.optim.lr:g}, for more optimiser steps an epoch on your images.")
-            break
+    preset = state.preset_of(cfg, among=[PRESETS[k] for k in in_use])  # the one a run is named after
+    recipe = preset.apply(cfg) if preset is not None else None
+    if recipe is not None and recipe.train.batch_size != cfg.train.batch_size:  # its card: the sample's recipe
+        st.caption(f":material/tune: {preset.title} is in use fitted to your dataset: batch {cfg.train.batch_size} "
+                   f"at learning rate {cfg.optim.lr:g} instead of its {recipe.train.batch_size} at "
+                   f"{recipe.optim.lr:g}, for more optimiser steps an epoch on your images.")
     applied = st.session_state.pop("preset_applied", None)
     if applied:
         title, note = applied
