@@ -13,6 +13,7 @@ from typing import Callable
 import streamlit as st
 
 from app import state
+from engine.chance import FEW_STEPS, LUCK_MARK, chance_finding, images_right, peaked_and_fell, small_split_words
 from engine.claims import CLAIMS, shown_points, split_sizes
 from engine.config import RunConfig, smaller_batch, smaller_batch_advice
 from engine.errors import StudioError
@@ -95,69 +96,22 @@ def guess_warning(chance: str, what: str = "Its answers below") -> str:
 def at_chance(summary: dict, config: dict | None = None, margin: float = 0.02) -> str | None:
     """A warning when the run's test (else validation) accuracy is within `margin` of guessing
     (1 / number of classes), or below it: such a run learnt nothing; or above it by no more than luck
-    on that many images (`maybe_luck`). Its advice follows from the
+    on that many images (engine.chance.chance_finding). Its advice follows from the
     run's optimiser steps (the summary's `steps_per_epoch` and `train_images`, the config's epochs,
     batch size and automatic learning rate)."""
-    classes = summary.get("classes") or []
-    acc = summary.get("test_acc") if isinstance(summary.get("test_acc"), (int, float)) else summary.get("val_acc")
-    if len(classes) < 2 or not isinstance(acc, (int, float)):
+    found = chance_finding(summary, margin)
+    if found is None:
         return None
-    guess = 1 / len(classes)
-    split = "test" if isinstance(summary.get("test_acc"), (int, float)) else "validation"
-    if acc > guess + margin:
-        return maybe_luck(summary, acc, guess, split, config)
     advice = chance_advice(summary, config)
-    if acc < guess - margin:  # worse than guessing: the labels, unless the run had too few steps to learn
+    if found.kind == "below":  # worse than guessing: the labels, unless the run had too few steps to learn
         labels = "Check on the Data page that each class folder holds the images of its class."
         few = advice.startswith("It took only")  # then the steps are the likelier cause: say that first
-        return (f"This run's {split} accuracy ({100 * acc:.1f}%) is below the level of guessing among "
-                f"{len(classes)} classes ({100 * guess:.1f}%). "
-                + (f"{advice} If it stays below guessing with more steps: {labels[0].lower()}{labels[1:]}"
-                   if few else f"{labels} {advice}"))
-    return (f"This run's {split} accuracy ({100 * acc:.1f}%) is at the level of guessing among "
-            f"{len(classes)} classes ({100 * guess:.1f}%): it learnt nothing yet. {advice}")
-
-
-def images_right(acc: float, n: int) -> int | None:
-    """How many of `n` images an accuracy `acc` (a fraction) got right; None when `n` is 0 or `acc` is
-    not a whole number of them (measured on something else)."""
-    right = round(acc * n)
-    return right if n >= 1 and abs(right - acc * n) <= 0.01 else None
-
-
-LUCK_P = 0.05  # above guessing by more than this chance of luck (binomial test) is "clearly better"
-LUCK_MARK = "may have learnt nothing yet"  # in every `maybe_luck` warning: how the pages tell it from "learnt nothing"
-
-
-def maybe_luck(summary: dict, acc: float, guess: float, split: str, config: dict | None) -> str | None:
-    """A warning when an accuracy above guessing is still within luck. `acc` is a fraction of the
-    `split` ("test" or "validation") images right; `guess` is 1 / number of classes. A model that
-    learnt nothing (guessing, or always answering the split's largest class, whichever scores more)
-    gets at least as many of the split's images right with probability p >= LUCK_P (one-sided exact
-    binomial test, scipy.stats.binomtest). The split's size comes from the summary's data_report
-    split_counts; None when it is unknown, empty, or `acc` is not a whole number of its images right."""
-    from scipy.stats import binomtest
-
-    sizes = split_sizes(summary, "test" if split == "test" else "val")
-    n = sum(sizes)
-    right = images_right(acc, n)
-    if right is None:
-        return None
-    null = max(guess, max(sizes) / n)  # a model that always answers the largest class scores its share
-    if right <= max(sizes):  # above guessing, but not above always answering the largest class
-        return (f"This run's {split} accuracy ({100 * acc:.1f}%, {right} of {n} images) is no better than "
-                f"always answering the largest class of the {split} images ({max(sizes)} of {n}, "
-                f"{100 * null:.1f}%). It {LUCK_MARK}. {chance_advice(summary, config)}")
-    p = binomtest(min(right, n), n, null, alternative="greater").pvalue
-    if p < LUCK_P:
-        return None
-    advice = chance_advice(summary, config)
-    largest = "" if null == guess else f", or always answering its largest class ({100 * null:.1f}%)"
-    return (f"This run's {split} accuracy ({100 * acc:.1f}%, {right} of {n} images) is above the level of "
-            f"guessing among {len(summary.get('classes') or [])} classes ({100 * guess:.1f}%{largest}), but not "
-            f"clearly: a model that learnt nothing gets {right} or more of {n} right {100 * p:.0f}% of the time "
-            f"(binomial test, p = {p:.2f}). It {LUCK_MARK}. More {split} images per class would tell (the Data "
-            f"page); {advice[:1].lower()}{advice[1:]}")
+        return (f"{found.text} " + (f"{advice} If it stays below guessing with more steps: {labels[0].lower()}{labels[1:]}"
+                                    if few else f"{labels} {advice}"))
+    if found.kind == "luck":
+        return (f"{found.text} More {found.split} images per class would tell (the Data page); "
+                f"{advice[:1].lower()}{advice[1:]}")
+    return f"{found.text} {advice}"
 
 
 GAP_P = 0.05  # a validation-test gap that chance gives less often than this is pointed out
@@ -191,32 +145,7 @@ def val_test_gap(summary: dict) -> str | None:
             f"accurate on both, a gap at least this large would come up only {odds}. {why}")
 
 
-FEW_STEPS = 100  # optimiser steps: below this a fine-tuning run on a new dataset rarely gets far
 LR_AUTO = "*Find the learning rate automatically*"  # the Model page's label for optim.lr_auto
-
-
-PEAK_DROP = 0.15  # validation that fell this far (a fraction) from its best epoch: the run unlearnt
-PEAK_DROP_IMAGES = 3  # ... and by at least this many images: one or two is noise on a small split
-
-
-def peaked_and_fell(summary: dict) -> tuple[dict, float] | None:
-    """(history entry of the best validation epoch, final validation accuracy) when the run clearly
-    learnt and then lost it: the
-    peak beats guessing beyond luck (one-sided binomial test, p < LUCK_P, on the validation split's
-    size from data_report), and the final epoch is PEAK_DROP and PEAK_DROP_IMAGES images lower. None
-    otherwise, or when the validation split's size is unknown (then one image could be the drop)."""
-    from scipy.stats import binomtest
-
-    history = [h for h in summary.get("history") or [] if isinstance(h.get("val_acc"), (int, float))]
-    n, k = sum(split_sizes(summary, "val")), len(summary.get("classes") or [])
-    if not history or n < 1 or k < 2:
-        return None
-    best, last = max(history, key=lambda h: h["val_acc"]), history[-1]["val_acc"]
-    drop = best["val_acc"] - last
-    if drop < PEAK_DROP or round(drop * n) < PEAK_DROP_IMAGES:
-        return None
-    clear = binomtest(round(best["val_acc"] * n), n, 1 / k, alternative="greater").pvalue < LUCK_P
-    return (best, last) if clear else None
 
 
 def chance_advice(summary: dict, config: dict | None) -> str:
@@ -266,22 +195,10 @@ def _smaller_batch_words(config: dict | None, n_train) -> str:
     return smaller_batch_advice(cfg, n_train) if smaller_batch(cfg, n_train) is not None else ""
 
 
-SMALL_SPLIT = 50  # held-out images: below this one image moves an accuracy by more than 2 points
-
-
 def small_split_note(summary: dict) -> str:
-    """A caution for figures and verdicts measured on few held-out images (Results, under the figures):
-    how many points one image is worth on the validation and test splits (the summary's data_report
-    split_counts), or "" when both are large enough (at least SMALL_SPLIT images) or unknown."""
-    sizes = {split: sum(split_sizes(summary, split)) for split in ("val", "test")}
-    small = {split: n for split, n in sizes.items() if 0 < n < SMALL_SPLIT}
-    if not small:
-        return ""
-    words = {"val": "validation", "test": "test"}
-    parts = [f"{n} {words[split]} images (one image is {100 / n:.1f} points)" for split, n in small.items()]
-    return (":material/info: Measured on " + " and ".join(parts) + f": figures up to {200 / min(small.values()):.0f} "
-            "points apart (between the splits, across the corruptions, between runs, in the methods' verdicts) "
-            "can be one or two images apart, so read them as hints; more images per class make them firmer.")
+    """engine.chance.small_split_words under an info icon (Results, under the figures), or ""."""
+    words = small_split_words(summary)
+    return f":material/info: {words}" if words else ""
 
 
 def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict) -> None:

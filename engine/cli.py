@@ -21,9 +21,10 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from engine.backbones import BACKBONES, available_sources, build_model
+from engine.chance import FEW_STEPS, chance_finding, peaked_and_fell, small_split_words
 from engine.checkpoints import new_run_id, write_json
 from engine.clock import process_started_at
-from engine.config import RunConfig, apply_overrides, probe_epochs_for
+from engine.config import RunConfig, apply_overrides, probe_epochs_for, smaller_batch, smaller_batch_advice
 from engine.contract import Reporter
 from engine.data import DataSplits, DatasetError, inspect_dataset
 from engine.devices import fit_threads_to_cpus, pick_device
@@ -261,8 +262,48 @@ def _say_after_run(summary: dict, cfg: RunConfig, run_dir: Path) -> int:
     print("finished: " + "  ".join(shown) + (f"  ({' and '.join(unmeasured)} not measured: no images were left for "
                                               f"{'that split' if len(unmeasured) == 1 else 'those splits'}; add "
                                               "images per class)" if unmeasured else ""))
+    _say_caution(summary, cfg)
     print(f"summary: {run_dir / 'summary.json'}")
     return 0
+
+
+def _say_caution(summary: dict, cfg: RunConfig) -> None:
+    """After a finished run, as the dashboard's Results page does: a warning when the run is at, below or
+    within luck of the level of guessing (engine.chance.chance_finding) with what to change in this
+    command's options, and a note when its held-out splits are so small that one image is over 2 points."""
+    found = chance_finding(summary)
+    if found is not None:
+        print(f"warning: {found.text} {_chance_advice(summary, cfg)}", file=sys.stderr)
+    small = small_split_words(summary)
+    if small:
+        print(f"note: {small}", file=sys.stderr)
+
+
+def _chance_advice(summary: dict, cfg: RunConfig) -> str:
+    """What to change, in `train`'s options, for a run that learnt nothing (or may not have): the
+    learning rate when validation clearly peaked and fell (engine.chance.peaked_and_fell), else more
+    optimiser steps when it took fewer than engine.chance.FEW_STEPS, else the rate and the data."""
+    peak = peaked_and_fell(summary)
+    if peak is not None:
+        best, last = peak
+        return (f"Its validation accuracy reached {100 * best['val_acc']:.1f}% in epoch {best.get('epoch', '?')} and "
+                f"fell to {100 * last:.1f}% by the end: the learning rate was likely too high for these images. "
+                "Lower it (--lr), or use the best epoch's model (predict --variant best).")
+    per_epoch, n_train = summary.get("steps_per_epoch"), summary.get("train_images")
+    if not isinstance(per_epoch, int):
+        return "Give it more epochs (--epochs), or lower the learning rate (--lr)."
+    steps, epochs = per_epoch * cfg.train.epochs, cfg.train.epochs
+    if steps >= FEW_STEPS:
+        return (f"It took {steps} optimiser steps: lower the learning rate (--lr), and check that the classes look "
+                "different from each other (python -m engine inspect lists each class's files).")
+    words = (f"It took only {steps} optimiser steps ({epochs} epoch{'s' * (epochs != 1)} of {per_epoch} "
+             f"batch{'es' * (per_epoch != 1)} of {cfg.train.batch_size}): give it more with more epochs (--epochs) "
+             "or a smaller batch size (--batch-size).")
+    fix = smaller_batch(cfg, n_train) if isinstance(n_train, int) else None
+    if fix is None:
+        return words
+    flags = f"--batch-size {fix[0]}" + ("" if cfg.optim.lr_auto else f" --lr {fix[1]:g}")
+    return f"{words} {smaller_batch_advice(cfg, n_train)} ({flags})"
 
 
 def _print_data_report(report: dict, source: str) -> None:

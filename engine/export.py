@@ -22,6 +22,7 @@ import torch
 
 from engine.augment import augmentation_words, to_float
 from engine.backbones import Classifier, backbone_title
+from engine.chance import chance_finding, small_split_words
 from engine.checkpoints import load_checkpoint, save_checkpoint
 from engine.config import RunConfig, shown_setting, shown_value
 from engine.corruptions import corruption_name
@@ -199,6 +200,21 @@ CARD_WEIGHTS = {"bundled": "the studio's bundled weights (pretrained offline on 
                 "checkpoint": "a checkpoint the user gave"}
 
 
+def caution_section(summary: dict[str, Any]) -> list[str]:
+    """The card's "Caution" lines: a model at or near the level of guessing (engine.chance.chance_finding)
+    and figures measured on few held-out images (engine.chance.small_split_words); [] when neither."""
+    found, small = chance_finding(summary), small_split_words(summary)
+    if found is None and not small:
+        return []
+    lines = ["", "## Caution"]
+    if found is not None:
+        lines.append(f"- {found.text} Its answers {'may be' if found.maybe else 'are'} no better than guesses, "
+                     "however sure they look.")
+    if small:
+        lines.append(f"- {small}")
+    return lines
+
+
 def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck] | None = None) -> str:
     """A markdown model card: data, methods and their settings, metrics, the exact config."""
     def pct(x):
@@ -267,6 +283,7 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
                      f"{pct(summary['robust_acc'])}")
     if summary.get("sparsity") is not None:
         lines.append(f"- Sparsity: {pct(summary['sparsity'])}")
+    lines += caution_section(summary)
     if checks:
         lines += ["", "## Exports (verified on the validation split)"]
         for c in checks:

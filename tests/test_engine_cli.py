@@ -382,6 +382,48 @@ def test_the_finished_line_says_which_split_had_no_images(tiny_zip, tmp_path, mo
                     "were left for that split; add images per class)"), line
 
 
+@pytest.mark.parametrize("case", ["few steps", "peaked", "many steps", "luck", "clear"])
+def test_the_command_line_says_when_a_run_learnt_nothing_and_when_its_splits_are_tiny(
+        tiny_zip, tmp_path, monkeypatch, capsys, case):
+    """What the Results page warns about (a run at guessing, above it by no more than luck, figures on a
+    handful of images) the command line says too, with what to change in its own options."""
+    split = {"val": {"a": 3, "b": 3, "c": 3}, "test": {"a": 3, "b": 3, "c": 3}}
+    summary = {"classes": ["a", "b", "c"], "val_acc": 1 / 3, "test_acc": 1 / 3, "steps_per_epoch": 1,
+               "train_images": 48, "data_report": {"split_counts": split}}
+    summary = {"few steps": summary,
+               "peaked": dict(summary, history=[{"epoch": 1, "val_acc": 1.0}, {"epoch": 2, "val_acc": 1 / 3}]),
+               "many steps": dict(summary, steps_per_epoch=60),
+               "luck": dict(summary, test_acc=4 / 9),
+               "clear": dict(summary, test_acc=0.9, val_acc=0.9, data_report={"split_counts": {
+                   "val": {"a": 30, "b": 30, "c": 30}, "test": {"a": 30, "b": 30, "c": 30}}})}[case]
+    from engine import cli
+
+    monkeypatch.setattr(cli, "execute_run", lambda *a, **k: {"status": "finished", **summary})
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    monkeypatch.setattr(cli, "register_upload_dir", lambda folder: None)
+    assert cli.main(["train", "--data", str(tiny_zip), "--image-size", "32", "--out", str(tmp_path / "run"),
+                     "--data-dir", str(tmp_path / "d"), "--epochs", "2", "--batch-size", "32", "--lr", "0.01"]) == 0
+    said = capsys.readouterr().err
+    warning = [line for line in said.splitlines() if line.startswith("warning: This run's")]
+    if case == "clear":
+        assert not warning and "note: Measured on" not in said, said
+        return
+    (warning,) = warning
+    assert "note: Measured on 9 validation images (one image is 11.1 points) and 9 test images" in said, said
+    if case == "few steps":  # 48 images in batches of 32: one step an epoch; the fix in this command's options
+        assert "at the level of guessing among 3 classes (33.3%): it learnt nothing yet" in warning
+        assert "It took only 2 optimiser steps (2 epochs of 1 batch of 32)" in warning
+        assert warning.endswith("(--batch-size 8 --lr 0.0025)"), warning
+    elif case == "peaked":
+        assert "reached 100.0% in epoch 1 and fell to 33.3%" in warning and "(--lr)" in warning, warning
+        assert "predict --variant best" in warning and "optimiser steps" not in warning
+    elif case == "many steps":
+        assert "It took 120 optimiser steps: lower the learning rate (--lr)" in warning, warning
+    else:
+        assert "4 of 9 images" in warning and "may have learnt nothing yet" in warning and "binomial" in warning
+    assert "Model and methods page" not in said and "Data page" not in said, "the dashboard's words"
+
+
 def test_a_run_from_a_checkpoint_says_what_it_loaded(capsys):
     from engine.cli import _print_weights
 

@@ -187,3 +187,24 @@ def test_the_model_card_lists_only_the_settings_that_apply_in_words():
                          "TPE sampler, objective floor"), lines[-1]
     two = with_section(RunConfig(), "pruning", enabled=True, auto=True, objective="floor", max_acc_drop=0.02)
     assert "largest accuracy drop (floor) 2 points" in method_settings_text(two.methods["pruning"])
+
+
+def test_the_model_card_cautions_a_model_that_learnt_nothing_and_figures_on_few_images():
+    """Whoever receives the exported files sees what the Results page warned about: answers no better
+    than guesses, and accuracies measured on a handful of images."""
+    from engine.config import RunConfig
+
+    split = {"val": {"a": 4, "b": 4}, "test": {"a": 4, "b": 4}}
+    card = model_card(RunConfig(), {"classes": ["a", "b"], "val_acc": 0.5, "test_acc": 0.5,
+                                    "data_report": {"split_counts": split}})
+    caution = card[card.index("## Caution"):].split("\n## ")[0]
+    assert "test accuracy (50.0%) is at the level of guessing among 2 classes (50.0%): it learnt nothing yet. " \
+           "Its answers are no better than guesses" in caution
+    assert "Measured on 8 validation images (one image is 12.5 points) and 8 test images" in caution
+    assert card.index("## Metrics") < card.index("## Caution") < card.index("## Use it")
+    # a model clearly above guessing on 80 test images has no caution; 5 of 8 is within luck (p = 0.36)
+    big = {"val": {"a": 40, "b": 40}, "test": {"a": 40, "b": 40}}
+    assert "## Caution" not in model_card(RunConfig(), {"classes": ["a", "b"], "test_acc": 0.9,
+                                                        "data_report": {"split_counts": big}})
+    lucky = model_card(RunConfig(), {"classes": ["a", "b"], "test_acc": 5 / 8, "data_report": {"split_counts": split}})
+    assert "may be no better than guesses" in lucky

@@ -1,0 +1,137 @@
+"""Did a finished run learn anything, and how much is one held-out image worth? From summary dicts.
+
+The dashboard (app.claims_view, followed by advice in its own words), the command line after a run
+and the model card all say the same findings with these functions: a run at or below the level of
+guessing (1 / number of classes), one above it by no more than luck on that many images (an exact
+binomial test), a validation curve that clearly peaked and fell, and held-out splits so small that
+one image moves a figure by more than 2 points. Accuracies are fractions; the texts use percents.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.claims import split_sizes
+
+LUCK_P = 0.05  # above guessing by more than this chance of luck (binomial test) is "clearly better"
+LUCK_MARK = "may have learnt nothing yet"  # in every luck finding: how the pages tell it from "learnt nothing"
+PEAK_DROP = 0.15  # validation that fell this far (a fraction) from its best epoch: the run unlearnt
+PEAK_DROP_IMAGES = 3  # ... and by at least this many images: one or two is noise on a small split
+FEW_STEPS = 100  # optimiser steps: below this a fine-tuning run on a new dataset rarely gets far
+SMALL_SPLIT = 50  # held-out images: below this one image moves an accuracy by more than 2 points
+SPLIT_WORDS = {"val": "validation", "test": "test"}
+
+
+@dataclass(frozen=True)
+class ChanceFinding:
+    """What `chance_finding` found. `kind`: "below" (under the level of guessing), "nothing" (at it),
+    "largest" (above guessing but no better than always answering the split's largest class) or
+    "luck" (above both, but within luck). `split`: "test" or "validation", the split the accuracy is
+    from. `text`: the finding with its numbers, one or two sentences, without advice."""
+    kind: str
+    split: str
+    text: str
+
+    @property
+    def maybe(self) -> bool:
+        """True when the run may have learnt something (the figures cannot tell), False when it did not."""
+        return self.kind in ("largest", "luck")
+
+
+def images_right(acc: float, n: int) -> int | None:
+    """How many of `n` images an accuracy `acc` (a fraction) got right; None when `n` is 0 or `acc` is
+    not a whole number of them (measured on something else)."""
+    right = round(acc * n)
+    return right if n >= 1 and abs(right - acc * n) <= 0.01 else None
+
+
+def chance_finding(summary: dict, margin: float = 0.02) -> ChanceFinding | None:
+    """A finding when the run's test (else validation) accuracy is within `margin` (a fraction) of
+    guessing (1 / number of classes) or below it, or above it by no more than luck on that split's
+    images (`_luck`); None for a run clearly better than guessing, or when the summary lacks the
+    classes or the accuracy."""
+    classes = summary.get("classes") or []
+    acc = summary.get("test_acc") if isinstance(summary.get("test_acc"), (int, float)) else summary.get("val_acc")
+    if len(classes) < 2 or not isinstance(acc, (int, float)):
+        return None
+    guess = 1 / len(classes)
+    split = "test" if isinstance(summary.get("test_acc"), (int, float)) else "validation"
+    if acc > guess + margin:
+        return _luck(summary, acc, guess, split)
+    head = f"This run's {split} accuracy ({100 * acc:.1f}%) is"
+    if acc < guess - margin:
+        return ChanceFinding("below", split, f"{head} below the level of guessing among {len(classes)} classes "
+                                             f"({100 * guess:.1f}%).")
+    return ChanceFinding("nothing", split, f"{head} at the level of guessing among {len(classes)} classes "
+                                           f"({100 * guess:.1f}%): it learnt nothing yet.")
+
+
+def _luck(summary: dict, acc: float, guess: float, split: str) -> ChanceFinding | None:
+    """The finding for an accuracy `acc` above guessing (`guess`) that is still within luck: a model that
+    learnt nothing (guessing, or always answering the split's largest class, whichever scores more)
+    gets at least as many of the split's images right with probability p >= LUCK_P (one-sided exact
+    binomial test, scipy.stats.binomtest). The split's size comes from the summary's data_report
+    split_counts; None when it is unknown, empty, or `acc` is not a whole number of its images right."""
+    from scipy.stats import binomtest
+
+    sizes = split_sizes(summary, "test" if split == "test" else "val")
+    n = sum(sizes)
+    right = images_right(acc, n)
+    if right is None:
+        return None
+    null = max(guess, max(sizes) / n)  # a model that always answers the largest class scores its share
+    if right <= max(sizes):  # above guessing, but not above always answering the largest class
+        return ChanceFinding("largest", split, (
+            f"This run's {split} accuracy ({100 * acc:.1f}%, {right} of {n} images) is no better than always "
+            f"answering the largest class of the {split} images ({max(sizes)} of {n}, {100 * null:.1f}%). "
+            f"It {LUCK_MARK}."))
+    p = binomtest(min(right, n), n, null, alternative="greater").pvalue
+    if p < LUCK_P:
+        return None
+    largest = "" if null == guess else f", or always answering its largest class ({100 * null:.1f}%)"
+    return ChanceFinding("luck", split, (
+        f"This run's {split} accuracy ({100 * acc:.1f}%, {right} of {n} images) is above the level of guessing "
+        f"among {len(summary.get('classes') or [])} classes ({100 * guess:.1f}%{largest}), but not clearly: a model "
+        f"that learnt nothing gets {right} or more of {n} right {100 * p:.0f}% of the time (binomial test, "
+        f"p = {p:.2f}). It {LUCK_MARK}."))
+
+
+def peaked_and_fell(summary: dict) -> tuple[dict, float] | None:
+    """(history entry of the best validation epoch, final validation accuracy) when the run clearly
+    learnt and then lost it: the peak beats guessing beyond luck (one-sided binomial test, p < LUCK_P,
+    on the validation split's size from data_report), and the final epoch is PEAK_DROP and
+    PEAK_DROP_IMAGES images lower. None otherwise, or when the validation split's size is unknown
+    (then one image could be the drop)."""
+    from scipy.stats import binomtest
+
+    history = [h for h in summary.get("history") or [] if isinstance(h.get("val_acc"), (int, float))]
+    n, k = sum(split_sizes(summary, "val")), len(summary.get("classes") or [])
+    if not history or n < 1 or k < 2:
+        return None
+    best, last = max(history, key=lambda h: h["val_acc"]), history[-1]["val_acc"]
+    drop = best["val_acc"] - last
+    if drop < PEAK_DROP or round(drop * n) < PEAK_DROP_IMAGES:
+        return None
+    clear = binomtest(round(best["val_acc"] * n), n, 1 / k, alternative="greater").pvalue < LUCK_P
+    return (best, last) if clear else None
+
+
+def small_splits(summary: dict) -> dict[str, int]:
+    """{"val" and/or "test": number of images} for the held-out splits with fewer than SMALL_SPLIT
+    images (none empty), from the summary's data_report split_counts; {} when both are large enough
+    or the summary does not say."""
+    sizes = {split: sum(split_sizes(summary, split)) for split in ("val", "test")}
+    return {split: n for split, n in sizes.items() if 0 < n < SMALL_SPLIT}
+
+
+def small_split_words(summary: dict) -> str:
+    """A caution for figures measured on few held-out images (`small_splits`): how many points one image
+    is worth on each small split and how far apart figures can be by one or two images; "" when both
+    splits are large enough or unknown."""
+    small = small_splits(summary)
+    if not small:
+        return ""
+    parts = [f"{n} {SPLIT_WORDS[split]} images (one image is {100 / n:.1f} points)" for split, n in small.items()]
+    return ("Measured on " + " and ".join(parts) + f": figures up to {200 / min(small.values()):.0f} points apart "
+            "(between the splits, across the corruptions, between runs, in the methods' verdicts) can be one or two "
+            "images apart, so read them as hints; more images per class make them firmer.")
