@@ -34,7 +34,7 @@ from engine.jobs import execute_run
 from engine.lr_find import lr_into_config
 from engine.methods import METHODS
 from engine.paths import UPLOAD_PREFIX, default_data_dir, register_upload_dir, resolve_path, upload_sha
-from engine.predict import VARIANTS, load_predictor, predict_folder, write_csv
+from engine.predict import VARIANTS, check_source, load_predictor, predict_folder, write_csv
 from engine.presets import PRESETS, fit_to_data, get_preset
 from engine.pruning_search import search_into_config
 from engine.resume import RESUME_FILE, check_resumable
@@ -607,6 +607,7 @@ def _predict(args: argparse.Namespace) -> int:
     run_dir, run_id = _run_folder(args.run, data_dir)
     if not Path(args.data).exists():
         raise StudioError(f"The images path does not exist: {args.data}")
+    check_source(Path(args.data))  # a file it cannot read is refused before the model loads
     if args.top_k < 1 or args.batch_size < 1:
         raise StudioError("--top-k and --batch-size must be at least 1.")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:

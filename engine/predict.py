@@ -826,6 +826,26 @@ class FolderResult:
 PREDICT_ADVICE = f"Give one image ({IMAGE_WORDS}), a folder of images or a .zip of them."
 
 
+def is_single_image(source: Path) -> bool:
+    """Whether `source` is one image file to predict (an image extension, and not a zip renamed)."""
+    source = Path(source)
+    return source.is_file() and source.suffix.lower() in IMAGE_EXTENSIONS and not zipfile.is_zipfile(source)
+
+
+def check_source(source: Path, name: str | None = None, advice: str = PREDICT_ADVICE) -> None:
+    """Refuse, before any model is loaded, what `predict_folder` cannot read at all: a path that does not
+    exist, or a file that is neither an image (by its extension), a zip archive nor a folder. Raises
+    StudioError naming it `name` (default its file name), with `advice` on what to give instead."""
+    source = Path(source)
+    if source.is_dir() or is_single_image(source):
+        return
+    if not source.is_file():
+        raise StudioError(f"Could not find '{source}'. Give a folder of images or a .zip of them.")
+    if not zipfile.is_zipfile(source):  # the training set's advice (class folders) would mislead here
+        why = not_a_zip_reason(source, "is not an image this studio reads, a zip archive or a folder")
+        raise StudioError(f"'{name or source.name}' {why}. {advice}")
+
+
 def _materialise(source: Path, work_dir: Path | None, name: str,
                  advice: str = PREDICT_ADVICE) -> tuple[Path, Path | None]:
     """(folder to read, temporary folder to delete afterwards or None) for a folder or a zip (`name`:
@@ -833,11 +853,7 @@ def _materialise(source: Path, work_dir: Path | None, name: str,
     source = Path(source)
     if source.is_dir():
         return source, None
-    if not source.is_file():
-        raise StudioError(f"Could not find '{source}'. Give a folder of images or a .zip of them.")
-    if not zipfile.is_zipfile(source):  # the training set's advice (class folders) would mislead here
-        why = not_a_zip_reason(source, "is not an image this studio reads, a zip archive or a folder")
-        raise StudioError(f"'{name}' {why}. {advice}")
+    check_source(source, name, advice)
     base = Path(work_dir) if work_dir is not None else Path(tempfile.gettempdir())
     dest = base / f"predict-{uuid.uuid4().hex[:12]}"
     try:
@@ -918,7 +934,7 @@ def predict_folder(predictor: Predictor, source: Path, work_dir: Path | None = N
     `advice` for a file that is no image, zip or folder (the command line's by default)."""
     source = Path(source)
     name = name or source.name
-    single = source.is_file() and source.suffix.lower() in IMAGE_EXTENSIONS and not zipfile.is_zipfile(source)
+    single = is_single_image(source)
     root, temporary = (source.parent, None) if single else _materialise(source, work_dir, name, advice)
     try:
         items, skipped = ([(source.name, source)], []) if single else image_files(root)

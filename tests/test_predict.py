@@ -418,12 +418,21 @@ def test_predict_a_plain_folder_without_classes_and_bad_input(studio, tmp_path, 
     ("photos.zip", b"cut short", "'photos.zip' is not a zip archive: its contents are not in zip format"),
     ("photos.tar.gz", b"\x1f\x8b\x08 gzip", "'photos.tar.gz' is a .tar.gz archive, which the studio does not read"),
 ])
-def test_a_file_predict_cannot_read_gets_predicts_advice_not_trainings(studio, tmp_path, capsys, name, content, said):
+def test_a_file_predict_cannot_read_gets_predicts_advice_not_trainings(studio, tmp_path, capsys, monkeypatch, name,
+                                                                      content, said):
     """Predict reads one image, a folder or a zip of loose images: a file that is none of them is named with
-    what it looks like, and the advice lists what predict takes (not training's 'one folder per class')."""
+    what it looks like, and the advice lists what predict takes (not training's 'one folder per class'),
+    before the model is loaded (which takes seconds on a large one)."""
+    import engine.cli
+
     studio_dir, run_dir = studio
     bad = tmp_path / name
     bad.write_bytes(content)
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded for a file predict cannot read")
+
+    monkeypatch.setattr(engine.cli, "load_predictor", no_model)
     assert cli(["predict", "--run", str(run_dir), "--data", str(bad), "--data-dir", str(studio_dir)]) == 2
     err = capsys.readouterr().err
     assert said in err and "Give one image (jpg, png" in err and "folder per class" not in err, err
