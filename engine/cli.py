@@ -559,7 +559,8 @@ def _export(args: argparse.Namespace) -> int:
     what = f"WiSE-FT mix at alpha {alpha:.2f}" if alpha is not None else EXPORT_VARIANTS[args.variant].split(" (")[0]
     print(f"exporting the {what} of run {run_dir.name} to {out}", flush=True)
     with run.lock:
-        checks = export_all(model, run.cfg, summary, run.data.val.images, out, structured=args.variant == "structured")
+        checks = export_all(model, run.cfg, summary, run.data.val.images, out, structured=args.variant == "structured",
+                            held_out=run.data)
     for c in checks:
         print(f"  {Path(c.path).name:18} {'verified' if c.ok else 'FAILED':9} agreement {100 * c.agreement:.1f}%  "
               f"max logit difference {c.max_abs_logit_diff:.1e}" + (f"  ({c.message})" if c.message else ""))

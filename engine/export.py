@@ -26,7 +26,8 @@ from engine.chance import chance_finding, small_split_words
 from engine.checkpoints import load_checkpoint, save_checkpoint
 from engine.config import RunConfig, shown_setting, shown_value
 from engine.corruptions import corruption_name
-from engine.evaluate import FlipAverage
+from engine.data import DataSplits
+from engine.evaluate import FlipAverage, predict
 from engine.methods import METHODS
 from engine.runs import load_structured, model_from_state
 from engine.structured import save_structured
@@ -151,8 +152,22 @@ def method_settings_text(settings: Any) -> str:
     return "; ".join(parts)
 
 
+def held_out_accuracy(model: torch.nn.Module, cfg: RunConfig, data: DataSplits) -> dict[str, Any]:
+    """{"val_acc", "test_acc": fraction or None for an empty split, "val_images", "test_images": counts}
+    of `model` on the run's held-out splits, on the CPU, with the run's flip TTA (eval.tta_flip) as its
+    exports answer."""
+    out: dict[str, Any] = {}
+    for split in ("val", "test"):
+        images = getattr(data, split)
+        acc = predict(model, images.images, images.labels, torch.device("cpu"), tta_flip=cfg.eval.tta_flip).acc
+        out[f"{split}_acc"] = acc if len(images) else None
+        out[f"{split}_images"] = len(images)
+    return out
+
+
 def wise_card_section(summary: dict[str, Any]) -> list[str]:
     """The model card's lines for a WiSE-FT mix (summary["wise_alpha"] set): that mix's validation and
+    test accuracy measured at export (summary["wise_measured"], `held_out_accuracy`), its validation and
     OOD accuracy from the run's curve (fractions shown in %), and that the metrics that follow are the
     fine-tuned model's; [] for any other export."""
     alpha = summary.get("wise_alpha")
@@ -161,6 +176,14 @@ def wise_card_section(summary: dict[str, Any]) -> list[str]:
     a = float(alpha)
     point = next((p for p in summary.get("wise_curve") or [] if abs(float(p.get("alpha", -1)) - a) < 1e-6), None)
     lines = ["", f"## WiSE-FT (this is the mix at alpha {a:g})"]
+    measured = summary.get("wise_measured") or {}
+    if measured:
+        parts = []
+        for split, words in (("test", "test"), ("val", "validation")):
+            acc = measured.get(f"{split}_acc")
+            parts.append(f"{words} accuracy {'n/a' if acc is None else f'{100 * acc:.1f}%'} "
+                         f"({measured.get(f'{split}_images', 0)} images)")
+        lines.append(f"- This mix, measured when it was exported: {'; '.join(parts)}")
     if point is not None:
         val, ood = point.get("val_acc"), point.get("ood_acc")
         lines.append(f"- At alpha {a:g}: validation accuracy {'n/a' if val is None else f'{100 * val:.1f}%'}, OOD "
@@ -405,13 +428,16 @@ def export_dir(run_dir: Path, variant: str = "fine_tuned", alpha: float | None =
 
 
 def export_all(model: Classifier, cfg: RunConfig, summary: dict, val_images: torch.Tensor, out_dir: Path,
-               formats: tuple[str, ...] = ("torchscript", "onnx"), structured: bool = False) -> list[ExportCheck]:
+               formats: tuple[str, ...] = ("torchscript", "onnx"), structured: bool = False,
+               held_out: DataSplits | None = None) -> list[ExportCheck]:
     """Write model.safetensors, model.ts, model.onnx and MODEL_CARD.md into out_dir; verify each.
 
     `val_images`: uint8 [N, 3, H, W], the validation split the files are checked on. With
     `structured=True` the model is a channel-pruned one (engine.structured): its safetensors file
-    also records every resized layer's shape, so it can be rebuilt. Returns the checks, the
-    safetensors file's first; they are also written to exports.json and the card.
+    also records every resized layer's shape, so it can be rebuilt. For a WiSE-FT mix (the summary's
+    `wise_alpha` set), `held_out` (the run's splits) gives the card the mix's own validation and test
+    accuracy, measured here (`held_out_accuracy`). Returns the checks, the safetensors file's first;
+    they are also written to exports.json and the card.
     """
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -428,6 +454,8 @@ def export_all(model: Classifier, cfg: RunConfig, summary: dict, val_images: tor
     if "onnx" in formats:
         checks.append(export_onnx(runnable, cfg.data.image_size, out_dir / "model.onnx", val_images))
     card_summary = structured_card_summary(summary) if structured else summary
+    if summary.get("wise_alpha") is not None and held_out is not None:
+        card_summary = dict(card_summary, wise_measured=held_out_accuracy(model, cfg, held_out))
     (out_dir / "MODEL_CARD.md").write_text(model_card(cfg, card_summary, checks))
     (out_dir / "exports.json").write_text(json.dumps([c.__dict__ for c in checks], indent=1))
     return checks

@@ -245,6 +245,7 @@ def test_export_verifies_every_format_and_renders_the_model_card(wise_run):
     assert (exports / f"wise_alpha_{alpha:.2f}" / "model.onnx").is_file()
     card = (exports / f"wise_alpha_{alpha:.2f}" / "MODEL_CARD.md").read_text()
     assert f"## WiSE-FT (this is the mix at alpha {alpha:g})" in card, card
+    assert "- This mix, measured when it was exported: test accuracy" in card, "the dashboard measures it too"
     assert f"- At alpha {alpha:g}: validation accuracy" in card, "the mix's own numbers, from the curve"
     assert "## Metrics (the fine-tuned model, alpha 1)" in card, "the run's metrics say whose they are"
 

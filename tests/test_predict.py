@@ -457,6 +457,13 @@ def test_export_command_writes_checked_files_of_each_model_the_run_has(studio, t
         checks = json.loads((out / "exports.json").read_text())
         assert all(c["ok"] and c["agreement"] == 1.0 for c in checks), checks
     assert "## WiSE-FT (this is the mix at alpha 0.5)" in (tmp_path / "wise" / "MODEL_CARD.md").read_text()
+    # the mix's own test accuracy, measured at export: at alpha 1 (the fine-tuned model) it is the run's
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert cli([*base, "--variant", "wise", "--alpha", "1", "--out", str(tmp_path / "one")]) == 0
+    card = (tmp_path / "one" / "MODEL_CARD.md").read_text()
+    n_test = sum(summary["data_report"]["split_counts"]["test"].values())
+    assert (f"- This mix, measured when it was exported: test accuracy {100 * summary['test_acc']:.1f}% "
+            f"({n_test} images); validation accuracy {100 * summary['val_acc']:.1f}%") in card, card
     assert cli([*base, "--variant", "fine_tuned"]) == 0
     assert f"to {run_dir / 'exports'}" in capsys.readouterr().out and (run_dir / "exports" / "model.onnx").is_file()
     # the dashboard's folder for the mix at the slider's two decimals holds that mix, not one near it

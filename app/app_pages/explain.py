@@ -628,7 +628,7 @@ def export_and_verify(b, model: Guarded, summary: dict, out_dir: Path, structure
     from engine.export import export_all
 
     with model.lock:
-        return export_all(model.model, b.cfg, summary, b.data.val.images, out_dir, structured=structured)
+        return export_all(model.model, b.cfg, summary, b.data.val.images, out_dir, structured=structured, held_out=b.data)
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
