@@ -58,9 +58,8 @@ def preview_size(cfg: RunConfig) -> int:
 
 
 def _key(cfg: RunConfig) -> tuple:
-    d = cfg.data
-    return (d.source, preview_size(cfg), d.val_fraction, d.test_fraction, cfg.seed, d.min_images_per_class,
-            d.drop_duplicates)
+    """A check's cache key: the dataset as `cfg` splits it (`_shape_key`) and the preview size."""
+    return (*_shape_key(cfg), preview_size(cfg))
 
 
 @dataclass(frozen=True)
@@ -79,6 +78,7 @@ _SHAPE_ENTRIES = 256
 
 
 def _shape_key(cfg: RunConfig) -> tuple:
+    """The dataset `cfg` chooses, split as `cfg` splits it, at any image size."""
     d = cfg.data
     return d.source, d.val_fraction, d.test_fraction, cfg.seed, d.min_images_per_class, d.drop_duplicates
 

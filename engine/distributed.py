@@ -48,6 +48,9 @@ def all_sum(values: list[torch.Tensor | float], device: torch.device, world_size
     return [float(v) for v in t.tolist()]
 
 
+EPOCH_STREAM_OFFSET = 1_000_003  # a continued run's random streams start this far on per epoch already trained
+
+
 def process_random_stream(seed: int, rank: int, epoch: int = 0) -> None:
     """Give a process of a torchrun job its own global random stream (torch.manual_seed, every
     device), once its model is built, the same on every process, and wrapped: what training draws
@@ -58,4 +61,4 @@ def process_random_stream(seed: int, rank: int, epoch: int = 0) -> None:
     already trained when a run continues (only rank 0's stream is saved with the resume point, so
     each process starts a stream of its own for the epochs left rather than replaying the first
     epochs' draws). The offset differs from the augmentation generator's (engine.train.setup_run)."""
-    torch.manual_seed(seed + 104_729 * (rank + 1) + 1_000_003 * epoch)
+    torch.manual_seed(seed + 104_729 * (rank + 1) + EPOCH_STREAM_OFFSET * epoch)

@@ -26,7 +26,7 @@ import torch
 
 from engine.config import RunConfig
 from engine.contract import MethodHook, TrainContext
-from engine.distributed import process_random_stream
+from engine.distributed import EPOCH_STREAM_OFFSET, process_random_stream
 from engine.errors import StudioError
 
 RESUME_FILE = "resume.pt"
@@ -105,7 +105,7 @@ def load_resume(run_dir: Path, ctx: TrainContext, scaler: torch.amp.GradScaler,
             _set_device_rng(ctx.device, state.get("device_global_rng"))
     else:  # each process draws its own and only rank 0's streams were saved: each process continues with
         # streams of its own for the epochs left, rather than replaying the first epochs' crops and noise
-        ctx.device_generator.manual_seed(ctx.device_generator.initial_seed() + 1_000_003 * int(state["epoch"]))
+        ctx.device_generator.manual_seed(ctx.device_generator.initial_seed() + EPOCH_STREAM_OFFSET * int(state["epoch"]))
         process_random_stream(ctx.cfg.seed, ctx.rank, int(state["epoch"]))
     ctx.masks.update(state["masks"])
     ctx.step = int(state["step"])
