@@ -206,11 +206,20 @@ def test_time_left_counts_evaluation_and_the_final_evaluation_reports_its_parts(
     assert clock.epoch_end_seconds >= clock.seconds_per_pass * clock.epoch_passes
     ctx.epoch, ctx.step = 0, 0
     measured = time_left(ctx, images_per_sec=100.0)
-    assert measured == pytest.approx(ctx.total_steps * ctx.cfg.train.batch_size / clock.train_images_per_sec
+    from engine.train import PROBE_SPEEDUP
+
+    bs, probe = ctx.cfg.train.batch_size, 2 * ctx.steps_per_epoch  # the head-only steps go at this epoch's speed
+    assert measured == pytest.approx(probe * bs / 100.0 + (ctx.total_steps - probe) * bs / clock.train_images_per_sec
                                      + 3 * clock.epoch_end_seconds + clock.seconds_per_pass * clock.final_passes)
     clock = ctx.eval_clock = EvalClock(clock.epoch_passes, clock.final_passes, clock.seconds_per_pass)  # estimates
     with_eval = time_left(ctx, images_per_sec=100.0)
-    train_only = ctx.total_steps * ctx.cfg.train.batch_size / 100.0
+    # in a head-only epoch, before any whole-network one: its speed for the head-only steps left, slowed by
+    # PROBE_SPEEDUP for the whole-network ones (shown 19 s with 43 s to go, then a jump to 53 s, before)
+    train_only = probe * bs / 100.0 + (ctx.total_steps - probe) * bs / (100.0 / PROBE_SPEEDUP)
+    ctx.epoch, ctx.step = 2, probe  # the whole-network epoch: its own speed
+    assert time_left(ctx, 100.0) == pytest.approx((ctx.total_steps - probe) * bs / 100.0
+                                                  + clock.seconds_per_pass * (clock.epoch_passes + clock.final_passes))
+    ctx.epoch, ctx.step = 0, 0
     assert clock.method_passes == 0, "no method evaluates after training here"
     expected = clock.seconds_per_pass * (3 * clock.epoch_passes + clock.final_passes)
     assert with_eval == pytest.approx(train_only + expected)
