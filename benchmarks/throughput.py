@@ -89,6 +89,8 @@ class Interleaved(Reporter):
         self.amp_dtype = amp_dtype
         self.engine_s = self.bare_s = 0.0
         self.engine_images = self.bare_images = 0
+        self.engine_laps: list[float] = []  # seconds of each timed step, engine and bare, in order
+        self.bare_laps: list[float] = []
         self.epoch, self.in_reports, self.done = 0, 0.0, 0.0
 
     def progress(self, **fields) -> None:
@@ -102,6 +104,7 @@ class Interleaved(Reporter):
         steps_done = fields["step"] - (self.epoch - 1) * (len(self.images) // self.bs)
         engine_elapsed = steps_done * self.bs / fields["images_per_sec"] - self.in_reports
         self.engine_s += engine_elapsed - self.done
+        self.engine_laps.append(engine_elapsed - self.done)
         self.engine_images += self.bs
         self.done = engine_elapsed
         t0 = time.perf_counter()
@@ -110,7 +113,8 @@ class Interleaved(Reporter):
         idx = self.bare_order[i * self.bs:(i + 1) * self.bs]
         bare_step(self.model, self.opt, self.images[idx], self.labels[idx], self.gen, self.images.device,
                   self.amp_dtype)
-        self.bare_s += time.perf_counter() - t0
+        self.bare_laps.append(time.perf_counter() - t0)
+        self.bare_s += self.bare_laps[-1]
         self.bare_images += self.bs
         self.bare_i += 1
         self.in_reports += time.perf_counter() - t_in

@@ -5,6 +5,7 @@ engine's step must show up in the engine's time and nowhere else."""
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -42,7 +43,11 @@ def _per_step(monkeypatch, reporter_cls) -> tuple[float, float]:
     (rep,) = made
     assert rep.engine_images == rep.bare_images == 2 * 4 * 16  # 2 timed epochs of 4 steps, both loops
     steps = rep.engine_images // 16
-    return rep.engine_s / steps, rep.bare_s / steps
+    assert len(rep.engine_laps) == len(rep.bare_laps) == steps
+    assert sum(rep.engine_laps) == pytest.approx(rep.engine_s) and sum(rep.bare_laps) == pytest.approx(rep.bare_s)
+    # the median step of each: a burst of load from another process on a 2-core machine (a CI run's other
+    # test worker) lands on a step or two and moved the means by more than the tolerance once
+    return statistics.median(rep.engine_laps), statistics.median(rep.bare_laps)
 
 
 @pytest.mark.parametrize("reporter", ["plain", "slow engine"])
