@@ -273,7 +273,8 @@ def _say_caution(summary: dict, cfg: RunConfig) -> None:
     command's options, and a note when its held-out splits are so small that one image is over 2 points."""
     found = chance_finding(summary)
     if found is not None:
-        print(f"warning: {found.text} {_chance_advice(summary, cfg)}", file=sys.stderr)
+        more = f"More {found.split} images per class would tell. " if found.maybe else ""
+        print(f"warning: {found.text} {more}{_chance_advice(summary, cfg)}", file=sys.stderr)
     small = small_split_words(summary)
     if small:
         print(f"note: {small}", file=sys.stderr)

@@ -421,6 +421,7 @@ def test_the_command_line_says_when_a_run_learnt_nothing_and_when_its_splits_are
         assert "It took 120 optimiser steps: lower the learning rate (--lr)" in warning, warning
     else:
         assert "4 of 9 images" in warning and "may have learnt nothing yet" in warning and "binomial" in warning
+        assert "More test images per class would tell. It took only 2 optimiser steps" in warning, warning
     assert "Model and methods page" not in said and "Data page" not in said, "the dashboard's words"
 
 
