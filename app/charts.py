@@ -504,16 +504,21 @@ def topk_chart(df: pd.DataFrame, title: str = "", threshold: float | None = None
 # ---- tables ----------------------------------------------------------------------------------
 
 def compare_table(rows: list[dict]) -> pd.DataFrame:
-    """The Compare table from one dict per run (keys: run, dataset, `_source` the dataset's reference,
-    then any columns): rows grouped by dataset in first-seen order, two datasets of the same name
-    told apart by their reference's end, columns without any value dropped, missing numbers left
+    """The Compare table from one dict per run (keys: run, dataset, `_source` what identifies the
+    dataset: its content digest, else its reference; then any columns): rows grouped by dataset in
+    first-seen order, runs on one dataset under its first-seen name (an upload and a file on disk of the
+    same images, a copy under another name), two different datasets of one name told apart as
+    "name (1)", "name (2)" in first-seen order, columns without any value dropped, missing numbers left
     missing (drawn blank) and missing text as "" (never "None")."""
     table = pd.DataFrame(rows)
-    if "_source" in table:  # two different datasets with the same name stay apart
-        names = table.groupby("dataset")["_source"].nunique()
-        clash = table["dataset"].map(names) > 1
-        table.loc[clash, "dataset"] = [f"{n} ({str(src)[-6:]})" for n, src in
-                                       zip(table.loc[clash, "dataset"], table.loc[clash, "_source"])]
+    if "_source" in table:
+        first_name = dict(zip(table["_source"][::-1], table["dataset"][::-1]))  # the first row's wins
+        table["dataset"] = table["_source"].map(first_name)
+        number: dict = {}
+        for name, src in zip(table["dataset"], table["_source"]):
+            number.setdefault(name, {}).setdefault(src, len(number[name]) + 1)
+        table["dataset"] = [f"{n} ({number[n][src]})" if len(number[n]) > 1 else n
+                            for n, src in zip(table["dataset"], table["_source"])]
         table = table.drop(columns="_source")
     table = table.dropna(axis=1, how="all")
     order = {d: i for i, d in enumerate(dict.fromkeys(table["dataset"]))}

@@ -141,6 +141,7 @@ class DataReport:
     duplicate_groups: list[list[str]] = field(default_factory=list)
     duplicates_dropped: list[str] = field(default_factory=list)
     imbalance: dict = field(default_factory=dict)
+    content_sha256: str = ""  # the readable images' bytes and classes (`content_digest`): one dataset, however packed
 
     @property
     def num_images(self) -> int:
@@ -1804,8 +1805,18 @@ def load_dataset(source, work_dir, image_size: int = 64, val_fraction: float = 0
         duplicate_groups=[sorted(m) for m in members.values() if len(m) > 1],
         duplicates_dropped=dropped,
         imbalance=class_imbalance(counts),
+        content_sha256=content_digest([classes[i] for i in decoded.labels.tolist()], decoded.sha256),
     )
     return DataSplits(splits["train"], splits["val"], splits["test"], classes, report)
+
+
+def content_digest(labels: Sequence[str], file_sha256: Sequence[str]) -> str:
+    """SHA-256 (hex) of a dataset's content: each readable image's class name and the SHA-256 of its
+    file's bytes, in sorted order. The same images under the same classes give the same digest however
+    they were packed (an upload or a file on disk, another zip name, another folder order, a wrapper
+    folder); a renamed class or a changed image gives another. File names do not count."""
+    lines = sorted(f"{label}\t{sha}" for label, sha in zip(labels, file_sha256))
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
 def _check_class_match(found: Sequence[str], expected: Sequence[str]) -> None:

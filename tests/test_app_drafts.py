@@ -458,6 +458,13 @@ def test_compare_keeps_two_datasets_of_the_same_name_apart():
     assert list(table["run"]) == ["a", "c", "b"], "grouped by dataset"
     assert table["dataset"].nunique() == 2 and "_source" not in table and "sparsity" not in table
     assert table["val acc"].isna().tolist() == [False, False, True], "a missing number stays missing (blank)"
+    assert list(table["dataset"]) == ["data.zip (1)", "data.zip (1)", "data.zip (2)"], "not a path's last characters"
+    # one dataset given two ways (an upload, the same images on disk under another name): one dataset, its
+    # first-seen name; the digest is what the runs' data reports give (engine.data.content_digest)
+    same = [{"run": "d", "dataset": "shapes.zip", "_source": "f" * 64, "val acc": 0.6},
+            {"run": "e", "dataset": "shapes copy.zip", "_source": "f" * 64, "val acc": 0.7},
+            {"run": "f", "dataset": "noise.zip", "_source": "e" * 64, "val acc": 0.3}]
+    assert list(compare_table(same)["dataset"]) == ["shapes.zip", "shapes.zip", "noise.zip"]
 
 
 def test_markdown_characters_in_a_users_names_show_as_written(studio, tiny_bytes):

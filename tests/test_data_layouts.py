@@ -681,3 +681,20 @@ def test_config_refuses_an_unknown_class_balance():
     with pytest.raises(StudioError, match=r"Imbalanced classes \(data.class_balance\): `oversample` is not a choice; choose none, weighted_loss"):
         validate(apply_overrides(RunConfig(), ["data.class_balance=oversample"]))
     validate(apply_overrides(RunConfig(), ["data.class_balance=balanced_sampling", "data.drop_duplicates=true"]))
+
+
+def test_one_dataset_has_one_content_digest_however_it_is_packed(tmp_path, work_dir):
+    """Compare tells datasets apart by their content: the same images under the same classes, zipped
+    under another name with a wrapper folder, other file names and a pre-split layout, give the same
+    digest; a changed image or a renamed class gives another."""
+    files = class_files({"cats": 6, "dogs": 6})
+    first = load_dataset(make_zip(tmp_path / "pets.zip", files), work_dir, image_size=16).report.content_sha256
+    renamed = {f"export/{k.replace('.png', '_x.png')}": v for k, v in files.items()}
+    again = load_dataset(make_zip(tmp_path / "pets copy.zip", renamed), work_dir, image_size=16, seed=3).report
+    assert len(first) == 64 and again.content_sha256 == first
+    split = {f"{'train' if int(k[-7:-4]) < 4 else 'test'}/{k}": v for k, v in files.items()}
+    assert load_dataset(make_zip(tmp_path / "split.zip", split), work_dir, image_size=16).report.content_sha256 == first
+    changed = dict(files, **{"cats/000.png": png(99_999)})
+    assert load_dataset(make_zip(tmp_path / "c.zip", changed), work_dir, image_size=16).report.content_sha256 != first
+    other_class = {k.replace("dogs/", "puppies/"): v for k, v in files.items()}
+    assert load_dataset(make_zip(tmp_path / "o.zip", other_class), work_dir, image_size=16).report.content_sha256 != first
