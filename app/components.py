@@ -412,3 +412,20 @@ def finished_run_picker(engine: Engine, key: str, help_: str, on_none) -> Any:
     if rec is None:
         st.info("This run no longer exists.")
     return rec
+
+
+def started_note(engine, twin) -> None:
+    """What became of the run just started with the settings shown (`twin`, its record): training, or
+    waiting in the queue, redrawn with the live charts while it waits, so it never says "waits in the
+    queue" of a run that has started since."""
+    @st.fragment(run_every=live_refresh_s() if twin.status == "queued" else None)
+    def note() -> None:
+        rec = engine.run_record(twin.id) or twin
+        if rec.status not in ("queued", "running"):  # ended since: the run list below says how
+            return
+        doing = "waits in the queue" if rec.status == "queued" else "is training"
+        st.info(f"**{state.md_text(rec.name)}** {doing} with these settings. Pressing the button again would train "
+                "a second copy: change a setting first (another seed, say) for a second run worth comparing.",
+                icon=":material/check:")
+
+    note()

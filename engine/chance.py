@@ -45,11 +45,11 @@ def images_right(acc: float, n: int) -> int | None:
     return right if n >= 1 and abs(right - acc * n) <= 0.01 else None
 
 
-def chance_finding(summary: dict, margin: float = 0.02) -> ChanceFinding | None:
+def chance_finding(summary: dict, margin: float = 0.02, whose: str = "This run's") -> ChanceFinding | None:
     """A finding when the run's test (else validation) accuracy is within `margin` (a fraction) of
     guessing (1 / number of classes) or below it, or above it by no more than luck on that split's
     images (`_luck`); None for a run clearly better than guessing, or when the summary lacks the
-    classes or the accuracy."""
+    classes or the accuracy. `whose` starts the text ("This model's" on a model card)."""
     classes = summary.get("classes") or []
     acc = summary.get("test_acc") if isinstance(summary.get("test_acc"), (int, float)) else summary.get("val_acc")
     if len(classes) < 2 or not isinstance(acc, (int, float)):
@@ -57,8 +57,8 @@ def chance_finding(summary: dict, margin: float = 0.02) -> ChanceFinding | None:
     guess = 1 / len(classes)
     split = "test" if isinstance(summary.get("test_acc"), (int, float)) else "validation"
     if acc > guess + margin:
-        return _luck(summary, acc, guess, split)
-    head = f"This run's {split} accuracy ({100 * acc:.1f}%) is"
+        return _luck(summary, acc, guess, split, whose)
+    head = f"{whose} {split} accuracy ({100 * acc:.1f}%) is"
     if acc < guess - margin:
         return ChanceFinding("below", split, f"{head} below the level of guessing among {len(classes)} classes "
                                              f"({100 * guess:.1f}%).")
@@ -66,7 +66,7 @@ def chance_finding(summary: dict, margin: float = 0.02) -> ChanceFinding | None:
                                            f"({100 * guess:.1f}%): it learnt nothing yet.")
 
 
-def _luck(summary: dict, acc: float, guess: float, split: str) -> ChanceFinding | None:
+def _luck(summary: dict, acc: float, guess: float, split: str, whose: str) -> ChanceFinding | None:
     """The finding for an accuracy `acc` above guessing (`guess`) that is still within luck: a model that
     learnt nothing (guessing, or always answering the split's largest class, whichever scores more)
     gets at least as many of the split's images right with probability p >= LUCK_P (one-sided exact
@@ -82,7 +82,7 @@ def _luck(summary: dict, acc: float, guess: float, split: str) -> ChanceFinding 
     null = max(guess, max(sizes) / n)  # a model that always answers the largest class scores its share
     if right <= max(sizes):  # above guessing, but not above always answering the largest class
         return ChanceFinding("largest", split, (
-            f"This run's {split} accuracy ({100 * acc:.1f}%, {right} of {n} images) is no better than always "
+            f"{whose} {split} accuracy ({100 * acc:.1f}%, {right} of {n} images) is no better than always "
             f"answering the largest class of the {split} images ({max(sizes)} of {n}, {100 * null:.1f}%). "
             f"It {LUCK_MARK}."))
     p = binomtest(min(right, n), n, null, alternative="greater").pvalue
@@ -90,7 +90,7 @@ def _luck(summary: dict, acc: float, guess: float, split: str) -> ChanceFinding 
         return None
     largest = "" if null == guess else f", or always answering its largest class ({100 * null:.1f}%)"
     return ChanceFinding("luck", split, (
-        f"This run's {split} accuracy ({100 * acc:.1f}%, {right} of {n} images) is above the level of guessing "
+        f"{whose} {split} accuracy ({100 * acc:.1f}%, {right} of {n} images) is above the level of guessing "
         f"among {len(summary.get('classes') or [])} classes ({100 * guess:.1f}%{largest}), but not clearly: a model "
         f"that learnt nothing gets {right} or more of {n} right {100 * p:.0f}% of the time (binomial test, "
         f"p = {p:.2f}). It {LUCK_MARK}."))

@@ -224,9 +224,15 @@ CARD_WEIGHTS = {"bundled": "the studio's bundled weights (pretrained offline on 
 
 
 def caution_section(summary: dict[str, Any]) -> list[str]:
-    """The card's "Caution" lines: a model at or near the level of guessing (engine.chance.chance_finding)
-    and figures measured on few held-out images (engine.chance.small_split_words); [] when neither."""
-    found, small = chance_finding(summary), small_split_words(summary)
+    """The card's "Caution" lines: the exported model at or near the level of guessing
+    (engine.chance.chance_finding; for a WiSE-FT mix its own accuracy measured at export,
+    summary["wise_measured"]) and figures measured on few held-out images
+    (engine.chance.small_split_words); [] when neither."""
+    measured = summary.get("wise_measured") or {}
+    if measured:  # the mix is what is shipped, not the fine-tuned end
+        summary = dict(summary, val_acc=measured.get("val_acc"), test_acc=measured.get("test_acc"))
+    found = chance_finding(summary, whose="This mix's" if measured else "This model's")
+    small = small_split_words(summary)
     if found is None and not small:
         return []
     lines = ["", "## Caution"]

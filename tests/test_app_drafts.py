@@ -633,3 +633,29 @@ def test_the_compare_curves_name_each_runs_data_when_the_data_differ():
     same = {"a": "18:29 · ResNet-18 plain on shapes.zip", "b": "18:30 · ResNet-18 plain on shapes.zip"}
     table, legend = compare_labels(same, [rec("a", "shapes.zip"), rec("b", "shapes.zip")])
     assert legend == table == {"a": "18:29 · ResNet-18 plain", "b": "18:30 · ResNet-18 plain"}, "one dataset: named above"
+
+
+def test_the_note_on_a_run_just_started_says_what_the_run_does_now():
+    """A run queued behind another and started since is "training", not "waits in the queue": the note reads
+    the run's status when it is drawn (a new user read "waits in the queue" for a whole run)."""
+    from streamlit.testing.v1 import AppTest
+
+    def script():
+        import types
+
+        import streamlit as st
+
+        from app.components import started_note
+
+        status = st.session_state.get("now", "queued")
+        engine = types.SimpleNamespace(run_record=lambda run_id: types.SimpleNamespace(
+            id=run_id, name="Quick demo on my data.zip", status=status))
+        started_note(engine, types.SimpleNamespace(id="r1", name="Quick demo on my data.zip", status="queued"))
+
+    at = AppTest.from_function(script).run()
+    assert [i.value.split(" with ")[0] for i in at.info] == ["**Quick demo on my data.zip** waits in the queue"]
+    at.session_state["now"] = "running"  # the record the page was drawn with still says queued
+    at.run()
+    assert [i.value.split(" with ")[0] for i in at.info] == ["**Quick demo on my data.zip** is training"]
+    at.session_state["now"] = "finished"
+    assert not at.run().info, "a run that ended is in the run list below, not in this note"

@@ -208,3 +208,11 @@ def test_the_model_card_cautions_a_model_that_learnt_nothing_and_figures_on_few_
                                                         "data_report": {"split_counts": big}})
     lucky = model_card(RunConfig(), {"classes": ["a", "b"], "test_acc": 5 / 8, "data_report": {"split_counts": split}})
     assert "may be no better than guesses" in lucky
+    # a WiSE-FT mix's card judges the mix it ships (measured at export), not the fine-tuned end's 90%
+    nine = {"val": {"a": 5, "b": 4}, "test": {"a": 5, "b": 4}}
+    mix = model_card(RunConfig(), {"classes": ["a", "b"], "test_acc": 0.9, "val_acc": 0.9, "wise_alpha": 0.5,
+                                   "wise_measured": {"test_acc": 5 / 9, "val_acc": 5 / 9, "test_images": 9,
+                                                     "val_images": 9},
+                                   "data_report": {"split_counts": nine}})
+    caution = mix[mix.index("## Caution"):]
+    assert "This mix's test accuracy (55.6%, 5 of 9 images)" in caution and "may be no better than guesses" in caution

@@ -78,10 +78,8 @@ def start_section(engine) -> None:
         c[0].button("Add to the queue" if busy else "Start training", type="secondary" if twin else "primary",
                     icon=":material/play_arrow:", on_click=_start, key="start", disabled=problems is not None)
         if twin and twin.id == st.session_state.get(state.WATCH_KEY):  # the run just started (or queued) here
-            doing = "is training" if twin.status == "running" else "waits in the queue"
-            c[1].info(f"**{state.md_text(twin.name)}** {doing} with these settings. Pressing the button again "
-                      "would train a second copy: change a setting first (another seed, say) for a second run "
-                      "worth comparing.", icon=":material/check:")
+            with c[1]:
+                components.started_note(engine, twin)
         elif twin:
             c[1].warning(f"**{state.md_text(twin.name)}** is already running or queued with exactly these settings: "
                          "adding them again trains a second copy. Change a setting first (another seed, say) "
