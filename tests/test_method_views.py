@@ -87,6 +87,11 @@ def test_the_curve_reading_names_the_winner_or_says_fine_tuning_hurt():
     tie = [{"alpha": 0.0, "val_acc": 1.0, "ood_acc": 0.833}, {"alpha": 0.05, "val_acc": 1.0, "ood_acc": 0.833},
            {"alpha": 1.0, "val_acc": 0.889, "ood_acc": 0.685}]
     assert "beats both ends" not in reading(tie) and "starting model is best" in reading(tie), "a tie is no win"
+    # a new user's curve: 0.85, 0.90 and 0.95 tied on OOD; the panel showed the run's pick, 0.95, and read 0.85
+    tied = [{"alpha": 0.0, "val_acc": 0.6, "ood_acc": 0.50}, *({"alpha": a, "val_acc": 0.8, "ood_acc": 0.593}
+                                                              for a in (0.85, 0.9, 0.95)),
+            {"alpha": 1.0, "val_acc": 0.8, "ood_acc": 0.55}]
+    assert "the best mix, at alpha 0.95," in reading(tied)
     hurt = [{"alpha": 0.0, "val_acc": 0.6, "ood_acc": 0.60}, {"alpha": 1.0, "val_acc": 0.8, "ood_acc": 0.50}]
     assert reading(hurt).startswith("Fine-tuning lowered OOD accuracy on this data: the starting model is best")
 
