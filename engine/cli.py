@@ -91,7 +91,31 @@ class ConsoleReporter(Reporter):
         if self.live:
             self.store.add_stream_point(self.run_id, key, point)
         if not self.quiet:
-            print(f"{key}: {json.dumps(point)}", flush=True)
+            (self._bar.write if self._bar is not None else print)(stream_words(key, point))
+
+
+def _pct(x: Any) -> str:
+    return f"{100 * x:.1f}%" if isinstance(x, (int, float)) and math.isfinite(x) else "n/a"
+
+
+def stream_words(key: str, point: dict) -> str:
+    """One line for a point a method streams while it runs (WiSE-FT's curve, pruning's sparsity, the
+    pruning search's trials), accuracies in %; another stream's point as JSON."""
+    if key == "wise_ft":
+        extra = "".join(f", {words} {_pct(point[k])}" for k, words in (("robust_acc", "robust"),
+                                                                         ("ood_user_acc", "your OOD set"))
+                        if point.get(k) is not None)
+        return (f"WiSE-FT curve, alpha {point.get('alpha', 0):g}: validation {_pct(point.get('val_acc'))}, "
+                f"OOD {_pct(point.get('ood_acc'))}{extra}")
+    if key == "pruning_sparsity":
+        return (f"pruning, epoch {point.get('epoch')}: sparsity {_pct(point.get('sparsity'))} "
+                f"(the schedule's target now {_pct(point.get('target'))})")
+    if key == "pruning_trials":
+        best = point.get("best_so_far") == point.get("trial")
+        return (f"pruning search, trial {point.get('trial')}: validation {_pct(point.get('val_acc'))}, sparsity "
+                f"{_pct(point.get('sparsity'))}" + (", the best so far" if best else "")
+                + ("" if point.get("feasible", True) else " (below the accuracy floor)"))
+    return f"{key}: {json.dumps(point)}"
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -263,8 +287,26 @@ def _say_after_run(summary: dict, cfg: RunConfig, run_dir: Path) -> int:
                                               f"{'that split' if len(unmeasured) == 1 else 'those splits'}; add "
                                               "images per class)" if unmeasured else ""))
     _say_caution(summary, cfg)
+    _say_wise(summary)
     print(f"summary: {run_dir / 'summary.json'}")
     return 0
+
+
+def _say_wise(summary: dict) -> None:
+    """After a WiSE-FT run: the alpha the run chose (engine.predict.chosen_alpha, what `predict` and
+    `export` use with --variant wise) with its figures on the curve, and whether the run showed the
+    paper's claim (engine.claims.wise_ft_claim), as the Results page says them."""
+    curve = summary.get("wise_curve") or []
+    if not curve:
+        return
+    from engine.claims import wise_ft_claim
+    from engine.predict import chosen_alpha
+
+    alpha = chosen_alpha(summary)
+    point = next((p for p in curve if p.get("alpha") == alpha), {})
+    print(f"WiSE-FT: alpha {alpha:g} chosen (validation {_pct(point.get('val_acc'))}, OOD {_pct(point.get('ood_acc'))} "
+          "on the curve's images); predict and export use it with --variant wise, --alpha takes another")
+    print(wise_ft_claim(summary).text)
 
 
 def _say_caution(summary: dict, cfg: RunConfig) -> None:

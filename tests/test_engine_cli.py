@@ -515,3 +515,26 @@ def test_the_runs_own_dataset_is_recognised_by_path_folder_or_bytes(tmp_path):
     (tmp_path / "images").mkdir()
     assert _same_file(tmp_path / "images", str(tmp_path / "images")), "the run's own folder"
     assert not _same_file(tmp_path / "images", str(a)) and not _same_file(tmp_path / "gone.zip", str(a))
+
+
+def test_methods_streams_and_wise_ft_choice_are_said_in_words(capsys):
+    """The command line printed WiSE-FT's curve as raw JSON in the order it was computed and never said which
+    alpha the run chose (predict --variant wise used it silently)."""
+    from engine.cli import _say_wise, stream_words
+
+    assert stream_words("wise_ft", {"alpha": 0.25, "val_acc": 0.3333333432674408, "ood_acc": 0.5,
+                                    "robust_acc": None}) == "WiSE-FT curve, alpha 0.25: validation 33.3%, OOD 50.0%"
+    assert stream_words("pruning_sparsity", {"epoch": 3, "sparsity": 0.35, "target": 0.7, "val_acc": 0.5}) == \
+        "pruning, epoch 3: sparsity 35.0% (the schedule's target now 70.0%)"
+    assert stream_words("pruning_trials", {"trial": 2, "val_acc": 0.8, "sparsity": 0.6, "best_so_far": 2,
+                                           "feasible": False}) == ("pruning search, trial 2: validation 80.0%, "
+                                                                   "sparsity 60.0%, the best so far (below the accuracy floor)")
+    assert stream_words("other", {"x": 1}) == 'other: {"x": 1}'
+    curve = [{"alpha": a, "val_acc": v, "ood_acc": o} for a, v, o in
+             ((0.0, 0.6, 0.50), (0.5, 0.795, 0.58), (0.9, 0.8, 0.58), (1.0, 0.8, 0.55))]
+    _say_wise({"wise_curve": curve})
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("WiSE-FT: alpha 0.9 chosen (validation 80.0%, OOD 58.0% on the curve's images)"), out
+    assert out[1].startswith("WiSE-FT: the paper's claim shown in this run") and "alpha 0.9," in out[1], out
+    _say_wise({})
+    assert capsys.readouterr().out == "", "nothing for a run without WiSE-FT"
