@@ -681,17 +681,11 @@ def default_run_name(cfg: RunConfig, ds: Dataset, train_images: int | None = Non
     `train_images` training images; default: the chosen dataset's), with its backbone ("Standard demo
     (ResNet-18) on ..."), else backbone and methods; where it starts when that is not pretrained weights
     (your checkpoint, scratch); and the data."""
+    from engine.presets import run_name
+
     data = "sample textures" if ds.kind == "sample" else (ds.label if ds.kind == "upload"
                                                           else Path(ds.source).name or ds.source)
-    start = {"checkpoint": " from your checkpoint", "none": " from scratch"}.get(cfg.backbone.pretrained, "")
-    preset = matching_preset(cfg, train_images)
-    if preset:
-        return f"{preset} ({backbone_title(cfg.backbone.name)}){start} on {data}"
-    from engine.methods import METHODS
-
-    methods = " + ".join(METHODS[m].title.split()[0] if m in METHODS else m  # "WiSE-FT", "Pruning", ...
-                         for m in cfg.enabled_methods())
-    return f"{backbone_title(cfg.backbone.name)} {methods or 'plain'}{start} on {data}"
+    return run_name(cfg, data, matching_preset(cfg, train_images))
 
 
 def start_run(engine: Engine, gpus: tuple[int, ...] = ()) -> str:

@@ -6,6 +6,7 @@ Bad input prints its plain message and exits non-zero without a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -35,7 +36,7 @@ from engine.lr_find import lr_into_config
 from engine.methods import METHODS
 from engine.paths import UPLOAD_PREFIX, default_data_dir, register_upload_dir, resolve_path, upload_sha
 from engine.predict import VARIANTS, check_source, load_predictor, predict_folder, write_csv
-from engine.presets import PRESETS, fit_to_data, get_preset
+from engine.presets import PRESETS, fit_to_data, get_preset, run_name
 from engine.pruning_search import search_into_config
 from engine.resume import RESUME_FILE, check_resumable
 from engine.run_data import load_user_ood, prepare_data
@@ -151,11 +152,23 @@ def _train(args: argparse.Namespace) -> int:
         cfg, fitted = fit_to_data(cfg, len(data.train))  # as the dashboard fits a preset to a small dataset
         if fitted:
             print(f"preset {args.preset}: {fitted}", flush=True)
+    if not cfg.name:  # named as the dashboard names a run: the preset it still is, or its methods; its data
+        cfg = dataclasses.replace(cfg, name=run_name(cfg, preset=_preset_title(args.preset, cfg, len(data.train))))
     store = RunStore(data_dir / "studio.db")
     run_id = new_run_id()
     run_dir = Path(args.out).resolve() if args.out else data_dir / "runs" / run_id
-    store.create_run(run_id, cfg.name or f"cli {cfg.backbone.name}", cfg.to_dict(), str(run_dir), owner="cli")
+    store.create_run(run_id, cfg.name, cfg.to_dict(), str(run_dir), owner="cli")
     return _run_in_foreground(store, run_id, cfg, run_dir, data_dir, args.quiet, data=data)  # split once
+
+
+def _preset_title(name: str | None, cfg: RunConfig, train_images: int) -> str | None:
+    """The title of preset `name` when `cfg` is its recipe exactly, as given or fitted to `train_images`
+    training images (engine.presets.fit_to_data); None without a preset or once a flag changed it."""
+    if not name:
+        return None
+    recipe = get_preset(name).apply(cfg)
+    mine = cfg.to_dict()
+    return get_preset(name).title if mine in (recipe.to_dict(), fit_to_data(recipe, train_images)[0].to_dict()) else None
 
 
 def _check_sources(cfg: RunConfig, data_dir: Path) -> None:
@@ -403,7 +416,7 @@ def _train_distributed(cfg, args: argparse.Namespace, data_dir: Path) -> int:
             return 0
         store = RunStore(data_dir / "studio.db")
         if not args.run_id:  # a supervising engine created the record already
-            store.create_run(run_id, cfg.name or f"torchrun x{dist.get_world_size()} {cfg.backbone.name}",
+            store.create_run(run_id, cfg.name or f"{run_name(cfg)} ({dist.get_world_size()} processes)",
                              cfg.to_dict(), str(run_dir), owner="cli")
         print(f"run {run_id} -> {run_dir} ({dist.get_world_size()} processes, {backend})", flush=True)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -540,8 +553,6 @@ def _presets(args: argparse.Namespace) -> int:
 
 def _shown_value(key: str, value: Any) -> str:
     """A setting's value as the dashboard shows it: scaled fields in their unit (eps 0.00784 -> 2/255)."""
-    import dataclasses
-
     from engine.config import CORE_SECTIONS, shown_value
 
     cfg = RunConfig()

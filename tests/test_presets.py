@@ -101,6 +101,20 @@ def test_cli_train_fits_a_presets_batch_to_a_small_dataset_as_the_dashboard_does
             f"images, so it uses {batch}") in capsys.readouterr().out
     saved = RunConfig.load(tmp_path / "fitted" / "config.yaml")
     assert (saved.train.batch_size, saved.optim.lr) == (batch, lr)
+    # named as the dashboard names runs ("cli resnet18" said nothing about the data): flags changed the preset
+    assert saved.name == "ResNet-18 plain from scratch on small.zip"
+    from engine.cli import _preset_title
+    from engine.config import apply_overrides
+    from engine.presets import fit_to_data, run_name
+
+    quick = PRESETS["quick_demo"].apply(apply_overrides(RunConfig(), [f"data.source={data}"]))
+    assert _preset_title("quick_demo", quick, 18) == "Quick demo", "the preset as given"
+    assert _preset_title("quick_demo", fit_to_data(quick, 18)[0], 18) == "Quick demo", "and fitted to the data"
+    assert _preset_title("quick_demo", apply_overrides(quick, ["train.epochs=3"]), 18) is None
+    assert _preset_title(None, quick, 18) is None
+    assert run_name(quick, preset="Quick demo") == "Quick demo (ResNet-18) on small.zip"
+    assert run_name(apply_overrides(quick, ["data.source_name=my pets.zip"])).endswith(" on my pets.zip")
+    assert run_name(apply_overrides(quick, ["data.source=assets/sample_textures.zip"])).endswith(" on sample textures")
     assert cli.main([*base, "--batch-size", "32", "--out", str(tmp_path / "asked")]) == 0
     assert "preset quick_demo:" not in capsys.readouterr().out
     assert RunConfig.load(tmp_path / "asked" / "config.yaml").train.batch_size == 32, "the user's own batch size"
