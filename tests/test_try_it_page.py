@@ -102,6 +102,21 @@ def test_an_uploaded_image_gets_top_k_bars_and_a_blank_one_is_flagged(run):
     assert len(at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")) == 1, "the other image still answers"
 
 
+def test_what_holds_for_every_answer_of_the_run_is_said_once_not_under_each_image(run, monkeypatch):
+    """A new user read the same paragraph (why unfamiliar images are not flagged for this run) under every
+    image: it is about the run's model, said once above the answers."""
+    from engine.predict import Predictor
+
+    note = "Images unlike the training images are not flagged for this run: it held out only 18."
+    monkeypatch.setattr(Predictor, "familiarity_note", lambda self: note)
+    at = open_page(run)
+    images = [(f"photo {i}.png", png(tiny_image(c, i, size=40)), "image/png") for i, c in enumerate(("red", "green"))]
+    at.file_uploader(key="try_files").set_value(images).run()
+    no_problems(at)
+    assert len(at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")) == 2, "two images answered"
+    assert texts(at.caption).count(note) == 1, texts(at.caption)
+
+
 def test_the_alpha_chosen_on_results_is_the_one_try_it_and_predict_use(run, tmp_path, capsys):
     from app.state import get_engine
     from engine.cli import main as cli

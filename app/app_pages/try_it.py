@@ -292,9 +292,6 @@ def image_result(ds: str, models: list[Shown], name: str, data: bytes, threshold
                 st.caption(words)
             verdict(p, answer)
             st.caption(f"answered in {ms:.0f} ms on {device_words(p.device)}")
-    for note in dict.fromkeys(m.p.familiarity_note() for m in models):  # one run's models: said once
-        if note:
-            st.caption(note)
     key = f"{digest(data)}_{'_'.join(f'{m.variant}{m.alpha}{Path(m.run_dir).name}' for m in models)}"
     # the switch belongs to the image: turning the comparison on or off (other models) keeps it as it
     # was, and so does a refresh
@@ -603,6 +600,10 @@ def answer_images(engine, kind: str, images: list[tuple[str, bytes]], new: bool,
     ones kept for a refresh (`kind`: images or camera)."""
     usable, first_named = [], {}
     forget_explain_switches({digest(data) for _, data in images})
+    if images:  # about the run's models, not one image: said once above the answers (it was under each one)
+        for note in dict.fromkeys(m.p.familiarity_note() for m in models):  # one run's models: once
+            if note:
+                st.caption(note)
     for name, data in images:
         key = digest(data)
         if key in first_named:  # the same bytes under another name: one answer (and widget keys)
