@@ -350,8 +350,13 @@ def _chance_advice(summary: dict, cfg: RunConfig) -> str:
         return "Give it more epochs (--epochs), or lower the learning rate (--lr)."
     steps, epochs = per_epoch * cfg.train.epochs, cfg.train.epochs
     if steps >= FEW_STEPS:
-        return (f"It took {steps} optimiser steps: lower the learning rate (--lr), and check that the classes look "
-                "different from each other (python -m engine inspect lists each class's files).")
+        found = (summary.get("lr_find") or {}).get("lr")  # what the range test chose (the config has the start)
+        rate = ("lower the learning rate (it was found automatically" + (f" at {found:.3g}" if found else "")
+                + ": give one with --lr and --set optim.lr_auto=false)" if cfg.optim.lr_auto else
+                f"lower the learning rate (--lr; it was {cfg.optim.lr:g}) or let the studio find one "
+                "(--set optim.lr_auto=true)")
+        return (f"It took {steps} optimiser steps: {rate}, and check that the classes look different from each "
+                "other (python -m engine inspect lists each class's files).")
     words = (f"It took only {steps} optimiser steps ({epochs} epoch{'s' * (epochs != 1)} of {per_epoch} "
              f"batch{'es' * (per_epoch != 1)} of {cfg.train.batch_size}): give it more with more epochs (--epochs) "
              "or a smaller batch size (--batch-size).")

@@ -418,7 +418,8 @@ def test_the_command_line_says_when_a_run_learnt_nothing_and_when_its_splits_are
         assert "reached 100.0% in epoch 1 and fell to 33.3%" in warning and "(--lr)" in warning, warning
         assert "predict --variant best" in warning and "optimiser steps" not in warning
     elif case == "many steps":
-        assert "It took 120 optimiser steps: lower the learning rate (--lr)" in warning, warning
+        assert ("It took 120 optimiser steps: lower the learning rate (--lr; it was 0.01) or let the studio find one "
+                "(--set optim.lr_auto=true)") in warning, warning
     else:
         assert "4 of 9 images" in warning and "may have learnt nothing yet" in warning and "binomial" in warning
         assert "More test images per class would tell. It took only 2 optimiser steps" in warning, warning
