@@ -152,6 +152,17 @@ def method_settings_text(settings: Any) -> str:
     return "; ".join(parts)
 
 
+def curve_ood_words(summary: dict[str, Any], cfg: RunConfig | None) -> str:
+    """What the WiSE-FT curve's OOD accuracy was measured on, in words: how many corrupted images (the
+    summary's wise_curve_ood_images) and at which severity (engine.methods.wise_ft.curve_sets)."""
+    from engine.methods.wise_ft import CURVE_SEVERITY
+
+    n = summary.get("wise_curve_ood_images")
+    severity = (cfg.eval.ood_severity_each_epoch or CURVE_SEVERITY) if cfg is not None else None
+    what = f"{n:,} corrupted images" if isinstance(n, int) and n > 0 else "corrupted images"
+    return what + (f" at severity {severity}" if severity else "")
+
+
 def held_out_accuracy(model: torch.nn.Module, cfg: RunConfig, data: DataSplits) -> dict[str, Any]:
     """{"val_acc", "test_acc": fraction or None for an empty split, "val_images", "test_images": counts}
     of `model` on the run's held-out splits, on the CPU, with the run's flip TTA (eval.tta_flip) as its
@@ -165,7 +176,7 @@ def held_out_accuracy(model: torch.nn.Module, cfg: RunConfig, data: DataSplits) 
     return out
 
 
-def wise_card_section(summary: dict[str, Any]) -> list[str]:
+def wise_card_section(summary: dict[str, Any], cfg: RunConfig | None = None) -> list[str]:
     """The model card's lines for a WiSE-FT mix (summary["wise_alpha"] set): that mix's validation and
     test accuracy measured at export (summary["wise_measured"], `held_out_accuracy`), its validation and
     OOD accuracy from the run's curve (fractions shown in %), and that the metrics that follow are the
@@ -187,8 +198,7 @@ def wise_card_section(summary: dict[str, Any]) -> list[str]:
     if point is not None:
         val, ood = point.get("val_acc"), point.get("ood_acc")
         lines.append(f"- At alpha {a:g}: validation accuracy {'n/a' if val is None else f'{100 * val:.1f}%'}, OOD "
-                     f"accuracy {'n/a' if ood is None else f'{100 * ood:.1f}%'} (the run's curve: corruptions at its "
-                     "per-epoch severity)")
+                     f"accuracy {'n/a' if ood is None else f'{100 * ood:.1f}%'} (the run's curve: {curve_ood_words(summary, cfg)})")
     else:
         lines.append(f"- Alpha {a:g} is not on the run's curve: no accuracy was measured for this mix")
     return lines + ["- The metrics below are the fine-tuned model's (alpha 1)"]
@@ -291,7 +301,7 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
             f"{pct(structured.get('val_acc_before'))}); OOD and robust accuracy below were measured on the full model",
         ]
     alpha = summary.get("wise_alpha")
-    lines += wise_card_section(summary)
+    lines += wise_card_section(summary, cfg)
     lines += [
         "",
         "## Metrics" + (" (the fine-tuned model, alpha 1)" if alpha is not None else ""),
