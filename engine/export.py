@@ -197,8 +197,9 @@ def wise_card_section(summary: dict[str, Any], cfg: RunConfig | None = None) -> 
         lines.append(f"- This mix, measured when it was exported: {'; '.join(parts)}")
     if point is not None:
         val, ood = point.get("val_acc"), point.get("ood_acc")
+        ood_words = "n/a" if ood is None else f"{100 * ood:.1f}% (the run's curve: {curve_ood_words(summary, cfg)})"
         lines.append(f"- At alpha {a:g}: validation accuracy {'n/a' if val is None else f'{100 * val:.1f}%'}, OOD "
-                     f"accuracy {'n/a' if ood is None else f'{100 * ood:.1f}%'} (the run's curve: {curve_ood_words(summary, cfg)})")
+                     f"accuracy {ood_words}")
     else:
         lines.append(f"- Alpha {a:g} is not on the run's curve: no accuracy was measured for this mix")
     return lines + ["- The metrics below are the fine-tuned model's (alpha 1)"]

@@ -216,3 +216,13 @@ def test_the_model_card_cautions_a_model_that_learnt_nothing_and_figures_on_few_
                                    "data_report": {"split_counts": nine}})
     caution = mix[mix.index("## Caution"):]
     assert "This mix's test accuracy (55.6%, 5 of 9 images)" in caution and "may be no better than guesses" in caution
+
+
+def test_a_wise_ft_card_says_what_the_curves_ood_figure_was_measured_on():
+    from engine.config import RunConfig, apply_overrides
+
+    cfg = apply_overrides(RunConfig(), ["wise_ft.enabled=true", "wise_ft.ood_subset=64"])
+    card = model_card(cfg, {"classes": ["a", "b"], "wise_alpha": 0.5, "wise_curve_ood_images": 54,
+                            "wise_curve": [{"alpha": 0.5, "val_acc": 0.5, "ood_acc": 0.6}]})
+    assert "- At alpha 0.5: validation accuracy 50.0%, OOD accuracy 60.0% (the run's curve: 54 corrupted images at " \
+           "severity 3)" in card, card

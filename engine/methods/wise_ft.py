@@ -57,7 +57,7 @@ class WiseFTConfig:
         "help": "How strongly the linear probe's weights are kept small: larger makes the starting model simpler "
                 "and less sure of itself."})
     ood_subset: int = field(default=0, metadata={
-        "label": "corrupted images per corruption on the curve, at most (0 = all)", "min": 0, "max": 100000,
+        "label": "corrupted images per corruption on the curve (0 = all)", "min": 0, "max": 100000,
         "help": "The curve's OOD accuracy on N validation images of each corruption (a fixed subset with the "
                 "classes in turn): fewer images, a faster curve. The final OOD accuracy always uses all of them."})
 
