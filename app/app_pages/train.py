@@ -33,6 +33,17 @@ def _start() -> None:
     st.session_state["start_ok"] = run_id
 
 
+def lr_words(cfg) -> str:
+    """The learning rate of the next run as the Model page sets it, with the effective rate (lr / (1 -
+    momentum), Li et al. 2020) beside it where momentum makes them differ: the effective rate alone read
+    as ten times the rate the Data page had just given."""
+    if cfg.optim.lr_auto:
+        return "learning rate found at the start"
+    if abs(cfg.effective_lr - cfg.optim.lr) < 1e-12:
+        return f"lr {cfg.optim.lr:.3g}"
+    return f"lr {cfg.optim.lr:.3g} (effective {cfg.effective_lr:.3g}, with momentum {cfg.optim.momentum:g})"
+
+
 def gpu_names() -> list[str]:
     import torch
 
@@ -64,7 +75,7 @@ def start_section(engine) -> None:
         st.markdown(f"**Next run:** {named}{state.backbone_title(cfg.backbone.name)} ({state.weights_words(cfg)}) on "
                     f"{ds.words} · {state.epochs_words(cfg.to_dict())} · {cfg.data.image_size} px · "
                     f"batch {cfg.train.batch_size} · "
-                    f"effective lr {cfg.effective_lr:.3g} · {methods}")
+                    f"{lr_words(cfg)} · {methods}")
         problems = state.config_problems(cfg)
         if problems:
             st.warning(problems, icon=":material/warning:")
