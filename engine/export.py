@@ -327,8 +327,9 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
     if checks:
         lines += ["", "## Exports (verified on the validation split)"]
         for c in checks:
-            lines.append(f"- {c.format}: {'verified' if c.ok else 'FAILED'} (agreement {c.agreement:.3f}, "
-                         f"max logit difference {c.max_abs_logit_diff:.1e}) {c.message}")
+            lines.append(f"- {c.format}: {'verified' if c.ok else 'FAILED'} (same class as the model on "
+                         f"{100 * c.agreement:.1f}% of the validation images, max logit difference "
+                         f"{c.max_abs_logit_diff:.1e}) {c.message}".rstrip())
     lines += use_it_section(summary.get("classes", []), cfg.data.image_size)
     lines += ["", "## Exact configuration", "", "```yaml", cfg.to_yaml().rstrip(), "```", ""]
     return "\n".join(lines)

@@ -226,3 +226,13 @@ def test_a_wise_ft_card_says_what_the_curves_ood_figure_was_measured_on():
                             "wise_curve": [{"alpha": 0.5, "val_acc": 0.5, "ood_acc": 0.6}]})
     assert "- At alpha 0.5: validation accuracy 50.0%, OOD accuracy 60.0% (the run's curve: 54 corrupted images at " \
            "severity 3)" in card, card
+
+
+def test_the_cards_export_checks_read_as_the_pages_say_them():
+    from engine.config import RunConfig
+    from engine.export import ExportCheck
+
+    check = ExportCheck("ONNX", "model.onnx", True, 1.0, 2.5e-6, "")
+    card = model_card(RunConfig(), {"classes": ["a", "b"]}, [check])
+    assert "- ONNX: verified (same class as the model on 100.0% of the validation images, max logit difference " \
+           "2.5e-06)\n" in card, card
