@@ -368,12 +368,22 @@ def per_class_frame(per_class: Mapping[str, float | None]) -> pd.DataFrame:
 
 
 def per_class_chart(df: pd.DataFrame, title: str = "Accuracy per class") -> alt.Chart:
-    return alt.Chart(df, title=title).mark_bar().encode(
+    """One bar per class (`per_class_frame`), worst at the bottom, each with its accuracy written after it:
+    a class at 0% has no bar, and its row read as empty."""
+    base = alt.Chart(df).encode(
         x=alt.X("accuracy:Q", title="Accuracy", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
         y=alt.Y("class:N", title=None, sort="-x"),
-        color=alt.Color("accuracy:Q", scale=alt.Scale(scheme="redyellowgreen", domain=[0, 1]), legend=None),
         tooltip=[alt.Tooltip("class:N", title="Class"), alt.Tooltip("accuracy:Q", title="Accuracy", format=".1%")],
-    ).properties(height=alt.Step(24), autosize=FIT_WIDTH)
+    )
+    bars = base.mark_bar().encode(
+        color=alt.Color("accuracy:Q", scale=alt.Scale(scheme="redyellowgreen", domain=[0, 1]), legend=None))
+    # inside the bar's end when it is long, after it otherwise: 100% stays in the plot
+    text = alt.Text("accuracy:Q", format=".0%")
+    inside = base.transform_filter(alt.datum.accuracy > 0.8).mark_text(
+        align="right", dx=-4, color="white", fontSize=11).encode(text=text)
+    after = base.transform_filter(alt.datum.accuracy <= 0.8).mark_text(
+        align="left", dx=4, color="#31333f", fontSize=11).encode(text=text)
+    return (bars + inside + after).properties(title=title, height=alt.Step(24), autosize=FIT_WIDTH)
 
 
 def ood_frame(by_corruption: Mapping[str, float | None]) -> pd.DataFrame:

@@ -132,8 +132,12 @@ def test_confusion_frame_survives_an_empty_row():
 
 def test_per_class_and_ood_bars():
     d = spec(charts.per_class_chart(charts.per_class_frame({"cat": 0.9, "dog": 0.5, "eel": float("nan")})))
-    assert d["mark"]["type"] == "bar" and d["encoding"]["y"]["sort"] == "-x"
+    bars, inside, after = d["layer"]
+    assert bars["mark"]["type"] == "bar" and bars["encoding"]["y"]["sort"] == "-x" and d["title"] == "Accuracy per class"
     assert {r["class"] for r in data_rows(d)} == {"cat", "dog"}, "a class without images is left out"
+    # each bar's accuracy written beside it: a class at 0% has no bar, and a new user read its row as empty
+    assert inside["mark"]["type"] == after["mark"]["type"] == "text"
+    assert inside["encoding"]["text"]["format"] == after["encoding"]["text"]["format"] == ".0%"
     d = spec(charts.ood_chart(charts.ood_frame({"gaussian_noise": 0.3, "jpeg": 0.6}), clean_acc=0.8))
     bars, rule = d["layer"]
     assert bars["mark"]["type"] == "bar" and rule["mark"]["type"] == "rule"
