@@ -514,13 +514,20 @@ def topk_chart(df: pd.DataFrame, title: str = "", threshold: float | None = None
 # ---- tables ----------------------------------------------------------------------------------
 
 def compare_table(rows: list[dict]) -> pd.DataFrame:
-    """The Compare table from one dict per run (keys: run, dataset, `_source` what identifies the
-    dataset: its content digest, else its reference; then any columns): rows grouped by dataset in
-    first-seen order, runs on one dataset under its first-seen name (an upload and a file on disk of the
-    same images, a copy under another name), two different datasets of one name told apart as
-    "name (1)", "name (2)" in first-seen order, columns without any value dropped, missing numbers left
-    missing (drawn blank) and missing text as "" (never "None")."""
+    """The Compare table from one dict per run (keys: run, dataset, `_source` the dataset's reference,
+    optionally `_content` its content digest (engine.data.content_digest; None for a run that recorded
+    none: stored before the digest existed, failed or stopped early); then any columns): rows grouped by
+    dataset in first-seen order. A dataset is its content digest, else the digest another run of the
+    same reference recorded, else its reference; runs on one dataset show its first-seen name (an upload
+    and a file on disk of the same images, a copy under another name), two different datasets of one
+    name read "name (1)", "name (2)" in first-seen order. Columns without any value are dropped,
+    missing numbers left missing (drawn blank) and missing text as "" (never "None")."""
     table = pd.DataFrame(rows)
+    if "_content" in table:
+        known = {s: c for s, c in zip(table["_source"], table["_content"]) if isinstance(c, str) and c}  # per reference
+        table["_source"] = [c if isinstance(c, str) and c else known.get(s) or s
+                            for s, c in zip(table["_source"], table["_content"])]
+        table = table.drop(columns="_content")
     if "_source" in table:
         first_name = dict(zip(table["_source"][::-1], table["dataset"][::-1]))  # the first row's wins
         table["dataset"] = table["_source"].map(first_name)

@@ -420,8 +420,8 @@ def started_note(engine, twin) -> None:
     queue" of a run that has started since."""
     @st.fragment(run_every=live_refresh_s() if twin.status == "queued" else None)
     def note() -> None:
-        rec = engine.run_record(twin.id) or twin
-        if rec.status not in ("queued", "running"):  # ended since: the run list below says how
+        rec = engine.run_record(twin.id)
+        if rec is None or rec.status not in ("queued", "running"):  # ended (or deleted) since: the run list says
             return
         doing = "waits in the queue" if rec.status == "queued" else "is training"
         st.info(f"**{state.md_text(rec.name)}** {doing} with these settings. Pressing the button again would train "

@@ -9,6 +9,7 @@ one image moves a figure by more than 2 points. Accuracies are fractions; the te
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from engine.claims import split_sizes
@@ -38,6 +39,10 @@ class ChanceFinding:
         return self.kind in ("largest", "luck")
 
 
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
 def images_right(acc: float, n: int) -> int | None:
     """How many of `n` images an accuracy `acc` (a fraction) got right; None when `n` is 0 or `acc` is
     not a whole number of them (measured on something else)."""
@@ -48,14 +53,16 @@ def images_right(acc: float, n: int) -> int | None:
 def chance_finding(summary: dict, margin: float = 0.02, whose: str = "This run's") -> ChanceFinding | None:
     """A finding when the run's test (else validation) accuracy is within `margin` (a fraction) of
     guessing (1 / number of classes) or below it, or above it by no more than luck on that split's
-    images (`_luck`); None for a run clearly better than guessing, or when the summary lacks the
-    classes or the accuracy. `whose` starts the text ("This model's" on a model card)."""
+    images (`_luck`); None for a run clearly better than guessing, when the summary lacks the classes
+    or a finite accuracy (an empty split's is NaN on the command line), or when an accuracy above
+    guessing comes from a split of unknown size. `whose` starts the text ("This model's" on a card)."""
     classes = summary.get("classes") or []
-    acc = summary.get("test_acc") if isinstance(summary.get("test_acc"), (int, float)) else summary.get("val_acc")
-    if len(classes) < 2 or not isinstance(acc, (int, float)):
+    measured = {k: v for k in ("test_acc", "val_acc") if _finite(v := summary.get(k))}  # NaN: an empty split
+    acc = measured.get("test_acc", measured.get("val_acc"))
+    if len(classes) < 2 or acc is None:
         return None
     guess = 1 / len(classes)
-    split = "test" if isinstance(summary.get("test_acc"), (int, float)) else "validation"
+    split = "test" if "test_acc" in measured else "validation"
     if acc > guess + margin:
         return _luck(summary, acc, guess, split, whose)
     head = f"{whose} {split} accuracy ({100 * acc:.1f}%) is"

@@ -92,7 +92,10 @@ class ConsoleReporter(Reporter):
         if self.live:
             self.store.add_stream_point(self.run_id, key, point)
         if not self.quiet:
-            (self._bar.write if self._bar is not None else print)(stream_words(key, point))
+            if self._bar is not None:
+                self._bar.write(stream_words(key, point))
+            else:
+                print(stream_words(key, point), flush=True)
 
 
 def _pct(x: Any) -> str:
@@ -127,6 +130,8 @@ def _train(args: argparse.Namespace) -> int:
                               "under torchrun.")
         return _resume(args)
     cfg = RunConfig.load(args.config) if args.config else RunConfig()
+    if not args.name and _auto_named(cfg):  # a run's config.yaml: its name said what that run was, not this one
+        cfg = dataclasses.replace(cfg, name="")
     if args.preset:  # the preset replaces the config's settings (its dataset kept); flags below override it
         cfg = get_preset(args.preset).apply(cfg)
     overrides = _overrides(args)
@@ -159,6 +164,12 @@ def _train(args: argparse.Namespace) -> int:
     run_dir = Path(args.out).resolve() if args.out else data_dir / "runs" / run_id
     store.create_run(run_id, cfg.name, cfg.to_dict(), str(run_dir), owner="cli")
     return _run_in_foreground(store, run_id, cfg, run_dir, data_dir, args.quiet, data=data)  # split once
+
+
+def _auto_named(cfg: RunConfig) -> bool:
+    """Whether `cfg.name` is one the studio gave (engine.presets.run_name, with any preset's title or
+    none), not the user's: a run's config reused with other data or settings is named afresh."""
+    return bool(cfg.name) and cfg.name in {run_name(cfg), *(run_name(cfg, preset=p.title) for p in PRESETS.values())}
 
 
 def _preset_title(name: str | None, cfg: RunConfig, train_images: int) -> str | None:
@@ -328,8 +339,15 @@ def _say_caution(summary: dict, cfg: RunConfig) -> None:
     command's options, and a note when its held-out splits are so small that one image is over 2 points."""
     found = chance_finding(summary)
     if found is not None:
-        more = f"More {found.split} images per class would tell. " if found.maybe else ""
-        print(f"warning: {found.text} {more}{_chance_advice(summary, cfg)}", file=sys.stderr)
+        advice = _chance_advice(summary, cfg)
+        if found.kind == "luck":
+            advice = f"More {found.split} images per class would tell. {advice}"
+        elif found.kind == "below":  # worse than guessing: the labels too (after the steps when they were few)
+            labels = ("check that each class folder holds the images of its class (python -m engine inspect lists "
+                      "each class's files)")
+            advice = (f"{advice} If it stays below guessing with more steps, {labels}." if advice.startswith("It took only")
+                      else f"{labels[0].upper()}{labels[1:]}. {advice}")
+        print(f"warning: {found.text} {advice}", file=sys.stderr)
     small = small_split_words(summary)
     if small:
         print(f"note: {small}", file=sys.stderr)
@@ -357,9 +375,12 @@ def _chance_advice(summary: dict, cfg: RunConfig) -> str:
                 "(--set optim.lr_auto=true)")
         return (f"It took {steps} optimiser steps: {rate}, and check that the classes look different from each "
                 "other (python -m engine inspect lists each class's files).")
-    words = (f"It took only {steps} optimiser steps ({epochs} epoch{'s' * (epochs != 1)} of {per_epoch} "
-             f"batch{'es' * (per_epoch != 1)} of {cfg.train.batch_size}): give it more with more epochs (--epochs) "
-             "or a smaller batch size (--batch-size).")
+    batch = cfg.train.batch_size
+    why = (f"the batch size ({batch}) is not smaller than your {n_train} training images, so each epoch is a single "
+           f"step" if isinstance(n_train, int) and batch >= n_train else
+           f"{epochs} epoch{'s' * (epochs != 1)} of {per_epoch} batch{'es' * (per_epoch != 1)} of {batch}")
+    words = (f"It took only {steps} optimiser steps ({why}): give it more with more epochs (--epochs) or a smaller "
+             "batch size (--batch-size).")
     fix = smaller_batch(cfg, n_train) if isinstance(n_train, int) else None
     if fix is None:
         return words

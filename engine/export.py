@@ -152,13 +152,13 @@ def method_settings_text(settings: Any) -> str:
     return "; ".join(parts)
 
 
-def curve_ood_words(summary: dict[str, Any], cfg: RunConfig | None) -> str:
+def curve_ood_source(summary: dict[str, Any], cfg: RunConfig | None) -> str:
     """What the WiSE-FT curve's OOD accuracy was measured on, in words: how many corrupted images (the
     summary's wise_curve_ood_images) and at which severity (engine.methods.wise_ft.curve_sets)."""
-    from engine.methods.wise_ft import CURVE_SEVERITY
+    from engine.methods.wise_ft import curve_severity
 
     n = summary.get("wise_curve_ood_images")
-    severity = (cfg.eval.ood_severity_each_epoch or CURVE_SEVERITY) if cfg is not None else None
+    severity = curve_severity(cfg) if cfg is not None else None
     what = f"{n:,} corrupted images" if isinstance(n, int) and n > 0 else "corrupted images"
     return what + (f" at severity {severity}" if severity else "")
 
@@ -197,11 +197,12 @@ def wise_card_section(summary: dict[str, Any], cfg: RunConfig | None = None) -> 
         lines.append(f"- This mix, measured when it was exported: {'; '.join(parts)}")
     if point is not None:
         val, ood = point.get("val_acc"), point.get("ood_acc")
-        ood_words = "n/a" if ood is None else f"{100 * ood:.1f}% (the run's curve: {curve_ood_words(summary, cfg)})"
+        ood_words = "n/a" if ood is None else f"{100 * ood:.1f}% (the run's curve: {curve_ood_source(summary, cfg)})"
         lines.append(f"- At alpha {a:g}: validation accuracy {'n/a' if val is None else f'{100 * val:.1f}%'}, OOD "
                      f"accuracy {ood_words}")
     else:
-        lines.append(f"- Alpha {a:g} is not on the run's curve: no accuracy was measured for this mix")
+        lines.append(f"- Alpha {a:g} is not on the run's curve: no {'OOD ' if measured else ''}accuracy was measured "
+                     "for this mix")
     return lines + ["- The metrics below are the fine-tuned model's (alpha 1)"]
 
 

@@ -288,7 +288,7 @@ def time_left(ctx: TrainContext, images_per_sec: float) -> float:
     pruning's smaller model) at the run's speed, what methods evaluate after training
     (`EvalClock.method_passes`, WiSE-FT's curve) and
     the final evaluation, at the seconds per image pass measured in the last evaluation (before the
-    first: a training image costs about three forward passes)."""
+    first: a whole-network training image costs about three forward passes, at the speed above)."""
     clock, bs = ctx.eval_clock, ctx.cfg.train.batch_size
     probe = ctx.epoch < ctx.cfg.optim.linear_probe_epochs  # this epoch trains the head alone
     probe_steps = max(0, ctx.cfg.optim.linear_probe_epochs * ctx.steps_per_epoch - ctx.step)  # head-only, still to do
@@ -297,7 +297,7 @@ def time_left(ctx: TrainContext, images_per_sec: float) -> float:
     speed = clock.train_images_per_sec or images_per_sec / (PROBE_SPEEDUP if probe else 1.0)
     train_s = probe_steps * bs / max(images_per_sec, 1e-9) + (ctx.total_steps - ctx.step - probe_steps) * bs / max(
         speed, 1e-9)
-    per_pass = clock.seconds_per_pass or 1.0 / (3.0 * max(images_per_sec, 1e-9))
+    per_pass = clock.seconds_per_pass or 1.0 / (3.0 * max(speed, 1e-9))  # a whole-network step: about 3 passes
     epoch_end = clock.epoch_end_seconds or per_pass * clock.epoch_passes  # measured once an epoch has ended
     after = clock.method_train_epochs * ctx.steps_per_epoch * bs / max(speed, 1e-9)
     return train_s + (ctx.cfg.train.epochs - ctx.epoch) * epoch_end + after + per_pass * (clock.method_passes

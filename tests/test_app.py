@@ -466,7 +466,7 @@ def test_upload_configure_train_watch_and_see_results(studio, tiny_bytes):
     at.text_input(key="w:run.name").set_value("my first run").run()
     at.switch_page("app_pages/train.py").run()
     assert any(m.startswith("**Next run:** *my first run*: ") for m in texts(at.markdown)), "the name it will get"
-    cfg = at.session_state["cfg"]  # the rate as the Model page sets it, the effective one beside it
+    # the rate as the Model page sets it, the effective one beside it
     assert any("lr 0.02 (effective 0.04, with momentum 0.5)" in m for m in texts(at.markdown)), texts(at.markdown)
 
     run_id = start_run(at)

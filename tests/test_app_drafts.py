@@ -461,10 +461,17 @@ def test_compare_keeps_two_datasets_of_the_same_name_apart():
     assert list(table["dataset"]) == ["data.zip (1)", "data.zip (1)", "data.zip (2)"], "not a path's last characters"
     # one dataset given two ways (an upload, the same images on disk under another name): one dataset, its
     # first-seen name; the digest is what the runs' data reports give (engine.data.content_digest)
-    same = [{"run": "d", "dataset": "shapes.zip", "_source": "f" * 64, "val acc": 0.6},
-            {"run": "e", "dataset": "shapes copy.zip", "_source": "f" * 64, "val acc": 0.7},
-            {"run": "f", "dataset": "noise.zip", "_source": "e" * 64, "val acc": 0.3}]
-    assert list(compare_table(same)["dataset"]) == ["shapes.zip", "shapes.zip", "noise.zip"]
+    same = [{"run": "d", "dataset": "shapes.zip", "_source": "upload:" + "3" * 64, "_content": "f" * 64, "val acc": 0.6},
+            {"run": "e", "dataset": "shapes copy.zip", "_source": "/data/shapes copy.zip", "_content": "f" * 64,
+             "val acc": 0.7},
+            {"run": "f", "dataset": "noise.zip", "_source": "/data/noise.zip", "_content": "e" * 64, "val acc": 0.3},
+            # a run that recorded no digest (stored before it existed, failed, stopped early) on a file another
+            # run read: that run's digest
+            {"run": "g", "dataset": "shapes copy.zip", "_source": "/data/shapes copy.zip", "_content": None,
+             "val acc": None}]
+    table = compare_table(same)
+    assert list(table["dataset"]) == ["shapes.zip", "shapes.zip", "shapes.zip", "noise.zip"], table
+    assert "_content" not in table and "_source" not in table
 
 
 def test_markdown_characters_in_a_users_names_show_as_written(studio, tiny_bytes):
@@ -648,7 +655,7 @@ def test_the_note_on_a_run_just_started_says_what_the_run_does_now():
         from app.components import started_note
 
         status = st.session_state.get("now", "queued")
-        engine = types.SimpleNamespace(run_record=lambda run_id: types.SimpleNamespace(
+        engine = types.SimpleNamespace(run_record=lambda run_id: None if status == "deleted" else types.SimpleNamespace(
             id=run_id, name="Quick demo on my data.zip", status=status))
         started_note(engine, types.SimpleNamespace(id="r1", name="Quick demo on my data.zip", status="queued"))
 
@@ -659,3 +666,5 @@ def test_the_note_on_a_run_just_started_says_what_the_run_does_now():
     assert [i.value.split(" with ")[0] for i in at.info] == ["**Quick demo on my data.zip** is training"]
     at.session_state["now"] = "finished"
     assert not at.run().info, "a run that ended is in the run list below, not in this note"
+    at.session_state["now"] = "deleted"
+    assert not at.run().info, "nor a run deleted since (the record the page was drawn with says queued)"

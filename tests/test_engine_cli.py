@@ -382,7 +382,7 @@ def test_the_finished_line_says_which_split_had_no_images(tiny_zip, tmp_path, mo
                     "were left for that split; add images per class)"), line
 
 
-@pytest.mark.parametrize("case", ["few steps", "peaked", "many steps", "luck", "clear"])
+@pytest.mark.parametrize("case", ["few steps", "peaked", "many steps", "luck", "below", "one step", "clear"])
 def test_the_command_line_says_when_a_run_learnt_nothing_and_when_its_splits_are_tiny(
         tiny_zip, tmp_path, monkeypatch, capsys, case):
     """What the Results page warns about (a run at guessing, above it by no more than luck, figures on a
@@ -394,6 +394,8 @@ def test_the_command_line_says_when_a_run_learnt_nothing_and_when_its_splits_are
                "peaked": dict(summary, history=[{"epoch": 1, "val_acc": 1.0}, {"epoch": 2, "val_acc": 1 / 3}]),
                "many steps": dict(summary, steps_per_epoch=60),
                "luck": dict(summary, test_acc=4 / 9),
+               "below": dict(summary, test_acc=0.0, steps_per_epoch=60),
+               "one step": dict(summary, train_images=24),
                "clear": dict(summary, test_acc=0.9, val_acc=0.9, data_report={"split_counts": {
                    "val": {"a": 30, "b": 30, "c": 30}, "test": {"a": 30, "b": 30, "c": 30}}})}[case]
     from engine import cli
@@ -420,10 +422,30 @@ def test_the_command_line_says_when_a_run_learnt_nothing_and_when_its_splits_are
     elif case == "many steps":
         assert ("It took 120 optimiser steps: lower the learning rate (--lr; it was 0.01) or let the studio find one "
                 "(--set optim.lr_auto=true)") in warning, warning
+    elif case == "below":  # the labels first, as the Results page says it
+        assert "below the level of guessing" in warning and "Check that each class folder holds the images of its " \
+            "class (python -m engine inspect lists each class's files). It took 120 optimiser steps" in warning, warning
+    elif case == "one step":
+        assert "(the batch size (32) is not smaller than your 24 training images, so each epoch is a single step)" \
+            in warning, warning
     else:
         assert "4 of 9 images" in warning and "may have learnt nothing yet" in warning and "binomial" in warning
         assert "More test images per class would tell. It took only 2 optimiser steps" in warning, warning
     assert "Model and methods page" not in said and "Data page" not in said, "the dashboard's words"
+
+
+def test_the_caution_reads_the_split_that_was_measured(capsys):
+    """An empty test split is NaN on the command line: the caution reads validation, not 'test accuracy (nan%)'."""
+    from engine.cli import _say_caution
+    from engine.config import RunConfig
+
+    split = {"val": {"a": 40, "b": 40}, "test": {}}
+    _say_caution({"classes": ["a", "b"], "val_acc": 0.95, "test_acc": float("nan"),
+                  "data_report": {"split_counts": split}}, RunConfig())
+    assert capsys.readouterr().err == ""
+    _say_caution({"classes": ["a", "b"], "val_acc": 0.5, "test_acc": float("nan"),
+                  "data_report": {"split_counts": split}}, RunConfig())
+    assert "warning: This run's validation accuracy (50.0%) is at the level of guessing" in capsys.readouterr().err
 
 
 def test_a_run_from_a_checkpoint_says_what_it_loaded(capsys):

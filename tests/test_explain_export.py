@@ -236,3 +236,15 @@ def test_the_cards_export_checks_read_as_the_pages_say_them():
     card = model_card(RunConfig(), {"classes": ["a", "b"]}, [check])
     assert "- ONNX: verified (same class as the model on 100.0% of the validation images, max logit difference " \
            "2.5e-06)\n" in card, card
+
+
+def test_a_wise_ft_mix_off_the_curve_has_its_measured_accuracy_and_no_contradiction():
+    from engine.config import RunConfig
+
+    card = model_card(RunConfig(), {"classes": ["a", "b"], "wise_alpha": 0.37, "wise_curve": [],
+                                    "wise_measured": {"test_acc": 0.8, "val_acc": 0.75, "test_images": 40,
+                                                      "val_images": 40}})
+    assert "- This mix, measured when it was exported: test accuracy 80.0% (40 images)" in card
+    assert "- Alpha 0.37 is not on the run's curve: no OOD accuracy was measured for this mix\n" in card, card
+    bare = model_card(RunConfig(), {"classes": ["a", "b"], "wise_alpha": 0.37, "wise_curve": []})
+    assert "- Alpha 0.37 is not on the run's curve: no accuracy was measured for this mix" in bare

@@ -1,5 +1,6 @@
 """Presets: one registry (engine.presets) for the dashboard and the command line."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -113,6 +114,16 @@ def test_cli_train_fits_a_presets_batch_to_a_small_dataset_as_the_dashboard_does
     assert _preset_title("quick_demo", apply_overrides(quick, ["train.epochs=3"]), 18) is None
     assert _preset_title(None, quick, 18) is None
     assert run_name(quick, preset="Quick demo") == "Quick demo (ResNet-18) on small.zip"
+    # a run's config.yaml reused (the stop message suggests it) is named afresh, a name the user gave kept
+    from engine.cli import _auto_named
+
+    assert _auto_named(saved) and _auto_named(dataclasses.replace(quick, name="Quick demo (ResNet-18) on small.zip"))
+    assert not _auto_named(dataclasses.replace(quick, name="my pets, second try")) and not _auto_named(quick)
+    again = ["train", "--config", str(tmp_path / "fitted" / "config.yaml"), "--data-dir", str(tmp_path / "d"), "--quiet",
+             "--epochs", "3"]
+    other = write_tiny_zip(tmp_path / "other.zip", per_class=10)
+    assert cli.main([*again, "--data", str(other), "--out", str(tmp_path / "reused")]) == 0
+    assert RunConfig.load(tmp_path / "reused" / "config.yaml").name == "ResNet-18 plain from scratch on other.zip"
     assert run_name(apply_overrides(quick, ["data.source_name=my pets.zip"])).endswith(" on my pets.zip")
     assert run_name(apply_overrides(quick, ["data.source=assets/sample_textures.zip"])).endswith(" on sample textures")
     assert cli.main([*base, "--batch-size", "32", "--out", str(tmp_path / "asked")]) == 0

@@ -461,7 +461,7 @@ def compare_row(engine, rec, label: str) -> tuple[dict, pd.DataFrame]:
     values = [v for v in (per_class.values() if isinstance(per_class, dict) else per_class or [])
               if isinstance(v, (int, float))]
     row = {"run": label, "dataset": state.dataset_name(cfg),  # one dataset by its content, however it was given
-           "_source": report.get("content_sha256") or cfg.get("data", {}).get("source"),
+           "_source": cfg.get("data", {}).get("source"), "_content": report.get("content_sha256") or None,
            "classes": len(report.get("classes") or summary.get("classes") or []) or None,
            "images": n_images, "image px": cfg.get("data", {}).get("image_size"),
            "methods": ", ".join(METHODS[m].short for m in enabled_methods(cfg)) or "plain fine-tuning"}

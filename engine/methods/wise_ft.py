@@ -215,10 +215,14 @@ def curve_sets(cfg, data, ood_user) -> EvalSets:
     return epoch_sets(cfg, data, ood_user, **_curve_parts(cfg))
 
 
+def curve_severity(cfg) -> int:
+    """The corruption severity (1-5) the curve measures: the epochs' own, else CURVE_SEVERITY."""
+    return cfg.eval.ood_severity_each_epoch or CURVE_SEVERITY
+
+
 def _curve_parts(cfg) -> dict[str, int]:
     """How the curve's sets differ from an epoch's: its corruption subset and severity."""
-    return {"ood_subset": cfg.methods["wise_ft"].ood_subset,
-            "severity": cfg.eval.ood_severity_each_epoch or CURVE_SEVERITY}
+    return {"ood_subset": cfg.methods["wise_ft"].ood_subset, "severity": curve_severity(cfg)}
 
 
 def curve_passes(cfg, data, ood_user) -> float:
