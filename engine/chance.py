@@ -96,11 +96,12 @@ def _luck(summary: dict, acc: float, guess: float, split: str, whose: str) -> Ch
     if p < LUCK_P:
         return None
     largest = "" if null == guess else f", or always answering its largest class ({100 * null:.1f}%)"
+    shown_p = f"{p:.2f}" if p >= 0.1 else f"{p:.3f}"  # 0.054 is not "0.05", the bar it missed
     return ChanceFinding("luck", split, (
         f"{whose} {split} accuracy ({100 * acc:.1f}%, {right} of {n} images) is above the level of guessing "
         f"among {len(summary.get('classes') or [])} classes ({100 * guess:.1f}%{largest}), but not clearly: a model "
         f"that learnt nothing gets {right} or more of {n} right {100 * p:.0f}% of the time (binomial test, "
-        f"p = {p:.2f}). It {LUCK_MARK}."))
+        f"p = {shown_p}). It {LUCK_MARK}."))
 
 
 def peaked_and_fell(summary: dict) -> tuple[dict, float] | None:

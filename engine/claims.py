@@ -173,9 +173,11 @@ def wise_ft_claim(summary: dict, baseline: dict | None = None) -> Claim:
         return Claim("wise_ft", None, "WiSE-FT: the curve has no interior alpha.")
     gain = pick["ood_acc"] - best_end
     shown = bool(ok) and gain > 0
+    which = (f"the grid's best mix with validation at most {100 * WISE_VAL_TOLERANCE:g} point below the fine-tuned "
+             "end" if ok else f"no mix kept validation within {100 * WISE_VAL_TOLERANCE:g} point of the fine-tuned "
+             "end; the grid's best mix")
     return Claim("wise_ft", shown,
-                 f"WiSE-FT: {_verdict(shown)}: the grid's best mix with validation at most "
-                 f"{100 * WISE_VAL_TOLERANCE:g} point below the fine-tuned end, alpha {pick['alpha']:g}, OOD {_pts(pick['ood_acc'])}% "
+                 f"WiSE-FT: {_verdict(shown)}: {which}, alpha {pick['alpha']:g}, OOD {_pts(pick['ood_acc'])}% "
                  f"vs {_pts(zero['ood_acc'])}% (alpha 0) and {_pts(one['ood_acc'])}% (alpha 1), {points_diff(pick['ood_acc'], best_end)} "
                  f"points over the better end{_images(gain, summary.get('wise_curve_ood_images'))}; validation "
                  f"{points_diff(pick['val_acc'], one['val_acc'])} points from the fine-tuned end.")

@@ -328,8 +328,11 @@ def _say_wise(summary: dict) -> None:
 
     alpha = chosen_alpha(summary)
     point = next((p for p in curve if p.get("alpha") == alpha), {})
-    print(f"WiSE-FT: alpha {alpha:g} chosen (validation {_pct(point.get('val_acc'))}, OOD {_pct(point.get('ood_acc'))} "
-          "on the curve's images); predict and export use it with --variant wise, --alpha takes another")
+    which = " (the fine-tuned model itself: no mix did better on OOD within a point of its validation)" \
+        if alpha == 1.0 else ""
+    print(f"WiSE-FT: alpha {alpha:g} chosen{which} (validation {_pct(point.get('val_acc'))}, OOD "
+          f"{_pct(point.get('ood_acc'))} on the curve's images); predict and export use it with --variant wise, "
+          "--alpha takes another")
     print(wise_ft_claim(summary).text)
 
 

@@ -45,7 +45,11 @@ def test_wise_ft_claim_interior_alpha_beats_both_ends():
     c = wise_ft_claim({"wise_curve": curve})
     assert c.shown is True and "alpha 0.5" in c.text and "+2.0 points" in c.text
     curve[1]["val_acc"] = 0.55  # interior point too far below the fine-tuned end on validation
-    assert wise_ft_claim({"wise_curve": curve}).shown is False
+    far = wise_ft_claim({"wise_curve": curve})
+    assert far.shown is False
+    # a new user's line said "the grid's best mix with validation at most 1 point below ... validation -8.4 points"
+    assert "no mix kept validation within 1 point of the fine-tuned end; the grid's best mix, alpha 0.5" in far.text
+    assert "at most 1 point below" not in far.text
     assert wise_ft_claim({}).shown is None
     curve[1]["val_acc"] = 0.595
     # the margin also in images, so that a difference of a few images reads as what it is
@@ -231,6 +235,10 @@ def test_an_accuracy_above_guessing_by_no_more_than_luck_is_flagged_with_its_odd
     # and 5 of 9 is above guessing but below that: said so plainly, without odds
     below = at_chance(dict(lopsided, test_acc=5 / 9))
     assert "no better than always answering the largest class of the test images (6 of 9, 66.7%)" in below
+    # a p-value just over the bar keeps its third decimal: 0.054 read as "p = 0.05"
+    near = {"classes": ["a", "b"], "test_acc": 17 / 25, "data_report": {"split_counts": {"test": {"a": 13, "b": 12}}}}
+    p = binomtest(17, 25, 13 / 25, alternative="greater").pvalue
+    assert 0.05 <= p < 0.1 and f"p = {p:.3f}" in at_chance(near), (p, at_chance(near))
     assert "binomial" not in below and LUCK_MARK in below
     # a validation-only dataset is tested on its validation images
     val = {"classes": ["a", "b"], "val_acc": 0.6, "data_report": {"split_counts": {"val": {"a": 5, "b": 5}}}}

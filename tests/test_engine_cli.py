@@ -561,3 +561,7 @@ def test_methods_streams_and_wise_ft_choice_are_said_in_words(capsys):
     assert out[1].startswith("WiSE-FT: the paper's claim shown in this run") and "alpha 0.9," in out[1], out
     _say_wise({})
     assert capsys.readouterr().out == "", "nothing for a run without WiSE-FT"
+    for p in curve[1:3]:
+        p["val_acc"] = 0.7
+    _say_wise({"wise_curve": curve})
+    assert "alpha 1 chosen (the fine-tuned model itself" in capsys.readouterr().out

@@ -11,7 +11,7 @@ import streamlit as st
 from app import state
 from app.charts import FIT_WIDTH, METRIC_COLORS
 from app.method_views import points_delta, register_view
-from engine.claims import split_sizes
+from engine.claims import shown_points, split_sizes
 
 ACC = {"val_acc": "Validation (your data)", "ood_acc": "Corrupted images (OOD)",
        "ood_user_acc": "Your OOD set", "robust_acc": "Under attack (robust)"}
@@ -56,7 +56,7 @@ def reading(curve: list[dict]) -> str | None:
     # ties go to the larger alpha (nearer the fine-tuned model), as the run's pick (engine.predict.chosen_alpha)
     # and the claim line break them: one alpha named for one figure across the panel
     best = max(pts, key=lambda p: (p["ood_acc"], p["alpha"]))
-    gain = 100 * (best["ood_acc"] - max(start["ood_acc"], end["ood_acc"]))
+    gain = shown_points(best["ood_acc"], max(start["ood_acc"], end["ood_acc"]))  # as the claim line rounds
     if gain < 0.05:  # a tie with an end is no win for the mix: the better end is the best
         best = start if start["ood_acc"] >= end["ood_acc"] else end
     if best is start or best["alpha"] == start["alpha"]:
@@ -65,7 +65,7 @@ def reading(curve: list[dict]) -> str | None:
     if best is end or best["alpha"] == end["alpha"]:
         return (f"No mix beats the fine-tuned model on corrupted images here ({100 * end['ood_acc']:.1f}%): on this "
                 "data the weight-space ensemble did not add robustness.")
-    cost = 100 * (end["val_acc"] - best["val_acc"])
+    cost = shown_points(end["val_acc"], best["val_acc"])
     return (f"On the grid, the best mix, at alpha {best['alpha']:.2f}, beats both ends on corrupted images by "
             f"{gain:.1f} points, "
             + (f"for {cost:.1f} points of validation accuracy." if cost > 0.05 else "at no cost on your data."))
