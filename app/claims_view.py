@@ -13,8 +13,9 @@ from typing import Callable
 import streamlit as st
 
 from app import state
-from engine.chance import FEW_STEPS, LUCK_MARK, chance_finding, images_right, peaked_and_fell, small_split_words
-from engine.claims import CLAIMS, shown_points, split_sizes
+from engine.chance import (FEW_STEPS, LUCK_MARK, chance_finding, peaked_and_fell, small_split_words,
+                           val_test_gap_words)
+from engine.claims import CLAIMS
 from engine.config import RunConfig, smaller_batch, smaller_batch_advice
 from engine.errors import StudioError
 from engine.methods import METHODS
@@ -114,35 +115,17 @@ def at_chance(summary: dict, config: dict | None = None, margin: float = 0.02) -
     return f"{found.text} {advice}"
 
 
-GAP_P = 0.05  # a validation-test gap that chance gives less often than this is pointed out
-
-
 def val_test_gap(summary: dict) -> str | None:
-    """A note when a run's validation and test accuracies differ by more than chance usually gives:
-    both are fractions of their split's images (data_report split_counts), and a two-sided Fisher
-    exact test (scipy.stats.fisher_exact) of right/wrong counts gives p < GAP_P. None otherwise, or
-    when either split's size is unknown or an accuracy is not a whole number of its images."""
-    from scipy.stats import fisher_exact
-
-    val, test = summary.get("val_acc"), summary.get("test_acc")
-    if not (isinstance(val, (int, float)) and isinstance(test, (int, float))) or val != val or test != test:
-        return None  # missing, or NaN (an empty split)
-    n_val, n_test = sum(split_sizes(summary, "val")), sum(split_sizes(summary, "test"))
-    r_val, r_test = images_right(val, n_val), images_right(test, n_test)
-    if r_val is None or r_test is None:
+    """engine.chance.val_test_gap_words with what to try in the dashboard's words (another seed on
+    the Model page, or the user's own split folders), or None."""
+    gap = val_test_gap_words(summary)
+    if gap is None:
         return None
-    p = fisher_exact([[r_val, n_val - r_val], [r_test, n_test - r_test]]).pvalue
-    if p >= GAP_P:
-        return None
-    odds = f"{100 * p:.1f}% of the time (Fisher's exact test, p = {p:.3f})" if p >= 0.001 \
-        else "less than 0.1% of the time (Fisher's exact test, p < 0.001)"
     why = ("Your validation and test folders may hold different kinds of pictures (the split is yours, so "
            "another seed does not redraw it)." if (summary.get("data_report") or {}).get("split_given") else
            "The two splits are drawn at random from your images, so the same settings with another seed (Model "
            "page) show which of the two numbers is typical.")
-    return (f"Validation ({100 * val:.1f}%) and test ({100 * test:.1f}%) differ by "
-            f"{abs(shown_points(val, test)):.1f} points on {n_val} and {n_test} images: if the model were equally "
-            f"accurate on both, a gap at least this large would come up only {odds}. {why}")
+    return f"{gap} {why}"
 
 
 LR_AUTO = "*Find the learning rate automatically*"  # the Model page's label for optim.lr_auto

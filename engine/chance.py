@@ -20,6 +20,7 @@ PEAK_DROP = 0.15  # validation that fell this far (a fraction) from its best epo
 PEAK_DROP_IMAGES = 3  # ... and by at least this many images: one or two is noise on a small split
 FEW_STEPS = 100  # optimiser steps: below this a fine-tuning run on a new dataset rarely gets far
 SMALL_SPLIT = 50  # held-out images: below this one image moves an accuracy by more than 2 points
+GAP_P = 0.05  # a validation-test gap that chance gives less often than this is pointed out
 SPLIT_WORDS = {"val": "validation", "test": "test"}
 
 
@@ -143,3 +144,29 @@ def small_split_words(summary: dict) -> str:
     return ("Measured on " + " and ".join(parts) + f": figures up to {200 / min(small.values()):.0f} points apart "
             "(between the splits, across the corruptions, between runs, in the methods' verdicts) can be one or two "
             "images apart, so read them as hints; more images per class make them firmer.")
+
+
+def val_test_gap_words(summary: dict) -> str | None:
+    """A finding when a run's validation and test accuracies differ by more than chance usually gives:
+    both are fractions of their split's images (data_report split_counts), and a two-sided Fisher
+    exact test (scipy.stats.fisher_exact) of right/wrong counts gives p < GAP_P. None otherwise, or
+    when either split's size is unknown, empty, or an accuracy is not a whole number of its images."""
+    from scipy.stats import fisher_exact
+
+    from engine.claims import shown_points
+
+    val, test = summary.get("val_acc"), summary.get("test_acc")
+    if not (_finite(val) and _finite(test)):
+        return None  # missing, or NaN (an empty split)
+    n_val, n_test = sum(split_sizes(summary, "val")), sum(split_sizes(summary, "test"))
+    r_val, r_test = images_right(val, n_val), images_right(test, n_test)
+    if r_val is None or r_test is None:
+        return None
+    p = fisher_exact([[r_val, n_val - r_val], [r_test, n_test - r_test]]).pvalue
+    if p >= GAP_P:
+        return None
+    odds = f"{100 * p:.1f}% of the time (Fisher's exact test, p = {p:.3f})" if p >= 0.001 \
+        else "less than 0.1% of the time (Fisher's exact test, p < 0.001)"
+    return (f"Validation ({100 * val:.1f}%) and test ({100 * test:.1f}%) differ by "
+            f"{abs(shown_points(val, test)):.1f} points on {n_val} and {n_test} images: if the model were equally "
+            f"accurate on both, a gap at least this large would come up only {odds}.")

@@ -22,7 +22,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from engine.backbones import BACKBONES, available_sources, build_model
-from engine.chance import FEW_STEPS, chance_finding, peaked_and_fell, small_split_words
+from engine.chance import FEW_STEPS, chance_finding, peaked_and_fell, small_split_words, val_test_gap_words
 from engine.checkpoints import new_run_id, write_json
 from engine.clock import process_started_at
 from engine.config import RunConfig, apply_overrides, probe_epochs_for, smaller_batch, smaller_batch_advice
@@ -339,7 +339,8 @@ def _say_wise(summary: dict) -> None:
 def _say_caution(summary: dict, cfg: RunConfig) -> None:
     """After a finished run, as the dashboard's Results page does: a warning when the run is at, below or
     within luck of the level of guessing (engine.chance.chance_finding) with what to change in this
-    command's options, and a note when its held-out splits are so small that one image is over 2 points."""
+    command's options, a note when validation and test differ by more than chance usually gives, and one
+    when its held-out splits are so small that one image is over 2 points."""
     found = chance_finding(summary)
     if found is not None:
         advice = _chance_advice(summary, cfg)
@@ -351,6 +352,13 @@ def _say_caution(summary: dict, cfg: RunConfig) -> None:
             advice = (f"{advice} If it stays below guessing with more steps, {labels}." if advice.startswith("It took only")
                       else f"{labels[0].upper()}{labels[1:]}. {advice}")
         print(f"warning: {found.text} {advice}", file=sys.stderr)
+    gap = val_test_gap_words(summary)
+    if gap:
+        why = ("Your validation and test folders may hold different kinds of pictures." if
+               (summary.get("data_report") or {}).get("split_given") else
+               "The two splits are drawn at random from your images: the same settings with another --seed show "
+               "which of the two numbers is typical.")
+        print(f"note: {gap} {why}", file=sys.stderr)
     small = small_split_words(summary)
     if small:
         print(f"note: {small}", file=sys.stderr)

@@ -565,3 +565,15 @@ def test_methods_streams_and_wise_ft_choice_are_said_in_words(capsys):
         p["val_acc"] = 0.7
     _say_wise({"wise_curve": curve})
     assert "alpha 1 chosen (the fine-tuned model itself" in capsys.readouterr().out
+
+
+def test_a_gap_between_validation_and_test_beyond_chance_is_said_with_the_commands_way_to_check(capsys):
+    from engine.cli import _say_caution
+    from engine.config import RunConfig
+
+    split = {"val": {"a": 64, "b": 64}, "test": {"a": 64, "b": 64}}
+    _say_caution({"classes": ["a", "b"], "val_acc": 120 / 128, "test_acc": 90 / 128,
+                  "data_report": {"split_counts": split}}, RunConfig())
+    said = capsys.readouterr().err
+    assert "note: Validation (93.8%) and test (70.3%) differ by 23.5 points" in said and "another --seed" in said, said
+    assert "Model page" not in said

@@ -248,3 +248,14 @@ def test_a_wise_ft_mix_off_the_curve_has_its_measured_accuracy_and_no_contradict
     assert "- Alpha 0.37 is not on the run's curve: no OOD accuracy was measured for this mix\n" in card, card
     bare = model_card(RunConfig(), {"classes": ["a", "b"], "wise_alpha": 0.37, "wise_curve": []})
     assert "- Alpha 0.37 is not on the run's curve: no accuracy was measured for this mix" in bare
+
+
+def test_the_card_cautions_a_gap_between_validation_and_test_beyond_chance():
+    from engine.config import RunConfig
+
+    split = {"val": {"a": 64, "b": 64}, "test": {"a": 64, "b": 64}}
+    card = model_card(RunConfig(), {"classes": ["a", "b"], "val_acc": 120 / 128, "test_acc": 90 / 128,
+                                    "data_report": {"split_counts": split}})
+    caution = card[card.index("## Caution"):]
+    assert "- Validation (93.8%) and test (70.3%) differ by 23.5 points on 128 and 128 images" in caution, caution
+    assert "Which of the two holds for new images is open: more held-out images per class would tell." in caution
