@@ -468,6 +468,7 @@ def test_upload_configure_train_watch_and_see_results(studio, tiny_bytes):
     assert any(m.startswith("**Next run:** *my first run*: ") for m in texts(at.markdown)), "the name it will get"
     # the rate as the Model page sets it, the effective one beside it
     assert any("lr 0.02 (effective 0.04, with momentum 0.5)" in m for m in texts(at.markdown)), texts(at.markdown)
+    assert any(" · seed 0 · " in m for m in texts(at.markdown)), "what tells two runs of one recipe apart"
 
     run_id = start_run(at)
     assert engine().snapshot(run_id) is not None, "the job runs in the engine's thread"

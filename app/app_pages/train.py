@@ -74,7 +74,7 @@ def start_section(engine) -> None:
         named = f"*{state.md_text(cfg.name)}*: " if cfg.name else ""  # the name typed on the Model page, if any
         st.markdown(f"**Next run:** {named}{state.backbone_title(cfg.backbone.name)} ({state.weights_words(cfg)}) on "
                     f"{ds.words} · {state.epochs_words(cfg.to_dict())} · {cfg.data.image_size} px · "
-                    f"batch {cfg.train.batch_size} · "
+                    f"batch {cfg.train.batch_size} · seed {cfg.seed} · "
                     f"{lr_words(cfg)} · {methods}")
         problems = state.config_problems(cfg)
         if problems:
