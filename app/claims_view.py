@@ -13,7 +13,7 @@ from typing import Callable
 import streamlit as st
 
 from app import state
-from engine.chance import (FEW_STEPS, LUCK_MARK, chance_finding, peaked_and_fell, small_split_words,
+from engine.chance import (FEW_STEPS, LUCK_MARK, answers_words, chance_finding, peaked_and_fell, small_split_words,
                            val_test_gap_words)
 from engine.claims import CLAIMS
 from engine.config import RunConfig, smaller_batch, smaller_batch_advice
@@ -90,8 +90,7 @@ def guess_warning(chance: str, what: str = "Its answers below") -> str:
     """`at_chance`'s words followed by what they mean for the answers shown (Try it, Explain): `what`
     (e.g. "Its answers below") "are" no better than guesses, or "may be" where the run is above
     guessing by no more than luck (LUCK_MARK)."""
-    maybe = "may be" if LUCK_MARK in chance else "are"
-    return f"{chance} {what} {maybe} no better than guesses, however sure they look."
+    return f"{chance} {answers_words(LUCK_MARK in chance, what)}"
 
 
 def at_chance(summary: dict, config: dict | None = None, margin: float = 0.02) -> str | None:
@@ -184,14 +183,13 @@ def small_split_note(summary: dict) -> str:
     return f":material/info: {words}" if words else ""
 
 
-def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict) -> None:
+def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict, chance: str | None = None) -> None:
     """Write one line per enabled method with a claim (st.success when shown, st.warning when not,
     st.info when a comparison run is missing)."""
     methods = [m for m in CLAIMS if m in _methods_on(rec.config)]
     if not methods:
         return
-    chance = at_chance(summary, rec.config)
-    if chance:  # the warning itself is at the top of the page
+    if chance:  # `at_chance`'s warning, computed by the page and shown at its top
         maybe, one = LUCK_MARK in chance, len(methods) == 1
         verb = "may compare" if maybe else ("compares" if one else "compare")
         st.caption(f"This run {LUCK_MARK if maybe else 'learnt nothing yet'} (see the warning at the top): "

@@ -40,6 +40,12 @@ class ChanceFinding:
         return self.kind in ("largest", "luck")
 
 
+def answers_words(maybe: bool, what: str = "Its answers") -> str:
+    """What a finding means for the model's answers (`what`, e.g. "Its answers below"): no better than
+    guesses, or maybe not (`maybe`, ChanceFinding.maybe), however sure they look."""
+    return f"{what} {'may be' if maybe else 'are'} no better than guesses, however sure they look."
+
+
 def _finite(x) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 

@@ -324,10 +324,11 @@ def _say_wise(summary: dict) -> None:
     if not curve:
         return
     from engine.claims import wise_ft_claim
+    from engine.methods.wise_ft import curve_point
     from engine.predict import chosen_alpha
 
     alpha = chosen_alpha(summary)
-    point = next((p for p in curve if p.get("alpha") == alpha), {})
+    point = curve_point(curve, alpha) or {}
     which = " (the fine-tuned model itself: no mix did better on OOD within a point of its validation)" \
         if alpha == 1.0 else ""
     print(f"WiSE-FT: alpha {alpha:g} chosen{which} (validation {_pct(point.get('val_acc'))}, OOD "

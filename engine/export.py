@@ -22,7 +22,7 @@ import torch
 
 from engine.augment import augmentation_words, to_float
 from engine.backbones import Classifier, backbone_title
-from engine.chance import chance_finding, small_split_words, val_test_gap_words
+from engine.chance import answers_words, chance_finding, small_split_words, val_test_gap_words
 from engine.checkpoints import load_checkpoint, save_checkpoint
 from engine.config import RunConfig, shown_setting, shown_value
 from engine.corruptions import corruption_name
@@ -185,7 +185,9 @@ def wise_card_section(summary: dict[str, Any], cfg: RunConfig | None = None) -> 
     if alpha is None:
         return []
     a = float(alpha)
-    point = next((p for p in summary.get("wise_curve") or [] if abs(float(p.get("alpha", -1)) - a) < 1e-6), None)
+    from engine.methods.wise_ft import curve_point
+
+    point = curve_point(summary.get("wise_curve") or [], a)
     lines = ["", f"## WiSE-FT (this is the mix at alpha {a:g})"]
     measured = summary.get("wise_measured") or {}
     if measured:
@@ -250,8 +252,7 @@ def caution_section(summary: dict[str, Any]) -> list[str]:
         return []
     lines = ["", "## Caution"]
     if found is not None:
-        lines.append(f"- {found.text} Its answers {'may be' if found.maybe else 'are'} no better than guesses, "
-                     "however sure they look.")
+        lines.append(f"- {found.text} {answers_words(found.maybe)}")
     if gap:
         lines.append(f"- {gap} Which of the two holds for new images is open: more held-out images per class would tell.")
     if small:

@@ -1,7 +1,8 @@
 """Chart builders of the method views, as pure functions (data in, Vega-Lite spec out)."""
 
 from app.method_views.adafilter import gate_heatmap, layer_epoch_frame
-from app.method_views.wise_ft import curve_chart, curve_frame, nearest
+from app.method_views.wise_ft import curve_chart, curve_frame
+from engine.methods.wise_ft import curve_point
 
 CURVE = [{"alpha": 0.0, "val_acc": 0.6, "ood_acc": 0.5, "robust_acc": None},
          {"alpha": 0.5, "val_acc": 0.8, "ood_acc": 0.7, "robust_acc": None},
@@ -38,8 +39,8 @@ def test_subset_note_only_for_a_subset():
     assert "on up to 64 images of each corruption" in curve_ood_words({"wise_ft": {"ood_subset": 64}}, 128)
 
 
-def test_nearest_grid_point():
-    assert nearest(CURVE, 0.5)["val_acc"] == 0.8 and nearest(CURVE, 0.3) is None
+def test_the_curve_point_at_an_alpha_is_on_the_grid_or_none():
+    assert curve_point(CURVE, 0.5)["val_acc"] == 0.8 and curve_point(CURVE, 0.3) is None and curve_point([], 0.5) is None
 
 def test_adafilter_heatmap():
     rows = [{"name": "adafilter/gate_mean/layer1.0.conv1", "epoch": 1, "value": 0.4},

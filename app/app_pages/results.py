@@ -404,7 +404,7 @@ def one_run(engine, runs) -> None:
                    icon=":material/warning:")
     components.curves_view(run)
     if summary.get("status") == "finished":
-        claim_lines(rec, runs, read_summary, summary)
+        claim_lines(rec, runs, read_summary, summary, chance)
         detail_charts(run, summary)
         method_views(engine, rec, summary)
         details(rec, summary)

@@ -12,6 +12,7 @@ from app import state
 from app.charts import FIT_WIDTH, METRIC_COLORS
 from app.method_views import points_delta, register_view
 from engine.claims import shown_points, split_sizes
+from engine.methods.wise_ft import curve_point
 
 ACC = {"val_acc": "Validation (your data)", "ood_acc": "Corrupted images (OOD)",
        "ood_user_acc": "Your OOD set", "robust_acc": "Under attack (robust)"}
@@ -95,11 +96,6 @@ def curve_ood_words(config: dict, val_images: int | None = None) -> str:
             "of the page averages severities 1-5 on every validation image, so the two differ.")
 
 
-def nearest(curve: list[dict], alpha: float) -> dict | None:
-    hit = min(curve, key=lambda p: abs(p["alpha"] - alpha), default=None)
-    return hit if hit is not None and abs(hit["alpha"] - alpha) < 1e-6 else None
-
-
 @register_view("wise_ft")
 def wise_ft_view(engine, rec, summary: dict) -> None:
     from engine.runs import load_run
@@ -124,7 +120,7 @@ def wise_ft_view(engine, rec, summary: dict) -> None:
                else f"Not chosen yet: alpha {stored:.2f} is shown, the run's own pick (the best accuracy on corrupted "
                     "images among the mixes within a point of the fine-tuned model's validation accuracy, as the "
                     "paper chooses). Move the slider to choose; the choice is kept with the run.")
-    point = nearest(curve, alpha)
+    point = curve_point(curve, alpha)
     cache = st.session_state.setdefault("wise_points", {})
     if point is None:
         point = cache.get((rec.id, round(alpha, 4)))

@@ -215,6 +215,12 @@ def curve_sets(cfg, data, ood_user) -> EvalSets:
     return epoch_sets(cfg, data, ood_user, **_curve_parts(cfg))
 
 
+def curve_point(curve: list[dict], alpha: float) -> dict | None:
+    """The point of a run's curve (summary["wise_curve"]) at `alpha` (to within 1e-6), or None."""
+    hit = min(curve or [], key=lambda p: abs(float(p.get("alpha", -1)) - alpha), default=None)
+    return hit if hit is not None and abs(float(hit.get("alpha", -1)) - alpha) < 1e-6 else None
+
+
 def curve_severity(cfg) -> int:
     """The corruption severity (1-5) the curve measures: the epochs' own, else CURVE_SEVERITY."""
     return cfg.eval.ood_severity_each_epoch or CURVE_SEVERITY
