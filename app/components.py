@@ -424,8 +424,11 @@ def started_note(engine, twin) -> None:
         if rec is None or rec.status not in ("queued", "running"):  # ended (or deleted) since: the run list says
             return
         doing = "waits in the queue" if rec.status == "queued" else "is training"
-        st.info(f"**{state.md_text(rec.name)}** {doing} with these settings. Pressing the button again would train "
-                "a second copy: change a setting first (another seed, say) for a second run worth comparing.",
+        follow = st.session_state.get(state.FOLLOW_KEY) or {}
+        later = (" The charts below show the run it waits for, and move to it when it starts."
+                 if rec.status == "queued" and follow.get("to") == rec.id else "")
+        st.info(f"**{state.md_text(rec.name)}** {doing} with these settings.{later} Pressing the button again would "
+                "train a second copy: change a setting first (another seed, say) for a second run worth comparing.",
                 icon=":material/check:")
 
     note()

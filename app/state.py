@@ -44,6 +44,9 @@ CFG_KEY = "cfg"
 DATASET_KEY = "dataset"
 WATCH_KEY = "watch"  # the run the Train page shows
 WATCH_SELECT_KEY = "watch_select"  # the Train page's run picker
+STARTED_KEY = "started_here"  # the run this tab started last (the note beside Start is about it)
+FOLLOW_KEY = "follow"  # {"from": run shown when a run was queued behind it, "to": the queued run}: the Train page
+# moves to the queued run when it starts, if it still shows the run it waited for
 FOCUS_KEY = "focus_run"  # the run the user last looked at (Results, Explain): pages open on it
 NOTE_KEY = "draft_note"  # a one-off message about the restored draft
 TAB_KEY = "tab_token"  # this browser tab's own draft in the store
@@ -315,7 +318,8 @@ def claim_tab_token(earlier: str) -> str:
 def forget_session() -> None:
     """What this tab holds of its user (draft, focus, Try it's inputs, its draft token), for a sign-out:
     the next user starts from their own."""
-    for key in (CFG_KEY, DATASET_KEY, FOCUS_KEY, TRY_KEY, TAB_KEY, WATCH_KEY, NOTE_KEY, *PAGE_MEMORY_KEYS):
+    for key in (CFG_KEY, DATASET_KEY, FOCUS_KEY, TRY_KEY, TAB_KEY, WATCH_KEY, STARTED_KEY, FOLLOW_KEY, NOTE_KEY,
+                *PAGE_MEMORY_KEYS):
         st.session_state.pop(key, None)
     for key in [k for k in st.session_state if str(k).startswith("try_seen_")]:
         st.session_state.pop(key, None)
@@ -706,7 +710,7 @@ def start_run(engine: Engine, gpus: tuple[int, ...] = ()) -> str:
     if named:  # the name was this run's: the next one is named afresh unless named again (a new user's next
         set_config(dataclasses.replace(config(), name=""))  # run, with WiSE-FT on, was saved as "... plain")
         st.session_state.pop(f"{WIDGET_PREFIX}run.name", None)
-    st.session_state[WATCH_KEY] = run_id
+    st.session_state[WATCH_KEY] = st.session_state[STARTED_KEY] = run_id
     set_focus(run_id)  # Results opens on the new run
     return run_id
 

@@ -345,7 +345,7 @@ def test_a_second_click_on_the_running_settings_is_warned_before_it_queues_a_cop
                              r"would train a second copy", i) for i in texts(at.info)), texts(at.info)
         assert not any(twin in w for w in texts(at.warning))
         assert at.button(key="start").proto.type == "secondary"
-        at.session_state["watch"] = None  # the page follows another run (app.state.WATCH_KEY): the twin is a warning
+        at.session_state["started_here"] = None  # started elsewhere (app.state.STARTED_KEY): the twin is a warning
         at.run()
         assert any(twin in w for w in texts(at.warning)), "a second click would train a copy: said before it happens"
         assert at.button(key="start").proto.type == "secondary"
@@ -355,7 +355,17 @@ def test_a_second_click_on_the_running_settings_is_warned_before_it_queues_a_cop
         queued = start_run(at)  # waits behind the first: listed by its name and when it was queued, not its id
         rows = [m for m in texts(at.markdown) if m.startswith(":material/schedule:")]
         assert len(rows) == 1 and engine().run_record(queued).name in rows[0] and queued not in rows[0], rows
-        assert any("waits in the queue with these settings" in i for i in texts(at.info)), "not 'is training'"
+        assert any("waits in the queue with these settings. The charts below show the run it waits for" in i
+                   for i in texts(at.info)), "not 'is training'"
+        # the live view stays on the run training (a new user saw the queued run's empty charts instead) ...
+        assert at.selectbox(key="watch_select").value == run_id
+        engine().stop(run_id)
+        assert engine().wait(run_id, RUN_TIMEOUT) in ("stopped", "failed")
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while engine().run_record(queued).status != "running" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        at.run()  # ... and moves to the queued run once it trains
+        assert at.selectbox(key="watch_select").value == queued
     finally:
         active = engine().active_runs()
         for r in active:

@@ -24,13 +24,36 @@ def _start() -> None:
     """Start-button callback: check the data, submit; the outcome is shown by the page."""
     engine = state.get_engine()
     gpus = tuple(st.session_state.get(GPU_KEY) or ())
+    shown = st.session_state.get(SELECT_KEY)
     try:
         run_id = state.start_run(engine, gpus)  # one GPU: that GPU; several: torchrun
     except Exception as exc:  # StudioError: data or settings the engine refuses, with its message
         st.session_state["start_error"] = exc
         return
-    st.session_state[SELECT_KEY] = run_id
     st.session_state["start_ok"] = run_id
+    if engine.current_run != run_id and shown in engine.active_runs():
+        # queued behind the run on screen: keep showing it (a new user saw the queued run's empty charts instead
+        # of the one training); the live view moves to the new run when it starts
+        st.session_state[state.WATCH_KEY] = shown
+        st.session_state[state.FOLLOW_KEY] = {"from": shown, "to": run_id}
+    else:
+        st.session_state[SELECT_KEY] = run_id
+        st.session_state.pop(state.FOLLOW_KEY, None)
+
+
+def follow_queued_run(engine, shown: str, status: str) -> None:
+    """Move the live view to the run this tab queued behind `shown` once `shown` has ended and the queued
+    run trains (st.session_state[state.FOLLOW_KEY]); a run picked by hand since is left on screen."""
+    follow = st.session_state.get(state.FOLLOW_KEY) or {}
+    if follow.get("from") != shown or status in ("queued", "running"):
+        return
+    rec = engine.run_record(follow["to"])
+    if rec is None or rec.status not in ("queued", "running"):  # cancelled or ended: nothing to follow
+        st.session_state.pop(state.FOLLOW_KEY, None)
+    elif rec.status == "running":
+        st.session_state.pop(state.FOLLOW_KEY, None)
+        st.session_state["follow_to"] = rec.id  # the picker takes it before it is drawn (the next full run)
+        st.rerun(scope="app")
 
 
 def lr_words(cfg) -> str:
@@ -88,7 +111,7 @@ def start_section(engine) -> None:
         c = st.columns([1, 3])
         c[0].button("Add to the queue" if busy else "Start training", type="secondary" if twin else "primary",
                     icon=":material/play_arrow:", on_click=_start, key="start", disabled=problems is not None)
-        if twin and twin.id == st.session_state.get(state.WATCH_KEY):  # the run just started (or queued) here
+        if twin and twin.id == st.session_state.get(state.STARTED_KEY):  # the run just started (or queued) here
             with c[1]:
                 components.started_note(engine, twin)
         elif twin:
@@ -167,6 +190,9 @@ def live_section(engine) -> None:
         runs.insert(0, extra)  # an active run is always offered, however many runs came after it
     ids = [r.id for r in runs]
     labels = state.run_labels(runs, with_status=False, among=visible)  # the status shows below, live
+    follow_to = st.session_state.pop("follow_to", None)
+    if follow_to in ids:
+        st.session_state[SELECT_KEY] = follow_to
     if st.session_state.get(SELECT_KEY) not in ids:
         st.session_state[SELECT_KEY] = state.watched_run(engine) if state.watched_run(engine) in ids else ids[0]
     run_id = st.selectbox("Run shown", ids, key=SELECT_KEY, format_func=lambda i: labels.get(i, i),
@@ -182,6 +208,7 @@ def live_section(engine) -> None:
         if run is None:
             st.info("This run was deleted.")
             return
+        follow_queued_run(engine, run_id, run.status)
         c = st.columns([5, 1])
         c[0].markdown(f"#### {state.STATUS_ICONS.get(run.status, '')} {state.md_text(run.name)}")
         if run.status in ("queued", "running"):
