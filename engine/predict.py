@@ -338,12 +338,20 @@ class Predictor:
                     "flat colour.")
         return None
 
-    def explanation(self, prediction: Prediction) -> str | None:
+    def explanation(self, prediction: Prediction, brief: bool = False) -> str | None:
         """The low-confidence flag and the own-image note in plain words, or None when neither applies.
         Headed "Unfamiliar image" when the image is far from the training images (a high probability
-        then says nothing), "Low confidence" when only the probability is low."""
+        then says nothing), "Low confidence" when only the probability is low. `brief`: an unfamiliar
+        image's flag in one short sentence, for a page that has explained the same flag at length above
+        (a page of flagged images repeated the paragraph under each)."""
         name, p = prediction.top[0]
-        if prediction.unfamiliar:
+        if prediction.unfamiliar and brief:
+            what = (f"mostly flat colour ({100 * prediction.flat:.0f}% of neighbouring pixels)"
+                    if prediction.far_by == "flat" else "unlike the training images")
+            unsure = ", and the model is unsure" if prediction.unsure else ""
+            text = (f"Unfamiliar image (see the first flagged answer): {what}{unsure}. It says {name} "
+                    f"({percent(p, prediction.threshold)}); do not trust this answer.")
+        elif prediction.unfamiliar:
             if prediction.far_by == "flat":
                 what = (f"most of it ({100 * prediction.flat:.0f}% of neighbouring pixels) is flat colour, as in a "
                         f"drawing, a screenshot or a blank page, and none of the training images is (at most "

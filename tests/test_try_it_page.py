@@ -101,6 +101,17 @@ def test_an_uploaded_image_gets_top_k_bars_and_a_blank_one_is_flagged(run):
     assert any("'phone.heic' could not be used" in e for e in texts(at.error)), texts(at.error)
     assert len(at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")) == 1, "the other image still answers"
 
+    # two flagged images for one reason: the paragraph once, then one short line (it was repeated under each)
+    grey = Image.new("RGB", (40, 40), (128, 128, 128))
+    at.file_uploader(key="try_files").set_value([("blank.png", png(blank), "image/png"),
+                                                  ("grey.png", png(grey), "image/png")])
+    at.run()
+    no_problems(at)
+    flags = [w for w in texts(at.warning) if w.startswith("Unfamiliar image")]
+    assert len(flags) == 2 and "The model always answers with one of its classes" in flags[0], flags
+    assert flags[1].startswith("Unfamiliar image (see the first flagged answer): unlike the training images"), flags
+    assert "do not trust this answer" in flags[1] and len(flags[1]) < len(flags[0]) / 2, flags
+
 
 def test_what_holds_for_every_answer_of_the_run_is_said_once_not_under_each_image(run, monkeypatch):
     """A new user read the same paragraph (why unfamiliar images are not flagged for this run) under every

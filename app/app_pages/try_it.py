@@ -206,11 +206,15 @@ def framed(picture: np.ndarray) -> np.ndarray:
     return np.pad(picture, ((1, 1), (1, 1), (0, 0)), constant_values=160)
 
 
-def verdict(p, answer) -> None:
+def verdict(p, answer, said: set | None = None) -> None:
     """The low-confidence flag in plain words, or a short line with the answer (neutral colour: the
-    page does not know the true class of the user's image)."""
+    page does not know the true class of the user's image). `said`: the kinds of unfamiliar flag
+    ("content", "flat") this page has explained at length already (updated): later ones are brief."""
     if answer.low_confidence:
-        st.warning(p.explanation(answer), icon=":material/help:")  # the own-image note included
+        brief = said is not None and answer.unfamiliar and answer.far_by in said
+        if said is not None and answer.unfamiliar:
+            said.add(answer.far_by)
+        st.warning(p.explanation(answer, brief=brief), icon=":material/help:")  # the own-image note included
     else:
         name, prob = answer.top[0]  # the model's answer, not a verdict: no green tick (it read as "correct")
         st.info(f"It says **{state.md_text(name)}** ({100 * prob:.0f}%)", icon=":material/label:")
@@ -261,9 +265,11 @@ def device_words(device) -> str:
     return "the GPU" + (f" {index}" if index else "")
 
 
-def image_result(ds: str, models: list[Shown], name: str, data: bytes, threshold: float) -> bool:
-    """One image: the picture as the model sees it, its top classes per model, the flag, attributions.
-    False when the bytes are not a readable image (the message is shown)."""
+def image_result(ds: str, models: list[Shown], name: str, data: bytes, threshold: float,
+                 said: set | None = None) -> bool:
+    """One image: the picture as the model sees it, its top classes per model, the flag (brief when
+    `said` holds its kind: see `verdict`), attributions. False when the bytes are not a readable image
+    (the message is shown)."""
     size = models[0].p.image_size
     got = state.attempt(f"reading {name}", decoded, data, name, size)
     if not got.ok:
@@ -290,7 +296,7 @@ def image_result(ds: str, models: list[Shown], name: str, data: bytes, threshold
                             width="stretch")
             if not wide and (words := charts.topk_words(len(answer.top), threshold, len(p.classes), under_axis=True)):
                 st.caption(words)
-            verdict(p, answer)
+            verdict(p, answer, said)
             st.caption(f"answered in {ms:.0f} ms on {device_words(p.device)}")
     key = f"{digest(data)}_{'_'.join(f'{m.variant}{m.alpha}{Path(m.run_dir).name}' for m in models)}"
     # the switch belongs to the image: turning the comparison on or off (other models) keeps it as it
@@ -598,7 +604,7 @@ def answer_images(engine, kind: str, images: list[tuple[str, bytes]], new: bool,
                   threshold: float) -> None:
     """Each image's answers (a repeated file once), then, for files the user just gave, the usable
     ones kept for a refresh (`kind`: images or camera)."""
-    usable, first_named = [], {}
+    usable, first_named, said = [], {}, set()
     forget_explain_switches({digest(data) for _, data in images})
     if images:  # about the run's models, not one image: said once above the answers (it was under each one)
         for note in dict.fromkeys(m.p.familiarity_note() for m in models):  # one run's models: once
@@ -613,7 +619,7 @@ def answer_images(engine, kind: str, images: list[tuple[str, bytes]], new: bool,
             continue
         first_named[key] = name
         with state.guarded(f"predicting {name}"):
-            if image_result(ds, models, name, data, threshold):
+            if image_result(ds, models, name, data, threshold, said):
                 usable.append((name, data))
     if new and usable:  # kept for a refresh: the ones that could be used (a damaged file's message is not
         state.remember_try_inputs(engine, kind, usable)  # shown again); none usable keeps what was kept before,
