@@ -159,7 +159,9 @@ def pruning_claim(summary: dict, baseline: dict | None = None) -> Claim:
 def wise_ft_claim(summary: dict, baseline: dict | None = None) -> Claim:
     """Wortsman et al. 2021: an interior alpha beats both ends (0 and 1) on OOD accuracy at
     in-distribution accuracy within 1 point of the fine-tuned end (alpha 1). The best such alpha
-    is reported. `baseline` is unused (both ends are in the run's own curve)."""
+    is reported. When no mix keeps validation within the point and one validation image is worth more
+    than it (`_undecided`), the line has no verdict (shown None), as pruning's. `baseline` is unused
+    (both ends are in the run's own curve)."""
     curve = [p for p in summary.get("wise_curve") or [] if p.get("ood_acc") is not None]
     ends = {p["alpha"]: p for p in curve if p["alpha"] in (0.0, 1.0)}
     if len(ends) < 2:
@@ -172,15 +174,18 @@ def wise_ft_claim(summary: dict, baseline: dict | None = None) -> Claim:
     if pick is None:
         return Claim("wise_ft", None, "WiSE-FT: the curve has no interior alpha.")
     gain = pick["ood_acc"] - best_end
-    shown = bool(ok) and gain > 0
+    undecided = "" if ok else _undecided(summary, WISE_VAL_TOLERANCE, "val")
+    shown = None if undecided else bool(ok) and gain > 0
     which = (f"the grid's best mix with validation at most {100 * WISE_VAL_TOLERANCE:g} point below the fine-tuned "
              "end" if ok else f"no mix kept validation within {100 * WISE_VAL_TOLERANCE:g} point of the fine-tuned "
              "end; the grid's best mix")
+    head = "WiSE-FT" if shown is None else f"WiSE-FT: {_verdict(shown)}"
     return Claim("wise_ft", shown,
-                 f"WiSE-FT: {_verdict(shown)}: {which}, alpha {pick['alpha']:g}, OOD {_pts(pick['ood_acc'])}% "
+                 f"{head}: {which}, alpha {pick['alpha']:g}, OOD {_pts(pick['ood_acc'])}% "
                  f"vs {_pts(zero['ood_acc'])}% (alpha 0) and {_pts(one['ood_acc'])}% (alpha 1), {points_diff(pick['ood_acc'], best_end)} "
                  f"points over the better end{_images(gain, summary.get('wise_curve_ood_images'))}; validation "
-                 f"{points_diff(pick['val_acc'], one['val_acc'])} points from the fine-tuned end.")
+                 f"{points_diff(pick['val_acc'], one['val_acc'])} points from the fine-tuned end"
+                 + (f" ({undecided})." if undecided else "."))
 
 
 def _images(gain: float, images) -> str:

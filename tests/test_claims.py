@@ -50,6 +50,14 @@ def test_wise_ft_claim_interior_alpha_beats_both_ends():
     # a new user's line said "the grid's best mix with validation at most 1 point below ... validation -8.4 points"
     assert "no mix kept validation within 1 point of the fine-tuned end; the grid's best mix, alpha 0.5" in far.text
     assert "at most 1 point below" not in far.text
+    # 40 validation images: one is 2.5 points, so "within 1 point" cannot be told; said as pruning's line says it
+    tiny = {"wise_curve": curve, "data_report": {"split_counts": {"val": {"a": 20, "b": 20}}}}
+    undecided = wise_ft_claim(tiny)
+    assert undecided.shown is None and undecided.text.startswith("WiSE-FT: no mix kept validation"), undecided.text
+    assert undecided.text.endswith("(too few validation images to tell: one of the 40 validation images is 2.5 points, "
+                                   "more than the 1-point allowance)."), undecided.text
+    tiny["data_report"]["split_counts"]["val"] = {"a": 60, "b": 60}  # 120: one image is 0.8 points, so decided
+    assert wise_ft_claim(tiny).shown is False
     assert wise_ft_claim({}).shown is None
     curve[1]["val_acc"] = 0.595
     # the margin also in images, so that a difference of a few images reads as what it is
