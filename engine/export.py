@@ -112,6 +112,31 @@ def data_source_text(cfg: RunConfig) -> str:
     return f"`{d.source_name or Path(d.source).name}`"
 
 
+def card_config_yaml(cfg: RunConfig) -> str:
+    """The run's configuration as the card prints it: the YAML `RunConfig.load` reads, except that a path on
+    the training machine (the dataset, your OOD set, your checkpoint: a command-line run's, say
+    /home/you/photos/leaves.zip) is cut to its file name, with a comment saying so; upload references and
+    the bundled sample are kept as they are (they name no folder)."""
+    import dataclasses
+
+    from engine.paths import SAMPLE_DATASET, UPLOAD_PREFIX
+
+    def local(ref: str) -> bool:
+        return bool(ref) and not ref.startswith(UPLOAD_PREFIX) and ref != SAMPLE_DATASET and Path(ref).name != ref
+
+    d, b = cfg.data, cfg.backbone
+    cut = {k: v for k, v in (("data.source", d.source), ("data.ood_source", d.ood_source),
+                             ("backbone.checkpoint", b.checkpoint)) if local(v)}
+    if not cut:
+        return cfg.to_yaml()
+    name = lambda key: Path(cut[key]).name if key in cut else None  # noqa: E731
+    shared = dataclasses.replace(cfg, data=dataclasses.replace(
+        d, source=name("data.source") or d.source, ood_source=name("data.ood_source") or d.ood_source),
+        backbone=dataclasses.replace(b, checkpoint=name("backbone.checkpoint") or b.checkpoint))
+    return (f"# {', '.join(cut)}: the file's name; the run read it from a folder on its own computer\n"
+            + shared.to_yaml())
+
+
 def choice_label(settings: Any, name: str) -> str:
     """A choice setting's value in the dashboard's words (its field's `labels`), else the value."""
     import dataclasses
@@ -336,7 +361,7 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
                          f"{100 * c.agreement:.1f}% of the validation images, max logit difference "
                          f"{c.max_abs_logit_diff:.1e}) {c.message}".rstrip())
     lines += use_it_section(summary.get("classes", []), cfg.data.image_size)
-    lines += ["", "## Exact configuration", "", "```yaml", cfg.to_yaml().rstrip(), "```", ""]
+    lines += ["", "## Exact configuration", "", "```yaml", card_config_yaml(cfg).rstrip(), "```", ""]
     return "\n".join(lines)
 
 

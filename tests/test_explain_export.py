@@ -259,3 +259,26 @@ def test_the_card_cautions_a_gap_between_validation_and_test_beyond_chance():
     caution = card[card.index("## Caution"):]
     assert "- Validation (93.8%) and test (70.3%) differ by 23.5 points on 128 and 128 images" in caution, caution
     assert "Which of the two holds for new images is open: more held-out images per class would tell." in caution
+
+
+def test_the_cards_configuration_names_a_local_dataset_by_its_file_name_not_its_folder():
+    """A command-line run's card gave /home/<user>/... in its exact configuration: a card is shared."""
+    import yaml
+
+    from engine.config import RunConfig
+    from engine.export import card_config_yaml
+
+    cfg = RunConfig.from_dict({"data": {"source": "/home/ana/field photos/leaves.zip", "ood_source": "/srv/x/fog"},
+                               "backbone": {"pretrained": "checkpoint", "checkpoint": "/home/ana/w/start.pt"}},
+                              validated=False)
+    text = card_config_yaml(cfg)
+    assert "/home" not in text and "/srv" not in text, text
+    read = yaml.safe_load(text)
+    assert (read["data"]["source"], read["data"]["ood_source"], read["backbone"]["checkpoint"]) == (
+        "leaves.zip", "fog", "start.pt")
+    assert text.startswith("# data.source, data.ood_source, backbone.checkpoint: the file's name")
+    plain = RunConfig()  # the bundled sample, no path: the YAML as it is, without the comment
+    assert card_config_yaml(plain) == plain.to_yaml()
+    upload = RunConfig.from_dict({"data": {"source": "upload:" + "a" * 64, "source_name": "mine.zip"}},
+                                 validated=False)
+    assert card_config_yaml(upload) == upload.to_yaml()
