@@ -730,7 +730,9 @@ def export_tab(engine, rec, b, summary: dict) -> None:
 
         card = model_card(b.cfg, structured_card_summary(summary) if which == "structured" else summary)
         st.caption("A preview: the exported card also lists the verification of each file.")
-    with st.container(border=True, height=480):
+    # tall enough for the card's figures and cautions at a glance (a 480 px box showed its first lines only);
+    # the exact configuration below them scrolls
+    with st.container(border=True, height=1000):
         st.markdown(card)
 
 
