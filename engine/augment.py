@@ -89,6 +89,10 @@ def augmentation_words(train) -> str:
     return "random crops and left-right mirrors" if train.flip else "random crops, no mirroring"
 
 
+MIRROR_MEASURED = (  # benchmarks/flip.sh, benchmarks/results/flip.txt (3 seeds)
+    "On handwritten digits, stopping it gained 1.3 points of test accuracy in 10 epochs and 4.4 in 5; training "
+    "without any augmentation gained 2.8 and 6.2 over the default there.")
+
 NUMBER_WORDS = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"}
 _SYMBOL = re.compile(r"^(?:\d+|[^\W\d_])$")  # a number, or one letter of any script
 

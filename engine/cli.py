@@ -153,6 +153,7 @@ def _train(args: argparse.Namespace) -> int:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return _train_distributed(cfg, args, data_dir)
     data = _check_inputs(cfg, data_dir / "datasets")
+    _say_mirroring(cfg, list(data.classes))
     if args.preset and not any(o.startswith(("train.batch_size=", "optim.lr=")) for o in overrides):
         cfg, fitted = fit_to_data(cfg, len(data.train))  # as the dashboard fits a preset to a small dataset
         if fitted:
@@ -164,6 +165,21 @@ def _train(args: argparse.Namespace) -> int:
     run_dir = Path(args.out).resolve() if args.out else data_dir / "runs" / run_id
     store.create_run(run_id, cfg.name, cfg.to_dict(), str(run_dir), owner="cli")
     return _run_in_foreground(store, run_id, cfg, run_dir, data_dir, args.quiet, data=data)  # split once
+
+
+def _say_mirroring(cfg: RunConfig, classes: list[str]) -> None:
+    """As the Data page does, before training: when the class names are digits or letters and training
+    mirrors images (engine.augment.mirror_changes_meaning), a note that a mirrored symbol is another one,
+    with the setting that stops it. Advice only: the run keeps its settings."""
+    from engine.augment import MIRROR_MEASURED, mirror_changes_meaning
+
+    if not (cfg.train.augment and cfg.train.flip and mirror_changes_meaning(classes)):
+        return
+    shown = ", ".join(f"'{c}'" for c in classes[:3]) + (", ..." if len(classes) > 3 else "")
+    tta = " eval.tta_flip=false" if cfg.eval.tta_flip else ""
+    print(f"note: your class names are digits or letters ({shown}), and a mirrored digit or letter is another "
+          f"symbol, or none; this run mirrors half its training images left to right. If the pictures show them, "
+          f"train with --set train.flip=false{tta} (random crops kept). {MIRROR_MEASURED}", file=sys.stderr, flush=True)
 
 
 def _auto_named(cfg: RunConfig) -> bool:
@@ -327,6 +343,10 @@ def _say_wise(summary: dict) -> None:
     from engine.methods.wise_ft import curve_point
     from engine.predict import chosen_alpha
 
+    # the live lines came in computing order: the whole curve once more, by alpha
+    print("WiSE-FT curve by alpha (validation / OOD): " + " · ".join(
+        f"{p.get('alpha', 0):g}: {_pct(p.get('val_acc'))} / {_pct(p.get('ood_acc'))}"
+        for p in sorted(curve, key=lambda p: p.get("alpha", 0))))
     alpha = chosen_alpha(summary)
     point = curve_point(curve, alpha) or {}
     which = " (the fine-tuned model itself: no mix did better on OOD within a point of its validation)" \

@@ -555,8 +555,10 @@ def test_methods_streams_and_wise_ft_choice_are_said_in_words(capsys):
     assert stream_words("other", {"x": 1}) == 'other: {"x": 1}'
     curve = [{"alpha": a, "val_acc": v, "ood_acc": o} for a, v, o in
              ((0.0, 0.6, 0.50), (0.5, 0.795, 0.58), (0.9, 0.8, 0.58), (1.0, 0.8, 0.55))]
-    _say_wise({"wise_curve": curve})
+    _say_wise({"wise_curve": [curve[i] for i in (3, 0, 1, 2)]})  # in computing order: ends first
     out = capsys.readouterr().out.splitlines()
+    assert out.pop(0) == ("WiSE-FT curve by alpha (validation / OOD): 0: 60.0% / 50.0% · 0.5: 79.5% / 58.0% · "
+                          "0.9: 80.0% / 58.0% · 1: 80.0% / 55.0%"), "by alpha, not in the order computed"
     assert out[0].startswith("WiSE-FT: alpha 0.9 chosen (validation 80.0%, OOD 58.0% on the curve's images)"), out
     assert out[1].startswith("WiSE-FT: the paper's claim shown in this run") and "alpha 0.9," in out[1], out
     _say_wise({})
@@ -577,3 +579,21 @@ def test_a_gap_between_validation_and_test_beyond_chance_is_said_with_the_comman
     said = capsys.readouterr().err
     assert "note: Validation (93.8%) and test (70.3%) differ by 23.5 points" in said and "another --seed" in said, said
     assert "Model page" not in said
+
+
+def test_digit_or_letter_classes_get_the_mirroring_note_the_data_page_gives(capsys):
+    """The Data page warned that a mirrored digit or letter is another symbol; the command line mirrored
+    them without a word."""
+    import dataclasses
+
+    from engine.cli import _say_mirroring
+    from engine.config import RunConfig
+
+    cfg = RunConfig()
+    _say_mirroring(cfg, ["0", "1", "2", "3"])
+    err = capsys.readouterr().err
+    assert err.startswith("note: your class names are digits or letters ('0', '1', '2', ...)"), err
+    assert "--set train.flip=false" in err
+    _say_mirroring(cfg, ["cat", "dog"])  # photos: mirroring is right
+    _say_mirroring(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, flip=False)), ["a", "b", "c"])
+    assert capsys.readouterr().err == "", "said only where the run mirrors symbols"
