@@ -13,7 +13,7 @@ from typing import Callable
 import streamlit as st
 
 from app import state
-from engine.chance import (FEW_STEPS, LUCK_MARK, answers_words, chance_finding, peaked_and_fell, small_split_words,
+from engine.chance import (LUCK_MARK, ChanceCause, answers_words, chance_cause, chance_finding, small_split_words,
                            val_test_gap_words)
 from engine.claims import CLAIMS
 from engine.config import RunConfig, smaller_batch, smaller_batch_advice
@@ -102,10 +102,12 @@ def at_chance(summary: dict, config: dict | None = None, margin: float = 0.02) -
     found = chance_finding(summary, margin)
     if found is None:
         return None
-    advice = chance_advice(summary, config)
+    train = (config or {}).get("train") or {}
+    cause = chance_cause(summary, int(train.get("epochs") or 0), int(train.get("batch_size") or 0))
+    advice = chance_advice(summary, config, cause)
     if found.kind == "below":  # worse than guessing: the labels, unless the run had too few steps to learn
         labels = "Check on the Data page that each class folder holds the images of its class."
-        few = advice.startswith("It took only")  # then the steps are the likelier cause: say that first
+        few = cause.kind == "few_steps"  # then the steps are the likelier cause: say that first
         return (f"{found.text} " + (f"{advice} If it stays below guessing with more steps: {labels[0].lower()}{labels[1:]}"
                                     if few else f"{labels} {advice}"))
     if found.kind == "luck":
@@ -130,31 +132,30 @@ def val_test_gap(summary: dict) -> str | None:
 LR_AUTO = "*Find the learning rate automatically*"  # the Model page's label for optim.lr_auto
 
 
-def chance_advice(summary: dict, config: dict | None) -> str:
-    """What to change for a run that stayed at guessing: when its validation accuracy clearly peaked and
-    fell (`peaked_and_fell`), the learning rate; else from its optimiser steps."""
-    peak = peaked_and_fell(summary)
-    if peak is not None:
-        best, last = peak
-        return (f"Its validation accuracy reached {100 * best['val_acc']:.1f}% in epoch {best.get('epoch', '?')} "
-                f"and fell to {100 * last:.1f}% by the end: the learning rate was likely too high for these "
-                "images. Lower it (Model and methods page), or use the weights of the best validation epoch "
-                "(Results page, Model weights).")
+def chance_advice(summary: dict, config: dict | None, cause: ChanceCause | None = None) -> str:
+    """What to change for a run that stayed at guessing, in the dashboard's words, from its
+    engine.chance.chance_cause (computed from `config` unless given): when its validation accuracy clearly
+    peaked and fell, the learning rate; else from its optimiser steps."""
     train = (config or {}).get("train") or {}
-    epochs, batch = int(train.get("epochs") or 0), int(train.get("batch_size") or 0)
+    if cause is None:
+        cause = chance_cause(summary, int(train.get("epochs") or 0), int(train.get("batch_size") or 0))
+    if cause.kind == "peaked":
+        return (f"Its validation accuracy reached {100 * cause.best['val_acc']:.1f}% in epoch "
+                f"{cause.best.get('epoch', '?')} and fell to {100 * cause.last:.1f}% by the end: the learning rate "
+                "was likely too high for these images. Lower it (Model and methods page), or use the weights of "
+                "the best validation epoch (Results page, Model weights).")
     auto = bool(((config or {}).get("optim") or {}).get("lr_auto"))
-    per_epoch, n_train = summary.get("steps_per_epoch"), summary.get("train_images")
     rate = ("lower the learning rate (it was found automatically: set one by hand)" if auto
             else f"lower the learning rate or switch on {LR_AUTO}")
-    if not (epochs and batch and isinstance(per_epoch, int)):
+    if cause.kind == "unknown":
         return f"Give it more epochs, or {rate} (Model and methods page)."
-    steps = per_epoch * epochs
-    if steps >= FEW_STEPS:
+    steps, epochs, per_epoch, batch, n_train = cause.steps, cause.epochs, cause.per_epoch, cause.batch, cause.n_train
+    if cause.kind == "many_steps":
         return (f"It took {steps} optimiser steps: {rate}, and check on the Data page that the classes look "
                 "different from each other.")
     more = "" if auto else f", or switch on {LR_AUTO}"
     smaller = _smaller_batch_words(config, n_train)  # the Model page's batch size and learning rate, when known
-    if isinstance(n_train, int) and batch >= n_train:
+    if cause.one_step_epochs:
         return (f"It took only {steps} optimiser steps: the batch size ({batch}) is not smaller than your "
                 f"{n_train} training images, so each epoch is a single step. "
                 + (f"{smaller} Give it more epochs too" if smaller else

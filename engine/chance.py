@@ -131,6 +131,45 @@ def peaked_and_fell(summary: dict) -> tuple[dict, float] | None:
     return (best, last) if clear else None
 
 
+@dataclass(frozen=True)
+class ChanceCause:
+    """The likeliest reason a run stayed at guessing, which the pages and the command line word as advice
+    in their own terms (`chance_cause`). `kind`: "peaked" (validation clearly peaked and fell: the
+    learning rate; `best` is the best epoch's history entry, `last` the final validation accuracy),
+    "few_steps" (fewer than FEW_STEPS optimiser steps), "many_steps" (FEW_STEPS or more: the rate or the
+    data) or "unknown" (the summary or config does not say the steps). `steps` = `per_epoch` x `epochs`;
+    `batch` is the batch size, `n_train` the training images (None when unknown)."""
+    kind: str
+    best: dict | None = None
+    last: float | None = None
+    steps: int = 0
+    per_epoch: int = 0
+    epochs: int = 0
+    batch: int = 0
+    n_train: int | None = None
+
+    @property
+    def one_step_epochs(self) -> bool:
+        """True when the batch holds every training image, so that each epoch is a single step."""
+        return isinstance(self.n_train, int) and self.batch >= self.n_train
+
+
+def chance_cause(summary: dict, epochs: int, batch: int) -> ChanceCause:
+    """Why a run at guessing likely learnt nothing, from its summary (history, steps_per_epoch,
+    train_images, data_report) and its config's `epochs` and `batch` (batch size): a validation curve
+    that clearly peaked and fell first (`peaked_and_fell`), else its optimiser steps against FEW_STEPS.
+    Raises nothing."""
+    peak = peaked_and_fell(summary)
+    if peak is not None:
+        return ChanceCause("peaked", best=peak[0], last=peak[1])
+    per_epoch, n_train = summary.get("steps_per_epoch"), summary.get("train_images")
+    if not (epochs and batch and isinstance(per_epoch, int)):
+        return ChanceCause("unknown")
+    steps = per_epoch * epochs
+    return ChanceCause("many_steps" if steps >= FEW_STEPS else "few_steps", steps=steps, per_epoch=per_epoch,
+                       epochs=epochs, batch=batch, n_train=n_train if isinstance(n_train, int) else None)
+
+
 def small_splits(summary: dict) -> dict[str, int]:
     """{"val" and/or "test": number of images} for the held-out splits with fewer than SMALL_SPLIT
     images (none empty), from the summary's data_report split_counts; {} when both are large enough

@@ -22,7 +22,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from engine.backbones import BACKBONES, available_sources, build_model
-from engine.chance import FEW_STEPS, chance_finding, peaked_and_fell, small_split_words, val_test_gap_words
+from engine.chance import ChanceCause, chance_cause, chance_finding, small_split_words, val_test_gap_words
 from engine.checkpoints import new_run_id, write_json
 from engine.clock import process_started_at
 from engine.config import RunConfig, apply_overrides, probe_epochs_for, smaller_batch, smaller_batch_advice
@@ -36,7 +36,7 @@ from engine.lr_find import lr_into_config
 from engine.methods import METHODS
 from engine.paths import UPLOAD_PREFIX, default_data_dir, register_upload_dir, resolve_path, upload_sha
 from engine.predict import VARIANTS, check_source, load_predictor, predict_folder, write_csv
-from engine.presets import PRESETS, fit_to_data, get_preset, run_name
+from engine.presets import PRESETS, fit_to_data, get_preset, is_recipe, run_name
 from engine.pruning_search import search_into_config
 from engine.resume import RESUME_FILE, check_resumable
 from engine.run_data import load_user_ood, prepare_data
@@ -190,12 +190,9 @@ def _auto_named(cfg: RunConfig) -> bool:
 
 def _preset_title(name: str | None, cfg: RunConfig, train_images: int) -> str | None:
     """The title of preset `name` when `cfg` is its recipe exactly, as given or fitted to `train_images`
-    training images (engine.presets.fit_to_data); None without a preset or once a flag changed it."""
-    if not name:
-        return None
-    recipe = get_preset(name).apply(cfg)
-    mine = cfg.to_dict()
-    return get_preset(name).title if mine in (recipe.to_dict(), fit_to_data(recipe, train_images)[0].to_dict()) else None
+    training images (engine.presets.is_recipe, as the dashboard asks it); None without a preset or once a
+    flag changed it."""
+    return get_preset(name).title if name and is_recipe(get_preset(name), cfg, train_images) else None
 
 
 def _check_sources(cfg: RunConfig, data_dir: Path) -> None:
@@ -364,13 +361,14 @@ def _say_caution(summary: dict, cfg: RunConfig) -> None:
     when its held-out splits are so small that one image is over 2 points."""
     found = chance_finding(summary)
     if found is not None:
-        advice = _chance_advice(summary, cfg)
+        cause = chance_cause(summary, cfg.train.epochs, cfg.train.batch_size)
+        advice = _chance_advice(summary, cfg, cause)
         if found.kind == "luck":
             advice = f"More {found.split} images per class would tell. {advice}"
         elif found.kind == "below":  # worse than guessing: the labels too (after the steps when they were few)
             labels = ("check that each class folder holds the images of its class (python -m engine inspect lists "
                       "each class's files)")
-            advice = (f"{advice} If it stays below guessing with more steps, {labels}." if advice.startswith("It took only")
+            advice = (f"{advice} If it stays below guessing with more steps, {labels}." if cause.kind == "few_steps"
                       else f"{labels[0].upper()}{labels[1:]}. {advice}")
         print(f"warning: {found.text} {advice}", file=sys.stderr)
     gap = val_test_gap_words(summary)
@@ -385,35 +383,32 @@ def _say_caution(summary: dict, cfg: RunConfig) -> None:
         print(f"note: {small}", file=sys.stderr)
 
 
-def _chance_advice(summary: dict, cfg: RunConfig) -> str:
-    """What to change, in `train`'s options, for a run that learnt nothing (or may not have): the
-    learning rate when validation clearly peaked and fell (engine.chance.peaked_and_fell), else more
+def _chance_advice(summary: dict, cfg: RunConfig, cause: ChanceCause) -> str:
+    """What to change, in `train`'s options, for a run that learnt nothing (or may not have), from its
+    engine.chance.chance_cause: the learning rate when validation clearly peaked and fell, else more
     optimiser steps when it took fewer than engine.chance.FEW_STEPS, else the rate and the data."""
-    peak = peaked_and_fell(summary)
-    if peak is not None:
-        best, last = peak
-        return (f"Its validation accuracy reached {100 * best['val_acc']:.1f}% in epoch {best.get('epoch', '?')} and "
-                f"fell to {100 * last:.1f}% by the end: the learning rate was likely too high for these images. "
-                "Lower it (--lr), or use the best epoch's model (predict --variant best).")
-    per_epoch, n_train = summary.get("steps_per_epoch"), summary.get("train_images")
-    if not isinstance(per_epoch, int):
+    if cause.kind == "peaked":
+        return (f"Its validation accuracy reached {100 * cause.best['val_acc']:.1f}% in epoch "
+                f"{cause.best.get('epoch', '?')} and fell to {100 * cause.last:.1f}% by the end: the learning rate "
+                "was likely too high for these images. Lower it (--lr), or use the best epoch's model (predict "
+                "--variant best).")
+    if cause.kind == "unknown":
         return "Give it more epochs (--epochs), or lower the learning rate (--lr)."
-    steps, epochs = per_epoch * cfg.train.epochs, cfg.train.epochs
-    if steps >= FEW_STEPS:
+    if cause.kind == "many_steps":
         found = (summary.get("lr_find") or {}).get("lr")  # what the range test chose (the config has the start)
         rate = ("lower the learning rate (it was found automatically" + (f" at {found:.3g}" if found else "")
                 + ": give one with --lr and --set optim.lr_auto=false)" if cfg.optim.lr_auto else
                 f"lower the learning rate (--lr; it was {cfg.optim.lr:g}) or let the studio find one "
                 "(--set optim.lr_auto=true)")
-        return (f"It took {steps} optimiser steps: {rate}, and check that the classes look different from each "
-                "other (python -m engine inspect lists each class's files).")
-    batch = cfg.train.batch_size
+        return (f"It took {cause.steps} optimiser steps: {rate}, and check that the classes look different from "
+                "each other (python -m engine inspect lists each class's files).")
+    epochs, per_epoch, batch, n_train = cause.epochs, cause.per_epoch, cause.batch, cause.n_train
     why = (f"the batch size ({batch}) is not smaller than your {n_train} training images, so each epoch is a single "
-           f"step" if isinstance(n_train, int) and batch >= n_train else
+           f"step" if cause.one_step_epochs else
            f"{epochs} epoch{'s' * (epochs != 1)} of {per_epoch} batch{'es' * (per_epoch != 1)} of {batch}")
-    words = (f"It took only {steps} optimiser steps ({why}): give it more with more epochs (--epochs) or a smaller "
-             "batch size (--batch-size).")
-    fix = smaller_batch(cfg, n_train) if isinstance(n_train, int) else None
+    words = (f"It took only {cause.steps} optimiser steps ({why}): give it more with more epochs (--epochs) or a "
+             "smaller batch size (--batch-size).")
+    fix = smaller_batch(cfg, n_train) if n_train is not None else None
     if fix is None:
         return words
     flags = f"--batch-size {fix[0]}" + ("" if cfg.optim.lr_auto else f" --lr {fix[1]:g}")
