@@ -37,7 +37,7 @@ from engine.config import (CORE_SECTIONS, NEEDS_FIXING, RunConfig, is_list_type,
                            without_setting_keys)
 from engine.paths import ASSETS_DIR, SAMPLE_DATASET, UPLOAD_PREFIX, default_data_dir, resolve_path, upload_ref
 from engine.errors import StudioError
-from engine.presets import DEFAULT_PRESET, PRESETS, config_changes, fit_to_data
+from engine.presets import DEFAULT_PRESET, PRESETS, config_changes, fit_to_data, is_recipe
 from engine.worker import Engine
 
 CFG_KEY = "cfg"
@@ -630,19 +630,10 @@ def preset_for_data(preset, cfg: RunConfig, train_images: int | None = None) -> 
 
 
 def is_preset(preset, cfg: RunConfig, train_images: int | None = None) -> bool:
-    """Whether `cfg` is `preset`'s recipe exactly (applying it changes nothing: every setting it sets, the
-    rest at the defaults, the same methods on), or that recipe as `preset_for_data` fits it to the chosen
-    dataset (`train_images`; default: `known_classes_and_train_size`, looked up only for a config that is
-    the recipe with a smaller batch and the rate scaled with it): a batch fitted to 18 images is no longer
-    the preset's once the data is 5,000 images."""
-    from engine.config import with_batch
-
-    recipe, mine = preset.apply(cfg), cfg.to_dict()  # as dicts: a draft read back from JSON has lists for tuples
-    if recipe.to_dict() == mine:
-        return True
-    if cfg.train.batch_size >= recipe.train.batch_size or with_batch(recipe, cfg.train.batch_size).to_dict() != mine:
-        return False
-    return preset_for_data(preset, cfg, train_images)[0].to_dict() == mine
+    """engine.presets.is_recipe for the draft: the chosen dataset's training images are `train_images`,
+    else looked up (`known_classes_and_train_size`) only when the recipe's fitting has to be checked."""
+    return is_recipe(preset, cfg, train_images if train_images is not None else
+                     lambda: known_classes_and_train_size(preset.apply(cfg))[1])
 
 
 def refit_preset(before: RunConfig, before_images: int) -> str:

@@ -121,6 +121,24 @@ def fit_to_data(cfg: RunConfig, train_images: int) -> tuple[RunConfig, str]:
         f"epoch from your {n} training images, so it uses {fix[0]} ({n // fix[0]} steps), with {rate}.")
 
 
+def is_recipe(preset: "Preset", cfg: RunConfig, train_images: int | Callable[[], int]) -> bool:
+    """Whether `cfg` is `preset`'s recipe exactly (applying it changes nothing: every setting it sets, the
+    rest at the defaults, the same methods on), or that recipe as `fit_to_data` fits it to `train_images`
+    training images (a number, or a function giving it, called only for a config that is the recipe with a
+    smaller batch and the rate scaled with it: the dashboard looks the dataset up then). A batch fitted to
+    18 images is no longer the preset's once the data is 5,000 images. The dashboard's preset row and the
+    command line's run names both ask this."""
+    from engine.config import with_batch
+
+    recipe, mine = preset.apply(cfg), cfg.to_dict()  # as dicts: a draft read back from JSON has lists for tuples
+    if recipe.to_dict() == mine:
+        return True
+    if cfg.train.batch_size >= recipe.train.batch_size or with_batch(recipe, cfg.train.batch_size).to_dict() != mine:
+        return False
+    n = train_images() if callable(train_images) else train_images
+    return fit_to_data(recipe, n)[0].to_dict() == mine
+
+
 def config_changes(before: RunConfig, after: RunConfig) -> dict[str, Any]:
     """`section.field: new value` for every field of `after` that differs from `before`."""
     a, b = before.to_dict(), after.to_dict()
