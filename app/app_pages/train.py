@@ -35,7 +35,9 @@ def _start() -> None:
         # queued behind the run on screen: keep showing it (a new user saw the queued run's empty charts instead
         # of the one training); the live view moves to the new run when it starts
         st.session_state[state.WATCH_KEY] = shown
-        st.session_state[state.FOLLOW_KEY] = {"from": shown, "to": run_id}
+        follow = st.session_state.get(state.FOLLOW_KEY) or {}
+        if follow.get("from") != shown or follow.get("to") not in engine.active_runs():  # else the first queued
+            st.session_state[state.FOLLOW_KEY] = {"from": shown, "to": run_id}  # one starts first: it is followed
     else:
         st.session_state[SELECT_KEY] = run_id
         st.session_state.pop(state.FOLLOW_KEY, None)
