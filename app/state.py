@@ -591,7 +591,12 @@ def dataset_of_config(cfg: dict) -> Dataset:
 
 def dataset_name(cfg: dict) -> str:
     """A short name of a run config's dataset for tables and run names ("digits.zip", "sample")."""
-    ds = dataset_of_config(cfg)
+    return short_name(dataset_of_config(cfg))
+
+
+def short_name(ds: Dataset) -> str:
+    """A dataset's short name (run names, tables): "sample textures", an upload's own file name, else
+    the file or folder name of its path."""
     if ds.kind == "sample":
         return "sample textures"
     if ds.kind == "upload":
@@ -678,9 +683,7 @@ def default_run_name(cfg: RunConfig, ds: Dataset, train_images: int | None = Non
     (your checkpoint, scratch); and the data."""
     from engine.presets import run_name
 
-    data = "sample textures" if ds.kind == "sample" else (ds.label if ds.kind == "upload"
-                                                          else Path(ds.source).name or ds.source)
-    return run_name(cfg, data, matching_preset(cfg, train_images))
+    return run_name(cfg, short_name(ds), matching_preset(cfg, train_images))
 
 
 def start_run(engine: Engine, gpus: tuple[int, ...] = ()) -> str:
