@@ -133,7 +133,7 @@ def card_config_yaml(cfg: RunConfig) -> str:
     shared = dataclasses.replace(cfg, data=dataclasses.replace(
         d, source=name("data.source") or d.source, ood_source=name("data.ood_source") or d.ood_source),
         backbone=dataclasses.replace(b, checkpoint=name("backbone.checkpoint") or b.checkpoint))
-    return (f"# {', '.join(cut)}: the file's name; the run read it from a folder on its own computer\n"
+    return (f"# {', '.join(cut)}: the file's name only (the run read it from a folder on the computer that trained it)\n"
             + shared.to_yaml())
 
 
