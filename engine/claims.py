@@ -18,6 +18,7 @@ ADAFILTER_MAX_DROP = 0.01  # test accuracy at least standard fine-tuning's minus
 ADAFILTER_MIN_SPREAD = 0.10  # per-layer (or per-class) share of fine-tuned filters spread >= 10 points
 PRUNING_MAX_DROP = 0.02  # unstructured: within 2 test points of the dense run
 STRUCTURED_MAX_DROP = 0.03  # structured: within 3 points of the model before removing channels
+WISE_GUESS_MARGIN = 0.02  # a fine-tuned end within this of guessing (1 / classes) on validation learnt nothing
 WISE_VAL_TOLERANCE = 0.01  # the interior alpha's validation accuracy within 1 point of the fine-tuned end
 ADVERSARIAL_MIN_GAIN = 0.15  # robust accuracy at least 15 points above plain fine-tuning's
 
@@ -160,8 +161,9 @@ def wise_ft_claim(summary: dict, baseline: dict | None = None) -> Claim:
     """Wortsman et al. 2021: an interior alpha beats both ends (0 and 1) on OOD accuracy at
     in-distribution accuracy within 1 point of the fine-tuned end (alpha 1). The best such alpha
     is reported. When no mix keeps validation within the point and one validation image is worth more
-    than it (`_undecided`), the line has no verdict (shown None), as pruning's. `baseline` is unused
-    (both ends are in the run's own curve)."""
+    than it (`_undecided`), the line has no verdict (shown None), as pruning's; nor when the fine-tuned end
+    is within WISE_GUESS_MARGIN of guessing on validation (a new user's run at 16.7% on 3 classes read
+    "claim shown" by one corrupted image). `baseline` is unused (both ends are in the run's own curve)."""
     curve = [p for p in summary.get("wise_curve") or [] if p.get("ood_acc") is not None]
     ends = {p["alpha"]: p for p in curve if p["alpha"] in (0.0, 1.0)}
     if len(ends) < 2:
@@ -175,6 +177,10 @@ def wise_ft_claim(summary: dict, baseline: dict | None = None) -> Claim:
         return Claim("wise_ft", None, "WiSE-FT: the curve has no interior alpha.")
     gain = pick["ood_acc"] - best_end
     undecided = "" if ok else _undecided(summary, WISE_VAL_TOLERANCE, "val")
+    k = len(summary.get("classes") or [])
+    if k >= 2 and one["val_acc"] <= 1 / k + WISE_GUESS_MARGIN:  # mixes of a model that learnt nothing: noise
+        undecided = (f"the fine-tuned end is at guessing on validation ({_pts(one['val_acc'])}%; guessing is "
+                     f"{_pts(1 / k)}%), so the mixes compare noise")
     shown = None if undecided else bool(ok) and gain > 0
     which = (f"the grid's best mix with validation at most {100 * WISE_VAL_TOLERANCE:g} point below the fine-tuned "
              "end" if ok else f"no mix kept validation within {100 * WISE_VAL_TOLERANCE:g} point of the fine-tuned "

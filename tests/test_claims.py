@@ -58,6 +58,17 @@ def test_wise_ft_claim_interior_alpha_beats_both_ends():
                                    "more than the 1-point allowance)."), undecided.text
     tiny["data_report"]["split_counts"]["val"] = {"a": 60, "b": 60}  # 120: one image is 0.8 points, so decided
     assert wise_ft_claim(tiny).shown is False
+    # the fine-tuned end at guessing on validation: no verdict, however the mixes' OOD figures fall (a new
+    # user's 3-class run at 16.7% read "the paper's claim shown" by one corrupted image)
+    nothing = {"classes": ["A", "B", "C"], "wise_curve": [{"alpha": a, "val_acc": 1 / 6, "ood_acc": o}
+                                                          for a, o in ((0.0, 0.40), (0.4, 0.414), (1.0, 0.40))]}
+    line = wise_ft_claim(nothing)
+    assert line.shown is None and line.text.startswith("WiSE-FT: the grid's best mix"), line.text
+    assert "(the fine-tuned end is at guessing on validation (16.7%; guessing is 33.3%), so the mixes compare " \
+           "noise)." in line.text, line.text
+    nothing["wise_curve"][-1]["val_acc"] = 0.6
+    nothing["wise_curve"][1]["val_acc"] = 0.6
+    assert wise_ft_claim(nothing).shown is True, "60% on 3 classes learnt something"
     assert wise_ft_claim({}).shown is None
     curve[1]["val_acc"] = 0.595
     # the margin also in images, so that a difference of a few images reads as what it is

@@ -95,6 +95,12 @@ def test_the_curve_reading_names_the_winner_or_says_fine_tuning_hurt():
     assert "the best mix, at alpha 0.95," in reading(tied)
     hurt = [{"alpha": 0.0, "val_acc": 0.6, "ood_acc": 0.60}, {"alpha": 1.0, "val_acc": 0.8, "ood_acc": 0.50}]
     assert reading(hurt).startswith("Fine-tuning lowered OOD accuracy on this data: the starting model is best")
+    # a new user's 3-epoch run: 16.7% validation at every alpha on 3 classes, "beats both ends ... at no cost"
+    nothing = [{"alpha": a, "val_acc": 1 / 6, "ood_acc": o} for a, o in ((0.0, 0.40), (0.4, 0.42), (1.0, 0.40))]
+    assert "beats both ends" in reading(nothing), "without the number of classes nothing is known of guessing"
+    assert reading(nothing, classes=3).startswith("The fine-tuned model is at guessing on validation (16.7%, guessing "
+                                                  "33.3%)")
+    assert "beats both ends" in reading(interior, classes=3), "0.80 on 3 classes learnt something"
 
 
 def test_the_curve_axis_is_zoomed_and_coloured_like_the_epoch_charts():
