@@ -201,7 +201,8 @@ def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict, c
     for m in methods:
         claim = (CLAIMS[m](summary, baseline, read_summary(scratch.run_dir)) if m == "adversarial" and scratch
                  else CLAIMS[m](summary, baseline))
-        show = {True: st.success, False: st.warning}.get(claim.shown, st.info)
+        # on a run at guessing (the caption above) a shown claim is no success: it compares noise
+        show = {True: st.info if chance else st.success, False: st.warning}.get(claim.shown, st.info)
         show(claim.text, icon=":material/science:")
     labels = state.run_labels([r for r in (other, scratch) if r is not None], with_status=False, among=runs)
     said = compared_with(methods, other, scratch, {k: state.md_text(v) for k, v in labels.items()})

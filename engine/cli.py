@@ -351,7 +351,11 @@ def _say_wise(summary: dict) -> None:
     print(f"WiSE-FT: alpha {alpha:g} chosen{which} (validation {_pct(point.get('val_acc'))}, OOD "
           f"{_pct(point.get('ood_acc'))} on the curve's images); predict and export use it with --variant wise, "
           "--alpha takes another")
-    print(wise_ft_claim(summary).text)
+    claim = wise_ft_claim(summary)
+    found = chance_finding(summary)
+    hedge = (f" (This run {'may have learnt nothing yet' if found.maybe else 'learnt nothing'}, as the warning above "
+             "says: the line compares noise.)" if found is not None and claim.shown is not None else "")
+    print(claim.text + hedge)
 
 
 def _say_caution(summary: dict, cfg: RunConfig) -> None:

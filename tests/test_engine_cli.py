@@ -563,6 +563,11 @@ def test_methods_streams_and_wise_ft_choice_are_said_in_words(capsys):
     assert out[1].startswith("WiSE-FT: the paper's claim shown in this run") and "alpha 0.9," in out[1], out
     _say_wise({})
     assert capsys.readouterr().out == "", "nothing for a run without WiSE-FT"
+    # the run's own figures at guessing (the warning printed before): the claim line says it compares noise
+    _say_wise({"wise_curve": curve, "classes": ["a", "b"], "val_acc": 0.5,
+               "data_report": {"split_counts": {"val": {"a": 50, "b": 50}}}})
+    assert capsys.readouterr().out.rstrip().endswith("(This run learnt nothing, as the warning above says: the line "
+                                                     "compares noise.)")
     for p in curve[1:3]:
         p["val_acc"] = 0.7
     _say_wise({"wise_curve": curve})
