@@ -207,10 +207,11 @@ def wise_card_section(summary: dict[str, Any], cfg: RunConfig | None = None) -> 
     OOD accuracy from the run's curve (fractions shown in %), and that the metrics that follow are the
     fine-tuned model's; [] for any other export."""
     alpha = summary.get("wise_alpha")
-    if alpha is None:
-        return []
-    a = float(alpha)
     from engine.methods.wise_ft import curve_point
+
+    if alpha is None:
+        return fine_tuned_of_wise_lines(summary)
+    a = float(alpha)
 
     point = curve_point(summary.get("wise_curve") or [], a)
     lines = ["", f"## WiSE-FT (this is the mix at alpha {a:g})"]
@@ -231,6 +232,31 @@ def wise_card_section(summary: dict[str, Any], cfg: RunConfig | None = None) -> 
         lines.append(f"- Alpha {a:g} is not on the run's curve: no {'OOD ' if measured else ''}accuracy was measured "
                      "for this mix")
     return lines + ["- The metrics below are the fine-tuned model's (alpha 1)"]
+
+
+def fine_tuned_of_wise_lines(summary: dict[str, Any]) -> list[str]:
+    """The card's lines for the fine-tuned model of a WiSE-FT run (a curve, no `wise_alpha`): these files
+    are alpha 1, not the mix the run picked (engine.predict.chosen_alpha), and how to export that mix; []
+    for a run without a curve. A new user's default export of a WiSE-FT run was titled "... WiSE-FT ..."
+    with nothing saying which model it held."""
+    curve = summary.get("wise_curve") or []
+    if not curve:
+        return []
+    from engine.methods.wise_ft import curve_point
+    from engine.predict import chosen_alpha
+
+    pick = chosen_alpha(summary)
+    lines = ["", "## WiSE-FT", "- These files are the fine-tuned model (alpha 1), not a mix of it with the starting "
+             "weights"]
+    if pick != 1.0:
+        point = curve_point(curve, pick) or {}
+        figures = ", ".join(f"{words} {100 * point[k]:.1f}%" for k, words in (("val_acc", "validation"),
+                                                                              ("ood_acc", "OOD"))
+                            if point.get(k) is not None)
+        lines.append(f"- The run picked the mix at alpha {pick:g}" + (f" ({figures} on the run's curve)" if figures else "")
+                     + ": export it with `python -m engine export --variant wise`, or choose it under 'Weights to "
+                     "export' on the dashboard's Export tab")
+    return lines
 
 
 def training_lines(cfg: RunConfig, summary: dict[str, Any]) -> list[str]:

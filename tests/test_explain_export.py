@@ -228,6 +228,22 @@ def test_a_wise_ft_card_says_what_the_curves_ood_figure_was_measured_on():
            "severity 3)" in card, card
 
 
+def test_the_fine_tuned_export_of_a_wise_ft_run_says_it_is_alpha_1_and_how_to_get_the_mix():
+    """A new user's default export of a WiSE-FT run was titled "... WiSE-FT ..." with nothing saying that its
+    files were the fine-tuned model, not the mix the run had announced as chosen."""
+    from engine.config import RunConfig, apply_overrides
+
+    cfg = apply_overrides(RunConfig(), ["wise_ft.enabled=true"])
+    curve = [{"alpha": a, "val_acc": v, "ood_acc": o} for a, v, o in ((0.0, 0.5, 0.4), (0.4, 0.8, 0.6), (1.0, 0.8, 0.5))]
+    card = model_card(cfg, {"classes": ["a", "b"], "wise_curve": curve})
+    assert "## WiSE-FT\n- These files are the fine-tuned model (alpha 1), not a mix" in card, card
+    assert "- The run picked the mix at alpha 0.4 (validation 80.0%, OOD 60.0% on the run's curve): export it with " \
+           "`python -m engine export --variant wise`" in card, card
+    curve[1]["ood_acc"] = 0.4  # the run picked alpha 1 itself: nothing to point to
+    assert "picked the mix" not in model_card(cfg, {"classes": ["a", "b"], "wise_curve": curve})
+    assert "## WiSE-FT" not in model_card(RunConfig(), {"classes": ["a", "b"]}), "a run without WiSE-FT"
+
+
 def test_the_cards_export_checks_read_as_the_pages_say_them():
     from engine.config import RunConfig
     from engine.export import ExportCheck
