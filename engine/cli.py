@@ -154,10 +154,13 @@ def _train(args: argparse.Namespace) -> int:
         return _train_distributed(cfg, args, data_dir)
     data = _check_inputs(cfg, data_dir / "datasets")
     _say_mirroring(cfg, list(data.classes))
-    if args.preset and not any(o.startswith(("train.batch_size=", "optim.lr=")) for o in overrides):
-        cfg, fitted = fit_to_data(cfg, len(data.train))  # as the dashboard fits a preset to a small dataset
+    if (args.preset or not args.config) and not any(o.startswith(("train.batch_size=", "optim.lr=")) for o in overrides):
+        # as the dashboard fits a preset to a small dataset; the default settings too (a new user's first run,
+        # batch 64 on 36 images, took 3 optimiser steps and learnt nothing); a batch or rate given is kept
+        cfg, fitted = fit_to_data(cfg, len(data.train), "Its" if args.preset else "The default")
         if fitted:
-            print(f"preset {args.preset}: {fitted}", flush=True)
+            print(f"preset {args.preset}: {fitted}" if args.preset else f"note: {fitted} (--batch-size sets one)",
+                  flush=True)
     if not cfg.name:  # named as the dashboard names a run: the preset it still is, or its methods; its data
         cfg = dataclasses.replace(cfg, name=run_name(cfg, preset=_preset_title(args.preset, cfg, len(data.train))))
     store = RunStore(data_dir / "studio.db")

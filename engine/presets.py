@@ -102,12 +102,13 @@ class Preset:
         return config_changes(cfg or RunConfig(), self.apply(cfg or RunConfig()))
 
 
-def fit_to_data(cfg: RunConfig, train_images: int) -> tuple[RunConfig, str]:
+def fit_to_data(cfg: RunConfig, train_images: int, whose: str = "Its") -> tuple[RunConfig, str]:
     """A preset's recipe `cfg` with its batch size fitted to `train_images` training images where its
     batch would leave at most two optimiser steps an epoch (engine.config.smaller_batch: about eight
     steps, the learning rate lowered in step, Goyal et al. 2017's linear scaling rule), and the words
     that say so ("" when nothing was fitted). The presets were tuned on the sample's 384 training images;
-    the dashboard and `train --preset` both fit them."""
+    the dashboard and `train --preset` both fit them, and `train` fits its default settings too (`whose`
+    begins the sentence: "Its", "The default")."""
     from engine.config import smaller_batch, too_few_steps, with_batch
 
     n, steps = train_images, cfg.steps_per_epoch(train_images)
@@ -117,7 +118,7 @@ def fit_to_data(cfg: RunConfig, train_images: int) -> tuple[RunConfig, str]:
     rate = ("the learning rate found for it automatically" if cfg.optim.lr_auto else
             f"the learning rate lowered in step to {fix[1]:g}")
     return with_batch(cfg, fix[0]), (
-        f"Its batch size of {cfg.train.batch_size} would make {steps} optimiser step{'s' * (steps != 1)} an "
+        f"{whose} batch size of {cfg.train.batch_size} would make {steps} optimiser step{'s' * (steps != 1)} an "
         f"epoch from your {n} training images, so it uses {fix[0]} ({n // fix[0]} steps), with {rate}.")
 
 

@@ -102,6 +102,16 @@ def test_cli_train_fits_a_presets_batch_to_a_small_dataset_as_the_dashboard_does
             f"images, so it uses {batch}") in capsys.readouterr().out
     saved = RunConfig.load(tmp_path / "fitted" / "config.yaml")
     assert (saved.train.batch_size, saved.optim.lr) == (batch, lr)
+    # without a preset the default settings are fitted too (a new user's first run, batch 64 on 36 images, took
+    # 3 optimiser steps and learnt nothing), and said so
+    plain = ["train", "--data", str(data), "--epochs", "1", "--image-size", "32", "--pretrained", "none", "--set",
+             "eval.ood=false", "--data-dir", str(tmp_path / "d"), "--quiet"]
+    assert cli.main([*plain, "--out", str(tmp_path / "default")]) == 0
+    batch, lr = smaller_batch(RunConfig(), 18)
+    assert (f"note: The default batch size of {RunConfig().train.batch_size} would make 1 optimiser step an epoch from "
+            f"your 18 training images, so it uses {batch}") in capsys.readouterr().out
+    fitted = RunConfig.load(tmp_path / "default" / "config.yaml")
+    assert (fitted.train.batch_size, fitted.optim.lr) == (batch, lr)
     # named as the dashboard names runs ("cli resnet18" said nothing about the data): flags changed the preset
     assert saved.name == "ResNet-18 plain from scratch on small.zip"
     from engine.cli import _preset_title
