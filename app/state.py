@@ -970,6 +970,15 @@ def set_settings(changes: dict[str, Any]) -> None:
         st.session_state.pop(f"{WIDGET_PREFIX}{key}", None)
 
 
+def use_another_seed() -> None:
+    """The next seed for the draft (a button's callback, beside a note that the settings shown are already
+    training): a second run worth comparing, one click away (the seed lives on the Data page)."""
+    import dataclasses
+
+    set_config(dataclasses.replace(config(), seed=config().seed + 1))
+    st.session_state.pop(f"{WIDGET_PREFIX}run.seed", None)
+
+
 def use_batch_size(size: int, lr: float) -> None:
     """Set the batch size and learning rate (a button's callback)."""
     set_settings({"train.batch_size": int(size), "optim.lr": float(lr)})

@@ -349,8 +349,9 @@ def test_a_second_click_on_the_running_settings_is_warned_before_it_queues_a_cop
         at.run()
         assert any(twin in w for w in texts(at.warning)), "a second click would train a copy: said before it happens"
         assert at.button(key="start").proto.type == "secondary"
-        at.session_state["cfg"] = dataclasses.replace(at.session_state["cfg"], seed=7)  # another seed: its own run
-        at.run()
+        seed = at.session_state["cfg"].seed
+        at.button(key="another_seed").click().run()  # another seed, one click away: its own run
+        assert at.session_state["cfg"].seed == seed + 1
         assert not any(twin in w for w in texts(at.warning)) and at.button(key="start").proto.type == "primary"
         queued = start_run(at)  # waits behind the first: listed by its name and when it was queued, not its id
         rows = [m for m in texts(at.markdown) if m.startswith(":material/schedule:")]

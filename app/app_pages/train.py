@@ -120,6 +120,11 @@ def start_section(engine) -> None:
             c[1].warning(f"**{state.md_text(twin.name)}** is already running or queued with exactly these settings: "
                          "adding them again trains a second copy. Change a setting first (another seed, say) "
                          "for a second run worth comparing.", icon=":material/content_copy:")
+        if twin:
+            c[1].button(f"Use seed {cfg.seed + 1} instead", key="another_seed", icon=":material/casino:",
+                        on_click=state.use_another_seed,
+                        help="The seed sets the split and the training's randomness (Data page, 'Split and sampling "
+                             "settings'); another one gives a second run worth comparing.")
         else:
             c[1].caption("A run already in progress: the new one waits in the queue and starts after it."
                          if busy else "Training runs on the server: you can close this tab and come back later.")
