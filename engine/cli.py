@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from engine.backbones import BACKBONES, available_sources, build_model
+from engine.backbones import BACKBONES, available_sources, backbone_title, build_model
 from engine.chance import ChanceCause, chance_cause, chance_finding, small_split_words, val_test_gap_words
 from engine.checkpoints import new_run_id, write_json
 from engine.clock import process_started_at
@@ -55,6 +55,7 @@ class ConsoleReporter(Reporter):
         self._state: dict[str, Any] = {}
         self._last_live = 0.0
         self._bar = None
+        self._said_ood = self._said_curve = False
 
     def progress(self, **f: Any) -> None:
         if f.get("advice"):  # said even with --quiet: it is about this run's settings
@@ -85,17 +86,72 @@ class ConsoleReporter(Reporter):
     def epoch_metrics(self, epoch: int, step: int, values: dict[str, float]) -> None:
         self.store.log_metrics(self.run_id, epoch, step, values, channel="epoch")
         if not self.quiet:
-            parts = [f"{k}={v:.4f}" for k, v in values.items() if "/" not in k and isinstance(v, (int, float))]
-            (self._bar.write if self._bar is not None else print)(f"epoch {epoch}: " + " ".join(parts))
+            line = epoch_words(epoch, values)
+            if "ood_acc" in values and not self._said_ood:  # once: what the short names mean
+                self._said_ood = True
+                line += "\n  (OOD: accuracy on corrupted copies of the validation images, the shift the run is " \
+                        "checked for" + ("; robust: under attack" if "robust_acc" in values else "") + ")"
+            (self._bar.write if self._bar is not None else print)(line)
 
     def stream(self, key: str, point: dict) -> None:
         if self.live:
             self.store.add_stream_point(self.run_id, key, point)
         if not self.quiet:
+            line = stream_words(key, point)
+            if key == "wise_ft" and not self._said_curve:  # the order puzzled a new user: said once, up front
+                self._said_curve = True
+                line = ("WiSE-FT curve (alpha 0 is the starting model, 1 the fine-tuned one; the ends first, then "
+                        "the mixes between, all listed by alpha at the end):\n" + line)
             if self._bar is not None:
-                self._bar.write(stream_words(key, point))
+                self._bar.write(line)
             else:
-                print(stream_words(key, point), flush=True)
+                print(line, flush=True)
+
+
+# an epoch line's names, in this order; other entries follow under their own key
+EPOCH_WORDS = {"val_acc": "validation", "val_balanced_acc": "balanced", "val_macro_f1": "macro-F1", "ood_acc": "OOD",
+               "ood_user_acc": "your OOD set", "robust_acc": "robust", "train_pgd_acc": "robust on training images",
+               "sparsity": "sparsity", "adafilter_gate_mean": "AdaFilter fine-tuned filters", "train_acc": "train",
+               "train_loss": "train loss", "val_loss": "val loss", "lr": "lr", "images_per_sec": "img/s"}
+
+
+def epoch_words(epoch: int, values: dict[str, float]) -> str:
+    """One line for an epoch's figures as the pages name them: accuracies, sparsity and shares in %,
+    losses to 3 decimals, the learning rate to 3 significant digits, images/s whole ("validation 25.0%,
+    OOD 20.0%, ..."); per-layer and per-corruption entries ("ood/blur") are left to the dashboard. It
+    read "val_acc=0.2500 images_per_sec=199.0720" beside warnings in percent."""
+    def shown(k: str, v: float) -> str:
+        if k == "images_per_sec":
+            return f"{v:.0f} img/s"
+        if k.endswith(("acc", "f1")) or k in ("sparsity", "adafilter_gate_mean"):
+            return f"{EPOCH_WORDS.get(k, k)} {_pct(v)}"
+        return f"{EPOCH_WORDS.get(k, k)} " + (f"{v:.3f}" if k.endswith("loss") else f"{v:.3g}")
+
+    keys = [k for k, v in values.items() if "/" not in k and isinstance(v, (int, float))]
+    order = {k: i for i, k in enumerate(EPOCH_WORDS)}
+    return f"epoch {epoch}: " + ", ".join(shown(k, values[k]) for k in sorted(keys, key=lambda k: order.get(k, 99)))
+
+
+WEIGHTS_WORDS = {"bundled": "the bundled weights", "imagenet": "ImageNet weights", "none": "scratch (no pretraining)",
+                 "checkpoint": "your checkpoint"}  # the run's first line: where it starts (backbone.pretrained)
+
+
+def finished_words(summary: dict) -> str:
+    """The line that ends a finished run: its figures in the pages' words and in % (test, validation, OOD,
+    robust, sparsity), training speed in images/s, and which held-out split had no images. It read
+    "val_acc=0.6667  test_acc=0.6667" beside warnings in percent."""
+    def finite(k: str) -> bool:
+        return isinstance(summary.get(k), float) and math.isfinite(summary[k])
+
+    words = {"test_acc": "test", "val_acc": "validation", "ood_acc": "OOD (corrupted)", "robust_acc": "robust",
+             "sparsity": "sparsity"}
+    shown = [f"{w} {_pct(summary[k])}" for k, w in words.items() if finite(k)]
+    if finite("train_images_per_sec"):
+        shown.append(f"trained at {summary['train_images_per_sec']:.0f} img/s")
+    unmeasured = [words[k] for k in ("val_acc", "test_acc") if isinstance(summary.get(k), float) and not finite(k)]
+    return "finished: " + ", ".join(shown) + (f" ({' and '.join(unmeasured)} not measured: no images were left for "
+                                              f"{'that split' if len(unmeasured) == 1 else 'those splits'}; add "
+                                              "images per class)" if unmeasured else "")
 
 
 def _pct(x: Any) -> str:
@@ -281,6 +337,11 @@ def _run_in_foreground(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Pa
                        resume: bool = False, data: DataSplits | None = None) -> int:
     reporter = ConsoleReporter(store, run_id, quiet)
     print(f"run {run_id} -> {run_dir}" + (" (continued)" if resume else ""), flush=True)
+    start = WEIGHTS_WORDS.get(cfg.backbone.pretrained, "its weights")
+    print(f"  {cfg.name}: {backbone_title(cfg.backbone.name)} from {start}, "
+          f"{cfg.train.epochs} epoch{'s' * (cfg.train.epochs != 1)} at {cfg.data.image_size} px, batch "
+          f"{cfg.train.batch_size}, " + ("learning rate found at the start" if cfg.optim.lr_auto else
+                                         f"lr {cfg.optim.lr:g}") + f", seed {cfg.seed}", flush=True)
     try:
         summary = execute_run(store, run_id, cfg, run_dir, data_dir / "datasets", reporter, resume=resume, data=data)
     except KeyboardInterrupt:
@@ -320,12 +381,7 @@ def _say_after_run(summary: dict, cfg: RunConfig, run_dir: Path) -> int:
     if summary["status"] != "finished":
         print(f"error: {summary.get('error')}", file=sys.stderr)
         return 1
-    keys = ("val_acc", "test_acc", "ood_acc", "robust_acc", "sparsity", "train_images_per_sec")
-    shown = [f"{k}={summary[k]:.4f}" for k in keys if isinstance(summary.get(k), float) and math.isfinite(summary[k])]
-    unmeasured = [k for k in ("val_acc", "test_acc") if isinstance(summary.get(k), float) and not math.isfinite(summary[k])]
-    print("finished: " + "  ".join(shown) + (f"  ({' and '.join(unmeasured)} not measured: no images were left for "
-                                              f"{'that split' if len(unmeasured) == 1 else 'those splits'}; add "
-                                              "images per class)" if unmeasured else ""))
+    print(finished_words(summary))
     _say_caution(summary, cfg)
     _say_wise(summary)
     print(f"summary: {run_dir / 'summary.json'}")

@@ -378,8 +378,8 @@ def test_the_finished_line_says_which_split_had_no_images(tiny_zip, tmp_path, mo
     assert cli.main(["train", "--data", str(tiny_zip), "--image-size", "32", "--out", str(tmp_path / "run"),
                      "--data-dir", str(tmp_path / "d")]) == 0
     (line,) = [t for t in capsys.readouterr().out.splitlines() if t.startswith("finished:")]
-    assert line == ("finished: test_acc=0.7500  train_images_per_sec=12.5000  (val_acc not measured: no images "
-                    "were left for that split; add images per class)"), line
+    assert line == ("finished: test 75.0%, trained at 12 img/s (validation not measured: no images were left for "
+                    "that split; add images per class)"), line
 
 
 @pytest.mark.parametrize("case", ["few steps", "peaked", "many steps", "luck", "below", "one step", "clear"])
@@ -602,3 +602,37 @@ def test_digit_or_letter_classes_get_the_mirroring_note_the_data_page_gives(caps
     _say_mirroring(cfg, ["cat", "dog"])  # photos: mirroring is right
     _say_mirroring(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, flip=False)), ["a", "b", "c"])
     assert capsys.readouterr().err == "", "said only where the run mirrors symbols"
+
+
+def test_an_epochs_figures_are_printed_in_the_pages_words_and_units():
+    """The command line printed "val_acc=0.2500 images_per_sec=199.0720" beside warnings in percent."""
+    from engine.cli import epoch_words
+
+    line = epoch_words(2, {"train_loss": 1.1, "train_acc": 0.3, "images_per_sec": 199.07, "val_loss": 1.0904,
+                           "val_acc": 0.25, "ood_acc": 0.2, "ood/blur": 0.1, "lr": 0.0025, "sparsity": 0.7})
+    assert line == ("epoch 2: validation 25.0%, OOD 20.0%, sparsity 70.0%, train 30.0%, train loss 1.100, val loss "
+                    "1.090, lr 0.0025, 199 img/s"), line
+
+
+def test_the_finished_line_gives_the_figures_in_percent_and_the_split_without_images():
+    from engine.cli import finished_words
+
+    assert finished_words({"val_acc": 2 / 3, "test_acc": 0.5, "ood_acc": 0.5167, "train_images_per_sec": 55.82}) == (
+        "finished: test 50.0%, validation 66.7%, OOD (corrupted) 51.7%, trained at 56 img/s")
+
+
+def test_the_console_says_once_what_the_curve_and_ood_lines_mean(capsys):
+    """A new user read 21 curve lines in computing order (0, 1, 0.5, 0.25, ...) and an "OOD" never explained."""
+    from types import SimpleNamespace
+
+    from engine.cli import ConsoleReporter
+
+    store = SimpleNamespace(log_metrics=lambda *a, **k: None)
+    r = ConsoleReporter(store, "r1")
+    for alpha in (0.0, 1.0, 0.5):
+        r.stream("wise_ft", {"alpha": alpha, "val_acc": 0.5, "ood_acc": 0.4})
+    for epoch in (1, 2):
+        r.epoch_metrics(epoch, 10 * epoch, {"val_acc": 0.5, "ood_acc": 0.4})
+    out = capsys.readouterr().out
+    assert out.count("WiSE-FT curve (alpha 0 is the starting model") == 1 and out.count("WiSE-FT curve, alpha") == 3
+    assert out.count("(OOD: accuracy on corrupted copies of the validation images") == 1, out
