@@ -321,7 +321,8 @@ def run_name(cfg: RunConfig, data: str | None = None, preset: str | None = None)
     """What a run is called when the user gave no name (the dashboard and `train` alike): `preset`
     (the title of the preset the settings are exactly, when they are one) with the backbone ("Quick
     demo (ResNet-18) on ..."), else the backbone and the methods switched on ("ResNet-18 WiSE-FT on
-    ..."); where it starts when that is not pretrained weights (your checkpoint, scratch); and the data:
+    ..."); the seed when it is not 0 (two runs of one recipe had one name in every list); where it starts
+    when that is not pretrained weights (your checkpoint, scratch); and the data:
     `data`, else the dataset's own name (data.source_name, "sample textures" for the bundled sample, or
     the file or folder name of data.source)."""
     from pathlib import PurePath
@@ -334,8 +335,9 @@ def run_name(cfg: RunConfig, data: str | None = None, preset: str | None = None)
         data = cfg.data.source_name or ("sample textures" if PurePath(source).as_posix().endswith(SAMPLE_DATASET)
                                         else PurePath(source).name or source)
     start = {"checkpoint": " from your checkpoint", "none": " from scratch"}.get(cfg.backbone.pretrained, "")
+    seed = f"seed {cfg.seed}" if cfg.seed != 0 else ""  # two runs of one recipe told apart wherever the name shows
     if preset:
-        return f"{preset} ({backbone_title(cfg.backbone.name)}){start} on {data}"
+        return f"{preset} ({backbone_title(cfg.backbone.name)}{', ' + seed if seed else ''}){start} on {data}"
     methods = " + ".join(METHODS[m].title.split()[0] if m in METHODS else m  # "WiSE-FT", "Pruning", ...
                          for m in cfg.enabled_methods())
-    return f"{backbone_title(cfg.backbone.name)} {methods or 'plain'}{start} on {data}"
+    return f"{backbone_title(cfg.backbone.name)} {methods or 'plain'}{f' ({seed})' if seed else ''}{start} on {data}"

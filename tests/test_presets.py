@@ -194,3 +194,17 @@ def test_a_listing_piped_into_a_reader_that_leaves_ends_without_a_traceback():
     out = subprocess.run(f"{sys.executable} -m engine presets | true", shell=True, cwd=Path(__file__).parent.parent,
                          capture_output=True, text=True, timeout=120)
     assert "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr, out.stderr
+
+
+def test_a_runs_default_name_gives_its_seed_when_it_is_not_0():
+    """A new user's seed-0 and seed-1 runs were both "ResNet-18 plain on letters.zip" in every list."""
+    from engine.config import apply_overrides
+    from engine.presets import run_name
+
+    cfg = apply_overrides(RunConfig(), ["data.source=/tmp/letters.zip"])
+    assert run_name(cfg) == "ResNet-18 plain on letters.zip", "seed 0, the default, goes unsaid"
+    other = dataclasses.replace(cfg, seed=1)
+    assert run_name(other) == "ResNet-18 plain (seed 1) on letters.zip"
+    assert run_name(other, preset="Quick demo") == "Quick demo (ResNet-18, seed 1) on letters.zip"
+    scratch = apply_overrides(other, ["backbone.pretrained=none", "pruning.enabled=true"])
+    assert run_name(scratch) == "ResNet-18 Pruning (seed 1) from scratch on letters.zip"
