@@ -235,7 +235,7 @@ def _say_mirroring(cfg: RunConfig, classes: list[str]) -> None:
     if not (cfg.train.augment and cfg.train.flip and mirror_changes_meaning(classes)):
         return
     shown = ", ".join(f"'{c}'" for c in classes[:3]) + (", ..." if len(classes) > 3 else "")
-    tta = " eval.tta_flip=false" if cfg.eval.tta_flip else ""
+    tta = " --set eval.tta_flip=false" if cfg.eval.tta_flip else ""
     print(f"note: your class names are digits or letters ({shown}), and a mirrored digit or letter is another "
           f"symbol, or none; this run mirrors half its training images left to right. If the pictures show them, "
           f"train with --set train.flip=false{tta} (random crops kept). {MIRROR_MEASURED}", file=sys.stderr, flush=True)

@@ -17,6 +17,7 @@ from engine.resume import RESUME_FILE
 
 SELECT_KEY = state.WATCH_SELECT_KEY
 GPU_KEY = "gpus"
+FOLLOW_TO_KEY = "follow_to"  # the queued run that started: the run picker takes it before it is drawn
 RECENT_RUNS = 30
 
 
@@ -54,7 +55,7 @@ def follow_queued_run(engine, shown: str, status: str) -> None:
         st.session_state.pop(state.FOLLOW_KEY, None)
     elif rec.status == "running":
         st.session_state.pop(state.FOLLOW_KEY, None)
-        st.session_state["follow_to"] = rec.id  # the picker takes it before it is drawn (the next full run)
+        st.session_state[FOLLOW_TO_KEY] = rec.id  # taken by the picker before it is drawn (the next full run)
         st.rerun(scope="app")
 
 
@@ -120,14 +121,14 @@ def start_section(engine) -> None:
             c[1].warning(f"**{state.md_text(twin.name)}** is already running or queued with exactly these settings: "
                          "adding them again trains a second copy. Change a setting first (another seed, say) "
                          "for a second run worth comparing.", icon=":material/content_copy:")
+        else:
+            c[1].caption("A run already in progress: the new one waits in the queue and starts after it."
+                         if busy else "Training runs on the server: you can close this tab and come back later.")
         if twin:
             c[1].button(f"Use seed {cfg.seed + 1} instead", key="another_seed", icon=":material/casino:",
                         on_click=state.use_another_seed,
                         help="The seed sets the split and the training's randomness (Data page, 'Split and sampling "
                              "settings'); another one gives a second run worth comparing.")
-        else:
-            c[1].caption("A run already in progress: the new one waits in the queue and starts after it."
-                         if busy else "Training runs on the server: you can close this tab and come back later.")
     error = st.session_state.pop("start_error", None)
     if error is not None:
         state.show_error(error, "starting the run")
@@ -197,7 +198,7 @@ def live_section(engine) -> None:
         runs.insert(0, extra)  # an active run is always offered, however many runs came after it
     ids = [r.id for r in runs]
     labels = state.run_labels(runs, with_status=False, among=visible)  # the status shows below, live
-    follow_to = st.session_state.pop("follow_to", None)
+    follow_to = st.session_state.pop(FOLLOW_TO_KEY, None)
     if follow_to in ids:
         st.session_state[SELECT_KEY] = follow_to
     if st.session_state.get(SELECT_KEY) not in ids:
