@@ -104,7 +104,7 @@ def at_chance(summary: dict, config: dict | None = None, margin: float = 0.02) -
         return None
     train = (config or {}).get("train") or {}
     cause = chance_cause(summary, int(train.get("epochs") or 0), int(train.get("batch_size") or 0))
-    advice = chance_advice(summary, config, cause)
+    advice = chance_advice(config, cause)
     if found.kind == "below":  # worse than guessing: the labels, unless the run had too few steps to learn
         labels = "Check on the Data page that each class folder holds the images of its class."
         few = cause.kind == "few_steps"  # then the steps are the likelier cause: say that first
@@ -132,13 +132,10 @@ def val_test_gap(summary: dict) -> str | None:
 LR_AUTO = "*Find the learning rate automatically*"  # the Model page's label for optim.lr_auto
 
 
-def chance_advice(summary: dict, config: dict | None, cause: ChanceCause | None = None) -> str:
+def chance_advice(config: dict | None, cause: ChanceCause) -> str:
     """What to change for a run that stayed at guessing, in the dashboard's words, from its
-    engine.chance.chance_cause (computed from `config` unless given): when its validation accuracy clearly
-    peaked and fell, the learning rate; else from its optimiser steps."""
-    train = (config or {}).get("train") or {}
-    if cause is None:
-        cause = chance_cause(summary, int(train.get("epochs") or 0), int(train.get("batch_size") or 0))
+    engine.chance.chance_cause: when its validation accuracy clearly peaked and fell, the learning rate;
+    else from its optimiser steps (`config`: the run's, for its automatic learning rate and batch)."""
     if cause.kind == "peaked":
         return (f"Its validation accuracy reached {100 * cause.best['val_acc']:.1f}% in epoch "
                 f"{cause.best.get('epoch', '?')} and fell to {100 * cause.last:.1f}% by the end: the learning rate "
