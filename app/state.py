@@ -872,13 +872,17 @@ def run_labels(recs: list[Any], with_status: bool = True, compact: bool = False,
 
 
 def without_backbone(labels: dict[str, str], backbones: dict[str, str]) -> dict[str, str]:
-    """The Compare table's run labels without the " (ResNet-18)" that preset run names carry, when every
+    """The Compare table's run labels without the " (ResNet-18)" that preset run names carry (a seed beside it
+    kept: "(seed 1)"), when every
     run trained the same backbone (the setup table below names it), unless two labels would then read
     the same: "15:24 · Quick demo" fits the run column at 1280 px, "15:24 · Quick demo (ResNe" was cut."""
     if len(set(backbones.values())) != 1 or not next(iter(backbones.values())):
         return labels
     title = re.escape(next(iter(backbones.values())))
-    short = {i: re.sub(rf" \({title}\)(?=( \(\d+\))?( · \w+)?$| ·)", "", label, count=1) for i, label in labels.items()}
+    # "Quick demo (ResNet-18, seed 1)" keeps its seed: "Quick demo (seed 1)"
+    seeded = {i: re.sub(rf" \({title}, (seed \d+\))(?=( \(\d+\))?( · \w+)?$| ·)", r" (\1", label, count=1)
+              for i, label in labels.items()}
+    short = {i: re.sub(rf" \({title}\)(?=( \(\d+\))?( · \w+)?$| ·)", "", label, count=1) for i, label in seeded.items()}
     return short if len(set(short.values())) == len(short) else labels
 
 

@@ -244,7 +244,9 @@ def _say_mirroring(cfg: RunConfig, classes: list[str]) -> None:
 def _auto_named(cfg: RunConfig) -> bool:
     """Whether `cfg.name` is one the studio gave (engine.presets.run_name, with any preset's title or
     none), not the user's: a run's config reused with other data or settings is named afresh."""
-    return bool(cfg.name) and cfg.name in {run_name(cfg), *(run_name(cfg, preset=p.title) for p in PRESETS.values())}
+    # with seed 0 too: names given before run names carried the seed
+    return bool(cfg.name) and cfg.name in {run_name(c, preset=title) for c in (cfg, dataclasses.replace(cfg, seed=0))
+                                           for title in (None, *(p.title for p in PRESETS.values()))}
 
 
 def _preset_title(name: str | None, cfg: RunConfig, train_images: int) -> str | None:

@@ -950,6 +950,9 @@ def test_the_compare_table_leaves_a_shared_backbone_out_of_run_labels():
     assert without_backbone(labels, resnet) == {"a": "11:24 · Quick demo", "b": "11:30 · Pruning demo (2) · stopped",
                                                 "c": "11:31 · lr 0.02 · Quick demo · failed"}
     assert without_backbone(labels, {**resnet, "c": "MobileNetV3-Small"}) == labels, "two backbones: the names say which"
+    seeded = {"a": "11:24 · Quick demo (ResNet-18)", "b": "11:30 · Quick demo (ResNet-18, seed 1) · stopped"}
+    assert without_backbone(seeded, dict.fromkeys(seeded, "ResNet-18")) == {
+        "a": "11:24 · Quick demo", "b": "11:30 · Quick demo (seed 1) · stopped"}, "the seed stays, the backbone goes"
     alike = {"a": "11:24 · Quick demo (ResNet-18)", "b": "11:24 · Quick demo"}
     assert without_backbone(alike, dict.fromkeys(alike, "ResNet-18")) == alike, "they would read the same"
     assert without_backbone(alike, dict.fromkeys(alike, None)) == alike, "a run without a backbone name"

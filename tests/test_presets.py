@@ -129,6 +129,7 @@ def test_cli_train_fits_a_presets_batch_to_a_small_dataset_as_the_dashboard_does
 
     assert _auto_named(saved) and _auto_named(dataclasses.replace(quick, name="Quick demo (ResNet-18) on small.zip"))
     assert not _auto_named(dataclasses.replace(quick, name="my pets, second try")) and not _auto_named(quick)
+    assert _auto_named(dataclasses.replace(quick, seed=1, name=run_name(quick))), "named before names gave the seed"
     again = ["train", "--config", str(tmp_path / "fitted" / "config.yaml"), "--data-dir", str(tmp_path / "d"), "--quiet",
              "--epochs", "3"]
     other = write_tiny_zip(tmp_path / "other.zip", per_class=10)
