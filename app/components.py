@@ -426,7 +426,8 @@ def started_note(engine, twin) -> None:
         doing = "waits in the queue" if rec.status == "queued" else "is training"
         follow = st.session_state.get(state.FOLLOW_KEY) or {}
         later = (" The charts below show the run it waits for, and move to it when it starts."
-                 if rec.status == "queued" and follow.get("to") == rec.id else "")
+                 if rec.status == "queued" and follow.get("to") == rec.id
+                 and follow.get("from") == st.session_state.get(state.WATCH_KEY) else "")  # not after a hand pick
         st.info(f"**{state.md_text(rec.name)}** {doing} with these settings.{later} Pressing the button again would "
                 "train a second copy: change a setting first (another seed, say) for a second run worth comparing.",
                 icon=":material/check:")

@@ -689,7 +689,8 @@ def default_run_name(cfg: RunConfig, ds: Dataset, train_images: int | None = Non
 def start_run(engine: Engine, gpus: tuple[int, ...] = ()) -> str:
     """Check the draft's data and submit it (named by `default_run_name` unless the user named it:
     the preset it is exactly, or its backbone and methods, and its data; a name given is used once, then
-    cleared from the draft); the Train page then follows the new run. Raises the check's or the engine's
+    cleared from the draft); the Train page then follows the new run, or keeps the run it shows while the new
+    one waits behind it (state FOLLOW_KEY). Raises the check's or the engine's
     error (a StudioError for anything the user can fix)."""
     import dataclasses
 
@@ -700,11 +701,22 @@ def start_run(engine: Engine, gpus: tuple[int, ...] = ()) -> str:
     named = bool(cfg.name)
     if not named:
         cfg = dataclasses.replace(cfg, name=default_run_name(cfg, ds))
+    shown = st.session_state.get(WATCH_KEY)  # the run the Train page shows (also when another page started this)
     run_id = engine.submit(cfg, owner=user(), gpus=gpus)
     if named:  # the name was this run's: the next one is named afresh unless named again (a new user's next
         set_config(dataclasses.replace(config(), name=""))  # run, with WiSE-FT on, was saved as "... plain")
         st.session_state.pop(f"{WIDGET_PREFIX}run.name", None)
-    st.session_state[WATCH_KEY] = st.session_state[STARTED_KEY] = run_id
+    st.session_state[STARTED_KEY] = run_id
+    active = engine.active_runs()
+    if engine.current_run != run_id and shown in active:
+        # queued behind the run on screen: the Train page keeps showing it (a new user saw the queued run's empty
+        # charts instead of the one training) and moves to the new run when it starts (app_pages/train.py)
+        follow = st.session_state.get(FOLLOW_KEY) or {}
+        if follow.get("from") != shown or follow.get("to") not in active:  # else the first queued starts first
+            st.session_state[FOLLOW_KEY] = {"from": shown, "to": run_id}
+    else:
+        st.session_state[WATCH_KEY] = run_id
+        st.session_state.pop(FOLLOW_KEY, None)
     set_focus(run_id)  # Results opens on the new run
     return run_id
 

@@ -367,6 +367,14 @@ def test_a_second_click_on_the_running_settings_is_warned_before_it_queues_a_cop
             time.sleep(0.05)
         at.run()  # ... and moves to the queued run once it trains
         assert at.selectbox(key="watch_select").value == queued
+        # the Data page's button queues behind it too, and the Train page it opens stays on the run training
+        at.switch_page("app_pages/data.py").run()
+        at.session_state["cfg"] = dataclasses.replace(at.session_state["cfg"], seed=9)
+        at.run()
+        assert at.button(key="quick_start").label == "Add to the queue"
+        at.button(key="quick_start").click().run()
+        no_problems(at)
+        assert len(engine().active_runs()) == 2 and at.selectbox(key="watch_select").value == queued
     finally:
         active = engine().active_runs()
         for r in active:

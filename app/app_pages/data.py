@@ -441,9 +441,11 @@ def quick_start(engine) -> None:
     with st.container(border=True):
         components.few_steps_notice(cfg, "data", problems)  # above the button: read before a run starts
         c = st.columns([1, 3], vertical_alignment="center")
-        clicked = c[0].button("Train now", type="primary", icon=":material/play_arrow:", key="quick_start",
-                              disabled=problems is not None)
-        c[1].caption(f"Starts a run with the current settings: {state.backbone_title(cfg.backbone.name)} "
+        busy = bool(engine.active_runs())
+        clicked = c[0].button("Add to the queue" if busy else "Train now", type="primary", icon=":material/play_arrow:",
+                              key="quick_start", disabled=problems is not None)
+        c[1].caption(("Queues a run, which starts after the one in progress, " if busy else "Starts a run ")
+                     + f"with the current settings: {state.backbone_title(cfg.backbone.name)} "
                      f"({state.weights_words(cfg)}), "
                      f"{state.epochs_words(cfg.to_dict())}, {cfg.data.image_size} px, {methods}. "
                      "Change them first on *Model and methods* if you like.")

@@ -25,23 +25,13 @@ def _start() -> None:
     """Start-button callback: check the data, submit; the outcome is shown by the page."""
     engine = state.get_engine()
     gpus = tuple(st.session_state.get(GPU_KEY) or ())
-    shown = st.session_state.get(SELECT_KEY)
     try:
         run_id = state.start_run(engine, gpus)  # one GPU: that GPU; several: torchrun
     except Exception as exc:  # StudioError: data or settings the engine refuses, with its message
         st.session_state["start_error"] = exc
         return
     st.session_state["start_ok"] = run_id
-    if engine.current_run != run_id and shown in engine.active_runs():
-        # queued behind the run on screen: keep showing it (a new user saw the queued run's empty charts instead
-        # of the one training); the live view moves to the new run when it starts
-        st.session_state[state.WATCH_KEY] = shown
-        follow = st.session_state.get(state.FOLLOW_KEY) or {}
-        if follow.get("from") != shown or follow.get("to") not in engine.active_runs():  # else the first queued
-            st.session_state[state.FOLLOW_KEY] = {"from": shown, "to": run_id}  # one starts first: it is followed
-    else:
-        st.session_state[SELECT_KEY] = run_id
-        st.session_state.pop(state.FOLLOW_KEY, None)
+    st.session_state[SELECT_KEY] = st.session_state[state.WATCH_KEY]  # the new run, or the one it waits behind
 
 
 def follow_queued_run(engine, shown: str, status: str) -> None:
