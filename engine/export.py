@@ -235,27 +235,28 @@ def wise_card_section(summary: dict[str, Any], cfg: RunConfig | None = None) -> 
 
 
 def fine_tuned_of_wise_lines(summary: dict[str, Any]) -> list[str]:
-    """The card's lines for the fine-tuned model of a WiSE-FT run (a curve, no `wise_alpha`): these files
-    are alpha 1, not the mix the run picked (engine.predict.chosen_alpha), and how to export that mix; []
-    for a run without a curve. A new user's default export of a WiSE-FT run was titled "... WiSE-FT ..."
-    with nothing saying which model it held."""
+    """The card's lines for an export of a WiSE-FT run that is not a mix (a curve, no `wise_alpha`): what
+    its files are (the fine-tuned model, alpha 1, or the channel-pruned one) and how to export a mix (the
+    run's own pick, engine.predict.chosen_alpha, unless another alpha was chosen on Results); [] for a run
+    without a curve. A new user's default export of a WiSE-FT run was titled "... WiSE-FT ..." with nothing
+    saying which model it held."""
     curve = summary.get("wise_curve") or []
     if not curve:
         return []
     from engine.methods.wise_ft import curve_point
     from engine.predict import chosen_alpha
 
+    what = ("the channel-pruned model" if summary.get("export_variant") == "structured" else
+            "the fine-tuned model (alpha 1)")
+    lines = ["", "## WiSE-FT", f"- These files are {what}, not a mix of the fine-tuned and starting weights"]
     pick = chosen_alpha(summary)
-    lines = ["", "## WiSE-FT", "- These files are the fine-tuned model (alpha 1), not a mix of it with the starting "
-             "weights"]
-    if pick != 1.0:
-        point = curve_point(curve, pick) or {}
-        figures = ", ".join(f"{words} {100 * point[k]:.1f}%" for k, words in (("val_acc", "validation"),
-                                                                              ("ood_acc", "OOD"))
-                            if point.get(k) is not None)
-        lines.append(f"- The run picked the mix at alpha {pick:g}" + (f" ({figures} on the run's curve)" if figures else "")
-                     + ": export it with `python -m engine export --variant wise`, or choose it under 'Weights to "
-                     "export' on the dashboard's Export tab")
+    point = curve_point(curve, pick) or {}
+    figures = ", ".join(f"{words} {100 * point[k]:.1f}%" for k, words in (("val_acc", "validation"), ("ood_acc", "OOD"))
+                        if point.get(k) is not None)
+    mix = f"alpha {pick:g}" + (f", {figures} on the run's curve" if figures else "")
+    lines.append(f"- A mix ({mix}, by the run's own pick, unless another alpha was chosen on the Results page) is "
+                 "exported with `python -m engine export --run <run id> --variant wise`, or under 'Weights to export' "
+                 "on the dashboard's Export tab")
     return lines
 
 

@@ -237,10 +237,11 @@ def test_the_fine_tuned_export_of_a_wise_ft_run_says_it_is_alpha_1_and_how_to_ge
     curve = [{"alpha": a, "val_acc": v, "ood_acc": o} for a, v, o in ((0.0, 0.5, 0.4), (0.4, 0.8, 0.6), (1.0, 0.8, 0.5))]
     card = model_card(cfg, {"classes": ["a", "b"], "wise_curve": curve})
     assert "## WiSE-FT\n- These files are the fine-tuned model (alpha 1), not a mix" in card, card
-    assert "- The run picked the mix at alpha 0.4 (validation 80.0%, OOD 60.0% on the run's curve): export it with " \
-           "`python -m engine export --variant wise`" in card, card
-    curve[1]["ood_acc"] = 0.4  # the run picked alpha 1 itself: nothing to point to
-    assert "picked the mix" not in model_card(cfg, {"classes": ["a", "b"], "wise_curve": curve})
+    assert "- A mix (alpha 0.4, validation 80.0%, OOD 60.0% on the run's curve, by the run's own pick, unless another " \
+           "alpha was chosen on the Results page) is exported with `python -m engine export --run <run id> --variant " \
+           "wise`" in card, card
+    structured = model_card(cfg, {"classes": ["a", "b"], "wise_curve": curve, "export_variant": "structured"})
+    assert "- These files are the channel-pruned model, not a mix" in structured
     assert "## WiSE-FT" not in model_card(RunConfig(), {"classes": ["a", "b"]}), "a run without WiSE-FT"
 
 
