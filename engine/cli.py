@@ -108,28 +108,30 @@ class ConsoleReporter(Reporter):
                 print(line, flush=True)
 
 
-# an epoch line's names, in this order; other entries follow under their own key
+# an epoch line's figures, in this order, in the pages' words; others (per layer, per corruption, a method's
+# diagnostics) are the dashboard's and the summary's
 EPOCH_WORDS = {"val_acc": "validation", "val_balanced_acc": "balanced", "val_macro_f1": "macro-F1", "ood_acc": "OOD",
                "ood_user_acc": "your OOD set", "robust_acc": "robust", "train_pgd_acc": "robust on training images",
                "sparsity": "sparsity", "adafilter_gate_mean": "AdaFilter fine-tuned filters", "train_acc": "train",
-               "train_loss": "train loss", "val_loss": "val loss", "lr": "lr", "images_per_sec": "img/s"}
+               "train_loss": "train loss", "val_loss": "validation loss", "lr": "lr", "images_per_sec": "img/s"}
 
 
 def epoch_words(epoch: int, values: dict[str, float]) -> str:
-    """One line for an epoch's figures as the pages name them: accuracies, sparsity and shares in %,
+    """One line for an epoch's figures (EPOCH_WORDS, in its order): accuracies, sparsity and shares in %,
     losses to 3 decimals, the learning rate to 3 significant digits, images/s whole ("validation 25.0%,
-    OOD 20.0%, ..."); per-layer and per-corruption entries ("ood/blur") are left to the dashboard. It
-    read "val_acc=0.2500 images_per_sec=199.0720" beside warnings in percent."""
+    OOD 20.0%, ..."); a figure that is not finite reads n/a. It read "val_acc=0.2500
+    images_per_sec=199.0720" beside warnings in percent."""
     def shown(k: str, v: float) -> str:
+        if not math.isfinite(v):
+            return f"{EPOCH_WORDS[k]} n/a"
         if k == "images_per_sec":
             return f"{v:.0f} img/s"
         if k.endswith(("acc", "f1")) or k in ("sparsity", "adafilter_gate_mean"):
-            return f"{EPOCH_WORDS.get(k, k)} {_pct(v)}"
-        return f"{EPOCH_WORDS.get(k, k)} " + (f"{v:.3f}" if k.endswith("loss") else f"{v:.3g}")
+            return f"{EPOCH_WORDS[k]} {_pct(v)}"
+        return f"{EPOCH_WORDS[k]} " + (f"{v:.3f}" if k.endswith("loss") else f"{v:.3g}")
 
-    keys = [k for k, v in values.items() if "/" not in k and isinstance(v, (int, float))]
-    order = {k: i for i, k in enumerate(EPOCH_WORDS)}
-    return f"epoch {epoch}: " + ", ".join(shown(k, values[k]) for k in sorted(keys, key=lambda k: order.get(k, 99)))
+    return f"epoch {epoch}: " + ", ".join(shown(k, float(values[k])) for k in EPOCH_WORDS
+                                          if isinstance(values.get(k), (int, float)))
 
 
 WEIGHTS_WORDS = {"bundled": "the bundled weights", "imagenet": "ImageNet weights", "none": "scratch (no pretraining)",
@@ -149,7 +151,7 @@ def finished_words(summary: dict) -> str:
     if finite("train_images_per_sec"):
         shown.append(f"trained at {summary['train_images_per_sec']:.0f} img/s")
     unmeasured = [words[k] for k in ("val_acc", "test_acc") if isinstance(summary.get(k), float) and not finite(k)]
-    return "finished: " + ", ".join(shown) + (f" ({' and '.join(unmeasured)} not measured: no images were left for "
+    return "finished:" + "".join(f" {p}" for p in [", ".join(shown)] if p) + (f" ({' and '.join(unmeasured)} not measured: no images were left for "
                                               f"{'that split' if len(unmeasured) == 1 else 'those splits'}; add "
                                               "images per class)" if unmeasured else "")
 
@@ -215,8 +217,10 @@ def _train(args: argparse.Namespace) -> int:
         # batch 64 on 36 images, took 3 optimiser steps and learnt nothing); a batch or rate given is kept
         cfg, fitted = fit_to_data(cfg, len(data.train), "Its" if args.preset else "The default")
         if fitted:
-            print(f"preset {args.preset}: {fitted}" if args.preset else f"note: {fitted} (--batch-size sets one)",
-                  flush=True)
+            if args.preset:
+                print(f"preset {args.preset}: {fitted}", flush=True)
+            else:  # as the other notes: on stderr
+                print(f"note: {fitted} (--batch-size sets one)", file=sys.stderr, flush=True)
     if not cfg.name:  # named as the dashboard names a run: the preset it still is, or its methods; its data
         cfg = dataclasses.replace(cfg, name=run_name(cfg, preset=_preset_title(args.preset, cfg, len(data.train))))
     store = RunStore(data_dir / "studio.db")
@@ -340,7 +344,7 @@ def _run_in_foreground(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Pa
     reporter = ConsoleReporter(store, run_id, quiet)
     print(f"run {run_id} -> {run_dir}" + (" (continued)" if resume else ""), flush=True)
     start = WEIGHTS_WORDS.get(cfg.backbone.pretrained, "its weights")
-    print(f"  {cfg.name}: {backbone_title(cfg.backbone.name)} from {start}, "
+    print(f"  {cfg.name or 'this run'}: {backbone_title(cfg.backbone.name)} from {start}, "
           f"{cfg.train.epochs} epoch{'s' * (cfg.train.epochs != 1)} at {cfg.data.image_size} px, batch "
           f"{cfg.train.batch_size}, " + ("learning rate found at the start" if cfg.optim.lr_auto else
                                          f"lr {cfg.optim.lr:g}") + f", seed {cfg.seed}", flush=True)
@@ -414,8 +418,8 @@ def _say_wise(summary: dict) -> None:
           "--alpha takes another")
     claim = wise_ft_claim(summary)
     found = chance_finding(summary)
-    hedge = (f" (This run {'may have learnt nothing yet' if found.maybe else 'learnt nothing'}, as the warning above "
-             "says: the line compares noise.)" if found is not None and claim.shown is not None else "")
+    hedge = (f" (This run {'may have learnt nothing yet' if found.maybe else 'learnt nothing'}, as its warning says: "
+             "the line compares noise.)" if found is not None and claim.shown is not None else "")
     print(claim.text + hedge)
 
 

@@ -109,9 +109,12 @@ def test_cli_train_fits_a_presets_batch_to_a_small_dataset_as_the_dashboard_does
     assert cli.main([*plain, "--out", str(tmp_path / "default")]) == 0
     batch, lr = smaller_batch(RunConfig(), 18)
     assert (f"note: The default batch size of {RunConfig().train.batch_size} would make 1 optimiser step an epoch from "
-            f"your 18 training images, so it uses {batch}") in capsys.readouterr().out
+            f"your 18 training images, so it uses {batch}") in capsys.readouterr().err
     fitted = RunConfig.load(tmp_path / "default" / "config.yaml")
     assert (fitted.train.batch_size, fitted.optim.lr) == (batch, lr)
+    assert cli.main([*plain, "--set", "train.batch_size=64", "--out", str(tmp_path / "kept")]) == 0
+    assert RunConfig.load(tmp_path / "kept" / "config.yaml").train.batch_size == 64, "a batch given is kept"
+    assert "The default batch size" not in capsys.readouterr().err
     # named as the dashboard names runs ("cli resnet18" said nothing about the data): flags changed the preset
     assert saved.name == "ResNet-18 plain from scratch on small.zip"
     from engine.cli import _preset_title
