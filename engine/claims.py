@@ -157,12 +157,18 @@ def pruning_claim(summary: dict, baseline: dict | None = None) -> Claim:
     return Claim("pruning", shown, f"{head}: " + "; ".join(parts) + ".")
 
 
+def at_guessing(acc: float | None, classes: int) -> bool:
+    """Whether an accuracy (a fraction) is at or below guessing among `classes` classes, within
+    WISE_GUESS_MARGIN above it (False for fewer than 2 classes or no accuracy)."""
+    return classes >= 2 and isinstance(acc, (int, float)) and acc <= 1 / classes + WISE_GUESS_MARGIN
+
+
 def wise_ft_claim(summary: dict, baseline: dict | None = None) -> Claim:
     """Wortsman et al. 2021: an interior alpha beats both ends (0 and 1) on OOD accuracy at
     in-distribution accuracy within 1 point of the fine-tuned end (alpha 1). The best such alpha
-    is reported. When no mix keeps validation within the point and one validation image is worth more
-    than it (`_undecided`), the line has no verdict (shown None), as pruning's; nor when the fine-tuned end
-    is within WISE_GUESS_MARGIN of guessing on validation (a new user's run at 16.7% on 3 classes read
+    is reported. When no mix keeps validation within the point, the nearest is at most one validation image
+    short and one image is worth more than the point (`_undecided`), the line has no verdict (shown None), as
+    pruning's; nor when the fine-tuned end is at or below guessing on validation (`at_guessing`) (a new user's run at 16.7% on 3 classes read
     "claim shown" by one corrupted image). `baseline` is unused (both ends are in the run's own curve)."""
     curve = [p for p in summary.get("wise_curve") or [] if p.get("ood_acc") is not None]
     ends = {p["alpha"]: p for p in curve if p["alpha"] in (0.0, 1.0)}
@@ -176,11 +182,15 @@ def wise_ft_claim(summary: dict, baseline: dict | None = None) -> Claim:
     if pick is None:
         return Claim("wise_ft", None, "WiSE-FT: the curve has no interior alpha.")
     gain = pick["ood_acc"] - best_end
-    undecided = "" if ok else _undecided(summary, WISE_VAL_TOLERANCE, "val")
+    undecided = ""
+    n = sum(split_sizes(summary, "val"))
+    nearest = max(p["val_acc"] for p in curve if 0 < p["alpha"] < 1)
+    if not ok and n and one["val_acc"] - nearest <= 1 / n + 1e-9:  # the nearest mix one image short: can't tell
+        undecided = _undecided(summary, WISE_VAL_TOLERANCE, "val")
     k = len(summary.get("classes") or [])
-    if k >= 2 and one["val_acc"] <= 1 / k + WISE_GUESS_MARGIN:  # mixes of a model that learnt nothing: noise
-        undecided = (f"the fine-tuned end is at guessing on validation ({_pts(one['val_acc'])}%; guessing is "
-                     f"{_pts(1 / k)}%), so the mixes compare noise")
+    if at_guessing(one["val_acc"], k):  # mixes of a model that learnt nothing: noise
+        undecided = (f"the fine-tuned end is at or below guessing on validation ({_pts(one['val_acc'])}%; guessing "
+                     f"is {_pts(1 / k)}%), so the mixes compare noise")
     shown = None if undecided else bool(ok) and gain > 0
     which = (f"the grid's best mix with validation at most {100 * WISE_VAL_TOLERANCE:g} point below the fine-tuned "
              "end" if ok else f"no mix kept validation within {100 * WISE_VAL_TOLERANCE:g} point of the fine-tuned "

@@ -98,8 +98,8 @@ def test_the_curve_reading_names_the_winner_or_says_fine_tuning_hurt():
     # a new user's 3-epoch run: 16.7% validation at every alpha on 3 classes, "beats both ends ... at no cost"
     nothing = [{"alpha": a, "val_acc": 1 / 6, "ood_acc": o} for a, o in ((0.0, 0.40), (0.4, 0.42), (1.0, 0.40))]
     assert "beats both ends" in reading(nothing), "without the number of classes nothing is known of guessing"
-    assert reading(nothing, classes=3).startswith("The fine-tuned model is at guessing on validation (16.7%, guessing "
-                                                  "33.3%)")
+    assert reading(nothing, classes=3).startswith("The fine-tuned model is at or below guessing on validation (16.7%, "
+                                                  "guessing 33.3%)")
     assert "beats both ends" in reading(interior, classes=3), "0.80 on 3 classes learnt something"
 
 

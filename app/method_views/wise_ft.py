@@ -11,7 +11,7 @@ import streamlit as st
 from app import state
 from app.charts import FIT_WIDTH, METRIC_COLORS
 from app.method_views import points_delta, register_view
-from engine.claims import WISE_GUESS_MARGIN, shown_points, split_sizes
+from engine.claims import at_guessing, shown_points, split_sizes
 from engine.methods.wise_ft import curve_point
 
 ACC = {"val_acc": "Validation (your data)", "ood_acc": "Corrupted images (OOD)",
@@ -51,15 +51,15 @@ def reading(curve: list[dict], classes: int = 0) -> str | None:
     """The curve in one line: where OOD accuracy peaks (of tied alphas the largest) and what it costs
     on your data, or that fine-tuning lowered OOD accuracy (the starting model is best); with the number
     of `classes` known, that the curve compares noise when the fine-tuned end is at guessing on validation
-    (engine.claims.WISE_GUESS_MARGIN), as the claim line says."""
+    (engine.claims.at_guessing), as the claim line says."""
     pts = [p for p in curve if p.get("ood_acc") is not None]
     if len(pts) < 2:
         return None
     start, end = min(pts, key=lambda p: p["alpha"]), max(pts, key=lambda p: p["alpha"])
-    if classes >= 2 and end.get("val_acc") is not None and end["val_acc"] <= 1 / classes + WISE_GUESS_MARGIN:
-        return (f"The fine-tuned model is at guessing on validation ({100 * end['val_acc']:.1f}%, guessing "
+    if at_guessing(end.get("val_acc"), classes):
+        return (f"The fine-tuned model is at or below guessing on validation ({100 * end['val_acc']:.1f}%, guessing "
                 f"{100 / classes:.1f}%): it learnt nothing yet, so the mixes' differences on corrupted images are "
-                "noise. Train longer (or see the warning at the top of the page) before reading this curve.")
+                "noise. Train it longer before reading this curve.")
     # ties go to the larger alpha (nearer the fine-tuned model), as the run's pick (engine.predict.chosen_alpha)
     # and the claim line break them: one alpha named for one figure across the panel
     best = max(pts, key=lambda p: (p["ood_acc"], p["alpha"]))
