@@ -118,14 +118,14 @@ def at_chance(summary: dict, config: dict | None = None, margin: float = 0.02) -
 
 def val_test_gap(summary: dict) -> str | None:
     """engine.chance.val_test_gap_words with what to try in the dashboard's words (another seed on
-    the Model page, or the user's own split folders), or None."""
+    the Data page, or the user's own split folders), or None."""
     gap = val_test_gap_words(summary)
     if gap is None:
         return None
     why = ("Your validation and test folders may hold different kinds of pictures (the split is yours, so "
            "another seed does not redraw it)." if (summary.get("data_report") or {}).get("split_given") else
-           "The two splits are drawn at random from your images, so the same settings with another seed (Model "
-           "page) show which of the two numbers is typical.")
+           "The two splits are drawn at random from your images, so the same settings with another seed (Data "
+           "page, split and sampling settings) show which of the two numbers is typical.")
     return f"{gap} {why}"
 
 
@@ -182,7 +182,8 @@ def small_split_note(summary: dict) -> str:
 
 
 def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict, chance: str | None = None) -> None:
-    """Write one line per enabled method with a claim (st.success when shown, st.warning when not,
+    """Write one line per enabled method with a claim (st.success when shown, st.info instead on a run at
+    guessing (`chance`), st.warning when not,
     st.info when a comparison run is missing)."""
     methods = [m for m in CLAIMS if m in _methods_on(rec.config)]
     if not methods:

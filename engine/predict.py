@@ -349,7 +349,7 @@ class Predictor:
             what = (f"mostly flat colour ({100 * prediction.flat:.0f}% of neighbouring pixels)"
                     if prediction.far_by == "flat" else "unlike the training images")
             unsure = ", and the model is unsure" if prediction.unsure else ""
-            text = (f"Unfamiliar image (see the first flagged answer): {what}{unsure}. It says {name} "
+            text = (f"Unfamiliar image (as explained above): {what}{unsure}. It says {name} "
                     f"({percent(p, prediction.threshold)}); do not trust this answer.")
         elif prediction.unfamiliar:
             if prediction.far_by == "flat":

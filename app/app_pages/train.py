@@ -117,8 +117,9 @@ def start_section(engine) -> None:
         if twin:
             c[1].button(f"Use seed {cfg.seed + 1} instead", key="another_seed", icon=":material/casino:",
                         on_click=state.use_another_seed,
-                        help="The seed sets the split and the training's randomness (Data page, 'Split and sampling "
-                             "settings'); another one gives a second run worth comparing.")
+                        help="The seed sets the training's randomness and, unless your dataset comes with its own "
+                             "split folders, the split (Data page, 'Split and sampling settings'); another one gives a "
+                             "second run worth comparing.")
     error = st.session_state.pop("start_error", None)
     if error is not None:
         state.show_error(error, "starting the run")

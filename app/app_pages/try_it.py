@@ -208,12 +208,14 @@ def framed(picture: np.ndarray) -> np.ndarray:
 
 def verdict(p, answer, said: set | None = None) -> None:
     """The low-confidence flag in plain words, or a short line with the answer (neutral colour: the
-    page does not know the true class of the user's image). `said`: the kinds of unfamiliar flag
-    ("content", "flat") this page has explained at length already (updated): later ones are brief."""
+    page does not know the true class of the user's image). `said`: the (model, kind) pairs of unfamiliar
+    flag ("content", "flat") this page has explained at length already, in that model's column (updated):
+    later ones are brief."""
     if answer.low_confidence:
-        brief = said is not None and answer.unfamiliar and answer.far_by in said
+        kind = (id(p), answer.far_by)  # one predictor per model shown: its column
+        brief = said is not None and answer.unfamiliar and kind in said
         if said is not None and answer.unfamiliar:
-            said.add(answer.far_by)
+            said.add(kind)
         st.warning(p.explanation(answer, brief=brief), icon=":material/help:")  # the own-image note included
     else:
         name, prob = answer.top[0]  # the model's answer, not a verdict: no green tick (it read as "correct")
