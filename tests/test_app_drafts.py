@@ -687,3 +687,38 @@ def test_the_note_on_a_run_just_started_says_what_the_run_does_now():
     assert not at.run().info, "a run that ended is in the run list below, not in this note"
     at.session_state["now"] = "deleted"
     assert not at.run().info, "nor a run deleted since (the record the page was drawn with says queued)"
+
+
+def test_the_live_view_follows_the_queued_run_only_from_the_run_it_waited_for():
+    """The Train page moves to the run queued behind the one on screen when that one ends and the queued one
+    trains; a run picked by hand since is left on screen, and a queued run still waiting is not followed."""
+    from streamlit.testing.v1 import AppTest
+
+    def script():
+        import types
+
+        import streamlit as st
+
+        from app import state
+        from app.app_pages.train import FOLLOW_TO_KEY, follow_queued_run
+
+        status = st.session_state.get("b_status", "queued")
+        engine = types.SimpleNamespace(run_record=lambda run_id: types.SimpleNamespace(id=run_id, status=status))
+        if "started" not in st.session_state:  # once, as _start sets it (a rerun must not set it again)
+            st.session_state["started"] = True
+            st.session_state[state.FOLLOW_KEY] = {"from": "a", "to": "b"}
+        follow_queued_run(engine, st.session_state.get("shown", "a"), st.session_state.get("a_status", "running"))
+        st.write(f"follow to: {st.session_state.get(FOLLOW_TO_KEY)}")
+
+    at = AppTest.from_function(script, default_timeout=60).run()
+    assert at.markdown[0].value == "follow to: None", "the run on screen still trains"
+    at.session_state["a_status"] = "finished"
+    at.run()
+    assert at.markdown[0].value == "follow to: None", "the queued run waits behind another still"
+    at.session_state["shown"] = "c"  # picked by hand
+    at.session_state["b_status"] = "running"
+    at.run()
+    assert at.markdown[0].value == "follow to: None"
+    at.session_state["shown"] = "a"
+    at.run()
+    assert at.markdown[0].value == "follow to: b" and "follow" not in at.session_state, "followed once"

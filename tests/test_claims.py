@@ -369,3 +369,21 @@ def test_the_claim_lines_name_the_runs_they_compared_with():
     assert "'Quick demo · 10:02'" in both and " and 'from scratch · 10:05' (adversarial training from scratch" in both
     assert compared_with(["wise_ft"], plain, None, labels) == "", "WiSE-FT's claim is judged on its own curve"
     assert compared_with(["pruning"], None, None, labels) == ""
+
+
+def test_why_a_run_at_guessing_learnt_nothing_is_decided_once_for_every_page():
+    """engine.chance.chance_cause: the learning rate when validation clearly peaked and fell, else the
+    optimiser steps (few, many, or one step an epoch), else unknown; the dashboard and the command line
+    word it, neither reads its own advice back."""
+    from engine.chance import FEW_STEPS, chance_cause
+
+    val = {"data_report": {"split_counts": {"val": {"a": 30, "b": 30}}}, "classes": ["a", "b"]}
+    peaked = dict(val, history=[{"epoch": 1, "val_acc": 0.9}, {"epoch": 2, "val_acc": 0.5}], steps_per_epoch=1)
+    cause = chance_cause(peaked, 2, 64)
+    assert cause.kind == "peaked" and cause.best["epoch"] == 1 and cause.last == 0.5
+    few = dict(val, steps_per_epoch=2, train_images=60)
+    assert chance_cause(few, 5, 32).kind == "few_steps" and chance_cause(few, 5, 32).steps == 10
+    assert not chance_cause(few, 5, 32).one_step_epochs and chance_cause(few, 5, 64).one_step_epochs
+    assert chance_cause(dict(few, steps_per_epoch=FEW_STEPS), 1, 8).kind == "many_steps"
+    assert chance_cause(dict(val), 5, 32).kind == "unknown", "steps per epoch not recorded"
+    assert chance_cause(few, 0, 32).kind == "unknown", "a config without its epochs"

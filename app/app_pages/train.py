@@ -240,4 +240,5 @@ def render() -> None:
     recent_table(engine)
 
 
-render()
+if __name__ == "__main__":  # run as a page (st.Page executes it as __main__); importable for tests
+    render()
