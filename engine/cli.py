@@ -406,9 +406,10 @@ def _say_wise(summary: dict) -> None:
     from engine.predict import chosen_alpha
 
     # the live lines came in computing order: the whole curve once more, by alpha
-    print("WiSE-FT curve by alpha (validation / OOD): " + " · ".join(
-        f"{p.get('alpha', 0):g}: {_pct(p.get('val_acc'))} / {_pct(p.get('ood_acc'))}"
-        for p in sorted(curve, key=lambda p: p.get("alpha", 0))))
+    points = [f"{p.get('alpha', 0):g}: {_pct(p.get('val_acc'))} / {_pct(p.get('ood_acc'))}"
+              for p in sorted(curve, key=lambda p: p.get("alpha", 0))]
+    print("WiSE-FT curve by alpha (validation / OOD):\n  " + "\n  ".join(  # five to a line: 21 made one of 450
+        " · ".join(points[i:i + 5]) for i in range(0, len(points), 5)))
     alpha = chosen_alpha(summary)
     point = curve_point(curve, alpha) or {}
     which = " (the fine-tuned model itself: no mix did better on OOD within a point of its validation)" \

@@ -557,8 +557,12 @@ def test_methods_streams_and_wise_ft_choice_are_said_in_words(capsys):
              ((0.0, 0.6, 0.50), (0.5, 0.795, 0.58), (0.9, 0.8, 0.58), (1.0, 0.8, 0.55))]
     _say_wise({"wise_curve": [curve[i] for i in (3, 0, 1, 2)]})  # in computing order: ends first
     out = capsys.readouterr().out.splitlines()
-    assert out.pop(0) == ("WiSE-FT curve by alpha (validation / OOD): 0: 60.0% / 50.0% · 0.5: 79.5% / 58.0% · "
-                          "0.9: 80.0% / 58.0% · 1: 80.0% / 55.0%"), "by alpha, not in the order computed"
+    assert out.pop(0) == "WiSE-FT curve by alpha (validation / OOD):"
+    assert out.pop(0) == ("  0: 60.0% / 50.0% · 0.5: 79.5% / 58.0% · 0.9: 80.0% / 58.0% · 1: 80.0% / 55.0%"), \
+        "by alpha, not in the order computed"
+    _say_wise({"wise_curve": [dict(curve[0], alpha=a / 20) for a in range(21)]})
+    lines = capsys.readouterr().out.splitlines()
+    assert max(map(len, lines[:6])) < 120 and lines[2].startswith("  0.25: ") and lines[5] == "  1: 60.0% / 50.0%", lines
     assert out[0].startswith("WiSE-FT: alpha 0.9 chosen (validation 80.0%, OOD 58.0% on the curve's images)"), out
     assert out[1].startswith("WiSE-FT: the paper's claim shown in this run") and "alpha 0.9," in out[1], out
     _say_wise({})
