@@ -658,7 +658,7 @@ def refit_preset(before: RunConfig, before_images: int) -> str:
     set_config(fitted)
     for key in changed:  # those widgets drawn again from the config (others, on the page drawn now, keep theirs)
         st.session_state.pop(f"{WIDGET_PREFIX}{key}", None)
-    return (f"The {preset.title} preset is fitted to this dataset."
+    return (f"The {preset.title} preset (the settings in use) is fitted to this dataset."
             + (words or " Its own batch size is back: this dataset is large enough for it."))
 
 

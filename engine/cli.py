@@ -90,7 +90,8 @@ class ConsoleReporter(Reporter):
             if "ood_acc" in values and not self._said_ood:  # once: what the short names mean
                 self._said_ood = True
                 line += "\n  (OOD: accuracy on corrupted copies of the validation images, the shift the run is " \
-                        "checked for" + ("; robust: under attack" if "robust_acc" in values else "") + ")"
+                        "checked for, at one severity each epoch; the final figure averages all five" \
+                        + ("; robust: under attack" if "robust_acc" in values else "") + ")"
             (self._bar.write if self._bar is not None else print)(line)
 
     def stream(self, key: str, point: dict) -> None:
@@ -98,10 +99,12 @@ class ConsoleReporter(Reporter):
             self.store.add_stream_point(self.run_id, key, point)
         if not self.quiet:
             line = stream_words(key, point)
-            if key == "wise_ft" and not self._said_curve:  # the order puzzled a new user: said once, up front
+            if key == "wise_ft":  # 21 lines in computing order puzzled new users: one line now, the table at the end
+                if self._said_curve:
+                    return
                 self._said_curve = True
-                line = ("WiSE-FT curve (alpha 0 is the starting model, 1 the fine-tuned one; the ends first, then "
-                        "the mixes between, all listed by alpha at the end):\n" + line)
+                line = ("WiSE-FT: measuring the curve between the starting model (alpha 0) and the fine-tuned one "
+                        "(alpha 1); the table by alpha follows when the run ends")
             if self._bar is not None:
                 self._bar.write(line)
             else:
@@ -145,7 +148,7 @@ def finished_words(summary: dict) -> str:
     def finite(k: str) -> bool:
         return isinstance(summary.get(k), float) and math.isfinite(summary[k])
 
-    words = {"test_acc": "test", "val_acc": "validation", "ood_acc": "OOD (corrupted)", "robust_acc": "robust",
+    words = {"test_acc": "test", "val_acc": "validation", "ood_acc": "OOD (corrupted, severities 1-5)", "robust_acc": "robust",
              "sparsity": "sparsity"}
     shown = [f"{w} {_pct(summary[k])}" for k, w in words.items() if finite(k)]
     if finite("train_images_per_sec"):

@@ -250,6 +250,10 @@ def fine_tuned_of_wise_lines(summary: dict[str, Any]) -> list[str]:
             "the fine-tuned model (alpha 1)")
     lines = ["", "## WiSE-FT", f"- These files are {what}, not a mix of the fine-tuned and starting weights"]
     pick = chosen_alpha(summary)
+    if pick == 1.0:  # no mix to point to: the run kept the fine-tuned model itself
+        return lines + ["- The run's own pick is alpha 1, the fine-tuned model itself (no mix did better on OOD with "
+                        "validation within a point of it); another alpha is exported with `python -m engine export "
+                        "--run <run id> --variant wise --alpha A`"]
     point = curve_point(curve, pick) or {}
     figures = ", ".join(f"{words} {100 * point[k]:.1f}%" for k, words in (("val_acc", "validation"), ("ood_acc", "OOD"))
                         if point.get(k) is not None)

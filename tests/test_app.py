@@ -612,7 +612,8 @@ def test_the_default_preset_follows_the_datasets_size_until_the_user_changes_a_s
     upload_zip(at, tiny_bytes)
     cfg = at.session_state["cfg"]
     assert cfg.train.batch_size == 4 and cfg.optim.lr == pytest.approx(0.0025), "fitted to 18 training images"
-    assert any(i.startswith("The Quick demo preset is fitted to this dataset. Its batch size of 32 would make 1 "
+    assert any(i.startswith("The Quick demo preset (the settings in use) is fitted to this dataset. Its batch size of "
+                            "32 would make 1 "
                             "optimiser step an epoch from your 18 training images") for i in texts(at.info))
     at.switch_page("app_pages/model.py").run()
     assert f"**{PRESETS['quick_demo'].title}** :green-badge[:material/check: in use]" in texts(at.markdown)

@@ -623,11 +623,12 @@ def test_the_finished_line_gives_the_figures_in_percent_and_the_split_without_im
     from engine.cli import finished_words
 
     assert finished_words({"val_acc": 2 / 3, "test_acc": 0.5, "ood_acc": 0.5167, "train_images_per_sec": 55.82}) == (
-        "finished: test 50.0%, validation 66.7%, OOD (corrupted) 51.7%, trained at 56 img/s")
+        "finished: test 50.0%, validation 66.7%, OOD (corrupted, severities 1-5) 51.7%, trained at 56 img/s")
 
 
 def test_the_console_says_once_what_the_curve_and_ood_lines_mean(capsys):
-    """A new user read 21 curve lines in computing order (0, 1, 0.5, 0.25, ...) and an "OOD" never explained."""
+    """A new user read 21 curve lines in computing order (0, 1, 0.5, 0.25, ...) and an "OOD" never explained, whose
+    final figure (five severities) differed from the epochs' (one)."""
     from types import SimpleNamespace
 
     from engine.cli import ConsoleReporter
@@ -639,5 +640,7 @@ def test_the_console_says_once_what_the_curve_and_ood_lines_mean(capsys):
     for epoch in (1, 2):
         r.epoch_metrics(epoch, 10 * epoch, {"val_acc": 0.5, "ood_acc": 0.4})
     out = capsys.readouterr().out
-    assert out.count("WiSE-FT curve (alpha 0 is the starting model") == 1 and out.count("WiSE-FT curve, alpha") == 3
+    assert out.count("WiSE-FT: measuring the curve between the starting model (alpha 0)") == 1, out
+    assert "WiSE-FT curve, alpha" not in out, "one line while it measures; the table by alpha at the end"
     assert out.count("(OOD: accuracy on corrupted copies of the validation images") == 1, out
+    assert "at one severity each epoch; the final figure averages all five" in out

@@ -379,7 +379,8 @@ def one_run(engine, runs) -> None:
     b = rec.config.get("backbone", {})
     st.caption(f"{state.backbone_title(b.get('name'))} ({state.WEIGHTS_TEXT.get(b.get('pretrained'), b.get('pretrained'))}) · "
                f"{state.epochs_words(rec.config)} · "
-               f"{rec.config.get('data', {}).get('image_size')} px · {methods} · " + started_text(rec, summary))
+               f"{rec.config.get('data', {}).get('image_size')} px · {methods} · seed {rec.config.get('seed', 0)} · "
+               + started_text(rec, summary))  # the seed: two runs of one recipe read alike without it
     if rec.status in ("queued", "running"):
         st.info("This run is still training. The live view is on the Train page; final results appear here when "
                 "it ends.", icon=":material/hourglass_top:")
