@@ -54,6 +54,18 @@ def project_files() -> set[str]:
     return out
 
 
+# pytest.ini sends whole files to the two workers in collection order (--dist loadfile): the longest files
+# first leave the small ones for the end, so that neither worker waits long for the other at the end of the
+# run (the browser file alone is about three minutes; started late, the other worker had gone idle).
+LONG_FIRST = ("test_e2e_browser.py", "test_app.py", "test_distributed.py", "test_predict.py", "test_resume.py",
+              "test_engine_cli.py", "test_app_drafts.py", "test_adafilter.py", "test_try_it_page.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONG_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FIRST)))  # stable: each file keeps its order
+
+
 def pytest_sessionstart(session):
     if not hasattr(session.config, "workerinput"):  # the controller (or a run without xdist)
         session.config._project_files = project_files()
