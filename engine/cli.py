@@ -814,9 +814,11 @@ def _predict(args: argparse.Namespace) -> int:
         for s in result.skipped:
             print(f"  {s.path}: {s.reason}", file=sys.stderr)
         return 1
+    replaced = Path(args.out).is_file()  # said: a second predict replaced the first one's CSV without a word
     out = write_csv(result, Path(args.out), top_k)
     print(f"{n} image{'' if n == 1 else 's'} predicted in {result.seconds:.1f}s ({result.images_per_sec:.1f} img/s); "
-          f"answers flagged: {result.flag_words()}; predictions: {out}")
+          f"answers flagged: {result.flag_words()}; predictions: {out}"
+          + (" (it replaced the file of that name; --out FILE writes elsewhere)" if replaced else ""))
     if result.skipped:
         print(f"{len(result.skipped)} file{'' if len(result.skipped) == 1 else 's'} skipped:")
         for s in result.skipped:

@@ -283,8 +283,10 @@ def test_the_command_line_uses_the_dashboards_folder_and_says_when_a_source_is_m
     # a copy of one of the run's images, out of its zip: found by its pixels
     assert re.search(r"one\.png: .*\(.*(training|validation|test) image of this run\)", one.stdout), one.stdout
     assert re.search(r"note: This is one of the run's (training|validation|test) images", one.stdout), one.stdout
-    short = cli("predict", "--run", run_id[-6:], "--data", str(photos / "one.png"), "--out", str(tmp_path / "s.csv"))
+    assert "replaced" not in one.stdout
+    short = cli("predict", "--run", run_id[-6:], "--data", str(photos / "one.png"), "--out", str(tmp_path / "one.csv"))
     assert short.returncode == 0, short.stderr  # the end of the id
+    assert "(it replaced the file of that name; --out FILE writes elsewhere)" in short.stdout, "said, not silent"
     unknown = cli("predict", "--run", "zzzzzz", "--data", str(photos / "one.png"), "--out", str(tmp_path / "u.csv"))
     assert unknown.returncode == 2 and "see `python -m engine runs`" in unknown.stderr, unknown.stderr
     own = cli("predict", "--run", run_id, "--data", str(tiny_zip), "--out", str(tmp_path / "own.csv"))
