@@ -468,3 +468,15 @@ def test_the_highest_loss_gallery_offers_a_choice_only_when_there_is_one():
 
     assert gallery_sizes(3) == [3] and gallery_sizes(6) == [6]
     assert gallery_sizes(20) == [6, 12, 20] and gallery_sizes(128) == [6, 12, 24, 48]
+
+
+def test_the_export_tab_offers_the_fine_tuned_model_once_when_the_wise_ft_pick_is_alpha_1(tmp_path):
+    """A run that kept alpha 1 listed 'fine-tuned, full size (alpha 1)' and 'WiSE-FT mix at alpha 1.00', the
+    same weights twice."""
+    from app.app_pages.explain import export_choices
+
+    assert export_choices(tmp_path, {}, 0.6, chosen=False) == {
+        "fine_tuned": "fine-tuned, full size (alpha 1)", "wise": "WiSE-FT mix at alpha 0.60 (the run's own pick)"}
+    assert export_choices(tmp_path, {}, 1.0, chosen=False) == {
+        "fine_tuned": "fine-tuned, full size (alpha 1), the WiSE-FT run's own pick"}
+    assert export_choices(tmp_path, {}, None) == {"fine_tuned": "fine-tuned, full size"}

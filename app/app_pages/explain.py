@@ -641,7 +641,8 @@ def _structured(run_dir: str) -> Guarded:
 
 def export_choices(run_dir: Path, summary: dict, alpha: float | None, chosen: bool = True) -> dict[str, str]:
     """The weights a run can export, the default first: the channel-pruned model when structured
-    pruning made one (it is the point of such a run), then the full fine-tuned model, then WiSE-FT."""
+    pruning made one (it is the point of such a run), then the full fine-tuned model, then WiSE-FT (not at
+    alpha 1: that mix is the fine-tuned model, said beside it)."""
     choices = {}
     s = summary.get("structured") or {}
     if (run_dir / "structured.safetensors").is_file():
@@ -649,7 +650,9 @@ def export_choices(run_dir: Path, summary: dict, alpha: float | None, chosen: bo
         size = f", {after / before:.0%} of the parameters" if before and after else ""
         choices["structured"] = f"channel-pruned (structured pruning{size})"
     choices["fine_tuned"] = "fine-tuned, full size" + (" (alpha 1)" if alpha is not None else "")
-    if alpha is not None:
+    if alpha is not None and alpha == 1.0:  # the mix at 1 is the fine-tuned model: offered once (a new user saw it twice)
+        choices["fine_tuned"] += ", the WiSE-FT " + ("alpha chosen on Results" if chosen else "run's own pick")
+    elif alpha is not None:
         choices["wise"] = f"WiSE-FT mix at alpha {alpha:.2f} " + ("(chosen on Results)" if chosen else "(the run's own pick)")
     return choices
 
@@ -686,6 +689,8 @@ def export_tab(engine, rec, b, summary: dict) -> None:
     choices = export_choices(run_dir, summary, alpha, chosen)
     which = next(iter(choices))
     if len(choices) > 1:
+        if st.session_state.get(f"export_which_{rec.id}", which) not in choices:  # kept from a visit when it was
+            st.session_state.pop(f"export_which_{rec.id}")  # offered (a WiSE-FT mix, before alpha 1 was chosen)
         which = st.radio("Weights to export", list(choices), horizontal=True, key=f"export_which_{rec.id}",
                          format_func=choices.get)
     else:  # which weights, even without a choice (not the best epoch a Results download may have picked)
