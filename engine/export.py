@@ -117,22 +117,18 @@ def card_config_yaml(cfg: RunConfig) -> str:
     the training machine (the dataset, your OOD set, your checkpoint: a command-line run's, say
     /home/you/photos/leaves.zip) is cut to its file name, with a comment saying so; upload references and
     the bundled sample are kept as they are (they name no folder)."""
-    import dataclasses
-
+    from engine.config import with_section
     from engine.paths import SAMPLE_DATASET, UPLOAD_PREFIX
 
-    def local(ref: str) -> bool:
-        return bool(ref) and not ref.startswith(UPLOAD_PREFIX) and ref != SAMPLE_DATASET and Path(ref).name != ref
-
-    d, b = cfg.data, cfg.backbone
-    cut = {k: v for k, v in (("data.source", d.source), ("data.ood_source", d.ood_source),
-                             ("backbone.checkpoint", b.checkpoint)) if local(v)}
+    cut, shared = [], cfg
+    for key in ("data.source", "data.ood_source", "backbone.checkpoint"):
+        section, field = key.split(".")
+        ref = getattr(getattr(cfg, section), field)
+        if ref and not ref.startswith(UPLOAD_PREFIX) and ref != SAMPLE_DATASET and Path(ref).name != ref:
+            cut.append(key)
+            shared = with_section(shared, section, **{field: Path(ref).name})
     if not cut:
         return cfg.to_yaml()
-    name = lambda key: Path(cut[key]).name if key in cut else None  # noqa: E731
-    shared = dataclasses.replace(cfg, data=dataclasses.replace(
-        d, source=name("data.source") or d.source, ood_source=name("data.ood_source") or d.ood_source),
-        backbone=dataclasses.replace(b, checkpoint=name("backbone.checkpoint") or b.checkpoint))
     return (f"# {', '.join(cut)}: the file's name only (the run read it from a folder on the computer that trained it)\n"
             + shared.to_yaml())
 
@@ -205,14 +201,13 @@ def wise_card_section(summary: dict[str, Any], cfg: RunConfig | None = None) -> 
     """The model card's lines for a WiSE-FT mix (summary["wise_alpha"] set): that mix's validation and
     test accuracy measured at export (summary["wise_measured"], `held_out_accuracy`), its validation and
     OOD accuracy from the run's curve (fractions shown in %), and that the metrics that follow are the
-    fine-tuned model's; [] for any other export."""
-    alpha = summary.get("wise_alpha")
+    fine-tuned model's; for an export of a WiSE-FT run that is no mix, `fine_tuned_of_wise_lines`."""
     from engine.methods.wise_ft import curve_point
 
+    alpha = summary.get("wise_alpha")
     if alpha is None:
         return fine_tuned_of_wise_lines(summary)
     a = float(alpha)
-
     point = curve_point(summary.get("wise_curve") or [], a)
     lines = ["", f"## WiSE-FT (this is the mix at alpha {a:g})"]
     measured = summary.get("wise_measured") or {}
