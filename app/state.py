@@ -32,7 +32,7 @@ import streamlit as st
 
 from app import datasets
 from app.datasets import config_names, upload_sha, user_words  # noqa: F401  (the pages use them as state.*)
-from engine.backbones import backbone_title
+from engine.backbones import WEIGHTS_TEXT, backbone_title
 from engine.config import (CORE_SECTIONS, NEEDS_FIXING, RunConfig, is_list_type, validate, with_section,
                            without_setting_keys)
 from engine.paths import ASSETS_DIR, SAMPLE_DATASET, UPLOAD_PREFIX, default_data_dir, resolve_path, upload_ref
@@ -921,8 +921,6 @@ def watched_run(engine: Engine) -> str | None:
 
 # ---- words -----------------------------------------------------------------------------------
 
-WEIGHTS_TEXT = {"bundled": "bundled weights", "imagenet": "ImageNet weights", "none": "no pretraining",
-                "checkpoint": "your checkpoint"}
 
 
 def weights_words(cfg: RunConfig) -> str:

@@ -642,6 +642,11 @@ def guess_architecture(state: dict[str, torch.Tensor]) -> tuple[str, float] | No
     return (best, best_score[0]) if best is not None and best_score[0] >= 0.9 else None
 
 
+# where a run starts (backbone.pretrained), in the words the dashboard and the command line use
+WEIGHTS_TEXT = {"bundled": "bundled weights", "imagenet": "ImageNet weights", "none": "no pretraining",
+                "checkpoint": "your checkpoint"}
+
+
 def backbone_title(name: str) -> str:
     """What the UI calls a backbone: "ResNet-18" for `resnet18`; an unregistered name unchanged."""
     spec = BACKBONES.get(name)

@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from engine.backbones import BACKBONES, available_sources, backbone_title, build_model
+from engine.backbones import BACKBONES, WEIGHTS_TEXT, available_sources, backbone_title, build_model
 from engine.chance import ChanceCause, chance_cause, chance_finding, small_split_words, val_test_gap_words
 from engine.checkpoints import new_run_id, write_json
 from engine.clock import process_started_at
@@ -137,10 +137,6 @@ def epoch_words(epoch: int, values: dict[str, float]) -> str:
                                           if isinstance(values.get(k), (int, float)))
 
 
-WEIGHTS_WORDS = {"bundled": "the bundled weights", "imagenet": "ImageNet weights", "none": "scratch (no pretraining)",
-                 "checkpoint": "your checkpoint"}  # the run's first line: where it starts (backbone.pretrained)
-
-
 def finished_words(summary: dict) -> str:
     """The line that ends a finished run: its figures in the pages' words and in % (test, validation, OOD,
     robust, sparsity), training speed in images/s, and which held-out split had no images. It read
@@ -154,9 +150,10 @@ def finished_words(summary: dict) -> str:
     if finite("train_images_per_sec"):
         shown.append(f"trained at {summary['train_images_per_sec']:.0f} img/s")
     unmeasured = [words[k] for k in ("val_acc", "test_acc") if isinstance(summary.get(k), float) and not finite(k)]
-    return "finished:" + "".join(f" {p}" for p in [", ".join(shown)] if p) + (f" ({' and '.join(unmeasured)} not measured: no images were left for "
-                                              f"{'that split' if len(unmeasured) == 1 else 'those splits'}; add "
-                                              "images per class)" if unmeasured else "")
+    line = "finished: " + ", ".join(shown) if shown else "finished:"
+    return line + (f" ({' and '.join(unmeasured)} not measured: no images were left for "
+                   f"{'that split' if len(unmeasured) == 1 else 'those splits'}; add images per class)"
+                   if unmeasured else "")
 
 
 def _pct(x: Any) -> str:
@@ -346,8 +343,8 @@ def _run_in_foreground(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Pa
                        resume: bool = False, data: DataSplits | None = None) -> int:
     reporter = ConsoleReporter(store, run_id, quiet)
     print(f"run {run_id} -> {run_dir}" + (" (continued)" if resume else ""), flush=True)
-    start = WEIGHTS_WORDS.get(cfg.backbone.pretrained, "its weights")
-    print(f"  {cfg.name or 'this run'}: {backbone_title(cfg.backbone.name)} from {start}, "
+    start = WEIGHTS_TEXT.get(cfg.backbone.pretrained, cfg.backbone.pretrained)  # the dashboard's words
+    print(f"  {cfg.name or 'this run'}: {backbone_title(cfg.backbone.name)} ({start}), "
           f"{cfg.train.epochs} epoch{'s' * (cfg.train.epochs != 1)} at {cfg.data.image_size} px, batch "
           f"{cfg.train.batch_size}, " + ("learning rate found at the start" if cfg.optim.lr_auto else
                                          f"lr {cfg.optim.lr:g}") + f", seed {cfg.seed}", flush=True)
