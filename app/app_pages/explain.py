@@ -495,6 +495,14 @@ def row_note(r: dict, pretrained_src: str | None, rec) -> str:
 
 # ---- tab 2: error analysis ---------------------------------------------------------------------------
 
+def breakable_name(name: str) -> str:
+    """A user's file name (str) for st.markdown with unsafe_allow_html: shown as it is (markdown and
+    HTML characters escaped), with `<wbr>` break opportunities after each / and _, so that a narrow
+    column wraps "mildew/mildew_08.jpg" after them rather than inside a word; a copy of the shown
+    name is the name itself (the zero-width spaces used before were copied with it)."""
+    return state.md_text(name.replace("&", "&amp;")).replace("/", "/<wbr>").replace("\\_", "\\_<wbr>")
+
+
 def gallery(run_dir: str, ds: str, rec, indices: list[int], captions: list[str], key: str,
             files: np.ndarray | None = None) -> None:
     """Thumbnails in rows, each with its file name (from `files`, by index) above its caption and a
@@ -506,9 +514,8 @@ def gallery(run_dir: str, ds: str, rec, indices: list[int], captions: list[str],
             # (long file names wrap) no longer leave the row's buttons at different heights
             with col.container(height="stretch", vertical_alignment="distribute"):
                 name = str(files[i]) if files is not None else f"#{i}"
-                # a narrow column wraps a long path after its / and _, not inside a word ("mildew/mildew\n_08")
-                shown = name.replace("/", "/\u200b").replace("_", "_\u200b")
-                st.image(thumbnail(run_dir, ds, i), caption=f"{shown} · {cap}", width="stretch")
+                st.image(thumbnail(run_dir, ds, i), width="stretch")
+                st.caption(f"{breakable_name(name)} · {cap}", unsafe_allow_html=True)
                 st.button("Explain", key=f"{key}_{i}", icon=":material/visibility:", on_click=_explain_image,
                           args=(rec.id, i), help=f"Open {state.md_text(name)} on the Attributions tab.")
 
@@ -560,7 +567,8 @@ def errors_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
         st.caption(f"All {k} validation image{'s' * (k != 1)}, highest loss first.")
     top = [int(i) for i in pred["order"][:min(k, n)]]
     gallery(run_dir, ds, rec, top,
-            [f"{'✓' if preds[i] == labels[i] else '✗'} true {classes[labels[i]]} · said {classes[preds[i]]} "
+            [f"{'✓' if preds[i] == labels[i] else '✗'} true {state.md_text(classes[labels[i]])} · "
+             f"said {state.md_text(classes[preds[i]])} "
              f"({confs[i]:.0%}) · loss {max(losses[i], 0.0) + 0.0:.3g}" for i in top], key=f"hl_{rec.id}",
             files=pred["files"])
 
