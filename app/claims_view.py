@@ -15,7 +15,7 @@ import streamlit as st
 from app import state
 from engine.chance import (LUCK_MARK, ChanceCause, answers_words, chance_cause, chance_finding, small_split_words,
                            val_test_gap_words)
-from engine.claims import CLAIMS
+from engine.claims import CLAIMS, wise_ft_reading
 from engine.config import RunConfig, smaller_batch, smaller_batch_advice
 from engine.errors import StudioError
 from engine.methods import METHODS
@@ -201,11 +201,20 @@ def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict, c
                  else CLAIMS[m](summary, baseline))
         # on a run at guessing (the caption above) a shown claim is no success: it compares noise
         show = {True: st.info if chance else st.success, False: st.warning}.get(claim.shown, st.info)
-        show(claim.text, icon=":material/science:")
+        show(claim.text + plain_words(m, summary), icon=":material/science:")
     labels = state.run_labels([r for r in (other, scratch) if r is not None], with_status=False, among=runs)
     said = compared_with(methods, other, scratch, {k: state.md_text(v) for k, v in labels.items()})
     if said:
         st.caption(said)
+
+
+def plain_words(method: str, summary: dict) -> str:
+    """What follows a claim line that speaks the paper's terms: for WiSE-FT the curve's plain reading
+    (engine.claims.wise_ft_reading, the panel's own) as a paragraph "In plain words: ..."; "" otherwise."""
+    if method != "wise_ft":
+        return ""
+    plain = wise_ft_reading(summary.get("wise_curve") or [], len(summary.get("classes") or []))
+    return f"\n\nIn plain words: {plain}" if plain else ""
 
 
 def compared_with(methods: list[str], other, scratch, labels: dict[str, str]) -> str:

@@ -204,6 +204,39 @@ def wise_ft_claim(summary: dict, baseline: dict | None = None) -> Claim:
                  + (f" ({undecided})." if undecided else "."))
 
 
+def wise_ft_reading(curve: list[dict], classes: int = 0) -> str | None:
+    """WiSE-FT's curve (`summary["wise_curve"]`: dicts with alpha, val_acc, ood_acc as fractions) in
+    one plain line, for the panel, the claim line on Results and the command line: where OOD accuracy
+    peaks (of tied alphas the largest) and what it costs on your data, or that fine-tuning lowered OOD
+    accuracy (the starting model is best); with the number of `classes` known, that the curve compares
+    noise when the fine-tuned end is at guessing on validation (`at_guessing`), as the claim line says.
+    None with fewer than two points with OOD accuracy."""
+    pts = [p for p in curve if p.get("ood_acc") is not None]
+    if len(pts) < 2:
+        return None
+    start, end = min(pts, key=lambda p: p["alpha"]), max(pts, key=lambda p: p["alpha"])
+    if at_guessing(end.get("val_acc"), classes):
+        return (f"The fine-tuned model is at or below guessing on validation ({100 * end['val_acc']:.1f}%, guessing "
+                f"{100 / classes:.1f}%): it learnt nothing yet, so the mixes' differences on corrupted images are "
+                "noise. Train it longer before reading this curve.")
+    # ties go to the larger alpha (nearer the fine-tuned model), as the run's pick (engine.predict.chosen_alpha)
+    # and the claim line break them: one alpha named for one figure across the panel
+    best = max(pts, key=lambda p: (p["ood_acc"], p["alpha"]))
+    gain = shown_points(best["ood_acc"], max(start["ood_acc"], end["ood_acc"]))  # as the claim line rounds
+    if gain < 0.05:  # a tie with an end is no win for the mix: the better end is the best
+        best = start if start["ood_acc"] >= end["ood_acc"] else end
+    if best is start or best["alpha"] == start["alpha"]:
+        return ("Fine-tuning lowered OOD accuracy on this data: the starting model is best on corrupted images "
+                f"({100 * start['ood_acc']:.1f}% vs {100 * end['ood_acc']:.1f}% fine-tuned).")
+    if best is end or best["alpha"] == end["alpha"]:
+        return (f"No mix beats the fine-tuned model on corrupted images here ({100 * end['ood_acc']:.1f}%): on this "
+                "data the weight-space ensemble did not add robustness.")
+    cost = shown_points(end["val_acc"], best["val_acc"])
+    return (f"On the grid, the best mix, at alpha {best['alpha']:.2f}, beats both ends on corrupted images by "
+            f"{gain:.1f} points, "
+            + (f"for {cost:.1f} points of validation accuracy." if cost > 0.05 else "at no cost on your data."))
+
+
 def _images(gain: float, images) -> str:
     """How many corrupted images a difference in OOD accuracy (a fraction) is, out of `images` (the
     curve's count, equal per corruption and severity, so accuracy x count = images right); "" when the

@@ -401,7 +401,7 @@ def _say_wise(summary: dict) -> None:
     curve = summary.get("wise_curve") or []
     if not curve:
         return
-    from engine.claims import wise_ft_claim
+    from engine.claims import wise_ft_claim, wise_ft_reading
     from engine.methods.wise_ft import curve_point
     from engine.predict import chosen_alpha
 
@@ -422,6 +422,9 @@ def _say_wise(summary: dict) -> None:
     hedge = (f" (This run {'may have learnt nothing yet' if found.maybe else 'learnt nothing'}, as its warning says: "
              "the line compares noise.)" if found is not None and claim.shown is not None else "")
     print(claim.text + hedge)
+    plain = None if hedge else wise_ft_reading(curve, len(summary.get("classes") or []))
+    if plain:  # as the dashboard's claim line, the paper's terms then the panel's plain reading
+        print(f"In plain words: {plain}")
 
 
 def _say_caution(summary: dict, cfg: RunConfig) -> None:

@@ -371,6 +371,21 @@ def test_the_claim_lines_name_the_runs_they_compared_with():
     assert compared_with(["pruning"], None, None, labels) == ""
 
 
+def test_wise_ft_claim_line_is_followed_by_its_plain_reading():
+    """The Results page's WiSE-FT line spoke the paper's terms only; the panel's plain reading follows it."""
+    from app.claims_view import plain_words
+
+    curve = [{"alpha": a, "val_acc": v, "ood_acc": o} for a, v, o in
+             ((0.0, 0.6, 0.50), (0.5, 0.79, 0.56), (1.0, 0.8, 0.55))]
+    assert plain_words("wise_ft", {"wise_curve": curve}) == (
+        "\n\nIn plain words: On the grid, the best mix, at alpha 0.50, beats both ends on corrupted images by 1.0 "
+        "points, for 1.0 points of validation accuracy.")
+    guessing = [dict(p, val_acc=0.5) for p in curve]
+    assert "at or below guessing on validation (50.0%, guessing 50.0%)" in \
+        plain_words("wise_ft", {"wise_curve": guessing, "classes": list("ab")})
+    assert plain_words("wise_ft", {}) == "" and plain_words("pruning", {"wise_curve": curve}) == ""
+
+
 def test_why_a_run_at_guessing_learnt_nothing_is_decided_once_for_every_page():
     """engine.chance.chance_cause: the learning rate when validation clearly peaked and fell, else the
     optimiser steps (few, many, or one step an epoch), else unknown; the dashboard and the command line

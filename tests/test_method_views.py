@@ -80,7 +80,7 @@ def test_pruning_trials_chart_highlights_the_chosen_trial():
 
 
 def test_the_curve_reading_names_the_winner_or_says_fine_tuning_hurt():
-    from app.method_views.wise_ft import reading
+    from engine.claims import wise_ft_reading as reading
 
     interior = [{"alpha": 0.0, "val_acc": 0.6, "ood_acc": 0.50}, {"alpha": 0.5, "val_acc": 0.79, "ood_acc": 0.58},
                 {"alpha": 1.0, "val_acc": 0.80, "ood_acc": 0.55}]

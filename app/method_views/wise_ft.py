@@ -11,7 +11,7 @@ import streamlit as st
 from app import state
 from app.charts import FIT_WIDTH, METRIC_COLORS
 from app.method_views import points_delta, register_view
-from engine.claims import at_guessing, shown_points, split_sizes
+from engine.claims import split_sizes, wise_ft_reading
 from engine.methods.wise_ft import curve_point
 
 ACC = {"val_acc": "Validation (your data)", "ood_acc": "Corrupted images (OOD)",
@@ -45,37 +45,6 @@ def curve_chart(df: pd.DataFrame, alpha: float | None) -> alt.Chart:
     rule = alt.Chart(pd.DataFrame({"alpha": [alpha]})).mark_rule(color="#d62728", strokeDash=[4, 3]).encode(x="alpha:Q")
     # FIT_WIDTH: without it Streamlit's stretch squeezed the plot to a strip under a hidden title
     return (lines + rule).properties(height=300, title="WiSE-FT: accuracy along the weight path", autosize=FIT_WIDTH)
-
-
-def reading(curve: list[dict], classes: int = 0) -> str | None:
-    """The curve in one line: where OOD accuracy peaks (of tied alphas the largest) and what it costs
-    on your data, or that fine-tuning lowered OOD accuracy (the starting model is best); with the number
-    of `classes` known, that the curve compares noise when the fine-tuned end is at guessing on validation
-    (engine.claims.at_guessing), as the claim line says."""
-    pts = [p for p in curve if p.get("ood_acc") is not None]
-    if len(pts) < 2:
-        return None
-    start, end = min(pts, key=lambda p: p["alpha"]), max(pts, key=lambda p: p["alpha"])
-    if at_guessing(end.get("val_acc"), classes):
-        return (f"The fine-tuned model is at or below guessing on validation ({100 * end['val_acc']:.1f}%, guessing "
-                f"{100 / classes:.1f}%): it learnt nothing yet, so the mixes' differences on corrupted images are "
-                "noise. Train it longer before reading this curve.")
-    # ties go to the larger alpha (nearer the fine-tuned model), as the run's pick (engine.predict.chosen_alpha)
-    # and the claim line break them: one alpha named for one figure across the panel
-    best = max(pts, key=lambda p: (p["ood_acc"], p["alpha"]))
-    gain = shown_points(best["ood_acc"], max(start["ood_acc"], end["ood_acc"]))  # as the claim line rounds
-    if gain < 0.05:  # a tie with an end is no win for the mix: the better end is the best
-        best = start if start["ood_acc"] >= end["ood_acc"] else end
-    if best is start or best["alpha"] == start["alpha"]:
-        return ("Fine-tuning lowered OOD accuracy on this data: the starting model is best on corrupted images "
-                f"({100 * start['ood_acc']:.1f}% vs {100 * end['ood_acc']:.1f}% fine-tuned).")
-    if best is end or best["alpha"] == end["alpha"]:
-        return (f"No mix beats the fine-tuned model on corrupted images here ({100 * end['ood_acc']:.1f}%): on this "
-                "data the weight-space ensemble did not add robustness.")
-    cost = shown_points(end["val_acc"], best["val_acc"])
-    return (f"On the grid, the best mix, at alpha {best['alpha']:.2f}, beats both ends on corrupted images by "
-            f"{gain:.1f} points, "
-            + (f"for {cost:.1f} points of validation accuracy." if cost > 0.05 else "at no cost on your data."))
 
 
 def subset_note(config: dict, val_images: int | None = None) -> str | None:
@@ -146,7 +115,7 @@ def wise_ft_view(engine, rec, summary: dict) -> None:
     note = subset_note(rec.config, val_images)
     if point.get("ood_acc") is not None:  # said where the two OOD figures meet the eye, not only on hover
         st.caption(curve_ood_words(rec.config, val_images))
-    line = reading(curve, len(summary.get("classes") or []))
+    line = wise_ft_reading(curve, len(summary.get("classes") or []))
     if line:
         st.markdown(f"**Reading:** {line}")
     extra = sorted({**{p['alpha']: p for p in curve}, **{p["alpha"]: p for p in cache_points(cache, rec.id)}}.values(),
