@@ -1013,12 +1013,13 @@ def stop_mirroring() -> None:
     st.toast("Mirroring off: training keeps its random crops.", icon=":material/check:")
 
 
-MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]|$~<>])")  # what changes a name inside a line of markdown
+MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]|$~<>&])")  # what changes a name inside a line of markdown
 
 
 def md_text(text: str) -> str:
     """`text` (a user's file, dataset or class name) escaped for st.markdown inside a line: `*`, `_`,
-    `` ` ``, `$` (LaTeX), `[`/`]` (links), `~`, `|`, `<`/`>` and backslashes show as themselves."""
+    `` ` ``, `$` (LaTeX), `[`/`]` (links), `~`, `|`, `<`/`>`, `&` (entities) and backslashes show as
+    themselves."""
     return MARKDOWN_SPECIALS.sub(r"\\\1", str(text))
 
 

@@ -191,7 +191,9 @@ def wise_ft_claim(summary: dict, baseline: dict | None = None) -> Claim:
     if at_guessing(one["val_acc"], k):  # mixes of a model that learnt nothing: noise
         undecided = (f"the fine-tuned end is at or below guessing on validation ({_pts(one['val_acc'])}%; guessing "
                      f"is {_pts(1 / k)}%), so the mixes compare noise")
-    shown = None if undecided else bool(ok) and gain > 0
+    # the verdict on the shown figures (shown_points): a gain that rounds to +0.0 points is no win, as the
+    # plain reading (wise_ft_reading) says too
+    shown = None if undecided else bool(ok) and shown_points(pick["ood_acc"], best_end) > 0
     which = (f"the grid's best mix with validation at most {100 * WISE_VAL_TOLERANCE:g} point below the fine-tuned "
              "end" if ok else f"no mix kept validation within {100 * WISE_VAL_TOLERANCE:g} point of the fine-tuned "
              "end; the grid's best mix")

@@ -395,13 +395,16 @@ def _say_after_run(summary: dict, cfg: RunConfig, run_dir: Path) -> int:
 
 
 def _say_wise(summary: dict) -> None:
-    """After a WiSE-FT run: the alpha the run chose (engine.predict.chosen_alpha, what `predict` and
-    `export` use with --variant wise) with its figures on the curve, and whether the run showed the
-    paper's claim (engine.claims.wise_ft_claim), as the Results page says them."""
+    """After a WiSE-FT run: the curve by alpha, the alpha the run chose (engine.predict.chosen_alpha, what
+    `predict` and `export` use with --variant wise) with its figures on the curve, whether the run showed
+    the paper's claim (engine.claims.wise_ft_claim) and the curve in plain words
+    (engine.claims.wise_ft_reading), as the Results page says them; then, for a run at or near guessing
+    (engine.chance.chance_finding) whose lines do not say so themselves, that they compare noise.
+    Nothing for a summary without a WiSE-FT curve."""
     curve = summary.get("wise_curve") or []
     if not curve:
         return
-    from engine.claims import wise_ft_claim, wise_ft_reading
+    from engine.claims import at_guessing, wise_ft_claim, wise_ft_reading
     from engine.methods.wise_ft import curve_point
     from engine.predict import chosen_alpha
 
@@ -418,13 +421,17 @@ def _say_wise(summary: dict) -> None:
           f"{_pct(point.get('ood_acc'))} on the curve's images); predict and export use it with --variant wise, "
           "--alpha takes another")
     claim = wise_ft_claim(summary)
-    found = chance_finding(summary)
-    hedge = (f" (This run {'may have learnt nothing yet' if found.maybe else 'learnt nothing'}, as its warning says: "
-             "the line compares noise.)" if found is not None and claim.shown is not None else "")
-    print(claim.text + hedge)
-    plain = None if hedge else wise_ft_reading(curve, len(summary.get("classes") or []))
-    if plain:  # as the dashboard's claim line, the paper's terms then the panel's plain reading
+    classes = len(summary.get("classes") or [])
+    plain = wise_ft_reading(curve, classes)
+    print(claim.text)
+    if plain:  # as the dashboard's claim line: the paper's terms, then the curve in plain words
         print(f"In plain words: {plain}")
+    found = chance_finding(summary)
+    # a run that learnt nothing (its warning printed before): both lines compare noise; said once, unless
+    # they say it themselves (the fine-tuned end at guessing on validation)
+    if found is not None and not at_guessing((curve_point(curve, 1.0) or {}).get("val_acc"), classes):
+        print(f"(This run {'may have learnt nothing yet' if found.maybe else 'learnt nothing'}, as its warning "
+              f"says: {'these lines compare' if plain else 'the line compares'} noise.)")
 
 
 def _say_caution(summary: dict, cfg: RunConfig) -> None:

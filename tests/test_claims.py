@@ -384,6 +384,11 @@ def test_wise_ft_claim_line_is_followed_by_its_plain_reading():
     assert "at or below guessing on validation (50.0%, guessing 50.0%)" in \
         plain_words("wise_ft", {"wise_curve": guessing, "classes": list("ab")})
     assert plain_words("wise_ft", {}) == "" and plain_words("pruning", {"wise_curve": curve}) == ""
+    # a mix 0.04 points over the better end: +0.0 as shown, no win on either line
+    tie = [{"alpha": 0.0, "val_acc": 0.6, "ood_acc": 0.5}, {"alpha": 0.5, "val_acc": 0.8, "ood_acc": 0.5504},
+           {"alpha": 1.0, "val_acc": 0.8, "ood_acc": 0.55}]
+    assert wise_ft_claim({"wise_curve": tie}).shown is False
+    assert "No mix beats the fine-tuned model" in plain_words("wise_ft", {"wise_curve": tie})
 
 
 def test_why_a_run_at_guessing_learnt_nothing_is_decided_once_for_every_page():

@@ -574,8 +574,15 @@ def test_methods_streams_and_wise_ft_choice_are_said_in_words(capsys):
     # the run's own figures at guessing (the warning printed before): the claim line says it compares noise
     _say_wise({"wise_curve": curve, "classes": ["a", "b"], "val_acc": 0.5,
                "data_report": {"split_counts": {"val": {"a": 50, "b": 50}}}})
-    assert capsys.readouterr().out.rstrip().endswith("(This run learnt nothing, as its warning says: the line "
-                                                     "compares noise.)")
+    said = capsys.readouterr().out.rstrip().splitlines()
+    assert said[-2].startswith("In plain words: ") and said[-1] == (
+        "(This run learnt nothing, as its warning says: these lines compare noise.)"), said
+    # the fine-tuned end at guessing on validation: the lines say it themselves, no third time
+    _say_wise({"wise_curve": [dict(p, val_acc=0.5) for p in curve], "classes": ["a", "b"], "val_acc": 0.5,
+               "data_report": {"split_counts": {"val": {"a": 50, "b": 50}}}})
+    said = capsys.readouterr().out.rstrip().splitlines()
+    assert "compare noise" in said[-2] and said[-1].startswith("In plain words: The fine-tuned model is at or "
+                                                               "below guessing"), said
     for p in curve[1:3]:
         p["val_acc"] = 0.7
     _say_wise({"wise_curve": curve})

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -437,10 +438,10 @@ def attributions_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
         note = row_note(r, pretrained_src, rec)
         title = ROW_TITLES[r["key"]] + (f" at alpha {r['alpha']:.2f}" if r["key"] == "wise" else "")
         if head_untrained(r, rec):  # right or wrong by chance, so no mark
-            st.markdown(f"**{title}** guesses **{answer}** ({r['conf']:.0%})")
+            st.markdown(f"**{title}** guesses **{state.md_text(answer)}** ({r['conf']:.0%})")
         else:
             mark = ":green[✓]" if answer == truth else ":red[✗]"
-            st.markdown(f"**{title}** says {mark} **{answer}** ({r['conf']:.0%})")
+            st.markdown(f"**{title}** says {mark} **{state.md_text(answer)}** ({r['conf']:.0%})")
         if note:
             st.caption(note)
         cols = st.columns(len(ATTRIBUTIONS) + 1)  # a fixed grid: images keep their size whatever is picked
@@ -496,17 +497,22 @@ def row_note(r: dict, pretrained_src: str | None, rec) -> str:
 # ---- tab 2: error analysis ---------------------------------------------------------------------------
 
 def breakable_name(name: str) -> str:
-    """A user's file name (str) for st.markdown with unsafe_allow_html: shown as it is (markdown and
-    HTML characters escaped), with `<wbr>` break opportunities after each / and _, so that a narrow
-    column wraps "mildew/mildew_08.jpg" after them rather than inside a word; a copy of the shown
-    name is the name itself (the zero-width spaces used before were copied with it)."""
-    return state.md_text(name.replace("&", "&amp;")).replace("/", "/<wbr>").replace("\\_", "\\_<wbr>")
+    """A user's file name as markdown text for st.caption(unsafe_allow_html=True), safe at the start of
+    a line: shown as it is (markdown and HTML characters escaped by app.state.md_text, a leading list or
+    heading marker such as "1. " or "- " escaped too), with `<wbr>` break opportunities after each /
+    and _, so that a narrow column wraps "mildew/mildew_08.jpg" after them rather than inside a word; a
+    copy of the shown name is the name itself (the zero-width spaces used before were copied with it)."""
+    shown = state.md_text(name)
+    shown = re.sub(r"^(\s*)([#+-]+)(?=\s|$)", r"\1\\\2", shown)  # "- x.jpg", "# x": no list, no heading
+    shown = re.sub(r"^(\s*)(\d+)([.)])(?=\s|$)", r"\1\2\\\3", shown)  # "1. x.jpg": no numbered list
+    return shown.replace("/", "/<wbr>").replace("\\_", "\\_<wbr>")
 
 
 def gallery(run_dir: str, ds: str, rec, indices: list[int], captions: list[str], key: str,
             files: np.ndarray | None = None) -> None:
-    """Thumbnails in rows, each with its file name (from `files`, by index) above its caption and a
-    button that opens its attributions."""
+    """Thumbnails in rows, each with its file name (from `files`, by index) before its caption and a
+    button that opens its attributions. `captions` are markdown with HTML allowed: callers escape the
+    user's names in them (app.state.md_text)."""
     for start in range(0, len(indices), GALLERY_COLUMNS):
         cols = st.columns(GALLERY_COLUMNS)
         for col, i, cap in zip(cols, indices[start:start + GALLERY_COLUMNS], captions[start:start + GALLERY_COLUMNS]):
@@ -514,8 +520,9 @@ def gallery(run_dir: str, ds: str, rec, indices: list[int], captions: list[str],
             # (long file names wrap) no longer leave the row's buttons at different heights
             with col.container(height="stretch", vertical_alignment="distribute"):
                 name = str(files[i]) if files is not None else f"#{i}"
-                st.image(thumbnail(run_dir, ds, i), width="stretch")
-                st.caption(f"{breakable_name(name)} · {cap}", unsafe_allow_html=True)
+                with st.container():  # the picture and its name together: "distribute" spaces two children
+                    st.image(thumbnail(run_dir, ds, i), width="stretch")
+                    st.caption(f"{breakable_name(name)} · {cap}", unsafe_allow_html=True)
                 st.button("Explain", key=f"{key}_{i}", icon=":material/visibility:", on_click=_explain_image,
                           args=(rec.id, i), help=f"Open {state.md_text(name)} on the Attributions tab.")
 

@@ -216,7 +216,8 @@ def verdict(p, answer, said: set | None = None) -> None:
         brief = said is not None and answer.unfamiliar and kind in said
         if said is not None and answer.unfamiliar:
             said.add(kind)
-        st.warning(p.explanation(answer, brief=brief), icon=":material/help:")  # the own-image note included
+        # plain text naming the user's classes (the command line prints it too): shown as it is
+        st.warning(state.md_text(p.explanation(answer, brief=brief)), icon=":material/help:")  # own-image note too
     else:
         name, prob = answer.top[0]  # the model's answer, not a verdict: no green tick (it read as "correct")
         st.info(f"It says **{state.md_text(name)}** ({100 * prob:.0f}%)", icon=":material/label:")
@@ -254,7 +255,7 @@ def explain_view(ds: str, models: list[Shown], image: np.ndarray, answers: list,
                 continue
         # a fixed width: with the default the caption's length set each map's size (two maps side by side differed)
         col.image(upscale((np.clip(overlay(picture, m), 0, 1) * 255).astype(np.uint8), DISPLAY_PX),
-                  caption=map_caption(f"{model.label}: why {answer.top[0][0]}", m), width=DISPLAY_PX)
+                  caption=map_caption(f"{state.md_text(model.label)}: why {state.md_text(answer.top[0][0])}", m), width=DISPLAY_PX)
 
 
 def device_words(device) -> str:
@@ -278,7 +279,7 @@ def image_result(ds: str, models: list[Shown], name: str, data: bytes, threshold
         return False
     image, notes = got.value
     cols = answer_columns(len(models))
-    cols[0].image(framed(upscale(image.transpose(1, 2, 0), DISPLAY_PX)), caption=f"{name} (as the model sees it)",
+    cols[0].image(framed(upscale(image.transpose(1, 2, 0), DISPLAY_PX)), caption=f"{state.md_text(name)} (as the model sees it)",
                   width=DISPLAY_PX)
     with cols[0].expander("What was done to the image"):
         st.markdown("\n".join(f"- {n}" for n in notes) or "- decoded as in training")

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from app import state
 from app.method_views import points_delta, register_view
 
 
@@ -52,8 +53,8 @@ def adversarial_view(engine, rec, summary: dict) -> None:
     classes = s["classes"]
     cols = st.columns(n)
     for i, col in enumerate(cols[: len(s["labels"])]):
-        truth = classes[int(s["labels"][i])]
-        p, pa = classes[int(s["pred"][i])], classes[int(s["pred_adv"][i])]
+        truth = state.md_text(classes[int(s["labels"][i])])
+        p, pa = state.md_text(classes[int(s["pred"][i])]), state.md_text(classes[int(s["pred_adv"][i])])
         col.image(to_rgb(s["clean"][i]), caption=f"{p} ({100 * float(s['conf'][i]):.0f}%) · true {truth}",
                   width="stretch")
         col.image(to_rgb(s["adversarial"][i]),

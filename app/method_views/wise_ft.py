@@ -11,7 +11,7 @@ import streamlit as st
 from app import state
 from app.charts import FIT_WIDTH, METRIC_COLORS
 from app.method_views import points_delta, register_view
-from engine.claims import split_sizes, wise_ft_reading
+from engine.claims import split_sizes
 from engine.methods.wise_ft import curve_point
 
 ACC = {"val_acc": "Validation (your data)", "ood_acc": "Corrupted images (OOD)",
@@ -115,9 +115,7 @@ def wise_ft_view(engine, rec, summary: dict) -> None:
     note = subset_note(rec.config, val_images)
     if point.get("ood_acc") is not None:  # said where the two OOD figures meet the eye, not only on hover
         st.caption(curve_ood_words(rec.config, val_images))
-    line = wise_ft_reading(curve, len(summary.get("classes") or []))
-    if line:
-        st.markdown(f"**Reading:** {line}")
+    # the curve's plain reading (engine.claims.wise_ft_reading) is in the claim line above the panel
     extra = sorted({**{p['alpha']: p for p in curve}, **{p["alpha"]: p for p in cache_points(cache, rec.id)}}.values(),
                    key=lambda p: p["alpha"])
     st.altair_chart(curve_chart(curve_frame(extra), alpha), width="stretch")
