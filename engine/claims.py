@@ -234,7 +234,7 @@ def wise_ft_reading(curve: list[dict], classes: int = 0) -> str | None:
         return (f"No mix beats the fine-tuned model on corrupted images here ({100 * end['ood_acc']:.1f}%): on this "
                 "data the weight-space ensemble did not add robustness.")
     cost = shown_points(end["val_acc"], best["val_acc"])
-    return (f"On the grid, the best mix, at alpha {best['alpha']:.2f}, beats both ends on corrupted images by "
+    return (f"On the grid, the best mix, at alpha {best['alpha']:g}, beats both ends on corrupted images by "
             f"{gain:.1f} points, "
             + (f"for {cost:.1f} points of validation accuracy." if cost > 0.05 else "at no cost on your data."))
 

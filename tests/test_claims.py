@@ -378,7 +378,7 @@ def test_wise_ft_claim_line_is_followed_by_its_plain_reading():
     curve = [{"alpha": a, "val_acc": v, "ood_acc": o} for a, v, o in
              ((0.0, 0.6, 0.50), (0.5, 0.79, 0.56), (1.0, 0.8, 0.55))]
     assert plain_words("wise_ft", {"wise_curve": curve}) == (
-        "\n\nIn plain words: On the grid, the best mix, at alpha 0.50, beats both ends on corrupted images by 1.0 "
+        "\n\nIn plain words: On the grid, the best mix, at alpha 0.5, beats both ends on corrupted images by 1.0 "
         "points, for 1.0 points of validation accuracy.")
     guessing = [dict(p, val_acc=0.5) for p in curve]
     assert "at or below guessing on validation (50.0%, guessing 50.0%)" in \

@@ -84,7 +84,7 @@ def test_the_curve_reading_names_the_winner_or_says_fine_tuning_hurt():
 
     interior = [{"alpha": 0.0, "val_acc": 0.6, "ood_acc": 0.50}, {"alpha": 0.5, "val_acc": 0.79, "ood_acc": 0.58},
                 {"alpha": 1.0, "val_acc": 0.80, "ood_acc": 0.55}]
-    assert "alpha 0.50, beats both ends on corrupted images by 3.0 points, for 1.0 points" in reading(interior)
+    assert "alpha 0.5, beats both ends on corrupted images by 3.0 points, for 1.0 points" in reading(interior)
     tie = [{"alpha": 0.0, "val_acc": 1.0, "ood_acc": 0.833}, {"alpha": 0.05, "val_acc": 1.0, "ood_acc": 0.833},
            {"alpha": 1.0, "val_acc": 0.889, "ood_acc": 0.685}]
     assert "beats both ends" not in reading(tie) and "starting model is best" in reading(tie), "a tie is no win"
