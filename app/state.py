@@ -984,12 +984,24 @@ def set_settings(changes: dict[str, Any]) -> None:
         st.session_state.pop(f"{WIDGET_PREFIX}{key}", None)
 
 
-def use_another_seed() -> None:
-    """The next seed for the draft (a button's callback, beside a note that the settings shown are already
-    training): a second run worth comparing, one click away (the seed lives on the Data page)."""
+def another_seed(seed: int) -> int:
+    """The seed the "Use seed N instead" button offers after `seed` (int): the next one, or the one before
+    at the largest seed the settings allow (engine.config's bound; the next would be refused)."""
     import dataclasses
 
-    set_config(dataclasses.replace(config(), seed=config().seed + 1))
+    from engine.config import RunConfig
+
+    top = next(f for f in dataclasses.fields(RunConfig) if f.name == "seed").metadata["max"]
+    return seed + 1 if seed < top else seed - 1
+
+
+def use_another_seed() -> None:
+    """Another seed for the draft (`another_seed`; a button's callback, beside a note that the settings
+    shown are already training): a second run worth comparing, one click away (the seed lives on the
+    Data page)."""
+    import dataclasses
+
+    set_config(dataclasses.replace(config(), seed=another_seed(config().seed)))
     st.session_state.pop(f"{WIDGET_PREFIX}run.seed", None)
 
 

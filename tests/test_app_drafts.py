@@ -722,3 +722,17 @@ def test_the_live_view_follows_the_queued_run_only_from_the_run_it_waited_for():
     at.session_state["shown"] = "a"
     at.run()
     assert at.markdown[0].value == "follow to: b" and "follow" not in at.session_state, "followed once"
+
+
+def test_another_seed_stays_within_the_seeds_the_settings_allow():
+    """"Use seed N instead" offered the largest seed + 1, which the seed's field (max 2^31 - 1, the
+    Data page's number box) then refused."""
+    import dataclasses
+
+    from app.state import another_seed
+    from engine.config import RunConfig
+
+    meta = next(f for f in dataclasses.fields(RunConfig) if f.name == "seed").metadata
+    top = 2 ** 31 - 1
+    assert meta["max"] == top
+    assert another_seed(0) == 1 and another_seed(top - 1) == top and another_seed(top) == top - 1
