@@ -387,7 +387,7 @@ def ood_section(engine, result: datasets.DataCheck | None) -> None:
     upload = st.file_uploader("Upload the OOD zip (same class folders)", type=["zip"],
                               key=f"upload_ood_{st.session_state.get('ood_upload_n', 0)}",
                               help=f"Its folders must be named exactly like the training classes: "
-                                   f"{', '.join(result.report.classes)}.")
+                                   f"{', '.join(state.md_text(c) for c in result.report.classes)}.")
     chosen: list[tuple[str, str, int]] = []  # (reference, the user's file name, bytes); the last one wins
     if upload is not None:
         ref = _uploaded_ref(engine, upload, ".zip")

@@ -45,8 +45,9 @@ TABLE_ROWS_IN_FULL = 50  # a zip's answers up to this many show without scrollin
 TALL_TABLE_PX = (TABLE_ROWS_IN_FULL + 1) * 35 + 3  # 50 rows and the header, as Streamlit draws them
 # Column widths (px) that fit the page's width, so that no column is cut at the table's edge (the
 # horizontal scroll bar sat under a table taller than the window); double-clicking a cut cell shows it all
-TABLE_WIDTHS = {"file": 140, "true class": 90, "predicted": 90, "right": 40, "confidence": 95, "note": 185,
-                "others": 175}  # 815 px: a 1280 px screen's wide page with the sidebar open; "others" fits two
+TABLE_WIDTHS = {"file": 165, "true class": 90, "predicted": 90, "right": 40, "confidence": 85, "note": 170,
+                "others": 175}  # 815 px: a 1280 px screen's wide page with the sidebar open; "others" fits two,
+# "file" FILE_CHARS characters (at 140 px a new user's "…/1. healthy_0001.png" lost its "g")
 DISPLAY_PX = 192  # small training images are enlarged (nearest neighbour) so their pixels stay crisp
 METHOD_NAMES = {"integrated_gradients": "Integrated Gradients", "saliency": "Saliency", "grad_cam": "Grad-CAM",
                 "occlusion": "Occlusion"}
@@ -421,7 +422,7 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
     from engine.predict import predict_folder
 
     st.caption("A zip of images: loose, or in folders named after the classes "
-               f"({', '.join(p.classes)}), also inside train/, val/ and test/ folders, to measure accuracy on a new batch.")
+               f"({', '.join(state.md_text(c) for c in p.classes)}), also inside train/, val/ and test/ folders, to measure accuracy on a new batch.")
     up = st.file_uploader("Zip of images", type=["zip"], key="try_zip", on_change=_changed, args=("zip",))
     given, new = kept_or_new(engine, "zip", [(up.name, up.getvalue())] if up is not None else [],
                               "Add another zip above to replace it.")
