@@ -198,8 +198,12 @@ def wise_ft_claim(summary: dict, baseline: dict | None = None) -> Claim:
              "end" if ok else f"no mix kept validation within {100 * WISE_VAL_TOLERANCE:g} point of the fine-tuned "
              "end; the grid's best mix")
     head = "WiSE-FT" if shown is None else f"WiSE-FT: {_verdict(shown)}"
+    # alphas with the same OOD figure (the run's own pick may be one of them: a new user read "alpha 0.95"
+    # here beside "alpha 1 chosen", both at 79.2%)
+    tied = [f"{p['alpha']:g}" for p in curve if p is not pick and p["ood_acc"] == pick["ood_acc"]]
+    same = f" (the same OOD as at alpha {', '.join(tied)})" if tied else ""
     return Claim("wise_ft", shown,
-                 f"{head}: {which}, alpha {pick['alpha']:g}, OOD {_pts(pick['ood_acc'])}% "
+                 f"{head}: {which}, alpha {pick['alpha']:g}{same}, OOD {_pts(pick['ood_acc'])}% "
                  f"vs {_pts(zero['ood_acc'])}% (alpha 0) and {_pts(one['ood_acc'])}% (alpha 1), {points_diff(pick['ood_acc'], best_end)} "
                  f"points over the better end{_images(gain, summary.get('wise_curve_ood_images'))}; validation "
                  f"{points_diff(pick['val_acc'], one['val_acc'])} points from the fine-tuned end"
