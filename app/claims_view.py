@@ -210,7 +210,8 @@ def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict, c
 
 def plain_words(method: str, summary: dict) -> str:
     """What follows a claim line that speaks the paper's terms: for WiSE-FT the curve's plain reading
-    (engine.claims.wise_ft_reading, the panel's own) as a paragraph "In plain words: ..."; "" otherwise."""
+    (engine.claims.wise_ft_reading of `summary["wise_curve"]` and the number of `summary["classes"]`) as a
+    paragraph "In plain words: ..."; "" otherwise."""
     if method != "wise_ft":
         return ""
     plain = wise_ft_reading(summary.get("wise_curve") or [], len(summary.get("classes") or []))

@@ -212,7 +212,7 @@ def wise_ft_claim(summary: dict, baseline: dict | None = None) -> Claim:
 
 def wise_ft_reading(curve: list[dict], classes: int = 0) -> str | None:
     """WiSE-FT's curve (`summary["wise_curve"]`: dicts with alpha, val_acc, ood_acc as fractions) in
-    one plain line, for the panel, the claim line on Results and the command line: where OOD accuracy
+    one plain line, after the claim line on Results and on the command line: where OOD accuracy
     peaks (of tied alphas the largest) and what it costs on your data, or that fine-tuning lowered OOD
     accuracy (the starting model is best); with the number of `classes` known, that the curve compares
     noise when the fine-tuned end is at guessing on validation (`at_guessing`), as the claim line says.

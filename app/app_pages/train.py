@@ -115,8 +115,8 @@ def start_section(engine) -> None:
             c[1].caption("A run already in progress: the new one waits in the queue and starts after it."
                          if busy else "Training runs on the server: you can close this tab and come back later.")
         if twin:
-            c[1].button(f"Use seed {state.another_seed(cfg.seed)} instead", key="another_seed", icon=":material/casino:",
-                        on_click=state.use_another_seed,
+            c[1].button(f"Use seed {state.another_seed(cfg.seed)} instead", key="another_seed",
+                        icon=":material/casino:", on_click=state.use_another_seed,
                         help="The seed sets the training's randomness and, unless your dataset comes with its own "
                              "split folders, the split (Data page, 'Split and sampling settings'); another one gives a "
                              "second run worth comparing.")

@@ -256,7 +256,8 @@ def explain_view(ds: str, models: list[Shown], image: np.ndarray, answers: list,
                 continue
         # a fixed width: with the default the caption's length set each map's size (two maps side by side differed)
         col.image(upscale((np.clip(overlay(picture, m), 0, 1) * 255).astype(np.uint8), DISPLAY_PX),
-                  caption=map_caption(f"{state.md_text(model.label)}: why {state.md_text(answer.top[0][0])}", m), width=DISPLAY_PX)
+                  caption=map_caption(f"{state.md_text(model.label)}: why {state.md_text(answer.top[0][0])}", m),
+                  width=DISPLAY_PX)
 
 
 def device_words(device) -> str:
@@ -280,8 +281,8 @@ def image_result(ds: str, models: list[Shown], name: str, data: bytes, threshold
         return False
     image, notes = got.value
     cols = answer_columns(len(models))
-    cols[0].image(framed(upscale(image.transpose(1, 2, 0), DISPLAY_PX)), caption=f"{state.md_text(name)} (as the model sees it)",
-                  width=DISPLAY_PX)
+    cols[0].image(framed(upscale(image.transpose(1, 2, 0), DISPLAY_PX)),
+                  caption=f"{state.md_text(name)} (as the model sees it)", width=DISPLAY_PX)
     with cols[0].expander("What was done to the image"):
         st.markdown("\n".join(f"- {n}" for n in notes) or "- decoded as in training")
     answers = []
@@ -422,7 +423,8 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
     from engine.predict import predict_folder
 
     st.caption("A zip of images: loose, or in folders named after the classes "
-               f"({', '.join(state.md_text(c) for c in p.classes)}), also inside train/, val/ and test/ folders, to measure accuracy on a new batch.")
+               f"({', '.join(state.md_text(c) for c in p.classes)}), also inside train/, val/ and test/ folders, to "
+               "measure accuracy on a new batch.")
     up = st.file_uploader("Zip of images", type=["zip"], key="try_zip", on_change=_changed, args=("zip",))
     given, new = kept_or_new(engine, "zip", [(up.name, up.getvalue())] if up is not None else [],
                               "Add another zip above to replace it.")
