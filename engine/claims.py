@@ -168,8 +168,10 @@ def wise_ft_claim(summary: dict, baseline: dict | None = None) -> Claim:
     in-distribution accuracy within 1 point of the fine-tuned end (alpha 1). The best such alpha
     is reported. When no mix keeps validation within the point, the nearest is at most one validation image
     short and one image is worth more than the point (`_undecided`), the line has no verdict (shown None), as
-    pruning's; nor when the fine-tuned end is at or below guessing on validation (`at_guessing`) (a new user's run at 16.7% on 3 classes read
-    "claim shown" by one corrupted image). `baseline` is unused (both ends are in the run's own curve)."""
+    pruning's; nor when the fine-tuned end is at or below guessing on validation (`at_guessing`; a new
+    user's run at 16.7% on 3 classes read "claim shown" by one corrupted image). `baseline` is unused (both ends are in the run's own curve)."""
+    from engine.methods.wise_ft import tied_alphas
+
     curve = [p for p in summary.get("wise_curve") or [] if p.get("ood_acc") is not None]
     ends = {p["alpha"]: p for p in curve if p["alpha"] in (0.0, 1.0)}
     if len(ends) < 2:
@@ -200,7 +202,7 @@ def wise_ft_claim(summary: dict, baseline: dict | None = None) -> Claim:
     head = "WiSE-FT" if shown is None else f"WiSE-FT: {_verdict(shown)}"
     # alphas with the same OOD figure (the run's own pick may be one of them: a new user read "alpha 0.95"
     # here beside "alpha 1 chosen", both at 79.2%)
-    tied = [f"{p['alpha']:g}" for p in curve if p is not pick and p["ood_acc"] == pick["ood_acc"]]
+    tied = [f"{a:g}" for a in tied_alphas(curve, pick)]
     same = f" (the same OOD as at alpha {', '.join(tied)})" if tied else ""
     return Claim("wise_ft", shown,
                  f"{head}: {which}, alpha {pick['alpha']:g}{same}, OOD {_pts(pick['ood_acc'])}% "

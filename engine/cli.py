@@ -144,8 +144,8 @@ def finished_words(summary: dict) -> str:
     def finite(k: str) -> bool:
         return isinstance(summary.get(k), float) and math.isfinite(summary[k])
 
-    words = {"test_acc": "test", "val_acc": "validation", "ood_acc": "OOD (corrupted, severities 1-5)", "robust_acc": "robust",
-             "sparsity": "sparsity"}
+    words = {"test_acc": "test", "val_acc": "validation", "ood_acc": "OOD (corrupted, severities 1-5)",
+             "robust_acc": "robust", "sparsity": "sparsity"}
     shown = [f"{w} {_pct(summary[k])}" for k, w in words.items() if finite(k)]
     if finite("train_images_per_sec"):
         shown.append(f"trained at {summary['train_images_per_sec']:.0f} img/s")

@@ -12,7 +12,7 @@ from app import state
 from app.charts import FIT_WIDTH, METRIC_COLORS
 from app.method_views import points_delta, register_view
 from engine.claims import split_sizes
-from engine.methods.wise_ft import curve_point
+from engine.methods.wise_ft import curve_point, tied_alphas
 
 ACC = {"val_acc": "Validation (your data)", "ood_acc": "Corrupted images (OOD)",
        "ood_user_acc": "Your OOD set", "robust_acc": "Under attack (robust)"}
@@ -123,7 +123,7 @@ def wise_ft_view(engine, rec, summary: dict) -> None:
         st.caption(note)
     best = max(curve, key=lambda p: (p.get("ood_acc") or 0, p["alpha"]))  # ties: the larger alpha, as chosen_alpha
     if best.get("ood_acc") is not None:
-        tied = [f"{p['alpha']:.2f}" for p in curve if p is not best and p.get("ood_acc") == best["ood_acc"]]
+        tied = [f"{a:.2f}" for a in tied_alphas(curve, best)]
         also = f", the same as at alpha {', '.join(tied)}" if tied else ""  # the claim line may name one of them
         st.caption(f"Best OOD accuracy on the grid: {100 * best['ood_acc']:.1f}% at alpha {best['alpha']:.2f}{also} "
                    f"(validation {100 * best['val_acc']:.1f}%); fine-tuned model: OOD {100 * end['ood_acc']:.1f}%, "

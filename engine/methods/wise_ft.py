@@ -221,6 +221,12 @@ def curve_point(curve: list[dict], alpha: float) -> dict | None:
     return hit if hit is not None and abs(float(hit.get("alpha", -1)) - alpha) < 1e-6 else None
 
 
+def tied_alphas(curve: list[dict], point: dict) -> list[float]:
+    """The alphas of the curve's other points (summary["wise_curve"]) with exactly `point`'s OOD accuracy,
+    in the curve's order: the Results panel and the claim line name them beside the one they pick."""
+    return [float(p["alpha"]) for p in curve if p is not point and p.get("ood_acc") == point.get("ood_acc")]
+
+
 def curve_severity(cfg) -> int:
     """The corruption severity (1-5) the curve measures: the epochs' own, else CURVE_SEVERITY."""
     return cfg.eval.ood_severity_each_epoch or CURVE_SEVERITY
