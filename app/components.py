@@ -15,6 +15,7 @@ import streamlit as st
 
 from app import charts, state
 from app.claims_view import at_chance
+from engine.clock import fmt_duration
 from engine.worker import Engine
 
 LIVE_REFRESH_S = 1.0  # how often live views poll the engine's snapshot, with a GPU or many CPU cores
@@ -121,18 +122,6 @@ def load_run(engine: Engine, run_id: str) -> RunView | None:
     epochs, steps = charts.store_frames(engine.store.metrics(run_id))
     error = state.message_words(rec.error, state.config_names(rec.config)) if rec.error else rec.error
     return RunView(rec.id, rec.name, rec.status, error, rec.config, rec.run_dir, {}, epochs, steps, False)
-
-
-def fmt_duration(seconds: float | None) -> str:
-    """A duration with its units ("42 s", "3 min 5 s", "1 h 2 min", "1 min"; "0:02" read as two minutes to
-    a new user); "–" for none."""
-    if seconds is None or seconds != seconds or seconds < 0:
-        return "–"
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    parts = [f"{h} h"] * bool(h) + [f"{m} min"] * bool(m) + [f"{s} s"] * bool(s and not h)  # no zero parts
-    return " ".join(parts) or "0 s"
 
 
 SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from engine.backbones import BACKBONES, WEIGHTS_TEXT, available_sources, backbone_title, build_model
 from engine.chance import ChanceCause, chance_cause, chance_finding, small_split_words, val_test_gap_words
 from engine.checkpoints import new_run_id, write_json
-from engine.clock import process_started_at
+from engine.clock import fmt_duration, process_started_at
 from engine.config import RunConfig, apply_overrides, probe_epochs_for, smaller_batch, smaller_batch_advice
 from engine.contract import Reporter
 from engine.data import DataSplits, DatasetError, inspect_dataset
@@ -56,6 +56,10 @@ class ConsoleReporter(Reporter):
         self._last_live = 0.0
         self._bar = None
         self._said_ood = self._said_curve = False
+        # tqdm redraws its bar with carriage returns: sent to a file with the epoch lines (`> log 2>&1`) the two
+        # shared lines; a terminal shows them apart, so the bar is drawn on a terminal only
+        self.bar_drawn = sys.stderr.isatty()
+        self._last_line = 0.0
 
     def progress(self, **f: Any) -> None:
         if f.get("advice"):  # said even with --quiet: it is about this run's settings
@@ -65,6 +69,11 @@ class ConsoleReporter(Reporter):
             self._last_live = time.time()
             self.store.set_progress(self.run_id, self._state)
         if self.quiet or f.get("phase") != "training":
+            return
+        if not self.bar_drawn:  # a file or a pipe: whole lines, now and then, never a redrawn bar
+            if time.time() - self._last_line >= PLAIN_PROGRESS_EVERY_S:
+                self._last_line = time.time()
+                print(progress_words(f), file=sys.stderr, flush=True)
             return
         if self._bar is None or self._bar.total != f.get("total_steps"):
             self.close_bar()
@@ -109,6 +118,23 @@ class ConsoleReporter(Reporter):
                 self._bar.write(line)
             else:
                 print(line, flush=True)
+
+
+PLAIN_PROGRESS_EVERY_S = 30.0  # without a terminal: a progress line at the first step, then at most this often
+
+
+def progress_words(f: dict[str, Any]) -> str:
+    """A training progress line for a log file, from the engine's progress fields (epoch, epochs, step,
+    total_steps, images_per_sec, loss, eta_s in seconds; any may be missing): "epoch 2/10, step 30/120,
+    152 img/s, loss 0.812, about 1 min 5 s left". What the terminal's bar shows, as a whole line."""
+    parts = [f"epoch {f.get('epoch', '?')}/{f.get('epochs', '?')}", f"step {f.get('step', 0)}/{f.get('total_steps', '?')}"]
+    if isinstance(f.get("images_per_sec"), (int, float)) and f["images_per_sec"] > 0:
+        parts.append(f"{f['images_per_sec']:.0f} img/s")
+    if isinstance(f.get("loss"), (int, float)) and math.isfinite(f["loss"]):
+        parts.append(f"loss {f['loss']:.3f}")
+    if isinstance(f.get("eta_s"), (int, float)) and math.isfinite(f["eta_s"]) and f["eta_s"] >= 0:
+        parts.append(f"about {fmt_duration(f['eta_s'])} left")
+    return ", ".join(parts)
 
 
 # an epoch line's figures, in this order, in the pages' words; others (per layer, per corruption, a method's
@@ -806,7 +832,9 @@ def _predict(args: argparse.Namespace) -> int:
     print(f"model: {predictor.label} on {predictor.device}; classes: {', '.join(predictor.classes)}", flush=True)
     if predictor.familiarity_note():
         print(predictor.familiarity_note(), flush=True)
-    with tqdm(total=0, unit="img", desc="predicting", disable=args.quiet, dynamic_ncols=True, delay=0.5) as bar:
+    # a bar on a terminal only: in a file its redraws share lines with what stdout prints
+    with tqdm(total=0, unit="img", desc="predicting", disable=args.quiet or not sys.stderr.isatty(),
+              dynamic_ncols=True, delay=0.5) as bar:
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)

@@ -655,3 +655,37 @@ def test_the_console_says_once_what_the_curve_and_ood_lines_mean(capsys):
     assert "WiSE-FT curve, alpha" not in out, "one line while it measures; the table by alpha at the end"
     assert out.count("(OOD: accuracy on corrupted copies of the validation images") == 1, out
     assert "at one severity each epoch; the final figure averages all five" in out
+
+
+def test_output_sent_to_a_file_gets_whole_progress_lines_and_no_redrawn_bar(capsys, monkeypatch):
+    """With `> log 2>&1` tqdm's redrawn bar (carriage returns on stderr) and the epoch lines (stdout) shared
+    lines in the file; a terminal shows them apart. Without a terminal: a whole progress line at the first
+    step, then at most every PLAIN_PROGRESS_EVERY_S; on a terminal, the bar."""
+    from types import SimpleNamespace
+
+    import engine.cli as cli
+
+    store = SimpleNamespace(log_metrics=lambda *a, **k: None)
+    now = [1000.0]
+    monkeypatch.setattr(cli.time, "time", lambda: now[0])
+    step = dict(phase="training", epoch=2, epochs=10, total_steps=120, images_per_sec=152.4, loss=0.8123, eta_s=65.2)
+    r = cli.ConsoleReporter(store, "r1")  # capsys: stderr is no terminal
+    assert not r.bar_drawn
+    for s in (30, 31, 32):
+        r.progress(step=s, **{k: v for k, v in step.items()})
+        now[0] += 1.0
+    r.epoch_metrics(2, 32, {"val_acc": 0.5})
+    now[0] += cli.PLAIN_PROGRESS_EVERY_S
+    r.progress(step=40, **step)
+    out, err = capsys.readouterr()
+    assert "\r" not in err and "\r" not in out
+    assert err.splitlines() == ["epoch 2/10, step 30/120, 152 img/s, loss 0.812, about 1 min 5 s left",
+                                "epoch 2/10, step 40/120, 152 img/s, loss 0.812, about 1 min 5 s left"], err
+    assert out == "epoch 2: validation 50.0%\n"
+    assert cli.progress_words({"phase": "training", "step": 3}) == "epoch ?/?, step 3/?"  # fields may be missing
+
+    monkeypatch.setattr(cli.sys.stderr, "isatty", lambda: True)
+    shown = cli.ConsoleReporter(store, "r2")
+    shown.progress(step=30, **step)
+    assert shown.bar_drawn and shown._bar is not None  # on a terminal: tqdm's bar
+    shown.close_bar()
