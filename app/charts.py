@@ -259,10 +259,40 @@ def metric_lines(df: pd.DataFrame, metrics: Sequence[str], title: str | list[str
     # (both 100%, say) shows on top of it instead of vanishing under it
     train = "indexof(datum.metric, 'train_') === 0"
     held_out, training = base.transform_filter(f"!({train})"), base.transform_filter(train)
-    return alt.layer(held_out.mark_line().encode(strokeDash=dash), held_out.mark_point(filled=True, size=40),
-                     training.mark_line().encode(strokeDash=dash),
-                     training.mark_point(filled=False, size=70, strokeWidth=1.5),
-                     title=title).properties(height=height, autosize=FIT_WIDTH)
+    layers = [held_out.mark_line().encode(strokeDash=dash), held_out.mark_point(filled=True, size=40),
+              training.mark_line().encode(strokeDash=dash), training.mark_point(filled=False, size=70, strokeWidth=1.5)]
+    ends = pair_end_labels(data, x)
+    if not ends.empty:  # the words at the curves' ends: new users told the pair apart by shade and dashes alone
+        end = alt.Chart(ends).encode(x=alt.X(f"{x}:Q"), y=alt.Y("value:Q"), text="end_label:N",
+                                     color=alt.Color("label:N", scale=alt.Scale(domain=order, range=colors),
+                                                     legend=None))
+        layers += [end.transform_filter("datum.above").mark_text(align="left", dx=6, dy=-8, fontSize=11),
+                   end.transform_filter("!datum.above").mark_text(align="left", dx=6, dy=9, fontSize=11)]
+    return alt.layer(*layers, title=title).properties(height=height, autosize=FIT_WIDTH)
+
+
+# the words written at a curve's end, for a training curve and its held-out twin
+END_WORDS = {"train_": "training", "val_": "validation"}
+
+
+def pair_end_labels(data: pd.DataFrame, x: str = "epoch") -> pd.DataFrame:
+    """The last point of each curve of a training / validation pair (train_acc with val_acc, train_loss with
+    val_loss), for words written beside it: rows (x, metric, label, value, end_label "training" or
+    "validation", above: the higher of the two, whose words go above its point, the other's below). Empty
+    when `data` (long_frame's rows) holds no such pair."""
+    rows = []
+    for metric in sorted(set(data["metric"])) if len(data) else []:
+        if not metric.startswith("train_") or f"val_{metric[6:]}" not in set(data["metric"]):
+            continue
+        for m in (metric, f"val_{metric[6:]}"):
+            last = data[data["metric"] == m].sort_values(x, kind="stable").iloc[-1]
+            rows.append({x: last[x], "metric": m, "label": last["label"], "value": float(last["value"]),
+                         "end_label": END_WORDS[m[:m.index("_") + 1]]})
+    ends = pd.DataFrame(rows, columns=[x, "metric", "label", "value", "end_label"])
+    # of a pair, the higher value's words above, the other's below, so two ends at one height do not collide
+    ends["above"] = [bool(v >= ends["value"].iloc[i ^ 1]) if i % 2 == 0 else bool(v > ends["value"].iloc[i ^ 1])
+                     for i, v in enumerate(ends["value"])]
+    return ends
 
 
 def loss_chart(df: pd.DataFrame) -> alt.Chart:

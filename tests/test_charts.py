@@ -51,9 +51,9 @@ def test_store_rows_become_epoch_and_step_frames():
 def test_accuracy_chart_plots_the_accuracies_present_as_percentages():
     d = spec(charts.accuracy_chart(charts.epochs_frame(EPOCHS)))
     enc = layer_encodings(d)[0]
-    assert [layer["mark"]["type"] for layer in d["layer"]] == ["line", "point", "line", "point"]
+    assert [layer["mark"]["type"] for layer in d["layer"]] == ["line", "point", "line", "point", "text", "text"]
     # training last, its points rings: equal to validation (both 100%, say), it still shows on top
-    assert [layer["transform"][0]["filter"].startswith("!") for layer in d["layer"]] == [True, True, False, False]
+    assert [layer["transform"][0]["filter"].startswith("!") for layer in d["layer"][:4]] == [True, True, False, False]
     assert d["layer"][3]["mark"]["filled"] is False and d["layer"][1]["mark"]["filled"] is True
     assert enc["x"]["field"] == "epoch" and enc["y"]["field"] == "value"
     assert enc["y"]["axis"]["format"] == "%" and enc["y"]["scale"]["domain"] == [0, 1]
@@ -389,3 +389,28 @@ def test_a_long_per_layer_chart_title_is_drawn_in_lines_not_cut():
     assert len(long) > 44 and isinstance(title, list) and " ".join(title) == long, title
     assert all(len(line) <= 44 for line in title)
     assert charts.title_lines("Sparsity per layer (epoch 3)") == "Sparsity per layer (epoch 3)"
+
+
+def test_a_training_curve_and_its_validation_twin_are_named_at_their_ends():
+    """New users told the training and validation curves apart by shade, dashes and hollow points alone: each
+    pair's curves say "training" and "validation" beside their last points, the higher one's words above."""
+    import pandas as pd
+
+    df = pd.DataFrame({"epoch": [1, 2, 3], "train_acc": [0.5, 0.7, 0.9], "val_acc": [0.4, 0.6, 0.9],
+                       "ood_acc": [0.3, 0.4, 0.5], "train_loss": [1.0, 0.6, 0.3], "val_loss": [1.2, 1.0, 0.9]})
+    ends = charts.pair_end_labels(charts.long_frame(df, charts.ACCURACY_METRICS))
+    assert ends[["metric", "epoch", "value", "end_label"]].values.tolist() == [
+        ["train_acc", 3, 0.9, "training"], ["val_acc", 3, 0.9, "validation"]]
+    assert ends["above"].tolist() == [True, False], "a tie: one above, one below, never both on one line"
+    loss = charts.pair_end_labels(charts.long_frame(df, charts.LOSS_METRICS))
+    assert dict(zip(loss["end_label"], loss["above"])) == {"training": False, "validation": True}
+
+    layers = spec(charts.accuracy_chart(df))["layer"]
+    texts = [layer for layer in layers if layer["mark"]["type"] == "text"]
+    assert len(texts) == 2 and {t["mark"]["dy"] for t in texts} == {-8, 9}
+    assert texts[0]["encoding"]["text"]["field"] == "end_label"
+    # no pair, no words: validation alone, a method's metric, the per-step loss
+    for lone in (charts.accuracy_chart(df[["epoch", "val_acc", "ood_acc"]]),
+                 charts.method_metric_chart(pd.DataFrame({"epoch": [1, 2], "sparsity": [0.2, 0.5]}), "sparsity"),
+                 charts.step_loss_chart(pd.DataFrame({"step": [1, 2], "loss": [1.0, 0.8]}))):
+        assert not [layer for layer in spec(lone)["layer"] if layer["mark"]["type"] == "text"]
