@@ -8,7 +8,9 @@ model to its test accuracy, its validation accuracy is measured after every epoc
 to `--threshold`), and the test accuracy once at the end.
 
 - studio: `engine.train.train` with the CLI's defaults (its precision choice, per-epoch
-  evaluation on the OOD subset, the end-of-run suite); `--studio-no-ood` adds a row without OOD.
+  evaluation on the OOD subset, the end-of-run suite); `--studio-no-ood` adds a row without OOD,
+  `--studio-set` a row with settings on top of the matched recipe, `--studio-preset` a preset's own
+  recipe (e.g. `fastest`) at the benchmark's image size.
 - loop, N workers: a torchvision-style loop: a Dataset with per-image transforms.v2
   (RandomResizedCrop + RandomHorizontalFlip), DataLoader(num_workers=N), fp32 (num_workers 0 and 2).
 - timm: when `timm` is installed (a benchmark-only dependency, not in requirements.txt): timm's
@@ -20,6 +22,7 @@ CPU precision measurement is made (and cached) before the clock starts.
 
     python benchmarks/peers.py [--data assets/sample_textures.zip] [--image-size 64] [--epochs 5]
         [--seeds 0] [--threshold 0.8] [--threads 0] [--studio-no-ood] [--studio-set KEY=VALUE ...]
+        [--studio-preset NAME [KEY=VALUE ...]]
 """
 
 from __future__ import annotations
@@ -38,10 +41,12 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from engine.backbones import build_model
+from engine.config import apply_overrides
 from engine.contract import Reporter
 from engine.data import DataSplits, ImageSet
 from engine.devices import cpu_info, pick_amp
 from engine.optim import build_optimizer
+from engine.presets import fit_to_data, get_preset
 from engine.run_data import prepare_data
 from engine.train import train
 
@@ -87,6 +92,21 @@ def run_studio(data: DataSplits, args, seed: int, ood: bool, extra: tuple[str, .
                  "backbone.pretrained=bundled", f"train.epochs={args.epochs}", f"train.batch_size={BATCH}",
                  f"optim.lr={LR}", f"optim.momentum={MOMENTUM}", f"optim.weight_decay={WD}", f"seed={seed}",
                  f"eval.ood={str(ood).lower()}", "train.device=cpu", *extra)  # common.config: the same threads as every tool
+    t0 = time.perf_counter()
+    clock = EpochClock(t0)
+    s = train(cfg, clock, data=data).summary
+    return {"wall": time.perf_counter() - t0, "ips": s["train_images_per_sec"], "points": clock.points,
+            "test": s["test_acc"], "precision": s["precision"] + (" + channels_last" if s["channels_last"] else "")}
+
+
+def run_preset(data: DataSplits, args, seed: int, name: str, extra: tuple[str, ...] = ()) -> dict:
+    """One studio run of preset `name` as the dashboard and `train --preset` give it (its batch fitted to the
+    data as they fit it), at the benchmark's image size; `extra` overrides (KEY=VALUE) come last and win."""
+    recipe = get_preset(name).apply(config(f"data.source={args.data}", f"seed={seed}"))
+    recipe = fit_to_data(recipe, len(data.train))[0]
+    # a preset starts from the defaults: the device and the threads pinned again, as in every row
+    cfg = apply_overrides(recipe, [f"data.image_size={args.image_size}", "train.device=cpu",
+                                   f"train.threads={torch.get_num_threads()}", *extra])
     t0 = time.perf_counter()
     clock = EpochClock(t0)
     s = train(cfg, clock, data=data).summary
@@ -148,6 +168,9 @@ def main() -> None:
     ap.add_argument("--studio-set", nargs="+", action="append", default=[], metavar="KEY=VALUE",
                     help="another studio row without OOD, with these settings on top of the matched recipe "
                          "(repeatable: one row each), e.g. --studio-set train.epochs=3 eval.tta_flip=true")
+    ap.add_argument("--studio-preset", nargs="+", action="append", default=[], metavar="NAME [KEY=VALUE]",
+                    help="another studio row: the preset NAME as the dashboard gives it, at --image-size, these "
+                         "settings on top (repeatable), e.g. --studio-preset fastest train.flip=false")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -158,6 +181,9 @@ def main() -> None:
         tools["studio, eval.ood=false"] = lambda s: run_studio(data, args, s, False)
     for extra in args.studio_set:
         tools["studio, eval.ood=false, " + " ".join(extra)] = lambda s, e=tuple(extra): run_studio(data, args, s, False, e)
+    for name, *extra in args.studio_preset:
+        tools[f"studio, preset {name}" + "".join(f" {e}" for e in extra)] = \
+            lambda s, n=name, e=tuple(extra): run_preset(data, args, s, n, e)
     tools["torchvision-style loop, 0 workers"] = lambda s: run_loop(data, args, s, 0)
     tools["torchvision-style loop, 2 workers"] = lambda s: run_loop(data, args, s, 2)
     try:
