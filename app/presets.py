@@ -6,8 +6,9 @@ from __future__ import annotations
 from engine.config import RunConfig, few_batches
 from engine.presets import DEFAULT_PRESET, PRESETS, Preset, offline_pretrained, quick_demo
 
-ICONS: dict[str, str] = {"quick_demo": ":material/bolt:", "robust": ":material/shield:",
-                         "small_model": ":material/compress:", "standard_demo": ":material/school:",
+ICONS: dict[str, str] = {"quick_demo": ":material/bolt:", "fastest": ":material/speed:",
+                         "robust": ":material/shield:", "small_model": ":material/compress:",
+                         "standard_demo": ":material/school:",
                          "adafilter_demo": ":material/filter_alt:", "pruning_demo": ":material/content_cut:",
                          "adversarial_demo": ":material/security:", "wise_ft_demo": ":material/tune:"}
 
@@ -21,20 +22,20 @@ SAMPLE_CLASSES, SAMPLE_TRAIN_IMAGES = 8, 384  # the bundled sample's training sp
 
 
 def recipe_drift(cfg: RunConfig, train_images: int = SAMPLE_TRAIN_IMAGES, min_step_share: float = 0.5) -> str | None:
-    """A warning when `cfg` keeps a preset's learning rate (same backbone, optimiser, lr and momentum;
-    automatic learning rate off) but trains far fewer optimiser steps than that preset did on the sample it was
-    tuned on (epochs x `train_images` // batch size below `min_step_share` of the preset's epochs x
-    SAMPLE_TRAIN_IMAGES // its batch size): the rate was tuned for the preset's run, and a much shorter
-    one at that rate can stay near guessing (a new user's 3 epochs at 32 px of the Quick demo stayed
-    there). None when nothing drifted."""
+    """A warning when `cfg` keeps a preset's learning rate (same backbone, optimiser, lr, momentum and frozen
+    blocks: the Fastest model's 4 epochs at the Quick demo's rate train fewer layers; automatic learning rate
+    off) but trains far fewer optimiser steps than that preset did on the sample it was tuned on (epochs x
+    `train_images` // batch size below `min_step_share` of the preset's epochs x SAMPLE_TRAIN_IMAGES // its
+    batch size): the rate was tuned for the preset's run, and a much shorter one at that rate can stay near
+    guessing (a new user's 3 epochs at 32 px of the Quick demo stayed there). None when nothing drifted."""
     if cfg.optim.lr_auto:
         return None
     steps = cfg.train.epochs * cfg.steps_per_epoch(train_images)
     matches = []  # (share of the preset's steps, preset, its config) for the presets with this rate
     for preset in PRESETS.values():
         ref = preset.apply(cfg)
-        if (ref.backbone.name, ref.optim.optimizer, ref.optim.lr, ref.optim.momentum) == (
-                cfg.backbone.name, cfg.optim.optimizer, cfg.optim.lr, cfg.optim.momentum):
+        if (ref.backbone.name, ref.optim.optimizer, ref.optim.lr, ref.optim.momentum, ref.optim.freeze_blocks) == (
+                cfg.backbone.name, cfg.optim.optimizer, cfg.optim.lr, cfg.optim.momentum, cfg.optim.freeze_blocks):
             ref_steps = ref.train.epochs * ref.steps_per_epoch(SAMPLE_TRAIN_IMAGES)
             matches.append((steps / ref_steps, preset, ref))
     if not matches or max(m[0] for m in matches) >= min_step_share:

@@ -633,8 +633,8 @@ def test_the_default_preset_follows_the_datasets_size_until_the_user_changes_a_s
     assert at.session_state["cfg"].train.batch_size == 32, "a changed draft is not refitted"
 
 
-@pytest.mark.parametrize("preset", ["quick_demo", "robust", "small_model", "adafilter_demo", "pruning_demo",
-                                    "adversarial_demo", "wise_ft_demo"])
+@pytest.mark.parametrize("preset", ["quick_demo", "fastest", "robust", "small_model", "adafilter_demo",
+                                    "pruning_demo", "adversarial_demo", "wise_ft_demo"])
 def test_a_preset_sets_the_whole_config_and_keeps_the_dataset(studio, tiny_bytes, preset):
     from app.presets import PRESETS
     from engine.config import smaller_batch, with_batch

@@ -168,6 +168,9 @@ def test_a_presets_rate_on_a_much_shorter_run_is_flagged():
     assert "Pruning demo" in recipe_drift(pruning, train_images=48) and "Quick demo" not in recipe_drift(pruning, 48)
     small = PRESETS["small_model"].apply(RunConfig())  # the same rate on another backbone: its own recipe counts
     assert recipe_drift(small) is None and "Small model" in recipe_drift(apply_overrides(small, ["train.epochs=2"]))
+    fastest = PRESETS["fastest"].apply(RunConfig())  # the Quick demo's rate, 4 epochs, two blocks frozen: its own
+    assert recipe_drift(fastest) is None and recipe_drift(apply_overrides(fastest, ["train.epochs=2"])) is None
+    assert "Fastest model" in recipe_drift(apply_overrides(fastest, ["train.epochs=1"]))
 
 
 def test_a_batch_that_leaves_few_steps_per_epoch_is_flagged():
@@ -212,3 +215,16 @@ def test_a_runs_default_name_gives_its_seed_when_it_is_not_0():
     assert run_name(other, preset="Quick demo") == "Quick demo (ResNet-18, seed 1) on letters.zip"
     scratch = apply_overrides(other, ["backbone.pretrained=none", "pruning.enabled=true"])
     assert run_name(scratch) == "ResNet-18 Pruning (seed 1) from scratch on letters.zip"
+
+
+def test_the_fastest_preset_freezes_pretrained_blocks_only(monkeypatch):
+    """Fastest model: 4 epochs without augmentation, the stem and first stage kept as pretrained (no backward
+    pass through them), OOD off; with no pretrained weights to keep nothing is frozen."""
+    from engine import presets
+
+    cfg = PRESETS["fastest"].apply(RunConfig())
+    assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.augment, cfg.eval.ood) == (4, 32, False, False)
+    assert cfg.backbone.pretrained == "bundled" and cfg.optim.freeze_blocks == 2 and cfg.optim.lr == 0.02
+    monkeypatch.setattr(presets, "offline_pretrained", lambda backbone: "none")
+    assert PRESETS["fastest"].apply(RunConfig()).optim.freeze_blocks == 0, "random blocks would stay random"
+    assert "0.45-0.46x" in PRESETS["fastest"].details(), "the card's measured result"

@@ -98,8 +98,10 @@ def presets_section() -> None:
         if group is demos and demos:
             st.caption("Method demos: each shows what one method does; run the Standard demo on the same data "
                        "to compare with plain fine-tuning.")
-        for row in (group[i:i + 4] for i in range(0, len(group), 4)):  # four to a row: words stay whole
-            draw_preset_row(row, in_use)
+        # at most four to a row (words stay whole), the rows as even as they go: five are 3 + 2, not 4 + 1
+        per_row = -(-len(group) // -(-len(group) // 4)) if group else 4
+        for row in (group[i:i + per_row] for i in range(0, len(group), per_row)):
+            draw_preset_row(row, in_use, per_row)
     preset = state.preset_of(cfg, among=[PRESETS[k] for k in in_use])  # the one a run is named after
     recipe = preset.apply(cfg) if preset is not None else None
     if recipe is not None and recipe.train.batch_size != cfg.train.batch_size:  # its card: the sample's recipe
@@ -112,10 +114,10 @@ def presets_section() -> None:
         st.success(f"Preset **{title}** applied.{note} Every setting below can still be changed.", icon=":material/check:")
 
 
-def draw_preset_row(keys: list[str], in_use: list[str]) -> None:
-    """Up to four preset cards: title (marked when it is in `in_use`, the presets the settings are), what it
-    does, its button."""
-    for col, key in zip(st.columns(4), keys):
+def draw_preset_row(keys: list[str], in_use: list[str], columns: int = 4) -> None:
+    """Preset cards in a row of `columns` equal columns (the first len(keys) filled): title (marked when it is
+    in `in_use`, the presets the settings are), what it does, its button."""
+    for col, key in zip(st.columns(columns), keys):
         preset = PRESETS[key]
         # the card fills the row's height; "distribute" puts the text at the top and the button at the
         # bottom, so the buttons of a row line up whatever the length of each description
