@@ -12,7 +12,9 @@ to `--threshold`), and the test accuracy once at the end.
   `--studio-set` a row with settings on top of the matched recipe, `--studio-preset` a preset's own
   recipe (e.g. `fastest`) at the benchmark's image size.
 - loop, N workers: a torchvision-style loop: a Dataset with per-image transforms.v2
-  (RandomResizedCrop + RandomHorizontalFlip), DataLoader(num_workers=N), fp32 (num_workers 0 and 2).
+  (RandomResizedCrop + RandomHorizontalFlip), DataLoader(num_workers=N), fp32 (num_workers 0 and 2);
+  `--loop-preset NAME` adds the same loop at a preset's epochs, learning rate, augmentation and frozen
+  blocks (what the shorter recipe alone gives a plain loop; not one of the matched peers in the ratios).
 - timm: when `timm` is installed (a benchmark-only dependency, not in requirements.txt): timm's
   optimiser and scheduler factories (create_optimizer_v2 "momentum", CosineLRScheduler stepped per
   update) in the same loop with num_workers 0.
@@ -22,7 +24,7 @@ CPU precision measurement is made (and cached) before the clock starts.
 
     python benchmarks/peers.py [--data assets/sample_textures.zip] [--image-size 64] [--epochs 5]
         [--seeds 0] [--threshold 0.8] [--threads 0] [--studio-no-ood] [--studio-set KEY=VALUE ...]
-        [--studio-preset NAME [KEY=VALUE ...]]
+        [--studio-preset NAME [KEY=VALUE ...]] [--loop-preset NAME]
 """
 
 from __future__ import annotations
@@ -56,10 +58,11 @@ LR, MOMENTUM, WD, BATCH = 0.01, 0.9, 5e-4, 32
 class Images(Dataset):
     """uint8 [N,3,S,S] images -> (float [3,S,S] in [0,1], label), with per-image transforms."""
 
-    def __init__(self, split: ImageSet, size: int):
+    def __init__(self, split: ImageSet, size: int, augment: bool = True):
         self.split = split
-        self.tf = v2.Compose([v2.RandomResizedCrop(size, scale=(0.35, 1.0), ratio=(3 / 4, 4 / 3), antialias=True),
-                              v2.RandomHorizontalFlip(), v2.ToDtype(torch.float32, scale=True)])
+        crop_flip = [v2.RandomResizedCrop(size, scale=(0.35, 1.0), ratio=(3 / 4, 4 / 3), antialias=True),
+                     v2.RandomHorizontalFlip()] if augment else []
+        self.tf = v2.Compose([*crop_flip, v2.ToDtype(torch.float32, scale=True)])
 
     def __len__(self) -> int:
         return len(self.split)
@@ -114,27 +117,36 @@ def run_preset(data: DataSplits, args, seed: int, name: str, extra: tuple[str, .
             "test": s["test_acc"], "precision": s["precision"] + (" + channels_last" if s["channels_last"] else "")}
 
 
-def run_loop(data: DataSplits, args, seed: int, workers: int, use_timm: bool = False) -> dict:
+def run_loop(data: DataSplits, args, seed: int, workers: int, use_timm: bool = False,
+             recipe: dict | None = None) -> dict:
+    """A hand-written loop at the matched recipe, or at `recipe` (epochs, lr, augment, frozen: the leading trunk
+    blocks kept as pretrained, requires_grad off and their batch norm in eval mode, as the studio freezes)."""
     t0 = time.perf_counter()
     torch.manual_seed(seed)
     model, _ = build_model("resnet18", len(data.classes), "bundled")
+    epochs, lr = (recipe["epochs"], recipe["lr"]) if recipe else (args.epochs, LR)
+    frozen = model.trunk_blocks()[: recipe["frozen"]] if recipe else []
+    for block in frozen:
+        block.requires_grad_(False)
     steps_per_epoch = len(data.train) // BATCH
-    total = steps_per_epoch * args.epochs
+    total = steps_per_epoch * epochs
     if use_timm:
         import timm.optim
         import timm.scheduler
 
-        opt = timm.optim.create_optimizer_v2(model, opt="momentum", lr=LR, weight_decay=WD, momentum=MOMENTUM)
+        opt = timm.optim.create_optimizer_v2(model, opt="momentum", lr=lr, weight_decay=WD, momentum=MOMENTUM)
         sched = timm.scheduler.CosineLRScheduler(opt, t_initial=total, lr_min=0.0, t_in_epochs=False)
     else:  # the studio's own parameter groups (no decay on biases and norms) and the textbook cosine
-        opt = build_optimizer(model, config(f"optim.lr={LR}", f"optim.momentum={MOMENTUM}", f"optim.weight_decay={WD}"))
+        opt = build_optimizer(model, config(f"optim.lr={lr}", f"optim.momentum={MOMENTUM}", f"optim.weight_decay={WD}"))
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
-    loader = DataLoader(Images(data.train, args.image_size), batch_size=BATCH, shuffle=True, drop_last=True,
+    loader = DataLoader(Images(data.train, args.image_size, recipe["augment"] if recipe else True), batch_size=BATCH, shuffle=True, drop_last=True,
                         num_workers=workers, persistent_workers=workers > 0,
                         generator=torch.Generator().manual_seed(seed))
     points, trained, train_s, step = [], 0, 0.0, 0
-    for epoch in range(args.epochs):
+    for epoch in range(epochs):
         model.train()
+        for block in frozen:
+            block.eval()
         te = time.perf_counter()
         for x, y in loader:
             loss = F.cross_entropy(model(x), y)
@@ -144,7 +156,7 @@ def run_loop(data: DataSplits, args, seed: int, workers: int, use_timm: bool = F
             step += 1
             sched.step_update(step) if use_timm else sched.step()
             trained += len(y) if epoch else 0  # the first epoch is warm-up, as in the studio's figure
-        train_s += time.perf_counter() - te if epoch or args.epochs == 1 else 0.0
+        train_s += time.perf_counter() - te if epoch or epochs == 1 else 0.0
         points.append((time.perf_counter() - t0, accuracy(model, data.val)))
     trained = trained or len(data.train) // BATCH * BATCH
     test = accuracy(model, data.test)
@@ -171,6 +183,9 @@ def main() -> None:
     ap.add_argument("--studio-preset", nargs="+", action="append", default=[], metavar="NAME [KEY=VALUE]",
                     help="another studio row: the preset NAME as the dashboard gives it, at --image-size, these "
                          "settings on top (repeatable), e.g. --studio-preset fastest train.flip=false")
+    ap.add_argument("--loop-preset", action="append", default=[], metavar="NAME",
+                    help="another loop row (0 workers) at preset NAME's epochs, learning rate, augmentation and "
+                         "frozen blocks: what the recipe alone gives a plain loop (not counted as a matched peer)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -186,6 +201,10 @@ def main() -> None:
             lambda s, n=name, e=tuple(extra): run_preset(data, args, s, n, e)
     tools["torchvision-style loop, 0 workers"] = lambda s: run_loop(data, args, s, 0)
     tools["torchvision-style loop, 2 workers"] = lambda s: run_loop(data, args, s, 2)
+    for name in args.loop_preset:
+        p = get_preset(name).apply(config())
+        recipe = {"epochs": p.train.epochs, "lr": p.optim.lr, "augment": p.train.augment, "frozen": p.optim.freeze_blocks}
+        tools[f"loop, 0 workers, preset {name}'s recipe"] = lambda s, r=recipe: run_loop(data, args, s, 0, recipe=r)
     try:
         import timm  # noqa: F401
 
@@ -206,7 +225,7 @@ def main() -> None:
                       "thr": mean([to_threshold(r["points"], args.threshold) for r in rs]),
                       "precision": rs[0]["precision"], "load": max(r["load"] for r in rs)}
                for name, rs in results.items()}
-    peers = [v for n, v in summary.items() if not n.startswith("studio")]
+    peers = [v for n, v in summary.items() if not n.startswith("studio") and "preset" not in n]  # matched recipe
     best_wall = min(v["wall"] for v in peers)
     best_thr = min((v["thr"] for v in peers if v["thr"] is not None), default=None)
     loop0_ips = summary["torchvision-style loop, 0 workers"]["ips"]
