@@ -353,8 +353,12 @@ def sidebar(engine: Engine) -> None:
     head = state.head_only_words(cfg)
     head = f" ({head})" if head else ""
     epochs = state.plural(cfg.train.epochs, "epoch")  # the head-only words belong to these, before what follows
+    from engine.optim import frozen_words
+
+    frozen = frozen_words(cfg.optim)
     st.caption(f"Next run: **{state.backbone_title(cfg.backbone.name)}**{start} on {ds.words}, "
-               f"{epochs}{head}{state.extra_epochs_words(cfg.to_dict())}, {methods}.")
+               f"{epochs}{head}{state.extra_epochs_words(cfg.to_dict())}, {methods}"
+               + (f", {frozen}" if frozen else "") + ".")
 
 
 def short_time(ts: float | None) -> str:

@@ -34,6 +34,7 @@ from engine.errors import StudioError
 from engine.jobs import execute_run
 from engine.lr_find import lr_into_config
 from engine.methods import METHODS
+from engine.optim import frozen_words
 from engine.paths import UPLOAD_PREFIX, default_data_dir, register_upload_dir, resolve_path, upload_sha
 from engine.predict import VARIANTS, check_source, load_predictor, predict_folder, write_csv
 from engine.presets import PRESETS, fit_to_data, get_preset, is_recipe, run_name
@@ -165,7 +166,8 @@ def epoch_words(epoch: int, values: dict[str, float]) -> str:
 
 def finished_words(summary: dict) -> str:
     """The line that ends a finished run: its figures in the pages' words and in % (test, validation, OOD,
-    robust, sparsity), training speed in images/s, and which held-out split had no images. It read
+    robust, sparsity), training speed in images/s, "OOD not measured" when the summary's ood_acc is None
+    (eval.ood off, say), and which held-out split had no images. It read
     "val_acc=0.6667  test_acc=0.6667" beside warnings in percent."""
     def finite(k: str) -> bool:
         return isinstance(summary.get(k), float) and math.isfinite(summary[k])
@@ -176,6 +178,8 @@ def finished_words(summary: dict) -> str:
     if finite("train_images_per_sec"):
         shown.append(f"trained at {summary['train_images_per_sec']:.0f} img/s")
     unmeasured = [words[k] for k in ("val_acc", "test_acc") if isinstance(summary.get(k), float) and not finite(k)]
+    if "ood_acc" in summary and summary["ood_acc"] is None:  # eval.ood off: said, not left for the reader to guess
+        shown.append("OOD not measured")
     line = "finished: " + ", ".join(shown) if shown else "finished:"
     return line + (f" ({' and '.join(unmeasured)} not measured: no images were left for "
                    f"{'that split' if len(unmeasured) == 1 else 'those splits'}; add images per class)"
@@ -373,7 +377,8 @@ def _run_in_foreground(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Pa
     print(f"  {cfg.name or 'this run'}: {backbone_title(cfg.backbone.name)} ({start}), "
           f"{cfg.train.epochs} epoch{'s' * (cfg.train.epochs != 1)} at {cfg.data.image_size} px, batch "
           f"{cfg.train.batch_size}, " + ("learning rate found at the start" if cfg.optim.lr_auto else
-                                         f"lr {cfg.optim.lr:g}") + f", seed {cfg.seed}", flush=True)
+                                         f"lr {cfg.optim.lr:g}")
+          + "".join(f", {w}" for w in [frozen_words(cfg.optim)] if w) + f", seed {cfg.seed}", flush=True)
     try:
         summary = execute_run(store, run_id, cfg, run_dir, data_dir / "datasets", reporter, resume=resume, data=data)
     except KeyboardInterrupt:

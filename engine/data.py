@@ -794,7 +794,7 @@ def _descend_wrappers(root: Path, rel, skipped: list[SkippedFile], notes: list[s
         skipped += [SkippedFile(rel(p), "not inside a class folder") for p in _visible_files(level)]
         level = subdirs[0]
     if level != root:
-        notes.append(f"Data found inside the wrapper folder '{rel(level)}/'.")
+        notes.append(f"Images found inside the wrapper folder '{rel(level)}/'.")
     return level
 
 

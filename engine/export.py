@@ -262,12 +262,14 @@ def fine_tuned_of_wise_lines(summary: dict[str, Any]) -> list[str]:
 def training_lines(cfg: RunConfig, summary: dict[str, Any]) -> list[str]:
     """The model card's Training section: the recipe, where its learning rate came from, the methods."""
     from engine.lr_find import lr_find_sentence
+    from engine.optim import frozen_words
 
     lines = ["## Training",
              f"- {cfg.train.epochs} epoch{'' if cfg.train.epochs == 1 else 's'}, batch {cfg.train.batch_size}, "
              f"{choice_label(cfg.optim, 'optimizer')}, lr {cfg.optim.lr:g} "
              f"(momentum {cfg.optim.momentum:g}, effective lr {cfg.effective_lr:g}), schedule "
-             f"{cfg.optim.schedule.replace('_', ' ')}; {augmentation_words(cfg.train)}"]
+             f"{cfg.optim.schedule.replace('_', ' ')}; {augmentation_words(cfg.train)}"
+             + (f"; {frozen_words(cfg.optim)} (kept as pretrained)" if frozen_words(cfg.optim) else "")]
     if summary.get("lr_find"):
         lines.append("- " + lr_find_sentence(summary["lr_find"]))
     lines.append("- Methods: " + (", ".join(METHODS[m].title for m in cfg.enabled_methods() if m in METHODS)

@@ -659,6 +659,8 @@ def test_a_preset_sets_the_whole_config_and_keeps_the_dataset(studio, tiny_bytes
     assert not any("optimiser step per epoch" in w for w in texts(at.warning)), "no warning against the preset"
     badge = f"**{PRESETS[preset].title}** :green-badge[:material/check: in use]"
     assert badge in texts(at.markdown), "the preset's card is marked in use"
+    # the success line sits below every card: a new user saw no word at the button pressed, so a toast says it
+    assert any(f"Preset **{PRESETS[preset].title}** applied." in t.value for t in at.toast)
     if preset == "quick_demo":
         assert (cfg.backbone.name, cfg.data.image_size, cfg.train.epochs, cfg.train.batch_size) == ("resnet18", 64, 20, 4)
         assert cfg.optim.linear_probe_epochs == 2
@@ -1071,6 +1073,10 @@ def test_a_runs_caption_says_when_it_trained_without_mirrors_or_augmentation():
     assert recipe_notes({"train": {"flip": False}}) == " · random crops, no mirroring"
     assert recipe_notes({"train": {"augment": False, "flip": False}, "eval": {"tta_flip": True}}) == \
         " · no augmentation · flip TTA (each prediction averaged with the mirror image)"
+    # the Fastest model's frozen blocks: a new user found them in the Freezing settings only
+    assert recipe_notes({"train": {"augment": False}, "optim": {"freeze_blocks": 2}}) == \
+        " · no augmentation · first 2 blocks frozen"
+    assert recipe_notes({"optim": {"freeze_blocks": 0}}) == ""
 
 
 def test_the_epochs_structured_pruning_adds_are_said_with_the_runs_epochs():

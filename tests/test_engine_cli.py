@@ -635,6 +635,9 @@ def test_the_finished_line_gives_the_figures_in_percent_and_the_split_without_im
 
     assert finished_words({"val_acc": 2 / 3, "test_acc": 0.5, "ood_acc": 0.5167, "train_images_per_sec": 55.82}) == (
         "finished: test 50.0%, validation 66.7%, OOD (corrupted, severities 1-5) 51.7%, trained at 56 img/s")
+    # eval.ood off (the Fastest model): the line says so rather than leave OOD out unexplained
+    assert finished_words({"val_acc": 0.5, "test_acc": 0.5, "ood_acc": None}) == \
+        "finished: test 50.0%, validation 50.0%, OOD not measured"
 
 
 def test_the_console_says_once_what_the_curve_and_ood_lines_mean(capsys):

@@ -15,6 +15,7 @@ from app.widgets import dataclass_widgets, field_widget, widget_key
 from engine.backbones import BACKBONES, CHECKPOINT_SUFFIXES, FAMILY_TITLES, PRETRAINED_SOURCES, available_sources, backbone_title
 from engine.config import ADVANCED_TITLE, RunConfig, check_bounds, probe_epochs_for, shown_setting
 from engine.methods import METHODS, MethodSpec
+from engine.optim import frozen_words
 from engine.schedules import SCHEDULES, lr_curve
 
 SCHEDULE_LABELS = {"cosine": "cosine", "warmup_cosine": "warm-up, then cosine", "step": "step decay",
@@ -111,6 +112,8 @@ def presets_section() -> None:
     applied = st.session_state.pop("preset_applied", None)
     if applied:
         title, note = applied
+        # the line below sits under every card, out of sight of the button pressed: a toast says it where one looks
+        st.toast(f"Preset **{title}** applied.", icon=":material/check:")
         st.success(f"Preset **{title}** applied.{note} Every setting below can still be changed.", icon=":material/check:")
 
 
@@ -611,8 +614,10 @@ def review_section() -> None:
         st.warning(problems, icon=":material/warning:")
     else:
         methods = ", ".join(METHODS[m].title for m in cfg.enabled_methods()) or "no extra method"
+        frozen = frozen_words(cfg.optim)
         st.success(f"Ready to train **{backbone_title(cfg.backbone.name)}** ({state.weights_words(cfg)}) for "
-                   f"{state.epochs_words(cfg.to_dict())} at {cfg.data.image_size} px with {methods}.",
+                   f"{state.epochs_words(cfg.to_dict())} at {cfg.data.image_size} px with {methods}"
+                   + (f", {frozen}" if frozen else "") + ".",
                    icon=":material/check_circle:")
     with st.expander("These settings as a config file (YAML)", icon=":material/description:"):
         st.code(cfg.to_yaml(), language="yaml")

@@ -19,6 +19,7 @@ from engine.augment import augmentation_words
 from engine.config import TrainConfig
 from engine.jobs import STOPPED_BY_SERVER
 from engine.methods import METHODS
+from engine.optim import frozen_words
 from engine.resume import RESUME_FILE
 
 RUN_KEY = "results_run"
@@ -125,14 +126,15 @@ def stopped_note(rec, run: components.RunView) -> None:
 
 def recipe_notes(config: dict) -> str:
     """What the run's caption adds to its methods: augmentation other than the default crops and
-    mirrors, and flip TTA ("" when neither; `config` as saved, keys it lacks at their defaults)."""
+    mirrors, flip TTA and frozen blocks ("" when none; `config` as saved, keys it lacks at their defaults)."""
     train, notes = TrainConfig(**{k: v for k, v in (config.get("train") or {}).items()
                                   if k in ("augment", "flip")}), ""
     if not (train.augment and train.flip):
         notes += " · " + augmentation_words(train)
     if (config.get("eval") or {}).get("tta_flip"):
         notes += " · flip TTA (each prediction averaged with the mirror image)"
-    return notes
+    frozen = frozen_words(config.get("optim") or {})
+    return notes + (f" · {frozen}" if frozen else "")
 
 
 def started_text(rec, summary: dict) -> str:

@@ -13,6 +13,7 @@ import streamlit as st
 from app import components, state
 from engine.errors import StudioError
 from engine.methods import METHODS
+from engine.optim import frozen_words
 from engine.resume import RESUME_FILE
 
 SELECT_KEY = state.WATCH_SELECT_KEY
@@ -86,6 +87,8 @@ def start_section(engine) -> None:
     head = state.head_only_words(cfg)
     if head:
         methods += f" · {head}"
+    if frozen_words(cfg.optim):
+        methods += f" · {frozen_words(cfg.optim)}"
     with st.container(border=True):
         named = f"*{state.md_text(cfg.name)}*: " if cfg.name else ""  # the name typed on the Model page, if any
         st.markdown(f"**Next run:** {named}{state.backbone_title(cfg.backbone.name)} ({state.weights_words(cfg)}) on "
@@ -181,8 +184,8 @@ def live_section(engine) -> None:
     visible = state.runs(engine)
     runs = visible[:RECENT_RUNS]
     if not runs:
-        st.info("No run yet. Press **Start training** above (the Quick demo preset on the bundled sample takes about "
-                "a minute on a laptop CPU; the line above says what this run will do).", icon=":material/info:")
+        st.info("No run yet. Press **Start training** above; the line above says what this run will do (the default, "
+                "the Quick demo on the bundled sample, takes about a minute on a laptop CPU).", icon=":material/info:")
         return
     active = set(engine.active_runs())  # once: the live page redraws often
     for extra in [r for r in visible[RECENT_RUNS:] if r.id in active]:
