@@ -286,7 +286,8 @@ def curves_view(run: RunView, *, live: bool = False, streams: bool = False) -> N
 
 def threads_changes_text(changes: list[dict] | None) -> str:
     """The sentence on a run's `cpu_threads_changes` ("Threads followed the load on the CPUs: 2 threads
-    from 2 s into epoch 1, 1 thread after epoch 3."), with a leading space; "" when there were none."""
+    from 2 s into epoch 1, 1 thread after epoch 3."), then that another count rounds differently, with a
+    leading space; "" when there were none."""
     if not changes:
         return ""
     from engine import devices
@@ -294,7 +295,8 @@ def threads_changes_text(changes: list[dict] | None) -> str:
     return " Threads followed the load on the CPUs: " + ", ".join(
         state.plural(c["threads"], "thread")
         + (f" from {devices.EARLY_THREADS_CHECK_S:g} s into epoch {c['after_epoch'] + 1}" if c.get("early")
-           else f" after epoch {c['after_epoch']}") for c in changes) + "."
+           else f" after epoch {c['after_epoch']}") for c in changes) + (
+        ". Another thread count rounds sums in another order: the same settings and seed can end a few points apart.")
 
 
 def _device_text() -> str:

@@ -169,7 +169,9 @@ class TrainConfig:
         "as the run starts and again after every epoch (threads waiting for a busy core slow every step). "
         "A number uses exactly that many."))
     deterministic: bool = knob(False, label="Repeatable (deterministic)", help=(
-        "CUDA: deterministic cuDNN kernels, no autotuning (slightly slower). CPU runs repeat exactly anyway."))
+        "CUDA: deterministic cuDNN kernels, no autotuning (slightly slower). CPU runs repeat exactly at the "
+        "same thread count: the automatic count follows other programs' load, so to compare runs set CPU "
+        "threads to a number."))
     compile: bool = knob(False, label="Compile the model (GPU)", help=(
         "torch.compile: faster training on a GPU after about a minute of compiling; no gain on a CPU."))
 

@@ -327,8 +327,9 @@ class CpuThreads:
         return (f"Training on {self.threads} of {self.limit} CPU threads: other programs kept about "
                 f"{self.busy:.1f} of the {self.cpus} CPUs busy {self.when}, and threads that wait for a busy CPU "
                 f"slow every step; the count is checked again {EARLY_THREADS_CHECK_S:g} s into a first epoch that "
-                f"lasts longer, and after every epoch. To choose it yourself: CPU threads, under {ADVANCED_TITLE} "
-                "on the Model and methods page (train.threads).")
+                f"lasts longer, and after every epoch. Another thread count rounds sums in another order, so the "
+                "same settings and seed can end a few points apart at few epochs. To choose it yourself: CPU "
+                f"threads, under {ADVANCED_TITLE} on the Model and methods page (train.threads).")
 
 
 class LoadSample:

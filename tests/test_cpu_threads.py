@@ -211,7 +211,9 @@ def test_a_burst_of_load_at_the_start_costs_seconds_not_an_epoch(tmp_path, monke
     assert s["cpu_busy_at_start"] == 1.0  # one thread at the start ...
     assert s["cpu_threads_changes"] == [{"after_epoch": 0, "threads": 2, "busy": 0.0, "early": True}]  # ... two at once
     assert s["cpu_threads"] == 2 and s["cpu_threads_note"] == ""
+    rounding = (" Another thread count rounds sums in another order: the same settings and seed can end a few "
+                "points apart.")  # a new user's dashboard and command-line runs of one config differed, unexplained
     assert threads_changes_text(s["cpu_threads_changes"]) == (
-        " Threads followed the load on the CPUs: 2 threads from 2 s into epoch 1.")
+        " Threads followed the load on the CPUs: 2 threads from 2 s into epoch 1." + rounding)
     assert threads_changes_text([{"after_epoch": 3, "threads": 1, "busy": 1.2}]) == (
-        " Threads followed the load on the CPUs: 1 thread after epoch 3.")
+        " Threads followed the load on the CPUs: 1 thread after epoch 3." + rounding)
