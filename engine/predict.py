@@ -202,6 +202,7 @@ class Prediction:
     far_by: str | None = None  # "content" or "flat": why `unfamiliar` is True
     own: str | None = None  # "training", "validation" or "test": the image is one of the run's own
     own_copy: bool = False  # `own` found as a resized or re-saved copy (`NearCopies`), not by the same pixels
+    own_class: str | None = None  # with `own`: that image's class in the run's data (the user's label for it)
 
     @property
     def low_confidence(self) -> bool:
@@ -222,6 +223,7 @@ class FeatureStats:
     flat_max: float = 1.0  # 1.0: no image is called mostly flat colour
     splits: dict[str, str] = field(default_factory=dict)  # pixel_key -> "training" | "validation" | "test"
     copies: NearCopies | None = None  # the run's images by perceptual hash: resized or re-saved copies
+    labels: dict[str, str] = field(default_factory=dict)  # pixel_key -> the image's class name in the run's data
 
     def mostly_flat(self, flat: float | None) -> bool:
         """Whether an image with `flat_share` `flat` is mostly flat colour, unlike every training image."""
@@ -281,13 +283,14 @@ class Predictor:
         dist = knn_distance(feats, stats.bank) if stats is not None else None
         given = stats is not None and images_u8 is not None  # the image checks need the run's training images
         flat = flat_share(images_u8).tolist() if given else [None] * len(probs)
-        own, own_copy = [None] * len(probs), [False] * len(probs)
+        own, own_copy, own_class = [None] * len(probs), [False] * len(probs), [None] * len(probs)
         if given and stats.splits:
-            own = [stats.splits.get(pixel_key(img)) for img in images_u8]
+            keys = [pixel_key(img) for img in images_u8]
+            own, own_class = [stats.splits.get(k) for k in keys], [stats.labels.get(k) for k in keys]
         if given and stats.copies is not None and None in own:
             rest = [n for n, o in enumerate(own) if o is None]
-            for n, split in zip(rest, stats.copies.find(images_u8[rest])):
-                own[n], own_copy[n] = split, split is not None
+            for n, (split, label) in zip(rest, stats.copies.find_labelled(images_u8[rest])):
+                own[n], own_copy[n], own_class[n] = split, split is not None, label
         out = []
         for n in range(len(probs)):
             d = None if dist is None else float(dist[n])
@@ -309,6 +312,7 @@ class Predictor:
                 far_by=far_by,
                 own=own[n],
                 own_copy=own_copy[n],
+                own_class=own_class[n],
             ))
         return out
 
@@ -372,22 +376,23 @@ class Predictor:
                     "similar classes, or the image may show none of them; check it yourself.")
         else:
             text = None
-        own = own_image_note(prediction.own, prediction.own_copy)
+        own = own_image_note(prediction.own, prediction.own_copy, prediction.own_class)
         return own if text is None else (text + (" " + own if own else ""))
 
     @staticmethod
     def short_reason(prediction: Prediction) -> str:
         """A few words for a table or a printed line: "unfamiliar (flat colour)", "unsure (44%)",
-        "training image of this run" ("copy of a training image"), joined by "; "; empty when none
-        applies."""
+        "training image of this run, labelled dotted" ("copy of a training image, labelled dotted"; the label
+        when the run's data gives one), joined by "; "; empty when none applies."""
         parts = []
         if prediction.unfamiliar:
             parts.append("unfamiliar" + (" (flat colour)" if prediction.far_by == "flat" else ""))
         if prediction.unsure:
             parts.append(f"unsure ({percent(prediction.top[0][1], prediction.threshold)})")
         if prediction.own:
-            parts.append(f"copy of a {prediction.own} image" if prediction.own_copy
-                         else f"{prediction.own} image of this run")
+            parts.append((f"copy of a {prediction.own} image" if prediction.own_copy
+                          else f"{prediction.own} image of this run")
+                         + (f", labelled {prediction.own_class}" if prediction.own_class else ""))
         return "; ".join(parts)
 
 
@@ -405,27 +410,31 @@ OWN_WORDS = {"training": "one of the run's training images: the model was fitted
              "test": "one of the run's test images (held out: the model never trained on it)"}
 
 
-def own_image_note(split: str | None, copy: bool = False) -> str | None:
+def own_image_note(split: str | None, copy: bool = False, label: str | None = None) -> str | None:
     """"This is one of the run's training images: ..." for a `Prediction.own` split ("This looks like a
-    resized or re-saved copy of one of ..." with `copy`, `Prediction.own_copy`); None for None."""
+    resized or re-saved copy of one of ..." with `copy`, `Prediction.own_copy`), then "In the run's data it is
+    labelled <label>." with `label` (`Prediction.own_class`: so the user can see whether the answer is right);
+    None for None."""
     if split not in OWN_WORDS:
         return None
-    return f"This looks like a resized or re-saved copy of {OWN_WORDS[split]}." if copy else f"This is {OWN_WORDS[split]}."
+    note = f"This looks like a resized or re-saved copy of {OWN_WORDS[split]}." if copy else f"This is {OWN_WORDS[split]}."
+    return note + (f" In the run's data it is labelled {label}." if label else "")
 
 
 def own_images_note(splits: Sequence[str | None], copies: Sequence[bool] | None = None,
-                    accuracy: bool = True) -> str | None:
+                    accuracy: bool = True, labels: Sequence[str | None] | None = None) -> str | None:
     """For a set of predicted images, how many are the run's own and what that means for their
     accuracy (`accuracy`: one is shown; else for the answers), in plain words; None when none is.
     `copies`: per image, whether it was found as a resized or re-saved copy (`Prediction.own_copy`);
-    counted among the run's own and said."""
+    counted among the run's own and said. `labels`: per image, its class in the run's data
+    (`Prediction.own_class`), said for a single image."""
     copies = list(copies) if copies is not None else [False] * len(splits)
     counts = {k: sum(1 for s in splits if s == k) for k in OWN_WORDS}
     own = sum(counts.values())
     if not own:
         return None
     if len(splits) == 1:
-        return own_image_note(splits[0], copies[0])
+        return own_image_note(splits[0], copies[0], labels[0] if labels else None)
     which = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
     n_copies = sum(1 for s, c in zip(splits, copies) if c and s in OWN_WORDS)
     if n_copies:
@@ -566,6 +575,7 @@ class NearCopies:
     hashes: np.ndarray  # uint64 [M]
     thumbs: np.ndarray  # float16 [M, 3, COPY_THUMB, COPY_THUMB] (384 bytes per image; steps of 1/8 at 255)
     splits: list[str]  # [M]: "training", "validation" or "test"
+    labels: list[str | None] | None = None  # [M]: each image's class name in the run's data (None: not known)
 
     @cached_property
     def colours(self) -> np.ndarray:
@@ -573,20 +583,26 @@ class NearCopies:
         return self.thumbs.astype(np.float32).mean((2, 3))
 
     @classmethod
-    def of(cls, parts: list[tuple[str, torch.Tensor]]) -> "NearCopies":
-        """From (split name, uint8 images [N, 3, S, S]) pairs."""
+    def of(cls, parts: list[tuple[str, torch.Tensor]], labels: list[list[str]] | None = None) -> "NearCopies":
+        """From (split name, uint8 images [N, 3, S, S]) pairs; `labels`: per pair, each image's class name."""
         keys = [copy_keys(images) for _, images in parts]
         return cls(np.concatenate([h for h, _ in keys]) if keys else np.zeros(0, dtype=np.uint64),
                    (np.concatenate([t for _, t in keys]) if keys else np.zeros((0, 3, COPY_THUMB, COPY_THUMB))
                     ).astype(np.float16),
-                   [name for name, images in parts for _ in range(len(images))])
+                   [name for name, images in parts for _ in range(len(images))],
+                   [label for part in labels for label in part] if labels is not None else None)
 
     def find(self, images_u8: torch.Tensor) -> list[str | None]:
         """For uint8 images [N, 3, S, S] at the run's size: the split of the run's image each is a copy
         of, or None. "training" when any training image matches (as for the same pixels: an answer on
         a picture the model was fitted on is never a test), else the closest thumbnail's split."""
+        return [split for split, _ in self.find_labelled(images_u8)]
+
+    def find_labelled(self, images_u8: torch.Tensor) -> list[tuple[str | None, str | None]]:
+        """`find`'s split with the class name of the matched image (the closest training image's when any
+        training image matches; None without `labels`): (None, None) for an image that is no copy."""
         if not len(self.splits) or not len(images_u8):
-            return [None] * len(images_u8)
+            return [(None, None)] * len(images_u8)
         hashes, thumbs = copy_keys(images_u8)
         colours, own_colours = thumbs.mean((2, 3)), self.colours
         out: list[str | None] = []
@@ -598,11 +614,13 @@ class NearCopies:
             close = thumbnails_close(own, np.broadcast_to(thumbs[n], own.shape))
             near, diff = near[close], diff[close]
             if not len(near):
-                out.append(None)
-            elif any(self.splits[j] == "training" for j in near):
-                out.append("training")
-            else:
-                out.append(self.splits[int(near[diff.argmin()])])
+                out.append((None, None))
+                continue
+            training = np.array([self.splits[j] == "training" for j in near])
+            if training.any():  # the closest of the training images that match
+                near, diff = near[training], diff[training]
+            j = int(near[diff.argmin()])
+            out.append((self.splits[j], self.labels[j] if self.labels is not None else None))
         return out
 
 
@@ -610,7 +628,7 @@ def feature_stats(predictor: Predictor, data) -> FeatureStats | None:
     """Where the training images sit (`FeatureStats`), from a run's `DataSplits`: the training images'
     `image_features` (at most `BANK_MAX`, a fixed random subset of more), the bar (`conformal_bar` of
     the held-out images' `knn_distance`; math.inf under `far_minimum()` of them), the largest
-    `flat_share` of a training image, the split of every image of the run by `pixel_key` and by
+    `flat_share` of a training image, the split and class of every image of the run by `pixel_key` and by
     perceptual hash (`NearCopies`). None when the training split is empty."""
     if data is None or len(data.train) == 0:
         return None
@@ -624,16 +642,17 @@ def feature_stats(predictor: Predictor, data) -> FeatureStats | None:
     if len(train) > BANK_MAX:
         train = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:BANK_MAX]]
     bank = features(train)
-    splits = {pixel_key(img): name for name, part in (("test", data.test), ("validation", data.val),
-                                                      ("training", data.train)) for img in part.images}
-    copies = NearCopies.of([(name, part.images) for name, part in (("training", data.train), ("validation", data.val),
-                                                                    ("test", data.test))])
+    parts = (("test", data.test), ("validation", data.val), ("training", data.train))  # training last: it wins
+    splits = {pixel_key(img): name for name, part in parts for img in part.images}
+    labels = {pixel_key(img): data.classes[int(y)] for _, part in parts for img, y in zip(part.images, part.labels)}
+    copies = NearCopies.of([(name, part.images) for name, part in parts[::-1]],
+                           [[data.classes[int(y)] for y in part.labels] for _, part in parts[::-1]])
     held_out = torch.cat([data.val.images, data.test.images])
     reference = f"{len(held_out)} validation and test images"  # never the training images: memorised, too close
     dist = torch.cat([knn_distance(features(held_out[i:i + 1024]), bank) for i in range(0, len(held_out), 1024)]
                      ) if len(held_out) else torch.zeros(0)
     return FeatureStats(bank, conformal_bar(dist), reference, float(flat_share(data.train.images).max()), splits,
-                        copies)
+                        copies, labels)
 
 
 def far_minimum(level: float = FAR_QUANTILE) -> int:
@@ -811,7 +830,7 @@ class FolderResult:
         """`own_images_note` for these images: how many are the run's own, in plain words (about the
         accuracy when the folders give one, else about the answers)."""
         return own_images_note([r.get("own") for r in self.rows], [bool(r.get("own_copy")) for r in self.rows],
-                               accuracy=self.metrics() is not None)
+                               accuracy=self.metrics() is not None, labels=[r.get("own_class") for r in self.rows])
 
     def metrics(self, without_training: bool = False) -> dict | None:
         """{accuracy, balanced_accuracy, confusion [C x C] (rows true, columns predicted), labelled}
@@ -961,6 +980,7 @@ def predict_folder(predictor: Predictor, source: Path, work_dir: Path | None = N
                                     "top": a.top, "low_confidence": a.low_confidence,
                                     "reason": predictor.explanation(a) or "", "distance": a.distance,
                                     "why": predictor.short_reason(a), "own": a.own, "own_copy": a.own_copy,
+                                    "own_class": a.own_class,
                                     "unfamiliar": bool(a.unfamiliar), "unsure": a.unsure})
             if progress is not None:
                 progress(done, len(items))

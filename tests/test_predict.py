@@ -311,6 +311,11 @@ def test_a_mostly_flat_image_is_flagged_and_a_training_image_never_is():
     assert not held_out.unfamiliar and held_out.own == "validation", "the run's own held-out image is its data"
     p.stats.splits = {pixel_key(grain[0]): "training"}
     assert p.explanation(trained).startswith("This is one of the run's training images")
+    # its label in the run's data: a new user saw "chequered (35%)" for a dotted training image, unable to tell
+    p.stats.labels = {pixel_key(grain[0]): "dog"}
+    (labelled,) = p.answers(probs[1:], feats[1:], images_u8=grain)
+    assert labelled.own_class == "dog" and p.explanation(labelled).endswith("In the run's data it is labelled dog.")
+    assert trained.own_class is None, "no label recorded: none said"
     p.stats.flat_max = 1.0  # a training image was blank too: a blank page is not unfamiliar
     assert not p.answers(probs[:1], feats[:1], images_u8=white)[0].unfamiliar
 
@@ -678,13 +683,17 @@ def test_a_resized_or_re_saved_copy_of_the_runs_image_is_recognised_and_no_other
     p = Predictor.__new__(Predictor)
     p.classes, p.low_confidence = ["cat", "dog"], 0.5
     p.stats = FeatureStats(torch.eye(2).repeat_interleave(5, 0), far_distance=0.1, reference="test",
-                           copies=NearCopies.of([("training", images[:16]), ("test", images[16:])]))
+                           copies=NearCopies.of([("training", images[:16]), ("test", images[16:])],
+                                                [["cat"] * 16, ["dog"] * 16]))
     picture = Image.fromarray(images[0].permute(1, 2, 0).numpy()).resize((200, 200), Image.Resampling.BICUBIC)
     copy, _ = decode_bytes(png_bytes(picture, "JPEG", quality=90), "mine.jpg", 64)
     (a,) = p.answers(torch.tensor([[0.9, 0.1]]), torch.tensor([[0.0, -1.0]]), images_u8=copy[None])  # far features
     assert a.own == "training" and a.own_copy and not a.unfamiliar, "a copy of a training image is not unfamiliar"
     assert p.explanation(a).startswith("This looks like a resized or re-saved copy of one of the run's training images")
-    assert p.short_reason(a) == "copy of a training image"
+    assert p.short_reason(a) == "copy of a training image, labelled cat"
+    assert a.own_class == "cat" and p.explanation(a).endswith("In the run's data it is labelled cat.")
+    labelled = NearCopies.of([("test", images[:1]), ("training", images[:1])], [["dog"], ["cat"]])
+    assert labelled.find_labelled(images[:1]) == [("training", "cat")], "the training image's label, as its split"
     assert own_images_note(["training", None], [True, False]) == (
         "1 of these 2 images is the run's own (1 training; 1 of them a resized or re-saved copy): the model learned "
         "from its training images, so an accuracy over them is not a test of the model.")
