@@ -1,6 +1,11 @@
 import os
 import sys
 
+# Sent to a file or a pipe, stdout is block-buffered while stderr is not: with `> log 2>&1` the epoch lines
+# (stdout) landed after the warnings printed when the run ended (stderr). A line at a time keeps the order.
+if hasattr(sys.stdout, "reconfigure"):
+    sys.stdout.reconfigure(line_buffering=True)
+
 try:
     from engine.cli import main  # imports torch: seconds, and a Ctrl-C may come during them
 

@@ -60,7 +60,7 @@ class ConsoleReporter(Reporter):
         # tqdm redraws its bar with carriage returns: sent to a file with the epoch lines (`> log 2>&1`) the two
         # shared lines; a terminal shows them apart, so the bar is drawn on a terminal only
         self.bar_drawn = sys.stderr.isatty()
-        self._last_line = 0.0
+        self._last_line = -math.inf  # time.monotonic(): a clock set back does not hold the lines back
 
     def progress(self, **f: Any) -> None:
         if f.get("advice"):  # said even with --quiet: it is about this run's settings
@@ -72,8 +72,8 @@ class ConsoleReporter(Reporter):
         if self.quiet or f.get("phase") != "training":
             return
         if not self.bar_drawn:  # a file or a pipe: whole lines, now and then, never a redrawn bar
-            if time.time() - self._last_line >= PLAIN_PROGRESS_EVERY_S:
-                self._last_line = time.time()
+            if time.monotonic() - self._last_line >= PLAIN_PROGRESS_EVERY_S:
+                self._last_line = time.monotonic()
                 print(progress_words(f), file=sys.stderr, flush=True)
             return
         if self._bar is None or self._bar.total != f.get("total_steps"):

@@ -662,6 +662,24 @@ def test_the_console_says_once_what_the_curve_and_ood_lines_mean(capsys):
     assert "at one severity each epoch; the final figure averages all five" in out
 
 
+def test_output_sent_to_a_file_keeps_the_order_it_was_printed_in(tiny_zip, tmp_path):
+    """`> log 2>&1` without PYTHONUNBUFFERED: stdout was block-buffered, so the epoch lines (stdout) landed
+    after the warning and note printed when the run ended (stderr)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    log = tmp_path / "log.txt"
+    with log.open("w") as f:
+        p = subprocess.run([sys.executable, "-m", "engine", "train", "--data", str(tiny_zip), "--backbone", "resnet18",
+                            "--pretrained", "none", "--epochs", "2", "--image-size", "32", "--batch-size", "8", "--out",
+                            str(tmp_path / "run"), "--data-dir", str(tmp_path / "d"), "--device", "cpu"],
+                           cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=env, timeout=300)
+    lines = log.read_text().splitlines()
+    assert p.returncode == 0, lines
+    first = lambda prefix: next((i for i, line in enumerate(lines) if line.startswith(prefix)), None)  # noqa: E731
+    # the note on the tiny splits' few images is printed after the run, on stderr
+    order = [first(p) for p in ("run ", "epoch 1/2, step 1/", "epoch 1: ", "epoch 2: ", "finished: ", "note: Measured on")]
+    assert None not in order and order == sorted(order), lines
+
+
 def test_output_sent_to_a_file_gets_whole_progress_lines_and_no_redrawn_bar(capsys, monkeypatch):
     """With `> log 2>&1` tqdm's redrawn bar (carriage returns on stderr) and the epoch lines (stdout) shared
     lines in the file; a terminal shows them apart. Without a terminal: a whole progress line at the first
@@ -672,7 +690,7 @@ def test_output_sent_to_a_file_gets_whole_progress_lines_and_no_redrawn_bar(caps
 
     store = SimpleNamespace(log_metrics=lambda *a, **k: None)
     now = [1000.0]
-    monkeypatch.setattr(cli.time, "time", lambda: now[0])
+    monkeypatch.setattr(cli.time, "monotonic", lambda: now[0])
     step = dict(phase="training", epoch=2, epochs=10, total_steps=120, images_per_sec=152.4, loss=0.8123, eta_s=65.2)
     r = cli.ConsoleReporter(store, "r1")  # capsys: stderr is no terminal
     assert not r.bar_drawn
