@@ -22,9 +22,10 @@ SAMPLE_CLASSES, SAMPLE_TRAIN_IMAGES = 8, 384  # the bundled sample's training sp
 
 
 def recipe_drift(cfg: RunConfig, train_images: int = SAMPLE_TRAIN_IMAGES, min_step_share: float = 0.5) -> str | None:
-    """A warning when `cfg` keeps a preset's learning rate (same backbone, optimiser, lr, momentum and frozen
-    blocks: the Fastest model's 4 epochs at the Quick demo's rate train fewer layers; automatic learning rate
-    off) but trains far fewer optimiser steps than that preset did on the sample it was tuned on (epochs x
+    """A warning when `cfg` keeps a preset's learning rate (same backbone, optimiser, lr and momentum; among
+    such presets those with `cfg`'s frozen blocks when any has them, so the Fastest model's 4 epochs with two
+    blocks frozen do not excuse a Quick demo cut to 3; automatic learning rate off) but trains far fewer
+    optimiser steps than that preset did on the sample it was tuned on (epochs x
     `train_images` // batch size below `min_step_share` of the preset's epochs x SAMPLE_TRAIN_IMAGES // its
     batch size): the rate was tuned for the preset's run, and a much shorter one at that rate can stay near
     guessing (a new user's 3 epochs at 32 px of the Quick demo stayed there). None when nothing drifted."""
@@ -34,10 +35,12 @@ def recipe_drift(cfg: RunConfig, train_images: int = SAMPLE_TRAIN_IMAGES, min_st
     matches = []  # (share of the preset's steps, preset, its config) for the presets with this rate
     for preset in PRESETS.values():
         ref = preset.apply(cfg)
-        if (ref.backbone.name, ref.optim.optimizer, ref.optim.lr, ref.optim.momentum, ref.optim.freeze_blocks) == (
-                cfg.backbone.name, cfg.optim.optimizer, cfg.optim.lr, cfg.optim.momentum, cfg.optim.freeze_blocks):
+        if (ref.backbone.name, ref.optim.optimizer, ref.optim.lr, ref.optim.momentum) == (
+                cfg.backbone.name, cfg.optim.optimizer, cfg.optim.lr, cfg.optim.momentum):
             ref_steps = ref.train.epochs * ref.steps_per_epoch(SAMPLE_TRAIN_IMAGES)
             matches.append((steps / ref_steps, preset, ref))
+    same_frozen = [m for m in matches if m[2].optim.freeze_blocks == cfg.optim.freeze_blocks]
+    matches = same_frozen or matches  # another frozen-block count than every preset's: all of them count
     if not matches or max(m[0] for m in matches) >= min_step_share:
         return None  # not a preset's rate, or close enough to one preset's recipe
     # the closest recipe; among presets with the same one, the one whose methods are on (a method demo, not

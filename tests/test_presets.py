@@ -171,6 +171,10 @@ def test_a_presets_rate_on_a_much_shorter_run_is_flagged():
     fastest = PRESETS["fastest"].apply(RunConfig())  # the Quick demo's rate, 4 epochs, two blocks frozen: its own
     assert recipe_drift(fastest) is None and recipe_drift(apply_overrides(fastest, ["train.epochs=2"])) is None
     assert "Fastest model" in recipe_drift(apply_overrides(fastest, ["train.epochs=1"]))
+    quick = PRESETS["quick_demo"].apply(RunConfig())  # a frozen-block count no preset has: still warned
+    assert "Quick demo" in recipe_drift(apply_overrides(quick, ["train.epochs=3"]))
+    assert recipe_drift(apply_overrides(quick, ["train.epochs=3", "optim.freeze_blocks=1"])) is None, "Fastest: 3 of 4"
+    assert recipe_drift(apply_overrides(quick, ["train.epochs=3", "optim.freeze_blocks=1", "train.batch_size=128"]))
 
 
 def test_a_batch_that_leaves_few_steps_per_epoch_is_flagged():
