@@ -357,7 +357,7 @@ def sidebar(engine: Engine) -> None:
     epochs = state.plural(cfg.train.epochs, "epoch")  # the head-only words belong to these, before what follows
     from engine.optim import frozen_words
 
-    frozen = frozen_words(cfg.optim)
+    frozen = frozen_words(cfg.optim, cfg.backbone.pretrained)
     st.caption(f"Next run: **{state.backbone_title(cfg.backbone.name)}**{start} on {ds.words}, "
                f"{epochs}{head}{state.extra_epochs_words(cfg.to_dict())}, {methods}"
                + (f", {frozen}" if frozen else "") + ".")

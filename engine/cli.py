@@ -374,11 +374,12 @@ def _run_in_foreground(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Pa
     reporter = ConsoleReporter(store, run_id, quiet)
     print(f"run {run_id} -> {run_dir}" + (" (continued)" if resume else ""), flush=True)
     start = WEIGHTS_TEXT.get(cfg.backbone.pretrained, cfg.backbone.pretrained)  # the dashboard's words
+    frozen = frozen_words(cfg.optim, cfg.backbone.pretrained)
     print(f"  {cfg.name or 'this run'}: {backbone_title(cfg.backbone.name)} ({start}), "
           f"{cfg.train.epochs} epoch{'s' * (cfg.train.epochs != 1)} at {cfg.data.image_size} px, batch "
           f"{cfg.train.batch_size}, " + ("learning rate found at the start" if cfg.optim.lr_auto else
                                          f"lr {cfg.optim.lr:g}")
-          + "".join(f", {w}" for w in [frozen_words(cfg.optim)] if w) + f", seed {cfg.seed}", flush=True)
+          + (f", {frozen}" if frozen else "") + f", seed {cfg.seed}", flush=True)
     try:
         summary = execute_run(store, run_id, cfg, run_dir, data_dir / "datasets", reporter, resume=resume, data=data)
     except KeyboardInterrupt:

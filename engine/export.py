@@ -269,7 +269,8 @@ def training_lines(cfg: RunConfig, summary: dict[str, Any]) -> list[str]:
              f"{choice_label(cfg.optim, 'optimizer')}, lr {cfg.optim.lr:g} "
              f"(momentum {cfg.optim.momentum:g}, effective lr {cfg.effective_lr:g}), schedule "
              f"{cfg.optim.schedule.replace('_', ' ')}; {augmentation_words(cfg.train)}"
-             + (f"; {frozen_words(cfg.optim)} (kept as pretrained)" if frozen_words(cfg.optim) else "")]
+             + (f"; {frozen}" + ("" if cfg.backbone.pretrained == "none" else " (kept as pretrained)")
+                if (frozen := frozen_words(cfg.optim, cfg.backbone.pretrained)) else "")]
     if summary.get("lr_find"):
         lines.append("- " + lr_find_sentence(summary["lr_find"]))
     lines.append("- Methods: " + (", ".join(METHODS[m].title for m in cfg.enabled_methods() if m in METHODS)

@@ -1077,6 +1077,8 @@ def test_a_runs_caption_says_when_it_trained_without_mirrors_or_augmentation():
     assert recipe_notes({"train": {"augment": False}, "optim": {"freeze_blocks": 2}}) == \
         " · no augmentation · first 2 blocks frozen"
     assert recipe_notes({"optim": {"freeze_blocks": 0}}) == ""
+    assert recipe_notes({"optim": {"freeze_blocks": 1}, "backbone": {"pretrained": "none"}}) == \
+        " · first block frozen at random weights"
 
 
 def test_the_epochs_structured_pruning_adds_are_said_with_the_runs_epochs():

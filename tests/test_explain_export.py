@@ -183,6 +183,8 @@ def test_the_model_card_lists_only_the_settings_that_apply_in_words():
     assert training_lines(frozen, {})[1].endswith("; first 2 blocks frozen (kept as pretrained)")
     assert training_lines(with_section(RunConfig(), "optim", freeze_blocks=1), {})[1].endswith("; first block frozen "
                                                                                                "(kept as pretrained)")
+    scratch = with_section(frozen, "backbone", pretrained="none")  # nothing pretrained to keep: said as it is
+    assert training_lines(scratch, {})[1].endswith("; first 2 blocks frozen at random weights")
     # a searched run is saved with the search off and its fractions in the config: the card says where they came from
     ran = with_section(RunConfig(), "pruning", enabled=True, stage_fractions=(0.1, 0.2, 0.3, 0.4, 0.5))
     lines = training_lines(ran, {"pruning_search": {"best_fractions": [0.1, 0.2, 0.3, 0.4, 0.5], "trials": [{}] * 6,

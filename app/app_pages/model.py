@@ -614,7 +614,7 @@ def review_section() -> None:
         st.warning(problems, icon=":material/warning:")
     else:
         methods = ", ".join(METHODS[m].title for m in cfg.enabled_methods()) or "no extra method"
-        frozen = frozen_words(cfg.optim)
+        frozen = frozen_words(cfg.optim, cfg.backbone.pretrained)
         st.success(f"Ready to train **{backbone_title(cfg.backbone.name)}** ({state.weights_words(cfg)}) for "
                    f"{state.epochs_words(cfg.to_dict())} at {cfg.data.image_size} px with {methods}"
                    + (f", {frozen}" if frozen else "") + ".",

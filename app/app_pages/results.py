@@ -133,7 +133,7 @@ def recipe_notes(config: dict) -> str:
         notes += " · " + augmentation_words(train)
     if (config.get("eval") or {}).get("tta_flip"):
         notes += " · flip TTA (each prediction averaged with the mirror image)"
-    frozen = frozen_words(config.get("optim") or {})
+    frozen = frozen_words(config.get("optim") or {}, (config.get("backbone") or {}).get("pretrained"))
     return notes + (f" · {frozen}" if frozen else "")
 
 

@@ -87,8 +87,9 @@ def start_section(engine) -> None:
     head = state.head_only_words(cfg)
     if head:
         methods += f" · {head}"
-    if frozen_words(cfg.optim):
-        methods += f" · {frozen_words(cfg.optim)}"
+    frozen = frozen_words(cfg.optim, cfg.backbone.pretrained)
+    if frozen:
+        methods += f" · {frozen}"
     with st.container(border=True):
         named = f"*{state.md_text(cfg.name)}*: " if cfg.name else ""  # the name typed on the Model page, if any
         st.markdown(f"**Next run:** {named}{state.backbone_title(cfg.backbone.name)} ({state.weights_words(cfg)}) on "
