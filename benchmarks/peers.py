@@ -204,7 +204,7 @@ def main() -> None:
     for name in args.loop_preset:
         p = get_preset(name).apply(config())
         recipe = {"epochs": p.train.epochs, "lr": p.optim.lr, "augment": p.train.augment, "frozen": p.optim.freeze_blocks}
-        tools[f"loop, 0 workers, preset {name}'s recipe"] = lambda s, r=recipe: run_loop(data, args, s, 0, recipe=r)
+        tools[f"loop, 0 workers, preset {name}'s epochs, lr, augmentation, frozen blocks"] = lambda s, r=recipe: run_loop(data, args, s, 0, recipe=r)
     try:
         import timm  # noqa: F401
 
