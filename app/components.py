@@ -349,14 +349,13 @@ def sidebar(engine: Engine) -> None:
     ds = state.dataset()
     cfg = state.config()
     from engine.methods import METHODS
+    from engine.optim import frozen_words
 
     methods = ", ".join(METHODS[m].title for m in cfg.enabled_methods() if m in METHODS) or "plain fine-tuning"
     start = {"checkpoint": f" ({state.weights_words(cfg)})", "none": " (from scratch)"}.get(cfg.backbone.pretrained, "")
     head = state.head_only_words(cfg)
     head = f" ({head})" if head else ""
     epochs = state.plural(cfg.train.epochs, "epoch")  # the head-only words belong to these, before what follows
-    from engine.optim import frozen_words
-
     frozen = frozen_words(cfg.optim, cfg.backbone.pretrained)
     st.caption(f"Next run: **{state.backbone_title(cfg.backbone.name)}**{start} on {ds.words}, "
                f"{epochs}{head}{state.extra_epochs_words(cfg.to_dict())}, {methods}"

@@ -643,10 +643,10 @@ def feature_stats(predictor: Predictor, data) -> FeatureStats | None:
         train = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:BANK_MAX]]
     bank = features(train)
     parts = (("test", data.test), ("validation", data.val), ("training", data.train))  # training last: it wins
-    splits = {pixel_key(img): name for name, part in parts for img in part.images}
-    labels = {pixel_key(img): data.classes[int(y)] for _, part in parts for img, y in zip(part.images, part.labels)}
-    copies = NearCopies.of([(name, part.images) for name, part in parts[::-1]],
-                           [[data.classes[int(y)] for y in part.labels] for _, part in parts[::-1]])
+    named = [(name, part, [data.classes[int(y)] for y in part.labels]) for name, part in parts]
+    keyed = [(pixel_key(img), name, label) for name, part, labels in named for img, label in zip(part.images, labels)]
+    splits, labels = {k: name for k, name, _ in keyed}, {k: label for k, _, label in keyed}  # each image hashed once
+    copies = NearCopies.of([(name, part.images) for name, part, _ in named[::-1]], [lab for *_, lab in named[::-1]])
     held_out = torch.cat([data.val.images, data.test.images])
     reference = f"{len(held_out)} validation and test images"  # never the training images: memorised, too close
     dist = torch.cat([knn_distance(features(held_out[i:i + 1024]), bank) for i in range(0, len(held_out), 1024)]

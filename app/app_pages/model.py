@@ -5,6 +5,7 @@ watch, and its paper). Everything is read from the engine's registries: no list 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pandas as pd
 import streamlit as st
@@ -100,7 +101,7 @@ def presets_section() -> None:
             st.caption("Method demos: each shows what one method does; run the Standard demo on the same data "
                        "to compare with plain fine-tuning.")
         # at most four to a row (words stay whole), the rows as even as they go: five are 3 + 2, not 4 + 1
-        per_row = -(-len(group) // -(-len(group) // 4)) if group else 4
+        per_row = math.ceil(len(group) / math.ceil(len(group) / 4)) if group else 4
         for row in (group[i:i + per_row] for i in range(0, len(group), per_row)):
             draw_preset_row(row, in_use, per_row)
     preset = state.preset_of(cfg, among=[PRESETS[k] for k in in_use])  # the one a run is named after
