@@ -501,11 +501,12 @@ def test_upload_configure_train_watch_and_see_results(studio, tiny_bytes):
         not [b for b in at.button if b.key == f"reuse_data_{run_id}"], "on the data in use: one reuse button"
     assert at.radio(key=f"ckpt_{run_id}_last_best").options == ["final weights", "best validation epoch"]
     assert len(at.get("vega_lite_chart")) >= 5, "curves, confusion matrix, per class, OOD, lr"
-    (command,) = [c.value for c in at.code if c.value.startswith("python -m engine train --config ")]
+    # one option per line, with the shell's line continuations (read as one line where a test looks for text)
+    (command,) = [c.value for c in at.code if c.value.startswith("python -m engine train \\\n    --config ")]
     (predict,) = [c.value for c in at.code if c.value.startswith("python -m engine predict --run ")]
     assert "--variant" not in predict, "the final weights: predict's default"
     at.radio(key=f"ckpt_{run_id}_last_best").set_value("best").run()
-    assert any(c.value.startswith(f"python -m engine predict --run {run_id} --variant best ") for c in at.code), \
+    assert any(c.value.startswith(f"python -m engine predict --run {run_id} --variant best \\\n") for c in at.code), \
         "the predict command follows the weights picked"
     at.radio(key="confusion_split").set_value("val").run()
     again = new_app()  # a refresh: a new session restores the user's draft
@@ -536,16 +537,17 @@ def test_upload_configure_train_watch_and_see_results(studio, tiny_bytes):
     rec = engine().run_record(run_id)
     summary = json.loads((Path(rec.run_dir) / "summary.json").read_text())
     env = {k: v for k, v in os.environ.items() if k != "STUDIO_DATA_DIR"}
-    out = subprocess.run([sys.executable, *shlex.split(command)[1:], "--quiet"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    # as pasted into a shell: bash joins the continued lines; `python` is this interpreter
+    out = subprocess.run(["bash", "-c", f"{shlex.quote(sys.executable)}{command.removeprefix('python')} --quiet"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
     assert out.returncode == 0, out.stderr[-2000:]
     # the predict command beside it answers with this run's model for the user's own images
     photos = Path(rec.run_dir).parent.parent / "photos.zip"
     photos.write_bytes(tiny_bytes)
-    args = [a.replace("new_photos.zip", str(photos)).replace("predictions.csv", str(photos.with_suffix(".csv")))
-            for a in shlex.split(predict)[1:]]
-    out = subprocess.run([sys.executable, *args, "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=RUN_TIMEOUT)
+    pasted = predict.removeprefix("python").replace("new_photos.zip", shlex.quote(str(photos))).replace(
+        "predictions.csv", shlex.quote(str(photos.with_suffix(".csv"))))
+    out = subprocess.run(["bash", "-c", f"{shlex.quote(sys.executable)}{pasted} --quiet"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=RUN_TIMEOUT)
     assert out.returncode == 0, out.stderr[-2000:]
     assert photos.with_suffix(".csv").read_text().count("\n") > 1, "one line per image"
     cli_rec = next(r for r in engine().store.list_runs() if r.owner == "cli")

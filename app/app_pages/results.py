@@ -332,14 +332,15 @@ def repeat_command(engine, cfg_file: Path, download_name: str, run_id: str, best
 
     if os.environ.get("STUDIO_HOST", "127.0.0.1") in LOCAL_HOSTS:
         st.caption("To repeat this run without the dashboard, on the computer that runs the studio, in the studio's folder:")
-        st.code(f"python -m engine train --config {shlex.quote(str(cfg_file))} --data-dir "
+        # one option per line, with the shell's line continuations: a narrow page wraps inside a path only
+        st.code(f"python -m engine train \\\n    --config {shlex.quote(str(cfg_file))} \\\n    --data-dir "
                 f"{shlex.quote(str(engine.data_dir))}", language="bash", wrap_lines=True)
         weights = ", with the best validation epoch's weights picked above" if best else ""
         st.caption(f"To answer for new images (a zip, a folder or one image) with this run's model{weights}, from "
                    "there:")
-        st.code(f"python -m engine predict --run {run_id}{' --variant best' if best else ''} --data-dir "
-                f"{shlex.quote(str(engine.data_dir))} --data new_photos.zip --out predictions.csv", language="bash",
-                wrap_lines=True)
+        st.code(f"python -m engine predict --run {run_id}{' --variant best' if best else ''} \\\n    --data-dir "
+                f"{shlex.quote(str(engine.data_dir))} \\\n    --data new_photos.zip --out predictions.csv",
+                language="bash", wrap_lines=True)
         return
     st.caption("To repeat this run without the dashboard: download its config (above), replace an uploaded "
                "dataset's `upload:` reference in it by the file's path, then")

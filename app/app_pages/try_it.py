@@ -33,7 +33,7 @@ from app.app_pages.explain import colour_bar, map_caption, overlay, upscale
 from app.claims_view import at_chance, guess_warning
 from engine.errors import StudioError
 from engine.explain import ATTRIBUTIONS
-from engine.predict import LOW_CONFIDENCE, own_image_note
+from engine.predict import IMAGE_WORDS, LOW_CONFIDENCE, own_image_note
 
 RUN_KEY = "try_run"
 SOURCE_KEY = "try_source"
@@ -520,9 +520,10 @@ def images_from_user(engine) -> tuple[str, list[tuple[str, bytes]], bool]:
     """(kind, [(file name, bytes)], new): the images or the photo to answer for (see kept_or_new)."""
     source = st.session_state.get(SOURCE_KEY, SOURCES[0])
     if source == SOURCES[0]:
-        files = st.file_uploader("Images", accept_multiple_files=True, key="try_files", on_change=_changed,
-                                 args=("images",),
-                                 help="JPEG, PNG, BMP, GIF, WebP or TIFF; phone photos are turned upright.")
+        # no `type=` filter: a file of another kind (an iPhone's HEIC) gets the studio's own message, with what to do
+        files = st.file_uploader(f"Images ({IMAGE_WORDS})", accept_multiple_files=True,
+                                 key="try_files", on_change=_changed, args=("images",),
+                                 help="Several at once are fine. Phone photos are turned upright.")
         return "images", *kept_or_new(engine, "images", [(f.name, f.getvalue()) for f in files or []],
                                       "Add other images above to replace them.")
     shot = st.camera_input("Take a photo", key="try_camera", on_change=_changed, args=("camera",))
