@@ -229,10 +229,11 @@ def long_frame(df: pd.DataFrame, metrics: Sequence[str], x: str = "epoch") -> pd
 
 # ---- line charts ----------------------------------------------------------------------------
 
-def metric_lines(df: pd.DataFrame, metrics: Sequence[str], title: str | list[str], y_title: str,
+def metric_lines(df: pd.DataFrame, metrics: Sequence[str], title: str | list[str] | alt.TitleParams, y_title: str,
                  percent: bool = False, x: str = "epoch", height: int = 260) -> alt.Chart:
     """Lines with points, one colour per metric, x = epoch (or step); a legend only for two or more
-    metrics (one metric's name is the title)."""
+    metrics (one metric's name is the title) and not for a training / validation pair alone, whose curves
+    are named at their ends."""
     data = long_frame(df, metrics, x)
     present = [m for m in metrics if m in set(data["metric"])]
     order = [metric_label(m) for m in present]
@@ -241,13 +242,17 @@ def metric_lines(df: pd.DataFrame, metrics: Sequence[str], title: str | list[str
     y_axis = alt.Axis(format="%" if percent else "~r", title=y_title)
     y_scale = alt.Scale(domain=[0, 1]) if percent else alt.Scale(zero=False)
     x_title = "Epoch" if x == "epoch" else "Step"
+    ends = pair_end_labels(data, x)
+    # a legend only for curves without words at their ends: a training / validation pair alone is named at
+    # its ends, and its two-column legend was cut in a half-page chart on a narrow window ("Valid")
+    legend = len(present) > 1 and not set(present) <= set(ends["metric"])
     base = alt.Chart(data).encode(
         x=alt.X(f"{x}:Q", title=x_title, axis=alt.Axis(tickMinStep=1, format="d")),
         y=alt.Y("value:Q", axis=y_axis, scale=y_scale),
         color=alt.Color("label:N", title=None, sort=order,  # line symbols: a training curve's shows its dashes
                         legend=alt.Legend(**{**LEGEND, "columns": 2 if max(map(len, order)) <= LEGEND_PAIR_CHARS
                                              else 1}, symbolType="stroke", symbolStrokeWidth=2.5)
-                        if len(present) > 1 else None,
+                        if legend else None,
                         scale=alt.Scale(domain=order, range=colors)),
         tooltip=[alt.Tooltip(f"{x}:Q", title=x_title), alt.Tooltip("label:N", title="Metric"),
                  alt.Tooltip("value:Q", title="Value", format=".1%" if percent else ".4g")],
@@ -261,7 +266,6 @@ def metric_lines(df: pd.DataFrame, metrics: Sequence[str], title: str | list[str
     held_out, training = base.transform_filter(f"!({train})"), base.transform_filter(train)
     layers = [held_out.mark_line().encode(strokeDash=dash), held_out.mark_point(filled=True, size=40),
               training.mark_line().encode(strokeDash=dash), training.mark_point(filled=False, size=70, strokeWidth=1.5)]
-    ends = pair_end_labels(data, x)
     if not ends.empty:  # the words at the curves' ends: new users told the pair apart by shade and dashes alone
         end = alt.Chart(ends).encode(x=alt.X(f"{x}:Q"), y=alt.Y("value:Q"), text="end_label:N",
                                      color=alt.Color("label:N", scale=alt.Scale(domain=order, range=colors),
@@ -296,11 +300,13 @@ def pair_end_labels(data: pd.DataFrame, x: str = "epoch") -> pd.DataFrame:
 
 
 def loss_chart(df: pd.DataFrame) -> alt.Chart:
-    return metric_lines(df, LOSS_METRICS, "Loss per epoch (lower is better)", "Loss")
+    # the hint as a subtitle: in a half-page column on a narrow window one line was cut ("(higher is ...")
+    return metric_lines(df, LOSS_METRICS, alt.TitleParams("Loss per epoch", subtitle="lower is better"), "Loss")
 
 
 def accuracy_chart(df: pd.DataFrame) -> alt.Chart:
-    return metric_lines(df, ACCURACY_METRICS, "Accuracy per epoch (higher is better)", "Accuracy", percent=True)
+    return metric_lines(df, ACCURACY_METRICS, alt.TitleParams("Accuracy per epoch", subtitle="higher is better"),
+                        "Accuracy", percent=True)
 
 
 def method_metric_chart(df: pd.DataFrame, metric: str) -> alt.Chart:
@@ -370,11 +376,27 @@ def confusion_frame(matrix: Sequence[Sequence[float]], classes: Sequence[str]) -
     return pd.DataFrame(rows, columns=["true", "predicted", "count", "share"])
 
 
+CONFUSION_LABELS_PX = 130  # a confusion matrix's class names (at most 90 px) and axis titles
+
+
+def confusion_cell_px(n_classes: int, width: int = 300) -> int:
+    """A confusion matrix's cell side in px for `n_classes` classes within `width` px of cells: 14-44."""
+    return max(14, min(44, width // max(n_classes, 1)))
+
+
+def confusion_px(n_classes: int, width: int = 300) -> int:
+    """The width in px a confusion matrix asks for (pass it to st.altair_chart(width=...)): its cells
+    and their labels. In a narrower column Streamlit gives it the column's width and the cells narrow
+    to fit (they overflowed into the next column on a 1000 px window)."""
+    return confusion_cell_px(n_classes, width) * n_classes + CONFUSION_LABELS_PX
+
+
 def confusion_chart(df: pd.DataFrame, title: str = "Confusion matrix", width: int = 300) -> alt.Chart:
     """Heat map with counts; the diagonal is what the model got right. `width` (px) is the budget of
-    the cells; class names take at most 90 px more, so the whole chart fits `width` + 130 px."""
+    the cells; class names take at most 90 px more: show it with st.altair_chart(width=confusion_px(...)),
+    and it fits that width or, narrower, the column's (the cells narrow, their height stays)."""
     classes = list(dict.fromkeys(df["true"]))
-    cell = max(14, min(44, width // max(len(classes), 1)))  # px per class: labels stay readable
+    cell = confusion_cell_px(len(classes), width)  # px per class: labels stay readable
     base = alt.Chart(df, title=title).encode(
         x=alt.X("predicted:N", title="Predicted class", sort=classes,
                 axis=alt.Axis(labelAngle=-45, labelOverlap=False, labelLimit=90)),
@@ -388,8 +410,7 @@ def confusion_chart(df: pd.DataFrame, title: str = "Confusion matrix", width: in
         text=alt.Text("count:Q"),
         color=alt.condition(alt.datum.share > 0.5, alt.value("white"), alt.value("black")),
     )
-    return (cells + text).properties(width=alt.Step(cell), height=alt.Step(cell),
-                                     autosize=alt.AutoSizeParams(type="pad"))
+    return (cells + text).properties(width="container", height=alt.Step(cell), autosize=FIT_WIDTH)
 
 
 def per_class_frame(per_class: Mapping[str, float | None]) -> pd.DataFrame:

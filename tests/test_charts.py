@@ -243,7 +243,11 @@ def test_a_ten_class_confusion_matrix_keeps_to_its_width_budget():
     classes = [f"class number {i}" for i in range(10)]
     df = charts.confusion_frame([[int(i == j) for j in range(10)] for i in range(10)], classes)
     d = charts.confusion_chart(df, width=300).to_dict()
-    assert d["width"]["step"] * 10 <= 300 and d["layer"][0]["encoding"]["x"]["axis"]["labelLimit"] <= 90
+    assert d["height"]["step"] * 10 <= 300 and d["layer"][0]["encoding"]["x"]["axis"]["labelLimit"] <= 90
+    assert charts.confusion_px(10, 300) <= 300 + charts.CONFUSION_LABELS_PX
+    # the chart fills the width Streamlit gives it (at most confusion_px; a narrower column: the column's),
+    # so that in a half-page column on a 1000 px window the cells narrow instead of overflowing the column
+    assert d["width"] == "container" and d["autosize"]["type"] == "fit-x"
 
 
 def test_live_views_redraw_less_often_on_a_cpu_only_machine_with_few_cores():
@@ -341,8 +345,13 @@ def test_a_one_metric_chart_has_no_legend_repeating_its_title():
     spec = charts.method_metric_chart(df, "sparsity").to_dict()
     assert spec["layer"][0]["encoding"]["color"]["legend"] is None
     assert spec["title"] == "Sparsity (share of zero weights) per epoch", spec["title"]
-    two = charts.accuracy_chart(pd.DataFrame({"epoch": [1], "val_acc": [0.5], "train_acc": [0.6]})).to_dict()
-    assert two["layer"][0]["encoding"]["color"]["legend"] is not None, "two metrics keep their legend"
+    pair = charts.accuracy_chart(pd.DataFrame({"epoch": [1], "val_acc": [0.5], "train_acc": [0.6]})).to_dict()
+    assert pair["layer"][0]["encoding"]["color"]["legend"] is None, "a pair is named at its curves' ends"
+    words = [layer["encoding"]["text"] for layer in pair["layer"] if "text" in layer.get("encoding", {})]
+    assert words, "the words at the ends are drawn"
+    three = charts.accuracy_chart(pd.DataFrame({"epoch": [1], "val_acc": [0.5], "train_acc": [0.6],
+                                                "ood_acc": [0.4]})).to_dict()
+    assert three["layer"][0]["encoding"]["color"]["legend"] is not None, "a curve not named at its end: a legend"
 
 
 def test_a_top_k_chart_says_when_it_leaves_classes_out():

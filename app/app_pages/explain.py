@@ -52,7 +52,7 @@ DEFAULT_METHODS = ["grad_cam"]  # the cheapest faithful-enough map: a new image 
 VISIBLE_CHANGE = 8 / 255  # a pixel change a viewer can start to see (the usual largest L-inf budget on CIFAR)
 DISPLAY_PX = 224  # images are upscaled (nearest neighbour) to at least this, so small pixels stay crisp
 THUMB_PX = 96
-GALLERY_COLUMNS = 6
+GALLERY_CELL_PX = 118  # six to a line at 1280 px, four at 1000 px
 CELL_IMAGES_SHOWN = 24
 
 METHOD_NAMES = {"integrated_gradients": "Integrated Gradients", "saliency": "Saliency", "grad_cam": "Grad-CAM",
@@ -513,12 +513,12 @@ def gallery(run_dir: str, ds: str, rec, indices: list[int], captions: list[str],
     """Thumbnails in rows, each with its file name (from `files`, by index) before its caption and a
     button that opens its attributions. `captions` are markdown with HTML allowed: callers escape the
     user's names in them (app.state.md_text)."""
-    for start in range(0, len(indices), GALLERY_COLUMNS):
-        cols = st.columns(GALLERY_COLUMNS)
-        for col, i, cap in zip(cols, indices[start:start + GALLERY_COLUMNS], captions[start:start + GALLERY_COLUMNS]):
-            # each cell fills the row's height, its button at the bottom: captions of different lengths
-            # (long file names wrap) no longer leave the row's buttons at different heights
-            with col.container(height="stretch", vertical_alignment="distribute"):
+    # cells of one width in a row that wraps: as many to a line as the page holds (six columns of a fixed
+    # count broke "Explain" into "Expl / ain" on a 1000 px window); each cell as tall as its line, its
+    # button at the bottom, so captions of different lengths leave a line's buttons level
+    with st.container(horizontal=True, wrap=True, vertical_alignment="distribute", gap="small"):
+        for i, cap in zip(indices, captions):
+            with st.container(width=GALLERY_CELL_PX, height="stretch", vertical_alignment="distribute"):
                 name = str(files[i]) if files is not None else f"#{i}"
                 with st.container():  # the picture and its name together: "distribute" spaces two children
                     st.image(thumbnail(run_dir, ds, i), width="stretch")
@@ -585,12 +585,14 @@ def errors_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
     counts = {f"{t}:{p}": c for t, p, c in cells}
     left, right = st.columns([1, 1] if len(classes) > 6 else [2, 3])  # many classes: the matrix gets half
     with left:
+        budget = 300 if len(classes) > 6 else 240
         chart = charts.confusion_chart(charts.confusion_frame(matrix.tolist(), classes),
-                                       "Confusion matrix (validation images)", width=300 if len(classes) > 6 else 240)
+                                       "Confusion matrix (validation images)", width=budget)
         # A click on a cell selects it in the picker on the right.
         pick = alt.selection_point(name="cell", fields=["true", "predicted"], on="click")
         chart.layer = [layer.add_params(pick) for layer in chart.layer]
-        st.altair_chart(chart, width="content", key=f"confusion_chart_{rec.id}", selection_mode="cell",
+        st.altair_chart(chart, width=charts.confusion_px(len(classes), budget), key=f"confusion_chart_{rec.id}",
+                        selection_mode="cell",
                         on_select=functools.partial(_cell_from_chart, rec.id, classes, options))
         st.caption("Rows: true class; columns: what the model said. Click a cell, or pick it on the right.")
     with right:

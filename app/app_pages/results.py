@@ -33,7 +33,6 @@ SUMMARY_METRICS = {  # summary key -> (label, help)
     "robust_acc": ("Robust accuracy (attacked)", "Held-out images changed by an attack (each pixel moved a little "
                    "in the direction that most hurts the model): the share still classified correctly."),
 }
-TILES_PER_ROW = 4  # at 1280 px a tile is about 200 px wide: "Robust accuracy (attacked)" fits, at 5 it was cut
 # Shown beside accuracy when the run's classes were imbalanced (engine.data.class_imbalance).
 IMBALANCE_METRICS = {
     "test_balanced_acc": ("Balanced accuracy (test)", "Mean of the per-class accuracies: a model that always "
@@ -180,10 +179,11 @@ def summary_metrics(run: components.RunView, summary: dict) -> None:
         items.append(("Parameters", f"{summary['num_params'] / 1e6:.1f} M", "Trainable and frozen, with the new head."))
     if not items:
         return
-    for start in range(0, len(items), TILES_PER_ROW):
-        cols = st.columns(TILES_PER_ROW)
-        for col, (label, value, help_) in zip(cols, items[start:start + TILES_PER_ROW]):
-            col.metric(label, value, help=help_)
+    # tiles of one width that wrap onto as many rows as the page needs: on a narrow window (a laptop at
+    # 1000 px) columns of a fixed count cut labels and values ("228 i...")
+    with st.container(horizontal=True, wrap=True, gap="medium"):
+        for label, value, help_ in items:
+            st.metric(label, value, help=help_, width="content")
     gap = val_test_gap(summary)
     if gap:
         st.caption(":material/info: " + gap)
@@ -203,7 +203,7 @@ def detail_charts(run: components.RunView, summary: dict) -> None:
         if matrix and classes:
             st.altair_chart(charts.confusion_chart(charts.confusion_frame(matrix, classes),
                                                    f"Confusion matrix ({'test' if which == 'test' else 'validation'} images)"),
-                            width="content")
+                            width=charts.confusion_px(len(classes)))
             st.caption("Rows are the true classes, columns what the model said. Off-diagonal cells are the mix-ups "
                        "worth looking at: similar-looking classes, or a class with too few images.")
     with right:
@@ -420,22 +420,23 @@ def reuse(rec) -> None:
     """"Use these settings again" (on the data chosen now) and, when the run's data is other than that,
     "Use them on <the run's data>"."""
     data = state.dataset_name(rec.config)
-    c = st.columns([2, 3, 3], vertical_alignment="center")  # room for the dataset's name in the second button
-    again = c[0].button("Use these settings again", icon=":material/replay:", key=f"reuse_{rec.id}",
+    # buttons as wide as their words, wrapping onto a second line on a narrow window (columns cut them)
+    row = st.container(horizontal=True, wrap=True, vertical_alignment="center")
+    again = row.button("Use these settings again", icon=":material/replay:", key=f"reuse_{rec.id}",
                         help="The next run gets this run's model, methods and training settings, on the dataset "
                              f"chosen now ({state.dataset().label}).")
     run_data, now = rec.config.get("data") or {}, state.config().data
     on_data = False
     if (run_data.get("source"), run_data.get("ood_source") or "") != (now.source, now.ood_source):  # else the same
-        on_data = c[1].button(f"Use them on {data}", icon=":material/dataset:", key=f"reuse_data_{rec.id}",
+        on_data = row.button(f"Use them on {data}", icon=":material/dataset:", key=f"reuse_data_{rec.id}",
                               help="The next run gets this run's settings and its dataset (and OOD set).")
     if again or on_data:
         if state.attempt("taking over the run's settings", state.reuse_run, rec, on_data).ok:
             st.session_state["reuse_note"] = rec.id
     if st.session_state.get("reuse_note") == rec.id:
-        c[2].success(f"The next run now has these settings, on **{state.dataset().label}**.",
-                     icon=":material/check_circle:")
-        c[2].page_link("app_pages/train.py", label="Start it on the Train page", icon=":material/arrow_forward:")
+        st.success(f"The next run now has these settings, on **{state.dataset().label}**.",
+                   icon=":material/check_circle:")
+        st.page_link("app_pages/train.py", label="Start it on the Train page", icon=":material/arrow_forward:")
 
 
 COMPARE_METRICS = {"val_acc": "val acc", "test_acc": "test acc", "robust_acc": "robust acc", "ood_acc": "OOD acc",

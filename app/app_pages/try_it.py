@@ -408,7 +408,8 @@ def batch_accuracy(res) -> None:
             st.caption(f"Without the run's training images: accuracy {100 * fair['accuracy']:.1f}%, balanced "
                        f"accuracy {100 * fair['balanced_accuracy']:.1f}% ({state.plural(fair['labelled'], 'image')}).")
         st.altair_chart(charts.confusion_chart(charts.confusion_frame(metrics["confusion"], res.classes),
-                                               "Confusion matrix on this batch"), width="content")
+                                               "Confusion matrix on this batch"),
+                        width=charts.confusion_px(len(res.classes)))
     if res.unknown_folders and metrics is None:
         st.info("No accuracy for this zip: its folders (" + ", ".join(state.md_text(f) for f in res.unknown_folders[:8])
                 + (", …" if len(res.unknown_folders) > 8 else "") + ") are not named after this run's classes ("
