@@ -23,6 +23,12 @@ SLOWEST_LIVE_REFRESH_S = 3.0  # on a 2-core CPU-only machine
 REFRESH_ENV = "STUDIO_LIVE_REFRESH_S"  # seconds: the operator's choice over the automatic one
 
 
+def tiles():
+    """A row for metric tiles (st.metric with width="content") that wraps onto more lines on a narrow
+    window: columns of a fixed count cut labels and values there ("228 i...", "Skipped fi...")."""
+    return st.container(horizontal=True, wrap=True, gap="medium")
+
+
 def refresh_override() -> float | None:
     """The live views' redraw interval set by the environment variable STUDIO_LIVE_REFRESH_S, in
     seconds, kept within 0.5-60; None when it is unset or not a number (then the automatic choice)."""
@@ -167,17 +173,19 @@ def progress_view(run: RunView) -> None:
                                    if (p.get("parts") or 0) > 1 else ""),
         }
         st.progress(frac, text=texts.get(phase, phase[:1].upper() + phase[1:] + "…"))  # names keep their case (WiSE-FT)
-        c = st.columns(5)
-        c[0].metric("Epoch", f"{epoch} / {epochs}")
-        c[1].metric("Step", f"{step} / {total}" if total else "–")
+        row = tiles()
+        row.metric("Epoch", f"{epoch} / {epochs}", width="content")
+        row.metric("Step", f"{step} / {total}" if total else "–", width="content")
         ips = p.get("images_per_sec")
-        c[2].metric("Speed", f"{ips:,.0f} img/s" if ips else "–", help="Training images per second in this epoch.")
-        c[3].metric("Time left", fmt_duration(p.get("eta_s")) if p.get("eta_s") is not None else "–",
-                    help="Estimated time until the run ends: the remaining training steps at the current speed, "
-                         "then each epoch's evaluation and the final one, timed on the last evaluation.")
+        row.metric("Speed", f"{ips:,.0f} img/s" if ips else "–", help="Training images per second in this epoch.",
+                   width="content")
+        row.metric("Time left", fmt_duration(p.get("eta_s")) if p.get("eta_s") is not None else "–",
+                   help="Estimated time until the run ends: the remaining training steps at the current speed, "
+                        "then each epoch's evaluation and the final one, timed on the last evaluation.",
+                   width="content")
         loss = p.get("loss")
-        c[4].metric("Loss", f"{loss:.3f}" if isinstance(loss, (int, float)) else "–",
-                    help="Training loss of the latest step: it should trend down.")
+        row.metric("Loss", f"{loss:.3f}" if isinstance(loss, (int, float)) else "–",
+                   help="Training loss of the latest step: it should trend down.", width="content")
         if p.get("cpu_threads_note"):
             st.caption(state.message_words(p["cpu_threads_note"]))
         return

@@ -257,12 +257,13 @@ def dataset_report(engine) -> datasets.DataCheck | None:
     rep = result.report
     split, cap = datasets.capped_split(rep.split_counts, cfg.data.train_per_class)
     n_split = {k: sum(v.values()) for k, v in split.items()}
-    c = st.columns(5)
-    c[0].metric("Classes", len(rep.classes))
-    c[1].metric("Images", f"{rep.num_images:,}")
-    c[2].metric("Training", f"{n_split.get('train', 0):,}")
-    c[3].metric("Validation / test", f"{n_split.get('val', 0):,} / {n_split.get('test', 0):,}")
-    c[4].metric("Skipped files", len(rep.skipped), help="Files that are not usable images; the list is below.")
+    row = components.tiles()
+    row.metric("Classes", len(rep.classes), width="content")
+    row.metric("Images", f"{rep.num_images:,}", width="content")
+    row.metric("Training", f"{n_split.get('train', 0):,}", width="content")
+    row.metric("Validation / test", f"{n_split.get('val', 0):,} / {n_split.get('test', 0):,}", width="content")
+    row.metric("Skipped files", len(rep.skipped), help="Files that are not usable images; the list is below.",
+               width="content")
     st.caption(f"Layout: **{rep.layout}**" + ("" if rep.split_given  # the notes below say which folders give it
                                               else " — each class is split with the seed (see the split settings)."))
     for note in rep.notes:
@@ -440,15 +441,15 @@ def quick_start(engine) -> None:
     problems = state.config_problems(cfg)
     with st.container(border=True):
         components.few_steps_notice(cfg, "data", problems)  # above the button: read before a run starts
-        c = st.columns([1, 3], vertical_alignment="center")
+        row = st.container(horizontal=True, vertical_alignment="center")  # the button as wide as its words
         busy = bool(engine.active_runs())
-        clicked = c[0].button("Add to the queue" if busy else "Train now", type="primary", icon=":material/play_arrow:",
-                              key="quick_start", disabled=problems is not None)
-        c[1].caption(("Queues a run, which starts after the one in progress, " if busy else "Starts a run ")
-                     + f"with the current settings: {state.backbone_title(cfg.backbone.name)} "
-                     f"({state.weights_words(cfg)}), "
-                     f"{state.epochs_words(cfg.to_dict())}, {cfg.data.image_size} px, {methods}. "
-                     "Change them first on *Model and methods* if you like.")
+        clicked = row.button("Add to the queue" if busy else "Train now", type="primary", icon=":material/play_arrow:",
+                             key="quick_start", disabled=problems is not None)
+        row.container(width="stretch").caption(
+            ("Queues a run, which starts after the one in progress, " if busy else "Starts a run ")
+            + f"with the current settings: {state.backbone_title(cfg.backbone.name)} ({state.weights_words(cfg)}), "
+            f"{state.epochs_words(cfg.to_dict())}, {cfg.data.image_size} px, {methods}. Change them first on "
+            "*Model and methods* if you like.")
     if clicked:
         out = state.attempt("starting the run", state.start_run, engine)
         if out.ok:

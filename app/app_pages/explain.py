@@ -720,12 +720,14 @@ def export_tab(engine, rec, b, summary: dict) -> None:
         return
     may_write = state.attempt("checking your access to this run", engine.authorize, rec.id, state.user(),
                               write=True, show=False).ok
-    c = st.columns([1, 3], vertical_alignment="center")
-    clicked = c[0].button("Export and verify", type="primary", icon=":material/package_2:", key=f"export_{rec.id}",
-                          disabled=not may_write)
-    c[1].caption(f"Writes model.safetensors, model.ts, model.onnx and MODEL_CARD.md into the run's own folder "
-                 f"(`{out_dir.relative_to(run_dir.resolve()).as_posix()}`), then offers them for download below."
-                 if may_write else "This run belongs to another user: you can download its exports, not make new ones.")
+    row = st.container(horizontal=True, vertical_alignment="center")  # the button as wide as its words
+    clicked = row.button("Export and verify", type="primary", icon=":material/package_2:", key=f"export_{rec.id}",
+                         disabled=not may_write)
+    folder = out_dir.relative_to(run_dir.resolve()).as_posix()
+    row.container(width="stretch").caption(
+        f"Writes model.safetensors, model.ts, model.onnx and MODEL_CARD.md into the run's own folder (`{folder}`), "
+        "then offers them for download below." if may_write
+        else "This run belongs to another user: you can download its exports, not make new ones.")
     if clicked:
         summary_for_card = dict(summary, wise_alpha=alpha) if which == "wise" else summary
         with st.spinner("Exporting and verifying (safetensors, TorchScript, ONNX) ..."):

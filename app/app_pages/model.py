@@ -118,14 +118,20 @@ def presets_section() -> None:
         st.success(f"Preset **{title}** applied.{note} Every setting below can still be changed.", icon=":material/check:")
 
 
+PRESET_CARD_PX = 190  # four cards to a line at 1280 px, two at 1000 px (a projector's 1024 x 768)
+
+
 def draw_preset_row(keys: list[str], in_use: list[str], columns: int = 4) -> None:
-    """Preset cards in a row of `columns` equal columns (the first len(keys) filled): title (marked when it is
-    in `in_use`, the presets the settings are), what it does, its button."""
-    for col, key in zip(st.columns(columns), keys):
+    """Preset cards of one width (PRESET_CARD_PX) in a row that wraps, as many to a line as the page holds
+    (`columns` is the most the caller wants on one line at 1280 px): title (marked when it is in `in_use`,
+    the presets the settings are), what it does, its button. Four equal columns on a 1000 px window
+    broke "Measured here" into "Mea / sure / d here"."""
+    row = st.container(horizontal=True, wrap=True, vertical_alignment="distribute", gap="small")
+    for key in keys[:columns]:
         preset = PRESETS[key]
-        # the card fills the row's height; "distribute" puts the text at the top and the button at the
-        # bottom, so the buttons of a row line up whatever the length of each description
-        with col.container(border=True, height="stretch", vertical_alignment="distribute"):
+        # the card fills its line's height; "distribute" puts the text at the top and the button at the
+        # bottom, so the buttons of a line up whatever the length of each description
+        with row.container(border=True, width=PRESET_CARD_PX, height="stretch", vertical_alignment="distribute"):
             with st.container(gap="small"):
                 st.markdown(f"**{preset.title}**" + (" :green-badge[:material/check: in use]" if key in in_use else ""))
                 st.caption(preset.describe())

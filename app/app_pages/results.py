@@ -179,11 +179,9 @@ def summary_metrics(run: components.RunView, summary: dict) -> None:
         items.append(("Parameters", f"{summary['num_params'] / 1e6:.1f} M", "Trainable and frozen, with the new head."))
     if not items:
         return
-    # tiles of one width that wrap onto as many rows as the page needs: on a narrow window (a laptop at
-    # 1000 px) columns of a fixed count cut labels and values ("228 i...")
-    with st.container(horizontal=True, wrap=True, gap="medium"):
-        for label, value, help_ in items:
-            st.metric(label, value, help=help_, width="content")
+    row = components.tiles()
+    for label, value, help_ in items:
+        row.metric(label, value, help=help_, width="content")
     gap = val_test_gap(summary)
     if gap:
         st.caption(":material/info: " + gap)

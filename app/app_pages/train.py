@@ -105,25 +105,28 @@ def start_section(engine) -> None:
         gpu_selector(cfg)
         busy = bool(engine.active_runs())
         twin = state.same_settings_active(engine, cfg) if busy else None
-        c = st.columns([1, 3])
-        c[0].button("Add to the queue" if busy else "Start training", type="secondary" if twin else "primary",
-                    icon=":material/play_arrow:", on_click=_start, key="start", disabled=problems is not None)
+        # the button as wide as its words (a fixed first column cut "Start trai..." on a 1000 px window), the
+        # note beside it in the rest of the line
+        row = st.container(horizontal=True, vertical_alignment="center")
+        row.button("Add to the queue" if busy else "Start training", type="secondary" if twin else "primary",
+                   icon=":material/play_arrow:", on_click=_start, key="start", disabled=problems is not None)
+        beside = row.container(width="stretch")
         if twin and twin.id == st.session_state.get(state.STARTED_KEY):  # the run just started (or queued) here
-            with c[1]:
+            with beside:
                 components.started_note(engine, twin)
         elif twin:
-            c[1].warning(f"**{state.md_text(twin.name)}** is already running or queued with exactly these settings: "
-                         "adding them again trains a second copy. Change a setting first (another seed, say) "
-                         "for a second run worth comparing.", icon=":material/content_copy:")
+            beside.warning(f"**{state.md_text(twin.name)}** is already running or queued with exactly these settings: "
+                           "adding them again trains a second copy. Change a setting first (another seed, say) "
+                           "for a second run worth comparing.", icon=":material/content_copy:")
         else:
-            c[1].caption("A run already in progress: the new one waits in the queue and starts after it."
-                         if busy else "Training runs on the server: you can close this tab and come back later.")
+            beside.caption("A run already in progress: the new one waits in the queue and starts after it."
+                           if busy else "Training runs on the server: you can close this tab and come back later.")
         if twin:
-            c[1].button(f"Use seed {state.another_seed(cfg.seed)} instead", key="another_seed",
-                        icon=":material/casino:", on_click=state.use_another_seed,
-                        help="The seed sets the training's randomness and, unless your dataset comes with its own "
-                             "split folders, the split (Data page, 'Split and sampling settings'); another one gives a "
-                             "second run worth comparing.")
+            beside.button(f"Use seed {state.another_seed(cfg.seed)} instead", key="another_seed",
+                          icon=":material/casino:", on_click=state.use_another_seed,
+                          help="The seed sets the training's randomness and, unless your dataset comes with its own "
+                               "split folders, the split (Data page, 'Split and sampling settings'); another one gives "
+                               "a second run worth comparing.")
     error = st.session_state.pop("start_error", None)
     if error is not None:
         state.show_error(error, "starting the run")
@@ -150,9 +153,9 @@ def queue_view(engine, watched: str | None) -> None:
         if rec is None:
             st.caption(":material/schedule: another user's run")
             continue
-        c = st.columns([4, 1])
-        c[0].markdown(f":material/schedule: {state.md_text(labels[rec.id])}")
-        c[1].button("Cancel", key=f"cancel_{run_id}", on_click=engine.stop, args=(run_id, state.user()))
+        row = st.container(horizontal=True, vertical_alignment="center")
+        row.container(width="stretch").markdown(f":material/schedule: {state.md_text(labels[rec.id])}")
+        row.button("Cancel", key=f"cancel_{run_id}", on_click=engine.stop, args=(run_id, state.user()))
 
 
 def recent_table(engine) -> None:
@@ -212,13 +215,16 @@ def live_section(engine) -> None:
             st.info("This run was deleted.")
             return
         follow_queued_run(engine, run_id, run.status)
-        c = st.columns([5, 1])
-        c[0].markdown(f"#### {state.STATUS_ICONS.get(run.status, '')} {state.md_text(run.name)}")
+        # the name in the rest of the line, the button as wide as its words (a sixth of a narrow page cut them)
+        row = st.container(horizontal=True, vertical_alignment="center")
+        title = f"#### {state.STATUS_ICONS.get(run.status, '')} {state.md_text(run.name)}"
+        row.container(width="stretch").markdown(title)
         if run.status in ("queued", "running"):
-            c[1].button("Stop", key=f"stop_{run_id}", icon=":material/stop:", on_click=engine.stop, args=(run_id, state.user()),
-                        help="Stops after the current step; the run is kept as stopped.")
+            row.button("Stop", key=f"stop_{run_id}", icon=":material/stop:", on_click=engine.stop,
+                       args=(run_id, state.user()),
+                       help="Stops after the current step; the run is kept as stopped.")
         elif run.status in ("stopped", "failed") and (Path(run.run_dir) / RESUME_FILE).is_file():
-            continue_button(engine, run_id, c[1])
+            continue_button(engine, run_id, row)
         components.progress_view(run)
         components.curves_view(run, live=run.status in ("queued", "running"), streams=True)
         if run.status in ("queued", "running") and components.refresh_override() is not None:

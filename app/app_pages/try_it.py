@@ -398,11 +398,11 @@ def batch_accuracy(res) -> None:
     if own:
         st.info(own, icon=":material/info:")
     if metrics is not None:
-        c1, c2, c3 = st.columns(3)
-        c1.metric("Accuracy", f"{100 * metrics['accuracy']:.1f}%")
-        c2.metric("Balanced accuracy", f"{100 * metrics['balanced_accuracy']:.1f}%",
-                  help="The mean of the per-class accuracies: a rare class counts as much as a common one.")
-        c3.metric("Images in class folders", metrics["labelled"])
+        row = components.tiles()
+        row.metric("Accuracy", f"{100 * metrics['accuracy']:.1f}%", width="content")
+        row.metric("Balanced accuracy", f"{100 * metrics['balanced_accuracy']:.1f}%", width="content",
+                   help="The mean of the per-class accuracies: a rare class counts as much as a common one.")
+        row.metric("Images in class folders", metrics["labelled"], width="content")
         fair = res.metrics(without_training=True)
         if fair is not None and fair["labelled"] < metrics["labelled"]:
             st.caption(f"Without the run's training images: accuracy {100 * fair['accuracy']:.1f}%, balanced "
@@ -508,10 +508,10 @@ def kept_or_new(engine, kind: str, given: list[tuple[str, bytes]],
         return [], False
     kept = state.kept_try_inputs(kind)
     if kept:
-        c = st.columns([5, 1], vertical_alignment="center")
-        c[0].caption(":material/history: Kept from before: " + state.md_text(", ".join(name for name, _ in kept))
-                     + f". {replace_hint}")
-        if c[1].button("Clear", key=f"try_clear_{kind}", icon=":material/close:"):
+        row = st.container(horizontal=True, vertical_alignment="center")  # the button as wide as its word
+        names = state.md_text(", ".join(name for name, _ in kept))
+        row.container(width="stretch").caption(f":material/history: Kept from before: {names}. {replace_hint}")
+        if row.button("Clear", key=f"try_clear_{kind}", icon=":material/close:"):
             state.remember_try_inputs(engine, kind, [])
             st.rerun()
     return kept, False

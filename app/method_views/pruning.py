@@ -9,6 +9,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from app import components
 from app.method_views import register_view
 from engine.claims import points_diff
 
@@ -37,19 +38,20 @@ def trials_chart(df: pd.DataFrame, best_trial: int | None) -> alt.Chart:
 @register_view("pruning")
 def pruning_view(engine, rec, summary: dict) -> None:
     if summary.get("sparsity") is not None:
-        c = st.columns(4)
-        c[0].metric("Sparsity (prunable weights)", f"{100 * summary['sparsity']:.1f}%")
+        row = components.tiles()
+        row.metric("Sparsity (prunable weights)", f"{100 * summary['sparsity']:.1f}%", width="content")
         s = summary.get("structured")
         if s:
             # short labels, the detail in their help: four tiles a row cut "Parameters after channel prun…"
-            c[1].metric("Smaller model's size", f"{s['params_after'] / 1e6:.2f} M",
-                        f"{100 * (s['params_after'] / s['params_before'] - 1):+.0f}%", delta_color="inverse",
-                        help="Parameters after channel pruning (structured pruning removed whole filters), against "
-                             "the model before it.")
-            c[2].metric("CPU speed-up (batch 1)", f"{summary.get('latency_speedup', 0):.2f}x")
-            c[3].metric("Smaller model's accuracy", f"{100 * (s.get('val_acc') or 0):.1f}%",
-                        f"{points_diff(s.get('val_acc') or 0, s.get('val_acc_before') or 0)} pts",
-                        help="Validation accuracy of the channel-pruned model vs the model before shrinking.")
+            row.metric("Smaller model's size", f"{s['params_after'] / 1e6:.2f} M",
+                       f"{100 * (s['params_after'] / s['params_before'] - 1):+.0f}%", delta_color="inverse",
+                       help="Parameters after channel pruning (structured pruning removed whole filters), against "
+                            "the model before it.", width="content")
+            row.metric("CPU speed-up (batch 1)", f"{summary.get('latency_speedup', 0):.2f}x", width="content")
+            row.metric("Smaller model's accuracy", f"{100 * (s.get('val_acc') or 0):.1f}%",
+                       f"{points_diff(s.get('val_acc') or 0, s.get('val_acc_before') or 0)} pts",
+                       help="Validation accuracy of the channel-pruned model vs the model before shrinking.",
+                       width="content")
     if summary.get("sparsity"):
         end = (summary.get("pruning") or {}).get("schedule")
         st.caption(f"What to look at: validation accuracy dips while the {end or 'pruning'} ramp removes weights, then "

@@ -8,7 +8,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app import state
+from app import components, state
 from app.charts import FIT_WIDTH, METRIC_COLORS
 from app.method_views import points_delta, register_view
 from engine.claims import split_sizes
@@ -104,11 +104,11 @@ def wise_ft_view(engine, rec, summary: dict) -> None:
             point = load_run(Path(rec.run_dir), engine.datasets_dir).wise_point(alpha)
         cache[(rec.id, round(alpha, 4))] = point
     end = curve[-1]
-    cols = st.columns(4)
-    for col, (k, label) in zip(cols, ACC.items()):
+    row = components.tiles()
+    for k, label in ACC.items():
         if point.get(k) is not None:
             delta = {} if end.get(k) is None else points_delta(point[k], end[k], "fine-tuned")
-            col.metric(label, f"{100 * point[k]:.1f}%", **delta,
+            row.metric(label, f"{100 * point[k]:.1f}%", **delta, width="content",
                        help="On the curve's own images (see the note under the chart); the figures at the top of "
                             "the page use every image, so the two can differ." if k == "ood_acc" else None)
     val_images = sum(split_sizes(summary, "val")) or None
