@@ -65,13 +65,16 @@ def set_frozen_bn_eval(model: Classifier, frozen_blocks: list[torch.nn.Module], 
                 m.eval()
 
 
-def frozen_words(optim, pretrained: str | None = None) -> str:
+def frozen_words(optim, pretrained: str | None = None, kept: bool = False) -> str:
     """A run's frozen blocks in plain words, for the model card, the Results caption, the Train and Model
     pages and the command line: "first 2 blocks frozen" for `freeze_blocks` 2, "first block frozen" for 1,
     "" for 0; with `pretrained` "none" (backbone.pretrained: random starting weights) "... frozen at random
-    weights", which they keep. `optim` is an `OptimConfig` or a saved config's "optim" mapping (a missing
-    key counts as 0). The blocks are `Classifier.trunk_blocks()`'s, the stem counting as one (ResNet: stem,
-    then each stage)."""
+    weights", which they keep; with `kept` and pretrained weights "... frozen (kept as pretrained)", for a
+    reader who may not know what frozen means (the model card). `optim` is an `OptimConfig` or a saved
+    config's "optim" mapping (a missing key counts as 0). The blocks are `Classifier.trunk_blocks()`'s, the
+    stem counting as one (ResNet: stem, then each stage)."""
     n = int(optim.get("freeze_blocks", 0) if isinstance(optim, dict) else optim.freeze_blocks)
     words = "" if n <= 0 else "first block frozen" if n == 1 else f"first {n} blocks frozen"
-    return words + (" at random weights" if words and pretrained == "none" else "")
+    if not words:
+        return ""
+    return words + (" at random weights" if pretrained == "none" else " (kept as pretrained)" if kept else "")
