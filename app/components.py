@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app import charts, state
+from app import charts, layout, state
 from app.claims_view import at_chance
 from engine.clock import fmt_duration
 from engine.worker import Engine
@@ -21,12 +21,6 @@ from engine.worker import Engine
 LIVE_REFRESH_S = 1.0  # how often live views poll the engine's snapshot, with a GPU or many CPU cores
 SLOWEST_LIVE_REFRESH_S = 3.0  # on a 2-core CPU-only machine
 REFRESH_ENV = "STUDIO_LIVE_REFRESH_S"  # seconds: the operator's choice over the automatic one
-
-
-def tiles():
-    """A row for metric tiles (st.metric with width="content") that wraps onto more lines on a narrow
-    window: columns of a fixed count cut labels and values there ("228 i...", "Skipped fi...")."""
-    return st.container(horizontal=True, wrap=True, gap="medium")
 
 
 def refresh_override() -> float | None:
@@ -173,7 +167,7 @@ def progress_view(run: RunView) -> None:
                                    if (p.get("parts") or 0) > 1 else ""),
         }
         st.progress(frac, text=texts.get(phase, phase[:1].upper() + phase[1:] + "…"))  # names keep their case (WiSE-FT)
-        row = tiles()
+        row = layout.tiles()
         row.metric("Epoch", f"{epoch} / {epochs}", width="content")
         row.metric("Step", f"{step} / {total}" if total else "–", width="content")
         ips = p.get("images_per_sec")

@@ -28,6 +28,7 @@ import streamlit as st
 
 from engine.config import coerce_value, field_label, is_list_type, shown_setting
 from engine.errors import StudioError
+from app.layout import cells
 from app.state import INPUT_ERRORS_KEY, WIDGET_PREFIX, md_text, save_draft
 
 
@@ -220,11 +221,12 @@ def field_widget(section: str, obj: Any, name: str, *, meta: Mapping[str, Any] |
 def dataclass_widgets(section: str, obj: Any, *, skip: tuple[str, ...] = ("enabled",), columns: int = 2,
                       disabled: bool = False, meta: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """One widget per field of `obj` (except `skip`, and fields whose `shown_when` switch is off),
-    laid out in columns in field order; returns field -> value (hidden fields keep their value)."""
+    laid out in `columns` cells (app.layout.cells: they wrap on a narrow page) in field order; returns
+    field -> value (hidden fields keep their value)."""
     names = [f.name for f in dataclasses.fields(obj) if f.name not in skip]
     if not names:
         return {}
-    cols = st.columns(min(columns, len(names)))
+    cols = cells(min(columns, len(names)))
     values: dict[str, Any] = {}
     drawn = 0
     for name in names:

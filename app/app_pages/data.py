@@ -9,7 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import charts, components, datasets, state
+from app import charts, components, datasets, layout, state
 from app.widgets import field_widget
 from engine.errors import StudioError
 from engine.config import ADVANCED_TITLE, with_section
@@ -227,12 +227,12 @@ def split_settings() -> None:
         else:
             st.caption("Every class is split the same way (stratified), with a fixed seed: the same settings "
                        "always give the same split, so runs are comparable.")
-        c = st.columns(5)
+        c = layout.cells(5)
         d = cfg.data
         names = ("val_fraction", "test_fraction", "min_images_per_class", "train_per_class")  # bounds, help: config
         values = {name: field_widget("data", d, name, container=c[i], disabled=name in unused)
                   for i, name in enumerate(names)}
-        b = st.columns(2)
+        b = layout.cells(2)
         values["drop_duplicates"] = field_widget("data", d, "drop_duplicates", container=b[0])
         values["class_balance"] = field_widget("data", d, "class_balance", container=b[1])
         seed = field_widget("run", cfg, "seed", container=c[4])
@@ -257,7 +257,7 @@ def dataset_report(engine) -> datasets.DataCheck | None:
     rep = result.report
     split, cap = datasets.capped_split(rep.split_counts, cfg.data.train_per_class)
     n_split = {k: sum(v.values()) for k, v in split.items()}
-    row = components.tiles()
+    row = layout.tiles()
     row.metric("Classes", len(rep.classes), width="content")
     row.metric("Images", f"{rep.num_images:,}", width="content")
     row.metric("Training", f"{n_split.get('train', 0):,}", width="content")

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import charts, components, state
+from app import charts, components, layout, state
 from app.claims_view import at_chance, guess_warning
 from engine.errors import StudioError
 from engine.explain import ATTRIBUTIONS, gradcam_note
@@ -343,7 +343,10 @@ def _explain_image(run_id: str, index: int) -> None:
 
 def image_picker(rec, classes: list[str], pred: dict[str, np.ndarray]) -> int | None:
     labels, preds, confs = pred["labels"], pred["preds"], pred["confs"]
-    c = st.columns([1, 1, 3], vertical_alignment="bottom")
+    # the filters (class, mistakes only) in one half, the image in the other; on a narrow page they wrap
+    left, right = layout.cells(2)
+    with left:
+        c = [*layout.cells(2), right]
     for k in (f"explain_class_{rec.id}", f"explain_wrong_{rec.id}", image_key(rec.id)):
         state.seed_choice(k)  # a refresh keeps the user's filters and image
     if st.session_state.get(f"explain_class_{rec.id}", "__all__") not in ["__all__", *classes]:
@@ -384,7 +387,7 @@ def attributions_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
                        help="Pick one or more; each is a column below. On a CPU, a new image takes about a second "
                             "with Grad-CAM or Saliency, one or two with Integrated Gradients, ten or more with "
                             "Occlusion. Images seen before answer at once.")
-    c = st.columns([3, 2], vertical_alignment="bottom")
+    c = layout.cells(2)
     target = c[0].radio("Explain the score of", list(TARGETS), key=TARGET_KEY, format_func=TARGETS.get,
                         horizontal=True, help="Which class's score the maps explain.")
     strength = c[1].slider("Overlay strength", 0.0, 1.0, step=0.05, key=STRENGTH_KEY,

@@ -10,7 +10,7 @@ import math
 import pandas as pd
 import streamlit as st
 
-from app import charts, components, datasets, state
+from app import charts, components, datasets, layout, state
 from app.presets import PRESETS, icon, offline_pretrained, recipe_drift
 from app.widgets import dataclass_widgets, field_widget, widget_key
 from engine.backbones import BACKBONES, CHECKPOINT_SUFFIXES, FAMILY_TITLES, PRETRAINED_SOURCES, available_sources, backbone_title
@@ -164,13 +164,15 @@ def backbone_section(engine) -> None:
     with left:
         st.caption(spec.description)
     with right:
-        c = st.columns(3)
-        c[0].metric("Parameters", fmt_params(facts["params"]), help=f"With a new head for {num_classes} classes.")
-        c[1].metric("Model file", f"{facts['megabytes']:.0f} MB", help="Size of the fine-tuned weights (float32 safetensors).")
+        row = layout.tiles()
+        row.metric("Parameters", fmt_params(facts["params"]), help=f"With a new head for {num_classes} classes.",
+                   width="content")
+        row.metric("Model file", f"{facts['megabytes']:.0f} MB", width="content",
+                   help="Size of the fine-tuned weights (float32 safetensors).")
         offline = [state.WEIGHTS_TEXT.get(k, k) for k in ("bundled", "imagenet") if avail.get(k)]
-        c[2].metric("Offline", "yes" if offline else "no",  # short label and value: "Offline weights" was cut at 1280 px
-                    help="Whether pretrained weights are usable right now without internet: "
-                         + (", ".join(offline) if offline else "none (ImageNet weights download on first use)") + ".")
+        row.metric("Offline", "yes" if offline else "no", width="content",  # "Offline weights" was cut at 1280 px
+                   help="Whether pretrained weights are usable right now without internet: "
+                        + (", ".join(offline) if offline else "none (ImageNet weights download on first use)") + ".")
     with st.expander("Compare all backbones", icon=":material/table:", key="x_backbones"):
         rows = []
         for n, s in BACKBONES.items():
@@ -400,7 +402,7 @@ def knobs_section() -> None:
     cfg = state.config()
     spec = BACKBONES[cfg.backbone.name]
     st.subheader("Training")
-    c = st.columns(4)
+    c = layout.cells(4)
     cfg = state.update_section("train", epochs=field_widget("train", cfg.train, "epochs", container=c[0]),
                                batch_size=field_widget("train", cfg.train, "batch_size", container=c[1]))
     keep_fine_tuning_epochs(cfg)
@@ -411,7 +413,7 @@ def knobs_section() -> None:
         state.update_section("data", image_size=field_widget("data", cfg.data, "image_size", container=c[2],
                                                              meta={"min": spec.min_image_size}))
     opt_choice = field_widget("optim", cfg.optim, "optimizer", container=c[3])
-    c = st.columns(4)
+    c = layout.cells(4)
     values = {"optimizer": opt_choice, "lr": field_widget("optim", cfg.optim, "lr", container=c[0]),
               "weight_decay": field_widget("optim", cfg.optim, "weight_decay", container=c[2])}
     if opt_choice == "sgd":
@@ -470,7 +472,9 @@ SCHEDULE_KNOBS = {"warmup_cosine": ("warmup_fraction",), "step": ("step_every_fr
 def schedule_section() -> None:
     """The schedule, its own knobs, and the learning rate it gives over the run's steps."""
     cfg = state.config()
-    c = st.columns([1, 1, 2])
+    left, right = layout.cells(2)  # the schedule and its knobs, then its curve: wrapping on a narrow page
+    with left:
+        c = [*layout.cells(2), right]
     with c[0]:
         schedule = field_widget("optim", cfg.optim, "schedule", meta=dict(
             choices=list(SCHEDULES), labels={k: SCHEDULE_LABELS.get(k, k.replace("_", " ")) for k in SCHEDULES}))
@@ -494,7 +498,7 @@ def probe_knobs() -> None:
     """Frozen blocks, LP-FT, label smoothing and the head/trunk learning-rate multipliers."""
     cfg = state.config()
     n_blocks = trunk_block_count(cfg.backbone.name)
-    c = st.columns(3)
+    c = layout.cells(3)
     values = {
         "freeze_blocks": field_widget("optim", cfg.optim, "freeze_blocks", container=c[0], meta=dict(
             max=n_blocks, help=f"Keep the first N of the {n_blocks} trunk blocks (the stem counts as one) fixed for "
@@ -503,7 +507,7 @@ def probe_knobs() -> None:
                                             meta=dict(max=max(cfg.train.epochs - 1, 0))),
         "label_smoothing": field_widget("optim", cfg.optim, "label_smoothing", container=c[2]),
     }
-    c = st.columns(3)
+    c = layout.cells(3)
     values.update(head_lr_mult=field_widget("optim", cfg.optim, "head_lr_mult", container=c[0]),
                   trunk_lr_mult=field_widget("optim", cfg.optim, "trunk_lr_mult", container=c[1]))
     st.markdown(f"**Linear probe, then fine-tune (LP-FT).** Training the new head alone first means the pretrained "
@@ -562,20 +566,20 @@ def advanced_section() -> None:
         devices = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             devices.append("mps")
-        c = st.columns(3)
+        c = layout.cells(3)
         train = {"device": field_widget("train", cfg.train, "device", container=c[0], meta=dict(choices=devices)),
                  "amp": field_widget("train", cfg.train, "amp", container=c[1]),
                  "threads": field_widget("train", cfg.train, "threads", container=c[2])}
-        c = st.columns(2)  # two switches a row: their labels stay whole at 1280 px (four a row were cut)
+        c = layout.cells(2)  # two switches a row: their labels stay whole at 1280 px (four a row were cut)
         for name in ("augment", "flip", "deterministic", "channels_last", "compile"):
             if shown_setting(cfg.train, name, train):  # flip only while augmenting
                 train[name] = field_widget("train", cfg.train, name, container=c[(len(train) - 3) % 2])
         state.update_section("train", **train)
-        c = st.columns([1.4, 1, 1, 1])
+        c = layout.cells(4)
         state.update_section("eval", **{name: field_widget("eval", cfg.eval, name, container=col) for name, col in
                                         zip(("ood", "ood_severity_each_epoch", "ood_subset_each_epoch",
                                              "eval_batch_size"), c)})
-        c = st.columns([2, 1, 1])
+        c = layout.cells(3)
         state.update_section("eval", tta_flip=field_widget("eval", cfg.eval, "tta_flip", container=c[0]))
         name = field_widget("run", cfg, "name", container=c[1], meta=dict(
             label="Run name", help="Shown in the run lists; empty = backbone and methods."))
@@ -586,7 +590,7 @@ def advanced_section() -> None:
 
 def robust_section() -> None:
     cfg = state.config()
-    c = st.columns([1.6, 1, 1, 1, 1])  # the switches' column wide enough for their labels
+    c = layout.cells(5)  # wraps on a narrow page: the switches' labels stay whole
     ev = {"robust": field_widget("eval", cfg.eval, "robust", container=c[0])}
     if ev["robust"]:
         ev.update({name: field_widget("eval", cfg.eval, name, container=col) for name, col in
@@ -605,7 +609,7 @@ def other_settings_section() -> None:
     if not rest:
         return
     with st.expander("Other engine settings", icon=":material/more_horiz:", key="x_other"):
-        cols = st.columns(3)
+        cols = layout.cells(3)
         changes: dict[str, dict] = {}
         for i, (sec, name) in enumerate(rest):
             changes.setdefault(sec, {})[name] = field_widget(sec, getattr(cfg, sec), name, container=cols[i % 3])

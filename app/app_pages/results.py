@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app import charts, components, datasets, state
+from app import charts, components, datasets, layout, state
 from app.claims_view import at_chance, claim_lines, small_split_note, val_test_gap
 from app.method_views import VIEWS
 from engine.augment import augmentation_words
@@ -179,7 +179,7 @@ def summary_metrics(run: components.RunView, summary: dict) -> None:
         items.append(("Parameters", f"{summary['num_params'] / 1e6:.1f} M", "Trainable and frozen, with the new head."))
     if not items:
         return
-    row = components.tiles()
+    row = layout.tiles()
     for label, value, help_ in items:
         row.metric(label, value, help=help_, width="content")
     gap = val_test_gap(summary)
@@ -289,7 +289,7 @@ def downloads(engine, rec, summary: dict) -> None:
         which = st.radio("Model weights", available, horizontal=True, key=key,
                          format_func=lambda k: checkpoints[k][0], help=" ".join(checkpoints[k][1] for k in available))
         state.remember_choice(key, which, default=available[0])
-    c = st.columns(3)  # the buttons' own row: beside the radio they were cut at 1280 px ("Fine-tuned mo…")
+    c = layout.cells(3)  # the buttons' own row: beside the radio they were cut at 1280 px ("Fine-tuned mo…")
     if which is not None:
         path = run_dir / f"{which}.safetensors"
         data = _file_bytes(str(path), path.stat().st_mtime_ns)

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import charts, components, state
+from app import charts, components, layout, state
 from app.app_pages.explain import colour_bar, map_caption, overlay, upscale
 from app.claims_view import at_chance, guess_warning
 from engine.errors import StudioError
@@ -398,7 +398,7 @@ def batch_accuracy(res) -> None:
     if own:
         st.info(own, icon=":material/info:")
     if metrics is not None:
-        row = components.tiles()
+        row = layout.tiles()
         row.metric("Accuracy", f"{100 * metrics['accuracy']:.1f}%", width="content")
         row.metric("Balanced accuracy", f"{100 * metrics['balanced_accuracy']:.1f}%", width="content",
                    help="The mean of the per-class accuracies: a rare class counts as much as a common one.")
@@ -551,7 +551,7 @@ def render() -> None:
         st.warning(guess_warning(chance), icon=":material/warning:")
     variants = offered_models(available_variants(Path(run_dir)), summary.value or {})
     alpha = state.wise_alpha(engine, rec)[0] if "wise" in variants else 1.0  # the alpha chosen on Results
-    c1, c2, c3 = st.columns([2, 2, 1.4])
+    c1, c2, c3 = layout.cells(3)
     with c1:
         first = model_picker(rec, variants, "a", "wise" if "wise" in variants else "fine_tuned", alpha, "Model")
     with c3:

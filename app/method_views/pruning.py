@@ -9,7 +9,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app import components
+from app import layout
 from app.method_views import register_view
 from engine.claims import points_diff
 
@@ -38,7 +38,7 @@ def trials_chart(df: pd.DataFrame, best_trial: int | None) -> alt.Chart:
 @register_view("pruning")
 def pruning_view(engine, rec, summary: dict) -> None:
     if summary.get("sparsity") is not None:
-        row = components.tiles()
+        row = layout.tiles()
         row.metric("Sparsity (prunable weights)", f"{100 * summary['sparsity']:.1f}%", width="content")
         s = summary.get("structured")
         if s:

@@ -8,7 +8,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app import components, state
+from app import layout, state
 from app.charts import FIT_WIDTH, METRIC_COLORS
 from app.method_views import points_delta, register_view
 from engine.claims import split_sizes
@@ -104,7 +104,7 @@ def wise_ft_view(engine, rec, summary: dict) -> None:
             point = load_run(Path(rec.run_dir), engine.datasets_dir).wise_point(alpha)
         cache[(rec.id, round(alpha, 4))] = point
     end = curve[-1]
-    row = components.tiles()
+    row = layout.tiles()
     for k, label in ACC.items():
         if point.get(k) is not None:
             delta = {} if end.get(k) is None else points_delta(point[k], end[k], "fine-tuned")

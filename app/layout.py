@@ -1,0 +1,29 @@
+"""Rows that fit any window. Streamlit's st.columns(n) keeps n columns however narrow the page: on a
+1024 px projector or a 1000 px laptop window with the sidebar open, labels, values and buttons in them
+were cut ("Start trai...", "Para... 11...", "SGD with mor"). These rows wrap instead: their items
+keep a readable width and move to the next line when the page is narrow."""
+
+from __future__ import annotations
+
+import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
+
+
+def tiles() -> DeltaGenerator:
+    """A row for metric tiles: give each st.metric(..., width="content"); the tiles keep their words
+    whole and wrap onto more lines on a narrow page."""
+    return st.container(horizontal=True, wrap=True, gap="medium")
+
+
+def cells(n: int) -> list[DeltaGenerator]:
+    """`n` containers side by side sharing the row's width equally, like st.columns(n), that wrap onto
+    more lines when the page is too narrow for n of Streamlit's minimum item width (about 150 px). An
+    empty cell keeps its share of the width, so a row of inputs lines up with the row above."""
+    row = st.container(horizontal=True, wrap=True)
+    return [row.container(width="stretch") for _ in range(n)]
+
+
+def button_row() -> DeltaGenerator:
+    """A row whose buttons are as wide as their words (st.columns cut them on a narrow page); put a note
+    beside them with row.container(width="stretch")."""
+    return st.container(horizontal=True, vertical_alignment="center")
