@@ -508,3 +508,25 @@ def test_file_names_shown_as_they_are_with_break_points():
         assert re.sub(r"\\(.)", r"\1", text) == name
         assert re.search(r"(?<!\\)[*`$\[\]~|<>&]", text) is None, shown
         assert not re.match(r"\s*([#+-]+|\d+[.)])(\s|$)", text), "no list or heading"
+
+
+def test_exporting_keeps_the_attribution_choices(wise_run):
+    """A new user picked three methods and an overlay strength, pressed Export and verify on the Export tab, and
+    came back to Attributions to find the methods reset and the overlay at 0 (kept so across a refresh)."""
+    studio, run_id = wise_run
+    at = open_page(run_id)
+    at.pills(key="explain_methods").set_value(["saliency", "grad_cam"])
+    at.slider(key="explain_strength").set_value(0.4)
+    at.run()
+    at.session_state["explain_tab"] = "Export"
+    at.run()
+    at.button(key=f"export_{run_id}").click().run()
+    no_problems(at)
+    at.session_state["explain_tab"] = "Attributions"
+    at.run()
+    no_problems(at)
+    assert at.pills(key="explain_methods").value == ["saliency", "grad_cam"]
+    assert at.slider(key="explain_strength").value == 0.4
+    # and the browser is told so: a value Streamlit only holds (set_value false) is not what the browser draws
+    # when it has forgotten the widget (a closed tab): it draws its own default and sends that back
+    assert at.pills(key="explain_methods").proto.set_value and at.slider(key="explain_strength").proto.set_value

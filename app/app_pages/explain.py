@@ -803,8 +803,11 @@ def keep_widget_state() -> None:
     warn about a value set both ways."""
     for key in [k for k in st.session_state if isinstance(k, str) and k.startswith(KEPT)]:
         widget = key[len(KEPT):]
-        if widget not in st.session_state:
-            st.session_state[widget] = st.session_state[key]
+        # set in this run, even when present: a value Streamlit holds from an earlier run (put back by an
+        # earlier run of this function while another tab was open) reaches the browser only when it was set
+        # in the run that draws the widget; else the browser drew its own default (no methods, overlay 0),
+        # as a new user saw after Export and verify, and sent that back
+        st.session_state[widget] = st.session_state.get(widget, st.session_state[key])
     for key in [k for k in st.session_state if isinstance(k, str) and k.startswith(KEPT_WIDGETS)]:
         st.session_state[KEPT + key] = st.session_state[key]
     for key in (METHODS_KEY, TARGET_KEY, STRENGTH_KEY, TAB_KEY):
