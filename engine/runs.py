@@ -106,6 +106,20 @@ def load_structured(path: Path) -> tuple[nn.Module, RunConfig, dict]:
     return model.eval(), cfg, meta
 
 
+def start_model(cfg: RunConfig, classes: list[str]) -> nn.Module:
+    """The run's starting point as training began: its pretrained (or checkpoint) backbone with the new
+    head drawn as the run drew it (the global RNG seeded with the run's seed right before building, as
+    engine.train does; the caller's RNG is left as it was). The same head in every process: Explain's
+    "starting model" answered "grid (19%)" before a restart and "zigzagged (24%)" after it. In eval mode.
+    Raises StudioError when the starting weights cannot be read (a checkpoint since deleted, ImageNet
+    weights offline)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model, _ = build_model(cfg.backbone.name, len(classes), cfg.backbone.pretrained, cfg.backbone.checkpoint,
+                               classes=list(classes))
+    return model.eval()
+
+
 class FinishedRun:
     """A finished run, loaded once: config, classes, summary, its data (decoded on first use) and
     its model variants. `lock` serialises use of the shared models across dashboard sessions."""
@@ -163,9 +177,7 @@ class FinishedRun:
         if variant == "start":
             if (self.run_dir / "theta0.safetensors").is_file():
                 return model_from_state(self.cfg, len(self.classes), self.wise_states()[0])
-            model, _ = build_model(self.cfg.backbone.name, len(self.classes), self.cfg.backbone.pretrained,
-                                   self.cfg.backbone.checkpoint, classes=list(self.classes))
-            return model.eval()
+            return start_model(self.cfg, list(self.classes))
         theta_0, theta_1, masks = self.wise_states()
         model = model_from_state(self.cfg, len(self.classes), interpolate_state(theta_0, theta_1, alpha, masks))
         if self.cfg.methods["wise_ft"].recalibrate_bn and 0.0 < alpha < 1.0:  # the ends are the saved models

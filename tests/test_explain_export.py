@@ -308,3 +308,26 @@ def test_the_cards_configuration_names_a_local_dataset_by_its_file_name_not_its_
     upload = RunConfig.from_dict({"data": {"source": "upload:" + "a" * 64, "source_name": "mine.zip"}},
                                  validated=False)
     assert card_config_yaml(upload) == upload.to_yaml()
+
+
+def test_the_starting_model_is_the_runs_own_start_whatever_came_before():
+    """Explain's "starting model" answered "grid (19%)" before a restart of the dashboard and "zigzagged (24%)"
+    after it: its new head was drawn from whatever state the random generator was in."""
+    import torch
+
+    from engine.backbones import build_model
+    from engine.config import RunConfig, apply_overrides
+    from engine.runs import start_model
+
+    cfg = apply_overrides(RunConfig(), ["backbone.name=resnet18", "backbone.pretrained=bundled", "seed=3"])
+    classes = ["a", "b", "c"]
+    torch.manual_seed(123)
+    first = start_model(cfg, classes).state_dict()
+    torch.manual_seed(999)
+    before = torch.get_rng_state()
+    second = start_model(cfg, classes).state_dict()
+    assert torch.equal(before, torch.get_rng_state()), "the caller's random state is left as it was"
+    torch.manual_seed(cfg.seed)  # as engine.train draws the run's model
+    trained_from = build_model(cfg.backbone.name, len(classes), cfg.backbone.pretrained, classes=classes)[0].state_dict()
+    for key in first:
+        assert torch.equal(first[key], second[key]) and torch.equal(first[key], trained_from[key]), key
