@@ -663,6 +663,8 @@ def test_a_preset_sets_the_whole_config_and_keeps_the_dataset(studio, tiny_bytes
     assert badge in texts(at.markdown), "the preset's card is marked in use"
     # the success line sits below every card: a new user saw no word at the button pressed, so a toast says it
     assert any(f"Preset **{PRESETS[preset].title}** applied." in t.value for t in at.toast)
+    # and the card itself, under its button (a toast passes; at 1024 px the line below the cards is out of sight)
+    assert sum(s.startswith("Applied: the settings below") for s in texts(at.success)) == 1
     if preset == "quick_demo":
         assert (cfg.backbone.name, cfg.data.image_size, cfg.train.epochs, cfg.train.batch_size) == ("resnet18", 64, 20, 4)
         assert cfg.optim.linear_probe_epochs == 2

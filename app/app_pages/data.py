@@ -283,7 +283,7 @@ def dataset_report(engine) -> datasets.DataCheck | None:
                    f"{n_split.get('train', 0):,} of the {cap:,} training images, the rest left out at random "
                    "(seeded). The Training figure, the chart and the table count the ones used.")
 
-    left, right = st.columns([2, 3])
+    left, right = layout.cells(2)  # the counts, then the pictures: one above the other on a narrow page
     with left:
         st.altair_chart(charts.class_counts_chart(charts.class_counts_frame(split)), width="stretch")
         counts = {k: split[k] for k in ("train", "val", "test") if k in split}
@@ -435,9 +435,11 @@ def quick_start(engine) -> None:
     """One click from the data to a first run, with the settings as they are (the Quick demo preset
     unless the user changed them)."""
     from engine.methods import METHODS
+    from engine.optim import frozen_words
 
     cfg = state.config()
     methods = ", ".join(METHODS[m].title for m in cfg.enabled_methods() if m in METHODS) or "no extra method"
+    frozen = frozen_words(cfg.optim, cfg.backbone.pretrained)  # as the Train page and the sidebar say it
     problems = state.config_problems(cfg)
     with st.container(border=True):
         components.few_steps_notice(cfg, "data", problems)  # above the button: read before a run starts
@@ -448,8 +450,8 @@ def quick_start(engine) -> None:
         row.container(width="stretch").caption(
             ("Queues a run, which starts after the one in progress, " if busy else "Starts a run ")
             + f"with the current settings: {state.backbone_title(cfg.backbone.name)} ({state.weights_words(cfg)}), "
-            f"{state.epochs_words(cfg.to_dict())}, {cfg.data.image_size} px, {methods}. Change them first on "
-            "*Model and methods* if you like.")
+            f"{state.epochs_words(cfg.to_dict())}, {cfg.data.image_size} px, {methods}"
+            + (f", {frozen}" if frozen else "") + ". Change them first on *Model and methods* if you like.")
     if clicked:
         out = state.attempt("starting the run", state.start_run, engine)
         if out.ok:

@@ -427,10 +427,10 @@ def attributions_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
             st.caption(gradcam_note(b.model, b.cfg.data.image_size))
     truth = classes[int(pred["labels"][index])]
     clean = _hwc(b.data.val.images[index])
-    head = st.columns([3, 2], vertical_alignment="center")
+    head = layout.cells(2)
     head[0].markdown(f"**{state.md_text(pred['files'][index])}**, true class **{state.md_text(truth)}**. Each row is one model, each column one method; "
                      "bright = strong influence on the score.")
-    head[1].image(colour_bar(), caption="low → high influence", width=256)
+    head[1].image(colour_bar(), caption="low → high influence", width="stretch")  # a fixed 256 px overflowed
     pretrained_src = rec.config.get("backbone", {}).get("pretrained")
     for r in rows:
         if "error" in r:

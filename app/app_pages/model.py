@@ -81,7 +81,7 @@ def _apply_preset(key: str) -> None:
                 f" It trains {backbone_title(after.backbone.name)}, so it starts from "
                 f"{state.WEIGHTS_TEXT.get(after.backbone.pretrained, after.backbone.pretrained)}, not from your "
                 f"checkpoint (made for {backbone_title(before.backbone.name)}).")
-    st.session_state["preset_applied"] = (PRESETS[key].title, note)
+    st.session_state["preset_applied"] = (key, note)
 
 
 def _lr_auto_on() -> None:
@@ -96,6 +96,7 @@ def presets_section() -> None:
     in_use = [k for k, p in PRESETS.items() if state.is_preset(p, cfg)]  # once a rerun: each looks at the data
     demos = [k for k in PRESETS if k.endswith("_demo") and k not in ("quick_demo", "standard_demo")]
     general = [k for k in PRESETS if k not in demos]
+    applied = st.session_state.pop("preset_applied", None)  # (key, note) of the preset just applied
     for group in (general, demos):
         if group is demos and demos:
             st.caption("Method demos: each shows what one method does; run the Standard demo on the same data "
@@ -103,17 +104,18 @@ def presets_section() -> None:
         # at most four to a row (words stay whole), the rows as even as they go: five are 3 + 2, not 4 + 1
         per_row = math.ceil(len(group) / math.ceil(len(group) / 4)) if group else 4
         for row in (group[i:i + per_row] for i in range(0, len(group), per_row)):
-            draw_preset_row(row, in_use, per_row)
+            draw_preset_row(row, in_use, per_row, applied=applied[0] if applied else None)
     preset = state.preset_of(cfg, among=[PRESETS[k] for k in in_use])  # the one a run is named after
     recipe = preset.apply(cfg) if preset is not None else None
     if recipe is not None and recipe.train.batch_size != cfg.train.batch_size:  # its card: the sample's recipe
         st.caption(f":material/tune: {preset.title} is in use fitted to your dataset: batch {cfg.train.batch_size} "
                    f"at learning rate {cfg.optim.lr:g} instead of its {recipe.train.batch_size} at "
                    f"{recipe.optim.lr:g}, for more optimiser steps an epoch on your images.")
-    applied = st.session_state.pop("preset_applied", None)
     if applied:
-        title, note = applied
-        # the line below sits under every card, out of sight of the button pressed: a toast says it where one looks
+        key, note = applied
+        title = PRESETS[key].title
+        # the line below sits under every card, out of sight of the button pressed: the card and a toast say it
+        # where one looks
         st.toast(f"Preset **{title}** applied.", icon=":material/check:")
         st.success(f"Preset **{title}** applied.{note} Every setting below can still be changed.", icon=":material/check:")
 
@@ -121,11 +123,12 @@ def presets_section() -> None:
 PRESET_CARD_PX = 190  # four cards to a line at 1280 px, two at 1000 px (a projector's 1024 x 768)
 
 
-def draw_preset_row(keys: list[str], in_use: list[str], columns: int = 4) -> None:
+def draw_preset_row(keys: list[str], in_use: list[str], columns: int = 4, applied: str | None = None) -> None:
     """Preset cards of one width (PRESET_CARD_PX) in a row that wraps, as many to a line as the page holds
     (`columns` is the most the caller wants on one line at 1280 px): title (marked when it is in `in_use`,
-    the presets the settings are), what it does, its button. Four equal columns on a 1000 px window
-    broke "Measured here" into "Mea / sure / d here"."""
+    the presets the settings are), what it does, its button, and under it "Applied" when it is `applied`,
+    the preset just applied (the message below every card was out of sight of the button pressed). Four
+    equal columns on a 1000 px window broke "Measured here" into "Mea / sure / d here"."""
     row = st.container(horizontal=True, wrap=True, vertical_alignment="distribute", gap="small")
     for key in keys[:columns]:
         preset = PRESETS[key]
@@ -141,6 +144,8 @@ def draw_preset_row(keys: list[str], in_use: list[str], columns: int = 4) -> Non
                         st.markdown(preset.details())
                 st.button(f"Use {preset.title}", key=f"preset_{key}", icon=icon(key), on_click=_apply_preset,
                           args=(key,), width="stretch")  # the card's width: a narrow window wraps words, not letters
+                if key == applied:
+                    st.success("Applied: the settings below are now this preset's.", icon=":material/check:")
 
 
 # ---- backbone ---------------------------------------------------------------------------------
