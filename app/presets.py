@@ -48,7 +48,8 @@ def recipe_drift(cfg: RunConfig, train_images: int = SAMPLE_TRAIN_IMAGES, min_st
     # named: the preset this run most likely came from (its methods, then its head-only epochs and frozen
     # blocks: a method demo, not the Quick demo it shares its recipe with), then the shortest recipe
     share, preset, ref, ref_steps = max(matches, key=lambda m: (
-        m[2].enabled_methods() == cfg.enabled_methods(), m[2].optim.linear_probe_epochs == cfg.optim.linear_probe_epochs,
+        m[2].enabled_methods() == cfg.enabled_methods(),
+        m[2].optim.linear_probe_epochs == cfg.optim.linear_probe_epochs,
         m[2].optim.freeze_blocks == cfg.optim.freeze_blocks, m[0]))
     ref_head = min(ref.optim.linear_probe_epochs, ref.train.epochs)
     ref_whole = ref.train.epochs - ref_head

@@ -328,6 +328,7 @@ def test_the_starting_model_is_the_runs_own_start_whatever_came_before():
     second = start_model(cfg, classes).state_dict()
     assert torch.equal(before, torch.get_rng_state()), "the caller's random state is left as it was"
     torch.manual_seed(cfg.seed)  # as engine.train draws the run's model
-    trained_from = build_model(cfg.backbone.name, len(classes), cfg.backbone.pretrained, classes=classes)[0].state_dict()
+    trained_from = build_model(cfg.backbone.name, len(classes), cfg.backbone.pretrained,
+                               classes=classes)[0].state_dict()
     for key in first:
         assert torch.equal(first[key], second[key]) and torch.equal(first[key], trained_from[key]), key
