@@ -17,8 +17,8 @@ def tiles() -> DeltaGenerator:
 
 def cells(n: int) -> list[DeltaGenerator]:
     """`n` containers side by side sharing the row's width equally, like st.columns(n), that wrap onto
-    more lines when the page is too narrow for n of Streamlit's minimum item width (about 150 px). An
-    empty cell keeps its share of the width, so a row of inputs lines up with the row above."""
+    more lines when the page is too narrow for n of Streamlit's minimum item width (about 150 px). A cell
+    left empty is not drawn (Streamlit drops empty containers): the others share its width."""
     row = st.container(horizontal=True, wrap=True)
     return [row.container(width="stretch") for _ in range(n)]
 

@@ -551,7 +551,7 @@ def render() -> None:
         st.warning(guess_warning(chance), icon=":material/warning:")
     variants = offered_models(available_variants(Path(run_dir)), summary.value or {})
     alpha = state.wise_alpha(engine, rec)[0] if "wise" in variants else 1.0  # the alpha chosen on Results
-    c1, c2, c3 = layout.cells(3)
+    c1, c2, c3 = st.columns([2, 2, 1.4])  # fixed: an empty wrapping cell collapses, and Compare would jump
     with c1:
         first = model_picker(rec, variants, "a", "wise" if "wise" in variants else "fine_tuned", alpha, "Model")
     with c3:
