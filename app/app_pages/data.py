@@ -443,7 +443,7 @@ def quick_start(engine) -> None:
     problems = state.config_problems(cfg)
     with st.container(border=True):
         components.few_steps_notice(cfg, "data", problems)  # above the button: read before a run starts
-        row = st.container(horizontal=True, vertical_alignment="center")  # the button as wide as its words
+        row = layout.button_row()  # the button as wide as its words
         busy = bool(engine.active_runs())
         clicked = row.button("Add to the queue" if busy else "Train now", type="primary", icon=":material/play_arrow:",
                              key="quick_start", disabled=problems is not None)

@@ -723,7 +723,7 @@ def export_tab(engine, rec, b, summary: dict) -> None:
         return
     may_write = state.attempt("checking your access to this run", engine.authorize, rec.id, state.user(),
                               write=True, show=False).ok
-    row = st.container(horizontal=True, vertical_alignment="center")  # the button as wide as its words
+    row = layout.button_row()  # the button as wide as its words
     clicked = row.button("Export and verify", type="primary", icon=":material/package_2:", key=f"export_{rec.id}",
                          disabled=not may_write)
     folder = out_dir.relative_to(run_dir.resolve()).as_posix()
@@ -798,8 +798,9 @@ def no_finished_run(runs) -> None:
 
 def keep_widget_state() -> None:
     """Streamlit forgets a widget's value after a run that does not draw it (a closed tab, another
-    page). Each run starts by copying this page's widget values to keys of its own, and putting
-    back those it forgot. Defaults are seeded here, not in the widgets, so that Streamlit does not
+    page). Each run starts by setting every kept widget value again (the browser's own where it sent
+    one, else the copy: a value set in the run that draws the widget is the one the browser shows),
+    then copying the values to keys of its own. Defaults are seeded here, not in the widgets, so that Streamlit does not
     warn about a value set both ways."""
     for key in [k for k in st.session_state if isinstance(k, str) and k.startswith(KEPT)]:
         widget = key[len(KEPT):]

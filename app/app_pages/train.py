@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import components, state
+from app import components, layout, state
 from engine.errors import StudioError
 from engine.methods import METHODS
 from engine.optim import frozen_words
@@ -107,7 +107,7 @@ def start_section(engine) -> None:
         twin = state.same_settings_active(engine, cfg) if busy else None
         # the button as wide as its words (a fixed first column cut "Start trai..." on a 1000 px window), the
         # note beside it in the rest of the line
-        row = st.container(horizontal=True, vertical_alignment="center")
+        row = layout.button_row()
         row.button("Add to the queue" if busy else "Start training", type="secondary" if twin else "primary",
                    icon=":material/play_arrow:", on_click=_start, key="start", disabled=problems is not None)
         beside = row.container(width="stretch")
@@ -153,7 +153,7 @@ def queue_view(engine, watched: str | None) -> None:
         if rec is None:
             st.caption(":material/schedule: another user's run")
             continue
-        row = st.container(horizontal=True, vertical_alignment="center")
+        row = layout.button_row()
         row.container(width="stretch").markdown(f":material/schedule: {state.md_text(labels[rec.id])}")
         row.button("Cancel", key=f"cancel_{run_id}", on_click=engine.stop, args=(run_id, state.user()))
 
@@ -216,7 +216,7 @@ def live_section(engine) -> None:
             return
         follow_queued_run(engine, run_id, run.status)
         # the name in the rest of the line, the button as wide as its words (a sixth of a narrow page cut them)
-        row = st.container(horizontal=True, vertical_alignment="center")
+        row = layout.button_row()
         title = f"#### {state.STATUS_ICONS.get(run.status, '')} {state.md_text(run.name)}"
         row.container(width="stretch").markdown(title)
         if run.status in ("queued", "running"):

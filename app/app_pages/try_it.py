@@ -508,7 +508,7 @@ def kept_or_new(engine, kind: str, given: list[tuple[str, bytes]],
         return [], False
     kept = state.kept_try_inputs(kind)
     if kept:
-        row = st.container(horizontal=True, vertical_alignment="center")  # the button as wide as its word
+        row = layout.button_row()  # the button as wide as its word
         names = state.md_text(", ".join(name for name, _ in kept))
         row.container(width="stretch").caption(f":material/history: Kept from before: {names}. {replace_hint}")
         if row.button("Clear", key=f"try_clear_{kind}", icon=":material/close:"):
