@@ -28,8 +28,9 @@ def recipe_drift(cfg: RunConfig, train_images: int = SAMPLE_TRAIN_IMAGES, min_st
     size below `min_step_share` of the preset's own count on SAMPLE_TRAIN_IMAGES. Head-only (linear-probe)
     epochs do not count: a new user's Quick demo cut to 3 epochs, 2 of them head-only, stayed near
     guessing, while 4 epochs at the same rate with every epoch end to end reached 59.6% test (README,
-    "Against the peers"). Frozen blocks do not change the count. The warning names the preset the run most
-    likely started from (the same methods, head-only epochs and frozen blocks). None when nothing drifted."""
+    "Against the peers"). Frozen blocks do not change the count; the warning says which blocks the preset
+    trains. It names the preset the run most likely started from (the same methods, head-only epochs and
+    frozen blocks). None when nothing drifted."""
     if cfg.optim.lr_auto:
         return None
     head_only = min(cfg.optim.linear_probe_epochs, cfg.train.epochs)
@@ -59,8 +60,11 @@ def recipe_drift(cfg: RunConfig, train_images: int = SAMPLE_TRAIN_IMAGES, min_st
         return f"{n} epoch{'' if n == 1 else 's'}"
 
     after = lambda n: f" after {epochs(n)} of the head alone" if n else ""  # noqa: E731
+    frozen = ref.optim.freeze_blocks
+    trained = (f"the network past its first {frozen} block{'' if frozen == 1 else 's'} (kept at their pretrained "
+               "weights)") if frozen else "the whole network"
     return (f"The learning rate {cfg.optim.lr:g} (effective {cfg.effective_lr:.3g}) was chosen for the "
-            f"{preset.title} preset, which trains the whole network for {ref_steps} optimiser steps "
+            f"{preset.title} preset, which trains {trained} for {ref_steps} optimiser steps "
             f"({epochs(ref_whole)} of batch {ref.train.batch_size} on the sample's {SAMPLE_TRAIN_IMAGES} training "
             f"images{after(ref_head)}). This run trains it for {steps} ({epochs(whole)} of batch "
             f"{cfg.train.batch_size} on {train_images} images{after(head_only)}; {share:.2g}x as many). A rate "

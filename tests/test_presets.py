@@ -171,7 +171,10 @@ def test_a_presets_rate_on_a_much_shorter_run_is_flagged():
     assert recipe_drift(small) is None and "Small model" in recipe_drift(apply_overrides(small, ["train.epochs=2"]))
     fastest = PRESETS["fastest"].apply(RunConfig())  # the Quick demo's rate, 4 epochs end to end
     assert recipe_drift(fastest) is None and recipe_drift(apply_overrides(fastest, ["train.epochs=2"])) is None
-    assert "Fastest model" in recipe_drift(apply_overrides(fastest, ["train.epochs=1"]))
+    cut = recipe_drift(apply_overrides(fastest, ["train.epochs=1"]))
+    assert "Fastest model" in cut and "past its first 2 blocks (kept at their pretrained weights)" in cut, cut
+    assert "whole network" not in cut, "the Fastest preset freezes the stem and first stage: said as it is"
+    assert "trains the whole network for 216" in text, "the Quick demo freezes nothing"
     # 4 epochs at this rate, every one end to end and nothing frozen, measured well (59.6% test): no warning,
     # whatever the frozen blocks; the head-only epochs are what leave a Quick demo cut short near guessing
     for frozen in (0, 1, 2):
