@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from app.state import plural
 from engine.config import RunConfig, few_batches
 from engine.presets import DEFAULT_PRESET, PRESETS, Preset, offline_pretrained, quick_demo
 
@@ -56,13 +57,11 @@ def recipe_drift(cfg: RunConfig, train_images: int = SAMPLE_TRAIN_IMAGES, min_st
     ref_whole = ref.train.epochs - ref_head
     whole = cfg.train.epochs - head_only
 
-    def epochs(n: int) -> str:
-        return f"{n} epoch{'' if n == 1 else 's'}"
-
+    epochs = lambda n: plural(n, "epoch")  # noqa: E731
     after = lambda n: f" after {epochs(n)} of the head alone" if n else ""  # noqa: E731
     frozen = ref.optim.freeze_blocks
-    trained = (f"the network past its first {frozen} block{'' if frozen == 1 else 's'} (kept at their pretrained "
-               "weights)") if frozen else "the whole network"
+    trained = (f"the network past its first {plural(frozen, 'block')} (kept at their pretrained weights)"
+               if frozen else "the whole network")
     return (f"The learning rate {cfg.optim.lr:g} (effective {cfg.effective_lr:.3g}) was chosen for the "
             f"{preset.title} preset, which trains {trained} for {ref_steps} optimiser steps "
             f"({epochs(ref_whole)} of batch {ref.train.batch_size} on the sample's {SAMPLE_TRAIN_IMAGES} training "
