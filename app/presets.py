@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from app.state import plural
 from engine.config import RunConfig, few_batches
 from engine.presets import DEFAULT_PRESET, PRESETS, Preset, offline_pretrained, quick_demo
+from engine.words import plural
 
 ICONS: dict[str, str] = {"quick_demo": ":material/bolt:", "fastest": ":material/speed:",
                          "robust": ":material/shield:", "small_model": ":material/compress:",

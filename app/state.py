@@ -38,6 +38,7 @@ from engine.config import (CORE_SECTIONS, NEEDS_FIXING, RunConfig, is_list_type,
 from engine.paths import ASSETS_DIR, SAMPLE_DATASET, UPLOAD_PREFIX, default_data_dir, resolve_path, upload_ref
 from engine.errors import StudioError
 from engine.presets import DEFAULT_PRESET, PRESETS, config_changes, fit_to_data, is_recipe
+from engine.words import plural  # noqa: F401  (the pages use it as state.plural)
 from engine.worker import Engine
 
 CFG_KEY = "cfg"
@@ -1069,6 +1070,3 @@ def extra_epochs_words(config: dict) -> str:
             return f" + {plural(n, 'epoch')} fine-tuning the smaller model (structured pruning)"
     return ""
 
-
-def plural(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")

@@ -43,6 +43,7 @@ from engine.resume import RESUME_FILE, check_resumable
 from engine.run_data import load_user_ood, prepare_data
 from engine.store import RunStore
 from engine.train import train
+from engine.words import plural
 
 
 class ConsoleReporter(Reporter):
@@ -689,7 +690,7 @@ def _run_facts(r) -> str:
     if r.status != "finished" and isinstance(done, int) and done != epochs:
         facts.append(f"{done} of {epochs} epochs")
     else:
-        facts.append(f"{epochs} epoch{'' if epochs == 1 else 's'}")
+        facts.append(plural(epochs, "epoch"))
     for key, words in (("test_acc", "test"), ("val_acc", "val"), ("best_val_acc", "best val")):
         if isinstance(summary.get(key), (int, float)) and math.isfinite(summary[key]):
             facts.append(f"{words} {100 * summary[key]:.1f}%")
@@ -857,11 +858,11 @@ def _predict(args: argparse.Namespace) -> int:
         return 1
     replaced = Path(args.out).is_file()  # said: a second predict replaced the first one's CSV without a word
     out = write_csv(result, Path(args.out), top_k)
-    print(f"{n} image{'' if n == 1 else 's'} predicted in {result.seconds:.1f}s ({result.images_per_sec:.1f} img/s); "
+    print(f"{plural(n, 'image')} predicted in {result.seconds:.1f}s ({result.images_per_sec:.1f} img/s); "
           f"answers flagged: {result.flag_words()}; predictions: {out}"
           + (" (it replaced the file of that name; --out FILE writes elsewhere)" if replaced else ""))
     if result.skipped:
-        print(f"{len(result.skipped)} file{'' if len(result.skipped) == 1 else 's'} skipped:")
+        print(f"{plural(len(result.skipped), 'file')} skipped:")
         for s in result.skipped:
             print(f"  {s.path}: {s.reason}")
     if result.unknown_folders:

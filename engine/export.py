@@ -31,6 +31,7 @@ from engine.evaluate import FlipAverage, predict
 from engine.methods import METHODS
 from engine.runs import load_structured, model_from_state
 from engine.structured import save_structured
+from engine.words import plural
 
 
 @dataclass
@@ -265,7 +266,7 @@ def training_lines(cfg: RunConfig, summary: dict[str, Any]) -> list[str]:
     from engine.optim import frozen_words
 
     lines = ["## Training",
-             f"- {cfg.train.epochs} epoch{'' if cfg.train.epochs == 1 else 's'}, batch {cfg.train.batch_size}, "
+             f"- {plural(cfg.train.epochs, 'epoch')}, batch {cfg.train.batch_size}, "
              f"{choice_label(cfg.optim, 'optimizer')}, lr {cfg.optim.lr:g} "
              f"(momentum {cfg.optim.momentum:g}, effective lr {cfg.effective_lr:g}), schedule "
              f"{cfg.optim.schedule.replace('_', ' ')}; {augmentation_words(cfg.train)}"

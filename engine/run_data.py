@@ -16,6 +16,7 @@ from engine.config import RunConfig
 from engine.data import DataSplits, ImageSet, ZipLimits, load_dataset, load_ood_dataset
 from engine.paths import resolve_path
 from engine.security import LimitExceeded
+from engine.words import plural
 
 
 def zip_limits(limits=None) -> ZipLimits:
@@ -46,9 +47,9 @@ def check_data_limits(cfg: RunConfig, data: DataSplits, limits) -> None:
     budget = cfg.train.epochs * len(data.train)
     if limits.max_epoch_images and budget > limits.max_epoch_images:
         most = max(1, limits.max_epoch_images // max(len(data.train), 1))
-        raise LimitExceeded(f"{cfg.train.epochs} epoch{'' if cfg.train.epochs == 1 else 's'} x {len(data.train):,} "
+        raise LimitExceeded(f"{plural(cfg.train.epochs, 'epoch')} x {len(data.train):,} "
                             f"training images is over this server's budget of {limits.max_epoch_images:,} image-epochs "
-                            f"per run: use at most {most} epoch{'' if most == 1 else 's'}.")
+                            f"per run: use at most {plural(most, 'epoch')}.")
 
 
 def subsample_train(splits: DataSplits, per_class: int, seed: int) -> DataSplits:
