@@ -1,11 +1,12 @@
 """The dashboard in a real browser: `run_app.py` on a free port, headless Debian Chromium via Playwright.
 
 Uploads part of the sample zip (its first 20 images per class) and an OOD zip, checks that a page refresh
-keeps the draft (dataset, OOD set, method, settings), starts a quick run, waits for the live chart and the finish, checks that a second tab sees the
-same running job, chooses a WiSE-FT alpha on Results and finds it on Explain and Export, restarts the server and finds the earlier upload offered again, starts a second
-run on other data from the Data page and sees Compare show the datasets, flag the mix and fit the
-page; takes a photo with Chromium's fake camera on Try it and finds it answered, and kept across a
-refresh; saves a screenshot of every page to tests/_artifacts/screenshots/ (git-ignored).
+keeps the draft (dataset, OOD set, method, settings), starts a quick run, waits for the live chart and the
+finish, checks that a second tab sees the same running job, chooses a WiSE-FT alpha on Results and finds it on
+Explain and Export, restarts the server and finds the earlier upload offered again, starts a second run on
+other data from the Data page and sees Compare show the datasets, flag the mix and fit the page; takes a photo
+with Chromium's fake camera on Try it and finds it answered, and kept across a refresh; saves a screenshot of
+every page to tests/_artifacts/screenshots/ (git-ignored).
 Skipped where Chromium or Playwright is missing.
 """
 
