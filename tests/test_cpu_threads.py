@@ -91,7 +91,7 @@ def test_an_automatic_cpu_run_records_its_threads_and_gives_the_callers_back(tmp
         return devices.CpuThreads(1, 1.0, 2, 2)
 
     monkeypatch.setattr(engine_train, "auto_cpu_threads", fake)
-    data = write_tiny_zip(tmp_path / "d.zip")
+    data = write_tiny_zip(tmp_path / "d.zip", per_class=6)  # what is checked is the threads: the fewest images
     (tmp_path / "run").mkdir(), (tmp_path / "run2").mkdir()
     before = torch.get_num_threads()
     torch.set_num_threads(2)
@@ -153,7 +153,7 @@ def test_a_cpu_quota_caps_the_threads_of_runs_predictions_and_the_dashboard(tmp_
     default of one thread per physical core would oversubscribe it. The command line and the engine
     lower torch's threads to the quota, an automatic run starts from it, and the dashboard's refresh
     interval and sidebar count it; an explicit `train.threads` is still the user's."""
-    data = write_tiny_zip(tmp_path / "d.zip")
+    data = write_tiny_zip(tmp_path / "d.zip", per_class=6)  # what is checked is the threads: the fewest images
     code = f"""
 import json, torch
 from engine import devices
@@ -201,7 +201,7 @@ def test_a_burst_of_load_at_the_start_costs_seconds_not_an_epoch(tmp_path, monke
     monkeypatch.setattr(engine_train, "start_load_sample", lambda: next(loads))
     monkeypatch.setattr(engine_train, "EARLY_THREADS_CHECK_S", 0.0)
     monkeypatch.setattr(devices, "usable_cpus", lambda: 2)
-    data = write_tiny_zip(tmp_path / "d.zip")
+    data = write_tiny_zip(tmp_path / "d.zip", per_class=6)  # what is checked is the threads: the fewest images
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
