@@ -25,7 +25,7 @@ def engine(tmp_path):
 
 
 def test_engine_runs_a_job_in_the_background_and_stores_everything(engine, tiny_cfg):
-    run_id = engine.submit(tiny_cfg("train.epochs=1"))
+    run_id = engine.submit(tiny_cfg("train.epochs=1", "eval.ood=true"))
     assert engine.wait(run_id, 300) == "finished"
     rec = engine.run_record(run_id)
     summary = json.loads((Path(rec.run_dir) / "summary.json").read_text())

@@ -3,6 +3,7 @@ suite and a cheaper attack, at the end the full suite in one batch stream per se
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from app.charts import epoch_subset_caption
@@ -10,6 +11,14 @@ from engine import evaluate as ev
 from engine.data import DataReport, DataSplits, ImageSet
 from engine.evaluate import EvalSets, epoch_sets, epoch_sets_note, evaluate, final_sets, predict
 from engine.train import train
+
+
+@pytest.fixture
+def tiny_cfg(tiny_zip):
+    """conftest's tiny_cfg with OOD accuracy on: what this file tests."""
+    from conftest import tiny_config
+
+    return lambda *overrides: tiny_config(tiny_zip, "eval.ood=true", *overrides)
 
 
 def splits(n_val: int = 40, classes: int = 4, size: int = 16) -> DataSplits:

@@ -22,7 +22,7 @@ def _run(tmp_path, *overrides) -> str:
 
 
 def test_wise_ft_slider_shows_grid_and_on_demand_alphas_and_exports(studio, tmp_path):
-    run_id = _run(tmp_path, "wise_ft.enabled=true", "wise_ft.alphas=0,0.5,1")
+    run_id = _run(tmp_path, "wise_ft.enabled=true", "wise_ft.alphas=0,0.5,1", "eval.ood=true")
     at = new_app()
     at.switch_page("app_pages/results.py").run()
     no_problems(at)

@@ -39,7 +39,7 @@ class Recorder(Reporter):
 
 def test_a_plain_run_learns_and_writes_a_full_summary(tiny_cfg, tmp_path):
     rec = Recorder()
-    result = train(tiny_cfg("train.epochs=4"), rec, run_dir=tmp_path, work_dir=tmp_path / "data")
+    result = train(tiny_cfg("train.epochs=4", "eval.ood=true"), rec, run_dir=tmp_path, work_dir=tmp_path / "data")
     s = result.summary
     for key in SUMMARY_KEYS:
         assert key in s, key
@@ -192,7 +192,7 @@ def test_time_left_counts_evaluation_and_the_final_evaluation_reports_its_parts(
     rec = Recorder()
     parts = []
     rec.progress = lambda **f: parts.append(f) if f.get("phase") == "final evaluation" else None
-    result = train(tiny_cfg("train.epochs=3", "optim.linear_probe_epochs=2"), rec, work_dir=tmp_path)
+    result = train(tiny_cfg("train.epochs=3", "optim.linear_probe_epochs=2", "eval.ood=true"), rec, work_dir=tmp_path)
     ctx = result.context
     clock = ctx.eval_clock
     # the speed ahead is the whole-network epochs': not the warm-up epoch, not the cheaper head-only one

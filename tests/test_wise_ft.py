@@ -48,7 +48,8 @@ def wise_run(tiny_zip, start_ckpt, tmp_path_factory):
 
     run_dir = tmp_path_factory.mktemp("run")
     cfg = tiny_config(tiny_zip, "wise_ft.enabled=true", "wise_ft.alphas=0,0.25,0.5,0.75,1", "train.epochs=2",
-                      "backbone.pretrained=checkpoint", f"backbone.checkpoint={start_ckpt}", "wise_ft.ood_subset=4")
+                      "backbone.pretrained=checkpoint", f"backbone.checkpoint={start_ckpt}", "wise_ft.ood_subset=4",
+                      "eval.ood=true")
     res = train(cfg, Recorder_ := Recorder(), run_dir=run_dir, work_dir=run_dir / "data")
     res.streamed = Recorder_.streams.get("wise_ft", [])
     res.curve_progress = Recorder_.curve_progress
