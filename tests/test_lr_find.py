@@ -2,17 +2,12 @@
 
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from engine import lr_find
 from engine.config import RunConfig
 from engine.run_data import prepare_data
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_budget_is_a_share_of_the_run():
@@ -58,14 +53,14 @@ def test_a_diverging_sweep_stops_early_and_still_picks(tiny_cfg, tmp_path, monke
     assert math.isfinite(r.lr) and r.sweep[0] * (1 - 1e-9) <= r.lr <= r.sweep[1] * (1 + 1e-9)
 
 
-def test_lr_auto_writes_its_pick_into_the_saved_config_and_the_summary(tiny_zip, tmp_path):
-    out = tmp_path / "run"
-    p = subprocess.run(
-        [sys.executable, "-m", "engine", "train", "--data", str(tiny_zip), "--epochs", "2", "--image-size", "32",
-         "--batch-size", "8", "--pretrained", "none", "--device", "cpu", "--set", "optim.lr_auto=true",
-         "--set", "eval.ood=false", "--out", str(out), "--data-dir", str(tmp_path / "d"), "--quiet"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stderr
+def test_lr_auto_writes_its_pick_into_the_saved_config_and_the_summary(tiny_zip, tmp_path, monkeypatch):
+    from engine import cli, paths
+
+    monkeypatch.setattr(paths, "_UPLOAD_DIRS", list(paths._UPLOAD_DIRS))  # the command registers its folder
+    out = tmp_path / "run"  # the command in this process: a new one spent seconds on its imports
+    assert cli.main(["train", "--data", str(tiny_zip), "--epochs", "2", "--image-size", "32", "--batch-size", "8",
+                     "--pretrained", "none", "--device", "cpu", "--set", "optim.lr_auto=true", "--set", "eval.ood=false",
+                     "--out", str(out), "--data-dir", str(tmp_path / "d"), "--quiet"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     found = summary["lr_find"]
     saved = RunConfig.load(out / "config.yaml")
