@@ -24,8 +24,6 @@ import json
 import os
 import shutil
 import stat
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -222,11 +220,6 @@ def test_files_that_are_no_checkpoint_say_what_is_read(tmp_path):
 
 # ---- the command line ---------------------------------------------------------------------------------
 
-def _cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
-
-
 def test_cli_refuses_resnet50_weights_for_resnet18_and_loads_a_compiled_pth_tar(tiny_zip, tmp_path, capsys):
     from engine.cli import main
 
@@ -244,8 +237,8 @@ def test_cli_refuses_resnet50_weights_for_resnet18_and_loads_a_compiled_pth_tar(
     weights = {"_orig_mod." + k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}
     torch.save({"epoch": 1, "state_dict": weights}, tmp_path / "model_best.pth.tar")
     out = tmp_path / "run"
-    p = _cli(*base, "--set", f"backbone.checkpoint={tmp_path / 'model_best.pth.tar'}", "--out", str(out))
-    assert p.returncode == 0, p.stderr
+    code = main([*base, "--set", f"backbone.checkpoint={tmp_path / 'model_best.pth.tar'}", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
     report = json.loads((out / "summary.json").read_text())["load_report"]
     assert report["matched"] == len(body_keys("resnet18")) and not report["unexpected"] and not report["missing"]
     assert report["prefix"] == "_orig_mod." and report["entry"] == "state_dict"
