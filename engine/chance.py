@@ -4,7 +4,8 @@ The dashboard (app.claims_view, followed by advice in its own words), the comman
 and the model card all say the same findings with these functions: a run at or below the level of
 guessing (1 / number of classes), one above it by no more than luck on that many images (an exact
 binomial test), a validation curve that clearly peaked and fell, and held-out splits so small that
-one image moves a figure by more than 2 points. Accuracies are fractions; the texts use percents.
+one image moves a figure by more than 2 points. A class whose held-out images the model gets right far less often than the other classes' is named
+with what it was taken for. Accuracies are fractions; the texts use percents.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ PEAK_DROP_IMAGES = 3  # ... and by at least this many images: one or two is nois
 FEW_STEPS = 100  # optimiser steps: below this a fine-tuning run on a new dataset rarely gets far
 SMALL_SPLIT = 50  # held-out images: below this one image moves an accuracy by more than 2 points
 GAP_P = 0.05  # a validation-test gap that chance gives less often than this is pointed out
+WEAK_P = 0.05  # a class below the others by more than chance gives this often is named (Fisher, one-sided)
+WEAK_GAP = 0.2  # ... and by at least this much accuracy (a fraction): a significant 5-point gap is not news
+WEAK_SHOWN = 3  # at most this many weak classes named, the weakest first
 SPLIT_WORDS = {"val": "validation", "test": "test"}
 
 
@@ -215,3 +219,68 @@ def val_test_gap_words(summary: dict) -> str | None:
     return (f"Validation ({100 * val:.1f}%) and test ({100 * test:.1f}%) differ by "
             f"{abs(shown_points(val, test)):.1f} points on {n_val} and {n_test} images: if the model were equally "
             f"accurate on both, a gap at least this large would come up only {odds}.")
+
+
+@dataclass(frozen=True)
+class WeakClass:
+    """One class `weak_classes` found. `name`: the user's class name; `right` of its `images` held-out
+    images right; `others`: the accuracy (a fraction) on the other classes' images together; `taken_for`:
+    the class its images were most often answered as, and `taken`: how many of them."""
+    name: str
+    right: int
+    images: int
+    others: float
+    taken_for: str
+    taken: int
+    p: float
+
+    @property
+    def acc(self) -> float:
+        return self.right / self.images
+
+
+def weak_classes(summary: dict, split: str = "test") -> list[WeakClass]:
+    """The classes of a finished run the model gets wrong far more often than the rest on `split`
+    ("test" or "val"), from the summary's `classes` and `{split}_confusion` (rows: true class, columns:
+    answer; image counts): a class's right/wrong counts against those of all other classes' images
+    together, a one-sided Fisher exact test (scipy.stats.fisher_exact) with p < WEAK_P and an accuracy
+    at least WEAK_GAP below theirs. The weakest first, at most WEAK_SHOWN. [] when the confusion matrix
+    is missing or malformed, and when the run as a whole is at the level of guessing (`chance_finding`
+    says that, and every class would be named). Raises nothing."""
+    from scipy.stats import fisher_exact
+
+    classes, rows = summary.get("classes"), summary.get(f"{split}_confusion")
+    if not classes or not isinstance(rows, list) or len(rows) != len(classes) \
+            or any(not isinstance(r, list) or len(r) != len(classes) for r in rows):
+        return []
+    if chance_finding(summary) is not None:
+        return []
+    rows = [[int(v) for v in r] for r in rows]
+    right_all, n_all = sum(rows[i][i] for i in range(len(rows))), sum(map(sum, rows))
+    found = []
+    for i, name in enumerate(classes):
+        n, right = sum(rows[i]), rows[i][i]
+        o_n, o_right = n_all - n, right_all - right
+        if n == 0 or o_n == 0 or o_right / o_n - right / n < WEAK_GAP:
+            continue
+        p = float(fisher_exact([[right, n - right], [o_right, o_n - o_right]], alternative="less").pvalue)
+        if p >= WEAK_P:
+            continue
+        j = max((j for j in range(len(classes)) if j != i), key=lambda j: rows[i][j])
+        found.append(WeakClass(str(name), right, n, o_right / o_n, str(classes[j]), rows[i][j], p))
+    return sorted(found, key=lambda w: (w.acc, w.p))[:WEAK_SHOWN]
+
+
+def weak_class_words(summary: dict, split: str = "test") -> str | None:
+    """`weak_classes` in one finding, with their numbers: "Weaker than the other classes on the test
+    images, by more than luck on that many images: zigzagged, 1 of 8 right (12%, against 61% for the
+    others), most often taken for striped (5 of 8). ..."; None when there are none."""
+    weak = weak_classes(summary, split)
+    if not weak:
+        return None
+    parts = [f"{w.name}, {w.right} of {w.images} right ({100 * w.acc:.0f}%, against {100 * w.others:.0f}% for the "
+             f"others)" + (f", most often taken for {w.taken_for} ({w.taken} of {w.images})" if w.taken else "")
+             for w in weak]
+    return (f"Weaker than the other classes on the {SPLIT_WORDS[split]} images, by more than luck on that many "
+            f"images: " + "; ".join(parts) + ". More training images of such a class, or clearer ones, usually "
+            "help; look at what it is mistaken for.")

@@ -22,7 +22,8 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from engine.backbones import BACKBONES, WEIGHTS_TEXT, available_sources, backbone_title, build_model
-from engine.chance import ChanceCause, chance_cause, chance_finding, small_split_words, val_test_gap_words
+from engine.chance import (ChanceCause, chance_cause, chance_finding, small_split_words, val_test_gap_words,
+                           weak_class_words)
 from engine.checkpoints import new_run_id, write_json
 from engine.clock import fmt_duration, process_started_at
 from engine.config import RunConfig, apply_overrides, probe_epochs_for, smaller_batch, smaller_batch_advice
@@ -491,6 +492,9 @@ def _say_caution(summary: dict, cfg: RunConfig) -> None:
                "The two splits are drawn at random from your images: the same settings with another --seed show "
                "which of the two numbers is typical.")
         print(f"note: {gap} {why}", file=sys.stderr)
+    weak = weak_class_words(summary)
+    if weak:
+        print(f"note: {weak}", file=sys.stderr)
     small = small_split_words(summary)
     if small:
         print(f"note: {small}", file=sys.stderr)

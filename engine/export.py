@@ -22,7 +22,7 @@ import torch
 
 from engine.augment import augmentation_words, to_float
 from engine.backbones import Classifier, backbone_title
-from engine.chance import answers_words, chance_finding, small_split_words, val_test_gap_words
+from engine.chance import answers_words, chance_finding, small_split_words, val_test_gap_words, weak_class_words
 from engine.checkpoints import load_checkpoint, save_checkpoint
 from engine.config import RunConfig, shown_setting, shown_value
 from engine.corruptions import corruption_name
@@ -295,20 +295,24 @@ def caution_section(summary: dict[str, Any]) -> list[str]:
     """The card's "Caution" lines: the exported model at or near the level of guessing
     (engine.chance.chance_finding; for a WiSE-FT mix its own accuracy measured at export,
     summary["wise_measured"]), validation and test accuracies further apart than chance usually puts
-    them (engine.chance.val_test_gap_words), and figures measured on few held-out images
+    them (engine.chance.val_test_gap_words), classes the model gets wrong far more often than the others
+    (engine.chance.weak_class_words, on the test images) and figures measured on few held-out images
     (engine.chance.small_split_words); [] when none applies."""
     measured = summary.get("wise_measured") or {}
     if measured:  # the mix is what is shipped, not the fine-tuned end
         summary = dict(summary, val_acc=measured.get("val_acc"), test_acc=measured.get("test_acc"))
     found = chance_finding(summary, whose="This mix's" if measured else "This model's")
     small, gap = small_split_words(summary), val_test_gap_words(summary)
-    if found is None and not small and not gap:
+    weak = None if measured else weak_class_words(summary)  # (the mix's own confusion is not measured)
+    if found is None and not small and not gap and not weak:
         return []
     lines = ["", "## Caution"]
     if found is not None:
         lines.append(f"- {found.text} {answers_words(found.maybe)}")
     if gap:
         lines.append(f"- {gap} Which of the two holds for new images is open: more held-out images per class would tell.")
+    if weak:
+        lines.append(f"- {weak}")
     if small:
         lines.append(f"- {small}")
     return lines

@@ -605,6 +605,13 @@ def test_a_gap_between_validation_and_test_beyond_chance_is_said_with_the_comman
     said = capsys.readouterr().err
     assert "note: Validation (93.8%) and test (70.3%) differ by 23.5 points" in said and "another --seed" in said, said
     assert "Model page" not in said
+    _say_caution({"classes": ["cat", "dog", "fox"], "val_acc": 0.8, "test_acc": 0.8,
+                  "test_confusion": [[18, 1, 1], [0, 20, 0], [2, 8, 10]],  # fox: half right, often a dog
+                  "data_report": {"split_counts": {"val": {"cat": 20, "dog": 20, "fox": 20},
+                                                   "test": {"cat": 20, "dog": 20, "fox": 20}}}}, RunConfig())
+    said = capsys.readouterr().err
+    assert "note: Weaker than the other classes on the test images" in said and \
+        "fox, 10 of 20 right (50%, against 95% for the others), most often taken for dog (8 of 20)" in said, said
 
 
 def test_digit_or_letter_classes_get_the_mirroring_note_the_data_page_gives(capsys):

@@ -285,6 +285,11 @@ def test_the_card_cautions_a_gap_between_validation_and_test_beyond_chance():
     caution = card[card.index("## Caution"):]
     assert "- Validation (93.8%) and test (70.3%) differ by 23.5 points on 128 and 128 images" in caution, caution
     assert "Which of the two holds for new images is open: more held-out images per class would tell." in caution
+    assert "Weaker than the other classes" not in caution
+    weak = model_card(RunConfig(), {"classes": ["a", "b"], "val_acc": 0.75, "test_acc": 0.75,
+                                    "test_confusion": [[64, 0], [32, 32]], "data_report": {"split_counts": split}})
+    assert "- Weaker than the other classes on the test images, by more than luck on that many images: b, 32 of " \
+           "64 right (50%, against 100% for the others), most often taken for a (32 of 64)." in weak, weak
 
 
 def test_the_cards_configuration_names_a_local_dataset_by_its_file_name_not_its_folder():

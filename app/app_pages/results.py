@@ -16,6 +16,7 @@ from app import charts, components, datasets, layout, state
 from app.claims_view import at_chance, claim_lines, small_split_note, val_test_gap
 from app.method_views import VIEWS
 from engine.augment import augmentation_words
+from engine.chance import weak_class_words
 from engine.config import TrainConfig
 from engine.jobs import STOPPED_BY_SERVER
 from engine.methods import METHODS
@@ -210,6 +211,9 @@ def detail_charts(run: components.RunView, summary: dict) -> None:
             st.altair_chart(charts.per_class_chart(charts.per_class_frame(per_class),
                                                    f"Accuracy per class ({'test' if which == 'test' else 'validation'})"),
                             width="stretch")
+        weak = weak_class_words(summary, which)
+        if weak:  # the user's class names, as text
+            st.info(state.md_text(weak), icon=":material/troubleshoot:")
         if summary.get("ood_acc_by_corruption"):
             st.altair_chart(charts.ood_chart(charts.ood_frame(summary["ood_acc_by_corruption"]), summary.get("val_acc")),
                             width="stretch")
