@@ -4,8 +4,9 @@ The dashboard (app.claims_view, followed by advice in its own words), the comman
 and the model card all say the same findings with these functions: a run at or below the level of
 guessing (1 / number of classes), one above it by no more than luck on that many images (an exact
 binomial test), a validation curve that clearly peaked and fell, and held-out splits so small that
-one image moves a figure by more than 2 points. A class whose held-out images the model gets right far less often than the other classes' is named
-with what it was taken for. Accuracies are fractions; the texts use percents.
+one image moves a figure by more than 2 points. A class whose held-out images the model gets right far
+less often than the other classes' is named with what it was taken for. Accuracies are fractions; the
+texts use percents.
 """
 
 from __future__ import annotations
@@ -225,7 +226,8 @@ def val_test_gap_words(summary: dict) -> str | None:
 class WeakClass:
     """One class `weak_classes` found. `name`: the user's class name; `right` of its `images` held-out
     images right; `others`: the accuracy (a fraction) on the other classes' images together; `taken_for`:
-    the class its images were most often answered as, and `taken`: how many of them."""
+    the class its images were most often answered as, and `taken`: how many of them; `p`: the one-sided
+    Fisher exact test's p-value of its right/wrong counts against the others'."""
     name: str
     right: int
     images: int
@@ -239,9 +241,10 @@ class WeakClass:
         return self.right / self.images
 
 
-def weak_classes(summary: dict, split: str = "test") -> list[WeakClass]:
+def weak_classes(summary: dict, split: str | None = None) -> list[WeakClass]:
     """The classes of a finished run the model gets wrong far more often than the rest on `split`
-    ("test" or "val"), from the summary's `classes` and `{split}_confusion` (rows: true class, columns:
+    ("test" or "val"; None: the test split, else validation when the run has no test confusion matrix),
+    from the summary's `classes` and `{split}_confusion` (rows: true class, columns:
     answer; image counts): a class's right/wrong counts against those of all other classes' images
     together, a one-sided Fisher exact test (scipy.stats.fisher_exact) with p < WEAK_P and an accuracy
     at least WEAK_GAP below theirs. The weakest first, at most WEAK_SHOWN. [] when the confusion matrix
@@ -249,6 +252,7 @@ def weak_classes(summary: dict, split: str = "test") -> list[WeakClass]:
     says that, and every class would be named). Raises nothing."""
     from scipy.stats import fisher_exact
 
+    split = split or ("test" if summary.get("test_confusion") else "val")
     classes, rows = summary.get("classes"), summary.get(f"{split}_confusion")
     if not classes or not isinstance(rows, list) or len(rows) != len(classes) \
             or any(not isinstance(r, list) or len(r) != len(classes) for r in rows):
@@ -271,10 +275,11 @@ def weak_classes(summary: dict, split: str = "test") -> list[WeakClass]:
     return sorted(found, key=lambda w: (w.acc, w.p))[:WEAK_SHOWN]
 
 
-def weak_class_words(summary: dict, split: str = "test") -> str | None:
+def weak_class_words(summary: dict, split: str | None = None) -> str | None:
     """`weak_classes` in one finding, with their numbers: "Weaker than the other classes on the test
     images, by more than luck on that many images: zigzagged, 1 of 8 right (12%, against 61% for the
     others), most often taken for striped (5 of 8). ..."; None when there are none."""
+    split = split or ("test" if summary.get("test_confusion") else "val")
     weak = weak_classes(summary, split)
     if not weak:
         return None

@@ -296,7 +296,7 @@ def caution_section(summary: dict[str, Any]) -> list[str]:
     (engine.chance.chance_finding; for a WiSE-FT mix its own accuracy measured at export,
     summary["wise_measured"]), validation and test accuracies further apart than chance usually puts
     them (engine.chance.val_test_gap_words), classes the model gets wrong far more often than the others
-    (engine.chance.weak_class_words, on the test images) and figures measured on few held-out images
+    (engine.chance.weak_class_words, on the test images, else validation) and figures measured on few held-out images
     (engine.chance.small_split_words); [] when none applies."""
     measured = summary.get("wise_measured") or {}
     if measured:  # the mix is what is shipped, not the fine-tuned end

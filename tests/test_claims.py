@@ -444,3 +444,6 @@ def test_a_class_far_weaker_than_the_others_is_named_when_chance_cannot_explain_
     assert weak_classes(run([[12, 2, 2], [2, 2, 12], [1, 2, 13]]) | {"test_confusion": [[1, 2]]}) == [], "malformed"
     assert weak_classes({"classes": ["a", "b"]}) == [] and weak_class_words({}) is None
     assert weak_classes(dict(summary, val_confusion=summary["test_confusion"]), "val")[0].name == "dotted"
+    no_test = {k: v for k, v in summary.items() if k != "test_confusion"}
+    assert weak_classes(no_test) == [] and "on the validation images" in weak_class_words(
+        dict(no_test, val_confusion=summary["test_confusion"])), "no test split: the validation images"
