@@ -516,10 +516,12 @@ def test_upload_configure_train_watch_and_see_results(studio, tiny_bytes):
     assert len(at.get("vega_lite_chart")) >= 5, "curves, confusion matrix, per class, OOD, lr"
     # one option per line, with the shell's line continuations (read as one line where a test looks for text)
     (command,) = [c.value for c in at.code if c.value.startswith("python -m engine train \\\n    --config ")]
-    (predict,) = [c.value for c in at.code if c.value.startswith("python -m engine predict --run ")]
+    (predict,) = [c.value for c in at.code if c.value.startswith("python -m engine predict \\\n    --run ")]
+    assert all(line.count(" --") <= 1 for line in predict.splitlines()), f"one option per line: {predict}"
     assert "--variant" not in predict, "the final weights: predict's default"
     at.radio(key=f"ckpt_{run_id}_last_best").set_value("best").run()
-    assert any(c.value.startswith(f"python -m engine predict --run {run_id} --variant best \\\n") for c in at.code), \
+    assert any(c.value.startswith(f"python -m engine predict \\\n    --run {run_id} \\\n    --variant best \\\n")
+               for c in at.code), \
         "the predict command follows the weights picked"
     at.radio(key="confusion_split").set_value("val").run()
     again = new_app()  # a refresh: a new session restores the user's draft

@@ -340,9 +340,9 @@ def repeat_command(engine, cfg_file: Path, download_name: str, run_id: str, best
         weights = ", with the best validation epoch's weights picked above" if best else ""
         st.caption(f"To answer for new images (a zip, a folder or one image) with this run's model{weights}, from "
                    "there:")
-        st.code(f"python -m engine predict --run {run_id}{' --variant best' if best else ''} \\\n    --data-dir "
-                f"{shlex.quote(str(engine.data_dir))} \\\n    --data new_photos.zip --out predictions.csv",
-                language="bash", wrap_lines=True)
+        options = [f"--run {run_id}", *(["--variant best"] if best else []),
+                   f"--data-dir {shlex.quote(str(engine.data_dir))}", "--data new_photos.zip", "--out predictions.csv"]
+        st.code(" \\\n    ".join(["python -m engine predict", *options]), language="bash", wrap_lines=True)
         return
     st.caption("To repeat this run without the dashboard: download its config (above), replace an uploaded "
                "dataset's `upload:` reference in it by the file's path, then")
