@@ -57,15 +57,14 @@ def recipe_drift(cfg: RunConfig, train_images: int = SAMPLE_TRAIN_IMAGES, min_st
     ref_whole = ref.train.epochs - ref_head
     whole = cfg.train.epochs - head_only
 
-    epochs = lambda n: plural(n, "epoch")  # noqa: E731
-    after = lambda n: f" after {epochs(n)} of the head alone" if n else ""  # noqa: E731
+    after = lambda n: f" after {plural(n, 'epoch')} of the head alone" if n else ""  # noqa: E731
     frozen = ref.optim.freeze_blocks
     trained = (f"the network past its first {plural(frozen, 'block')} (kept at their pretrained weights)"
                if frozen else "the whole network")
     return (f"The learning rate {cfg.optim.lr:g} (effective {cfg.effective_lr:.3g}) was chosen for the "
             f"{preset.title} preset, which trains {trained} for {ref_steps} optimiser steps "
-            f"({epochs(ref_whole)} of batch {ref.train.batch_size} on the sample's {SAMPLE_TRAIN_IMAGES} training "
-            f"images{after(ref_head)}). This run trains it for {steps} ({epochs(whole)} of batch "
+            f"({plural(ref_whole, 'epoch')} of batch {ref.train.batch_size} on the sample's {SAMPLE_TRAIN_IMAGES} training "
+            f"images{after(ref_head)}). This run trains it for {steps} ({plural(whole, 'epoch')} of batch "
             f"{cfg.train.batch_size} on {train_images} images{after(head_only)}; {share:.2g}x as many). A rate "
             "tuned for a longer run can leave a short one near guessing: switch on *Find the learning rate "
             "automatically*, or give the run more epochs.")

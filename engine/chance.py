@@ -241,6 +241,12 @@ class WeakClass:
         return self.right / self.images
 
 
+def findings_split(summary: dict) -> str:
+    """The held-out split a run's per-class findings read: "test", else "val" when the summary has no test
+    confusion matrix (a run without a test split), as Results' confusion matrix opens."""
+    return "test" if summary.get("test_confusion") else "val"
+
+
 def weak_classes(summary: dict, split: str | None = None) -> list[WeakClass]:
     """The classes of a finished run the model gets wrong far more often than the rest on `split`
     ("test" or "val"; None: the test split, else validation when the run has no test confusion matrix),
@@ -252,7 +258,7 @@ def weak_classes(summary: dict, split: str | None = None) -> list[WeakClass]:
     says that, and every class would be named). Raises nothing."""
     from scipy.stats import fisher_exact
 
-    split = split or ("test" if summary.get("test_confusion") else "val")
+    split = split or findings_split(summary)
     classes, rows = summary.get("classes"), summary.get(f"{split}_confusion")
     if not classes or not isinstance(rows, list) or len(rows) != len(classes) \
             or any(not isinstance(r, list) or len(r) != len(classes) for r in rows):
@@ -279,7 +285,7 @@ def weak_class_words(summary: dict, split: str | None = None) -> str | None:
     """`weak_classes` in one finding, with their numbers: "Weaker than the other classes on the test
     images, by more than luck on that many images: zigzagged, 1 of 8 right (12%, against 61% for the
     others), most often taken for striped (5 of 8). ..."; None when there are none."""
-    split = split or ("test" if summary.get("test_confusion") else "val")
+    split = split or findings_split(summary)
     weak = weak_classes(summary, split)
     if not weak:
         return None

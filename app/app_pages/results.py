@@ -16,7 +16,7 @@ from app import charts, components, datasets, layout, state
 from app.claims_view import at_chance, claim_lines, small_split_note, val_test_gap
 from app.method_views import VIEWS
 from engine.augment import augmentation_words
-from engine.chance import weak_class_words
+from engine.chance import findings_split, weak_class_words
 from engine.config import TrainConfig
 from engine.jobs import STOPPED_BY_SERVER
 from engine.methods import METHODS
@@ -192,7 +192,7 @@ def detail_charts(run: components.RunView, summary: dict) -> None:
     classes = summary.get("classes") or []
     left, right = st.columns(2)
     with left:
-        which = "test" if summary.get("test_confusion") else "val"
+        which = findings_split(summary)
         if summary.get("test_confusion") and summary.get("val_confusion"):
             state.seed_choice("confusion_split")  # a refresh keeps the user's choice
             which = st.radio("Confusion matrix of", ["test", "val"], horizontal=True, key="confusion_split",
