@@ -12,6 +12,7 @@ paper reports 2.54 points lower error on average over 7 datasets, ResNet-50, Ima
     python benchmarks/adafilter.py                          # default: 3 seeds, 5 epochs, 64 px (CPU, minutes)
     python benchmarks/adafilter.py --epochs 30 --seeds 0 1 2 3 4 --image-size 96 --ood   # longer, on a GPU
     python benchmarks/adafilter.py --pretrained none --epochs 1 --image-size 32 --seeds 0   # smoke test
+    python benchmarks/adafilter.py --pool w1/adafilter.json w2/adafilter.json   # runs side by side (STUDIO_BENCH_WORK=w1 ...), pooled
 
 The settings are the dashboard's defaults (SGD, lr 0.01, momentum 0.9, cosine, batch 64) and
 AdaFilter's defaults; they were not tuned for either method.
@@ -56,7 +57,7 @@ def run(cfg, data) -> dict:
     result = train(cfg, data=data, work_dir=WORK / "data")
     s = result.summary
     out = {k: s.get(k) for k in ("val_acc", "test_acc", "ood_acc", "train_images_per_sec", "num_params",
-                                 "wall_time_s")}
+                                 "wall_time_s", "device")}
     if "adafilter" in s:
         out.update(gate_overall=s["adafilter_gate_mean_overall"], gate_per_layer=s["adafilter_gate_mean"],
                    gate_by_class=s["adafilter_gate_by_class"], cost=s["adafilter"],
@@ -102,7 +103,11 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=[], help="extra section.field=value overrides for both runs")
     ap.add_argument("--adafilter-set", nargs="*", default=[],
                     help="adafilter.field=value overrides for the AdaFilter run only (e.g. adafilter.gated_lr_mult=2)")
+    ap.add_argument("--pool", nargs="+", metavar="JSON",
+                    help="train nothing: report the seeds of these adafilter.json files together")
     args = ap.parse_args()
+    if args.pool:
+        return pool(args.pool)
 
     t_all = time.perf_counter()
     results: dict[str, list[dict]] = {"standard": [], "adafilter": []}
@@ -125,7 +130,27 @@ def main() -> None:
         print("  the same model under each test-time gate rule: " + "; ".join(
             f"{rule} val {100 * a['val']:.1f} test {100 * a['test']:.1f}" for rule, a in ada["rules"].items()))
         print("  " + adafilter_claim(ada["summary"], results["standard"][-1]["summary"]).text, flush=True)
+        WORK.mkdir(parents=True, exist_ok=True)  # after every seed: a process stopped early keeps its seeds
+        (WORK / "adafilter.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
+    report(args, results)
+    print(f"Total benchmark time: {time.perf_counter() - t_all:.0f} s")
 
+
+def pool(paths: list[str]) -> None:
+    """The tables of several runs' adafilter.json files (same settings, different seeds: for example
+    processes run side by side, each with its own STUDIO_BENCH_WORK) as one run over all their seeds."""
+    runs = [json.loads(open(p).read()) for p in paths]
+    args = argparse.Namespace(**runs[0]["args"])
+    results = {m: [r for run in runs for r in run["results"][m][:len(run["results"]["adafilter"])]]
+               for m in ("standard", "adafilter")}
+    args.seeds = [s for run in runs for s in run["args"]["seeds"][:len(run["results"]["adafilter"])]]
+    devices = sorted({str(r.get("device")) for m in results.values() for r in m})
+    print(f"Pooled {len(paths)} files: {len(args.seeds)} seeds, trained on {', '.join(devices)}")
+    report(args, results)
+
+
+def report(args, results: dict[str, list[dict]]) -> None:
+    """Print the tables and the claim for `results` (per method, one dict per seed, as run() returns)."""
     std, ada = results["standard"], results["adafilter"]
     print(f"\n{args.backbone}, pretrained={args.pretrained}, {args.data}, {args.image_size} px, {args.epochs} epochs, "
           f"batch {args.batch_size}, lr {args.lr}, seeds {args.seeds}; accuracy in %\n")
@@ -179,9 +204,6 @@ def main() -> None:
     print(f"\nClaim (issue 21's target: test accuracy >= standard fine-tuning's - 1 point and per-layer spread of "
           f"the fine-tuned share >= 10 points, means over {len(args.seeds)} seeds): "
           f"{'shown' if verdict else 'not shown'} here.")
-    print(f"Total benchmark time: {time.perf_counter() - t_all:.0f} s")
-    WORK.mkdir(parents=True, exist_ok=True)
-    (WORK / "adafilter.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
 
 
 if __name__ == "__main__":

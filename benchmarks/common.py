@@ -14,7 +14,8 @@ sys.path.insert(0, str(ROOT))
 
 from engine.config import RunConfig, apply_overrides  # noqa: E402
 
-WORK = ROOT / "runs" / "benchmarks"
+# STUDIO_BENCH_WORK gives side-by-side benchmark processes a work folder (decode cache, results JSON) each
+WORK = Path(os.environ.get("STUDIO_BENCH_WORK") or ROOT / "runs" / "benchmarks")
 
 if os.environ.get("BENCH_THREADS"):  # run_all.sh runs two benchmarks side by side, one thread each
     torch.set_num_threads(int(os.environ["BENCH_THREADS"]))
