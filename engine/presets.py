@@ -291,7 +291,8 @@ DEMO_TEXT = {  # preset -> (title, method, what to look at, what the paper claim
                      "Wortsman et al. 2021: mixing the weights (an alpha inside 0..1) beats both ends on "
                      "OOD data at equal in-distribution accuracy.",
                      "Measured with this demo on the sample: shown on 1 to 3 seeds of three depending on the CPU and "
-                     "thread count, by at most 1.7 points on all corrupted images."),
+                     "thread count, by at most 1.7 points on all corrupted images; on 9 of 17 seeds on a GPU, where "
+                     "the best mix was on average exactly as robust as the fine-tuned end."),
 }
 DEMOS = {"adafilter_demo": adafilter_demo, "pruning_demo": pruning_demo, "adversarial_demo": adversarial_demo,
          "wise_ft_demo": wise_ft_demo}
