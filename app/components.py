@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -362,6 +363,24 @@ def sidebar(engine: Engine) -> None:
     st.caption(f"Next run: **{state.backbone_title(cfg.backbone.name)}**{start} on {ds.words}, "
                f"{epochs}{head}{state.extra_epochs_words(cfg.to_dict())}, {methods}"
                + (f", {frozen}" if frozen else "") + ".")
+
+
+def smaller_headings(md: str, levels: int = 2) -> str:
+    """Markdown `md` with each ATX heading (`# Title` .. `###### Title`) `levels` deeper, at most level 6,
+    for a document shown inside a page (a model card's `# Model card` would be the page's largest text);
+    lines inside ``` or ~~~ fences are left as they are. CommonMark's heading rule: up to 3 spaces, 1-6
+    `#`, then a space or the line's end."""
+    out, fence = [], ""
+    for line in md.split("\n"):
+        stripped = line.lstrip(" ")
+        indent = len(line) - len(stripped)
+        if indent <= 3 and stripped[:3] in ("```", "~~~"):
+            marker = stripped[:3]
+            fence = "" if fence == marker else (fence or marker)
+        elif not fence and indent <= 3 and (m := re.match(r"(#{1,6})(?=\s|$)", stripped)):
+            line = " " * indent + "#" * min(6, len(m.group(1)) + levels) + stripped[len(m.group(1)):]
+        out.append(line)
+    return "\n".join(out)
 
 
 def short_time(ts: float | None) -> str:

@@ -21,6 +21,7 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import dashboard_studio, drop_view_choices, finished_run, no_problems, open_app_page, texts, tiny_config
 from app.app_pages.explain import breakable_name
+from app.components import smaller_headings
 from app.state import md_text
 from engine.explain import ATTRIBUTIONS
 
@@ -218,6 +219,13 @@ def test_error_analysis_shows_the_worst_images_and_opens_a_confusion_cell(wise_r
 
 # ---- export ---------------------------------------------------------------------------------------
 
+def test_a_shown_documents_headings_go_two_levels_down_but_not_inside_code():
+    md = "# Card\n## Data\ntext # not a heading\n```yaml\n# a YAML comment\n```\n   ### indented\n#tag\n##### five"
+    assert smaller_headings(md).split("\n") == [
+        "### Card", "#### Data", "text # not a heading", "```yaml", "# a YAML comment", "```", "   ##### indented",
+        "#tag", "###### five"]
+
+
 def test_export_verifies_every_format_and_renders_the_model_card(wise_run):
     studio, run_id = wise_run
     run_dir = Path(engine().run_record(run_id).run_dir)
@@ -226,6 +234,8 @@ def test_export_verifies_every_format_and_renders_the_model_card(wise_run):
     assert any("Nothing exported yet" in c for c in texts(at.caption))
     markdown = texts(at.markdown)
     assert any("Model card" in m for m in markdown) and any("Exact configuration" in m for m in markdown), "a preview"
+    preview = next(m for m in markdown if "Exact configuration" in m)
+    assert preview.startswith("### Model card") and "\n#### Exact configuration" in preview, "smaller than the page's"
     at.button(key=f"export_{run_id}").click().run()
     no_problems(at)
     assert any("All 3 exports verified" in s for s in texts(at.success)), texts(at.success)

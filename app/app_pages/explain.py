@@ -760,7 +760,7 @@ def export_tab(engine, rec, b, summary: dict) -> None:
     # tall enough for the card's figures and cautions at a glance (a 480 px box showed its first lines only);
     # the exact configuration below them scrolls
     with st.container(border=True, height=1000):
-        st.markdown(card)
+        st.markdown(components.smaller_headings(card))  # the page's headings stay the largest text
 
 
 def downloads(rec, out_dir: Path, checks: list[dict]) -> None:
