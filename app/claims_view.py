@@ -19,6 +19,7 @@ from engine.claims import CLAIMS, wise_ft_reading
 from engine.config import RunConfig, smaller_batch, smaller_batch_advice
 from engine.errors import StudioError
 from engine.methods import METHODS
+from engine.words import plural
 
 BASELINE_CLAIMS = {"adafilter", "pruning", "adversarial"}  # claims judged against standard fine-tuning
 SAME = (("data", "source"), ("data", "image_size"), ("backbone", "name"), ("backbone", "pretrained"),
@@ -158,9 +159,9 @@ def chance_advice(config: dict | None, cause: ChanceCause) -> str:
                 + (f"{smaller} Give it more epochs too" if smaller else
                    f"Choose a batch size well below {n_train} and more epochs")
                 + f" (Model and methods page){more}.")
-    return (f"It took only {steps} optimiser steps ({epochs} epoch{'s' * (epochs != 1)} of {per_epoch} "
-            f"batch{'es' * (per_epoch != 1)} of {batch}): give it more steps with more epochs or a smaller batch "
-            f"size (Model and methods page){more}." + (f" {smaller}" if smaller else ""))
+    return (f"It took only {steps} optimiser steps ({plural(epochs, 'epoch')} of "
+            f"{plural(per_epoch, 'batch', 'batches')} of {batch}): give it more steps with more epochs or a "
+            f"smaller batch size (Model and methods page){more}." + (f" {smaller}" if smaller else ""))
 
 
 def _smaller_batch_words(config: dict | None, n_train) -> str:

@@ -378,7 +378,7 @@ def _run_in_foreground(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Pa
     start = WEIGHTS_TEXT.get(cfg.backbone.pretrained, cfg.backbone.pretrained)  # the dashboard's words
     frozen = frozen_words(cfg.optim, cfg.backbone.pretrained)
     print(f"  {cfg.name or 'this run'}: {backbone_title(cfg.backbone.name)} ({start}), "
-          f"{cfg.train.epochs} epoch{'s' * (cfg.train.epochs != 1)} at {cfg.data.image_size} px, batch "
+          f"{plural(cfg.train.epochs, 'epoch')} at {cfg.data.image_size} px, batch "
           f"{cfg.train.batch_size}, " + ("learning rate found at the start" if cfg.optim.lr_auto else
                                          f"lr {cfg.optim.lr:g}")
           + (f", {frozen}" if frozen else "") + f", seed {cfg.seed}", flush=True)
@@ -522,7 +522,7 @@ def _chance_advice(summary: dict, cfg: RunConfig, cause: ChanceCause) -> str:
     epochs, per_epoch, batch, n_train = cause.epochs, cause.per_epoch, cause.batch, cause.n_train
     why = (f"the batch size ({batch}) is not smaller than your {n_train} training images, so each epoch is a single "
            f"step" if cause.one_step_epochs else
-           f"{epochs} epoch{'s' * (epochs != 1)} of {per_epoch} batch{'es' * (per_epoch != 1)} of {batch}")
+           f"{plural(epochs, 'epoch')} of {plural(per_epoch, 'batch', 'batches')} of {batch}")
     words = (f"It took only {cause.steps} optimiser steps ({why}): give it more with more epochs (--epochs) or a "
              "smaller batch size (--batch-size).")
     fix = smaller_batch(cfg, n_train) if n_train is not None else None
@@ -541,7 +541,7 @@ def _print_data_report(report: dict, source: str) -> None:
     if skipped:
         first = skipped[0]
         example = f"{first.get('path')}: {first.get('reason')}" if isinstance(first, dict) else str(first)
-        print(f"data: {len(skipped)} file{'s' * (len(skipped) != 1)} skipped (e.g. {example}); "
+        print(f"data: {plural(len(skipped), 'file')} skipped (e.g. {example}); "
               f"python -m engine inspect --data {shlex.quote(source)} lists them", file=sys.stderr)
 
 

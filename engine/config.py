@@ -29,6 +29,7 @@ from engine.backbones import BACKBONES, PRETRAINED_SOURCES
 from engine.errors import StudioError
 from engine.paths import SAMPLE_DATASET
 from engine.schedules import SCHEDULES
+from engine.words import plural
 
 # method name -> (its config dataclass, its validator (run_config, method_config) -> problems)
 METHOD_SECTIONS: dict[str, tuple[type, Callable[[Any, Any], list[str]]]] = {}
@@ -590,8 +591,8 @@ def few_batches(cfg: "RunConfig", train_images: int, max_per_epoch: int = 2) -> 
     per_epoch = cfg.steps_per_epoch(n)
     if not too_few_steps(cfg, n, max_per_epoch):
         return None
-    return (f"Batches of {cfg.train.batch_size} from your {n} training images make {per_epoch} optimiser step"
-            f"{'s' * (per_epoch != 1)} per epoch ({per_epoch * epochs} in {epochs} epoch{'s' * (epochs != 1)}): "
+    return (f"Batches of {cfg.train.batch_size} from your {n} training images make "
+            f"{plural(per_epoch, 'optimiser step')} per epoch ({per_epoch * epochs} in {plural(epochs, 'epoch')}): "
             f"too few for fine-tuning to get far. {smaller_batch_advice(cfg, n, max_per_epoch)}")
 
 

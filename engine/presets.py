@@ -17,6 +17,7 @@ from engine.backbones import BACKBONES, available_sources
 from engine.config import ADVANCED_TITLE, RunConfig, with_section
 from engine.errors import StudioError
 from engine.methods import METHODS
+from engine.words import plural
 
 
 def offline_pretrained(backbone: str) -> str:
@@ -133,7 +134,7 @@ def fit_to_data(cfg: RunConfig, train_images: int, whose: str = "Its") -> tuple[
     rate = ("the learning rate found for it automatically" if cfg.optim.lr_auto else
             f"the learning rate lowered in step to {fix[1]:g}")
     return with_batch(cfg, fix[0]), (
-        f"{whose} batch size of {cfg.train.batch_size} would make {steps} optimiser step{'s' * (steps != 1)} an "
+        f"{whose} batch size of {cfg.train.batch_size} would make {plural(steps, 'optimiser step')} an "
         f"epoch from your {n} training images, so it uses {fix[0]} ({n // fix[0]} steps), with {rate}.")
 
 

@@ -176,3 +176,10 @@ def test_no_setting_label_carries_two_brackets():
                for f in dataclasses.fields(cls) if f.name != "enabled"
                if (info := field_info(section, cls, f.name)).shown_label.count("(") > 1]
     assert doubled == [], doubled
+
+
+def test_plural_counts_in_words():
+    from engine.words import plural
+
+    assert [plural(1, "epoch"), plural(0, "epoch"), plural(3, "epoch")] == ["1 epoch", "0 epochs", "3 epochs"]
+    assert [plural(1, "batch", "batches"), plural(2, "batch", "batches")] == ["1 batch", "2 batches"]

@@ -574,7 +574,7 @@ def errors_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
                              help="The validation images the model got most wrong come first (highest loss).")
     else:  # a split of 6 images or fewer: a slider with one stop would be a lone dot
         k = sizes[0]
-        st.caption(f"All {k} validation image{'s' * (k != 1)}, highest loss first.")
+        st.caption(f"All {state.plural(k, 'validation image')}, highest loss first.")
     top = [int(i) for i in pred["order"][:min(k, n)]]
     gallery(run_dir, ds, rec, top,
             [f"{'✓' if preds[i] == labels[i] else '✗'} true {state.md_text(classes[labels[i]])} · "
