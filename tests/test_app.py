@@ -476,6 +476,12 @@ def test_upload_configure_train_watch_and_see_results(studio, tiny_bytes):
     at.number_input(key="w:optim.lr").set_value(0.02)
     at.slider(key="w:optim.momentum").set_value(0.5).run()
     assert {m.label: m.value for m in at.metric}["Effective learning rate"] == "0.04"
+    at.selectbox(key="w:optim.optimizer").set_value("adamw").run()  # no momentum field: its cell says why
+    assert not [s for s in at.slider if s.key == "w:optim.momentum"]
+    assert any(c.startswith("Momentum: AdamW keeps its own") for c in texts(at.caption))
+    assert {m.label: m.value for m in at.metric}["Effective learning rate"] == "0.02"
+    at.selectbox(key="w:optim.optimizer").set_value("sgd").run()
+    assert at.slider(key="w:optim.momentum").value == 0.5, "SGD's momentum comes back as it was"
     at.text_input(key="w:run.name").set_value("my first run").run()
     at.switch_page("app_pages/train.py").run()
     assert any(m.startswith("**Next run:** *my first run*: ") for m in texts(at.markdown)), "the name it will get"

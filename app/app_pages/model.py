@@ -423,6 +423,9 @@ def knobs_section() -> None:
               "weight_decay": field_widget("optim", cfg.optim, "weight_decay", container=c[2])}
     if opt_choice == "sgd":
         values["momentum"] = field_widget("optim", cfg.optim, "momentum", container=c[1])
+    else:  # the cell keeps its place (an empty one is dropped and the row's other fields spread out)
+        c[1].caption("Momentum: AdamW keeps its own running averages of the gradients (PyTorch's betas 0.9 and "
+                     "0.999); the Momentum setting is SGD's.")
     values["lr_auto"] = field_widget("optim", cfg.optim, "lr_auto")
     state.update_section("optim", **values)
     effective_lr_view(state.config(), c[3])
