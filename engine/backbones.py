@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torchvision
 from torch import nn
 
 from engine.errors import StudioError
@@ -38,8 +37,8 @@ PRETRAINED_SOURCES = ("bundled", "imagenet", "none", "checkpoint")
 class BackboneSpec:
     name: str
     family: str  # resnet | mobilenet | efficientnet | convnext | vit
-    builder: Callable[..., nn.Module]  # torchvision builder: builder(weights=None, num_classes=...)
-    weights_enum: type  # torchvision weights enum (its DEFAULT is "imagenet")
+    builder_name: str  # torchvision.models' builder, called as builder(weights=None, num_classes=...)
+    weights_name: str  # torchvision.models' weights enum (its DEFAULT is "imagenet")
     head_attr: str  # dotted path of the final Linear inside the torchvision model
     feature_dim: int  # inputs of that Linear
     native_size: int = 224  # the resolution its ImageNet weights were trained at
@@ -49,6 +48,22 @@ class BackboneSpec:
     std: tuple = IMAGENET_STD
     bundled_file: str = ""  # file name in assets/backbones when weights ship with the project
     description: str = ""
+
+    @property
+    def builder(self) -> Callable[..., nn.Module]:
+        """torchvision's builder of this network. torchvision is imported here, when a network is first
+        built or measured, not with the registry: importing it takes 1-2 s (it loads torch._dynamo), which
+        a dashboard's first page and a command that builds no model need not wait for."""
+        import torchvision.models
+
+        return getattr(torchvision.models, self.builder_name)
+
+    @property
+    def weights_enum(self) -> type:
+        """torchvision's weights enum of this network (WeightsEnum); imports torchvision as `builder`."""
+        import torchvision.models
+
+        return getattr(torchvision.models, self.weights_name)
 
     @property
     def title(self) -> str:
@@ -68,6 +83,11 @@ class BackboneSpec:
         return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
 
     def has_imagenet_cached(self) -> bool:
+        """torchvision's ImageNet weights file is in torch hub's cache. Where no file there starts with the
+        builder's name (every weights file torchvision names does: tested), says no without importing
+        torchvision."""
+        if not any((Path(torch.hub.get_dir()) / "checkpoints").glob(f"{self.builder_name}*")):
+            return False
         return self.imagenet_cache_path().is_file()
 
     def num_params(self, num_classes: int = 1000) -> int:
@@ -86,23 +106,22 @@ def register_backbone(spec: BackboneSpec) -> BackboneSpec:
     return spec
 
 
-tvm = torchvision.models
 for _spec in (
-    BackboneSpec("resnet18", "resnet", tvm.resnet18, tvm.ResNet18_Weights, "fc", 512,
+    BackboneSpec("resnet18", "resnet", "resnet18", "ResNet18_Weights", "fc", 512,
                  bundled_file="resnet18_fractal.safetensors",
                  description="ResNet-18: the classic, fast and robust default."),
-    BackboneSpec("resnet50", "resnet", tvm.resnet50, tvm.ResNet50_Weights, "fc", 2048,
+    BackboneSpec("resnet50", "resnet", "resnet50", "ResNet50_Weights", "fc", 2048,
                  description="ResNet-50: stronger, about 2-3x slower than ResNet-18."),
-    BackboneSpec("mobilenet_v3_small", "mobilenet", tvm.mobilenet_v3_small, tvm.MobileNet_V3_Small_Weights,
+    BackboneSpec("mobilenet_v3_small", "mobilenet", "mobilenet_v3_small", "MobileNet_V3_Small_Weights",
                  "classifier.3", 1024, bundled_file="mobilenet_v3_small_fractal.safetensors",
                  description="MobileNetV3-Small: tiny and fast on a laptop CPU."),
-    BackboneSpec("mobilenet_v3_large", "mobilenet", tvm.mobilenet_v3_large, tvm.MobileNet_V3_Large_Weights,
+    BackboneSpec("mobilenet_v3_large", "mobilenet", "mobilenet_v3_large", "MobileNet_V3_Large_Weights",
                  "classifier.3", 1280, description="MobileNetV3-Large: the larger MobileNetV3."),
-    BackboneSpec("efficientnet_b0", "efficientnet", tvm.efficientnet_b0, tvm.EfficientNet_B0_Weights,
+    BackboneSpec("efficientnet_b0", "efficientnet", "efficientnet_b0", "EfficientNet_B0_Weights",
                  "classifier.1", 1280, description="EfficientNet-B0: the smallest EfficientNet."),
-    BackboneSpec("convnext_tiny", "convnext", tvm.convnext_tiny, tvm.ConvNeXt_Tiny_Weights, "classifier.2", 768,
+    BackboneSpec("convnext_tiny", "convnext", "convnext_tiny", "ConvNeXt_Tiny_Weights", "classifier.2", 768,
                  description="ConvNeXt-Tiny: a modern CNN; slow on a CPU."),
-    BackboneSpec("vit_b_16", "vit", tvm.vit_b_16, tvm.ViT_B_16_Weights, "heads.head", 768,
+    BackboneSpec("vit_b_16", "vit", "vit_b_16", "ViT_B_16_Weights", "heads.head", 768,
                  min_image_size=224, fixed_image_size=224,
                  description="ViT-B/16: a vision transformer; needs 224 px and a GPU."),
 ):

@@ -21,7 +21,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -78,12 +77,16 @@ def gaussian_blur(images: torch.Tensor, severity: int, generator: torch.Generato
     sigma = severity_parameter("gaussian_blur", severity, _side(images))
     # Kernel radius 3 sigma (>99.7% of the mass), capped so reflect padding fits in the image.
     radius = min(math.ceil(3 * sigma), _side(images) - 1)
+    import torchvision.transforms.v2.functional as TF  # here: importing torchvision takes 1-2 s
+
     return TF.gaussian_blur(images, kernel_size=[2 * radius + 1] * 2, sigma=[sigma, sigma])
 
 
 def contrast(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     # ImageNet-C blends towards the per-image mean; torchvision blends towards the mean of the
     # greyscale image, which is the same idea (and within a rounding of it for natural images).
+    import torchvision.transforms.v2.functional as TF
+
     return TF.adjust_contrast(images, severity_parameter("contrast", severity, _side(images)))
 
 

@@ -26,6 +26,13 @@ def test_every_backbone_builds_and_runs_with_a_new_head(name):
     assert not any(id(p) in head_ids for b in model.trunk_blocks() for p in b.parameters())
 
 
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_torchvisions_weights_file_starts_with_the_builders_name(name):
+    """has_imagenet_cached looks for files starting with the builder's name before importing torchvision."""
+    spec = BACKBONES[name]
+    assert Path(spec.weights_enum.DEFAULT.url).name.startswith(spec.builder_name)
+
+
 def test_duplicate_registration_is_refused():
     with pytest.raises(ValueError, match="already registered"):
         register_backbone(BACKBONES["resnet18"])
@@ -47,8 +54,9 @@ def _fake_imagenet_file(name: str, torch_home: Path) -> Path:
 def test_imagenet_weights_load_offline_from_the_hub_cache(name, tmp_path, monkeypatch):
     """The real torchvision weights API, with the file placed where its cache expects it."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    assert not BACKBONES[name].has_imagenet_cached()
     path = _fake_imagenet_file(name, tmp_path)
-    assert str(path).startswith(str(tmp_path))
+    assert str(path).startswith(str(tmp_path)) and BACKBONES[name].has_imagenet_cached()
     model, report = build_model(name, 3, "imagenet")
     saved = torch.load(path, weights_only=True)
     key = next(k for k in saved if k.endswith("weight") and saved[k].ndim == 4)

@@ -41,6 +41,19 @@ def test_cli_train_imports_no_ui_or_export_packages_and_times_the_whole_process(
     assert summary["wall_time_s"] >= summary["loop_wall_time_s"] + 0.3, summary
 
 
+def test_the_dashboards_first_page_waits_for_no_torchvision(tmp_path):
+    """Importing torchvision takes 1-2 s (it loads torch._dynamo): the first page (Data) a new user opens
+    is drawn without it, and the Model page, which builds networks to count their parameters, then loads
+    it. TORCH_HOME is empty: with ImageNet weights in the cache, checking them imports torchvision."""
+    code = ("import sys; from streamlit.testing.v1 import AppTest; at = AppTest.from_file('app/main.py', "
+            "default_timeout=120).run(); assert not at.exception, at.exception; print('torchvision' in sys.modules); "
+            "at.switch_page('app_pages/model.py').run(); print('torchvision' in sys.modules)")
+    env = {**os.environ, "STUDIO_DATA_DIR": str(tmp_path / "studio"), "TORCH_HOME": str(tmp_path / "torch")}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["False", "True"], out.stdout
+
+
 def test_the_dashboard_skips_streamlits_full_garbage_collection_after_every_rerun():
     """The live views rerun every 1-2 s in the process that trains; a gc.collect(2) after each rerun
     held the GIL for most of a run (a 20 s run took 77 s in the browser). Streamlit reads the
