@@ -725,21 +725,35 @@ def start_run(engine: Engine, gpus: tuple[int, ...] = ()) -> str:
 def same_settings_active(engine: Engine, cfg: RunConfig) -> Any | None:
     """The record (id, name ...) of this user's running or queued run with exactly `cfg`'s settings (its
     name aside), else None: pressing Start again would train a second copy of it. Raises nothing."""
+    return next((rec for rec in map(engine.run_record, engine.active_runs_of(user()))
+                 if rec is not None and _same_settings(rec, cfg)), None)
+
+
+SAME_FINISHED_LOOKBACK = 20  # finished runs compared with the draft on each redraw of the Train page
+
+
+def same_settings_finished(engine: Engine, cfg: RunConfig) -> Any | None:
+    """The record of the latest finished run this user may see with exactly `cfg`'s settings (its name
+    aside), among the last SAME_FINISHED_LOOKBACK finished ones, else None: pressing Start would train
+    about the same model again. Raises nothing."""
+    done = [r for r in runs(engine) if r.status == "finished"][:SAME_FINISHED_LOOKBACK]
+    return next((rec for rec in done if _same_settings(rec, cfg)), None)
+
+
+def _same_settings(rec: Any, cfg: RunConfig) -> bool:
+    """Whether the run `rec` was given exactly `cfg`'s settings, names aside. A run placed on one chosen
+    GPU at submit (cuda:N) counts as the draft's automatic or CUDA device; a config this version cannot
+    read is not this one."""
     import dataclasses
 
     want = dataclasses.replace(cfg, name="")
-    for run_id in engine.active_runs_of(user()):
-        rec = engine.run_record(run_id)
-        try:  # the stored config went through JSON (lists for tuples): compared as a config
-            stored = dataclasses.replace(RunConfig.from_dict(rec.config), name="") if rec is not None else None
-            if stored is not None and stored.train.device.startswith("cuda:") and want.train.device in ("auto", "cuda"):
-                stored = with_section(stored, "train", device=want.train.device)  # placed on one chosen GPU at submit
-            same = stored == want
-        except Exception:  # a config this version cannot read is not this one
-            same = False
-        if same:
-            return rec
-    return None
+    try:  # the stored config went through JSON (lists for tuples): compared as a config
+        stored = dataclasses.replace(RunConfig.from_dict(rec.config), name="")
+        if stored.train.device.startswith("cuda:") and want.train.device in ("auto", "cuda"):
+            stored = with_section(stored, "train", device=want.train.device)
+        return stored == want
+    except Exception:
+        return False
 
 
 # ---- WiSE-FT: the alpha chosen for a run -------------------------------------------------------

@@ -506,6 +506,12 @@ def test_upload_configure_train_watch_and_see_results(studio, tiny_bytes):
     else:  # the banner gives the test accuracy Results leads with, beside the last validation accuracy
         assert any("Finished" in s and "test accuracy (images held out until the end)" in s for s in texts(at.success))
     assert len(at.get("vega_lite_chart")) >= 2, "accuracy and loss charts"
+    # pressing Start again would train about the same model: said beside the button, another seed one click away
+    assert any(c.startswith("**my first run** finished with exactly these settings") for c in texts(at.caption)), \
+        texts(at.caption)
+    at.button(key="another_seed").click().run()
+    assert at.session_state["cfg"].seed == 1
+    assert not any("finished with exactly these settings" in c for c in texts(at.caption))
 
     at.switch_page("app_pages/results.py").run()
     no_problems(at)

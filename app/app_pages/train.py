@@ -105,6 +105,7 @@ def start_section(engine) -> None:
         gpu_selector(cfg)
         busy = bool(engine.active_runs())
         twin = state.same_settings_active(engine, cfg) if busy else None
+        done = None if twin else state.same_settings_finished(engine, cfg)
         # the button as wide as its words (a fixed first column cut "Start trai..." on a 1000 px window), the
         # note beside it in the rest of the line
         row = layout.button_row()
@@ -118,10 +119,17 @@ def start_section(engine) -> None:
             beside.warning(f"**{state.md_text(twin.name)}** is already running or queued with exactly these settings: "
                            "adding them again trains a second copy. Change a setting first (another seed, say) "
                            "for a second run worth comparing.", icon=":material/content_copy:")
+        elif done:
+            test = components.read_summary(done.run_dir).get("test_acc")
+            beside.caption(("A run already in progress: the new one waits in the queue. " if busy else "")
+                           + f"**{state.md_text(done.name)}** finished with exactly these settings"
+                           + (f" ({components.fmt_pct(test)} on test)" if test is not None else "")
+                           + ": the same settings and seed train about the same model again. Another seed gives a "
+                           "second run worth comparing.")
         else:
             beside.caption("A run already in progress: the new one waits in the queue and starts after it."
                            if busy else "Training runs on the server: you can close this tab and come back later.")
-        if twin:
+        if twin or done:
             beside.button(f"Use seed {state.another_seed(cfg.seed)} instead", key="another_seed",
                           icon=":material/casino:", on_click=state.use_another_seed,
                           help="The seed sets the training's randomness and, unless your dataset comes with its own "
