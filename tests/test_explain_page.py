@@ -205,6 +205,9 @@ def test_error_analysis_shows_the_worst_images_and_opens_a_confusion_cell(wise_r
     files = val_files(run_id)
     captions = [c for c in texts(at.caption) if any(c.startswith(breakable_name(f) + " · ") for f in files)]
     assert len(captions) == len(at.image), "each image named by its file"
+    losses = [m.group(1) for c in captions if (m := re.search(r" · loss ([\d.]+)", c))]
+    assert len(losses) == highest and all(len(x.replace(".", "").lstrip("0")) == 3 or float(x) == 0 for x in losses), \
+        f"three digits each (4.00 beside 4.51, not 4): {losses}"
     assert any("/<wbr>" in c for c in captions), "a long path may wrap after its /, not inside a word"
 
     # "Explain" on an image opens it on the Attributions tab

@@ -579,7 +579,7 @@ def errors_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
     gallery(run_dir, ds, rec, top,
             [f"{'✓' if preds[i] == labels[i] else '✗'} true {state.md_text(classes[labels[i]])} · "
              f"said {state.md_text(classes[preds[i]])} "
-             f"({confs[i]:.0%}) · loss {max(losses[i], 0.0) + 0.0:.3g}" for i in top], key=f"hl_{rec.id}",
+             f"({confs[i]:.0%}) · loss {f'{max(losses[i], 0.0) + 0.0:#.3g}'.rstrip('.')}" for i in top], key=f"hl_{rec.id}",
             files=pred["files"])
 
     st.subheader("Confusion matrix")
