@@ -376,7 +376,7 @@ class Predictor:
                     "similar classes, or the image may show none of them; check it yourself.")
         else:
             text = None
-        own = own_image_note(prediction.own, prediction.own_copy, prediction.own_class)
+        own = own_image_note(prediction.own, prediction.own_copy, prediction.own_class, name)
         return own if text is None else (text + (" " + own if own else ""))
 
     @staticmethod
@@ -410,31 +410,39 @@ OWN_WORDS = {"training": "one of the run's training images: the model was fitted
              "test": "one of the run's test images (held out: the model never trained on it)"}
 
 
-def own_image_note(split: str | None, copy: bool = False, label: str | None = None) -> str | None:
+def own_image_note(split: str | None, copy: bool = False, label: str | None = None,
+                   answer: str | None = None) -> str | None:
     """"This is one of the run's training images: ..." for a `Prediction.own` split ("This looks like a
     resized or re-saved copy of one of ..." with `copy`, `Prediction.own_copy`), then "In the run's data it is
-    labelled <label>." with `label` (`Prediction.own_class`: so the user can see whether the answer is right);
-    None for None."""
+    labelled <label>." with `label` (`Prediction.own_class`), and with the model's `answer` (a class name)
+    whether that answer is right; None for None."""
     if split not in OWN_WORDS:
         return None
     note = f"This looks like a resized or re-saved copy of {OWN_WORDS[split]}." if copy else f"This is {OWN_WORDS[split]}."
-    return note + (f" In the run's data it is labelled {label}." if label else "")
+    if not label:
+        return note
+    if answer is None:
+        return note + f" In the run's data it is labelled {label}."
+    return note + (f" In the run's data it is labelled {label}: the model's answer is right." if answer == label else
+                   f" In the run's data it is labelled {label}: the model's answer, {answer}, is wrong.")
 
 
 def own_images_note(splits: Sequence[str | None], copies: Sequence[bool] | None = None,
-                    accuracy: bool = True, labels: Sequence[str | None] | None = None) -> str | None:
+                    accuracy: bool = True, labels: Sequence[str | None] | None = None,
+                    answers: Sequence[str] | None = None) -> str | None:
     """For a set of predicted images, how many are the run's own and what that means for their
     accuracy (`accuracy`: one is shown; else for the answers), in plain words; None when none is.
     `copies`: per image, whether it was found as a resized or re-saved copy (`Prediction.own_copy`);
     counted among the run's own and said. `labels`: per image, its class in the run's data
-    (`Prediction.own_class`), said for a single image."""
+    (`Prediction.own_class`), said for a single image, with whether its answer (`answers`: per image, the
+    model's class name) is right."""
     copies = list(copies) if copies is not None else [False] * len(splits)
     counts = {k: sum(1 for s in splits if s == k) for k in OWN_WORDS}
     own = sum(counts.values())
     if not own:
         return None
     if len(splits) == 1:
-        return own_image_note(splits[0], copies[0], labels[0] if labels else None)
+        return own_image_note(splits[0], copies[0], labels[0] if labels else None, answers[0] if answers else None)
     which = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
     n_copies = sum(1 for s, c in zip(splits, copies) if c and s in OWN_WORDS)
     if n_copies:
@@ -830,7 +838,8 @@ class FolderResult:
         """`own_images_note` for these images: how many are the run's own, in plain words (about the
         accuracy when the folders give one, else about the answers)."""
         return own_images_note([r.get("own") for r in self.rows], [bool(r.get("own_copy")) for r in self.rows],
-                               accuracy=self.metrics() is not None, labels=[r.get("own_class") for r in self.rows])
+                               accuracy=self.metrics() is not None, labels=[r.get("own_class") for r in self.rows],
+                               answers=[r["top"][0][0] for r in self.rows])
 
     def metrics(self, without_training: bool = False) -> dict | None:
         """{accuracy, balanced_accuracy, confusion [C x C] (rows true, columns predicted), labelled}

@@ -284,7 +284,7 @@ def test_the_command_line_uses_the_dashboards_folder_and_says_when_a_source_is_m
     assert re.search(r"one\.png: .*\(.*(training|validation|test) image of this run, labelled \w+\)", one.stdout), \
         one.stdout  # with its label in the run's data: the answer can be checked against it
     assert re.search(r"note: This is one of the run's (training|validation|test) images.* In the run's data it is "
-                     r"labelled \w+\.", one.stdout), one.stdout
+                     r"labelled (\w+): the model's answer(, \w+, is wrong| is right)\.", one.stdout), one.stdout
     assert "replaced" not in one.stdout
     short = cli("predict", "--run", run_id[-6:], "--data", str(photos / "one.png"), "--out", str(tmp_path / "one.csv"))
     assert short.returncode == 0, short.stderr  # the end of the id

@@ -314,7 +314,8 @@ def test_a_mostly_flat_image_is_flagged_and_a_training_image_never_is():
     # its label in the run's data: a new user saw "chequered (35%)" for a dotted training image, unable to tell
     p.stats.labels = {pixel_key(grain[0]): "dog"}
     (labelled,) = p.answers(probs[1:], feats[1:], images_u8=grain)
-    assert labelled.own_class == "dog" and p.explanation(labelled).endswith("In the run's data it is labelled dog.")
+    assert labelled.own_class == "dog" and p.explanation(labelled).endswith(
+        f"In the run's data it is labelled dog: the model's answer, {labelled.top[0][0]}, is wrong."), "says so"
     assert trained.own_class is None, "no label recorded: none said"
     p.stats.flat_max = 1.0  # a training image was blank too: a blank page is not unfamiliar
     assert not p.answers(probs[:1], feats[:1], images_u8=white)[0].unfamiliar
@@ -691,7 +692,9 @@ def test_a_resized_or_re_saved_copy_of_the_runs_image_is_recognised_and_no_other
     assert a.own == "training" and a.own_copy and not a.unfamiliar, "a copy of a training image is not unfamiliar"
     assert p.explanation(a).startswith("This looks like a resized or re-saved copy of one of the run's training images")
     assert p.short_reason(a) == "copy of a training image, labelled cat"
-    assert a.own_class == "cat" and p.explanation(a).endswith("In the run's data it is labelled cat.")
+    assert a.own_class == "cat" and p.explanation(a).endswith("In the run's data it is labelled cat: the model's "
+                                                              "answer is right.")
+    assert own_images_note(["training"], [False], labels=["cat"]).endswith("it is labelled cat."), "no answer: no verdict"
     labelled = NearCopies.of([("test", images[:1]), ("training", images[:1])], [["dog"], ["cat"]])
     assert labelled.find_labelled(images[:1]) == [("training", "cat")], "the training image's label, as its split"
     assert own_images_note(["training", None], [True, False]) == (

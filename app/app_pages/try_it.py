@@ -222,7 +222,7 @@ def verdict(p, answer, said: set | None = None) -> None:
     else:
         name, prob = answer.top[0]  # the model's answer, not a verdict: no green tick (it read as "correct")
         st.info(f"It says **{state.md_text(name)}** ({100 * prob:.0f}%)", icon=":material/label:")
-        own = own_image_note(answer.own, answer.own_copy, answer.own_class)
+        own = own_image_note(answer.own, answer.own_copy, answer.own_class, name)
         if own:
             st.caption(":material/info: " + own)
 
