@@ -662,6 +662,16 @@ def test_the_default_preset_follows_the_datasets_size_until_the_user_changes_a_s
     assert at.session_state["cfg"].train.batch_size == 32, "a changed draft is not refitted"
 
 
+def test_a_preset_that_fits_the_data_as_it_is_is_confirmed_once_at_its_card(studio):
+    at = new_app()  # the bundled sample: 384 training images, no batch to fit
+    at.switch_page("app_pages/model.py").run()
+    at.button(key="preset_fastest").click().run()
+    no_problems(at)
+    confirmed = [s for s in texts(at.success) if "applied" in s.lower() or "preset" in s.lower()]
+    assert confirmed == ["Applied: the settings below are now this preset's."], texts(at.success)
+    assert [t.value for t in at.toast] == ["Preset **Fastest model** applied."]
+
+
 @pytest.mark.parametrize("preset", ["quick_demo", "fastest", "robust", "small_model", "adafilter_demo",
                                     "pruning_demo", "adversarial_demo", "wise_ft_demo"])
 def test_a_preset_sets_the_whole_config_and_keeps_the_dataset(studio, tiny_bytes, preset):

@@ -114,10 +114,11 @@ def presets_section() -> None:
     if applied:
         key, note = applied
         title = PRESETS[key].title
-        # the line below sits under every card, out of sight of the button pressed: the card and a toast say it
-        # where one looks
+        # the card and a toast say it where one looks (a line below every card is out of sight of the button
+        # pressed); this line only when there is more to say (a batch fitted to the data, a checkpoint kept)
         st.toast(f"Preset **{title}** applied.", icon=":material/check:")
-        st.success(f"Preset **{title}** applied.{note} Every setting below can still be changed.", icon=":material/check:")
+        if note:
+            st.success(f"Preset **{title}**:{note} Every setting below can still be changed.", icon=":material/check:")
 
 
 PRESET_CARD_PX = 190  # four cards to a line at 1280 px, two at 1000 px (a projector's 1024 x 768)
