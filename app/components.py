@@ -179,8 +179,9 @@ def progress_view(run: RunView) -> None:
                         "then each epoch's evaluation and the final one, timed on the last evaluation.",
                    width="content")
         loss = p.get("loss")
-        row.metric("Loss", f"{loss:.3f}" if isinstance(loss, (int, float)) else "–",
-                   help="Training loss of the latest step: it should trend down.", width="content")
+        row.metric("Last step's loss", f"{loss:.3f}" if isinstance(loss, (int, float)) else "–",
+                   help="Training loss of the latest step, one batch: it jumps from step to step and sits apart from "
+                        "the per-epoch chart's averages; over many steps it should trend down.", width="content")
         if p.get("cpu_threads_note"):
             st.caption(state.message_words(p["cpu_threads_note"]))
         return
