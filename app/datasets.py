@@ -217,3 +217,16 @@ def capped_split(split: dict[str, dict[str, int]], per_class: int) -> tuple[dict
     if per_class <= 0 or all(n <= per_class for n in train.values()):
         return split, 0
     return {**split, "train": {name: min(n, per_class) for name, n in train.items()}}, sum(train.values())
+
+
+STRIP_GAP_PX = 4  # white between the pictures of a class's strip
+
+
+def thumbnail_strip(images: list[np.ndarray]) -> np.ndarray:
+    """Pictures of one size (HWC uint8 [S, S, 3] each) side by side with STRIP_GAP_PX of white between
+    them: uint8 [S, n * S + (n - 1) * gap, 3]. Raises ValueError for an empty list."""
+    if not images:
+        raise ValueError("no pictures for a strip")
+    gap = np.full((images[0].shape[0], STRIP_GAP_PX, 3), 255, np.uint8)
+    parts = [p for img in images for p in (gap, img)][1:]
+    return np.concatenate(parts, axis=1)

@@ -464,7 +464,7 @@ def test_upload_configure_train_watch_and_see_results(studio, tiny_bytes):
     assert "Active dataset: my data.zip" in texts(at.subheader)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Classes"] == "3" and metrics["Images"] == "30" and metrics["Skipped files"] == "0"
-    assert len(at.image) >= 3, "a row of sample images per class"
+    assert len(at.image) == 3, "a strip of sample images per class"
     data_cfg = at.session_state["cfg"].data
     assert data_cfg.source.startswith("upload:") and data_cfg.source_name == "my data.zip"
     stored = resolve_path(data_cfg.source)
@@ -1131,3 +1131,16 @@ def test_the_epochs_structured_pruning_adds_are_said_with_the_runs_epochs():
                           structured_epochs=10)
     assert epochs_words(pruned.to_dict()) == "6 epochs + 10 epochs fine-tuning the smaller model (structured pruning)"
     assert epochs_words({"train": {"epochs": 1}, "pruning": {"enabled": False, "structured": True}}) == "1 epoch"
+
+
+def test_a_class_strip_puts_its_pictures_side_by_side_with_white_between():
+    import numpy as np
+
+    from app.datasets import STRIP_GAP_PX, thumbnail_strip
+
+    pictures = [np.full((8, 8, 3), v, np.uint8) for v in (10, 20, 30)]
+    strip = thumbnail_strip(pictures)
+    assert strip.shape == (8, 3 * 8 + 2 * STRIP_GAP_PX, 3) and strip.dtype == np.uint8
+    assert (strip[:, 8:8 + STRIP_GAP_PX] == 255).all() and (strip[:, -8:] == 30).all()
+    with pytest.raises(ValueError):
+        thumbnail_strip([])
