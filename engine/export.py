@@ -370,7 +370,9 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
         "",
         "## Metrics" + (" (the fine-tuned model, alpha 1)" if alpha is not None else ""),
         f"- Validation accuracy: {pct(summary.get('val_acc'))}; test accuracy: {pct(summary.get('test_acc'))}",
-        f"- OOD accuracy (corruption suite, severities 1-5): {pct(summary.get('ood_acc'))}",
+        "- OOD accuracy (corruption suite, severities 1-5): " + (
+            pct(summary["ood_acc"]) if summary.get("ood_acc") is not None else
+            "not measured (the run's OOD evaluation was off)" if not cfg.eval.ood else "n/a"),
     ]
     imb = rep.get("imbalance") or {}
     if imb.get("imbalanced") and summary.get("test_balanced_acc") is not None:

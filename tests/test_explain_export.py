@@ -198,7 +198,7 @@ def test_the_model_card_lists_only_the_settings_that_apply_in_words():
 def test_the_model_card_cautions_a_model_that_learnt_nothing_and_figures_on_few_images():
     """Whoever receives the exported files sees what the Results page warned about: answers no better
     than guesses, and accuracies measured on a handful of images."""
-    from engine.config import RunConfig
+    from engine.config import RunConfig, apply_overrides
 
     split = {"val": {"a": 4, "b": 4}, "test": {"a": 4, "b": 4}}
     card = model_card(RunConfig(), {"classes": ["a", "b"], "val_acc": 0.5, "test_acc": 0.5,
@@ -208,6 +208,9 @@ def test_the_model_card_cautions_a_model_that_learnt_nothing_and_figures_on_few_
            "Its answers are no better than guesses" in caution
     assert "Measured on 8 validation images (one image is 12.5 points) and 8 test images" in caution
     assert card.index("## Metrics") < card.index("## Caution") < card.index("## Use it")
+    assert "OOD accuracy (corruption suite, severities 1-5): n/a" in card, "on, but no figure in the summary"
+    off = model_card(apply_overrides(RunConfig(), ["eval.ood=false"]), {"classes": ["a", "b"], "test_acc": 0.9})
+    assert "OOD accuracy (corruption suite, severities 1-5): not measured (the run's OOD evaluation was off)" in off
     # a model clearly above guessing on 80 test images has no caution; 5 of 8 is within luck (p = 0.36)
     big = {"val": {"a": 40, "b": 40}, "test": {"a": 40, "b": 40}}
     assert "## Caution" not in model_card(RunConfig(), {"classes": ["a", "b"], "test_acc": 0.9,
