@@ -318,6 +318,14 @@ def caution_section(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def ood_text(cfg: RunConfig, summary: dict[str, Any]) -> str:
+    """The run's OOD accuracy on the corruption suite in the card's words: "61.2%", "not measured (the run's
+    OOD evaluation was off)", or "n/a" when it was on and the summary holds no figure."""
+    if summary.get("ood_acc") is not None:
+        return f"{100 * summary['ood_acc']:.1f}%"
+    return "not measured (the run's OOD evaluation was off)" if not cfg.eval.ood else "n/a"
+
+
 def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck] | None = None) -> str:
     """A markdown model card: data, methods and their settings, metrics, the exact config."""
     def pct(x):
@@ -370,9 +378,7 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
         "",
         "## Metrics" + (" (the fine-tuned model, alpha 1)" if alpha is not None else ""),
         f"- Validation accuracy: {pct(summary.get('val_acc'))}; test accuracy: {pct(summary.get('test_acc'))}",
-        "- OOD accuracy (corruption suite, severities 1-5): " + (
-            pct(summary["ood_acc"]) if summary.get("ood_acc") is not None else
-            "not measured (the run's OOD evaluation was off)" if not cfg.eval.ood else "n/a"),
+        f"- OOD accuracy (corruption suite, severities 1-5): {ood_text(cfg, summary)}",
     ]
     imb = rep.get("imbalance") or {}
     if imb.get("imbalanced") and summary.get("test_balanced_acc") is not None:
