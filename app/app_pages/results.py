@@ -164,28 +164,29 @@ def summary_metrics(run: components.RunView, summary: dict) -> None:
             shown = components.fmt_pct(value) if charts.is_fraction_metric(name) else components.fmt_number(value)
             label = charts.metric_label(name)  # the tile shows the name, its help the words in brackets
             items.append((label.split(" (")[0], shown, f"{label}: the final value logged by the method."))
+    cost = []  # a row of their own: five or six tiles in one wrapped the last alone onto a line at 1280 px
     ips = summary.get("train_images_per_sec")
     if ips:
         threads = summary.get("cpu_threads")
-        items.append(("Training speed", f"{ips:,.0f} img/s", "Images per second, first epoch (warm-up) excluded"
+        cost.append(("Training speed", f"{ips:,.0f} img/s", "Images per second, first epoch (warm-up) excluded"
                       + (f", on {state.plural(threads, 'CPU thread')}." if threads else ".")
                       + (f" {state.message_words(summary['cpu_threads_note'])}" if summary.get("cpu_threads_note") else "")
                       + components.threads_changes_text(summary.get("cpu_threads_changes"))))
     if summary.get("wall_time_s"):
         before = summary.get("wall_time_before_s")
-        items.append(("Run time", components.fmt_duration(summary["wall_time_s"]), "From start to the final evaluation"
+        cost.append(("Run time", components.fmt_duration(summary["wall_time_s"]), "From start to the final evaluation"
                       + (f", its parts together (before it was continued: {components.fmt_duration(before)} of "
                          "finished epochs; an epoch cut short by the stop is not counted)." if before else ".")))
     if summary.get("num_params"):
-        items.append(("Parameters", f"{summary['num_params'] / 1e6:.1f} M", "Trainable and frozen, with the new head."))
-    if not items:
-        return
-    row = layout.tiles()
-    for label, value, help_ in items:
-        row.metric(label, value, help=help_, width="content")
-    gap = val_test_gap(summary)
-    if gap:
-        st.caption(":material/info: " + gap)
+        cost.append(("Parameters", f"{summary['num_params'] / 1e6:.1f} M", "Trainable and frozen, with the new head."))
+    for tiles in (items, cost):  # what the model does (and how far to trust it), then what it cost and weighs
+        if tiles:
+            row = layout.tiles()
+            for label, value, help_ in tiles:
+                row.metric(label, value, help=help_, width="content")
+        gap = val_test_gap(summary) if tiles is items else None
+        if gap:
+            st.caption(":material/info: " + gap)
 
 
 def detail_charts(run: components.RunView, summary: dict) -> None:
