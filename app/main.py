@@ -18,11 +18,17 @@ if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts app/ on the pa
 
 import streamlit as st  # noqa: E402
 
-from app import components, state  # noqa: E402
-
 # the tab's icon from our own file: a material-icon favicon is fetched from fonts.gstatic.com (not offline)
 st.set_page_config(page_title="Fine-tuning studio", page_icon=str(ROOT / "assets" / "icon.png"), layout="wide",
                    initial_sidebar_state="expanded")
+# the first visit after a server start imports PyTorch (seconds): a line says so instead of a blank page
+starting = st.empty()
+if "torch" not in sys.modules:
+    starting.caption("Starting the studio: loading PyTorch, a few seconds once after each server start…")
+
+from app import components, state  # noqa: E402
+
+starting.empty()
 
 try:
     engine = state.get_engine()

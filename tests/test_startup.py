@@ -46,7 +46,9 @@ def test_the_dashboards_first_page_waits_for_no_torchvision(tmp_path):
     is drawn without it, and the Model page, which builds networks to count their parameters, then loads
     it. TORCH_HOME is empty: with ImageNet weights in the cache, checking them imports torchvision."""
     code = ("import sys; from streamlit.testing.v1 import AppTest; at = AppTest.from_file('app/main.py', "
-            "default_timeout=120).run(); assert not at.exception, at.exception; print('torchvision' in sys.modules); "
+            "default_timeout=120).run(); assert not at.exception, at.exception; "
+            "assert not [c for c in at.caption if c.value.startswith('Starting the studio')], 'gone once loaded'; "
+            "print('torchvision' in sys.modules); "
             "at.switch_page('app_pages/model.py').run(); print('torchvision' in sys.modules)")
     env = {**os.environ, "STUDIO_DATA_DIR": str(tmp_path / "studio"), "TORCH_HOME": str(tmp_path / "torch")}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env)
