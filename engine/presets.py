@@ -21,11 +21,12 @@ from engine.words import plural
 
 
 def offline_pretrained(backbone: str) -> str:
-    """The best weights usable without internet: bundled, else cached ImageNet, else none."""
-    avail = available_sources(backbone)
-    if avail.get("bundled"):
+    """The best weights usable without internet: bundled, else cached ImageNet, else none. Bundled weights
+    are looked for first: checking torch hub's cache can import torchvision (BackboneSpec.has_imagenet_cached),
+    which a new user's first page, built from a preset, need not wait for."""
+    if BACKBONES[backbone].has_bundled():
         return "bundled"
-    return "imagenet" if avail.get("imagenet") else "none"
+    return "imagenet" if available_sources(backbone).get("imagenet") else "none"
 
 
 def _base(cfg: RunConfig, backbone: str, image_size: int) -> RunConfig:

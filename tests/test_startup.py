@@ -44,12 +44,16 @@ def test_cli_train_imports_no_ui_or_export_packages_and_times_the_whole_process(
 def test_the_dashboards_first_page_waits_for_no_torchvision(tmp_path):
     """Importing torchvision takes 1-2 s (it loads torch._dynamo): the first page (Data) a new user opens
     is drawn without it, and the Model page, which builds networks to count their parameters, then loads
-    it. TORCH_HOME is empty: with ImageNet weights in the cache, checking them imports torchvision."""
+    it. ImageNet weights of ResNet-18 in torch hub's cache (a file of that name there) change nothing: the
+    default preset's bundled weights come first."""
     code = ("import sys; from streamlit.testing.v1 import AppTest; at = AppTest.from_file('app/main.py', "
             "default_timeout=120).run(); assert not at.exception, at.exception; "
             "assert not [c for c in at.caption if c.value.startswith('Starting the studio')], 'gone once loaded'; "
             "print('torchvision' in sys.modules); "
             "at.switch_page('app_pages/model.py').run(); print('torchvision' in sys.modules)")
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"weights")
     env = {**os.environ, "STUDIO_DATA_DIR": str(tmp_path / "studio"), "TORCH_HOME": str(tmp_path / "torch")}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
