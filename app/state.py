@@ -1012,7 +1012,7 @@ def another_seed(seed: int) -> int:
 
 def use_another_seed() -> None:
     """Another seed for the draft (`another_seed`; a button's callback, beside a note that the settings
-    shown are already training): a second run worth comparing, one click away (the seed lives on the
+    shown are already training or have finished): a second run worth comparing, one click away (the seed lives on the
     Data page)."""
     import dataclasses
 

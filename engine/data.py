@@ -53,6 +53,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from engine.devices import usable_cpus
 from engine.errors import StudioError
+from engine.words import plural
 
 try:  # HEIC/HEIF, the iPhone camera's default format (AVIF is built into Pillow >= 11.2)
     import pillow_heif
@@ -343,7 +344,7 @@ def decode_member_names(infos: Sequence[zipfile.ZipInfo]) -> tuple[list[str], li
         hint = ("Check that the class names look right" if sure else
                 "This is a guess: check that the class names look right")
         warnings_out.append(
-            f"{len(legacy)} file name{'s' if len(legacy) != 1 else ''} in the zip (e.g. '{example}') "
+            f"{plural(len(legacy), 'file name')} in the zip (e.g. '{example}') "
             f"{'are' if len(legacy) != 1 else 'is'} not marked as UTF-8 and not valid UTF-8; they were read as "
             f"{_ENCODING_LABELS.get(enc, enc)}. {hint}; if they do not, make the zip with 7-Zip or "
             "another tool that writes UTF-8 names and upload it again.")
@@ -1545,7 +1546,7 @@ def _require_enough_per_class(classes: list[str], labels: torch.Tensor, min_imag
     counts = torch.bincount(labels, minlength=len(classes)).tolist()
     too_few = [(name, n) for name, n in zip(classes, counts) if n < min_images_per_class]
     if too_few:
-        listed = "; ".join(f"class '{name}' has {n} readable image{'s' if n != 1 else ''}" for name, n in too_few)
+        listed = "; ".join(f"class '{name}' has {plural(n, 'readable image')}" for name, n in too_few)
         raise DatasetError(
             f"Each class needs at least {min_images_per_class} readable images, but {listed}. "
             "Add more images to those folders (or remove them), then upload again." + _skipped_summary(skipped),

@@ -320,10 +320,12 @@ def caution_section(summary: dict[str, Any]) -> list[str]:
 
 def ood_text(cfg: RunConfig, summary: dict[str, Any]) -> str:
     """The run's OOD accuracy on the corruption suite in the card's words: "61.2%", "not measured (the run's
-    OOD evaluation was off)", or "n/a" when it was on and the summary holds no figure."""
+    OOD evaluation was off)", or, when it was on and the summary holds no figure (a run stopped before its
+    final evaluation), "not measured (the run ended before its final evaluation)"."""
     if summary.get("ood_acc") is not None:
         return f"{100 * summary['ood_acc']:.1f}%"
-    return "not measured (the run's OOD evaluation was off)" if not cfg.eval.ood else "n/a"
+    return ("not measured (the run's OOD evaluation was off)" if not cfg.eval.ood else
+            "not measured (the run ended before its final evaluation)")
 
 
 def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck] | None = None) -> str:

@@ -208,7 +208,8 @@ def test_the_model_card_cautions_a_model_that_learnt_nothing_and_figures_on_few_
            "Its answers are no better than guesses" in caution
     assert "Measured on 8 validation images (one image is 12.5 points) and 8 test images" in caution
     assert card.index("## Metrics") < card.index("## Caution") < card.index("## Use it")
-    assert "OOD accuracy (corruption suite, severities 1-5): n/a" in card, "on, but no figure in the summary"
+    assert "OOD accuracy (corruption suite, severities 1-5): not measured (the run ended before its final " \
+           "evaluation)" in card, "on, but no figure in the summary"
     off = model_card(apply_overrides(RunConfig(), ["eval.ood=false"]), {"classes": ["a", "b"], "test_acc": 0.9})
     assert "OOD accuracy (corruption suite, severities 1-5): not measured (the run's OOD evaluation was off)" in off
     # a model clearly above guessing on 80 test images has no caution; 5 of 8 is within luck (p = 0.36)

@@ -48,7 +48,7 @@ def _uploaded_ref(engine, upload, suffix: str) -> str | None:
 
 def _skipped_table(skipped, expanded: bool = False) -> None:
     """The skipped files and why, folded away unless `expanded`."""
-    with st.expander(f"{len(skipped)} skipped file{'s' if len(skipped) != 1 else ''}, and why",
+    with st.expander(f"{state.plural(len(skipped), 'skipped file')}, and why",
                      icon=":material/warning:", expanded=expanded):
         st.dataframe([{"file": s.path, "reason": s.reason} for s in skipped], hide_index=True, width="stretch")
 
@@ -117,7 +117,7 @@ def earlier_uploads(engine, kind: str, in_use: str, on_use) -> None:
             c = st.columns([4, 1, 1], vertical_alignment="center")
             facts = [_size_text(u["size"])]
             if u.get("classes"):
-                facts.append(f"{u['classes']} class{'es' if u['classes'] != 1 else ''}")
+                facts.append(state.plural(int(u["classes"]), "class", "classes"))
             if u.get("images"):
                 facts.append(state.plural(int(u["images"]), "image"))
             facts.append("uploaded " + time.strftime("%d %b %Y %H:%M", time.localtime(u["created"])))
@@ -165,7 +165,7 @@ def choose_source(engine) -> None:
         from tools.textures import TEXTURE_CLASSES
 
         st.caption(f"{len(TEXTURE_CLASSES)} kinds of texture ({', '.join(TEXTURE_CLASSES)}), drawn by formulas: "
-                   "small enough to fine-tune in about a minute, hard enough that methods make a difference.")
+                   "small enough to fine-tune in a minute or two, hard enough that methods make a difference.")
         if ds.kind != "sample":
             _activate(engine, state.Dataset("sample", SAMPLE_DATASET, SAMPLE_LABEL))
 
@@ -353,7 +353,7 @@ def duplicates_section(rep, result: datasets.DataCheck) -> None:
         st.button("Drop duplicate copies", key="drop_dupes", icon=":material/build:", on_click=state.drop_copies,
                   help="Keeps one image of each group of copies, a training copy first (the switch in the split "
                        "settings above).")
-    with st.expander(f"{len(rep.duplicate_groups)} group{'s' if len(rep.duplicate_groups) != 1 else ''} of "
+    with st.expander(f"{state.plural(len(rep.duplicate_groups), 'group')} of "
                      f"duplicate pictures ({n_files} files)", icon=":material/content_copy:"):
         st.caption("Identical files, or near-identical pictures (perceptual hash within "
                    f"{PHASH_MAX_DISTANCE} of 64 bits, the same colours and close thumbnails). {action}")

@@ -626,7 +626,7 @@ def errors_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
 def cell_label(option: str, classes: list[str], counts: dict[str, int]) -> str:
     t, p = (int(k) for k in option.split(":"))
     n = counts[option]
-    return f"{classes[t]} → {classes[p]} ({n} {'image' if n == 1 else 'images'})" + (" · correct" if t == p else "")
+    return f"{classes[t]} → {classes[p]} ({state.plural(n, 'image')})" + (" · correct" if t == p else "")
 
 
 # ---- tab 3: export ---------------------------------------------------------------------------------
@@ -791,8 +791,8 @@ def no_finished_run(runs) -> None:
                 "come back when the Train page says *Finished*.", icon=":material/hourglass_top:")
         st.page_link("app_pages/train.py", label="Watch it on the Train page", icon=":material/monitoring:")
     else:
-        st.info("No finished run yet. Train one first (the Quick demo preset on the bundled sample takes about "
-                "a minute on a laptop CPU); its attributions, mistakes and exports appear here.", icon=":material/info:")
+        st.info("No finished run yet. Train one first (the Quick demo preset on the bundled sample takes 40 s to "
+                "2 minutes on a 2-core CPU); its attributions, mistakes and exports appear here.", icon=":material/info:")
         st.page_link("app_pages/train.py", label="Go to training", icon=":material/arrow_forward:")
 
 

@@ -224,7 +224,7 @@ def verdict(p, answer, said: set | None = None) -> None:
         st.info(f"It says **{state.md_text(name)}** ({100 * prob:.0f}%)", icon=":material/label:")
         own = own_image_note(answer.own, answer.own_copy, answer.own_class, name)
         if own:
-            st.caption(":material/info: " + own)
+            st.caption(":material/info: " + state.md_text(own))  # the user's class names, shown as they are
 
 
 def answer_columns(n_models: int) -> list:
