@@ -324,12 +324,12 @@ class CpuThreads:
         """Plain words for the UI and the run summary; empty when nothing was held back."""
         if self.threads >= self.limit:
             return ""
+        # short: a class reads it under the live figures (a paragraph of how the count is checked was too much)
         return (f"Training on {self.threads} of {self.limit} CPU threads: other programs kept about "
-                f"{self.busy:.1f} of the {self.cpus} CPUs busy {self.when}, and threads that wait for a busy CPU "
-                f"slow every step; the count is checked again {EARLY_THREADS_CHECK_S:g} s into a first epoch that "
-                f"lasts longer, and after every epoch. Another thread count rounds sums in another order, so the "
-                "same settings and seed can end a few points apart at few epochs. To choose it yourself: CPU "
-                f"threads, under {ADVANCED_TITLE} on the Model and methods page (train.threads).")
+                f"{self.busy:.1f} of the {self.cpus} CPUs busy {self.when}, and a thread waiting for a busy CPU "
+                "slows every step. The count is checked again as the run goes; another count can end a few points "
+                f"apart with the same seed. To choose it: CPU threads, under {ADVANCED_TITLE} on the Model and "
+                "methods page (train.threads).")
 
 
 class LoadSample:
