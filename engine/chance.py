@@ -226,13 +226,14 @@ def val_test_gap_words(summary: dict) -> str | None:
 class WeakClass:
     """One class `weak_classes` found. `name`: the user's class name; `right` of its `images` held-out
     images right; `others`: the accuracy (a fraction) on the other classes' images together; `taken_for`:
-    the class its images were most often answered as, and `taken`: how many of them; `p`: the one-sided
-    Fisher exact test's p-value of its right/wrong counts against the others'."""
+    the classes its images were most often answered as (more than one when tied, in the run's class
+    order), and `taken`: how many of its images each of them got; `p`: the one-sided Fisher exact test's
+    p-value of its right/wrong counts against the others'."""
     name: str
     right: int
     images: int
     others: float
-    taken_for: str
+    taken_for: tuple[str, ...]
     taken: int
     p: float
 
@@ -276,9 +277,22 @@ def weak_classes(summary: dict, split: str | None = None) -> list[WeakClass]:
         p = float(fisher_exact([[right, n - right], [o_right, o_n - o_right]], alternative="less").pvalue)
         if p >= WEAK_P:
             continue
-        j = max((j for j in range(len(classes)) if j != i), key=lambda j: rows[i][j])
-        found.append(WeakClass(str(name), right, n, o_right / o_n, str(classes[j]), rows[i][j], p))
+        taken = max(rows[i][j] for j in range(len(classes)) if j != i)
+        ties = tuple(str(classes[j]) for j in range(len(classes)) if j != i and rows[i][j] == taken)
+        found.append(WeakClass(str(name), right, n, o_right / o_n, ties, taken, p))
     return sorted(found, key=lambda w: (w.acc, w.p))[:WEAK_SHOWN]
+
+
+def percent_half_up(x: float) -> str:
+    """A fraction as a whole percentage, halves rounded up as the charts' labels round them (d3-format):
+    0.125 -> "13%" (Python's format gives "12%", and the per-class chart beside the words showed 13%)."""
+    return f"{math.floor(100 * x + 0.5)}%"
+
+
+def and_words(names: tuple[str, ...] | list[str]) -> str:
+    """Names joined as a sentence says them: "a", "a and b", "a, b and c"."""
+    names = list(names)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def weak_class_words(summary: dict, split: str | None = None) -> str | None:
@@ -289,8 +303,10 @@ def weak_class_words(summary: dict, split: str | None = None) -> str | None:
     weak = weak_classes(summary, split)
     if not weak:
         return None
-    parts = [f"{w.name}, {w.right} of {w.images} right ({100 * w.acc:.0f}%, against {100 * w.others:.0f}% for the "
-             f"others)" + (f", most often taken for {w.taken_for} ({w.taken} of {w.images})" if w.taken else "")
+    parts = [f"{w.name}, {w.right} of {w.images} right ({percent_half_up(w.acc)}, against "
+             f"{percent_half_up(w.others)} for the others)"
+             + (f", most often taken for {and_words(w.taken_for)} ({w.taken} of {w.images}"
+                + (" each)" if len(w.taken_for) > 1 else ")") if w.taken else "")
              for w in weak]
     return (f"Weaker than the other classes on the {SPLIT_WORDS[split]} images, by more than luck on that many "
             f"images: " + "; ".join(parts) + ". More training images of such a class, or clearer ones, usually "
