@@ -480,6 +480,12 @@ def test_upload_configure_train_watch_and_see_results(studio, tiny_bytes):
     assert not [s for s in at.slider if s.key == "w:optim.momentum"]
     assert any(c.startswith("Momentum: AdamW keeps its own") for c in texts(at.caption))
     assert {m.label: m.value for m in at.metric}["Effective learning rate"] == "0.02"
+    assert any(w.startswith("AdamW fine-tunes at about a tenth of SGD's learning rate") for w in texts(at.warning))
+    at.button(key="adamw_lr").click().run()  # SGD's 0.02 kept by the switch: a tenth, one click away
+    assert at.session_state["cfg"].optim.lr == pytest.approx(0.002) and at.number_input(key="w:optim.lr").value == \
+        pytest.approx(0.002)
+    assert not any(w.startswith("AdamW fine-tunes") for w in texts(at.warning))
+    at.number_input(key="w:optim.lr").set_value(0.02)
     at.selectbox(key="w:optim.optimizer").set_value("sgd").run()
     assert at.slider(key="w:optim.momentum").value == 0.5, "SGD's momentum comes back as it was"
     at.text_input(key="w:run.name").set_value("my first run").run()

@@ -84,6 +84,28 @@ def _apply_preset(key: str) -> None:
     st.session_state["preset_applied"] = (key, note)
 
 
+ADAMW_HIGHEST_LR = 0.005  # above this AdamW's fine-tuning is in SGD's range: the notice below offers a tenth
+
+
+def adamw_rate_notice(cfg) -> None:
+    """With AdamW at a rate meant for SGD (above ADAMW_HIGHEST_LR; the rate kept from SGD when the optimiser
+    is switched), a warning and a button that sets a tenth of it. Nothing when the rate is found automatically."""
+    lr = cfg.optim.lr
+    if cfg.optim.optimizer != "adamw" or cfg.optim.lr_auto or lr <= ADAMW_HIGHEST_LR:
+        return
+    tenth = float(f"{lr / 10:.2g}")
+    st.warning(f"AdamW fine-tunes at about a tenth of SGD's learning rate (typically 1e-4 to 1e-3): {lr:g}, an SGD "
+               "rate, is likely to make this run diverge or learn little.", icon=":material/warning:")
+    st.button(f"Use learning rate {tenth:g}", key="adamw_lr", icon=":material/build:", on_click=_set_lr, args=(tenth,),
+              help="Sets the learning rate above; every setting can still be changed.")
+
+
+def _set_lr(lr: float) -> None:
+    """A button's callback: the learning rate `lr`, its field redrawn from the config."""
+    state.update_section("optim", lr=lr)
+    st.session_state.pop(widget_key("optim", "lr"), None)
+
+
 def _lr_auto_on() -> None:
     """The drift warning's button: the automatic learning rate on, and its switch redrawn from the config."""
     state.update_section("optim", lr_auto=True)
@@ -430,6 +452,7 @@ def knobs_section() -> None:
     values["lr_auto"] = field_widget("optim", cfg.optim, "lr_auto")
     state.update_section("optim", **values)
     effective_lr_view(state.config(), c[3])
+    adamw_rate_notice(state.config())
     components.few_steps_notice(state.config(), "model")  # after the rate's widgets: it suggests a rate from it
     drift = recipe_drift(state.config(), state.known_classes_and_train_size(state.config())[1])
     if drift:
