@@ -319,19 +319,19 @@ def _demo_details(key: str) -> Callable[[], str]:
 
 
 FASTEST_MEASURED = (
-    "In short: on the bundled sample this preset trained a model as good as a usual 5-epoch fine-tune (55% of "
-    "the test images right, against 54%) in less than half the time; the Quick demo's 20 epochs reach 70% in "
-    "five times this preset's time (2 seeds on a 2-core CPU without bf16: 106 s against 21 s). It is quick because it trains fewer epochs and leaves "
-    "the first two blocks as they were pretrained. Those two blocks learn nothing from your images: for pictures "
-    "far from everyday photos (X-rays, spectrograms, micrographs) the Quick demo, which trains every layer, may "
-    "do better. The measurement: on the sample (384 training images at 64 px), on a 2-core AMD EPYC (Zen 4), "
-    "4 seeds, two runs: 0.45-0.46x the "
-    "wall time of the best of a hand-written PyTorch loop and timm's optimiser and scheduler with the usual recipe "
-    "(5 epochs at lr 0.01, random crops and flips), validation 50% in 0.41-0.43x their time, test accuracy 55.3% "
-    "against their 53.7%. On handwritten digits at 32 px (against 10 epochs): 0.32-0.35x, 97.9% against the "
-    "peers' 95.0-96.1%. The gain is the recipe: the same loop trained this preset's way took 0.62x at 64 px (the "
-    "studio 0.74x of that, at the same accuracy over 10 seeds) and as long as the studio at 32 px. README, "
-    "Benchmarks, \"Against the peers\".")
+    "**In short:** on the bundled sample this preset trains a model about as good as a usual 5-epoch fine-tune "
+    "(55% of the test images right, against 54%) in less than half its time. The Quick demo's 20 epochs reach "
+    "70% in five times this preset's time.\n\n"
+    "**Why it is quick:** fewer epochs, and the first two blocks stay as they were pretrained. Those blocks learn "
+    "nothing from your images: for pictures far from everyday photos (X-rays, spectrograms, micrographs) the Quick "
+    "demo, which trains every layer, may do better.\n\n"
+    "**The measurements** (2-core CPUs; README, Benchmarks, \"Against the peers\"):\n"
+    "- against a hand-written PyTorch loop and timm's optimiser with the usual recipe (5 epochs, lr 0.01, crops "
+    "and flips), 4 seeds on an AMD EPYC with bf16, two runs: 0.45-0.46x their wall time, test 55.3% against "
+    "53.7%;\n"
+    "- handwritten digits at 32 px against their 10 epochs: 0.32-0.35x the time, 97.9% against 95.0-96.1%;\n"
+    "- the same loop trained this preset's way took 0.62x at 64 px: the gain is mostly the recipe;\n"
+    "- against the Quick demo on a CPU without bf16, 2 seeds: 21 s against 106 s.")
 
 register_preset(Preset("quick_demo", "Quick demo", lambda: (
     "ResNet-18 with offline weights, 64 px, 20 epochs of batch 32 (the first 2 train only the new head), "
@@ -340,8 +340,7 @@ register_preset(Preset("quick_demo", "Quick demo", lambda: (
 register_preset(Preset("fastest", "Fastest model", lambda: (
     "ResNet-18 with offline weights, 64 px, 4 epochs of batch 32, no augmentation, the first two blocks kept "
     "as pretrained, OOD not measured: the shortest way to a first model. On the sample: a fifth of the Quick "
-    "demo's time, for a weaker model (2 seeds on a 2-core CPU: 21 s and 56% of test images right, against 106 s "
-    "and 70%)."), fastest,
+    "demo's time on the same CPU, for a weaker model (about 55% of test images right, against 70%)."), fastest,
     lambda: FASTEST_MEASURED))
 register_preset(Preset("robust", "Robust", _robust_text, robust))
 register_preset(Preset("small_model", "Small model", _small_text, small_model))
