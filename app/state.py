@@ -1012,12 +1012,17 @@ def another_seed(seed: int) -> int:
 
 def use_another_seed() -> None:
     """Another seed for the draft (`another_seed`; a button's callback, beside a note that the settings
-    shown are already training or have finished): a second run worth comparing, one click away (the seed lives on the
-    Data page)."""
+    shown are already training or have finished): a second run worth comparing, one click away (the seed lives
+    on the Data page). A toast on the next draw says so (the note beside the button goes with the change)."""
     import dataclasses
 
-    set_config(dataclasses.replace(config(), seed=another_seed(config().seed)))
+    seed = another_seed(config().seed)
+    set_config(dataclasses.replace(config(), seed=seed))
     st.session_state.pop(f"{WIDGET_PREFIX}run.seed", None)
+    st.session_state[SEED_CHANGED_KEY] = seed
+
+
+SEED_CHANGED_KEY = "seed_changed"  # the seed use_another_seed just set, for the Train page's toast
 
 
 def use_batch_size(size: int, lr: float) -> None:

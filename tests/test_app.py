@@ -516,7 +516,7 @@ def test_upload_configure_train_watch_and_see_results(studio, tiny_bytes):
     assert any(c.startswith("**my first run** finished with exactly these settings") for c in texts(at.caption)), \
         texts(at.caption)
     at.button(key="another_seed").click().run()
-    assert at.session_state["cfg"].seed == 1
+    assert at.session_state["cfg"].seed == 1 and [t.value for t in at.toast if t.value.startswith("Seed 1: ")]
     assert not any("finished with exactly these settings" in c for c in texts(at.caption))
 
     at.switch_page("app_pages/results.py").run()

@@ -106,6 +106,10 @@ def start_section(engine) -> None:
         busy = bool(engine.active_runs())
         twin = state.same_settings_active(engine, cfg) if busy else None
         done = None if twin else state.same_settings_finished(engine, cfg)
+        seed = st.session_state.pop(state.SEED_CHANGED_KEY, None)
+        if seed is not None:  # "Use seed N instead" was pressed: the note beside Start went with the old seed
+            st.toast(f"Seed {seed}: the next run trains a second model worth comparing with the first (its "
+                     "randomness and, unless your dataset comes split, its split differ).", icon=":material/casino:")
         # the button as wide as its words (a fixed first column cut "Start trai..." on a 1000 px window), the
         # note beside it in the rest of the line
         row = layout.button_row()
