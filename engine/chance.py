@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 
 from engine.claims import split_sizes
+from engine.words import and_words, percent_half_up
 
 LUCK_P = 0.05  # above guessing by more than this chance of luck (binomial test) is "clearly better"
 LUCK_MARK = "may have learnt nothing yet"  # in every luck finding: how the pages tell it from "learnt nothing"
@@ -281,18 +282,6 @@ def weak_classes(summary: dict, split: str | None = None) -> list[WeakClass]:
         ties = tuple(str(classes[j]) for j in range(len(classes)) if j != i and rows[i][j] == taken)
         found.append(WeakClass(str(name), right, n, o_right / o_n, ties, taken, p))
     return sorted(found, key=lambda w: (w.acc, w.p))[:WEAK_SHOWN]
-
-
-def percent_half_up(x: float) -> str:
-    """A fraction as a whole percentage, halves rounded up as the charts' labels round them (d3-format):
-    0.125 -> "13%" (Python's format gives "12%", and the per-class chart beside the words showed 13%)."""
-    return f"{math.floor(100 * x + 0.5)}%"
-
-
-def and_words(names: tuple[str, ...] | list[str]) -> str:
-    """Names joined as a sentence says them: "a", "a and b", "a, b and c"."""
-    names = list(names)
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def weak_class_words(summary: dict, split: str | None = None) -> str | None:

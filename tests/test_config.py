@@ -183,3 +183,10 @@ def test_plural_counts_in_words():
 
     assert [plural(1, "epoch"), plural(0, "epoch"), plural(3, "epoch")] == ["1 epoch", "0 epochs", "3 epochs"]
     assert [plural(1, "batch", "batches"), plural(2, "batch", "batches")] == ["1 batch", "2 batches"]
+
+
+def test_names_and_percentages_in_words():
+    from engine.words import and_words, percent_half_up
+
+    assert [and_words(["a"]), and_words(("a", "b")), and_words(["a", "b", "c"])] == ["a", "a and b", "a, b and c"]
+    assert [percent_half_up(0.125), percent_half_up(0.124), percent_half_up(1.0)] == ["13%", "12%", "100%"]

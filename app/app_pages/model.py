@@ -96,14 +96,8 @@ def adamw_rate_notice(cfg) -> None:
     tenth = float(f"{lr / 10:.2g}")
     st.warning(f"AdamW fine-tunes at about a tenth of SGD's learning rate (typically 1e-4 to 1e-3): {lr:g}, an SGD "
                "rate, is likely to make this run diverge or learn little.", icon=":material/warning:")
-    st.button(f"Use learning rate {tenth:g}", key="adamw_lr", icon=":material/build:", on_click=_set_lr, args=(tenth,),
-              help="Sets the learning rate above; every setting can still be changed.")
-
-
-def _set_lr(lr: float) -> None:
-    """A button's callback: the learning rate `lr`, its field redrawn from the config."""
-    state.update_section("optim", lr=lr)
-    st.session_state.pop(widget_key("optim", "lr"), None)
+    st.button(f"Use learning rate {tenth:g}", key="adamw_lr", icon=":material/build:", on_click=state.set_settings,
+              args=({"optim.lr": tenth},), help="Sets the learning rate above; every setting can still be changed.")
 
 
 def _lr_auto_on() -> None:
