@@ -293,7 +293,7 @@ DEMO_TEXT = {  # preset -> (title, method, what to look at, what the paper claim
                      "Wortsman et al. 2021: mixing the weights (an alpha inside 0..1) beats both ends on "
                      "OOD data at equal in-distribution accuracy.",
                      "Measured with this demo on the sample: a mix matched or beat both ends on about half the seeds (9 of 17 "
-                     "on a GPU; 1, 2 or 3 of three on CPUs), by at most 1.7 points. On average the best mix was as "
+                     "on a GPU; 1, 2 or 3 of three on CPUs), by at most 2.5 points. On average the best mix was as "
                      "robust as the fine-tuned model itself, so your run may or may not show the effect."),
 }
 DEMOS = {"adafilter_demo": adafilter_demo, "pruning_demo": pruning_demo, "adversarial_demo": adversarial_demo,
