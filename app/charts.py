@@ -569,9 +569,9 @@ def compare_table(rows: list[dict]) -> pd.DataFrame:
     optionally `_content` its content digest (engine.data.content_digest; None for a run that recorded
     none: stored before the digest existed, failed or stopped early); then any columns): rows grouped by
     dataset in first-seen order. A dataset is its content digest, else the digest another run of the
-    same reference recorded, else its reference; runs on one dataset show its first-seen name (an upload
-    and a file on disk of the same images, a copy under another name), two different datasets of one
-    name read "name (1)", "name (2)" in first-seen order. Columns without any value are dropped,
+    same reference recorded, else its reference; runs on one dataset show every name it was given, first-seen
+    first ("sample textures / textures.zip": the bundled sample and an upload of the same zip, a copy under
+    another name), two different datasets of one name read "name (1)", "name (2)" in first-seen order. Columns without any value are dropped,
     missing numbers left missing (drawn blank) and missing text as "" (never "None")."""
     table = pd.DataFrame(rows)
     if "_content" in table:
@@ -580,8 +580,10 @@ def compare_table(rows: list[dict]) -> pd.DataFrame:
                             for s, c in zip(table["_source"], table["_content"])]
         table = table.drop(columns="_content")
     if "_source" in table:
-        first_name = dict(zip(table["_source"][::-1], table["dataset"][::-1]))  # the first row's wins
-        table["dataset"] = table["_source"].map(first_name)
+        names: dict = {}  # every name a dataset was given, first-seen first: the user's own upload's name stays
+        for src, name in zip(table["_source"], table["dataset"]):
+            names.setdefault(src, {})[name] = None
+        table["dataset"] = table["_source"].map({src: " / ".join(n) for src, n in names.items()})
         number: dict = {}
         for name, src in zip(table["dataset"], table["_source"]):
             number.setdefault(name, {}).setdefault(src, len(number[name]) + 1)

@@ -478,8 +478,8 @@ def test_compare_keeps_two_datasets_of_the_same_name_apart():
     assert table["dataset"].nunique() == 2 and "_source" not in table and "sparsity" not in table
     assert table["val acc"].isna().tolist() == [False, False, True], "a missing number stays missing (blank)"
     assert list(table["dataset"]) == ["data.zip (1)", "data.zip (1)", "data.zip (2)"], "not a path's last characters"
-    # one dataset given two ways (an upload, the same images on disk under another name): one dataset, its
-    # first-seen name; the digest is what the runs' data reports give (engine.data.content_digest)
+    # one dataset given two ways (an upload, the same images on disk under another name): one dataset, with
+    # both names, first-seen first (a user's upload of the sample is not called "sample textures" alone); the digest is what the runs' data reports give (engine.data.content_digest)
     same = [{"run": "d", "dataset": "shapes.zip", "_source": "upload:" + "3" * 64, "_content": "f" * 64, "val acc": 0.6},
             {"run": "e", "dataset": "shapes copy.zip", "_source": "/data/shapes copy.zip", "_content": "f" * 64,
              "val acc": 0.7},
@@ -489,7 +489,7 @@ def test_compare_keeps_two_datasets_of_the_same_name_apart():
             {"run": "g", "dataset": "shapes copy.zip", "_source": "/data/shapes copy.zip", "_content": None,
              "val acc": None}]
     table = compare_table(same)
-    assert list(table["dataset"]) == ["shapes.zip", "shapes.zip", "shapes.zip", "noise.zip"], table
+    assert list(table["dataset"]) == ["shapes.zip / shapes copy.zip"] * 3 + ["noise.zip"], table
     assert "_content" not in table and "_source" not in table
 
 
