@@ -170,8 +170,9 @@ def queue_view(engine, watched: str | None) -> None:
         row.button("Cancel", key=f"cancel_{run_id}", on_click=engine.stop, args=(run_id, state.user()))
 
 
-def recent_table(engine) -> None:
-    runs = state.runs(engine)[:10]
+def recent_table(visible: list) -> None:
+    """The ten latest of `visible` (state.runs, read once per redraw) in a table under an expander."""
+    runs = visible[:10]
     if not runs:
         return
     with st.expander("Recent runs", icon=":material/history:", expanded=False):
@@ -196,8 +197,8 @@ def continue_button(engine, run_id: str, container) -> None:
             st.rerun()  # the whole page: the live view's timer starts again
 
 
-def live_section(engine) -> None:
-    visible = state.runs(engine)
+def live_section(engine, visible: list) -> None:
+    """The run picker over `visible` (state.runs, read once per redraw) and the picked run's live view."""
     runs = visible[:RECENT_RUNS]
     if not runs:
         st.info("No run yet. Press **Start training** above; the line above says what this run will do (the Quick "
@@ -258,8 +259,9 @@ def render() -> None:
     engine = state.get_engine()
     st.title("3 · Train (live)")
     start_section(engine)
-    live_section(engine)
-    recent_table(engine)
+    visible = state.runs(engine)  # after Start: a run it queued is listed
+    live_section(engine, visible)
+    recent_table(visible)
 
 
 if __name__ == "__main__":  # run as a page (st.Page executes it as __main__); importable for tests
