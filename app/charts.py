@@ -262,10 +262,13 @@ def metric_lines(df: pd.DataFrame, metrics: Sequence[str], title: str | list[str
         domain=order, range=[TRAIN_DASH if m.startswith("train_") else [1, 0] for m in present]))
     # training curves drawn last, their points as rings: a training curve equal to its held-out twin
     # (both 100%, say) shows on top of it instead of vanishing under it
+    # (a layer only for curves there are: Vega warns of an "Infinite extent" for a layer filtered empty)
     train = "indexof(datum.metric, 'train_') === 0"
     held_out, training = base.transform_filter(f"!({train})"), base.transform_filter(train)
-    layers = [held_out.mark_line().encode(strokeDash=dash), held_out.mark_point(filled=True, size=40),
-              training.mark_line().encode(strokeDash=dash), training.mark_point(filled=False, size=70, strokeWidth=1.5)]
+    layers = ([held_out.mark_line().encode(strokeDash=dash), held_out.mark_point(filled=True, size=40)]
+              if any(not m.startswith("train_") for m in present) or not present else [])
+    layers += ([training.mark_line().encode(strokeDash=dash), training.mark_point(filled=False, size=70, strokeWidth=1.5)]
+               if any(m.startswith("train_") for m in present) else [])
     if not ends.empty:  # the words at the curves' ends: new users told the pair apart by shade and dashes alone
         end = alt.Chart(ends).encode(x=alt.X(f"{x}:Q"), y=alt.Y("value:Q"), text="end_label:N",
                                      color=alt.Color("label:N", scale=alt.Scale(domain=order, range=colors),
@@ -429,12 +432,16 @@ def per_class_chart(df: pd.DataFrame, title: str = "Accuracy per class") -> alt.
     bars = base.mark_bar().encode(
         color=alt.Color("accuracy:Q", scale=alt.Scale(scheme="redyellowgreen", domain=[0, 1]), legend=None))
     # inside the bar's end when it is long, after it otherwise: 100% stays in the plot
+    # (each only when some class is there: Vega warns of an "Infinite extent" for a layer filtered empty)
     text = alt.Text("accuracy:Q", format=".0%")
-    inside = base.transform_filter(alt.datum.accuracy > 0.8).mark_text(
-        align="right", dx=-4, color="white", fontSize=11).encode(text=text)
-    after = base.transform_filter(alt.datum.accuracy <= 0.8).mark_text(
-        align="left", dx=4, color="#31333f", fontSize=11).encode(text=text)
-    return (bars + inside + after).properties(title=title, height=alt.Step(24), autosize=FIT_WIDTH)
+    layers = [bars]
+    if (df["accuracy"] > 0.8).any():
+        layers.append(base.transform_filter(alt.datum.accuracy > 0.8).mark_text(
+            align="right", dx=-4, color="white", fontSize=11).encode(text=text))
+    if (df["accuracy"] <= 0.8).any():
+        layers.append(base.transform_filter(alt.datum.accuracy <= 0.8).mark_text(
+            align="left", dx=4, color="#31333f", fontSize=11).encode(text=text))
+    return alt.layer(*layers).properties(title=title, height=alt.Step(24), autosize=FIT_WIDTH)
 
 
 def ood_frame(by_corruption: Mapping[str, float | None]) -> pd.DataFrame:

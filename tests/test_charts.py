@@ -423,3 +423,19 @@ def test_a_training_curve_and_its_validation_twin_are_named_at_their_ends():
                  charts.method_metric_chart(pd.DataFrame({"epoch": [1, 2], "sparsity": [0.2, 0.5]}), "sparsity"),
                  charts.step_loss_chart(pd.DataFrame({"step": [1, 2], "loss": [1.0, 0.8]}))):
         assert not [layer for layer in spec(lone)["layer"] if layer["mark"]["type"] == "text"]
+
+
+def test_no_layer_is_filtered_empty():
+    """A layer whose filter keeps no row makes Vega warn "Infinite extent" in the browser's console: the
+    training curves' layers only when a training curve is drawn, each per-class label layer only when a
+    class is on its side of 80%."""
+    df = charts.epochs_frame(EPOCHS)
+    held_out_only = spec(charts.metric_lines(df, ["val_acc", "ood_acc"], "Accuracy", "Accuracy", percent=True))
+    filters = [t["filter"] for layer in held_out_only["layer"] for t in layer.get("transform", [])]
+    assert len(held_out_only["layer"]) == 2 and all(f.startswith("!(") for f in filters), filters
+    pair = spec(charts.metric_lines(df, ["train_acc", "val_acc"], "Accuracy", "Accuracy", percent=True))
+    assert len(pair["layer"]) == 6, "both curves, their points, the words at their ends"
+    for per_class, marks in (({"cat": 0.9, "dog": 0.95}, ["bar", "text"]), ({"cat": 0.2}, ["bar", "text"]),
+                             ({"cat": 0.9, "dog": 0.5}, ["bar", "text", "text"])):
+        d = spec(charts.per_class_chart(charts.per_class_frame(per_class)))
+        assert [layer["mark"]["type"] for layer in d["layer"]] == marks, per_class
