@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from engine.backbones import BACKBONES, WEIGHTS_TEXT, available_sources, backbone_title, build_model
+from engine.backbones import BACKBONES, WEIGHTS_TEXT, available_sources, backbone_title
 from engine.chance import (ChanceCause, chance_cause, chance_finding, small_split_words, val_test_gap_words,
                            weak_class_words)
 from engine.checkpoints import new_run_id, write_json
@@ -43,7 +43,7 @@ from engine.pruning_search import search_into_config
 from engine.resume import RESUME_FILE, check_resumable
 from engine.run_data import load_user_ood, prepare_data
 from engine.store import RunStore
-from engine.train import train
+from engine.train import StartModel, build_start, train
 from engine.words import plural
 
 
@@ -242,7 +242,7 @@ def _train(args: argparse.Namespace) -> int:
     _check_sources(cfg, data_dir)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return _train_distributed(cfg, args, data_dir)
-    data = _check_inputs(cfg, data_dir / "datasets")
+    data, start = _check_inputs(cfg, data_dir / "datasets")
     _say_mirroring(cfg, list(data.classes))
     if (args.preset or not args.config) and not any(o.startswith(("train.batch_size=", "optim.lr=")) for o in overrides):
         # as the dashboard fits a preset to a small dataset; the default settings too (a new user's first run,
@@ -259,7 +259,7 @@ def _train(args: argparse.Namespace) -> int:
     run_id = new_run_id()
     run_dir = Path(args.out).resolve() if args.out else data_dir / "runs" / run_id
     store.create_run(run_id, cfg.name, cfg.to_dict(), str(run_dir), owner="cli")
-    return _run_in_foreground(store, run_id, cfg, run_dir, data_dir, args.quiet, data=data)  # split once
+    return _run_in_foreground(store, run_id, cfg, run_dir, data_dir, args.quiet, data=data, start=start)  # read once
 
 
 def _say_mirroring(cfg: RunConfig, classes: list[str]) -> None:
@@ -310,18 +310,17 @@ def _check_sources(cfg: RunConfig, data_dir: Path) -> None:
             raise StudioError(f"The {what} does not exist: {source}")
 
 
-def _check_inputs(cfg: RunConfig, work_dir: Path) -> DataSplits:
+def _check_inputs(cfg: RunConfig, work_dir: Path) -> tuple[DataSplits, StartModel | None]:
     """Read the dataset, the OOD set and the starting weights before a run is recorded, so that an
     unusable one (not a zip, one class, a checkpoint of another network, ImageNet weights offline) is
-    a message and not a failed run in `runs`; returns the dataset's splits, which the run then trains
-    on (nothing is decoded or split twice; the starting weights are read again when the run builds its
-    model). Raises StudioError."""
+    a message and not a failed run in `runs`; returns the dataset's splits and, for a checkpoint or
+    ImageNet start, the model built from them, which the run then trains (nothing is decoded, split or
+    read twice). Raises StudioError."""
     data = prepare_data(cfg, work_dir)
     load_user_ood(cfg, work_dir, list(data.classes))
     if cfg.backbone.pretrained in ("checkpoint", "imagenet"):  # the user's file; a download that may fail
-        build_model(cfg.backbone.name, len(data.classes), cfg.backbone.pretrained, cfg.backbone.checkpoint,
-                    classes=list(data.classes))
-    return data
+        return data, build_start(cfg, data)
+    return data, None
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
@@ -372,18 +371,19 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _run_in_foreground(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Path, data_dir: Path, quiet: bool,
-                       resume: bool = False, data: DataSplits | None = None) -> int:
+                       resume: bool = False, data: DataSplits | None = None, start: StartModel | None = None) -> int:
     reporter = ConsoleReporter(store, run_id, quiet)
     print(f"run {run_id} -> {run_dir}" + (" (continued)" if resume else ""), flush=True)
-    start = WEIGHTS_TEXT.get(cfg.backbone.pretrained, cfg.backbone.pretrained)  # the dashboard's words
+    weights = WEIGHTS_TEXT.get(cfg.backbone.pretrained, cfg.backbone.pretrained)  # the dashboard's words
     frozen = frozen_words(cfg.optim, cfg.backbone.pretrained)
-    print(f"  {cfg.name or 'this run'}: {backbone_title(cfg.backbone.name)} ({start}), "
+    print(f"  {cfg.name or 'this run'}: {backbone_title(cfg.backbone.name)} ({weights}), "
           f"{plural(cfg.train.epochs, 'epoch')} at {cfg.data.image_size} px, batch "
           f"{cfg.train.batch_size}, " + ("learning rate found at the start" if cfg.optim.lr_auto else
                                          f"lr {cfg.optim.lr:g}")
           + (f", {frozen}" if frozen else "") + f", seed {cfg.seed}", flush=True)
     try:
-        summary = execute_run(store, run_id, cfg, run_dir, data_dir / "datasets", reporter, resume=resume, data=data)
+        summary = execute_run(store, run_id, cfg, run_dir, data_dir / "datasets", reporter, resume=resume, data=data,
+                              start=start)
     except KeyboardInterrupt:
         _interrupted(store, run_id, run_dir)
         return 130

@@ -43,10 +43,11 @@ def stopped_message(done: int | None, planned: int, can_continue: bool = False, 
 
 
 def execute_run(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Path, datasets_dir: Path,
-                reporter: Reporter, limits=None, resume: bool = False, data=None) -> dict[str, Any]:
+                reporter: Reporter, limits=None, resume: bool = False, data=None, start=None) -> dict[str, Any]:
     """Run `cfg` (with `resume`: continue the stopped run in `run_dir`); returns the summary written
     to summary.json (also for failed/stopped runs). `data`: the run's splits when the caller has read
-    them already (engine.run_data.prepare_data of this `cfg`), so that they are not split again."""
+    them already (engine.run_data.prepare_data of this `cfg`), so that they are not split again; `start`
+    likewise its model (engine.train.build_start), so that its weights are not read again."""
     started_at = reporter.started_at or time.time()  # the CLI: the process's start; the dashboard: now
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(cfg.to_yaml())
@@ -59,7 +60,7 @@ def execute_run(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Path, dat
         if searched:  # the saved config reproduces the run: the search's result replaces auto mode
             (run_dir / "config.yaml").write_text(cfg.to_yaml())
         result = train(cfg, reporter, run_dir=run_dir, work_dir=datasets_dir, data=data, limits=limits,
-                       world=world(), resume=resume)
+                       world=world(), resume=resume, start=start)
         before = result.summary.get("wall_time_before_s", 0.0)  # a continued run: its earlier parts
         summary = {**searched, **result.summary, "loop_wall_time_s": result.summary.get("wall_time_s"),
                    "wall_time_s": before + time.time() - started_at}  # the whole job (or process), not just the loop

@@ -23,10 +23,11 @@ from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from engine.augment import training_batch
-from engine.backbones import build_model
+from engine.backbones import LoadReport, build_model
 from engine.config import RunConfig, few_batches, with_section
 from engine.contract import EvalClock, MethodHook, Reporter, StopRequested, TrainContext, owns_loss
 from engine.data import DataSplits, balanced_sample_indices, class_weights
@@ -61,12 +62,39 @@ class EpochStats:
 
 # ---- setup --------------------------------------------------------------------------------------
 
+@dataclass
+class StartModel:
+    """A run's network as built from its starting weights, with the random state right after the build
+    (the new head drew from it): what `setup_run` would have built itself, from the same point."""
+
+    model: nn.Module
+    load_report: LoadReport
+    rng_state: torch.Tensor  # torch.get_rng_state() after the build: uint8, CPU
+
+    def take(self) -> tuple[nn.Module, LoadReport]:
+        """(model, load report), the global random state set to where the build left it."""
+        torch.set_rng_state(self.rng_state)
+        return self.model, self.load_report
+
+
+def build_start(cfg: RunConfig, data: DataSplits) -> StartModel:
+    """Build `cfg`'s backbone with a head for `data`'s classes from its starting weights
+    (engine.backbones.build_model), seeded by `cfg.seed`. Raises StudioError for unusable weights
+    (a checkpoint of another network, ImageNet weights offline)."""
+    torch.manual_seed(cfg.seed)
+    model, report = build_model(cfg.backbone.name, len(data.classes), cfg.backbone.pretrained,
+                                cfg.backbone.checkpoint, classes=list(data.classes))
+    return StartModel(model, report, torch.get_rng_state())
+
+
 def setup_run(cfg: RunConfig, reporter: Reporter, run_dir: Path | None, work_dir: Path,
-              data: DataSplits | None = None, limits=None, world: tuple[int, int] = (0, 1)
-              ) -> tuple[TrainContext, list[MethodHook]]:
+              data: DataSplits | None = None, limits=None, world: tuple[int, int] = (0, 1),
+              start: StartModel | None = None) -> tuple[TrainContext, list[MethodHook]]:
     """Device, data, model, hooks, optimiser: everything a run needs before its first step.
 
-    `world` is (rank, world size) of the torchrun job this process belongs to ((0, 1) alone)."""
+    `world` is (rank, world size) of the torchrun job this process belongs to ((0, 1) alone); `start`
+    the model `build_start` made of this `cfg` and `data` already (the command line checks the user's
+    weights before a run is recorded), so that they are not read twice."""
     rank, world_size = world
     device = pick_device(cfg.train.device, distributed=world_size > 1)
     threads, load = None, None
@@ -83,9 +111,7 @@ def setup_run(cfg: RunConfig, reporter: Reporter, run_dir: Path | None, work_dir
     data = data if data is not None else prepare_data(cfg, work_dir, limits)
     if limits is not None:
         check_data_limits(cfg, data, limits)
-    torch.manual_seed(cfg.seed)
-    model, load_report = build_model(cfg.backbone.name, len(data.classes), cfg.backbone.pretrained,
-                                     cfg.backbone.checkpoint, classes=list(data.classes))
+    model, load_report = (start or build_start(cfg, data)).take()
     cfg = _continue_with_kept_head(cfg, load_report)
     model = restructure_model(model, cfg).to(device)  # e.g. AdaFilter's gated convolutions
     if auto_threads:  # the thread count before the run, less the CPUs other programs keep busy
@@ -327,14 +353,14 @@ def evaluate_epoch(ctx: TrainContext, hooks: list[MethodHook], stats: EpochStats
 
 def train(cfg: RunConfig, reporter: Reporter | None = None, run_dir: Path | None = None,
           work_dir: Path | None = None, data: DataSplits | None = None, limits=None,
-          world: tuple[int, int] = (0, 1), resume: bool = False) -> TrainResult:
+          world: tuple[int, int] = (0, 1), resume: bool = False, start: StartModel | None = None) -> TrainResult:
     """Train one run and evaluate it. Returns the summary (also what summary.json holds) and the
     context. Raises StudioError (bad input, divergence) or StopRequested. Under torchrun the job
     passes this process's `world` (rank, world size); rank 0 alone writes checkpoints. With
     `resume`, continues the stopped run in `run_dir` from its last finished epoch (engine.resume)."""
     # the run may set its own thread count (the caller's comes back afterwards) and decodes into data_folder
     with kept_threads(), data_folder(work_dir, run_dir) as work_dir:
-        return _train(cfg, reporter, run_dir, work_dir, data, limits, world, resume)
+        return _train(cfg, reporter, run_dir, work_dir, data, limits, world, resume, start)
 
 
 @contextlib.contextmanager
@@ -350,9 +376,10 @@ def data_folder(work_dir: Path | None, run_dir: Path | None) -> Iterator[Path]:
 
 
 def _train(cfg: RunConfig, reporter: Reporter | None, run_dir: Path | None, work_dir: Path | None,
-           data: DataSplits | None, limits, world: tuple[int, int], resume: bool) -> TrainResult:
+           data: DataSplits | None, limits, world: tuple[int, int], resume: bool,
+           start: StartModel | None = None) -> TrainResult:
     t_start, reporter = time.perf_counter(), reporter or Reporter()
-    ctx, hooks = setup_run(cfg, reporter, run_dir, work_dir, data, limits, world)
+    ctx, hooks = setup_run(cfg, reporter, run_dir, work_dir, data, limits, world, start)
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=ctx.amp_dtype == torch.float16)
     lr_at = schedule_fn(cfg.optim)
     start, history = load_resume(Path(run_dir or "."), ctx, scaler, hooks) if resume else (0, [])

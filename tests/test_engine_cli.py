@@ -236,7 +236,7 @@ def test_the_command_line_uses_the_dashboards_folder_and_says_when_a_source_is_m
     studio = tmp_path / "studio"
     eng = Engine(studio)
     try:
-        from conftest import tiny_config
+        from conftest import TEST_DEVICE, tiny_config
 
         run_id = eng.submit(tiny_config(tiny_zip, "train.epochs=1", "name=dashboard run"))
         assert eng.wait(run_id, 300) == "finished"
@@ -724,3 +724,48 @@ def test_output_sent_to_a_file_gets_whole_progress_lines_and_no_redrawn_bar(caps
     shown.progress(step=30, **step)
     assert shown.bar_drawn and shown._bar is not None  # on a terminal: tqdm's bar
     shown.close_bar()
+
+
+def test_the_users_weights_are_read_once_and_the_run_trains_what_the_check_built(tiny_zip, tmp_path, monkeypatch):
+    """`train --checkpoint FILE` reads the file before a run is recorded (a wrong file is a message, not a failed
+    run) and hands the model it built to the run, which does not read the file again; the model and the random
+    state after it are those the run would have built itself with the same seed (the dashboard's way)."""
+    from conftest import TEST_DEVICE
+    from safetensors.torch import save_file
+
+    from engine import backbones, cli, train as train_module
+    from engine.backbones import build_model
+    from engine.config import apply_overrides, RunConfig
+    from engine.run_data import prepare_data
+
+    torch.manual_seed(0)
+    net, _ = build_model("resnet18", 3, "none")
+    ckpt = tmp_path / "start.safetensors"
+    save_file({k: v.contiguous() for k, v in net.net.state_dict().items()}, str(ckpt))
+    reads, handed = [], {}
+    real_read = backbones.read_checkpoint
+    monkeypatch.setattr(backbones, "read_checkpoint", lambda *a, **k: reads.append(a[0]) or real_read(*a, **k))
+    monkeypatch.setattr(cli, "execute_run", lambda *a, **k: handed.update(k) or {"status": "finished"})
+    monkeypatch.setattr(cli, "_say_after_run", lambda *a, **k: 0)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # the command fits torch's threads to the CPUs
+    monkeypatch.setattr(cli, "register_upload_dir", lambda folder: None)
+    assert cli.main(["train", "--data", str(tiny_zip), "--image-size", "32", "--checkpoint", str(ckpt), "--seed", "3",
+                     "--out", str(tmp_path / "run"), "--data-dir", str(tmp_path / "d")]) == 0
+    assert len(reads) == 1 and isinstance(handed["start"], train_module.StartModel), (reads, handed)
+    cfg = apply_overrides(RunConfig(), [f"data.source={tiny_zip}", "data.image_size=32", "seed=3",
+                                        f"backbone.checkpoint={ckpt}", "backbone.pretrained=checkpoint"])
+    data = prepare_data(cfg, tmp_path / "w")
+    torch.manual_seed(99)  # whatever ran between the check and the run
+    model, report = handed["start"].take()
+    after_take = torch.rand(4)
+    own = train_module.build_start(cfg, data)
+    assert report.to_dict() == own.load_report.to_dict()
+    assert torch.equal(torch.rand(4), after_take), "the random state continues as if the run had built it"
+    for (k, a), b in zip(model.state_dict().items(), own.model.state_dict().values()):
+        assert torch.equal(a, b), k
+    # the run trains the model handed to it, without building one (a second read of the file)
+    handed_over = train_module.build_start(cfg, data)
+    monkeypatch.setattr(train_module, "build_model", lambda *a, **k: pytest.fail("the weights were read again"))
+    short = apply_overrides(cfg, ["train.epochs=1", "train.batch_size=12", "eval.ood=false", f"train.device={TEST_DEVICE}"])
+    result = train_module.train(short, data=data, start=handed_over, work_dir=tmp_path / "w")
+    assert result.summary["load_report"]["source"].startswith("checkpoint")
