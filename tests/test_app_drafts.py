@@ -236,7 +236,7 @@ def test_compare_shows_the_dataset_and_flags_runs_on_different_data(studio, tiny
     setup = next(d.value for d in at.dataframe if "classes" in d.value.columns)
     assert "classes" not in table.columns and "images" not in table.columns and "images" in setup.columns
     (folded,) = [e.label for e in at.expander if e.label.startswith("How each run was set up")]
-    named = {"classes", "images", "model", "epochs", "batch size", "learning rate", "speed", "time"}
+    named = {"classes", "images", "model", "epochs", "batch size", "learning rate", "seed", "speed", "time"}
     shown = {w for w in named if w in folded}
     assert len(shown) == len(setup.columns) - 1, (folded, list(setup.columns))  # it names what the table holds
     assert "methods" not in table.columns, "both runs are plain fine-tuning: said once, above the table"
@@ -736,3 +736,29 @@ def test_another_seed_stays_within_the_seeds_the_settings_allow():
     top = 2 ** 31 - 1
     assert meta["max"] == top
     assert another_seed(0) == 1 and another_seed(top - 1) == top and another_seed(top) == top - 1
+
+
+def test_compare_warns_when_runs_of_one_dataset_were_tested_on_other_images():
+    """Another seed draws another split: two runs of one dataset then score on different test images, and a
+    43-point gap on 7 images read as the runs' difference. The Compare tab says so, and shows the seed."""
+    import pandas as pd
+
+    from app.app_pages.results import other_test_images, setup_that_differs
+
+    def summary(test: list[str], val: list[str] | None = None) -> dict:
+        return {"data_report": {"split_files": {"train": ["t.jpg"], "val": val or ["v.jpg"], "test": test}}}
+
+    table = pd.DataFrame({"run": ["a", "b", "c", "d"], "dataset": ["pets.zip"] * 3 + ["digits.zip"],
+                          "seed": [0, 1, 0, 0], "epochs": [4] * 4, "batch": [4] * 4, "lr": [0.02] * 4})
+    same = {"a": summary(["cat/1.jpg", "dog/2.jpg"]), "b": summary(["dog/2.jpg", "cat/1.jpg"]),
+            "c": summary(["cat/1.jpg", "dog/2.jpg"]), "d": summary(["0/9.png"])}
+    assert other_test_images(table, same) is None, "one split, whatever the order its files were listed in"
+    other = {**same, "b": summary(["cat/1.jpg", "dog/5.jpg", "bird/7.jpg"])}
+    note = other_test_images(table, other)
+    assert note.startswith("Different test images: on **pets.zip** the runs drew different splits"), note
+    assert "(2 or 3 images each, 1 of them in every run's; one image is 50.0 points)" in note, note
+    assert "digits.zip" not in note and "runs with one seed share it" in note
+    # without test splits, the validation images; a run whose report lists no files says nothing
+    no_test = {"a": summary([], ["cat/1.jpg"]), "b": summary([], ["cat/2.jpg"]), "c": {}, "d": {}}
+    assert "(1 image each, 0 of them in every run's; one image is 100.0 points)" in other_test_images(table, no_test)
+    assert setup_that_differs(table, ["epochs", "batch", "lr", "seed"]) == ["seed"], "the seed beside the figures"

@@ -22,6 +22,7 @@ from engine.jobs import STOPPED_BY_SERVER
 from engine.methods import METHODS
 from engine.optim import frozen_words
 from engine.resume import RESUME_FILE
+from engine.words import plural
 
 RUN_KEY = "results_run"
 SUMMARY_METRICS = {  # summary key -> (label, help)
@@ -481,7 +482,7 @@ def compare_row(engine, rec, label: str) -> tuple[dict, pd.DataFrame]:
     b = cfg.get("backbone", {})
     row.update({"model": f"{state.backbone_title(b.get('name'))}, {state.WEIGHTS_TEXT.get(b.get('pretrained'), b.get('pretrained'))}",
                 "epochs": cfg.get("train", {}).get("epochs"), "batch": cfg.get("train", {}).get("batch_size"),
-                "lr": cfg.get("optim", {}).get("lr"),
+                "lr": cfg.get("optim", {}).get("lr"), "seed": cfg.get("seed"),
                 "img/s": summary.get("train_images_per_sec"),
                 "time": components.fmt_duration(summary.get("wall_time_s")) if summary.get("wall_time_s") else None})
     return row, epochs
@@ -520,6 +521,34 @@ def shared_columns_note(table: pd.DataFrame) -> pd.DataFrame:
     return table.drop(columns=drop)
 
 
+def other_test_images(table: pd.DataFrame, summaries: dict[str, dict]) -> str | None:
+    """A warning when runs of one dataset in the Compare table (`table`: its "run" and "dataset" columns)
+    were tested on different images: their summaries' (`summaries`, by run label) data reports list each
+    split's files, and another seed draws another split. None when every dataset's runs share their test
+    images (validation images for runs without a test split), or nothing says which they were."""
+    parts = []
+    for dataset, runs in table.groupby("dataset", sort=False)["run"]:
+        held_out = {}
+        for run in runs:
+            files = ((summaries.get(run) or {}).get("data_report") or {}).get("split_files") or {}
+            split = "test" if files.get("test") else "val"
+            if files.get(split):
+                held_out[run] = (split, frozenset(files[split]))
+        if len(set(held_out.values())) < 2:
+            continue
+        sizes = sorted({len(f) for _, f in held_out.values()})
+        shared = len(frozenset.intersection(*(f for _, f in held_out.values())))
+        count = " or ".join([*map(str, sizes[:-1]), plural(sizes[-1], "image")])  # "7 images", "6 or 7 images"
+        parts.append(f"on **{state.md_text(dataset)}** the runs drew different splits, so each was tested on other "
+                     f"images ({count} each, {shared} of them in every run's; one image is {100 / sizes[0]:.1f} "
+                     "points)")
+    if not parts:
+        return None
+    return ("Different test images: " + "; ".join(parts) + ". Part of a gap between such runs is which images each "
+            "split drew, not how each trained. The seed draws the split (unless your dataset comes with its own "
+            "split folders); runs with one seed share it.")
+
+
 def compare_labels(labels: dict[str, str], recs: list) -> tuple[dict[str, str], dict[str, str]]:
     """(the Compare table's run labels, the curves' legend labels) by run id: both without a backbone
     every run shares; the table's without the dataset too (it has a column for it, or names it above),
@@ -547,10 +576,10 @@ def run_width(table: pd.DataFrame, config: dict, fit: int = COMPARE_FIT_PX) -> i
 
 def setup_that_differs(table: pd.DataFrame, setup: list[str]) -> list[str]:
     """The setup columns the Compare table keeps beside the figures (the others fold away under it):
-    epochs, batch size and learning rate where the runs differ in them (runs of the same data and
+    epochs, batch size, learning rate and seed where the runs differ in them (runs of the same data and
     methods are named alike), and the data's size where runs of one dataset differ in it (fewer images
     per class, say; different datasets are told apart by their own column)."""
-    differ = [c for c in ("epochs", "batch", "lr") if c in setup and table[c].nunique(dropna=False) > 1]
+    differ = [c for c in ("epochs", "batch", "lr", "seed") if c in setup and table[c].nunique(dropna=False) > 1]
     return differ + [c for c in ("classes", "images") if c in setup and
                      table.groupby("dataset")[c].nunique(dropna=False).gt(1).any()]
 
@@ -600,6 +629,9 @@ def compare(engine, runs) -> None:
         st.warning(f"These runs trained on {len(datasets_used)} different datasets ({', '.join(datasets_used)}): "
                    "accuracies on different data say nothing about which method is better. The rows are sorted "
                    "by dataset; compare runs on the same one.", icon=":material/warning:")
+    split_note = other_test_images(table, {short[i]: read_summary(by_id[i].run_dir) for i in chosen})
+    if split_note:
+        st.warning(split_note, icon=":material/shuffle:")
     table = shared_columns_note(table)  # what every run shares is said once: the table keeps its width
     wise = ["wise_ft" in enabled_methods(by_id[r].config) for r in chosen]
     if any(wise) and not all(wise):
@@ -623,6 +655,9 @@ def compare(engine, runs) -> None:
                "batch": st.column_config.NumberColumn("batch", format="%d", width=60,
                                                       help="Images per optimiser step."),
                "img/s": st.column_config.NumberColumn("img/s", format="%.0f", width=60),
+               "seed": st.column_config.NumberColumn(
+                   "seed", format="%d", width=50, help="Sets the training's randomness and, unless the dataset "
+                                                       "comes with its own split folders, its split."),
                "model": st.column_config.TextColumn("model", width=260),  # "MobileNetV3-Small, bundled weights"
                "time": st.column_config.TextColumn("time", width=90),  # "12 min 34 s"
                "lr": st.column_config.NumberColumn(
@@ -630,7 +665,8 @@ def compare(engine, runs) -> None:
                    help="The learning rate as set. The Model and Train pages show the effective learning rate, "
                         "lr / (1 - momentum): 10 times this at the usual momentum of 0.9.")}
     # the data's size with the setup: the dataset column names the data, and the run column gets the room
-    setup = [c for c in ("classes", "images", "model", "epochs", "batch", "lr", "img/s", "time") if c in table.columns]
+    setup = [c for c in ("classes", "images", "model", "epochs", "batch", "lr", "seed", "img/s", "time")
+             if c in table.columns]
     differ = setup_that_differs(table, setup)
     main = table.drop(columns=[c for c in setup if c not in differ])
     config["run"] = st.column_config.TextColumn("run", width=run_width(main, config), pinned=True)
@@ -641,7 +677,7 @@ def compare(engine, runs) -> None:
                    "run has no test split), so every class counts equally.")
     if setup:
         words = {"classes": "classes", "images": "images", "model": "model", "epochs": "epochs",
-                 "batch": "batch size", "lr": "learning rate", "img/s": "speed", "time": "time"}
+                 "batch": "batch size", "lr": "learning rate", "seed": "seed", "img/s": "speed", "time": "time"}
         with st.expander(f"How each run was set up ({', '.join(words[c] for c in setup)})",
                          icon=":material/settings:"):
             # the run's name whole, the table scrolling sideways beside it (the column is pinned)
