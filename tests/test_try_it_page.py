@@ -366,6 +366,9 @@ def test_the_comparison_opens_on_the_model_the_first_one_is_measured_against():
     assert comparison_default({"fine_tuned": "", "best": ""}, ("fine_tuned", None)) == ("best", 0.0)
     assert comparison_default({"fine_tuned": "", "best": ""}, ("best", None)) == ("fine_tuned", 0.0)
     assert comparison_default({"fine_tuned": ""}, ("fine_tuned", None)) == ("fine_tuned", 0.0), "nothing else"
+    # a run with one model: the newest other run trained alike, not the same model twice
+    assert comparison_default({"fine_tuned": ""}, ("fine_tuned", None), ["run:b", "run:a"]) == ("run:b", 0.0)
+    assert comparison_default(every, ("fine_tuned", None), ["run:b"]) == ("wise", 0.0), "the run's own first"
 
 
 def test_a_refresh_keeps_the_images_and_the_zip_until_the_user_clears_them(run):

@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -127,15 +127,18 @@ def offered_models(variants: dict[str, str], summary: dict) -> dict[str, str]:
     return variants
 
 
-def comparison_default(variants: dict[str, str], first: tuple[str, float | None]) -> tuple[str, float]:
+def comparison_default(variants: dict[str, str], first: tuple[str, float | None],
+                       others: Sequence[str] = ()) -> tuple[str, float]:
     """(variant, alpha) the "Compare with" slot opens on: for a WiSE-FT mix at alpha < 1, the fine-tuned
     model (the mix's alpha-1 end, what the slider trades against); for the fine-tuned end itself, the mix
-    at alpha 0 (the starting model); otherwise the mix, the best epoch or another of the run's models."""
+    at alpha 0 (the starting model); otherwise the mix, the best epoch or another of the run's models; for a
+    run with no other model, the first of `others` (other runs' options, newest first: comparable_runs),
+    never the model already shown where there is another."""
     if first[0] == "wise" and (first[1] if first[1] is not None else 1.0) < 1.0 and "fine_tuned" in variants:
         return "fine_tuned", 1.0
     other = "wise" if "wise" in variants else ("best" if "best" in variants else "fine_tuned")
     if other == first[0] and first[0] != "wise":  # a different model to compare with, where there is one
-        other = next((v for v in variants if v != first[0]), other)
+        other = next((v for v in variants if v != first[0]), next(iter(others), other))
     return other, 0.0
 
 
@@ -568,10 +571,15 @@ def render() -> None:
         state.remember_choice(THRESHOLD_KEY, float(threshold))
     chosen = [first]
     others = comparable_runs(engine, rec) if compare else {}
-    if compare:
+    if compare and len(variants) == 1 and not others:  # the one model beside itself says nothing
+        with c2:
+            st.caption(":material/info: Nothing to compare with yet: this run has one model, and no other finished "
+                       "run was trained on the same classes at the same image size. Train another (another seed, "
+                       "say) and it is offered here.")
+    elif compare:
         with c2:
             second = model_picker(rec, {**variants, **{k: v[1] for k, v in others.items()}}, "b",
-                                  *comparison_default(variants, first), "Compare with")
+                                  *comparison_default(variants, first, list(others)), "Compare with")
         chosen.append(second)
     models = load_models(run_dir, ds, chosen, others)
     if models is None:
