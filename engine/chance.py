@@ -108,7 +108,7 @@ def _luck(summary: dict, acc: float, guess: float, split: str, whose: str) -> Ch
     p = binomtest(min(right, n), n, null, alternative="greater").pvalue
     if p < LUCK_P:
         return None
-    largest = "" if null == guess else f", or always answering its largest class ({100 * null:.1f}%)"
+    largest = "" if null == guess else f"; {100 * null:.1f}% always answering its largest class"  # no nested brackets
     shown_p = f"{p:.2f}" if p >= 0.1 else f"{p:.3f}"  # 0.054 is not "0.05", the bar it missed
     return ChanceFinding("luck", split, (
         f"{whose} {split} accuracy ({100 * acc:.1f}%, {right} of {n} images) is above the level of guessing "

@@ -702,6 +702,7 @@ def test_a_preset_sets_the_whole_config_and_keeps_the_dataset(studio, tiny_bytes
     assert any(PRESETS[preset].title in s and f"Its batch size of {recipe.train.batch_size} would make 1 optimiser "
                f"step an epoch from your 18 training images, so it uses {fitted[0]}" in s for s in texts(at.success))
     assert not any("optimiser step per epoch" in w for w in texts(at.warning)), "no warning against the preset"
+    assert not any("is in use fitted to your dataset" in c for c in texts(at.caption)), "the fit said once, above"
     badge = f"**{PRESETS[preset].title}** :green-badge[:material/check: in use]"
     assert badge in texts(at.markdown), "the preset's card is marked in use"
     # the success line sits below every card: a new user saw no word at the button pressed, so a toast says it

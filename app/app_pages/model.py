@@ -123,7 +123,8 @@ def presets_section() -> None:
             draw_preset_row(row, in_use, per_row, applied=applied[0] if applied else None)
     preset = state.preset_of(cfg, among=[PRESETS[k] for k in in_use])  # the one a run is named after
     recipe = preset.apply(cfg) if preset is not None else None
-    if recipe is not None and recipe.train.batch_size != cfg.train.batch_size:  # its card: the sample's recipe
+    fitted_said = bool(applied and applied[1])  # the note below, just applied, says how it was fitted
+    if recipe is not None and recipe.train.batch_size != cfg.train.batch_size and not fitted_said:  # its card: the sample's
         st.caption(f":material/tune: {preset.title} is in use fitted to your dataset: batch {cfg.train.batch_size} "
                    f"at learning rate {cfg.optim.lr:g} instead of its {recipe.train.batch_size} at "
                    f"{recipe.optim.lr:g}, for more optimiser steps an epoch on your images.")
@@ -134,7 +135,8 @@ def presets_section() -> None:
         # pressed); this line only when there is more to say (a batch fitted to the data, a checkpoint kept)
         st.toast(f"Preset **{title}** applied.", icon=":material/check:")
         if note:
-            st.success(f"Preset **{title}**:{note} Every setting below can still be changed.", icon=":material/check:")
+            st.success(f"Preset **{title}** applied.{note} Every setting below can still be changed.",
+                       icon=":material/check:")
 
 
 PRESET_CARD_PX = 190  # four cards to a line at 1280 px, two at 1000 px (a projector's 1024 x 768)

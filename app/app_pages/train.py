@@ -201,8 +201,8 @@ def live_section(engine, visible: list) -> None:
     """The run picker over `visible` (state.runs, read once per redraw) and the picked run's live view."""
     runs = visible[:RECENT_RUNS]
     if not runs:
-        st.info("No run yet. Press **Start training** above; the line above says what this run will do (the Quick "
-                "demo on the bundled sample takes 40 s to 2 minutes on a 2-core CPU).", icon=":material/info:")
+        st.info("No run yet. Press **Start training** above (the line above it says what the run will do): its "
+                "progress, the time left and its live curves then show here.", icon=":material/info:")
         return
     active = set(engine.active_runs())  # once: the live page redraws often
     for extra in [r for r in visible[RECENT_RUNS:] if r.id in active]:

@@ -171,7 +171,8 @@ def load_models(run_dir: str, ds: str, chosen: list[tuple[str, float | None]],
                 where, what, label = others[variant][0], "fine_tuned", others[variant][2]
                 chance = at_chance(components.read_summary(where), others[variant][3])
                 if chance:  # as for the first run, above answers that can look sure
-                    st.warning(f"{state.md_text(label)}: {guess_warning(chance)}", icon=":material/warning:")
+                    words = guess_warning(chance)
+                    st.warning(f"{state.md_text(label)}: {words[:1].lower()}{words[1:]}", icon=":material/warning:")
             got = state.attempt("loading the model", predictor, where, ds, what, a)
             if not got.ok:
                 return None
