@@ -271,6 +271,13 @@ class Engine:
                 self.store.set_status(run_id, "stopped", snap.error)
         return True
 
+    def stopping(self, run_id: str) -> bool:
+        """Whether `run_id` was asked to stop (`stop`) and is still running: it ends within a step or an
+        evaluation batch, keeping its finished epochs."""
+        with self._lock:
+            flag, snap = self._stop_flags.get(run_id), self._snapshots.get(run_id)
+            return flag is not None and flag.is_set() and snap is not None and snap.status == "running"
+
     def delete_run(self, run_id: str, user: str | None = None) -> None:
         rec = self.authorize(run_id, user, write=True)
         if rec.status in ("queued", "running"):

@@ -960,7 +960,11 @@ def test_stop_ends_a_running_job(studio, tiny_bytes):
     at.run()
     at.button(key=f"stop_{run_id}").click().run()
     no_problems(at)
+    # said at once (a new user saw "Stop" a few seconds after pressing it): stopping, or stopped already
+    label = at.button(key=f"stop_{run_id}").label if f"stop_{run_id}" in [b.key for b in at.button] else None
+    assert label == "Stopping…" or engine().run_record(run_id).status == "stopped", label
     assert engine().wait(run_id, RUN_TIMEOUT) == "stopped"
+    assert not engine().stopping(run_id), "no longer stopping once stopped"
     at.run()
     assert any("Stopped" in w for w in texts(at.warning))
 

@@ -232,7 +232,11 @@ def live_section(engine, visible: list) -> None:
         row = layout.button_row()
         title = f"#### {state.STATUS_ICONS.get(run.status, '')} {state.md_text(run.name)}"
         row.container(width="stretch").markdown(title)
-        if run.status in ("queued", "running"):
+        if run.status == "running" and engine.stopping(run_id):  # said at once: the run ends a moment later
+            row.button("Stopping…", key=f"stop_{run_id}", icon=":material/hourglass_top:", disabled=True,
+                       help="The run ends after the current step or evaluation batch and keeps its finished "
+                            "epochs; Continue then picks up after the last of them.")
+        elif run.status in ("queued", "running"):
             row.button("Stop", key=f"stop_{run_id}", icon=":material/stop:", on_click=engine.stop,
                        args=(run_id, state.user()),
                        help="Stops after the current step; the run is kept as stopped.")
