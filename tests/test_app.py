@@ -69,7 +69,10 @@ def texts(elements) -> list[str]:
 
 
 def no_problems(at: AppTest) -> None:
+    """No exception, and none that a page's guard caught and showed as its generic error (state.attempt)."""
     assert not at.exception, [e.value for e in at.exception]
+    caught = [e for e in texts(at.error) if e.startswith("Something unexpected went wrong")]
+    assert not caught, (caught, [c.value for c in at.code if "Traceback" in str(c.value)])
 
 
 def upload_zip(at: AppTest, data: bytes, name: str = "my data.zip") -> AppTest:

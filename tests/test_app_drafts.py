@@ -238,7 +238,11 @@ def test_compare_shows_the_dataset_and_flags_runs_on_different_data(studio, tiny
     (folded,) = [e.label for e in at.expander if e.label.startswith("How each run was set up")]
     named = {"classes", "images", "model", "epochs", "batch size", "learning rate", "seed", "speed", "time"}
     shown = {w for w in named if w in folded}
-    assert len(shown) == len(setup.columns) - 1, (folded, list(setup.columns))  # it names what the table holds
+    # it names what the table holds, and what every run shares is said once above it (ten columns hid speed and time)
+    (every,) = [c for c in texts(at.caption) if c.startswith("Every run: ")]
+    assert every == "Every run: ResNet-18, no pretraining · 1 epoch · batch 8 · learning rate 0.0025 · seed 0", every
+    assert not {"model", "batch", "lr", "seed"} & set(setup.columns) and {"img/s", "time"} <= set(setup.columns)
+    assert len(shown) == len(setup.columns) - 1 + every.count(" · ") + 1, (folded, list(setup.columns), every)
     assert "methods" not in table.columns, "both runs are plain fine-tuning: said once, above the table"
     assert any(c.startswith("All ") and c.endswith("with plain fine-tuning.") for c in texts(at.caption)), texts(at.caption)
     assert sorted(zip(table["dataset"], setup["classes"])) == [("three colours.zip", 3), ("two colours.zip", 2)]

@@ -584,6 +584,24 @@ def setup_that_differs(table: pd.DataFrame, setup: list[str]) -> list[str]:
                      table.groupby("dataset")[c].nunique(dropna=False).gt(1).any()]
 
 
+def shared_setup(table: pd.DataFrame, setup: list[str]) -> tuple[list[str], str]:
+    """(the setup columns every run of two or more in `table` has the same value in, a caption that gives
+    them: "Every run: ResNet-18, bundled weights · 4 epochs · batch 4 · learning rate 0.0025 · seed 0";
+    "" when none). Speed and time are measured, never shared; a column without any value is left out."""
+    if len(table) < 2:
+        return [], ""
+    shared = [c for c in setup if c not in ("img/s", "time") and table[c].nunique(dropna=False) == 1
+              and pd.notna(table[c].iloc[0])]
+    def words(c: str, v) -> str:
+        counted = {"classes": ("class", "classes"), "images": ("image", "images"), "epochs": ("epoch", "epochs")}
+        if c in counted:
+            return plural(int(v), *counted[c])
+        if c == "lr":
+            return f"learning rate {float(v):g}"
+        return f"{c} {v}" if c in ("batch", "seed") else str(v)
+    return shared, ("Every run: " + " · ".join(words(c, table[c].iloc[0]) for c in shared)) if shared else ""
+
+
 def compare_picker(candidates: list, labels: dict[str, str]) -> list[str]:
     """The runs to compare (ids): the newest three finished ones at first, the user's pick after that,
     kept across a refresh (those still there)."""
@@ -676,16 +694,27 @@ def compare(engine, runs) -> None:
         st.caption("balanced: the mean of the per-class accuracies on the test images (validation images where a "
                    "run has no test split), so every class counts equally.")
     if setup:
-        words = {"classes": "classes", "images": "images", "model": "model", "epochs": "epochs",
-                 "batch": "batch size", "lr": "learning rate", "seed": "seed", "img/s": "speed", "time": "time"}
-        with st.expander(f"How each run was set up ({', '.join(words[c] for c in setup)})",
-                         icon=":material/settings:"):
-            # the run's name whole, the table scrolling sideways beside it (the column is pinned)
-            config["run"] = st.column_config.TextColumn("run", pinned=True, width=max(SETUP_RUN_PX, run_width(
-                table[["run", *setup]], config, COMPARE_FIT_PX - EXPANDER_PADDING_PX)))
-            st.dataframe(table[["run", *setup]], hide_index=True, width="stretch", placeholder=NOT_MEASURED,
-                         column_config={k: v for k, v in config.items() if k in ("run", *setup)})
+        setup_details(table, setup, config)
     compare_curves(curves)
+
+
+def setup_details(table: pd.DataFrame, setup: list[str], config: dict) -> None:
+    """The Compare tab's folded "How each run was set up" table: the `setup` columns of `table` with their
+    column `config` (what every run shares said once above it, shared_setup)."""
+    words = {"classes": "classes", "images": "images", "model": "model", "epochs": "epochs",
+             "batch": "batch size", "lr": "learning rate", "seed": "seed", "img/s": "speed", "time": "time"}
+    with st.expander(f"How each run was set up ({', '.join(words[c] for c in setup)})",
+                     icon=":material/settings:"):
+        # what every run shares said once (ten columns scrolled speed and time out of sight at 1280 px)
+        shared, text = shared_setup(table, setup)
+        if text:
+            st.caption(text)
+        shown = [c for c in setup if c not in shared]
+        # the run's name whole, the table scrolling sideways beside it (the column is pinned)
+        config["run"] = st.column_config.TextColumn("run", pinned=True, width=max(SETUP_RUN_PX, run_width(
+            table[["run", *shown]], config, COMPARE_FIT_PX - EXPANDER_PADDING_PX)))
+        st.dataframe(table[["run", *shown]], hide_index=True, width="stretch", placeholder=NOT_MEASURED,
+                     column_config={k: v for k, v in config.items() if k in ("run", *shown)})
 
 
 def compare_curves(curves: dict) -> None:
