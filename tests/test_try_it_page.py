@@ -279,6 +279,13 @@ def test_the_file_column_shows_the_files_name_at_1280_px():
                          "signs/train/Speed limit/train_10.jpg", "signs/val/Stop sign/val_1.jpg"])
     assert signs == ["…top sign/train_10.jpg", "…Give way/train_10.jpg", "…ed limit/train_10.jpg",
                      "…/Stop sign/val_1.jpg"], signs
+    # a skipped file is named as the answered ones: without the wrapper they share, whole otherwise
+    from app.app_pages.try_it import without_wrapper, wrapper_folders
+
+    wrapper = wrapper_folders(["pets/bird/b1.jpg", "pets/cat/c1.jpg"])
+    assert wrapper == ["pets"] and without_wrapper("pets/bird/broken.jpg", wrapper) == "bird/broken.jpg"
+    assert without_wrapper("elsewhere/notes.txt", wrapper) == "elsewhere/notes.txt"
+    assert without_wrapper("pets", wrapper) == "pets" and without_wrapper("x.txt", []) == "x.txt"
 
 
 def test_the_runs_own_images_are_recognised_one_by_one_and_in_a_zip(run):
