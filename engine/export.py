@@ -411,7 +411,7 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
 # The preprocessing lines below follow engine.data.decode_image step by step (JPEG draft decoding,
 # EXIF rotation, any mode to RGB with transparency on white, centre square, bilinear resize), so the
 # exported model sees the same pixels as in the studio; tests/test_predict.py runs them.
-_PREPROCESS = """import sys
+_PREPROCESS = """import sys{stdlib_import}
 
 import numpy as np
 {runtime_import}
@@ -457,6 +457,9 @@ _RUNTIMES = {
              "logits = session.run(None, {\"pixels\": x})[0]\n"),
     "torchscript": ("TorchScript (`pip install torch numpy pillow`; no project code needed)",
                     "import torch",
+                    "# recent PyTorch warns that TorchScript is deprecated; the file loads all the same (ONNX is the\n"
+                    "# format to keep for the long run)\n"
+                    "warnings.filterwarnings(\"ignore\", message=r\".*torch\\.jit.*deprecated\", category=FutureWarning)\n"
                     "model = torch.jit.load(MODEL, map_location=\"cpu\").eval()\n"
                     "with torch.no_grad():\n"
                     "    logits = model(torch.from_numpy(x)).numpy()\n"),
@@ -469,7 +472,9 @@ def use_it_code(classes: list[str], image_size: int, runtime: str) -> str:
     image files named after it exactly as the studio does, and prints `path class probability` per
     image."""
     _, runtime_import, run = _RUNTIMES[runtime]
-    return _PREPROCESS.format(classes=list(classes), size=int(image_size), runtime_import=runtime_import) + run + _PRINT
+    stdlib = "\nimport warnings" if "warnings." in run else ""
+    return _PREPROCESS.format(classes=list(classes), size=int(image_size), runtime_import=runtime_import,
+                              stdlib_import=stdlib) + run + _PRINT
 
 
 def use_it_section(classes: list[str], image_size: int) -> list[str]:

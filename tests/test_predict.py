@@ -569,6 +569,7 @@ def test_model_card_use_it_code_reproduces_the_studio(studio, tmp_path, runtime)
     run = subprocess.run([sys.executable, "predict.py", str(downloaded), *map(str, paths)], cwd=tmp_path / "export",
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
+    assert "deprecated" not in run.stderr, "a user's script says nothing about TorchScript's deprecation upstream"
     printed = [line.rsplit(" ", 2) for line in run.stdout.strip().splitlines()]
     p = load_predictor(run_dir, "fine_tuned")
     studio_answers = p.predict(torch.stack([decode_image(x, 32) for x in paths]))
