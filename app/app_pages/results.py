@@ -539,9 +539,9 @@ def other_test_images(table: pd.DataFrame, summaries: dict[str, dict]) -> str | 
         sizes = sorted({len(f) for _, f in held_out.values()})
         shared = len(frozenset.intersection(*(f for _, f in held_out.values())))
         count = " or ".join([*map(str, sizes[:-1]), plural(sizes[-1], "image")])  # "7 images", "6 or 7 images"
+        common = f"{shared} in common" if shared else "none in common"
         parts.append(f"on **{state.md_text(dataset)}** the runs drew different splits, so each was tested on other "
-                     f"images ({count} each, {shared} of them in every run's; one image is {100 / sizes[0]:.1f} "
-                     "points)")
+                     f"images ({count} each, {common}; one image is {100 / sizes[0]:.1f} points)")
     if not parts:
         return None
     return ("Different test images: " + "; ".join(parts) + ". Part of a gap between such runs is which images each "
