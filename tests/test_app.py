@@ -712,6 +712,9 @@ def test_a_preset_sets_the_whole_config_and_keeps_the_dataset(studio, tiny_bytes
     assert any(f"Preset **{PRESETS[preset].title}** applied." in t.value for t in at.toast)
     # and the card itself, under its button (a toast passes; at 1024 px the line below the cards is out of sight)
     assert sum(s.startswith("Applied: the settings below") for s in texts(at.success)) == 1
+    # the fit said where the user looks too (the card reads "batch 32"; the full note is below every card)
+    assert f"Applied: the settings below are now this preset's, fitted to your images: batch {fitted[0]} at " \
+           f"learning rate {fitted[1]:g}." in texts(at.success), texts(at.success)
     if preset == "quick_demo":
         assert (cfg.backbone.name, cfg.data.image_size, cfg.train.epochs, cfg.train.batch_size) == ("resnet18", 64, 20, 4)
         assert cfg.optim.linear_probe_epochs == 2

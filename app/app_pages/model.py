@@ -120,7 +120,8 @@ def presets_section() -> None:
         # at most four to a row (words stay whole), the rows as even as they go: five are 3 + 2, not 4 + 1
         per_row = math.ceil(len(group) / math.ceil(len(group) / 4)) if group else 4
         for row in (group[i:i + per_row] for i in range(0, len(group), per_row)):
-            draw_preset_row(row, in_use, per_row, applied=applied[0] if applied else None)
+            draw_preset_row(row, in_use, per_row, applied=applied[0] if applied else None,
+                            fitted=fitted_words(cfg) if applied and applied[1] else "")
     preset = state.preset_of(cfg, among=[PRESETS[k] for k in in_use])  # the one a run is named after
     recipe = preset.apply(cfg) if preset is not None else None
     fitted_said = bool(applied and applied[1])  # the note below, just applied, says how it was fitted
@@ -142,11 +143,19 @@ def presets_section() -> None:
 PRESET_CARD_PX = 190  # four cards to a line at 1280 px, two at 1000 px (a projector's 1024 x 768)
 
 
-def draw_preset_row(keys: list[str], in_use: list[str], columns: int = 4, applied: str | None = None) -> None:
+def fitted_words(cfg) -> str:
+    """The batch and rate a preset just applied was fitted to (its card's confirmation): ", fitted to your
+    images: batch 4 at learning rate 0.0025"."""
+    return f", fitted to your images: batch {cfg.train.batch_size} at learning rate {cfg.optim.lr:g}"
+
+
+def draw_preset_row(keys: list[str], in_use: list[str], columns: int = 4, applied: str | None = None,
+                    fitted: str = "") -> None:
     """Preset cards of one width (PRESET_CARD_PX) in a row that wraps, as many to a line as the page holds
     (`columns` is the most the caller wants on one line at 1280 px): title (marked when it is in `in_use`,
     the presets the settings are), what it does, its button, and under it "Applied" when it is `applied`,
-    the preset just applied (the message below every card was out of sight of the button pressed). Four
+    the preset just applied (the message below every card was out of sight of the button pressed), with
+    `fitted` (fitted_words) when its batch was fitted to the data: the card itself says its recipe's. Four
     equal columns on a 1000 px window broke "Measured here" into "Mea / sure / d here"."""
     row = st.container(horizontal=True, wrap=True, vertical_alignment="distribute", gap="small")
     for key in keys[:columns]:
@@ -164,7 +173,7 @@ def draw_preset_row(keys: list[str], in_use: list[str], columns: int = 4, applie
                 st.button(f"Use {preset.title}", key=f"preset_{key}", icon=icon(key), on_click=_apply_preset,
                           args=(key,), width="stretch")  # the card's width: a narrow window wraps words, not letters
                 if key == applied:
-                    st.success("Applied: the settings below are now this preset's.", icon=":material/check:")
+                    st.success(f"Applied: the settings below are now this preset's{fitted}.", icon=":material/check:")
 
 
 # ---- backbone ---------------------------------------------------------------------------------
