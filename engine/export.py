@@ -270,7 +270,9 @@ def training_lines(cfg: RunConfig, summary: dict[str, Any]) -> list[str]:
              f"{choice_label(cfg.optim, 'optimizer')}, lr {cfg.optim.lr:g} "
              f"(momentum {cfg.optim.momentum:g}, effective lr {cfg.effective_lr:g}), schedule "
              f"{cfg.optim.schedule.replace('_', ' ')}; {augmentation_words(cfg.train)}"
-             + (f"; {frozen}" if (frozen := frozen_words(cfg.optim, cfg.backbone.pretrained, kept=True)) else "")]
+             + (f"; {frozen}" if (frozen := frozen_words(cfg.optim, cfg.backbone.pretrained, kept=True)) else "")
+             + (f"; the first {plural(lp, 'epoch')} trained the new head only (a linear probe), then every layer"
+                if (lp := cfg.optim.linear_probe_epochs) else "")]
     if summary.get("lr_find"):
         lines.append("- " + lr_find_sentence(summary["lr_find"]))
     lines.append("- Methods: " + (", ".join(METHODS[m].title for m in cfg.enabled_methods() if m in METHODS)

@@ -1137,6 +1137,8 @@ def test_a_runs_caption_says_when_it_trained_without_mirrors_or_augmentation():
     assert recipe_notes({"optim": {"freeze_blocks": 0}}) == ""
     assert recipe_notes({"optim": {"freeze_blocks": 1}, "backbone": {"pretrained": "none"}}) == \
         " · first block frozen at random weights"
+    # the Quick demo's head-only epochs: the caption, Compare's set-up and the card said "20 epochs" alone
+    assert recipe_notes({"optim": {"linear_probe_epochs": 2}}) == " · first 2 epochs head only (a linear probe)"
 
 
 def test_the_epochs_structured_pruning_adds_are_said_with_the_runs_epochs():

@@ -236,11 +236,12 @@ def test_compare_shows_the_dataset_and_flags_runs_on_different_data(studio, tiny
     setup = next(d.value for d in at.dataframe if "classes" in d.value.columns)
     assert "classes" not in table.columns and "images" not in table.columns and "images" in setup.columns
     (folded,) = [e.label for e in at.expander if e.label.startswith("How each run was set up")]
-    named = {"classes", "images", "model", "epochs", "batch size", "learning rate", "seed", "speed", "time"}
+    named = {"classes", "images", "model", "epochs", "recipe", "batch size", "learning rate", "seed", "speed", "time"}
     shown = {w for w in named if w in folded}
     # it names what the table holds, and what every run shares is said once above it (ten columns hid speed and time)
     (every,) = [c for c in texts(at.caption) if c.startswith("Every run: ")]
-    assert every == "Every run: ResNet-18, no pretraining · 1 epoch · batch 8 · learning rate 0.0025 · seed 0", every
+    assert every == ("Every run: ResNet-18, no pretraining · 1 epoch · crops and mirrors, every layer trained · batch 8 · "
+                     "learning rate 0.0025 · seed 0"), every
     assert not {"model", "batch", "lr", "seed"} & set(setup.columns) and {"img/s", "time"} <= set(setup.columns)
     assert len(shown) == len(setup.columns) - 1 + every.count(" · ") + 1, (folded, list(setup.columns), every)
     assert "methods" not in table.columns, "both runs are plain fine-tuning: said once, above the table"

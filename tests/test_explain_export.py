@@ -185,6 +185,9 @@ def test_the_model_card_lists_only_the_settings_that_apply_in_words():
                                                                                                "(kept as pretrained)")
     scratch = with_section(frozen, "backbone", pretrained="none")  # nothing pretrained to keep: said as it is
     assert training_lines(scratch, {})[1].endswith("; first 2 blocks frozen at random weights")
+    probe = with_section(RunConfig(), "optim", linear_probe_epochs=2)  # the Quick demo's: the card said "20 epochs" alone
+    assert training_lines(probe, {})[1].endswith("; the first 2 epochs trained the new head only (a linear probe), "
+                                                 "then every layer")
     # a searched run is saved with the search off and its fractions in the config: the card says where they came from
     ran = with_section(RunConfig(), "pruning", enabled=True, stage_fractions=(0.1, 0.2, 0.3, 0.4, 0.5))
     lines = training_lines(ran, {"pruning_search": {"best_fractions": [0.1, 0.2, 0.3, 0.4, 0.5], "trials": [{}] * 6,

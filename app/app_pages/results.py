@@ -126,10 +126,14 @@ def stopped_note(rec, run: components.RunView) -> None:
 
 
 def recipe_notes(config: dict) -> str:
-    """What the run's caption adds to its methods: augmentation other than the default crops and
-    mirrors, flip TTA and frozen blocks ("" when none; `config` as saved, keys it lacks at their defaults)."""
+    """What the run's caption adds to its methods: head-only (linear-probe) epochs, augmentation other than
+    the default crops and mirrors, flip TTA and frozen blocks ("" when none; `config` as saved, keys it lacks
+    at their defaults)."""
     train, notes = TrainConfig(**{k: v for k, v in (config.get("train") or {}).items()
                                   if k in ("augment", "flip")}), ""
+    probe = int((config.get("optim") or {}).get("linear_probe_epochs") or 0)
+    if probe:
+        notes += f" · first {plural(probe, 'epoch')} head only (a linear probe)"
     if not (train.augment and train.flip):
         notes += " · " + augmentation_words(train)
     if (config.get("eval") or {}).get("tta_flip"):
@@ -483,6 +487,7 @@ def compare_row(engine, rec, label: str) -> tuple[dict, pd.DataFrame]:
     row.update({"model": f"{state.backbone_title(b.get('name'))}, {state.WEIGHTS_TEXT.get(b.get('pretrained'), b.get('pretrained'))}",
                 "epochs": cfg.get("train", {}).get("epochs"), "batch": cfg.get("train", {}).get("batch_size"),
                 "lr": cfg.get("optim", {}).get("lr"), "seed": cfg.get("seed"),
+                "recipe": recipe_notes(cfg).removeprefix(" · ").replace(" · ", ", ") or "crops and mirrors, every layer trained",
                 "img/s": summary.get("train_images_per_sec"),
                 "time": components.fmt_duration(summary.get("wall_time_s")) if summary.get("wall_time_s") else None})
     return row, epochs
@@ -673,6 +678,8 @@ def compare(engine, runs) -> None:
                "batch": st.column_config.NumberColumn("batch", format="%d", width=60,
                                                       help="Images per optimiser step."),
                "img/s": st.column_config.NumberColumn("img/s", format="%.0f", width=60),
+               "recipe": st.column_config.TextColumn("recipe", width=260, help=(
+                   "Head-only (linear-probe) epochs, augmentation, flip TTA and frozen blocks, where a run has them.")),
                "seed": st.column_config.NumberColumn(
                    "seed", format="%d", width=50, help="Sets the training's randomness and, unless the dataset "
                                                        "comes with its own split folders, its split."),
@@ -683,7 +690,7 @@ def compare(engine, runs) -> None:
                    help="The learning rate as set. The Model and Train pages show the effective learning rate, "
                         "lr / (1 - momentum): 10 times this at the usual momentum of 0.9.")}
     # the data's size with the setup: the dataset column names the data, and the run column gets the room
-    setup = [c for c in ("classes", "images", "model", "epochs", "batch", "lr", "seed", "img/s", "time")
+    setup = [c for c in ("classes", "images", "model", "epochs", "recipe", "batch", "lr", "seed", "img/s", "time")
              if c in table.columns]
     differ = setup_that_differs(table, setup)
     main = table.drop(columns=[c for c in setup if c not in differ])
@@ -701,7 +708,7 @@ def compare(engine, runs) -> None:
 def setup_details(table: pd.DataFrame, setup: list[str], config: dict) -> None:
     """The Compare tab's folded "How each run was set up" table: the `setup` columns of `table` with their
     column `config` (what every run shares said once above it, shared_setup)."""
-    words = {"classes": "classes", "images": "images", "model": "model", "epochs": "epochs",
+    words = {"classes": "classes", "images": "images", "model": "model", "epochs": "epochs", "recipe": "recipe",
              "batch": "batch size", "lr": "learning rate", "seed": "seed", "img/s": "speed", "time": "time"}
     with st.expander(f"How each run was set up ({', '.join(words[c] for c in setup)})",
                      icon=":material/settings:"):
