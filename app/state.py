@@ -605,6 +605,24 @@ def short_name(ds: Dataset) -> str:
     return Path(ds.source).name or ds.source
 
 
+def wrapper_folders(paths: list[str]) -> list[str]:
+    """The folders every one of `paths` ('/'-separated) starts with, outermost first (a zip's wrapper
+    folder: ["pets"]); [] when the paths share none."""
+    parts = [p.split("/") for p in paths]
+    common = 0
+    while parts and all(len(q) > common + 1 and q[common] == parts[0][common] for q in parts):
+        common += 1
+    return parts[0][:common] if parts else []
+
+
+def without_wrapper(path: str, wrapper: list[str]) -> str:
+    """`path` without the `wrapper` folders (wrapper_folders of the answered images) when it starts with them:
+    a skipped file named as the answered ones are ("bird/broken.jpg", not "pets/bird/broken.jpg")."""
+    parts = path.split("/")
+    return "/".join(parts[len(wrapper):]) if wrapper and parts[:len(wrapper)] == wrapper and len(parts) > len(wrapper) \
+        else path
+
+
 def reuse_run(rec: Any, with_data: bool) -> None:
     """Make a finished run's settings the next run's (and its dataset and OOD set with `with_data`).
     Raises StudioError when the run's settings no longer work in this version."""

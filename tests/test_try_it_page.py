@@ -280,7 +280,7 @@ def test_the_file_column_shows_the_files_name_at_1280_px():
     assert signs == ["…top sign/train_10.jpg", "…Give way/train_10.jpg", "…ed limit/train_10.jpg",
                      "…/Stop sign/val_1.jpg"], signs
     # a skipped file is named as the answered ones: without the wrapper they share, whole otherwise
-    from app.app_pages.try_it import without_wrapper, wrapper_folders
+    from app.state import without_wrapper, wrapper_folders
 
     wrapper = wrapper_folders(["pets/bird/b1.jpg", "pets/cat/c1.jpg"])
     assert wrapper == ["pets"] and without_wrapper("pets/bird/broken.jpg", wrapper) == "bird/broken.jpg"

@@ -176,7 +176,10 @@ def predictions(run_dir: str, datasets_dir: str) -> dict[str, np.ndarray]:
                              amp_dtype=_amp_dtype(b))
     out = {"labels": b.data.val.labels.numpy().astype(int), "preds": np.zeros(n, int), "confs": np.zeros(n),
            "losses": np.zeros(n), "order": np.array([c.index for c in cases], dtype=int)}
-    files = list((b.data.report.split_files or {}).get("val") or [])  # the user's file names, split order
+    split_files = b.data.report.split_files or {}
+    # the user's file names, split order, without the zip's wrapper folder (as Try it names them)
+    wrapper = state.wrapper_folders([f for names in split_files.values() for f in names])
+    files = [state.without_wrapper(f, wrapper) for f in split_files.get("val") or []]
     out["files"] = np.array(files if len(files) == n else [f"#{i}" for i in range(n)], dtype=object)
     for c in cases:
         out["preds"][c.index], out["confs"][c.index], out["losses"][c.index] = c.pred, c.confidence, c.loss
@@ -502,13 +505,14 @@ def row_note(r: dict, pretrained_src: str | None, rec) -> str:
 def breakable_name(name: str) -> str:
     """A user's file name as markdown text for st.caption(unsafe_allow_html=True), safe at the start of
     a line: shown as it is (markdown and HTML characters escaped by app.state.md_text, a leading list or
-    heading marker such as "1. " or "- " escaped too), with `<wbr>` break opportunities after each /
-    and _, so that a narrow column wraps "mildew/mildew_08.jpg" after them rather than inside a word; a
+    heading marker such as "1. " or "- " escaped too), with a `<wbr>` break opportunity after each /, so
+    that a narrow column wraps "mildew/mildew_08.jpg" after it rather than inside the name (after "_" it
+    read "mildew_" and "08.jpg" on two lines); a
     copy of the shown name is the name itself (the zero-width spaces used before were copied with it)."""
     shown = state.md_text(name)
     shown = re.sub(r"^(\s*)([#+-]+)(?=\s|$)", r"\1\\\2", shown)  # "- x.jpg", "# x": no list, no heading
     shown = re.sub(r"^(\s*)(\d+)([.)])(?=\s|$)", r"\1\2\\\3", shown)  # "1. x.jpg": no numbered list
-    return shown.replace("/", "/<wbr>").replace("\\_", "\\_<wbr>")
+    return shown.replace("/", "/<wbr>")
 
 
 def gallery(run_dir: str, ds: str, rec, indices: list[int], captions: list[str], key: str,

@@ -335,31 +335,13 @@ def csv_text(result, top_k: int) -> str:
 FILE_CHARS = 22  # what the file column shows at its width; longer paths keep their end, the file's name
 
 
-def wrapper_folders(paths: list[str]) -> list[str]:
-    """The folders every one of `paths` ('/'-separated) starts with, outermost first (a zip's wrapper
-    folder: ["pets"]); [] when the paths share none."""
-    parts = [p.split("/") for p in paths]
-    common = 0
-    while parts and all(len(q) > common + 1 and q[common] == parts[0][common] for q in parts):
-        common += 1
-    return parts[0][:common] if parts else []
-
-
-def without_wrapper(path: str, wrapper: list[str]) -> str:
-    """`path` without the `wrapper` folders (wrapper_folders of the answered images) when it starts with them:
-    a skipped file named as the answered ones are ("bird/broken.jpg", not "pets/bird/broken.jpg")."""
-    parts = path.split("/")
-    return "/".join(parts[len(wrapper):]) if wrapper and parts[:len(wrapper)] == wrapper and len(parts) > len(wrapper) \
-        else path
-
-
 def shown_paths(paths: list[str]) -> list[str]:
     """The table's file column: each path without the folders every path starts with (a zip's wrapper
     folder), and a long one cut at the start ("…/birds/birds_012.jpg"), so that the file's name shows
     rather than its first folders; names that would then read alike keep what tells them apart. The CSV
     keeps the whole paths."""
     parts = [p.split("/") for p in paths]
-    common = len(wrapper_folders(paths))
+    common = len(state.wrapper_folders(paths))
     rest = ["/".join(q[common:]) for q in parts]
     shown = [_tail(r) for r in rest]
     twice = {s for s, n in Counter(shown).items() if n > 1}
@@ -501,8 +483,8 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
                        key="try_csv")
     if res.skipped:
         with st.expander(f"{state.plural(len(res.skipped), 'file')} skipped"):
-            wrapper = wrapper_folders([r["path"] for r in res.rows])  # as the answers' table names files
-            st.dataframe(pd.DataFrame([{"file": without_wrapper(s.path, wrapper), "reason": s.reason}
+            wrapper = state.wrapper_folders([r["path"] for r in res.rows])  # as the answers' table names files
+            st.dataframe(pd.DataFrame([{"file": state.without_wrapper(s.path, wrapper), "reason": s.reason}
                                        for s in res.skipped]), hide_index=True,
                          height="content" if len(res.skipped) <= TABLE_ROWS_IN_FULL else TALL_TABLE_PX)
 
