@@ -264,6 +264,7 @@ def dataset_report(engine) -> datasets.DataCheck | None:
     row.metric("Validation / test", f"{n_split.get('val', 0):,} / {n_split.get('test', 0):,}", width="content")
     row.metric("Skipped files", len(rep.skipped), help="Files that are not usable images; the list is below.",
                width="content")
+    few_held_out(split)
     st.caption(f"Layout: **{rep.layout}**" + ("" if rep.split_given  # the notes below say which folders give it
                                               else " — each class is split with the seed (see the split settings)."))
     for note in rep.notes:
@@ -309,6 +310,20 @@ def dataset_report(engine) -> datasets.DataCheck | None:
     else:
         st.caption("No file was skipped: every file is a readable image inside a class folder.")
     return result
+
+
+def few_held_out(split: dict[str, dict[str, int]]) -> None:
+    """Before any run: when the validation or test split will hold fewer than engine.chance.SMALL_SPLIT images
+    (`split`: {split: {class: images}}), what one image will be worth in every accuracy measured on it (Results
+    says it again after a run; a new user saw 100% on 9 images and no word of it until then)."""
+    from engine.chance import SPLIT_WORDS, small_splits
+
+    small = small_splits({"data_report": {"split_counts": split}})
+    if small:
+        st.info("Few images to measure on: " + " and ".join(
+            f"{n} {SPLIT_WORDS[s]} {'image' if n == 1 else 'images'} (one image is {100 / n:.1f} points)"
+            for s, n in small.items()) + ". A run's accuracies will move in steps that large, and two runs can differ "
+            "by an image or two from luck alone; more images per class make them firmer.", icon=":material/straighten:")
 
 
 def mirror_hint(classes: list[str], cfg) -> None:
