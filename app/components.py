@@ -315,7 +315,11 @@ def _device_text() -> str:
     return f"CPU, up to {state.plural(default_cpu_threads(), 'thread')}"
 
 
-def sidebar(engine: Engine) -> None:
+def sidebar(engine: Engine, live_page: bool = False) -> None:
+    """The studio's sidebar: the device, the engine's state (the running run's progress, the queue), the runs
+    stored and the next run in words. With `live_page` (the Train page, which shows the running run's progress
+    itself) the run is named without a progress bar of its own: two redraw timers out of step showed "epoch
+    13/20" beside the page's "epoch 16 of 20"."""
     st.markdown("### :material/tune: Fine-tuning studio")
     st.caption(f"Trains on: {_device_text()}")
     active_now = bool(engine.active_runs())
@@ -323,13 +327,18 @@ def sidebar(engine: Engine) -> None:
     @st.fragment(run_every=live_refresh_s() if active_now else None)  # text only: as often as the charts
     def engine_status() -> None:
         active = engine.active_runs()
+        if active_now and not active:
+            st.rerun()  # the last run just ended: redraw the page at once, which also stops this timer
         current = engine.current_run
         mine = set(engine.active_runs_of(state.user()))
         if current and current not in mine:
             st.markdown("**Training:** another user's run")
         elif current:
             snap = engine.snapshot(current)
-            if snap is not None:
+            if snap is not None and live_page:
+                st.markdown(f"**Training:** {state.md_text(snap.name)}")
+                st.caption("Follow it under **Run shown** on this page.")
+            elif snap is not None:
                 p = snap.progress
                 total, step = int(p.get("total_steps") or 0), int(p.get("step") or 0)
                 st.markdown(f"**Training:** {state.md_text(snap.name)}")
@@ -343,8 +352,6 @@ def sidebar(engine: Engine) -> None:
                 st.caption(f":material/schedule: {state.md_text(rec.name) if rec else 'another user' + chr(39) + 's run'}")
         if not active:
             st.caption("Engine idle: ready for a run.")
-        if active_now and not active:
-            st.rerun()  # the last run just ended: redraw the page once, which also stops this timer
 
     engine_status()
     runs = state.runs(engine)

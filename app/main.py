@@ -62,5 +62,5 @@ except Exception as exc:  # a bug in a page: say so politely, keep the rest of t
     state.show_error(exc, "drawing this page")
 
 with st.sidebar:  # drawn after the page, so it shows what the page just changed
-    components.sidebar(engine)
+    components.sidebar(engine, live_page=page.url_path == "train")
     auth.logout_button(forget=state.forget_session)

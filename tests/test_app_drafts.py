@@ -767,3 +767,31 @@ def test_compare_warns_when_runs_of_one_dataset_were_tested_on_other_images():
     no_test = {"a": summary([], ["cat/1.jpg"]), "b": summary([], ["cat/2.jpg"]), "c": {}, "d": {}}
     assert "(1 image each, none in common; one image is 100.0 points)" in other_test_images(table, no_test)
     assert setup_that_differs(table, ["epochs", "batch", "lr", "seed"]) == ["seed"], "the seed beside the figures"
+
+
+def test_the_sidebar_leaves_a_running_runs_progress_to_the_train_page(studio):
+    """On the Train page the sidebar names the running run without a progress bar of its own: its timer, out of
+    step with the page's, showed "epoch 13/20" beside the page's "epoch 16 of 20". Elsewhere it shows the bar."""
+    def page(live_page: bool) -> None:
+        import types
+
+        import streamlit as st
+
+        from app import components, state
+
+        state.init_session()
+        snap = types.SimpleNamespace(name="Quick demo (ResNet-18)", progress={
+            "epoch": 13, "epochs": 20, "step": 130, "total_steps": 200, "phase": "training"})
+        engine = types.SimpleNamespace(active_runs=lambda: ["r1"], current_run="r1", active_runs_of=lambda user: ["r1"],
+                                       snapshot=lambda run_id: snap, visible_runs=lambda user: [])
+        with st.sidebar:
+            components.sidebar(engine, live_page=live_page)
+
+    for live_page in (True, False):
+        at = AppTest.from_function(page, args=(live_page,), default_timeout=60).run()
+        no_problems(at)
+        side = at.sidebar
+        assert any(m.startswith("**Training:** Quick demo (ResNet-18)") for m in texts(side.markdown)), texts(side.markdown)
+        bars = side.get("progress")
+        assert (len(bars) == 0) is live_page, (live_page, [b.proto for b in bars])
+        assert any("under **Run shown**" in c for c in texts(side.caption)) is live_page

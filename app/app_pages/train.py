@@ -223,6 +223,9 @@ def live_section(engine, visible: list) -> None:
 
     @st.fragment(run_every=refresh_s if active_now else None)
     def live(run_id: str) -> None:
+        if active_now and not engine.active_runs():
+            st.rerun()  # everything ended: redraw the whole page at once, without the timer (drawn here first, the
+            # run read "Finished" for seconds beside the start line's "is training" and a Stop button)
         run = components.load_run(engine, run_id)
         if run is None:
             st.info("This run was deleted.")
@@ -253,8 +256,6 @@ def live_section(engine, visible: list) -> None:
         queue_view(engine, run_id)
         if run.status == "finished":
             st.page_link("app_pages/results.py", label="See the results", icon=":material/leaderboard:")
-        if active_now and not engine.active_runs():
-            st.rerun()  # everything ended: redraw once without the timer
 
     live(run_id)
 
