@@ -43,7 +43,7 @@ from engine.structured import rebuild
 
 VARIANTS = {
     "fine_tuned": "Fine-tuned (end of training)",
-    "best": "Best epoch (highest validation accuracy)",
+    "best": "Best epoch (highest validation accuracy; on a tie, lowest validation loss)",
     "wise": "WiSE-FT mix at alpha",
     "structured": "Structured-pruned (smaller, faster)",
     "adversarial": "Adversarially fine-tuned",
