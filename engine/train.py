@@ -69,10 +69,13 @@ class StartModel:
 
     model: nn.Module
     load_report: LoadReport
+    seed: int  # the run's seed, which seeded every device before the build
     rng_state: torch.Tensor  # torch.get_rng_state() after the build: uint8, CPU
 
     def take(self) -> tuple[nn.Module, LoadReport]:
-        """(model, load report), the global random state set to where the build left it."""
+        """(model, load report), the global random state set to where the build left it: every device seeded
+        with `seed` (the build draws on the CPU alone), the CPU's state as the build left it."""
+        torch.manual_seed(self.seed)
         torch.set_rng_state(self.rng_state)
         return self.model, self.load_report
 
@@ -84,7 +87,7 @@ def build_start(cfg: RunConfig, data: DataSplits) -> StartModel:
     torch.manual_seed(cfg.seed)
     model, report = build_model(cfg.backbone.name, len(data.classes), cfg.backbone.pretrained,
                                 cfg.backbone.checkpoint, classes=list(data.classes))
-    return StartModel(model, report, torch.get_rng_state())
+    return StartModel(model, report, cfg.seed, torch.get_rng_state())
 
 
 def setup_run(cfg: RunConfig, reporter: Reporter, run_dir: Path | None, work_dir: Path,
