@@ -618,9 +618,9 @@ def wrapper_folders(paths: list[str]) -> list[str]:
 def without_wrapper(path: str, wrapper: list[str]) -> str:
     """`path` without the `wrapper` folders (wrapper_folders of the answered images) when it starts with them:
     a skipped file named as the answered ones are ("bird/broken.jpg", not "pets/bird/broken.jpg")."""
-    parts = path.split("/")
-    return "/".join(parts[len(wrapper):]) if wrapper and parts[:len(wrapper)] == wrapper and len(parts) > len(wrapper) \
-        else path
+    parts, n = path.split("/"), len(wrapper)
+    inside = n and parts[:n] == wrapper and len(parts) > n  # the wrapper itself, or a file beside it: kept whole
+    return "/".join(parts[n:]) if inside else path
 
 
 def reuse_run(rec: Any, with_data: bool) -> None:
@@ -750,11 +750,11 @@ def same_settings_active(engine: Engine, cfg: RunConfig) -> Any | None:
 SAME_FINISHED_LOOKBACK = 20  # finished runs compared with the draft on each redraw of the Train page
 
 
-def same_settings_finished(engine: Engine, cfg: RunConfig) -> Any | None:
-    """The record of the latest finished run this user may see with exactly `cfg`'s settings (its name
-    aside), among the last SAME_FINISHED_LOOKBACK finished ones, else None: pressing Start would train
-    about the same model again. Raises nothing."""
-    done = [r for r in runs(engine) if r.status == "finished"][:SAME_FINISHED_LOOKBACK]
+def same_settings_finished(cfg: RunConfig, visible: list) -> Any | None:
+    """The record of the latest finished run with exactly `cfg`'s settings (its name aside) among the last
+    SAME_FINISHED_LOOKBACK finished ones of `visible` (the runs this user may see, newest first: `runs`),
+    else None: pressing Start would train about the same model again. Raises nothing."""
+    done = [r for r in visible if r.status == "finished"][:SAME_FINISHED_LOOKBACK]
     return next((rec for rec in done if _same_settings(rec, cfg)), None)
 
 

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 
 from engine.claims import split_sizes
-from engine.words import and_words, percent_half_up
+from engine.words import and_words, percent_half_up, plural
 
 LUCK_P = 0.05  # above guessing by more than this chance of luck (binomial test) is "clearly better"
 LUCK_MARK = "may have learnt nothing yet"  # in every luck finding: how the pages tell it from "learnt nothing"
@@ -184,6 +184,13 @@ def small_splits(summary: dict) -> dict[str, int]:
     return {split: n for split, n in sizes.items() if 0 < n < SMALL_SPLIT}
 
 
+def one_image_words(small: dict[str, int]) -> str:
+    """`small_splits`' result in words: "9 validation images (one image is 11.1 points) and 9 test images
+    (one image is 11.1 points)"."""
+    return " and ".join(f"{plural(n, SPLIT_WORDS[split] + ' image')} (one image is {100 / n:.1f} points)"
+                        for split, n in small.items())
+
+
 def small_split_words(summary: dict) -> str:
     """A caution for figures measured on few held-out images (`small_splits`): how many points one image
     is worth on each small split and how far apart figures can be by one or two images; "" when both
@@ -191,8 +198,7 @@ def small_split_words(summary: dict) -> str:
     small = small_splits(summary)
     if not small:
         return ""
-    parts = [f"{n} {SPLIT_WORDS[split]} images (one image is {100 / n:.1f} points)" for split, n in small.items()]
-    return ("Measured on " + " and ".join(parts) + f": figures up to {200 / min(small.values()):.0f} points apart "
+    return ("Measured on " + one_image_words(small) + f": figures up to {200 / min(small.values()):.0f} points apart "
             "(between the splits, across the corruptions, between runs, in the methods' verdicts) can be one or two "
             "images apart, so read them as hints; more images per class make them firmer.")
 

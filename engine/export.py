@@ -452,16 +452,16 @@ for path, p in zip(IMAGES, probs):
     print(path, CLASSES[p.argmax()], f"{p.max():.4f}")
 """
 
-_RUNTIMES = {
-    "onnx": ("ONNX Runtime (`pip install onnxruntime numpy pillow`)",
+_RUNTIMES = {  # runtime -> (title, standard-library imports, its own import, the lines that run the model)
+    "onnx": ("ONNX Runtime (`pip install onnxruntime numpy pillow`)", "",
              "import onnxruntime as ort",
              "session = ort.InferenceSession(MODEL, providers=[\"CPUExecutionProvider\"])\n"
              "logits = session.run(None, {\"pixels\": x})[0]\n"),
-    "torchscript": ("TorchScript (`pip install torch numpy pillow`; no project code needed)",
+    "torchscript": ("TorchScript (`pip install torch numpy pillow`; no project code needed)", "\nimport warnings",
                     "import torch",
                     "# recent PyTorch warns that TorchScript is deprecated; the file loads all the same (ONNX is the\n"
                     "# format to keep for the long run)\n"
-                    "warnings.filterwarnings(\"ignore\", message=r\".*torch\\.jit.*deprecated\", category=FutureWarning)\n"
+                    f"warnings.filterwarnings(\"ignore\", message=r\"{TORCHSCRIPT_DEPRECATION}\", category=FutureWarning)\n"
                     "model = torch.jit.load(MODEL, map_location=\"cpu\").eval()\n"
                     "with torch.no_grad():\n"
                     "    logits = model(torch.from_numpy(x)).numpy()\n"),
@@ -473,8 +473,7 @@ def use_it_code(classes: list[str], image_size: int, runtime: str) -> str:
     torchscript) named first on its command line (whatever the file was saved as), preprocesses the
     image files named after it exactly as the studio does, and prints `path class probability` per
     image."""
-    _, runtime_import, run = _RUNTIMES[runtime]
-    stdlib = "\nimport warnings" if "warnings." in run else ""
+    _, stdlib, runtime_import, run = _RUNTIMES[runtime]
     return _PREPROCESS.format(classes=list(classes), size=int(image_size), runtime_import=runtime_import,
                               stdlib_import=stdlib) + run + _PRINT
 
@@ -486,7 +485,7 @@ def use_it_section(classes: list[str], image_size: int) -> list[str]:
              f"(the model file under whatever name you saved it). "
              f"Images are prepared as in the studio: EXIF rotation, RGB, the centre square resized to "
              f"{image_size} x {image_size}, pixels in [0, 1]; mean/std normalisation is inside the model."]
-    for runtime, (title, _, _) in _RUNTIMES.items():
+    for runtime, (title, *_) in _RUNTIMES.items():
         lines += ["", f"### {title}", "", "```python", use_it_code(classes, image_size, runtime).rstrip(), "```"]
     return lines
 

@@ -316,13 +316,11 @@ def few_held_out(split: dict[str, dict[str, int]]) -> None:
     """Before any run: when the validation or test split will hold fewer than engine.chance.SMALL_SPLIT images
     (`split`: {split: {class: images}}), what one image will be worth in every accuracy measured on it (Results
     says it again after a run; a new user saw 100% on 9 images and no word of it until then)."""
-    from engine.chance import SPLIT_WORDS, small_splits
+    from engine.chance import one_image_words, small_splits
 
     small = small_splits({"data_report": {"split_counts": split}})
     if small:
-        st.info("Few images to measure on: " + " and ".join(
-            f"{n} {SPLIT_WORDS[s]} {'image' if n == 1 else 'images'} (one image is {100 / n:.1f} points)"
-            for s, n in small.items()) + ". A run's accuracies will move in steps that large, and two runs can differ "
+        st.info("Few images to measure on: " + one_image_words(small) + ". A run's accuracies will move in steps that large, and two runs can differ "
             "by an image or two from luck alone; more images per class make them firmer.", icon=":material/straighten:")
 
 

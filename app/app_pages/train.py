@@ -79,7 +79,8 @@ def gpu_selector(cfg) -> None:
                         "process per GPU (DistributedDataParallel); the global batch size stays the same.")
 
 
-def start_section(engine) -> None:
+def start_section(engine, visible: list) -> None:
+    """The next run in words, its warnings, and Start (with the note beside it); `visible`: state.runs."""
     cfg, ds = state.config(), state.dataset()
     methods = ", ".join(METHODS[m].title for m in cfg.enabled_methods() if m in METHODS) or "no extra method"
     if cfg.eval.tta_flip:
@@ -105,7 +106,7 @@ def start_section(engine) -> None:
         gpu_selector(cfg)
         busy = bool(engine.active_runs())
         twin = state.same_settings_active(engine, cfg) if busy else None
-        done = None if twin else state.same_settings_finished(engine, cfg)
+        done = None if twin else state.same_settings_finished(cfg, visible)
         seed = st.session_state.pop(state.SEED_CHANGED_KEY, None)
         if seed is not None:  # "Use seed N instead" was pressed: the note beside Start went with the old seed
             st.toast(f"Seed {seed}: the next run trains a second model worth comparing with the first (its "
@@ -263,8 +264,8 @@ def live_section(engine, visible: list) -> None:
 def render() -> None:
     engine = state.get_engine()
     st.title("3 · Train (live)")
-    start_section(engine)
-    visible = state.runs(engine)  # after Start: a run it queued is listed
+    visible = state.runs(engine)  # once a redraw; Start's callback ran before it, so a run it queued is listed
+    start_section(engine, visible)
     live_section(engine, visible)
     recent_table(visible)
 
