@@ -125,21 +125,22 @@ def stopped_note(rec, run: components.RunView) -> None:
         st.switch_page("app_pages/train.py")
 
 
-def recipe_notes(config: dict) -> str:
-    """What the run's caption adds to its methods: head-only (linear-probe) epochs, augmentation other than
-    the default crops and mirrors, flip TTA and frozen blocks ("" when none; `config` as saved, keys it lacks
-    at their defaults)."""
-    train, notes = TrainConfig(**{k: v for k, v in (config.get("train") or {}).items()
-                                  if k in ("augment", "flip")}), ""
+def recipe_parts(config: dict) -> list[str]:
+    """What sets a run's recipe apart from the default, in words: head-only (linear-probe) epochs,
+    augmentation other than the default crops and mirrors, flip TTA and frozen blocks ([] when none;
+    `config` as saved, keys it lacks at their defaults)."""
+    train = TrainConfig(**{k: v for k, v in (config.get("train") or {}).items() if k in ("augment", "flip")})
     probe = int((config.get("optim") or {}).get("linear_probe_epochs") or 0)
-    if probe:
-        notes += f" · first {plural(probe, 'epoch')} head only (a linear probe)"
-    if not (train.augment and train.flip):
-        notes += " · " + augmentation_words(train)
-    if (config.get("eval") or {}).get("tta_flip"):
-        notes += " · flip TTA (each prediction averaged with the mirror image)"
     frozen = frozen_words(config.get("optim") or {}, (config.get("backbone") or {}).get("pretrained"))
-    return notes + (f" · {frozen}" if frozen else "")
+    parts = [f"first {plural(probe, 'epoch')} head only (a linear probe)"] if probe else []
+    parts += [] if train.augment and train.flip else [augmentation_words(train)]
+    parts += ["flip TTA (each prediction averaged with the mirror image)"] if (config.get("eval") or {}).get("tta_flip") else []
+    return parts + ([frozen] if frozen else [])
+
+
+def recipe_notes(config: dict) -> str:
+    """What the run's caption adds to its methods: `recipe_parts`, each after " · " ("" when none)."""
+    return "".join(f" · {p}" for p in recipe_parts(config))
 
 
 def started_text(rec, summary: dict) -> str:
@@ -487,7 +488,7 @@ def compare_row(engine, rec, label: str) -> tuple[dict, pd.DataFrame]:
     row.update({"model": f"{state.backbone_title(b.get('name'))}, {state.WEIGHTS_TEXT.get(b.get('pretrained'), b.get('pretrained'))}",
                 "epochs": cfg.get("train", {}).get("epochs"), "batch": cfg.get("train", {}).get("batch_size"),
                 "lr": cfg.get("optim", {}).get("lr"), "seed": cfg.get("seed"),
-                "recipe": recipe_notes(cfg).removeprefix(" · ").replace(" · ", ", ") or "crops and mirrors, every layer trained",
+                "recipe": ", ".join(recipe_parts(cfg)) or "crops and mirrors, every layer trained",
                 "img/s": summary.get("train_images_per_sec"),
                 "time": components.fmt_duration(summary.get("wall_time_s")) if summary.get("wall_time_s") else None})
     return row, epochs
