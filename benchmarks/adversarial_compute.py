@@ -49,6 +49,9 @@ def main() -> None:
                     help="which fine-tuning starts to measure against scratch (default both)")
     ap.add_argument("--natural-lr", type=float, help="peak learning rate of the naturally trained start's adversarial "
                                                      "fine-tuning (default: the demo's)")
+    ap.add_argument("--natural-variants", nargs="+", default=[], metavar="NAME:KEY=VALUE[,KEY=VALUE]",
+                    help="more recipes for the naturally trained start, each measured against the same scratch run, "
+                         "e.g. lr0.04:optim.lr=0.04 rise0.2:optim.slow_start_fraction=0.2")
     ap.add_argument("--eps", help="training and evaluation eps for every run, e.g. 8/255 (default: the demo's, "
                                   "2/255 for training, 4/255 for the evaluation)")
     args = ap.parse_args()
@@ -63,9 +66,15 @@ def main() -> None:
     names = {"bundled": "adversarial fine-tuning from the bundled weights (Adversarial demo)",
              "natural": f"adversarial fine-tuning of a naturally trained model, {quarter} epochs, slow start fast decay",
              "scratch": f"adversarial training from scratch, {args.scratch_epochs} epochs (same attack and recipe)"}
-    names = {k: v for k, v in names.items() if k in args.starts or k == "scratch"}
+    variants = {}  # the naturally trained start's extra recipes: key -> extra CLI arguments
+    for spec in args.natural_variants if "natural" in args.starts else []:
+        name, _, sets = spec.partition(":")
+        variants[f"natural {name}"] = [a for kv in sets.split(",") if kv for a in ("--set", kv)]
+        names[f"natural {name}"] = f"{names['natural']}, {sets.replace(',', ', ')}"
+    names["scratch"] = names.pop("scratch")  # the baseline's row last
+    names = {k: v for k, v in names.items() if k in args.starts or k == "scratch" or k in variants}
     res: dict[str, list[dict]] = {k: [] for k in names}
-    ratios: dict[str, list[float | None]] = {k: [] for k in args.starts}
+    ratios: dict[str, list[float | None]] = {k: [] for k in names if k != "scratch"}
     natural_compute = []
     for seed in args.seeds:
         with tempfile.TemporaryDirectory() as tmp:  # the naturally trained start: the Standard demo's run
@@ -73,18 +82,21 @@ def main() -> None:
             natural_compute.append(nat["summary"]["images_per_process_per_epoch"] * nat["summary"]["epochs"])
             print(f"seed {seed}, natural training (Standard demo): test {100 * nat['test']:.1f}% "
                   f"wall {nat['wall']:.0f} s", flush=True)
+            def recipes_natural(tmp=tmp):
+                return ["--preset", "adversarial_demo", *size, "--checkpoint",
+                        str(Path(tmp) / "natural" / "last.safetensors"), "--epochs", str(quarter),
+                        "--set", "optim.linear_probe_epochs=0", "--set", "optim.schedule=slow_start_fast_decay",
+                        *(["--lr", str(args.natural_lr)] if args.natural_lr else [])]
             recipes = {
                 "bundled": ["--preset", "adversarial_demo", *size],
-                "natural": ["--preset", "adversarial_demo", *size, "--checkpoint",
-                            str(Path(tmp) / "natural" / "last.safetensors"), "--epochs", str(quarter),
-                            "--set", "optim.linear_probe_epochs=0", "--set", "optim.schedule=slow_start_fast_decay",
-                            *(["--lr", str(args.natural_lr)] if args.natural_lr else [])],
+                "natural": recipes_natural(),
+                **{k: [*recipes_natural(), *extra] for k, extra in variants.items()},
                 "scratch": ["--preset", "adversarial_demo", *size, "--pretrained", "none", "--epochs",
                             str(args.scratch_epochs), "--set", "optim.linear_probe_epochs=0"]}
             for key, recipe in ((k, r) for k, r in recipes.items() if k in names):
                 r = one_run(recipe, seed, args.data)
                 r["curve"] = compute_curve(r["summary"])
-                if key == "natural" and not r["summary"]["load_report"].get("head_kept"):
+                if key.startswith("natural") and not r["summary"]["load_report"].get("head_kept"):
                     raise SystemExit("the naturally trained model's head was not kept: the start is not the paper's")
                 res[key].append(r)
                 print(f"seed {seed}, {names[key]}: test {100 * r['test']:.1f}% robust test {100 * r['robust']:.1f}% "

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -36,13 +37,13 @@ def load() -> float:
 
 
 def one_run(recipe: list[str], seed: int, data: Path = SAMPLE_DATASET, keep: Path | None = None) -> dict:
-    """One CLI process on `data`; returns its wall time, the load before and after, its accuracies and
-    its summary (`summary`, with the per-epoch `history`). The run's folder is `keep` when given
-    (kept), else a temporary one."""
+    """One CLI process on `data`, on the CPU or the device STUDIO_BENCH_DEVICE names (`cuda`); returns its
+    wall time, the load before and after, its accuracies and its summary (`summary`, with the per-epoch
+    `history`). The run's folder is `keep` when given (kept), else a temporary one."""
     with tempfile.TemporaryDirectory() as tmp:
         out = keep or Path(tmp) / "run"
         cmd = [sys.executable, "-m", "engine", "train", *recipe, "--data", str(data), "--seed", str(seed),
-               "--device", "cpu", "--quiet", "--out", str(out), "--data-dir", str(Path(tmp) / "engine")]
+               "--device", os.environ.get("STUDIO_BENCH_DEVICE", "cpu"), "--quiet", "--out", str(out), "--data-dir", str(Path(tmp) / "engine")]
         before, t0 = load(), time.perf_counter()
         p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         wall = time.perf_counter() - t0
