@@ -11,6 +11,14 @@ from typing import Callable
 
 # name -> (description, factory(optim_config) -> f(t))
 SCHEDULES: dict[str, tuple[str, Callable]] = {}
+# name -> its short name in the UI (a schedule without one shows its name, "_" as spaces)
+SCHEDULE_LABELS = {"cosine": "cosine", "warmup_cosine": "warm-up, then cosine", "step": "step decay",
+                   "constant": "constant", "slow_start_fast_decay": "slow start, fast decay"}
+
+
+def schedule_label(name: str) -> str:
+    """The schedule's short name as the UI shows it ("slow_start_fast_decay" -> "slow start, fast decay")."""
+    return SCHEDULE_LABELS.get(name, name.replace("_", " "))
 
 
 def register_schedule(name: str, description: str, factory: Callable) -> None:

@@ -1142,6 +1142,11 @@ def test_a_runs_caption_says_when_it_trained_without_mirrors_or_augmentation():
         " · first block frozen at random weights"
     # the Quick demo's head-only epochs: the caption, Compare's set-up and the card said "20 epochs" alone
     assert recipe_notes({"optim": {"linear_probe_epochs": 2}}) == " · first 2 epochs head only (a linear probe)"
+    # the WiSE-FT demo's constant rate: beside a Standard demo its weaker model had no reason given
+    assert recipe_notes({"optim": {"linear_probe_epochs": 2, "schedule": "constant"}, "train": {"augment": False}}) == \
+        " · first 2 epochs head only (a linear probe) · learning rate: constant · no augmentation"
+    assert recipe_notes({"optim": {"schedule": "cosine"}}) == ""
+    assert recipe_notes({"optim": {"schedule": "slow_start_fast_decay"}}) == " · learning rate: slow start, fast decay"
 
 
 def test_the_epochs_structured_pruning_adds_are_said_with_the_runs_epochs():

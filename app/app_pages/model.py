@@ -17,10 +17,8 @@ from engine.backbones import BACKBONES, CHECKPOINT_SUFFIXES, FAMILY_TITLES, PRET
 from engine.config import ADVANCED_TITLE, RunConfig, check_bounds, probe_epochs_for, shown_setting
 from engine.methods import METHODS, MethodSpec
 from engine.optim import frozen_words
-from engine.schedules import SCHEDULES, lr_curve
+from engine.schedules import SCHEDULES, lr_curve, schedule_label
 
-SCHEDULE_LABELS = {"cosine": "cosine", "warmup_cosine": "warm-up, then cosine", "step": "step decay",
-                   "constant": "constant", "slow_start_fast_decay": "slow start, fast decay"}
 # Core config fields this page (or the Data page) draws with its own labels; any other field the
 # engine adds later is drawn generically under "Other engine settings", so nothing is unreachable.
 HANDLED_FIELDS = {
@@ -514,7 +512,7 @@ def schedule_section() -> None:
         c = [*layout.cells(2), right]
     with c[0]:
         schedule = field_widget("optim", cfg.optim, "schedule", meta=dict(
-            choices=list(SCHEDULES), labels={k: SCHEDULE_LABELS.get(k, k.replace("_", " ")) for k in SCHEDULES}))
+            choices=list(SCHEDULES), labels={k: schedule_label(k) for k in SCHEDULES}))
         st.caption(SCHEDULES[schedule][0])
     with c[1]:
         extra = {name: field_widget("optim", cfg.optim, name) for name in SCHEDULE_KNOBS.get(schedule, ())}

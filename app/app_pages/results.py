@@ -17,11 +17,12 @@ from app.claims_view import at_chance, claim_lines, small_split_note, val_test_g
 from app.method_views import VIEWS
 from engine.augment import augmentation_words
 from engine.chance import findings_split, weak_class_words
-from engine.config import TrainConfig
+from engine.config import OptimConfig, TrainConfig
 from engine.jobs import STOPPED_BY_SERVER
 from engine.methods import METHODS
 from engine.optim import frozen_words
 from engine.resume import RESUME_FILE
+from engine.schedules import schedule_label
 from engine.words import plural
 
 RUN_KEY = "results_run"
@@ -126,13 +127,16 @@ def stopped_note(rec, run: components.RunView) -> None:
 
 
 def recipe_parts(config: dict) -> list[str]:
-    """What sets a run's recipe apart from the default, in words: head-only (linear-probe) epochs,
-    augmentation other than the default crops and mirrors, flip TTA and frozen blocks ([] when none;
-    `config` as saved, keys it lacks at their defaults)."""
+    """What sets a run's recipe apart from the default, in words: head-only (linear-probe) epochs, a
+    learning-rate schedule other than cosine, augmentation other than the default crops and mirrors,
+    flip TTA and frozen blocks ([] when none; `config` as saved, keys it lacks at their defaults)."""
     train = TrainConfig(**{k: v for k, v in (config.get("train") or {}).items() if k in ("augment", "flip")})
-    probe = int((config.get("optim") or {}).get("linear_probe_epochs") or 0)
-    frozen = frozen_words(config.get("optim") or {}, (config.get("backbone") or {}).get("pretrained"))
+    optim = config.get("optim") or {}
+    probe = int(optim.get("linear_probe_epochs") or 0)
+    frozen = frozen_words(optim, (config.get("backbone") or {}).get("pretrained"))
     parts = [f"first {plural(probe, 'epoch')} head only (a linear probe)"] if probe else []
+    schedule = optim.get("schedule") or OptimConfig().schedule
+    parts += [] if schedule == OptimConfig().schedule else [f"learning rate: {schedule_label(schedule)}"]
     parts += [] if train.augment and train.flip else [augmentation_words(train)]
     parts += ["flip TTA (each prediction averaged with the mirror image)"] if (config.get("eval") or {}).get("tta_flip") else []
     return parts + ([frozen] if frozen else [])
