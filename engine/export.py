@@ -264,12 +264,13 @@ def training_lines(cfg: RunConfig, summary: dict[str, Any]) -> list[str]:
     """The model card's Training section: the recipe, where its learning rate came from, the methods."""
     from engine.lr_find import lr_find_sentence
     from engine.optim import frozen_words
+    from engine.schedules import schedule_label
 
     lines = ["## Training",
              f"- {plural(cfg.train.epochs, 'epoch')}, batch {cfg.train.batch_size}, "
              f"{choice_label(cfg.optim, 'optimizer')}, lr {cfg.optim.lr:g} "
              f"(momentum {cfg.optim.momentum:g}, effective lr {cfg.effective_lr:g}), schedule "
-             f"{cfg.optim.schedule.replace('_', ' ')}; {augmentation_words(cfg.train)}"
+             f"{schedule_label(cfg.optim.schedule)}; {augmentation_words(cfg.train)}"
              + (f"; {frozen}" if (frozen := frozen_words(cfg.optim, cfg.backbone.pretrained, kept=True)) else "")
              + (f"; the first {plural(lp, 'epoch')} trained the new head only (a linear probe), then every layer"
                 if (lp := cfg.optim.linear_probe_epochs) else "")]

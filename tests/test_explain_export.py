@@ -106,7 +106,7 @@ def test_model_card_mentions_methods_and_metrics(trained):
 
     cfg = trained.context.cfg
     slow = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, schedule="slow_start_fast_decay"))
-    assert "schedule slow start fast decay" in model_card(slow, trained.summary)
+    assert "schedule slow start, fast decay;" in model_card(slow, trained.summary)
     # the start and the corruptions in words, as the dashboard names them (the card said "started from
     # `bundled` weights" and "gaussian noise", "pixelate" where Results says "Gaussian noise", "Pixelation")
     one = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=1))
