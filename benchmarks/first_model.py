@@ -43,7 +43,8 @@ def one_run(recipe: list[str], seed: int, data: Path = SAMPLE_DATASET, keep: Pat
     with tempfile.TemporaryDirectory() as tmp:
         out = keep or Path(tmp) / "run"
         cmd = [sys.executable, "-m", "engine", "train", *recipe, "--data", str(data), "--seed", str(seed),
-               "--device", os.environ.get("STUDIO_BENCH_DEVICE", "cpu"), "--quiet", "--out", str(out), "--data-dir", str(Path(tmp) / "engine")]
+               "--device", os.environ.get("STUDIO_BENCH_DEVICE", "cpu"), "--quiet", "--out", str(out),
+               "--data-dir", str(Path(tmp) / "engine")]
         before, t0 = load(), time.perf_counter()
         p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         wall = time.perf_counter() - t0

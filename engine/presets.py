@@ -257,12 +257,13 @@ def adversarial_demo(cfg: RunConfig) -> RunConfig:
 def wise_ft_demo(cfg: RunConfig) -> RunConfig:
     # Fine-tuning without the studio's crop + flip augmentation, as the paper fine-tunes (its code uses
     # CLIP's training transform: a crop of 90-100% of the image, no flip). With crop + flip the fine-tuned
-    # end was itself the most robust point of the curve (claim on 1 of 3 seeds); without, an interior
-    # alpha beats both ends out of distribution on 2 of 3 (3 of 3 in a one-thread run; README, WiSE-FT).
+    # end was itself the most robust point of the curve (claim on 1 of 3 seeds, cosine decay); without, an
+    # interior alpha beat both ends out of distribution on 2 of 3 (cosine decay; 3 of 3 in a one-thread run).
     # A constant learning rate, not the demos' cosine decay: the fine-tuned end is then a noisy SGD iterate
     # that mixing towards theta_0 smooths, and an interior alpha beat both ends out of distribution on 27
-    # of 36 seeds on a GPU (with cosine decay 4 of 19 on the same machine, 9 of 17 in an earlier run; README,
-    # WiSE-FT), at the price of a fine-tuned end about 4 validation points below the cosine one.
+    # of 36 seeds on a GPU (with cosine decay 4 of 19 on the same machine, 9 of 17 in an earlier run) and
+    # on 3 of 3 with README's command, at the price of a model about 3 points weaker (the best mix against
+    # the cosine-decayed end, 16 paired seeds; README, WiSE-FT).
     cfg = with_section(_demo(cfg), "eval", ood=True)
     cfg = with_section(cfg, "train", augment=False)
     cfg = with_section(cfg, "optim", schedule="constant")
@@ -298,9 +299,10 @@ DEMO_TEXT = {  # preset -> (title, method, what to look at, what the paper claim
                      "Wortsman et al. 2021: mixing the weights (an alpha inside 0..1) beats both ends on "
                      "OOD data at equal in-distribution accuracy.",
                      "Measured with this demo on the sample: a mix matched or beat both ends on 27 of 36 seeds on a "
-                     "GPU and on 3 of 3 on a 2-core CPU; on average the best mix was 0.7 OOD points above the better end, at most 2.6. The "
-                     "constant rate is what shows it: with the decaying rate the other demos use, 4 of 19 seeds, "
-                     "but a fine-tuned model about 3 points more accurate. Your run may or may not show the effect."),
+                     "GPU and on 3 of 3 on a 2-core CPU; on average the best mix was 0.7 OOD points above the "
+                     "better end, at most 2.6. The constant rate is what shows it: with the decaying rate the "
+                     "other demos use, 4 of 19 seeds, but a fine-tuned model about 3 points more accurate. Your "
+                     "run may or may not show the effect."),
 }
 DEMOS = {"adafilter_demo": adafilter_demo, "pruning_demo": pruning_demo, "adversarial_demo": adversarial_demo,
          "wise_ft_demo": wise_ft_demo}
