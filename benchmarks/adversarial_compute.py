@@ -50,8 +50,8 @@ def main() -> None:
     ap.add_argument("--natural-lr", type=float, help="peak learning rate of the naturally trained start's adversarial "
                                                      "fine-tuning (default: the demo's)")
     ap.add_argument("--natural-variants", nargs="+", default=[], metavar="NAME:KEY=VALUE[,KEY=VALUE]",
-                    help="more recipes for the naturally trained start, each measured against the same scratch run, "
-                         "e.g. lr0.04:optim.lr=0.04 rise0.2:optim.slow_start_fraction=0.2")
+                    help="more recipes for the naturally trained start (needs --starts natural), each measured "
+                         "against the same scratch run, e.g. lr0.04:optim.lr=0.04 rise0.2:optim.slow_start_fraction=0.2")
     ap.add_argument("--eps", help="training and evaluation eps for every run, e.g. 8/255 (default: the demo's, "
                                   "2/255 for training, 4/255 for the evaluation)")
     args = ap.parse_args()
@@ -67,9 +67,13 @@ def main() -> None:
              "natural": f"adversarial fine-tuning of a naturally trained model, {quarter} epochs, slow start fast decay",
              "scratch": f"adversarial training from scratch, {args.scratch_epochs} epochs (same attack and recipe)"}
     variants = {}  # the naturally trained start's extra recipes: key -> extra CLI arguments
-    for spec in args.natural_variants if "natural" in args.starts else []:
+    if args.natural_variants and "natural" not in args.starts:
+        ap.error("--natural-variants needs the natural start (--starts natural)")
+    for spec in args.natural_variants:
         name, _, sets = spec.partition(":")
-        variants[f"natural {name}"] = [a for kv in sets.split(",") if kv for a in ("--set", kv)]
+        if not name or not sets or f"natural {name}" in variants or any("=" not in kv for kv in sets.split(",")):
+            ap.error(f"--natural-variants {spec!r}: give NAME:KEY=VALUE[,KEY=VALUE], each NAME once")
+        variants[f"natural {name}"] = [a for kv in sets.split(",") for a in ("--set", kv)]
         names[f"natural {name}"] = f"{names['natural']}, {sets.replace(',', ', ')}"
     names["scratch"] = names.pop("scratch")  # the baseline's row last
     names = {k: v for k, v in names.items() if k in args.starts or k == "scratch" or k in variants}

@@ -37,13 +37,15 @@ def load() -> float:
 
 
 def one_run(recipe: list[str], seed: int, data: Path = SAMPLE_DATASET, keep: Path | None = None) -> dict:
-    """One CLI process on `data`, on the CPU or the device STUDIO_BENCH_DEVICE names (`cuda`); returns its
-    wall time, the load before and after, its accuracies and its summary (`summary`, with the per-epoch
-    `history`). The run's folder is `keep` when given (kept), else a temporary one."""
+    """One CLI process on `data`, on the CPU unless STUDIO_BENCH_DEVICE names another device (`cuda`,
+    `cuda:1`); returns {"wall": seconds, "load": the 1-minute load average before and after, averaged,
+    "test", "val", "robust": accuracies as fractions, "train_s": the run's own wall_time_s, "summary": its
+    summary.json with the per-epoch `history`}. The run's folder is `keep` when given (kept), else a
+    temporary one. Raises SystemExit with the run's last stderr when the process fails."""
     with tempfile.TemporaryDirectory() as tmp:
         out = keep or Path(tmp) / "run"
         cmd = [sys.executable, "-m", "engine", "train", *recipe, "--data", str(data), "--seed", str(seed),
-               "--device", os.environ.get("STUDIO_BENCH_DEVICE", "cpu"), "--quiet", "--out", str(out),
+               "--device", os.environ.get("STUDIO_BENCH_DEVICE") or "cpu", "--quiet", "--out", str(out),
                "--data-dir", str(Path(tmp) / "engine")]
         before, t0 = load(), time.perf_counter()
         p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)

@@ -17,7 +17,8 @@ SCHEDULE_LABELS = {"cosine": "cosine", "warmup_cosine": "warm-up, then cosine", 
 
 
 def schedule_label(name: str) -> str:
-    """The schedule's short name as the UI shows it ("slow_start_fast_decay" -> "slow start, fast decay")."""
+    """The schedule's short name as the UI shows it ("slow_start_fast_decay" -> "slow start, fast decay");
+    a name without a label (a schedule a method registered) with its "_" as spaces. Raises nothing."""
     return SCHEDULE_LABELS.get(name, name.replace("_", " "))
 
 

@@ -391,6 +391,8 @@ def test_wise_ft_claim_line_is_followed_by_its_plain_reading():
            {"alpha": 1.0, "val_acc": 0.8, "ood_acc": 0.55}]
     assert wise_ft_claim({"wise_curve": tie}).shown is False
     assert "No mix beats the fine-tuned model" in plain_words("wise_ft", {"wise_curve": tie})
+    # one run's verdict, not the data's: a teacher read "on this data" against the card's many seeds
+    assert "in this run" in plain_words("wise_ft", {"wise_curve": tie})
 
 
 def test_why_a_run_at_guessing_learnt_nothing_is_decided_once_for_every_page():

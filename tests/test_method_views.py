@@ -94,7 +94,7 @@ def test_the_curve_reading_names_the_winner_or_says_fine_tuning_hurt():
             {"alpha": 1.0, "val_acc": 0.8, "ood_acc": 0.55}]
     assert "the best mix, at alpha 0.95," in reading(tied)
     hurt = [{"alpha": 0.0, "val_acc": 0.6, "ood_acc": 0.60}, {"alpha": 1.0, "val_acc": 0.8, "ood_acc": 0.50}]
-    assert reading(hurt).startswith("Fine-tuning lowered OOD accuracy on this data: the starting model is best")
+    assert reading(hurt).startswith("Fine-tuning lowered OOD accuracy in this run: the starting model is best")
     # a new user's 3-epoch run: 16.7% validation at every alpha on 3 classes, "beats both ends ... at no cost"
     nothing = [{"alpha": a, "val_acc": 1 / 6, "ood_acc": o} for a, o in ((0.0, 0.40), (0.4, 0.42), (1.0, 0.40))]
     assert "beats both ends" in reading(nothing), "without the number of classes nothing is known of guessing"
