@@ -41,6 +41,7 @@ for p in "${pids[@]}"; do  # 124: stopped at the deadline, as planned
   wait "${p%%:*}"; rc=$?
   [[ $rc == 0 || $rc == 124 ]] || echo "${p#*:} exited with $rc: see its log in logs.tgz"
 done
+set +f  # the logs by pattern again
 tar czf "$out/logs.tgz" -C "$logs" $(cd "$logs" && ls *.log)
 grep -h "reaches it at" "$logs"/adversarial_*.log | head -50
 grep -h "best alpha\|no interior" "$logs"/wise_ft_*.log | head -20
