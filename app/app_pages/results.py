@@ -135,8 +135,9 @@ def recipe_parts(config: dict) -> list[str]:
     probe = int(optim.get("linear_probe_epochs") or 0)
     frozen = frozen_words(optim, (config.get("backbone") or {}).get("pretrained"))
     parts = [f"first {plural(probe, 'epoch')} head only (a linear probe)"] if probe else []
-    schedule = optim.get("schedule") or OptimConfig().schedule
-    parts += [] if schedule == OptimConfig().schedule else [f"learning rate: {schedule_label(schedule)}"]
+    default = OptimConfig().schedule
+    schedule = optim.get("schedule") or default
+    parts += [] if schedule == default else [f"learning rate: {schedule_label(schedule)}"]
     parts += [] if train.augment and train.flip else [augmentation_words(train)]
     parts += ["flip TTA (each prediction averaged with the mirror image)"] if (config.get("eval") or {}).get("tta_flip") else []
     return parts + ([frozen] if frozen else [])
