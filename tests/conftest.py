@@ -62,6 +62,21 @@ def project_files() -> set[str]:
 # pytest.ini sends whole files to the two workers in collection order (--dist loadfile): the longest files
 # first leave the small ones for the end, so that neither worker waits long for the other at the end of the
 # run (the browser file alone is about three minutes; started late, the other worker had gone idle).
+# Every AppTest scans the installed packages' metadata for Streamlit components (0.25-0.45 s each, on
+# about 150 apps a run: a minute of the suite); the packages do not change while the tests run, so
+# the scan is done once. A running server scans once at its start, as before.
+def _scan_once():
+    import functools
+
+    from streamlit.components.v2 import manifest_scanner
+
+    manifest_scanner.scan_component_manifests = functools.lru_cache(maxsize=None)(
+        manifest_scanner.scan_component_manifests)
+
+
+_scan_once()
+
+
 LONG_FIRST = ("test_e2e_browser.py", "test_app.py", "test_distributed.py", "test_predict.py", "test_resume.py",
               "test_engine_cli.py", "test_app_drafts.py", "test_adafilter.py", "test_try_it_page.py")
 

@@ -160,7 +160,8 @@ def test_all_four_methods_under_two_processes_match_one_process(tiny_zip, tmp_pa
     together without them."""
     extra = ["--set", "optim.freeze_blocks=5", "--pretrained", "bundled", "--set", "eval.ood=true",
              "--set", "adversarial.steps=2", "--set", "adversarial.random_start=false", "--set", "wise_ft.alphas=[0,0.5,1]",
-             "--set", "adafilter.gumbel=false"]
+             "--set", "adafilter.gumbel=false", "--set", "eval.robust_steps=2", "--set", "eval.robust_steps_each_epoch=1",
+             "--set", "eval.robust_subset=8"]  # the robust evaluation under torchrun, at a fifth of its cost
     for m in ("adversarial", "pruning", "adafilter", "wise_ft"):
         extra += ["--set", f"{m}.enabled=true"]
     # the Bayesian search runs on rank 0 alone and every process uses its result
