@@ -91,9 +91,19 @@ class BackboneSpec:
         return self.imagenet_cache_path().is_file()
 
     def num_params(self, num_classes: int = 1000) -> int:
-        with torch.device("meta"):
-            net = self.builder(weights=None)
-        return sum(p.numel() for p in net.parameters()) - (1000 - num_classes) * (self.feature_dim + 1)
+        """Parameters of the network with a head for `num_classes` classes (counted on the meta device
+        once per process and network, without weights)."""
+        return _imagenet_params(self.builder_name) - (1000 - num_classes) * (self.feature_dim + 1)
+
+
+@functools.lru_cache(maxsize=None)
+def _imagenet_params(builder_name: str) -> int:
+    """Parameters of torchvision's `builder_name` network with its 1000-class ImageNet head."""
+    import torchvision.models
+
+    with torch.device("meta"):
+        net = getattr(torchvision.models, builder_name)(weights=None)
+    return sum(p.numel() for p in net.parameters())
 
 
 BACKBONES: dict[str, BackboneSpec] = {}

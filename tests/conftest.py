@@ -62,19 +62,32 @@ def project_files() -> set[str]:
 # pytest.ini sends whole files to the two workers in collection order (--dist loadfile): the longest files
 # first leave the small ones for the end, so that neither worker waits long for the other at the end of the
 # run (the browser file alone is about three minutes; started late, the other worker had gone idle).
-# Every AppTest scans the installed packages' metadata for Streamlit components (0.25-0.45 s each, on
-# about 150 apps a run: a minute of the suite); the packages do not change while the tests run, so
-# the scan is done once. A running server scans once at its start, as before.
-def _scan_once():
+# Work a Streamlit server does once at its start, every AppTest did again: scan the installed packages'
+# metadata for components (0.25-0.45 s an app, about 150 apps a run) and compile each page with its
+# "magic" (a third of the pages' run time in tests/test_app.py). Done once per test process here, the
+# compiled page kept until its file changes; what the pages do is unchanged.
+def _once_per_process():
     import functools
 
     from streamlit.components.v2 import manifest_scanner
+    from streamlit.runtime.scriptrunner import script_cache
 
     manifest_scanner.scan_component_manifests = functools.lru_cache(maxsize=None)(
         manifest_scanner.scan_component_manifests)
+    compiled: dict = {}
+    get_bytecode = script_cache.ScriptCache.get_bytecode
+
+    def shared_bytecode(self, script_path: str):
+        st_ = os.stat(script_path)
+        key = (os.path.abspath(script_path), st_.st_mtime_ns, st_.st_size)
+        if key not in compiled:
+            compiled[key] = get_bytecode(self, script_path)
+        return compiled[key]
+
+    script_cache.ScriptCache.get_bytecode = shared_bytecode
 
 
-_scan_once()
+_once_per_process()
 
 
 LONG_FIRST = ("test_e2e_browser.py", "test_app.py", "test_distributed.py", "test_predict.py", "test_resume.py",
