@@ -225,6 +225,28 @@ def few_steps_notice(cfg, key: str, text: str | None = None) -> None:
 MANY_LAYERS = 24  # more layers than this: the per-layer bars fold away (16 px a row: taller than a screen)
 
 
+def probe_jolt_note(run: RunView) -> str | None:
+    """Why validation accuracy fell in the first whole-network epoch after the head-only epochs
+    (engine.chance.probe_jolt), in words for the accuracy chart; None when it did not fall so far."""
+    from engine.chance import probe_jolt, probe_jolt_words
+    from engine.claims import split_sizes
+    from engine.config import RunConfig, probe_epochs_for
+
+    if "val_acc" not in run.epochs.columns:
+        return None
+    try:
+        cfg = RunConfig.from_dict(run.config or {}, validated=False)
+    except Exception:  # a config this version cannot read: no note rather than no charts
+        return None
+    summary = read_summary(run.run_dir)
+    kept = (summary.get("load_report") or {}).get("head_kept") and "wise_ft" not in cfg.enabled_methods()
+    probe = 0 if kept else probe_epochs_for(cfg.train.epochs, cfg.optim.linear_probe_epochs)  # engine.train skips them
+    jolt = probe_jolt(run.epochs.to_dict("records"), probe, sum(split_sizes(summary, "val")))
+    if jolt is None:
+        return None
+    return probe_jolt_words(jolt, probe, cfg.effective_lr, running=run.status in ("queued", "running"))
+
+
 def curves_view(run: RunView, *, live: bool = False, streams: bool = False) -> None:
     """Per-epoch charts (accuracy, loss, OOD, and whatever the enabled methods log); with `streams`,
     also the points methods publish as they compute (the Train page; Results has full views)."""
@@ -244,6 +266,9 @@ def curves_view(run: RunView, *, live: bool = False, streams: bool = False) -> N
                                            or read_summary(run.run_dir).get("epoch_eval"))
         if note and ({"ood_acc", "robust_acc"} & set(epochs.columns)):
             st.caption(note)
+        jolt = probe_jolt_note(run)
+        if jolt:
+            st.caption(jolt)
     with right:
         st.altair_chart(charts.loss_chart(epochs), width="stretch")
     extra = charts.method_metric_names(epochs)

@@ -137,6 +137,64 @@ def peaked_and_fell(summary: dict) -> tuple[dict, float] | None:
     return (best, last) if clear else None
 
 
+JOLT_DROP = 0.15  # validation that fell this far (a fraction) in the first whole-network epoch: said why
+JOLT_ADVICE = ("A tenth of the rate for the layers below the head (Trunk learning-rate multiplier 0.1 on the Model "
+               "page) kept that epoch's accuracy in measured WiSE-FT demo runs (benchmarks/probe_jolt.py); what it "
+               "does to the finished model is not measured yet.")
+
+
+@dataclass(frozen=True)
+class ProbeJolt:
+    """The first whole-network epoch after the head-only (linear-probe) epochs, where validation accuracy
+    fell (`probe_jolt`). `epoch`: that epoch (1-based); `before`, `after`: validation accuracy (fractions)
+    after the last head-only epoch and after it; `loss_before`, `loss_after`: validation loss (nats);
+    `back`: the first later epoch at `before` or above (None: none yet)."""
+    epoch: int
+    before: float
+    after: float
+    loss_before: float
+    loss_after: float
+    back: int | None
+
+
+def probe_jolt(history: list[dict], probe_epochs: int, val_images: int = 0) -> ProbeJolt | None:
+    """The fall of validation accuracy in the first epoch that trains the whole network after
+    `probe_epochs` head-only epochs (LP-FT, Kumar et al. 2022), from a run's per-epoch `history`
+    (summary["history"]: dicts with "epoch", "val_acc", "val_loss"): a ProbeJolt when it fell by
+    JOLT_DROP or more and, with `val_images` (the validation split's size) known, by PEAK_DROP_IMAGES
+    images or more; None otherwise, without head-only epochs, or before that epoch ends. Raises nothing."""
+    rows = [h for h in history or [] if isinstance(h.get("val_acc"), (int, float))]
+    if probe_epochs < 1 or len(rows) <= probe_epochs:
+        return None
+    last_probe, first = rows[probe_epochs - 1], rows[probe_epochs]
+    drop = last_probe["val_acc"] - first["val_acc"]
+    if drop < JOLT_DROP or (val_images and round(drop * val_images) < PEAK_DROP_IMAGES):
+        return None
+    back = next((int(h.get("epoch", i + 1)) for i, h in enumerate(rows) if i > probe_epochs
+                 and h["val_acc"] >= last_probe["val_acc"]), None)
+    return ProbeJolt(int(first.get("epoch", probe_epochs + 1)), float(last_probe["val_acc"]), float(first["val_acc"]),
+                     float(last_probe.get("val_loss", math.nan)), float(first.get("val_loss", math.nan)), back)
+
+
+def probe_jolt_words(jolt: ProbeJolt, probe_epochs: int, effective_lr: float, running: bool) -> str:
+    """`jolt` in words for the charts of a run (`running`: its next epochs are still to come), with
+    its `probe_epochs` and `effective_lr` (lr / (1 - momentum) for SGD, Li et al. 2020)."""
+    head = "epoch 1" if probe_epochs == 1 else f"epochs 1-{probe_epochs}"
+    loss = (f" (validation loss {jolt.loss_before:.2f} to {jolt.loss_after:.2f})"
+            if _finite(jolt.loss_before) and _finite(jolt.loss_after) else "")
+    before = percent_half_up(jolt.before)
+    if jolt.back is not None:
+        after = f"It was back to {before} or more by epoch {jolt.back}."
+    elif running:
+        after = "The next epochs show whether it climbs back."
+    else:
+        after = f"It did not climb back to {before} in this run."
+    return (f"Epoch {jolt.epoch} was the first in which the whole network learnt ({head} trained only the new "
+            f"head, a linear probe), and validation accuracy fell from {before} to {percent_half_up(jolt.after)}"
+            f"{loss}: its first steps at the full learning rate (effective {effective_lr:.2g}) moved the "
+            f"pretrained features away from the ones the head was fitted to. {after} {JOLT_ADVICE}")
+
+
 @dataclass(frozen=True)
 class ChanceCause:
     """The likeliest reason a run stayed at guessing, which the pages and the command line word as advice

@@ -439,3 +439,27 @@ def test_no_layer_is_filtered_empty():
                              ({"cat": 0.9, "dog": 0.5}, ["bar", "text", "text"])):
         d = spec(charts.per_class_chart(charts.per_class_frame(per_class)))
         assert [layer["mark"]["type"] for layer in d["layer"]] == marks, per_class
+
+
+def test_the_accuracy_chart_says_why_the_first_whole_network_epoch_fell():
+    """A live run's chart after the demo's head-only epochs: the fall in epoch 3 is explained under it."""
+    from streamlit.testing.v1 import AppTest
+
+    def page(status, probe):
+        import pandas as pd
+
+        from app import components
+
+        df = pd.DataFrame({"epoch": [1, 2, 3], "val_acc": [0.492, 0.484, 0.156], "val_loss": [1.43, 1.46, 11.07],
+                           "train_loss": [0.59, 0.54, 2.42]})
+        config = {"train": {"epochs": 20}, "optim": {"lr": 0.02, "momentum": 0.9, "linear_probe_epochs": probe}}
+        components.curves_view(components.RunView("r", "run", status, None, config, "/nonexistent", epochs=df))
+
+    def notes(at):
+        return [c.value for c in at.caption if "the first in which the whole network learnt" in c.value]
+
+    running = AppTest.from_function(page, args=("running", 2)).run()
+    assert not running.exception
+    (note,) = notes(running)
+    assert "from 48% to 16%" in note and "(effective 0.2)" in note and "next epochs show" in note
+    assert not notes(AppTest.from_function(page, args=("running", 0)).run()), "no head-only epochs: no such note"

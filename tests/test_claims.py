@@ -453,3 +453,30 @@ def test_a_class_far_weaker_than_the_others_is_named_when_chance_cannot_explain_
     no_test = {k: v for k, v in summary.items() if k != "test_confusion"}
     assert weak_classes(no_test) == [] and "on the validation images" in weak_class_words(
         dict(no_test, val_confusion=summary["test_confusion"])), "no test split: the validation images"
+
+
+def test_the_first_whole_network_epochs_fall_after_the_head_only_epochs_is_said_with_its_numbers():
+    """The WiSE-FT demo's epoch 3 (benchmarks/results/probe_jolt_zen3.txt, seed 0) fell from 48.4% to
+    15.6% validation: a teacher saw a broken run, the page said nothing."""
+    from engine.chance import JOLT_DROP, probe_jolt, probe_jolt_words
+
+    def history(accs, losses=None):
+        return [{"epoch": i + 1, "val_acc": a, "val_loss": (losses or [1.0] * len(accs))[i]} for i, a in enumerate(accs)]
+
+    measured = history([0.492, 0.484, 0.156, 0.148], [1.43, 1.46, 11.07, 9.48])
+    jolt = probe_jolt(measured, 2, val_images=128)
+    assert (jolt.epoch, jolt.before, jolt.after, jolt.loss_after, jolt.back) == (3, 0.484, 0.156, 11.07, None)
+    live = probe_jolt_words(jolt, 2, 0.2, running=True)
+    assert live.startswith("Epoch 3 was the first in which the whole network learnt (epochs 1-2 trained only the "
+                           "new head, a linear probe), and validation accuracy fell from 48% to 16% (validation "
+                           "loss 1.46 to 11.07): its first steps at the full learning rate (effective 0.2)")
+    assert "The next epochs show whether it climbs back." in live
+    assert "It did not climb back to 48% in this run." in probe_jolt_words(jolt, 2, 0.2, running=False)
+    back = probe_jolt(history([0.492, 0.484, 0.156, 0.3, 0.49, 0.6]), 2)
+    assert back.back == 5 and "It was back to 48% or more by epoch 5." in probe_jolt_words(back, 2, 0.2, False)
+    assert "epoch 1 trained only" in probe_jolt_words(probe_jolt(measured[1:], 1), 1, 0.2, False)
+    # no note: a smaller dip, no head-only epochs, the epoch not finished yet, or a fall of two images
+    assert probe_jolt(history([0.5, 0.5, 0.5 - JOLT_DROP + 0.01]), 2) is None
+    assert probe_jolt(measured, 0) is None and probe_jolt(measured[:2], 2) is None
+    assert probe_jolt(history([0.5, 0.5, 0.33]), 2, val_images=12) is None, "2 of 12 images"
+    assert probe_jolt(history([0.5, 0.5, 0.25]), 2, val_images=12) is not None, "3 of 12 images"
