@@ -204,10 +204,12 @@ def wise_ft_claim(summary: dict, baseline: dict | None = None) -> Claim:
     # here beside "alpha 1 chosen", both at 79.2%)
     tied = [f"{a:g}" for a in tied_alphas(curve, pick)]
     same = f" (the same OOD as at alpha {', '.join(tied)})" if tied else ""
+    diff = points_diff(pick["ood_acc"], best_end)  # "-2.1 points over" read as a typo to a new user
+    margin = f"{diff[1:]} points below" if diff.startswith("-") else f"{diff} points over"
     return Claim("wise_ft", shown,
                  f"{head}: {which}, alpha {pick['alpha']:g}{same}, OOD {_pts(pick['ood_acc'])}% "
-                 f"vs {_pts(zero['ood_acc'])}% (alpha 0) and {_pts(one['ood_acc'])}% (alpha 1), {points_diff(pick['ood_acc'], best_end)} "
-                 f"points over the better end{_images(gain, summary.get('wise_curve_ood_images'))}; validation "
+                 f"vs {_pts(zero['ood_acc'])}% (alpha 0) and {_pts(one['ood_acc'])}% (alpha 1), {margin} "
+                 f"the better end{_images(gain, summary.get('wise_curve_ood_images'))}; validation "
                  f"{points_diff(pick['val_acc'], one['val_acc'])} points from the fine-tuned end"
                  + (f" ({undecided})." if undecided else "."))
 

@@ -79,7 +79,8 @@ def test_wise_ft_claim_interior_alpha_beats_both_ends():
     assert "+2.0 points over the better end (8 more of its 384 corrupted images right)" in wise_ft_claim(
         {"wise_curve": curve, "wise_curve_ood_images": 384}).text
     curve[1]["ood_acc"] = 0.44
-    assert "(4 fewer of its 384" in wise_ft_claim({"wise_curve": curve, "wise_curve_ood_images": 384}).text
+    below = wise_ft_claim({"wise_curve": curve, "wise_curve_ood_images": 384}).text
+    assert "1.0 points below the better end (4 fewer of its 384" in below, "not '-1.0 points over'"
 
 
 def test_adversarial_claim_against_plain_and_scratch():
