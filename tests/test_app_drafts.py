@@ -338,6 +338,18 @@ def test_compare_keeps_the_setup_that_tells_runs_apart_beside_their_figures():
     assert setup_that_differs(fewer.assign(epochs=[20, 5]), setup) == ["epochs", "images"]
 
 
+def test_a_recipe_the_compare_column_cuts_is_given_in_full_under_the_table():
+    """A new user read "first 2 epochs head only (a linear probe), lea..." in the recipe column."""
+    import pandas as pd
+
+    from app.app_pages.results import recipes_in_full
+
+    long = "first 2 epochs head only (a linear probe), learning rate: constant, no augmentation"
+    table = pd.DataFrame({"run": ["WiSE-FT demo", "plain"], "recipe": [long, "no augmentation"]})
+    assert recipes_in_full(table) == f"Recipes in full: WiSE-FT demo: {long}."
+    assert recipes_in_full(table.assign(recipe=["no augmentation", None])) == "", "every one fits"
+
+
 def test_a_second_click_on_the_running_settings_is_warned_before_it_queues_a_copy(studio, tiny_bytes):
     at = new_app()
     upload_zip(at, tiny_bytes, "my data.zip")

@@ -703,12 +703,27 @@ def compare(engine, runs) -> None:
     config["run"] = st.column_config.TextColumn("run", width=run_width(main, config), pinned=True)
     st.dataframe(main, hide_index=True, width="stretch", placeholder=NOT_MEASURED,
                  column_config={k: v for k, v in config.items() if k in main.columns})
+    if "recipe" in main.columns and recipes_in_full(main):
+        st.caption(recipes_in_full(main))
     if "balanced acc" in main.columns and main["balanced acc"].notna().any():  # said under the table, not only on hover
         st.caption("balanced: the mean of the per-class accuracies on the test images (validation images where a "
                    "run has no test split), so every class counts equally.")
     if setup:
         setup_details(table, setup, config)
     compare_curves(curves)
+
+
+RECIPE_CELL_CHARS = 38  # about what the 260-px recipe column shows before it cuts the words
+
+
+def recipes_in_full(table: pd.DataFrame) -> str:
+    """The recipes the Compare table's recipe column cuts ("first 2 epochs head only (a linear probe),
+    lea..."), each after its run's label, for a caption under the table; "" when every one fits."""
+    long = [(run, recipe) for run, recipe in zip(table["run"], table["recipe"])
+            if isinstance(recipe, str) and len(recipe) > RECIPE_CELL_CHARS]
+    if not long:
+        return ""
+    return "Recipes in full: " + "; ".join(f"{run}: {recipe}" for run, recipe in long) + "."
 
 
 def setup_details(table: pd.DataFrame, setup: list[str], config: dict) -> None:
