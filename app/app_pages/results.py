@@ -701,6 +701,14 @@ def compare(engine, runs) -> None:
     differ = setup_that_differs(table, setup)
     main = table.drop(columns=[c for c in setup if c not in differ])
     config["run"] = st.column_config.TextColumn("run", width=run_width(main, config), pinned=True)
+    figures_table(main, config)
+    if setup:
+        setup_details(table, setup, config)
+    compare_curves(curves)
+
+
+def figures_table(main: pd.DataFrame, config: dict) -> None:
+    """The Compare tab's table of figures, with what its cells cannot say under it."""
     st.dataframe(main, hide_index=True, width="stretch", placeholder=NOT_MEASURED,
                  column_config={k: v for k, v in config.items() if k in main.columns})
     if "recipe" in main.columns and recipes_in_full(main):
@@ -708,9 +716,6 @@ def compare(engine, runs) -> None:
     if "balanced acc" in main.columns and main["balanced acc"].notna().any():  # said under the table, not only on hover
         st.caption("balanced: the mean of the per-class accuracies on the test images (validation images where a "
                    "run has no test split), so every class counts equally.")
-    if setup:
-        setup_details(table, setup, config)
-    compare_curves(curves)
 
 
 RECIPE_CELL_CHARS = 38  # about what the 260-px recipe column shows before it cuts the words
