@@ -244,7 +244,8 @@ def probe_jolt_note(run: RunView) -> str | None:
     jolt = probe_jolt(run.epochs.to_dict("records"), probe, sum(split_sizes(summary, "val")))
     if jolt is None:
         return None
-    return probe_jolt_words(jolt, probe, cfg.effective_lr, running=run.status in ("queued", "running"))
+    return probe_jolt_words(jolt, probe, cfg.effective_lr, running=run.status in ("queued", "running"),
+                            trunk_lr_mult=cfg.optim.trunk_lr_mult)
 
 
 def curves_view(run: RunView, *, live: bool = False, streams: bool = False) -> None:

@@ -139,8 +139,9 @@ def peaked_and_fell(summary: dict) -> tuple[dict, float] | None:
 
 JOLT_DROP = 0.15  # validation that fell this far (a fraction) in the first whole-network epoch: said why
 JOLT_ADVICE = ("A tenth of the rate for the layers below the head (Trunk learning-rate multiplier 0.1 on the Model "
-               "page) kept that epoch's accuracy in measured WiSE-FT demo runs (benchmarks/probe_jolt.py); what it "
-               "does to the finished model is not measured yet.")
+               "page) kept that epoch's accuracy in two measured WiSE-FT demo runs (README); what it does to the "
+               "finished model is not measured yet.")
+JOLT_ADVISED_MULT = 0.1  # the trunk multiplier the advice names: a run already at or below it is not told it
 
 
 @dataclass(frozen=True)
@@ -176,13 +177,17 @@ def probe_jolt(history: list[dict], probe_epochs: int, val_images: int = 0) -> P
                      float(last_probe.get("val_loss", math.nan)), float(first.get("val_loss", math.nan)), back)
 
 
-def probe_jolt_words(jolt: ProbeJolt, probe_epochs: int, effective_lr: float, running: bool) -> str:
+def probe_jolt_words(jolt: ProbeJolt, probe_epochs: int, effective_lr: float, running: bool,
+                     trunk_lr_mult: float = 1.0) -> str:
     """`jolt` in words for the charts of a run (`running`: its next epochs are still to come), with
-    its `probe_epochs` and `effective_lr` (lr / (1 - momentum) for SGD, Li et al. 2020)."""
+    its `probe_epochs`, `effective_lr` (lr / (1 - momentum) for SGD, Li et al. 2020) and
+    `trunk_lr_mult` (optim.trunk_lr_mult: the layers below the head learn at that share of the rate)."""
     head = "epoch 1" if probe_epochs == 1 else f"epochs 1-{probe_epochs}"
     loss = (f" (validation loss {jolt.loss_before:.2f} to {jolt.loss_after:.2f})"
             if _finite(jolt.loss_before) and _finite(jolt.loss_after) else "")
     before = percent_half_up(jolt.before)
+    rate = (f"at the full learning rate (effective {effective_lr:.2g})" if trunk_lr_mult == 1 else
+            f"at the rate of the layers below the head (effective {effective_lr * trunk_lr_mult:.2g})")
     if jolt.back is not None:
         after = f"It was back to {before} or more by epoch {jolt.back}."
     elif running:
@@ -191,8 +196,8 @@ def probe_jolt_words(jolt: ProbeJolt, probe_epochs: int, effective_lr: float, ru
         after = f"It did not climb back to {before} in this run."
     return (f"Epoch {jolt.epoch} was the first in which the whole network learnt ({head} trained only the new "
             f"head, a linear probe), and validation accuracy fell from {before} to {percent_half_up(jolt.after)}"
-            f"{loss}: its first steps at the full learning rate (effective {effective_lr:.2g}) moved the "
-            f"pretrained features away from the ones the head was fitted to. {after} {JOLT_ADVICE}")
+            f"{loss}: its first steps {rate} moved the pretrained features away from the ones the head was "
+            f"fitted to. {after}" + (f" {JOLT_ADVICE}" if trunk_lr_mult > JOLT_ADVISED_MULT else ""))
 
 
 @dataclass(frozen=True)

@@ -476,6 +476,9 @@ def test_the_first_whole_network_epochs_fall_after_the_head_only_epochs_is_said_
     back = probe_jolt(history([0.492, 0.484, 0.156, 0.3, 0.49, 0.6]), 2)
     assert back.back == 5 and "It was back to 48% or more by epoch 5." in probe_jolt_words(back, 2, 0.2, False)
     assert "epoch 1 trained only" in probe_jolt_words(probe_jolt(measured[1:], 1), 1, 0.2, False)
+    assert "Trunk learning-rate multiplier 0.1" in live
+    slower = probe_jolt_words(jolt, 2, 0.2, running=True, trunk_lr_mult=0.1)  # already at the advised share
+    assert "at the rate of the layers below the head (effective 0.02)" in slower and "multiplier" not in slower
     # no note: a smaller dip, no head-only epochs, the epoch not finished yet, or a fall of two images
     assert probe_jolt(history([0.5, 0.5, 0.5 - JOLT_DROP + 0.01]), 2) is None
     assert probe_jolt(measured, 0) is None and probe_jolt(measured[:2], 2) is None
