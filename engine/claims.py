@@ -41,6 +41,13 @@ def shown_points(a: float, b: float) -> float:
     return round(round(100 * a, 1) - round(100 * b, 1), 1)
 
 
+def points_against(a: float, b: float, what: str) -> str:
+    """a against b (fractions) in words on `shown_points`: "2.1 points below the better end", "0.8 points
+    above ...", "level with ..." when they show alike (a new user read "-2.1 points over" as a typo)."""
+    d = shown_points(a, b)
+    return f"level with {what}" if d == 0 else f"{abs(d):.1f} points {'above' if d > 0 else 'below'} {what}"
+
+
 def points_diff(a: float, b: float) -> str:
     """`shown_points` signed with one decimal ("+3.3"), so a reader's own subtraction agrees with the page."""
     return f"{shown_points(a, b):+.1f}"
@@ -196,21 +203,20 @@ def wise_ft_claim(summary: dict, baseline: dict | None = None) -> Claim:
     # the verdict on the shown figures (shown_points): a gain that rounds to +0.0 points is no win, as the
     # plain reading (wise_ft_reading) says too
     shown = None if undecided else bool(ok) and shown_points(pick["ood_acc"], best_end) > 0
-    which = (f"the grid's best mix with validation at most {100 * WISE_VAL_TOLERANCE:g} point below the fine-tuned "
+    which = (f"the best in-between mix with validation at most {100 * WISE_VAL_TOLERANCE:g} point below the fine-tuned "
              "end" if ok else f"no mix kept validation within {100 * WISE_VAL_TOLERANCE:g} point of the fine-tuned "
-             "end; the grid's best mix")
+             "end; the best in-between mix")
     head = "WiSE-FT" if shown is None else f"WiSE-FT: {_verdict(shown)}"
     # alphas with the same OOD figure (the run's own pick may be one of them: a new user read "alpha 0.95"
     # here beside "alpha 1 chosen", both at 79.2%)
     tied = [f"{a:g}" for a in tied_alphas(curve, pick)]
     same = f" (the same OOD as at alpha {', '.join(tied)})" if tied else ""
-    diff = points_diff(pick["ood_acc"], best_end)  # "-2.1 points over" read as a typo to a new user
-    margin = f"{diff[1:]} points below" if diff.startswith("-") else f"{diff} points over"
     return Claim("wise_ft", shown,
                  f"{head}: {which}, alpha {pick['alpha']:g}{same}, OOD {_pts(pick['ood_acc'])}% "
-                 f"vs {_pts(zero['ood_acc'])}% (alpha 0) and {_pts(one['ood_acc'])}% (alpha 1), {margin} "
-                 f"the better end{_images(gain, summary.get('wise_curve_ood_images'))}; validation "
-                 f"{points_diff(pick['val_acc'], one['val_acc'])} points from the fine-tuned end"
+                 f"vs {_pts(zero['ood_acc'])}% (alpha 0) and {_pts(one['ood_acc'])}% (alpha 1), "
+                 f"{points_against(pick['ood_acc'], best_end, 'the better end')}"
+                 f"{_images(gain, summary.get('wise_curve_ood_images'))}; validation "
+                 f"{points_against(pick['val_acc'], one['val_acc'], 'the fine-tuned end')}"
                  + (f" ({undecided})." if undecided else "."))
 
 

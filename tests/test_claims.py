@@ -45,12 +45,12 @@ def test_wise_ft_claim_interior_alpha_beats_both_ends():
     curve = [{"alpha": 0.0, "val_acc": 0.50, "ood_acc": 0.40}, {"alpha": 0.5, "val_acc": 0.595, "ood_acc": 0.47},
              {"alpha": 1.0, "val_acc": 0.60, "ood_acc": 0.45}]
     c = wise_ft_claim({"wise_curve": curve})
-    assert c.shown is True and "alpha 0.5" in c.text and "+2.0 points" in c.text
+    assert c.shown is True and "alpha 0.5" in c.text and "2.0 points above the better end" in c.text
     curve[1]["val_acc"] = 0.55  # interior point too far below the fine-tuned end on validation
     far = wise_ft_claim({"wise_curve": curve})
     assert far.shown is False
     # a new user's line said "the grid's best mix with validation at most 1 point below ... validation -8.4 points"
-    assert "no mix kept validation within 1 point of the fine-tuned end; the grid's best mix, alpha 0.5" in far.text
+    assert "no mix kept validation within 1 point of the fine-tuned end; the best in-between mix, alpha 0.5" in far.text
     assert "at most 1 point below" not in far.text
     # 40 validation images: one is 2.5 points; 5 points below is two images, decided
     tiny = {"wise_curve": curve, "data_report": {"split_counts": {"val": {"a": 20, "b": 20}}}}
@@ -67,7 +67,7 @@ def test_wise_ft_claim_interior_alpha_beats_both_ends():
     nothing = {"classes": ["A", "B", "C"], "wise_curve": [{"alpha": a, "val_acc": 1 / 6, "ood_acc": o}
                                                           for a, o in ((0.0, 0.40), (0.4, 0.414), (1.0, 0.40))]}
     line = wise_ft_claim(nothing)
-    assert line.shown is None and line.text.startswith("WiSE-FT: the grid's best mix"), line.text
+    assert line.shown is None and line.text.startswith("WiSE-FT: the best in-between mix"), line.text
     assert "(the fine-tuned end is at or below guessing on validation (16.7%; guessing is 33.3%), so the mixes " \
            "compare noise)." in line.text, line.text
     nothing["wise_curve"][-1]["val_acc"] = 0.6
@@ -76,11 +76,12 @@ def test_wise_ft_claim_interior_alpha_beats_both_ends():
     assert wise_ft_claim({}).shown is None
     curve[1]["val_acc"] = 0.595
     # the margin also in images, so that a difference of a few images reads as what it is
-    assert "+2.0 points over the better end (8 more of its 384 corrupted images right)" in wise_ft_claim(
+    assert "2.0 points above the better end (8 more of its 384 corrupted images right)" in wise_ft_claim(
         {"wise_curve": curve, "wise_curve_ood_images": 384}).text
     curve[1]["ood_acc"] = 0.44
     below = wise_ft_claim({"wise_curve": curve, "wise_curve_ood_images": 384}).text
     assert "1.0 points below the better end (4 fewer of its 384" in below, "not '-1.0 points over'"
+    assert below.endswith("validation 0.5 points below the fine-tuned end."), below
 
 
 def test_adversarial_claim_against_plain_and_scratch():
@@ -299,7 +300,7 @@ def test_a_difference_in_points_is_the_difference_of_the_percentages_shown():
     assert points_diff(0.5, 0.5) == "+0.0"
     curve = [{"alpha": 0.0, "val_acc": 0.50, "ood_acc": 0.30}, {"alpha": 0.5, "val_acc": 0.60, "ood_acc": 0.38514},
              {"alpha": 1.0, "val_acc": 0.60, "ood_acc": 0.35245}]
-    assert "38.5% vs 30.0% (alpha 0) and 35.2% (alpha 1), +3.3 points" in wise_ft_claim({"wise_curve": curve}).text
+    assert "38.5% vs 30.0% (alpha 0) and 35.2% (alpha 1), 3.3 points above" in wise_ft_claim({"wise_curve": curve}).text
 
 
 def test_a_verdict_agrees_with_the_rounded_points_it_shows():
