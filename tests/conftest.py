@@ -59,9 +59,6 @@ def project_files() -> set[str]:
     return out
 
 
-# pytest.ini sends whole files to the two workers in collection order (--dist loadfile): the longest files
-# first leave the small ones for the end, so that neither worker waits long for the other at the end of the
-# run (the browser file alone is about three minutes; started late, the other worker had gone idle).
 # Work a Streamlit server does once at its start, every AppTest did again: scan the installed packages'
 # metadata for components (0.25-0.45 s an app, about 150 apps a run) and compile each page with its
 # "magic" (a third of the pages' run time in tests/test_app.py). Done once per test process here, the
@@ -90,6 +87,9 @@ def _once_per_process():
 _once_per_process()
 
 
+# pytest.ini sends whole files to the two workers in collection order (--dist loadfile): the longest files
+# first leave the small ones for the end, so that neither worker waits long for the other at the end of the
+# run (the browser file alone is about three minutes; started late, the other worker had gone idle).
 LONG_FIRST = ("test_e2e_browser.py", "test_app.py", "test_distributed.py", "test_predict.py", "test_resume.py",
               "test_engine_cli.py", "test_app_drafts.py", "test_adafilter.py", "test_try_it_page.py")
 
