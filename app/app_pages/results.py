@@ -711,8 +711,9 @@ def figures_table(main: pd.DataFrame, config: dict) -> None:
     """The Compare tab's table of figures, with what its cells cannot say under it."""
     st.dataframe(main, hide_index=True, width="stretch", placeholder=NOT_MEASURED,
                  column_config={k: v for k, v in config.items() if k in main.columns})
-    if "recipe" in main.columns and recipes_in_full(main):
-        st.caption(recipes_in_full(main))
+    full = recipes_in_full(main) if "recipe" in main.columns else ""
+    if full:
+        st.caption(full)
     if "balanced acc" in main.columns and main["balanced acc"].notna().any():  # said under the table, not only on hover
         st.caption("balanced: the mean of the per-class accuracies on the test images (validation images where a "
                    "run has no test split), so every class counts equally.")
