@@ -227,20 +227,22 @@ MANY_LAYERS = 24  # more layers than this: the per-layer bars fold away (16 px a
 
 def probe_jolt_note(run: RunView) -> str | None:
     """Why validation accuracy fell in the first whole-network epoch after the head-only epochs
-    (engine.chance.probe_jolt), in words for the accuracy chart; None when it did not fall so far."""
+    (engine.chance.probe_jolt), in words for the accuracy chart; None when it did not fall so far, or
+    the run did not record how many head-only epochs it ran (`probe_epochs`: live progress, summary)."""
     from engine.chance import probe_jolt, probe_jolt_words
     from engine.claims import split_sizes
-    from engine.config import RunConfig, probe_epochs_for
+    from engine.config import RunConfig
 
     if "val_acc" not in run.epochs.columns:
+        return None
+    summary = read_summary(run.run_dir)
+    probe = run.progress.get("probe_epochs", summary.get("probe_epochs"))
+    if not isinstance(probe, int):
         return None
     try:
         cfg = RunConfig.from_dict(run.config or {}, validated=False)
     except Exception:  # a config this version cannot read: no note rather than no charts
         return None
-    summary = read_summary(run.run_dir)
-    kept = (summary.get("load_report") or {}).get("head_kept") and "wise_ft" not in cfg.enabled_methods()
-    probe = 0 if kept else probe_epochs_for(cfg.train.epochs, cfg.optim.linear_probe_epochs)  # engine.train skips them
     jolt = probe_jolt(run.epochs.to_dict("records"), probe, sum(split_sizes(summary, "val")))
     if jolt is None:
         return None

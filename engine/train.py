@@ -138,8 +138,7 @@ def setup_run(cfg: RunConfig, reporter: Reporter, run_dir: Path | None, work_dir
         data=data, train_images=data.train.images.to(device), train_labels=data.train.labels.to(device),
         eval_sets=epoch_sets(cfg, data, load_user_ood(cfg, work_dir, data.classes, limits)),
         reporter=reporter, run_dir=run_dir, generator=generator, device_generator=device_generator,
-        rank=rank, world_size=world_size, steps_per_epoch=steps_per_epoch,
-        total_steps=steps_per_epoch * cfg.train.epochs,
+        rank=rank, world_size=world_size, steps_per_epoch=steps_per_epoch, total_steps=steps_per_epoch * cfg.train.epochs,
         pretrained_state={k: v.detach().clone() for k, v in model.state_dict().items()},
         loss_weight=class_weights(data.train.labels, len(data.classes)).to(device)
         if cfg.data.class_balance == "weighted_loss" else None)
@@ -151,9 +150,10 @@ def setup_run(cfg: RunConfig, reporter: Reporter, run_dir: Path | None, work_dir
                        precision=str(amp_dtype).removeprefix("torch.") if amp_dtype else "float32",
                        channels_last=channels_last, epoch_eval=epoch_sets_note(ctx.eval_sets),
                        effective_lr=cfg.effective_lr, methods=cfg.enabled_methods(), world_size=world_size,
+                       probe_epochs=cfg.optim.linear_probe_epochs,  # head-only epochs run (a kept head: none)
                        images_per_process_per_epoch=len(range(rank, bs, world_size)) * steps_per_epoch,
                        train_images=n_train, steps_per_epoch=steps_per_epoch)  # optimiser steps, all processes
-    reporter.progress(epoch_eval=ctx.summary["epoch_eval"])  # what the live curves measure (captions)
+    reporter.progress(epoch_eval=ctx.summary["epoch_eval"], probe_epochs=cfg.optim.linear_probe_epochs)  # charts' notes
     advice = few_batches(cfg, n_train)  # the dashboard says it on the Model page; the command line hears it here
     if advice and rank == 0:
         ctx.summary["advice"] = [advice]

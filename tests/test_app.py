@@ -1142,6 +1142,7 @@ def test_a_runs_caption_says_when_it_trained_without_mirrors_or_augmentation():
         " · first block frozen at random weights"
     # the Quick demo's head-only epochs: the caption, Compare's set-up and the card said "20 epochs" alone
     assert recipe_notes({"optim": {"linear_probe_epochs": 2}}) == " · first 2 epochs head only (a linear probe)"
+    assert recipe_notes({"optim": {"linear_probe_epochs": 2}}, 0) == "", "a kept head: the engine ran none"
     # the WiSE-FT demo's constant rate: beside a Standard demo its weaker model had no reason given
     assert recipe_notes({"optim": {"linear_probe_epochs": 2, "schedule": "constant"}, "train": {"augment": False}}) == \
         " · first 2 epochs head only (a linear probe) · learning rate: constant · no augmentation"

@@ -452,8 +452,9 @@ def test_the_accuracy_chart_says_why_the_first_whole_network_epoch_fell():
 
         df = pd.DataFrame({"epoch": [1, 2, 3], "val_acc": [0.492, 0.484, 0.156], "val_loss": [1.43, 1.46, 11.07],
                            "train_loss": [0.59, 0.54, 2.42]})
-        config = {"train": {"epochs": 20}, "optim": {"lr": 0.02, "momentum": 0.9, "linear_probe_epochs": probe}}
-        components.curves_view(components.RunView("r", "run", status, None, config, "/nonexistent", epochs=df))
+        config = {"train": {"epochs": 20}, "optim": {"lr": 0.02, "momentum": 0.9, "linear_probe_epochs": probe or 0}}
+        progress = {"probe_epochs": probe} if probe is not None else {}  # the engine's record of them
+        components.curves_view(components.RunView("r", "run", status, None, config, "/nonexistent", progress, df))
 
     def notes(at):
         return [c.value for c in at.caption if "the first in which the whole network learnt" in c.value]
@@ -463,3 +464,5 @@ def test_the_accuracy_chart_says_why_the_first_whole_network_epoch_fell():
     (note,) = notes(running)
     assert "from 48% to 16%" in note and "(effective 0.2)" in note and "next epochs show" in note
     assert not notes(AppTest.from_function(page, args=("running", 0)).run()), "no head-only epochs: no such note"
+    unrecorded = AppTest.from_function(page, args=("running", None)).run()  # a run from before the record
+    assert not unrecorded.exception and not notes(unrecorded), "no guess at what an older engine ran"

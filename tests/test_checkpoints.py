@@ -467,6 +467,7 @@ def test_a_studio_checkpoint_keeps_its_head_for_the_same_classes_only(tiny_cfg, 
     assert cont.summary["load_report"]["head_kept"] is True
     assert "head-only (linear-probe) epochs are skipped" in cont.summary["load_report"]["note"]
     assert cont.context.cfg.optim.linear_probe_epochs == 0
+    assert cont.summary["probe_epochs"] == 0, "the record the accuracy chart's epoch-3 note reads"
 
 
 def test_gated_and_channel_pruned_studio_models_are_refused_as_a_start_in_plain_words(tmp_path):

@@ -16,13 +16,14 @@ SUMMARY_KEYS = ("status", "epochs", "val_acc", "test_acc", "ood_acc", "ood_acc_b
 
 class Recorder(Reporter):
     def __init__(self, stop_after_s: float | None = None):
-        self.epochs, self.steps, self.phases = [], [], []
+        self.epochs, self.steps, self.phases, self.progress_calls = [], [], [], []
         self.t0 = time.perf_counter()
         self.stop_after_s = stop_after_s
         self.stop_seen_at = None
 
     def progress(self, **f):
         self.phases.append(f.get("phase"))
+        self.progress_calls.append(f)
 
     def step_metrics(self, epoch, step, values):
         self.steps.append(values)
@@ -95,6 +96,8 @@ def test_linear_probe_then_fine_tune(tiny_cfg, tmp_path):
     # after the probe epoch the whole trunk trains: it must have moved by the end
     assert not torch.equal(ctx.pretrained_state["net.conv1.weight"], ctx.model.state_dict()["net.conv1.weight"])
     assert not torch.equal(ctx.pretrained_state["net.fc.weight"], ctx.model.state_dict()["net.fc.weight"])
+    # the head-only epochs it ran are recorded, live and in the summary (the accuracy chart's notes read them)
+    assert res.summary["probe_epochs"] == 1 and any(p.get("probe_epochs") == 1 for p in rec.progress_calls)
 
 
 def test_probe_phase_trains_only_the_head():

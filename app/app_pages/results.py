@@ -126,13 +126,15 @@ def stopped_note(rec, run: components.RunView) -> None:
         st.switch_page("app_pages/train.py")
 
 
-def recipe_parts(config: dict) -> list[str]:
+def recipe_parts(config: dict, probe_epochs: int | None = None) -> list[str]:
     """What sets a run's recipe apart from the default, in words: head-only (linear-probe) epochs, a
     learning-rate schedule other than cosine, augmentation other than the default crops and mirrors,
-    flip TTA and frozen blocks ([] when none; `config` as saved, keys it lacks at their defaults)."""
+    flip TTA and frozen blocks ([] when none; `config` as saved, keys it lacks at their defaults).
+    `probe_epochs`: the head-only epochs the engine ran (the summary's; a kept head skips them), else
+    the config's."""
     train = TrainConfig(**{k: v for k, v in (config.get("train") or {}).items() if k in ("augment", "flip")})
     optim = config.get("optim") or {}
-    probe = int(optim.get("linear_probe_epochs") or 0)
+    probe = probe_epochs if isinstance(probe_epochs, int) else int(optim.get("linear_probe_epochs") or 0)
     frozen = frozen_words(optim, (config.get("backbone") or {}).get("pretrained"))
     parts = [f"first {plural(probe, 'epoch')} head only (a linear probe)"] if probe else []
     default = OptimConfig().schedule
@@ -143,9 +145,9 @@ def recipe_parts(config: dict) -> list[str]:
     return parts + ([frozen] if frozen else [])
 
 
-def recipe_notes(config: dict) -> str:
+def recipe_notes(config: dict, probe_epochs: int | None = None) -> str:
     """What the run's caption adds to its methods: `recipe_parts`, each after " · " ("" when none)."""
-    return "".join(f" · {p}" for p in recipe_parts(config))
+    return "".join(f" · {p}" for p in recipe_parts(config, probe_epochs))
 
 
 def started_text(rec, summary: dict) -> str:
@@ -392,7 +394,7 @@ def one_run(engine, runs) -> None:
         return
     summary = read_summary(rec.run_dir)
     methods = ", ".join(METHODS[m].title for m in enabled_methods(rec.config)) or "no extra method"
-    methods += recipe_notes(rec.config)
+    methods += recipe_notes(rec.config, summary.get("probe_epochs"))
     b = rec.config.get("backbone", {})
     st.caption(f"{state.backbone_title(b.get('name'))} ({state.WEIGHTS_TEXT.get(b.get('pretrained'), b.get('pretrained'))}) · "
                f"{state.epochs_words(rec.config)} · "
@@ -493,7 +495,7 @@ def compare_row(engine, rec, label: str) -> tuple[dict, pd.DataFrame]:
     row.update({"model": f"{state.backbone_title(b.get('name'))}, {state.WEIGHTS_TEXT.get(b.get('pretrained'), b.get('pretrained'))}",
                 "epochs": cfg.get("train", {}).get("epochs"), "batch": cfg.get("train", {}).get("batch_size"),
                 "lr": cfg.get("optim", {}).get("lr"), "seed": cfg.get("seed"),
-                "recipe": ", ".join(recipe_parts(cfg)) or "crops and mirrors, every layer trained",
+                "recipe": ", ".join(recipe_parts(cfg, summary.get("probe_epochs"))) or "crops and mirrors, every layer trained",
                 "img/s": summary.get("train_images_per_sec"),
                 "time": components.fmt_duration(summary.get("wall_time_s")) if summary.get("wall_time_s") else None})
     return row, epochs
