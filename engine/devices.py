@@ -135,10 +135,12 @@ def cpu_precision_cache() -> Path:
     return Path(base) / "finetune-studio" / "cpu_precision.json"
 
 
-def _cache_key(name: str, flags: set[str], image_size: int) -> str:
+def _cache_key(name: str, flags: set[str], image_size: int, what: str = "resnet18") -> str:
+    """The cache entry of a measurement of `what` ("resnet18": its training step) at `image_size` px on
+    the CPU `name` with `flags`, this torch version and thread count."""
     digest = hashlib.sha256(" ".join(sorted(flags)).encode()).hexdigest()[:12]
     return (f"{name} | {digest} | torch {torch.__version__} | {torch.get_num_threads()} threads | "
-            f"resnet18 at {image_size} px")
+            f"{what} at {image_size} px")
 
 
 def precision_size(image_size: int | None) -> int:
@@ -220,6 +222,102 @@ def measure_cpu_precision(image_size: int = 64, batch: int = 32, rounds: int = 5
             if r_i:
                 best[name] = min(best[name], 1000 * (time.perf_counter() - t0))
     return best
+
+
+def forward_layout_size(image_size: int | None) -> int:
+    """The image size the evaluation layout is measured at for images of `image_size` px: rounded to
+    a multiple of 16 within 32-224 (None: 64). The gain of channels_last grows with the size
+    (ResNet-18 forward, fp32, 2-core AMD EPYC: 0.97x at 32 px, 1.16x at 64, 1.37x at 224)."""
+    if not image_size:
+        return 64
+    return int(min(224, max(32, 16 * round(image_size / 16))))
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_eval_channels_last(backbone: str, image_size: int = 64) -> bool:
+    """Whether evaluating backbone `backbone` (an engine.backbones.BACKBONES name) in fp32 on this CPU
+    goes channels_last for images of `image_size` px (see `forward_layout_size`): where a forward
+    pass measured MIN_GAIN faster so (`measure_forward_layout`). The gain depends on the CPU, the
+    network and the size (1.44x for ResNet-18 at 64 px on a Zen 3 EPYC, 0.84x for MobileNetV3-Small
+    at 224 px and 4.1x at 32 px on another EPYC: benchmarks/results/inference_layout_*.txt), so it is
+    measured once per CPU, torch version, thread count, backbone and size (about 1-4 s), cached
+    with `cpu_precision`'s measurements. $STUDIO_CPU_PRECISION=fp32 keeps NCHW without measuring
+    (the test suite), bf16 gives channels_last (bf16 models are channels_last on the CPU anyway).
+    Raises nothing: a measurement that fails keeps NCHW."""
+    forced = os.environ.get(CPU_PRECISION_ENV, "auto").strip().lower()
+    if forced in ("bf16", "fp32"):
+        return forced == "bf16"
+    name, flags = cpu_info()
+    size = forward_layout_size(image_size)
+    path, key = cpu_precision_cache(), _cache_key(name, flags, size, f"{backbone} forward pass")
+    try:
+        cached = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cached = {}
+    ms = (cached.get(key) or {}).get("forward_ms") if isinstance(cached.get(key), dict) else None
+    if not (isinstance(ms, dict) and {"nchw", "channels_last"} <= ms.keys()):
+        try:
+            ms = measure_forward_layout(backbone, size)
+        except Exception:  # an architecture that cannot run at this size, a kernel missing: the default layout
+            return False
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({**cached, key: {"forward_ms": ms, "measured_at": time.time()}}, indent=1))
+            tmp.replace(path)
+        except OSError:
+            pass
+    return ms["nchw"] >= MIN_GAIN * ms["channels_last"]
+
+
+def measure_forward_layout(backbone: str, image_size: int, batch: int = 32, rounds: int = 3) -> dict[str, float]:
+    """Milliseconds per no-grad fp32 forward pass of `backbone` (random weights, evaluation mode, 10
+    classes) on `batch` random `image_size` px images, in the default layout ("nchw") and in
+    channels_last; the two alternate after a warm-up round and each keeps its fastest round.
+    Raises what the network raises for a size it cannot take."""
+    from engine.backbones import build_model
+
+    model, _ = build_model(backbone, 10, "none")
+    model.eval()
+    x = torch.rand(batch, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))
+    best = {"nchw": math.inf, "channels_last": math.inf}
+    with torch.no_grad():
+        for r_i in range(rounds + 1):  # round 0 is warm-up (oneDNN builds its kernels)
+            for layout, fmt in (("nchw", torch.contiguous_format), ("channels_last", torch.channels_last)):
+                model.to(memory_format=fmt)
+                t0 = time.perf_counter()
+                model(x.contiguous(memory_format=fmt))
+                if r_i:
+                    best[layout] = min(best[layout], 1000 * (time.perf_counter() - t0))
+    return best
+
+
+def is_channels_last(model: torch.nn.Module) -> bool:
+    """Whether `model`'s convolution weights are in channels_last (its first 4-D parameter whose
+    layout tells: more than one input channel and a kernel larger than 1x1)."""
+    for p in model.parameters():
+        if p.dim() == 4 and p.shape[1] > 1 and p.shape[2] * p.shape[3] > 1:
+            return p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+    return False
+
+
+@contextlib.contextmanager
+def eval_layout(model: torch.nn.Module, device: torch.device, amp_dtype: torch.dtype | None, image_size: int):
+    """Within the block, `model` (an engine.backbones.Classifier) is in channels_last where that
+    evaluates faster on this CPU (`cpu_eval_channels_last`, fp32 only: bf16 models are already
+    channels_last), then back in its own layout; elsewhere (CUDA, a model already channels_last,
+    a model without `backbone_name`, a distributed run whose other processes share its buffers)
+    nothing changes. The weights' values are untouched: an evaluation answers the same, faster."""
+    convert = (device.type == "cpu" and amp_dtype is None and getattr(model, "backbone_name", None)
+               and not (torch.distributed.is_available() and torch.distributed.is_initialized())
+               and not is_channels_last(model) and cpu_eval_channels_last(model.backbone_name, image_size))
+    if convert:
+        model.to(memory_format=torch.channels_last)
+    try:
+        yield
+    finally:
+        if convert:
+            model.to(memory_format=torch.contiguous_format)
 
 
 def use_channels_last(requested: bool, device: torch.device, amp_dtype: torch.dtype | None,

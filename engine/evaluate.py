@@ -25,7 +25,7 @@ from engine.augment import to_float
 from engine.config import RunConfig
 from engine.corruptions import CORRUPTIONS, build_ood_suite
 from engine.data import DataSplits, ImageSet
-from engine.devices import autocast_ctx
+from engine.devices import autocast_ctx, eval_layout, is_channels_last
 from engine.metrics import imbalance_scores
 
 ALL_SEVERITIES = (1, 2, 3, 4, 5)
@@ -83,11 +83,12 @@ def predict(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, 
     averaged with its mirror (`flip_average`)."""
     was_training = model.training
     model.eval()
+    layout = torch.channels_last if is_channels_last(model) else torch.contiguous_format  # eval_layout's
     preds, confs, losses = [], [], []  # kept on the device: one copy to the host at the end, not one per batch
     for i in range(0, len(images), batch_size):
         if should_stop is not None and should_stop():
             break
-        x = to_float(images[i:i + batch_size].to(device, non_blocking=True))
+        x = to_float(images[i:i + batch_size].to(device, non_blocking=True)).contiguous(memory_format=layout)
         y = labels[i:i + batch_size].to(device, non_blocking=True)
         with autocast_ctx(device, amp_dtype):
             logits = tta_logits(model, x, tta_flip).float()
@@ -238,7 +239,14 @@ def evaluate(model: torch.nn.Module, sets: EvalSets, device: torch.device, batch
     too (val_per_class_acc, val_confusion, ...); with `classes` or imbalanced sets, balanced accuracy
     and macro-F1 (val_balanced_acc, val_macro_f1, ...). Measurements a set does not ask for are absent.
     `on_part(what, done, total)` is called after each part (a split, a severity of the corruption
-    suite, the attack), for a progress bar."""
+    suite, the attack), for a progress bar. On a CPU where channels_last evaluates faster the model is
+    in it meanwhile (engine.devices.eval_layout), and back in its own layout on return."""
+    with eval_layout(model, device, amp_dtype, sets.val.images.shape[-1]):
+        return _evaluate(model, sets, device, batch_size, amp_dtype, should_stop, classes, on_part)
+
+
+def _evaluate(model, sets: EvalSets, device, batch_size, amp_dtype, should_stop, classes, on_part) -> dict[str, Any]:
+    """`evaluate`'s measurements, the model in the layout it is in."""
     parts = (["validation images"] + (["test images"] if sets.test is not None else [])
              + [f"corrupted images, severity {s}" for s in sorted({s for by in sets.ood_suite.values() for s in by})]
              + (["your OOD set"] if sets.ood_user is not None else [])

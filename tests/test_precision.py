@@ -148,3 +148,73 @@ def test_a_bf16_predictor_answers_channels_last_with_the_nchw_answers():
     images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
     got, want = bf16.forward(images)[0], off.forward(images)[0]
     assert torch.allclose(got, want, atol=0.03), (got - want).abs().max()
+
+
+def fake_forward(monkeypatch, ms: dict[str, float] | None) -> list[tuple[str, int]]:
+    """A forward-pass layout measurement returning `ms` (None: the test fails if it is measured);
+    returns the list of (backbone, size) measured."""
+    calls = []
+    monkeypatch.setattr(devices, "cpu_info", lambda: ("Test CPU 9000", {"avx2"}))
+
+    def measure(backbone, image_size):
+        assert ms is not None, "this layout must not be measured"
+        calls.append((backbone, image_size))
+        return dict(ms)
+
+    monkeypatch.setattr(devices, "measure_forward_layout", measure)
+    devices.cpu_eval_channels_last.cache_clear()
+    return calls
+
+
+def test_evaluation_goes_channels_last_where_measured_faster_once_per_backbone_and_size(monkeypatch, fresh):
+    calls = fake_forward(monkeypatch, {"nchw": 100.0, "channels_last": 70.0})  # Zen 3, ResNet-18, 64 px: 1.39x
+    assert devices.cpu_eval_channels_last("resnet18", 64) and devices.cpu_eval_channels_last("resnet18", 60)
+    assert devices.cpu_eval_channels_last("mobilenet_v3_small", 64)
+    devices.cpu_eval_channels_last.cache_clear()  # a new process on the same machine: from the cache
+    assert devices.cpu_eval_channels_last("resnet18", 64)
+    assert calls == [("resnet18", 64), ("mobilenet_v3_small", 64)]
+    entries = json.loads(devices.cpu_precision_cache().read_text())
+    assert any(k.endswith("resnet18 forward pass at 64 px") for k in entries), entries
+
+    fake_forward(monkeypatch, {"nchw": 100.0, "channels_last": 95.0})  # within the noise margin: NCHW
+    assert not devices.cpu_eval_channels_last("resnet50", 224)
+    monkeypatch.setattr(devices, "measure_forward_layout", lambda *a: 1 / 0)  # cannot measure: NCHW, no error
+    devices.cpu_eval_channels_last.cache_clear()
+    assert not devices.cpu_eval_channels_last("convnext_tiny", 32)
+    fake_forward(monkeypatch, None)
+    monkeypatch.setenv(devices.CPU_PRECISION_ENV, "fp32")  # pinned (the test suite): NCHW, never measured
+    assert not devices.cpu_eval_channels_last("resnet18", 64)
+
+
+def test_a_channels_last_evaluation_answers_as_nchw_and_gives_the_model_back_in_its_layout(monkeypatch, tiny_cfg):
+    """The run's model goes channels_last for an evaluation only: the optimiser's fused step wants its
+    weights contiguous again afterwards, and the answers are the NCHW ones (float rounding aside)."""
+    from engine.backbones import build_model
+    from engine.data import DataReport, DataSplits, ImageSet
+    from engine.evaluate import epoch_sets, evaluate
+
+    g, names = torch.Generator().manual_seed(0), ["a", "b", "c"]
+    split = [ImageSet(torch.randint(0, 256, (24, 3, 32, 32), dtype=torch.uint8, generator=g), torch.arange(24) % 3,
+                      names) for _ in range(3)]
+    data = DataSplits(*split, names, DataReport("generated", names, {c: 24 for c in names}, [], {}, 32))
+    cfg = tiny_cfg("eval.ood=true", "eval.ood_subset_each_epoch=12")
+    model, _ = build_model("resnet18", 3, "none")
+    sets = epoch_sets(cfg, data)
+    seen = []
+    model.net.conv1.register_forward_pre_hook(lambda m, args: seen.append(
+        (devices.is_channels_last(model), args[0].is_contiguous(memory_format=torch.channels_last))))
+    monkeypatch.setattr(devices, "cpu_eval_channels_last", lambda backbone, size: False)
+    nchw = evaluate(model, sets, CPU)
+    assert seen and not any(cl for cl, _ in seen)
+    seen.clear()
+    monkeypatch.setattr(devices, "cpu_eval_channels_last", lambda backbone, size: backbone == "resnet18")
+    fast = evaluate(model, sets, CPU)
+    assert seen and all(cl and x_cl for cl, x_cl in seen), "the model and its input, channels_last"
+    assert not devices.is_channels_last(model) and model.net.conv1.weight.is_contiguous(), "given back as it was"
+    # the same answers up to float rounding (a near-tie between two classes may flip one image)
+    assert fast["val_acc"] == pytest.approx(nchw["val_acc"], abs=1.01 / 24)
+    assert fast["ood_acc"] == pytest.approx(nchw["ood_acc"], abs=1.01 / 12)
+    assert fast["val_loss"] == pytest.approx(nchw["val_loss"], rel=1e-4)
+    seen.clear()
+    evaluate(model, sets, CPU, amp_dtype=torch.bfloat16)  # bf16 models are channels_last already when they train
+    assert not any(cl for cl, _ in seen), "a bf16 evaluation keeps the layout it is given"

@@ -32,6 +32,7 @@ from engine.augment import to_float
 from engine.checkpoints import save_checkpoint
 from engine.config import setting_name
 from engine.contract import MethodHook
+from engine.devices import eval_layout
 from engine.errors import StudioError
 from engine.evaluate import EvalSets, epoch_passes, epoch_sets, evaluate, predict
 from engine.methods.registry import MethodSpec, register_method
@@ -329,15 +330,16 @@ class WiseFTHook(MethodHook):
         curve = []
         t0 = time.perf_counter()
         order = coarse_to_fine(self.cfg.alphas)
-        for i, alpha in enumerate(order):
-            if ctx.should_stop():
-                break
-            ctx.reporter.progress(phase=f"WiSE-FT curve: {i} of {len(order)} mixing weights evaluated",  # as the chart counts
-                                  **self.curve_eta(ctx, len(order) - i))
-            point = evaluate_alpha(probe, self.theta_0, theta_1, alpha, sets, ctx.device, ctx.masks, bn_images,
-                                   ctx.amp_dtype, cfg.eval.eval_batch_size)
-            curve.append(point)
-            ctx.reporter.stream("wise_ft", point)
+        with eval_layout(probe, ctx.device, ctx.amp_dtype, cfg.data.image_size):  # once for the whole curve
+            for i, alpha in enumerate(order):
+                if ctx.should_stop():
+                    break
+                ctx.reporter.progress(phase=f"WiSE-FT curve: {i} of {len(order)} mixing weights evaluated",
+                                      **self.curve_eta(ctx, len(order) - i))  # as the chart counts
+                point = evaluate_alpha(probe, self.theta_0, theta_1, alpha, sets, ctx.device, ctx.masks, bn_images,
+                                       ctx.amp_dtype, cfg.eval.eval_batch_size)
+                curve.append(point)
+                ctx.reporter.stream("wise_ft", point)
         ctx.summary["wise_curve"] = sorted(curve, key=lambda p: p["alpha"])
         ctx.summary["wise_curve_ood_images"] = sets.ood_images
         ctx.summary["wise_curve_seconds"] = time.perf_counter() - t0
