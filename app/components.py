@@ -225,29 +225,51 @@ def few_steps_notice(cfg, key: str, text: str | None = None) -> None:
 MANY_LAYERS = 24  # more layers than this: the per-layer bars fold away (16 px a row: taller than a screen)
 
 
+def run_probe_jolt(epochs: pd.DataFrame, progress: dict, summary: dict):
+    """(jolt, head-only epochs) when validation accuracy fell in a run's first whole-network epoch after
+    its head-only epochs (engine.chance.probe_jolt) in its per-epoch frame `epochs`, else None; None
+    too for a run that did not record how many head-only epochs it ran (`probe_epochs`: live
+    `progress`, then `summary`)."""
+    from engine.chance import probe_jolt
+    from engine.claims import split_sizes
+
+    probe = progress.get("probe_epochs", summary.get("probe_epochs"))
+    if "val_acc" not in epochs.columns or not isinstance(probe, int):
+        return None
+    jolt = probe_jolt(epochs.to_dict("records"), probe, sum(split_sizes(summary, "val")))
+    return (jolt, probe) if jolt is not None else None
+
+
 def probe_jolt_note(run: RunView) -> str | None:
     """Why validation accuracy fell in the first whole-network epoch after the head-only epochs
-    (engine.chance.probe_jolt), in words for the accuracy chart; None when it did not fall so far, or
-    the run did not record how many head-only epochs it ran (`probe_epochs`: live progress, summary)."""
-    from engine.chance import probe_jolt, probe_jolt_words
-    from engine.claims import split_sizes
+    (`run_probe_jolt`), in words for the accuracy chart; None when it did not fall so far."""
+    from engine.chance import probe_jolt_words
     from engine.config import RunConfig
 
-    if "val_acc" not in run.epochs.columns:
-        return None
-    summary = read_summary(run.run_dir)
-    probe = run.progress.get("probe_epochs", summary.get("probe_epochs"))
-    if not isinstance(probe, int):
+    found = run_probe_jolt(run.epochs, run.progress, read_summary(run.run_dir))
+    if found is None:
         return None
     try:
         cfg = RunConfig.from_dict(run.config or {}, validated=False)
     except Exception:  # a config this version cannot read: no note rather than no charts
         return None
-    jolt = probe_jolt(run.epochs.to_dict("records"), probe, sum(split_sizes(summary, "val")))
-    if jolt is None:
-        return None
-    return probe_jolt_words(jolt, probe, cfg.effective_lr, running=run.status in ("queued", "running"),
+    return probe_jolt_words(*found, cfg.effective_lr, running=run.status in ("queued", "running"),
                             trunk_lr_mult=cfg.optim.trunk_lr_mult)
+
+
+def probe_gap_note(run: RunView) -> str | None:
+    """Why training accuracy lies far above validation in the run's head-only epochs
+    (engine.chance.probe_gap_words), for the accuracy chart; None when it does not, or the run did not
+    record its head-only epochs."""
+    from engine.chance import probe_gap_words
+    from engine.claims import split_sizes
+
+    summary = read_summary(run.run_dir)
+    probe = run.progress.get("probe_epochs", summary.get("probe_epochs"))
+    if not isinstance(probe, int) or "train_acc" not in run.epochs.columns:
+        return None
+    wise = bool((run.config.get("wise_ft") or {}).get("enabled"))
+    return probe_gap_words(run.epochs.to_dict("records"), probe, wise, sum(split_sizes(summary, "train")))
 
 
 def curves_view(run: RunView, *, live: bool = False, streams: bool = False) -> None:
@@ -269,9 +291,9 @@ def curves_view(run: RunView, *, live: bool = False, streams: bool = False) -> N
                                            or read_summary(run.run_dir).get("epoch_eval"))
         if note and ({"ood_acc", "robust_acc"} & set(epochs.columns)):
             st.caption(note)
-        jolt = probe_jolt_note(run)
-        if jolt:
-            st.caption(jolt)
+        for why in (probe_gap_note(run), probe_jolt_note(run)):  # the head-only epochs, then the first after them
+            if why:
+                st.caption(why)
     with right:
         st.altair_chart(charts.loss_chart(epochs), width="stretch")
     extra = charts.method_metric_names(epochs)
@@ -433,7 +455,7 @@ def wise_live_view(run: RunView, points: list[dict]) -> None:
              else f"WiSE-FT curve: all {total} mixing weights evaluated")
     st.markdown(f"**{title}**")
     ordered = sorted(points, key=lambda p: p["alpha"])
-    st.altair_chart(curve_chart(curve_frame(ordered), None), width="stretch")
+    st.altair_chart(curve_chart(curve_frame(ordered), None, title=None), width="stretch")  # the heading says it
     from engine.claims import split_sizes
 
     note = subset_note(run.config, sum(split_sizes(read_summary(str(run.run_dir)), "val")) or None)

@@ -291,9 +291,13 @@ def test_upload_train_and_see_results_in_a_browser(server, browser, sample_zip, 
     settle(page)
     page.wait_for_timeout(1500)  # a key press can still be on its way: read the alpha the page settled on
     settle(page)
+    looking = page.get_by_text("Looking at alpha").first.inner_text()  # looking is not choosing
+    assert f"use alpha {start:.2f}" in looking, looking
+    page.get_by_role("button", name="Use alpha").click()
+    settle(page)
     chosen = page.get_by_text("Chosen for this run: alpha").first.inner_text()
     alpha = chosen.split("alpha", 1)[1].strip()[:4]
-    assert 0.25 <= float(alpha) <= 0.35, chosen
+    assert 0.25 <= float(alpha) <= 0.35 and looking.startswith(f"Looking at alpha {alpha}."), (looking, chosen)
     go(page, "Explain and export", "5 · Explain and export")
     shot(page, "6_explain")
     page.get_by_text(f"WiSE-FT mix at alpha {alpha}").first.wait_for(timeout=300_000)

@@ -329,6 +329,10 @@ def test_choices_survive_a_tab_switch_and_a_visit_to_another_page(wise_run):
     no_problems(at)
     assert not [w for w in texts(at.warning) if "no better than guesses" not in w], texts(at.warning)  # the tiny run may guess
     assert at.selectbox(key=f"explain_image_{run_id}").value == index
+    options = image_options(at, run_id)
+    # its label counts the image shown (it read "(128 of 128)" beside the first image, as if the last)
+    assert at.selectbox(key=f"explain_image_{run_id}").label.startswith(
+        f"Validation image {options.index(index) + 1} of {len(options)}")
     assert at.pills(key="explain_methods").value == ["saliency", "grad_cam"]
     assert at.radio(key="explain_target").value == "true"
     at.slider(key="explain_strength").set_value(0.4).run()
@@ -408,7 +412,13 @@ def test_the_alpha_chosen_on_results_is_what_explain_and_export_use(wise_run):
         assert "Not chosen yet" in " ".join(texts(at.caption))
         at.slider(key=f"wise_alpha_{run_id}").set_value(0.3).run()
         no_problems(at)
+        assert eng.run_record(run_id).wise_ft_alpha is None, "looking at a mix is not choosing it"
+        assert any(c.startswith("Looking at alpha 0.30. Explain, Try it and export use alpha") for c in texts(at.caption))
+        at.button(key=f"wise_use_{run_id}").click().run()
+        no_problems(at)
         assert eng.run_record(run_id).wise_ft_alpha == 0.3, "the choice is a property of the run"
+        assert "Chosen for this run: alpha 0.30. Explain, Try it and export use it." in texts(at.caption)
+        assert not [b for b in at.button if b.key == f"wise_use_{run_id}"], "nothing left to choose"
 
         at.switch_page(PAGE).run()  # Explain opens on the run the user was looking at, at that alpha
         no_problems(at)

@@ -23,6 +23,10 @@ def test_wise_curve_chart_marks_the_alpha():
 def test_wise_curve_chart_without_alpha_has_no_rule():  # the live curve on the Train page
     spec = curve_chart(curve_frame(CURVE), None).to_dict()
     assert spec["mark"]["type"] == "line" and "layer" not in spec
+    assert spec["title"] == "WiSE-FT: accuracy along the weight path"
+    # under the Train page's own heading ("WiSE-FT curve: all 21 mixing weights evaluated") it has none:
+    # the two titles stacked one over the other
+    assert "title" not in curve_chart(curve_frame(CURVE), None, title=None).to_dict()
 
 def test_subset_note_only_for_a_subset():
     from app.method_views.wise_ft import subset_note

@@ -44,6 +44,8 @@ def test_wise_ft_slider_shows_grid_and_on_demand_alphas_and_exports(studio, tmp_
     at.switch_page("app_pages/train.py").run()
     no_problems(at)
     assert any("WiSE-FT curve: all 3 mixing weights evaluated" in m.value for m in at.markdown)
+    specs = [str(c.proto) for c in at.get("vega_lite_chart")]
+    assert specs and not any("accuracy along the weight path" in c for c in specs), "one heading, not two stacked"
 
 
 def test_adversarial_view_shows_the_image_strip(studio, tmp_path):

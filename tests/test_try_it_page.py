@@ -138,7 +138,7 @@ def test_the_alpha_chosen_on_results_is_the_one_try_it_and_predict_use(run, tmp_
     at = open_page(run)
     own = round(chosen_alpha(run_summary(run_dir)), 2)
     assert at.slider(key=f"try_alpha_a_{run}").value == own, "nothing chosen yet: the run's own pick"
-    eng.store.set_wise_ft_alpha(run, 0.35)  # what the Results page's slider stores
+    eng.store.set_wise_ft_alpha(run, 0.35)  # what the Results page's "Use alpha" button stores
     at.run()
     no_problems(at)
     assert at.slider(key=f"try_alpha_a_{run}").value == 0.35, "the open page follows the new choice"

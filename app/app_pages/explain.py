@@ -373,7 +373,9 @@ def image_picker(rec, classes: list[str], pred: dict[str, np.ndarray]) -> int | 
         mark = "✓" if preds[i] == labels[i] else "✗"
         return f"{pred['files'][i]} · {classes[labels[i]]} → {mark} {classes[preds[i]]} ({confs[i]:.0%})"
 
-    index = c[2].selectbox(f"Validation image ({len(options)} of {len(labels)})", options, key=key, format_func=label,
+    where = f"Validation image {options.index(st.session_state[key]) + 1} of {len(options)}"  # the one shown
+    where += f" (the filters keep {len(options)} of {len(labels)})" if len(options) < len(labels) else ""
+    index = c[2].selectbox(where, options, key=key, format_func=label,
                            help="File · true class → what the fine-tuned model says (its confidence).")
     state.remember_choice(key, int(index), default=int(options[0]))
     return index

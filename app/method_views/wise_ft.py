@@ -25,10 +25,13 @@ def curve_frame(curve: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["alpha", "kind", "accuracy"])
 
 
-def curve_chart(df: pd.DataFrame, alpha: float | None) -> alt.Chart:
+CURVE_TITLE = "WiSE-FT: accuracy along the weight path"
+
+
+def curve_chart(df: pd.DataFrame, alpha: float | None, title: str | None = CURVE_TITLE) -> alt.Chart:
     """Accuracy against alpha, one line per kind in the colours the epoch charts use for the same
     quantities, on an axis zoomed to the data (a 5-point swing must be visible), with the chosen
-    alpha marked (when there is one)."""
+    alpha marked (when there is one); `title` None: untitled, under a heading of the page's own."""
     kinds = [label for label in ACC.values() if label in set(df["kind"])]
     lo, hi = (float(df["accuracy"].min()), float(df["accuracy"].max())) if len(df) else (0.0, 1.0)
     pad = max(0.02, 0.1 * (hi - lo))
@@ -40,11 +43,10 @@ def curve_chart(df: pd.DataFrame, alpha: float | None) -> alt.Chart:
                         scale=alt.Scale(domain=kinds, range=[METRIC_COLORS[k] for k, v in ACC.items() if v in kinds])),
         tooltip=["alpha:Q", "kind:N", alt.Tooltip("accuracy:Q", format=".1%")],
     )
-    if alpha is None:
-        return lines.properties(height=300, title="WiSE-FT: accuracy along the weight path", autosize=FIT_WIDTH)
-    rule = alt.Chart(pd.DataFrame({"alpha": [alpha]})).mark_rule(color="#d62728", strokeDash=[4, 3]).encode(x="alpha:Q")
+    chart = lines if alpha is None else lines + alt.Chart(pd.DataFrame({"alpha": [alpha]})).mark_rule(
+        color="#d62728", strokeDash=[4, 3]).encode(x="alpha:Q")
     # FIT_WIDTH: without it Streamlit's stretch squeezed the plot to a strip under a hidden title
-    return (lines + rule).properties(height=300, title="WiSE-FT: accuracy along the weight path", autosize=FIT_WIDTH)
+    return chart.properties(height=300, autosize=FIT_WIDTH, **({"title": title} if title else {}))
 
 
 def subset_note(config: dict, val_images: int | None = None) -> str | None:
@@ -80,21 +82,15 @@ def wise_ft_view(engine, rec, summary: dict) -> None:
         st.info("This run has no WiSE-FT curve (it was stopped before the curve was computed).")
         return
     st.caption("Slide alpha to mix the starting weights (pretrained trunk + linear-probe head, alpha 0) with the "
-               "fine-tuned ones (alpha 1). Values on the grid show at once; others are computed when you choose them.")
+               "fine-tuned ones (alpha 1). Values on the grid show at once; others are computed when you move to them.")
     key = f"wise_alpha_{rec.id}"
-    stored, chosen = state.wise_alpha(engine, rec)
+    used, chosen = state.wise_alpha(engine, rec)  # what Explain, Try it and export use
     if key not in st.session_state:  # seeded from the run's stored choice (Streamlit forgets widgets between pages)
-        st.session_state[key] = stored
+        st.session_state[key] = used
     alpha = st.slider("alpha", 0.0, 1.0, step=0.01, key=key,
-                      on_change=lambda: state.set_wise_alpha(engine, rec, st.session_state[key]),
-                      help="Your choice is kept with the run: the Explain and export page explains and exports "
-                           "the model at this alpha.")
-    if round(alpha, 2) != stored:  # what the page shows is what is stored (a callback can miss a coalesced rerun)
-        state.set_wise_alpha(engine, rec, alpha)
-    st.caption(f"Chosen for this run: alpha {alpha:.2f}" if chosen or alpha != stored
-               else f"Not chosen yet: alpha {stored:.2f} is shown, the run's own pick (the best accuracy on corrupted "
-                    "images among the mixes within a point of the fine-tuned model's validation accuracy, as the "
-                    "paper chooses). Move the slider to choose; the choice is kept with the run.")
+                      help="Look at any mix. Explain, Try it and export keep using the alpha chosen for the run "
+                           "until you press the button that chooses the one shown.")
+    alpha_choice(engine, rec, round(alpha, 2), used, chosen)
     point = curve_point(curve, alpha)
     cache = st.session_state.setdefault("wise_points", {})
     if point is None:
@@ -138,6 +134,27 @@ def wise_ft_view(engine, rec, summary: dict) -> None:
     if ready and Path(ready).is_file():
         st.download_button(f"Download {Path(ready).name}", Path(ready).read_bytes(), file_name=Path(ready).name,
                            mime="application/octet-stream", key=f"wd_{rec.id}")
+
+
+def alpha_choice(engine, rec, alpha: float, used: float, chosen: bool) -> None:
+    """Which alpha Explain, Try it and export use (`used`: the run's stored choice when `chosen`, else
+    its own pick), under the slider showing `alpha`; when the two differ, a button makes `alpha` the
+    run's choice. Looking is not choosing: a teacher sliding through the mixes in a demonstration
+    does not change the model the other pages explain and export."""
+    if alpha == used and chosen:
+        st.caption(f"Chosen for this run: alpha {alpha:.2f}. Explain, Try it and export use it.")
+        return
+    if alpha == used:
+        st.caption(f"Not chosen yet: alpha {used:.2f} is shown, the run's own pick (the best accuracy on corrupted "
+                   "images among the mixes within a point of the fine-tuned model's validation accuracy, as the "
+                   "paper chooses). Explain, Try it and export use it until you choose another: move the slider to "
+                   "look, then press the button that appears under it.")
+        return
+    st.caption(f"Looking at alpha {alpha:.2f}. Explain, Try it and export use alpha {used:.2f} "
+               + ("(chosen for this run)." if chosen else "(the run's own pick: none chosen yet)."))
+    st.button(f"Use alpha {alpha:.2f} for Explain, Try it and export", key=f"wise_use_{rec.id}",
+              icon=":material/check:", on_click=state.set_wise_alpha, args=(engine, rec, alpha),
+              help="Keeps this alpha with the run: the other pages explain, answer with and export this mix.")
 
 
 def cache_points(cache: dict, run_id: str) -> list[dict]:
