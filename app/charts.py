@@ -296,10 +296,25 @@ def pair_end_labels(data: pd.DataFrame, x: str = "epoch") -> pd.DataFrame:
             rows.append({x: last[x], "metric": m, "label": last["label"], "value": float(last["value"]),
                          "end_label": END_WORDS[m[:m.index("_") + 1]]})
     ends = pd.DataFrame(rows, columns=[x, "metric", "label", "value", "end_label"])
-    # of a pair, the higher value's words above, the other's below, so two ends at one height do not collide
-    ends["above"] = [bool(v >= ends["value"].iloc[i ^ 1]) if i % 2 == 0 else bool(v > ends["value"].iloc[i ^ 1])
-                     for i, v in enumerate(ends["value"])]
+    # of a pair, the higher value's words above, the other's below, so two ends at one height do not collide;
+    # apart from a tie, each goes to the side with more room from every curve's point at that epoch (a
+    # "validation" beside the OOD point at the same height read as the OOD curve's name)
+    ends["above"] = [_above(data, x, row, ends["value"].iloc[i ^ 1], first=i % 2 == 0)
+                     for i, row in enumerate(ends.to_dict("records"))]
     return ends
+
+
+def _above(data: pd.DataFrame, x: str, end: dict, twin: float, first: bool) -> bool:
+    """Whether the words at curve end `end` (a pair_end_labels row) go above its point: a pair at one
+    height splits (the `first` above); otherwise the side with the larger gap to the points the curves in
+    `data` have at that x (its twin's `twin` among them)."""
+    v = end["value"]
+    if v == twin:
+        return first
+    at = data[(data[x] == end[x]) & (data["metric"] != end["metric"])]["value"].astype(float)
+    gap_above = min((o - v for o in at if o > v), default=math.inf)
+    gap_below = min((v - o for o in at if o <= v), default=math.inf)
+    return bool(gap_above >= gap_below)
 
 
 def loss_chart(df: pd.DataFrame) -> alt.Chart:

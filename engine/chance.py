@@ -200,6 +200,30 @@ def probe_jolt_words(jolt: ProbeJolt, probe_epochs: int, effective_lr: float, ru
             f"fitted to. {after}" + (f" {JOLT_ADVICE}" if trunk_lr_mult > JOLT_ADVISED_MULT else ""))
 
 
+PROBE_GAP = 0.25  # training accuracy this far (a fraction) above validation in the head-only epochs: said why
+
+
+def probe_gap_words(history: list[dict], probe_epochs: int, wise: bool = False, train_images: int = 0) -> str | None:
+    """Why training accuracy lies far above validation accuracy in a run's head-only (linear-probe)
+    epochs, from its per-epoch `history` (dicts with "train_acc" and "val_acc", fractions): words when the
+    last head-only epoch so far has training accuracy PROBE_GAP or more above validation, else None
+    (also without head-only epochs). `wise`: a WiSE-FT run, whose head was fitted to convergence on the
+    training images before epoch 1 (theta_0's linear probe). `train_images`: the training split's size
+    (0: not said). Raises nothing. Measured in the WiSE-FT demo: about 95% against 49%."""
+    rows = [h for h in (history or [])[:max(probe_epochs, 0)]
+            if _finite(h.get("train_acc")) and _finite(h.get("val_acc"))]
+    if not rows or rows[-1]["train_acc"] - rows[-1]["val_acc"] < PROBE_GAP:
+        return None
+    last = rows[-1]
+    head = "epoch 1, which trains" if probe_epochs == 1 else f"epochs 1-{probe_epochs}, which train"
+    images = f"its {train_images} training images" if train_images else "the training images"
+    fitted = ("WiSE-FT fitted it to convergence on them before epoch 1 (theta_0's linear probe). " if wise else "")
+    return (f"In {head} only the new head, training accuracy ({percent_half_up(last['train_acc'])}) lies far above "
+            f"validation accuracy ({percent_half_up(last['val_acc'])}): a head alone on the pretrained features "
+            f"fits {images} much better than it generalises to new ones. {fitted}The epochs that train the whole "
+            "network decide the final accuracy.")
+
+
 @dataclass(frozen=True)
 class ChanceCause:
     """The likeliest reason a run stayed at guessing, which the pages and the command line word as advice

@@ -413,6 +413,14 @@ def test_a_training_curve_and_its_validation_twin_are_named_at_their_ends():
     assert ends["above"].tolist() == [True, False], "a tie: one above, one below, never both on one line"
     loss = charts.pair_end_labels(charts.long_frame(df, charts.LOSS_METRICS))
     assert dict(zip(loss["end_label"], loss["above"])) == {"training": False, "validation": True}
+    # the WiSE-FT demo's epoch 3 (a new user's screenshot): validation at 16% just above OOD at 15% and far below
+    # training at 90%: its words go above its point, not onto the OOD point
+    fell = pd.DataFrame({"epoch": [2, 3], "train_acc": [0.95, 0.9], "val_acc": [0.48, 0.156], "ood_acc": [0.4, 0.15]})
+    ends = charts.pair_end_labels(charts.long_frame(fell, charts.ACCURACY_METRICS))
+    assert dict(zip(ends["end_label"], ends["above"])) == {"training": True, "validation": True}
+    crowded = fell.assign(ood_acc=[0.4, 0.19])  # OOD just above validation: below it, as before
+    ends = charts.pair_end_labels(charts.long_frame(crowded, charts.ACCURACY_METRICS))
+    assert dict(zip(ends["end_label"], ends["above"])) == {"training": True, "validation": False}
 
     layers = spec(charts.accuracy_chart(df))["layer"]
     texts = [layer for layer in layers if layer["mark"]["type"] == "text"]
@@ -451,7 +459,7 @@ def test_the_accuracy_chart_says_why_the_first_whole_network_epoch_fell():
         from app import components
 
         df = pd.DataFrame({"epoch": [1, 2, 3], "val_acc": [0.492, 0.484, 0.156], "val_loss": [1.43, 1.46, 11.07],
-                           "train_loss": [0.59, 0.54, 2.42]})
+                           "train_loss": [0.59, 0.54, 2.42], "train_acc": [0.953, 0.948, 0.41]})
         config = {"train": {"epochs": 20}, "optim": {"lr": 0.02, "momentum": 0.9, "linear_probe_epochs": probe or 0}}
         progress = {"probe_epochs": probe} if probe is not None else {}  # the engine's record of them
         components.curves_view(components.RunView("r", "run", status, None, config, "/nonexistent", progress, df))
@@ -463,6 +471,42 @@ def test_the_accuracy_chart_says_why_the_first_whole_network_epoch_fell():
     assert not running.exception
     (note,) = notes(running)
     assert "from 48% to 16%" in note and "(effective 0.2)" in note and "next epochs show" in note
+    gap = [c.value for c in running.caption if "only the new head, training accuracy (95%)" in c.value]
+    assert len(gap) == 1 and "48%" in gap[0], "the head-only epochs' gap is said too"
+    assert running.caption.values.index(gap[0]) < running.caption.values.index(note), "in the order of the epochs"
     assert not notes(AppTest.from_function(page, args=("running", 0)).run()), "no head-only epochs: no such note"
     unrecorded = AppTest.from_function(page, args=("running", None)).run()  # a run from before the record
     assert not unrecorded.exception and not notes(unrecorded), "no guess at what an older engine ran"
+
+
+def test_compare_says_which_runs_fell_in_their_first_whole_network_epoch(tmp_path):
+    """The Compare tab's validation curve: a run whose epoch 3 fell after 2 head-only epochs is named under
+    it with the fall (the Train and Results charts explained it; Compare showed the dip alone)."""
+    import json
+
+    from streamlit.testing.v1 import AppTest
+
+    for name, probe in (("wise", 2), ("plain", 0), ("older", None)):  # "older": a run from before the record
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(json.dumps({} if probe is None else {"probe_epochs": probe}))
+
+    def page(root):
+        from types import SimpleNamespace
+
+        import pandas as pd
+
+        from app.app_pages.results import compare_curves
+
+        fell = pd.DataFrame({"epoch": [1, 2, 3, 4], "val_acc": [0.492, 0.484, 0.156, 0.5], "val_loss": [1.4, 1.5, 11, 1]})
+        curves = {"WiSE-FT demo": fell, "plain run": fell, "older run": fell}
+        recs = {label: SimpleNamespace(run_dir=f"{root}/{d}") for label, d in
+                zip(curves, ("wise", "plain", "older"))}
+        compare_curves(curves, recs)
+
+    at = AppTest.from_function(page, args=(str(tmp_path),)).run()
+    assert not at.exception
+    (note,) = [c.value for c in at.caption if "first in which the whole network learnt" in c.value]
+    assert note == ("WiSE-FT demo: validation accuracy fell from 48% to 16% in epoch 3, the first in which the "
+                    "whole network learnt after 2 head-only epochs. The run's One run view says why.")
+    at.selectbox(key="compare_metric").set_value("val_loss").run()
+    assert [c.value for c in at.caption if "whole network learnt" in c.value], "the loss curve shows the same epoch"

@@ -485,3 +485,25 @@ def test_the_first_whole_network_epochs_fall_after_the_head_only_epochs_is_said_
     assert probe_jolt(measured, 0) is None and probe_jolt(measured[:2], 2) is None
     assert probe_jolt(history([0.5, 0.5, 0.33]), 2, val_images=12) is None, "2 of 12 images"
     assert probe_jolt(history([0.5, 0.5, 0.25]), 2, val_images=12) is not None, "3 of 12 images"
+
+
+def test_training_far_above_validation_in_the_head_only_epochs_is_said_why():
+    """A new user watching the WiSE-FT demo saw training accuracy about 95% against 49% on validation in
+    its head-only epochs, with nothing on the page saying why."""
+    from engine.chance import PROBE_GAP, probe_gap_words
+
+    rows = [{"epoch": 1, "train_acc": 0.953, "val_acc": 0.492}, {"epoch": 2, "train_acc": 0.948, "val_acc": 0.484},
+            {"epoch": 3, "train_acc": 0.41, "val_acc": 0.156}]
+    words = probe_gap_words(rows, 2, wise=True, train_images=384)
+    assert words == ("In epochs 1-2, which train only the new head, training accuracy (95%) lies far above validation "
+                     "accuracy (48%): a head alone on the pretrained features fits its 384 training images much "
+                     "better than it generalises to new ones. WiSE-FT fitted it to convergence on them before epoch 1 "
+                     "(theta_0's linear probe). The epochs that train the whole network decide the final accuracy.")
+    assert probe_gap_words(rows[:1], 2).startswith("In epochs 1-2"), "live, during the head-only epochs"
+    plain = probe_gap_words(rows, 1)
+    assert plain.startswith("In epoch 1, which trains only the new head") and "WiSE-FT" not in plain
+    assert "fits the training images" in plain, "the split's size unknown: not said"
+    # no note: no head-only epochs, a gap under the threshold, no training accuracy recorded
+    assert probe_gap_words(rows, 0) is None
+    assert probe_gap_words([{"train_acc": 0.5 + PROBE_GAP - 0.01, "val_acc": 0.5}], 1) is None
+    assert probe_gap_words([{"val_acc": 0.5}], 1) is None

@@ -23,7 +23,7 @@ from engine.methods import METHODS
 from engine.optim import frozen_words
 from engine.resume import RESUME_FILE
 from engine.schedules import schedule_label
-from engine.words import plural
+from engine.words import percent_half_up, plural
 
 RUN_KEY = "results_run"
 SUMMARY_METRICS = {  # summary key -> (label, help)
@@ -706,7 +706,7 @@ def compare(engine, runs) -> None:
     figures_table(main, config)
     if setup:
         setup_details(table, setup, config)
-    compare_curves(curves)
+    compare_curves(curves, {legend[i]: by_id[i] for i in chosen})
 
 
 def figures_table(main: pd.DataFrame, config: dict) -> None:
@@ -753,9 +753,10 @@ def setup_details(table: pd.DataFrame, setup: list[str], config: dict) -> None:
                      column_config={k: v for k, v in config.items() if k in ("run", *shown)})
 
 
-def compare_curves(curves: dict) -> None:
-    """One metric's curves of the compared runs ({run label: per-epoch frame}), the metric picked by the
-    user (kept across a refresh); validation accuracy first."""
+def compare_curves(curves: dict, recs: dict) -> None:
+    """One metric's curves of the compared runs ({run label: per-epoch frame}; `recs`: {run label: its
+    record}), the metric picked by the user (kept across a refresh); validation accuracy first. Under a
+    validation curve, the runs whose first whole-network epoch fell after head-only epochs, and by how much."""
     metrics = sorted({c for df in curves.values() for c in df.columns
                       if c != "epoch" and "/" not in str(c)},  # per-corruption and per-layer curves: too many
                      key=lambda m: (m != "val_acc", m))
@@ -767,6 +768,13 @@ def compare_curves(curves: dict) -> None:
     metric = st.selectbox("Curve to compare", metrics, format_func=charts.metric_label, key="compare_metric")
     state.remember_choice("compare_metric", metric, default=metrics[0])
     st.altair_chart(charts.compare_chart(charts.compare_frame(curves, metric), metric), width="stretch")
+    falls = {label: components.run_probe_jolt(curves[label], {}, read_summary(rec.run_dir))
+             for label, rec in recs.items()} if metric in ("val_acc", "val_loss") else {}
+    lines = [f"{label}: validation accuracy fell from {percent_half_up(j.before)} to {percent_half_up(j.after)} in "
+             f"epoch {j.epoch}, the first in which the whole network learnt after {plural(probe, 'head-only epoch')}"
+             for label, (j, probe) in ((k, v) for k, v in falls.items() if v)]
+    if lines:
+        st.caption("; ".join(lines) + ". The run's One run view says why.")
 
 
 TAB_KEY = "results_tab"
