@@ -14,6 +14,7 @@ from torch import nn
 
 from engine.augment import to_float
 from engine.backbones import Classifier
+from engine.devices import eval_layout
 from engine.errors import StudioError
 from engine.evaluate import predict
 
@@ -140,7 +141,8 @@ def highest_loss(model: Classifier, images: torch.Tensor, labels: torch.Tensor, 
     confidently wrong first); `tta_flip` and `amp_dtype` (autocast; None = float32) as the run
     evaluated (engine.evaluate.predict), so that its answers are the ones the run reported."""
     device = device or next(model.parameters()).device
-    r = predict(model, images, labels, device, tta_flip=tta_flip, amp_dtype=amp_dtype)
+    with eval_layout(model, device, amp_dtype, images.shape[-1]):  # the layout the run's evaluation used
+        r = predict(model, images, labels, device, tta_flip=tta_flip, amp_dtype=amp_dtype)
     order = torch.argsort(r.losses, descending=True)[:k]
     return [ErrorCase(int(i), int(labels[i]), int(r.preds[i]), float(r.probs_max[i]), float(r.losses[i])) for i in order]
 
