@@ -410,7 +410,7 @@ def test_the_alpha_chosen_on_results_is_what_explain_and_export_use(wise_run):
         at.switch_page("app_pages/results.py").run()
         at.selectbox(key="results_run").set_value(run_id).run()
         assert "Not chosen yet" in " ".join(texts(at.caption))
-        at.slider(key=f"wise_alpha_{run_id}").set_value(0.3).run()
+        at.number_input(key=f"wise_exact_{run_id}").set_value(0.3).run()  # between the grid's 0 and 1
         no_problems(at)
         assert eng.run_record(run_id).wise_ft_alpha is None, "looking at a mix is not choosing it"
         assert any(c.startswith("Looking at alpha 0.30. Explain, Try it and export use alpha") for c in texts(at.caption))
@@ -441,7 +441,8 @@ def test_the_alpha_chosen_on_results_is_what_explain_and_export_use(wise_run):
         fresh.run()
         assert "WiSE-FT mix at alpha 0.30" in " ".join(texts(fresh.markdown))
         fresh.switch_page("app_pages/results.py").run()
-        assert fresh.slider(key=f"wise_alpha_{run_id}").value == 0.3
+        assert fresh.number_input(key=f"wise_exact_{run_id}").value == 0.3
+        assert fresh.select_slider(key=f"wise_alpha_{run_id}").value == 0.0, "the slider at the nearest stop"
     finally:
         engine().store.set_wise_ft_alpha(run_id, None)
 

@@ -27,14 +27,22 @@ def test_wise_ft_slider_shows_grid_and_on_demand_alphas_and_exports(studio, tmp_
     at.switch_page("app_pages/results.py").run()
     no_problems(at)
     assert not any("mixing weights evaluated" in m.value for m in at.markdown)  # the live curve is the Train page's
-    slider = at.slider(key=f"wise_alpha_{run_id}")
+    slider = at.select_slider(key=f"wise_alpha_{run_id}")
+    assert [float(o) for o in slider.options] == [0.0, 0.5, 1.0], "its stops: the mixes the run measured"
     assert "Validation (your data)" in [m.label for m in at.metric]
     # the curve's OOD (one severity) beside the headline's (severities 1-5) read as a contradiction to a new user
     assert any(c.startswith("OOD here is the curve's: the corruptions at severity 3 on every validation image. The "
                             "OOD figure at the top of the page averages severities 1-5") for c in texts(at.caption))
-    slider.set_value(0.37).run()  # not on the grid: computed on demand
+    other = next(a for a in (0.5, 0.0) if a != slider.value)  # a stop other than the run's own pick
+    slider.set_value(other).run()  # measured during the run: shown at once
+    no_problems(at)
+    assert not at.session_state["wise_points"] and at.number_input(key=f"wise_exact_{run_id}").value == other
+    assert any(c.startswith(f"Looking at alpha {other:.2f}.") for c in texts(at.caption))
+    at.number_input(key=f"wise_exact_{run_id}").set_value(0.37).run()  # not on the grid: computed on demand
     no_problems(at)
     assert (run_id, 0.37) in at.session_state["wise_points"]
+    assert at.select_slider(key=f"wise_alpha_{run_id}").value == other, "the slider stays on its stop"
+    assert any(c.startswith("Looking at alpha 0.37.") for c in texts(at.caption))
     at.button(key=f"wx_{run_id}").click().run()
     no_problems(at)
     assert [b for b in at.get("download_button") if "wise_alpha_0.37" in str(b.proto)]

@@ -82,15 +82,11 @@ def wise_ft_view(engine, rec, summary: dict) -> None:
         st.info("This run has no WiSE-FT curve (it was stopped before the curve was computed).")
         return
     st.caption("Slide alpha to mix the starting weights (pretrained trunk + linear-probe head, alpha 0) with the "
-               "fine-tuned ones (alpha 1). Values on the grid show at once; others are computed when you move to them.")
-    key = f"wise_alpha_{rec.id}"
+               "fine-tuned ones (alpha 1): the slider's stops are the mixes the run measured, shown at once; an "
+               "alpha between them is computed when you type it beside the slider.")
     used, chosen = state.wise_alpha(engine, rec)  # what Explain, Try it and export use
-    if key not in st.session_state:  # seeded from the run's stored choice (Streamlit forgets widgets between pages)
-        st.session_state[key] = used
-    alpha = st.slider("alpha", 0.0, 1.0, step=0.01, key=key,
-                      help="Look at any mix. Explain, Try it and export keep using the alpha chosen for the run "
-                           "until you press the button that chooses the one shown.")
-    alpha_choice(engine, rec, round(alpha, 2), used, chosen)
+    alpha = alpha_picker(rec.id, curve, used)
+    alpha_choice(engine, rec, alpha, used, chosen)
     point = curve_point(curve, alpha)
     cache = st.session_state.setdefault("wise_points", {})
     if point is None:
@@ -134,6 +130,36 @@ def wise_ft_view(engine, rec, summary: dict) -> None:
     if ready and Path(ready).is_file():
         st.download_button(f"Download {Path(ready).name}", Path(ready).read_bytes(), file_name=Path(ready).name,
                            mime="application/octet-stream", key=f"wd_{rec.id}")
+
+
+def alpha_picker(run_id: str, curve: list[dict], used: float) -> float:
+    """The alpha the user looks at (rounded to 0.01), from a slider whose stops are the `curve`'s alphas
+    (instant: measured during the run; arrow keys step from one to the next) and a box that takes any
+    alpha in [0, 1] (computed on demand); both start at `used` (the run's chosen alpha) and follow each
+    other. Kept per run for the session (Streamlit forgets widget values when the page changes)."""
+    grid = sorted({round(float(p["alpha"]), 2) for p in curve})
+    look_key, slider_key, exact_key = f"wise_look_{run_id}", f"wise_alpha_{run_id}", f"wise_exact_{run_id}"
+    look = round(float(st.session_state.setdefault(look_key, used)), 2)
+    if slider_key not in st.session_state:
+        st.session_state[slider_key] = min(grid, key=lambda a: (abs(a - look), a))
+    st.session_state.setdefault(exact_key, look)
+
+    def from_slider() -> None:
+        st.session_state[look_key] = st.session_state[exact_key] = st.session_state[slider_key]
+
+    def from_box() -> None:
+        st.session_state[look_key] = exact = round(float(st.session_state[exact_key]), 2)
+        if exact in grid:
+            st.session_state[slider_key] = exact
+
+    left, right = st.columns([5, 1], vertical_alignment="bottom")
+    left.select_slider("alpha", grid, key=slider_key, on_change=from_slider, format_func=lambda a: f"{a:.2f}",
+                       help="The mixes the run measured. Explain, Try it and export keep using the alpha chosen "
+                            "for the run until you press the button that chooses the one shown.")
+    right.number_input("any alpha", 0.0, 1.0, step=0.01, format="%.2f", key=exact_key, on_change=from_box,
+                       help="An alpha between the slider's stops, computed when you enter it (a second or two "
+                            "on a CPU).")
+    return round(float(st.session_state[look_key]), 2)
 
 
 def alpha_choice(engine, rec, alpha: float, used: float, chosen: bool) -> None:
