@@ -88,6 +88,7 @@ def autocast_ctx(device: torch.device, amp_dtype: torch.dtype | None):
 # per machine, cached in a small JSON file.
 
 CPU_PRECISION_ENV = "STUDIO_CPU_PRECISION"  # auto (measure) | bf16 | fp32: skip the measurement
+EVAL_LAYOUT_ENV = "STUDIO_EVAL_LAYOUT"  # auto (measure) | nchw | channels_last: evaluation's layout in fp32
 BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}  # /proc/cpuinfo: x86 flags, Arm "Features"
 MIN_GAIN = 1.10  # a precision or layout must be this much faster per step to be chosen (noise margin)
 
@@ -241,9 +242,13 @@ def cpu_eval_channels_last(backbone: str, image_size: int = 64) -> bool:
     network and the size (1.44x for ResNet-18 at 64 px on a Zen 3 EPYC, 0.84x for MobileNetV3-Small
     at 224 px and 4.1x at 32 px on another EPYC: benchmarks/results/inference_layout_*.txt), so it is
     measured once per CPU, torch version, thread count, backbone and size (about 1-4 s), cached
-    with `cpu_precision`'s measurements. $STUDIO_CPU_PRECISION=fp32 keeps NCHW without measuring
-    (the test suite), bf16 gives channels_last (bf16 models are channels_last on the CPU anyway).
+    with `cpu_precision`'s measurements. $STUDIO_EVAL_LAYOUT=nchw|channels_last decides without
+    measuring; else $STUDIO_CPU_PRECISION=fp32 keeps NCHW without measuring (the test suite), bf16
+    gives channels_last (bf16 models are channels_last on the CPU anyway).
     Raises nothing: a measurement that fails keeps NCHW."""
+    layout = os.environ.get(EVAL_LAYOUT_ENV, "auto").strip().lower()
+    if layout in ("nchw", "channels_last"):
+        return layout == "channels_last"
     forced = os.environ.get(CPU_PRECISION_ENV, "auto").strip().lower()
     if forced in ("bf16", "fp32"):
         return forced == "bf16"

@@ -63,7 +63,9 @@ def server(tmp_path_factory):
     def start() -> None:
         """(Re)start the server on the same port and folder: a restart keeps only what the store keeps."""
         stop_app(running.pop("proc", None))
-        running["proc"] = start_app(port, data_dir, log_path)
+        # evaluation in channels_last, as on CPUs measured faster so (a forward pass 1.3-1.6x here): the WiSE-FT
+        # curve and the slider's on-demand alphas run that path in a real dashboard run, without a measurement
+        running["proc"] = start_app(port, data_dir, log_path, env={"STUDIO_EVAL_LAYOUT": "channels_last"})
 
     try:
         start()

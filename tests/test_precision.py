@@ -184,6 +184,14 @@ def test_evaluation_goes_channels_last_where_measured_faster_once_per_backbone_a
     fake_forward(monkeypatch, None)
     monkeypatch.setenv(devices.CPU_PRECISION_ENV, "fp32")  # pinned (the test suite): NCHW, never measured
     assert not devices.cpu_eval_channels_last("resnet18", 64)
+    monkeypatch.setenv(devices.EVAL_LAYOUT_ENV, "channels_last")  # the layout itself pinned (the browser test)
+    devices.cpu_eval_channels_last.cache_clear()
+    assert devices.cpu_eval_channels_last("resnet18", 64)
+    monkeypatch.setenv(devices.EVAL_LAYOUT_ENV, "nchw")
+    monkeypatch.delenv(devices.CPU_PRECISION_ENV)
+    devices.cpu_eval_channels_last.cache_clear()
+    assert not devices.cpu_eval_channels_last("resnet18", 64)
+    devices.cpu_eval_channels_last.cache_clear()
 
 
 def test_a_channels_last_evaluation_answers_as_nchw_and_gives_the_model_back_in_its_layout(monkeypatch, tiny_cfg):
