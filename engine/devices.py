@@ -167,22 +167,31 @@ def cpu_precision(image_size: int = 64) -> CpuPrecision:
     name, flags = cpu_info()
     if not cpu_has_bf16(flags):
         return CpuPrecision(False, False, "no_bf16")
-    path, key = cpu_precision_cache(), _cache_key(name, flags, image_size)
+    step_ms, source = cached_measurement(_cache_key(name, flags, image_size), "step_ms",
+                                         lambda: measure_cpu_precision(image_size))
+    return choose_cpu_precision(step_ms, source)
+
+
+def cached_measurement(key: str, field: str, measure) -> tuple[dict, str]:
+    """(measurement, "cache" | "measured"): the dict `field` of entry `key` in `cpu_precision_cache()`,
+    else `measure()` (its result saved there under `key`; a cache that cannot be read or written is
+    skipped). Raises what `measure` raises."""
+    path = cpu_precision_cache()
     try:
         cached = json.loads(path.read_text())
     except (OSError, ValueError):
         cached = {}
-    if isinstance(cached.get(key), dict) and "step_ms" in cached[key]:
-        return choose_cpu_precision(cached[key]["step_ms"], "cache")
-    step_ms = measure_cpu_precision(image_size)
+    if isinstance(cached.get(key), dict) and isinstance(cached[key].get(field), dict):
+        return cached[key][field], "cache"
+    value = measure()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({**cached, key: {"step_ms": step_ms, "measured_at": time.time()}}, indent=1))
+        tmp.write_text(json.dumps({**cached, key: {field: value, "measured_at": time.time()}}, indent=1))
         tmp.replace(path)
     except OSError:
         pass
-    return choose_cpu_precision(step_ms, "measured")
+    return value, "measured"
 
 
 def choose_cpu_precision(step_ms: dict[str, float], source: str) -> CpuPrecision:
@@ -254,25 +263,12 @@ def cpu_eval_channels_last(backbone: str, image_size: int = 64) -> bool:
         return forced == "bf16"
     name, flags = cpu_info()
     size = forward_layout_size(image_size)
-    path, key = cpu_precision_cache(), _cache_key(name, flags, size, f"{backbone} forward pass")
     try:
-        cached = json.loads(path.read_text())
-    except (OSError, ValueError):
-        cached = {}
-    ms = (cached.get(key) or {}).get("forward_ms") if isinstance(cached.get(key), dict) else None
-    if not (isinstance(ms, dict) and {"nchw", "channels_last"} <= ms.keys()):
-        try:
-            ms = measure_forward_layout(backbone, size)
-        except Exception:  # an architecture that cannot run at this size, a kernel missing: the default layout
-            return False
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({**cached, key: {"forward_ms": ms, "measured_at": time.time()}}, indent=1))
-            tmp.replace(path)
-        except OSError:
-            pass
-    return ms["nchw"] >= MIN_GAIN * ms["channels_last"]
+        ms, _ = cached_measurement(_cache_key(name, flags, size, f"{backbone} forward pass"), "forward_ms",
+                                   lambda: measure_forward_layout(backbone, size))
+        return ms["nchw"] >= MIN_GAIN * ms["channels_last"]
+    except Exception:  # an architecture that cannot run at this size, a kernel missing, a bad entry: NCHW
+        return False
 
 
 def measure_forward_layout(backbone: str, image_size: int, batch: int = 32, rounds: int = 3) -> dict[str, float]:
