@@ -225,6 +225,13 @@ def few_steps_notice(cfg, key: str, text: str | None = None) -> None:
 MANY_LAYERS = 24  # more layers than this: the per-layer bars fold away (16 px a row: taller than a screen)
 
 
+def recorded_probe_epochs(progress: dict, summary: dict) -> int | None:
+    """The head-only (linear-probe) epochs the engine recorded running (`probe_epochs`: live `progress`,
+    then the `summary`); None for a run from before the record."""
+    probe = progress.get("probe_epochs", summary.get("probe_epochs"))
+    return probe if isinstance(probe, int) else None
+
+
 def run_probe_jolt(epochs: pd.DataFrame, progress: dict, summary: dict):
     """(jolt, head-only epochs) when validation accuracy fell in a run's first whole-network epoch after
     its head-only epochs (engine.chance.probe_jolt) in its per-epoch frame `epochs`, else None; None
@@ -233,8 +240,8 @@ def run_probe_jolt(epochs: pd.DataFrame, progress: dict, summary: dict):
     from engine.chance import probe_jolt
     from engine.claims import split_sizes
 
-    probe = progress.get("probe_epochs", summary.get("probe_epochs"))
-    if "val_acc" not in epochs.columns or not isinstance(probe, int):
+    probe = recorded_probe_epochs(progress, summary)
+    if "val_acc" not in epochs.columns or probe is None:
         return None
     jolt = probe_jolt(epochs.to_dict("records"), probe, sum(split_sizes(summary, "val")))
     return (jolt, probe) if jolt is not None else None
@@ -265,8 +272,8 @@ def probe_gap_note(run: RunView) -> str | None:
     from engine.claims import split_sizes
 
     summary = read_summary(run.run_dir)
-    probe = run.progress.get("probe_epochs", summary.get("probe_epochs"))
-    if not isinstance(probe, int) or "train_acc" not in run.epochs.columns:
+    probe = recorded_probe_epochs(run.progress, summary)
+    if probe is None or "train_acc" not in run.epochs.columns:
         return None
     wise = bool((run.config.get("wise_ft") or {}).get("enabled"))
     return probe_gap_words(run.epochs.to_dict("records"), probe, wise, sum(split_sizes(summary, "train")))

@@ -250,7 +250,7 @@ def cpu_eval_channels_last(backbone: str, image_size: int = 64) -> bool:
     pass measured MIN_GAIN faster so (`measure_forward_layout`). The gain depends on the CPU, the
     network and the size (1.44x for ResNet-18 at 64 px on a Zen 3 EPYC, 0.84x for MobileNetV3-Small
     at 224 px and 4.1x at 32 px on another EPYC: benchmarks/results/inference_layout_*.txt), so it is
-    measured once per CPU, torch version, thread count, backbone and size (about 1-4 s), cached
+    measured once per CPU, torch version, thread count, backbone and size (1-3 s here), cached
     with `cpu_precision`'s measurements. $STUDIO_EVAL_LAYOUT=nchw|channels_last decides without
     measuring; else $STUDIO_CPU_PRECISION=fp32 keeps NCHW without measuring (the test suite), bf16
     gives channels_last (bf16 models are channels_last on the CPU anyway).
