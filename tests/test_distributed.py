@@ -83,37 +83,6 @@ def _killed_on_failure(*procs: subprocess.Popen):
 FROZEN = ("--set", "optim.freeze_blocks=5")
 
 
-@pytest.fixture(scope="module")
-def frozen_single(tiny_zip, tmp_path_factory):
-    """The single-process run with the trunk frozen, trained once for the module when a test first
-    asks for its summary (after starting its own multi-process run, which trains beside it)."""
-    tmp = tmp_path_factory.mktemp("frozen_single")
-    result: dict = {}
-
-    def summary() -> dict:
-        if not result:
-            result.update(_single(tiny_zip, tmp / "single", tmp / "d", *FROZEN))
-        return result
-
-    return summary
-
-
-def test_two_gloo_processes_match_one_process(tiny_zip, tmp_path, frozen_single):
-    """With the trunk frozen (batch norm in eval mode) two processes must reproduce one exactly:
-    this checks sharding, gradient averaging and metric reduction without per-process BN noise."""
-    started = _start(tiny_zip, tmp_path / "ddp", tmp_path / "d2", 2, *FROZEN)
-    with _killed_on_failure(started[0]):
-        single = frozen_single()
-    ddp = _finish(started)
-    assert ddp["world_size"] == 2 and single["world_size"] == 1
-    # each process saw half of every batch: the data really was sharded
-    assert ddp["images_per_process_per_epoch"] * 2 == single["images_per_process_per_epoch"]
-    for a, b in zip(single["history"], ddp["history"]):
-        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
-        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-4)
-    assert ddp["val_acc"] == single["val_acc"] and ddp["test_acc"] == single["test_acc"]
-
-
 def test_engine_supervises_a_two_gpu_job_with_live_metrics(tiny_cfg, tmp_path, monkeypatch):
     """gpus=(0, 1): the engine launches torchrun with one process per GPU, each seeing only the chosen
     GPUs, and mirrors the child's metrics and progress live. On this machine (no CUDA) the same child
@@ -201,10 +170,13 @@ def test_gpus_chosen_for_a_run_must_exist_and_fit_its_device(tiny_cfg, tmp_path,
         eng.shutdown()
 
 
-def test_two_nodes_match_one_process(tiny_zip, tmp_path, frozen_single):
+def test_two_nodes_match_one_process(tiny_zip, tmp_path):
     """Multi-node: two torchrun launches (one per "machine", each with its own data folder and
     output folder) form one job; every process has LOCAL_RANK 0. Only the node with rank 0 writes
-    results, and they match the single-process run exactly (trunk frozen, as above)."""
+    results. With the trunk frozen (batch norm in eval mode) the two processes must reproduce one
+    exactly: this checks sharding, gradient averaging and metric reduction without per-process BN
+    noise. (Two processes under one launch, --nproc_per_node=2, are checked with every method on
+    by the all-four test above, and by the engine's supervised two-GPU job.)"""
     port = _free_port()
     procs = []
     for node in (0, 1):
@@ -214,14 +186,17 @@ def test_two_nodes_match_one_process(tiny_zip, tmp_path, frozen_single):
         procs.append(subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                       env={**os.environ, "OMP_NUM_THREADS": "1"}))
     with _killed_on_failure(*procs):
-        single = frozen_single()
+        single = _single(tiny_zip, tmp_path / "single", tmp_path / "d", *FROZEN)
     outs = [p.communicate(timeout=400)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     ddp = json.loads((tmp_path / "node0" / "summary.json").read_text())
     assert not (tmp_path / "node1" / "summary.json").exists()
-    assert ddp["world_size"] == 2
+    assert ddp["world_size"] == 2 and single["world_size"] == 1
+    # each process saw half of every batch: the data really was sharded
+    assert ddp["images_per_process_per_epoch"] * 2 == single["images_per_process_per_epoch"]
     for a, b in zip(single["history"], ddp["history"]):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
+        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-4)
     assert ddp["val_acc"] == single["val_acc"] and ddp["test_acc"] == single["test_acc"]
 
 
