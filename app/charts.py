@@ -67,6 +67,13 @@ TITLE_CHARS = 48  # a chart title longer than this is cut in a half-width chart 
 LEGEND_PAIR_CHARS = 24  # longer labels get a line each: a half-width chart cut "Robust accuracy (atta" in two columns
 
 
+def rows_height(rows: int, px: int) -> int:
+    """The plot height in px for `rows` bands of `px` each (at least one). A fixed height rather than a
+    Vega-Lite step height: with one, Vega warned 'Dropping "fit-y"' on every bar chart (the dashboard's
+    theme asks charts to fit both ways); the bands come out the same size."""
+    return px * max(1, int(rows))
+
+
 def epoch_subset_caption(config: Mapping[str, Any] | None, measured: Mapping[str, Any] | None = None) -> str | None:
     """What the per-epoch OOD and robust curves are measured on, from a run's config dict (the
     engine's epoch_sets: eval.ood_subset_each_epoch class-balanced validation images at
@@ -201,7 +208,7 @@ def layer_bar_chart(df: pd.DataFrame, group: str, columns: Sequence[str]) -> alt
         # one row per layer, every label drawn: 16 px rows, names up to 180 px
         y=alt.Y("layer:N", sort=list(data["layer"]), title=None, axis=alt.Axis(labelOverlap=False, labelLimit=180)),
         tooltip=["layer:N", alt.Tooltip("value:Q", format=".1%" if share else ".3~e")],
-    ).properties(title=title_lines(title), height=alt.Step(16), autosize=FIT_WIDTH)
+    ).properties(title=title_lines(title), height=rows_height(len(data), 16), autosize=FIT_WIDTH)
 
 
 def title_lines(title: str, width: int = 44) -> str | list[str]:
@@ -246,14 +253,17 @@ def metric_lines(df: pd.DataFrame, metrics: Sequence[str], title: str | list[str
     # a legend only for curves without words at their ends: a training / validation pair alone is named at
     # its ends, and its two-column legend was cut in a half-page chart on a narrow window ("Valid")
     legend = len(present) > 1 and not set(present) <= set(ends["metric"])
+    # one colour encoding for every layer: a layer with its legend off beside one with it on made Vega
+    # warn of a "conflicting legend property"
+    color = alt.Color("label:N", title=None, sort=order,  # line symbols: a training curve's shows its dashes
+                      legend=alt.Legend(**{**LEGEND, "columns": 2 if max(map(len, order)) <= LEGEND_PAIR_CHARS
+                                           else 1}, symbolType="stroke", symbolStrokeWidth=2.5)
+                      if legend else None,
+                      scale=alt.Scale(domain=order, range=colors))
     base = alt.Chart(data).encode(
         x=alt.X(f"{x}:Q", title=x_title, axis=alt.Axis(tickMinStep=1, format="d")),
         y=alt.Y("value:Q", axis=y_axis, scale=y_scale),
-        color=alt.Color("label:N", title=None, sort=order,  # line symbols: a training curve's shows its dashes
-                        legend=alt.Legend(**{**LEGEND, "columns": 2 if max(map(len, order)) <= LEGEND_PAIR_CHARS
-                                             else 1}, symbolType="stroke", symbolStrokeWidth=2.5)
-                        if legend else None,
-                        scale=alt.Scale(domain=order, range=colors)),
+        color=color,
         tooltip=[alt.Tooltip(f"{x}:Q", title=x_title), alt.Tooltip("label:N", title="Metric"),
                  alt.Tooltip("value:Q", title="Value", format=".1%" if percent else ".4g")],
     )
@@ -270,9 +280,7 @@ def metric_lines(df: pd.DataFrame, metrics: Sequence[str], title: str | list[str
     layers += ([training.mark_line().encode(strokeDash=dash), training.mark_point(filled=False, size=70, strokeWidth=1.5)]
                if any(m.startswith("train_") for m in present) else [])
     if not ends.empty:  # the words at the curves' ends: new users told the pair apart by shade and dashes alone
-        end = alt.Chart(ends).encode(x=alt.X(f"{x}:Q"), y=alt.Y("value:Q"), text="end_label:N",
-                                     color=alt.Color("label:N", scale=alt.Scale(domain=order, range=colors),
-                                                     legend=None))
+        end = alt.Chart(ends).encode(x=alt.X(f"{x}:Q"), y=alt.Y("value:Q"), text="end_label:N", color=color)
         layers += [end.transform_filter("datum.above").mark_text(align="left", dx=6, dy=-8, fontSize=11),
                    end.transform_filter("!datum.above").mark_text(align="left", dx=6, dy=9, fontSize=11)]
     return alt.layer(*layers, title=title).properties(height=height, autosize=FIT_WIDTH)
@@ -428,7 +436,7 @@ def confusion_chart(df: pd.DataFrame, title: str = "Confusion matrix", width: in
         text=alt.Text("count:Q"),
         color=alt.condition(alt.datum.share > 0.5, alt.value("white"), alt.value("black")),
     )
-    return (cells + text).properties(width="container", height=alt.Step(cell), autosize=FIT_WIDTH)
+    return (cells + text).properties(width="container", height=rows_height(len(classes), cell), autosize=FIT_WIDTH)
 
 
 def per_class_frame(per_class: Mapping[str, float | None]) -> pd.DataFrame:
@@ -456,7 +464,7 @@ def per_class_chart(df: pd.DataFrame, title: str = "Accuracy per class") -> alt.
     if (df["accuracy"] <= 0.8).any():
         layers.append(base.transform_filter(alt.datum.accuracy <= 0.8).mark_text(
             align="left", dx=4, color="#31333f", fontSize=11).encode(text=text))
-    return alt.layer(*layers).properties(title=title, height=alt.Step(24), autosize=FIT_WIDTH)
+    return alt.layer(*layers).properties(title=title, height=rows_height(df["class"].nunique(), 24), autosize=FIT_WIDTH)
 
 
 def ood_frame(by_corruption: Mapping[str, float | None]) -> pd.DataFrame:
@@ -472,10 +480,10 @@ def ood_chart(df: pd.DataFrame, clean_acc: float | None = None) -> alt.Chart:
         tooltip=[alt.Tooltip("corruption:N", title="Corruption"), alt.Tooltip("accuracy:Q", title="Accuracy", format=".1%")],
     )
     if clean_acc is None or not _finite(clean_acc):
-        return bars.properties(height=alt.Step(24), autosize=FIT_WIDTH)
+        return bars.properties(height=rows_height(df["corruption"].nunique(), 24), autosize=FIT_WIDTH)
     rule = alt.Chart(pd.DataFrame({"clean": [clean_acc]})).mark_rule(color="firebrick", strokeDash=[4, 3]).encode(
         x="clean:Q", tooltip=[alt.Tooltip("clean:Q", title="Clean validation accuracy", format=".1%")])
-    return (bars + rule).properties(height=alt.Step(24), autosize=FIT_WIDTH)
+    return (bars + rule).properties(height=rows_height(df["corruption"].nunique(), 24), autosize=FIT_WIDTH)
 
 
 def class_counts_frame(split_counts: Mapping[str, Mapping[str, int]]) -> pd.DataFrame:
@@ -497,7 +505,7 @@ def class_counts_chart(df: pd.DataFrame) -> alt.Chart:
                  alt.Tooltip("images:Q", title="Images")],
     ).transform_calculate(
         split_order="indexof(['train','val','test'], datum.split)"
-    ).properties(height=alt.Step(22), autosize=FIT_WIDTH)
+    ).properties(height=rows_height(df["class"].nunique(), 22), autosize=FIT_WIDTH)
 
 
 def compare_frame(curves: Mapping[str, pd.DataFrame], metric: str) -> pd.DataFrame:

@@ -151,7 +151,9 @@ def test_class_counts_stack_the_splits():
     d = spec(charts.class_counts_chart(df))
     assert d["encoding"]["x"]["aggregate"] == "sum"
     assert d["encoding"]["color"]["scale"]["domain"] == ["train", "val", "test"]
-    assert d["height"] == {"step": 22}, "one band per class, however many classes"
+    assert d["height"] == 2 * 22, "one 22-px band per class, however many classes"
+    five = charts.class_counts_frame({"train": {c: 3 for c in "abcde"}})
+    assert spec(charts.class_counts_chart(five))["height"] == 5 * 22
 
 
 def test_compare_chart_has_one_line_per_run():
@@ -222,7 +224,7 @@ def test_per_layer_metrics_are_grouped_into_one_bar_chart():
     title = spec["title"] if isinstance(spec["title"], str) else " ".join(spec["title"])  # a long one in lines
     assert title.startswith("Pruning (Fine-Pruning): sparsity per layer"), "the method's title, not its id"
     assert spec["encoding"]["y"]["axis"]["labelOverlap"] is False, "every layer's name is drawn"
-    assert spec["height"] == {"step": 16} and spec["encoding"]["x"]["scale"]["domain"] == [0, 1]
+    assert spec["height"] == 2 * 16 and spec["encoding"]["x"]["scale"]["domain"] == [0, 1], "16 px per layer"
 
 
 def test_gate_shares_sit_on_a_full_percent_axis_and_gradients_on_their_own():
@@ -243,7 +245,7 @@ def test_a_ten_class_confusion_matrix_keeps_to_its_width_budget():
     classes = [f"class number {i}" for i in range(10)]
     df = charts.confusion_frame([[int(i == j) for j in range(10)] for i in range(10)], classes)
     d = charts.confusion_chart(df, width=300).to_dict()
-    assert d["height"]["step"] * 10 <= 300 and d["layer"][0]["encoding"]["x"]["axis"]["labelLimit"] <= 90
+    assert d["height"] <= 300 and d["layer"][0]["encoding"]["x"]["axis"]["labelLimit"] <= 90
     assert charts.confusion_px(10, 300) <= 300 + charts.CONFUSION_LABELS_PX
     # the chart fills the width Streamlit gives it (at most confusion_px; a narrower column: the column's),
     # so that in a half-page column on a 1000 px window the cells narrow instead of overflowing the column
@@ -352,6 +354,11 @@ def test_a_one_metric_chart_has_no_legend_repeating_its_title():
     three = charts.accuracy_chart(pd.DataFrame({"epoch": [1], "val_acc": [0.5], "train_acc": [0.6],
                                                 "ood_acc": [0.4]})).to_dict()
     assert three["layer"][0]["encoding"]["color"]["legend"] is not None, "a curve not named at its end: a legend"
+    # every layer, the words at the ends included, asks the same of the legend: Vega warned of a
+    # "conflicting legend property" when the lines had it and the words had it off
+    for chart in (pair, three):
+        legends = [enc["color"].get("legend", "default") for enc in layer_encodings(chart) if "color" in enc]
+        assert len(legends) > 2 and all(x == legends[0] for x in legends), legends
 
 
 def test_a_top_k_chart_says_when_it_leaves_classes_out():

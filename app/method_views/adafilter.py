@@ -6,7 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app.charts import FIT_WIDTH
+from app.charts import FIT_WIDTH, rows_height
 from app.method_views import register_view
 
 PREFIX = "adafilter/gate_mean/"
@@ -31,7 +31,7 @@ def gradient_chart(df: pd.DataFrame, layer_order: list[str]) -> alt.Chart:
         y=alt.Y("layer:N", sort=layer_order, title="Layer (input side at the top)", axis=LAYER_AXIS),
         color=alt.Color("gradient:Q", title="gate gradient", scale=alt.Scale(type="log", scheme="magma")),
         tooltip=["layer:N", "epoch:O", alt.Tooltip("gradient:Q", format=".2e")],
-    ).properties(title="Gradient reaching each layer's gates (mean norm per step)", height=alt.Step(14),
+    ).properties(title="Gradient reaching each layer's gates (mean norm per step)", height=rows_height(df["layer"].nunique(), 14),
                  autosize=FIT_WIDTH)
 
 
@@ -41,7 +41,7 @@ def gate_heatmap(df: pd.DataFrame, x: str, title: str, layer_order: list[str]) -
         y=alt.Y("layer:N", sort=layer_order, title="Layer (input side at the top)", axis=LAYER_AXIS),
         color=alt.Color("fraction:Q", title="fine-tuned", scale=alt.Scale(domain=[0, 1], scheme="viridis")),
         tooltip=["layer:N", f"{x}:O", alt.Tooltip("fraction:Q", format=".1%")],
-    ).properties(title=title, height=alt.Step(14), autosize=FIT_WIDTH)
+    ).properties(title=title, height=rows_height(df["layer"].nunique(), 14), autosize=FIT_WIDTH)
 
 
 def view_charts(summary: dict, rows: list[dict]) -> list[tuple[str, alt.Chart]]:

@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from app import layout
+from app.charts import FIT_WIDTH, rows_height
 from app.method_views import register_view
 from engine.claims import points_diff
 
@@ -70,7 +71,8 @@ def pruning_view(engine, rec, summary: dict) -> None:
             x=alt.X("sparsity:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="Sparsity"),
             y=alt.Y("layer:N", sort=list(df["layer"]), title=None, axis=alt.Axis(labelOverlap=False, labelLimit=180)),
             tooltip=["layer:N", alt.Tooltip("sparsity:Q", format=".1%")],
-        ).properties(title="Final sparsity per layer", height=alt.Step(16)), width="stretch")
+        ).properties(title="Final sparsity per layer", height=rows_height(len(df), 16), autosize=FIT_WIDTH),
+            width="stretch")
     search = summary.get("pruning_search")
     if search and search.get("trials"):
         df = trials_frame(search["trials"])
