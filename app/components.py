@@ -18,6 +18,7 @@ from app import charts, layout, state
 from app.claims_view import at_chance
 from engine.clock import fmt_duration
 from engine.worker import Engine
+from engine.words import ended_early_words
 
 LIVE_REFRESH_S = 1.0  # how often live views poll the engine's snapshot, with a GPU or many CPU cores
 SLOWEST_LIVE_REFRESH_S = 3.0  # on a 2-core CPU-only machine
@@ -186,15 +187,20 @@ def progress_view(run: RunView) -> None:
             st.caption(state.message_words(p["cpu_threads_note"]))
         return
     if run.status == "finished":
-        last = run.epochs.iloc[-1] if not run.epochs.empty else {}
-        val = last.get("val_acc") if hasattr(last, "get") else None
         summary = read_summary(run.run_dir)
         chance = at_chance(summary, run.config)
         if chance:
             st.warning(f"Finished, but: {chance[:1].lower()}{chance[1:]}", icon=":material/warning:")
             return
-        test = summary.get("test_acc")  # the figure Results leads with: said here too, so the two agree
-        st.success(f"Finished. Validation accuracy after the last epoch: {fmt_pct(val)}"
+        # the final model's figures, as Results leads with them: the last epoch's can be another model's
+        # (a method that rolled the weights back to an earlier epoch)
+        val = summary.get("val_acc")
+        if val is None and not run.epochs.empty:
+            val = run.epochs.iloc[-1].get("val_acc")
+        test = summary.get("test_acc")
+        ended = ended_early_words(summary)
+        st.success(("Finished. " + (f"{ended} " if ended else "")
+                    + f"Validation accuracy of the final model: {fmt_pct(val)}")
                    + (f"; test accuracy (images held out until the end): {fmt_pct(test)}" if test is not None else "")
                    + ". Open **Results** for the confusion matrix, per-class accuracy and downloads.",
                    icon=":material/check_circle:")

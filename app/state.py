@@ -1090,10 +1090,13 @@ def head_only_words(cfg) -> str:
     return words
 
 
-def epochs_words(config: dict) -> str:
+def epochs_words(config: dict, summary: dict | None = None) -> str:
     """"20 epochs", with the training a method adds after them (`extra_epochs_words`): the run's
-    length wherever a page sums a run or the next one up (`config` as saved: sections -> fields)."""
-    return plural(int((config.get("train") or {}).get("epochs") or 0), "epoch") + extra_epochs_words(config)
+    length wherever a page sums a run or the next one up (`config` as saved: sections -> fields).
+    With a finished run's `summary`, a run a method ended early says so: "3 of 20 epochs"."""
+    from engine.words import epochs_run_words
+
+    return epochs_run_words(summary or {}, int((config.get("train") or {}).get("epochs") or 0)) + extra_epochs_words(config)
 
 
 def extra_epochs_words(config: dict) -> str:

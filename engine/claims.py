@@ -53,12 +53,17 @@ def points_diff(a: float, b: float) -> str:
     return f"{shown_points(a, b):+.1f}"
 
 
-def _acc(summary: dict | None, key: str = "test_acc") -> float | None:
-    """Test accuracy, or validation accuracy for a dataset without a test split."""
-    if not summary:
-        return None
-    value = summary.get(key)
-    return value if isinstance(value, (int, float)) else summary.get("val_acc")
+def _paired(summary: dict, baseline: dict | None) -> tuple[float | None, float | None, str]:
+    """(the run's accuracy, the `baseline` run's, the split's word) on one split for both: test where
+    both runs have a test split, validation otherwise (a dataset without test images). Each line said
+    "test" before, also for validation accuracy, and could set one run's test against the other's
+    validation."""
+    def has_test(s: dict | None) -> bool:
+        return bool(s) and isinstance(s.get("test_acc"), (int, float))
+
+    key = "test_acc" if has_test(summary) and (baseline is None or has_test(baseline)) else "val_acc"
+    base = baseline.get(key) if baseline else None
+    return summary.get(key), base if isinstance(base, (int, float)) else None, "test" if key == "test_acc" else "validation"
 
 
 def split_sizes(summary: dict, split: str) -> list[int]:
@@ -71,8 +76,8 @@ def split_sizes(summary: dict, split: str) -> list[int]:
 def _undecided(summary: dict, max_drop: float, split: str | None = None) -> str:
     """Why the held-out split behind an accuracy cannot decide a claim that allows `max_drop` (a
     fraction): one of its images moves the accuracy by more than that ("" when it can, or when the
-    summary's data_report does not say). `split`: "val" or "test"; default the split `_acc` reads
-    (test, else validation)."""
+    summary's data_report does not say). `split`: "val" or "test"; default: test where the run has it,
+    else validation)."""
     if split is None:
         split = "test" if isinstance(summary.get("test_acc"), (int, float)) else "val"
     n = sum(split_sizes(summary, split))
@@ -96,16 +101,16 @@ def adafilter_claim(summary: dict, baseline: dict | None = None) -> Claim:
     adapts = max(layer_spread, class_spread) >= ADAFILTER_MIN_SPREAD
     gates = (f"the share of fine-tuned filters differs by {_pts(layer_spread)} points between layers and "
              f"{_pts(class_spread)} between classes ({'the gates adapt: 10 or more' if adapts else 'under the 10 points that show the gates adapt'})")
-    acc, base = _acc(summary), _acc(baseline)
+    acc, base, split = _paired(summary, baseline)
     if base is None:
-        return Claim("adafilter", None, f"AdaFilter: test {_pts(acc or 0)}%, {gates}; run standard fine-tuning "
+        return Claim("adafilter", None, f"AdaFilter: {split} {_pts(acc or 0)}%, {gates}; run standard fine-tuning "
                                         "with the same settings to compare accuracy.")
-    undecided = _undecided(summary, ADAFILTER_MAX_DROP)
+    undecided = _undecided(summary, ADAFILTER_MAX_DROP, "test" if split == "test" else "val")
     if undecided and adapts:  # gates that do not adapt fail the claim whatever the accuracy
-        return Claim("adafilter", None, f"AdaFilter: test {_pts(acc)}% vs {_pts(base)}% for standard fine-tuning "
+        return Claim("adafilter", None, f"AdaFilter: {split} {_pts(acc)}% vs {_pts(base)}% for standard fine-tuning "
                                         f"({points_diff(acc, base)} points: {undecided}), {gates}.")
     shown = shown_points(acc, base) >= -100 * ADAFILTER_MAX_DROP and adapts
-    return Claim("adafilter", shown, f"AdaFilter: {_verdict(shown)}: test {_pts(acc)}% vs "
+    return Claim("adafilter", shown, f"AdaFilter: {_verdict(shown)}: {split} {_pts(acc)}% vs "
                                      f"{_pts(base)}% for standard fine-tuning ({points_diff(acc, base)} points), {gates}.")
 
 
@@ -132,19 +137,19 @@ def pruning_claim(summary: dict, baseline: dict | None = None) -> Claim:
     parts, verdicts, pending = [], [], False
     sparsity = summary.get("sparsity")
     if isinstance(sparsity, (int, float)) and sparsity > 0:
-        acc, base = _acc(summary), _acc(baseline)
+        acc, base, split = _paired(summary, baseline)
         if base is None:  # half the claim cannot be judged yet: no verdict for the whole line
             pending = True
-            parts.append(f"{_pts(sparsity)}% sparse at test {_pts(acc or 0)}% (run the same settings without "
+            parts.append(f"{_pts(sparsity)}% sparse at {split} {_pts(acc or 0)}% (run the same settings without "
                          "pruning to compare)")
-        elif undecided := _undecided(summary, PRUNING_MAX_DROP):
+        elif undecided := _undecided(summary, PRUNING_MAX_DROP, "test" if split == "test" else "val"):
             pending = True
-            parts.append(f"{_pts(sparsity)}% sparse at test {_pts(acc)}% vs {_pts(base)}% dense "
+            parts.append(f"{_pts(sparsity)}% sparse at {split} {_pts(acc)}% vs {_pts(base)}% dense "
                          f"({points_diff(acc, base)} points: {undecided})")
         else:
             change = shown_points(acc, base) / 100
             verdicts.append(change >= -PRUNING_MAX_DROP)
-            parts.append(f"{_pts(sparsity)}% sparse at test {_pts(acc)}% vs {_pts(base)}% dense "
+            parts.append(f"{_pts(sparsity)}% sparse at {split} {_pts(acc)}% vs {_pts(base)}% dense "
                          f"({points_diff(acc, base)} points, {_allowance(change, PRUNING_MAX_DROP)})")
     s = summary.get("structured") or {}
     if s.get("val_acc") is not None and s.get("val_acc_before") is not None:

@@ -128,6 +128,8 @@ class TrainContext:
     epoch: int = 0
     step: int = 0
     stop_training: bool = False  # a method may end training early (e.g. a rollback); not a user stop
+    stop_reason: str = ""  # why, in plain words, when a method set stop_training ("" otherwise)
+    weights_epoch: int | None = None  # the epoch whose weights the model holds, when a method rolled it back
     summary: dict[str, Any] = field(default_factory=dict)
     artifacts: dict[str, Any] = field(default_factory=dict)
     # automatic CPU threads (engine.devices): the load since the last choice, and the most allowed

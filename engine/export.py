@@ -31,7 +31,7 @@ from engine.evaluate import FlipAverage, predict
 from engine.methods import METHODS
 from engine.runs import load_structured, model_from_state
 from engine.structured import save_structured
-from engine.words import plural
+from engine.words import ended_early_words, epochs_run_words, plural
 
 
 @dataclass
@@ -267,13 +267,15 @@ def training_lines(cfg: RunConfig, summary: dict[str, Any]) -> list[str]:
     from engine.schedules import schedule_label
 
     lines = ["## Training",
-             f"- {plural(cfg.train.epochs, 'epoch')}, batch {cfg.train.batch_size}, "
+             f"- {epochs_run_words(summary, cfg.train.epochs)}, batch {cfg.train.batch_size}, "
              f"{choice_label(cfg.optim, 'optimizer')}, lr {cfg.optim.lr:g} "
              f"(momentum {cfg.optim.momentum:g}, effective lr {cfg.effective_lr:g}), schedule "
              f"{schedule_label(cfg.optim.schedule)}; {augmentation_words(cfg.train)}"
              + (f"; {frozen}" if (frozen := frozen_words(cfg.optim, cfg.backbone.pretrained, kept=True)) else "")
              + (f"; the first {plural(lp, 'epoch')} trained the new head only (a linear probe), then every layer"
                 if (lp := cfg.optim.linear_probe_epochs) else "")]
+    if ended := ended_early_words(summary):
+        lines.append("- " + ended)
     if summary.get("lr_find"):
         lines.append("- " + lr_find_sentence(summary["lr_find"]))
     lines.append("- Methods: " + (", ".join(METHODS[m].title for m in cfg.enabled_methods() if m in METHODS)

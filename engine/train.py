@@ -414,6 +414,9 @@ def _train(cfg: RunConfig, reporter: Reporter | None, run_dir: Path | None, work
         stop.summary = {**ctx.summary, "epochs": len(history), "history": history,
                         "best_val_acc": max((h["val_acc"] for h in history), default=None)}
         raise
+    if len(history) < cfg.train.epochs:  # a method ended training (e.g. a rollback): said wherever the run is
+        ctx.summary["ended_early"] = {"after_epoch": len(history), "planned": cfg.train.epochs,
+                                      "reason": ctx.stop_reason, "weights_epoch": ctx.weights_epoch or len(history)}
     for h in hooks:
         h.on_train_end(ctx)  # e.g. pruning makes masks permanent, WiSE-FT computes its curve
     ctx.summary.update(final_evaluation(ctx))
@@ -426,7 +429,7 @@ def _train(cfg: RunConfig, reporter: Reporter | None, run_dir: Path | None, work
         platform=platform.platform(), torch=torch.__version__)
     if run_dir is not None and ctx.rank == 0:
         save_checkpoint(run_dir / "last.safetensors", ctx.model.state_dict(), cfg,
-                        {"epoch": cfg.train.epochs, "classes": list(ctx.data.classes)})
+                        {"epoch": ctx.weights_epoch or len(history), "classes": list(ctx.data.classes)})
         (run_dir / RESUME_FILE).unlink(missing_ok=True)  # finished: nothing to continue
     return TrainResult(ctx.summary, ctx)
 
@@ -435,9 +438,10 @@ def final_evaluation(ctx: TrainContext) -> dict[str, Any]:
     """Validation and test accuracy, per class, confusion matrices, the full OOD suite (severities
     1-5), the user's OOD set and robust accuracy on the test split: `evaluate` on `final_sets`."""
     clock, epochs = ctx.eval_clock, ctx.cfg.train.epochs
+    ran = min(ctx.epoch + 1, epochs)  # the epochs trained: fewer than planned when a method ended training
 
     def on_part(what: str, done: int, total: int) -> None:  # its own progress bar, with time left
-        ctx.reporter.progress(phase="final evaluation", epoch=epochs, epochs=epochs, part=what, part_done=done,
+        ctx.reporter.progress(phase="final evaluation", epoch=ran, epochs=epochs, part=what, part_done=done,
                               parts=total, eta_s=clock.seconds_per_pass * clock.final_passes * (1 - done / total))
 
     on_part("building the corruption suite", 0, 1)

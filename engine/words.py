@@ -21,3 +21,27 @@ def and_words(names: tuple[str, ...] | list[str]) -> str:
     """Names joined as a sentence says them: "a", "a and b", "a, b and c"."""
     names = list(names)
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def ended_early_words(summary: dict) -> str:
+    """Why a finished run trained fewer epochs than planned, from summary.json's `ended_early` (set by
+    engine.train when a method stopped training, e.g. adversarial fine-tuning's catastrophic-overfitting
+    guard rolling the weights back): "Training ended after epoch 3 of 20: catastrophic overfitting: ...".
+    "" for a run that trained every planned epoch."""
+    early = summary.get("ended_early") or {}
+    if not early.get("after_epoch") or not early.get("planned"):
+        return ""
+    text = f"Training ended after epoch {early['after_epoch']} of {early['planned']}"
+    weights = early.get("weights_epoch")
+    if early.get("reason"):
+        return f"{text}: {early['reason']}."
+    kept = f"; the model holds the weights of epoch {weights}" if weights and weights != early["after_epoch"] else ""
+    return f"{text} (a method ended it){kept}."
+
+
+def epochs_run_words(summary: dict, planned: int) -> str:
+    """"3 of 20 epochs" for a run a method ended early (summary.json's `ended_early`), else "20 epochs"."""
+    early = summary.get("ended_early") or {}
+    if early.get("after_epoch") and early["after_epoch"] < planned:
+        return f"{early['after_epoch']} of {plural(planned, 'epoch')}"
+    return plural(planned, "epoch")

@@ -1,5 +1,7 @@
 """Adversarial fine-tuning: attacks, robust evaluation, the schedule, the overfitting guard."""
 
+import json
+
 import pytest
 import torch
 
@@ -97,7 +99,38 @@ def test_fgsm_guard_rolls_back_on_collapse(tiny_cfg, tmp_path, monkeypatch):
     monkeypatch.setattr(adv, "robust_accuracy", lambda *a, **k: next(accs))
     cfg = tiny_cfg("adversarial.enabled=true", "adversarial.attack=fgsm", "train.epochs=3", "eval.ood=false",
                    "eval.robust_steps=1", "eval.robust_subset=4")
-    res = train(cfg, work_dir=tmp_path)
+    from engine.checkpoints import read_metadata
+    from engine.contract import Reporter
+    from engine.export import model_card
+
+    class Recorder(Reporter):
+        def __init__(self):
+            super().__init__()
+            self.final = []
+
+        def progress(self, **fields):
+            if fields.get("phase") == "final evaluation":
+                self.final.append((fields["epoch"], fields["epochs"]))
+            super().progress(**fields)
+
+    reporter = Recorder()
+    (tmp_path / "run").mkdir()
+    res = train(cfg, reporter=reporter, run_dir=tmp_path / "run", work_dir=tmp_path)
     s = res.summary
     assert s["catastrophic_overfitting"]["rolled_back_to_epoch"] == 1
     assert s["epochs"] == 2, "training stops at the collapse"
+    # said as what it is wherever the run is: it ended after epoch 2 of 3 with epoch 1's weights, and the
+    # final figures are that model's (the Train page said the last epoch's validation accuracy)
+    assert s["ended_early"] == {"after_epoch": 2, "planned": 3, "weights_epoch": 1, "reason": s["ended_early"]["reason"]}
+    assert "catastrophic overfitting" in s["ended_early"]["reason"] and "epoch 1 were kept" in s["ended_early"]["reason"]
+    assert s["val_acc"] == s["history"][0]["val_acc"], "the kept weights are epoch 1's"
+    assert set(reporter.final) == {(2, 3)}, "the final evaluation is not epoch 3 of 3"
+    assert json.loads(read_metadata(tmp_path / "run" / "last.safetensors")["epoch"]) == 1
+    card = model_card(res.context.cfg, s)
+    assert "- 2 of 3 epochs," in card and "Training ended after epoch 2 of 3: catastrophic overfitting" in card
+
+    from app.app_pages.results import epochs_cell
+    from app.state import epochs_words
+
+    assert epochs_words(cfg.to_dict(), s) == "2 of 3 epochs" and epochs_cell(cfg.to_dict(), s) == "2 of 3"
+    assert epochs_words(cfg.to_dict(), {}) == "3 epochs" and epochs_cell(cfg.to_dict(), {}) == "3"

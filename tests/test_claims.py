@@ -19,6 +19,25 @@ def test_adafilter_claim_needs_accuracy_and_adapting_gates():
     assert adafilter_claim(classes, base).shown is True  # a per-class difference counts too
 
 
+def test_a_claim_on_data_without_test_images_says_validation_and_compares_like_with_like():
+    """A dataset split into train/ and val/ folders has no test images: the lines said "test 100.0%" for its
+    validation accuracy, and could set it against another run's test accuracy."""
+    gates = {"adafilter_gate_mean": {"a": 0.40, "b": 0.75}}
+    no_test = {**gates, "val_acc": 0.90, "test_acc": None}
+    text = adafilter_claim(no_test, {"val_acc": 0.905, "test_acc": None}).text
+    assert "validation 90.0% vs 90.5%" in text and "test" not in text, text
+    assert "AdaFilter: validation 90.0%," in adafilter_claim(no_test).text
+    # the baseline has a test split, this run has not: both on validation (0.905), not 0.50 test against 0.90
+    mixed = adafilter_claim(no_test, {"val_acc": 0.905, "test_acc": 0.50})
+    assert "validation 90.0% vs 90.5%" in mixed.text and mixed.shown is True, mixed.text
+    assert "validation 90.0% vs 90.5%" in adafilter_claim({**gates, "val_acc": 0.90, "test_acc": 0.2},
+                                                          {"val_acc": 0.905}).text
+    sparse = {"sparsity": 0.7, "val_acc": 0.88}
+    assert "70.0% sparse at validation 88.0% (run" in pruning_claim(sparse).text
+    assert "70.0% sparse at validation 88.0% vs 89.0% dense" in pruning_claim(sparse, {"val_acc": 0.89}).text
+    assert "70.0% sparse at test 55.0%" in pruning_claim({"sparsity": 0.7, "test_acc": 0.55, "val_acc": 0.6}).text
+
+
 def test_pruning_claim_unstructured_and_structured():
     run = {"sparsity": 0.70, "test_acc": 0.55}
     assert pruning_claim(run, {"test_acc": 0.565}).shown is True

@@ -239,6 +239,10 @@ def test_export_verifies_every_format_and_renders_the_model_card(wise_run):
     assert any("Model card" in m for m in markdown) and any("Exact configuration" in m for m in markdown), "a preview"
     preview = next(m for m in markdown if "Exact configuration" in m)
     assert preview.startswith("### Model card") and "\n#### Exact configuration" in preview, "smaller than the page's"
+    # the WiSE-FT mix first: Results says Explain, Try it and export use the run's alpha (the tab
+    # offered the fine-tuned model, alpha 1, first)
+    assert at.radio(key=f"export_which_{run_id}").value == "wise"
+    at.radio(key=f"export_which_{run_id}").set_value("fine_tuned").run()
     at.button(key=f"export_{run_id}").click().run()
     no_problems(at)
     assert any("All 3 exports verified" in s for s in texts(at.success)), texts(at.success)
@@ -427,7 +431,7 @@ def test_the_alpha_chosen_on_results_is_what_explain_and_export_use(wise_run):
         assert "WiSE-FT mix at alpha 0.30" in markdown and "none chosen yet" not in markdown
         at.session_state["explain_tab"] = "Export"
         at.run()
-        assert "WiSE-FT mix at alpha 0.30" in at.radio(key=f"export_which_{run_id}").options[1]
+        assert "WiSE-FT mix at alpha 0.30" in at.radio(key=f"export_which_{run_id}").options[0]
 
         engine().shutdown(5)  # a server restart as well: the alpha is read from the store
         st.cache_resource.clear()
@@ -436,7 +440,7 @@ def test_the_alpha_chosen_on_results_is_what_explain_and_export_use(wise_run):
         fresh.switch_page(PAGE).run()
         no_problems(fresh)
         assert fresh.selectbox(key="explain_run").value == run_id, "a refresh opens on the same run"
-        assert "WiSE-FT mix at alpha 0.30" in fresh.radio(key=f"export_which_{run_id}").options[1], "on the tab kept open"
+        assert "WiSE-FT mix at alpha 0.30" in fresh.radio(key=f"export_which_{run_id}").options[0], "on the tab kept open"
         fresh.session_state["explain_tab"] = "Attributions"
         fresh.run()
         assert "WiSE-FT mix at alpha 0.30" in " ".join(texts(fresh.markdown))
@@ -510,8 +514,10 @@ def test_the_export_tab_offers_the_fine_tuned_model_once_when_the_wise_ft_pick_i
     same weights twice."""
     from app.app_pages.explain import export_choices
 
-    assert export_choices(tmp_path, {}, 0.6, chosen=False) == {
-        "fine_tuned": "fine-tuned, full size (alpha 1)", "wise": "WiSE-FT mix at alpha 0.60 (the run's own pick)"}
+    choices = export_choices(tmp_path, {}, 0.6, chosen=False)
+    assert choices == {"wise": "WiSE-FT mix at alpha 0.60 (the run's own pick)",
+                       "fine_tuned": "fine-tuned, full size (alpha 1)"}
+    assert next(iter(choices)) == "wise", "the default: the alpha Results says export uses"
     assert export_choices(tmp_path, {}, 1.0, chosen=False) == {
         "fine_tuned": "fine-tuned, full size (alpha 1), the WiSE-FT run's own pick"}
     assert export_choices(tmp_path, {}, None) == {"fine_tuned": "fine-tuned, full size"}

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path(os.environ.get("STUDIO_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 # the Train page's banner when a run ends: a success, or a warning when it stayed at guessing
-FINISHED = re.compile(r"Finished(\. Validation accuracy|, but: this run)")
+FINISHED = re.compile(r"Finished(\. (Validation accuracy|Training ended)|, but: this run)")
 
 
 def free_port() -> int:

@@ -666,10 +666,13 @@ def _structured(run_dir: str) -> Guarded:
 
 
 def export_choices(run_dir: Path, summary: dict, alpha: float | None, chosen: bool = True) -> dict[str, str]:
-    """The weights a run can export, the default first: the channel-pruned model when structured
-    pruning made one (it is the point of such a run), then the full fine-tuned model, then WiSE-FT (not at
-    alpha 1: that mix is the fine-tuned model, said beside it)."""
+    """The weights a run can export, the default first: a WiSE-FT run's mix at its alpha (the one Results
+    says Explain, Try it and export use; not at alpha 1: that mix is the fine-tuned model, said beside it),
+    then the channel-pruned model when structured pruning made one (the point of such a run), then the
+    full fine-tuned model."""
     choices = {}
+    if alpha is not None and alpha != 1.0:
+        choices["wise"] = f"WiSE-FT mix at alpha {alpha:.2f} " + ("(chosen on Results)" if chosen else "(the run's own pick)")
     s = summary.get("structured") or {}
     if (run_dir / "structured.safetensors").is_file():
         before, after = s.get("params_before"), s.get("params_after")
@@ -678,8 +681,6 @@ def export_choices(run_dir: Path, summary: dict, alpha: float | None, chosen: bo
     choices["fine_tuned"] = "fine-tuned, full size" + (" (alpha 1)" if alpha is not None else "")
     if alpha is not None and alpha == 1.0:  # the mix at 1 is the fine-tuned model: offered once (a new user saw it twice)
         choices["fine_tuned"] += ", the WiSE-FT " + ("alpha chosen on Results" if chosen else "run's own pick")
-    elif alpha is not None:
-        choices["wise"] = f"WiSE-FT mix at alpha {alpha:.2f} " + ("(chosen on Results)" if chosen else "(the run's own pick)")
     return choices
 
 

@@ -23,7 +23,7 @@ from engine.methods import METHODS
 from engine.optim import frozen_words
 from engine.resume import RESUME_FILE
 from engine.schedules import schedule_label
-from engine.words import percent_half_up, plural
+from engine.words import ended_early_words, percent_half_up, plural
 
 RUN_KEY = "results_run"
 SUMMARY_METRICS = {  # summary key -> (label, help)
@@ -397,7 +397,7 @@ def one_run(engine, runs) -> None:
     methods += recipe_notes(rec.config, summary.get("probe_epochs"))
     b = rec.config.get("backbone", {})
     st.caption(f"{state.backbone_title(b.get('name'))} ({state.WEIGHTS_TEXT.get(b.get('pretrained'), b.get('pretrained'))}) · "
-               f"{state.epochs_words(rec.config)} · "
+               f"{state.epochs_words(rec.config, summary)} · "
                f"{rec.config.get('data', {}).get('image_size')} px · {methods} · seed {rec.config.get('seed', 0)} · "
                + started_text(rec, summary))  # the seed: two runs of one recipe read alike without it
     if rec.status in ("queued", "running"):
@@ -412,6 +412,8 @@ def one_run(engine, runs) -> None:
     chance = at_chance(summary, rec.config) if summary.get("status") == "finished" else None
     if chance:
         st.warning(chance, icon=":material/warning:")
+    if ended := ended_early_words(summary):  # the figures below are the kept weights', not the last epoch's
+        st.info(f"{ended} The figures below are that model's.", icon=":material/history:")
     if rec.status not in ("queued", "running"):
         reuse(rec)
     summary_metrics(run, summary)
@@ -493,12 +495,23 @@ def compare_row(engine, rec, label: str) -> tuple[dict, pd.DataFrame]:
     row["_pruned"] = "pruning" in enabled_methods(cfg)  # a run without pruning is 0% sparse (compare())
     b = cfg.get("backbone", {})
     row.update({"model": f"{state.backbone_title(b.get('name'))}, {state.WEIGHTS_TEXT.get(b.get('pretrained'), b.get('pretrained'))}",
-                "epochs": cfg.get("train", {}).get("epochs"), "batch": cfg.get("train", {}).get("batch_size"),
+                "epochs": epochs_cell(cfg, summary), "batch": cfg.get("train", {}).get("batch_size"),
                 "lr": cfg.get("optim", {}).get("lr"), "seed": cfg.get("seed"),
                 "recipe": ", ".join(recipe_parts(cfg, summary.get("probe_epochs"))) or "crops and mirrors, every layer trained",
                 "img/s": summary.get("train_images_per_sec"),
                 "time": components.fmt_duration(summary.get("wall_time_s")) if summary.get("wall_time_s") else None})
     return row, epochs
+
+
+def epochs_cell(cfg: dict, summary: dict) -> str | None:
+    """Compare's epochs cell: "20", or "3 of 20" for a run a method ended early (text either way: one
+    column holds both)."""
+    planned = (cfg.get("train") or {}).get("epochs")
+    if planned is None:
+        return None
+    early = summary.get("ended_early") or {}
+    done = early.get("after_epoch")
+    return f"{done} of {planned}" if done and done < planned else str(planned)
 
 
 DATA_COLUMNS = ("dataset", "classes", "images", "image px")
@@ -607,6 +620,8 @@ def shared_setup(table: pd.DataFrame, setup: list[str]) -> tuple[list[str], str]
               and pd.notna(table[c].iloc[0])]
     def words(c: str, v) -> str:
         counted = {"classes": ("class", "classes"), "images": ("image", "images"), "epochs": ("epoch", "epochs")}
+        if c == "epochs" and not str(v).isdigit():  # "3 of 20": a run a method ended early
+            return f"{v} epochs"
         if c in counted:
             return plural(int(v), *counted[c])
         if c == "lr":
@@ -682,7 +697,8 @@ def compare(engine, runs) -> None:
                "classes": st.column_config.NumberColumn("classes", format="%d", width=58),
                "images": st.column_config.NumberColumn("images", format="%d", width=58),
                "image px": st.column_config.NumberColumn("px", format="%d", width=40),
-               "epochs": st.column_config.NumberColumn("epochs", format="%d", width=60),
+               "epochs": st.column_config.TextColumn("epochs", width=60, help=(
+                   "Epochs trained: \"3 of 20\" when a method ended training early (Results says why).")),
                "batch": st.column_config.NumberColumn("batch", format="%d", width=60,
                                                       help="Images per optimiser step."),
                "img/s": st.column_config.NumberColumn("img/s", format="%.0f", width=60),

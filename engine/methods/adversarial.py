@@ -49,7 +49,7 @@ class AdversarialConfig:
                                                   "help": "FGSM training can suddenly stop resisting stronger attacks: "
                                                           "after each epoch, check PGD accuracy on some training images, "
                                                           "and when it collapses go back to the best epoch and stop."})
-    co_subset: int = field(default=128, metadata={"shown_when": "co_guard", "label": "guard: training images checked", "min": 16, "max": 2048,
+    co_subset: int = field(default=128, metadata={"shown_when": "co_guard", "label": "guard: training images checked (at most)", "min": 16, "max": 2048,
                                                   "help": "How many training images the guard attacks after each epoch."})
     co_drop: float = field(default=0.5, metadata={"shown_when": "co_guard", "label": "guard: collapse below this fraction of the best", "min": 0.0, "max": 1.0, "step": 0.05,
                                                  "help": "0.5: a collapse is PGD accuracy below half its best so far."})
@@ -107,7 +107,10 @@ class AdversarialHook(MethodHook):
             self.best_state = copy.deepcopy(ctx.model.state_dict())
         elif self.best_guard_acc > 0.1 and acc < self.cfg.co_drop * self.best_guard_acc:
             ctx.model.load_state_dict(self.best_state)
-            ctx.stop_training = True
+            ctx.stop_training, ctx.weights_epoch = True, self.best_epoch
+            ctx.stop_reason = (f"catastrophic overfitting: robust accuracy on {len(self.guard_idx)} training images fell from "
+                               f"{100 * self.best_guard_acc:.0f}% to {100 * acc:.0f}%, so the weights of epoch "
+                               f"{self.best_epoch} were kept")
             ctx.summary["catastrophic_overfitting"] = {
                 "epoch": ctx.epoch + 1, "train_pgd_acc": acc, "best_train_pgd_acc": self.best_guard_acc,
                 "rolled_back_to_epoch": self.best_epoch,
