@@ -807,3 +807,17 @@ def test_the_sidebar_leaves_a_running_runs_progress_to_the_train_page(studio):
         bars = side.get("progress")
         assert (len(bars) == 0) is live_page, (live_page, [b.proto for b in bars])
         assert any("under **Run shown**" in c for c in texts(side.caption)) is live_page
+
+
+def test_compare_rounds_a_percentage_as_results_does():
+    """Results said robust accuracy 6.2% (1 of 16 images) and Compare 6.3% for the same run."""
+    import pandas as pd
+
+    from app.app_pages.results import percent_cells
+    from app.components import fmt_pct
+
+    values = [1 / 16, 0.875, 1 / 3, 0.0, 1.0, 0.12345]
+    cells = percent_cells(pd.DataFrame({"robust acc": values + [float("nan")]}))["robust acc"].tolist()
+    for v, cell in zip(values, cells):
+        assert f"{cell:.1f}%" == fmt_pct(v), (v, cell)
+    assert cells[0] == 6.2 and pd.isna(cells[-1])
