@@ -23,7 +23,7 @@ from engine.methods import METHODS
 from engine.optim import frozen_words
 from engine.resume import RESUME_FILE
 from engine.schedules import schedule_label
-from engine.words import ended_early_words, percent_half_up, plural
+from engine.words import and_words, ended_early_words, percent_half_up, plural
 
 RUN_KEY = "results_run"
 SUMMARY_METRICS = {  # summary key -> (label, help)
@@ -554,6 +554,15 @@ def shared_columns_note(table: pd.DataFrame) -> pd.DataFrame:
     return table.drop(columns=drop)
 
 
+def held_out_key(path: str) -> tuple[str, str]:
+    """An image of a run's held-out split as (class folder, file name): one image whatever folders wrap
+    it. The same images packed two ways (a zip of class folders, and one of train/ and val/ folders, which
+    Compare shows as one dataset: the same content) listed "Fruit/apple/1.jpg" and "val/apple/1.jpg", and
+    the note said the runs had none in common."""
+    parts = str(path).replace("\\", "/").split("/")
+    return (parts[-2] if len(parts) > 1 else "", parts[-1])
+
+
 def other_test_images(table: pd.DataFrame, summaries: dict[str, dict]) -> str | None:
     """A warning when runs of one dataset in the Compare table (`table`: its "run" and "dataset" columns)
     were tested on different images: their summaries' (`summaries`, by run label) data reports list each
@@ -566,15 +575,19 @@ def other_test_images(table: pd.DataFrame, summaries: dict[str, dict]) -> str | 
             files = ((summaries.get(run) or {}).get("data_report") or {}).get("split_files") or {}
             split = "test" if files.get("test") else "val"
             if files.get(split):
-                held_out[run] = (split, frozenset(files[split]))
-        if len(set(held_out.values())) < 2:
+                held_out[run] = (split, frozenset(map(held_out_key, files[split])))
+        if len({images for _, images in held_out.values()}) < 2:
             continue
         sizes = sorted({len(f) for _, f in held_out.values()})
         shared = len(frozenset.intersection(*(f for _, f in held_out.values())))
         count = " or ".join([*map(str, sizes[:-1]), plural(sizes[-1], "image")])  # "7 images", "6 or 7 images"
         common = f"{shared} in common" if shared else "none in common"
+        points = " or ".join(f"{100 / n:.1f}" for n in sizes)  # one image's worth on each size
+        no_test = [run for run, (split, _) in held_out.items() if split == "val"]
+        val_words = (f"; {and_words(no_test)} {'has' if len(no_test) == 1 else 'have'} no test images, so "
+                     "validation images stand in" if no_test and len(no_test) < len(held_out) else "")
         parts.append(f"on **{state.md_text(dataset)}** the runs drew different splits, so each was tested on other "
-                     f"images ({count} each, {common}; one image is {100 / sizes[0]:.1f} points)")
+                     f"images ({count} each, {common}; one image is {points} points{val_words})")
     if not parts:
         return None
     return ("Different test images: " + "; ".join(parts) + ". Part of a gap between such runs is which images each "
