@@ -63,6 +63,9 @@ NOT_PLOTTED = {"epoch", "step", "images_per_sec", "loss", "lr", "co_rollback"}
 # the plot; "fit-x" fits only the width, so `height` is the plot's own height.
 FIT_WIDTH = alt.AutoSizeParams(type="fit-x", contains="padding")
 LEGEND = dict(orient="bottom", columns=2, labelLimit=320, title=None)
+# epochs and steps count from 1: an axis from the first to the last, not from 0 (a quantitative axis
+# starts at zero by default, and 20-epoch charts began at an epoch 0 there never is)
+COUNT_AXIS = alt.Scale(zero=False, nice=False)
 TITLE_CHARS = 48  # a chart title longer than this is cut in a half-width chart at 1280 px
 LEGEND_PAIR_CHARS = 24  # longer labels get a line each: a half-width chart cut "Robust accuracy (atta" in two columns
 
@@ -261,7 +264,7 @@ def metric_lines(df: pd.DataFrame, metrics: Sequence[str], title: str | list[str
                       if legend else None,
                       scale=alt.Scale(domain=order, range=colors))
     base = alt.Chart(data).encode(
-        x=alt.X(f"{x}:Q", title=x_title, axis=alt.Axis(tickMinStep=1, format="d")),
+        x=alt.X(f"{x}:Q", title=x_title, axis=alt.Axis(tickMinStep=1, format="d"), scale=COUNT_AXIS),
         y=alt.Y("value:Q", axis=y_axis, scale=y_scale),
         color=color,
         tooltip=[alt.Tooltip(f"{x}:Q", title=x_title), alt.Tooltip("label:N", title="Metric"),
@@ -526,7 +529,7 @@ def compare_chart(df: pd.DataFrame, metric: str) -> alt.Chart:
     percent = is_fraction_metric(metric)
     label = metric_label(metric)
     base = alt.Chart(df).encode(
-        x=alt.X("epoch:Q", title="Epoch", axis=alt.Axis(tickMinStep=1, format="d")),
+        x=alt.X("epoch:Q", title="Epoch", axis=alt.Axis(tickMinStep=1, format="d"), scale=COUNT_AXIS),
         y=alt.Y("value:Q", title=label, axis=alt.Axis(format="%" if percent else "~r"),  # 1400, not 1.4e+3
                 scale=alt.Scale(domain=[0, 1]) if percent else alt.Scale(zero=False)),
         # tableau10: neighbouring runs get distinct hues (Streamlit's theme starts with two blues)

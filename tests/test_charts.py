@@ -517,3 +517,19 @@ def test_compare_says_which_runs_fell_in_their_first_whole_network_epoch(tmp_pat
                     "whole network learnt after 2 head-only epochs. The run's One run view says why.")
     at.selectbox(key="compare_metric").set_value("val_loss").run()
     assert [c.value for c in at.caption if "whole network learnt" in c.value], "the loss curve shows the same epoch"
+
+
+def test_epoch_axes_start_at_the_first_epoch():
+    """20-epoch charts had an axis from 0, an epoch there never is."""
+    import pandas as pd
+
+    from app import charts
+
+    df = pd.DataFrame({"epoch": [1, 2, 3], "val_acc": [0.5, 0.6, 0.7], "train_acc": [0.6, 0.7, 0.8]})
+    for chart in (charts.accuracy_chart(df).to_dict(), charts.compare_chart(
+            pd.DataFrame({"epoch": [1, 2], "value": [0.5, 0.6], "run": ["a", "a"]}), "val_acc").to_dict()):
+        for enc in layer_encodings(chart):
+            if enc.get("x", {}).get("field") == "epoch" and "scale" in enc["x"]:
+                assert enc["x"]["scale"]["zero"] is False and enc["x"]["scale"]["nice"] is False
+        assert any("scale" in enc.get("x", {}) for enc in layer_encodings(chart))
+
