@@ -134,3 +134,18 @@ def test_fgsm_guard_rolls_back_on_collapse(tiny_cfg, tmp_path, monkeypatch):
 
     assert epochs_words(cfg.to_dict(), s) == "2 of 3 epochs" and epochs_cell(cfg.to_dict(), s) == "2 of 3"
     assert epochs_words(cfg.to_dict(), {}) == "3 epochs" and epochs_cell(cfg.to_dict(), {}) == "3"
+
+
+def test_results_say_how_training_attacked_beside_the_evaluation_attack():
+    """The adversarial demo trains with FGSM-RS at eps 2/255 and is evaluated with PGD-10 at 4/255: Results
+    gave only the second, and a user read the 2/255 of the preset and the 4/255 of the page as a contradiction."""
+    from app.app_pages.results import robust_words
+
+    ev = {"robust_eval": {"attack": "PGD-10", "eps": 4 / 255, "split": "test"}}
+    assert robust_words(ev) == " Attack: PGD-10 at eps 4.0/255 (of 255 pixel levels), on the test images."
+    demo = {**ev, "adversarial": {"attack": "fgsm", "eps": 2 / 255, "steps": 3, "random_start": True}}
+    assert robust_words(demo).endswith(" Training attacked its images with FGSM-RS at eps 2.0/255 (a stronger "
+                                       "attack than training's, as robustness is checked)."), robust_words(demo)
+    same = {**ev, "adversarial": {"attack": "pgd", "eps": 4 / 255, "steps": 3, "random_start": True}}
+    assert robust_words(same).endswith(" Training attacked its images with PGD-3 at eps 4.0/255."), robust_words(same)
+

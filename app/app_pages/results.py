@@ -54,7 +54,15 @@ def robust_words(summary: dict) -> str:
         return ""
     split = {"test": "test", "val": "validation"}.get(ev.get("split"), ev.get("split") or "held-out")
     eps = f" at eps {255 * ev['eps']:.1f}/255 (of 255 pixel levels)" if isinstance(ev.get("eps"), (int, float)) else ""
-    return f" Attack: {ev['attack']}{eps}, on the {split} images."
+    text = f" Attack: {ev['attack']}{eps}, on the {split} images."
+    trained = summary.get("adversarial") or {}  # adversarial fine-tuning's own attack, when the run used one
+    if isinstance(trained.get("eps"), (int, float)) and trained.get("attack"):
+        name = {"fgsm": "FGSM-RS" if trained.get("random_start", True) else "FGSM",
+                "pgd": f"PGD-{trained.get('steps')}"}.get(trained["attack"], str(trained["attack"]).upper())
+        stronger = (" (a stronger attack than training's, as robustness is checked)"
+                    if isinstance(ev.get("eps"), (int, float)) and ev["eps"] > trained["eps"] + 1e-9 else "")
+        text += f" Training attacked its images with {name} at eps {255 * trained['eps']:.1f}/255{stronger}."
+    return text
 
 
 def imbalanced(summary: dict) -> bool:

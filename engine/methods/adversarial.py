@@ -70,6 +70,7 @@ class AdversarialHook(MethodHook):
         n = len(ctx.data.train)
         self.guard_idx = torch.randperm(n, generator=g)[: min(self.cfg.co_subset, n)]
         ctx.summary["adversarial"] = {"attack": self.cfg.attack, "eps": self.cfg.eps, "steps": self.cfg.steps,
+                                      "random_start": self.cfg.random_start,
                                       "passes_per_step": self.passes_per_step()}
 
     def passes_per_step(self) -> int:
