@@ -528,6 +528,17 @@ def runs_using(engine: Engine, ref: str) -> list:
     return out
 
 
+def delete_upload_question(engine: Engine, sha: str) -> str:
+    """What deleting upload `sha` will do, asked before it is done (`delete_upload` does it)."""
+    ref = upload_ref(sha)
+    using = runs_using(engine, ref)
+    in_use = " It is in use for the next run." if ref in (dataset().source, dataset().ood_source) else ""
+    if using:
+        return (f"Delete it from your list? The file stays on the server for the {plural(len(using), 'run')} "
+                f"that used it.{in_use}")
+    return f"Delete it for good? No run used it, so the file is removed from the server: this cannot be undone.{in_use}"
+
+
 def delete_upload(engine: Engine, sha: str) -> str:
     """Remove an upload from this user's list; its file (and its extracted copy) too unless another
     user has it or a run reads it. Returns what happened, in plain words."""

@@ -165,7 +165,14 @@ def test_earlier_uploads_are_offered_after_a_restart_and_can_be_used_or_deleted(
     assert at.session_state["cfg"].data.source == "upload:" + uploads["second set.zip"]
 
     stored = resolve_path("upload:" + uploads["first set.zip"])
-    at.button(key=f"del_dataset_{uploads['first set.zip'][:16]}").click().run()
+    first = uploads['first set.zip'][:16]
+    at.button(key=f"del_dataset_{first}").click().run()  # one click asks first: a deletion cannot be undone
+    no_problems(at)
+    assert stored.exists() and any("Delete it for good? No run used it" in c for c in texts(at.caption))
+    at.button(key=f"keep_dataset_{first}").click().run()
+    assert stored.exists() and not [b for b in at.button if b.key == f"del_sure_dataset_{first}"]
+    at.button(key=f"del_dataset_{first}").click().run()
+    at.button(key=f"del_sure_dataset_{first}").click().run()
     no_problems(at)
     assert not stored.exists(), "no run used it: the file is gone"
     assert any("first set.zip: Deleted" in i for i in texts(at.info))
@@ -177,6 +184,7 @@ def test_earlier_uploads_are_offered_after_a_restart_and_can_be_used_or_deleted(
     at.radio(key="w:data.kind").set_value("upload").run()
     assert "Active dataset: Bundled sample: textures" in texts(at.subheader)
     at.button(key=f"del_dataset_{uploads['second set.zip'][:16]}").click().run()
+    at.button(key=f"del_sure_dataset_{uploads['second set.zip'][:16]}").click().run()
     no_problems(at)
     assert at.radio(key="w:data.kind").value == "upload", "still on the uploads the user was looking through"
     assert any(i.startswith("second set.zip: Deleted") and "next run" not in i for i in texts(at.info)), texts(at.info)
@@ -187,6 +195,8 @@ def test_earlier_uploads_are_offered_after_a_restart_and_can_be_used_or_deleted(
     assert "Active dataset: third set.zip" in texts(at.subheader)
     (third_sha,) = [u["sha256"] for u in engine().store.list_uploads("")]
     at.button(key=f"del_dataset_{third_sha[:16]}").click().run()
+    assert any("It is in use for the next run." in c for c in texts(at.caption))
+    at.button(key=f"del_sure_dataset_{third_sha[:16]}").click().run()
     no_problems(at)
     assert any(i.startswith("third set.zip: Deleted") and "The next run now uses Bundled sample" in i
                for i in texts(at.info)), texts(at.info)

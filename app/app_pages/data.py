@@ -122,15 +122,26 @@ def earlier_uploads(engine, kind: str, in_use: str, on_use) -> None:
                 facts.append(state.plural(int(u["images"]), "image"))
             facts.append("uploaded " + time.strftime("%d %b %Y %H:%M", time.localtime(u["created"])))
             c[0].markdown(f"**{state.md_text(u['name'])}** · " + " · ".join(facts) + (" · *in use*" if ref == in_use else ""))
-            if c[1].button("Use", key=f"use_{kind}_{u['sha256'][:16]}", disabled=ref == in_use):
+            tag = f"{kind}_{u['sha256'][:16]}"
+            if st.session_state.get(f"confirm_del_{tag}"):  # a second click deletes: nothing to undo after it
+                c[0].caption(state.delete_upload_question(engine, u["sha256"]))
+                if c[1].button("Keep", key=f"keep_{tag}"):
+                    st.session_state.pop(f"confirm_del_{tag}")
+                    st.rerun()
+                if c[2].button("Delete", key=f"del_sure_{tag}", type="primary", icon=":material/delete_forever:"):
+                    st.session_state.pop(f"confirm_del_{tag}")
+                    before = state.dataset().kind
+                    message = state.delete_upload(engine, u["sha256"])
+                    datasets.forget(ref)
+                    st.session_state[f"upload_note_{kind}"] = f"{u['name']}: {message}"
+                    if state.dataset().kind != before:  # the dataset in use went with it: the choice above follows
+                        st.session_state[KIND_FOLLOWS] = True
+                    st.rerun()
+                continue
+            if c[1].button("Use", key=f"use_{tag}", disabled=ref == in_use):
                 on_use(u)
-            if c[2].button("Delete", key=f"del_{kind}_{u['sha256'][:16]}", icon=":material/delete:"):
-                before = state.dataset().kind
-                message = state.delete_upload(engine, u["sha256"])
-                datasets.forget(ref)
-                st.session_state[f"upload_note_{kind}"] = f"{u['name']}: {message}"
-                if state.dataset().kind != before:  # the dataset in use went with it: the choice above follows
-                    st.session_state[KIND_FOLLOWS] = True
+            if c[2].button("Delete", key=f"del_{tag}", icon=":material/delete:"):
+                st.session_state[f"confirm_del_{tag}"] = True
                 st.rerun()
     if note:
         st.info(note, icon=":material/info:")
