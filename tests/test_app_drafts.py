@@ -272,7 +272,8 @@ def test_compare_shows_the_dataset_and_flags_runs_on_different_data(studio, tiny
     from app.components import read_summary
 
     tests = {read_summary(engine().run_record(r).run_dir)["test_acc"] for r in (first, second)}
-    assert set(table["test acc"].round(6)) == {round(100 * t, 6) for t in tests}, "accuracies in percent, as elsewhere"
+    assert set(table["test acc"]) == {float(f"{100 * t:.1f}") for t in tests}, \
+        "accuracies in percent with one decimal, rounded as the pages' words round them"
     assert any(c.startswith("balanced: the mean of the per-class accuracies on the test images") for c in texts(at.caption))
     curves = at.selectbox(key="compare_metric").options
     assert "Validation accuracy" in curves and not any(o.startswith("OOD: ") for o in curves), "no per-corruption keys"
