@@ -57,7 +57,12 @@ def quick_demo(cfg: RunConfig) -> RunConfig:
     2 epochs train the new head alone (LP-FT, Kumar et al. 2022; cheap, the trunk is frozen), then 18
     fine-tune everything (validation 70.8% over 3 seeds, against 64.8% for 10 epochs without the probe,
     69.5% for 10 with it, 66.4% at lr 0.04). The corrupted copies are evaluated once, at the end."""
-    cfg = _base(cfg, "resnet18", 64)
+    return _quick(cfg, "resnet18")
+
+
+def _quick(cfg: RunConfig, backbone: str) -> RunConfig:
+    """The Quick demo's recipe (`quick_demo`) on `backbone`."""
+    cfg = _base(cfg, backbone, 64)
     cfg = with_section(cfg, "train", epochs=20, batch_size=32)
     cfg = with_section(cfg, "eval", ood=True, ood_severity_each_epoch=0)
     if "wise_ft" in METHODS:  # when switched on, its curve uses 64 corrupted images per corruption: quick
@@ -95,11 +100,14 @@ def robust(cfg: RunConfig) -> RunConfig:
 
 
 def small_model(cfg: RunConfig) -> RunConfig:
+    """MobileNetV3-Small with the Quick demo's recipe and half its weights pruned (global magnitude, the
+    cubic ramp over the first half of the run, the rest recovering). Measured on the sample
+    (benchmarks/small_model.py, README; 3 seeds): the recipe it had before (8 epochs of batch 64, no linear
+    probe, 70% of every layer pruned) reached 24.5% validation accuracy; this one 54.2%, against 60.4% for
+    the same recipe dense and 42.4% at 70% global sparsity."""
     name = "mobilenet_v3_small" if "mobilenet_v3_small" in BACKBONES else "resnet18"
-    cfg = _base(cfg, name, 64)
-    cfg = with_section(cfg, "train", epochs=8, batch_size=64)
-    cfg = with_section(cfg, "optim", optimizer="sgd", lr=0.02, momentum=0.9, schedule="cosine")
-    return _enable(cfg, "pruning")
+    return _enable(_quick(cfg, name), "pruning", target_sparsity=0.5, schedule="cubic", start_fraction=0.0,
+                   end_fraction=0.5, scope="global")
 
 
 @dataclass(frozen=True)
@@ -197,9 +205,13 @@ def _robust_text() -> str:
 
 
 def _small_text() -> str:
-    text = "MobileNetV3-Small (1.5M parameters with a head for a few classes; 2.5M with ImageNet's 1000), 8 epochs at 64 px: fast on a laptop, small to deploy."
+    text = ("MobileNetV3-Small (1.5M parameters with a head for a few classes; 2.5M with ImageNet's 1000) with the "
+            "Quick demo's recipe: 20 epochs at 64 px, the first 2 for the new head alone. Fast on a laptop, small to "
+            "deploy.")
     if "pruning" in METHODS:
-        text += " Pruning is on: watch sparsity rise while accuracy holds."
+        text += (" Pruning is on: half the weights are set to zero over the first half of the run, and the second "
+                 "half wins accuracy back. On the bundled sample: 54% validation accuracy, 6 points below the same "
+                 "recipe without pruning (3 seeds, about 35 s each on a 2-core CPU with bf16).")
     return text
 
 

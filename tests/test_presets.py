@@ -163,7 +163,7 @@ def test_a_presets_rate_on_a_much_shorter_run_is_flagged():
     pruning = PRESETS["pruning_demo"].apply(RunConfig())  # the Quick demo's recipe, with pruning on: named as itself
     assert "Pruning demo" in recipe_drift(pruning, train_images=48) and "Quick demo" not in recipe_drift(pruning, 48)
     small = PRESETS["small_model"].apply(RunConfig())  # the same rate on another backbone: its own recipe counts
-    assert recipe_drift(small) is None and "Small model" in recipe_drift(apply_overrides(small, ["train.epochs=2"]))
+    assert recipe_drift(small) is None and "Small model" in recipe_drift(apply_overrides(small, ["train.epochs=3"]))
     fastest = PRESETS["fastest"].apply(RunConfig())  # the Quick demo's rate, 4 epochs end to end
     assert recipe_drift(fastest) is None and recipe_drift(apply_overrides(fastest, ["train.epochs=2"])) is None
     cut = recipe_drift(apply_overrides(fastest, ["train.epochs=1"]))
@@ -183,14 +183,15 @@ def test_a_presets_rate_on_a_much_shorter_run_is_flagged():
 
 def test_a_batch_that_leaves_few_steps_per_epoch_is_flagged():
     """A batch about as large as the training set is one optimiser step an epoch: the Small model
-    preset (batch 64) on a new user's 33 training images trained 8 steps and stayed at guessing."""
+    preset (then batch 64, 8 epochs) on a new user's 33 training images trained 8 steps and stayed at
+    guessing."""
     from app.presets import few_batches
     from engine.config import RunConfig, apply_overrides
 
     small = PRESETS["small_model"].apply(RunConfig())
     text = few_batches(small, 33)
-    assert "Batches of 64 from your 33 training images make 1 optimiser step per epoch (8 in 8 epochs)" in text
-    lr = small.optim.lr * 4 / 64  # the linear scaling rule: a smaller batch at the same rate collapsed to guessing
+    assert "Batches of 32 from your 33 training images make 1 optimiser step per epoch (20 in 20 epochs)" in text
+    lr = small.optim.lr * 4 / 32  # the linear scaling rule: a smaller batch at the same rate collapsed to guessing
     assert f"A batch size of 4 gives 8 steps per epoch, with the learning rate lowered in step to {lr:.3g}" in text
     from engine.config import smaller_batch
 
