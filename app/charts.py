@@ -63,6 +63,9 @@ NOT_PLOTTED = {"epoch", "step", "images_per_sec", "loss", "lr", "co_rollback"}
 # the plot; "fit-x" fits only the width, so `height` is the plot's own height.
 FIT_WIDTH = alt.AutoSizeParams(type="fit-x", contains="padding")
 LEGEND = dict(orient="bottom", columns=2, labelLimit=320, title=None)
+# one label per layer row, every one drawn, names up to 180 px; labelFlush off: Vega pushed the first label
+# against the plot's top edge, onto the second one, in 14-16 px rows
+LAYER_NAMES = alt.Axis(labelOverlap=False, labelLimit=180, labelFlush=False)
 # epochs and steps count from 1: an axis from the first to the last, not from 0 (a quantitative axis
 # starts at zero by default, and 20-epoch charts began at an epoch 0 there never is)
 COUNT_AXIS = alt.Scale(zero=False, nice=False)
@@ -209,7 +212,7 @@ def layer_bar_chart(df: pd.DataFrame, group: str, columns: Sequence[str]) -> alt
     return alt.Chart(data).mark_bar().encode(
         x=alt.X("value:Q", title=None, scale=x_scale, axis=alt.Axis(format="%" if share else ".2~e")),
         # one row per layer, every label drawn: 16 px rows, names up to 180 px
-        y=alt.Y("layer:N", sort=list(data["layer"]), title=None, axis=alt.Axis(labelOverlap=False, labelLimit=180)),
+        y=alt.Y("layer:N", sort=list(data["layer"]), title=None, axis=LAYER_NAMES),
         tooltip=["layer:N", alt.Tooltip("value:Q", format=".1%" if share else ".3~e")],
     ).properties(title=title_lines(title), height=rows_height(len(data), 16), autosize=FIT_WIDTH)
 

@@ -6,7 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app.charts import FIT_WIDTH, rows_height
+from app.charts import FIT_WIDTH, LAYER_NAMES, rows_height
 from app.method_views import register_view
 
 PREFIX = "adafilter/gate_mean/"
@@ -20,15 +20,11 @@ def layer_epoch_frame(rows: list[dict], prefix: str = PREFIX, value: str = "frac
     return pd.DataFrame(out, columns=["layer", "epoch", value])
 
 
-# every layer named, in full: 14 px rows, names up to 180 px (the plot keeps its height: "fit-x")
-LAYER_AXIS = alt.Axis(labelOverlap=False, labelLimit=180)
-
-
 def gradient_chart(df: pd.DataFrame, layer_order: list[str]) -> alt.Chart:
     """Mean gate-logit gradient norm per layer and epoch (log colour scale: it spans decades)."""
     return alt.Chart(df).mark_rect().encode(
         x=alt.X("epoch:O", title="Epoch"),
-        y=alt.Y("layer:N", sort=layer_order, title="Layer (input side at the top)", axis=LAYER_AXIS),
+        y=alt.Y("layer:N", sort=layer_order, title="Layer (input side at the top)", axis=LAYER_NAMES),
         color=alt.Color("gradient:Q", title="gate gradient", scale=alt.Scale(type="log", scheme="magma")),
         tooltip=["layer:N", "epoch:O", alt.Tooltip("gradient:Q", format=".2e")],
     ).properties(title="Gradient reaching each layer's gates (mean norm per step)", height=rows_height(df["layer"].nunique(), 14),
@@ -38,7 +34,7 @@ def gradient_chart(df: pd.DataFrame, layer_order: list[str]) -> alt.Chart:
 def gate_heatmap(df: pd.DataFrame, x: str, title: str, layer_order: list[str]) -> alt.Chart:
     return alt.Chart(df).mark_rect().encode(
         x=alt.X(f"{x}:O", title=x.capitalize()),
-        y=alt.Y("layer:N", sort=layer_order, title="Layer (input side at the top)", axis=LAYER_AXIS),
+        y=alt.Y("layer:N", sort=layer_order, title="Layer (input side at the top)", axis=LAYER_NAMES),
         color=alt.Color("fraction:Q", title="fine-tuned", scale=alt.Scale(domain=[0, 1], scheme="viridis")),
         tooltip=["layer:N", f"{x}:O", alt.Tooltip("fraction:Q", format=".1%")],
     ).properties(title=title, height=rows_height(df["layer"].nunique(), 14), autosize=FIT_WIDTH)

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from app import layout
-from app.charts import FIT_WIDTH, rows_height
+from app.charts import FIT_WIDTH, LAYER_NAMES, rows_height
 from app.method_views import register_view
 from engine.claims import points_diff
 
@@ -69,7 +69,7 @@ def pruning_view(engine, rec, summary: dict) -> None:
                    "the end, so the final sparsity per layer is below, not in the last epoch's chart above.")
         st.altair_chart(alt.Chart(df).mark_bar().encode(
             x=alt.X("sparsity:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="Sparsity"),
-            y=alt.Y("layer:N", sort=list(df["layer"]), title=None, axis=alt.Axis(labelOverlap=False, labelLimit=180)),
+            y=alt.Y("layer:N", sort=list(df["layer"]), title=None, axis=LAYER_NAMES),
             tooltip=["layer:N", alt.Tooltip("sparsity:Q", format=".1%")],
         ).properties(title="Final sparsity per layer", height=rows_height(len(df), 16), autosize=FIT_WIDTH),
             width="stretch")
