@@ -164,3 +164,15 @@ def test_pruning_view_draws_the_final_per_layer_sparsity_only_when_the_rest_was_
     assert any("Final sparsity per layer" in str(c.proto.spec) for c in charts(early))
     full = AppTest.from_function(page, args=(None,)).run()
     assert not full.exception and not charts(full), "the curves' chart above has them"
+
+
+def test_the_pruning_search_choice_is_said_in_words():
+    """The caption printed the raw dict ("{'layer1': 0.4, ...}") and "objective score"."""
+    from app.method_views.pruning import search_words
+
+    text = search_words({"best": {"fractions": {"layer1": 0.4, "layer2": 0.55}}, "objective": "score",
+                         "sampler": "tpe", "trials": [{}] * 10})
+    assert text == ("The search chose to remove 40% of layer1's weights and 55% of layer2's weights: the trial with "
+                    "the best mix of accuracy and sparsity (Optuna's TPE sampler, 10 short trials).")
+    floor = search_words({"best": {"fractions": {"layer1": 0.4}}, "objective": "floor", "sampler": "gp", "trials": [{}]})
+    assert "within the allowed drop of the unpruned trial" in floor and "{" not in floor and "1 short trial)" in floor

@@ -13,6 +13,7 @@ from app import layout
 from app.charts import FIT_WIDTH, LAYER_NAMES, rows_height
 from app.method_views import register_view
 from engine.claims import points_diff
+from engine.words import and_words, plural
 
 
 def trials_frame(trials: list[dict]) -> pd.DataFrame:
@@ -34,6 +35,20 @@ def trials_chart(df: pd.DataFrame, best_trial: int | None) -> alt.Chart:
         color=alt.Color("chosen:N", title="chosen", scale=alt.Scale(domain=[False, True], range=["#9ecae1", "#d62728"])),
         tooltip=["trial:Q", alt.Tooltip("val_acc:Q", format=".1%"), alt.Tooltip("sparsity:Q", format=".1%")],
     ).properties(title="Bayesian search: accuracy against sparsity per trial", height=260)
+
+
+def search_words(search: dict) -> str:
+    """The Bayesian search's choice in words, from summary.json's `pruning_search`: "The search chose to
+    remove 40% of layer1's weights and 55% of layer2's: the trial with the best mix of accuracy and sparsity
+    (Optuna's TPE sampler, 10 short trials)." (the caption showed the raw dict and "objective score")."""
+    fractions = (search.get("best") or {}).get("fractions") or {}
+    chosen = and_words([f"{100 * float(f):.0f}% of {stage}'s weights" for stage, f in fractions.items()] or ["nothing"])
+    goal = {"score": "the best mix of accuracy and sparsity",
+            "floor": "the most sparsity with accuracy within the allowed drop of the unpruned trial"}.get(
+        search.get("objective"), f"the best {search.get('objective')}")
+    sampler = {"tpe": "TPE", "gp": "Gaussian-process"}.get(search.get("sampler") or "tpe", str(search.get("sampler")))
+    return (f"The search chose to remove {chosen}: the trial with {goal} (Optuna's {sampler} sampler, "
+            f"{plural(len(search.get('trials') or []), 'short trial')}).")
 
 
 @register_view("pruning")
@@ -78,8 +93,7 @@ def pruning_view(engine, rec, summary: dict) -> None:
         df = trials_frame(search["trials"])
         st.altair_chart(trials_chart(df, (search.get("best") or {}).get("trial")), width="stretch")
         st.dataframe(df, hide_index=True, width="stretch")
-        st.caption(f"Chosen per-stage fractions: {search.get('best', {}).get('fractions')} "
-                   f"({search.get('sampler', 'tpe').upper()} sampler, objective {search.get('objective')}).")
+        st.caption(search_words(search))
     structured = Path(rec.run_dir) / "structured.safetensors"
     if structured.is_file():
         st.download_button("Download the channel-pruned model (safetensors)", structured.read_bytes(),
