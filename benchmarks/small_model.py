@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import zipfile
 from pathlib import Path
 
 from common import table
 from first_model import one_run
 
 from engine.paths import SAMPLE_DATASET
+from tools.textures import cut_zip
 
 QUICK = ["--preset", "quick_demo", "--backbone", "mobilenet_v3_small"]  # the Quick demo's recipe on MobileNetV3-Small
 PRUNE = ["--set", "pruning.enabled=true", "--set", "pruning.scope=global", "--set", "pruning.end_fraction=0.5"]
@@ -31,18 +31,6 @@ RECIPES = {  # each a CLI preset plus overrides: the CLI fits a preset's batch t
 }
 
 
-def cut(src: Path, dst: Path, per_class: int) -> Path:
-    """`src` zip with only the first `per_class` files of each class folder, the same names."""
-    taken: dict[str, int] = {}
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
-        for name in sorted(n for n in zin.namelist() if not n.endswith("/")):
-            cls = name.split("/")[-2]
-            taken[cls] = taken.get(cls, 0) + 1
-            if taken[cls] <= per_class:
-                zout.writestr(name, zin.read(name))
-    return dst
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -50,7 +38,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         datasets = {"sample": SAMPLE_DATASET,
-                    f"sample, {args.per_class} per class": cut(SAMPLE_DATASET, Path(tmp) / "small.zip", args.per_class)}
+                    f"sample, {args.per_class} per class": cut_zip(SAMPLE_DATASET, Path(tmp) / "small.zip", args.per_class)}
         results: dict[tuple[str, str], list[dict]] = {}
         for seed in args.seeds:
             for data_name, data in datasets.items():

@@ -35,22 +35,13 @@ PER_CLASS = 20  # of the sample's 80 images per class: the same real upload, a q
 def sample_zip(tmp_path_factory) -> Path:
     """The bundled sample cut to its first PER_CLASS images per class (8 classes, the same folders and
     files): the run and its WiSE-FT curve, which dominated this file's time, cost a quarter."""
-    import zipfile
+    from tools.textures import cut_zip, write_texture_zip
 
     path = tmp_path_factory.mktemp("sample") / "textures_part.zip"
     bundled = ROOT / "assets" / "sample_textures.zip"
     if not bundled.is_file():
-        from tools.textures import write_texture_zip
-
         return write_texture_zip(path, n_per_class=PER_CLASS)  # the bundled sample's recipe, fewer images
-    taken: dict[str, int] = {}
-    with zipfile.ZipFile(bundled) as src, zipfile.ZipFile(path, "w") as out:
-        for name in sorted(n for n in src.namelist() if not n.endswith("/")):
-            cls = name.split("/")[-2]
-            taken[cls] = taken.get(cls, 0) + 1
-            if taken[cls] <= PER_CLASS:
-                out.writestr(name, src.read(name))
-    return path
+    return cut_zip(bundled, path, PER_CLASS)
 
 
 @pytest.fixture(scope="module")

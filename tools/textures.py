@@ -261,3 +261,17 @@ if __name__ == "__main__":  # python -m tools.textures [out.zip]
 
     out = write_texture_zip(sys.argv[1] if len(sys.argv) > 1 else "assets/sample_textures.zip")
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
+
+
+def cut_zip(src: str | Path, dst: str | Path, per_class: int) -> Path:
+    """A copy of the image zip `src` at `dst` with only the first `per_class` files (in name order) of each
+    class folder (a file's parent folder), the same names otherwise: a smaller dataset of the same kind.
+    Returns `dst`."""
+    taken: dict[str, int] = {}
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for name in sorted(n for n in zin.namelist() if not n.endswith("/")):
+            cls = name.split("/")[-2] if "/" in name else ""
+            taken[cls] = taken.get(cls, 0) + 1
+            if taken[cls] <= per_class:
+                zout.writestr(name, zin.read(name))
+    return Path(dst)
