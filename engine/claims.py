@@ -77,7 +77,7 @@ def _undecided(summary: dict, max_drop: float, split: str | None = None) -> str:
     """Why the held-out split behind an accuracy cannot decide a claim that allows `max_drop` (a
     fraction): one of its images moves the accuracy by more than that ("" when it can, or when the
     summary's data_report does not say). `split`: "val" or "test"; default: test where the run has it,
-    else validation)."""
+    else validation."""
     if split is None:
         split = "test" if isinstance(summary.get("test_acc"), (int, float)) else "val"
     n = sum(split_sizes(summary, split))
