@@ -242,7 +242,11 @@ def test_export_verifies_every_format_and_renders_the_model_card(wise_run):
     # the WiSE-FT mix first: Results says Explain, Try it and export use the run's alpha (the tab
     # offered the fine-tuned model, alpha 1, first)
     assert at.radio(key=f"export_which_{run_id}").value == "wise"
+    card = " ".join(texts(at.markdown))  # the preview describes the weights chosen: the mix, not alpha 1
+    assert "WiSE-FT (this is the mix at alpha" in card and "These files are the fine-tuned model" not in card
     at.radio(key=f"export_which_{run_id}").set_value("fine_tuned").run()
+    card = " ".join(texts(at.markdown))
+    assert "These files are the fine-tuned model (alpha 1)" in card and "this is the mix at alpha" not in card
     at.button(key=f"export_{run_id}").click().run()
     no_problems(at)
     assert any("All 3 exports verified" in s for s in texts(at.success)), texts(at.success)

@@ -762,8 +762,13 @@ def export_tab(engine, rec, b, summary: dict) -> None:
     else:
         from engine.export import model_card, structured_card_summary
 
-        card = model_card(b.cfg, structured_card_summary(summary) if which == "structured" else summary)
-        st.caption("A preview: the exported card also lists the verification of each file.")
+        # the card of the weights chosen above: the WiSE-FT mix's says it is that mix (the preview described
+        # the fine-tuned model, alpha 1, while the mix was the export chosen)
+        preview = (structured_card_summary(summary) if which == "structured" else
+                   {**summary, "wise_alpha": alpha} if which == "wise" and alpha is not None else summary)
+        card = model_card(b.cfg, preview)
+        st.caption("A preview: the exported card also lists the verification of each file"
+                   + (" and the mix's own test accuracy, measured when it is exported." if which == "wise" else "."))
     # tall enough for the card's figures and cautions at a glance (a 480 px box showed its first lines only);
     # the exact configuration below them scrolls
     with st.container(border=True, height=1000):
