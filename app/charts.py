@@ -103,9 +103,10 @@ def epoch_subset_caption(config: Mapping[str, Any] | None, measured: Mapping[str
     if ev.get("robust") or adversarial:
         steps = min(int(ev.get("robust_steps_each_epoch", 5)), int(ev.get("robust_steps", 20)))
         n_robust = measured.get("robust_images") or ev.get("robust_subset", 64)
-        parts.append(f"robust accuracy per epoch: PGD-{steps} on {n_robust} validation images (an attack that "
-                     f"nudges each image {steps} times toward a wrong answer); the end of the run uses "
-                     f"PGD-{ev.get('robust_steps', 20)} on the test split")
+        eps = f" at eps {255 * float(ev.get('robust_eps', 4 / 255)):.1f}/255"  # the same budget at both
+        parts.append(f"robust accuracy per epoch: PGD-{steps}{eps} on {n_robust} validation images (an attack that "
+                     f"nudges each image {steps} times toward a wrong answer, each pixel by at most eps of its 255 "
+                     f"levels); the end of the run uses PGD-{ev.get('robust_steps', 20)}{eps} on the test split")
     if not parts:
         return None
     return " ".join(p[0].upper() + p[1:] + "." for p in parts)

@@ -207,7 +207,7 @@ class EvalConfig:
     robust_subset: int = knob(64, label="Images attacked per epoch", unit="images", min=1, max=100000,
                               help="A fixed validation subset, for speed; the end of the run attacks the whole test split.")
     robust_steps_each_epoch: int = knob(5, label="PGD steps per epoch", min=1, max=200, help=(
-        "A cheaper attack for the per-epoch figure (labelled with it in the charts); the end of the run "
+        "A cheaper attack for the per-epoch figure (named in the note under the charts); the end of the run "
         "uses the PGD steps above."))
     autoattack: bool = knob(False, label="AutoAttack at the end", help=(
         "A stronger, standard attack on the test split (needs the torchattacks package)."))

@@ -80,8 +80,8 @@ def test_the_suite_runs_as_one_stream_per_severity_with_the_same_numbers(tiny_cf
 
 def test_the_live_charts_say_which_subset_they_show(tiny_cfg):
     text = epoch_subset_caption(tiny_cfg("eval.ood_subset_each_epoch=16", "eval.robust=true").to_dict())
-    assert "class-balanced subset of 16 validation images" in text and "PGD-5 on 256" not in text
-    assert "PGD-5 on 64 validation images" in text and "PGD-20 on the test split" in text
+    assert "class-balanced subset of 16 validation images" in text and "on 256 validation images" not in text
+    assert "PGD-5 at eps 4.0/255 on 64 validation images" in text and "PGD-20 at eps 4.0/255 on the test split" in text
     assert "severities 1-5. Robust accuracy per epoch" in text, "each sentence starts with a capital"
     assert epoch_subset_caption(tiny_cfg("eval.ood=false").to_dict()) is None
 
@@ -91,7 +91,7 @@ def test_the_caption_counts_the_images_a_small_validation_split_has(tiny_cfg, tm
     the caption uses the run's own count (its summary's `epoch_eval`), not the setting."""
     cfg = tiny_cfg("eval.ood_subset_each_epoch=16", "eval.robust=true", "eval.robust_subset=64").to_dict()
     text = epoch_subset_caption(cfg, {"ood_images": 9, "robust_images": 9})
-    assert "all 9 validation images" in text and "16" not in text and "PGD-5 on 9 validation images" in text
+    assert "all 9 validation images" in text and "16" not in text and "PGD-5 at eps 4.0/255 on 9 validation images" in text
     assert "subset of 16" in epoch_subset_caption(cfg, {"ood_images": 16})
     s = train(tiny_cfg("eval.ood_subset_each_epoch=100", "train.epochs=1"), run_dir=None, work_dir=tmp_path).summary
     n_val = sum(s["data_report"]["split_counts"]["val"].values())
