@@ -532,7 +532,12 @@ def delete_upload_question(engine: Engine, sha: str) -> str:
     """What deleting upload `sha` will do, asked before it is done (`delete_upload` does it)."""
     ref = upload_ref(sha)
     using = runs_using(engine, ref)
-    in_use = " It is in use for the next run." if ref in (dataset().source, dataset().ood_source) else ""
+    in_use = ""
+    if dataset().source == ref:  # as delete_upload will say after it: what the next run uses instead
+        in_use = (f" It is the next run's dataset: the next run would use {default_dataset().label} instead."
+                  if sample_available() else " It is the next run's dataset: you would then upload another.")
+    elif dataset().ood_source == ref:
+        in_use = " It is the next run's OOD set: the next run would be evaluated without one of yours."
     if using:
         return (f"Delete it from your list? The file stays on the server for the {plural(len(using), 'run')} "
                 f"that used it.{in_use}")

@@ -195,7 +195,7 @@ def test_earlier_uploads_are_offered_after_a_restart_and_can_be_used_or_deleted(
     assert "Active dataset: third set.zip" in texts(at.subheader)
     (third_sha,) = [u["sha256"] for u in engine().store.list_uploads("")]
     at.button(key=f"del_dataset_{third_sha[:16]}").click().run()
-    assert any("It is in use for the next run." in c for c in texts(at.caption))
+    assert any("It is the next run's dataset: the next run would use Bundled sample" in c for c in texts(at.caption))
     at.button(key=f"del_sure_dataset_{third_sha[:16]}").click().run()
     no_problems(at)
     assert any(i.startswith("third set.zip: Deleted") and "The next run now uses Bundled sample" in i
