@@ -70,8 +70,9 @@ def pruning_view(engine, rec, summary: dict) -> None:
                        width="content")
     if summary.get("sparsity"):
         end = (summary.get("pruning") or {}).get("schedule")
-        st.caption(f"What to look at: validation accuracy dips while the {end or 'pruning'} ramp removes weights, then "
-                   "recovers at the final sparsity (the ramp ends before the run does). Tung et al. 2017 and Zhu & "
+        st.caption(f"What to look at: whether validation accuracy dips while the {end or 'pruning'} ramp removes "
+                   "weights, and how much it recovers at the final sparsity (the ramp ends before the run does; "
+                   "early in a run it can also keep rising through the ramp). Tung et al. 2017 and Zhu & "
                    "Gupta 2017 claim that pruning while fine-tuning keeps the dense accuracy; the reported accuracy "
                    "is the final, fully sparse model's.")
     # the sparsity of each layer is the training curves' "Sparsity per layer" chart above, every layer named;
