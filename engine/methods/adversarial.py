@@ -30,6 +30,7 @@ from engine.contract import MethodHook
 class AdversarialConfig:
     enabled: bool = False
     attack: str = field(default="pgd", metadata={"label": "training attack", "choices": ["pgd", "fgsm"],
+                                                 "labels": {"pgd": "PGD", "fgsm": "FGSM (FGSM-RS with a random start)"},
                                                  "help": "PGD: k steps, strong, k+1 times the cost. FGSM-RS: one step, about 2x the cost."})
     eps: float = field(default=4 / 255, metadata={"label": "eps (attack budget)", "scale": 255, "unit": "/255",
                                                   "min": 0.0, "max": 32 / 255, "step": 1 / 255,
