@@ -166,9 +166,11 @@ def steps_frame(steps: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 def method_metric_names(df: pd.DataFrame) -> list[str]:
-    """Columns that methods added (e.g. sparsity, robust accuracy): everything not core, not per corruption."""
+    """Columns that methods added (e.g. sparsity, robust accuracy): everything not core, not per corruption,
+    and not without any value yet (an empty chart made Vega warn of an "Infinite extent" as a run began)."""
     core = set(LOSS_METRICS) | set(ACCURACY_METRICS) | {"val_loss"} | NOT_PLOTTED
-    return [c for c in df.columns if c not in core and "/" not in str(c)]  # per-layer ones: layer_groups
+    return [c for c in df.columns if c not in core and "/" not in str(c)  # per-layer ones: layer_groups
+            and pd.to_numeric(df[c], errors="coerce").notna().any()]
 
 
 def layer_groups(df: pd.DataFrame) -> dict[str, list[str]]:
@@ -249,6 +251,9 @@ def metric_lines(df: pd.DataFrame, metrics: Sequence[str], title: str | list[str
     metrics (one metric's name is the title) and not for a training / validation pair alone, whose curves
     are named at their ends."""
     data = long_frame(df, metrics, x)
+    if data.empty:  # nothing measured yet: words, not empty axes (Vega warned of an "Infinite extent" for each layer)
+        return alt.Chart(pd.DataFrame({"note": ["No values yet"]}), title=title).mark_text(
+            color="#808495", fontSize=13).encode(text="note:N").properties(height=height, autosize=FIT_WIDTH)
     present = [m for m in metrics if m in set(data["metric"])]
     order = [metric_label(m) for m in present]
     others = iter(OTHER_COLORS * 4)

@@ -534,3 +534,18 @@ def test_epoch_axes_start_at_the_first_epoch():
                 assert enc["x"]["scale"]["zero"] is False and enc["x"]["scale"]["nice"] is False
         assert any("scale" in enc.get("x", {}) for enc in layer_encodings(chart))
 
+
+def test_a_method_metric_without_any_value_yet_gets_no_chart():
+    """A column a method logs only later (all empty so far) drew an empty chart, and Vega warned of an
+    "Infinite extent" on the Train page as a run began."""
+    import pandas as pd
+
+    from app import charts
+
+    df = pd.DataFrame({"epoch": [1, 2], "val_acc": [0.5, 0.6], "sparsity": [0.1, 0.3], "gate_spread": [None, None]})
+    assert charts.method_metric_names(df) == ["sparsity"]
+    df.loc[1, "gate_spread"] = 0.2
+    assert charts.method_metric_names(df) == ["sparsity", "gate_spread"]
+    empty = charts.accuracy_chart(pd.DataFrame({"epoch": [], "val_acc": [], "train_acc": []})).to_dict()
+    assert "layer" not in empty and empty["mark"]["type"] == "text", "no axes over nothing: words"
+
