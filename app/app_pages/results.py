@@ -725,7 +725,7 @@ def compare(engine, runs) -> None:
                "classes": st.column_config.NumberColumn("classes", format="%d", width=58),
                "images": st.column_config.NumberColumn("images", format="%d", width=58),
                "image px": st.column_config.NumberColumn("px", format="%d", width=40),
-               "epochs": st.column_config.TextColumn("epochs", width=60, help=(
+               "epochs": st.column_config.TextColumn("epochs", width=60, alignment="right", help=(  # as numbers
                    "Epochs trained: \"3 of 20\" when a method ended training early (Results says why).")),
                "batch": st.column_config.NumberColumn("batch", format="%d", width=60,
                                                       help="Images per optimiser step."),
