@@ -505,6 +505,20 @@ def test_the_starting_model_of_a_run_that_kept_its_checkpoints_head_is_not_calle
     assert "never trained" not in note and "head it was trained with" in note and "your checkpoint" in note
 
 
+def test_the_attacked_image_names_whose_budget_it_is():
+    """A WiSE-FT run without any robustness evaluation read "the run's evaluation budget" under its attacked
+    image: it never evaluated one."""
+    from types import SimpleNamespace
+
+    from app.app_pages.explain import row_note
+
+    r = {"key": "adversarial", "linf": 4 / 255, "eps": 4 / 255, "steps": 20}
+    plain = row_note(r, "bundled", SimpleNamespace(config={"eval": {"robust": False}}, run_dir="/nonexistent"))
+    assert "the attack budget the studio evaluates robustness at" in plain and "the run's" not in plain
+    for config in ({"eval": {"robust": True}}, {"adversarial": {"enabled": True}}):
+        assert "the run's evaluation budget" in row_note(r, "bundled", SimpleNamespace(config=config, run_dir="/x"))
+
+
 def test_the_highest_loss_gallery_offers_a_choice_only_when_there_is_one():
     # a new user's 3 validation images drew a "How many" slider with one stop, a lone dot
     from app.app_pages.explain import gallery_sizes

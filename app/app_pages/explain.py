@@ -494,8 +494,13 @@ def row_note(r: dict, pretrained_src: str | None, rec) -> str:
                 f"{'' if chosen else ' (none chosen yet, so the run’s own pick)'}.")
     if r["key"] == "adversarial":
         unseen = ", too little to see" if round(r["linf"] * 255, 1) <= VISIBLE_CHANGE * 255 else ""  # float32
-        budget = ("the run's evaluation budget" if r["linf"] >= r["eps"] - 0.05 / 255
-                  else f"within the run's evaluation budget of {round(r['eps'] * 255, 1):g}/255")
+        # a run that measured robust accuracy attacked at this budget; another one never did: the setting's
+        # value is used here (a run without any robustness evaluation read "the run's evaluation budget")
+        measured = bool((rec.config.get("eval") or {}).get("robust")
+                        or (rec.config.get("adversarial") or {}).get("enabled"))
+        whose = "the run's evaluation budget" if measured else "the attack budget the studio evaluates robustness at"
+        budget = (whose if r["linf"] >= r["eps"] - 0.05 / 255
+                  else f"within {whose} of {round(r['eps'] * 255, 1):g}/255")
         return (f"The image nudged in {state.plural(r['steps'], 'small step')} (a PGD attack) to push the "
                 f"fine-tuned model away from the true class: each pixel moved by at most "
                 f"{round(r['linf'] * 255, 1):g}/255 of the brightness range, {budget}{unseen}.")
