@@ -44,7 +44,7 @@ from engine.resume import RESUME_FILE, check_resumable
 from engine.run_data import load_user_ood, prepare_data
 from engine.store import RunStore
 from engine.train import StartModel, build_start, train
-from engine.words import plural
+from engine.words import ended_early_words, plural
 
 
 class ConsoleReporter(Reporter):
@@ -183,9 +183,11 @@ def finished_words(summary: dict) -> str:
     if "ood_acc" in summary and summary["ood_acc"] is None:  # eval.ood off: said, not left for the reader to guess
         shown.append("OOD not measured")
     line = "finished: " + ", ".join(shown) if shown else "finished:"
-    return line + (f" ({' and '.join(unmeasured)} not measured: no images were left for "
-                   f"{'that split' if len(unmeasured) == 1 else 'those splits'}; add images per class)"
-                   if unmeasured else "")
+    line += (f" ({' and '.join(unmeasured)} not measured: no images were left for "
+             f"{'that split' if len(unmeasured) == 1 else 'those splits'}; add images per class)"
+             if unmeasured else "")
+    ended = ended_early_words(summary)  # a method ended training: the figures are the kept model's
+    return line + (f"\n  {ended}" if ended else "")
 
 
 def _pct(x: Any) -> str:

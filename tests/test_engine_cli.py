@@ -651,6 +651,11 @@ def test_the_finished_line_gives_the_figures_in_percent_and_the_split_without_im
     # eval.ood off (the Fastest model): the line says so rather than leave OOD out unexplained
     assert finished_words({"val_acc": 0.5, "test_acc": 0.5, "ood_acc": None}) == \
         "finished: test 50.0%, validation 50.0%, OOD not measured"
+    # a run a method ended early: the console said "finished" with the kept model's figures and nothing else
+    early = {"val_acc": 0.75, "ended_early": {"after_epoch": 3, "planned": 20, "weights_epoch": 2,
+                                              "reason": "catastrophic overfitting: ..., so the weights of epoch 2 were kept"}}
+    assert finished_words(early) == ("finished: validation 75.0%\n  Training ended after epoch 3 of 20: catastrophic "
+                                     "overfitting: ..., so the weights of epoch 2 were kept.")
 
 
 def test_the_console_says_once_what_the_curve_and_ood_lines_mean(capsys):
