@@ -528,39 +528,51 @@ def runs_using(engine: Engine, ref: str) -> list:
     return out
 
 
+def next_run_words(ref: str, done: bool) -> str:
+    """What deleting upload `ref` does to the next run, in words (" The next run now uses ... instead."
+    once `done`, " The next run would use ..." before), "" when the next run does not use it. Said before
+    the deletion (`delete_upload_question`) and after it (`delete_upload`), in one place."""
+    def verb(now: str, then: str) -> str:
+        return now if done else then
+
+    if config().backbone.checkpoint == ref:
+        return f" The next run {verb('starts', 'would start')} from the bundled weights instead."
+    if dataset().source == ref:
+        ood = " (and no OOD set of yours: it was for that dataset)." if dataset().ood_source else "."
+        if sample_available():
+            return f" The next run {verb('now uses', 'would use')} {default_dataset().label} instead{ood}"
+        return f" The next run {verb('has no dataset now', 'would have no dataset')}: upload one{ood}"
+    if dataset().ood_source == ref:
+        return f" The next run {verb('is', 'would be')} evaluated without an OOD set of yours."
+    return ""
+
+
 def delete_upload_question(engine: Engine, sha: str) -> str:
-    """What deleting upload `sha` will do, asked before it is done (`delete_upload` does it)."""
+    """What deleting upload `sha` will do, asked before it is done (`delete_upload` does it and says the
+    same in the past tense): whether the file leaves the server, and what the next run uses instead."""
     ref = upload_ref(sha)
+    instead = next_run_words(ref, done=False)
+    if engine.store.others_have_upload(user(), sha):
+        return ("Remove it from your list? Another user uploaded the same file, so it stays on the server."
+                + instead)
     using = runs_using(engine, ref)
-    in_use = ""
-    if dataset().source == ref:  # as delete_upload will say after it: what the next run uses instead
-        in_use = (f" It is the next run's dataset: the next run would use {default_dataset().label} instead."
-                  if sample_available() else " It is the next run's dataset: you would then upload another.")
-    elif dataset().ood_source == ref:
-        in_use = " It is the next run's OOD set: the next run would be evaluated without one of yours."
     if using:
         return (f"Delete it from your list? The file stays on the server for the {plural(len(using), 'run')} "
-                f"that used it.{in_use}")
-    return f"Delete it for good? No run used it, so the file is removed from the server: this cannot be undone.{in_use}"
+                f"that used it." + instead)
+    return "Delete it for good? No run used it, so the file is removed from the server: this cannot be undone." + instead
 
 
 def delete_upload(engine: Engine, sha: str) -> str:
     """Remove an upload from this user's list; its file (and its extracted copy) too unless another
     user has it or a run reads it. Returns what happened, in plain words."""
     ref = upload_ref(sha)
-    instead = ""
+    instead = next_run_words(ref, done=True)  # said before the next run's settings change below
     if dataset().source == ref:
-        had_ood = bool(dataset().ood_source)
         set_dataset(default_dataset())
-        instead = (f" The next run now uses {dataset().label} instead" if sample_available()
-                   else " The next run has no dataset now: upload one") + \
-            (" (and no OOD set of yours: it was for that dataset)." if had_ood else ".")
     elif dataset().ood_source == ref:
         set_dataset(Dataset(dataset().kind, dataset().source, dataset().label))
-        instead = " The next run is evaluated without an OOD set of yours."
     if config().backbone.checkpoint == ref:
         update_section("backbone", pretrained="bundled", checkpoint="")
-        instead = " The next run starts from the bundled weights instead."
     nobody_else = engine.store.delete_upload(user(), sha)
     using = runs_using(engine, ref)
     if not nobody_else:

@@ -310,6 +310,12 @@ class RunStore:
         with self._lock:
             return self._conn.execute("SELECT 1 FROM uploads WHERE sha256=? LIMIT 1", (sha256,)).fetchone() is not None
 
+    def others_have_upload(self, owner: str, sha256: str) -> bool:
+        """Whether a user other than `owner` has these bytes among their uploads."""
+        with self._lock:
+            return self._conn.execute("SELECT 1 FROM uploads WHERE sha256=? AND owner<>? LIMIT 1",
+                                      (sha256, owner)).fetchone() is not None
+
     def delete_upload(self, owner: str, sha256: str) -> bool:
         """Forget `owner`'s upload; True when no user has those bytes recorded any more."""
         with self._lock, self._conn:

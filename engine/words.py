@@ -39,9 +39,14 @@ def ended_early_words(summary: dict) -> str:
     return f"{text} (a method ended it){kept}."
 
 
+def epochs_ended_early(summary: dict, planned: int) -> int | None:
+    """The epochs a run trained when a method ended it before its `planned` ones (summary.json's
+    `ended_early`), else None."""
+    done = (summary.get("ended_early") or {}).get("after_epoch")
+    return done if isinstance(done, int) and 0 < done < planned else None
+
+
 def epochs_run_words(summary: dict, planned: int) -> str:
-    """"3 of 20 epochs" for a run a method ended early (summary.json's `ended_early`), else "20 epochs"."""
-    early = summary.get("ended_early") or {}
-    if early.get("after_epoch") and early["after_epoch"] < planned:
-        return f"{early['after_epoch']} of {plural(planned, 'epoch')}"
-    return plural(planned, "epoch")
+    """"3 of 20 epochs" for a run a method ended early (`epochs_ended_early`), else "20 epochs"."""
+    done = epochs_ended_early(summary, planned)
+    return f"{done} of {plural(planned, 'epoch')}" if done else plural(planned, "epoch")

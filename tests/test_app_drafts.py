@@ -195,7 +195,8 @@ def test_earlier_uploads_are_offered_after_a_restart_and_can_be_used_or_deleted(
     assert "Active dataset: third set.zip" in texts(at.subheader)
     (third_sha,) = [u["sha256"] for u in engine().store.list_uploads("")]
     at.button(key=f"del_dataset_{third_sha[:16]}").click().run()
-    assert any("It is the next run's dataset: the next run would use Bundled sample" in c for c in texts(at.caption))
+    assert any("this cannot be undone. The next run would use Bundled sample: textures instead." in c
+               for c in texts(at.caption)), texts(at.caption)
     at.button(key=f"del_sure_dataset_{third_sha[:16]}").click().run()
     no_problems(at)
     assert any(i.startswith("third set.zip: Deleted") and "The next run now uses Bundled sample" in i
@@ -840,3 +841,17 @@ def test_compare_rounds_a_percentage_as_results_does():
     for v, cell in zip(values, cells):
         assert f"{cell:.1f}%" == fmt_pct(v), (v, cell)
     assert cells[0] == 6.2 and pd.isna(cells[-1])
+
+
+def test_the_delete_question_says_a_file_another_user_has_stays(monkeypatch):
+    """The question said "removed from the server: this cannot be undone" for bytes another user had
+    uploaded too; the deletion itself kept them (and said so only afterwards)."""
+    from types import SimpleNamespace
+
+    from app import state
+
+    monkeypatch.setattr(state, "user", lambda: "ann")
+    monkeypatch.setattr(state, "next_run_words", lambda ref, done: "")
+    engine = SimpleNamespace(store=SimpleNamespace(others_have_upload=lambda owner, sha: owner == "ann"))
+    assert state.delete_upload_question(engine, "a" * 64) == (
+        "Remove it from your list? Another user uploaded the same file, so it stays on the server.")

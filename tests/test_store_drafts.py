@@ -61,7 +61,11 @@ def test_uploads_are_listed_per_user_newest_first_and_deleted_per_user(tmp_path)
     assert [(u["name"], u["kind"]) for u in mine] == [("digits v2.zip", "dataset"), ("street.zip", "ood")]
     assert mine[0]["classes"] == 10 and mine[0]["images"] == 500 and mine[0]["size"] == 2048, "facts kept"
     assert [u["name"] for u in store.list_uploads("ann", "ood")] == ["street.zip"]
+    # asked before a deletion: whether the file would stay for another user (the question said "removed
+    # from the server" when it was not)
+    assert store.others_have_upload("ann", "a" * 64) and not store.others_have_upload("ann", "b" * 64)
     assert store.delete_upload("ann", "a" * 64) is False, "bob still has those bytes"
+    assert not store.others_have_upload("bob", "a" * 64)
     assert store.delete_upload("bob", "a" * 64) is True
     assert [u["name"] for u in store.list_uploads("ann")] == ["street.zip"]
 

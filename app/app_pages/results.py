@@ -23,7 +23,7 @@ from engine.methods import METHODS
 from engine.optim import frozen_words
 from engine.resume import RESUME_FILE
 from engine.schedules import schedule_label
-from engine.words import and_words, ended_early_words, percent_half_up, plural
+from engine.words import and_words, ended_early_words, epochs_ended_early, percent_half_up, plural
 
 RUN_KEY = "results_run"
 SUMMARY_METRICS = {  # summary key -> (label, help)
@@ -524,9 +524,8 @@ def epochs_cell(cfg: dict, summary: dict) -> str | None:
     planned = (cfg.get("train") or {}).get("epochs")
     if planned is None:
         return None
-    early = summary.get("ended_early") or {}
-    done = early.get("after_epoch")
-    return f"{done} of {planned}" if done and done < planned else str(planned)
+    done = epochs_ended_early(summary, int(planned))
+    return f"{done} of {planned}" if done else str(planned)
 
 
 DATA_COLUMNS = ("dataset", "classes", "images", "image px")
