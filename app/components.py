@@ -17,6 +17,7 @@ import streamlit as st
 from app import charts, layout, state
 from app.claims_view import at_chance
 from engine.clock import fmt_duration
+from engine.store import process_alive
 from engine.worker import Engine
 from engine.words import ended_early_words
 
@@ -85,6 +86,7 @@ class RunView:
     steps: pd.DataFrame = field(default_factory=pd.DataFrame)
     live: bool = False  # read from this process's in-memory snapshot (else from the store)
     streams: dict = field(default_factory=dict)  # points methods publish while they compute (WiSE-FT curve)
+    elsewhere: str = ""  # queued or running in another program (the command line): its process id
 
 
 def read_summary(run_dir: str) -> dict:
@@ -110,11 +112,21 @@ def _parsed_summary(path: str, inode: int, size: int, mtime_ns: int) -> dict:
 
 
 def load_run(engine: Engine, run_id: str) -> RunView | None:
-    """The live snapshot when this process ran it; otherwise the store (runs from before a restart)."""
+    """The live snapshot when this process ran it; otherwise the store (runs from before a restart, and
+    runs another program trains, such as the command line: their progress as it writes it there; one
+    whose program has ended since is marked interrupted first)."""
     rec = state.record(engine, run_id)  # None for another user's run
     if rec is None:
         return None
     snap = engine.snapshot(run_id)
+    if snap is None and rec.status in ("queued", "running"):
+        if not process_alive(rec.process):
+            engine.release_ended()
+            rec = state.record(engine, run_id) or rec
+        else:
+            epochs, steps = charts.store_frames(engine.store.metrics(run_id))
+            return RunView(rec.id, rec.name, rec.status, None, rec.config, rec.run_dir,
+                           engine.store.progress(run_id), epochs, steps, False, elsewhere=rec.process.split()[1])
     if snap is not None:
         error = snap.error or rec.error
         error = state.message_words(error, state.config_names(rec.config)) if error else error  # the user's names
@@ -205,11 +217,24 @@ def progress_view(run: RunView) -> None:
                    + ". Open **Results** for the confusion matrix, per-class accuracy and downloads.",
                    icon=":material/check_circle:")
     elif run.status == "failed":
-        st.error(f"This run failed: {run.error or 'no reason was recorded.'}", icon=":material/error:")
-        st.caption("Fix the setting the message names on the **Data** or **Model and methods** page, "
-                   "then start a new run. The studio keeps working.")
+        st.error(f"This run failed: {state.message_md(run.error or 'no reason was recorded.')}", icon=":material/error:")
+        st.caption(failed_advice(run.error or ""))
     elif run.status == "stopped":
-        st.warning(run.error or "Stopped.", icon=":material/stop_circle:")
+        st.warning(state.message_md(run.error or "Stopped."), icon=":material/stop_circle:")
+
+
+def failed_advice(error: str) -> str:
+    """What to do about a failed run, by its error: an interruption says itself what Continue does; a
+    crash (a bug, not a setting) or running out of memory names no setting to fix, unlike a refused setting."""
+    if error.startswith("Interrupted:"):
+        return "Nothing was wrong with its settings. The studio keeps working."
+    if error.startswith("The run crashed"):
+        return ("This is a fault in the studio, not in your settings or data: starting the run again may get past "
+                "it, and the details file helps whoever maintains this studio. The studio keeps working.")
+    if "out of memory" in error.lower():
+        return "Start a new run with a smaller setting, as the message says. The studio keeps working."
+    return ("Fix the setting the message names on the **Data** or **Model and methods** page, then start a new "
+            "run. The studio keeps working.")
 
 
 def few_steps_notice(cfg, key: str, text: str | None = None) -> None:

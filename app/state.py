@@ -123,7 +123,7 @@ def sample_available() -> bool:
 def show_error(exc: BaseException, what: str) -> None:
     """A StudioError's own plain message, or a friendly note with the details folded away."""
     if isinstance(exc, StudioError):
-        st.error(message_words(str(exc)), icon=":material/error:")
+        st.error(message_md(message_words(str(exc))), icon=":material/error:")
         return
     st.error(
         f"Something unexpected went wrong while {what}. Nothing was lost and the studio keeps "
@@ -989,7 +989,45 @@ def weights_words(cfg: RunConfig) -> str:
     accepted file yet (a refused upload is not kept)."""
     if cfg.backbone.pretrained == "checkpoint" and not cfg.backbone.checkpoint:
         return "your checkpoint, none accepted yet"
+    if cfg.backbone.pretrained == "checkpoint":  # which file: after a refused upload the earlier one stays chosen
+        name = checkpoint_name(cfg.backbone.checkpoint)
+        return f"your checkpoint {md_text(name)}" if name else "your checkpoint"
     return WEIGHTS_TEXT.get(cfg.backbone.pretrained, cfg.backbone.pretrained)
+
+
+def checkpoint_name(ref: str) -> str:
+    """The user's own name of the checkpoint `ref` (an upload's file name, or a server path's file name);
+    "" when unknown (another user's upload)."""
+    if not ref.startswith(UPLOAD_PREFIX):
+        return Path(ref).name
+    return next((u["name"] for u in get_engine().store.list_uploads(user(), "checkpoint")
+                 if upload_ref(u["sha256"]) == ref), "")
+
+
+def kept_head(cfg: RunConfig) -> bool:
+    """Whether the next run keeps its checkpoint's classification head (a model this studio trained on the
+    chosen dataset's classes; engine.train._continue_with_kept_head), so that it skips the head-only epochs:
+    only when the dataset's classes are known here without decoding images (state.last_check) and WiSE-FT,
+    which fits its own head, is off."""
+    if cfg.backbone.pretrained != "checkpoint" or not cfg.backbone.checkpoint or "wise_ft" in cfg.enabled_methods():
+        return False
+    check = last_check(cfg)
+    if check is None:
+        return False
+    return _head_kept(cfg.backbone.checkpoint, cfg.backbone.name, tuple(check.report.classes))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _head_kept(ref: str, backbone: str, classes: tuple[str, ...]) -> bool:
+    """engine.backbones.build_model's own decision for this file, backbone and classes (False when it refuses
+    the file); kept per server, as the file behind an upload reference never changes."""
+    from engine.backbones import build_model
+
+    try:
+        _, report = build_model(backbone, len(classes), "checkpoint", ref, classes=list(classes))
+    except Exception:  # noqa: BLE001 - a refused file keeps no head; the Model page says why
+        return False
+    return bool(report.head_kept)
 
 
 def last_check(cfg: RunConfig):
@@ -1094,6 +1132,16 @@ def stop_mirroring() -> None:
 MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]|$~<>&])")  # what changes a name inside a line of markdown
 
 
+CODE_SPANS = re.compile(r"(`[^`\n]+`)")
+
+
+def message_md(text: str) -> str:
+    """An engine message (plain text, as the command line prints it) for st.markdown: its `code` spans
+    stay code, everything else shows as itself (md_text), so that "__builtin__.set" or a file named
+    "*draft*.zip" is not turned into bold or italics."""
+    return "".join(part if CODE_SPANS.fullmatch(part) else md_text(part) for part in CODE_SPANS.split(text))
+
+
 def md_text(text: str) -> str:
     """`text` (a user's file, dataset or class name) escaped for st.markdown inside a line: `*`, `_`,
     `` ` ``, `$` (LaTeX), `[`/`]` (links), `~`, `|`, `<`/`>`, `&` (entities) and backslashes show as
@@ -1103,11 +1151,14 @@ def md_text(text: str) -> str:
 
 def head_only_words(cfg) -> str:
     """"the first 2 epochs train only the new head" (the linear-probe epochs the run will do, at most
-    its epochs; "the first epoch trains ..." for one), or "" without any; with pruning starting inside
+    its epochs; "the first epoch trains ..." for one), or "" without any, and says so when a checkpoint's
+    head is kept instead (kept_head: the engine then skips them); with pruning starting inside
     those epochs, it says that pruning already zeroes trunk weights meanwhile."""
     probe = min(int(cfg.optim.linear_probe_epochs), int(cfg.train.epochs))
     if probe <= 0:
         return ""
+    if kept_head(cfg):  # the engine skips them: the kept head is trained already (the Model page says so too)
+        return "its checkpoint's own head kept, so no head-only epochs"
     words = "the first epoch trains only the new head" if probe == 1 else \
         f"the first {probe} epochs train only the new head"
     pruning = cfg.methods.get("pruning")

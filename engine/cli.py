@@ -6,12 +6,15 @@ Bad input prints its plain message and exits non-zero without a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
 import os
 import shlex
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -42,7 +45,7 @@ from engine.presets import PRESETS, fit_to_data, get_preset, is_recipe, run_name
 from engine.pruning_search import search_into_config
 from engine.resume import RESUME_FILE, check_resumable
 from engine.run_data import load_user_ood, prepare_data
-from engine.store import RunStore
+from engine.store import RunStore, process_alive
 from engine.train import StartModel, build_start, train
 from engine.words import ended_early_words, plural
 
@@ -357,8 +360,10 @@ def _resume(args: argparse.Namespace) -> int:
     rec = store.get_run(known) if known else None  # _run_folder read the store: its id for this folder, if any
     if rec is not None and Path(rec.run_dir).resolve() != run_dir:
         rec = None
-    if rec is not None and rec.status in ("queued", "running"):
-        raise StudioError(f"The run in {args.resume} is {rec.status} already.")
+    if rec is not None and rec.status in ("queued", "running") and process_alive(rec.process):
+        raise StudioError(f"The run in {args.resume} is {rec.status} already, in another program "
+                          f"(process {rec.process.split()[1]}): stop it there first (Ctrl+C, or Stop on the dashboard's "
+                          "Train page).")  # a program that ended left it "running": continue it
     try:  # before anything is written: a finished run keeps its results
         check_resumable(run_dir, rec.status if rec is not None else None)
     except StudioError as exc:
@@ -374,7 +379,7 @@ def _resume(args: argparse.Namespace) -> int:
 
 def _run_in_foreground(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Path, data_dir: Path, quiet: bool,
                        resume: bool = False, data: DataSplits | None = None, start: StartModel | None = None) -> int:
-    reporter = ConsoleReporter(store, run_id, quiet)
+    reporter = ConsoleReporter(store, run_id, quiet, live=True)  # the dashboard shows its progress too
     print(f"run {run_id} -> {run_dir}" + (" (continued)" if resume else ""), flush=True)
     weights = WEIGHTS_TEXT.get(cfg.backbone.pretrained, cfg.backbone.pretrained)  # the dashboard's words
     frozen = frozen_words(cfg.optim, cfg.backbone.pretrained)
@@ -384,8 +389,12 @@ def _run_in_foreground(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Pa
                                          f"lr {cfg.optim.lr:g}")
           + (f", {frozen}" if frozen else "") + f", seed {cfg.seed}", flush=True)
     try:
-        summary = execute_run(store, run_id, cfg, run_dir, data_dir / "datasets", reporter, resume=resume, data=data,
-                              start=start)
+        with _terminate_as_interrupt():
+            summary = execute_run(store, run_id, cfg, run_dir, data_dir / "datasets", reporter, resume=resume,
+                                  data=data, start=start)
+    except Terminated:
+        _interrupted(store, run_id, run_dir, "Stopped by a termination signal (SIGTERM).")
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         _interrupted(store, run_id, run_dir)
         return 130
@@ -394,14 +403,36 @@ def _run_in_foreground(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Pa
     return _say_after_run(summary, cfg, run_dir)
 
 
-def _interrupted(store: RunStore, run_id: str, run_dir: Path) -> None:
-    """Ctrl-C: the run is stopped, its summary says how many epochs it finished (for `runs`), and the
-    user is told whether it can be continued or must start again."""
-    store.set_status(run_id, "stopped", "Interrupted from the keyboard.")
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, a scheduler, a time limit) during a command-line run: handled as Ctrl+C is."""
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """While the block runs in the main thread, SIGTERM raises Terminated, so that a killed run is recorded
+    as stopped with its finished epochs and its resume command, instead of left "running" in the store."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_terminated(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(store: RunStore, run_id: str, run_dir: Path, why: str = "Interrupted from the keyboard.") -> None:
+    """Ctrl-C or SIGTERM (`why` says which): the run is stopped, its summary says how many epochs it
+    finished (for `runs`), and the user is told whether it can be continued or must start again."""
+    store.set_status(run_id, "stopped", why)
     done = len({r["epoch"] for r in store.metrics(run_id) if r.get("channel") == "epoch"})
     if run_dir.is_dir():  # (not made yet when the interrupt came first)
         write_json(run_dir / "summary.json", {"status": "stopped", "run_id": run_id, "epochs": done,
-                                              "error": "Interrupted from the keyboard."})
+                                              "error": why})
     if (run_dir / RESUME_FILE).is_file():
         print(f"\nstopped (continue it with: python -m engine train --resume {shlex.quote(str(run_dir))})",
               file=sys.stderr)

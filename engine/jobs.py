@@ -42,6 +42,22 @@ def stopped_message(done: int | None, planned: int, can_continue: bool = False, 
             "the run again.")
 
 
+def interrupted_message(store: RunStore, rec) -> str:
+    """The error of a run (`rec`, an engine.store.RunRecord) whose program ended while it was queued or
+    running (RunStore.mark_interrupted): what happened, the epochs it finished, and whether Continue
+    picks up from there (a resume point exists) or the run must start again."""
+    what = "ended (a restart, a crash or a kill)"
+    if rec.status == "queued":
+        return f"Interrupted: the program it was queued in {what} before it started. Start it again."
+    done = len({r["epoch"] for r in store.metrics(rec.id) if r.get("channel") == "epoch"})
+    if (Path(rec.run_dir) / RESUME_FILE).is_file():
+        return (f"Interrupted: the program training it {what} "
+                + (f"after epoch {done}. Continue picks up at epoch {done + 1}" if done else
+                   "before its next epoch ended. Continue picks up after the last finished epoch")
+                + " with the same schedule.")
+    return f"Interrupted: the program training it {what} before the first epoch ended. Start it again."
+
+
 def execute_run(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Path, datasets_dir: Path,
                 reporter: Reporter, limits=None, resume: bool = False, data=None, start=None) -> dict[str, Any]:
     """Run `cfg` (with `resume`: continue the stopped run in `run_dir`); returns the summary written

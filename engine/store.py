@@ -9,14 +9,18 @@ behind a lock; SQLite's WAL mode lets another process (the CLI) write at the sam
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 STATUSES = ("queued", "running", "finished", "failed", "stopped")
+INTERRUPTED = "Interrupted: the program training it ended (a restart, a crash or a kill) before it finished."
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -99,6 +103,7 @@ class RunRecord:
     pinned: int = 0  # pinned runs are never cleaned up to free disk space
     shared: int = 0  # shared runs are visible (read-only) to every user
     wise_ft_alpha: float | None = None  # the WiSE-FT mix the user chose on Results (None: not chosen yet)
+    process: str = ""  # the program that queued or trains it: "host pid start-time" (this_process)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -124,6 +129,8 @@ class RunStore:
                 self._conn.execute("UPDATE metrics SET channel='step' WHERE name IN ('loss', 'lr')")
             if "wise_ft_alpha" not in cols:
                 self._conn.execute("ALTER TABLE runs ADD COLUMN wise_ft_alpha REAL")
+            if "process" not in cols:
+                self._conn.execute("ALTER TABLE runs ADD COLUMN process TEXT NOT NULL DEFAULT ''")
 
     def close(self) -> None:
         with self._lock:
@@ -133,16 +140,19 @@ class RunStore:
     def create_run(self, run_id: str, name: str, config: dict, run_dir: str, owner: str = "", status: str = "queued") -> None:
         with self._lock, self._conn:
             self._conn.execute(
-                "INSERT INTO runs (id, name, config, status, created, run_dir, owner) VALUES (?,?,?,?,?,?,?)",
-                (run_id, name, json.dumps(config), status, time.time(), run_dir, owner),
+                "INSERT INTO runs (id, name, config, status, created, run_dir, owner, process) VALUES (?,?,?,?,?,?,?,?)",
+                (run_id, name, json.dumps(config), status, time.time(), run_dir, owner, this_process()),
             )
 
     def set_status(self, run_id: str, status: str, error: str | None = None) -> None:
         assert status in STATUSES, status
         now = time.time()
         with self._lock, self._conn:
-            if status == "running":
-                self._conn.execute("UPDATE runs SET status=?, started=? WHERE id=?", (status, now, run_id))
+            if status == "running":  # the program that trains it now (the CLI, the dashboard, a torchrun child)
+                self._conn.execute("UPDATE runs SET status=?, started=?, process=? WHERE id=?",
+                                   (status, now, this_process(), run_id))
+            elif status == "queued":  # queued again (Continue): by this program
+                self._conn.execute("UPDATE runs SET status=?, process=? WHERE id=?", (status, this_process(), run_id))
             elif status in ("finished", "failed", "stopped"):
                 self._conn.execute(
                     "UPDATE runs SET status=?, finished=?, error=? WHERE id=?", (status, now, error, run_id)
@@ -182,16 +192,20 @@ class RunStore:
                 self._conn.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))
             self._conn.execute("DELETE FROM runs WHERE id=?", (run_id,))
 
-    def mark_interrupted(self) -> list[str]:
-        """Runs left queued/running by a crash or restart are failed, with that reason."""
+    def mark_interrupted(self, message: Callable[[RunRecord], str] | None = None) -> list[str]:
+        """Runs left queued or running by a program that has ended (a crash, a restart, a killed command
+        line) are marked failed with `message(record)` as their error (default: INTERRUPTED); runs whose
+        program is still alive (a command-line run training beside the dashboard, a torchrun child) are
+        left alone (process_alive). Returns the ids marked."""
+        with self._lock:
+            rows = self._conn.execute("SELECT * FROM runs WHERE status IN ('running','queued')").fetchall()
+        ended = [rec for rec in map(_record, rows) if not process_alive(rec.process)]
         with self._lock, self._conn:
-            rows = self._conn.execute("SELECT id FROM runs WHERE status IN ('running','queued')").fetchall()
-            ids = [r["id"] for r in rows]
-            self._conn.execute(
-                "UPDATE runs SET status='failed', finished=?, error=? WHERE status IN ('running','queued')",
-                (time.time(), "Interrupted: the server stopped while this run was queued or running. Start it again."),
-            )
-        return ids
+            for rec in ended:
+                self._conn.execute("UPDATE runs SET status='failed', finished=?, error=? WHERE id=? AND "
+                                   "status IN ('running','queued')",
+                                   (time.time(), (message or (lambda r: INTERRUPTED))(rec), rec.id))
+        return [rec.id for rec in ended]
 
     # ---- metrics -------------------------------------------------------------------------
     def log_metrics(self, run_id: str, epoch: int, step: int, values: dict[str, float],
@@ -328,3 +342,42 @@ def _record(row: sqlite3.Row) -> RunRecord:
     d = dict(row)
     d["config"] = json.loads(d["config"])
     return RunRecord(**d)
+
+
+_THIS_PROCESS: dict[int, str] = {}
+
+
+def this_process() -> str:
+    """This program's identity in the store: "host pid start-time" (start in seconds since the epoch,
+    psutil; "host pid" when psutil cannot read it), so that a later program can tell whether the one
+    that queued or trains a run still runs (process_alive) even after its pid was reused."""
+    pid = os.getpid()
+    if pid not in _THIS_PROCESS:
+        try:
+            import psutil
+
+            started = f" {psutil.Process(pid).create_time():.2f}"
+        except Exception:  # noqa: BLE001 - no psutil or no /proc: the pid alone
+            started = ""
+        _THIS_PROCESS[pid] = f"{socket.gethostname()} {pid}{started}"
+    return _THIS_PROCESS[pid]
+
+
+def process_alive(ident: str) -> bool:
+    """Whether the program `ident` (this_process's words) still runs: on this host, its pid exists with the
+    same start time (to 0.05 s); a program on another host (a store on a shared folder) counts as alive,
+    since nothing here can see it; an empty `ident` (a store written before programs were recorded) or one
+    that cannot be read counts as ended, as such runs always were."""
+    parts = ident.split()
+    if len(parts) not in (2, 3) or not parts[1].isdigit():
+        return False
+    if parts[0] != socket.gethostname():
+        return True
+    try:
+        import psutil
+
+        if not psutil.pid_exists(int(parts[1])):
+            return False
+        return len(parts) == 2 or abs(psutil.Process(int(parts[1])).create_time() - float(parts[2])) < 0.05
+    except Exception:  # noqa: BLE001 - the process ended while asked, or psutil is missing
+        return False

@@ -21,7 +21,7 @@ from typing import Any
 
 from engine.config import RunConfig, validate
 from engine.errors import StudioError
-from engine.jobs import STOPPED_BY_SERVER, STOPPED_BY_USER, execute_run, stopped_message
+from engine.jobs import STOPPED_BY_SERVER, STOPPED_BY_USER, execute_run, interrupted_message, stopped_message
 from engine.checkpoints import new_run_id
 from engine.resume import RESUME_FILE, check_resumable
 from engine.paths import ASSETS_DIR, PROJECT_DIR, register_upload_dir, resolve_path
@@ -143,7 +143,7 @@ class Engine:
         self.datasets_dir = self.data_dir / "datasets"  # extracted uploads, named by content hash
         register_upload_dir(self.data_dir / "uploads")  # configs name uploads as upload:<sha256>
         self.store = RunStore(self.data_dir / "studio.db")
-        self.interrupted = self.store.mark_interrupted()  # a crash or restart left these unfinished
+        self.interrupted = self.release_ended()  # a crash or restart left these (not a command-line run training)
         self._lock = threading.RLock()
         self._snapshots: dict[str, RunSnapshot] = {}
         self._stop_flags: dict[str, threading.Event] = {}
@@ -308,6 +308,11 @@ class Engine:
         return path
 
     # ---- reading ---------------------------------------------------------------------------
+    def release_ended(self) -> list[str]:
+        """Mark failed, with interrupted_message's reason, the runs left queued or running by a program that
+        has ended since (a command-line run killed while this server runs); returns their ids."""
+        return self.store.mark_interrupted(lambda rec: interrupted_message(self.store, rec))
+
     def snapshot(self, run_id: str) -> RunSnapshot | None:
         """A copy of the live state of a run of this process, or None (then read the store)."""
         with self._lock:

@@ -865,6 +865,14 @@ def test_checkpoint_uploads_are_checked_against_the_backbone(studio, tmp_path):
     stored = resolve_path(ref)
     assert stored.parent == studio / "uploads" and stored.suffix == ".safetensors"
 
+    at.file_uploader(key="upload_ckpt").set_value(("other.pt", bad.read_bytes(), "application/octet-stream")).run()
+    no_problems(at)  # refused: the file used is named, so that no line below reads as this file's
+    assert any("other.pt was refused" in e for e in texts(at.error)), texts(at.error)
+    assert any("still starts from **mine.safetensors**" in i for i in texts(at.info)), texts(at.info)
+    assert at.session_state["cfg"].backbone.checkpoint == ref
+    at.switch_page("app_pages/train.py").run()
+    assert any("(your checkpoint mine.safetensors)" in m for m in texts(at.markdown)), "the Next run line names it"
+
 
 # ---- error paths -----------------------------------------------------------------------------------
 

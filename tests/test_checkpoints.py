@@ -322,7 +322,11 @@ def test_the_uploader_says_which_classes_a_studio_model_keeps_its_head_for(model
     at.switch_page("app_pages/model.py").run()  # the refresh is on the Model page: the Data page is not drawn
     success = " ".join(str(s.value) for s in at.success)
     assert "Starting from **sample-model.safetensors** (uploaded before)" in success, success
-    assert any("ResNet-18** (your checkpoint) on" in c.value for c in at.sidebar.caption), "the sidebar's next run says so"
+    (caption,) = [c.value for c in at.sidebar.caption if "ResNet-18** (your checkpoint" in c.value]
+    assert "(your checkpoint sample-model.safetensors) on" in caption, "the sidebar's next run names the file"
+    # the engine skips the preset's two head-only epochs for a kept head: the next-run lines say so too
+    assert at.session_state["cfg"].optim.linear_probe_epochs == 2
+    assert "train only the new head" not in caption and "own head kept, so no head-only epochs" in caption, caption
     # and with the head verdict for the dataset itself, not the rule: the engine still holds the sample decoded,
     # so the Model page redoes the check without decoding (before, it waited for a visit to the Data page)
     assert f"trained on your dataset's {len(sample)} classes" in success and "head is kept" in success, success

@@ -105,6 +105,8 @@ print(run_id, engine.snapshot(run_id).status, flush=True)
 def test_restart_marks_interrupted_runs_failed_and_keeps_finished_ones(tmp_path):
     store = RunStore(tmp_path / "e" / "studio.db")
     store.create_run("a", "was running", {}, str(tmp_path / "a"), status="running")
+    with store._conn:  # by a program that has ended since (this test's own process still runs)
+        store._conn.execute("UPDATE runs SET process='' WHERE id='a'")
     store.create_run("b", "done", {}, str(tmp_path / "b"), status="finished")
     store.log_metrics("b", 1, 10, {"val_acc": 0.9})
     store.close()

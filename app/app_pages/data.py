@@ -57,7 +57,7 @@ def _show_refusal(error: BaseException, name: str = "") -> None:
     """The refusal message (naming the user's file `name` when the message does not), then what the
     engine saw: the layout notes and every skipped file."""
     if name and isinstance(error, StudioError) and name not in str(error):
-        st.error(f"**{state.md_text(name)}**: {error}", icon=":material/error:")
+        st.error(f"**{state.md_text(name)}**: {state.message_md(str(error))}", icon=":material/error:")
     else:
         state.show_error(error, "reading the dataset")
     for note in getattr(error, "notes", []):

@@ -309,6 +309,9 @@ def checkpoint_upload(engine, backbone: str, current: str) -> str:
         path, report, error = memo[key]
         if error is not None:
             state.show_error(error, "reading the checkpoint")
+            if current:  # said, so that the "Ready to train" line below is not read as this file's
+                st.info(f"The next run still starts from **{state.md_text(state.checkpoint_name(current))}**, "
+                        "the checkpoint chosen before this file.", icon=":material/info:")
             return current
         show_checkpoint_verdict(report, upload.name, backbone, classes)
         return path

@@ -15,6 +15,7 @@ from engine.errors import StudioError
 from engine.methods import METHODS
 from engine.optim import frozen_words
 from engine.resume import RESUME_FILE
+from engine.store import process_alive
 
 SELECT_KEY = state.WATCH_SELECT_KEY
 GPU_KEY = "gpus"
@@ -198,6 +199,13 @@ def continue_button(engine, run_id: str, container) -> None:
             st.rerun()  # the whole page: the live view's timer starts again
 
 
+def elsewhere_running(engine, run_id: str) -> bool:
+    """Whether `run_id` is queued or running in another, live program (a command-line run beside the dashboard)."""
+    rec = state.record(engine, run_id)
+    return (rec is not None and rec.status in ("queued", "running") and engine.snapshot(run_id) is None
+            and process_alive(rec.process))
+
+
 def live_section(engine, visible: list) -> None:
     """The run picker over `visible` (state.runs, read once per redraw) and the picked run's live view."""
     runs = visible[:RECENT_RUNS]
@@ -218,13 +226,14 @@ def live_section(engine, visible: list) -> None:
     run_id = st.selectbox("Run shown", ids, key=SELECT_KEY, format_func=lambda i: labels.get(i, i),
                           help="The running run is shown by default; pick any earlier one to see its curves.")
     st.session_state[state.WATCH_KEY] = run_id
-    active_now = bool(engine.active_runs())
+    # a run another program trains (the command line) redraws too: its progress comes through the store
+    active_now = bool(engine.active_runs()) or elsewhere_running(engine, run_id)
 
     refresh_s = components.live_refresh_s()
 
     @st.fragment(run_every=refresh_s if active_now else None)
     def live(run_id: str) -> None:
-        if active_now and not engine.active_runs():
+        if active_now and not engine.active_runs() and not elsewhere_running(engine, run_id):
             st.rerun()  # everything ended: redraw the whole page at once, without the timer (drawn here first, the
             # run read "Finished" for seconds beside the start line's "is training" and a Stop button)
         run = components.load_run(engine, run_id)
@@ -240,6 +249,10 @@ def live_section(engine, visible: list) -> None:
             row.button("Stopping…", key=f"stop_{run_id}", icon=":material/hourglass_top:", disabled=True,
                        help="The run ends after the current step or evaluation batch and keeps its finished "
                             "epochs; Continue then picks up after the last of them.")
+        elif run.elsewhere:  # the command line, say: this server cannot stop it
+            row.container(width="content").caption(
+                f":material/terminal: Trained by another program (process {run.elsewhere}, such as the command "
+                "line): stop it there (Ctrl+C).")
         elif run.status in ("queued", "running"):
             row.button("Stop", key=f"stop_{run_id}", icon=":material/stop:", on_click=engine.stop,
                        args=(run_id, state.user()),

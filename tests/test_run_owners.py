@@ -1,0 +1,201 @@
+"""A run belongs to the program that trains it: a dashboard (re)started beside a command-line run leaves
+that run alone, a run whose program has ended (killed, crashed) is released with a reason that says what
+Continue does, and a command-line run ended by SIGTERM is recorded as stopped, as Ctrl+C's is."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import socket
+import threading
+from pathlib import Path
+
+import psutil
+import torch
+
+from engine.jobs import interrupted_message
+from engine.store import INTERRUPTED, RunStore, process_alive, this_process
+
+
+def dead_pid() -> int:
+    """A pid no process has now."""
+    pid = 4_000_000
+    while psutil.pid_exists(pid):
+        pid += 1
+    return pid
+
+
+def test_a_program_is_alive_only_while_its_pid_runs_with_its_own_start_time():
+    me = this_process()
+    host, pid, started = me.split()
+    assert host == socket.gethostname() and int(pid) == os.getpid() and process_alive(me)
+    assert not process_alive(f"{host} {pid} {float(started) - 5:.2f}"), "a reused pid is another program"
+    assert not process_alive(f"{host} {dead_pid()} {started}")
+    assert not process_alive(""), "a store from before programs were recorded: as it always was, ended"
+    assert process_alive(f"not-{host} 12 3.00"), "another host's program cannot be seen from here"
+
+
+def test_a_restart_releases_only_the_runs_whose_program_has_ended(tmp_path):
+    store = RunStore(tmp_path / "s.db")
+    for run_id in ("cli", "killed", "queued", "old"):
+        store.create_run(run_id, run_id, {}, str(tmp_path / run_id), status="queued")
+        (tmp_path / run_id).mkdir()
+    for run_id in ("cli", "killed", "old"):
+        store.set_status(run_id, "running")
+    host, _, started = this_process().split()
+    with store._conn:  # three programs that have ended; "cli" is this one, still training
+        store._conn.execute("UPDATE runs SET process=? WHERE id IN ('killed', 'queued')",
+                            (f"{host} {dead_pid()} {started}",))
+        store._conn.execute("UPDATE runs SET process='' WHERE id='old'")
+    (tmp_path / "killed" / "resume.pt").write_bytes(b"")
+    store.log_metrics("killed", 1, 4, {"val_acc": 0.5})
+    store.log_metrics("killed", 2, 8, {"val_acc": 0.6})
+
+    released = store.mark_interrupted(lambda rec: interrupted_message(store, rec))
+    assert sorted(released) == ["killed", "old", "queued"]
+    runs = {r.id: r for r in store.list_runs()}
+    assert runs["cli"].status == "running" and runs["cli"].error is None
+    assert runs["killed"].status == "failed"
+    assert runs["killed"].error == ("Interrupted: the program training it ended (a restart, a crash or a kill) "
+                                    "after epoch 2. Continue picks up at epoch 3 with the same schedule.")
+    assert runs["old"].error.endswith("before the first epoch ended. Start it again."), "no resume point"
+    assert runs["queued"].error.startswith("Interrupted: the program it was queued in ended"), runs["queued"].error
+    assert store.mark_interrupted() == [], "released once"
+    store.set_status("cli", "failed")
+    store.create_run("later", "later", {}, str(tmp_path / "later"), status="running")
+    with store._conn:
+        store._conn.execute("UPDATE runs SET process='' WHERE id='later'")
+    assert store.mark_interrupted() == ["later"] and store.get_run("later").error == INTERRUPTED
+
+
+def test_sigterm_stops_a_command_line_run_as_ctrl_c_does(tiny_zip, tmp_path, monkeypatch, capsys):
+    """`kill` (a scheduler, a time limit) during `train`: exit 143, the run stopped with its epochs and the
+    command that continues it, and SIGTERM's own handler back afterwards. Before, the process ended at once
+    and the store said "running" for good."""
+    from engine import cli
+
+    assert threading.current_thread() is threading.main_thread(), "signal handlers run in the main thread"
+
+    def killed_after_one_epoch(store, run_id, cfg, run_dir, *args, **kwargs):
+        run_dir.mkdir(parents=True)
+        (run_dir / "resume.pt").write_bytes(b"")
+        store.log_metrics(run_id, 1, 4, {"val_acc": 0.5}, channel="epoch")
+        signal.raise_signal(signal.SIGTERM)
+        raise AssertionError("SIGTERM did not interrupt the run")
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(cli, "execute_run", killed_after_one_epoch)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    monkeypatch.setattr(cli, "register_upload_dir", lambda folder: None)
+    out = tmp_path / "run"
+    assert cli.main(["train", "--data", str(tiny_zip), "--image-size", "32", "--epochs", "9", "--out", str(out),
+                     "--data-dir", str(tmp_path / "d")]) == 143
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert f"continue it with: python -m engine train --resume {shlex.quote(str(out))}" in capsys.readouterr().err
+    (rec,) = RunStore(tmp_path / "d" / "studio.db").list_runs()
+    assert (rec.status, rec.error) == ("stopped", "Stopped by a termination signal (SIGTERM).")
+    assert cli._run_facts(rec) == "[tiny.zip, 1 of 9 epochs]"
+
+
+def test_resume_refuses_a_run_its_program_still_trains_and_continues_one_whose_program_ended(
+        tiny_zip, tmp_path, monkeypatch, capsys):
+    from engine import cli
+
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    monkeypatch.setattr(cli, "register_upload_dir", lambda folder: None)
+    out, data_dir = tmp_path / "run", tmp_path / "d"
+
+    def one_epoch_then_killed(store, run_id, cfg, run_dir, *args, **kwargs):  # left "running", as a SIGKILL leaves it
+        run_dir.mkdir(parents=True)
+        (run_dir / "config.yaml").write_text(cfg.to_yaml())
+        (run_dir / "resume.pt").write_bytes(b"")
+        store.set_status(run_id, "running")
+        raise SystemExit(137)
+
+    monkeypatch.setattr(cli, "execute_run", one_epoch_then_killed)
+    try:
+        cli.main(["train", "--data", str(tiny_zip), "--image-size", "32", "--out", str(out),
+                  "--data-dir", str(data_dir)])
+    except SystemExit:
+        pass
+    store = RunStore(data_dir / "studio.db")
+    (rec,) = store.list_runs()
+    assert rec.status == "running" and process_alive(rec.process), "this test's process trains it"
+    assert cli.main(["train", "--resume", str(out), "--data-dir", str(data_dir)]) == 2
+    assert f"is running already, in another program (process {os.getpid()})" in capsys.readouterr().err
+
+    with store._conn:  # its program has ended since
+        store._conn.execute("UPDATE runs SET process=? WHERE id=?", (f"{socket.gethostname()} {dead_pid()}", rec.id))
+    resumed = []
+    monkeypatch.setattr(cli, "execute_run", lambda *a, **k: resumed.append(k.get("resume")) or {
+        "status": "finished", "error": None})
+    monkeypatch.setattr(cli, "_say_after_run", lambda *a: 0)
+    assert cli.main(["train", "--resume", str(out), "--data-dir", str(data_dir)]) == 0
+    assert resumed == [True]
+
+
+def test_the_train_page_follows_a_command_line_run_and_releases_it_when_its_program_ends(tmp_path, monkeypatch):
+    """A run the command line trains shows its progress on the Train page (written to the store) with a
+    way to stop it there instead of a Stop button this server cannot honour; once its program has ended,
+    the page says so and offers Continue, without a restart of the server."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from app.state import get_engine
+    from engine.config import RunConfig
+
+    monkeypatch.setenv("STUDIO_DATA_DIR", str(tmp_path / "studio"))
+    try:
+        engine = get_engine()
+        run_dir = tmp_path / "studio" / "runs" / "cli-run"
+        run_dir.mkdir(parents=True)
+        engine.store.create_run("cli-run", "my command-line run", RunConfig().to_dict(), str(run_dir), owner="cli")
+        engine.store.set_status("cli-run", "running")  # by this test's process: alive
+        engine.store.log_metrics("cli-run", 1, 4, {"val_acc": 0.5, "train_acc": 0.4})
+        engine.store.set_progress("cli-run", {"phase": "training", "epoch": 2, "epochs": 5, "step": 3,
+                                              "total_steps": 8})
+        at = AppTest.from_file(str(Path(__file__).parents[1] / "app" / "main.py"), default_timeout=120)
+        at.run()
+        at.switch_page("app_pages/train.py").run()
+        assert not at.exception, at.exception
+        said = " ".join(c.value for c in at.caption)
+        assert f"Trained by another program (process {os.getpid()}" in said, said
+        assert not [b for b in at.button if b.key == "stop_cli-run"], "this server cannot stop it"
+        assert [m.value for m in at.metric if m.label == "Epoch"] == ["2 / 5"]
+
+        (run_dir / "resume.pt").write_bytes(b"")
+        with engine.store._conn:  # the command line was killed
+            engine.store._conn.execute("UPDATE runs SET process=? WHERE id='cli-run'",
+                                       (f"{socket.gethostname()} {dead_pid()}",))
+        at.run()
+        assert not at.exception, at.exception
+        rec = engine.store.get_run("cli-run")
+        assert rec.status == "failed" and "after epoch 1. Continue picks up at epoch 2" in rec.error
+        assert [b for b in at.button if b.key == "continue_cli-run"]
+        assert "after epoch 1. Continue picks up at epoch 2" in " ".join(e.value for e in at.error)
+        said = " ".join(c.value for c in at.caption)
+        assert "Nothing was wrong with its settings" in said and "Fix the setting" not in said, said
+    finally:
+        get_engine().shutdown(5)
+        st.cache_resource.clear()
+
+
+def test_a_failed_runs_advice_fits_why_it_failed():
+    """A crash names no setting, so "fix the setting the message names" was advice nobody could follow."""
+    from app.components import failed_advice
+
+    assert "Fix the setting the message names" in failed_advice("The image size must be at least 16 px.")
+    crash = failed_advice("The run crashed (FileNotFoundError: x). Details are in runs/a/error.log.")
+    assert "not in your settings" in crash and "Fix the setting" not in crash
+    assert "smaller" in failed_advice("The GPU ran out of memory: use a smaller batch size, image size or backbone.")
+
+
+def test_engine_messages_show_as_written_in_the_dashboard_with_their_code_spans_kept():
+    """A refusal listing "__builtin__.set" read "builtin.set" in bold: engine messages are plain text."""
+    from app.state import message_md
+
+    said = message_md("r.pth was refused (torchvision.models.resnet.ResNet, __builtin__.set): use `torch.save(m.state_dict())`.")
+    assert said == ("r.pth was refused (torchvision.models.resnet.ResNet, \\_\\_builtin\\_\\_.set): use "
+                    "`torch.save(m.state_dict())`.")
+    assert message_md("*draft* [1].zip") == "\\*draft\\* \\[1\\].zip"
