@@ -1004,22 +1004,37 @@ def _thumbnail(rgb: Image.Image) -> np.ndarray:
     return np.asarray(small, dtype=np.float32).transpose(2, 0, 1).copy()
 
 
+def open_image(raw: bytes) -> Image.Image:
+    """Pillow's image of `raw` (any of PIL_FORMATS). A JPEG over Pillow's decompression-bomb limit (about 89
+    million pixels: 108 and 200 MP phone photos) is opened all the same: libjpeg decodes it at up to 1/8 scale
+    per side (draft), whose size `_decode` checks against its own limit; other formats keep Pillow's check."""
+    try:
+        return Image.open(io.BytesIO(raw), formats=PIL_FORMATS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        if raw[:3] != b"\xff\xd8\xff":  # not a JPEG: decoded whole, so too large
+            raise
+        from PIL import JpegImagePlugin
+
+        return JpegImagePlugin.JpegImageFile(io.BytesIO(raw))  # the plugin itself: no whole-size check
+
+
 def _decode(raw: bytes, size: int, max_pixels: int,
             want_hash: bool = False) -> tuple[torch.Tensor, int, np.ndarray | None]:
     """(uint8 [3,size,size] image, perceptual hash, thumbnail (`_thumbnail`)) from a file's bytes; the
     hash and thumbnail with `want_hash` only (else 0 and None), both from the same picture whatever
     `size` is."""
     phash, thumb = 0, None
-    with Image.open(io.BytesIO(raw), formats=PIL_FORMATS) as img:
+    with open_image(raw) as img:
         width, height = img.size
-        if width * height > max_pixels:
-            raise ValueError(f"image is too large ({width}x{height} pixels, limit {max_pixels:,})")
         is_jpeg = img.format in ("JPEG", "MPO")
         if is_jpeg:
             # Let libjpeg decode at 1/2, 1/4 or 1/8 scale: much faster for big photos. Keep at
             # least twice the target on the shorter side so the final resize still antialiases.
             shorter = min(width, height)
             img.draft(None, (max(1, width * 2 * size // shorter), max(1, height * 2 * size // shorter)))
+        if img.size[0] * img.size[1] > max_pixels:  # what is decoded: a JPEG's draft, else the whole image
+            scaled = f"; decoded at reduced scale still {img.size[0]}x{img.size[1]}" if img.size != (width, height) else ""
+            raise ValueError(f"image is too large ({width}x{height} pixels{scaled}, limit {max_pixels:,})")
         rgb = _oriented_rgb(img)
         if want_hash and not is_jpeg:
             phash, thumb = phash64(rgb), _thumbnail(rgb)
@@ -1029,7 +1044,7 @@ def _decode(raw: bytes, size: int, max_pixels: int,
     if want_hash and is_jpeg:
         # Hash a fixed draft (not the size-dependent one above), so the hash, and so the duplicate
         # groups and the split, are the same whatever image size a run decodes at.
-        with Image.open(io.BytesIO(raw), formats=PIL_FORMATS) as img:
+        with open_image(raw) as img:
             img.draft(None, (64, 64))
             fixed = _oriented_rgb(img)
             phash, thumb = phash64(fixed), _thumbnail(fixed)

@@ -65,7 +65,7 @@ import torch.nn.functional as F
 from engine.augment import to_float
 from engine.backbones import Classifier
 from engine.config import RunConfig
-from engine.data import (COPY_THUMB, IMAGE_EXTENSIONS, MAX_COLOUR_DIFF, MAX_IMAGE_PIXELS,
+from engine.data import (COPY_THUMB, IMAGE_EXTENSIONS, MAX_COLOUR_DIFF, MAX_IMAGE_PIXELS, open_image,
                          PHASH_MAX_DISTANCE, PIL_FORMATS,
                          SPLIT_FOLDER_NAMES, EmptyArchiveError, SkippedFile, ZipLimits, decode_image, image_files, popcount64,
                          not_a_zip_reason, safe_extract_zip, thumbnails_close)
@@ -737,7 +737,7 @@ def describe_decoding(path: Path, size: int) -> list[str]:
     from PIL import Image
 
     try:
-        with Image.open(path, formats=PIL_FORMATS) as img:
+        with open_image(Path(path).read_bytes()) as img:  # a 200 MP phone photo too
             w, h, mode, fmt = img.width, img.height, img.mode, img.format
             orientation = img.getexif().get(0x0112, 1)
             transparent = img.has_transparency_data
@@ -774,7 +774,9 @@ def decode_bytes(data: bytes, name: str, size: int,
         try:
             image = decode_image(path, size, max_pixels)
         except ValueError as err:
-            raise StudioError(f"'{name}' could not be used: {err}. Try a JPEG or PNG photo.") from None
+            advice = ("Scale it down (a few thousand pixels a side is plenty) and try again" if "too large" in str(err)
+                      else "Try a JPEG or PNG photo")
+            raise StudioError(f"'{name}' could not be used: {err}. {advice}.") from None
         return image, describe_decoding(path, size)
 
 

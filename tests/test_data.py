@@ -526,3 +526,29 @@ def test_is_decoded_says_whether_load_dataset_would_decode_anything(tmp_path):
     load_dataset(folder, tmp_path / "work", image_size=16)
     assert not is_decoded(folder, 16), "a folder would need a walk of its files: never said to be cheap"
     clear_cache()
+
+
+def test_a_phone_photo_over_pillows_bomb_limit_is_decoded_at_reduced_scale_and_a_png_is_not(tmp_path):
+    """A 108 or 200 MP phone JPEG was refused ("image is too large (12000x10000 pixels ...). Try a JPEG")
+    although libjpeg decodes it at 1/8 scale per side; a PNG of that size still has to be decoded whole."""
+    import warnings
+
+    from engine.predict import decode_bytes, describe_decoding
+
+    big = Image.new("RGB", (10000, 9000), (200, 30, 30))  # 90 MP: over Pillow's 89.5 MP warning
+    raw = io.BytesIO()
+    big.save(raw, format="JPEG", quality=30)
+    path = tmp_path / "phone photo.jpg"
+    path.write_bytes(raw.getvalue())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)  # as a dataset's decoding sets it
+        image = decode_image(path, 32)
+        assert image.shape == (3, 32, 32) and abs(int(image[0, 16, 16]) - 200) < 8
+        assert describe_decoding(path, 32)[0] == "JPEG image, 10000 x 9000 pixels, colour mode RGB"
+        with pytest.raises(ValueError, match=r"too large \(10000x9000 pixels; decoded at reduced scale still "
+                                             r"1250x1125, limit 1,000,000\)"):
+            decode_image(path, 32, max_pixels=1_000_000)  # the limit applies to what is decoded
+    png = tmp_path / "scan.png"
+    Image.new("1", (10000, 9000)).save(png)
+    with pytest.raises(StudioError, match="too large.*Scale it down"):
+        decode_bytes(png.read_bytes(), "scan.png", 32)
