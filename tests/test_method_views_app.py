@@ -38,6 +38,12 @@ def test_wise_ft_slider_shows_grid_and_on_demand_alphas_and_exports(studio, tmp_
     no_problems(at)
     assert not at.session_state["wise_points"] and at.number_input(key=f"wise_exact_{run_id}").value == other
     assert any(c.startswith(f"Looking at alpha {other:.2f}.") for c in texts(at.caption))
+    (predict,) = [c.value for c in at.code if c.value.startswith("python -m engine predict")]
+    assert f"--variant wise \\\n    --alpha {other:.2f}" not in predict, "looking is not choosing"
+    at.button(key=f"wise_use_{run_id}").click().run()
+    (predict,) = [c.value for c in at.code if c.value.startswith("python -m engine predict")]
+    assert f"--variant wise \\\n    --alpha {other:.2f} \\\n" in predict, "the command answers with the mix Try it uses"
+    assert any(f"(the WiSE-FT mix at alpha {other:.2f}, as Try it uses)" in c for c in texts(at.caption))
     at.number_input(key=f"wise_exact_{run_id}").set_value(0.37).run()  # not on the grid: computed on demand
     no_problems(at)
     assert (run_id, 0.37) in at.session_state["wise_points"]

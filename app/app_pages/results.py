@@ -359,10 +359,19 @@ def repeat_command(engine, cfg_file: Path, download_name: str, run_id: str, best
         # one option per line, with the shell's line continuations: a narrow page wraps inside a path only
         st.code(f"python -m engine train \\\n    --config {shlex.quote(str(cfg_file))} \\\n    --data-dir "
                 f"{shlex.quote(str(engine.data_dir))}", language="bash", wrap_lines=True)
-        weights = ", with the best validation epoch's weights picked above" if best else ""
+        weights, variant = (", with the best validation epoch's weights picked above", ["--variant best"]) if best \
+            else ("", [])
+        from app.app_pages.explain import uses_wise
+
+        rec = engine.run_record(run_id)
+        if not best and rec is not None and uses_wise(rec):  # the model Try it, Explain and Export use
+            alpha, _ = state.wise_alpha(engine, rec)
+            if alpha != 1.0:
+                weights, variant = f" (the WiSE-FT mix at alpha {alpha:.2f}, as Try it uses)", [
+                    "--variant wise", f"--alpha {alpha:.2f}"]
         st.caption(f"To answer for new images (a zip, a folder or one image) with this run's model{weights}, from "
                    "there:")
-        options = [f"--run {run_id}", *(["--variant best"] if best else []),
+        options = [f"--run {run_id}", *variant,
                    f"--data-dir {shlex.quote(str(engine.data_dir))}", "--data new_photos.zip", "--out predictions.csv"]
         st.code(" \\\n    ".join(["python -m engine predict", *options]), language="bash", wrap_lines=True)
         return
