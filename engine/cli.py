@@ -14,6 +14,7 @@ import os
 import shlex
 import signal
 import sys
+import textwrap
 import threading
 import time
 from dataclasses import asdict
@@ -746,12 +747,29 @@ def _backbones(args: argparse.Namespace) -> int:
 def _presets(args: argparse.Namespace) -> int:
     """Each preset: its name, title, one line about it, and every setting it changes from the defaults."""
     width = max(len(name) for name in PRESETS)
-    for name, preset in PRESETS.items():
-        print(f"{name:{width}s} {preset.title}: {preset.describe()}"
-              + (f" {preset.details()}" if preset.details else "") + "  (sets, the rest at the defaults:)")
+    for i, (name, preset) in enumerate(PRESETS.items()):
+        print(("\n" if i else "") + f"{name:{width}s} {preset.title}")
+        text = preset.describe() + ("\n\n" + preset.details() if preset.details else "")
+        for line in plain_paragraphs(text):  # the dashboard's markdown, as a terminal shows text
+            print(textwrap.fill(line, 100, initial_indent="    ", subsequent_indent="      " if line.startswith("- ")
+                                else "    ") if line else "")
+        print("  sets (everything else at its default):")
         for key, value in preset.sets().items():
             print(f"    {key} = {_shown_value(key, value)}")
     return 0
+
+
+def plain_paragraphs(markdown: str) -> list[str]:
+    """`markdown` (a preset's card text: paragraphs, **bold**, "- " bullets) as plain lines for a terminal:
+    one per paragraph or bullet, "" between paragraphs, without the emphasis marks."""
+    lines = []
+    for block in markdown.replace("**", "").split("\n\n"):
+        items = [b.strip() for b in block.splitlines() if b.strip()]
+        if lines and items:
+            lines.append("")
+        lines += items if all(b.startswith("- ") for b in items[1:]) and items and items[-1].startswith("- ") \
+            else [" ".join(items)]
+    return lines
 
 
 def _shown_value(key: str, value: Any) -> str:

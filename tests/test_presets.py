@@ -52,10 +52,14 @@ def test_cli_lists_the_presets_with_what_they_set(capsys):
     out = capsys.readouterr().out
     width = max(len(n) for n in PRESETS)
     for name, preset in PRESETS.items():
-        assert f"\n{name:{width}s} {preset.title}: " in "\n" + out, "the names in one column"
+        assert f"\n{name:{width}s} {preset.title}\n" in "\n" + out, "the names in one column"
         for key, value in preset.sets().items():
             shown = "2/255" if key == "adversarial.eps" else value  # as the dashboard shows it, not 0.00784...
             assert f"    {key} = {shown}\n" in out
+    # the cards' markdown as text: a new user saw "**In short:**" and whole bullet lists in one line
+    assert "**" not in out and "\n    In short: on the bundled sample" in out
+    assert max(len(line) for line in out.splitlines()) <= 100
+    assert "\n    - against a hand-written PyTorch loop" in out, "bullets one to a line"
 
 
 def test_an_unknown_preset_names_the_known_ones(tiny_zip, capsys):
