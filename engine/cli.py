@@ -708,9 +708,19 @@ def _runs(args: argparse.Namespace) -> int:
               "(the dashboard's is its STUDIO_DATA_DIR)")
     for r in runs:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))
-        print(f"{r.id}  {r.status:9s} {when}  {r.name}  {_run_facts(r)}"
-              + (f"  ({r.error.splitlines()[0]})" if r.error else ""))
+        print(f"{r.id}  {r.status:9s} {when}  {r.name}  {_run_facts(r)}" + (f"  ({note})" if (note := _run_note(r))
+                                                                            else ""))
     return 0
+
+
+def _run_note(r) -> str:
+    """`runs`' note on a run: its message's first line in the command line's words (`train --resume` where
+    the dashboard says Continue), or for a run its program left "running" (killed), what happened to it."""
+    resume = f"python -m engine train --resume {r.id}"
+    if r.status in ("queued", "running") and not process_alive(r.process):
+        return ("its program ended before it finished" + (f"; continue it with: {resume}"
+                                                            if (Path(r.run_dir) / RESUME_FILE).is_file() else ""))
+    return (r.error or "").splitlines()[0].replace("Continue picks up", f"{resume} picks up") if r.error else ""
 
 
 def _run_facts(r) -> str:

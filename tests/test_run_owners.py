@@ -199,3 +199,24 @@ def test_engine_messages_show_as_written_in_the_dashboard_with_their_code_spans_
     assert said == ("r.pth was refused (torchvision.models.resnet.ResNet, \\_\\_builtin\\_\\_.set): use "
                     "`torch.save(m.state_dict())`.")
     assert message_md("*draft* [1].zip") == "\\*draft\\* \\[1\\].zip"
+
+
+def test_runs_speaks_the_command_lines_words_and_names_a_run_its_program_left_running(tmp_path, capsys):
+    from engine import cli
+    from engine.jobs import stopped_message
+
+    store = RunStore(tmp_path / "studio.db")
+    for run_id in ("stopped", "killed", "live"):
+        (tmp_path / run_id).mkdir()
+        (tmp_path / run_id / "resume.pt").write_bytes(b"")
+        store.create_run(run_id, run_id, {}, str(tmp_path / run_id), status="running")
+    store.set_status("stopped", "stopped", stopped_message(6, 20, True))
+    with store._conn:
+        store._conn.execute("UPDATE runs SET process=? WHERE id='killed'", (f"{socket.gethostname()} {dead_pid()}",))
+    assert cli.main(["runs", "--data-dir", str(tmp_path)]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "python -m engine train --resume stopped picks up at epoch 7" in lines["stopped"]
+    assert "Continue" not in lines["stopped"], "the dashboard's button is not on the command line"
+    assert ("its program ended before it finished; continue it with: python -m engine train --resume killed"
+            in lines["killed"])
+    assert "(" not in lines["live"], "a run still training has nothing to say"
