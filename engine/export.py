@@ -145,7 +145,8 @@ def choice_label(settings: Any, name: str) -> str:
 
 def method_settings_text(settings: Any) -> str:
     """A method's settings (its config dataclass) in words: each field's label from its metadata
-    (else its name), a list as comma-separated values; e.g. "target sparsity 0.7; scope global".
+    (else its name), a list as comma-separated values, a switch with a `card` phrase (on, off) as that
+    phrase; e.g. "target sparsity 0.7; scope the whole network; the classification head not pruned".
     Settings that do not apply (`shown_when` off: the search's settings with the search off) are left out."""
     import dataclasses
 
@@ -154,7 +155,15 @@ def method_settings_text(settings: Any) -> str:
         if f.name == "enabled" or not shown_setting(settings, f.name):
             continue
         value = getattr(settings, f.name)
-        label = f.metadata.get('label', f.name.replace('_', ' '))
+        card = f.metadata.get("card")  # (on, off): a switch as a phrase ("the classification head not pruned")
+        if isinstance(value, bool) and card:
+            if card[0 if value else 1]:
+                parts.append(card[0 if value else 1])
+            continue
+        if value in ((), []) and f.metadata.get("card_empty"):  # "per-stage fractions": none means the target
+            parts.append(f.metadata["card_empty"])
+            continue
+        label = f.metadata.get('label', f.name.replace('_', ' ')).removesuffix(" (optional)")
         zero = re.search(r" \(0 = ([^)]+)\)$", label)
         if zero:  # "steps between mask updates (0 = automatic)": its 0 in words, the bracket dropped
             label = label[:zero.start()]
@@ -377,7 +386,9 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
             f"{structured.get('fine_tune_epochs', 0)} fine-tuning epochs: {after:,} parameters instead of {before:,}, "
             f"{100 * structured.get('flops_ratio', 1):.0f}% of the multiply-adds",
             f"- Validation accuracy {pct(structured.get('val_acc'))} (the full model: "
-            f"{pct(structured.get('val_acc_before'))}); OOD and robust accuracy below were measured on the full model",
+            f"{pct(structured.get('val_acc_before'))}); "
+            + ("OOD and robust accuracy below were" if summary.get("robust_acc") is not None else "OOD accuracy below was")
+            + " measured on the full model",
         ]
     alpha = summary.get("wise_alpha")
     lines += wise_card_section(summary, cfg)

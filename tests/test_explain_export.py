@@ -165,7 +165,12 @@ def test_the_model_card_lists_only_the_settings_that_apply_in_words():
     from engine.export import method_settings_text
 
     plain = method_settings_text(with_section(RunConfig(), "pruning", enabled=True).methods["pruning"])
-    assert "target sparsity" in plain and "auto:" not in plain.replace("auto: search per-stage fractions off", ""), plain
+    assert "target sparsity" in plain and "auto:" not in plain, plain
+    # switches as phrases: a new user read "also prune the classification head off; per-stage fractions (optional)
+    # (none); structured: remove channels at the end on"
+    assert "the classification head not pruned; the target in every stage; no channels removed (unstructured only); " \
+           "no search" in plain, plain
+    assert " off" not in plain and "(none)" not in plain and "(optional)" not in plain
     searched = method_settings_text(with_section(RunConfig(), "pruning", enabled=True, auto=True, objective="floor",
                                                  max_acc_drop=0.01).methods["pruning"])
     assert "auto: trials 10" in searched and "largest accuracy drop (floor) 1 point;" in searched, searched
@@ -344,3 +349,15 @@ def test_the_starting_model_is_the_runs_own_start_whatever_came_before():
                                classes=classes)[0].state_dict()
     for key in first:
         assert torch.equal(first[key], second[key]) and torch.equal(first[key], trained_from[key]), key
+
+
+def test_the_channel_pruned_models_card_names_only_the_figures_it_gives():
+    """"OOD and robust accuracy below were measured on the full model" on a card without robust accuracy."""
+    from engine.config import RunConfig
+    from engine.export import model_card
+
+    structured = {"channel_fraction": 0.3, "fine_tune_epochs": 10, "params_before": 100, "params_after": 50,
+                  "flops_ratio": 0.5, "val_acc": 0.8, "val_acc_before": 0.82}
+    base = {"classes": ["a", "b"], "export_variant": "structured", "structured": structured, "val_acc": 0.82}
+    assert "); OOD accuracy below was measured on the full model" in model_card(RunConfig(), base)
+    assert "); OOD and robust accuracy below" in model_card(RunConfig(), {**base, "robust_acc": 0.4})

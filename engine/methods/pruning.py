@@ -76,13 +76,15 @@ class PruningConfig:
         "help": "layer: every layer loses the same share. global: the smallest weights of the whole "
                 "network go, wherever they are."})
     prune_head: bool = field(default=False, metadata={
-        "label": "also prune the classification head", "help": "Off by default: the head is small and new."})
+        "label": "also prune the classification head", "help": "Off by default: the head is small and new.",
+        "card": ("the classification head pruned too", "the classification head not pruned")})
     stage_fractions: tuple[float, ...] = field(default=(), metadata={
-        "label": "per-stage fractions (optional)",
+        "label": "per-stage fractions (optional)", "card_empty": "the target in every stage",
         "help": "One share per stage (e.g. 0.3, 0.5, 0.7, 0.8, 0.9) instead of one target; auto mode "
                 "finds them. Empty = the target everywhere."})
     structured: bool = field(default=False, metadata={
         "label": "structured: remove channels at the end",
+        "card": ("whole channels removed at the end (structured pruning)", "no channels removed (unstructured only)"),
         "help": "Removes whole channels (Torch-Pruning), so the exported model is really smaller and "
                 "faster. ResNet, MobileNet and EfficientNet backbones."})
     channel_fraction: float = field(default=0.3, metadata={"shown_when": "structured",
@@ -95,6 +97,7 @@ class PruningConfig:
                 "Its accuracy is reported apart from the run's: 'Accuracy of the smaller model' on Results."})
     auto: bool = field(default=False, metadata={
         "label": "auto: search per-stage fractions",
+        "card": ("per-stage fractions searched first (Bayesian optimisation)", "no search"),
         "help": "Bayesian optimisation (Optuna): short trial fine-tunes first, then the main run with the best "
                 "setting found."})
     trials: int = field(default=10, metadata={"shown_when": "auto", "label": "auto: trials", "min": 2, "max": 200,
