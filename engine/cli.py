@@ -56,9 +56,10 @@ class ConsoleReporter(Reporter):
     go to the store. With `live`, progress and method streams go to the store too, for an engine
     that supervises this process (a torchrun child)."""
 
-    def __init__(self, store, run_id: str, quiet: bool = False, live: bool = False):
+    def __init__(self, store, run_id: str, quiet: bool = False, live: bool = False, cfg: RunConfig | None = None):
         self.started_at = process_started_at()  # summary.json's wall_time_s includes the imports
         self.store, self.run_id, self.quiet, self.live = store, run_id, quiet, live
+        self.robust_basis = robust_basis(cfg) if cfg is not None else "a lighter attack each epoch than at the end"
         self._state: dict[str, Any] = {}
         self._last_live = 0.0
         self._bar = None
@@ -103,11 +104,13 @@ class ConsoleReporter(Reporter):
         self.store.log_metrics(self.run_id, epoch, step, values, channel="epoch")
         if not self.quiet:
             line = epoch_words(epoch, values)
-            if "ood_acc" in values and not self._said_ood:  # once: what the short names mean
+            if ("ood_acc" in values or "robust_acc" in values) and not self._said_ood:  # once: what the names mean
                 self._said_ood = True
-                line += "\n  (OOD: accuracy on corrupted copies of the validation images, the shift the run is " \
-                        "checked for, at one severity each epoch; the final figure averages all five" \
-                        + ("; robust: under attack" if "robust_acc" in values else "") + ")"
+                said = (["OOD: accuracy on corrupted copies of the validation images, the shift the run is checked "
+                         "for, at one severity each epoch; the final figure averages all five"] if "ood_acc" in values
+                        else []) + ([f"robust: accuracy under attack, {self.robust_basis}"] if "robust_acc" in values
+                                    else [])
+                line += "\n  (" + "; ".join(said) + ")"
             (self._bar.write if self._bar is not None else print)(line)
 
     def stream(self, key: str, point: dict) -> None:
@@ -125,6 +128,16 @@ class ConsoleReporter(Reporter):
                 self._bar.write(line)
             else:
                 print(line, flush=True)
+
+
+def robust_basis(cfg: RunConfig) -> str:
+    """What the epochs' robust accuracy and the final one measure, for the line that explains the short names
+    (engine.evaluate.epoch_sets and final_sets): "PGD-5 at eps 4/255 on at most 64 validation images each
+    epoch; the final figure: PGD-20 on the test images"."""
+    ev = cfg.eval
+    steps = min(ev.robust_steps_each_epoch, ev.robust_steps)
+    return (f"PGD-{steps} at eps {ev.robust_eps * 255:g}/255 on at most {ev.robust_subset} validation images each "
+            f"epoch; the final figure: PGD-{ev.robust_steps} on the test images (validation ones without a test split)")
 
 
 PLAIN_PROGRESS_EVERY_S = 30.0  # without a terminal: a progress line at the first step, then at most this often
@@ -178,8 +191,11 @@ def finished_words(summary: dict) -> str:
     def finite(k: str) -> bool:
         return isinstance(summary.get(k), float) and math.isfinite(summary[k])
 
+    ev = summary.get("robust_eval") or {}  # the final attack, stronger than the epochs' and on other images
+    robust = "robust" if not ev else (f"robust ({ev.get('attack', 'PGD')} at eps {float(ev.get('eps', 0)) * 255:g}/255 on "
+                                      f"the {'test' if ev.get('split') == 'test' else 'validation'} images)")
     words = {"test_acc": "test", "val_acc": "validation", "ood_acc": "OOD (corrupted, severities 1-5)",
-             "robust_acc": "robust", "sparsity": "sparsity"}
+             "robust_acc": robust, "sparsity": "sparsity"}
     shown = [f"{w} {_pct(summary[k])}" for k, w in words.items() if finite(k)]
     if finite("train_images_per_sec"):
         shown.append(f"trained at {summary['train_images_per_sec']:.0f} img/s")
@@ -380,7 +396,7 @@ def _resume(args: argparse.Namespace) -> int:
 
 def _run_in_foreground(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Path, data_dir: Path, quiet: bool,
                        resume: bool = False, data: DataSplits | None = None, start: StartModel | None = None) -> int:
-    reporter = ConsoleReporter(store, run_id, quiet, live=True)  # the dashboard shows its progress too
+    reporter = ConsoleReporter(store, run_id, quiet, live=True, cfg=cfg)  # live: the dashboard shows its progress
     print(f"run {run_id} -> {run_dir}" + (" (continued)" if resume else ""), flush=True)
     weights = WEIGHTS_TEXT.get(cfg.backbone.pretrained, cfg.backbone.pretrained)  # the dashboard's words
     frozen = frozen_words(cfg.optim, cfg.backbone.pretrained)
@@ -624,7 +640,7 @@ def _train_distributed(cfg, args: argparse.Namespace, data_dir: Path) -> int:
                              cfg.to_dict(), str(run_dir), owner="cli")
         print(f"run {run_id} -> {run_dir} ({dist.get_world_size()} processes, {backend})", flush=True)
         run_dir.mkdir(parents=True, exist_ok=True)
-        reporter = ConsoleReporter(store, run_id, args.quiet, live=bool(args.run_id))
+        reporter = ConsoleReporter(store, run_id, args.quiet, live=bool(args.run_id), cfg=cfg)
         summary = execute_run(store, run_id, cfg, run_dir, data_dir / "datasets", reporter)
         reporter.close_bar()
         return _say_after_run(summary, cfg, run_dir)

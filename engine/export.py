@@ -342,11 +342,32 @@ def ood_text(cfg: RunConfig, summary: dict[str, Any]) -> str:
             "not measured (the run ended before its final evaluation)")
 
 
+def pct(x: float | None) -> str:
+    """A model card's percentage: 0.823 -> "82.3%", None -> "n/a"."""
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def structured_card_section(summary: dict[str, Any]) -> list[str]:
+    """The model card's lines on the channel-pruned model, when that is what is exported (else none)."""
+    structured = summary.get("structured") or {}
+    if summary.get("export_variant") != "structured" or not structured:
+        return []
+    before, after = structured.get("params_before", 0), structured.get("params_after", 0)
+    return [
+        "",
+        "## Structured pruning (this is the channel-pruned model)",
+        f"- {100 * structured.get('channel_fraction', 0):.0f}% of the channels removed, then "
+        f"{structured.get('fine_tune_epochs', 0)} fine-tuning epochs: {after:,} parameters instead of {before:,}, "
+        f"{100 * structured.get('flops_ratio', 1):.0f}% of the multiply-adds",
+        f"- Validation accuracy {pct(structured.get('val_acc'))} (the full model: "
+        f"{pct(structured.get('val_acc_before'))}); "
+        + ("OOD and robust accuracy below were" if summary.get("robust_acc") is not None else "OOD accuracy below was")
+        + " measured on the full model",
+    ]
+
+
 def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck] | None = None) -> str:
     """A markdown model card: data, methods and their settings, metrics, the exact config."""
-    def pct(x):
-        return "n/a" if x is None else f"{100 * x:.1f}%"
-
     rep = summary.get("data_report", {})
     lines = [
         f"# Model card: {cfg.name or cfg.backbone.name}",
@@ -376,20 +397,7 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
         "",
         *training_lines(cfg, summary),
     ]
-    structured = summary.get("structured") or {}
-    if summary.get("export_variant") == "structured" and structured:
-        before, after = structured.get("params_before", 0), structured.get("params_after", 0)
-        lines += [
-            "",
-            "## Structured pruning (this is the channel-pruned model)",
-            f"- {100 * structured.get('channel_fraction', 0):.0f}% of the channels removed, then "
-            f"{structured.get('fine_tune_epochs', 0)} fine-tuning epochs: {after:,} parameters instead of {before:,}, "
-            f"{100 * structured.get('flops_ratio', 1):.0f}% of the multiply-adds",
-            f"- Validation accuracy {pct(structured.get('val_acc'))} (the full model: "
-            f"{pct(structured.get('val_acc_before'))}); "
-            + ("OOD and robust accuracy below were" if summary.get("robust_acc") is not None else "OOD accuracy below was")
-            + " measured on the full model",
-        ]
+    lines += structured_card_section(summary)
     alpha = summary.get("wise_alpha")
     lines += wise_card_section(summary, cfg)
     lines += [

@@ -658,6 +658,22 @@ def test_the_finished_line_gives_the_figures_in_percent_and_the_split_without_im
                                               "reason": "catastrophic overfitting: ..., so the weights of epoch 2 were kept"}}
     assert finished_words(early) == ("finished: validation 75.0%\n  Training ended after epoch 3 of 20: catastrophic "
                                      "overfitting: ..., so the weights of epoch 2 were kept.")
+    # "epoch 8: robust 62.5%" then "finished: robust 33.3%": the final attack is stronger, on other images
+    attacked = {"test_acc": 0.5, "robust_acc": 1 / 3, "robust_eval": {"attack": "PGD-20", "eps": 4 / 255, "split": "test"}}
+    assert finished_words(attacked) == "finished: test 50.0%, robust (PGD-20 at eps 4/255 on the test images) 33.3%"
+
+
+def test_the_console_says_what_the_epochs_robust_accuracy_attacks(capsys):
+    from types import SimpleNamespace
+
+    from engine.cli import ConsoleReporter
+    from engine.config import RunConfig, with_section
+
+    cfg = with_section(RunConfig(), "eval", robust=True, robust_subset=16, robust_steps_each_epoch=5, robust_steps=20)
+    r = ConsoleReporter(SimpleNamespace(log_metrics=lambda *a, **k: None), "r1", cfg=cfg)
+    r.epoch_metrics(1, 10, {"val_acc": 0.5, "ood_acc": 0.4, "robust_acc": 0.625})
+    assert ("; robust: accuracy under attack, PGD-5 at eps 4/255 on at most 16 validation images each epoch; the "
+            "final figure: PGD-20 on the test images (validation ones without a test split))") in capsys.readouterr().out
 
 
 def test_the_console_says_once_what_the_curve_and_ood_lines_mean(capsys):
