@@ -665,7 +665,8 @@ def _inspect(args: argparse.Namespace) -> int:
         raise StudioError(f"The data path does not exist: {source}")
     try:
         rep = inspect_dataset(
-            resolve_path(source), Path(args.data_dir).resolve() / "datasets", image_size=args.image_size,
+            resolve_path(source), Path(args.data_dir).resolve() / "datasets", image_size=pick(args.image_size,
+                                                                                              d.image_size),
             min_images_per_class=pick(args.min_images_per_class, d.min_images_per_class),
             val_fraction=pick(args.val_fraction, d.val_fraction), test_fraction=pick(args.test_fraction, d.test_fraction),
             seed=pick(args.seed, cfg.seed), drop_duplicates=args.drop_duplicates or d.drop_duplicates)
@@ -1041,7 +1042,9 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--data", help="a .zip or a folder (default: the config's data.source)")
     ins.add_argument("--config", help="a run config YAML: its data section and seed are used")
     ins.add_argument("--json", action="store_true", help="print the report as JSON")
-    ins.add_argument("--image-size", type=int, default=32, help="decode size for the check (the split does not depend on it)")
+    ins.add_argument("--image-size", type=int, default=None, help="decode size for the check (default: the run's, "
+                     "from --config or the default config; the split does not depend on it, and a run at this size then "
+                     "starts from the decoded images)")
     ins.add_argument("--seed", type=int)
     ins.add_argument("--val-fraction", type=float)
     ins.add_argument("--test-fraction", type=float)

@@ -522,6 +522,7 @@ def test_inspect_json_from_a_fresh_process(tmp_path, capsys):
     assert rep["layout"] == LAYOUT_PRE_SPLIT and rep["split_given"] is True
     assert rep["split_counts"]["test"] == {"cats": 3, "dogs": 3}
     assert rep["split_files"]["val"][0] == "export/valid/cats/000.png"
+    assert rep["image_size"] == 64, "the size a run trains at, not a smaller check size that read as the images' own"
 
     copies = make_zip(tmp_path / "copies.zip", copies_dataset())  # the same command in this process
     from engine.cli import main
