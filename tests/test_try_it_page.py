@@ -72,7 +72,8 @@ def test_an_uploaded_image_gets_top_k_bars_and_a_blank_one_is_flagged(run):
     assert '"probability"' in spec and "class" in spec
     notes = " ".join(texts(at.markdown))
     assert "centre square of 36 x 36" in notes and "32 x 32" in notes, notes
-    assert any("answered in" in c and c.endswith("on the CPU") for c in texts(at.caption)), texts(at.caption)
+    assert any("answered in" in c and (c.endswith("on the CPU") or "the exported files compute in float32" in c)
+               for c in texts(at.caption)), texts(at.caption)
     assert any(re.match(r"It says \*\*(red|green|stripes)\*\* \(\d+%\)$|Low confidence", t)
                for t in texts(at.info) + texts(at.warning)), texts(at.info) + texts(at.warning)
     assert not at.success, "the page cannot know the true class of a user's photo: no green tick"
@@ -532,3 +533,14 @@ def test_two_runs_answer_side_by_side(run):
             engine().delete_run(r)
         at = open_page(run)
         at.toggle(key="try_compare").set_value(False).run()  # as the module's other tests expect
+
+
+def test_an_answer_in_reduced_precision_says_why_the_exported_file_can_differ():
+    """49.5% in Try it, 48.8% from the exported ONNX file of the same model: bf16 against float32."""
+    import torch
+
+    from app.app_pages.try_it import precision_words
+
+    assert precision_words(None) == ""
+    said = precision_words(torch.bfloat16)
+    assert said.startswith(", in bfloat16 (faster here) as the run was evaluated") and "about a point" in said

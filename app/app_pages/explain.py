@@ -716,7 +716,10 @@ def export_tab(engine, rec, b, summary: dict) -> None:
     st.markdown("Pack the model for use outside the studio. Each file is **reloaded and compared** with the model on "
                 f"the {len(b.data.val)} validation images before it is offered: same predicted class for every image, "
                 "and output scores equal to within 0.1%. Exported models take RGB pixels in [0, 1] at "
-                f"{b.cfg.data.image_size} x {b.cfg.data.image_size}; the normalisation is inside.")
+                f"{b.cfg.data.image_size} x {b.cfg.data.image_size}; the normalisation is inside."
+                + (f" They compute in float32, while the run was evaluated (and Try it answers) in {summary['precision']} "
+                   "on this computer: a percentage can differ by about a point between the two."
+                   if summary.get("precision") not in (None, "float32") else ""))
     alpha, chosen = state.wise_alpha(engine, rec) if uses_wise(rec) else (None, False)  # one lookup
     choices = export_choices(run_dir, summary, alpha, chosen)
     which = next(iter(choices))

@@ -211,6 +211,16 @@ def framed(picture: np.ndarray) -> np.ndarray:
     return np.pad(picture, ((1, 1), (1, 1), (0, 0)), constant_values=160)
 
 
+def precision_words(amp_dtype) -> str:
+    """" in bfloat16, as the run was evaluated (...)" when the model answers in reduced precision (engine.devices:
+    bf16 on a CPU that has it), else "": a user compared 49.5% here with 48.8% from the exported float32 file."""
+    if amp_dtype is None:
+        return ""
+    name = str(amp_dtype).removeprefix("torch.").replace("bfloat16", "bfloat16 (faster here)")
+    return (f", in {name} as the run was evaluated; the exported files compute in float32, which can move a "
+            "percentage by about a point")
+
+
 def verdict(p, answer, said: set | None = None) -> None:
     """The low-confidence flag in plain words, or a short line with the answer (neutral colour: the
     page does not know the true class of the user's image). `said`: the (model, kind) pairs of unfamiliar
@@ -306,7 +316,7 @@ def image_result(ds: str, models: list[Shown], name: str, data: bytes, threshold
             if not wide and (words := charts.topk_words(len(answer.top), threshold, len(p.classes), under_axis=True)):
                 st.caption(words)
             verdict(p, answer, said)
-            st.caption(f"answered in {ms:.0f} ms on {device_words(p.device)}")
+            st.caption(f"answered in {ms:.0f} ms on {device_words(p.device)}" + precision_words(p.amp_dtype))
     key = f"{digest(data)}_{'_'.join(f'{m.variant}{m.alpha}{Path(m.run_dir).name}' for m in models)}"
     # the switch belongs to the image: turning the comparison on or off (other models) keeps it as it
     # was, and so does a refresh
