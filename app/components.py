@@ -17,6 +17,7 @@ import streamlit as st
 from app import charts, layout, state
 from app.claims_view import at_chance
 from engine.clock import fmt_duration
+from engine.contract import sub_counters
 from engine.store import process_alive
 from engine.worker import Engine
 from engine.words import ended_early_words
@@ -182,7 +183,12 @@ def progress_view(run: RunView) -> None:
         }
         st.progress(frac, text=texts.get(phase, phase[:1].upper() + phase[1:] + "…"))  # names keep their case (WiSE-FT)
         row = layout.tiles()
-        row.metric("Epoch", f"{epoch} / {epochs}", width="content")
+        sub = sub_counters(p)  # a fine-tune inside the run (the smaller model, a search trial): its own counters
+        if sub is not None:
+            row.metric(f"Epoch ({sub[0]})", f"{sub[1]} / {sub[2]}", width="content",
+                       help=f"The epochs of {sub[0]}: work the run does besides its own {epochs} epochs.")
+        else:
+            row.metric("Epoch", f"{epoch} / {epochs}", width="content")
         row.metric("Step", f"{step} / {total}" if total else "–", width="content")
         ips = p.get("images_per_sec")
         row.metric("Speed", f"{ips:,.0f} img/s" if ips else "–", help="Training images per second in this epoch.",

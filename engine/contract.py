@@ -67,7 +67,19 @@ class SubReporter(Reporter):
             inner.append(f"epoch {fields['epoch']} of {fields['epochs']}")
         phase = self.label + (f" ({', '.join(inner)})" if inner else "")
         keep = {k: fields[k] for k in ("step", "total_steps", "images_per_sec", "eta_s", "loss") if k in fields}
+        if fields.get("epoch") and fields.get("epochs"):  # beside the step counter they go with (sub_counters)
+            keep.update(sub_label=self.label, sub_epoch=fields["epoch"], sub_epochs=fields["epochs"])
         self.parent.progress(phase=phase, **keep)
+
+
+def sub_counters(progress: dict[str, Any]) -> tuple[str, int, int] | None:
+    """(whose epochs, epoch, epochs) while `progress` (a run's merged progress fields) is inside a SubReporter's
+    phase that counts epochs: its step counter is then that work's, so its epoch counter is shown with it
+    ("fine-tuning the smaller model", 4, 10), not the run's ("Epoch 20 / 20" beside "Step 39 / 70")."""
+    label, phase = progress.get("sub_label"), str(progress.get("phase") or "")
+    if not label or not phase.startswith(label) or not progress.get("sub_epochs"):
+        return None
+    return label.split(": ")[-1], int(progress.get("sub_epoch") or 0), int(progress["sub_epochs"])
 
     def should_stop(self) -> bool:
         return self.parent is not None and self.parent.should_stop()

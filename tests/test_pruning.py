@@ -244,4 +244,15 @@ def test_a_fine_tune_inside_a_run_names_its_own_epochs_in_the_phase():
     sub = SubReporter(parent, "structured pruning: fine-tuning the smaller model")
     sub.progress(phase="training", epoch=3, epochs=10, step=25, total_steps=30, loss=0.5)
     assert got == [{"phase": "structured pruning: fine-tuning the smaller model (training, epoch 3 of 10)",
-                    "step": 25, "total_steps": 30, "loss": 0.5}]
+                    "step": 25, "total_steps": 30, "loss": 0.5, "sub_label": "structured pruning: fine-tuning the "
+                    "smaller model", "sub_epoch": 3, "sub_epochs": 10}]
+    # the counters shown go together: the smaller model's epoch beside its step (a new user saw "Epoch 20 / 20"
+    # beside "Step 39 / 70"), the run's own again once the phase is over
+    from engine.cli import progress_words
+    from engine.contract import sub_counters
+
+    merged = {"epoch": 20, "epochs": 20, **got[0]}
+    assert sub_counters(merged) == ("fine-tuning the smaller model", 3, 10)
+    assert progress_words(merged).startswith("fine-tuning the smaller model: epoch 3/10, step 25/30")
+    assert sub_counters({**merged, "phase": "structured pruning: measuring CPU latency"}) is None
+    assert progress_words({**merged, "phase": "final evaluation"}).startswith("epoch 20/20, step 25/30")
