@@ -1044,9 +1044,7 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--data", help="a .zip or a folder (default: the config's data.source)")
     ins.add_argument("--config", help="a run config YAML: its data section and seed are used")
     ins.add_argument("--json", action="store_true", help="print the report as JSON")
-    ins.add_argument("--image-size", type=int, default=None, help="decode size for the check (default: the run's, "
-                     "from --config or the default config; the split does not depend on it, and a run at this size then "
-                     "starts from the decoded images)")
+    ins.add_argument("--image-size", type=int, help="decode size (default: the config's; the split does not depend on it)")
     ins.add_argument("--seed", type=int)
     ins.add_argument("--val-fraction", type=float)
     ins.add_argument("--test-fraction", type=float)
