@@ -578,3 +578,11 @@ def test_exporting_keeps_the_attribution_choices(wise_run):
     # and the browser is told so: a value Streamlit only holds (set_value false) is not what the browser draws
     # when it has forgotten the widget (a closed tab): it draws its own default and sends that back
     assert at.pills(key="explain_methods").proto.set_value and at.slider(key="explain_strength").proto.set_value
+
+
+def test_an_adversarial_runs_model_is_named_as_try_it_names_it():
+    """Explain said "Fine-tuned model" where Try it said "Adversarially fine-tuned" for the same model."""
+    from app.app_pages.explain import row_titles
+
+    assert row_titles({"adversarial": {"enabled": True}})["fine_tuned"] == "Adversarially fine-tuned model"
+    assert row_titles({})["fine_tuned"] == "Fine-tuned model"

@@ -139,6 +139,13 @@ def _wise(run_dir: str, datasets_dir: str, alpha: float) -> Guarded:
     return Guarded(_bundle(run_dir, datasets_dir).model_variant("wise", alpha), threading.Lock())
 
 
+def row_titles(config: dict) -> dict[str, str]:
+    """The attribution grid's row titles for a run (`config` as saved): an adversarially trained run's
+    fine-tuned model is "Adversarially fine-tuned", as Try it names it (engine.predict.variant_label)."""
+    adversarial = bool((config.get("adversarial") or {}).get("enabled"))
+    return {**ROW_TITLES, **({"fine_tuned": "Adversarially fine-tuned model"} if adversarial else {})}
+
+
 def uses_wise(rec) -> bool:
     enabled = bool((rec.config.get("wise_ft") or {}).get("enabled"))
     return enabled and (Path(rec.run_dir) / "theta0.safetensors").is_file()
@@ -437,14 +444,15 @@ def attributions_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
                      "bright = strong influence on the score.")
     head[1].image(colour_bar(), caption="low → high influence", width="stretch")  # a fixed 256 px overflowed
     pretrained_src = rec.config.get("backbone", {}).get("pretrained")
+    titles = row_titles(rec.config)
     for r in rows:
         if "error" in r:
-            st.markdown(f"**{ROW_TITLES[r['key']]}**")
+            st.markdown(f"**{titles[r['key']]}**")
             st.warning(f"This model could not be loaded, so it is left out: {r['error']}", icon=":material/warning:")
             continue
         answer = classes[r["pred"]]
         note = row_note(r, pretrained_src, rec)
-        title = ROW_TITLES[r["key"]] + (f" at alpha {r['alpha']:.2f}" if r["key"] == "wise" else "")
+        title = titles[r["key"]] + (f" at alpha {r['alpha']:.2f}" if r["key"] == "wise" else "")
         if head_untrained(r, rec):  # right or wrong by chance, so no mark
             st.markdown(f"**{title}** guesses **{state.md_text(answer)}** ({r['conf']:.0%})")
         else:
