@@ -380,9 +380,10 @@ def _resume(args: argparse.Namespace) -> int:
     if rec is not None and Path(rec.run_dir).resolve() != run_dir:
         rec = None
     if rec is not None and rec.status in ("queued", "running") and process_alive(rec.process):
+        where = ("stop it there first (Ctrl+C in its terminal)" if rec.owner == "cli" else
+                 "stop it there first (Stop on the dashboard's Train page)")
         raise StudioError(f"The run in {args.resume} is {rec.status} already, in another program "
-                          f"(process {rec.process.split()[1]}): stop it there first (Ctrl+C, or Stop on the dashboard's "
-                          "Train page).")  # a program that ended left it "running": continue it
+                          f"(process {rec.process.split()[1]}): {where}.")  # one that ended left it "running": go on
     try:  # before anything is written: a finished run keeps its results
         check_resumable(run_dir, rec.status if rec is not None else None)
     except StudioError as exc:
@@ -721,13 +722,14 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def _runs(args: argparse.Namespace) -> int:
     db = Path(args.data_dir) / "studio.db"
-    runs = RunStore(db).list_runs() if db.is_file() else []  # listing creates no folder
+    store = RunStore(db) if db.is_file() else None  # listing creates no folder
+    runs = store.list_runs() if store is not None else []
     if not runs:
         print(f"no runs yet in {Path(args.data_dir)}; to list another folder's runs, give it with --data-dir "
               "(the dashboard's is its STUDIO_DATA_DIR)")
     for r in runs:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))
-        print(f"{r.id}  {r.status:9s} {when}  {r.name}  {_run_facts(r)}" + (f"  ({note})" if (note := _run_note(r))
+        print(f"{r.id}  {r.status:9s} {when}  {r.name}  {_run_facts(r, store)}" + (f"  ({note})" if (note := _run_note(r))
                                                                             else ""))
     return 0
 
@@ -742,9 +744,10 @@ def _run_note(r) -> str:
     return (r.error or "").splitlines()[0].replace("Continue picks up", f"{resume} picks up") if r.error else ""
 
 
-def _run_facts(r) -> str:
+def _run_facts(r, store: RunStore | None = None) -> str:
     """What tells runs of the same name apart: the dataset (the user's file name), epochs (those done
-    of those asked for, for a run that did not finish) and the final test (else validation) accuracy."""
+    of those asked for, for a run that did not finish: with the `store`, also the epochs a run still
+    training, or killed, logged since its summary was written) and the final test (else validation) accuracy."""
     try:
         summary = json.loads((Path(r.run_dir) / "summary.json").read_text())
     except (OSError, ValueError):
@@ -753,6 +756,9 @@ def _run_facts(r) -> str:
     data = config.get("data") or {}
     epochs = (config.get("train") or {}).get("epochs", "?")
     done = summary.get("epochs")
+    if store is not None and r.status != "finished":
+        logged = len({m["epoch"] for m in store.metrics(r.id, ["val_acc"]) if m.get("channel") == "epoch"})
+        done = max(done if isinstance(done, int) else 0, logged) or done
     facts = [data.get("source_name") or Path(str(data.get("source") or "?")).name]
     if r.status != "finished" and isinstance(done, int) and done != epochs:
         facts.append(f"{done} of {epochs} epochs")

@@ -123,7 +123,8 @@ def test_resume_refuses_a_run_its_program_still_trains_and_continues_one_whose_p
     (rec,) = store.list_runs()
     assert rec.status == "running" and process_alive(rec.process), "this test's process trains it"
     assert cli.main(["train", "--resume", str(out), "--data-dir", str(data_dir)]) == 2
-    assert f"is running already, in another program (process {os.getpid()})" in capsys.readouterr().err
+    assert (f"is running already, in another program (process {os.getpid()}): stop it there first (Ctrl+C in its "
+            "terminal)") in capsys.readouterr().err
 
     with store._conn:  # its program has ended since
         store._conn.execute("UPDATE runs SET process=? WHERE id=?", (f"{socket.gethostname()} {dead_pid()}", rec.id))
@@ -211,6 +212,10 @@ def test_runs_speaks_the_command_lines_words_and_names_a_run_its_program_left_ru
         (tmp_path / run_id / "resume.pt").write_bytes(b"")
         store.create_run(run_id, run_id, {}, str(tmp_path / run_id), status="running")
     store.set_status("stopped", "stopped", stopped_message(6, 20, True))
+    for epoch in (1, 2, 3):  # the killed run logged epochs after its last summary (none yet)
+        store.log_metrics("killed", epoch, 4 * epoch, {"val_acc": 0.5})
+    with store._conn:
+        store._conn.execute("UPDATE runs SET config=? WHERE id='killed'", ('{"train": {"epochs": 9}}',))
     with store._conn:
         store._conn.execute("UPDATE runs SET process=? WHERE id='killed'", (f"{socket.gethostname()} {dead_pid()}",))
     assert cli.main(["runs", "--data-dir", str(tmp_path)]) == 0
@@ -219,4 +224,5 @@ def test_runs_speaks_the_command_lines_words_and_names_a_run_its_program_left_ru
     assert "Continue" not in lines["stopped"], "the dashboard's button is not on the command line"
     assert ("its program ended before it finished; continue it with: python -m engine train --resume killed"
             in lines["killed"])
+    assert "3 of 9 epochs" in lines["killed"], "how far it got, from the epochs it logged"
     assert "(" not in lines["live"], "a run still training has nothing to say"
