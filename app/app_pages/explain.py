@@ -443,8 +443,7 @@ def attributions_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
     head[0].markdown(f"**{state.md_text(pred['files'][index])}**, true class **{state.md_text(truth)}**. Each row is one model, each column one method; "
                      "bright = strong influence on the score.")
     head[1].image(colour_bar(), caption="low → high influence", width="stretch")  # a fixed 256 px overflowed
-    pretrained_src = rec.config.get("backbone", {}).get("pretrained")
-    titles = row_titles(rec.config)
+    pretrained_src, titles = rec.config.get("backbone", {}).get("pretrained"), row_titles(rec.config)
     for r in rows:
         if "error" in r:
             st.markdown(f"**{titles[r['key']]}**")
