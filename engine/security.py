@@ -140,5 +140,5 @@ class DataRoots:
                 return real
         allowed = ", ".join(str(r) for r in self.roots)
         raise AccessDenied(f"{user_path} is outside the folders this server may read ({allowed}). Upload it as a "
-                           "zip, or have the studio started with STUDIO_DATA_ROOTS naming the folders it may "
+                           "zip, or have the studio started with `STUDIO_DATA_ROOTS` naming the folders it may "
                            f"read (separated by '{os.pathsep}').")

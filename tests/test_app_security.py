@@ -132,7 +132,7 @@ def test_folders_outside_the_data_roots_and_escaping_links_are_refused(studio, t
     monkeypatch.setenv("STUDIO_DATA_ROOTS", str(root))
     at = AppTest.from_file(MAIN, default_timeout=120)
     at.run()
-    assert any("outside the folders" in e and "STUDIO_DATA_ROOTS naming the folders" in e
+    assert any("outside the folders" in e and "`STUDIO_DATA_ROOTS` naming the folders" in e
                for e in _folder_attempt(at, str(secret))), "the way to allow it is said, not only the refusal"
     assert any("links to a place outside" in e for e in _folder_attempt(at, str(root / "ok")))
     os.remove(root / "ok" / "leak")
