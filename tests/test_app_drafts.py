@@ -855,3 +855,15 @@ def test_the_delete_question_says_a_file_another_user_has_stays(monkeypatch):
     engine = SimpleNamespace(store=SimpleNamespace(others_have_upload=lambda owner, sha: owner == "ann"))
     assert state.delete_upload_question(engine, "a" * 64) == (
         "Remove it from your list? Another user uploaded the same file, so it stays on the server.")
+
+
+def test_the_compare_methods_column_is_as_wide_as_its_longest_cell_within_bounds():
+    """"L2-SP, Adversarial" was cut in a fixed 112 px column."""
+    import pandas as pd
+
+    from app.app_pages.results import text_width
+
+    assert text_width(pd.Series(["plain", "AdaFilter"]), 112, 220) == 112
+    assert text_width(pd.Series(["plain", "L2-SP, Adversarial"]), 112, 220) >= 18 * 7 + 18
+    assert text_width(pd.Series(["L2-SP, Adversarial, AdaFilter, Pruning, WiSE-FT"]), 112, 220) == 220
+    assert text_width(None, 112, 220) == 112

@@ -628,6 +628,16 @@ COMPARE_FIT_PX = 816  # the Compare table's width in a 1280 px window with the s
 EXPANDER_PADDING_PX = 34  # a table in an expander is this much narrower (measured: 784 px against 818)
 
 
+TEXT_PX_PER_CHAR = 7.5  # the tables' font, measured on "L2-SP, Adversarial" (cut at 112 px)
+
+
+def text_width(column: pd.Series | None, least: int, most: int) -> int:
+    """A text column's width in px for its longest cell (TEXT_PX_PER_CHAR and the cell's padding), between
+    `least` and `most`: a new user saw "L2-SP, Adversarial" cut in a fixed 112 px."""
+    longest = int(column.astype(str).str.len().max()) if column is not None and len(column) else 0
+    return int(max(least, min(most, longest * TEXT_PX_PER_CHAR + 18)))
+
+
 def run_width(table: pd.DataFrame, config: dict, fit: int = COMPARE_FIT_PX) -> int:
     """The run column's width: the room the other columns leave in `fit` px, between 120 px (the
     start time and a few words) and 300, so that the table fits a 1280 px window where it can."""
@@ -729,7 +739,7 @@ def compare(engine, runs) -> None:
                                                help=COMPARE_HELP.get(c), width=WIDE_HEADERS.get(c, 64))
               for c in fractions}
     config |= {"dataset": st.column_config.TextColumn("dataset", help=COMPARE_HELP["dataset"], width=120),
-               "methods": st.column_config.TextColumn("methods", width=112),
+               "methods": st.column_config.TextColumn("methods", width=text_width(table.get("methods"), 112, 220)),
                "classes": st.column_config.NumberColumn("classes", format="%d", width=58),
                "images": st.column_config.NumberColumn("images", format="%d", width=58),
                "image px": st.column_config.NumberColumn("px", format="%d", width=40),
