@@ -69,6 +69,11 @@ def test_adversarial_view_shows_the_image_strip(studio, tmp_path):
     no_problems(at)
     assert any("Robust test accuracy" in m.label for m in at.metric)
     assert len(at.get("image")) >= 3, "clean, adversarial and perturbation images"
+    captions = [str(i.proto) for i in at.get("image")]
+    strip = [c for c in captions if "true " in c or "max change" in c or "✓" in c or "✗" in c]
+    # drawn row by row: the clean images first, all of them (a column per image let one wrapped caption shift
+    # a whole column of pictures below the others)
+    assert len(strip) >= 6 and all("true " in c for c in strip[:len(strip) // 3]), strip
     # the headline gives robust accuracy on held-out images, with its attack; the check on the training images
     # (91.7% beside a 75.0% test figure for a new user) stays in its own chart
     tiles = {m.label: m for m in at.metric}

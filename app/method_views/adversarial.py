@@ -51,14 +51,16 @@ def adversarial_view(engine, rec, summary: dict) -> None:
     with st.spinner("Attacking a few validation images ..."):
         s = _strip(str(rec.run_dir), str(engine.datasets_dir), n, eps, 20)
     classes = s["classes"]
-    cols = st.columns(n)
-    for i, col in enumerate(cols[: len(s["labels"])]):
-        truth = state.md_text(classes[int(s["labels"][i])])
-        p, pa = state.md_text(classes[int(s["pred"][i])]), state.md_text(classes[int(s["pred_adv"][i])])
-        col.image(to_rgb(s["clean"][i]), caption=f"{p} ({100 * float(s['conf'][i]):.0f}%) · true {truth}",
-                  width="stretch")
-        col.image(to_rgb(s["adversarial"][i]),
-                  caption=f"{'✓' if pa == truth else '✗'} {pa} ({100 * float(s['conf_adv'][i]):.0f}%)",
-                  width="stretch")
-        col.image(to_rgb(s["perturbation"][i]), caption=f"max change {255 * float(s['linf'][i]):.1f}/255",
-                  width="stretch")
+    shown = range(min(n, len(s["labels"])))
+    names = [(state.md_text(classes[int(s["labels"][i])]), state.md_text(classes[int(s["pred"][i])]),
+              state.md_text(classes[int(s["pred_adv"][i])])) for i in shown]
+    rows = (  # one row of columns each (not one column of three): a caption that wraps shifts no other row
+        [(to_rgb(s["clean"][i]), f"{p} ({100 * float(s['conf'][i]):.0f}%) · true {truth}")
+         for i, (truth, p, _) in zip(shown, names)],
+        [(to_rgb(s["adversarial"][i]), f"{'✓' if pa == truth else '✗'} {pa} ({100 * float(s['conf_adv'][i]):.0f}%)")
+         for i, (truth, _, pa) in zip(shown, names)],
+        [(to_rgb(s["perturbation"][i]), f"max change {255 * float(s['linf'][i]):.1f}/255") for i in shown],
+    )
+    for row in rows:
+        for col, (picture, caption) in zip(st.columns(n), row):
+            col.image(picture, caption=caption, width="stretch")
