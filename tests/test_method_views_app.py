@@ -63,11 +63,22 @@ def test_wise_ft_slider_shows_grid_and_on_demand_alphas_and_exports(studio, tmp_
 
 
 def test_adversarial_view_shows_the_image_strip(studio, tmp_path):
-    _run(tmp_path, "adversarial.enabled=true", "adversarial.steps=1", "eval.robust_steps=2", "eval.robust_subset=4")
+    run_id = _run(tmp_path, "adversarial.enabled=true", "adversarial.steps=1", "eval.robust_steps=2",
+                  "eval.robust_subset=4")
     at = new_app()
     at.switch_page("app_pages/results.py").run()
     no_problems(at)
     assert any("Robust test accuracy" in m.label for m in at.metric)
+    import json
+    from pathlib import Path
+
+    path = Path(engine().run_record(run_id).run_dir) / "summary.json"
+    summary = json.loads(path.read_text())  # data without a test split: the attack ran on validation images
+    path.write_text(json.dumps({**summary, "robust_eval": {**summary["robust_eval"], "split": "val"}}))
+    at.run()
+    assert any("Robust validation accuracy" in m.label for m in at.metric), [m.label for m in at.metric]
+    path.write_text(json.dumps(summary))
+    at.run()
     assert len(at.get("image")) >= 3, "clean, adversarial and perturbation images"
     captions = [str(i.proto) for i in at.get("image")]
     strip = [c for c in captions if "true " in c or "max change" in c or "✓" in c or "✗" in c]

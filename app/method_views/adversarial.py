@@ -37,7 +37,8 @@ def adversarial_view(engine, rec, summary: dict) -> None:
     # clean accuracy on the images attacked: the test split, or validation for data without one
     clean = summary.get("test_acc") if isinstance(summary.get("test_acc"), (int, float)) else summary.get("val_acc")
     if summary.get("robust_acc") is not None and isinstance(clean, (int, float)):
-        st.metric(f"Robust test accuracy ({ev.get('attack', 'PGD')}, eps {eps * 255:.1f}/255)",
+        split = "validation" if ev.get("split") == "val" else "test"  # data without a test split: validation's
+        st.metric(f"Robust {split} accuracy ({ev.get('attack', 'PGD')}, eps {eps * 255:.1f}/255)",
                   f"{100 * summary['robust_acc']:.1f}%",
                   **points_delta(summary["robust_acc"], clean, "clean"))
     if summary.get("catastrophic_overfitting"):
