@@ -36,7 +36,7 @@ from engine.data import DataSplits, DatasetError, inspect_dataset
 from engine.devices import fit_threads_to_cpus, pick_device
 from engine.distributed import world
 from engine.errors import StudioError
-from engine.jobs import execute_run
+from engine.jobs import execute_run, stopped_message
 from engine.lr_find import lr_into_config
 from engine.methods import METHODS
 from engine.optim import frozen_words
@@ -363,8 +363,13 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 def _resume(args: argparse.Namespace) -> int:
     """`train --resume RUN` (a run id, its end, or its folder): continue a stopped or interrupted run
     in its own folder, with its own settings, under its own record in the store (a new record when
-    the store has none)."""
+    the store has none). A folder inside a store's runs/ folder continues under that store, whatever
+    --data-dir says: resumed under another, a run finished in one store while the dashboard's still
+    read "interrupted"."""
     data_dir = Path(args.data_dir).resolve()
+    if Path(args.resume).is_dir() and (Path(args.resume).resolve().parent.parent / "studio.db").is_file():
+        data_dir = Path(args.resume).resolve().parent.parent  # <its store's folder>/runs/<id>: that store's run
+        register_upload_dir(data_dir / "uploads")  # its config may name that store's uploads
     run_dir, known = _run_folder(args.resume, data_dir)  # a folder, a run id or the end of one
     run_dir = run_dir.resolve()
     if not (run_dir / "config.yaml").is_file():
@@ -413,10 +418,10 @@ def _run_in_foreground(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Pa
             summary = execute_run(store, run_id, cfg, run_dir, data_dir / "datasets", reporter, resume=resume,
                                   data=data, start=start)
     except Terminated:
-        _interrupted(store, run_id, run_dir, "Stopped by a termination signal (SIGTERM).")
+        _interrupted(store, run_id, run_dir, cfg.train.epochs, data_dir, SIGTERM)
         return 128 + signal.SIGTERM
     except KeyboardInterrupt:
-        _interrupted(store, run_id, run_dir)
+        _interrupted(store, run_id, run_dir, cfg.train.epochs, data_dir)
         return 130
     finally:
         reporter.close_bar()
@@ -445,20 +450,39 @@ def _terminate_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _interrupted(store: RunStore, run_id: str, run_dir: Path, why: str = "Interrupted from the keyboard.") -> None:
-    """Ctrl-C or SIGTERM (`why` says which): the run is stopped, its summary says how many epochs it
-    finished (for `runs`), and the user is told whether it can be continued or must start again."""
-    store.set_status(run_id, "stopped", why)
+CTRL_C = "from the keyboard (Ctrl+C)"
+SIGTERM = "by a request to end the program (SIGTERM: kill, a scheduler's time limit)"
+
+
+def _interrupted(store: RunStore, run_id: str, run_dir: Path, planned: int, data_dir: Path, why: str = CTRL_C) -> None:
+    """Ctrl-C or SIGTERM (`why`: CTRL_C or SIGTERM): the run is stopped with engine.jobs.stopped_message's
+    words (the epochs it finished of `planned`, where Continue picks up), its summary says how many epochs
+    it finished (for `runs`), and the user is given the command that continues it (with `data_dir` when it is
+    not the default store) or, with nothing to continue, the one that starts it again."""
     done = len({r["epoch"] for r in store.metrics(run_id) if r.get("channel") == "epoch"})
+    resumable = (run_dir / RESUME_FILE).is_file()
+    message = stopped_message(done, planned, resumable, why)
+    store.set_status(run_id, "stopped", message)
     if run_dir.is_dir():  # (not made yet when the interrupt came first)
         write_json(run_dir / "summary.json", {"status": "stopped", "run_id": run_id, "epochs": done,
-                                              "error": why})
-    if (run_dir / RESUME_FILE).is_file():
-        print(f"\nstopped (continue it with: python -m engine train --resume {shlex.quote(str(run_dir))})",
-              file=sys.stderr)
+                                              "error": message})
+    if resumable:
+        print(f"\nstopped (continue it with: {resume_command(str(run_dir), data_dir)})", file=sys.stderr)
     else:
         print(f"\nstopped before its first epoch ended, so there is nothing to continue (start it again with: "
-              f"python -m engine train --config {shlex.quote(str(run_dir / 'config.yaml'))})", file=sys.stderr)
+              f"python -m engine train --config {shlex.quote(str(run_dir / 'config.yaml'))}"
+              f"{data_dir_flag(data_dir)})", file=sys.stderr)
+
+
+def data_dir_flag(data_dir: Path) -> str:
+    """" --data-dir <folder>" for a command that must find this store, "" when it is the default one
+    (STUDIO_DATA_DIR, else runs/): a printed command then works from a new terminal as it is."""
+    return "" if Path(data_dir).resolve() == default_data_dir() else f" --data-dir {shlex.quote(str(data_dir))}"
+
+
+def resume_command(run: str, data_dir: Path) -> str:
+    """The command that continues `run` (a run id or folder) of the store in `data_dir`."""
+    return f"python -m engine train --resume {shlex.quote(run)}{data_dir_flag(data_dir)}"
 
 
 def _say_after_run(summary: dict, cfg: RunConfig, run_dir: Path) -> int:
@@ -729,15 +753,15 @@ def _runs(args: argparse.Namespace) -> int:
               "(the dashboard's is its STUDIO_DATA_DIR)")
     for r in runs:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))
-        print(f"{r.id}  {r.status:9s} {when}  {r.name}  {_run_facts(r, store)}" + (f"  ({note})" if (note := _run_note(r))
+        print(f"{r.id}  {r.status:9s} {when}  {r.name}  {_run_facts(r, store)}" + (f"  ({note})" if (note := _run_note(r, Path(args.data_dir)))
                                                                             else ""))
     return 0
 
 
-def _run_note(r) -> str:
+def _run_note(r, data_dir: Path) -> str:
     """`runs`' note on a run: its message's first line in the command line's words (`train --resume` where
     the dashboard says Continue), or for a run its program left "running" (killed), what happened to it."""
-    resume = f"python -m engine train --resume {r.id}"
+    resume = resume_command(r.id, data_dir)
     if r.status in ("queued", "running") and not process_alive(r.process):
         return ("its program ended before it finished" + (f"; continue it with: {resume}"
                                                             if (Path(r.run_dir) / RESUME_FILE).is_file() else ""))

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -512,7 +513,9 @@ def test_ctrl_c_before_the_first_epoch_ends_says_to_start_again(tiny_zip, tmp_pa
     later = tmp_path / "later run"
     assert cli.main(["train", "--data", str(tiny_zip), "--image-size", "32", "--epochs", "40", "--out", str(later),
                      "--data-dir", str(tmp_path / "d")]) == 130
-    assert f"continue it with: python -m engine train --resume '{later}'" in capsys.readouterr().err
+    # with the store's folder: printed, the command works from a new terminal as it is
+    assert (f"continue it with: python -m engine train --resume '{later}' --data-dir "
+            f"{shlex.quote(str(tmp_path / 'd'))}") in capsys.readouterr().err
     (rec,) = [r for r in RunStore(tmp_path / "d" / "studio.db").list_runs() if r.run_dir == str(later)]
     assert cli._run_facts(rec) == "[tiny.zip, 1 of 40 epochs]", "runs says how far it got"
 

@@ -92,9 +92,13 @@ def test_sigterm_stops_a_command_line_run_as_ctrl_c_does(tiny_zip, tmp_path, mon
     assert cli.main(["train", "--data", str(tiny_zip), "--image-size", "32", "--epochs", "9", "--out", str(out),
                      "--data-dir", str(tmp_path / "d")]) == 143
     assert signal.getsignal(signal.SIGTERM) is before
-    assert f"continue it with: python -m engine train --resume {shlex.quote(str(out))}" in capsys.readouterr().err
+    assert (f"continue it with: python -m engine train --resume {shlex.quote(str(out))} --data-dir "
+            f"{shlex.quote(str(tmp_path / 'd'))}") in capsys.readouterr().err
     (rec,) = RunStore(tmp_path / "d" / "studio.db").list_runs()
-    assert (rec.status, rec.error) == ("stopped", "Stopped by a termination signal (SIGTERM).")
+    assert rec.status == "stopped"  # with the epochs and where Continue picks up, as the dashboard's stops say
+    assert rec.error == ("Stopped by a request to end the program (SIGTERM: kill, a scheduler's time limit) after "
+                         "epoch 1 of 9. Continue picks up at epoch 2 with the same schedule; until then the results "
+                         "are those of epoch 1.")
     assert cli._run_facts(rec) == "[tiny.zip, 1 of 9 epochs]"
 
 
@@ -226,3 +230,27 @@ def test_runs_speaks_the_command_lines_words_and_names_a_run_its_program_left_ru
             in lines["killed"])
     assert "3 of 9 epochs" in lines["killed"], "how far it got, from the epochs it logged"
     assert "(" not in lines["live"], "a run still training has nothing to say"
+
+
+def test_a_run_folder_continues_under_the_store_that_holds_it(tiny_zip, tmp_path, monkeypatch):
+    """`train --resume <folder>` from a terminal without the dashboard's STUDIO_DATA_DIR trained the run to its
+    end under a new id in the default store, while the dashboard's store still read "interrupted"."""
+    from engine import cli
+    from engine.config import RunConfig, apply_overrides
+
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    monkeypatch.setattr(cli, "register_upload_dir", lambda folder: None)
+    home = tmp_path / "studio"
+    folder = home / "runs" / "20261204-000000-abcdef"
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(apply_overrides(RunConfig(), [f"data.source={tiny_zip}"]).to_yaml())
+    (folder / "resume.pt").write_bytes(b"")
+    store = RunStore(home / "studio.db")
+    store.create_run(folder.name, "mine", {}, str(folder), status="stopped")
+    used = []
+    monkeypatch.setattr(cli, "execute_run", lambda store, run_id, cfg, run_dir, datasets, *a, **k: used.append(
+        (store.path, run_id, datasets)) or {"status": "finished", "error": None})
+    monkeypatch.setattr(cli, "_say_after_run", lambda *a: 0)
+    assert cli.main(["train", "--resume", str(folder), "--data-dir", str(tmp_path / "elsewhere")]) == 0
+    assert used == [(home / "studio.db", folder.name, home / "datasets")], used
+    assert not (tmp_path / "elsewhere" / "studio.db").exists()
