@@ -142,6 +142,7 @@ class TrainContext:
     stop_training: bool = False  # a method may end training early (e.g. a rollback); not a user stop
     stop_reason: str = ""  # why, in plain words, when a method set stop_training ("" otherwise)
     weights_epoch: int | None = None  # the epoch whose weights the model holds, when a method rolled it back
+    images_per_sec: float = 0.0  # the training speed last reported (an epoch's first step reports this one)
     summary: dict[str, Any] = field(default_factory=dict)
     artifacts: dict[str, Any] = field(default_factory=dict)
     # automatic CPU threads (engine.devices): the load since the last choice, and the most allowed

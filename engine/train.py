@@ -246,7 +246,10 @@ def train_one_epoch(ctx: TrainContext, hooks: list[MethodHook], scaler: torch.am
     order = (balanced_sample_indices(ctx.data.train.labels, len(ctx.data.classes), n, ctx.generator)
              if cfg.data.class_balance == "balanced_sampling" else torch.randperm(n, generator=ctx.generator)).to(device)
     loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device)
+    if ctx.epoch == cfg.optim.linear_probe_epochs:  # the first whole-network epoch: the head-only speed is no guide
+        ctx.images_per_sec = 0.0
     t0, images = time.perf_counter(), 0
+    first = (t0, 0)  # (time, images) after the epoch's first step
     for i in range(ctx.steps_per_epoch):
         if ctx.should_stop():
             raise StopRequested()
@@ -281,7 +284,15 @@ def train_one_epoch(ctx: TrainContext, hooks: list[MethodHook], scaler: torch.am
             retune_threads(ctx, early=True)  # once: a burst at the start (a browser drawing) is over by now
         if device.type == "cpu" or i % 10 == 9 or i == ctx.steps_per_epoch - 1:  # syncs: rare on GPU
             # every process trains its shard at the same pace: the job's speed, in the unit the summary uses
-            report_step(ctx, float(loss.detach()), ctx.world_size * images / max(time.perf_counter() - t0, 1e-9), i)
+            # an epoch's first step alone (its start's overhead, a busy moment) read 3 img/s beside a true 70: the
+            # speed from the second step on, the last epoch's until then
+            if i == 0:
+                first = (time.perf_counter(), images)  # the later steps' speed is counted from here
+                rate = ctx.images_per_sec or ctx.world_size * images / max(first[0] - t0, 1e-9)
+            else:
+                rate = ctx.world_size * (images - first[1]) / max(time.perf_counter() - first[0], 1e-9)
+                ctx.images_per_sec = rate
+            report_step(ctx, float(loss.detach()), rate, i)
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0

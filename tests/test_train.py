@@ -238,3 +238,39 @@ def test_schedule_descriptions_name_settings_in_words_not_config_fields():
 
     for name, (text, _) in SCHEDULES.items():
         assert not re.search(r"\b[a-z]+_[a-z_]+\b", text), (name, text)
+
+
+def test_an_epochs_first_step_reports_the_speed_so_far_not_its_own(tiny_cfg, tmp_path, monkeypatch):
+    """The Train page read "Speed 3 img/s" beside the terminal's 70-82: an epoch's first step alone, over its
+    start's overhead. From the second step on the speed counts from the first step's end; the first step of
+    an epoch reports the last speed measured (not across the switch from head-only to whole-network epochs)."""
+    import engine.train as tr
+
+    now, slow = [0.0], [False]
+
+    def clock() -> float:  # every reading one second later, and an epoch's first batch 100 s late
+        now[0] += 1.0
+        return now[0]
+
+    def set_trainable(*args, **kwargs):  # an epoch starts
+        slow[0] = True
+        return real_set(*args, **kwargs)
+
+    def batch(*args, **kwargs):
+        if slow[0]:
+            now[0], slow[0] = now[0] + 100.0, False
+        return real_batch(*args, **kwargs)
+
+    real_set, real_batch = tr.set_trunk_trainable, tr.training_batch
+    monkeypatch.setattr(tr, "set_trunk_trainable", set_trainable)
+    monkeypatch.setattr(tr, "training_batch", batch)
+    monkeypatch.setattr(tr.time, "perf_counter", clock)
+    rec = Recorder()
+    train(tiny_cfg("train.epochs=3", "optim.linear_probe_epochs=1", "eval.ood=false"), rec, work_dir=tmp_path)
+    monkeypatch.undo()
+    steps = [f for f in rec.progress_calls if f.get("phase") == "training"]
+    by_epoch = {e: [f["images_per_sec"] for f in steps if f["epoch"] == e] for e in (1, 2, 3)}
+    assert all(len(v) >= 2 for v in by_epoch.values()), by_epoch
+    assert all(v[-1] > 1.0 for v in by_epoch.values()), "the later steps: counted from the first one's end"
+    assert by_epoch[3][0] == by_epoch[2][-1], "epoch 3's first step: epoch 2's speed"
+    assert by_epoch[2][0] < 1.0, "the first whole-network epoch borrows nothing from the head-only one"
