@@ -444,8 +444,12 @@ def sidebar(engine: Engine, live_page: bool = False) -> None:
             for run_id in waiting:
                 rec = engine.run_record(run_id) if run_id in mine else None
                 st.caption(f":material/schedule: {state.md_text(rec.name) if rec else 'another user' + chr(39) + 's run'}")
+        elsewhere = engine.runs_elsewhere(state.user())  # the command line's, say: the same CPU
+        for rec in elsewhere:
+            st.markdown(f"**Training elsewhere:** {state.md_text(rec.name)}")
+            st.caption("In another program (such as the command line); a run started here would share the CPU with it.")
         if not active:
-            st.caption("Engine idle: ready for a run.")
+            st.caption("Engine idle: ready for a run." if not elsewhere else "This server's engine is idle.")
 
     engine_status()
     runs = state.runs(engine)

@@ -26,7 +26,7 @@ from engine.checkpoints import new_run_id
 from engine.resume import RESUME_FILE, check_resumable
 from engine.paths import ASSETS_DIR, PROJECT_DIR, register_upload_dir, resolve_path
 from engine.security import AccessDenied, DataRoots, LimitExceeded, Limits
-from engine.store import RunRecord, RunStore
+from engine.store import RunRecord, RunStore, process_alive
 from engine.contract import Reporter
 
 MAX_STEP_POINTS = 2000  # per run, in the live snapshot (the store keeps them all)
@@ -312,6 +312,14 @@ class Engine:
         """Mark failed, with interrupted_message's reason, the runs left queued or running by a program that
         has ended since (a command-line run killed while this server runs); returns their ids."""
         return self.store.mark_interrupted(lambda rec: interrupted_message(self.store, rec))
+
+    def runs_elsewhere(self, user: str | None = None) -> list[RunRecord]:
+        """Runs `user` may see that another live program trains or queued (a command-line run beside this
+        server, a torchrun child it no longer supervises): they share this computer with this engine's runs."""
+        with self._lock:
+            here = set(self._snapshots)
+        return [r for r in self.visible_runs(user) if r.status in ("queued", "running") and r.id not in here
+                and process_alive(r.process)]
 
     def snapshot(self, run_id: str) -> RunSnapshot | None:
         """A copy of the live state of a run of this process, or None (then read the store)."""

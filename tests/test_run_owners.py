@@ -168,6 +168,10 @@ def test_the_train_page_follows_a_command_line_run_and_releases_it_when_its_prog
         assert f"Trained by another program (process {os.getpid()}" in said, said
         assert not [b for b in at.button if b.key == "stop_cli-run"], "this server cannot stop it"
         assert [m.value for m in at.metric if m.label == "Epoch"] == ["2 / 5"]
+        # the sidebar and the start box say the CPU is busy: "Engine idle: ready for a run." read as free
+        assert any("**Training elsewhere:** my command-line run" in m.value for m in at.sidebar.markdown)
+        assert not any("ready for a run" in c.value for c in at.sidebar.caption)
+        assert any("is training in another program" in c.value for c in at.caption), "beside Start"
 
         (run_dir / "resume.pt").write_bytes(b"")
         with engine.store._conn:  # the command line was killed

@@ -132,6 +132,9 @@ def start_section(engine, visible: list) -> None:
                            + (f" ({components.fmt_pct(test)} on test)" if test is not None else "")
                            + ": the same settings and seed train about the same model again. Another seed gives a "
                            "second run worth comparing.")
+        elif not busy and (elsewhere := engine.runs_elsewhere(state.user())):
+            beside.caption(f"**{state.md_text(elsewhere[0].name)}** is training in another program (such as the command "
+                           "line): a run started here trains beside it, and both go slower on this computer's CPU.")
         else:
             beside.caption("A run already in progress: the new one waits in the queue and starts after it."
                            if busy else "Training runs on the server: you can close this tab and come back later.")
