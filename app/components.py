@@ -223,8 +223,13 @@ def progress_view(run: RunView) -> None:
                    + ". Open **Results** for the confusion matrix, per-class accuracy and downloads.",
                    icon=":material/check_circle:")
     elif run.status == "failed":
-        st.error(f"This run failed: {state.message_md(run.error or 'no reason was recorded.')}", icon=":material/error:")
-        st.caption(failed_advice(run.error or ""))
+        error = run.error or ""
+        if error.startswith("Interrupted:"):  # its program ended (a restart, a kill): no failure of its own
+            st.warning(f"This run was interrupted: {state.message_md(error.removeprefix('Interrupted: '))}",
+                       icon=":material/pause_circle:")
+        else:
+            st.error(f"This run failed: {state.message_md(error or 'no reason was recorded.')}", icon=":material/error:")
+        st.caption(failed_advice(error))
     elif run.status == "stopped":
         st.warning(state.message_md(run.error or "Stopped."), icon=":material/stop_circle:")
 

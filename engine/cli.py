@@ -36,7 +36,7 @@ from engine.data import DataSplits, DatasetError, inspect_dataset
 from engine.devices import fit_threads_to_cpus, pick_device
 from engine.distributed import world
 from engine.errors import StudioError
-from engine.jobs import execute_run, stopped_message
+from engine.jobs import execute_run, interrupted_message, stopped_message
 from engine.lr_find import lr_into_config
 from engine.methods import METHODS
 from engine.optim import frozen_words
@@ -747,6 +747,8 @@ def _inspect(args: argparse.Namespace) -> int:
 def _runs(args: argparse.Namespace) -> int:
     db = Path(args.data_dir) / "studio.db"
     store = RunStore(db) if db.is_file() else None  # listing creates no folder
+    if store is not None:  # runs whose program was killed: marked interrupted here too, as the dashboard marks them
+        store.mark_interrupted(lambda rec: interrupted_message(store, rec))
     runs = store.list_runs() if store is not None else []
     if not runs:
         print(f"no runs yet in {Path(args.data_dir)}; to list another folder's runs, give it with --data-dir "

@@ -815,7 +815,8 @@ def test_the_sidebar_leaves_a_running_runs_progress_to_the_train_page(studio):
         snap = types.SimpleNamespace(name="Quick demo (ResNet-18)", progress={
             "epoch": 13, "epochs": 20, "step": 130, "total_steps": 200, "phase": "training"})
         engine = types.SimpleNamespace(active_runs=lambda: ["r1"], current_run="r1", active_runs_of=lambda user: ["r1"],
-                                       snapshot=lambda run_id: snap, visible_runs=lambda user: [])
+                                       snapshot=lambda run_id: snap, visible_runs=lambda user: [],
+                                       runs_elsewhere=lambda user: [])
         with st.sidebar:
             components.sidebar(engine, live_page=live_page)
 

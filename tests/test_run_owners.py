@@ -182,7 +182,9 @@ def test_the_train_page_follows_a_command_line_run_and_releases_it_when_its_prog
         rec = engine.store.get_run("cli-run")
         assert rec.status == "failed" and "after epoch 1. Continue picks up at epoch 2" in rec.error
         assert [b for b in at.button if b.key == "continue_cli-run"]
-        assert "after epoch 1. Continue picks up at epoch 2" in " ".join(e.value for e in at.error)
+        assert "after epoch 1. Continue picks up at epoch 2" in " ".join(w.value for w in at.warning)
+        assert any(w.value.startswith("This run was interrupted: the program training it ended") for w in at.warning)
+        assert not any("This run failed" in e.value for e in at.error), "interrupted, not failed of its own"
         said = " ".join(c.value for c in at.caption)
         assert "Nothing was wrong with its settings" in said and "Fix the setting" not in said, said
     finally:
@@ -228,10 +230,13 @@ def test_runs_speaks_the_command_lines_words_and_names_a_run_its_program_left_ru
         store._conn.execute("UPDATE runs SET process=? WHERE id='killed'", (f"{socket.gethostname()} {dead_pid()}",))
     assert cli.main(["runs", "--data-dir", str(tmp_path)]) == 0
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
-    assert "python -m engine train --resume stopped picks up at epoch 7" in lines["stopped"]
+    resume = "python -m engine train --resume {} --data-dir " + shlex.quote(str(tmp_path))  # not the default store
+    assert f"{resume.format('stopped')} picks up at epoch 7" in lines["stopped"], lines["stopped"]
     assert "Continue" not in lines["stopped"], "the dashboard's button is not on the command line"
-    assert ("its program ended before it finished; continue it with: python -m engine train --resume killed"
-            in lines["killed"])
+    # the killed run is marked interrupted by the listing too, as the dashboard marks it, with how far it got
+    assert lines["killed"].split()[1] == "failed" and store.get_run("killed").status == "failed"
+    assert (f"(Interrupted: the program training it ended (a restart, a crash or a kill) after epoch 3. "
+            f"{resume.format('killed')} picks up at epoch 4") in lines["killed"], lines["killed"]
     assert "3 of 9 epochs" in lines["killed"], "how far it got, from the epochs it logged"
     assert "(" not in lines["live"], "a run still training has nothing to say"
 
