@@ -1005,17 +1005,18 @@ def _thumbnail(rgb: Image.Image) -> np.ndarray:
 
 
 def open_image(raw: bytes) -> Image.Image:
-    """Pillow's image of `raw` (any of PIL_FORMATS). A JPEG over Pillow's decompression-bomb limit (about 89
-    million pixels: 108 and 200 MP phone photos) is opened all the same: libjpeg decodes it at up to 1/8 scale
-    per side (draft), whose size `_decode` checks against its own limit; other formats keep Pillow's check."""
-    try:
-        return Image.open(io.BytesIO(raw), formats=PIL_FORMATS)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        if raw[:3] != b"\xff\xd8\xff":  # not a JPEG: decoded whole, so too large
-            raise
+    """Pillow's image of `raw` (any of PIL_FORMATS). A JPEG is opened by Pillow's JPEG plugin itself, without
+    Image.open's decompression-bomb check (about 89 million pixels: 108 and 200 MP phone photos failed it, or
+    put its warning in the server's log): libjpeg decodes it at up to 1/8 scale per side (draft), and `_decode`
+    checks that picture's size against its own limit. Other formats keep Pillow's check."""
+    if raw[:3] == b"\xff\xd8\xff":
         from PIL import JpegImagePlugin
 
-        return JpegImagePlugin.JpegImageFile(io.BytesIO(raw))  # the plugin itself: no whole-size check
+        try:
+            return JpegImagePlugin.JpegImageFile(io.BytesIO(raw))
+        except Exception:  # noqa: BLE001 - a damaged JPEG: Image.open below says why in its own words
+            pass
+    return Image.open(io.BytesIO(raw), formats=PIL_FORMATS)
 
 
 def _decode(raw: bytes, size: int, max_pixels: int,

@@ -541,7 +541,7 @@ def test_a_phone_photo_over_pillows_bomb_limit_is_decoded_at_reduced_scale_and_a
     path = tmp_path / "phone photo.jpg"
     path.write_bytes(raw.getvalue())
     with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)  # as a dataset's decoding sets it
+        warnings.simplefilter("error", Image.DecompressionBombWarning)  # nor a warning (Try it logged one)
         image = decode_image(path, 32)
         assert image.shape == (3, 32, 32) and abs(int(image[0, 16, 16]) - 200) < 8
         assert describe_decoding(path, 32)[0] == "JPEG image, 10000 x 9000 pixels, colour mode RGB"
