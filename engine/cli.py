@@ -271,7 +271,7 @@ def _train(args: argparse.Namespace) -> int:
     if (args.preset or not args.config) and not any(o.startswith(("train.batch_size=", "optim.lr=")) for o in overrides):
         # as the dashboard fits a preset to a small dataset; the default settings too (a new user's first run,
         # batch 64 on 36 images, took 3 optimiser steps and learnt nothing); a batch or rate given is kept
-        cfg, fitted = fit_to_data(cfg, len(data.train), "Its" if args.preset else "The default")
+        cfg, fitted = fit_to_data(cfg, len(data.train), "its" if args.preset else "The default")  # after "preset x:"
         if fitted:
             if args.preset:
                 print(f"preset {args.preset}: {fitted}", flush=True)

@@ -97,7 +97,7 @@ def test_cli_train_fits_a_presets_batch_to_a_small_dataset_as_the_dashboard_does
             "--pretrained", "none", "--set", "eval.ood=false", "--data-dir", str(tmp_path / "d"), "--quiet"]
     assert cli.main([*base, "--out", str(tmp_path / "fitted")]) == 0
     batch, lr = smaller_batch(PRESETS["quick_demo"].apply(RunConfig()), 18)
-    assert (f"preset quick_demo: Its batch size of 32 would make 1 optimiser step an epoch from your 18 training "
+    assert (f"preset quick_demo: its batch size of 32 would make 1 optimiser step an epoch from your 18 training "
             f"images, so it uses {batch}") in capsys.readouterr().out
     saved = RunConfig.load(tmp_path / "fitted" / "config.yaml")
     assert (saved.train.batch_size, saved.optim.lr) == (batch, lr)
