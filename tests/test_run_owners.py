@@ -185,6 +185,7 @@ def test_the_train_page_follows_a_command_line_run_and_releases_it_when_its_prog
         assert "after epoch 1. Continue picks up at epoch 2" in " ".join(w.value for w in at.warning)
         assert any(w.value.startswith("This run was interrupted: the program training it ended") for w in at.warning)
         assert not any("This run failed" in e.value for e in at.error), "interrupted, not failed of its own"
+        assert any(m.value.startswith("#### :material/pause_circle: my command-line run") for m in at.markdown)
         said = " ".join(c.value for c in at.caption)
         assert "Nothing was wrong with its settings" in said and "Fix the setting" not in said, said
     finally:

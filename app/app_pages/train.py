@@ -246,7 +246,9 @@ def live_section(engine, visible: list) -> None:
         follow_queued_run(engine, run_id, run.status)
         # the name in the rest of the line, the button as wide as its words (a sixth of a narrow page cut them)
         row = layout.button_row()
-        title = f"#### {state.STATUS_ICONS.get(run.status, '')} {state.md_text(run.name)}"
+        interrupted = run.status == "failed" and (run.error or "").startswith("Interrupted:")  # as its banner says
+        icon = ":material/pause_circle:" if interrupted else state.STATUS_ICONS.get(run.status, "")
+        title = f"#### {icon} {state.md_text(run.name)}"
         row.container(width="stretch").markdown(title)
         if run.status == "running" and engine.stopping(run_id):  # said at once: the run ends a moment later
             row.button("Stopping…", key=f"stop_{run_id}", icon=":material/hourglass_top:", disabled=True,
