@@ -237,6 +237,19 @@ def test_export_verifies_every_format_and_renders_the_model_card(wise_run):
     assert any("Nothing exported yet" in c for c in texts(at.caption))
     markdown = texts(at.markdown)
     assert any("Model card" in m for m in markdown) and any("Exact configuration" in m for m in markdown), "a preview"
+    # the files compute in float32; a run evaluated in bf16 answers a point or so apart in Try it: said
+    precision = json.loads((run_dir / "summary.json").read_text()).get("precision")
+    assert any("They compute in float32, while the run was evaluated" in m for m in markdown) is (
+        precision not in (None, "float32")), (precision, markdown[:3])
+    from engine.runs import _RUNS
+
+    (loaded,) = [r for (where, _), r in _RUNS.items() if where == str(run_dir.resolve())]
+    try:  # the same run as evaluated on a CPU with bf16 (the summary the loaded run holds)
+        loaded.summary["precision"] = "bfloat16"
+        said = texts(open_page(run_id, "Export").markdown)
+        assert any("evaluated (and Try it answers) in bfloat16 on this computer" in m for m in said), said[:3]
+    finally:
+        loaded.summary["precision"] = precision
     preview = next(m for m in markdown if "Exact configuration" in m)
     assert preview.startswith("### Model card") and "\n#### Exact configuration" in preview, "smaller than the page's"
     # the WiSE-FT mix first: Results says Explain, Try it and export use the run's alpha (the tab
