@@ -173,6 +173,13 @@ class RunStore:
                 rows = self._conn.execute("SELECT * FROM runs WHERE owner=? ORDER BY created DESC", (owner,)).fetchall()
         return [_record(r) for r in rows]
 
+    def unfinished_runs(self) -> list[RunRecord]:
+        """The runs queued or running (by any program), newest first."""
+        with self._lock:
+            rows = self._conn.execute("SELECT * FROM runs WHERE status IN ('running','queued') "
+                                      "ORDER BY created DESC").fetchall()
+        return [_record(r) for r in rows]
+
     def set_flag(self, run_id: str, flag: str, value: bool) -> None:
         assert flag in ("pinned", "shared"), flag
         with self._lock, self._conn:
@@ -197,9 +204,7 @@ class RunStore:
         line) are marked failed with `message(record)` as their error (default: INTERRUPTED); runs whose
         program is still alive (a command-line run training beside the dashboard, a torchrun child) are
         left alone (process_alive). Returns the ids marked."""
-        with self._lock:
-            rows = self._conn.execute("SELECT * FROM runs WHERE status IN ('running','queued')").fetchall()
-        ended = [rec for rec in map(_record, rows) if not process_alive(rec.process)]
+        ended = [rec for rec in self.unfinished_runs() if not process_alive(rec.process)]
         with self._lock, self._conn:
             for rec in ended:
                 self._conn.execute("UPDATE runs SET status='failed', finished=?, error=? WHERE id=? AND "

@@ -318,8 +318,8 @@ class Engine:
         server, a torchrun child it no longer supervises): they share this computer with this engine's runs."""
         with self._lock:
             here = set(self._snapshots)
-        return [r for r in self.visible_runs(user) if r.status in ("queued", "running") and r.id not in here
-                and process_alive(r.process)]
+        return [r for r in self.store.unfinished_runs() if r.id not in here and process_alive(r.process)
+                and (not self.access_control or r.owner == (user or "") or r.shared)]  # as visible_runs
 
     def snapshot(self, run_id: str) -> RunSnapshot | None:
         """A copy of the live state of a run of this process, or None (then read the store)."""
