@@ -1503,13 +1503,14 @@ def find_duplicate_groups(sha256: Sequence[str], phash: np.ndarray, colours: np.
 
 
 def class_imbalance(counts: dict[str, int]) -> dict:
-    """{"ratio", "largest", "smallest", "imbalanced"}: largest class / smallest class (images).
+    """{"ratio", "largest", "smallest", "imbalanced"}: largest class / smallest class (images); the names are
+    "" when every class has as many images.
 
     `imbalanced` is True at IMBALANCE_RATIO or more, when accuracy alone flatters a model that
     favours the large class (report balanced accuracy and macro-F1 too, see engine.metrics).
     """
-    if not counts:
-        return {"ratio": 1.0, "largest": "", "smallest": "", "imbalanced": False}
+    if not counts or len(set(counts.values())) == 1:  # no class larger than another ("" for both: inspect's JSON
+        return {"ratio": 1.0, "largest": "", "smallest": "", "imbalanced": False}  # named one class as both)
     largest = max(counts, key=counts.get)
     smallest = min(counts, key=counts.get)
     ratio = counts[largest] / max(counts[smallest], 1)

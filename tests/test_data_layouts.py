@@ -486,6 +486,9 @@ def test_imbalance_is_reported_and_weights_and_sampling_even_it_out(tmp_path, wo
                        image_size=16).report
     assert rep.imbalance == {"ratio": 4.0, "largest": "normal", "smallest": "defect", "imbalanced": True}
     assert class_imbalance({"a": 10, "b": 9})["imbalanced"] is False
+    # balanced: no class is the largest ("largest": "Red apple", "smallest": "Red apple" in inspect's JSON)
+    assert class_imbalance({"Red apple": 20, "banana": 20}) == {"ratio": 1.0, "largest": "", "smallest": "",
+                                                                 "imbalanced": False}
 
     labels = torch.tensor([0] * 15 + [1] * 5 + [2] * 0)
     w = class_weights(labels, 3)
