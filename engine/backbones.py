@@ -727,7 +727,8 @@ def load_matching(net: nn.Module, state: dict[str, torch.Tensor], source: str, s
     report.coverage = (len(weights) - len(report.missing)) / max(len(weights), 1)
     notes = []
     if fit.prefix:
-        notes.append(f"key prefix `{fit.prefix}` removed")
+        # in words a teacher can say: what the prefix is and where it comes from
+        notes.append(f"the prefix `{fit.prefix}` that a training wrapper adds to every weight's name removed")
     if fit.ignored:
         notes.append(f"{len(fit.ignored)} tensors outside `{fit.prefix}` ignored (another part of the file)")
     if report.partial:

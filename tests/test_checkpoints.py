@@ -115,7 +115,7 @@ def test_wrappers_are_unwrapped_and_prefixes_removed_so_every_tensor_matches(tmp
     assert_all_loaded(model, report, "resnet18")
     assert model.head.out_features == 5
     if wrapper == "torch.compile":
-        assert report.prefix == "_orig_mod." and "`_orig_mod.` removed" in report.note
+        assert report.prefix == "_orig_mod." and "the prefix `_orig_mod.` that a training wrapper adds to every weight's name removed" in report.note
     if wrapper == "EMA trainer":
         assert report.entry == "model", "the model, not its EMA copy, unless only the copy is there"
     if wrapper == "only an EMA copy":

@@ -463,9 +463,11 @@ def test_a_run_from_a_checkpoint_says_what_it_loaded(capsys):
     from engine.cli import _print_weights
 
     _print_weights({"source": "checkpoint wrapped.pth.tar", "matched": 120, "head_kept": False,
-                    "note": "read from the file's `state_dict` entry; key prefix `module.` removed"})
+                    "note": "read from the file's `state_dict` entry; the prefix `module.` that a training wrapper "
+                            "adds to every weight's name removed"})
     assert capsys.readouterr().err == ("weights: 120 weight tensors loaded from wrapped.pth.tar; read from the file's "
-                                       "`state_dict` entry; key prefix `module.` removed; a new classification head "
+                                       "`state_dict` entry; the prefix `module.` that a training wrapper adds to "
+                                       "every weight's name removed; a new classification head "
                                        "for your classes\n")
     _print_weights({"source": "bundled", "matched": 120})
     assert capsys.readouterr().err == "", "said only for the user's own weights"
