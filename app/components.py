@@ -18,6 +18,7 @@ from app import charts, layout, state
 from app.claims_view import at_chance
 from engine.clock import fmt_duration
 from engine.contract import sub_counters
+from engine.jobs import INTERRUPTED_PREFIX, was_interrupted
 from engine.store import process_alive
 from engine.worker import Engine
 from engine.words import ended_early_words
@@ -224,8 +225,8 @@ def progress_view(run: RunView) -> None:
                    icon=":material/check_circle:")
     elif run.status == "failed":
         error = run.error or ""
-        if error.startswith("Interrupted:"):  # its program ended (a restart, a kill): no failure of its own
-            st.warning(f"This run was interrupted: {state.message_md(error.removeprefix('Interrupted: '))}",
+        if was_interrupted(run.status, error):  # its program ended (a restart, a kill): no failure of its own
+            st.warning(f"This run was interrupted: {state.message_md(error.removeprefix(INTERRUPTED_PREFIX))}",
                        icon=":material/pause_circle:")
         else:
             st.error(f"This run failed: {state.message_md(error or 'no reason was recorded.')}", icon=":material/error:")
@@ -237,7 +238,7 @@ def progress_view(run: RunView) -> None:
 def failed_advice(error: str) -> str:
     """What to do about a failed run, by its error: an interruption says itself what Continue does; a
     crash (a bug, not a setting) or running out of memory names no setting to fix, unlike a refused setting."""
-    if error.startswith("Interrupted:"):
+    if was_interrupted("failed", error):
         return "Nothing was wrong with its settings. The studio keeps working."
     if error.startswith("The run crashed"):
         return ("This is a fault in the studio, not in your settings or data: starting the run again may get past "

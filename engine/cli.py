@@ -459,7 +459,7 @@ def _interrupted(store: RunStore, run_id: str, run_dir: Path, planned: int, data
     words (the epochs it finished of `planned`, where Continue picks up), its summary says how many epochs
     it finished (for `runs`), and the user is given the command that continues it (with `data_dir` when it is
     not the default store) or, with nothing to continue, the one that starts it again."""
-    done = len({r["epoch"] for r in store.metrics(run_id) if r.get("channel") == "epoch"})
+    done = store.epochs_logged(run_id)
     resumable = (run_dir / RESUME_FILE).is_file()
     message = stopped_message(done, planned, resumable, why)
     store.set_status(run_id, "stopped", message)
@@ -783,8 +783,7 @@ def _run_facts(r, store: RunStore | None = None) -> str:
     epochs = (config.get("train") or {}).get("epochs", "?")
     done = summary.get("epochs")
     if store is not None and r.status != "finished":
-        logged = len({m["epoch"] for m in store.metrics(r.id, ["val_acc"]) if m.get("channel") == "epoch"})
-        done = max(done if isinstance(done, int) else 0, logged) or done
+        done = max(done if isinstance(done, int) else 0, store.epochs_logged(r.id)) or done
     facts = [data.get("source_name") or Path(str(data.get("source") or "?")).name]
     if r.status != "finished" and isinstance(done, int) and done != epochs:
         facts.append(f"{done} of {epochs} epochs")

@@ -42,6 +42,15 @@ def stopped_message(done: int | None, planned: int, can_continue: bool = False, 
             "the run again.")
 
 
+INTERRUPTED_PREFIX = "Interrupted: "  # engine.store.INTERRUPTED and interrupted_message start so
+
+
+def was_interrupted(status: str, error: str | None) -> bool:
+    """Whether a run's record (`status`, `error`) is an interruption (its program ended: RunStore.mark_interrupted),
+    not a failure of its own."""
+    return status == "failed" and (error or "").startswith(INTERRUPTED_PREFIX)
+
+
 def interrupted_message(store: RunStore, rec) -> str:
     """The error of a run (`rec`, an engine.store.RunRecord) whose program ended while it was queued or
     running (RunStore.mark_interrupted): what happened, the epochs it finished, and whether Continue
@@ -49,7 +58,7 @@ def interrupted_message(store: RunStore, rec) -> str:
     what = "ended (a restart, a crash or a kill)"
     if rec.status == "queued":
         return f"Interrupted: the program it was queued in {what} before it started. Start it again."
-    done = len({r["epoch"] for r in store.metrics(rec.id) if r.get("channel") == "epoch"})
+    done = store.epochs_logged(rec.id)
     if (Path(rec.run_dir) / RESUME_FILE).is_file():
         return (f"Interrupted: the program training it {what} "
                 + (f"after epoch {done}. Continue picks up at epoch {done + 1}" if done else

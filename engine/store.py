@@ -234,6 +234,14 @@ class RunStore:
             rows = self._conn.execute(q + " ORDER BY rowid", args).fetchall()
         return [dict(r) for r in rows]
 
+    def epochs_logged(self, run_id: str) -> int:
+        """How many distinct epochs `run_id` logged per-epoch figures for (those it finished, a continued run's
+        earlier parts included)."""
+        with self._lock:
+            row = self._conn.execute("SELECT COUNT(DISTINCT epoch) FROM metrics WHERE run_id=? AND channel='epoch'",
+                                     (run_id,)).fetchone()
+        return int(row[0])
+
     # ---- live state of a running job: written by the process that trains (a torchrun child too),
     # ---- read by the engine that supervises it ---------------------------------------------
     def set_progress(self, run_id: str, progress: dict[str, Any]) -> None:

@@ -12,10 +12,10 @@ import streamlit as st
 
 from app import components, layout, state
 from engine.errors import StudioError
+from engine.jobs import was_interrupted
 from engine.methods import METHODS
 from engine.optim import frozen_words
 from engine.resume import RESUME_FILE
-from engine.store import process_alive
 
 SELECT_KEY = state.WATCH_SELECT_KEY
 GPU_KEY = "gpus"
@@ -204,9 +204,7 @@ def continue_button(engine, run_id: str, container) -> None:
 
 def elsewhere_running(engine, run_id: str) -> bool:
     """Whether `run_id` is queued or running in another, live program (a command-line run beside the dashboard)."""
-    rec = state.record(engine, run_id)
-    return (rec is not None and rec.status in ("queued", "running") and engine.snapshot(run_id) is None
-            and process_alive(rec.process))
+    return any(r.id == run_id for r in engine.runs_elsewhere(state.user()))
 
 
 def live_section(engine, visible: list) -> None:
@@ -246,8 +244,8 @@ def live_section(engine, visible: list) -> None:
         follow_queued_run(engine, run_id, run.status)
         # the name in the rest of the line, the button as wide as its words (a sixth of a narrow page cut them)
         row = layout.button_row()
-        interrupted = run.status == "failed" and (run.error or "").startswith("Interrupted:")  # as its banner says
-        icon = ":material/pause_circle:" if interrupted else state.STATUS_ICONS.get(run.status, "")
+        icon = ":material/pause_circle:" if was_interrupted(run.status, run.error) else \
+            state.STATUS_ICONS.get(run.status, "")  # an interruption: as its banner says
         title = f"#### {icon} {state.md_text(run.name)}"
         row.container(width="stretch").markdown(title)
         if run.status == "running" and engine.stopping(run_id):  # said at once: the run ends a moment later
