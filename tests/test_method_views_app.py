@@ -33,6 +33,10 @@ def test_wise_ft_slider_shows_grid_and_on_demand_alphas_and_exports(studio, tmp_
     # the curve's OOD (one severity) beside the headline's (severities 1-5) read as a contradiction to a new user
     assert any(c.startswith("OOD here is the curve's: the corruptions at severity 3 on every validation image. The "
                             "OOD figure at the top of the page averages severities 1-5") for c in texts(at.caption))
+    # the headline tiles are the fine-tuned end's; the page says so, and which mix the other pages use
+    pick = float(slider.value)
+    note = [c for c in texts(at.caption) if c.startswith(":material/info: These figures are the fine-tuned model's")]
+    assert len(note) == 1 and (pick == 1.0 or f"use the mix at alpha {pick:.2f} (the run's own pick" in note[0]), note
     other = next(a for a in (0.5, 0.0) if a != slider.value)  # a stop other than the run's own pick
     slider.set_value(other).run()  # measured during the run: shown at once
     no_problems(at)
@@ -44,6 +48,7 @@ def test_wise_ft_slider_shows_grid_and_on_demand_alphas_and_exports(studio, tmp_
     (predict,) = [c.value for c in at.code if c.value.startswith("python -m engine predict")]
     assert f"--variant wise \\\n    --alpha {other:.2f} \\\n" in predict, "the command answers with the mix Try it uses"
     assert any(f"(the WiSE-FT mix at alpha {other:.2f}, as Try it uses)" in c for c in texts(at.caption))
+    assert any(f"use the mix at alpha {other:.2f} (your choice; on the curve: validation " in c for c in texts(at.caption))
     at.number_input(key=f"wise_exact_{run_id}").set_value(0.37).run()  # not on the grid: computed on demand
     no_problems(at)
     assert (run_id, 0.37) in at.session_state["wise_points"]
@@ -104,3 +109,17 @@ def test_pruning_results_draw_the_sparsity_per_layer_once_with_every_layer(studi
     per_layer = [s for s in specs if "sparsity per layer" in s]
     assert len(per_layer) == 1 and "labelOverlap" in per_layer[0], "one chart, every layer's name drawn"
     assert not any("Final sparsity per layer" in s for s in specs)
+
+
+def test_wise_tiles_note_names_the_model_behind_the_headline_and_the_one_the_pages_use():
+    from app.app_pages.results import wise_tiles_note
+
+    summary = {"wise_curve": [{"alpha": 0.0, "val_acc": 0.5, "ood_acc": 0.4},
+                              {"alpha": 0.5, "val_acc": 0.625, "ood_acc": 0.5},
+                              {"alpha": 1.0, "val_acc": 0.6, "ood_acc": 0.45}]}
+    assert ("use the mix at alpha 0.50 (the run's own pick; on the curve: validation 62.5%, corrupted images 50.0%)"
+            in wise_tiles_note(summary, 0.5, False))
+    off_grid = wise_tiles_note(summary, 0.37, True)  # typed beside the slider: no curve point to quote
+    assert "use the mix at alpha 0.37 (your choice): see" in off_grid and "%" not in off_grid
+    end = wise_tiles_note(summary, 1.0, False)
+    assert "alpha 1), the model Explain, Try it and Export use" in end and "mix" not in end

@@ -210,6 +210,25 @@ def summary_metrics(run: components.RunView, summary: dict) -> None:
             st.caption(":material/info: " + gap)
 
 
+def wise_tiles_note(summary: dict, alpha: float, chosen: bool) -> str:
+    """Which model a WiSE-FT run's headline figures describe (the fine-tuned end, alpha 1, as the summary's
+    val_acc / test_acc / ood_acc are) and which one Explain, Try it and Export use: the mix at `alpha` (the
+    user's choice when `chosen`, else the run's own pick), with its figures on the curve when it is one of the
+    curve's points (summary["wise_curve"], fractions in [0, 1])."""
+    from engine.methods.wise_ft import curve_point
+
+    if alpha >= 1 - 1e-9:
+        return (":material/info: These figures are the fine-tuned model's (WiSE-FT alpha 1), the model Explain, "
+                "Try it and Export use for this run.")
+    point = curve_point(summary.get("wise_curve") or [], alpha) or {}
+    measured = [f"{label} {100 * point[k]:.1f}%" for k, label in (("val_acc", "validation"), ("ood_acc", "corrupted images"))
+                if isinstance(point.get(k), (int, float))]
+    whose = "your choice" if chosen else "the run's own pick"
+    return (f":material/info: These figures are the fine-tuned model's (WiSE-FT alpha 1). Explain, Try it and Export "
+            f"use the mix at alpha {alpha:.2f} ({whose}" + (f"; on the curve: {', '.join(measured)}" if measured else "")
+            + "): see \"WiSE-FT weight ensemble\" below.")
+
+
 def detail_charts(run: components.RunView, summary: dict) -> None:
     classes = summary.get("classes") or []
     left, right = st.columns(2)
@@ -434,6 +453,8 @@ def one_run(engine, runs) -> None:
     if rec.status not in ("queued", "running"):
         reuse(rec)
     summary_metrics(run, summary)
+    if summary.get("wise_curve") and summary.get("status") == "finished":
+        st.caption(wise_tiles_note(summary, *state.wise_alpha(engine, rec)))
     weight = small_split_note(summary) if summary.get("status") == "finished" else ""
     if weight:
         st.caption(weight)
