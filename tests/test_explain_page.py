@@ -449,6 +449,13 @@ def test_the_alpha_chosen_on_results_is_what_explain_and_export_use(wise_run):
         at.session_state["explain_tab"] = "Export"
         at.run()
         assert "WiSE-FT mix at alpha 0.30" in at.radio(key=f"export_which_{run_id}").options[0]
+        at.session_state["explain_tab"] = "Error analysis"  # the errors of the model in use, the mix
+        at.run()
+        no_problems(at)
+        assert any(m.startswith("The WiSE-FT mix at alpha 0.30 gets **") and "the model Try it and Export use" in m
+                   for m in texts(at.markdown)), texts(at.markdown)
+        at.session_state["explain_tab"] = "Export"  # the tab a refresh reopens, below
+        at.run()
 
         engine().shutdown(5)  # a server restart as well: the alpha is read from the store
         st.cache_resource.clear()
@@ -489,6 +496,9 @@ def test_error_analysis_answers_in_the_runs_precision_and_agrees_with_its_result
     confusion = np.zeros((n, n), int)
     np.add.at(confusion, (out["labels"], out["preds"]), 1)
     assert confusion.tolist() == summary["val_confusion"], "Explain's answers are the ones Results reports"
+    for point in (summary["wise_curve"][0], summary["wise_curve"][len(summary["wise_curve"]) // 2]):
+        mix = page.predictions(run_dir, datasets, point["alpha"])  # a WiSE-FT run's mix in use: the curve's answers
+        assert (mix["labels"] == mix["preds"]).mean() == pytest.approx(point["val_acc"]), point
 
     seen, real = [], engine_explain.predict
     monkeypatch.setattr(engine_explain, "predict", lambda *a, **k: seen.append(k.get("amp_dtype")) or real(*a, **k))

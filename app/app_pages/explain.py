@@ -151,6 +151,12 @@ def uses_wise(rec) -> bool:
     return enabled and (Path(rec.run_dir) / "theta0.safetensors").is_file()
 
 
+def in_use_words(alpha: float | None) -> str:
+    """The model whose answers the error analysis and the mistakes filter show (`predictions`): "the fine-tuned
+    model", or for a WiSE-FT run whose alpha (`wise_alpha`) is below 1 "the WiSE-FT mix at alpha 0.90"."""
+    return "the fine-tuned model" if alpha is None or alpha >= 1 else f"the WiSE-FT mix at alpha {alpha:.2f}"
+
+
 def wise_alpha(engine, rec) -> float | None:
     """The WiSE-FT alpha chosen for this run on the Results page (stored with the run; the run's own
     pick when not chosen yet, engine.predict.chosen_alpha), or None without WiSE-FT."""
@@ -170,16 +176,17 @@ def _hwc(t) -> np.ndarray:
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def predictions(run_dir: str, datasets_dir: str) -> dict[str, np.ndarray]:
-    """The fine-tuned model on the whole validation split: label, prediction, confidence, loss and
-    file name (as in the user's dataset) per image (index order), and the indices sorted from the
-    highest loss down."""
+def predictions(run_dir: str, datasets_dir: str, alpha: float | None = None) -> dict[str, np.ndarray]:
+    """The model in use (`in_use_words`: the fine-tuned model, or a WiSE-FT run's mix at `alpha` < 1) on the
+    whole validation split: label, prediction, confidence, loss and file name (as in the user's dataset) per
+    image (index order), and the indices sorted from the highest loss down."""
     from engine.explain import highest_loss
 
     b = _bundle(run_dir, datasets_dir)
     n = len(b.data.val)
-    with b.lock:
-        cases = highest_loss(b.model, b.data.val.images, b.data.val.labels, k=n, tta_flip=b.cfg.eval.tta_flip,
+    used = _wise(run_dir, datasets_dir, alpha) if alpha is not None and alpha < 1 else _fine_tuned(run_dir, datasets_dir)
+    with used.lock:
+        cases = highest_loss(used.model, b.data.val.images, b.data.val.labels, k=n, tta_flip=b.cfg.eval.tta_flip,
                              amp_dtype=_amp_dtype(b))
     out = {"labels": b.data.val.labels.numpy().astype(int), "preds": np.zeros(n, int), "confs": np.zeros(n),
            "losses": np.zeros(n), "order": np.array([c.index for c in cases], dtype=int)}
@@ -364,7 +371,8 @@ def image_picker(rec, classes: list[str], pred: dict[str, np.ndarray]) -> int | 
     cls = c[0].selectbox("Class", ["__all__", *classes], key=f"explain_class_{rec.id}",
                          format_func=lambda k: "all classes" if k == "__all__" else k)
     wrong = c[1].toggle("Only mistakes", key=f"explain_wrong_{rec.id}",
-                        help="Only the validation images the fine-tuned model gets wrong.")
+                        help=f"Only the validation images {in_use_words(wise_alpha(state.get_engine(), rec))} "
+                             "gets wrong.")
     state.remember_choice(f"explain_class_{rec.id}", cls, default="__all__")
     state.remember_choice(f"explain_wrong_{rec.id}", bool(wrong), default=False)
     options = [i for i in range(len(labels))
@@ -578,8 +586,11 @@ def errors_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
     labels, preds, confs, losses = pred["labels"], pred["preds"], pred["confs"], pred["losses"]
     n = len(labels)
     wrong = int((labels != preds).sum())
-    st.markdown(f"The fine-tuned model gets **{n - wrong} of {n}** validation images right "
-                f"({(n - wrong) / max(n, 1):.1%}).")
+    alpha = wise_alpha(engine, rec)
+    used = in_use_words(alpha)
+    st.markdown(f"{used[0].upper()}{used[1:]} gets **{n - wrong} of {n}** validation images right "
+                f"({(n - wrong) / max(n, 1):.1%})" + (", the model Try it and Export use (its alpha is chosen on "
+                                                     "Results)." if used.startswith("the WiSE") else "."))
 
     st.subheader("Highest-loss images")
     st.caption("The validation images the model is most confidently wrong about (or least sure of, when it is "
@@ -867,7 +878,7 @@ def render() -> None:
         if not loaded.ok:
             st.caption("The run's files or its dataset may have been removed. Other runs can still be explained.")
             return
-        pred = state.attempt("predicting the validation images", predictions, run_dir, ds)
+        pred = state.attempt("predicting the validation images", predictions, run_dir, ds, wise_alpha(engine, rec))
     if not pred.ok:
         return
     b = loaded.value
