@@ -99,12 +99,22 @@ def test_adversarial_view_shows_the_image_strip(studio, tmp_path):
 
 def test_pruning_results_draw_the_sparsity_per_layer_once_with_every_layer(studio, tmp_path):
     # a teacher saw a second, cramped "Final sparsity per layer" chart labelling every fourth layer
-    _run(tmp_path, "train.epochs=2", "pruning.enabled=true", "pruning.target_sparsity=0.5", "pruning.end_fraction=0.5",
-         "pruning.scope=global")  # one share for the whole network: the layers differ, so the bars are drawn
+    run_id = _run(tmp_path, "train.epochs=2", "pruning.enabled=true", "pruning.target_sparsity=0.5",
+                  "pruning.end_fraction=0.5", "pruning.scope=global")  # one share for the whole network: bars differ
     at = new_app()
     at.switch_page("app_pages/results.py").run()
     no_problems(at)
     assert "Sparsity (prunable weights)" in [m.label for m in at.metric]
+    # the model's size beside "Parameters": what pruning left, counted in the run's final model
+    from pathlib import Path
+
+    from engine.runs import load_run
+
+    model = load_run(Path(engine().run_record(run_id).run_dir), engine().datasets_dir).model
+    left = sum(int((p != 0).sum()) for p in model.parameters())
+    total = sum(p.numel() for p in model.parameters())
+    (tile,) = [m for m in at.metric if m.label == "Non-zero parameters"]
+    assert left < 0.6 * total and abs(float(tile.value.split()[0]) * 1e6 - left) <= 0.006e6, (tile.value, left)
     specs = [str(c.proto.spec) for c in at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")]
     per_layer = [s for s in specs if "sparsity per layer" in s]
     assert len(per_layer) == 1 and "labelOverlap" in per_layer[0], "one chart, every layer's name drawn"

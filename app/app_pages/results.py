@@ -200,6 +200,11 @@ def summary_metrics(run: components.RunView, summary: dict) -> None:
                          "finished epochs; an epoch cut short by the stop is not counted)." if before else ".")))
     if summary.get("num_params"):
         cost.append(("Parameters", f"{summary['num_params'] / 1e6:.1f} M", "Trainable and frozen, with the new head."))
+        nonzero = nonzero_params(summary)
+        if nonzero is not None:
+            cost.append(("Non-zero parameters", f"{nonzero / 1e6:.2f} M", "The weights pruning left (the zeros cost "
+                         "nothing in a compressed or sparse file); the model keeps its shape, so its dense size and "
+                         "speed are unchanged unless channels were removed (structured pruning, below)."))
     for tiles in (items, cost):  # what the model does (and how far to trust it), then what it cost and weighs
         if tiles:
             row = layout.tiles()
@@ -208,6 +213,16 @@ def summary_metrics(run: components.RunView, summary: dict) -> None:
         gap = val_test_gap(summary) if tiles is items else None
         if gap:
             st.caption(":material/info: " + gap)
+
+
+def nonzero_params(summary: dict) -> int | None:
+    """Parameters left non-zero by unstructured pruning: num_params less the zeros (summary["sparsity"], a fraction
+    of summary["pruning"]["prunable_weights"]); None for a run without pruning's figures."""
+    prunable = (summary.get("pruning") or {}).get("prunable_weights")
+    sparsity, total = summary.get("sparsity"), summary.get("num_params")
+    if not all(isinstance(v, (int, float)) for v in (prunable, sparsity, total)) or not sparsity:
+        return None
+    return int(round(total - sparsity * prunable))
 
 
 def wise_tiles_note(summary: dict, alpha: float, chosen: bool) -> str:
