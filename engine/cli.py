@@ -507,7 +507,7 @@ def _say_after_run(summary: dict, cfg: RunConfig, run_dir: Path) -> int:
 
 def _say_wise(summary: dict) -> None:
     """After a WiSE-FT run: the curve by alpha, the alpha the run chose (engine.predict.chosen_alpha, what
-    `predict` and `export` use with --variant wise) with its figures on the curve, whether the run showed
+    `predict` and `export` use by default) with its figures on the curve, whether the run showed
     the paper's claim (engine.claims.wise_ft_claim) and the curve in plain words
     (engine.claims.wise_ft_reading), as the Results page says them; then, for a run at or near guessing
     (engine.chance.chance_finding) whose lines do not say so themselves, that they compare noise.
@@ -529,8 +529,8 @@ def _say_wise(summary: dict) -> None:
     which = " (the fine-tuned model itself: no mix did better on OOD within a point of its validation)" \
         if alpha == 1.0 else ""
     print(f"WiSE-FT: alpha {alpha:g} chosen{which} (validation {_pct(point.get('val_acc'))}, OOD "
-          f"{_pct(point.get('ood_acc'))} on the curve's images); predict and export use it with --variant wise, "
-          "--alpha takes another")
+          f"{_pct(point.get('ood_acc'))} on the curve's images); predict and export use it (--alpha takes another, "
+          "--variant fine_tuned the fine-tuned model)")
     claim = wise_ft_claim(summary)
     classes = len(summary.get("classes") or [])
     plain = wise_ft_reading(curve, classes)
@@ -850,8 +850,13 @@ def _methods(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_alpha(args: argparse.Namespace) -> None:
-    """--alpha only with --variant wise (predict, export): StudioError otherwise."""
+def _check_alpha(args: argparse.Namespace, run_dir: Path) -> None:
+    """Without --variant, the run's default model (engine.runs.default_variant: a WiSE-FT run's mix, as the
+    dashboard answers); --alpha only with the WiSE-FT mix (predict, export): StudioError otherwise."""
+    from engine.runs import default_variant
+
+    if args.variant is None:
+        args.variant = default_variant(run_dir)
     if args.alpha is not None and args.variant != "wise":
         raise StudioError("--alpha sets the WiSE-FT mix: use it with --variant wise.")
 
@@ -861,6 +866,14 @@ def _stored_alpha(run_id: str | None, data_dir: Path) -> float | None:
     if run_id is None or not (data_dir / "studio.db").is_file():
         return None
     return getattr(RunStore(data_dir / "studio.db").get_run(run_id), "wise_ft_alpha", None)
+
+
+def _variant_arg(parser: argparse.ArgumentParser, variants: dict[str, str]) -> None:
+    """`--variant`, one of `variants` (name -> words); without it the model the dashboard answers with
+    (resolved by _check_alpha once the run is known)."""
+    parser.add_argument("--variant", choices=list(variants), help="which of the run's models: " + "; ".join(
+        f"{k}: {v}" for k, v in variants.items()) + " (default: the model the dashboard answers with: a WiSE-FT "
+        "run's mix at its chosen alpha, else fine_tuned)")
 
 
 EXPORT_VARIANTS = {"fine_tuned": "fine-tuned model (end of training, full size)",
@@ -878,7 +891,7 @@ def _export(args: argparse.Namespace) -> int:
 
     data_dir = Path(args.data_dir)
     run_dir, run_id = _run_folder(args.run, data_dir)
-    _check_alpha(args)
+    _check_alpha(args, run_dir)
     summary = run_summary(run_dir)  # an unfinished run: how to get a model
     run = load_run(run_dir, data_dir / "datasets")
     if not run.has(args.variant):
@@ -948,7 +961,7 @@ def _predict(args: argparse.Namespace) -> int:
         raise StudioError("--top-k and --batch-size must be at least 1.")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise StudioError(f"--threshold is a probability between 0 and 1 (got {args.threshold:g}).")
-    _check_alpha(args)
+    _check_alpha(args, run_dir)
     alpha = args.alpha if args.alpha is not None or args.variant != "wise" else _stored_alpha(run_id, data_dir)
     predictor = load_predictor(run_dir, args.variant, alpha, data_dir / "datasets", args.device)
     print(f"model: {predictor.label} on {predictor.device}; classes: {', '.join(predictor.classes)}", flush=True)
@@ -1094,8 +1107,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--run", required=True, help="a run id (see `runs`) or a run folder")
     pr.add_argument("--data", required=True, help="a folder or .zip of images (class folders give accuracy), "
                     "or one image file")
-    pr.add_argument("--variant", default="fine_tuned", choices=list(VARIANTS),
-                    help="which of the run's models: " + "; ".join(f"{k}: {v}" for k, v in VARIANTS.items()))
+    _variant_arg(pr, VARIANTS)
     pr.add_argument("--alpha", type=float, help="WiSE-FT alpha for --variant wise (default: the run's chosen alpha)")
     pr.add_argument("--out", default="predictions.csv",
                     help="the CSV to write (default: predictions.csv in the current folder; replaced if it exists)")
@@ -1111,8 +1123,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="export a finished run's model (safetensors, TorchScript, ONNX), each "
                         "file checked, with a model card")
     ex.add_argument("--run", required=True, help="a run id (see `runs`) or a run folder")
-    ex.add_argument("--variant", default="fine_tuned", choices=list(EXPORT_VARIANTS),
-                    help="which model: " + "; ".join(f"{k}: {v}" for k, v in EXPORT_VARIANTS.items()))
+    _variant_arg(ex, EXPORT_VARIANTS)
     ex.add_argument("--alpha", type=float, help="WiSE-FT alpha for --variant wise")
     ex.add_argument("--out", help="the folder to write (default: the run's exports/ folder, where the dashboard "
                                   "offers them too; files in it are replaced)")

@@ -51,6 +51,13 @@ VARIANTS = {
 }
 
 
+def default_variant(run_dir: Path) -> str:
+    """The model a run answers with unless another is asked for, in the dashboard (Try it) and the CLI
+    (`predict`, `export` without --variant): a WiSE-FT run's mix ("wise", at the run's chosen alpha), since
+    the paper's point is that the mix is the model to use; else "fine_tuned"."""
+    return "wise" if (Path(run_dir) / "theta0.safetensors").is_file() else "fine_tuned"
+
+
 def run_classes(run_dir: Path) -> list[str]:
     """The run's class names, in label order, from its summary. Raises StudioError when the run
     has not finished (no summary with classes)."""

@@ -402,8 +402,11 @@ def test_predict_a_plain_folder_without_classes_and_bad_input(studio, tmp_path, 
     assert cli(["predict", "--run", "no-such-run", "--data", str(folder), "--data-dir", str(studio_dir)]) == 2
     assert "No run 'no-such-run'" in capsys.readouterr().err
     base = ["predict", "--run", str(run_dir), "--data", str(folder), "--data-dir", str(studio_dir)]
-    assert cli(base + ["--alpha", "0.5"]) == 2
+    assert cli(base + ["--variant", "best", "--alpha", "0.5"]) == 2
     assert "use it with --variant wise" in capsys.readouterr().err
+    # without --variant a WiSE-FT run answers with its mix, as Try it does, at the alpha asked for
+    assert cli(base + ["--alpha", "0.5", "--out", str(tmp_path / "mix.csv")]) == 0
+    assert "model: WiSE-FT mix at alpha 0.50 on" in capsys.readouterr().out
     assert cli(base + ["--threshold", "5"]) == 2
     assert "between 0 and 1 (got 5)" in capsys.readouterr().err
     empty = tmp_path / "empty"
@@ -480,7 +483,10 @@ def test_export_command_writes_checked_files_of_each_model_the_run_has(studio, t
     assert cli([*base, "--variant", "wise", "--alpha", "0.604"]) == 0
     assert "WiSE-FT mix at alpha 0.60" in capsys.readouterr().out
     assert "## WiSE-FT (this is the mix at alpha 0.6)" in (export_dir(run_dir, "wise", 0.6) / "MODEL_CARD.md").read_text()
-    assert cli([*base, "--alpha", "0.5"]) == 2 and "use it with --variant wise" in capsys.readouterr().err
+    assert cli([*base, "--variant", "fine_tuned", "--alpha", "0.5"]) == 2
+    assert "use it with --variant wise" in capsys.readouterr().err
+    assert cli([*base, "--alpha", "0.6"]) == 0, "without --variant: the WiSE-FT run's mix, as the dashboard exports"
+    assert "exporting the WiSE-FT mix at alpha 0.60" in capsys.readouterr().out
     assert cli([*base, "--variant", "wise", "--alpha", "2"]) == 2 and "between 0 and 1" in capsys.readouterr().err
 
 
@@ -491,6 +497,8 @@ def test_export_refuses_a_model_the_run_does_not_have_and_an_unfinished_run(tmp_
     (run_dir,) = list((studio_dir / "runs").iterdir())
     capsys.readouterr()
     base = ["export", "--run", str(run_dir), "--data-dir", str(studio_dir)]
+    assert cli([*base, "--alpha", "0.5"]) == 2, "a run without WiSE-FT: its default is the fine-tuned model"
+    assert "use it with --variant wise" in capsys.readouterr().err
     assert cli([*base, "--variant", "structured"]) == 2
     assert "This run has no structured model: it was trained without structured pruning" in capsys.readouterr().err
     summary = json.loads((run_dir / "summary.json").read_text())
