@@ -15,7 +15,7 @@ import streamlit as st
 
 from engine.config import RunConfig
 from engine.paths import resolve_path, upload_sha  # noqa: F401  (state.upload_sha)
-from engine.data import DataReport, NotDecoded, load_dataset, load_ood_dataset
+from engine.data import DataReport, NotDecoded, inspect_ood_dataset, load_dataset
 from engine.errors import StudioError
 from engine.run_data import zip_limits
 from engine.worker import Engine
@@ -170,15 +170,15 @@ def in_user_words(exc: BaseException, names: dict[str, str]) -> BaseException:
         return StudioError(text)
 
 
-def check_ood(engine: Engine, cfg: RunConfig, source: str, classes: list[str], name: str = "") -> int:
-    """Validate an OOD set against the training classes; returns its number of images. Raises
-    StudioError that names the file `name` (the user's file name) rather than the server's copy."""
+def check_ood(engine: Engine, cfg: RunConfig, source: str, classes: list[str], name: str = ""):
+    """Validate an OOD set against the training classes; returns (its number of readable images, the files
+    skipped and why: engine.data.SkippedFile). Raises StudioError that names the file `name` (the user's
+    file name) rather than the server's copy."""
     try:
-        images = load_ood_dataset(resolve_path(source), engine.datasets_dir, preview_size(cfg), classes,
-                                  limits=zip_limits(engine.limits))
+        return inspect_ood_dataset(resolve_path(source), engine.datasets_dir, preview_size(cfg), classes,
+                                   limits=zip_limits(engine.limits))
     except StudioError as exc:
         raise in_user_words(exc, {source: name}) from None
-    return len(images)
 
 
 # ---- the user's own names for their files ------------------------------------------------------

@@ -1865,14 +1865,30 @@ def load_ood_dataset(source, work_dir, image_size: int, classes: list[str],
     A class may have few images here (it is only evaluated), but at least one image must be readable.
     """
     classes = [normalise_class_name(c) for c in classes]
-    decoded = _decoded(source, work_dir, image_size, limits, max_cache_bytes, progress,
-                       expected_classes=classes)
-    _check_class_match(list(decoded.classes), classes)
-    _require_readable(decoded)
+    decoded = _ood_decoded(source, work_dir, image_size, classes, limits, max_cache_bytes, progress)
     position = {name: i for i, name in enumerate(classes)}
     remap = torch.tensor([position[name] for name in decoded.classes], dtype=torch.int64)
     # Clone: the cached tensor must stay untouched whatever the caller does with the result.
     return ImageSet(decoded.images.clone(), remap[decoded.labels], list(classes))
+
+
+def _ood_decoded(source, work_dir, image_size: int, classes: list[str], limits: ZipLimits, max_cache_bytes: int,
+                 progress: ProgressFn | None) -> _Decoded:
+    """`source` decoded and checked as an OOD set of `classes` (NFC-normalised); StudioError otherwise."""
+    decoded = _decoded(source, work_dir, image_size, limits, max_cache_bytes, progress, expected_classes=classes)
+    _check_class_match(list(decoded.classes), classes)
+    _require_readable(decoded)
+    return decoded
+
+
+def inspect_ood_dataset(source, work_dir, image_size: int, classes: list[str], limits: ZipLimits = ZipLimits(),
+                        progress: ProgressFn | None = None) -> tuple[int, list[SkippedFile]]:
+    """(readable images, the files skipped and why) of an OOD set, checked exactly as `load_ood_dataset`
+    checks it (same StudioError for a class mismatch or no readable image): a broken image in it is
+    skipped, as in training data, and the user is told which."""
+    decoded = _ood_decoded(source, work_dir, image_size, [normalise_class_name(c) for c in classes], limits,
+                           4 * 1024**3, progress)
+    return int(decoded.labels.shape[0]), list(decoded.skipped)
 
 
 def inspect_dataset(source, work_dir, limits: ZipLimits = ZipLimits(), *, image_size: int = 32,

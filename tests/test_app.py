@@ -927,6 +927,17 @@ def test_a_bad_ood_upload_is_refused_with_its_message(studio, tiny_bytes):
     assert at.session_state["cfg"].data.ood_source.startswith("upload:")
     assert at.session_state["cfg"].data.ood_source_name == "ood.zip"
     assert any("OOD set in use" in s for s in texts(at.success))
+    assert not any("could not be used" in w for w in texts(at.warning))
+    # a broken image and a truncated one in an OOD zip: skipped and named, as in training data, not dropped silently
+    png_bytes = png("red", 0)
+    broken = zip_bytes({**{f"{c}/{i}.png": png(c, i) for c in ("red", "green", "stripes") for i in range(2)},
+                        "red/not_a_photo.jpg": b"this is text", "green/cut.png": png_bytes[:len(png_bytes) // 2]})
+    at.file_uploader[1].set_value(("field photos.zip", broken, "application/zip")).run()
+    no_problems(at)
+    assert any("OOD set in use: **field photos.zip (6 images, 2 skipped)" in s for s in texts(at.success))
+    (warning,) = [w for w in texts(at.warning) if "could not be used" in w]
+    assert warning.startswith("2 files of your OOD set could not be used") and "`red/not_a_photo.jpg`" in warning \
+        and "`green/cut.png`" in warning, warning
 
 
 def test_a_config_the_engine_refuses_shows_its_message_and_starts_nothing(studio, tiny_bytes):

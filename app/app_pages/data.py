@@ -405,6 +405,14 @@ def ood_section(engine, result: datasets.DataCheck | None) -> None:
     if ds.ood_source:
         c1, c2 = st.columns([4, 1])
         c1.success(f"OOD set in use: **{state.md_text(ds.ood_label)}**", icon=":material/check_circle:")
+        skipped = st.session_state.get("ood_skipped", {}).get(ds.ood_source)
+        if skipped:  # broken images are skipped, as in training data, and named: the accuracy is over the rest
+            st.warning(f"{state.plural(len(skipped), 'file')} of your OOD set could not be used and "
+                       f"{'is' if len(skipped) == 1 else 'are'} left out of its accuracy: "
+                       + ", ".join(f"`{s.path}` ({s.reason})" for s in skipped[:3])
+                       + (f", and {len(skipped) - 3} more (the list below)." if len(skipped) > 3 else "."),
+                       icon=":material/warning:")
+            _skipped_table(skipped)
 
         def remove() -> None:
             state.set_dataset(dataclasses.replace(state.dataset(), ood_source="", ood_label="", ood_name=""))
@@ -432,8 +440,11 @@ def ood_section(engine, result: datasets.DataCheck | None) -> None:
     out = state.attempt("reading the OOD dataset", datasets.check_ood, engine, state.config(), ref,
                         result.report.classes, name)
     if out.ok:
-        state.set_dataset(dataclasses.replace(ds, ood_source=ref, ood_name=name, ood_label=f"{name} ({out.value} images)"))
-        state.remember_upload(engine, ref, "ood", name, size, classes=len(result.report.classes), images=out.value)
+        images, skipped = out.value
+        st.session_state.setdefault("ood_skipped", {})[ref] = skipped
+        label = f"{name} ({state.plural(images, 'image')}" + (f", {len(skipped)} skipped)" if skipped else ")")
+        state.set_dataset(dataclasses.replace(ds, ood_source=ref, ood_name=name, ood_label=label))
+        state.remember_upload(engine, ref, "ood", name, size, classes=len(result.report.classes), images=images)
         st.rerun()
     else:
         state.discard_refused_upload(engine, ref)
