@@ -922,11 +922,30 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+EXPORTED_FILES = ("model.safetensors", "model.ts", "model.onnx", "MODEL_CARD.md")  # engine.export.export_all's
+
+
+def _refuse_exported_model(path: Path) -> None:
+    """StudioError when --run names an exported model (a downloaded or exported file, or an export folder)
+    instead of a run: `predict` and `export` load a run (its config, classes and data); an exported model is
+    used with the code in its model card."""
+    exported_folder = path.is_dir() and not (path / "config.yaml").is_file() and any(
+        (path / f).is_file() for f in EXPORTED_FILES)
+    if path.is_file() or exported_folder:
+        card = path / "MODEL_CARD.md" if exported_folder else path.with_name("MODEL_CARD.md")
+        raise StudioError(f"'{path}' is " + ("a folder of exported model files" if exported_folder else "a file")
+                          + ", not a run: --run takes a run id (see `python -m engine runs`), the end of one, or a "
+                          "run's folder, and --variant / --alpha pick which of its models answers. An exported model "
+                          "is used outside the studio with the code under \"Use it\" in its model card"
+                          + (f" ({card})." if card.is_file() else " (MODEL_CARD.md, exported beside it)."))
+
+
 def _run_folder(run: str, data_dir: Path) -> tuple[Path, str | None]:
     """(the folder of `run`, its run id when the store or the folder's name tells it): a run folder, a
     run id, or the end of one ("076e0a" for 20261201-003228-076e0a) when exactly one run id ends so,
     among the folders in `data_dir`/runs and the runs its store lists (`runs` lists those too, wherever
     `train --out` put them). Raises StudioError naming the candidates, or the folder a listed run lost."""
+    _refuse_exported_model(Path(run))
     db = data_dir / "studio.db"
     records = RunStore(db).list_runs() if db.is_file() else []  # reading the store creates no folder
     if Path(run).is_dir():

@@ -468,6 +468,11 @@ def test_export_command_writes_checked_files_of_each_model_the_run_has(studio, t
         checks = json.loads((out / "exports.json").read_text())
         assert all(c["ok"] and c["agreement"] == 1.0 for c in checks), checks
     assert "## WiSE-FT (this is the mix at alpha 0.5)" in (tmp_path / "wise" / "MODEL_CARD.md").read_text()
+    # an exported model given to predict as if it were a run: said, with where its own code is
+    for given, what in ((tmp_path / "wise", "a folder of exported model files"), (tmp_path / "wise" / "model.onnx", "a file")):
+        assert cli(["predict", "--run", str(given), "--data", str(tmp_path), "--data-dir", str(studio_dir)]) == 2
+        err = capsys.readouterr().err
+        assert f"is {what}, not a run" in err and str(tmp_path / "wise" / "MODEL_CARD.md") in err, err
     # the mix's own test accuracy, measured at export: at alpha 1 (the fine-tuned model) it is the run's
     summary = json.loads((run_dir / "summary.json").read_text())
     assert cli([*base, "--variant", "wise", "--alpha", "1", "--out", str(tmp_path / "one")]) == 0
