@@ -1316,35 +1316,40 @@ def _skipped_summary(skipped: Sequence[SkippedFile], limit: int = 5) -> str:
     return f" Skipped files: {shown}{more}."
 
 
-def _require_class_folders(scan: DatasetScan) -> None:
-    """Refuse, before any decoding, uploads that cannot form at least two classes of images."""
+def _require_class_folders(scan: DatasetScan, kind: str = "zip") -> None:
+    """Refuse, before any decoding, uploads that cannot form at least two classes of images; the advice
+    fits where they came from (`kind`: "zip" or "dir", a folder on the server)."""
     classes, items, skipped = scan.classes, scan.items, scan.skipped
+    folder = kind == "dir"
+    what_it_is, again = ("the folder", "and choose the folder again") if folder else ("the upload", "zip them and upload again")
     if not classes:
         loose_images = [s for s in skipped if s.reason == "not inside a class folder" and _is_image_name(Path(s.path))]
         if loose_images:
             raise DatasetError(
                 "The images are not inside class folders. Put the images of each class in its own "
                 "folder (for example cats/ and dogs/), or add a labels.csv with the columns file_name and "
-                "label, zip them and upload again.", skipped, scan.notes)
+                f"label, {again}.", skipped, scan.notes)
         if skipped and not any(s.reason == "not inside a class folder" for s in skipped):
             raise DatasetError(
                 "No usable image was found." + _skipped_summary(skipped) + " Supported formats: "
                 f"{', '.join(sorted(e.lstrip('.') for e in IMAGE_EXTENSIONS))}.", skipped, scan.notes)
-        what = "the upload is empty" if not skipped else "the upload holds no folders"
+        what = f"{what_it_is} is empty" if not skipped else f"{what_it_is} holds no folders"
         raise DatasetError(
             f"No class folders were found ({what}). Put one folder per class with images "
-            "inside (for example cats/ and dogs/), zip them and upload again.", skipped, scan.notes)
+            f"inside (for example cats/ and dogs/), {again}.", skipped, scan.notes)
     if not items:
         found = ", ".join(sorted({s.reason for s in skipped})) or "the folders are empty"
         raise DatasetError(
             f"No image files were found in the class folders ({found}). Supported formats: "
-            f"{', '.join(sorted(e.lstrip('.') for e in IMAGE_EXTENSIONS))}. Add images and upload again.",
+            f"{', '.join(sorted(e.lstrip('.') for e in IMAGE_EXTENSIONS))}. Add images and "
+            + ("choose the folder again." if folder else "upload again."),
             skipped, scan.notes)
     if len(classes) < 2:
         raise DatasetError(
             f"Found only one class folder ('{classes[0]}'). Training needs at least 2 classes: put "
-            "the images of each class in its own folder (for example cats/ and dogs/), zip those "
-            "folders and upload again." + _skipped_summary(skipped), skipped, scan.notes)
+            "the images of each class in its own folder (for example cats/ and dogs/), "
+            + ("then choose the folder again." if folder else "zip those folders and upload again.")
+            + _skipped_summary(skipped), skipped, scan.notes)
 
 
 def _decoded(source, work_dir, image_size: int, limits: ZipLimits, max_cache_bytes: int,
@@ -1369,7 +1374,7 @@ def _decoded(source, work_dir, image_size: int, limits: ZipLimits, max_cache_byt
     scan = scan_dataset(root)
     if expected_classes is not None and scan.classes:
         _check_class_match(scan.classes, expected_classes)
-    _require_class_folders(scan)
+    _require_class_folders(scan, src.kind)
     _check_cache_bytes(len(scan.items), image_size, max_cache_bytes)
 
     items, skipped = scan.items, list(scan.skipped)

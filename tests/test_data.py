@@ -262,6 +262,23 @@ def test_empty_zip(tmp_path, work_dir):
         load_dataset(make_zip(tmp_path / "e2.zip", {"__MACOSX/._x": b"", ".DS_Store": b""}), work_dir)
 
 
+def test_a_folder_on_the_server_is_advised_as_a_folder_not_as_an_upload(tmp_path, work_dir):
+    """An empty server folder read "(the upload is empty) ... zip them and upload again"."""
+    empty = tmp_path / "empty_folder"
+    empty.mkdir()
+    with pytest.raises(StudioError) as err:
+        load_dataset(empty, work_dir)
+    assert "(the folder is empty)" in str(err.value) and "choose the folder again" in str(err.value)
+    assert "upload" not in str(err.value) and "zip" not in str(err.value)
+    (empty / "cats").mkdir()
+    for i in range(6):
+        (empty / "cats" / f"{i}.png").write_bytes(png_bytes(i))
+    with pytest.raises(StudioError, match=r"only one class folder \('cats'\).*then choose the folder again"):
+        load_dataset(empty, work_dir)
+    with pytest.raises(StudioError, match="zip them and upload again"):  # a zip keeps the upload's advice
+        load_dataset(make_zip(tmp_path / "e.zip", {}), work_dir)
+
+
 def test_images_without_class_folders(tmp_path, work_dir):
     with pytest.raises(StudioError, match="not inside class folders"):
         load_dataset(make_zip(tmp_path / "flat.zip", {"a.png": png_bytes(1), "b.png": png_bytes(2)}), work_dir)
