@@ -66,6 +66,9 @@ LEGEND = dict(orient="bottom", columns=2, labelLimit=320, title=None)
 # one label per layer row, every one drawn, names up to 180 px; labelFlush off: Vega pushed the first label
 # against the plot's top edge, onto the second one, in 14-16 px rows
 LAYER_NAMES = alt.Axis(labelOverlap=False, labelLimit=180, labelFlush=False)
+# room left of the longest layer name: Vega sizes the axis by its own text measure, and a browser whose font is a
+# few pixels wider cut the first letter ("ayer3.0.downsample.0")
+LAYER_PADDING = {"left": 12, "top": 5, "right": 5, "bottom": 5}
 # epochs and steps count from 1: an axis from the first to the last, not from 0 (a quantitative axis
 # starts at zero by default, and 20-epoch charts began at an epoch 0 there never is)
 COUNT_AXIS = alt.Scale(zero=False, nice=False)
@@ -217,7 +220,7 @@ def layer_bar_chart(df: pd.DataFrame, group: str, columns: Sequence[str]) -> alt
         # one row per layer, every label drawn: 16 px rows, names up to 180 px
         y=alt.Y("layer:N", sort=list(data["layer"]), title=None, axis=LAYER_NAMES),
         tooltip=["layer:N", alt.Tooltip("value:Q", format=".1%" if share else ".3~e")],
-    ).properties(title=title_lines(title), height=rows_height(len(data), 16), autosize=FIT_WIDTH)
+    ).properties(title=title_lines(title), height=rows_height(len(data), 16), autosize=FIT_WIDTH, padding=LAYER_PADDING)
 
 
 def title_lines(title: str, width: int = 44) -> str | list[str]:

@@ -225,6 +225,7 @@ def test_per_layer_metrics_are_grouped_into_one_bar_chart():
     assert title.startswith("Pruning (Fine-Pruning): sparsity per layer"), "the method's title, not its id"
     assert spec["encoding"]["y"]["axis"]["labelOverlap"] is False, "every layer's name is drawn"
     assert spec["encoding"]["y"]["axis"]["labelFlush"] is False, "the first name was pushed onto the second"
+    assert spec["padding"]["left"] >= 10, "a browser's wider font cut the first letter of the longest name"
     assert spec["height"] == 2 * 16 and spec["encoding"]["x"]["scale"]["domain"] == [0, 1], "16 px per layer"
 
 

@@ -6,7 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app.charts import FIT_WIDTH, LAYER_NAMES, rows_height
+from app.charts import FIT_WIDTH, LAYER_NAMES, LAYER_PADDING, rows_height
 from app.method_views import register_view
 
 PREFIX = "adafilter/gate_mean/"
@@ -28,7 +28,7 @@ def gradient_chart(df: pd.DataFrame, layer_order: list[str]) -> alt.Chart:
         color=alt.Color("gradient:Q", title="gate gradient", scale=alt.Scale(type="log", scheme="magma")),
         tooltip=["layer:N", "epoch:O", alt.Tooltip("gradient:Q", format=".2e")],
     ).properties(title="Gradient reaching each layer's gates (mean norm per step)", height=rows_height(df["layer"].nunique(), 14),
-                 autosize=FIT_WIDTH)
+                 autosize=FIT_WIDTH, padding=LAYER_PADDING)
 
 
 def gate_heatmap(df: pd.DataFrame, x: str, title: str, layer_order: list[str]) -> alt.Chart:
@@ -37,7 +37,8 @@ def gate_heatmap(df: pd.DataFrame, x: str, title: str, layer_order: list[str]) -
         y=alt.Y("layer:N", sort=layer_order, title="Layer (input side at the top)", axis=LAYER_NAMES),
         color=alt.Color("fraction:Q", title="fine-tuned", scale=alt.Scale(domain=[0, 1], scheme="viridis")),
         tooltip=["layer:N", f"{x}:O", alt.Tooltip("fraction:Q", format=".1%")],
-    ).properties(title=title, height=rows_height(df["layer"].nunique(), 14), autosize=FIT_WIDTH)
+    ).properties(title=title, height=rows_height(df["layer"].nunique(), 14), autosize=FIT_WIDTH,
+                                     padding=LAYER_PADDING)
 
 
 def view_charts(summary: dict, rows: list[dict]) -> list[tuple[str, alt.Chart]]:

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from app import layout
-from app.charts import FIT_WIDTH, LAYER_NAMES, rows_height
+from app.charts import FIT_WIDTH, LAYER_NAMES, LAYER_PADDING, rows_height
 from app.method_views import register_view
 from engine.claims import points_diff
 from engine.words import and_words, plural
@@ -87,7 +87,8 @@ def pruning_view(engine, rec, summary: dict) -> None:
             x=alt.X("sparsity:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="Sparsity"),
             y=alt.Y("layer:N", sort=list(df["layer"]), title=None, axis=LAYER_NAMES),
             tooltip=["layer:N", alt.Tooltip("sparsity:Q", format=".1%")],
-        ).properties(title="Final sparsity per layer", height=rows_height(len(df), 16), autosize=FIT_WIDTH),
+        ).properties(title="Final sparsity per layer", height=rows_height(len(df), 16), autosize=FIT_WIDTH,
+                      padding=LAYER_PADDING),
             width="stretch")
     search = summary.get("pruning_search")
     if search and search.get("trials"):
