@@ -19,7 +19,7 @@ import time
 import streamlit as st
 
 from engine.paths import default_data_dir
-from engine.security import LOGIN_TTL_S, check_password, login_key, login_token, login_user
+from engine.security import LOGIN_TTL_S, SignInThrottle, check_password, login_key, login_token, login_user
 
 USER_KEY = "auth_user"
 LOGIN_COOKIE = "studio_login"  # a signed sign-in (engine.security.login_token), so that a refresh keeps it
@@ -99,8 +99,42 @@ def current_user() -> str:
     return st.session_state.get(USER_KEY, "")
 
 
-def require_login() -> str:
-    """Return the current user, or draw the login screen and stop this script run."""
+NAME_CHARS = re.compile(r"[\w .@-]+")  # letters and digits of any script, spaces, dots, @, dashes, underscores
+
+
+@st.cache_resource
+def _throttle() -> SignInThrottle:
+    """The server's one count of wrong passwords per client (engine.security.SignInThrottle)."""
+    return SignInThrottle()
+
+
+def _client() -> str:
+    """The browser's address as the server sees it ("" when Streamlit cannot tell)."""
+    try:
+        address = st.context.ip_address
+    except Exception:  # noqa: BLE001 - no address: one count for every such client
+        return ""
+    return address if isinstance(address, str) else ""  # None on localhost; a stand-in object under AppTest
+
+
+def sign_in_name(typed: str, known_owner=lambda name: None) -> tuple[str, str]:
+    """(the user name to sign in as, "" or a refusal in words) for the name `typed` on the sign-in form:
+    trimmed; refused when empty or with characters other than NAME_CHARS (rewriting "<b>x</b>" into "bxb"
+    put two typed names in one account); a name the store knows in another letter case (`known_owner`,
+    engine.store.RunStore.known_owner) signs in as that account, so that "Alice" finds alice's runs."""
+    name = typed.strip()
+    if not name:
+        return "", "Please type your name."
+    if not NAME_CHARS.fullmatch(name):
+        odd = "".join(dict.fromkeys(c for c in name if not NAME_CHARS.fullmatch(c)))
+        return "", (f"A name may use letters, digits, spaces, dots, @, dashes and underscores; "
+                    f"yours has {' '.join(odd)}. Please type it without them.")
+    return known_owner(name) or name, ""
+
+
+def require_login(known_owner=lambda name: None) -> str:
+    """Return the current user, or draw the login screen and stop this script run. `known_owner(name)`: the
+    spelling of an existing account that is `name` in another letter case (sign_in_name)."""
     mode = access_mode()
     if mode == "off":
         return ""
@@ -130,16 +164,22 @@ def require_login() -> str:
     st.write("This studio is shared: sign in with your name and the class password. "
              "Your runs are kept apart from other people's.")
     with st.form("login"):
-        name = st.text_input("Your name", max_chars=40, help="Letters, digits, spaces, dots, dashes.")
+        name = st.text_input("Your name", max_chars=40, help="Letters, digits, spaces, dots, @, dashes, underscores. "
+                             "Capitals do not matter: Alice and alice are one person.")
         password = st.text_input("Password", type="password")
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
-        clean = re.sub(r"[^\w .@-]", "", name).strip()
-        if not clean:
-            st.error("Please type your name.")
+        clean, refusal = sign_in_name(name, known_owner)
+        wait = _throttle().wait_left(_client())
+        if refusal:
+            st.error(refusal)
+        elif wait > 0:
+            st.error(f"Too many wrong passwords from this computer: try again in {wait:.0f} s.")
         elif not check_password(password, expected_password()):
+            _throttle().failed(_client())
             st.error("That password is not right. Ask your teacher or administrator for it.")
         else:
+            _throttle().succeeded(_client())
             st.session_state[USER_KEY] = clean
             st.session_state.pop(SIGNED_OUT_KEY, None)
             key = signing_key()

@@ -40,7 +40,7 @@ except Exception as exc:  # e.g. the data folder is not writable
 
 from app import auth  # noqa: E402
 
-auth.require_login()  # on a shared server: the login screen until the user signs in
+auth.require_login(engine.store.known_owner)  # on a shared server: the login screen until the user signs in
 state.init_session()  # after the login: the user's saved draft is theirs alone
 restored = st.session_state.pop(state.NOTE_KEY, None)  # what of the saved next run could not come back
 if restored:

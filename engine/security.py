@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hmac
 import os
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,6 +102,38 @@ def check_password(given: str, expected: str) -> bool:
     if not expected:
         return False
     return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+class SignInThrottle:
+    """Wrong passwords counted per client (an address, or "" when unknown): after `attempts` wrong ones within
+    `window_s` seconds, that client waits `wait_s` seconds before the next try, so that a password shared by a
+    class cannot be guessed by trying many (OWASP's authentication cheat sheet: throttle, do not lock accounts).
+    Thread-safe; times in seconds from `time.monotonic` unless a clock is given."""
+
+    def __init__(self, attempts: int = 5, window_s: float = 300.0, wait_s: float = 60.0, clock=time.monotonic):
+        self.attempts, self.window_s, self.wait_s, self.clock = attempts, window_s, wait_s, clock
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def wait_left(self, client: str) -> float:
+        """Seconds `client` must still wait before its next try (0.0: it may try now)."""
+        with self._lock:
+            now = self.clock()
+            recent = [t for t in self._failures.get(client, []) if now - t < self.window_s]
+            self._failures[client] = recent
+            if len(recent) < self.attempts:
+                return 0.0
+            return max(0.0, recent[-1] + self.wait_s - now)
+
+    def failed(self, client: str) -> None:
+        """Record a wrong password from `client`."""
+        with self._lock:
+            self._failures.setdefault(client, []).append(self.clock())
+
+    def succeeded(self, client: str) -> None:
+        """A right password: `client`'s count starts again."""
+        with self._lock:
+            self._failures.pop(client, None)
 
 
 @dataclass(frozen=True)

@@ -165,6 +165,16 @@ class RunStore:
             row = self._conn.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
         return _record(row) if row else None
 
+    def known_owner(self, name: str) -> str | None:
+        """The spelling of an owner this store already knows (runs, drafts, uploads) that is `name` whatever
+        its letter case ("Alice" for "alice"), the most recently active first; None for a new name."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT owner, MAX(t) FROM (SELECT owner, created AS t FROM runs UNION ALL SELECT owner, updated FROM "
+                "drafts UNION ALL SELECT owner, created FROM uploads) GROUP BY owner ORDER BY MAX(t) DESC").fetchall()
+        wanted = name.casefold()
+        return next((owner for owner, _ in rows if owner and owner.casefold() == wanted), None)
+
     def list_runs(self, owner: str | None = None) -> list[RunRecord]:
         with self._lock:
             if owner is None:

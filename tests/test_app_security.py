@@ -16,9 +16,37 @@ from test_app import MAIN, RUN_TIMEOUT, engine, no_problems, studio, texts  # no
 
 @pytest.fixture
 def shared(studio, monkeypatch):
+    import app.auth as auth
+
     monkeypatch.setenv("STUDIO_ACCESS", "password")
     monkeypatch.setenv("STUDIO_PASSWORD", "class-2026")
-    return studio
+    auth._throttle.clear()  # the server's count of wrong passwords: each test starts without one
+    yield studio
+    auth._throttle.clear()
+
+
+def test_a_name_is_refused_not_rewritten_and_its_letter_case_finds_the_same_account(shared):
+    """"<b>x</b>" signed in as "bxb" (so two typed names could share an account), and "Alice" opened an empty
+    workspace beside alice's."""
+    at = login("<b>x</b>")
+    assert not at.radio and any(e.startswith("A name may use letters, digits") and "< > /" in e for e in texts(at.error))
+    at = login("../../etc")
+    assert not at.radio and any("yours has /" in e for e in texts(at.error))
+    engine().store.save_draft("alice", {"data": {}})  # what the dashboard keeps of alice's next run: she is known
+    at = login("ALICE")
+    assert at.radio and at.session_state["auth_user"] == "alice", "the account alice already has"
+    at = login("Zoë Müller")  # letters of any script are kept as typed
+    assert at.radio and at.session_state["auth_user"] == "Zoë Müller"
+
+
+def test_wrong_passwords_are_throttled_per_computer(shared):
+    from engine.security import SignInThrottle
+
+    for _ in range(SignInThrottle().attempts):
+        assert any("password is not right" in e for e in texts(login("mallory", "guess").error))
+    at = login("mallory", "class-2026")  # even the right one waits: a guesser learns nothing by trying it
+    assert not at.radio and any(e.startswith("Too many wrong passwords from this computer: try again in ")
+                                for e in texts(at.error))
 
 
 def login(name: str, password: str = "class-2026") -> AppTest:

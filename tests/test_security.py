@@ -181,3 +181,27 @@ def test_a_kept_sign_in_names_its_user_until_it_expires_and_nothing_else_passes(
     for bad in (f"{forged[0]}.{expiry}.{signature}", f"{name}.{int(expiry) + 999}.{signature}",
                 f"{name}.{expiry}.{signature[:-1]}é", "", None, "a.b", "....", f"{name}.x.{signature}"):
         assert login_user(bad, key, now) is None, bad
+
+
+def test_sign_in_throttle_waits_after_repeated_wrong_passwords_and_forgets_old_ones():
+    from engine.security import SignInThrottle
+
+    now = [0.0]
+    t = SignInThrottle(attempts=3, window_s=100.0, wait_s=30.0, clock=lambda: now[0])
+    for _ in range(2):
+        t.failed("10.0.0.7")
+    assert t.wait_left("10.0.0.7") == 0.0
+    t.failed("10.0.0.7")
+    assert t.wait_left("10.0.0.7") == 30.0 and t.wait_left("10.0.0.8") == 0.0, "per computer"
+    now[0] = 20.0
+    assert t.wait_left("10.0.0.7") == 10.0
+    now[0] = 31.0
+    assert t.wait_left("10.0.0.7") == 0.0, "after the wait, one more try"
+    t.failed("10.0.0.7")
+    assert t.wait_left("10.0.0.7") == 30.0, "a wrong one right after the wait: another wait"
+    now[0] = 200.0
+    assert t.wait_left("10.0.0.7") == 0.0, "wrong passwords older than the window no longer count"
+    for _ in range(3):
+        t.failed("10.0.0.7")
+    t.succeeded("10.0.0.7")
+    assert t.wait_left("10.0.0.7") == 0.0
