@@ -211,14 +211,16 @@ def wise_card_section(summary: dict[str, Any], cfg: RunConfig | None = None) -> 
     """The model card's lines for a WiSE-FT mix (summary["wise_alpha"] set): that mix's validation and
     test accuracy measured at export (summary["wise_measured"], `held_out_accuracy`), its validation and
     OOD accuracy from the run's curve (fractions shown in %), and that the metrics that follow are the
-    fine-tuned model's; for an export of a WiSE-FT run that is no mix, `fine_tuned_of_wise_lines`."""
+    fine-tuned model's (an alpha between the curve's points: summary["wise_point"], computed for the export by
+    engine.runs.FinishedRun.wise_card_summary); for an export of a WiSE-FT run that is no mix,
+    `fine_tuned_of_wise_lines`."""
     from engine.methods.wise_ft import curve_point
 
     alpha = summary.get("wise_alpha")
     if alpha is None:
         return fine_tuned_of_wise_lines(summary)
     a = float(alpha)
-    point = curve_point(summary.get("wise_curve") or [], a)
+    point = curve_point(summary.get("wise_curve") or [], a) or summary.get("wise_point")  # off the grid: computed
     lines = ["", f"## WiSE-FT (this is the mix at alpha {a:g})"]
     measured = summary.get("wise_measured") or {}
     if measured:

@@ -223,6 +223,17 @@ class FinishedRun:
         """A model of the run's architecture that `wise_point` loads each alpha into."""
         return model_from_state(self.cfg, len(self.classes), self.wise_states()[1])
 
+    def wise_card_summary(self, summary: dict[str, Any], alpha: float) -> dict[str, Any]:
+        """`summary` for the model card of the mix at `alpha` (engine.export.wise_card_section): with
+        "wise_alpha", and for an alpha between the curve's points its validation and OOD accuracy computed now
+        (`wise_point`, "wise_point"), as the Results page shows them for it."""
+        from engine.methods.wise_ft import curve_point
+
+        out = dict(summary, wise_alpha=float(alpha))
+        if curve_point(summary.get("wise_curve") or [], float(alpha)) is None:
+            out["wise_point"] = self.wise_point(float(alpha))
+        return out
+
     def export_wise(self, alpha: float, out_path: Path) -> Path:
         """Write theta_alpha (BN recalibrated when the run asked for it) as a safetensors state dict,
         with the run config, alpha and the class names in its metadata (a start that keeps its head)."""

@@ -487,7 +487,11 @@ def test_export_command_writes_checked_files_of_each_model_the_run_has(studio, t
     # the dashboard's folder for the mix at the slider's two decimals holds that mix, not one near it
     assert cli([*base, "--variant", "wise", "--alpha", "0.604"]) == 0
     assert "WiSE-FT mix at alpha 0.60" in capsys.readouterr().out
-    assert "## WiSE-FT (this is the mix at alpha 0.6)" in (export_dir(run_dir, "wise", 0.6) / "MODEL_CARD.md").read_text()
+    card = (export_dir(run_dir, "wise", 0.6) / "MODEL_CARD.md").read_text()
+    assert "## WiSE-FT (this is the mix at alpha 0.6)" in card
+    # between the curve's points: its figures computed for the card, as Results computes them for the slider
+    assert 0.6 not in [p["alpha"] for p in summary["wise_curve"]]
+    assert "- At alpha 0.6: validation accuracy " in card and "is not on the run's curve" not in card, card
     assert cli([*base, "--variant", "fine_tuned", "--alpha", "0.5"]) == 2
     assert "use it with --variant wise" in capsys.readouterr().err
     assert cli([*base, "--alpha", "0.6"]) == 0, "without --variant: the WiSE-FT run's mix, as the dashboard exports"

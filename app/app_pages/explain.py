@@ -765,8 +765,10 @@ def export_tab(engine, rec, b, summary: dict) -> None:
         "then offers them for download below." if may_write
         else "This run belongs to another user: you can download its exports, not make new ones.")
     if clicked:
-        summary_for_card = dict(summary, wise_alpha=alpha) if which == "wise" else summary
         with st.spinner("Exporting and verifying (safetensors, TorchScript, ONNX) ..."):
+            card_for = state.attempt("measuring the mix", b.wise_card_summary, summary, alpha) if which == "wise" \
+                else state.Outcome(True, summary)
+            summary_for_card = card_for.value if card_for.ok else dict(summary, wise_alpha=alpha)
             loaded = state.attempt("loading the weights to export", {
                 "wise": lambda: _wise(str(run_dir), ds, alpha), "structured": lambda: _structured(str(run_dir)),
             }.get(which, lambda: _fine_tuned(str(run_dir), ds)))
@@ -790,8 +792,10 @@ def export_tab(engine, rec, b, summary: dict) -> None:
 
         # the card of the weights chosen above: the WiSE-FT mix's says it is that mix (the preview described
         # the fine-tuned model, alpha 1, while the mix was the export chosen)
-        preview = (structured_card_summary(summary) if which == "structured" else
-                   {**summary, "wise_alpha": alpha} if which == "wise" and alpha is not None else summary)
+        measured = st.session_state.get("wise_points", {}).get((rec.id, round(alpha, 4))) if alpha is not None else None
+        preview = (structured_card_summary(summary) if which == "structured" else  # a mix Results computed: its figures
+                   {**summary, "wise_alpha": alpha, **({"wise_point": measured} if measured else {})}
+                   if which == "wise" and alpha is not None else summary)
         card = model_card(b.cfg, preview)
         st.caption("A preview: the exported card also lists the verification of each file"
                    + (" and the mix's own test accuracy, measured when it is exported." if which == "wise" else "."))
