@@ -128,7 +128,7 @@ def wise_ft_view(engine, rec, summary: dict) -> None:
         st.session_state[f"wise_export_{rec.id}"] = str(out)
     ready = st.session_state.get(f"wise_export_{rec.id}")
     if ready and Path(ready).is_file():
-        st.download_button(f"Download {Path(ready).name}", Path(ready).read_bytes(), file_name=Path(ready).name,
+        st.download_button(f"Download {Path(ready).name}", Path(ready).read_bytes(), file_name=f"{rec.id}-{Path(ready).name}",
                            mime="application/octet-stream", key=f"wd_{rec.id}")
 
 
