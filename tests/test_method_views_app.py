@@ -133,3 +133,21 @@ def test_wise_tiles_note_names_the_model_behind_the_headline_and_the_one_the_pag
     assert "use the mix at alpha 0.37 (your choice): see" in off_grid and "%" not in off_grid
     end = wise_tiles_note(summary, 1.0, False)
     assert "alpha 1), the model Explain, Try it and Export use" in end and "mix" not in end
+
+
+def test_a_structured_run_says_its_smaller_models_size_in_parameters_and_megabytes(studio, tmp_path):
+    import json
+    from pathlib import Path
+
+    run_id = _run(tmp_path, "pruning.enabled=true", "pruning.target_sparsity=0.5", "pruning.structured=true",
+                  "pruning.channel_fraction=0.5", "eval.ood=false")
+    s = json.loads((Path(engine().run_record(run_id).run_dir) / "summary.json").read_text())["structured"]
+    at = new_app()
+    at.switch_page("app_pages/results.py").run()
+    no_problems(at)
+    (size,) = [m for m in at.metric if m.label == "Smaller model's size"]
+    assert size.value == f"{s['params_after'] / 1e6:.2f} M parameters", size.value  # "5.27 M" read without a unit
+    assert f"its file (safetensors) {s['file_bytes_after'] / 1e6:.1f} MB against {s['file_bytes_before'] / 1e6:.1f} MB" \
+        in size.help and "stays as large as the dense one's" in size.help
+    (acc,) = [m for m in at.metric if m.label == "Smaller model's accuracy"]
+    assert f"on the test images {100 * s['test_acc']:.1f}%" in acc.help

@@ -59,14 +59,20 @@ def pruning_view(engine, rec, summary: dict) -> None:
         s = summary.get("structured")
         if s:
             # short labels, the detail in their help: four tiles a row cut "Parameters after channel prun…"
-            row.metric("Smaller model's size", f"{s['params_after'] / 1e6:.2f} M",
+            row.metric("Smaller model's size", f"{s['params_after'] / 1e6:.2f} M parameters",
                        f"{100 * (s['params_after'] / s['params_before'] - 1):+.0f}%", delta_color="inverse",
-                       help="Parameters after channel pruning (structured pruning removed whole filters), against "
-                            "the model before it.", width="content")
+                       help=f"Parameters after channel pruning (structured pruning removed whole filters), against "
+                            f"{s['params_before'] / 1e6:.2f} M before it" + (
+                           f"; its file (safetensors) {s['file_bytes_after'] / 1e6:.1f} MB against "
+                           f"{s['file_bytes_before'] / 1e6:.1f} MB. The sparse full-size model's file stays as large "
+                           "as the dense one's: its zeros are stored too." if s.get("file_bytes_after") and
+                           s.get("file_bytes_before") else "."), width="content")
             row.metric("CPU speed-up (batch 1)", f"{summary.get('latency_speedup', 0):.2f}x", width="content")
             row.metric("Smaller model's accuracy", f"{100 * (s.get('val_acc') or 0):.1f}%",
                        f"{points_diff(s.get('val_acc') or 0, s.get('val_acc_before') or 0)} pts",
-                       help="Validation accuracy of the channel-pruned model vs the model before shrinking.",
+                       help="Validation accuracy of the channel-pruned model vs the model before shrinking"
+                            + (f"; on the test images {100 * s['test_acc']:.1f}%." if isinstance(s.get("test_acc"), float)
+                               else "."),
                        width="content")
     if summary.get("sparsity"):
         end = (summary.get("pruning") or {}).get("schedule")
