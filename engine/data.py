@@ -887,6 +887,8 @@ def scan_dataset(root: Path) -> DatasetScan:
         layout = LAYOUT_LABELS_FILE if used_labels else LAYOUT_CLASS_FOLDERS
         if used_labels:
             notes.append(f"Labels read from '{rel(_labels_file(level))}'.")
+        else:
+            notes += _nested_class_notes(level, pairs)
         return DatasetScan(layout, classes, [(p, position[n]) for p, n in pairs], skipped, None, notes, warnings_out)
 
     per_split: dict[str, list[tuple[Path, str]]] = {}
@@ -917,6 +919,22 @@ def scan_dataset(root: Path) -> DatasetScan:
     splits = [s for s in SPLITS for _ in per_split.get(s, [])]
     layout = LAYOUT_PRE_SPLIT_LABELS if any_labels else LAYOUT_PRE_SPLIT
     return DatasetScan(layout, classes, items, skipped, splits, notes, warnings_out)
+
+
+def _nested_class_notes(level: Path, pairs: list[tuple[Path, str]], shown: int = 4) -> list[str]:
+    """A note per class folder whose images sit in sub-folders of their own (animals/cats/, animals/dogs/):
+    they form one class, named after the top folder, which a user who meant each sub-folder as a class should
+    be told. `pairs`: (image path, class name) under `level`, the folder holding the class folders."""
+    subs: dict[str, set[str]] = {}
+    for path, name in pairs:
+        parts = path.relative_to(level).parts
+        if len(parts) > 2:  # class/sub/.../image
+            subs.setdefault(name, set()).add(parts[1])
+    return [f"Class '{name}' holds the images of its sub-folder{'s' if len(found) > 1 else ''} "
+            f"{', '.join(f'{d}/' for d in sorted(found)[:shown])}"
+            + (f" and {len(found) - shown} more" if len(found) > shown else "") + " as one class. To train each "
+            "sub-folder as a class of its own, put it beside the other class folders."
+            for name, found in sorted(subs.items())]
 
 
 def scan_class_folders(root: Path) -> tuple[list[str], list[tuple[Path, int]], list[SkippedFile]]:

@@ -569,3 +569,16 @@ def test_a_phone_photo_over_pillows_bomb_limit_is_decoded_at_reduced_scale_and_a
     Image.new("1", (10000, 9000)).save(png)
     with pytest.raises(StudioError, match="too large.*Scale it down"):
         decode_bytes(png.read_bytes(), "scan.png", 32)
+
+
+def test_class_folders_with_sub_folders_are_said_to_form_one_class(tmp_path, work_dir):
+    """angular/square/ and angular/triangle/ became one class 'angular' without a word to a user who meant three."""
+    files = {f"{c}/{i}.png": png_bytes(i + 7 * n) for n, c in enumerate(("round/circle", "angular/square",
+                                                                         "angular/triangle/small")) for i in range(6)}
+    data = load_dataset(make_zip(tmp_path / "nested.zip", files), work_dir, min_images_per_class=5)
+    assert data.report.classes == ["angular", "round"]
+    notes = " ".join(data.report.notes)
+    assert ("Class 'angular' holds the images of its sub-folders square/, triangle/ as one class" in notes
+            and "Class 'round' holds the images of its sub-folder circle/ as one class" in notes), notes
+    flat = load_dataset(make_zip(tmp_path / "flat.zip", class_files({"cats": 6, "dogs": 6})), work_dir)
+    assert not any("sub-folder" in n for n in flat.report.notes)
