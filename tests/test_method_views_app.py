@@ -52,8 +52,10 @@ def test_wise_ft_slider_shows_grid_and_on_demand_alphas_and_exports(studio, tmp_
     at.number_input(key=f"wise_exact_{run_id}").set_value(0.37).run()  # not on the grid: computed on demand
     no_problems(at)
     assert (run_id, 0.37) in at.session_state["wise_points"]
-    assert at.select_slider(key=f"wise_alpha_{run_id}").value == other, "the slider stays on its stop"
+    assert at.select_slider(key=f"wise_alpha_{run_id}").value == 0.5, "the slider at the nearest stop"
     assert any(c.startswith("Looking at alpha 0.37.") for c in texts(at.caption))
+    assert any("alpha 0.37, typed beside the slider, lies between its stops 0.00 and 0.50: the figures below are its "
+               "own" in c for c in texts(at.caption)), "said, where a slider reading 0.50 meets the eye"
     at.button(key=f"wx_{run_id}").click().run()
     no_problems(at)
     assert [b for b in at.get("download_button") if "wise_alpha_0.37" in str(b.proto)]

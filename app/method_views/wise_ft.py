@@ -147,10 +147,9 @@ def alpha_picker(run_id: str, curve: list[dict], used: float) -> float:
     def from_slider() -> None:
         st.session_state[look_key] = st.session_state[exact_key] = st.session_state[slider_key]
 
-    def from_box() -> None:
+    def from_box() -> None:  # the slider goes to the nearest stop: it read 1.00 beside a typed 0.42
         st.session_state[look_key] = exact = round(float(st.session_state[exact_key]), 2)
-        if exact in grid:
-            st.session_state[slider_key] = exact
+        st.session_state[slider_key] = min(grid, key=lambda a: (abs(a - exact), a))
 
     left, right = st.columns([5, 1], vertical_alignment="bottom")
     left.select_slider("alpha", grid, key=slider_key, on_change=from_slider, format_func=lambda a: f"{a:.2f}",
@@ -159,7 +158,14 @@ def alpha_picker(run_id: str, curve: list[dict], used: float) -> float:
     right.number_input("any alpha", 0.0, 1.0, step=0.01, format="%.2f", key=exact_key, on_change=from_box,
                        help="An alpha between the slider's stops, computed when you enter it (a second or two "
                             "on a CPU).")
-    return round(float(st.session_state[look_key]), 2)
+    look = round(float(st.session_state[look_key]), 2)
+    if look not in grid:
+        below, above = max((a for a in grid if a < look), default=None), min((a for a in grid if a > look), default=None)
+        between = f"between its stops {below:.2f} and {above:.2f}" if below is not None and above is not None \
+            else "off its stops"
+        st.caption(f":material/info: alpha {look:.2f}, typed beside the slider, lies {between}: the figures below "
+                   "are its own, computed now; the slider shows the nearest stop.")
+    return look
 
 
 def alpha_choice(engine, rec, alpha: float, used: float, chosen: bool) -> None:
