@@ -174,7 +174,7 @@ def require_login(known_owner=lambda name: None) -> str:
         if refusal:
             st.error(refusal)
         elif wait > 0:
-            st.error(f"Too many wrong passwords from this computer: try again in {wait:.0f} s.")
+            st.error(f"Too many wrong passwords from this computer's network address: try again in {wait:.0f} s.")
         elif not check_password(password, expected_password()):
             _throttle().failed(_client())
             st.error("That password is not right. Ask your teacher or administrator for it.")

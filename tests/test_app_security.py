@@ -45,7 +45,7 @@ def test_wrong_passwords_are_throttled_per_computer(shared):
     for _ in range(SignInThrottle().attempts):
         assert any("password is not right" in e for e in texts(login("mallory", "guess").error))
     at = login("mallory", "class-2026")  # even the right one waits: a guesser learns nothing by trying it
-    assert not at.radio and any(e.startswith("Too many wrong passwords from this computer: try again in ")
+    assert not at.radio and any(e.startswith("Too many wrong passwords from this computer's network address: try again in ")
                                 for e in texts(at.error))
 
 
