@@ -172,6 +172,8 @@ class RunStore:
             rows = self._conn.execute(
                 "SELECT owner, MAX(t) FROM (SELECT owner, created AS t FROM runs UNION ALL SELECT owner, updated FROM "
                 "drafts UNION ALL SELECT owner, created FROM uploads) GROUP BY owner ORDER BY MAX(t) DESC").fetchall()
+        if any(owner == name for owner, _ in rows):  # an account of exactly this name is that account, never another
+            return name
         wanted = name.casefold()
         return next((owner for owner, _ in rows if owner and owner.casefold() == wanted), None)
 

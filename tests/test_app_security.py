@@ -35,6 +35,8 @@ def test_a_name_is_refused_not_rewritten_and_its_letter_case_finds_the_same_acco
     engine().store.save_draft("alice", {"data": {}})  # what the dashboard keeps of alice's next run: she is known
     at = login("ALICE")
     assert at.radio and at.session_state["auth_user"] == "alice", "the account alice already has"
+    engine().store.save_draft("ALICE", {"data": {}})  # two accounts made before names ignored capitals
+    assert engine().store.known_owner("alice") == "alice", "an exact name never opens the other, newer account"
     at = login("Zoë Müller")  # letters of any script are kept as typed
     assert at.radio and at.session_state["auth_user"] == "Zoë Müller"
 
