@@ -556,6 +556,7 @@ def render() -> None:
         return
     run_dir, ds = str(rec.run_dir), str(engine.datasets_dir)
     from engine.predict import available_variants, run_summary
+    from engine.runs import default_variant
 
     summary = state.attempt("reading the run", run_summary, Path(run_dir))
     if not summary.ok:
@@ -567,7 +568,7 @@ def render() -> None:
     alpha = state.wise_alpha(engine, rec)[0] if "wise" in variants else 1.0  # the alpha chosen on Results
     c1, c2, c3 = st.columns([2, 2, 1.4])  # fixed: an empty wrapping cell collapses, and Compare would jump
     with c1:
-        first = model_picker(rec, variants, "a", "wise" if "wise" in variants else "fine_tuned", alpha, "Model")
+        first = model_picker(rec, variants, "a", default_variant(Path(run_dir)), alpha, "Model")  # as `predict`
     with c3:
         state.seed_choice(COMPARE_KEY)
         compare = st.toggle("Compare two models", key=COMPARE_KEY,
