@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
+import unicodedata
 
 import streamlit as st
 
@@ -99,7 +99,13 @@ def current_user() -> str:
     return st.session_state.get(USER_KEY, "")
 
 
-NAME_CHARS = re.compile(r"[\w .@-]+")  # letters and digits of any script, spaces, dots, @, dashes, underscores
+NAME_PUNCTUATION = " .@-_'’"  # besides letters, digits and their accents: O'Brien, Anne-Marie, a.b@school.org
+
+
+def name_char(c: str) -> bool:
+    """Whether a sign-in name may hold the character `c`: a letter or digit of any script, a combining
+    mark (the vowel signs of Hindi or Tamil, an accent typed separately), or one of NAME_PUNCTUATION."""
+    return c.isalnum() or unicodedata.category(c).startswith("M") or c in NAME_PUNCTUATION
 
 
 @st.cache_resource
@@ -119,15 +125,15 @@ def _client() -> str:
 
 def sign_in_name(typed: str, known_owner=lambda name: None) -> tuple[str, str]:
     """(the user name to sign in as, "" or a refusal in words) for the name `typed` on the sign-in form:
-    trimmed; refused when empty or with characters other than NAME_CHARS (rewriting "<b>x</b>" into "bxb"
-    put two typed names in one account); a name the store knows in another letter case (`known_owner`,
+    in Unicode's composed form (NFC), trimmed; refused when empty or with characters `name_char` refuses
+    (rewriting "<b>x</b>" into "bxb" put two typed names in one account); a name the store knows in another letter case (`known_owner`,
     engine.store.RunStore.known_owner) signs in as that account, so that "Alice" finds alice's runs."""
-    name = typed.strip()
+    name = unicodedata.normalize("NFC", typed).strip()  # "Zoë" typed as e + accent is the Zoë typed as one letter
     if not name:
         return "", "Please type your name."
-    if not NAME_CHARS.fullmatch(name):
-        odd = "".join(dict.fromkeys(c for c in name if not NAME_CHARS.fullmatch(c)))
-        return "", (f"A name may use letters, digits, spaces, dots, @, dashes and underscores; "
+    odd = "".join(dict.fromkeys(c for c in name if not name_char(c)))
+    if odd:
+        return "", (f"A name may use letters, digits, spaces, dots, @, dashes, underscores and apostrophes; "
                     f"yours has {' '.join(odd)}. Please type it without them.")
     return known_owner(name) or name, ""
 
@@ -164,22 +170,24 @@ def require_login(known_owner=lambda name: None) -> str:
     st.write("This studio is shared: sign in with your name and the class password. "
              "Your runs are kept apart from other people's.")
     with st.form("login"):
-        name = st.text_input("Your name", max_chars=40, help="Letters, digits, spaces, dots, @, dashes, underscores. "
+        name = st.text_input("Your name", max_chars=40, help="Letters, digits, spaces, dots, @, dashes, underscores, apostrophes. "
                              "Capitals do not matter: Alice and alice are one person.")
         password = st.text_input("Password", type="password")
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
         clean, refusal = sign_in_name(name, known_owner)
-        wait = _throttle().wait_left(_client())
+        wait, whose = _throttle().wait_left(_client(), clean)
         if refusal:
             st.error(refusal)
-        elif wait > 0:
-            st.error(f"Too many wrong passwords from this computer's network address: try again in {wait:.0f} s.")
+        elif wait > 0:  # even the right password waits: a guesser learns nothing by trying it
+            st.error(f"Too many wrong passwords for the name {clean} on this computer: try again in {wait:.0f} s."
+                     if whose == "name" else
+                     f"Too many wrong passwords from this computer's network address: try again in {wait:.0f} s.")
         elif not check_password(password, expected_password()):
-            _throttle().failed(_client())
+            _throttle().failed(_client(), clean)
             st.error("That password is not right. Ask your teacher or administrator for it.")
         else:
-            _throttle().succeeded(_client())
+            _throttle().succeeded(_client(), clean)
             st.session_state[USER_KEY] = clean
             st.session_state.pop(SIGNED_OUT_KEY, None)
             key = signing_key()

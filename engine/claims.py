@@ -134,38 +134,40 @@ def pruning_claim(summary: dict, baseline: dict | None = None) -> Claim:
     Without a `baseline` the sparse half is not judged, nor a half whose split is too small to resolve
     its allowance (`_undecided`: one image worth more than it), and the line then has no verdict
     (shown None) unless the other half failed."""
-    parts, verdicts, pending = [], [], False
+    parts, halves = [], {}  # halves: which model -> its verdict (None: not judged)
     sparsity = summary.get("sparsity")
     if isinstance(sparsity, (int, float)) and sparsity > 0:
         acc, base, split = _paired(summary, baseline)
         if base is None:  # half the claim cannot be judged yet: no verdict for the whole line
-            pending = True
+            halves["sparse model"] = None
             parts.append(f"{_pts(sparsity)}% sparse at {split} {_pts(acc or 0)}% (run the same settings without "
                          "pruning to compare)")
         elif undecided := _undecided(summary, PRUNING_MAX_DROP, "test" if split == "test" else "val"):
-            pending = True
+            halves["sparse model"] = None
             parts.append(f"{_pts(sparsity)}% sparse at {split} {_pts(acc)}% vs {_pts(base)}% dense "
                          f"({points_diff(acc, base)} points: {undecided})")
         else:
             change = shown_points(acc, base) / 100
-            verdicts.append(change >= -PRUNING_MAX_DROP)
+            halves["sparse model"] = change >= -PRUNING_MAX_DROP
             parts.append(f"{_pts(sparsity)}% sparse at {split} {_pts(acc)}% vs {_pts(base)}% dense "
                          f"({points_diff(acc, base)} points, {_allowance(change, PRUNING_MAX_DROP)})")
     s = summary.get("structured") or {}
     if s.get("val_acc") is not None and s.get("val_acc_before") is not None:
         drop = shown_points(s["val_acc"], s["val_acc_before"]) / 100
         undecided = _undecided(summary, STRUCTURED_MAX_DROP, "val")
-        if undecided:
-            pending = True
-        else:
-            verdicts.append(drop >= -STRUCTURED_MAX_DROP)
+        halves["channel-pruned model"] = None if undecided else drop >= -STRUCTURED_MAX_DROP
         parts.append(f"channels removed, {_pts(s.get('flops_ratio', 1))}% of the FLOPs left: validation "
                      f"{_pts(s['val_acc'])}% vs {_pts(s['val_acc_before'])}% before ({points_diff(s['val_acc'], s['val_acc_before'])} points"
                      + (f": {undecided})" if undecided else f", {_allowance(drop, STRUCTURED_MAX_DROP)})"))
     if not parts:
         return Claim("pruning", None, "Pruning: no sparsity in this run.")
-    shown = all(verdicts) if verdicts and not (pending and all(verdicts)) else None  # a failed half decides
-    head = "Pruning" if shown is None else f"Pruning: {_verdict(shown)}"
+    verdicts = list(halves.values())
+    shown = False if False in verdicts else (True if None not in verdicts else None)  # a failed half decides
+    if len(set(verdicts)) > 1:  # the two models fared differently: a verdict for each, in words
+        words = {True: "shown", False: "not shown", None: "not judged yet"}
+        head = "Pruning: the paper's claim " + ", ".join(f"{words[v]} for the {m}" for m, v in halves.items())
+    else:
+        head = "Pruning" if shown is None else f"Pruning: {_verdict(shown)}"
     return Claim("pruning", shown, f"{head}: " + "; ".join(parts) + ".")
 
 

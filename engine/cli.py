@@ -901,7 +901,11 @@ def _export(args: argparse.Namespace) -> int:
     alpha = None
     if args.variant == "wise":  # to two decimals, as the dashboard's slider and its export folders have it
         alpha = round(chosen_alpha(summary, args.alpha if args.alpha is not None else _stored_alpha(run_id, data_dir)), 2)
-        summary = run.wise_card_summary(summary, alpha)
+        if alpha == 1.0:  # the mix at alpha 1 is the fine-tuned model: exported where the Export tab puts it
+            print("the WiSE-FT mix at alpha 1.00 is the fine-tuned model: exporting that", flush=True)
+            args.variant, alpha = "fine_tuned", None
+        else:
+            summary = run.wise_card_summary(summary, alpha)
     out = Path(args.out).resolve() if args.out else export_dir(run_dir, args.variant, alpha)  # the dashboard's folder
     model = run.model_variant(args.variant, alpha)
     what = f"WiSE-FT mix at alpha {alpha:.2f}" if alpha is not None else EXPORT_VARIANTS[args.variant].split(" (")[0]

@@ -105,37 +105,53 @@ def check_password(given: str, expected: str) -> bool:
 
 
 class SignInThrottle:
-    """Wrong passwords counted per client (an address, or "" when unknown): after `attempts` wrong ones within
-    `window_s` seconds, that client waits `wait_s` seconds before the next try, so that a password shared by a
-    class cannot be guessed by trying many (OWASP's authentication cheat sheet: throttle, do not lock accounts).
-    Thread-safe; times in seconds from `time.monotonic` unless a clock is given."""
+    """Wrong passwords counted per (client, name) and per client (a client is an address, or "" when unknown):
+    after `attempts` wrong ones for one name within `window_s` seconds, that name from that client waits
+    `wait_s` seconds before its next try; after `address_attempts` wrong ones from the client, whatever the
+    names, the whole client waits. A class behind one school address thus shares only the high address count:
+    one person guessing makes their own name wait, not the class, and guessing with many names still meets
+    the address wait. Past a limit one more try follows each wait, so a guessing run of thousands takes days.
+    A right password clears only its own name's count (never the address's, which a guesser shares).
+    Follows OWASP's authentication cheat sheet (throttle, do not lock accounts). Names compare without
+    letter case. Thread-safe; times in seconds from `time.monotonic` unless a clock is given."""
 
-    # 10, not 5: a class behind one school address shares a count, and a few typos at the lesson's start must not
-    # make everyone wait; 10 tries a minute still turns a guessing run of thousands into days
-    def __init__(self, attempts: int = 10, window_s: float = 300.0, wait_s: float = 60.0, clock=time.monotonic):
-        self.attempts, self.window_s, self.wait_s, self.clock = attempts, window_s, wait_s, clock
-        self._failures: dict[str, list[float]] = {}
+    def __init__(self, attempts: int = 5, address_attempts: int = 30, window_s: float = 300.0,
+                 wait_s: float = 60.0, clock=time.monotonic):
+        self.attempts, self.address_attempts = attempts, address_attempts
+        self.window_s, self.wait_s, self.clock = window_s, wait_s, clock
+        self._failures: dict[tuple[str, str | None], list[float]] = {}
         self._lock = threading.Lock()
 
-    def wait_left(self, client: str) -> float:
-        """Seconds `client` must still wait before its next try (0.0: it may try now)."""
+    def _wait(self, key: tuple[str, str | None], limit: int, now: float) -> float:
+        recent = [t for t in self._failures.get(key, []) if now - t < self.window_s]
+        if recent:
+            self._failures[key] = recent
+        else:
+            self._failures.pop(key, None)  # nothing kept for clients that stopped failing
+        return 0.0 if len(recent) < limit else max(0.0, recent[-1] + self.wait_s - now)
+
+    def wait_left(self, client: str, name: str = "") -> tuple[float, str]:
+        """(seconds `name` from `client` must still wait before its next try, 0.0 when it may try now; and
+        whose count makes it wait: "name", "address" or "")."""
         with self._lock:
             now = self.clock()
-            recent = [t for t in self._failures.get(client, []) if now - t < self.window_s]
-            self._failures[client] = recent
-            if len(recent) < self.attempts:
-                return 0.0
-            return max(0.0, recent[-1] + self.wait_s - now)
+            by_address = self._wait((client, None), self.address_attempts, now)
+            by_name = self._wait((client, name.casefold()), self.attempts, now)
+        if by_address >= by_name:
+            return by_address, "address" if by_address > 0 else ""
+        return by_name, "name"
 
-    def failed(self, client: str) -> None:
-        """Record a wrong password from `client`."""
+    def failed(self, client: str, name: str = "") -> None:
+        """Record a wrong password for `name` from `client`."""
         with self._lock:
-            self._failures.setdefault(client, []).append(self.clock())
+            now = self.clock()
+            for key in ((client, None), (client, name.casefold())):
+                self._failures.setdefault(key, []).append(now)
 
-    def succeeded(self, client: str) -> None:
-        """A right password: `client`'s count starts again."""
+    def succeeded(self, client: str, name: str = "") -> None:
+        """A right password for `name`: that name's count from `client` starts again (the address's stays)."""
         with self._lock:
-            self._failures.pop(client, None)
+            self._failures.pop((client, name.casefold()), None)
 
 
 @dataclass(frozen=True)

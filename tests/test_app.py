@@ -940,6 +940,31 @@ def test_a_bad_ood_upload_is_refused_with_its_message(studio, tiny_bytes):
         and "`green/cut.png`" in warning, warning
 
 
+def test_choosing_other_training_data_keeps_a_fitting_ood_set_and_says_why_one_is_dropped(studio, tiny_bytes):
+    at = new_app()
+    upload_zip(at, tiny_bytes)
+    ood = zip_bytes({f"{c}/{i}.png": png(c, i) for c in ("red", "green", "stripes") for i in range(2)})
+    at.file_uploader[1].set_value(("dusk.zip", ood, "application/zip")).run()
+    assert at.session_state["cfg"].data.ood_source_name == "dusk.zip"
+    # more images of the same three classes: the OOD set still fits and stays, with a line saying so
+    more = zip_bytes({f"{c}/{i}.png": png(c, i) for c in ("red", "green", "stripes") for i in range(9)})
+    upload_zip(at, more, "more photos.zip")
+    no_problems(at)
+    data = at.session_state["cfg"].data
+    assert data.source_name == "more photos.zip" and data.ood_source_name == "dusk.zip"
+    assert any("OOD set **dusk.zip** is still used" in i for i in texts(at.info)), texts(at.info)
+    assert any("OOD set in use: **dusk.zip" in s for s in texts(at.success))
+    # other classes: the OOD set no longer fits; it is dropped and the page says why, in the user's names
+    other = zip_bytes({f"{c}/{i}.png": png(c, i) for c in ("red", "green") for i in range(9)})
+    upload_zip(at, other, "two kinds.zip")
+    no_problems(at)
+    data = at.session_state["cfg"].data
+    assert data.source_name == "two kinds.zip" and data.ood_source == "" and data.ood_source_name == ""
+    (warning,) = [w for w in texts(at.warning) if "no longer used" in w]
+    assert "**dusk.zip**" in warning and "stripes" in warning and "upload:" not in warning, warning
+    assert not any("OOD set in use" in s for s in texts(at.success))
+
+
 def test_a_config_the_engine_refuses_shows_its_message_and_starts_nothing(studio, tiny_bytes):
     at = new_app()
     upload_zip(at, tiny_bytes)

@@ -39,16 +39,30 @@ def test_a_name_is_refused_not_rewritten_and_its_letter_case_finds_the_same_acco
     assert engine().store.known_owner("alice") == "alice", "an exact name never opens the other, newer account"
     at = login("Zoë Müller")  # letters of any script are kept as typed
     assert at.radio and at.session_state["auth_user"] == "Zoë Müller"
+    at = login("Zoe\u0308 Müller")  # the same name typed with a separate accent: the same account
+    assert at.radio and at.session_state["auth_user"] == "Zoë Müller"
+    for name in ("O'Brien", "O\u2019Brien", "\u0905\u0928\u093f\u0924\u093e", "\u0b95\u0bbe\u0bb5\u0bcd\u0baf\u0bbe"):
+        at = login(name)  # an apostrophe; Hindi and Tamil names, whose vowel signs are combining marks
+        assert at.radio and at.session_state["auth_user"] == name, (name, texts(at.error))
 
 
-def test_wrong_passwords_are_throttled_per_computer(shared):
+def test_wrong_passwords_are_throttled_per_name_and_per_computer(shared, monkeypatch):
+    import app.auth as auth
     from engine.security import SignInThrottle
 
+    monkeypatch.setattr(auth, "_client", lambda: "10.1.2.3")  # every AppTest tab: one school address
     for _ in range(SignInThrottle().attempts):
         assert any("password is not right" in e for e in texts(login("mallory", "guess").error))
-    at = login("mallory", "class-2026")  # even the right one waits: a guesser learns nothing by trying it
-    assert not at.radio and any(e.startswith("Too many wrong passwords from this computer's network address: try again in ")
-                                for e in texts(at.error))
+    at = login("Mallory", "class-2026")  # even the right one waits: a guesser learns nothing by trying it
+    assert not at.radio and any(e.startswith("Too many wrong passwords for the name Mallory on this computer: try "
+                                             "again in ") for e in texts(at.error)), texts(at.error)
+    at = login("alice")  # the rest of the class signs in
+    assert at.radio and at.session_state["auth_user"] == "alice"
+    for i in range(SignInThrottle().address_attempts):  # guessing under ever new names meets the address's limit
+        auth._throttle().failed("10.1.2.3", f"guest{i}")  # (as the form records them: 30 more sign-ins cost 30 s)
+    at = login("bob")
+    assert not at.radio and any(e.startswith("Too many wrong passwords from this computer's network address")
+                                for e in texts(at.error)), texts(at.error)
 
 
 def login(name: str, password: str = "class-2026") -> AppTest:
@@ -143,6 +157,31 @@ def test_another_users_run_is_invisible_and_cannot_be_stopped(shared, tmp_path):
     assert engine().wait(run_id, RUN_TIMEOUT) == "stopped"
     alice.switch_page("app_pages/results.py").run()
     assert not any("No runs yet" in i for i in texts(alice.info))
+
+
+def test_an_owner_keeps_and_shares_a_run_from_results_and_others_only_look(shared, tmp_path):
+    """README named pinned (kept from the disk clean-up) and shared runs, but only tests could set them."""
+    alice, bob = login("alice"), login("bob")
+    data = engine().save_upload(write_tiny_zip(tmp_path / "t.zip").read_bytes(), ".zip")
+    run_id = engine().submit(tiny_config(data, "train.epochs=1", "train.batch_size=8"), owner="alice")
+    assert engine().wait(run_id, RUN_TIMEOUT) == "finished"
+    alice.switch_page("app_pages/results.py").run()
+    no_problems(alice)
+    alice.toggle(key=f"pinned_{run_id}").set_value(True).run()
+    alice.toggle(key=f"shared_{run_id}").set_value(True).run()
+    no_problems(alice)
+    rec = engine().store.get_run(run_id)
+    assert rec.pinned and rec.shared
+    bob.switch_page("app_pages/results.py").run()
+    no_problems(bob)
+    assert not any("No runs yet" in i for i in texts(bob.info)), "shared: bob sees it"
+    assert bob.toggle(key=f"shared_{run_id}").disabled and bob.toggle(key=f"pinned_{run_id}").disabled
+    assert any("Only alice can change this" in c for c in texts(bob.caption))
+    alice.toggle(key=f"shared_{run_id}").set_value(False).run()
+    assert not engine().store.get_run(run_id).shared
+    bob.run()
+    no_problems(bob)
+    assert any("No runs yet" in i for i in texts(bob.info)), "no longer shared: hidden again"
 
 
 def _folder_attempt(at: AppTest, path: str) -> list[str]:

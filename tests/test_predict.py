@@ -473,15 +473,14 @@ def test_export_command_writes_checked_files_of_each_model_the_run_has(studio, t
         assert cli(["predict", "--run", str(given), "--data", str(tmp_path), "--data-dir", str(studio_dir)]) == 2
         err = capsys.readouterr().err
         assert f"is {what}, not a run" in err and str(tmp_path / "wise" / "MODEL_CARD.md") in err, err
-    # the mix's own test accuracy, measured at export: at alpha 1 (the fine-tuned model) it is the run's
+    # the mix at alpha 1 is the fine-tuned model: exported as that, into the folder the Export tab uses for it
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert cli([*base, "--variant", "wise", "--alpha", "1", "--out", str(tmp_path / "one")]) == 0
-    card = (tmp_path / "one" / "MODEL_CARD.md").read_text()
-    n_test = sum(summary["data_report"]["split_counts"]["test"].values())
-    assert (f"- This mix, measured when it was exported: test accuracy {100 * summary['test_acc']:.1f}% "
-            f"({n_test} images); validation accuracy {100 * summary['val_acc']:.1f}%") in card, card
-    # the curve's OOD figure says what it was measured on (it said "corruptions at its per-epoch severity")
-    assert "OOD accuracy n/a\n" in card and "at severity" not in card, "this run measured no OOD accuracy"
+    capsys.readouterr()
+    assert cli([*base, "--variant", "wise", "--alpha", "1"]) == 0
+    said = capsys.readouterr().out
+    assert "the WiSE-FT mix at alpha 1.00 is the fine-tuned model" in said and f"to {run_dir / 'exports'}\n" in said
+    assert (run_dir / "exports" / "model.onnx").is_file() and not (run_dir / "exports" / "wise_alpha_1.00").exists()
+    assert "this is the mix" not in (run_dir / "exports" / "MODEL_CARD.md").read_text()
     assert cli([*base, "--variant", "fine_tuned"]) == 0
     assert f"to {run_dir / 'exports'}" in capsys.readouterr().out and (run_dir / "exports" / "model.onnx").is_file()
     # the dashboard's folder for the mix at the slider's two decimals holds that mix, not one near it
@@ -492,6 +491,12 @@ def test_export_command_writes_checked_files_of_each_model_the_run_has(studio, t
     # between the curve's points: its figures computed for the card, as Results computes them for the slider
     assert 0.6 not in [p["alpha"] for p in summary["wise_curve"]]
     assert "- At alpha 0.6: validation accuracy " in card and "is not on the run's curve" not in card, card
+    # the mix's own test accuracy, measured at export (the run's test split)
+    n_test = sum(summary["data_report"]["split_counts"]["test"].values())
+    assert re.search(rf"- This mix, measured when it was exported: test accuracy \d+\.\d% \({n_test} images\); "
+                     r"validation accuracy \d+\.\d%", card), card
+    # the curve's OOD figure says what it was measured on (it said "corruptions at its per-epoch severity")
+    assert "at severity" not in card, "this run measured no OOD accuracy"
     assert cli([*base, "--variant", "fine_tuned", "--alpha", "0.5"]) == 2
     assert "use it with --variant wise" in capsys.readouterr().err
     assert cli([*base, "--alpha", "0.6"]) == 0, "without --variant: the WiSE-FT run's mix, as the dashboard exports"

@@ -187,21 +187,27 @@ def test_sign_in_throttle_waits_after_repeated_wrong_passwords_and_forgets_old_o
     from engine.security import SignInThrottle
 
     now = [0.0]
-    t = SignInThrottle(attempts=3, window_s=100.0, wait_s=30.0, clock=lambda: now[0])
+    t = SignInThrottle(attempts=3, address_attempts=5, window_s=100.0, wait_s=30.0, clock=lambda: now[0])
     for _ in range(2):
-        t.failed("10.0.0.7")
-    assert t.wait_left("10.0.0.7") == 0.0
-    t.failed("10.0.0.7")
-    assert t.wait_left("10.0.0.7") == 30.0 and t.wait_left("10.0.0.8") == 0.0, "per computer"
+        t.failed("10.0.0.7", "mallory")
+    assert t.wait_left("10.0.0.7", "mallory") == (0.0, "")
+    t.failed("10.0.0.7", "mallory")
+    assert t.wait_left("10.0.0.7", "Mallory") == (30.0, "name"), "names compare without letter case"
+    assert t.wait_left("10.0.0.7", "alice") == (0.0, ""), "one guesser does not make a class behind one address wait"
+    assert t.wait_left("10.0.0.8", "mallory")[0] == 0.0, "per computer"
     now[0] = 20.0
-    assert t.wait_left("10.0.0.7") == 10.0
+    assert t.wait_left("10.0.0.7", "mallory") == (10.0, "name")
     now[0] = 31.0
-    assert t.wait_left("10.0.0.7") == 0.0, "after the wait, one more try"
-    t.failed("10.0.0.7")
-    assert t.wait_left("10.0.0.7") == 30.0, "a wrong one right after the wait: another wait"
+    assert t.wait_left("10.0.0.7", "mallory")[0] == 0.0, "after the wait, one more try"
+    t.failed("10.0.0.7", "mallory")
+    assert t.wait_left("10.0.0.7", "mallory")[0] == 30.0, "a wrong one right after the wait: another wait"
+    t.succeeded("10.0.0.7", "alice")  # a student signing in does not clear the guesser's count
+    assert t.wait_left("10.0.0.7", "mallory")[0] == 30.0
+    t.failed("10.0.0.7", "eve")  # guessing under other names meets the address's own limit (5)
+    assert t.wait_left("10.0.0.7", "someone") == (30.0, "address")
     now[0] = 200.0
-    assert t.wait_left("10.0.0.7") == 0.0, "wrong passwords older than the window no longer count"
+    assert t.wait_left("10.0.0.7", "mallory")[0] == 0.0, "wrong passwords older than the window no longer count"
     for _ in range(3):
-        t.failed("10.0.0.7")
-    t.succeeded("10.0.0.7")
-    assert t.wait_left("10.0.0.7") == 0.0
+        t.failed("10.0.0.7", "bob")
+    t.succeeded("10.0.0.7", "BOB")
+    assert t.wait_left("10.0.0.7", "bob") == (0.0, ""), "a right password starts that name's count again"

@@ -79,7 +79,7 @@ def _activate(engine, candidate: state.Dataset, size: int | None = None) -> bool
     if result.ok:
         before = state.config()
         before_images = state.known_classes_and_train_size(before)[1]
-        state.set_dataset(candidate)
+        state.set_dataset(_carry_ood(engine, current, candidate, trial, result.report.classes))
         refit = state.refit_preset(before, before_images)
         if refit:
             st.info(refit, icon=":material/tune:")
@@ -93,6 +93,28 @@ def _activate(engine, candidate: state.Dataset, size: int | None = None) -> bool
     st.info(f"The studio still uses **{state.md_text(current.label)}**. Fix the problem above, then try again.",
             icon=":material/info:")
     return False
+
+
+OOD_NOTE = "ood_note"  # (kind, text): what became of the OOD set when the training data changed
+
+
+def _carry_ood(engine, current: state.Dataset, candidate: state.Dataset, trial, classes: list[str]) -> state.Dataset:
+    """`candidate` with the OOD set of `current` kept when it fits the new classes (checked as an upload
+    is); otherwise without it, and a note for the OOD section that says why it was dropped."""
+    if not current.ood_source or candidate.ood_source:
+        return candidate
+    name = current.ood_name or current.ood_label
+    out = state.attempt("reading the OOD dataset", datasets.check_ood, engine, trial, current.ood_source,
+                        classes, name, show=False)
+    if out.ok:
+        st.session_state[OOD_NOTE] = ("info", f"Your OOD set **{state.md_text(name)}** is still used: its class "
+                                              "folders match the new training data.")
+        return dataclasses.replace(candidate, ood_source=current.ood_source, ood_label=current.ood_label,
+                                   ood_name=current.ood_name)
+    st.session_state[OOD_NOTE] = ("warning", f"Your OOD set **{state.md_text(name)}** is no longer used: it does "
+                                             f"not fit the new training data ({state.message_md(str(out.error))}). "
+                                             "Upload an OOD set with the new data's class folders.")
+    return candidate
 
 
 def _size_text(n: int) -> str:
@@ -399,6 +421,10 @@ def ood_section(engine, result: datasets.DataCheck | None) -> None:
                 "season). The studio reports the accuracy on them separately as *OOD accuracy (your OOD set)*, "
                 "so you can see whether the model works beyond the conditions it was trained in.")
     ds = state.dataset()
+    note = st.session_state.pop(OOD_NOTE, None)
+    if note:
+        warn = note[0] == "warning"
+        (st.warning if warn else st.info)(note[1], icon=":material/warning:" if warn else ":material/info:")
     if result is None or not result.ok:
         st.caption("Choose a valid training dataset first: the OOD set must have the same class folders.")
         return

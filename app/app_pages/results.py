@@ -424,6 +424,31 @@ def method_views(engine, rec, summary: dict) -> None:
             view(engine, rec, summary)
 
 
+def keep_section(engine, rec) -> None:
+    """Keep a run from the disk clean-up (pinned) and, on a shared server, share it read-only with everyone
+    signed in (shared): the run store's two flags, changed through the engine, which checks that the user
+    owns the run (engine.worker.Engine.set_flag)."""
+    may_change = state.attempt("checking your access to this run", engine.authorize, rec.id, state.user(),
+                               write=True, show=False).ok
+    title = "Keep or share this run" if engine.access_control else "Keep this run"
+    with st.expander(title, icon=":material/push_pin:"):
+        def flip(flag: str) -> None:
+            value = bool(st.session_state.get(f"{flag}_{rec.id}"))
+            state.attempt("changing the run", engine.set_flag, rec.id, state.user(), flag, value)
+
+        st.toggle("Keep it: never deleted to free disk space", value=bool(rec.pinned), key=f"pinned_{rec.id}",
+                  disabled=not may_change, on_change=flip, args=("pinned",),
+                  help="When the runs fill the disk space this studio may use, the oldest finished runs are deleted "
+                       "first; a kept run never is.")
+        if engine.access_control:
+            st.toggle("Share it: everyone signed in here can see it", value=bool(rec.shared), key=f"shared_{rec.id}",
+                      disabled=not may_change, on_change=flip, args=("shared",),
+                      help="They can look at its results, explanations and exports and try it on their images; "
+                           "only you can stop, change or delete it.")
+        if not may_change:
+            st.caption(f"Only {rec.owner or 'its owner'} can change this: the run was shared with you to look at.")
+
+
 def delete_section(engine, rec) -> None:
     with st.expander("Delete this run", icon=":material/delete:"):
         if rec.status in ("queued", "running"):
@@ -484,6 +509,7 @@ def one_run(engine, runs) -> None:
         method_views(engine, rec, summary)
         details(rec, summary)
     downloads(engine, rec, summary)
+    keep_section(engine, rec)
     delete_section(engine, rec)
 
 
