@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 import os
 import time
-import unicodedata
 
 import streamlit as st
 
 from engine.paths import default_data_dir
-from engine.security import LOGIN_TTL_S, SignInThrottle, check_password, login_key, login_token, login_user
+from engine.security import (LOGIN_TTL_S, SignInThrottle, check_password, login_key, login_token, login_user,
+                             user_name)
 
 USER_KEY = "auth_user"
 LOGIN_COOKIE = "studio_login"  # a signed sign-in (engine.security.login_token), so that a refresh keeps it
@@ -99,15 +99,6 @@ def current_user() -> str:
     return st.session_state.get(USER_KEY, "")
 
 
-NAME_PUNCTUATION = " .@-_'’"  # besides letters, digits and their accents: O'Brien, Anne-Marie, a.b@school.org
-
-
-def name_char(c: str) -> bool:
-    """Whether a sign-in name may hold the character `c`: a letter or digit of any script, a combining
-    mark (the vowel signs of Hindi or Tamil, an accent typed separately), or one of NAME_PUNCTUATION."""
-    return c.isalnum() or unicodedata.category(c).startswith("M") or c in NAME_PUNCTUATION
-
-
 @st.cache_resource
 def _throttle() -> SignInThrottle:
     """The server's one count of wrong passwords per client (engine.security.SignInThrottle)."""
@@ -125,17 +116,10 @@ def _client() -> str:
 
 def sign_in_name(typed: str, known_owner=lambda name: None) -> tuple[str, str]:
     """(the user name to sign in as, "" or a refusal in words) for the name `typed` on the sign-in form:
-    in Unicode's composed form (NFC), trimmed; refused when empty or with characters `name_char` refuses
-    (rewriting "<b>x</b>" into "bxb" put two typed names in one account); a name the store knows in another letter case (`known_owner`,
+    engine.security.user_name's rules; a name the store knows in another letter case (`known_owner`,
     engine.store.RunStore.known_owner) signs in as that account, so that "Alice" finds alice's runs."""
-    name = unicodedata.normalize("NFC", typed).strip()  # "Zoë" typed as e + accent is the Zoë typed as one letter
-    if not name:
-        return "", "Please type your name."
-    odd = "".join(dict.fromkeys(c for c in name if not name_char(c)))
-    if odd:
-        return "", (f"A name may use letters, digits, spaces, dots, @, dashes, underscores and apostrophes; "
-                    f"yours has {' '.join(odd)}. Please type it without them.")
-    return known_owner(name) or name, ""
+    name, refusal = user_name(typed)
+    return ("", refusal) if refusal else (known_owner(name) or name, "")
 
 
 def require_login(known_owner=lambda name: None) -> str:

@@ -749,6 +749,8 @@ def _runs(args: argparse.Namespace) -> int:
     store = RunStore(db) if db.is_file() else None  # listing creates no folder
     if store is not None:  # runs whose program was killed: marked interrupted here too, as the dashboard marks them
         store.mark_interrupted(lambda rec: interrupted_message(store, rec))
+    if args.give_to is not None:
+        return _give_runs(args, store)
     runs = store.list_runs() if store is not None else []
     if not runs:
         print(f"no runs yet in {Path(args.data_dir)}; to list another folder's runs, give it with --data-dir "
@@ -757,6 +759,36 @@ def _runs(args: argparse.Namespace) -> int:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))
         print(f"{r.id}  {r.status:9s} {when}  {r.name}  {_run_facts(r, store)}" + (f"  ({note})" if (note := _run_note(r, Path(args.data_dir)))
                                                                             else ""))
+    return 0
+
+
+def _give_runs(args: argparse.Namespace, store: RunStore | None) -> int:
+    """`runs --give-to NAME [--run ID ...]`: the runs given (default: every run no signed-in user owns,
+    RunStore.unowned_runs) become NAME's, so that on a studio with sign-in NAME sees and controls them.
+    The name follows the sign-in form's rules (engine.security.user_name) and letter case (an account that
+    exists in other capitals is that account)."""
+    from engine.security import user_name
+
+    name, refusal = user_name(args.give_to)
+    if refusal:
+        raise StudioError(refusal)
+    if store is None:
+        raise StudioError(f"No runs yet in {Path(args.data_dir)}: nothing to give.")
+    name = store.known_owner(name) or name
+    if args.run:
+        ids = [_run_folder(run, Path(args.data_dir))[1] or run for run in args.run]
+        known = {r.id for r in store.list_runs()}
+        missing = [i for i in ids if i not in known]
+        if missing:
+            raise StudioError(f"Not runs of this studio's list: {', '.join(missing)} (see `python -m engine runs`).")
+    else:
+        ids = [r.id for r in store.unowned_runs()]
+    given = store.give_runs(name, ids)
+    if given:
+        print(f"{given} run{'s' if given != 1 else ''} given to {name}: on the dashboard with sign-in they are "
+              f"{name}'s to see and control")
+    else:
+        print(f"0 runs given: {'they were already ' + name + chr(39) + 's' if args.run else 'every run already has a signed-in owner'}")
     return 0
 
 
@@ -1080,6 +1112,17 @@ DATA_DIR_HELP = ("the engine's folder: run store, runs, uploads and extracted da
                  "else runs/ in the project: the dashboard's)")
 
 
+def _runs_parser(sub) -> None:
+    """The `runs` command's arguments (build_parser's `sub`: its subparsers)."""
+    r = sub.add_parser("runs", help="list runs (or give them to a signed-in user: --give-to)")
+    r.add_argument("--data-dir", help=DATA_DIR_HELP)
+    r.add_argument("--give-to", metavar="NAME", help="make NAME the owner of the runs no one owns (made before the "
+                   "dashboard's sign-in was on, or from the command line), or of those given with --run, so that NAME "
+                   "sees and controls them on a studio with sign-in")
+    r.add_argument("--run", action="append", help="with --give-to: a run id (or its end); repeat for more")
+    r.set_defaults(func=_runs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m engine", description="Fine-tuning studio engine")
     sub = p.add_subparsers(dest="command", required=True)
@@ -1119,9 +1162,7 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--drop-duplicates", action="store_true", help="keep one image per duplicate group")
     ins.add_argument("--data-dir", help=DATA_DIR_HELP)
     ins.set_defaults(func=_inspect)
-    r = sub.add_parser("runs", help="list runs")
-    r.add_argument("--data-dir", help=DATA_DIR_HELP)
-    r.set_defaults(func=_runs)
+    _runs_parser(sub)
     b = sub.add_parser("backbones", help="list registered backbones")
     b.set_defaults(func=_backbones)
     m = sub.add_parser("methods", help="list registered fine-tuning methods")

@@ -11,6 +11,7 @@ import hmac
 import os
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,6 +103,30 @@ def check_password(given: str, expected: str) -> bool:
     if not expected:
         return False
     return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+NAME_PUNCTUATION = " .@-_'\u2019"  # besides letters, digits and their accents: O'Brien, Anne-Marie, a.b@school.org
+
+
+def name_char(c: str) -> bool:
+    """Whether a user name may hold the character `c`: a letter or digit of any script, a combining mark
+    (the vowel signs of Hindi or Tamil, an accent typed separately), or one of NAME_PUNCTUATION."""
+    return c.isalnum() or unicodedata.category(c).startswith("M") or c in NAME_PUNCTUATION
+
+
+def user_name(typed: str) -> tuple[str, str]:
+    """(the user name `typed` stands for, "" or a refusal in words): in Unicode's composed form (NFC: "Zoë"
+    typed as e + accent is the Zoë typed as one letter), trimmed; refused when empty or holding characters
+    `name_char` refuses (rewriting "<b>x</b>" into "bxb" would put two typed names in one account).
+    Raises nothing."""
+    name = unicodedata.normalize("NFC", str(typed)).strip()
+    if not name:
+        return "", "Please type your name."
+    odd = "".join(dict.fromkeys(c for c in name if not name_char(c)))
+    if odd:
+        return "", (f"A name may use letters, digits, spaces, dots, @, dashes, underscores and apostrophes; "
+                    f"yours has {' '.join(odd)}. Please type it without them.")
+    return name, ""
 
 
 class SignInThrottle:

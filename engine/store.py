@@ -192,6 +192,20 @@ class RunStore:
                                       "ORDER BY created DESC").fetchall()
         return [_record(r) for r in rows]
 
+    def unowned_runs(self) -> list[RunRecord]:
+        """The runs that belong to no signed-in user, newest first: made while the dashboard had no sign-in
+        (owner "") or from the command line (owner "cli")."""
+        with self._lock:
+            rows = self._conn.execute("SELECT * FROM runs WHERE owner IN ('', 'cli') ORDER BY created DESC").fetchall()
+        return [_record(r) for r in rows]
+
+    def give_runs(self, owner: str, run_ids: list[str]) -> int:
+        """Make `owner` the owner of the runs `run_ids` (their Results, Explain, exports and controls are then
+        theirs on a studio with sign-in). Returns how many runs changed hands."""
+        with self._lock, self._conn:
+            return sum(self._conn.execute("UPDATE runs SET owner=? WHERE id=? AND owner<>?", (owner, r, owner)).rowcount
+                       for r in run_ids)
+
     def set_flag(self, run_id: str, flag: str, value: bool) -> None:
         assert flag in ("pinned", "shared"), flag
         with self._lock, self._conn:

@@ -184,6 +184,35 @@ def test_an_owner_keeps_and_shares_a_run_from_results_and_others_only_look(share
     assert any("No runs yet" in i for i in texts(bob.info)), "no longer shared: hidden again"
 
 
+def test_runs_made_before_sign_in_are_said_and_can_be_given_to_a_name(shared, tmp_path, capsys):
+    """A teacher who turned sign-in on found the runs made before it gone: nobody owns them, so nobody saw them."""
+    from engine.cli import main as cli
+
+    data = engine().save_upload(write_tiny_zip(tmp_path / "t.zip").read_bytes(), ".zip")
+    run_id = engine().submit(tiny_config(data, "train.epochs=1", "train.batch_size=8"), owner="")
+    assert engine().wait(run_id, RUN_TIMEOUT) == "finished"
+    engine().store.save_draft("Teacher", {"data": {}})  # the account exists in these capitals
+    at = login("teacher")
+    at.switch_page("app_pages/results.py").run()
+    no_problems(at)
+    assert any("No runs yet" in i for i in texts(at.info))
+    assert any(c.startswith("1 run on this studio was made before sign-in was turned on") and
+               "python -m engine runs --give-to NAME" in c for c in texts(at.caption)), texts(at.caption)
+    data_dir = str(engine().data_dir)
+    assert cli(["runs", "--data-dir", data_dir, "--give-to", "<teacher>"]) == 2
+    assert "yours has < >" in capsys.readouterr().err
+    assert cli(["runs", "--data-dir", data_dir, "--give-to", "teacher"]) == 0
+    assert "1 run given to Teacher" in capsys.readouterr().out, "the account in its own capitals"
+    assert engine().store.get_run(run_id).owner == "Teacher"
+    at.run()
+    no_problems(at)
+    assert not any("No runs yet" in i for i in texts(at.info)) and not any("before sign-in" in c for c in texts(at.caption))
+    assert cli(["runs", "--data-dir", data_dir, "--give-to", "bob", "--run", run_id[-6:]]) == 0
+    assert "1 run given to bob" in capsys.readouterr().out and engine().store.get_run(run_id).owner == "bob"
+    assert cli(["runs", "--data-dir", data_dir, "--give-to", "bob", "--run", "nope"]) == 2
+    assert "No run 'nope'" in capsys.readouterr().err
+
+
 def _folder_attempt(at: AppTest, path: str) -> list[str]:
     at.radio(key="w:data.kind").set_value("folder").run()
     at.text_input(key="folder_path").input(path).run()

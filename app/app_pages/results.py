@@ -901,6 +901,18 @@ def compare_curves(curves: dict, recs: dict) -> None:
         st.caption("; ".join(lines) + ". The run's One run view says why.")
 
 
+def unowned_note(engine) -> None:
+    """On a studio with sign-in: how many runs belong to no one (made before sign-in was turned on, or from
+    the command line) and how whoever runs the studio gives them to a name; nothing otherwise."""
+    if not engine.access_control:
+        return
+    n = len(engine.store.unowned_runs())
+    if n:
+        st.caption(f"{state.plural(n, 'run')} on this studio {'was' if n == 1 else 'were'} made before sign-in was "
+                   "turned on (or from the command line) and belong to no one, so nobody sees them here. Whoever runs "
+                   "the studio can give them to a name: `python -m engine runs --give-to NAME`.")
+
+
 TAB_KEY = "results_tab"
 TABS = ("One run", "Compare runs")
 
@@ -908,6 +920,7 @@ TABS = ("One run", "Compare runs")
 def render() -> None:
     engine = state.get_engine()
     st.title("4 · Results")
+    unowned_note(engine)
     runs = state.runs(engine)
     if not runs:
         st.info("No runs yet. Start one on the Train page; its results appear here.", icon=":material/info:")
