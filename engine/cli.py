@@ -980,7 +980,10 @@ def _run_folder(run: str, data_dir: Path) -> tuple[Path, str | None]:
     """(the folder of `run`, its run id when the store or the folder's name tells it): a run folder, a
     run id, or the end of one ("076e0a" for 20261201-003228-076e0a) when exactly one run id ends so,
     among the folders in `data_dir`/runs and the runs its store lists (`runs` lists those too, wherever
-    `train --out` put them). Raises StudioError naming the candidates, or the folder a listed run lost."""
+    `train --out` put them); a file of a run's folder (its config.yaml, summary.json) stands for that run.
+    Raises StudioError naming the candidates, or the folder a listed run lost."""
+    if Path(run).is_file() and (Path(run).parent / "config.yaml").is_file():
+        run = str(Path(run).parent)
     _refuse_exported_model(Path(run))
     db = data_dir / "studio.db"
     records = RunStore(db).list_runs() if db.is_file() else []  # reading the store creates no folder

@@ -14,6 +14,7 @@ import torch
 
 from engine.config import RunConfig
 from engine.data import DataSplits, ImageSet, ZipLimits, load_dataset, load_ood_dataset
+from engine.errors import StudioError
 from engine.paths import resolve_path
 from engine.security import LimitExceeded
 from engine.words import plural
@@ -65,8 +66,20 @@ def subsample_train(splits: DataSplits, per_class: int, seed: int) -> DataSplits
 
 def load_user_ood(cfg: RunConfig, work_dir: Path, classes: list[str], limits=None) -> ImageSet | None:
     """The user's own OOD set (`data.ood_source`, same classes as training) or None when there is none.
-    Raises StudioError when its classes do not match `classes`."""
+    Raises StudioError when its classes do not match `classes` or it cannot be read, the message starting
+    "The OOD set" where it did not say so (a bare "x.zip is not a zip archive" read as the training data)."""
     if not cfg.data.ood_source:
         return None
-    return load_ood_dataset(resolve_path(cfg.data.ood_source), work_dir, cfg.data.image_size, classes,
-                            limits=zip_limits(limits))
+    try:
+        return load_ood_dataset(resolve_path(cfg.data.ood_source), work_dir, cfg.data.image_size, classes,
+                                limits=zip_limits(limits))
+    except StudioError as exc:
+        if "OOD" in str(exc):
+            raise
+        said = f"The OOD set ({cfg.data.ood_source_name or cfg.data.ood_source}): {exc}"
+        try:
+            again = type(exc)(said)
+        except Exception:  # an error class with another signature
+            again = StudioError(said)
+        again.__dict__.update(exc.__dict__)  # its notes and skipped files
+        raise again from None

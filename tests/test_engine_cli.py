@@ -175,6 +175,19 @@ def test_cli_bad_input_gives_a_clear_message_without_traceback(tiny_zip, tmp_pat
     assert words in err and "Traceback" not in err
 
 
+def test_an_unreadable_ood_set_is_named_as_the_ood_set(tiny_zip, tmp_path, capsys):
+    """"junk.zip is not a zip archive" read as the training data: the message now says it is the OOD set."""
+    from engine.cli import main
+
+    junk = tmp_path / "dusk photos.zip"
+    junk.write_bytes(b"this is not a zip")
+    code = main(["train", "--data", str(tiny_zip), "--image-size", "32", "--data-dir", str(tmp_path / "d"),
+                 "--set", f"data.ood_source={junk}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "The OOD set (" in err and "not a zip" in err and "Traceback" not in err, err
+    assert not (tmp_path / "d" / "runs").exists() or not list((tmp_path / "d" / "runs").iterdir()), "nothing recorded"
+
+
 def test_cli_bad_data_is_refused_with_a_message(tmp_path):
     junk = tmp_path / "junk.zip"
     junk.write_bytes(b"this is not a zip")

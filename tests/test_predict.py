@@ -469,6 +469,10 @@ def test_export_command_writes_checked_files_of_each_model_the_run_has(studio, t
         assert all(c["ok"] and c["agreement"] == 1.0 for c in checks), checks
     assert "## WiSE-FT (this is the mix at alpha 0.5)" in (tmp_path / "wise" / "MODEL_CARD.md").read_text()
     # an exported model given to predict as if it were a run: said, with where its own code is
+    from engine.cli import _run_folder
+
+    for inside in ("config.yaml", "summary.json"):  # a file of the run's folder is that run, not an exported model
+        assert _run_folder(str(run_dir / inside), studio_dir)[0] == run_dir
     for given, what in ((tmp_path / "wise", "a folder of exported model files"), (tmp_path / "wise" / "model.onnx", "a file")):
         assert cli(["predict", "--run", str(given), "--data", str(tmp_path), "--data-dir", str(studio_dir)]) == 2
         err = capsys.readouterr().err
