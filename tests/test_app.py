@@ -607,6 +607,9 @@ def test_a_folder_on_the_server_can_be_the_dataset(studio, tmp_path, tiny_bytes,
     no_problems(at)
     assert f"Active dataset: {folder}" in texts(at.subheader)
     assert at.session_state["cfg"].data.source == str(folder)
+    refreshed = new_app()  # a refresh: the box holds the folder in use, as typed (it was empty)
+    assert refreshed.radio(key="w:data.kind").value == "folder"
+    assert refreshed.text_input(key="folder_path").value == str(folder)
 
 
 def test_a_second_session_sees_the_running_job(studio, tiny_bytes):

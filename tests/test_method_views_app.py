@@ -59,6 +59,13 @@ def test_wise_ft_slider_shows_grid_and_on_demand_alphas_and_exports(studio, tmp_
     at.button(key=f"wx_{run_id}").click().run()
     no_problems(at)
     assert [b for b in at.get("download_button") if "wise_alpha_0.37" in str(b.proto)]
+    # the slider's own stop cannot be picked again (no change), so a button goes back to it
+    at.button(key=f"wise_stop_{run_id}").click().run()
+    no_problems(at)
+    assert at.number_input(key=f"wise_exact_{run_id}").value == 0.5 and not any(
+        "typed beside the slider" in c for c in texts(at.caption))
+    assert any(c.startswith("Looking at alpha 0.50.") or c.startswith("Chosen for this run: alpha 0.50") or
+               c.startswith("Not chosen yet: alpha 0.50") for c in texts(at.caption)), texts(at.caption)
 
     # the Train page drew the curve from the points the engine streamed while computing it
     at = new_app()

@@ -544,3 +544,15 @@ def test_an_answer_in_reduced_precision_says_why_the_exported_file_can_differ():
     assert precision_words(None) == ""
     said = precision_words(torch.bfloat16)
     assert said.startswith(", in bfloat16 (faster here) as the run was evaluated") and "about a point" in said
+
+
+def test_a_models_long_label_is_shortened_in_its_picker_and_shown_whole_under_it():
+    """A third of the page wide, the picker cut "Best epoch (highest validation accuracy; on a tie, lowest ..."
+    mid-word; it now shows the name, and the explanation in brackets goes under it."""
+    from app.app_pages.try_it import short_label
+    from engine.predict import VARIANTS
+
+    assert short_label(VARIANTS["best"]) == "Best epoch"
+    assert short_label("Adversarially fine-tuned (end of training)") == "Adversarially fine-tuned"
+    assert short_label("photos, seed 2 (3 Dec 10:00): fine-tuned") == "photos, seed 2 (3 Dec 10:00): fine-tuned"
+    assert short_label("WiSE-FT mix at alpha") == "WiSE-FT mix at alpha"

@@ -180,14 +180,25 @@ def load_models(run_dir: str, ds: str, chosen: list[tuple[str, float | None]],
     return models
 
 
+SHORT_LABEL_CHARS = 30  # about what a picker a third of the page wide shows at 1280 px
+
+
+def short_label(label: str) -> str:
+    """A model's label as a picker shows it: without the explanation in brackets it ends with ("Best epoch" for
+    "Best epoch (highest validation accuracy; ...)"); the whole label goes under the picker."""
+    return label[:label.rfind(" (")] if label.endswith(")") and " (" in label else label
+
+
 def model_picker(rec, variants: dict[str, str], slot: str, default: str, alpha: float, label: str):
     """(variant, alpha or None) chosen in this slot; alpha only for the WiSE-FT mix."""
     key = f"try_variant_{slot}_{rec.id}"
     state.seed_choice(key)  # a refresh keeps the user's model
     if st.session_state.get(key) not in variants:
         st.session_state[key] = default if default in variants else "fine_tuned"
-    variant = st.selectbox(label, list(variants), key=key, format_func=lambda v: variants[v])
+    variant = st.selectbox(label, list(variants), key=key, format_func=lambda v: short_label(variants[v]))
     state.remember_choice(key, variant)
+    if short_label(variants[variant]) != variants[variant] or len(variants[variant]) > SHORT_LABEL_CHARS:
+        st.caption(state.md_text(variants[variant]))  # whole, where the box cut it ("Best epoch (highest va…")
     if variant != "wise":
         return variant, None
     akey = f"try_alpha_{slot}_{rec.id}"

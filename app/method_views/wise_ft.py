@@ -165,6 +165,9 @@ def alpha_picker(run_id: str, curve: list[dict], used: float) -> float:
             else "off its stops"
         st.caption(f":material/info: alpha {look:.2f}, typed beside the slider, lies {between}: the figures below "
                    "are its own, computed now; the slider shows the nearest stop.")
+        # picking the stop the slider already shows changes nothing, so no event: this button does it
+        st.button(f"Show the slider's stop, alpha {st.session_state[slider_key]:.2f}", key=f"wise_stop_{run_id}",
+                  on_click=from_slider, icon=":material/undo:")
     return look
 
 
