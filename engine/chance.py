@@ -27,7 +27,7 @@ GAP_P = 0.05  # a validation-test gap that chance gives less often than this is 
 WEAK_P = 0.05  # a class below the others by more than chance gives this often is named (Fisher, one-sided)
 WEAK_GAP = 0.2  # ... and by at least this much accuracy (a fraction): a significant 5-point gap is not news
 WEAK_SHOWN = 3  # at most this many weak classes named, the weakest first
-SPLIT_WORDS = {"val": "validation", "test": "test"}
+SPLIT_WORDS = {"val": "validation", "test": "test", "ood_user": "OOD set"}  # "ood_user": the user's own OOD set
 
 
 @dataclass(frozen=True)

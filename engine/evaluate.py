@@ -236,7 +236,8 @@ def evaluate(model: torch.nn.Module, sets: EvalSets, device: torch.device, batch
     in nats. Keys: val_acc, val_loss; test_acc (when sets.test); ood_acc (mean over corruptions, each
     the mean over its severities) and ood/<corruption>; ood_user_acc; robust_acc (+ autoattack_acc).
     With `classes` (the class names), per-class accuracies and confusion matrices for val and test
-    too (val_per_class_acc, val_confusion, ...); with `classes` or imbalanced sets, balanced accuracy
+    too (val_per_class_acc, val_confusion, ..., and the user's OOD set's: ood_user_per_class_acc,
+    ood_user_confusion); with `classes` or imbalanced sets, balanced accuracy
     and macro-F1 (val_balanced_acc, val_macro_f1, ...). Measurements a set does not ask for are absent.
     `on_part(what, done, total)` is called after each part (a split, a severity of the corruption
     suite, the attack), for a progress bar. On a CPU where channels_last evaluates faster the model is
@@ -279,7 +280,12 @@ def _evaluate(model, sets: EvalSets, device, batch_size, amp_dtype, should_stop,
         out["ood_acc"] = sum(by_c.values()) / len(by_c)
         out.update({f"ood/{name}": acc for name, acc in by_c.items()})
     if sets.ood_user is not None:
-        out["ood_user_acc"] = run(sets.ood_user.images, sets.ood_user.labels).acc
+        user = sets.ood_user
+        res = run(user.images, user.labels)
+        out["ood_user_acc"] = res.acc
+        if classes is not None:  # what the user can inspect of their own OOD set: per class, and the mix-ups
+            out["ood_user_per_class_acc"] = dict(zip(classes, res.per_class_acc(user.labels, len(classes))))
+            out["ood_user_confusion"] = confusion_matrix(user.labels, res.preds, len(classes))
         part_done()
     r = sets.robust
     if r is not None:

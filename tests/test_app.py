@@ -968,6 +968,31 @@ def test_choosing_other_training_data_keeps_a_fitting_ood_set_and_says_why_one_i
     assert not any("OOD set in use" in s for s in texts(at.success))
 
 
+def test_the_users_ood_set_gets_its_own_confusion_matrix_and_per_class_accuracy(studio, tiny_bytes):
+    """The OOD set the user brought had one figure on Results and nothing to inspect."""
+    at = new_app()
+    upload_zip(at, tiny_bytes)
+    ood = zip_bytes({f"{c}/{i}.png": png(c, i) for c in ("red", "green", "stripes") for i in range(3)})
+    at.file_uploader[1].set_value(("dusk.zip", ood, "application/zip")).run()
+    configure_tiny(at)
+    run_id = start_run(at)
+    assert engine().wait(run_id, RUN_TIMEOUT) == "finished"
+    summary = json.loads((Path(engine().store.get_run(run_id).run_dir) / "summary.json").read_text())
+    matrix = summary["ood_user_confusion"]
+    assert sum(map(sum, matrix)) == 9 and [sum(r) for r in matrix] == [3, 3, 3]
+    assert sum(matrix[i][i] for i in range(3)) / 9 == pytest.approx(summary["ood_user_acc"])
+    assert set(summary["ood_user_per_class_acc"]) == set(summary["classes"])
+    at.switch_page("app_pages/results.py").run()
+    no_problems(at)
+    split = at.radio(key="confusion_split")
+    assert split.options == ["test images", "validation images", "your OOD set"]
+    split.set_value("ood_user").run()
+    no_problems(at)
+    specs = " ".join(str(c.proto) for c in at.get("vega_lite_chart"))
+    assert "Confusion matrix (your OOD set)" in specs and "Accuracy per class (your OOD set)" in specs
+    assert any("On your OOD set" in c for c in texts(at.caption))
+
+
 def test_a_config_the_engine_refuses_shows_its_message_and_starts_nothing(studio, tiny_bytes):
     at = new_app()
     upload_zip(at, tiny_bytes)

@@ -244,28 +244,37 @@ def wise_tiles_note(summary: dict, alpha: float, chosen: bool) -> str:
             + "): see \"WiSE-FT weight ensemble\" below.")
 
 
+CONFUSION_SPLITS = {"test": "test images", "val": "validation images", "ood_user": "your OOD set"}
+
+
 def detail_charts(run: components.RunView, summary: dict) -> None:
     classes = summary.get("classes") or []
     left, right = st.columns(2)
     with left:
         which = findings_split(summary)
-        if summary.get("test_confusion") and summary.get("val_confusion"):
+        splits = [s for s in CONFUSION_SPLITS if summary.get(f"{s}_confusion")]
+        if len(splits) > 1:
             state.seed_choice("confusion_split")  # a refresh keeps the user's choice
-            which = st.radio("Confusion matrix of", ["test", "val"], horizontal=True, key="confusion_split",
-                             format_func={"test": "test images", "val": "validation images"}.get)
+            if st.session_state.get("confusion_split") not in splits:  # kept from a run that had another split
+                st.session_state.pop("confusion_split", None)
+            which = st.radio("Confusion matrix of", splits, horizontal=True, key="confusion_split",
+                             format_func=CONFUSION_SPLITS.get)
             state.remember_choice("confusion_split", which, default="test")
         matrix = summary.get(f"{which}_confusion")
+        words = CONFUSION_SPLITS.get(which, which)
         if matrix and classes:
             st.altair_chart(charts.confusion_chart(charts.confusion_frame(matrix, classes),
-                                                   f"Confusion matrix ({'test' if which == 'test' else 'validation'} images)"),
+                                                   f"Confusion matrix ({words})"),
                             width=charts.confusion_px(len(classes)))
             st.caption("Rows are the true classes, columns what the model said. Off-diagonal cells are the mix-ups "
-                       "worth looking at: similar-looking classes, or a class with too few images.")
+                       "worth looking at: similar-looking classes, or a class with too few images."
+                       + (" On your OOD set (your images of other conditions), a mix-up the test images do not show "
+                          "is what the change of conditions costs." if which == "ood_user" else ""))
     with right:
         per_class = summary.get(f"{which}_per_class_acc") or summary.get("val_per_class_acc")
         if per_class:
             st.altair_chart(charts.per_class_chart(charts.per_class_frame(per_class),
-                                                   f"Accuracy per class ({'test' if which == 'test' else 'validation'})"),
+                                                   f"Accuracy per class ({words.removesuffix(' images')})"),
                             width="stretch")
         weak = weak_class_words(summary, which)
         if weak:  # the user's class names, as text
