@@ -43,6 +43,7 @@ import zipfile
 import zlib
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -1770,6 +1771,31 @@ def _mean_colours(images: torch.Tensor) -> np.ndarray:
     return torch.cat([chunk.float().mean(dim=(2, 3)) for chunk in images.split(1024)]).numpy()
 
 
+# a zip's way out, and a folder's: a folder on the server is fixed where it is and chosen again, not uploaded
+_FOLDER_WORDS = ((re.compile(r"zip (?:them|those folders) and upload (?:it )?again"), "choose the folder again"),
+                 (re.compile(r"upload (?:it )?again"), "choose the folder again"))
+
+
+def folder_words(text: str) -> str:
+    """A refusal written for an upload ("... zip them and upload again") in the words for a folder on the
+    server ("... choose the folder again")."""
+    for pattern, words in _FOLDER_WORDS:
+        text = pattern.sub(words, text)
+    return text
+
+
+@contextmanager
+def _for_folders(source) -> Iterator[None]:
+    """Re-raise a StudioError about `source`, when it is a folder, with `folder_words` (same error, same
+    skipped files and notes)."""
+    try:
+        yield
+    except StudioError as exc:
+        if exc.args and isinstance(exc.args[0], str) and Path(source).expanduser().is_dir():
+            exc.args = (folder_words(exc.args[0]), *exc.args[1:])
+        raise
+
+
 def load_dataset(source, work_dir, image_size: int = 64, val_fraction: float = 0.2,
                  test_fraction: float = 0.2, seed: int = 0, min_images_per_class: int = 5,
                  limits: ZipLimits = ZipLimits(), max_cache_bytes: int = 4 * 1024**3,
@@ -1789,8 +1815,17 @@ def load_dataset(source, work_dir, image_size: int = 64, val_fraction: float = 0
     otherwise each class is split with `stratified_split`, copies of one picture
     (`find_duplicate_groups`) kept in one split. `drop_duplicates` keeps one image per group.
     Raises DatasetError (a StudioError listing the skipped files) when the data cannot train, and
-    NotDecoded with `cached_only` when the source is not in the LRU (nothing is decoded then).
+    NotDecoded with `cached_only` when the source is not in the LRU (nothing is decoded then). For a
+    folder the messages say to choose the folder again where a zip's say to upload again (`_for_folders`).
     """
+    with _for_folders(source):
+        return _load_dataset(source, work_dir, image_size, val_fraction, test_fraction, seed, min_images_per_class,
+                             limits, max_cache_bytes, progress, drop_duplicates, cached_only)
+
+
+def _load_dataset(source, work_dir, image_size, val_fraction, test_fraction, seed, min_images_per_class, limits,
+                  max_cache_bytes, progress, drop_duplicates, cached_only) -> DataSplits:
+    """`load_dataset`'s work, its arguments in its order."""
     _check_fractions(val_fraction, test_fraction)
     decoded = _decoded(source, work_dir, image_size, limits, max_cache_bytes, progress, cached_only=cached_only)
     _require_readable(decoded)
@@ -1898,9 +1933,10 @@ def load_ood_dataset(source, work_dir, image_size: int, classes: list[str],
 def _ood_decoded(source, work_dir, image_size: int, classes: list[str], limits: ZipLimits, max_cache_bytes: int,
                  progress: ProgressFn | None) -> _Decoded:
     """`source` decoded and checked as an OOD set of `classes` (NFC-normalised); StudioError otherwise."""
-    decoded = _decoded(source, work_dir, image_size, limits, max_cache_bytes, progress, expected_classes=classes)
-    _check_class_match(list(decoded.classes), classes)
-    _require_readable(decoded)
+    with _for_folders(source):
+        decoded = _decoded(source, work_dir, image_size, limits, max_cache_bytes, progress, expected_classes=classes)
+        _check_class_match(list(decoded.classes), classes)
+        _require_readable(decoded)
     return decoded
 
 

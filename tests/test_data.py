@@ -277,6 +277,32 @@ def test_a_folder_on_the_server_is_advised_as_a_folder_not_as_an_upload(tmp_path
         load_dataset(empty, work_dir)
     with pytest.raises(StudioError, match="zip them and upload again"):  # a zip keeps the upload's advice
         load_dataset(make_zip(tmp_path / "e.zip", {}), work_dir)
+    # every other refusal of a folder too: too few images in a class, no readable image, a mixed layout
+    (empty / "dogs").mkdir()
+    (empty / "dogs" / "0.png").write_bytes(png_bytes(0))
+    with pytest.raises(StudioError) as err:
+        load_dataset(empty, work_dir)
+    assert "needs at least 5 readable images" in str(err.value) and "then choose the folder again" in str(err.value)
+    assert "upload" not in str(err.value), str(err.value)
+    broken = tmp_path / "broken_folder"
+    for c in ("a", "b"):
+        (broken / c).mkdir(parents=True)
+        (broken / c / "x.png").write_bytes(b"not a picture")
+    with pytest.raises(StudioError) as err:
+        load_dataset(broken, work_dir)
+    assert "None of the image files could be read" in str(err.value) and "upload" not in str(err.value), str(err.value)
+    assert err.value.skipped, "the same error, its skipped files kept"
+    mixed = tmp_path / "mixed_folder"
+    for d in ("train/cats", "train/dogs", "extras"):
+        (mixed / d).mkdir(parents=True)
+        for i in range(5):
+            (mixed / d / f"{i}.png").write_bytes(png_bytes(i))
+    with pytest.raises(StudioError) as err:
+        load_dataset(mixed, work_dir)
+    assert "upload" not in str(err.value) and "choose the folder again" in str(err.value), str(err.value)
+    with pytest.raises(StudioError) as err:  # an OOD set from a folder: its class mismatch said for a folder
+        load_ood_dataset(broken, work_dir, 16, ["cats", "dogs"])
+    assert "do not match the training classes" in str(err.value) and "upload" not in str(err.value), str(err.value)
 
 
 def test_images_without_class_folders(tmp_path, work_dir):
