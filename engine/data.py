@@ -923,19 +923,35 @@ def scan_dataset(root: Path) -> DatasetScan:
 
 
 def _nested_class_notes(level: Path, pairs: list[tuple[Path, str]], shown: int = 4) -> list[str]:
-    """A note per class folder whose images sit in sub-folders of their own (animals/cats/, animals/dogs/):
+    """One note on the class folders whose images sit in sub-folders of their own (animals/cats/, animals/dogs/):
     they form one class, named after the top folder, which a user who meant each sub-folder as a class should
-    be told. `pairs`: (image path, class name) under `level`, the folder holding the class folders."""
+    be told; when every class holds the same sub-folders (2019/, 2020/ in each: a grouping such as a year or a
+    place), the note says that reads as a grouping inside each class, and gives no advice to move them.
+    `pairs`: (image path, class name) under `level`, the folder holding the class folders. [] when no class
+    has sub-folders."""
     subs: dict[str, set[str]] = {}
     for path, name in pairs:
         parts = path.relative_to(level).parts
         if len(parts) > 2:  # class/sub/.../image
             subs.setdefault(name, set()).add(parts[1])
-    return [f"Class '{name}' holds the images of its sub-folder{'s' if len(found) > 1 else ''} "
-            f"{', '.join(f'{d}/' for d in sorted(found)[:shown])}"
-            + (f" and {len(found) - shown} more" if len(found) > shown else "") + " as one class. To train each "
-            "sub-folder as a class of its own, put it beside the other class folders."
-            for name, found in sorted(subs.items())]
+    if not subs:
+        return []
+
+    def folders(found: set[str]) -> str:
+        return (", ".join(f"{d}/" for d in sorted(found)[:shown])
+                + (f" and {len(found) - shown} more" if len(found) > shown else ""))
+
+    classes = {name for _, name in pairs}
+    kinds = {frozenset(found) for found in subs.values()}
+    if len(subs) == len(classes) > 1 and len(kinds) == 1:  # the same grouping in every class
+        return [f"Every class holds the same sub-folders ({folders(set(next(iter(kinds))))}): their images count "
+                "for the class folder above them, so these sub-folders group images within each class (a year, a "
+                "place, a camera), which is fine."]
+    listed = "; ".join(f"'{name}' ({folders(found)})" for name, found in sorted(subs.items())[:shown])
+    more = f"; and {len(subs) - shown} more classes" if len(subs) > shown else ""
+    return [f"{plural(len(subs), 'class', 'classes')} hold{'s' if len(subs) == 1 else ''} images in sub-folders: "
+            f"{listed}{more}. Each such class takes its sub-folders' images as one class. To train a sub-folder as a "
+            "class of its own, put it beside the other class folders."]
 
 
 def scan_class_folders(root: Path) -> tuple[list[str], list[tuple[Path, int]], list[SkippedFile]]:

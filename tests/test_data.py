@@ -603,8 +603,15 @@ def test_class_folders_with_sub_folders_are_said_to_form_one_class(tmp_path, wor
                                                                          "angular/triangle/small")) for i in range(6)}
     data = load_dataset(make_zip(tmp_path / "nested.zip", files), work_dir, min_images_per_class=5)
     assert data.report.classes == ["angular", "round"]
-    notes = " ".join(data.report.notes)
-    assert ("Class 'angular' holds the images of its sub-folders square/, triangle/ as one class" in notes
-            and "Class 'round' holds the images of its sub-folder circle/ as one class" in notes), notes
+    notes = [n for n in data.report.notes if "sub-folders" in n]
+    assert notes == ["2 classes hold images in sub-folders: 'angular' (square/, triangle/); 'round' (circle/). Each "
+                     "such class takes its sub-folders' images as one class. To train a sub-folder as a class of its "
+                     "own, put it beside the other class folders."], "one note for all classes, not one each"
+    # the same sub-folders in every class are a grouping (years), not classes put one level too deep
+    years = {f"{c}/{y}/{i}.png": png_bytes(i + 7 * n + 50 * k) for n, c in enumerate(("cats", "dogs"))
+             for k, y in enumerate(("2019", "2020")) for i in range(3)}
+    grouped = load_dataset(make_zip(tmp_path / "years.zip", years), work_dir, min_images_per_class=5)
+    (note,) = [n for n in grouped.report.notes if "sub-folders" in n]
+    assert note.startswith("Every class holds the same sub-folders (2019/, 2020/)") and "put it beside" not in note
     flat = load_dataset(make_zip(tmp_path / "flat.zip", class_files({"cats": 6, "dogs": 6})), work_dir)
     assert not any("sub-folder" in n for n in flat.report.notes)
