@@ -218,10 +218,16 @@ def progress_view(run: RunView) -> None:
             val = run.epochs.iloc[-1].get("val_acc")
         test = summary.get("test_acc")
         ended = ended_early_words(summary)
+        small = summary.get("structured") or {}
+        smaller = ""
+        if small.get("val_acc") is not None:  # the run made two models: say which figures are which
+            smaller = (" The smaller, channel-pruned model: " + (f"test {fmt_pct(small['test_acc'])}, "
+                                                                 if small.get("test_acc") is not None else "")
+                       + f"validation {fmt_pct(small['val_acc'])}.")
         st.success(("Finished. " + (f"{ended} " if ended else "")
-                    + f"Validation accuracy of the final model: {fmt_pct(val)}")
+                    + f"Validation accuracy of the {'full-size ' if smaller else ''}fine-tuned model: {fmt_pct(val)}")
                    + (f"; test accuracy (images held out until the end): {fmt_pct(test)}" if test is not None else "")
-                   + ". Open **Results** for the confusion matrix, per-class accuracy and downloads.",
+                   + "." + smaller + " Open **Results** for the confusion matrix, per-class accuracy and downloads.",
                    icon=":material/check_circle:")
     elif run.status == "failed":
         error = run.error or ""

@@ -144,7 +144,7 @@ def test_wise_tiles_note_names_the_model_behind_the_headline_and_the_one_the_pag
     assert "alpha 1), the model Explain, Try it and Export use" in end and "mix" not in end
 
 
-def test_a_structured_run_says_its_smaller_models_size_in_parameters_and_megabytes(studio, tmp_path):
+def test_a_structured_run_says_its_smaller_models_size_in_parameters_and_megabytes(studio, tmp_path, monkeypatch):
     import json
     from pathlib import Path
 
@@ -158,5 +158,20 @@ def test_a_structured_run_says_its_smaller_models_size_in_parameters_and_megabyt
     assert size.value == f"{s['params_after'] / 1e6:.2f} M parameters", size.value  # "5.27 M" read without a unit
     assert f"its file (safetensors) {s['file_bytes_after'] / 1e6:.1f} MB against {s['file_bytes_before'] / 1e6:.1f} MB" \
         in size.help and "stays as large as the dense one's" in size.help
-    (acc,) = [m for m in at.metric if m.label == "Smaller model's accuracy"]
-    assert f"on the test images {100 * s['test_acc']:.1f}%" in acc.help
+    # its accuracy on the test images, as the headline tiles (validation in the help), against the full-size model's
+    (acc,) = [m for m in at.metric if m.label == "Smaller model's test accuracy"]
+    assert acc.value == f"{100 * s['test_acc']:.1f}%" and f"({100 * s['test_acc_before']:.1f}%)" in acc.help
+    assert f"on the validation images {100 * s['val_acc']:.1f}%" in acc.help
+    # its fine-tune charted: just after removing channels, then after each of its epochs
+    assert len(s["fine_tune_val_acc"]) == s["fine_tune_epochs"] + 1 and s["fine_tune_val_acc"][-1] == s["val_acc"]
+    assert s["fine_tune_val_acc"][0] == s["val_acc_shrunk"]
+    assert any("s fine-tune" in str(c.proto) and "Fine-tuning epochs of the smaller model" in str(c.proto)
+               for c in at.get("vega_lite_chart"))
+    # the Train page says which model each figure is (as for a run that learnt: this tiny one may be at guessing,
+    # which the page says instead of its figures)
+    monkeypatch.setattr("app.components.at_chance", lambda *a, **k: None)
+    at.switch_page("app_pages/train.py").run()
+    no_problems(at)
+    (done,) = [m for m in texts(at.success) if m.startswith("Finished.")]
+    assert "Validation accuracy of the full-size fine-tuned model" in done and \
+        f"The smaller, channel-pruned model: test {100 * s['test_acc']:.1f}%" in done, done

@@ -37,6 +37,21 @@ def trials_chart(df: pd.DataFrame, best_trial: int | None) -> alt.Chart:
     ).properties(title="Bayesian search: accuracy against sparsity per trial", height=260)
 
 
+def fine_tune_chart(curve: list[float], before: float | None) -> alt.LayerChart | alt.Chart:
+    """The channel-pruned model's validation accuracy (fractions) right after removing channels (epoch 0) and
+    after each epoch of its fine-tune, with a dashed rule at the full-size model's (`before`)."""
+    df = pd.DataFrame({"epoch": list(range(len(curve))), "val_acc": curve})
+    line = alt.Chart(df).mark_line(point=True, color="#1f77b4").encode(
+        x=alt.X("epoch:O", title="Fine-tuning epochs of the smaller model (0: just after removing channels)",
+                axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("val_acc:Q", title="Validation accuracy", axis=alt.Axis(format="%")),
+        tooltip=["epoch:O", alt.Tooltip("val_acc:Q", format=".1%", title="validation accuracy")])
+    chart = line if before is None else alt.layer(line, alt.Chart(pd.DataFrame({"before": [before]})).mark_rule(
+        strokeDash=[4, 4], color="#7f7f7f").encode(y="before:Q", tooltip=[alt.Tooltip(
+            "before:Q", format=".1%", title="full-size model")]))
+    return chart.properties(title="The smaller model's fine-tune", height=220)
+
+
 def search_words(search: dict) -> str:
     """The Bayesian search's choice in words, from summary.json's `pruning_search`: "The search chose to
     remove 40% of layer1's weights and 55% of layer2's: the trial with the best mix of accuracy and sparsity
@@ -68,12 +83,20 @@ def pruning_view(engine, rec, summary: dict) -> None:
                            "as the dense one's: its zeros are stored too." if s.get("file_bytes_after") and
                            s.get("file_bytes_before") else "."), width="content")
             row.metric("CPU speed-up (batch 1)", f"{summary.get('latency_speedup', 0):.2f}x", width="content")
-            row.metric("Smaller model's accuracy", f"{100 * (s.get('val_acc') or 0):.1f}%",
-                       f"{points_diff(s.get('val_acc') or 0, s.get('val_acc_before') or 0)} pts",
-                       help="Validation accuracy of the channel-pruned model vs the model before shrinking"
-                            + (f"; on the test images {100 * s['test_acc']:.1f}%." if isinstance(s.get("test_acc"), float)
-                               else "."),
+            tested = isinstance(s.get("test_acc"), float) and isinstance(s.get("test_acc_before"), float)
+            split, acc, before = ("test", s["test_acc"], s["test_acc_before"]) if tested else \
+                ("validation", s.get("val_acc") or 0, s.get("val_acc_before") or 0)
+            # on the test images where the run has them, as the headline tiles above (it read validation beside them)
+            row.metric(f"Smaller model's {split} accuracy", f"{100 * acc:.1f}%", f"{points_diff(acc, before)} pts",
+                       help=f"{split.capitalize()} accuracy of the channel-pruned model against the full-size model "
+                            f"before channels were removed ({100 * before:.1f}%)" + (
+                           f"; on the validation images {100 * (s.get('val_acc') or 0):.1f}% against "
+                           f"{100 * (s.get('val_acc_before') or 0):.1f}%." if tested else "."),
                        width="content")
+        if s and len(s.get("fine_tune_val_acc") or []) > 1:
+            st.altair_chart(fine_tune_chart(s["fine_tune_val_acc"], s.get("val_acc_before")), width="stretch")
+            st.caption("Removing channels costs accuracy at once (epoch 0); the smaller model's short fine-tune wins "
+                       "some or all of it back. The dashed line is the full-size model before channels were removed.")
     if summary.get("sparsity"):
         end = (summary.get("pruning") or {}).get("schedule")
         st.caption(f"What to look at: whether validation accuracy dips while the {end or 'pruning'} ramp removes "

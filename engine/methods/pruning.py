@@ -28,7 +28,7 @@ from __future__ import annotations
 import importlib.util
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -400,10 +400,11 @@ def structured_pruning(ctx, hook: PruningHook) -> None:
 
     acc_shrunk = accuracy(small, ctx.data.val)
     ctx.eval_clock.method_train_epochs = max(0.0, ctx.eval_clock.method_train_epochs - recovery_cost(c))  # now
-    recover(ctx, small, masks, c.structured_epochs)
+    curve = recover(ctx, small, masks, c.structured_epochs, lambda m: accuracy(m, ctx.data.val))
     ctx.reporter.progress(phase="structured pruning: measuring CPU latency")
-    val_acc, dense_val = accuracy(small, ctx.data.val), accuracy(model, ctx.data.val)
+    val_acc, dense_val = (curve[-1] if curve else accuracy(small, ctx.data.val)), accuracy(model, ctx.data.val)
     test_acc = accuracy(small, ctx.data.test) if len(ctx.data.test) else None
+    test_before = accuracy(model, ctx.data.test) if len(ctx.data.test) else None
     lat = st.latency_pair(model, small, size, rounds=3)
     macs_before, macs_after = st.count_macs(model, size), st.count_macs(small, size)
     params_before, params_after = st.count_params(model), st.count_params(small)
@@ -414,6 +415,7 @@ def structured_pruning(ctx, hook: PruningHook) -> None:
         "file_bytes_before": st.state_dict_bytes(model), "file_bytes_after": st.state_dict_bytes(small),
         "latency_ms": lat, "latency_threads": torch.get_num_threads(), "image_size": size,
         "val_acc_before": dense_val, "val_acc_shrunk": acc_shrunk, "val_acc": val_acc, "test_acc": test_acc,
+        "test_acc_before": test_before, "fine_tune_val_acc": [acc_shrunk, *curve],  # [i]: after i epochs
         "sparsity_kept": unstructured, "channels": st.describe(st.architecture(model), st.architecture(small)),
     }
     if ctx.run_dir is not None and ctx.rank == 0:
@@ -455,13 +457,16 @@ def recovery_cost(c: PruningConfig) -> float:
     return c.structured_epochs * (1.0 - c.channel_fraction) ** 2
 
 
-def recover(ctx, small: nn.Module, masks: dict[str, torch.Tensor], epochs: int) -> None:
+def recover(ctx, small: nn.Module, masks: dict[str, torch.Tensor], epochs: int,
+            measure: Callable[[nn.Module], float] | None = None) -> list[float]:
     """Fine-tune the channel-pruned model for `epochs` through the training loop's own epoch
     (engine.train.train_one_epoch): SGD at the run's learning rate, cosine to zero, plain
     cross-entropy, the run's augmentation; `masks` keep unstructured zeros at zero. Removing
-    channels at once costs accuracy that a short fine-tune wins back (Li et al. 2017)."""
+    channels at once costs accuracy that a short fine-tune wins back (Li et al. 2017). Returns
+    `measure(small)` (an accuracy, a fraction) after each epoch, in eval mode; [] without `measure`."""
+    curve: list[float] = []
     if epochs <= 0:
-        return
+        return curve
     rcfg = with_section(with_section(ctx.cfg, "train", epochs=epochs, compile=False), "optim", schedule="cosine",
                         linear_probe_epochs=0, freeze_blocks=0, label_smoothing=0.0, optimizer="sgd",
                         head_lr_mult=1.0, trunk_lr_mult=1.0)
@@ -477,7 +482,11 @@ def recover(ctx, small: nn.Module, masks: dict[str, torch.Tensor], epochs: int) 
     for epoch in range(epochs):
         rctx.epoch = epoch
         train_one_epoch(rctx, [KeepMasks(small, masks)], scaler, schedule_fn(rcfg.optim))
+        if measure is not None:
+            small.eval()
+            curve.append(measure(small))
     small.eval()
+    return curve
 
 
 # ---- registration --------------------------------------------------------------------------------
