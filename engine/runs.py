@@ -223,6 +223,31 @@ class FinishedRun:
         """A model of the run's architecture that `wise_point` loads each alpha into."""
         return model_from_state(self.cfg, len(self.classes), self.wise_states()[1])
 
+    HELD_OUT_FILE = "wise_held_out.json"  # in the run folder: {"0.42": held_out_accuracy of that mix}
+
+    def wise_held_out(self, alpha: float) -> dict[str, Any]:
+        """The WiSE-FT mix at `alpha` (to two decimals, the slider's steps) on the run's validation and test
+        images (engine.export.held_out_accuracy: fractions, None for an empty split, and the image counts), as
+        its model card reports it; measured once per alpha and kept in the run folder (HELD_OUT_FILE), so the
+        test images are read for the mixes people use, not searched over. Raises StudioError as
+        `model_variant` does."""
+        from engine.export import held_out_accuracy
+
+        key, path = f"{float(alpha):.2f}", self.run_dir / self.HELD_OUT_FILE
+        try:
+            kept = json.loads(path.read_text()) if path.is_file() else {}
+        except (OSError, ValueError):
+            kept = {}  # unreadable: measured again and rewritten
+        if isinstance(kept.get(key), dict):
+            return kept[key]
+        model = self.model_variant("wise", round(float(alpha), 2))
+        with self.lock:
+            kept[key] = held_out_accuracy(model, self.cfg, self.data)
+        tmp = path.with_name(f".{path.name}.{threading.get_ident()}.tmp")  # one per thread: sessions may race
+        tmp.write_text(json.dumps(kept, indent=1))
+        tmp.replace(path)  # whole or not at all, for a second session reading it meanwhile
+        return kept[key]
+
     def wise_card_summary(self, summary: dict[str, Any], alpha: float) -> dict[str, Any]:
         """`summary` for the model card of the mix at `alpha` (engine.export.wise_card_section): with
         "wise_alpha", and for an alpha between the curve's points its validation and OOD accuracy computed now

@@ -22,7 +22,11 @@ def _run(tmp_path, *overrides) -> str:
 
 
 def test_wise_ft_slider_shows_grid_and_on_demand_alphas_and_exports(studio, tmp_path):
+    import json
+    from pathlib import Path
+
     run_id = _run(tmp_path, "wise_ft.enabled=true", "wise_ft.alphas=0,0.5,1", "eval.ood=true")
+    run_dir = Path(engine().run_record(run_id).run_dir)
     at = new_app()
     at.switch_page("app_pages/results.py").run()
     no_problems(at)
@@ -48,7 +52,11 @@ def test_wise_ft_slider_shows_grid_and_on_demand_alphas_and_exports(studio, tmp_
     (predict,) = [c.value for c in at.code if c.value.startswith("python -m engine predict")]
     assert f"--variant wise \\\n    --alpha {other:.2f} \\\n" in predict, "the command answers with the mix Try it uses"
     assert any(f"(the WiSE-FT mix at alpha {other:.2f}, as Try it uses)" in c for c in texts(at.caption))
-    assert any(f"use the mix at alpha {other:.2f} (your choice; on the curve: validation " in c for c in texts(at.caption))
+    # the mix in use on the held-out images, measured once and kept in the run folder (its card reports the same)
+    held = json.loads((run_dir / "wise_held_out.json").read_text())[f"{other:.2f}"]
+    words = f"test {100 * held['test_acc']:.1f}%, validation {100 * held['val_acc']:.1f}%"
+    assert any(f"use the mix at alpha {other:.2f} (your choice; on the held-out images: {words}; on the curve: "
+               "validation " in c for c in texts(at.caption)), texts(at.caption)
     at.number_input(key=f"wise_exact_{run_id}").set_value(0.37).run()  # not on the grid: computed on demand
     no_problems(at)
     assert (run_id, 0.37) in at.session_state["wise_points"]

@@ -225,11 +225,12 @@ def nonzero_params(summary: dict) -> int | None:
     return int(round(total - sparsity * prunable))
 
 
-def wise_tiles_note(summary: dict, alpha: float, chosen: bool) -> str:
+def wise_tiles_note(summary: dict, alpha: float, chosen: bool, held_out: dict | None = None) -> str:
     """Which model a WiSE-FT run's headline figures describe (the fine-tuned end, alpha 1, as the summary's
     val_acc / test_acc / ood_acc are) and which one Explain, Try it and Export use: the mix at `alpha` (the
-    user's choice when `chosen`, else the run's own pick), with its figures on the curve when it is one of the
-    curve's points (summary["wise_curve"], fractions in [0, 1])."""
+    user's choice when `chosen`, else the run's own pick), with its test and validation accuracy on the run's
+    held-out images when measured (`held_out`: engine.runs.FinishedRun.wise_held_out) and its figures on the
+    curve when it is one of the curve's points (summary["wise_curve"], fractions in [0, 1])."""
     from engine.methods.wise_ft import curve_point
 
     if alpha >= 1 - 1e-9:
@@ -238,10 +239,27 @@ def wise_tiles_note(summary: dict, alpha: float, chosen: bool) -> str:
     point = curve_point(summary.get("wise_curve") or [], alpha) or {}
     measured = [f"{label} {100 * point[k]:.1f}%" for k, label in (("val_acc", "validation"), ("ood_acc", "corrupted images"))
                 if isinstance(point.get(k), (int, float))]
+    held = [f"{label} {100 * held_out[k]:.1f}%" for k, label in (("test_acc", "test"), ("val_acc", "validation"))
+            if isinstance((held_out or {}).get(k), (int, float))]
     whose = "your choice" if chosen else "the run's own pick"
     return (f":material/info: These figures are the fine-tuned model's (WiSE-FT alpha 1). Explain, Try it and Export "
-            f"use the mix at alpha {alpha:.2f} ({whose}" + (f"; on the curve: {', '.join(measured)}" if measured else "")
+            f"use the mix at alpha {alpha:.2f} ({whose}" + (f"; on the held-out images: {', '.join(held)}" if held else "")
+            + (f"; on the curve: {', '.join(measured)}" if measured else "")
             + "): see \"WiSE-FT weight ensemble\" below.")
+
+
+def mix_held_out(engine, rec, alpha: float) -> dict | None:
+    """The WiSE-FT mix at `alpha` on the run's held-out images (engine.runs.FinishedRun.wise_held_out: kept
+    in the run folder once measured); None at alpha 1 (the tiles are that model's) or when it cannot be
+    measured (its message is not shown: the line then says what it knows)."""
+    if alpha >= 1 - 1e-9:
+        return None
+    from engine.runs import load_run
+
+    with st.spinner(f"Measuring the mix at alpha {alpha:.2f} on the held-out images…"):
+        got = state.attempt("measuring the WiSE-FT mix", lambda: load_run(Path(rec.run_dir), engine.datasets_dir)
+                            .wise_held_out(alpha), show=False)
+    return got.value if got.ok else None
 
 
 CONFUSION_SPLITS = {"test": "test images", "val": "validation images", "ood_user": "your OOD set"}
@@ -503,7 +521,8 @@ def one_run(engine, runs) -> None:
         reuse(rec)
     summary_metrics(run, summary)
     if summary.get("wise_curve") and summary.get("status") == "finished":
-        st.caption(wise_tiles_note(summary, *state.wise_alpha(engine, rec)))
+        alpha, chosen = state.wise_alpha(engine, rec)
+        st.caption(wise_tiles_note(summary, alpha, chosen, mix_held_out(engine, rec, alpha)))
     weight = small_split_note(summary) if summary.get("status") == "finished" else ""
     if weight:
         st.caption(weight)
