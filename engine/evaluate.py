@@ -375,3 +375,16 @@ def cpu_latency_ms(model: torch.nn.Module, image_size: int, batch: int = 1, repe
         times.append(time.perf_counter() - t0)
     times.sort()
     return 1000 * times[len(times) // 2]
+
+
+def held_out_accuracy(model: torch.nn.Module, cfg: RunConfig, data: DataSplits) -> dict[str, Any]:
+    """{"val_acc", "test_acc": fraction or None for an empty split, "val_images", "test_images": counts}
+    of `model` on the run's held-out splits, on the CPU, with the run's flip TTA (eval.tta_flip) as its
+    exports answer."""
+    out: dict[str, Any] = {}
+    for split in ("val", "test"):
+        images = getattr(data, split)
+        acc = predict(model, images.images, images.labels, torch.device("cpu"), tta_flip=cfg.eval.tta_flip).acc
+        out[f"{split}_acc"] = acc if len(images) else None
+        out[f"{split}_images"] = len(images)
+    return out

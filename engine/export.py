@@ -27,7 +27,7 @@ from engine.checkpoints import load_checkpoint, save_checkpoint
 from engine.config import RunConfig, shown_setting, shown_value
 from engine.corruptions import corruption_name
 from engine.data import DataSplits
-from engine.evaluate import FlipAverage, predict
+from engine.evaluate import FlipAverage, held_out_accuracy, predict
 from engine.methods import METHODS
 from engine.runs import load_structured, model_from_state
 from engine.structured import save_structured
@@ -192,19 +192,6 @@ def curve_ood_source(summary: dict[str, Any], cfg: RunConfig | None) -> str:
     severity = curve_severity(cfg) if cfg is not None else None
     what = f"{n:,} corrupted images" if isinstance(n, int) and n > 0 else "corrupted images"
     return what + (f" at severity {severity}" if severity else "")
-
-
-def held_out_accuracy(model: torch.nn.Module, cfg: RunConfig, data: DataSplits) -> dict[str, Any]:
-    """{"val_acc", "test_acc": fraction or None for an empty split, "val_images", "test_images": counts}
-    of `model` on the run's held-out splits, on the CPU, with the run's flip TTA (eval.tta_flip) as its
-    exports answer."""
-    out: dict[str, Any] = {}
-    for split in ("val", "test"):
-        images = getattr(data, split)
-        acc = predict(model, images.images, images.labels, torch.device("cpu"), tta_flip=cfg.eval.tta_flip).acc
-        out[f"{split}_acc"] = acc if len(images) else None
-        out[f"{split}_images"] = len(images)
-    return out
 
 
 def wise_card_section(summary: dict[str, Any], cfg: RunConfig | None = None) -> list[str]:

@@ -35,7 +35,7 @@ from engine.checkpoints import load_checkpoint, save_checkpoint
 from engine.config import RunConfig
 from engine.data import DataSplits, normalise_class_name
 from engine.errors import StudioError
-from engine.evaluate import EvalSets
+from engine.evaluate import EvalSets, held_out_accuracy
 from engine.methods import restructure_model
 from engine.methods.wise_ft import curve_sets, evaluate_alpha, interpolate_state, recalibrate_bn
 from engine.run_data import load_user_ood, prepare_data
@@ -227,12 +227,10 @@ class FinishedRun:
 
     def wise_held_out(self, alpha: float) -> dict[str, Any]:
         """The WiSE-FT mix at `alpha` (to two decimals, the slider's steps) on the run's validation and test
-        images (engine.export.held_out_accuracy: fractions, None for an empty split, and the image counts), as
+        images (engine.evaluate.held_out_accuracy: fractions, None for an empty split, and the image counts), as
         its model card reports it; measured once per alpha and kept in the run folder (HELD_OUT_FILE), so the
         test images are read for the mixes people use, not searched over. Raises StudioError as
         `model_variant` does."""
-        from engine.export import held_out_accuracy
-
         key, path = f"{float(alpha):.2f}", self.run_dir / self.HELD_OUT_FILE
         try:
             kept = json.loads(path.read_text()) if path.is_file() else {}
