@@ -382,8 +382,8 @@ def curves_view(run: RunView, *, live: bool = False, streams: bool = False) -> N
                     st.altair_chart(charts.layer_bar_chart(epochs, group, names), width="stretch")
                 else:  # an empty chart with one "0" tick looks broken
                     st.markdown(f"**{charts.group_title(group)} per layer (epoch {epoch})**")
-                    st.caption("0 in every layer so far: nothing has reached them yet (in the linear-probe "
-                               "epochs only the new head trains).")
+                    st.caption("0 in every layer so far: nothing has reached them yet (in the first, head-only "
+                               "epochs only the new last layer trains).")
     wise_points = (run.streams.get("wise_ft") or []) if streams else []
     if wise_points:
         wise_live_view(run, wise_points)

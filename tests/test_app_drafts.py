@@ -279,7 +279,7 @@ def test_compare_shows_the_dataset_and_flags_runs_on_different_data(studio, tiny
     curves = at.selectbox(key="compare_metric").options
     assert "Validation accuracy" in curves and not any(o.startswith("OOD: ") for o in curves), "no per-corruption keys"
 
-    assert not any("WiSE-FT runs start fine-tuning from theta_0" in c for c in texts(at.caption))
+    assert not any("WiSE-FT runs start fine-tuning from their starting model (theta_0)" in c for c in texts(at.caption))
     assert not any("A WiSE-FT run's row gives its fine-tuned model's figures" in c for c in texts(at.caption))
     from conftest import finished_run, tiny_config
 
@@ -290,7 +290,7 @@ def test_compare_shows_the_dataset_and_flags_runs_on_different_data(studio, tiny
     at.run()
     at.multiselect(key="compare_runs").set_value([second, wise]).run()
     no_problems(at)
-    assert any("WiSE-FT runs start fine-tuning from theta_0" in c for c in texts(at.caption)), \
+    assert any("WiSE-FT runs start fine-tuning from their starting model (theta_0)" in c for c in texts(at.caption)), \
         "a plain run beside a WiSE-FT run: its fitted head is named as part of the lead"
     assert any("A WiSE-FT run's row gives its fine-tuned model's figures (alpha 1)" in c for c in texts(at.caption)), \
         "which of the run's models its row measures"

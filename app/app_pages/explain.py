@@ -147,8 +147,11 @@ def row_titles(config: dict) -> dict[str, str]:
 
 
 def uses_wise(rec) -> bool:
-    enabled = bool((rec.config.get("wise_ft") or {}).get("enabled"))
-    return enabled and (Path(rec.run_dir) / "theta0.safetensors").is_file()
+    """Whether the run answers with a WiSE-FT mix: the one rule of the dashboard and the CLI
+    (engine.runs.default_variant), so Explain, Try it, Export and `predict` agree."""
+    from engine.runs import default_variant
+
+    return default_variant(Path(rec.run_dir)) == "wise"
 
 
 def in_use_words(alpha: float | None) -> str:

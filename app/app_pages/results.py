@@ -817,8 +817,8 @@ def compare(engine, runs) -> None:
     table = shared_columns_note(table)  # what every run shares is said once: the table keeps its width
     wise = ["wise_ft" in enabled_methods(by_id[r].config) for r in chosen]
     if any(wise) and not all(wise):
-        st.caption(":material/info: WiSE-FT runs start fine-tuning from theta_0: the pretrained network with a "
-                   "new head fitted to convergence on the training images (a linear probe) before the first "
+        st.caption(":material/info: WiSE-FT runs start fine-tuning from their starting model (theta_0): the "
+                   "pretrained network with a new last layer (head) fitted to convergence on the training images (a linear probe) before the first "
                    "epoch. On a small dataset that head alone can score far above what a plain run reaches in a "
                    "few epochs, so part of their lead is that head, not the weight mix.")
     if any(wise):

@@ -89,14 +89,14 @@ def adafilter_view(engine, rec, summary: dict) -> None:
     if silent:
         which = (f"epoch {silent[0]}" if len(silent) == 1
                  else "epochs " + ", ".join(map(str, silent[:-1])) + f" and {silent[-1]}")
-        st.caption(f"No gradient reached the gates in {which}: only the new head trained then (the "
-                   f"linear-probe epochs), so the gradient map leaves {'it' if len(silent) == 1 else 'them'} out.")
+        st.caption(f"No gradient reached the gates in {which}: only the new last layer trained then (the "
+                   f"head-only epochs), so the gradient map leaves {'it' if len(silent) == 1 else 'them'} out.")
     st.caption(
         "Each image chooses, filter by filter, between the pretrained and the fine-tuned weights. What to look at: "
         "the share of fine-tuned filters per layer moving away from 50%, and the gate gradients growing epoch by "
         "epoch. The gates get a signal only in proportion to how far the fine-tuned filters have moved from the "
-        "pretrained ones (at the start both copies are equal and the gradient is zero; in the linear-probe epochs, "
-        "when only the new head trains, it stays zero), so early on the gradients are tiny (about 1e-3 per step "
+        "pretrained ones (at the start both copies are equal and the gradient is zero; in the head-only epochs, "
+        "when only the new last layer trains, it stays zero), so early on the gradients are tiny (about 1e-3 per step "
         "in the first fine-tuning epoch) and the gate network steps by Adam to follow them. "
         "The paper (Guo et al. 2020) claims a lower error than standard fine-tuning (2.54 points on average with "
         "ResNet-50, ImageNet weights and long training). Not shown at the demo's budget on a CPU (3 seeds, 20 "

@@ -81,7 +81,8 @@ def wise_ft_view(engine, rec, summary: dict) -> None:
     if not curve:
         st.info("This run has no WiSE-FT curve (it was stopped before the curve was computed).")
         return
-    st.caption("Slide alpha to mix the starting weights (pretrained trunk + linear-probe head, alpha 0) with the "
+    st.caption("Slide alpha to mix the starting weights (alpha 0: the pretrained network with a new last layer trained "
+               "alone on your images) with the "
                "fine-tuned ones (alpha 1): the slider's stops are the mixes the run measured, shown at once; an "
                "alpha between them is computed when you type it beside the slider.")
     used, chosen = state.wise_alpha(engine, rec)  # what Explain, Try it and export use
