@@ -515,7 +515,7 @@ def _say_wise(summary: dict) -> None:
     curve = summary.get("wise_curve") or []
     if not curve:
         return
-    from engine.claims import at_guessing, wise_ft_claim, wise_ft_reading
+    from engine.claims import at_guessing, wise_ft_claim, wise_ft_reading, wise_pruned_start
     from engine.methods.wise_ft import curve_point
     from engine.predict import chosen_alpha
 
@@ -537,6 +537,9 @@ def _say_wise(summary: dict) -> None:
     print(claim.text)
     if plain:  # as the dashboard's claim line: the paper's terms, then the curve in plain words
         print(f"In plain words: {plain}")
+    pruned = wise_pruned_start(summary)
+    if pruned:
+        print(pruned)
     found = chance_finding(summary)
     # a run that learnt nothing (its warning printed before): both lines compare noise; said once, unless
     # they say it themselves (the fine-tuned end at guessing on validation)

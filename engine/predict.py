@@ -244,13 +244,15 @@ class Predictor:
             self.model.to(memory_format=torch.channels_last)  # bf16 answers 1.3-1.6x faster (inference_channels_last)
         self.epochs = best_epoch((summary or {}).get("history") or [])  # (best, of) or None
         self.stats, self.low_confidence = stats, low_confidence
+        self.pruned = bool((summary or {}).get("sparsity"))  # a WiSE-FT mix keeps the pruning masks
         self.image_size = int(cfg.data.image_size)
         self.lock = threading.Lock()  # Grad-CAM hooks layers; sessions share the predictor
 
     @property
     def label(self) -> str:
         if self.variant == "wise":
-            end = {0.0: " (the starting model)", 1.0: " (the fine-tuned model)"}.get(round(float(self.alpha), 4), "")
+            start = " (the starting model, pruned)" if self.pruned else " (the starting model)"  # claims.wise_pruned_start
+            end = {0.0: start, 1.0: " (the fine-tuned model)"}.get(round(float(self.alpha), 4), "")
             return f"WiSE-FT mix at alpha {self.alpha:.2f}{end}"
         if self.variant == "best" and self.epochs:
             return f"Best epoch ({self.epochs[0]} of {self.epochs[1]})"  # short: a title in a half-width column
