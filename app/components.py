@@ -16,6 +16,7 @@ import streamlit as st
 
 from app import charts, layout, state
 from app.claims_view import at_chance
+from engine.chance import smaller_model_finding
 from engine.clock import fmt_duration
 from engine.contract import sub_counters
 from engine.jobs import INTERRUPTED_PREFIX, was_interrupted
@@ -206,29 +207,7 @@ def progress_view(run: RunView) -> None:
             st.caption(state.message_words(p["cpu_threads_note"]))
         return
     if run.status == "finished":
-        summary = read_summary(run.run_dir)
-        chance = at_chance(summary, run.config)
-        if chance:
-            st.warning(f"Finished, but: {chance[:1].lower()}{chance[1:]}", icon=":material/warning:")
-            return
-        # the final model's figures, as Results leads with them: the last epoch's can be another model's
-        # (a method that rolled the weights back to an earlier epoch)
-        val = summary.get("val_acc")
-        if val is None and not run.epochs.empty:
-            val = run.epochs.iloc[-1].get("val_acc")
-        test = summary.get("test_acc")
-        ended = ended_early_words(summary)
-        small = summary.get("structured") or {}
-        smaller = ""
-        if small.get("val_acc") is not None:  # the run made two models: say which figures are which
-            smaller = (" The smaller, channel-pruned model: " + (f"test {fmt_pct(small['test_acc'])}, "
-                                                                 if small.get("test_acc") is not None else "")
-                       + f"validation {fmt_pct(small['val_acc'])}.")
-        st.success(("Finished. " + (f"{ended} " if ended else "")
-                    + f"Validation accuracy of the {'full-size ' if smaller else ''}fine-tuned model: {fmt_pct(val)}")
-                   + (f"; test accuracy (images held out until the end): {fmt_pct(test)}" if test is not None else "")
-                   + "." + smaller + " Open **Results** for the confusion matrix, per-class accuracy and downloads.",
-                   icon=":material/check_circle:")
+        finished_view(run)
     elif run.status == "failed":
         error = run.error or ""
         if was_interrupted(run.status, error):  # its program ended (a restart, a kill): no failure of its own
@@ -239,6 +218,37 @@ def progress_view(run: RunView) -> None:
         st.caption(failed_advice(error))
     elif run.status == "stopped":
         st.warning(state.message_md(run.error or "Stopped."), icon=":material/stop_circle:")
+
+
+def finished_view(run: RunView) -> None:
+    """A finished run's line: its final model's validation and test accuracy (and the smaller model's, with
+    structured pruning), or the warning that it is at guessing, with what to change."""
+    summary = read_summary(run.run_dir)
+    chance = at_chance(summary, run.config)
+    if chance:
+        st.warning(f"Finished, but: {chance[:1].lower()}{chance[1:]}", icon=":material/warning:")
+        return
+    # the final model's figures, as Results leads with them: the last epoch's can be another model's
+    # (a method that rolled the weights back to an earlier epoch)
+    val = summary.get("val_acc")
+    if val is None and not run.epochs.empty:
+        val = run.epochs.iloc[-1].get("val_acc")
+    test = summary.get("test_acc")
+    ended = ended_early_words(summary)
+    small = summary.get("structured") or {}
+    smaller = ""
+    if small.get("val_acc") is not None:  # the run made two models: say which figures are which
+        smaller = (" The smaller, channel-pruned model: " + (f"test {fmt_pct(small['test_acc'])}, "
+                                                             if small.get("test_acc") is not None else "")
+                   + f"validation {fmt_pct(small['val_acc'])}.")
+    st.success(("Finished. " + (f"{ended} " if ended else "")
+                + f"Validation accuracy of the {'full-size ' if smaller else ''}fine-tuned model: {fmt_pct(val)}")
+               + (f"; test accuracy (images held out until the end): {fmt_pct(test)}" if test is not None else "")
+               + "." + smaller + " Open **Results** for the confusion matrix, per-class accuracy and downloads.",
+               icon=":material/check_circle:")
+    found = smaller_model_finding(summary)  # the full-size model learnt; the smaller one may not have
+    if found is not None:
+        st.warning(state.message_md(found.text), icon=":material/warning:")
 
 
 def failed_advice(error: str) -> str:

@@ -117,6 +117,35 @@ def _luck(summary: dict, acc: float, guess: float, split: str, whose: str) -> Ch
         f"p = {shown_p}). It {LUCK_MARK}."))
 
 
+def smaller_model_summary(summary: dict) -> dict:
+    """`summary` as the channel-pruned model's (structured pruning: `summary["structured"]`): its own
+    parameter count and validation and test accuracies (fractions) in place of the run's; the model card
+    of the smaller model and `smaller_model_finding` read it."""
+    s = summary.get("structured") or {}
+    return dict(summary, export_variant="structured", num_params=s.get("params_after", summary.get("num_params", 0)),
+                val_acc=s.get("val_acc"), test_acc=s.get("test_acc"))
+
+
+def smaller_model_finding(summary: dict) -> ChanceFinding | None:
+    """`chance_finding` for the channel-pruned model of a run with structured pruning, on its own test
+    (else validation) accuracy, with its text starting "The smaller (channel-pruned) model's", followed by
+    what it means for its answers (`answers_words`) and what to change
+    (a shorter channel share or more fine-tuning epochs, named as the settings are). None for a run
+    without a smaller model or one clearly above guessing. A new user's smaller model answered at
+    guessing beside a green "Finished." and was Try it's pick."""
+    if not summary.get("structured"):
+        return None
+    found = chance_finding(smaller_model_summary(summary), whose="The smaller (channel-pruned) model's")
+    if found is None:
+        return None
+    from engine.config import setting_name
+    import engine.methods  # noqa: F401  registers the pruning section setting_name reads
+
+    advice = (f"Use the full-size model, or remove fewer channels ('{setting_name('pruning', 'channel_fraction')}') "
+              f"or fine-tune the smaller model longer ('{setting_name('pruning', 'structured_epochs')}').")
+    return ChanceFinding(found.kind, found.split, f"{found.text} {answers_words(found.maybe)} {advice}")
+
+
 def peaked_and_fell(summary: dict) -> tuple[dict, float] | None:
     """(history entry of the best validation epoch, final validation accuracy) when the run clearly
     learnt and then lost it: the peak beats guessing beyond luck (one-sided binomial test, p < LUCK_P,

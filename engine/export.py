@@ -22,7 +22,8 @@ import torch
 
 from engine.augment import augmentation_words, to_float
 from engine.backbones import Classifier, backbone_title
-from engine.chance import answers_words, chance_finding, small_split_words, val_test_gap_words, weak_class_words
+from engine.chance import (answers_words, chance_finding, small_split_words, smaller_model_summary, val_test_gap_words,
+                           weak_class_words)
 from engine.checkpoints import load_checkpoint, save_checkpoint
 from engine.config import RunConfig, shown_setting, shown_value
 from engine.corruptions import corruption_name
@@ -519,13 +520,6 @@ def verify_safetensors(path: Path, model: Classifier, val_images: torch.Tensor, 
         return ExportCheck("safetensors", str(path), False, 0.0, float("nan"), f"reloading failed: {exc}")
 
 
-def structured_card_summary(summary: dict) -> dict:
-    """`summary` for the card of the channel-pruned model: its own size and accuracies."""
-    s = summary.get("structured") or {}
-    return dict(summary, export_variant="structured", num_params=s.get("params_after", summary.get("num_params", 0)),
-                val_acc=s.get("val_acc"), test_acc=s.get("test_acc"))
-
-
 def export_dir(run_dir: Path, variant: str = "fine_tuned", alpha: float | None = None) -> Path:
     """Where a run's exports of `variant` go inside its folder: exports/ for the fine-tuned model,
     exports/structured/ for the channel-pruned one, exports/wise_alpha_0.60/ for a WiSE-FT mix (alpha
@@ -561,7 +555,7 @@ def export_all(model: Classifier, cfg: RunConfig, summary: dict, val_images: tor
         checks.append(export_torchscript(runnable, cfg.data.image_size, out_dir / "model.ts", val_images))
     if "onnx" in formats:
         checks.append(export_onnx(runnable, cfg.data.image_size, out_dir / "model.onnx", val_images))
-    card_summary = structured_card_summary(summary) if structured else summary
+    card_summary = smaller_model_summary(summary) if structured else summary
     if summary.get("wise_alpha") is not None and held_out is not None:
         card_summary = dict(card_summary, wise_measured=held_out_accuracy(model, cfg, held_out))
     (out_dir / "MODEL_CARD.md").write_text(model_card(cfg, card_summary, checks))

@@ -176,3 +176,32 @@ def test_the_pruning_search_choice_is_said_in_words():
                     "the best mix of accuracy and sparsity (Optuna's TPE sampler, 10 short trials).")
     floor = search_words({"best": {"fractions": {"layer1": 0.4}}, "objective": "floor", "sampler": "gp", "trials": [{}]})
     assert "within the allowed drop of the unpruned trial" in floor and "{" not in floor and "1 short trial)" in floor
+
+
+def test_a_smaller_model_at_guessing_is_named_with_what_to_change():
+    """A new user's channel-pruned model answered at guessing (33.3% on 3 classes) beside a green
+    "Finished." while the full-size model had 66.7%: its own finding, with the settings to change."""
+    from engine.chance import smaller_model_finding
+
+    summary = {"classes": ["a", "b", "c"], "val_acc": 0.667, "test_acc": 0.667,
+               "structured": {"val_acc": 1 / 3, "test_acc": 1 / 3}}
+    found = smaller_model_finding(summary)
+    assert found.text.startswith("The smaller (channel-pruned) model's test accuracy (33.3%) is at the level of guessing")
+    assert "Its answers are no better than guesses" in found.text
+    assert "Structured: share of channels removed (pruning.channel_fraction)" in found.text
+    assert "Structured: fine-tune epochs after shrinking (pruning.structured_epochs)" in found.text
+    assert smaller_model_finding({**summary, "structured": {"val_acc": 0.9, "test_acc": 0.9}}) is None
+    assert smaller_model_finding({**summary, "structured": None}) is None
+
+
+def test_the_smaller_models_fine_tune_is_read_from_its_curve():
+    from app.method_views.pruning import fine_tune_chart, fine_tune_words
+
+    assert "cost 33.4 points" in fine_tune_words([1 / 3, 0.5], 2 / 3) and "won 16.7 of them back" in \
+        fine_tune_words([1 / 3, 0.5], 2 / 3)
+    assert "won all of it back" in fine_tune_words([0.4, 0.7], 0.7)
+    assert "won none of it back: more fine-tuning epochs" in fine_tune_words([0.4, 0.4], 0.7)
+    assert "cost no validation accuracy" in fine_tune_words([0.8, 0.8], 0.7)
+    spec = fine_tune_chart([0.3, 0.35], 0.9).to_dict()
+    (domain,) = {tuple(layer["encoding"]["y"]["scale"]["domain"]) for layer in spec["layer"]}
+    assert domain[0] <= 0.3 and domain[1] >= 0.9, "the full-size model's line is on the chart"

@@ -109,8 +109,9 @@ def test_wise_mix_ends_are_the_start_and_the_fine_tuned_models(studio):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert chosen_alpha(summary) in {p["alpha"] for p in summary["wise_curve"]}
     assert chosen_alpha({"wise_alpha": 0.3}) == 0.3 and chosen_alpha({}) == 1.0
-    labels = [load_predictor(run_dir, "wise", alpha=a).label for a in (0.0, 0.5, 1.0)]  # what Try it shows
-    assert labels == ["WiSE-FT mix at alpha 0.00 (the starting model)", "WiSE-FT mix at alpha 0.50",
+    # what Try it shows; this run prunes, so alpha 0 is the starting model with the masks on
+    labels = [load_predictor(run_dir, "wise", alpha=a).label for a in (0.0, 0.5, 1.0)]
+    assert labels == ["WiSE-FT mix at alpha 0.00 (the starting model, pruned)", "WiSE-FT mix at alpha 0.50",
                       "WiSE-FT mix at alpha 1.00 (the fine-tuned model)"]
 
 

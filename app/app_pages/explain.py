@@ -791,12 +791,13 @@ def export_tab(engine, rec, b, summary: dict) -> None:
     if card_path.is_file():
         card = card_path.read_text()
     else:
-        from engine.export import model_card, structured_card_summary
+        from engine.chance import smaller_model_summary
+        from engine.export import model_card
 
         # the card of the weights chosen above: the WiSE-FT mix's says it is that mix (the preview described
         # the fine-tuned model, alpha 1, while the mix was the export chosen)
         measured = st.session_state.get("wise_points", {}).get((rec.id, round(alpha, 4))) if alpha is not None else None
-        preview = (structured_card_summary(summary) if which == "structured" else  # a mix Results computed: its figures
+        preview = (smaller_model_summary(summary) if which == "structured" else  # a mix Results computed: its figures
                    {**summary, "wise_alpha": alpha, **({"wise_point": measured} if measured else {})}
                    if which == "wise" and alpha is not None else summary)
         card = model_card(b.cfg, preview)

@@ -9,10 +9,11 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app import layout
+from app import layout, state
 from app.charts import FIT_WIDTH, LAYER_NAMES, LAYER_PADDING, rows_height
 from app.method_views import register_view
-from engine.claims import points_diff
+from engine.chance import smaller_model_finding
+from engine.claims import points_diff, shown_points
 from engine.words import and_words, plural
 
 
@@ -39,17 +40,45 @@ def trials_chart(df: pd.DataFrame, best_trial: int | None) -> alt.Chart:
 
 def fine_tune_chart(curve: list[float], before: float | None) -> alt.LayerChart | alt.Chart:
     """The channel-pruned model's validation accuracy (fractions) right after removing channels (epoch 0) and
-    after each epoch of its fine-tune, with a dashed rule at the full-size model's (`before`)."""
+    after each epoch of its fine-tune, with a labelled dashed rule at the full-size model's (`before`); the
+    axis spans both, so the rule is never off the chart (a new user saw it above the axis, the line squashed)."""
     df = pd.DataFrame({"epoch": list(range(len(curve))), "val_acc": curve})
+    values = [*curve, *([before] if before is not None else [])]
+    pad = max(0.02, 0.1 * (max(values) - min(values)))
+    y_scale = alt.Scale(domain=[max(0.0, min(values) - pad), min(1.0, max(values) + pad)], clamp=True)
     line = alt.Chart(df).mark_line(point=True, color="#1f77b4").encode(
         x=alt.X("epoch:O", title="Fine-tuning epochs of the smaller model (0: just after removing channels)",
                 axis=alt.Axis(labelAngle=0)),
-        y=alt.Y("val_acc:Q", title="Validation accuracy", axis=alt.Axis(format="%")),
+        y=alt.Y("val_acc:Q", title="Validation accuracy", axis=alt.Axis(format="%"), scale=y_scale),
         tooltip=["epoch:O", alt.Tooltip("val_acc:Q", format=".1%", title="validation accuracy")])
-    chart = line if before is None else alt.layer(line, alt.Chart(pd.DataFrame({"before": [before]})).mark_rule(
-        strokeDash=[4, 4], color="#7f7f7f").encode(y="before:Q", tooltip=[alt.Tooltip(
-            "before:Q", format=".1%", title="full-size model")]))
-    return chart.properties(title="The smaller model's fine-tune", height=220)
+    if before is None:
+        return line.properties(title="The smaller model's fine-tune", height=220)
+    rule = alt.Chart(pd.DataFrame({"before": [before], "label": ["full-size model"]}))
+    return alt.layer(
+        line, rule.mark_rule(strokeDash=[4, 4], color="#7f7f7f").encode(
+            y=alt.Y("before:Q", scale=y_scale), tooltip=[alt.Tooltip("before:Q", format=".1%", title="full-size model")]),
+        rule.mark_text(align="left", dx=4, dy=-7, color="#7f7f7f").encode(
+            y=alt.Y("before:Q", scale=y_scale), x=alt.value(0), text="label:N"),
+    ).properties(title="The smaller model's fine-tune", height=220)
+
+
+def fine_tune_words(curve: list[float], before: float | None) -> str:
+    """What the smaller model's fine-tune did, from its validation accuracies (fractions; [0] right after
+    removing channels, then one per epoch) and the full-size model's (`before`): what removing channels
+    cost and how much of it the epochs won back, in points as the chart's percentages show them."""
+    first, last = curve[0], curve[-1]
+    if before is None:
+        return (f"Removing channels left {100 * first:.1f}% on validation; after its fine-tune the smaller model "
+                f"has {100 * last:.1f}%.")
+    lost = shown_points(before, first)
+    if lost <= 0:
+        return (f"Removing channels cost no validation accuracy here ({100 * first:.1f}% against {100 * before:.1f}% "
+                "for the full-size model, the dashed line).")
+    won = shown_points(last, first)
+    how = ("all of it back" if last >= before else f"{won:.1f} of them back" if won > 0 else
+           "none of it back: more fine-tuning epochs or fewer channels removed would (Methods page, Pruning)")
+    return (f"Removing channels cost {lost:.1f} points of validation accuracy at once (epoch 0, against the full-size "
+            f"model's {100 * before:.1f}%, the dashed line); the smaller model's fine-tune won {how}.")
 
 
 def search_words(search: dict) -> str:
@@ -93,10 +122,12 @@ def pruning_view(engine, rec, summary: dict) -> None:
                            f"; on the validation images {100 * (s.get('val_acc') or 0):.1f}% against "
                            f"{100 * (s.get('val_acc_before') or 0):.1f}%." if tested else "."),
                        width="content")
+        found = smaller_model_finding(summary)  # beside its tiles: the run's own warning is for the full-size model
+        if found is not None:
+            st.warning(state.message_md(found.text), icon=":material/warning:")
         if s and len(s.get("fine_tune_val_acc") or []) > 1:
             st.altair_chart(fine_tune_chart(s["fine_tune_val_acc"], s.get("val_acc_before")), width="stretch")
-            st.caption("Removing channels costs accuracy at once (epoch 0); the smaller model's short fine-tune wins "
-                       "some or all of it back. The dashed line is the full-size model before channels were removed.")
+            st.caption(fine_tune_words(s["fine_tune_val_acc"], s.get("val_acc_before")))
     if summary.get("sparsity"):
         end = (summary.get("pruning") or {}).get("schedule")
         st.caption(f"What to look at: whether validation accuracy dips while the {end or 'pruning'} ramp removes "

@@ -94,7 +94,7 @@ class PruningConfig:
         "label": "structured: fine-tune epochs after shrinking", "min": 0, "max": 50,
         "help": "After the run's epochs the channels are removed and the smaller model is fine-tuned this many "
                 "more epochs (not counted in Epochs above; the live page says 'fine-tuning the smaller model'). "
-                "Its accuracy is reported apart from the run's: 'Accuracy of the smaller model' on Results."})
+                "Its accuracy is reported apart from the run's: 'Smaller model's test accuracy' on Results."})
     auto: bool = field(default=False, metadata={
         "label": "auto: search per-stage fractions",
         "card": ("per-stage fractions searched first (Bayesian optimisation)", "no search"),
