@@ -965,7 +965,20 @@ def test_choosing_other_training_data_keeps_a_fitting_ood_set_and_says_why_one_i
     assert data.source_name == "two kinds.zip" and data.ood_source == "" and data.ood_source_name == ""
     (warning,) = [w for w in texts(at.warning) if "no longer used" in w]
     assert "**dusk.zip**" in warning and "stripes" in warning and "upload:" not in warning, warning
+    assert ".)." not in warning and warning.count("upload it again") == 1, "the engine's advice, said once"
     assert not any("OOD set in use" in s for s in texts(at.success))
+    assert not texts(at.error), "the dropped zip is not checked again against the new classes from its file chooser"
+    # back to the first data: the dropped set does not come back unasked from a file chooser that still held it
+    upload_zip(at, tiny_bytes, "first.zip")
+    no_problems(at)
+    assert at.session_state["cfg"].data.ood_source == "" and not texts(at.error)
+    # a refused OOD zip while one is in use: the page says the one in use stays
+    at.file_uploader[1].set_value(("dusk.zip", ood, "application/zip")).run()
+    bad = zip_bytes({f"{d}/{i}.png": png(c, i) for c, d in (("red", "cats"), ("green", "dogs")) for i in range(2)})
+    at.file_uploader[1].set_value(("wrong.zip", bad, "application/zip")).run()
+    assert at.session_state["cfg"].data.ood_source_name == "dusk.zip"
+    assert any("still uses your OOD set **dusk.zip**" in i for i in texts(at.info)), texts(at.info)
+    assert not any("without your OOD set" in i for i in texts(at.info))
 
 
 def test_the_users_ood_set_gets_its_own_confusion_matrix_and_per_class_accuracy(studio, tiny_bytes):

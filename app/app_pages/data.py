@@ -80,6 +80,9 @@ def _activate(engine, candidate: state.Dataset, size: int | None = None) -> bool
         before = state.config()
         before_images = state.known_classes_and_train_size(before)[1]
         state.set_dataset(_carry_ood(engine, current, candidate, trial, result.report.classes))
+        # an OOD zip left in its file chooser would be checked against the new classes on the next rerun: a
+        # dropped set came back unasked, or a red refusal stayed under every later dataset
+        _bump("ood_upload_n")
         refit = state.refit_preset(before, before_images)
         if refit:
             st.info(refit, icon=":material/tune:")
@@ -111,9 +114,9 @@ def _carry_ood(engine, current: state.Dataset, candidate: state.Dataset, trial, 
                                               "folders match the new training data.")
         return dataclasses.replace(candidate, ood_source=current.ood_source, ood_label=current.ood_label,
                                    ood_name=current.ood_name)
-    st.session_state[OOD_NOTE] = ("warning", f"Your OOD set **{state.md_text(name)}** is no longer used: it does "
-                                             f"not fit the new training data ({state.message_md(str(out.error))}). "
-                                             "Upload an OOD set with the new data's class folders.")
+    # the engine's message says what does not match and what to do: said once, after what became of the set
+    st.session_state[OOD_NOTE] = ("warning", f"Your OOD set **{state.md_text(name)}** is no longer used with the new "
+                                             f"training data. {state.message_md(str(out.error))}")
     return candidate
 
 
@@ -476,8 +479,12 @@ def ood_section(engine, result: datasets.DataCheck | None) -> None:
         st.rerun()
     else:
         state.discard_refused_upload(engine, ref)
-        st.info("The run will be evaluated without your OOD set until a matching one is uploaded.",
-                icon=":material/info:")
+        if ds.ood_source:  # the set in use stays: the refusal changes nothing
+            st.info(f"The studio still uses your OOD set **{state.md_text(ds.ood_name or ds.ood_label)}**.",
+                    icon=":material/info:")
+        else:
+            st.info("The run will be evaluated without your OOD set until a matching one is uploaded.",
+                    icon=":material/info:")
 
 
 def render() -> None:
