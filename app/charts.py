@@ -7,6 +7,7 @@ at the top turn engine records (snapshot epochs, store metric rows, summary dict
 from __future__ import annotations
 
 import math
+import textwrap
 from typing import Any, Iterable, Mapping, Sequence
 
 import altair as alt
@@ -577,6 +578,9 @@ def topk_words(shown: int, threshold: float | None = None, classes: int | None =
     return words
 
 
+TITLE_LINE_CHARS = 34  # of a probability chart's title: what half a 1280 px page's column shows
+
+
 def topk_chart(df: pd.DataFrame, title: str = "", threshold: float | None = None,
                classes: int | None = None, words_on_axis: bool = True) -> alt.Chart:
     """Horizontal probability bars, most likely class on top; the top bar is strong, the others pale.
@@ -603,7 +607,9 @@ def topk_chart(df: pd.DataFrame, title: str = "", threshold: float | None = None
             x="probability:Q", tooltip=alt.Tooltip("probability:Q", title="Unsure under", format=".0%"))
         chart = bars + rule + labels
     # centred over the plot, a model's name overflowed a narrow chart on the left ("e-tuned (end of training)")
-    heading = alt.TitleParams(title, anchor="start", frame="bounds") if title else ""
+    # on lines of TITLE_LINE_CHARS: Vega-Lite cuts a long one ("WiSE-FT mix at alpha 0.00 (the st…" beside another)
+    lines = textwrap.wrap(title, TITLE_LINE_CHARS, break_long_words=False)
+    heading = alt.TitleParams(lines if len(lines) > 1 else title, anchor="start", frame="bounds") if title else ""
     return chart.properties(height=max(60, 28 * len(df)), title=heading, autosize=FIT_WIDTH)
 
 

@@ -172,6 +172,7 @@ def test_an_owner_keeps_and_shares_a_run_from_results_and_others_only_look(share
     no_problems(alice)
     rec = engine().store.get_run(run_id)
     assert rec.pinned and rec.shared
+    assert any(e.label == "Keep or share this run · kept and shared" for e in alice.expander), "seen closed too"
     bob.switch_page("app_pages/results.py").run()
     no_problems(bob)
     assert not any("No runs yet" in i for i in texts(bob.info)), "shared: bob sees it"

@@ -55,8 +55,8 @@ def test_wise_ft_slider_shows_grid_and_on_demand_alphas_and_exports(studio, tmp_
     # the mix in use on the held-out images, measured once and kept in the run folder (its card reports the same)
     held = json.loads((run_dir / "wise_held_out.json").read_text())[f"{other:.2f}"]
     words = f"test {100 * held['test_acc']:.1f}%, validation {100 * held['val_acc']:.1f}%"
-    assert any(f"use the mix at alpha {other:.2f} (your choice; on the held-out images: {words}; on the curve: "
-               "validation " in c for c in texts(at.caption)), texts(at.caption)
+    assert any(f"use the mix at alpha {other:.2f} (your choice): {words}" in c and "on the curve" not in c
+               for c in texts(at.caption)), texts(at.caption)  # validation once: the held-out figure
     at.number_input(key=f"wise_exact_{run_id}").set_value(0.37).run()  # not on the grid: computed on demand
     no_problems(at)
     assert (run_id, 0.37) in at.session_state["wise_points"]
@@ -144,10 +144,13 @@ def test_wise_tiles_note_names_the_model_behind_the_headline_and_the_one_the_pag
     summary = {"wise_curve": [{"alpha": 0.0, "val_acc": 0.5, "ood_acc": 0.4},
                               {"alpha": 0.5, "val_acc": 0.625, "ood_acc": 0.5},
                               {"alpha": 1.0, "val_acc": 0.6, "ood_acc": 0.45}]}
-    assert ("use the mix at alpha 0.50 (the run's own pick; on the curve: validation 62.5%, corrupted images 50.0%)"
+    assert ("use the mix at alpha 0.50 (the run's own pick): validation 62.5% on the curve, corrupted images 50.0%;"
             in wise_tiles_note(summary, 0.5, False))
+    held = wise_tiles_note(summary, 0.5, False, {"test_acc": 0.7, "val_acc": 0.65})
+    assert "(the run's own pick): test 70.0%, validation 65.0%, corrupted images 50.0%; see" in held
+    assert "62.5" not in held, "validation said once: on every validation image"
     off_grid = wise_tiles_note(summary, 0.37, True)  # typed beside the slider: no curve point to quote
-    assert "use the mix at alpha 0.37 (your choice): see" in off_grid and "%" not in off_grid
+    assert "use the mix at alpha 0.37 (your choice); see" in off_grid and "%" not in off_grid
     end = wise_tiles_note(summary, 1.0, False)
     assert "alpha 1), the model Explain, Try it and Export use" in end and "mix" not in end
 

@@ -341,6 +341,8 @@ def test_top_k_chart_is_a_pure_builder_with_bars_sorted_by_rank_and_the_threshol
     assert [layer["mark"]["type"] for layer in spec["layer"]] == ["bar", "rule", "text"], \
         "the unsure threshold, under the percentages (a bar ending at the line kept its figure crossed out)"
     assert spec["title"] == {"text": "Fine-tuned", "anchor": "start", "frame": "bounds"}, "whole in a narrow chart"
+    long = topk_chart(df, "WiSE-FT mix at alpha 0.00 (the starting model, pruned)").to_dict()["title"]["text"]
+    assert long == ["WiSE-FT mix at alpha 0.00 (the", "starting model, pruned)"], "on lines, not cut at the column"
     narrow = topk_chart(df, "Fine-tuned", threshold=0.5, words_on_axis=False).to_dict()
     assert narrow["layer"][0]["encoding"]["x"]["title"] == "Probability", "side by side: the page says the rest"
     assert bars["encoding"]["x"]["title"] == "Probability (red dashes: unsure under 50%)", "the rule is named"
@@ -556,3 +558,12 @@ def test_a_models_long_label_is_shortened_in_its_picker_and_shown_whole_under_it
     assert short_label("Adversarially fine-tuned (end of training)") == "Adversarially fine-tuned"
     assert short_label("photos, seed 2 (3 Dec 10:00): fine-tuned") == "photos, seed 2 (3 Dec 10:00): fine-tuned"
     assert short_label("WiSE-FT mix at alpha") == "WiSE-FT mix at alpha"
+    # under the picker: what the box leaves out, not the name again ("Structured-pruned" over "Structured-pruned
+    # (smaller, faster)" read twice)
+    from app.app_pages.try_it import label_detail
+
+    assert label_detail(VARIANTS["structured"]) == "Smaller, faster"
+    assert label_detail(VARIANTS["best"]) == "Highest validation accuracy; on a tie, lowest validation loss"
+    assert label_detail("WiSE-FT mix at alpha") == ""
+    long = "photos from the field, seed 2 (3 Dec 10:00): fine-tuned"
+    assert label_detail(long) == long, "a long label without an explanation is shown whole"

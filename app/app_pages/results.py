@@ -237,15 +237,17 @@ def wise_tiles_note(summary: dict, alpha: float, chosen: bool, held_out: dict | 
         return (":material/info: These figures are the fine-tuned model's (WiSE-FT alpha 1), the model Explain, "
                 "Try it and Export use for this run.")
     point = curve_point(summary.get("wise_curve") or [], alpha) or {}
-    measured = [f"{label} {100 * point[k]:.1f}%" for k, label in (("val_acc", "validation"), ("ood_acc", "corrupted images"))
-                if isinstance(point.get(k), (int, float))]
     held = [f"{label} {100 * held_out[k]:.1f}%" for k, label in (("test_acc", "test"), ("val_acc", "validation"))
             if isinstance((held_out or {}).get(k), (int, float))]
+    # validation once: the held-out figure where measured (every validation image), else the curve's
+    curve = [f"{label} {100 * point[k]:.1f}%" + (" on the curve" if k == "val_acc" else "")
+             for k, label in (("val_acc", "validation"), ("ood_acc", "corrupted images"))
+             if isinstance(point.get(k), (int, float)) and not (k == "val_acc" and held)]
+    figures = ", ".join(held + curve)
     whose = "your choice" if chosen else "the run's own pick"
     return (f":material/info: These figures are the fine-tuned model's (WiSE-FT alpha 1). Explain, Try it and Export "
-            f"use the mix at alpha {alpha:.2f} ({whose}" + (f"; on the held-out images: {', '.join(held)}" if held else "")
-            + (f"; on the curve: {', '.join(measured)}" if measured else "")
-            + "): see \"WiSE-FT weight ensemble\" below.")
+            f"use the mix at alpha {alpha:.2f} ({whose})" + (f": {figures}" if figures else "")
+            + "; see \"WiSE-FT weight ensemble\" below.")
 
 
 def mix_held_out(engine, rec, alpha: float) -> dict | None:
@@ -458,7 +460,9 @@ def keep_section(engine, rec) -> None:
     may_change = state.attempt("checking your access to this run", engine.authorize, rec.id, state.user(),
                                write=True, show=False).ok
     title = "Keep or share this run" if engine.access_control else "Keep this run"
-    with st.expander(title, icon=":material/push_pin:"):
+    now = [word for word, on in (("kept", rec.pinned), ("shared", engine.access_control and rec.shared)) if on]
+    title += f" · {' and '.join(now)}" if now else ""  # its state seen closed (a keyed expander stays open)
+    with st.expander(title, icon=":material/push_pin:", key=f"keep_box_{rec.id}"):
         def flip(flag: str) -> None:
             value = bool(st.session_state.get(f"{flag}_{rec.id}"))
             state.attempt("changing the run", engine.set_flag, rec.id, state.user(), flag, value)

@@ -190,6 +190,17 @@ def short_label(label: str) -> str:
     return label[:label.rfind(" (")] if label.endswith(")") and " (" in label else label
 
 
+def label_detail(label: str) -> str:
+    """What a picker's box does not show of a model's `label` (`short_label`): the explanation in its last
+    brackets, capitalised ("Smaller, faster" for "Structured-pruned (smaller, faster)"), or the whole label
+    when it is too long for the box; "" when the box shows it all."""
+    short = short_label(label)
+    if short != label:
+        detail = label[len(short) + 2:-1]
+        return detail[:1].upper() + detail[1:]
+    return label if len(label) > SHORT_LABEL_CHARS else ""
+
+
 def model_picker(rec, variants: dict[str, str], slot: str, default: str, alpha: float, label: str):
     """(variant, alpha or None) chosen in this slot; alpha only for the WiSE-FT mix."""
     key = f"try_variant_{slot}_{rec.id}"
@@ -198,8 +209,9 @@ def model_picker(rec, variants: dict[str, str], slot: str, default: str, alpha: 
         st.session_state[key] = default if default in variants else "fine_tuned"
     variant = st.selectbox(label, list(variants), key=key, format_func=lambda v: short_label(variants[v]))
     state.remember_choice(key, variant)
-    if short_label(variants[variant]) != variants[variant] or len(variants[variant]) > SHORT_LABEL_CHARS:
-        st.caption(state.md_text(variants[variant]))  # whole, where the box cut it ("Best epoch (highest va…")
+    said = label_detail(variants[variant])
+    if said:
+        st.caption(state.md_text(said))  # what the box leaves out ("Best epoch (highest va…"), not its name again
     if variant != "wise":
         return variant, None
     akey = f"try_alpha_{slot}_{rec.id}"
@@ -584,9 +596,10 @@ def render() -> None:
     with c3:
         state.seed_choice(COMPARE_KEY)
         compare = st.toggle("Compare two models", key=COMPARE_KEY,
-                            help="Side by side: by default the WiSE-FT mix at the run's alpha against the fine-tuned "
-                                 "model (alpha 1) it was mixed from; any two of the run's models, or another "
-                                 "finished run's fine-tuned model trained on the same classes at the same size.")
+                            help="Two models side by side. It opens on a WiSE-FT mix against the fine-tuned "
+                                 "model (alpha 1) it was mixed from, or the fine-tuned model against the starting "
+                                 "one (the mix at alpha 0); pick any two of the run's models, or another finished "
+                                 "run's fine-tuned model trained on the same classes at the same size.")
         state.remember_choice(COMPARE_KEY, bool(compare))
         state.seed_choice(THRESHOLD_KEY)
         st.session_state.setdefault(THRESHOLD_KEY, LOW_CONFIDENCE)
