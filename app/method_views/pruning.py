@@ -76,7 +76,7 @@ def fine_tune_words(curve: list[float], before: float | None) -> str:
                 "for the full-size model, the dashed line).")
     won = shown_points(last, first)
     how = ("all of it back" if last >= before else f"{won:.1f} of them back" if won > 0 else
-           "none of it back: more fine-tuning epochs or fewer channels removed would (Methods page, Pruning)")
+           "none of it back: more fine-tuning epochs or fewer channels removed would (Model and methods page, Pruning)")
     return (f"Removing channels cost {lost:.1f} points of validation accuracy at once (epoch 0, against the full-size "
             f"model's {100 * before:.1f}%, the dashed line); the smaller model's fine-tune won {how}.")
 
