@@ -16,10 +16,10 @@ import streamlit as st
 
 from app import charts, layout, state
 from app.claims_view import at_chance
-from engine.chance import smaller_model_finding
 from engine.clock import fmt_duration
 from engine.contract import sub_counters
 from engine.jobs import INTERRUPTED_PREFIX, was_interrupted
+from engine.methods.pruning import smaller_model_warning
 from engine.store import process_alive
 from engine.worker import Engine
 from engine.words import ended_early_words
@@ -246,9 +246,9 @@ def finished_view(run: RunView) -> None:
                + (f"; test accuracy (images held out until the end): {fmt_pct(test)}" if test is not None else "")
                + "." + smaller + " Open **Results** for the confusion matrix, per-class accuracy and downloads.",
                icon=":material/check_circle:")
-    found = smaller_model_finding(summary)  # the full-size model learnt; the smaller one may not have
-    if found is not None:
-        st.warning(state.message_md(found.text), icon=":material/warning:")
+    smaller = smaller_model_warning(summary)  # the full-size model learnt; the smaller one may not have
+    if smaller:
+        st.warning(state.message_md(smaller), icon=":material/warning:")
 
 
 def failed_advice(error: str) -> str:

@@ -128,22 +128,15 @@ def smaller_model_summary(summary: dict) -> dict:
 
 def smaller_model_finding(summary: dict) -> ChanceFinding | None:
     """`chance_finding` for the channel-pruned model of a run with structured pruning, on its own test
-    (else validation) accuracy, with its text starting "The smaller (channel-pruned) model's", followed by
-    what it means for its answers (`answers_words`) and what to change
-    (a shorter channel share or more fine-tuning epochs, named as the settings are). None for a run
-    without a smaller model or one clearly above guessing. A new user's smaller model answered at
-    guessing beside a green "Finished." and was Try it's pick."""
+    (else validation) accuracy, its text starting "The smaller (channel-pruned) model's" and ending with
+    what that means for its answers (`answers_words`). None for a run without a smaller model or one
+    clearly above guessing. What to change is the pruning method's to say
+    (engine.methods.pruning.smaller_model_warning)."""
     if not summary.get("structured"):
         return None
     found = chance_finding(smaller_model_summary(summary), whose="The smaller (channel-pruned) model's")
-    if found is None:
-        return None
-    from engine.config import setting_name
-    import engine.methods  # noqa: F401  registers the pruning section setting_name reads
-
-    advice = (f"Use the full-size model, or remove fewer channels ('{setting_name('pruning', 'channel_fraction')}') "
-              f"or fine-tune the smaller model longer ('{setting_name('pruning', 'structured_epochs')}').")
-    return ChanceFinding(found.kind, found.split, f"{found.text} {answers_words(found.maybe)} {advice}")
+    return None if found is None else ChanceFinding(found.kind, found.split,
+                                                    f"{found.text} {answers_words(found.maybe)}")
 
 
 def peaked_and_fell(summary: dict) -> tuple[dict, float] | None:

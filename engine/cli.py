@@ -26,8 +26,8 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from engine.backbones import BACKBONES, WEIGHTS_TEXT, available_sources, backbone_title
-from engine.chance import (ChanceCause, chance_cause, chance_finding, small_split_words, smaller_model_finding,
-                           val_test_gap_words, weak_class_words)
+from engine.chance import (ChanceCause, chance_cause, chance_finding, small_split_words, val_test_gap_words,
+                           weak_class_words)
 from engine.checkpoints import new_run_id, write_json
 from engine.clock import fmt_duration, process_started_at
 from engine.config import RunConfig, apply_overrides, probe_epochs_for, smaller_batch, smaller_batch_advice
@@ -39,6 +39,7 @@ from engine.errors import StudioError
 from engine.jobs import execute_run, interrupted_message, stopped_message
 from engine.lr_find import lr_into_config
 from engine.methods import METHODS
+from engine.methods.pruning import smaller_model_warning
 from engine.optim import frozen_words
 from engine.paths import UPLOAD_PREFIX, default_data_dir, register_upload_dir, resolve_path, upload_sha
 from engine.predict import VARIANTS, check_source, load_predictor, predict_folder, write_csv
@@ -551,9 +552,9 @@ def _say_wise(summary: dict) -> None:
 def _say_caution(summary: dict, cfg: RunConfig) -> None:
     """After a finished run, as the dashboard's Results page does: a warning when the run is at, below or
     within luck of the level of guessing (engine.chance.chance_finding) with what to change in this
-    command's options, the same for a channel-pruned model (engine.chance.smaller_model_finding), a note
-    when validation and test differ by more than chance usually gives, and one when its held-out splits
-    are so small that one image is over 2 points."""
+    command's options, the same for a channel-pruned model (engine.methods.pruning.smaller_model_warning),
+    a note when validation and test differ by more than chance usually gives, and one when its held-out
+    splits are so small that one image is over 2 points."""
     found = chance_finding(summary)
     if found is not None:
         cause = chance_cause(summary, cfg.train.epochs, cfg.train.batch_size)
@@ -566,9 +567,9 @@ def _say_caution(summary: dict, cfg: RunConfig) -> None:
             advice = (f"{advice} If it stays below guessing with more steps, {labels}." if cause.kind == "few_steps"
                       else f"{labels[0].upper()}{labels[1:]}. {advice}")
         print(f"warning: {found.text} {advice}", file=sys.stderr)
-    smaller = smaller_model_finding(summary)  # the full-size model can learn and its channel-pruned one not
-    if smaller is not None:
-        print(f"warning: {smaller.text}", file=sys.stderr)
+    smaller = smaller_model_warning(summary)  # the full-size model can learn and its channel-pruned one not
+    if smaller:
+        print(f"warning: {smaller}", file=sys.stderr)
     gap = val_test_gap_words(summary)
     if gap:
         why = ("Your validation and test folders may hold different kinds of pictures." if

@@ -182,16 +182,19 @@ def test_a_smaller_model_at_guessing_is_named_with_what_to_change():
     """A new user's channel-pruned model answered at guessing (33.3% on 3 classes) beside a green
     "Finished." while the full-size model had 66.7%: its own finding, with the settings to change."""
     from engine.chance import smaller_model_finding
+    from engine.methods.pruning import smaller_model_warning
 
     summary = {"classes": ["a", "b", "c"], "val_acc": 0.667, "test_acc": 0.667,
                "structured": {"val_acc": 1 / 3, "test_acc": 1 / 3}}
     found = smaller_model_finding(summary)
     assert found.text.startswith("The smaller (channel-pruned) model's test accuracy (33.3%) is at the level of guessing")
-    assert "Its answers are no better than guesses" in found.text
-    assert "Structured: share of channels removed (pruning.channel_fraction)" in found.text
-    assert "Structured: fine-tune epochs after shrinking (pruning.structured_epochs)" in found.text
-    assert smaller_model_finding({**summary, "structured": {"val_acc": 0.9, "test_acc": 0.9}}) is None
-    assert smaller_model_finding({**summary, "structured": None}) is None
+    assert found.text.endswith("Its answers are no better than guesses, however sure they look.")
+    said = smaller_model_warning(summary)
+    assert said.startswith(found.text)
+    assert "Structured: share of channels removed (pruning.channel_fraction)" in said
+    assert "Structured: fine-tune epochs after shrinking (pruning.structured_epochs)" in said
+    assert smaller_model_warning({**summary, "structured": {"val_acc": 0.9, "test_acc": 0.9}}) is None
+    assert smaller_model_warning({**summary, "structured": None}) is None
 
 
 def test_the_smaller_models_fine_tune_is_read_from_its_curve():

@@ -179,9 +179,9 @@ def test_a_structured_run_says_its_smaller_models_size_in_parameters_and_megabyt
     assert any("s fine-tune" in str(c.proto) and "Fine-tuning epochs of the smaller model" in str(c.proto)
                for c in at.get("vega_lite_chart"))
     # the smaller model at guessing is said beside its tiles, whatever the full-size model did
-    from engine.chance import smaller_model_finding
+    from engine.methods.pruning import smaller_model_warning
     full = json.loads((Path(engine().run_record(run_id).run_dir) / "summary.json").read_text())
-    found = smaller_model_finding(full)
+    found = smaller_model_warning(full)
     assert (found is not None) == any(w.startswith("The smaller (channel-pruned) model's") for w in texts(at.warning))
     # the Train page says which model each figure is (as for a run that learnt: this tiny one may be at guessing,
     # which the page says instead of its figures)

@@ -31,9 +31,9 @@ import streamlit as st
 from app import charts, components, layout, state
 from app.app_pages.explain import colour_bar, map_caption, overlay, upscale
 from app.claims_view import at_chance, guess_warning
-from engine.chance import smaller_model_finding
 from engine.errors import StudioError
 from engine.explain import ATTRIBUTIONS
+from engine.methods.pruning import smaller_model_warning
 from engine.predict import IMAGE_WORDS, LOW_CONFIDENCE, own_image_note
 
 RUN_KEY = "try_run"
@@ -618,9 +618,9 @@ def render() -> None:
             second = model_picker(rec, {**variants, **{k: v[1] for k, v in others.items()}}, "b",
                                   *comparison_default(variants, first, list(others)), "Compare with")
         chosen.append(second)
-    smaller = smaller_model_finding(summary.value or {}) if any(v == "structured" for v, _ in chosen) else None
-    if smaller is not None:  # the run's warning above is the full-size model's
-        st.warning(state.message_md(smaller.text), icon=":material/warning:")
+    smaller = smaller_model_warning(summary.value or {}) if any(v == "structured" for v, _ in chosen) else None
+    if smaller:  # the run's warning above is the full-size model's
+        st.warning(state.message_md(smaller), icon=":material/warning:")
     models = load_models(run_dir, ds, chosen, others)
     if models is None:
         return

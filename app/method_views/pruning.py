@@ -12,8 +12,8 @@ import streamlit as st
 from app import layout, state
 from app.charts import FIT_WIDTH, LAYER_NAMES, LAYER_PADDING, rows_height
 from app.method_views import register_view
-from engine.chance import smaller_model_finding
 from engine.claims import points_diff, shown_points
+from engine.methods.pruning import smaller_model_warning
 from engine.words import and_words, plural
 
 
@@ -122,9 +122,9 @@ def pruning_view(engine, rec, summary: dict) -> None:
                            f"; on the validation images {100 * (s.get('val_acc') or 0):.1f}% against "
                            f"{100 * (s.get('val_acc_before') or 0):.1f}%." if tested else "."),
                        width="content")
-        found = smaller_model_finding(summary)  # beside its tiles: the run's own warning is for the full-size model
-        if found is not None:
-            st.warning(state.message_md(found.text), icon=":material/warning:")
+        smaller = smaller_model_warning(summary)  # beside its tiles: the run's own warning is the full-size model's
+        if smaller:
+            st.warning(state.message_md(smaller), icon=":material/warning:")
         if s and len(s.get("fine_tune_val_acc") or []) > 1:
             st.altair_chart(fine_tune_chart(s["fine_tune_val_acc"], s.get("val_acc_before")), width="stretch")
             st.caption(fine_tune_words(s["fine_tune_val_acc"], s.get("val_acc_before")))

@@ -35,6 +35,7 @@ from torch import nn
 
 import engine.structured as st
 from engine.backbones import BACKBONES
+from engine.chance import smaller_model_finding
 from engine.config import setting_name, with_section
 from engine.contract import MethodHook, SubReporter
 from engine.errors import StudioError
@@ -427,6 +428,19 @@ def structured_pruning(ctx, hook: PruningHook) -> None:
                        latency_speedup=lat["batch_1"]["speedup"],
                        latency_speedup_batch32=lat.get("batch_32", {}).get("speedup"))
     ctx.artifacts["structured_model"] = small  # for tests and the benchmark
+
+
+def smaller_model_warning(summary: dict) -> str | None:
+    """The warning for a channel-pruned model at or near guessing (engine.chance.smaller_model_finding on
+    `summary`, a finished run's) followed by the two settings that change it, as messages name settings;
+    None when there is no smaller model or it clearly learnt. A new user's smaller model answered at
+    guessing beside a green "Finished." and was Try it's pick, while the full-size model had learnt."""
+    found = smaller_model_finding(summary)
+    if found is None:
+        return None
+    return (f"{found.text} Use the full-size model, or remove fewer channels "
+            f"('{setting_name('pruning', 'channel_fraction')}') or fine-tune the smaller model longer "
+            f"('{setting_name('pruning', 'structured_epochs')}').")
 
 
 class KeepMasks(MethodHook):
