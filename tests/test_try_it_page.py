@@ -567,3 +567,18 @@ def test_a_models_long_label_is_shortened_in_its_picker_and_shown_whole_under_it
     assert label_detail("WiSE-FT mix at alpha") == ""
     long = "photos from the field, seed 2 (3 Dec 10:00): fine-tuned"
     assert label_detail(long) == long, "a long label without an explanation is shown whole"
+
+
+def test_a_mix_at_guessing_picked_in_try_it_says_so():
+    """A new user's pruned WiSE-FT run answered one class for every image at alpha 0, unwarned: the run's
+    warning is the fine-tuned model's, and that one had learnt."""
+    from app.app_pages.try_it import mix_warning
+
+    summary = {"classes": ["a", "b", "c"], "val_acc": 0.8, "test_acc": 0.8,
+               "wise_curve": [{"alpha": 0.0, "val_acc": 1 / 3}, {"alpha": 0.5, "val_acc": 0.9},
+                              {"alpha": 1.0, "val_acc": 0.8}]}
+    said = mix_warning(summary, 0.0)
+    assert said.startswith("At alpha 0.00 the WiSE-FT mix's validation accuracy (33.3%) is at the level of guessing")
+    assert said.endswith("Its answers are no better than guesses, however sure they look.")
+    assert mix_warning(summary, 0.5) is None and mix_warning(summary, 1.0) is None
+    assert mix_warning(summary, 0.37) is None, "off the curve: nothing measured to judge"
