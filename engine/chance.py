@@ -128,15 +128,12 @@ def smaller_model_summary(summary: dict) -> dict:
 
 def smaller_model_finding(summary: dict) -> ChanceFinding | None:
     """`chance_finding` for the channel-pruned model of a run with structured pruning, on its own test
-    (else validation) accuracy, its text starting "The smaller (channel-pruned) model's" and ending with
-    what that means for its answers (`answers_words`). None for a run without a smaller model or one
-    clearly above guessing. What to change is the pruning method's to say
-    (engine.methods.pruning.smaller_model_warning)."""
+    (else validation) accuracy, its text starting "The smaller (channel-pruned) model's". None for a run
+    without a smaller model or one clearly above guessing. What it means and what to change is the
+    pruning method's to say (engine.methods.pruning.smaller_model_warning)."""
     if not summary.get("structured"):
         return None
-    found = chance_finding(smaller_model_summary(summary), whose="The smaller (channel-pruned) model's")
-    return None if found is None else ChanceFinding(found.kind, found.split,
-                                                    f"{found.text} {answers_words(found.maybe)}")
+    return chance_finding(smaller_model_summary(summary), whose="The smaller (channel-pruned) model's")
 
 
 def peaked_and_fell(summary: dict) -> tuple[dict, float] | None:

@@ -266,14 +266,14 @@ def wise_pruned_start(summary: dict) -> str | None:
     mix keeps the pruned weights at zero (engine.methods.wise_ft.interpolate_state re-applies the masks,
     so the model's size holds at every alpha), so alpha 0 is the starting model with `summary["sparsity"]`
     of its weights removed and never retrained. Names its validation accuracy on the curve against the
-    full-size starting model's (`wise_theta0_val_acc`, fractions). None without pruning's sparsity or a
+    starting model's with all its weights (`wise_theta0_val_acc`, fractions). None without pruning's sparsity or a
     curve point at alpha 0."""
     sparsity = summary.get("sparsity")
     start = next((p for p in summary.get("wise_curve") or [] if p.get("alpha") == 0.0), None)
     if not isinstance(sparsity, (int, float)) or sparsity <= 0 or start is None or start.get("val_acc") is None:
         return None
     full = summary.get("wise_theta0_val_acc")
-    was = f", against {100 * full:.1f}% at full size" if isinstance(full, (int, float)) else ""
+    was = f", against {100 * full:.1f}% with all its weights" if isinstance(full, (int, float)) else ""
     return (f"Pruning is on in this run, so every mix keeps the {100 * sparsity:.0f}% of weights pruning removed at "
             "zero (the model stays as small at every alpha). At alpha 0 that is the starting model with those "
             f"weights removed and never retrained: {100 * start['val_acc']:.1f}% on validation{was}. The low end "

@@ -237,7 +237,7 @@ def test_wise_ft_keeps_the_sparsity(tiny_cfg, tmp_path):
     start = result.summary["wise_curve"][0]
     line = wise_pruned_start(result.summary)
     assert f"{100 * start['val_acc']:.1f}% on validation, against " \
-           f"{100 * result.summary['wise_theta0_val_acc']:.1f}% at full size" in line and "60% of weights" in line
+           f"{100 * result.summary['wise_theta0_val_acc']:.1f}% with all its weights" in line and "60% of weights" in line
     assert wise_pruned_start({**result.summary, "sparsity": None}) is None
     write_json(run_dir / "summary.json", {**result.summary, "status": "finished"})  # as engine.jobs does
     assert load_predictor(run_dir, "wise", alpha=0.0).label == "WiSE-FT mix at alpha 0.00 (the starting model, pruned)"

@@ -508,8 +508,12 @@ def row_note(r: dict, pretrained_src: str | None, rec) -> str:
                    else "."))
     if r["key"] == "wise":
         chosen = state.wise_alpha(state.get_engine(), rec)[1]
+        pruned = components.read_summary(str(rec.run_dir)).get("sparsity")  # every mix keeps the pruning masks
         return ("The starting and fine-tuned weights mixed at the alpha chosen on the Results page"
-                f"{'' if chosen else ' (none chosen yet, so the run’s own pick)'}.")
+                f"{'' if chosen else ' (none chosen yet, so the run’s own pick)'}."
+                + (f" Pruning is on in this run, so every mix keeps the {100 * pruned:.0f}% of weights it removed at "
+                   "zero: near alpha 0 it is the starting model without them, not the starting model above."
+                   if pruned else ""))
     if r["key"] == "adversarial":
         unseen = ", too little to see" if round(r["linf"] * 255, 1) <= VISIBLE_CHANGE * 255 else ""  # float32
         # a run that measured robust accuracy attacked at this budget; another one never did: the setting's

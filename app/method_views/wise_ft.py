@@ -81,8 +81,10 @@ def wise_ft_view(engine, rec, summary: dict) -> None:
     if not curve:
         st.info("This run has no WiSE-FT curve (it was stopped before the curve was computed).")
         return
+    pruned = summary.get("sparsity")  # every mix keeps the pruning masks (engine.claims.wise_pruned_start)
     st.caption("Slide alpha to mix the starting weights (alpha 0: the pretrained network with a new last layer trained "
-               "alone on your images) with the "
+               "alone on your images" + (f", here with the {100 * pruned:.0f}% of weights pruning removed left out"
+                                          if pruned else "") + ") with the "
                "fine-tuned ones (alpha 1): the slider's stops are the mixes the run measured, shown at once; an "
                "alpha between them is computed when you type it beside the slider.")
     used, chosen = state.wise_alpha(engine, rec)  # what Explain, Try it and export use
