@@ -370,8 +370,8 @@ def weak_classes(summary: dict, split: str | None = None) -> list[WeakClass]:
     answer; image counts): a class's right/wrong counts against those of all other classes' images
     together, a one-sided Fisher exact test (scipy.stats.fisher_exact) with p < WEAK_P and an accuracy
     at least WEAK_GAP below theirs. The weakest first, at most WEAK_SHOWN. [] when the confusion matrix
-    is missing or malformed, and when the run as a whole is at the level of guessing (`chance_finding`
-    says that, and every class would be named). Raises nothing."""
+    is missing or malformed, and when the run as a whole or this split is at the level of guessing
+    (`chance_finding`, `split_at_guessing` say that, and every class would be named). Raises nothing."""
     from scipy.stats import fisher_exact
 
     split = split or findings_split(summary)
@@ -379,9 +379,9 @@ def weak_classes(summary: dict, split: str | None = None) -> list[WeakClass]:
     if not classes or not isinstance(rows, list) or len(rows) != len(classes) \
             or any(not isinstance(r, list) or len(r) != len(classes) for r in rows):
         return []
-    if chance_finding(summary) is not None:
-        return []
     rows = [[int(v) for v in r] for r in rows]
+    if chance_finding(summary) is not None or split_at_guessing(summary, split) is not None:
+        return []
     right_all, n_all = sum(rows[i][i] for i in range(len(rows))), sum(map(sum, rows))
     found = []
     for i, name in enumerate(classes):
@@ -398,11 +398,46 @@ def weak_classes(summary: dict, split: str | None = None) -> list[WeakClass]:
     return sorted(found, key=lambda w: (w.acc, w.p))[:WEAK_SHOWN]
 
 
+def split_at_guessing(summary: dict, split: str) -> str | None:
+    """A finding when the model's accuracy on `split` ("val", "test" or "ood_user": the user's OOD set),
+    from its `{split}_confusion` (rows: true class, columns: answer; image counts), is at, below or
+    within luck of guessing (`chance_finding` on those counts), with the answer it gives most often; None
+    otherwise or without a well-formed matrix. A new user's OOD set of darker pictures was answered
+    "square" for every image, and the page named two of three classes as weak, advising more images."""
+    classes, rows = summary.get("classes") or [], summary.get(f"{split}_confusion")
+    if len(classes) < 2 or not isinstance(rows, list) or len(rows) != len(classes) \
+            or any(not isinstance(r, list) or len(r) != len(classes) for r in rows):
+        return None
+    rows = [[int(v) for v in r] for r in rows]
+    n = sum(map(sum, rows))
+    if n == 0:
+        return None
+    counts = {"test": {str(c): sum(r) for c, r in zip(classes, rows)}}
+    found = chance_finding({"classes": classes, "test_acc": sum(rows[i][i] for i in range(len(rows))) / n,
+                            "data_report": {"split_counts": counts}}, whose="The model's")
+    if found is None:
+        return None
+    right, guess = sum(rows[i][i] for i in range(len(rows))), 1 / len(classes)
+    answers = [sum(r[j] for r in rows) for j in range(len(classes))]
+    top = max(range(len(classes)), key=lambda j: answers[j])
+    where = "your OOD set" if split == "ood_user" else f"the {SPLIT_WORDS.get(split, split)} images"
+    level = {"below": "below", "nothing": "at"}.get(found.kind, "not clearly above")
+    said = (f"On {where} the model gets {right} of {n} images right ({100 * right / n:.1f}%), {level} the level of "
+            f"guessing among {len(classes)} classes ({100 * guess:.1f}%).")
+    most = f" It answers {classes[top]} for {answers[top]} of them." if answers[top] > n / 2 else ""
+    return said + most + (" These pictures' conditions are beyond what it learnt: training images taken in such "
+                           "conditions help more than more of the same." if split == "ood_user" else "")
+
+
 def weak_class_words(summary: dict, split: str | None = None) -> str | None:
     """`weak_classes` in one finding, with their numbers: "Weaker than the other classes on the test
     images, by more than luck on that many images: zigzagged, 1 of 8 right (12%, against 61% for the
-    others), most often taken for striped (5 of 8). ..."; None when there are none."""
+    others), most often taken for striped (5 of 8). ..."; when the split as a whole is at guessing while
+    the run is not (the user's OOD set), `split_at_guessing`'s finding instead; None when there are none."""
     split = split or findings_split(summary)
+    at_guess = split_at_guessing(summary, split) if chance_finding(summary) is None else None
+    if at_guess:  # the split as a whole (the user's OOD set) at guessing: no class is weaker than the rest
+        return at_guess
     weak = weak_classes(summary, split)
     if not weak:
         return None
@@ -411,6 +446,7 @@ def weak_class_words(summary: dict, split: str | None = None) -> str | None:
              + (f", most often taken for {and_words(w.taken_for)} ({w.taken} of {w.images}"
                 + (" each)" if len(w.taken_for) > 1 else ")") if w.taken else "")
              for w in weak]
-    return (f"Weaker than the other classes on the {SPLIT_WORDS[split]} images, by more than luck on that many "
+    where = "your OOD set's images" if split == "ood_user" else f"the {SPLIT_WORDS[split]} images"
+    return (f"Weaker than the other classes on {where}, by more than luck on that many "
             f"images: " + "; ".join(parts) + ". More training images of such a class, or clearer ones, usually "
             "help; look at what it is mistaken for.")

@@ -544,3 +544,21 @@ def test_training_far_above_validation_in_the_head_only_epochs_is_said_why():
     assert probe_gap_words(rows, 0) is None
     assert probe_gap_words([{"train_acc": 0.5 + PROBE_GAP - 0.01, "val_acc": 0.5}], 1) is None
     assert probe_gap_words([{"val_acc": 0.5}], 1) is None
+
+
+def test_an_ood_set_at_guessing_is_said_as_such_not_as_weak_classes():
+    """A new user's OOD set of darker pictures was answered "square" for all but three images: the page
+    named circle and triangle as weaker than the other classes and advised more images of them."""
+    from engine.chance import split_at_guessing, weak_class_words, weak_classes
+
+    summary = {"classes": ["circle", "square", "triangle"], "test_acc": 0.9, "val_acc": 0.9,
+               "ood_user_confusion": [[0, 8, 0], [0, 8, 0], [3, 5, 0]],
+               "test_confusion": [[8, 0, 0], [0, 8, 0], [1, 1, 6]]}
+    said = weak_class_words(summary, "ood_user")
+    assert said.startswith("On your OOD set the model gets 8 of 24 images right (33.3%), at the level of guessing "
+                           "among 3 classes (33.3%). It answers square for 21 of them.")
+    assert "taken in such conditions" in said and "Weaker than" not in said
+    assert weak_classes(summary, "ood_user") == []
+    learnt = {**summary, "ood_user_confusion": [[7, 1, 0], [0, 8, 0], [0, 5, 3]]}  # triangle weak, the rest fine
+    assert split_at_guessing(learnt, "ood_user") is None
+    assert weak_class_words(learnt, "ood_user").startswith("Weaker than the other classes on your OOD set's images")
