@@ -1,90 +1,25 @@
 """Results page: one line per method saying whether this run showed its paper's claim.
 
-The verdicts are computed by engine.claims from summaries; this module only finds the runs to
-compare with among the user's finished runs (standard fine-tuning with the same data, backbone,
-size, split and sampling settings, seed, training recipe and augmentation; for adversarial fine-tuning also adversarial training from scratch with the
-same data, size, seed and attack) and shows the lines."""
+The verdicts are computed by engine.claims from summaries, against the runs engine.baselines finds
+among the user's finished runs (the command line judges with the same); this module shows the lines
+and the run's warnings in the dashboard's words."""
 
 from __future__ import annotations
 
-import functools
 from typing import Callable
 
 import streamlit as st
 
 from app import state
+from engine.baselines import run_claims
 from engine.chance import (LUCK_MARK, ChanceCause, answers_words, chance_cause, chance_finding, small_split_words,
                            val_test_gap_words)
-from engine.claims import CLAIMS, wise_ft_reading, wise_pruned_start
+from engine.claims import wise_ft_reading, wise_pruned_start
 from engine.config import RunConfig, smaller_batch, smaller_batch_advice
 from engine.errors import StudioError
-from engine.methods import METHODS
 from engine.words import plural
 
 BASELINE_CLAIMS = {"adafilter", "pruning", "adversarial"}  # claims judged against standard fine-tuning
-SAME = (("data", "source"), ("data", "image_size"), ("backbone", "name"), ("backbone", "pretrained"),
-        ("data", "drop_duplicates"), ("data", "val_fraction"), ("data", "test_fraction"), ("data", "train_per_class"),
-        ("data", "class_balance"), ("train", "epochs"), ("train", "batch_size"), ("optim", "optimizer"), ("optim", "lr"),
-        ("optim", "momentum"), ("optim", "weight_decay"), ("optim", "schedule"),
-        ("optim", "linear_probe_epochs"), ("train", "augment"), ("train", "flip"), ("eval", "tta_flip"), ("seed", None))
-
-
-def _get(config: dict, section: str, key: str | None):
-    """config[section][key] (config[section] for key None); a key a saved config lacks (one written
-    before the setting existed) reads as the setting's default, which that run used."""
-    value = config.get(section)
-    if key is None:
-        return value
-    if key in (value or {}):
-        return value[key]
-    return getattr(getattr(_defaults(), section, None), key, None)
-
-
-@functools.cache
-def _defaults() -> RunConfig:
-    return RunConfig()
-
-
-def _methods_on(config: dict) -> set[str]:
-    return {n for n in METHODS if isinstance(config.get(n), dict) and config[n].get("enabled")}
-
-
-# with adversarial training on, the standard run must also have attacked alike (its robust accuracy is the claim's baseline)
-SAME_ROBUST = (("eval", "robust"), ("eval", "robust_eps"), ("eval", "robust_steps"))
-
-
-def comparison_run(rec, runs) -> object | None:
-    """The newest finished run with this run's data, backbone, image size, split and sampling settings
-    (shares, duplicates dropped, images per class, class balance), seed, recipe (epochs, batch size,
-    optimiser, learning rate, momentum, weight decay, schedule, head-only epochs), augmentation (crops,
-    mirroring, flip TTA), for adversarial training also the same robust evaluation (on, eps, PGD steps),
-    and no fine-tuning method switched on (standard fine-tuning), or None."""
-    same = SAME + (SAME_ROBUST if "adversarial" in _methods_on(rec.config) else ())
-    for other in runs:  # the store lists the newest first
-        if other.id == rec.id or other.status != "finished" or _methods_on(other.config):
-            continue
-        if all(_get(other.config, s, k) == _get(rec.config, s, k) for s, k in same):
-            return other
-    return None
-
-
-SAME_ATTACK = (("data", "source"), ("data", "image_size"), ("backbone", "name"), ("seed", None),
-               ("adversarial", "attack"), ("adversarial", "eps"), ("adversarial", "steps"), ("eval", "robust_eps"),
-               ("eval", "robust_subset"), ("eval", "robust_steps_each_epoch"))
-
-
-def scratch_run(rec, runs) -> object | None:
-    """For a run that fine-tunes adversarially from pretrained weights: the newest finished run that
-    trains the same backbone adversarially from scratch (`backbone.pretrained` none) on the same data,
-    size and seed, with the same attack and the same per-epoch robust evaluation, or None."""
-    if _get(rec.config, "backbone", "pretrained") == "none" or "adversarial" not in _methods_on(rec.config):
-        return None
-    for other in runs:
-        if (other.id != rec.id and other.status == "finished" and "adversarial" in _methods_on(other.config)
-                and _get(other.config, "backbone", "pretrained") == "none"
-                and all(_get(other.config, s, k) == _get(rec.config, s, k) for s, k in SAME_ATTACK)):
-            return other
-    return None
 
 
 def guess_warning(chance: str, what: str = "Its answers below") -> str:
@@ -186,23 +121,19 @@ def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict, c
     """Write one line per enabled method with a claim (st.success when shown, st.info instead on a run at
     guessing (`chance`), st.warning when not,
     st.info when a comparison run is missing)."""
-    methods = [m for m in CLAIMS if m in _methods_on(rec.config)]
-    if not methods:
+    claims, other, scratch = run_claims(rec, runs, read_summary, summary)
+    if not claims:
         return
+    methods = [c.method for c in claims]
     if chance:  # `at_chance`'s warning, computed by the page and shown at its top
         maybe, one = LUCK_MARK in chance, len(methods) == 1
         verb = "may compare" if maybe else ("compares" if one else "compare")
         st.caption(f"This run {LUCK_MARK if maybe else 'learnt nothing yet'} (see the warning at the top): "
                    f"{'the line below' if one else 'the lines below'} {verb} noise.")
-    other = comparison_run(rec, runs)
-    baseline = read_summary(other.run_dir) if other is not None else None
-    scratch = scratch_run(rec, runs) if "adversarial" in methods else None
-    for m in methods:
-        claim = (CLAIMS[m](summary, baseline, read_summary(scratch.run_dir)) if m == "adversarial" and scratch
-                 else CLAIMS[m](summary, baseline))
+    for claim in claims:
         # on a run at guessing (the caption above) a shown claim is no success: it compares noise
         show = {True: st.info if chance else st.success, False: st.warning}.get(claim.shown, st.info)
-        show(claim.text + plain_words(m, summary), icon=":material/science:")
+        show(claim.text + plain_words(claim.method, summary), icon=":material/science:")
     labels = state.run_labels([r for r in (other, scratch) if r is not None], with_status=False, among=runs)
     said = compared_with(methods, other, scratch, {k: state.md_text(v) for k, v in labels.items()})
     if said:

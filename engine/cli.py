@@ -426,7 +426,7 @@ def _run_in_foreground(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Pa
         return 130
     finally:
         reporter.close_bar()
-    return _say_after_run(summary, cfg, run_dir)
+    return _say_after_run(summary, cfg, run_dir, store)
 
 
 class Terminated(KeyboardInterrupt):
@@ -486,9 +486,10 @@ def resume_command(run: str, data_dir: Path) -> str:
     return f"python -m engine train --resume {shlex.quote(run)}{data_dir_flag(data_dir)}"
 
 
-def _say_after_run(summary: dict, cfg: RunConfig, run_dir: Path) -> int:
+def _say_after_run(summary: dict, cfg: RunConfig, run_dir: Path, store: RunStore | None = None) -> int:
     """What the command line says when a run ends (one process or torchrun's rank 0): what reading the
-    data found, what was loaded from the user's checkpoint, then the error or the final figures.
+    data found, what was loaded from the user's checkpoint, then the error or the final figures, the
+    warnings and the methods' claim lines (judged against the runs of `store`, as Results judges).
     Returns the exit code (0 finished, 1 otherwise)."""
     try:  # an upload's reference is no path to inspect
         where = str(resolve_path(cfg.data.source)) if cfg.data.source.startswith(UPLOAD_PREFIX) else cfg.data.source
@@ -501,9 +502,39 @@ def _say_after_run(summary: dict, cfg: RunConfig, run_dir: Path) -> int:
         return 1
     print(finished_words(summary))
     _say_caution(summary, cfg)
+    if store is not None:
+        _say_claims(summary, store)
     _say_wise(summary)
     print(f"summary: {run_dir / 'summary.json'}")
     return 0
+
+
+def _summary_or_empty(run_dir: str) -> dict:
+    """A run's summary.json, {} when it has none or it cannot be read."""
+    try:
+        return json.loads((Path(run_dir) / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _say_claims(summary: dict, store: RunStore) -> None:
+    """The claim line of each method of the run but WiSE-FT (`_say_wise` says its own with its curve),
+    judged against the same runs of the store as the Results page (engine.baselines.run_claims), and which
+    runs they were; a line without a comparison run says what to run."""
+    from engine.baselines import run_claims
+
+    rec = store.get_run(str(summary.get("run_id")))
+    if rec is None:
+        return
+    claims, other, scratch = run_claims(rec, store.list_runs(), _summary_or_empty, summary)
+    for claim in claims:
+        if claim.method != "wise_ft":
+            print(claim.text)
+    said = [f"{r.name} ({r.id}, {what})" for r, what in ((other, "standard fine-tuning, same settings"),
+                                                         (scratch, "adversarial training from scratch"))
+            if r is not None and any(c.method != "wise_ft" for c in claims)]
+    if said:
+        print("  compared with " + " and ".join(said))
 
 
 def _say_wise(summary: dict) -> None:
@@ -678,7 +709,7 @@ def _train_distributed(cfg, args: argparse.Namespace, data_dir: Path) -> int:
         reporter = ConsoleReporter(store, run_id, args.quiet, live=bool(args.run_id), cfg=cfg)
         summary = execute_run(store, run_id, cfg, run_dir, data_dir / "datasets", reporter)
         reporter.close_bar()
-        return _say_after_run(summary, cfg, run_dir)
+        return _say_after_run(summary, cfg, run_dir, store)
     finally:
         dist.destroy_process_group()
 

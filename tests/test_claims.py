@@ -131,7 +131,7 @@ def test_adversarial_claim_against_plain_and_scratch():
 def test_results_page_compares_with_standard_fine_tuning_on_the_same_data():
     from types import SimpleNamespace as R
 
-    from app.claims_view import comparison_run
+    from engine.baselines import comparison_run
 
     def cfg(**methods):
         c = {"data": {"source": "a.zip", "image_size": 64}, "backbone": {"name": "resnet18", "pretrained": "bundled"},
@@ -209,7 +209,7 @@ def test_a_run_at_chance_is_flagged_with_advice_from_its_steps():
 def test_results_page_finds_adversarial_training_from_scratch_with_the_same_attack():
     from types import SimpleNamespace as R
 
-    from app.claims_view import scratch_run
+    from engine.baselines import scratch_run
 
     def cfg(pretrained="bundled", eps=2 / 255, adversarial=True):
         return {"data": {"source": "a.zip", "image_size": 32}, "backbone": {"name": "resnet18", "pretrained": pretrained},

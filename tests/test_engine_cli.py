@@ -810,3 +810,23 @@ def test_the_users_weights_are_read_once_and_the_run_trains_what_the_check_built
     short = apply_overrides(cfg, ["train.epochs=1", "train.batch_size=12", "eval.ood=false", f"train.device={TEST_DEVICE}"])
     result = train_module.train(short, data=data, start=handed_over, work_dir=tmp_path / "w")
     assert result.summary["load_report"]["source"].startswith("checkpoint")
+
+
+def test_the_command_line_says_each_methods_claim_against_the_same_runs_as_results(tiny_zip, tmp_path, capsys):
+    """A new user's pruning run printed WiSE-FT's claim line but not Pruning's, which Results showed."""
+    from engine.cli import main
+
+    base = ["train", "--data", str(tiny_zip), "--backbone", "resnet18", "--pretrained", "none", "--epochs", "1",
+            "--image-size", "32", "--batch-size", "8", "--data-dir", str(tmp_path / "d"), "--quiet",
+            "--set", "eval.ood=false"]
+    pruned = [*base, "--set", "pruning.enabled=true", "--set", "pruning.target_sparsity=0.5"]
+    assert main(pruned) == 0
+    out = capsys.readouterr().out
+    assert "Pruning: 50.0% sparse at" in out and "(run the same settings without pruning to compare)" in out, out
+    assert main(base) == 0 and "Pruning" not in capsys.readouterr().out, "standard fine-tuning has no claim"
+    assert main(pruned) == 0
+    out = capsys.readouterr().out
+    (line,) = [t for t in out.splitlines() if t.startswith("Pruning")]
+    assert "dense (" in line, line
+    plain = next(r for r in RunStore(tmp_path / "d" / "studio.db").list_runs() if not r.config["pruning"]["enabled"])
+    assert f"compared with {plain.name} ({plain.id}, standard fine-tuning, same settings)" in out

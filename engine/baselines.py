@@ -1,0 +1,95 @@
+"""Which finished runs a run's paper claims are judged against (engine.claims): standard fine-tuning with
+the same data, backbone, size, split and sampling settings, seed, training recipe and augmentation (for
+adversarial fine-tuning also the same robust evaluation), and, for adversarial fine-tuning from
+pretrained weights, adversarial training from scratch with the same data, size, seed and attack. Run
+records are the run store's (engine.store.RunRecord: id, status, config as saved, run_dir); the Results
+page and the command line judge with the same runs."""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, Sequence
+
+from engine.claims import CLAIMS, Claim
+from engine.config import RunConfig
+from engine.methods import METHODS
+
+SAME = (("data", "source"), ("data", "image_size"), ("backbone", "name"), ("backbone", "pretrained"),
+        ("data", "drop_duplicates"), ("data", "val_fraction"), ("data", "test_fraction"), ("data", "train_per_class"),
+        ("data", "class_balance"), ("train", "epochs"), ("train", "batch_size"), ("optim", "optimizer"), ("optim", "lr"),
+        ("optim", "momentum"), ("optim", "weight_decay"), ("optim", "schedule"),
+        ("optim", "linear_probe_epochs"), ("train", "augment"), ("train", "flip"), ("eval", "tta_flip"), ("seed", None))
+
+
+def config_value(config: dict, section: str, key: str | None):
+    """config[section][key] (config[section] for key None); a key a saved config lacks (one written
+    before the setting existed) reads as the setting's default, which that run used."""
+    value = config.get(section)
+    if key is None:
+        return value
+    if key in (value or {}):
+        return value[key]
+    return getattr(getattr(_defaults(), section, None), key, None)
+
+
+@functools.cache
+def _defaults() -> RunConfig:
+    return RunConfig()
+
+
+def methods_on(config: dict) -> set[str]:
+    """The fine-tuning methods switched on in a saved run config (sections -> fields)."""
+    return {n for n in METHODS if isinstance(config.get(n), dict) and config[n].get("enabled")}
+
+
+# with adversarial training on, the standard run must also have attacked alike (its robust accuracy is the claim's baseline)
+SAME_ROBUST = (("eval", "robust"), ("eval", "robust_eps"), ("eval", "robust_steps"))
+
+
+def comparison_run(rec, runs) -> object | None:
+    """The newest finished run with this run's data, backbone, image size, split and sampling settings
+    (shares, duplicates dropped, images per class, class balance), seed, recipe (epochs, batch size,
+    optimiser, learning rate, momentum, weight decay, schedule, head-only epochs), augmentation (crops,
+    mirroring, flip TTA), for adversarial training also the same robust evaluation (on, eps, PGD steps),
+    and no fine-tuning method switched on (standard fine-tuning), or None."""
+    same = SAME + (SAME_ROBUST if "adversarial" in methods_on(rec.config) else ())
+    for other in runs:  # the store lists the newest first
+        if other.id == rec.id or other.status != "finished" or methods_on(other.config):
+            continue
+        if all(config_value(other.config, s, k) == config_value(rec.config, s, k) for s, k in same):
+            return other
+    return None
+
+
+SAME_ATTACK = (("data", "source"), ("data", "image_size"), ("backbone", "name"), ("seed", None),
+               ("adversarial", "attack"), ("adversarial", "eps"), ("adversarial", "steps"), ("eval", "robust_eps"),
+               ("eval", "robust_subset"), ("eval", "robust_steps_each_epoch"))
+
+
+def scratch_run(rec, runs) -> object | None:
+    """For a run that fine-tunes adversarially from pretrained weights: the newest finished run that
+    trains the same backbone adversarially from scratch (`backbone.pretrained` none) on the same data,
+    size and seed, with the same attack and the same per-epoch robust evaluation, or None."""
+    if config_value(rec.config, "backbone", "pretrained") == "none" or "adversarial" not in methods_on(rec.config):
+        return None
+    for other in runs:
+        if (other.id != rec.id and other.status == "finished" and "adversarial" in methods_on(other.config)
+                and config_value(other.config, "backbone", "pretrained") == "none"
+                and all(config_value(other.config, s, k) == config_value(rec.config, s, k) for s, k in SAME_ATTACK)):
+            return other
+    return None
+
+
+def run_claims(rec, runs: Sequence, read_summary: Callable[[str], dict], summary: dict) -> tuple[list[Claim], object, object]:
+    """(one engine.claims.Claim per method of `rec` with a claim, in CLAIMS order; the standard fine-tuning
+    run compared with or None; the scratch run or None) for the finished run `rec` (a store record) with
+    `summary`, among `runs` (the store's records, newest first); `read_summary(run_dir)` reads another run's."""
+    methods = [m for m in CLAIMS if m in methods_on(rec.config)]
+    if not methods:
+        return [], None, None
+    other = comparison_run(rec, runs)
+    baseline = read_summary(other.run_dir) if other is not None else None
+    scratch = scratch_run(rec, runs) if "adversarial" in methods else None
+    claims = [CLAIMS[m](summary, baseline, read_summary(scratch.run_dir)) if m == "adversarial" and scratch
+              else CLAIMS[m](summary, baseline) for m in methods]
+    return claims, other, scratch
