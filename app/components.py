@@ -22,7 +22,7 @@ from engine.jobs import INTERRUPTED_PREFIX, was_interrupted
 from engine.methods.pruning import smaller_model_warning
 from engine.store import process_alive
 from engine.worker import Engine
-from engine.words import ended_early_words
+from engine.words import ended_early_words, extra_epochs_words
 
 LIVE_REFRESH_S = 1.0  # how often live views poll the engine's snapshot, with a GPU or many CPU cores
 SLOWEST_LIVE_REFRESH_S = 3.0  # on a 2-core CPU-only machine
@@ -489,7 +489,7 @@ def sidebar(engine: Engine, live_page: bool = False) -> None:
     epochs = state.plural(cfg.train.epochs, "epoch")  # the head-only words belong to these, before what follows
     frozen = frozen_words(cfg.optim, cfg.backbone.pretrained)
     st.caption(f"Next run: **{state.backbone_title(cfg.backbone.name)}**{start} on {ds.words}, "
-               f"{epochs}{head}{state.extra_epochs_words(cfg.to_dict())}, {methods}"
+               f"{epochs}{head}{extra_epochs_words(cfg.to_dict())}, {methods}"
                + (f", {frozen}" if frozen else "") + ".")
 
 

@@ -1173,19 +1173,9 @@ def epochs_words(config: dict, summary: dict | None = None) -> str:
     """"20 epochs", with the training a method adds after them (`extra_epochs_words`): the run's
     length wherever a page sums a run or the next one up (`config` as saved: sections -> fields).
     With a finished run's `summary`, a run a method ended early says so: "3 of 20 epochs"."""
-    from engine.words import epochs_run_words
+    from engine.words import epochs_run_words, extra_epochs_words
 
     return epochs_run_words(summary or {}, int((config.get("train") or {}).get("epochs") or 0)) + extra_epochs_words(config)
 
 
-def extra_epochs_words(config: dict) -> str:
-    """The training a run does after its epochs, as the run's caption and the Ready line add it
-    (`config` as saved: sections -> fields): structured pruning's fine-tuning of the smaller model,
-    e.g. " + 10 epochs fine-tuning the smaller model (structured pruning)"; "" when none."""
-    pruning = config.get("pruning") or {}
-    if pruning.get("enabled") and pruning.get("structured"):
-        n = int(pruning.get("structured_epochs") or 0)
-        if n:
-            return f" + {plural(n, 'epoch')} fine-tuning the smaller model (structured pruning)"
-    return ""
 

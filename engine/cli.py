@@ -49,7 +49,7 @@ from engine.resume import RESUME_FILE, check_resumable
 from engine.run_data import load_user_ood, prepare_data
 from engine.store import RunStore, process_alive
 from engine.train import StartModel, build_start, train
-from engine.words import ended_early_words, plural
+from engine.words import ended_early_words, extra_epochs_words, plural
 
 
 class ConsoleReporter(Reporter):
@@ -188,7 +188,7 @@ def epoch_words(epoch: int, values: dict[str, float]) -> str:
 
 def finished_words(summary: dict) -> str:
     """The line that ends a finished run: its figures in the pages' words and in % (test, validation, OOD,
-    robust, sparsity), training speed in images/s, "OOD not measured" when the summary's ood_acc is None
+    the user's OOD set, robust, sparsity), training speed in images/s, "OOD not measured" when the summary's ood_acc is None
     (eval.ood off, say), and which held-out split had no images. It read
     "val_acc=0.6667  test_acc=0.6667" beside warnings in percent."""
     def finite(k: str) -> bool:
@@ -198,7 +198,7 @@ def finished_words(summary: dict) -> str:
     robust = "robust" if not ev else (f"robust ({ev.get('attack', 'PGD')} at eps {float(ev.get('eps', 0)) * 255:g}/255 on "
                                       f"the {'test' if ev.get('split') == 'test' else 'validation'} images)")
     words = {"test_acc": "test", "val_acc": "validation", "ood_acc": "OOD (corrupted, severities 1-5)",
-             "robust_acc": robust, "sparsity": "sparsity"}
+             "ood_user_acc": "your OOD set", "robust_acc": robust, "sparsity": "sparsity"}
     shown = [f"{w} {_pct(summary[k])}" for k, w in words.items() if finite(k)]
     if finite("train_images_per_sec"):
         shown.append(f"trained at {summary['train_images_per_sec']:.0f} img/s")
@@ -410,7 +410,7 @@ def _run_in_foreground(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Pa
     weights = WEIGHTS_TEXT.get(cfg.backbone.pretrained, cfg.backbone.pretrained)  # the dashboard's words
     frozen = frozen_words(cfg.optim, cfg.backbone.pretrained)
     print(f"  {cfg.name or 'this run'}: {backbone_title(cfg.backbone.name)} ({weights}), "
-          f"{plural(cfg.train.epochs, 'epoch')} at {cfg.data.image_size} px, batch "
+          f"{plural(cfg.train.epochs, 'epoch')}{extra_epochs_words(cfg.to_dict())} at {cfg.data.image_size} px, batch "
           f"{cfg.train.batch_size}, " + ("learning rate found at the start" if cfg.optim.lr_auto else
                                          f"lr {cfg.optim.lr:g}")
           + (f", {frozen}" if frozen else "") + f", seed {cfg.seed}", flush=True)
@@ -1165,6 +1165,18 @@ def _runs_parser(sub) -> None:
     r.set_defaults(func=_runs)
 
 
+def _field_help(section: str, name: str, extra: str = "") -> str:
+    """A train flag's help: the config field's own help text (its metadata, as the dashboard shows it),
+    `extra`, and its default. argparse reads % as a format: it is doubled."""
+    from dataclasses import fields
+
+    from engine.config import RunConfig
+
+    f = {f.name: f for f in fields(type(getattr(RunConfig(), section)))}[name]
+    said = f"{f.metadata.get('help', '')}{extra} Default: {f.default}."
+    return said.replace("%", "%%").strip()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m engine", description="Fine-tuning studio engine")
     sub = p.add_subparsers(dest="command", required=True)
@@ -1173,17 +1185,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--preset", help="start from a preset (python -m engine presets lists them); "
                    "the flags below and --set override it")
     t.add_argument("--data", help="a .zip of class folders or a folder")
-    t.add_argument("--backbone")
+    t.add_argument("--backbone", help=_field_help("backbone", "name", f" One of: {', '.join(BACKBONES)}."))
     t.add_argument("--pretrained", help="bundled | imagenet | none | checkpoint")
     t.add_argument("--checkpoint", help="weights to start from: safetensors or a torch.save file "
                    "(.pt, .pth, .pth.tar, .bin, .ckpt; read by content, with weights_only=True)")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--image-size", type=int)
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--lr", type=str)
-    t.add_argument("--seed", type=int)
-    t.add_argument("--name")
-    t.add_argument("--device")
+    t.add_argument("--epochs", type=int, help=_field_help("train", "epochs"))
+    t.add_argument("--image-size", type=int, help=_field_help("data", "image_size", " In pixels."))
+    t.add_argument("--batch-size", type=int, help=_field_help("train", "batch_size"))
+    t.add_argument("--lr", type=str, help=_field_help("optim", "lr", " --set optim.lr_auto=true finds it with a range test."))
+    t.add_argument("--seed", type=int, help="the random seed: the split, the head and the order of images")
+    t.add_argument("--name", help="the run's name in the run list and on the dashboard")
+    t.add_argument("--device", help=_field_help("train", "device"))
     t.add_argument("--out", help="the run folder (default: <data-dir>/runs/<run id>)")
     t.add_argument("--data-dir", help=DATA_DIR_HELP)
     t.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE", help="override any config field")

@@ -50,3 +50,15 @@ def epochs_run_words(summary: dict, planned: int) -> str:
     """"3 of 20 epochs" for a run a method ended early (`epochs_ended_early`), else "20 epochs"."""
     done = epochs_ended_early(summary, planned)
     return f"{done} of {plural(planned, 'epoch')}" if done else plural(planned, "epoch")
+
+
+def extra_epochs_words(config: dict) -> str:
+    """The training a run does after its epochs, as the dashboard's run caption, its Ready line and the command line's run header add it
+    (`config` as saved: sections -> fields): structured pruning's fine-tuning of the smaller model,
+    e.g. " + 10 epochs fine-tuning the smaller model (structured pruning)"; "" when none."""
+    pruning = config.get("pruning") or {}
+    if pruning.get("enabled") and pruning.get("structured"):
+        n = int(pruning.get("structured_epochs") or 0)
+        if n:
+            return f" + {plural(n, 'epoch')} fine-tuning the smaller model (structured pruning)"
+    return ""

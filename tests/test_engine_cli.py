@@ -396,14 +396,19 @@ def test_the_finished_line_says_which_split_had_no_images(tiny_zip, tmp_path, mo
     from engine import cli
 
     monkeypatch.setattr(cli, "execute_run", lambda *a, **k: {"status": "finished", "val_acc": float("nan"),
-                                                              "test_acc": 0.75, "train_images_per_sec": 12.5})
+                                                              "test_acc": 0.75, "ood_user_acc": 0.5,
+                                                              "train_images_per_sec": 12.5})
     monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # the command fits torch's threads to the CPUs
     monkeypatch.setattr(cli, "register_upload_dir", lambda folder: None)
     assert cli.main(["train", "--data", str(tiny_zip), "--image-size", "32", "--out", str(tmp_path / "run"),
-                     "--data-dir", str(tmp_path / "d")]) == 0
-    (line,) = [t for t in capsys.readouterr().out.splitlines() if t.startswith("finished:")]
-    assert line == ("finished: test 75.0%, trained at 12 img/s (validation not measured: no images were left for "
-                    "that split; add images per class)"), line
+                     "--data-dir", str(tmp_path / "d"), "--set", "pruning.enabled=true", "--set",
+                     "pruning.structured=true", "--set", "pruning.structured_epochs=2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    (line,) = [t for t in out if t.startswith("finished:")]
+    assert line == ("finished: test 75.0%, your OOD set 50.0%, trained at 12 img/s (validation not measured: no "
+                    "images were left for that split; add images per class)"), line
+    # the header counts the smaller model's epochs too, as the dashboard's run caption does
+    assert any("5 epochs + 2 epochs fine-tuning the smaller model (structured pruning) at 32 px" in t for t in out), out
 
 
 @pytest.mark.parametrize("case", ["few steps", "peaked", "many steps", "luck", "below", "one step", "clear"])
