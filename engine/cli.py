@@ -42,7 +42,8 @@ from engine.methods import METHODS
 from engine.methods.pruning import smaller_model_warning
 from engine.optim import frozen_words
 from engine.paths import UPLOAD_PREFIX, default_data_dir, register_upload_dir, resolve_path, upload_sha
-from engine.predict import VARIANTS, check_source, load_predictor, predict_folder, write_csv
+from engine.predict import (VARIANTS, check_source, load_predictor, model_caution, predict_folder, run_summary,
+                            write_csv)
 from engine.presets import PRESETS, fit_to_data, get_preset, is_recipe, run_name
 from engine.pruning_search import search_into_config
 from engine.resume import RESUME_FILE, check_resumable
@@ -1062,6 +1063,9 @@ def _predict(args: argparse.Namespace) -> int:
     alpha = args.alpha if args.alpha is not None or args.variant != "wise" else _stored_alpha(run_id, data_dir)
     predictor = load_predictor(run_dir, args.variant, alpha, data_dir / "datasets", args.device)
     print(f"model: {predictor.label} on {predictor.device}; classes: {', '.join(predictor.classes)}", flush=True)
+    caution = model_caution(run_summary(run_dir), args.variant, predictor.alpha)  # as Try it warns for its pick
+    if caution:
+        print(f"warning: {caution}", file=sys.stderr, flush=True)
     if predictor.familiarity_note():
         print(predictor.familiarity_note(), flush=True)
     # a bar on a terminal only: in a file its redraws share lines with what stdout prints

@@ -64,6 +64,7 @@ import torch.nn.functional as F
 
 from engine.augment import to_float
 from engine.backbones import Classifier
+from engine.chance import answers_words, chance_finding
 from engine.config import RunConfig
 from engine.data import (COPY_THUMB, IMAGE_EXTENSIONS, MAX_COLOUR_DIFF, MAX_IMAGE_PIXELS, open_image,
                          PHASH_MAX_DISTANCE, PIL_FORMATS,
@@ -71,6 +72,8 @@ from engine.data import (COPY_THUMB, IMAGE_EXTENSIONS, MAX_COLOUR_DIFF, MAX_IMAG
                          not_a_zip_reason, safe_extract_zip, thumbnails_close)
 from engine.errors import StudioError
 from engine.evaluate import tta_logits
+from engine.methods.pruning import smaller_model_warning
+from engine.methods.wise_ft import curve_point
 from engine.metrics import selection_key
 from engine.resume import RESUME_FILE
 from engine.devices import autocast_ctx, inference_channels_last, pick_device, run_amp_dtype, usable_cpus
@@ -113,6 +116,36 @@ def variant_label(variant: str, adversarial: bool = False) -> str:
     if variant == "fine_tuned" and adversarial:
         return f"{VARIANTS['adversarial']} (end of training)"
     return VARIANTS[variant]
+
+
+def mix_warning(summary: dict, alpha: float | None) -> str | None:
+    """For the WiSE-FT mix at `alpha` when it is a point of the run's curve whose validation accuracy is
+    at, below or within luck of guessing (engine.chance.chance_finding on that figure), the warning with
+    what it means for its answers; None otherwise, or at alpha 1 (the fine-tuned model, which the run's own
+    warning covers). A new user's pruned run answered one class for every image at alpha 0, unwarned."""
+    point = curve_point(summary.get("wise_curve") or [], alpha) if alpha is not None and alpha < 1 else None
+    if not point or point.get("val_acc") is None:
+        return None
+    found = chance_finding({**summary, "val_acc": point["val_acc"], "test_acc": None},
+                           whose=f"At alpha {alpha:.2f} the WiSE-FT mix's")
+    return None if found is None else f"{found.text} {answers_words(found.maybe)}"
+
+
+def model_caution(summary: dict, variant: str, alpha: float | None = None) -> str | None:
+    """A warning for the model `variant` of a finished run (its `summary`) when it answers at, below or
+    within luck of guessing, with what that means for its answers: the channel-pruned model by its own
+    figures (engine.methods.pruning.smaller_model_warning), a WiSE-FT mix at `alpha` < 1 by its point on
+    the curve (`mix_warning`), the fine-tuned model (and the mix at alpha 1) by the
+    run's (engine.chance.chance_finding); None for the best epoch (no held-out figures of its own) and for a
+    model clearly above guessing. `predict` prints it; Try it shows it for the model picked."""
+    if variant == "structured":
+        return smaller_model_warning(summary)
+    if variant == "wise" and alpha is not None and alpha < 1:
+        return mix_warning(summary, alpha)
+    if variant in ("fine_tuned", "adversarial", "wise"):
+        found = chance_finding(summary)
+        return None if found is None else f"{found.text} {answers_words(found.maybe)}"
+    return None
 
 
 def available_variants(run_dir: Path) -> dict[str, str]:

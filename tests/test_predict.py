@@ -27,7 +27,7 @@ from engine.cli import main as cli
 from engine.data import decode_image
 from engine.errors import StudioError
 from engine.predict import (VARIANTS, FeatureStats, Predictor, available_variants, chosen_alpha, decode_bytes,
-                            load_predictor, load_variant, predict_folder, true_labels)
+                            load_predictor, load_variant, model_caution, predict_folder, true_labels)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -410,6 +410,12 @@ def test_predict_a_plain_folder_without_classes_and_bad_input(studio, tmp_path, 
     assert "model: WiSE-FT mix at alpha 0.50 on" in capsys.readouterr().out
     assert cli(base + ["--threshold", "5"]) == 2
     assert "between 0 and 1 (got 5)" in capsys.readouterr().err
+    # the model asked for at guessing is said, as Try it says it for the model picked (its own figures)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for variant in ("structured", "fine_tuned"):
+        assert cli(base + ["--variant", variant, "--out", str(tmp_path / f"{variant}.csv")]) == 0
+        caution = model_caution(summary, variant)
+        assert (f"warning: {caution}" in capsys.readouterr().err) if caution else True
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(StudioError, match="'empty' holds no image files"):
@@ -748,3 +754,16 @@ def test_a_run_that_did_not_finish_says_how_to_get_a_model(tmp_path):
     (failed / "summary.json").write_text(json.dumps({"status": "failed"}))
     with pytest.raises(StudioError, match=r"did not finish \(failed\): it has no final model to use; train it again"):
         run_summary(failed)
+
+
+def test_each_model_of_a_run_is_judged_by_its_own_figures():
+    """predict and Try it: a run whose fine-tuned model learnt can hold a smaller model or a mix at guessing."""
+    summary = {"classes": ["a", "b", "c"], "val_acc": 0.9, "test_acc": 0.9,
+               "structured": {"val_acc": 1 / 3, "test_acc": 1 / 3},
+               "wise_curve": [{"alpha": 0.0, "val_acc": 1 / 3}, {"alpha": 1.0, "val_acc": 0.9}]}
+    assert model_caution(summary, "structured").startswith("The smaller (channel-pruned) model's test accuracy (33.3%)")
+    assert model_caution(summary, "wise", 0.0).startswith("At alpha 0.00 the WiSE-FT mix's validation accuracy")
+    assert model_caution(summary, "wise", 1.0) is None and model_caution(summary, "fine_tuned") is None
+    guessing = {**summary, "val_acc": 1 / 3, "test_acc": 1 / 3}
+    assert model_caution(guessing, "fine_tuned").startswith("This run's test accuracy (33.3%) is at the level")
+    assert model_caution(guessing, "best") is None, "the best epoch has no held-out figures of its own"

@@ -572,7 +572,7 @@ def test_a_models_long_label_is_shortened_in_its_picker_and_shown_whole_under_it
 def test_a_mix_at_guessing_picked_in_try_it_says_so():
     """A new user's pruned WiSE-FT run answered one class for every image at alpha 0, unwarned: the run's
     warning is the fine-tuned model's, and that one had learnt."""
-    from app.app_pages.try_it import mix_warning
+    from engine.predict import mix_warning
 
     summary = {"classes": ["a", "b", "c"], "val_acc": 0.8, "test_acc": 0.8,
                "wise_curve": [{"alpha": 0.0, "val_acc": 1 / 3}, {"alpha": 0.5, "val_acc": 0.9},

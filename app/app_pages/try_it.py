@@ -31,12 +31,9 @@ import streamlit as st
 from app import charts, components, layout, state
 from app.app_pages.explain import colour_bar, map_caption, overlay, upscale
 from app.claims_view import at_chance, guess_warning
-from engine.chance import answers_words, chance_finding
 from engine.errors import StudioError
 from engine.explain import ATTRIBUTIONS
-from engine.methods.pruning import smaller_model_warning
-from engine.methods.wise_ft import curve_point
-from engine.predict import IMAGE_WORDS, LOW_CONFIDENCE, own_image_note
+from engine.predict import IMAGE_WORDS, LOW_CONFIDENCE, model_caution, own_image_note
 
 RUN_KEY = "try_run"
 SOURCE_KEY = "try_source"
@@ -201,19 +198,6 @@ def label_detail(label: str) -> str:
         detail = label[len(short) + 2:-1]
         return detail[:1].upper() + detail[1:]
     return label if len(label) > SHORT_LABEL_CHARS else ""
-
-
-def mix_warning(summary: dict, alpha: float | None) -> str | None:
-    """For the WiSE-FT mix at `alpha` when it is a point of the run's curve whose validation accuracy is
-    at, below or within luck of guessing (engine.chance.chance_finding on that figure), the warning with
-    what it means for its answers; None otherwise, or at alpha 1 (the fine-tuned model, which the run's own
-    warning covers). A new user's pruned run answered one class for every image at alpha 0, unwarned."""
-    point = curve_point(summary.get("wise_curve") or [], alpha) if alpha is not None and alpha < 1 else None
-    if not point or point.get("val_acc") is None:
-        return None
-    found = chance_finding({**summary, "val_acc": point["val_acc"], "test_acc": None},
-                           whose=f"At alpha {alpha:.2f} the WiSE-FT mix's")
-    return None if found is None else f"{found.text} {answers_words(found.maybe)}"
 
 
 def model_picker(rec, variants: dict[str, str], slot: str, default: str, alpha: float, label: str):
@@ -633,9 +617,9 @@ def render() -> None:
             second = model_picker(rec, {**variants, **{k: v[1] for k, v in others.items()}}, "b",
                                   *comparison_default(variants, first, list(others)), "Compare with")
         chosen.append(second)
-    smaller = smaller_model_warning(summary.value or {}) if any(v == "structured" for v, _ in chosen) else None
-    for said in [smaller] + [mix_warning(summary.value or {}, a) for v, a in chosen if v == "wise"]:
-        if said:  # the run's warning above is the fine-tuned model's: a picked model at guessing says so itself
+    # the run's warning above is the fine-tuned model's: a picked smaller model or mix at guessing says so itself
+    for said in dict.fromkeys(model_caution(summary.value or {}, v, a) for v, a in chosen if v in ("structured", "wise")):
+        if said:
             st.warning(state.message_md(said), icon=":material/warning:")
     models = load_models(run_dir, ds, chosen, others)
     if models is None:
