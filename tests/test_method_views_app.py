@@ -178,6 +178,15 @@ def test_a_structured_run_says_its_smaller_models_size_in_parameters_and_megabyt
     assert s["fine_tune_val_acc"][0] == s["val_acc_shrunk"]
     assert any("s fine-tune" in str(c.proto) and "Fine-tuning epochs of the smaller model" in str(c.proto)
                for c in at.get("vega_lite_chart"))
+    # its own confusion matrix and per-class accuracy, as the run's (a smaller model 25 points down could not be
+    # inspected): counts of the test images, its accuracy on the diagonal
+    run_summary = json.loads((Path(engine().run_record(run_id).run_dir) / "summary.json").read_text())
+    matrix = s["test_confusion"]
+    assert [sum(r) for r in matrix] == list(run_summary["data_report"]["split_counts"]["test"].values())
+    assert abs(sum(matrix[i][i] for i in range(len(matrix))) / sum(map(sum, matrix)) - s["test_acc"]) < 1e-6
+    at.radio(key="confusion_split").set_value("smaller").run()
+    no_problems(at)
+    assert any("Confusion matrix (the smaller model, test images)" in str(c.proto) for c in at.get("vega_lite_chart"))
     # the smaller model at guessing is said beside its tiles, whatever the full-size model did
     from engine.methods.pruning import smaller_model_warning
     full = json.loads((Path(engine().run_record(run_id).run_dir) / "summary.json").read_text())

@@ -16,7 +16,7 @@ from app import charts, components, datasets, layout, state
 from app.claims_view import at_chance, claim_lines, small_split_note, val_test_gap
 from app.method_views import VIEWS
 from engine.augment import augmentation_words
-from engine.chance import findings_split, weak_class_words
+from engine.chance import findings_split, smaller_model_summary, weak_class_words
 from engine.config import OptimConfig, TrainConfig
 from engine.jobs import STOPPED_BY_SERVER
 from engine.methods import METHODS
@@ -264,7 +264,22 @@ def mix_held_out(engine, rec, alpha: float) -> dict | None:
     return got.value if got.ok else None
 
 
-CONFUSION_SPLITS = {"test": "test images", "val": "validation images", "ood_user": "your OOD set"}
+CONFUSION_SPLITS = {"test": "test images", "val": "validation images", "ood_user": "your OOD set",
+                    "smaller": "the smaller model"}  # "smaller": the channel-pruned model on its held-out images
+
+
+def confusion_view(summary: dict, which: str) -> tuple[dict, str, str]:
+    """(the summary whose `{split}_confusion` and `{split}_per_class_acc` to show, that split, its words) for
+    the Results page's choice `which` (CONFUSION_SPLITS): the run's own, or for "smaller" the channel-pruned
+    model's (engine.chance.smaller_model_summary with its own matrices, on test images where the run has
+    them): a smaller model 25 points below the full-size one could not be inspected."""
+    if which != "smaller":
+        return summary, which, CONFUSION_SPLITS.get(which, which)
+    s = summary.get("structured") or {}
+    own = {k: v for k, v in summary.items() if not k.endswith(("_confusion", "_per_class_acc"))}
+    view = {**smaller_model_summary(own), **{k: v for k, v in s.items() if k.endswith(("_confusion", "_per_class_acc"))}}
+    split = "test" if view.get("test_confusion") else "val"
+    return view, split, f"the smaller model, {CONFUSION_SPLITS[split]}"
 
 
 def detail_charts(run: components.RunView, summary: dict) -> None:
@@ -272,7 +287,8 @@ def detail_charts(run: components.RunView, summary: dict) -> None:
     left, right = st.columns(2)
     with left:
         which = findings_split(summary)
-        splits = [s for s in CONFUSION_SPLITS if summary.get(f"{s}_confusion")]
+        splits = [s for s in CONFUSION_SPLITS if summary.get(f"{s}_confusion")] + (
+            ["smaller"] if any(k.endswith("_confusion") for k in summary.get("structured") or {}) else [])
         if len(splits) > 1:
             state.seed_choice("confusion_split")  # a refresh keeps the user's choice
             if st.session_state.get("confusion_split") not in splits:  # kept from a run that had another split
@@ -280,8 +296,8 @@ def detail_charts(run: components.RunView, summary: dict) -> None:
             which = st.radio("Confusion matrix of", splits, horizontal=True, key="confusion_split",
                              format_func=CONFUSION_SPLITS.get)
             state.remember_choice("confusion_split", which, default="test")
-        matrix = summary.get(f"{which}_confusion")
-        words = CONFUSION_SPLITS.get(which, which)
+        view, split, words = confusion_view(summary, which)
+        matrix = view.get(f"{split}_confusion")
         if matrix and classes:
             st.altair_chart(charts.confusion_chart(charts.confusion_frame(matrix, classes),
                                                    f"Confusion matrix ({words})"),
@@ -291,12 +307,12 @@ def detail_charts(run: components.RunView, summary: dict) -> None:
                        + (" On your OOD set (your images of other conditions), a mix-up the test images do not show "
                           "is what the change of conditions costs." if which == "ood_user" else ""))
     with right:
-        per_class = summary.get(f"{which}_per_class_acc") or summary.get("val_per_class_acc")
+        per_class = view.get(f"{split}_per_class_acc") or view.get("val_per_class_acc")
         if per_class:
             st.altair_chart(charts.per_class_chart(charts.per_class_frame(per_class),
                                                    f"Accuracy per class ({words.removesuffix(' images')})"),
                             width="stretch")
-        weak = weak_class_words(summary, which)
+        weak = weak_class_words(view, split)
         if weak:  # the user's class names, as text
             st.info(state.md_text(weak), icon=":material/troubleshoot:")
         if summary.get("ood_acc_by_corruption"):

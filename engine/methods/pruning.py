@@ -40,7 +40,7 @@ from engine.chance import (answers_words, chance_finding, smaller_model_finding,
 from engine.config import setting_name, with_section
 from engine.contract import MethodHook, SubReporter
 from engine.errors import StudioError
-from engine.evaluate import predict
+from engine.evaluate import confusion_matrix, predict
 from engine.metrics import selection_key
 from engine.methods.registry import MethodSpec, register_method
 from engine.optim import build_optimizer
@@ -382,6 +382,23 @@ class PruningHook(MethodHook):
 
 # ---- structured pruning at the end -------------------------------------------------------------
 
+def held_out_views(small: nn.Module, ctx) -> dict[str, Any]:
+    """The channel-pruned model on the run's validation and test images: {"{split}_confusion": counts
+    [true class][answer], "{split}_per_class_acc": {class name: fraction}} for each split with images,
+    and "test_acc" (a fraction) when there are test images, measured as the run's own model is
+    (engine.evaluate.predict, the run's batch size and precision)."""
+    classes, out = list(ctx.data.classes), {}
+    for name, split in (("val", ctx.data.val), ("test", ctx.data.test)):
+        if not len(split):
+            continue
+        res = predict(small, split.images, split.labels, ctx.device, ctx.cfg.eval.eval_batch_size, ctx.amp_dtype)
+        out[f"{name}_confusion"] = confusion_matrix(split.labels, res.preds, len(classes))
+        out[f"{name}_per_class_acc"] = dict(zip(classes, res.per_class_acc(split.labels, len(classes))))
+        if name == "test":
+            out["test_acc"] = res.acc
+    return out
+
+
 def structured_pruning(ctx, hook: PruningHook) -> None:
     """Remove channels from the fine-tuned model, fine-tune it briefly, measure it and save it.
 
@@ -405,8 +422,9 @@ def structured_pruning(ctx, hook: PruningHook) -> None:
     curve = recover(ctx, small, masks, c.structured_epochs, lambda m: accuracy(m, ctx.data.val))
     ctx.reporter.progress(phase="structured pruning: measuring CPU latency")
     val_acc, dense_val = (curve[-1] if curve else accuracy(small, ctx.data.val)), accuracy(model, ctx.data.val)
-    test_acc = accuracy(small, ctx.data.test) if len(ctx.data.test) else None
     test_before = accuracy(model, ctx.data.test) if len(ctx.data.test) else None
+    inspect = held_out_views(small, ctx)  # its own confusion matrices: Results shows them beside the run's
+    test_acc = inspect.pop("test_acc", None)
     lat = st.latency_pair(model, small, size, rounds=3)
     macs_before, macs_after = st.count_macs(model, size), st.count_macs(small, size)
     params_before, params_after = st.count_params(model), st.count_params(small)
@@ -419,6 +437,7 @@ def structured_pruning(ctx, hook: PruningHook) -> None:
         "val_acc_before": dense_val, "val_acc_shrunk": acc_shrunk, "val_acc": val_acc, "test_acc": test_acc,
         "test_acc_before": test_before, "fine_tune_val_acc": [acc_shrunk, *curve],  # [i]: after i epochs
         "sparsity_kept": unstructured, "channels": st.describe(st.architecture(model), st.architecture(small)),
+        **inspect,
     }
     if ctx.run_dir is not None and ctx.rank == 0:
         st.save_structured(ctx.run_dir / "structured.safetensors", small, cfg,
