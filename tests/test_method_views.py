@@ -215,3 +215,18 @@ def test_the_smaller_models_fine_tune_is_read_from_its_curve():
     spec = fine_tune_chart([0.3, 0.35], 0.9).to_dict()
     (domain,) = {tuple(layer["encoding"]["y"]["scale"]["domain"]) for layer in spec["layer"]}
     assert domain[0] <= 0.3 and domain[1] >= 0.9, "the full-size model's line is on the chart"
+
+
+def test_compare_says_every_runs_augmentation_and_the_smaller_models_epochs():
+    """A new user's Compare table: "crops and mirrors, every layer trained" for one run, "first 2 epochs head
+    only" for another that also used crops and mirrors, and 5 epochs for a run that trained 5 + 2."""
+    from app.app_pages.results import epochs_cell, recipe_cell
+
+    plain = {"train": {"epochs": 5, "augment": True, "flip": True}, "optim": {"linear_probe_epochs": 0}}
+    assert recipe_cell(plain) == "crops and mirrors, every layer trained"
+    probe = {**plain, "optim": {"linear_probe_epochs": 2}}
+    assert recipe_cell(probe, 2) == "crops and mirrors, first 2 epochs head only (a linear probe)"
+    bare = {"train": {"epochs": 5, "augment": False, "flip": True}, "optim": {}}
+    assert recipe_cell(bare) == "no augmentation, every layer trained"
+    pruned = {**plain, "pruning": {"enabled": True, "structured": True, "structured_epochs": 2}}
+    assert epochs_cell(pruned, {}) == "5 + 2 (smaller model)" and epochs_cell(plain, {}) == "5"

@@ -624,7 +624,7 @@ def compare_row(engine, rec, label: str) -> tuple[dict, pd.DataFrame]:
     row.update({"model": f"{state.backbone_title(b.get('name'))}, {state.WEIGHTS_TEXT.get(b.get('pretrained'), b.get('pretrained'))}",
                 "epochs": epochs_cell(cfg, summary), "batch": cfg.get("train", {}).get("batch_size"),
                 "lr": cfg.get("optim", {}).get("lr"), "seed": cfg.get("seed"),
-                "recipe": ", ".join(recipe_parts(cfg, summary.get("probe_epochs"))) or "crops and mirrors, every layer trained",
+                "recipe": recipe_cell(cfg, summary.get("probe_epochs")),
                 "img/s": summary.get("train_images_per_sec"),
                 "time": components.fmt_duration(summary.get("wall_time_s")) if summary.get("wall_time_s") else None})
     return row, epochs
@@ -638,13 +638,30 @@ def percent_cells(fractions: pd.DataFrame) -> pd.DataFrame:
 
 
 def epochs_cell(cfg: dict, summary: dict) -> str | None:
-    """Compare's epochs cell: "20", or "3 of 20" for a run a method ended early (text either way: one
-    column holds both)."""
+    """Compare's epochs cell: "20", "3 of 20" for a run a method ended early, "5 + 2 (smaller model)" for a
+    run whose structured pruning fine-tuned its smaller model after its epochs (text: one column holds all)."""
     planned = (cfg.get("train") or {}).get("epochs")
     if planned is None:
         return None
     done = epochs_ended_early(summary, int(planned))
-    return f"{done} of {planned}" if done else str(planned)
+    pruning = cfg.get("pruning") or {}
+    extra = int(pruning.get("structured_epochs") or 0) if pruning.get("enabled") and pruning.get("structured") else 0
+    return (f"{done} of {planned}" if done else str(planned)) + (f" + {extra} (smaller model)" if extra else "")
+
+
+def recipe_cell(cfg: dict, probe_epochs: int | None = None) -> str:
+    """Compare's recipe cell: `recipe_parts`, with the default augmentation named too ("crops and mirrors")
+    and "every layer trained" when no epoch trained the head alone and nothing was frozen, so that every row
+    says both (a row with head-only epochs read as if it had no augmentation beside one that said it)."""
+    parts = recipe_parts(cfg, probe_epochs)
+    train = cfg.get("train") or {}
+    if train.get("augment", True) and train.get("flip", True):
+        parts = ["crops and mirrors", *parts]
+    optim = cfg.get("optim") or {}
+    probe = probe_epochs if isinstance(probe_epochs, int) else int(optim.get("linear_probe_epochs") or 0)
+    if not probe and not frozen_words(optim, (cfg.get("backbone") or {}).get("pretrained")):
+        parts.append("every layer trained")
+    return ", ".join(parts)
 
 
 DATA_COLUMNS = ("dataset", "classes", "images", "image px")
