@@ -968,10 +968,17 @@ def test_choosing_other_training_data_keeps_a_fitting_ood_set_and_says_why_one_i
     assert ".)." not in warning and warning.count("upload it again") == 1, "the engine's advice, said once"
     assert not any("OOD set in use" in s for s in texts(at.success))
     assert not texts(at.error), "the dropped zip is not checked again against the new classes from its file chooser"
-    # back to the first data: the dropped set does not come back unasked from a file chooser that still held it
+    assert "comes back by itself if you return to data with its classes" in warning
+    # back to data with its classes: the dropped set is used again, and the page says so (not from the file chooser)
     upload_zip(at, tiny_bytes, "first.zip")
     no_problems(at)
-    assert at.session_state["cfg"].data.ood_source == "" and not texts(at.error)
+    assert at.session_state["cfg"].data.ood_source_name == "dusk.zip" and not texts(at.error)
+    assert any("OOD set **dusk.zip** is used again" in i for i in texts(at.info)), texts(at.info)
+    # removed by the user, it stays removed whatever data comes next
+    at.button(key=[b.key for b in at.button if b.label == "Remove it"][0]).click().run()
+    upload_zip(at, other, "two kinds.zip")
+    upload_zip(at, tiny_bytes, "first.zip")
+    assert at.session_state["cfg"].data.ood_source == ""
     # a refused OOD zip while one is in use: the page says the one in use stays
     at.file_uploader[1].set_value(("dusk.zip", ood, "application/zip")).run()
     bad = zip_bytes({f"{d}/{i}.png": png(c, i) for c, d in (("red", "cats"), ("green", "dogs")) for i in range(2)})

@@ -101,22 +101,37 @@ def _activate(engine, candidate: state.Dataset, size: int | None = None) -> bool
 OOD_NOTE = "ood_note"  # (kind, text): what became of the OOD set when the training data changed
 
 
+OOD_DROPPED = "ood_dropped"  # (source, label, file name) of the OOD set other training data dropped: offered back
+
+
 def _carry_ood(engine, current: state.Dataset, candidate: state.Dataset, trial, classes: list[str]) -> state.Dataset:
     """`candidate` with the OOD set of `current` kept when it fits the new classes (checked as an upload
-    is); otherwise without it, and a note for the OOD section that says why it was dropped."""
-    if not current.ood_source or candidate.ood_source:
+    is); otherwise without it, and a note for the OOD section that says why it was dropped. An OOD set
+    dropped that way comes back, with a note, when later training data fits it again (a new user went to
+    other data and back, and found their OOD set gone)."""
+    if candidate.ood_source:
         return candidate
-    name = current.ood_name or current.ood_label
-    out = state.attempt("reading the OOD dataset", datasets.check_ood, engine, trial, current.ood_source,
-                        classes, name, show=False)
+    if current.ood_source:
+        (source, label, own), again = (current.ood_source, current.ood_label, current.ood_name), False
+    elif st.session_state.get(OOD_DROPPED):
+        (source, label, own), again = st.session_state[OOD_DROPPED], True
+    else:
+        return candidate
+    name = own or label
+    out = state.attempt("reading the OOD dataset", datasets.check_ood, engine, trial, source, classes, name,
+                        show=False)
     if out.ok:
-        st.session_state[OOD_NOTE] = ("info", f"Your OOD set **{state.md_text(name)}** is still used: its class "
-                                              "folders match the new training data.")
-        return dataclasses.replace(candidate, ood_source=current.ood_source, ood_label=current.ood_label,
-                                   ood_name=current.ood_name)
-    # the engine's message says what does not match and what to do: said once, after what became of the set
-    st.session_state[OOD_NOTE] = ("warning", f"Your OOD set **{state.md_text(name)}** is no longer used with the new "
-                                             f"training data. {state.message_md(str(out.error))}")
+        st.session_state.pop(OOD_DROPPED, None)
+        st.session_state[OOD_NOTE] = ("info", f"Your OOD set **{state.md_text(name)}** is "
+                                              + ("used again: its class folders match this training data."
+                                                 if again else "still used: its class folders match the new "
+                                                               "training data."))
+        return dataclasses.replace(candidate, ood_source=source, ood_label=label, ood_name=own)
+    if not again:  # the engine's message says what does not match and what to do: said once
+        st.session_state[OOD_DROPPED] = (source, label, own)
+        st.session_state[OOD_NOTE] = ("warning", f"Your OOD set **{state.md_text(name)}** is no longer used with the "
+                                                 f"new training data. {state.message_md(str(out.error))} It comes "
+                                                 "back by itself if you return to data with its classes.")
     return candidate
 
 
@@ -447,6 +462,7 @@ def ood_section(engine, result: datasets.DataCheck | None) -> None:
 
         def remove() -> None:
             state.set_dataset(dataclasses.replace(state.dataset(), ood_source="", ood_label="", ood_name=""))
+            st.session_state.pop(OOD_DROPPED, None)  # removed by the user: it does not come back by itself
             _bump("ood_upload_n")
 
         c2.button("Remove it", on_click=remove)
@@ -475,6 +491,7 @@ def ood_section(engine, result: datasets.DataCheck | None) -> None:
         st.session_state.setdefault("ood_skipped", {})[ref] = skipped
         label = f"{name} ({state.plural(images, 'image')}" + (f", {len(skipped)} skipped)" if skipped else ")")
         state.set_dataset(dataclasses.replace(ds, ood_source=ref, ood_name=name, ood_label=label))
+        st.session_state.pop(OOD_DROPPED, None)  # another set chosen: the dropped one stays dropped
         state.remember_upload(engine, ref, "ood", name, size, classes=len(result.report.classes), images=images)
         st.rerun()
     else:
