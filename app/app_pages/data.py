@@ -160,7 +160,8 @@ def earlier_uploads(engine, kind: str, in_use: str, on_use) -> None:
                 facts.append(state.plural(int(u["classes"]), "class", "classes"))
             if u.get("images"):
                 facts.append(state.plural(int(u["images"]), "image"))
-            facts.append("uploaded " + time.strftime("%d %b %Y %H:%M", time.localtime(u["created"])))
+            # store.add_upload sets the time again on each use: it read "uploaded" and moved
+            facts.append("last used " + time.strftime("%d %b %Y %H:%M", time.localtime(u["created"])))
             c[0].markdown(f"**{state.md_text(u['name'])}** · " + " · ".join(facts) + (" · *in use*" if ref == in_use else ""))
             tag = f"{kind}_{u['sha256'][:16]}"
             if st.session_state.get(f"confirm_del_{tag}"):  # a second click deletes: nothing to undo after it
