@@ -232,7 +232,7 @@ def wise_card_section(summary: dict[str, Any], cfg: RunConfig | None = None) -> 
 def fine_tuned_of_wise_lines(summary: dict[str, Any]) -> list[str]:
     """The card's lines for an export of a WiSE-FT run that is not a mix (a curve, no `wise_alpha`): what
     its files are (the fine-tuned model, alpha 1, or the channel-pruned one) and how to export a mix (the
-    run's own pick, engine.predict.chosen_alpha, unless another alpha was chosen on Results); [] for a run
+    alpha chosen on Results, summary["wise_chosen"], else the run's own pick, engine.predict.chosen_alpha); [] for a run
     without a curve. A new user's default export of a WiSE-FT run was titled "... WiSE-FT ..." with nothing
     saying which model it held."""
     curve = summary.get("wise_curve") or []
@@ -244,18 +244,21 @@ def fine_tuned_of_wise_lines(summary: dict[str, Any]) -> list[str]:
     what = ("the channel-pruned model" if summary.get("export_variant") == "structured" else
             "the fine-tuned model (alpha 1)")
     lines = ["", "## WiSE-FT", f"- These files are {what}, not a mix of the fine-tuned and starting weights"]
-    pick = chosen_alpha(summary)
+    chosen = summary.get("wise_chosen")  # the alpha chosen on Results (the run store's), when one was
+    pick = chosen_alpha(summary, chosen)
     if pick == 1.0:  # no mix to point to: the run kept the fine-tuned model itself
-        return lines + ["- The run's own pick is alpha 1, the fine-tuned model itself (no mix did better on OOD with "
-                        "validation within a point of it); another alpha is exported with `python -m engine export "
-                        "--run <run id> --variant wise --alpha A`"]
+        why = ("chosen on the Results page" if chosen is not None else "the run's own pick (no mix did better on OOD "
+               "with validation within a point of it)")
+        return lines + [f"- Alpha 1, the fine-tuned model itself, is {why}; another alpha is exported with "
+                        "`python -m engine export --run <run id> --variant wise --alpha A`"]
     point = curve_point(curve, pick) or {}
     figures = ", ".join(f"{words} {100 * point[k]:.1f}%" for k, words in (("val_acc", "validation"), ("ood_acc", "OOD"))
                         if point.get(k) is not None)
     mix = f"alpha {pick:g}" + (f", {figures} on the run's curve" if figures else "")
-    lines.append(f"- A mix ({mix}, by the run's own pick, unless another alpha was chosen on the Results page) is "
-                 "exported with `python -m engine export --run <run id> --variant wise`, or under 'Weights to export' "
-                 "on the dashboard's Export tab")
+    whose = "chosen on the Results page" if chosen is not None else \
+        "by the run's own pick, unless another alpha was chosen on the Results page"
+    lines.append(f"- A mix ({mix}, {whose}) is exported with `python -m engine export --run <run id> --variant wise`, "
+                 "or under 'Weights to export' on the dashboard's Export tab")
     return lines
 
 

@@ -262,7 +262,11 @@ def test_the_fine_tuned_export_of_a_wise_ft_run_says_it_is_alpha_1_and_how_to_ge
     assert "- These files are the channel-pruned model, not a mix" in structured
     curve[1]["ood_acc"] = 0.4  # the run kept alpha 1 itself: no mix named as if it were another model
     own = model_card(cfg, {"classes": ["a", "b"], "wise_curve": curve})
-    assert "- The run's own pick is alpha 1, the fine-tuned model itself" in own and "- A mix (" not in own, own
+    assert "- Alpha 1, the fine-tuned model itself, is the run's own pick" in own and "- A mix (" not in own, own
+    # the smaller model's card of a run whose user chose alpha 0 on Results names that choice, not the run's pick
+    chosen = model_card(cfg, {"classes": ["a", "b"], "wise_curve": curve, "export_variant": "structured",
+                              "wise_chosen": 0.0})
+    assert "- A mix (alpha 0, validation 50.0%, OOD 40.0% on the run's curve, chosen on the Results page)" in chosen
     assert "## WiSE-FT" not in model_card(RunConfig(), {"classes": ["a", "b"]}), "a run without WiSE-FT"
 
 

@@ -773,8 +773,9 @@ def export_tab(engine, rec, b, summary: dict) -> None:
         else "This run belongs to another user: you can download its exports, not make new ones.")
     if clicked:
         with st.spinner("Exporting and verifying (safetensors, TorchScript, ONNX) ..."):
+            # the other models' cards name the mix chosen on Results, not the run's own pick, as the page does
             card_for = state.attempt("measuring the mix", b.wise_card_summary, summary, alpha) if which == "wise" \
-                else state.Outcome(True, summary)
+                else state.Outcome(True, {**summary, **({"wise_chosen": alpha} if chosen else {})})
             summary_for_card = card_for.value if card_for.ok else dict(summary, wise_alpha=alpha)
             loaded = state.attempt("loading the weights to export", {
                 "wise": lambda: _wise(str(run_dir), ds, alpha), "structured": lambda: _structured(str(run_dir)),
@@ -801,9 +802,10 @@ def export_tab(engine, rec, b, summary: dict) -> None:
         # the card of the weights chosen above: the WiSE-FT mix's says it is that mix (the preview described
         # the fine-tuned model, alpha 1, while the mix was the export chosen)
         measured = st.session_state.get("wise_points", {}).get((rec.id, round(alpha, 4))) if alpha is not None else None
-        preview = (smaller_model_summary(summary) if which == "structured" else  # a mix Results computed: its figures
+        kept = {"wise_chosen": alpha} if chosen else {}  # the mix chosen on Results, named by the other cards
+        preview = (smaller_model_summary({**summary, **kept}) if which == "structured" else  # a mix Results computed
                    {**summary, "wise_alpha": alpha, **({"wise_point": measured} if measured else {})}
-                   if which == "wise" and alpha is not None else summary)
+                   if which == "wise" and alpha is not None else {**summary, **kept})
         card = model_card(b.cfg, preview)
         st.caption("A preview: the exported card also lists the verification of each file"
                    + (" and the mix's own test accuracy, measured when it is exported." if which == "wise" else "."))
