@@ -1042,7 +1042,7 @@ def csv_columns(top_k: int) -> list[str]:
     cols = ["path", "true_class"]
     for k in range(1, top_k + 1):
         cols += [f"class_{k}", f"probability_{k}"]
-    return cols + ["low_confidence", "unsure", "unfamiliar", "note"]
+    return cols + ["flagged", "unsure", "unfamiliar", "note"]  # flagged: either (a 99% answer can be unfamiliar)
 
 
 def result_rows(result: FolderResult, top_k: int) -> list[dict]:
@@ -1053,15 +1053,15 @@ def result_rows(result: FolderResult, top_k: int) -> list[dict]:
         for k in range(top_k):
             name, p = r["top"][k] if k < len(r["top"]) else ("", None)
             row[f"class_{k + 1}"], row[f"probability_{k + 1}"] = name, "" if p is None else round(p, 4)
-        row["low_confidence"], row["note"] = r["low_confidence"], r["reason"]  # low_confidence: either flag
+        row["flagged"], row["note"] = r["low_confidence"], r["reason"]  # either flag
         row["unsure"], row["unfamiliar"] = r.get("unsure", False), r.get("unfamiliar", False)
         out.append(row)
     return out
 
 
 def write_csv(result: FolderResult, path: Path, top_k: int) -> Path:
-    """The predictions as CSV: path, true_class, class_1, probability_1, ..., low_confidence (unsure or
-    unfamiliar), unsure, unfamiliar, note."""
+    """The predictions as CSV: path, true_class, class_1, probability_1, ..., flagged (unsure or unfamiliar:
+    the column read "low_confidence" beside a 99% answer flagged as unfamiliar), unsure, unfamiliar, note."""
     path = Path(path)
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=csv_columns(top_k))

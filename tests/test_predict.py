@@ -372,7 +372,7 @@ def test_predict_cli_on_a_class_folder_zip(studio, tmp_path, capsys):
     printed = capsys.readouterr()
     assert rc == 0, printed.err
     rows = out.read_text().splitlines()
-    assert rows[0] == "path,true_class,class_1,probability_1,class_2,probability_2,low_confidence,unsure,unfamiliar,note"
+    assert rows[0] == "path,true_class,class_1,probability_1,class_2,probability_2,flagged,unsure,unfamiliar,note"
     assert len(rows) - 1 == 9, "one row per readable image"
     assert all(r.split(",")[1] in TINY_CLASSES for r in rows[1:])
     assert re.search(r"accuracy \d+\.\d%  balanced accuracy \d+\.\d%  \(9 images in class folders\)", printed.out)
