@@ -14,7 +14,7 @@ from app import state
 from engine.baselines import run_claims
 from engine.chance import (LUCK_MARK, ChanceCause, answers_words, chance_cause, chance_finding, small_split_words,
                            val_test_gap_words)
-from engine.claims import wise_ft_reading, wise_pruned_start
+from engine.claims import wise_ft_reading, wise_pruned_start, wise_user_ood_reading
 from engine.config import RunConfig, smaller_batch, smaller_batch_advice
 from engine.errors import StudioError
 from engine.words import plural
@@ -143,13 +143,17 @@ def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict, c
 def plain_words(method: str, summary: dict) -> str:
     """What follows a claim line that speaks the paper's terms: for WiSE-FT the curve's plain reading
     (engine.claims.wise_ft_reading of `summary["wise_curve"]` and the number of `summary["classes"]`) as a
-    paragraph "In plain words: ...", and with pruning in the run why the curve's low end is weak
-    (engine.claims.wise_pruned_start); "" otherwise."""
+    paragraph "In plain words: ..." with the curve on the user's OOD set (engine.claims.wise_user_ood_reading),
+    and with pruning in the run why the curve's low end is weak (engine.claims.wise_pruned_start); ""
+    otherwise."""
     if method != "wise_ft":
         return ""
     plain = wise_ft_reading(summary.get("wise_curve") or [], len(summary.get("classes") or []))
+    own = wise_user_ood_reading(summary.get("wise_curve") or [])  # the user's own pictures, beside the suite's
     pruned = wise_pruned_start(summary)  # the curve's low end at guessing because of the masks, not of WiSE-FT
-    return (f"\n\nIn plain words: {plain}" if plain else "") + (f"\n\n{pruned}" if pruned else "")
+    return (f"\n\nIn plain words: {plain}" if plain else "") + (f" {own}" if own and plain else
+                                                                  f"\n\n{own}" if own else "") \
+        + (f"\n\n{pruned}" if pruned else "")
 
 
 def compared_with(methods: list[str], other, scratch, labels: dict[str, str]) -> str:

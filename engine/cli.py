@@ -548,7 +548,7 @@ def _say_wise(summary: dict) -> None:
     curve = summary.get("wise_curve") or []
     if not curve:
         return
-    from engine.claims import at_guessing, wise_ft_claim, wise_ft_reading, wise_pruned_start
+    from engine.claims import at_guessing, wise_ft_claim, wise_ft_reading, wise_pruned_start, wise_user_ood_reading
     from engine.methods.wise_ft import curve_point
     from engine.predict import chosen_alpha
 
@@ -570,9 +570,9 @@ def _say_wise(summary: dict) -> None:
     print(claim.text)
     if plain:  # as the dashboard's claim line: the paper's terms, then the curve in plain words
         print(f"In plain words: {plain}")
-    pruned = wise_pruned_start(summary)
-    if pruned:
-        print(pruned)
+    for line in (wise_user_ood_reading(curve), wise_pruned_start(summary)):
+        if line:
+            print(line)
     found = chance_finding(summary)
     # a run that learnt nothing (its warning printed before): both lines compare noise; said once, unless
     # they say it themselves (the fine-tuned end at guessing on validation)

@@ -230,3 +230,20 @@ def test_compare_says_every_runs_augmentation_and_the_smaller_models_epochs():
     assert recipe_cell(bare) == "no augmentation, every layer trained"
     pruned = {**plain, "pruning": {"enabled": True, "structured": True, "structured_epochs": 2}}
     assert epochs_cell(pruned, {}) == "5 + 2 (smaller model)" and epochs_cell(plain, {}) == "5"
+
+
+def test_the_curve_on_the_users_ood_set_is_read_too():
+    """A new user's mixes at 0.10-0.35 got 66.7% of their own darker pictures right against 33.3% for the
+    fine-tuned model; the lines spoke of the corruption suite alone."""
+    from app.claims_view import plain_words
+    from engine.claims import wise_user_ood_reading as reading
+
+    curve = [{"alpha": 0.0, "val_acc": 0.5, "ood_acc": 0.4, "ood_user_acc": 0.5},
+             {"alpha": 0.25, "val_acc": 0.8, "ood_acc": 0.45, "ood_user_acc": 2 / 3},
+             {"alpha": 1.0, "val_acc": 0.9, "ood_acc": 0.5, "ood_user_acc": 1 / 3}]
+    assert reading(curve) == ("On your OOD set the mix at alpha 0.25 does best: 66.7% against 50.0% for the starting "
+                              "model and 33.3% for the fine-tuned one.")
+    flat = [{**p, "ood_user_acc": 0.5} for p in curve]
+    assert reading(flat).startswith("On your OOD set no mix beats the fine-tuned model (50.0%")
+    assert reading([{k: v for k, v in p.items() if k != "ood_user_acc"} for p in curve]) is None
+    assert "On your OOD set the mix at alpha 0.25" in plain_words("wise_ft", {"wise_curve": curve, "classes": ["a", "b"]})
