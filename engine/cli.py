@@ -66,6 +66,7 @@ class ConsoleReporter(Reporter):
         self._last_live = 0.0
         self._bar = None
         self._said_ood = self._said_curve = False
+        self._said_sub: tuple | None = None  # (label, epoch, epochs) of the last sub-work line printed
         # tqdm redraws its bar with carriage returns: sent to a file with the epoch lines (`> log 2>&1`) the two
         # shared lines; a terminal shows them apart, so the bar is drawn on a terminal only
         self.bar_drawn = sys.stderr.isatty()
@@ -78,6 +79,13 @@ class ConsoleReporter(Reporter):
         if self.live and (time.time() - self._last_live > 0.5 or f.get("phase") != "training"):
             self._last_live = time.time()
             self.store.set_progress(self.run_id, self._state)
+        if not self.quiet and f.get("sub_label") and f.get("sub_epoch"):  # work inside the run: its own epochs
+            said = (f["sub_label"], f["sub_epoch"], f.get("sub_epochs"))
+            if said != self._said_sub:  # a line as each of its epochs starts (the smaller model's printed none)
+                self._said_sub = said
+                self.close_bar()
+                print(f"{said[0]}: epoch {said[1]} of {said[2]}", file=sys.stderr, flush=True)
+            return
         if self.quiet or f.get("phase") != "training":
             return
         if not self.bar_drawn:  # a file or a pipe: whole lines, now and then, never a redrawn bar

@@ -835,3 +835,18 @@ def test_the_command_line_says_each_methods_claim_against_the_same_runs_as_resul
     assert "dense (" in line, line
     plain = next(r for r in RunStore(tmp_path / "d" / "studio.db").list_runs() if not r.config["pruning"]["enabled"])
     assert f"compared with {plain.name} ({plain.id}, standard fine-tuning, same settings)" in out
+
+
+def test_the_command_line_prints_a_line_per_epoch_of_work_inside_a_run(capsys):
+    """The smaller model's fine-tune printed nothing between the run's last epoch and its end."""
+    from engine.cli import ConsoleReporter
+    from engine.contract import SubReporter
+
+    class Store:
+        def set_progress(self, *a): pass
+
+    sub = SubReporter(ConsoleReporter(Store(), "r1"), "structured pruning: fine-tuning the smaller model")
+    for epoch in (1, 1, 2):
+        sub.progress(phase="training", epoch=epoch, epochs=2, step=3, total_steps=6)
+    assert capsys.readouterr().err.splitlines() == ["structured pruning: fine-tuning the smaller model: epoch 1 of 2",
+                                                    "structured pruning: fine-tuning the smaller model: epoch 2 of 2"]
