@@ -16,7 +16,8 @@ from app import charts, components, datasets, layout, state
 from app.claims_view import at_chance, claim_lines, small_split_note, val_test_gap
 from app.method_views import VIEWS
 from engine.augment import augmentation_words
-from engine.chance import findings_split, smaller_model_summary, weak_class_words
+from engine.chance import (chance_finding, findings_split, smaller_model_summary, split_at_guessing,
+                           weak_class_words)
 from engine.config import OptimConfig, TrainConfig
 from engine.jobs import STOPPED_BY_SERVER
 from engine.methods import METHODS
@@ -213,6 +214,11 @@ def summary_metrics(run: components.RunView, summary: dict) -> None:
         gap = val_test_gap(summary) if tiles is items else None
         if gap:
             st.caption(":material/info: " + gap)
+        # the user's OOD set answered at guessing by a run that learnt: said beside its tile, not only under a
+        # confusion matrix a user may never open (a new user saw 33.3% on 3 classes and nothing about it)
+        own = split_at_guessing(summary, "ood_user") if tiles is items and not chance_finding(summary) else None
+        if own:
+            st.caption(":material/info: " + state.md_text(own))
 
 
 def nonzero_params(summary: dict) -> int | None:
