@@ -439,7 +439,9 @@ def confusion_chart(df: pd.DataFrame, title: str = "Confusion matrix", width: in
     and it fits that width or, narrower, the column's (the cells narrow, their height stays)."""
     classes = list(dict.fromkeys(df["true"]))
     cell = confusion_cell_px(len(classes), width)  # px per class: labels stay readable
-    base = alt.Chart(df, title=title).encode(
+    # on lines as wide as the chart (about 7 px a character): "Confusion matrix (the smaller model, t" was cut
+    lines = textwrap.wrap(title, max(16, (cell * len(classes) + CONFUSION_LABELS_PX) // 7), break_long_words=False)
+    base = alt.Chart(df, title=alt.TitleParams(lines if len(lines) > 1 else title, anchor="start")).encode(
         x=alt.X("predicted:N", title="Predicted class", sort=classes,
                 axis=alt.Axis(labelAngle=-45, labelOverlap=False, labelLimit=90)),
         y=alt.Y("true:N", title="True class", sort=classes, axis=alt.Axis(labelOverlap=False, labelLimit=90)),

@@ -424,7 +424,8 @@ def split_at_guessing(summary: dict, split: str) -> str | None:
     level = {"below": "below", "nothing": "at"}.get(found.kind, "not clearly above")
     said = (f"On {where} the model gets {right} of {n} images right ({100 * right / n:.1f}%), {level} the level of "
             f"guessing among {len(classes)} classes ({100 * guess:.1f}%).")
-    most = f" It answers {classes[top]} for {answers[top]} of them." if answers[top] > n / 2 else ""
+    most = "" if answers[top] <= n / 2 else f" It answers {classes[top]} for " + (
+        "all of them." if answers[top] == n else f"{answers[top]} of them.")
     return said + most + (" These pictures' conditions are beyond what it learnt: training images taken in such "
                            "conditions help more than more of the same." if split == "ood_user" else "")
 

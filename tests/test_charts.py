@@ -550,3 +550,11 @@ def test_a_method_metric_without_any_value_yet_gets_no_chart():
     empty = charts.accuracy_chart(pd.DataFrame({"epoch": [], "val_acc": [], "train_acc": []})).to_dict()
     assert "layer" not in empty and empty["mark"]["type"] == "text", "no axes over nothing: words"
 
+
+
+def test_a_long_confusion_matrix_title_goes_on_lines_as_wide_as_the_chart():
+    """"Confusion matrix (the smaller model, t" was cut over three classes' cells."""
+    df = charts.confusion_frame([[4, 0, 0], [0, 4, 0], [0, 0, 4]], ["circle", "square", "triangle"])
+    title = charts.confusion_chart(df, "Confusion matrix (the smaller model, test images)").to_dict()["layer"][0]["title"]
+    assert isinstance(title["text"], list) and " ".join(title["text"]) == "Confusion matrix (the smaller model, test images)"
+    assert charts.confusion_chart(df).to_dict()["layer"][0]["title"]["text"] == "Confusion matrix"
