@@ -561,10 +561,12 @@ def _say_wise(summary: dict) -> None:
     from engine.predict import chosen_alpha
 
     # the live lines came in computing order: the whole curve once more, by alpha
+    own = any(p.get("ood_user_acc") is not None for p in curve)  # the user's OOD set: a third figure per alpha
     points = [f"{p.get('alpha', 0):g}: {_pct(p.get('val_acc'))} / {_pct(p.get('ood_acc'))}"
-              for p in sorted(curve, key=lambda p: p.get("alpha", 0))]
-    print("WiSE-FT curve by alpha (validation / OOD):\n  " + "\n  ".join(  # five to a line: 21 made one of 450
-        " · ".join(points[i:i + 5]) for i in range(0, len(points), 5)))
+              + (f" / {_pct(p.get('ood_user_acc'))}" if own else "") for p in sorted(curve, key=lambda p: p.get("alpha", 0))]
+    per_line = 4 if own else 5  # 21 on one line made one of 450 characters
+    print(f"WiSE-FT curve by alpha (validation / OOD{' / your OOD set' if own else ''}):\n  " + "\n  ".join(
+        " · ".join(points[i:i + per_line]) for i in range(0, len(points), per_line)))
     alpha = chosen_alpha(summary)
     point = curve_point(curve, alpha) or {}
     which = " (the fine-tuned model itself: no mix did better on OOD within a point of its validation)" \

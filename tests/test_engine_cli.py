@@ -600,6 +600,13 @@ def test_methods_streams_and_wise_ft_choice_are_said_in_words(capsys):
     assert out[1].startswith("WiSE-FT: the paper's claim shown in this run") and "alpha 0.9 (the same OOD as at alpha 0.5)," in out[1], out
     assert out[2] == ("In plain words: On the grid, the best mix, at alpha 0.9, beats both ends on corrupted images "
                       "by 3.0 points, at no cost on your data."), "the panel's reading after the paper's terms"
+    # the user's OOD set: a third figure per alpha, four to a line, and its reading after the suite's
+    _say_wise({"wise_curve": [dict(p, ood_user_acc=u) for p, u in zip(curve, (0.5, 0.75, 0.5, 0.25))]})
+    own = capsys.readouterr().out.splitlines()
+    assert own[0] == "WiSE-FT curve by alpha (validation / OOD / your OOD set):"
+    assert own[1] == "  0: 60.0% / 50.0% / 50.0% · 0.5: 79.5% / 58.0% / 75.0% · 0.9: 80.0% / 58.0% / 50.0% · " \
+                     "1: 80.0% / 55.0% / 25.0%"
+    assert "On your OOD set the mix at alpha 0.5 does best: 75.0% against 50.0% for the starting model" in own[-1]
     _say_wise({})
     assert capsys.readouterr().out == "", "nothing for a run without WiSE-FT"
     # the run's own figures at guessing (the warning printed before): the claim line says it compares noise
