@@ -563,7 +563,8 @@ def _say_wise(summary: dict) -> None:
     # the live lines came in computing order: the whole curve once more, by alpha
     own = any(p.get("ood_user_acc") is not None for p in curve)  # the user's OOD set: a third figure per alpha
     points = [f"{p.get('alpha', 0):g}: {_pct(p.get('val_acc'))} / {_pct(p.get('ood_acc'))}"
-              + (f" / {_pct(p.get('ood_user_acc'))}" if own else "") for p in sorted(curve, key=lambda p: p.get("alpha", 0))]
+              + (f" / {_pct(p.get('ood_user_acc'))}" if own else "")
+              for p in sorted(curve, key=lambda p: p.get("alpha", 0))]
     per_line = 4 if own else 5  # 21 on one line made one of 450 characters
     print(f"WiSE-FT curve by alpha (validation / OOD{' / your OOD set' if own else ''}):\n  " + "\n  ".join(
         " · ".join(points[i:i + per_line]) for i in range(0, len(points), per_line)))
