@@ -616,3 +616,56 @@ def test_an_adversarial_runs_model_is_named_as_try_it_names_it():
 
     assert row_titles({"adversarial": {"enabled": True}})["fine_tuned"] == "Adversarially fine-tuned model"
     assert row_titles({})["fine_tuned"] == "Fine-tuned model"
+
+
+# ---- the smaller (channel-pruned) model --------------------------------------------------------------
+
+def test_the_smaller_model_has_its_own_row_maps_and_mistakes(studio):
+    """A run with structured pruning: the Attributions tab gives the smaller model its own row (its answer
+    and a map per method, a note with its share of the parameters), and the Error analysis tab shows its
+    mistakes on request, the same count as Results' confusion matrix of the smaller model; a damaged
+    structured.safetensors leaves its row out with a message and keeps the others."""
+    eng = engine()
+    run_id = eng.submit(tiny_config(studio["data"], "train.epochs=1", "train.threads=1", "pruning.enabled=true",
+                                    "pruning.target_sparsity=0.3", "pruning.structured=true",
+                                    "pruning.channel_fraction=0.5", "pruning.structured_epochs=1"))
+    assert eng.wait(run_id, RUN_TIMEOUT) == "finished", eng.run_record(run_id).error
+    run_dir = Path(eng.run_record(run_id).run_dir)
+    info = json.loads((run_dir / "summary.json").read_text())["structured"]
+    at = open_page(run_id)
+    no_problems(at)
+    rows = [m.split("**")[1] for m in texts(at.markdown) if re.match(r"\*\*[^*]+\*\* (says|guesses) ", m)]
+    assert rows == ["Starting model", "Fine-tuned model", "Smaller (channel-pruned) model",
+                    "Fine-tuned model on the adversarial image"], rows
+    share = f"{info['params_after'] / info['params_before']:.0%} of its parameters"
+    assert any("50% of the channels" in c and share in c and "fine-tuned again for 1 epoch" in c
+               for c in texts(at.caption)), texts(at.caption)
+    methods = len(at.pills(key="explain_methods").value)
+    assert len(at.image) == 4 * (1 + methods) + 1, "one input and a map per method on each of the four rows"
+
+    at.session_state["explain_tab"] = "Error analysis"
+    at.run()
+    no_problems(at)
+    of = at.radio(key=f"explain_errors_of_{run_id}")
+    assert of.value == "in_use" and of.options == ["The fine-tuned model", "The smaller (channel-pruned) model"]
+    of.set_value("smaller").run()
+    no_problems(at)
+    n = len(val_files(run_id))
+    right = int(np.trace(np.array(info["val_confusion"])))  # Results' confusion matrix of the smaller model
+    assert any(m.startswith(f"The smaller (channel-pruned) model gets **{right} of {n}**") for m in texts(at.markdown)), \
+        texts(at.markdown)[:3]
+
+    (run_dir / "structured.safetensors").write_bytes(b"not a checkpoint")
+    try:
+        from engine.runs import _RUNS
+
+        _RUNS.clear()  # a fresh load of the run, as after a restart
+        st.cache_resource.clear()
+        st.cache_data.clear()
+        at = open_page(run_id)
+        assert any("could not be loaded" in w for w in texts(at.warning)), texts(at.warning)
+        assert any(m.startswith("**Fine-tuned model** says") for m in texts(at.markdown))
+        assert len(at.image) == 3 * (1 + methods) + 1
+    finally:
+        st.cache_resource.clear()
+        st.cache_data.clear()

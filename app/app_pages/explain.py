@@ -2,10 +2,11 @@
 and the model packed for use elsewhere.
 
 - Attributions (captum, through engine.explain) for one validation image at a time, side by side
-  for the starting model, the fine-tuned model, the WiSE-FT mix at the Results page's alpha, and
-  the fine-tuned model on the image's adversarial example.
+  for the starting model, the fine-tuned model, the smaller (channel-pruned) model of a run with
+  structured pruning, the WiSE-FT mix at the Results page's alpha, and the fine-tuned model on the
+  image's adversarial example.
 - Error analysis: the highest-loss validation images, and a confusion matrix whose cells open
-  the images in them.
+  the images in them, of the model in use or of the smaller model.
 - Export: safetensors + config, TorchScript and ONNX, each reloaded and checked against the
   model on the validation split, and a model card. Files go to `<run folder>/exports/` only. A run
   with structured pruning exports its channel-pruned model by default (into `exports/structured`).
@@ -44,7 +45,7 @@ STRENGTH_KEY = "explain_strength"
 # Widgets whose values must survive a tab switch (a closed tab draws nothing, and Streamlit forgets
 # the values of widgets a run does not draw) and a visit to another page.
 KEPT_WIDGETS = ("explain_image_", "explain_class_", "explain_wrong_", "explain_k_", "explain_cell_",
-                "export_which_", METHODS_KEY, TARGET_KEY, STRENGTH_KEY)
+                "explain_errors_of_", "export_which_", METHODS_KEY, TARGET_KEY, STRENGTH_KEY)
 WIDGET_DEFAULTS = {TARGET_KEY: "predicted", STRENGTH_KEY: 0.7}
 KEPT = "explain_kept:"  # prefix of the copies
 TABS = ("Attributions", "Error analysis", "Export")
@@ -70,9 +71,17 @@ LOOK_FOR = {  # what to look for, beside the engine's one-line definition
     "occlusion": "Bright patches are those whose greying-out lowers the score most. Easy to trust (it only asks the "
                  "model), blind to details smaller than the patch, and the slowest method: seconds per model on a CPU.",
 }
+READING_ROWS = (
+    "**Reading the rows.** Fine-tuning usually moves the maps from generic textures toward what tells *your* classes "
+    "apart. The WiSE-FT mix (runs with WiSE-FT) sits between the starting and the fine-tuned model. The smaller model "
+    "(runs with structured pruning) is the fine-tuned one with whole channels removed: a map that moves shows what it "
+    "lost. On the adversarial image, pixel changes too small to see (at most eps) flip the answer, and the map often "
+    "scatters: the model's evidence was not where you think.")
 TARGETS = {"predicted": "each model's own answer", "true": "the true class"}
-ROW_TITLES = {"pretrained": "Starting model", "fine_tuned": "Fine-tuned model", "wise": "WiSE-FT mix",
+ROW_TITLES = {"pretrained": "Starting model", "fine_tuned": "Fine-tuned model",
+              "smaller": "Smaller (channel-pruned) model", "wise": "WiSE-FT mix",
               "adversarial": "Fine-tuned model on the adversarial image"}
+SMALLER = "smaller"  # the error analysis of the channel-pruned model (predictions' `of`)
 EXPORT_FILES = {  # file -> (format in the checks, download label, mime, what it is)
     "model.safetensors": ("safetensors", "safetensors", "application/octet-stream",
                           "The weights as a safetensors state dict, the run's config in its metadata (and, for a "
@@ -139,6 +148,15 @@ def _wise(run_dir: str, datasets_dir: str, alpha: float) -> Guarded:
     return Guarded(_bundle(run_dir, datasets_dir).model_variant("wise", alpha), threading.Lock())
 
 
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _structured(run_dir: str) -> Guarded:
+    """The run's channel-pruned model (structured pruning), rebuilt from structured.safetensors (eval mode, CPU).
+    Raises StudioError for a file that does not load (engine.runs.load_structured)."""
+    from engine.runs import load_structured
+
+    return Guarded(load_structured(Path(run_dir) / "structured.safetensors")[0], threading.Lock())
+
+
 def row_titles(config: dict) -> dict[str, str]:
     """The attribution grid's row titles for a run (`config` as saved): an adversarially trained run's
     fine-tuned model is "Adversarially fine-tuned", as Try it names it (engine.predict.variant_label)."""
@@ -179,18 +197,23 @@ def _hwc(t) -> np.ndarray:
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def predictions(run_dir: str, datasets_dir: str, alpha: float | None = None) -> dict[str, np.ndarray]:
-    """The model in use (`in_use_words`: the fine-tuned model, or a WiSE-FT run's mix at `alpha` < 1) on the
-    whole validation split: label, prediction, confidence, loss and file name (as in the user's dataset) per
-    image (index order), and the indices sorted from the highest loss down."""
+def predictions(run_dir: str, datasets_dir: str, alpha: float | None = None, of: str = "in_use") -> dict[str, np.ndarray]:
+    """The model in use (`in_use_words`: the fine-tuned model, or a WiSE-FT run's mix at `alpha` < 1), or with
+    `of` = SMALLER the run's channel-pruned model, on the whole validation split: label, prediction,
+    confidence, loss and file name (as in the user's dataset) per image (index order), and the indices
+    sorted from the highest loss down. The smaller model answers as the run measured it (its precision, no
+    flip TTA: engine.methods.pruning.held_out_views), so its figures are the Results page's. Raises
+    StudioError when the run has no smaller model or its file does not load."""
     from engine.explain import highest_loss
 
     b = _bundle(run_dir, datasets_dir)
     n = len(b.data.val)
-    used = _wise(run_dir, datasets_dir, alpha) if alpha is not None and alpha < 1 else _fine_tuned(run_dir, datasets_dir)
+    smaller = of == SMALLER
+    used = (_structured(run_dir) if smaller else _wise(run_dir, datasets_dir, alpha) if alpha is not None and alpha < 1
+            else _fine_tuned(run_dir, datasets_dir))
     with used.lock:
-        cases = highest_loss(used.model, b.data.val.images, b.data.val.labels, k=n, tta_flip=b.cfg.eval.tta_flip,
-                             amp_dtype=_amp_dtype(b))
+        cases = highest_loss(used.model, b.data.val.images, b.data.val.labels, k=n,
+                             tta_flip=b.cfg.eval.tta_flip and not smaller, amp_dtype=_amp_dtype(b))
     out = {"labels": b.data.val.labels.numpy().astype(int), "preds": np.zeros(n, int), "confs": np.zeros(n),
            "losses": np.zeros(n), "order": np.array([c.index for c in cases], dtype=int)}
     split_files = b.data.report.split_files or {}
@@ -205,7 +228,8 @@ def predictions(run_dir: str, datasets_dir: str, alpha: float | None = None) -> 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def model_rows(run_dir: str, datasets_dir: str, index: int, alpha: float | None) -> list[dict]:
-    """One row per model for validation image `index`: its answer, and the input it sees when that
+    """One row per model for validation image `index` (the starting, fine-tuned, smaller channel-pruned when
+    the run has one, WiSE-FT at `alpha` when not None, adversarial): its answer, and the input it sees when that
     is not the validation image itself (the adversarial example; kept in float32, so that its
     attribution sees exactly the attacked pixels).
 
@@ -247,6 +271,13 @@ def model_rows(run_dir: str, datasets_dir: str, index: int, alpha: float | None)
     except Exception as exc:
         rows = [{"key": "pretrained", "error": str(exc)}]
     rows.append(row("fine_tuned", p_ft[0]))
+    if b.has("structured"):
+        try:  # answers as Results measured it (held_out_views): the run's precision, no flip TTA
+            small = _structured(run_dir)
+            with small.lock, torch.no_grad(), _precision(b):
+                rows.append(row("smaller", small.model(x).float().softmax(1)[0]))
+        except Exception as exc:  # a damaged structured.safetensors: the other rows still show
+            rows.append({"key": "smaller", "error": str(exc)})
     if alpha is not None:
         wise = _wise(run_dir, datasets_dir, alpha)
         with wise.lock, torch.no_grad():
@@ -285,6 +316,10 @@ def attribution_maps(run_dir: str, datasets_dir: str, index: int, alpha: float |
         pre = _pretrained(run_dir, datasets_dir)
         with pre.lock:
             maps["pretrained"] = attribute(pre.model, clean, tgt("pretrained"), method)[0]
+    if "error" not in rows.get("smaller", {"error": "none"}):
+        small = _structured(run_dir)
+        with small.lock:
+            maps["smaller"] = attribute(small.model, clean, tgt("smaller"), method)[0]
     if alpha is not None:
         wise = _wise(run_dir, datasets_dir, alpha)
         with wise.lock:
@@ -422,10 +457,7 @@ def attributions_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
     with st.expander("What the methods show and what to look for", icon=":material/school:"):
         for m in ATTRIBUTIONS:
             st.markdown(f"**{ATTRIBUTIONS[m]}**  \n{LOOK_FOR[m]}")
-        st.markdown("**Reading the rows.** Fine-tuning usually moves the maps from generic textures toward what "
-                    "tells *your* classes apart. The WiSE-FT mix (runs with WiSE-FT) sits between the starting and the "
-                    "fine-tuned model. On the adversarial image, pixel changes too small to see (at most eps) flip the "
-                    "answer, and the map often scatters: the model's evidence was not where you think.")
+        st.markdown(READING_ROWS)
     if index is None:
         return
     if not methods:
@@ -506,6 +538,9 @@ def row_note(r: dict, pretrained_src: str | None, rec) -> str:
                 "its answer is a guess, so read its maps as what its features respond to"
                 + (" (this run started from random weights, so there is little to see)." if pretrained_src == "none"
                    else "."))
+    if r["key"] == "smaller":
+        return smaller_note(components.read_summary(str(rec.run_dir)).get("structured") or {},
+                            bool((rec.config.get("eval") or {}).get("tta_flip")))
     if r["key"] == "wise":
         chosen = state.wise_alpha(state.get_engine(), rec)[1]
         pruned = components.read_summary(str(rec.run_dir)).get("sparsity")  # every mix keeps the pruning masks
@@ -527,6 +562,22 @@ def row_note(r: dict, pretrained_src: str | None, rec) -> str:
                 f"fine-tuned model away from the true class: each pixel moved by at most "
                 f"{round(r['linf'] * 255, 1):g}/255 of the brightness range, {budget}{unseen}.")
     return ""
+
+
+def smaller_note(info: dict, tta_flip: bool = False) -> str:
+    """What the smaller model's row is, from the run's `summary["structured"]` (channel_fraction and
+    fine_tune_epochs as set, params_before / params_after counts): its share of the full model's
+    parameters, the channels removed, its own fine-tuning, and how to read its map beside the full model's.
+    `tta_flip`: the run answers with the mirror image too, which the smaller model's figures do not."""
+    before, after = info.get("params_before"), info.get("params_after")
+    size = f", {after / before:.0%} of its parameters" if before and after else ""
+    removed = info.get("channel_fraction")
+    cut = f"{removed:.0%} of the channels" if removed is not None else "whole channels"
+    epochs = info.get("fine_tune_epochs")
+    again = f" and fine-tuned again for {state.plural(int(epochs), 'epoch')}" if epochs else ""
+    mirror = " It answers as Results measured it, without the mirror image." if tta_flip else ""
+    return (f"The fine-tuned model with {cut} of its layers removed (structured pruning){again}{size}.{mirror} "
+            "Where its map leaves what the fine-tuned model's used, that evidence went with the removed channels.")
 
 
 # ---- tab 2: error analysis ---------------------------------------------------------------------------
@@ -582,6 +633,29 @@ def _cell_from_chart(run_id: str, classes: list[str], options: list[str]) -> Non
             st.session_state[f"explain_cell_{run_id}"] = wanted
 
 
+def mistakes_of(engine, rec, b, pred: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], str] | None:
+    """(predictions, whose words) for the error analysis: the model in use (`pred`, `in_use_words`), or, for
+    a run with a smaller channel-pruned model, the one the "Mistakes of" choice names. None (a message shown)
+    when the smaller model cannot answer."""
+    used = in_use_words(wise_alpha(engine, rec))
+    if not b.has("structured"):
+        return pred, used
+    whose = {"in_use": used[0].upper() + used[1:], SMALLER: "The smaller (channel-pruned) model"}
+    of_key = f"explain_errors_of_{rec.id}"
+    state.seed_choice(of_key)  # a refresh keeps the model chosen
+    if st.session_state.get(of_key) not in whose:
+        st.session_state[of_key] = "in_use"
+    of = st.radio("Mistakes of", list(whose), key=of_key, format_func=whose.get, horizontal=True,
+                  help="The model whose answers the gallery and the confusion matrix below show. The smaller model "
+                       "is the fine-tuned one with whole channels removed (structured pruning).")
+    state.remember_choice(of_key, of, default="in_use")
+    if of != SMALLER:
+        return pred, used
+    got = state.attempt("predicting the validation images with the smaller model", predictions, str(rec.run_dir),
+                        str(engine.datasets_dir), None, SMALLER)
+    return (got.value, "the smaller (channel-pruned) model") if got.ok else None
+
+
 def errors_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
     import altair as alt
     import torch
@@ -590,11 +664,13 @@ def errors_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
 
     run_dir, ds = str(rec.run_dir), str(engine.datasets_dir)
     classes = list(b.classes)
+    chosen = mistakes_of(engine, rec, b, pred)
+    if chosen is None:
+        return
+    pred, used = chosen
     labels, preds, confs, losses = pred["labels"], pred["preds"], pred["confs"], pred["losses"]
     n = len(labels)
     wrong = int((labels != preds).sum())
-    alpha = wise_alpha(engine, rec)
-    used = in_use_words(alpha)
     st.markdown(f"{used[0].upper()}{used[1:]} gets **{n - wrong} of {n}** validation images right "
                 f"({(n - wrong) / max(n, 1):.1%})" + (", the model Try it and Export use (its alpha is chosen on "
                                                      "Results)." if used.startswith("the WiSE") else "."))
@@ -626,7 +702,8 @@ def errors_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
     with left:
         budget = 300 if len(classes) > 6 else 240
         chart = charts.confusion_chart(charts.confusion_frame(matrix.tolist(), classes),
-                                       "Confusion matrix (validation images)", width=budget)
+                                       "Confusion matrix (validation images)" if used.startswith("the fine") else
+                                       f"Confusion matrix of {used} (validation images)", width=budget)
         # A click on a cell selects it in the picker on the right.
         pick = alt.selection_point(name="cell", fields=["true", "predicted"], on="click")
         chart.layer = [layer.add_params(pick) for layer in chart.layer]
@@ -685,14 +762,6 @@ def export_and_verify(b, model: Guarded, summary: dict, out_dir: Path, structure
 
     with model.lock:
         return export_all(model.model, b.cfg, summary, b.data.val.images, out_dir, structured=structured, held_out=b.data)
-
-
-@st.cache_resource(max_entries=4, show_spinner=False)
-def _structured(run_dir: str) -> Guarded:
-    """The run's channel-pruned model (structured pruning), rebuilt from structured.safetensors."""
-    from engine.runs import load_structured
-
-    return Guarded(load_structured(Path(run_dir) / "structured.safetensors")[0], threading.Lock())
 
 
 def export_choices(run_dir: Path, summary: dict, alpha: float | None, chosen: bool = True) -> dict[str, str]:
