@@ -151,6 +151,26 @@ def test_cli_train_writes_summary(tiny_zip, tmp_path, capsys):
     assert json.loads((tmp_path / "again" / "summary.json").read_text())["val_acc"] == summary["val_acc"]
 
 
+def test_a_dashboard_run_repeats_bit_for_bit_from_the_command_line(engine, tiny_cfg, tmp_path):
+    """The dashboard's engine thread and `train --config` of the config it saved (the command Results shows
+    under "To repeat this run") give the same weights, tensor for tensor, and the same figures, at the same
+    CPU thread count: a claim measured in one is measured in the other."""
+    from safetensors.torch import load_file
+
+    from engine.cli import main
+
+    run_id = engine.submit(tiny_cfg("train.epochs=1", "train.threads=1", "train.augment=true"))
+    assert engine.wait(run_id, 300) == "finished", engine.run_record(run_id).error
+    first = Path(engine.run_record(run_id).run_dir)
+    assert main(["train", "--config", str(first / "config.yaml"), "--out", str(tmp_path / "again"),
+                 "--data-dir", str(tmp_path / "engine"), "--quiet"]) == 0
+    a, b = (load_file(d / "last.safetensors") for d in (first, tmp_path / "again"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    said = [json.loads((d / "summary.json").read_text()) for d in (first, tmp_path / "again")]
+    for key in ("val_acc", "test_acc", "train_loss"):
+        assert said[0].get(key) == said[1].get(key), key
+
+
 @pytest.mark.parametrize("args, words", [
     (["--data", "/nonexistent.zip"], "does not exist"),
     (["--lr", "-1"], "Learning rate (optim.lr) must be between"),
