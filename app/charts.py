@@ -290,9 +290,21 @@ def metric_lines(df: pd.DataFrame, metrics: Sequence[str], title: str | list[str
     # (both 100%, say) shows on top of it instead of vanishing under it
     # (a layer only for curves there are: Vega warns of an "Infinite extent" for a layer filtered empty)
     train = "indexof(datum.metric, 'train_') === 0"
-    held_out, training = base.transform_filter(f"!({train})"), base.transform_filter(train)
-    layers = ([held_out.mark_line().encode(strokeDash=dash), held_out.mark_point(filled=True, size=40)]
-              if any(not m.startswith("train_") for m in present) or not present else [])
+    training = base.transform_filter(train)
+    # the first held-out curve (validation) drawn first, wider and with larger points, the others (OOD) thinner
+    # on top: an OOD curve equal to validation (a run whose corruptions change no answer) showed as one line, the
+    # validation curve hidden under it; now the wider one shows at both sides of the thinner one
+    held = [m for m in present if not m.startswith("train_")]
+    layers = []
+    if len(held) == 1:
+        one = base.transform_filter(f"!({train})")
+        layers += [one.mark_line().encode(strokeDash=dash), one.mark_point(filled=True, size=40)]
+    elif held:
+        first = f"datum.metric === '{held[0]}'"
+        under, over = base.transform_filter(first), base.transform_filter(f"!({first}) && !({train})")
+        layers += [under.mark_line(strokeWidth=HELD_OUT_UNDER_WIDTH).encode(strokeDash=dash),
+                   under.mark_point(filled=True, size=80, opacity=1),
+                   over.mark_line(strokeWidth=2).encode(strokeDash=dash), over.mark_point(filled=True, size=25, opacity=1)]
     layers += ([training.mark_line().encode(strokeDash=dash), training.mark_point(filled=False, size=70, strokeWidth=1.5)]
                if any(m.startswith("train_") for m in present) else [])
     if not ends.empty:  # the words at the curves' ends: new users told the pair apart by shade and dashes alone
@@ -301,6 +313,8 @@ def metric_lines(df: pd.DataFrame, metrics: Sequence[str], title: str | list[str
                    end.transform_filter("!datum.above").mark_text(align="left", dx=6, dy=9, fontSize=11)]
     return alt.layer(*layers, title=title).properties(height=height, autosize=FIT_WIDTH)
 
+
+HELD_OUT_UNDER_WIDTH = 4  # px: the first held-out curve, drawn under the others (Vega-Lite's default line: 2 px)
 
 # the words written at a curve's end, for a training curve and its held-out twin
 END_WORDS = {"train_": "training", "val_": "validation"}

@@ -51,10 +51,11 @@ def test_store_rows_become_epoch_and_step_frames():
 def test_accuracy_chart_plots_the_accuracies_present_as_percentages():
     d = spec(charts.accuracy_chart(charts.epochs_frame(EPOCHS)))
     enc = layer_encodings(d)[0]
-    assert [layer["mark"]["type"] for layer in d["layer"]] == ["line", "point", "line", "point", "text", "text"]
+    assert [layer["mark"]["type"] for layer in d["layer"]] == ["line", "point"] * 3 + ["text", "text"]
     # training last, its points rings: equal to validation (both 100%, say), it still shows on top
-    assert [layer["transform"][0]["filter"].startswith("!") for layer in d["layer"][:4]] == [True, True, False, False]
-    assert d["layer"][3]["mark"]["filled"] is False and d["layer"][1]["mark"]["filled"] is True
+    assert ["train_" in layer["transform"][0]["filter"] and not layer["transform"][0]["filter"].startswith("!")
+            for layer in d["layer"][:6]] == [False] * 4 + [True] * 2
+    assert d["layer"][5]["mark"]["filled"] is False and d["layer"][1]["mark"]["filled"] is True
     assert enc["x"]["field"] == "epoch" and enc["y"]["field"] == "value"
     assert enc["y"]["axis"]["format"] == "%" and enc["y"]["scale"]["domain"] == [0, 1]
     labels = {row["label"] for row in data_rows(d)}
@@ -449,7 +450,8 @@ def test_no_layer_is_filtered_empty():
     df = charts.epochs_frame(EPOCHS)
     held_out_only = spec(charts.metric_lines(df, ["val_acc", "ood_acc"], "Accuracy", "Accuracy", percent=True))
     filters = [t["filter"] for layer in held_out_only["layer"] for t in layer.get("transform", [])]
-    assert len(held_out_only["layer"]) == 2 and all(f.startswith("!(") for f in filters), filters
+    assert len(held_out_only["layer"]) == 4 and not any("train_" in f and not f.startswith("!(") for f in filters), \
+        filters
     pair = spec(charts.metric_lines(df, ["train_acc", "val_acc"], "Accuracy", "Accuracy", percent=True))
     assert len(pair["layer"]) == 6, "both curves, their points, the words at their ends"
     for per_class, marks in (({"cat": 0.9, "dog": 0.95}, ["bar", "text"]), ({"cat": 0.2}, ["bar", "text"]),
@@ -558,3 +560,21 @@ def test_a_long_confusion_matrix_title_goes_on_lines_as_wide_as_the_chart():
     title = charts.confusion_chart(df, "Confusion matrix (the smaller model, test images)").to_dict()["layer"][0]["title"]
     assert isinstance(title["text"], list) and " ".join(title["text"]) == "Confusion matrix (the smaller model, test images)"
     assert charts.confusion_chart(df).to_dict()["layer"][0]["title"]["text"] == "Confusion matrix"
+
+
+def test_an_ood_curve_equal_to_validation_leaves_the_validation_curve_in_sight():
+    """A new user's run whose corruptions changed no answer drew OOD accuracy exactly over validation, which
+    vanished under it: validation is drawn first and wider, with larger points, the other held-out curves
+    thinner on top, so both show where they meet; a lone held-out curve keeps the plain line."""
+    import pandas as pd
+
+    df = pd.DataFrame({"epoch": [1, 2], "train_acc": [0.6, 0.9], "val_acc": [0.5, 0.7], "ood_acc": [0.5, 0.7]})
+    layers = spec(charts.accuracy_chart(df))["layer"]
+    drawn = [(layer["mark"]["type"], layer["mark"].get("strokeWidth"), layer["mark"].get("size"),
+              layer["transform"][0]["filter"]) for layer in layers if layer["mark"]["type"] != "text"]
+    assert [d[0] for d in drawn] == ["line", "point", "line", "point", "line", "point"]
+    (v_line, v_point, o_line, o_point) = drawn[:4]
+    assert v_line[3] == v_point[3] == "datum.metric === 'val_acc'" and "!(datum.metric === 'val_acc')" in o_line[3]
+    assert v_line[1] > o_line[1] and v_point[2] > o_point[2], "the one underneath is the wider"
+    lone = spec(charts.accuracy_chart(df[["epoch", "val_acc"]]))["layer"]
+    assert [layer["mark"].get("strokeWidth") for layer in lone if layer["mark"]["type"] == "line"] == [None]
