@@ -421,9 +421,23 @@ def split_at_guessing(summary: dict, split: str) -> str | None:
     answers = [sum(r[j] for r in rows) for j in range(len(classes))]
     top = max(range(len(classes)), key=lambda j: answers[j])
     where = "your OOD set" if split == "ood_user" else f"the {SPLIT_WORDS.get(split, split)} images"
-    level = {"below": "below", "nothing": "at"}.get(found.kind, "not clearly above")
-    said = (f"On {where} the model gets {right} of {n} images right ({100 * right / n:.1f}%), {level} the level of "
-            f"guessing among {len(classes)} classes ({100 * guess:.1f}%).")
+    sizes = [sum(r) for r in rows]
+    big = max(range(len(classes)), key=lambda i: sizes[i])
+    if found.kind == "largest":  # above 1 / classes, but an unbalanced split: the fair bar is its largest class
+        level = (f"no better than always answering its largest class, {classes[big]} ({sizes[big]} of {n}, "
+                 f"{100 * sizes[big] / n:.1f}%)")
+    elif found.kind == "luck":
+        from scipy.stats import binomtest
+
+        null = max(guess, sizes[big] / n)
+        p = binomtest(right, n, null, alternative="greater").pvalue
+        largest = "" if null == guess else f"; {100 * null:.1f}% always answering its largest class"
+        level = (f"above the level of guessing among {len(classes)} classes ({100 * guess:.1f}%{largest}), but not "
+                 f"clearly: a model that learnt nothing gets that many right {100 * p:.0f}% of the time")
+    else:
+        level = (f"{'below' if found.kind == 'below' else 'at'} the level of guessing among {len(classes)} classes "
+                 f"({100 * guess:.1f}%)")
+    said = f"On {where} the model gets {right} of {n} images right ({100 * right / n:.1f}%), {level}."
     most = "" if answers[top] <= n / 2 else f" It answers {classes[top]} for " + (
         "all of them." if answers[top] == n else f"{answers[top]} of them.")
     return said + most + (" These pictures' conditions are beyond what it learnt: training images taken in such "

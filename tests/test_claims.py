@@ -562,3 +562,20 @@ def test_an_ood_set_at_guessing_is_said_as_such_not_as_weak_classes():
     learnt = {**summary, "ood_user_confusion": [[7, 1, 0], [0, 8, 0], [0, 5, 3]]}  # triangle weak, the rest fine
     assert split_at_guessing(learnt, "ood_user") is None
     assert weak_class_words(learnt, "ood_user").startswith("Weaker than the other classes on your OOD set's images")
+
+
+def test_an_unbalanced_split_at_guessing_is_measured_against_its_largest_class():
+    """An OOD set of ten pictures of one class and one of each other, answered with that class every time, read
+    "83.3%, not clearly above the level of guessing among 3 classes (33.3%)": a true finding in a false
+    sentence. Its bar is the largest class's share; a set clearly learnt but still within luck says its odds."""
+    from engine.chance import split_at_guessing
+
+    base = {"classes": ["a", "b", "c"], "test_acc": 0.9, "val_acc": 0.9}
+    said = split_at_guessing({**base, "ood_user_confusion": [[10, 0, 0], [1, 0, 0], [1, 0, 0]]}, "ood_user")
+    assert said.startswith("On your OOD set the model gets 10 of 12 images right (83.3%), no better than always "
+                           "answering its largest class, a (10 of 12, 83.3%). It answers a for all of them."), said
+    assert "33.3%" not in said
+    luck = split_at_guessing({**base, "ood_user_confusion": [[3, 1, 0], [1, 2, 1], [1, 1, 2]]}, "ood_user")
+    assert luck.startswith("On your OOD set the model gets 7 of 12 images right (58.3%), above the level of guessing "
+                           "among 3 classes (33.3%), but not clearly: a model that learnt nothing gets that many right "), luck
+    assert split_at_guessing({**base, "ood_user_confusion": [[4, 0, 0], [0, 4, 0], [0, 0, 4]]}, "ood_user") is None
