@@ -248,7 +248,7 @@ def finished_view(run: RunView) -> None:
                icon=":material/check_circle:")
     smaller = smaller_model_warning(summary)  # the full-size model learnt; the smaller one may not have
     if smaller:
-        st.warning(state.message_md(smaller), icon=":material/warning:")
+        st.warning(state.message_md(state.message_words(smaller)), icon=":material/warning:")
 
 
 def failed_advice(error: str) -> str:

@@ -212,6 +212,8 @@ def test_the_smaller_models_fine_tune_is_read_from_its_curve():
     assert "won all of it back" in fine_tune_words([0.4, 0.7], 0.7)
     assert "won none of it back: more fine-tuning epochs" in fine_tune_words([0.4, 0.4], 0.7)
     assert "cost no validation accuracy" in fine_tune_words([0.8, 0.8], 0.7)
+    nan = float("nan")  # a run without validation images: no "cost nan points", no advice drawn from nothing
+    assert fine_tune_words([nan, nan], nan) == "" and fine_tune_words([0.4, nan], 0.7) == ""
     spec = fine_tune_chart([0.3, 0.35], 0.9).to_dict()
     (domain,) = {tuple(layer["encoding"]["y"]["scale"]["domain"]) for layer in spec["layer"]}
     assert domain[0] <= 0.3 and domain[1] >= 0.9, "the full-size model's line is on the chart"

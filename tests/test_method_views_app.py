@@ -202,3 +202,13 @@ def test_a_structured_run_says_its_smaller_models_size_in_parameters_and_megabyt
     assert "Validation accuracy of the full-size fine-tuned model" in done and \
         f"The smaller, channel-pruned model: test {100 * s['test_acc']:.1f}%" in done, done
     assert (found is not None) == any(w.startswith("The smaller (channel-pruned) model's") for w in texts(at.warning))
+    # the warning names its settings by their labels, as the dashboard's other messages do (the command line's
+    # keys in brackets showed on Train and Results)
+    keyed = "At guessing: remove fewer channels ('Structured: share of channels removed (pruning.channel_fraction)')."
+    for where in ("app.components", "app.method_views.pruning"):
+        monkeypatch.setattr(f"{where}.smaller_model_warning", lambda summary: keyed)
+    for page in ("app_pages/train.py", "app_pages/results.py"):
+        at.switch_page(page).run()
+        said = [w for w in texts(at.warning) if w.startswith("At guessing")]
+        assert said and all("('Structured: share of channels removed')" in w and "pruning." not in w for w in said), \
+            (page, said)

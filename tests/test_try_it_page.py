@@ -582,3 +582,20 @@ def test_a_mix_at_guessing_picked_in_try_it_says_so():
     assert said.endswith("Its answers are no better than guesses, however sure they look.")
     assert mix_warning(summary, 0.5) is None and mix_warning(summary, 1.0) is None
     assert mix_warning(summary, 0.37) is None, "off the curve: nothing measured to judge"
+
+
+def test_a_picked_models_own_warning_is_said_once_in_the_dashboards_words():
+    """Try it's warnings beyond the run's own: a mix at alpha 1 is the fine-tuned model, whose warning the page
+    already gave (it read twice); a smaller model at guessing names its settings by their labels, without the
+    command line's keys; a mix at guessing says so, once for two pickers on it."""
+    from app.app_pages.try_it import picked_cautions
+
+    summary = {"classes": ["a", "b", "c"], "val_acc": 1 / 3, "test_acc": 1 / 3,
+               "structured": {"val_acc": 1 / 3, "test_acc": 1 / 3},
+               "wise_curve": [{"alpha": 0.0, "val_acc": 1 / 3}, {"alpha": 1.0, "val_acc": 1 / 3}]}
+    assert picked_cautions(summary, [("wise", 1.0)]) == [] and picked_cautions(summary, [("fine_tuned", None)]) == []
+    (small,) = picked_cautions(summary, [("structured", None)])
+    assert small.startswith("The smaller (channel-pruned) model's") and "pruning." not in small
+    assert "('Structured: share of channels removed')" in small, small
+    (mix,) = picked_cautions(summary, [("wise", 0.0), ("wise", 0.0)])
+    assert mix.startswith("At alpha 0.00 the WiSE-FT mix's validation accuracy (33.3%)")

@@ -183,6 +183,16 @@ def load_models(run_dir: str, ds: str, chosen: list[tuple[str, float | None]],
 SHORT_LABEL_CHARS = 30  # about what a picker a third of the page wide shows at 1280 px
 
 
+def picked_cautions(summary: dict, chosen: list[tuple[str, float | None]]) -> list[str]:
+    """The warnings of the picked models (variant, WiSE-FT alpha or None) beyond the run's own, shown above
+    them: a smaller channel-pruned model or a WiSE-FT mix below alpha 1 at or near guessing
+    (engine.predict.model_caution), each once, settings named by their labels. The run's warning is the
+    fine-tuned model's, and a mix at alpha 1 is that model: it gets none here (it read twice)."""
+    said = (model_caution(summary, v, a) for v, a in chosen
+            if v == "structured" or (v == "wise" and a is not None and a < 1))
+    return [state.message_words(w) for w in dict.fromkeys(said) if w]
+
+
 def short_label(label: str) -> str:
     """A model's label as a picker shows it: without the explanation in brackets it ends with ("Best epoch" for
     "Best epoch (highest validation accuracy; ...)"); the whole label goes under the picker."""
@@ -617,10 +627,8 @@ def render() -> None:
             second = model_picker(rec, {**variants, **{k: v[1] for k, v in others.items()}}, "b",
                                   *comparison_default(variants, first, list(others)), "Compare with")
         chosen.append(second)
-    # the run's warning above is the fine-tuned model's: a picked smaller model or mix at guessing says so itself
-    for said in dict.fromkeys(model_caution(summary.value or {}, v, a) for v, a in chosen if v in ("structured", "wise")):
-        if said:
-            st.warning(state.message_md(said), icon=":material/warning:")
+    for said in picked_cautions(summary.value or {}, chosen):
+        st.warning(state.message_md(said), icon=":material/warning:")
     models = load_models(run_dir, ds, chosen, others)
     if models is None:
         return

@@ -3,6 +3,8 @@ the Bayesian search's trials, the shrunken model."""
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 
 import altair as alt
@@ -65,7 +67,10 @@ def fine_tune_chart(curve: list[float], before: float | None) -> alt.LayerChart 
 def fine_tune_words(curve: list[float], before: float | None) -> str:
     """What the smaller model's fine-tune did, from its validation accuracies (fractions; [0] right after
     removing channels, then one per epoch) and the full-size model's (`before`): what removing channels
-    cost and how much of it the epochs won back, in points as the chart's percentages show them."""
+    cost and how much of it the epochs won back, in points as the chart's percentages show them. "" when a
+    figure is not a number (a run without validation images measures none: its chart is left out too)."""
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in [*curve, *([] if before is None else [before])]):
+        return ""
     first, last = curve[0], curve[-1]
     if before is None:
         return (f"Removing channels left {100 * first:.1f}% on validation; after its fine-tune the smaller model "
@@ -124,8 +129,8 @@ def pruning_view(engine, rec, summary: dict) -> None:
                        width="content")
         smaller = smaller_model_warning(summary)  # beside its tiles: the run's own warning is the full-size model's
         if smaller:
-            st.warning(state.message_md(smaller), icon=":material/warning:")
-        if s and len(s.get("fine_tune_val_acc") or []) > 1:
+            st.warning(state.message_md(state.message_words(smaller)), icon=":material/warning:")
+        if s and len(s.get("fine_tune_val_acc") or []) > 1 and fine_tune_words(s["fine_tune_val_acc"], s.get("val_acc_before")):
             st.altair_chart(fine_tune_chart(s["fine_tune_val_acc"], s.get("val_acc_before")), width="stretch")
             st.caption(fine_tune_words(s["fine_tune_val_acc"], s.get("val_acc_before")))
     if summary.get("sparsity"):
