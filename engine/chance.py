@@ -117,13 +117,22 @@ def _luck(summary: dict, acc: float, guess: float, split: str, whose: str) -> Ch
         f"p = {shown_p}). It {LUCK_MARK}."))
 
 
+SPLIT_FIGURES = ("_confusion", "_per_class_acc", "_balanced_acc", "_macro_f1")  # per-split keys of one model
+
+
 def smaller_model_summary(summary: dict) -> dict:
     """`summary` as the channel-pruned model's (structured pruning: `summary["structured"]`): its own
-    parameter count and validation and test accuracies (fractions) in place of the run's; the model card
-    of the smaller model and `smaller_model_finding` read it."""
+    parameter count, validation and test accuracies (fractions), confusion matrices and per-class accuracies
+    (engine.methods.pruning.held_out_views) in place of the run's, and none of the run's other per-split
+    figures (balanced accuracy, macro-F1, the user's OOD set's matrix: the full-size model's), so that what
+    reads them (the smaller model's card and its Caution section, `smaller_model_finding`, Results' confusion
+    matrix of the smaller model) never describes the full-size model. The corruption-suite OOD figures stay:
+    the card says they are the full model's."""
     s = summary.get("structured") or {}
-    return dict(summary, export_variant="structured", num_params=s.get("params_after", summary.get("num_params", 0)),
-                val_acc=s.get("val_acc"), test_acc=s.get("test_acc"))
+    own = {k: v for k, v in s.items() if k.endswith(SPLIT_FIGURES)}
+    rest = {k: v for k, v in summary.items() if not k.endswith(SPLIT_FIGURES)}
+    return dict(rest, export_variant="structured", num_params=s.get("params_after", summary.get("num_params", 0)),
+                val_acc=s.get("val_acc"), test_acc=s.get("test_acc"), **own)
 
 
 def smaller_model_finding(summary: dict) -> ChanceFinding | None:

@@ -365,3 +365,30 @@ def test_the_channel_pruned_models_card_names_only_the_figures_it_gives():
     base = {"classes": ["a", "b"], "export_variant": "structured", "structured": structured, "val_acc": 0.82}
     assert "); OOD accuracy below was measured on the full model" in model_card(RunConfig(), base)
     assert "); OOD and robust accuracy below" in model_card(RunConfig(), {**base, "robust_acc": 0.4})
+
+
+def test_the_channel_pruned_models_card_cautions_from_its_own_confusion_matrix():
+    """The smaller model's card read its weak classes from the full-size model's matrix ("c, 2 of 8 right")
+    while Results showed the smaller model getting all of c right; now its own matrices, and none of the
+    full-size model's other per-split figures (balanced accuracy, the user's OOD set's matrix)."""
+    from engine.chance import smaller_model_summary
+    from engine.config import RunConfig
+    from engine.export import model_card
+
+    classes = ["a", "b", "c"]
+    counts = {"data_report": {"split_counts": {"test": {c: 8 for c in classes}, "val": {c: 8 for c in classes}},
+                              "imbalance": {"imbalanced": True, "largest": "a", "smallest": "c", "ratio": 2}}}
+    weak_c = [[8, 0, 0], [0, 8, 0], [6, 0, 2]]
+    all_right = [[8, 0, 0], [0, 8, 0], [0, 0, 8]]
+    full = {"classes": classes, "test_acc": 18 / 24, "val_acc": 18 / 24, "test_confusion": weak_c,
+            "val_confusion": weak_c, "test_balanced_acc": 0.75, "ood_user_confusion": weak_c, **counts,
+            "structured": {"val_acc": 1.0, "test_acc": 1.0, "test_confusion": all_right, "val_confusion": all_right,
+                           "params_before": 100, "params_after": 50}}
+    assert "c, 2 of 8 right" in model_card(RunConfig(), full), "the full-size model's card names c"
+    small = smaller_model_summary(full)
+    assert small["test_confusion"] == all_right and "ood_user_confusion" not in small
+    assert "test_balanced_acc" not in small and small["num_params"] == 50
+    card = model_card(RunConfig(), small)
+    assert "2 of 8 right" not in card and "test balanced accuracy" not in card, card
+    weak_small = {**full, "structured": {**full["structured"], "test_acc": 18 / 24, "test_confusion": weak_c}}
+    assert "c, 2 of 8 right" in model_card(RunConfig(), smaller_model_summary(weak_small))

@@ -281,9 +281,7 @@ def confusion_view(summary: dict, which: str) -> tuple[dict, str, str]:
     them): a smaller model 25 points below the full-size one could not be inspected."""
     if which != "smaller":
         return summary, which, CONFUSION_SPLITS.get(which, which)
-    s = summary.get("structured") or {}
-    own = {k: v for k, v in summary.items() if not k.endswith(("_confusion", "_per_class_acc"))}
-    view = {**smaller_model_summary(own), **{k: v for k, v in s.items() if k.endswith(("_confusion", "_per_class_acc"))}}
+    view = smaller_model_summary(summary)
     split = "test" if view.get("test_confusion") else "val"
     return view, split, f"the smaller model, {CONFUSION_SPLITS[split]}"
 
