@@ -142,7 +142,9 @@ def test_earlier_uploads_are_offered_after_a_restart_and_can_be_used_or_deleted(
     # the whole page follows at once: the line above the list and the list's marks (they lagged a click behind)
     assert [c for c in texts(at.caption) if c.startswith("In use: ")] == [
         "In use: **first set.zip** (kept on the server: no need to upload it again)."]
-    rows = [m for m in texts(at.markdown) if m.startswith("**") and " · last used " in m]
+    rows = [m for m in texts(at.markdown) if m.startswith("**") and " · uploaded " in m]
+    assert len(rows) == 2 and not any(" · last used " in m for m in texts(at.markdown)), \
+        "Use keeps a dataset's date: it is the upload's, not the last use's"
     assert [r.endswith("*in use*") for r in rows] == [r.startswith("**first set.zip**") for r in rows]
     assert at.button(key=f"use_dataset_{uploads['first set.zip'][:16]}").disabled
     assert not at.button(key=f"use_dataset_{uploads['second set.zip'][:16]}").disabled, "one click back"

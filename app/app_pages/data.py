@@ -160,8 +160,10 @@ def earlier_uploads(engine, kind: str, in_use: str, on_use) -> None:
                 facts.append(state.plural(int(u["classes"]), "class", "classes"))
             if u.get("images"):
                 facts.append(state.plural(int(u["images"]), "image"))
-            # store.add_upload sets the time again on each use: it read "uploaded" and moved
-            facts.append("last used " + time.strftime("%d %b %Y %H:%M", time.localtime(u["created"])))
+            # the stored time is set again by each store.add_upload: an OOD set's on each use (it read "uploaded"
+            # and moved), a dataset's on an upload only (Use keeps a dataset's place in the list: "last used" was wrong)
+            when = "last used " if kind == "ood" else "uploaded "
+            facts.append(when + time.strftime("%d %b %Y %H:%M", time.localtime(u["created"])))
             c[0].markdown(f"**{state.md_text(u['name'])}** · " + " · ".join(facts) + (" · *in use*" if ref == in_use else ""))
             tag = f"{kind}_{u['sha256'][:16]}"
             if st.session_state.get(f"confirm_del_{tag}"):  # a second click deletes: nothing to undo after it
