@@ -529,16 +529,22 @@ def _summary_or_empty(run_dir: str) -> dict:
 def _say_claims(summary: dict, store: RunStore) -> None:
     """The claim line of each method of the run but WiSE-FT (`_say_wise` says its own with its curve),
     judged against the same runs of the store as the Results page (engine.baselines.run_claims), and which
-    runs they were; a line without a comparison run says what to run."""
+    runs they were; a line without a comparison run says what to run. Above them, for a run at or near
+    guessing (engine.chance.chance_finding), that they compare noise, as Results says it."""
     from engine.baselines import run_claims
 
     rec = store.get_run(str(summary.get("run_id")))
     if rec is None:
         return
     claims, other, scratch = run_claims(rec, store.list_runs(), _summary_or_empty, summary)
-    for claim in claims:
-        if claim.method != "wise_ft":
-            print(claim.text)
+    lines = [claim.text for claim in claims if claim.method != "wise_ft"]
+    found = chance_finding(summary) if lines else None
+    if found is not None:  # as Results says above its claim lines: on a run at guessing a shown claim is noise
+        verb = ("may compare" if found.maybe else "compares" if len(lines) == 1 else "compare")
+        print(f"(This run {'may have learnt nothing yet' if found.maybe else 'learnt nothing'}, as its warning says: "
+              f"{'the line below' if len(lines) == 1 else 'the lines below'} {verb} noise.)")
+    for line in lines:
+        print(line)
     said = [f"{r.name} ({r.id}, {what})" for r, what in ((other, "standard fine-tuning, same settings"),
                                                          (scratch, "adversarial training from scratch"))
             if r is not None and any(c.method != "wise_ft" for c in claims)]
