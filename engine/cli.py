@@ -995,8 +995,8 @@ def _export(args: argparse.Namespace) -> int:
             args.variant, alpha = "fine_tuned", None
         else:
             summary = run.wise_card_summary(summary, alpha)
-    else:  # the other models' cards name the mix chosen on Results, as the dashboard's export does
-        stored = _stored_alpha(run_id, data_dir) if run.has("wise") else None
+    if args.variant != "wise":  # the other models' cards name the mix chosen on Results, as the dashboard's export
+        stored = _stored_alpha(run_id, data_dir) if run.has("wise") else None  # does (alpha 1 chosen there too)
         summary = {**summary, **({"wise_chosen": stored} if stored is not None else {})}
     out = Path(args.out).resolve() if args.out else export_dir(run_dir, args.variant, alpha)  # the dashboard's folder
     model = run.model_variant(args.variant, alpha)

@@ -101,7 +101,7 @@ class OptimConfig:
                           labels={"sgd": "SGD with momentum", "adamw": "AdamW"}, help=(
         "SGD with momentum is the classic for fine-tuning CNNs; AdamW needs a ~10x smaller learning rate."))
     lr: float = knob(0.01, label="Learning rate", min=1e-6, max=10.0, step=0.001, format="%.5f", help=(
-        "The peak step size for the batch size below; the schedule shapes it over the run."))
+        "The peak step size, for the run's batch size (a larger batch takes a larger rate); the schedule shapes it over the run."))
     lr_auto: bool = knob(False, label="Find the learning rate automatically", help=(  # engine.lr_find
         "Before training, a short learning-rate range test (Smith 2017; at most 15% of the run's steps) "
         "picks the rate and replaces the one above; the Model page shows its curve and pick."))

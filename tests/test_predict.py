@@ -492,6 +492,17 @@ def test_export_command_writes_checked_files_of_each_model_the_run_has(studio, t
     assert "the WiSE-FT mix at alpha 1.00 is the fine-tuned model" in said and f"to {run_dir / 'exports'}\n" in said
     assert (run_dir / "exports" / "model.onnx").is_file() and not (run_dir / "exports" / "wise_alpha_1.00").exists()
     assert "this is the mix" not in (run_dir / "exports" / "MODEL_CARD.md").read_text()
+    # alpha 1 chosen on Results: the fine-tuned model's card says so, as the dashboard's Export tab's does
+    from engine.store import RunStore
+
+    store = RunStore(studio_dir / "studio.db")
+    store.set_wise_ft_alpha(run_dir.name, 1.0)
+    try:
+        assert cli([*base, "--variant", "wise"]) == 0
+    finally:
+        store.set_wise_ft_alpha(run_dir.name, None)
+    assert "Alpha 1, the fine-tuned model itself, is chosen on the Results page" in \
+        (run_dir / "exports" / "MODEL_CARD.md").read_text()
     assert cli([*base, "--variant", "fine_tuned"]) == 0
     assert f"to {run_dir / 'exports'}" in capsys.readouterr().out and (run_dir / "exports" / "model.onnx").is_file()
     # the dashboard's folder for the mix at the slider's two decimals holds that mix, not one near it
