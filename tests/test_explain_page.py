@@ -654,6 +654,14 @@ def test_the_smaller_model_has_its_own_row_maps_and_mistakes(studio):
     right = int(np.trace(np.array(info["val_confusion"])))  # Results' confusion matrix of the smaller model
     assert any(m.startswith(f"The smaller (channel-pruned) model gets **{right} of {n}**") for m in texts(at.markdown)), \
         texts(at.markdown)[:3]
+    # its confusion cells have a picker of their own: with one picker for both models the browser kept the other
+    # model's count in the label of a cell both matrices have ("zigzagged → wavy (8 images)" over "2 images";
+    # Streamlit redraws a kept widget's value, not its labels)
+    assert not [b for b in at.selectbox if b.key == f"explain_cell_{run_id}"]
+    cell = at.selectbox(key=f"explain_cell_{run_id}_smaller")
+    t, p_ = (int(k) for k in cell.value.split(":"))
+    assert cell.format_func(cell.value).endswith(f"({info['val_confusion'][t][p_]} image"
+                                                 f"{'' if info['val_confusion'][t][p_] == 1 else 's'})" + (" · correct" if t == p_ else ""))
 
     (run_dir / "structured.safetensors").write_bytes(b"not a checkpoint")
     try:

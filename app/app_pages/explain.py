@@ -623,14 +623,15 @@ def confusion_cells(labels: np.ndarray, preds: np.ndarray, k: int) -> tuple[np.n
     return matrix, cells
 
 
-def _cell_from_chart(run_id: str, classes: list[str], options: list[str]) -> None:
-    """Chart-click callback: select the clicked cell in the cell picker (an empty cell: no change)."""
-    event = st.session_state.get(f"confusion_chart_{run_id}") or {}
+def _cell_from_chart(view: str, classes: list[str], options: list[str]) -> None:
+    """Chart-click callback: select the clicked cell in the cell picker of `view` (the run id, with "_smaller"
+    for the smaller model's matrix) (an empty cell: no change)."""
+    event = st.session_state.get(f"confusion_chart_{view}") or {}
     points = (event.get("selection") or {}).get("cell") or []
     if points and points[0].get("true") in classes and points[0].get("predicted") in classes:
         wanted = f"{classes.index(points[0]['true'])}:{classes.index(points[0]['predicted'])}"
         if wanted in options:
-            st.session_state[f"explain_cell_{run_id}"] = wanted
+            st.session_state[f"explain_cell_{view}"] = wanted
 
 
 def mistakes_of(engine, rec, b, pred: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], str] | None:
@@ -668,6 +669,9 @@ def errors_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
     if chosen is None:
         return
     pred, used = chosen
+    # the smaller model's matrix has a picker of its own: one picker for both kept its value on a switch, and the
+    # browser kept the other model's count in its label ("zigzagged → wavy (8 images)" over "2 images")
+    view = rec.id + ("_smaller" if used.startswith("the smaller") else "")
     labels, preds, confs, losses = pred["labels"], pred["preds"], pred["confs"], pred["losses"]
     n = len(labels)
     wrong = int((labels != preds).sum())
@@ -707,12 +711,12 @@ def errors_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
         # A click on a cell selects it in the picker on the right.
         pick = alt.selection_point(name="cell", fields=["true", "predicted"], on="click")
         chart.layer = [layer.add_params(pick) for layer in chart.layer]
-        st.altair_chart(chart, width=charts.confusion_px(len(classes), budget), key=f"confusion_chart_{rec.id}",
+        st.altair_chart(chart, width=charts.confusion_px(len(classes), budget), key=f"confusion_chart_{view}",
                         selection_mode="cell",
-                        on_select=functools.partial(_cell_from_chart, rec.id, classes, options))
+                        on_select=functools.partial(_cell_from_chart, view, classes, options))
         st.caption("Rows: true class; columns: what the model said. Click a cell, or pick it on the right.")
     with right:
-        cell_key = f"explain_cell_{rec.id}"
+        cell_key = f"explain_cell_{view}"
         if not options:
             st.info("No validation images.")
             return
