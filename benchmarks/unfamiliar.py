@@ -10,14 +10,17 @@ unseen by the bar, measure the false-flag rate), and with the studio's first sco
   first score; features in float32);
 - *studio, content*: the k-NN distance of every trunk stage's pooled features above its 95% bar;
 - *studio, content or flat colour*: that, or at least 3/4 of the image flat colour and more than in
-  any training image (`Prediction.unfamiliar`, what Try it and predict say).
+  any training image;
+- *studio, content, flat colour or noise*: that, or neighbouring pixels correlating under 0.5 and
+  under every training image's (`Prediction.unfamiliar`, what Try it and predict say).
 
 Images scored: the test split (in distribution: about 5% should be flagged); new textures from the
 sample's generator and seed range apart from it, saved as JPEG like the sample (in distribution);
 the same drawn at 256 px and shrunk to the run's size like a large upload, and blurred by 0.7 px
 (the same content, taken differently: a flag there is a false alarm); 16 plain images (12 solid
 colours, 4 gradients) and 16 drawings (a ball on grass under the sky, colours and places varying),
-which show none of the classes; 64 images of uniform noise; 200 of scikit-learn's handwritten digits
+which show none of the classes; 64 images of uniform noise made at the run's size, and 16 made at
+512 px and shrunk like an upload ("static, shrunk"); 200 of scikit-learn's handwritten digits
 (another dataset; skipped without scikit-learn, a benchmark-only dependency).
 
     python benchmarks/unfamiliar.py [--seeds 0 1 2]
@@ -124,8 +127,12 @@ def flag_rates(run_dir: Path, work: Path, seed: int) -> dict[str, dict[str, floa
     data = prepare_data(cfg, work)
     size = int(cfg.data.image_size)
     noise = torch.randint(0, 256, (64, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+    rng = np.random.default_rng(seed)
+    static = torch.stack([decode_bytes(png(Image.fromarray(rng.integers(0, 256, (512, 512, 3), dtype=np.uint8))),
+                                       "static.png", size)[0] for _ in range(16)])
     sets = {"test (in distribution)": data.test.images, **textures_taken(size, seed),
-            "plain images": plain_images(size), "drawings": drawings(size), "uniform noise": noise}
+            "plain images": plain_images(size), "drawings": drawings(size), "uniform noise": noise,
+            "static, shrunk": static}
     digits = digit_images(size)
     if digits is not None:
         sets["handwritten digits"] = digits
@@ -141,8 +148,16 @@ def flag_rates(run_dir: Path, work: Path, seed: int) -> dict[str, dict[str, floa
     bar = conformal_bar(first(data.val.images))
     return {"class means, last stage (first score)": {s: float((first(x) > bar).float().mean()) for s, x in sets.items()},
             "studio, content": {s: sum(a.far_by == "content" for a in got) / len(got) for s, got in answers.items()},
-            "studio, content or flat colour": {s: sum(bool(a.unfamiliar) for a in got) / len(got)
-                                               for s, got in answers.items()}}
+            "studio, content or flat colour": {s: sum(a.far_by in ("content", "flat") for a in got) / len(got)
+                                               for s, got in answers.items()},
+            "studio, content, flat colour or noise": {s: sum(bool(a.unfamiliar) for a in got) / len(got)
+                                                      for s, got in answers.items()}}
+
+
+def png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
 
 
 def main() -> None:

@@ -30,7 +30,14 @@ Low confidence (documented measure, both parts shown to the user in plain words)
     drawn like the training images exceeds all n of them with probability at most 1 / (n + 1), so
     the two together flag such an image at most 5% + 1 / (n + 1) of the time. A histogram of every
     pixel step was tried instead and flagged textures merely shrunk from a larger picture or
-    slightly blurred (`benchmarks/unfamiliar.py`).
+    slightly blurred (`benchmarks/unfamiliar.py`);
+  - it is *mostly noise*: its neighbouring pixels are barely alike (`neighbour_correlation`, the
+    correlation of each pixel's grey level with its right and lower neighbours', under
+    `NOISE_CORRELATION`) and less alike than in any training image, as in static or a random pattern:
+    uniform noise carries features close to a grainy texture's and passed the content check (0 of 64
+    flagged on the sample); the same 1 / (n + 1) bound holds. A training set that is itself this noisy
+    (or whose fine patterns alias at a small image size: a checkerboard at 32 px correlates negatively)
+    sets a bar no image passes, and nothing is called noise.
   The run's own images (training, validation or test; the same pixels, or a resized or re-saved copy:
   `NearCopies`) are never called unfamiliar: they are the user's data, labelled with its classes (the
   bar flags 5% of the held-out ones by design, which read as "do not trust" beside a 99% answer).
@@ -86,6 +93,7 @@ LOW_CONFIDENCE = 0.5  # top softmax probability under this reads "unsure"
 FAR_QUANTILE = 0.95  # farther from the training images than 95% of held-out images reads "unfamiliar"
 KNN_K = 5  # the k-th nearest training image sets an image's distance (Sun et al. 2022: k = 50 of 50,000 images)
 FLAT_SHARE = 0.75  # at least this share of equal neighbouring pixels reads "mostly flat colour"
+NOISE_CORRELATION = 0.5  # neighbouring pixels correlating under this (and under every training image) read "noise"
 BANK_MAX = 2048  # training images whose features are kept (a fixed random subset of more): 8 MB for ResNet-18, 31 MB for ResNet-50
 DEFAULT_BATCH = 64
 FORMAT_WORDS = {"JPEG": "jpg", "PNG": "png", "BMP": "bmp", "GIF": "gif", "WEBP": "webp", "TIFF": "tif", "HEIF": "heic",
@@ -232,7 +240,8 @@ class Prediction:
     distance: float | None  # cosine distance of `image_features` to the KNN_K-th nearest training image's
     threshold: float = LOW_CONFIDENCE  # the probability under which `unsure` was set
     flat: float | None = None  # `flat_share` of the image; None when the image was not given
-    far_by: str | None = None  # "content" or "flat": why `unfamiliar` is True
+    correlation: float | None = None  # `neighbour_correlation` of the image; None when the image was not given
+    far_by: str | None = None  # "content", "flat" or "noise": why `unfamiliar` is True
     own: str | None = None  # "training", "validation" or "test": the image is one of the run's own
     own_copy: bool = False  # `own` found as a resized or re-saved copy (`NearCopies`), not by the same pixels
     own_class: str | None = None  # with `own`: that image's class in the run's data (the user's label for it)
@@ -247,8 +256,8 @@ class FeatureStats:
     """Where the run's training images sit: their `image_features` [M, D] (float32, rows L2-normalised,
     M <= `BANK_MAX`), the cosine distance (`knn_distance`) above which an image's content reads
     "unlike the training images" (split conformal prediction's bar on the held-out images at
-    `FAR_QUANTILE`, `conformal_bar`), the largest `flat_share` of a training image, and which split
-    each of the run's images is in, by `pixel_key`."""
+    `FAR_QUANTILE`, `conformal_bar`), the largest `flat_share` and the lowest `neighbour_correlation` of a
+    training image, and which split each of the run's images is in, by `pixel_key`."""
 
     bank: torch.Tensor
     far_distance: float  # math.inf: too few held-out images to set a bar (the content is not checked)
@@ -257,10 +266,15 @@ class FeatureStats:
     splits: dict[str, str] = field(default_factory=dict)  # pixel_key -> "training" | "validation" | "test"
     copies: NearCopies | None = None  # the run's images by perceptual hash: resized or re-saved copies
     labels: dict[str, str] = field(default_factory=dict)  # pixel_key -> the image's class name in the run's data
+    correlation_min: float = -1.0  # -1.0: no image is called mostly noise
 
     def mostly_flat(self, flat: float | None) -> bool:
         """Whether an image with `flat_share` `flat` is mostly flat colour, unlike every training image."""
         return flat is not None and flat >= FLAT_SHARE and flat > self.flat_max
+
+    def mostly_noise(self, correlation: float | None) -> bool:
+        """Whether an image with `neighbour_correlation` `correlation` is mostly noise, unlike every training image."""
+        return correlation is not None and correlation < NOISE_CORRELATION and correlation < self.correlation_min
 
 
 class Predictor:
@@ -307,7 +321,7 @@ class Predictor:
                 threshold: float | None = None, images_u8: torch.Tensor | None = None) -> list[Prediction]:
         """Predictions for the rows of `forward`'s outputs; `threshold` overrides `low_confidence` for
         this call (sessions share one predictor, so a user's setting is passed, never stored). With the
-        images themselves (uint8 [N, 3, S, S]) the flat-colour check runs too, and each is looked up
+        images themselves (uint8 [N, 3, S, S]) the flat-colour and noise checks run too, and each is looked up
         among the run's own images."""
         threshold = self.low_confidence if threshold is None else float(threshold)
         k = max(1, min(int(top_k), len(self.classes)))
@@ -318,6 +332,7 @@ class Predictor:
         dist = knn_distance(feats, stats.bank) if stats is not None else None
         given = stats is not None and images_u8 is not None  # the image checks need the run's training images
         flat = flat_share(images_u8).tolist() if given else [None] * len(probs)
+        correlation = neighbour_correlation(images_u8).tolist() if given else [None] * len(probs)
         own, own_copy, own_class = [None] * len(probs), [False] * len(probs), [None] * len(probs)
         if given and stats.splits:
             keys = [pixel_key(img) for img in images_u8]
@@ -335,6 +350,8 @@ class Predictor:
                     far_by = "content"
                 elif stats.mostly_flat(flat[n]):
                     far_by = "flat"
+                elif stats.mostly_noise(correlation[n]):
+                    far_by = "noise"
             checked = stats is not None and (not math.isinf(stats.far_distance) or flat[n] is not None)
             out.append(Prediction(
                 top=[(self.classes[int(i)], float(p)) for p, i in zip(top_p[n], top_i[n])],
@@ -344,6 +361,7 @@ class Predictor:
                 distance=d,
                 threshold=threshold,
                 flat=flat[n],
+                correlation=correlation[n],
                 far_by=far_by,
                 own=own[n],
                 own_copy=own_copy[n],
@@ -374,7 +392,7 @@ class Predictor:
             return (f"Images unlike the training images are not flagged for this run: it held out only "
                     f"{self.stats.reference}, and at least {far_minimum()} are needed to learn what unusual looks "
                     "like. Answers are still flagged when their probability is low or the image is mostly one "
-                    "flat colour.")
+                    "flat colour or noise.")
         return None
 
     def explanation(self, prediction: Prediction, brief: bool = False) -> str | None:
@@ -385,8 +403,9 @@ class Predictor:
         (a page of flagged images repeated the paragraph under each)."""
         name, p = prediction.top[0]
         if prediction.unfamiliar and brief:
-            what = (f"mostly flat colour ({100 * prediction.flat:.0f}% of neighbouring pixels)"
-                    if prediction.far_by == "flat" else "unlike the training images")
+            what = {"flat": f"mostly flat colour ({100 * (prediction.flat or 0):.0f}% of neighbouring pixels)",
+                    "noise": f"mostly noise (neighbouring pixels correlate {prediction.correlation or 0:.2f})"}.get(
+                prediction.far_by, "unlike the training images")
             unsure = ", and the model is unsure" if prediction.unsure else ""
             text = (f"Unfamiliar image (as explained above): {what}{unsure}. It says {name} "
                     f"({percent(p, prediction.threshold)}); do not trust this answer.")
@@ -395,6 +414,10 @@ class Predictor:
                 what = (f"most of it ({100 * prediction.flat:.0f}% of neighbouring pixels) is flat colour, as in a "
                         f"drawing, a screenshot or a blank page, and none of the training images is (at most "
                         f"{100 * self.stats.flat_max:.0f}%)")
+            elif prediction.far_by == "noise":
+                what = (f"it is mostly noise, as in static or a random pattern: neighbouring pixels are barely alike "
+                        f"(they correlate {prediction.correlation or 0:.2f}; in every training image at least "
+                        f"{self.stats.correlation_min:.2f})")
             else:
                 what = (f"it looks unlike the training images, farther from them than {100 * FAR_QUANTILE:.0f}% of "
                         "the images the model was checked on")
@@ -416,12 +439,12 @@ class Predictor:
 
     @staticmethod
     def short_reason(prediction: Prediction) -> str:
-        """A few words for a table or a printed line: "unfamiliar (flat colour)", "unsure (44%)",
+        """A few words for a table or a printed line: "unfamiliar (flat colour)", "unfamiliar (noise)", "unsure (44%)",
         "training image of this run, labelled dotted" ("copy of a training image, labelled dotted"; the label
         when the run's data gives one), joined by "; "; empty when none applies."""
         parts = []
         if prediction.unfamiliar:
-            parts.append("unfamiliar" + (" (flat colour)" if prediction.far_by == "flat" else ""))
+            parts.append("unfamiliar" + {"flat": " (flat colour)", "noise": " (noise)"}.get(prediction.far_by or "", ""))
         if prediction.unsure:
             parts.append(f"unsure ({percent(prediction.top[0][1], prediction.threshold)})")
         if prediction.own:
@@ -566,6 +589,25 @@ def flat_share(images_u8: torch.Tensor, chunk: int = 256) -> torch.Tensor:
     return torch.cat(out) if out else torch.zeros(0)
 
 
+def neighbour_correlation(images_u8: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    """The lag-1 spatial autocorrelation [N] (float32, -1 to 1) of each image's grey levels (the mean of R, G
+    and B): the Pearson correlation of every pixel with its right neighbour and with the one below, pooled
+    (the two covariances over the two variances' geometric means), for uint8 images [N, 3, S, S] on any
+    device. About 0.8-1 for photos and textures at 64 px and up, 0 for uniform noise made at that size and
+    about 0.27 for noise shrunk from a larger picture; 1 for a flat image (no variance: every neighbour
+    alike). Computed `chunk` images at a time in float32."""
+    out = []
+    for i in range(0, len(images_u8), chunk):
+        grey = images_u8[i:i + chunk].cpu().float().mean(1)  # [n, S, S]
+        cov, var = torch.zeros(len(grey)), torch.zeros(len(grey))
+        for a, b in ((grey[:, :, 1:], grey[:, :, :-1]), (grey[:, 1:, :], grey[:, :-1, :])):
+            a, b = a - a.mean((1, 2), keepdim=True), b - b.mean((1, 2), keepdim=True)
+            cov += (a * b).sum((1, 2))
+            var += ((a * a).sum((1, 2)) * (b * b).sum((1, 2))).sqrt()
+        out.append(torch.where(var > 0, cov / var.clamp_min(1e-12), torch.ones_like(var)))
+    return torch.cat(out) if out else torch.zeros(0)
+
+
 def pixel_key(image_u8: torch.Tensor) -> str:
     """A digest of one decoded image's pixels (uint8 [3, S, S]; hashlib's BLAKE2b, 128 bits): equal
     for the same file decoded at the same size, so a user's image is found among a run's own."""
@@ -671,7 +713,7 @@ def feature_stats(predictor: Predictor, data) -> FeatureStats | None:
     """Where the training images sit (`FeatureStats`), from a run's `DataSplits`: the training images'
     `image_features` (at most `BANK_MAX`, a fixed random subset of more), the bar (`conformal_bar` of
     the held-out images' `knn_distance`; math.inf under `far_minimum()` of them), the largest
-    `flat_share` of a training image, the split and class of every image of the run by `pixel_key` and by
+    `flat_share` and the lowest `neighbour_correlation` of a training image, the split and class of every image of the run by `pixel_key` and by
     perceptual hash (`NearCopies`). None when the training split is empty."""
     if data is None or len(data.train) == 0:
         return None
@@ -695,7 +737,7 @@ def feature_stats(predictor: Predictor, data) -> FeatureStats | None:
     dist = torch.cat([knn_distance(features(held_out[i:i + 1024]), bank) for i in range(0, len(held_out), 1024)]
                      ) if len(held_out) else torch.zeros(0)
     return FeatureStats(bank, conformal_bar(dist), reference, float(flat_share(data.train.images).max()), splits,
-                        copies, labels)
+                        copies, labels, float(neighbour_correlation(data.train.images).min()))
 
 
 def far_minimum(level: float = FAR_QUANTILE) -> int:

@@ -287,6 +287,17 @@ def test_plain_images_and_a_drawing_are_flagged_as_unlike_textures_a_model_learn
     assert answers[4].unfamiliar and answers[4].flat > 0.75, "the drawing"
     assert sum(bool(a.unfamiliar) for a in answers[5:53]) <= 8, "new textures: about 1 in 20 flagged"
     assert sum(bool(a.unfamiliar) for a in answers[53:]) <= 3, "shrunk from a larger picture: not unfamiliar"
+    # static: uniform noise made at the run's size and a 512 px one shrunk like an upload; its features sit near a
+    # grainy texture's (the content check let all 64 of the benchmark's through), its neighbouring pixels do not
+    import numpy as np
+
+    noise = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    big = np.random.default_rng(1).integers(0, 256, (512, 512, 3), dtype=np.uint8)
+    static, _ = decode_bytes(png_bytes(Image.fromarray(big)), "static.png", 64)
+    flagged = p.predict(torch.cat([noise, static[None]]))
+    assert all(a.unfamiliar and a.far_by in ("content", "noise") for a in flagged), \
+        [(a.far_by, a.correlation, p.stats.correlation_min) for a in flagged]
+    assert p.stats.correlation_min > 0.3, "textures at 64 px: neighbouring pixels alike"
 
 
 def test_a_mostly_flat_image_is_flagged_and_a_training_image_never_is():
@@ -322,6 +333,37 @@ def test_a_mostly_flat_image_is_flagged_and_a_training_image_never_is():
     assert trained.own_class is None, "no label recorded: none said"
     p.stats.flat_max = 1.0  # a training image was blank too: a blank page is not unfamiliar
     assert not p.answers(probs[:1], feats[:1], images_u8=white)[0].unfamiliar
+
+
+def test_an_image_of_noise_is_flagged_unless_the_training_images_are_as_noisy():
+    """Neighbouring pixels of a photo or texture are alike; of static, not. An image whose pixels correlate
+    under NOISE_CORRELATION and under every training image's is called mostly noise, in words that say so."""
+    from engine.predict import NOISE_CORRELATION, neighbour_correlation
+
+    flat = torch.full((1, 3, 16, 16), 90, dtype=torch.uint8)
+    ramp = torch.arange(16, dtype=torch.uint8).mul(15).view(1, 1, 1, 16).expand(1, 3, 16, 16).contiguous()
+    checker = ((torch.arange(16).view(16, 1) + torch.arange(16).view(1, 16)) % 2 * 255).to(torch.uint8)
+    checker = checker.expand(1, 3, 16, 16).contiguous()
+    noise = torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    flat_c, ramp_c, checker_c = neighbour_correlation(torch.cat([flat, ramp, checker])).tolist()
+    assert flat_c == 1.0 and ramp_c > 0.4 and checker_c == pytest.approx(-1.0)
+    assert abs(float(neighbour_correlation(noise))) < 0.05
+    assert neighbour_correlation(torch.zeros(0, 3, 8, 8, dtype=torch.uint8)).shape == (0,)
+
+    p = Predictor.__new__(Predictor)
+    p.classes, p.low_confidence = ["cat", "dog"], 0.5
+    p.stats = FeatureStats(torch.eye(2).repeat_interleave(5, 0), far_distance=0.1, reference="test",
+                           correlation_min=0.62)
+    probs, feats = torch.tensor([[0.9, 0.1]]), torch.tensor([[1.0, 0.0]])  # near the training images' features
+    (static,) = p.answers(probs, feats, images_u8=noise)
+    assert static.unfamiliar and static.far_by == "noise" and p.short_reason(static) == "unfamiliar (noise)"
+    said = p.explanation(static)
+    assert "it is mostly noise, as in static or a random pattern" in said and "at least 0.62" in said, said
+    assert "mostly noise (neighbouring pixels correlate" in p.explanation(static, brief=True)
+    p.stats.correlation_min = -0.4  # training images as noisy (a checkerboard texture at 32 px): never noise
+    assert not p.answers(probs, feats, images_u8=noise)[0].unfamiliar
+    p.stats.correlation_min = 0.95  # very smooth training images: a fine-grained photo is still no noise
+    assert ramp_c >= NOISE_CORRELATION and not p.answers(probs, feats, images_u8=ramp)[0].unfamiliar
 
 
 def test_a_probability_just_under_the_threshold_does_not_read_as_the_threshold():
