@@ -139,7 +139,8 @@ def flag_rates(run_dir: Path, work: Path, seed: int) -> dict[str, dict[str, floa
     # the studio's path, its bar on the validation images only
     predictor = Predictor(model, cfg, classes, "fine_tuned", None, torch.device("cpu"), summary=run_summary(run_dir))
     no_test = SimpleNamespace(images=data.test.images[:0], labels=data.test.labels[:0])
-    predictor.stats = feature_stats(predictor, SimpleNamespace(train=data.train, val=data.val, test=no_test))
+    predictor.stats = feature_stats(predictor, SimpleNamespace(train=data.train, val=data.val, test=no_test,
+                                                                 classes=data.classes))
     answers = {s: predictor.predict(imgs) for s, imgs in sets.items()}
     train = last_stage(predictor.model, data.train.images)
     y = data.train.labels
