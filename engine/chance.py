@@ -442,7 +442,7 @@ def split_at_guessing(summary: dict, split: str) -> str | None:
         p = binomtest(right, n, null, alternative="greater").pvalue
         largest = "" if null == guess else f"; {100 * null:.1f}% always answering its largest class"
         level = (f"above the level of guessing among {len(classes)} classes ({100 * guess:.1f}%{largest}), but not "
-                 f"clearly: a model that learnt nothing gets that many right {100 * p:.0f}% of the time")
+                 f"clearly: a model that learnt nothing gets that many or more right {100 * p:.0f}% of the time")
     else:
         level = (f"{'below' if found.kind == 'below' else 'at'} the level of guessing among {len(classes)} classes "
                  f"({100 * guess:.1f}%)")

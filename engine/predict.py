@@ -31,9 +31,10 @@ Low confidence (documented measure, both parts shown to the user in plain words)
     the two together flag such an image at most 5% + 1 / (n + 1) of the time. A histogram of every
     pixel step was tried instead and flagged textures merely shrunk from a larger picture or
     slightly blurred (`benchmarks/unfamiliar.py`);
-  - it is *mostly noise*: its neighbouring pixels are barely alike (`neighbour_correlation`, the
-    correlation of each pixel's grey level with its right and lower neighbours', under
-    `NOISE_CORRELATION`) and less alike than in any training image, as in static or a random pattern:
+  - it is *mostly noise*: its neighbouring pixels are barely alike in either direction
+    (`neighbour_correlation`, the correlation of each pixel's grey level with its right neighbour's and,
+    apart, its lower neighbour's: the larger, under `NOISE_CORRELATION`), less alike than in any training
+    image, and it is not mostly flat (a near-blank photo's JPEG wobble correlates little), as in static:
     uniform noise carries features close to a grainy texture's and passed the content check (0 of 64
     flagged on the sample); the same 1 / (n + 1) bound holds. A training set that is itself this noisy
     (or whose fine patterns alias at a small image size: a checkerboard at 32 px correlates negatively)
@@ -350,8 +351,8 @@ class Predictor:
                     far_by = "content"
                 elif stats.mostly_flat(flat[n]):
                     far_by = "flat"
-                elif stats.mostly_noise(correlation[n]):
-                    far_by = "noise"
+                elif (flat[n] or 0.0) < FLAT_SHARE and stats.mostly_noise(correlation[n]):
+                    far_by = "noise"  # not a near-flat photo (a white wall): its JPEG wobble correlates little
             checked = stats is not None and (not math.isinf(stats.far_distance) or flat[n] is not None)
             out.append(Prediction(
                 top=[(self.classes[int(i)], float(p)) for p, i in zip(top_p[n], top_i[n])],
@@ -415,9 +416,9 @@ class Predictor:
                         f"drawing, a screenshot or a blank page, and none of the training images is (at most "
                         f"{100 * self.stats.flat_max:.0f}%)")
             elif prediction.far_by == "noise":
+                own, least = two_figures(prediction.correlation or 0.0, self.stats.correlation_min)
                 what = (f"it is mostly noise, as in static or a random pattern: neighbouring pixels are barely alike "
-                        f"(they correlate {prediction.correlation or 0:.2f}; in every training image at least "
-                        f"{self.stats.correlation_min:.2f})")
+                        f"(they correlate {own}; in every training image at least {least})")
             else:
                 what = (f"it looks unlike the training images, farther from them than {100 * FAR_QUANTILE:.0f}% of "
                         "the images the model was checked on")
@@ -589,22 +590,32 @@ def flat_share(images_u8: torch.Tensor, chunk: int = 256) -> torch.Tensor:
     return torch.cat(out) if out else torch.zeros(0)
 
 
-def neighbour_correlation(images_u8: torch.Tensor, chunk: int = 256) -> torch.Tensor:
-    """The lag-1 spatial autocorrelation [N] (float32, -1 to 1) of each image's grey levels (the mean of R, G
-    and B): the Pearson correlation of every pixel with its right neighbour and with the one below, pooled
-    (the two covariances over the two variances' geometric means), for uint8 images [N, 3, S, S] on any
-    device. About 0.8-1 for photos and textures at 64 px and up, 0 for uniform noise made at that size and
-    about 0.27 for noise shrunk from a larger picture; 1 for a flat image (no variance: every neighbour
-    alike). Computed `chunk` images at a time in float32."""
+def two_figures(a: float, b: float) -> tuple[str, str]:
+    """`a` and `b` to 2 decimals, or to 3 where 2 would show a smaller figure as equal to a larger one
+    ("0.45; at least 0.45")."""
+    shown = (f"{a:.2f}", f"{b:.2f}")
+    return shown if shown[0] != shown[1] or a == b else (f"{a:.3f}", f"{b:.3f}")
+
+
+def neighbour_correlation(images_u8: torch.Tensor, max_pixels: int = 1 << 24) -> torch.Tensor:
+    """The lag-1 spatial autocorrelation [N] (float32, -1 to 1) of each image's grey levels (the sum of R,
+    G and B): the Pearson correlation of every pixel with its right neighbour and, apart, with the one
+    below, the larger of the two (stripes, blinds and lines of text are alike along one direction and
+    alternate across it: pooled, the two cancelled to about 0), for uint8 images [N, 3, S, S] on any device.
+    About 0.6-1 for photos and textures at 64 px and up, 0 for uniform noise made at that size and about
+    0.27 for noise shrunk from a larger picture; 1 for a flat image (no variance: every neighbour alike).
+    Computed on at most `max_pixels` grey pixels at a time (float32: 64 MB)."""
     out = []
+    chunk = max(1, max_pixels // max(1, images_u8.shape[-1] * images_u8.shape[-2]))
     for i in range(0, len(images_u8), chunk):
-        grey = images_u8[i:i + chunk].cpu().float().mean(1)  # [n, S, S]
-        cov, var = torch.zeros(len(grey)), torch.zeros(len(grey))
+        grey = images_u8[i:i + chunk].cpu().sum(1, dtype=torch.int16).float()  # [n, S, S]
+        best = torch.full((len(grey),), -1.0)
         for a, b in ((grey[:, :, 1:], grey[:, :, :-1]), (grey[:, 1:, :], grey[:, :-1, :])):
             a, b = a - a.mean((1, 2), keepdim=True), b - b.mean((1, 2), keepdim=True)
-            cov += (a * b).sum((1, 2))
-            var += ((a * a).sum((1, 2)) * (b * b).sum((1, 2))).sqrt()
-        out.append(torch.where(var > 0, cov / var.clamp_min(1e-12), torch.ones_like(var)))
+            var = ((a * a).sum((1, 2)) * (b * b).sum((1, 2))).sqrt()
+            corr = torch.where(var > 0, (a * b).sum((1, 2)) / var.clamp_min(1e-12), torch.ones_like(var))
+            best = torch.maximum(best, corr)
+        out.append(best)
     return torch.cat(out) if out else torch.zeros(0)
 
 

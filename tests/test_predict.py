@@ -364,6 +364,20 @@ def test_an_image_of_noise_is_flagged_unless_the_training_images_are_as_noisy():
     assert not p.answers(probs, feats, images_u8=noise)[0].unfamiliar
     p.stats.correlation_min = 0.95  # very smooth training images: a fine-grained photo is still no noise
     assert ramp_c >= NOISE_CORRELATION and not p.answers(probs, feats, images_u8=ramp)[0].unfamiliar
+    # alike along one direction, alternating across it (stripes, blinds, lines of text): no noise (pooled, the two
+    # directions cancelled to 0.0005)
+    p.stats.correlation_min = 0.62
+    stripes = (torch.arange(16).view(16, 1) % 2 * 255).to(torch.uint8).expand(1, 3, 16, 16).contiguous()
+    assert float(neighbour_correlation(stripes)) == pytest.approx(1.0)
+    assert not p.answers(probs, feats, images_u8=stripes)[0].unfamiliar
+    # a near-blank photo (a white wall): its JPEG wobble correlates little, but it is mostly flat, not noise
+    wall = torch.full((1, 3, 32, 32), 250, dtype=torch.uint8)
+    wall[:, 0] += (torch.rand(32, 32, generator=torch.Generator().manual_seed(2)) < 0.1).to(torch.uint8)
+    (blank,) = p.answers(probs, feats, images_u8=wall)
+    assert blank.flat >= 0.75 and blank.correlation < NOISE_CORRELATION and blank.far_by != "noise"
+    from engine.predict import two_figures
+
+    assert two_figures(0.4512, 0.4549) == ("0.451", "0.455") and two_figures(0.3, 0.62) == ("0.30", "0.62")
 
 
 def test_a_probability_just_under_the_threshold_does_not_read_as_the_threshold():
