@@ -663,6 +663,16 @@ def test_the_smaller_model_has_its_own_row_maps_and_mistakes(studio):
     assert cell.format_func(cell.value).endswith(f"({info['val_confusion'][t][p_]} image"
                                                  f"{'' if info['val_confusion'][t][p_] == 1 else 's'})" + (" · correct" if t == p_ else ""))
 
+    # the Attributions tab's mistakes filter and image list follow the model chosen there (a new user's filter
+    # kept counting the full-size model's mistakes after "Mistakes of" named the smaller one)
+    at.session_state["explain_tab"] = "Attributions"
+    at.run()
+    no_problems(at)
+    assert "the smaller (channel-pruned) model gets wrong" in at.toggle(key=f"explain_wrong_{run_id}").help
+    at.toggle(key=f"explain_wrong_{run_id}").set_value(True).run()
+    assert len(at.selectbox(key=f"explain_image_{run_id}").options) == n - right
+    at.toggle(key=f"explain_wrong_{run_id}").set_value(False).run()
+
     (run_dir / "structured.safetensors").write_bytes(b"not a checkpoint")
     try:
         from engine.runs import _RUNS

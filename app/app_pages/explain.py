@@ -396,7 +396,9 @@ def _explain_image(run_id: str, index: int) -> None:
     st.session_state[TAB_KEY] = TABS[0]
 
 
-def image_picker(rec, classes: list[str], pred: dict[str, np.ndarray]) -> int | None:
+def image_picker(rec, classes: list[str], pred: dict[str, np.ndarray], whose: str) -> int | None:
+    """The validation image to explain, filtered by class and by the mistakes of `whose` (the model `pred`
+    holds the answers of, in words: `in_use_words`, or the smaller model chosen under "Mistakes of")."""
     labels, preds, confs = pred["labels"], pred["preds"], pred["confs"]
     # the filters (class, mistakes only) in one half, the image in the other; on a narrow page they wrap
     left, right = layout.cells(2)
@@ -409,8 +411,7 @@ def image_picker(rec, classes: list[str], pred: dict[str, np.ndarray]) -> int | 
     cls = c[0].selectbox("Class", ["__all__", *classes], key=f"explain_class_{rec.id}",
                          format_func=lambda k: "all classes" if k == "__all__" else k)
     wrong = c[1].toggle("Only mistakes", key=f"explain_wrong_{rec.id}",
-                        help=f"Only the validation images {in_use_words(wise_alpha(state.get_engine(), rec))} "
-                             "gets wrong.")
+                        help=f"Only the validation images {whose} gets wrong.")
     state.remember_choice(f"explain_class_{rec.id}", cls, default="__all__")
     state.remember_choice(f"explain_wrong_{rec.id}", bool(wrong), default=False)
     options = [i for i in range(len(labels))
@@ -429,9 +430,27 @@ def image_picker(rec, classes: list[str], pred: dict[str, np.ndarray]) -> int | 
     where = f"Validation image {options.index(st.session_state[key]) + 1} of {len(options)}"  # the one shown
     where += f" (the filters keep {len(options)} of {len(labels)})" if len(options) < len(labels) else ""
     index = c[2].selectbox(where, options, key=key, format_func=label,
-                           help="File · true class → what the fine-tuned model says (its confidence).")
+                           help=f"File · true class → what {whose} says (its confidence).")
     state.remember_choice(key, int(index), default=int(options[0]))
     return index
+
+
+def picker_answers(engine, rec, b, pred: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], str]:
+    """(answers, whose words) for the image picker: the model chosen under "Mistakes of" on Error analysis
+    sets its mistakes filter and the answers in its list (a caption says so for the smaller model); the
+    model in use (`pred`) otherwise, or when the smaller model cannot answer."""
+    whose = in_use_words(wise_alpha(engine, rec))
+    of_key = f"explain_errors_of_{rec.id}"
+    state.seed_choice(of_key)  # a refresh: the choice kept with the draft
+    if not (b.has("structured") and st.session_state.get(of_key) == SMALLER):
+        return pred, whose
+    got = state.attempt("predicting the validation images with the smaller model", predictions, str(rec.run_dir),
+                        str(engine.datasets_dir), None, SMALLER)
+    if not got.ok:
+        return pred, whose
+    st.caption(":material/info: The mistakes filter and the answers in the image list are the smaller model's, as "
+               "chosen under *Mistakes of* on Error analysis.")
+    return got.value, "the smaller (channel-pruned) model"
 
 
 # ---- tab 1: attributions -----------------------------------------------------------------------------
@@ -439,7 +458,7 @@ def image_picker(rec, classes: list[str], pred: dict[str, np.ndarray]) -> int | 
 def attributions_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
     run_dir, ds = str(rec.run_dir), str(engine.datasets_dir)
     classes = list(b.classes)
-    index = image_picker(rec, classes, pred)
+    index = image_picker(rec, classes, *picker_answers(engine, rec, b, pred))
     methods = st.pills("Attribution methods", list(ATTRIBUTIONS), selection_mode="multi", key=METHODS_KEY,
                        format_func=METHOD_NAMES.get,
                        help="Pick one or more; each is a column below. On a CPU, a new image takes about a second "
@@ -669,8 +688,7 @@ def errors_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
     if chosen is None:
         return
     pred, used = chosen
-    # the smaller model's matrix has a picker of its own: one picker for both kept its value on a switch, and the
-    # browser kept the other model's count in its label ("zigzagged → wavy (8 images)" over "2 images")
+    # the smaller model's cells get a picker of their own: a shared one kept the other model's count in its label
     view = rec.id + ("_smaller" if used.startswith("the smaller") else "")
     labels, preds, confs, losses = pred["labels"], pred["preds"], pred["confs"], pred["losses"]
     n = len(labels)
