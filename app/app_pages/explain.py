@@ -684,10 +684,9 @@ def errors_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
 
     run_dir, ds = str(rec.run_dir), str(engine.datasets_dir)
     classes = list(b.classes)
-    chosen = mistakes_of(engine, rec, b, pred)
-    if chosen is None:
+    pred, used = mistakes_of(engine, rec, b, pred) or (None, "")
+    if pred is None:
         return
-    pred, used = chosen
     # the smaller model's cells get a picker of their own: a shared one kept the other model's count in its label
     view = rec.id + ("_smaller" if used.startswith("the smaller") else "")
     labels, preds, confs, losses = pred["labels"], pred["preds"], pred["confs"], pred["losses"]
