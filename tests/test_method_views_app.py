@@ -188,6 +188,13 @@ def test_a_structured_run_says_its_smaller_models_size_in_parameters_and_megabyt
     no_problems(at)
     assert any("Confusion matrix (the smaller model," in str(c.proto) and "test images)" in str(c.proto)
                for c in at.get("vega_lite_chart"))
+    # and on its validation images, as Explain's error analysis shows it (a new user found the two pages never
+    # showed the same split)
+    split = at.radio(key="confusion_split")
+    assert split.options[-2:] == ["the smaller model, test images", "the smaller model, validation images"]
+    split.set_value("smaller_val").run()
+    assert any("Confusion matrix (the smaller model," in str(c.proto) and "validation images)" in str(c.proto)
+               for c in at.get("vega_lite_chart"))
     # the smaller model at guessing is said beside its tiles, whatever the full-size model did
     from engine.methods.pruning import smaller_model_warning
     full = json.loads((Path(engine().run_record(run_id).run_dir) / "summary.json").read_text())

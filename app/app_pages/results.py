@@ -271,7 +271,9 @@ def mix_held_out(engine, rec, alpha: float) -> dict | None:
 
 
 CONFUSION_SPLITS = {"test": "test images", "val": "validation images", "ood_user": "your OOD set",
-                    "smaller": "the smaller model"}  # "smaller": the channel-pruned model on its held-out images
+                    "smaller": "the smaller model", "smaller_val": "the smaller model, validation images"}
+# "smaller": the channel-pruned model on its test images (validation without them); "smaller_val": on its
+# validation images, as Explain's error analysis shows it, offered when it has both
 
 
 def confusion_view(summary: dict, which: str) -> tuple[dict, str, str]:
@@ -279,10 +281,10 @@ def confusion_view(summary: dict, which: str) -> tuple[dict, str, str]:
     the Results page's choice `which` (CONFUSION_SPLITS): the run's own, or for "smaller" the channel-pruned
     model's (engine.chance.smaller_model_summary with its own matrices, on test images where the run has
     them): a smaller model 25 points below the full-size one could not be inspected."""
-    if which != "smaller":
+    if which not in ("smaller", "smaller_val"):
         return summary, which, CONFUSION_SPLITS.get(which, which)
     view = smaller_model_summary(summary)
-    split = "test" if view.get("test_confusion") else "val"
+    split = "test" if view.get("test_confusion") and which == "smaller" else "val"
     return view, split, f"the smaller model, {CONFUSION_SPLITS[split]}"
 
 
@@ -291,14 +293,18 @@ def detail_charts(run: components.RunView, summary: dict) -> None:
     left, right = st.columns(2)
     with left:
         which = findings_split(summary)
+        small = summary.get("structured") or {}
         splits = [s for s in CONFUSION_SPLITS if summary.get(f"{s}_confusion")] + (
-            ["smaller"] if any(k.endswith("_confusion") for k in summary.get("structured") or {}) else [])
+            ["smaller"] if any(k.endswith("_confusion") for k in small) else []) + (
+            ["smaller_val"] if small.get("test_confusion") and small.get("val_confusion") else [])
         if len(splits) > 1:
             state.seed_choice("confusion_split")  # a refresh keeps the user's choice
             if st.session_state.get("confusion_split") not in splits:  # kept from a run that had another split
                 st.session_state.pop("confusion_split", None)
+            both = "smaller_val" in splits  # then "the smaller model" is its test images: said
             which = st.radio("Confusion matrix of", splits, horizontal=True, key="confusion_split",
-                             format_func=CONFUSION_SPLITS.get)
+                             format_func=lambda k: "the smaller model, test images" if both and k == "smaller"
+                             else CONFUSION_SPLITS.get(k, k))
             state.remember_choice("confusion_split", which, default="test")
         view, split, words = confusion_view(summary, which)
         matrix = view.get(f"{split}_confusion")
@@ -322,7 +328,9 @@ def detail_charts(run: components.RunView, summary: dict) -> None:
         if summary.get("ood_acc_by_corruption"):
             st.altair_chart(charts.ood_chart(charts.ood_frame(summary["ood_acc_by_corruption"]), summary.get("val_acc")),
                             width="stretch")
-            st.caption("The dashed line is the clean validation accuracy: the gap to each bar is what that "
+            st.caption(("The full-size model's, not the smaller one's (not measured on corrupted images). "
+                        if which.startswith("smaller") else "")
+                       + "The dashed line is the clean validation accuracy: the gap to each bar is what that "
                        "corruption costs (a bar past the line: no cost these images can show).")
     if not run.steps.empty and "lr" in run.steps:
         st.altair_chart(charts.lr_chart(run.steps), width="stretch")
