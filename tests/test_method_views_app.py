@@ -165,6 +165,8 @@ def test_a_structured_run_says_its_smaller_models_size_in_parameters_and_megabyt
     at = new_app()
     at.switch_page("app_pages/results.py").run()
     no_problems(at)
+    # the command for new images names the smaller model's variant (a new user found only the full model's command)
+    assert any("add `--variant structured`" in c for c in texts(at.caption)), texts(at.caption)
     (size,) = [m for m in at.metric if m.label == "Smaller model's size"]
     assert size.value == f"{s['params_after'] / 1e6:.2f} M parameters", size.value  # "5.27 M" read without a unit
     assert f"its file (safetensors) {s['file_bytes_after'] / 1e6:.1f} MB against {s['file_bytes_before'] / 1e6:.1f} MB" \

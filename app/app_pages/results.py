@@ -465,6 +465,9 @@ def repeat_command(engine, cfg_file: Path, download_name: str, run_id: str, best
         options = [f"--run {run_id}", *variant,
                    f"--data-dir {shlex.quote(str(engine.data_dir))}", "--data new_photos.zip", "--out predictions.csv"]
         st.code(" \\\n    ".join(["python -m engine predict", *options]), language="bash", wrap_lines=True)
+        if rec is not None and (Path(rec.run_dir) / "structured.safetensors").is_file():
+            st.caption("With the smaller, channel-pruned model instead: add `--variant structured` (the same to "
+                       "`python -m engine export --run ...` for its files).")
         return
     st.caption("To repeat this run without the dashboard: download its config (above), replace an uploaded "
                "dataset's `upload:` reference in it by the file's path, then")
