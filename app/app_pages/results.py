@@ -653,15 +653,16 @@ def percent_cells(fractions: pd.DataFrame) -> pd.DataFrame:
 
 
 def epochs_cell(cfg: dict, summary: dict) -> str | None:
-    """Compare's epochs cell: "20", "3 of 20" for a run a method ended early, "5 + 2 (smaller model)" for a
-    run whose structured pruning fine-tuned its smaller model after its epochs (text: one column holds all)."""
+    """Compare's epochs cell: "20", "3 of 20" for a run a method ended early, "5 + 2" for a run whose
+    structured pruning fine-tuned its smaller model for 2 epochs after its 5 (the column's help says so: "5 + 2
+    (smaller model)" was cut to "5 + 2 (smalle" in its 60 px; text: one column holds all)."""
     planned = (cfg.get("train") or {}).get("epochs")
     if planned is None:
         return None
     done = epochs_ended_early(summary, int(planned))
     pruning = cfg.get("pruning") or {}
     extra = int(pruning.get("structured_epochs") or 0) if pruning.get("enabled") and pruning.get("structured") else 0
-    return (f"{done} of {planned}" if done else str(planned)) + (f" + {extra} (smaller model)" if extra else "")
+    return (f"{done} of {planned}" if done else str(planned)) + (f" + {extra}" if extra else "")
 
 
 def recipe_cell(cfg: dict, probe_epochs: int | None = None) -> str:
@@ -808,6 +809,9 @@ def shared_setup(table: pd.DataFrame, setup: list[str]) -> tuple[list[str], str]
               and pd.notna(table[c].iloc[0])]
     def words(c: str, v) -> str:
         counted = {"classes": ("class", "classes"), "images": ("image", "images"), "epochs": ("epoch", "epochs")}
+        if c == "epochs" and " + " in str(v):  # "20 + 10": the smaller model's fine-tune after the run's epochs
+            run_epochs, extra = str(v).split(" + ", 1)
+            return f"{run_epochs} epochs + {extra} of the smaller model"
         if c == "epochs" and not str(v).isdigit():  # "3 of 20": a run a method ended early
             return f"{v} epochs"
         if c in counted:
@@ -886,7 +890,8 @@ def compare(engine, runs) -> None:
                "images": st.column_config.NumberColumn("images", format="%d", width=58),
                "image px": st.column_config.NumberColumn("px", format="%d", width=40),
                "epochs": st.column_config.TextColumn("epochs", width=60, alignment="right", help=(  # as numbers
-                   "Epochs trained: \"3 of 20\" when a method ended training early (Results says why).")),
+                   "Epochs trained: \"3 of 20\" when a method ended training early (Results says why); \"20 + 10\" "
+                   "when structured pruning then fine-tuned the smaller model for 10.")),
                "batch": st.column_config.NumberColumn("batch", format="%d", width=60,
                                                       help="Images per optimiser step."),
                "img/s": st.column_config.NumberColumn("img/s", format="%.0f", width=60),
