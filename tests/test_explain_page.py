@@ -365,6 +365,16 @@ def test_choices_survive_a_tab_switch_and_a_visit_to_another_page(wise_run):
     assert at.radio(key="explain_target").value == "true"
     at.slider(key="explain_strength").set_value(0.4).run()
     at.toggle(key=f"explain_wrong_{run_id}").set_value(False).run()
+    # the confusion cell picked on Error analysis (a new user's went back to the first one after a refresh)
+    at.session_state["explain_tab"] = "Error analysis"
+    at.run()
+    classes = json.loads((Path(engine().run_record(run_id).run_dir) / "summary.json").read_text())["classes"]
+    cell = at.selectbox(key=f"explain_cell_{run_id}")
+    raw = [":".join(str(classes.index(c)) for c in o.rsplit(" (", 1)[0].split(" → ")) for o in cell.options]
+    assert len(raw) > 1, cell.options
+    cell.set_value(raw[1]).run()
+    at.session_state["explain_tab"] = "Attributions"
+    at.run()
 
     again = AppTest.from_file(MAIN, default_timeout=180)  # a browser refresh: a new session, the tab's token kept
     again.query_params["tab"] = at.query_params["tab"]
@@ -374,6 +384,9 @@ def test_choices_survive_a_tab_switch_and_a_visit_to_another_page(wise_run):
     assert again.selectbox(key=f"explain_image_{run_id}").value == index, "the image"
     assert again.pills(key="explain_methods").value == ["saliency", "grad_cam"], "the methods"
     assert again.radio(key="explain_target").value == "true" and again.slider(key="explain_strength").value == 0.4
+    again.session_state["explain_tab"] = "Error analysis"
+    again.run()
+    assert again.selectbox(key=f"explain_cell_{run_id}").value == raw[1], "the confusion cell"
     again.session_state["explain_tab"] = "Export"
     again.run()
     third = AppTest.from_file(MAIN, default_timeout=180)

@@ -737,11 +737,13 @@ def errors_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
         if not options:
             st.info("No validation images.")
             return
+        state.seed_choice(cell_key)  # a refresh keeps the cell picked
         if st.session_state.get(cell_key) not in options:
             st.session_state[cell_key] = options[0]
         chosen = st.selectbox("Cell (true → predicted)", options, key=cell_key,
                               format_func=lambda o: cell_label(o, classes, counts),
                               help="Mix-ups first, the largest first; then the correct cells.")
+        state.remember_choice(cell_key, chosen, default=options[0])
         t, p = (int(k) for k in chosen.split(":"))
         t_name, p_name = classes[t], classes[p]
         members = confusion_cell(torch.as_tensor(labels), torch.as_tensor(preds), t, p)
