@@ -11,7 +11,7 @@ unseen by the bar, measure the false-flag rate), and with the studio's first sco
 - *studio, content*: the k-NN distance of every trunk stage's pooled features above its 95% bar;
 - *studio, content or flat colour*: that, or at least 3/4 of the image flat colour and more than in
   any training image;
-- *studio, content, flat colour or noise*: that, or neighbouring pixels correlating under 0.5 and
+- *studio, content, flat colour or noise*: that, or neighbouring pixels correlating under 0.2 and
   under every training image's (`Prediction.unfamiliar`, what Try it and predict say).
 
 Images scored: the test split (in distribution: about 5% should be flagged); new textures from the

@@ -94,7 +94,11 @@ LOW_CONFIDENCE = 0.5  # top softmax probability under this reads "unsure"
 FAR_QUANTILE = 0.95  # farther from the training images than 95% of held-out images reads "unfamiliar"
 KNN_K = 5  # the k-th nearest training image sets an image's distance (Sun et al. 2022: k = 50 of 50,000 images)
 FLAT_SHARE = 0.75  # at least this share of equal neighbouring pixels reads "mostly flat colour"
-NOISE_CORRELATION = 0.5  # neighbouring pixels correlating under this (and under every training image) read "noise"
+# neighbouring pixels correlating under this (and under every training image) read "noise": pixels all but
+# independent at the run's size. 0.5 also caught a noisy training set's kind of picture taken larger and shrunk
+# (0.27 against 0.45 for the training images, enlarged from 24 px); static shrunk from 512 px (0.26-0.32) is far
+# by its content already
+NOISE_CORRELATION = 0.2
 BANK_MAX = 2048  # training images whose features are kept (a fixed random subset of more): 8 MB for ResNet-18, 31 MB for ResNet-50
 DEFAULT_BATCH = 64
 FORMAT_WORDS = {"JPEG": "jpg", "PNG": "png", "BMP": "bmp", "GIF": "gif", "WEBP": "webp", "TIFF": "tif", "HEIF": "heic",
@@ -602,8 +606,9 @@ def neighbour_correlation(images_u8: torch.Tensor, max_pixels: int = 1 << 24) ->
     G and B): the Pearson correlation of every pixel with its right neighbour and, apart, with the one
     below, the larger of the two (stripes, blinds and lines of text are alike along one direction and
     alternate across it: pooled, the two cancelled to about 0), for uint8 images [N, 3, S, S] on any device.
-    About 0.6-1 for photos and textures at 64 px and up, 0 for uniform noise made at that size and about
-    0.27 for noise shrunk from a larger picture; 1 for a flat image (no variance: every neighbour alike).
+    About 0.6-1 for photos and textures at 64 px and up, 0 for uniform noise made at that size, about 0.27
+    for noise shrunk from a larger picture and 0.45-0.5 for noise enlarged from 24 to 32 px; 1 for a flat
+    image (no variance: every neighbour alike).
     Computed on at most `max_pixels` grey pixels at a time (float32: 64 MB)."""
     out = []
     chunk = max(1, max_pixels // max(1, images_u8.shape[-1] * images_u8.shape[-2]))

@@ -35,7 +35,7 @@ import streamlit as st
 from app import charts, components, layout, state
 from app.claims_view import at_chance, guess_warning
 from engine.errors import StudioError
-from engine.explain import ATTRIBUTIONS, gradcam_note
+from engine.explain import ATTRIBUTIONS, confusion_cell, gradcam_note
 
 RUN_KEY = "explain_run"
 TAB_KEY = "explain_tab"
@@ -680,8 +680,6 @@ def errors_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
     import altair as alt
     import torch
 
-    from engine.explain import confusion_cell
-
     run_dir, ds = str(rec.run_dir), str(engine.datasets_dir)
     classes = list(b.classes)
     pred, used = mistakes_of(engine, rec, b, pred) or (None, "")
@@ -690,8 +688,7 @@ def errors_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
     # the smaller model's cells get a picker of their own: a shared one kept the other model's count in its label
     view = rec.id + ("_smaller" if used.startswith("the smaller") else "")
     labels, preds, confs, losses = pred["labels"], pred["preds"], pred["confs"], pred["losses"]
-    n = len(labels)
-    wrong = int((labels != preds).sum())
+    n, wrong = len(labels), int((labels != pred["preds"]).sum())
     st.markdown(f"{used[0].upper()}{used[1:]} gets **{n - wrong} of {n}** validation images right "
                 f"({(n - wrong) / max(n, 1):.1%})" + (", the model Try it and Export use (its alpha is chosen on "
                                                      "Results)." if used.startswith("the WiSE") else "."))
