@@ -435,6 +435,12 @@ def image_picker(rec, classes: list[str], pred: dict[str, np.ndarray], whose: st
     return index
 
 
+def smaller_answers(engine, rec) -> "state.Outcome":
+    """`predictions` of the run's smaller model, through state.attempt (a message shown when it cannot answer)."""
+    return state.attempt("predicting the validation images with the smaller model", predictions, str(rec.run_dir),
+                         str(engine.datasets_dir), None, SMALLER)
+
+
 def picker_answers(engine, rec, b, pred: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], str]:
     """(answers, whose words) for the image picker: the model chosen under "Mistakes of" on Error analysis
     sets its mistakes filter and the answers in its list (a caption says so for the smaller model); the
@@ -444,8 +450,7 @@ def picker_answers(engine, rec, b, pred: dict[str, np.ndarray]) -> tuple[dict[st
     state.seed_choice(of_key)  # a refresh: the choice kept with the draft
     if not (b.has("structured") and st.session_state.get(of_key) == SMALLER):
         return pred, whose
-    got = state.attempt("predicting the validation images with the smaller model", predictions, str(rec.run_dir),
-                        str(engine.datasets_dir), None, SMALLER)
+    got = smaller_answers(engine, rec)
     if not got.ok:
         return pred, whose
     st.caption(":material/info: The mistakes filter and the answers in the image list are the smaller model's, as "
@@ -671,8 +676,7 @@ def mistakes_of(engine, rec, b, pred: dict[str, np.ndarray]) -> tuple[dict[str, 
     state.remember_choice(of_key, of, default="in_use")
     if of != SMALLER:
         return pred, used
-    got = state.attempt("predicting the validation images with the smaller model", predictions, str(rec.run_dir),
-                        str(engine.datasets_dir), None, SMALLER)
+    got = smaller_answers(engine, rec)
     return (got.value, "the smaller (channel-pruned) model") if got.ok else None
 
 
