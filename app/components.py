@@ -17,7 +17,7 @@ import streamlit as st
 from app import charts, layout, state
 from app.claims_view import at_chance
 from engine.clock import fmt_duration
-from engine.contract import sub_counters
+from engine.contract import shown_counters
 from engine.jobs import INTERRUPTED_PREFIX, was_interrupted
 from engine.methods.pruning import smaller_model_warning
 from engine.store import process_alive
@@ -170,8 +170,8 @@ def progress_view(run: RunView) -> None:
         return
     if run.status == "running":
         phase = p.get("phase", "starting")
-        total, step = int(p.get("total_steps") or 0), int(p.get("step") or 0)
-        epoch, epochs = p.get("epoch") or 0, p.get("epochs") or run.config.get("train", {}).get("epochs", 0)
+        shown = shown_counters(p, run.config.get("train", {}).get("epochs", 0))  # inner work's, or the run's own
+        total, step, epoch, epochs = shown.total_steps, shown.step, shown.epoch, shown.epochs
         frac = min(step / total, 1.0) if total else 0.0
         if phase == "final evaluation" and p.get("parts"):  # its own bar: parts of the final evaluation
             frac = min(int(p.get("part_done") or 0) / int(p["parts"]), 1.0)
@@ -185,13 +185,14 @@ def progress_view(run: RunView) -> None:
         }
         st.progress(frac, text=texts.get(phase, phase[:1].upper() + phase[1:] + "…"))  # names keep their case (WiSE-FT)
         row = layout.tiles()
-        sub = sub_counters(p)  # a fine-tune inside the run (the smaller model, a search trial): its own counters
-        if sub is not None:
-            row.metric(f"Epoch ({sub[0]})", f"{sub[1]} / {sub[2]}", width="content",
-                       help=f"The epochs of {sub[0]}: work the run does besides its own {epochs} epochs.")
+        run_epochs = p.get("epochs") or run.config.get("train", {}).get("epochs", 0)
+        if shown.whose is not None:  # work inside the run (the smaller model's fine-tune, a search trial)
+            row.metric(f"Epoch ({shown.whose})", f"{epoch} / {epochs}" if epochs else "–", width="content",
+                       help=f"The epochs of {shown.whose}: work the run does besides its own {run_epochs} epochs.")
         else:
             row.metric("Epoch", f"{epoch} / {epochs}", width="content")
-        row.metric("Step", f"{step} / {total}" if total else "–", width="content")
+        row.metric("Step", f"{step} / {total}" if total else "–", width="content",
+                   help=None if shown.whose is None else f"The steps of {shown.whose}, not the run's own.")
         ips = p.get("images_per_sec")
         row.metric("Speed", f"{ips:,.0f} img/s" if ips else "–", help="Training images per second in this epoch.",
                    width="content")
@@ -456,10 +457,11 @@ def sidebar(engine: Engine, live_page: bool = False) -> None:
                 st.caption("Follow it under **Run shown** on this page.")
             elif snap is not None:
                 p = snap.progress
-                total, step = int(p.get("total_steps") or 0), int(p.get("step") or 0)
+                c = shown_counters(p)  # the smaller model's fine-tune: its own epoch and step, not the run's
                 st.markdown(f"**Training:** {state.md_text(snap.name)}")
-                st.progress(min(step / total, 1.0) if total else 0.0,
-                            text=f"epoch {p.get('epoch') or 0}/{p.get('epochs') or '?'} · {p.get('phase', 'starting')}")
+                st.progress(min(c.step / c.total_steps, 1.0) if c.total_steps else 0.0,
+                            text=(f"epoch {c.epoch}/{c.epochs or '?'} · " if c.whose is None else "")
+                            + p.get("phase", "starting"))
         waiting = [r for r in active if r != current]
         if waiting:
             st.markdown(f"**Queue:** {len(waiting)} run{'s' if len(waiting) > 1 else ''} waiting")

@@ -31,7 +31,7 @@ from engine.chance import (ChanceCause, chance_cause, chance_finding, small_spli
 from engine.checkpoints import new_run_id, write_json
 from engine.clock import fmt_duration, process_started_at
 from engine.config import RunConfig, apply_overrides, probe_epochs_for, smaller_batch, smaller_batch_advice
-from engine.contract import Reporter, sub_counters
+from engine.contract import Reporter, shown_counters
 from engine.data import DataSplits, DatasetError, inspect_dataset
 from engine.devices import fit_threads_to_cpus, pick_device
 from engine.distributed import world
@@ -157,9 +157,10 @@ def progress_words(f: dict[str, Any]) -> str:
     """A training progress line for a log file, from the engine's progress fields (epoch, epochs, step,
     total_steps, images_per_sec, loss, eta_s in seconds; any may be missing): "epoch 2/10, step 30/120,
     152 img/s, loss 0.812, about 1 min 5 s left". What the terminal's bar shows, as a whole line."""
-    sub = sub_counters(f)  # a fine-tune inside the run: its step counter goes with its own epochs
-    parts = [f"{sub[0]}: epoch {sub[1]}/{sub[2]}" if sub else f"epoch {f.get('epoch', '?')}/{f.get('epochs', '?')}",
-             f"step {f.get('step', 0)}/{f.get('total_steps', '?')}"]
+    c = shown_counters(f)  # a fine-tune inside the run: its own epoch and step, the run's again after it
+    parts = [f"epoch {c.epoch or '?'}/{c.epochs or '?'}" if c.whose is None else
+             f"{c.whose}: epoch {c.epoch}/{c.epochs}" if c.epochs else c.whose,
+             f"step {c.step}/{c.total_steps or '?'}"]
     if isinstance(f.get("images_per_sec"), (int, float)) and f["images_per_sec"] > 0:
         parts.append(f"{f['images_per_sec']:.0f} img/s")
     if isinstance(f.get("loss"), (int, float)) and math.isfinite(f["loss"]):

@@ -52,9 +52,12 @@ class Reporter:
 
 
 class SubReporter(Reporter):
-    """A reporter for work inside a run (a pruning-search trial, a recovery fine-tune): progress
-    goes to `parent` under `label` (e.g. "pruning search: trial 2/10 (training)"), the stop request
-    passes through, and its metrics and streams stay out of the run's charts."""
+    """A reporter for work inside a run (a pruning-search trial, a recovery fine-tune, the learning-rate
+    finder): progress goes to `parent` under `label` (e.g. "pruning search: trial 2/10 (training)"), the
+    stop request passes through, and its metrics and streams stay out of the run's charts. Its own
+    counters (epoch, epochs, step, total_steps) go to the parent as `sub_epoch`, `sub_epochs`, `sub_step`,
+    `sub_total_steps` beside `sub_label`, never over the run's: once the work is over the run's own
+    counters are shown again (`shown_counters`); speed, loss and time left pass through as they are."""
 
     def __init__(self, parent: Reporter | None, label: str):
         self.parent, self.label = parent, label
@@ -66,23 +69,39 @@ class SubReporter(Reporter):
         if fields.get("epoch") and fields.get("epochs"):  # its own epochs, not the run's: say which
             inner.append(f"epoch {fields['epoch']} of {fields['epochs']}")
         phase = self.label + (f" ({', '.join(inner)})" if inner else "")
-        keep = {k: fields[k] for k in ("step", "total_steps", "images_per_sec", "eta_s", "loss") if k in fields}
-        if fields.get("epoch") and fields.get("epochs"):  # beside the step counter they go with (sub_counters)
-            keep.update(sub_label=self.label, sub_epoch=fields["epoch"], sub_epochs=fields["epochs"])
-        self.parent.progress(phase=phase, **keep)
-
-
-def sub_counters(progress: dict[str, Any]) -> tuple[str, int, int] | None:
-    """(whose epochs, epoch, epochs) while `progress` (a run's merged progress fields) is inside a SubReporter's
-    phase that counts epochs: its step counter is then that work's, so its epoch counter is shown with it
-    ("fine-tuning the smaller model", 4, 10), not the run's ("Epoch 20 / 20" beside "Step 39 / 70")."""
-    label, phase = progress.get("sub_label"), str(progress.get("phase") or "")
-    if not label or not phase.startswith(label) or not progress.get("sub_epochs"):
-        return None
-    return label.split(": ")[-1], int(progress.get("sub_epoch") or 0), int(progress["sub_epochs"])
+        keep = {k: fields[k] for k in ("images_per_sec", "eta_s", "loss") if k in fields}
+        keep.update({f"sub_{k}": fields[k] for k in ("epoch", "epochs", "step", "total_steps") if k in fields})
+        self.parent.progress(phase=phase, sub_label=self.label, **keep)
 
     def should_stop(self) -> bool:
         return self.parent is not None and self.parent.should_stop()
+
+
+@dataclass(frozen=True)
+class Counters:
+    """The counters a progress display shows together: `whose` work they count (None: the run's own;
+    else the inner work's name, "fine-tuning the smaller model"), its epoch of `epochs` (0 of 0 when that
+    work counts no epochs, the learning-rate finder) and its step of `total_steps` (0: not known yet)."""
+
+    whose: str | None
+    epoch: int
+    epochs: int
+    step: int
+    total_steps: int
+
+
+def shown_counters(progress: dict[str, Any], run_epochs: int = 0) -> Counters:
+    """The epoch and step counters to show for `progress` (a run's merged progress fields): inside a
+    SubReporter's phase the inner work's own (its step beside its epoch: a new user saw the run's "Epoch 20 / 20"
+    beside the smaller model's "Step 39 / 70"), else the run's (`run_epochs` while the fields do not say yet).
+    The inner work's leftover counters are ignored after it, so the run's "Step 700 / 700" comes back."""
+    label, phase = progress.get("sub_label"), str(progress.get("phase") or "")
+    if label and phase.startswith(label):
+        return Counters(label.split(": ")[-1], int(progress.get("sub_epoch") or 0), int(progress.get("sub_epochs") or 0),
+                        int(progress.get("sub_step") or 0), int(progress.get("sub_total_steps") or 0))
+    return Counters(None, int(progress.get("epoch") or 0), int(progress.get("epochs") or run_epochs or 0),
+                    int(progress.get("step") or 0), int(progress.get("total_steps") or 0))
+
 
 
 @dataclass

@@ -33,6 +33,10 @@ def stopped_message(done: int | None, planned: int, can_continue: bool = False, 
     """What a stopped run tells its user: why (`why`: STOPPED_BY_USER or STOPPED_BY_SERVER), the
     epochs it finished and where Continue picks up. `can_continue`: a resume point exists although this
     part finished no epoch (a continued run stopped again before its next epoch ended)."""
+    if done and done >= planned:  # its epochs were over: stopped in the work after them
+        return (f"Stopped {why} after its {planned} epochs, in the work that follows them (such as the smaller "
+                f"model's fine-tune). Continue does that work and the final evaluation; until then the results "
+                f"are those of epoch {done}.")
     if done:
         return (f"Stopped {why} after epoch {done} of {planned}. Continue picks up at epoch {done + 1} with "
                 f"the same schedule; until then the results are those of epoch {done}.")

@@ -421,15 +421,15 @@ def _train(cfg: RunConfig, reporter: Reporter | None, run_dir: Path | None, work
             ctx.eval_clock.epoch_end_seconds = time.perf_counter() - ended
             if agree(ctx.stop_training, ctx.world_size):
                 break
+        if len(history) < cfg.train.epochs:  # a method ended training (e.g. a rollback): said wherever the run is
+            ctx.summary["ended_early"] = {"after_epoch": len(history), "planned": cfg.train.epochs,
+                                          "reason": ctx.stop_reason, "weights_epoch": ctx.weights_epoch or len(history)}
+        for h in hooks:  # a stop here (the smaller model's fine-tune) keeps the epochs: Continue redoes this part
+            h.on_train_end(ctx)  # e.g. pruning makes masks permanent, WiSE-FT computes its curve
     except StopRequested as stop:  # a stopped run keeps what it finished: its epochs and best checkpoint
         stop.summary = {**ctx.summary, "epochs": len(history), "history": history,
                         "best_val_acc": max((h["val_acc"] for h in history), default=None)}
         raise
-    if len(history) < cfg.train.epochs:  # a method ended training (e.g. a rollback): said wherever the run is
-        ctx.summary["ended_early"] = {"after_epoch": len(history), "planned": cfg.train.epochs,
-                                      "reason": ctx.stop_reason, "weights_epoch": ctx.weights_epoch or len(history)}
-    for h in hooks:
-        h.on_train_end(ctx)  # e.g. pruning makes masks permanent, WiSE-FT computes its curve
     ctx.summary.update(final_evaluation(ctx))
     if ctx.eval_sets.robust is not None:
         ctx.summary["robust_acc_by_epoch"] = [h.get("robust_acc") for h in history]

@@ -256,16 +256,39 @@ def test_a_fine_tune_inside_a_run_names_its_own_epochs_in_the_phase():
     parent.progress = lambda **f: got.append(f)
     sub = SubReporter(parent, "structured pruning: fine-tuning the smaller model")
     sub.progress(phase="training", epoch=3, epochs=10, step=25, total_steps=30, loss=0.5)
-    assert got == [{"phase": "structured pruning: fine-tuning the smaller model (training, epoch 3 of 10)",
-                    "step": 25, "total_steps": 30, "loss": 0.5, "sub_label": "structured pruning: fine-tuning the "
-                    "smaller model", "sub_epoch": 3, "sub_epochs": 10}]
+    label = "structured pruning: fine-tuning the smaller model"
+    assert got == [{"phase": f"{label} (training, epoch 3 of 10)", "loss": 0.5, "sub_label": label,
+                    "sub_epoch": 3, "sub_epochs": 10, "sub_step": 25, "sub_total_steps": 30}]
     # the counters shown go together: the smaller model's epoch beside its step (a new user saw "Epoch 20 / 20"
-    # beside "Step 39 / 70"), the run's own again once the phase is over
+    # beside "Step 39 / 70"), the run's own again once the phase is over (it read "Epoch 20 / 20" beside the
+    # fine-tune's last "Step 30 / 30" while the latency was measured and the final evaluation ran)
     from engine.cli import progress_words
-    from engine.contract import sub_counters
+    from engine.contract import Counters, shown_counters
 
-    merged = {"epoch": 20, "epochs": 20, **got[0]}
-    assert sub_counters(merged) == ("fine-tuning the smaller model", 3, 10)
+    merged = {"epoch": 20, "epochs": 20, "step": 700, "total_steps": 700, **got[0]}
+    assert shown_counters(merged) == Counters("fine-tuning the smaller model", 3, 10, 25, 30)
     assert progress_words(merged).startswith("fine-tuning the smaller model: epoch 3/10, step 25/30")
-    assert sub_counters({**merged, "phase": "structured pruning: measuring CPU latency"}) is None
-    assert progress_words({**merged, "phase": "final evaluation"}).startswith("epoch 20/20, step 25/30")
+    after = {**merged, "phase": "structured pruning: measuring CPU latency"}
+    assert shown_counters(after) == Counters(None, 20, 20, 700, 700)
+    assert progress_words({**merged, "phase": "final evaluation"}).startswith("epoch 20/20, step 700/700")
+    # work without epochs (the learning-rate finder) shows its own steps, never the run's
+    finder = SubReporter(parent, "finding the learning rate")
+    finder.progress(phase="training", step=4, total_steps=40, loss=1.2)
+    assert shown_counters({"epochs": 20, **got[-1]}) == Counters("finding the learning rate", 0, 0, 4, 40)
+    assert progress_words({"epochs": 20, **got[-1]}).startswith("finding the learning rate, step 4/40")
+
+
+def test_a_stop_asked_for_during_work_inside_a_run_reaches_that_work():
+    """Stop during the smaller model's fine-tune (or a search trial, the learning-rate finder) stops it: the
+    inner work's reporter asks the run's. Its check once sat, unreachable, inside another function, so a
+    stopped Pruning demo went on fine-tuning its smaller model to the end."""
+    from engine.contract import Reporter, SubReporter
+
+    asked = []
+    parent = Reporter()
+    parent.should_stop = lambda: bool(asked)
+    sub = SubReporter(SubReporter(parent, "pruning search: trial 1/4"), "inner")
+    assert not sub.should_stop()
+    asked.append(True)
+    assert sub.should_stop()
+    assert not SubReporter(None, "alone").should_stop()

@@ -255,3 +255,35 @@ def test_a_resume_point_that_does_not_fit_its_methods_is_refused_with_a_message(
     torch.save(point, tmp_path / "r" / RESUME_FILE)
     with pytest.raises(StudioError, match="written by another version of the studio"):
         train(cfg, run_dir=tmp_path / "r", resume=True)
+
+
+def test_a_stop_during_the_smaller_models_fine_tune_keeps_the_epochs_and_continue_finishes(tiny_cfg, tmp_path):
+    """Stop pressed while a Pruning run fine-tunes its smaller model (after the run's own epochs) stops there:
+    the request once never reached that fine-tune, which ran to its end. The stopped run keeps its epochs,
+    says that Continue does the remaining work, and Continue makes the smaller model and finishes."""
+    from engine.jobs import stopped_message
+
+    class StopInFineTune(Reporter):
+        def __init__(self):
+            self.phase = ""
+
+        def progress(self, **fields):
+            self.phase = fields.get("phase", self.phase)
+
+        def should_stop(self) -> bool:
+            return self.phase.startswith("structured pruning: fine-tuning")
+
+    cfg = tiny_cfg("train.epochs=2", "pruning.enabled=true", "pruning.target_sparsity=0.5", "pruning.structured=true",
+                   "pruning.channel_fraction=0.5", "pruning.structured_epochs=2")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with pytest.raises(StopRequested) as stop:
+        train(cfg, StopInFineTune(), run_dir=run_dir)
+    kept = stop.value.summary
+    assert kept["epochs"] == 2 and [h["epoch"] for h in kept["history"]] == [1, 2]
+    assert not (run_dir / "structured.safetensors").exists()
+    said = stopped_message(kept["epochs"], 2, (run_dir / RESUME_FILE).is_file())
+    assert "after its 2 epochs" in said and "Continue does that work" in said and "epoch 3" not in said
+    done = train(cfg, Reporter(), run_dir=run_dir, resume=True)
+    assert done.summary["status"] == "finished" and done.summary["structured"]["params_after"] > 0
+    assert [h["epoch"] for h in done.summary["history"]] == [1, 2]

@@ -125,11 +125,14 @@ def stopped_note(rec, run: components.RunView) -> None:
         return
     kept = (Path(rec.run_dir) / "best.safetensors").is_file()
     why = f" {STOPPED_BY_SERVER}" if STOPPED_BY_SERVER in (rec.error or "") else ""
-    st.warning(f"This run was stopped{why} after {state.plural(done, 'epoch')} of {planned}. The figures below are "
+    after = (f"after {state.plural(done, 'epoch')} of {planned}" if done < planned else  # in the work after them
+             f"after its {planned} epochs, in the work that follows them (such as the smaller model's fine-tune)")
+    st.warning(f"This run was stopped{why} {after}. The figures below are "
                f"from its last finished epoch" + ("; the weights of its best epoch can be downloaded below." if kept
                                                    else "."), icon=":material/stop_circle:")
     if (Path(rec.run_dir) / RESUME_FILE).is_file() and st.button(
-            f"Continue it from epoch {done + 1} on the Train page", key=f"to_continue_{rec.id}",
+            f"Continue it from epoch {done + 1} on the Train page" if done < planned else
+            "Finish it on the Train page", key=f"to_continue_{rec.id}",
             icon=":material/play_arrow:"):
         st.session_state[state.WATCH_KEY] = st.session_state[state.WATCH_SELECT_KEY] = rec.id  # shown on Train
         st.switch_page("app_pages/train.py")
