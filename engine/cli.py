@@ -967,7 +967,7 @@ def _variant_arg(parser: argparse.ArgumentParser, variants: dict[str, str]) -> N
 
 
 EXPORT_VARIANTS = {"fine_tuned": "fine-tuned model (end of training, full size)",
-                   "structured": "channel-pruned model (runs with structured pruning)",
+                   "structured": "smaller, channel-pruned model (runs with structured pruning)",
                    "wise": "WiSE-FT mix (at --alpha; default: the run's chosen alpha)"}
 
 

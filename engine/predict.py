@@ -3,7 +3,7 @@
 One engine path that the dashboard's "Try it" page, `python -m engine predict` and the tests share:
 
 1. `load_variant(run_dir, variant, alpha)` rebuilds one of the run's models (fine-tuned, best
-   epoch, WiSE-FT at alpha, structured-pruned, adversarially fine-tuned) from its safetensors
+   epoch, WiSE-FT at alpha, smaller channel-pruned, adversarially fine-tuned) from its safetensors
    files, calling the engine's public loaders only.
 2. `load_predictor(...)` puts it on the run's device with the run's precision and measures, once,
    where the training images sit in feature space (for the "far from the training data" flag).

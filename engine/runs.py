@@ -45,7 +45,7 @@ VARIANTS = {
     "fine_tuned": "Fine-tuned (end of training)",
     "best": "Best epoch (highest validation accuracy; on a tie, lowest validation loss)",
     "wise": "WiSE-FT mix at alpha",
-    "structured": "Structured-pruned (smaller, faster)",
+    "structured": "Smaller (channel-pruned, faster)",
     "adversarial": "Adversarially fine-tuned",
     "start": "Starting model (before fine-tuning)",
 }

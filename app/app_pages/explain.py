@@ -800,7 +800,7 @@ def export_choices(run_dir: Path, summary: dict, alpha: float | None, chosen: bo
     if (run_dir / "structured.safetensors").is_file():
         before, after = s.get("params_before"), s.get("params_after")
         size = f", {after / before:.0%} of the parameters" if before and after else ""
-        choices["structured"] = f"channel-pruned (structured pruning{size})"
+        choices["structured"] = f"smaller, channel-pruned (structured pruning{size})"
     choices["fine_tuned"] = "fine-tuned, full size" + (" (alpha 1)" if alpha is not None else "")
     if alpha is not None and alpha == 1.0:  # the mix at 1 is the fine-tuned model: offered once (a new user saw it twice)
         choices["fine_tuned"] += ", the WiSE-FT " + ("alpha chosen on Results" if chosen else "run's own pick")

@@ -1,7 +1,7 @@
 """Page 6, Try it: show a finished run's model something new.
 
 - Upload one or many images, or take one with the camera: each gets its top classes as bars, for
-  the model variant the user picks (fine-tuned, best epoch, WiSE-FT at alpha, structured-pruned,
+  the model variant the user picks (fine-tuned, best epoch, WiSE-FT at alpha, smaller channel-pruned,
   adversarially fine-tuned), and side by side for a second one when asked: another of its models,
   or another finished run's fine-tuned model on the same classes.
 - Low confidence is flagged in plain words (engine.predict documents the two checks), and each
@@ -201,7 +201,7 @@ def short_label(label: str) -> str:
 
 def label_detail(label: str) -> str:
     """What a picker's box does not show of a model's `label` (`short_label`): the explanation in its last
-    brackets, capitalised ("Smaller, faster" for "Structured-pruned (smaller, faster)"), or the whole label
+    brackets, capitalised ("Channel-pruned, faster" for "Smaller (channel-pruned, faster)"), or the whole label
     when it is too long for the box; "" when the box shows it all."""
     short = short_label(label)
     if short != label:
