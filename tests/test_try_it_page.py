@@ -558,11 +558,11 @@ def test_a_models_long_label_is_shortened_in_its_picker_and_shown_whole_under_it
     assert short_label("Adversarially fine-tuned (end of training)") == "Adversarially fine-tuned"
     assert short_label("photos, seed 2 (3 Dec 10:00): fine-tuned") == "photos, seed 2 (3 Dec 10:00): fine-tuned"
     assert short_label("WiSE-FT mix at alpha") == "WiSE-FT mix at alpha"
-    # under the picker: what the box leaves out, not the name again ("Structured-pruned" over "Structured-pruned
-    # (smaller, faster)" read twice)
+    # under the picker: what the box leaves out, not the name again ("Smaller" over "Smaller (channel-pruned,
+    # faster)" read twice)
     from app.app_pages.try_it import label_detail
 
-    assert label_detail(VARIANTS["structured"]) == "Smaller, faster"
+    assert label_detail(VARIANTS["structured"]) == "Channel-pruned, faster"
     assert label_detail(VARIANTS["best"]) == "Highest validation accuracy; on a tie, lowest validation loss"
     assert label_detail("WiSE-FT mix at alpha") == ""
     long = "photos from the field, seed 2 (3 Dec 10:00): fine-tuned"
