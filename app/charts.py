@@ -597,6 +597,9 @@ def topk_words(shown: int, threshold: float | None = None, classes: int | None =
 TITLE_LINE_CHARS = 34  # of a probability chart's title: what half a 1280 px page's column shows
 
 
+PROBABILITY_TICKS = [0, 0.25, 0.5, 0.75, 1]  # an odd count: Vega's label thinning keeps both ends
+
+
 def topk_chart(df: pd.DataFrame, title: str = "", threshold: float | None = None,
                classes: int | None = None, words_on_axis: bool = True) -> alt.Chart:
     """Horizontal probability bars, most likely class on top; the top bar is strong, the others pale.
@@ -607,7 +610,10 @@ def topk_chart(df: pd.DataFrame, title: str = "", threshold: float | None = None
     data = df.assign(top=df["rank"] == 1)
     x_title = topk_words(len(df), threshold, classes) if words_on_axis else "Probability"
     bars = alt.Chart(data).mark_bar().encode(
-        x=alt.X("probability:Q", title=x_title, scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+        # ticks of their own, an odd number: Vega's default ones (0%, 20% ... 100%) lost every other label in a
+        # narrow chart, so two charts side by side read 0-80% and 0-100%; these thin out to 0%, 50%, 100%
+        x=alt.X("probability:Q", title=x_title, scale=alt.Scale(domain=[0, 1]),
+                axis=alt.Axis(format="%", values=PROBABILITY_TICKS)),
         # the classes listed in rank order: a sort by the rank field is dropped by Vega-Lite here (the
         # bars and their labels share the axis, and a shared domain only keeps a sort by count, min or
         # max), and the bars then came out in alphabetical order

@@ -333,6 +333,10 @@ def test_top_k_chart_is_a_pure_builder_with_bars_sorted_by_rank_and_the_threshol
     spec = topk_chart(df, "Fine-tuned", threshold=0.5).to_dict()
     bars = spec["layer"][0]
     assert bars["mark"]["type"] == "bar" and bars["encoding"]["x"]["scale"]["domain"] == [0, 1]
+    # the same ticks in every chart, an odd count whose thinning keeps 0% and 100% (two compared charts read
+    # 0-80% and 0-100%: Vega dropped every other of its own six labels in the narrower one)
+    ticks = bars["encoding"]["x"]["axis"]["values"]
+    assert ticks[0] == 0 and ticks[-1] == 1 and len(ticks) % 2 == 1 and ticks[::2][-1] == 1
     # an explicit order: Vega-Lite drops a field sort on the axis the bars share with their labels
     assert bars["encoding"]["y"]["sort"] == ["dog", "cat", "bird"]
     shuffled = topk_chart(topk_frame([("dog", 0.7), ("cat", 0.2), ("bird", 0.1)], "x").iloc[[2, 0, 1]]).to_dict()
