@@ -491,6 +491,21 @@ def test_the_alpha_chosen_on_results_is_what_explain_and_export_use(wise_run):
         fresh.switch_page("app_pages/results.py").run()
         assert fresh.number_input(key=f"wise_exact_{run_id}").value == 0.3
         assert fresh.select_slider(key=f"wise_alpha_{run_id}").value == 0.0, "the slider at the nearest stop"
+        # every page follows the run looked at last, wherever: Explain kept the run it was first opened on while
+        # Results and Try it showed another
+        fresh.selectbox(key="results_run").set_value(other).run()
+        for page, key in ((PAGE, "explain_run"), ("app_pages/try_it.py", "try_run")):
+            fresh.switch_page(page).run()
+            no_problems(fresh)
+            assert fresh.selectbox(key=key).value == other, page
+        fresh.selectbox(key="try_run").set_value(run_id).run()
+        for page, key in ((PAGE, "explain_run"), ("app_pages/results.py", "results_run")):
+            fresh.switch_page(page).run()
+            assert fresh.selectbox(key=key).value == run_id, page
+        fresh.switch_page(PAGE).run()  # drawn again without a change elsewhere: the page's own choice stays
+        fresh.selectbox(key="explain_run").set_value(other).run()
+        fresh.run()
+        assert fresh.selectbox(key="explain_run").value == other
     finally:
         engine().store.set_wise_ft_alpha(run_id, None)
 
