@@ -186,11 +186,11 @@ def progress_view(run: RunView) -> None:
         st.progress(frac, text=texts.get(phase, phase[:1].upper() + phase[1:] + "…"))  # names keep their case (WiSE-FT)
         row = layout.tiles()
         run_epochs = p.get("epochs") or run.config.get("train", {}).get("epochs", 0)
-        if shown.whose is not None:  # work inside the run (the smaller model's fine-tune, a search trial)
-            row.metric(f"Epoch ({shown.whose})", f"{epoch} / {epochs}" if epochs else "–", width="content",
+        if shown.whose is not None and epochs:  # work inside the run (the smaller model's fine-tune, a search trial)
+            row.metric(f"Epoch ({shown.whose})", f"{epoch} / {epochs}", width="content",
                        help=f"The epochs of {shown.whose}: work the run does besides its own {run_epochs} epochs.")
-        else:
-            row.metric("Epoch", f"{epoch} / {epochs}", width="content")
+        else:  # the run's own (also beside work without epochs: the learning-rate finder's steps)
+            row.metric("Epoch", f"{p.get('epoch') or 0} / {run_epochs}", width="content")
         row.metric("Step", f"{step} / {total}" if total else "–", width="content",
                    help=None if shown.whose is None else f"The steps of {shown.whose}, not the run's own.")
         ips = p.get("images_per_sec")

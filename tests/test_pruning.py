@@ -292,3 +292,36 @@ def test_a_stop_asked_for_during_work_inside_a_run_reaches_that_work():
     asked.append(True)
     assert sub.should_stop()
     assert not SubReporter(None, "alone").should_stop()
+
+
+def test_the_train_page_shows_the_counters_of_the_work_under_way():
+    """The Train page's Epoch and Step tiles during a run, inside the smaller model's fine-tune, after it, and
+    beside the learning-rate finder (no epochs of its own): each pair is one piece of work's."""
+    from streamlit.testing.v1 import AppTest
+
+    def page():
+        import streamlit as st
+
+        from app.components import RunView, progress_view
+
+        progress_view(RunView(id="r", name="r", status="running", error=None, config={"train": {"epochs": 20}},
+                              run_dir="/nonexistent", progress=st.session_state["p"]))
+
+    run = {"phase": "training", "epoch": 20, "epochs": 20, "step": 700, "total_steps": 700}
+    inner = {"phase": "structured pruning: fine-tuning the smaller model (training, epoch 3 of 10)",
+             "sub_label": "structured pruning: fine-tuning the smaller model", "sub_epoch": 3, "sub_epochs": 10,
+             "sub_step": 25, "sub_total_steps": 70}
+    at = AppTest.from_function(page, default_timeout=60)
+    seen = {}
+    for name, p in (("run", run), ("inner", {**run, **inner}),
+                    ("after", {**run, **inner, "phase": "structured pruning: measuring CPU latency"}),
+                    ("finder", {"phase": "finding the learning rate (training)", "epochs": 20,
+                                "sub_label": "finding the learning rate", "sub_step": 4, "sub_total_steps": 40})):
+        at.session_state["p"] = p
+        at.run()
+        assert not at.exception, at.exception
+        seen[name] = {m.label: m.value for m in at.metric}
+    assert seen["run"]["Epoch"] == "20 / 20" and seen["run"]["Step"] == "700 / 700"
+    assert seen["inner"]["Epoch (fine-tuning the smaller model)"] == "3 / 10" and seen["inner"]["Step"] == "25 / 70"
+    assert seen["after"]["Epoch"] == "20 / 20" and seen["after"]["Step"] == "700 / 700"
+    assert seen["finder"]["Epoch"] == "0 / 20" and seen["finder"]["Step"] == "4 / 40"
