@@ -1,4 +1,4 @@
-"""The code's shape: no import cycles inside engine/ and app/, and short functions.
+"""The code's shape: no import cycles inside engine/ and app/, short functions, no unreachable code.
 
 Both are read from the source with Python's `ast` (the modules' own imports, function-level
 ones included), so a cycle or an overlong function fails here before a reader trips on it.
@@ -105,6 +105,27 @@ def test_functions_are_short():
     assert not too_long, f"functions of {LONGEST_FUNCTION} lines or more: {too_long}"
     train_len = next(n for n, w in rows if w == "engine.train.train")
     assert train_len < LONGEST_TRAIN
+
+
+def unreachable(tree: ast.AST) -> list[int]:
+    """Line numbers of statements that follow a return, raise, continue or break in the same block."""
+    lines = []
+    for node in ast.walk(tree):
+        for field in ("body", "orelse", "finalbody"):
+            block = getattr(node, field, None)
+            if isinstance(block, list):
+                lines += [block[i + 1].lineno for i, s in enumerate(block[:-1])
+                          if isinstance(s, (ast.Return, ast.Raise, ast.Continue, ast.Break))]
+    return lines
+
+
+def test_no_code_sits_after_a_return():
+    """A method indented under a module-level function's `return` is dead: SubReporter.should_stop sat so
+    under another function, and a stop never reached the smaller model's fine-tune."""
+    assert unreachable(ast.parse("def f():\n    return 1\n\n    def g():\n        pass\n")) == [4]
+    assert unreachable(ast.parse("for x in y:\n    if x:\n        break\n    z()\n")) == []
+    found = {name: lines for name, path in module_files().items() if (lines := unreachable(ast.parse(path.read_text())))}
+    assert not found, f"unreachable statements (module: lines): {found}"
 
 
 @pytest.mark.parametrize("package", ["engine"])
