@@ -40,7 +40,9 @@ class EvalResult:
     losses: torch.Tensor  # per-example cross-entropy, [N]
 
     def per_class_acc(self, labels: torch.Tensor, num_classes: int) -> list[float]:
-        out = []
+        """Accuracy (fraction) per class 0..num_classes-1 over the images predicted (the first len(preds)
+        of int64 `labels` [N]: a stop cuts predictions short); NaN for a class without images."""
+        labels, out = labels[:len(self.preds)], []
         for c in range(num_classes):
             m = labels == c
             out.append(float((self.preds[m] == c).float().mean()) if m.any() else float("nan"))

@@ -426,11 +426,11 @@ def _train(cfg: RunConfig, reporter: Reporter | None, run_dir: Path | None, work
                                           "reason": ctx.stop_reason, "weights_epoch": ctx.weights_epoch or len(history)}
         for h in hooks:  # a stop here (the smaller model's fine-tune) keeps the epochs: Continue redoes this part
             h.on_train_end(ctx)  # e.g. pruning makes masks permanent, WiSE-FT computes its curve
+        ctx.summary.update(final_evaluation(ctx))
     except StopRequested as stop:  # a stopped run keeps what it finished: its epochs and best checkpoint
         stop.summary = {**ctx.summary, "epochs": len(history), "history": history,
                         "best_val_acc": max((h["val_acc"] for h in history), default=None)}
         raise
-    ctx.summary.update(final_evaluation(ctx))
     if ctx.eval_sets.robust is not None:
         ctx.summary["robust_acc_by_epoch"] = [h.get("robust_acc") for h in history]
     ctx.summary.update(
@@ -447,7 +447,8 @@ def _train(cfg: RunConfig, reporter: Reporter | None, run_dir: Path | None, work
 
 def final_evaluation(ctx: TrainContext) -> dict[str, Any]:
     """Validation and test accuracy, per class, confusion matrices, the full OOD suite (severities
-    1-5), the user's OOD set and robust accuracy on the test split: `evaluate` on `final_sets`."""
+    1-5), the user's OOD set and robust accuracy on the test split: `evaluate` on `final_sets`.
+    Raises StopRequested when a stop is asked for meanwhile (Continue evaluates again)."""
     clock, epochs = ctx.eval_clock, ctx.cfg.train.epochs
     ran = min(ctx.epoch + 1, epochs)  # the epochs trained: fewer than planned when a method ended training
 
@@ -457,8 +458,10 @@ def final_evaluation(ctx: TrainContext) -> dict[str, Any]:
 
     on_part("building the corruption suite", 0, 1)
     sets = final_sets(ctx.cfg, ctx.data, ctx.eval_sets.ood_user)
-    out = evaluate(ctx.model, sets, ctx.device, ctx.cfg.eval.eval_batch_size, ctx.amp_dtype,
+    out = evaluate(ctx.model, sets, ctx.device, ctx.cfg.eval.eval_batch_size, ctx.amp_dtype, ctx.should_stop,
                    classes=ctx.data.classes, on_part=on_part)
+    if ctx.should_stop():  # its figures are cut short: none of them is kept
+        raise StopRequested()
     out.setdefault("test_acc", None)
     by_c = ood_by_corruption(out)
     for k in by_c:

@@ -257,13 +257,22 @@ def test_a_resume_point_that_does_not_fit_its_methods_is_refused_with_a_message(
         train(cfg, run_dir=tmp_path / "r", resume=True)
 
 
-def test_a_stop_during_the_smaller_models_fine_tune_keeps_the_epochs_and_continue_finishes(tiny_cfg, tmp_path):
-    """Stop pressed while a Pruning run fine-tunes its smaller model (after the run's own epochs) stops there:
-    the request once never reached that fine-tune, which ran to its end. The stopped run keeps its epochs,
-    says that Continue does the remaining work, and Continue makes the smaller model and finishes."""
+@pytest.mark.parametrize("phase, settings", [
+    ("structured pruning: fine-tuning", ("pruning.enabled=true", "pruning.target_sparsity=0.5",
+                                         "pruning.structured=true", "pruning.channel_fraction=0.5",
+                                         "pruning.structured_epochs=2")),
+    ("WiSE-FT curve", ("wise_ft.enabled=true", "wise_ft.alphas=0,0.5,1", "backbone.pretrained=checkpoint")),
+    ("final evaluation", ()),
+])
+def test_a_stop_after_the_last_epoch_keeps_the_epochs_and_continue_finishes(tiny_cfg, tmp_path, phase, settings):
+    """Stop pressed after the run's own epochs (while a Pruning run fine-tunes its smaller model, WiSE-FT
+    computes its curve, or the final evaluation runs) stops there: the request once never reached the
+    smaller model's fine-tune, which ran to its end, a stopped curve was cut short and the run called
+    finished, and the final evaluation ran on to its end. The stopped run keeps its epochs, says that
+    Continue does the remaining work, and Continue finishes it."""
     from engine.jobs import stopped_message
 
-    class StopInFineTune(Reporter):
+    class StopIn(Reporter):
         def __init__(self):
             self.phase = ""
 
@@ -271,19 +280,24 @@ def test_a_stop_during_the_smaller_models_fine_tune_keeps_the_epochs_and_continu
             self.phase = fields.get("phase", self.phase)
 
         def should_stop(self) -> bool:
-            return self.phase.startswith("structured pruning: fine-tuning")
+            return self.phase.startswith(phase)
 
-    cfg = tiny_cfg("train.epochs=2", "pruning.enabled=true", "pruning.target_sparsity=0.5", "pruning.structured=true",
-                   "pruning.channel_fraction=0.5", "pruning.structured_epochs=2")
+    wise = "wise_ft.enabled=true" in settings  # WiSE-FT needs a "pretrained" start
+    extra = [f"backbone.checkpoint={_start_checkpoint(tmp_path / 'start.safetensors')}"] if wise else []
+    cfg = tiny_cfg("train.epochs=2", *settings, *extra)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     with pytest.raises(StopRequested) as stop:
-        train(cfg, StopInFineTune(), run_dir=run_dir)
+        train(cfg, StopIn(), run_dir=run_dir)
     kept = stop.value.summary
     assert kept["epochs"] == 2 and [h["epoch"] for h in kept["history"]] == [1, 2]
-    assert not (run_dir / "structured.safetensors").exists()
+    assert "test_acc" not in kept and "wise_curve" not in kept and not (run_dir / "structured.safetensors").exists()
     said = stopped_message(kept["epochs"], 2, (run_dir / RESUME_FILE).is_file())
     assert "after its 2 epochs" in said and "Continue does that work" in said and "epoch 3" not in said
     done = train(cfg, Reporter(), run_dir=run_dir, resume=True)
-    assert done.summary["status"] == "finished" and done.summary["structured"]["params_after"] > 0
-    assert [h["epoch"] for h in done.summary["history"]] == [1, 2]
+    assert done.summary["status"] == "finished" and [h["epoch"] for h in done.summary["history"]] == [1, 2]
+    assert "test_acc" in done.summary
+    if "pruning.structured=true" in settings:
+        assert done.summary["structured"]["params_after"] > 0
+    if wise:
+        assert [p["alpha"] for p in done.summary["wise_curve"]] == [0, 0.5, 1]

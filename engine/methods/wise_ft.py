@@ -31,7 +31,7 @@ from torch.optim.swa_utils import update_bn
 from engine.augment import to_float
 from engine.checkpoints import save_checkpoint
 from engine.config import setting_name
-from engine.contract import MethodHook
+from engine.contract import MethodHook, StopRequested
 from engine.devices import eval_layout
 from engine.errors import StudioError
 from engine.evaluate import EvalSets, epoch_passes, epoch_sets, evaluate, predict
@@ -332,8 +332,8 @@ class WiseFTHook(MethodHook):
         order = coarse_to_fine(self.cfg.alphas)
         with eval_layout(probe, ctx.device, ctx.amp_dtype, cfg.data.image_size):  # once for the whole curve
             for i, alpha in enumerate(order):
-                if ctx.should_stop():
-                    break
+                if ctx.should_stop():  # the run keeps its epochs; Continue computes the curve again
+                    raise StopRequested()
                 ctx.reporter.progress(phase=f"WiSE-FT curve: {i} of {len(order)} mixing weights evaluated",
                                       **self.curve_eta(ctx, len(order) - i))  # as the chart counts
                 point = evaluate_alpha(probe, self.theta_0, theta_1, alpha, sets, ctx.device, ctx.masks, bn_images,
