@@ -103,7 +103,6 @@ def shown_counters(progress: dict[str, Any], run_epochs: int = 0) -> Counters:
                     int(progress.get("step") or 0), int(progress.get("total_steps") or 0))
 
 
-
 @dataclass
 class EvalClock:
     """What the time-left estimate knows about evaluation: its cost in image forward passes per epoch
