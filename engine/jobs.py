@@ -96,7 +96,9 @@ def execute_run(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Path, dat
         status, error = "finished", None
     except StopRequested as stop:
         summary, status = getattr(stop, "summary", {}), "stopped"
-        error = stopped_message(summary.get("epochs"), cfg.train.epochs, (run_dir / RESUME_FILE).is_file(),
+        ended = summary.get("ended_early")  # a method had ended training: its epochs were over
+        error = stopped_message(summary.get("epochs"), ended["after_epoch"] if ended else cfg.train.epochs,
+                                (run_dir / RESUME_FILE).is_file(),
                                 getattr(reporter, "stop_reason", STOPPED_BY_USER))
     except StudioError as exc:
         summary, status, error = {}, "failed", str(exc)

@@ -46,6 +46,11 @@ def save_resume(run_dir: Path, ctx: TrainContext, scaler: torch.amp.GradScaler, 
         "scaler": scaler.state_dict(), "generator": ctx.generator.get_state(),
         "device_generator": ctx.device_generator.get_state(), "masks": dict(ctx.masks),
         "methods": {h.name: h.state_dict() for h in hooks},
+        # a method ended training here (a rollback): Continue trains no further epoch, it finishes the run, and
+        # what the method wrote into the summary then (the rollback's figures) stays in it
+        "ended": {"reason": ctx.stop_reason, "weights_epoch": ctx.weights_epoch,
+                  "summary": json.dumps(ctx.summary, default=_plain)}
+        if ctx.stop_training else None,
         # the global random stream: dropout and stochastic depth, AdaFilter's gate noise
         "global_rng": torch.get_rng_state(), "device_global_rng": _device_rng(ctx.device),
     }
@@ -54,6 +59,11 @@ def save_resume(run_dir: Path, ctx: TrainContext, scaler: torch.amp.GradScaler, 
     torch.save(state, tmp)
     tmp.replace(path)
     return path
+
+
+def _plain(value: Any) -> Any:
+    """A summary value JSON cannot hold as it is: a tensor or NumPy number as its list or number, else its text."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
 def check_resumable(run_dir: Path, status: str | None = None) -> None:
@@ -109,6 +119,10 @@ def load_resume(run_dir: Path, ctx: TrainContext, scaler: torch.amp.GradScaler,
         process_random_stream(ctx.cfg.seed, ctx.rank, int(state["epoch"]))
     ctx.masks.update(state["masks"])
     ctx.step = int(state["step"])
+    if state.get("ended"):  # training had ended early (engine.train reads stop_training before each epoch)
+        ctx.stop_training, ctx.stop_reason = True, state["ended"]["reason"]
+        ctx.weights_epoch = state["ended"]["weights_epoch"]
+        ctx.summary.update(json.loads(state["ended"]["summary"]))
     # what the summary reports about the earlier parts: where this one starts, and their time
     ctx.summary.update(continued_from_epoch=int(state["epoch"]),
                        wall_time_before_s=float(state.get("elapsed_s", 0.0)))

@@ -400,7 +400,7 @@ def _train(cfg: RunConfig, reporter: Reporter | None, run_dir: Path | None, work
     timed = [0.0, 0]  # seconds and images of the timed epochs (the first is warm-up: allocation, autotuning)
     steady = [0.0, 0]  # the same, of the whole-network epochs (LP-FT's head-only ones are cheap): time left
     try:
-        for epoch in range(start, cfg.train.epochs):
+        for epoch in range(start, start if ctx.stop_training else cfg.train.epochs):  # (a method ended it: no more)
             ctx.epoch = epoch
             stats = train_one_epoch(ctx, hooks, scaler, lr_at)
             ended = time.perf_counter()

@@ -301,3 +301,40 @@ def test_a_stop_after_the_last_epoch_keeps_the_epochs_and_continue_finishes(tiny
         assert done.summary["structured"]["params_after"] > 0
     if wise:
         assert [p["alpha"] for p in done.summary["wise_curve"]] == [0, 0.5, 1]
+
+
+def test_a_run_whose_method_ended_training_and_was_stopped_after_finishes_without_more_epochs(tiny_cfg, tmp_path,
+                                                                                             monkeypatch):
+    """The overfitting guard rolled back and ended training after epoch 2 of 4; a stop in the final evaluation
+    then kept the run, and Continue would have trained epochs 3 and 4 from the rolled-back weights. It now
+    finishes the run as it ended, the rollback's figures kept, and the stop's words say no epoch is left."""
+    import engine.methods.adversarial as adv
+    from engine.jobs import stopped_message
+
+    scores = iter([0.8, 0.1])  # epoch 2 collapses below half of epoch 1's: rolled back to epoch 1, ended
+    monkeypatch.setattr(adv, "robust_accuracy", lambda *a, **k: next(scores))
+
+    class StopInFinal(Reporter):
+        phase = ""
+
+        def progress(self, **fields):
+            self.phase = fields.get("phase", self.phase)
+
+        def should_stop(self) -> bool:
+            return self.phase == "final evaluation"
+
+    cfg = tiny_cfg("adversarial.enabled=true", "adversarial.attack=fgsm", "train.epochs=4", "eval.robust_steps=1",
+                   "eval.robust_subset=4")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with pytest.raises(StopRequested) as stop:
+        train(cfg, StopInFinal(), run_dir=run_dir)
+    kept = stop.value.summary
+    assert kept["epochs"] == 2 and kept["ended_early"]["after_epoch"] == 2
+    said = stopped_message(kept["epochs"], kept["ended_early"]["after_epoch"], True)
+    assert "after its 2 epochs" in said and "epoch 3" not in said
+    done = train(cfg, Recorder(), run_dir=run_dir, resume=True)
+    assert [h["epoch"] for h in done.summary["history"]] == [1, 2], "no epoch trained after the method ended it"
+    assert done.summary["catastrophic_overfitting"]["rolled_back_to_epoch"] == 1
+    assert done.summary["ended_early"]["weights_epoch"] == 1 and "catastrophic overfitting" in \
+        done.summary["ended_early"]["reason"]

@@ -117,7 +117,8 @@ def last_epoch_figures(run: components.RunView) -> dict:
 
 def stopped_note(rec, run: components.RunView) -> None:
     """Why a stopped run shows what it shows: its finished epochs and the weights it kept."""
-    planned = int(rec.config.get("train", {}).get("epochs") or 0)
+    ended = components.read_summary(rec.run_dir).get("ended_early")  # a method had ended training: no more epochs
+    planned = int(ended["after_epoch"] if ended else rec.config.get("train", {}).get("epochs") or 0)
     done = len(run.epochs)
     if not done:
         st.warning("This run was stopped before it finished its first epoch, so it has no results or weights. "
