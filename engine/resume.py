@@ -119,6 +119,7 @@ def load_resume(run_dir: Path, ctx: TrainContext, scaler: torch.amp.GradScaler,
         process_random_stream(ctx.cfg.seed, ctx.rank, int(state["epoch"]))
     ctx.masks.update(state["masks"])
     ctx.step = int(state["step"])
+    ctx.epoch = max(int(state["epoch"]) - 1, 0)  # the last one trained, until the loop moves on (if any is left)
     if state.get("ended"):  # training had ended early (engine.train reads stop_training before each epoch)
         ctx.stop_training, ctx.stop_reason = True, state["ended"]["reason"]
         ctx.weights_epoch = state["ended"]["weights_epoch"]

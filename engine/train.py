@@ -452,9 +452,15 @@ def final_evaluation(ctx: TrainContext) -> dict[str, Any]:
     clock, epochs = ctx.eval_clock, ctx.cfg.train.epochs
     ran = min(ctx.epoch + 1, epochs)  # the epochs trained: fewer than planned when a method ended training
 
+    began = time.perf_counter()
+
     def on_part(what: str, done: int, total: int) -> None:  # its own progress bar, with time left
+        if clock.seconds_per_pass:  # at the last evaluation's speed
+            eta = clock.seconds_per_pass * clock.final_passes * (1 - done / total)
+        else:  # none measured in this process (a run continued after its last epoch): the parts done so far
+            eta = (time.perf_counter() - began) / done * (total - done) if done else None
         ctx.reporter.progress(phase="final evaluation", epoch=ran, epochs=epochs, part=what, part_done=done,
-                              parts=total, eta_s=clock.seconds_per_pass * clock.final_passes * (1 - done / total))
+                              parts=total, eta_s=eta)
 
     on_part("building the corruption suite", 0, 1)
     sets = final_sets(ctx.cfg, ctx.data, ctx.eval_sets.ood_user)

@@ -294,9 +294,18 @@ def test_a_stop_after_the_last_epoch_keeps_the_epochs_and_continue_finishes(tiny
     assert "test_acc" not in kept and "wise_curve" not in kept and not (run_dir / "structured.safetensors").exists()
     said = stopped_message(kept["epochs"], 2, (run_dir / RESUME_FILE).is_file())
     assert "after its 2 epochs" in said and "Continue does that work" in said and "epoch 3" not in said
-    done = train(cfg, Reporter(), run_dir=run_dir, resume=True)
+    seen = []
+    watch = Reporter()
+    watch.progress = lambda **fields: seen.append(fields)
+    done = train(cfg, watch, run_dir=run_dir, resume=True)
     assert done.summary["status"] == "finished" and [h["epoch"] for h in done.summary["history"]] == [1, 2]
     assert "test_acc" in done.summary
+    # the final evaluation's counters are the run's 2 of 2 (a continued run read "Epoch 1 / 20" there), and its
+    # time left is unknown before a part is done, then counted from the parts done (it read 0 s throughout)
+    final = [f for f in seen if f.get("phase") == "final evaluation"]
+    assert final and all((f["epoch"], f["epochs"]) == (2, 2) for f in final)
+    assert all(f["eta_s"] is None if f["part_done"] == 0 else f["eta_s"] > 0 or f["part_done"] == f["parts"]
+               for f in final), final
     if "pruning.structured=true" in settings:
         assert done.summary["structured"]["params_after"] > 0
     if wise:
