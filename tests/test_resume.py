@@ -347,3 +347,16 @@ def test_a_run_whose_method_ended_training_and_was_stopped_after_finishes_withou
     assert done.summary["catastrophic_overfitting"]["rolled_back_to_epoch"] == 1
     assert done.summary["ended_early"]["weights_epoch"] == 1 and "catastrophic overfitting" in \
         done.summary["ended_early"]["reason"]
+
+
+def test_results_says_where_a_continued_run_picked_up():
+    """A run continued after its 20 epochs (to finish the smaller model's fine-tune) read "continued ... from
+    epoch 21" on Results."""
+    import types
+
+    from app.app_pages.results import started_text
+
+    rec = types.SimpleNamespace(created=1.7e9, started=1.7e9 + 1560.0)  # seconds since the epoch
+    assert started_text(rec, {"continued_from_epoch": 3, "epochs": 20}).endswith("from epoch 4")
+    assert started_text(rec, {"continued_from_epoch": 20, "epochs": 20}).endswith("after its 20 epochs")
+    assert started_text(rec, {"continued_from_epoch": 2, "epochs": 2}).endswith("after its 2 epochs")

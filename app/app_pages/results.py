@@ -167,8 +167,9 @@ def started_text(rec, summary: dict) -> str:
     """When the run started; for a continued run also when and from which epoch its last part ran."""
     first = components.short_time(rec.created or rec.started)
     if summary.get("continued_from_epoch"):
-        return (f"started {first} · continued {components.short_time(rec.started)} "
-                f"from epoch {summary['continued_from_epoch'] + 1}")
+        after, epochs = summary["continued_from_epoch"], int(summary.get("epochs") or 0)
+        return (f"started {first} · continued {components.short_time(rec.started)} "  # none left: the work after them
+                + (f"from epoch {after + 1}" if after < epochs else f"after its {plural(after, 'epoch')}"))
     return f"started {components.short_time(rec.started or rec.created)}"
 
 
