@@ -185,6 +185,7 @@ class MethodHook:
     """
 
     name = "method"
+    end_work = ""  # what `on_train_end` does, in the user's words, when it takes a while ("WiSE-FT's curve")
 
     def setup(self, ctx: TrainContext) -> None:
         pass

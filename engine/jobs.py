@@ -29,14 +29,17 @@ STOPPED_BY_USER = "on request"
 STOPPED_BY_SERVER = "when the server stopped"  # the engine shut down (dashboard stopped) while the run trained
 
 
-def stopped_message(done: int | None, planned: int, can_continue: bool = False, why: str = STOPPED_BY_USER) -> str:
+def stopped_message(done: int | None, planned: int, can_continue: bool = False, why: str = STOPPED_BY_USER,
+                    during: str = "") -> str:
     """What a stopped run tells its user: why (`why`: STOPPED_BY_USER or STOPPED_BY_SERVER), the
     epochs it finished and where Continue picks up. `can_continue`: a resume point exists although this
-    part finished no epoch (a continued run stopped again before its next epoch ended)."""
+    part finished no epoch (a continued run stopped again before its next epoch ended). `during`: after
+    the epochs, the work it stopped in ("the smaller model's fine-tune"; engine.train's `stopped_in`)."""
     if done and done >= planned:  # its epochs were over: stopped in the work after them
-        return (f"Stopped {why} after its {planned} epochs, in the work that follows them (such as the smaller "
-                f"model's fine-tune). Continue does that work and the final evaluation; until then the results "
-                f"are those of epoch {done}.")
+        work = during or "the work that follows them"
+        then = "" if work == "the final evaluation" else " and the final evaluation"
+        return (f"Stopped {why} after its {planned} epochs, in {work}. Continue does {work}{then} again; "
+                f"until then the results are those of epoch {done}.")
     if done:
         return (f"Stopped {why} after epoch {done} of {planned}. Continue picks up at epoch {done + 1} with "
                 f"the same schedule; until then the results are those of epoch {done}.")
@@ -99,7 +102,7 @@ def execute_run(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Path, dat
         ended = summary.get("ended_early")  # a method had ended training: its epochs were over
         error = stopped_message(summary.get("epochs"), ended["after_epoch"] if ended else cfg.train.epochs,
                                 (run_dir / RESUME_FILE).is_file(),
-                                getattr(reporter, "stop_reason", STOPPED_BY_USER))
+                                getattr(reporter, "stop_reason", STOPPED_BY_USER), summary.get("stopped_in") or "")
     except StudioError as exc:
         summary, status, error = {}, "failed", str(exc)
     except MemoryError:

@@ -399,6 +399,7 @@ def _train(cfg: RunConfig, reporter: Reporter | None, run_dir: Path | None, work
     start, history = load_resume(Path(run_dir or "."), ctx, scaler, hooks) if resume else (0, [])
     timed = [0.0, 0]  # seconds and images of the timed epochs (the first is warm-up: allocation, autotuning)
     steady = [0.0, 0]  # the same, of the whole-network epochs (LP-FT's head-only ones are cheap): time left
+    doing = ""  # after the epochs: the work under way, in words, for a stop's message
     try:
         for epoch in range(start, start if ctx.stop_training else cfg.train.epochs):  # (a method ended it: no more)
             ctx.epoch = epoch
@@ -425,10 +426,12 @@ def _train(cfg: RunConfig, reporter: Reporter | None, run_dir: Path | None, work
             ctx.summary["ended_early"] = {"after_epoch": len(history), "planned": cfg.train.epochs,
                                           "reason": ctx.stop_reason, "weights_epoch": ctx.weights_epoch or len(history)}
         for h in hooks:  # a stop here (the smaller model's fine-tune) keeps the epochs: Continue redoes this part
+            doing = h.end_work or doing
             h.on_train_end(ctx)  # e.g. pruning makes masks permanent, WiSE-FT computes its curve
+        doing = "the final evaluation"
         ctx.summary.update(final_evaluation(ctx))
     except StopRequested as stop:  # a stopped run keeps what it finished: its epochs and best checkpoint
-        stop.summary = {**ctx.summary, "epochs": len(history), "history": history,
+        stop.summary = {**ctx.summary, "epochs": len(history), "history": history, "stopped_in": doing,
                         "best_val_acc": max((h["val_acc"] for h in history), default=None)}
         raise
     if ctx.eval_sets.robust is not None:

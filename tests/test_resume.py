@@ -292,8 +292,11 @@ def test_a_stop_after_the_last_epoch_keeps_the_epochs_and_continue_finishes(tiny
     kept = stop.value.summary
     assert kept["epochs"] == 2 and [h["epoch"] for h in kept["history"]] == [1, 2]
     assert "test_acc" not in kept and "wise_curve" not in kept and not (run_dir / "structured.safetensors").exists()
-    said = stopped_message(kept["epochs"], 2, (run_dir / RESUME_FILE).is_file())
-    assert "after its 2 epochs" in said and "Continue does that work" in said and "epoch 3" not in said
+    work = {"structured pruning: fine-tuning": "the smaller model's fine-tune", "WiSE-FT curve": "WiSE-FT's curve",
+            "final evaluation": "the final evaluation"}[phase]
+    assert kept["stopped_in"] == work, "named as the user knows it"
+    said = stopped_message(kept["epochs"], 2, (run_dir / RESUME_FILE).is_file(), during=kept["stopped_in"])
+    assert f"after its 2 epochs, in {work}. Continue does {work}" in said and "epoch 3" not in said
     seen = []
     watch = Reporter()
     watch.progress = lambda **fields: seen.append(fields)

@@ -117,7 +117,8 @@ def last_epoch_figures(run: components.RunView) -> dict:
 
 def stopped_note(rec, run: components.RunView) -> None:
     """Why a stopped run shows what it shows: its finished epochs and the weights it kept."""
-    ended = components.read_summary(rec.run_dir).get("ended_early")  # a method had ended training: no more epochs
+    summary = components.read_summary(rec.run_dir)
+    ended, stopped_in = summary.get("ended_early"), summary.get("stopped_in")  # (a method had ended training)
     planned = int(ended["after_epoch"] if ended else rec.config.get("train", {}).get("epochs") or 0)
     done = len(run.epochs)
     if not done:
@@ -127,13 +128,14 @@ def stopped_note(rec, run: components.RunView) -> None:
     kept = (Path(rec.run_dir) / "best.safetensors").is_file()
     why = f" {STOPPED_BY_SERVER}" if STOPPED_BY_SERVER in (rec.error or "") else ""
     after = (f"after {state.plural(done, 'epoch')} of {planned}" if done < planned else  # in the work after them
-             f"after its {planned} epochs, in the work that follows them (such as the smaller model's fine-tune)")
+             f"after its {planned} epochs, in {stopped_in or 'the work that follows them'}")
     st.warning(f"This run was stopped{why} {after}. The figures below are "
                f"from its last finished epoch" + ("; the weights of its best epoch can be downloaded below." if kept
                                                    else "."), icon=":material/stop_circle:")
     if (Path(rec.run_dir) / RESUME_FILE).is_file() and st.button(
             f"Continue it from epoch {done + 1} on the Train page" if done < planned else
-            "Finish it on the Train page", key=f"to_continue_{rec.id}",
+            "Continue it on the Train page" + (f" ({stopped_in} again)" if stopped_in else ""),
+            key=f"to_continue_{rec.id}",
             icon=":material/play_arrow:"):
         st.session_state[state.WATCH_KEY] = st.session_state[state.WATCH_SELECT_KEY] = rec.id  # shown on Train
         st.switch_page("app_pages/train.py")

@@ -233,6 +233,7 @@ class PruningHook(MethodHook):
 
     def __init__(self, cfg: PruningConfig):
         self.cfg = cfg
+        self.end_work = "the smaller model's fine-tune" if cfg.structured else ""
         self.layers: list[PrunableLayer] = []
         self.stage_names: list[str] = []
         self.fractions: list[float] | None = None  # per stage; None = one target (layer or global scope)

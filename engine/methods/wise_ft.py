@@ -265,6 +265,7 @@ def evaluate_alpha(model, theta_0, theta_1, alpha: float, sets: EvalSets, device
 
 class WiseFTHook(MethodHook):
     name = "wise_ft"
+    end_work = "WiSE-FT's curve"
 
     def __init__(self, cfg: WiseFTConfig):
         self.cfg = cfg
