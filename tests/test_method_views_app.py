@@ -175,6 +175,7 @@ def test_a_structured_run_says_its_smaller_models_size_in_parameters_and_megabyt
     (acc,) = [m for m in at.metric if m.label == "Smaller model's test accuracy"]
     assert acc.value == f"{100 * s['test_acc']:.1f}%" and f"({100 * s['test_acc_before']:.1f}%)" in acc.help
     assert f"on the validation images {100 * s['val_acc']:.1f}%" in acc.help
+    assert acc.delta.endswith(" pts vs full size") and (acc.delta.startswith("±0.0") or acc.delta[0] in "+-")
     # its fine-tune charted: just after removing channels, then after each of its epochs
     assert len(s["fine_tune_val_acc"]) == s["fine_tune_epochs"] + 1 and s["fine_tune_val_acc"][-1] == s["val_acc"]
     assert s["fine_tune_val_acc"][0] == s["val_acc_shrunk"]

@@ -13,8 +13,8 @@ import streamlit as st
 
 from app import layout, state
 from app.charts import FIT_WIDTH, LAYER_NAMES, LAYER_PADDING, rows_height
-from app.method_views import register_view
-from engine.claims import points_diff, shown_points
+from app.method_views import points_delta, register_view
+from engine.claims import shown_points
 from engine.methods.pruning import smaller_model_warning
 from engine.words import and_words, plural
 
@@ -121,7 +121,8 @@ def pruning_view(engine, rec, summary: dict) -> None:
             split, acc, before = ("test", s["test_acc"], s["test_acc_before"]) if tested else \
                 ("validation", s.get("val_acc") or 0, s.get("val_acc_before") or 0)
             # on the test images where the run has them, as the headline tiles above (it read validation beside them)
-            row.metric(f"Smaller model's {split} accuracy", f"{100 * acc:.1f}%", f"{points_diff(acc, before)} pts",
+            # (a difference that rounds to 0.0 had a green "up" arrow: points_delta greys it)
+            row.metric(f"Smaller model's {split} accuracy", f"{100 * acc:.1f}%", **points_delta(acc, before, "full size"),
                        help=f"{split.capitalize()} accuracy of the channel-pruned model against the full-size model "
                             f"before channels were removed ({100 * before:.1f}%)" + (
                            f"; on the validation images {100 * (s.get('val_acc') or 0):.1f}% against "
