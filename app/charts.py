@@ -594,19 +594,27 @@ def topk_words(shown: int, threshold: float | None = None, classes: int | None =
     return words
 
 
-TITLE_LINE_CHARS = 34  # of a probability chart's title: what half a 1280 px page's column shows
+TITLE_LINE_CHARS = 30  # of a probability chart's title: what a compared chart's column shows at 1280 px (at 34,
+# "Pruning demo (ResNet-18) on sample" was cut to "... on sa…")
+
+
+def probability_title_lines(title: str) -> list[str]:
+    """A probability chart's title on lines of at most TITLE_LINE_CHARS (`title_lines`), as a list."""
+    lines = title_lines(title, TITLE_LINE_CHARS)
+    return [lines] if isinstance(lines, str) else lines
 
 
 PROBABILITY_TICKS = [0, 0.25, 0.5, 0.75, 1]  # an odd count: Vega's label thinning keeps both ends
 
 
 def topk_chart(df: pd.DataFrame, title: str = "", threshold: float | None = None,
-               classes: int | None = None, words_on_axis: bool = True) -> alt.Chart:
+               classes: int | None = None, words_on_axis: bool = True, lines: int = 1) -> alt.Chart:
     """Horizontal probability bars, most likely class on top; the top bar is strong, the others pale.
     With `threshold`, a dashed rule marks the probability under which the answer counts as unsure;
     with `classes` (how many the model has) above the bars shown, the axis says which share is shown
     (`topk_words`; with `words_on_axis` False the axis says "Probability" and the page says the rest
-    where it can wrap: two charts side by side cut it). The title starts at the chart's left edge."""
+    where it can wrap: two charts side by side cut it). The title starts at the chart's left edge, on
+    `probability_title_lines`, padded to `lines` lines (the most among charts side by side)."""
     data = df.assign(top=df["rank"] == 1)
     x_title = topk_words(len(df), threshold, classes) if words_on_axis else "Probability"
     bars = alt.Chart(data).mark_bar().encode(
@@ -630,8 +638,9 @@ def topk_chart(df: pd.DataFrame, title: str = "", threshold: float | None = None
         chart = bars + rule + labels
     # centred over the plot, a model's name overflowed a narrow chart on the left ("e-tuned (end of training)")
     # on lines of TITLE_LINE_CHARS: Vega-Lite cuts a long one ("WiSE-FT mix at alpha 0.00 (the st…" beside another)
-    lines = textwrap.wrap(title, TITLE_LINE_CHARS, break_long_words=False)
-    heading = alt.TitleParams(lines if len(lines) > 1 else title, anchor="start", frame="bounds") if title else ""
+    # `lines` at least, blank ones added, so that charts side by side start their bars at one height
+    text = probability_title_lines(title) + [" "] * (lines - len(probability_title_lines(title)))
+    heading = alt.TitleParams(text if len(text) > 1 else title, anchor="start", frame="bounds") if title else ""
     return chart.properties(height=max(60, 28 * len(df)), title=heading, autosize=FIT_WIDTH)
 
 

@@ -347,6 +347,10 @@ def test_top_k_chart_is_a_pure_builder_with_bars_sorted_by_rank_and_the_threshol
     assert spec["title"] == {"text": "Fine-tuned", "anchor": "start", "frame": "bounds"}, "whole in a narrow chart"
     long = topk_chart(df, "WiSE-FT mix at alpha 0.00 (the starting model, pruned)").to_dict()["title"]["text"]
     assert long == ["WiSE-FT mix at alpha 0.00 (the", "starting model, pruned)"], "on lines, not cut at the column"
+    other = topk_chart(df, "Pruning demo (ResNet-18) on sample textures: fine-tuned").to_dict()["title"]["text"]
+    assert other == ["Pruning demo (ResNet-18) on", "sample textures: fine-tuned"], "at 34 characters: 'on sa…'"
+    padded = topk_chart(df, "Fine-tuned", lines=2).to_dict()["title"]["text"]
+    assert padded == ["Fine-tuned", " "], "beside a two-line title, its bars at the same height"
     narrow = topk_chart(df, "Fine-tuned", threshold=0.5, words_on_axis=False).to_dict()
     assert narrow["layer"][0]["encoding"]["x"]["title"] == "Probability", "side by side: the page says the rest"
     assert bars["encoding"]["x"]["title"] == "Probability (red dashes: unsure under 50%)", "the rule is named"
@@ -519,14 +523,17 @@ def test_two_runs_answer_side_by_side(run):
         no_problems(at)
         charts_drawn = at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")
         name = engine().run_record(other).name
-        titles = [str(c.proto.spec) for c in charts_drawn]
-        assert len(charts_drawn) == 2 and sum(name in t for t in titles) == 1, "the other run's answers, by its name"
+        import json
+
+        heads = [json.loads(c.proto.spec)["title"]["text"] for c in charts_drawn]
+        heads = [[h] if isinstance(h, str) else h for h in heads]
+        titles = [" ".join(line for line in h if line.strip()) for h in heads]
+        assert len(charts_drawn) == 2 and titles.count(f"{name}: fine-tuned") == 1, titles  # by its name, and the model
+        assert len(heads[0]) == len(heads[1]), "side by side, on as many title lines: their bars at one height"
         at.toggle(key=[t.key for t in at.toggle if t.key.startswith("try_explain_")][0]).set_value(True).run()
         no_problems(at)
         captions = [c for img in at.image for c in img.captions if c != "low → high influence"]
-        assert sum(c.startswith(f"{name}: why ") for c in captions) == 1, captions  # the other run's own map
-        import json
-
+        assert sum(c.startswith(f"{name}: fine-tuned: why ") for c in captions) == 1, captions  # its own map
         path = Path(engine().run_record(other).run_dir) / "summary.json"
         summary = json.loads(path.read_text())
         for acc, said in ((1.0, False), (1 / len(summary["classes"]), True)):  # a run that learnt, one at guessing

@@ -145,7 +145,8 @@ def comparison_default(variants: dict[str, str], first: tuple[str, float | None]
 def comparable_runs(engine, rec) -> dict[str, tuple[str, str, str, dict]]:
     """The other finished runs whose fine-tuned model can answer beside `rec`'s: the same classes in
     the same order and the same image size (the image is decoded once). {OTHER_RUN + id: (run folder,
-    option label as the run pickers label runs, the run's name for its answers' titles, its config)},
+    option label as the run pickers label runs, the run's name for its answers' titles (its option label
+    when it has the name of `rec`), its config)},
     newest first."""
     visible = state.runs(engine)
     runs = [r for r in visible if r.status == "finished"]
@@ -154,8 +155,8 @@ def comparable_runs(engine, rec) -> dict[str, tuple[str, str, str, dict]]:
     fits = [r for r in runs if r.id != rec.id and (r.config.get("data") or {}).get("image_size") == size
             and mine and components.read_summary(str(r.run_dir)).get("classes") == mine]
     labels = state.run_labels(fits, with_status=False, among=visible)
-    return {OTHER_RUN + r.id: (str(r.run_dir), f"{labels.get(r.id, r.name)}: fine-tuned", r.name, r.config)
-            for r in fits}
+    return {OTHER_RUN + r.id: (str(r.run_dir), f"{labels.get(r.id, r.name)}: fine-tuned",
+                               r.name if r.name != rec.name else labels.get(r.id, r.name), r.config) for r in fits}
 
 
 def load_models(run_dir: str, ds: str, chosen: list[tuple[str, float | None]],
@@ -176,7 +177,8 @@ def load_models(run_dir: str, ds: str, chosen: list[tuple[str, float | None]],
             got = state.attempt("loading the model", predictor, where, ds, what, a)
             if not got.ok:
                 return None
-            models.append(Shown(got.value, what, a, where, label or got.value.label))
+            # another run's answers say which of its models answers, as the first run's do
+            models.append(Shown(got.value, what, a, where, f"{label}: fine-tuned" if label else got.value.label))
     return models
 
 
@@ -335,6 +337,7 @@ def image_result(ds: str, models: list[Shown], name: str, data: bytes, threshold
     answers = []
     import torch
 
+    lines = max(len(charts.probability_title_lines(m.label)) for m in models)  # side by side, their bars at one height
     for col, model in zip(cols[1:], models):
         p = model.p
         t0 = time.perf_counter()
@@ -344,7 +347,7 @@ def image_result(ds: str, models: list[Shown], name: str, data: bytes, threshold
         with col:
             wide = len(models) == 1  # side by side, the axis's words are cut: a caption wraps them
             st.altair_chart(charts.topk_chart(charts.topk_frame(answer.top, model.label), model.label, threshold,
-                                              classes=len(p.classes), words_on_axis=wide),
+                                              classes=len(p.classes), words_on_axis=wide, lines=lines),
                             width="stretch")
             if not wide and (words := charts.topk_words(len(answer.top), threshold, len(p.classes), under_axis=True)):
                 st.caption(words)
