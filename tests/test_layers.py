@@ -128,6 +128,19 @@ def test_no_code_sits_after_a_return():
     assert not found, f"unreachable statements (module: lines): {found}"
 
 
+def defined_twice(tree: ast.Module) -> list[str]:
+    """Names a module defines at its top level (functions, classes) more than once: the later one wins silently."""
+    names = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    return sorted({n for n in names if names.count(n) > 1})
+
+
+def test_no_module_defines_a_name_twice():
+    """A second `title_lines` in app.charts replaced the per-layer charts' one for every caller."""
+    assert defined_twice(ast.parse("def f():\n    pass\n\n\ndef f():\n    pass\n")) == ["f"]
+    found = {name: twice for name, path in module_files().items() if (twice := defined_twice(ast.parse(path.read_text())))}
+    assert not found, f"defined twice (module: names): {found}"
+
+
 @pytest.mark.parametrize("package", ["engine"])
 def test_the_engine_never_imports_streamlit(package):
     modules = module_files()
