@@ -353,7 +353,9 @@ def structured_card_section(summary: dict[str, Any]) -> list[str]:
         f"{structured.get('fine_tune_epochs', 0)} fine-tuning epochs: {after:,} parameters instead of {before:,}, "
         f"{100 * structured.get('flops_ratio', 1):.0f}% of the multiply-adds",
         f"- Validation accuracy {pct(structured.get('val_acc'))} (the full model: "
-        f"{pct(structured.get('val_acc_before'))}); "
+        f"{pct(structured.get('val_acc_before'))})"
+        + (f", test accuracy {pct(structured['test_acc'])} (the full model: {pct(structured.get('test_acc_before'))})"
+           if structured.get("test_acc") is not None else "") + "; "
         + ("OOD and robust accuracy below were" if summary.get("robust_acc") is not None else "OOD accuracy below was")
         + " measured on the full model",
     ]
@@ -395,7 +397,9 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
     lines += wise_card_section(summary, cfg)
     lines += [
         "",
-        "## Metrics" + (" (the fine-tuned model, alpha 1)" if alpha is not None else ""),
+        "## Metrics" + (" (the fine-tuned model, alpha 1)" if alpha is not None else
+                        " (the full-size model this one was cut from; its own are above)"
+                        if structured_card_section(summary) else ""),
         f"- Validation accuracy: {pct(summary.get('val_acc'))}; test accuracy: {pct(summary.get('test_acc'))}",
         f"- OOD accuracy (corruption suite, severities 1-5): {ood_text(cfg, summary)}",
     ]

@@ -365,6 +365,13 @@ def test_the_channel_pruned_models_card_names_only_the_figures_it_gives():
     base = {"classes": ["a", "b"], "export_variant": "structured", "structured": structured, "val_acc": 0.82}
     assert "); OOD accuracy below was measured on the full model" in model_card(RunConfig(), base)
     assert "); OOD and robust accuracy below" in model_card(RunConfig(), {**base, "robust_acc": 0.4})
+    # the figures under Metrics (and the sparsity there) are the full-size model's, and say so; its own test
+    # accuracy is beside its validation accuracy
+    card = model_card(RunConfig(), {**base, "sparsity": 0.7, "structured": {**structured, "test_acc": 0.75,
+                                                                           "test_acc_before": 0.78}})
+    assert "## Metrics (the full-size model this one was cut from; its own are above)" in card
+    assert "- Validation accuracy 80.0% (the full model: 82.0%), test accuracy 75.0% (the full model: 78.0%); " in card
+    assert "## Metrics\n" in model_card(RunConfig(), {k: v for k, v in base.items() if k != "export_variant"})
 
 
 def test_the_channel_pruned_models_card_cautions_from_its_own_confusion_matrix():
