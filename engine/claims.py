@@ -156,18 +156,19 @@ def pruning_claim(summary: dict, baseline: dict | None = None) -> Claim:
         drop = shown_points(s["val_acc"], s["val_acc_before"]) / 100
         undecided = _undecided(summary, STRUCTURED_MAX_DROP, "val")
         halves["channel-pruned model"] = None if undecided else drop >= -STRUCTURED_MAX_DROP
-        parts.append(f"channels removed, {_pts(s.get('flops_ratio', 1))}% of the FLOPs left: validation "
-                     f"{_pts(s['val_acc'])}% vs {_pts(s['val_acc_before'])}% before ({points_diff(s['val_acc'], s['val_acc_before'])} points"
+        parts.append(f"the smaller, channel-pruned model ({_pts(s.get('flops_ratio', 1))}% of the FLOPs left) at "
+                     f"validation {_pts(s['val_acc'])}% vs {_pts(s['val_acc_before'])}% for the full-size model "
+                     f"({points_diff(s['val_acc'], s['val_acc_before'])} points"
                      + (f": {undecided})" if undecided else f", {_allowance(drop, STRUCTURED_MAX_DROP)})"))
     if not parts:
         return Claim("pruning", None, "Pruning: no sparsity in this run.")
     verdicts = list(halves.values())
     shown = False if False in verdicts else (True if None not in verdicts else None)  # a failed half decides
-    if len(set(verdicts)) > 1:  # the two models fared differently: a verdict for each, in words
-        words = {True: "shown", False: "not shown", None: "not judged yet"}
-        head = "Pruning: the paper's claim " + ", ".join(f"{words[v]} for the {m}" for m, v in halves.items())
-    else:
-        head = "Pruning" if shown is None else f"Pruning: {_verdict(shown)}"
+    if len(set(verdicts)) > 1:  # the two models fared differently: each its verdict, after its own figures
+        words = {True: "shown", False: "not shown", None: "not judged yet"}  # (a new user could not tell which
+        return Claim("pruning", shown, "Pruning: " + "; ".join(  # verdict went with which figures in one head)
+            f"{part}: the paper's claim {words[v]}" for part, v in zip(parts, verdicts)) + ".")
+    head = "Pruning" if shown is None else f"Pruning: {_verdict(shown)}"
     return Claim("pruning", shown, f"{head}: " + "; ".join(parts) + ".")
 
 

@@ -56,9 +56,10 @@ def test_pruning_claim_unstructured_and_structured():
     # the structured half shown but no dense run yet for the sparse half: no verdict for the whole line
     # (a new user's Pruning demo read "the paper's claim shown" beside "run the same settings ... to compare")
     pending = pruning_claim(gained)
-    assert pending.shown is None and pending.text.startswith(
-        "Pruning: the paper's claim not judged yet for the sparse model, shown for the channel-pruned model: 70.0% "
-        "sparse") and "to compare" in pending.text
+    assert pending.shown is None and pending.text == (
+        "Pruning: 70.0% sparse at test 55.0% (run the same settings without pruning to compare): the paper's claim "
+        "not judged yet; the smaller, channel-pruned model (50.0% of the FLOPs left) at validation 100.0% vs 88.9% "
+        "for the full-size model (+11.1 points, no loss): the paper's claim shown."), pending.text
     assert pruning_claim(both).shown is False, "a half that failed is a no, whatever the other half"
 
 
@@ -373,8 +374,9 @@ def test_a_split_too_small_to_resolve_the_allowance_gives_no_verdict():
     text = pruning_claim(structured, {"test_acc": 0.625}).text
     assert "one of the 8 validation images is 12.5 points, more than the 3-point allowance" in text, text
     assert pruning_claim(structured, {"test_acc": 0.625}).shown is None, "the sparse half shown, the other undecided"
-    assert text.startswith("Pruning: the paper's claim shown for the sparse model, not judged yet for the "
-                           "channel-pruned model: "), text
+    assert text.startswith("Pruning: 70.0% sparse at test 62.5% vs 62.5% dense (+0.0 points, no loss): the paper's "
+                           "claim shown; the smaller, channel-pruned model ") and text.endswith(": the paper's claim "
+                                                                                     "not judged yet."), text
 
     spread = {"test_acc": 0.5, "adafilter_gate_mean": {"l1": 0.2, "l2": 0.6}}
     assert adafilter_claim({**spread, **report(64, 64)}, {"test_acc": 0.6}).shown is None  # 1.6 points an image
@@ -389,9 +391,10 @@ def test_pruning_claim_gives_each_model_its_own_verdict_when_they_differ():
     run = {"sparsity": 0.7, "test_acc": 0.80, "structured": {"val_acc": 0.70, "val_acc_before": 0.76, "flops_ratio": 0.5}}
     claim = pruning_claim(run, {"test_acc": 0.81})
     assert claim.shown is False, "a failed half still decides the run's verdict (benchmarks count it)"
-    assert claim.text.startswith("Pruning: the paper's claim shown for the sparse model, not shown for the "
-                                 "channel-pruned model: 70.0% sparse at test 80.0% vs 81.0% dense (-1.0 points, "
-                                 "within the 2-point allowance); channels removed"), claim.text
+    assert claim.text.startswith("Pruning: 70.0% sparse at test 80.0% vs 81.0% dense (-1.0 points, within the "
+                                 "2-point allowance): the paper's claim shown; the smaller, channel-pruned model "
+                                 "(50.0% of the FLOPs left) at validation 70.0% vs 76.0% for the full-size model "
+                                 "(-6.0 points, more than the 3-point allowance): the paper's claim not shown."), claim.text
     both_fail = pruning_claim(run, {"test_acc": 0.90})
     assert both_fail.text.startswith("Pruning: the paper's claim not shown in this run: "), both_fail.text
 
