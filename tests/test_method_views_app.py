@@ -198,6 +198,10 @@ def test_a_structured_run_says_its_smaller_models_size_in_parameters_and_megabyt
     split.set_value("smaller_val").run()
     assert any("Confusion matrix (the smaller model," in str(c.proto) and "validation images)" in str(c.proto)
                for c in at.get("vega_lite_chart"))
+    # Compare gives the smaller model's accuracy its own column (a new user found no word of it there)
+    at.multiselect(key="compare_runs").set_value([run_id]).run()
+    grid = next(d.value for d in at.dataframe if "val acc" in d.value.columns)
+    assert "smaller acc" in grid.columns and round(100 * s["test_acc"], 1) in set(grid["smaller acc"]), grid
     # the smaller model at guessing is said beside its tiles, whatever the full-size model did
     from engine.methods.pruning import smaller_model_warning
     full = json.loads((Path(engine().run_record(run_id).run_dir) / "summary.json").read_text())

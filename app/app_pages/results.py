@@ -615,6 +615,8 @@ COMPARE_HELP = {
     "OOD acc": SUMMARY_METRICS["ood_acc"][1], "your OOD": SUMMARY_METRICS["ood_user_acc"][1],
     "balanced acc": "Mean of the per-class accuracies (test images, else validation): every class counts equally.",
     "sparsity": "Share of weights pruned to zero.",
+    "smaller acc": "The smaller, channel-pruned model's accuracy (structured pruning), on the test images (validation "
+                   "where the run has none); its size and speed are on Results.",
 }
 
 
@@ -641,6 +643,8 @@ def compare_row(engine, rec, label: str) -> tuple[dict, pd.DataFrame]:
         row[name] = summary.get(key)
     row["balanced acc"] = sum(values) / len(values) if values else None
     row["sparsity"] = summary.get("sparsity")
+    small = summary.get("structured") or {}  # its smaller model, on the split the test column uses
+    row["smaller acc"] = small.get("test_acc") if summary.get("test_acc") is not None else small.get("val_acc")
     row["_pruned"] = "pruning" in enabled_methods(cfg)  # a run without pruning is 0% sparse (compare())
     b = cfg.get("backbone", {})
     row.update({"model": f"{state.backbone_title(b.get('name'))}, {state.WEIGHTS_TEXT.get(b.get('pretrained'), b.get('pretrained'))}",
@@ -771,7 +775,7 @@ def compare_labels(labels: dict[str, str], recs: list) -> tuple[dict[str, str], 
     return short, (short if len(set(datasets.values())) == 1 else state.without_backbone(labels, backbones))
 
 
-WIDE_HEADERS = {"balanced acc": 72, "robust acc": 76}  # their headers whole at 13 px ("robust ac…" at 64)
+WIDE_HEADERS = {"balanced acc": 72, "robust acc": 76, "smaller acc": 80}  # headers whole at 13 px ("robust ac…" at 64)
 SETUP_RUN_PX = 230  # "08:03 · Weather icons - adversarial try" whole (it was cut at 120 px)
 NOT_MEASURED = "–"  # a figure a run did not measure (robust accuracy of a run without an attack), as in the tiles
 COMPARE_FIT_PX = 816  # the Compare table's width in a 1280 px window with the sidebar open (818 px measured), less 2
@@ -886,7 +890,8 @@ def compare(engine, runs) -> None:
                    "few epochs, so part of their lead is that head, not the weight mix.")
     if any(wise):
         st.caption(":material/info: " + WISE_ROW_NOTE)
-    fractions = [c for c in table.columns if c in set(COMPARE_METRICS.values()) | {"balanced acc", "sparsity"}]
+    fractions = [c for c in table.columns if c in set(COMPARE_METRICS.values()) | {"balanced acc", "sparsity",
+                                                                                    "smaller acc"}]
     table[fractions] = percent_cells(table[fractions])
     config = {c: st.column_config.NumberColumn("balanced" if c == "balanced acc" else c, format="%.1f%%",
                                                help=COMPARE_HELP.get(c), width=WIDE_HEADERS.get(c, 64))
