@@ -786,6 +786,18 @@ def same_settings_finished(cfg: RunConfig, visible: list) -> Any | None:
     return next((rec for rec in done if _same_settings(rec, cfg)), None)
 
 
+def same_settings_stopped(cfg: RunConfig, visible: list) -> Any | None:
+    """The record of the latest stopped or interrupted run with exactly `cfg`'s settings (its name aside) that
+    can be continued (its resume point is there), among the last SAME_FINISHED_LOOKBACK such runs of `visible`
+    (newest first), else None: pressing Start would train it again from the first epoch. Raises nothing."""
+    from engine.jobs import was_interrupted
+    from engine.resume import RESUME_FILE
+
+    paused = [r for r in visible if r.status == "stopped" or was_interrupted(r.status, r.error)]
+    return next((rec for rec in paused[:SAME_FINISHED_LOOKBACK]
+                 if _same_settings(rec, cfg) and (Path(rec.run_dir) / RESUME_FILE).is_file()), None)
+
+
 def _same_settings(rec: Any, cfg: RunConfig) -> bool:
     """Whether the run `rec` was given exactly `cfg`'s settings, names aside. A run placed on one chosen
     GPU at submit (cuda:N) counts as the draft's automatic or CUDA device; a config this version cannot

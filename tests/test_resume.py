@@ -105,6 +105,12 @@ def test_the_dashboard_continues_a_stopped_run(tmp_path, monkeypatch):
         at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app" / "main.py"), default_timeout=120)
         at.run()
         at.switch_page("app_pages/train.py").run()
+        # the same settings in the draft: Start would train them from the first epoch, and the note beside it
+        # says so and offers Continue (a new user saw plain "Start training" beside their stopped run)
+        at.session_state["cfg"] = cfg
+        at.run()
+        assert any("was stopped with exactly these settings" in c.value for c in at.caption), [c.value for c in at.caption]
+        assert [b for b in at.button if b.key == "start_continue"], "Continue beside Start"
         at.button(key=f"continue_{run_id}").click().run()
         assert engine.snapshot(run_id).progress.get("epoch", 0) >= done, "a continued run counts on, not from 0"
         assert not at.exception and not at.error, [e.value for e in at.error]

@@ -108,6 +108,7 @@ def start_section(engine, visible: list) -> None:
         busy = bool(engine.active_runs())
         twin = state.same_settings_active(engine, cfg) if busy else None
         done = None if twin else state.same_settings_finished(cfg, visible)
+        paused = None if twin or done else state.same_settings_stopped(cfg, visible)  # Continue beats a restart
         seed = st.session_state.pop(state.SEED_CHANGED_KEY, None)
         if seed is not None:  # "Use seed N instead" was pressed: the note beside Start went with the old seed
             st.toast(f"Seed {seed}: the next run trains a second model worth comparing with the first (its "
@@ -132,6 +133,10 @@ def start_section(engine, visible: list) -> None:
                            + (f" ({components.fmt_pct(test)} on test)" if test is not None else "")
                            + ": the same settings and seed train about the same model again. Another seed gives a "
                            "second run worth comparing.")
+        elif paused:
+            beside.caption(f"**{state.md_text(paused.name)}** was stopped with exactly these settings: Continue picks "
+                           "it up where it stopped; Start trains these settings again from the first epoch.")
+            continue_button(engine, paused.id, beside, key="start_continue")
         elif not busy and (elsewhere := engine.runs_elsewhere(state.user())):
             beside.caption(f"**{state.md_text(elsewhere[0].name)}** is training in another program (such as the command "
                            "line): a run started here trains beside it, and both go slower on this computer's CPU.")
@@ -189,9 +194,10 @@ def recent_table(visible: list) -> None:
                      hide_index=True, width="stretch")
 
 
-def continue_button(engine, run_id: str, container) -> None:
-    """Continue a stopped or interrupted run from the end of its last finished epoch."""
-    if container.button("Continue", key=f"continue_{run_id}", icon=":material/play_arrow:",
+def continue_button(engine, run_id: str, container, key: str | None = None) -> None:
+    """Continue a stopped or interrupted run from the end of its last finished epoch (the button's widget `key`:
+    by default one per run)."""
+    if container.button("Continue", key=key or f"continue_{run_id}", icon=":material/play_arrow:",
                         help="Continue from the end of its last finished epoch, with the same settings, "
                              "optimiser state and learning-rate schedule."):
         try:
