@@ -193,14 +193,14 @@ def progress_view(run: RunView) -> None:
             row.metric("Epoch", f"{p.get('epoch') or 0} / {run_epochs}", width="content")
         row.metric("Step", f"{step} / {total}" if total else "–", width="content",
                    help=None if shown.whose is None else f"The steps of {shown.whose}, not the run's own.")
-        ips = p.get("images_per_sec")
+        ips = shown.images_per_sec
         row.metric("Speed", f"{ips:,.0f} img/s" if ips else "–", help="Training images per second in this epoch.",
                    width="content")
         row.metric("Time left", fmt_duration(p.get("eta_s")) if p.get("eta_s") is not None else "–",
                    help="Estimated time until the run ends: the remaining training steps at the current speed, "
                         "then each epoch's evaluation and the final one, timed on the last evaluation.",
                    width="content")
-        loss = p.get("loss")
+        loss = shown.loss
         row.metric("Last step's loss", f"{loss:.3f}" if isinstance(loss, (int, float)) else "–",
                    help="Training loss of the latest step, one batch: it jumps from step to step and sits apart from "
                         "the per-epoch chart's averages; over many steps it should trend down.", width="content")

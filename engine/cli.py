@@ -161,10 +161,10 @@ def progress_words(f: dict[str, Any]) -> str:
     parts = [f"epoch {c.epoch or '?'}/{c.epochs or '?'}" if c.whose is None else
              f"{c.whose}: epoch {c.epoch}/{c.epochs}" if c.epochs else c.whose,
              f"step {c.step}/{c.total_steps or '?'}"]
-    if isinstance(f.get("images_per_sec"), (int, float)) and f["images_per_sec"] > 0:
-        parts.append(f"{f['images_per_sec']:.0f} img/s")
-    if isinstance(f.get("loss"), (int, float)) and math.isfinite(f["loss"]):
-        parts.append(f"loss {f['loss']:.3f}")
+    if isinstance(c.images_per_sec, (int, float)) and c.images_per_sec > 0:
+        parts.append(f"{c.images_per_sec:.0f} img/s")
+    if isinstance(c.loss, (int, float)) and math.isfinite(c.loss):
+        parts.append(f"loss {c.loss:.3f}")
     if isinstance(f.get("eta_s"), (int, float)) and math.isfinite(f["eta_s"]) and f["eta_s"] >= 0:
         parts.append(f"about {fmt_duration(f['eta_s'])} left")
     return ", ".join(parts)

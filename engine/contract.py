@@ -51,13 +51,16 @@ class Reporter:
         return False
 
 
+SUB_FIELDS = ("epoch", "epochs", "step", "total_steps", "images_per_sec", "loss")  # inner work's own (SubReporter)
+
+
 class SubReporter(Reporter):
     """A reporter for work inside a run (a pruning-search trial, a recovery fine-tune, the learning-rate
     finder): progress goes to `parent` under `label` (e.g. "pruning search: trial 2/10 (training)"), the
     stop request passes through, and its metrics and streams stay out of the run's charts. Its own
-    counters (epoch, epochs, step, total_steps) go to the parent as `sub_epoch`, `sub_epochs`, `sub_step`,
-    `sub_total_steps` beside `sub_label`, never over the run's: once the work is over the run's own
-    counters are shown again (`shown_counters`); speed, loss and time left pass through as they are."""
+    counters, speed and loss (SUB_FIELDS) go to the parent prefixed "sub_" beside `sub_label`, never over
+    the run's: once the work is over the run's own are shown again (`shown_counters`); the time left passes
+    through as it is."""
 
     def __init__(self, parent: Reporter | None, label: str):
         self.parent, self.label = parent, label
@@ -69,8 +72,9 @@ class SubReporter(Reporter):
         if fields.get("epoch") and fields.get("epochs"):  # its own epochs, not the run's: say which
             inner.append(f"epoch {fields['epoch']} of {fields['epochs']}")
         phase = self.label + (f" ({', '.join(inner)})" if inner else "")
-        keep = {k: fields[k] for k in ("images_per_sec", "eta_s", "loss") if k in fields}
-        keep.update({f"sub_{k}": fields[k] for k in ("epoch", "epochs", "step", "total_steps") if k in fields})
+        keep = {f"sub_{k}": fields[k] for k in SUB_FIELDS if k in fields}
+        if "eta_s" in fields:  # the time left is the run's: the inner work's remaining steps, then the run's end
+            keep["eta_s"] = fields["eta_s"]
         self.parent.progress(phase=phase, sub_label=self.label, **keep)
 
     def should_stop(self) -> bool:
@@ -81,26 +85,32 @@ class SubReporter(Reporter):
 class Counters:
     """The counters a progress display shows together: `whose` work they count (None: the run's own;
     else the inner work's name, "fine-tuning the smaller model"), its epoch of `epochs` (0 of 0 when that
-    work counts no epochs, the learning-rate finder) and its step of `total_steps` (0: not known yet)."""
+    work counts no epochs, the learning-rate finder), its step of `total_steps` (0: not known yet), its
+    speed (training images a second) and last step's loss (nats), None when not reported yet."""
 
     whose: str | None
     epoch: int
     epochs: int
     step: int
     total_steps: int
+    images_per_sec: float | None = None
+    loss: float | None = None
 
 
 def shown_counters(progress: dict[str, Any], run_epochs: int = 0) -> Counters:
     """The epoch and step counters to show for `progress` (a run's merged progress fields): inside a
     SubReporter's phase the inner work's own (its step beside its epoch: a new user saw the run's "Epoch 20 / 20"
     beside the smaller model's "Step 39 / 70"), else the run's (`run_epochs` while the fields do not say yet).
-    The inner work's leftover counters are ignored after it, so the run's "Step 700 / 700" comes back."""
+    The inner work's leftover counters are ignored after it, so the run's "Step 700 / 700" comes back (and its
+    speed and loss: the smaller model's stayed on the tiles through the final evaluation)."""
     label, phase = progress.get("sub_label"), str(progress.get("phase") or "")
     if label and phase.startswith(label):
         return Counters(label.split(": ")[-1], int(progress.get("sub_epoch") or 0), int(progress.get("sub_epochs") or 0),
-                        int(progress.get("sub_step") or 0), int(progress.get("sub_total_steps") or 0))
+                        int(progress.get("sub_step") or 0), int(progress.get("sub_total_steps") or 0),
+                        progress.get("sub_images_per_sec"), progress.get("sub_loss"))
     return Counters(None, int(progress.get("epoch") or 0), int(progress.get("epochs") or run_epochs or 0),
-                    int(progress.get("step") or 0), int(progress.get("total_steps") or 0))
+                    int(progress.get("step") or 0), int(progress.get("total_steps") or 0),
+                    progress.get("images_per_sec"), progress.get("loss"))
 
 
 @dataclass

@@ -257,7 +257,7 @@ def test_a_fine_tune_inside_a_run_names_its_own_epochs_in_the_phase():
     sub = SubReporter(parent, "structured pruning: fine-tuning the smaller model")
     sub.progress(phase="training", epoch=3, epochs=10, step=25, total_steps=30, loss=0.5)
     label = "structured pruning: fine-tuning the smaller model"
-    assert got == [{"phase": f"{label} (training, epoch 3 of 10)", "loss": 0.5, "sub_label": label,
+    assert got == [{"phase": f"{label} (training, epoch 3 of 10)", "sub_loss": 0.5, "sub_label": label,
                     "sub_epoch": 3, "sub_epochs": 10, "sub_step": 25, "sub_total_steps": 30}]
     # the counters shown go together: the smaller model's epoch beside its step (a new user saw "Epoch 20 / 20"
     # beside "Step 39 / 70"), the run's own again once the phase is over (it read "Epoch 20 / 20" beside the
@@ -265,16 +265,17 @@ def test_a_fine_tune_inside_a_run_names_its_own_epochs_in_the_phase():
     from engine.cli import progress_words
     from engine.contract import Counters, shown_counters
 
-    merged = {"epoch": 20, "epochs": 20, "step": 700, "total_steps": 700, **got[0]}
-    assert shown_counters(merged) == Counters("fine-tuning the smaller model", 3, 10, 25, 30)
-    assert progress_words(merged).startswith("fine-tuning the smaller model: epoch 3/10, step 25/30")
+    merged = {"epoch": 20, "epochs": 20, "step": 700, "total_steps": 700, "loss": 0.9, "images_per_sec": 80.0,
+              **got[0]}
+    assert shown_counters(merged) == Counters("fine-tuning the smaller model", 3, 10, 25, 30, None, 0.5)
+    assert progress_words(merged).startswith("fine-tuning the smaller model: epoch 3/10, step 25/30, loss 0.500")
     after = {**merged, "phase": "structured pruning: measuring CPU latency"}
-    assert shown_counters(after) == Counters(None, 20, 20, 700, 700)
+    assert shown_counters(after) == Counters(None, 20, 20, 700, 700, 80.0, 0.9), "the run's own speed and loss"
     assert progress_words({**merged, "phase": "final evaluation"}).startswith("epoch 20/20, step 700/700")
     # work without epochs (the learning-rate finder) shows its own steps, never the run's
     finder = SubReporter(parent, "finding the learning rate")
     finder.progress(phase="training", step=4, total_steps=40, loss=1.2)
-    assert shown_counters({"epochs": 20, **got[-1]}) == Counters("finding the learning rate", 0, 0, 4, 40)
+    assert shown_counters({"epochs": 20, **got[-1]}) == Counters("finding the learning rate", 0, 0, 4, 40, None, 1.2)
     assert progress_words({"epochs": 20, **got[-1]}).startswith("finding the learning rate, step 4/40")
 
 
@@ -307,10 +308,10 @@ def test_the_train_page_shows_the_counters_of_the_work_under_way():
         progress_view(RunView(id="r", name="r", status="running", error=None, config={"train": {"epochs": 20}},
                               run_dir="/nonexistent", progress=st.session_state["p"]))
 
-    run = {"phase": "training", "epoch": 20, "epochs": 20, "step": 700, "total_steps": 700}
+    run = {"phase": "training", "epoch": 20, "epochs": 20, "step": 700, "total_steps": 700, "images_per_sec": 80.0}
     inner = {"phase": "structured pruning: fine-tuning the smaller model (training, epoch 3 of 10)",
              "sub_label": "structured pruning: fine-tuning the smaller model", "sub_epoch": 3, "sub_epochs": 10,
-             "sub_step": 25, "sub_total_steps": 70}
+             "sub_step": 25, "sub_total_steps": 70, "sub_images_per_sec": 200.0}
     at = AppTest.from_function(page, default_timeout=60)
     seen = {}
     for name, p in (("run", run), ("inner", {**run, **inner}),
@@ -324,4 +325,5 @@ def test_the_train_page_shows_the_counters_of_the_work_under_way():
     assert seen["run"]["Epoch"] == "20 / 20" and seen["run"]["Step"] == "700 / 700"
     assert seen["inner"]["Epoch (fine-tuning the smaller model)"] == "3 / 10" and seen["inner"]["Step"] == "25 / 70"
     assert seen["after"]["Epoch"] == "20 / 20" and seen["after"]["Step"] == "700 / 700"
+    assert seen["inner"]["Speed"] == "200 img/s" and seen["after"]["Speed"] == "80 img/s", "each with its own speed"
     assert seen["finder"]["Epoch"] == "0 / 20" and seen["finder"]["Step"] == "4 / 40"
