@@ -64,6 +64,7 @@ class SubReporter(Reporter):
 
     def __init__(self, parent: Reporter | None, label: str):
         self.parent, self.label = parent, label
+        self.started = False  # its first report clears what earlier inner work left (trial 1's counters in trial 2)
 
     def progress(self, **fields: Any) -> None:
         if self.parent is None:
@@ -72,7 +73,8 @@ class SubReporter(Reporter):
         if fields.get("epoch") and fields.get("epochs"):  # its own epochs, not the run's: say which
             inner.append(f"epoch {fields['epoch']} of {fields['epochs']}")
         phase = self.label + (f" ({', '.join(inner)})" if inner else "")
-        keep = {f"sub_{k}": fields[k] for k in SUB_FIELDS if k in fields}
+        keep = {f"sub_{k}": fields.get(k) for k in SUB_FIELDS if k in fields or not self.started}
+        self.started = True
         if "eta_s" in fields:  # the time left is the run's: the inner work's remaining steps, then the run's end
             keep["eta_s"] = fields["eta_s"]
         self.parent.progress(phase=phase, sub_label=self.label, **keep)
@@ -104,8 +106,10 @@ def shown_counters(progress: dict[str, Any], run_epochs: int = 0) -> Counters:
     The inner work's leftover counters are ignored after it, so the run's "Step 700 / 700" comes back (and its
     speed and loss: the smaller model's stayed on the tiles through the final evaluation)."""
     label, phase = progress.get("sub_label"), str(progress.get("phase") or "")
-    if label and phase.startswith(label):
-        return Counters(label.split(": ")[-1], int(progress.get("sub_epoch") or 0), int(progress.get("sub_epochs") or 0),
+    if label and phase.startswith(label):  # its epochs only once it counts one (the finder reports the run's total)
+        counts = bool(progress.get("sub_epoch"))
+        return Counters(label.split(": ")[-1], int(progress.get("sub_epoch") or 0),
+                        int(progress.get("sub_epochs") or 0) if counts else 0,
                         int(progress.get("sub_step") or 0), int(progress.get("sub_total_steps") or 0),
                         progress.get("sub_images_per_sec"), progress.get("sub_loss"))
     return Counters(None, int(progress.get("epoch") or 0), int(progress.get("epochs") or run_epochs or 0),

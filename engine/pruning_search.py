@@ -26,7 +26,7 @@ from typing import Any
 
 from engine.backbones import build_model
 from engine.config import RunConfig, with_section
-from engine.contract import Reporter, SubReporter
+from engine.contract import Reporter, StopRequested, SubReporter
 from engine.data import DataSplits
 from engine.distributed import on_rank0
 from engine.errors import StudioError
@@ -120,7 +120,10 @@ def search_pruning(cfg: RunConfig, data, trials: int | None = None, reporter=Non
         tcfg = with_section(base, "pruning", stage_fractions=tuple(fractions))
         started = time.perf_counter()
         # under torchrun the search runs in one process: its trials are local, not distributed
-        result = train(tcfg, SubReporter(reporter, f"pruning search: trial {i + 1}/{n_trials}"), data=data)
+        try:
+            result = train(tcfg, SubReporter(reporter, f"pruning search: trial {i + 1}/{n_trials}"), data=data)
+        except StopRequested:  # the run is stopped before its first epoch: the trial's epochs are not the run's
+            raise StopRequested() from None
         acc, sparsity = float(result.summary["val_acc"]), float(result.summary["sparsity"])
         del result
         if i == 0 and pc.objective == "floor":

@@ -91,6 +91,31 @@ def test_the_exported_model_without_masks_predicts_the_same(tiny_cfg, tmp_path):
     assert zeros / total == pytest.approx(0.8, abs=0.002), "the sparsity is permanent in the file"
 
 
+def test_a_stop_during_the_pruning_search_stops_the_run_before_its_first_epoch(tiny_cfg, tmp_path):
+    """A trial's own epochs are not the run's: a stop in the search read "Stopped on request after epoch 1 of 2.
+    Continue picks up at epoch 2" for a run that had trained nothing and could not be continued."""
+    from engine.contract import Reporter
+    from engine.jobs import execute_run
+    from engine.store import RunStore
+
+    class StopInTrial(Reporter):
+        phase = ""
+
+        def progress(self, **fields):
+            self.phase = fields.get("phase", self.phase)
+
+        def should_stop(self) -> bool:
+            return "(evaluating" in self.phase  # after the trial's first epoch trained
+
+    cfg = tiny_cfg("pruning.enabled=true", "pruning.auto=true", "pruning.trials=2", "pruning.trial_epochs=1",
+                   "train.epochs=2")
+    store = RunStore(tmp_path / "studio.db")
+    store.create_run("r1", "r1", cfg.to_dict(), str(tmp_path / "run"))
+    summary = execute_run(store, "r1", cfg, tmp_path / "run", tmp_path / "datasets", StopInTrial())
+    assert summary["status"] == "stopped" and "history" not in summary, summary
+    assert summary["error"].startswith("Stopped on request before the first epoch ended"), summary["error"]
+
+
 def test_a_tiny_bayesian_search_returns_a_valid_setting(tiny_cfg, tiny_zip, tmp_path):
     from engine.pruning_search import search_pruning
     from engine.run_data import prepare_data
@@ -258,7 +283,8 @@ def test_a_fine_tune_inside_a_run_names_its_own_epochs_in_the_phase():
     sub.progress(phase="training", epoch=3, epochs=10, step=25, total_steps=30, loss=0.5)
     label = "structured pruning: fine-tuning the smaller model"
     assert got == [{"phase": f"{label} (training, epoch 3 of 10)", "sub_loss": 0.5, "sub_label": label,
-                    "sub_epoch": 3, "sub_epochs": 10, "sub_step": 25, "sub_total_steps": 30}]
+                    "sub_epoch": 3, "sub_epochs": 10, "sub_step": 25, "sub_total_steps": 30,
+                    "sub_images_per_sec": None}]  # (its first report clears what earlier inner work left)
     # the counters shown go together: the smaller model's epoch beside its step (a new user saw "Epoch 20 / 20"
     # beside "Step 39 / 70"), the run's own again once the phase is over (it read "Epoch 20 / 20" beside the
     # fine-tune's last "Step 30 / 30" while the latency was measured and the final evaluation ran)
@@ -273,10 +299,19 @@ def test_a_fine_tune_inside_a_run_names_its_own_epochs_in_the_phase():
     assert shown_counters(after) == Counters(None, 20, 20, 700, 700, 80.0, 0.9), "the run's own speed and loss"
     assert progress_words({**merged, "phase": "final evaluation"}).startswith("epoch 20/20, step 700/700")
     # work without epochs (the learning-rate finder) shows its own steps, never the run's
+    # (the finder's set-up reports the run's epoch total through it: no "epoch 0 of 20" of its own)
+    merged = {"epoch": 0, "epochs": 20}
+    parent.progress = merged.update
     finder = SubReporter(parent, "finding the learning rate")
+    finder.progress(phase="loading data", epochs=20)
     finder.progress(phase="training", step=4, total_steps=40, loss=1.2)
-    assert shown_counters({"epochs": 20, **got[-1]}) == Counters("finding the learning rate", 0, 0, 4, 40, None, 1.2)
-    assert progress_words({"epochs": 20, **got[-1]}).startswith("finding the learning rate, step 4/40")
+    assert shown_counters(merged) == Counters("finding the learning rate", 0, 0, 4, 40, None, 1.2)
+    assert progress_words(merged).startswith("finding the learning rate, step 4/40")
+    # a second piece of inner work starts from nothing: trial 1's counters are not trial 2's
+    trial = SubReporter(parent, "pruning search: trial 1/2")
+    trial.progress(phase="training", epoch=2, epochs=2, step=30, total_steps=30, images_per_sec=90.0, loss=0.4)
+    SubReporter(parent, "pruning search: trial 2/2").progress(phase="loading data", epochs=2)
+    assert shown_counters(merged) == Counters("trial 2/2", 0, 0, 0, 0, None, None)
 
 
 def test_a_stop_asked_for_during_work_inside_a_run_reaches_that_work():
