@@ -23,6 +23,7 @@ from engine.lr_find import lr_into_config
 from engine.pruning_search import search_into_config
 from engine.resume import RESUME_FILE
 from engine.train import train
+from engine.words import plural
 
 
 STOPPED_BY_USER = "on request"
@@ -38,7 +39,7 @@ def stopped_message(done: int | None, planned: int, can_continue: bool = False, 
     if done and done >= planned:  # its epochs were over: stopped in the work after them
         work = during or "the work that follows them"
         then = "" if work == "the final evaluation" else " and the final evaluation"
-        return (f"Stopped {why} after its {planned} epochs, in {work}. Continue does {work}{then} again; "
+        return (f"Stopped {why} after its {plural(planned, 'epoch')}, in {work}. Continue does {work}{then} again; "
                 f"until then the results are those of epoch {done}.")
     if done:
         return (f"Stopped {why} after epoch {done} of {planned}. Continue picks up at epoch {done + 1} with "
@@ -66,6 +67,10 @@ def interrupted_message(store: RunStore, rec) -> str:
     if rec.status == "queued":
         return f"Interrupted: the program it was queued in {what} before it started. Start it again."
     done = store.epochs_logged(rec.id)
+    planned = int(((rec.config or {}).get("train") or {}).get("epochs") or 0)
+    if (Path(rec.run_dir) / RESUME_FILE).is_file() and planned and done >= planned:  # in the work after them
+        return (f"Interrupted: the program training it {what} after its {plural(planned, 'epoch')}, in the work "
+                "that follows them. Continue does that work and the final evaluation again.")
     if (Path(rec.run_dir) / RESUME_FILE).is_file():
         return (f"Interrupted: the program training it {what} "
                 + (f"after epoch {done}. Continue picks up at epoch {done + 1}" if done else

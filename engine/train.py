@@ -426,7 +426,7 @@ def _train(cfg: RunConfig, reporter: Reporter | None, run_dir: Path | None, work
             ctx.summary["ended_early"] = {"after_epoch": len(history), "planned": cfg.train.epochs,
                                           "reason": ctx.stop_reason, "weights_epoch": ctx.weights_epoch or len(history)}
         for h in hooks:  # a stop here (the smaller model's fine-tune) keeps the epochs: Continue redoes this part
-            doing = h.end_work or doing
+            doing = h.end_work  # "" for quick work: the message's words then
             h.on_train_end(ctx)  # e.g. pruning makes masks permanent, WiSE-FT computes its curve
         doing = "the final evaluation"
         ctx.summary.update(final_evaluation(ctx))
@@ -438,7 +438,7 @@ def _train(cfg: RunConfig, reporter: Reporter | None, run_dir: Path | None, work
         ctx.summary["robust_acc_by_epoch"] = [h.get("robust_acc") for h in history]
     ctx.summary.update(
         status="finished", epochs=len(history), best_val_acc=max(h["val_acc"] for h in history), history=history,
-        train_images_per_sec=timed[1] / timed[0] if timed[0] else None,
+        train_images_per_sec=run_speed(timed, history),
         wall_time_s=ctx.summary.get("wall_time_before_s", 0.0) + time.perf_counter() - t_start,  # all parts
         platform=platform.platform(), torch=torch.__version__)
     if run_dir is not None and ctx.rank == 0:
@@ -446,6 +446,17 @@ def _train(cfg: RunConfig, reporter: Reporter | None, run_dir: Path | None, work
                         {"epoch": ctx.weights_epoch or len(history), "classes": list(ctx.data.classes)})
         (run_dir / RESUME_FILE).unlink(missing_ok=True)  # finished: nothing to continue
     return TrainResult(ctx.summary, ctx)
+
+
+def run_speed(timed: list, history: list[dict[str, Any]]) -> float | None:
+    """The run's training speed (images a second) for its summary: of this part's timed epochs (`timed`:
+    seconds, images; the first epoch, warm-up, left out), else, when this part trained none (continued after
+    its last epoch), the mean of the earlier epochs' own speeds in `history` (the first left out too when there
+    are others); None without any."""
+    if timed[0]:
+        return timed[1] / timed[0]
+    speeds = [h["images_per_sec"] for h in (history[1:] or history) if h.get("images_per_sec")]
+    return sum(speeds) / len(speeds) if speeds else None
 
 
 def final_evaluation(ctx: TrainContext) -> dict[str, Any]:

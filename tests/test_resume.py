@@ -303,6 +303,7 @@ def test_a_stop_after_the_last_epoch_keeps_the_epochs_and_continue_finishes(tiny
     assert kept["stopped_in"] == work, "named as the user knows it"
     said = stopped_message(kept["epochs"], 2, (run_dir / RESUME_FILE).is_file(), during=kept["stopped_in"])
     assert f"after its 2 epochs, in {work}. Continue does {work}" in said and "epoch 3" not in said
+    assert stopped_message(1, 1, True, during=work).startswith("Stopped on request after its 1 epoch, in ")
     seen = []
     watch = Reporter()
     watch.progress = lambda **fields: seen.append(fields)
@@ -313,6 +314,7 @@ def test_a_stop_after_the_last_epoch_keeps_the_epochs_and_continue_finishes(tiny
     # time left is unknown before a part is done, then counted from the parts done (it read 0 s throughout)
     final = [f for f in seen if f.get("phase") == "final evaluation"]
     assert final and all((f["epoch"], f["epochs"]) == (2, 2) for f in final)
+    assert done.summary["train_images_per_sec"] > 0, "the earlier part's speed (no epoch trained in this one)"
     assert all(f["eta_s"] is None if f["part_done"] == 0 else f["eta_s"] > 0 or f["part_done"] == f["parts"]
                for f in final), final
     if "pruning.structured=true" in settings:
@@ -365,7 +367,10 @@ def test_results_says_where_a_continued_run_picked_up():
 
     from app.app_pages.results import started_text
 
-    rec = types.SimpleNamespace(created=1.7e9, started=1.7e9 + 1560.0)  # seconds since the epoch
+    rec = types.SimpleNamespace(created=1.7e9, started=1.7e9 + 1560.0, config={"train": {"epochs": 20}})
     assert started_text(rec, {"continued_from_epoch": 3, "epochs": 20}).endswith("from epoch 4")
     assert started_text(rec, {"continued_from_epoch": 20, "epochs": 20}).endswith("after its 20 epochs")
-    assert started_text(rec, {"continued_from_epoch": 2, "epochs": 2}).endswith("after its 2 epochs")
+    # stopped again after its continuation's first epoch: 6 of 20 done, so it continued from epoch 6
+    assert started_text(rec, {"continued_from_epoch": 5, "epochs": 6}).endswith("from epoch 6")
+    ended = {"continued_from_epoch": 5, "epochs": 5, "ended_early": {"after_epoch": 5}}  # a method ended it at 5
+    assert started_text(rec, ended).endswith("after its 5 epochs")

@@ -62,6 +62,18 @@ def test_a_restart_releases_only_the_runs_whose_program_has_ended(tmp_path):
     assert runs["old"].error.endswith("before the first epoch ended. Start it again."), "no resume point"
     assert runs["queued"].error.startswith("Interrupted: the program it was queued in ended"), runs["queued"].error
     assert store.mark_interrupted() == [], "released once"
+    # its epochs were over (the smaller model's fine-tune, the final evaluation): no "picks up at epoch 3" of 2
+    store.create_run("after", "after", {"train": {"epochs": 2}}, str(tmp_path / "after"), status="running")
+    (tmp_path / "after").mkdir()
+    (tmp_path / "after" / "resume.pt").write_bytes(b"")
+    with store._conn:
+        store._conn.execute("UPDATE runs SET process=? WHERE id='after'", (f"{host} {dead_pid()} {started}",))
+    for epoch in (1, 2):
+        store.log_metrics("after", epoch, 4 * epoch, {"val_acc": 0.5})
+    assert store.mark_interrupted(lambda rec: interrupted_message(store, rec)) == ["after"]
+    assert store.get_run("after").error == ("Interrupted: the program training it ended (a restart, a crash or a "
+                                            "kill) after its 2 epochs, in the work that follows them. Continue "
+                                            "does that work and the final evaluation again.")
     store.set_status("cli", "failed")
     store.create_run("later", "later", {}, str(tmp_path / "later"), status="running")
     with store._conn:

@@ -128,7 +128,7 @@ def stopped_note(rec, run: components.RunView) -> None:
     kept = (Path(rec.run_dir) / "best.safetensors").is_file()
     why = f" {STOPPED_BY_SERVER}" if STOPPED_BY_SERVER in (rec.error or "") else ""
     after = (f"after {state.plural(done, 'epoch')} of {planned}" if done < planned else  # in the work after them
-             f"after its {planned} epochs, in {stopped_in or 'the work that follows them'}")
+             f"after its {plural(planned, 'epoch')}, in {stopped_in or 'the work that follows them'}")
     st.warning(f"This run was stopped{why} {after}. The figures below are "
                f"from its last finished epoch" + ("; the weights of its best epoch can be downloaded below." if kept
                                                    else "."), icon=":material/stop_circle:")
@@ -168,8 +168,10 @@ def recipe_notes(config: dict, probe_epochs: int | None = None) -> str:
 def started_text(rec, summary: dict) -> str:
     """When the run started; for a continued run also when and from which epoch its last part ran."""
     first = components.short_time(rec.created or rec.started)
-    if summary.get("continued_from_epoch"):
-        after, epochs = summary["continued_from_epoch"], int(summary.get("epochs") or 0)
+    if summary.get("continued_from_epoch"):  # against the epochs planned (a method's early end counts as planned)
+        after = summary["continued_from_epoch"]
+        epochs = int((summary.get("ended_early") or {}).get("after_epoch") or
+                     (rec.config.get("train") or {}).get("epochs") or 0)
         return (f"started {first} · continued {components.short_time(rec.started)} "  # none left: the work after them
                 + (f"from epoch {after + 1}" if after < epochs else f"after its {plural(after, 'epoch')}"))
     return f"started {components.short_time(rec.started or rec.created)}"
