@@ -23,7 +23,7 @@ from engine.lr_find import lr_into_config
 from engine.pruning_search import search_into_config
 from engine.resume import RESUME_FILE
 from engine.train import train
-from engine.words import plural
+from engine.words import and_words, plural
 
 
 STOPPED_BY_USER = "on request"
@@ -31,16 +31,18 @@ STOPPED_BY_SERVER = "when the server stopped"  # the engine shut down (dashboard
 
 
 def stopped_message(done: int | None, planned: int, can_continue: bool = False, why: str = STOPPED_BY_USER,
-                    during: str = "") -> str:
+                    during: str = "", end_work: list[str] | tuple[str, ...] = ()) -> str:
     """What a stopped run tells its user: why (`why`: STOPPED_BY_USER or STOPPED_BY_SERVER), the
     epochs it finished and where Continue picks up. `can_continue`: a resume point exists although this
     part finished no epoch (a continued run stopped again before its next epoch ended). `during`: after
-    the epochs, the work it stopped in ("the smaller model's fine-tune"; engine.train's `stopped_in`)."""
+    the epochs, the work it stopped in ("the smaller model's fine-tune"; engine.train's `stopped_in`);
+    `end_work`: all the run's work after its epochs that Continue does again (engine.train's `end_work`)."""
     if done and done >= planned:  # its epochs were over: stopped in the work after them
-        work = during or "the work that follows them"
-        then = "" if work == "the final evaluation" else " and the final evaluation"
-        return (f"Stopped {why} after its {plural(planned, 'epoch')}, in {work}. Continue does {work}{then} again; "
-                f"until then the results are those of epoch {done}.")
+        redo = and_words([*end_work, "the final evaluation"]) if end_work else (
+            "the final evaluation" if during == "the final evaluation" else
+            f"{during or 'that work'} and the final evaluation")
+        return (f"Stopped {why} after its {plural(planned, 'epoch')}, in {during or 'the work that follows them'}. "
+                f"Continue does {redo} again; until then the results are those of epoch {done}.")
     if done:
         return (f"Stopped {why} after epoch {done} of {planned}. Continue picks up at epoch {done + 1} with "
                 f"the same schedule; until then the results are those of epoch {done}.")
@@ -107,7 +109,8 @@ def execute_run(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Path, dat
         ended = summary.get("ended_early")  # a method had ended training: its epochs were over
         error = stopped_message(summary.get("epochs"), ended["after_epoch"] if ended else cfg.train.epochs,
                                 (run_dir / RESUME_FILE).is_file(),
-                                getattr(reporter, "stop_reason", STOPPED_BY_USER), summary.get("stopped_in") or "")
+                                getattr(reporter, "stop_reason", STOPPED_BY_USER), summary.get("stopped_in") or "",
+                                summary.get("end_work") or ())
     except StudioError as exc:
         summary, status, error = {}, "failed", str(exc)
     except MemoryError:

@@ -432,6 +432,7 @@ def _train(cfg: RunConfig, reporter: Reporter | None, run_dir: Path | None, work
         ctx.summary.update(final_evaluation(ctx))
     except StopRequested as stop:  # a stopped run keeps what it finished: its epochs and best checkpoint
         stop.summary = {**ctx.summary, "epochs": len(history), "history": history, "stopped_in": doing,
+                        "end_work": [h.end_work for h in hooks if h.end_work],  # what Continue does again
                         "best_val_acc": max((h["val_acc"] for h in history), default=None)}
         raise
     if ctx.eval_sets.robust is not None:

@@ -304,6 +304,10 @@ def test_a_stop_after_the_last_epoch_keeps_the_epochs_and_continue_finishes(tiny
     said = stopped_message(kept["epochs"], 2, (run_dir / RESUME_FILE).is_file(), during=kept["stopped_in"])
     assert f"after its 2 epochs, in {work}. Continue does {work}" in said and "epoch 3" not in said
     assert stopped_message(1, 1, True, during=work).startswith("Stopped on request after its 1 epoch, in ")
+    # Continue does all the work after the epochs again, not only the part it stopped in
+    both = stopped_message(2, 2, True, during="the final evaluation",
+                           end_work=["the smaller model's fine-tune", "WiSE-FT's curve"])
+    assert "Continue does the smaller model's fine-tune, WiSE-FT's curve and the final evaluation again" in both
     seen = []
     watch = Reporter()
     watch.progress = lambda **fields: seen.append(fields)
