@@ -46,7 +46,7 @@ from engine.predict import (VARIANTS, check_source, load_predictor, model_cautio
                             write_csv)
 from engine.presets import PRESETS, fit_to_data, get_preset, is_recipe, run_name
 from engine.pruning_search import search_into_config
-from engine.resume import RESUME_FILE, check_resumable
+from engine.resume import RESUME_FILE, check_resumable, planned_epochs
 from engine.run_data import load_user_ood, prepare_data
 from engine.store import RunStore, process_alive
 from engine.train import StartModel, build_start, train
@@ -472,7 +472,7 @@ def _interrupted(store: RunStore, run_id: str, run_dir: Path, planned: int, data
     not the default store) or, with nothing to continue, the one that starts it again."""
     done = store.epochs_logged(run_id)
     resumable = (run_dir / RESUME_FILE).is_file()
-    message = stopped_message(done, planned, resumable, why)
+    message = stopped_message(done, planned_epochs(run_dir, planned), resumable, why)  # (a method's early end)
     store.set_status(run_id, "stopped", message)
     if run_dir.is_dir():  # (not made yet when the interrupt came first)
         write_json(run_dir / "summary.json", {"status": "stopped", "run_id": run_id, "epochs": done,

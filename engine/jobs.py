@@ -21,7 +21,7 @@ from engine.contract import Reporter, StopRequested
 from engine.distributed import world
 from engine.lr_find import lr_into_config
 from engine.pruning_search import search_into_config
-from engine.resume import RESUME_FILE
+from engine.resume import RESUME_FILE, planned_epochs
 from engine.train import train
 from engine.words import and_words, plural
 
@@ -69,7 +69,7 @@ def interrupted_message(store: RunStore, rec) -> str:
     if rec.status == "queued":
         return f"Interrupted: the program it was queued in {what} before it started. Start it again."
     done = store.epochs_logged(rec.id)
-    planned = int(((rec.config or {}).get("train") or {}).get("epochs") or 0)
+    planned = planned_epochs(rec.run_dir, int(((rec.config or {}).get("train") or {}).get("epochs") or 0))
     if (Path(rec.run_dir) / RESUME_FILE).is_file() and planned and done >= planned:  # in the work after them
         return (f"Interrupted: the program training it {what} after its {plural(planned, 'epoch')}, in the work "
                 "that follows them. Continue does that work and the final evaluation again.")

@@ -30,6 +30,7 @@ from engine.distributed import EPOCH_STREAM_OFFSET, process_random_stream
 from engine.errors import StudioError
 
 RESUME_FILE = "resume.pt"
+ENDED_FILE = "ended_early.json"  # beside it when a method ended training: {"after_epoch": N} (planned_epochs)
 FORMAT = 1
 
 
@@ -58,7 +59,18 @@ def save_resume(run_dir: Path, ctx: TrainContext, scaler: torch.amp.GradScaler, 
     tmp = path.with_suffix(".part")
     torch.save(state, tmp)
     tmp.replace(path)
+    if ctx.stop_training:  # read without loading the resume point, by whatever words an interruption gets
+        (run_dir / ENDED_FILE).write_text(json.dumps({"after_epoch": ctx.epoch + 1}))
     return path
+
+
+def planned_epochs(run_dir: Path, planned: int) -> int:
+    """The epochs the run in `run_dir` trains: `planned`, or fewer when a method ended its training early (its
+    ENDED_FILE, written with the resume point), for the words of a run stopped or interrupted after that."""
+    try:
+        return int(json.loads((Path(run_dir) / ENDED_FILE).read_text())["after_epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return planned
 
 
 def _plain(value: Any) -> Any:

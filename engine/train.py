@@ -42,7 +42,7 @@ from engine.methods.registry import build_hooks, restructure_model
 from engine.optim import build_optimizer, set_frozen_bn_eval, set_trunk_trainable
 from engine.run_data import check_data_limits, load_user_ood, prepare_data
 from engine.checkpoints import save_checkpoint
-from engine.resume import RESUME_FILE, load_resume, save_resume
+from engine.resume import ENDED_FILE, RESUME_FILE, load_resume, save_resume
 from engine.schedules import schedule_fn
 
 
@@ -446,6 +446,7 @@ def _train(cfg: RunConfig, reporter: Reporter | None, run_dir: Path | None, work
         save_checkpoint(run_dir / "last.safetensors", ctx.model.state_dict(), cfg,
                         {"epoch": ctx.weights_epoch or len(history), "classes": list(ctx.data.classes)})
         (run_dir / RESUME_FILE).unlink(missing_ok=True)  # finished: nothing to continue
+        (run_dir / ENDED_FILE).unlink(missing_ok=True)
     return TrainResult(ctx.summary, ctx)
 
 

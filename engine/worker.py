@@ -23,7 +23,7 @@ from engine.config import RunConfig, validate
 from engine.errors import StudioError
 from engine.jobs import STOPPED_BY_SERVER, STOPPED_BY_USER, execute_run, interrupted_message, stopped_message
 from engine.checkpoints import new_run_id
-from engine.resume import RESUME_FILE, check_resumable
+from engine.resume import RESUME_FILE, check_resumable, planned_epochs
 from engine.paths import ASSETS_DIR, PROJECT_DIR, register_upload_dir, resolve_path
 from engine.security import AccessDenied, DataRoots, LimitExceeded, Limits
 from engine.store import RunRecord, RunStore, process_alive
@@ -444,7 +444,7 @@ class Engine:
         if stopped:
             with self._lock:  # the epochs rank 0 finished, as mirrored from the store
                 done = len(self._snapshots[run_id].epochs)
-            said = stopped_message(done, cfg.train.epochs, (run_dir / RESUME_FILE).is_file(),
+            said = stopped_message(done, planned_epochs(run_dir, cfg.train.epochs), (run_dir / RESUME_FILE).is_file(),
                                    self.stop_reason())
             self.store.set_status(run_id, "stopped", said)
             return "stopped", said

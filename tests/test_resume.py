@@ -357,11 +357,16 @@ def test_a_run_whose_method_ended_training_and_was_stopped_after_finishes_withou
     assert kept["epochs"] == 2 and kept["ended_early"]["after_epoch"] == 2
     said = stopped_message(kept["epochs"], kept["ended_early"]["after_epoch"], True)
     assert "after its 2 epochs" in said and "epoch 3" not in said
+    # read without the resume point by the words of a Ctrl+C, a kill or a restart too (they said "at epoch 3")
+    from engine.resume import ENDED_FILE, planned_epochs
+
+    assert planned_epochs(run_dir, 4) == 2 and planned_epochs(tmp_path / "elsewhere", 4) == 4
     done = train(cfg, Recorder(), run_dir=run_dir, resume=True)
     assert [h["epoch"] for h in done.summary["history"]] == [1, 2], "no epoch trained after the method ended it"
     assert done.summary["catastrophic_overfitting"]["rolled_back_to_epoch"] == 1
     assert done.summary["ended_early"]["weights_epoch"] == 1 and "catastrophic overfitting" in \
         done.summary["ended_early"]["reason"]
+    assert not (run_dir / ENDED_FILE).exists(), "finished: gone with the resume point"
 
 
 def test_results_says_where_a_continued_run_picked_up():
