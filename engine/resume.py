@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from engine.checkpoints import jsonable
 from engine.config import RunConfig
 from engine.contract import MethodHook, TrainContext
 from engine.distributed import EPOCH_STREAM_OFFSET, process_random_stream
@@ -50,7 +51,7 @@ def save_resume(run_dir: Path, ctx: TrainContext, scaler: torch.amp.GradScaler, 
         # a method ended training here (a rollback): Continue trains no further epoch, it finishes the run, and
         # what the method wrote into the summary then (the rollback's figures) stays in it
         "ended": {"reason": ctx.stop_reason, "weights_epoch": ctx.weights_epoch,
-                  "summary": json.dumps(ctx.summary, default=_plain)}
+                  "summary": json.dumps(jsonable(ctx.summary), default=_plain)}
         if ctx.stop_training else None,
         # the global random stream: dropout and stochastic depth, AdaFilter's gate noise
         "global_rng": torch.get_rng_state(), "device_global_rng": _device_rng(ctx.device),
