@@ -97,20 +97,19 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     return state, parsed
 
 
-def jsonable(x: Any) -> Any:
-    """`x` as JSON can hold it: dict keys as text, tuples as lists, tensors as lists, NaN and infinities as None."""
+def _jsonable(x: Any) -> Any:
     if isinstance(x, float) and (math.isnan(x) or math.isinf(x)):
         return None
     if isinstance(x, dict):
-        return {str(k): jsonable(v) for k, v in x.items()}
+        return {str(k): _jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [jsonable(v) for v in x]
+        return [_jsonable(v) for v in x]
     if isinstance(x, torch.Tensor):
-        return jsonable(x.tolist())
+        return _jsonable(x.tolist())
     return x
 
 
 def write_json(path: Path, obj: Any) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(jsonable(obj), indent=2))
+    tmp.write_text(json.dumps(_jsonable(obj), indent=2))
     os.replace(tmp, path)

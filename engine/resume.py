@@ -24,14 +24,14 @@ from typing import Any
 
 import torch
 
-from engine.checkpoints import jsonable
+from engine.checkpoints import write_json
 from engine.config import RunConfig
 from engine.contract import MethodHook, TrainContext
 from engine.distributed import EPOCH_STREAM_OFFSET, process_random_stream
 from engine.errors import StudioError
 
 RESUME_FILE = "resume.pt"
-ENDED_FILE = "ended_early.json"  # beside it when a method ended training: {"after_epoch": N} (planned_epochs)
+ENDED_FILE = "ended_early.json"  # beside it when a method ended training early (ended_early)
 FORMAT = 1
 
 
@@ -48,35 +48,36 @@ def save_resume(run_dir: Path, ctx: TrainContext, scaler: torch.amp.GradScaler, 
         "scaler": scaler.state_dict(), "generator": ctx.generator.get_state(),
         "device_generator": ctx.device_generator.get_state(), "masks": dict(ctx.masks),
         "methods": {h.name: h.state_dict() for h in hooks},
-        # a method ended training here (a rollback): Continue trains no further epoch, it finishes the run, and
-        # what the method wrote into the summary then (the rollback's figures) stays in it
-        "ended": {"reason": ctx.stop_reason, "weights_epoch": ctx.weights_epoch,
-                  "summary": json.dumps(jsonable(ctx.summary), default=_plain)}
-        if ctx.stop_training else None,
         # the global random stream: dropout and stochastic depth, AdaFilter's gate noise
         "global_rng": torch.get_rng_state(), "device_global_rng": _device_rng(ctx.device),
     }
     path = run_dir / RESUME_FILE
+    if ctx.stop_training:  # a method ended training here (a rollback): Continue trains no further epoch, it
+        # finishes the run with what the method wrote into the summary (the rollback's figures); written first,
+        # and read without loading the resume point (the words of an interruption: planned_epochs)
+        write_json(run_dir / ENDED_FILE, {"after_epoch": ctx.epoch + 1, "reason": ctx.stop_reason,
+                                          "weights_epoch": ctx.weights_epoch, "summary": ctx.summary})
     tmp = path.with_suffix(".part")
     torch.save(state, tmp)
     tmp.replace(path)
-    if ctx.stop_training:  # read without loading the resume point, by whatever words an interruption gets
-        (run_dir / ENDED_FILE).write_text(json.dumps({"after_epoch": ctx.epoch + 1}))
     return path
 
 
-def planned_epochs(run_dir: Path, planned: int) -> int:
-    """The epochs the run in `run_dir` trains: `planned`, or fewer when a method ended its training early (its
-    ENDED_FILE, written with the resume point), for the words of a run stopped or interrupted after that."""
+def ended_early(run_dir: Path) -> dict[str, Any] | None:
+    """The run's ENDED_FILE (after_epoch, reason, weights_epoch, summary) when a method ended its training
+    early, else None (also when it cannot be read)."""
     try:
-        return int(json.loads((Path(run_dir) / ENDED_FILE).read_text())["after_epoch"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return planned
+        ended = json.loads((Path(run_dir) / ENDED_FILE).read_text())
+        return ended if isinstance(ended, dict) and isinstance(ended.get("after_epoch"), int) else None
+    except (OSError, ValueError):
+        return None
 
 
-def _plain(value: Any) -> Any:
-    """A summary value JSON cannot hold as it is: a tensor or NumPy number as its list or number, else its text."""
-    return value.tolist() if hasattr(value, "tolist") else str(value)
+def planned_epochs(run_dir: Path, planned: int) -> int:
+    """The epochs the run in `run_dir` trains: `planned`, or fewer when a method ended its training early
+    (`ended_early`), for the words of a run stopped or interrupted after that."""
+    ended = ended_early(run_dir)
+    return ended["after_epoch"] if ended else planned
 
 
 def check_resumable(run_dir: Path, status: str | None = None) -> None:
@@ -133,10 +134,11 @@ def load_resume(run_dir: Path, ctx: TrainContext, scaler: torch.amp.GradScaler,
     ctx.masks.update(state["masks"])
     ctx.step = int(state["step"])
     ctx.epoch = max(int(state["epoch"]) - 1, 0)  # the last one trained, until the loop moves on (if any is left)
-    if state.get("ended"):  # training had ended early (engine.train reads stop_training before each epoch)
-        ctx.stop_training, ctx.stop_reason = True, state["ended"]["reason"]
-        ctx.weights_epoch = state["ended"]["weights_epoch"]
-        ctx.summary.update(json.loads(state["ended"]["summary"]))
+    ended = ended_early(run_dir)
+    if ended and ended["after_epoch"] == int(state["epoch"]):  # training had ended early: engine.train reads
+        ctx.stop_training, ctx.stop_reason = True, ended.get("reason", "")  # stop_training before each epoch
+        ctx.weights_epoch = ended.get("weights_epoch")
+        ctx.summary.update(ended.get("summary") or {})
     # what the summary reports about the earlier parts: where this one starts, and their time
     ctx.summary.update(continued_from_epoch=int(state["epoch"]),
                        wall_time_before_s=float(state.get("elapsed_s", 0.0)))
