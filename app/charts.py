@@ -639,7 +639,8 @@ def topk_chart(df: pd.DataFrame, title: str = "", threshold: float | None = None
     # centred over the plot, a model's name overflowed a narrow chart on the left ("e-tuned (end of training)")
     # on lines of TITLE_LINE_CHARS: Vega-Lite cuts a long one ("WiSE-FT mix at alpha 0.00 (the st…" beside another)
     # `lines` at least, blank ones added, so that charts side by side start their bars at one height
-    text = probability_title_lines(title) + [" "] * (lines - len(probability_title_lines(title)))
+    text = probability_title_lines(title)
+    text += [" "] * (lines - len(text))
     heading = alt.TitleParams(text if len(text) > 1 else title, anchor="start", frame="bounds") if title else ""
     return chart.properties(height=max(60, 28 * len(df)), title=heading, autosize=FIT_WIDTH)
 

@@ -392,14 +392,14 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
         "",
         *training_lines(cfg, summary),
     ]
-    lines += structured_card_section(summary)
+    structured = structured_card_section(summary)
+    lines += structured
     alpha = summary.get("wise_alpha")
     lines += wise_card_section(summary, cfg)
     lines += [
         "",
         "## Metrics" + (" (the fine-tuned model, alpha 1)" if alpha is not None else
-                        " (the full-size model this one was cut from; its own are above)"
-                        if structured_card_section(summary) else ""),
+                        " (the full-size model this one was cut from; its own are above)" if structured else ""),
         f"- Validation accuracy: {pct(summary.get('val_acc'))}; test accuracy: {pct(summary.get('test_acc'))}",
         f"- OOD accuracy (corruption suite, severities 1-5): {ood_text(cfg, summary)}",
     ]
