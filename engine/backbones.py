@@ -35,6 +35,11 @@ PRETRAINED_SOURCES = ("bundled", "imagenet", "none", "checkpoint")
 
 @dataclass(frozen=True)
 class BackboneSpec:
+    """A registered architecture: which torchvision builder and weights enum make it, where its final Linear sits
+    and how many features feed it, the image sizes it takes (pixels) and its input normalisation (per-channel
+    mean and std of [0, 1] pixels), and the file of its bundled weights when the project ships them
+    (assets/backbones)."""
+
     name: str
     family: str  # resnet | mobilenet | efficientnet | convnext | vit
     builder_name: str  # torchvision.models' builder, called as builder(weights=None, num_classes=...)
@@ -72,13 +77,19 @@ class BackboneSpec:
 
     @property
     def bundled_path(self) -> Path | None:
+        """The bundled weights' path under assets/backbones, or None when the project ships none for this
+        architecture (the file may still be missing: see `has_bundled`). Raises nothing."""
         return ASSETS_BACKBONES / self.bundled_file if self.bundled_file else None
 
     def has_bundled(self) -> bool:
+        """True when the bundled weights file exists on disk. Raises nothing."""
         p = self.bundled_path
         return p is not None and p.is_file()
 
     def imagenet_cache_path(self) -> Path:
+        """Where torchvision's weights API caches the ImageNet weights' file (<torch hub dir>/checkpoints/<file name
+        of the DEFAULT weights' URL>): placing the file there makes `pretrained=imagenet` work offline. Nothing
+        is downloaded. Raises nothing."""
         url = self.weights_enum.DEFAULT.url
         return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
 
@@ -110,6 +121,7 @@ BACKBONES: dict[str, BackboneSpec] = {}
 
 
 def register_backbone(spec: BackboneSpec) -> BackboneSpec:
+    """Add `spec` to BACKBONES under its name and return it. Raises ValueError when the name is already registered."""
     if spec.name in BACKBONES:
         raise ValueError(f"backbone {spec.name!r} is already registered")
     BACKBONES[spec.name] = spec
@@ -178,13 +190,18 @@ class Classifier(nn.Module):
         self.register_buffer("std", torch.tensor(std or spec.std).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits float [B, num_classes] for pixels `x` float [B, 3, S, S] in [0, 1] (normalised here by the
+        backbone's mean and std, so callers never normalise)."""
         return self.net((x - self.mean) / self.std)
 
     @property
     def head(self) -> nn.Module:
+        """The final classification layer (the torchvision model's Linear at `head_attr`)."""
         return _get_submodule(self.net, self.head_attr)
 
     def head_parameter_ids(self) -> set[int]:
+        """id() of each of the head's parameters, to tell head and trunk apart (learning rates, L2-SP's anchors).
+        Raises nothing."""
         return {id(p) for p in self.head.parameters()}
 
     def trunk_blocks(self) -> list[nn.Module]:
@@ -251,6 +268,7 @@ class LoadReport:
         return self.coverage < PARTIAL_SHARE
 
     def to_dict(self) -> dict:
+        """The report as JSON-ready values for summary.json (each name list cut to its first 50)."""
         return {
             "source": self.source, "matched": self.matched, "missing": self.missing[:50],
             "unexpected": self.unexpected[:50], "shape_mismatch": self.shape_mismatch[:50], "note": self.note,
@@ -396,6 +414,8 @@ BN_MOMENTUM = 0.1
 
 
 def set_bn_momentum(net: nn.Module, momentum: float) -> None:
+    """Set `momentum` (the weight of each new batch in the running statistics, 0-1; PyTorch's convention) on every
+    batch-norm layer of `net`, in place. Raises nothing."""
     for m in net.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.momentum = momentum

@@ -36,6 +36,7 @@ class ChanceFinding:
     "largest" (above guessing but no better than always answering the split's largest class) or
     "luck" (above both, but within luck). `split`: "test" or "validation", the split the accuracy is
     from. `text`: the finding with its numbers, one or two sentences, without advice."""
+
     kind: str
     split: str
     text: str
@@ -180,6 +181,7 @@ class ProbeJolt:
     fell (`probe_jolt`). `epoch`: that epoch (1-based); `before`, `after`: validation accuracy (fractions)
     after the last head-only epoch and after it; `loss_before`, `loss_after`: validation loss (nats);
     `back`: the first later epoch at `before` or above (None: none yet)."""
+
     epoch: int
     before: float
     after: float
@@ -262,6 +264,7 @@ class ChanceCause:
     "few_steps" (fewer than FEW_STEPS optimiser steps), "many_steps" (FEW_STEPS or more: the rate or the
     data) or "unknown" (the summary or config does not say the steps). `steps` = `per_epoch` x `epochs`;
     `batch` is the batch size, `n_train` the training images (None when unknown)."""
+
     kind: str
     best: dict | None = None
     last: float | None = None
@@ -353,6 +356,7 @@ class WeakClass:
     the classes its images were most often answered as (more than one when tied, in the run's class
     order), and `taken`: how many of its images each of them got; `p`: the one-sided Fisher exact test's
     p-value of its right/wrong counts against the others'."""
+
     name: str
     right: int
     images: int
@@ -363,6 +367,7 @@ class WeakClass:
 
     @property
     def acc(self) -> float:
+        """The class's accuracy on its held-out images, a fraction (right / images)."""
         return self.right / self.images
 
 

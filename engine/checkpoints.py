@@ -22,6 +22,8 @@ from engine.errors import StudioError
 
 
 def new_run_id() -> str:
+    """A new run id: the local time (YYYYmmdd-HHMMSS) and 6 random hex digits, e.g. "20261205-192049-3fa2c1"; sorts
+    by creation time."""
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
@@ -110,6 +112,9 @@ def _jsonable(x: Any) -> Any:
 
 
 def write_json(path: Path, obj: Any) -> None:
+    """Write `obj` as indented JSON to `path` atomically (a temporary file beside it, then os.replace), so a reader
+    never sees half a file; tensors become lists and NaN or infinite floats null. Raises OSError
+    when the folder cannot be written."""
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(_jsonable(obj), indent=2))
     os.replace(tmp, path)

@@ -25,6 +25,9 @@ ADVERSARIAL_MIN_GAIN = 0.15  # robust accuracy at least 15 points above plain fi
 
 @dataclass(frozen=True)
 class Claim:
+    """One method's verdict on its paper's claim for a run: `shown` True or False, None when the summary lacks what
+    the claim needs; `text` the one line Results shows, with the run's numbers."""
+
     method: str
     shown: bool | None  # None: the summary lacks what the claim needs
     text: str

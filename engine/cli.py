@@ -103,6 +103,7 @@ class ConsoleReporter(Reporter):
         self._bar.update(f.get("step", 0) - self._bar.n)
 
     def close_bar(self) -> None:
+        """Close the terminal's progress bar, if one is open (before printing the run's last lines)."""
         if self._bar is not None:
             self._bar.close()
             self._bar = None
@@ -1203,6 +1204,8 @@ def _field_help(section: str, name: str, extra: str = "") -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `python -m engine` argument parser: train, inspect, predict, export, runs, presets, backbones and the
+    other commands, each with its flags and help. Raises nothing."""
     p = argparse.ArgumentParser(prog="python -m engine", description="Fine-tuning studio engine")
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train one run in the foreground")
@@ -1280,6 +1283,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command in `argv` (default: sys.argv[1:]) and return the process exit code (0 on success). A
+    StudioError is printed as a plain message with exit code 2, never a traceback; Ctrl+C during `train` stops
+    the run (exit code 130) and says how to continue it."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "pretrain":
         from tools.pretrain import main as pretrain_main  # an asset builder above the engine: loaded on demand

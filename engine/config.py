@@ -59,6 +59,10 @@ def knob(default: Any, **meta: Any) -> Any:
 
 @dataclass(frozen=True)
 class DataConfig:
+    """The dataset and its split: source (a zip, a folder or upload:<sha256>), image size (pixels, square),
+    validation and test shares (fractions of each class's images), the fewest images a class needs, an optional
+    OOD set, and the user's own names for both."""
+
     source: str = knob(SAMPLE_DATASET, label="Dataset", help="A .zip of class folders, or a folder.")
     image_size: int = knob(64, label="Image size", unit="px", min=16, max=512, step=8, help=(
         "Images are resized to this square size once. Larger is slower (time grows with the square) "
@@ -88,6 +92,8 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class BackboneConfig:
+    """The architecture and the weights fine-tuning starts from (bundled, imagenet, none or a checkpoint file)."""
+
     name: str = knob("resnet18", label="Backbone", help="A registered architecture (python -m engine backbones).")
     pretrained: str = knob("bundled", label="Pretrained weights", choices=list(PRETRAINED_SOURCES), help=(
         "The weights fine-tuning starts from: bundled (offline), imagenet (downloaded once), none (from scratch) "
@@ -97,6 +103,10 @@ class BackboneConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
+    """The optimiser and its learning rate (peak, per step, for the run's batch size), momentum, weight decay,
+    schedule, linear-probe (LP-FT) epochs and the trunk's rate multiplier. The effective learning rate lr / (1 -
+    momentum) is what matters (Li et al. 2020)."""
+
     optimizer: str = knob("sgd", label="Optimiser", choices=["sgd", "adamw"],
                           labels={"sgd": "SGD with momentum", "adamw": "AdamW"}, help=(
         "SGD with momentum is the classic for fine-tuning CNNs; AdamW needs a ~10x smaller learning rate."))
@@ -145,6 +155,9 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """How training runs: epochs, batch size (images), device, mixed precision, memory layout, augmentation, CPU
+    threads and checkpoints."""
+
     epochs: int = knob(5, label="Epochs", min=1, max=500, help="Passes over the training images.")
     batch_size: int = knob(64, label="Batch size", unit="images", min=1, max=1024, help=(
         "Images per step. Smaller batches fit in less memory; keep the effective learning rate in mind "
@@ -179,6 +192,10 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
+    """What each epoch and the end of the run measure: OOD accuracy on the corruption suite (one severity on a fixed
+    subset per epoch, all five on every image at the end), robust accuracy under a PGD attack, and flip test-time
+    augmentation."""
+
     ood: bool = knob(True, label="Measure OOD accuracy", help=(
         "Evaluate on corrupted copies of the validation images (noise, blur, contrast, brightness, JPEG, "
         "pixelation) after each epoch and at the end."))
@@ -265,6 +282,10 @@ def without_setting_keys(text: str) -> str:
 
 @dataclass(frozen=True)
 class RunConfig:
+    """Everything a run needs, frozen: name, seed, the core sections (data, backbone, optim, train, eval) and each
+    registered method's section. Round-trips through YAML and JSON (`to_yaml`, `from_yaml`); `from_dict`
+    validates and raises StudioError naming the setting in the user's words."""
+
     name: str = ""
     seed: int = knob(0, label="Seed", min=0, max=2**31 - 1,
                      help="Fixes the split, the initial head and the batch order.")
@@ -277,6 +298,7 @@ class RunConfig:
     methods: Mapping[str, Any] = field(default_factory=lambda: types.MappingProxyType(default_method_configs()))
 
     def enabled_methods(self) -> list[str]:
+        """Names of the methods switched on, in registration order. Raises nothing."""
         return [n for n, c in self.methods.items() if getattr(c, "enabled", False)]
 
     @property
@@ -293,6 +315,8 @@ class RunConfig:
 
     # ---- (de)serialisation ------------------------------------------------------------
     def to_dict(self) -> dict:
+        """Plain nested dict: name, seed, one dict per core section and one per method (what config.yaml holds).
+        Raises nothing."""
         out: dict[str, Any] = {"name": self.name, "seed": self.seed}
         for section in CORE_SECTIONS:
             out[section] = dataclasses.asdict(getattr(self, section))
@@ -301,9 +325,11 @@ class RunConfig:
         return out
 
     def to_yaml(self) -> str:
+        """The config as YAML text (sections in order). Raises nothing."""
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def to_json(self) -> str:
+        """The config as one-line JSON text (the run store's copy). Raises nothing."""
         return json.dumps(self.to_dict(), sort_keys=False)
 
     @staticmethod
@@ -340,6 +366,8 @@ class RunConfig:
 
     @staticmethod
     def from_yaml(text: str) -> "RunConfig":
+        """A validated RunConfig from YAML `text`. Raises StudioError when the text is not YAML or a setting is
+        unknown or out of range."""
         try:
             data = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
@@ -348,6 +376,8 @@ class RunConfig:
 
     @staticmethod
     def load(path: str | Path) -> "RunConfig":
+        """A validated RunConfig from the YAML file at `path` (a run's config.yaml). Raises StudioError when the
+        file is missing, is not YAML or holds an unknown or out-of-range setting."""
         p = Path(path)
         if not p.is_file():
             raise StudioError(f"Config file not found: {p}")
@@ -355,10 +385,13 @@ class RunConfig:
 
 
 def default_method_configs() -> dict[str, Any]:
+    """Method name -> that method's config with its defaults (switched off), for every registered method. Raises
+    nothing."""
     return {name: cls() for name, cls in method_config_classes().items()}
 
 
 def method_config_classes() -> dict[str, type]:
+    """Method name -> its config dataclass, for every registered method. Raises nothing."""
     return {name: cls for name, (cls, _check) in METHOD_SECTIONS.items()}
 
 

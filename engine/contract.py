@@ -48,6 +48,8 @@ class Reporter:
         """A point a method publishes (live curves), e.g. key "wise_ft" with {"alpha", "val_acc", ...}."""
 
     def should_stop(self) -> bool:
+        """True when the user asked the run to stop; the loop checks it at each step and raises StopRequested. The
+        default never stops."""
         return False
 
 
@@ -183,6 +185,7 @@ class TrainContext:
     early_threads_check: bool = False  # still to do: the check a few seconds into the first epoch
 
     def should_stop(self) -> bool:
+        """True when the run's reporter says the user asked it to stop."""
         return self.reporter.should_stop()
 
 
@@ -202,6 +205,9 @@ class MethodHook:
     end_work = ""  # what `on_train_end` does, in the user's words, when it takes a while ("WiSE-FT's curve")
 
     def setup(self, ctx: TrainContext) -> None:
+        """Once, after the model and data exist and before the optimiser is built: a method may change the model,
+        prepare state and add its entries to `ctx.summary`. Raises StudioError for a setting the model cannot
+        take."""
         pass
 
     def compute_loss(self, ctx: TrainContext, x: torch.Tensor, y: torch.Tensor) -> tuple[Any, Any] | None:
@@ -210,15 +216,22 @@ class MethodHook:
         return None
 
     def after_backward(self, ctx: TrainContext) -> None:
+        """After each step's backward pass, before the optimiser step: a method may change the gradients (L2-SP's
+        pull, pruning's masks)."""
         pass
 
     def after_step(self, ctx: TrainContext) -> None:
+        """After each optimiser step: a method may change the weights (pruning's masks) or step its own optimiser
+        (AdaFilter's gate network)."""
         pass
 
     def on_epoch_end(self, ctx: TrainContext, metrics: dict[str, float]) -> None:
         """May add entries to `metrics` (they are stored and charted)."""
 
     def on_train_end(self, ctx: TrainContext) -> None:
+        """Once, after the last epoch and before the final evaluation: a method's end work (WiSE-FT's curve, the
+        smaller model's fine-tune) and its summary entries. May raise StopRequested when the user stops during
+        that work."""
         pass
 
     def state_dict(self) -> dict[str, Any]:

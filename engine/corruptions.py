@@ -68,12 +68,16 @@ def _to_uint8(x: torch.Tensor) -> torch.Tensor:
 
 
 def gaussian_noise(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+    """Gaussian noise of the severity's std (fraction of the pixel range) added to uint8 `images` [N, 3, H, W];
+    uint8 [N, 3, H, W] back, clamped. The noise comes from `generator` (same seed, same suite)."""
     std = severity_parameter("gaussian_noise", severity, _side(images))
     noise = torch.randn(images.shape, generator=generator, device=generator.device).to(images.device)
     return _to_uint8(_to_unit(images) + std * noise)
 
 
 def gaussian_blur(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+    """Gaussian blur of the severity's sigma (pixels) on uint8 `images` [N, 3, H, W] (kernel radius 3 sigma, at most
+    the side minus 1); uint8 [N, 3, H, W] back. `generator` is unused (no randomness)."""
     sigma = severity_parameter("gaussian_blur", severity, _side(images))
     # Kernel radius 3 sigma (>99.7% of the mass), capped so reflect padding fits in the image.
     radius = min(math.ceil(3 * sigma), _side(images) - 1)
@@ -83,8 +87,9 @@ def gaussian_blur(images: torch.Tensor, severity: int, generator: torch.Generato
 
 
 def contrast(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
-    # ImageNet-C blends towards the per-image mean; torchvision blends towards the mean of the
-    # greyscale image, which is the same idea (and within a rounding of it for natural images).
+    """Contrast lowered by the severity's factor on uint8 `images` [N, 3, H, W]; uint8 [N, 3, H, W] back.
+    `generator` is unused. ImageNet-C blends towards the per-image mean; torchvision's adjust_contrast towards
+    the mean of the greyscale image, the same idea (within a rounding of it for natural images)."""
     import torchvision.transforms.v2.functional as TF
 
     return TF.adjust_contrast(images, severity_parameter("contrast", severity, _side(images)))

@@ -107,6 +107,9 @@ class ZipLimits:
 
 @dataclass
 class SkippedFile:
+    """A file left out of a dataset: its path relative to the dataset's root ('/' separators) and the reason in
+    plain words ("not an image", "could not be decoded")."""
+
     path: str  # relative to the dataset root, with '/' separators
     reason: str  # short, plain words
 
@@ -147,6 +150,7 @@ class DataReport:
 
     @property
     def num_images(self) -> int:
+        """Images kept in the dataset, all classes together."""
         return sum(self.counts.values())
 
     def to_dict(self) -> dict:
@@ -169,6 +173,9 @@ class DatasetError(StudioError):
 
 @dataclass
 class ImageSet:
+    """Decoded images of one split: `images` uint8 [N, 3, S, S] on the CPU, `labels` int64 [N] (indices into
+    `classes`), `classes` the class names in label order."""
+
     images: torch.Tensor  # uint8 [N,3,S,S], CPU
     labels: torch.Tensor  # int64 [N]
     classes: list[str]
@@ -184,12 +191,16 @@ class ImageSet:
         return ImageSet(self.images[idx], self.labels[idx], list(self.classes))
 
     def class_counts(self) -> dict[str, int]:
+        """Class name -> images of that class in this set (0 for a class without any). Raises nothing."""
         counts = torch.bincount(self.labels, minlength=len(self.classes)).tolist()
         return dict(zip(self.classes, counts))
 
 
 @dataclass
 class DataSplits:
+    """A dataset split into train, validation and test ImageSets with the same `classes`, and the report of what was
+    read, skipped and how it was split."""
+
     train: ImageSet
     val: ImageSet
     test: ImageSet

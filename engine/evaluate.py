@@ -33,6 +33,10 @@ ALL_SEVERITIES = (1, 2, 3, 4, 5)
 
 @dataclass
 class EvalResult:
+    """One model's answers on one image set: accuracy (fraction), mean cross-entropy (nats), and per image the
+    predicted class (int64 [N], CPU), its probability (float [N]) and its cross-entropy (float [N]). A stop can
+    leave fewer than the set's images."""
+
     acc: float
     loss: float
     preds: torch.Tensor  # int64 [N], CPU
@@ -73,6 +77,8 @@ class FlipAverage(torch.nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits float [B, C] whose softmax is the mean of the model's probabilities for `x` float [B, 3, S, S] and
+        for its left-right mirror (flip test-time augmentation)."""
         return tta_logits(self.model, x, True)
 
 
@@ -109,6 +115,9 @@ def predict(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, 
 
 
 def confusion_matrix(labels: torch.Tensor, preds: torch.Tensor, num_classes: int) -> list[list[int]]:
+    """Counts [true class][predicted class] (num_classes x num_classes lists of ints) from int64 `labels` [N] and
+    `preds` [M <= N] (labels beyond the predictions, cut short by a stop, are left out). Raises nothing for valid
+    class indices."""
     idx = labels[: len(preds)] * num_classes + preds
     cm = torch.bincount(idx, minlength=num_classes * num_classes).view(num_classes, num_classes)
     return cm.tolist()
@@ -131,6 +140,7 @@ class RobustSpec:
 
     @property
     def attack(self) -> str:
+        """The attack's name as the pages show it, "PGD-<steps>"."""
         return f"PGD-{self.steps}"
 
 

@@ -127,6 +127,9 @@ def attribute(model: Classifier, images_u8: torch.Tensor, targets: torch.Tensor,
 
 @dataclass
 class ErrorCase:
+    """One mistake on a split: the image's index in that split, its true and predicted class indices, the
+    prediction's probability (0-1) and the image's cross-entropy (nats)."""
+
     index: int  # into the split
     true: int
     pred: int

@@ -37,6 +37,10 @@ from engine.words import ended_early_words, epochs_run_words, plural
 
 @dataclass
 class ExportCheck:
+    """The check of one exported file: its format and path, whether it passed, the share of validation images (0-1)
+    on which its prediction matches the trained model's, the largest absolute logit difference, a message in
+    plain words when it failed, and format-specific facts (`extra`)."""
+
     format: str
     path: str
     ok: bool
@@ -84,6 +88,10 @@ def export_torchscript(model: Classifier, image_size: int, path: Path, val_image
 
 
 def export_onnx(model: Classifier, image_size: int, path: Path, val_images: torch.Tensor) -> ExportCheck:
+    """Export `model` to ONNX at `path` (input "pixels" float [B, 3, image_size, image_size] in [0, 1], dynamic
+    batch; output "logits" float [B, C]; the legacy TorchScript-based exporter) and check it with onnxruntime
+    against the model's logits on `val_images` (uint8 [N, 3, S, S]; tolerance 1e-3). Never raises for a failed
+    export: a missing onnxruntime or an unsupported op is a failed ExportCheck with its message."""
     try:
         import onnxruntime as ort
     except ImportError:

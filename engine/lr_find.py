@@ -49,6 +49,7 @@ MIN_DROP = 0.1  # a curve whose lowest smoothed loss is not this much below its 
 class LRFindResult:
     """The range test's curve and pick. Rates are the run's optimiser learning rates (`lr`, before the
     head/trunk multipliers): the swept effective rate x (1 - momentum) for SGD, equal for AdamW."""
+
     lrs: list[float]
     losses: list[float]  # raw training loss of each step (nats)
     smoothed: list[float]  # bias-corrected exponential moving average of `losses`
@@ -65,6 +66,8 @@ class LRFindResult:
     kept: bool = False  # no rate lowered the loss enough: the config's own rate was kept
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready values (summary.json's "lr_find"), with the share of the run's steps the test
+        took (`step_share`, 0-1)."""
         d = asdict(self)
         d["sweep"] = list(self.sweep)
         d["step_share"] = self.steps / max(self.run_steps, 1)

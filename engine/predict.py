@@ -253,6 +253,8 @@ class Prediction:
 
     @property
     def low_confidence(self) -> bool:
+        """True when the answer should be flagged: unsure (top probability under the threshold) or the image is
+        unfamiliar (far from the training images)."""
         return self.unsure or bool(self.unfamiliar)
 
 
@@ -302,6 +304,8 @@ class Predictor:
 
     @property
     def label(self) -> str:
+        """The model's name as the pages and CSV files show it ("Best epoch (7 of 20)", "WiSE-FT mix at alpha 0.60",
+        "Smaller (channel-pruned, faster)")."""
         if self.variant == "wise":
             start = " (the starting model, pruned)" if self.pruned else " (the starting model)"  # claims.wise_pruned_start
             end = {0.0: start, 1.0: " (the fine-tuned model)"}.get(round(float(self.alpha), 4), "")
@@ -919,6 +923,7 @@ class FolderResult:
 
     @property
     def images_per_sec(self) -> float:
+        """Images answered per second of wall time (0.0 before any time was measured)."""
         return len(self.rows) / self.seconds if self.seconds > 0 else 0.0
 
     def flag_words(self) -> str:
@@ -1097,6 +1102,8 @@ def predict_folder(predictor: Predictor, source: Path, work_dir: Path | None = N
 
 
 def csv_columns(top_k: int) -> list[str]:
+    """Columns of `predict`'s CSV for `top_k` answers per image: path, true_class, class_k and probability_k for k =
+    1..top_k, then flagged, unsure, unfamiliar and note."""
     cols = ["path", "true_class"]
     for k in range(1, top_k + 1):
         cols += [f"class_{k}", f"probability_{k}"]

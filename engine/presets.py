@@ -87,6 +87,9 @@ def fastest(cfg: RunConfig) -> RunConfig:
 
 
 def robust(cfg: RunConfig) -> RunConfig:
+    """The Robust model preset on top of `cfg` (its dataset, name and seed kept): ResNet-18 at 64 px, 8 epochs,
+    LP-FT (2 head-only epochs, Kumar et al. 2022), label smoothing 0.1, L2-SP, adversarial fine-tuning, and OOD
+    and robust accuracy measured. A run from scratch skips the probe and L2-SP."""
     cfg = _base(cfg, "resnet18", 64)
     cfg = with_section(cfg, "train", epochs=8, batch_size=64)
     # LP-FT (Kumar et al. 2022): probing the head first distorts pretrained features less -> better OOD.
@@ -116,6 +119,7 @@ class Preset:
     checkpoint for the preset's backbone, kept);
     `describe()` is one line for people (it may name methods, so it is read when shown); `details()`,
     where given, what was measured with it (a demo's result against its paper's claim)."""
+
     name: str
     title: str
     describe: Callable[[], str]
@@ -240,6 +244,9 @@ def standard_demo(cfg: RunConfig) -> RunConfig:
 
 
 def adafilter_demo(cfg: RunConfig) -> RunConfig:
+    """The AdaFilter demo preset on top of `cfg`: the demos' 20-epoch ResNet-18 recipe with AdaFilter (the gate
+    network on Adam at 5x the rate, gates starting 73% open, gated layers at 1.4x the rate, predictions mixing
+    both copies by the gates' probabilities). Why each choice: the comments below and README, AdaFilter."""
     # The gate network steps by Adam (engine default) at 5x the base lr: its gradients are tiny while
     # both filter copies are still close (see the gate-gradient chart). The gates start 73% open
     # (gate_bias 1) and the gated layers learn at 1.4x the lr (about 1/0.73): a fine-tuned filter gets
@@ -253,6 +260,9 @@ def adafilter_demo(cfg: RunConfig) -> RunConfig:
 
 
 def pruning_demo(cfg: RunConfig) -> RunConfig:
+    """The Pruning demo preset on top of `cfg`: the demos' 20-epoch recipe with 70% global unstructured sparsity on
+    a cubic ramp over the first half of the run (Zhu & Gupta 2017), then structured pruning of 30% of the
+    channels (about half the FLOPs) and 10 epochs of fine-tuning the smaller model."""
     # Zhu & Gupta's cubic ramp ends at half the run, the other half recovers at the final 70% sparsity.
     # Global scope: at 5 epochs seed 0 lost 3.9 test points against 14.8 with every layer at 70% (the
     # stem and the small early layers cannot lose as much); at this recipe 70% costs 1.3 (3 seeds).
@@ -263,6 +273,9 @@ def pruning_demo(cfg: RunConfig) -> RunConfig:
 
 
 def adversarial_demo(cfg: RunConfig) -> RunConfig:
+    """The Adversarial demo preset on top of `cfg`: the demos' 20-epoch recipe with FGSM-RS adversarial fine-tuning
+    at eps 2/255 (Jeddi et al. 2020; Wong et al. 2020), robust accuracy measured each epoch and under PGD-10 at
+    the end."""
     # A small budget (2/255) and one-step FGSM-RS training: robust accuracy rises clearly within the run.
     # The live robust curve attacks the engine's default 64 validation images each epoch (PGD-5): on 128
     # that attack cost as much as the training itself (205 s for the run, against 112 s for the standard
@@ -272,6 +285,9 @@ def adversarial_demo(cfg: RunConfig) -> RunConfig:
 
 
 def wise_ft_demo(cfg: RunConfig) -> RunConfig:
+    """The WiSE-FT demo preset on top of `cfg`: the demos' 20-epoch recipe without crop + flip, at a constant
+    learning rate, with OOD accuracy and WiSE-FT's curve (64 corrupted images per point). Why: the comments below
+    and README, WiSE-FT."""
     # Fine-tuning without the studio's crop + flip augmentation, as the paper fine-tunes (its code uses
     # CLIP's training transform: a crop of 90-100% of the image, no flip). With crop + flip the fine-tuned
     # end was itself the most robust point of the curve (claim on 1 of 3 seeds, cosine decay); without, an

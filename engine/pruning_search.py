@@ -40,6 +40,10 @@ POST_HOC_METHODS = ("wise_ft",)  # methods that act after training: trials skip 
 
 @dataclass
 class SearchResult:
+    """The Bayesian search of per-stage pruning fractions: the stages' names, the best fractions (0-1, one per
+    stage) and the best trial's figures, every trial, the objective (score or floor), the accuracy floor when
+    used, the sampler and the search's wall time (seconds)."""
+
     stages: list[str]
     best_fractions: list[float]
     best: dict[str, Any]
@@ -50,6 +54,7 @@ class SearchResult:
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready values (summary.json's "pruning_search"). Raises nothing."""
         return {"stages": self.stages, "best_fractions": self.best_fractions, "best": self.best,
                 "trials": self.trials, "objective": self.objective, "floor": self.floor, "sampler": self.sampler,
                 "seconds": self.seconds}

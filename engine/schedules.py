@@ -23,12 +23,16 @@ def schedule_label(name: str) -> str:
 
 
 def register_schedule(name: str, description: str, factory: Callable) -> None:
+    """Register a learning-rate schedule: `factory(optim_config)` returns f(t) -> multiplier of the peak rate for t
+    = step / total_steps in [0, 1). Raises ValueError when the name is taken."""
     if name in SCHEDULES:
         raise ValueError(f"schedule {name!r} is already registered")
     SCHEDULES[name] = (description, factory)
 
 
 def schedule_fn(optim_cfg) -> Callable[[float], float]:
+    """f(t) -> multiplier of the peak learning rate (0-1) for the schedule `optim_cfg` names, t in [0, 1). Raises
+    KeyError for an unregistered schedule (configs are validated before)."""
     return SCHEDULES[optim_cfg.schedule][1](optim_cfg)
 
 
@@ -87,5 +91,7 @@ register_schedule(
 
 
 def lr_curve(optim_cfg, total_steps: int) -> list[float]:
+    """The learning rate of each of `total_steps` steps (floats, the peak `optim_cfg.lr` times the schedule's
+    multiplier), for the Model page's plot. Raises KeyError for an unregistered schedule."""
     f = schedule_fn(optim_cfg)
     return [optim_cfg.lr * f(s / max(total_steps, 1)) for s in range(total_steps)]

@@ -39,6 +39,8 @@ class Limits:
 
     @staticmethod
     def from_env(env: dict | None = None) -> "Limits":
+        """Limits read from STUDIO_<FIELD> variables of `env` (default: os.environ; e.g. STUDIO_MAX_UPLOAD_BYTES),
+        the defaults for those not set. Raises StudioError for a value that is not a number."""
         env = os.environ if env is None else env
         kwargs = {}
         for f in Limits.__dataclass_fields__:
@@ -187,6 +189,8 @@ class DataRoots:
 
     @staticmethod
     def from_env(default: tuple[Path, ...] = ()) -> "DataRoots":
+        """The folders in STUDIO_DATA_ROOTS (separated by os.pathsep, "~" expanded, made absolute), or `default`
+        when it is empty. Raises nothing."""
         raw = os.environ.get("STUDIO_DATA_ROOTS", "")
         roots = tuple(Path(p).expanduser().resolve() for p in raw.split(os.pathsep) if p.strip())
         return DataRoots(roots or tuple(Path(p).resolve() for p in default))

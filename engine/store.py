@@ -90,6 +90,10 @@ TAB_DRAFT_TTL_S = 7 * 86400  # a tab's own draft is given back this long after i
 
 @dataclass
 class RunRecord:
+    """One run as the store keeps it: id, the user's name for it, its config (dict), status (queued, running,
+    finished, failed, stopped), times (seconds since the epoch), the error message of a failed run, its folder,
+    owner, the pinned and shared flags, the WiSE-FT alpha chosen on Results, and the program that trains it."""
+
     id: str
     name: str
     config: dict
@@ -106,10 +110,15 @@ class RunRecord:
     process: str = ""  # the program that queued or trains it: "host pid start-time" (this_process)
 
     def to_dict(self) -> dict[str, Any]:
+        """The record's fields as a plain dict. Raises nothing."""
         return dict(self.__dict__)
 
 
 class RunStore:
+    """The run store: a SQLite database (WAL mode, safe across threads and processes) of runs, their per-step and
+    per-epoch metrics, live progress and methods' streams, shared by the dashboard and the CLI. Older stores gain
+    missing columns when opened."""
+
     def __init__(self, db_path: str | Path):
         self.path = Path(db_path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,11 +142,14 @@ class RunStore:
                 self._conn.execute("ALTER TABLE runs ADD COLUMN process TEXT NOT NULL DEFAULT ''")
 
     def close(self) -> None:
+        """Close the database connection. Raises nothing on a closed store."""
         with self._lock:
             self._conn.close()
 
     # ---- runs ----------------------------------------------------------------------------
     def create_run(self, run_id: str, name: str, config: dict, run_dir: str, owner: str = "", status: str = "queued") -> None:
+        """Add a run with its config (dict, stored as JSON), folder, owner and status (default queued), created now
+        by this program. Raises sqlite3.IntegrityError when the id exists."""
         with self._lock, self._conn:
             self._conn.execute(
                 "INSERT INTO runs (id, name, config, status, created, run_dir, owner, process) VALUES (?,?,?,?,?,?,?,?)",
@@ -145,6 +157,9 @@ class RunStore:
             )
 
     def set_status(self, run_id: str, status: str, error: str | None = None) -> None:
+        """Set a run's status; running also records its start time and the program that trains it, queued the
+        program that queued it, finished/failed/stopped the end time and `error` (a plain message or None).
+        Raises AssertionError for an unknown status."""
         assert status in STATUSES, status
         now = time.time()
         with self._lock, self._conn:
@@ -161,6 +176,7 @@ class RunStore:
                 self._conn.execute("UPDATE runs SET status=? WHERE id=?", (status, run_id))
 
     def get_run(self, run_id: str) -> RunRecord | None:
+        """The run's record, or None when there is no run with that id."""
         with self._lock:
             row = self._conn.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
         return _record(row) if row else None
@@ -178,6 +194,7 @@ class RunStore:
         return next((owner for owner, _ in rows if owner and owner.casefold() == wanted), None)
 
     def list_runs(self, owner: str | None = None) -> list[RunRecord]:
+        """Every run's record (only `owner`'s when given), newest first."""
         with self._lock:
             if owner is None:
                 rows = self._conn.execute("SELECT * FROM runs ORDER BY created DESC").fetchall()
@@ -207,6 +224,7 @@ class RunStore:
                        for r in run_ids)
 
     def set_flag(self, run_id: str, flag: str, value: bool) -> None:
+        """Set the run's `pinned` or `shared` flag. Raises AssertionError for another flag name."""
         assert flag in ("pinned", "shared"), flag
         with self._lock, self._conn:
             self._conn.execute(f"UPDATE runs SET {flag}=? WHERE id=?", (int(value), run_id))
@@ -220,6 +238,8 @@ class RunStore:
                                (None if alpha is None else float(alpha), run_id))
 
     def delete_run(self, run_id: str) -> None:
+        """Remove the run and its metrics, live progress and streams from the store (its folder is the caller's:
+        Engine.delete_run)."""
         with self._lock, self._conn:
             for table in ("metrics", "live", "streams"):
                 self._conn.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))
@@ -278,6 +298,8 @@ class RunStore:
                                (run_id, json.dumps(progress), time.time()))
 
     def progress(self, run_id: str) -> dict[str, Any]:
+        """The run's latest progress fields (phase, epoch, step, images_per_sec, eta_s, ...); {} when none was
+        written."""
         with self._lock:
             row = self._conn.execute("SELECT progress FROM live WHERE run_id=?", (run_id,)).fetchone()
         return json.loads(row["progress"]) if row else {}

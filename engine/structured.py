@@ -42,6 +42,7 @@ def _torch_pruning():
 
 
 def count_params(model: nn.Module) -> int:
+    """Number of parameters (elements, trainable or not) of `model`."""
     return sum(p.numel() for p in model.parameters())
 
 

@@ -48,12 +48,18 @@ from engine.schedules import schedule_fn
 
 @dataclass
 class TrainResult:
+    """What `train` returns: the run's summary (the future summary.json) and its TrainContext (the trained model,
+    data and device, for methods' post-processing and tests)."""
+
     summary: dict[str, Any]
     context: TrainContext  # the trained model, its data and device, for methods' post-processing and tests
 
 
 @dataclass
 class EpochStats:
+    """The training phase of one epoch, summed over all processes: cross-entropy (nats, summed over images), right
+    predictions, images and wall time (seconds)."""
+
     loss_sum: float  # cross-entropy summed over the epoch's images (nats), all processes
     correct: float  # training predictions that were right, all processes
     images: int  # images trained on, all processes

@@ -34,6 +34,9 @@ MAX_STEP_POINTS = 2000  # per run, in the live snapshot (the store keeps them al
 
 @dataclass
 class RunSnapshot:
+    """What the dashboard shows of a run, read from the store: id, name, status, owner, live progress fields,
+    per-epoch metrics, logged steps (loss, lr), methods' streams and the error of a failed run."""
+
     run_id: str
     name: str
     status: str
@@ -128,6 +131,10 @@ def _shutdown_at_exit(ref: "weakref.ref[Engine]") -> None:
 
 
 class Engine:
+    """The background engine behind the dashboard: a queue of runs trained one at a time in a worker thread (or a
+    torchrun child), with per-user access control, the run store, snapshots for the pages, stop/continue/delete
+    and disk limits. Everything it writes stays under `data_dir`."""
+
     def __init__(self, data_dir: str | Path = "runs", limits: Limits | None = None, access_control: bool = False,
                  data_roots: DataRoots | None = None):
         """`access_control`: each user sees and controls only their own (and shared) runs.
@@ -253,6 +260,8 @@ class Engine:
         return [r for r in runs if r.owner == (user or "") or r.shared]
 
     def set_flag(self, run_id: str, user: str | None, flag: str, value: bool) -> None:
+        """Set a run's `pinned` or `shared` flag for `user`. Raises StudioError when the run is missing or not
+        theirs."""
         self.authorize(run_id, user, write=True)
         self.store.set_flag(run_id, flag, value)
 
@@ -279,6 +288,8 @@ class Engine:
             return flag is not None and flag.is_set() and snap is not None and snap.status == "running"
 
     def delete_run(self, run_id: str, user: str | None = None) -> None:
+        """Delete a finished, failed or stopped run: its folder (only inside the data folder) and its records.
+        Raises StudioError when the run is queued or running, missing, or not `user`'s."""
         rec = self.authorize(run_id, user, write=True)
         if rec.status in ("queued", "running"):
             raise StudioError("Stop the run before deleting it.")
@@ -328,17 +339,21 @@ class Engine:
             return copy.deepcopy(snap) if snap else None
 
     def active_runs(self) -> list[str]:
+        """Ids of the runs queued or running in this engine."""
         with self._lock:
             return [r for r, s in self._snapshots.items() if s.status in ("queued", "running")]
 
     @property
     def current_run(self) -> str | None:
+        """Id of the run the worker trains now, or None."""
         return self._current
 
     def list_runs(self, owner: str | None = None) -> list[RunRecord]:
+        """Every run's record (only `owner`'s when given), newest first."""
         return self.store.list_runs(owner)
 
     def run_record(self, run_id: str) -> RunRecord | None:
+        """The run's record, or None when there is none."""
         return self.store.get_run(run_id)
 
     def wait(self, run_id: str, timeout: float = 600.0) -> str:
@@ -358,6 +373,7 @@ class Engine:
         return STOPPED_BY_SERVER if self._closed else STOPPED_BY_USER
 
     def shutdown(self, timeout: float = 10.0) -> None:
+        """Ask every run to stop, end the worker thread and wait for it at most `timeout` seconds."""
         self._closed = True
         with self._lock:
             for flag in self._stop_flags.values():
@@ -456,6 +472,7 @@ class Engine:
         return "failed", error
 
     def runs_disk_bytes(self) -> int:
+        """Bytes the runs' folders take on disk (every file under <data dir>/runs)."""
         root = self.data_dir / "runs"
         return sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.is_dir() else 0
 

@@ -47,6 +47,11 @@ GATE_ATTR = "adafilter_gate"  # where the shared gate network hangs on the Class
 
 @dataclass(frozen=True)
 class AdaFilterConfig:
+    """AdaFilter's settings (Guo et al., AAAI 2020): the recurrent gate network's size, the gates' temperature and
+    sampling in training (Gumbel noise, straight-through), how the gate network learns (its optimiser and
+    learning-rate multiplier), where the gates start, the gated layers' learning rate, gated batch norm, the
+    optional sparsity penalty and the test-time rule (binary gates or the expected mix)."""
+
     enabled: bool = False
     hidden_size: int = field(default=64, metadata={  # LSTM state size, also the per-layer projection's output
         "label": "gate network size (LSTM units)", "min": 4, "max": 512, "step": 4,
@@ -146,6 +151,7 @@ class GateNetwork(nn.Module):
 
     @property
     def num_layers(self) -> int:
+        """How many convolutions the network gates (one projection each)."""
         return len(self.proj)
 
     def step_logits(self, index: int, pooled: torch.Tensor,
@@ -215,6 +221,8 @@ class FrozenBatchNorm2d(nn.Module):
             self.register_buffer(name, getattr(bn, name).detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """`x` float [B, C, H, W] normalised by the stored running statistics and affine weights, always (training
+        mode changes nothing): the pretrained copy's batch norm."""
         return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
 
 
@@ -236,6 +244,11 @@ class GatedConvBN(nn.Module):
         self.__dict__["gate_network"] = gates  # shared, registered once on the Classifier: not a submodule here
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Per example, the fine-tuned convolution + its batch norm where the gate is 1 and the pretrained copy
+        (frozen weights) + its own batch norm where it is 0 (gated batch norm, Guo et al. 2020): `x` float [B,
+        C_in, H, W] -> float [B, C_out, H', W']. Gates come from the gate network, [B, C_out] per filter; a
+        fractional gate mixes the two outputs linearly (the straight-through gradient is fine - pretrained). With
+        `force_gates` 0 or 1 only one copy is computed."""
         g = self.gate_network(self.index, x)
         force = self.gate_network.force_gates
         if force == 0:  # exactly the pretrained layer, without computing the other copy
@@ -251,6 +264,8 @@ class GatedConvBN(nn.Module):
 # ---- restructuring a ResNet -----------------------------------------------------------------
 
 def supports(backbone: str) -> bool:
+    """True for the backbones AdaFilter can gate: the ResNet family (its residual blocks' convolutions). Raises
+    nothing."""
     from engine.backbones import BACKBONES
 
     return backbone in BACKBONES and BACKBONES[backbone].family == "resnet"
@@ -297,6 +312,8 @@ def restructure(model, run_cfg, cfg: AdaFilterConfig):
 
 
 def gate_network(model) -> GateNetwork:
+    """The GateNetwork `model` carries (built by `adapt_model`). Raises StudioError when the model was built without
+    AdaFilter."""
     gates = getattr(model, GATE_ATTR, None)
     if gates is None:
         raise StudioError("This model has no AdaFilter gates (was it built with AdaFilter switched on?).")
@@ -408,6 +425,10 @@ def cost_report(model) -> dict[str, Any]:
 # ---- the hook ------------------------------------------------------------------------------------
 
 class AdaFilterHook(MethodHook):
+    """AdaFilter in the training loop: steps the gate network (its own Adam when `gate_optimizer` is adam), records
+    the gate-logit gradients per layer and epoch, adds the optional sparsity penalty's gradient, and reports the
+    share of fine-tuned filters per layer and class each epoch and at the end."""
+
     name = "adafilter"
 
     def __init__(self, cfg: AdaFilterConfig):

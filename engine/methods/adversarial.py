@@ -28,6 +28,11 @@ from engine.contract import MethodHook
 
 @dataclass(frozen=True)
 class AdversarialConfig:
+    """Adversarial fine-tuning's settings (Jeddi et al. 2020; Wong et al. 2020 for FGSM-RS): the training attack
+    (PGD or FGSM with a random start), eps and step size (fractions of the pixel range; shown as /255), PGD
+    steps, the clean-loss weight, and the overfitting guard (FGSM-RS's catastrophic overfitting check on a
+    training subset, which ends training at the best epoch's weights)."""
+
     enabled: bool = False
     attack: str = field(default="pgd", metadata={"label": "training attack", "choices": ["pgd", "fgsm"],
                                                  "labels": {"pgd": "PGD", "fgsm": "FGSM (FGSM-RS with a random start)"},
@@ -57,6 +62,11 @@ class AdversarialConfig:
 
 
 class AdversarialHook(MethodHook):
+    """Adversarial fine-tuning in the training loop: replaces each step's loss by the loss on attacked images
+    (batch-norm statistics frozen during the attack), and with FGSM-RS checks the model each epoch under PGD-10
+    on a fixed training subset, ending training and rolling back to the best epoch's weights when robust accuracy
+    falls below `co_drop` of its best (catastrophic overfitting)."""
+
     name = "adversarial"
 
     def __init__(self, cfg: AdversarialConfig):
@@ -80,6 +90,10 @@ class AdversarialHook(MethodHook):
         return extra + 1 + (1 if self.cfg.clean_weight > 0 else 0)
 
     def compute_loss(self, ctx, x, y):
+        """(loss, logits) of the attacked batch: `x` float [B, 3, S, S] in [0, 1], `y` int64 [B]; the attack
+        (FGSM-RS or PGD at eps) runs with batch-norm statistics frozen; the loss is the run's cross-entropy
+        (class weights, label smoothing) on the attacked images, mixed with the clean images' by `clean_weight`
+        when that is above 0."""
         c, model = self.cfg, ctx.model
         with frozen_bn_statistics(model):
             if c.attack == "fgsm":

@@ -20,6 +20,9 @@ from engine.contract import MethodHook
 
 @dataclass(frozen=True)
 class L2SPConfig:
+    """L2-SP's settings (Li, Grandvalet & Davoine 2018): alpha, the pull of the trunk's weights toward the
+    pretrained ones (theta_0), and beta, a plain L2 penalty on the new head."""
+
     enabled: bool = False
     alpha: float = field(default=0.01, metadata={  # strength of the pull toward the pretrained trunk weights
         "label": "alpha (pull toward pretrained)", "min": 0.0, "max": 100.0, "step": 0.001,
@@ -32,6 +35,9 @@ class L2SPConfig:
 
 
 class L2SPHook(MethodHook):
+    """L2-SP in the training loop: adds alpha (w - w_0) to each trunk weight's gradient and beta w to the head's,
+    the gradients of alpha/2 ||w - w_0||^2 + beta/2 ||w_head||^2."""
+
     name = "l2sp"
 
     def __init__(self, cfg: L2SPConfig):

@@ -53,6 +53,11 @@ MAX_STAGES = 5  # auto mode searches one fraction per stage; more would need man
 
 @dataclass(frozen=True)
 class PruningConfig:
+    """Pruning's settings (Fine-Pruning, Tung et al. 2017; the cubic schedule of Zhu & Gupta 2017): target sparsity
+    (share of prunable weights at zero), the schedule and the share of the run it spans, the scope (per layer,
+    global, or per-stage fractions), optional structured channel pruning with its own fine-tune, and the Bayesian
+    search of per-stage fractions (trials, objective, sampler)."""
+
     enabled: bool = False
     target_sparsity: float = field(default=0.7, metadata={
         "label": "target sparsity", "min": 0.0, "max": 0.99, "step": 0.05,
@@ -129,6 +134,9 @@ class PruningConfig:
 
 @dataclass
 class PrunableLayer:
+    """A convolution's or Linear's weight that pruning masks: its state-dict key, its shown name, the parameter
+    itself and the backbone stage it belongs to (the search's unit)."""
+
     key: str  # state-dict key of the weight, e.g. net.layer1.0.conv1.weight
     name: str  # shown name, e.g. layer1.0.conv1
     weight: nn.Parameter
@@ -229,6 +237,10 @@ def weight_sparsity(layers: list[PrunableLayer]) -> tuple[float, dict[str, float
 # ---- the hook ----------------------------------------------------------------------------------
 
 class PruningHook(MethodHook):
+    """Magnitude pruning during fine-tuning: raises the masks' sparsity along the schedule every `every` steps,
+    keeps pruned weights and their gradients at zero, reports sparsity per epoch, and at the end prunes what the
+    schedule left (a run cut short) and, when structured, makes and fine-tunes the smaller, channel-pruned model."""
+
     name = "pruning"
 
     def __init__(self, cfg: PruningConfig):
@@ -304,6 +316,7 @@ class PruningHook(MethodHook):
 
     @torch.no_grad()
     def apply(self, ctx) -> None:
+        """Zero the masked weights in place (after anything that may have loaded other weights)."""
         for l in self.layers:
             m = self.masks.get(l.key)
             if m is not None:

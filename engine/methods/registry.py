@@ -21,6 +21,11 @@ METHODS: dict[str, "MethodSpec"] = {}
 
 @dataclass(frozen=True)
 class MethodSpec:
+    """A fine-tuning method as the studio knows it: its words (title, summary, explanation, paper and its address;
+    from assets/methods/<name>.md), its config dataclass, how its hook is built, which backbones it supports,
+    extra checks, its order among the hooks, and, for a method that changes the model's structure (AdaFilter),
+    how to rebuild that structure for training, inference and export."""
+
     name: str  # also the config section name
     title: str
     summary: str  # one line
@@ -62,6 +67,8 @@ class MethodSpec:
                    short_title=words.get("short_title") or "", **code)
 
     def validate(self, run_cfg: Any, method_cfg: Any) -> list[str]:
+        """Problems (plain sentences) with `method_cfg` in `run_cfg`: an enabled method on a backbone it does not
+        support, then the method's own checks; [] when none. Raises nothing."""
         problems: list[str] = []
         if getattr(method_cfg, "enabled", False) and not self.supports(run_cfg.backbone.name):
             problems.append(f"{self.title} does not support the backbone {run_cfg.backbone.name}.")
@@ -71,6 +78,8 @@ class MethodSpec:
 
 
 def register_method(spec: MethodSpec) -> MethodSpec:
+    """Add `spec` to METHODS and its config section to the run config, and return it. Raises ValueError when the
+    name is taken or the config class has no `enabled` field."""
     if spec.name in METHODS:
         raise ValueError(f"method {spec.name!r} is already registered")
     if not hasattr(spec.config_cls(), "enabled"):

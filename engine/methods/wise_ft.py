@@ -42,6 +42,10 @@ DEFAULT_ALPHAS = tuple(round(0.05 * i, 2) for i in range(21))
 
 @dataclass(frozen=True)
 class WiseFTConfig:
+    """WiSE-FT's settings (Wortsman et al. 2021): the alphas measured after training (0 = theta_0, the starting
+    model; 1 = the fine-tuned theta_1), batch-norm recalibration per mix, theta_0's linear probe (L-BFGS
+    iterations and its L2 penalty), and how many corrupted images the curve's OOD points use."""
+
     enabled: bool = False
     alphas: tuple[float, ...] = field(default=DEFAULT_ALPHAS, metadata={
         "label": "alphas evaluated after training", "help": "0 = starting model (linear probe), 1 = fine-tuned model."})
@@ -264,6 +268,10 @@ def evaluate_alpha(model, theta_0, theta_1, alpha: float, sets: EvalSets, device
 # ---- the hook -------------------------------------------------------------------------------------
 
 class WiseFTHook(MethodHook):
+    """WiSE-FT in the run: at setup fits theta_0 (the pretrained trunk with a calibrated linear-probe head), which
+    the run then fine-tunes from; at the end measures validation and OOD accuracy of theta_alpha = (1 - alpha)
+    theta_0 + alpha theta_1 for every alpha and publishes each point (stream "wise_ft")."""
+
     name = "wise_ft"
     end_work = "WiSE-FT's curve"
 
@@ -307,6 +315,8 @@ class WiseFTHook(MethodHook):
         return {"theta_0": self.theta_0, "about": self.about}
 
     def load_state_dict(self, ctx, state: dict[str, Any]) -> None:
+        """Take back theta_0 and its figures from a resume point, on the run's device (theta_0 is fitted once,
+        before the first epoch, and must be the same after a Continue)."""
         if state:
             self._keep_theta_0(ctx, {k: v.to(ctx.device) for k, v in state["theta_0"].items()}, state["about"])
 
