@@ -29,6 +29,8 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "")
 
 
 def access_mode() -> str:
+    """"off", "password" or "oidc" from STUDIO_ACCESS; "auto" (the default) is off on this computer alone
+    (STUDIO_HOST local) and password otherwise; an unknown value reads as password, the safe choice."""
     mode = os.environ.get("STUDIO_ACCESS", "auto").strip().lower()
     if mode == "auto":
         return "off" if os.environ.get("STUDIO_HOST", "127.0.0.1") in LOCAL_HOSTS else "password"
@@ -36,10 +38,12 @@ def access_mode() -> str:
 
 
 def access_control_on() -> bool:
+    """True unless the access mode is "off" (each user then sees their own runs)."""
     return access_mode() != "off"
 
 
 def expected_password() -> str:
+    """The sign-in password: STUDIO_PASSWORD, else Streamlit's secret `studio_password`, else "" (none set)."""
     env = os.environ.get("STUDIO_PASSWORD", "")
     if env:
         return env

@@ -117,6 +117,8 @@ def epoch_subset_caption(config: Mapping[str, Any] | None, measured: Mapping[str
 
 
 def metric_label(name: str) -> str:
+    """A metric's name as charts show it ("val_acc" -> "Validation accuracy", "ood/jpeg" -> "OOD: JPEG"); an unknown
+    name with "_" as spaces, capitalised."""
     if name in METRIC_LABELS:
         return METRIC_LABELS[name]
     if name.startswith("ood/"):
@@ -162,6 +164,8 @@ def store_frames(rows: Iterable[Mapping[str, Any]]) -> tuple[pd.DataFrame, pd.Da
 
 
 def steps_frame(steps: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Logged steps (dicts with step, loss, lr) as a frame sorted by step, a step logged twice (an epoch redone
+    after Continue) kept once with its last value."""
     df = pd.DataFrame(list(steps))
     if df.empty:
         return pd.DataFrame({"step": pd.Series(dtype="int64"), "loss": pd.Series(dtype="float64")})
@@ -356,11 +360,13 @@ def _above(data: pd.DataFrame, x: str, end: dict, twin: float, first: bool) -> b
 
 
 def loss_chart(df: pd.DataFrame) -> alt.Chart:
+    """Training and validation loss (nats) per epoch, one line each."""
     # the hint as a subtitle: in a half-page column on a narrow window one line was cut ("(higher is ...")
     return metric_lines(df, LOSS_METRICS, alt.TitleParams("Loss per epoch", subtitle="lower is better"), "Loss")
 
 
 def accuracy_chart(df: pd.DataFrame) -> alt.Chart:
+    """Accuracies per epoch (training, validation, OOD, robust; percent axis), one line each."""
     return metric_lines(df, ACCURACY_METRICS, alt.TitleParams("Accuracy per epoch", subtitle="higher is better"),
                         "Accuracy", percent=True)
 
@@ -472,6 +478,8 @@ def confusion_chart(df: pd.DataFrame, title: str = "Confusion matrix", width: in
 
 
 def per_class_frame(per_class: Mapping[str, float | None]) -> pd.DataFrame:
+    """Class -> accuracy (fraction) as a frame with columns class, accuracy; classes without a finite value left
+    out."""
     return pd.DataFrame([{"class": c, "accuracy": v} for c, v in per_class.items() if _finite(v)],
                         columns=["class", "accuracy"])
 
@@ -500,6 +508,8 @@ def per_class_chart(df: pd.DataFrame, title: str = "Accuracy per class") -> alt.
 
 
 def ood_frame(by_corruption: Mapping[str, float | None]) -> pd.DataFrame:
+    """Corruption -> accuracy (fraction) as a frame with columns corruption (its shown name), accuracy; missing
+    values left out."""
     return pd.DataFrame([{"corruption": corruption_name(c), "accuracy": v} for c, v in by_corruption.items() if _finite(v)],
                         columns=["corruption", "accuracy"])
 

@@ -78,6 +78,9 @@ def live_refresh_s(gpu: bool | None = None, cpus: int | None = None) -> float:
 
 @dataclass
 class RunView:
+    """A run as the pages draw it: its record's fields, live progress, per-epoch metrics and logged steps as frames,
+    methods' streams, and whether it is live in this process or runs in another program."""
+
     id: str
     name: str
     status: str
@@ -159,6 +162,7 @@ def fmt_number(v: float) -> str:
 
 
 def fmt_pct(v: Any) -> str:
+    """A fraction as a percentage with one decimal ("87.5%"); "–" for None or NaN."""
     return f"{v:.1%}" if isinstance(v, (int, float)) and v == v else "–"
 
 
@@ -514,6 +518,7 @@ def smaller_headings(md: str, levels: int = 2) -> str:
 
 
 def short_time(ts: float | None) -> str:
+    """A time (seconds since the epoch) as local "05 Dec 19:20"; "–" for None."""
     return time.strftime("%d %b %H:%M", time.localtime(ts)) if ts else "–"
 
 

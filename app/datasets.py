@@ -28,6 +28,9 @@ _MEMO_ENTRIES = 6
 
 @dataclass
 class DataCheck:
+    """The Data page's check of a dataset: whether it can be used, the engine's report, a preview grid (class ->
+    uint8 [H, W, 3] images), the error of a refused dataset, and the pictures of each duplicate group shown."""
+
     ok: bool
     report: DataReport | None = None
     grid: dict[str, list[np.ndarray]] = field(default_factory=dict)  # class -> HWC uint8 images
@@ -54,6 +57,7 @@ def duplicate_pictures(splits) -> list[list[np.ndarray]]:
 
 
 def preview_size(cfg: RunConfig) -> int:
+    """The preview's image side in pixels: the run's image size, at most MAX_PREVIEW_SIZE."""
     return min(cfg.data.image_size, MAX_PREVIEW_SIZE)
 
 
@@ -66,6 +70,7 @@ def _key(cfg: RunConfig) -> tuple:
 class DataShape:
     """What the few-steps warning needs of a checked dataset: its class names and its split counts
     ({split: {class: images}}, as engine.data.DataReport.split_counts), which no image size changes."""
+
     classes: tuple[str, ...]
     split_counts: dict
 

@@ -111,10 +111,12 @@ def get_engine() -> Engine:
 
 
 def sample_path() -> Path:
+    """Where the bundled sample dataset is (it may be missing from a trimmed install)."""
     return resolve_path(SAMPLE_DATASET)
 
 
 def sample_available() -> bool:
+    """True when the bundled sample dataset is on disk."""
     return sample_path().is_file()
 
 
@@ -137,6 +139,8 @@ def show_error(exc: BaseException, what: str) -> None:
 
 @dataclass
 class Outcome:
+    """What `attempt` returns: ok, the call's value, or the error it raised (already shown to the user)."""
+
     ok: bool
     value: Any = None
     error: BaseException | None = None
@@ -184,15 +188,18 @@ class Dataset:
         return f"**{md_text(self.label)}**{ood}"
 
     def to_draft(self) -> dict:
+        """The fields a draft keeps (kind, source, label and the OOD set's), as a dict."""
         return {k: getattr(self, k) for k in ("kind", "source", "label", "ood_source", "ood_label", "ood_name")}
 
 
 def default_dataset() -> Dataset:
+    """The dataset a new user starts with: the bundled sample, or none yet when it is missing."""
     label = SAMPLE_LABEL if sample_available() else "no dataset yet (upload one on the Data page)"
     return Dataset("sample", SAMPLE_DATASET, label)
 
 
 def default_config() -> RunConfig:
+    """A new user's settings: the default preset on the defaults."""
     return PRESETS[DEFAULT_PRESET].apply(RunConfig())
 
 
@@ -346,10 +353,12 @@ def save_draft() -> None:
 
 
 def config() -> RunConfig:
+    """The user's current settings (the draft the pages edit)."""
     return st.session_state[CFG_KEY]
 
 
 def set_config(cfg: RunConfig) -> None:
+    """Replace the user's settings with `cfg`; a change is saved as their draft (kept across refreshes)."""
     changed = st.session_state.get(CFG_KEY) != cfg
     st.session_state[CFG_KEY] = cfg
     if changed:
@@ -375,6 +384,7 @@ def update_section(section: str, **changes: Any) -> RunConfig:
 
 
 def dataset() -> Dataset:
+    """The user's active dataset."""
     return st.session_state[DATASET_KEY]
 
 
@@ -386,6 +396,7 @@ def _data_fields(ds: Dataset) -> dict[str, str]:
 
 
 def set_dataset(ds: Dataset) -> None:
+    """Make `ds` the active dataset, put its fields into the settings and save the draft."""
     st.session_state[DATASET_KEY] = ds
     update_section("data", **_data_fields(ds))
     save_draft()  # also when only a label changed

@@ -34,6 +34,9 @@ from app.state import INPUT_ERRORS_KEY, WIDGET_PREFIX, md_text, save_draft
 
 @dataclass(frozen=True)
 class FieldInfo:
+    """A setting as a widget shows it: its section and name, type, label and help, choices with their labels, bounds
+    and step, the scale and unit it is shown in (eps x 255, "/255"), and the rest of its metadata."""
+
     section: str
     name: str
     type: Any
@@ -51,6 +54,7 @@ class FieldInfo:
 
     @property
     def key(self) -> str:
+        """The widget's session-state key."""
         return widget_key(self.section, self.name)
 
     @property
@@ -66,6 +70,7 @@ class FieldInfo:
 
 
 def widget_key(section: str, name: str) -> str:
+    """The session-state key of the widget for setting `section`.`name`."""
     return f"{WIDGET_PREFIX}{section}.{name}"
 
 
@@ -107,6 +112,7 @@ def number_format(info: FieldInfo, shown: float) -> str:
 
 
 def to_shown(info: FieldInfo, value: Any) -> Any:
+    """`value` as the widget shows it: scaled (eps x 255), lists as "a, b", bools and strings as they are."""
     if info.type is bool or info.type is str:
         return value
     if is_list_type(info.type):
@@ -117,6 +123,7 @@ def to_shown(info: FieldInfo, value: Any) -> Any:
 
 
 def from_shown(info: FieldInfo, shown: Any) -> Any:
+    """A widget's value back in the setting's own units and type (the inverse of `to_shown` for numbers)."""
     if info.type is int:
         return int(round(shown / info.scale)) if info.scale != 1 else int(shown)
     if info.type is float:

@@ -195,6 +195,9 @@ def _bump(counter: str) -> None:
 
 
 def choose_source(engine) -> None:
+    """The "Where are your images?" choice (the bundled sample, an upload, a folder on the server) and its inputs; a
+    new choice becomes the active dataset (kept per user across refreshes). Errors are shown on the page, never
+    raised."""
     ds = state.dataset()
     kinds = [k for k in KIND_LABELS if k != "sample" or state.sample_available()]
     if st.session_state.pop(KIND_FOLLOWS, False) and ds.kind in kinds:
@@ -267,6 +270,8 @@ def choose_source(engine) -> None:
 
 
 def split_settings() -> None:
+    """The "Split and sampling settings" expander: validation and test shares, or, for a dataset whose train/, val/,
+    test/ folders give its split, which shares still apply and why."""
     cfg = state.config()
     check = state.last_check(cfg)  # a pre-split dataset's folders give its split: the shares do not apply
     given = check is not None and check.report.split_given
@@ -298,6 +303,9 @@ def split_settings() -> None:
 
 
 def dataset_report(engine) -> datasets.DataCheck | None:
+    """Check the active dataset (with a progress bar) and show what was found: classes and counts, the split,
+    skipped files with reasons, duplicates and near-copies, and a preview. Returns the check, or None when there
+    is nothing to check (no sample bundled); a refused dataset is a clear message, not an error."""
     ds, cfg = state.dataset(), state.config()
     if ds.kind == "sample" and not state.sample_available():
         return None  # already explained above: nothing to check
@@ -439,6 +447,8 @@ def duplicates_section(rep, result: datasets.DataCheck) -> None:
 
 
 def ood_section(engine, result: datasets.DataCheck | None) -> None:
+    """The optional OOD set: upload images of the same classes taken in other conditions; refused with a message
+    when its classes differ from the training dataset's `result`."""
     st.subheader("Optional: your own out-of-distribution test set")
     st.markdown("Images of the **same classes** taken in other conditions (another camera, light, place or "
                 "season). The studio reports the accuracy on them separately as *OOD accuracy (your OOD set)*, "
@@ -508,6 +518,8 @@ def ood_section(engine, result: datasets.DataCheck | None) -> None:
 
 
 def render() -> None:
+    """Draw the Data page (1): the source, the split settings, the dataset's report, the quick start and the OOD
+    set."""
     engine = state.get_engine()
     st.title("1 · Data")
     st.markdown("Bring a few hundred images sorted into one folder per class. The studio checks every file, "

@@ -370,14 +370,18 @@ def upscale(a: np.ndarray, px: int = DISPLAY_PX) -> np.ndarray:
 
 
 def to_u8(a: np.ndarray) -> np.ndarray:
+    """Float image values in [0, 1] (any shape; clipped) as uint8 0-255."""
     return (np.clip(a, 0, 1) * 255).round().astype(np.uint8)
 
 
 def colour_bar() -> np.ndarray:
+    """The attribution colour map as a uint8 [14, 256, 3] strip, low to high, for the legend."""
     return to_u8(colormap(np.tile(np.linspace(0, 1, 256, dtype=np.float32), (14, 1))))
 
 
 def thumbnail(run_dir: str, datasets_dir: str, index: int) -> np.ndarray:
+    """Validation image `index` of the run in `run_dir`, enlarged pixel by pixel to at least THUMB_PX pixels: uint8
+    [H, W, 3]."""
     b = _bundle(run_dir, datasets_dir)
     return to_u8(upscale(_hwc(b.data.val.images[index]), THUMB_PX))
 
@@ -385,6 +389,7 @@ def thumbnail(run_dir: str, datasets_dir: str, index: int) -> np.ndarray:
 # ---- widgets --------------------------------------------------------------------------------------
 
 def image_key(run_id: str) -> str:
+    """The session-state key of the image picked on Explain for run `run_id`."""
     return f"explain_image_{run_id}"
 
 
@@ -461,6 +466,9 @@ def picker_answers(engine, rec, b, pred: dict[str, np.ndarray]) -> tuple[dict[st
 # ---- tab 1: attributions -----------------------------------------------------------------------------
 
 def attributions_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
+    """The attribution tab: pick a validation image, the methods (Grad-CAM, Saliency, Integrated Gradients,
+    Occlusion; captum) and the class explained, then one map per method and model compared, each computed once
+    and cached."""
     run_dir, ds = str(rec.run_dir), str(engine.datasets_dir)
     classes = list(b.classes)
     index = image_picker(rec, classes, *picker_answers(engine, rec, b, pred))
@@ -550,6 +558,8 @@ def head_untrained(r: dict, rec) -> bool:
 
 
 def row_note(r: dict, pretrained_src: str | None, rec) -> str:
+    """The words under a model's row of maps: what that model is (the starting model, this run's model) and how to
+    read its maps."""
     if r["key"] == "pretrained":
         if uses_wise(rec):
             return ("The starting model of WiSE-FT (theta_0, alpha 0): the pretrained backbone, unchanged, with only a "
@@ -681,6 +691,8 @@ def mistakes_of(engine, rec, b, pred: dict[str, np.ndarray]) -> tuple[dict[str, 
 
 
 def errors_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
+    """The mistakes tab: the validation confusion matrix, a cell to pick (true -> predicted class) and that cell's
+    images with their confidence and loss, most confident mistakes first."""
     import altair as alt
     import torch
 
@@ -761,6 +773,8 @@ def errors_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
 
 
 def cell_label(option: str, classes: list[str], counts: dict[str, int]) -> str:
+    """A confusion-matrix cell's name in the picker, "true → predicted (N images)", "· correct" on the diagonal.
+    `option` is "t:p" (class indices)."""
     t, p = (int(k) for k in option.split(":"))
     n = counts[option]
     return f"{classes[t]} → {classes[p]} ({state.plural(n, 'image')})" + (" · correct" if t == p else "")
@@ -774,6 +788,8 @@ def _export_bytes(path: str, mtime_ns: int) -> bytes:
 
 
 def read_checks(out_dir: Path) -> list[dict]:
+    """The export checks saved in `out_dir`/exports.json (one dict per file); [] when there are none or the file
+    cannot be read."""
     try:
         return json.loads((out_dir / "exports.json").read_text())
     except (OSError, ValueError):
@@ -808,6 +824,8 @@ def export_choices(run_dir: Path, summary: dict, alpha: float | None, chosen: bo
 
 
 def checks_view(checks: list[dict], n_val: int) -> None:
+    """A table of the export checks (format, file, verified, agreement on the `n_val` validation images, largest
+    logit difference) and a line saying whether every file passed."""
     table = pd.DataFrame([{"format": c["format"], "file": Path(c["path"]).name, "verified": bool(c["ok"]),
                            "agreement": 100 * c["agreement"], "max logit difference": c["max_abs_logit_diff"],
                            "message": c.get("message") or ""} for c in checks])
@@ -830,6 +848,8 @@ def checks_view(checks: list[dict], n_val: int) -> None:
 
 
 def export_tab(engine, rec, b, summary: dict) -> None:
+    """The export tab: which model to pack (the run's, the smaller one, a WiSE-FT mix), a button that exports
+    safetensors, TorchScript and ONNX and verifies each against the model, then the checks and the downloads."""
     run_dir, ds = Path(rec.run_dir), str(engine.datasets_dir)
     st.markdown("Pack the model for use outside the studio. Each file is **reloaded and compared** with the model on "
                 f"the {len(b.data.val)} validation images before it is offered: same predicted class for every image, "
@@ -918,6 +938,8 @@ def download_name(run_name: str, run_id: str, out_dir: Path, fname: str) -> str:
 
 
 def downloads(rec, out_dir: Path, checks: list[dict]) -> None:
+    """Download buttons for the exported files in `out_dir` (a file that failed its check is not offered) and the
+    run's config.yaml, named after the user's run."""
     ok = {c["format"]: bool(c["ok"]) for c in checks}
     files = [(f, spec) for f, spec in EXPORT_FILES.items() if (out_dir / f).is_file()]
     cols = st.columns(max(len(files), 1) + 1)
@@ -938,6 +960,8 @@ def downloads(rec, out_dir: Path, checks: list[dict]) -> None:
 # ---- the page ---------------------------------------------------------------------------------------
 
 def no_finished_run(runs) -> None:
+    """What Explain shows when no run has finished: a run still training (with a link to it) or none yet (with the
+    way to train one)."""
     active = [r for r in runs if r.status in ("queued", "running")]
     if active:
         st.info(f"{state.plural(len(active), 'run')} still training. A run can be explained once it has finished: "
@@ -972,6 +996,7 @@ def keep_widget_state() -> None:
 
 
 def render() -> None:
+    """Draw the Explain and export page (5) for the finished run picked: attributions, mistakes, export."""
     engine = state.get_engine()
     keep_widget_state()
     st.title("5 · Explain and export")

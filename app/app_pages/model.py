@@ -46,6 +46,7 @@ LP_FT_URL = "https://arxiv.org/abs/2202.10054"
 
 @st.cache_data(show_spinner=False)
 def backbone_facts(name: str, num_classes: int) -> dict:
+    """Parameters of backbone `name` with a head of `num_classes` outputs, and their size in MB at float32 (cached)."""
     spec = BACKBONES[name]
     params = spec.num_params(num_classes)
     return {"params": params, "megabytes": params * 4 / 1e6}
@@ -53,6 +54,8 @@ def backbone_facts(name: str, num_classes: int) -> dict:
 
 @st.cache_data(show_spinner=False)
 def trunk_block_count(name: str) -> int:
+    """How many trunk blocks backbone `name` has (what "freeze the first N blocks" counts), built on the meta device
+    (no memory, cached)."""
     import torch
 
     from engine.backbones import Classifier
@@ -64,6 +67,7 @@ def trunk_block_count(name: str) -> int:
 
 
 def fmt_params(n: int) -> str:
+    """A parameter count in short form: "11.2 M", "850 k"."""
     return f"{n / 1e6:.1f} M" if n >= 1e6 else f"{n / 1e3:.0f} k"
 
 
@@ -105,6 +109,8 @@ def _lr_auto_on() -> None:
 
 
 def presets_section() -> None:
+    """The preset buttons, general presets then one demo per method, with the one in use marked and the note of the
+    one just applied."""
     st.subheader("Start from a preset")
     cfg = state.config()
     in_use = [k for k, p in PRESETS.items() if state.is_preset(p, cfg)]  # once a rerun: each looks at the data
@@ -177,6 +183,8 @@ def draw_preset_row(keys: list[str], in_use: list[str], columns: int = 4, applie
 # ---- backbone ---------------------------------------------------------------------------------
 
 def backbone_section(engine) -> None:
+    """The backbone choice, its pretrained weights (or the user's checkpoint) and its facts (parameters, file size,
+    offline or not)."""
     cfg = state.config()
     st.subheader("Backbone")
     num_classes, _ = state.known_classes_and_train_size(cfg)
@@ -476,6 +484,8 @@ def knobs_section() -> None:
 
 
 def effective_lr_view(cfg: RunConfig, where) -> None:
+    """The effective learning rate, lr / (1 - momentum) for SGD (Li et al. 2020), as a tile in `where` and its sum
+    under it."""
     where.metric("Effective learning rate", f"{cfg.effective_lr:.4g}",
                  help="For SGD: lr / (1 − momentum). Li et al. (2020) found that this, not lr or momentum alone, "
                       "decides fine-tuning results: raising momentum from 0.9 to 0.99 is like a 10x larger lr.")
@@ -583,6 +593,7 @@ def method_panel(spec: MethodSpec) -> None:
 
 
 def methods_section() -> None:
+    """One panel per optional fine-tuning method, in their order, each with its switch and settings."""
     st.subheader("Fine-tuning methods")
     specs = sorted((s for s in METHODS.values() if not s.core_knob), key=lambda s: s.order)
     if not specs:
@@ -597,6 +608,8 @@ def methods_section() -> None:
 # ---- advanced and review ------------------------------------------------------------------------
 
 def advanced_section() -> None:
+    """The advanced settings expander: device (only those present), mixed precision, CPU threads and the other
+    switches of training."""
     import torch  # only this section asks which devices exist
 
     cfg = state.config()
@@ -627,6 +640,8 @@ def advanced_section() -> None:
 
 
 def robust_section() -> None:
+    """Robust accuracy's settings: the switch, then eps, attack steps (at the end and per epoch), images attacked
+    per epoch and AutoAttack."""
     cfg = state.config()
     c = layout.cells(5)  # wraps on a narrow page: the switches' labels stay whole
     ev = {"robust": field_widget("eval", cfg.eval, "robust", container=c[0])}
@@ -656,6 +671,7 @@ def other_settings_section() -> None:
 
 
 def review_section() -> None:
+    """"Ready?": the settings' problems in plain words, or one line saying what will be trained."""
     cfg = state.config()
     st.subheader("Ready?")
     problems = state.config_problems(cfg)
@@ -676,6 +692,8 @@ def review_section() -> None:
 
 
 def render() -> None:
+    """Draw the Model and methods page (2): presets, backbone, training settings, methods, advanced settings and the
+    review."""
     engine = state.get_engine()
     st.title("2 · Model and methods")
     st.markdown("Pick a preset, or tune everything yourself. Every setting explains itself when you hover "

@@ -67,6 +67,7 @@ def robust_words(summary: dict) -> str:
 
 
 def imbalanced(summary: dict) -> bool:
+    """True when the run's data report flagged its classes as imbalanced."""
     return bool(summary.get("data_report", {}).get("imbalance", {}).get("imbalanced"))
 
 
@@ -85,6 +86,7 @@ read_summary = components.read_summary
 
 
 def enabled_methods(config: dict) -> list[str]:
+    """Names of the methods switched on in a run's `config` (a dict, as stored), registered ones only."""
     return [n for n, section in config.items() if n in METHODS and isinstance(section, dict) and section.get("enabled")]
 
 
@@ -95,6 +97,8 @@ def _file_bytes(path: str, mtime_ns: int) -> bytes:
 
 
 def run_picker(runs) -> str:
+    """The Results page's run choice; opens on the run looked at last (here, on Explain or Try it) or the newest
+    finished one. Returns the chosen run's id."""
     ids = [r.id for r in runs]
     labels = state.run_labels(runs)
     if st.session_state.get(RUN_KEY) not in ids:
@@ -178,6 +182,8 @@ def started_text(rec, summary: dict) -> str:
 
 
 def summary_metrics(run: components.RunView, summary: dict) -> None:
+    """The headline tiles (validation, test, OOD, robust and balanced accuracy, methods' own figures) of a finished
+    run, or of a stopped run's last epoch, with the data's warnings."""
     last = run.epochs.iloc[-1] if not run.epochs.empty else None
     if summary.get("status") != "finished" and last is not None:  # stopped: the last finished epoch speaks
         summary = {**last_epoch_figures(run), **summary}
@@ -298,6 +304,8 @@ def confusion_view(summary: dict, which: str) -> tuple[dict, str, str]:
 
 
 def detail_charts(run: components.RunView, summary: dict) -> None:
+    """Confusion matrix (per split, the smaller model's too), per-class accuracy and accuracy per corruption, side
+    by side."""
     classes = summary.get("classes") or []
     left, right = st.columns(2)
     with left:
@@ -370,6 +378,8 @@ def names_of(rec) -> dict[str, str]:
 
 
 def details(rec, summary: dict) -> None:
+    """The run's details: the data it used (classes, split, source, warnings) and the pretrained weights
+    it loaded."""
     report = summary.get("data_report")
     if report:
         warned = data_warnings(rec, summary)
@@ -399,6 +409,7 @@ def details(rec, summary: dict) -> None:
 
 
 def downloads(engine, rec, summary: dict) -> None:
+    """Download buttons for the run's weights (final or best epoch, safetensors), its summary, metrics and config."""
     run_dir = Path(rec.run_dir)
     st.markdown("**Downloads**")
     safe_name = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in rec.name)[:60] or "run"
@@ -484,6 +495,8 @@ def repeat_command(engine, cfg_file: Path, download_name: str, run_id: str, best
 
 
 def method_views(engine, rec, summary: dict) -> None:
+    """Each enabled method's own view (gates, sparsity, robust accuracy, the WiSE-FT slider), a failing one replaced
+    by a message."""
     for name in enabled_methods(rec.config):
         view = VIEWS.get(name)
         if view is None:
@@ -521,6 +534,8 @@ def keep_section(engine, rec) -> None:
 
 
 def delete_section(engine, rec) -> None:
+    """The "Delete this run" expander: a confirmation box, then the run's files and records removed (not while it is
+    queued or running)."""
     with st.expander("Delete this run", icon=":material/delete:"):
         if rec.status in ("queued", "running"):
             st.caption("Stop the run on the Train page before deleting it.")
@@ -533,6 +548,8 @@ def delete_section(engine, rec) -> None:
 
 
 def one_run(engine, runs) -> None:
+    """The one-run tab: the run picked, its state, claims, headline figures, curves, charts, methods' views,
+    downloads and deletion."""
     run_id = run_picker(runs)
     rec = state.record(engine, run_id)
     run = components.load_run(engine, run_id)
@@ -854,6 +871,8 @@ def compare_picker(candidates: list, labels: dict[str, str]) -> list[str]:
 
 
 def compare(engine, runs) -> None:
+    """The Compare tab: pick runs, then one table of their figures and settings that differ, and a chosen metric's
+    curves on one chart."""
     candidates = [r for r in runs if r.status in ("finished", "stopped", "failed")]
     if len(candidates) < 1:
         st.info("Finish a run or two to compare them here.")
@@ -1017,6 +1036,7 @@ TABS = ("One run", "Compare runs")
 
 
 def render() -> None:
+    """Draw the Results page (4): one run, or Compare."""
     engine = state.get_engine()
     st.title("4 · Results")
     unowned_note(engine)

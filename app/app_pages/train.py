@@ -63,6 +63,7 @@ def lr_words(cfg) -> str:
 
 
 def gpu_names() -> list[str]:
+    """The CUDA devices' names, in index order ([] without a GPU)."""
     import torch
 
     return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
@@ -160,6 +161,8 @@ def start_section(engine, visible: list) -> None:
 
 
 def queue_view(engine, watched: str | None) -> None:
+    """The queue: the user's runs waiting behind the one training, by their names, each with a button to take it off
+    the queue."""
     active = engine.active_runs()
     current = engine.current_run
     waiting = [r for r in active if r != current]
@@ -284,6 +287,7 @@ def live_section(engine, visible: list) -> None:
 
 
 def render() -> None:
+    """Draw the Train page (3): Start (and Continue), the live view of the run watched, and the recent runs."""
     engine = state.get_engine()
     st.title("3 · Train (live)")
     visible = state.runs(engine)  # once a redraw; Start's callback ran before it, so a run it queued is listed

@@ -60,6 +60,7 @@ OTHER_RUN = "run:"  # + a run id: the "Compare with" option for another run's fi
 class Shown:
     """One model answering on the page: its predictor, which of its run's models (`variant`, `alpha`),
     the run folder it comes from and the label its answers carry."""
+
     p: Any
     variant: str
     alpha: float | None
@@ -99,12 +100,14 @@ def attribution(run_dir: str, datasets_dir: str, variant: str, alpha: float | No
 
 
 def digest(data: bytes) -> str:
+    """First 16 hex digits of the SHA-256 of `data`: names an uploaded file's content in cache keys."""
     return hashlib.sha256(data).hexdigest()[:16]
 
 
 # ---- widgets ----------------------------------------------------------------------------------------
 
 def no_finished_run(all_runs) -> None:
+    """What Try it shows when no run has finished: where to train one."""
     st.info("No finished run yet. Train one first; then its model answers for your images here.",
             icon=":material/info:")
     st.page_link("app_pages/train.py", label="Go to training", icon=":material/arrow_forward:")
@@ -369,6 +372,7 @@ def image_result(ds: str, models: list[Shown], name: str, data: bytes, threshold
 # ---- a zip of images ----------------------------------------------------------------------------------
 
 def csv_text(result, top_k: int) -> str:
+    """A folder's predictions as CSV text, the columns of `predict`'s CSV with `top_k` answers per image."""
     from engine.predict import csv_columns, result_rows
 
     buf = io.StringIO()
@@ -469,6 +473,8 @@ def batch_accuracy(res) -> None:
 
 
 def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, threshold: float) -> None:
+    """A zip of new images answered by the model: the table (class, probability, flags), accuracy when its folders
+    name the classes, skipped files with reasons, and the CSV to download."""
     from engine.predict import predict_folder
 
     st.caption("A zip of images: loose, or in folders named after the classes "
@@ -583,6 +589,7 @@ def images_from_user(engine) -> tuple[str, list[tuple[str, bytes]], bool]:
 
 
 def render() -> None:
+    """Draw the Try it page (6): a finished run's model answering photos, files and zips."""
     engine = state.get_engine()
     st.title("6 · Try it")
     st.caption("Show a trained model something new: a photo, a few files, or a whole zip.")

@@ -40,6 +40,8 @@ def points_delta(a: float, b: float, against: str) -> dict[str, Any]:
 
 
 def register_view(method: str) -> Callable[[MethodView], MethodView]:
+    """Decorator: register `fn(engine, rec, summary)` as `method`'s view on Results. Raises ValueError when the
+    method has one already."""
     def deco(fn: MethodView) -> MethodView:
         if method in VIEWS:
             raise ValueError(f"a result view for {method!r} is already registered")

@@ -32,6 +32,8 @@ def gradient_chart(df: pd.DataFrame, layer_order: list[str]) -> alt.Chart:
 
 
 def gate_heatmap(df: pd.DataFrame, x: str, title: str, layer_order: list[str]) -> alt.Chart:
+    """A heat map of the fine-tuned share (0-1) per layer (rows, input side at the top, in `layer_order`) and `x`
+    (epoch or class) from `df` with columns layer, `x`, fraction."""
     return alt.Chart(df).mark_rect().encode(
         x=alt.X(f"{x}:O", title=x.capitalize()),
         y=alt.Y("layer:N", sort=layer_order, title="Layer (input side at the top)", axis=LAYER_NAMES),
@@ -76,6 +78,8 @@ def silent_epochs(rows: list[dict]) -> list[int]:
 
 @register_view("adafilter")
 def adafilter_view(engine, rec, summary: dict) -> None:
+    """AdaFilter's view on Results: the fine-tuned share of the filters, gate maps per layer by epoch and class, the
+    gate gradients, and a note on epochs where the gates did not learn."""
     mixed = (rec.config.get("adafilter") or {}).get("eval_gates") == "expected"
     overall = summary.get("adafilter_gate_mean_overall")
     if overall is not None:

@@ -32,6 +32,8 @@ def _strip(run_dir: str, datasets_dir: str, n: int, eps: float, steps: int) -> d
 
 @register_view("adversarial")
 def adversarial_view(engine, rec, summary: dict) -> None:
+    """Adversarial fine-tuning's view on Results: robust accuracy against clean, the attack, the overfitting guard's
+    rollback when it happened, and a few validation images beside their attacked copies."""
     ev = summary.get("robust_eval") or {}
     eps = float(ev.get("eps") or rec.config.get("eval", {}).get("robust_eps") or 4 / 255)
     # clean accuracy on the images attacked: the test split, or validation for data without one

@@ -20,6 +20,8 @@ from engine.words import and_words, plural
 
 
 def trials_frame(trials: list[dict]) -> pd.DataFrame:
+    """The pruning search's trials as a frame: trial, validation accuracy, sparsity, score, feasible, and one "prune
+    <stage>" column per stage's fraction."""
     rows = []
     for t in trials:
         row = {"trial": t["trial"], "val_acc": t["val_acc"], "sparsity": t["sparsity"], "score": t["score"],
@@ -102,6 +104,8 @@ def search_words(search: dict) -> str:
 
 @register_view("pruning")
 def pruning_view(engine, rec, summary: dict) -> None:
+    """Pruning's view on Results: sparsity, the smaller model's size, CPU speed-up and
+    accuracy, and the search's trials when it ran."""
     if summary.get("sparsity") is not None:
         row = layout.tiles()
         row.metric("Sparsity (prunable weights)", f"{100 * summary['sparsity']:.1f}%", width="content")

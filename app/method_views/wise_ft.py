@@ -75,6 +75,8 @@ def curve_ood_words(config: dict, val_images: int | None = None) -> str:
 
 @register_view("wise_ft")
 def wise_ft_view(engine, rec, summary: dict) -> None:
+    """WiSE-FT's view on Results: the alpha slider over the mixes the run measured (an alpha typed beside it is
+    computed then), the chosen mix's figures and the accuracies against alpha."""
     from engine.runs import load_run
 
     curve = summary.get("wise_curve") or []
@@ -196,4 +198,5 @@ def alpha_choice(engine, rec, alpha: float, used: float, chosen: bool) -> None:
 
 
 def cache_points(cache: dict, run_id: str) -> list[dict]:
+    """The mixes computed on request for run `run_id` (from `cache`, keyed (run id, alpha))."""
     return [p for (rid, _), p in cache.items() if rid == run_id]
