@@ -46,15 +46,22 @@ restored = st.session_state.pop(state.NOTE_KEY, None)  # what of the saved next 
 if restored:
     st.info(restored, icon=":material/restore:")
 
-pages = [
-    st.Page("app_pages/data.py", title="Data", icon=":material/folder_open:", url_path="data", default=True),
+pages = [  # the default page lives at / and reserves its own url_path, so /data is a hidden page sending there
+    st.Page("app_pages/data.py", title="Data", icon=":material/folder_open:", url_path="start", default=True),
     st.Page("app_pages/model.py", title="Model and methods", icon=":material/tune:", url_path="model"),
     st.Page("app_pages/train.py", title="Train (live)", icon=":material/monitoring:", url_path="train"),
     st.Page("app_pages/results.py", title="Results", icon=":material/leaderboard:", url_path="results"),
     st.Page("app_pages/explain.py", title="Explain and export", icon=":material/visibility:", url_path="explain"),
     st.Page("app_pages/try_it.py", title="Try it", icon=":material/photo_camera:", url_path="try"),
 ]
-page = st.navigation(pages)
+
+
+def to_data_page() -> None:
+    """/data, the Data page's name as an address (typed or bookmarked): the Data page, at the app's start, /."""
+    st.switch_page(pages[0])
+
+
+page = st.navigation(pages + [st.Page(to_data_page, title="Data", url_path="data", visibility="hidden")])
 
 try:
     page.run()

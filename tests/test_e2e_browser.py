@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -119,6 +120,17 @@ def test_a_first_visit_straight_to_a_page_gets_the_whole_app(server, browser):
     # offline classrooms: nothing is fetched from anywhere but the studio (a material-icon favicon was)
     outside = [u for u in requested if not u.startswith((server["url"], "data:", "blob:"))]
     assert not outside, outside
+
+
+def test_the_data_pages_name_as_an_address_opens_it(server, browser):
+    """The Data page is the start page, /; a typed /data showed Streamlit's "Page not found" first."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server["url"] + "/data")
+    page.get_by_role("heading", name="1 · Data").wait_for(timeout=60_000)
+    settle(page)
+    assert urlsplit(page.url).path in ("", "/"), page.url  # the start page's own address (a ?tab= may follow)
+    assert page.get_by_text("Page not found").count() == 0
+    page.close()
 
 
 def test_number_fields_show_the_saved_value_at_once_and_follow_a_preset(server, browser):
