@@ -6,6 +6,7 @@ and the run's warnings in the dashboard's words."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import streamlit as st
@@ -121,7 +122,7 @@ def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict, c
     """Write one line per enabled method with a claim (st.success when shown, st.info instead on a run at
     guessing (`chance`), st.warning when not,
     st.info when a comparison run is missing)."""
-    claims, other, scratch = run_claims(rec, runs, read_summary, summary)
+    claims, other, scratch, twin = run_claims(rec, runs, read_summary, summary)
     if not claims:
         return
     methods = [c.method for c in claims]
@@ -133,11 +134,40 @@ def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict, c
     for claim in claims:
         # on a run at guessing (the caption above) a shown claim is no success: it compares noise
         show = {True: st.info if chance else st.success, False: st.warning}.get(claim.shown, st.info)
-        show(claim.text + plain_words(claim.method, summary), icon=":material/science:")
+        show(state.message_words(claim.text) + plain_words(claim.method, summary), icon=":material/science:")
+    if twin is not None:
+        attack_again_button(rec, twin)
     labels = state.run_labels([r for r in (other, scratch) if r is not None], with_status=False, among=runs)
     said = compared_with(methods, other, scratch, {k: state.md_text(v) for k, v in labels.items()})
     if said:
         st.caption(said)
+
+
+def attacked_config(rec, twin) -> RunConfig:
+    """The settings of the standard run `twin` (a store record) with robust accuracy measured under the
+    adversarial run `rec`'s attack (eps, PGD steps, images attacked per epoch), named after `twin`: the
+    comparison `rec`'s claim line needs (engine.baselines.comparison_run). Raises StudioError for a saved
+    config that no longer reads."""
+    from engine.config import with_section
+
+    ev = rec.config.get("eval") or {}
+    keep = {k: ev[k] for k in ("robust_eps", "robust_steps", "robust_steps_each_epoch", "robust_subset") if k in ev}
+    cfg = with_section(RunConfig.from_dict(twin.config), "eval", robust=True, **keep)
+    return dataclasses.replace(cfg, name=f"{twin.name}, robust accuracy measured")
+
+
+def attack_again_button(rec, twin) -> None:
+    """A button under the adversarial claim line: train the standard run `twin` again with robust accuracy
+    measured under `rec`'s attack, queued at once (the line then compares, once it finishes); the outcome
+    is said under it."""
+    engine = state.get_engine()
+    if st.button(f"Train '{state.md_text(twin.name)}' again, measuring robust accuracy", key=f"attack_twin_{rec.id}",
+                 icon=":material/replay:", help="The same settings, with robust accuracy measured under this run's "
+                                                "attack, so this line can compare the two runs."):
+        made = state.attempt("reading that run's settings", attacked_config, rec, twin)
+        if made.ok and state.attempt("queueing the run", engine.submit, made.value, owner=state.user()).ok:
+            st.success("Queued: it trains on the Train page, and this line compares the two once it finishes.",
+                       icon=":material/check_circle:")
 
 
 def plain_words(method: str, summary: dict) -> str:

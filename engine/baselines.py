@@ -8,7 +8,7 @@ page and the command line judge with the same runs."""
 from __future__ import annotations
 
 import functools
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 from engine.claims import CLAIMS, Claim
 from engine.config import RunConfig
@@ -42,23 +42,46 @@ def methods_on(config: dict) -> set[str]:
     return {n for n in METHODS if isinstance(config.get(n), dict) and config[n].get("enabled")}
 
 
-# with adversarial training on, the standard run must also have attacked alike (its robust accuracy is the claim's baseline)
-SAME_ROBUST = (("eval", "robust"), ("eval", "robust_eps"), ("eval", "robust_steps"))
+# with adversarial training on, the standard run must have attacked alike: its robust accuracy is the claim's
+# baseline. An adversarial run measures robust accuracy whatever its eval.robust says (engine.evaluate.robust_on),
+# so the standard run's switch must be on, with this run's attack (eps, PGD steps).
+SAME_ROBUST = (("eval", "robust_eps"), ("eval", "robust_steps"))
+
+
+def _standard_twins(rec, runs) -> list:
+    """The finished runs of `runs` (newest first) with `rec`'s data, backbone, image size, split and sampling
+    settings, seed, recipe and augmentation (SAME) and no fine-tuning method switched on."""
+    return [other for other in runs if other.id != rec.id and other.status == "finished"
+            and not methods_on(other.config)
+            and all(config_value(other.config, s, k) == config_value(rec.config, s, k) for s, k in SAME)]
+
+
+def _attacked_alike(other, rec) -> bool:
+    """True when the standard run `other` measured robust accuracy under `rec`'s attack (eps, PGD steps)."""
+    return bool(config_value(other.config, "eval", "robust")) and all(
+        config_value(other.config, s, k) == config_value(rec.config, s, k) for s, k in SAME_ROBUST)
 
 
 def comparison_run(rec, runs) -> object | None:
     """The newest finished run with this run's data, backbone, image size, split and sampling settings
     (shares, duplicates dropped, images per class, class balance), seed, recipe (epochs, batch size,
     optimiser, learning rate, momentum, weight decay, schedule, head-only epochs), augmentation (crops,
-    mirroring, flip TTA), for adversarial training also the same robust evaluation (on, eps, PGD steps),
-    and no fine-tuning method switched on (standard fine-tuning), or None."""
-    same = SAME + (SAME_ROBUST if "adversarial" in methods_on(rec.config) else ())
-    for other in runs:  # the store lists the newest first
-        if other.id == rec.id or other.status != "finished" or methods_on(other.config):
-            continue
-        if all(config_value(other.config, s, k) == config_value(rec.config, s, k) for s, k in same):
-            return other
-    return None
+    mirroring, flip TTA), for adversarial training also robust accuracy measured under the same attack
+    (eps, PGD steps), and no fine-tuning method switched on (standard fine-tuning), or None."""
+    twins = _standard_twins(rec, runs)
+    if "adversarial" in methods_on(rec.config):
+        twins = [other for other in twins if _attacked_alike(other, rec)]
+    return twins[0] if twins else None
+
+
+def unattacked_twin(rec, runs) -> object | None:
+    """For an adversarial run without a comparison run: the newest standard run that matches it in all but its
+    robust evaluation (off, or another eps or number of PGD steps), which the claim line names so that the
+    user can train it again with robust accuracy measured; None otherwise."""
+    if "adversarial" not in methods_on(rec.config) or comparison_run(rec, runs) is not None:
+        return None
+    twins = _standard_twins(rec, runs)
+    return twins[0] if twins else None
 
 
 SAME_ATTACK = (("data", "source"), ("data", "image_size"), ("backbone", "name"), ("seed", None),
@@ -80,16 +103,29 @@ def scratch_run(rec, runs) -> object | None:
     return None
 
 
-def run_claims(rec, runs: Sequence, read_summary: Callable[[str], dict], summary: dict) -> tuple[list[Claim], object, object]:
-    """(one engine.claims.Claim per method of `rec` with a claim, in CLAIMS order; the standard fine-tuning
-    run compared with or None; the scratch run or None) for the finished run `rec` (a store record) with
-    `summary`, among `runs` (the store's records, newest first); `read_summary(run_dir)` reads another run's."""
+class Judged(NamedTuple):
+    """What `run_claims` found: one engine.claims.Claim per method with a claim, the standard fine-tuning run
+    compared with (or None), the adversarial-from-scratch run (or None), and `unattacked_twin`'s run (or None)."""
+
+    claims: list[Claim]
+    other: object | None
+    scratch: object | None
+    unattacked: object | None = None
+
+
+def run_claims(rec, runs: Sequence, read_summary: Callable[[str], dict], summary: dict) -> Judged:
+    """The claims of the finished run `rec` (a store record) with `summary`, among `runs` (the store's records,
+    newest first), in CLAIMS order, with the runs they were judged against; `read_summary(run_dir)` reads
+    another run's summary. An adversarial run's line names the standard run that lacks only its robust
+    evaluation (`unattacked_twin`)."""
     methods = [m for m in CLAIMS if m in methods_on(rec.config)]
     if not methods:
-        return [], None, None
+        return Judged([], None, None)
     other = comparison_run(rec, runs)
     baseline = read_summary(other.run_dir) if other is not None else None
     scratch = scratch_run(rec, runs) if "adversarial" in methods else None
-    claims = [CLAIMS[m](summary, baseline, read_summary(scratch.run_dir)) if m == "adversarial" and scratch
+    twin = unattacked_twin(rec, runs)
+    claims = [CLAIMS[m](summary, baseline, read_summary(scratch.run_dir) if scratch else None,
+                        unattacked=twin.name if twin is not None else None) if m == "adversarial"
               else CLAIMS[m](summary, baseline) for m in methods]
-    return claims, other, scratch
+    return Judged(claims, other, scratch, twin)

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from engine.config import setting_name
+
 ADAFILTER_MAX_DROP = 0.01  # test accuracy at least standard fine-tuning's minus 1 point
 ADAFILTER_MIN_SPREAD = 0.10  # per-layer (or per-class) share of fine-tuned filters spread >= 10 points
 PRUNING_MAX_DROP = 0.02  # unstructured: within 2 test points of the dense run
@@ -342,12 +344,15 @@ def compute_share_to_reach(ours: list[tuple[float, float]], theirs: list[tuple[f
     return next((c / total for c, a in ours if a >= target - 1e-9), None)
 
 
-def adversarial_claim(summary: dict, baseline: dict | None = None, scratch: dict | None = None) -> Claim:
+def adversarial_claim(summary: dict, baseline: dict | None = None, scratch: dict | None = None,
+                      unattacked: str | None = None) -> Claim:
     """Jeddi et al. 2020: adversarial fine-tuning is robust (here: robust accuracy >= plain
     fine-tuning's `baseline` + 15 points) at a fraction of the cost of adversarial training from
     `scratch`: the robust accuracy scratch ends with, on the validation subset both runs attack each
     epoch, reached with at most a quarter of scratch's compute (images x forward/backward passes,
-    `compute_curve`). Robust accuracies are fractions; the text gives percentage points."""
+    `compute_curve`). Robust accuracies are fractions; the text gives percentage points. Without a
+    comparison, the line says what to train: `unattacked` names a standard run with the same settings that
+    did not measure robust accuracy under this run's attack (engine.baselines.unattacked_twin)."""
     robust = summary.get("robust_acc")
     if robust is None:
         return Claim("adversarial", None, "Adversarial: switch on robust evaluation to see robust accuracy.")
@@ -365,8 +370,13 @@ def adversarial_claim(summary: dict, baseline: dict | None = None, scratch: dict
                      + ("this run never reached it" if share is None else f"this run reached it with {share:.2f} "
                         "of its compute") + f" (needs at most {ADVERSARIAL_MAX_COMPUTE:g})")
     if not verdicts:
-        return Claim("adversarial", None, f"Adversarial: {parts[0]}; run plain fine-tuning with robust "
-                                          "evaluation to compare.")
+        switch = setting_name("eval", "robust")
+        if unattacked:
+            return Claim("adversarial", None, f"Adversarial: {parts[0]}; '{unattacked}', standard fine-tuning with "
+                         f"the same settings, did not measure robust accuracy under this run's attack: train it "
+                         f"again with {switch} on (same eps and steps) to compare.")
+        return Claim("adversarial", None, f"Adversarial: {parts[0]}; train standard fine-tuning with the same "
+                                          f"settings and {switch} on (same eps and steps) to compare.")
     shown = all(verdicts)
     return Claim("adversarial", shown, f"Adversarial: {_verdict(shown)}: " + ", ".join(parts) + ".")
 

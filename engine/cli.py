@@ -538,7 +538,7 @@ def _say_claims(summary: dict, store: RunStore) -> None:
     rec = store.get_run(str(summary.get("run_id")))
     if rec is None:
         return
-    claims, other, scratch = run_claims(rec, store.list_runs(), _summary_or_empty, summary)
+    claims, other, scratch, _twin = run_claims(rec, store.list_runs(), _summary_or_empty, summary)
     lines = [claim.text for claim in claims if claim.method != "wise_ft"]
     found = chance_finding(summary) if lines else None
     if found is not None:  # as Results says above its claim lines: on a run at guessing a shown claim is noise

@@ -171,6 +171,43 @@ def test_results_page_compares_with_standard_fine_tuning_on_the_same_data():
     assert comparison_run(adv, [adv, plain, attacked]) is attacked
 
 
+def test_an_adversarial_run_names_the_standard_run_that_did_not_measure_robust_accuracy():
+    """An adversarial run measures robust accuracy with eval.robust off; a standard run with it off matched it,
+    and Results said "Compared with 'ResNet-18 plain'" under a line that compared nothing."""
+    from types import SimpleNamespace as R
+
+    from app.claims_view import attacked_config
+    from engine.baselines import comparison_run, run_claims, unattacked_twin
+    from engine.config import RunConfig
+
+    base = {"data": {"source": "a.zip", "image_size": 64}, "backbone": {"name": "resnet18", "pretrained": "bundled"},
+            "train": {"epochs": 5}, "seed": 0}
+    adv = R(id="a", name="adv", status="finished", run_dir="a",
+            config={**base, "adversarial": {"enabled": True}, "eval": {"robust_eps": 2 / 255, "robust_steps": 10}})
+    plain = R(id="p", name="ResNet-18 plain", status="finished", config=dict(base), run_dir="p")
+    assert comparison_run(adv, [adv, plain]) is None
+    assert unattacked_twin(adv, [adv, plain]) is plain
+    summaries = {"a": {"robust_acc": 0.333}, "p": {"val_acc": 0.9}}
+    claims, other, _scratch, twin = run_claims(adv, [adv, plain], summaries.get, summaries["a"])
+    assert other is None and twin is plain and claims[0].shown is None
+    assert "'ResNet-18 plain'" in claims[0].text and "did not measure robust accuracy" in claims[0].text
+    assert "Measure robust accuracy (eval.robust)" in claims[0].text
+    # another attack is not a comparison either; the same attack is
+    other_eps = R(id="e", name="e", status="finished", run_dir="e",
+                  config={**base, "eval": {"robust": True, "robust_eps": 4 / 255, "robust_steps": 10}})
+    assert comparison_run(adv, [adv, other_eps]) is None and unattacked_twin(adv, [adv, other_eps]) is other_eps
+    # the button's run: the twin's settings, robust accuracy measured under the adversarial run's attack
+    cfg = attacked_config(adv, plain)
+    assert cfg.eval.robust and cfg.eval.robust_eps == 2 / 255 and cfg.eval.robust_steps == 10
+    assert cfg.name.startswith("ResNet-18 plain") and not cfg.enabled_methods()
+    again = R(id="g", name=cfg.name, status="finished", run_dir="g", config=cfg.to_dict())
+    assert comparison_run(adv, [adv, again, plain]) is again and unattacked_twin(adv, [adv, again, plain]) is None
+    assert RunConfig.from_dict(again.config).data.source == "a.zip"
+    # without any standard run the line says what to train
+    alone = run_claims(adv, [adv], summaries.get, summaries["a"])
+    assert alone.unattacked is None and "train standard fine-tuning with the same settings" in alone.claims[0].text
+
+
 def test_a_run_at_chance_is_flagged_with_advice_from_its_steps():
     from app.claims_view import at_chance
 
