@@ -22,7 +22,7 @@ from engine.jobs import INTERRUPTED_PREFIX, was_interrupted
 from engine.methods.pruning import smaller_model_warning
 from engine.store import process_alive
 from engine.worker import Engine
-from engine.words import ended_early_words, extra_epochs_words
+from engine.words import ended_early_words, extra_epochs_words, plural
 
 LIVE_REFRESH_S = 1.0  # how often live views poll the engine's snapshot, with a GPU or many CPU cores
 SLOWEST_LIVE_REFRESH_S = 3.0  # on a 2-core CPU-only machine
@@ -192,7 +192,7 @@ def progress_view(run: RunView) -> None:
         run_epochs = p.get("epochs") or run.config.get("train", {}).get("epochs", 0)
         if shown.whose is not None and epochs:  # work inside the run (the smaller model's fine-tune, a search trial)
             row.metric(f"Epoch ({shown.whose})", f"{epoch} / {epochs}", width="content",
-                       help=f"The epochs of {shown.whose}: work the run does besides its own {run_epochs} epochs.")
+                       help=f"The epochs of {shown.whose}: work the run does besides its own {plural(int(run_epochs), 'epoch')}.")
         else:  # the run's own (also beside work without epochs: the learning-rate finder's steps)
             row.metric("Epoch", f"{p.get('epoch') or 0} / {run_epochs}", width="content")
         row.metric("Step", f"{step} / {total}" if total else "–", width="content",

@@ -1110,8 +1110,13 @@ def csv_columns(top_k: int) -> list[str]:
     return cols + ["flagged", "unsure", "unfamiliar", "note"]  # flagged: either (a 99% answer can be unfamiliar)
 
 
+SKIPPED_NOTE = "not answered: "  # a skipped file's row in the CSV: this, then why (the reason the pages give)
+
+
 def result_rows(result: FolderResult, top_k: int) -> list[dict]:
-    """One flat dict per image with `csv_columns(top_k)` keys (probabilities rounded to 4 places)."""
+    """One flat dict per image with `csv_columns(top_k)` keys (probabilities rounded to 4 places), then one
+    per skipped file with its classes, probabilities and flags empty and its reason in `note` (SKIPPED_NOTE
+    first), so that every file of a batch has its line. Raises nothing."""
     out = []
     for r in result.rows:
         row = {"path": r["path"], "true_class": r["true"] or ""}
@@ -1121,12 +1126,16 @@ def result_rows(result: FolderResult, top_k: int) -> list[dict]:
         row["flagged"], row["note"] = r["low_confidence"], r["reason"]  # either flag
         row["unsure"], row["unfamiliar"] = r.get("unsure", False), r.get("unfamiliar", False)
         out.append(row)
+    blank = dict.fromkeys(csv_columns(top_k), "")
+    out += [{**blank, "path": s.path, "note": SKIPPED_NOTE + s.reason} for s in result.skipped]
     return out
 
 
 def write_csv(result: FolderResult, path: Path, top_k: int) -> Path:
-    """The predictions as CSV: path, true_class, class_1, probability_1, ..., flagged (unsure or unfamiliar:
-    the column read "low_confidence" beside a 99% answer flagged as unfamiliar), unsure, unfamiliar, note."""
+    """The predictions as CSV (UTF-8): path, true_class, class_1, probability_1, ..., flagged (unsure or
+    unfamiliar: the column read "low_confidence" beside a 99% answer flagged as unfamiliar), unsure, unfamiliar,
+    note; a skipped file's line says why in `note` (`result_rows`). Raises OSError when `path` cannot be
+    written."""
     path = Path(path)
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=csv_columns(top_k))

@@ -28,6 +28,7 @@ from engine.paths import ASSETS_DIR, PROJECT_DIR, register_upload_dir, resolve_p
 from engine.security import AccessDenied, DataRoots, LimitExceeded, Limits
 from engine.store import RunRecord, RunStore, process_alive
 from engine.contract import Reporter
+from engine.words import plural
 
 MAX_STEP_POINTS = 2000  # per run, in the live snapshot (the store keeps them all)
 
@@ -186,7 +187,7 @@ class Engine:
             mine = [r for r in self.active_runs() if self._snapshots[r].owner == owner]
             if len(mine) >= self.limits.max_active_runs_per_user:
                 raise LimitExceeded(
-                    f"You already have {len(mine)} runs queued or running (the limit is "
+                    f"You already have {plural(len(mine), 'run')} queued or running (the limit is "
                     f"{self.limits.max_active_runs_per_user}). Wait for one to finish or stop one.")
         run_id = new_run_id()
         name = cfg.name or f"{cfg.backbone.name} {'+'.join(cfg.enabled_methods()) or 'plain'}"

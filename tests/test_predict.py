@@ -429,8 +429,12 @@ def test_predict_cli_on_a_class_folder_zip(studio, tmp_path, capsys):
     assert rc == 0, printed.err
     rows = out.read_text().splitlines()
     assert rows[0] == "path,true_class,class_1,probability_1,class_2,probability_2,flagged,unsure,unfamiliar,note"
-    assert len(rows) - 1 == 9, "one row per readable image"
-    assert all(r.split(",")[1] in TINY_CLASSES for r in rows[1:])
+    answered = [r for r in rows[1:] if "not answered: " not in r]
+    assert len(answered) == 9, "one row per readable image"
+    assert all(r.split(",")[1] in TINY_CLASSES for r in answered)
+    # and one per skipped file, with its reason: a batch user sees which files got no answer
+    skipped = sorted(r.split(",")[0] for r in rows[1:] if "not answered: " in r)
+    assert skipped == ["batch/green/phone photo.heic", "batch/readme.txt", "batch/red/broken.png"], rows
     assert re.search(r"accuracy \d+\.\d%  balanced accuracy \d+\.\d%  \(9 images in class folders\)", printed.out)
     assert re.search(r"answers flagged: (none|\d+ unfamiliar|\d+ unsure|\d+ unfamiliar, \d+ unsure);", printed.out)
     assert "confusion matrix" in printed.out

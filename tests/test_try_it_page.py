@@ -244,6 +244,11 @@ def test_a_zip_of_class_folders_gives_a_table_accuracy_and_a_csv(run):
     assert not [m for m in at.metric if m.label == "Accuracy"]
     assert any(i.startswith("No accuracy for this zip: its folders (circles, squares) are not named after this run's "
                             f"classes ({', '.join(sorted(TINY_CLASSES))})") for i in texts(at.info)), texts(at.info)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("one.png", png(tiny_image("red", 830)))
+    at.file_uploader(key="try_zip").set_value(("one.zip", buf.getvalue(), "application/zip")).run()
+    assert any(m.startswith("**1 image** predicted by") for m in texts(at.markdown)), "not '1 images'"
     for content, said in (({}, "'my batch.zip' is empty"), ({"readme.txt": b"hello"}, "'my batch.zip' holds no image"),
                           ({"red/scan.jpg": b"not a jpeg"}, "No readable image in 'my batch.zip': red/scan.jpg")):
         buf = io.BytesIO()

@@ -344,7 +344,7 @@ def dataset_report(engine) -> datasets.DataCheck | None:
     mirror_hint(rep.classes, cfg)
     duplicates_section(rep, result)
     if cap:
-        st.caption(f"Training uses at most {cfg.data.train_per_class} images per class (see the split settings): "
+        st.caption(f"Training uses at most {state.plural(cfg.data.train_per_class, 'image')} per class (see the split settings): "
                    f"{n_split.get('train', 0):,} of the {cap:,} training images, the rest left out at random "
                    "(seeded). The Training figure, the chart and the table count the ones used.")
 

@@ -841,7 +841,7 @@ def shared_setup(table: pd.DataFrame, setup: list[str]) -> tuple[list[str], str]
         counted = {"classes": ("class", "classes"), "images": ("image", "images"), "epochs": ("epoch", "epochs")}
         if c == "epochs" and " + " in str(v):  # "20 + 10": the smaller model's fine-tune after the run's epochs
             run_epochs, extra = str(v).split(" + ", 1)
-            return f"{run_epochs} epochs + {extra} of the smaller model"
+            return f"{run_epochs} {'epoch' if run_epochs.strip() == '1' else 'epochs'} + {extra} of the smaller model"
         if c == "epochs" and not str(v).isdigit():  # "3 of 20": a run a method ended early
             return f"{v} epochs"
         if c in counted:

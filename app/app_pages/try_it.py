@@ -520,7 +520,7 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
         st.session_state.pop("try_unusable_zip", None)
     if p.familiarity_note():
         st.caption(p.familiarity_note())
-    st.markdown(f"**{len(res.rows)} images** predicted by *{p.label}* at {res.images_per_sec:.0f} images/s; "
+    st.markdown(f"**{state.plural(len(res.rows), 'image')}** predicted by *{p.label}* at {res.images_per_sec:.0f} images/s; "
                 f"answers flagged: {res.flag_words()}; {state.plural(len(res.skipped), 'file')} skipped.")
     batch_accuracy(res)
     # Streamlit's default height shows 10 rows; a zip of a few dozen images reads best without a scroll bar
