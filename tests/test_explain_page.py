@@ -715,3 +715,29 @@ def test_the_smaller_model_has_its_own_row_maps_and_mistakes(studio):
     finally:
         st.cache_resource.clear()
         st.cache_data.clear()
+
+
+def _picker_script():
+    """An app of the image picker alone: four validation images, all answered right."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from app.app_pages.explain import image_picker
+
+    pred = {"labels": np.array([0, 1, 0, 1]), "preds": np.array([0, 1, 0, 1]), "confs": np.full(4, 0.9),
+            "files": ["a.png", "b.png", "c.png", "d.png"]}
+    image_picker(SimpleNamespace(id="r1"), ["pêche", "Red apple"], pred, "the fine-tuned model")
+
+
+def test_only_mistakes_on_a_model_without_any_says_so_and_where_the_test_mistakes_are():
+    """A new user saw one test mistake on Results, switched on "Only mistakes" here and read "No validation
+    image matches these filters", with no word on why the mistake was not listed."""
+    at = AppTest.from_function(_picker_script, default_timeout=30)
+    at.run()
+    at.toggle(key="explain_wrong_r1").set_value(True).run()
+    (said,) = texts(at.info)
+    assert said.startswith("The fine-tuned model gets every validation image right: no mistake to explain.")
+    assert "test images" in said and "Results" in said
+    at.selectbox(key="explain_class_r1").set_value("pêche").run()
+    assert texts(at.info)[0].startswith("The fine-tuned model gets every validation image of 'pêche' right")

@@ -401,6 +401,11 @@ def _explain_image(run_id: str, index: int) -> None:
     st.session_state[TAB_KEY] = TABS[0]
 
 
+# why a mistake Results counts on the test images is not on this page
+TEST_UNSEEN = ("Mistakes on the test images (Results, test confusion matrix) are not shown here: Explain uses the "
+               "validation images, so the test images stay out of sight and their score an honest final check.")
+
+
 def image_picker(rec, classes: list[str], pred: dict[str, np.ndarray], whose: str) -> int | None:
     """The validation image to explain, filtered by class and by the mistakes of `whose` (the model `pred`
     holds the answers of, in words: `in_use_words`, or the smaller model chosen under "Mistakes of")."""
@@ -422,7 +427,10 @@ def image_picker(rec, classes: list[str], pred: dict[str, np.ndarray], whose: st
     options = [i for i in range(len(labels))
                if (cls == "__all__" or classes[labels[i]] == cls) and (not wrong or preds[i] != labels[i])]
     if not options:
-        c[2].info("No validation image matches these filters.", icon=":material/filter_alt_off:")
+        of = "" if cls == "__all__" else f" of '{state.md_text(cls)}'"
+        c[2].info(f"{whose[:1].upper()}{whose[1:]} gets every validation image{of} right: no mistake to explain. "
+                  + TEST_UNSEEN if wrong else "No validation image matches these filters.",
+                  icon=":material/filter_alt_off:")
         return None
     key = image_key(rec.id)
     if st.session_state.get(key) not in options:
@@ -707,7 +715,8 @@ def errors_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
     n, wrong = len(labels), int((labels != pred["preds"]).sum())
     st.markdown(f"{used[0].upper()}{used[1:]} gets **{n - wrong} of {n}** validation images right "
                 f"({(n - wrong) / max(n, 1):.1%})" + (", the model Try it and Export use (its alpha is chosen on "
-                                                     "Results)." if used.startswith("the WiSE") else "."))
+                                                     "Results)." if used.startswith("the WiSE") else ".")
+                + (f" {TEST_UNSEEN}" if not wrong else ""))
 
     st.subheader("Highest-loss images")
     st.caption("The validation images the model is most confidently wrong about (or least sure of, when it is "
