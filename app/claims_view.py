@@ -133,7 +133,8 @@ def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict, c
                    f"{'the line below' if one else 'the lines below'} {verb} noise.")
     for claim in claims:
         # on a run at guessing (the caption above) a shown claim is no success: it compares noise
-        show = {True: st.info if chance else st.success, False: st.warning}.get(claim.shown, st.info)
+        # nor is one won by an image or two (Claim.narrow): a hint, in blue
+        show = {True: st.info if chance or claim.narrow else st.success, False: st.warning}.get(claim.shown, st.info)
         show(state.message_words(claim.text) + plain_words(claim.method, summary), icon=":material/science:")
     if twin is not None:
         attack_again_button(rec, twin)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from engine.config import setting_name
+from engine.words import plural
 
 ADAFILTER_MAX_DROP = 0.01  # test accuracy at least standard fine-tuning's minus 1 point
 ADAFILTER_MIN_SPREAD = 0.10  # per-layer (or per-class) share of fine-tuned filters spread >= 10 points
@@ -28,11 +29,17 @@ ADVERSARIAL_MIN_GAIN = 0.15  # robust accuracy at least 15 points above plain fi
 @dataclass(frozen=True)
 class Claim:
     """One method's verdict on its paper's claim for a run: `shown` True or False, None when the summary lacks what
-    the claim needs; `text` the one line Results shows, with the run's numbers."""
+    the claim needs; `text` the one line Results shows, with the run's numbers; `narrow` when a shown claim rests
+    on so few images (NARROW_IMAGES or fewer) that another seed may well not show it (the page then shows it
+    as a hint, not a success)."""
 
     method: str
     shown: bool | None  # None: the summary lacks what the claim needs
     text: str
+    narrow: bool = False
+
+
+NARROW_IMAGES = 2  # a win by this many images or fewer: WiSE-FT's margin moves by more between seeds (README)
 
 
 def _pts(x: float) -> str:
@@ -224,13 +231,19 @@ def wise_ft_claim(summary: dict, baseline: dict | None = None) -> Claim:
     # here beside "alpha 1 chosen", both at 79.2%)
     tied = [f"{a:g}" for a in tied_alphas(curve, pick)]
     same = f" (the same OOD as at alpha {', '.join(tied)})" if tied else ""
+    images = summary.get("wise_curve_ood_images")
+    narrow = bool(shown) and isinstance(images, int) and images > 0 and round(gain * images) <= NARROW_IMAGES
+    if narrow:
+        head = "WiSE-FT: the paper's claim shown in this run, narrowly"
+        undecided = (f"a margin of {plural(round(gain * images), 'image')} can go the other way with another seed: "
+                     "read it as a hint, and train another seed to see whether it holds")
     return Claim("wise_ft", shown,
                  f"{head}: {which}, alpha {pick['alpha']:g}{same}, OOD {_pts(pick['ood_acc'])}% "
                  f"vs {_pts(zero['ood_acc'])}% (alpha 0) and {_pts(one['ood_acc'])}% (alpha 1), "
                  f"{points_against(pick['ood_acc'], best_end, 'the better end')}"
                  f"{_images(gain, summary.get('wise_curve_ood_images'))}; validation "
                  f"{points_against(pick['val_acc'], one['val_acc'], 'the fine-tuned end')}"
-                 + (f" ({undecided})." if undecided else "."))
+                 + (f" ({undecided})." if undecided else "."), narrow)
 
 
 def wise_ft_reading(curve: list[dict], classes: int = 0) -> str | None:
