@@ -583,3 +583,4 @@ def started_note(engine, twin) -> None:
                 icon=":material/check:")
 
     note()
+

@@ -1201,4 +1201,10 @@ def epochs_words(config: dict, summary: dict | None = None) -> str:
     return epochs_run_words(summary or {}, int((config.get("train") or {}).get("epochs") or 0)) + extra_epochs_words(config)
 
 
-
+def download_name(run_name: str, run_id: str, out_dir: Path, fname: str) -> str:
+    """The name an exported file downloads under: the run's name (file-safe) and id, which weights when they are
+    not the fine-tuned model (engine.export.export_dir's sub-folder: "wise_alpha_0.42", "structured"; a mix's
+    and the full-size model's files met in one Downloads folder under one name), then the file's own name."""
+    safe_name = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in run_name)[:60] or "run"
+    weights = "" if out_dir.name == "exports" else f"{out_dir.name}-"
+    return f"{safe_name}-{run_id}-{weights}{fname}"

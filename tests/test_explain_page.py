@@ -290,10 +290,10 @@ def test_export_verifies_every_format_and_renders_the_model_card(wise_run):
     assert (exports / f"wise_alpha_{alpha:.2f}" / "model.onnx").is_file()
     card = (exports / f"wise_alpha_{alpha:.2f}" / "MODEL_CARD.md").read_text()
     assert f"## WiSE-FT (this is the mix at alpha {alpha:g})" in card, card
-    from app.app_pages import explain as page
+    from app.state import download_name
 
     # the mix's downloads say it is the mix: they met the full-size model's in one Downloads folder under one name
-    names = {page.download_name("WiSE-FT demo: mine", run_id, d, "model.onnx")
+    names = {download_name("WiSE-FT demo: mine", run_id, d, "model.onnx")
              for d in (exports, exports / f"wise_alpha_{alpha:.2f}", exports / "structured")}
     assert names == {f"WiSE-FT_demo__mine-{run_id}-model.onnx", f"WiSE-FT_demo__mine-{run_id}-wise_alpha_{alpha:.2f}-"
                      "model.onnx", f"WiSE-FT_demo__mine-{run_id}-structured-model.onnx"}, names

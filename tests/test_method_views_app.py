@@ -64,12 +64,14 @@ def test_wise_ft_slider_shows_grid_and_on_demand_alphas_and_exports(studio, tmp_
     assert any(c.startswith("Looking at alpha 0.37.") for c in texts(at.caption))
     assert any("alpha 0.37, typed beside the slider, lies between its stops 0.00 and 0.50: the figures below are its "
                "own" in c for c in texts(at.caption)), "said, where a slider reading 0.50 meets the eye"
+    assert "(the alpha looked at)" in at.button(key=f"wx_{run_id}").label, "not the alpha the other pages use"
     at.button(key=f"wx_{run_id}").click().run()
     no_problems(at)
-    assert [b for b in at.get("download_button") if "wise_alpha_0.37" in str(b.proto)]
+    assert [b for b in at.get("download_button") if "Download the mix at alpha 0.37 (safetensors)" in str(b.proto)]
     # the slider's own stop cannot be picked again (no change), so a button goes back to it
     at.button(key=f"wise_stop_{run_id}").click().run()
     no_problems(at)
+    assert not [b for b in at.get("download_button") if "alpha 0.37" in str(b.proto)], "not beside alpha 0.50"
     assert at.number_input(key=f"wise_exact_{run_id}").value == 0.5 and not any(
         "typed beside the slider" in c for c in texts(at.caption))
     assert any(c.startswith("Looking at alpha 0.50.") or c.startswith("Chosen for this run: alpha 0.50") or

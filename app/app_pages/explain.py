@@ -937,15 +937,6 @@ def export_tab(engine, rec, b, summary: dict) -> None:
         st.markdown(components.smaller_headings(card))  # the page's headings stay the largest text
 
 
-def download_name(run_name: str, run_id: str, out_dir: Path, fname: str) -> str:
-    """The name an exported file downloads under: the run's name (file-safe) and id, which weights when they are
-    not the fine-tuned model (engine.export.export_dir's sub-folder: "wise_alpha_0.42", "structured"; a mix's
-    and the full-size model's files met in one Downloads folder under one name), then the file's own name."""
-    safe_name = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in run_name)[:60] or "run"
-    weights = "" if out_dir.name == "exports" else f"{out_dir.name}-"
-    return f"{safe_name}-{run_id}-{weights}{fname}"
-
-
 def downloads(rec, out_dir: Path, checks: list[dict]) -> None:
     """Download buttons for the exported files in `out_dir` (a file that failed its check is not offered) and the
     run's config.yaml, named after the user's run."""
@@ -956,12 +947,12 @@ def downloads(rec, out_dir: Path, checks: list[dict]) -> None:
         path = out_dir / fname
         verified = ok.get(fmt, True) if fmt else True
         col.download_button(label, _export_bytes(str(path), path.stat().st_mtime_ns),
-                            file_name=download_name(rec.name, rec.id, out_dir, fname), mime=mime, icon=":material/download:",
+                            file_name=state.download_name(rec.name, rec.id, out_dir, fname), mime=mime, icon=":material/download:",
                             key=f"dl_{fname}_{rec.id}_{out_dir.name}", disabled=not verified,
                             help=what if verified else "This file failed verification: it is not offered.")
     cfg_file = Path(rec.run_dir) / "config.yaml"
     if cfg_file.is_file():
-        cols[-1].download_button("Config (YAML)", cfg_file.read_text(), file_name=download_name(rec.name, rec.id, Path("exports"), "config.yaml"),
+        cols[-1].download_button("Config (YAML)", cfg_file.read_text(), file_name=state.download_name(rec.name, rec.id, Path("exports"), "config.yaml"),
                                  mime="text/yaml", icon=":material/description:", key=f"dl_cfg_{rec.id}",
                                  help="The run's exact settings; also inside the safetensors metadata and the card.")
 

@@ -125,16 +125,39 @@ def wise_ft_view(engine, rec, summary: dict) -> None:
         st.caption(f"Best OOD accuracy on the grid: {100 * best['ood_acc']:.1f}% at alpha {best['alpha']:.2f}{also} "
                    f"(validation {100 * best['val_acc']:.1f}%); fine-tuned model: OOD {100 * end['ood_acc']:.1f}%, "
                    f"validation {100 * end['val_acc']:.1f}%.")
-    if st.button(f"Prepare the model at alpha {alpha:.2f} for download", icon=":material/download:", key=f"wx_{rec.id}"):
+    mix_download(engine, rec, alpha, used)
+
+
+def mix_download(engine, rec, alpha: float, used: float) -> None:
+    """The weights of the mix looked at (`alpha`) as safetensors, mixed on request and downloaded under the run's
+    name like Explain's exports (state.download_name); its labels say which alpha, and that it is not the
+    one the other pages use (`used`) when they differ. A download prepared for another alpha is not offered
+    beside a slider that has moved on."""
+    other = alpha != used
+    label = f"Prepare the mix at alpha {alpha:.2f} for download" + (" (the alpha looked at)" if other else "")
+    if st.button(label, icon=":material/download:", key=f"wx_{rec.id}",
+                 help=(f"The weights of the mix shown here. Explain, Try it and export use alpha {used:.2f}: "
+                       "choose this one with the button above to make it the run's.") if other else None):
         out = Path(rec.run_dir) / "exports" / f"wise_alpha_{alpha:.2f}.safetensors"
         out.parent.mkdir(parents=True, exist_ok=True)
         with st.spinner("Mixing the weights ..."):
-            load_run(Path(rec.run_dir), engine.datasets_dir).export_wise(alpha, out)
-        st.session_state[f"wise_export_{rec.id}"] = str(out)
+            made = state.attempt("mixing the weights", load_run_for(engine, rec).export_wise, alpha, out)
+        if made.ok:
+            st.session_state[f"wise_export_{rec.id}"] = (str(out), alpha)
     ready = st.session_state.get(f"wise_export_{rec.id}")
-    if ready and Path(ready).is_file():
-        st.download_button(f"Download {Path(ready).name}", Path(ready).read_bytes(), file_name=f"{rec.id}-{Path(ready).name}",
-                           mime="application/octet-stream", key=f"wd_{rec.id}")
+    if isinstance(ready, tuple) and ready[1] == alpha and Path(ready[0]).is_file():
+        path = Path(ready[0])
+        st.download_button(f"Download the mix at alpha {alpha:.2f} (safetensors)", path.read_bytes(),
+                           file_name=state.download_name(rec.name, rec.id, path.parent, path.name),
+                           mime="application/octet-stream", key=f"wd_{rec.id}", icon=":material/download:")
+
+
+def load_run_for(engine, rec):
+    """The finished run `rec` loaded for its variants (engine.runs.load_run). Raises StudioError for a run whose
+    files are gone or unreadable."""
+    from engine.runs import load_run
+
+    return load_run(Path(rec.run_dir), engine.datasets_dir)
 
 
 def alpha_picker(run_id: str, curve: list[dict], used: float) -> float:
