@@ -583,4 +583,3 @@ def started_note(engine, twin) -> None:
                 icon=":material/check:")
 
     note()
-
