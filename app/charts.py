@@ -563,21 +563,44 @@ def compare_frame(curves: Mapping[str, pd.DataFrame], metric: str) -> pd.DataFra
     return pd.concat(parts, ignore_index=True)[["run", "epoch", "value"]]
 
 
-def compare_chart(df: pd.DataFrame, metric: str) -> alt.Chart:
-    """One line per run for one metric: which settings learned faster, ended higher."""
+# Tableau 10, Vega's "tableau10" scheme: neighbouring runs get distinct hues (Streamlit's theme starts with two blues)
+RUN_COLOURS = ("#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d",
+               "#bab0ac")
+
+
+def run_colours(order: Sequence[str], chosen: Sequence[str]) -> dict[str, str]:
+    """A colour (hex) for each of the `chosen` runs that stays the run's whatever else is chosen: the
+    RUN_COLOURS entry at its place in `order` (every run that can be compared, oldest first), or the next one
+    no other chosen run has when two chosen runs would share one (more than ten runs). Raises nothing; a run
+    missing from `order` counts as the newest."""
+    place = {run: i for i, run in enumerate(order)}
+    out: dict[str, str] = {}
+    for run in sorted(chosen, key=lambda r: place.get(r, len(order))):
+        start = place.get(run, len(order))
+        free = [RUN_COLOURS[(start + k) % len(RUN_COLOURS)] for k in range(len(RUN_COLOURS))
+                if RUN_COLOURS[(start + k) % len(RUN_COLOURS)] not in out.values()]
+        out[run] = free[0] if free else RUN_COLOURS[start % len(RUN_COLOURS)]
+    return out
+
+
+def compare_chart(df: pd.DataFrame, metric: str, colours: Mapping[str, str] | None = None) -> alt.Chart:
+    """One line per run for one metric: which settings learned faster, ended higher. `colours`: run label ->
+    colour (`run_colours`), so that a run keeps its colour when other runs join or leave the chart; each run's
+    points have their own shape too, so that two runs at the same values stay visible."""
     percent = is_fraction_metric(metric)
     label = metric_label(metric)
+    scale = (alt.Scale(domain=list(colours), range=list(colours.values())) if colours
+             else alt.Scale(range=list(RUN_COLOURS)))
     base = alt.Chart(df).encode(
         x=alt.X("epoch:Q", title="Epoch", axis=alt.Axis(tickMinStep=1, format="d"), scale=COUNT_AXIS),
         y=alt.Y("value:Q", title=label, axis=alt.Axis(format="%" if percent else "~r"),  # 1400, not 1.4e+3
                 scale=alt.Scale(domain=[0, 1]) if percent else alt.Scale(zero=False)),
-        # tableau10: neighbouring runs get distinct hues (Streamlit's theme starts with two blues)
-        color=alt.Color("run:N", title="Run", scale=alt.Scale(scheme="tableau10"),
-                        legend=alt.Legend(orient="bottom", columns=1, labelLimit=480)),
+        color=alt.Color("run:N", title="Run", scale=scale, legend=alt.Legend(orient="bottom", columns=1, labelLimit=480)),
         tooltip=[alt.Tooltip("run:N", title="Run"), alt.Tooltip("epoch:Q", title="Epoch"),
                  alt.Tooltip("value:Q", title=label, format=".1%" if percent else ".4g")],
     )
-    return alt.layer(base.mark_line(), base.mark_point(filled=True, size=40), title=f"{label}: runs compared").properties(
+    points = base.mark_point(filled=True, size=40).encode(shape=alt.Shape("run:N", title="Run", legend=None))
+    return alt.layer(base.mark_line(), points, title=f"{label}: runs compared").properties(
         height=320, autosize=FIT_WIDTH)
 
 

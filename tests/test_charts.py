@@ -165,9 +165,26 @@ def test_compare_chart_has_one_line_per_run():
     d = spec(charts.compare_chart(long, "val_acc"))
     enc = layer_encodings(d)[0]
     assert enc["color"]["field"] == "run" and enc["y"]["axis"]["format"] == "%"
-    assert enc["color"]["scale"]["scheme"] == "tableau10", "distinct hues, not the theme's two blues"
+    assert enc["color"]["scale"]["range"] == list(charts.RUN_COLOURS), "distinct hues, not the theme's two blues"
     assert d["title"] == "Validation accuracy: runs compared"
     assert charts.compare_frame({"x": a}, "no_such_metric").empty
+    # two runs at the same values: their points differ in shape, so the one drawn first stays visible
+    assert layer_encodings(d)[1]["shape"]["field"] == "run"
+
+
+def test_a_run_keeps_its_colour_whatever_else_is_compared():
+    """A new user's plain run was orange beside two runs and blue beside two others."""
+    order = ["r1", "r2", "r3", "r4"]  # every run that can be compared, oldest first
+    both = charts.run_colours(order, ["r2", "r4"])
+    assert both == {"r2": charts.RUN_COLOURS[1], "r4": charts.RUN_COLOURS[3]}
+    assert charts.run_colours(order, ["r4", "r1", "r2"])["r2"] == both["r2"]
+    many = [f"r{i}" for i in range(12)]
+    picked = charts.run_colours(many, ["r0", "r10"])  # places 0 and 10 share a colour: the later takes the next
+    assert picked["r0"] == charts.RUN_COLOURS[0] and picked["r10"] == charts.RUN_COLOURS[1]
+    assert charts.run_colours(order, ["new"]) == {"new": charts.RUN_COLOURS[4]}, "not in the order: the newest"
+    long = charts.compare_frame({"A": charts.epochs_frame(EPOCHS)}, "val_acc")
+    enc = layer_encodings(spec(charts.compare_chart(long, "val_acc", {"A": "#e45756"})))[0]
+    assert enc["color"]["scale"] == {"domain": ["A"], "range": ["#e45756"]}
 
 
 def test_labels_for_known_and_unknown_metrics():
@@ -510,7 +527,7 @@ def test_compare_says_which_runs_fell_in_their_first_whole_network_epoch(tmp_pat
 
         fell = pd.DataFrame({"epoch": [1, 2, 3, 4], "val_acc": [0.492, 0.484, 0.156, 0.5], "val_loss": [1.4, 1.5, 11, 1]})
         curves = {"WiSE-FT demo": fell, "plain run": fell, "older run": fell}
-        recs = {label: SimpleNamespace(run_dir=f"{root}/{d}") for label, d in
+        recs = {label: SimpleNamespace(id=d, run_dir=f"{root}/{d}") for label, d in
                 zip(curves, ("wise", "plain", "older"))}
         compare_curves(curves, recs)
 

@@ -948,7 +948,7 @@ def compare(engine, runs) -> None:
     figures_table(main, config)
     if setup:
         setup_details(table, setup, config)
-    compare_curves(curves, {legend[i]: by_id[i] for i in chosen})
+    compare_curves(curves, {legend[i]: by_id[i] for i in chosen}, [r.id for r in reversed(candidates)])
 
 
 def figures_table(main: pd.DataFrame, config: dict) -> None:
@@ -995,9 +995,11 @@ def setup_details(table: pd.DataFrame, setup: list[str], config: dict) -> None:
                      column_config={k: v for k, v in config.items() if k in ("run", *shown)})
 
 
-def compare_curves(curves: dict, recs: dict) -> None:
+def compare_curves(curves: dict, recs: dict, order: list[str] | None = None) -> None:
     """One metric's curves of the compared runs ({run label: per-epoch frame}; `recs`: {run label: its
-    record}), the metric picked by the user (kept across a refresh); validation accuracy first. Under a
+    record}), the metric picked by the user (kept across a refresh); validation accuracy first; each run in its
+    own colour (`order`: the ids of every run that can be compared, oldest first: charts.run_colours; default:
+    the compared runs in `recs`' order). Under a
     validation curve, the runs whose first whole-network epoch fell after head-only epochs, and by how much."""
     metrics = sorted({c for df in curves.values() for c in df.columns
                       if c != "epoch" and "/" not in str(c)},  # per-corruption and per-layer curves: too many
@@ -1009,7 +1011,9 @@ def compare_curves(curves: dict, recs: dict) -> None:
         st.session_state.pop("compare_metric")
     metric = st.selectbox("Curve to compare", metrics, format_func=charts.metric_label, key="compare_metric")
     state.remember_choice("compare_metric", metric, default=metrics[0])
-    st.altair_chart(charts.compare_chart(charts.compare_frame(curves, metric), metric), width="stretch")
+    by_id = charts.run_colours(order or [rec.id for rec in recs.values()], [rec.id for rec in recs.values()])
+    colours = {label: by_id[rec.id] for label, rec in recs.items() if label in curves}
+    st.altair_chart(charts.compare_chart(charts.compare_frame(curves, metric), metric, colours), width="stretch")
     falls = {label: components.run_probe_jolt(curves[label], {}, read_summary(rec.run_dir))
              for label, rec in recs.items()} if metric in ("val_acc", "val_loss") else {}
     lines = [f"{label}: validation accuracy fell from {percent_half_up(j.before)} to {percent_half_up(j.after)} in "
