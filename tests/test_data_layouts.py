@@ -636,12 +636,19 @@ def test_data_page_shows_layout_duplicates_and_the_skipped_files_of_a_refused_up
     assert at.toggle(key="w:data.drop_duplicates") is not None
     assert at.selectbox(key="w:data.class_balance").value == "none"
     assert not [b for b in at.button if b.key == "drop_dupes"], "copies within one split folder: no button"
-    assert "Your folders give the split, so the copies stay where they are" in captions, "not 'kept in one split'"
+    # said as it is: these copies lie in one folder, so nothing is tested on a picture it trained on (a new user's
+    # two copies in train/ read "a group across train and validation or test lets the model be tested on ...")
+    assert "each group's copies lie in one of its folders, so no picture is both trained on and tested on" in captions
+    assert "across" not in group[0]
     # a copy across the given train and test folders: the warning comes with a one-click fix
     files["test/cats/leak.png"] = files["train/cats/001.png"]
     at.file_uploader[0].set_value(("leak.zip", make_zip(tmp_path / "leak.zip", files).read_bytes(),
                                    "application/zip")).run()
     assert any("more than one of your split folders" in w.value for w in at.warning)
+    captions = " ".join(c.value for c in at.caption)
+    assert "1 of these groups lies across train and validation or test (marked below)" in captions, captions
+    assert any(m.value.startswith("**Group 2** (2 files, across train and test)") for m in at.markdown), \
+        [m.value for m in at.markdown if m.value.startswith("**Group")]
     at.button(key="drop_dupes").click().run()
     assert at.session_state["cfg"].data.drop_duplicates is True
     assert "2 extra copies were dropped (*Drop duplicate copies*)." in " ".join(c.value for c in at.caption)

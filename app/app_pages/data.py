@@ -408,24 +408,35 @@ def mirror_hint(classes: list[str], cfg) -> None:
                    "methods page.")
 
 
+SPLIT_NAMES = {"train": "train", "val": "validation", "test": "test"}  # a report's split keys in words
+
+
 def duplicates_section(rep, result: datasets.DataCheck) -> None:
     """The duplicate groups: what is done with them, each group's file names and pictures."""
     if not rep.duplicate_groups:
         return
     n_files = sum(len(g) for g in rep.duplicate_groups)
     dropped = len(rep.duplicates_dropped)
+    split_of = {f: split for split, files in (rep.split_files or {}).items() for f in files}
+    order = list(SPLIT_NAMES).index  # train, then validation, then test
+    spans = [sorted({split_of[f] for f in g if f in split_of}, key=lambda s: order(s) if s in SPLIT_NAMES else 3)
+             if rep.split_given else [] for g in rep.duplicate_groups]
+    across = sum(len(s) > 1 for s in spans)  # groups whose copies lie in more than one of the user's split folders
     if dropped:
         action = f"{dropped} extra {'copy was' if dropped == 1 else 'copies were'} dropped (*Drop duplicate copies*)."
-    elif rep.split_given:  # the folders place each file: a group can straddle them (the warning above says so)
-        action = ("Your folders give the split, so the copies stay where they are: a group across train and "
-                  "validation or test lets the model be tested on a picture it trained on. Switch on *Drop "
-                  "duplicate copies* to keep one image of each (a training copy first).")
+    elif across:  # the folders place each file: these groups straddle them
+        action = (f"Your folders give the split, so the copies stay where they are: {across} of these groups "
+                  f"{'lies' if across == 1 else 'lie'} across train and validation or test (marked below), so the "
+                  "model can be tested on a picture it trained on. Switch on *Drop duplicate copies* to keep one image "
+                  "of each (a training copy first).")
+    elif rep.split_given:
+        action = ("Your folders give the split, and each group's copies lie in one of its folders, so no picture is "
+                  "both trained on and tested on; a copy still counts once in its split. Switch on *Drop duplicate "
+                  "copies* to keep one image of each.")
     else:
         action = ("Each group is kept in one split, so a copy is never trained on and then tested on; a group "
                   "in validation or test still counts once per copy there. Switch on *Drop duplicate copies* "
                   "to keep one image of each.")
-    split_of = {f: split for split, files in (rep.split_files or {}).items() for f in files}
-    across = rep.split_given and any(len({split_of.get(f) for f in g}) > 1 for g in rep.duplicate_groups)
     if across and not dropped:
         st.button("Drop duplicate copies", key="drop_dupes", icon=":material/build:", on_click=state.drop_copies,
                   help="Keeps one image of each group of copies, a training copy first (the switch in the split "
@@ -436,7 +447,8 @@ def duplicates_section(rep, result: datasets.DataCheck) -> None:
                    f"{PHASH_MAX_DISTANCE} of 64 bits, the same colours and close thumbnails). {action}")
         for i, (group, pictures) in enumerate(zip(rep.duplicate_groups, result.duplicates)):
             with st.container(gap="small"):  # the pictures, to judge whether they are copies; every name
-                st.markdown(f"**Group {i + 1}** ({len(group)} files): " + " = ".join(map(state.md_text, group)))
+                where = f", across {' and '.join(SPLIT_NAMES.get(s, s) for s in spans[i])}" if len(spans[i]) > 1 else ""
+                st.markdown(f"**Group {i + 1}** ({len(group)} files{where}): " + " = ".join(map(state.md_text, group)))
                 if pictures:
                     st.image(pictures, width=56)
         rest = rep.duplicate_groups[len(result.duplicates):]
