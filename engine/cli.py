@@ -1067,7 +1067,8 @@ def _run_folder(run: str, data_dir: Path) -> tuple[Path, str | None]:
     if matches:
         raise StudioError(f"'{run}' ends {len(matches)} run ids: {', '.join(matches)}. Give the whole id.")
     raise StudioError(f"No run '{run}' in {data_dir}: give a run id (see `python -m engine runs`; the dashboard's "
-                      "Results page shows this command with it), the end of one, or a run folder.")
+                      "Results page shows this command with it), the end of one, or a run folder. A dashboard started "
+                      "with another data folder (STUDIO_DATA_DIR) keeps its runs there: add --data-dir FOLDER.")
 
 
 def _predict(args: argparse.Namespace) -> int:

@@ -461,7 +461,8 @@ def test_predict_a_plain_folder_without_classes_and_bad_input(studio, tmp_path, 
     assert not result.skipped, "read as training reads a folder: the photo by content, clutter ignored"
     assert seen[-1] == (4, 4) and len(seen) == 2, "progress after each batch"
     assert cli(["predict", "--run", "no-such-run", "--data", str(folder), "--data-dir", str(studio_dir)]) == 2
-    assert "No run 'no-such-run'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "No run 'no-such-run'" in err and "add --data-dir FOLDER" in err, "the dashboard's data folder may be another"
     base = ["predict", "--run", str(run_dir), "--data", str(folder), "--data-dir", str(studio_dir)]
     assert cli(base + ["--variant", "best", "--alpha", "0.5"]) == 2
     assert "use it with --variant wise" in capsys.readouterr().err
