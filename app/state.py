@@ -81,8 +81,17 @@ def _engine_for(path: str) -> Engine:
     from app.auth import access_control_on
     from engine.security import DataRoots, Limits
 
-    return Engine(path, limits=Limits.from_env(), access_control=access_control_on(),
-                  data_roots=DataRoots.from_env(default=(ASSETS_DIR,)))
+    access = access_control_on()
+    return Engine(path, limits=Limits.from_env(), access_control=access,
+                  data_roots=DataRoots.from_env(default=default_data_roots(access)))
+
+
+def default_data_roots(access_control: bool) -> tuple[Path, ...]:
+    """The folders "Folder on this server" may read when STUDIO_DATA_ROOTS names none: the bundled assets, and
+    on a studio used on this computer alone (access control off) the user's home folder too, where their own
+    images are (a new user's folder was refused beside a message to restart the studio). A shared server reads
+    the assets alone unless its administrator names folders."""
+    return (ASSETS_DIR,) + (() if access_control else (Path.home(),))
 
 
 def user() -> str:

@@ -312,3 +312,20 @@ def test_each_user_gets_back_their_own_draft_and_uploads(shared, tmp_path):
     again = login("alice")  # alice in a new session (a refresh asks for the password again)
     assert again.session_state["cfg"].data.source_name == "alice data.zip"
     assert "Active dataset: alice data.zip" in texts(again.subheader)
+
+
+def test_a_studio_used_on_this_computer_alone_reads_folders_in_the_users_home(monkeypatch, tmp_path):
+    """A new user's own folder was refused ("outside the folders this server may read (.../assets)") on a
+    studio only they could reach; a shared server still reads the assets alone unless told otherwise."""
+    from app.state import ASSETS_DIR, default_data_roots
+    from engine.security import AccessDenied, DataRoots
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("STUDIO_DATA_ROOTS", raising=False)
+    (tmp_path / "photos" / "cats").mkdir(parents=True)
+    local = DataRoots.from_env(default=default_data_roots(access_control=False))
+    assert local.resolve(str(tmp_path / "photos")) == (tmp_path / "photos").resolve()
+    shared = DataRoots.from_env(default=default_data_roots(access_control=True))
+    assert shared.roots == (ASSETS_DIR.resolve(),)
+    with pytest.raises(AccessDenied, match="outside the folders"):
+        shared.resolve(str(tmp_path / "photos"))
