@@ -251,7 +251,7 @@ def choose_source(engine) -> None:
 
     else:
         roots = engine.data_roots.roots if engine.data_roots else ()
-        example = str(Path(roots[0]) / "my_images") if roots else "/data/my_images"  # a folder it may read
+        example = str(Path(roots[-1]) / "my_images") if roots else "/data/my_images"  # a folder it may read (home last)
         if "folder_path" not in st.session_state and ds.kind == "folder":  # a refresh: the folder in use, as typed
             st.session_state["folder_path"] = ds.label
         folder = st.text_input("Folder on this server", key="folder_path",
