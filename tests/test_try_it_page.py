@@ -615,3 +615,21 @@ def test_a_picked_models_own_warning_is_said_once_in_the_dashboards_words():
     assert "('Structured: share of channels removed')" in small, small
     (mix,) = picked_cautions(summary, [("wise", 0.0), ("wise", 0.0)])
     assert mix.startswith("At alpha 0.00 the WiSE-FT mix's validation accuracy (33.3%)")
+
+
+def test_the_csv_download_opens_in_a_spreadsheet_with_the_users_names_and_lists_skipped_files():
+    """Excel shows "pÃªche" for a CSV without a byte-order mark; a skipped file had no line at all."""
+    import pandas as pd
+
+    from app.app_pages.try_it import csv_text
+    from engine.data import SkippedFile
+    from engine.predict import FolderResult
+
+    result = FolderResult(["pêche", "Red apple"], "m", skipped=[SkippedFile("notes.png", "not a readable image")],
+                          rows=[{"path": "a.png", "true": "pêche", "top": [("pêche", 0.9)], "low_confidence": False,
+                                 "reason": ""}])
+    text = csv_text(result, 1)
+    assert text.startswith("\ufeffpath,true_class,")
+    table = pd.read_csv(io.BytesIO(text.encode("utf-8")))
+    assert list(table["path"]) == ["a.png", "notes.png"] and table["true_class"][0] == "pêche"
+    assert table["note"][1] == "not answered: not a readable image"

@@ -372,10 +372,13 @@ def image_result(ds: str, models: list[Shown], name: str, data: bytes, threshold
 # ---- a zip of images ----------------------------------------------------------------------------------
 
 def csv_text(result, top_k: int) -> str:
-    """A folder's predictions as CSV text, the columns of `predict`'s CSV with `top_k` answers per image."""
+    """A folder's predictions as CSV text, the columns of `predict`'s CSV with `top_k` answers per image, after a
+    byte-order mark: a download is opened in a spreadsheet, and Excel reads a CSV without one in the computer's
+    legacy code page ("pÃªche" for "pêche"); pandas and csv with encoding="utf-8-sig" read past it."""
     from engine.predict import csv_columns, result_rows
 
-    buf = io.StringIO()
+    buf = io.StringIO("\ufeff")
+    buf.seek(0, io.SEEK_END)
     writer = csv.DictWriter(buf, fieldnames=csv_columns(top_k))
     writer.writeheader()
     writer.writerows(result_rows(result, top_k))
