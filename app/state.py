@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import re
 import secrets
 import traceback
@@ -83,15 +84,26 @@ def _engine_for(path: str) -> Engine:
 
     access = access_control_on()
     return Engine(path, limits=Limits.from_env(), access_control=access,
-                  data_roots=DataRoots.from_env(default=default_data_roots(access)))
+                  data_roots=DataRoots.from_env(default=default_data_roots(access, os.environ.get("STUDIO_HOST"))))
 
 
-def default_data_roots(access_control: bool) -> tuple[Path, ...]:
-    """The folders "Folder on this server" may read when STUDIO_DATA_ROOTS names none: the bundled assets, and
-    on a studio used on this computer alone (access control off) the user's home folder too, where their own
-    images are (a new user's folder was refused beside a message to restart the studio). A shared server reads
-    the assets alone unless its administrator names folders."""
-    return (ASSETS_DIR,) + (() if access_control else (Path.home(),))
+LOOPBACK = ("127.0.0.1", "localhost", "::1")  # addresses only this computer reaches
+
+
+def default_data_roots(access_control: bool, host: str | None) -> tuple[Path, ...]:
+    """The folders "Folder on this server" may read when STUDIO_DATA_ROOTS names none: the bundled assets, and on
+    a studio only this computer reaches (access control off and `host`, STUDIO_HOST as run_app.py sets it, a
+    loopback address) the user's home folder too, where their own images are (a new user's folder was refused
+    beside a message to restart the studio). Not on a studio bound to a network address, even without sign-in
+    (`--no-auth`), nor when the host is unknown (`streamlit run` without run_app.py), nor a home folder that is
+    the file system's root. Raises nothing."""
+    home = None
+    if not access_control and host in LOOPBACK:
+        try:
+            home = Path.home().resolve()
+        except (RuntimeError, KeyError, OSError):  # no home folder to be found
+            home = None
+    return (ASSETS_DIR,) + ((home,) if home is not None and home.is_dir() and home.parent != home else ())
 
 
 def user() -> str:

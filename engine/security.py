@@ -181,6 +181,14 @@ class SignInThrottle:
             self._failures.pop((client, name.casefold()), None)
 
 
+def _home() -> Path | None:
+    """The user's home folder, resolved; None when it cannot be determined."""
+    try:
+        return Path.home().resolve()
+    except (RuntimeError, KeyError, OSError):
+        return None
+
+
 @dataclass(frozen=True)
 class DataRoots:
     """Folders on the server that the "folder on the server" data source may read."""
@@ -206,19 +214,22 @@ class DataRoots:
                                "or ask the administrator to set STUDIO_DATA_ROOTS.")
         raw = Path(user_path).expanduser()
         candidates = [raw] if raw.is_absolute() else [root / raw for root in self.roots]
-        for cand in candidates:
-            real = cand.resolve()
-            if any(real == root or root in real.parents for root in self.roots):
-                if not real.exists():
-                    raise StudioError(f"The folder {user_path} does not exist.")
-                # every file inside must resolve inside the roots too (links to elsewhere are refused)
-                for p in ([real] if real.is_file() else real.rglob("*")):
-                    if p.is_symlink():
-                        target = p.resolve()
-                        if not any(target == r or r in target.parents for r in self.roots):
-                            raise AccessDenied(f"{p.name} inside {user_path} links to a place outside the allowed "
-                                               "data folders, so the folder is refused.")
-                return real
+        inside = [real for real in (cand.resolve() for cand in candidates)
+                  if any(real == root or root in real.parents for root in self.roots)]
+        if inside and not any(real.exists() for real in inside):  # a relative path: tried under every root first
+            raise StudioError(f"The folder {user_path} does not exist.")
+        real = next((r for r in inside if r.exists()), None)
+        if real is not None:
+            if real in self.roots and real == _home():  # a home folder is no dataset, and walking it takes minutes
+                raise StudioError(f"{user_path} is your whole home folder: choose the folder of your images inside it.")
+            # every file inside must resolve inside the roots too (links to elsewhere are refused)
+            for p in ([real] if real.is_file() else real.rglob("*")):
+                if p.is_symlink():
+                    target = p.resolve()
+                    if not any(target == r or r in target.parents for r in self.roots):
+                        raise AccessDenied(f"{p.name} inside {user_path} links to a place outside the allowed "
+                                           "data folders, so the folder is refused.")
+            return real
         allowed = ", ".join(str(r) for r in self.roots)
         raise AccessDenied(f"{user_path} is outside the folders this server may read ({allowed}). Upload it as a "
                            "zip, or have the studio started with `STUDIO_DATA_ROOTS` naming the folders it may "

@@ -316,16 +316,26 @@ def test_each_user_gets_back_their_own_draft_and_uploads(shared, tmp_path):
 
 def test_a_studio_used_on_this_computer_alone_reads_folders_in_the_users_home(monkeypatch, tmp_path):
     """A new user's own folder was refused ("outside the folders this server may read (.../assets)") on a
-    studio only they could reach; a shared server still reads the assets alone unless told otherwise."""
+    studio only they could reach; a studio others can reach (a network address, even without sign-in, or an
+    unknown host) still reads the assets alone unless told otherwise."""
     from app.state import ASSETS_DIR, default_data_roots
+    from engine.errors import StudioError
     from engine.security import AccessDenied, DataRoots
 
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("STUDIO_DATA_ROOTS", raising=False)
     (tmp_path / "photos" / "cats").mkdir(parents=True)
-    local = DataRoots.from_env(default=default_data_roots(access_control=False))
+    local = DataRoots.from_env(default=default_data_roots(False, "127.0.0.1"))
     assert local.resolve(str(tmp_path / "photos")) == (tmp_path / "photos").resolve()
-    shared = DataRoots.from_env(default=default_data_roots(access_control=True))
-    assert shared.roots == (ASSETS_DIR.resolve(),)
-    with pytest.raises(AccessDenied, match="outside the folders"):
-        shared.resolve(str(tmp_path / "photos"))
+    assert local.resolve("photos") == (tmp_path / "photos").resolve(), "a relative path: tried under every root"
+    with pytest.raises(StudioError, match="your whole home folder"):
+        local.resolve("~")
+    env = {}
+    assert run_app.configure_access("0.0.0.0", True, env) is None and env["STUDIO_ACCESS"] == "off"  # --no-auth
+    for access, host in ((False, env["STUDIO_HOST"]), (False, None), (False, ""), (True, "127.0.0.1")):
+        others = DataRoots.from_env(default=default_data_roots(access, host))
+        assert others.roots == (ASSETS_DIR.resolve(),), (access, host)
+        with pytest.raises(AccessDenied, match="outside the folders"):
+            others.resolve(str(tmp_path / "photos"))
+    monkeypatch.setenv("HOME", "/")
+    assert default_data_roots(False, "127.0.0.1") == (ASSETS_DIR,), "a home at / would open the whole disk"
