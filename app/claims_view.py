@@ -135,7 +135,7 @@ def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict, c
         # on a run at guessing (the caption above) a shown claim is no success: it compares noise
         # nor is one won by an image or two (Claim.narrow): a hint, in blue
         show = {True: st.info if chance or claim.narrow else st.success, False: st.warning}.get(claim.shown, st.info)
-        show(state.message_words(claim.text) + plain_words(claim.method, summary), icon=":material/science:")
+        show(state.md_text(state.message_words(claim.text)) + plain_words(claim.method, summary), icon=":material/science:")
     if twin is not None:
         attack_again_button(rec, twin)
     labels = state.run_labels([r for r in (other, scratch) if r is not None], with_status=False, among=runs)
@@ -154,7 +154,8 @@ def attacked_config(rec, twin) -> RunConfig:
     ev = rec.config.get("eval") or {}
     keep = {k: ev[k] for k in ("robust_eps", "robust_steps", "robust_steps_each_epoch", "robust_subset") if k in ev}
     cfg = with_section(RunConfig.from_dict(twin.config), "eval", robust=True, **keep)
-    return dataclasses.replace(cfg, name=f"{twin.name}, robust accuracy measured")
+    suffix = ", robust accuracy measured"
+    return dataclasses.replace(cfg, name=twin.name if twin.name.endswith(suffix) else twin.name + suffix)
 
 
 def attack_again_button(rec, twin) -> None:
@@ -162,11 +163,18 @@ def attack_again_button(rec, twin) -> None:
     measured under `rec`'s attack, queued at once (the line then compares, once it finishes); the outcome
     is said under it."""
     engine = state.get_engine()
+    made = state.attempt("reading that run's settings", attacked_config, rec, twin)
+    if not made.ok:
+        return
+    queued = state.same_settings_active(engine, made.value)  # pressed before: no second copy
+    if queued is not None:
+        st.caption(f"'{state.md_text(queued.name)}' is queued or training: this line compares the two once it "
+                   "finishes.")
+        return
     if st.button(f"Train '{state.md_text(twin.name)}' again, measuring robust accuracy", key=f"attack_twin_{rec.id}",
                  icon=":material/replay:", help="The same settings, with robust accuracy measured under this run's "
                                                 "attack, so this line can compare the two runs."):
-        made = state.attempt("reading that run's settings", attacked_config, rec, twin)
-        if made.ok and state.attempt("queueing the run", engine.submit, made.value, owner=state.user()).ok:
+        if state.attempt("queueing the run", engine.submit, made.value, owner=state.user()).ok:
             st.success("Queued: it trains on the Train page, and this line compares the two once it finishes.",
                        icon=":material/check_circle:")
 

@@ -124,7 +124,7 @@ def run_claims(rec, runs: Sequence, read_summary: Callable[[str], dict], summary
     other = comparison_run(rec, runs)
     baseline = read_summary(other.run_dir) if other is not None else None
     scratch = scratch_run(rec, runs) if "adversarial" in methods else None
-    twin = unattacked_twin(rec, runs)
+    twin = unattacked_twin(rec, runs) if summary.get("robust_acc") is not None else None  # the line names it
     claims = [CLAIMS[m](summary, baseline, read_summary(scratch.run_dir) if scratch else None,
                         unattacked=twin.name if twin is not None else None) if m == "adversarial"
               else CLAIMS[m](summary, baseline) for m in methods]

@@ -382,14 +382,17 @@ def adversarial_claim(summary: dict, baseline: dict | None = None, scratch: dict
         parts.append(f"adversarial training from scratch ends at {_pts(theirs[-1][1])}% robust (validation subset), "
                      + ("this run never reached it" if share is None else f"this run reached it with {share:.2f} "
                         "of its compute") + f" (needs at most {ADVERSARIAL_MAX_COMPUTE:g})")
+    switch = setting_name("eval", "robust")
+    if verdicts and base is None and unattacked:  # judged on the cost half alone: the robustness half is missing
+        parts.append(f"no comparison with plain fine-tuning yet: '{unattacked}' did not measure robust accuracy under "
+                     f"this run's attack (train it again with '{switch}' switched on, at this run's eps and PGD steps)")
     if not verdicts:
-        switch = setting_name("eval", "robust")
         if unattacked:
             return Claim("adversarial", None, f"Adversarial: {parts[0]}; '{unattacked}', standard fine-tuning with "
                          f"the same settings, did not measure robust accuracy under this run's attack: train it "
-                         f"again with {switch} on (same eps and steps) to compare.")
+                         f"again with '{switch}' switched on, at this run's eps and PGD steps, to compare.")
         return Claim("adversarial", None, f"Adversarial: {parts[0]}; train standard fine-tuning with the same "
-                                          f"settings and {switch} on (same eps and steps) to compare.")
+                                          f"settings and '{switch}' switched on, at this run's eps and PGD steps, to compare.")
     shown = all(verdicts)
     return Claim("adversarial", shown, f"Adversarial: {_verdict(shown)}: " + ", ".join(parts) + ".")
 

@@ -201,7 +201,7 @@ def test_an_adversarial_run_names_the_standard_run_that_did_not_measure_robust_a
     claims, other, _scratch, twin = run_claims(adv, [adv, plain], summaries.get, summaries["a"])
     assert other is None and twin is plain and claims[0].shown is None
     assert "'ResNet-18 plain'" in claims[0].text and "did not measure robust accuracy" in claims[0].text
-    assert "Measure robust accuracy (eval.robust)" in claims[0].text
+    assert "'Measure robust accuracy (eval.robust)' switched on" in claims[0].text
     # another attack is not a comparison either; the same attack is
     other_eps = R(id="e", name="e", status="finished", run_dir="e",
                   config={**base, "eval": {"robust": True, "robust_eps": 4 / 255, "robust_steps": 10}})
@@ -213,6 +213,19 @@ def test_an_adversarial_run_names_the_standard_run_that_did_not_measure_robust_a
     again = R(id="g", name=cfg.name, status="finished", run_dir="g", config=cfg.to_dict())
     assert comparison_run(adv, [adv, again, plain]) is again and unattacked_twin(adv, [adv, again, plain]) is None
     assert RunConfig.from_dict(again.config).data.source == "a.zip"
+    assert attacked_config(adv, again).name == cfg.name, "not '..., robust accuracy measured' twice"
+    # judged on the cost half alone (a scratch run): the line still names the run its button trains again
+    scratch = R(id="s", name="scratch", status="finished", run_dir="s",
+                config={**base, "backbone": {"name": "resnet18", "pretrained": "none"}, "adversarial": {"enabled": True},
+                        "eval": {"robust_eps": 2 / 255, "robust_steps": 10}})
+    curve = {"robust_acc": 0.4, "images_per_process_per_epoch": 100, "world_size": 1,
+             "adversarial": {"passes_per_step": 2}, "history": [{"epoch": 1, "robust_acc": 0.4}]}
+    summaries.update(s=curve, a={**summaries["a"], **{k: v for k, v in curve.items() if k != "robust_acc"}})
+    judged = run_claims(adv, [adv, plain, scratch], summaries.get, summaries["a"])
+    assert judged.scratch is scratch and judged.unattacked is plain and judged.claims[0].shown is not None
+    assert "no comparison with plain fine-tuning yet: 'ResNet-18 plain' did not measure" in judged.claims[0].text
+    # without robust accuracy in the run's summary the line names no run, so no button
+    assert run_claims(adv, [adv, plain], summaries.get, {}).unattacked is None
     # without any standard run the line says what to train
     alone = run_claims(adv, [adv], summaries.get, summaries["a"])
     assert alone.unattacked is None and "train standard fine-tuning with the same settings" in alone.claims[0].text
@@ -629,3 +642,58 @@ def test_an_unbalanced_split_at_guessing_is_measured_against_its_largest_class()
     assert luck.startswith("On your OOD set the model gets 7 of 12 images right (58.3%), above the level of guessing "
                            "among 3 classes (33.3%), but not clearly: a model that learnt nothing gets that many or more right "), luck
     assert split_at_guessing({**base, "ood_user_confusion": [[4, 0, 0], [0, 4, 0], [0, 0, 4]]}, "ood_user") is None
+
+
+def _attack_again_app():
+    """The adversarial claim's button alone, on an engine that only queues (its runs kept in session state)."""
+    from types import SimpleNamespace as R
+
+    import streamlit as st
+
+    from app import state
+    from app.claims_view import attack_again_button
+
+    queued = st.session_state.setdefault("queued", {})
+
+    class Queue:
+        def submit(self, cfg, owner=""):
+            queued[f"q{len(queued)}"] = cfg
+            return f"q{len(queued) - 1}"
+
+        def active_runs_of(self, user):
+            return list(queued)
+
+        def run_record(self, run_id):
+            return R(id=run_id, name=queued[run_id].name, config=queued[run_id].to_dict())
+
+    state.get_engine = lambda: Queue()
+    base = {"data": {"source": "a.zip", "image_size": 64}, "train": {"epochs": 5}, "seed": 0}
+    adv = R(id="a", name="adv", config={**base, "adversarial": {"enabled": True}, "eval": {"robust_eps": 2 / 255}})
+    attack_again_button(adv, R(id="p", name="my *plain* run", config=dict(base)))
+
+
+def test_the_button_under_the_adversarial_line_queues_its_run_once():
+    """Pressed, the button queued the run; on the next redraw it was there again, and a second press queued a
+    second copy."""
+    from streamlit.testing.v1 import AppTest
+
+    from app import state
+
+    real = state.get_engine  # the app below replaces it with a queue of its own: given back at the end
+    try:
+        _press_attack_again(AppTest.from_function(_attack_again_app, default_timeout=30).run())
+    finally:
+        state.get_engine = real
+
+
+def _press_attack_again(at):
+    """The button's label, one press, the queued run's settings, and no button on the next redraw."""
+    (button,) = at.button
+    assert button.label == "Train 'my \\*plain\\* run' again, measuring robust accuracy", "the name shown as typed"
+    button.click().run()
+    assert [s.value for s in at.success][0].startswith("Queued")
+    (cfg,) = at.session_state["queued"].values()
+    assert cfg.eval.robust and cfg.eval.robust_eps == 2 / 255 and cfg.name == "my *plain* run, robust accuracy measured"
+    at.run()
+    assert not at.button, "queued once: no second button"
+    assert any("is queued or training" in c.value for c in at.caption)
