@@ -57,7 +57,11 @@ pages = [  # the default page lives at / and reserves its own url_path, so /data
 
 
 def to_data_page() -> None:
-    """/data, the Data page's name as an address (typed or bookmarked): the Data page, at the app's start, /."""
+    """/data, the Data page's name as an address (typed or bookmarked): the Data page, at the app's start, /.
+    The restored draft's note, shown once by this run, is put back first: the switch cuts the run short and
+    the next one clears what this one drew."""
+    if restored:
+        st.session_state[state.NOTE_KEY] = restored
     st.switch_page(pages[0])
 
 

@@ -431,6 +431,15 @@ def test_a_password_sign_in_survives_a_refresh_and_sign_out_ends_it(browser, tmp
         assert "studio_login" not in {c["name"] for c in context.cookies()}, "signing out deletes the cookie"
         page.reload()
         page.get_by_role("button", name="Sign in").wait_for(timeout=60_000)
+        # signing in on /data: the run that signs in switches to the start page, and the cookie is still written
+        page.goto(f"http://127.0.0.1:{port}/data")
+        page.get_by_role("textbox", name="Your name").fill("Alice Martin")
+        page.get_by_role("textbox", name="Password").fill("class-2026")
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_role("heading", name="1 · Data").wait_for(timeout=60_000)
+        settle(page)
+        page.wait_for_timeout(1000)
+        assert "studio_login" in {c["name"] for c in context.cookies()}, "the sign-in kept across the switch"
     finally:
         context.close()
         stop_app(proc)
