@@ -646,12 +646,20 @@ def test_data_page_shows_layout_duplicates_and_the_skipped_files_of_a_refused_up
                                    "application/zip")).run()
     assert any("more than one of your split folders" in w.value for w in at.warning)
     captions = " ".join(c.value for c in at.caption)
-    assert "1 of these groups lies across train and validation or test (marked below)" in captions, captions
+    assert "1 of these groups lies across train and validation or test, so the model can be tested on a picture " \
+           "it trained on (marked below)" in captions, captions
     assert any(m.value.startswith("**Group 2** (2 files, across train and test)") for m in at.markdown), \
         [m.value for m in at.markdown if m.value.startswith("**Group")]
+    # a copy in validation and another in test: counted twice among the held-out images, not a leak
+    files["test/cats/twice.png"] = files["valid/cats/000.png"]
+    at.file_uploader[0].set_value(("twice.zip", make_zip(tmp_path / "twice.zip", files).read_bytes(),
+                                   "application/zip")).run()
+    captions = " ".join(c.value for c in at.caption)
+    assert "; 1 across validation and test, so a picture counts twice among the held-out ones (marked below)" \
+        in captions, captions
     at.button(key="drop_dupes").click().run()
     assert at.session_state["cfg"].data.drop_duplicates is True
-    assert "2 extra copies were dropped (*Drop duplicate copies*)." in " ".join(c.value for c in at.caption)
+    assert "3 extra copies were dropped (*Drop duplicate copies*)." in " ".join(c.value for c in at.caption)
 
     bad = class_files({"cats": 5})
     bad.update({f"dogs/{i}.psd": b"8BPS" for i in range(3)})

@@ -422,17 +422,22 @@ def duplicates_section(rep, result: datasets.DataCheck) -> None:
     spans = [sorted({split_of[f] for f in g if f in split_of}, key=lambda s: order(s) if s in SPLIT_NAMES else 3)
              if rep.split_given else [] for g in rep.duplicate_groups]
     across = sum(len(s) > 1 for s in spans)  # groups whose copies lie in more than one of the user's split folders
+    leaks = sum(len(s) > 1 and s[0] == "train" for s in spans)  # ... one copy trained on, another held out
     if dropped:
         action = f"{dropped} extra {'copy was' if dropped == 1 else 'copies were'} dropped (*Drop duplicate copies*)."
     elif across:  # the folders place each file: these groups straddle them
-        action = (f"Your folders give the split, so the copies stay where they are: {across} of these groups "
-                  f"{'lies' if across == 1 else 'lie'} across train and validation or test (marked below), so the "
-                  "model can be tested on a picture it trained on. Switch on *Drop duplicate copies* to keep one image "
-                  "of each (a training copy first).")
+        action = ("Your folders give the split, so the copies stay where they are: "
+                  + (f"{leaks} of these groups {'lies' if leaks == 1 else 'lie'} across train and validation or test, "
+                     "so the model can be tested on a picture it trained on" if leaks else "")
+                  + ("; " if leaks and across > leaks else "")
+                  + (f"{across - leaks} across validation and test, so a picture counts twice among the held-out "
+                     "ones" if across > leaks else "")
+                  + " (marked below). Switch on *Drop duplicate copies* to keep one image of each (a training copy "
+                    "first).")
     elif rep.split_given:
         action = ("Your folders give the split, and each group's copies lie in one of its folders, so no picture is "
-                  "both trained on and tested on; a copy still counts once in its split. Switch on *Drop duplicate "
-                  "copies* to keep one image of each.")
+                  "both trained on and tested on; each copy still counts as an image of its split. Switch on *Drop "
+                  "duplicate copies* to keep one image of each.")
     else:
         action = ("Each group is kept in one split, so a copy is never trained on and then tested on; a group "
                   "in validation or test still counts once per copy there. Switch on *Drop duplicate copies* "
