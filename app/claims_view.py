@@ -120,7 +120,7 @@ def small_split_note(summary: dict) -> str:
 
 def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict, chance: str | None = None) -> None:
     """Write one line per enabled method with a claim (st.success when shown, st.info instead on a run at
-    guessing (`chance`), st.warning when not,
+    guessing (`chance`) or for a claim won by an image or two (Claim.narrow), st.warning when not,
     st.info when a comparison run is missing)."""
     claims, other, scratch, twin = run_claims(rec, runs, read_summary, summary)
     if not claims:

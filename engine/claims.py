@@ -234,9 +234,9 @@ def wise_ft_claim(summary: dict, baseline: dict | None = None) -> Claim:
     images = summary.get("wise_curve_ood_images")
     narrow = bool(shown) and isinstance(images, int) and images > 0 and round(gain * images) <= NARROW_IMAGES
     if narrow:
-        head = "WiSE-FT: the paper's claim shown in this run, narrowly"
-        undecided = (f"a margin of {plural(round(gain * images), 'image')} can go the other way with another seed: "
-                     "read it as a hint, and train another seed to see whether it holds")
+        head = f"WiSE-FT: {_verdict(True)}, narrowly"
+        undecided = (f"an OOD margin of {plural(round(gain * images), 'corrupted image')} can go the other way with "
+                     "another seed: read it as a hint, and train another seed to see whether it holds")
     return Claim("wise_ft", shown,
                  f"{head}: {which}, alpha {pick['alpha']:g}{same}, OOD {_pts(pick['ood_acc'])}% "
                  f"vs {_pts(zero['ood_acc'])}% (alpha 0) and {_pts(one['ood_acc'])}% (alpha 1), "

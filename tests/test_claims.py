@@ -109,8 +109,8 @@ def test_wise_ft_claim_interior_alpha_beats_both_ends():
     narrow = wise_ft_claim({"wise_curve": curve, "wise_curve_ood_images": 72})
     assert narrow.shown is True and narrow.narrow
     assert narrow.text.startswith("WiSE-FT: the paper's claim shown in this run, narrowly: "), narrow.text
-    assert narrow.text.endswith("(a margin of 1 image can go the other way with another seed: read it as a hint, "
-                                "and train another seed to see whether it holds)."), narrow.text
+    assert narrow.text.endswith("(an OOD margin of 1 corrupted image can go the other way with another seed: read it "
+                                "as a hint, and train another seed to see whether it holds)."), narrow.text
     curve[1]["ood_acc"] = 0.45 + 3 / 72
     assert not wise_ft_claim({"wise_curve": curve, "wise_curve_ood_images": 72}).narrow, "three images: a win"
     assert not wise_ft_claim({"wise_curve": curve}).narrow, "no image count: the margin in images is unknown"

@@ -727,7 +727,7 @@ def _picker_script():
 
     pred = {"labels": np.array([0, 1, 0, 1]), "preds": np.array([0, 1, 0, 1]), "confs": np.full(4, 0.9),
             "files": ["a.png", "b.png", "c.png", "d.png"]}
-    image_picker(SimpleNamespace(id="r1"), ["pêche", "Red apple"], pred, "the fine-tuned model")
+    image_picker(SimpleNamespace(id="r1"), ["pêche", "Red apple", "pear"], pred, "the fine-tuned model")
 
 
 def test_only_mistakes_on_a_model_without_any_says_so_and_where_the_test_mistakes_are():
@@ -741,3 +741,5 @@ def test_only_mistakes_on_a_model_without_any_says_so_and_where_the_test_mistake
     assert "test images" in said and "Results" in said
     at.selectbox(key="explain_class_r1").set_value("pêche").run()
     assert texts(at.info)[0].startswith("The fine-tuned model gets every validation image of 'pêche' right")
+    at.selectbox(key="explain_class_r1").set_value("pear").run()
+    assert texts(at.info) == ["No validation image of 'pear'."], "not 'gets every image of pear right'"

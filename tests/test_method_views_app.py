@@ -64,7 +64,7 @@ def test_wise_ft_slider_shows_grid_and_on_demand_alphas_and_exports(studio, tmp_
     assert any(c.startswith("Looking at alpha 0.37.") for c in texts(at.caption))
     assert any("alpha 0.37, typed beside the slider, lies between its stops 0.00 and 0.50: the figures below are its "
                "own" in c for c in texts(at.caption)), "said, where a slider reading 0.50 meets the eye"
-    assert "(the alpha looked at)" in at.button(key=f"wx_{run_id}").label, "not the alpha the other pages use"
+    assert "(the alpha shown, not the run's)" in at.button(key=f"wx_{run_id}").label, "not the alpha the other pages use"
     at.button(key=f"wx_{run_id}").click().run()
     no_problems(at)
     assert [b for b in at.get("download_button") if "Download the mix at alpha 0.37 (safetensors)" in str(b.proto)]

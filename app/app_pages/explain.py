@@ -406,9 +406,10 @@ TEST_UNSEEN = ("Mistakes on the test images (Results, test confusion matrix) are
                "validation images, so the test images stay out of sight and their score an honest final check.")
 
 
-def image_picker(rec, classes: list[str], pred: dict[str, np.ndarray], whose: str) -> int | None:
+def image_picker(rec, classes: list[str], pred: dict[str, np.ndarray], whose: str, test_split: bool = True) -> int | None:
     """The validation image to explain, filtered by class and by the mistakes of `whose` (the model `pred`
-    holds the answers of, in words: `in_use_words`, or the smaller model chosen under "Mistakes of")."""
+    holds the answers of, in words: `in_use_words`, or the smaller model chosen under "Mistakes of"); without
+    a mistake to show, why the test images' are not here (`test_split`: the run has test images)."""
     labels, preds, confs = pred["labels"], pred["preds"], pred["confs"]
     # the filters (class, mistakes only) in one half, the image in the other; on a narrow page they wrap
     left, right = layout.cells(2)
@@ -428,8 +429,10 @@ def image_picker(rec, classes: list[str], pred: dict[str, np.ndarray], whose: st
                if (cls == "__all__" or classes[labels[i]] == cls) and (not wrong or preds[i] != labels[i])]
     if not options:
         of = "" if cls == "__all__" else f" of '{state.md_text(cls)}'"
-        c[2].info(f"{whose[:1].upper()}{whose[1:]} gets every validation image{of} right: no mistake to explain. "
-                  + TEST_UNSEEN if wrong else "No validation image matches these filters.",
+        none = cls != "__all__" and not any(classes[label] == cls for label in labels)
+        c[2].info(f"No validation image{of}." if none else
+                  f"{whose[:1].upper()}{whose[1:]} gets every validation image{of} right: no mistake to explain."
+                  + (f" {TEST_UNSEEN}" if test_split else "") if wrong else "No validation image matches these filters.",
                   icon=":material/filter_alt_off:")
         return None
     key = image_key(rec.id)
@@ -479,7 +482,7 @@ def attributions_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
     and cached."""
     run_dir, ds = str(rec.run_dir), str(engine.datasets_dir)
     classes = list(b.classes)
-    index = image_picker(rec, classes, *picker_answers(engine, rec, b, pred))
+    index = image_picker(rec, classes, *picker_answers(engine, rec, b, pred), test_split=len(b.data.test) > 0)
     methods = st.pills("Attribution methods", list(ATTRIBUTIONS), selection_mode="multi", key=METHODS_KEY,
                        format_func=METHOD_NAMES.get,
                        help="Pick one or more; each is a column below. On a CPU, a new image takes about a second "
@@ -716,7 +719,7 @@ def errors_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
     st.markdown(f"{used[0].upper()}{used[1:]} gets **{n - wrong} of {n}** validation images right "
                 f"({(n - wrong) / max(n, 1):.1%})" + (", the model Try it and Export use (its alpha is chosen on "
                                                      "Results)." if used.startswith("the WiSE") else ".")
-                + (f" {TEST_UNSEEN}" if not wrong else ""))
+                + (f" {TEST_UNSEEN}" if not wrong and len(b.data.test) else ""))
 
     st.subheader("Highest-loss images")
     st.caption("The validation images the model is most confidently wrong about (or least sure of, when it is "

@@ -134,14 +134,14 @@ def mix_download(engine, rec, alpha: float, used: float) -> None:
     one the other pages use (`used`) when they differ. A download prepared for another alpha is not offered
     beside a slider that has moved on."""
     other = alpha != used
-    label = f"Prepare the mix at alpha {alpha:.2f} for download" + (" (the alpha looked at)" if other else "")
+    label = f"Prepare the mix at alpha {alpha:.2f} for download" + (" (the alpha shown, not the run's)" if other else "")
     if st.button(label, icon=":material/download:", key=f"wx_{rec.id}",
                  help=(f"The weights of the mix shown here. Explain, Try it and export use alpha {used:.2f}: "
                        "choose this one with the button above to make it the run's.") if other else None):
         out = Path(rec.run_dir) / "exports" / f"wise_alpha_{alpha:.2f}.safetensors"
         out.parent.mkdir(parents=True, exist_ok=True)
         with st.spinner("Mixing the weights ..."):
-            made = state.attempt("mixing the weights", load_run_for(engine, rec).export_wise, alpha, out)
+            made = state.attempt("mixing the weights", lambda: load_run_for(engine, rec).export_wise(alpha, out))
         if made.ok:
             st.session_state[f"wise_export_{rec.id}"] = (str(out), alpha)
     ready = st.session_state.get(f"wise_export_{rec.id}")
