@@ -572,7 +572,8 @@ def run_colours(order: Sequence[str], chosen: Sequence[str]) -> dict[str, str]:
     """A colour (hex) for each of the `chosen` runs that stays the run's whatever else is chosen: the
     RUN_COLOURS entry at its place in `order` (every run that can be compared, oldest first), or the next one
     no other chosen run has when two chosen runs would share one (more than ten runs). Raises nothing; a run
-    missing from `order` counts as the newest."""
+    missing from `order` counts as the newest. Stable while the comparable runs stay the same: a run deleted, or
+    an older one finishing after newer ones, moves the later runs' colours."""
     place = {run: i for i, run in enumerate(order)}
     out: dict[str, str] = {}
     for run in sorted(chosen, key=lambda r: place.get(r, len(order))):

@@ -146,7 +146,7 @@ def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict, c
 
 def attacked_config(rec, twin) -> RunConfig:
     """The settings of the standard run `twin` (a store record) with robust accuracy measured under the
-    adversarial run `rec`'s attack (eps, PGD steps, images attacked per epoch), named after `twin`: the
+    adversarial run `rec`'s attack (eps, PGD steps at the end and per epoch, images attacked per epoch), named after `twin`: the
     comparison `rec`'s claim line needs (engine.baselines.comparison_run). Raises StudioError for a saved
     config that no longer reads."""
     from engine.config import with_section

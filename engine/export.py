@@ -91,7 +91,8 @@ def export_onnx(model: Classifier, image_size: int, path: Path, val_images: torc
     """Export `model` to ONNX at `path` (input "pixels" float [B, 3, image_size, image_size] in [0, 1], dynamic
     batch; output "logits" float [B, C]; the legacy TorchScript-based exporter) and check it with onnxruntime
     against the model's logits on `val_images` (uint8 [N, 3, S, S]; tolerance 1e-3). Never raises for a failed
-    export: a missing onnxruntime or an unsupported op is a failed ExportCheck with its message."""
+    export: a missing onnxruntime, an op the exporter does not support or a file onnxruntime cannot load or run
+    is a failed ExportCheck with its message."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -103,9 +104,13 @@ def export_onnx(model: Classifier, image_size: int, path: Path, val_images: torc
                           dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
     except Exception as exc:  # an op the exporter does not support
         return ExportCheck("onnx", str(path), False, 0.0, float("nan"), f"ONNX export failed: {exc}")
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    run = lambda x: session.run(None, {"pixels": x.numpy()})[0]  # noqa: E731
-    return _compare("onnx", path, _logits(model, val_images), _logits(run, val_images), tol=1e-3)
+    try:  # a file onnxruntime cannot load or run (an op it lacks) is a failed check too, never an exception
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        run = lambda x: session.run(None, {"pixels": x.numpy()})[0]  # noqa: E731
+        theirs = _logits(run, val_images)
+    except Exception as exc:
+        return ExportCheck("onnx", str(path), False, 0.0, float("nan"), f"onnxruntime could not run the exported file: {exc}")
+    return _compare("onnx", path, _logits(model, val_images), theirs, tol=1e-3)
 
 
 def data_source_text(cfg: RunConfig) -> str:

@@ -286,7 +286,7 @@ def adversarial_demo(cfg: RunConfig) -> RunConfig:
 
 def wise_ft_demo(cfg: RunConfig) -> RunConfig:
     """The WiSE-FT demo preset on top of `cfg`: the demos' 20-epoch recipe without crop + flip, at a constant
-    learning rate, with OOD accuracy and WiSE-FT's curve (64 corrupted images per point). Why: the comments below
+    learning rate, with OOD accuracy and WiSE-FT's curve (each point's OOD accuracy on 64 validation images per corruption). Why: the comments below
     and README, WiSE-FT."""
     # Fine-tuning without the studio's crop + flip augmentation, as the paper fine-tunes (its code uses
     # CLIP's training transform: a crop of 90-100% of the image, no flip). With crop + flip the fine-tuned

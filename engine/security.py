@@ -48,7 +48,7 @@ class Limits:
             if key in env:
                 try:
                     kwargs[f] = int(float(env[key]))
-                except ValueError:
+                except (ValueError, OverflowError):  # "ten", or "inf" and "1e400", which no int holds
                     raise StudioError(f"{key} must be a whole number (got {env[key]!r}).") from None
         return Limits(**kwargs)
 

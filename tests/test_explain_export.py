@@ -97,6 +97,21 @@ def test_exports_reproduce_predictions_and_card_has_the_config(trained, tmp_path
     assert (tmp_path / "model.safetensors").is_file() and (tmp_path / "model.onnx").is_file()
 
 
+def test_an_onnx_file_onnxruntime_cannot_load_is_a_failed_check(trained, tmp_path, monkeypatch):
+    """export_onnx says it never raises for a failed export; a file onnxruntime refused raised."""
+    import onnxruntime
+
+    from engine.export import export_onnx
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("Could not find an implementation for SomeOp")
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", refuse)
+    ctx = trained.context
+    check = export_onnx(ctx.model, ctx.cfg.data.image_size, tmp_path / "model.onnx", ctx.data.val.images[:4])
+    assert not check.ok and check.message.startswith("onnxruntime could not run the exported file: Could not find")
+
+
 def test_model_card_mentions_methods_and_metrics(trained):
     card = model_card(trained.context.cfg, {**trained.summary, "robust_acc": 0.25,
                                              "robust_eval": {"attack": "PGD-20", "eps": 4 / 255}})

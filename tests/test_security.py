@@ -123,6 +123,8 @@ def test_limits_from_environment():
     assert lim.max_active_runs_per_user == 2 and lim.max_upload_bytes == 1_000_000
     with pytest.raises(StudioError, match="whole number"):
         Limits.from_env({"STUDIO_MAX_DATASET_IMAGES": "lots"})
+    with pytest.raises(StudioError, match="whole number"):  # an OverflowError from int(float("inf")) before
+        Limits.from_env({"STUDIO_MAX_DATASET_IMAGES": "inf"})
 
 
 def test_password_check():

@@ -247,8 +247,9 @@ class GatedConvBN(nn.Module):
         """Per example, the fine-tuned convolution + its batch norm where the gate is 1 and the pretrained copy
         (frozen weights) + its own batch norm where it is 0 (gated batch norm, Guo et al. 2020): `x` float [B,
         C_in, H, W] -> float [B, C_out, H', W']. Gates come from the gate network, [B, C_out] per filter; a
-        fractional gate mixes the two outputs linearly (the straight-through gradient is fine - pretrained). With
-        `force_gates` 0 or 1 only one copy is computed."""
+        fractional gate mixes the two outputs linearly, so the gradient reaching a gate is (fine-tuned output -
+        pretrained output). With `force_gates` 0 or 1 only that copy's convolution is computed (the gate network
+        still runs)."""
         g = self.gate_network(self.index, x)
         force = self.gate_network.force_gates
         if force == 0:  # exactly the pretrained layer, without computing the other copy

@@ -35,8 +35,8 @@ class L2SPConfig:
 
 
 class L2SPHook(MethodHook):
-    """L2-SP in the training loop: adds alpha (w - w_0) to each trunk weight's gradient and beta w to the head's,
-    the gradients of alpha/2 ||w - w_0||^2 + beta/2 ||w_head||^2."""
+    """L2-SP in the training loop: adds alpha (w - w_0) to the gradient of each trunk parameter trainable at
+    setup and beta w to the head's, the gradients of alpha/2 ||w - w_0||^2 + beta/2 ||w_head||^2."""
 
     name = "l2sp"
 
