@@ -402,6 +402,17 @@ def test_try_it_answers_for_a_camera_photo_and_keeps_it_across_a_refresh(server,
     assert "Traceback" not in server["log"].read_text()
 
 
+def sign_in(page, url: str) -> None:
+    """Open `url`, sign in as Alice with the class password and wait for the Data page and its cookie."""
+    page.goto(url)
+    page.get_by_role("textbox", name="Your name").fill("Alice Martin")
+    page.get_by_role("textbox", name="Password").fill("class-2026")
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("heading", name="1 · Data").wait_for(timeout=60_000)
+    settle(page)
+    page.wait_for_timeout(1000)  # the cookie is written by a component after the first draw
+
+
 def test_a_password_sign_in_survives_a_refresh_and_sign_out_ends_it(browser, tmp_path):
     """On a shared server a refresh used to ask for the name and password again: the browser now keeps
     a signed sign-in (a cookie) until the user signs out."""
@@ -411,13 +422,7 @@ def test_a_password_sign_in_survives_a_refresh_and_sign_out_ends_it(browser, tmp
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     try:
-        page.goto(f"http://127.0.0.1:{port}/")
-        page.get_by_role("textbox", name="Your name").fill("Alice Martin")
-        page.get_by_role("textbox", name="Password").fill("class-2026")
-        page.get_by_role("button", name="Sign in").click()
-        page.get_by_role("heading", name="1 · Data").wait_for(timeout=60_000)
-        settle(page)
-        page.wait_for_timeout(1000)  # the cookie is written by a component after the first draw
+        sign_in(page, f"http://127.0.0.1:{port}/")
         cookies = {c["name"]: c for c in context.cookies()}
         assert "studio_login" in cookies and cookies["studio_login"]["sameSite"] == "Strict"
         assert "Alice" not in cookies["studio_login"]["value"], "the name is encoded and signed, not plain"
@@ -432,13 +437,7 @@ def test_a_password_sign_in_survives_a_refresh_and_sign_out_ends_it(browser, tmp
         page.reload()
         page.get_by_role("button", name="Sign in").wait_for(timeout=60_000)
         # signing in on /data: the run that signs in switches to the start page, and the cookie is still written
-        page.goto(f"http://127.0.0.1:{port}/data")
-        page.get_by_role("textbox", name="Your name").fill("Alice Martin")
-        page.get_by_role("textbox", name="Password").fill("class-2026")
-        page.get_by_role("button", name="Sign in").click()
-        page.get_by_role("heading", name="1 · Data").wait_for(timeout=60_000)
-        settle(page)
-        page.wait_for_timeout(1000)
+        sign_in(page, f"http://127.0.0.1:{port}/data")
         assert "studio_login" in {c["name"] for c in context.cookies()}, "the sign-in kept across the switch"
     finally:
         context.close()
