@@ -275,8 +275,9 @@ def wise_ft_reading(curve: list[dict], classes: int = 0) -> str | None:
         return (f"No mix beats the fine-tuned model on corrupted images in this run ({100 * end['ood_acc']:.1f}%): "
                 "the weight-space ensemble did not add robustness here; a run with another seed can differ.")
     cost = shown_points(end["val_acc"], best["val_acc"])
-    return (f"On the grid, the best mix, at alpha {best['alpha']:g}, beats both ends on corrupted images by "
-            f"{gain:.1f} points, "
+    over_start, over_end = shown_points(best["ood_acc"], start["ood_acc"]), shown_points(best["ood_acc"], end["ood_acc"])
+    return (f"Of the mixes measured, the best on corrupted images, at alpha {best['alpha']:g}, beats the fine-tuned "
+            f"model by {over_end:.1f} points and the starting model by {over_start:.1f}, "
             + (f"for {cost:.1f} points of validation accuracy." if cost > 0.05 else "at no cost on your data."))
 
 

@@ -482,8 +482,8 @@ def test_wise_ft_claim_line_is_followed_by_its_plain_reading():
     curve = [{"alpha": a, "val_acc": v, "ood_acc": o} for a, v, o in
              ((0.0, 0.6, 0.50), (0.5, 0.79, 0.56), (1.0, 0.8, 0.55))]
     assert plain_words("wise_ft", {"wise_curve": curve}) == (
-        "\n\nIn plain words: On the grid, the best mix, at alpha 0.5, beats both ends on corrupted images by 1.0 "
-        "points, for 1.0 points of validation accuracy.")
+        "\n\nIn plain words: Of the mixes measured, the best on corrupted images, at alpha 0.5, beats the fine-tuned "
+        "model by 1.0 points and the starting model by 6.0, for 1.0 points of validation accuracy.")
     guessing = [dict(p, val_acc=0.5) for p in curve]
     assert "at or below guessing on validation (50.0%, guessing 50.0%)" in \
         plain_words("wise_ft", {"wise_curve": guessing, "classes": list("ab")})

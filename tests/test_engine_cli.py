@@ -619,8 +619,9 @@ def test_methods_streams_and_wise_ft_choice_are_said_in_words(capsys):
     assert max(map(len, lines[:6])) < 120 and lines[2].startswith("  0.25: ") and lines[5] == "  1: 60.0% / 50.0%", lines
     assert out[0].startswith("WiSE-FT: alpha 0.9 chosen (validation 80.0%, OOD 58.0% on the curve's images)"), out
     assert out[1].startswith("WiSE-FT: the paper's claim shown in this run") and "alpha 0.9 (the same OOD as at alpha 0.5)," in out[1], out
-    assert out[2] == ("In plain words: On the grid, the best mix, at alpha 0.9, beats both ends on corrupted images "
-                      "by 3.0 points, at no cost on your data."), "the panel's reading after the paper's terms"
+    assert out[2] == ("In plain words: Of the mixes measured, the best on corrupted images, at alpha 0.9, beats the "
+                      "fine-tuned model by 3.0 points and the starting model by 8.0, at no cost on your data."), \
+        "the panel's reading after the paper's terms, each end's margin its own (a teacher read 'both ends by 0.8')"
     # the user's OOD set: a third figure per alpha, four to a line, and its reading after the suite's
     _say_wise({"wise_curve": [dict(p, ood_user_acc=u) for p, u in zip(curve, (0.5, 0.75, 0.5, 0.25))]})
     own = capsys.readouterr().out.splitlines()

@@ -110,7 +110,9 @@ def test_the_dashboard_continues_a_stopped_run(tmp_path, monkeypatch):
         at.session_state["cfg"] = cfg
         at.run()
         assert any("was stopped with exactly these settings" in c.value for c in at.caption), [c.value for c in at.caption]
-        assert [b for b in at.button if b.key == "start_continue"], "Continue beside Start"
+        (again,) = [b for b in at.button if b.key == "start_continue"]  # Continue beside Start
+        # the page's main (red) button: a teacher under pressure pressed the red Start, which begins at epoch 1
+        assert again.proto.type == "primary" and at.button(key="start").proto.type == "secondary"
         at.button(key=f"continue_{run_id}").click().run()
         assert engine.snapshot(run_id).progress.get("epoch", 0) >= done, "a continued run counts on, not from 0"
         assert not at.exception and not at.error, [e.value for e in at.error]

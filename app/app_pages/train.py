@@ -117,7 +117,8 @@ def start_section(engine, visible: list) -> None:
         # the button as wide as its words (a fixed first column cut "Start trai..." on a 1000 px window), the
         # note beside it in the rest of the line
         row = layout.button_row()
-        row.button("Add to the queue" if busy else "Start training", type="secondary" if twin else "primary",
+        # after a stop with these settings Continue is the primary button: Start would train from epoch 1 again
+        row.button("Add to the queue" if busy else "Start training", type="secondary" if twin or paused else "primary",
                    icon=":material/play_arrow:", on_click=_start, key="start", disabled=problems is not None)
         beside = row.container(width="stretch")
         if twin and twin.id == st.session_state.get(state.STARTED_KEY):  # the run just started (or queued) here
@@ -137,7 +138,7 @@ def start_section(engine, visible: list) -> None:
         elif paused:
             beside.caption(f"**{state.md_text(paused.name)}** was stopped with exactly these settings: Continue picks "
                            "it up where it stopped; Start trains these settings again from the first epoch.")
-            continue_button(engine, paused.id, beside, key="start_continue")
+            continue_button(engine, paused.id, beside, key="start_continue", primary=True)
         elif not busy and (elsewhere := engine.runs_elsewhere(state.user())):
             beside.caption(f"**{state.md_text(elsewhere[0].name)}** is training in another program (such as the command "
                            "line): a run started here trains beside it, and both go slower on this computer's CPU.")
@@ -197,10 +198,11 @@ def recent_table(visible: list) -> None:
                      hide_index=True, width="stretch")
 
 
-def continue_button(engine, run_id: str, container, key: str | None = None) -> None:
+def continue_button(engine, run_id: str, container, key: str | None = None, primary: bool = False) -> None:
     """Continue a stopped or interrupted run from the end of its last finished epoch (the button's widget `key`:
-    by default one per run)."""
+    by default one per run; `primary`: the page's main button)."""
     if container.button("Continue", key=key or f"continue_{run_id}", icon=":material/play_arrow:",
+                        type="primary" if primary else "secondary",
                         help="Continue from the end of its last finished epoch, with the same settings, "
                              "optimiser state and learning-rate schedule."):
         try:
