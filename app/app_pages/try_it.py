@@ -220,7 +220,8 @@ def model_picker(rec, variants: dict[str, str], slot: str, default: str, alpha: 
     key = f"try_variant_{slot}_{rec.id}"
     state.seed_choice(key)  # a refresh keeps the user's model
     if st.session_state.get(key) not in variants:
-        st.session_state[key] = default if default in variants else "fine_tuned"
+        st.session_state[key] = default if default in variants else (
+            "fine_tuned" if "fine_tuned" in variants else next(iter(variants)))
     variant = st.selectbox(label, list(variants), key=key, format_func=lambda v: short_label(variants[v]))
     state.remember_choice(key, variant)
     said = label_detail(variants[variant])
@@ -636,9 +637,11 @@ def render() -> None:
                        "run was trained on the same classes at the same image size. Train another (another seed, "
                        "say) and it is offered here.")
     elif compare:
+        # not the model picked above (a teacher compared "Smaller" with "Smaller"): but two WiSE-FT alphas may meet
+        offered = {k: v for k, v in {**variants, **{k: v[1] for k, v in others.items()}}.items()
+                   if k != first[0] or k == "wise"}
         with c2:
-            second = model_picker(rec, {**variants, **{k: v[1] for k, v in others.items()}}, "b",
-                                  *comparison_default(variants, first, list(others)), "Compare with")
+            second = model_picker(rec, offered, "b", *comparison_default(variants, first, list(others)), "Compare with")
         chosen.append(second)
     for said in picked_cautions(summary.value or {}, chosen):
         st.warning(state.message_md(said), icon=":material/warning:")
