@@ -870,3 +870,29 @@ def test_the_compare_methods_column_is_as_wide_as_its_longest_cell_within_bounds
     assert text_width(pd.Series(["plain", "L2-SP, Adversarial"]), 112, 220) >= 18 * 7 + 18
     assert text_width(pd.Series(["L2-SP, Adversarial, AdaFilter, Pruning, WiSE-FT"]), 112, 220) == 220
     assert text_width(None, 112, 220) == 112
+
+
+def _compare_picker_app():
+    """Compare's run picker alone, over four finished runs, newest first: a method run and two other runs after
+    the standard run the method run is judged against."""
+    from types import SimpleNamespace as R
+
+    import streamlit as st
+
+    from app.app_pages.results import compare_picker
+
+    base = {"data": {"source": "a.zip", "image_size": 64}, "train": {"epochs": 20}, "seed": 0}
+    runs = [R(id="wise", status="finished", config={**base, "wise_ft": {"enabled": True}}),
+            R(id="seed1", status="finished", config={**base, "seed": 1, "pruning": {"enabled": True}}),
+            R(id="pruning", status="finished", config={**base, "pruning": {"enabled": True}}),
+            R(id="standard", status="finished", config=dict(base))]
+    st.session_state["picked"] = compare_picker(runs, {r.id: r.id for r in runs})
+
+
+def test_compare_opens_with_the_standard_run_the_newest_method_run_is_judged_against():
+    """A teacher's fourth run pushed the Standard demo out of the three runs Compare opens on."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_compare_picker_app, default_timeout=30).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state["picked"] == ["wise", "seed1", "pruning", "standard"]

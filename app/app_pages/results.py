@@ -853,9 +853,18 @@ def shared_setup(table: pd.DataFrame, setup: list[str]) -> tuple[list[str], str]
 
 
 def compare_picker(candidates: list, labels: dict[str, str]) -> list[str]:
-    """The runs to compare (ids): the newest three finished ones at first, the user's pick after that,
-    kept across a refresh (those still there)."""
-    default = [r.id for r in candidates if r.status == "finished"][:3]
+    """The runs to compare (ids): at first the newest three finished ones, with the standard fine-tuning run the
+    newest of them with a method is judged against (engine.baselines.comparison_run) when it is older (a teacher's
+    fourth run dropped the Standard demo from the picker); the user's pick after that, kept across a refresh
+    (those still there)."""
+    from engine.baselines import comparison_run, methods_on
+
+    finished = [r for r in candidates if r.status == "finished"]
+    default = [r.id for r in finished[:3]]
+    judged = next((r for r in finished[:3] if methods_on(r.config)), None)
+    baseline = comparison_run(judged, finished) if judged is not None else None
+    if baseline is not None and baseline.id not in default:
+        default.append(baseline.id)
     state.seed_choice("compare_runs")
     if st.session_state.get("compare_runs"):  # the runs picked that are still there; none left: the newest again
         kept = [i for i in st.session_state["compare_runs"] if i in labels]
