@@ -896,3 +896,13 @@ def test_compare_opens_with_the_standard_run_the_newest_method_run_is_judged_aga
     at = AppTest.from_function(_compare_picker_app, default_timeout=30).run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.session_state["picked"] == ["wise", "seed1", "pruning", "standard"]
+
+
+def test_compare_speaks_of_a_wise_ft_runs_lead_only_where_it_has_one():
+    """The note on a WiSE-FT run's head-only lead showed beside a WiSE-FT demo 4 validation points behind."""
+    from app.app_pages.results import wise_leads
+
+    rows = [{"val acc": 0.656}, {"val acc": 0.695}]
+    assert not wise_leads(rows, [True, False]), "behind: no lead to explain"
+    assert wise_leads(rows, [False, True])
+    assert not wise_leads(rows, [True, True]) and not wise_leads([{"val acc": None}, rows[1]], [True, False])

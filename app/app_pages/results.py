@@ -852,6 +852,18 @@ def shared_setup(table: pd.DataFrame, setup: list[str]) -> tuple[list[str], str]
     return shared, ("Every run: " + " · ".join(words(c, table[c].iloc[0]) for c in shared)) if shared else ""
 
 
+def wise_leads(rows: list[dict], wise: list[bool]) -> bool:
+    """True when a WiSE-FT run among the compared ones (`rows`: compare_row's, `wise`: which are WiSE-FT runs, in
+    the same order) has a higher validation accuracy than every other run: the lead its linear-probe head may
+    explain. False without both kinds or without their figures. Raises nothing."""
+    def best(of_wise: bool) -> float | None:
+        vals = [r.get("val acc") for r, w in zip(rows, wise) if w == of_wise and isinstance(r.get("val acc"), float)]
+        return max(vals) if vals else None
+
+    ours, theirs = best(True), best(False)
+    return ours is not None and theirs is not None and ours > theirs
+
+
 def compare_picker(candidates: list, labels: dict[str, str]) -> list[str]:
     """The runs to compare (ids): at first the newest three finished ones, with the standard fine-tuning run the
     newest of them with a method is judged against (engine.baselines.comparison_run) when it is older (a teacher's
@@ -913,7 +925,7 @@ def compare(engine, runs) -> None:
         st.warning(split_note, icon=":material/shuffle:")
     table = shared_columns_note(table)  # what every run shares is said once: the table keeps its width
     wise = ["wise_ft" in enabled_methods(by_id[r].config) for r in chosen]
-    if any(wise) and not all(wise):
+    if wise_leads(rows, wise):  # said only where there is a lead (a teacher read it beside a WiSE-FT run 4 points behind)
         st.caption(":material/info: WiSE-FT runs start fine-tuning from their starting model (theta_0): the "
                    "pretrained network with a new last layer (head) fitted to convergence on the training images (a linear probe) before the first "
                    "epoch. On a small dataset that head alone can score far above what a plain run reaches in a "
