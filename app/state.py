@@ -97,12 +97,9 @@ def default_data_roots(access_control: bool, host: str | None) -> tuple[Path, ..
     beside a message to restart the studio). Not on a studio bound to a network address, even without sign-in
     (`--no-auth`), nor when the host is unknown (`streamlit run` without run_app.py), nor a home folder that is
     the file system's root. Raises nothing."""
-    home = None
-    if not access_control and host in LOOPBACK:
-        try:
-            home = Path.home().resolve()
-        except (RuntimeError, KeyError, OSError):  # no home folder to be found
-            home = None
+    from engine.security import home_folder
+
+    home = home_folder() if not access_control and host in LOOPBACK else None
     return (ASSETS_DIR,) + ((home,) if home is not None and home.is_dir() and home.parent != home else ())
 
 

@@ -181,8 +181,8 @@ class SignInThrottle:
             self._failures.pop((client, name.casefold()), None)
 
 
-def _home() -> Path | None:
-    """The user's home folder, resolved; None when it cannot be determined."""
+def home_folder() -> Path | None:
+    """The user's home folder, resolved; None when it cannot be determined. Raises nothing."""
     try:
         return Path.home().resolve()
     except (RuntimeError, KeyError, OSError):
@@ -220,7 +220,7 @@ class DataRoots:
             raise StudioError(f"The folder {user_path} does not exist.")
         real = next((r for r in inside if r.exists()), None)
         if real is not None:
-            if real in self.roots and real == _home():  # a home folder is no dataset, and walking it takes minutes
+            if real in self.roots and real == home_folder():  # a home folder is no dataset, and walking it takes minutes
                 raise StudioError(f"{user_path} is your whole home folder: choose the folder of your images inside it.")
             # every file inside must resolve inside the roots too (links to elsewhere are refused)
             for p in ([real] if real.is_file() else real.rglob("*")):
