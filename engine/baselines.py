@@ -78,10 +78,10 @@ def unattacked_twin(rec, runs) -> object | None:
     """For an adversarial run without a comparison run: the newest standard run that matches it in all but its
     robust evaluation (off, or another eps or number of PGD steps), which the claim line names so that the
     user can train it again with robust accuracy measured; None otherwise."""
-    if "adversarial" not in methods_on(rec.config) or comparison_run(rec, runs) is not None:
+    if "adversarial" not in methods_on(rec.config):
         return None
-    twins = _standard_twins(rec, runs)
-    return twins[0] if twins else None
+    twins = _standard_twins(rec, runs)  # once: comparison_run's twins, and those that measured alike among them
+    return twins[0] if twins and not any(_attacked_alike(other, rec) for other in twins) else None
 
 
 SAME_ATTACK = (("data", "source"), ("data", "image_size"), ("backbone", "name"), ("seed", None),

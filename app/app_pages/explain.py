@@ -429,11 +429,14 @@ def image_picker(rec, classes: list[str], pred: dict[str, np.ndarray], whose: st
                if (cls == "__all__" or classes[labels[i]] == cls) and (not wrong or preds[i] != labels[i])]
     if not options:
         of = "" if cls == "__all__" else f" of '{state.md_text(cls)}'"
-        none = cls != "__all__" and not any(classes[label] == cls for label in labels)
-        c[2].info(f"No validation image{of}." if none else
-                  f"{whose[:1].upper()}{whose[1:]} gets every validation image{of} right: no mistake to explain."
-                  + (f" {TEST_UNSEEN}" if test_split else "") if wrong else "No validation image matches these filters.",
-                  icon=":material/filter_alt_off:")
+        if cls != "__all__" and not any(classes[label] == cls for label in labels):
+            said = f"No validation image{of}."
+        elif wrong:
+            said = (f"{whose[:1].upper()}{whose[1:]} gets every validation image{of} right: no mistake to explain."
+                    + (f" {TEST_UNSEEN}" if test_split else ""))
+        else:
+            said = "No validation image matches these filters."
+        c[2].info(said, icon=":material/filter_alt_off:")
         return None
     key = image_key(rec.id)
     if st.session_state.get(key) not in options:
