@@ -426,14 +426,12 @@ def duplicates_section(rep, result: datasets.DataCheck) -> None:
     if dropped:
         action = f"{dropped} extra {'copy was' if dropped == 1 else 'copies were'} dropped (*Drop duplicate copies*)."
     elif across:  # the folders place each file: these groups straddle them
-        action = ("Your folders give the split, so the copies stay where they are: "
-                  + (f"{leaks} of these groups {'lies' if leaks == 1 else 'lie'} across train and validation or test, "
-                     "so the model can be tested on a picture it trained on" if leaks else "")
-                  + ("; " if leaks and across > leaks else "")
-                  + (f"{across - leaks} across validation and test, so a picture counts twice among the held-out "
-                     "ones" if across > leaks else "")
-                  + " (marked below). Switch on *Drop duplicate copies* to keep one image of each (a training copy "
-                    "first).")
+        kinds = ([f"{leaks} of these groups {'lies' if leaks == 1 else 'lie'} across train and validation or test, so "
+                  "the model can be tested on a picture it trained on"] if leaks else []) + (
+            [f"{across - leaks} across validation and test, so a picture counts twice among the held-out ones"]
+            if across > leaks else [])
+        action = (f"Your folders give the split, so the copies stay where they are: {'; '.join(kinds)} (marked below). "
+                  "Switch on *Drop duplicate copies* to keep one image of each (a training copy first).")
     elif rep.split_given:
         action = ("Your folders give the split, and each group's copies lie in one of its folders, so no picture is "
                   "both trained on and tested on; each copy still counts as an image of its split. Switch on *Drop "
