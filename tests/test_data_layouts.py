@@ -657,6 +657,14 @@ def test_data_page_shows_layout_duplicates_and_the_skipped_files_of_a_refused_up
     captions = " ".join(c.value for c in at.caption)
     assert "; 1 across validation and test, so a picture counts twice among the held-out ones (marked below)" \
         in captions, captions
+    files.pop("test/cats/leak.png")  # the held-out pair alone: said as a whole sentence
+    at.file_uploader[0].set_value(("pair.zip", make_zip(tmp_path / "pair.zip", files).read_bytes(),
+                                   "application/zip")).run()
+    assert "stay where they are: 1 of these groups lies across validation and test, so a picture counts twice" in \
+        " ".join(c.value for c in at.caption)
+    files["test/cats/leak.png"] = files["train/cats/001.png"]
+    at.file_uploader[0].set_value(("twice.zip", make_zip(tmp_path / "twice.zip", files).read_bytes(),
+                                   "application/zip")).run()
     at.button(key="drop_dupes").click().run()
     assert at.session_state["cfg"].data.drop_duplicates is True
     assert "3 extra copies were dropped (*Drop duplicate copies*)." in " ".join(c.value for c in at.caption)

@@ -428,8 +428,8 @@ def duplicates_section(rep, result: datasets.DataCheck) -> None:
     elif across:  # the folders place each file: these groups straddle them
         kinds = ([f"{leaks} of these groups {'lies' if leaks == 1 else 'lie'} across train and validation or test, so "
                   "the model can be tested on a picture it trained on"] if leaks else []) + (
-            [f"{across - leaks} across validation and test, so a picture counts twice among the held-out ones"]
-            if across > leaks else [])
+            [f"{across - leaks}" + ("" if leaks else f" of these groups {'lies' if across == 1 else 'lie'}")
+             + " across validation and test, so a picture counts twice among the held-out ones"] if across > leaks else [])
         action = (f"Your folders give the split, so the copies stay where they are: {'; '.join(kinds)} (marked below). "
                   "Switch on *Drop duplicate copies* to keep one image of each (a training copy first).")
     elif rep.split_given:
