@@ -142,7 +142,8 @@ def _allowance(change: float, max_drop: float) -> str:
 def pruning_claim(summary: dict, baseline: dict | None = None) -> Claim:
     """Tung et al. 2017 / Zhu & Gupta 2017: pruning while fine-tuning keeps accuracy. Unstructured:
     the final (fully sparse) model's test accuracy within 2 points of the dense `baseline`; with
-    structured pruning also the channel-pruned model within 3 points of the model it came from.
+    structured pruning also the channel-pruned model within 3 points of the model it came from, on test
+    where the summary's "structured" has both models' test accuracy (as its Results tile), else validation.
     Without a `baseline` the sparse half is not judged, nor a half whose split is too small to resolve
     its allowance (`_undecided`: one image worth more than it), and the line then has no verdict
     (shown None) unless the other half failed."""
@@ -164,13 +165,15 @@ def pruning_claim(summary: dict, baseline: dict | None = None) -> Claim:
             parts.append(f"{_pts(sparsity)}% sparse at {split} {_pts(acc)}% vs {_pts(base)}% dense "
                          f"({points_diff(acc, base)} points, {_allowance(change, PRUNING_MAX_DROP)})")
     s = summary.get("structured") or {}
-    if s.get("val_acc") is not None and s.get("val_acc_before") is not None:
-        drop = shown_points(s["val_acc"], s["val_acc_before"]) / 100
-        undecided = _undecided(summary, STRUCTURED_MAX_DROP, "val")
+    tested = all(isinstance(s.get(k), (int, float)) for k in ("test_acc", "test_acc_before"))
+    key, word = ("test_acc", "test") if tested else ("val_acc", "validation")  # the split its Results tile shows
+    if s.get(key) is not None and s.get(f"{key}_before") is not None:
+        acc, before = s[key], s[f"{key}_before"]
+        drop = shown_points(acc, before) / 100
+        undecided = _undecided(summary, STRUCTURED_MAX_DROP, "test" if tested else "val")
         halves["channel-pruned model"] = None if undecided else drop >= -STRUCTURED_MAX_DROP
         parts.append(f"the smaller, channel-pruned model ({_pts(s.get('flops_ratio', 1))}% of the FLOPs left) at "
-                     f"validation {_pts(s['val_acc'])}% vs {_pts(s['val_acc_before'])}% for the full-size model "
-                     f"({points_diff(s['val_acc'], s['val_acc_before'])} points"
+                     f"{word} {_pts(acc)}% vs {_pts(before)}% for the full-size model ({points_diff(acc, before)} points"
                      + (f": {undecided})" if undecided else f", {_allowance(drop, STRUCTURED_MAX_DROP)})"))
     if not parts:
         return Claim("pruning", None, "Pruning: no sparsity in this run.")

@@ -47,6 +47,13 @@ def count_params(model: nn.Module) -> int:
 
 
 @torch.no_grad()
+def count_nonzero_params(model: nn.Module) -> int:
+    """Number of parameter elements of `model` that are not exactly 0 (what unstructured pruning's zeros
+    leave; equals count_params for a dense model)."""
+    return sum(int(torch.count_nonzero(p)) for p in model.parameters())
+
+
+@torch.no_grad()
 def count_macs(model: nn.Module, image_size: int) -> int:
     """Multiply-accumulates of one forward pass at batch 1 (convolutions and linear layers).
 

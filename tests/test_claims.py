@@ -697,3 +697,17 @@ def _press_attack_again(at):
     at.run()
     assert not at.button, "queued once: no second button"
     assert any("is queued or training" in c.value for c in at.caption)
+
+
+def test_pruning_claim_judges_the_smaller_model_on_the_split_its_tile_shows():
+    """A teacher's Pruning demo compared the smaller model on validation in the claim line and on test on its
+    Results tile: with both models' test accuracy the line reads test, the tile's figures; validation otherwise."""
+    s = {"val_acc": 0.90, "val_acc_before": 0.91, "test_acc": 0.70, "test_acc_before": 0.76, "flops_ratio": 0.5}
+    claim = pruning_claim({"structured": s})
+    assert "at test 70.0% vs 76.0% for the full-size model (-6.0 points, more than the 3-point allowance)" in claim.text
+    assert claim.shown is False, claim.text
+    no_test = {k: v for k, v in s.items() if not k.startswith("test")}
+    claim = pruning_claim({"structured": no_test})
+    assert "at validation 90.0% vs 91.0%" in claim.text and claim.shown is True, claim.text
+    half = {**no_test, "test_acc": 0.70}  # no test figure for the full-size model: both on validation
+    assert "at validation 90.0% vs 91.0%" in pruning_claim({"structured": half}).text

@@ -171,6 +171,13 @@ def test_a_structured_run_says_its_smaller_models_size_in_parameters_and_megabyt
     assert any("add `--variant structured`" in c for c in texts(at.caption)), texts(at.caption)
     (size,) = [m for m in at.metric if m.label == "Smaller model's size"]
     assert size.value == f"{s['params_after'] / 1e6:.2f} M parameters", size.value  # "5.27 M" read without a unit
+    # both models' non-zero parameters said side by side, counted in the smaller model itself
+    from engine.runs import load_run
+
+    small = load_run(Path(engine().run_record(run_id).run_dir), engine().datasets_dir).model_variant("structured")
+    assert s["nonzero_after"] == sum(int((p != 0).sum()) for p in small.parameters()) < s["params_after"]
+    assert any(f"the smaller model has {s['params_after'] / 1e6:.2f} M, {s['nonzero_after'] / 1e6:.2f} M of them "
+               "non-zero" in c for c in texts(at.caption)), texts(at.caption)
     assert f"its file (safetensors) {s['file_bytes_after'] / 1e6:.1f} MB against {s['file_bytes_before'] / 1e6:.1f} MB" \
         in size.help and "stays as large as the dense one's" in size.help
     # its accuracy on the test images, as the headline tiles (validation in the help), against the full-size model's
@@ -228,3 +235,21 @@ def test_a_structured_run_says_its_smaller_models_size_in_parameters_and_megabyt
         said = [w for w in texts(at.warning) if w.startswith("At guessing")]
         assert said and all("('Structured: share of channels removed')" in w and "pruning." not in w for w in said), \
             (page, said)
+
+
+def test_size_words_set_both_models_non_zero_parameters_side_by_side():
+    """A teacher read the full-size model's 3.36 M non-zero parameters beside the smaller model's 5.27 M
+    parameters as the smaller model being the larger: each model's total and non-zero count, in one line."""
+    from app.method_views.pruning import size_words
+
+    summary = {"num_params": 11_200_000, "sparsity": 0.7, "pruning": {"prunable_weights": 11_000_000},
+               "structured": {"params_after": 5_270_000, "nonzero_after": 1_600_000, "sparsity_kept": True}}
+    words = size_words(summary)
+    assert words.startswith("The full-size model has 11.20 M parameters, 3.50 M of them non-zero after pruning; "
+                            "the smaller model has 5.27 M, 1.60 M of them non-zero"), words
+    assert "only the smaller model runs faster" in words
+    older = {**summary, "structured": {"params_after": 5_270_000, "sparsity_kept": True}}  # before nonzero_after
+    assert "not measured in this run" in size_words(older)
+    dense = {"num_params": 11_200_000, "structured": {"params_after": 5_270_000, "nonzero_after": 5_270_000}}
+    assert size_words(dense) == "The full-size model has 11.20 M parameters; the smaller model has 5.27 M, all of them in use."
+    assert size_words({"num_params": 5}) == ""

@@ -21,6 +21,7 @@ from engine.chance import (chance_finding, findings_split, smaller_model_summary
 from engine.config import OptimConfig, TrainConfig
 from engine.jobs import STOPPED_BY_SERVER
 from engine.methods import METHODS
+from engine.methods.pruning import nonzero_params
 from engine.optim import frozen_words
 from engine.resume import RESUME_FILE
 from engine.schedules import schedule_label
@@ -218,7 +219,7 @@ def summary_metrics(run: components.RunView, summary: dict) -> None:
         cost.append(("Parameters", f"{summary['num_params'] / 1e6:.1f} M", "Trainable and frozen, with the new head."))
         nonzero = nonzero_params(summary)
         if nonzero is not None:
-            cost.append(("Non-zero parameters", f"{nonzero / 1e6:.2f} M", "The weights pruning left (the zeros cost "
+            cost.append(("Non-zero parameters", f"{nonzero / 1e6:.2f} M", "The full-size model's weights pruning left (the zeros cost "
                          "nothing in a compressed or sparse file); the model keeps its shape, so its dense size and "
                          "speed are unchanged unless channels were removed (structured pruning, below)."))
     for tiles in (items, cost):  # what the model does (and how far to trust it), then what it cost and weighs
@@ -234,16 +235,6 @@ def summary_metrics(run: components.RunView, summary: dict) -> None:
         own = split_at_guessing(summary, "ood_user") if tiles is items and not chance_finding(summary) else None
         if own:
             st.caption(":material/info: " + state.md_text(own))
-
-
-def nonzero_params(summary: dict) -> int | None:
-    """Parameters left non-zero by unstructured pruning: num_params less the zeros (summary["sparsity"], a fraction
-    of summary["pruning"]["prunable_weights"]); None for a run without pruning's figures."""
-    prunable = (summary.get("pruning") or {}).get("prunable_weights")
-    sparsity, total = summary.get("sparsity"), summary.get("num_params")
-    if not all(isinstance(v, (int, float)) for v in (prunable, sparsity, total)) or not sparsity:
-        return None
-    return int(round(total - sparsity * prunable))
 
 
 def wise_tiles_note(summary: dict, alpha: float, chosen: bool, held_out: dict | None = None) -> str:

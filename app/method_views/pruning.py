@@ -15,7 +15,7 @@ from app import layout, state
 from app.charts import FIT_WIDTH, LAYER_NAMES, LAYER_PADDING, rows_height
 from app.method_views import points_delta, register_view
 from engine.claims import shown_points
-from engine.methods.pruning import smaller_model_warning
+from engine.methods.pruning import nonzero_params, smaller_model_warning
 from engine.words import and_words, plural
 
 
@@ -102,6 +102,28 @@ def search_words(search: dict) -> str:
             f"{plural(len(search.get('trials') or []), 'short trial')}).")
 
 
+def size_words(summary: dict) -> str:
+    """Both models' sizes in one sentence, from a finished structured run's summary (`num_params`, pruning's
+    figures, `structured`'s params_after and nonzero_after): a teacher read the full-size model's 3.36 M non-zero
+    parameters beside the smaller model's 5.27 M parameters as the smaller model being the larger. "" without
+    the smaller model's figures."""
+    s = summary.get("structured") or {}
+    after, total = s.get("params_after"), summary.get("num_params") or s.get("params_before")
+    if not isinstance(after, int) or not isinstance(total, int):
+        return ""
+    nonzero = nonzero_params(summary)
+    full = f"The full-size model has {total / 1e6:.2f} M parameters" + (
+        f", {nonzero / 1e6:.2f} M of them non-zero after pruning" if nonzero is not None else "")
+    kept = s.get("nonzero_after")
+    small = f"the smaller model has {after / 1e6:.2f} M" + (
+        f", {kept / 1e6:.2f} M of them non-zero (it keeps the pruning's zeros)" if isinstance(kept, int) and kept < after
+        else " (it keeps the pruning's zeros; their count was not measured in this run)" if s.get("sparsity_kept")
+        and not isinstance(kept, int) else ", all of them in use")
+    why = (" Zeros make a file compress but are still stored and computed by ordinary kernels; removed channels are "
+           "neither, which is why only the smaller model runs faster." if nonzero is not None else "")
+    return f"{full}; {small}.{why}"
+
+
 @register_view("pruning")
 def pruning_view(engine, rec, summary: dict) -> None:
     """Pruning's view on Results: sparsity, the smaller model's size, CPU speed-up and
@@ -133,6 +155,8 @@ def pruning_view(engine, rec, summary: dict) -> None:
                            f"{100 * (s.get('val_acc_before') or 0):.1f}%." if tested else "."),
                        width="content")
         smaller = smaller_model_warning(summary)  # beside its tiles: the run's own warning is the full-size model's
+        if s and size_words(summary):
+            st.caption(size_words(summary))
         if smaller:
             st.warning(state.message_md(state.message_words(smaller)), icon=":material/warning:")
         if s and len(s.get("fine_tune_val_acc") or []) > 1 and fine_tune_words(s["fine_tune_val_acc"], s.get("val_acc_before")):

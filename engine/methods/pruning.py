@@ -445,6 +445,7 @@ def structured_pruning(ctx, hook: PruningHook) -> None:
     info = {
         "channel_fraction": c.channel_fraction, "fine_tune_epochs": c.structured_epochs,
         "params_before": params_before, "params_after": params_after,
+        "nonzero_after": st.count_nonzero_params(small),  # it keeps the run's zeros where sparsity_kept
         "macs_before": macs_before, "macs_after": macs_after, "flops_ratio": macs_after / max(macs_before, 1),
         "file_bytes_before": st.state_dict_bytes(model), "file_bytes_after": st.state_dict_bytes(small),
         "latency_ms": lat, "latency_threads": torch.get_num_threads(), "image_size": size,
@@ -462,6 +463,16 @@ def structured_pruning(ctx, hook: PruningHook) -> None:
                        latency_speedup=lat["batch_1"]["speedup"],
                        latency_speedup_batch32=lat.get("batch_32", {}).get("speedup"))
     ctx.artifacts["structured_model"] = small  # for tests and the benchmark
+
+
+def nonzero_params(summary: dict) -> int | None:
+    """Parameters left non-zero by unstructured pruning: num_params less the zeros (summary["sparsity"], a fraction
+    of summary["pruning"]["prunable_weights"]); None for a run without pruning's figures."""
+    prunable = (summary.get("pruning") or {}).get("prunable_weights")
+    sparsity, total = summary.get("sparsity"), summary.get("num_params")
+    if not all(isinstance(v, (int, float)) for v in (prunable, sparsity, total)) or not sparsity:
+        return None
+    return int(round(total - sparsity * prunable))
 
 
 def smaller_model_warning(summary: dict) -> str | None:
