@@ -84,6 +84,33 @@ def unattacked_twin(rec, runs) -> object | None:
     return twins[0] if twins and not any(_attacked_alike(other, rec) for other in twins) else None
 
 
+# the same test images: the data, its split and sampling settings and the seed that drew the split (not the recipe)
+SAME_SPLIT = (("data", "source"), ("data", "image_size"), ("data", "drop_duplicates"), ("data", "val_fraction"),
+              ("data", "test_fraction"), ("data", "train_per_class"), ("data", "class_balance"), ("seed", None))
+STRONGER_BY = 0.05  # a standard run this much above (test accuracy, a fraction) is worth naming beside the claim
+
+
+def stronger_standard(rec, runs, read_summary: Callable[[str], dict], summary: dict) -> tuple[object, float] | None:
+    """For a WiSE-FT run (`rec`, `summary`), whose claim compares its own mixes and no other run: the finished
+    standard fine-tuning run (no method on) with the highest test accuracy on the same test images (SAME_SPLIT:
+    same data, split settings and seed; any backbone or recipe), with that accuracy (a fraction), when it is at
+    least STRONGER_BY above this run's fine-tuned model's (summary["test_acc"]); None otherwise, or without test
+    accuracy on either side. A teacher read "claim shown" on a WiSE-FT demo 16 test points below the Standard demo
+    trained beside it and took the mix for the better model."""
+    ours = summary.get("test_acc")
+    if "wise_ft" not in methods_on(rec.config) or not isinstance(ours, (int, float)):
+        return None
+    best = None
+    for other in runs:
+        if (other.id == rec.id or other.status != "finished" or methods_on(other.config)
+                or not all(config_value(other.config, s, k) == config_value(rec.config, s, k) for s, k in SAME_SPLIT)):
+            continue
+        acc = read_summary(other.run_dir).get("test_acc")
+        if isinstance(acc, (int, float)) and (best is None or acc > best[1]):
+            best = (other, float(acc))
+    return best if best is not None and best[1] - ours >= STRONGER_BY - 1e-9 else None
+
+
 SAME_ATTACK = (("data", "source"), ("data", "image_size"), ("backbone", "name"), ("seed", None),
                ("adversarial", "attack"), ("adversarial", "eps"), ("adversarial", "steps"), ("eval", "robust_eps"),
                ("eval", "robust_subset"), ("eval", "robust_steps_each_epoch"))

@@ -711,3 +711,62 @@ def test_pruning_claim_judges_the_smaller_model_on_the_split_its_tile_shows():
     assert "at validation 90.0% vs 91.0%" in claim.text and claim.shown is True, claim.text
     half = {**no_test, "test_acc": 0.70}  # no test figure for the full-size model: both on validation
     assert "at validation 90.0% vs 91.0%" in pruning_claim({"structured": half}).text
+
+
+def test_a_wise_ft_claim_names_a_much_stronger_standard_run_on_the_same_test_images():
+    """A teacher read "claim shown" on a WiSE-FT demo (57.0% test) trained beside a Standard demo at 73.4% and took
+    the mix for the better model: the line names the stronger standard run on the same test images."""
+    from types import SimpleNamespace as R
+
+    from engine.baselines import stronger_standard
+
+    base = {"data": {"source": "a.zip", "image_size": 64}, "backbone": {"name": "resnet18", "pretrained": "bundled"},
+            "seed": 0}
+    wise = R(id="w", status="finished", run_dir="w", config={**base, "wise_ft": {"enabled": True},
+                                                             "optim": {"schedule": "constant"}})
+    plain = R(id="p", status="finished", run_dir="p", config={**base, "optim": {"schedule": "cosine"}})
+    better = R(id="b", status="finished", run_dir="b", config={**base, "train": {"epochs": 40}})
+    other_seed = R(id="s", status="finished", run_dir="s", config={**base, "seed": 1})  # other test images
+    other_data = R(id="d", status="finished", run_dir="d", config={**base, "data": {"source": "b.zip", "image_size": 64}})
+    method = R(id="m", status="finished", run_dir="m", config={**base, "pruning": {"enabled": True}})
+    failed = R(id="f", status="failed", run_dir="f", config=dict(base))
+    acc = {"p": 0.734, "b": 0.80, "s": 0.99, "d": 0.99, "m": 0.99, "f": 0.99}
+    summaries = {k: {"test_acc": v} for k, v in acc.items()}
+    runs = [wise, plain, better, other_seed, other_data, method, failed]
+    assert stronger_standard(wise, runs, summaries.get, {"test_acc": 0.57}) == (better, 0.80), "the best one"
+    assert stronger_standard(wise, runs, summaries.get, {"test_acc": 0.76}) is None, "4 points: not named"
+    assert stronger_standard(wise, runs, summaries.get, {"test_acc": 0.75}) == (better, 0.80), "5 points: named"
+    assert stronger_standard(wise, runs, summaries.get, {}) is None, "no test accuracy: nothing to set against"
+    assert stronger_standard(plain, runs, summaries.get, {"test_acc": 0.1}) is None, "WiSE-FT runs only"
+
+    from app.claims_view import stronger_words
+
+    words = stronger_words("Standard demo", 0.734, 0.57, constant=True)
+    assert "'Standard demo', standard fine-tuning with its own settings, reached 73.4%, 16.4 points above this " \
+           "run's fine-tuned model (57.0%)" in words and "constant learning rate" in words
+    assert "constant" not in stronger_words("Standard demo", 0.734, 0.57)
+
+
+def test_the_results_claim_lines_show_the_stronger_standard_run_under_a_wise_ft_line():
+    from streamlit.testing.v1 import AppTest
+
+    def script():
+        import time
+        from types import SimpleNamespace as R
+
+        from app.claims_view import claim_lines
+
+        base = {"data": {"source": "a.zip", "image_size": 64}, "seed": 0}
+        wise = R(id="w", name="WiSE-FT demo", status="finished", run_dir="w", created=time.time(),
+                 config={**base, "wise_ft": {"enabled": True}, "optim": {"schedule": "constant"}})
+        plain = R(id="p", name="Standard demo", status="finished", run_dir="p", created=time.time(), config=dict(base))
+        curve = [{"alpha": 0.0, "val_acc": 0.5, "ood_acc": 0.40}, {"alpha": 0.5, "val_acc": 0.6, "ood_acc": 0.47},
+                 {"alpha": 1.0, "val_acc": 0.6, "ood_acc": 0.45}]
+        summary = {"wise_curve": curve, "test_acc": 0.57}
+        claim_lines(wise, [wise, plain], {"p": {"test_acc": 0.734}, "w": summary}.get, summary)
+
+    at = AppTest.from_function(script, default_timeout=30).run()
+    assert not at.exception, at.exception
+    assert [s.value for s in at.success] and "claim shown" in at.success[0].value
+    said = [c.value for c in at.caption if "Standard demo" in c.value]
+    assert len(said) == 1 and "16.4 points above this run's fine-tuned model (57.0%)" in said[0], [c.value for c in at.caption]
