@@ -200,19 +200,21 @@ def get_preset(name: str) -> Preset:
 
 
 def _robust_text() -> str:
-    parts = ["ResNet-18, 8 epochs: linear probe first, then fine-tune (LP-FT), label smoothing"]
+    parts = ["ResNet-18, 8 epochs: the new head trained alone first, then the whole network (LP-FT), softened "
+             "targets (label smoothing)"]
     if "l2sp" in METHODS:
-        parts.append("L2-SP")
+        parts.append("weights kept near the pretrained ones (L2-SP)")
     if "adversarial" in METHODS:
-        parts.append("adversarial fine-tuning")
-    return ", ".join(parts) + ". Watch OOD accuracy" + (" and robust accuracy." if "adversarial" in METHODS else ".")
+        parts.append("training on images changed just enough to fool the model (adversarial fine-tuning)")
+    return ", ".join(parts) + ". Watch accuracy on corrupted copies of the images (OOD)" + (
+        " and on such changed images (robust accuracy)." if "adversarial" in METHODS else ".")
 
 
 def _small_text() -> str:
     text = ("MobileNetV3-Small (1.5M parameters with a head for a few classes; 2.5M with ImageNet's 1000) with the "
             "Quick demo's recipe: fast on a laptop, small to deploy.")
     if "pruning" in METHODS:
-        text += " Pruning is on: watch sparsity rise to 50% over the first half of the run."
+        text += " Pruning is on: watch the share of weights set to zero (sparsity) rise to 50% over the first half of the run."
     return text
 
 
@@ -306,7 +308,9 @@ def wise_ft_demo(cfg: RunConfig) -> RunConfig:
 
 DEMO_TEXT = {  # preset -> (title, method, what to look at, what the paper claims, what this demo measured)
     "adafilter_demo": ("AdaFilter demo", "adafilter",
-                       "AdaFilter, 20 epochs: watch the per-layer share of fine-tuned filters and the gate gradients.",
+                       "AdaFilter, 20 epochs: for each image a small network picks, filter by filter, the fine-tuned "
+                       "or the pretrained copy (its gates); watch the share of fine-tuned filters per layer and how "
+                       "strongly the gates learn (gate gradients).",
                        "Guo et al. 2020: choosing filters per image lowers the error of standard fine-tuning "
                        "(2.54 points on average, ResNet-50, ImageNet weights).",
                        "Not reproduced with this demo: on the sample, over 60 seeds (on a GPU), it was 0.3 test "
@@ -315,7 +319,8 @@ DEMO_TEXT = {  # preset -> (title, method, what to look at, what the paper claim
                        "points below), so a gap in one run says little. Its gates did adapt: the share of "
                        "fine-tuned filters differed by about 20 points between layers."),
     "pruning_demo": ("Pruning demo", "pruning",
-                     "Pruning to 70% sparsity by mid-run, then recovery, then channels removed: watch sparsity climb "
+                     "Weights set to zero until 70% are (sparsity) by mid-run, then recovery, then whole channels "
+                     "removed for a smaller, faster model: watch sparsity climb "
                      "while validation accuracy holds (or dips and comes back), then, on Results, the smaller "
                      "model's fine-tune win back what removing channels cost.",
                      "Tung et al. 2017, Zhu & Gupta 2017: pruning while fine-tuning keeps the dense accuracy.",
@@ -323,18 +328,21 @@ DEMO_TEXT = {  # preset -> (title, method, what to look at, what the paper claim
                      "below dense fine-tuning on average (single seeds up to 3.9 below), and the channel-pruned "
                      "model within 3 validation points of the model it was cut from on all three seeds."),
     "adversarial_demo": ("Adversarial demo", "adversarial",
-                         "Adversarial fine-tuning (FGSM-RS, eps 2/255), 20 epochs: watch robust accuracy beside clean "
-                         "accuracy.",
+                         "Adversarial fine-tuning, 20 epochs: the model trains on images changed just enough to fool "
+                         "it (an FGSM-RS attack moving each pixel by at most 2 of 255 levels, eps 2/255); watch its "
+                         "accuracy on such images (robust accuracy) beside clean accuracy.",
                          "Jeddi et al. 2020: fine-tuning adversarially gives robustness at a fraction of the cost of "
                          "adversarial training from scratch.",
                          "Measured with this demo on the sample (3 seeds): robust accuracy 16 to 26 points above "
                          "standard fine-tuning's, clean accuracy about 5 points lower."),
-    "wise_ft_demo": ("WiSE-FT demo", "wise_ft", "WiSE-FT, 20 epochs fine-tuned without augmentation (as in the paper) "
-                     "and at a constant learning rate (this demo's choice; the paper decays it): watch the alpha "
-                     "curve of OOD against validation accuracy. The run and its 21-mix curve took 55 s on a 2-core "
-                     "CPU with bf16 (the curve 10 s of it), 3 min 37 s on one without (the curve 34 s).",
-                     "Wortsman et al. 2021: mixing the weights (an alpha inside 0..1) beats both ends on "
-                     "OOD data at equal in-distribution accuracy.",
+    "wise_ft_demo": ("WiSE-FT demo", "wise_ft", "WiSE-FT, 20 epochs fine-tuned without random crops or flips (as in "
+                     "the paper) and at a constant learning rate (this demo's choice; the paper decays it): watch "
+                     "the curve of weight mixes between the starting and the fine-tuned model (alpha 0 to 1), "
+                     "accuracy on corrupted copies of the images (OOD) against validation accuracy. The run and its "
+                     "21-mix curve took 55 s on a 2-core CPU with fast half-precision maths (bf16; the curve 10 s "
+                     "of it), 3 min 37 s on one without (the curve 34 s).",
+                     "Wortsman et al. 2021: a mix in between beats both ends on corrupted or shifted images at "
+                     "equal accuracy on images like the training ones.",
                      "Measured with this demo on the sample: a mix matched or beat both ends on 27 of 36 seeds on a "
                      "GPU (21 of 36 by the Results line's stricter rule) and on 3 of 3 on a 2-core CPU; with the "
                      "decaying rate the other demos use, on 4 to 9 of 17 to 19 seeds in two runs. The price: the "
@@ -380,19 +388,20 @@ FASTEST_MEASURED = (
 
 register_preset(Preset("quick_demo", "Quick demo", lambda: (
     "ResNet-18 with offline weights, 64 px, 20 epochs of batch 32 (the first 2 train only the new head), "
-    "OOD measured at the end: on the bundled sample's 384 training images about 40 s on a 2-core CPU with bf16, "
-    "under 2 minutes on one without (time grows with the images)."), quick_demo))
+    "accuracy on corrupted copies of the images (OOD) measured at the end: on the bundled sample's 384 training "
+    "images about 40 s on a 2-core CPU with fast half-precision maths (bf16), under 2 minutes on one without "
+    "(time grows with the images)."), quick_demo))
 register_preset(Preset("fastest", "Fastest model", lambda: (
-    "ResNet-18 with offline weights, 64 px, 4 epochs of batch 32, no augmentation, the first two blocks kept "
-    "as pretrained, OOD not measured: the shortest way to a first model. On the sample: a fifth of the Quick "
+    "ResNet-18 with offline weights, 64 px, 4 epochs of batch 32, no random crops or flips, the first two blocks "
+    "kept as pretrained, accuracy on corrupted copies (OOD) not measured: the shortest way to a first model. On the sample: a fifth of the Quick "
     "demo's time on the same CPU, for a weaker model (about 55% of test images right, against 70%)."), fastest,
     lambda: FASTEST_MEASURED))
 register_preset(Preset("robust", "Robust", _robust_text, robust))
 register_preset(Preset("small_model", "Small model", _small_text, small_model, _small_details))
 register_preset(Preset("standard_demo", "Standard demo", lambda: (
     "Standard fine-tuning with the method demos' recipe, the Quick demo's (ResNet-18, 64 px, 20 epochs of "
-    "batch 32, the first 2 a linear probe): the run each method demo is compared with. Unlike the Quick demo it "
-    "measures OOD accuracy every epoch, as the method demos do."), standard_demo))
+    "batch 32, the first 2 training only the new head): the run each method demo is compared with. Unlike the Quick "
+    "demo it measures accuracy on corrupted copies of the images (OOD) every epoch, as the method demos do."), standard_demo))
 for _key, _apply in DEMOS.items():
     if DEMO_TEXT[_key][1] in METHODS:  # never a preset for a method the engine does not register
         register_preset(Preset(_key, DEMO_TEXT[_key][0], _demo_text(_key), _apply, _demo_details(_key)))

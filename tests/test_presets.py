@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -241,3 +242,21 @@ def test_the_fastest_preset_freezes_pretrained_blocks_only(monkeypatch):
     monkeypatch.setattr(presets, "offline_pretrained", lambda backbone: "none")
     assert PRESETS["fastest"].apply(RunConfig()).optim.freeze_blocks == 0, "random blocks would stay random"
     assert "0.45-0.46x" in PRESETS["fastest"].details(), "the card's measured result"
+
+
+JARGON = ("FGSM", "bf16", "OOD", "sparsity", "linear probe", "LP-FT", "L2-SP", "FLOPs", "theta_0", "alpha", "eps",
+          "label smoothing", "in-distribution", "augmentation")
+
+
+@pytest.mark.parametrize("key", sorted(PRESETS))
+def test_a_preset_card_gives_the_plain_words_before_the_fields_terms(key):
+    """A teacher found the demo cards using the field's terms (FGSM-RS, FLOPs, theta_0's linear probe, bf16)
+    with their plain words on hover only: on a card each term first appears in brackets, after its plain words."""
+    text = PRESETS[key].describe()
+    for term in JARGON:
+        found = re.search(rf"\b{re.escape(term)}", text, re.IGNORECASE)  # "eps", not "keeps"
+        if found is None:
+            continue
+        before = text[:found.start()]
+        assert before.rfind("(") > before.rfind(")"), f"{term!r} first appears outside brackets: {text}"
+        assert before.rfind("(") > 0 and text[before.rfind("(") - 1] == " ", f"{term!r} with no plain words before it"
