@@ -390,13 +390,16 @@ def cpu_latency_ms(model: torch.nn.Module, image_size: int, batch: int = 1, repe
 
 
 def held_out_accuracy(model: torch.nn.Module, cfg: RunConfig, data: DataSplits) -> dict[str, Any]:
-    """{"val_acc", "test_acc": fraction or None for an empty split, "val_images", "test_images": counts}
-    of `model` on the run's held-out splits, on the CPU, with the run's flip TTA (eval.tta_flip) as its
-    exports answer."""
+    """{"val_acc", "test_acc": fraction or None for an empty split, "val_images", "test_images": counts,
+    "val_confusion", "test_confusion": [C][C] image counts (rows: true class, columns: answer; absent for an
+    empty split)} of `model` on the run's held-out splits, on the CPU, with the run's flip TTA (eval.tta_flip)
+    as its exports answer. The confusion matrices give a WiSE-FT mix's card its own weaker classes."""
     out: dict[str, Any] = {}
     for split in ("val", "test"):
         images = getattr(data, split)
-        acc = predict(model, images.images, images.labels, torch.device("cpu"), tta_flip=cfg.eval.tta_flip).acc
-        out[f"{split}_acc"] = acc if len(images) else None
+        res = predict(model, images.images, images.labels, torch.device("cpu"), tta_flip=cfg.eval.tta_flip)
+        out[f"{split}_acc"] = res.acc if len(images) else None
         out[f"{split}_images"] = len(images)
+        if len(images):
+            out[f"{split}_confusion"] = confusion_matrix(images.labels, res.preds, len(data.classes))
     return out

@@ -316,14 +316,18 @@ def caution_section(summary: dict[str, Any]) -> list[str]:
     (engine.chance.chance_finding; for a WiSE-FT mix its own accuracy measured at export,
     summary["wise_measured"]), validation and test accuracies further apart than chance usually puts
     them (engine.chance.val_test_gap_words), classes the model gets wrong far more often than the others
-    (engine.chance.weak_class_words, on the test images, else validation) and figures measured on few held-out images
-    (engine.chance.small_split_words); [] when none applies."""
+    (engine.chance.weak_class_words, on the test images, else validation; for a mix its own confusion matrices
+    measured at export, none before) and figures measured on few held-out images (engine.chance.small_split_words);
+    [] when none applies."""
     measured = summary.get("wise_measured") or {}
-    if measured:  # the mix is what is shipped, not the fine-tuned end
-        summary = dict(summary, val_acc=measured.get("val_acc"), test_acc=measured.get("test_acc"))
+    if measured:  # the mix is what is shipped, not the fine-tuned end: its own accuracies and confusion matrices
+        summary = dict(summary, val_acc=measured.get("val_acc"), test_acc=measured.get("test_acc"),
+                       val_confusion=measured.get("val_confusion"), test_confusion=measured.get("test_confusion"))
     found = chance_finding(summary, whose="This mix's" if measured else "This model's")
     small, gap = small_split_words(summary), val_test_gap_words(summary)
-    weak = None if measured else weak_class_words(summary)  # (the mix's own confusion is not measured)
+    # a mix not measured yet (Explain's preview) has no confusion of its own: the fine-tuned end's is not its
+    unmeasured_mix = summary.get("wise_alpha") is not None and not measured
+    weak = None if unmeasured_mix else weak_class_words(summary)
     if found is None and not small and not gap and not weak:
         return []
     lines = ["", "## Caution"]

@@ -414,3 +414,23 @@ def test_the_channel_pruned_models_card_cautions_from_its_own_confusion_matrix()
     assert "2 of 8 right" not in card and "test balanced accuracy" not in card, card
     weak_small = {**full, "structured": {**full["structured"], "test_acc": 18 / 24, "test_confusion": weak_c}}
     assert "c, 2 of 8 right" in model_card(RunConfig(), smaller_model_summary(weak_small))
+
+
+def test_a_wise_ft_mix_card_names_the_mixs_own_weaker_classes_not_the_fine_tuned_models():
+    """The exported card of a WiSE-FT mix left out the weak-class caution its preview showed, and that preview's
+    caution was the fine-tuned end's: the mix's own confusion matrices, measured at export, give its caution."""
+    from engine.config import RunConfig
+
+    split = {"val": {"a": 64, "b": 64}, "test": {"a": 64, "b": 64}}
+    end_weak = {"classes": ["a", "b"], "val_acc": 0.75, "test_acc": 0.75, "test_confusion": [[64, 0], [32, 32]],
+                "data_report": {"split_counts": split}, "wise_curve": []}
+    weak_b = "Weaker than the other classes on the test images, by more than luck on that many images: b,"
+    assert weak_b in model_card(RunConfig(), end_weak), "the fine-tuned end's own card names b"
+    preview = model_card(RunConfig(), {**end_weak, "wise_alpha": 0.5})
+    assert "Weaker than the other classes" not in preview, "a mix not measured yet has no weaker class of its own"
+    mix_weak_a = {"test_acc": 0.75, "val_acc": 0.75, "test_images": 128, "val_images": 128,
+                  "test_confusion": [[30, 34], [0, 64]], "val_confusion": [[32, 32], [0, 64]]}
+    card = model_card(RunConfig(), {**end_weak, "wise_alpha": 0.5, "wise_measured": mix_weak_a})
+    assert "by more than luck on that many images: a, 30 of 64 right" in card and weak_b not in card, card
+    even = {**mix_weak_a, "test_confusion": [[48, 16], [16, 48]]}
+    assert "Weaker than" not in model_card(RunConfig(), {**end_weak, "wise_alpha": 0.5, "wise_measured": even})

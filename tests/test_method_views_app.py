@@ -55,6 +55,8 @@ def test_wise_ft_slider_shows_grid_and_on_demand_alphas_and_exports(studio, tmp_
     # the mix in use on the held-out images, measured once and kept in the run folder (its card reports the same)
     held = json.loads((run_dir / "wise_held_out.json").read_text())[f"{other:.2f}"]
     words = f"test {100 * held['test_acc']:.1f}%, validation {100 * held['val_acc']:.1f}%"
+    right = sum(held["test_confusion"][i][i] for i in range(len(held["test_confusion"])))  # its card's weaker classes
+    assert abs(right / held["test_images"] - held["test_acc"]) < 1e-6 and sum(map(sum, held["val_confusion"])) == held["val_images"]
     assert any(f"use the mix at alpha {other:.2f} (your choice): {words}" in c and "on the curve" not in c
                for c in texts(at.caption)), texts(at.caption)  # validation once: the held-out figure
     at.number_input(key=f"wise_exact_{run_id}").set_value(0.37).run()  # not on the grid: computed on demand
