@@ -19,7 +19,7 @@ from app.claims_view import at_chance
 from engine.clock import fmt_duration
 from engine.contract import shown_counters
 from engine.jobs import INTERRUPTED_PREFIX, was_interrupted
-from engine.methods.pruning import smaller_model_warning
+from engine.methods.pruning import FINE_TUNE_STREAM, smaller_model_warning
 from engine.store import process_alive
 from engine.worker import Engine
 from engine.words import ended_early_words, extra_epochs_words, plural
@@ -402,6 +402,11 @@ def curves_view(run: RunView, *, live: bool = False, streams: bool = False) -> N
     wise_points = (run.streams.get("wise_ft") or []) if streams else []
     if wise_points:
         wise_live_view(run, wise_points)
+    fine_tune = (run.streams.get(FINE_TUNE_STREAM) or []) if streams else []
+    if fine_tune:
+        from app.method_views.pruning import fine_tune_live_view
+
+        fine_tune_live_view(fine_tune)
     if not steps.empty and "loss" in steps:
         with st.expander("Loss at every step", expanded=False):
             st.altair_chart(charts.step_loss_chart(steps), width="stretch")

@@ -255,3 +255,29 @@ def test_size_words_set_both_models_non_zero_parameters_side_by_side():
     dense = {"num_params": 11_200_000, "structured": {"params_after": 5_270_000, "nonzero_after": 5_270_000}}
     assert size_words(dense) == "The full-size model has 11.20 M parameters; the smaller model has 5.27 M, all of them in use."
     assert size_words({"num_params": 5}) == ""
+
+
+def test_the_smaller_models_fine_tune_is_drawn_as_its_epochs_end():
+    """The Train page's charts stayed at the run's epochs for the smaller model's 10 fine-tuning epochs (a new user
+    saw nothing move): the points the run streams are charted with what they mean."""
+    from streamlit.testing.v1 import AppTest
+
+    def page(points):
+        from app.method_views.pruning import fine_tune_live_view
+
+        fine_tune_live_view(points)
+
+    def point(epoch, acc):
+        return {"epoch": epoch, "val_acc": acc, "before": 0.75, "epochs": 10}
+
+    start = AppTest.from_function(page, args=([point(0, 0.5)],)).run()
+    assert not start.exception and start.markdown[0].value == "**The smaller model's fine-tune: 0 of 10 epochs**"
+    assert "Removing channels left 50.0% on validation, against 75.0% for the full-size model" in start.caption[0].value
+    assert len(start.get("arrow_vega_lite_chart") or start.get("vega_lite_chart")) == 1
+    later = AppTest.from_function(page, args=([point(1, 0.6), point(0, 0.5), point(2, 0.7)],)).run()
+    assert later.markdown[0].value == "**The smaller model's fine-tune: 2 of 10 epochs**"
+    assert "won 20.0 of them back" in later.caption[0].value, later.caption[0].value
+    done = AppTest.from_function(page, args=([point(e, 0.5 + 0.03 * e) for e in range(11)],)).run()
+    assert done.markdown[0].value == "**The smaller model's fine-tune: all 10 epochs**"
+    empty = AppTest.from_function(page, args=([{**point(0, float("nan"))}],)).run()
+    assert not empty.markdown and not empty.exception, "no validation images: nothing drawn"

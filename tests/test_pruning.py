@@ -166,9 +166,16 @@ def test_structured_pruning_shrinks_speeds_up_and_reloads(tiny_cfg, tmp_path):
                    "pruning.channel_fraction=0.5", "train.epochs=1", "eval.ood=false")
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    result = train(cfg, run_dir=run_dir, work_dir=tmp_path)
+    rec = Recorder()
+    result = train(cfg, rec, run_dir=run_dir, work_dir=tmp_path)
     s = result.summary
     assert s["params_after"] < 0.4 * s["params_before"]
+    # its fine-tune streamed as it went (the Train page draws it live): epoch 0 just after removing channels,
+    # then one point per epoch, the same figures Results charts from the summary
+    points = rec.streams["structured_fine_tune"]
+    assert [p["epoch"] for p in points] == list(range(cfg.methods["pruning"].structured_epochs + 1))
+    assert [p["val_acc"] for p in points] == s["structured"]["fine_tune_val_acc"]
+    assert {p["before"] for p in points} == {s["structured"]["val_acc_before"]}
     assert s["structured"]["flops_ratio"] < 0.4
     assert s["structured"]["file_bytes_after"] < 0.4 * s["structured"]["file_bytes_before"]
     assert s["latency_speedup"] > 1.0 and s["structured"]["latency_ms"]["batch_32"]["speedup"] > 1.0

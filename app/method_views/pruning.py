@@ -88,6 +88,26 @@ def fine_tune_words(curve: list[float], before: float | None) -> str:
             f"model's {100 * before:.1f}%, the dashed line); the smaller model's fine-tune won {how}.")
 
 
+def fine_tune_live_view(points: list[dict]) -> None:
+    """The smaller model's fine-tune as its epochs end, on the Train page: the points a structured pruning run
+    streams (engine.methods.pruning.FINE_TUNE_STREAM: epoch 0 just after removing channels, then one per epoch,
+    validation accuracy as a fraction, the full-size model's as "before"). The run's own charts stop at its
+    last epoch, and a new user saw nothing move for the fine-tune's 10 epochs."""
+    ordered = sorted(points, key=lambda p: p["epoch"])
+    curve, before = [p["val_acc"] for p in ordered], ordered[-1].get("before")
+    epochs, done = ordered[0].get("epochs") or 0, len(ordered) - 1
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in [*curve, *([] if before is None else [before])]):
+        return  # no validation images: nothing measured to draw (Results leaves its chart out too)
+    st.markdown(f"**The smaller model's fine-tune: {done} of {plural(epochs, 'epoch')}**" if done < epochs else
+                f"**The smaller model's fine-tune: all {plural(epochs, 'epoch')}**")
+    st.altair_chart(fine_tune_chart(curve, before), width="stretch")
+    if done == 0 and isinstance(before, (int, float)):
+        st.caption(f"Removing channels left {100 * curve[0]:.1f}% on validation, against {100 * before:.1f}% for the "
+                   "full-size model (the dashed line); each epoch of the fine-tune adds a point.")
+    elif fine_tune_words(curve, before):
+        st.caption(fine_tune_words(curve, before))
+
+
 def search_words(search: dict) -> str:
     """The Bayesian search's choice in words, from summary.json's `pruning_search`: "The search chose to
     remove 40% of layer1's weights and 55% of layer2's: the trial with the best mix of accuracy and sparsity

@@ -413,6 +413,9 @@ def held_out_views(small: nn.Module, ctx) -> dict[str, Any]:
     return out
 
 
+FINE_TUNE_STREAM = "structured_fine_tune"  # reporter stream: {"epoch", "val_acc", "before", "epochs"} per point
+
+
 def structured_pruning(ctx, hook: PruningHook) -> None:
     """Remove channels from the fine-tuned model, fine-tune it briefly, measure it and save it.
 
@@ -431,11 +434,23 @@ def structured_pruning(ctx, hook: PruningHook) -> None:
     def accuracy(m: nn.Module, split) -> float:
         return predict(m, split.images, split.labels, ctx.device, cfg.eval.eval_batch_size, ctx.amp_dtype).acc
 
-    acc_shrunk = accuracy(small, ctx.data.val)
+    acc_shrunk, dense_val = accuracy(small, ctx.data.val), accuracy(model, ctx.data.val)
     ctx.eval_clock.method_train_epochs = max(0.0, ctx.eval_clock.method_train_epochs - recovery_cost(c))  # now
-    curve = recover(ctx, small, masks, c.structured_epochs, lambda m: accuracy(m, ctx.data.val))
+    # drawn live on the Train page as each epoch ends (its charts stayed at the run's epochs for 10 more)
+    ctx.reporter.stream(FINE_TUNE_STREAM, {"epoch": 0, "val_acc": acc_shrunk, "before": dense_val,
+                                           "epochs": c.structured_epochs})
+
+    done: list[float] = []
+
+    def measured(m: nn.Module) -> float:
+        done.append(accuracy(m, ctx.data.val))
+        ctx.reporter.stream(FINE_TUNE_STREAM, {"epoch": len(done), "val_acc": done[-1], "before": dense_val,
+                                               "epochs": c.structured_epochs})
+        return done[-1]
+
+    curve = recover(ctx, small, masks, c.structured_epochs, measured)
     ctx.reporter.progress(phase="structured pruning: measuring CPU latency")
-    val_acc, dense_val = (curve[-1] if curve else accuracy(small, ctx.data.val)), accuracy(model, ctx.data.val)
+    val_acc = curve[-1] if curve else accuracy(small, ctx.data.val)
     test_before = accuracy(model, ctx.data.test) if len(ctx.data.test) else None
     inspect = held_out_views(small, ctx)  # its own confusion matrices: Results shows them beside the run's
     test_acc = inspect.pop("test_acc", None)
