@@ -12,10 +12,10 @@ from typing import Callable
 import streamlit as st
 
 from app import state
-from engine.baselines import config_value, run_claims, stronger_standard
+from engine.baselines import config_value, run_claims, stronger_standard, stronger_words
 from engine.chance import (LUCK_MARK, ChanceCause, answers_words, chance_cause, chance_finding, small_split_words,
                            val_test_gap_words)
-from engine.claims import shown_points, wise_ft_reading, wise_pruned_start, wise_user_ood_reading
+from engine.claims import wise_ft_reading, wise_pruned_start, wise_user_ood_reading
 from engine.config import RunConfig, smaller_batch, smaller_batch_advice
 from engine.errors import StudioError
 from engine.words import plural
@@ -142,23 +142,11 @@ def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict, c
     if stronger is not None:
         label = state.run_labels([stronger[0]], with_status=False, among=runs)[stronger[0].id]
         constant = config_value(rec.config, "optim", "schedule") == "constant"
-        st.caption(":material/info: " + stronger_words(state.md_text(label), stronger[1], summary["test_acc"], constant))
+        st.caption(":material/info: " + stronger_words(f"'{state.md_text(label)}'", stronger[1], summary["test_acc"], constant))
     labels = state.run_labels([r for r in (other, scratch) if r is not None], with_status=False, among=runs)
     said = compared_with(methods, other, scratch, {k: state.md_text(v) for k, v in labels.items()})
     if said:
         st.caption(said)
-
-
-def stronger_words(label: str, theirs: float, ours: float, constant: bool = False) -> str:
-    """Under a WiSE-FT claim line: the stronger standard run (engine.baselines.stronger_standard) named by
-    `label`, its test accuracy `theirs` against this run's fine-tuned model's `ours` (fractions); `constant`: this
-    run trained at a constant learning rate (the WiSE-FT demo's), whose price is said."""
-    return (f"WiSE-FT's claim compares this run's own models, its mixes with its two ends. On the same test images "
-            f"'{label}', standard fine-tuning with its own settings, reached {100 * theirs:.1f}%, "
-            f"{shown_points(theirs, ours):.1f} points above this run's fine-tuned model ({100 * ours:.1f}%): a mix that "
-            "beats both ends here can still be a weaker model than that one." + (
-                " This run's constant learning rate (the WiSE-FT demo's) costs about 4 points; the demo's card says why "
-                "it is used." if constant else ""))
 
 
 def attacked_config(rec, twin) -> RunConfig:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Callable, NamedTuple, Sequence
 
-from engine.claims import CLAIMS, Claim
+from engine.claims import CLAIMS, Claim, shown_points
 from engine.config import RunConfig
 from engine.methods import METHODS
 
@@ -109,6 +109,19 @@ def stronger_standard(rec, runs, read_summary: Callable[[str], dict], summary: d
         if isinstance(acc, (int, float)) and (best is None or acc > best[1]):
             best = (other, float(acc))
     return best if best is not None and best[1] - ours >= STRONGER_BY - 1e-9 else None
+
+
+def stronger_words(label: str, theirs: float, ours: float, constant: bool = False) -> str:
+    """Under a WiSE-FT claim line: the stronger standard run (`stronger_standard`) named by `label` (quoted by
+    the caller: "'Standard demo'"), its test accuracy `theirs` against this run's fine-tuned model's `ours`
+    (fractions); `constant`: this run trained at a constant learning rate (the WiSE-FT demo's), whose price is
+    said. The dashboard's Results page and the command line say the same."""
+    return (f"WiSE-FT's claim compares this run's own models, its mixes with its two ends. On the same test images "
+            f"{label}, standard fine-tuning with its own settings, reached {100 * theirs:.1f}%, "
+            f"{shown_points(theirs, ours):.1f} points above this run's fine-tuned model ({100 * ours:.1f}%): a mix that "
+            "beats both ends here can still be a weaker model than that one." + (
+                " This run's constant learning rate (the WiSE-FT demo's) costs about 4 points; the demo's card says why "
+                "it is used." if constant else ""))
 
 
 SAME_ATTACK = (("data", "source"), ("data", "image_size"), ("backbone", "name"), ("seed", None),

@@ -516,6 +516,8 @@ def _say_after_run(summary: dict, cfg: RunConfig, run_dir: Path, store: RunStore
     if store is not None:
         _say_claims(summary, store)
     _say_wise(summary)
+    if store is not None:
+        _say_stronger(summary, store)
     print(f"summary: {run_dir / 'summary.json'}")
     return 0
 
@@ -552,6 +554,18 @@ def _say_claims(summary: dict, store: RunStore) -> None:
             if r is not None and any(c.method != "wise_ft" for c in claims)]
     if said:
         print("  compared with " + " and ".join(said))
+
+
+def _say_stronger(summary: dict, store: RunStore) -> None:
+    """After a WiSE-FT run, as under its Results line: a standard run on the same test images well above its
+    fine-tuned model (engine.baselines.stronger_standard), named with its id."""
+    from engine.baselines import config_value, stronger_standard, stronger_words
+
+    rec = store.get_run(str(summary.get("run_id")))
+    found = stronger_standard(rec, store.list_runs(), _summary_or_empty, summary) if rec is not None else None
+    if found is not None:
+        constant = config_value(rec.config, "optim", "schedule") == "constant"
+        print("note: " + stronger_words(f"'{found[0].name}' ({found[0].id})", found[1], summary["test_acc"], constant))
 
 
 def _say_wise(summary: dict) -> None:

@@ -739,12 +739,12 @@ def test_a_wise_ft_claim_names_a_much_stronger_standard_run_on_the_same_test_ima
     assert stronger_standard(wise, runs, summaries.get, {}) is None, "no test accuracy: nothing to set against"
     assert stronger_standard(plain, runs, summaries.get, {"test_acc": 0.1}) is None, "WiSE-FT runs only"
 
-    from app.claims_view import stronger_words
+    from engine.baselines import stronger_words
 
-    words = stronger_words("Standard demo", 0.734, 0.57, constant=True)
+    words = stronger_words("'Standard demo'", 0.734, 0.57, constant=True)
     assert "'Standard demo', standard fine-tuning with its own settings, reached 73.4%, 16.4 points above this " \
            "run's fine-tuned model (57.0%)" in words and "constant learning rate" in words
-    assert "constant" not in stronger_words("Standard demo", 0.734, 0.57)
+    assert "constant" not in stronger_words("'Standard demo'", 0.734, 0.57)
 
 
 def test_the_results_claim_lines_show_the_stronger_standard_run_under_a_wise_ft_line():
@@ -770,3 +770,24 @@ def test_the_results_claim_lines_show_the_stronger_standard_run_under_a_wise_ft_
     assert [s.value for s in at.success] and "claim shown" in at.success[0].value
     said = [c.value for c in at.caption if "Standard demo" in c.value]
     assert len(said) == 1 and "16.4 points above this run's fine-tuned model (57.0%)" in said[0], [c.value for c in at.caption]
+
+
+def test_the_command_line_names_the_stronger_standard_run_after_a_wise_ft_run(tmp_path, capsys):
+    import json
+    from types import SimpleNamespace as R
+
+    from engine.cli import _say_stronger
+
+    base = {"data": {"source": "a.zip", "image_size": 64}, "seed": 0}
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "summary.json").write_text(json.dumps({"test_acc": 0.734}))
+    wise = R(id="w1", name="WiSE-FT demo", status="finished", run_dir=str(tmp_path / "w"),
+             config={**base, "wise_ft": {"enabled": True}, "optim": {"schedule": "constant"}})
+    plain = R(id="p1", name="Standard demo", status="finished", run_dir=str(tmp_path / "p"), config=dict(base))
+    store = R(get_run={"w1": wise}.get, list_runs=lambda: [wise, plain])
+    _say_stronger({"run_id": "w1", "test_acc": 0.57}, store)
+    out = capsys.readouterr().out
+    assert out.startswith("note: WiSE-FT's claim compares this run's own models") and \
+        "'Standard demo' (p1), standard fine-tuning with its own settings, reached 73.4%, 16.4 points above" in out, out
+    _say_stronger({"run_id": "w1", "test_acc": 0.72}, store)
+    assert capsys.readouterr().out == "", "1.4 points: nothing said"
