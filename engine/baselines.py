@@ -118,10 +118,10 @@ def stronger_words(label: str, theirs: float, ours: float, constant: bool = Fals
     said. The dashboard's Results page and the command line say the same."""
     return (f"WiSE-FT's claim compares this run's own models, its mixes with its two ends. On the same test images "
             f"{label}, standard fine-tuning with its own settings, reached {100 * theirs:.1f}%, "
-            f"{shown_points(theirs, ours):.1f} points above this run's fine-tuned model ({100 * ours:.1f}%): a mix that "
-            "beats both ends here can still be a weaker model than that one." + (
-                " This run's constant learning rate (the WiSE-FT demo's) costs about 4 points; the demo's card says why "
-                "it is used." if constant else ""))
+            f"{shown_points(theirs, ours):.1f} points above this run's fine-tuned model ({100 * ours:.1f}%): a mix "
+            "that beats both ends here can still be a weaker model than that one." + (
+                " This run's constant learning rate (the WiSE-FT demo's) costs about 4 points; the demo's card says "
+                "why it is used." if constant else ""))
 
 
 SAME_ATTACK = (("data", "source"), ("data", "image_size"), ("backbone", "name"), ("seed", None),

@@ -173,7 +173,8 @@ def pruning_claim(summary: dict, baseline: dict | None = None) -> Claim:
         undecided = _undecided(summary, STRUCTURED_MAX_DROP, "test" if tested else "val")
         halves["channel-pruned model"] = None if undecided else drop >= -STRUCTURED_MAX_DROP
         parts.append(f"the smaller, channel-pruned model ({_pts(s.get('flops_ratio', 1))}% of the FLOPs left) at "
-                     f"{word} {_pts(acc)}% vs {_pts(before)}% for the full-size model ({points_diff(acc, before)} points"
+                     f"{word} {_pts(acc)}% vs {_pts(before)}% for the full-size model "
+                     f"({points_diff(acc, before)} points"
                      + (f": {undecided})" if undecided else f", {_allowance(drop, STRUCTURED_MAX_DROP)})"))
     if not parts:
         return Claim("pruning", None, "Pruning: no sparsity in this run.")

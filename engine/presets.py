@@ -214,7 +214,8 @@ def _small_text() -> str:
     text = ("MobileNetV3-Small (1.5M parameters with a head for a few classes; 2.5M with ImageNet's 1000) with the "
             "Quick demo's recipe: fast on a laptop, small to deploy.")
     if "pruning" in METHODS:
-        text += " Pruning is on: watch the share of weights set to zero (sparsity) rise to 50% over the first half of the run."
+        text += (" Pruning is on: watch the share of weights set to zero (sparsity) rise to 50% over the first half "
+                 "of the run.")
     return text
 
 
@@ -393,15 +394,17 @@ register_preset(Preset("quick_demo", "Quick demo", lambda: (
     "(time grows with the images)."), quick_demo))
 register_preset(Preset("fastest", "Fastest model", lambda: (
     "ResNet-18 with offline weights, 64 px, 4 epochs of batch 32, no random crops or flips, the first two blocks "
-    "kept as pretrained, accuracy on corrupted copies (OOD) not measured: the shortest way to a first model. On the sample: a fifth of the Quick "
-    "demo's time on the same CPU, for a weaker model (about 55% of test images right, against 70%)."), fastest,
+    "kept as pretrained, accuracy on corrupted copies (OOD) not measured: the shortest way to a first model. On "
+    "the sample: a fifth of the Quick demo's time on the same CPU, for a weaker model (about 55% of test images "
+    "right, against 70%)."), fastest,
     lambda: FASTEST_MEASURED))
 register_preset(Preset("robust", "Robust", _robust_text, robust))
 register_preset(Preset("small_model", "Small model", _small_text, small_model, _small_details))
 register_preset(Preset("standard_demo", "Standard demo", lambda: (
     "Standard fine-tuning with the method demos' recipe, the Quick demo's (ResNet-18, 64 px, 20 epochs of "
     "batch 32, the first 2 training only the new head): the run each method demo is compared with. Unlike the Quick "
-    "demo it measures accuracy on corrupted copies of the images (OOD) every epoch, as the method demos do."), standard_demo))
+    "demo it measures accuracy on corrupted copies of the images (OOD) every epoch, as the method demos do."),
+    standard_demo))
 for _key, _apply in DEMOS.items():
     if DEMO_TEXT[_key][1] in METHODS:  # never a preset for a method the engine does not register
         register_preset(Preset(_key, DEMO_TEXT[_key][0], _demo_text(_key), _apply, _demo_details(_key)))

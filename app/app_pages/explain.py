@@ -935,9 +935,9 @@ def export_tab(engine, rec, b, summary: dict) -> None:
                    {**summary, "wise_alpha": alpha, **({"wise_point": measured} if measured else {})}
                    if which == "wise" and alpha is not None else {**summary, **kept})
         card = model_card(b.cfg, preview)
-        st.caption("A preview: the exported card also lists the verification of each file"
-                   + (" and the mix's own test accuracy and weaker classes, measured when it is exported." if which == "wise"
-                       else "."))
+        st.caption("A preview: the exported card also lists the verification of each file" + (
+            " and the mix's own test accuracy and weaker classes, measured when it is exported." if which == "wise"
+            else "."))
     # tall enough for the card's figures and cautions at a glance (a 480 px box showed its first lines only);
     # the exact configuration below them scrolls
     with st.container(border=True, height=1000):

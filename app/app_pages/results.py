@@ -219,9 +219,9 @@ def summary_metrics(run: components.RunView, summary: dict) -> None:
         cost.append(("Parameters", f"{summary['num_params'] / 1e6:.1f} M", "Trainable and frozen, with the new head."))
         nonzero = nonzero_params(summary)
         if nonzero is not None:
-            cost.append(("Non-zero parameters", f"{nonzero / 1e6:.2f} M", "The full-size model's weights pruning left (the zeros cost "
-                         "nothing in a compressed or sparse file); the model keeps its shape, so its dense size and "
-                         "speed are unchanged unless channels were removed (structured pruning, below)."))
+            cost.append(("Non-zero parameters", f"{nonzero / 1e6:.2f} M", "The full-size model's weights pruning left "
+                         "(the zeros cost nothing in a compressed or sparse file); the model keeps its shape, so its "
+                         "dense size and speed are unchanged unless channels were removed (structured pruning, below)."))
     for tiles in (items, cost):  # what the model does (and how far to trust it), then what it cost and weighs
         if tiles:
             row = layout.tiles()

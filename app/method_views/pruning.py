@@ -71,7 +71,8 @@ def fine_tune_words(curve: list[float], before: float | None) -> str:
     removing channels, then one per epoch) and the full-size model's (`before`): what removing channels
     cost and how much of it the epochs won back, in points as the chart's percentages show them. "" when a
     figure is not a number (a run without validation images measures none: its chart is left out too)."""
-    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in [*curve, *([] if before is None else [before])]):
+    figures = [*curve, *([] if before is None else [before])]
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in figures):
         return ""
     first, last = curve[0], curve[-1]
     if before is None:
@@ -96,7 +97,8 @@ def fine_tune_live_view(points: list[dict]) -> None:
     ordered = sorted(points, key=lambda p: p["epoch"])
     curve, before = [p["val_acc"] for p in ordered], ordered[-1].get("before")
     epochs, done = ordered[0].get("epochs") or 0, len(ordered) - 1
-    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in [*curve, *([] if before is None else [before])]):
+    figures = [*curve, *([] if before is None else [before])]
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in figures):
         return  # no validation images: nothing measured to draw (Results leaves its chart out too)
     st.markdown(f"**The smaller model's fine-tune: {done} of {plural(epochs, 'epoch')}**" if done < epochs else
                 f"**The smaller model's fine-tune: all {plural(epochs, 'epoch')}**")
@@ -136,7 +138,8 @@ def size_words(summary: dict) -> str:
         f", {nonzero / 1e6:.2f} M of them non-zero after pruning" if nonzero is not None else "")
     kept = s.get("nonzero_after")
     small = f"the smaller model has {after / 1e6:.2f} M" + (
-        f", {kept / 1e6:.2f} M of them non-zero (it keeps the pruning's zeros)" if isinstance(kept, int) and kept < after
+        f", {kept / 1e6:.2f} M of them non-zero (it keeps the pruning's zeros)"
+        if isinstance(kept, int) and kept < after
         else " (it keeps the pruning's zeros; their count was not measured in this run)" if s.get("sparsity_kept")
         and not isinstance(kept, int) else ", all of them in use")
     why = (" Zeros make a file compress but are still stored and computed by ordinary kernels; removed channels are "
