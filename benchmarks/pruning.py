@@ -88,7 +88,8 @@ def print_claims(claims: list[tuple[int, str, object]]) -> None:
         return
     print(f"\nClaim lines (the Results page's function, against this benchmark's dense run: pruning on at 0%; "
           f"issue 21's targets: unstructured within {100 * PRUNING_MAX_DROP:.0f} test points of dense, structured "
-          f"within {100 * STRUCTURED_MAX_DROP:.0f} validation points of the model it was cut from):")
+          f"within {100 * STRUCTURED_MAX_DROP:.0f} test points of the model it was cut from, validation points where "
+          "a split has no test images):")
     for seed, what, claim in claims:
         print(f"  seed {seed}, {what}: {claim.text}")
     for what in dict.fromkeys(w for _, w, _ in claims):

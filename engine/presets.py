@@ -320,7 +320,7 @@ DEMO_TEXT = {  # preset -> (title, method, what to look at, what the paper claim
                        "points below), so a gap in one run says little. Its gates did adapt: the share of "
                        "fine-tuned filters differed by about 20 points between layers."),
     "pruning_demo": ("Pruning demo", "pruning",
-                     "Weights set to zero until 70% are (sparsity) by mid-run, then recovery, then whole channels "
+                     "70% of the weights set to zero (sparsity) by mid-run, then recovery, then whole channels "
                      "removed for a smaller, faster model: watch sparsity climb "
                      "while validation accuracy holds (or dips and comes back), then, on Results, the smaller "
                      "model's fine-tune win back what removing channels cost.",
@@ -336,14 +336,15 @@ DEMO_TEXT = {  # preset -> (title, method, what to look at, what the paper claim
                          "adversarial training from scratch.",
                          "Measured with this demo on the sample (3 seeds): robust accuracy 16 to 26 points above "
                          "standard fine-tuning's, clean accuracy about 5 points lower."),
-    "wise_ft_demo": ("WiSE-FT demo", "wise_ft", "WiSE-FT, 20 epochs fine-tuned without random crops or flips (as in "
-                     "the paper) and at a constant learning rate (this demo's choice; the paper decays it): watch "
-                     "the curve of weight mixes between the starting and the fine-tuned model (alpha 0 to 1), "
-                     "accuracy on corrupted copies of the images (OOD) against validation accuracy. The run and its "
-                     "21-mix curve took 55 s on a 2-core CPU with fast half-precision maths (bf16; the curve 10 s "
-                     "of it), 3 min 37 s on one without (the curve 34 s).",
+    "wise_ft_demo": ("WiSE-FT demo", "wise_ft", "WiSE-FT, 20 epochs without random crops or flips (as in the paper) "
+                     "at a constant learning rate (this demo's choice): watch the curve of weight mixes between the "
+                     "starting and the fine-tuned model (alpha 0 to 1), accuracy on corrupted copies of the images "
+                     "(OOD) against validation accuracy.",
                      "Wortsman et al. 2021: a mix in between beats both ends on corrupted or shifted images at "
                      "equal accuracy on images like the training ones.",
+                     "The run and its 21-mix curve took 55 s on a 2-core CPU with fast half-precision maths (bf16; "
+                     "the curve 10 s of it), 3 min 37 s on one without (the curve 34 s); the paper decays the "
+                     "learning rate, this demo keeps it constant. "
                      "Measured with this demo on the sample: a mix matched or beat both ends on 27 of 36 seeds on a "
                      "GPU (21 of 36 by the Results line's stricter rule) and on 3 of 3 on a 2-core CPU; with the "
                      "decaying rate the other demos use, on 4 to 9 of 17 to 19 seeds in two runs. The price: the "
