@@ -42,10 +42,13 @@ def trials_chart(df: pd.DataFrame, best_trial: int | None) -> alt.Chart:
     ).properties(title="Bayesian search: accuracy against sparsity per trial", height=260)
 
 
-def fine_tune_chart(curve: list[float], before: float | None) -> alt.LayerChart | alt.Chart:
+def fine_tune_chart(curve: list[float], before: float | None,
+                    title: str | None = "The smaller model's fine-tune") -> alt.LayerChart | alt.Chart:
     """The channel-pruned model's validation accuracy (fractions) right after removing channels (epoch 0) and
     after each epoch of its fine-tune, with a labelled dashed rule at the full-size model's (`before`); the
-    axis spans both, so the rule is never off the chart (a new user saw it above the axis, the line squashed)."""
+    axis spans both, so the rule is never off the chart (a new user saw it above the axis, the line squashed).
+    `title` None: no title (a heading above says it)."""
+    named = {"title": title} if title else {}
     df = pd.DataFrame({"epoch": list(range(len(curve))), "val_acc": curve})
     values = [*curve, *([before] if before is not None else [])]
     pad = max(0.02, 0.1 * (max(values) - min(values)))
@@ -56,14 +59,14 @@ def fine_tune_chart(curve: list[float], before: float | None) -> alt.LayerChart 
         y=alt.Y("val_acc:Q", title="Validation accuracy", axis=alt.Axis(format="%"), scale=y_scale),
         tooltip=["epoch:O", alt.Tooltip("val_acc:Q", format=".1%", title="validation accuracy")])
     if before is None:
-        return line.properties(title="The smaller model's fine-tune", height=220)
+        return line.properties(height=220, **named)
     rule = alt.Chart(pd.DataFrame({"before": [before], "label": ["full-size model"]}))
     return alt.layer(
         line, rule.mark_rule(strokeDash=[4, 4], color="#7f7f7f").encode(
             y=alt.Y("before:Q", scale=y_scale), tooltip=[alt.Tooltip("before:Q", format=".1%", title="full-size model")]),
         rule.mark_text(align="left", dx=4, dy=-7, color="#7f7f7f").encode(
             y=alt.Y("before:Q", scale=y_scale), x=alt.value(0), text="label:N"),
-    ).properties(title="The smaller model's fine-tune", height=220)
+    ).properties(height=220, **named)
 
 
 def fine_tune_words(curve: list[float], before: float | None) -> str:
@@ -102,7 +105,7 @@ def fine_tune_live_view(points: list[dict]) -> None:
         return  # no validation images: nothing measured to draw (Results leaves its chart out too)
     st.markdown(f"**The smaller model's fine-tune: {done} of {plural(epochs, 'epoch')}**" if done < epochs else
                 f"**The smaller model's fine-tune: all {plural(epochs, 'epoch')}**")
-    st.altair_chart(fine_tune_chart(curve, before), width="stretch")
+    st.altair_chart(fine_tune_chart(curve, before, title=None), width="stretch")  # the heading above names it
     if done == 0 and isinstance(before, (int, float)):
         st.caption(f"Removing channels left {100 * curve[0]:.1f}% on validation, against {100 * before:.1f}% for the "
                    "full-size model (the dashed line); each epoch of the fine-tune adds a point.")
