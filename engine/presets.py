@@ -327,7 +327,8 @@ DEMO_TEXT = {  # preset -> (title, method, what to look at, what the paper claim
                      "Tung et al. 2017, Zhu & Gupta 2017: pruning while fine-tuning keeps the dense accuracy.",
                      "Measured with this demo on the sample (3 seeds, two CPUs): 70% sparsity 1.0 to 1.3 test points "
                      "below dense fine-tuning on average (single seeds up to 3.9 below), and the channel-pruned "
-                     "model within 3 validation points of the model it was cut from on all three seeds."),
+                     "model within 3 points of the model it was cut from on all three seeds (on validation on two CPUs, on "
+                     "test on one)."),
     "adversarial_demo": ("Adversarial demo", "adversarial",
                          "Adversarial fine-tuning, 20 epochs: the model trains on images changed just enough to fool "
                          "it (an FGSM-RS attack moving each pixel by at most 2 of 255 levels, eps 2/255); watch its "
