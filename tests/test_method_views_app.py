@@ -281,3 +281,16 @@ def test_the_smaller_models_fine_tune_is_drawn_as_its_epochs_end():
     assert done.markdown[0].value == "**The smaller model's fine-tune: all 10 epochs**"
     empty = AppTest.from_function(page, args=([{**point(0, float("nan"))}],)).run()
     assert not empty.markdown and not empty.exception, "no validation images: nothing drawn"
+
+    def train_page(streams):  # the Train page draws the streamed points under the run's own charts
+        import pandas as pd
+
+        from app import components
+
+        df = pd.DataFrame({"epoch": [1, 2], "val_acc": [0.5, 0.6], "train_loss": [1.0, 0.8]})
+        components.curves_view(components.RunView("r", "run", "running", None, {}, "/nonexistent", epochs=df,
+                                                  streams=streams), live=True, streams=True)
+
+    live = AppTest.from_function(train_page, args=({"structured_fine_tune": [point(0, 0.5), point(1, 0.6)]},)).run()
+    assert not live.exception and [m.value for m in live.markdown] == ["**The smaller model's fine-tune: 1 of 10 epochs**"]
+    assert not AppTest.from_function(train_page, args=({},)).run().markdown, "nothing streamed: no such heading"
