@@ -172,10 +172,14 @@ def pruning_claim(summary: dict, baseline: dict | None = None) -> Claim:
         drop = shown_points(acc, before) / 100
         undecided = _undecided(summary, STRUCTURED_MAX_DROP, "test" if tested else "val")
         halves["channel-pruned model"] = None if undecided else drop >= -STRUCTURED_MAX_DROP
-        parts.append(f"the smaller, channel-pruned model ({_pts(s.get('flops_ratio', 1))}% of the FLOPs left) at "
+        own = s.get("fine_tune_epochs") or 0  # its own fine-tune: training the model it was cut from did not have
+        extra = (f"; part of a gain is its {plural(own, 'epoch')} of fine-tuning of its own, which the full-size "
+                 "model did not have" if own and drop > STRUCTURED_MAX_DROP and not undecided else "")
+        parts.append(f"the smaller, channel-pruned model ({_pts(s.get('flops_ratio', 1))}% of the FLOPs left"
+                     + (f", then {plural(own, 'epoch')} of its own fine-tune" if own else "") + f") at "
                      f"{word} {_pts(acc)}% vs {_pts(before)}% for the full-size model "
                      f"({points_diff(acc, before)} points"
-                     + (f": {undecided})" if undecided else f", {_allowance(drop, STRUCTURED_MAX_DROP)})"))
+                     + (f": {undecided})" if undecided else f", {_allowance(drop, STRUCTURED_MAX_DROP)}{extra})"))
     if not parts:
         return Claim("pruning", None, "Pruning: no sparsity in this run.")
     verdicts = list(halves.values())
