@@ -12,13 +12,14 @@ from typing import Callable
 import streamlit as st
 
 from app import state
-from engine.baselines import config_value, run_claims, stronger_standard, stronger_words
+from engine.baselines import (config_value, near_standard, run_claims, standard_config, stronger_standard,
+                              stronger_words)
 from engine.chance import (LUCK_MARK, ChanceCause, answers_words, chance_cause, chance_finding, small_split_words,
                            val_test_gap_words)
 from engine.claims import wise_ft_reading, wise_pruned_start, wise_user_ood_reading
 from engine.config import RunConfig, smaller_batch, smaller_batch_advice
 from engine.errors import StudioError
-from engine.words import plural
+from engine.words import and_words, plural
 
 BASELINE_CLAIMS = {"adafilter", "pruning", "adversarial"}  # claims judged against standard fine-tuning
 
@@ -138,6 +139,8 @@ def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict, c
         show(state.md_text(state.message_words(claim.text)) + plain_words(claim.method, summary), icon=":material/science:")
     if twin is not None:
         attack_again_button(rec, twin)
+    elif other is None and set(methods) & BASELINE_CLAIMS:
+        standard_button(rec, runs)
     stronger = stronger_standard(rec, runs, read_summary, summary) if "wise_ft" in methods else None
     if stronger is not None:
         label = state.run_labels([stronger[0]], with_status=False, among=runs)[stronger[0].id]
@@ -148,6 +151,32 @@ def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict, c
     said = compared_with(methods, other, scratch, {k: state.md_text(v) for k, v in labels.items()})
     if said:
         st.caption(said)
+
+
+def standard_button(rec, runs) -> None:
+    """Under claim lines that lack their standard fine-tuning run: which standard run comes nearest and the
+    settings it differs in (engine.baselines.near_standard), and a button that queues standard fine-tuning with
+    this run's settings (engine.baselines.standard_config); once it finishes, the lines compare."""
+    near = near_standard(rec, runs)
+    if near is not None:
+        label = state.run_labels([near[0]], with_status=False, among=runs)[near[0].id]
+        differ = state.message_words(and_words(near[1]))
+        st.caption(f"'{state.md_text(label)}' is standard fine-tuning on the same data but does not count as this "
+                   f"run's comparison: {state.md_text(differ)}.")
+    engine = state.get_engine()
+    made = state.attempt("reading this run's settings", standard_config, rec)
+    if not made.ok:
+        return
+    queued = state.same_settings_active(engine, made.value)  # pressed before: no second copy
+    if queued is not None:
+        st.caption(f"'{state.md_text(queued.name)}' is queued or training: these lines compare once it finishes.")
+        return
+    if st.button("Train standard fine-tuning with this run's settings", key=f"standard_twin_{rec.id}",
+                 icon=":material/replay:", help="The same data, split, backbone, recipe and seed, with no method "
+                                                "switched on: the run the lines above compare with."):
+        if state.attempt("queueing the run", engine.submit, made.value, owner=state.user()).ok:
+            st.success("Queued: it trains on the Train page, and these lines compare once it finishes.",
+                       icon=":material/check_circle:")
 
 
 def attacked_config(rec, twin) -> RunConfig:

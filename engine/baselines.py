@@ -124,6 +124,55 @@ def stronger_words(label: str, theirs: float, ours: float, constant: bool = Fals
                 "why it is used." if constant else ""))
 
 
+NEAR = (("data", "source"), ("data", "image_size"), ("backbone", "name"), ("backbone", "pretrained"))
+
+
+def near_standard(rec, runs) -> tuple[object, list[str]] | None:
+    """For a run whose claim needs standard fine-tuning with its settings and has none (`comparison_run` None):
+    the finished standard run (no method on) on the same data, image size and backbone that differs from it in the
+    fewest of the settings a comparison needs (SAME; the newest among ties), with each difference in words
+    ("Epochs (train.epochs): 6 there, 4 here"); None when there is no such run. A teacher's Standard demo at 6
+    epochs beside a 4-epoch Pruning demo read "run the same settings without pruning to compare" with no word on
+    why it did not count."""
+    from engine.config import setting_name
+
+    best = None
+    for other in runs:
+        if (other.id == rec.id or other.status != "finished" or methods_on(other.config)
+                or any(config_value(other.config, s, k) != config_value(rec.config, s, k) for s, k in NEAR)):
+            continue
+        differ = [(s, k) for s, k in SAME if config_value(other.config, s, k) != config_value(rec.config, s, k)]
+        if best is None or len(differ) < len(best[1]):
+            best = (other, differ)
+    if best is None:
+        return None
+
+    def words(section: str, key: str | None) -> str:
+        name = "Seed (seed)" if key is None else setting_name(section, key)
+        return (f"{name}: {config_value(best[0].config, section, key)} there, "
+                f"{config_value(rec.config, section, key)} here")
+
+    return best[0], [words(s, k) for s, k in best[1]]
+
+
+def standard_config(rec) -> RunConfig:
+    """The settings of the run `rec` (a store record) with every fine-tuning method switched off, robust accuracy
+    measured under its attack when it trained adversarially, and named after it: the standard fine-tuning run its
+    claim line compares with (`comparison_run` finds it once it has finished). Raises StudioError for a saved
+    config that no longer reads."""
+    import dataclasses
+
+    from engine.config import with_section
+
+    cfg = RunConfig.from_dict(rec.config)
+    adversarial = "adversarial" in cfg.enabled_methods()
+    for method in cfg.enabled_methods():
+        cfg = with_section(cfg, method, enabled=False)
+    if adversarial:  # its comparison measured robust accuracy under the same attack (SAME_ROBUST)
+        cfg = with_section(cfg, "eval", robust=True)
+    return dataclasses.replace(cfg, name=f"Standard fine-tuning as in '{rec.name}'")
+
+
 SAME_ATTACK = (("data", "source"), ("data", "image_size"), ("backbone", "name"), ("seed", None),
                ("adversarial", "attack"), ("adversarial", "eps"), ("adversarial", "steps"), ("eval", "robust_eps"),
                ("eval", "robust_subset"), ("eval", "robust_steps_each_epoch"))

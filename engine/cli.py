@@ -50,7 +50,7 @@ from engine.resume import RESUME_FILE, check_resumable, planned_epochs
 from engine.run_data import load_user_ood, prepare_data
 from engine.store import RunStore, process_alive
 from engine.train import StartModel, build_start, train
-from engine.words import ended_early_words, extra_epochs_words, plural
+from engine.words import and_words, ended_early_words, extra_epochs_words, plural
 
 
 class ConsoleReporter(Reporter):
@@ -535,7 +535,7 @@ def _say_claims(summary: dict, store: RunStore) -> None:
     judged against the same runs of the store as the Results page (engine.baselines.run_claims), and which
     runs they were; a line without a comparison run says what to run. Above them, for a run at or near
     guessing (engine.chance.chance_finding), that they compare noise, as Results says it."""
-    from engine.baselines import run_claims
+    from engine.baselines import near_standard, run_claims
 
     rec = store.get_run(str(summary.get("run_id")))
     if rec is None:
@@ -554,6 +554,11 @@ def _say_claims(summary: dict, store: RunStore) -> None:
             if r is not None and any(c.method != "wise_ft" for c in claims)]
     if said:
         print("  compared with " + " and ".join(said))
+    elif other is None and {c.method for c in claims} & {"adafilter", "pruning", "adversarial"}:
+        near = near_standard(rec, store.list_runs())  # why the standard run there is does not count
+        if near is not None:
+            print(f"  '{near[0].name}' ({near[0].id}) is standard fine-tuning on the same data but not this run's "
+                  f"comparison: {and_words(near[1])}")
 
 
 def _say_stronger(summary: dict, store: RunStore) -> None:

@@ -802,3 +802,92 @@ def test_the_structured_claim_says_the_smaller_model_trained_epochs_of_its_own()
     assert "part of a gain is its 10 epochs of fine-tuning of its own, which the full-size model did not have" in text
     level = pruning_claim({"structured": {**s, "test_acc": 0.27}}).text
     assert "then 10 epochs of its own fine-tune" in level and "part of a gain" not in level, "no gain: nothing to put"
+
+
+def test_a_claim_without_its_standard_run_names_the_nearest_one_and_offers_to_train_it():
+    """A teacher's Standard demo at 6 epochs beside a 4-epoch Pruning demo: the line said "run the same settings
+    without pruning to compare" and nothing on why that run did not count."""
+    from types import SimpleNamespace as R
+
+    from engine.baselines import comparison_run, near_standard, standard_config
+
+    base = {"data": {"source": "a.zip", "image_size": 64}, "backbone": {"name": "resnet18", "pretrained": "bundled"},
+            "seed": 0}
+    run = R(id="r", name="Pruning demo", status="finished", run_dir="r",
+            config={**base, "train": {"epochs": 4}, "pruning": {"enabled": True}})
+    six = R(id="s", name="Standard demo", status="finished", run_dir="s", config={**base, "train": {"epochs": 6}})
+    far = R(id="f", name="far", status="finished", run_dir="f",
+            config={**base, "train": {"epochs": 6}, "seed": 3, "optim": {"lr": 0.5}})
+    other_data = R(id="o", name="o", status="finished", run_dir="o",
+                   config={**base, "data": {"source": "b.zip", "image_size": 64}})
+    assert near_standard(run, [run, far, six, other_data]) == (six, ["Epochs (train.epochs): 6 there, 4 here"])
+    assert near_standard(run, [run, other_data]) is None, "another dataset is no near miss"
+    cfg = standard_config(run)
+    assert not cfg.enabled_methods() and cfg.train.epochs == 4 and cfg.name == "Standard fine-tuning as in 'Pruning demo'"
+    again = R(id="g", name=cfg.name, status="finished", run_dir="g", config=cfg.to_dict())
+    assert comparison_run(run, [run, six, again]) is again, "the run the button trains is the comparison"
+    adv = R(id="a", name="adv", status="finished", run_dir="a",
+            config={**base, "adversarial": {"enabled": True}, "eval": {"robust_eps": 2 / 255, "robust_steps": 10}})
+    attacked = standard_config(adv)
+    assert attacked.eval.robust and attacked.eval.robust_steps == 10 and not attacked.enabled_methods()
+    assert comparison_run(adv, [adv, R(id="t", name="t", status="finished", run_dir="t",
+                                       config=attacked.to_dict())]) is not None
+
+
+def test_the_results_lines_name_the_near_standard_run_and_queue_the_comparison():
+    from streamlit.testing.v1 import AppTest
+
+    def script():
+        import time
+        from types import SimpleNamespace as R
+
+        import streamlit as st
+
+        from app import state
+        from app.claims_view import claim_lines
+
+        queued = st.session_state.setdefault("queued", [])
+        fake = R(submit=lambda cfg, owner=None: queued.append(cfg) or R(id="q", name=cfg.name),
+                 active_runs_of=lambda user: [], run_record=lambda run_id: None)
+        real = state.get_engine
+        state.get_engine = lambda: fake
+        try:
+            base = {"data": {"source": "a.zip", "image_size": 64}, "seed": 0,
+                    "backbone": {"name": "resnet18", "pretrained": "bundled"}}
+            run = R(id="r", name="Pruning demo", status="finished", run_dir="r", created=time.time(),
+                    config={**base, "train": {"epochs": 4}, "pruning": {"enabled": True}})
+            six = R(id="s", name="Standard demo", status="finished", run_dir="s", created=time.time(),
+                    config={**base, "train": {"epochs": 6}})
+            summary = {"sparsity": 0.7, "test_acc": 0.5}
+            claim_lines(run, [run, six], {"s": {"test_acc": 0.6}, "r": summary}.get, summary)
+        finally:
+            state.get_engine = real
+
+    at = AppTest.from_function(script, default_timeout=30).run()
+    assert not at.exception, at.exception
+    said = [c.value for c in at.caption if "does not count as this run's comparison" in c.value]
+    assert len(said) == 1 and "Epochs: 6 there, 4 here" in said[0] and "train.epochs" not in said[0], said
+    at.button(key="standard_twin_r").click().run()
+    assert not at.exception and [c.name for c in at.session_state["queued"]] == ["Standard fine-tuning as in 'Pruning demo'"]
+    assert any("Queued" in s.value for s in at.success)
+
+
+def test_the_command_line_says_why_the_standard_run_there_is_does_not_count(tmp_path, capsys):
+    import json
+    from types import SimpleNamespace as R
+
+    from engine.cli import _say_claims
+
+    base = {"data": {"source": "a.zip", "image_size": 64}, "seed": 0,
+            "backbone": {"name": "resnet18", "pretrained": "bundled"}}
+    run = R(id="r1", name="Pruning demo", status="finished", run_dir=str(tmp_path / "r"),
+            config={**base, "train": {"epochs": 4}, "pruning": {"enabled": True}})
+    six = R(id="s1", name="Standard demo", status="finished", run_dir=str(tmp_path / "s"),
+            config={**base, "train": {"epochs": 6}})
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "summary.json").write_text(json.dumps({"test_acc": 0.6}))
+    store = R(get_run={"r1": run}.get, list_runs=lambda: [run, six])
+    _say_claims({"run_id": "r1", "sparsity": 0.7, "test_acc": 0.5}, store)
+    out = capsys.readouterr().out
+    assert "  'Standard demo' (s1) is standard fine-tuning on the same data but not this run's comparison: Epochs " \
+           "(train.epochs): 6 there, 4 here" in out, out
