@@ -330,7 +330,9 @@ def caution_section(summary: dict[str, Any]) -> list[str]:
     weak = None if unmeasured_mix else weak_class_words(summary)
     if found is None and not small and not gap and not weak:
         return []
-    lines = ["", "## Caution"]
+    # after "Metrics (the fine-tuned model, alpha 1)" a reader pinned a mix's cautions on the fine-tuned model
+    whose = f" (this mix, alpha {float(summary['wise_alpha']):g}, measured when it was exported)" if measured else ""
+    lines = ["", f"## Caution{whose}"]
     if found is not None:
         lines.append(f"- {found.text} {answers_words(found.maybe)}")
     if gap:

@@ -432,5 +432,7 @@ def test_a_wise_ft_mix_card_names_the_mixs_own_weaker_classes_not_the_fine_tuned
                   "test_confusion": [[30, 34], [0, 64]], "val_confusion": [[32, 32], [0, 64]]}
     card = model_card(RunConfig(), {**end_weak, "wise_alpha": 0.5, "wise_measured": mix_weak_a})
     assert "by more than luck on that many images: a, 30 of 64 right" in card and weak_b not in card, card
+    assert "## Caution (this mix, alpha 0.5, measured when it was exported)\n" in card, "not the fine-tuned model's"
+    assert "## Caution\n" in model_card(RunConfig(), end_weak)
     even = {**mix_weak_a, "test_confusion": [[48, 16], [16, 48]]}
     assert "Weaker than" not in model_card(RunConfig(), {**end_weak, "wise_alpha": 0.5, "wise_measured": even})
