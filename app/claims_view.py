@@ -145,8 +145,9 @@ def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict, c
     if stronger is not None:
         label = state.run_labels([stronger[0]], with_status=False, among=runs)[stronger[0].id]
         constant = config_value(rec.config, "optim", "schedule") == "constant"
+        shown = next(c.shown for c in claims if c.method == "wise_ft")
         st.caption(":material/info: " + stronger_words(f"'{state.md_text(label)}'", stronger[1], summary["test_acc"],
-                                                       constant))
+                                                       constant, shown))
     labels = state.run_labels([r for r in (other, scratch) if r is not None], with_status=False, among=runs)
     said = compared_with(methods, other, scratch, {k: state.md_text(v) for k, v in labels.items()})
     if said:

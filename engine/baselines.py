@@ -111,17 +111,18 @@ def stronger_standard(rec, runs, read_summary: Callable[[str], dict], summary: d
     return best if best is not None and best[1] - ours >= STRONGER_BY - 1e-9 else None
 
 
-def stronger_words(label: str, theirs: float, ours: float, constant: bool = False) -> str:
+def stronger_words(label: str, theirs: float, ours: float, constant: bool = False, shown: bool | None = True) -> str:
     """Under a WiSE-FT claim line: the stronger standard run (`stronger_standard`) named by `label` (quoted by
     the caller: "'Standard demo'"), its test accuracy `theirs` against this run's fine-tuned model's `ours`
-    (fractions); `constant`: this run trained at a constant learning rate (the WiSE-FT demo's), whose price is
-    said. The dashboard's Results page and the command line say the same."""
+    (fractions); `constant`: this run trained at a constant learning rate (the WiSE-FT demo's), whose usual price
+    is said; `shown`: the claim line's verdict (what a shown claim does not mean is said only then). The
+    dashboard's Results page and the command line say the same."""
     return (f"WiSE-FT's claim compares this run's own models, its mixes with its two ends. On the same test images "
             f"{label}, standard fine-tuning with its own settings, reached {100 * theirs:.1f}%, "
-            f"{shown_points(theirs, ours):.1f} points above this run's fine-tuned model ({100 * ours:.1f}%): a mix "
-            "that beats both ends here can still be a weaker model than that one." + (
-                " This run's constant learning rate (the WiSE-FT demo's) costs about 4 points; the demo's card says "
-                "why it is used." if constant else ""))
+            f"{shown_points(theirs, ours):.1f} points above this run's fine-tuned model ({100 * ours:.1f}%)"
+            + (": a mix that beats both ends here can still be a weaker model than that one." if shown else ".")
+            + (" On the sample the WiSE-FT demo's constant learning rate accounts for about 4 points of such a gap; "
+               "its card says why it is used." if constant else ""))
 
 
 NEAR = (("data", "source"), ("data", "image_size"), ("backbone", "name"), ("backbone", "pretrained"))

@@ -565,12 +565,15 @@ def _say_stronger(summary: dict, store: RunStore) -> None:
     """After a WiSE-FT run, as under its Results line: a standard run on the same test images well above its
     fine-tuned model (engine.baselines.stronger_standard), named with its id."""
     from engine.baselines import config_value, stronger_standard, stronger_words
+    from engine.claims import wise_ft_claim
 
     rec = store.get_run(str(summary.get("run_id")))
     found = stronger_standard(rec, store.list_runs(), _summary_or_empty, summary) if rec is not None else None
     if found is not None:
         constant = config_value(rec.config, "optim", "schedule") == "constant"
-        print("note: " + stronger_words(f"'{found[0].name}' ({found[0].id})", found[1], summary["test_acc"], constant))
+        shown = wise_ft_claim(summary).shown
+        print("note: " + stronger_words(f"'{found[0].name}' ({found[0].id})", found[1], summary["test_acc"], constant,
+                                        shown))
 
 
 def _say_wise(summary: dict) -> None:

@@ -745,6 +745,8 @@ def test_a_wise_ft_claim_names_a_much_stronger_standard_run_on_the_same_test_ima
     assert "'Standard demo', standard fine-tuning with its own settings, reached 73.4%, 16.4 points above this " \
            "run's fine-tuned model (57.0%)" in words and "constant learning rate" in words
     assert "constant" not in stronger_words("'Standard demo'", 0.734, 0.57)
+    assert "a mix that beats both ends" not in stronger_words("'Standard demo'", 0.734, 0.57, shown=False), \
+        "no mix beat both ends: nothing to say about one that did"
 
 
 def test_the_results_claim_lines_show_the_stronger_standard_run_under_a_wise_ft_line():
