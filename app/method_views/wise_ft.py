@@ -209,7 +209,8 @@ def alpha_choice(engine, rec, alpha: float, used: float, chosen: bool) -> None:
         return
     if alpha == used:
         st.caption(f"Not chosen yet: alpha {used:.2f} is shown, the run's own pick (the best accuracy on corrupted "
-                   "images among the mixes within a point of the fine-tuned model's validation accuracy, as the "
+                   "images among the mixes whose validation accuracy is at most a point below the fine-tuned "
+                   "model's, as the "
                    "paper chooses). Explain, Try it and export use it until you choose another: move the slider to "
                    "look, then press the button that appears under it.")
         return
