@@ -636,3 +636,19 @@ def test_the_csv_download_opens_in_a_spreadsheet_with_the_users_names_and_lists_
     table = pd.read_csv(io.BytesIO(text.encode("utf-8")))
     assert list(table["path"]) == ["a.png", "notes.png"] and table["true_class"][0] == "pêche"
     assert table["note"][1] == "not answered: not a readable image"
+
+
+def test_try_it_points_to_a_pruning_runs_better_smaller_model():
+    """A teacher's Try it opened on a pruning run's full-size model (27.3% test) while its smaller model had 67.2%:
+    a line under the picker says so and names the picker's entry."""
+    from app.app_pages.try_it import smaller_hint
+
+    variants = {"fine_tuned": "Fine-tuned", "structured": "Smaller (channel-pruned, faster)"}
+    summary = {"structured": {"test_acc": 0.672, "test_acc_before": 0.273}}
+    hint = smaller_hint(summary, variants, "fine_tuned")
+    assert hint == ("This run's smaller model answered 67.2% of its test images right, against 27.3% for the "
+                    "full-size model it was cut from: pick 'Smaller' above to try it."), hint
+    assert smaller_hint(summary, variants, "structured") == "", "picked already"
+    worse = {"structured": {"test_acc": 0.25, "test_acc_before": 0.273}}
+    assert smaller_hint(worse, variants, "fine_tuned") == "", "the full-size model answers better: nothing to say"
+    assert smaller_hint(summary, {"fine_tuned": "Fine-tuned"}, "fine_tuned") == "", "no smaller model offered"

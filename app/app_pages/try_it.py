@@ -215,6 +215,20 @@ def label_detail(label: str) -> str:
     return label if len(label) > SHORT_LABEL_CHARS else ""
 
 
+def smaller_hint(summary: dict, variants: dict[str, str], picked: str) -> str:
+    """Under the Model picker, when the run's smaller, channel-pruned model (structured pruning) answers its test
+    images better than the picked full-size model: both test accuracies and where to pick it; "" otherwise. A
+    teacher's Try it opened on a pruning run's full-size model (27.3% test) while its smaller one had 67.2%."""
+    s = summary.get("structured") or {}
+    small, full = s.get("test_acc"), s.get("test_acc_before")
+    if picked == "structured" or "structured" not in variants or picked not in ("fine_tuned", "best") \
+            or not all(isinstance(v, (int, float)) for v in (small, full)) or small - full < 0.005:
+        return ""
+    return (f"This run's smaller model answered {100 * small:.1f}% of its test images right, against "
+            f"{100 * full:.1f}% for the full-size model it was cut from: pick '{short_label(variants['structured'])}' "
+            "above to try it.")
+
+
 def model_picker(rec, variants: dict[str, str], slot: str, default: str, alpha: float, label: str):
     """(variant, alpha or None) chosen in this slot; alpha only for the WiSE-FT mix."""
     key = f"try_variant_{slot}_{rec.id}"
@@ -616,6 +630,9 @@ def render() -> None:
     c1, c2, c3 = st.columns([2, 2, 1.4])  # fixed: an empty wrapping cell collapses, and Compare would jump
     with c1:
         first = model_picker(rec, variants, "a", default_variant(Path(run_dir)), alpha, "Model")  # as `predict`
+        hint = smaller_hint(summary.value or {}, variants, first[0])
+        if hint:
+            st.caption(":material/info: " + hint)
     with c3:
         state.seed_choice(COMPARE_KEY)
         compare = st.toggle("Compare two models", key=COMPARE_KEY,
