@@ -345,7 +345,10 @@ def probe_gap_note(run: RunView) -> str | None:
 
 def curves_view(run: RunView, *, live: bool = False, streams: bool = False) -> None:
     """Per-epoch charts (accuracy, loss, OOD, and whatever the enabled methods log); with `streams`,
-    also the points methods publish as they compute (the Train page; Results has full views)."""
+    also the points methods publish as they compute (the Train page; Results has full views): the smaller
+    model's fine-tune above the run's charts while it runs (they stand still meanwhile), below them after."""
+    from app.method_views.pruning import fine_tune_live_view
+
     epochs, steps = run.epochs, run.steps
     if epochs.empty or len(epochs.columns) <= 1:
         if not steps.empty and "loss" in steps:
@@ -355,6 +358,9 @@ def curves_view(run: RunView, *, live: bool = False, streams: bool = False) -> N
         else:
             st.caption("This run recorded no per-epoch metrics.")
         return
+    fine_tune = (run.streams.get(FINE_TUNE_STREAM) or []) if streams else []
+    if fine_tune and run.status == "running":  # the smaller model's fine-tune: what moves now, first
+        fine_tune_live_view(fine_tune)
     left, right = st.columns(2)
     with left:
         st.altair_chart(charts.accuracy_chart(epochs), width="stretch")
@@ -402,10 +408,7 @@ def curves_view(run: RunView, *, live: bool = False, streams: bool = False) -> N
     wise_points = (run.streams.get("wise_ft") or []) if streams else []
     if wise_points:
         wise_live_view(run, wise_points)
-    fine_tune = (run.streams.get(FINE_TUNE_STREAM) or []) if streams else []
-    if fine_tune:
-        from app.method_views.pruning import fine_tune_live_view
-
+    if fine_tune and run.status != "running":  # while it runs, it is drawn above the run's charts (which stand still)
         fine_tune_live_view(fine_tune)
     if not steps.empty and "loss" in steps:
         with st.expander("Loss at every step", expanded=False):

@@ -293,4 +293,6 @@ def test_the_smaller_models_fine_tune_is_drawn_as_its_epochs_end():
 
     live = AppTest.from_function(train_page, args=({"structured_fine_tune": [point(0, 0.5), point(1, 0.6)]},)).run()
     assert not live.exception and [m.value for m in live.markdown] == ["**The smaller model's fine-tune: 1 of 10 epochs**"]
+    charts = live.get("arrow_vega_lite_chart") or live.get("vega_lite_chart")
+    assert "Fine-tuning epochs of the smaller model" in str(charts[0].proto.spec), "while it runs, it comes first"
     assert not AppTest.from_function(train_page, args=({},)).run().markdown, "nothing streamed: no such heading"
