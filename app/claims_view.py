@@ -12,16 +12,14 @@ from typing import Callable
 import streamlit as st
 
 from app import state
-from engine.baselines import (config_value, near_standard, run_claims, standard_config, stronger_standard,
-                              stronger_words)
+from engine.baselines import (BASELINE_METHODS, config_value, near_standard, run_claims, standard_config,
+                              stronger_standard, stronger_words)
 from engine.chance import (LUCK_MARK, ChanceCause, answers_words, chance_cause, chance_finding, small_split_words,
                            val_test_gap_words)
 from engine.claims import wise_ft_reading, wise_pruned_start, wise_user_ood_reading
 from engine.config import RunConfig, smaller_batch, smaller_batch_advice
 from engine.errors import StudioError
 from engine.words import and_words, plural
-
-BASELINE_CLAIMS = {"adafilter", "pruning", "adversarial"}  # claims judged against standard fine-tuning
 
 
 def guess_warning(chance: str, what: str = "Its answers below") -> str:
@@ -139,7 +137,7 @@ def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict, c
         show(state.md_text(state.message_words(claim.text)) + plain_words(claim.method, summary), icon=":material/science:")
     if twin is not None:
         attack_again_button(rec, twin)
-    elif other is None and set(methods) & BASELINE_CLAIMS:
+    elif other is None and set(methods) & BASELINE_METHODS:
         standard_button(rec, runs)
     stronger = stronger_standard(rec, runs, read_summary, summary) if "wise_ft" in methods else None
     if stronger is not None:
@@ -236,7 +234,7 @@ def compared_with(methods: list[str], other, scratch, labels: dict[str, str]) ->
     run pickers' label): the standard fine-tuning run, for the methods whose claim is against it, and
     adversarial training from scratch; "" when neither was used."""
     parts = []
-    if other is not None and set(methods) & BASELINE_CLAIMS:
+    if other is not None and set(methods) & BASELINE_METHODS:
         parts.append(f"'{labels.get(other.id, other.name)}' (standard fine-tuning with the same data, split, "
                      "backbone, image size, seed, training recipe and augmentation)")
     if scratch is not None and "adversarial" in methods:

@@ -125,6 +125,7 @@ def stronger_words(label: str, theirs: float, ours: float, constant: bool = Fals
                "its card says why it is used." if constant else ""))
 
 
+BASELINE_METHODS = frozenset({"adafilter", "pruning", "adversarial"})  # claims judged against standard fine-tuning
 NEAR = (("data", "source"), ("data", "image_size"), ("backbone", "name"), ("backbone", "pretrained"))
 
 
@@ -148,10 +149,14 @@ def near_standard(rec, runs) -> tuple[object, list[str]] | None:
     if best is None:
         return None
 
+    def shown(value) -> str:  # a switch as on / off, a rate as 0.02 (not "True", "0.020000000000000004")
+        return ("on" if value else "off") if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) \
+            else str(value)
+
     def words(section: str, key: str | None) -> str:
         name = "Seed (seed)" if key is None else setting_name(section, key)
-        return (f"{name}: {config_value(best[0].config, section, key)} there, "
-                f"{config_value(rec.config, section, key)} here")
+        return (f"{name}: {shown(config_value(best[0].config, section, key))} there, "
+                f"{shown(config_value(rec.config, section, key))} here")
 
     return best[0], [words(s, k) for s, k in best[1]]
 

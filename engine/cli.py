@@ -535,7 +535,7 @@ def _say_claims(summary: dict, store: RunStore) -> None:
     judged against the same runs of the store as the Results page (engine.baselines.run_claims), and which
     runs they were; a line without a comparison run says what to run. Above them, for a run at or near
     guessing (engine.chance.chance_finding), that they compare noise, as Results says it."""
-    from engine.baselines import near_standard, run_claims
+    from engine.baselines import BASELINE_METHODS, near_standard, run_claims
 
     rec = store.get_run(str(summary.get("run_id")))
     if rec is None:
@@ -554,7 +554,7 @@ def _say_claims(summary: dict, store: RunStore) -> None:
             if r is not None and any(c.method != "wise_ft" for c in claims)]
     if said:
         print("  compared with " + " and ".join(said))
-    elif other is None and {c.method for c in claims} & {"adafilter", "pruning", "adversarial"}:
+    elif other is None and {c.method for c in claims} & BASELINE_METHODS:
         near = near_standard(rec, store.list_runs())  # why the standard run there is does not count
         if near is not None:
             print(f"  '{near[0].name}' ({near[0].id}) is standard fine-tuning on the same data but not this run's "

@@ -824,6 +824,8 @@ def test_a_claim_without_its_standard_run_names_the_nearest_one_and_offers_to_tr
                    config={**base, "data": {"source": "b.zip", "image_size": 64}})
     assert near_standard(run, [run, far, six, other_data]) == (six, ["Epochs (train.epochs): 6 there, 4 here"])
     assert near_standard(run, [run, other_data]) is None, "another dataset is no near miss"
+    unflipped = R(id="u", name="u", status="finished", run_dir="u", config={**base, "train": {"epochs": 4, "flip": False}})
+    assert near_standard(run, [run, unflipped])[1] == ["Mirror images left-right (train.flip): off there, on here"]
     cfg = standard_config(run)
     assert not cfg.enabled_methods() and cfg.train.epochs == 4 and cfg.name == "Standard fine-tuning as in 'Pruning demo'"
     again = R(id="g", name=cfg.name, status="finished", run_dir="g", config=cfg.to_dict())
