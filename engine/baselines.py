@@ -176,7 +176,7 @@ def standard_config(rec) -> RunConfig:
         cfg = with_section(cfg, method, enabled=False)
     if adversarial:  # its comparison measured robust accuracy under the same attack (SAME_ROBUST)
         cfg = with_section(cfg, "eval", robust=True)
-    return dataclasses.replace(cfg, name=f"Standard fine-tuning as in '{rec.name}'")
+    return dataclasses.replace(cfg, name=f"Standard fine-tuning with the settings of {rec.name}")  # quoted where shown
 
 
 SAME_ATTACK = (("data", "source"), ("data", "image_size"), ("backbone", "name"), ("seed", None),

@@ -827,7 +827,7 @@ def test_a_claim_without_its_standard_run_names_the_nearest_one_and_offers_to_tr
     unflipped = R(id="u", name="u", status="finished", run_dir="u", config={**base, "train": {"epochs": 4, "flip": False}})
     assert near_standard(run, [run, unflipped])[1] == ["Mirror images left-right (train.flip): off there, on here"]
     cfg = standard_config(run)
-    assert not cfg.enabled_methods() and cfg.train.epochs == 4 and cfg.name == "Standard fine-tuning as in 'Pruning demo'"
+    assert not cfg.enabled_methods() and cfg.train.epochs == 4 and cfg.name == "Standard fine-tuning with the settings of Pruning demo"
     again = R(id="g", name=cfg.name, status="finished", run_dir="g", config=cfg.to_dict())
     assert comparison_run(run, [run, six, again]) is again, "the run the button trains is the comparison"
     adv = R(id="a", name="adv", status="finished", run_dir="a",
@@ -872,7 +872,7 @@ def test_the_results_lines_name_the_near_standard_run_and_queue_the_comparison()
     said = [c.value for c in at.caption if "does not count as this run's comparison" in c.value]
     assert len(said) == 1 and "Epochs: 6 there, 4 here" in said[0] and "train.epochs" not in said[0], said
     at.button(key="standard_twin_r").click().run()
-    assert not at.exception and [c.name for c in at.session_state["queued"]] == ["Standard fine-tuning as in 'Pruning demo'"]
+    assert not at.exception and [c.name for c in at.session_state["queued"]] == ["Standard fine-tuning with the settings of Pruning demo"]
     assert any("Queued" in s.value for s in at.success)
 
 
