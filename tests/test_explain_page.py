@@ -743,3 +743,31 @@ def test_only_mistakes_on_a_model_without_any_says_so_and_where_the_test_mistake
     assert texts(at.info)[0].startswith("The fine-tuned model gets every validation image of 'pêche' right")
     at.selectbox(key="explain_class_r1").set_value("pear").run()
     assert texts(at.info) == ["No validation image of 'pear'."], "not 'gets every image of pear right'"
+
+
+def test_the_mix_at_alpha_0_is_said_to_be_the_starting_model_row():
+    """A teacher took Explain's "WiSE-FT mix at alpha 0.00" row and the starting model's for two models."""
+    from streamlit.testing.v1 import AppTest
+
+    def script():
+        from types import SimpleNamespace
+
+        import streamlit as st
+
+        from app import state
+        from app.app_pages.explain import row_note
+
+        real = state.wise_alpha, state.get_engine
+        state.wise_alpha, state.get_engine = (lambda engine, rec: (0.0, True)), (lambda: None)
+        try:
+            rec = SimpleNamespace(config={}, run_dir="/nonexistent")
+            for alpha in (0.0, 0.5):
+                st.caption(row_note({"key": "wise", "alpha": alpha}, "bundled", rec))
+        finally:
+            state.wise_alpha, state.get_engine = real
+
+    at = AppTest.from_function(script, default_timeout=30).run()
+    assert not at.exception, at.exception
+    zero, half = (c.value for c in at.caption)
+    assert "At alpha 0 the mix is the starting model itself, the row above" in zero
+    assert "At alpha 0" not in half

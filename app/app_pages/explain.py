@@ -592,8 +592,11 @@ def row_note(r: dict, pretrained_src: str | None, rec) -> str:
     if r["key"] == "wise":
         chosen = state.wise_alpha(state.get_engine(), rec)[1]
         pruned = components.read_summary(str(rec.run_dir)).get("sparsity")  # every mix keeps the pruning masks
+        same = not pruned and (r.get("alpha") or 0.0) <= 0.0  # (1 - 0) theta_0 + 0 theta_1: the row above
         return ("The starting and fine-tuned weights mixed at the alpha chosen on the Results page"
                 f"{'' if chosen else ' (none chosen yet, so the run’s own pick)'}."
+                + (" At alpha 0 the mix is the starting model itself, the row above: the same answers and maps (a "
+                   "teacher took the two rows for two models)." if same else "")
                 + (f" Pruning is on in this run, so every mix keeps the {100 * pruned:.0f}% of weights it removed at "
                    "zero: near alpha 0 it is the starting model without them, not the starting model above."
                    if pruned else ""))
