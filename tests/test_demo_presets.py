@@ -41,3 +41,15 @@ def test_a_run_is_at_its_final_sparsity_before_its_last_epoch(tiny_cfg, tmp_path
     sparsity = [h["sparsity"] for h in s["history"]]
     assert sparsity[1] >= 0.69 and abs(sparsity[2] - sparsity[1]) < 0.005  # epoch 3 only recovers
     assert "pruned_rest_at_end" not in s["pruning"]
+
+
+def test_each_demos_measured_here_opens_with_one_plain_sentence():
+    """A teacher read the demos' "Measured here" (seeds, CPUs, the Results line's stricter rule) as lab notes: each
+    opens with the measurement in one plain sentence, before the figures."""
+    from engine.presets import DEMO_SHORT, DEMOS
+
+    for key in DEMOS:
+        if key in PRESETS:
+            details = PRESETS[key].details()
+            assert details.startswith(f"**In short:** {DEMO_SHORT[key]}\n\n"), details[:120]
+            assert "seed" not in DEMO_SHORT[key] and "README" not in DEMO_SHORT[key]
