@@ -150,8 +150,9 @@ def near_standard(rec, runs) -> tuple[object, list[str]] | None:
         return None
 
     def shown(value) -> str:  # a switch as on / off, a rate as 0.02 (not "True", "0.020000000000000004")
-        return ("on" if value else "off") if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) \
-            else str(value)
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return f"{value:g}" if isinstance(value, float) else str(value)
 
     def words(section: str, key: str | None) -> str:
         name = "Seed (seed)" if key is None else setting_name(section, key)

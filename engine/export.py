@@ -331,7 +331,8 @@ def caution_section(summary: dict[str, Any]) -> list[str]:
     if found is None and not small and not gap and not weak:
         return []
     # after "Metrics (the fine-tuned model, alpha 1)" a reader pinned a mix's cautions on the fine-tuned model
-    whose = f" (this mix, alpha {float(summary['wise_alpha']):g}, measured when it was exported)" if measured else ""
+    alpha = summary.get("wise_alpha")
+    whose = f" (this mix, alpha {float(alpha):g}, measured when it was exported)" if measured and alpha is not None else ""
     lines = ["", f"## Caution{whose}"]
     if found is not None:
         lines.append(f"- {found.text} {answers_words(found.maybe)}")

@@ -140,11 +140,13 @@ def size_words(summary: dict) -> str:
     full = f"The full-size model has {total / 1e6:.2f} M parameters" + (
         f", {nonzero / 1e6:.2f} M of them non-zero after pruning" if nonzero is not None else "")
     kept = s.get("nonzero_after")
-    small = f"the smaller model has {after / 1e6:.2f} M" + (
-        f", {kept / 1e6:.2f} M of them non-zero (it keeps the pruning's zeros)"
-        if isinstance(kept, int) and kept < after
-        else " (it keeps the pruning's zeros; their count was not measured in this run)" if s.get("sparsity_kept")
-        and not isinstance(kept, int) else ", all of them in use")
+    if isinstance(kept, int) and kept < after:
+        zeros = f", {kept / 1e6:.2f} M of them non-zero (it keeps the pruning's zeros)"
+    elif s.get("sparsity_kept") and not isinstance(kept, int):  # a run from before the count was kept
+        zeros = " (it keeps the pruning's zeros; their count was not measured in this run)"
+    else:
+        zeros = ", all of them in use"
+    small = f"the smaller model has {after / 1e6:.2f} M{zeros}"
     why = (" Zeros make a file compress but are still stored and computed by ordinary kernels; removed channels are "
            "neither, which is why only the smaller model runs faster." if nonzero is not None else "")
     return f"{full}; {small}.{why}"
