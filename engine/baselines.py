@@ -48,12 +48,18 @@ def methods_on(config: dict) -> set[str]:
 SAME_ROBUST = (("eval", "robust_eps"), ("eval", "robust_steps"))
 
 
-def _standard_twins(rec, runs) -> list:
-    """The finished runs of `runs` (newest first) with `rec`'s data, backbone, image size, split and sampling
-    settings, seed, recipe and augmentation (SAME) and no fine-tuning method switched on."""
+def _standard_alike(rec, runs, keys) -> list:
+    """The finished runs of `runs` (newest first) other than `rec` with no fine-tuning method switched on and
+    `rec`'s values of the settings `keys` ((section, key) pairs, as config_value reads them)."""
     return [other for other in runs if other.id != rec.id and other.status == "finished"
             and not methods_on(other.config)
-            and all(config_value(other.config, s, k) == config_value(rec.config, s, k) for s, k in SAME)]
+            and all(config_value(other.config, s, k) == config_value(rec.config, s, k) for s, k in keys)]
+
+
+def _standard_twins(rec, runs) -> list:
+    """`_standard_alike` on SAME: `rec`'s data, backbone, image size, split and sampling settings, seed, recipe and
+    augmentation."""
+    return _standard_alike(rec, runs, SAME)
 
 
 def _attacked_alike(other, rec) -> bool:
@@ -101,10 +107,7 @@ def stronger_standard(rec, runs, read_summary: Callable[[str], dict], summary: d
     if "wise_ft" not in methods_on(rec.config) or not isinstance(ours, (int, float)):
         return None
     best = None
-    for other in runs:
-        if (other.id == rec.id or other.status != "finished" or methods_on(other.config)
-                or not all(config_value(other.config, s, k) == config_value(rec.config, s, k) for s, k in SAME_SPLIT)):
-            continue
+    for other in _standard_alike(rec, runs, SAME_SPLIT):
         acc = read_summary(other.run_dir).get("test_acc")
         if isinstance(acc, (int, float)) and (best is None or acc > best[1]):
             best = (other, float(acc))
@@ -139,10 +142,7 @@ def near_standard(rec, runs) -> tuple[object, list[str]] | None:
     from engine.config import setting_name
 
     best = None
-    for other in runs:
-        if (other.id == rec.id or other.status != "finished" or methods_on(other.config)
-                or any(config_value(other.config, s, k) != config_value(rec.config, s, k) for s, k in NEAR)):
-            continue
+    for other in _standard_alike(rec, runs, NEAR):
         differ = [(s, k) for s, k in SAME if config_value(other.config, s, k) != config_value(rec.config, s, k)]
         if best is None or len(differ) < len(best[1]):
             best = (other, differ)
