@@ -401,7 +401,7 @@ def _train(cfg: RunConfig, reporter: Reporter | None, run_dir: Path | None, work
     t_start, reporter = time.perf_counter(), reporter or Reporter()
     ctx, hooks = setup_run(cfg, reporter, run_dir, work_dir, data, limits, world, start)
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=ctx.amp_dtype == torch.float16)
-    lr_at = schedule_fn(cfg.optim)
+    lr_at = schedule_fn(cfg.optim, ctx.total_steps)
     start, history = load_resume(Path(run_dir or "."), ctx, scaler, hooks) if resume else (0, [])
     timed = [0.0, 0]  # seconds and images of the timed epochs (the first is warm-up: allocation, autotuning)
     steady = [0.0, 0]  # the same, of the whole-network epochs (LP-FT's head-only ones are cheap): time left

@@ -158,6 +158,19 @@ def test_schedule_shapes(name):
         assert curve[0] == pytest.approx(0.1) and curve[99] < 0.001
 
 
+@pytest.mark.parametrize("name, share", [("warmup_cosine", "warmup_fraction"), ("slow_start_fast_decay",
+                                                                               "slow_start_fraction")])
+def test_a_linear_rise_trains_on_its_first_step_and_peaks_on_its_last(name, share):
+    """A rise computed from t = step / total alone gave step 0 a learning rate of 0: a wasted step, 1 in 20 of a
+    short classroom run. The rise counts the step it is on (torch's LinearLR): 1/k of the peak, ..., k/k."""
+    from engine.config import RunConfig, with_section
+
+    cfg = with_section(RunConfig(), "optim", schedule=name, lr=0.1, **{share: 0.2})
+    curve = lr_curve(cfg.optim, 50)  # a rise of 10 steps
+    assert curve[:10] == pytest.approx([0.1 * (i + 1) / 10 for i in range(10)])
+    assert max(curve) == pytest.approx(0.1) and curve[11] < curve[9], "then the decay"
+
+
 def test_divergence_fails_with_the_reason(tiny_cfg, tmp_path, monkeypatch):
     # lr is capped at 10 (its field metadata) and batch norm keeps even that finite on tiny data, so
     # the non-finite loss is made directly: augmented pixels of NaN

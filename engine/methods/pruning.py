@@ -567,7 +567,7 @@ def recover(ctx, small: nn.Module, masks: dict[str, torch.Tensor], epochs: int,
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=ctx.amp_dtype == torch.float16)
     for epoch in range(epochs):
         rctx.epoch = epoch
-        train_one_epoch(rctx, [KeepMasks(small, masks)], scaler, schedule_fn(rcfg.optim))
+        train_one_epoch(rctx, [KeepMasks(small, masks)], scaler, schedule_fn(rcfg.optim, rctx.total_steps))
         if measure is not None:
             small.eval()
             curve.append(measure(small))
