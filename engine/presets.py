@@ -435,8 +435,9 @@ __all__ = ["Preset", "PRESETS", "DEFAULT_PRESET", "register_preset", "get_preset
 def run_name(cfg: RunConfig, data: str | None = None, preset: str | None = None) -> str:
     """What a run is called when the user gave no name (the dashboard and `train` alike): `preset`
     (the title of the preset the settings are exactly, when they are one) with the backbone ("Quick
-    demo (ResNet-18) on ..."), else the backbone and the methods switched on ("ResNet-18 WiSE-FT on
-    ..."); the seed when it is not 0 (two runs of one recipe had one name in every list); where it starts
+    demo (ResNet-18) on ..."), else the preset they are with a setting or two changed (`near_preset`:
+    "Standard demo, epochs 5 (ResNet-18) on ..."), else the backbone and the methods switched on
+    ("ResNet-18 WiSE-FT on ..."); the seed when it is not 0 (two runs of one recipe had one name in every list); where it starts
     when that is not pretrained weights (your checkpoint, scratch); and the data:
     `data`, else the dataset's own name (data.source_name, "sample textures" for the bundled sample, or
     the file or folder name of data.source)."""
@@ -451,8 +452,48 @@ def run_name(cfg: RunConfig, data: str | None = None, preset: str | None = None)
                                         else PurePath(source).name or source)
     start = {"checkpoint": " from your checkpoint", "none": " from scratch"}.get(cfg.backbone.pretrained, "")
     seed = f"seed {cfg.seed}" if cfg.seed != 0 else ""  # two runs of one recipe told apart wherever the name shows
+    near = None if preset else near_preset(cfg)
+    if near is not None:  # "Standard demo, epochs 5 (ResNet-18) on ...": the recipe it was, and what changed
+        preset = ", ".join([near[0].title, *near[1]])
     if preset:
         return f"{preset} ({backbone_title(cfg.backbone.name)}{', ' + seed if seed else ''}){start} on {data}"
     methods = " + ".join(METHODS[m].title.split()[0] if m in METHODS else m  # "WiSE-FT", "Pruning", ...
                          for m in cfg.enabled_methods())
     return f"{backbone_title(cfg.backbone.name)} {methods or 'plain'}{f' ({seed})' if seed else ''}{start} on {data}"
+
+
+NEAR_PRESET_CHANGES = 2  # a recipe changed in more settings than this is the user's own: named by backbone and methods
+# said elsewhere in a run's name (the backbone in brackets, " from scratch"), or not a setting of the recipe
+_NOT_A_CHANGE = ("backbone.", "data.source", "data.ood_source", "data.source_name", "name", "seed")
+
+
+def near_preset(cfg: RunConfig) -> tuple[Preset, list[str]] | None:
+    """The preset whose recipe `cfg` is with at most NEAR_PRESET_CHANGES settings changed, the same methods on
+    (the fewest changes; the most specific preset among ties), and each change in words, the setting's label
+    and its value ("epochs 5", "flips off"); None when no preset is that near. The backbone and where the
+    weights come from are not counted (a run's name says them). A teacher's Standard demo run at 5 epochs was
+    named "ResNet-18 plain" and read as another recipe than the demo's."""
+    import re
+
+    from engine.config import setting_name
+
+    best = None
+    for p in PRESETS.values():
+        recipe = p.apply(cfg)
+        if recipe.enabled_methods() != cfg.enabled_methods():
+            continue
+        changed = {k: v for k, v in config_changes(recipe, cfg).items() if not k.startswith(_NOT_A_CHANGE)}
+        rank = (len(changed), -len(p.sets()))
+        if len(changed) <= NEAR_PRESET_CHANGES and (best is None or rank < best[0]):
+            best = (rank, p, changed)
+    if best is None:
+        return None
+
+    def words(key: str, value: Any) -> str:
+        label = re.sub(r" \(.*\)$", "", setting_name(*key.split(".", 1)).rsplit(" (", 1)[0])
+        label = label if label[:2].isupper() else label[:1].lower() + label[1:]  # "OOD ..." kept, "Epochs" -> "epochs"
+        if isinstance(value, bool):
+            value = "on" if value else "off"
+        return f"{label} {value:g}" if isinstance(value, float) else f"{label} {value}"
+
+    return best[1], [words(k, v) for k, v in best[2].items()]

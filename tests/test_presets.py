@@ -260,3 +260,32 @@ def test_a_preset_card_gives_the_plain_words_before_the_fields_terms(key):
         before = text[:found.start()]
         assert before.rfind("(") > before.rfind(")"), f"{term!r} first appears outside brackets: {text}"
         assert before.rfind("(") > 0 and text[before.rfind("(") - 1] == " ", f"{term!r} with no plain words before it"
+
+
+def test_a_preset_with_a_setting_or_two_changed_is_named_after_it_with_the_changes():
+    """A teacher's Standard demo at 5 epochs was named "ResNet-18 plain", as if it were another recipe: every preset
+    changed in one or two settings is named after it with what changed; more changes, or other methods, are the
+    user's own recipe, named by backbone and methods."""
+    from engine.cli import _auto_named
+    from engine.config import apply_overrides
+    from engine.presets import NEAR_PRESET_CHANGES, near_preset, run_name
+
+    data = apply_overrides(RunConfig(), ["data.source=/tmp/leaves.zip"])
+    for preset in PRESETS.values():
+        recipe = preset.apply(data)
+        once = apply_overrides(recipe, [f"train.epochs={recipe.train.epochs + 1}"])
+        near = near_preset(once)
+        assert near is not None and near[1] == [f"epochs {recipe.train.epochs + 1}"], preset.name
+        assert run_name(once).startswith(f"{near[0].title}, epochs {recipe.train.epochs + 1} ("), preset.name
+        assert _auto_named(dataclasses.replace(once, name=run_name(once))), "the command line knows it as its own name"
+    demo = PRESETS["standard_demo"].apply(data)
+    twice = apply_overrides(demo, ["train.epochs=6", "optim.lr=0.04"])
+    assert run_name(twice) == "Standard demo, learning rate 0.04, epochs 6 (ResNet-18) on leaves.zip"
+    three = apply_overrides(twice, ["optim.linear_probe_epochs=1"])
+    assert len(near_preset(twice)[1]) == NEAR_PRESET_CHANGES and near_preset(three) is None
+    assert run_name(three) == "ResNet-18 plain on leaves.zip", "three changes: the user's own recipe"
+    assert run_name(apply_overrides(demo, ["train.augment=false"])) == \
+        "Standard demo, augment images off (ResNet-18) on leaves.zip", "a switch in words"
+    assert near_preset(apply_overrides(demo, ["wise_ft.enabled=true"])) is None, "a method switched on: not the demo"
+    assert run_name(apply_overrides(demo, ["backbone.pretrained=none", "seed=2"])) == \
+        "Standard demo (ResNet-18, seed 2) from scratch on leaves.zip", "start and seed are said, not counted"
