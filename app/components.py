@@ -191,23 +191,27 @@ def progress_view(run: RunView) -> None:
         row = layout.tiles()
         run_epochs = p.get("epochs") or run.config.get("train", {}).get("epochs", 0)
         if shown.whose is not None and epochs:  # work inside the run (the smaller model's fine-tune, a search trial)
-            row.metric(f"Epoch ({shown.whose})", f"{epoch} / {epochs}", width="content",
+            row.metric(f"Epoch ({shown.whose})", f"{epoch} / {epochs}",
+                       width=layout.tile_width(f"Epoch ({shown.whose})", f"{epochs} / {epochs}"),
                        help=f"The epochs of {shown.whose}: work the run does besides its own {plural(int(run_epochs), 'epoch')}.")
         else:  # the run's own (also beside work without epochs: the learning-rate finder's steps)
-            row.metric("Epoch", f"{p.get('epoch') or 0} / {run_epochs}", width="content")
-        row.metric("Step", f"{step} / {total}" if total else "–", width="content",
+            row.metric("Epoch", f"{p.get('epoch') or 0} / {run_epochs}",
+                       width=layout.tile_width("Epoch", f"{run_epochs} / {run_epochs}"))
+        # each tile as wide as the widest value it can show: the row keeps its place as the numbers grow
+        row.metric("Step", f"{step} / {total}" if total else "–", width=layout.tile_width("Step", f"{total} / {total}"),
                    help=None if shown.whose is None else f"The steps of {shown.whose}, not the run's own.")
         ips = shown.images_per_sec
         row.metric("Speed", f"{ips:,.0f} img/s" if ips else "–", help="Training images per second in this epoch.",
-                   width="content")
+                   width=layout.tile_width("Speed", f"{max(ips or 0, 999) * 10:,.0f} img/s"))
         row.metric("Time left", fmt_duration(p.get("eta_s")) if p.get("eta_s") is not None else "–",
                    help="Estimated time until the run ends: the remaining training steps at the current speed, "
                         "then each epoch's evaluation and the final one, timed on the last evaluation.",
-                   width="content")
+                   width=layout.tile_width("Time left", "59 min 59 s"))
         loss = shown.loss
         row.metric("Last step's loss", f"{loss:.3f}" if isinstance(loss, (int, float)) else "–",
                    help="Training loss of the latest step, one batch: it jumps from step to step and sits apart from "
-                        "the per-epoch chart's averages; over many steps it should trend down.", width="content")
+                        "the per-epoch chart's averages; over many steps it should trend down.",
+                   width=layout.tile_width("Last step's loss", "00.000"))
         if p.get("cpu_threads_note"):
             st.caption(state.message_words(p["cpu_threads_note"]))
         return

@@ -568,21 +568,25 @@ def test_a_run_that_is_exactly_a_preset_is_named_after_it():
         assert default_run_name(cfg, sample).startswith(f"{preset.title} ("), preset.name
     demo = PRESETS["standard_demo"].apply(RunConfig())
     assert default_run_name(demo, sample) == "Standard demo (ResNet-18) on sample textures"
-    assert default_run_name(with_section(demo, "train", epochs=5), sample) == "ResNet-18 plain on sample textures", \
-        "changed after choosing the preset: no longer the preset's recipe"
+    assert default_run_name(with_section(demo, "train", epochs=5), sample) == \
+        "Standard demo, epochs 5 (ResNet-18) on sample textures", "changed after choosing the preset: what changed"
     assert default_run_name(with_section(demo, "backbone", pretrained="none"), sample) == \
-        "ResNet-18 plain from scratch on sample textures"
+        "Standard demo (ResNet-18) from scratch on sample textures"
     # fitted to a small dataset (a smaller batch, the rate scaled with it) it is still the preset's recipe, on
     # that dataset only: the batch fitted to 18 images is the user's own recipe on 5,000
     from engine.config import smaller_batch, with_batch
 
     fitted = with_batch(demo, smaller_batch(demo, 18)[0])
     assert default_run_name(fitted, sample, train_images=18) == "Standard demo (ResNet-18) on sample textures"
-    assert default_run_name(fitted, sample, train_images=5000) == "ResNet-18 plain on sample textures"
-    assert default_run_name(with_batch(demo, 8), sample, train_images=18) == "ResNet-18 plain on sample textures", \
+    assert default_run_name(fitted, sample, train_images=5000) == \
+        f"Standard demo, learning rate {fitted.optim.lr:g}, batch size {fitted.train.batch_size} (ResNet-18) on sample " \
+        "textures"
+    assert default_run_name(with_batch(demo, 8), sample, train_images=18) == \
+        "Standard demo, learning rate 0.005, batch size 8 (ResNet-18) on sample textures", \
         "another smaller batch than the fit is the user's own"
     assert default_run_name(with_section(fitted, "optim", lr=0.02), sample, train_images=18) == \
-        "ResNet-18 plain on sample textures", "a smaller batch at the preset's rate is the user's own recipe"
+        f"Standard demo, batch size {fitted.train.batch_size} (ResNet-18) on sample textures", \
+        "a smaller batch at the preset's rate is the user's own recipe"
 
 
 def test_one_runs_view_choices_age_out_but_the_pages_own_stay(monkeypatch):
@@ -906,3 +910,32 @@ def test_compare_speaks_of_a_wise_ft_runs_lead_only_where_it_has_one():
     assert not wise_leads(rows, [True, False]), "behind: no lead to explain"
     assert wise_leads(rows, [False, True])
     assert not wise_leads(rows, [True, True]) and not wise_leads([{"val acc": None}, rows[1]], [True, False])
+
+
+def test_the_train_pages_tiles_keep_their_widths_while_the_numbers_grow(monkeypatch):
+    """Tiles as wide as their content moved every tile right of "Step" when 9 / 120 became 10 / 120: each live
+    tile is as wide as the widest value it can show, so the row keeps its place over a run."""
+    from app import components, layout
+
+    drawn: list = []
+
+    class Row:
+        def metric(self, label, value, width=None, **_):
+            drawn.append((label, value, width))
+
+    monkeypatch.setattr(layout, "tiles", lambda: Row())
+    monkeypatch.setattr(components.st, "progress", lambda *a, **k: None)
+
+    def widths(step: int, ips: float, eta: float, loss: float) -> dict:
+        drawn.clear()
+        progress = {"phase": "training", "epoch": step // 12, "epochs": 10, "step": step, "total_steps": 120,
+                    "images_per_sec": ips, "eta_s": eta, "loss": loss}
+        components.progress_view(components.RunView(id="r", name="r", status="running", error=None,
+                                                    config={"train": {"epochs": 10}}, run_dir="/x", progress=progress))
+        assert all(isinstance(w, int) for _, _, w in drawn), drawn
+        return {label: w for label, _, w in drawn}
+
+    early, late = widths(9, 85.0, 5.0, 2.3), widths(110, 412.0, 3725.0, 0.123)
+    assert early == late, (early, late)
+    for label, value, width in drawn:  # wide enough for what they show
+        assert width >= layout.tile_width(label, value), (label, value, width)

@@ -469,6 +469,8 @@ def test_the_alpha_chosen_on_results_is_what_explain_and_export_use(wise_run):
         at.session_state["explain_tab"] = "Export"
         at.run()
         assert "WiSE-FT mix at alpha 0.30" in at.radio(key=f"export_which_{run_id}").options[0]
+        assert any(c.startswith("Another mix of the starting and fine-tuned weights: choose its alpha on Results")
+                   and c.endswith("instead of alpha 0.30.") for c in texts(at.caption)), "where the other mixes are"
         at.session_state["explain_tab"] = "Error analysis"  # the errors of the model in use, the mix
         at.run()
         no_problems(at)

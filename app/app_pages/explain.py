@@ -865,6 +865,25 @@ def checks_view(checks: list[dict], n_val: int) -> None:
                  "with this project's code.", icon=":material/error:")
 
 
+def _export_which(run_id: str, choices: dict[str, str], alpha: float | None) -> str:
+    """The Export tab's choice among `choices` (export_choices; a radio when there are several), and for a WiSE-FT
+    run (`alpha` not None) where another mix is chosen. Returns the chosen key ("wise", "structured",
+    "fine_tuned")."""
+    which = next(iter(choices))
+    if len(choices) > 1:
+        if st.session_state.get(f"export_which_{run_id}", which) not in choices:  # kept from a visit when it was
+            st.session_state.pop(f"export_which_{run_id}")  # offered (a WiSE-FT mix, before alpha 1 was chosen)
+        which = st.radio("Weights to export", list(choices), horizontal=True, key=f"export_which_{run_id}",
+                         format_func=choices.get)
+    else:  # which weights, even without a choice (not the best epoch a Results download may have picked)
+        st.caption("Exports the fine-tuned model at the end of training, full size.")
+    if alpha is not None:  # a teacher looked here for the other mixes: one is chosen on Results, then offered here
+        st.caption(f"Another mix of the starting and fine-tuned weights: choose its alpha on Results (the WiSE-FT "
+                   f"slider, \"Use alpha ...\"); this tab then offers it instead of alpha {alpha:.2f}.")
+        st.page_link("app_pages/results.py", label="Choose another alpha on Results", icon=":material/tune:")
+    return which
+
+
 def export_tab(engine, rec, b, summary: dict) -> None:
     """The export tab: which model to pack (the run's, the smaller one, a WiSE-FT mix), a button that exports
     safetensors, TorchScript and ONNX and verifies each against the model, then the checks and the downloads."""
@@ -878,14 +897,7 @@ def export_tab(engine, rec, b, summary: dict) -> None:
                    if summary.get("precision") not in (None, "float32") else ""))
     alpha, chosen = state.wise_alpha(engine, rec) if uses_wise(rec) else (None, False)  # one lookup
     choices = export_choices(run_dir, summary, alpha, chosen)
-    which = next(iter(choices))
-    if len(choices) > 1:
-        if st.session_state.get(f"export_which_{rec.id}", which) not in choices:  # kept from a visit when it was
-            st.session_state.pop(f"export_which_{rec.id}")  # offered (a WiSE-FT mix, before alpha 1 was chosen)
-        which = st.radio("Weights to export", list(choices), horizontal=True, key=f"export_which_{rec.id}",
-                         format_func=choices.get)
-    else:  # which weights, even without a choice (not the best epoch a Results download may have picked)
-        st.caption("Exports the fine-tuned model at the end of training, full size.")
+    which = _export_which(rec.id, choices, alpha)
     from engine.export import export_dir
 
     out_dir = export_dir(run_dir, which, alpha).resolve()
