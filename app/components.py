@@ -166,6 +166,12 @@ def fmt_pct(v: Any) -> str:
     return f"{v:.1%}" if isinstance(v, (int, float)) and v == v else "–"
 
 
+def _widest_at(seconds: float) -> float:
+    """The duration whose words are the widest of `seconds`'s unit range (59 s, 59 min 59 s, 9 h 59 min), in
+    seconds: the Time left tile keeps its width until the estimate crosses a minute or an hour."""
+    return 59 if seconds < 59.5 else 3599 if seconds < 3599.5 else 35940
+
+
 def progress_view(run: RunView) -> None:
     """Status line, progress bar, epoch/step, images/s and ETA."""
     p = run.progress
@@ -202,11 +208,11 @@ def progress_view(run: RunView) -> None:
                    help=None if shown.whose is None else f"The steps of {shown.whose}, not the run's own.")
         ips = shown.images_per_sec
         row.metric("Speed", f"{ips:,.0f} img/s" if ips else "–", help="Training images per second in this epoch.",
-                   width=layout.tile_width("Speed", f"{max(ips or 0, 999) * 10:,.0f} img/s"))
+                   width=layout.tile_width("Speed", "9" * len(f"{max(ips or 0, 999):,.0f}") + " img/s"))
         row.metric("Time left", fmt_duration(p.get("eta_s")) if p.get("eta_s") is not None else "–",
                    help="Estimated time until the run ends: the remaining training steps at the current speed, "
                         "then each epoch's evaluation and the final one, timed on the last evaluation.",
-                   width=layout.tile_width("Time left", "59 min 59 s"))
+                   width=layout.tile_width("Time left", fmt_duration(_widest_at(p.get("eta_s") or 0))))
         loss = shown.loss
         row.metric("Last step's loss", f"{loss:.3f}" if isinstance(loss, (int, float)) else "–",
                    help="Training loss of the latest step, one batch: it jumps from step to step and sits apart from "

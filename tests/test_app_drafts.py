@@ -935,7 +935,8 @@ def test_the_train_pages_tiles_keep_their_widths_while_the_numbers_grow(monkeypa
         assert all(isinstance(w, int) for _, _, w in drawn), drawn
         return {label: w for label, _, w in drawn}
 
-    early, late = widths(9, 85.0, 5.0, 2.3), widths(110, 412.0, 3725.0, 0.123)
+    early, late = widths(9, 85.0, 125.0, 2.3), widths(110, 412.0, 3575.0, 0.123)
     assert early == late, (early, late)
+    assert sum(early.values()) + 4 * 16 <= 820, "one row in the 820 px a 1280 px window leaves the page"
     for label, value, width in drawn:  # wide enough for what they show
         assert width >= layout.tile_width(label, value), (label, value, width)
