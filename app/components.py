@@ -204,7 +204,8 @@ def progress_view(run: RunView) -> None:
             row.metric("Epoch", f"{p.get('epoch') or 0} / {run_epochs}",
                        width=layout.tile_width("Epoch", f"{run_epochs} / {run_epochs}"))
         # each tile as wide as the widest value it can show: the row keeps its place as the numbers grow
-        row.metric("Step", f"{step} / {total}" if total else "–", width=layout.tile_width("Step", f"{total} / {total}"),
+        row.metric("Step", f"{step} / {total}" if total else "–",
+                   width=layout.tile_width("Step", f"{total} / {total}"),
                    help=None if shown.whose is None else f"The steps of {shown.whose}, not the run's own.")
         ips = shown.images_per_sec
         row.metric("Speed", f"{ips:,.0f} img/s" if ips else "–", help="Training images per second in this epoch.",

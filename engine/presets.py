@@ -437,8 +437,8 @@ def run_name(cfg: RunConfig, data: str | None = None, preset: str | None = None)
     (the title of the preset the settings are exactly, when they are one) with the backbone ("Quick
     demo (ResNet-18) on ..."), else the preset they are with a setting or two changed (`near_preset`:
     "Standard demo, epochs 5 (ResNet-18) on ..."), else the backbone and the methods switched on
-    ("ResNet-18 WiSE-FT on ..."); the seed when it is not 0 (two runs of one recipe had one name in every list); where it starts
-    when that is not pretrained weights (your checkpoint, scratch); and the data:
+    ("ResNet-18 WiSE-FT on ..."); the seed when it is not 0 (two runs of one recipe had one name in every
+    list); where it starts when that is not pretrained weights (your checkpoint, scratch); and the data:
     `data`, else the dataset's own name (data.source_name, "sample textures" for the bundled sample, or
     the file or folder name of data.source)."""
     from pathlib import PurePath
@@ -470,7 +470,7 @@ _NOT_A_CHANGE = ("backbone.", "data.source", "data.ood_source", "data.source_nam
 def near_preset(cfg: RunConfig) -> tuple[Preset, list[str]] | None:
     """The preset whose recipe `cfg` is with at most NEAR_PRESET_CHANGES settings changed, the same methods on
     (the fewest changes; the most specific preset among ties), and each change in words, the setting's label
-    and its value ("epochs 5", "flips off"); None when no preset is that near. The backbone and where the
+    and its value ("epochs 5", "augment images off"); None when no preset is that near. The backbone and where the
     weights come from are not counted (a run's name says them). A teacher's Standard demo run at 5 epochs was
     named "ResNet-18 plain" and read as another recipe than the demo's."""
     import re

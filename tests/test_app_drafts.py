@@ -579,8 +579,8 @@ def test_a_run_that_is_exactly_a_preset_is_named_after_it():
     fitted = with_batch(demo, smaller_batch(demo, 18)[0])
     assert default_run_name(fitted, sample, train_images=18) == "Standard demo (ResNet-18) on sample textures"
     assert default_run_name(fitted, sample, train_images=5000) == \
-        f"Standard demo, learning rate {fitted.optim.lr:g}, batch size {fitted.train.batch_size} (ResNet-18) on sample " \
-        "textures"
+        f"Standard demo, learning rate {fitted.optim.lr:g}, batch size {fitted.train.batch_size} (ResNet-18) " \
+        "on sample textures"
     assert default_run_name(with_batch(demo, 8), sample, train_images=18) == \
         "Standard demo, learning rate 0.005, batch size 8 (ResNet-18) on sample textures", \
         "another smaller batch than the fit is the user's own"
