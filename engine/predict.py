@@ -1102,9 +1102,10 @@ def predict_folder(predictor: Predictor, source: Path, work_dir: Path | None = N
 
 
 def csv_columns(top_k: int) -> list[str]:
-    """Columns of `predict`'s CSV for `top_k` answers per image: path, true_class, class_k and probability_k for k =
-    1..top_k, then flagged, unsure, unfamiliar and note."""
-    cols = ["path", "true_class"]
+    """Columns of `predict`'s CSV for `top_k` answers per image: path, answered (False for a file that got no answer:
+    a spreadsheet filters on it), true_class, class_k and probability_k for k = 1..top_k, then flagged, unsure,
+    unfamiliar and note."""
+    cols = ["path", "answered", "true_class"]
     for k in range(1, top_k + 1):
         cols += [f"class_{k}", f"probability_{k}"]
     return cols + ["flagged", "unsure", "unfamiliar", "note"]  # flagged: either (a 99% answer can be unfamiliar)
@@ -1119,7 +1120,7 @@ def result_rows(result: FolderResult, top_k: int) -> list[dict]:
     first), so that every file of a batch has its line. Raises nothing."""
     out = []
     for r in result.rows:
-        row = {"path": r["path"], "true_class": r["true"] or ""}
+        row = {"path": r["path"], "answered": True, "true_class": r["true"] or ""}
         for k in range(top_k):
             name, p = r["top"][k] if k < len(r["top"]) else ("", None)
             row[f"class_{k + 1}"], row[f"probability_{k + 1}"] = name, "" if p is None else round(p, 4)
@@ -1127,12 +1128,12 @@ def result_rows(result: FolderResult, top_k: int) -> list[dict]:
         row["unsure"], row["unfamiliar"] = r.get("unsure", False), r.get("unfamiliar", False)
         out.append(row)
     blank = dict.fromkeys(csv_columns(top_k), "")
-    out += [{**blank, "path": s.path, "note": SKIPPED_NOTE + s.reason} for s in result.skipped]
+    out += [{**blank, "path": s.path, "answered": False, "note": SKIPPED_NOTE + s.reason} for s in result.skipped]
     return out
 
 
 def write_csv(result: FolderResult, path: Path, top_k: int) -> Path:
-    """The predictions as CSV (UTF-8): path, true_class, class_1, probability_1, ..., flagged (unsure or
+    """The predictions as CSV (UTF-8): path, answered, true_class, class_1, probability_1, ..., flagged (unsure or
     unfamiliar: the column read "low_confidence" beside a 99% answer flagged as unfamiliar), unsure, unfamiliar,
     note; a skipped file's line says why in `note` (`result_rows`). Raises OSError when `path` cannot be
     written."""

@@ -428,10 +428,12 @@ def test_predict_cli_on_a_class_folder_zip(studio, tmp_path, capsys):
     printed = capsys.readouterr()
     assert rc == 0, printed.err
     rows = out.read_text().splitlines()
-    assert rows[0] == "path,true_class,class_1,probability_1,class_2,probability_2,flagged,unsure,unfamiliar,note"
+    assert rows[0] == ("path,answered,true_class,class_1,probability_1,class_2,probability_2,flagged,unsure,"
+                       "unfamiliar,note")
     answered = [r for r in rows[1:] if "not answered: " not in r]
     assert len(answered) == 9, "one row per readable image"
-    assert all(r.split(",")[1] in TINY_CLASSES for r in answered)
+    assert all(r.split(",")[1] == "True" and r.split(",")[2] in TINY_CLASSES for r in answered)
+    assert all(r.split(",")[1] == "False" for r in rows[1:] if "not answered: " in r), "a column to filter on"
     # and one per skipped file, with its reason: a batch user sees which files got no answer
     skipped = sorted(r.split(",")[0] for r in rows[1:] if "not answered: " in r)
     assert skipped == ["batch/green/phone photo.heic", "batch/readme.txt", "batch/red/broken.png"], rows

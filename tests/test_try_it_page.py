@@ -632,10 +632,11 @@ def test_the_csv_download_opens_in_a_spreadsheet_with_the_users_names_and_lists_
                           rows=[{"path": "a.png", "true": "pêche", "top": [("pêche", 0.9)], "low_confidence": False,
                                  "reason": ""}])
     text = csv_text(result, 1)
-    assert text.startswith("\ufeffpath,true_class,")
+    assert text.startswith("\ufeffpath,answered,true_class,")
     table = pd.read_csv(io.BytesIO(text.encode("utf-8")))
     assert list(table["path"]) == ["a.png", "notes.png"] and table["true_class"][0] == "pêche"
     assert table["note"][1] == "not answered: not a readable image"
+    assert list(table["answered"]) == [True, False], "a spreadsheet filters the files that got no answer"
 
 
 def test_try_it_points_to_a_pruning_runs_better_smaller_model():
