@@ -140,6 +140,7 @@ def near_standard(rec, runs) -> tuple[object, list[str]] | None:
     epochs beside a 4-epoch Pruning demo read "run the same settings without pruning to compare" with no word on
     why it did not count."""
     from engine.config import setting_name
+    from engine.words import value_words
 
     best = None
     for other in _standard_alike(rec, runs, NEAR):
@@ -149,15 +150,10 @@ def near_standard(rec, runs) -> tuple[object, list[str]] | None:
     if best is None:
         return None
 
-    def shown(value) -> str:  # a switch as on / off, a rate as 0.02 (not "True", "0.020000000000000004")
-        if isinstance(value, bool):
-            return "on" if value else "off"
-        return f"{value:g}" if isinstance(value, float) else str(value)
-
-    def words(section: str, key: str | None) -> str:
+    def words(section: str, key: str | None) -> str:  # a switch as on / off, a rate as 0.02
         name = "Seed (seed)" if key is None else setting_name(section, key)
-        return (f"{name}: {shown(config_value(best[0].config, section, key))} there, "
-                f"{shown(config_value(rec.config, section, key))} here")
+        return (f"{name}: {value_words(config_value(best[0].config, section, key))} there, "
+                f"{value_words(config_value(rec.config, section, key))} here")
 
     return best[0], [words(s, k) for s, k in best[1]]
 

@@ -475,7 +475,8 @@ def near_preset(cfg: RunConfig) -> tuple[Preset, list[str]] | None:
     named "ResNet-18 plain" and read as another recipe than the demo's."""
     import re
 
-    from engine.config import setting_name
+    from engine.config import setting_name, without_setting_keys
+    from engine.words import value_words
 
     best = None
     for p in PRESETS.values():
@@ -490,10 +491,8 @@ def near_preset(cfg: RunConfig) -> tuple[Preset, list[str]] | None:
         return None
 
     def words(key: str, value: Any) -> str:
-        label = re.sub(r" \(.*\)$", "", setting_name(*key.split(".", 1)).rsplit(" (", 1)[0])
+        label = re.sub(r" \(.*\)$", "", without_setting_keys(setting_name(*key.split(".", 1))))  # no unit: "(px)"
         label = label if label[:2].isupper() else label[:1].lower() + label[1:]  # "OOD ..." kept, "Epochs" -> "epochs"
-        if isinstance(value, bool):
-            value = "on" if value else "off"
-        return f"{label} {value:g}" if isinstance(value, float) else f"{label} {value}"
+        return f"{label} {value_words(value)}"
 
     return best[1], [words(k, v) for k, v in best[2].items()]

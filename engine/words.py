@@ -17,6 +17,14 @@ def percent_half_up(x: float) -> str:
     return f"{math.floor(100 * x + 0.5)}%"
 
 
+def value_words(value) -> str:
+    """A setting's value as people read it: a switch as "on" / "off", a float by `:g` (0.02, not
+    "0.020000000000000004"), anything else as str. Raises nothing."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def and_words(names: tuple[str, ...] | list[str]) -> str:
     """Names joined as a sentence says them: "a", "a and b", "a, b and c"."""
     names = list(names)
