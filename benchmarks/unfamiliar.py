@@ -9,8 +9,8 @@ unseen by the bar, measure the false-flag rate), and with the studio's first sco
   training images', flagged above its own 95% conformal bar on the validation images (the studio's
   first score; features in float32);
 - *studio, content*: the k-NN distance of every trunk stage's pooled features above its 95% bar;
-- *studio, content or flat colour*: that, or at least 3/4 of the image flat colour and more than in
-  any training image;
+- *studio, content or flat colour*: that, or at least 3/4 of the image flat colour where no training
+  image is even half flat;
 - *studio, content, flat colour or noise*: that, or neighbouring pixels correlating under 0.2 and
   under every training image's (`Prediction.unfamiliar`, what Try it and predict say).
 

@@ -25,10 +25,14 @@ Low confidence (documented measure, both parts shown to the user in plain words)
     than 19 held-out images no such bar exists (a plain 95% quantile of 18 images flagged 7 of a
     user's 46 own images, training images at 99% among them);
   - it is *mostly flat colour*: at least `FLAT_SHARE` (3/4) of its neighbouring pixels are equal
-    (`flat_share`), and more than in any training image, as in a drawing, a screenshot or a blank
-    page (a clip-art ball on grass sat among the sample's textures in every feature tried). An image
-    drawn like the training images exceeds all n of them with probability at most 1 / (n + 1), so
-    the two together flag such an image at most 5% + 1 / (n + 1) of the time. A histogram of every
+    (`flat_share`), while no training image is even `FLAT_TRAINING_MAX` (half) flat, as in a drawing,
+    a screenshot or a blank page among photos (a clip-art ball on grass sat among the sample's textures
+    in every feature tried). The gap between the two is JPEG's: its noise leaves drawings saved as JPEG
+    62-80% flat at quality 50-95, and the same drawing as a PNG is 98% flat (a new user's own drawing was
+    called unfamiliar beside the JPEG drawings it was trained on when the bar was the flattest training
+    image). An image drawn like the training images exceeds all n of them with probability at most
+    1 / (n + 1), and this flag asks for more, so the two together flag such an image at most
+    5% + 1 / (n + 1) of the time. A histogram of every
     pixel step was tried instead and flagged textures merely shrunk from a larger picture or
     slightly blurred (`benchmarks/unfamiliar.py`);
   - it is *mostly noise*: its neighbouring pixels are barely alike in either direction
@@ -94,6 +98,9 @@ LOW_CONFIDENCE = 0.5  # top softmax probability under this reads "unsure"
 FAR_QUANTILE = 0.95  # farther from the training images than 95% of held-out images reads "unfamiliar"
 KNN_K = 5  # the k-th nearest training image sets an image's distance (Sun et al. 2022: k = 50 of 50,000 images)
 FLAT_SHARE = 0.75  # at least this share of equal neighbouring pixels reads "mostly flat colour"
+# ... but only where every training image is under this share: training images flatter than it are drawings
+# (or screenshots, diagrams) themselves, and a flatter drawing, such as a PNG beside JPEG ones, is no stranger
+FLAT_TRAINING_MAX = 0.5
 # neighbouring pixels correlating under this (and under every training image) read "noise": pixels all but
 # independent at the run's size. 0.5 also caught a noisy training set's kind of picture taken larger and shrunk
 # (0.27 against 0.45 for the training images, enlarged from 24 px); static shrunk from 512 px (0.26-0.32) is far
@@ -276,8 +283,9 @@ class FeatureStats:
     correlation_min: float = -1.0  # -1.0: no image is called mostly noise
 
     def mostly_flat(self, flat: float | None) -> bool:
-        """Whether an image with `flat_share` `flat` is mostly flat colour, unlike every training image."""
-        return flat is not None and flat >= FLAT_SHARE and flat > self.flat_max
+        """Whether an image with `flat_share` `flat` is mostly flat colour (`FLAT_SHARE`) where the training
+        images are not: none of them reaches `FLAT_TRAINING_MAX`."""
+        return flat is not None and flat >= FLAT_SHARE and self.flat_max < FLAT_TRAINING_MAX
 
     def mostly_noise(self, correlation: float | None) -> bool:
         """Whether an image with `neighbour_correlation` `correlation` is mostly noise, unlike every training image."""

@@ -335,6 +335,31 @@ def test_a_mostly_flat_image_is_flagged_and_a_training_image_never_is():
     assert not p.answers(probs[:1], feats[:1], images_u8=white)[0].unfamiliar
 
 
+def test_a_drawing_saved_as_png_is_not_unfamiliar_beside_the_same_drawings_saved_as_jpeg():
+    """JPEG's noise leaves a drawing far from flat; the same drawing as a PNG is flat. A new user's PNG triangle was
+    called "unfamiliar (flat colour)" beside the JPEG triangles it was trained on, at 97% for the right class."""
+    from PIL import ImageDraw
+
+    from engine.predict import FLAT_SHARE, flat_share
+
+    def drawing(i: int, fmt: str, **kw) -> torch.Tensor:
+        im = Image.new("RGB", (64, 64), "white")
+        ImageDraw.Draw(im).polygon([(10 + i, 50), (32, 10 + i), (54 - i, 50)], fill=(200, 40, 40))
+        out = io.BytesIO()
+        im.save(out, fmt, **kw)
+        return decode_bytes(out.getvalue(), f"triangle {i}.{fmt.lower()}", 64)[0]
+
+    jpegs = torch.stack([drawing(i, "JPEG", quality=q) for i in range(4) for q in (50, 75, 95)])
+    png = drawing(2, "PNG")[None]
+    trained = FeatureStats(torch.eye(2), far_distance=0.1, reference="test", flat_max=float(flat_share(jpegs).max()))
+    assert float(flat_share(png)) > trained.flat_max and float(flat_share(png)) >= FLAT_SHARE, "the case itself"
+    assert not trained.mostly_flat(float(flat_share(png)))
+    # textures (grain) in training: the same PNG drawing is a stranger among them
+    grain = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    textures = FeatureStats(torch.eye(2), far_distance=0.1, reference="test", flat_max=float(flat_share(grain).max()))
+    assert textures.mostly_flat(float(flat_share(png)))
+
+
 def test_an_image_of_noise_is_flagged_unless_the_training_images_are_as_noisy():
     """Neighbouring pixels of a photo or texture are alike; of static, not. An image whose pixels correlate
     under NOISE_CORRELATION and under every training image's is called mostly noise, in words that say so."""
