@@ -1048,6 +1048,9 @@ def test_a_crashing_run_is_marked_failed_and_the_next_run_starts(studio, tiny_by
     at.switch_page("app_pages/results.py").run()
     no_problems(at)
     assert any("This run failed" in e for e in texts(at.error))
+    # no model to answer with: no predict command (a new user was offered one for a failed run), the repeat stays
+    assert any(c.value.startswith("python -m engine train") for c in at.code)
+    assert not any("engine predict" in c.value for c in at.code)
 
     good = start_run(at)
     assert engine().wait(good, RUN_TIMEOUT) == "finished"

@@ -448,7 +448,7 @@ def downloads(engine, rec, summary: dict) -> None:
 def repeat_command(engine, cfg_file: Path, download_name: str, run_id: str, best: bool = False) -> None:
     """The command line that repeats a run. A studio that listens on this computer alone: the run's
     own config and this studio's folder, so that its uploads are found (paths of the user's own
-    computer), and the command that predicts with the run (its id; `best`: with the best validation
+    computer), and, for a finished run (a failed or stopped one has no model), the command that predicts with it (its id; `best`: with the best validation
     epoch's weights, the ones picked above it); on a server others reach, the downloaded config, whose
     uploaded files then need replacing by their paths (no server paths are shown)."""
     import os
@@ -461,12 +461,14 @@ def repeat_command(engine, cfg_file: Path, download_name: str, run_id: str, best
         # one option per line, with the shell's line continuations: a narrow page wraps inside a path only
         st.code(f"python -m engine train \\\n    --config {shlex.quote(str(cfg_file))} \\\n    --data-dir "
                 f"{shlex.quote(str(engine.data_dir))}", language="bash", wrap_lines=True)
+        rec = engine.run_record(run_id)
+        if rec is None or rec.status != "finished":  # a failed or stopped run has no model to answer with
+            return
         weights, variant = (", with the best validation epoch's weights picked above", ["--variant best"]) if best \
             else ("", [])
         from app.app_pages.explain import uses_wise
 
-        rec = engine.run_record(run_id)
-        if not best and rec is not None and uses_wise(rec):  # the model Try it, Explain and Export use
+        if not best and uses_wise(rec):  # the model Try it, Explain and Export use
             alpha, _ = state.wise_alpha(engine, rec)
             if alpha != 1.0:
                 weights, variant = f" (the WiSE-FT mix at alpha {alpha:.2f}, as Try it uses)", [
@@ -476,7 +478,7 @@ def repeat_command(engine, cfg_file: Path, download_name: str, run_id: str, best
         options = [f"--run {run_id}", *variant,
                    f"--data-dir {shlex.quote(str(engine.data_dir))}", "--data new_photos.zip", "--out predictions.csv"]
         st.code(" \\\n    ".join(["python -m engine predict", *options]), language="bash", wrap_lines=True)
-        if rec is not None and (Path(rec.run_dir) / "structured.safetensors").is_file():
+        if (Path(rec.run_dir) / "structured.safetensors").is_file():
             st.caption("With the smaller, channel-pruned model instead: add `--variant structured` (the same to "
                        "`python -m engine export --run ...` for its files).")
         return
