@@ -30,7 +30,8 @@ from engine.chance import (ChanceCause, chance_cause, chance_finding, small_spli
                            weak_class_words)
 from engine.checkpoints import new_run_id, write_json
 from engine.clock import fmt_duration, process_started_at
-from engine.config import RunConfig, apply_overrides, probe_epochs_for, smaller_batch, smaller_batch_advice
+from engine.config import (RunConfig, apply_overrides, probe_epochs_for, smaller_batch, smaller_batch_advice,
+                           with_batch)
 from engine.contract import Reporter, shown_counters
 from engine.data import DataSplits, DatasetError, inspect_dataset
 from engine.devices import fit_threads_to_cpus, pick_device
@@ -44,7 +45,7 @@ from engine.optim import frozen_words
 from engine.paths import UPLOAD_PREFIX, default_data_dir, register_upload_dir, resolve_path, upload_sha
 from engine.predict import (VARIANTS, check_source, load_predictor, model_caution, predict_folder, run_summary,
                             write_csv)
-from engine.presets import PRESETS, fit_to_data, get_preset, is_recipe, run_name
+from engine.presets import PRESETS, fit_to_data, fitted_to, get_preset, is_recipe, run_name
 from engine.pruning_search import search_into_config
 from engine.resume import RESUME_FILE, check_resumable, planned_epochs
 from engine.run_data import load_user_ood, prepare_data
@@ -290,7 +291,8 @@ def _train(args: argparse.Namespace) -> int:
             else:  # as the other notes: on stderr
                 print(f"note: {fitted} (--batch-size sets one)", file=sys.stderr, flush=True)
     if not cfg.name:  # named as the dashboard names a run: the preset it still is, or its methods; its data
-        cfg = dataclasses.replace(cfg, name=run_name(cfg, preset=_preset_title(args.preset, cfg, len(data.train))))
+        cfg = dataclasses.replace(cfg, name=run_name(cfg, preset=_preset_title(args.preset, cfg, len(data.train)),
+                                                     fit=fitted_to(len(data.train))))
     store = RunStore(data_dir / "studio.db")
     run_id = new_run_id()
     run_dir = Path(args.out).resolve() if args.out else data_dir / "runs" / run_id
@@ -317,8 +319,11 @@ def _auto_named(cfg: RunConfig) -> bool:
     """Whether `cfg.name` is one the studio gave (engine.presets.run_name, with any preset's title or
     none), not the user's: a run's config reused with other data or settings is named afresh."""
     # with seed 0 too: names given before run names carried the seed
-    return bool(cfg.name) and cfg.name in {run_name(c, preset=title) for c in (cfg, dataclasses.replace(cfg, seed=0))
-                                           for title in (None, *(p.title for p in PRESETS.values()))}
+    # and with any preset fitted to its data as this batch (the data that fitted it unknown here)
+    return bool(cfg.name) and cfg.name in {
+        run_name(c, preset=title, fit=fit) for c in (cfg, dataclasses.replace(cfg, seed=0))
+        for title in (None, *(p.title for p in PRESETS.values()))
+        for fit in (None, lambda recipe: with_batch(recipe, cfg.train.batch_size))}
 
 
 def _preset_title(name: str | None, cfg: RunConfig, train_images: int) -> str | None:

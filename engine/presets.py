@@ -432,13 +432,26 @@ __all__ = ["Preset", "PRESETS", "DEFAULT_PRESET", "register_preset", "get_preset
            "offline_pretrained", "quick_demo", "fastest", "robust", "small_model"]
 
 
-def run_name(cfg: RunConfig, data: str | None = None, preset: str | None = None) -> str:
+def fitted_to(train_images: int | Callable[[], int]) -> Callable[[RunConfig], RunConfig]:
+    """A preset's recipe -> that recipe as `fit_to_data` fits it to `train_images` training images (a number, or
+    a function giving it, called at most once and only when a recipe is fitted), for `run_name` and
+    `near_preset`."""
+    import functools
+
+    count = functools.cache(train_images if callable(train_images) else lambda: train_images)
+    return lambda recipe: fit_to_data(recipe, count())[0]
+
+
+def run_name(cfg: RunConfig, data: str | None = None, preset: str | None = None,
+             fit: Callable[[RunConfig], RunConfig] | None = None) -> str:
     """What a run is called when the user gave no name (the dashboard and `train` alike): `preset`
     (the title of the preset the settings are exactly, when they are one) with the backbone ("Quick
     demo (ResNet-18) on ..."), else the preset they are with a setting or two changed (`near_preset`:
-    "Standard demo, epochs 5 (ResNet-18) on ..."), else the backbone and the methods switched on
+    "Standard demo, epochs 5 (ResNet-18) on ..."; `fit`: as `near_preset`'s, so that a preset fitted to the
+    run's small dataset is not named by its fitted batch), else the backbone and the methods switched on
     ("ResNet-18 WiSE-FT on ..."); the seed when it is not 0 (two runs of one recipe had one name in every
-    list); where it starts when that is not pretrained weights (your checkpoint, scratch); and the data:
+    list); where it starts when that is not the bundled weights (ImageNet weights, your checkpoint, scratch); and
+    the data:
     `data`, else the dataset's own name (data.source_name, "sample textures" for the bundled sample, or
     the file or folder name of data.source)."""
     from pathlib import PurePath
@@ -450,9 +463,10 @@ def run_name(cfg: RunConfig, data: str | None = None, preset: str | None = None)
         source = cfg.data.source
         data = cfg.data.source_name or ("sample textures" if PurePath(source).as_posix().endswith(SAMPLE_DATASET)
                                         else PurePath(source).name or source)
-    start = {"checkpoint": " from your checkpoint", "none": " from scratch"}.get(cfg.backbone.pretrained, "")
+    start = {"checkpoint": " from your checkpoint", "none": " from scratch",
+             "imagenet": " from ImageNet weights"}.get(cfg.backbone.pretrained, "")
     seed = f"seed {cfg.seed}" if cfg.seed != 0 else ""  # two runs of one recipe told apart wherever the name shows
-    near = None if preset else near_preset(cfg)
+    near = None if preset else near_preset(cfg, fit)
     if near is not None:  # "Standard demo, epochs 5 (ResNet-18) on ...": the recipe it was, and what changed
         preset = ", ".join([near[0].title, *near[1]])
     if preset:
@@ -467,23 +481,31 @@ NEAR_PRESET_CHANGES = 2  # a recipe changed in more settings than this is the us
 _NOT_A_CHANGE = ("backbone.", "data.source", "data.ood_source", "data.source_name", "name", "seed")
 
 
-def near_preset(cfg: RunConfig) -> tuple[Preset, list[str]] | None:
+def near_preset(cfg: RunConfig, fit: Callable[[RunConfig], RunConfig] | None = None) -> tuple[Preset, list[str]] | None:
     """The preset whose recipe `cfg` is with at most NEAR_PRESET_CHANGES settings changed, the same methods on
     (the fewest changes; the most specific preset among ties), and each change in words, the setting's label
     and its value ("epochs 5", "augment images off"); None when no preset is that near. The backbone and where the
-    weights come from are not counted (a run's name says them). A teacher's Standard demo run at 5 epochs was
-    named "ResNet-18 plain" and read as another recipe than the demo's."""
+    weights come from are not counted (a run's name says them), nor, with `fit` (a preset's recipe -> that recipe
+    fitted to the run's data: `fitted_to`), the smaller batch and learning rate of a preset fitted to a small
+    dataset (a new user's Fastest model on ImageNet weights was named "Fastest model, learning rate 0.0025, batch
+    size 4", the preset's own fit). A teacher's Standard demo run at 5 epochs was named "ResNet-18 plain" and read
+    as another recipe than the demo's."""
     import re
 
     from engine.config import setting_name, without_setting_keys
     from engine.words import value_words
+
+    def changes(recipe: RunConfig) -> dict[str, Any]:
+        return {k: v for k, v in config_changes(recipe, cfg).items() if not k.startswith(_NOT_A_CHANGE)}
 
     best = None
     for p in PRESETS.values():
         recipe = p.apply(cfg)
         if recipe.enabled_methods() != cfg.enabled_methods():
             continue
-        changed = {k: v for k, v in config_changes(recipe, cfg).items() if not k.startswith(_NOT_A_CHANGE)}
+        changed = changes(recipe)
+        if fit is not None and cfg.train.batch_size < recipe.train.batch_size:  # fitted to the data, if fewer changes
+            changed = min(changed, changes(fit(recipe)), key=len)
         rank = (len(changed), -len(p.sets()))
         if len(changed) <= NEAR_PRESET_CHANGES and (best is None or rank < best[0]):
             best = (rank, p, changed)

@@ -268,7 +268,7 @@ def test_a_preset_with_a_setting_or_two_changed_is_named_after_it_with_the_chang
     user's own recipe, named by backbone and methods."""
     from engine.cli import _auto_named
     from engine.config import apply_overrides
-    from engine.presets import NEAR_PRESET_CHANGES, near_preset, run_name
+    from engine.presets import NEAR_PRESET_CHANGES, fit_to_data, fitted_to, near_preset, run_name
 
     data = apply_overrides(RunConfig(), ["data.source=/tmp/leaves.zip"])
     for preset in PRESETS.values():
@@ -289,3 +289,16 @@ def test_a_preset_with_a_setting_or_two_changed_is_named_after_it_with_the_chang
     assert near_preset(apply_overrides(demo, ["wise_ft.enabled=true"])) is None, "a method switched on: not the demo"
     assert run_name(apply_overrides(demo, ["backbone.pretrained=none", "seed=2"])) == \
         "Standard demo (ResNet-18, seed 2) from scratch on leaves.zip", "start and seed are said, not counted"
+    # the preset fitted to a small dataset (a smaller batch, the rate scaled with it) is still the preset; ImageNet
+    # weights are said: a new user's Fastest model from ImageNet weights was named "Fastest model, learning rate
+    # 0.0025, batch size 4 (ResNet-18)", the fit's values, its weights unsaid
+    fast = PRESETS["fastest"].apply(data)
+    fitted = fit_to_data(apply_overrides(fast, ["backbone.pretrained=imagenet"]), 27)[0]
+    assert fitted.train.batch_size < fast.train.batch_size, "the case itself: a fitted batch"
+    assert run_name(fitted, fit=fitted_to(27)) == "Fastest model (ResNet-18) from ImageNet weights on leaves.zip"
+    assert run_name(apply_overrides(fitted, ["train.epochs=6"]), fit=fitted_to(lambda: 27)) == \
+        "Fastest model, epochs 6 (ResNet-18) from ImageNet weights on leaves.zip"
+    assert _auto_named(dataclasses.replace(fitted, name=run_name(fitted, fit=fitted_to(27)))), "known as its own"
+    assert run_name(fitted, fit=fitted_to(5000)).startswith("Fastest model, learning rate "), "not the fit for 5000"
+    assert run_name(apply_overrides(fast, ["train.batch_size=8"])) == \
+        "Fastest model, batch size 8 (ResNet-18) on leaves.zip", "a smaller batch at the same rate is a change"
