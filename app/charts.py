@@ -14,6 +14,7 @@ import altair as alt
 import pandas as pd
 
 from engine.corruptions import corruption_name
+from engine.words import percent
 
 # Friendly names for the metrics the engine and the methods log. Unknown names are humanised.
 METRIC_LABELS = {
@@ -649,7 +650,8 @@ def topk_chart(df: pd.DataFrame, title: str = "", threshold: float | None = None
     (`topk_words`; with `words_on_axis` False the axis says "Probability" and the page says the rest
     where it can wrap: two charts side by side cut it). The title starts at the chart's left edge, on
     `probability_title_lines`, padded to `lines` lines (the most among charts side by side)."""
-    data = df.assign(top=df["rank"] == 1)
+    # each bar's figure as the words beside it give it: 49.7% under a 50% line, not "50%" (engine.words.percent)
+    data = df.assign(top=df["rank"] == 1, shown=[percent(float(p), threshold) for p in df["probability"]])
     x_title = topk_words(len(df), threshold, classes) if words_on_axis else "Probability"
     bars = alt.Chart(data).mark_bar().encode(
         # ticks of their own, an odd number: Vega's default ones (0%, 20% ... 100%) lost every other label in a
@@ -663,7 +665,7 @@ def topk_chart(df: pd.DataFrame, title: str = "", threshold: float | None = None
         color=alt.Color("top:N", scale=alt.Scale(domain=[True, False], range=["#1f77b4", "#9ecae1"]), legend=None),
         tooltip=["class:N", alt.Tooltip("probability:Q", format=".1%")],
     )
-    labels = bars.mark_text(align="left", dx=3).encode(text=alt.Text("probability:Q", format=".0%"), color=alt.value("#333"))
+    labels = bars.mark_text(align="left", dx=3).encode(text="shown:N", color=alt.value("#333"))
     chart = bars + labels
     if threshold is not None:  # under the percentages: a bar ending near the line keeps its figure legible
         rule = alt.Chart(pd.DataFrame({"probability": [threshold]})).mark_rule(

@@ -92,6 +92,7 @@ from engine.devices import autocast_ctx, inference_channels_last, pick_device, r
 from engine.run_data import prepare_data
 from engine.runs import VARIANTS as RUN_VARIANTS
 from engine.runs import load_run
+from engine.words import percent
 
 VARIANTS = {k: v for k, v in RUN_VARIANTS.items() if k != "start"}  # the start model is for Explain
 LOW_CONFIDENCE = 0.5  # top softmax probability under this reads "unsure"
@@ -469,13 +470,6 @@ class Predictor:
                           else f"{prediction.own} image of this run")
                          + (f", labelled {prediction.own_class}" if prediction.own_class else ""))
         return "; ".join(parts)
-
-
-def percent(p: float, threshold: float) -> str:
-    """A probability under `threshold` in whole percent, with a decimal where whole percent would read
-    as the threshold itself ("49.6%", not "50%, under 50%")."""
-    whole = f"{100 * p:.0f}%"
-    return f"{100 * p:.1f}%" if p < threshold and round(100 * p) >= round(100 * threshold) else whole
 
 
 OWN_WORDS = {"training": "one of the run's training images: the model was fitted on it, so its answer says "

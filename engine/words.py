@@ -17,6 +17,15 @@ def percent_half_up(x: float) -> str:
     return f"{math.floor(100 * x + 0.5)}%"
 
 
+def percent(p: float, threshold: float | None = None) -> str:
+    """A probability `p` (a fraction) in whole percent, with a decimal where whole percent would read as
+    `threshold` itself while `p` is under it ("49.6%", not "50%, under 50%"); the same on the probability
+    bars as in the words beside them. Raises nothing."""
+    whole = f"{100 * p:.0f}%"
+    near = threshold is not None and p < threshold and round(100 * p) >= round(100 * threshold)
+    return f"{100 * p:.1f}%" if near else whole
+
+
 def value_words(value) -> str:
     """A setting's value as people read it: a switch as "on" / "off", a float by `:g` (0.02, not
     "0.020000000000000004"), anything else as str. Raises nothing."""

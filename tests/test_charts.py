@@ -396,6 +396,18 @@ def test_a_top_k_chart_says_when_it_leaves_classes_out():
     assert charts.topk_words(3, None, 3, under_axis=True) == ""
 
 
+def test_a_bar_just_under_the_unsure_line_is_not_labelled_as_the_line():
+    """A new user's top bar read "50%" on the red 50% line beside "has only 49.7% probability, under 50%"."""
+    from app import charts
+
+    df = charts.topk_frame([("triangle", 0.497), ("circle", 0.3), ("square", 0.203)])
+    spec = charts.topk_chart(df, threshold=0.5).to_dict()
+    text = next(layer for layer in spec["layer"] if layer["mark"].get("type") == "text")
+    assert text["encoding"]["text"]["field"] == "shown"
+    rows = next(iter(spec["datasets"].values()))
+    assert [r["shown"] for r in rows] == ["49.7%", "30%", "20%"], rows
+
+
 def test_a_run_summary_is_parsed_once_per_version_of_the_file(tmp_path, monkeypatch):
     """Pages listing many runs read every run's summary.json on each rerun: the same file is parsed
     once, a rewritten one (a finished run's claim added) is read again, a missing or broken one is {}."""

@@ -406,7 +406,7 @@ def test_an_image_of_noise_is_flagged_unless_the_training_images_are_as_noisy():
 
 
 def test_a_probability_just_under_the_threshold_does_not_read_as_the_threshold():
-    from engine.predict import percent
+    from engine.words import percent
 
     assert percent(0.496, 0.5) == "49.6%" and percent(0.44, 0.5) == "44%" and percent(0.9, 0.5) == "90%"
 
