@@ -94,6 +94,15 @@ def test_an_uploaded_image_gets_top_k_bars_and_a_blank_one_is_flagged(run):
     no_problems(at)  # the same bytes twice: one answer, no clash of widget keys
     assert any("my copy.png is the same file as blank.png" in c for c in texts(at.caption)), texts(at.caption)
     assert len(at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")) == 1
+    # the same file given twice (a new user read "blank.png is the same file as blank.png" and a kept list naming it
+    # twice): answered and kept once
+    at.file_uploader(key="try_files").set_value([("blank.png", png(blank), "image/png")] * 2)
+    at.run()
+    no_problems(at)
+    from app import state
+
+    assert any(c.endswith("blank.png was given twice: its answer is above.") for c in texts(at.caption)), texts(at.caption)
+    assert [name for name, _ in at.session_state[state.TRY_KEY]["images"]] == ["blank.png"]
 
     at.file_uploader(key="try_files").set_value([("phone.heic", b"\x00\x00\x00\x18ftypheic", "image/heic"),
                                                   ("blank.png", png(blank), "image/png")])

@@ -709,7 +709,10 @@ def answer_images(engine, kind: str, images: list[tuple[str, bytes]], new: bool,
                 st.caption(note)
     for name, data in images:
         key = digest(data)
-        if key in first_named:  # the same bytes under another name: one answer (and widget keys)
+        if key in first_named:  # the same bytes again: one answer (and widget keys)
+            if name == first_named[key]:  # the same file given twice: kept once ("... is the same file as" itself)
+                st.caption(f":material/content_copy: {state.md_text(name)} was given twice: its answer is above.")
+                continue
             st.caption(f":material/content_copy: {state.md_text(name)} is the same file as "
                        f"{state.md_text(first_named[key])}: its answer is above.")
             usable.append((name, data))
