@@ -940,3 +940,28 @@ def test_the_train_pages_tiles_keep_their_widths_while_the_numbers_grow(monkeypa
     assert sum(early.values()) + 4 * 16 <= 820, "one row in the 820 px a 1280 px window leaves the page"
     for label, value, width in drawn:  # wide enough for what they show
         assert width >= layout.tile_width(label, value), (label, value, width)
+
+
+def _recent_runs_app():
+    import time
+    from types import SimpleNamespace
+
+    from app.app_pages.train import recent_table
+
+    recent_table([SimpleNamespace(name="Fastest model (ResNet-18) from ImageNet weights on shapes.zip", status="failed",
+                                  created=time.time(), started=None, id="20261206-030445-d76d5d", config={},
+                                  error="The ImageNet weights could not be downloaded.")])
+
+
+def test_the_recent_runs_table_shows_a_whole_run_id():
+    """The id is what the command line's --run takes: a new user saw it cut ("20261206-030445-d76d5…")."""
+    import json
+
+    from app.app_pages.results import TEXT_PX_PER_CHAR
+
+    at = AppTest.from_function(_recent_runs_app, default_timeout=30).run()
+    no_problems(at)
+    (grid,) = at.dataframe
+    widths = {k: v.get("width") for k, v in json.loads(grid.proto.columns).items()}
+    assert widths["id"] >= len("20261206-030445-d76d5d") * TEXT_PX_PER_CHAR + 18, widths
+    assert grid.value["id"].tolist() == ["20261206-030445-d76d5d"]

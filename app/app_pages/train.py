@@ -185,17 +185,24 @@ def queue_view(engine, watched: str | None) -> None:
 
 
 def recent_table(visible: list) -> None:
-    """The ten latest of `visible` (state.runs, read once per redraw) in a table under an expander."""
+    """The ten latest of `visible` (state.runs, read once per redraw) in a table under an expander, the id
+    column as wide as the longest id (the command line's `--run` takes it; a new user saw it cut, "d76d5…")."""
+    from app.app_pages.results import TEXT_PX_PER_CHAR
+
     runs = visible[:10]
     if not runs:
         return
+    rows = [{"run": r.name, "status": r.status,
+             # as the run pickers and Results write it: a continued run keeps its first start
+             "started": components.short_time(r.created or r.started), "id": r.id,
+             "message": state.message_words(r.error, state.config_names(r.config)).splitlines()[0]
+             if r.error else ""} for r in runs]
+    id_px = int(max(len(r["id"]) for r in rows) * TEXT_PX_PER_CHAR + 24)
     with st.expander("Recent runs", icon=":material/history:", expanded=False):
-        st.dataframe([{"run": r.name, "status": r.status,
-                       # as the run pickers and Results write it: a continued run keeps its first start
-                       "started": components.short_time(r.created or r.started), "id": r.id,
-                       "message": state.message_words(r.error, state.config_names(r.config)).splitlines()[0]
-                       if r.error else ""} for r in runs],
-                     hide_index=True, width="stretch")
+        st.dataframe(rows, hide_index=True, width="stretch", column_config={
+            "status": st.column_config.TextColumn("status", width=80),
+            "started": st.column_config.TextColumn("started", width=108),
+            "id": st.column_config.TextColumn("id", width=id_px)})
 
 
 def continue_button(engine, run_id: str, container, key: str | None = None, primary: bool = False) -> None:
