@@ -328,6 +328,9 @@ def test_a_flat_map_says_so_under_the_picture_it_leaves_unchanged():
     m = np.zeros((4, 4), dtype=np.float32)
     m[1, 2] = 0.2
     assert map_caption("Grad-CAM", m) == "Grad-CAM", "a map with any structure keeps its plain caption"
+    from app.app_pages.explain import any_flat
+
+    assert any_flat([m, np.zeros((4, 4), dtype=np.uint8)]) and not any_flat([m, None]) and not any_flat([])
 
 
 def test_confusion_cells_put_mix_ups_first():

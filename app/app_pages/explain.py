@@ -349,6 +349,16 @@ def overlay(image: np.ndarray, m: np.ndarray, strength: float = 0.7) -> np.ndarr
 
 
 FLAT_NOTE = "flat: no region stands out, so the picture shows through unchanged"
+# Grad-CAM keeps only evidence for the class (a ReLU of the weighted feature maps): on the small grid of a 64 px run
+# (4 x 4 regions) it is often zero everywhere, and a new user saw no explanation at all on the page's default method
+FLAT_GRAD_CAM = (":material/info: A flat Grad-CAM map: no region raises that class's score at the layer Grad-CAM "
+                 "reads (it keeps only evidence for the class). Saliency and Integrated Gradients show the evidence "
+                 "pixel by pixel.")
+
+
+def any_flat(heats) -> bool:
+    """Whether any of the maps `heats` (arrays, any dtype; None for one not computed) is flat: zero everywhere."""
+    return any(h is not None and not np.any(h) for h in heats)
 
 
 def map_caption(label: str, heat: np.ndarray) -> str:
@@ -526,6 +536,8 @@ def attributions_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
     if "grad_cam" in methods:
         with b.lock:  # the note runs the shared model once with hooks on its stages
             st.caption(gradcam_note(b.model, b.cfg.data.image_size))
+        if any_flat(maps["grad_cam"].values()):
+            st.caption(FLAT_GRAD_CAM)
     truth = classes[int(pred["labels"][index])]
     clean = _hwc(b.data.val.images[index])
     head = layout.cells(2)

@@ -29,7 +29,7 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, components, layout, state
-from app.app_pages.explain import colour_bar, map_caption, overlay, upscale
+from app.app_pages.explain import FLAT_GRAD_CAM, any_flat, colour_bar, map_caption, overlay, upscale
 from app.claims_view import at_chance, guess_warning
 from engine.errors import StudioError
 from engine.explain import ATTRIBUTIONS
@@ -313,6 +313,7 @@ def explain_view(ds: str, models: list[Shown], image: np.ndarray, answers: list,
                    "means anything.", icon=":material/help:")
     picture = image.transpose(1, 2, 0).astype(np.float32) / 255.0
     cols = answer_columns(len(models))[1:]  # each map under its model's answer
+    heats = []
     for col, model, answer in zip(cols, models, answers):
         target = model.p.classes.index(answer.top[0][0])
         with st.spinner(f"{METHOD_NAMES[method]} for {model.label} ..."):
@@ -325,6 +326,9 @@ def explain_view(ds: str, models: list[Shown], image: np.ndarray, answers: list,
         col.image(upscale((np.clip(overlay(picture, m), 0, 1) * 255).astype(np.uint8), DISPLAY_PX),
                   caption=map_caption(f"{state.md_text(model.label)}: why {state.md_text(answer.top[0][0])}", m),
                   width=DISPLAY_PX)
+        heats.append(m)
+    if method == "grad_cam" and any_flat(heats):
+        st.caption(FLAT_GRAD_CAM)
 
 
 def device_words(device) -> str:
