@@ -73,7 +73,27 @@ LAYER_NAMES = alt.Axis(labelOverlap=False, labelLimit=180, labelFlush=False)
 LAYER_PADDING = {"left": 12, "top": 5, "right": 5, "bottom": 5}
 # epochs and steps count from 1: an axis from the first to the last, not from 0 (a quantitative axis
 # starts at zero by default, and 20-epoch charts began at an epoch 0 there never is)
-COUNT_AXIS = alt.Scale(zero=False, nice=False)
+# (padding: a few pixels beyond the first and last epoch, so that their points are not cut in half at the edges)
+COUNT_AXIS = alt.Scale(zero=False, nice=False, padding=8)
+TICK_STEPS = (1, 2, 5)  # x 10^k: whole-number tick steps
+
+
+def count_ticks(values: Iterable[float], most: int = 12) -> list[int]:
+    """Tick positions for an axis of counts (epochs, steps) from the first to the last of `values`: the
+    multiples of the smallest step of 1, 2, 5, 10, 20, 50 ... that leaves at most `most` ticks ([] for no
+    values). Given, not chosen by Vega for each plot's width: the loss and accuracy charts side by side read
+    2, 4 ... 12 and 1 ... 12 over the same epochs."""
+    finite = [float(v) for v in values if _finite(v)]
+    if not finite:
+        return []
+    lo, hi = math.ceil(min(finite)), math.floor(max(finite))
+    scale = 1
+    while True:
+        for step in (k * scale for k in TICK_STEPS):
+            ticks = list(range(-(-lo // step) * step, hi + 1, step))
+            if len(ticks) <= most:
+                return ticks
+        scale *= 10
 TITLE_CHARS = 48  # a chart title longer than this is cut in a half-width chart at 1280 px
 LEGEND_PAIR_CHARS = 24  # longer labels get a line each: a half-width chart cut "Robust accuracy (atta" in two columns
 
@@ -282,7 +302,7 @@ def metric_lines(df: pd.DataFrame, metrics: Sequence[str], title: str | list[str
                       if legend else None,
                       scale=alt.Scale(domain=order, range=colors))
     base = alt.Chart(data).encode(
-        x=alt.X(f"{x}:Q", title=x_title, axis=alt.Axis(tickMinStep=1, format="d"), scale=COUNT_AXIS),
+        x=alt.X(f"{x}:Q", title=x_title, axis=alt.Axis(values=count_ticks(data[x]), format="d"), scale=COUNT_AXIS),
         y=alt.Y("value:Q", axis=y_axis, scale=y_scale),
         color=color,
         tooltip=[alt.Tooltip(f"{x}:Q", title=x_title), alt.Tooltip("label:N", title="Metric"),
@@ -594,7 +614,8 @@ def compare_chart(df: pd.DataFrame, metric: str, colours: Mapping[str, str] | No
     scale = (alt.Scale(domain=list(colours), range=list(colours.values())) if colours
              else alt.Scale(range=list(RUN_COLOURS)))
     base = alt.Chart(df).encode(
-        x=alt.X("epoch:Q", title="Epoch", axis=alt.Axis(tickMinStep=1, format="d"), scale=COUNT_AXIS),
+        x=alt.X("epoch:Q", title="Epoch", axis=alt.Axis(values=count_ticks(df["epoch"]) if len(df) else alt.Undefined,
+                                                        format="d"), scale=COUNT_AXIS),
         y=alt.Y("value:Q", title=label, axis=alt.Axis(format="%" if percent else "~r"),  # 1400, not 1.4e+3
                 scale=alt.Scale(domain=[0, 1]) if percent else alt.Scale(zero=False)),
         color=alt.Color("run:N", title="Run", scale=scale, legend=alt.Legend(orient="bottom", columns=1, labelLimit=480)),

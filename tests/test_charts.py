@@ -567,6 +567,24 @@ def test_epoch_axes_start_at_the_first_epoch():
         assert any("scale" in enc.get("x", {}) for enc in layer_encodings(chart))
 
 
+def test_charts_over_the_same_epochs_share_their_ticks_and_keep_their_end_points():
+    """The loss and accuracy charts side by side read 2, 4 ... 12 and 1 ... 12 (Vega chose by each plot's width), and
+    Compare's last point sat half outside the plot."""
+    import pandas as pd
+
+    from app import charts
+
+    df = pd.DataFrame({"epoch": range(1, 13), "val_acc": 0.5, "train_acc": 0.6, "val_loss": 1.0, "train_loss": 0.9})
+    runs = pd.DataFrame({"epoch": range(1, 21), "value": 0.5, "run": "a"})
+    axes = []
+    for chart in (charts.loss_chart(df), charts.accuracy_chart(df), charts.compare_chart(runs, "val_acc")):
+        xs = [enc["x"] for enc in layer_encodings(chart.to_dict()) if "axis" in enc.get("x", {})]
+        assert xs and all(x["scale"]["padding"] > 0 for x in xs if "scale" in x), xs
+        axes.append(xs[0]["axis"]["values"])
+    assert axes == [list(range(1, 13)), list(range(1, 13)), list(range(2, 21, 2))], axes
+    assert charts.count_ticks(range(0, 1201)) == list(range(0, 1201, 200)) and charts.count_ticks([]) == []
+
+
 def test_a_method_metric_without_any_value_yet_gets_no_chart():
     """A column a method logs only later (all empty so far) drew an empty chart, and Vega warned of an
     "Infinite extent" on the Train page as a run began."""
