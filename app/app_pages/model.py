@@ -149,8 +149,8 @@ PRESET_CARD_PX = 190  # four cards to a line at 1280 px, two at 1000 px (a proje
 
 def fitted_words(cfg) -> str:
     """The batch and rate a preset just applied was fitted to (its card's confirmation): ", fitted to your
-    images: batch 4 at learning rate 0.0025"."""
-    return f", fitted to your images: batch {cfg.train.batch_size} at learning rate {cfg.optim.lr:g}"
+    images: batch 4, learning rate 0.0025"."""
+    return f", fitted to your images: batch {cfg.train.batch_size}, learning rate {cfg.optim.lr:g}"
 
 
 def draw_preset_row(keys: list[str], in_use: list[str], columns: int = 4, applied: str | None = None,
@@ -177,7 +177,9 @@ def draw_preset_row(keys: list[str], in_use: list[str], columns: int = 4, applie
                 st.button(f"Use {preset.title}", key=f"preset_{key}", icon=icon(key), on_click=_apply_preset,
                           args=(key,), width="stretch")  # the card's width: a narrow window wraps words, not letters
                 if key == applied:
-                    st.success(f"Applied: the settings below are now this preset's{fitted}.", icon=":material/check:")
+                    # short: in a 190 px card the longer line made its row twice as tall (the note below says more)
+                    st.success(f"Applied{fitted}." if fitted else "Applied to the settings below.",
+                               icon=":material/check:")
 
 
 # ---- backbone ---------------------------------------------------------------------------------
