@@ -588,6 +588,9 @@ def test_the_highest_loss_gallery_offers_a_choice_only_when_there_is_one():
 
     assert gallery_sizes(3) == [3] and gallery_sizes(6) == [6]
     assert gallery_sizes(20) == [6, 12, 20] and gallery_sizes(128) == [6, 12, 24, 48]
+    from app.app_pages.explain import gallery_size_words
+
+    assert [gallery_size_words(s, 9) for s in gallery_sizes(9)] == ["6", "all 9"], "not a slider from 6 to 9"
 
 
 def test_the_export_tab_offers_the_fine_tuned_model_once_when_the_wise_ft_pick_is_alpha_1(tmp_path):

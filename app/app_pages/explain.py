@@ -373,6 +373,12 @@ def gallery_sizes(n: int) -> list[int]:
     return sorted({min(s, n) for s in (6, 12, 24, 48)})
 
 
+def gallery_size_words(size: int, n: int) -> str:
+    """A stop of the gallery's slider: "12", or "all 9" for every one of the `n` validation images (a new
+    user read a slider from 6 to 9 as an odd range)."""
+    return f"all {n}" if size == n else str(size)
+
+
 def upscale(a: np.ndarray, px: int = DISPLAY_PX) -> np.ndarray:
     """Nearest-neighbour enlargement to at least `px` pixels, so the browser does not blur small images."""
     f = max(1, math.ceil(px / max(a.shape[0], 1)))
@@ -747,6 +753,7 @@ def errors_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
         st.session_state[f"explain_k_{rec.id}"] = min(12, n)
     if len(sizes) > 1:
         k = st.select_slider(f"How many of the {n} validation images to show", sizes, key=f"explain_k_{rec.id}",
+                             format_func=lambda size: gallery_size_words(size, n),
                              help="The validation images the model got most wrong come first (highest loss).")
     else:  # a split of 6 images or fewer: a slider with one stop would be a lone dot
         k = sizes[0]
