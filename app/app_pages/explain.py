@@ -373,6 +373,21 @@ def gallery_sizes(n: int) -> list[int]:
     return sorted({min(s, n) for s in (6, 12, 24, 48)})
 
 
+def gallery_size(run_id: str, n: int) -> int:
+    """How many of the `n` validation images the highest-loss gallery shows: the user's choice on a slider
+    (`gallery_sizes`, 12 at first), or all of them, said in words, when there is nothing to choose."""
+    sizes = gallery_sizes(n)
+    if st.session_state.get(f"explain_k_{run_id}") not in sizes:
+        st.session_state[f"explain_k_{run_id}"] = min(12, n)
+    if len(sizes) > 1:
+        return st.select_slider(f"How many of the {n} validation images to show", sizes, key=f"explain_k_{run_id}",
+                                format_func=lambda size: gallery_size_words(size, n),
+                                help="The validation images the model got most wrong come first (highest loss).")
+    # a split of 6 images or fewer: a slider with one stop would be a lone dot
+    st.caption(f"All {state.plural(sizes[0], 'validation image')}, highest loss first.")
+    return sizes[0]
+
+
 def gallery_size_words(size: int, n: int) -> str:
     """A stop of the gallery's slider: "12", or "all 9" for every one of the `n` validation images (a new
     user read a slider from 6 to 9 as an odd range)."""
@@ -748,16 +763,7 @@ def errors_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
     st.subheader("Highest-loss images")
     st.caption("The validation images the model is most confidently wrong about (or least sure of, when it is "
                "right). Look for a pattern: mislabelled files, two classes that look alike, an unusual background.")
-    sizes = gallery_sizes(n)
-    if st.session_state.get(f"explain_k_{rec.id}") not in sizes:
-        st.session_state[f"explain_k_{rec.id}"] = min(12, n)
-    if len(sizes) > 1:
-        k = st.select_slider(f"How many of the {n} validation images to show", sizes, key=f"explain_k_{rec.id}",
-                             format_func=lambda size: gallery_size_words(size, n),
-                             help="The validation images the model got most wrong come first (highest loss).")
-    else:  # a split of 6 images or fewer: a slider with one stop would be a lone dot
-        k = sizes[0]
-        st.caption(f"All {state.plural(k, 'validation image')}, highest loss first.")
+    k = gallery_size(rec.id, n)
     top = [int(i) for i in pred["order"][:min(k, n)]]
     gallery(run_dir, ds, rec, top,
             [f"{'✓' if preds[i] == labels[i] else '✗'} true {state.md_text(classes[labels[i]])} · "
