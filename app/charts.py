@@ -94,6 +94,8 @@ def count_ticks(values: Iterable[float], most: int = 12) -> list[int]:
             if len(ticks) <= most:
                 return ticks
         scale *= 10
+
+
 TITLE_CHARS = 48  # a chart title longer than this is cut in a half-width chart at 1280 px
 LEGEND_PAIR_CHARS = 24  # longer labels get a line each: a half-width chart cut "Robust accuracy (atta" in two columns
 
