@@ -14,8 +14,8 @@ import streamlit as st
 from app import state
 from engine.baselines import (BASELINE_METHODS, config_value, near_standard, run_claims, standard_config,
                               stronger_standard, stronger_words)
-from engine.chance import (LUCK_MARK, ChanceCause, answers_words, chance_cause, chance_finding, small_split_words,
-                           val_test_gap_words)
+from engine.chance import (LUCK_MARK, ChanceCause, answers_words, chance_cause, chance_finding, run_lr,
+                           small_split_words, unstable_words, val_test_gap_words)
 from engine.claims import wise_ft_reading, wise_pruned_start, wise_user_ood_reading
 from engine.config import RunConfig, smaller_batch, smaller_batch_advice
 from engine.errors import StudioError
@@ -50,6 +50,21 @@ def at_chance(summary: dict, config: dict | None = None, margin: float = 0.02) -
         return (f"{found.text} More {found.split} images per class would tell (the Data page); "
                 f"{advice[:1].lower()}{advice[1:]}")
     return f"{found.text} {advice}"
+
+
+def unstable_note(summary: dict, config: dict | None) -> str | None:
+    """engine.chance.unstable_words with what to change in the dashboard's words (a quarter of the learning
+    rate, on the Model page); None when training was stable, or for adversarial training (its training loss is
+    on attacked images)."""
+    if ((config or {}).get("adversarial") or {}).get("enabled"):
+        return None
+    lr, found = run_lr(summary, config)
+    words = unstable_words(summary, lr)
+    if words is None:
+        return None
+    lower = f"a quarter of it, {lr / 4:.2g}" if lr else "a quarter of it"
+    how = f"switch off {LR_AUTO} and set" if found else "set"
+    return f"{words} Train again at a lower learning rate: on the Model page, {how} {lower}."
 
 
 def val_test_gap(summary: dict) -> str | None:

@@ -26,8 +26,8 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from engine.backbones import BACKBONES, WEIGHTS_TEXT, available_sources, backbone_title
-from engine.chance import (ChanceCause, chance_cause, chance_finding, small_split_words, val_test_gap_words,
-                           weak_class_words)
+from engine.chance import (ChanceCause, chance_cause, chance_finding, run_lr, small_split_words, unstable_words,
+                           val_test_gap_words, weak_class_words)
 from engine.checkpoints import new_run_id, write_json
 from engine.clock import fmt_duration, process_started_at
 from engine.config import (RunConfig, apply_overrides, probe_epochs_for, smaller_batch, smaller_batch_advice,
@@ -645,6 +645,12 @@ def _say_caution(summary: dict, cfg: RunConfig) -> None:
             advice = (f"{advice} If it stays below guessing with more steps, {labels}." if cause.kind == "few_steps"
                       else f"{labels[0].upper()}{labels[1:]}. {advice}")
         print(f"warning: {found.text} {advice}", file=sys.stderr)
+    lr, found = run_lr(summary, cfg.to_dict())
+    unstable = None if "adversarial" in cfg.enabled_methods() else unstable_words(summary, lr)  # attacked images' loss
+    if unstable:
+        lower = f"a quarter of it, {lr / 4:.2g}" if lr else "a quarter of it"
+        print(f"warning: {unstable} Train again at a lower learning rate ({lower}: --lr"
+              + (" with --set optim.lr_auto=false" if found else "") + ").", file=sys.stderr)
     smaller = smaller_model_warning(summary)  # the full-size model can learn and its channel-pruned one not
     if smaller:
         print(f"warning: {smaller}", file=sys.stderr)

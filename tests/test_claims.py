@@ -374,6 +374,43 @@ def test_a_run_whose_validation_peaked_and_fell_is_told_about_its_learning_rate(
         assert "only 9 optimiser steps" in at_chance(other, train), (peak, val)
 
 
+def test_a_run_whose_training_loss_blew_up_is_told_to_lower_its_learning_rate(capsys):
+    """A Quick demo at 32 px (lr 0.02) reached a training loss of 21.7 in epoch 2, ten times a guess's 2.08 among 8
+    classes, and ended at 21.9% test with no word on why (above guessing, so no chance warning)."""
+    import math
+
+    from app.claims_view import unstable_note
+    from engine.chance import UNSTABLE_LOSS, unstable_epoch, unstable_words
+    from engine.cli import _say_caution
+    from engine.config import RunConfig, apply_overrides
+
+    classes = list("abcdefgh")
+    history = [{"epoch": 1, "train_loss": 7.7}, {"epoch": 2, "train_loss": 21.7}, {"epoch": 3, "train_loss": 2.0}]
+    summary = {"classes": classes, "test_acc": 28 / 128, "val_acc": 27 / 128, "history": history}
+    entry, guess = unstable_epoch(summary)
+    assert entry["epoch"] == 2 and guess == pytest.approx(math.log(8))
+    assert unstable_words(summary, 0.02).startswith(
+        "Training was unstable: its training loss reached 21.7 in epoch 2, 10 times what a guess scores among 8 "
+        "classes (2.08): the optimiser's steps overshot, as they do when the learning rate (0.02) is too high")
+    config = RunConfig().to_dict() | {"optim": {"lr": 0.02, "lr_auto": False}}
+    note = unstable_note(summary, config)
+    assert note.endswith("Train again at a lower learning rate: on the Model page, set a quarter of it, 0.005."), note
+    auto = unstable_note(dict(summary, lr_find={"lr": 0.04}), {"optim": {"lr": 0.001, "lr_auto": True}})
+    assert "learning rate (0.04)" in auto and "switch off *Find the learning rate automatically* and set a quarter " \
+        "of it, 0.01." in auto, auto
+    assert unstable_note(summary, {"adversarial": {"enabled": True}}) is None, "attacked images' loss: not judged"
+    cfg = apply_overrides(RunConfig(), ["optim.lr=0.02"])
+    _say_caution(summary, cfg)
+    err = capsys.readouterr().err
+    assert "warning: Training was unstable" in err and "(a quarter of it, 0.005: --lr)." in err, err
+    # an ordinary run: its first epoch near a guess's loss, falling
+    calm = dict(summary, history=[{"epoch": 1, "train_loss": 2.36}, {"epoch": 2, "train_loss": 1.9}])
+    assert unstable_epoch(calm) is None and unstable_note(calm, config) is None
+    assert 2.36 < UNSTABLE_LOSS * math.log(8) and unstable_epoch({"history": history}) is None, "no classes: no guess"
+    _say_caution(calm, cfg)
+    assert "unstable" not in capsys.readouterr().err
+
+
 def test_a_difference_in_points_is_the_difference_of_the_percentages_shown():
     from engine.claims import points_diff
 

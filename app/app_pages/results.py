@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, components, datasets, layout, state
-from app.claims_view import at_chance, claim_lines, small_split_note, val_test_gap
+from app.claims_view import at_chance, claim_lines, small_split_note, unstable_note, val_test_gap
 from app.method_views import VIEWS
 from engine.augment import augmentation_words
 from engine.chance import (chance_finding, findings_split, smaller_model_summary, split_at_guessing,
@@ -570,6 +570,8 @@ def one_run(engine, runs) -> None:
     chance = at_chance(summary, rec.config) if summary.get("status") == "finished" else None
     if chance:
         st.warning(chance, icon=":material/warning:")
+    if summary.get("status") == "finished" and (unstable := unstable_note(summary, rec.config)):
+        st.warning(unstable, icon=":material/warning:")
     if ended := ended_early_words(summary):  # the figures below are the kept weights', not the last epoch's
         st.info(f"{ended} The figures below are that model's.", icon=":material/history:")
     if rec.status not in ("queued", "running"):
