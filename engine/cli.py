@@ -230,8 +230,8 @@ def _pct(x: Any) -> str:
 
 
 def stream_words(key: str, point: dict) -> str:
-    """One line for a point a method streams while it runs (WiSE-FT's curve, pruning's sparsity, the
-    pruning search's trials), accuracies in %; another stream's point as JSON."""
+    """One line for a point a method streams while it runs (WiSE-FT's curve, pruning's sparsity, the smaller
+    model's fine-tune, the pruning search's trials), accuracies in %; another stream's point as JSON."""
     if key == "wise_ft":
         extra = "".join(f", {words} {_pct(point[k])}" for k, words in (("robust_acc", "robust"),
                                                                          ("ood_user_acc", "your OOD set"))
@@ -241,6 +241,12 @@ def stream_words(key: str, point: dict) -> str:
     if key == "pruning_sparsity":
         return (f"pruning, epoch {point.get('epoch')}: sparsity {_pct(point.get('sparsity'))} "
                 f"(the schedule's target now {_pct(point.get('target'))})")
+    if key == "structured_fine_tune":  # engine.methods.pruning.FINE_TUNE_STREAM
+        if not point.get("epoch"):
+            return (f"structured pruning: the smaller model at validation {_pct(point.get('val_acc'))} after its "
+                    f"channels were cut (the full-size model: {_pct(point.get('before'))})")
+        return (f"structured pruning: the smaller model's fine-tune, epoch {point['epoch']} of {point.get('epochs')}: "
+                f"validation {_pct(point.get('val_acc'))}")
     if key == "pruning_trials":
         best = point.get("best_so_far") == point.get("trial")
         return (f"pruning search, trial {point.get('trial')}: validation {_pct(point.get('val_acc'))}, sparsity "
@@ -276,6 +282,10 @@ def _train(args: argparse.Namespace) -> int:
                           "(safetensors, or a file PyTorch's torch.save wrote), or choose other starting weights.")
     cfg = apply_overrides(cfg, overrides)
     data_dir = Path(args.data_dir).resolve()
+    # (under torchrun rank 0 makes the folder the others share; a job the dashboard's engine launches, with its
+    # --run-id, writes into the folder the engine prepared with its config)
+    if args.out and not args.run_id and os.environ.get("RANK", "0") == "0":
+        _check_run_out(Path(args.out))
     _check_sources(cfg, data_dir)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return _train_distributed(cfg, args, data_dir)
@@ -298,6 +308,29 @@ def _train(args: argparse.Namespace) -> int:
     run_dir = Path(args.out).resolve() if args.out else data_dir / "runs" / run_id
     store.create_run(run_id, cfg.name, cfg.to_dict(), str(run_dir), owner="cli")
     return _run_in_foreground(store, run_id, cfg, run_dir, data_dir, args.quiet, data=data, start=start)  # read once
+
+
+def _check_run_out(out: Path) -> None:
+    """`train --out`: a new or empty folder. Raises StudioError for a file, or a folder that holds anything (a run
+    writes its checkpoints and summary.json there: a new user's second run replaced a finished run's files)."""
+    if out.exists() and not out.is_dir():
+        raise StudioError(f"--out {out} is a file: a run needs a folder of its own. Give a new folder's path, or leave "
+                          "--out out (the run then gets its own folder in the data folder's runs/).")
+    if out.is_dir() and any(out.iterdir()):
+        what = "another run's files" if (out / "summary.json").is_file() or (out / "config.yaml").is_file() else "files"
+        raise StudioError(f"--out {out} already holds {what}, which this run would replace. Give a new or empty "
+                          "folder, or leave --out out (the run then gets its own folder in the data folder's runs/).")
+
+
+def _check_file_out(out: Path, what: str, example: str) -> None:
+    """`--out` for a file (`what`: the option's command, `example` a file name for it): its folder must exist and
+    it must not be a folder. Raises StudioError before any work is done (a predict of a large folder ended in a
+    traceback at the end, its answers lost)."""
+    if out.is_dir():
+        raise StudioError(f"{what} --out {out} is a folder: give a file in it, such as {out / example}.")
+    if not out.parent.is_dir():
+        raise StudioError(f"{what} --out {out}: its folder {out.parent} does not exist. Create it first, or give a "
+                          "path in a folder that exists.")
 
 
 def _say_mirroring(cfg: RunConfig, classes: list[str]) -> None:
@@ -410,8 +443,10 @@ def _resume(args: argparse.Namespace) -> int:
         check_resumable(run_dir, rec.status if rec is not None else None)
     except StudioError as exc:
         if rec is not None and rec.status == "finished":
-            raise StudioError(f"{exc} For example: python -m engine train --config {run_dir / 'config.yaml'} "
-                              f"--epochs {2 * cfg.train.epochs}") from None
+            # with the store's folder: without it the new run went to ./runs, a store `runs --data-dir` did not list
+            raise StudioError(f"{exc} For example: python -m engine train --config "
+                              f"{shlex.quote(str(run_dir / 'config.yaml'))} --epochs {2 * cfg.train.epochs} "
+                              f"--data-dir {shlex.quote(str(data_dir))}") from None
         raise
     run_id = rec.id if rec is not None else new_run_id()
     if rec is None:
@@ -692,9 +727,10 @@ def _chance_advice(summary: dict, cfg: RunConfig, cause: ChanceCause) -> str:
     why = (f"the batch size ({batch}) is not smaller than your {n_train} training images, so each epoch is a single "
            f"step" if cause.one_step_epochs else
            f"{plural(epochs, 'epoch')} of {plural(per_epoch, 'batch', 'batches')} of {batch}")
-    words = (f"It took only {cause.steps} optimiser steps ({why}): give it more with more epochs (--epochs) or a "
-             "smaller batch size (--batch-size).")
     fix = smaller_batch(cfg, n_train) if n_train is not None else None
+    # a smaller batch only where one is offered, with its rate (a smaller batch alone collapsed a new user's run)
+    words = (f"It took only {cause.steps} optimiser steps ({why}): give it more with more epochs (--epochs)"
+             + (" or a smaller batch with the learning rate lowered in step." if fix else "."))
     if fix is None:
         return words
     flags = f"--batch-size {fix[0]}" + ("" if cfg.optim.lr_auto else f" --lr {fix[1]:g}")
@@ -1015,6 +1051,9 @@ def _export(args: argparse.Namespace) -> int:
 
     data_dir = Path(args.data_dir)
     run_dir, run_id = _run_folder(args.run, data_dir)
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise StudioError(f"export --out {args.out} is a file: the export writes a folder of files (safetensors, "
+                          "TorchScript, ONNX, the model card). Give a folder's path.")
     _check_alpha(args, run_dir)
     summary = run_summary(run_dir)  # an unfinished run: how to get a model
     run = load_run(run_dir, data_dir / "datasets")
@@ -1034,6 +1073,7 @@ def _export(args: argparse.Namespace) -> int:
         stored = _stored_alpha(run_id, data_dir) if run.has("wise") else None  # does (alpha 1 chosen there too)
         summary = {**summary, **({"wise_chosen": stored} if stored is not None else {})}
     out = Path(args.out).resolve() if args.out else export_dir(run_dir, args.variant, alpha)  # the dashboard's folder
+
     model = run.model_variant(args.variant, alpha)
     what = f"WiSE-FT mix at alpha {alpha:.2f}" if alpha is not None else EXPORT_VARIANTS[args.variant].split(" (")[0]
     print(f"exporting the {what} of run {run_dir.name} to {out}", flush=True)
@@ -1115,6 +1155,7 @@ def _predict(args: argparse.Namespace) -> int:
         raise StudioError("--top-k and --batch-size must be at least 1.")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise StudioError(f"--threshold is a probability between 0 and 1 (got {args.threshold:g}).")
+    _check_file_out(Path(args.out), "predict", "predictions.csv")
     _check_alpha(args, run_dir)
     alpha = args.alpha if args.alpha is not None or args.variant != "wise" else _stored_alpha(run_id, data_dir)
     predictor = load_predictor(run_dir, args.variant, alpha, data_dir / "datasets", args.device)

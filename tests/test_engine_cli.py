@@ -142,6 +142,8 @@ def test_cli_train_writes_summary(tiny_zip, tmp_path, capsys):
     assert main(["train", "--resume", str(out), "--data-dir", str(tmp_path / "d")]) == 2
     said = capsys.readouterr().err
     assert "This run finished: there is nothing left to continue" in said and "--epochs 2" in said, said
+    # with the store: a new user ran the suggestion as printed and the run went to another store, unlisted
+    assert f"--epochs 2 --data-dir {tmp_path / 'd'}" in said, said
     assert {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()} == files
     assert [r.status for r in RunStore(tmp_path / "d" / "studio.db").list_runs()] == ["finished"]
     # the saved config reproduces the run through the CLI
@@ -261,6 +263,28 @@ def test_unusable_inputs_are_refused_before_a_run_is_recorded(tiny_zip, tmp_path
     assert not (tmp_path / "run").exists() and not RunStore(studio / "studio.db").list_runs()
 
 
+def test_output_paths_that_would_replace_a_run_or_fail_late_are_refused_first(tiny_zip, tmp_path, capsys):
+    """A new user's `train --out` into a finished run's folder replaced its files (the store still listed it as
+    finished); `predict --out` into a missing folder or onto a folder, and `export --out` onto a file, ended in
+    tracebacks, predict's after answering every image."""
+    from engine.cli import main
+
+    studio = tmp_path / "studio"
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "summary.json").write_text("{}")
+    base = ["train", "--data", str(tiny_zip), "--image-size", "32", "--epochs", "1", "--data-dir", str(studio)]
+    assert main([*base, "--out", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {run} already holds another run's files, which this run would replace" in err, err
+    assert (run / "summary.json").read_text() == "{}" and not RunStore(studio / "studio.db").list_runs()
+    script = tmp_path / "gen.py"
+    script.write_text("print(1)")
+    assert main([*base, "--out", str(script)]) == 2 and "is a file: a run needs a folder" in capsys.readouterr().err
+    assert script.read_text() == "print(1)" and "Traceback" not in capsys.readouterr().err
+
+
+
 def test_the_command_line_uses_the_dashboards_folder_and_says_when_a_source_is_missing(tiny_zip, tmp_path,
                                                                                        monkeypatch, capsys):
     """Without --data-dir the command line reads and writes STUDIO_DATA_DIR, the folder a dashboard
@@ -312,6 +336,13 @@ def test_the_command_line_uses_the_dashboards_folder_and_says_when_a_source_is_m
     with zipfile.ZipFile(tiny_zip) as zf:
         first = next(n for n in zf.namelist() if n.endswith(".png"))
         (photos / "one.png").write_bytes(zf.read(first))
+    # an --out that cannot be written is refused before any image is answered (a traceback came at the end)
+    for out, words in ((tmp_path / "nowhere" / "p.csv", f"its folder {tmp_path / 'nowhere'} does not exist"),
+                       (photos, f"is a folder: give a file in it, such as {photos / 'predictions.csv'}")):
+        bad = cli("predict", "--run", run_id, "--data", str(photos), "--out", str(out))
+        assert bad.returncode == 2 and words in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+    bad = cli("export", "--run", run_id, "--out", str(photos / "one.png"))
+    assert bad.returncode == 2 and "is a file: the export writes a folder of files" in bad.stderr, bad.stderr
     predicted = cli("predict", "--run", run_id, "--data", str(photos), "--out", str(tmp_path / "p.csv"))
     assert predicted.returncode == 0, predicted.stderr
     one = cli("predict", "--run", run_id, "--data", str(photos / "one.png"), "--out", str(tmp_path / "one.csv"))
@@ -606,6 +637,15 @@ def test_methods_streams_and_wise_ft_choice_are_said_in_words(capsys):
     assert stream_words("pruning_trials", {"trial": 2, "val_acc": 0.8, "sparsity": 0.6, "best_so_far": 2,
                                            "feasible": False}) == ("pruning search, trial 2: validation 80.0%, "
                                                                    "sparsity 60.0%, the best so far (below the accuracy floor)")
+    # the smaller model's fine-tune in words and percent (a new user read raw JSON of fractions there)
+    from engine.methods.pruning import FINE_TUNE_STREAM
+
+    assert stream_words(FINE_TUNE_STREAM, {"epoch": 0, "val_acc": 0.5555555820465088, "before": 0.7777777910232544,
+                                           "epochs": 10}) == ("structured pruning: the smaller model at validation "
+                                                              "55.6% after its channels were cut (the full-size model: "
+                                                              "77.8%)")
+    assert stream_words(FINE_TUNE_STREAM, {"epoch": 3, "val_acc": 0.7, "before": 0.78, "epochs": 10}) == \
+        "structured pruning: the smaller model's fine-tune, epoch 3 of 10: validation 70.0%"
     assert stream_words("other", {"x": 1}) == 'other: {"x": 1}'
     curve = [{"alpha": a, "val_acc": v, "ood_acc": o} for a, v, o in
              ((0.0, 0.6, 0.50), (0.5, 0.795, 0.58), (0.9, 0.8, 0.58), (1.0, 0.8, 0.55))]
