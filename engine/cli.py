@@ -1357,6 +1357,42 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class QuietWhenClosed:
+    """A text stream (stdout) that goes quiet instead of raising when its reader has gone: `train ... | head`
+    closed the pipe after a few lines and the next progress line's BrokenPipeError ended a new user's run as
+    failed. The run goes on, its lines unread; for the process's own stdout the descriptor is pointed at the
+    null device, so the interpreter's last flush at exit does not complain (Python's documented way)."""
+
+    def __init__(self, stream):
+        self._stream, self.closed_by_reader = stream, False
+
+    def _gone(self) -> None:
+        self.closed_by_reader = True
+        if self._stream is sys.__stdout__:
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+
+    def write(self, text: str) -> int:
+        """Write `text` unless the reader has gone; returns its length either way."""
+        if not self.closed_by_reader:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._gone()
+        return len(text)
+
+    def flush(self) -> None:
+        """Flush unless the reader has gone."""
+        if not self.closed_by_reader:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._gone()
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command in `argv` (default: sys.argv[1:]) and return the process exit code (0 on success). A
     StudioError is printed as a plain message with exit code 2, never a traceback; Ctrl+C during `train` stops
@@ -1372,6 +1408,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "data_dir", None):  # configs and runs name uploads as upload:<sha256>: found in its uploads
         register_upload_dir(Path(args.data_dir) / "uploads")
     fit_threads_to_cpus()  # a container's CPU quota or a taskset: no more torch threads than CPUs to run them
+    stdout, sys.stdout = sys.stdout, QuietWhenClosed(sys.stdout)  # `train ... | head`: the run outlives its reader
     try:
         return args.func(args)
     except StudioError as exc:
@@ -1379,3 +1416,5 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(exc, "skipped", None):
             _print_skipped(exc.skipped, sys.stderr)
         return 2
+    finally:
+        sys.stdout = stdout

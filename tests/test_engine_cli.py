@@ -285,6 +285,32 @@ def test_output_paths_that_would_replace_a_run_or_fail_late_are_refused_first(ti
 
 
 
+def test_a_run_outlives_the_reader_of_its_output(tiny_zip, tmp_path, monkeypatch):
+    """`train ... | head -3`: the pipe closed after three lines, and the next progress line's BrokenPipeError ended a new
+    user's run as failed, twice."""
+    import io
+
+    import torch
+
+    from engine.cli import main
+
+    class ReaderGone(io.StringIO):
+        def write(self, text):
+            if self.getvalue().count("\n") >= 3:
+                raise BrokenPipeError(32, "Broken pipe")
+            return super().write(text)
+
+    gone = ReaderGone()
+    monkeypatch.setattr(sys, "stdout", gone)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    code = main(["train", "--data", str(tiny_zip), "--image-size", "32", "--epochs", "2", "--pretrained", "none",
+                 "--set", "eval.ood=false", "--data-dir", str(tmp_path / "d")])
+    assert sys.stdout is gone, "the command's stdout restored"
+    (rec,) = RunStore(tmp_path / "d" / "studio.db").list_runs()
+    assert code == 0 and rec.status == "finished", (code, rec.status, rec.error)
+    assert gone.getvalue().count("\n") == 3
+
+
 def test_the_command_line_uses_the_dashboards_folder_and_says_when_a_source_is_missing(tiny_zip, tmp_path,
                                                                                        monkeypatch, capsys):
     """Without --data-dir the command line reads and writes STUDIO_DATA_DIR, the folder a dashboard
