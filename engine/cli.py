@@ -1195,6 +1195,8 @@ def _predict(args: argparse.Namespace) -> int:
         print("folders that are not classes of this run (no accuracy for their images): "
               + ", ".join(result.unknown_folders))
     if n <= FEW_ANSWERS:  # a few images: their answers here, not only in the CSV
+        # headed: under "3 files skipped:" the answers, at the same indent, read as more skipped files
+        print(f"{'the answer' if n == 1 else 'answers'} (top {top_k}):")
         for r in result.rows:
             top = ", ".join(f"{c} {100 * p:.0f}%" for c, p in r["top"][:top_k])
             print(f"  {r['path']}: {top}" + (f"  ({r['why']})" if r["why"] else ""))

@@ -1135,12 +1135,13 @@ def result_rows(result: FolderResult, top_k: int) -> list[dict]:
 
 
 def write_csv(result: FolderResult, path: Path, top_k: int) -> Path:
-    """The predictions as CSV (UTF-8): path, answered, true_class, class_1, probability_1, ..., flagged (unsure or
-    unfamiliar: the column read "low_confidence" beside a 99% answer flagged as unfamiliar), unsure, unfamiliar,
-    note; a skipped file's line says why in `note` (`result_rows`). Raises OSError when `path` cannot be
-    written."""
+    """The predictions as CSV (UTF-8 after a byte-order mark, as Try it's download: Excel reads a CSV without one in
+    the computer's legacy code page, "Ã©tÃ©" for "été"; pandas and csv with encoding="utf-8-sig" read past it):
+    path, answered, true_class, class_1, probability_1, ..., flagged (unsure or unfamiliar: the column read
+    "low_confidence" beside a 99% answer flagged as unfamiliar), unsure, unfamiliar, note; a skipped file's line
+    says why in `note` (`result_rows`). Raises OSError when `path` cannot be written."""
     path = Path(path)
-    with path.open("w", newline="", encoding="utf-8") as f:
+    with path.open("w", newline="", encoding="utf-8-sig") as f:
         writer = csv.DictWriter(f, fieldnames=csv_columns(top_k))
         writer.writeheader()
         writer.writerows(result_rows(result, top_k))

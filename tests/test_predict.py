@@ -452,7 +452,8 @@ def test_predict_cli_on_a_class_folder_zip(studio, tmp_path, capsys):
               str(studio_dir), "--out", str(out), "--top-k", "2"])
     printed = capsys.readouterr()
     assert rc == 0, printed.err
-    rows = out.read_text().splitlines()
+    assert out.read_bytes().startswith(b"\xef\xbb\xbf"), "a byte-order mark, as Try it's download: Excel's encoding"
+    rows = out.read_text(encoding="utf-8-sig").splitlines()
     assert rows[0] == ("path,answered,true_class,class_1,probability_1,class_2,probability_2,flagged,unsure,"
                        "unfamiliar,note")
     answered = [r for r in rows[1:] if "not answered: " not in r]
@@ -466,6 +467,9 @@ def test_predict_cli_on_a_class_folder_zip(studio, tmp_path, capsys):
     assert re.search(r"answers flagged: (none|\d+ unfamiliar|\d+ unsure|\d+ unfamiliar, \d+ unsure);", printed.out)
     assert "confusion matrix" in printed.out
     assert re.search(r"red/broken\.png: (not a readable image|damaged)", printed.out), printed.out
+    # the answers under a heading of their own: after "3 files skipped:" they read as more skipped files
+    assert "3 files skipped:" in printed.out and "\nanswers (top 2):\n" in printed.out, printed.out
+    assert printed.out.index("answers (top 2):") > printed.out.index("3 files skipped:")
     # HEIC is read (pillow-heif): a damaged one is listed with its reason, never fatal
     assert re.search(r"green/phone photo\.heic: (not a readable image|damaged)", printed.out), printed.out
     assert "readme.txt: not an image file (.txt)" in printed.out
