@@ -942,11 +942,11 @@ def _run_facts(r, store: RunStore | None = None) -> str:
     data = config.get("data") or {}
     epochs = (config.get("train") or {}).get("epochs", "?")
     done = summary.get("epochs")
-    if store is not None and r.status != "finished":
-        done = max(done if isinstance(done, int) else 0, store.epochs_logged(r.id)) or done
+    if r.status != "finished":  # a run that failed before its first epoch did none ("4 epochs" read as work done)
+        done = max(done if isinstance(done, int) else 0, store.epochs_logged(r.id) if store is not None else 0)
     facts = [data.get("source_name") or Path(str(data.get("source") or "?")).name]
     if r.status != "finished" and isinstance(done, int) and done != epochs:
-        facts.append(f"{done} of {epochs} epochs")
+        facts.append(f"{done} of {plural(epochs, 'epoch') if isinstance(epochs, int) else epochs}")
     else:
         facts.append(plural(epochs, "epoch"))
     for key, words in (("test_acc", "test"), ("val_acc", "val"), ("best_val_acc", "best val")):

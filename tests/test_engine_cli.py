@@ -449,7 +449,10 @@ def test_the_run_list_names_the_data_and_the_epochs_a_stopped_run_did(tmp_path):
     assert _run_facts(stopped) == "[my shapes.zip, 1 of 40 epochs, best val 50.0%]"
     plain = SimpleNamespace(run_dir=str(tmp_path / "gone"), config={"data": {"source": "/data/cats.zip"},
                                                                    "train": {"epochs": 1}}, status="failed")
-    assert _run_facts(plain) == "[cats.zip, 1 epoch]"
+    # a run that failed before its first epoch did none: "[cats.zip, 1 epoch]" read as work done
+    assert _run_facts(plain) == "[cats.zip, 0 of 1 epoch]"
+    finished = SimpleNamespace(run_dir=str(tmp_path / "gone"), config=plain.config, status="finished")
+    assert _run_facts(finished) == "[cats.zip, 1 epoch]"
 
 
 def test_a_run_says_what_reading_its_data_found(capsys):
