@@ -227,7 +227,7 @@ def _unsafe(member: str, why: str) -> StudioError:
     return StudioError(
         f"This zip cannot be opened safely: the entry '{member}' {why}. Nothing from it was used. "
         "Re-create the zip from your class folders (for example right-click the folder and "
-        "choose Compress / Send to zip) and upload it again."
+        "choose Compress / Send to zip) and try again."
     )
 
 
@@ -359,7 +359,7 @@ def decode_member_names(infos: Sequence[zipfile.ZipInfo]) -> tuple[list[str], li
             f"{plural(len(legacy), 'file name')} in the zip (e.g. '{example}') "
             f"{'are' if len(legacy) != 1 else 'is'} not marked as UTF-8 and not valid UTF-8; they were read as "
             f"{_ENCODING_LABELS.get(enc, enc)}. {hint}; if they do not, make the zip with 7-Zip or "
-            "another tool that writes UTF-8 names and upload it again.")
+            "another tool that writes UTF-8 names and try again.")
     return [normalise_class_name(n.replace(os.sep, "/")) for n in names], warnings_out
 
 
@@ -420,7 +420,7 @@ def check_zip_headers(zf: zipfile.ZipFile, limits: ZipLimits) -> ZipMembers:
     if not members:
         raise EmptyArchiveError(
             "The zip archive is empty (no files, or only hidden/system files). "
-            "Put one folder per class with images inside (e.g. cats/, dogs/), zip them and upload again."
+            "Put one folder per class with images inside (e.g. cats/, dogs/), zip them and try again."
         )
     _check_declared_sizes([info for info, _ in members], limits)
     return ZipMembers(members, name_warnings)
@@ -486,7 +486,7 @@ def _extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, parts: list[str]
         raise StudioError(
             f"The zip is damaged or has been altered: the entry '{info.filename}' could not be "
             f"unpacked ({err}). "
-            "Re-create the zip and upload it again."
+            "Re-create the zip and try again."
         ) from err
     except ValueError as err:  # e.g. a NUL character in the name: no file system stores it
         if target.is_file():
@@ -495,7 +495,7 @@ def _extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, parts: list[str]
     except NotImplementedError as err:
         raise StudioError(
             f"The zip uses a compression method this tool cannot read (entry '{info.filename}'). "
-            "Re-create it with your system's standard zip tool and upload it again."
+            "Re-create it with your system's standard zip tool and try again."
         ) from err
     except OSError as err:
         if err.errno in _DISK_ERRNOS:
@@ -695,7 +695,7 @@ def read_labels_file(path: Path) -> list[tuple[str, str]]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
-        raise StudioError(f"'{path.name}' is not UTF-8 text. Save it as UTF-8 CSV and upload again.") from err
+        raise StudioError(f"'{path.name}' is not UTF-8 text. Save it as UTF-8 CSV and try again.") from err
     if path.suffix.lower() == ".jsonl":
         records = []
         for n, line in enumerate(text.splitlines(), 1):
@@ -722,7 +722,7 @@ def read_labels_file(path: Path) -> list[tuple[str, str]]:
         found = ", ".join(f"'{c}'" for c in columns) or "none"
         raise StudioError(
             f"'{path.name}' needs a file-name column ({' or '.join(FILE_NAME_COLUMNS[:2])}) and a label column "
-            f"({' or '.join(LABEL_COLUMNS[:3])}); its columns are {found}. Rename them and upload again.")
+            f"({' or '.join(LABEL_COLUMNS[:3])}); its columns are {found}. Rename them and try again.")
     return [("" if f is None else str(f).strip(), "" if lab is None else str(lab).strip())
             for f, lab in rows_of(file_col, label_col)]
 
@@ -854,13 +854,13 @@ def _split_folders(level: Path) -> dict[str, Path] | None:
         raise StudioError(
             f"This dataset mixes split folders ({shown}) with other folders "
             f"({', '.join(o + '/' for o in others)}) at the same level. Use either split folders "
-            "(train/, val/, test/, each holding the same class folders) or class folders only, then upload again.")
+            "(train/, val/, test/, each holding the same class folders) or class folders only, then try again.")
     result: dict[str, Path] = {}
     for d in split_dirs:
         if named[d] in result:
             raise StudioError(
                 f"The split folders '{result[named[d]].name}/' and '{d.name}/' both look like the "
-                f"{'validation' if named[d] == 'val' else named[d]} split. Keep one of them (merge the images), then upload again.")
+                f"{'validation' if named[d] == 'val' else named[d]} split. Keep one of them (merge the images), then try again.")
         result[named[d]] = d
     if "train" not in result:
         raise StudioError(
@@ -1307,7 +1307,8 @@ class _Source:
 def _identify_source(source) -> _Source:
     path = Path(source).expanduser()
     if not path.exists():
-        raise StudioError(f"Could not find '{source}'. Check the path, or upload the zip again.")
+        raise StudioError(f"Could not find '{source}': check the path (a dataset moved, renamed or deleted since it "
+                          "was used is not found there).")
     if path.is_dir():
         return _Source(path, "dir", _folder_fingerprint(path))
     if not zipfile.is_zipfile(path):
@@ -1367,7 +1368,7 @@ def _require_class_folders(scan: DatasetScan, kind: str = "zip") -> None:
     fits where they came from (`kind`: "zip" or "dir", a folder on the server)."""
     classes, items, skipped = scan.classes, scan.items, scan.skipped
     folder = kind == "dir"
-    what_it_is, again = ("the folder", "and choose the folder again") if folder else ("the upload", "zip them and upload again")
+    what_it_is, again = ("the folder", "and try again") if folder else ("the upload", "zip them and try again")
     if not classes:
         loose_images = [s for s in skipped if s.reason == "not inside a class folder" and _is_image_name(Path(s.path))]
         if loose_images:
@@ -1388,13 +1389,13 @@ def _require_class_folders(scan: DatasetScan, kind: str = "zip") -> None:
         raise DatasetError(
             f"No image files were found in the class folders ({found}). Supported formats: "
             f"{', '.join(sorted(e.lstrip('.') for e in IMAGE_EXTENSIONS))}. Add images and "
-            + ("choose the folder again." if folder else "upload again."),
+            + "try again.",
             skipped, scan.notes)
     if len(classes) < 2:
         raise DatasetError(
             f"Found only one class folder ('{classes[0]}'). Training needs at least 2 classes: put "
             "the images of each class in its own folder (for example cats/ and dogs/), "
-            + ("then choose the folder again." if folder else "zip those folders and upload again.")
+            + ("then try again." if folder else "zip those folders and try again.")
             + _skipped_summary(skipped), skipped, scan.notes)
 
 
@@ -1606,7 +1607,7 @@ def _require_readable(decoded: _Decoded) -> None:
     examples = "; ".join(f"{s.path}: {s.reason}" for s in decoded.skipped[:3])
     raise DatasetError(
         f"None of the image files could be read ({examples}). Check that the files are real "
-        "images (jpg, png, ...) that open on your computer, then upload again.", decoded.skipped, decoded.notes)
+        "images (jpg, png, ...) that open on your computer, then try again.", decoded.skipped, decoded.notes)
 
 
 def _require_enough_per_class(classes: list[str], labels: torch.Tensor, min_images_per_class: int,
@@ -1617,7 +1618,7 @@ def _require_enough_per_class(classes: list[str], labels: torch.Tensor, min_imag
         listed = "; ".join(f"class '{name}' has {plural(n, 'readable image')}" for name, n in too_few)
         raise DatasetError(
             f"Each class needs at least {min_images_per_class} readable images, but {listed}. "
-            "Add more images to those folders (or remove them), then upload again." + _skipped_summary(skipped),
+            "Add more images to those folders (or remove them), then try again." + _skipped_summary(skipped),
             skipped, notes)
 
 
@@ -1798,14 +1799,15 @@ def _mean_colours(images: torch.Tensor) -> np.ndarray:
     return torch.cat([chunk.float().mean(dim=(2, 3)) for chunk in images.split(1024)]).numpy()
 
 
-# a zip's way out, and a folder's: a folder on the server is fixed where it is and chosen again, not uploaded
-_FOLDER_WORDS = ((re.compile(r"zip (?:them|those folders) and upload (?:it )?again"), "choose the folder again"),
-                 (re.compile(r"upload (?:it )?again"), "choose the folder again"))
+# a zip's way out, and a folder's: a folder is fixed where it is, not zipped (nor uploaded); "try again" fits the
+# dashboard and the command line alike (a command-line user read "upload again" and "choose the folder again")
+_FOLDER_WORDS = ((re.compile(r"zip (?:them|those folders) and (?:upload (?:it )?|try )again"), "try again"),
+                 (re.compile(r"upload (?:it )?again"), "try again"))
 
 
 def folder_words(text: str) -> str:
-    """A refusal written for an upload ("... zip them and upload again") in the words for a folder on the
-    server ("... choose the folder again")."""
+    """A refusal written for a zip ("... zip them and try again") in the words for a folder ("... try
+    again")."""
     for pattern, words in _FOLDER_WORDS:
         text = pattern.sub(words, text)
     return text
@@ -1843,7 +1845,7 @@ def load_dataset(source, work_dir, image_size: int = 64, val_fraction: float = 0
     (`find_duplicate_groups`) kept in one split. `drop_duplicates` keeps one image per group.
     Raises DatasetError (a StudioError listing the skipped files) when the data cannot train, and
     NotDecoded with `cached_only` when the source is not in the LRU (nothing is decoded then). For a
-    folder the messages say to choose the folder again where a zip's say to upload again (`_for_folders`).
+    folder the messages leave out a zip's advice to zip the images (`_for_folders`).
     """
     with _for_folders(source):
         return _load_dataset(source, work_dir, image_size, val_fraction, test_fraction, seed, min_images_per_class,
@@ -1936,7 +1938,7 @@ def _check_class_match(found: Sequence[str], expected: Sequence[str]) -> None:
     raise StudioError(
         f"The out-of-distribution dataset's class folders do not match the training classes "
         f"({'; '.join(parts)}). Name its folders exactly like the training classes "
-        f"({', '.join(expected)}) and upload it again."
+        f"({', '.join(expected)}) and try again."
     )
 
 

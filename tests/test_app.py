@@ -966,7 +966,7 @@ def test_choosing_other_training_data_keeps_a_fitting_ood_set_and_says_why_one_i
     assert data.source_name == "two kinds.zip" and data.ood_source == "" and data.ood_source_name == ""
     (warning,) = [w for w in texts(at.warning) if "no longer used" in w]
     assert "**dusk.zip**" in warning and "stripes" in warning and "upload:" not in warning, warning
-    assert ".)." not in warning and warning.count("upload it again") == 1, "the engine's advice, said once"
+    assert ".)." not in warning and warning.count("try again") == 1, "the engine's advice, said once"
     assert not any("OOD set in use" in s for s in texts(at.success))
     assert not texts(at.error), "the dropped zip is not checked again against the new classes from its file chooser"
     assert "comes back by itself if you return to data with its classes" in warning

@@ -268,21 +268,22 @@ def test_a_folder_on_the_server_is_advised_as_a_folder_not_as_an_upload(tmp_path
     empty.mkdir()
     with pytest.raises(StudioError) as err:
         load_dataset(empty, work_dir)
-    assert "(the folder is empty)" in str(err.value) and "choose the folder again" in str(err.value)
+    # "try again" on the command line and the dashboard alike (a command-line user read "choose the folder again")
+    assert "(the folder is empty)" in str(err.value) and str(err.value).endswith("and try again.")
     assert "upload" not in str(err.value) and "zip" not in str(err.value)
     (empty / "cats").mkdir()
     for i in range(6):
         (empty / "cats" / f"{i}.png").write_bytes(png_bytes(i))
-    with pytest.raises(StudioError, match=r"only one class folder \('cats'\).*then choose the folder again"):
+    with pytest.raises(StudioError, match=r"only one class folder \('cats'\).*then try again"):
         load_dataset(empty, work_dir)
-    with pytest.raises(StudioError, match="zip them and upload again"):  # a zip keeps the upload's advice
+    with pytest.raises(StudioError, match="zip them and try again"):  # a zip keeps its advice to zip
         load_dataset(make_zip(tmp_path / "e.zip", {}), work_dir)
     # every other refusal of a folder too: too few images in a class, no readable image, a mixed layout
     (empty / "dogs").mkdir()
     (empty / "dogs" / "0.png").write_bytes(png_bytes(0))
     with pytest.raises(StudioError) as err:
         load_dataset(empty, work_dir)
-    assert "needs at least 5 readable images" in str(err.value) and "then choose the folder again" in str(err.value)
+    assert "needs at least 5 readable images" in str(err.value) and "then try again" in str(err.value)
     assert "upload" not in str(err.value), str(err.value)
     broken = tmp_path / "broken_folder"
     for c in ("a", "b"):
@@ -299,7 +300,7 @@ def test_a_folder_on_the_server_is_advised_as_a_folder_not_as_an_upload(tmp_path
             (mixed / d / f"{i}.png").write_bytes(png_bytes(i))
     with pytest.raises(StudioError) as err:
         load_dataset(mixed, work_dir)
-    assert "upload" not in str(err.value) and "choose the folder again" in str(err.value), str(err.value)
+    assert "upload" not in str(err.value) and "try again" in str(err.value), str(err.value)
     with pytest.raises(StudioError) as err:  # an OOD set from a folder: its class mismatch said for a folder
         load_ood_dataset(broken, work_dir, 16, ["cats", "dogs"])
     assert "do not match the training classes" in str(err.value) and "upload" not in str(err.value), str(err.value)
