@@ -683,9 +683,9 @@ def _say_caution(summary: dict, cfg: RunConfig) -> None:
     lr, found = run_lr(summary, cfg.to_dict())
     unstable = None if "adversarial" in cfg.enabled_methods() else unstable_words(summary, lr)  # attacked images' loss
     if unstable:
-        lower = f"a quarter of it, {lr / 4:.2g}" if lr else "a quarter of it"
-        print(f"warning: {unstable} Train again at a lower learning rate ({lower}: --lr"
-              + (" with --set optim.lr_auto=false" if found else "") + ").", file=sys.stderr)
+        flag = f"--lr {lr / 4:.2g}" if lr else "a lower --lr"
+        print(f"warning: {unstable} Train again at a quarter of the rate: {flag}"
+              + (" --set optim.lr_auto=false" if found else "") + ".", file=sys.stderr)
     smaller = smaller_model_warning(summary)  # the full-size model can learn and its channel-pruned one not
     if smaller:
         print(f"warning: {smaller}", file=sys.stderr)

@@ -402,7 +402,7 @@ def test_a_run_whose_training_loss_blew_up_is_told_to_lower_its_learning_rate(ca
     cfg = apply_overrides(RunConfig(), ["optim.lr=0.02"])
     _say_caution(summary, cfg)
     err = capsys.readouterr().err
-    assert "warning: Training was unstable" in err and "(a quarter of it, 0.005: --lr)." in err, err
+    assert "warning: Training was unstable" in err and "Train again at a quarter of the rate: --lr 0.005." in err, err
     # an ordinary run: its first epoch near a guess's loss, falling
     calm = dict(summary, history=[{"epoch": 1, "train_loss": 2.36}, {"epoch": 2, "train_loss": 1.9}])
     assert unstable_epoch(calm) is None and unstable_note(calm, config) is None
