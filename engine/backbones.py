@@ -440,8 +440,10 @@ def load_imagenet_state(spec: BackboneSpec) -> dict[str, torch.Tensor]:
         raise StudioError(
             f"ImageNet weights for {spec.name} are not available: the file {spec.imagenet_cache_path().name} "
             f"is not in the cache folder {spec.imagenet_cache_path().parent} and could not be downloaded "
-            f"({type(exc).__name__}). Connect to the internet once, copy the file into that folder, "
-            "or choose the bundled weights."
+            f"({type(exc).__name__}). Connect to the internet once, copy the file into that folder, or "
+            + ("choose the bundled weights." if spec.has_bundled() else  # ResNet-50 offline was told to, with none
+               f"choose a backbone with bundled weights "
+               f"({', '.join(s.title for s in BACKBONES.values() if s.has_bundled()) or 'none here'}) or none.")
         ) from None
 
 

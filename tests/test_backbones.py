@@ -74,7 +74,13 @@ def test_imagenet_missing_offline_names_the_file_and_folder(tmp_path, monkeypatc
     with pytest.raises(StudioError) as exc:
         build_model("resnet18", 3, "imagenet")
     msg = str(exc.value)
-    assert "resnet18-" in msg and str(tmp_path) in msg
+    assert "resnet18-" in msg and str(tmp_path) in msg and msg.endswith("or choose the bundled weights."), msg
+    # a backbone without bundled weights is not told to choose them (a command-line user of ResNet-50 offline was)
+    with pytest.raises(StudioError) as exc:
+        build_model("resnet50", 3, "imagenet")
+    msg = str(exc.value)
+    assert "choose the bundled weights" not in msg and \
+        "choose a backbone with bundled weights (ResNet-18, MobileNetV3-Small) or none." in msg, msg
 
 
 def test_checkpoints_load_from_safetensors_and_pt(tmp_path):
@@ -129,3 +135,4 @@ def test_every_backbone_has_a_title_people_write_and_the_ui_uses_it():
     for name, spec in BACKBONES.items():
         assert spec.title and spec.title != name and not spec.title.endswith("."), (name, spec.title)
     assert backbone_title("my_net") == "my_net"
+
