@@ -970,18 +970,32 @@ def is_single_image(source: Path) -> bool:
     return source.is_file() and source.suffix.lower() in IMAGE_EXTENSIONS and not zipfile.is_zipfile(source)
 
 
+def empty_words(name: str) -> str:
+    """What an empty folder or zip `name` (the user's name for it) is told when images are to be answered."""
+    return (f"'{name}' is empty (no files, or only hidden or system files). Put the images in it, loose or in "
+            "folders named after the classes, and try again.")
+
+
 def check_source(source: Path, name: str | None = None, advice: str = PREDICT_ADVICE) -> None:
     """Refuse, before any model is loaded, what `predict_folder` cannot read at all: a path that does not
     exist, or a file that is neither an image (by its extension), a zip archive nor a folder. Raises
-    StudioError naming it `name` (default its file name), with `advice` on what to give instead."""
+    StudioError naming it `name` (default its file name), with `advice` on what to give instead; also for an
+    empty folder or zip (a new user's empty folder was found empty only after the model had loaded)."""
     source = Path(source)
-    if source.is_dir() or is_single_image(source):
+    if source.is_dir():
+        if not any(p.is_file() for p in source.rglob("*")):  # stops at the first file
+            raise StudioError(empty_words(name or source.name))
+        return
+    if is_single_image(source):
         return
     if not source.is_file():
         raise StudioError(f"Could not find '{source}'. Give a folder of images or a .zip of them.")
     if not zipfile.is_zipfile(source):  # the training set's advice (class folders) would mislead here
         why = not_a_zip_reason(source, "is not an image this studio reads, a zip archive or a folder")
         raise StudioError(f"'{name or source.name}' {why}. {advice}")
+    with zipfile.ZipFile(source) as zf:
+        if not any(not info.is_dir() for info in zf.infolist()):
+            raise StudioError(empty_words(name or source.name))
 
 
 def _materialise(source: Path, work_dir: Path | None, name: str,
@@ -998,8 +1012,7 @@ def _materialise(source: Path, work_dir: Path | None, name: str,
         safe_extract_zip(source, dest, ZipLimits())
     except EmptyArchiveError as exc:  # its advice is for a training set's class folders
         shutil.rmtree(dest, ignore_errors=True)
-        raise StudioError(f"'{name}' is empty (no files, or only hidden or system files). Put the images in it, "
-                          "loose or in folders named after the classes, and try again.") from exc
+        raise StudioError(empty_words(name)) from exc
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise

@@ -529,6 +529,20 @@ def test_predict_a_plain_folder_without_classes_and_bad_input(studio, tmp_path, 
                 "--out", str(out)]) == 1, "nothing readable is bad input, not an empty success"
     err = capsys.readouterr().err
     assert "error: no readable image in" in err and "scan.jpg" in err and not out.exists()
+    # an empty folder is said before the model loads (a new user waited for the model to hear it was empty)
+    import engine.cli
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    loads = []
+    real = engine.cli.load_predictor
+    engine.cli.load_predictor = lambda *a, **k: loads.append(1) or real(*a, **k)
+    try:
+        assert cli(["predict", "--run", str(run_dir), "--data", str(empty), "--data-dir", str(studio_dir),
+                    "--out", str(out)]) == 2
+    finally:
+        engine.cli.load_predictor = real
+    assert "'empty' is empty (no files" in capsys.readouterr().err and not loads
     assert "predicting" not in err, "no empty progress bar before the error"
 
 
