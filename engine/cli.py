@@ -880,6 +880,11 @@ def _runs(args: argparse.Namespace) -> int:
     if args.give_to is not None:
         return _give_runs(args, store)
     runs = store.list_runs() if store is not None else []
+    if args.run and runs:  # `runs --run ID`: those runs alone (the whole list came back, the id ignored)
+        runs = [r for r in runs if any(r.id == w or r.id.endswith(w) for w in args.run)]
+        if not runs:
+            raise StudioError(f"No run matches {', '.join(args.run)} in {Path(args.data_dir)}: `python -m engine runs` "
+                              "lists them all.")
     if not runs:
         print(f"no runs yet in {Path(args.data_dir)}; to list another folder's runs, give it with --data-dir "
               "(the dashboard's is its STUDIO_DATA_DIR)")
@@ -1264,7 +1269,8 @@ def _runs_parser(sub) -> None:
     r.add_argument("--give-to", metavar="NAME", help="make NAME the owner of the runs no one owns (made before the "
                    "dashboard's sign-in was on, or from the command line), or of those given with --run, so that NAME "
                    "sees and controls them on a studio with sign-in")
-    r.add_argument("--run", action="append", help="with --give-to: a run id (or its end); repeat for more")
+    r.add_argument("--run", action="append", help="a run id (or its end) to list, or with --give-to to give; repeat "
+                                                   "for more")
     r.set_defaults(func=_runs)
 
 

@@ -352,6 +352,10 @@ def test_the_command_line_uses_the_dashboards_folder_and_says_when_a_source_is_m
     listing = cli("runs")
     assert listing.returncode == 0 and run_id in listing.stdout and "dashboard run" in listing.stdout
     assert re.search(r"dashboard run  \[tiny\.zip, 1 epoch, test \d+\.\d%\]", listing.stdout), listing.stdout
+    one = cli("runs", "--run", run_id[-6:])  # the run asked for alone (the whole list came back)
+    assert one.returncode == 0 and one.stdout.count("\n") == 1 and run_id in one.stdout, one.stdout
+    none = cli("runs", "--run", "zzzzzz")
+    assert none.returncode == 2 and "No run matches zzzzzz" in none.stderr, none.stderr
     empty = cli("runs", "--data-dir", str(tmp_path / "elsewhere"))
     assert f"no runs yet in {tmp_path / 'elsewhere'}" in empty.stdout, "says where it looked"
     assert not (tmp_path / "elsewhere").exists(), "and creates nothing there"
