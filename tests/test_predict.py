@@ -532,8 +532,6 @@ def test_predict_a_plain_folder_without_classes_and_bad_input(studio, tmp_path, 
     # an empty folder is said before the model loads (a new user waited for the model to hear it was empty)
     import engine.cli
 
-    empty = tmp_path / "empty"
-    empty.mkdir()
     loads = []
     real = engine.cli.load_predictor
     engine.cli.load_predictor = lambda *a, **k: loads.append(1) or real(*a, **k)
