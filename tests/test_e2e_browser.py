@@ -375,9 +375,21 @@ def test_try_it_answers_for_a_camera_photo_and_keeps_it_across_a_refresh(server,
     # starts it late: the test once waited for an answer to a photo never taken)
     page.wait_for_function("() => { const v = document.querySelector('video'); return v && v.readyState >= 2; }",
                            timeout=120_000)
-    page.get_by_role("button", name="Take Photo").click(timeout=60_000)
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     answer = page.get_by_text(re.compile(r"answered in \d+ ms on "))
-    answer.first.wait_for(timeout=180_000)
+    take = page.get_by_role("button", name="Take Photo")
+    for attempt in range(2):
+        take.click(timeout=60_000)
+        try:
+            answer.first.wait_for(timeout=120_000)
+            break
+        except PlaywrightTimeout:
+            # a click during a redraw of a busy machine's page took no photo (the button still offers one; a fresh
+            # clone's suite waited 180 s for an answer once): the user clicks again. A photo taken and never
+            # answered still fails
+            if attempt or not take.is_visible():
+                raise
     settle(page)
     said = page.get_by_test_id("stMain").inner_text()
     # the verdict names one of the run's own classes with its probability, confident or not
