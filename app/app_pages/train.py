@@ -187,7 +187,9 @@ def queue_view(engine, watched: str | None) -> None:
 def recent_table(visible: list) -> None:
     """The ten latest of `visible` (state.runs, read once per redraw) in a table under an expander, the id
     column as wide as the longest id (the command line's `--run` takes it; a new user saw it cut, "d76d5…")."""
-    from app.app_pages.results import TEXT_PX_PER_CHAR
+    import pandas as pd
+
+    from app.app_pages.results import text_width
 
     runs = visible[:10]
     if not runs:
@@ -197,7 +199,7 @@ def recent_table(visible: list) -> None:
              "started": components.short_time(r.created or r.started), "id": r.id,
              "message": state.message_words(r.error, state.config_names(r.config)).splitlines()[0]
              if r.error else ""} for r in runs]
-    id_px = int(max(len(r["id"]) for r in rows) * TEXT_PX_PER_CHAR + 24)
+    id_px = text_width(pd.Series([r["id"] for r in rows]), 120, 260)  # as the Compare table sizes its columns
     with st.expander("Recent runs", icon=":material/history:", expanded=False):
         st.dataframe(rows, hide_index=True, width="stretch", column_config={
             "status": st.column_config.TextColumn("status", width=80),
