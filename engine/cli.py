@@ -322,14 +322,13 @@ def _check_run_out(out: Path) -> None:
                           "folder, or leave --out out (the run then gets its own folder in the data folder's runs/).")
 
 
-def _check_file_out(out: Path, what: str, example: str) -> None:
-    """`--out` for a file (`what`: the option's command, `example` a file name for it): its folder must exist and
-    it must not be a folder. Raises StudioError before any work is done (a predict of a large folder ended in a
-    traceback at the end, its answers lost)."""
+def _check_csv_out(out: Path) -> None:
+    """`predict --out`: a file in a folder that exists. Raises StudioError before any work is done (a predict of a
+    large folder ended in a traceback at the end, its answers lost)."""
     if out.is_dir():
-        raise StudioError(f"{what} --out {out} is a folder: give a file in it, such as {out / example}.")
+        raise StudioError(f"predict --out {out} is a folder: give a file in it, such as {out / 'predictions.csv'}.")
     if not out.parent.is_dir():
-        raise StudioError(f"{what} --out {out}: its folder {out.parent} does not exist. Create it first, or give a "
+        raise StudioError(f"predict --out {out}: its folder {out.parent} does not exist. Create it first, or give a "
                           "path in a folder that exists.")
 
 
@@ -352,11 +351,11 @@ def _auto_named(cfg: RunConfig) -> bool:
     """Whether `cfg.name` is one the studio gave (engine.presets.run_name, with any preset's title or
     none), not the user's: a run's config reused with other data or settings is named afresh."""
     # with seed 0 too: names given before run names carried the seed
-    # and with any preset fitted to its data as this batch (the data that fitted it unknown here)
+    # and a preset fitted to its data as this batch (the data that fitted it unknown here)
+    fitted = lambda recipe: with_batch(recipe, cfg.train.batch_size)  # noqa: E731
     return bool(cfg.name) and cfg.name in {
-        run_name(c, preset=title, fit=fit) for c in (cfg, dataclasses.replace(cfg, seed=0))
-        for title in (None, *(p.title for p in PRESETS.values()))
-        for fit in (None, lambda recipe: with_batch(recipe, cfg.train.batch_size))}
+        name for c in (cfg, dataclasses.replace(cfg, seed=0))
+        for name in (run_name(c), run_name(c, fit=fitted), *(run_name(c, preset=p.title) for p in PRESETS.values()))}
 
 
 def _preset_title(name: str | None, cfg: RunConfig, train_images: int) -> str | None:
@@ -1160,7 +1159,7 @@ def _predict(args: argparse.Namespace) -> int:
         raise StudioError("--top-k and --batch-size must be at least 1.")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise StudioError(f"--threshold is a probability between 0 and 1 (got {args.threshold:g}).")
-    _check_file_out(Path(args.out), "predict", "predictions.csv")
+    _check_csv_out(Path(args.out))
     _check_alpha(args, run_dir)
     alpha = args.alpha if args.alpha is not None or args.variant != "wise" else _stored_alpha(run_id, data_dir)
     predictor = load_predictor(run_dir, args.variant, alpha, data_dir / "datasets", args.device)
