@@ -89,13 +89,16 @@ def shot(page, name: str) -> None:
 
 
 def upload_zip(page, path: Path) -> None:
-    """Choose the file; a second try if the dataset is not active after 150 s. On a loaded machine the
-    browser's upload request was once lost (the page never reran); a user would simply pick it again."""
+    """Choose the file in the dataset's uploader; a second try if the dataset is not active after 150 s. On
+    a loaded machine the browser's upload request was once lost (the page never reran); a user would simply
+    pick it again. The uploader is found by its label: while the page still redrew after "Upload a zip", the
+    first uploader on it was the OOD set's, which took the dataset (and the test waited 150 s for nothing)."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+    uploader = page.get_by_test_id("stFileUploader").filter(has_text="Upload a zip of class folders")
     for attempt in (1, 2):
         with page.expect_file_chooser() as chooser:
-            page.get_by_test_id("stFileUploaderDropzone").first.click()
+            uploader.get_by_test_id("stFileUploaderDropzone").click()
         chooser.value.set_files(str(path))
         try:
             page.get_by_text(f"Active dataset: {path.name}").first.wait_for(timeout=150_000 if attempt == 1 else 240_000)
