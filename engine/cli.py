@@ -1081,20 +1081,38 @@ def _export(args: argparse.Namespace) -> int:
     model = run.model_variant(args.variant, alpha)
     what = f"WiSE-FT mix at alpha {alpha:.2f}" if alpha is not None else EXPORT_VARIANTS[args.variant].split(" (")[0]
     print(f"exporting the {what} of run {run_dir.name} to {out}", flush=True)
+    images, held_out, checked_on = _export_check_images(run)
     with run.lock:
-        checks = export_all(model, run.cfg, summary, run.data.val.images, out, structured=args.variant == "structured",
-                            held_out=run.data)
+        checks = export_all(model, run.cfg, summary, images, out, structured=args.variant == "structured",
+                            held_out=held_out, checked_on=checked_on)
     for c in checks:
         print(f"  {Path(c.path).name:18} {'verified' if c.ok else 'FAILED':9} agreement {100 * c.agreement:.1f}%  "
               f"max logit difference {c.max_abs_logit_diff:.1e}" + (f"  ({c.message})" if c.message else ""))
     failed = [c for c in checks if not c.ok]
     print("  MODEL_CARD.md: how the model was trained, its accuracy and how to load each file")
+    on = checked_on if held_out is None else f"the {len(images)} validation images"
     if failed:
-        print(f"error: {', '.join(c.format for c in failed)} did not reproduce the model on the {len(run.data.val)} "
-              "validation images: do not use it; the other files are fine.", file=sys.stderr)
+        print(f"error: {', '.join(c.format for c in failed)} did not reproduce the model on {on}: do not use it; "
+              "the other files are fine.", file=sys.stderr)
         return 1
-    print(f"all {len(checks)} files reloaded give the model's class on all {len(run.data.val)} validation images")
+    print(f"all {len(checks)} files reloaded give the model's class on {on.replace('the ', 'all ', 1)}")
     return 0
+
+
+def _export_check_images(run) -> tuple:
+    """(uint8 [N, 3, S, S] images to check the exported files on, the run's splits or None, the card's words for
+    the images): the run's validation images; when its dataset cannot be read (deleted, moved), generated images
+    (engine.export.generated_check_images), said on stderr: the files are still checked, their accuracy is not."""
+    from engine.export import VALIDATION_IMAGES, generated_check_images
+
+    try:
+        return run.data.val.images, run.data, VALIDATION_IMAGES
+    except StudioError as exc:
+        images = generated_check_images(int(run.cfg.data.image_size))
+        print(f"note: the run's dataset could not be read ({str(exc).rstrip('.')}), so each file is checked on "
+              f"{len(images)} generated images instead: that shows it computes the model's function, not its "
+              "accuracy (the card's metrics are the run's own).", file=sys.stderr, flush=True)
+        return images, None, f"the {len(images)} generated images"
 
 
 EXPORTED_FILES = ("model.safetensors", "model.ts", "model.onnx", "MODEL_CARD.md")  # engine.export.export_all's

@@ -35,6 +35,10 @@ from engine.structured import save_structured
 from engine.words import ended_early_words, epochs_run_words, plural
 
 
+VALIDATION_IMAGES = "the validation images"  # what the exported files are checked on, as the card says it
+GENERATED_CHECKS = 32  # generated images to check on when the run's dataset cannot be read
+
+
 @dataclass
 class ExportCheck:
     """The check of one exported file: its format and path, whether it passed, the share of validation images (0-1)
@@ -381,8 +385,10 @@ def structured_card_section(summary: dict[str, Any]) -> list[str]:
     ]
 
 
-def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck] | None = None) -> str:
-    """A markdown model card: data, methods and their settings, metrics, the exact config."""
+def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck] | None = None,
+               checked_on: str = VALIDATION_IMAGES) -> str:
+    """A markdown model card: data, methods and their settings, metrics, the checks of the exported files
+    (made on `checked_on`, words such as "the validation images"), the exact config."""
     rep = summary.get("data_report", {})
     lines = [
         f"# Model card: {cfg.name or cfg.backbone.name}",
@@ -439,10 +445,14 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
         lines.append(f"- Sparsity: {pct(summary['sparsity'])}")
     lines += caution_section(summary)
     if checks:
-        lines += ["", "## Exports (verified on the validation split)"]
+        lines += ["", f"## Exports (verified on {checked_on})"]
+        if checked_on != VALIDATION_IMAGES:
+            lines += ["", "The run's dataset could not be read when these files were exported, so each file was "
+                      "checked against the model on generated images: it computes the same function, but these "
+                      "images say nothing of its accuracy (see Metrics)."]
         for c in checks:
             lines.append(f"- {c.format}: {'verified' if c.ok else 'FAILED'} (same class as the model on "
-                         f"{100 * c.agreement:.1f}% of the validation images, max logit difference "
+                         f"{100 * c.agreement:.1f}% of {checked_on}, max logit difference "
                          f"{c.max_abs_logit_diff:.1e}) {c.message}".rstrip())
     lines += use_it_section(summary.get("classes", []), cfg.data.image_size)
     lines += ["", "## Exact configuration", "", "```yaml", card_config_yaml(cfg).rstrip(), "```", ""]
@@ -556,12 +566,27 @@ def export_dir(run_dir: Path, variant: str = "fine_tuned", alpha: float | None =
     return Path(run_dir) / "exports" / sub
 
 
+def generated_check_images(image_size: int, n: int = GENERATED_CHECKS, seed: int = 0) -> torch.Tensor:
+    """Images to check exported files on when the run's validation images cannot be read (its dataset was
+    deleted or moved): uint8 [n, 3, image_size, image_size], smooth random colour fields (8 x 8 noise
+    resized bilinearly, as blobs and gradients of real photos vary) with fine noise on top, the same for a
+    given seed. A file that gives the model's logits on them computes the model's function; they say
+    nothing of its accuracy."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(n, 3, 8, 8, generator=g)
+    fields = torch.nn.functional.interpolate(coarse, size=(image_size, image_size), mode="bilinear",
+                                             align_corners=False)
+    noisy = fields + 0.1 * (torch.rand(n, 3, image_size, image_size, generator=g) - 0.5)
+    return (noisy.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
 def export_all(model: Classifier, cfg: RunConfig, summary: dict, val_images: torch.Tensor, out_dir: Path,
                formats: tuple[str, ...] = ("torchscript", "onnx"), structured: bool = False,
-               held_out: DataSplits | None = None) -> list[ExportCheck]:
+               held_out: DataSplits | None = None, checked_on: str = VALIDATION_IMAGES) -> list[ExportCheck]:
     """Write model.safetensors, model.ts, model.onnx and MODEL_CARD.md into out_dir; verify each.
 
-    `val_images`: uint8 [N, 3, H, W], the validation split the files are checked on. With
+    `val_images`: uint8 [N, 3, H, W], the images the files are checked on: the validation split, or
+    `generated_check_images` with `checked_on` saying so in the card (the run's dataset gone). With
     `structured=True` the model is a channel-pruned one (engine.structured): its safetensors file
     also records every resized layer's shape, so it can be rebuilt. For a WiSE-FT mix (the summary's
     `wise_alpha` set), `held_out` (the run's splits) gives the card the mix's own validation and test
@@ -585,6 +610,6 @@ def export_all(model: Classifier, cfg: RunConfig, summary: dict, val_images: tor
     card_summary = smaller_model_summary(summary) if structured else summary
     if summary.get("wise_alpha") is not None and held_out is not None:
         card_summary = dict(card_summary, wise_measured=held_out_accuracy(model, cfg, held_out))
-    (out_dir / "MODEL_CARD.md").write_text(model_card(cfg, card_summary, checks))
+    (out_dir / "MODEL_CARD.md").write_text(model_card(cfg, card_summary, checks, checked_on))
     (out_dir / "exports.json").write_text(json.dumps([c.__dict__ for c in checks], indent=1))
     return checks

@@ -639,9 +639,12 @@ def test_export_command_writes_checked_files_of_each_model_the_run_has(studio, t
     assert cli([*base, "--variant", "wise", "--alpha", "2"]) == 2 and "between 0 and 1" in capsys.readouterr().err
 
 
-def test_export_refuses_a_model_the_run_does_not_have_and_an_unfinished_run(tmp_path, tiny_zip, capsys):
-    studio_dir = tmp_path / "studio"
-    assert cli(["train", "--data", str(tiny_zip), "--pretrained", "none", "--epochs", "1", "--image-size", "32",
+def test_export_refuses_a_model_the_run_does_not_have_and_an_unfinished_run_and_checks_without_the_data(
+        tmp_path, capsys):
+    """A run whose dataset is gone is still exported: each file is checked on generated images, said on
+    stderr and in the card (the export stopped at "Could not find" before)."""
+    studio_dir, data = tmp_path / "studio", write_tiny_zip(tmp_path / "mine.zip", per_class=10)
+    assert cli(["train", "--data", str(data), "--pretrained", "none", "--epochs", "1", "--image-size", "32",
                 "--data-dir", str(studio_dir), "--quiet", "--set", "eval.ood=false"]) == 0
     (run_dir,) = list((studio_dir / "runs").iterdir())
     capsys.readouterr()
@@ -650,10 +653,32 @@ def test_export_refuses_a_model_the_run_does_not_have_and_an_unfinished_run(tmp_
     assert "use it with --variant wise" in capsys.readouterr().err
     assert cli([*base, "--variant", "structured"]) == 2
     assert "This run has no structured model: it was trained without structured pruning" in capsys.readouterr().err
+    data.unlink()
+    shutil.rmtree(studio_dir / "datasets")
+    assert cli(base) == 0
+    said = capsys.readouterr()
+    assert "dataset could not be read (Could not find" in said.err and "mine.zip" in said.err, said.err
+    assert "all 3 files reloaded give the model's class on all 32 generated images" in said.out, said.out
+    card = (run_dir / "exports" / "MODEL_CARD.md").read_text()
+    assert "## Exports (verified on the 32 generated images)" in card and "say nothing of its accuracy" in card
+    assert card.count("verified (same class as the model on 100.0% of the 32 generated images") == 3, card
+    shutil.rmtree(run_dir / "exports")
     summary = json.loads((run_dir / "summary.json").read_text())
     (run_dir / "summary.json").write_text(json.dumps(dict(summary, status="stopped")))
     assert cli(base) == 2 and "it has no final model to use" in capsys.readouterr().err
     assert not (run_dir / "exports").exists()
+
+
+def test_generated_check_images_are_varied_fixed_and_of_the_models_size():
+    """The images an export is checked on without its dataset: uint8 [32, 3, S, S], the same each time, and
+    neither constant nor all alike (a flat image would check little of the network)."""
+    from engine.export import generated_check_images
+
+    images = generated_check_images(48)
+    assert images.shape == (32, 3, 48, 48) and images.dtype == torch.uint8
+    assert torch.equal(images, generated_check_images(48)) and not torch.equal(images, generated_check_images(48, seed=1))
+    per_image = images.float().flatten(1)
+    assert per_image.std(1).min() > 10 and per_image.mean(1).std() > 5
 
 
 def test_predict_finds_a_run_by_the_id_runs_lists_wherever_its_folder_is(studio, tmp_path, capsys):
