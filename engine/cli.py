@@ -1059,6 +1059,11 @@ def _export(args: argparse.Namespace) -> int:
         raise StudioError(f"export --out {args.out} is a file: the export writes a folder of files (safetensors, "
                           "TorchScript, ONNX, the model card). Give a folder's path.")
     _check_alpha(args, run_dir)
+    if args.variant == "best":  # a stopped run's only model (engine.runs.default_variant)
+        raise StudioError(f"The run in {run_dir.name} was stopped before its end, so it has no final model to export "
+                          f"yet: continue it ({resume_command(run_id or str(run_dir), data_dir)}) and export it then. "
+                          "Its best epoch so far answers images now (python -m engine predict), and its weights "
+                          "(safetensors) download from its Results page.")
     summary = run_summary(run_dir)  # an unfinished run: how to get a model
     run = load_run(run_dir, data_dir / "datasets")
     if not run.has(args.variant):
@@ -1133,6 +1138,20 @@ def _refuse_exported_model(path: Path) -> None:
                           + (f" ({card})." if card.is_file() else " (MODEL_CARD.md, exported beside it)."))
 
 
+def _say_stopped(run_dir: Path, run_id: str | None, data_dir: Path) -> None:
+    """For a stopped run whose best epoch so far answers (engine.runs.stopped_with_best), a note on stderr: the
+    epochs it finished of those planned, and the command that continues it to its final model."""
+    from engine.runs import stopped_with_best
+
+    if not stopped_with_best(run_dir):
+        return
+    summary = json.loads((run_dir / "summary.json").read_text())
+    done = summary.get("epochs") or len(summary.get("history") or [])
+    planned = planned_epochs(run_dir, int(RunConfig.from_yaml((run_dir / "config.yaml").read_text()).train.epochs))
+    print(f"note: this run was stopped after {done} of {planned} epochs, so its best epoch so far answers; continue "
+          f"it for the final model: {resume_command(run_id or str(run_dir), data_dir)}", file=sys.stderr, flush=True)
+
+
 def _run_folder(run: str, data_dir: Path) -> tuple[Path, str | None]:
     """(the folder of `run`, its run id when the store or the folder's name tells it): a run folder, a
     run id, or the end of one ("076e0a" for 20261201-003228-076e0a) when exactly one run id ends so,
@@ -1182,7 +1201,9 @@ def _predict(args: argparse.Namespace) -> int:
     alpha = args.alpha if args.alpha is not None or args.variant != "wise" else _stored_alpha(run_id, data_dir)
     predictor = load_predictor(run_dir, args.variant, alpha, data_dir / "datasets", args.device)
     print(f"model: {predictor.label} on {predictor.device}; classes: {', '.join(predictor.classes)}", flush=True)
-    caution = model_caution(run_summary(run_dir), args.variant, predictor.alpha)  # as Try it warns for its pick
+    _say_stopped(run_dir, run_id, data_dir)
+    summary = run_summary(run_dir, stopped_ok=args.variant == "best")
+    caution = model_caution(summary, args.variant, predictor.alpha)  # as Try it warns for its pick
     if caution:
         print(f"warning: {caution}", file=sys.stderr, flush=True)
     if predictor.familiarity_note():

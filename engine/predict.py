@@ -91,7 +91,7 @@ from engine.resume import RESUME_FILE
 from engine.devices import autocast_ctx, inference_channels_last, pick_device, run_amp_dtype, usable_cpus
 from engine.run_data import prepare_data
 from engine.runs import VARIANTS as RUN_VARIANTS
-from engine.runs import load_run
+from engine.runs import load_run, stopped_with_best
 from engine.words import percent
 
 VARIANTS = {k: v for k, v in RUN_VARIANTS.items() if k != "start"}  # the start model is for Explain
@@ -118,17 +118,20 @@ ProgressFn = Callable[[int, int], None]  # (images done, images total)
 
 # ---- which models a run has --------------------------------------------------------------------
 
-def run_summary(run_dir: Path) -> dict:
-    """The finished run's summary.json. Raises StudioError when the run has none or did not finish."""
+def run_summary(run_dir: Path, stopped_ok: bool = False) -> dict:
+    """The finished run's summary.json; with `stopped_ok`, also a stopped run's that kept a best-epoch
+    checkpoint (engine.runs.stopped_with_best: its best epoch so far is a model to use). Raises StudioError
+    when the run has none or did not finish, saying how to get a model."""
     path = Path(run_dir) / "summary.json"
     summary = json.loads(path.read_text()) if path.is_file() else {}
-    if path.is_file() and summary.get("status", "finished") == "finished":
+    if path.is_file() and (summary.get("status", "finished") == "finished" or stopped_ok and stopped_with_best(run_dir)):
         return summary
     said = "has not finished" if not path.is_file() else f"did not finish ({summary.get('status')})"
     then = (f"continue it to the end first (python -m engine train --resume {Path(run_dir)}, or Continue on "
             "the dashboard's Train page), then use it" if (Path(run_dir) / RESUME_FILE).is_file()
             else "it has no final model to use; train it again to the end")
-    raise StudioError(f"The run in {Path(run_dir).name} {said}: {then}.")
+    best = " Its best epoch so far answers now: predict --variant best." if stopped_with_best(run_dir) else ""
+    raise StudioError(f"The run in {Path(run_dir).name} {said}: {then}.{best}")
 
 
 def variant_label(variant: str, adversarial: bool = False) -> str:
@@ -216,7 +219,7 @@ def load_variant(run_dir: Path, variant: str = "fine_tuned", alpha: float | None
     have, an alpha out of range, or missing/damaged files."""
     if variant not in VARIANTS:
         raise StudioError(f"Unknown model variant '{variant}'. Choose one of: {', '.join(available_variants(run_dir))}.")
-    summary = run_summary(Path(run_dir))
+    summary = run_summary(Path(run_dir), stopped_ok=variant == "best")
     have = available_variants(Path(run_dir))
     if variant not in have:
         why = {"best": "it kept no best-epoch checkpoint", "wise": "it was trained without WiSE-FT",
@@ -811,7 +814,7 @@ def load_predictor(run_dir: Path, variant: str = "fine_tuned", alpha: float | No
             return _PREDICTORS[key]
     model, cfg, classes = load_variant(Path(run_dir), variant, alpha, datasets_dir)
     try:
-        summary = run_summary(Path(run_dir))
+        summary = run_summary(Path(run_dir), stopped_ok=variant == "best")
     except (StudioError, OSError, ValueError):
         summary = {}
     predictor = Predictor(model, cfg, classes, variant, alpha if variant == "wise" else None,

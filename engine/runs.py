@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from engine.backbones import BACKBONES, Classifier, build_model
-from engine.checkpoints import load_checkpoint, save_checkpoint
+from engine.checkpoints import load_checkpoint, read_metadata, save_checkpoint
 from engine.config import RunConfig
 from engine.data import DataSplits, normalise_class_name
 from engine.errors import StudioError
@@ -51,10 +51,24 @@ VARIANTS = {
 }
 
 
+def stopped_with_best(run_dir: Path) -> bool:
+    """Whether the run in `run_dir` was stopped (its summary says so) after keeping a best-epoch checkpoint:
+    its model so far is best.safetensors, there is no end-of-training model yet."""
+    path = Path(run_dir) / "summary.json"
+    try:
+        stopped = json.loads(path.read_text()).get("status") == "stopped"
+    except (OSError, ValueError):
+        return False
+    return stopped and (Path(run_dir) / "best.safetensors").is_file()
+
+
 def default_variant(run_dir: Path) -> str:
     """The model a run answers with unless another is asked for, in the dashboard (Try it) and the CLI
-    (`predict`, `export` without --variant): a WiSE-FT run's mix ("wise", at the run's chosen alpha), since
-    the paper's point is that the mix is the model to use; else "fine_tuned"."""
+    (`predict`, `export` without --variant): a stopped run's best epoch so far ("best"; it has no other);
+    a WiSE-FT run's mix ("wise", at the run's chosen alpha), since the paper's point is that the mix is the
+    model to use; else "fine_tuned"."""
+    if stopped_with_best(run_dir):
+        return "best"
     return "wise" if (Path(run_dir) / "theta0.safetensors").is_file() else "fine_tuned"
 
 
@@ -66,6 +80,10 @@ def run_classes(run_dir: Path) -> list[str]:
         classes = json.loads(summary.read_text()).get("classes")
         if classes:
             return [normalise_class_name(c) for c in classes]  # runs from before names were NFC
+        if stopped_with_best(run_dir):  # stopped from the command line: the summary has its status and epochs only
+            classes = json.loads(read_metadata(Path(run_dir) / "best.safetensors").get("classes") or "[]")
+            if classes:
+                return [normalise_class_name(c) for c in classes]
     raise StudioError(f"The run in {run_dir} has no finished summary (no class list): it cannot be loaded.")
 
 

@@ -665,8 +665,34 @@ def test_export_refuses_a_model_the_run_does_not_have_and_an_unfinished_run_and_
     shutil.rmtree(run_dir / "exports")
     summary = json.loads((run_dir / "summary.json").read_text())
     (run_dir / "summary.json").write_text(json.dumps(dict(summary, status="stopped")))
-    assert cli(base) == 2 and "it has no final model to use" in capsys.readouterr().err
+    assert cli(base) == 2 and "was stopped before its end, so it has no final model to export yet" in capsys.readouterr().err
     assert not (run_dir / "exports").exists()
+
+
+def test_a_stopped_run_answers_with_its_best_epoch_so_far(tmp_path, tiny_zip, capsys):
+    """`predict` on a stopped run used to ask for the run to be continued first, though Results offers its
+    best-epoch weights; it now answers with them and says so, also for a run stopped with Ctrl-C on the
+    command line, whose summary names no classes (they are read from the checkpoint)."""
+    studio_dir = tmp_path / "studio"
+    assert cli(["train", "--data", str(tiny_zip), "--pretrained", "none", "--epochs", "1", "--image-size", "32",
+                "--data-dir", str(studio_dir), "--quiet", "--set", "eval.ood=false"]) == 0
+    (run_dir,) = list((studio_dir / "runs").iterdir())
+    (run_dir / "last.safetensors").unlink()  # a stopped run keeps its best epoch only
+    (run_dir / "summary.json").write_text(json.dumps({"status": "stopped", "run_id": run_dir.name, "epochs": 1}))
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, cls in enumerate(TINY_CLASSES):
+        tiny_image(cls, 900 + i).save(folder / f"{cls}.png")
+    capsys.readouterr()
+    out = tmp_path / "answers.csv"
+    base = ["predict", "--run", run_dir.name[-6:], "--data", str(folder), "--data-dir", str(studio_dir)]
+    assert cli([*base, "--out", str(out), "--quiet"]) == 0
+    said = capsys.readouterr()
+    assert "model: Best epoch" in said.out and f"classes: {', '.join(sorted(TINY_CLASSES))}" in said.out, said.out
+    assert "stopped after 1 of 1 epochs, so its best epoch so far answers" in said.err, said.err
+    assert f"--resume {run_dir.name}" in said.err and len(out.read_text().splitlines()) == 1 + len(TINY_CLASSES)
+    assert cli([*base, "--variant", "fine_tuned", "--out", str(tmp_path / "other.csv")]) == 2
+    assert "Its best epoch so far answers now: predict --variant best." in capsys.readouterr().err
 
 
 def test_generated_check_images_are_varied_fixed_and_of_the_models_size():
