@@ -445,7 +445,7 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
         lines.append(f"- Sparsity: {pct(summary['sparsity'])}")
     lines += caution_section(summary)
     if checks:
-        lines += ["", f"## Exports (verified on {checked_on})"]
+        lines += ["", f"## Exports (verified on {'the validation split' if checked_on == VALIDATION_IMAGES else checked_on})"]
         if checked_on != VALIDATION_IMAGES:
             lines += ["", "The run's dataset could not be read when these files were exported, so each file was "
                       "checked against the model on generated images: it computes the same function, but these "
