@@ -277,6 +277,17 @@ class LoadReport:
         }
 
 
+def check_bundled(name: str) -> None:
+    """Raise StudioError, saying which backbones have them, when no bundled offline weights ship for the
+    registered backbone `name` (or its file is missing from assets/backbones)."""
+    if not BACKBONES[name].has_bundled():
+        raise StudioError(
+            f"No bundled offline weights ship for {name}. Backbones with bundled weights: "
+            f"{', '.join(n for n, s in BACKBONES.items() if s.has_bundled()) or 'none'}. "
+            "Choose ImageNet (needs internet once) or no pretraining."
+        )
+
+
 def build_model(name: str, num_classes: int, pretrained: str = "none", checkpoint: str = "",
                 checkpoint_label: str = "", classes: list[str] | None = None) -> tuple[Classifier, LoadReport]:
     """Build backbone `name` with `pretrained` weights and a fresh head for `num_classes`.
@@ -300,12 +311,7 @@ def build_model(name: str, num_classes: int, pretrained: str = "none", checkpoin
         state = load_imagenet_state(spec)
         report = load_matching(net, state, "imagenet", skip_prefix=spec.head_attr, backbone=name)
     elif pretrained == "bundled":
-        if not spec.has_bundled():
-            raise StudioError(
-                f"No bundled offline weights ship for {name}. Backbones with bundled weights: "
-                f"{', '.join(n for n, s in BACKBONES.items() if s.has_bundled()) or 'none'}. "
-                "Choose ImageNet (needs internet once) or no pretraining."
-            )
+        check_bundled(name)
         state = load_state_file(spec.bundled_path)
         report = load_matching(net, state, "bundled", skip_prefix=spec.head_attr, backbone=name)
         mean, std = bundled_normalisation(spec)

@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from engine.backbones import BACKBONES, WEIGHTS_TEXT, available_sources, backbone_title
+from engine.backbones import BACKBONES, WEIGHTS_TEXT, available_sources, backbone_title, check_bundled
 from engine.chance import (ChanceCause, chance_cause, chance_finding, run_lr, small_split_words, unstable_words,
                            val_test_gap_words, weak_class_words)
 from engine.checkpoints import new_run_id, write_json
@@ -388,7 +388,11 @@ def _check_inputs(cfg: RunConfig, work_dir: Path) -> tuple[DataSplits, StartMode
     unusable one (not a zip, one class, a checkpoint of another network, ImageNet weights offline) is
     a message and not a failed run in `runs`; returns the dataset's splits and, for a checkpoint or
     ImageNet start, the model built from them, which the run then trains (nothing is decoded, split or
-    read twice). Raises StudioError."""
+    read twice); a device this machine lacks (`--device cuda` without a GPU) and a backbone without bundled
+    weights are refused too. Raises StudioError."""
+    pick_device(cfg.train.device)
+    if cfg.backbone.pretrained == "bundled":
+        check_bundled(cfg.backbone.name)
     data = prepare_data(cfg, work_dir)
     load_user_ood(cfg, work_dir, list(data.classes))
     if cfg.backbone.pretrained in ("checkpoint", "imagenet"):  # the user's file; a download that may fail

@@ -441,6 +441,21 @@ def test_continuing_a_run_whose_dataset_is_gone_says_so_before_recording_anythin
     assert not (tmp_path / "d" / "studio.db").exists() or RunStore(tmp_path / "d" / "studio.db").list_runs() == []
 
 
+def test_a_run_that_cannot_start_is_refused_before_it_is_recorded(tmp_path, tiny_zip, monkeypatch, capsys):
+    """A GPU this machine lacks, or a backbone without bundled weights, is a message and exit status 2, and no
+    run is recorded: both were listed by `runs` as failed runs of "0 of 4 epochs"."""
+    from engine.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    studio = tmp_path / "d"
+    base = ["train", "--data", str(tiny_zip), "--epochs", "1", "--image-size", "32", "--data-dir", str(studio)]
+    assert main([*base, "--device", "cuda"]) == 2
+    assert "asks for a CUDA GPU but none is available here" in capsys.readouterr().err
+    assert main([*base, "--backbone", "resnet50", "--pretrained", "bundled"]) == 2
+    assert "No bundled offline weights ship for resnet50" in capsys.readouterr().err
+    assert not (studio / "studio.db").exists() or RunStore(studio / "studio.db").list_runs() == []
+
+
 def test_the_run_list_names_the_data_and_the_epochs_a_stopped_run_did(tmp_path):
     """`runs` tells runs apart by their data (the user's file name) and says how far an unfinished run got."""
     from types import SimpleNamespace
