@@ -67,7 +67,7 @@ def test_wise_ft_claim_interior_alpha_beats_both_ends():
     curve = [{"alpha": 0.0, "val_acc": 0.50, "ood_acc": 0.40}, {"alpha": 0.5, "val_acc": 0.595, "ood_acc": 0.47},
              {"alpha": 1.0, "val_acc": 0.60, "ood_acc": 0.45}]
     c = wise_ft_claim({"wise_curve": curve})
-    assert c.shown is True and "alpha 0.5" in c.text and "2.0 points above the better end" in c.text
+    assert c.shown is True and "alpha 0.5 beats both ends on OOD by 2.0 points" in c.text
     curve[1]["val_acc"] = 0.55  # interior point too far below the fine-tuned end on validation
     far = wise_ft_claim({"wise_curve": curve})
     assert far.shown is False
@@ -89,7 +89,7 @@ def test_wise_ft_claim_interior_alpha_beats_both_ends():
     nothing = {"classes": ["A", "B", "C"], "wise_curve": [{"alpha": a, "val_acc": 1 / 6, "ood_acc": o}
                                                           for a, o in ((0.0, 0.40), (0.4, 0.414), (1.0, 0.40))]}
     line = wise_ft_claim(nothing)
-    assert line.shown is None and line.text.startswith("WiSE-FT: the best in-between mix"), line.text
+    assert line.shown is None and line.text.startswith("WiSE-FT: the best mix within 1 validation point of the fine-tuned end"), line.text
     assert "(the fine-tuned end is at or below guessing on validation (16.7%; guessing is 33.3%), so the mixes " \
            "compare noise)." in line.text, line.text
     nothing["wise_curve"][-1]["val_acc"] = 0.6
@@ -98,11 +98,12 @@ def test_wise_ft_claim_interior_alpha_beats_both_ends():
     assert wise_ft_claim({}).shown is None
     curve[1]["val_acc"] = 0.595
     # the margin also in images, so that a difference of a few images reads as what it is
-    assert "2.0 points above the better end (8 more of its 384 corrupted images right)" in wise_ft_claim(
-        {"wise_curve": curve, "wise_curve_ood_images": 384}).text
+    assert ("beats both ends on OOD by 2.0 points (47.0% vs 40.0% at alpha 0 and 45.0% at alpha 1; 8 more of its 384 "
+            "corrupted images right)") in wise_ft_claim({"wise_curve": curve, "wise_curve_ood_images": 384}).text
     curve[1]["ood_acc"] = 0.44
     below = wise_ft_claim({"wise_curve": curve, "wise_curve_ood_images": 384}).text
-    assert "1.0 points below the better end (4 fewer of its 384" in below, "not '-1.0 points over'"
+    assert ("alpha 0.5, is 1.0 points below the better end on OOD (44.0% vs 40.0% at alpha 0 and 45.0% at alpha 1; "
+            "4 fewer of its 384") in below, "not '-1.0 points over'"
     assert below.endswith("validation 0.5 points below the fine-tuned end."), below
     # a win by an image or two is a hint, not a success: a new user read "claim shown" won by 1 of 72 images
     curve[1]["ood_acc"] = 0.45 + 1 / 72
@@ -296,7 +297,7 @@ def test_wise_ft_claim_names_the_alpha_every_page_uses_when_two_tie():
     curve = [{"alpha": 0.0, "val_acc": 0.80, "ood_acc": 0.70}, {"alpha": 0.15, "val_acc": 0.80, "ood_acc": 0.881},
              {"alpha": 0.2, "val_acc": 0.80, "ood_acc": 0.881}, {"alpha": 1.0, "val_acc": 0.80, "ood_acc": 0.79}]
     line = wise_ft_claim({"wise_curve": curve}).text
-    assert "alpha 0.2 (the same OOD as at alpha 0.15)," in line and chosen_alpha({"wise_curve": curve}) == 0.2, line
+    assert "alpha 0.2 (the same OOD as at alpha 0.15) beats both ends" in line and chosen_alpha({"wise_curve": curve}) == 0.2, line
 
 
 def test_verdicts_on_few_held_out_images_come_with_their_weight():
@@ -419,7 +420,7 @@ def test_a_difference_in_points_is_the_difference_of_the_percentages_shown():
     assert points_diff(0.5, 0.5) == "+0.0"
     curve = [{"alpha": 0.0, "val_acc": 0.50, "ood_acc": 0.30}, {"alpha": 0.5, "val_acc": 0.60, "ood_acc": 0.38514},
              {"alpha": 1.0, "val_acc": 0.60, "ood_acc": 0.35245}]
-    assert "38.5% vs 30.0% (alpha 0) and 35.2% (alpha 1), 3.3 points above" in wise_ft_claim({"wise_curve": curve}).text
+    assert "beats both ends on OOD by 3.3 points (38.5% vs 30.0% at alpha 0 and 35.2% at alpha 1)" in wise_ft_claim({"wise_curve": curve}).text
 
 
 def test_a_verdict_agrees_with_the_rounded_points_it_shows():
