@@ -561,21 +561,29 @@ def wise_live_view(run: RunView, points: list[dict]) -> None:
         st.caption("Slide alpha and export a mixed model on the Results page.")
 
 
-def finished_run_picker(engine: Engine, key: str, help_: str, on_none) -> Any:
+def finished_run_picker(engine: Engine, key: str, help_: str, on_none, stopped: bool = False) -> Any:
     """The finished run a page works on (its record), chosen in a select box that opens on the run
     the user last looked at (Results, Explain) or started; `on_none(all_runs)` draws the page's
-    message when there is no finished run (then None is returned). The choice becomes the focus."""
+    message when there is no finished run (then None is returned). The choice becomes the focus. With
+    `stopped`, stopped runs that kept a best epoch (engine.runs.stopped_with_best) are offered too, labelled so."""
+    from engine.runs import stopped_with_best
+
     all_runs = state.runs(engine)
-    runs = [r for r in all_runs if r.status == "finished"]
+    runs = [r for r in all_runs if r.status == "finished" or stopped and r.status == "stopped" and r.run_dir
+            and stopped_with_best(Path(r.run_dir))]
     if not runs:
         on_none(all_runs)
         return None
     ids = [r.id for r in runs]
     labels = state.run_labels(runs, with_status=False, among=all_runs)
+    for r in runs:
+        if r.status == "stopped":
+            labels[r.id] = f"{labels.get(r.id, r.name)} (stopped: its best epoch so far)"
     if st.session_state.get(key) not in ids:
         focus = (st.session_state.get(state.FOCUS_KEY), st.session_state.get(state.WATCH_KEY))
         st.session_state[key] = next((c for c in focus if c in ids), ids[0])
-    run_id = st.selectbox("Finished run", ids, key=key, format_func=lambda i: labels.get(i, i), help=help_)
+    run_id = st.selectbox("Run" if stopped else "Finished run", ids, key=key, format_func=lambda i: labels.get(i, i),
+                          help=help_)
     state.set_focus(run_id)
     rec = state.record(engine, run_id)
     if rec is None:

@@ -176,7 +176,9 @@ def available_variants(run_dir: Path) -> dict[str, str]:
     """{variant: label} of the models this finished run can load, in `VARIANTS` order (engine.runs:
     fine_tuned always; best, wise, structured when their files exist; adversarial for runs trained
     with adversarial fine-tuning, whose fine-tuned model is the robust one: `variant_label`). "start"
-    is for Explain."""
+    is for Explain. A stopped run (engine.runs.stopped_with_best) has its best epoch so far only."""
+    if stopped_with_best(Path(run_dir)):
+        return {"best": variant_label("best")}
     run = load_run(Path(run_dir), None)
     return {v: variant_label(v, run.has("adversarial")) for v in VARIANTS if run.has(v)}
 

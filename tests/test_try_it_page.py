@@ -662,3 +662,41 @@ def test_try_it_points_to_a_pruning_runs_better_smaller_model():
     worse = {"structured": {"test_acc": 0.25, "test_acc_before": 0.273}}
     assert smaller_hint(worse, variants, "fine_tuned") == "", "the full-size model answers better: nothing to say"
     assert smaller_hint(summary, {"fine_tuned": "Fine-tuned"}, "fine_tuned") == "", "no smaller model offered"
+
+
+def test_a_stopped_run_answers_with_its_best_epoch_so_far(run):
+    """Results offers a stopped run's best-epoch weights; Try it now lets them answer too, says whose answers
+    they are and how to get the final model (it listed finished runs only)."""
+    import json
+    import shutil
+
+    from engine import predict, runs
+
+    rec = engine().run_record(run)
+    run_dir = Path(rec.run_dir)
+    before = (run_dir / "summary.json").read_text()
+    shutil.move(run_dir / "last.safetensors", run_dir / "last.kept")
+    try:
+        summary = json.loads(before)
+        (run_dir / "summary.json").write_text(json.dumps({**summary, "status": "stopped"}))
+        engine().store.set_status(run, "stopped", "Stopped after epoch 1 of 3.")
+        runs._RUNS.clear()
+        predict._PREDICTORS.clear()
+        at = open_page(run)
+        no_problems(at)
+        picker = at.selectbox(key="try_run")
+        assert picker.value == run and "(stopped: its best epoch so far)" in picker.format_func(run)
+        assert any(i.startswith("This run was stopped after 1 epoch of") and "epoch 1, its best so far answers" in i
+                   for i in texts(at.info)), texts(at.info)
+        options = at.selectbox(key=f"try_variant_a_{run}").options
+        assert len(options) == 1 and options[0].startswith("Best epoch"), options  # its only model
+        at.file_uploader(key="try_files").set_value([("mine.png", png(tiny_image("red", 654)), "image/png")])
+        at.run()
+        no_problems(at)
+        assert len(at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")) == 1, "the best epoch answered"
+    finally:
+        shutil.move(run_dir / "last.kept", run_dir / "last.safetensors")
+        (run_dir / "summary.json").write_text(before)
+        engine().store.set_status(run, "finished", None)
+        runs._RUNS.clear()
+        predict._PREDICTORS.clear()

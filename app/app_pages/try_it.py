@@ -118,13 +118,13 @@ def no_finished_run(all_runs) -> None:
 def offered_models(variants: dict[str, str], summary: dict) -> dict[str, str]:
     """The run's models ({variant: label}, engine.predict.available_variants) as the pickers offer them,
     each model once: the best epoch only when it is not the last one (or the end model was pruned
-    further after it), and an adversarial run's fine-tuned model, its robust one, not again as "adversarial"."""
+    further after it) or is the only one (a stopped run's), and an adversarial run's fine-tuned model, its robust one, not again as "adversarial"."""
     from engine.predict import best_epoch
 
     variants = dict(variants)
     epochs = best_epoch(summary.get("history") or [])
     pruned_after = (summary.get("pruning") or {}).get("pruned_rest_at_end")  # end model pruned further
-    if "best" in variants and epochs is not None and epochs[0] == epochs[1] and not pruned_after:
+    if "best" in variants and len(variants) > 1 and epochs is not None and epochs[0] == epochs[1] and not pruned_after:
         del variants["best"]
     variants.pop("adversarial", None)  # its fine-tuned model, named so by engine.predict.variant_label
     return variants
@@ -610,25 +610,47 @@ def images_from_user(engine) -> tuple[str, list[tuple[str, bytes]], bool]:
                                   "Take another photo to replace it.")
 
 
+def stopped_note(summary: dict, config: dict) -> str:
+    """What a stopped run's answers are: its best epoch so far, of the epochs it finished and those planned
+    (`config`, the run's config as a dict), and how to get its final model."""
+    from engine.predict import best_epoch
+
+    done = len(summary.get("history") or []) or summary.get("epochs") or 0
+    planned = (config.get("train") or {}).get("epochs")
+    best = best_epoch(summary.get("history") or [])
+    which = f"epoch {best[0]}, its best so far" if best else "its best epoch so far"
+    return (f"This run was stopped after {state.plural(int(done), 'epoch')}" + (f" of {planned}" if planned else "")
+            + f", so {which} answers. Continue it on the Train page for its final model.")
+
+
+def run_notes(rec, summary: dict) -> None:
+    """Above the answers, what holds for all of them: a stopped run's best epoch answers (`stopped_note`), and a
+    run at the level of guessing answers by guessing, however sure it looks."""
+    if rec.status == "stopped":
+        st.info(stopped_note(summary, rec.config), icon=":material/stop_circle:")
+    chance = at_chance(summary, rec.config)  # its answers look confident but mean nothing: say so first
+    if chance:
+        st.warning(guess_warning(chance), icon=":material/warning:")
+
+
 def render() -> None:
     """Draw the Try it page (6): a finished run's model answering photos, files and zips."""
     engine = state.get_engine()
     st.title("6 · Try it")
     st.caption("Show a trained model something new: a photo, a few files, or a whole zip.")
-    rec = components.finished_run_picker(engine, RUN_KEY, "Any finished run: its model answers for your images.",
-                                         no_finished_run)
+    rec = components.finished_run_picker(
+        engine, RUN_KEY, "Any finished run, or a stopped run's best epoch so far: its model answers for your images.",
+        no_finished_run, stopped=True)
     if rec is None:
         return
     run_dir, ds = str(rec.run_dir), str(engine.datasets_dir)
     from engine.predict import available_variants, run_summary
     from engine.runs import default_variant
 
-    summary = state.attempt("reading the run", run_summary, Path(run_dir))
+    summary = state.attempt("reading the run", run_summary, Path(run_dir), stopped_ok=True)
     if not summary.ok:
         return
-    chance = at_chance(summary.value, rec.config)  # its answers look confident but mean nothing: say so first
-    if chance:
-        st.warning(guess_warning(chance), icon=":material/warning:")
+    run_notes(rec, summary.value)
     variants = offered_models(available_variants(Path(run_dir)), summary.value or {})
     alpha = state.wise_alpha(engine, rec)[0] if "wise" in variants else 1.0  # the alpha chosen on Results
     c1, c2, c3 = st.columns([2, 2, 1.4])  # fixed: an empty wrapping cell collapses, and Compare would jump
