@@ -28,7 +28,7 @@ from tqdm import tqdm
 from engine.backbones import BACKBONES, WEIGHTS_TEXT, available_sources, backbone_title, check_bundled
 from engine.chance import (ChanceCause, chance_cause, chance_finding, run_lr, small_split_words, unstable_words,
                            val_test_gap_words, weak_class_words)
-from engine.checkpoints import new_run_id, write_json
+from engine.checkpoints import new_run_id, read_metadata, write_json
 from engine.clock import fmt_duration, process_started_at
 from engine.config import (RunConfig, apply_overrides, probe_epochs_for, smaller_batch, smaller_batch_advice,
                            with_batch)
@@ -1045,6 +1045,7 @@ def _variant_arg(parser: argparse.ArgumentParser, variants: dict[str, str]) -> N
 
 
 EXPORT_VARIANTS = {"fine_tuned": "fine-tuned model (end of training, full size)",
+                   "best": "best epoch's model (a stopped run's model so far; its accuracy measured at export)",
                    "structured": "smaller, channel-pruned model (runs with structured pruning)",
                    "wise": "WiSE-FT mix (at --alpha; default: the run's chosen alpha)"}
 
@@ -1062,17 +1063,14 @@ def _export(args: argparse.Namespace) -> int:
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise StudioError(f"export --out {args.out} is a file: the export writes a folder of files (safetensors, "
                           "TorchScript, ONNX, the model card). Give a folder's path.")
-    _check_alpha(args, run_dir)
-    if args.variant == "best":  # a stopped run's only model (engine.runs.default_variant)
-        raise StudioError(f"The run in {run_dir.name} was stopped before its end, so it has no final model to export "
-                          f"yet: continue it ({resume_command(run_id or str(run_dir), data_dir)}) and export it then. "
-                          "Its best epoch so far answers images now (python -m engine predict), and its weights "
-                          "(safetensors) download from its Results page.")
-    summary = run_summary(run_dir)  # an unfinished run: how to get a model
+    _check_alpha(args, run_dir)  # a stopped run's default is its best epoch so far (engine.runs.default_variant)
+    summary = run_summary(run_dir, stopped_ok=args.variant == "best")  # an unfinished run: how to get a model
+    _say_stopped(run_dir, run_id, data_dir)
     run = load_run(run_dir, data_dir / "datasets")
     if not run.has(args.variant):
-        what = {"structured": "structured pruning", "wise": "WiSE-FT"}[args.variant]
-        raise StudioError(f"This run has no {args.variant.replace('_', '-')} model: it was trained without {what}. "
+        what = {"structured": "it was trained without structured pruning", "wise": "it was trained without WiSE-FT",
+                "best": "it kept no best-epoch checkpoint"}[args.variant]
+        raise StudioError(f"This run has no {args.variant.replace('_', '-')} model: {what}. "
                           "Export the fine-tuned model (--variant fine_tuned), or train with it switched on.")
     alpha = None
     if args.variant == "wise":  # to two decimals, as the dashboard's slider and its export folders have it
@@ -1091,6 +1089,8 @@ def _export(args: argparse.Namespace) -> int:
     what = f"WiSE-FT mix at alpha {alpha:.2f}" if alpha is not None else EXPORT_VARIANTS[args.variant].split(" (")[0]
     print(f"exporting the {what} of run {run_dir.name} to {out}", flush=True)
     images, held_out, checked_on = _export_check_images(run)
+    if args.variant == "best":  # its own figures, measured now: the run's are another epoch's model's
+        summary = _best_epoch_card(run, summary, model, held_out)
     with run.lock:
         checks = export_all(model, run.cfg, summary, images, out, structured=args.variant == "structured",
                             held_out=held_out, checked_on=checked_on)
@@ -1106,6 +1106,26 @@ def _export(args: argparse.Namespace) -> int:
         return 1
     print(f"all {len(checks)} files reloaded give the model's class on {on.replace('the ', 'all ', 1)}")
     return 0
+
+
+def _best_epoch_card(run, summary: dict, model, held_out) -> dict:
+    """The model card's summary for the best epoch's model (engine.export.best_epoch_summary): its accuracy on the
+    run's held-out splits measured now (`held_out`, None when the dataset is gone: then not given), the epoch
+    from the run's history or, for a run stopped from the command line, from the checkpoint."""
+    from engine.evaluate import held_out_accuracy
+    from engine.export import best_epoch_summary
+    from engine.predict import best_epoch
+
+    epochs = best_epoch(summary.get("history") or [])
+    if epochs is None:  # a run stopped from the command line: its summary has the epochs it finished only
+        meta = read_metadata(run.run_dir / "best.safetensors")
+        epochs = (int(meta["epoch"]), int(summary.get("epochs") or meta["epoch"])) if meta.get("epoch") else None
+    with run.lock:
+        measured = held_out_accuracy(model, run.cfg, held_out) if held_out is not None else None
+    # what the training wrote in its summary, which a stop from the command line leaves out
+    known = {"num_params": sum(p.numel() for p in model.parameters()),
+             **({"data_report": held_out.report.to_dict()} if held_out is not None else {})}
+    return best_epoch_summary({**known, **summary}, run.classes, measured, epochs)
 
 
 def _export_check_images(run) -> tuple:

@@ -295,6 +295,11 @@ def training_lines(cfg: RunConfig, summary: dict[str, Any]) -> list[str]:
                 if (lp := cfg.optim.linear_probe_epochs) else "")]
     if ended := ended_early_words(summary):
         lines.append("- " + ended)
+    if summary.get("export_variant") == "best":
+        best = summary.get("best_epoch")
+        lines.append(("- These files are its best epoch" + (f", epoch {best[0]} of the {best[1]} it ran" if best else "")
+                      + " (highest validation accuracy)" + (", stopped before its end" if summary.get("status") ==
+                                                            "stopped" else "")))
     if summary.get("lr_find"):
         lines.append("- " + lr_find_sentence(summary["lr_find"]))
     lines.append("- Methods: " + (", ".join(METHODS[m].title for m in cfg.enabled_methods() if m in METHODS)
@@ -352,9 +357,12 @@ def caution_section(summary: dict[str, Any]) -> list[str]:
 def ood_text(cfg: RunConfig, summary: dict[str, Any]) -> str:
     """The run's OOD accuracy on the corruption suite in the card's words: "61.2%", "not measured (the run's
     OOD evaluation was off)", or, when it was on and the summary holds no figure (a run stopped before its
-    final evaluation), "not measured (the run ended before its final evaluation)"."""
+    final evaluation), "not measured (the run ended before its final evaluation)"; for the best epoch's model
+    (`best_epoch_summary`) that the suite did not measure it."""
     if summary.get("ood_acc") is not None:
         return f"{100 * summary['ood_acc']:.1f}%"
+    if summary.get("export_variant") == "best" and cfg.eval.ood:
+        return "not measured for the best epoch's model (the suite runs on the final one)"
     return ("not measured (the run's OOD evaluation was off)" if not cfg.eval.ood else
             "not measured (the run ended before its final evaluation)")
 
@@ -425,7 +433,8 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
     lines += [
         "",
         "## Metrics" + (" (the fine-tuned model, alpha 1)" if alpha is not None else
-                        " (the full-size model this one was cut from; its own are above)" if structured else ""),
+                        " (the full-size model this one was cut from; its own are above)" if structured else
+                        " (the best epoch's, measured at export)" if summary.get("export_variant") == "best" else ""),
         f"- Validation accuracy: {pct(summary.get('val_acc'))}; test accuracy: {pct(summary.get('test_acc'))}",
         f"- OOD accuracy (corruption suite, severities 1-5): {ood_text(cfg, summary)}",
     ]
@@ -559,11 +568,28 @@ def verify_safetensors(path: Path, model: Classifier, val_images: torch.Tensor, 
 
 def export_dir(run_dir: Path, variant: str = "fine_tuned", alpha: float | None = None) -> Path:
     """Where a run's exports of `variant` go inside its folder: exports/ for the fine-tuned model,
-    exports/structured/ for the channel-pruned one, exports/wise_alpha_0.60/ for a WiSE-FT mix (alpha
+    exports/structured/ for the channel-pruned one, exports/best_epoch/ for the best epoch's, exports/wise_alpha_0.60/ for a WiSE-FT mix (alpha
     to two decimals: the dashboard's slider steps). The dashboard's Export tab and `python -m engine
     export` write and read the same folders."""
-    sub = {"wise": f"wise_alpha_{alpha:.2f}" if alpha is not None else "", "structured": "structured"}.get(variant, "")
+    sub = {"wise": f"wise_alpha_{alpha:.2f}" if alpha is not None else "", "structured": "structured",
+           "best": "best_epoch"}.get(variant, "")
     return Path(run_dir) / "exports" / sub
+
+
+# what a best epoch's card keeps of the run's summary: facts of the run, not figures of its final model
+BEST_EPOCH_FACTS = ("classes", "data_report", "num_params", "lr_find", "pruning_search", "device", "precision",
+                    "channels_last", "run_id", "load_report", "status")
+
+
+def best_epoch_summary(summary: dict, classes: list[str], measured: dict | None,
+                       epochs: tuple[int, int] | None) -> dict:
+    """`summary` as the best epoch's model's, for its model card: the run's facts (BEST_EPOCH_FACTS) without its
+    figures (they are the final model's, or a stopped run has none), `classes`, the model's own held-out figures
+    measured at export (`measured`: engine.evaluate.held_out_accuracy's dict; None when the dataset is gone, so
+    none are given), and "best_epoch": (that epoch, the epochs run), None when unknown."""
+    kept = {k: v for k, v in summary.items() if k in BEST_EPOCH_FACTS}
+    return dict(kept, **(measured or {}), classes=list(classes), export_variant="best",
+                best_epoch=list(epochs) if epochs else None)
 
 
 def generated_check_images(image_size: int, n: int = GENERATED_CHECKS, seed: int = 0) -> torch.Tensor:

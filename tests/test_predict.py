@@ -642,7 +642,8 @@ def test_export_command_writes_checked_files_of_each_model_the_run_has(studio, t
 def test_export_refuses_a_model_the_run_does_not_have_and_an_unfinished_run_and_checks_without_the_data(
         tmp_path, capsys):
     """A run whose dataset is gone is still exported: each file is checked on generated images, said on
-    stderr and in the card (the export stopped at "Could not find" before)."""
+    stderr and in the card (the export stopped at "Could not find" before). A stopped run exports its best
+    epoch so far (it was refused), with that model's own figures."""
     studio_dir, data = tmp_path / "studio", write_tiny_zip(tmp_path / "mine.zip", per_class=10)
     assert cli(["train", "--data", str(data), "--pretrained", "none", "--epochs", "1", "--image-size", "32",
                 "--data-dir", str(studio_dir), "--quiet", "--set", "eval.ood=false"]) == 0
@@ -664,9 +665,17 @@ def test_export_refuses_a_model_the_run_does_not_have_and_an_unfinished_run_and_
     assert card.count("verified (same class as the model on 100.0% of the 32 generated images") == 3, card
     shutil.rmtree(run_dir / "exports")
     summary = json.loads((run_dir / "summary.json").read_text())
-    (run_dir / "summary.json").write_text(json.dumps(dict(summary, status="stopped")))
-    assert cli(base) == 2 and "was stopped before its end, so it has no final model to export yet" in capsys.readouterr().err
+    (run_dir / "summary.json").write_text(json.dumps(dict(summary, status="failed")))
+    assert cli(base) == 2 and "it has no final model to use" in capsys.readouterr().err
     assert not (run_dir / "exports").exists()
+    # a stopped run: its best epoch so far, with its own figures (none here: the dataset is gone), never the run's
+    (run_dir / "summary.json").write_text(json.dumps(dict(summary, status="stopped")))
+    assert cli(base) == 0
+    assert "was stopped after 1 of 1 epochs, so its best epoch so far answers" in capsys.readouterr().err
+    card = (run_dir / "exports" / "best_epoch" / "MODEL_CARD.md").read_text()
+    assert "- These files are its best epoch, epoch 1 of the 1 it ran (highest validation accuracy), stopped before " \
+           "its end" in card, card
+    assert "## Metrics (the best epoch's, measured at export)\n- Validation accuracy: n/a; test accuracy: n/a" in card
 
 
 def test_a_stopped_run_answers_with_its_best_epoch_so_far(tmp_path, tiny_zip, capsys):
@@ -942,3 +951,22 @@ def test_each_model_of_a_run_is_judged_by_its_own_figures():
     guessing = {**summary, "val_acc": 1 / 3, "test_acc": 1 / 3}
     assert model_caution(guessing, "fine_tuned").startswith("This run's test accuracy (33.3%) is at the level")
     assert model_caution(guessing, "best") is None, "the best epoch has no held-out figures of its own"
+
+
+def test_a_best_epochs_card_has_its_own_figures_and_none_of_the_final_models():
+    """The best epoch's model card: the run's facts, the figures measured on that model at export, never the final
+    model's (its test, OOD, robust accuracy or WiSE-FT curve)."""
+    from engine.config import RunConfig
+    from engine.export import best_epoch_summary, model_card
+
+    run = {"classes": ["a", "b"], "data_report": {"counts": {"a": 9, "b": 9}}, "num_params": 10, "val_acc": 0.9,
+           "test_acc": 0.8, "ood_acc": 0.7, "robust_acc": 0.5, "wise_curve": [{"alpha": 0.5}], "test_confusion": [[1]],
+           "status": "finished"}
+    measured = {"val_acc": 0.75, "test_acc": 0.625, "val_images": 8, "test_images": 8}
+    card = best_epoch_summary(run, ["a", "b"], measured, (3, 5))
+    assert card["val_acc"] == 0.75 and card["test_acc"] == 0.625 and card["best_epoch"] == [3, 5]
+    assert not {"ood_acc", "robust_acc", "wise_curve", "test_confusion"} & set(card), card
+    assert card["data_report"] == run["data_report"] and card["export_variant"] == "best"
+    text = model_card(RunConfig(), card)
+    assert "- These files are its best epoch, epoch 3 of the 5 it ran (highest validation accuracy)\n" in text
+    assert "Validation accuracy: 75.0%; test accuracy: 62.5%" in text and "not measured for the best epoch's" in text
