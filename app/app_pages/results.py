@@ -448,8 +448,8 @@ def downloads(engine, rec, summary: dict) -> None:
 def repeat_command(engine, cfg_file: Path, download_name: str, run_id: str, best: bool = False) -> None:
     """The command line that repeats a run. A studio that listens on this computer alone: the run's
     own config and this studio's folder, so that its uploads are found (paths of the user's own
-    computer), and, for a finished run (a failed or stopped one has no model), the command that predicts
-    with it (its id; `best`: with the best validation epoch's weights, the ones picked above it); on a
+    computer), and, for a finished run or a stopped one's best epoch so far (a failed one has no model), the
+    command that predicts with it (its id; `best`: with the best validation epoch's weights, the ones picked above it); on a
     server others reach, the downloaded config, whose uploaded files then need replacing by their paths
     (no server paths are shown)."""
     import os
@@ -463,13 +463,18 @@ def repeat_command(engine, cfg_file: Path, download_name: str, run_id: str, best
         st.code(f"python -m engine train \\\n    --config {shlex.quote(str(cfg_file))} \\\n    --data-dir "
                 f"{shlex.quote(str(engine.data_dir))}", language="bash", wrap_lines=True)
         rec = engine.run_record(run_id)
-        if rec is None or rec.status != "finished":  # a failed or stopped run has no model to answer with
+        from engine.runs import stopped_with_best
+
+        stopped = rec is not None and rec.status == "stopped" and stopped_with_best(Path(rec.run_dir))
+        if rec is None or rec.status != "finished" and not stopped:  # a failed run has no model to answer with
             return
         weights, variant = (", with the best validation epoch's weights picked above", ["--variant best"]) if best \
             else ("", [])
         from app.app_pages.explain import uses_wise
 
-        if not best and uses_wise(rec):  # the model Try it, Explain and Export use
+        if stopped:  # its only model; Try it answers with it too
+            weights, variant = ", its best epoch so far (it was stopped; Try it answers with it too)", []
+        elif not best and uses_wise(rec):  # the model Try it, Explain and Export use
             alpha, _ = state.wise_alpha(engine, rec)
             if alpha != 1.0:
                 weights, variant = f" (the WiSE-FT mix at alpha {alpha:.2f}, as Try it uses)", [
