@@ -1140,7 +1140,7 @@ def _export_check_images(run) -> tuple:
         images = generated_check_images(int(run.cfg.data.image_size))
         print(f"note: the run's dataset could not be read ({str(exc).rstrip('.')}), so each file is checked on "
               f"{len(images)} generated images instead: that shows it computes the model's function, not its "
-              "accuracy (the card's metrics are the run's own).", file=sys.stderr, flush=True)
+              "accuracy (no accuracy is measured here).", file=sys.stderr, flush=True)
         return images, None, f"the {len(images)} generated images"
 
 

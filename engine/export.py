@@ -297,9 +297,9 @@ def training_lines(cfg: RunConfig, summary: dict[str, Any]) -> list[str]:
         lines.append("- " + ended)
     if summary.get("export_variant") == "best":
         best = summary.get("best_epoch")
-        lines.append(("- These files are its best epoch" + (f", epoch {best[0]} of the {best[1]} it ran" if best else "")
-                      + " (highest validation accuracy)" + (", stopped before its end" if summary.get("status") ==
-                                                            "stopped" else "")))
+        stopped = ", stopped before its end" if summary.get("status") == "stopped" else ""
+        lines.append("- These files are its best epoch" + (f", epoch {best[0]} of the {best[1]} it ran" if best else "")
+                     + f" (highest validation accuracy){stopped}")
     if summary.get("lr_find"):
         lines.append("- " + lr_find_sentence(summary["lr_find"]))
     lines.append("- Methods: " + (", ".join(METHODS[m].title for m in cfg.enabled_methods() if m in METHODS)
@@ -454,7 +454,8 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
         lines.append(f"- Sparsity: {pct(summary['sparsity'])}")
     lines += caution_section(summary)
     if checks:
-        lines += ["", f"## Exports (verified on {'the validation split' if checked_on == VALIDATION_IMAGES else checked_on})"]
+        on = "the validation split" if checked_on == VALIDATION_IMAGES else checked_on
+        lines += ["", f"## Exports (verified on {on})"]
         if checked_on != VALIDATION_IMAGES:
             lines += ["", "The run's dataset could not be read when these files were exported, so each file was "
                       "checked against the model on generated images: it computes the same function, but these "
@@ -568,7 +569,8 @@ def verify_safetensors(path: Path, model: Classifier, val_images: torch.Tensor, 
 
 def export_dir(run_dir: Path, variant: str = "fine_tuned", alpha: float | None = None) -> Path:
     """Where a run's exports of `variant` go inside its folder: exports/ for the fine-tuned model,
-    exports/structured/ for the channel-pruned one, exports/best_epoch/ for the best epoch's, exports/wise_alpha_0.60/ for a WiSE-FT mix (alpha
+    exports/structured/ for the channel-pruned one, exports/best_epoch/ for the best epoch's,
+    exports/wise_alpha_0.60/ for a WiSE-FT mix (alpha
     to two decimals: the dashboard's slider steps). The dashboard's Export tab and `python -m engine
     export` write and read the same folders."""
     sub = {"wise": f"wise_alpha_{alpha:.2f}" if alpha is not None else "", "structured": "structured",

@@ -124,13 +124,14 @@ def run_summary(run_dir: Path, stopped_ok: bool = False) -> dict:
     when the run has none or did not finish, saying how to get a model."""
     path = Path(run_dir) / "summary.json"
     summary = json.loads(path.read_text()) if path.is_file() else {}
-    if path.is_file() and (summary.get("status", "finished") == "finished" or stopped_ok and stopped_with_best(run_dir)):
+    finished = summary.get("status", "finished") == "finished"
+    if path.is_file() and (finished or stopped_ok and stopped_with_best(run_dir)):
         return summary
     said = "has not finished" if not path.is_file() else f"did not finish ({summary.get('status')})"
     then = (f"continue it to the end first (python -m engine train --resume {Path(run_dir)}, or Continue on "
             "the dashboard's Train page), then use it" if (Path(run_dir) / RESUME_FILE).is_file()
             else "it has no final model to use; train it again to the end")
-    best = " Its best epoch so far answers now: predict --variant best." if stopped_with_best(run_dir) else ""
+    best = " Its best epoch so far can be used now: --variant best." if stopped_with_best(run_dir) else ""
     raise StudioError(f"The run in {Path(run_dir).name} {said}: {then}.{best}")
 
 

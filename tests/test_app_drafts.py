@@ -439,7 +439,8 @@ def test_a_stopped_run_shows_its_finished_epochs_and_can_be_used_again(studio, t
     assert "when the server stopped" not in warning, "stopped by its user"
     # its best epoch so far answers `predict` (and Try it), as the command says
     assert any("its best epoch so far (it was stopped" in c for c in texts(at.caption)), texts(at.caption)
-    assert any(c.value.startswith(f"python -m engine predict \\\n    --run {run_id} \\\n    --data-dir ") for c in at.code)
+    assert any(c.value.startswith(f"python -m engine predict \\\n    --run {run_id} \\\n    --data-dir ")
+               for c in at.code)
     at.button(key=f"to_continue_{run_id}").click().run()  # Results offers Continue where the Train page has it
     no_problems(at)
     assert "3 · Train (live)" in texts(at.title) and at.session_state["watch_select"] == run_id

@@ -89,7 +89,8 @@ def test_wise_ft_claim_interior_alpha_beats_both_ends():
     nothing = {"classes": ["A", "B", "C"], "wise_curve": [{"alpha": a, "val_acc": 1 / 6, "ood_acc": o}
                                                           for a, o in ((0.0, 0.40), (0.4, 0.414), (1.0, 0.40))]}
     line = wise_ft_claim(nothing)
-    assert line.shown is None and line.text.startswith("WiSE-FT: the best mix within 1 validation point of the fine-tuned end"), line.text
+    assert line.shown is None, line.text
+    assert line.text.startswith("WiSE-FT: the best mix within 1 validation point of the fine-tuned end"), line.text
     assert "(the fine-tuned end is at or below guessing on validation (16.7%; guessing is 33.3%), so the mixes " \
            "compare noise)." in line.text, line.text
     nothing["wise_curve"][-1]["val_acc"] = 0.6
@@ -297,7 +298,8 @@ def test_wise_ft_claim_names_the_alpha_every_page_uses_when_two_tie():
     curve = [{"alpha": 0.0, "val_acc": 0.80, "ood_acc": 0.70}, {"alpha": 0.15, "val_acc": 0.80, "ood_acc": 0.881},
              {"alpha": 0.2, "val_acc": 0.80, "ood_acc": 0.881}, {"alpha": 1.0, "val_acc": 0.80, "ood_acc": 0.79}]
     line = wise_ft_claim({"wise_curve": curve}).text
-    assert "alpha 0.2 (the same OOD as at alpha 0.15) beats both ends" in line and chosen_alpha({"wise_curve": curve}) == 0.2, line
+    assert "alpha 0.2 (the same OOD as at alpha 0.15) beats both ends" in line, line
+    assert chosen_alpha({"wise_curve": curve}) == 0.2
 
 
 def test_verdicts_on_few_held_out_images_come_with_their_weight():
@@ -420,7 +422,8 @@ def test_a_difference_in_points_is_the_difference_of_the_percentages_shown():
     assert points_diff(0.5, 0.5) == "+0.0"
     curve = [{"alpha": 0.0, "val_acc": 0.50, "ood_acc": 0.30}, {"alpha": 0.5, "val_acc": 0.60, "ood_acc": 0.38514},
              {"alpha": 1.0, "val_acc": 0.60, "ood_acc": 0.35245}]
-    assert "beats both ends on OOD by 3.3 points (38.5% vs 30.0% at alpha 0 and 35.2% at alpha 1)" in wise_ft_claim({"wise_curve": curve}).text
+    assert "beats both ends on OOD by 3.3 points (38.5% vs 30.0% at alpha 0 and 35.2% at alpha 1)" in wise_ft_claim(
+        {"wise_curve": curve}).text
 
 
 def test_a_verdict_agrees_with_the_rounded_points_it_shows():

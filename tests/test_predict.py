@@ -701,7 +701,7 @@ def test_a_stopped_run_answers_with_its_best_epoch_so_far(tmp_path, tiny_zip, ca
     assert "stopped after 1 of 1 epochs, so its best epoch so far answers" in said.err, said.err
     assert f"--resume {run_dir.name}" in said.err and len(out.read_text().splitlines()) == 1 + len(TINY_CLASSES)
     assert cli([*base, "--variant", "fine_tuned", "--out", str(tmp_path / "other.csv")]) == 2
-    assert "Its best epoch so far answers now: predict --variant best." in capsys.readouterr().err
+    assert "Its best epoch so far can be used now: --variant best." in capsys.readouterr().err
 
 
 def test_generated_check_images_are_varied_fixed_and_of_the_models_size():
@@ -711,7 +711,8 @@ def test_generated_check_images_are_varied_fixed_and_of_the_models_size():
 
     images = generated_check_images(48)
     assert images.shape == (32, 3, 48, 48) and images.dtype == torch.uint8
-    assert torch.equal(images, generated_check_images(48)) and not torch.equal(images, generated_check_images(48, seed=1))
+    assert torch.equal(images, generated_check_images(48))
+    assert not torch.equal(images, generated_check_images(48, seed=1))
     per_image = images.float().flatten(1)
     assert per_image.std(1).min() > 10 and per_image.mean(1).std() > 5
 

@@ -449,8 +449,8 @@ def repeat_command(engine, cfg_file: Path, download_name: str, run_id: str, best
     """The command line that repeats a run. A studio that listens on this computer alone: the run's
     own config and this studio's folder, so that its uploads are found (paths of the user's own
     computer), and, for a finished run or a stopped one's best epoch so far (a failed one has no model), the
-    command that predicts with it (its id; `best`: with the best validation epoch's weights, the ones picked above it); on a
-    server others reach, the downloaded config, whose uploaded files then need replacing by their paths
+    command that predicts with it (its id; `best`: with the best validation epoch's weights, the ones picked
+    above it); on a server others reach, the downloaded config, whose uploaded files then need replacing by their paths
     (no server paths are shown)."""
     import os
     import shlex

@@ -118,7 +118,8 @@ def no_finished_run(all_runs) -> None:
 def offered_models(variants: dict[str, str], summary: dict) -> dict[str, str]:
     """The run's models ({variant: label}, engine.predict.available_variants) as the pickers offer them,
     each model once: the best epoch only when it is not the last one (or the end model was pruned
-    further after it) or is the only one (a stopped run's), and an adversarial run's fine-tuned model, its robust one, not again as "adversarial"."""
+    further after it) or is the only one (a stopped run's), and an adversarial run's fine-tuned model, its
+    robust one, not again as "adversarial"."""
     from engine.predict import best_epoch
 
     variants = dict(variants)
