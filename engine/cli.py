@@ -520,13 +520,27 @@ def _interrupted(store: RunStore, run_id: str, run_dir: Path, planned: int, data
     store.set_status(run_id, "stopped", message)
     if run_dir.is_dir():  # (not made yet when the interrupt came first)
         write_json(run_dir / "summary.json", {"status": "stopped", "run_id": run_id, "epochs": done,
-                                              "error": message})
+                                              "error": message, **_stopped_facts(store, run_id, run_dir)})
     if resumable:
         print(f"\nstopped (continue it with: {resume_command(str(run_dir), data_dir)})", file=sys.stderr)
     else:
         print(f"\nstopped before its first epoch ended, so there is nothing to continue (start it again with: "
               f"python -m engine train --config {shlex.quote(str(run_dir / 'config.yaml'))}"
               f"{data_dir_flag(data_dir)})", file=sys.stderr)
+
+
+def _stopped_facts(store: RunStore, run_id: str, run_dir: Path) -> dict:
+    """What a run stopped from the command line keeps in its summary besides its status, as a run stopped from the
+    dashboard does: its "history" (one dict per finished epoch, from the store's per-epoch figures), so that its best
+    epoch and that epoch's figures can be named, and its "classes" (from its best-epoch checkpoint)."""
+    epochs: dict[int, dict] = {}
+    for row in store.metrics(run_id):
+        if row["channel"] == "epoch":
+            epochs.setdefault(int(row["epoch"]), {"epoch": int(row["epoch"])})[row["name"]] = row["value"]
+    facts: dict = {"history": [epochs[e] for e in sorted(epochs)]} if epochs else {}
+    best = run_dir / "best.safetensors"
+    classes = json.loads(read_metadata(best).get("classes") or "[]") if best.is_file() else []
+    return {**facts, **({"classes": classes} if classes else {})}
 
 
 def data_dir_flag(data_dir: Path) -> str:
@@ -1065,7 +1079,7 @@ def _export(args: argparse.Namespace) -> int:
                           "TorchScript, ONNX, the model card). Give a folder's path.")
     _check_alpha(args, run_dir)  # a stopped run's default is its best epoch so far (engine.runs.default_variant)
     summary = run_summary(run_dir, stopped_ok=args.variant == "best")  # an unfinished run: how to get a model
-    _say_stopped(run_dir, run_id, data_dir)
+    _say_stopped(run_dir, run_id, data_dir, "is exported")
     run = load_run(run_dir, data_dir / "datasets")
     if not run.has(args.variant):
         what = {"structured": "it was trained without structured pruning", "wise": "it was trained without WiSE-FT",
@@ -1122,6 +1136,9 @@ def _best_epoch_card(run, summary: dict, model, held_out) -> dict:
         epochs = (int(meta["epoch"]), int(summary.get("epochs") or meta["epoch"])) if meta.get("epoch") else None
     with run.lock:
         measured = held_out_accuracy(model, run.cfg, held_out) if held_out is not None else None
+    recorded = next((h for h in summary.get("history") or [] if epochs and h.get("epoch") == epochs[0]), {})
+    if measured is None and recorded.get("val_acc") is not None:  # the dataset is gone: what training recorded
+        measured = {"val_acc": recorded["val_acc"], "recorded_in_training": True}
     # what the training wrote in its summary, which a stop from the command line leaves out
     known = {"num_params": sum(p.numel() for p in model.parameters()),
              **({"data_report": held_out.report.to_dict()} if held_out is not None else {})}
@@ -1162,9 +1179,10 @@ def _refuse_exported_model(path: Path) -> None:
                           + (f" ({card})." if card.is_file() else " (MODEL_CARD.md, exported beside it)."))
 
 
-def _say_stopped(run_dir: Path, run_id: str | None, data_dir: Path) -> None:
-    """For a stopped run whose best epoch so far answers (engine.runs.stopped_with_best), a note on stderr: the
-    epochs it finished of those planned, and the command that continues it to its final model."""
+def _say_stopped(run_dir: Path, run_id: str | None, data_dir: Path, does: str = "answers") -> None:
+    """For a stopped run whose best epoch so far is used (engine.runs.stopped_with_best), a note on stderr: the
+    epochs it finished of those planned, that its best epoch `does` ("answers", "is exported"), and the command
+    that continues it to its final model."""
     from engine.runs import stopped_with_best
 
     if not stopped_with_best(run_dir):
@@ -1172,7 +1190,7 @@ def _say_stopped(run_dir: Path, run_id: str | None, data_dir: Path) -> None:
     summary = json.loads((run_dir / "summary.json").read_text())
     done = summary.get("epochs") or len(summary.get("history") or [])
     planned = planned_epochs(run_dir, int(RunConfig.from_yaml((run_dir / "config.yaml").read_text()).train.epochs))
-    print(f"note: this run was stopped after {done} of {planned} epochs, so its best epoch so far answers; continue "
+    print(f"note: this run was stopped after {done} of {planned} epochs, so its best epoch so far {does}; continue "
           f"it for the final model: {resume_command(run_id or str(run_dir), data_dir)}", file=sys.stderr, flush=True)
 
 

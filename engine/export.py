@@ -285,8 +285,10 @@ def training_lines(cfg: RunConfig, summary: dict[str, Any]) -> list[str]:
     from engine.optim import frozen_words
     from engine.schedules import schedule_label
 
+    stopped = summary.get("export_variant") == "best" and summary.get("status") == "stopped"
+    epochs = f"{plural(cfg.train.epochs, 'epoch')} planned" if stopped else epochs_run_words(summary, cfg.train.epochs)
     lines = ["## Training",
-             f"- {epochs_run_words(summary, cfg.train.epochs)}, batch {cfg.train.batch_size}, "
+             f"- {epochs}, batch {cfg.train.batch_size}, "
              f"{choice_label(cfg.optim, 'optimizer')}, lr {cfg.optim.lr:g} "
              f"(momentum {cfg.optim.momentum:g}, effective lr {cfg.effective_lr:g}), schedule "
              f"{schedule_label(cfg.optim.schedule)}; {augmentation_words(cfg.train)}"
@@ -362,7 +364,7 @@ def ood_text(cfg: RunConfig, summary: dict[str, Any]) -> str:
     if summary.get("ood_acc") is not None:
         return f"{100 * summary['ood_acc']:.1f}%"
     if summary.get("export_variant") == "best" and cfg.eval.ood:
-        return "not measured for the best epoch's model (the suite runs on the final one)"
+        return "not measured for the best epoch's model (the suite measures the model at the end of training)"
     return ("not measured (the run's OOD evaluation was off)" if not cfg.eval.ood else
             "not measured (the run ended before its final evaluation)")
 
@@ -434,7 +436,8 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
         "",
         "## Metrics" + (" (the fine-tuned model, alpha 1)" if alpha is not None else
                         " (the full-size model this one was cut from; its own are above)" if structured else
-                        " (the best epoch's, measured at export)" if summary.get("export_variant") == "best" else ""),
+                        BEST_METRICS[bool(summary.get("recorded_in_training"))]
+                        if summary.get("export_variant") == "best" else ""),
         f"- Validation accuracy: {pct(summary.get('val_acc'))}; test accuracy: {pct(summary.get('test_acc'))}",
         f"- OOD accuracy (corruption suite, severities 1-5): {ood_text(cfg, summary)}",
     ]
@@ -578,6 +581,9 @@ def export_dir(run_dir: Path, variant: str = "fine_tuned", alpha: float | None =
     return Path(run_dir) / "exports" / sub
 
 
+# the best epoch's Metrics heading: measured at export, or (the dataset gone) as the training recorded them
+BEST_METRICS = {False: " (the best epoch's, measured at export)",
+                True: " (the best epoch's validation accuracy as recorded in training: the dataset could not be read)"}
 # what a best epoch's card keeps of the run's summary: facts of the run, not figures of its final model
 BEST_EPOCH_FACTS = ("classes", "data_report", "num_params", "lr_find", "pruning_search", "device", "precision",
                     "channels_last", "run_id", "load_report", "status")

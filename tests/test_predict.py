@@ -671,11 +671,14 @@ def test_export_refuses_a_model_the_run_does_not_have_and_an_unfinished_run_and_
     # a stopped run: its best epoch so far, with its own figures (none here: the dataset is gone), never the run's
     (run_dir / "summary.json").write_text(json.dumps(dict(summary, status="stopped")))
     assert cli(base) == 0
-    assert "was stopped after 1 of 1 epochs, so its best epoch so far answers" in capsys.readouterr().err
+    assert "was stopped after 1 of 1 epochs, so its best epoch so far is exported" in capsys.readouterr().err
     card = (run_dir / "exports" / "best_epoch" / "MODEL_CARD.md").read_text()
     assert "- These files are its best epoch, epoch 1 of the 1 it ran (highest validation accuracy), stopped before " \
            "its end" in card, card
-    assert "## Metrics (the best epoch's, measured at export)\n- Validation accuracy: n/a; test accuracy: n/a" in card
+    recorded = summary["history"][0]["val_acc"]  # the dataset is gone: the figure its training recorded, no test
+    assert (f"## Metrics (the best epoch's validation accuracy as recorded in training: the dataset could not be "
+            f"read)\n- Validation accuracy: {100 * recorded:.1f}%; test accuracy: n/a") in card, card
+    assert "- 1 epoch planned, batch" in card
 
 
 def test_a_stopped_run_answers_with_its_best_epoch_so_far(tmp_path, tiny_zip, capsys):

@@ -4,6 +4,7 @@ Continue does, and a command-line run ended by SIGTERM is recorded as stopped, a
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -14,6 +15,7 @@ from pathlib import Path
 import psutil
 import torch
 
+from engine.checkpoints import save_checkpoint
 from engine.jobs import interrupted_message
 from engine.store import INTERRUPTED, RunStore, process_alive, this_process
 
@@ -92,7 +94,9 @@ def test_sigterm_stops_a_command_line_run_as_ctrl_c_does(tiny_zip, tmp_path, mon
     def killed_after_one_epoch(store, run_id, cfg, run_dir, *args, **kwargs):
         run_dir.mkdir(parents=True)
         (run_dir / "resume.pt").write_bytes(b"")
-        store.log_metrics(run_id, 1, 4, {"val_acc": 0.5}, channel="epoch")
+        store.log_metrics(run_id, 1, 4, {"val_acc": 0.5, "val_loss": 0.75}, channel="epoch")
+        store.log_metrics(run_id, 1, 3, {"train_loss": 0.9}, channel="step")  # not an epoch's figure
+        save_checkpoint(run_dir / "best.safetensors", {"w": torch.zeros(1)}, cfg, {"classes": ["a", "b"], "epoch": 1})
         signal.raise_signal(signal.SIGTERM)
         raise AssertionError("SIGTERM did not interrupt the run")
 
@@ -112,6 +116,9 @@ def test_sigterm_stops_a_command_line_run_as_ctrl_c_does(tiny_zip, tmp_path, mon
                          "epoch 1 of 9. Continue picks up at epoch 2 with the same schedule; until then the results "
                          "are those of epoch 1.")
     assert cli._run_facts(rec) == "[tiny.zip, 1 of 9 epochs]"
+    # its summary names its epochs' figures and its classes, as a dashboard stop's does: its best epoch can be named
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["history"] == [{"epoch": 1, "val_acc": 0.5, "val_loss": 0.75}] and summary["classes"] == ["a", "b"]
 
 
 def test_resume_refuses_a_run_its_program_still_trains_and_continues_one_whose_program_ended(
