@@ -1196,8 +1196,8 @@ def _say_stopped(run_dir: Path, run_id: str | None, data_dir: Path, does: str = 
 
 def _run_folder(run: str, data_dir: Path) -> tuple[Path, str | None]:
     """(the folder of `run`, its run id when the store or the folder's name tells it): a run folder, a
-    run id, or the end of one ("076e0a" for 20261201-003228-076e0a) when exactly one run id ends so,
-    among the folders in `data_dir`/runs and the runs its store lists (`runs` lists those too, wherever
+    run id, or the end of one ("076e0a" for 20261201-003228-076e0a) when exactly one run id ends so, else any
+    part of one ("003228") when exactly one run id holds it, among the folders in `data_dir`/runs and the runs its store lists (`runs` lists those too, wherever
     `train --out` put them); a file of a run's folder (its config.yaml, summary.json) stands for that run.
     Raises StudioError naming the candidates, or the folder a listed run lost."""
     if Path(run).is_file() and (Path(run).parent / "config.yaml").is_file():
@@ -1214,16 +1214,20 @@ def _run_folder(run: str, data_dir: Path) -> tuple[Path, str | None]:
     for r in records:
         if r.id not in folders and r.run_dir:
             (folders if Path(r.run_dir).is_dir() else lost)[r.id] = Path(r.run_dir)
-    matches = [run] if run in folders or run in lost else sorted(n for n in {*folders, *lost} if run and n.endswith(run))
+    known = {*folders, *lost}
+    matches = [run] if run in known else (sorted(n for n in known if run and n.endswith(run))
+                                          or sorted(n for n in known if run and run in n))
     if len(matches) == 1 and matches[0] in folders:
         return folders[matches[0]], matches[0]
     if len(matches) == 1:
         raise StudioError(f"Run {matches[0]} is listed by `python -m engine runs`, but its folder {lost[matches[0]]} "
                           "is gone (moved or deleted): put it back there, or give the folder where it is now.")
     if matches:
-        raise StudioError(f"'{run}' ends {len(matches)} run ids: {', '.join(matches)}. Give the whole id.")
+        how = "ends" if all(m.endswith(run) for m in matches) else "is part of"
+        shown = ", ".join(matches[:6]) + (f" and {len(matches) - 6} more" if len(matches) > 6 else "")
+        raise StudioError(f"'{run}' {how} {len(matches)} run ids: {shown}. Give more of it, or the whole id.")
     raise StudioError(f"No run '{run}' in {data_dir}: give a run id (see `python -m engine runs`; the dashboard's "
-                      "Results page shows this command with it), the end of one, or a run folder. A dashboard started "
+                      "Results page shows this command with it), the end or any part of one, or a run folder. A dashboard started "
                       "with another data folder (STUDIO_DATA_DIR) keeps its runs there: add --data-dir FOLDER.")
 
 

@@ -734,10 +734,18 @@ def test_predict_finds_a_run_by_the_id_runs_lists_wherever_its_folder_is(studio,
     folder = tmp_path / "photos"
     folder.mkdir()
     tiny_image("red", 900).save(folder / "a.png")
-    for run in ("20260101-000000-abc123", "abc123"):
+    for run in ("20260101-000000-abc123", "abc123", "0101-000000"):  # the id, its end, any part of it
         assert cli(["predict", "--run", run, "--data", str(folder), "--data-dir", str(data_dir),
                     "--out", str(tmp_path / f"{run}.csv"), "--quiet"]) == 0, capsys.readouterr().err
         assert (tmp_path / f"{run}.csv").is_file()
+    second = shutil.copytree(run_dir, tmp_path / "my-runs" / "second")
+    RunStore(data_dir / "studio.db").create_run("20260101-000001-fed789", "mine", {}, str(second), owner="cli")
+    capsys.readouterr()
+    assert cli(["predict", "--run", "20260101", "--data", str(folder), "--data-dir", str(data_dir),
+                "--out", str(tmp_path / "two.csv")]) == 2
+    assert ("'20260101' is part of 2 run ids: 20260101-000000-abc123, 20260101-000001-fed789. Give more of it"
+            in capsys.readouterr().err)
+    shutil.rmtree(second)  # (the listed runs below: one)
     capsys.readouterr()
     assert cli(["runs", "--data-dir", str(data_dir)]) == 0
     assert "20260101-000000-abc123" in capsys.readouterr().out

@@ -686,7 +686,9 @@ def test_a_stopped_run_answers_with_its_best_epoch_so_far(run):
         no_problems(at)
         picker = at.selectbox(key="try_run")
         assert picker.value == run and "(stopped: its best epoch so far)" in picker.format_func(run)
-        assert any(i.startswith("This run was stopped after 1 epoch of") and "epoch 1, its best so far answers" in i
+        val = summary["history"][0]["val_acc"]
+        assert any(i.startswith("This run was stopped after 1 epoch of")
+                   and f"epoch 1, its best so far (validation {100 * val:.1f}%) answers" in i
                    for i in texts(at.info)), texts(at.info)
         options = at.selectbox(key=f"try_variant_a_{run}").options
         assert len(options) == 1 and options[0].startswith("Best epoch"), options  # its only model

@@ -612,14 +612,17 @@ def images_from_user(engine) -> tuple[str, list[tuple[str, bytes]], bool]:
 
 
 def stopped_note(summary: dict, config: dict) -> str:
-    """What a stopped run's answers are: its best epoch so far, of the epochs it finished and those planned
-    (`config`, the run's config as a dict), and how to get its final model."""
+    """What a stopped run's answers are: its best epoch so far with its validation accuracy, of the epochs it
+    finished and those planned (`config`, the run's config as a dict), and how to get its final model."""
     from engine.predict import best_epoch
 
     done = len(summary.get("history") or []) or summary.get("epochs") or 0
     planned = (config.get("train") or {}).get("epochs")
-    best = best_epoch(summary.get("history") or [])
-    which = f"epoch {best[0]}, its best so far" if best else "its best epoch so far"
+    history = summary.get("history") or []
+    best = best_epoch(history)
+    val = next((h.get("val_acc") for h in history if best and h.get("epoch") == best[0]), None)
+    which = (f"epoch {best[0]}, its best so far" + (f" (validation {100 * val:.1f}%)" if val is not None else "")
+             if best else "its best epoch so far")
     return (f"This run was stopped after {state.plural(int(done), 'epoch')}" + (f" of {planned}" if planned else "")
             + f", so {which} answers. Continue it on the Train page for its final model.")
 
