@@ -437,6 +437,7 @@ def test_a_stopped_run_shows_its_finished_epochs_and_can_be_used_again(studio, t
     assert metrics.get("Validation accuracy", "").endswith("%"), metrics
     assert "best validation epoch" in at.radio(key=f"ckpt_{run_id}_best").options, "its checkpoint is offered"
     assert "when the server stopped" not in warning, "stopped by its user"
+    assert any(c.value.startswith(f"python -m engine train --resume {run_id} \\\n    --data-dir ") for c in at.code)
     # its best epoch so far answers `predict` (and Try it), as the command says
     assert any("its best epoch so far (it was stopped" in c for c in texts(at.caption)), texts(at.caption)
     assert any(c.value.startswith(f"python -m engine predict \\\n    --run {run_id} \\\n    --data-dir ")

@@ -466,6 +466,12 @@ def repeat_command(engine, cfg_file: Path, download_name: str, run_id: str, best
         from engine.runs import stopped_with_best
 
         stopped = rec is not None and rec.status == "stopped" and stopped_with_best(Path(rec.run_dir))
+        from engine.resume import RESUME_FILE
+
+        if rec is not None and rec.status != "finished" and (Path(rec.run_dir) / RESUME_FILE).is_file():
+            st.caption("To continue it from where it stopped, as the Continue button does, from there:")
+            st.code(f"python -m engine train --resume {run_id} \\\n    --data-dir {shlex.quote(str(engine.data_dir))}",
+                    language="bash", wrap_lines=True)
         if rec is None or rec.status != "finished" and not stopped:  # a failed run has no model to answer with
             return
         weights, variant = (", with the best validation epoch's weights picked above", ["--variant best"]) if best \
