@@ -450,6 +450,9 @@ def _resume(args: argparse.Namespace) -> int:
             raise StudioError(f"{exc} For example: python -m engine train --config "
                               f"{shlex.quote(str(run_dir / 'config.yaml'))} --epochs {2 * cfg.train.epochs} "
                               f"--data-dir {shlex.quote(str(data_dir))}") from None
+        if (run_dir / "config.yaml").is_file():  # the command `train` and `runs` gave when it stopped
+            raise StudioError(f"{str(exc).rstrip('.')}: python -m engine train --config "
+                              f"{shlex.quote(str(run_dir / 'config.yaml'))}{data_dir_flag(data_dir)}") from None
         raise
     run_id = rec.id if rec is not None else new_run_id()
     if rec is None:

@@ -89,8 +89,10 @@ def check_resumable(run_dir: Path, status: str | None = None) -> None:
     if status == "finished":  # a resume point left beside a finished run is no reason to train it again
         raise StudioError("This run finished: there is nothing left to continue, and its results stay as they are. "
                           "To train longer, start a new run with its settings and more epochs.")
-    raise StudioError("This run cannot be continued: it has no saved state to continue from (it stopped before its "
-                      "first epoch ended, or it finished). Start it again instead.")
+    why = ("it stopped before its first epoch ended" if status in ("stopped", "failed")
+           else "it stopped before its first epoch ended, or it finished")  # a folder no store lists: either
+    raise StudioError(f"This run cannot be continued: it has no saved state to continue from ({why}). "
+                      "Start it again instead.")
 
 
 def load_resume(run_dir: Path, ctx: TrainContext, scaler: torch.amp.GradScaler,

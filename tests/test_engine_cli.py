@@ -622,6 +622,15 @@ def test_ctrl_c_before_the_first_epoch_ends_says_to_start_again(tiny_zip, tmp_pa
     assert "stopped before its first epoch ended" in said and f"--config {out / 'config.yaml'}" in said, said
     assert "--resume" not in said
     assert [r.status for r in RunStore(tmp_path / "d" / "studio.db").list_runs()] == ["stopped"]
+    # continued anyway: the refusal knows it stopped (it hedged "or it finished") and gives the command to start again
+    from engine.config import RunConfig, apply_overrides
+
+    out.mkdir(exist_ok=True)
+    (out / "config.yaml").write_text(apply_overrides(RunConfig(), [f"data.source={tiny_zip}"]).to_yaml())
+    assert cli.main(["train", "--resume", str(out), "--data-dir", str(tmp_path / "d")]) == 2
+    said = capsys.readouterr().err
+    assert "(it stopped before its first epoch ended). Start it again instead: python -m engine train --config " \
+           f"{out / 'config.yaml'} --data-dir" in said and "or it finished" not in said, said
 
     def after_one_epoch(store, run_id, cfg, run_dir, *args, **kwargs):  # a resume point and one epoch logged
         run_dir.mkdir(parents=True)
