@@ -1200,8 +1200,9 @@ def _say_stopped(run_dir: Path, run_id: str | None, data_dir: Path, does: str = 
 def _run_folder(run: str, data_dir: Path) -> tuple[Path, str | None]:
     """(the folder of `run`, its run id when the store or the folder's name tells it): a run folder, a
     run id, or the end of one ("076e0a" for 20261201-003228-076e0a) when exactly one run id ends so, else any
-    part of one ("003228") when exactly one run id holds it, among the folders in `data_dir`/runs and the runs its store lists (`runs` lists those too, wherever
-    `train --out` put them); a file of a run's folder (its config.yaml, summary.json) stands for that run.
+    part of one ("003228") when exactly one run id holds it, among the folders in `data_dir`/runs and the
+    runs its store lists (`runs` lists those too, wherever `train --out` put them); a file of a run's folder
+    (its config.yaml, summary.json) stands for that run.
     Raises StudioError naming the candidates, or the folder a listed run lost."""
     if Path(run).is_file() and (Path(run).parent / "config.yaml").is_file():
         run = str(Path(run).parent)
@@ -1230,8 +1231,9 @@ def _run_folder(run: str, data_dir: Path) -> tuple[Path, str | None]:
         shown = ", ".join(matches[:6]) + (f" and {len(matches) - 6} more" if len(matches) > 6 else "")
         raise StudioError(f"'{run}' {how} {len(matches)} run ids: {shown}. Give more of it, or the whole id.")
     raise StudioError(f"No run '{run}' in {data_dir}: give a run id (see `python -m engine runs`; the dashboard's "
-                      "Results page shows this command with it), the end or any part of one, or a run folder. A dashboard started "
-                      "with another data folder (STUDIO_DATA_DIR) keeps its runs there: add --data-dir FOLDER.")
+                      "Results page shows this command with it), the end or any part of one, or a run folder. A "
+                      "dashboard started with another data folder (STUDIO_DATA_DIR) keeps its runs there: add "
+                      "--data-dir FOLDER.")
 
 
 def _predict(args: argparse.Namespace) -> int:
