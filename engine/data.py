@@ -842,7 +842,7 @@ def _split_folders(level: Path) -> dict[str, Path] | None:
         raise StudioError(
             f"This dataset has a split folder ({d.name}/, holding {', '.join(inner[:4])}{' ...' if len(inner) > 4 else ''}) "
             f"beside other folders ({', '.join(others[:4])}{' ...' if len(others) > 4 else ''}) at the same level. Use either "
-            "split folders (train/, val/, test/, each holding the same class folders) or class folders only, then upload "
+            "split folders (train/, val/, test/, each holding the same class folders) or class folders only, then try "
             f"again. If '{d.name}' is one of your classes, put its images directly in {d.name}/, not in sub-folders.")
     if len(split_dirs) < 2:
         return None  # at most one folder named like a split: class folders (a class may be called "test")
@@ -1801,16 +1801,13 @@ def _mean_colours(images: torch.Tensor) -> np.ndarray:
 
 # a zip's way out, and a folder's: a folder is fixed where it is, not zipped (nor uploaded); "try again" fits the
 # dashboard and the command line alike (a command-line user read "upload again" and "choose the folder again")
-_FOLDER_WORDS = ((re.compile(r"zip (?:them|those folders) and (?:upload (?:it )?|try )again"), "try again"),
-                 (re.compile(r"upload (?:it )?again"), "try again"))
+_ZIP_WORDS = re.compile(r"zip (?:them|those folders) and try again")
 
 
 def folder_words(text: str) -> str:
     """A refusal written for a zip ("... zip them and try again") in the words for a folder ("... try
     again")."""
-    for pattern, words in _FOLDER_WORDS:
-        text = pattern.sub(words, text)
-    return text
+    return _ZIP_WORDS.sub("try again", text)
 
 
 @contextmanager
