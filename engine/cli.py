@@ -47,7 +47,7 @@ from engine.predict import (VARIANTS, check_source, load_predictor, model_cautio
                             write_csv)
 from engine.presets import PRESETS, fit_to_data, fitted_to, get_preset, is_recipe, run_name
 from engine.pruning_search import search_into_config
-from engine.resume import RESUME_FILE, check_resumable, planned_epochs
+from engine.resume import RESUME_FILE, check_resumable, epochs_done_of, planned_epochs
 from engine.run_data import load_user_ood, prepare_data
 from engine.store import RunStore, process_alive
 from engine.train import StartModel, build_start, train
@@ -1191,8 +1191,8 @@ def _say_stopped(run_dir: Path, run_id: str | None, data_dir: Path, does: str = 
     if not stopped_with_best(run_dir):
         return
     summary = json.loads((run_dir / "summary.json").read_text())
-    done = summary.get("epochs") or len(summary.get("history") or [])
-    planned = planned_epochs(run_dir, int(RunConfig.from_yaml((run_dir / "config.yaml").read_text()).train.epochs))
+    planned = int(RunConfig.from_yaml((run_dir / "config.yaml").read_text()).train.epochs)
+    done, planned = epochs_done_of(run_dir, summary, planned)
     print(f"note: this run was stopped after {done} of {planned} epochs, so its best epoch so far {does}; continue "
           f"it for the final model: {resume_command(run_id or str(run_dir), data_dir)}", file=sys.stderr, flush=True)
 

@@ -80,6 +80,13 @@ def planned_epochs(run_dir: Path, planned: int) -> int:
     return ended["after_epoch"] if ended else planned
 
 
+def epochs_done_of(run_dir: Path, summary: dict, planned: int) -> tuple[int, int]:
+    """(epochs a stopped run finished, epochs it trains): the finished ones from its summary's history (or its
+    "epochs" count), of `planned` or fewer when a method ended its training early (`planned_epochs`)."""
+    done = len(summary.get("history") or []) or int(summary.get("epochs") or 0)
+    return done, planned_epochs(run_dir, planned)
+
+
 def check_resumable(run_dir: Path, status: str | None = None) -> None:
     """Raise StudioError when the run in `run_dir` has no resume point to continue from, saying why
     for its store `status` ("finished": nothing left; otherwise it stopped before its first epoch

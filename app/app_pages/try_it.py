@@ -611,13 +611,14 @@ def images_from_user(engine) -> tuple[str, list[tuple[str, bytes]], bool]:
                                   "Take another photo to replace it.")
 
 
-def stopped_note(summary: dict, config: dict) -> str:
+def stopped_note(run_dir: Path, summary: dict, config: dict) -> str:
     """What a stopped run's answers are: its best epoch so far with its validation accuracy, of the epochs it
-    finished and those planned (`config`, the run's config as a dict), and how to get its final model."""
+    finished and those it trains (engine.resume.epochs_done_of; `config`, the run's config as a dict), and how
+    to get its final model."""
     from engine.predict import best_epoch
+    from engine.resume import epochs_done_of
 
-    done = len(summary.get("history") or []) or summary.get("epochs") or 0
-    planned = (config.get("train") or {}).get("epochs")
+    done, planned = epochs_done_of(run_dir, summary, int((config.get("train") or {}).get("epochs") or 0))
     history = summary.get("history") or []
     best = best_epoch(history)
     val = next((h.get("val_acc") for h in history if best and h.get("epoch") == best[0]), None)
@@ -631,7 +632,7 @@ def run_notes(rec, summary: dict) -> None:
     """Above the answers, what holds for all of them: a stopped run's best epoch answers (`stopped_note`), and a
     run at the level of guessing answers by guessing, however sure it looks."""
     if rec.status == "stopped":
-        st.info(stopped_note(summary, rec.config), icon=":material/stop_circle:")
+        st.info(stopped_note(Path(rec.run_dir), summary, rec.config), icon=":material/stop_circle:")
     chance = at_chance(summary, rec.config)  # its answers look confident but mean nothing: say so first
     if chance:
         st.warning(guess_warning(chance), icon=":material/warning:")
