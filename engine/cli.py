@@ -1131,7 +1131,7 @@ def _best_epoch_card(run, summary: dict, model, held_out) -> dict:
     from the run's history or, for a run stopped from the command line, from the checkpoint."""
     from engine.evaluate import held_out_accuracy
     from engine.export import best_epoch_summary
-    from engine.predict import best_epoch
+    from engine.predict import best_epoch, epoch_entry
 
     epochs = best_epoch(summary.get("history") or [])
     if epochs is None:  # a run stopped from the command line: its summary has the epochs it finished only
@@ -1139,7 +1139,7 @@ def _best_epoch_card(run, summary: dict, model, held_out) -> dict:
         epochs = (int(meta["epoch"]), int(summary.get("epochs") or meta["epoch"])) if meta.get("epoch") else None
     with run.lock:
         measured = held_out_accuracy(model, run.cfg, held_out) if held_out is not None else None
-    recorded = next((h for h in summary.get("history") or [] if epochs and h.get("epoch") == epochs[0]), {})
+    recorded = epoch_entry(summary.get("history") or [], epochs[0] if epochs else None)
     if measured is None and recorded.get("val_acc") is not None:  # the dataset is gone: what training recorded
         measured = {"val_acc": recorded["val_acc"], "recorded_in_training": True}
     # what the training wrote in its summary, which a stop from the command line leaves out

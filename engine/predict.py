@@ -583,6 +583,11 @@ def best_epoch(history: list[dict]) -> tuple[int, int] | None:
     return max(scored)[-1], int(history[-1].get("epoch", len(history)))
 
 
+def epoch_entry(history: list[dict], epoch: int | None) -> dict:
+    """The `history` entry (a summary's per-epoch figures) of `epoch`, {} when there is none or `epoch` is None."""
+    return next((h for h in history if epoch is not None and h.get("epoch") == epoch), {})
+
+
 def knn_distance(feats: torch.Tensor, bank: torch.Tensor, k: int = KNN_K) -> torch.Tensor:
     """Cosine distance [N] from normalised features [N, D] to their k-th nearest row of the normalised
     `bank` [M, D] (the M-th when M < k; 0 = same direction, 2 = opposite): the deep nearest-neighbour

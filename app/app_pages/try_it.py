@@ -615,13 +615,13 @@ def stopped_note(run_dir: Path, summary: dict, config: dict) -> str:
     """What a stopped run's answers are: its best epoch so far with its validation accuracy, of the epochs it
     finished and those it trains (engine.resume.epochs_done_of; `config`, the run's config as a dict), and how
     to get its final model."""
-    from engine.predict import best_epoch
+    from engine.predict import best_epoch, epoch_entry
     from engine.resume import epochs_done_of
 
     done, planned = epochs_done_of(run_dir, summary, int((config.get("train") or {}).get("epochs") or 0))
     history = summary.get("history") or []
     best = best_epoch(history)
-    val = next((h.get("val_acc") for h in history if best and h.get("epoch") == best[0]), None)
+    val = epoch_entry(history, best[0] if best else None).get("val_acc")
     which = (f"epoch {best[0]}, its best so far" + (f" (validation {100 * val:.1f}%)" if val is not None else "")
              if best else "its best epoch so far")
     return (f"This run was stopped after {state.plural(int(done), 'epoch')}" + (f" of {planned}" if planned else "")
