@@ -149,6 +149,10 @@ class OptimConfig:
         "CPUs for weights in the default memory layout (a CPU run in the channels-last layout, as every bf16 CPU "
         "run is, keeps the per-tensor step, which is faster there); the same update up to rounding. Off: the "
         "classic per-tensor loop."))
+    head_lr_cap: bool = knob(True, label="Keep the new head's steps stable", help=(  # engine.optim.head_lr_bound
+        "SGD from pretrained weights: before training, measure how large the features the network hands the new "
+        "head are on your images, and lower the head's learning rate where it would make its steps overshoot "
+        "(its loss growing instead of falling); the rest of the network keeps its rate. Results says when it did."))
     linear_probe_epochs: int = knob(0, label="Linear-probe epochs first", min=0, max=499, help=(
         "LP-FT: train only the new head for these epochs, then fine-tune everything."))
 

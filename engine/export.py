@@ -280,9 +280,10 @@ def fine_tuned_of_wise_lines(summary: dict[str, Any]) -> list[str]:
 
 
 def training_lines(cfg: RunConfig, summary: dict[str, Any]) -> list[str]:
-    """The model card's Training section: the recipe, where its learning rate came from, the methods."""
+    """The model card's Training section: the recipe, where its learning rate came from (and the head's, where
+    it was kept under its stability bound), the methods."""
     from engine.lr_find import lr_find_sentence
-    from engine.optim import frozen_words
+    from engine.optim import frozen_words, head_lr_words
     from engine.schedules import schedule_label
 
     stopped = summary.get("export_variant") == "best" and summary.get("status") == "stopped"
@@ -304,6 +305,8 @@ def training_lines(cfg: RunConfig, summary: dict[str, Any]) -> list[str]:
                      + f" (highest validation accuracy){stopped}")
     if summary.get("lr_find"):
         lines.append("- " + lr_find_sentence(summary["lr_find"]))
+    if head := head_lr_words(summary, cfg.data.image_size):
+        lines.append("- " + head)
     lines.append("- Methods: " + (", ".join(METHODS[m].title for m in cfg.enabled_methods() if m in METHODS)
                                   or "plain fine-tuning"))
     lines += [f"  - {METHODS[m].title if m in METHODS else m}: {method_settings_text(cfg.methods[m])}"

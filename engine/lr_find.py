@@ -81,11 +81,12 @@ def momentum_factor(cfg: RunConfig) -> float:
 
 def probe_config(cfg: RunConfig) -> RunConfig:
     """The config the range test trains: the run's model, data, optimiser and batch, without the
-    methods (their losses and masks would measure something else), evaluations and LP-FT's probe.
+    methods (their losses and masks would measure something else), evaluations, LP-FT's probe and the
+    head's rate cap (engine.optim.caps_head: the sweep must reach rates above it).
     SGD sweeps the effective rate with momentum 0: a momentum buffer needs about 1 / (1 - momentum)
     steps to reach its full step size, longer than a short test, and Li et al. (2020) show that in
     steady state lr / (1 - momentum) is what counts, so the rate found converts back exactly."""
-    t = with_section(cfg, "optim", lr_auto=False, linear_probe_epochs=0)
+    t = with_section(cfg, "optim", lr_auto=False, linear_probe_epochs=0, head_lr_cap=False)  # it sweeps the rate
     if cfg.optim.optimizer == "sgd":
         t = with_section(t, "optim", momentum=0.0, nesterov=False)
     t = with_section(t, "eval", ood=False, ood_severity_each_epoch=0, robust=False, autoattack=False)

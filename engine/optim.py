@@ -2,9 +2,12 @@
 
 Li et al. (ICLR 2020): the head and the trunk may want different learning rates; what matters for
 SGD is the effective learning rate lr / (1 - momentum). Biases and norm layers get no weight decay.
+The new head's SGD rate is kept under the stability bound its input features set (`head_lr_bound`).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -44,6 +47,85 @@ def build_optimizer(model: Classifier, cfg: RunConfig) -> torch.optim.Optimizer:
         return torch.optim.AdamW(groups, lr=cfg.optim.lr, **fused)
     return torch.optim.SGD(groups, lr=cfg.optim.lr, momentum=cfg.optim.momentum,
                            nesterov=cfg.optim.nesterov and cfg.optim.momentum > 0, **fused)
+
+
+# the head's rate is kept at this fraction of its stability bound: the bound is estimated on a few images
+# (HEAD_FEATURE_IMAGES) and the features move once the trunk trains
+HEAD_LR_MARGIN = 0.75
+HEAD_FEATURE_IMAGES = 128
+
+
+def head_feature_curvature(model: Classifier, images: torch.Tensor, device: torch.device,
+                           batch_size: int = 64) -> float:
+    """The largest eigenvalue of E[f f^T] (squared feature units; uncentred: for pooled ReLU features it is
+    about the mean feature's squared length), f float [D] the head's input for each of the first
+    HEAD_FEATURE_IMAGES of `images` (uint8 [N, 3, S, S]), computed in float32 without gradients, batch
+    norm in evaluation mode (as during LP-FT's head-only epochs). The model's mode is restored. Raises
+    nothing of its own; 0.0 for no images."""
+    from engine.augment import to_float
+
+    feats: list[torch.Tensor] = []
+    hook = model.head.register_forward_pre_hook(lambda _m, args: feats.append(args[0].detach().flatten(1)))
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            for i in range(0, min(len(images), HEAD_FEATURE_IMAGES), batch_size):
+                model(to_float(images[i:min(i + batch_size, HEAD_FEATURE_IMAGES)].to(device)))
+    finally:
+        hook.remove()
+        model.train(was_training)
+    if not feats:
+        return 0.0
+    f = torch.cat(feats).double()
+    return float(torch.linalg.matrix_norm(f, ord=2) ** 2 / len(f))
+
+
+def caps_head(cfg: RunConfig) -> bool:
+    """Whether a run keeps its head's rate under `head_lr_bound`: `optim.head_lr_cap` on, SGD (AdamW's steps do
+    not grow with the features' size) and pretrained weights (a random network's batch-norm statistics are not
+    its features' yet, so the bound measured before training would mean nothing)."""
+    o = cfg.optim
+    return o.head_lr_cap and o.optimizer == "sgd" and cfg.backbone.pretrained != "none"
+
+
+def head_lr_bound(curvature: float, momentum: float, nesterov: bool = False) -> float:
+    """The largest SGD rate at which the new head's steps do not overshoot, times HEAD_LR_MARGIN; inf for
+    `curvature` <= 0. The softmax cross-entropy's Hessian in the head's weights is at most half E[f f^T]
+    (the softmax Jacobian diag(p) - p p^T has eigenvalues <= 1/2), so its curvature L <= curvature / 2, and
+    heavy-ball momentum beta on a quadratic is stable for lr * L < 2 (1 + beta) (Nesterov's form:
+    2 (1 + beta) / (1 + 2 beta); Polyak 1964, Goh 2017, "Why momentum really works"). Measured on the
+    sample with the bundled ResNet-18: curvature 252 at 64 px (bound 0.0226: the presets' 0.02 stands)
+    and 969 at 32 px (0.0059), where the Quick demo's 0.02 sent its head-only epochs' loss to 21."""
+    if curvature <= 0:
+        return math.inf
+    limit = 2 * (1 + momentum) / ((1 + 2 * momentum) if nesterov else 1.0)
+    return HEAD_LR_MARGIN * limit / (curvature / 2)
+
+
+def cap_head_lr(optimizer: torch.optim.Optimizer, bound: float) -> float | None:
+    """Lower the learning rate of `optimizer`'s head groups (param_groups' "head...") to `bound` where it
+    is above; the peak rate they had when lowered (their "base_lr", before the schedule), else None."""
+    before = None
+    for g in optimizer.param_groups:
+        if g.get("name", "").startswith("head") and g["base_lr"] > bound:
+            before = g["base_lr"]
+            g["base_lr"], g["lr"] = bound, min(g["lr"], bound)
+    return before
+
+
+def head_lr_words(summary: dict, image_size: int | None = None) -> str:
+    """What `summary["head_lr_capped"]` ({"lr": the head's peak rate as set, "to": the rate it trained at,
+    "curvature": head_feature_curvature's value, "trunk_lr": the trunk's}) means, in plain words for the
+    Results page and the command line ("" when the head kept its rate). `image_size` in pixels, when known."""
+    cap = summary.get("head_lr_capped") or {}
+    if not cap.get("to"):
+        return ""
+    at = f" at {image_size} px" if image_size else ""
+    return (f"The new head learns at a rate of {cap['to']:.2g}, not the {cap['lr']:g} set: the features the "
+            f"network hands it from these images{at} are large (their largest mean square along one direction: "
+            f"{cap['curvature']:.0f}), and at {cap['lr']:g} its steps would overshoot, its loss growing instead of "
+            f"falling. The layers below it learn at {cap['trunk_lr']:g}.")
 
 
 def set_trunk_trainable(model: Classifier, frozen_blocks: list[torch.nn.Module], probe_only: bool) -> None:

@@ -39,7 +39,8 @@ from engine.evaluate import (epoch_sets, epoch_sets_note, eval_passes, evaluate,
                              ood_by_corruption)
 from engine.metrics import selection_key
 from engine.methods.registry import build_hooks, restructure_model
-from engine.optim import build_optimizer, set_frozen_bn_eval, set_trunk_trainable
+from engine.optim import (build_optimizer, cap_head_lr, caps_head, head_feature_curvature, head_lr_bound, head_lr_words,
+                          set_frozen_bn_eval, set_trunk_trainable)
 from engine.run_data import check_data_limits, load_user_ood, prepare_data
 from engine.checkpoints import save_checkpoint
 from engine.resume import ENDED_FILE, RESUME_FILE, load_resume, save_resume
@@ -122,6 +123,8 @@ def setup_run(cfg: RunConfig, reporter: Reporter, run_dir: Path | None, work_dir
         check_data_limits(cfg, data, limits)
     model, load_report = (start or build_start(cfg, data)).take()
     cfg = _continue_with_kept_head(cfg, load_report)
+    model = model.to(device)  # the head's input features measured on the network as built (engine.optim)
+    curvature = head_feature_curvature(model, data.train.images, device) if caps_head(cfg) else 0.0
     model = restructure_model(model, cfg).to(device)  # e.g. AdaFilter's gated convolutions
     if auto_threads:  # the thread count before the run, less the CPUs other programs keep busy
         threads = auto_cpu_threads(sample=load, min_s=0.1 if given else THREAD_SAMPLE_S)  # given data: no decoding
@@ -156,6 +159,7 @@ def setup_run(cfg: RunConfig, reporter: Reporter, run_dir: Path | None, work_dir
                        precision=str(amp_dtype).removeprefix("torch.") if amp_dtype else "float32",
                        channels_last=channels_last, epoch_eval=epoch_sets_note(ctx.eval_sets),
                        effective_lr=cfg.effective_lr, methods=cfg.enabled_methods(), world_size=world_size,
+                       head_curvature=curvature,
                        probe_epochs=cfg.optim.linear_probe_epochs,  # head-only epochs run (a kept head: none)
                        images_per_process_per_epoch=len(range(rank, bs, world_size)) * steps_per_epoch,
                        train_images=n_train, steps_per_epoch=steps_per_epoch)  # optimiser steps, all processes
@@ -214,6 +218,14 @@ def wrap_for_training(ctx: TrainContext) -> None:
     if cfg.train.compile:
         ctx.train_model = torch.compile(ctx.train_model)
     ctx.optimizer = build_optimizer(model, cfg)
+    bound = head_lr_bound(ctx.summary.get("head_curvature") or 0.0, cfg.optim.momentum, cfg.optim.nesterov)
+    if (before := cap_head_lr(ctx.optimizer, bound)) is not None:
+        ctx.summary["head_lr_capped"] = {"lr": before, "to": bound, "curvature": ctx.summary["head_curvature"],
+                                         "trunk_lr": cfg.optim.lr * cfg.optim.trunk_lr_mult}
+        if ctx.rank == 0:
+            note = head_lr_words(ctx.summary, cfg.data.image_size)
+            ctx.summary["advice"] = [*ctx.summary.get("advice", []), note]
+            ctx.reporter.progress(advice=note)
 
 
 def _continue_with_kept_head(cfg: RunConfig, report) -> RunConfig:

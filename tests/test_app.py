@@ -251,6 +251,13 @@ def test_a_runs_data_warnings_are_on_its_results_and_in_its_model_card(studio):
     assert any(i.startswith("Weaker than the other classes on the test images, by more than luck on that many "
                             "images: red, 20 of 40 right (50%, against 100% for the others), most often taken for "
                             "green (20 of 40).") for i in texts(at.info)), texts(at.info)
+    # a head that trained at a lower rate than the one set (engine.optim.head_lr_bound) is said beside its figures
+    capped = {"lr": 0.02, "to": 0.0059, "curvature": 969, "trunk_lr": 0.02}
+    path.write_text(json.dumps({**weak, "head_lr_capped": capped}))
+    at.run()
+    no_problems(at)
+    assert any(c.startswith("The new head learns at a rate of 0.0059, not the 0.02 set: the features") and
+               c.endswith("The layers below it learn at 0.02.") for c in texts(at.caption)), texts(at.caption)
 
 
 def test_too_few_steps_an_epoch_are_said_where_a_run_starts(studio, tiny_bytes):

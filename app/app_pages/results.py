@@ -22,7 +22,7 @@ from engine.config import OptimConfig, TrainConfig
 from engine.jobs import STOPPED_BY_SERVER
 from engine.methods import METHODS
 from engine.methods.pruning import nonzero_params
-from engine.optim import frozen_words
+from engine.optim import frozen_words, head_lr_words
 from engine.resume import RESUME_FILE
 from engine.schedules import schedule_label
 from engine.words import and_words, ended_early_words, epochs_ended_early, percent_half_up, plural
@@ -583,6 +583,8 @@ def one_run(engine, runs) -> None:
         st.warning(chance, icon=":material/warning:")
     if summary.get("status") == "finished" and (unstable := unstable_note(summary, rec.config)):
         st.warning(unstable, icon=":material/warning:")
+    if head_lr := head_lr_words(summary, (rec.config.get("data") or {}).get("image_size")):
+        st.caption(head_lr)  # the rate the head trained at is not the one set: said where its figures are
     if ended := ended_early_words(summary):  # the figures below are the kept weights', not the last epoch's
         st.info(f"{ended} The figures below are that model's.", icon=":material/history:")
     if rec.status not in ("queued", "running"):
