@@ -561,6 +561,23 @@ def wise_live_view(run: RunView, points: list[dict]) -> None:
         st.caption("Slide alpha and export a mixed model on the Results page.")
 
 
+def stopped_note(run_dir: Path, summary: dict, config: dict, what: str = "answers") -> str:
+    """What a stopped run's model is on Try it and Explain: its best epoch so far with its validation accuracy, of
+    the epochs it finished and those it trains (engine.resume.epochs_done_of; `config`, the run's config as a
+    dict), and how to get its final model. `what` the best epoch does there ("answers", "is explained")."""
+    from engine.predict import best_epoch, epoch_entry
+    from engine.resume import epochs_done_of
+
+    done, planned = epochs_done_of(run_dir, summary, int((config.get("train") or {}).get("epochs") or 0))
+    history = summary.get("history") or []
+    best = best_epoch(history)
+    val = epoch_entry(history, best[0] if best else None).get("val_acc")
+    which = (f"epoch {best[0]}, its best so far" + (f" (validation {100 * val:.1f}%)" if val is not None else "")
+             if best else "its best epoch so far")
+    return (f"This run was stopped after {state.plural(int(done), 'epoch')}" + (f" of {planned}" if planned else "")
+            + f", so {which} {what}. Continue it on the Train page for its final model.")
+
+
 def finished_run_picker(engine: Engine, key: str, help_: str, on_none, stopped: bool = False) -> Any:
     """The finished run a page works on (its record), chosen in a select box that opens on the run
     the user last looked at (Results, Explain) or started; `on_none(all_runs)` draws the page's

@@ -1071,7 +1071,7 @@ def _export(args: argparse.Namespace) -> int:
     """Export a finished run's model as the dashboard's Export tab does: model.safetensors, model.ts
     (TorchScript), model.onnx and MODEL_CARD.md, each file reloaded and checked against the model on
     the run's validation images (engine.export.export_all). Exit status 1 when a check fails."""
-    from engine.export import export_all, export_dir
+    from engine.export import best_card_summary, export_all, export_dir
     from engine.predict import chosen_alpha, run_summary
     from engine.runs import load_run
 
@@ -1100,14 +1100,14 @@ def _export(args: argparse.Namespace) -> int:
     if args.variant != "wise":  # the other models' cards name the mix chosen on Results, as the dashboard's export
         stored = _stored_alpha(run_id, data_dir) if run.has("wise") else None  # does (alpha 1 chosen there too)
         summary = {**summary, **({"wise_chosen": stored} if stored is not None else {})}
-    out = Path(args.out).resolve() if args.out else export_dir(run_dir, args.variant, alpha)  # the dashboard's folder
-
     model = run.model_variant(args.variant, alpha)
-    what = f"WiSE-FT mix at alpha {alpha:.2f}" if alpha is not None else EXPORT_VARIANTS[args.variant].split(" (")[0]
-    print(f"exporting the {what} of run {run_dir.name} to {out}", flush=True)
     images, held_out, checked_on = _export_check_images(run)
     if args.variant == "best":  # its own figures, measured now: the run's are another epoch's model's
-        summary = _best_epoch_card(run, summary, model, held_out)
+        summary = best_card_summary(run, summary, held_out)
+    epoch = (summary.get("best_epoch") or [None])[0] if args.variant == "best" else None
+    out = Path(args.out).resolve() if args.out else export_dir(run_dir, args.variant, alpha, epoch)  # the dashboard's
+    what = f"WiSE-FT mix at alpha {alpha:.2f}" if alpha is not None else EXPORT_VARIANTS[args.variant].split(" (")[0]
+    print(f"exporting the {what} of run {run_dir.name} to {out}", flush=True)
     with run.lock:
         checks = export_all(model, run.cfg, summary, images, out, structured=args.variant == "structured",
                             held_out=held_out, checked_on=checked_on)
@@ -1123,29 +1123,6 @@ def _export(args: argparse.Namespace) -> int:
         return 1
     print(f"all {len(checks)} files reloaded give the model's class on {on.replace('the ', 'all ', 1)}")
     return 0
-
-
-def _best_epoch_card(run, summary: dict, model, held_out) -> dict:
-    """The model card's summary for the best epoch's model (engine.export.best_epoch_summary): its accuracy on the
-    run's held-out splits measured now (`held_out`, None when the dataset is gone: then not given), the epoch
-    from the run's history or, for a run stopped from the command line, from the checkpoint."""
-    from engine.evaluate import held_out_accuracy
-    from engine.export import best_epoch_summary
-    from engine.predict import best_epoch, epoch_entry
-
-    epochs = best_epoch(summary.get("history") or [])
-    if epochs is None:  # a run stopped from the command line: its summary has the epochs it finished only
-        meta = read_metadata(run.run_dir / "best.safetensors")
-        epochs = (int(meta["epoch"]), int(summary.get("epochs") or meta["epoch"])) if meta.get("epoch") else None
-    with run.lock:
-        measured = held_out_accuracy(model, run.cfg, held_out) if held_out is not None else None
-    recorded = epoch_entry(summary.get("history") or [], epochs[0] if epochs else None)
-    if measured is None and recorded.get("val_acc") is not None:  # the dataset is gone: what training recorded
-        measured = {"val_acc": recorded["val_acc"], "recorded_in_training": True}
-    # what the training wrote in its summary, which a stop from the command line leaves out
-    known = {"num_params": sum(p.numel() for p in model.parameters()),
-             **({"data_report": held_out.report.to_dict()} if held_out is not None else {})}
-    return best_epoch_summary({**known, **summary}, run.classes, measured, epochs)
 
 
 def _export_check_images(run) -> tuple:

@@ -24,7 +24,7 @@ from engine.augment import augmentation_words, to_float
 from engine.backbones import Classifier, backbone_title
 from engine.chance import (answers_words, chance_finding, small_split_words, smaller_model_summary, val_test_gap_words,
                            weak_class_words)
-from engine.checkpoints import load_checkpoint, save_checkpoint
+from engine.checkpoints import load_checkpoint, read_metadata, save_checkpoint
 from engine.config import RunConfig, shown_setting, shown_value
 from engine.corruptions import corruption_name
 from engine.data import DataSplits
@@ -573,14 +573,16 @@ def verify_safetensors(path: Path, model: Classifier, val_images: torch.Tensor, 
         return ExportCheck("safetensors", str(path), False, 0.0, float("nan"), f"reloading failed: {exc}")
 
 
-def export_dir(run_dir: Path, variant: str = "fine_tuned", alpha: float | None = None) -> Path:
+def export_dir(run_dir: Path, variant: str = "fine_tuned", alpha: float | None = None,
+               epoch: int | None = None) -> Path:
     """Where a run's exports of `variant` go inside its folder: exports/ for the fine-tuned model,
-    exports/structured/ for the channel-pruned one, exports/best_epoch/ for the best epoch's,
-    exports/wise_alpha_0.60/ for a WiSE-FT mix (alpha
+    exports/structured/ for the channel-pruned one, exports/best_epoch_3/ for the best epoch's (its `epoch`:
+    a stopped run continued later has another best epoch, whose files do not mix with the earlier one's;
+    exports/best_epoch/ when unknown), exports/wise_alpha_0.60/ for a WiSE-FT mix (alpha
     to two decimals: the dashboard's slider steps). The dashboard's Export tab and `python -m engine
     export` write and read the same folders."""
     sub = {"wise": f"wise_alpha_{alpha:.2f}" if alpha is not None else "", "structured": "structured",
-           "best": "best_epoch"}.get(variant, "")
+           "best": "best_epoch" + (f"_{int(epoch)}" if epoch else "")}.get(variant, "")
     return Path(run_dir) / "exports" / sub
 
 
@@ -601,6 +603,30 @@ def best_epoch_summary(summary: dict, classes: list[str], measured: dict | None,
     kept = {k: v for k, v in summary.items() if k in BEST_EPOCH_FACTS}
     return dict(kept, **(measured or {}), classes=list(classes), export_variant="best",
                 best_epoch=list(epochs) if epochs else None)
+
+
+def best_card_summary(run, summary: dict[str, Any], held_out) -> dict[str, Any]:
+    """`summary` for the model card of the best epoch of `run` (an engine.runs.FinishedRun; `best_epoch_summary`):
+    that model's accuracy on the run's held-out splits measured now (`held_out`, the run's DataSplits; None when
+    its dataset is gone: then the validation accuracy training recorded for that epoch), the epoch from the run's
+    history or, for a run stopped from the command line, from the checkpoint's metadata. Raises StudioError for a
+    run without a best-epoch checkpoint."""
+    from engine.predict import best_epoch, epoch_entry
+
+    model = run.model_variant("best")
+    epochs = best_epoch(summary.get("history") or [])
+    if epochs is None:  # a run stopped from the command line: its summary has the epochs it finished only
+        meta = read_metadata(run.run_dir / "best.safetensors")
+        epochs = (int(meta["epoch"]), int(summary.get("epochs") or meta["epoch"])) if meta.get("epoch") else None
+    with run.lock:
+        measured = held_out_accuracy(model, run.cfg, held_out) if held_out is not None else None
+    recorded = epoch_entry(summary.get("history") or [], epochs[0] if epochs else None)
+    if measured is None and recorded.get("val_acc") is not None:  # the dataset is gone: what training recorded
+        measured = {"val_acc": recorded["val_acc"], "recorded_in_training": True}
+    # what the training wrote in its summary, which a stop from the command line leaves out
+    known = {"num_params": sum(p.numel() for p in model.parameters()),
+             **({"data_report": held_out.report.to_dict()} if held_out is not None else {})}
+    return best_epoch_summary({**known, **summary}, run.classes, measured, epochs)
 
 
 def generated_check_images(image_size: int, n: int = GENERATED_CHECKS, seed: int = 0) -> torch.Tensor:

@@ -91,7 +91,7 @@ from engine.resume import RESUME_FILE
 from engine.devices import autocast_ctx, inference_channels_last, pick_device, run_amp_dtype, usable_cpus
 from engine.run_data import prepare_data
 from engine.runs import VARIANTS as RUN_VARIANTS
-from engine.runs import load_run, stopped_with_best
+from engine.runs import load_run, stopped_with_best, summary_stamp
 from engine.words import percent
 
 VARIANTS = {k: v for k, v in RUN_VARIANTS.items() if k != "start"}  # the start model is for Explain
@@ -807,7 +807,8 @@ _PREDICTORS_LOCK = threading.Lock()
 
 def load_predictor(run_dir: Path, variant: str = "fine_tuned", alpha: float | None = None,
                    datasets_dir: Path | None = None, device: str | None = None, keep: int = 4) -> Predictor:
-    """A `Predictor` for one variant of a run, from a small LRU (a page rerun reloads nothing).
+    """A `Predictor` for one variant of a run, from a small LRU (a page rerun reloads nothing; a run whose summary
+    changed since, a stopped run continued, is loaded again: engine.runs.summary_stamp).
 
     With `datasets_dir`, the run's dataset is read (decode cache) to set up the "far from the
     training data" flag; without it, or when the dataset is gone, only the probability check runs.
@@ -815,7 +816,7 @@ def load_predictor(run_dir: Path, variant: str = "fine_tuned", alpha: float | No
     if variant == "wise" and alpha is None:
         alpha = chosen_alpha(run_summary(Path(run_dir)))
     key = (str(Path(run_dir).resolve()), variant, None if alpha is None else round(float(alpha), 4),
-           str(datasets_dir), device)
+           str(datasets_dir), device, summary_stamp(Path(run_dir)))  # a stopped run continued since: loaded again
     with _PREDICTORS_LOCK:
         if key in _PREDICTORS:
             _PREDICTORS.move_to_end(key)

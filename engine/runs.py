@@ -283,15 +283,27 @@ class FinishedRun:
         return Path(out_path)
 
 
-_RUNS: "OrderedDict[tuple[str, str], FinishedRun]" = OrderedDict()
+_RUNS: "OrderedDict[tuple, FinishedRun]" = OrderedDict()
 _RUNS_LOCK = threading.Lock()
 
 
+def summary_stamp(run_dir: Path) -> tuple[int, int] | None:
+    """(modification time in ns, size in bytes) of the run's summary.json, None without one: it changes when a
+    stopped run is continued (its summary is rewritten as it stops again or finishes), so what was loaded or
+    computed from the run before is known to be another model's."""
+    try:
+        st = (Path(run_dir) / "summary.json").stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
 def load_run(run_dir: Path, datasets_dir: Path | None, keep: int = 3) -> FinishedRun:
-    """The finished run in `run_dir`, from a small LRU (moving between images or alphas reloads
-    nothing); `datasets_dir` is where its dataset is extracted (None: variants and numbers that need
+    """The finished run in `run_dir` (or a stopped run's best epoch), from a small LRU (moving between images
+    or alphas reloads nothing), loaded again once its summary changed (`summary_stamp`: a stopped run
+    continued since); `datasets_dir` is where its dataset is extracted (None: variants and numbers that need
     the training images raise StudioError). Raises StudioError for a run that has not finished."""
-    key = (str(Path(run_dir).resolve()), str(datasets_dir))
+    key = (str(Path(run_dir).resolve()), str(datasets_dir), summary_stamp(Path(run_dir)))
     with _RUNS_LOCK:
         if key in _RUNS:
             _RUNS.move_to_end(key)

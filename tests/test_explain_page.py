@@ -243,7 +243,7 @@ def test_export_verifies_every_format_and_renders_the_model_card(wise_run):
         precision not in (None, "float32")), (precision, markdown[:3])
     from engine.runs import _RUNS
 
-    (loaded,) = [r for (where, _), r in _RUNS.items() if where == str(run_dir.resolve())]
+    (loaded,) = [r for (where, *_), r in _RUNS.items() if where == str(run_dir.resolve())]
     try:  # the same run as evaluated on a CPU with bf16 (the summary the loaded run holds)
         loaded.summary["precision"] = "bfloat16"
         said = texts(open_page(run_id, "Export").markdown)
@@ -779,3 +779,69 @@ def test_the_mix_at_alpha_0_is_said_to_be_the_starting_model_row():
     zero, half = (c.value for c in at.caption)
     assert "At alpha 0 the mix is the starting model itself, the row above" in zero
     assert "At alpha 0" not in half
+
+
+def test_a_stopped_runs_best_epoch_is_explained_and_exported(studio):
+    """A stopped run's best epoch so far is offered, said to be that, explained and exported to a folder named by
+    its epoch with a card of its own figures; once the run is continued and finishes, the page answers with the
+    final model again (nothing cached from the stopped run's model is reused)."""
+    import shutil
+
+    run_id = finished_run(engine(), tiny_config(studio["data"], "train.epochs=1", "train.threads=1", "eval.ood=false",
+                                                "backbone.pretrained=checkpoint", f"backbone.checkpoint={studio['ckpt']}"),
+                          RUN_TIMEOUT)
+    rec = engine().run_record(run_id)
+    run_dir = Path(rec.run_dir)
+    before = (run_dir / "summary.json").read_text()
+    shutil.move(run_dir / "last.safetensors", run_dir / "last.kept")
+    shutil.copy(run_dir / "best.safetensors", run_dir / "best.kept")
+    try:
+        from safetensors import safe_open
+        from safetensors.torch import save_file
+
+        with safe_open(run_dir / "best.safetensors", "pt") as f:  # a best epoch unlike the final model: a zero head
+            meta, weights = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+        save_file({k: v * 0 if k.startswith("net.fc.") else v for k, v in weights.items()}, run_dir / "best.safetensors",
+                  metadata=meta)
+        summary = json.loads(before)
+        (run_dir / "summary.json").write_text(json.dumps({**summary, "status": "stopped"}))
+        engine().store.set_status(run_id, "stopped", "Stopped after epoch 1 of 1.")
+        at = open_page(run_id)
+        no_problems(at)
+        said = next(m for m in texts(at.markdown) if m.startswith("**Fine-tuned model (its best epoch so far)** says"))
+        assert "(33%)" in said, "the zero head's answer: a third for each class"
+        from engine.predict import load_predictor
+
+        stopped = load_predictor(run_dir, "best")  # Try it's and `predict`'s
+        picker = at.selectbox(key="explain_run")
+        assert picker.value == run_id and "(stopped: its best epoch so far)" in picker.format_func(run_id)
+        val = summary["history"][0]["val_acc"]
+        assert any(i.startswith("This run was stopped after 1 epoch")
+                   and f"epoch 1, its best so far (validation {100 * val:.1f}%) is explained and exported" in i
+                   for i in texts(at.info)), texts(at.info)
+        markdown = " ".join(texts(at.markdown))
+        assert "**Fine-tuned model (its best epoch so far)** says" in markdown
+        at.session_state["explain_tab"] = "Export"
+        at.run()
+        no_problems(at)
+        assert not [r for r in at.radio if r.key == f"export_which_{run_id}"], "its one model: no choice"
+        assert any(c.startswith("Exports the run's best epoch so far") for c in texts(at.caption))
+        at.button(key=f"export_{run_id}").click().run()
+        no_problems(at)
+        assert any("All 3 exports verified" in s for s in texts(at.success)), texts(at.success)
+        card = (run_dir / "exports" / "best_epoch_1" / "MODEL_CARD.md").read_text()
+        assert "- These files are its best epoch, epoch 1 of the 1 it ran (highest validation accuracy), stopped " \
+               "before its end" in card and "## Metrics (the best epoch's, measured at export)" in card, card
+    finally:
+        shutil.move(run_dir / "last.kept", run_dir / "last.safetensors")
+        shutil.move(run_dir / "best.kept", run_dir / "best.safetensors")
+        (run_dir / "summary.json").write_text(before)
+        engine().store.set_status(run_id, "finished", None)
+        shutil.rmtree(run_dir / "exports", ignore_errors=True)
+    at = open_page(run_id)  # continued and finished: the final model
+    no_problems(at)
+    assert "best epoch so far" not in " ".join(texts(at.markdown))
+    again = load_predictor(run_dir, "best")
+    assert again is not stopped and again.model.net.fc.weight.abs().sum() > 0, "the best epoch read again"
+    final = next(m for m in texts(at.markdown) if m.startswith("**Fine-tuned model** says"))
+    assert final.split(" says ")[1] != said.split(" says ")[1], "the final model answers, not a cached earlier one"

@@ -672,7 +672,7 @@ def test_export_refuses_a_model_the_run_does_not_have_and_an_unfinished_run_and_
     (run_dir / "summary.json").write_text(json.dumps(dict(summary, status="stopped")))
     assert cli(base) == 0
     assert "was stopped after 1 of 1 epochs, so its best epoch so far is exported" in capsys.readouterr().err
-    card = (run_dir / "exports" / "best_epoch" / "MODEL_CARD.md").read_text()
+    card = (run_dir / "exports" / "best_epoch_1" / "MODEL_CARD.md").read_text()
     assert "- These files are its best epoch, epoch 1 of the 1 it ran (highest validation accuracy), stopped before " \
            "its end" in card, card
     recorded = summary["history"][0]["val_acc"]  # the dataset is gone: the figure its training recorded, no test

@@ -157,11 +157,16 @@ def _structured(run_dir: str) -> Guarded:
     return Guarded(load_structured(Path(run_dir) / "structured.safetensors")[0], threading.Lock())
 
 
-def row_titles(config: dict) -> dict[str, str]:
+def row_titles(config: dict, stopped: bool = False) -> dict[str, str]:
     """The attribution grid's row titles for a run (`config` as saved): an adversarially trained run's
-    fine-tuned model is "Adversarially fine-tuned", as Try it names it (engine.predict.variant_label)."""
+    fine-tuned model is "Adversarially fine-tuned", as Try it names it (engine.predict.variant_label); a
+    `stopped` run's is its best epoch so far."""
     adversarial = bool((config.get("adversarial") or {}).get("enabled"))
-    return {**ROW_TITLES, **({"fine_tuned": "Adversarially fine-tuned model"} if adversarial else {})}
+    titles = {**ROW_TITLES, **({"fine_tuned": "Adversarially fine-tuned model"} if adversarial else {})}
+    if stopped:
+        titles["fine_tuned"] += " (its best epoch so far)"
+        titles["adversarial"] = titles["adversarial"].replace("Fine-tuned model", "The same model")
+    return titles
 
 
 def uses_wise(rec) -> bool:
@@ -187,6 +192,36 @@ def wise_alpha(engine, rec) -> float | None:
 
 
 # ---- cached computations: plain data in and out -----------------------------------------------------
+
+@st.cache_resource(show_spinner=False)
+def _seen() -> dict[str, Any]:
+    """Run folder -> its summary's stamp (engine.runs.summary_stamp) when this page last drew it, for every session
+    of the server (the page's own globals are new on every rerun)."""
+    return {}
+
+
+def forget_if_continued(run_dir: str) -> None:
+    """Drop what this page computed and cached (answers, maps, models) when the run's summary changed since it was
+    last drawn here: a stopped run continued since, so those were an earlier epoch's model's. Every run's entries go
+    (the caches are keyed by arguments, not by run): a rare event, and they are computed again on demand."""
+    from engine.runs import summary_stamp
+
+    stamp, seen = summary_stamp(Path(run_dir)), _seen()
+    if seen.setdefault(run_dir, stamp) != stamp:
+        for cached in (_pretrained, _wise, _structured, predictions, model_rows, attribution_maps, _best_card):
+            cached.clear()
+        seen[run_dir] = stamp
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _best_card(run_dir: str, datasets_dir: str) -> dict:
+    """The model card's summary of a run's best epoch, its accuracy measured now (engine.export.best_card_summary;
+    the caches are dropped when the run is continued: forget_if_continued)."""
+    from engine.export import best_card_summary
+
+    b = _bundle(run_dir, datasets_dir)
+    return best_card_summary(b, b.summary, b.data)
+
 
 def _hwc(t) -> np.ndarray:
     """[3, H, W] (uint8 or float in [0, 1]) -> H x W x 3 float32 in [0, 1]."""
@@ -565,7 +600,7 @@ def attributions_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
     head[0].markdown(f"**{state.md_text(pred['files'][index])}**, true class **{state.md_text(truth)}**. Each row is one model, each column one method; "
                      "bright = strong influence on the score.")
     head[1].image(colour_bar(), caption="low → high influence", width="stretch")  # a fixed 256 px overflowed
-    pretrained_src, titles = rec.config.get("backbone", {}).get("pretrained"), row_titles(rec.config)
+    pretrained_src, titles = rec.config.get("backbone", {}).get("pretrained"), row_titles(rec.config, rec.status == "stopped")
     for r in rows:
         if "error" in r:
             st.markdown(f"**{titles[r['key']]}**")
@@ -901,7 +936,9 @@ def _export_which(run_id: str, choices: dict[str, str], alpha: float | None) -> 
         which = st.radio("Weights to export", list(choices), horizontal=True, key=f"export_which_{run_id}",
                          format_func=choices.get)
     else:  # which weights, even without a choice (not the best epoch a Results download may have picked)
-        st.caption("Exports the fine-tuned model at the end of training, full size.")
+        st.caption("Exports the run's best epoch so far (its highest validation accuracy), full size: the run was "
+                   "stopped before its end." if which == "best" else
+                   "Exports the fine-tuned model at the end of training, full size.")
     if alpha is not None:  # a teacher looked here for the other mixes: one is chosen on Results, then offered here
         st.caption(f"Another mix of the starting and fine-tuned weights: choose its alpha on Results (the WiSE-FT "
                    f"slider, \"Use alpha ...\"); this tab then offers it instead of alpha {alpha:.2f}.")
@@ -910,7 +947,7 @@ def _export_which(run_id: str, choices: dict[str, str], alpha: float | None) -> 
 
 
 def export_tab(engine, rec, b, summary: dict) -> None:
-    """The export tab: which model to pack (the run's, the smaller one, a WiSE-FT mix), a button that exports
+    """The export tab: which model to pack (the run's, the smaller one, a WiSE-FT mix; a stopped run's best epoch so far), a button that exports
     safetensors, TorchScript and ONNX and verifies each against the model, then the checks and the downloads."""
     run_dir, ds = Path(rec.run_dir), str(engine.datasets_dir)
     st.markdown("Pack the model for use outside the studio. Each file is **reloaded and compared** with the model on "
@@ -921,11 +958,16 @@ def export_tab(engine, rec, b, summary: dict) -> None:
                    "on this computer: a percentage can differ by about a point between the two."
                    if summary.get("precision") not in (None, "float32") else ""))
     alpha, chosen = state.wise_alpha(engine, rec) if uses_wise(rec) else (None, False)  # one lookup
-    choices = export_choices(run_dir, summary, alpha, chosen)
+    # a stopped run has its best epoch so far only (engine.runs.default_variant), exported as `export --variant best`
+    choices = {"best": "best epoch so far"} if rec.status == "stopped" else export_choices(run_dir, summary, alpha, chosen)
     which = _export_which(rec.id, choices, alpha)
     from engine.export import export_dir
 
-    out_dir = export_dir(run_dir, which, alpha).resolve()
+    best = state.attempt("measuring the best epoch", _best_card, str(run_dir), ds) if which == "best" else None
+    if best is not None and not best.ok:
+        return
+    epoch = (best.value.get("best_epoch") or [None])[0] if best is not None else None  # its folder names the epoch
+    out_dir = export_dir(run_dir, which, alpha, epoch).resolve()
     if run_dir.resolve() not in out_dir.parents:  # exports live inside the run folder, nowhere else
         st.error("The export folder would leave the run folder; nothing was written.")
         return
@@ -942,8 +984,9 @@ def export_tab(engine, rec, b, summary: dict) -> None:
     if clicked:
         with st.spinner("Exporting and verifying (safetensors, TorchScript, ONNX) ..."):
             # the other models' cards name the mix chosen on Results, not the run's own pick, as the page does
-            card_for = state.attempt("measuring the mix", b.wise_card_summary, summary, alpha) if which == "wise" \
-                else state.Outcome(True, {**summary, **({"wise_chosen": alpha} if chosen else {})})
+            card_for = (state.attempt("measuring the mix", b.wise_card_summary, summary, alpha) if which == "wise" else
+                        best if best is not None else
+                        state.Outcome(True, {**summary, **({"wise_chosen": alpha} if chosen else {})}))
             summary_for_card = card_for.value if card_for.ok else dict(summary, wise_alpha=alpha)
             loaded = state.attempt("loading the weights to export", {
                 "wise": lambda: _wise(str(run_dir), ds, alpha), "structured": lambda: _structured(str(run_dir)),
@@ -971,7 +1014,8 @@ def export_tab(engine, rec, b, summary: dict) -> None:
         # the fine-tuned model, alpha 1, while the mix was the export chosen)
         measured = st.session_state.get("wise_points", {}).get((rec.id, round(alpha, 4))) if alpha is not None else None
         kept = {"wise_chosen": alpha} if chosen else {}  # the mix chosen on Results, named by the other cards
-        preview = (smaller_model_summary({**summary, **kept}) if which == "structured" else  # a mix Results computed
+        preview = (best.value if best is not None else
+                   smaller_model_summary({**summary, **kept}) if which == "structured" else  # a mix Results computed
                    {**summary, "wise_alpha": alpha, **({"wise_point": measured} if measured else {})}
                    if which == "wise" and alpha is not None else {**summary, **kept})
         card = model_card(b.cfg, preview)
@@ -1049,17 +1093,22 @@ def render() -> None:
     st.title("5 · Explain and export")
     st.caption("Why the model says what it says, where it goes wrong, and the model packed to take home.")
     rec = components.finished_run_picker(
-        engine, RUN_KEY, "Only finished runs can be explained: they have a final model and a class list.",
-        no_finished_run)
+        engine, RUN_KEY, "Any finished run, or a stopped run's best epoch so far: its model is explained and exported.",
+        no_finished_run, stopped=True)
     if rec is None:
         return
     b_cfg = rec.config.get("backbone", {})
     st.caption(f"{state.backbone_title(b_cfg.get('name'))} ({state.WEIGHTS_TEXT.get(b_cfg.get('pretrained'), b_cfg.get('pretrained'))}) · "
-               f"{rec.config.get('data', {}).get('image_size')} px · finished {components.short_time(rec.finished)}")
-    chance = at_chance(components.read_summary(str(rec.run_dir)), rec.config)  # a right answer here is luck
+               f"{rec.config.get('data', {}).get('image_size')} px · {rec.status} {components.short_time(rec.finished)}")
+    summary = components.read_summary(str(rec.run_dir))
+    if rec.status == "stopped":  # its best epoch so far is the model below, not a final one
+        st.info(components.stopped_note(Path(rec.run_dir), summary, rec.config, "is explained and exported"),
+                icon=":material/stop_circle:")
+    chance = at_chance(summary, rec.config)  # a right answer here is luck
     if chance:
         st.warning(guess_warning(chance, "Its answers and their maps below"), icon=":material/warning:")
     run_dir, ds = str(rec.run_dir), str(engine.datasets_dir)
+    forget_if_continued(run_dir)
     with st.spinner("Loading the run's model and validation images ..."):
         loaded = state.attempt("loading the run", _bundle, run_dir, ds)
         if not loaded.ok:

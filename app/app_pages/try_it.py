@@ -611,28 +611,11 @@ def images_from_user(engine) -> tuple[str, list[tuple[str, bytes]], bool]:
                                   "Take another photo to replace it.")
 
 
-def stopped_note(run_dir: Path, summary: dict, config: dict) -> str:
-    """What a stopped run's answers are: its best epoch so far with its validation accuracy, of the epochs it
-    finished and those it trains (engine.resume.epochs_done_of; `config`, the run's config as a dict), and how
-    to get its final model."""
-    from engine.predict import best_epoch, epoch_entry
-    from engine.resume import epochs_done_of
-
-    done, planned = epochs_done_of(run_dir, summary, int((config.get("train") or {}).get("epochs") or 0))
-    history = summary.get("history") or []
-    best = best_epoch(history)
-    val = epoch_entry(history, best[0] if best else None).get("val_acc")
-    which = (f"epoch {best[0]}, its best so far" + (f" (validation {100 * val:.1f}%)" if val is not None else "")
-             if best else "its best epoch so far")
-    return (f"This run was stopped after {state.plural(int(done), 'epoch')}" + (f" of {planned}" if planned else "")
-            + f", so {which} answers. Continue it on the Train page for its final model.")
-
-
 def run_notes(rec, summary: dict) -> None:
-    """Above the answers, what holds for all of them: a stopped run's best epoch answers (`stopped_note`), and a
+    """Above the answers, what holds for all of them: a stopped run's best epoch answers (components.stopped_note), and a
     run at the level of guessing answers by guessing, however sure it looks."""
     if rec.status == "stopped":
-        st.info(stopped_note(Path(rec.run_dir), summary, rec.config), icon=":material/stop_circle:")
+        st.info(components.stopped_note(Path(rec.run_dir), summary, rec.config), icon=":material/stop_circle:")
     chance = at_chance(summary, rec.config)  # its answers look confident but mean nothing: say so first
     if chance:
         st.warning(guess_warning(chance), icon=":material/warning:")
