@@ -787,9 +787,9 @@ def test_a_stopped_runs_best_epoch_is_explained_and_exported(studio):
     final model again (nothing cached from the stopped run's model is reused)."""
     import shutil
 
-    run_id = finished_run(engine(), tiny_config(studio["data"], "train.epochs=1", "train.threads=1", "eval.ood=false",
-                                                "backbone.pretrained=checkpoint", f"backbone.checkpoint={studio['ckpt']}"),
-                          RUN_TIMEOUT)
+    cfg = tiny_config(studio["data"], "train.epochs=1", "train.threads=1", "eval.ood=false",
+                      "backbone.pretrained=checkpoint", f"backbone.checkpoint={studio['ckpt']}")
+    run_id = finished_run(engine(), cfg, RUN_TIMEOUT)
     rec = engine().run_record(run_id)
     run_dir = Path(rec.run_dir)
     before = (run_dir / "summary.json").read_text()
@@ -801,8 +801,8 @@ def test_a_stopped_runs_best_epoch_is_explained_and_exported(studio):
 
         with safe_open(run_dir / "best.safetensors", "pt") as f:  # a best epoch unlike the final model: a zero head
             meta, weights = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
-        save_file({k: v * 0 if k.startswith("net.fc.") else v for k, v in weights.items()}, run_dir / "best.safetensors",
-                  metadata=meta)
+        save_file({k: v * 0 if k.startswith("net.fc.") else v for k, v in weights.items()},
+                  run_dir / "best.safetensors", metadata=meta)
         summary = json.loads(before)
         (run_dir / "summary.json").write_text(json.dumps({**summary, "status": "stopped"}))
         engine().store.set_status(run_id, "stopped", "Stopped after epoch 1 of 1.")

@@ -600,7 +600,8 @@ def attributions_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
     head[0].markdown(f"**{state.md_text(pred['files'][index])}**, true class **{state.md_text(truth)}**. Each row is one model, each column one method; "
                      "bright = strong influence on the score.")
     head[1].image(colour_bar(), caption="low → high influence", width="stretch")  # a fixed 256 px overflowed
-    pretrained_src, titles = rec.config.get("backbone", {}).get("pretrained"), row_titles(rec.config, rec.status == "stopped")
+    pretrained_src = rec.config.get("backbone", {}).get("pretrained")
+    titles = row_titles(rec.config, rec.status == "stopped")
     for r in rows:
         if "error" in r:
             st.markdown(f"**{titles[r['key']]}**")
@@ -947,8 +948,9 @@ def _export_which(run_id: str, choices: dict[str, str], alpha: float | None) -> 
 
 
 def export_tab(engine, rec, b, summary: dict) -> None:
-    """The export tab: which model to pack (the run's, the smaller one, a WiSE-FT mix; a stopped run's best epoch so far), a button that exports
-    safetensors, TorchScript and ONNX and verifies each against the model, then the checks and the downloads."""
+    """The export tab: which model to pack (the run's, the smaller one, a WiSE-FT mix; a stopped run's best epoch so
+    far), a button that exports safetensors, TorchScript and ONNX and verifies each against the model, then the
+    checks and the downloads."""
     run_dir, ds = Path(rec.run_dir), str(engine.datasets_dir)
     st.markdown("Pack the model for use outside the studio. Each file is **reloaded and compared** with the model on "
                 f"the {len(b.data.val)} validation images before it is offered: same predicted class for every image, "
@@ -959,7 +961,8 @@ def export_tab(engine, rec, b, summary: dict) -> None:
                    if summary.get("precision") not in (None, "float32") else ""))
     alpha, chosen = state.wise_alpha(engine, rec) if uses_wise(rec) else (None, False)  # one lookup
     # a stopped run has its best epoch so far only (engine.runs.default_variant), exported as `export --variant best`
-    choices = {"best": "best epoch so far"} if rec.status == "stopped" else export_choices(run_dir, summary, alpha, chosen)
+    choices = ({"best": "best epoch so far"} if rec.status == "stopped"
+               else export_choices(run_dir, summary, alpha, chosen))
     which = _export_which(rec.id, choices, alpha)
     from engine.export import export_dir
 
@@ -1099,7 +1102,8 @@ def render() -> None:
         return
     b_cfg = rec.config.get("backbone", {})
     st.caption(f"{state.backbone_title(b_cfg.get('name'))} ({state.WEIGHTS_TEXT.get(b_cfg.get('pretrained'), b_cfg.get('pretrained'))}) · "
-               f"{rec.config.get('data', {}).get('image_size')} px · {rec.status} {components.short_time(rec.finished)}")
+               f"{rec.config.get('data', {}).get('image_size')} px · "
+               f"{rec.status} {components.short_time(rec.finished)}")
     summary = components.read_summary(str(rec.run_dir))
     if rec.status == "stopped":  # its best epoch so far is the model below, not a final one
         st.info(components.stopped_note(Path(rec.run_dir), summary, rec.config, "is explained and exported"),

@@ -612,8 +612,8 @@ def images_from_user(engine) -> tuple[str, list[tuple[str, bytes]], bool]:
 
 
 def run_notes(rec, summary: dict) -> None:
-    """Above the answers, what holds for all of them: a stopped run's best epoch answers (components.stopped_note), and a
-    run at the level of guessing answers by guessing, however sure it looks."""
+    """Above the answers, what holds for all of them: a stopped run's best epoch answers
+    (components.stopped_note), and a run at the level of guessing answers by guessing, however sure it looks."""
     if rec.status == "stopped":
         st.info(components.stopped_note(Path(rec.run_dir), summary, rec.config), icon=":material/stop_circle:")
     chance = at_chance(summary, rec.config)  # its answers look confident but mean nothing: say so first
