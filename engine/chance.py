@@ -28,8 +28,10 @@ WEAK_P = 0.05  # a class below the others by more than chance gives this often i
 WEAK_GAP = 0.2  # ... and by at least this much accuracy (a fraction): a significant 5-point gap is not news
 WEAK_SHOWN = 3  # at most this many weak classes named, the weakest first
 # an epoch's mean training loss (nats) this many times a guess's (ln of the number of classes) or more: the steps
-# overshot (the Quick demo at 32 px, lr 0.02: 21.7 in epoch 2 against 2.08 for 8 classes, 21.9% test in the end; at
-# 0.005 the loss stayed under 2.4 and the run reached 37.5% in 8 epochs; ordinary runs start near 1 x)
+# overshot (the Quick demo at 32 px, lr 0.02, before the head's rate was kept under its stability bound
+# (engine.optim.head_lr_bound; optim.head_lr_cap=false still does it): 21.7 in epoch 2 against 2.08 for 8 classes,
+# 21.9% test in the end; at 0.005 the loss stayed under 2.4 and the run reached 37.5% in 8 epochs; ordinary runs
+# start near 1 x)
 UNSTABLE_LOSS = 3.0
 SPLIT_WORDS = {"val": "validation", "test": "test", "ood_user": "OOD set"}  # "ood_user": the user's own OOD set
 
