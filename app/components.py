@@ -219,8 +219,9 @@ def progress_view(run: RunView) -> None:
                    help="Training loss of the latest step, one batch: it jumps from step to step and sits apart from "
                         "the per-epoch chart's averages; over many steps it should trend down.",
                    width=layout.tile_width("Last step's loss", "00.000"))
-        if p.get("cpu_threads_note"):
-            st.caption(state.message_words(p["cpu_threads_note"]))
+        for note in ("cpu_threads_note", "head_lr_note"):  # the threads chosen; the head's rate kept stable
+            if p.get(note):
+                st.caption(state.message_words(p[note]))
         return
     if run.status == "finished":
         finished_view(run)

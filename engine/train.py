@@ -225,7 +225,7 @@ def wrap_for_training(ctx: TrainContext) -> None:
         if ctx.rank == 0:
             note = head_lr_words(ctx.summary, cfg.data.image_size)
             ctx.summary["advice"] = [*ctx.summary.get("advice", []), note]
-            ctx.reporter.progress(advice=note)
+            ctx.reporter.progress(advice=note, head_lr_note=note)  # the command line's note, the Train page's
 
 
 def _continue_with_kept_head(cfg: RunConfig, report) -> RunConfig:

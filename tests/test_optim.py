@@ -111,6 +111,7 @@ def test_a_run_caps_its_heads_rate_only_where_the_bound_asks(tiny_cfg, tmp_path)
     class Ears(Reporter):
         def progress(self, **f):
             said.append(f.get("advice"))
+            assert f.get("head_lr_note") in (None, f.get("advice")), "the Train page's live note is the same"
 
     def groups(*overrides):
         ctx, _ = setup_run(tiny_cfg("backbone.pretrained=bundled", *overrides), Ears(), None, tmp_path / "w")

@@ -178,7 +178,8 @@ def test_the_train_page_follows_a_command_line_run_and_releases_it_when_its_prog
         engine.store.set_status("cli-run", "running")  # by this test's process: alive
         engine.store.log_metrics("cli-run", 1, 4, {"val_acc": 0.5, "train_acc": 0.4})
         engine.store.set_progress("cli-run", {"phase": "training", "epoch": 2, "epochs": 5, "step": 3,
-                                              "total_steps": 8})
+                                              "total_steps": 8, "head_lr_note": "The new head learns at a rate of "
+                                              "0.0059, not the 0.02 set: ..."})
         at = AppTest.from_file(str(Path(__file__).parents[1] / "app" / "main.py"), default_timeout=120)
         at.run()
         at.switch_page("app_pages/train.py").run()
@@ -187,6 +188,7 @@ def test_the_train_page_follows_a_command_line_run_and_releases_it_when_its_prog
         assert f"Trained by another program (process {os.getpid()}" in said, said
         assert not [b for b in at.button if b.key == "stop_cli-run"], "this server cannot stop it"
         assert [m.value for m in at.metric if m.label == "Epoch"] == ["2 / 5"]
+        assert "The new head learns at a rate of 0.0059, not the 0.02 set" in said, "the live view says it too"
         # the sidebar and the start box say the CPU is busy: "Engine idle: ready for a run." read as free
         assert any("**Training elsewhere:** my command-line run" in m.value for m in at.sidebar.markdown)
         assert not any("ready for a run" in c.value for c in at.sidebar.caption)
