@@ -258,6 +258,8 @@ def test_a_runs_data_warnings_are_on_its_results_and_in_its_model_card(studio):
     no_problems(at)
     assert any(c.startswith("The new head learns at a rate of 0.0059, not the 0.02 set: the features") and
                c.endswith("The layers below it learn at 0.02.") for c in texts(at.caption)), texts(at.caption)
+    assert "The layers below the new head. The head's own rate follows the same curve from 0.0059 (above)." in \
+        texts(at.caption), "under the learning-rate chart, which is theirs"
 
 
 def test_too_few_steps_an_epoch_are_said_where_a_run_starts(studio, tiny_bytes):

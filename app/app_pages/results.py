@@ -342,6 +342,9 @@ def detail_charts(run: components.RunView, summary: dict) -> None:
                        "corruption costs (a bar past the line: no cost these images can show).")
     if not run.steps.empty and "lr" in run.steps:
         st.altair_chart(charts.lr_chart(run.steps), width="stretch")
+        if cap := summary.get("head_lr_capped"):  # the chart is the trunk's (the optimiser's first group)
+            st.caption(f"The layers below the new head. The head's own rate follows the same curve from "
+                       f"{cap['to']:.2g} (above).")
     if summary.get("lr_find"):
         from engine.lr_find import lr_find_sentence
 
