@@ -144,3 +144,7 @@ def test_the_head_cap_in_words():
     card = training_lines(apply_overrides(RunConfig(), ["data.image_size=32"]), summary)
     assert "- " + head_lr_words(summary, 32) in card, "the model card says it too"
     assert not any("new head" in line for line in training_lines(RunConfig(), {}))
+    from engine.export import best_epoch_summary
+
+    best = best_epoch_summary({**summary, "val_acc": 0.5}, ["a", "b"], None, (1, 2))
+    assert best["head_lr_capped"] == summary["head_lr_capped"], "a best epoch's card says it too: a fact of the run"
