@@ -37,7 +37,7 @@ def test_the_fused_step_is_used_on_the_cpu_only_for_contiguous_parameters():
 
 # ---- the new head's rate under its stability bound (engine.optim.head_lr_bound) ------------------
 
-def _heavy_ball_final(lr: float, curvature: float, momentum: float, nesterov: bool, steps: int = 3000) -> float:
+def _heavy_ball_final(lr: float, curvature: float, momentum: float, nesterov: bool, steps: int = 400) -> float:
     """|x| after `steps` of torch's SGD on the quadratic L/2 x^2 with L = curvature / 2 (the softmax head's
     largest curvature for features of that second moment), from x = 1."""
     x = torch.ones(1, dtype=torch.float64, requires_grad=True)
