@@ -102,6 +102,17 @@ def check_resumable(run_dir: Path, status: str | None = None) -> None:
                       "Start it again instead.")
 
 
+def keep_saved_head_rate(optimizer: torch.optim.Optimizer, summary: dict[str, Any]) -> None:
+    """A continued run trains at the rates its saved optimiser state holds: one saved before the new head's rate
+    was kept under its stability bound (engine.optim.cap_head_lr) goes on at its own head rate, so `summary`
+    loses the cap's record ("head_lr_capped"), which would be untrue of it (engine.train.say_head_lr says it after
+    this)."""
+    cap = summary.get("head_lr_capped")
+    heads = [g["base_lr"] for g in optimizer.param_groups if g.get("name", "").startswith("head") and "base_lr" in g]
+    if cap and heads and max(heads) > cap["to"] * (1 + 1e-6):
+        summary.pop("head_lr_capped")
+
+
 def load_resume(run_dir: Path, ctx: TrainContext, scaler: torch.amp.GradScaler,
                 hooks: list[MethodHook] = ()) -> tuple[int, list[dict[str, Any]]]:
     """Restore the state `save_resume` wrote into a freshly set-up run (engine.train.setup_run with
@@ -126,6 +137,7 @@ def load_resume(run_dir: Path, ctx: TrainContext, scaler: torch.amp.GradScaler,
         for h in hooks:  # before the optimiser: a method may regroup its parameters (AdaFilter)
             h.load_state_dict(ctx, methods.get(h.name) or {})
         ctx.optimizer.load_state_dict(state["optimizer"])
+        keep_saved_head_rate(ctx.optimizer, ctx.summary)
     except (KeyError, RuntimeError, ValueError):  # written by another version of the studio or a method
         raise StudioError(f"The run's saved state ({path.name}) was written by another version of the studio "
                           "and does not fit this run: start the run again instead.") from None

@@ -219,13 +219,18 @@ def wrap_for_training(ctx: TrainContext) -> None:
         ctx.train_model = torch.compile(ctx.train_model)
     ctx.optimizer = build_optimizer(model, cfg)
     bound = head_lr_bound(ctx.summary.get("head_curvature") or 0.0, cfg.optim.momentum, cfg.optim.nesterov)
-    if (before := cap_head_lr(ctx.optimizer, bound)) is not None:
+    if (before := cap_head_lr(ctx.optimizer, bound)) is not None:  # said by `say_head_lr` once a resume is loaded
         ctx.summary["head_lr_capped"] = {"lr": before, "to": bound, "curvature": ctx.summary["head_curvature"],
                                          "trunk_lr": cfg.optim.lr * cfg.optim.trunk_lr_mult}
-        if ctx.rank == 0:
-            note = head_lr_words(ctx.summary, cfg.data.image_size)
-            ctx.summary["advice"] = [*ctx.summary.get("advice", []), note]
-            ctx.reporter.progress(advice=note, head_lr_note=note)  # the command line's note, the Train page's
+
+
+def say_head_lr(ctx: TrainContext) -> None:
+    """The new head's lowered rate (`summary["head_lr_capped"]`, engine.optim.head_lr_words) among the run's advice,
+    on the command line and the Train page; nothing when it kept its rate (a run continued from a state saved before
+    the cap keeps its saved rate: engine.resume.keep_saved_head_rate)."""
+    if ctx.rank == 0 and (note := head_lr_words(ctx.summary, ctx.cfg.data.image_size)):
+        ctx.summary["advice"] = [*ctx.summary.get("advice", []), note]
+        ctx.reporter.progress(advice=note, head_lr_note=note)  # the command line's note, the Train page's
 
 
 def _continue_with_kept_head(cfg: RunConfig, report) -> RunConfig:
@@ -415,6 +420,7 @@ def _train(cfg: RunConfig, reporter: Reporter | None, run_dir: Path | None, work
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=ctx.amp_dtype == torch.float16)
     lr_at = schedule_fn(cfg.optim, ctx.total_steps)
     start, history = load_resume(Path(run_dir or "."), ctx, scaler, hooks) if resume else (0, [])
+    say_head_lr(ctx)
     timed = [0.0, 0]  # seconds and images of the timed epochs (the first is warm-up: allocation, autotuning)
     steady = [0.0, 0]  # the same, of the whole-network epochs (LP-FT's head-only ones are cheap): time left
     doing = ""  # after the epochs: the work under way, in words, for a stop's message

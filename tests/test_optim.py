@@ -104,7 +104,7 @@ def test_a_run_caps_its_heads_rate_only_where_the_bound_asks(tiny_cfg, tmp_path)
     weights, nor when the rate is under the bound."""
     from engine.contract import Reporter
     from engine.optim import head_lr_bound
-    from engine.train import setup_run
+    from engine.train import say_head_lr, setup_run
 
     said = []
 
@@ -115,6 +115,7 @@ def test_a_run_caps_its_heads_rate_only_where_the_bound_asks(tiny_cfg, tmp_path)
 
     def groups(*overrides):
         ctx, _ = setup_run(tiny_cfg("backbone.pretrained=bundled", *overrides), Ears(), None, tmp_path / "w")
+        say_head_lr(ctx)  # as the run does once a resume point is loaded
         return ctx, {g["name"]: g["base_lr"] for g in ctx.optimizer.param_groups}
 
     ctx, lrs = groups("optim.lr=1.0")
@@ -148,3 +149,17 @@ def test_the_head_cap_in_words():
 
     best = best_epoch_summary({**summary, "val_acc": 0.5}, ["a", "b"], None, (1, 2))
     assert best["head_lr_capped"] == summary["head_lr_capped"], "a best epoch's card says it too: a fact of the run"
+
+
+def test_a_run_saved_before_the_cap_continues_at_its_saved_head_rate():
+    """Continued from a state saved with a higher head rate (before the cap), the run trains at that rate, so the
+    summary drops the cap's record (and nothing says it); a state saved capped keeps it."""
+    from engine.resume import keep_saved_head_rate
+
+    w = torch.nn.Parameter(torch.zeros(2))
+    cap = {"lr": 0.02, "to": 0.006, "curvature": 950.0, "trunk_lr": 0.02}
+    for saved, kept in ((0.02, False), (0.006, True)):
+        opt = torch.optim.SGD([{"params": [w], "lr": saved, "base_lr": saved, "name": "head"}], lr=saved)
+        summary = {"head_lr_capped": dict(cap)}
+        keep_saved_head_rate(opt, summary)
+        assert ("head_lr_capped" in summary) is kept and head_lr_words(summary).startswith("The new head") is kept
