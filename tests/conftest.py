@@ -224,6 +224,17 @@ def texts(elements) -> list[str]:
     return [str(e.value) for e in elements]
 
 
+def says_stopped_best(at, key: str, run_id: str, summary: dict, what: str) -> None:
+    """A page's run picker (`key`) is on the stopped run `run_id`, labelled so, and the page's note says its best
+    epoch so far (epoch 1, with the validation accuracy in `summary`'s history) `what` ("answers", ...)."""
+    picker = at.selectbox(key=key)
+    assert picker.value == run_id and "(stopped: its best epoch so far)" in picker.format_func(run_id)
+    val = summary["history"][0]["val_acc"]
+    assert any(i.startswith("This run was stopped after 1 epoch")
+               and f"epoch 1, its best so far (validation {100 * val:.1f}%) {what}" in i
+               for i in texts(at.info)), texts(at.info)
+
+
 def no_problems(at) -> None:
     """Fails with the page's messages when an AppTest run raised or showed an error."""
     assert not at.exception, [e.value for e in at.exception]

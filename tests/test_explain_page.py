@@ -19,7 +19,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from conftest import dashboard_studio, drop_view_choices, finished_run, no_problems, open_app_page, texts, tiny_config
+from conftest import (dashboard_studio, drop_view_choices, finished_run, no_problems, open_app_page, says_stopped_best,
+                      texts, tiny_config)
 from app.app_pages.explain import breakable_name
 from app.components import smaller_headings
 from app.state import md_text
@@ -813,12 +814,7 @@ def test_a_stopped_runs_best_epoch_is_explained_and_exported(studio):
         from engine.predict import load_predictor
 
         stopped = load_predictor(run_dir, "best")  # Try it's and `predict`'s
-        picker = at.selectbox(key="explain_run")
-        assert picker.value == run_id and "(stopped: its best epoch so far)" in picker.format_func(run_id)
-        val = summary["history"][0]["val_acc"]
-        assert any(i.startswith("This run was stopped after 1 epoch")
-                   and f"epoch 1, its best so far (validation {100 * val:.1f}%) is explained and exported" in i
-                   for i in texts(at.info)), texts(at.info)
+        says_stopped_best(at, "explain_run", run_id, summary, "is explained and exported")
         markdown = " ".join(texts(at.markdown))
         assert "**Fine-tuned model (its best epoch so far)** says" in markdown
         at.session_state["explain_tab"] = "Export"

@@ -16,8 +16,8 @@ import pytest
 import streamlit as st
 from PIL import Image
 
-from conftest import (TINY_CLASSES, dashboard_studio, finished_run, no_problems, open_app_page, texts, tiny_config,
-                      tiny_image, write_tiny_zip)
+from conftest import (TINY_CLASSES, dashboard_studio, finished_run, no_problems, open_app_page, says_stopped_best,
+                      texts, tiny_config, tiny_image, write_tiny_zip)
 
 PAGE = "app_pages/try_it.py"
 
@@ -684,12 +684,7 @@ def test_a_stopped_run_answers_with_its_best_epoch_so_far(run):
         predict._PREDICTORS.clear()
         at = open_page(run)
         no_problems(at)
-        picker = at.selectbox(key="try_run")
-        assert picker.value == run and "(stopped: its best epoch so far)" in picker.format_func(run)
-        val = summary["history"][0]["val_acc"]
-        assert any(i.startswith("This run was stopped after 1 epoch of")
-                   and f"epoch 1, its best so far (validation {100 * val:.1f}%) answers" in i
-                   for i in texts(at.info)), texts(at.info)
+        says_stopped_best(at, "try_run", run, summary, "answers")
         options = at.selectbox(key=f"try_variant_a_{run}").options
         assert len(options) == 1 and options[0].startswith("Best epoch"), options  # its only model
         at.file_uploader(key="try_files").set_value([("mine.png", png(tiny_image("red", 654)), "image/png")])
