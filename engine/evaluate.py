@@ -53,6 +53,24 @@ class EvalResult:
         return out
 
 
+@torch.no_grad()
+def head_features(model, images: torch.Tensor, device, batch_size: int = 256) -> torch.Tensor:
+    """The inputs of the classification head, float32 [N, D] on the CPU, for uint8 `images` [N, 3, S, S] (eval
+    mode, no augmentation; the model's mode is restored): WiSE-FT's linear probe and the head's stability bound
+    (engine.optim.head_feature_curvature) read them."""
+    feats: list[torch.Tensor] = []
+    handle = model.head.register_forward_hook(lambda mod, inp, out: feats.append(inp[0].detach().float().cpu()))
+    was_training = model.training
+    model.eval()
+    try:
+        for i in range(0, len(images), batch_size):
+            model(to_float(images[i:i + batch_size].to(device)))
+    finally:
+        handle.remove()
+        model.train(was_training)
+    return torch.cat(feats)
+
+
 def flip_average(logits: torch.Tensor, mirrored: torch.Tensor) -> torch.Tensor:
     """Flip test-time augmentation: log of the mean of the softmax of `logits` and of `mirrored`
     (the same images mirrored left-right), both float [N, C]. The result is a valid log-probability

@@ -58,26 +58,15 @@ HEAD_FEATURE_IMAGES = 128
 def head_feature_curvature(model: Classifier, images: torch.Tensor, device: torch.device,
                            batch_size: int = 64) -> float:
     """The largest eigenvalue of E[f f^T] (squared feature units; uncentred: for pooled ReLU features it is
-    about the mean feature's squared length), f float [D] the head's input for each of the first
-    HEAD_FEATURE_IMAGES of `images` (uint8 [N, 3, S, S]), computed in float32 without gradients, batch
-    norm in evaluation mode (as during LP-FT's head-only epochs). The model's mode is restored. Raises
+    about the mean feature's squared length), f float [D] the head's input (engine.evaluate.head_features:
+    float32, no gradients, batch norm in evaluation mode as during LP-FT's head-only epochs, the model's
+    mode restored) for each of the first HEAD_FEATURE_IMAGES of `images` (uint8 [N, 3, S, S]). Raises
     nothing of its own; 0.0 for no images."""
-    from engine.augment import to_float
+    from engine.evaluate import head_features
 
-    feats: list[torch.Tensor] = []
-    hook = model.head.register_forward_pre_hook(lambda _m, args: feats.append(args[0].detach().flatten(1)))
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            for i in range(0, min(len(images), HEAD_FEATURE_IMAGES), batch_size):
-                model(to_float(images[i:min(i + batch_size, HEAD_FEATURE_IMAGES)].to(device)))
-    finally:
-        hook.remove()
-        model.train(was_training)
-    if not feats:
+    if len(images) == 0:
         return 0.0
-    f = torch.cat(feats).double()
+    f = head_features(model, images[:HEAD_FEATURE_IMAGES], device, batch_size).flatten(1).double()
     return float(torch.linalg.matrix_norm(f, ord=2) ** 2 / len(f))
 
 

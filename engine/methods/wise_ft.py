@@ -34,7 +34,7 @@ from engine.config import setting_name
 from engine.contract import MethodHook, StopRequested
 from engine.devices import eval_layout
 from engine.errors import StudioError
-from engine.evaluate import EvalSets, epoch_passes, epoch_sets, evaluate, predict
+from engine.evaluate import EvalSets, epoch_passes, epoch_sets, evaluate, head_features, predict  # noqa: F401
 from engine.methods.registry import MethodSpec, register_method
 
 DEFAULT_ALPHAS = tuple(round(0.05 * i, 2) for i in range(21))
@@ -97,22 +97,6 @@ def recalibrate_bn(model: torch.nn.Module, images: torch.Tensor, device: torch.d
 
 
 # ---- theta_0: a linear probe on the pretrained features ----------------------------------------
-
-@torch.no_grad()
-def head_features(model, images: torch.Tensor, device, batch_size: int = 256) -> torch.Tensor:
-    """The inputs of the classification head for uint8 `images` (eval mode, no augmentation)."""
-    feats: list[torch.Tensor] = []
-    handle = model.head.register_forward_hook(lambda mod, inp, out: feats.append(inp[0].detach().float().cpu()))
-    was_training = model.training
-    model.eval()
-    try:
-        for i in range(0, len(images), batch_size):
-            model(to_float(images[i:i + batch_size].to(device)))
-    finally:
-        handle.remove()
-        model.train(was_training)
-    return torch.cat(feats)
-
 
 def fit_linear_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: int, l2: float = 1e-3,
                      iters: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
