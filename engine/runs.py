@@ -147,13 +147,14 @@ def start_model(cfg: RunConfig, classes: list[str]) -> nn.Module:
 
 class FinishedRun:
     """A finished run, loaded once: config, classes, summary, its data (decoded on first use) and
-    its model variants. `lock` serialises use of the shared models across dashboard sessions."""
+    its model variants. `lock` serialises use of the shared models across dashboard sessions. `weights` is the
+    checkpoint `model` came from: "last", or "best" for a stopped run (its best epoch so far)."""
 
     def __init__(self, run_dir: Path, datasets_dir: Path | None):
         self.run_dir, self.datasets_dir = Path(run_dir), datasets_dir and Path(datasets_dir)
         # the fine-tuned model; a stopped run has only its best epoch
-        last = "last" if (self.run_dir / "last.safetensors").is_file() else "best"
-        self.model, self.cfg, self.classes = load_run_model(self.run_dir, last)
+        self.weights = "last" if (self.run_dir / "last.safetensors").is_file() else "best"
+        self.model, self.cfg, self.classes = load_run_model(self.run_dir, self.weights)
         self.summary = json.loads((self.run_dir / "summary.json").read_text())
         self.lock = threading.Lock()
         self._variants: dict[tuple[str, float | None], nn.Module] = {}
@@ -195,8 +196,8 @@ class FinishedRun:
     def _build(self, variant: str, alpha: float | None) -> nn.Module:
         if variant in ("fine_tuned", "adversarial"):
             return self.model
-        if variant == "best":
-            return load_run_model(self.run_dir, "best")[0]
+        if variant == "best":  # a stopped run's model is its best epoch already: not loaded twice
+            return self.model if self.weights == "best" else load_run_model(self.run_dir, "best")[0]
         if variant == "structured":
             return load_structured(self.run_dir / "structured.safetensors")[0]
         if variant == "start":

@@ -814,6 +814,10 @@ def test_a_stopped_runs_best_epoch_is_explained_and_exported(studio):
         from engine.predict import load_predictor
 
         stopped = load_predictor(run_dir, "best")  # Try it's and `predict`'s
+        from engine.runs import load_run
+
+        loaded = load_run(run_dir, None)
+        assert loaded.model_variant("best") is loaded.model, "a stopped run's best epoch is loaded once"
         says_stopped_best(at, "explain_run", run_id, summary, "is explained and exported")
         markdown = " ".join(texts(at.markdown))
         assert "**Fine-tuned model (its best epoch so far)** says" in markdown
