@@ -86,10 +86,18 @@ def decoded(data: bytes, name: str, size: int) -> tuple[np.ndarray, list[str]]:
     return image.numpy(), notes
 
 
+def run_stamp(run_dir: str) -> Any:
+    """engine.runs.summary_stamp of a run folder: cached answers keyed by it follow a run continued since."""
+    from engine.runs import summary_stamp
+
+    return summary_stamp(Path(run_dir))
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def attribution(run_dir: str, datasets_dir: str, variant: str, alpha: float | None, image: np.ndarray,
-                target: int, method: str) -> np.ndarray:
-    """H x W map in [0, 1] for one image and target class (engine.explain.attribute)."""
+                target: int, method: str, stamp: Any = None) -> np.ndarray:
+    """H x W map in [0, 1] for one image and target class (engine.explain.attribute). `stamp`: the run's
+    engine.runs.summary_stamp, so that a stopped run continued since gets its new model's maps."""
     import torch
 
     from engine.explain import attribute
@@ -319,7 +327,8 @@ def explain_view(ds: str, models: list[Shown], image: np.ndarray, answers: list,
         target = model.p.classes.index(answer.top[0][0])
         with st.spinner(f"{METHOD_NAMES[method]} for {model.label} ..."):
             try:
-                m = attribution(model.run_dir, ds, model.variant, model.alpha, image, target, method)
+                m = attribution(model.run_dir, ds, model.variant, model.alpha, image, target, method,
+                                run_stamp(model.run_dir))
             except StudioError as exc:  # e.g. an image too small for Grad-CAM
                 col.info(f"{METHOD_NAMES[method]}: {exc}", icon=":material/info:")
                 continue

@@ -17,7 +17,9 @@ def to_rgb(t) -> np.ndarray:
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _strip(run_dir: str, datasets_dir: str, n: int, eps: float, steps: int) -> dict:
+def _strip(run_dir: str, datasets_dir: str, n: int, eps: float, steps: int, stamp=None) -> dict:
+    """The adversarial strip of the run's first `n` validation images (engine.attacks.adversarial_strip); `stamp`
+    (engine.runs.summary_stamp) keys it to the run's current model."""
     from engine.attacks import adversarial_strip
     from engine.runs import load_run
 
@@ -52,7 +54,9 @@ def adversarial_view(engine, rec, summary: dict) -> None:
                "a wrong answer) and the change itself, amplified so you can see it (bottom: grey = unchanged).")
     n = 6
     with st.spinner("Attacking a few validation images ..."):
-        s = _strip(str(rec.run_dir), str(engine.datasets_dir), n, eps, 20)
+        from engine.runs import summary_stamp
+
+        s = _strip(str(rec.run_dir), str(engine.datasets_dir), n, eps, 20, summary_stamp(Path(rec.run_dir)))
     classes = s["classes"]
     shown = range(min(n, len(s["labels"])))
     names = [(state.md_text(classes[int(s["labels"][i])]), state.md_text(classes[int(s["pred"][i])]),
