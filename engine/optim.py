@@ -85,7 +85,7 @@ def head_lr_bound(curvature: float, momentum: float, nesterov: bool = False) -> 
     heavy-ball momentum beta on a quadratic is stable for lr * L < 2 (1 + beta) (Nesterov's form:
     2 (1 + beta) / (1 + 2 beta); Polyak 1964, Goh 2017, "Why momentum really works"). Measured on the
     sample with the bundled ResNet-18: curvature 252 at 64 px (bound 0.0226: the presets' 0.02 stands)
-    and 969 at 32 px (0.0059), where the Quick demo's 0.02 sent its head-only epochs' loss to 21."""
+    and 947-960 at 32 px (0.006), where the Quick demo's 0.02 sent its head-only epochs' loss to 10-21."""
     if curvature <= 0:
         return math.inf
     limit = 2 * (1 + momentum) / ((1 + 2 * momentum) if nesterov else 1.0)
