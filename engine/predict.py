@@ -56,6 +56,7 @@ import copy
 import csv
 import json
 import math
+import os
 import shutil
 import tempfile
 import threading
@@ -742,35 +743,119 @@ class NearCopies:
         return out
 
 
-def feature_stats(predictor: Predictor, data) -> FeatureStats | None:
+FEATURES_CACHE = "feature_cache"  # in a run's folder: each model's training-image features and held-out distances
+FEATURES_CACHE_KEEP = 6  # models' files kept there, the most recently used (4 MB each for ResNet-18 at BANK_MAX)
+
+
+def feature_stats(predictor: Predictor, data, cache_dir: Path | None = None) -> FeatureStats | None:
     """Where the training images sit (`FeatureStats`), from a run's `DataSplits`: the training images'
     `image_features` (at most `BANK_MAX`, a fixed random subset of more), the bar (`conformal_bar` of
     the held-out images' `knn_distance`; math.inf under `far_minimum()` of them), the largest
-    `flat_share` and the lowest `neighbour_correlation` of a training image, the split and class of every image of the run by `pixel_key` and by
-    perceptual hash (`NearCopies`). None when the training split is empty."""
+    `flat_share` and the lowest `neighbour_correlation` of a training image, the split and class of every image of
+    the run by `pixel_key` and by perceptual hash (`NearCopies`). None when the training split is empty.
+
+    With `cache_dir` (the run's `FEATURES_CACHE` folder) the features and distances, a forward pass over up to
+    BANK_MAX + every held-out image, are read from there when `features_key` matches (the same weights, precision
+    and images), else computed and written there (`cached_features`)."""
     if data is None or len(data.train) == 0:
         return None
+    parts = (("test", data.test), ("validation", data.val), ("training", data.train))  # training last: it wins
+    named = [(name, part, [data.classes[int(y)] for y in part.labels]) for name, part in parts]
+    keys = {name: [pixel_key(img) for img in part.images] for name, part, _ in named}  # each image hashed once
+    splits = {k: name for name, _, _ in named for k in keys[name]}
+    labels = {k: label for name, _, names in named for k, label in zip(keys[name], names)}
+    copies = NearCopies.of([(name, part.images) for name, part, _ in named[::-1]], [lab for *_, lab in named[::-1]])
+    train, bank_keys = data.train.images, keys["training"]
+    if len(train) > BANK_MAX:
+        pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:BANK_MAX]
+        train, bank_keys = train[pick], [bank_keys[i] for i in pick.tolist()]
+    held_out = torch.cat([data.val.images, data.test.images])
+    reference = f"{len(held_out)} validation and test images"  # never the training images: memorised, too close
+    key = features_key(predictor, bank_keys, keys["validation"] + keys["test"])
+    bank, dist = cached_features(cache_dir, _cache_name(predictor), key,
+                                 lambda: _bank_and_distances(predictor, train, held_out))
+    return FeatureStats(bank, conformal_bar(dist), reference, float(flat_share(data.train.images).max()), splits,
+                        copies, labels, float(neighbour_correlation(data.train.images).min()))
 
+
+def _bank_and_distances(predictor: Predictor, train: torch.Tensor,
+                        held_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(`image_features` [M, D] of the training images `train`, `knn_distance` [N] of the `held_out` images to
+    them), both float32 on the CPU, in batches of 256 forward passes."""
     def features(images: torch.Tensor) -> torch.Tensor:
         with predictor.lock:
             chunks = [predictor.forward(images[i:i + 256])[1] for i in range(0, len(images), 256)]
         return torch.cat(chunks) if chunks else torch.zeros(0, 1)
 
-    train = data.train.images
-    if len(train) > BANK_MAX:
-        train = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:BANK_MAX]]
     bank = features(train)
-    parts = (("test", data.test), ("validation", data.val), ("training", data.train))  # training last: it wins
-    named = [(name, part, [data.classes[int(y)] for y in part.labels]) for name, part in parts]
-    keyed = [(pixel_key(img), name, label) for name, part, labels in named for img, label in zip(part.images, labels)]
-    splits, labels = {k: name for k, name, _ in keyed}, {k: label for k, _, label in keyed}  # each image hashed once
-    copies = NearCopies.of([(name, part.images) for name, part, _ in named[::-1]], [lab for *_, lab in named[::-1]])
-    held_out = torch.cat([data.val.images, data.test.images])
-    reference = f"{len(held_out)} validation and test images"  # never the training images: memorised, too close
     dist = torch.cat([knn_distance(features(held_out[i:i + 1024]), bank) for i in range(0, len(held_out), 1024)]
                      ) if len(held_out) else torch.zeros(0)
-    return FeatureStats(bank, conformal_bar(dist), reference, float(flat_share(data.train.images).max()), splits,
-                        copies, labels, float(neighbour_correlation(data.train.images).min()))
+    return bank, dist
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """BLAKE2b (hashlib, 128 bits, hex) of `model`'s state dict: every parameter's and buffer's name, dtype,
+    shape and bytes, in the state dict's order; equal exactly when the weights are."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=16)
+    for name, t in model.state_dict().items():
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def features_key(predictor: Predictor, bank_keys: Sequence[str], held_keys: Sequence[str]) -> str:
+    """What a predictor's training-image features and held-out distances depend on, as one BLAKE2b digest (hex):
+    its `weights_digest`, device type, precision and memory layout, torch's version, `KNN_K`, and the
+    `pixel_key`s of the bank's and the held-out images in order."""
+    import hashlib
+
+    first = next((p for p in predictor.model.parameters() if p.dim() == 4), None)
+    layout = bool(first is not None and first.is_contiguous(memory_format=torch.channels_last))
+    h = hashlib.blake2b(digest_size=16)
+    for part in (weights_digest(predictor.model), predictor.device.type, str(predictor.amp_dtype), str(layout),
+                 torch.__version__, str(KNN_K), *bank_keys, "|", *held_keys):
+        h.update(part.encode() + b"\0")
+    return h.hexdigest()
+
+
+def _cache_name(predictor: Predictor) -> str:
+    alpha = "" if predictor.alpha is None else f"_alpha{float(predictor.alpha):.4f}"
+    return f"{predictor.variant}{alpha}.safetensors"
+
+
+def cached_features(cache_dir: Path | None, name: str, key: str,
+                    compute: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(bank [M, D], distances [N]) from `cache_dir / name` when its metadata's key is `key`, else `compute()`
+    written there (atomically, engine.checkpoints.save_checkpoint), keeping the `FEATURES_CACHE_KEEP` most
+    recently used files. A missing, damaged or other model's file is computed again; a folder that cannot be
+    written (another user's run, a read-only disk) only goes uncached. Never raises for the cache itself."""
+    from engine.checkpoints import load_checkpoint, save_checkpoint
+
+    path = None if cache_dir is None else Path(cache_dir) / name
+    if path is not None and path.is_file():
+        try:
+            tensors, meta = load_checkpoint(path)
+            if meta.get("key") == key and set(tensors) == {"bank", "distances"}:
+                try:
+                    os.utime(path)  # recently used: kept by the pruning below
+                except OSError:
+                    pass
+                return tensors["bank"], tensors["distances"]
+        except (StudioError, OSError, ValueError):
+            pass
+    bank, dist = compute()
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_checkpoint(path, {"bank": bank, "distances": dist}, {}, {"key": key})
+            older = sorted(path.parent.glob("*.safetensors"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+            for old in older[FEATURES_CACHE_KEEP:]:
+                old.unlink(missing_ok=True)
+        except OSError:
+            pass
+    return bank, dist
 
 
 def far_minimum(level: float = FAR_QUANTILE) -> int:
@@ -828,7 +913,7 @@ def load_predictor(run_dir: Path, variant: str = "fine_tuned", alpha: float | No
         summary = {}
     predictor = Predictor(model, cfg, classes, variant, alpha if variant == "wise" else None,
                           resolve_device(cfg, device), summary=summary)
-    predictor.stats = feature_stats(predictor, _train_images(cfg, datasets_dir))
+    predictor.stats = feature_stats(predictor, _train_images(cfg, datasets_dir), Path(run_dir) / FEATURES_CACHE)
     with _PREDICTORS_LOCK:
         _PREDICTORS[key] = predictor
         while len(_PREDICTORS) > keep:

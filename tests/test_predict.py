@@ -422,6 +422,63 @@ def test_a_blank_image_gets_a_low_confidence_flag_and_one_image_answers_fast(stu
     assert answer.unfamiliar and p.explanation(answer).startswith("Unfamiliar image")
 
 
+def test_where_the_training_images_sit_is_measured_once_per_model_and_kept_in_the_run(studio, monkeypatch):
+    """A one-image predict measured the run's training and held-out images' features every time it loaded a
+    model (up to 2048 + every held-out image through the network: minutes for a few thousand 224 px images on
+    a CPU). They are now kept in the run's folder, for that model's weights, precision and images only."""
+    import shutil
+
+    from engine import predict
+
+    studio_dir, run_dir = studio
+    cache = run_dir / predict.FEATURES_CACHE
+    shutil.rmtree(cache, ignore_errors=True)
+    computed = []
+    real = predict._bank_and_distances
+    monkeypatch.setattr(predict, "_bank_and_distances", lambda *a: computed.append(1) or real(*a))
+
+    def load(variant="fine_tuned", alpha=None):
+        predict._PREDICTORS.clear()  # a new process: nothing in memory
+        return load_predictor(run_dir, variant, alpha, datasets_dir=studio_dir / "datasets")
+
+    first = load()
+    assert computed == [1] and [f.name for f in cache.iterdir()] == ["fine_tuned.safetensors"]
+    again = load()
+    assert computed == [1], "read back, not measured again"
+    assert torch.equal(again.stats.bank, first.stats.bank) and again.stats.far_distance == first.stats.far_distance
+    image = torch.stack([decode_image(_tmp_png(run_dir, c), 32) for c in TINY_CLASSES])
+    assert [a.distance for a in again.predict(image)] == [a.distance for a in first.predict(image)]
+    load("wise", 0.5)
+    load("wise", 0.25)
+    assert len(computed) == 3, "each model its own features"
+    # another model's weights under the same name (a continued run), and a damaged file: measured again
+    (cache / "wise_alpha0.5000.safetensors").replace(cache / "fine_tuned.safetensors")
+    assert torch.equal(load().stats.bank, first.stats.bank) and len(computed) == 4
+    (cache / "fine_tuned.safetensors").write_bytes(b"not a safetensors file")
+    assert torch.equal(load().stats.bank, first.stats.bank) and len(computed) == 5
+    # a folder that cannot be written (here a file in its place) only goes uncached
+    shutil.rmtree(cache)
+    cache.write_text("")
+    try:
+        assert load().stats.far_distance == first.stats.far_distance and len(computed) == 6
+    finally:
+        cache.unlink()
+    # the key follows the weights and the images, and only the most recently used files are kept
+    p = load()
+    key = predict.features_key(p, ["a", "b"], ["c"])
+    assert key == predict.features_key(p, ["a", "b"], ["c"]) != predict.features_key(p, ["b", "a"], ["c"])
+    try:
+        with torch.no_grad():
+            next(p.model.parameters()).view(-1)[0] += 1e-3
+        assert predict.features_key(p, ["a", "b"], ["c"]) != key
+        for n in range(predict.FEATURES_CACHE_KEEP + 2):
+            predict.cached_features(cache, f"m{n}.safetensors", "k", lambda: (torch.zeros(2, 3), torch.zeros(1)))
+        assert len(list(cache.iterdir())) == predict.FEATURES_CACHE_KEEP and not (cache / "m0.safetensors").exists()
+    finally:
+        predict._PREDICTORS.clear()  # the changed model stays out of the other tests
+        shutil.rmtree(cache, ignore_errors=True)
+
+
 # ---- folders and the CLI -------------------------------------------------------------------------------
 
 def test_true_labels_follow_class_folders_with_or_without_a_wrapper_folder():
