@@ -316,6 +316,19 @@ def test_verdicts_on_few_held_out_images_come_with_their_weight():
     assert small_split_note({}) == ""
 
 
+def test_the_binomial_tail_is_scipys_one_sided_binomial_test():
+    """`binomial_tail` (scipy.special, light to import for a one-image predict) gives scipy.stats.binomtest's
+    one-sided p-value."""
+    from scipy.stats import binomtest
+
+    from engine.chance import binomial_tail
+
+    for right, n, p in [(4, 9, 1 / 3), (7, 9, 6 / 9), (17, 25, 13 / 25), (1, 3, 0.9), (128, 128, 0.125),
+                        (3, 128, 0.125), (100, 128, 0.5), (0, 5, 0.5), (5, 5, 0.2)]:
+        assert binomial_tail(right, n, p) == pytest.approx(binomtest(right, n, p, alternative="greater").pvalue,
+                                                           rel=1e-9, abs=1e-300), (right, n, p)
+
+
 def test_an_accuracy_above_guessing_by_no_more_than_luck_is_flagged_with_its_odds():
     # a new user's 3-class run: 44% right on 9 test images is 4 of 9, which a guesser gets 35% of the time
     from scipy.stats import binomtest
