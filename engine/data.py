@@ -1316,6 +1316,13 @@ def _identify_source(source) -> _Source:
     return _Source(path, "zip", _zip_digest(path))
 
 
+def source_fingerprint(source) -> str:
+    """A dataset source's content fingerprint, as the decode cache keys it (24 hex digits): a zip's SHA-256, a
+    folder's files' relative paths, sizes and modification times. Raises StudioError when `source` is missing
+    or neither a folder nor a zip."""
+    return _identify_source(source).fingerprint
+
+
 def _materialise(src: _Source, work_dir, limits: ZipLimits) -> Path:
     """The folder holding the source's files: the folder itself, or the zip extracted once.
 

@@ -66,7 +66,7 @@ import zipfile
 from collections import OrderedDict
 from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -743,37 +743,31 @@ class NearCopies:
         return out
 
 
-FEATURES_CACHE = "feature_cache"  # in a run's folder: each model's training-image features and held-out distances
-FEATURES_CACHE_KEEP = 6  # models' files kept there, the most recently used (4 MB each for ResNet-18 at BANK_MAX)
+FEATURES_CACHE = "feature_cache"  # in a run's folder: each model's `FeatureStats`, measured once
+FEATURES_CACHE_KEEP = 6  # models' files kept there, the most recently used (4-5 MB each for ResNet-18)
+FEATURES_CACHE_VERSION = 1  # part of every key: raise it when what `feature_stats` measures changes
 
 
-def feature_stats(predictor: Predictor, data, cache_dir: Path | None = None) -> FeatureStats | None:
+def feature_stats(predictor: Predictor, data) -> FeatureStats | None:
     """Where the training images sit (`FeatureStats`), from a run's `DataSplits`: the training images'
     `image_features` (at most `BANK_MAX`, a fixed random subset of more), the bar (`conformal_bar` of
     the held-out images' `knn_distance`; math.inf under `far_minimum()` of them), the largest
     `flat_share` and the lowest `neighbour_correlation` of a training image, the split and class of every image of
     the run by `pixel_key` and by perceptual hash (`NearCopies`). None when the training split is empty.
-
-    With `cache_dir` (the run's `FEATURES_CACHE` folder) the features and distances, a forward pass over up to
-    BANK_MAX + every held-out image, are read from there when `features_key` matches (the same weights, precision
-    and images), else computed and written there (`cached_features`)."""
+    A forward pass over up to BANK_MAX + every held-out image: `run_feature_stats` keeps the result."""
     if data is None or len(data.train) == 0:
         return None
+    train = data.train.images
+    if len(train) > BANK_MAX:
+        train = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:BANK_MAX]]
     parts = (("test", data.test), ("validation", data.val), ("training", data.train))  # training last: it wins
     named = [(name, part, [data.classes[int(y)] for y in part.labels]) for name, part in parts]
-    keys = {name: [pixel_key(img) for img in part.images] for name, part, _ in named}  # each image hashed once
-    splits = {k: name for name, _, _ in named for k in keys[name]}
-    labels = {k: label for name, _, names in named for k, label in zip(keys[name], names)}
+    keyed = [(pixel_key(img), name, label) for name, part, labels in named for img, label in zip(part.images, labels)]
+    splits, labels = {k: name for k, name, _ in keyed}, {k: label for k, _, label in keyed}  # each image hashed once
     copies = NearCopies.of([(name, part.images) for name, part, _ in named[::-1]], [lab for *_, lab in named[::-1]])
-    train, bank_keys = data.train.images, keys["training"]
-    if len(train) > BANK_MAX:
-        pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:BANK_MAX]
-        train, bank_keys = train[pick], [bank_keys[i] for i in pick.tolist()]
     held_out = torch.cat([data.val.images, data.test.images])
     reference = f"{len(held_out)} validation and test images"  # never the training images: memorised, too close
-    key = features_key(predictor, bank_keys, keys["validation"] + keys["test"])
-    bank, dist = cached_features(cache_dir, _cache_name(predictor), key,
-                                 lambda: _bank_and_distances(predictor, train, held_out))
+    bank, dist = _bank_and_distances(predictor, train, held_out)
     return FeatureStats(bank, conformal_bar(dist), reference, float(flat_share(data.train.images).max()), splits,
                         copies, labels, float(neighbour_correlation(data.train.images).min()))
 
@@ -793,6 +787,28 @@ def _bank_and_distances(predictor: Predictor, train: torch.Tensor,
     return bank, dist
 
 
+def run_feature_stats(predictor: Predictor, cfg: RunConfig, datasets_dir: Path | None,
+                      cache_dir: Path | None) -> FeatureStats | None:
+    """`feature_stats` of the run's data (`cfg`, decoded under `datasets_dir`) for `predictor`'s model, read from
+    `cache_dir` (the run's `FEATURES_CACHE` folder) when a file there has its `stats_key`, else measured and
+    written there, so that a new process (a one-image `predict`, a restarted dashboard) neither decodes the
+    dataset nor runs it through the network again. None without `datasets_dir` or when the dataset is gone.
+    A damaged or other model's file is measured again; a folder that cannot be written (another user's run, a
+    read-only disk) only goes uncached."""
+    if datasets_dir is None:
+        return None
+    key = stats_key(predictor, cfg)
+    if key is None:
+        return None
+    path = None if cache_dir is None else Path(cache_dir) / _cache_name(predictor)
+    stats = _read_stats(path, key)
+    if stats is None:
+        stats = feature_stats(predictor, _train_images(cfg, datasets_dir))
+        if stats is not None and path is not None:
+            _write_stats(path, key, stats)
+    return stats
+
+
 def weights_digest(model: torch.nn.Module) -> str:
     """BLAKE2b (hashlib, 128 bits, hex) of `model`'s state dict: every parameter's and buffer's name, dtype,
     shape and bytes, in the state dict's order; equal exactly when the weights are."""
@@ -805,18 +821,27 @@ def weights_digest(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def features_key(predictor: Predictor, bank_keys: Sequence[str], held_keys: Sequence[str]) -> str:
-    """What a predictor's training-image features and held-out distances depend on, as one BLAKE2b digest (hex):
-    its `weights_digest`, device type, precision and memory layout, torch's version, `KNN_K`, and the
-    `pixel_key`s of the bank's and the held-out images in order."""
+def stats_key(predictor: Predictor, cfg: RunConfig) -> str | None:
+    """What `feature_stats` depends on, as one BLAKE2b digest (hex): the model (`weights_digest`, device type,
+    precision, memory layout, torch's version), the data (the source's content fingerprint,
+    engine.data.source_fingerprint, with the run's data settings and seed) and `FEATURES_CACHE_VERSION`,
+    `BANK_MAX`, `KNN_K`. None when the run's dataset cannot be found."""
     import hashlib
 
+    from engine.data import source_fingerprint
+    from engine.paths import resolve_path
+
+    try:
+        source = source_fingerprint(resolve_path(cfg.data.source))
+    except (StudioError, OSError):
+        return None
     first = next((p for p in predictor.model.parameters() if p.dim() == 4), None)
     layout = bool(first is not None and first.is_contiguous(memory_format=torch.channels_last))
+    data = json.dumps(asdict(cfg.data), sort_keys=True, default=str)
     h = hashlib.blake2b(digest_size=16)
-    for part in (weights_digest(predictor.model), predictor.device.type, str(predictor.amp_dtype), str(layout),
-                 torch.__version__, str(KNN_K), *bank_keys, "|", *held_keys):
-        h.update(part.encode() + b"\0")
+    for part in (FEATURES_CACHE_VERSION, BANK_MAX, KNN_K, weights_digest(predictor.model), predictor.device.type,
+                 predictor.amp_dtype, layout, torch.__version__, source, data, cfg.seed):
+        h.update(f"{part}\0".encode())
     return h.hexdigest()
 
 
@@ -825,37 +850,49 @@ def _cache_name(predictor: Predictor) -> str:
     return f"{predictor.variant}{alpha}.safetensors"
 
 
-def cached_features(cache_dir: Path | None, name: str, key: str,
-                    compute: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(bank [M, D], distances [N]) from `cache_dir / name` when its metadata's key is `key`, else `compute()`
-    written there (atomically, engine.checkpoints.save_checkpoint), keeping the `FEATURES_CACHE_KEEP` most
-    recently used files. A missing, damaged or other model's file is computed again; a folder that cannot be
-    written (another user's run, a read-only disk) only goes uncached. Never raises for the cache itself."""
-    from engine.checkpoints import load_checkpoint, save_checkpoint
+def _read_stats(path: Path | None, key: str) -> FeatureStats | None:
+    """The `FeatureStats` `_write_stats` kept in `path` under `key`; None when there is none, or it is another
+    key's or unreadable."""
+    from engine.checkpoints import load_checkpoint
 
-    path = None if cache_dir is None else Path(cache_dir) / name
-    if path is not None and path.is_file():
-        try:
-            tensors, meta = load_checkpoint(path)
-            if meta.get("key") == key and set(tensors) == {"bank", "distances"}:
-                try:
-                    os.utime(path)  # recently used: kept by the pruning below
-                except OSError:
-                    pass
-                return tensors["bank"], tensors["distances"]
-        except (StudioError, OSError, ValueError):
-            pass
-    bank, dist = compute()
-    if path is not None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            save_checkpoint(path, {"bank": bank, "distances": dist}, {}, {"key": key})
-            older = sorted(path.parent.glob("*.safetensors"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
-            for old in older[FEATURES_CACHE_KEEP:]:
-                old.unlink(missing_ok=True)
-        except OSError:
-            pass
-    return bank, dist
+    if path is None or not path.is_file():
+        return None
+    try:
+        t, m = load_checkpoint(path)
+        if m.get("key") != key:
+            return None
+        copies = NearCopies(t["copy_hashes"].numpy().view(np.uint64), t["copy_thumbs"].numpy(), m["copy_splits"],
+                            m["copy_labels"])
+        stats = FeatureStats(t["bank"], float(m["far_distance"]), m["reference"], float(m["flat_max"]), m["splits"],
+                             copies, m["labels"], float(m["correlation_min"]))
+    except (StudioError, OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        os.utime(path)  # recently used: kept when the folder is trimmed
+    except OSError:
+        pass
+    return stats
+
+
+def _write_stats(path: Path, key: str, stats: FeatureStats) -> None:
+    """Keep `stats` in `path` under `key` (atomically: engine.checkpoints.save_checkpoint), then trim the folder to
+    the `FEATURES_CACHE_KEEP` most recently used files; an unwritable folder is left as it is."""
+    from engine.checkpoints import save_checkpoint
+
+    c = stats.copies or NearCopies(np.zeros(0, np.uint64), np.zeros((0, 3, COPY_THUMB, COPY_THUMB), np.float16), [])
+    tensors = {"bank": stats.bank, "copy_hashes": torch.from_numpy(c.hashes.astype(np.uint64).view(np.int64)),
+               "copy_thumbs": torch.from_numpy(np.ascontiguousarray(c.thumbs, dtype=np.float16))}
+    meta = {"key": key, "far_distance": stats.far_distance, "reference": stats.reference, "flat_max": stats.flat_max,
+            "correlation_min": stats.correlation_min, "splits": stats.splits, "labels": stats.labels,
+            "copy_splits": c.splits, "copy_labels": c.labels}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(path, tensors, {}, meta)
+        kept = sorted(path.parent.glob("*.safetensors"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        for old in kept[FEATURES_CACHE_KEEP:]:
+            old.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def far_minimum(level: float = FAR_QUANTILE) -> int:
@@ -913,7 +950,7 @@ def load_predictor(run_dir: Path, variant: str = "fine_tuned", alpha: float | No
         summary = {}
     predictor = Predictor(model, cfg, classes, variant, alpha if variant == "wise" else None,
                           resolve_device(cfg, device), summary=summary)
-    predictor.stats = feature_stats(predictor, _train_images(cfg, datasets_dir), Path(run_dir) / FEATURES_CACHE)
+    predictor.stats = run_feature_stats(predictor, cfg, datasets_dir, Path(run_dir) / FEATURES_CACHE)
     with _PREDICTORS_LOCK:
         _PREDICTORS[key] = predictor
         while len(_PREDICTORS) > keep:

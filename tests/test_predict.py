@@ -423,9 +423,10 @@ def test_a_blank_image_gets_a_low_confidence_flag_and_one_image_answers_fast(stu
 
 
 def test_where_the_training_images_sit_is_measured_once_per_model_and_kept_in_the_run(studio, monkeypatch):
-    """A one-image predict measured the run's training and held-out images' features every time it loaded a
-    model (up to 2048 + every held-out image through the network: minutes for a few thousand 224 px images on
-    a CPU). They are now kept in the run's folder, for that model's weights, precision and images only."""
+    """A one-image predict decoded the run's whole dataset and ran its training and held-out images through the
+    network every time it loaded a model (minutes for a few thousand photos on a CPU), for the unfamiliar flag
+    and the own-image lookup. Both are now kept in the run's folder, for that model's weights, precision and
+    data only."""
     import shutil
 
     from engine import predict
@@ -433,46 +434,57 @@ def test_where_the_training_images_sit_is_measured_once_per_model_and_kept_in_th
     studio_dir, run_dir = studio
     cache = run_dir / predict.FEATURES_CACHE
     shutil.rmtree(cache, ignore_errors=True)
-    computed = []
-    real = predict._bank_and_distances
-    monkeypatch.setattr(predict, "_bank_and_distances", lambda *a: computed.append(1) or real(*a))
+    decoded = []
+    real = predict._train_images
+    monkeypatch.setattr(predict, "_train_images", lambda *a: decoded.append(1) or real(*a))
 
     def load(variant="fine_tuned", alpha=None):
         predict._PREDICTORS.clear()  # a new process: nothing in memory
         return load_predictor(run_dir, variant, alpha, datasets_dir=studio_dir / "datasets")
 
     first = load()
-    assert computed == [1] and [f.name for f in cache.iterdir()] == ["fine_tuned.safetensors"]
+    assert decoded == [1] and [f.name for f in cache.iterdir()] == ["fine_tuned.safetensors"]
     again = load()
-    assert computed == [1], "read back, not measured again"
-    assert torch.equal(again.stats.bank, first.stats.bank) and again.stats.far_distance == first.stats.far_distance
-    image = torch.stack([decode_image(_tmp_png(run_dir, c), 32) for c in TINY_CLASSES])
-    assert [a.distance for a in again.predict(image)] == [a.distance for a in first.predict(image)]
+    assert decoded == [1], "read back: the dataset is neither decoded nor run through the model again"
+    a, b = first.stats, again.stats
+    assert torch.equal(a.bank, b.bank) and (a.far_distance, a.reference, a.flat_max, a.correlation_min, a.splits,
+                                            a.labels) == (b.far_distance, b.reference, b.flat_max, b.correlation_min,
+                                                          b.splits, b.labels)
+    assert (a.copies.hashes == b.copies.hashes).all() and (a.copies.thumbs == b.copies.thumbs).all()
+    assert (a.copies.splits, a.copies.labels) == (b.copies.splits, b.copies.labels)
+    own = tiny_image(TINY_CLASSES[0], 0)  # one of the run's images (the zip's first), a resized copy, a new one
+    images = torch.stack([decode_bytes(png_bytes(im), "x.png", 32)[0]
+                          for im in (own, own.resize((48, 48)), Image.open(_tmp_png(run_dir, TINY_CLASSES[1])))])
+    answers = first.predict(images)
+    assert again.predict(images) == answers and answers[0].own is not None and answers[2].own is None
     load("wise", 0.5)
     load("wise", 0.25)
-    assert len(computed) == 3, "each model its own features"
-    # another model's weights under the same name (a continued run), and a damaged file: measured again
+    assert len(decoded) == 3, "each model its own features"
+    # another model's file under this one's name (a continued run), and a damaged file: measured again
     (cache / "wise_alpha0.5000.safetensors").replace(cache / "fine_tuned.safetensors")
-    assert torch.equal(load().stats.bank, first.stats.bank) and len(computed) == 4
+    assert torch.equal(load().stats.bank, a.bank) and len(decoded) == 4
     (cache / "fine_tuned.safetensors").write_bytes(b"not a safetensors file")
-    assert torch.equal(load().stats.bank, first.stats.bank) and len(computed) == 5
+    assert torch.equal(load().stats.bank, a.bank) and len(decoded) == 5
     # a folder that cannot be written (here a file in its place) only goes uncached
     shutil.rmtree(cache)
     cache.write_text("")
     try:
-        assert load().stats.far_distance == first.stats.far_distance and len(computed) == 6
+        assert load().stats.far_distance == a.far_distance and len(decoded) == 6
     finally:
         cache.unlink()
-    # the key follows the weights and the images, and only the most recently used files are kept
+    # the key follows the weights and the data; only the most recently used files are kept
+    from engine.config import apply_overrides
+
     p = load()
-    key = predict.features_key(p, ["a", "b"], ["c"])
-    assert key == predict.features_key(p, ["a", "b"], ["c"]) != predict.features_key(p, ["b", "a"], ["c"])
+    key = predict.stats_key(p, p.cfg)
+    assert key == predict.stats_key(p, p.cfg) != predict.stats_key(p, apply_overrides(p.cfg, ["seed=1"]))
+    assert predict.stats_key(p, apply_overrides(p.cfg, [f"data.source={studio_dir / 'gone.zip'}"])) is None
     try:
         with torch.no_grad():
             next(p.model.parameters()).view(-1)[0] += 1e-3
-        assert predict.features_key(p, ["a", "b"], ["c"]) != key
+        assert predict.stats_key(p, p.cfg) != key
         for n in range(predict.FEATURES_CACHE_KEEP + 2):
-            predict.cached_features(cache, f"m{n}.safetensors", "k", lambda: (torch.zeros(2, 3), torch.zeros(1)))
+            predict._write_stats(cache / f"m{n}.safetensors", "k", a)
         assert len(list(cache.iterdir())) == predict.FEATURES_CACHE_KEEP and not (cache / "m0.safetensors").exists()
     finally:
         predict._PREDICTORS.clear()  # the changed model stays out of the other tests
