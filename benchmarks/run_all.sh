@@ -52,6 +52,8 @@ wait
 run throughput benchmarks/throughput.py --devices cpu --images 96 --batch-size 16 --rounds 3 --threads 1 --backbones resnet18
 run throughput_r50 benchmarks/throughput.py --devices cpu --images 64 --batch-size 16 --rounds 3 --threads 1 --backbones resnet50
 run predict_throughput_1thread benchmarks/predict_throughput.py --threads 1
+# One image through the predict command, whole process, before and after the run's features are kept
+run predict_one benchmarks/predict_one.py --threads 1
 # WiSE-FT's grid time is a wall-clock target for a 2-core machine: measured alone, with both cores
 OMP_NUM_THREADS=2 BENCH_THREADS=2 run wise_ft benchmarks/wise_ft.py --seeds 0 1 2
 # The engine/bare ratio at the CPU default precision (bf16 + channels_last), alone, with both cores
