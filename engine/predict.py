@@ -92,7 +92,7 @@ from engine.resume import RESUME_FILE
 from engine.devices import autocast_ctx, inference_channels_last, pick_device, run_amp_dtype, usable_cpus
 from engine.run_data import prepare_data
 from engine.runs import VARIANTS as RUN_VARIANTS
-from engine.runs import load_run, stopped_with_best, summary_stamp
+from engine.runs import has_variant, load_run, run_config, stopped_with_best, summary_stamp
 from engine.words import percent
 
 VARIANTS = {k: v for k, v in RUN_VARIANTS.items() if k != "start"}  # the start model is for Explain
@@ -178,11 +178,13 @@ def available_variants(run_dir: Path) -> dict[str, str]:
     """{variant: label} of the models this finished run can load, in `VARIANTS` order (engine.runs:
     fine_tuned always; best, wise, structured when their files exist; adversarial for runs trained
     with adversarial fine-tuning, whose fine-tuned model is the robust one: `variant_label`). "start"
-    is for Explain. A stopped run (engine.runs.stopped_with_best) has its best epoch so far only."""
+    is for Explain. A stopped run (engine.runs.stopped_with_best) has its best epoch so far only. Reads the run's
+    config and files only (engine.runs.run_config): no model is built. Raises StudioError as load_run does."""
     if stopped_with_best(Path(run_dir)):
         return {"best": variant_label("best")}
-    run = load_run(Path(run_dir), None)
-    return {v: variant_label(v, run.has("adversarial")) for v in VARIANTS if run.has(v)}
+    cfg = run_config(Path(run_dir))
+    adversarial = has_variant(Path(run_dir), cfg, "adversarial")
+    return {v: variant_label(v, adversarial) for v in VARIANTS if has_variant(Path(run_dir), cfg, v)}
 
 
 def chosen_alpha(summary: dict, stored: float | None = None) -> float:

@@ -113,6 +113,30 @@ def load_run_model(run_dir: Path, checkpoint: str = "last") -> tuple[Classifier,
     return model_from_state(cfg, len(classes), state), cfg, classes
 
 
+def has_variant(run_dir: Path, cfg: RunConfig, variant: str) -> bool:
+    """Whether the run in `run_dir`, trained with `cfg`, can give `variant` (a VARIANTS key or "start"): its
+    files exist (best.safetensors, theta0.safetensors, structured.safetensors), or it was trained adversarially."""
+    if variant == "adversarial":
+        return "adversarial" in cfg.enabled_methods()
+    files = {"best": "best.safetensors", "wise": "theta0.safetensors", "structured": "structured.safetensors"}
+    return variant in ("fine_tuned", "start") or (Path(run_dir) / files.get(variant, "-")).is_file()
+
+
+def run_config(run_dir: Path) -> RunConfig:
+    """The config of the finished run in `run_dir`, from its checkpoint's header alone (no model is built: what
+    `load_run` would load, last.safetensors, else a stopped run's best.safetensors). Raises StudioError, as
+    `load_run` does, for a run without a finished summary or checkpoint, or an unreadable one."""
+    run_classes(run_dir)  # a run that never finished says so, as load_run would
+    weights = "last" if (Path(run_dir) / "last.safetensors").is_file() else "best"
+    path = Path(run_dir) / f"{weights}.safetensors"
+    if not path.is_file():
+        raise StudioError(f"The run has no {weights} checkpoint ({path.name} is missing).")
+    try:
+        return RunConfig.from_dict(json.loads(read_metadata(path)["config"]))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise StudioError(f"{path.name} is not a readable checkpoint ({exc}).") from None
+
+
 def load_structured(path: Path) -> tuple[nn.Module, RunConfig, dict]:
     """(the channel-pruned model in eval mode on the CPU, its run config, the checkpoint's metadata).
     Raises StudioError for a file that is not a structured-pruning checkpoint or does not fit."""
@@ -169,10 +193,7 @@ class FinishedRun:
 
     def has(self, variant: str) -> bool:
         """Whether this run can give `variant` (its files exist)."""
-        if variant == "adversarial":
-            return "adversarial" in self.cfg.enabled_methods()
-        files = {"best": "best.safetensors", "wise": "theta0.safetensors", "structured": "structured.safetensors"}
-        return variant in ("fine_tuned", "start") or (self.run_dir / files.get(variant, "-")).is_file()
+        return has_variant(self.run_dir, self.cfg, variant)
 
     def model_variant(self, variant: str = "fine_tuned", alpha: float | None = None) -> nn.Module:
         """The model `variant` (see the module docstring) in eval mode on the CPU, cached per run.

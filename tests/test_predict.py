@@ -70,6 +70,18 @@ def test_the_run_offers_every_variant(studio):
     assert available_variants(studio[1])["fine_tuned"] == "Adversarially fine-tuned (end of training)"
 
 
+def test_listing_a_runs_models_builds_none(studio, monkeypatch):
+    """Listing what a run offers loaded its whole model (a second copy beside the one predict then loaded: 0.2 s
+    of a one-image predict, 45 MB per run in the dashboard's cache); it reads the run's files and config only."""
+    from engine import predict
+
+    expected = available_variants(studio[1])
+    monkeypatch.setattr(predict, "load_run", lambda *a, **k: pytest.fail("a model was loaded"))
+    assert available_variants(studio[1]) == expected
+    with pytest.raises(StudioError, match="no finished summary"):
+        available_variants(studio[0])  # not a run folder
+
+
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_every_variant_loads_and_predicts_probabilities(studio, variant):
     studio_dir, run_dir = studio
