@@ -20,6 +20,7 @@ Variants (`FinishedRun.model(variant, alpha)`):
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections import OrderedDict
@@ -131,10 +132,18 @@ def run_config(run_dir: Path) -> RunConfig:
     path = Path(run_dir) / f"{weights}.safetensors"
     if not path.is_file():
         raise StudioError(f"The run has no {weights} checkpoint ({path.name} is missing).")
+    st = path.stat()
+    return _header_config(str(path.resolve()), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _header_config(path: str, mtime_ns: int, size: int) -> RunConfig:
+    """`run_config`'s parse of one checkpoint file's header, cached while the file stays as it is (a page redraw
+    asks again and again; a continued run rewrites the file)."""
     try:
-        return RunConfig.from_dict(json.loads(read_metadata(path)["config"]))
+        return RunConfig.from_dict(json.loads(read_metadata(Path(path))["config"]))
     except (KeyError, ValueError, TypeError) as exc:
-        raise StudioError(f"{path.name} is not a readable checkpoint ({exc}).") from None
+        raise StudioError(f"{Path(path).name} is not a readable checkpoint ({exc}).") from None
 
 
 def load_structured(path: Path) -> tuple[nn.Module, RunConfig, dict]:
