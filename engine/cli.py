@@ -1213,6 +1213,9 @@ def _run_folder(run: str, data_dir: Path) -> tuple[Path, str | None]:
                       "--data-dir FOLDER.")
 
 
+DEFAULT_PREDICTIONS = "predictions.csv"  # predict's CSV without --out, in the current folder
+
+
 def _predict(args: argparse.Namespace) -> int:
     """Predict a folder or zip of images with a finished run; CSV out, accuracy when folders name classes."""
     data_dir = Path(args.data_dir)
@@ -1224,7 +1227,7 @@ def _predict(args: argparse.Namespace) -> int:
         raise StudioError("--top-k and --batch-size must be at least 1.")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise StudioError(f"--threshold is a probability between 0 and 1 (got {args.threshold:g}).")
-    _check_csv_out(Path(args.out))
+    _check_csv_out(Path(args.out or DEFAULT_PREDICTIONS))
     _check_alpha(args, run_dir)
     alpha = args.alpha if args.alpha is not None or args.variant != "wise" else _stored_alpha(run_id, data_dir)
     predictor = load_predictor(run_dir, args.variant, alpha, data_dir / "datasets", args.device)
@@ -1253,11 +1256,13 @@ def _predict(args: argparse.Namespace) -> int:
         for s in result.skipped:
             print(f"  {s.path}: {s.reason}", file=sys.stderr)
         return 1
-    replaced = Path(args.out).is_file()  # said: a second predict replaced the first one's CSV without a word
-    out = write_csv(result, Path(args.out), top_k)
-    print(f"{plural(n, 'image')} predicted in {result.seconds:.1f}s ({result.images_per_sec:.1f} img/s); "
+    replaced = Path(args.out or DEFAULT_PREDICTIONS).is_file()  # said: a second predict replaced the first one's CSV
+    out = write_csv(result, Path(args.out or DEFAULT_PREDICTIONS), top_k)
+    where = "" if args.out else "; --out FILE writes elsewhere"  # asked for by name: no hint to name it
+    took = f"{result.seconds:.1f} s" if result.seconds >= 0.95 else f"{1000 * result.seconds:.0f} ms"  # not "0.0s"
+    print(f"{plural(n, 'image')} predicted in {took} ({result.images_per_sec:.1f} img/s); "
           f"answers flagged: {result.flag_words()}; predictions: {out}"
-          + (" (it replaced the file of that name; --out FILE writes elsewhere)" if replaced else ""))
+          + (f" (it replaced the file of that name{where})" if replaced else ""))
     if result.skipped:
         print(f"{plural(len(result.skipped), 'file')} skipped:")
         for s in result.skipped:
@@ -1404,7 +1409,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "or one image file")
     _variant_arg(pr, VARIANTS)
     pr.add_argument("--alpha", type=float, help="WiSE-FT alpha for --variant wise (default: the run's chosen alpha)")
-    pr.add_argument("--out", default="predictions.csv",
+    pr.add_argument("--out", default=None,
                     help="the CSV to write (default: predictions.csv in the current folder; replaced if it exists)")
     pr.add_argument("--top-k", type=int, default=3, help="how many classes to give per image, most likely first "
                                                          "(default 3)")

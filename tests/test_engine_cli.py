@@ -386,7 +386,8 @@ def test_the_command_line_uses_the_dashboards_folder_and_says_when_a_source_is_m
     assert "replaced" not in one.stdout
     short = cli("predict", "--run", run_id[-6:], "--data", str(photos / "one.png"), "--out", str(tmp_path / "one.csv"))
     assert short.returncode == 0, short.stderr  # the end of the id
-    assert "(it replaced the file of that name; --out FILE writes elsewhere)" in short.stdout, "said, not silent"
+    assert "(it replaced the file of that name)" in short.stdout, "said, not silent; --out given: no hint to give it"
+    assert re.search(r"1 image predicted in (\d+ ms|\d+\.\d s) \(", short.stdout), "never \"0.0s\" beside an img/s"
     unknown = cli("predict", "--run", "zzzzzz", "--data", str(photos / "one.png"), "--out", str(tmp_path / "u.csv"))
     assert unknown.returncode == 2 and "see `python -m engine runs`" in unknown.stderr, unknown.stderr
     own = cli("predict", "--run", run_id, "--data", str(tiny_zip), "--out", str(tmp_path / "own.csv"))
