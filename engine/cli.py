@@ -157,12 +157,12 @@ PLAIN_PROGRESS_EVERY_S = 30.0  # without a terminal: a progress line at the firs
 
 def progress_words(f: dict[str, Any]) -> str:
     """A training progress line for a log file, from the engine's progress fields (epoch, epochs, step,
-    total_steps, images_per_sec, loss, eta_s in seconds; any may be missing): "epoch 2/10, step 30/120,
+    total_steps, images_per_sec, loss, eta_s in seconds; any may be missing): "epoch 2/10, step 30/120 in all,
     152 img/s, loss 0.812, about 1 min 5 s left". What the terminal's bar shows, as a whole line."""
     c = shown_counters(f)  # a fine-tune inside the run: its own epoch and step, the run's again after it
     parts = [f"epoch {c.epoch or '?'}/{c.epochs or '?'}" if c.whose is None else
              f"{c.whose}: epoch {c.epoch}/{c.epochs}" if c.epochs else c.whose,
-             f"step {c.step}/{c.total_steps or '?'}"]
+             f"step {c.step}/{c.total_steps or '?'}" + (" in all" if c.epochs else "")]  # the run's, not the epoch's
     if isinstance(c.images_per_sec, (int, float)) and c.images_per_sec > 0:
         parts.append(f"{c.images_per_sec:.0f} img/s")
     if isinstance(c.loss, (int, float)) and math.isfinite(c.loss):
@@ -1275,7 +1275,7 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"{'the answer' if n == 1 else 'answers'} (top {top_k}):")
         for r in result.rows:
             top = ", ".join(f"{c} {100 * p:.0f}%" for c, p in r["top"][:top_k])
-            print(f"  {r['path']}: {top}" + (f"  ({r['why']})" if r["why"] else ""))
+            print(f"  {r['path']}: {top}" + (f"  [{r['why']}]" if r["why"] else ""))  # [], as the flag has parentheses
     m, own = result.metrics(), result.own_note()
     if own:
         print(f"note: {own}")

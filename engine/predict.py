@@ -43,11 +43,16 @@ Low confidence (documented measure, both parts shown to the user in plain words)
     flagged on the sample); the same 1 / (n + 1) bound holds. A training set that is itself this noisy
     (or whose fine patterns alias at a small image size: a checkerboard at 32 px correlates negatively)
     sets a bar no image passes, and nothing is called noise.
+  - it is *all one colour*: its grey levels vary by under `BLANK_SPREAD` (standard deviation,
+    `grey_spread`), while every training image varies more, as in a blank page, a covered lens or an
+    empty screen among drawings: a white page is as flat as a drawing on white, so the flat-colour
+    check cannot fire there, and its features sat within the bar of a new user's 60 drawn shapes.
+    The same 1 / (n + 1) bound holds.
   The run's own images (training, validation or test; the same pixels, or a resized or re-saved copy:
   `NearCopies`) are never called unfamiliar: they are the user's data, labelled with its classes (the
   bar flags 5% of the held-out ones by design, which read as "do not trust" beside a 99% answer).
-  Both checks need the run's dataset; when that is gone, only the probability check applies. Either
-  way the page says why.
+  These checks need the run's dataset, or what was measured from it and kept in the run's folder
+  (`run_feature_stats`); without either, only the probability check applies. Either way the page says why.
 """
 
 from __future__ import annotations
@@ -108,6 +113,7 @@ FLAT_TRAINING_MAX = 0.5
 # (0.27 against 0.45 for the training images, enlarged from 24 px); static shrunk from 512 px (0.26-0.32) is far
 # by its content already
 NOISE_CORRELATION = 0.2
+BLANK_SPREAD = 2.0  # grey levels (0-255): an image varying less is all one colour (a JPEG's own wobble is under 1)
 BANK_MAX = 2048  # training images whose features are kept (a fixed random subset of more): 8 MB for ResNet-18, 31 MB for ResNet-50
 DEFAULT_BATCH = 64
 FORMAT_WORDS = {"JPEG": "jpg", "PNG": "png", "BMP": "bmp", "GIF": "gif", "WEBP": "webp", "TIFF": "tif", "HEIF": "heic",
@@ -263,7 +269,8 @@ class Prediction:
     threshold: float = LOW_CONFIDENCE  # the probability under which `unsure` was set
     flat: float | None = None  # `flat_share` of the image; None when the image was not given
     correlation: float | None = None  # `neighbour_correlation` of the image; None when the image was not given
-    far_by: str | None = None  # "content", "flat" or "noise": why `unfamiliar` is True
+    spread: float | None = None  # `grey_spread` of the image (grey levels); None when the image was not given
+    far_by: str | None = None  # "blank", "content", "flat" or "noise": why `unfamiliar` is True
     own: str | None = None  # "training", "validation" or "test": the image is one of the run's own
     own_copy: bool = False  # `own` found as a resized or re-saved copy (`NearCopies`), not by the same pixels
     own_class: str | None = None  # with `own`: that image's class in the run's data (the user's label for it)
@@ -291,11 +298,18 @@ class FeatureStats:
     copies: NearCopies | None = None  # the run's images by perceptual hash: resized or re-saved copies
     labels: dict[str, str] = field(default_factory=dict)  # pixel_key -> the image's class name in the run's data
     correlation_min: float = -1.0  # -1.0: no image is called mostly noise
+    spread_min: float = 0.0  # the lowest `grey_spread` of a training image; 0.0: no image is called one colour
+    measured: str | None = None  # when kept in a run's folder: the day it was measured ("6 Dec 2026")
 
     def mostly_flat(self, flat: float | None) -> bool:
         """Whether an image with `flat_share` `flat` is mostly flat colour (`FLAT_SHARE`) where the training
         images are not: none of them reaches `FLAT_TRAINING_MAX`."""
         return flat is not None and flat >= FLAT_SHARE and self.flat_max < FLAT_TRAINING_MAX
+
+    def one_colour(self, spread: float | None) -> bool:
+        """Whether an image with `grey_spread` `spread` is all one colour (under `BLANK_SPREAD`) where no training
+        image is."""
+        return spread is not None and spread < BLANK_SPREAD <= self.spread_min
 
     def mostly_noise(self, correlation: float | None) -> bool:
         """Whether an image with `neighbour_correlation` `correlation` is mostly noise, unlike every training image."""
@@ -304,6 +318,8 @@ class FeatureStats:
 
 class Predictor:
     """A run's model variant ready for new images: on its device, eval mode, batched, thread-safe."""
+
+    stats_note: str | None = None  # where `stats` came from when the run's dataset is gone (`gone_note`)
 
     def __init__(self, model: Classifier, cfg: RunConfig, classes: list[str], variant: str, alpha: float | None,
                  device: torch.device, stats: FeatureStats | None = None, low_confidence: float = LOW_CONFIDENCE,
@@ -360,6 +376,7 @@ class Predictor:
         given = stats is not None and images_u8 is not None  # the image checks need the run's training images
         flat = flat_share(images_u8).tolist() if given else [None] * len(probs)
         correlation = neighbour_correlation(images_u8).tolist() if given else [None] * len(probs)
+        spread = grey_spread(images_u8).tolist() if given else [None] * len(probs)
         own, own_copy, own_class = [None] * len(probs), [False] * len(probs), [None] * len(probs)
         if given and stats.splits:
             keys = [pixel_key(img) for img in images_u8]
@@ -373,7 +390,9 @@ class Predictor:
             d = None if dist is None else float(dist[n])
             far_by = None
             if stats is not None and own[n] is None:  # the run's own images (and copies) are its data, never unlike it
-                if not math.isinf(stats.far_distance) and d > stats.far_distance:
+                if stats.one_colour(spread[n]):
+                    far_by = "blank"  # the plainest reason first: it is also flat, and often far
+                elif not math.isinf(stats.far_distance) and d > stats.far_distance:
                     far_by = "content"
                 elif stats.mostly_flat(flat[n]):
                     far_by = "flat"
@@ -389,6 +408,7 @@ class Predictor:
                 threshold=threshold,
                 flat=flat[n],
                 correlation=correlation[n],
+                spread=spread[n],
                 far_by=far_by,
                 own=own[n],
                 own_copy=own_copy[n],
@@ -411,16 +431,17 @@ class Predictor:
 
     def familiarity_note(self) -> str | None:
         """Why answers are not checked for looking unlike the training images, in plain words; None
-        when they are."""
+        when they are. Names the run's dataset when it is gone (`gone_note`)."""
         if self.stats is None:
-            return ("Only the probability was checked: the run's training images could not be read to measure "
-                    "how far an image is from them.")
+            return self.stats_note or ("Only the probability was checked: the run's training images could not be "
+                                       "read to measure how far an image is from them.")
+        gone = f"{self.stats_note} " if self.stats_note else ""
         if math.isinf(self.stats.far_distance):
-            return (f"Images unlike the training images are not flagged for this run: it held out only "
+            return gone + (f"Images unlike the training images are not flagged for this run: it held out only "
                     f"{self.stats.reference}, and at least {far_minimum()} are needed to learn what unusual looks "
                     "like. Answers are still flagged when their probability is low or the image is mostly one "
                     "flat colour or noise.")
-        return None
+        return gone.strip() or None
 
     def explanation(self, prediction: Prediction, brief: bool = False) -> str | None:
         """The low-confidence flag and the own-image note in plain words, or None when neither applies.
@@ -430,14 +451,19 @@ class Predictor:
         (a page of flagged images repeated the paragraph under each)."""
         name, p = prediction.top[0]
         if prediction.unfamiliar and brief:
-            what = {"flat": f"mostly flat colour ({100 * (prediction.flat or 0):.0f}% of neighbouring pixels)",
+            what = {"blank": "all one colour",
+                    "flat": f"mostly flat colour ({100 * (prediction.flat or 0):.0f}% of neighbouring pixels)",
                     "noise": f"mostly noise (neighbouring pixels correlate {prediction.correlation or 0:.2f})"}.get(
                 prediction.far_by, "unlike the training images")
             unsure = ", and the model is unsure" if prediction.unsure else ""
             text = (f"Unfamiliar image (as explained above): {what}{unsure}. It says {name} "
                     f"({percent(p, prediction.threshold)}); do not trust this answer.")
         elif prediction.unfamiliar:
-            if prediction.far_by == "flat":
+            if prediction.far_by == "blank":
+                own, least = two_figures(prediction.spread or 0.0, self.stats.spread_min)
+                what = (f"it is all one colour, as a blank page, a covered lens or an empty screen: there is nothing in "
+                        f"it to classify (its grey levels vary by {own}; every training image's by at least {least})")
+            elif prediction.far_by == "flat":
                 what = (f"most of it ({100 * prediction.flat:.0f}% of neighbouring pixels) is flat colour, as in a "
                         f"drawing, a screenshot or a blank page, and none of the training images is (at most "
                         f"{100 * self.stats.flat_max:.0f}%)")
@@ -466,12 +492,14 @@ class Predictor:
 
     @staticmethod
     def short_reason(prediction: Prediction) -> str:
-        """A few words for a table or a printed line: "unfamiliar (flat colour)", "unfamiliar (noise)", "unsure (44%)",
+        """A few words for a table or a printed line: "unfamiliar (unlike the training images)", "unfamiliar (one
+        colour)", "unfamiliar (flat colour)", "unfamiliar (noise)", "unsure (44%)",
         "training image of this run, labelled dotted" ("copy of a training image, labelled dotted"; the label
         when the run's data gives one), joined by "; "; empty when none applies."""
         parts = []
         if prediction.unfamiliar:
-            parts.append("unfamiliar" + {"flat": " (flat colour)", "noise": " (noise)"}.get(prediction.far_by or "", ""))
+            parts.append("unfamiliar" + {"blank": " (one colour)", "flat": " (flat colour)", "noise": " (noise)"}.get(
+                prediction.far_by or "", " (unlike the training images)"))
         if prediction.unsure:
             parts.append(f"unsure ({percent(prediction.top[0][1], prediction.threshold)})")
         if prediction.own:
@@ -614,6 +642,15 @@ def flat_share(images_u8: torch.Tensor, chunk: int = 256) -> torch.Tensor:
     return torch.cat(out) if out else torch.zeros(0)
 
 
+def grey_spread(images_u8: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    """The standard deviation [N] (float32, grey levels 0-255) of each image's grey levels (the mean of R, G and B),
+    for uint8 images [N, 3, S, S] on any device: 0 for a blank page, tens for a drawing or a photo. Computed `chunk`
+    images at a time."""
+    out = [images_u8[i:i + chunk].cpu().float().mean(1).flatten(1).std(1, correction=0)
+           for i in range(0, len(images_u8), chunk)]
+    return torch.cat(out) if out else torch.zeros(0)
+
+
 def two_figures(a: float, b: float) -> tuple[str, str]:
     """`a` and `b` to 2 decimals, or to 3 where 2 would show a smaller figure as equal to a larger one
     ("0.45; at least 0.45")."""
@@ -747,7 +784,7 @@ class NearCopies:
 
 FEATURES_CACHE = "feature_cache"  # in a run's folder: each model's `FeatureStats`, measured once
 FEATURES_CACHE_KEEP = 6  # models' files kept there, the most recently used (4-5 MB each for ResNet-18)
-FEATURES_CACHE_VERSION = 1  # part of every key: raise it when what `feature_stats` measures changes
+FEATURES_CACHE_VERSION = 2  # part of every key: raise it when what `feature_stats` measures changes
 
 
 def feature_stats(predictor: Predictor, data) -> FeatureStats | None:
@@ -771,7 +808,8 @@ def feature_stats(predictor: Predictor, data) -> FeatureStats | None:
     reference = f"{len(held_out)} validation and test images"  # never the training images: memorised, too close
     bank, dist = _bank_and_distances(predictor, train, held_out)
     return FeatureStats(bank, conformal_bar(dist), reference, float(flat_share(data.train.images).max()), splits,
-                        copies, labels, float(neighbour_correlation(data.train.images).min()))
+                        copies, labels, float(neighbour_correlation(data.train.images).min()),
+                        float(grey_spread(data.train.images).min()))
 
 
 def _bank_and_distances(predictor: Predictor, train: torch.Tensor,
@@ -790,25 +828,56 @@ def _bank_and_distances(predictor: Predictor, train: torch.Tensor,
 
 
 def run_feature_stats(predictor: Predictor, cfg: RunConfig, datasets_dir: Path | None,
-                      cache_dir: Path | None) -> FeatureStats | None:
+                      cache_dir: Path | None) -> tuple[FeatureStats | None, str | None]:
     """`feature_stats` of the run's data (`cfg`, decoded under `datasets_dir`) for `predictor`'s model, read from
     `cache_dir` (the run's `FEATURES_CACHE` folder) when a file there has its `stats_key`, else measured and
     written there, so that a new process (a one-image `predict`, a restarted dashboard) neither decodes the
-    dataset nor runs it through the network again. None without `datasets_dir` or when the dataset is gone.
-    A damaged or other model's file is measured again; a folder that cannot be written (another user's run, a
+    dataset nor runs it through the network again. Returns (the stats, a note), the note (`gone_note`) naming the
+    run's dataset when it is gone (moved, renamed, deleted): the stats are then those kept from when this model
+    last read it, or None; (None, None) without `datasets_dir`. A damaged or other model's file is measured again; a folder that cannot be written (another user's run, a
     read-only disk) only goes uncached."""
     if datasets_dir is None:
-        return None
-    key = stats_key(predictor, cfg)
-    if key is None:
-        return None
+        return None, None
     path = None if cache_dir is None else Path(cache_dir) / _cache_name(predictor)
+    fingerprint, missing = data_fingerprint(cfg)
+    if fingerprint is None:  # the dataset moved or was deleted: what was measured from it while it was here
+        kept = _read_stats(path, model_key(predictor, cfg), field="model_key")
+        return kept, gone_note(missing, kept)
+    key = stats_key(predictor, cfg, fingerprint)
     stats = _read_stats(path, key)
     if stats is None:
         stats = feature_stats(predictor, _train_images(cfg, datasets_dir))
         if stats is not None and path is not None:
-            _write_stats(path, key, stats)
-    return stats
+            _write_stats(path, key, stats, model_key(predictor, cfg))
+    return stats, None
+
+
+def data_fingerprint(cfg: RunConfig) -> tuple[str | None, str | None]:
+    """(engine.data.source_fingerprint of the run's dataset, None), or (None, why it cannot be read, in plain
+    words naming the file: "The run's dataset, '/data/shapes.zip', is not there any more ..."). Raises nothing."""
+    from engine.data import source_fingerprint
+    from engine.paths import resolve_path
+
+    try:
+        path = resolve_path(cfg.data.source)
+        if not path.exists():
+            return None, (f"The run's dataset, '{path}', is not there any more (moved, renamed or deleted; put it back "
+                          "there to check against it again).")
+        return source_fingerprint(path), None
+    except (StudioError, OSError) as e:
+        return None, str(e) or f"Could not read '{cfg.data.source}'."
+
+
+def gone_note(missing: str | None, kept: FeatureStats | None) -> str:
+    """What the checks of a run whose dataset is gone (`missing`: `data_fingerprint`'s reason) rest on, in plain
+    words: the `FeatureStats` `kept` from when the model last read it, or the probability alone."""
+    missing = (missing or "The run's dataset could not be read.").rstrip()
+    if kept is None:
+        return (f"{missing} So only the probability was checked: how far an image is from the training images "
+                "cannot be measured, and the run's own images are not recognised.")
+    when = f" on {kept.measured}" if kept.measured else ""
+    return (f"{missing} The checks for unfamiliar images and for the run's own images use what was measured from "
+            f"it{when}, when this model last read it.")
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -823,26 +892,31 @@ def weights_digest(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def stats_key(predictor: Predictor, cfg: RunConfig) -> str | None:
-    """What `feature_stats` depends on, as one BLAKE2b digest (hex): the model (`weights_digest`, device type,
-    precision, memory layout, torch's version), the data (the source's content fingerprint,
-    engine.data.source_fingerprint, with the run's data settings and seed) and `FEATURES_CACHE_VERSION`,
-    `BANK_MAX`, `KNN_K`. None when the run's dataset cannot be found."""
+def stats_key(predictor: Predictor, cfg: RunConfig, fingerprint: str | None = None) -> str | None:
+    """What `feature_stats` depends on, as one BLAKE2b digest (hex): `model_key` and the dataset's content
+    (`fingerprint`, engine.data.source_fingerprint; read from `cfg` when not given). None when the run's dataset
+    cannot be found."""
     import hashlib
 
-    from engine.data import source_fingerprint
-    from engine.paths import resolve_path
-
-    try:
-        source = source_fingerprint(resolve_path(cfg.data.source))
-    except (StudioError, OSError):
+    fingerprint = fingerprint or data_fingerprint(cfg)[0]
+    if fingerprint is None:
         return None
+    return hashlib.blake2b(f"{model_key(predictor, cfg)}\0{fingerprint}".encode(), digest_size=16).hexdigest()
+
+
+def model_key(predictor: Predictor, cfg: RunConfig) -> str:
+    """The part of `stats_key` that leaves out the dataset's content, as a BLAKE2b digest (hex): the model
+    (`weights_digest`, device type, precision, memory layout, torch's version), the run's data settings and
+    seed, and `FEATURES_CACHE_VERSION`, `BANK_MAX`, `KNN_K`. Finds the kept measurement of a dataset that
+    has gone since."""
+    import hashlib
+
     first = next((p for p in predictor.model.parameters() if p.dim() == 4), None)
     layout = bool(first is not None and first.is_contiguous(memory_format=torch.channels_last))
     data = json.dumps(asdict(cfg.data), sort_keys=True, default=str)
     h = hashlib.blake2b(digest_size=16)
     for part in (FEATURES_CACHE_VERSION, BANK_MAX, KNN_K, weights_digest(predictor.model), predictor.device.type,
-                 predictor.amp_dtype, layout, torch.__version__, source, data, cfg.seed):
+                 predictor.amp_dtype, layout, torch.__version__, data, cfg.seed):
         h.update(f"{part}\0".encode())
     return h.hexdigest()
 
@@ -852,21 +926,21 @@ def _cache_name(predictor: Predictor) -> str:
     return f"{predictor.variant}{alpha}.safetensors"
 
 
-def _read_stats(path: Path | None, key: str) -> FeatureStats | None:
-    """The `FeatureStats` `_write_stats` kept in `path` under `key`; None when there is none, or it is another
-    key's or unreadable."""
+def _read_stats(path: Path | None, key: str, field: str = "key") -> FeatureStats | None:
+    """The `FeatureStats` `_write_stats` kept in `path` under `key` (its `field`: "key", or "model_key" for a
+    dataset gone since); None when there is none, or it is another key's or unreadable."""
     from engine.checkpoints import load_checkpoint
 
     if path is None or not path.is_file():
         return None
     try:
         t, m = load_checkpoint(path)
-        if m.get("key") != key:
+        if m.get(field) != key:
             return None
         copies = NearCopies(t["copy_hashes"].numpy().view(np.uint64), t["copy_thumbs"].numpy(), m["copy_splits"],
                             m["copy_labels"])
         stats = FeatureStats(t["bank"], float(m["far_distance"]), m["reference"], float(m["flat_max"]), m["splits"],
-                             copies, m["labels"], float(m["correlation_min"]))
+                             copies, m["labels"], float(m["correlation_min"]), float(m["spread_min"]), m.get("measured"))
     except (StudioError, OSError, ValueError, KeyError, TypeError):
         return None
     try:
@@ -876,16 +950,17 @@ def _read_stats(path: Path | None, key: str) -> FeatureStats | None:
     return stats
 
 
-def _write_stats(path: Path, key: str, stats: FeatureStats) -> None:
-    """Keep `stats` in `path` under `key` (atomically: engine.checkpoints.save_checkpoint), then trim the folder to
+def _write_stats(path: Path, key: str, stats: FeatureStats, model: str | None = None) -> None:
+    """Keep `stats` in `path` under `key` and `model` (`model_key`), with today's date (atomically: engine.checkpoints.save_checkpoint), then trim the folder to
     the `FEATURES_CACHE_KEEP` most recently used files; an unwritable folder is left as it is."""
     from engine.checkpoints import save_checkpoint
 
     c = stats.copies or NearCopies(np.zeros(0, np.uint64), np.zeros((0, 3, COPY_THUMB, COPY_THUMB), np.float16), [])
     tensors = {"bank": stats.bank, "copy_hashes": torch.from_numpy(c.hashes.astype(np.uint64).view(np.int64)),
                "copy_thumbs": torch.from_numpy(np.ascontiguousarray(c.thumbs, dtype=np.float16))}
-    meta = {"key": key, "far_distance": stats.far_distance, "reference": stats.reference, "flat_max": stats.flat_max,
-            "correlation_min": stats.correlation_min, "splits": stats.splits, "labels": stats.labels,
+    meta = {"key": key, "model_key": model, "measured": time.strftime("%d %b %Y").lstrip("0"),
+            "far_distance": stats.far_distance, "reference": stats.reference, "flat_max": stats.flat_max,
+            "correlation_min": stats.correlation_min, "spread_min": stats.spread_min, "splits": stats.splits, "labels": stats.labels,
             "copy_splits": c.splits, "copy_labels": c.labels}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -952,7 +1027,8 @@ def load_predictor(run_dir: Path, variant: str = "fine_tuned", alpha: float | No
         summary = {}
     predictor = Predictor(model, cfg, classes, variant, alpha if variant == "wise" else None,
                           resolve_device(cfg, device), summary=summary)
-    predictor.stats = run_feature_stats(predictor, cfg, datasets_dir, Path(run_dir) / FEATURES_CACHE)
+    predictor.stats, predictor.stats_note = run_feature_stats(predictor, cfg, datasets_dir,
+                                                              Path(run_dir) / FEATURES_CACHE)
     with _PREDICTORS_LOCK:
         _PREDICTORS[key] = predictor
         while len(_PREDICTORS) > keep:
@@ -1268,10 +1344,11 @@ SKIPPED_NOTE = "not answered: "  # a skipped file's row in the CSV: this, then w
 def result_rows(result: FolderResult, top_k: int) -> list[dict]:
     """One flat dict per image with `csv_columns(top_k)` keys (probabilities rounded to 4 places), then one
     per skipped file with its classes, probabilities and flags empty and its reason in `note` (SKIPPED_NOTE
-    first), so that every file of a batch has its line. Raises nothing."""
+    first), so that every file of a batch has its line. `true_class` is the class its folder names, else its label
+    in the run's data when it is one of the run's own images (the note says which), else empty. Raises nothing."""
     out = []
     for r in result.rows:
-        row = {"path": r["path"], "answered": True, "true_class": r["true"] or ""}
+        row = {"path": r["path"], "answered": True, "true_class": r["true"] or r.get("own_class") or ""}
         for k in range(top_k):
             name, p = r["top"][k] if k < len(r["top"]) else ("", None)
             row[f"class_{k + 1}"], row[f"probability_{k + 1}"] = name, "" if p is None else round(p, 4)

@@ -379,7 +379,7 @@ def test_the_command_line_uses_the_dashboards_folder_and_says_when_a_source_is_m
     assert one.returncode == 0 and "1 image predicted" in one.stdout, one.stderr  # one image file is enough
     assert re.search(r"^  one\.png: (red|green|stripes) \d+%, ", one.stdout, re.M), "a few images: answered here too"
     # a copy of one of the run's images, out of its zip: found by its pixels
-    assert re.search(r"one\.png: .*\(.*(training|validation|test) image of this run, labelled \w+\)", one.stdout), \
+    assert re.search(r"one\.png: .*\[.*(training|validation|test) image of this run, labelled \w+\]", one.stdout), \
         one.stdout  # with its label in the run's data: the answer can be checked against it
     assert re.search(r"note: This is one of the run's (training|validation|test) images.* In the run's data it is "
                      r"labelled (\w+): the model's answer(, \w+, is wrong| is right)\.", one.stdout), one.stdout
@@ -888,8 +888,8 @@ def test_output_sent_to_a_file_gets_whole_progress_lines_and_no_redrawn_bar(caps
     r.progress(step=40, **step)
     out, err = capsys.readouterr()
     assert "\r" not in err and "\r" not in out
-    assert err.splitlines() == ["epoch 2/10, step 30/120, 152 img/s, loss 0.812, about 1 min 5 s left",
-                                "epoch 2/10, step 40/120, 152 img/s, loss 0.812, about 1 min 5 s left"], err
+    assert err.splitlines() == ["epoch 2/10, step 30/120 in all, 152 img/s, loss 0.812, about 1 min 5 s left",
+                                "epoch 2/10, step 40/120 in all, 152 img/s, loss 0.812, about 1 min 5 s left"], err
     assert out == "epoch 2: validation 50.0%\n"
     assert cli.progress_words({"phase": "training", "step": 3}) == "epoch ?/?, step 3/?"  # fields may be missing
 

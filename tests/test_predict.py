@@ -200,7 +200,7 @@ def test_low_confidence_flags_unsure_and_unfamiliar_answers():
     assert "cat, dog" in p.explanation(unfamiliar)
     assert "it says cat, 95%" in p.explanation(unfamiliar)  # the answer it flags is named
     assert "next, cat 45%" in p.explanation(unsure)
-    assert p.short_reason(unfamiliar) == "unfamiliar" and p.short_reason(unsure) == "unsure (55%)"
+    assert p.short_reason(unfamiliar) == "unfamiliar (unlike the training images)" and p.short_reason(unsure) == "unsure (55%)"
     assert p.explanation(unsure).startswith("Low confidence: the model is unsure (its best guess, dog, ")
     assert p.explanation(unsure).count(":") == 1, "one colon"
     assert p.familiarity_note() is None
@@ -280,7 +280,7 @@ def test_image_features_pool_every_stage_of_the_image_itself():
 
 def test_plain_images_and_a_drawing_are_flagged_as_unlike_textures_a_model_learned(tmp_path):
     """A ResNet-18 (bundled weights) fine-tuned on generated textures. Blank white, black, grey and a
-    solid colour are flagged for their content: every stage's features set them apart (the last
+    solid colour are flagged as all one colour, and would be for their content too: every stage's features set them apart (the last
     stage's class means had put them at 0.44-0.64 of that score's bar, on both CPU precisions). A
     drawing (a red ball on grass under the sky) is flagged too. New textures of the same kind, drawn
     at 64 px or at 256 px and shrunk like a large upload, mostly are not. Two whole-network epochs: at
@@ -310,7 +310,9 @@ def test_plain_images_and_a_drawing_are_flagged_as_unlike_textures_a_model_learn
     shrunk = torch.stack([decode_bytes(png_bytes(Image.fromarray(t.permute(1, 2, 0).numpy())), "big.png", 64)[0]
                           for t in large])  # 16 textures uploaded at 256 px
     answers = p.predict(torch.cat([plain, ball[None], fresh, shrunk]))
-    assert [a.far_by for a in answers[:4]] == ["content"] * 4, [a.distance / p.stats.far_distance for a in answers]
+    assert [a.far_by for a in answers[:4]] == ["blank"] * 4, "said plainly: one colour"
+    assert all(a.distance > p.stats.far_distance for a in answers[:4]), [a.distance / p.stats.far_distance
+                                                                          for a in answers]
     assert answers[4].unfamiliar and answers[4].flat > 0.75, "the drawing"
     assert sum(bool(a.unfamiliar) for a in answers[5:53]) <= 8, "new textures: about 1 in 20 flagged"
     assert sum(bool(a.unfamiliar) for a in answers[53:]) <= 3, "shrunk from a larger picture: not unfamiliar"
@@ -325,6 +327,33 @@ def test_plain_images_and_a_drawing_are_flagged_as_unlike_textures_a_model_learn
     assert all(a.unfamiliar and a.far_by in ("content", "noise") for a in flagged), \
         [(a.far_by, a.correlation, p.stats.correlation_min) for a in flagged]
     assert p.stats.correlation_min > 0.3, "textures at 64 px: neighbouring pixels alike"
+
+
+def test_an_image_of_one_colour_is_flagged_where_no_training_image_is_one():
+    """A white page among drawings on white is as flat as they are, so the flat-colour check cannot fire, and its
+    features sat within the content bar of a new user's 60 drawn shapes: it went unflagged at 81%. It is all one
+    colour, which no drawing is."""
+    from engine.predict import grey_spread
+
+    p = Predictor.__new__(Predictor)
+    p.classes, p.low_confidence = ["cat", "dog"], 0.5
+    white = torch.full((1, 3, 8, 8), 255, dtype=torch.uint8)
+    grey = torch.full((1, 3, 8, 8), 60, dtype=torch.uint8)
+    drawing = white.clone()
+    drawing[..., 2:5, 2:5] = 0  # a black square on white: mostly flat, not one colour
+    assert grey_spread(white).tolist() == [0.0] and float(grey_spread(drawing)) > 50
+    images = torch.cat([white, grey, drawing])
+    p.stats = FeatureStats(torch.eye(2), far_distance=1.5, reference="test", flat_max=0.95,
+                           spread_min=float(grey_spread(drawing)))  # drawings: the flat check is off
+    probs, feats = torch.tensor([[0.9, 0.1]] * 3), torch.tensor([[1.0, 0.0]] * 3)  # all near: the content passes
+    a_white, a_grey, a_drawing = p.answers(probs, feats, images_u8=images)
+    assert a_white.far_by == a_grey.far_by == "blank" and a_white.low_confidence and not a_drawing.unfamiliar
+    assert p.short_reason(a_white) == "unfamiliar (one colour)"
+    assert "it is all one colour" in p.explanation(a_white) and "vary by 0.00; every training image's by at least 88." in \
+        p.explanation(a_white)
+    assert "all one colour" in p.explanation(a_grey, brief=True)
+    p.stats.spread_min = 0.0  # a class of blank pages: one colour is the user's own kind of image
+    assert not any(a.unfamiliar for a in p.answers(probs, feats, images_u8=images))
 
 
 def test_a_mostly_flat_image_is_flagged_and_a_training_image_never_is():
@@ -515,6 +544,43 @@ def test_where_the_training_images_sit_is_measured_once_per_model_and_kept_in_th
     finally:
         predict._PREDICTORS.clear()  # the changed model stays out of the other tests
         shutil.rmtree(cache, ignore_errors=True)
+
+
+def test_a_run_whose_dataset_moved_names_it_and_checks_with_what_was_kept(studio, tmp_path):
+    """With the run's zip renamed, predict said only that the probability alone was checked, not which file it
+    looked for, and the run's own images went unrecognised. It names the file, and the checks use what was
+    measured from the data while it was there; one own image's CSV row gives its label as `true_class`."""
+    from engine import predict
+    from engine.predict import predict_folder, result_rows
+
+    studio_dir, run_dir = studio
+
+    def load():
+        predict._PREDICTORS.clear()  # a new process
+        return load_predictor(run_dir, "fine_tuned", datasets_dir=studio_dir / "datasets")
+
+    here = load()
+    source = Path(here.cfg.data.source)
+    tiny_image(TINY_CLASSES[0], 0).save(tmp_path / "mine.png")  # one of the run's images, outside class folders
+    (row,) = result_rows(predict_folder(here, tmp_path / "mine.png"), 2)
+    assert row["true_class"] == TINY_CLASSES[0] and "labelled " + TINY_CLASSES[0] in row["note"]
+    moved = source.with_name("moved away.zip")
+    source.rename(moved)
+    try:
+        kept = load()
+        note = kept.familiarity_note()
+        assert f"The run's dataset, '{source}', is not there any more" in note, note
+        assert "use what was measured from it on " in note and torch.equal(kept.stats.bank, here.stats.bank)
+        (answer,) = predict_folder(kept, tmp_path / "mine.png").rows
+        assert answer["own"] is not None and answer["own_class"] == TINY_CLASSES[0]
+        shutil.rmtree(run_dir / predict.FEATURES_CACHE)
+        bare = load()
+        assert bare.stats is None and f"'{source}'" in bare.familiarity_note()
+        assert "only the probability was checked" in bare.familiarity_note()
+        assert predict_folder(bare, tmp_path / "mine.png").rows[0]["own"] is None
+    finally:
+        moved.rename(source)
+        predict._PREDICTORS.clear()
 
 
 # ---- folders and the CLI -------------------------------------------------------------------------------

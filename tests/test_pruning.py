@@ -301,10 +301,10 @@ def test_a_fine_tune_inside_a_run_names_its_own_epochs_in_the_phase():
     merged = {"epoch": 20, "epochs": 20, "step": 700, "total_steps": 700, "loss": 0.9, "images_per_sec": 80.0,
               **got[0]}
     assert shown_counters(merged) == Counters("fine-tuning the smaller model", 3, 10, 25, 30, None, 0.5)
-    assert progress_words(merged).startswith("fine-tuning the smaller model: epoch 3/10, step 25/30, loss 0.500")
+    assert progress_words(merged).startswith("fine-tuning the smaller model: epoch 3/10, step 25/30 in all, loss 0.500")
     after = {**merged, "phase": "structured pruning: measuring CPU latency"}
     assert shown_counters(after) == Counters(None, 20, 20, 700, 700, 80.0, 0.9), "the run's own speed and loss"
-    assert progress_words({**merged, "phase": "final evaluation"}).startswith("epoch 20/20, step 700/700")
+    assert progress_words({**merged, "phase": "final evaluation"}).startswith("epoch 20/20, step 700/700 in all")
     # work without epochs (the learning-rate finder) shows its own steps, never the run's
     # (the finder's set-up reports the run's epoch total through it: no "epoch 0 of 20" of its own)
     merged = {"epoch": 0, "epochs": 20}
