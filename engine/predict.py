@@ -461,8 +461,8 @@ class Predictor:
         elif prediction.unfamiliar:
             if prediction.far_by == "blank":
                 own, least = two_figures(prediction.spread or 0.0, self.stats.spread_min)
-                what = (f"it is all one colour, as a blank page, a covered lens or an empty screen: there is nothing in "
-                        f"it to classify (its grey levels vary by {own}; every training image's by at least {least})")
+                what = (f"it is all one colour, as a blank page, a covered lens or an empty screen: there is "
+                        f"nothing in it to classify (its grey levels vary by {own}; every training image's by at least {least})")
             elif prediction.far_by == "flat":
                 what = (f"most of it ({100 * prediction.flat:.0f}% of neighbouring pixels) is flat colour, as in a "
                         f"drawing, a screenshot or a blank page, and none of the training images is (at most "
@@ -834,8 +834,8 @@ def run_feature_stats(predictor: Predictor, cfg: RunConfig, datasets_dir: Path |
     written there, so that a new process (a one-image `predict`, a restarted dashboard) neither decodes the
     dataset nor runs it through the network again. Returns (the stats, a note), the note (`gone_note`) naming the
     run's dataset when it is gone (moved, renamed, deleted): the stats are then those kept from when this model
-    last read it, or None; (None, None) without `datasets_dir`. A damaged or other model's file is measured again; a folder that cannot be written (another user's run, a
-    read-only disk) only goes uncached."""
+    last read it, or None; (None, None) without `datasets_dir`. A damaged or other model's file is measured
+    again; a folder that cannot be written (another user's run, a read-only disk) only goes uncached."""
     if datasets_dir is None:
         return None, None
     path = None if cache_dir is None else Path(cache_dir) / _cache_name(predictor)
@@ -877,7 +877,7 @@ def gone_note(missing: str | None, kept: FeatureStats | None) -> str:
                 "cannot be measured, and the run's own images are not recognised.")
     when = f" on {kept.measured}" if kept.measured else ""
     return (f"{missing} The checks for unfamiliar images and for the run's own images use what was measured from "
-            f"it{when}, when this model last read it.")
+            f"it{when}, kept in the run's folder.")
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -940,7 +940,8 @@ def _read_stats(path: Path | None, key: str, field: str = "key") -> FeatureStats
         copies = NearCopies(t["copy_hashes"].numpy().view(np.uint64), t["copy_thumbs"].numpy(), m["copy_splits"],
                             m["copy_labels"])
         stats = FeatureStats(t["bank"], float(m["far_distance"]), m["reference"], float(m["flat_max"]), m["splits"],
-                             copies, m["labels"], float(m["correlation_min"]), float(m["spread_min"]), m.get("measured"))
+                             copies, m["labels"], float(m["correlation_min"]), float(m["spread_min"]),
+                             m.get("measured"))
     except (StudioError, OSError, ValueError, KeyError, TypeError):
         return None
     try:
@@ -951,8 +952,9 @@ def _read_stats(path: Path | None, key: str, field: str = "key") -> FeatureStats
 
 
 def _write_stats(path: Path, key: str, stats: FeatureStats, model: str | None = None) -> None:
-    """Keep `stats` in `path` under `key` and `model` (`model_key`), with today's date (atomically: engine.checkpoints.save_checkpoint), then trim the folder to
-    the `FEATURES_CACHE_KEEP` most recently used files; an unwritable folder is left as it is."""
+    """Keep `stats` in `path` under `key` and `model` (`model_key`), with today's date (atomically:
+    engine.checkpoints.save_checkpoint), then trim the folder to the `FEATURES_CACHE_KEEP` most recently used
+    files; an unwritable folder is left as it is."""
     from engine.checkpoints import save_checkpoint
 
     c = stats.copies or NearCopies(np.zeros(0, np.uint64), np.zeros((0, 3, COPY_THUMB, COPY_THUMB), np.float16), [])
@@ -960,8 +962,8 @@ def _write_stats(path: Path, key: str, stats: FeatureStats, model: str | None = 
                "copy_thumbs": torch.from_numpy(np.ascontiguousarray(c.thumbs, dtype=np.float16))}
     meta = {"key": key, "model_key": model, "measured": time.strftime("%d %b %Y").lstrip("0"),
             "far_distance": stats.far_distance, "reference": stats.reference, "flat_max": stats.flat_max,
-            "correlation_min": stats.correlation_min, "spread_min": stats.spread_min, "splits": stats.splits, "labels": stats.labels,
-            "copy_splits": c.splits, "copy_labels": c.labels}
+            "correlation_min": stats.correlation_min, "spread_min": stats.spread_min, "splits": stats.splits,
+            "labels": stats.labels, "copy_splits": c.splits, "copy_labels": c.labels}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint(path, tensors, {}, meta)

@@ -200,7 +200,8 @@ def test_low_confidence_flags_unsure_and_unfamiliar_answers():
     assert "cat, dog" in p.explanation(unfamiliar)
     assert "it says cat, 95%" in p.explanation(unfamiliar)  # the answer it flags is named
     assert "next, cat 45%" in p.explanation(unsure)
-    assert p.short_reason(unfamiliar) == "unfamiliar (unlike the training images)" and p.short_reason(unsure) == "unsure (55%)"
+    assert p.short_reason(unfamiliar) == "unfamiliar (unlike the training images)"
+    assert p.short_reason(unsure) == "unsure (55%)"
     assert p.explanation(unsure).startswith("Low confidence: the model is unsure (its best guess, dog, ")
     assert p.explanation(unsure).count(":") == 1, "one colon"
     assert p.familiarity_note() is None
@@ -280,8 +281,9 @@ def test_image_features_pool_every_stage_of_the_image_itself():
 
 def test_plain_images_and_a_drawing_are_flagged_as_unlike_textures_a_model_learned(tmp_path):
     """A ResNet-18 (bundled weights) fine-tuned on generated textures. Blank white, black, grey and a
-    solid colour are flagged as all one colour, and would be for their content too: every stage's features set them apart (the last
-    stage's class means had put them at 0.44-0.64 of that score's bar, on both CPU precisions). A
+    solid colour are flagged as all one colour, and would be for their content too: every stage's features
+    set them apart (the last stage's class means had put them at 0.44-0.64 of that score's bar, on both CPU
+    precisions). A
     drawing (a red ball on grass under the sky) is flagged too. New textures of the same kind, drawn
     at 64 px or at 256 px and shrunk like a large upload, mostly are not. Two whole-network epochs: at
     seeds 0-2 the plain images lay at 1.5-2.2 times the bar, 1.1-1.45 after 3, 4 or 8 epochs (8 cost
@@ -349,8 +351,8 @@ def test_an_image_of_one_colour_is_flagged_where_no_training_image_is_one():
     a_white, a_grey, a_drawing = p.answers(probs, feats, images_u8=images)
     assert a_white.far_by == a_grey.far_by == "blank" and a_white.low_confidence and not a_drawing.unfamiliar
     assert p.short_reason(a_white) == "unfamiliar (one colour)"
-    assert "it is all one colour" in p.explanation(a_white) and "vary by 0.00; every training image's by at least 88." in \
-        p.explanation(a_white)
+    words = p.explanation(a_white)
+    assert "it is all one colour" in words and "vary by 0.00; every training image's by at least 88." in words
     assert "all one colour" in p.explanation(a_grey, brief=True)
     p.stats.spread_min = 0.0  # a class of blank pages: one colour is the user's own kind of image
     assert not any(a.unfamiliar for a in p.answers(probs, feats, images_u8=images))
