@@ -107,7 +107,8 @@ def main() -> None:
     p = Predictor(model, cfg, classes, "fine_tuned", None, device)
     # the checks as a run has them: the run's images (the zip's others) in the feature bank and the own-image
     # lookups, a bar; the predicted images are none of them, so every lookup runs in full (the copy search too)
-    p.stats = feature_stats(p, SimpleNamespace(train=_Sized(own[64:]), val=_Sized(own[:64]), test=_Sized(own[:0])))
+    p.stats = feature_stats(p, SimpleNamespace(train=_Sized(own[64:]), val=_Sized(own[:64]), test=_Sized(own[:0]),
+                                               classes=list(classes)))  # each image's class: the own-image labels
     n = len(images)
 
     # warm-up: allocator, cuDNN autotuning, thread pools
