@@ -1227,7 +1227,8 @@ def _predict(args: argparse.Namespace) -> int:
         raise StudioError("--top-k and --batch-size must be at least 1.")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise StudioError(f"--threshold is a probability between 0 and 1 (got {args.threshold:g}).")
-    _check_csv_out(Path(args.out or DEFAULT_PREDICTIONS))
+    out_path = Path(args.out or DEFAULT_PREDICTIONS)
+    _check_csv_out(out_path)
     _check_alpha(args, run_dir)
     alpha = args.alpha if args.alpha is not None or args.variant != "wise" else _stored_alpha(run_id, data_dir)
     predictor = load_predictor(run_dir, args.variant, alpha, data_dir / "datasets", args.device)
@@ -1256,8 +1257,8 @@ def _predict(args: argparse.Namespace) -> int:
         for s in result.skipped:
             print(f"  {s.path}: {s.reason}", file=sys.stderr)
         return 1
-    replaced = Path(args.out or DEFAULT_PREDICTIONS).is_file()  # said: a second predict replaced the first one's CSV
-    out = write_csv(result, Path(args.out or DEFAULT_PREDICTIONS), top_k)
+    replaced = out_path.is_file()  # said: a second predict replaced the first one's CSV
+    out = write_csv(result, out_path, top_k)
     where = "" if args.out else "; --out FILE writes elsewhere"  # asked for by name: no hint to name it
     took = f"{result.seconds:.1f} s" if result.seconds >= 0.95 else f"{1000 * result.seconds:.0f} ms"  # not "0.0s"
     print(f"{plural(n, 'image')} predicted in {took} ({result.images_per_sec:.1f} img/s); "

@@ -839,16 +839,17 @@ def run_feature_stats(predictor: Predictor, cfg: RunConfig, datasets_dir: Path |
     if datasets_dir is None:
         return None, None
     path = None if cache_dir is None else Path(cache_dir) / _cache_name(predictor)
+    model = model_key(predictor, cfg)  # the weights hashed once per load
     fingerprint, missing = data_fingerprint(cfg)
     if fingerprint is None:  # the dataset moved or was deleted: what was measured from it while it was here
-        kept = _read_stats(path, model_key(predictor, cfg), field="model_key")
+        kept = _read_stats(path, model, field="model_key")
         return kept, gone_note(missing, kept)
-    key = stats_key(predictor, cfg, fingerprint)
+    key = _data_key(model, fingerprint)
     stats = _read_stats(path, key)
     if stats is None:
         stats = feature_stats(predictor, _train_images(cfg, datasets_dir))
         if stats is not None and path is not None:
-            _write_stats(path, key, stats, model_key(predictor, cfg))
+            _write_stats(path, key, stats, model)
     return stats, None
 
 
@@ -896,12 +897,15 @@ def stats_key(predictor: Predictor, cfg: RunConfig, fingerprint: str | None = No
     """What `feature_stats` depends on, as one BLAKE2b digest (hex): `model_key` and the dataset's content
     (`fingerprint`, engine.data.source_fingerprint; read from `cfg` when not given). None when the run's dataset
     cannot be found."""
+    fingerprint = fingerprint or data_fingerprint(cfg)[0]
+    return None if fingerprint is None else _data_key(model_key(predictor, cfg), fingerprint)
+
+
+def _data_key(model: str, fingerprint: str) -> str:
+    """`stats_key` from its two parts: a `model_key` and a dataset's content fingerprint (BLAKE2b, hex)."""
     import hashlib
 
-    fingerprint = fingerprint or data_fingerprint(cfg)[0]
-    if fingerprint is None:
-        return None
-    return hashlib.blake2b(f"{model_key(predictor, cfg)}\0{fingerprint}".encode(), digest_size=16).hexdigest()
+    return hashlib.blake2b(f"{model}\0{fingerprint}".encode(), digest_size=16).hexdigest()
 
 
 def model_key(predictor: Predictor, cfg: RunConfig) -> str:

@@ -82,7 +82,6 @@ def test_listing_a_runs_models_builds_none(studio, monkeypatch):
         available_variants(studio[0])  # not a run folder
 
 
-
 def test_a_runs_config_is_read_again_when_its_checkpoint_is_rewritten(tmp_path):
     """`run_config` caches a checkpoint header's parse for page redraws: a continued run rewrites the file, and the
     new config is read."""
