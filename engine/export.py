@@ -670,6 +670,8 @@ def export_all(model: Classifier, cfg: RunConfig, summary: dict, val_images: tor
         checks.append(export_torchscript(runnable, cfg.data.image_size, out_dir / "model.ts", val_images))
     if "onnx" in formats:
         checks.append(export_onnx(runnable, cfg.data.image_size, out_dir / "model.onnx", val_images))
+    for c in checks:  # what the agreement is a share of, for whoever reads exports.json later
+        c.extra.update(checked_on=checked_on, images=int(val_images.shape[0]))
     card_summary = smaller_model_summary(summary) if structured else summary
     if summary.get("wise_alpha") is not None and held_out is not None:
         card_summary = dict(card_summary, wise_measured=held_out_accuracy(model, cfg, held_out))

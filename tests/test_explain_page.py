@@ -20,7 +20,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from conftest import (dashboard_studio, drop_view_choices, finished_run, no_problems, open_app_page, says_stopped_best,
-                      texts, tiny_config)
+                      texts, tiny_config, write_tiny_zip)
 from app.app_pages.explain import breakable_name
 from app.components import smaller_headings
 from app.state import md_text
@@ -845,3 +845,34 @@ def test_a_stopped_runs_best_epoch_is_explained_and_exported(studio):
     assert again is not stopped and again.model.net.fc.weight.abs().sum() > 0, "the best epoch read again"
     final = next(m for m in texts(at.markdown) if m.startswith("**Fine-tuned model** says"))
     assert final.split(" says ")[1] != said.split(" says ")[1], "the final model answers, not a cached earlier one"
+
+
+def test_a_run_whose_dataset_is_gone_says_so_by_its_name_and_still_exports(studio, tmp_path):
+    """A run whose upload was deleted: Explain names the user's file, leaves out what needs its images (the
+    attributions and the mistakes) and still exports, each file checked on generated images, as `export` does
+    on the command line; the card, the checks' line and exports.json say which images."""
+    import hashlib
+
+    data = write_tiny_zip(tmp_path / "mine.zip", per_class=6).read_bytes()
+    upload = engine().save_upload(data, ".zip")
+    cfg = tiny_config(upload, f"data.source=upload:{hashlib.sha256(data).hexdigest()}",
+                      "data.source_name=my *shapes*.zip", "train.epochs=1", "train.threads=1")
+    run_id = finished_run(engine(), cfg, RUN_TIMEOUT)
+    upload.unlink()
+    at = open_page(run_id)
+    no_problems(at)
+    said = " ".join(texts(at.warning))
+    assert r"The data of this run, **my \*shapes\*.zip**, is no longer on this server" in said, said
+    assert "checked on 32 generated images" in said and "not its accuracy" in said, said
+    assert not at.tabs, "the attributions and the mistakes need the images: the export alone is drawn"
+    assert any("compared** with the model on 32 generated images" in m for m in texts(at.markdown))
+    at.button(key=f"export_{run_id}").click().run()
+    no_problems(at)
+    assert any("they give the same class on all 32 generated images" in s for s in texts(at.success)), texts(at.success)
+    out = Path(engine().run_record(run_id).run_dir) / "exports"
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "## Exports (verified on the 32 generated images)" in card, card
+    checks = json.loads((out / "exports.json").read_text())
+    assert {(c["extra"]["checked_on"], c["extra"]["images"]) for c in checks} == {("the 32 generated images", 32)}
+    again = open_page(run_id)  # a later visit reads the same words from exports.json
+    assert any("on all 32 generated images" in s for s in texts(again.success)), texts(again.success)

@@ -36,6 +36,7 @@ from app import charts, components, layout, state
 from app.claims_view import at_chance, guess_warning
 from engine.errors import StudioError
 from engine.explain import ATTRIBUTIONS, confusion_cell, gradcam_note
+from engine.export import GENERATED_CHECKS
 
 RUN_KEY = "explain_run"
 TAB_KEY = "explain_tab"
@@ -214,13 +215,14 @@ def forget_if_continued(run_dir: str) -> None:
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def _best_card(run_dir: str, datasets_dir: str) -> dict:
+def _best_card(run_dir: str, datasets_dir: str, measure: bool = True) -> dict:
     """The model card's summary of a run's best epoch, its accuracy measured now (engine.export.best_card_summary;
-    the caches are dropped when the run is continued: forget_if_continued)."""
+    the caches are dropped when the run is continued: forget_if_continued); without `measure` (the run's dataset
+    gone) the validation accuracy training recorded for that epoch."""
     from engine.export import best_card_summary
 
     b = _bundle(run_dir, datasets_dir)
-    return best_card_summary(b, b.summary, b.data)
+    return best_card_summary(b, b.summary, b.data if measure else None)
 
 
 def _hwc(t) -> np.ndarray:
@@ -875,10 +877,18 @@ def read_checks(out_dir: Path) -> list[dict]:
         return []
 
 
-def export_and_verify(b, model: Guarded, summary: dict, out_dir: Path, structured: bool = False) -> list:
-    """export_all: safetensors, TorchScript and ONNX, each reloaded and checked, and the model card."""
-    from engine.export import export_all
+def export_and_verify(b, model: Guarded, summary: dict, out_dir: Path, structured: bool = False,
+                      gone: bool = False) -> list:
+    """export_all: safetensors, TorchScript and ONNX, each reloaded and checked on the run's validation images, and
+    the model card; with `gone` (its dataset cannot be read) checked on generated images instead, which the card and
+    exports.json say."""
+    from engine.export import export_all, generated_check_images
 
+    if gone:
+        images = generated_check_images(int(b.cfg.data.image_size))
+        with model.lock:
+            return export_all(model.model, b.cfg, summary, images, out_dir, structured=structured,
+                              checked_on=f"the {len(images)} generated images")
     with model.lock:
         return export_all(model.model, b.cfg, summary, b.data.val.images, out_dir, structured=structured, held_out=b.data)
 
@@ -902,23 +912,34 @@ def export_choices(run_dir: Path, summary: dict, alpha: float | None, chosen: bo
     return choices
 
 
-def checks_view(checks: list[dict], n_val: int) -> None:
-    """A table of the export checks (format, file, verified, agreement on the `n_val` validation images, largest
+def checked_on_words(checks: list[dict]) -> str:
+    """The images `checks` (read_checks) compared the files on, in words: "the 40 validation images", "the 32
+    generated images" (the run's dataset gone), "the validation images" for checks saved without saying."""
+    from engine.export import VALIDATION_IMAGES
+
+    extra = (checks[0].get("extra") or {}) if checks else {}
+    on, n = str(extra.get("checked_on") or VALIDATION_IMAGES), extra.get("images")
+    return f"the {n} validation images" if on == VALIDATION_IMAGES and n else on
+
+
+def checks_view(checks: list[dict]) -> None:
+    """A table of the export checks (format, file, verified, agreement on the images they were checked on, largest
     logit difference) and a line saying whether every file passed."""
+    on = checked_on_words(checks)
     table = pd.DataFrame([{"format": c["format"], "file": Path(c["path"]).name, "verified": bool(c["ok"]),
                            "agreement": 100 * c["agreement"], "max logit difference": c["max_abs_logit_diff"],
                            "message": c.get("message") or ""} for c in checks])
     st.dataframe(table, hide_index=True, width="stretch", column_config={
         "verified": st.column_config.CheckboxColumn("verified"),
         "agreement": st.column_config.NumberColumn("agreement", format="%.1f%%",
-                                                   help="Share of validation images with the same predicted class."),
+                                                   help=f"Share of {on.removeprefix('the ')} with the same predicted class."),
         "max logit difference": st.column_config.NumberColumn("max logit difference", format="%.1e",
                                                               help="Largest difference of any output score.")})
     failed = [c for c in checks if not c["ok"]]
     if not failed:
         worst = max((c["max_abs_logit_diff"] for c in checks), default=0.0)
-        st.success(f"All {len(checks)} exports verified: reloaded, they give the same class on all {n_val} validation "
-                   f"images, and their scores match (largest difference {worst:.1e}; allowed: 0.1% of the largest "
+        st.success(f"All {len(checks)} exports verified: reloaded, they give the same class on "
+                   f"{on.replace('the ', 'all ', 1)}, and their scores match (largest difference {worst:.1e}; allowed: 0.1% of the largest "
                    "score).", icon=":material/verified:")
     for c in failed:
         st.error(f"The **{c['format']}** export does not reproduce the model: {c.get('message') or 'no reason given'}. "
@@ -947,13 +968,27 @@ def _export_which(run_id: str, choices: dict[str, str], alpha: float | None) -> 
     return which
 
 
-def export_tab(engine, rec, b, summary: dict) -> None:
+def card_summary(b, summary: dict, which: str, alpha: float | None, chosen: bool, best, gone: bool) -> dict:
+    """The summary the exported card of `which` is written from: a WiSE-FT mix's own figures at `alpha` (measured now
+    between the curve's points, unless the run's images are `gone`), the best epoch's (`best`, an Outcome of
+    _best_card), else the run's, naming the mix chosen on Results (`chosen`) as the page does."""
+    if which == "wise":
+        mix = state.attempt("measuring the mix", b.wise_card_summary, summary, alpha) if not gone else None
+        return mix.value if mix is not None and mix.ok else dict(summary, wise_alpha=alpha)
+    if best is not None:
+        return best.value
+    return {**summary, **({"wise_chosen": alpha} if chosen else {})}
+
+
+def export_tab(engine, rec, b, summary: dict, gone: bool = False) -> None:
     """The export tab: which model to pack (the run's, the smaller one, a WiSE-FT mix; a stopped run's best epoch so
     far), a button that exports safetensors, TorchScript and ONNX and verifies each against the model, then the
-    checks and the downloads."""
+    checks and the downloads. `gone`: the run's dataset cannot be read, so the files are checked on generated
+    images (engine.export.generated_check_images) and no accuracy is measured."""
     run_dir, ds = Path(rec.run_dir), str(engine.datasets_dir)
+    on = f"{GENERATED_CHECKS} generated images" if gone else f"the {len(b.data.val)} validation images"
     st.markdown("Pack the model for use outside the studio. Each file is **reloaded and compared** with the model on "
-                f"the {len(b.data.val)} validation images before it is offered: same predicted class for every image, "
+                f"{on} before it is offered: same predicted class for every image, "
                 "and output scores equal to within 0.1%. Exported models take RGB pixels in [0, 1] at "
                 f"{b.cfg.data.image_size} x {b.cfg.data.image_size}; the normalisation is inside."
                 + (f" They compute in float32, while the run was evaluated (and Try it answers) in {summary['precision']} "
@@ -966,7 +1001,8 @@ def export_tab(engine, rec, b, summary: dict) -> None:
     which = _export_which(rec.id, choices, alpha)
     from engine.export import export_dir
 
-    best = state.attempt("measuring the best epoch", _best_card, str(run_dir), ds) if which == "best" else None
+    best = state.attempt("measuring the best epoch", _best_card, str(run_dir), ds, not gone) \
+        if which == "best" else None
     if best is not None and not best.ok:
         return
     epoch = (best.value.get("best_epoch") or [None])[0] if best is not None else None  # its folder names the epoch
@@ -986,22 +1022,18 @@ def export_tab(engine, rec, b, summary: dict) -> None:
         else "This run belongs to another user: you can download its exports, not make new ones.")
     if clicked:
         with st.spinner("Exporting and verifying (safetensors, TorchScript, ONNX) ..."):
-            # the other models' cards name the mix chosen on Results, not the run's own pick, as the page does
-            card_for = (state.attempt("measuring the mix", b.wise_card_summary, summary, alpha) if which == "wise" else
-                        best if best is not None else
-                        state.Outcome(True, {**summary, **({"wise_chosen": alpha} if chosen else {})}))
-            summary_for_card = card_for.value if card_for.ok else dict(summary, wise_alpha=alpha)
+            summary_for_card = card_summary(b, summary, which, alpha, chosen, best, gone)
             loaded = state.attempt("loading the weights to export", {
                 "wise": lambda: _wise(str(run_dir), ds, alpha), "structured": lambda: _structured(str(run_dir)),
             }.get(which, lambda: _fine_tuned(str(run_dir), ds)))
             if loaded.ok:
                 state.attempt("exporting the model", export_and_verify, b, loaded.value, summary_for_card, out_dir,
-                              structured=which == "structured")
+                              structured=which == "structured", gone=gone)
     checks = read_checks(out_dir)
     if checks:
         stamp = components.short_time((out_dir / "exports.json").stat().st_mtime)
         st.markdown(f"**Verification** (exported {stamp})")
-        checks_view(checks, len(b.data.val))
+        checks_view(checks)
         downloads(rec, out_dir, checks)
     else:
         st.caption("Nothing exported yet for these weights.")
@@ -1089,6 +1121,29 @@ def keep_widget_state() -> None:
         st.session_state.setdefault(key, value)
 
 
+def data_gone_words(config: dict, error: BaseException | None) -> str:
+    """What Explain says when a run's dataset cannot be read (`error`, from reading it): the user's name for it
+    (their upload's file name, the folder they gave), why, what is left out, and that its export still works."""
+    ds = state.dataset_of_config(config)
+    why = ("is no longer on this server (deleted or moved, or the run comes from another studio)"
+           if not state.source_exists(ds.source) else
+           f"could not be read ({state.message_md(state.message_words(str(error))).rstrip('.')})")
+    return (f"The data of this run, **{state.md_text(ds.label)}**, {why}, so its validation images cannot be "
+            "shown: the attributions and the mistakes need them (upload it again on the Data page to see them). "
+            "Its model is still here: the export below works, each file checked on "
+            f"{GENERATED_CHECKS} generated images, which shows it computes the model's function, not its accuracy. "
+            "Try it answers your own images with it.")
+
+
+def data_gone(engine, rec, b, error: BaseException | None) -> None:
+    """Explain for a run whose dataset is gone (`error`, from reading it): what is missing and why, then the
+    Export tab alone, its files checked on generated images (engine.export.generated_check_images)."""
+    st.warning(data_gone_words(rec.config, error), icon=":material/folder_off:")
+    st.page_link("app_pages/try_it.py", label="Try it on your own images", icon=":material/image_search:")
+    with state.guarded("drawing the Export tab"):
+        export_tab(engine, rec, b, b.summary, gone=True)
+
+
 def render() -> None:
     """Draw the Explain and export page (5) for the finished run picked: attributions, mistakes, export."""
     engine = state.get_engine()
@@ -1117,6 +1172,10 @@ def render() -> None:
         loaded = state.attempt("loading the run", _bundle, run_dir, ds)
         if not loaded.ok:
             st.caption("The run's files or its dataset may have been removed. Other runs can still be explained.")
+            return
+        images = state.attempt("reading the run's images", lambda: loaded.value.data, show=False)
+        if not images.ok:  # its dataset deleted or moved: the model is still there to export
+            data_gone(engine, rec, loaded.value, images.error)
             return
         pred = state.attempt("predicting the validation images", predictions, run_dir, ds, wise_alpha(engine, rec))
     if not pred.ok:
