@@ -48,6 +48,11 @@ Low confidence (documented measure, both parts shown to the user in plain words)
     empty screen among drawings: a white page is as flat as a drawing on white, so the flat-colour
     check cannot fire there, and its features sat within the bar of a new user's 60 drawn shapes.
     The same 1 / (n + 1) bound holds.
+  - it has *no sharp edges*: its sharpest steps between neighbouring pixels (`edge_step`, the 99th percentile of
+    the grey-level step) are under `SMOOTH_FRACTION` (half) of every training image's, as in a smooth gradient,
+    a blurred picture or a small one enlarged, among drawings or photos: a gradient among a new user's drawn
+    shapes was none of one colour, flat or noise and passed every check (4 grey levels against at least 37 at
+    64 px). The same 1 / (n + 1) bound holds, with room to spare.
   The run's own images (training, validation or test; the same pixels, or a resized or re-saved copy:
   `NearCopies`) are never called unfamiliar: they are the user's data, labelled with its classes (the
   bar flags 5% of the held-out ones by design, which read as "do not trust" beside a 99% answer).
@@ -114,6 +119,8 @@ FLAT_TRAINING_MAX = 0.5
 # by its content already
 NOISE_CORRELATION = 0.2
 BLANK_SPREAD = 2.0  # grey levels (0-255): an image varying less is all one colour (a JPEG's own wobble is under 1)
+EDGE_QUANTILE = 0.99  # `edge_step`: this quantile of an image's neighbour steps (its sharpest but for a few pixels)
+SMOOTH_FRACTION = 0.5  # an image whose `edge_step` is under this share of every training image's has no sharp edges
 BANK_MAX = 2048  # training images whose features are kept (a fixed random subset of more): 8 MB for ResNet-18, 31 MB for ResNet-50
 DEFAULT_BATCH = 64
 FORMAT_WORDS = {"JPEG": "jpg", "PNG": "png", "BMP": "bmp", "GIF": "gif", "WEBP": "webp", "TIFF": "tif", "HEIF": "heic",
@@ -270,7 +277,8 @@ class Prediction:
     flat: float | None = None  # `flat_share` of the image; None when the image was not given
     correlation: float | None = None  # `neighbour_correlation` of the image; None when the image was not given
     spread: float | None = None  # `grey_spread` of the image (grey levels); None when the image was not given
-    far_by: str | None = None  # "blank", "content", "flat" or "noise": why `unfamiliar` is True
+    edge: float | None = None  # `edge_step` of the image (grey levels); None when the image was not given
+    far_by: str | None = None  # "blank", "smooth", "content", "flat" or "noise": why `unfamiliar` is True
     own: str | None = None  # "training", "validation" or "test": the image is one of the run's own
     own_copy: bool = False  # `own` found as a resized or re-saved copy (`NearCopies`), not by the same pixels
     own_class: str | None = None  # with `own`: that image's class in the run's data (the user's label for it)
@@ -300,6 +308,7 @@ class FeatureStats:
     correlation_min: float = -1.0  # -1.0: no image is called mostly noise
     spread_min: float = 0.0  # the lowest `grey_spread` of a training image; 0.0: no image is called one colour
     measured: str | None = None  # when kept in a run's folder: the day it was measured ("6 Dec 2026")
+    edge_min: float | None = None  # the lowest `edge_step` of a training image; None: not measured (kept before it was)
 
     def mostly_flat(self, flat: float | None) -> bool:
         """Whether an image with `flat_share` `flat` is mostly flat colour (`FLAT_SHARE`) where the training
@@ -310,6 +319,11 @@ class FeatureStats:
         """Whether an image with `grey_spread` `spread` is all one colour (under `BLANK_SPREAD`) where no training
         image is."""
         return spread is not None and spread < BLANK_SPREAD <= self.spread_min
+
+    def smooth(self, edge: float | None) -> bool:
+        """Whether an image with `edge_step` `edge` has no sharp edges: under `SMOOTH_FRACTION` of every training
+        image's (never where a training image has none: then nothing is under it)."""
+        return edge is not None and self.edge_min is not None and edge < SMOOTH_FRACTION * self.edge_min
 
     def mostly_noise(self, correlation: float | None) -> bool:
         """Whether an image with `neighbour_correlation` `correlation` is mostly noise, unlike every training image."""
@@ -377,6 +391,7 @@ class Predictor:
         flat = flat_share(images_u8).tolist() if given else [None] * len(probs)
         correlation = neighbour_correlation(images_u8).tolist() if given else [None] * len(probs)
         spread = grey_spread(images_u8).tolist() if given else [None] * len(probs)
+        edge = edge_step(images_u8).tolist() if given else [None] * len(probs)
         own, own_copy, own_class = [None] * len(probs), [False] * len(probs), [None] * len(probs)
         if given and stats.splits:
             keys = [pixel_key(img) for img in images_u8]
@@ -392,6 +407,8 @@ class Predictor:
             if stats is not None and own[n] is None:  # the run's own images (and copies) are its data, never unlike it
                 if stats.one_colour(spread[n]):
                     far_by = "blank"  # the plainest reason first: it is also flat, and often far
+                elif stats.smooth(edge[n]):
+                    far_by = "smooth"  # a gradient: neither one colour, flat nor noise, and its content may pass
                 elif not math.isinf(stats.far_distance) and d > stats.far_distance:
                     far_by = "content"
                 elif stats.mostly_flat(flat[n]):
@@ -409,6 +426,7 @@ class Predictor:
                 flat=flat[n],
                 correlation=correlation[n],
                 spread=spread[n],
+                edge=edge[n],
                 far_by=far_by,
                 own=own[n],
                 own_copy=own_copy[n],
@@ -451,7 +469,7 @@ class Predictor:
         (a page of flagged images repeated the paragraph under each)."""
         name, p = prediction.top[0]
         if prediction.unfamiliar and brief:
-            what = {"blank": "all one colour",
+            what = {"blank": "all one colour", "smooth": "no sharp edges",
                     "flat": f"mostly flat colour ({100 * (prediction.flat or 0):.0f}% of neighbouring pixels)",
                     "noise": f"mostly noise (neighbouring pixels correlate {prediction.correlation or 0:.2f})"}.get(
                 prediction.far_by, "unlike the training images")
@@ -463,6 +481,11 @@ class Predictor:
                 own, least = two_figures(prediction.spread or 0.0, self.stats.spread_min)
                 what = (f"it is all one colour, as a blank page, a covered lens or an empty screen: there is "
                         f"nothing in it to classify (its grey levels vary by {own}; every training image's by at least {least})")
+            elif prediction.far_by == "smooth":
+                own, least = two_figures(prediction.edge or 0.0, self.stats.edge_min or 0.0)
+                what = (f"it has no sharp edges, as a smooth gradient, a blurred picture or a small one enlarged: its "
+                        f"sharpest steps between neighbouring pixels are {own} grey levels, under half of every "
+                        f"training image's (at least {least})")
             elif prediction.far_by == "flat":
                 what = (f"most of it ({100 * prediction.flat:.0f}% of neighbouring pixels) is flat colour, as in a "
                         f"drawing, a screenshot or a blank page, and none of the training images is (at most "
@@ -493,12 +516,13 @@ class Predictor:
     @staticmethod
     def short_reason(prediction: Prediction) -> str:
         """A few words for a table or a printed line: "unfamiliar (unlike the training images)", "unfamiliar (one
-        colour)", "unfamiliar (flat colour)", "unfamiliar (noise)", "unsure (44%)",
+        colour)", "unfamiliar (no sharp edges)", "unfamiliar (flat colour)", "unfamiliar (noise)", "unsure (44%)",
         "training image of this run, labelled dotted" ("copy of a training image, labelled dotted"; the label
         when the run's data gives one), joined by "; "; empty when none applies."""
         parts = []
         if prediction.unfamiliar:
-            parts.append("unfamiliar" + {"blank": " (one colour)", "flat": " (flat colour)", "noise": " (noise)"}.get(
+            parts.append("unfamiliar" + {"blank": " (one colour)", "smooth": " (no sharp edges)",
+                                         "flat": " (flat colour)", "noise": " (noise)"}.get(
                 prediction.far_by or "", " (unlike the training images)"))
         if prediction.unsure:
             parts.append(f"unsure ({percent(prediction.top[0][1], prediction.threshold)})")
@@ -651,6 +675,22 @@ def grey_spread(images_u8: torch.Tensor, chunk: int = 256) -> torch.Tensor:
     return torch.cat(out) if out else torch.zeros(0)
 
 
+def edge_step(images_u8: torch.Tensor, max_pixels: int = 1 << 23) -> torch.Tensor:
+    """How sharp each image's edges are [N] (float32, grey levels 0-255): the `EDGE_QUANTILE` (99th percentile) of
+    the absolute step in grey level (the mean of R, G and B) between every pixel and its right neighbour and, as
+    well, the one below, for uint8 images [N, 3, S, S] on any device. 0 for one colour, 4 for a black-to-white
+    gradient across 64 px, tens for a drawing, a texture or a photo (37-105 at 64 px on the sample and on drawn
+    shapes). Computed on at most `max_pixels` grey pixels at a time."""
+    out = []
+    chunk = max(1, max_pixels // max(1, images_u8.shape[-1] * images_u8.shape[-2]))
+    for i in range(0, len(images_u8), chunk):
+        grey = images_u8[i:i + chunk].cpu().float().mean(1)  # [n, S, S]
+        steps = torch.cat([(grey[:, :, 1:] - grey[:, :, :-1]).abs().flatten(1),
+                           (grey[:, 1:, :] - grey[:, :-1, :]).abs().flatten(1)], 1)
+        out.append(torch.quantile(steps, EDGE_QUANTILE, dim=1) if steps.shape[1] else torch.zeros(len(grey)))
+    return torch.cat(out) if out else torch.zeros(0)
+
+
 def two_figures(a: float, b: float) -> tuple[str, str]:
     """`a` and `b` to 2 decimals, or to 3 where 2 would show a smaller figure as equal to a larger one
     ("0.45; at least 0.45")."""
@@ -791,8 +831,9 @@ def feature_stats(predictor: Predictor, data) -> FeatureStats | None:
     """Where the training images sit (`FeatureStats`), from a run's `DataSplits`: the training images'
     `image_features` (at most `BANK_MAX`, a fixed random subset of more), the bar (`conformal_bar` of
     the held-out images' `knn_distance`; math.inf under `far_minimum()` of them), the largest
-    `flat_share` and the lowest `neighbour_correlation` of a training image, the split and class of every image of
-    the run by `pixel_key` and by perceptual hash (`NearCopies`). None when the training split is empty.
+    `flat_share` and the lowest `neighbour_correlation`, `grey_spread` and `edge_step` of a training image, the
+    split and class of every image of the run by `pixel_key` and by perceptual hash (`NearCopies`). None when the
+    training split is empty.
     A forward pass over up to BANK_MAX + every held-out image: `run_feature_stats` keeps the result."""
     if data is None or len(data.train) == 0:
         return None
@@ -809,7 +850,7 @@ def feature_stats(predictor: Predictor, data) -> FeatureStats | None:
     bank, dist = _bank_and_distances(predictor, train, held_out)
     return FeatureStats(bank, conformal_bar(dist), reference, float(flat_share(data.train.images).max()), splits,
                         copies, labels, float(neighbour_correlation(data.train.images).min()),
-                        float(grey_spread(data.train.images).min()))
+                        float(grey_spread(data.train.images).min()), edge_min=float(edge_step(data.train.images).min()))
 
 
 def _bank_and_distances(predictor: Predictor, train: torch.Tensor,
@@ -846,7 +887,7 @@ def run_feature_stats(predictor: Predictor, cfg: RunConfig, datasets_dir: Path |
         return kept, gone_note(missing, kept)
     key = _data_key(model, fingerprint)
     stats = _read_stats(path, key)
-    if stats is None:
+    if stats is None or stats.edge_min is None:  # kept before edges were measured: measured again while it is here
         stats = feature_stats(predictor, _train_images(cfg, datasets_dir))
         if stats is not None and path is not None:
             _write_stats(path, key, stats, model)
@@ -945,7 +986,7 @@ def _read_stats(path: Path | None, key: str, field: str = "key") -> FeatureStats
                             m["copy_labels"])
         stats = FeatureStats(t["bank"], float(m["far_distance"]), m["reference"], float(m["flat_max"]), m["splits"],
                              copies, m["labels"], float(m["correlation_min"]), float(m["spread_min"]),
-                             m.get("measured"))
+                             m.get("measured"), None if m.get("edge_min") is None else float(m["edge_min"]))
     except (StudioError, OSError, ValueError, KeyError, TypeError):
         return None
     try:
@@ -966,7 +1007,8 @@ def _write_stats(path: Path, key: str, stats: FeatureStats, model: str | None = 
                "copy_thumbs": torch.from_numpy(np.ascontiguousarray(c.thumbs, dtype=np.float16))}
     meta = {"key": key, "model_key": model, "measured": time.strftime("%d %b %Y").lstrip("0"),
             "far_distance": stats.far_distance, "reference": stats.reference, "flat_max": stats.flat_max,
-            "correlation_min": stats.correlation_min, "spread_min": stats.spread_min, "splits": stats.splits,
+            "correlation_min": stats.correlation_min, "spread_min": stats.spread_min, "edge_min": stats.edge_min,
+            "splits": stats.splits,
             "labels": stats.labels, "copy_splits": c.splits, "copy_labels": c.labels}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

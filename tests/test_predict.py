@@ -325,9 +325,17 @@ def test_plain_images_and_a_drawing_are_flagged_as_unlike_textures_a_model_learn
     big = np.random.default_rng(1).integers(0, 256, (512, 512, 3), dtype=np.uint8)
     static, _ = decode_bytes(png_bytes(Image.fromarray(big)), "static.png", 64)
     flagged = p.predict(torch.cat([noise, static[None]]))
-    assert all(a.unfamiliar and a.far_by in ("content", "noise") for a in flagged), \
+    # static shrunk from 512 px averages to a low-contrast mush: its sharpest steps are under half a texture's
+    assert all(a.unfamiliar and a.far_by in ("content", "noise", "smooth") for a in flagged), \
         [(a.far_by, a.correlation, p.stats.correlation_min) for a in flagged]
     assert p.stats.correlation_min > 0.3, "textures at 64 px: neighbouring pixels alike"
+    # a smooth gradient: neither one colour, flat nor noise; no texture is as smooth
+    ramp = torch.linspace(0, 255, 64).round().to(torch.uint8)
+    gradient = torch.stack([ramp.view(64, 1).expand(64, 64), ramp.view(1, 64).expand(64, 64), 255 - ramp.view(64, 1)
+                            .expand(64, 64)])[None].contiguous()
+    (smooth,) = p.predict(gradient)
+    assert smooth.unfamiliar and smooth.far_by == "smooth", (smooth.far_by, smooth.edge, p.stats.edge_min)
+    assert not any(a.far_by == "smooth" for a in answers[5:]), "textures, new or shrunk, have sharp edges"
 
 
 def test_an_image_of_one_colour_is_flagged_where_no_training_image_is_one():
@@ -354,6 +362,44 @@ def test_an_image_of_one_colour_is_flagged_where_no_training_image_is_one():
     assert "it is all one colour" in words and "vary by 0.00; every training image's by at least 88." in words
     assert "all one colour" in p.explanation(a_grey, brief=True)
     p.stats.spread_min = 0.0  # a class of blank pages: one colour is the user's own kind of image
+    assert not any(a.unfamiliar for a in p.answers(probs, feats, images_u8=images))
+
+
+def test_a_smooth_gradient_is_flagged_where_every_training_image_has_sharp_edges():
+    """A gradient among a new user's drawn shapes was neither one colour, flat nor noise, and its content passed:
+    it went unflagged. Its sharpest steps between neighbouring pixels are a few grey levels, a drawing's a hundred;
+    a blurred copy of a drawing is flagged too, a drawing saved as JPEG is not, and where a training image is as
+    smooth (a class of gradients) nothing is."""
+    from PIL import ImageDraw, ImageFilter
+
+    from engine.predict import edge_step, grey_spread
+
+    ramp = torch.linspace(0, 255, 48).round().to(torch.uint8)
+    gradient = ramp.view(1, 1, 1, 48).expand(1, 3, 48, 48).contiguous()
+    page = Image.new("RGB", (48, 48), "white")
+    ImageDraw.Draw(page).ellipse([10, 10, 38, 38], outline="black", width=3)
+    drawing, _ = decode_bytes(png_bytes(page), "circle.png", 48)
+    blurred, _ = decode_bytes(png_bytes(page.filter(ImageFilter.GaussianBlur(6))), "blur.png", 48)
+    buf = io.BytesIO()
+    page.save(buf, format="JPEG", quality=60)
+    jpeg, _ = decode_bytes(buf.getvalue(), "circle.jpg", 48)
+    images = torch.stack([gradient[0], blurred, jpeg, drawing])
+    edges = edge_step(images)
+    assert edges[0] == 6.0 and edges[3] > 100, edges  # 255 / 47 grey levels a step: 5.4 and 5.5, rounded
+    p = Predictor.__new__(Predictor)
+    p.classes, p.low_confidence = ["circle", "square"], 0.5
+    p.stats = FeatureStats(torch.eye(2), far_distance=1.5, reference="test", flat_max=0.95,
+                           spread_min=float(grey_spread(drawing[None])), edge_min=float(edges[3]))
+    probs, feats = torch.tensor([[0.9, 0.1]] * 4), torch.tensor([[1.0, 0.0]] * 4)  # all near: the content passes
+    answers = p.answers(probs, feats, images_u8=images)
+    assert [a.far_by for a in answers] == ["smooth", "smooth", None, None], [(a.far_by, a.edge) for a in answers]
+    assert p.short_reason(answers[0]) == "unfamiliar (no sharp edges)"
+    words = p.explanation(answers[0])
+    assert "it has no sharp edges, as a smooth gradient" in words and "are 6.00 grey levels" in words, words
+    assert "no sharp edges" in p.explanation(answers[1], brief=True)
+    p.stats.edge_min = float(edges[0])  # a class of gradients: smooth is the user's own kind of image
+    assert not any(a.unfamiliar for a in p.answers(probs, feats, images_u8=images))
+    p.stats.edge_min = None  # kept before edges were measured (a run whose dataset is gone since): not checked
     assert not any(a.unfamiliar for a in p.answers(probs, feats, images_u8=images))
 
 
