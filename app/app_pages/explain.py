@@ -932,15 +932,15 @@ def checks_view(checks: list[dict]) -> None:
     st.dataframe(table, hide_index=True, width="stretch", column_config={
         "verified": st.column_config.CheckboxColumn("verified"),
         "agreement": st.column_config.NumberColumn("agreement", format="%.1f%%",
-                                                   help=f"Share of {on.removeprefix('the ')} with the same predicted class."),
+                                                   help=f"Share of {on.removeprefix('the ')} with the same class."),
         "max logit difference": st.column_config.NumberColumn("max logit difference", format="%.1e",
                                                               help="Largest difference of any output score.")})
     failed = [c for c in checks if not c["ok"]]
     if not failed:
         worst = max((c["max_abs_logit_diff"] for c in checks), default=0.0)
         st.success(f"All {len(checks)} exports verified: reloaded, they give the same class on "
-                   f"{on.replace('the ', 'all ', 1)}, and their scores match (largest difference {worst:.1e}; allowed: 0.1% of the largest "
-                   "score).", icon=":material/verified:")
+                   f"{on.replace('the ', 'all ', 1)}, and their scores match (largest difference {worst:.1e}; "
+                   "allowed: 0.1% of the largest score).", icon=":material/verified:")
     for c in failed:
         st.error(f"The **{c['format']}** export does not reproduce the model: {c.get('message') or 'no reason given'}. "
                  "Do not use this file; the others are fine. Try exporting again, or use the safetensors file "
