@@ -482,10 +482,9 @@ class Predictor:
                 what = (f"it is all one colour, as a blank page, a covered lens or an empty screen: there is "
                         f"nothing in it to classify (its grey levels vary by {own}; every training image's by at least {least})")
             elif prediction.far_by == "smooth":
-                own, least = two_figures(prediction.edge or 0.0, self.stats.edge_min or 0.0)
                 what = (f"it has no sharp edges, as a smooth gradient, a blurred picture or a small one enlarged: its "
-                        f"sharpest steps between neighbouring pixels are {own} grey levels, under half of every "
-                        f"training image's (at least {least})")
+                        f"sharpest steps between neighbouring pixels are {prediction.edge or 0.0:.1f} grey levels, under "
+                        f"half of every training image's (at least {self.stats.edge_min or 0.0:.1f})")
             elif prediction.far_by == "flat":
                 what = (f"most of it ({100 * prediction.flat:.0f}% of neighbouring pixels) is flat colour, as in a "
                         f"drawing, a screenshot or a blank page, and none of the training images is (at most "

@@ -396,7 +396,7 @@ def test_a_smooth_gradient_is_flagged_where_every_training_image_has_sharp_edges
     assert [a.far_by for a in answers] == ["smooth", "smooth", None, None], [(a.far_by, a.edge) for a in answers]
     assert p.short_reason(answers[0]) == "unfamiliar (no sharp edges)"
     words = p.explanation(answers[0])
-    assert "it has no sharp edges, as a smooth gradient" in words and "are 6.00 grey levels" in words, words
+    assert "it has no sharp edges, as a smooth gradient" in words and "are 6.0 grey levels" in words, words
     assert "no sharp edges" in p.explanation(answers[1], brief=True)
     p.stats.edge_min = float(edges[0])  # a class of gradients: smooth is the user's own kind of image
     assert not any(a.unfamiliar for a in p.answers(probs, feats, images_u8=images))
