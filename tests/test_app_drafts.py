@@ -459,6 +459,15 @@ def test_a_stopped_run_shows_its_finished_epochs_and_can_be_used_again(studio, t
     assert any("these settings" in s for s in texts(at.success))
     assert [(u["sha256"], u["name"], u["size"]) for u in engine().store.list_uploads("", "dataset")] == [
         (upload["sha256"], "my data.zip", upload["size"])], "the dataset in use is listed among the uploads again"
+    at.session_state["cfg"] = RunConfig()
+    kept = studio / "uploads" / f"{upload['sha256'][:32]}.zip"  # named by its content (Engine.save_upload)
+    kept.rename(kept.with_suffix(".moved"))  # the file itself gone from the server (a clean-up, another studio)
+    try:
+        at.run()
+        button = at.button(key=f"reuse_data_{run_id}")
+        assert button.disabled and "my data.zip is no longer on this server" in button.proto.help, "not a dead end"
+    finally:
+        kept.with_suffix(".moved").rename(kept)
 
 
 def test_configs_and_model_cards_hold_no_server_path_and_no_internal_upload_name(studio, tiny_bytes):
