@@ -460,14 +460,19 @@ def test_a_stopped_run_shows_its_finished_epochs_and_can_be_used_again(studio, t
     assert [(u["sha256"], u["name"], u["size"]) for u in engine().store.list_uploads("", "dataset")] == [
         (upload["sha256"], "my data.zip", upload["size"])], "the dataset in use is listed among the uploads again"
     at.session_state["cfg"] = RunConfig()
-    kept = studio / "uploads" / f"{upload['sha256'][:32]}.zip"  # named by its content (Engine.save_upload)
-    kept.rename(kept.with_suffix(".moved"))  # the file itself gone from the server (a clean-up, another studio)
-    try:
+    from app.state import source_exists
+
+    source, moved = engine().run_record(run_id).config["data"]["source"], []
+    try:  # the file itself gone from the server (a clean-up, another studio), from every uploads folder it is in
+        while source_exists(source):
+            found = resolve_path(source)
+            moved.append(found.rename(found.with_suffix(".moved")))
         at.run()
         button = at.button(key=f"reuse_data_{run_id}")
         assert button.disabled and "my data.zip is no longer on this server" in button.proto.help, "not a dead end"
     finally:
-        kept.with_suffix(".moved").rename(kept)
+        for path in moved:
+            path.rename(path.with_suffix(".zip"))
 
 
 def test_configs_and_model_cards_hold_no_server_path_and_no_internal_upload_name(studio, tiny_bytes):
