@@ -13,7 +13,7 @@ unseen by the bar, measure the false-flag rate), and with the studio's first sco
   image is even half flat;
 - *studio, every check*: that, or neighbouring pixels correlating under 0.2 and under every training
   image's (noise), or grey levels varying by under 2 (one colour), or the sharpest neighbour steps under
-  half of every training image's (no sharp edges), each where no training image is so
+  half of every training image's (no strong edges), each where no training image is so
   (`Prediction.unfamiliar`, what Try it and predict say).
 
 Images scored: the test split (in distribution: about 5% should be flagged); new textures from the
@@ -155,7 +155,7 @@ def flag_rates(run_dir: Path, work: Path, seed: int) -> dict[str, dict[str, floa
     return {"class means, last stage (first score)": {s: float((first(x) > bar).float().mean()) for s, x in sets.items()},
             "studio, content": {s: sum(map(content, got)) / len(got) for s, got in answers.items()},
             "studio, content or flat colour": {s: sum(map(flat, got)) / len(got) for s, got in answers.items()},
-            "studio, every check (content, flat colour, noise, one colour, no sharp edges)": {
+            "studio, every check (content, flat colour, noise, one colour, no strong edges)": {
                 s: sum(bool(a.unfamiliar) for a in got) / len(got) for s, got in answers.items()}}
 
 

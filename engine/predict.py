@@ -48,11 +48,12 @@ Low confidence (documented measure, both parts shown to the user in plain words)
     empty screen among drawings: a white page is as flat as a drawing on white, so the flat-colour
     check cannot fire there, and its features sat within the bar of a new user's 60 drawn shapes.
     The same 1 / (n + 1) bound holds.
-  - it has *no sharp edges*: its sharpest steps between neighbouring pixels (`edge_step`, the 99th percentile of
-    the grey-level step) are under `SMOOTH_FRACTION` (half) of every training image's, as in a smooth gradient,
-    a blurred picture or a small one enlarged, among drawings or photos: a gradient among a new user's drawn
-    shapes was none of one colour, flat or noise and passed every check (4 grey levels against at least 37 at
-    64 px). The same 1 / (n + 1) bound holds, with room to spare.
+  - it has *no strong edges*: its strongest steps between neighbouring pixels (`edge_step`, the S-th largest
+    grey-level step of an S x S image) are under `SMOOTH_FRACTION` (half) of every training image's, as in a
+    smooth gradient, a blurred or faint picture or a small one enlarged, among drawings or photos: a gradient
+    among a new user's drawn shapes was none of one colour, flat or noise and passed every check (4 grey levels
+    against at least 39 at 64 px). Named last, after the other reasons: the plainest one that applies is said.
+    The same 1 / (n + 1) bound holds, with room to spare.
   The run's own images (training, validation or test; the same pixels, or a resized or re-saved copy:
   `NearCopies`) are never called unfamiliar: they are the user's data, labelled with its classes (the
   bar flags 5% of the held-out ones by design, which read as "do not trust" beside a 99% answer).
@@ -119,8 +120,7 @@ FLAT_TRAINING_MAX = 0.5
 # by its content already
 NOISE_CORRELATION = 0.2
 BLANK_SPREAD = 2.0  # grey levels (0-255): an image varying less is all one colour (a JPEG's own wobble is under 1)
-EDGE_QUANTILE = 0.99  # `edge_step`: this quantile of an image's neighbour steps (its sharpest but for a few pixels)
-SMOOTH_FRACTION = 0.5  # an image whose `edge_step` is under this share of every training image's has no sharp edges
+SMOOTH_FRACTION = 0.5  # an image whose `edge_step` is under this share of every training image's: no strong edges
 BANK_MAX = 2048  # training images whose features are kept (a fixed random subset of more): 8 MB for ResNet-18, 31 MB for ResNet-50
 DEFAULT_BATCH = 64
 FORMAT_WORDS = {"JPEG": "jpg", "PNG": "png", "BMP": "bmp", "GIF": "gif", "WEBP": "webp", "TIFF": "tif", "HEIF": "heic",
@@ -321,7 +321,7 @@ class FeatureStats:
         return spread is not None and spread < BLANK_SPREAD <= self.spread_min
 
     def smooth(self, edge: float | None) -> bool:
-        """Whether an image with `edge_step` `edge` has no sharp edges: under `SMOOTH_FRACTION` of every training
+        """Whether an image with `edge_step` `edge` has no strong edges: under `SMOOTH_FRACTION` of every training
         image's (never where a training image has none: then nothing is under it)."""
         return edge is not None and self.edge_min is not None and edge < SMOOTH_FRACTION * self.edge_min
 
@@ -407,14 +407,14 @@ class Predictor:
             if stats is not None and own[n] is None:  # the run's own images (and copies) are its data, never unlike it
                 if stats.one_colour(spread[n]):
                     far_by = "blank"  # the plainest reason first: it is also flat, and often far
-                elif stats.smooth(edge[n]):
-                    far_by = "smooth"  # a gradient: neither one colour, flat nor noise, and its content may pass
                 elif not math.isinf(stats.far_distance) and d > stats.far_distance:
                     far_by = "content"
                 elif stats.mostly_flat(flat[n]):
                     far_by = "flat"
                 elif (flat[n] or 0.0) < FLAT_SHARE and stats.mostly_noise(correlation[n]):
                     far_by = "noise"  # not a near-flat photo (a white wall): its JPEG wobble correlates little
+                elif stats.smooth(edge[n]):
+                    far_by = "smooth"  # a gradient: neither one colour, flat nor noise, and its content may pass
             checked = stats is not None and (not math.isinf(stats.far_distance) or flat[n] is not None)
             out.append(Prediction(
                 top=[(self.classes[int(i)], float(p)) for p, i in zip(top_p[n], top_i[n])],
@@ -458,7 +458,7 @@ class Predictor:
             return gone + (f"Images unlike the training images are not flagged for this run: it held out only "
                     f"{self.stats.reference}, and at least {far_minimum()} are needed to learn what unusual looks "
                     "like. Answers are still flagged when their probability is low or the image is one colour, "
-                    "mostly flat colour or noise, or has no sharp edges.")
+                    "mostly flat colour or noise, or has no strong edges.")
         return gone.strip() or None
 
     def explanation(self, prediction: Prediction, brief: bool = False) -> str | None:
@@ -469,7 +469,7 @@ class Predictor:
         (a page of flagged images repeated the paragraph under each)."""
         name, p = prediction.top[0]
         if prediction.unfamiliar and brief:
-            what = {"blank": "all one colour", "smooth": "no sharp edges",
+            what = {"blank": "all one colour", "smooth": "no strong edges",
                     "flat": f"mostly flat colour ({100 * (prediction.flat or 0):.0f}% of neighbouring pixels)",
                     "noise": f"mostly noise (neighbouring pixels correlate {prediction.correlation or 0:.2f})"}.get(
                 prediction.far_by, "unlike the training images")
@@ -482,9 +482,9 @@ class Predictor:
                 what = (f"it is all one colour, as a blank page, a covered lens or an empty screen: there is "
                         f"nothing in it to classify (its grey levels vary by {own}; every training image's by at least {least})")
             elif prediction.far_by == "smooth":
-                what = (f"it has no sharp edges, as a smooth gradient, a blurred picture or a small one enlarged: its "
-                        f"sharpest steps between neighbouring pixels are {prediction.edge or 0.0:.1f} grey levels, under "
-                        f"half of every training image's (at least {self.stats.edge_min or 0.0:.1f})")
+                what = (f"it has no strong edges, as a smooth gradient, a blurred or faint picture or a small one "
+                        f"enlarged: its strongest steps between neighbouring pixels are {prediction.edge or 0.0:.1f} grey "
+                        f"levels, under half of every training image's (at least {self.stats.edge_min or 0.0:.1f})")
             elif prediction.far_by == "flat":
                 what = (f"most of it ({100 * prediction.flat:.0f}% of neighbouring pixels) is flat colour, as in a "
                         f"drawing, a screenshot or a blank page, and none of the training images is (at most "
@@ -515,12 +515,12 @@ class Predictor:
     @staticmethod
     def short_reason(prediction: Prediction) -> str:
         """A few words for a table or a printed line: "unfamiliar (unlike the training images)", "unfamiliar (one
-        colour)", "unfamiliar (no sharp edges)", "unfamiliar (flat colour)", "unfamiliar (noise)", "unsure (44%)",
+        colour)", "unfamiliar (no strong edges)", "unfamiliar (flat colour)", "unfamiliar (noise)", "unsure (44%)",
         "training image of this run, labelled dotted" ("copy of a training image, labelled dotted"; the label
         when the run's data gives one), joined by "; "; empty when none applies."""
         parts = []
         if prediction.unfamiliar:
-            parts.append("unfamiliar" + {"blank": " (one colour)", "smooth": " (no sharp edges)",
+            parts.append("unfamiliar" + {"blank": " (one colour)", "smooth": " (no strong edges)",
                                          "flat": " (flat colour)", "noise": " (noise)"}.get(
                 prediction.far_by or "", " (unlike the training images)"))
         if prediction.unsure:
@@ -675,18 +675,20 @@ def grey_spread(images_u8: torch.Tensor, chunk: int = 256) -> torch.Tensor:
 
 
 def edge_step(images_u8: torch.Tensor, max_pixels: int = 1 << 23) -> torch.Tensor:
-    """How sharp each image's edges are [N] (float32, grey levels 0-255): the `EDGE_QUANTILE` (99th percentile) of
-    the absolute step in grey level (the mean of R, G and B) between every pixel and its right neighbour and, as
-    well, the one below, for uint8 images [N, 3, S, S] on any device. 0 for one colour, 4 for a black-to-white
-    gradient across 64 px, tens for a drawing, a texture or a photo (37-105 at 64 px on the sample and on drawn
-    shapes). Computed on at most `max_pixels` grey pixels at a time."""
+    """How strong each image's edges are [N] (float32, grey levels 0-255): the S-th largest absolute step in grey
+    level (the mean of R, G and B) between a pixel and its right neighbour or the one below, for uint8 images
+    [N, 3, S, S] on any device: one edge line across the image is enough, at any size (a share of the steps, such
+    as their 99th percentile, let a drawing's thin lines fall out of it at 224 px and up). 0 for one colour, about
+    255 / S for a black-to-white gradient across the image, tens to 255 for a drawing, a texture or a photo.
+    Computed on at most `max_pixels` grey pixels at a time."""
     out = []
     chunk = max(1, max_pixels // max(1, images_u8.shape[-1] * images_u8.shape[-2]))
     for i in range(0, len(images_u8), chunk):
         grey = images_u8[i:i + chunk].cpu().float().mean(1)  # [n, S, S]
         steps = torch.cat([(grey[:, :, 1:] - grey[:, :, :-1]).abs().flatten(1),
                            (grey[:, 1:, :] - grey[:, :-1, :]).abs().flatten(1)], 1)
-        out.append(torch.quantile(steps, EDGE_QUANTILE, dim=1) if steps.shape[1] else torch.zeros(len(grey)))
+        k = min(int(grey.shape[-1]), steps.shape[1])
+        out.append(steps.topk(k, dim=1).values[:, -1] if k else torch.zeros(len(grey)))
     return torch.cat(out) if out else torch.zeros(0)
 
 

@@ -239,7 +239,7 @@ def test_the_unfamiliar_bar_is_conformal_and_absent_below_19_held_out_images():
     (far,) = p.answers(torch.tensor([[0.95, 0.05]]), torch.tensor([[0.7071, 0.7071]]))
     assert far.unfamiliar is None and not far.low_confidence and far.distance is not None
     assert "held out only 18 validation and test images, and at least 19 are needed" in p.familiarity_note()
-    assert "the image is one colour, mostly flat colour or noise, or has no sharp edges" in p.familiarity_note(), \
+    assert "the image is one colour, mostly flat colour or noise, or has no strong edges" in p.familiarity_note(), \
         "those checks need no held-out images"
     p.stats = None
     assert "could not be read" in p.familiarity_note()
@@ -326,17 +326,16 @@ def test_plain_images_and_a_drawing_are_flagged_as_unlike_textures_a_model_learn
     big = np.random.default_rng(1).integers(0, 256, (512, 512, 3), dtype=np.uint8)
     static, _ = decode_bytes(png_bytes(Image.fromarray(big)), "static.png", 64)
     flagged = p.predict(torch.cat([noise, static[None]]))
-    # static shrunk from 512 px averages to a low-contrast mush: its sharpest steps are under half a texture's
-    assert all(a.unfamiliar and a.far_by in ("content", "noise", "smooth") for a in flagged), \
+    assert all(a.unfamiliar and a.far_by in ("content", "noise") for a in flagged), \
         [(a.far_by, a.correlation, p.stats.correlation_min) for a in flagged]
     assert p.stats.correlation_min > 0.3, "textures at 64 px: neighbouring pixels alike"
-    # a smooth gradient: neither one colour, flat nor noise; no texture is as smooth
+    # a smooth gradient: neither one colour, flat nor noise; no texture is as smooth (its content may be named first)
     ramp = torch.linspace(0, 255, 64).round().to(torch.uint8)
     gradient = torch.stack([ramp.view(64, 1).expand(64, 64), ramp.view(1, 64).expand(64, 64), 255 - ramp.view(64, 1)
                             .expand(64, 64)])[None].contiguous()
     (smooth,) = p.predict(gradient)
-    assert smooth.unfamiliar and smooth.far_by == "smooth", (smooth.far_by, smooth.edge, p.stats.edge_min)
-    assert not any(a.far_by == "smooth" for a in answers[5:]), "textures, new or shrunk, have sharp edges"
+    assert smooth.unfamiliar and p.stats.smooth(smooth.edge), (smooth.far_by, smooth.edge, p.stats.edge_min)
+    assert not any(p.stats.smooth(a.edge) for a in answers[5:]), "textures, new or shrunk, have strong edges"
 
 
 def test_an_image_of_one_colour_is_flagged_where_no_training_image_is_one():
@@ -366,9 +365,9 @@ def test_an_image_of_one_colour_is_flagged_where_no_training_image_is_one():
     assert not any(a.unfamiliar for a in p.answers(probs, feats, images_u8=images))
 
 
-def test_a_smooth_gradient_is_flagged_where_every_training_image_has_sharp_edges():
+def test_a_smooth_gradient_is_flagged_where_every_training_image_has_strong_edges():
     """A gradient among a new user's drawn shapes was neither one colour, flat nor noise, and its content passed:
-    it went unflagged. Its sharpest steps between neighbouring pixels are a few grey levels, a drawing's a hundred;
+    it went unflagged. Its strongest steps between neighbouring pixels are a few grey levels, a drawing's a hundred;
     a blurred copy of a drawing is flagged too, a drawing saved as JPEG is not, and where a training image is as
     smooth (a class of gradients) nothing is."""
     from PIL import ImageDraw, ImageFilter
@@ -394,10 +393,14 @@ def test_a_smooth_gradient_is_flagged_where_every_training_image_has_sharp_edges
     probs, feats = torch.tensor([[0.9, 0.1]] * 4), torch.tensor([[1.0, 0.0]] * 4)  # all near: the content passes
     answers = p.answers(probs, feats, images_u8=images)
     assert [a.far_by for a in answers] == ["smooth", "smooth", None, None], [(a.far_by, a.edge) for a in answers]
-    assert p.short_reason(answers[0]) == "unfamiliar (no sharp edges)"
+    assert p.short_reason(answers[0]) == "unfamiliar (no strong edges)"
     words = p.explanation(answers[0])
-    assert "it has no sharp edges, as a smooth gradient" in words and "are 6.0 grey levels" in words, words
-    assert "no sharp edges" in p.explanation(answers[1], brief=True)
+    assert "it has no strong edges, as a smooth gradient" in words and "are 6.0 grey levels" in words, words
+    assert "no strong edges" in p.explanation(answers[1], brief=True)
+    big = Image.new("RGB", (224, 224), "white")  # thin lines at 224 px: a share of the steps missed them
+    ImageDraw.Draw(big).ellipse([30, 30, 190, 190], outline="black", width=2)
+    ramp = torch.linspace(0, 255, 224).round().to(torch.uint8).view(1, 1, 1, 224).expand(1, 3, 224, 224)
+    assert edge_step(decode_bytes(png_bytes(big), "big.png", 224)[0][None]) > 200 and edge_step(ramp) <= 2
     p.stats.edge_min = float(edges[0])  # a class of gradients: smooth is the user's own kind of image
     assert not any(a.unfamiliar for a in p.answers(probs, feats, images_u8=images))
     p.stats.edge_min = None  # kept before edges were measured (a run whose dataset is gone since): not checked
