@@ -12,7 +12,7 @@ unseen by the bar, measure the false-flag rate), and with the studio's first sco
 - *studio, content or flat colour*: that, or at least 3/4 of the image flat colour where no training
   image is even half flat;
 - *studio, every check*: that, or neighbouring pixels correlating under 0.2 and under every training
-  image's (noise), or grey levels varying by under 2 (one colour), or the sharpest neighbour steps under
+  image's (noise), or grey levels varying by under 2 (one colour), or the strongest neighbour steps under
   half of every training image's (no strong edges), each where no training image is so
   (`Prediction.unfamiliar`, what Try it and predict say).
 

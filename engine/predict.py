@@ -77,7 +77,7 @@ import zipfile
 from collections import OrderedDict
 from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -825,7 +825,9 @@ class NearCopies:
 
 FEATURES_CACHE = "feature_cache"  # in a run's folder: each model's `FeatureStats`, measured once
 FEATURES_CACHE_KEEP = 6  # models' files kept there, the most recently used (4-5 MB each for ResNet-18)
-FEATURES_CACHE_VERSION = 2  # part of every key: raise it when what `feature_stats` measures changes
+# part of every key: raise it when what `feature_stats` measures changes in a way a kept file cannot take in (a new
+# figure read as missing, such as `edge_min`, is added to a kept file instead: run_feature_stats)
+FEATURES_CACHE_VERSION = 2
 
 
 def feature_stats(predictor: Predictor, data) -> FeatureStats | None:
@@ -888,7 +890,14 @@ def run_feature_stats(predictor: Predictor, cfg: RunConfig, datasets_dir: Path |
         return kept, gone_note(missing, kept)
     key = _data_key(model, fingerprint)
     stats = _read_stats(path, key)
-    if stats is None or stats.edge_min is None:  # kept before edges were measured: measured again while it is here
+    if stats is not None and stats.edge_min is None:  # kept before edges were measured: only they are, no network
+        data = _train_images(cfg, datasets_dir)
+        edges = edge_step(data.train.images) if data is not None else torch.zeros(0)
+        if len(edges):
+            stats = replace(stats, edge_min=float(edges.min()))
+            if path is not None:
+                _write_stats(path, key, stats, model)
+    elif stats is None:
         stats = feature_stats(predictor, _train_images(cfg, datasets_dir))
         if stats is not None and path is not None:
             _write_stats(path, key, stats, model)

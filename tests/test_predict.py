@@ -403,7 +403,7 @@ def test_a_smooth_gradient_is_flagged_where_every_training_image_has_strong_edge
     assert edge_step(decode_bytes(png_bytes(big), "big.png", 224)[0][None]) > 200 and edge_step(ramp) <= 2
     p.stats.edge_min = float(edges[0])  # a class of gradients: smooth is the user's own kind of image
     assert not any(a.unfamiliar for a in p.answers(probs, feats, images_u8=images))
-    p.stats.edge_min = None  # kept before edges were measured (a run whose dataset is gone since): not checked
+    p.stats.edge_min = None  # a file kept before edges were measured, read for a dataset gone since: not checked
     assert not any(a.unfamiliar for a in p.answers(probs, feats, images_u8=images))
 
 
@@ -559,6 +559,18 @@ def test_where_the_training_images_sit_is_measured_once_per_model_and_kept_in_th
                                                           b.splits, b.labels)
     assert (a.copies.hashes == b.copies.hashes).all() and (a.copies.thumbs == b.copies.thumbs).all()
     assert (a.copies.splits, a.copies.labels) == (b.copies.splits, b.copies.labels)
+    assert (a.spread_min, a.edge_min) == (b.spread_min, b.edge_min) and a.edge_min > 0
+    # a file kept before edges were measured: only they are added, from the decoded images, nothing through the model
+    from dataclasses import replace
+
+    predict._write_stats(cache / "fine_tuned.safetensors", predict.stats_key(first, first.cfg),
+                         replace(a, edge_min=None), predict.model_key(first, first.cfg))
+    measured, real_stats = [], predict.feature_stats
+    monkeypatch.setattr(predict, "feature_stats", lambda *x: measured.append(1) or real_stats(*x))
+    assert load().stats.edge_min == a.edge_min and not measured and len(decoded) == 2
+    assert load().stats.edge_min == a.edge_min and len(decoded) == 2, "kept with its edges since"
+    monkeypatch.setattr(predict, "feature_stats", real_stats)
+    del decoded[1:]  # the counts below go on from the first load's
     own = tiny_image(TINY_CLASSES[0], 0)  # one of the run's images (the zip's first), a resized copy, a new one
     images = torch.stack([decode_bytes(png_bytes(im), "x.png", 32)[0]
                           for im in (own, own.resize((48, 48)), Image.open(_tmp_png(run_dir, TINY_CLASSES[1])))])
