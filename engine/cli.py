@@ -1071,7 +1071,7 @@ def _export(args: argparse.Namespace) -> int:
     """Export a finished run's model as the dashboard's Export tab does: model.safetensors, model.ts
     (TorchScript), model.onnx and MODEL_CARD.md, each file reloaded and checked against the model on
     the run's validation images (engine.export.export_all). Exit status 1 when a check fails."""
-    from engine.export import best_card_summary, export_all, export_dir
+    from engine.export import best_card_summary, check_images, checked_on_words, export_all, export_dir
     from engine.predict import chosen_alpha, run_summary
     from engine.runs import load_run
 
@@ -1101,7 +1101,11 @@ def _export(args: argparse.Namespace) -> int:
         stored = _stored_alpha(run_id, data_dir) if run.has("wise") else None  # does (alpha 1 chosen there too)
         summary = {**summary, **({"wise_chosen": stored} if stored is not None else {})}
     model = run.model_variant(args.variant, alpha)
-    images, held_out, checked_on = _export_check_images(run)
+    images, held_out, checked_on, unread = check_images(run)
+    if unread is not None:
+        print(f"note: the run's dataset could not be read ({unread.rstrip('.')}), so each file is checked on "
+              f"{len(images)} generated images instead: that shows it computes the model's function, not its "
+              "accuracy (no accuracy is measured here).", file=sys.stderr, flush=True)
     if args.variant == "best":  # its own figures, measured now: the run's are another epoch's model's
         summary = best_card_summary(run, summary, held_out)
     epoch = (summary.get("best_epoch") or [None])[0] if args.variant == "best" else None
@@ -1116,29 +1120,13 @@ def _export(args: argparse.Namespace) -> int:
               f"max logit difference {c.max_abs_logit_diff:.1e}" + (f"  ({c.message})" if c.message else ""))
     failed = [c for c in checks if not c.ok]
     print("  MODEL_CARD.md: how the model was trained, its accuracy and how to load each file")
-    on = checked_on if held_out is None else f"the {len(images)} validation images"
+    on = checked_on_words(checked_on, len(images))
     if failed:
         print(f"error: {', '.join(c.format for c in failed)} did not reproduce the model on {on}: do not use it; "
               "the other files are fine.", file=sys.stderr)
         return 1
     print(f"all {len(checks)} files reloaded give the model's class on {on.replace('the ', 'all ', 1)}")
     return 0
-
-
-def _export_check_images(run) -> tuple:
-    """(uint8 [N, 3, S, S] images to check the exported files on, the run's splits or None, the card's words for
-    the images): the run's validation images; when its dataset cannot be read (deleted, moved), generated images
-    (engine.export.generated_check_images), said on stderr: the files are still checked, their accuracy is not."""
-    from engine.export import VALIDATION_IMAGES, generated_check_images
-
-    try:
-        return run.data.val.images, run.data, VALIDATION_IMAGES
-    except StudioError as exc:
-        images = generated_check_images(int(run.cfg.data.image_size))
-        print(f"note: the run's dataset could not be read ({str(exc).rstrip('.')}), so each file is checked on "
-              f"{len(images)} generated images instead: that shows it computes the model's function, not its "
-              "accuracy (no accuracy is measured here).", file=sys.stderr, flush=True)
-        return images, None, f"the {len(images)} generated images"
 
 
 EXPORTED_FILES = ("model.safetensors", "model.ts", "model.onnx", "MODEL_CARD.md")  # engine.export.export_all's

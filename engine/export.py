@@ -41,14 +41,15 @@ GENERATED_CHECKS = 32  # generated images to check on when the run's dataset can
 
 @dataclass
 class ExportCheck:
-    """The check of one exported file: its format and path, whether it passed, the share of validation images (0-1)
-    on which its prediction matches the trained model's, the largest absolute logit difference, a message in
-    plain words when it failed, and format-specific facts (`extra`)."""
+    """The check of one exported file: its format and path, whether it passed, the share of the check images (0-1;
+    the validation images, or generated ones when the run's dataset is gone) on which its prediction matches the
+    trained model's, the largest absolute logit difference, a message in plain words when it failed, and `extra`:
+    format-specific facts, and from `export_all` `checked_on` (its words for the images) and `images` (how many)."""
 
     format: str
     path: str
     ok: bool
-    agreement: float  # fraction of validation predictions that match the source model
+    agreement: float  # fraction of the check images' predictions that match the source model
     max_abs_logit_diff: float
     message: str = ""
     extra: dict = field(default_factory=dict)
@@ -643,6 +644,26 @@ def generated_check_images(image_size: int, n: int = GENERATED_CHECKS, seed: int
     return (noisy.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
+def check_images(run) -> tuple[torch.Tensor, DataSplits | None, str, str | None]:
+    """What to check a run's exported files on (`run`, an engine.runs.FinishedRun): (uint8 [N, 3, S, S] images, the
+    run's splits or None, the card's words for the images, why the run's dataset could not be read or None). Its
+    validation images; when its dataset cannot be read (deleted, moved), `generated_check_images`: the files are
+    still checked, their accuracy is not. Raises nothing for a missing dataset."""
+    from engine.errors import StudioError
+
+    try:
+        return run.data.val.images, run.data, VALIDATION_IMAGES, None
+    except StudioError as exc:
+        images = generated_check_images(int(run.cfg.data.image_size))
+        return images, None, f"the {len(images)} generated images", str(exc)
+
+
+def checked_on_words(checked_on: str, n: int | None) -> str:
+    """`checked_on` (export_all's words for the images the files were checked on) with the count of validation
+    images where it is `VALIDATION_IMAGES` and `n` is known: "the 40 validation images", "the 32 generated images"."""
+    return f"the {n} validation images" if checked_on == VALIDATION_IMAGES and n else checked_on
+
+
 def export_all(model: Classifier, cfg: RunConfig, summary: dict, val_images: torch.Tensor, out_dir: Path,
                formats: tuple[str, ...] = ("torchscript", "onnx"), structured: bool = False,
                held_out: DataSplits | None = None, checked_on: str = VALIDATION_IMAGES) -> list[ExportCheck]:
@@ -653,8 +674,9 @@ def export_all(model: Classifier, cfg: RunConfig, summary: dict, val_images: tor
     `structured=True` the model is a channel-pruned one (engine.structured): its safetensors file
     also records every resized layer's shape, so it can be rebuilt. For a WiSE-FT mix (the summary's
     `wise_alpha` set), `held_out` (the run's splits) gives the card the mix's own validation and test
-    accuracy, measured here (`held_out_accuracy`). Returns the checks, the safetensors file's first;
-    they are also written to exports.json and the card.
+    accuracy, measured here (`held_out_accuracy`). Returns the checks, the safetensors file's first, each
+    with `checked_on` and the number of `images` in its `extra`; they are also written to exports.json and the
+    card.
     """
 
     out_dir.mkdir(parents=True, exist_ok=True)

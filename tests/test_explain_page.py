@@ -879,3 +879,29 @@ def test_a_run_whose_dataset_is_gone_says_so_by_its_name_and_still_exports(studi
     assert {(c["extra"]["checked_on"], c["extra"]["images"]) for c in checks} == {("the 32 generated images", 32)}
     again = open_page(run_id)  # a later visit reads the same words from exports.json
     assert any("on all 32 generated images" in s for s in texts(again.success)), texts(again.success)
+
+
+def test_a_gone_dataset_is_named_with_the_remedy_for_its_kind_and_a_mix_that_needs_its_images_is_left_out(tmp_path):
+    """An upload is uploaded again, a folder put back at its path; a file still there but unreadable is not
+    "no longer on this server"; a WiSE-FT mix that re-estimates batch norm on the training images is not offered
+    for export once they are gone (it could only fail), the other mixes are."""
+    from types import SimpleNamespace
+
+    from app.app_pages.explain import data_gone_words, without_mix_on_gone_data
+    from engine.errors import StudioError
+
+    upload = {"data": {"source": "upload:" + "0" * 64, "source_name": "my photos.zip"}}
+    said = data_gone_words(upload, StudioError("gone"))
+    assert "**my photos.zip**, is no longer on this server" in said and "upload it again on the Data page" in said
+    folder = {"data": {"source": str(tmp_path / "birds")}}
+    assert f"put it back at `{tmp_path / 'birds'}`" in data_gone_words(folder, StudioError("gone"))
+    broken = tmp_path / "broken.zip"
+    broken.write_bytes(b"not a zip")
+    said = data_gone_words({"data": {"source": str(broken)}}, StudioError("The zip file is damaged."))
+    assert "could not be read (The zip file is damaged)" in said and "no longer" not in said and "put it" not in said
+    choices = {"wise": "mix", "fine_tuned": "fine-tuned"}
+    b = SimpleNamespace(cfg=SimpleNamespace(methods={"wise_ft": SimpleNamespace(recalibrate_bn=True)}))
+    assert list(without_mix_on_gone_data(b, choices, 0.5)) == ["fine_tuned"]
+    assert list(without_mix_on_gone_data(b, choices, 1.0)) == ["wise", "fine_tuned"], "the ends are saved models"
+    b.cfg.methods["wise_ft"].recalibrate_bn = False
+    assert list(without_mix_on_gone_data(b, choices, 0.5)) == ["wise", "fine_tuned"]

@@ -877,20 +877,16 @@ def read_checks(out_dir: Path) -> list[dict]:
         return []
 
 
-def export_and_verify(b, model: Guarded, summary: dict, out_dir: Path, structured: bool = False,
-                      gone: bool = False) -> list:
-    """export_all: safetensors, TorchScript and ONNX, each reloaded and checked on the run's validation images, and
-    the model card; with `gone` (its dataset cannot be read) checked on generated images instead, which the card and
-    exports.json say."""
-    from engine.export import export_all, generated_check_images
+def export_and_verify(b, model: Guarded, summary: dict, out_dir: Path, structured: bool = False) -> list:
+    """export_all: safetensors, TorchScript and ONNX, each reloaded and checked on the run's validation images (on
+    generated images when its dataset cannot be read, which the card and exports.json say: check_images), and the
+    model card."""
+    from engine.export import check_images, export_all
 
-    if gone:
-        images = generated_check_images(int(b.cfg.data.image_size))
-        with model.lock:
-            return export_all(model.model, b.cfg, summary, images, out_dir, structured=structured,
-                              checked_on=f"the {len(images)} generated images")
+    images, held_out, checked_on, _ = check_images(b)
     with model.lock:
-        return export_all(model.model, b.cfg, summary, b.data.val.images, out_dir, structured=structured, held_out=b.data)
+        return export_all(model.model, b.cfg, summary, images, out_dir, structured=structured, held_out=held_out,
+                          checked_on=checked_on)
 
 
 def export_choices(run_dir: Path, summary: dict, alpha: float | None, chosen: bool = True) -> dict[str, str]:
@@ -915,11 +911,10 @@ def export_choices(run_dir: Path, summary: dict, alpha: float | None, chosen: bo
 def checked_on_words(checks: list[dict]) -> str:
     """The images `checks` (read_checks) compared the files on, in words: "the 40 validation images", "the 32
     generated images" (the run's dataset gone), "the validation images" for checks saved without saying."""
-    from engine.export import VALIDATION_IMAGES
+    from engine.export import VALIDATION_IMAGES, checked_on_words
 
     extra = (checks[0].get("extra") or {}) if checks else {}
-    on, n = str(extra.get("checked_on") or VALIDATION_IMAGES), extra.get("images")
-    return f"the {n} validation images" if on == VALIDATION_IMAGES and n else on
+    return checked_on_words(str(extra.get("checked_on") or VALIDATION_IMAGES), extra.get("images"))
 
 
 def checks_view(checks: list[dict]) -> None:
@@ -932,7 +927,7 @@ def checks_view(checks: list[dict]) -> None:
     st.dataframe(table, hide_index=True, width="stretch", column_config={
         "verified": st.column_config.CheckboxColumn("verified"),
         "agreement": st.column_config.NumberColumn("agreement", format="%.1f%%",
-                                                   help=f"Share of {on.removeprefix('the ')} with the same class."),
+                                                   help=f"Share of {on} with the same predicted class."),
         "max logit difference": st.column_config.NumberColumn("max logit difference", format="%.1e",
                                                               help="Largest difference of any output score.")})
     failed = [c for c in checks if not c["ok"]]
@@ -968,6 +963,17 @@ def _export_which(run_id: str, choices: dict[str, str], alpha: float | None) -> 
     return which
 
 
+def without_mix_on_gone_data(b, choices: dict[str, str], alpha: float | None) -> dict[str, str]:
+    """`choices` (export_choices) for a run whose dataset is gone: without the WiSE-FT mix when building it
+    re-estimates batch-norm statistics on the training images (`wise_ft.recalibrate_bn`, alpha strictly between 0
+    and 1), which are gone too, said in a caption; else `choices` unchanged."""
+    if "wise" in choices and alpha is not None and 0 < alpha < 1 and b.cfg.methods["wise_ft"].recalibrate_bn:
+        st.caption(f"The WiSE-FT mix at alpha {alpha:.2f} cannot be exported now: it re-estimates its batch-norm "
+                   "statistics on the training images, which are gone with the dataset.")
+        return {k: v for k, v in choices.items() if k != "wise"}
+    return choices
+
+
 def card_summary(b, summary: dict, which: str, alpha: float | None, chosen: bool, best, gone: bool) -> dict:
     """The summary the exported card of `which` is written from: a WiSE-FT mix's own figures at `alpha` (measured now
     between the curve's points, unless the run's images are `gone`), the best epoch's (`best`, an Outcome of
@@ -998,7 +1004,7 @@ def export_tab(engine, rec, b, summary: dict, gone: bool = False) -> None:
     # a stopped run has its best epoch so far only (engine.runs.default_variant), exported as `export --variant best`
     choices = ({"best": "best epoch so far"} if rec.status == "stopped"
                else export_choices(run_dir, summary, alpha, chosen))
-    which = _export_which(rec.id, choices, alpha)
+    which = _export_which(rec.id, without_mix_on_gone_data(b, choices, alpha) if gone else choices, alpha)
     from engine.export import export_dir
 
     best = state.attempt("measuring the best epoch", _best_card, str(run_dir), ds, not gone) \
@@ -1028,7 +1034,7 @@ def export_tab(engine, rec, b, summary: dict, gone: bool = False) -> None:
             }.get(which, lambda: _fine_tuned(str(run_dir), ds)))
             if loaded.ok:
                 state.attempt("exporting the model", export_and_verify, b, loaded.value, summary_for_card, out_dir,
-                              structured=which == "structured", gone=gone)
+                              structured=which == "structured")
     checks = read_checks(out_dir)
     if checks:
         stamp = components.short_time((out_dir / "exports.json").stat().st_mtime)
@@ -1125,11 +1131,14 @@ def data_gone_words(config: dict, error: BaseException | None) -> str:
     """What Explain says when a run's dataset cannot be read (`error`, from reading it): the user's name for it
     (their upload's file name, the folder they gave), why, what is left out, and that its export still works."""
     ds = state.dataset_of_config(config)
-    why = ("is no longer on this server (deleted or moved, or the run comes from another studio)"
-           if not state.source_exists(ds.source) else
-           f"could not be read ({state.message_md(state.message_words(str(error))).rstrip('.')})")
+    if state.source_exists(ds.source):  # there, but unreadable: the engine's own words say why
+        why, fix = f"could not be read ({state.message_md(state.message_words(str(error))).rstrip('.')})", ""
+    else:
+        why = "is no longer on this server (deleted or moved, or the run comes from another studio)"
+        fix = (" (upload it again on the Data page to see them)" if ds.kind == "upload" else
+               f" (put it back at `{ds.source}` to see them)")
     return (f"The data of this run, **{state.md_text(ds.label)}**, {why}, so its validation images cannot be "
-            "shown: the attributions and the mistakes need them (upload it again on the Data page to see them). "
+            f"shown: the attributions and the mistakes need them{fix}. "
             "Its model is still here: the export below works, each file checked on "
             f"{GENERATED_CHECKS} generated images, which shows it computes the model's function, not its accuracy. "
             "Try it answers your own images with it.")
@@ -1174,10 +1183,11 @@ def render() -> None:
             st.caption("The run's files or its dataset may have been removed. Other runs can still be explained.")
             return
         images = state.attempt("reading the run's images", lambda: loaded.value.data, show=False)
-        if not images.ok:  # its dataset deleted or moved: the model is still there to export
-            data_gone(engine, rec, loaded.value, images.error)
-            return
-        pred = state.attempt("predicting the validation images", predictions, run_dir, ds, wise_alpha(engine, rec))
+        pred = state.attempt("predicting the validation images", predictions, run_dir, ds, wise_alpha(engine, rec)) \
+            if images.ok else None
+    if not images.ok:  # its dataset deleted or moved: the model is still there to export
+        data_gone(engine, rec, loaded.value, images.error)
+        return
     if not pred.ok:
         return
     b = loaded.value

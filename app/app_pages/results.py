@@ -627,11 +627,11 @@ def reuse(rec) -> None:
     on_data = False
     if (run_data.get("source"), run_data.get("ood_source") or "") != (now.source, now.ood_source):  # else the same
         gone = not state.source_exists(run_data.get("source") or "")  # a button that could only fail: said why
+        fix = ("upload it again on the Data page" if state.dataset_of_config(rec.config).kind == "upload"
+               else f"put it back at {run_data.get('source')}")
         on_data = row.button(f"Use them on {data}", icon=":material/dataset:", key=f"reuse_data_{rec.id}",
-                              disabled=gone,
-                              help=f"{data} is no longer on this server: upload it again on the Data page to train "
-                                   "on it." if gone else
-                                   "The next run gets this run's settings and its dataset (and OOD set).")
+                              disabled=gone, help=f"{data} is no longer on this server: {fix} to train on it." if gone
+                              else "The next run gets this run's settings and its dataset (and OOD set).")
     if again or on_data:
         if state.attempt("taking over the run's settings", state.reuse_run, rec, on_data).ok:
             st.session_state["reuse_note"] = rec.id
