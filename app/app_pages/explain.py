@@ -908,7 +908,7 @@ def export_choices(run_dir: Path, summary: dict, alpha: float | None, chosen: bo
     return choices
 
 
-def checked_on_words(checks: list[dict]) -> str:
+def check_images_words(checks: list[dict]) -> str:
     """The images `checks` (read_checks) compared the files on, in words: "the 40 validation images", "the 32
     generated images" (the run's dataset gone), "the validation images" for checks saved without saying."""
     from engine.export import VALIDATION_IMAGES, checked_on_words
@@ -920,7 +920,7 @@ def checked_on_words(checks: list[dict]) -> str:
 def checks_view(checks: list[dict]) -> None:
     """A table of the export checks (format, file, verified, agreement on the images they were checked on, largest
     logit difference) and a line saying whether every file passed."""
-    on = checked_on_words(checks)
+    on = check_images_words(checks)
     table = pd.DataFrame([{"format": c["format"], "file": Path(c["path"]).name, "verified": bool(c["ok"]),
                            "agreement": 100 * c["agreement"], "max logit difference": c["max_abs_logit_diff"],
                            "message": c.get("message") or ""} for c in checks])
