@@ -458,7 +458,8 @@ class Predictor:
             return gone + (f"Images unlike the training images are not flagged for this run: it held out only "
                     f"{self.stats.reference}, and at least {far_minimum()} are needed to learn what unusual looks "
                     "like. Answers are still flagged when their probability is low or the image is one colour, "
-                    "mostly flat colour or noise, or has no strong edges.")
+                    "mostly flat colour or noise" + (", or has no strong edges." if self.stats.edge_min is not None
+                                                     else "."))
         return gone.strip() or None
 
     def explanation(self, prediction: Prediction, brief: bool = False) -> str | None:
