@@ -484,8 +484,8 @@ class Predictor:
                         f"nothing in it to classify (its grey levels vary by {own}; every training image's by at least {least})")
             elif prediction.far_by == "smooth":
                 what = (f"it has no strong edges, as a smooth gradient, a blurred or faint picture or a small one "
-                        f"enlarged: its strongest steps between neighbouring pixels are {prediction.edge or 0.0:.1f} grey "
-                        f"levels, under half of every training image's (at least {self.stats.edge_min or 0.0:.1f})")
+                        f"enlarged: its strongest steps between neighbouring pixels are {prediction.edge or 0.0:.1f} "
+                        f"grey levels, under half of every training image's (at least {self.stats.edge_min or 0.0:.1f})")
             elif prediction.far_by == "flat":
                 what = (f"most of it ({100 * prediction.flat:.0f}% of neighbouring pixels) is flat colour, as in a "
                         f"drawing, a screenshot or a blank page, and none of the training images is (at most "
