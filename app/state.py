@@ -221,6 +221,12 @@ def default_config() -> RunConfig:
     return PRESETS[DEFAULT_PRESET].apply(RunConfig())
 
 
+def bring_back_words(ds: "Dataset") -> str:
+    """How the user brings back a dataset that is gone from the server, in a few words to end a sentence with:
+    an upload is uploaded again, a folder on the server put back at its path (as code: no markdown inside it)."""
+    return "upload it again on the Data page" if ds.kind == "upload" else f"put it back at `{ds.source}`"
+
+
 def source_exists(source: str) -> bool:
     """Whether a dataset reference still points at something on this server."""
     if not source:

@@ -1135,8 +1135,7 @@ def data_gone_words(config: dict, error: BaseException | None) -> str:
         why, fix = f"could not be read ({state.message_md(state.message_words(str(error))).rstrip('.')})", ""
     else:
         why = "is no longer on this server (deleted or moved, or the run comes from another studio)"
-        fix = (" (upload it again on the Data page to see them)" if ds.kind == "upload" else
-               f" (put it back at `{ds.source}` to see them)")
+        fix = f" ({state.bring_back_words(ds)} to see them)"
     return (f"The data of this run, **{state.md_text(ds.label)}**, {why}, so its validation images cannot be "
             f"shown: the attributions and the mistakes need them{fix}. "
             "Its model is still here: the export below works, each file checked on "

@@ -627,8 +627,7 @@ def reuse(rec) -> None:
     on_data = False
     if (run_data.get("source"), run_data.get("ood_source") or "") != (now.source, now.ood_source):  # else the same
         gone = not state.source_exists(run_data.get("source") or "")  # a button that could only fail: said why
-        fix = ("upload it again on the Data page" if state.dataset_of_config(rec.config).kind == "upload"
-               else f"put it back at {run_data.get('source')}")
+        fix = state.bring_back_words(state.dataset_of_config(rec.config))
         on_data = row.button(f"Use them on {data}", icon=":material/dataset:", key=f"reuse_data_{rec.id}",
                               disabled=gone, help=f"{data} is no longer on this server: {fix} to train on it." if gone
                               else "The next run gets this run's settings and its dataset (and OOD set).")
