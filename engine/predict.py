@@ -1008,19 +1008,18 @@ def _read_stats(path: Path | None, key: str, field: str = "key") -> FeatureStats
 
 
 def _write_stats(path: Path, key: str, stats: FeatureStats, model: str | None = None) -> None:
-    """Keep `stats` in `path` under `key` and `model` (`model_key`), with today's date (atomically:
-    engine.checkpoints.save_checkpoint), then trim the folder to the `FEATURES_CACHE_KEEP` most recently used
-    files; an unwritable folder is left as it is."""
+    """Keep `stats` in `path` under `key` and `model` (`model_key`), with the day it was measured (`stats.measured`,
+    else today's), atomically (engine.checkpoints.save_checkpoint), then trim the folder to the
+    `FEATURES_CACHE_KEEP` most recently used files; an unwritable folder is left as it is."""
     from engine.checkpoints import save_checkpoint
 
     c = stats.copies or NearCopies(np.zeros(0, np.uint64), np.zeros((0, 3, COPY_THUMB, COPY_THUMB), np.float16), [])
     tensors = {"bank": stats.bank, "copy_hashes": torch.from_numpy(c.hashes.astype(np.uint64).view(np.int64)),
                "copy_thumbs": torch.from_numpy(np.ascontiguousarray(c.thumbs, dtype=np.float16))}
-    meta = {"key": key, "model_key": model, "measured": time.strftime("%d %b %Y").lstrip("0"),
+    meta = {"key": key, "model_key": model, "measured": stats.measured or time.strftime("%d %b %Y").lstrip("0"),
             "far_distance": stats.far_distance, "reference": stats.reference, "flat_max": stats.flat_max,
             "correlation_min": stats.correlation_min, "spread_min": stats.spread_min, "edge_min": stats.edge_min,
-            "splits": stats.splits,
-            "labels": stats.labels, "copy_splits": c.splits, "copy_labels": c.labels}
+            "splits": stats.splits, "labels": stats.labels, "copy_splits": c.splits, "copy_labels": c.labels}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint(path, tensors, {}, meta)

@@ -567,11 +567,13 @@ def test_where_the_training_images_sit_is_measured_once_per_model_and_kept_in_th
     from dataclasses import replace
 
     predict._write_stats(cache / "fine_tuned.safetensors", predict.stats_key(first, first.cfg),
-                         replace(a, edge_min=None), predict.model_key(first, first.cfg))
+                         replace(a, edge_min=None, measured="1 Dec 2026"), predict.model_key(first, first.cfg))
     measured, real_stats = [], predict.feature_stats
     monkeypatch.setattr(predict, "feature_stats", lambda *x: measured.append(1) or real_stats(*x))
     assert load().stats.edge_min == a.edge_min and not measured and len(decoded) == 2
-    assert load().stats.edge_min == a.edge_min and len(decoded) == 2, "kept with its edges since"
+    kept = load().stats
+    assert kept.edge_min == a.edge_min and len(decoded) == 2, "kept with its edges since"
+    assert kept.measured == "1 Dec 2026", "the other figures' day: only the edges were measured now"
     monkeypatch.setattr(predict, "feature_stats", real_stats)
     del decoded[1:]  # the counts below go on from the first load's
     own = tiny_image(TINY_CLASSES[0], 0)  # one of the run's images (the zip's first), a resized copy, a new one
