@@ -909,10 +909,10 @@ def data_fingerprint(cfg: RunConfig) -> tuple[str | None, str | None]:
     """(engine.data.source_fingerprint of the run's dataset, None), or (None, why it cannot be read, in plain
     words naming the file: "The run's dataset, '/data/shapes.zip', is not there any more ..."). Raises nothing."""
     from engine.data import source_fingerprint
-    from engine.paths import resolve_path
+    from engine.run_data import dataset_path
 
     try:
-        path = resolve_path(cfg.data.source)
+        path = dataset_path(cfg)
         if not path.exists():
             return None, (f"The run's dataset, '{path}', is not there any more (moved, renamed or deleted; put it back "
                           "there to check against it again).")

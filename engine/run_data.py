@@ -27,12 +27,29 @@ def zip_limits(limits=None) -> ZipLimits:
     return ZipLimits()
 
 
+def dataset_path(cfg: RunConfig) -> Path:
+    """Where the run's dataset (`data.source`) is on this server (engine.paths.resolve_path). Raises StudioError,
+    for an upload that is gone naming it by the user's file name (`data.source_name`): the engine's own message
+    ("The uploaded file this run uses ...") named no file, and read as a wrong `--data-dir` on the command line."""
+    from engine.paths import UPLOAD_PREFIX
+
+    try:
+        return resolve_path(cfg.data.source)
+    except StudioError as exc:
+        if not cfg.data.source.startswith(UPLOAD_PREFIX) or "no longer" not in str(exc):
+            raise
+        name = f", '{cfg.data.source_name}'," if cfg.data.source_name else " (an upload)"
+        raise StudioError(f"The run's dataset{name} is no longer in this studio's uploads folder: it was deleted "
+                          "or moved, or the run comes from another studio. Upload it again on the dashboard's Data "
+                          "page.") from exc
+
+
 def prepare_data(cfg: RunConfig, work_dir: Path, limits=None) -> DataSplits:
     """The run's splits (`data.source` decoded at `data.image_size`, split with the run's seed or
     as the dataset's folders give it), optionally fewer training images per class. Extracted zips
     and the decode cache live under `work_dir`. Raises StudioError for data that cannot be used."""
     d = cfg.data
-    splits = load_dataset(resolve_path(d.source), work_dir, image_size=d.image_size, val_fraction=d.val_fraction,
+    splits = load_dataset(dataset_path(cfg), work_dir, image_size=d.image_size, val_fraction=d.val_fraction,
                           test_fraction=d.test_fraction, seed=cfg.seed, min_images_per_class=d.min_images_per_class,
                           limits=zip_limits(limits), drop_duplicates=d.drop_duplicates)
     if d.train_per_class > 0:

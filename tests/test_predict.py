@@ -1211,3 +1211,26 @@ def test_a_best_epochs_card_has_its_own_figures_and_none_of_the_final_models():
     text = model_card(RunConfig(), card)
     assert "- These files are its best epoch, epoch 3 of the 5 it ran (highest validation accuracy)\n" in text
     assert "Validation accuracy: 75.0%; test accuracy: 62.5%" in text and "not measured for the best epoch's" in text
+
+
+def test_a_gone_upload_is_named_by_its_file_on_the_command_line_too(tmp_path):
+    """The dashboard named a deleted upload by the user's file; `predict`, `export` and `train --config` said only
+    "the uploaded file this run uses", and `train` blamed --data-dir though the right folder was given."""
+    from engine.cli import _check_sources
+    from engine.config import apply_overrides, RunConfig
+    from engine.predict import data_fingerprint
+    from engine.run_data import prepare_data
+
+    cfg = apply_overrides(RunConfig(), ["data.source=upload:" + "ab" * 32, "data.source_name=my drawings.zip"])
+    with pytest.raises(StudioError, match="The run's dataset, 'my drawings.zip', is no longer in this studio's "
+                                          "uploads folder: it was deleted or moved"):
+        prepare_data(cfg, tmp_path)
+    fingerprint, why = data_fingerprint(cfg)  # predict's and Try it's note
+    assert fingerprint is None and "'my drawings.zip'" in why
+    with pytest.raises(StudioError) as said:
+        _check_sources(cfg, tmp_path)
+    assert "The dataset 'my drawings.zip' is an upload of the dashboard's" in str(said.value)
+    assert "deleted or moved (upload it again" in str(said.value) and "another folder" in str(said.value)
+    nameless = apply_overrides(cfg, ["data.source_name="])
+    with pytest.raises(StudioError, match=r"The run's dataset \(an upload\) is no longer"):
+        prepare_data(nameless, tmp_path)
