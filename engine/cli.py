@@ -377,7 +377,8 @@ def _check_sources(cfg: RunConfig, data_dir: Path) -> None:
             if not source.startswith(UPLOAD_PREFIX):
                 raise
             name = {"dataset": cfg.data.source_name, "OOD set": cfg.data.ood_source_name}.get(what)
-            raise StudioError(f"The {what}{f' {name!r}' if name else ''} is an upload of the dashboard's that is not in "
+            named = f" {name!r}" if name else ""
+            raise StudioError(f"The {what}{named} is an upload of the dashboard's that is not in "
                               f"{data_dir / 'uploads'}: deleted or moved (upload it again on the dashboard's Data "
                               "page), or the dashboard keeps its data in another folder (give that folder with "
                               "--data-dir or STUDIO_DATA_DIR); or put the file's path in the config "
