@@ -43,7 +43,7 @@ from engine.methods import METHODS
 from engine.methods.pruning import smaller_model_warning
 from engine.optim import frozen_words
 from engine.paths import UPLOAD_PREFIX, default_data_dir, register_upload_dir, resolve_path, upload_sha
-from engine.predict import (VARIANTS, check_source, load_predictor, model_caution, predict_folder, run_summary,
+from engine.predict import (VARIANTS, check_sources, load_predictor, model_caution, predict_folder, run_summary,
                             write_csv)
 from engine.presets import PRESETS, fit_to_data, fitted_to, get_preset, is_recipe, run_name
 from engine.pruning_search import search_into_config
@@ -1212,9 +1212,15 @@ def _predict(args: argparse.Namespace) -> int:
     """Predict a folder or zip of images with a finished run; CSV out, accuracy when folders name classes."""
     data_dir = Path(args.data_dir)
     run_dir, run_id = _run_folder(args.run, data_dir)
-    if not Path(args.data).exists():
-        raise StudioError(f"The images path does not exist: {args.data}")
-    check_source(Path(args.data))  # a file it cannot read is refused before the model loads
+    sources = [Path(a) for a in ([args.data] if args.data else []) + list(args.images)]
+    if not sources:
+        raise StudioError(f"Give the images to answer after the run: a folder or .zip of images, or image files "
+                          f"(python -m engine predict --run {args.run} photo.jpg).")
+    if len(sources) == 1 and not sources[0].exists():
+        raise StudioError(f"The images path does not exist: {sources[0]}")
+    check_sources(sources)  # a file it cannot read is refused before the model loads
+    source = sources[0] if len(sources) == 1 else sources
+    shown = str(source) if len(sources) == 1 else plural(len(sources), "file")
     if args.top_k < 1 or args.batch_size < 1:
         raise StudioError("--top-k and --batch-size must be at least 1.")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
@@ -1240,12 +1246,12 @@ def _predict(args: argparse.Namespace) -> int:
             bar.update(done - bar.n)
 
         # delay: no bar for a prediction over in half a second (a few images, or none readable)
-        result = predict_folder(predictor, Path(args.data), data_dir / "datasets", args.top_k, args.batch_size,
+        result = predict_folder(predictor, source, data_dir / "datasets", args.top_k, args.batch_size,
                                 progress, args.threshold)
     top_k = min(args.top_k, len(predictor.classes))
     n = len(result.rows)
     if not n:  # nothing could be read: say why, write no empty CSV, and fail like any bad input
-        print(f"error: no readable image in {args.data}", file=sys.stderr)
+        print(f"error: no readable image in {shown}", file=sys.stderr)
         for s in result.skipped:
             print(f"  {s.path}: {s.reason}", file=sys.stderr)
         return 1
@@ -1275,7 +1281,7 @@ def _predict(args: argparse.Namespace) -> int:
     if m is not None:
         print(f"accuracy {100 * m['accuracy']:.1f}%  balanced accuracy {100 * m['balanced_accuracy']:.1f}%  "
               f"({m['labelled']} images in class folders)")
-        if not own and _same_file(Path(args.data), predictor.cfg.data.source):  # its dataset could not be read
+        if not own and _same_file(sources[0], predictor.cfg.data.source):  # its dataset could not be read
             print("note: these are the run's own data, its training images included: this accuracy is not a test "
                   "of the model (the run's summary has its accuracy on the images it held out)")
         fair = result.metrics(without_training=True)
@@ -1396,10 +1402,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_backbones)
     m = sub.add_parser("methods", help="list registered fine-tuning methods")
     m.set_defaults(func=_methods)
-    pr = sub.add_parser("predict", help="predict a folder or zip of images with a finished run")
+    pr = sub.add_parser("predict", help="predict images with a finished run: a folder or zip of them, or image files",
+                        usage="%(prog)s --run RUN [options] IMAGES [IMAGES ...]")
     pr.add_argument("--run", required=True, help="a run id (see `runs`) or a run folder")
-    pr.add_argument("--data", required=True, help="a folder or .zip of images (class folders give accuracy), "
-                    "or one image file")
+    pr.add_argument("images", nargs="*", metavar="IMAGES",
+                    help="a folder or .zip of images (class folders give accuracy), or one or more image files")
+    pr.add_argument("--data", help="the same as IMAGES, for one folder, zip or image")
     _variant_arg(pr, VARIANTS)
     pr.add_argument("--alpha", type=float, help="WiSE-FT alpha for --variant wise (default: the run's chosen alpha)")
     pr.add_argument("--out", default=None,

@@ -1268,6 +1268,24 @@ def check_source(source: Path, name: str | None = None, advice: str = PREDICT_AD
             raise StudioError(empty_words(name or source.name))
 
 
+def check_sources(sources: Sequence[Path], advice: str = PREDICT_ADVICE) -> None:
+    """Refuse what predict_folder cannot answer, before any model is loaded: one source as `check_source`;
+    several must each be an image file (`predict --run R *.jpg`), since a folder or zip among them would mix
+    two ways of naming rows and labelling them. Raises StudioError naming the first path at fault, or for none."""
+    sources = [Path(s) for s in sources]
+    if not sources:
+        raise StudioError("Give the images to answer: a folder or .zip of images, or one or more image files.")
+    if len(sources) == 1:
+        check_source(sources[0], advice=advice)
+        return
+    for s in sources:
+        if not s.exists():
+            raise StudioError(f"Could not find '{s}'.")
+        if not is_single_image(s):
+            raise StudioError(f"'{s}' is not an image file ({IMAGE_WORDS}): give several image files, or one "
+                              "folder or .zip of images.")
+
+
 def _materialise(source: Path, work_dir: Path | None, name: str,
                  advice: str = PREDICT_ADVICE) -> tuple[Path, Path | None]:
     """(folder to read, temporary folder to delete afterwards or None) for a folder or a zip (`name`:
@@ -1342,17 +1360,23 @@ def _decoded_batches(items: list[tuple[str, Path]], size: int, batch_size: int, 
                 idx, imgs = [], []
 
 
-def predict_folder(predictor: Predictor, source: Path, work_dir: Path | None = None, top_k: int = 3,
-                   batch_size: int = DEFAULT_BATCH, progress: ProgressFn | None = None,
+def predict_folder(predictor: Predictor, source: Path | Sequence[Path], work_dir: Path | None = None,
+                   top_k: int = 3, batch_size: int = DEFAULT_BATCH, progress: ProgressFn | None = None,
                    threshold: float | None = None, name: str | None = None,
                    advice: str = PREDICT_ADVICE) -> FolderResult:
-    """Predict every image in a folder or zip (at any depth), or one image file. Unreadable files are
-    listed in `skipped` with their reason, never fatal; class folders named after the run's classes
-    give each row its true class (see `true_labels`). A zip is extracted safely (engine.data's
-    limits) into a temporary folder under `work_dir`, removed afterwards. `progress(done, total)` is
-    called after each batch. Raises StudioError when the source is missing, unsafe, empty or holds no
-    images, naming it `name` (the user's name for it, e.g. an upload's file name; default its own), with
-    `advice` for a file that is no image, zip or folder (the command line's by default)."""
+    """Predict every image in a folder or zip (at any depth), one image file, or a list of image files
+    (`predict --run R a.jpg b.png`: each row's path is the file's path as given, and no row has a true
+    class). Unreadable files are listed in `skipped` with their reason, never fatal; class folders named
+    after the run's classes give each row its true class (see `true_labels`). A zip is extracted safely
+    (engine.data's limits) into a temporary folder under `work_dir`, removed afterwards. `progress(done,
+    total)` is called after each batch. Raises StudioError when the source is missing, unsafe, empty or
+    holds no images, naming it `name` (the user's name for it, e.g. an upload's file name; default its
+    own), with `advice` for a file that is no image, zip or folder (the command line's by default), and
+    for a list that holds anything but image files (see `check_sources`)."""
+    if not isinstance(source, (str, Path)):
+        files = [Path(f) for f in source]
+        check_sources(files)
+        return _predict_items(predictor, [(str(f), f) for f in files], [], top_k, batch_size, progress, threshold)
     source = Path(source)
     name = name or source.name
     single = is_single_image(source)
@@ -1362,28 +1386,36 @@ def predict_folder(predictor: Predictor, source: Path, work_dir: Path | None = N
         if not items:
             listed = f" ({len(skipped)} other files: {', '.join(s.path for s in skipped[:3])})" if skipped else ""
             raise StudioError(f"'{name}' holds no image files ({IMAGE_WORDS}){listed}.")
-        labels, unknown = true_labels([rel for rel, _ in items], predictor.classes)
-        result = FolderResult(list(predictor.classes), predictor.label, skipped=skipped, unknown_folders=unknown)
-        t0 = time.perf_counter()
-        overlap = predictor.device.type != "cpu"
-        for idx, batch, done in _decoded_batches(items, predictor.image_size, batch_size, result.skipped, overlap):
-            answers = predictor.predict(batch, top_k, batch_size, threshold)
-            for i, a in zip(idx, answers):
-                lab = labels[i]
-                result.rows.append({"path": items[i][0], "true": None if lab is None else predictor.classes[lab],
-                                    "top": a.top, "low_confidence": a.low_confidence,
-                                    "reason": predictor.explanation(a) or "", "distance": a.distance,
-                                    "why": predictor.short_reason(a), "own": a.own, "own_copy": a.own_copy,
-                                    "own_class": a.own_class,
-                                    "unfamiliar": bool(a.unfamiliar), "unsure": a.unsure})
-            if progress is not None:
-                progress(done, len(items))
-        result.seconds = time.perf_counter() - t0
-        result.skipped.sort(key=lambda s: s.path)
-        return result
+        return _predict_items(predictor, items, skipped, top_k, batch_size, progress, threshold, not single)
     finally:
         if temporary is not None:
             shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _predict_items(predictor: Predictor, items: list[tuple[str, Path]], skipped: list, top_k: int, batch_size: int,
+                   progress: ProgressFn | None, threshold: float | None, labelled: bool = False) -> FolderResult:
+    """predict_folder's answers for `items` ((shown path, file) pairs), with `skipped` (the files already found
+    unreadable) kept; rows get a true class from their folders when `labelled` (see `true_labels`)."""
+    labels, unknown = (true_labels([rel for rel, _ in items], predictor.classes) if labelled
+                       else ([None] * len(items), []))
+    result = FolderResult(list(predictor.classes), predictor.label, skipped=skipped, unknown_folders=unknown)
+    t0 = time.perf_counter()
+    overlap = predictor.device.type != "cpu"
+    for idx, batch, done in _decoded_batches(items, predictor.image_size, batch_size, result.skipped, overlap):
+        answers = predictor.predict(batch, top_k, batch_size, threshold)
+        for i, a in zip(idx, answers):
+            lab = labels[i]
+            result.rows.append({"path": items[i][0], "true": None if lab is None else predictor.classes[lab],
+                                "top": a.top, "low_confidence": a.low_confidence,
+                                "reason": predictor.explanation(a) or "", "distance": a.distance,
+                                "why": predictor.short_reason(a), "own": a.own, "own_copy": a.own_copy,
+                                "own_class": a.own_class,
+                                "unfamiliar": bool(a.unfamiliar), "unsure": a.unsure})
+        if progress is not None:
+            progress(done, len(items))
+    result.seconds = time.perf_counter() - t0
+    result.skipped.sort(key=lambda s: s.path)
+    return result
 
 
 def csv_columns(top_k: int) -> list[str]:
