@@ -1208,17 +1208,24 @@ def _run_folder(run: str, data_dir: Path) -> tuple[Path, str | None]:
 DEFAULT_PREDICTIONS = "predictions.csv"  # predict's CSV without --out, in the current folder
 
 
-def _predict(args: argparse.Namespace) -> int:
-    """Predict a folder or zip of images with a finished run; CSV out, accuracy when folders name classes."""
-    data_dir = Path(args.data_dir)
-    run_dir, run_id = _run_folder(args.run, data_dir)
+def _predict_sources(args: argparse.Namespace) -> list[Path]:
+    """predict's images: --data and the bare IMAGES arguments, checked (engine.predict.check_sources) before any
+    model loads. Raises StudioError for none, a missing path, or a folder or zip among several."""
     sources = [Path(a) for a in ([args.data] if args.data else []) + list(args.images)]
     if not sources:
         raise StudioError(f"Give the images to answer after the run: a folder or .zip of images, or image files "
                           f"(python -m engine predict --run {args.run} photo.jpg).")
     if len(sources) == 1 and not sources[0].exists():
         raise StudioError(f"The images path does not exist: {sources[0]}")
-    check_sources(sources)  # a file it cannot read is refused before the model loads
+    check_sources(sources)
+    return sources
+
+
+def _predict(args: argparse.Namespace) -> int:
+    """Predict a folder or zip of images with a finished run; CSV out, accuracy when folders name classes."""
+    data_dir = Path(args.data_dir)
+    run_dir, run_id = _run_folder(args.run, data_dir)
+    sources = _predict_sources(args)
     source = sources[0] if len(sources) == 1 else sources
     shown = str(source) if len(sources) == 1 else plural(len(sources), "file")
     if args.top_k < 1 or args.batch_size < 1:

@@ -52,8 +52,10 @@ Low confidence (documented measure, both parts shown to the user in plain words)
     grey-level step of an S x S image) are under `SMOOTH_FRACTION` (half) of every training image's, as in a
     smooth gradient, a blurred or faint picture or a small one enlarged, among drawings or photos: a gradient
     among a new user's drawn shapes was none of one colour, flat or noise and passed every check (4 grey levels
-    against at least 39 at 64 px). Named last, after the other reasons: the plainest one that applies is said.
+    against at least 39 at 64 px). Named after one colour, flat and noise: the plainest one that applies is said.
     The same 1 / (n + 1) bound holds, with room to spare.
+  Where an image is both far by its features and one of the kinds above, the kind is named first (a blurred
+  drawing "has no strong edges"), and the long words add that it is also far.
   The run's own images (training, validation or test; the same pixels, or a resized or re-saved copy:
   `NearCopies`) are never called unfamiliar: they are the user's data, labelled with its classes (the
   bar flags 5% of the held-out ones by design, which read as "do not trust" beside a 99% answer).
@@ -404,17 +406,24 @@ class Predictor:
         for n in range(len(probs)):
             d = None if dist is None else float(dist[n])
             far_by = None
+            far = stats is not None and not math.isinf(stats.far_distance) and d > stats.far_distance
+            # shrunk static is faint (weak edges) but grainy, its neighbours less alike than any training image's:
+            # "no strong edges, as a smooth gradient" would mislead where its content is far anyway
+            grainy = stats is not None and correlation[n] is not None and correlation[n] < stats.correlation_min
             if stats is not None and own[n] is None:  # the run's own images (and copies) are its data, never unlike it
+                # the most telling reason: what the picture is (one colour, flat, noise, smooth) before how far its
+                # features are; a new user's blurred drawing, also far, was only called unlike the training images
                 if stats.one_colour(spread[n]):
                     far_by = "blank"  # the plainest reason first: it is also flat, and often far
-                elif not math.isinf(stats.far_distance) and d > stats.far_distance:
-                    far_by = "content"
                 elif stats.mostly_flat(flat[n]):
                     far_by = "flat"
                 elif (flat[n] or 0.0) < FLAT_SHARE and stats.mostly_noise(correlation[n]):
                     far_by = "noise"  # not a near-flat photo (a white wall): its JPEG wobble correlates little
-                elif stats.smooth(edge[n]):
-                    far_by = "smooth"  # a gradient: neither one colour, flat nor noise, and its content may pass
+                elif stats.smooth(edge[n]) and not (far and grainy):
+                    far_by = "smooth"  # a gradient or a blur: neither one colour, flat nor noise (after them: a
+                    # flat disc and shrunk static have weak edges too, and their own words say more)
+                elif far:
+                    far_by = "content"
             checked = stats is not None and (not math.isinf(stats.far_distance) or flat[n] is not None)
             out.append(Prediction(
                 top=[(self.classes[int(i)], float(p)) for p, i in zip(top_p[n], top_i[n])],
@@ -497,6 +506,10 @@ class Predictor:
             else:
                 what = (f"it looks unlike the training images, farther from them than {100 * FAR_QUANTILE:.0f}% of "
                         "the images the model was checked on")
+            if prediction.far_by in ("flat", "noise", "smooth") and prediction.distance is not None \
+                    and prediction.distance > self.stats.far_distance:  # both said: the second reason confirms it
+                what += (f"; it also looks unlike them, farther from them than {100 * FAR_QUANTILE:.0f}% of the images "
+                         "the model was checked on")
             unsure = (f"; the model is unsure, too ({name} has only {percent(p, prediction.threshold)}, under "
                       f"{100 * prediction.threshold:.0f}%)" if prediction.unsure else "")
             text = (f"Unfamiliar image: {what}{unsure}. The model always answers with one of its classes (it says "

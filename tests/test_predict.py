@@ -332,12 +332,12 @@ def test_plain_images_and_a_drawing_are_flagged_as_unlike_textures_a_model_learn
     assert all(a.unfamiliar and a.far_by in ("content", "noise") for a in flagged), \
         [(a.far_by, a.correlation, p.stats.correlation_min) for a in flagged]
     assert p.stats.correlation_min > 0.3, "textures at 64 px: neighbouring pixels alike"
-    # a smooth gradient: neither one colour, flat nor noise; no texture is as smooth (its content may be named first)
+    # a smooth gradient: neither one colour, flat nor noise; no texture is as smooth (named so, also when far)
     ramp = torch.linspace(0, 255, 64).round().to(torch.uint8)
     gradient = torch.stack([ramp.view(64, 1).expand(64, 64), ramp.view(1, 64).expand(64, 64), 255 - ramp.view(64, 1)
                             .expand(64, 64)])[None].contiguous()
     (smooth,) = p.predict(gradient)
-    assert smooth.unfamiliar and p.stats.smooth(smooth.edge), (smooth.far_by, smooth.edge, p.stats.edge_min)
+    assert smooth.unfamiliar and smooth.far_by == "smooth", (smooth.far_by, smooth.edge, p.stats.edge_min)
     assert not any(p.stats.smooth(a.edge) for a in answers[5:]), "textures, new or shrunk, have strong edges"
 
 
@@ -400,6 +400,14 @@ def test_a_smooth_gradient_is_flagged_where_every_training_image_has_strong_edge
     words = p.explanation(answers[0])
     assert "it has no strong edges, as a smooth gradient" in words and "are 6.0 grey levels" in words, words
     assert "no strong edges" in p.explanation(answers[1], brief=True)
+    far = p.stats.far_distance
+    p.stats.far_distance = -1.0  # all far by content too: the blur's own kind is named, and both are said
+    blur_far, jpeg_far = p.answers(probs, feats, images_u8=images)[1:3]
+    assert (blur_far.far_by, jpeg_far.far_by) == ("smooth", "content"), (blur_far.far_by, jpeg_far.far_by)
+    assert p.short_reason(blur_far) == "unfamiliar (no strong edges)"
+    assert "it has no strong edges" in p.explanation(blur_far) and "it also looks unlike them" in p.explanation(blur_far)
+    p.stats.far_distance = far
+    assert "also" not in p.explanation(answers[1]), "near by content: not said"
     big = Image.new("RGB", (224, 224), "white")  # thin lines at 224 px: a share of the steps missed them
     ImageDraw.Draw(big).ellipse([30, 30, 190, 190], outline="black", width=2)
     ramp = torch.linspace(0, 255, 224).round().to(torch.uint8).view(1, 1, 1, 224).expand(1, 3, 224, 224)
