@@ -405,7 +405,8 @@ def test_a_smooth_gradient_is_flagged_where_every_training_image_has_strong_edge
     blur_far, jpeg_far = p.answers(probs, feats, images_u8=images)[1:3]
     assert (blur_far.far_by, jpeg_far.far_by) == ("smooth", "content"), (blur_far.far_by, jpeg_far.far_by)
     assert p.short_reason(blur_far) == "unfamiliar (no strong edges)"
-    assert "it has no strong edges" in p.explanation(blur_far) and "it also looks unlike them" in p.explanation(blur_far)
+    words = p.explanation(blur_far)
+    assert "it has no strong edges" in words and "it also looks unlike them" in words, words
     p.stats.far_distance = far
     assert "also" not in p.explanation(answers[1]), "near by content: not said"
     big = Image.new("RGB", (224, 224), "white")  # thin lines at 224 px: a share of the steps missed them
