@@ -36,7 +36,8 @@ from app.datasets import config_names, upload_sha, user_words  # noqa: F401  (th
 from engine.backbones import WEIGHTS_TEXT, backbone_title
 from engine.config import (CORE_SECTIONS, NEEDS_FIXING, RunConfig, is_list_type, validate, with_section,
                            without_setting_keys)
-from engine.paths import ASSETS_DIR, SAMPLE_DATASET, UPLOAD_PREFIX, default_data_dir, resolve_path, upload_ref
+from engine.paths import (ASSETS_DIR, EXTRACTED_DIGITS, SAMPLE_DATASET, UPLOAD_PREFIX, default_data_dir, resolve_path,
+                          upload_ref)
 from engine.errors import StudioError
 from engine.presets import DEFAULT_PRESET, PRESETS, config_changes, fit_to_data, is_recipe
 from engine.words import plural  # noqa: F401  (the pages use it as state.plural)
@@ -545,7 +546,9 @@ def relist_upload(ref: str, kind: str, name: str) -> None:
     engine = get_engine()
     if any(u["sha256"] == sha for u in engine.store.list_uploads(user(), kind)):
         return
-    remember_upload(engine, ref, kind, name or "upload", resolve_path(ref).stat().st_size)
+    path = resolve_path(ref)  # the file, or a zip's extracted folder when only that is left: its files' bytes
+    size = path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    remember_upload(engine, ref, kind, name or "upload", size)
 
 
 def uploads(engine: Engine, kind: str) -> list[dict]:
@@ -625,7 +628,7 @@ def remove_upload_files(engine: Engine, sha: str) -> None:
 
     for path in (engine.data_dir / "uploads").glob(sha[:32] + ".*"):
         path.unlink(missing_ok=True)
-    extracted = engine.datasets_dir / sha[:24]  # engine.data extracts a zip into <first 24 digits>
+    extracted = engine.datasets_dir / sha[:EXTRACTED_DIGITS]  # engine.data extracts a zip there
     if extracted.is_dir():
         shutil.rmtree(extracted, ignore_errors=True)
 

@@ -46,9 +46,16 @@ def upload_sha(ref: str) -> str:
     return ref[len(UPLOAD_PREFIX):] if ref.startswith(UPLOAD_PREFIX) else ""
 
 
+EXTRACTED_DIGITS = 24  # engine.data extracts a zip into <datasets folder>/<first 24 digits of its SHA-256>
+
+
 def _resolve_upload(ref: str) -> Path:
     """Where the server keeps the upload `upload:<sha256>` (files are named by the hash's first 32
-    digits, as Engine.save_upload writes them). Raises StudioError when it is not there (any more)."""
+    digits, as Engine.save_upload writes them); for a zip whose file is gone (moved off the server, a
+    clean-up) but whose complete extraction the studio still holds (`datasets/<first 24 digits>` beside
+    the uploads folder, renamed into place only once whole), that folder: it holds the same files, so a
+    run reads the same images and splits, and the Data page keeps the upload. Raises StudioError when
+    neither is there (any more)."""
     digest = ref[len(UPLOAD_PREFIX):].strip().lower()
     if not re.fullmatch(r"[0-9a-f]{64}", digest):
         raise StudioError(f"`{ref}` is not a valid upload reference (upload: and 64 hexadecimal digits).")
@@ -61,13 +68,18 @@ def _resolve_upload(ref: str) -> Path:
             candidate = folder / (digest[:32] + suffix)
             if candidate.is_file():
                 return candidate
+    for folder in folders:
+        extracted = folder.parent / "datasets" / digest[:EXTRACTED_DIGITS]
+        if extracted.is_dir():
+            return extracted
     raise StudioError("The uploaded file this run uses is no longer in this studio's uploads folder: it was deleted, "
                       "or the run comes from another studio. Upload it again on the Data page.")
 
 
 def resolve_path(p: str) -> Path:
     """A user path as given; a relative one that does not exist here is tried from the project root;
-    `upload:<sha256>` is the upload of that content in this server's uploads folder (StudioError if gone)."""
+    `upload:<sha256>` is the upload of that content in this server's uploads folder, or a zip's extracted
+    folder when only that is left (StudioError if both are gone)."""
     if p.startswith(UPLOAD_PREFIX):
         return _resolve_upload(p)
     path = Path(p).expanduser()

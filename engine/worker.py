@@ -230,7 +230,8 @@ class Engine:
             if not source:
                 continue
             real = resolve_path(source).resolve()
-            if any(real == d or d in real.parents for d in (self.data_dir / "uploads", ASSETS_DIR.resolve())):
+            own = (self.data_dir / "uploads", self.datasets_dir, ASSETS_DIR.resolve())  # an upload's extraction too
+            if any(real == d or d in real.parents for d in own):
                 continue
             self.data_roots.resolve(str(real))  # AccessDenied outside the roots (links followed)
 

@@ -465,14 +465,14 @@ def test_a_stopped_run_shows_its_finished_epochs_and_can_be_used_again(studio, t
     source, moved = engine().run_record(run_id).config["data"]["source"], []
     try:  # the file itself gone from the server (a clean-up, another studio), from every uploads folder it is in
         while source_exists(source):
-            found = resolve_path(source)
-            moved.append(found.rename(found.with_suffix(".moved")))
+            found = resolve_path(source)  # the zip, then the studio's extracted copy of it
+            moved.append((found, found.rename(found.with_name(found.name + ".moved"))))
         at.run()
         button = at.button(key=f"reuse_data_{run_id}")
         assert button.disabled and "my data.zip is no longer on this server" in button.proto.help, "not a dead end"
     finally:
-        for path in moved:
-            path.rename(path.with_suffix(".zip"))
+        for path, at in moved:
+            at.rename(path)
 
 
 def test_configs_and_model_cards_hold_no_server_path_and_no_internal_upload_name(studio, tiny_bytes):

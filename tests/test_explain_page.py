@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -860,8 +861,9 @@ def test_a_run_whose_dataset_is_gone_says_so_by_its_name_and_still_exports(studi
     from app.state import source_exists
     from engine.paths import resolve_path
 
-    while source_exists(cfg.data.source):  # gone from every uploads folder that holds these bytes
-        resolve_path(cfg.data.source).unlink()
+    while source_exists(cfg.data.source):  # gone from every uploads folder that holds these bytes, extracted too
+        gone = resolve_path(cfg.data.source)
+        shutil.rmtree(gone) if gone.is_dir() else gone.unlink()
     at = open_page(run_id)
     no_problems(at)
     said = " ".join(texts(at.warning))

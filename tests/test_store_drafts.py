@@ -104,6 +104,39 @@ def test_an_upload_reference_resolves_in_the_engines_folder_and_says_so_when_gon
         engine.shutdown(5)
 
 
+def test_an_upload_whose_zip_is_gone_is_read_from_the_studios_extracted_copy(tmp_path, monkeypatch):
+    """A new user moved their uploaded zip off the server: the Data page dropped it and its runs' data were "gone",
+    though the studio still held its extracted images. They are that zip's files, so a run reads the same images
+    and splits from them; only when both are gone is the upload gone."""
+    import shutil
+
+    from conftest import write_tiny_zip
+    from engine.config import apply_overrides, RunConfig
+    from engine.run_data import prepare_data
+
+    monkeypatch.setattr("engine.paths._UPLOAD_DIRS", [])  # engines made by earlier tests registered theirs
+    data = write_tiny_zip(tmp_path / "mine.zip", per_class=6, nested="my data").read_bytes()
+    engine = Engine(tmp_path / "studio")
+    try:
+        path = engine.save_upload(data, ".zip")
+        ref = upload_ref(hashlib.sha256(data).hexdigest())
+        cfg = apply_overrides(RunConfig(), [f"data.source={ref}", "data.image_size=32", "data.source_name=mine.zip"])
+        before = prepare_data(cfg, engine.datasets_dir)
+        path.unlink()
+        assert resolve_path(ref) == engine.datasets_dir / hashlib.sha256(data).hexdigest()[:24]
+        after = prepare_data(cfg, engine.datasets_dir)
+        for split in ("train", "val", "test"):
+            a, b = getattr(before, split), getattr(after, split)
+            assert a.labels.tolist() == b.labels.tolist() and a.images.equal(b.images), split
+        assert after.classes == before.classes
+        engine.check_data_access(cfg)  # the studio's own folder: allowed
+        shutil.rmtree(resolve_path(ref))
+        with pytest.raises(StudioError, match="'mine.zip', is no longer in this studio's uploads folder"):
+            prepare_data(cfg, engine.datasets_dir)
+    finally:
+        engine.shutdown(5)
+
+
 def test_a_new_engine_on_the_same_folder_keeps_drafts_and_uploads(tmp_path):
     first = Engine(tmp_path / "studio")
     first.store.add_upload("", "c" * 64, "dataset", "flowers.zip", 10)
