@@ -504,7 +504,8 @@ def test_upload_configure_train_watch_and_see_results(studio, tiny_bytes):
     at.switch_page("app_pages/train.py").run()
     assert any(m.startswith("**Next run:** *my first run*: ") for m in texts(at.markdown)), "the name it will get"
     # the rate as the Model page sets it, the effective one beside it
-    assert any("lr 0.02 (effective 0.04, with momentum 0.5)" in m for m in texts(at.markdown)), texts(at.markdown)
+    said = "learning rate 0.02 (momentum 0.5 builds its steps up to 0.04, the effective learning rate)"
+    assert any(said in m for m in texts(at.markdown)), texts(at.markdown)
     assert any(" · seed 0 · " in m for m in texts(at.markdown)), "what tells two runs of one recipe apart"
 
     run_id = start_run(at)

@@ -53,13 +53,15 @@ def follow_queued_run(engine, shown: str, status: str) -> None:
 
 def lr_words(cfg) -> str:
     """The learning rate of the next run as the Model page sets it, with the effective rate (lr / (1 -
-    momentum), Li et al. 2020) beside it where momentum makes them differ: the effective rate alone read
-    as ten times the rate the Data page had just given."""
+    momentum), Li et al. 2020) beside it in plain words where momentum makes them differ: the effective rate alone
+    read as ten times the rate the Data page had just given."""
     if cfg.optim.lr_auto:
         return "learning rate found at the start"
     if abs(cfg.effective_lr - cfg.optim.lr) < 1e-12:
-        return f"lr {cfg.optim.lr:.3g}"
-    return f"lr {cfg.optim.lr:.3g} (effective {cfg.effective_lr:.3g}, with momentum {cfg.optim.momentum:g})"
+        return f"learning rate {cfg.optim.lr:.3g}"
+    # plain words first, the field's term after them: "effective 0.04" alone was jargon to a new user
+    return (f"learning rate {cfg.optim.lr:.3g} (momentum {cfg.optim.momentum:g} builds its steps up to "
+            f"{cfg.effective_lr:.3g}, the effective learning rate)")
 
 
 def gpu_names() -> list[str]:
