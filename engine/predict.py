@@ -406,7 +406,7 @@ class Predictor:
         for n in range(len(probs)):
             d = None if dist is None else float(dist[n])
             far_by = None
-            far = stats is not None and not math.isinf(stats.far_distance) and d > stats.far_distance
+            far = stats is not None and d is not None and not math.isinf(stats.far_distance) and d > stats.far_distance
             # shrunk static is faint (weak edges) but grainy, its neighbours less alike than any training image's:
             # "no strong edges, as a smooth gradient" would mislead where its content is far anyway
             grainy = stats is not None and correlation[n] is not None and correlation[n] < stats.correlation_min
