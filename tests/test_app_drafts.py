@@ -84,6 +84,25 @@ def test_a_refresh_and_a_restart_give_back_the_dataset_ood_set_and_settings(stud
     assert_same_draft(after, before)
 
 
+def test_a_refresh_keeps_an_upload_whose_zip_left_the_server_while_its_extracted_copy_is_held(studio, tiny_bytes):
+    """A new user moved their uploaded zip off the server: after a refresh the Data page said it was no longer on
+    the server and put the sample in use, though the studio still held its extracted images. It now reads them."""
+    at = prepared_draft(tiny_bytes)
+    before = at.session_state["cfg"]
+    zips = sorted((studio / "uploads").glob("*.zip"))
+    assert len(zips) == 2 and all((studio / "datasets" / z.stem[:24]).is_dir() for z in zips), "both were extracted"
+    for z in zips:
+        z.unlink()
+    refreshed = new_app()
+    assert_same_draft(refreshed, before)
+    assert not any("no longer on this server" in s for s in texts(refreshed.warning) + texts(refreshed.info))
+    from app.state import source_exists
+    from engine.paths import upload_ref
+
+    listed = [u["name"] for u in engine().store.list_uploads("") if source_exists(upload_ref(u["sha256"]))]
+    assert sorted(listed) == ["my digits.zip", "street photos.zip"], "the Data page's earlier uploads keep them"
+
+
 def refreshed_tab(at) -> AppTest:
     """A refresh of one browser tab: a new session whose address still carries the tab's token."""
     again = AppTest.from_file(at._script_path, default_timeout=120)
