@@ -488,10 +488,10 @@ def repeat_command(engine, cfg_file: Path, download_name: str, run_id: str, best
             if alpha != 1.0:
                 weights, variant = f" (the WiSE-FT mix at alpha {alpha:.2f}, as Try it uses)", [
                     "--variant wise", f"--alpha {alpha:.2f}"]
-        st.caption(f"To answer for new images (a zip, a folder or one image) with this run's model{weights}, from "
-                   "there:")
+        st.caption(f"To answer for new images (a zip, a folder, or image files: `*.jpg`) with this run's "
+                   f"model{weights}, from there:")
         options = [f"--run {run_id}", *variant,
-                   f"--data-dir {shlex.quote(str(engine.data_dir))}", "--data new_photos.zip", "--out predictions.csv"]
+                   f"--data-dir {shlex.quote(str(engine.data_dir))}", "--out predictions.csv", "new_photos.zip"]
         st.code(" \\\n    ".join(["python -m engine predict", *options]), language="bash", wrap_lines=True)
         if (Path(rec.run_dir) / "structured.safetensors").is_file():
             st.caption("With the smaller, channel-pruned model instead: add `--variant structured` (the same to "
