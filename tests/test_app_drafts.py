@@ -493,8 +493,8 @@ def test_a_stopped_run_shows_its_finished_epochs_and_can_be_used_again(studio, t
         button = at.button(key=f"reuse_data_{run_id}")
         assert button.disabled and "my data.zip is no longer on this server" in button.proto.help, "not a dead end"
     finally:
-        for path, at in moved:
-            at.rename(path)
+        for path, now in moved:
+            now.rename(path)
 
 
 def test_configs_and_model_cards_hold_no_server_path_and_no_internal_upload_name(studio, tiny_bytes):
