@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import difflib
 import json
 import math
 import os
@@ -1215,10 +1216,27 @@ def _predict_sources(args: argparse.Namespace) -> list[Path]:
     if not sources:
         raise StudioError(f"Give the images to answer after the run: a folder or .zip of images, or image files "
                           f"(python -m engine predict --run {args.run} photo.jpg).")
-    if len(sources) == 1 and not sources[0].exists():
-        raise StudioError(f"The images path does not exist: {sources[0]}")
+    for source in sources:
+        if not source.exists():
+            raise StudioError(missing_words(source))
     check_sources(sources)
     return sources
+
+
+def missing_words(path: Path) -> str:
+    """What a path that is not there is told: the closest names in its folder (a typo: "new_circel.png"), or that
+    a shell pattern matched nothing ("*.jpeg", passed on as typed)."""
+    said = f"Could not find '{path}'"
+    if any(c in path.name for c in "*?["):
+        return f"{said}: no file in {path.parent} matches {path.name} (the shell passed the pattern on as typed)."
+    try:
+        names = [p.name for p in path.parent.iterdir()] if path.parent.is_dir() else []
+    except OSError:
+        names = []
+    close = difflib.get_close_matches(path.name, names, n=3, cutoff=0.75)
+    if close:
+        return f"{said}. Did you mean {' or '.join(repr(str(path.parent / c)) for c in close)}?"
+    return said + ("." if path.parent.is_dir() else f": its folder {path.parent} does not exist either.")
 
 
 def _predict(args: argparse.Namespace) -> int:

@@ -401,6 +401,9 @@ def test_the_command_line_uses_the_dashboards_folder_and_says_when_a_source_is_m
     for args, words in (([str(photos / "one.png"), str(photos)], "is not an image file"),
                         ([], "Give the images to answer after the run"),
                         ([str(photos / "one.png"), str(tmp_path / "none.png")], "Could not find"),
+                        ([str(photos / "oen.png")], f"Did you mean '{photos / 'one.png'}'?"),  # a typo: the name meant
+                        ([str(photos / "*.jpeg")], "matches *.jpeg (the shell passed the pattern on as typed)"),
+                        ([str(tmp_path / "nowhere" / "a.png")], f"its folder {tmp_path / 'nowhere'} does not exist"),
                         (["--data", str(photos), str(photos / "one.png")], "is not an image file")):
         refused = cli("predict", "--run", run_id, *args, "--out", str(tmp_path / "r.csv"))
         assert refused.returncode == 2 and words in refused.stderr, (args, refused.stderr)
