@@ -743,8 +743,12 @@ def refit_preset(before: RunConfig, before_images: int) -> str:
     set_config(fitted)
     for key in changed:  # those widgets drawn again from the config (others, on the page drawn now, keep theirs)
         st.session_state.pop(f"{WIDGET_PREFIX}{key}", None)
-    return (f"The {preset.title} preset (the settings in use) is fitted to this dataset."
-            + (words or " Its own batch size is back: this dataset is large enough for it."))
+    # a new user who had chosen nothing read of "the Quick demo preset": the starting settings are said to be it
+    start = ", the studio's starting settings" if preset.name == DEFAULT_PRESET else ""
+    return (f"The settings in use (the {preset.title} preset{start}) are fitted to this dataset."
+            + (words + " An optimiser step updates the model once from a batch of images; an epoch is one pass "
+               "over the training images." if words else " Its own batch size is back: this dataset is large "
+               "enough for it."))
 
 
 def preset_of(cfg: RunConfig, train_images: int | None = None, among=None):

@@ -506,6 +506,9 @@ def test_upload_configure_train_watch_and_see_results(studio, tiny_bytes):
     # the rate as the Model page sets it, the effective one beside it
     said = "learning rate 0.02 (momentum 0.5 builds its steps up to 0.04, the effective learning rate)"
     assert any(said in m for m in texts(at.markdown)), texts(at.markdown)
+    glossary = next(m for m in texts(at.markdown) if "What these words mean" not in m and "**seed 0**" in m)
+    assert "the model is updated after every" in glossary and "so the steps grow to the effective learning rate" \
+        in glossary and "blocks frozen" not in glossary, "its terms in plain words, only those the line uses"
     assert any(" · seed 0 · " in m for m in texts(at.markdown)), "what tells two runs of one recipe apart"
 
     run_id = start_run(at)
@@ -663,9 +666,10 @@ def test_the_default_preset_follows_the_datasets_size_until_the_user_changes_a_s
     upload_zip(at, tiny_bytes)
     cfg = at.session_state["cfg"]
     assert cfg.train.batch_size == 4 and cfg.optim.lr == pytest.approx(0.0025), "fitted to 18 training images"
-    assert any(i.startswith("The Quick demo preset (the settings in use) is fitted to this dataset. Its batch size of "
-                            "32 would make 1 "
-                            "optimiser step an epoch from your 18 training images") for i in texts(at.info))
+    assert any(i.startswith("The settings in use (the Quick demo preset, the studio's starting settings) are fitted "
+                            "to this dataset. Its batch size of 32 would make 1 optimiser step an epoch from your 18 "
+                            "training images") and i.endswith("an epoch is one pass over the training images.")
+               for i in texts(at.info)), texts(at.info)
     # 30 images split 18 / 6 / 6: what one held-out image is worth, said before any run (Results says it after)
     assert any(i.startswith("Few images to measure on: 6 validation images (one image is 16.7 points) and 6 test "
                             "images (one image is 16.7 points).") for i in texts(at.info)), texts(at.info)

@@ -64,6 +64,30 @@ def lr_words(cfg) -> str:
             f"{cfg.effective_lr:.3g}, the effective learning rate)")
 
 
+def next_run_glossary(cfg) -> list[str]:
+    """The Next run line's terms in plain words, one markdown bullet each, for those the line uses: a new user
+    read "batch 4 · seed 0 · learning rate ... momentum ... first 2 blocks frozen" as jargon."""
+    b = cfg.train.batch_size
+    out = [f"**{state.backbone_title(cfg.backbone.name)}**: the network fine-tuned; it starts from "
+           f"{state.weights_words(cfg)}, what it learnt before, so a few hundred of your images are enough.",
+           f"**{cfg.train.epochs} epochs**: the model sees every training image {cfg.train.epochs} times.",
+           f"**{cfg.data.image_size} px**: each image is shrunk to {cfg.data.image_size} x {cfg.data.image_size} "
+           "pixels first (larger is slower, and can see finer detail).",
+           f"**batch {b}**: the model is updated after every {b} images (one optimiser step).",
+           f"**seed {cfg.seed}**: fixes the luck (the split, the order of the images, the new head's start); "
+           "another seed gives a second run to compare.",
+           "**learning rate**: how big each update is; too high and training jumps about, too low and it "
+           "barely moves." + (" Momentum carries part of each update into the next, so the steps grow to the "
+                              "effective learning rate." if cfg.optim.momentum > 0 else "")]
+    if state.head_only_words(cfg):
+        out.append("**new head**: the last layer, made for your classes; training it alone first keeps the "
+                   "pretrained layers from being disturbed by its random start.")
+    if frozen_words(cfg.optim, cfg.backbone.pretrained):
+        out.append("**blocks frozen**: the first layers, which see edges and textures, are kept as they are; "
+                   "training is faster and needs fewer images.")
+    return [f"- {line}" for line in out]
+
+
 def gpu_names() -> list[str]:
     """The CUDA devices' names, in index order ([] without a GPU)."""
     import torch
@@ -101,6 +125,8 @@ def start_section(engine, visible: list) -> None:
                     f"{ds.words} · {state.epochs_words(cfg.to_dict())} · {cfg.data.image_size} px · "
                     f"batch {cfg.train.batch_size} · seed {cfg.seed} · "
                     f"{lr_words(cfg)} · {methods}")
+        with st.expander("What these words mean", icon=":material/help:"):
+            st.markdown("\n".join(next_run_glossary(cfg)))
         problems = state.config_problems(cfg)
         if problems:
             st.warning(problems, icon=":material/warning:")
