@@ -477,6 +477,29 @@ def test_a_validation_test_gap_larger_than_chance_gives_is_pointed_out():
     assert val_test_gap(dict(run, test_acc=0.6)) is None, "not a count of 128 images: measured on something else"
 
 
+def test_a_wide_gap_on_few_images_that_chance_still_gives_is_said_with_its_odds():
+    """A new user's second run read 66.7% validation and 100% test (8 and 12 of 12 images), under a note that
+    figures up to 17 points apart can be an image or two: a 33-point gap, unexplained. Chance still gives it
+    (Fisher's exact test, p about 0.09), so it is said as such, not as a finding."""
+    from scipy.stats import fisher_exact
+
+    from engine.chance import small_split_words, val_test_gap_words
+
+    counts = {"split_counts": {"val": {"a": 6, "b": 6}, "test": {"a": 6, "b": 6}}}
+    run = {"val_acc": 8 / 12, "test_acc": 1.0, "data_report": counts}
+    p = fisher_exact([[8, 4], [12, 0]]).pvalue
+    assert val_test_gap_words(run) is None and p > 0.05, "not beyond chance"
+    said = small_split_words(run)
+    assert said.endswith(f" Here validation and test are 33.3 points apart (8 of 12 and 12 of 12 images right): with "
+                         f"this few images a gap this large still comes up by chance {100 * p:.0f}% of the time "
+                         "(Fisher's exact test), so neither figure is firm; the same settings with another seed show "
+                         "which is typical."), said
+    assert "Here validation" not in small_split_words(dict(run, val_acc=10 / 12)), "two images: the caution covers it"
+    wide = {"val_acc": 2 / 12, "test_acc": 1.0, "data_report": counts}
+    assert val_test_gap_words(wide) is not None and "Here validation" not in small_split_words(wide), \
+        "beyond chance: the finding says it, not this"
+
+
 def test_a_split_too_small_to_resolve_the_allowance_gives_no_verdict():
     """A new user's 8 test images (one image 12.5 points) read "the paper's claim not shown ... (-12.5 points,
     more than the 2-point allowance)" under a note that said to read verdicts as hints: such a split cannot
