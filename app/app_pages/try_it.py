@@ -273,11 +273,15 @@ def framed(picture: np.ndarray) -> np.ndarray:
     return np.pad(picture, ((1, 1), (1, 1), (0, 0)), constant_values=160)
 
 
-def precision_words(amp_dtype) -> str:
+def precision_words(amp_dtype, brief: bool = False) -> str:
     """" in bfloat16, as the run was evaluated (...)" when the model answers in reduced precision (engine.devices:
-    bf16 on a CPU that has it), else "": a user compared 49.5% here with 48.8% from the exported float32 file."""
+    bf16 on a CPU that has it), else "": a user compared 49.5% here with 48.8% from the exported float32 file.
+    `brief`: ", in bfloat16" alone, under the later images of a batch (the whole sentence under each of six read
+    as noise to a new user)."""
     if amp_dtype is None:
         return ""
+    if brief:
+        return f", in {str(amp_dtype).removeprefix('torch.')}"
     name = str(amp_dtype).removeprefix("torch.").replace("bfloat16", "bfloat16 (faster here)")
     return (f", in {name} as the run was evaluated; the exported files compute in float32, which can move a "
             "percentage by about a point")
@@ -384,7 +388,10 @@ def image_result(ds: str, models: list[Shown], name: str, data: bytes, threshold
             if not wide and (words := charts.topk_words(len(answer.top), threshold, len(p.classes), under_axis=True)):
                 st.caption(words)
             verdict(p, answer, said)
-            st.caption(f"answered in {ms:.0f} ms on {device_words(p.device)}" + precision_words(p.amp_dtype))
+            told = said is not None and ("precision", id(p)) in said  # said in full under an earlier image
+            if said is not None:
+                said.add(("precision", id(p)))
+            st.caption(f"answered in {ms:.0f} ms on {device_words(p.device)}" + precision_words(p.amp_dtype, told))
     key = f"{digest(data)}_{'_'.join(f'{m.variant}{m.alpha}{Path(m.run_dir).name}' for m in models)}"
     # the switch belongs to the image: turning the comparison on or off (other models) keeps it as it
     # was, and so does a refresh
