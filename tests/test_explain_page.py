@@ -136,6 +136,8 @@ def test_attributions_for_every_method_and_every_model(wise_run):
                      r"into at least 4 x 4 regions.*\(for experts: torchvision's `[\w.]+`\)", words), \
         "the layer Grad-CAM reads, in plain words first"
     assert re.search(r"The image nudged in \d+ small steps? \(a PGD attack\)", words), "the attack, in plain words"
+    assert "A robustness check, shown for every run (this one was not trained against such attacks)" in words, \
+        "why a run without the method shows an attacked image, said first"
     for jargon in (" cells", "stage that", "PGD-"):  # an attack is named with what it does, not its short name
         assert jargon not in words, jargon
     name = val_files(run_id)[options[1]]  # the user's file name, not an index
