@@ -746,9 +746,12 @@ def refit_preset(before: RunConfig, before_images: int) -> str:
     # a new user who had chosen nothing read of "the Quick demo preset": the starting settings are said to be it
     start = ", the studio's starting settings" if preset.name == DEFAULT_PRESET else ""
     return (f"The settings in use (the {preset.title} preset{start}) are fitted to this dataset."
-            + (words + " An optimiser step updates the model once from a batch of images; an epoch is one pass "
-               "over the training images." if words else " Its own batch size is back: this dataset is large "
-               "enough for it."))
+            + (words + STEP_WORDS if words else " Its own batch size is back: this dataset is large enough for it."))
+
+
+# after a note on batches fitted to a small dataset (engine.presets.fit_to_data's words), its terms in plain words
+STEP_WORDS = (" An optimiser step updates the model once from a batch of images; an epoch is one pass over the "
+              "training images.")
 
 
 def preset_of(cfg: RunConfig, train_images: int | None = None, among=None):

@@ -723,7 +723,8 @@ def test_a_preset_sets_the_whole_config_and_keeps_the_dataset(studio, tiny_bytes
     assert cfg.to_dict() == with_batch(recipe, fitted[0]).to_dict() and cfg.optim.lr == fitted[1]
     assert at.number_input(key="w:train.epochs").value == cfg.train.epochs != 17, "the widgets show the preset"
     assert any(PRESETS[preset].title in s and f"Its batch size of {recipe.train.batch_size} would make 1 optimiser "
-               f"step an epoch from your 18 training images, so it uses {fitted[0]}" in s for s in texts(at.success))
+               f"step an epoch from your 18 training images, so it uses {fitted[0]}" in s and
+               "An optimiser step updates the model once from a batch of images" in s for s in texts(at.success))
     assert not any("optimiser step per epoch" in w for w in texts(at.warning)), "no warning against the preset"
     assert not any("is in use fitted to your dataset" in c for c in texts(at.caption)), "the fit said once, above"
     badge = f"**{PRESETS[preset].title}** :green-badge[:material/check: in use]"

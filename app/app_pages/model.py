@@ -140,7 +140,8 @@ def presets_section() -> None:
         # pressed); this line only when there is more to say (a batch fitted to the data, a checkpoint kept)
         st.toast(f"Preset **{title}** applied.", icon=":material/check:")
         if note:
-            st.success(f"Preset **{title}** applied.{note} Every setting below can still be changed.",
+            words = state.STEP_WORDS if "optimiser step" in note else ""  # a batch fitted: its terms in plain words
+            st.success(f"Preset **{title}** applied.{note}{words} Every setting below can still be changed.",
                        icon=":material/check:")
 
 
