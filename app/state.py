@@ -556,6 +556,14 @@ def uploads(engine: Engine, kind: str) -> list[dict]:
     return [u for u in engine.store.list_uploads(user(), kind) if source_exists(upload_ref(u["sha256"]))]
 
 
+def extracted_only(ref: str) -> bool:
+    """Whether upload `ref` is read from the studio's extracted copy because its zip is gone (engine.paths)."""
+    try:
+        return resolve_path(ref).is_dir()
+    except StudioError:
+        return False
+
+
 def runs_using(engine: Engine, ref: str) -> list:
     """Runs (of any user) whose config reads the upload `ref`."""
     out = []

@@ -99,6 +99,8 @@ def test_a_refresh_keeps_an_upload_whose_zip_left_the_server_while_its_extracted
     refreshed = new_app()
     assert_same_draft(refreshed, before)
     assert not any("no longer on this server" in s for s in texts(refreshed.warning) + texts(refreshed.info))
+    assert "The zip itself is no longer on the server; the studio reads the images it extracted from it." in \
+        texts(refreshed.caption), "said, not silent"
     from app.state import source_exists
     from engine.paths import upload_ref
 
