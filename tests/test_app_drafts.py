@@ -84,12 +84,15 @@ def test_a_refresh_and_a_restart_give_back_the_dataset_ood_set_and_settings(stud
     assert_same_draft(after, before)
 
 
-def test_a_refresh_keeps_an_upload_whose_zip_left_the_server_while_its_extracted_copy_is_held(studio, tiny_bytes):
+def test_a_refresh_keeps_an_upload_whose_zip_left_the_server_while_its_extracted_copy_is_held(studio, tiny_bytes,
+                                                                                            monkeypatch):
     """A new user moved their uploaded zip off the server: after a refresh the Data page said it was no longer on
     the server and put the sample in use, though the studio still held its extracted images. It now reads them."""
-    from engine import data
+    from engine import data, paths
 
     data.clear_cache()  # decoded by an earlier test's studio in this process, the zips would not be extracted here
+    # earlier tests' studios in this process hold the same bytes: only this one's uploads are looked in
+    monkeypatch.setattr(paths, "_UPLOAD_DIRS", [(studio / "uploads").resolve()])
     at = prepared_draft(tiny_bytes)
     before = at.session_state["cfg"]
     zips = sorted((studio / "uploads").glob("*.zip"))
