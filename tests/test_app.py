@@ -509,6 +509,8 @@ def test_upload_configure_train_watch_and_see_results(studio, tiny_bytes):
     glossary = next(m for m in texts(at.markdown) if "What these words mean" not in m and "**seed 0**" in m)
     assert "the model is updated after every" in glossary and "so the steps grow to the effective learning rate" \
         in glossary and "blocks frozen" not in glossary, "its terms in plain words, only those the line uses"
+    assert "it starts from random weights: it learns from your images alone" in glossary, "this run's start: scratch"
+    assert "pretrained layers" not in glossary, "none here"
     assert any(" · seed 0 · " in m for m in texts(at.markdown)), "what tells two runs of one recipe apart"
 
     run_id = start_run(at)
@@ -1283,3 +1285,18 @@ def test_a_class_strip_puts_its_pictures_side_by_side_with_white_between():
     assert (strip[:, 8:8 + STRIP_GAP_PX] == 255).all() and (strip[:, -8:] == 30).all()
     with pytest.raises(ValueError):
         thumbnail_strip([])
+
+
+def test_the_next_run_glossary_gives_each_term_of_the_line_in_plain_words():
+    """A new user read the Train page's "Next run" line (bundled weights, batch, seed, momentum, blocks frozen) as
+    jargon: the list under it says each term the line uses, and only those."""
+    from app.app_pages.train import next_run_glossary
+    from app.presets import PRESETS
+    from app.state import default_config
+
+    fastest = "\n".join(next_run_glossary(PRESETS["fastest"].apply(default_config())))
+    assert "it starts from the weights that ship with the studio (learnt offline from generated patterns)" in fastest
+    assert "**blocks frozen**: the first layers" in fastest and "**new head**" not in fastest, fastest
+    assert "**4 epochs**: the model sees every training image 4 times." in fastest
+    quick = "\n".join(next_run_glossary(default_config()))
+    assert "**new head**" in quick and "keeps the pretrained layers" in quick and "blocks frozen" not in quick

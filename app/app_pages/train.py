@@ -68,8 +68,12 @@ def next_run_glossary(cfg) -> list[str]:
     """The Next run line's terms in plain words, one markdown bullet each, for those the line uses: a new user
     read "batch 4 · seed 0 · learning rate ... momentum ... first 2 blocks frozen" as jargon."""
     b = cfg.train.batch_size
-    out = [f"**{state.backbone_title(cfg.backbone.name)}**: the network fine-tuned; it starts from "
-           f"{state.weights_words(cfg)}, what it learnt before, so a few hundred of your images are enough.",
+    start = {"bundled": "the weights that ship with the studio (learnt offline from generated patterns)",
+             "imagenet": "weights learnt from ImageNet's 1.2 million photos (downloaded once)",
+             "none": "random weights: it learns from your images alone, which needs many more of them"}.get(
+        cfg.backbone.pretrained, state.weights_words(cfg))
+    known = "" if cfg.backbone.pretrained == "none" else ", what it learnt before, so a few hundred images are enough"
+    out = [f"**{state.backbone_title(cfg.backbone.name)}**: the network fine-tuned; it starts from {start}{known}.",
            f"**{cfg.train.epochs} epochs**: the model sees every training image {cfg.train.epochs} times.",
            f"**{cfg.data.image_size} px**: each image is shrunk to {cfg.data.image_size} x {cfg.data.image_size} "
            "pixels first (larger is slower, and can see finer detail).",
@@ -80,8 +84,9 @@ def next_run_glossary(cfg) -> list[str]:
            "barely moves." + (" Momentum carries part of each update into the next, so the steps grow to the "
                               "effective learning rate." if cfg.optim.momentum > 0 else "")]
     if state.head_only_words(cfg):
-        out.append("**new head**: the last layer, made for your classes; training it alone first keeps the "
-                   "pretrained layers from being disturbed by its random start.")
+        out.append("**new head**: the last layer, made for your classes; " + (
+            "training it alone first keeps the pretrained layers from being disturbed by its random start."
+            if cfg.backbone.pretrained != "none" else "here it is trained alone first, though no layer is pretrained."))
     if frozen_words(cfg.optim, cfg.backbone.pretrained):
         out.append("**blocks frozen**: the first layers, which see edges and textures, are kept as they are; "
                    "training is faster and needs fewer images.")
