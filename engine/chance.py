@@ -387,16 +387,20 @@ def _wide_gap_words(summary: dict) -> str:
     still gives often (p >= GAP_P, so `val_test_gap_words` is silent), said with its odds, with a leading space;
     "" otherwise. A new user's 66.7% validation beside 100% test (12 images each) was left to the one-or-two-images
     caution, which it exceeds."""
+    from engine.claims import shown_points
+
     found = _gap_test(summary)
     if found is None:
         return ""
     (val, n_val, r_val), (test, n_test, r_test), p = found
     if p < GAP_P or abs(r_val / n_val - r_test / n_test) * min(n_val, n_test) <= 2:
         return ""
-    return (f" Here validation and test are {abs(100 * (val - test)):.1f} points apart ({r_val} of {n_val} and "
-            f"{r_test} of {n_test} images right): with this few images a gap this large still comes up by chance "
-            f"{100 * p:.0f}% of the time (Fisher's exact test), so neither figure is firm; the same settings with "
-            "another seed show which is typical.")
+    check = ("your validation and test folders may also hold different kinds of pictures (the split is yours)"
+             if (summary.get("data_report") or {}).get("split_given") else
+             "the same settings with another seed show which is typical")
+    return (f" Here validation and test are {abs(shown_points(val, test)):.1f} points apart ({r_val} of {n_val} and "
+            f"{r_test} of {n_test} images right): with this few images a gap at least this large still comes up by "
+            f"chance {100 * p:.0f}% of the time (Fisher's exact test), so neither figure is firm; {check}.")
 
 
 def _gap_test(summary: dict) -> tuple[tuple[float, int, int], tuple[float, int, int], float] | None:

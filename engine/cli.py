@@ -1240,7 +1240,8 @@ def missing_words(path: Path) -> str:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    """Predict a folder or zip of images with a finished run; CSV out, accuracy when folders name classes."""
+    """Predict a folder or zip of images, or image files, with a finished run; CSV out, accuracy when folders
+    name classes."""
     data_dir = Path(args.data_dir)
     run_dir, run_id = _run_folder(args.run, data_dir)
     sources = _predict_sources(args)
@@ -1498,6 +1499,18 @@ class QuietWhenClosed:
         return getattr(self._stream, name)
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """`parser`'s arguments of `argv`; for `predict`, images after its options too (`predict --run R a.png --out
+    x.csv b.png`: argparse takes only the images before the options, so a shell glob split by them was refused).
+    Anything else left over is refused as argparse refuses it (SystemExit 2)."""
+    args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "func", None) is _predict and not any(e.startswith("-") for e in extra):
+        args.images = [*args.images, *extra]
+    elif extra:
+        parser.parse_args(argv)  # its own message and exit code
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command in `argv` (default: sys.argv[1:]) and return the process exit code (0 on success). A
     StudioError is printed as a plain message with exit code 2, never a traceback; Ctrl+C during `train` stops
@@ -1507,7 +1520,7 @@ def main(argv: list[str] | None = None) -> int:
         from tools.pretrain import main as pretrain_main  # an asset builder above the engine: loaded on demand
 
         return pretrain_main(argv[1:])
-    args = build_parser().parse_args(argv)
+    args = _parse(build_parser(), argv)
     if getattr(args, "data_dir", "given") is None:
         args.data_dir = str(default_data_dir())  # the dashboard's folder: one store for both
     if getattr(args, "data_dir", None):  # configs and runs name uploads as upload:<sha256>: found in its uploads

@@ -54,8 +54,10 @@ Low confidence (documented measure, both parts shown to the user in plain words)
     among a new user's drawn shapes was none of one colour, flat or noise and passed every check (4 grey levels
     against at least 39 at 64 px). Named after one colour, flat and noise: the plainest one that applies is said.
     The same 1 / (n + 1) bound holds, with room to spare.
-  Where an image is both far by its features and one of the kinds above, the kind is named first (a blurred
-  drawing "has no strong edges"), and the long words add that it is also far.
+  Where an image is both far by its features and mostly flat, mostly noise or without strong edges, that kind is
+  named first (a blurred drawing "has no strong edges") and the long words add that it is also far (one colour
+  needs no second reason); a faint image far by its features whose neighbouring pixels are less alike than any
+  training image's (static shrunk from a larger picture) is called unlike the training images instead.
   The run's own images (training, validation or test; the same pixels, or a resized or re-saved copy:
   `NearCopies`) are never called unfamiliar: they are the user's data, labelled with its classes (the
   bar flags 5% of the held-out ones by design, which read as "do not trust" beside a 99% answer).
@@ -508,8 +510,8 @@ class Predictor:
                         "the images the model was checked on")
             if prediction.far_by in ("flat", "noise", "smooth") and prediction.distance is not None \
                     and prediction.distance > self.stats.far_distance:  # both said: the second reason confirms it
-                what += (f"; it also looks unlike them, farther from them than {100 * FAR_QUANTILE:.0f}% of the images "
-                         "the model was checked on")
+                what += (f"; it also looks unlike the training images, farther from them than "
+                         f"{100 * FAR_QUANTILE:.0f}% of the images the model was checked on")
             unsure = (f"; the model is unsure, too ({name} has only {percent(p, prediction.threshold)}, under "
                       f"{100 * prediction.threshold:.0f}%)" if prediction.unsure else "")
             text = (f"Unfamiliar image: {what}{unsure}. The model always answers with one of its classes (it says "
@@ -1283,8 +1285,10 @@ def check_source(source: Path, name: str | None = None, advice: str = PREDICT_AD
 
 def check_sources(sources: Sequence[Path], advice: str = PREDICT_ADVICE) -> None:
     """Refuse what predict_folder cannot answer, before any model is loaded: one source as `check_source`;
-    several must each be an image file (`predict --run R *.jpg`), since a folder or zip among them would mix
-    two ways of naming rows and labelling them. Raises StudioError naming the first path at fault, or for none."""
+    several must each be a file and no zip (`predict --run R *.jpg`), since a folder or zip among them would mix
+    two ways of naming rows and labelling them; a file that is no readable image is skipped with its reason when
+    answered, as in a folder (a camera export without an extension is read by its content). Raises StudioError
+    naming the first path at fault, or for none."""
     sources = [Path(s) for s in sources]
     if not sources:
         raise StudioError("Give the images to answer: a folder or .zip of images, or one or more image files.")
@@ -1294,9 +1298,9 @@ def check_sources(sources: Sequence[Path], advice: str = PREDICT_ADVICE) -> None
     for s in sources:
         if not s.exists():
             raise StudioError(f"Could not find '{s}'.")
-        if not is_single_image(s):
-            raise StudioError(f"'{s}' is not an image file ({IMAGE_WORDS}): give several image files, or one "
-                              "folder or .zip of images.")
+        if s.is_dir() or zipfile.is_zipfile(s):
+            raise StudioError(f"'{s}' is {'a folder' if s.is_dir() else 'a zip'}, not an image file: give several "
+                              "image files, or one folder or .zip of images.")
 
 
 def _materialise(source: Path, work_dir: Path | None, name: str,
@@ -1389,7 +1393,9 @@ def predict_folder(predictor: Predictor, source: Path | Sequence[Path], work_dir
     if not isinstance(source, (str, Path)):
         files = [Path(f) for f in source]
         check_sources(files)
-        return _predict_items(predictor, [(str(f), f) for f in files], [], top_k, batch_size, progress, threshold)
+        if len(files) > 1:
+            return _predict_items(predictor, [(str(f), f) for f in files], [], top_k, batch_size, progress, threshold)
+        source = files[0]  # one: a folder, zip or image, as given alone
     source = Path(source)
     name = name or source.name
     single = is_single_image(source)

@@ -24,7 +24,7 @@ from engine.errors import StudioError
 from engine.jobs import STOPPED_BY_SERVER, STOPPED_BY_USER, execute_run, interrupted_message, stopped_message
 from engine.checkpoints import new_run_id
 from engine.resume import RESUME_FILE, check_resumable, planned_epochs
-from engine.paths import ASSETS_DIR, PROJECT_DIR, register_upload_dir, resolve_path
+from engine.paths import ASSETS_DIR, PROJECT_DIR, UPLOAD_PREFIX, register_upload_dir, resolve_path
 from engine.security import AccessDenied, DataRoots, LimitExceeded, Limits
 from engine.store import RunRecord, RunStore, process_alive
 from engine.contract import Reporter
@@ -222,7 +222,8 @@ class Engine:
         self._queue.put((run_id, cfg, 1, (), True))
 
     def check_data_access(self, cfg: RunConfig) -> None:
-        """With data roots set, a run reads only uploads, the bundled assets, or folders under the roots."""
+        """With data roots set, a run reads only uploads (or an upload's extracted copy when its zip is gone), the
+        bundled assets, or folders under the roots. Raises AccessDenied for anything else."""
         if self.data_roots is None:
             return
 
@@ -230,7 +231,9 @@ class Engine:
             if not source:
                 continue
             real = resolve_path(source).resolve()
-            own = (self.data_dir / "uploads", self.datasets_dir, ASSETS_DIR.resolve())  # an upload's extraction too
+            own = [self.data_dir / "uploads", ASSETS_DIR.resolve()]
+            if source.startswith(UPLOAD_PREFIX):  # an upload read from its extracted copy (engine.paths); a path
+                own.append(self.datasets_dir)  # typed into the datasets folder is not an upload
             if any(real == d or d in real.parents for d in own):
                 continue
             self.data_roots.resolve(str(real))  # AccessDenied outside the roots (links followed)

@@ -509,7 +509,7 @@ def test_upload_configure_train_watch_and_see_results(studio, tiny_bytes):
     glossary = next(m for m in texts(at.markdown) if "What these words mean" not in m and "**seed 0**" in m)
     assert "the model is updated after every" in glossary and "so the steps grow to the effective learning rate" \
         in glossary and "blocks frozen" not in glossary, "its terms in plain words, only those the line uses"
-    assert "it starts from random weights: it learns from your images alone" in glossary, "this run's start: scratch"
+    assert "it starts from random weights, so it learns from your images alone" in glossary, "this run's start: scratch"
     assert "pretrained layers" not in glossary, "none here"
     assert any(" · seed 0 · " in m for m in texts(at.markdown)), "what tells two runs of one recipe apart"
 

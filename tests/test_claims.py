@@ -491,9 +491,12 @@ def test_a_wide_gap_on_few_images_that_chance_still_gives_is_said_with_its_odds(
     assert val_test_gap_words(run) is None and p > 0.05, "not beyond chance"
     said = small_split_words(run)
     assert said.endswith(f" Here validation and test are 33.3 points apart (8 of 12 and 12 of 12 images right): with "
-                         f"this few images a gap this large still comes up by chance {100 * p:.0f}% of the time "
-                         "(Fisher's exact test), so neither figure is firm; the same settings with another seed show "
-                         "which is typical."), said
+                         f"this few images a gap at least this large still comes up by chance {100 * p:.0f}% of the "
+                         "time (Fisher's exact test), so neither figure is firm; the same settings with another seed "
+                         "show which is typical."), said
+    given = small_split_words(dict(run, data_report={**counts, "split_given": True}))
+    assert given.endswith("your validation and test folders may also hold different kinds of pictures (the split is "
+                          "yours)."), "another seed does not redraw the user's own split"
     assert "Here validation" not in small_split_words(dict(run, val_acc=10 / 12)), "two images: the caution covers it"
     wide = {"val_acc": 2 / 12, "test_acc": 1.0, "data_report": counts}
     assert val_test_gap_words(wide) is not None and "Here validation" not in small_split_words(wide), \

@@ -391,23 +391,26 @@ def test_the_command_line_uses_the_dashboards_folder_and_says_when_a_source_is_m
     assert re.search(r"1 image predicted in (\d+ ms|\d+\.\d s) \(", short.stdout), "never \"0.0s\" beside an img/s"
     # images as bare arguments, several at once (a shell's *.png): each answered under the path given
     (tmp_path / "broken.png").write_bytes(b"not a png")
-    bare = cli("predict", "--run", run_id, str(photos / "one.png"), str(tmp_path / "broken.png"),
-               "--out", str(tmp_path / "bare.csv"))
+    bare = cli("predict", "--run", run_id, str(photos / "one.png"), "--out", str(tmp_path / "bare.csv"),
+               str(tmp_path / "broken.png"))  # an image after an option too
     assert bare.returncode == 0 and "1 image predicted" in bare.stdout, bare.stderr
     assert re.search(rf"^  {re.escape(str(photos / 'one.png'))}: (red|green|stripes) \d+%", bare.stdout, re.M)
     assert "1 file skipped:" in bare.stdout and str(tmp_path / "broken.png") in bare.stdout, bare.stdout
     with open(tmp_path / "bare.csv", encoding="utf-8-sig") as fh:
         assert [r["path"] for r in csv.DictReader(fh)] == [str(photos / "one.png"), str(tmp_path / "broken.png")]
-    for args, words in (([str(photos / "one.png"), str(photos)], "is not an image file"),
+    for args, words in (([str(photos / "one.png"), str(photos)], "is a folder, not an image file"),
+                        ([str(photos / "one.png"), str(tiny_zip)], "is a zip, not an image file"),
                         ([], "Give the images to answer after the run"),
                         ([str(photos / "one.png"), str(tmp_path / "none.png")], "Could not find"),
                         ([str(photos / "oen.png")], f"Did you mean '{photos / 'one.png'}'?"),  # a typo: the name meant
                         ([str(photos / "*.jpeg")], "matches *.jpeg (the shell passed the pattern on as typed)"),
                         ([str(tmp_path / "nowhere" / "a.png")], f"its folder {tmp_path / 'nowhere'} does not exist"),
-                        (["--data", str(photos), str(photos / "one.png")], "is not an image file")):
+                        (["--data", str(photos), str(photos / "one.png")], "is a folder, not an image file")):
         refused = cli("predict", "--run", run_id, *args, "--out", str(tmp_path / "r.csv"))
         assert refused.returncode == 2 and words in refused.stderr, (args, refused.stderr)
         assert "Traceback" not in refused.stderr and "model:" not in refused.stdout, "refused before the model loads"
+    typo = cli("predict", "--run", run_id, str(photos / "one.png"), "--tpo-k", "2")
+    assert typo.returncode == 2 and "unrecognized arguments: --tpo-k 2" in typo.stderr, typo.stderr
     unknown = cli("predict", "--run", "zzzzzz", "--data", str(photos / "one.png"), "--out", str(tmp_path / "u.csv"))
     assert unknown.returncode == 2 and "see `python -m engine runs`" in unknown.stderr, unknown.stderr
     own = cli("predict", "--run", run_id, "--data", str(tiny_zip), "--out", str(tmp_path / "own.csv"))

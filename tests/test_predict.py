@@ -406,7 +406,7 @@ def test_a_smooth_gradient_is_flagged_where_every_training_image_has_strong_edge
     assert (blur_far.far_by, jpeg_far.far_by) == ("smooth", "content"), (blur_far.far_by, jpeg_far.far_by)
     assert p.short_reason(blur_far) == "unfamiliar (no strong edges)"
     words = p.explanation(blur_far)
-    assert "it has no strong edges" in words and "it also looks unlike them" in words, words
+    assert "it has no strong edges" in words and "it also looks unlike the training images" in words, words
     p.stats.far_distance = far
     assert "also" not in p.explanation(answers[1]), "near by content: not said"
     big = Image.new("RGB", (224, 224), "white")  # thin lines at 224 px: a share of the steps missed them
@@ -729,6 +729,10 @@ def test_predict_a_plain_folder_without_classes_and_bad_input(studio, tmp_path, 
     assert [r["path"] for r in result.rows] == ["0.png", "1.png", "2.png", "IMG_0004"] and result.metrics() is None
     assert not result.skipped, "read as training reads a folder: the photo by content, clutter ignored"
     assert seen[-1] == (4, 4) and len(seen) == 2, "progress after each batch"
+    assert [r["path"] for r in predict_folder(p, [folder], top_k=1).rows] == [r["path"] for r in result.rows], \
+        "a list of one folder is that folder"
+    files = predict_folder(p, [folder / "0.png", folder / "IMG_0004"], top_k=1)
+    assert [r["path"] for r in files.rows] == [str(folder / "0.png"), str(folder / "IMG_0004")], "each as given"
     assert cli(["predict", "--run", "no-such-run", "--data", str(folder), "--data-dir", str(studio_dir)]) == 2
     err = capsys.readouterr().err
     assert "No run 'no-such-run'" in err and "add --data-dir FOLDER" in err, "the dashboard's data folder may be another"

@@ -117,7 +117,7 @@ def test_an_upload_whose_zip_is_gone_is_read_from_the_studios_extracted_copy(tmp
     from engine.security import DataRoots
 
     monkeypatch.setattr("engine.paths._UPLOAD_DIRS", [])  # engines made by earlier tests registered theirs
-    data = write_tiny_zip(tmp_path / "mine.zip", per_class=6, nested="my data").read_bytes()
+    data = write_tiny_zip(tmp_path / "mine.zip", per_class=6, nested="my data/").read_bytes()
     (tmp_path / "allowed").mkdir()
     engine = Engine(tmp_path / "studio", data_roots=DataRoots(((tmp_path / "allowed").resolve(),)))  # a shared server
     try:
@@ -133,6 +133,11 @@ def test_an_upload_whose_zip_is_gone_is_read_from_the_studios_extracted_copy(tmp
             assert a.labels.tolist() == b.labels.tolist() and a.images.equal(b.images), split
         assert after.classes == before.classes
         engine.check_data_access(cfg)  # the studio's own folder, outside the allowed ones: still the user's upload
+        from engine.security import AccessDenied
+
+        typed = apply_overrides(cfg, [f"data.source={resolve_path(ref)}"])  # the same folder typed as a path
+        with pytest.raises(AccessDenied):
+            engine.check_data_access(typed)
         shutil.rmtree(resolve_path(ref))
         with pytest.raises(StudioError, match="'mine.zip', is no longer in this studio's uploads folder"):
             prepare_data(cfg, engine.datasets_dir)

@@ -683,7 +683,7 @@ def row_note(r: dict, pretrained_src: str | None, rec) -> str:
         # a new user's plain run showed a wrong answer here by default, unexplained: what the row is for, first
         why = ("" if (rec.config.get("adversarial") or {}).get("enabled") else
                "A robustness check, shown for every run (this one was not trained against such attacks): how easily "
-               "changes too small to notice fool the model. ")
+               f"{'changes too small to notice' if unseen else 'small changes'} fool the model. ")
         return (f"{why}The image nudged in {state.plural(r['steps'], 'small step')} (a PGD attack) to push the "
                 f"fine-tuned model away from the true class: each pixel moved by at most "
                 f"{round(r['linf'] * 255, 1):g}/255 of the brightness range, {budget}{unseen}.")

@@ -76,6 +76,7 @@ def fmt_params(n: int) -> str:
 def _apply_preset(key: str) -> None:
     before = state.config()
     after, note = state.preset_for_data(PRESETS[key], before)  # its batch fitted to a small dataset
+    note += state.STEP_WORDS if note else ""  # the fit's terms in plain words, right after it
     state.set_config(after)
     state.reset_widgets()
     if before.backbone.pretrained == "checkpoint" and before.backbone.checkpoint:
@@ -140,8 +141,7 @@ def presets_section() -> None:
         # pressed); this line only when there is more to say (a batch fitted to the data, a checkpoint kept)
         st.toast(f"Preset **{title}** applied.", icon=":material/check:")
         if note:
-            words = state.STEP_WORDS if "optimiser step" in note else ""  # a batch fitted: its terms in plain words
-            st.success(f"Preset **{title}** applied.{note}{words} Every setting below can still be changed.",
+            st.success(f"Preset **{title}** applied.{note} Every setting below can still be changed.",
                        icon=":material/check:")
 
 

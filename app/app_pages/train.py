@@ -67,28 +67,37 @@ def lr_words(cfg) -> str:
 def next_run_glossary(cfg) -> list[str]:
     """The Next run line's terms in plain words, one markdown bullet each, for those the line uses: a new user
     read "batch 4 · seed 0 · learning rate ... momentum ... first 2 blocks frozen" as jargon."""
-    b = cfg.train.batch_size
+    b, epochs, scratch = cfg.train.batch_size, int(cfg.train.epochs), cfg.backbone.pretrained == "none"
     start = {"bundled": "the weights that ship with the studio (learnt offline from generated patterns)",
-             "imagenet": "weights learnt from ImageNet's 1.2 million photos (downloaded once)",
-             "none": "random weights: it learns from your images alone, which needs many more of them"}.get(
+             "imagenet": "weights learnt from ImageNet's 1.2 million photos (downloaded once)"}.get(
         cfg.backbone.pretrained, state.weights_words(cfg))
-    known = "" if cfg.backbone.pretrained == "none" else ", what it learnt before, so a few hundred images are enough"
-    out = [f"**{state.backbone_title(cfg.backbone.name)}**: the network fine-tuned; it starts from {start}{known}.",
-           f"**{cfg.train.epochs} epochs**: the model sees every training image {cfg.train.epochs} times.",
+    net = (f"**{state.backbone_title(cfg.backbone.name)}**: the network trained; it starts from random weights, so "
+           "it learns from your images alone, which needs many more of them." if scratch else
+           f"**{state.backbone_title(cfg.backbone.name)}**: the network fine-tuned; it starts from {start}, what it "
+           "learnt before, so it needs far fewer of your images than learning from nothing.")
+    rate = "**learning rate**: how big each update is; too high and training jumps about, too low and it barely moves."
+    if cfg.optim.lr_auto:
+        rate += " This run finds one itself in a short test at its start."
+    elif abs(cfg.effective_lr - cfg.optim.lr) >= 1e-12:  # as lr_words: the line names the effective rate
+        rate += (" Momentum carries part of each update into the next, so the steps grow to the effective learning "
+                 "rate.")
+    out = [net, f"**{state.plural(epochs, 'epoch')}**: the model sees every training image "
+                f"{'once' if epochs == 1 else f'{epochs} times'}.",
            f"**{cfg.data.image_size} px**: each image is shrunk to {cfg.data.image_size} x {cfg.data.image_size} "
            "pixels first (larger is slower, and can see finer detail).",
            f"**batch {b}**: the model is updated after every {b} images (one optimiser step).",
            f"**seed {cfg.seed}**: fixes the luck (the split, the order of the images, the new head's start); "
-           "another seed gives a second run to compare.",
-           "**learning rate**: how big each update is; too high and training jumps about, too low and it "
-           "barely moves." + (" Momentum carries part of each update into the next, so the steps grow to the "
-                              "effective learning rate." if cfg.optim.momentum > 0 else "")]
-    if state.head_only_words(cfg):
-        out.append("**new head**: the last layer, made for your classes; " + (
-            "training it alone first keeps the pretrained layers from being disturbed by its random start."
-            if cfg.backbone.pretrained != "none" else "here it is trained alone first, though no layer is pretrained."))
+           "another seed gives a second run to compare.", rate]
+    if min(int(cfg.optim.linear_probe_epochs), epochs) > 0:
+        out.append("**head kept**: the checkpoint's own last layer, already trained on these classes, so no epochs "
+                   "train it alone." if state.kept_head(cfg) else
+                   "**new head**: the last layer, made for your classes; " + (
+                       "here it is trained alone first, though no layer is pretrained." if scratch else
+                       "training it alone first keeps the pretrained layers from being disturbed by its random start."))
     if frozen_words(cfg.optim, cfg.backbone.pretrained):
-        out.append("**blocks frozen**: the first layers, which see edges and textures, are kept as they are; "
+        out.append("**blocks frozen**: the first layers are kept as they are; here they keep their random weights, so "
+                   "only the later layers learn." if scratch else
+                   "**blocks frozen**: the first layers, which see edges and textures, are kept as they are; "
                    "training is faster and needs fewer images.")
     return [f"- {line}" for line in out]
 
