@@ -922,8 +922,12 @@ def run_feature_stats(predictor: Predictor, cfg: RunConfig, datasets_dir: Path |
 
 def data_fingerprint(cfg: RunConfig) -> tuple[str | None, str | None]:
     """(engine.data.source_fingerprint of the run's dataset, None), or (None, why it cannot be read, in plain
-    words naming the file: "The run's dataset, '/data/shapes.zip', is not there any more ..."). Raises nothing."""
+    words naming the file: "The run's dataset, '/data/shapes.zip', is not there any more ..."). An upload read from
+    its extracted copy (its zip gone, engine.paths) has its zip's fingerprint, the first digits of the SHA-256 its
+    reference names: the copy holds the zip's files, and what was measured from the zip stays in use. Raises
+    nothing."""
     from engine.data import source_fingerprint
+    from engine.paths import EXTRACTED_DIGITS, upload_sha
     from engine.run_data import dataset_path
 
     try:
@@ -931,6 +935,8 @@ def data_fingerprint(cfg: RunConfig) -> tuple[str | None, str | None]:
         if not path.exists():
             return None, (f"The run's dataset, '{path}', is not there any more (moved, renamed or deleted; put it back "
                           "there to check against it again).")
+        if upload_sha(cfg.data.source) and path.is_dir():
+            return upload_sha(cfg.data.source)[:EXTRACTED_DIGITS], None
         return source_fingerprint(path), None
     except (StudioError, OSError) as e:
         return None, str(e) or f"Could not read '{cfg.data.source}'."

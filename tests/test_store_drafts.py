@@ -125,7 +125,11 @@ def test_an_upload_whose_zip_is_gone_is_read_from_the_studios_extracted_copy(tmp
         ref = upload_ref(hashlib.sha256(data).hexdigest())
         cfg = apply_overrides(RunConfig(), [f"data.source={ref}", "data.image_size=32", "data.source_name=mine.zip"])
         before = prepare_data(cfg, engine.datasets_dir)
+        from engine.predict import data_fingerprint
+
+        zip_print = data_fingerprint(cfg)
         path.unlink()
+        assert data_fingerprint(cfg) == zip_print, "what was measured from the zip stays in use for its copy"
         assert resolve_path(ref) == engine.datasets_dir / hashlib.sha256(data).hexdigest()[:24]
         after = prepare_data(cfg, engine.datasets_dir)
         for split in ("train", "val", "test"):
