@@ -47,6 +47,10 @@ IMBALANCE_METRICS = {
     "val_macro_f1": ("Macro-F1 (validation)", "Mean F1 over classes on the validation images."),
 }
 
+# the commands shown uncoloured: as bash, a run id's date was coloured as a number and the rest not, so a new user
+# read one id as two things
+COMMAND_LANGUAGE = "text"
+
 
 def robust_words(summary: dict) -> str:
     """" Attack: PGD-10 at eps 4.0/255 (of 255 pixel levels), on the test images." from the summary's
@@ -464,7 +468,7 @@ def repeat_command(engine, cfg_file: Path, download_name: str, run_id: str, best
         st.caption("To repeat this run without the dashboard, on the computer that runs the studio, in the studio's folder:")
         # one option per line, with the shell's line continuations: a narrow page wraps inside a path only
         st.code(f"python -m engine train \\\n    --config {shlex.quote(str(cfg_file))} \\\n    --data-dir "
-                f"{shlex.quote(str(engine.data_dir))}", language="bash", wrap_lines=True)
+                f"{shlex.quote(str(engine.data_dir))}", language=COMMAND_LANGUAGE, wrap_lines=True)
         rec = engine.run_record(run_id)
         from engine.runs import stopped_with_best
 
@@ -474,7 +478,7 @@ def repeat_command(engine, cfg_file: Path, download_name: str, run_id: str, best
         if rec is not None and rec.status != "finished" and (Path(rec.run_dir) / RESUME_FILE).is_file():
             st.caption("To continue it from where it stopped, as the Continue button does, from there:")
             st.code(f"python -m engine train --resume {run_id} \\\n    --data-dir {shlex.quote(str(engine.data_dir))}",
-                    language="bash", wrap_lines=True)
+                    language=COMMAND_LANGUAGE, wrap_lines=True)
         if rec is None or rec.status != "finished" and not stopped:  # a failed run has no model to answer with
             return
         weights, variant = (", with the best validation epoch's weights picked above", ["--variant best"]) if best \
@@ -492,14 +496,14 @@ def repeat_command(engine, cfg_file: Path, download_name: str, run_id: str, best
                    f"model{weights}, from there:")
         options = [f"--run {run_id}", *variant,
                    f"--data-dir {shlex.quote(str(engine.data_dir))}", "--out predictions.csv", "new_photos.zip"]
-        st.code(" \\\n    ".join(["python -m engine predict", *options]), language="bash", wrap_lines=True)
+        st.code(" \\\n    ".join(["python -m engine predict", *options]), language=COMMAND_LANGUAGE, wrap_lines=True)
         if (Path(rec.run_dir) / "structured.safetensors").is_file():
             st.caption("With the smaller, channel-pruned model instead: add `--variant structured` (the same to "
                        "`python -m engine export --run ...` for its files).")
         return
     st.caption("To repeat this run without the dashboard: download its config (above), replace an uploaded "
                "dataset's `upload:` reference in it by the file's path, then")
-    st.code(f"python -m engine train --config {shlex.quote(download_name)}", language="bash", wrap_lines=True)
+    st.code(f"python -m engine train --config {shlex.quote(download_name)}", language=COMMAND_LANGUAGE, wrap_lines=True)
 
 
 def method_views(engine, rec, summary: dict) -> None:
