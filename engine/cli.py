@@ -43,7 +43,8 @@ from engine.lr_find import lr_into_config
 from engine.methods import METHODS
 from engine.methods.pruning import smaller_model_warning
 from engine.optim import frozen_words
-from engine.paths import UPLOAD_PREFIX, default_data_dir, register_upload_dir, resolve_path, upload_sha
+from engine.paths import (DATASETS_FOLDER, UPLOAD_PREFIX, default_data_dir, register_upload_dir, resolve_path,
+                          upload_sha)
 from engine.predict import (VARIANTS, check_sources, load_predictor, model_caution, predict_folder, run_summary,
                             write_csv)
 from engine.presets import PRESETS, fit_to_data, fitted_to, get_preset, is_recipe, run_name
@@ -290,7 +291,7 @@ def _train(args: argparse.Namespace) -> int:
     _check_sources(cfg, data_dir)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return _train_distributed(cfg, args, data_dir)
-    data, start = _check_inputs(cfg, data_dir / "datasets")
+    data, start = _check_inputs(cfg, data_dir / DATASETS_FOLDER)
     _say_mirroring(cfg, list(data.classes))
     if (args.preset or not args.config) and not any(o.startswith(("train.batch_size=", "optim.lr=")) for o in overrides):
         # as the dashboard fits a preset to a small dataset; the default settings too (a new user's first run,
@@ -478,7 +479,7 @@ def _run_in_foreground(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Pa
           + (f", {frozen}" if frozen else "") + f", seed {cfg.seed}", flush=True)
     try:
         with _terminate_as_interrupt():
-            summary = execute_run(store, run_id, cfg, run_dir, data_dir / "datasets", reporter, resume=resume,
+            summary = execute_run(store, run_id, cfg, run_dir, data_dir / DATASETS_FOLDER, reporter, resume=resume,
                                   data=data, start=start)
     except Terminated:
         _interrupted(store, run_id, run_dir, cfg.train.epochs, data_dir, SIGTERM)
@@ -801,7 +802,7 @@ def _train_distributed(cfg, args: argparse.Namespace, data_dir: Path) -> int:
     rank = dist.get_rank()
     try:
         if rank == 0:  # extract and decode once before the others read the same folder; every input checked
-            _check_inputs(cfg, data_dir / "datasets")
+            _check_inputs(cfg, data_dir / DATASETS_FOLDER)
             run_id = args.run_id or new_run_id()
             run_dir = Path(args.out).resolve() if args.out else data_dir / "runs" / run_id
             shared = [run_id, str(run_dir)]
@@ -810,9 +811,9 @@ def _train_distributed(cfg, args: argparse.Namespace, data_dir: Path) -> int:
         dist.broadcast_object_list(shared, src=0)
         run_id, run_dir = shared[0], Path(shared[1])
         if rank != 0:  # the same job-level decisions as rank 0's execute_run (it searches, we receive)
-            cfg, _ = lr_into_config(cfg, data_dir / "datasets")
-            cfg, _ = search_into_config(cfg, data_dir / "datasets")
-            train(cfg, Reporter(), run_dir=None, work_dir=data_dir / "datasets", world=world())
+            cfg, _ = lr_into_config(cfg, data_dir / DATASETS_FOLDER)
+            cfg, _ = search_into_config(cfg, data_dir / DATASETS_FOLDER)
+            train(cfg, Reporter(), run_dir=None, work_dir=data_dir / DATASETS_FOLDER, world=world())
             return 0
         store = RunStore(data_dir / "studio.db")
         if not args.run_id:  # a supervising engine created the record already
@@ -821,7 +822,7 @@ def _train_distributed(cfg, args: argparse.Namespace, data_dir: Path) -> int:
         print(f"run {run_id} -> {run_dir} ({dist.get_world_size()} processes, {backend})", flush=True)
         run_dir.mkdir(parents=True, exist_ok=True)
         reporter = ConsoleReporter(store, run_id, args.quiet, live=bool(args.run_id), cfg=cfg)
-        summary = execute_run(store, run_id, cfg, run_dir, data_dir / "datasets", reporter)
+        summary = execute_run(store, run_id, cfg, run_dir, data_dir / DATASETS_FOLDER, reporter)
         reporter.close_bar()
         return _say_after_run(summary, cfg, run_dir, store)
     finally:
@@ -845,7 +846,7 @@ def _inspect(args: argparse.Namespace) -> int:
         raise StudioError(f"The data path does not exist: {source}")
     try:
         rep = inspect_dataset(
-            resolve_path(source), Path(args.data_dir).resolve() / "datasets", image_size=pick(args.image_size,
+            resolve_path(source), Path(args.data_dir).resolve() / DATASETS_FOLDER, image_size=pick(args.image_size,
                                                                                               d.image_size),
             min_images_per_class=pick(args.min_images_per_class, d.min_images_per_class),
             val_fraction=pick(args.val_fraction, d.val_fraction), test_fraction=pick(args.test_fraction, d.test_fraction),
@@ -1088,7 +1089,7 @@ def _export(args: argparse.Namespace) -> int:
     _check_alpha(args, run_dir)  # a stopped run's default is its best epoch so far (engine.runs.default_variant)
     summary = run_summary(run_dir, stopped_ok=args.variant == "best")  # an unfinished run: how to get a model
     _say_stopped(run_dir, run_id, data_dir, "is exported")
-    run = load_run(run_dir, data_dir / "datasets")
+    run = load_run(run_dir, data_dir / DATASETS_FOLDER)
     if not run.has(args.variant):
         what = {"structured": "it was trained without structured pruning", "wise": "it was trained without WiSE-FT",
                 "best": "it kept no best-epoch checkpoint"}[args.variant]
@@ -1255,7 +1256,7 @@ def _predict(args: argparse.Namespace) -> int:
     _check_csv_out(out_path)
     _check_alpha(args, run_dir)
     alpha = args.alpha if args.alpha is not None or args.variant != "wise" else _stored_alpha(run_id, data_dir)
-    predictor = load_predictor(run_dir, args.variant, alpha, data_dir / "datasets", args.device)
+    predictor = load_predictor(run_dir, args.variant, alpha, data_dir / DATASETS_FOLDER, args.device)
     print(f"model: {predictor.label} on {predictor.device}; classes: {', '.join(predictor.classes)}", flush=True)
     _say_stopped(run_dir, run_id, data_dir)
     summary = run_summary(run_dir, stopped_ok=args.variant == "best")
@@ -1272,7 +1273,7 @@ def _predict(args: argparse.Namespace) -> int:
             bar.update(done - bar.n)
 
         # delay: no bar for a prediction over in half a second (a few images, or none readable)
-        result = predict_folder(predictor, source, data_dir / "datasets", args.top_k, args.batch_size,
+        result = predict_folder(predictor, source, data_dir / DATASETS_FOLDER, args.top_k, args.batch_size,
                                 progress, args.threshold)
     top_k = min(args.top_k, len(predictor.classes))
     n = len(result.rows)

@@ -54,6 +54,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from engine.devices import usable_cpus
 from engine.errors import StudioError
+from engine.paths import EXTRACTED_DIGITS
 from engine.words import plural
 
 try:  # HEIC/HEIF, the iPhone camera's default format (AVIF is built into Pillow >= 11.2)
@@ -1274,7 +1275,7 @@ def _zip_digest(path: Path) -> str:
         if memo_key in _zip_digests:
             return _zip_digests[memo_key]
     with open(path, "rb") as fh:
-        digest = hashlib.file_digest(fh, "sha256").hexdigest()[:24]
+        digest = hashlib.file_digest(fh, "sha256").hexdigest()[:EXTRACTED_DIGITS]  # its extraction's folder name
     with _cache_lock:
         if len(_zip_digests) > 256:
             _zip_digests.clear()

@@ -10,7 +10,7 @@ import os
 import re
 from pathlib import Path
 
-from engine.errors import StudioError
+from engine.errors import StudioError, UploadGone
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 ASSETS_DIR = PROJECT_DIR / "assets"
@@ -46,6 +46,7 @@ def upload_sha(ref: str) -> str:
     return ref[len(UPLOAD_PREFIX):] if ref.startswith(UPLOAD_PREFIX) else ""
 
 
+DATASETS_FOLDER = "datasets"  # in an engine's folder, beside uploads/: the extracted zips and the decode cache
 EXTRACTED_DIGITS = 24  # engine.data extracts a zip into <datasets folder>/<first 24 digits of its SHA-256>
 
 
@@ -69,10 +70,10 @@ def _resolve_upload(ref: str) -> Path:
             if candidate.is_file():
                 return candidate
     for folder in folders:
-        extracted = folder.parent / "datasets" / digest[:EXTRACTED_DIGITS]
+        extracted = folder.parent / DATASETS_FOLDER / digest[:EXTRACTED_DIGITS]
         if extracted.is_dir():
             return extracted
-    raise StudioError("The uploaded file this run uses is no longer in this studio's uploads folder: it was deleted, "
+    raise UploadGone("The uploaded file this run uses is no longer in this studio's uploads folder: it was deleted, "
                       "or the run comes from another studio. Upload it again on the Data page.")
 
 

@@ -28,20 +28,19 @@ def zip_limits(limits=None) -> ZipLimits:
 
 
 def dataset_path(cfg: RunConfig) -> Path:
-    """Where the run's dataset (`data.source`) is on this server (engine.paths.resolve_path). Raises StudioError,
-    for an upload that is gone naming it by the user's file name (`data.source_name`): the engine's own message
-    ("The uploaded file this run uses ...") named no file, and read as a wrong `--data-dir` on the command line."""
-    from engine.paths import UPLOAD_PREFIX
+    """Where the run's dataset (`data.source`) is on this server (engine.paths.resolve_path). Raises StudioError;
+    UploadGone for an upload that is gone, naming it by the user's file name (`data.source_name`): the engine's
+    own message ("The uploaded file this run uses ...") named no file, and read as a wrong `--data-dir` on the
+    command line."""
+    from engine.errors import UploadGone
 
     try:
         return resolve_path(cfg.data.source)
-    except StudioError as exc:
-        if not cfg.data.source.startswith(UPLOAD_PREFIX) or "no longer" not in str(exc):
-            raise
+    except UploadGone as exc:
         name = f", '{cfg.data.source_name}'," if cfg.data.source_name else " (an upload)"
-        raise StudioError(f"The run's dataset{name} is no longer in this studio's uploads folder: it was deleted "
-                          "or moved, or the run comes from another studio. Upload it again on the dashboard's Data "
-                          "page.") from exc
+        raise UploadGone(f"The run's dataset{name} is no longer in this studio's uploads folder: it was deleted "
+                         "or moved, or the run comes from another studio. Upload it again on the dashboard's Data "
+                         "page.") from exc
 
 
 def prepare_data(cfg: RunConfig, work_dir: Path, limits=None) -> DataSplits:

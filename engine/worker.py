@@ -24,7 +24,7 @@ from engine.errors import StudioError
 from engine.jobs import STOPPED_BY_SERVER, STOPPED_BY_USER, execute_run, interrupted_message, stopped_message
 from engine.checkpoints import new_run_id
 from engine.resume import RESUME_FILE, check_resumable, planned_epochs
-from engine.paths import ASSETS_DIR, PROJECT_DIR, UPLOAD_PREFIX, register_upload_dir, resolve_path
+from engine.paths import ASSETS_DIR, DATASETS_FOLDER, PROJECT_DIR, UPLOAD_PREFIX, register_upload_dir, resolve_path
 from engine.security import AccessDenied, DataRoots, LimitExceeded, Limits
 from engine.store import RunRecord, RunStore, process_alive
 from engine.contract import Reporter
@@ -148,7 +148,7 @@ class Engine:
         self.access_control = access_control
         self.data_dir = Path(data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.datasets_dir = self.data_dir / "datasets"  # extracted uploads, named by content hash
+        self.datasets_dir = self.data_dir / DATASETS_FOLDER  # extracted uploads, named by content hash
         register_upload_dir(self.data_dir / "uploads")  # configs name uploads as upload:<sha256>
         self.store = RunStore(self.data_dir / "studio.db")
         self.interrupted = self.release_ended()  # a crash or restart left these (not a command-line run training)
