@@ -19,6 +19,13 @@ def icon(name: str) -> str:
     return ICONS.get(name, ":material/tune:")
 
 
+def preset_details_words(preset: Preset) -> str:
+    """A preset card's "What it does": its full description (`Preset.describe`), then, where it has one, what was
+    measured with it (`Preset.details`) under "Measured here"."""
+    text = preset.describe()
+    return text + (f"\n\n**Measured here**\n\n{preset.details()}" if preset.details is not None else "")
+
+
 SAMPLE_CLASSES, SAMPLE_TRAIN_IMAGES = 8, 384  # the bundled sample's training split: the presets were tuned on it
 
 
@@ -71,4 +78,4 @@ def recipe_drift(cfg: RunConfig, train_images: int = SAMPLE_TRAIN_IMAGES, min_st
 
 
 __all__ = ["DEFAULT_PRESET", "ICONS", "PRESETS", "Preset", "icon", "offline_pretrained", "quick_demo",
-           "few_batches", "recipe_drift", "SAMPLE_CLASSES", "SAMPLE_TRAIN_IMAGES"]
+           "few_batches", "preset_details_words", "recipe_drift", "SAMPLE_CLASSES", "SAMPLE_TRAIN_IMAGES"]

@@ -118,13 +118,16 @@ class Preset:
     """A named recipe: `apply(cfg)` returns `cfg` with the recipe's settings (the dataset, and a
     checkpoint for the preset's backbone, kept);
     `describe()` is one line for people (it may name methods, so it is read when shown); `details()`,
-    where given, what was measured with it (a demo's result against its paper's claim)."""
+    where given, what was measured with it (a demo's result against its paper's claim); `tagline`, what it is
+    for in one short sentence, the dashboard card's text (its full description one click away: eleven cards of
+    whole descriptions made the Model page's presets 2000 px tall)."""
 
     name: str
     title: str
     describe: Callable[[], str]
     apply: Callable[[RunConfig], RunConfig]
     details: Callable[[], str] | None = None
+    tagline: str = ""
 
     def sets(self, cfg: RunConfig | None = None) -> dict[str, Any]:
         """What the preset changes, as `section.field: value`, against `cfg` (default: the defaults)."""
@@ -314,7 +317,7 @@ DEMO_TEXT = {  # preset -> (title, method, what to look at, what the paper claim
                        "strongly the gates learn (gate gradients).",
                        "Guo et al. 2020: choosing filters per image lowers the error of standard fine-tuning "
                        "(2.54 points on average, ResNet-50, ImageNet weights); not reproduced with this demo on the "
-                       "sample (Measured here).",
+                       "sample (measurements below).",
                        "Not reproduced with this demo: on the sample, over 60 seeds (on a GPU), it was 0.3 test "
                        "points below standard fine-tuning on average: as accurate, not more accurate as in the "
                        "paper. Single runs land a few points either side (means of 3 seeds on CPUs: 1.8 to 7.6 "
@@ -405,27 +408,47 @@ FASTEST_MEASURED = (
     "- the same loop trained this preset's way took 0.62x at 64 px: the gain is mostly the recipe;\n"
     "- against the Quick demo on a CPU without bf16, 2 seeds: 21 s against 106 s.")
 
+TAGLINES = {  # preset -> what it is for, in one short sentence: the dashboard card's text
+    "quick_demo": "A good first model of your images in a few minutes: the studio's usual start.",
+    "fastest": "The shortest way to a first model: about a fifth of the Quick demo's time, for a weaker model.",
+    "robust": "A model meant to hold up on blurred, noisy or slightly changed copies of your images.",
+    "small_model": "A smaller network (MobileNetV3-Small, about a seventh of ResNet-18's weights): quick on a laptop, "
+                   "small to ship.",
+    "standard_demo": "Plain fine-tuning with the method demos' recipe: run it beside a demo to see what the method "
+                     "changed.",
+    "adafilter_demo": "For each image, a small network picks filter by filter the fine-tuned or the pretrained copy "
+                      "(AdaFilter).",
+    "pruning_demo": "Sets most weights to zero while fine-tuning, then removes whole channels, for a smaller, faster "
+                    "model (Fine-Pruning).",
+    "adversarial_demo": "Trains on images changed just enough to fool the model, so such changes stop fooling it "
+                        "(adversarial fine-tuning).",
+    "wise_ft_demo": "Mixes the starting and the fine-tuned weights; a slider trades accuracy for robustness to "
+                    "changed images (WiSE-FT).",
+}
+
 register_preset(Preset("quick_demo", "Quick demo", lambda: (
     "ResNet-18 with offline weights, 64 px, 20 epochs of batch 32 (the first 2 train only the new head), "
     "accuracy on corrupted copies of the images (OOD) measured at the end: on the bundled sample's 384 training "
     "images about 40 s on a 2-core CPU with fast half-precision maths (bf16), under 2 minutes on one without "
-    "(time grows with the images)."), quick_demo))
+    "(time grows with the images)."), quick_demo,
+    tagline=TAGLINES["quick_demo"]))
 register_preset(Preset("fastest", "Fastest model", lambda: (
     "ResNet-18 with offline weights, 64 px, 4 epochs of batch 32, no random crops or flips, the first two blocks "
     "kept as pretrained, accuracy on corrupted copies (OOD) not measured: the shortest way to a first model. On "
     "the sample: a fifth of the Quick demo's time on the same CPU, for a weaker model (about 55% of test images "
     "right, against 70%)."), fastest,
-    lambda: FASTEST_MEASURED))
-register_preset(Preset("robust", "Robust", _robust_text, robust))
-register_preset(Preset("small_model", "Small model", _small_text, small_model, _small_details))
+    lambda: FASTEST_MEASURED, TAGLINES["fastest"]))
+register_preset(Preset("robust", "Robust", _robust_text, robust, tagline=TAGLINES["robust"]))
+register_preset(Preset("small_model", "Small model", _small_text, small_model, _small_details, TAGLINES["small_model"]))
 register_preset(Preset("standard_demo", "Standard demo", lambda: (
     "Standard fine-tuning with the method demos' recipe, the Quick demo's (ResNet-18, 64 px, 20 epochs of "
     "batch 32, the first 2 training only the new head): the run each method demo is compared with. Unlike the Quick "
     "demo it measures accuracy on corrupted copies of the images (OOD) every epoch, as the method demos do."),
-    standard_demo))
+    standard_demo, tagline=TAGLINES["standard_demo"]))
 for _key, _apply in DEMOS.items():
     if DEMO_TEXT[_key][1] in METHODS:  # never a preset for a method the engine does not register
-        register_preset(Preset(_key, DEMO_TEXT[_key][0], _demo_text(_key), _apply, _demo_details(_key)))
+        register_preset(Preset(_key, DEMO_TEXT[_key][0], _demo_text(_key), _apply, _demo_details(_key),
+                               TAGLINES[_key]))
 DEFAULT_PRESET = "quick_demo"
 
 __all__ = ["Preset", "PRESETS", "DEFAULT_PRESET", "register_preset", "get_preset", "config_changes",

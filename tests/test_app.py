@@ -703,6 +703,24 @@ def test_a_preset_that_fits_the_data_as_it_is_is_confirmed_once_at_its_card(stud
     assert [t.value for t in at.toast] == ["Preset **Fastest model** applied."]
 
 
+def test_a_preset_card_says_what_it_is_for_in_a_line_and_its_recipe_on_request(studio):
+    """A new user found the Model page long: eleven cards, each a paragraph in the field's terms. A card now gives
+    its tagline; the whole description and what was measured with it are behind its "What it does"."""
+    from app.presets import PRESETS, preset_details_words
+
+    at = new_app()
+    at.switch_page("app_pages/model.py").run()
+    no_problems(at)
+    captions = texts(at.caption)
+    markdown = texts(at.markdown)
+    for key, preset in PRESETS.items():
+        assert preset.tagline in captions, key
+        assert preset.describe() not in captions, f"{key}: the whole description is on the card"
+        assert preset_details_words(preset) in markdown, f"{key}: its description is not behind 'What it does'"
+        if preset.details is not None:
+            assert preset.details() in preset_details_words(preset)
+
+
 @pytest.mark.parametrize("preset", ["quick_demo", "fastest", "robust", "small_model", "adafilter_demo",
                                     "pruning_demo", "adversarial_demo", "wise_ft_demo"])
 def test_a_preset_sets_the_whole_config_and_keeps_the_dataset(studio, tiny_bytes, preset):

@@ -23,6 +23,7 @@ def test_every_preset_keeps_the_dataset_and_validates(tiny_zip):
         RunConfig.from_dict(cfg.to_dict())  # validates
         assert preset.sets() or "the studio's defaults" in preset.describe(), f"{name} sets nothing"
         assert preset.describe().strip() and "\n" not in preset.describe()
+        assert preset.tagline.strip() and "\n" not in preset.tagline and len(preset.tagline) <= 120, name
         # mirroring stopped for digits or letters stays stopped (a fact about the data, as the dataset is)
         assert preset.apply(apply_overrides(chosen, ["train.flip=false"])).train.flip is False, name
         # the run name the user typed stays (a new user's name vanished when they then chose a preset)
@@ -252,7 +253,12 @@ JARGON = ("FGSM", "bf16", "OOD", "sparsity", "linear probe", "LP-FT", "L2-SP", "
 def test_a_preset_card_gives_the_plain_words_before_the_fields_terms(key):
     """A teacher found the demo cards using the field's terms (FGSM-RS, FLOPs, theta_0's linear probe, bf16)
     with their plain words on hover only: on a card each term first appears in brackets, after its plain words."""
-    text = PRESETS[key].describe()
+    for text in (PRESETS[key].describe(), PRESETS[key].tagline):
+        plain_words_first(text)
+
+
+def plain_words_first(text: str) -> None:
+    """Each of JARGON's terms in `text` first appears in brackets after its plain words."""
     for term in JARGON:
         found = re.search(rf"\b{re.escape(term)}", text, re.IGNORECASE)  # "eps", not "keeps"
         if found is None:

@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, components, datasets, layout, state
-from app.presets import PRESETS, icon, offline_pretrained, recipe_drift
+from app.presets import PRESETS, icon, offline_pretrained, preset_details_words, recipe_drift
 from app.widgets import dataclass_widgets, field_widget, widget_key
 from engine.backbones import BACKBONES, CHECKPOINT_SUFFIXES, FAMILY_TITLES, PRETRAINED_SOURCES, available_sources, backbone_title
 from engine.config import ADVANCED_TITLE, RunConfig, check_bounds, probe_epochs_for, shown_setting
@@ -160,8 +160,9 @@ def draw_preset_row(keys: list[str], in_use: list[str], columns: int = 4, applie
     (`columns` is the most the caller wants on one line at 1280 px): title (marked when it is in `in_use`,
     the presets the settings are), what it does, its button, and under it "Applied" when it is `applied`,
     the preset just applied (the message below every card was out of sight of the button pressed), with
-    `fitted` (fitted_words) when its batch was fitted to the data: the card itself says its recipe's. Four
-    equal columns on a 1000 px window broke "Measured here" into "Mea / sure / d here"."""
+    `fitted` (fitted_words) when its batch was fitted to the data: the card itself says its recipe's. The card
+    gives the preset's tagline and its full description behind "What it does" (whole descriptions made the
+    presets 2000 px tall). Four equal columns on a 1000 px window broke a popover's label into syllables."""
     row = st.container(horizontal=True, wrap=True, vertical_alignment="distribute", gap="small")
     for key in keys[:columns]:
         preset = PRESETS[key]
@@ -170,11 +171,11 @@ def draw_preset_row(keys: list[str], in_use: list[str], columns: int = 4, applie
         with row.container(border=True, width=PRESET_CARD_PX, height="stretch", vertical_alignment="distribute"):
             with st.container(gap="small"):
                 st.markdown(f"**{preset.title}**" + (" :green-badge[:material/check: in use]" if key in in_use else ""))
-                st.caption(preset.describe())
+                st.caption(preset.tagline or preset.describe())  # a preset registered without one: its description
             with st.container(gap="small"):  # at the card's foot, aligned across the row
-                if preset.details is not None:  # the measured result behind the card's claim, on request
-                    with st.popover("Measured here", icon=":material/science:", width="stretch"):
-                        st.markdown(preset.details())
+                if preset.tagline:  # the recipe in full and what was measured with it, on request
+                    with st.popover("What it does", icon=":material/info:", width="stretch"):
+                        st.markdown(preset_details_words(preset))
                 st.button(f"Use {preset.title}", key=f"preset_{key}", icon=icon(key), on_click=_apply_preset,
                           args=(key,), width="stretch")  # the card's width: a narrow window wraps words, not letters
                 if key == applied:
