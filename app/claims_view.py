@@ -14,10 +14,10 @@ import streamlit as st
 from app import state
 from engine.baselines import (BASELINE_METHODS, config_value, near_standard, run_claims, standard_config,
                               stronger_standard, stronger_words)
-from engine.chance import (LUCK_MARK, ChanceCause, answers_words, chance_cause, chance_finding, run_lr,
-                           small_split_words, unstable_words, val_test_gap_words)
+from engine.chance import (LUCK_MARK, ChanceCause, answers_words, chance_cause, chance_finding, memorised_words,
+                           run_lr, small_split_words, unstable_words, val_test_gap_words)
 from engine.claims import wise_ft_reading, wise_pruned_start, wise_user_ood_reading
-from engine.config import RunConfig, smaller_batch, smaller_batch_advice
+from engine.config import ADVANCED_TITLE, RunConfig, smaller_batch, smaller_batch_advice
 from engine.errors import StudioError
 from engine.words import and_words, plural
 
@@ -85,13 +85,19 @@ LR_AUTO = "*Find the learning rate automatically*"  # the Model page's label for
 
 def chance_advice(config: dict | None, cause: ChanceCause) -> str:
     """What to change for a run that stayed at guessing, in the dashboard's words, from its
-    engine.chance.chance_cause: when its validation accuracy clearly peaked and fell, the learning rate;
-    else from its optimiser steps (`config`: the run's, for its automatic learning rate and batch)."""
+    engine.chance.chance_cause: when its validation accuracy clearly peaked and fell, the learning rate; when it
+    learnt its training images by heart, more images (and augmentation where it was off); else from its optimiser
+    steps (`config`: the run's, for its automatic learning rate and batch)."""
     if cause.kind == "peaked":
         return (f"Its validation accuracy reached {100 * cause.best['val_acc']:.1f}% in epoch "
                 f"{cause.best.get('epoch', '?')} and fell to {100 * cause.last:.1f}% by the end: the learning rate "
                 "was likely too high for these images. Lower it (Model and methods page), or use the weights of "
                 "the best validation epoch (Results page, Model weights).")
+    if cause.kind == "memorised":
+        augment = "" if ((config or {}).get("train") or {}).get("augment", True) else (
+            f", switch on *Augment images* (Model and methods page, under '{ADVANCED_TITLE}'; this run had it off)")
+        return (f"{memorised_words(cause)} Give each class more images (Data page){augment}, and check that the "
+                "classes differ in what they show, not only in their background, lighting or size.")
     auto = bool(((config or {}).get("optim") or {}).get("lr_auto"))
     rate = ("lower the learning rate (it was found automatically: set one by hand)" if auto
             else f"lower the learning rate or switch on {LR_AUTO}")

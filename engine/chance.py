@@ -250,6 +250,10 @@ def probe_jolt_words(jolt: ProbeJolt, probe_epochs: int, effective_lr: float, ru
             f"fitted to. {after}" + (f" {JOLT_ADVICE}" if trunk_lr_mult > JOLT_ADVISED_MULT else ""))
 
 
+# the last epoch's training accuracy this far (a fraction) above a run's held-out accuracy at guessing: it learnt its
+# training images by heart (a new user's 45 drawn shapes: 95% training, 33% validation and test, once advised to
+# lower the learning rate, which does not mend it). Training accuracy is on augmented images, so it errs low.
+MEMORISED_GAP = 0.3
 PROBE_GAP = 0.25  # training accuracy this far (a fraction) above validation in the head-only epochs: said why
 
 
@@ -279,9 +283,12 @@ class ChanceCause:
     """The likeliest reason a run stayed at guessing, which the pages and the command line word as advice
     in their own terms (`chance_cause`). `kind`: "peaked" (validation clearly peaked and fell: the
     learning rate; `best` is the best epoch's history entry, `last` the final validation accuracy),
-    "few_steps" (fewer than FEW_STEPS optimiser steps), "many_steps" (FEW_STEPS or more: the rate or the
-    data) or "unknown" (the summary or config does not say the steps). `steps` = `per_epoch` x `epochs`;
-    `batch` is the batch size, `n_train` the training images (None when unknown)."""
+    "memorised" (its last epoch got MEMORISED_GAP or more of its training images right above its held-out
+    accuracy: it learnt the training images by heart, overfitting; `train_acc` is that epoch's training accuracy,
+    `held_out` the held-out accuracy, fractions), "few_steps" (fewer than FEW_STEPS optimiser steps), "many_steps"
+    (FEW_STEPS or more: the rate or the data) or "unknown" (the summary or config does not say the steps).
+    `steps` = `per_epoch` x `epochs`; `batch` is the batch size, `n_train` the training images (None when
+    unknown)."""
 
     kind: str
     best: dict | None = None
@@ -291,6 +298,8 @@ class ChanceCause:
     epochs: int = 0
     batch: int = 0
     n_train: int | None = None
+    train_acc: float | None = None
+    held_out: float | None = None
 
     @property
     def one_step_epochs(self) -> bool:
@@ -348,11 +357,35 @@ def chance_cause(summary: dict, epochs: int, batch: int) -> ChanceCause:
     if peak is not None:
         return ChanceCause("peaked", best=peak[0], last=peak[1])
     per_epoch, n_train = summary.get("steps_per_epoch"), summary.get("train_images")
+    memorised = _memorised(summary)
+    if memorised is not None:
+        return ChanceCause("memorised", n_train=n_train if isinstance(n_train, int) else None,
+                           train_acc=memorised[0], held_out=memorised[1])
     if not (epochs and batch and isinstance(per_epoch, int)):
         return ChanceCause("unknown")
     steps = per_epoch * epochs
     return ChanceCause("many_steps" if steps >= FEW_STEPS else "few_steps", steps=steps, per_epoch=per_epoch,
                        epochs=epochs, batch=batch, n_train=n_train if isinstance(n_train, int) else None)
+
+
+def _memorised(summary: dict) -> tuple[float, float] | None:
+    """(the last epoch's training accuracy, the held-out accuracy: test, else validation; fractions) when the
+    first is MEMORISED_GAP or more above the second, else None (also without a history)."""
+    rows = [h for h in summary.get("history") or [] if _finite(h.get("train_acc"))]
+    held_out = next((summary[k] for k in ("test_acc", "val_acc") if _finite(summary.get(k))), None)
+    if not rows or held_out is None or rows[-1]["train_acc"] - held_out < MEMORISED_GAP:
+        return None
+    return rows[-1]["train_acc"], held_out
+
+
+def memorised_words(cause: ChanceCause) -> str:
+    """What a "memorised" ChanceCause means, without the pages' advice: "It did get 96% of its 45 training images
+    right in its last epoch: it learnt those by heart (overfitting), not what tells the classes apart in new
+    images. More epochs or another learning rate will not mend that." Raises nothing."""
+    images = f"its {cause.n_train} training images" if cause.n_train else "its training images"
+    return (f"It did get {percent_half_up(cause.train_acc or 0.0)} of {images} right in its last epoch: it learnt "
+            "those by heart (overfitting), not what tells the classes apart in new images. More epochs or another "
+            "learning rate will not mend that.")
 
 
 def small_splits(summary: dict) -> dict[str, int]:

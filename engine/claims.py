@@ -272,7 +272,8 @@ def wise_ft_reading(curve: list[dict], classes: int = 0) -> str | None:
     if at_guessing(end.get("val_acc"), classes):
         return (f"The fine-tuned model is at or below guessing on validation ({100 * end['val_acc']:.1f}%, guessing "
                 f"{100 / classes:.1f}%): it learnt nothing yet, so the mixes' differences on corrupted images are "
-                "noise. Train it longer before reading this curve.")
+                "noise. Read this curve once a run beats guessing; the run's warning says what to change (more "
+                "epochs are not always it).")
     # ties go to the larger alpha (nearer the fine-tuned model), as the run's pick (engine.predict.chosen_alpha)
     # and the claim line break them: one alpha named for one figure across the panel
     best = max(pts, key=lambda p: (p["ood_acc"], p["alpha"]))

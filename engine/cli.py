@@ -27,8 +27,8 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from engine.backbones import BACKBONES, WEIGHTS_TEXT, available_sources, backbone_title, check_bundled
-from engine.chance import (ChanceCause, chance_cause, chance_finding, run_lr, small_split_words, unstable_words,
-                           val_test_gap_words, weak_class_words)
+from engine.chance import (ChanceCause, chance_cause, chance_finding, memorised_words, run_lr, small_split_words,
+                           unstable_words, val_test_gap_words, weak_class_words)
 from engine.checkpoints import new_run_id, read_metadata, write_json
 from engine.clock import fmt_duration, process_started_at
 from engine.config import (RunConfig, apply_overrides, probe_epochs_for, smaller_batch, smaller_batch_advice,
@@ -732,13 +732,19 @@ def _say_caution(summary: dict, cfg: RunConfig) -> None:
 
 def _chance_advice(summary: dict, cfg: RunConfig, cause: ChanceCause) -> str:
     """What to change, in `train`'s options, for a run that learnt nothing (or may not have), from its
-    engine.chance.chance_cause: the learning rate when validation clearly peaked and fell, else more
+    engine.chance.chance_cause: the learning rate when validation clearly peaked and fell, more images when it
+    learnt its training images by heart, else more
     optimiser steps when it took fewer than engine.chance.FEW_STEPS, else the rate and the data."""
     if cause.kind == "peaked":
         return (f"Its validation accuracy reached {100 * cause.best['val_acc']:.1f}% in epoch "
                 f"{cause.best.get('epoch', '?')} and fell to {100 * cause.last:.1f}% by the end: the learning rate "
                 "was likely too high for these images. Lower it (--lr), or use the best epoch's model (predict "
                 "--variant best).")
+    if cause.kind == "memorised":
+        augment = "" if cfg.train.augment else ", random crops and flips (--set train.augment=true; this run had none)"
+        return (f"{memorised_words(cause)} Give each class more images{augment}, and check that the classes differ "
+                "in what they show, not only in their background, lighting or size (python -m engine inspect lists "
+                "each class's files).")
     if cause.kind == "unknown":
         return "Give it more epochs (--epochs), or lower the learning rate (--lr)."
     if cause.kind == "many_steps":

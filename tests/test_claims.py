@@ -269,6 +269,39 @@ def test_a_run_at_chance_is_flagged_with_advice_from_its_steps():
 
 
 
+def test_a_run_at_guessing_that_learnt_its_training_images_by_heart_is_told_so_not_to_lower_its_rate(capsys):
+    """A new user's 45 drawn shapes (WiSE-FT demo, augmentation off): 95% of the training images right in the last
+    epoch, 33% on validation and test, and the warning said to lower the learning rate and the WiSE-FT line to
+    train longer. A run that learnt its training images by heart is told so, with more images (and augmentation
+    where it was off) as the advice, on the Results page and after `train` alike."""
+    from app.claims_view import at_chance
+    from engine.chance import MEMORISED_GAP, chance_cause
+    from engine.claims import wise_ft_reading
+    from engine.cli import _say_caution
+    from engine.config import RunConfig, with_section
+
+    history = [{"epoch": e, "train_acc": t, "val_acc": 1 / 3} for e, t in ((1, 0.6), (2, 0.8), (3, 0.956))]
+    summary = {"classes": ["leaf", "star", "wave"], "test_acc": 1 / 3, "val_acc": 1 / 3, "history": history,
+               "steps_per_epoch": 12, "train_images": 45,
+               "data_report": {"split_counts": {"test": {"leaf": 5, "star": 5, "wave": 5}}}}
+    config = {"train": {"epochs": 20, "batch_size": 4, "augment": False}, "optim": {"lr": 0.0025}}
+    cause = chance_cause(summary, 20, 4)
+    assert cause.kind == "memorised" and cause.train_acc == 0.956 and cause.n_train == 45
+    text = at_chance(summary, config)
+    assert "96% of its 45 training images right" in text and "by heart" in text and "more images" in text
+    assert "lower the learning rate" not in text and "Augment images" in text, text
+    assert "Augment images" not in at_chance(summary, {**config, "train": {**config["train"], "augment": True}})
+    # the last epoch decides: a run whose training accuracy is near its held-out accuracy is not memorising
+    near = dict(summary, history=history[:-1] + [dict(history[-1], train_acc=1 / 3 + MEMORISED_GAP - 0.01)])
+    assert chance_cause(near, 20, 4).kind == "many_steps" and "lower the learning rate" in at_chance(near, config)
+    cfg = with_section(with_section(RunConfig(), "train", epochs=20, batch_size=4, augment=False), "optim", lr=0.0025)
+    _say_caution(summary, cfg)
+    err = capsys.readouterr().err
+    assert "by heart" in err and "--set train.augment=true" in err and "--lr" not in err, err
+    curve = [{"alpha": a, "val_acc": 1 / 3, "ood_acc": 0.4} for a in (0.0, 0.5, 1.0)]
+    assert "Train it longer" not in wise_ft_reading(curve, 3)
+
+
 def test_results_page_finds_adversarial_training_from_scratch_with_the_same_attack():
     from types import SimpleNamespace as R
 
