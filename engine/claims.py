@@ -198,6 +198,15 @@ def at_guessing(acc: float | None, classes: int) -> bool:
     return classes >= 2 and isinstance(acc, (int, float)) and acc <= 1 / classes + WISE_GUESS_MARGIN
 
 
+def _alpha_list(alphas: list[float], curve: list[dict]) -> str:
+    """Sorted `alphas` in words: "0.85 to 0.95" when there are more than two and they are neighbours on the
+    `curve`'s grid (no other alpha of the curve between them), else "0.85, 0.95"."""
+    grid = sorted(p["alpha"] for p in curve)
+    if len(alphas) > 2 and grid[grid.index(alphas[0]):grid.index(alphas[-1]) + 1] == alphas:
+        return f"{alphas[0]:g} to {alphas[-1]:g}"
+    return ", ".join(f"{a:g}" for a in alphas)
+
+
 def wise_ft_claim(summary: dict, baseline: dict | None = None) -> Claim:
     """Wortsman et al. 2021: an interior alpha beats both ends (0 and 1) on OOD accuracy at
     in-distribution accuracy within 1 point of the fine-tuned end (alpha 1). The best such alpha
@@ -246,6 +255,12 @@ def wise_ft_claim(summary: dict, baseline: dict | None = None) -> Claim:
     alpha = f"alpha {pick['alpha']:g}{same}"
     if shown:  # the claim in its own words: the mix beats both ends
         what = f"{alpha} beats both ends on OOD by {shown_points(pick['ood_acc'], best_end):.1f} points"
+    elif ok and (end := next((e for e in (one, zero) if e["ood_acc"] == pick["ood_acc"] == best_end), None)):
+        # the best mixes only tie with an end: named as a tie with that end, the alpha the rest of the page names
+        # (a new user read "the best mix ... alpha 0.95" beside "alpha 1.00, the run's own pick" as two answers)
+        mixes = sorted([pick["alpha"]] + [a for a in tied_alphas(curve, pick) if 0 < a < 1])
+        what = (f"the best {'mix' if len(mixes) == 1 else 'mixes'}, alpha {_alpha_list(mixes, curve)}, only "
+                f"tie{'s' if len(mixes) == 1 else ''} with alpha {end['alpha']:g} on OOD")
     else:
         which = (f"the best mix within {tol} validation point of the fine-tuned end" if ok else
                  f"no mix kept validation within {tol} point of the fine-tuned end; the best in-between mix")

@@ -335,6 +335,25 @@ def test_wise_ft_claim_names_the_alpha_every_page_uses_when_two_tie():
     assert chosen_alpha({"wise_curve": curve}) == 0.2
 
 
+def test_mixes_that_only_tie_with_the_run_pick_end_are_named_as_a_tie_with_it():
+    """A new user's curve reached 97.9% OOD at alpha 0.85 and stayed there to alpha 1: the claim line named "the
+    best mix, alpha 0.95" beside the slider's "alpha 1.00, the run's own pick", two answers on one page. Mixes that
+    only tie with the better end are now named as a tie with that end's alpha, a run of them as a range."""
+    from engine.predict import chosen_alpha
+
+    curve = [{"alpha": a / 20, "val_acc": 1.0, "ood_acc": 0.74 + a * 0.01} for a in range(17)]
+    curve += [{"alpha": a / 20, "val_acc": 1.0, "ood_acc": 0.979} for a in range(17, 21)]
+    claim = wise_ft_claim({"wise_curve": curve})
+    assert claim.shown is False and chosen_alpha({"wise_curve": curve}) == 1.0
+    assert "the best mixes, alpha 0.85 to 0.95, only tie with alpha 1 on OOD" in claim.text, claim.text
+    gap = [p for p in curve if p["alpha"] != 0.9]  # not neighbours on the grid: listed, not a range
+    assert "alpha 0.85, 0.95, only tie with alpha 1" in wise_ft_claim({"wise_curve": gap}).text
+    # a mix level with the worse end only is below the better end: said as such, no tie named
+    low = [{"alpha": a / 20, "val_acc": 1.0, "ood_acc": 0.8 if a in (0, 10) else 0.7} for a in range(20)]
+    text = wise_ft_claim({"wise_curve": low + [{"alpha": 1.0, "val_acc": 1.0, "ood_acc": 0.9}]}).text
+    assert "tie" not in text and "alpha 0.5 (the same OOD as at alpha 0), is 10.0 points below the better end" in text
+
+
 def test_verdicts_on_few_held_out_images_come_with_their_weight():
     from app.claims_view import small_split_note
 
