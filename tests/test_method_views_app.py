@@ -90,11 +90,14 @@ def test_wise_ft_slider_shows_grid_and_on_demand_alphas_and_exports(studio, tmp_
 
 def test_adversarial_view_shows_the_image_strip(studio, tmp_path):
     run_id = _run(tmp_path, "adversarial.enabled=true", "adversarial.steps=1", "eval.robust_steps=2",
-                  "eval.robust_subset=4")
+                  "eval.robust_subset=4", f"adversarial.eps={2 / 255}", f"eval.robust_eps={4 / 255}")
     at = new_app()
     at.switch_page("app_pages/results.py").run()
     no_problems(at)
     assert any("Robust test accuracy" in m.label for m in at.metric)
+    # trained at 2/255, checked at 4/255: a teacher asked why the two differ; said under the figure
+    assert any(c.startswith("Training changed its images by at most 2.0/255 (eps); this check changes them by up to "
+                            "4.0/255") for c in texts(at.caption)), texts(at.caption)
     import json
     from pathlib import Path
 
