@@ -7,6 +7,7 @@ at the top turn engine records (snapshot epochs, store metric rows, summary dict
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -68,6 +69,27 @@ LEGEND = dict(orient="bottom", columns=2, labelLimit=320, title=None)
 # one label per layer row, every one drawn, names up to 180 px; labelFlush off: Vega pushed the first label
 # against the plot's top edge, onto the second one, in 14-16 px rows
 LAYER_NAMES = alt.Axis(labelOverlap=False, labelLimit=180, labelFlush=False)
+_RESNET_LAYER = re.compile(r"(?:net\.)?layer(\d+)\.(\d+)\.(?:conv(\d+)|(downsample)(?:\.0)?)")
+
+
+def layer_label(name: str) -> str:
+    """A ResNet layer's module name in plain words for the per-layer charts' rows: "layer2.0.conv1" -> "stage 2 ·
+    block 1 · conv 1", "layer2.0.downsample(.0)" -> "stage 2 · block 1 · shortcut" (the 1x1 convolution on the
+    skip path), "conv1" -> "stem", "fc" -> "head"; any other name (MobileNetV3's) as it is. A teacher read
+    "layer2.0.downsample.0" as internal code; the module name stays in each row's tooltip."""
+    found = _RESNET_LAYER.fullmatch(name)
+    if found:
+        part = f"conv {found[3]}" if found[3] else "shortcut"
+        return f"stage {found[1]} · block {int(found[2]) + 1} · {part}"
+    return {"conv1": "stem", "net.conv1": "stem", "fc": "head", "net.fc": "head"}.get(name, name)
+
+
+def layer_rows(df: pd.DataFrame, order: Sequence[str]) -> tuple[pd.DataFrame, list[str]]:
+    """`df` (a "layer" column of module names) with "layer" in plain words (`layer_label`) and the module name
+    in "module", and `order` (module names) as the labels' sort order."""
+    return df.assign(module=df["layer"], layer=df["layer"].map(layer_label)), [layer_label(n) for n in order]
+
+
 # room left of the longest layer name: Vega sizes the axis by its own text measure, and a browser whose font is a
 # few pixels wider cut the first letter ("ayer3.0.downsample.0")
 LAYER_PADDING = {"left": 12, "top": 5, "right": 5, "bottom": 5}
@@ -239,15 +261,18 @@ def layer_value_text(group: str, value: float) -> str:
 def layer_bar_chart(df: pd.DataFrame, group: str, columns: Sequence[str]) -> alt.Chart:
     """The latest epoch's value per layer as bars (e.g. sparsity per layer, fraction of filters fine-tuned)."""
     epoch, values = latest_layer_values(df, columns)
-    data = pd.DataFrame({"layer": [c[len(group) + 1:] for c in columns], "value": values})
+    names = [c[len(group) + 1:] for c in columns]
+    data, order = layer_rows(pd.DataFrame({"layer": names, "value": values}), names)
     title = f"{group_title(group)} per layer (epoch {epoch})"
     share = is_fraction_metric(group)  # a share on 0-100%; anything else (gate gradients) on its own scale
     x_scale = alt.Scale(domain=[0, 1]) if share else alt.Scale(zero=True)
     return alt.Chart(data).mark_bar().encode(
-        x=alt.X("value:Q", title=None, scale=x_scale, axis=alt.Axis(format="%" if share else ".2~e")),
+        # small gradients in plain decimals ("0.002"), not "2e-3" (a teacher read "0e+0" as code)
+        x=alt.X("value:Q", title=None, scale=x_scale, axis=alt.Axis(format="%" if share else "~g")),
         # one row per layer, every label drawn: 16 px rows, names up to 180 px
-        y=alt.Y("layer:N", sort=list(data["layer"]), title=None, axis=LAYER_NAMES),
-        tooltip=["layer:N", alt.Tooltip("value:Q", format=".1%" if share else ".3~e")],
+        y=alt.Y("layer:N", sort=order, title=None, axis=LAYER_NAMES),
+        tooltip=[alt.Tooltip("layer:N", title="Layer"), alt.Tooltip("module:N", title="Module"),
+                 alt.Tooltip("value:Q", format=".1%" if share else ".3~g")],
     ).properties(title=title_lines(title), height=rows_height(len(data), 16), autosize=FIT_WIDTH, padding=LAYER_PADDING)
 
 

@@ -245,6 +245,19 @@ def test_per_layer_metrics_are_grouped_into_one_bar_chart():
     assert spec["encoding"]["y"]["axis"]["labelFlush"] is False, "the first name was pushed onto the second"
     assert spec["padding"]["left"] >= 10, "a browser's wider font cut the first letter of the longest name"
     assert spec["height"] == 2 * 16 and spec["encoding"]["x"]["scale"]["domain"] == [0, 1], "16 px per layer"
+    # rows in plain words, the module name in the tooltip (a teacher read "layer2.0.downsample.0" as code)
+    assert [v["layer"] for v in values] == ["stage 1 · block 1 · conv 1", "stage 4 · block 2 · conv 2"]
+    assert [v["module"] for v in values] == ["layer1.0.conv1", "layer4.1.conv2"]
+    assert spec["encoding"]["y"]["sort"] == [v["layer"] for v in values], "input side first, as the network runs"
+
+
+def test_a_resnet_layer_is_named_in_plain_words_and_any_other_as_it_is():
+    from app.charts import layer_label
+
+    assert layer_label("layer2.0.downsample.0") == layer_label("layer2.0.downsample") == "stage 2 · block 1 · shortcut"
+    assert layer_label("net.layer3.1.conv2") == "stage 3 · block 2 · conv 2"
+    assert layer_label("conv1") == "stem" and layer_label("fc") == "head"
+    assert layer_label("features.3.block.0.0") == "features.3.block.0.0", "MobileNetV3's names as they are"
 
 
 def test_gate_shares_sit_on_a_full_percent_axis_and_gradients_on_their_own():
@@ -257,6 +270,7 @@ def test_gate_shares_sit_on_a_full_percent_axis_and_gradients_on_their_own():
     df = pd.DataFrame({"epoch": [1], "adafilter/gate_grad/layer1": [3e-4], "adafilter/gate_grad/layer2": [1e-5]})
     spec = charts.layer_bar_chart(df, "adafilter/gate_grad", list(df.columns[1:])).to_dict()
     assert "domain" not in spec["encoding"]["x"]["scale"] and spec["encoding"]["x"]["axis"]["format"] != "%"
+    assert "e" not in spec["encoding"]["x"]["axis"]["format"], "a gradient axis read 0e+0, 1e-3: plain decimals"
 
 
 def test_a_ten_class_confusion_matrix_keeps_to_its_width_budget():

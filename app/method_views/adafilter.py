@@ -6,7 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app.charts import FIT_WIDTH, LAYER_NAMES, LAYER_PADDING, rows_height
+from app.charts import FIT_WIDTH, LAYER_NAMES, LAYER_PADDING, layer_rows, rows_height
 from app.method_views import register_view
 
 PREFIX = "adafilter/gate_mean/"
@@ -22,11 +22,12 @@ def layer_epoch_frame(rows: list[dict], prefix: str = PREFIX, value: str = "frac
 
 def gradient_chart(df: pd.DataFrame, layer_order: list[str]) -> alt.Chart:
     """Mean gate-logit gradient norm per layer and epoch (log colour scale: it spans decades)."""
+    df, layer_order = layer_rows(df, layer_order)
     return alt.Chart(df).mark_rect().encode(
         x=alt.X("epoch:O", title="Epoch"),
         y=alt.Y("layer:N", sort=layer_order, title="Layer (input side at the top)", axis=LAYER_NAMES),
         color=alt.Color("gradient:Q", title="gate gradient", scale=alt.Scale(type="log", scheme="magma")),
-        tooltip=["layer:N", "epoch:O", alt.Tooltip("gradient:Q", format=".2e")],
+        tooltip=["layer:N", "module:N", "epoch:O", alt.Tooltip("gradient:Q", format=".2e")],
     ).properties(title="Gradient reaching each layer's gates (mean norm per step)", height=rows_height(df["layer"].nunique(), 14),
                  autosize=FIT_WIDTH, padding=LAYER_PADDING)
 
@@ -34,11 +35,12 @@ def gradient_chart(df: pd.DataFrame, layer_order: list[str]) -> alt.Chart:
 def gate_heatmap(df: pd.DataFrame, x: str, title: str, layer_order: list[str]) -> alt.Chart:
     """A heat map of the fine-tuned share (0-1) per layer (rows, input side at the top, in `layer_order`) and `x`
     (epoch or class) from `df` with columns layer, `x`, fraction."""
+    df, layer_order = layer_rows(df, layer_order)
     return alt.Chart(df).mark_rect().encode(
         x=alt.X(f"{x}:O", title=x.capitalize()),
         y=alt.Y("layer:N", sort=layer_order, title="Layer (input side at the top)", axis=LAYER_NAMES),
         color=alt.Color("fraction:Q", title="fine-tuned", scale=alt.Scale(domain=[0, 1], scheme="viridis")),
-        tooltip=["layer:N", f"{x}:O", alt.Tooltip("fraction:Q", format=".1%")],
+        tooltip=["layer:N", "module:N", f"{x}:O", alt.Tooltip("fraction:Q", format=".1%")],
     ).properties(title=title, height=rows_height(df["layer"].nunique(), 14), autosize=FIT_WIDTH,
                                      padding=LAYER_PADDING)
 

@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from app import layout, state
-from app.charts import FIT_WIDTH, LAYER_NAMES, LAYER_PADDING, rows_height
+from app.charts import FIT_WIDTH, LAYER_NAMES, LAYER_PADDING, layer_rows, rows_height
 from app.method_views import points_delta, register_view
 from engine.claims import shown_points
 from engine.methods.pruning import nonzero_params, smaller_model_warning
@@ -202,13 +202,14 @@ def pruning_view(engine, rec, summary: dict) -> None:
     rest = (summary.get("pruning") or {}).get("pruned_rest_at_end")
     by_layer = summary.get("sparsity_by_layer") or {}
     if rest and by_layer:
-        df = pd.DataFrame({"layer": list(by_layer), "sparsity": list(by_layer.values())})
+        df, order = layer_rows(pd.DataFrame({"layer": list(by_layer), "sparsity": list(by_layer.values())}),
+                               list(by_layer))
         st.caption(f"The run ended before its pruning ramp did: the last {100 * rest:.0f}% of the ramp was pruned at "
                    "the end, so the final sparsity per layer is below, not in the last epoch's chart above.")
         st.altair_chart(alt.Chart(df).mark_bar().encode(
             x=alt.X("sparsity:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="Sparsity"),
-            y=alt.Y("layer:N", sort=list(df["layer"]), title=None, axis=LAYER_NAMES),
-            tooltip=["layer:N", alt.Tooltip("sparsity:Q", format=".1%")],
+            y=alt.Y("layer:N", sort=order, title=None, axis=LAYER_NAMES),
+            tooltip=["layer:N", "module:N", alt.Tooltip("sparsity:Q", format=".1%")],
         ).properties(title="Final sparsity per layer", height=rows_height(len(df), 16), autosize=FIT_WIDTH,
                       padding=LAYER_PADDING),
             width="stretch")
