@@ -209,8 +209,9 @@ def test_error_analysis_shows_the_worst_images_and_opens_a_confusion_cell(wise_r
     files = val_files(run_id)
     captions = [c for c in texts(at.caption) if any(c.startswith(breakable_name(f) + " · ") for f in files)]
     assert len(captions) == len(at.image), "each image named by its file"
-    losses = [m.group(1) for c in captions if (m := re.search(r" · loss ([\d.]+)", c))]
-    assert len(losses) == highest and all(len(x.replace(".", "").lstrip("0")) == 3 or float(x) == 0 for x in losses), \
+    losses = [m.group(1) for c in captions if (m := re.search(r" · loss ([\d.]+|under 0\.001)", c))]
+    assert len(losses) == highest and all(len(x.replace(".", "").lstrip("0")) == 3 or x.startswith("under")
+                                          for x in losses), \
         f"three digits each (4.00 beside 4.51, not 4): {losses}"
     assert any("/<wbr>" in c for c in captions), "a long path may wrap after its /, not inside a word"
 
@@ -584,6 +585,13 @@ def test_the_attacked_image_names_whose_budget_it_is():
     assert "the attack budget the studio evaluates robustness at" in plain and "the run's" not in plain
     for config in ({"eval": {"robust": True}}, {"adversarial": {"enabled": True}}):
         assert "the run's evaluation budget" in row_note(r, "bundled", SimpleNamespace(config=config, run_dir="/x"))
+
+
+def test_an_images_loss_reads_as_a_decimal_in_three_digits():
+    from app.app_pages.explain import loss_words
+
+    assert loss_words(4.0) == "loss 4.00" and loss_words(0.01234) == "loss 0.0123" and loss_words(12.345) == "loss 12.3"
+    assert loss_words(8.39e-05) == "loss under 0.001" and loss_words(-1e-9) == "loss under 0.001", "not 8.39e-05"
 
 
 def test_the_highest_loss_gallery_offers_a_choice_only_when_there_is_one():

@@ -109,6 +109,13 @@ class Guarded:
     lock: threading.Lock
 
 
+def loss_words(loss: float) -> str:
+    """An image's loss (cross-entropy, nats) for its caption, in three digits ("loss 4.00" beside "loss 4.51"), and
+    "loss under 0.001" for a sure right answer (a teacher read "loss 8.39e-05" as code)."""
+    loss = max(float(loss), 0.0) + 0.0
+    return "loss under 0.001" if loss < 0.001 else f"loss {f'{loss:#.3g}'.rstrip('.')}"
+
+
 def _bundle(run_dir: str, datasets_dir: str):
     """The finished run: fine-tuned model, config, classes, decoded data, variants (an LRU in the engine)."""
     from engine.runs import load_run
@@ -810,7 +817,7 @@ def errors_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
     gallery(run_dir, ds, rec, top,
             [f"{'✓' if preds[i] == labels[i] else '✗'} true {state.md_text(classes[labels[i]])} · "
              f"said {state.md_text(classes[preds[i]])} "
-             f"({confs[i]:.0%}) · loss {f'{max(losses[i], 0.0) + 0.0:#.3g}'.rstrip('.')}" for i in top], key=f"hl_{rec.id}",
+             f"({confs[i]:.0%}) · {loss_words(losses[i])}" for i in top], key=f"hl_{rec.id}",
             files=pred["files"])
 
     st.subheader("Confusion matrix")
