@@ -210,8 +210,10 @@ def summary_metrics(run: components.RunView, summary: dict) -> None:
     ips = summary.get("train_images_per_sec")
     if ips:
         threads = summary.get("cpu_threads")
-        cost.append(("Training speed", f"{ips:,.0f} img/s", "Images per second, first epoch (warm-up) excluded"
-                      + (f", on {state.plural(threads, 'CPU thread')}." if threads else ".")
+        cost.append(("Training speed", f"{ips:,.0f} img/s", "Images per second over the run's epochs, the first "
+                      "(warm-up) left out" + (f", on {state.plural(threads, 'CPU thread')}." if threads else ".")
+                      + " The Train page's Speed is each epoch's own: it varies with the epoch's work (head-only "
+                      "epochs are faster) and with what else the computer does."
                       + (f" {state.message_words(summary['cpu_threads_note'])}" if summary.get("cpu_threads_note") else "")
                       + components.threads_changes_text(summary.get("cpu_threads_changes"))))
     if summary.get("wall_time_s"):
