@@ -16,7 +16,7 @@ from engine.baselines import (BASELINE_METHODS, config_value, near_standard, run
                               stronger_standard, stronger_words)
 from engine.chance import (LUCK_MARK, ChanceCause, answers_words, chance_cause, chance_finding, memorised_words,
                            run_lr, small_split_words, unstable_words, val_test_gap_words)
-from engine.claims import wise_ft_reading, wise_pruned_start, wise_user_ood_reading
+from engine.claims import ceiling_words, wise_ft_reading, wise_pruned_start, wise_user_ood_reading
 from engine.config import ADVANCED_TITLE, RunConfig, smaller_batch, smaller_batch_advice
 from engine.errors import StudioError
 from engine.words import and_words, plural
@@ -156,6 +156,9 @@ def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict, c
         # nor is one won by an image or two (Claim.narrow): a hint, in blue
         show = {True: st.info if chance or claim.narrow else st.success, False: st.warning}.get(claim.shown, st.info)
         show(state.md_text(state.message_words(claim.text)) + plain_words(claim.method, summary), icon=":material/science:")
+    ceiling = ceiling_words(summary, claims)
+    if ceiling:
+        st.caption(f":material/info: {ceiling}")
     if twin is not None:
         attack_again_button(rec, twin)
     elif other is None and set(methods) & BASELINE_METHODS:

@@ -192,6 +192,19 @@ def pruning_claim(summary: dict, baseline: dict | None = None) -> Claim:
     return Claim("pruning", shown, f"{head}: " + "; ".join(parts) + ".")
 
 
+def ceiling_words(summary: dict, claims: list[Claim]) -> str | None:
+    """Words for a run that got every validation and test image right (`summary`'s val_acc and test_acc, where
+    measured, all 1.0) while one of its `claims` is not shown: on data this easy the models have little room to
+    differ, so a method's effect cannot show on these images. None otherwise. A teacher's drawn shapes reached
+    100% with every demo and each line read "not shown" with no word on why."""
+    accs = [summary.get(k) for k in ("val_acc", "test_acc") if isinstance(summary.get(k), (int, float))]
+    if not accs or any(a < 1.0 - 1e-9 for a in accs) or all(c.shown for c in claims) or not claims:
+        return None
+    return ("Every validation and test image is right in this run (100%): on data this easy the models have little "
+            "room to differ, so a method's effect barely shows on your images. Harder data shows it better: more "
+            "classes, classes that look alike, more varied pictures.")
+
+
 def at_guessing(acc: float | None, classes: int) -> bool:
     """Whether an accuracy (a fraction) is at or below guessing among `classes` classes, within
     WISE_GUESS_MARGIN above it (False for fewer than 2 classes or no accuracy)."""

@@ -602,6 +602,7 @@ def _say_claims(summary: dict, store: RunStore) -> None:
     runs they were; a line without a comparison run says what to run. Above them, for a run at or near
     guessing (engine.chance.chance_finding), that they compare noise, as Results says it."""
     from engine.baselines import BASELINE_METHODS, near_standard, run_claims
+    from engine.claims import ceiling_words
 
     rec = store.get_run(str(summary.get("run_id")))
     if rec is None:
@@ -615,6 +616,9 @@ def _say_claims(summary: dict, store: RunStore) -> None:
               f"{'the line below' if len(lines) == 1 else 'the lines below'} {verb} noise.)")
     for line in lines:
         print(line)
+    ceiling = ceiling_words(summary, [c for c in claims if c.method != "wise_ft"]) if lines else None
+    if ceiling:
+        print(f"({ceiling})")
     said = [f"{r.name} ({r.id}, {what})" for r, what in ((other, "standard fine-tuning, same settings"),
                                                          (scratch, "adversarial training from scratch"))
             if r is not None and any(c.method != "wise_ft" for c in claims)]
@@ -652,7 +656,8 @@ def _say_wise(summary: dict) -> None:
     curve = summary.get("wise_curve") or []
     if not curve:
         return
-    from engine.claims import at_guessing, wise_ft_claim, wise_ft_reading, wise_pruned_start, wise_user_ood_reading
+    from engine.claims import (at_guessing, ceiling_words, wise_ft_claim, wise_ft_reading, wise_pruned_start,
+                               wise_user_ood_reading)
     from engine.methods.wise_ft import curve_point
     from engine.predict import chosen_alpha
 
@@ -677,7 +682,7 @@ def _say_wise(summary: dict) -> None:
     print(claim.text)
     if plain:  # as the dashboard's claim line: the paper's terms, then the curve in plain words
         print(f"In plain words: {plain}")
-    for line in (wise_user_ood_reading(curve), wise_pruned_start(summary)):
+    for line in (wise_user_ood_reading(curve), wise_pruned_start(summary), ceiling_words(summary, [claim])):
         if line:
             print(line)
     found = chance_finding(summary)

@@ -354,6 +354,25 @@ def test_mixes_that_only_tie_with_the_run_pick_end_are_named_as_a_tie_with_it():
     assert "tie" not in text and "alpha 0.5 (the same OOD as at alpha 0), is 10.0 points below the better end" in text
 
 
+def test_a_run_with_every_held_out_image_right_says_its_data_leaves_a_method_no_room(capsys):
+    """A teacher's drawn shapes reached 100% with every demo, and each claim line read "not shown" with no word on
+    why: a run with every validation and test image right says that on data this easy the methods cannot differ,
+    under its lines on Results and after `train`; not when a claim is shown, nor below 100%."""
+    from engine.claims import Claim, ceiling_words
+    from engine.cli import _say_wise
+
+    easy = {"val_acc": 1.0, "test_acc": 1.0}
+    not_shown, shown = Claim("adafilter", False, "AdaFilter: ..."), Claim("pruning", True, "Pruning: ...")
+    assert "on data this easy" in ceiling_words(easy, [not_shown, shown])
+    assert ceiling_words(easy, [shown]) is None and ceiling_words(easy, []) is None
+    assert ceiling_words({"val_acc": 1.0, "test_acc": 15 / 16}, [not_shown]) is None
+    assert "on data this easy" in ceiling_words({"val_acc": 1.0}, [Claim("wise_ft", None, "WiSE-FT")]), "no test split"
+    curve = [{"alpha": a / 20, "val_acc": 1.0, "ood_acc": 0.74 + a * 0.01} for a in range(17)]
+    curve += [{"alpha": a / 20, "val_acc": 1.0, "ood_acc": 0.979} for a in range(17, 21)]
+    _say_wise({**easy, "wise_curve": curve})
+    assert "on data this easy" in capsys.readouterr().out
+
+
 def test_verdicts_on_few_held_out_images_come_with_their_weight():
     from app.claims_view import small_split_note
 
