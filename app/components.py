@@ -355,6 +355,26 @@ def probe_gap_note(run: RunView) -> str | None:
     return probe_gap_words(run.epochs.to_dict("records"), probe, wise, sum(split_sizes(summary, "train")))
 
 
+def gate_probe_note(run: RunView) -> str | None:
+    """Under AdaFilter's fine-tuned-filters chart of a run with head-only (linear-probe) epochs: that the gates
+    stay near their start in those epochs (a teacher read 73% at epoch 1 as filters fine-tuned while only the head
+    trained); None without head-only epochs or the gates' share."""
+    from engine.words import percent_half_up
+
+    probe = recorded_probe_epochs(run.progress, read_summary(run.run_dir))
+    column = "adafilter_gate_mean"
+    if not probe or column not in run.epochs.columns:
+        return None
+    shares = run.epochs[run.epochs["epoch"] <= probe][column].dropna()
+    if shares.empty:
+        return None
+    head = "epoch 1" if probe == 1 else f"epochs 1-{probe}"
+    share = percent_half_up(float(shares.iloc[-1]))
+    return (f"In {head} only the new head trains: the gates stay near where they start ({share} "
+            "of the filters on their fine-tuned copy, which still equals the pretrained one) and almost no gradient "
+            "reaches them. They adapt once the whole network trains.")
+
+
 def curves_view(run: RunView, *, live: bool = False, streams: bool = False) -> None:
     """Per-epoch charts (accuracy, loss, OOD, and whatever the enabled methods log); with `streams`,
     also the points methods publish as they compute (the Train page; Results has full views): the smaller
@@ -391,6 +411,8 @@ def curves_view(run: RunView, *, live: bool = False, streams: bool = False) -> N
         for i, name in enumerate(extra):
             with cols[i % len(cols)]:
                 st.altair_chart(charts.method_metric_chart(epochs, name), width="stretch")
+                if name == "adafilter_gate_mean" and (why := gate_probe_note(run)):
+                    st.caption(why)
     groups = charts.layer_groups(epochs)
     if groups:
         cols = st.columns(min(len(groups), 2))

@@ -639,3 +639,21 @@ def test_an_ood_curve_equal_to_validation_leaves_the_validation_curve_in_sight()
     assert v_line[1] > o_line[1] and v_point[2] > o_point[2], "the one underneath is the wider"
     lone = spec(charts.accuracy_chart(df[["epoch", "val_acc"]]))["layer"]
     assert [layer["mark"].get("strokeWidth") for layer in lone if layer["mark"]["type"] == "line"] == [None]
+
+
+def test_adafilters_gate_share_in_head_only_epochs_is_said_to_be_their_start(tmp_path):
+    """A teacher read 73% fine-tuned filters at epoch 1 of the AdaFilter demo as filters fine-tuned while only the
+    head trained: under the chart, the head-only epochs' share is said to be where the gates start."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from app.components import gate_probe_note
+
+    epochs = pd.DataFrame({"epoch": [1, 2, 3], "adafilter_gate_mean": [0.731, 0.733, 0.75]})
+    run = SimpleNamespace(progress={"probe_epochs": 2}, run_dir=str(tmp_path), epochs=epochs)
+    note = gate_probe_note(run)
+    assert note.startswith("In epochs 1-2 only the new head trains: the gates stay near where they start (73% "), note
+    assert gate_probe_note(SimpleNamespace(progress={"probe_epochs": 0}, run_dir=str(tmp_path), epochs=epochs)) is None
+    plain = SimpleNamespace(progress={"probe_epochs": 2}, run_dir=str(tmp_path), epochs=epochs[["epoch"]])
+    assert gate_probe_note(plain) is None, "a run without AdaFilter"
