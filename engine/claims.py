@@ -175,7 +175,8 @@ def pruning_claim(summary: dict, baseline: dict | None = None) -> Claim:
         own = s.get("fine_tune_epochs") or 0  # its own fine-tune: training the model it was cut from did not have
         extra = (f"; part of a gain is its {plural(own, 'epoch')} of fine-tuning of its own, which the full-size "
                  "model did not have" if own and drop > STRUCTURED_MAX_DROP and not undecided else "")
-        parts.append(f"the smaller, channel-pruned model ({_pts(s.get('flops_ratio', 1))}% of the arithmetic per image left (FLOPs)"
+        left = f"{_pts(s.get('flops_ratio', 1))}% of the arithmetic per image left, in FLOPs"
+        parts.append(f"the smaller, channel-pruned model ({left}"
                      + (f", then {plural(own, 'epoch')} of its own fine-tune" if own else "") + f") at "
                      f"{word} {_pts(acc)}% vs {_pts(before)}% for the full-size model "
                      f"({points_diff(acc, before)} points"

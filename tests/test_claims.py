@@ -45,7 +45,8 @@ def test_pruning_claim_unstructured_and_structured():
     assert "70.0% sparse" in pruning_claim(run).text and pruning_claim(run).shown is None
     both = {**run, "structured": {"val_acc": 0.50, "val_acc_before": 0.54, "flops_ratio": 0.5}}
     assert pruning_claim(both, {"test_acc": 0.56}).shown is False  # structured lost 4 points
-    assert "50.0% of the arithmetic per image left (FLOPs)" in pruning_claim(both).text  # flops_ratio is after / before
+    # flops_ratio is after / before
+    assert "50.0% of the arithmetic per image left, in FLOPs" in pruning_claim(both).text
     assert pruning_claim({"sparsity": 0.0}).shown is None
     # the verdict in words: a gain is no loss (a new user read "+11.1 points, within 3" as nonsense)
     gained = {**run, "structured": {"val_acc": 1.0, "val_acc_before": 0.889, "flops_ratio": 0.5}}
@@ -58,8 +59,9 @@ def test_pruning_claim_unstructured_and_structured():
     pending = pruning_claim(gained)
     assert pending.shown is None and pending.text == (
         "Pruning: 70.0% sparse at test 55.0% (run the same settings without pruning to compare): the paper's claim "
-        "not judged yet; the smaller, channel-pruned model (50.0% of the arithmetic per image left (FLOPs)) at validation 100.0% vs 88.9% "
-        "for the full-size model (+11.1 points, no loss): the paper's claim shown."), pending.text
+        "not judged yet; the smaller, channel-pruned model (50.0% of the arithmetic per image left, in FLOPs) at "
+        "validation 100.0% vs 88.9% for the full-size model (+11.1 points, no loss): the paper's claim shown."), \
+        pending.text
     assert pruning_claim(both).shown is False, "a half that failed is a no, whatever the other half"
 
 
@@ -609,8 +611,9 @@ def test_pruning_claim_gives_each_model_its_own_verdict_when_they_differ():
     assert claim.shown is False, "a failed half still decides the run's verdict (benchmarks count it)"
     assert claim.text.startswith("Pruning: 70.0% sparse at test 80.0% vs 81.0% dense (-1.0 points, within the "
                                  "2-point allowance): the paper's claim shown; the smaller, channel-pruned model "
-                                 "(50.0% of the arithmetic per image left (FLOPs)) at validation 70.0% vs 76.0% for the full-size model "
-                                 "(-6.0 points, more than the 3-point allowance): the paper's claim not shown."), claim.text
+                                 "(50.0% of the arithmetic per image left, in FLOPs) at validation 70.0% vs 76.0% "
+                                 "for the full-size model (-6.0 points, more than the 3-point allowance): the paper's "
+                                 "claim not shown."), claim.text
     both_fail = pruning_claim(run, {"test_acc": 0.90})
     assert both_fail.text.startswith("Pruning: the paper's claim not shown in this run: "), both_fail.text
 
@@ -956,7 +959,8 @@ def test_the_structured_claim_says_the_smaller_model_trained_epochs_of_its_own()
     was cut from as "pruning makes models 40 points better": its own epochs are named, and a gain put to them."""
     s = {"test_acc": 0.672, "test_acc_before": 0.273, "flops_ratio": 0.46, "fine_tune_epochs": 10}
     text = pruning_claim({"structured": s}).text
-    assert "(46.0% of the arithmetic per image left (FLOPs), then 10 epochs of its own fine-tune) at test 67.2% vs 27.3%" in text, text
+    assert ("(46.0% of the arithmetic per image left, in FLOPs, then 10 epochs of its own fine-tune) at test 67.2% vs "
+            "27.3%") in text, text
     assert "part of a gain is its 10 epochs of fine-tuning of its own, which the full-size model did not have" in text
     level = pruning_claim({"structured": {**s, "test_acc": 0.27}}).text
     assert "then 10 epochs of its own fine-tune" in level and "part of a gain" not in level, "no gain: nothing to put"
