@@ -657,3 +657,17 @@ def test_adafilters_gate_share_in_head_only_epochs_is_said_to_be_their_start(tmp
     assert gate_probe_note(SimpleNamespace(progress={"probe_epochs": 0}, run_dir=str(tmp_path), epochs=epochs)) is None
     plain = SimpleNamespace(progress={"probe_epochs": 2}, run_dir=str(tmp_path), epochs=epochs[["epoch"]])
     assert gate_probe_note(plain) is None, "a run without AdaFilter"
+
+
+def test_y_axis_labels_sit_on_their_grid_lines():
+    """Streamlit's chart theme flushes an axis's first and last labels inside it: "100%" sat below the line the
+    points at 100% lie on, "0%" above its own. Every chart the studio draws turns that off for its y-axes."""
+    import altair as alt
+    import pandas as pd
+
+    from app import charts
+
+    df = pd.DataFrame({"epoch": [1, 2], "val_acc": [0.5, 1.0], "train_acc": [0.4, 1.0]})
+    spec = charts.accuracy_chart(df).to_dict()
+    assert spec["config"]["axisY"]["labelFlush"] is False
+    assert alt.Chart(df).mark_point().encode(y="val_acc:Q").to_dict()["config"]["axisY"]["labelFlush"] is False
