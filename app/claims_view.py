@@ -14,8 +14,8 @@ import streamlit as st
 from app import state
 from engine.baselines import (BASELINE_METHODS, config_value, near_standard, run_claims, standard_config,
                               stronger_standard, stronger_words)
-from engine.chance import (LUCK_MARK, ChanceCause, answers_words, chance_cause, chance_finding, memorised_words,
-                           run_lr, small_split_words, unstable_words, val_test_gap_words)
+from engine.chance import (LUCK_MARK, ChanceCause, answers_words, chance_cause, chance_finding, memorised_fixes,
+                           memorised_words, run_lr, small_split_words, unstable_words, val_test_gap_words)
 from engine.claims import ceiling_words, wise_ft_reading, wise_pruned_start, wise_user_ood_reading
 from engine.config import ADVANCED_TITLE, RunConfig, smaller_batch, smaller_batch_advice
 from engine.errors import StudioError
@@ -47,8 +47,9 @@ def at_chance(summary: dict, config: dict | None = None, margin: float = 0.02) -
         return (f"{found.text} " + (f"{advice} If it stays below guessing with more steps: {labels[0].lower()}{labels[1:]}"
                                     if few else f"{labels} {advice}"))
     if found.kind == "luck":
-        return (f"{found.text} More {found.split} images per class would tell (the Data page); "
-                f"{advice[:1].lower()}{advice[1:]}")
+        more = f"{found.text} More {found.split} images per class would tell (the Data page)"
+        # a diagnosis is a sentence of its own; a change to make follows on from "would tell"
+        return f"{more}. {advice}" if cause.kind == "memorised" else f"{more}; {advice[:1].lower()}{advice[1:]}"
     return f"{found.text} {advice}"
 
 
@@ -94,10 +95,15 @@ def chance_advice(config: dict | None, cause: ChanceCause) -> str:
                 "was likely too high for these images. Lower it (Model and methods page), or use the weights of "
                 "the best validation epoch (Results page, Model weights).")
     if cause.kind == "memorised":
-        augment = "" if ((config or {}).get("train") or {}).get("augment", True) else (
-            f", switch on *Augment images* (Model and methods page, under '{ADVANCED_TITLE}'; this run had it off)")
-        return (f"{memorised_words(cause)} Give each class more images (Data page){augment}, and check that the "
-                "classes differ in what they show, not only in their background, lighting or size.")
+        train, optim = (config or {}).get("train") or {}, (config or {}).get("optim") or {}
+        words = {"augment": f"*Augment images* on (Model and methods page, under '{ADVANCED_TITLE}'; this run had "
+                            "it off)",
+                 "frozen": f"every layer trained: *Frozen blocks* at 0 (Model and methods page; this run kept its "
+                           f"first {plural(int(optim.get('freeze_blocks') or 0), 'block')} as they were)",
+                 "short": f"a longer run (this one had {plural(int(train.get('epochs') or 0), 'epoch')})"}
+        fixes = ["more images per class (Data page)"] + [words[k] for k in memorised_fixes(config)]
+        return (f"{memorised_words(cause)} What helps: {'; '.join(fixes)}. And check that the classes differ in "
+                "what they show, not only in their background, lighting or size.")
     auto = bool(((config or {}).get("optim") or {}).get("lr_auto"))
     rate = ("lower the learning rate (it was found automatically: set one by hand)" if auto
             else f"lower the learning rate or switch on {LR_AUTO}")

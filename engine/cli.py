@@ -27,8 +27,8 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from engine.backbones import BACKBONES, WEIGHTS_TEXT, available_sources, backbone_title, check_bundled
-from engine.chance import (ChanceCause, chance_cause, chance_finding, memorised_words, run_lr, small_split_words,
-                           unstable_words, val_test_gap_words, weak_class_words)
+from engine.chance import (ChanceCause, chance_cause, chance_finding, memorised_fixes, memorised_words, run_lr,
+                           small_split_words, unstable_words, val_test_gap_words, weak_class_words)
 from engine.checkpoints import new_run_id, read_metadata, write_json
 from engine.clock import fmt_duration, process_started_at
 from engine.config import (RunConfig, apply_overrides, probe_epochs_for, smaller_batch, smaller_batch_advice,
@@ -746,10 +746,14 @@ def _chance_advice(summary: dict, cfg: RunConfig, cause: ChanceCause) -> str:
                 "was likely too high for these images. Lower it (--lr), or use the best epoch's model (predict "
                 "--variant best).")
     if cause.kind == "memorised":
-        augment = "" if cfg.train.augment else ", random crops and flips (--set train.augment=true; this run had none)"
-        return (f"{memorised_words(cause)} Give each class more images{augment}, and check that the classes differ "
-                "in what they show, not only in their background, lighting or size (python -m engine inspect lists "
-                "each class's files).")
+        words = {"augment": "random crops and flips (--set train.augment=true; this run had none)",
+                 "frozen": f"every layer trained (--set optim.freeze_blocks=0; this run kept its first "
+                           f"{plural(cfg.optim.freeze_blocks, 'block')} as they were)",
+                 "short": f"a longer run (--epochs; this one had {cfg.train.epochs})"}
+        fixes = ["more images per class"] + [words[k] for k in memorised_fixes(cfg.to_dict())]
+        return (f"{memorised_words(cause)} What helps: {'; '.join(fixes)}. And check that the classes differ in what "
+                "they show, not only in their background, lighting or size (python -m engine inspect lists each "
+                "class's files).")
     if cause.kind == "unknown":
         return "Give it more epochs (--epochs), or lower the learning rate (--lr)."
     if cause.kind == "many_steps":
