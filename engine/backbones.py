@@ -465,7 +465,8 @@ CHECKPOINT_FORMATS = {
     "torch_legacy": "PyTorch's older torch.save format (a pickle stream), read with weights_only=True",
 }
 # The same, in the words a refusal uses
-READABLE_CHECKPOINTS = "a safetensors file, or a file that PyTorch's torch.save wrote (.pt, .pth, .pth.tar, .bin, .ckpt)"
+CHECKPOINT_EXTENSIONS = ".pt, .pth, .pth.tar, .bin, .ckpt"  # the suffixes torch.save's files usually carry
+READABLE_CHECKPOINTS = f"a safetensors file, or a file that PyTorch's torch.save wrote ({CHECKPOINT_EXTENSIONS})"
 # Entries that wrap the model's state dict in training checkpoints (PyTorch's ImageNet example,
 # Lightning, timm, DINO, EMA trainers): tried in this order, then any other nested dict.
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "module", "ema", "model_ema",
@@ -531,8 +532,10 @@ def read_checkpoint(path: Path, label: str = "") -> list[tuple[str, dict[str, to
             raise StudioError(f"{label} is a zip archive but not a PyTorch checkpoint (PyTorch's torch.save did not write it). "
                               f"Checkpoints the studio reads: {readable}.")
     if not kind:
-        raise StudioError(f"{label} is not a model checkpoint the studio can read: its contents are not {readable}. "
-                          "Use the file your training saved its weights to.")
+        # "not A, or B" read as if one of the two held (a new user's text file renamed .pt)
+        raise StudioError(f"{label} is not a model checkpoint the studio can read: its contents are neither a "
+                          f"safetensors file nor a file that PyTorch's torch.save wrote ({CHECKPOINT_EXTENSIONS}). Use "
+                          "the file your training saved its weights to.")
     try:
         # An open file, not the path: torch.load reads a path that ends in .safetensors as safetensors
         # whatever its bytes are, and the bytes have been looked at already.

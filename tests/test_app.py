@@ -678,7 +678,7 @@ def test_the_default_preset_follows_the_datasets_size_until_the_user_changes_a_s
     at.switch_page("app_pages/model.py").run()
     assert f"**{PRESETS['quick_demo'].title}** :green-badge[:material/check: in use]" in texts(at.markdown)
     assert not any("optimiser step per epoch" in w for w in texts(at.warning))
-    assert any("Quick demo is in use fitted to your dataset: batch 4 at learning rate 0.0025 instead of its 32 at "
+    assert any("Quick demo is in use, fitted to your dataset: batch 4 at learning rate 0.0025 instead of its 32 at "
                "0.02" in c for c in texts(at.caption)), "the card's recipe and the fields below agree in words"
     at.switch_page("app_pages/data.py").run()
     at.radio(key="w:data.kind").set_value("sample").run()
@@ -746,7 +746,7 @@ def test_a_preset_sets_the_whole_config_and_keeps_the_dataset(studio, tiny_bytes
                f"step an epoch from your 18 training images, so it uses {fitted[0]}" in s and
                "An optimiser step updates the model once from a batch of images" in s for s in texts(at.success))
     assert not any("optimiser step per epoch" in w for w in texts(at.warning)), "no warning against the preset"
-    assert not any("is in use fitted to your dataset" in c for c in texts(at.caption)), "the fit said once, above"
+    assert not any("is in use, fitted to your dataset" in c for c in texts(at.caption)), "the fit said once, above"
     badge = f"**{PRESETS[preset].title}** :green-badge[:material/check: in use]"
     assert badge in texts(at.markdown), "the preset's card is marked in use"
     # the success line sits below every card: a new user saw no word at the button pressed, so a toast says it

@@ -201,7 +201,7 @@ def test_files_that_are_no_checkpoint_say_what_is_read(tmp_path):
     Image.new("RGB", (4, 4)).save(buf, format="PNG")
     (tmp_path / "photo.pth").write_bytes(buf.getvalue())
     with pytest.raises(StudioError, match="photo.pth is not a model checkpoint the studio can read: its contents are "
-                                          "not a safetensors file, or a file that PyTorch's torch.save wrote") as exc:
+                                          "neither a safetensors file nor a file that PyTorch's torch.save wrote") as exc:
         build_model("resnet18", 3, "checkpoint", str(tmp_path / "photo.pth"))
     assert "weights_only" not in str(exc.value) and "pickle" not in str(exc.value), "no jargon"
 

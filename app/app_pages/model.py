@@ -131,7 +131,7 @@ def presets_section() -> None:
     recipe = preset.apply(cfg) if preset is not None else None
     fitted_said = bool(applied and applied[1])  # the note below, just applied, says how it was fitted
     if recipe is not None and recipe.train.batch_size != cfg.train.batch_size and not fitted_said:  # its card: the sample's
-        st.caption(f":material/tune: {preset.title} is in use fitted to your dataset: batch {cfg.train.batch_size} "
+        st.caption(f":material/tune: {preset.title} is in use, fitted to your dataset: batch {cfg.train.batch_size} "
                    f"at learning rate {cfg.optim.lr:g} instead of its {recipe.train.batch_size} at "
                    f"{recipe.optim.lr:g}, for more optimiser steps an epoch on your images.")
     if applied:
