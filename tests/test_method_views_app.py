@@ -299,3 +299,23 @@ def test_the_smaller_models_fine_tune_is_drawn_as_its_epochs_end():
     charts = live.get("arrow_vega_lite_chart") or live.get("vega_lite_chart")
     assert "Fine-tuning epochs of the smaller model" in str(charts[0].proto.spec), "while it runs, it comes first"
     assert not AppTest.from_function(train_page, args=({},)).run().markdown, "nothing streamed: no such heading"
+
+
+def test_a_runs_line_names_the_users_checkpoint_file(studio, tmp_path):
+    """A new user's run from their own checkpoint read "ResNet-18 (your checkpoint)" on Results, without the file:
+    the line names it (an upload by the name it was uploaded under, a server path by its file name)."""
+    from types import SimpleNamespace
+
+    from app.app_pages.results import run_weights_words
+
+    def rec(pretrained, checkpoint=""):
+        return SimpleNamespace(owner="local", config={"backbone": {"name": "resnet18", "pretrained": pretrained,
+                                                                   "checkpoint": checkpoint}})
+
+    # (in markdown: the underscores escaped, shown as typed)
+    typed = rec("checkpoint", "/srv/models/my_leaf_model.ckpt")
+    assert run_weights_words(typed) == r"your checkpoint my\_leaf\_model.ckpt"
+    assert run_weights_words(rec("bundled")) == "bundled weights"
+    assert run_weights_words(rec("checkpoint", "upload:" + "0" * 64)) == "your checkpoint", "an upload not listed"
+    engine().store.add_upload("local", "1" * 64, "checkpoint", "old model.ckpt", 7)
+    assert run_weights_words(rec("checkpoint", "upload:" + "1" * 64)) == "your checkpoint old model.ckpt"

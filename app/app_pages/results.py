@@ -377,6 +377,16 @@ def names_of(rec) -> dict[str, str]:
     return names
 
 
+def run_weights_words(rec) -> str:
+    """What a run started from, for its line on Results: "bundled weights", or "your checkpoint my_leaf_model.ckpt"
+    with the user's file name where it is known (a new user's line read only "your checkpoint")."""
+    b = rec.config.get("backbone", {})
+    words = state.WEIGHTS_TEXT.get(b.get("pretrained"), b.get("pretrained"))
+    ckpt = b.get("checkpoint") or ""
+    name = names_of(rec).get(ckpt) if state.upload_sha(ckpt) else Path(ckpt).name
+    return f"{words} {state.md_text(name)}" if b.get("pretrained") == "checkpoint" and name and name != words else words
+
+
 def details(rec, summary: dict) -> None:
     """The run's details: the data it used (classes, split, source, warnings) and the pretrained weights
     it loaded."""
@@ -574,7 +584,7 @@ def one_run(engine, runs) -> None:
     methods = ", ".join(METHODS[m].title for m in enabled_methods(rec.config)) or "no extra method"
     methods += recipe_notes(rec.config, summary.get("probe_epochs"))
     b = rec.config.get("backbone", {})
-    st.caption(f"{state.backbone_title(b.get('name'))} ({state.WEIGHTS_TEXT.get(b.get('pretrained'), b.get('pretrained'))}) · "
+    st.caption(f"{state.backbone_title(b.get('name'))} ({run_weights_words(rec)}) · "
                f"{state.epochs_words(rec.config, summary)} · "
                f"{rec.config.get('data', {}).get('image_size')} px · {methods} · seed {rec.config.get('seed', 0)} · "
                + started_text(rec, summary))  # the seed: two runs of one recipe read alike without it
