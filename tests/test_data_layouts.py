@@ -413,6 +413,18 @@ def test_the_example_of_a_picture_under_two_classes_names_both_classes():
     assert said.startswith("1 picture is labelled with more than one class, e.g. B/1.png (B) = D/1.png (D). "), said
 
 
+def test_copies_across_split_folders_are_said_with_the_control_that_drops_them():
+    """The warning said "switch on 'drop duplicate copies'" where the Data page shows a button of that name (the
+    switch sits in the split settings): it names the control as the page and the command line call it."""
+    from engine.data import _duplicate_warnings
+
+    (said,) = _duplicate_warnings(["train/A/1.jpg", "test/A/1.jpg", "train/B/2.jpg"], [0, 0, 1],
+                                  ["train", "test", "train"], np.array([0, 0, 2]), ["A", "B"])
+    assert said.startswith("1 duplicate group has copies in more than one of your split folders, e.g. train/A/1.jpg = "
+                           "test/A/1.jpg"), said
+    assert "'Drop duplicate copies' on the Data page; data.drop_duplicates=true on the command line" in said
+
+
 def drawn_letters() -> dict[str, bytes]:
     """A new user's letters.zip (`tools.letters`), whose different letters the hash and colour rule
     joined, and a resized JPEG copy of one of them."""
