@@ -319,3 +319,15 @@ def test_a_runs_line_names_the_users_checkpoint_file(studio, tmp_path):
     assert run_weights_words(rec("checkpoint", "upload:" + "0" * 64)) == "your checkpoint", "an upload not listed"
     engine().store.add_upload("local", "1" * 64, "checkpoint", "old model.ckpt", 7)
     assert run_weights_words(rec("checkpoint", "upload:" + "1" * 64)) == "your checkpoint old model.ckpt"
+
+
+def test_the_compare_picker_says_which_finished_runs_its_first_pick_left_out():
+    """A new user's four runs: Compare picked the newest three and left the fourth out without a word."""
+    from app.app_pages.results import left_out_words
+
+    labels = {"a": "Quick demo", "b": "Robust", "c": "Small model", "d": "Fastest model"}
+    words = left_out_words(["a", "b", "c", "d"], ["a", "b", "c"], ["a", "b", "c"], labels)
+    assert words == ("The newest finished runs are picked at first; 1 other finished run (Fastest model) can be added "
+                     "in the box above.")
+    assert left_out_words(["a", "b", "c", "d"], ["a", "b"], ["a", "b", "c"], labels) == "", "the user's own pick"
+    assert left_out_words(["a", "b"], ["a", "b"], ["a", "b"], labels) == ""

@@ -919,7 +919,22 @@ def compare_picker(candidates: list, labels: dict[str, str]) -> list[str]:
                             default=None if "compare_runs" in st.session_state else default,
                             format_func=labels.get, help="Finished runs are picked by default; add or remove any.")
     state.remember_choice("compare_runs", list(chosen), default=default)
+    words = left_out_words([r.id for r in finished], list(chosen), default, labels)
+    if words:
+        st.caption(words)
     return list(chosen)
+
+
+def left_out_words(finished: list[str], chosen: list[str], default: list[str], labels: dict[str, str]) -> str:
+    """Under the compare picker while it holds its first pick (`default`): the `finished` runs (ids) it left out,
+    named by `labels`, the first three; "" when none is, or the user picked (a new user's fourth run was left out
+    without a word)."""
+    left = [i for i in finished if i not in chosen]
+    if chosen != default or not left:
+        return ""
+    names = ", ".join(state.md_text(labels.get(i, i)) for i in left[:3]) + (", ..." if len(left) > 3 else "")
+    return (f"The newest finished runs are picked at first; {state.plural(len(left), 'other finished run')} "
+            f"({names}) can be added in the box above.")
 
 
 def compare(engine, runs) -> None:
