@@ -300,8 +300,13 @@ def test_export_verifies_every_format_and_renders_the_model_card(wise_run):
     # the mix's downloads say it is the mix: they met the full-size model's in one Downloads folder under one name
     names = {download_name("WiSE-FT demo: mine", run_id, d, "model.onnx")
              for d in (exports, exports / f"wise_alpha_{alpha:.2f}", exports / "structured")}
-    assert names == {f"WiSE-FT_demo__mine-{run_id}-model.onnx", f"WiSE-FT_demo__mine-{run_id}-wise_alpha_{alpha:.2f}-"
-                     "model.onnx", f"WiSE-FT_demo__mine-{run_id}-structured-model.onnx"}, names
+    assert names == {f"WiSE-FT_demo_mine-{run_id}-model.onnx", f"WiSE-FT_demo_mine-{run_id}-wise_alpha_{alpha:.2f}-"
+                     "model.onnx", f"WiSE-FT_demo_mine-{run_id}-structured-model.onnx"}, names
+    # one underscore between words, cut after a whole word and before a phrase it would begin (a new user's name
+    # was cut mid-phrase, "from_your_-")
+    long = download_name("Quick demo, image size 224, epochs 30 (ResNet-18) from your checkpoint on Leaf export v3.zip",
+                         "R1", exports, "model.onnx")
+    assert long == "Quick_demo_image_size_224_epochs_30_ResNet-18-R1-model.onnx", long
     assert "- This mix, measured when it was exported: test accuracy" in card, "the dashboard measures it too"
     assert f"- At alpha {alpha:g}: validation accuracy" in card, "the mix's own numbers, from the curve"
     assert "## Metrics (the fine-tuned model, alpha 1)" in card, "the run's metrics say whose they are"
