@@ -331,3 +331,23 @@ def test_the_compare_picker_says_which_finished_runs_its_first_pick_left_out():
                      "in the box above.")
     assert left_out_words(["a", "b", "c", "d"], ["a", "b"], ["a", "b", "c"], labels) == "", "the user's own pick"
     assert left_out_words(["a", "b"], ["a", "b"], ["a", "b"], labels) == ""
+
+
+def test_results_says_which_duplicate_copies_a_run_dropped(studio, tmp_path):
+    """A new user dropped duplicate copies before training; the model card said so, Results' "The data this run
+    used" did not."""
+    import zipfile
+
+    zip_path = write_tiny_zip(tmp_path / "t.zip")
+    with zipfile.ZipFile(zip_path) as zf:
+        copy = zf.read("red/0.png")
+    with zipfile.ZipFile(zip_path, "a") as zf:
+        zf.writestr("red/copy of 0.png", copy)
+    data = engine().save_upload(zip_path.read_bytes(), ".zip")
+    run_id = engine().submit(tiny_config(data, "train.epochs=1", "data.drop_duplicates=true"))
+    assert engine().wait(run_id, RUN_TIMEOUT) == "finished", engine().run_record(run_id).error
+    at = new_app()
+    at.switch_page("app_pages/results.py").run()
+    no_problems(at)
+    said = [c for c in texts(at.caption) if "duplicate copy of other images dropped before the split" in c]
+    assert len(said) == 1 and "0.png" in said[0], texts(at.caption)

@@ -404,6 +404,11 @@ def details(rec, summary: dict) -> None:
                         + f" images at {report.get('image_size')} px. Source: **{state.dataset_name(rec.config)}**"
                         + (f". Training used at most {per_class} images per class, {sum(split['train'].values())} "
                            f"of the split's {capped}." if capped else ""))
+            dropped = report.get("duplicates_dropped") or []
+            if dropped:  # said here as on the model card (a new user's run did not say it had dropped copies)
+                st.caption(f"{state.plural(len(dropped), 'duplicate copy', 'duplicate copies')} of other images "
+                           "dropped before the split (Drop duplicate copies), e.g. "
+                           + ", ".join(state.md_text(str(p)) for p in dropped[:3]) + ".")
             if report.get("skipped"):
                 st.dataframe([{"file": s.get("path"), "reason": s.get("reason")} for s in report["skipped"]],
                              hide_index=True, width="stretch")
