@@ -18,6 +18,7 @@ from engine.paths import resolve_path, upload_sha  # noqa: F401  (state.upload_s
 from engine.data import DataReport, NotDecoded, inspect_ood_dataset, load_dataset
 from engine.errors import StudioError
 from engine.run_data import zip_limits
+from engine.words import plural
 from engine.worker import Engine
 
 PREVIEW_PER_CLASS = 8
@@ -235,3 +236,17 @@ def thumbnail_strip(images: list[np.ndarray]) -> np.ndarray:
     gap = np.full((images[0].shape[0], STRIP_GAP_PX, 3), 255, np.uint8)
     parts = [p for img in images for p in (gap, img)][1:]
     return np.concatenate(parts, axis=1)
+
+
+def identical_words(identical: list[bool]) -> str:
+    """How many duplicate groups (`identical`: one flag per group) are identical files and how many pictures that
+    only look alike, to follow a count of files: "; 6 groups of identical files, 3 of pictures that look alike",
+    "; all identical files", "; pictures that look alike, no identical files"; "" without groups."""
+    same = sum(identical)
+    if not identical:
+        return ""
+    if same == len(identical):
+        return "; all identical files"
+    if not same:
+        return "; pictures that look alike, no identical files"
+    return f"; {plural(same, 'group')} of identical files, {len(identical) - same} of pictures that look alike"

@@ -145,6 +145,9 @@ class DataReport:
     warnings: list[str] = field(default_factory=list)  # what the user should check
     split_files: dict[str, list[str]] = field(default_factory=dict)
     duplicate_groups: list[list[str]] = field(default_factory=list)
+    # per duplicate group: True when its files are byte-identical, False when its pictures only look alike (a new
+    # user's exact copies and look-alike leaves were counted as one kind)
+    duplicate_identical: list[bool] = field(default_factory=list)
     duplicates_dropped: list[str] = field(default_factory=list)
     imbalance: dict = field(default_factory=dict)
     content_sha256: str = ""  # the readable images' bytes and classes (`content_digest`): one dataset, however packed
@@ -1897,8 +1900,10 @@ def _load_dataset(source, work_dir, image_size, val_fraction, test_fraction, see
 
     splits = {name: full.subset(idx) for name, idx in indices.items()}
     members: dict[int, list[str]] = {}
-    for g, path in zip(groups.tolist(), decoded.paths):
+    hashes: dict[int, set[str]] = {}
+    for g, path, sha in zip(groups.tolist(), decoded.paths, decoded.sha256):
         members.setdefault(g, []).append(path)
+        hashes.setdefault(g, set()).add(sha)
     counts = full.class_counts()
     report = DataReport(
         source=str(source),
@@ -1914,6 +1919,7 @@ def _load_dataset(source, work_dir, image_size, val_fraction, test_fraction, see
         warnings=warnings_out + _unscored_class_warnings(splits, classes, given is not None),
         split_files={name: [paths[i] for i in idx.tolist()] for name, idx in indices.items()},
         duplicate_groups=[sorted(m) for m in members.values() if len(m) > 1],
+        duplicate_identical=[len(hashes[g]) == 1 for g, m in members.items() if len(m) > 1],
         duplicates_dropped=dropped,
         imbalance=class_imbalance(counts),
         content_sha256=content_digest([classes[i] for i in decoded.labels.tolist()], decoded.sha256),

@@ -354,6 +354,22 @@ def test_split_is_the_same_at_any_decode_size(tmp_path, work_dir):
     assert small.split_files == large.split_files and small.duplicate_groups == large.duplicate_groups
 
 
+def test_each_duplicate_group_says_whether_its_files_are_identical_or_only_look_alike(tmp_path, work_dir):
+    """A new user's exact copies and look-alike leaves were counted as one kind: the report marks each group, and the
+    Data page's words count the two kinds."""
+    from app.datasets import identical_words
+
+    files = copies_dataset()
+    files = {k: v for k, v in files.items() if not (k.endswith("_copy.png") and k[-10] in "3456")}  # 0-2: 3 files
+    files = {k: v for k, v in files.items() if not (k.endswith("_export.jpg") and k[-12] in "012")}  # 3-6: a JPEG
+    rep = load_dataset(make_zip(tmp_path / "kinds.zip", files), work_dir, image_size=16).report
+    kinds = dict(zip(map(tuple, rep.duplicate_groups), rep.duplicate_identical))
+    assert kinds[("cats/0.png", "cats/0_copy.png")] is True and kinds[("cats/3.png", "cats/3_export.jpg")] is False
+    assert len(rep.duplicate_identical) == len(rep.duplicate_groups) == 14
+    assert identical_words(rep.duplicate_identical) == "; 6 groups of identical files, 8 of pictures that look alike"
+    assert identical_words([True]) == "; all identical files" and identical_words([]) == ""
+
+
 def test_drop_duplicates_keeps_one_copy(tmp_path, work_dir):
     src = make_zip(tmp_path / "copies.zip", copies_dataset())
     splits = load_dataset(src, work_dir, image_size=16, drop_duplicates=True)
@@ -660,7 +676,7 @@ def test_data_page_shows_layout_duplicates_and_the_skipped_files_of_a_refused_up
     captions = " ".join(c.value for c in at.caption)
     assert "1 of these groups lies across train and validation or test, so the model can be tested on a picture " \
            "it trained on (marked below)" in captions, captions
-    assert any(m.value.startswith("**Group 2** (2 files, across train and test)") for m in at.markdown), \
+    assert any(m.value.startswith("**Group 2** (2 files, identical files, across train and test)") for m in at.markdown), \
         [m.value for m in at.markdown if m.value.startswith("**Group")]
     # a copy in validation and another in test: counted twice among the held-out images, not a leak
     files["test/cats/twice.png"] = files["valid/cats/000.png"]

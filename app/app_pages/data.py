@@ -447,14 +447,18 @@ def duplicates_section(rep, result: datasets.DataCheck) -> None:
         st.button("Drop duplicate copies", key="drop_dupes", icon=":material/build:", on_click=state.drop_copies,
                   help="Keeps one image of each group of copies, a training copy first (the switch in the split "
                        "settings above).")
+    identical = getattr(rep, "duplicate_identical", None) or []  # per group (a report from before: unknown)
+    kinds = datasets.identical_words(identical) if len(identical) == len(rep.duplicate_groups) else ""
     with st.expander(f"{state.plural(len(rep.duplicate_groups), 'group')} of "
-                     f"duplicate pictures ({n_files} files)", icon=":material/content_copy:"):
+                     f"duplicate pictures ({n_files} files{kinds})", icon=":material/content_copy:"):
         st.caption("Identical files, or near-identical pictures (perceptual hash within "
                    f"{PHASH_MAX_DISTANCE} of 64 bits, the same colours and close thumbnails). {action}")
         for i, (group, pictures) in enumerate(zip(rep.duplicate_groups, result.duplicates)):
             with st.container(gap="small"):  # the pictures, to judge whether they are copies; every name
                 where = f", across {' and '.join(SPLIT_NAMES.get(s, s) for s in spans[i])}" if len(spans[i]) > 1 else ""
-                st.markdown(f"**Group {i + 1}** ({len(group)} files{where}): " + " = ".join(map(state.md_text, group)))
+                what = ("" if not kinds else ", identical files" if identical[i] else ", pictures that look alike")
+                st.markdown(f"**Group {i + 1}** ({len(group)} files{what}{where}): "
+                            + " = ".join(map(state.md_text, group)))
                 if pictures:
                     st.image(pictures, width=56)
         rest = rep.duplicate_groups[len(result.duplicates):]
