@@ -676,7 +676,8 @@ def test_data_page_shows_layout_duplicates_and_the_skipped_files_of_a_refused_up
     captions = " ".join(c.value for c in at.caption)
     assert "1 of these groups lies across train and validation or test, so the model can be tested on a picture " \
            "it trained on (marked below)" in captions, captions
-    assert any(m.value.startswith("**Group 2** (2 files, identical files, across train and test)") for m in at.markdown), \
+    assert any(m.value.startswith("**Group 2** (2 files, identical files, across train and test)")
+               for m in at.markdown), \
         [m.value for m in at.markdown if m.value.startswith("**Group")]
     # a copy in validation and another in test: counted twice among the held-out images, not a leak
     files["test/cats/twice.png"] = files["valid/cats/000.png"]
