@@ -98,11 +98,12 @@ def chance_advice(config: dict | None, cause: ChanceCause) -> str:
         train, optim = (config or {}).get("train") or {}, (config or {}).get("optim") or {}
         words = {"augment": f"*Augment images* on (Model and methods page, under '{ADVANCED_TITLE}'; this run had "
                             "it off)",
-                 "frozen": f"every layer trained: *Frozen blocks* at 0 (Model and methods page; this run kept its "
-                           f"first {plural(int(optim.get('freeze_blocks') or 0), 'block')} as they were)",
+                 "frozen": f"every layer trained: *Frozen blocks* at 0 (Model and methods page, under 'Freezing, "
+                           f"linear probing, ...'; this run kept its first "
+                           f"{plural(int(optim.get('freeze_blocks') or 0), 'block')} as they were)",
                  "short": f"a longer run (this one had {plural(int(train.get('epochs') or 0), 'epoch')})"}
         fixes = ["more images per class (Data page)"] + [words[k] for k in memorised_fixes(config)]
-        return (f"{memorised_words(cause)} What helps: {'; '.join(fixes)}. And check that the classes differ in "
+        return (f"{memorised_words(cause)} What may help: {'; '.join(fixes)}. And check that the classes differ in "
                 "what they show, not only in their background, lighting or size.")
     auto = bool(((config or {}).get("optim") or {}).get("lr_auto"))
     rate = ("lower the learning rate (it was found automatically: set one by hand)" if auto

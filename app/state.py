@@ -1250,7 +1250,8 @@ def download_name(run_name: str, run_id: str, out_dir: Path, fname: str) -> str:
     and the full-size model's files met in one Downloads folder under one name), then the file's own name."""
     # words joined by one underscore, cut after a whole word at 60 characters (a new user's ONNX file was named
     # "Quick_demo__image_size_224__epochs_30__ResNet-18__from_your_-...", cut mid-phrase)
-    words = "".join(ch if ch.isalnum() or ch in "-_" else " " for ch in run_name).replace("_", " ").split()
+    words = [w for w in "".join(ch if ch.isalnum() or ch in "-_" else " " for ch in run_name).replace("_", " ").split()
+             if w.strip("-")]  # a lone dash (" - ") is no word
     safe_name = ""
     for word in words:
         if safe_name and len(safe_name) + 1 + len(word) > 60:
@@ -1264,7 +1265,7 @@ def download_name(run_name: str, run_id: str, out_dir: Path, fname: str) -> str:
     return f"{'_'.join(kept)}-{run_id}-{weights_dir(out_dir)}{fname}"
 
 
-CUT_WORDS = {"a", "an", "at", "from", "in", "of", "on", "the", "to", "with", "your"}
+CUT_WORDS = {"-", "a", "an", "and", "at", "by", "for", "from", "in", "of", "on", "or", "the", "to", "with", "your"}
 
 
 def weights_dir(out_dir: Path) -> str:

@@ -751,8 +751,8 @@ def _chance_advice(summary: dict, cfg: RunConfig, cause: ChanceCause) -> str:
                            f"{plural(cfg.optim.freeze_blocks, 'block')} as they were)",
                  "short": f"a longer run (--epochs; this one had {cfg.train.epochs})"}
         fixes = ["more images per class"] + [words[k] for k in memorised_fixes(cfg.to_dict())]
-        return (f"{memorised_words(cause)} What helps: {'; '.join(fixes)}. And check that the classes differ in what "
-                "they show, not only in their background, lighting or size (python -m engine inspect lists each "
+        return (f"{memorised_words(cause)} What may help: {'; '.join(fixes)}. And check that the classes differ in "
+                "what they show, not only in their background, lighting or size (python -m engine inspect lists each "
                 "class's files).")
     if cause.kind == "unknown":
         return "Give it more epochs (--epochs), or lower the learning rate (--lr)."

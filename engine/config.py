@@ -205,7 +205,7 @@ class EvalConfig:
         "pixelation) at the end of the run, and after each epoch unless the severity per epoch is 0."))
     # "0 = none" beside "Measure OOD accuracy" on read as a contradiction to a new user: 0 means at the end only
     ood_severity_each_epoch: int = knob(3, label="Corruption severity per epoch (0 = only at the end)", min=0, max=5,
-                                        widget="slider", help=(
+                                        widget="slider", shown_when="ood", help=(
         "Per epoch only this severity, for speed; 0: none per epoch, OOD accuracy at the end only. The end of the "
         "run always measures all five."))
     ood_subset_each_epoch: int = knob(16, label="Corrupted images per epoch (0 = all)", unit="images", min=0, max=100000,

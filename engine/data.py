@@ -1768,7 +1768,7 @@ def _duplicate_warnings(paths: Sequence[str], labels: Sequence[int], splits: Seq
         out.append(f"{_count(len(across), 'duplicate group has', 'duplicate groups have')} copies in more than one "
                    f"of your split folders, e.g. {' = '.join(paths[i] for i in across[0][:3])}: validation and test "
                    "accuracy are then inflated. Remove the copies, or have the studio drop them ('Drop duplicate copies' on "
-                   "the Data page; data.drop_duplicates=true on the command line).")
+                   "the Data page; --set data.drop_duplicates=true on the command line).")
     return out
 
 

@@ -438,7 +438,7 @@ def test_copies_across_split_folders_are_said_with_the_control_that_drops_them()
                                   ["train", "test", "train"], np.array([0, 0, 2]), ["A", "B"])
     assert said.startswith("1 duplicate group has copies in more than one of your split folders, e.g. train/A/1.jpg = "
                            "test/A/1.jpg"), said
-    assert "'Drop duplicate copies' on the Data page; data.drop_duplicates=true on the command line" in said
+    assert "'Drop duplicate copies' on the Data page; --set data.drop_duplicates=true on the command line" in said
 
 
 def drawn_letters() -> dict[str, bytes]:
@@ -676,7 +676,7 @@ def test_data_page_shows_layout_duplicates_and_the_skipped_files_of_a_refused_up
     captions = " ".join(c.value for c in at.caption)
     assert "1 of these groups lies across train and validation or test, so the model can be tested on a picture " \
            "it trained on (marked below)" in captions, captions
-    assert any(m.value.startswith("**Group 2** (2 files, identical files, across train and test)")
+    assert any(m.value.startswith("**Group 2** (2 identical files, across train and test)")
                for m in at.markdown), \
         [m.value for m in at.markdown if m.value.startswith("**Group")]
     # a copy in validation and another in test: counted twice among the held-out images, not a leak

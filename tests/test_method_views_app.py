@@ -327,7 +327,7 @@ def test_the_compare_picker_says_which_finished_runs_its_first_pick_left_out():
 
     labels = {"a": "Quick demo", "b": "Robust", "c": "Small model", "d": "Fastest model"}
     words = left_out_words(["a", "b", "c", "d"], ["a", "b", "c"], ["a", "b", "c"], labels)
-    assert words == ("The newest finished runs are picked at first; 1 other finished run (Fastest model) can be added "
+    assert words == ("Picked at first: the newest finished runs; 1 other finished run (Fastest model) can be added "
                      "in the box above.")
     assert left_out_words(["a", "b", "c", "d"], ["a", "b"], ["a", "b", "c"], labels) == "", "the user's own pick"
     assert left_out_words(["a", "b"], ["a", "b"], ["a", "b"], labels) == ""

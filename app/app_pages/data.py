@@ -456,8 +456,8 @@ def duplicates_section(rep, result: datasets.DataCheck) -> None:
         for i, (group, pictures) in enumerate(zip(rep.duplicate_groups, result.duplicates)):
             with st.container(gap="small"):  # the pictures, to judge whether they are copies; every name
                 where = f", across {' and '.join(SPLIT_NAMES.get(s, s) for s in spans[i])}" if len(spans[i]) > 1 else ""
-                what = ("" if not kinds else ", identical files" if identical[i] else ", pictures that look alike")
-                st.markdown(f"**Group {i + 1}** ({len(group)} files{what}{where}): "
+                what = (" files" if not kinds else " identical files" if identical[i] else " files that look alike")
+                st.markdown(f"**Group {i + 1}** ({len(group)}{what}{where}): "
                             + " = ".join(map(state.md_text, group)))
                 if pictures:
                     st.image(pictures, width=56)

@@ -173,7 +173,7 @@ def draw_preset_row(keys: list[str], in_use: list[str], columns: int = 4, applie
                 st.markdown(f"**{preset.title}**" + (" :green-badge[:material/check: in use]" if key in in_use else ""))
                 st.caption(preset.tagline or preset.describe())  # a preset registered without one: its description
             with st.container(gap="small"):  # at the card's foot, aligned across the row
-                if preset.tagline:  # the recipe in full and what was measured with it, on request
+                if preset.tagline or preset.details is not None:  # the recipe in full and what was measured with it
                     with st.popover("What it does", icon=":material/info:", width="stretch"):
                         st.markdown(preset_details_words(preset))
                 st.button(f"Use {preset.title}", key=f"preset_{key}", icon=icon(key), on_click=_apply_preset,

@@ -407,8 +407,9 @@ def details(rec, summary: dict) -> None:
             dropped = report.get("duplicates_dropped") or []
             if dropped:  # said here as on the model card (a new user's run did not say it had dropped copies)
                 st.caption(f"{state.plural(len(dropped), 'duplicate copy', 'duplicate copies')} of other images "
-                           "dropped before the split (Drop duplicate copies), e.g. "
-                           + ", ".join(state.md_text(str(p)) for p in dropped[:3]) + ".")
+                           "dropped before the split, as *Drop duplicate copies* asked: "
+                           + ", ".join(state.md_text(str(p)) for p in dropped[:3])
+                           + (", ..." if len(dropped) > 3 else "") + ".")
             if report.get("skipped"):
                 st.dataframe([{"file": s.get("path"), "reason": s.get("reason")} for s in report["skipped"]],
                              hide_index=True, width="stretch")
@@ -938,7 +939,7 @@ def left_out_words(finished: list[str], chosen: list[str], default: list[str], l
     if chosen != default or not left:
         return ""
     names = ", ".join(state.md_text(labels.get(i, i)) for i in left[:3]) + (", ..." if len(left) > 3 else "")
-    return (f"The newest finished runs are picked at first; {state.plural(len(left), 'other finished run')} "
+    return (f"Picked at first: the newest finished runs; {state.plural(len(left), 'other finished run')} "
             f"({names}) can be added in the box above.")
 
 

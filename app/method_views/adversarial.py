@@ -48,8 +48,8 @@ def adversarial_view(engine, rec, summary: dict) -> None:
         trained = summary.get("adversarial") or {}
         if isinstance(trained.get("eps"), (int, float)) and eps > trained["eps"] + 1e-9:  # a teacher asked why
             st.caption(f"Training changed its images by at most {255 * trained['eps']:.1f}/255 (eps); this check "
-                       f"changes them by up to {eps * 255:.1f}/255, with a stronger, many-step attack: robustness is "
-                       "checked beyond what the model trained against, so the figure errs on the low side.")
+                       f"changes them by up to {eps * 255:.1f}/255 ({ev.get('attack', 'PGD')}): robustness is checked "
+                       "beyond what the model trained against, so the figure errs on the low side.")
     if summary.get("catastrophic_overfitting"):
         co = summary["catastrophic_overfitting"]
         st.warning(f"Catastrophic overfitting was caught at epoch {co['epoch']}: accuracy under a 10-step attack on "
