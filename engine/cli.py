@@ -900,8 +900,10 @@ def _inspect(args: argparse.Namespace) -> int:
               if imb["largest"] != imb["smallest"] else "imbalance: none (every class has the same number of images)")
     print(f"duplicate groups: {len(rep.duplicate_groups)}" + (
         f" ({len(rep.duplicates_dropped)} extra copies dropped)" if rep.duplicates_dropped else ""))
-    for group in rep.duplicate_groups:
-        print("  " + " = ".join(group))
+    identical = rep.duplicate_identical if len(rep.duplicate_identical) == len(rep.duplicate_groups) else []
+    for i, group in enumerate(rep.duplicate_groups):  # which are byte-identical, as the Data page says
+        kind = ("" if not identical else "  (identical files)" if identical[i] else "  (pictures that look alike)")
+        print("  " + " = ".join(group) + kind)
     _print_skipped(rep.skipped)
     for w in rep.warnings:
         print(f"warning: {w}")

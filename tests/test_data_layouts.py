@@ -567,6 +567,7 @@ def test_inspect_json_from_a_fresh_process(tmp_path, capsys):
 def test_inspect_text_lists_layout_split_files_and_skips(tmp_path, capsys):
     files = presplit_files()
     files["train/cats/notes.txt"] = b"x"
+    files["train/cats/copy.png"] = files["train/cats/000.png"]
     src = make_folder(tmp_path / "pre", files)
     from engine.cli import main
 
@@ -574,6 +575,8 @@ def test_inspect_text_lists_layout_split_files_and_skips(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"layout: {LAYOUT_PRE_SPLIT}" in out and "train/cats/notes.txt: not an image file (.txt)" in out
     assert "val files (4):" in out and "  valid/dogs/001.png" in out
+    # each group says whether its files are identical, as the Data page does
+    assert "  train/cats/000.png = train/cats/copy.png  (identical files)" in out, out
 
 
 def test_inspect_dataset_matches_the_training_split(tmp_path, work_dir):
