@@ -1244,32 +1244,28 @@ def epochs_words(config: dict, summary: dict | None = None) -> str:
     return epochs_run_words(summary or {}, int((config.get("train") or {}).get("epochs") or 0)) + extra_epochs_words(config)
 
 
+def file_stem(run_name: str, limit: int = 60) -> str:
+    """A run's name as the start of a file name: its words (letters, digits, '-') joined by one underscore, cut after
+    a whole word at `limit` characters and before a small word that would begin a cut phrase ("..._from_your");
+    "run" when nothing is left. A new user's ONNX file was named "Quick_demo__image_size_224__epochs_30__ResNet-18__
+    from_your_-..."."""
+    words = [w for w in "".join(ch if ch.isalnum() or ch == "-" else " " for ch in run_name).split() if w.strip("-")]
+    kept: list[str] = []
+    for word in words:
+        if kept and len("_".join(kept + [word])) > limit:
+            break
+        kept.append(word[:limit])
+    while len(kept) < len(words) and len(kept) > 1 and kept[-1].lower() in CUT_WORDS:
+        kept.pop()
+    return "_".join(kept) or "run"
+
+
+CUT_WORDS = {"a", "an", "and", "at", "by", "for", "from", "in", "of", "on", "or", "the", "to", "with", "your"}
+
+
 def download_name(run_name: str, run_id: str, out_dir: Path, fname: str) -> str:
-    """The name an exported file downloads under: the run's name (file-safe) and id, which weights when they are
+    """The name an exported file downloads under: the run's name (`file_stem`) and id, which weights when they are
     not the fine-tuned model (engine.export.export_dir's sub-folder: "wise_alpha_0.42", "structured"; a mix's
     and the full-size model's files met in one Downloads folder under one name), then the file's own name."""
-    # words joined by one underscore, cut after a whole word at 60 characters (a new user's ONNX file was named
-    # "Quick_demo__image_size_224__epochs_30__ResNet-18__from_your_-...", cut mid-phrase)
-    words = [w for w in "".join(ch if ch.isalnum() or ch in "-_" else " " for ch in run_name).replace("_", " ").split()
-             if w.strip("-")]  # a lone dash (" - ") is no word
-    safe_name = ""
-    for word in words:
-        if safe_name and len(safe_name) + 1 + len(word) > 60:
-            break
-        safe_name = f"{safe_name}_{word}" if safe_name else word[:60]
-    else:
-        return f"{safe_name or 'run'}-{run_id}-{weights_dir(out_dir)}{fname}"
-    kept = safe_name.split("_")
-    while len(kept) > 1 and kept[-1].lower() in CUT_WORDS:  # not "..._from_your": the phrase it began is cut
-        kept.pop()
-    return f"{'_'.join(kept)}-{run_id}-{weights_dir(out_dir)}{fname}"
-
-
-CUT_WORDS = {"-", "a", "an", "and", "at", "by", "for", "from", "in", "of", "on", "or", "the", "to", "with", "your"}
-
-
-def weights_dir(out_dir: Path) -> str:
-    """download_name's part for which weights: "" for the fine-tuned model's exports, else the sub-folder's name
-    and a dash ("wise_alpha_0.42-", "structured-")."""
-    return "" if out_dir.name == "exports" else f"{out_dir.name}-"
-
+    weights = "" if out_dir.name == "exports" else f"{out_dir.name}-"
+    return f"{file_stem(run_name)}-{run_id}-{weights}{fname}"

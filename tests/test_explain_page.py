@@ -307,6 +307,9 @@ def test_export_verifies_every_format_and_renders_the_model_card(wise_run):
     long = download_name("Quick demo, image size 224, epochs 30 (ResNet-18) from your checkpoint on Leaf export v3.zip",
                          "R1", exports, "model.onnx")
     assert long == "Quick_demo_image_size_224_epochs_30_ResNet-18-R1-model.onnx", long
+    from app.state import file_stem  # Results' downloads start with the same stem
+
+    assert file_stem("A - B") == "A_B" and file_stem("") == "run" and len(file_stem("x" * 100)) == 60
     assert "- This mix, measured when it was exported: test accuracy" in card, "the dashboard measures it too"
     assert f"- At alpha {alpha:g}: validation accuracy" in card, "the mix's own numbers, from the curve"
     assert "## Metrics (the fine-tuned model, alpha 1)" in card, "the run's metrics say whose they are"

@@ -428,7 +428,7 @@ def downloads(engine, rec, summary: dict) -> None:
     """Download buttons for the run's weights (final or best epoch, safetensors), its summary, metrics and config."""
     run_dir = Path(rec.run_dir)
     st.markdown("**Downloads**")
-    safe_name = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in rec.name)[:60] or "run"
+    safe_name = state.file_stem(rec.name)  # as the exports' names
     checkpoints = {"last": ("final weights", "The model at the end of the run, after every method finished "
                                              "(e.g. pruning made permanent). This is the fine-tuned model."),
                    "best": ("best validation epoch", "The weights of the epoch with the best validation accuracy.")}
