@@ -900,7 +900,7 @@ def _inspect(args: argparse.Namespace) -> int:
               if imb["largest"] != imb["smallest"] else "imbalance: none (every class has the same number of images)")
     print(f"duplicate groups: {len(rep.duplicate_groups)}" + (
         f" ({len(rep.duplicates_dropped)} extra copies dropped)" if rep.duplicates_dropped else ""))
-    identical = rep.duplicate_identical if len(rep.duplicate_identical) == len(rep.duplicate_groups) else []
+    identical = rep.group_kinds()
     for i, group in enumerate(rep.duplicate_groups):  # which are byte-identical, as the Data page says
         kind = ("" if not identical else "  (identical files)" if identical[i] else "  (pictures that look alike)")
         print("  " + " = ".join(group) + kind)

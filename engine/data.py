@@ -161,6 +161,12 @@ class DataReport:
         """JSON-serialisable form (for the run store and the dashboard)."""
         return asdict(self)
 
+    def group_kinds(self) -> list[bool]:
+        """`duplicate_identical`, one flag per duplicate group, or [] when the report does not say (made before it
+        was recorded, or not one flag per group): the Data page and `inspect` then leave the kinds out."""
+        flags = getattr(self, "duplicate_identical", None) or []  # a report kept from before has no such field
+        return list(flags) if len(flags) == len(self.duplicate_groups) else []
+
 
 class EmptyArchiveError(StudioError):
     """A zip with no files (or only hidden or system ones)."""

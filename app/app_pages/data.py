@@ -447,8 +447,8 @@ def duplicates_section(rep, result: datasets.DataCheck) -> None:
         st.button("Drop duplicate copies", key="drop_dupes", icon=":material/build:", on_click=state.drop_copies,
                   help="Keeps one image of each group of copies, a training copy first (the switch in the split "
                        "settings above).")
-    identical = getattr(rep, "duplicate_identical", None) or []  # per group (a report from before: unknown)
-    kinds = datasets.identical_words(identical) if len(identical) == len(rep.duplicate_groups) else ""
+    identical = rep.group_kinds()  # per group ([]: a report from before)
+    kinds = datasets.identical_words(identical)
     with st.expander(f"{state.plural(len(rep.duplicate_groups), 'group')} of "
                      f"duplicate pictures ({n_files} files{kinds})", icon=":material/content_copy:"):
         st.caption("Identical files, or near-identical pictures (perceptual hash within "
