@@ -294,8 +294,9 @@ def wise_ft_claim(summary: dict, baseline: dict | None = None) -> Claim:
         # the best mixes only tie with an end: named as a tie with that end, the alpha the rest of the page names
         # (a new user read "the best mix ... alpha 0.95" beside "alpha 1.00, the run's own pick" as two answers)
         mixes = sorted([pick["alpha"]] + [a for a in tied_alphas(curve, pick) if 0 < a < 1])
+        ends = "both ends" if zero["ood_acc"] == one["ood_acc"] else f"alpha {end['alpha']:g}"  # both level: both
         what = (f"the best {'mix' if len(mixes) == 1 else 'mixes'}, alpha {_alpha_list(mixes, curve)}, only "
-                f"tie{'s' if len(mixes) == 1 else ''} with alpha {end['alpha']:g} on OOD")
+                f"tie{'s' if len(mixes) == 1 else ''} with {ends} on OOD")
     else:
         which = (f"the best mix within {tol} validation point of the fine-tuned end" if ok else
                  f"no mix kept validation within {tol} point of the fine-tuned end; the best in-between mix")
@@ -311,8 +312,8 @@ def wise_ft_claim(summary: dict, baseline: dict | None = None) -> Claim:
 def wise_ft_reading(curve: list[dict], classes: int = 0) -> str | None:
     """WiSE-FT's curve (`summary["wise_curve"]`: dicts with alpha, val_acc, ood_acc as fractions) in
     one plain line, after the claim line on Results and on the command line: where OOD accuracy
-    peaks (of tied alphas the largest) and what it costs on your data, or that fine-tuning lowered OOD
-    accuracy (the starting model is best); with the number of `classes` known, that the curve compares
+    peaks (of tied alphas the largest) and what it costs on your data, that fine-tuning lowered OOD
+    accuracy (the starting model is best), or that it left it level (both ends level, no mix above); with the number of `classes` known, that the curve compares
     noise when the fine-tuned end is at guessing on validation (`at_guessing`), as the claim line says.
     None with fewer than two points with OOD accuracy."""
     pts = [p for p in curve if p.get("ood_acc") is not None]
@@ -328,8 +329,12 @@ def wise_ft_reading(curve: list[dict], classes: int = 0) -> str | None:
     # and the claim line break them: one alpha named for one figure across the panel
     best = max(pts, key=lambda p: (p["ood_acc"], p["alpha"]))
     gain = shown_points(best["ood_acc"], max(start["ood_acc"], end["ood_acc"]))  # as the claim line rounds
+    if gain < 0.05 and abs(shown_points(start["ood_acc"], end["ood_acc"])) < 0.05:  # both ends level, no mix above
+        # "fine-tuning lowered OOD accuracy ... (100.0% vs 100.0% fine-tuned)" was said of a run level on both ends
+        return (f"Fine-tuning left OOD accuracy where it was in this run: the starting and fine-tuned models are level "
+                f"on corrupted images ({100 * end['ood_acc']:.1f}%), and no mix beats them.")
     if gain < 0.05:  # a tie with an end is no win for the mix: the better end is the best
-        best = start if start["ood_acc"] >= end["ood_acc"] else end
+        best = start if start["ood_acc"] > end["ood_acc"] else end
     if best is start or best["alpha"] == start["alpha"]:
         return ("Fine-tuning lowered OOD accuracy in this run: the starting model is best on corrupted images "
                 f"({100 * start['ood_acc']:.1f}% vs {100 * end['ood_acc']:.1f}% fine-tuned).")
