@@ -136,7 +136,9 @@ def near_standard(rec, runs) -> tuple[object, list[str]] | None:
     """For a run whose claim needs standard fine-tuning with its settings and has none (`comparison_run` None):
     the finished standard run (no method on) on the same data, image size and backbone that differs from it in the
     fewest of the settings a comparison needs (SAME; the newest among ties), with each difference in words
-    ("Epochs (train.epochs): 6 there, 4 here"); None when there is no such run. A teacher's Standard demo at 6
+    ("Epochs (train.epochs): 6 there, 4 here"); None when there is no such run, or when the nearest differs in
+    none of them (an adversarial run's standard twin that measured no robust accuracy: `unattacked_twin` says
+    what that one lacks; `train` crashed on the empty list of differences). A teacher's Standard demo at 6
     epochs beside a 4-epoch Pruning demo read "run the same settings without pruning to compare" with no word on
     why it did not count."""
     from engine.config import setting_name
@@ -147,7 +149,7 @@ def near_standard(rec, runs) -> tuple[object, list[str]] | None:
         differ = [(s, k) for s, k in SAME if config_value(other.config, s, k) != config_value(rec.config, s, k)]
         if best is None or len(differ) < len(best[1]):
             best = (other, differ)
-    if best is None:
+    if best is None or not best[1]:
         return None
 
     def words(section: str, key: str | None) -> str:  # a switch as on / off, a rate as 0.02

@@ -579,11 +579,7 @@ def _say_after_run(summary: dict, cfg: RunConfig, run_dir: Path, store: RunStore
         return 1
     print(finished_words(summary))
     _say_caution(summary, cfg)
-    if store is not None:
-        _say_claims(summary, store)
-    _say_wise(summary)
-    if store is not None:
-        _say_stronger(summary, store)
+    _say_methods(summary, store)
     print(f"summary: {run_dir / 'summary.json'}")
     return 0
 
@@ -596,18 +592,30 @@ def _summary_or_empty(run_dir: str) -> dict:
         return {}
 
 
-def _say_claims(summary: dict, store: RunStore) -> None:
+def _say_methods(summary: dict, store: RunStore | None) -> None:
+    """The methods' lines after a finished run: each claim judged against the runs of `store` (none without a
+    store), WiSE-FT's curve and claim, and a stronger standard run. The data-too-easy note (engine.claims.ceiling_words)
+    comes once, under the first lines that call for it: a WiSE-FT run with another method, both at 100%, printed it
+    twice."""
+    said = _say_claims(summary, store) if store is not None else False
+    _say_wise(summary, ceiling_said=said)
+    if store is not None:
+        _say_stronger(summary, store)
+
+
+def _say_claims(summary: dict, store: RunStore) -> bool:
     """The claim line of each method of the run but WiSE-FT (`_say_wise` says its own with its curve),
     judged against the same runs of the store as the Results page (engine.baselines.run_claims), and which
     runs they were; a line without a comparison run says what to run. Above them, for a run at or near
-    guessing (engine.chance.chance_finding), that they compare noise, as Results says it."""
+    guessing (engine.chance.chance_finding), that they compare noise, as Results says it. Returns whether it
+    printed the data-too-easy note (engine.claims.ceiling_words)."""
     from engine.baselines import BASELINE_METHODS, near_standard, run_claims
     from engine.claims import ceiling_words
 
     rec = store.get_run(str(summary.get("run_id")))
     if rec is None:
-        return
-    claims, other, scratch, _twin = run_claims(rec, store.list_runs(), _summary_or_empty, summary)
+        return False
+    claims, other, scratch, twin = run_claims(rec, store.list_runs(), _summary_or_empty, summary)
     lines = [claim.text for claim in claims if claim.method != "wise_ft"]
     found = chance_finding(summary) if lines else None
     if found is not None:  # as Results says above its claim lines: on a run at guessing a shown claim is noise
@@ -624,11 +632,12 @@ def _say_claims(summary: dict, store: RunStore) -> None:
             if r is not None and any(c.method != "wise_ft" for c in claims)]
     if said:
         print("  compared with " + " and ".join(said))
-    elif other is None and {c.method for c in claims} & BASELINE_METHODS:
+    elif other is None and twin is None and {c.method for c in claims} & BASELINE_METHODS:
         near = near_standard(rec, store.list_runs())  # why the standard run there is does not count
         if near is not None:
             print(f"  '{near[0].name}' ({near[0].id}) is standard fine-tuning on the same data but not this run's "
                   f"comparison: {and_words(near[1])}")
+    return bool(ceiling)
 
 
 def _say_stronger(summary: dict, store: RunStore) -> None:
@@ -646,12 +655,13 @@ def _say_stronger(summary: dict, store: RunStore) -> None:
                                         shown))
 
 
-def _say_wise(summary: dict) -> None:
+def _say_wise(summary: dict, ceiling_said: bool = False) -> None:
     """After a WiSE-FT run: the curve by alpha, the alpha the run chose (engine.predict.chosen_alpha, what
     `predict` and `export` use by default) with its figures on the curve, whether the run showed
     the paper's claim (engine.claims.wise_ft_claim) and the curve in plain words
     (engine.claims.wise_ft_reading), as the Results page says them; then, for a run at or near guessing
     (engine.chance.chance_finding) whose lines do not say so themselves, that they compare noise.
+    The data-too-easy note is left out when `ceiling_said` (the other methods' lines printed it).
     Nothing for a summary without a WiSE-FT curve."""
     curve = summary.get("wise_curve") or []
     if not curve:
@@ -682,7 +692,8 @@ def _say_wise(summary: dict) -> None:
     print(claim.text)
     if plain:  # as the dashboard's claim line: the paper's terms, then the curve in plain words
         print(f"In plain words: {plain}")
-    for line in (wise_user_ood_reading(curve), wise_pruned_start(summary), ceiling_words(summary, [claim])):
+    ceiling = None if ceiling_said else ceiling_words(summary, [claim])
+    for line in (wise_user_ood_reading(curve), wise_pruned_start(summary), ceiling):
         if line:
             print(line)
     found = chance_finding(summary)

@@ -35,8 +35,10 @@ def value_words(value) -> str:
 
 
 def and_words(names: tuple[str, ...] | list[str]) -> str:
-    """Names joined as a sentence says them: "a", "a and b", "a, b and c"."""
+    """Names joined as a sentence says them: "a", "a and b", "a, b and c"; "" for none."""
     names = list(names)
+    if not names:
+        return ""
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 

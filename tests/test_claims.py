@@ -2,7 +2,7 @@
 
 import pytest
 
-from engine.claims import adafilter_claim, adversarial_claim, pruning_claim, wise_ft_claim
+from engine.claims import adafilter_claim, adversarial_claim, pruning_claim, wise_ft_claim, wise_ft_reading
 
 
 def test_adafilter_claim_needs_accuracy_and_adapting_gates():
@@ -364,6 +364,12 @@ def test_mixes_that_only_tie_with_the_run_pick_end_are_named_as_a_tie_with_it():
     low = [{"alpha": a / 20, "val_acc": 1.0, "ood_acc": 0.8 if a in (0, 10) else 0.7} for a in range(20)]
     text = wise_ft_claim({"wise_curve": low + [{"alpha": 1.0, "val_acc": 1.0, "ood_acc": 0.9}]}).text
     assert "tie" not in text and "alpha 0.5 (the same OOD as at alpha 0), is 10.0 points below the better end" in text
+    # both ends level with the best mixes (a teacher's 100% at every alpha): a tie with both, and the plain line
+    # does not say fine-tuning lowered OOD accuracy ("100.0% vs 100.0%")
+    level = [{"alpha": a / 4, "val_acc": 1.0, "ood_acc": 1.0} for a in range(5)]
+    assert "alpha 0.25 to 0.75, only tie with both ends on OOD" in wise_ft_claim({"wise_curve": level}).text
+    assert wise_ft_reading(level) == ("Fine-tuning left OOD accuracy where it was in this run: the starting and "
+                                      "fine-tuned models are level on corrupted images (100.0%), and no mix beats them.")
 
 
 def test_a_run_with_every_held_out_image_right_says_its_data_leaves_a_method_no_room(capsys):
@@ -393,6 +399,40 @@ def test_a_run_with_every_held_out_image_right_says_its_data_leaves_a_method_no_
     assert "on data this easy" not in capsys.readouterr().out
     _say_wise({**easy, "wise_curve": [dict(p, ood_acc=1.0) for p in curve]})
     assert "on data this easy" in capsys.readouterr().out
+
+
+def test_the_command_line_says_the_data_too_easy_note_once_for_two_methods_at_100(tmp_path, capsys):
+    """After a run with adversarial fine-tuning and WiSE-FT, neither shown on data where every held-out image is
+    right, `train` printed the data-too-easy note under the adversarial line and again under WiSE-FT's: it says it
+    once. And with a standard twin that measured no robust accuracy, `train` crashed on the empty list of settings
+    it differs in (the claim line says what that run lacks)."""
+    import json
+    from types import SimpleNamespace as R
+
+    from engine.cli import _say_methods
+
+    base = {"data": {"source": "a.zip", "image_size": 64}, "seed": 0, "train": {"epochs": 4},
+            "backbone": {"name": "resnet18", "pretrained": "bundled"}}
+    run = R(id="r1", name="Both", status="finished", run_dir=str(tmp_path / "r"),
+            config={**base, "adversarial": {"enabled": True}, "wise_ft": {"enabled": True}})
+    plain = R(id="s1", name="Standard", status="finished", run_dir=str(tmp_path / "s"),
+              config={**base, "eval": {"robust": True}})
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "summary.json").write_text(json.dumps({"val_acc": 1.0, "test_acc": 1.0, "robust_acc": 1.0}))
+    store = R(get_run={"r1": run}.get, list_runs=lambda: [run, plain])
+    curve = [{"alpha": a / 4, "val_acc": 1.0, "ood_acc": 1.0} for a in range(5)]
+    summary = {"run_id": "r1", "val_acc": 1.0, "test_acc": 1.0, "robust_acc": 1.0, "classes": ["a", "b"],
+               "wise_curve": curve}
+    _say_methods(summary, store)
+    out = capsys.readouterr().out
+    assert "Adversarial: the paper's claim not shown" in out and "WiSE-FT: the paper's claim not shown" in out, out
+    assert out.count("on data this easy") == 1, out
+    _say_methods(summary, None)  # no store, no adversarial line: WiSE-FT's lines say it
+    assert capsys.readouterr().out.count("on data this easy") == 1
+    plain.config = base  # robust accuracy not measured: no comparison, and no crash
+    _say_methods(summary, store)
+    out = capsys.readouterr().out
+    assert "did not measure robust accuracy under this run's attack" in out and "does not count" not in out, out
 
 
 def test_verdicts_on_few_held_out_images_come_with_their_weight():
