@@ -369,7 +369,8 @@ def test_mixes_that_only_tie_with_the_run_pick_end_are_named_as_a_tie_with_it():
     level = [{"alpha": a / 4, "val_acc": 1.0, "ood_acc": 1.0} for a in range(5)]
     assert "alpha 0.25 to 0.75, only tie with both ends on OOD" in wise_ft_claim({"wise_curve": level}).text
     assert wise_ft_reading(level) == ("Fine-tuning left OOD accuracy where it was in this run: the starting and "
-                                      "fine-tuned models are level on corrupted images (100.0%), and no mix beats them.")
+                                      "fine-tuned models are level on corrupted images (100.0%), and no mix beats "
+                                      "them.")
 
 
 def test_a_run_with_every_held_out_image_right_says_its_data_leaves_a_method_no_room(capsys):
