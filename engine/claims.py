@@ -314,7 +314,8 @@ def wise_ft_reading(curve: list[dict], classes: int = 0) -> str | None:
     one plain line, after the claim line on Results and on the command line: where OOD accuracy
     peaks (of tied alphas the largest) and what it costs on your data, that fine-tuning lowered OOD
     accuracy (the starting model is best), or that it left it level (both ends level, no mix above); with
-    the number of `classes` known, that the curve compares noise when the fine-tuned end is at guessing on validation (`at_guessing`), as the claim line says.
+    the number of `classes` known, that the curve compares noise when the fine-tuned end is at guessing on
+    validation (`at_guessing`), as the claim line says.
     None with fewer than two points with OOD accuracy."""
     pts = [p for p in curve if p.get("ood_acc") is not None]
     if len(pts) < 2:
