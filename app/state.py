@@ -552,16 +552,18 @@ def relist_upload(ref: str, kind: str, name: str) -> None:
 
 
 def uploads(engine: Engine, kind: str) -> list[dict]:
-    """This user's earlier uploads of one kind (dataset, ood, checkpoint) that are still on the server."""
-    return [u for u in engine.store.list_uploads(user(), kind) if source_exists(upload_ref(u["sha256"]))]
-
-
-def extracted_only(ref: str) -> bool:
-    """Whether upload `ref` is read from the studio's extracted copy because its zip is gone (engine.paths)."""
-    try:
-        return resolve_path(ref).is_dir()
-    except StudioError:
-        return False
+    """This user's earlier uploads of one kind (dataset, ood, checkpoint) that are still on the server, each the
+    store's record with "extracted_only": True when it is read from the studio's extracted copy because its zip
+    is gone (engine.paths.resolve_path). Each is resolved once (the Data page resolved each twice per redraw)."""
+    out = []
+    for u in engine.store.list_uploads(user(), kind):
+        try:
+            path = resolve_path(upload_ref(u["sha256"]))
+        except StudioError:  # deleted
+            continue
+        if path.exists():
+            out.append({**u, "extracted_only": path.is_dir()})
+    return out
 
 
 def runs_using(engine: Engine, ref: str) -> list:

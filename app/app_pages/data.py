@@ -165,7 +165,7 @@ def earlier_uploads(engine, kind: str, in_use: str, on_use) -> None:
             when = "last used " if kind == "ood" else "uploaded "
             facts.append(when + time.strftime("%d %b %Y %H:%M", time.localtime(u["created"])))
             c[0].markdown(f"**{state.md_text(u['name'])}** · " + " · ".join(facts) + (" · *in use*" if ref == in_use else ""))
-            if state.extracted_only(ref):  # said, not silent: a user who moved the zip away may think it gone
+            if u["extracted_only"]:  # said, not silent: a user who moved the zip away may think it gone
                 c[0].caption("The zip itself is no longer on the server; the studio reads the images it extracted "
                              "from it.")
             tag = f"{kind}_{u['sha256'][:16]}"
