@@ -1053,22 +1053,29 @@ def watched_run(engine: Engine) -> str | None:
 
 
 def weights_words(cfg: RunConfig) -> str:
-    """What the next run starts from, in words (WEIGHTS_TEXT), saying when "your checkpoint" has no
+    """What the next run starts from, in words (`start_words`), saying when "your checkpoint" has no
     accepted file yet (a refused upload is not kept)."""
     if cfg.backbone.pretrained == "checkpoint" and not cfg.backbone.checkpoint:
         return "your checkpoint, none accepted yet"
-    if cfg.backbone.pretrained == "checkpoint":  # which file: after a refused upload the earlier one stays chosen
-        name = checkpoint_name(cfg.backbone.checkpoint)
-        return f"your checkpoint {md_text(name)}" if name else "your checkpoint"
-    return WEIGHTS_TEXT.get(cfg.backbone.pretrained, cfg.backbone.pretrained)
+    # which file: after a refused upload the earlier one stays chosen
+    return start_words(cfg.backbone.pretrained, cfg.backbone.checkpoint)
 
 
-def checkpoint_name(ref: str) -> str:
-    """The user's own name of the checkpoint `ref` (an upload's file name, or a server path's file name);
-    "" when unknown (another user's upload)."""
+def start_words(pretrained: str, checkpoint: str, owner: str | None = None) -> str:
+    """What a run starts from, in words (WEIGHTS_TEXT): "bundled weights", or "your checkpoint my_leaf_model.ckpt"
+    with the file's name as its user knows it (`checkpoint_name`, uploads of `owner`, by default the current user),
+    in markdown. The next run's line (Data, Model, Train) and a run's line on Results both say it."""
+    words = WEIGHTS_TEXT.get(pretrained, pretrained)
+    name = checkpoint_name(checkpoint, owner) if pretrained == "checkpoint" and checkpoint else ""
+    return f"{words} {md_text(name)}" if name else words
+
+
+def checkpoint_name(ref: str, owner: str | None = None) -> str:
+    """The user's own name of the checkpoint `ref` (an upload's file name among the uploads of `owner`, by default
+    the current user; or a server path's file name); "" when unknown (another user's upload)."""
     if not ref.startswith(UPLOAD_PREFIX):
         return Path(ref).name
-    return next((u["name"] for u in get_engine().store.list_uploads(user(), "checkpoint")
+    return next((u["name"] for u in get_engine().store.list_uploads(user() if owner is None else owner, "checkpoint")
                  if upload_ref(u["sha256"]) == ref), "")
 
 

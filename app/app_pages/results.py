@@ -381,10 +381,7 @@ def run_weights_words(rec) -> str:
     """What a run started from, for its line on Results: "bundled weights", or "your checkpoint my_leaf_model.ckpt"
     with the user's file name where it is known (a new user's line read only "your checkpoint")."""
     b = rec.config.get("backbone", {})
-    words = state.WEIGHTS_TEXT.get(b.get("pretrained"), b.get("pretrained"))
-    ckpt = b.get("checkpoint") or ""
-    name = names_of(rec).get(ckpt) if state.upload_sha(ckpt) else Path(ckpt).name
-    return f"{words} {state.md_text(name)}" if b.get("pretrained") == "checkpoint" and name and name != words else words
+    return state.start_words(b.get("pretrained"), b.get("checkpoint") or "", rec.owner)
 
 
 def details(rec, summary: dict) -> None:
