@@ -1017,9 +1017,11 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")  # L, 1, P, CMYK, YCbCr, ...
 
 
-def _centre_square(width: int, height: int) -> tuple[int, int, int, int]:
+def _centre_square(width: int, height: int, at: float = 0.5) -> tuple[int, int, int, int]:
+    """The box (left, top, right, bottom; pixels) of the largest square of a width x height picture, placed `at`
+    along its longer side (0 the left or top end, 0.5 the centre, as training crops, 1 the right or bottom end)."""
     side = min(width, height)
-    left, top = (width - side) // 2, (height - side) // 2
+    left, top = int((width - side) * at), int((height - side) * at)  # at 0.5: (width - side) // 2, as before
     return left, top, left + side, top + side
 
 
@@ -1075,11 +1077,11 @@ def open_image(raw: bytes) -> Image.Image:
     return Image.open(io.BytesIO(raw), formats=PIL_FORMATS)
 
 
-def _decode(raw: bytes, size: int, max_pixels: int,
-            want_hash: bool = False) -> tuple[torch.Tensor, int, np.ndarray | None]:
+def _decode(raw: bytes, size: int, max_pixels: int, want_hash: bool = False,
+            crop_at: float = 0.5) -> tuple[torch.Tensor, int, np.ndarray | None]:
     """(uint8 [3,size,size] image, perceptual hash, thumbnail (`_thumbnail`)) from a file's bytes; the
     hash and thumbnail with `want_hash` only (else 0 and None), both from the same picture whatever
-    `size` is."""
+    `size` is. The square kept sits `crop_at` along the longer side (`_centre_square`; training's 0.5)."""
     phash, thumb = 0, None
     with open_image(raw) as img:
         width, height = img.size
@@ -1097,7 +1099,8 @@ def _decode(raw: bytes, size: int, max_pixels: int,
             phash, thumb = phash64(rgb), _thumbnail(rgb)
         # Crop the centre square and resize it in one step: the same as "shorter side to S, then
         # centre crop S". Bilinear (antialiased by PIL) matches torchvision's Resize default.
-        small = rgb.resize((size, size), Image.Resampling.BILINEAR, box=_centre_square(*rgb.size), reducing_gap=3.0)
+        small = rgb.resize((size, size), Image.Resampling.BILINEAR, box=_centre_square(*rgb.size, at=crop_at),
+                           reducing_gap=3.0)
     if want_hash and is_jpeg:
         # Hash a fixed draft (not the size-dependent one above), so the hash, and so the duplicate
         # groups and the split, are the same whatever image size a run decodes at.
@@ -1135,15 +1138,17 @@ _DECODER_WORDS = (
 )
 
 
-def decode_image(path, size: int, max_pixels: int = MAX_IMAGE_PIXELS) -> torch.Tensor:
+def decode_image(path, size: int, max_pixels: int = MAX_IMAGE_PIXELS, crop_at: float = 0.5) -> torch.Tensor:
     """Decode one image file to uint8 [3,size,size] (any mode -> RGB; shorter side to `size`, centre crop).
 
-    The format is found from the content (any of PIL_FORMATS, whatever the extension). Raises
+    `crop_at` places the square along a non-square picture's longer side: 0 its left (or top) end, 0.5 the
+    centre (training's crop), 1 its right (or bottom) end; Try it lets a user pick it for a photo whose subject
+    is off centre. The format is found from the content (any of PIL_FORMATS, whatever the extension). Raises
     ValueError with a short, plain reason (shown in the skipped-files report) for anything that
     is not a readable image, including decompression bombs.
     """
     try:
-        return _decode(Path(path).read_bytes(), size, max_pixels)[0]
+        return _decode(Path(path).read_bytes(), size, max_pixels, crop_at=crop_at)[0]
     except Exception as err:  # truncated data, decoder errors, odd modes: skip, never crash
         raise ValueError(_decode_reason(err)) from err
 

@@ -1121,9 +1121,35 @@ _EXIF_ORIENTATION = {2: "mirrored", 3: "turned 180°", 4: "flipped upside down",
                      6: "turned 90° clockwise", 7: "mirrored and turned 90°", 8: "turned 90° anticlockwise"}
 
 
-def describe_decoding(path: Path, size: int) -> list[str]:
+def crop_place(width: int, height: int, crop_at: float) -> str:
+    """Where the square `decode_image` keeps sits in an upright width x height picture (pixels), in a word:
+    "centre" at `crop_at` 0.5 (training's crop), else "left" / "right" (0 / 1) in a landscape picture and "top" /
+    "bottom" in a portrait one; "centre" for a square picture, which is kept whole."""
+    if width == height or crop_at == 0.5:
+        return "centre"
+    ends = ("left", "right") if width > height else ("top", "bottom")
+    return ends[0] if crop_at < 0.5 else ends[1]
+
+
+CROP_AT = {"left": 0.0, "top": 0.0, "centre": 0.5, "right": 1.0, "bottom": 1.0}  # crop_place's words back to crop_at
+
+
+def upright_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) in pixels of an image's bytes as the model sees it, upright (its EXIF orientation applied),
+    read from the header only; None for bytes that are not a readable image."""
+    try:
+        with open_image(data) as img:
+            w, h = img.width, img.height
+            turned = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+    except Exception:
+        return None
+    return (h, w) if turned else (w, h)
+
+
+def describe_decoding(path: Path, size: int, crop_at: float = 0.5) -> list[str]:
     """What `decode_image` does to this file, in plain words (format, EXIF rotation, colour mode,
-    centre square, resize). Reads the header only; an unreadable file gets an empty list."""
+    the square kept (`crop_place` of `crop_at`), resize). Reads the header only; an unreadable file gets an
+    empty list."""
     from PIL import Image
 
     try:
@@ -1143,7 +1169,9 @@ def describe_decoding(path: Path, size: int) -> list[str]:
         notes.append(f"converted from {mode} to RGB ({what}as in training)")
     side = min(w, h)
     if w != h:
-        notes.append(f"centre square of {side} x {side} kept (the model sees squares)")
+        place = crop_place(w, h, crop_at)
+        notes.append(f"{place} square of {side} x {side} kept (the model sees squares"
+                     + ("; training used the centre square)" if place != "centre" else ")"))
     if side != size:
         notes.append(f"resized to {size} x {size} pixels (bilinear), the run's training size")
     else:
@@ -1151,9 +1179,10 @@ def describe_decoding(path: Path, size: int) -> list[str]:
     return notes
 
 
-def decode_bytes(data: bytes, name: str, size: int,
-                 max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[torch.Tensor, list[str]]:
-    """Decode uploaded bytes exactly as training does: (uint8 [3, size, size], what was done).
+def decode_bytes(data: bytes, name: str, size: int, max_pixels: int = MAX_IMAGE_PIXELS,
+                 crop_at: float = 0.5) -> tuple[torch.Tensor, list[str]]:
+    """Decode uploaded bytes exactly as training does: (uint8 [3, size, size], what was done); `crop_at` places
+    a non-square picture's square along its longer side (engine.data.decode_image; 0.5, the centre, as training).
 
     Raises StudioError naming `name` with the plain reason when the bytes are not a readable image.
     """
@@ -1162,12 +1191,12 @@ def decode_bytes(data: bytes, name: str, size: int,
         path = Path(tmp) / f"image{suffix if suffix in IMAGE_EXTENSIONS else '.bin'}"
         path.write_bytes(data)
         try:
-            image = decode_image(path, size, max_pixels)
+            image = decode_image(path, size, max_pixels, crop_at=crop_at)
         except ValueError as err:
             advice = ("Scale it down (a few thousand pixels a side is plenty) and try again" if "too large" in str(err)
                       else "Try a JPEG or PNG photo")
             raise StudioError(f"'{name}' could not be used: {err}. {advice}.") from None
-        return image, describe_decoding(path, size)
+        return image, describe_decoding(path, size, crop_at)
 
 
 # ---- a folder or a zip of images ------------------------------------------------------------------

@@ -183,6 +183,36 @@ def test_uploads_decode_as_in_training_and_say_what_was_done(tmp_path):
         decode_bytes(b"hello", "notes.txt", 16)
 
 
+def test_a_picture_whose_subject_is_off_centre_can_be_seen_from_either_end(tmp_path):
+    """Try it kept a landscape photo's centre square, as training does, and a subject at one end was cut away: the
+    square can be kept at either end (its place said in the decoding notes), upright after an EXIF turn, and the
+    centre stays training's crop byte for byte."""
+    from engine.predict import CROP_AT, crop_place, upright_size
+
+    wide = Image.new("RGB", (60, 30), (20, 20, 250))
+    wide.paste((250, 20, 20), (0, 0, 30, 30))  # red square on the left, blue on the right
+    data = png_bytes(wide)
+    (tmp_path / "w.png").write_bytes(data)
+    left, notes = decode_bytes(data, "field.png", 16, crop_at=CROP_AT["left"])
+    right, _ = decode_bytes(data, "field.png", 16, crop_at=CROP_AT["right"])
+    centre, said = decode_bytes(data, "field.png", 16)
+    assert left[0].float().mean() > 240 and left[2].float().mean() < 30, "all red"
+    assert right[2].float().mean() > 240 and right[0].float().mean() < 30, "all blue"
+    assert torch.equal(centre, decode_image(tmp_path / "w.png", 16)), "the centre is training's crop"
+    assert "left square of 30 x 30 kept (the model sees squares; training used the centre square)" in notes, notes
+    assert "centre square of 30 x 30 kept (the model sees squares)" in said, said
+    # a portrait stored sideways (EXIF 6): upright it is taller than wide, so its ends are top and bottom
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    sideways = png_bytes(wide, "JPEG", exif=exif.tobytes(), quality=95)
+    assert upright_size(sideways) == (30, 60) and upright_size(b"not an image") is None
+    top, notes = decode_bytes(sideways, "tree.jpg", 16, crop_at=CROP_AT["top"])
+    assert any(n.startswith("top square of 30 x 30 kept") for n in notes), notes
+    assert top[0].float().mean() > 200, "turned clockwise, the stored left (red) comes on top"
+    assert crop_place(30, 30, 0.0) == "centre", "a square picture is kept whole"
+    assert crop_place(60, 30, 1.0) == "right" and crop_place(30, 60, 1.0) == "bottom"
+
+
 def test_low_confidence_flags_unsure_and_unfamiliar_answers():
     p = Predictor.__new__(Predictor)  # only `answers` and `explanation`: no model needed
     p.classes, p.low_confidence = ["cat", "dog"], 0.5

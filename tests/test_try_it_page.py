@@ -196,6 +196,33 @@ def test_two_models_side_by_side_and_attributions_for_a_new_image(run, monkeypat
     assert len(at.image) == 3, "the picture, the scale and the one model's map"
 
 
+def test_a_landscape_photos_subject_at_one_end_can_be_shown_to_the_model(run):
+    """Try it kept a landscape photo's centre square and said so only under "What was done to the image": a user
+    whose subject sat at one end could not show it to the model. A non-square picture gets a choice of the part the
+    model sees, the answer follows it, and a refresh keeps it; a square picture gets none."""
+    at = open_page(run)
+    wide = Image.new("RGB", (96, 32), (20, 20, 250))
+    wide.paste(tiny_image("red", 5, size=32), (0, 0))
+    at.file_uploader(key="try_files").set_value([("field.png", png(wide), "image/png")])
+    at.run()
+    no_problems(at)
+    crops = [r for r in at.radio if r.key.startswith("try_crop_")]
+    assert len(crops) == 1 and crops[0].options == ["left", "centre", "right"] and crops[0].value == "centre"
+    assert "centre square of 32 x 32 kept" in " ".join(texts(at.markdown))
+    crops[0].set_value("left").run()
+    no_problems(at)
+    assert "left square of 32 x 32 kept (the model sees squares; training used the centre square)" in \
+        " ".join(texts(at.markdown)), texts(at.markdown)
+    again = open_page(run)
+    no_problems(again)
+    assert [r.value for r in again.radio if r.key.startswith("try_crop_")] == ["left"], "kept for a refresh"
+    assert "left square of 32 x 32 kept" in " ".join(texts(again.markdown))
+    again.file_uploader(key="try_files").set_value([("square.png", png(tiny_image("red", 6, size=32)), "image/png")])
+    again.run()
+    no_problems(again)
+    assert not [r for r in again.radio if r.key.startswith("try_crop_")], "a square picture is kept whole"
+
+
 def test_a_refresh_keeps_the_models_the_comparison_and_the_threshold(run):
     """The model picked, the comparison and its model, an alpha moved by hand and the threshold live in
     the user's draft with the images: a new session (a refresh) opens with them."""

@@ -78,12 +78,54 @@ def predictor(run_dir: str, datasets_dir: str, variant: str, alpha: float | None
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def decoded(data: bytes, name: str, size: int) -> tuple[np.ndarray, list[str]]:
-    """(uint8 [3, size, size] as numpy, what decoding did), decoded as in training."""
+def decoded(data: bytes, name: str, size: int, crop_at: float = 0.5) -> tuple[np.ndarray, list[str]]:
+    """(uint8 [3, size, size] as numpy, what decoding did), decoded as in training; a non-square picture's square
+    kept `crop_at` along its longer side (engine.predict.decode_bytes; 0.5, the centre, as training)."""
     from engine.predict import decode_bytes
 
-    image, notes = decode_bytes(data, name, size)
+    image, notes = decode_bytes(data, name, size, crop_at=crop_at)
     return image.numpy(), notes
+
+
+CROP_KEY_PREFIX = "try_crop_"  # + the image's digest: which part of a non-square picture the model sees
+
+
+def crop_options(data: bytes) -> list[str]:
+    """The places a non-square picture's square can be kept (engine.predict.crop_place's words): left, centre,
+    right for a landscape picture, top, centre, bottom for a portrait one; [] for a square or unreadable one."""
+    from engine.predict import upright_size
+
+    dims = upright_size(data)
+    if dims is None or dims[0] == dims[1]:
+        return []
+    return ["left", "centre", "right"] if dims[0] > dims[1] else ["top", "centre", "bottom"]
+
+
+def crop_choice(data: bytes) -> float:
+    """The crop position (engine.predict.CROP_AT: 0, 0.5 or 1) the user chose for this picture with
+    `crop_control`, drawn under it (its value from the last redraw, or kept for a refresh); 0.5, the centre, as
+    training crops, until they choose."""
+    from engine.predict import CROP_AT
+
+    key = CROP_KEY_PREFIX + digest(data)
+    state.seed_choice(key)
+    if key not in st.session_state:  # the control's start (a default beside a seeded value makes Streamlit warn)
+        st.session_state[key] = "centre"
+    return CROP_AT.get(st.session_state[key], 0.5)
+
+
+def crop_control(where, data: bytes) -> None:
+    """Under a non-square picture, in the column `where`: which part of it the model sees (a landscape photo's
+    subject off centre was cut away, and only "What was done to the image" said so). Kept for a refresh."""
+    options = crop_options(data)
+    if not options:
+        return
+    key = CROP_KEY_PREFIX + digest(data)
+    place = where.radio(
+        "Part of the picture the model sees", options, key=key, horizontal=True,
+        help="The model sees squares, so the middle square of a wider or taller picture is kept, as in training. "
+             "If what matters sits nearer one end, choose that end's square.")
+    state.remember_choice(key, place or "centre", default="centre")
 
 
 def run_stamp(run_dir: str) -> Any:
@@ -361,13 +403,14 @@ def image_result(ds: str, models: list[Shown], name: str, data: bytes, threshold
     `said` holds its kind: see `verdict`), attributions. False when the bytes are not a readable image
     (the message is shown)."""
     size = models[0].p.image_size
-    got = state.attempt(f"reading {name}", decoded, data, name, size)
+    got = state.attempt(f"reading {name}", decoded, data, name, size, crop_choice(data))
     if not got.ok:
         return False
     image, notes = got.value
     cols = answer_columns(len(models))
     cols[0].image(framed(upscale(image.transpose(1, 2, 0), DISPLAY_PX)),
                   caption=f"{state.md_text(name)} (as the model sees it)", width=DISPLAY_PX)
+    crop_control(cols[0], data)
     with cols[0].expander("What was done to the image"):
         st.markdown("\n".join(f"- {n}" for n in notes) or "- decoded as in training")
     answers = []
@@ -721,10 +764,12 @@ EXPLAIN_KEY_PREFIX = "try_explain_"  # + the image's digest: its "Why? Show attr
 
 
 def forget_explain_switches(digests: set[str]) -> None:
-    """Forget the kept attribution switches of images no longer shown (the draft keeps only those on)."""
+    """Forget the kept choices of images no longer shown, their attribution switches and crop places (the draft
+    keeps only those changed from their defaults)."""
     kept = (st.session_state.get(state.TRY_KEY) or {}).get("choices") or {}
-    for k in [k for k in kept if k.startswith(EXPLAIN_KEY_PREFIX) and k[len(EXPLAIN_KEY_PREFIX):] not in digests]:
-        state.remember_choice(k, False, default=False)
+    for prefix, default in ((EXPLAIN_KEY_PREFIX, False), (CROP_KEY_PREFIX, "centre")):
+        for k in [k for k in kept if k.startswith(prefix) and k[len(prefix):] not in digests]:
+            state.remember_choice(k, default, default=default)
 
 
 def answer_images(engine, kind: str, images: list[tuple[str, bytes]], new: bool, ds: str, models: list[Shown],
