@@ -477,8 +477,9 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
 
 
 # The preprocessing lines below follow engine.data.decode_image step by step (JPEG draft decoding,
-# EXIF rotation, any mode to RGB with transparency on white, centre square, bilinear resize), so the
-# exported model sees the same pixels as in the studio; tests/test_predict.py runs them.
+# EXIF rotation, 16-bit and float greyscale scaled to 8 bits, any mode to RGB with transparency on white,
+# centre square, bilinear resize), so the exported model sees the same pixels as in the studio;
+# tests/test_predict.py runs them. (A 16-bit X-ray went white through convert("RGBA") alone.)
 _PREPROCESS = """import sys{stdlib_import}
 
 import numpy as np
@@ -489,6 +490,19 @@ CLASSES = {classes!r}
 SIZE = {size}  # pixels; the model was trained on SIZE x SIZE centre squares
 
 
+def eight_bit(img):
+    \"\"\"16/32-bit or float greyscale (scans, X-rays) -> 8-bit greyscale, scaled as the studio scales it.\"\"\"
+    a = np.asarray(img, dtype=np.float64)
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    if img.mode.startswith("I;16") or (img.mode == "I" and lo >= 0 and 255 < hi <= 65535):
+        a = a / 257.0  # 65535 -> 255
+    elif img.mode == "F" and lo >= 0 and hi <= 1:
+        a = a * 255.0
+    elif not (img.mode == "I" and lo >= 0 and hi <= 255):  # any other range: stretched to 0..255
+        a = (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
+    return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L")
+
+
 def load(path):
     \"\"\"One image file -> float32 [3, SIZE, SIZE] in [0, 1], decoded as the studio decodes it.\"\"\"
     img = Image.open(path)
@@ -496,6 +510,8 @@ def load(path):
     if img.format in ("JPEG", "MPO"):  # libjpeg's fast downscaling, to at least twice SIZE
         img.draft(None, (max(1, w * 2 * SIZE // min(w, h)), max(1, h * 2 * SIZE // min(w, h))))
     img = ImageOps.exif_transpose(img)  # phone photos store their rotation in EXIF
+    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
+        img = eight_bit(img)
     if img.mode != "RGB":  # grey, palette, CMYK; transparent pixels go on white
         rgba = img.convert("RGBA")
         img = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

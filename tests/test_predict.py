@@ -18,6 +18,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -1036,7 +1037,8 @@ def test_predict_finds_a_run_by_the_id_runs_lists_wherever_its_folder_is(studio,
 @pytest.mark.parametrize("runtime", ["onnx", "torchscript"])
 def test_model_card_use_it_code_reproduces_the_studio(studio, tmp_path, runtime):
     """Export the run as the Explain page does, take the card's script for `runtime` verbatim, run it
-    on new image files (a sideways JPEG photo, an RGBA icon, a grey PNG) and compare with the studio."""
+    on new image files (a sideways JPEG photo, an RGBA icon, a grey PNG, a 16-bit scan, a float TIFF) and compare
+    with the studio."""
     from engine.export import export_all
     from engine.runs import FinishedRun
 
@@ -1059,7 +1061,12 @@ def test_model_card_use_it_code_reproduces_the_studio(studio, tmp_path, runtime)
     icon.putalpha(Image.linear_gradient("L").resize((40, 40)))
     icon.save(images / "icon.png")
     tiny_image("green", 3, size=50).convert("L").save(images / "grey.png")
+    # a 16-bit greyscale scan (X-ray, microscope) went white through the card's convert("RGBA") alone
+    ramp = np.linspace(0, 1, 44 * 36).reshape(36, 44)
+    Image.fromarray((ramp * 50000 + 3000).astype(np.uint16)).save(images / "scan16.png")
+    Image.fromarray(ramp.astype(np.float32)).save(images / "scan float.tif")
     paths = sorted(images.iterdir())
+    assert {Image.open(x).mode for x in paths} >= {"I;16", "F"}, "the high-depth modes are tried"
 
     namespace: dict = {}
     exec(code.split("\nMODEL, IMAGES")[0], namespace)  # the card's own `load`, without running the model
