@@ -445,12 +445,12 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
         f"- Validation accuracy: {pct(summary.get('val_acc'))}; test accuracy: {pct(summary.get('test_acc'))}",
         f"- OOD accuracy (corruption suite, severities 1-5): {ood_text(cfg, summary)}",
     ]
+    for k, v in (summary.get("ood_acc_by_corruption") or {}).items():  # under the OOD line (they were read as a
+        lines.append(f"  - {corruption_name(k)}: {pct(v)}")  # breakdown of the imbalance line that came between)
     imb = rep.get("imbalance") or {}
     if imb.get("imbalanced") and summary.get("test_balanced_acc") is not None:
         lines.append(f"- Imbalanced classes ('{imb['largest']}' {imb['ratio']}x '{imb['smallest']}'): test balanced "
                      f"accuracy {pct(summary['test_balanced_acc'])}, macro-F1 {pct(summary.get('test_macro_f1'))}")
-    for k, v in (summary.get("ood_acc_by_corruption") or {}).items():
-        lines.append(f"  - {corruption_name(k)}: {pct(v)}")
     if summary.get("ood_user_acc") is not None:
         lines.append(f"- Your OOD set: {pct(summary['ood_user_acc'])}")
     if summary.get("robust_acc") is not None:

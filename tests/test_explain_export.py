@@ -218,6 +218,20 @@ def test_the_model_card_lists_only_the_settings_that_apply_in_words():
     assert "largest accuracy drop (floor) 2 points" in method_settings_text(two.methods["pruning"])
 
 
+def test_the_cards_corruption_figures_sit_under_its_ood_line_on_imbalanced_data():
+    """A student's imbalanced run: the six corruptions' accuracies came as sub-items of the "Imbalanced classes"
+    line and read as a breakdown of balanced accuracy. They sit under the OOD line."""
+    from engine.config import RunConfig
+
+    summary = {"classes": ["a", "b"], "val_acc": 0.8, "test_acc": 0.8, "ood_acc": 0.5, "test_balanced_acc": 0.6,
+               "test_macro_f1": 0.55, "ood_acc_by_corruption": {"gaussian_noise": 0.25, "defocus_blur": 0.75},
+               "data_report": {"imbalance": {"imbalanced": True, "largest": "a", "smallest": "b", "ratio": 8.2}}}
+    metrics = model_card(RunConfig(), summary).split("## Metrics")[1].split("\n## ")[0].strip().splitlines()
+    ood = next(i for i, line in enumerate(metrics) if line.startswith("- OOD accuracy"))
+    assert [line[:4] for line in metrics[ood + 1:ood + 3]] == ["  - ", "  - "], metrics
+    assert metrics[ood + 3].startswith("- Imbalanced classes ('a' 8.2x 'b'): test balanced accuracy 60.0%"), metrics
+
+
 def test_the_model_card_cautions_a_model_that_learnt_nothing_and_figures_on_few_images():
     """Whoever receives the exported files sees what the Results page warned about: answers no better
     than guesses, and accuracies measured on a handful of images."""
