@@ -650,3 +650,19 @@ def started_note(engine, twin) -> None:
                 icon=":material/check:")
 
     note()
+
+
+def imbalance_words(imbalance: dict, class_balance: str) -> str:
+    """The Data page's warning on imbalanced classes (`imbalance`: engine.data.class_imbalance's dict), in markdown,
+    ending with what to set, or, once *Imbalanced classes* is set (`class_balance`, data.class_balance), what the
+    next run does about it: a student who had set it was still told to set it."""
+    from engine.words import balance_words
+
+    largest, smallest = state.md_text(imbalance["largest"]), state.md_text(imbalance["smallest"])
+    head = (f"The classes are imbalanced: '{largest}' has {imbalance['ratio']}x the images of '{smallest}'. Accuracy "
+            "alone flatters a model that favours the large class: the results show balanced accuracy and macro-F1 "
+            "beside it.")
+    done = balance_words(class_balance)
+    if done:
+        return f"{head} The next run compensates: {done} (*Imbalanced classes* in the split settings)."
+    return f"{head} To compensate, set *Imbalanced classes* in the split settings."

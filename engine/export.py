@@ -32,7 +32,7 @@ from engine.evaluate import FlipAverage, held_out_accuracy, predict
 from engine.methods import METHODS
 from engine.runs import load_structured, model_from_state
 from engine.structured import save_structured
-from engine.words import ended_early_words, epochs_run_words, plural
+from engine.words import balance_words, ended_early_words, epochs_run_words, plural
 
 
 VALIDATION_IMAGES = "the validation images"  # what the exported files are checked on, as the card says it
@@ -296,7 +296,8 @@ def training_lines(cfg: RunConfig, summary: dict[str, Any]) -> list[str]:
              f"{schedule_label(cfg.optim.schedule)}; {augmentation_words(cfg.train)}"
              + (f"; {frozen}" if (frozen := frozen_words(cfg.optim, cfg.backbone.pretrained, kept=True)) else "")
              + (f"; the first {plural(lp, 'epoch')} trained the new head only (a linear probe), then every layer"
-                if (lp := cfg.optim.linear_probe_epochs) else "")]
+                if (lp := cfg.optim.linear_probe_epochs) else "")
+             + (f"; imbalanced classes: {balance}" if (balance := balance_words(cfg.data.class_balance)) else "")]
     if ended := ended_early_words(summary):
         lines.append("- " + ended)
     if summary.get("export_variant") == "best":

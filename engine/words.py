@@ -81,3 +81,14 @@ def extra_epochs_words(config: dict) -> str:
         if n:
             return f" + {plural(n, 'epoch')} fine-tuning the smaller model (structured pruning)"
     return ""
+
+
+BALANCE_WORDS = {"weighted_loss": "loss weighted by class", "balanced_sampling": "classes sampled evenly"}
+
+
+def balance_words(class_balance: str | None) -> str:
+    """`data.class_balance` in a few words for a run's name and descriptions: "loss weighted by class" (each class's
+    loss weighted by 1 / its training images), "classes sampled evenly" (batches draw every class equally often),
+    "" for "none" (the images as they are) or an unknown value. A student's runs with and without it were named and
+    described alike, and Compare's "Every run: ..." read as if they shared every setting."""
+    return BALANCE_WORDS.get(class_balance or "none", "")

@@ -235,6 +235,40 @@ def test_compare_says_every_runs_augmentation_and_the_smaller_models_epochs():
     assert epochs_cell(pruned, {}) == "5 + 2" and epochs_cell(plain, {}) == "5"
 
 
+def test_runs_with_imbalanced_classes_weighted_or_sampled_evenly_say_so_wherever_they_are_described():
+    """A student's runs with "Weight the loss by class" and without it were named and described alike (name, Results,
+    Compare, the model card, the next run's line): the setting showed only in the YAML, and Compare's "Every run:
+    ... seed 0" read as if the runs shared every setting."""
+    import pandas as pd
+
+    from app.app_pages.results import recipe_cell, setup_that_differs
+    from engine.config import RunConfig, apply_overrides
+    from engine.export import model_card
+    from engine.presets import run_name
+
+    plain = {"train": {"epochs": 5}, "optim": {}, "data": {"class_balance": "none"}}
+    weighted = {**plain, "data": {"class_balance": "weighted_loss"}}
+    assert recipe_cell(plain) == "crops and mirrors, every layer trained"
+    assert recipe_cell(weighted) == "crops and mirrors, loss weighted by class, every layer trained"
+    assert "classes sampled evenly" in recipe_cell({**plain, "data": {"class_balance": "balanced_sampling"}})
+    table = pd.DataFrame({"dataset": ["scans.zip"] * 2, "epochs": [5, 5], "recipe": [recipe_cell(plain),
+                                                                                     recipe_cell(weighted)]})
+    assert setup_that_differs(table, ["epochs", "recipe"]) == ["recipe"], "beside the figures, not folded away"
+    cfg = apply_overrides(RunConfig(), ["data.class_balance=weighted_loss", "data.source=/data/scans.zip"])
+    assert run_name(cfg, preset="Quick demo") == "Quick demo (ResNet-18) on scans.zip, loss weighted by class"
+    assert run_name(RunConfig(), "scans.zip", "Quick demo") == "Quick demo (ResNet-18) on scans.zip"
+    training = model_card(cfg, {"classes": ["a", "b"]}).split("## Training")[1].split("\n## ")[0]
+    assert "; imbalanced classes: loss weighted by class" in training, training
+    from app.components import imbalance_words
+
+    imb = {"imbalanced": True, "largest": "Normal_tissue", "smallest": "type b", "ratio": 8.2}
+    assert imbalance_words(imb, "none").endswith("To compensate, set *Imbalanced classes* in the split settings.")
+    said = imbalance_words(imb, "weighted_loss")
+    assert "'Normal\\_tissue' has 8.2x the images of 'type b'" in said, said
+    assert said.endswith("The next run compensates: loss weighted by class (*Imbalanced classes* in the split "
+                         "settings).") and "To compensate, set" not in said, "once set, not told to set it"
+
+
 def test_the_curve_on_the_users_ood_set_is_read_too():
     """A new user's mixes at 0.10-0.35 got 66.7% of their own darker pictures right against 33.3% for the
     fine-tuned model; the lines spoke of the corruption suite alone."""

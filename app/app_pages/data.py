@@ -340,10 +340,7 @@ def dataset_report(engine) -> datasets.DataCheck | None:
         st.warning(warning, icon=":material/warning:")
     imb = rep.imbalance
     if imb.get("imbalanced"):
-        st.warning(f"The classes are imbalanced: '{state.md_text(imb['largest'])}' has {imb['ratio']}x the images of "
-                   f"'{state.md_text(imb['smallest'])}'. Accuracy alone flatters a model that favours the large class: the "
-                   "results show balanced accuracy and macro-F1 beside it. To compensate, set *Imbalanced "
-                   "classes* in the split settings.", icon=":material/balance:")
+        st.warning(components.imbalance_words(imb, cfg.data.class_balance), icon=":material/balance:")
     mirror_hint(rep.classes, cfg)
     duplicates_section(rep, result)
     if cap:

@@ -25,7 +25,7 @@ from engine.methods.pruning import nonzero_params
 from engine.optim import frozen_words, head_lr_words
 from engine.resume import RESUME_FILE
 from engine.schedules import schedule_label
-from engine.words import and_words, ended_early_words, epochs_ended_early, percent_half_up, plural
+from engine.words import and_words, balance_words, ended_early_words, epochs_ended_early, percent_half_up, plural
 
 RUN_KEY = "results_run"
 SUMMARY_METRICS = {  # summary key -> (label, help)
@@ -153,9 +153,9 @@ def stopped_note(rec, run: components.RunView) -> None:
 def recipe_parts(config: dict, probe_epochs: int | None = None) -> list[str]:
     """What sets a run's recipe apart from the default, in words: head-only (linear-probe) epochs, a
     learning-rate schedule other than cosine, augmentation other than the default crops and mirrors,
-    flip TTA and frozen blocks ([] when none; `config` as saved, keys it lacks at their defaults).
-    `probe_epochs`: the head-only epochs the engine ran (the summary's; a kept head skips them), else
-    the config's."""
+    flip TTA, frozen blocks and imbalanced classes weighted or sampled evenly ([] when none; `config` as saved,
+    keys it lacks at their defaults). `probe_epochs`: the head-only epochs the engine ran (the summary's; a kept
+    head skips them), else the config's."""
     train = TrainConfig(**{k: v for k, v in (config.get("train") or {}).items() if k in ("augment", "flip")})
     optim = config.get("optim") or {}
     probe = probe_epochs if isinstance(probe_epochs, int) else int(optim.get("linear_probe_epochs") or 0)
@@ -166,7 +166,8 @@ def recipe_parts(config: dict, probe_epochs: int | None = None) -> list[str]:
     parts += [] if schedule == default else [f"learning rate: {schedule_label(schedule)}"]
     parts += [] if train.augment and train.flip else [augmentation_words(train)]
     parts += ["flip TTA (each prediction averaged with the mirror image)"] if (config.get("eval") or {}).get("tta_flip") else []
-    return parts + ([frozen] if frozen else [])
+    balance = balance_words((config.get("data") or {}).get("class_balance"))
+    return parts + ([frozen] if frozen else []) + ([balance] if balance else [])
 
 
 def recipe_notes(config: dict, probe_epochs: int | None = None) -> str:
@@ -855,10 +856,12 @@ def run_width(table: pd.DataFrame, config: dict, fit: int = COMPARE_FIT_PX) -> i
 
 def setup_that_differs(table: pd.DataFrame, setup: list[str]) -> list[str]:
     """The setup columns the Compare table keeps beside the figures (the others fold away under it):
-    epochs, batch size, learning rate and seed where the runs differ in them (runs of the same data and
-    methods are named alike), and the data's size where runs of one dataset differ in it (fewer images
+    epochs, recipe, batch size, learning rate and seed where the runs differ in them (runs of the same data and
+    methods are named alike; a student's runs with and without a class-weighted loss differed only in the folded
+    recipe, under "Every run: ..."), and the data's size where runs of one dataset differ in it (fewer images
     per class, say; different datasets are told apart by their own column)."""
-    differ = [c for c in ("epochs", "batch", "lr", "seed") if c in setup and table[c].nunique(dropna=False) > 1]
+    differ = [c for c in ("epochs", "recipe", "batch", "lr", "seed")
+              if c in setup and table[c].nunique(dropna=False) > 1]
     return differ + [c for c in ("classes", "images") if c in setup and
                      table.groupby("dataset")[c].nunique(dropna=False).gt(1).any()]
 

@@ -16,6 +16,7 @@ from engine.jobs import was_interrupted
 from engine.methods import METHODS
 from engine.optim import frozen_words
 from engine.resume import RESUME_FILE
+from engine.words import balance_words
 
 SELECT_KEY = state.WATCH_SELECT_KEY
 GPU_KEY = "gpus"
@@ -121,18 +122,19 @@ def gpu_selector(cfg) -> None:
                         "process per GPU (DistributedDataParallel); the global batch size stays the same.")
 
 
+def methods_words(cfg) -> str:
+    """The end of the next run's line: its methods ("no extra method"), then flip TTA, the head-only epochs, the
+    frozen blocks and how imbalanced classes are treated, where they apply, each after " · "."""
+    methods = ", ".join(METHODS[m].title for m in cfg.enabled_methods() if m in METHODS) or "no extra method"
+    extras = ["flip TTA" if cfg.eval.tta_flip else "", state.head_only_words(cfg),
+              frozen_words(cfg.optim, cfg.backbone.pretrained), balance_words(cfg.data.class_balance)]
+    return " · ".join([methods, *(e for e in extras if e)])
+
+
 def start_section(engine, visible: list) -> None:
     """The next run in words, its warnings, and Start (with the note beside it); `visible`: state.runs."""
     cfg, ds = state.config(), state.dataset()
-    methods = ", ".join(METHODS[m].title for m in cfg.enabled_methods() if m in METHODS) or "no extra method"
-    if cfg.eval.tta_flip:
-        methods += " · flip TTA"
-    head = state.head_only_words(cfg)
-    if head:
-        methods += f" · {head}"
-    frozen = frozen_words(cfg.optim, cfg.backbone.pretrained)
-    if frozen:
-        methods += f" · {frozen}"
+    methods = methods_words(cfg)
     with st.container(border=True):
         named = f"*{state.md_text(cfg.name)}*: " if cfg.name else ""  # the name typed on the Model page, if any
         st.markdown(f"**Next run:** {named}{state.backbone_title(cfg.backbone.name)} ({state.weights_words(cfg)}) on "
