@@ -112,17 +112,17 @@ def chance_advice(config: dict | None, cause: ChanceCause) -> str:
         return f"Give it more epochs, or {rate} (Model and methods page)."
     steps, epochs, per_epoch, batch, n_train = cause.steps, cause.epochs, cause.per_epoch, cause.batch, cause.n_train
     if cause.kind == "many_steps":
-        return (f"It took {steps} optimiser steps: {rate}, and check on the Data page that the classes look "
+        return (f"It took {plural(steps, 'optimiser step')}: {rate}, and check on the Data page that the classes look "
                 "different from each other.")
     more = "" if auto else f", or switch on {LR_AUTO}"
     smaller = _smaller_batch_words(config, n_train)  # the Model page's batch size and learning rate, when known
     if cause.one_step_epochs:
-        return (f"It took only {steps} optimiser steps: the batch size ({batch}) is not smaller than your "
+        return (f"It took only {plural(steps, 'optimiser step')}: the batch size ({batch}) is not smaller than your "
                 f"{n_train} training images, so each epoch is a single step. "
                 + (f"{smaller} Give it more epochs too" if smaller else
                    f"Choose a batch size well below {n_train} and more epochs")
                 + f" (Model and methods page){more}.")
-    return (f"It took only {steps} optimiser steps ({plural(epochs, 'epoch')} of "
+    return (f"It took only {plural(steps, 'optimiser step')} ({plural(epochs, 'epoch')} of "
             f"{plural(per_epoch, 'batch', 'batches')} of {batch}): give it more steps with more epochs or a "
             f"smaller batch size (Model and methods page){more}." + (f" {smaller}" if smaller else ""))
 

@@ -483,11 +483,11 @@ def val_test_gap_words(summary: dict) -> str | None:
     if found is None or found[2] >= GAP_P:
         return None
     (val, n_val, _), (test, n_test, _), p = found
-    odds = f"{100 * p:.1f}% of the time (Fisher's exact test, p = {p:.3f})" if p >= 0.001 \
-        else "less than 0.1% of the time (Fisher's exact test, p < 0.001)"
+    odds = f"only {100 * p:.1f}% of the time (Fisher's exact test, p = {p:.3f})" if p >= 0.001 \
+        else "less than 0.1% of the time (Fisher's exact test, p < 0.001)"  # not "only less than"
     return (f"Validation ({100 * val:.1f}%) and test ({100 * test:.1f}%) differ by "
             f"{abs(shown_points(val, test)):.1f} points on {n_val} and {plural(n_test, 'image')}: if the model were equally "
-            f"accurate on both, a gap at least this large would come up only {odds}.")
+            f"accurate on both, a gap at least this large would come up {odds}.")
 
 
 @dataclass(frozen=True)

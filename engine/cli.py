@@ -53,7 +53,7 @@ from engine.resume import RESUME_FILE, check_resumable, epochs_done_of, planned_
 from engine.run_data import load_user_ood, prepare_data
 from engine.store import RunStore, process_alive
 from engine.train import StartModel, build_start, train
-from engine.words import and_words, ended_early_words, extra_epochs_words, plural
+from engine.words import and_words, ended_early_words, epochs_run_words, extra_epochs_words, plural
 
 
 class ConsoleReporter(Reporter):
@@ -773,15 +773,15 @@ def _chance_advice(summary: dict, cfg: RunConfig, cause: ChanceCause) -> str:
                 + ": give one with --lr and --set optim.lr_auto=false)" if cfg.optim.lr_auto else
                 f"lower the learning rate (--lr; it was {cfg.optim.lr:g}) or let the studio find one "
                 "(--set optim.lr_auto=true)")
-        return (f"It took {cause.steps} optimiser steps: {rate}, and check that the classes look different from "
-                "each other (python -m engine inspect lists each class's files).")
+        return (f"It took {plural(cause.steps, 'optimiser step')}: {rate}, and check that the classes look different "
+                "from each other (python -m engine inspect lists each class's files).")
     epochs, per_epoch, batch, n_train = cause.epochs, cause.per_epoch, cause.batch, cause.n_train
     why = (f"the batch size ({batch}) is not smaller than your {n_train} training images, so each epoch is a single "
            f"step" if cause.one_step_epochs else
            f"{plural(epochs, 'epoch')} of {plural(per_epoch, 'batch', 'batches')} of {batch}")
     fix = smaller_batch(cfg, n_train) if n_train is not None else None
     # a smaller batch only where one is offered, with its rate (a smaller batch alone collapsed a new user's run)
-    words = (f"It took only {cause.steps} optimiser steps ({why}): give it more with more epochs (--epochs)"
+    words = (f"It took only {plural(cause.steps, 'optimiser step')} ({why}): give it more with more epochs (--epochs)"
              + (" or a smaller batch with the learning rate lowered in step." if fix else "."))
     if fix is None:
         return words
@@ -992,7 +992,8 @@ def _run_note(r, data_dir: Path) -> str:
 def _run_facts(r, store: RunStore | None = None) -> str:
     """What tells runs of the same name apart: the dataset (the user's file name), epochs (those done
     of those asked for, for a run that did not finish: with the `store`, also the epochs a run still
-    training, or killed, logged since its summary was written) and the final test (else validation) accuracy."""
+    training, or killed, logged since its summary was written; for a finished run a method ended early, those it
+    ran of those planned) and the final test (else validation) accuracy."""
     try:
         summary = json.loads((Path(r.run_dir) / "summary.json").read_text())
     except (OSError, ValueError):
@@ -1006,6 +1007,8 @@ def _run_facts(r, store: RunStore | None = None) -> str:
     facts = [data.get("source_name") or Path(str(data.get("source") or "?")).name]
     if r.status != "finished" and isinstance(done, int) and done != epochs:
         facts.append(f"{done} of {plural(epochs, 'epoch') if isinstance(epochs, int) else epochs}")
+    elif isinstance(epochs, int):  # a finished run a method ended early: "3 of 20 epochs", as the dashboard says
+        facts.append(epochs_run_words(summary, epochs))
     else:
         facts.append(plural(epochs, "epoch"))
     for key, words in (("test_acc", "test"), ("val_acc", "val"), ("best_val_acc", "best val")):
@@ -1192,8 +1195,8 @@ def _say_stopped(run_dir: Path, run_id: str | None, data_dir: Path, does: str = 
     summary = json.loads((run_dir / "summary.json").read_text())
     planned = int(RunConfig.from_yaml((run_dir / "config.yaml").read_text()).train.epochs)
     done, planned = epochs_done_of(run_dir, summary, planned)
-    print(f"note: this run was stopped after {done} of {planned} epochs, so its best epoch so far {does}; continue "
-          f"it for the final model: {resume_command(run_id or str(run_dir), data_dir)}", file=sys.stderr, flush=True)
+    print(f"note: this run was stopped after {done} of {plural(planned, 'epoch')}, so its best epoch so far {does}; "
+          f"continue it for the final model: {resume_command(run_id or str(run_dir), data_dir)}", file=sys.stderr, flush=True)
 
 
 def _run_folder(run: str, data_dir: Path) -> tuple[Path, str | None]:

@@ -635,6 +635,28 @@ def test_a_wide_gap_on_few_images_that_chance_still_gives_is_said_with_its_odds(
     wide = {"val_acc": 2 / 12, "test_acc": 1.0, "data_report": counts}
     assert val_test_gap_words(wide) is not None and "Here validation" not in small_split_words(wide), \
         "beyond chance: the finding says it, not this"
+    big = {"val_acc": 0.95, "test_acc": 0.8, "data_report": {"split_counts": {"val": {"a": 100, "b": 100},
+                                                                              "test": {"a": 100, "b": 100}}}}
+    assert val_test_gap_words(big).endswith("would come up less than 0.1% of the time (Fisher's exact test, "
+                                            "p < 0.001)."), "not \"only less than\""
+    half = val_test_gap_words({**wide, "val_acc": 6 / 12})  # p about 0.014
+    assert "would come up only 1.4% of the time (Fisher's exact test, p = 0.014)" in half, half
+
+
+def test_one_optimiser_step_is_said_in_the_singular():
+    """A 1-epoch run whose batch held every training image read "It took only 1 optimiser steps", on Results and
+    after `train`."""
+    from app.claims_view import chance_advice
+    from engine.chance import ChanceCause
+    from engine.cli import _chance_advice
+    from engine.config import RunConfig, with_section
+
+    cfg = with_section(RunConfig(), "train", epochs=1, batch_size=16)
+    one = ChanceCause("few_steps", steps=1, per_epoch=1, epochs=1, batch=16, n_train=12)
+    for words in (_chance_advice({}, cfg, one), chance_advice(cfg.to_dict(), one)):
+        assert "It took only 1 optimiser step " in words or "It took only 1 optimiser step:" in words, words
+    many = ChanceCause("many_steps", steps=1, per_epoch=1, epochs=1, batch=16, n_train=12)
+    assert chance_advice(cfg.to_dict(), many).startswith("It took 1 optimiser step:")
 
 
 def test_a_split_too_small_to_resolve_the_allowance_gives_no_verdict():

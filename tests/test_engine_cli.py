@@ -496,6 +496,13 @@ def test_the_run_list_names_the_data_and_the_epochs_a_stopped_run_did(tmp_path):
     assert _run_facts(plain) == "[cats.zip, 0 of 1 epoch]"
     finished = SimpleNamespace(run_dir=str(tmp_path / "gone"), config=plain.config, status="finished")
     assert _run_facts(finished) == "[cats.zip, 1 epoch]"
+    # a finished run a method ended early (adversarial training's guard): "20 epochs" read as the whole run
+    (tmp_path / "early").mkdir()
+    (tmp_path / "early" / "summary.json").write_text(json.dumps({"status": "finished", "epochs": 3, "test_acc": 0.42,
+                                                                 "ended_early": {"after_epoch": 3, "planned": 20}}))
+    early = SimpleNamespace(run_dir=str(tmp_path / "early"), config={**config, "train": {"epochs": 20}},
+                            status="finished")
+    assert _run_facts(early) == "[my shapes.zip, 3 of 20 epochs, test 42.0%]"
 
 
 def test_a_run_says_what_reading_its_data_found(capsys):

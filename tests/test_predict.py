@@ -944,7 +944,7 @@ def test_export_refuses_a_model_the_run_does_not_have_and_an_unfinished_run_and_
     # a stopped run: its best epoch so far, with its own figures (none here: the dataset is gone), never the run's
     (run_dir / "summary.json").write_text(json.dumps(dict(summary, status="stopped")))
     assert cli(base) == 0
-    assert "was stopped after 1 of 1 epochs, so its best epoch so far is exported" in capsys.readouterr().err
+    assert "was stopped after 1 of 1 epoch, so its best epoch so far is exported" in capsys.readouterr().err
     card = (run_dir / "exports" / "best_epoch_1" / "MODEL_CARD.md").read_text()
     assert "- These files are its best epoch, epoch 1 of the 1 it ran (highest validation accuracy), stopped before " \
            "its end" in card, card
@@ -974,7 +974,7 @@ def test_a_stopped_run_answers_with_its_best_epoch_so_far(tmp_path, tiny_zip, ca
     assert cli([*base, "--out", str(out), "--quiet"]) == 0
     said = capsys.readouterr()
     assert "model: Best epoch" in said.out and f"classes: {', '.join(sorted(TINY_CLASSES))}" in said.out, said.out
-    assert "stopped after 1 of 1 epochs, so its best epoch so far answers" in said.err, said.err
+    assert "stopped after 1 of 1 epoch, so its best epoch so far answers" in said.err, said.err
     assert f"--resume {run_dir.name}" in said.err and len(out.read_text().splitlines()) == 1 + len(TINY_CLASSES)
     assert cli([*base, "--variant", "fine_tuned", "--out", str(tmp_path / "other.csv")]) == 2
     assert "Its best epoch so far can be used now: --variant best." in capsys.readouterr().err
