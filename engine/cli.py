@@ -1196,7 +1196,8 @@ def _say_stopped(run_dir: Path, run_id: str | None, data_dir: Path, does: str = 
     planned = int(RunConfig.from_yaml((run_dir / "config.yaml").read_text()).train.epochs)
     done, planned = epochs_done_of(run_dir, summary, planned)
     print(f"note: this run was stopped after {done} of {plural(planned, 'epoch')}, so its best epoch so far {does}; "
-          f"continue it for the final model: {resume_command(run_id or str(run_dir), data_dir)}", file=sys.stderr, flush=True)
+          f"continue it for the final model: {resume_command(run_id or str(run_dir), data_dir)}", file=sys.stderr,
+          flush=True)
 
 
 def _run_folder(run: str, data_dir: Path) -> tuple[Path, str | None]:
