@@ -556,7 +556,8 @@ def weak_classes(summary: dict, split: str | None = None) -> list[WeakClass]:
 def split_at_guessing(summary: dict, split: str) -> str | None:
     """A finding when the model's accuracy on `split` ("val", "test" or "ood_user": the user's OOD set),
     from its `{split}_confusion` (rows: true class, columns: answer; image counts), is at, below or
-    within luck of guessing (`chance_finding` on those counts), with the answer it gives most often; None
+    within luck of guessing (`chance_finding` on those counts), with the answer it gives most often, and for the
+    user's OOD set what it means (conditions beyond what it learnt; within luck: too few pictures to tell); None
     otherwise or without a well-formed matrix. A new user's OOD set of darker pictures was answered
     "square" for every image, and the page named two of three classes as weak, advising more images."""
     classes, rows = summary.get("classes") or [], summary.get(f"{split}_confusion")
@@ -593,8 +594,14 @@ def split_at_guessing(summary: dict, split: str) -> str | None:
     said = f"On {where} the model gets {right} of {n} images right ({100 * right / n:.1f}%), {level}."
     most = "" if answers[top] <= n / 2 else f" It answers {classes[top]} for " + (
         "all of them." if answers[top] == n else f"{answers[top]} of them.")
+    if split != "ood_user":
+        return said + most
+    if found.kind == "luck":  # not shown to fail there: too few pictures to tell (a 2-class model got 4 of 4 right
+        # and was told the conditions were beyond it)
+        return said + most + (" Too few pictures to tell whether it holds up in these conditions: more pictures in "
+                              "your OOD set would.")
     return said + most + (" These pictures' conditions are beyond what it learnt: training images taken in such "
-                           "conditions help more than more of the same." if split == "ood_user" else "")
+                          "conditions help more than more of the same.")
 
 
 def weak_class_words(summary: dict, split: str | None = None) -> str | None:

@@ -867,6 +867,12 @@ def test_an_ood_set_at_guessing_is_said_as_such_not_as_weak_classes():
     learnt = {**summary, "ood_user_confusion": [[7, 1, 0], [0, 8, 0], [0, 5, 3]]}  # triangle weak, the rest fine
     assert split_at_guessing(learnt, "ood_user") is None
     assert weak_class_words(learnt, "ood_user").startswith("Weaker than the other classes on your OOD set's images")
+    # all 4 right on 2 classes: within luck of guessing (p 6%), but not shown to fail: not "beyond what it learnt"
+    few = {"classes": ["cat", "dog"], "test_acc": 0.95, "val_acc": 0.95, "ood_user_confusion": [[2, 0], [0, 2]]}
+    said = split_at_guessing(few, "ood_user")
+    assert "4 of 4 images right (100.0%)" in said and "beyond what it learnt" not in said, said
+    assert said.endswith("Too few pictures to tell whether it holds up in these conditions: more pictures in your OOD "
+                         "set would.")
 
 
 def test_an_unbalanced_split_at_guessing_is_measured_against_its_largest_class():
