@@ -567,8 +567,10 @@ def short_time(ts: float | None) -> str:
 def wise_live_view(run: RunView, points: list[dict]) -> None:
     """WiSE-FT's curve as its points arrive (ends first, then ever finer)."""
     from app.method_views.wise_ft import curve_chart, curve_frame, subset_note
+    from engine.methods.wise_ft import curve_alphas
 
-    total = len(((run.config.get("wise_ft") or {}).get("alphas")) or []) or len(points)
+    alphas = (run.config.get("wise_ft") or {}).get("alphas")
+    total = len(curve_alphas(alphas)) if alphas else len(points)  # as the run computes them: each once, both ends
     done = len(points)
     title = (f"WiSE-FT curve: {done} of {total} mixing weights evaluated" if done < total
              else f"WiSE-FT curve: all {total} mixing weights evaluated")

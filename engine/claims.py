@@ -253,6 +253,10 @@ def wise_ft_claim(summary: dict, baseline: dict | None = None) -> Claim:
 
     curve = [p for p in summary.get("wise_curve") or [] if p.get("ood_acc") is not None]
     ends = {p["alpha"]: p for p in curve if p["alpha"] in (0.0, 1.0)}
+    if not curve and summary.get("wise_curve"):  # the run's OOD evaluation was off
+        return Claim("wise_ft", None, "WiSE-FT: no OOD accuracy was measured in this run ('Measure OOD accuracy', "
+                                      "eval.ood, was off), so the claim, a mix that beats both ends on corrupted "
+                                      "images, cannot be judged.")
     if len(ends) < 2:
         return Claim("wise_ft", None, "WiSE-FT: the alpha curve has no OOD accuracy at both ends.")
     zero, one = ends[0.0], ends[1.0]
@@ -316,11 +320,13 @@ def wise_ft_reading(curve: list[dict], classes: int = 0) -> str | None:
     accuracy (the starting model is best), or that it left it level (both ends level, no mix above); with
     the number of `classes` known, that the curve compares noise when the fine-tuned end is at guessing on
     validation (`at_guessing`), as the claim line says.
-    None with fewer than two points with OOD accuracy."""
+    None with fewer than two points with OOD accuracy, or without both ends (alpha 0 and 1)."""
     pts = [p for p in curve if p.get("ood_acc") is not None]
     if len(pts) < 2:
         return None
     start, end = min(pts, key=lambda p: p["alpha"]), max(pts, key=lambda p: p["alpha"])
+    if (start["alpha"], end["alpha"]) != (0.0, 1.0):  # the ends are the two models; a curve without them (made
+        return None  # before they were always measured) would name its outer mixes as the models
     if at_guessing(end.get("val_acc"), classes):
         return (f"The fine-tuned model is at or below guessing on validation ({100 * end['val_acc']:.1f}%, guessing "
                 f"{100 / classes:.1f}%): it learnt nothing yet, so the mixes' differences on corrupted images are "

@@ -669,7 +669,7 @@ def _say_wise(summary: dict, ceiling_said: bool = False) -> None:
     from engine.claims import (at_guessing, ceiling_words, wise_ft_claim, wise_ft_reading, wise_pruned_start,
                                wise_user_ood_reading)
     from engine.methods.wise_ft import curve_point
-    from engine.predict import chosen_alpha
+    from engine.predict import chosen_alpha, pick_rule_words
 
     # the live lines came in computing order: the whole curve once more, by alpha
     own = any(p.get("ood_user_acc") is not None for p in curve)  # the user's OOD set: a third figure per alpha
@@ -681,8 +681,9 @@ def _say_wise(summary: dict, ceiling_said: bool = False) -> None:
         " · ".join(points[i:i + per_line]) for i in range(0, len(points), per_line)))
     alpha = chosen_alpha(summary)
     point = curve_point(curve, alpha) or {}
-    which = " (the fine-tuned model itself: no mix did better on OOD within a point of its validation)" \
-        if alpha == 1.0 else ""
+    measured = any(p.get("ood_acc") is not None for p in curve)
+    which = (" (the fine-tuned model itself: no mix did better on OOD within a point of its validation)"
+             if alpha == 1.0 and measured else "" if measured else f" ({pick_rule_words(summary)})")
     print(f"WiSE-FT: alpha {alpha:g} chosen{which} (validation {_pct(point.get('val_acc'))}, OOD "
           f"{_pct(point.get('ood_acc'))} on the curve's images); predict and export use it (--alpha takes another, "
           "--variant fine_tuned the fine-tuned model)")

@@ -223,6 +223,17 @@ def chosen_alpha(summary: dict, stored: float | None = None) -> float:
     return float(best["alpha"])
 
 
+def pick_rule_words(summary: dict) -> str:
+    """How `chosen_alpha` picked the run's own alpha, in words: the paper's rule on corrupted images when the curve
+    has OOD accuracy, else the best validation accuracy, saying why (a run with its OOD evaluation off was told
+    "no mix did better on OOD" beside "OOD n/a")."""
+    if any(p.get("ood_acc") is not None for p in summary.get("wise_curve") or []):
+        return ("the best accuracy on corrupted images among the mixes whose validation accuracy is at most a point "
+                "below the fine-tuned model's, as the paper chooses")
+    return ("the best validation accuracy among the mixes: the run measured no OOD accuracy ('Measure OOD accuracy', "
+            "eval.ood, was off), which the paper's choice needs")
+
+
 def _train_images(cfg: RunConfig, datasets_dir: Path | None):
     """The run's decoded data splits (from the engine's cache when warm), or None when unavailable."""
     if datasets_dir is None:

@@ -254,10 +254,10 @@ def test_wise_ft_keeps_the_sparsity(tiny_cfg, tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     cfg = tiny_cfg("pruning.enabled=true", "pruning.target_sparsity=0.6", "wise_ft.enabled=true",
-                   "wise_ft.alphas=0,0.5", "backbone.pretrained=checkpoint", f"backbone.checkpoint={ckpt}",
+                   "wise_ft.alphas=0,0.5,1", "backbone.pretrained=checkpoint", f"backbone.checkpoint={ckpt}",
                    "eval.ood=false")
     result = train(cfg, run_dir=run_dir, work_dir=tmp_path)
-    assert len(result.summary["wise_curve"]) == 2
+    assert len(result.summary["wise_curve"]) == 3
     theta0, _ = load_checkpoint(run_dir / "theta0.safetensors")
     theta1, _ = load_checkpoint(run_dir / "last.safetensors")
     masks, _ = load_checkpoint(run_dir / "masks.safetensors")

@@ -133,7 +133,49 @@ def test_on_demand_alpha_and_export(wise_run, tmp_path):
 def test_coarse_to_fine_order_covers_the_grid_once():
     order = coarse_to_fine(DEFAULT_ALPHAS)
     assert sorted(order) == list(DEFAULT_ALPHAS) and order[:3] == [0.0, 1.0, 0.5]
-    assert coarse_to_fine([0.3]) == [0.3] and coarse_to_fine([1, 0, 1]) == [0.0, 1.0]
+    assert coarse_to_fine([1, 0, 1]) == [0.0, 1.0]
+
+
+def test_the_curve_always_measures_both_ends_each_alpha_once_and_the_live_count_follows(monkeypatch):
+    """A grid without the ends (0.2-0.8) had its outer mixes called "the starting model" and "the fine-tuned model",
+    and a repeated alpha left the live heading at "3 of 4 mixing weights evaluated" after the run finished."""
+    from app import components
+    from engine.claims import wise_ft_reading
+    from engine.methods.wise_ft import curve_alphas
+
+    assert curve_alphas([0.2, 0.4, 0.4, 0.8]) == [0.0, 0.2, 0.4, 0.8, 1.0]
+    assert coarse_to_fine([0.3]) == [0.0, 1.0, 0.3]
+    said = []
+    fake = type("St", (), {"markdown": lambda self, t, **k: said.append(t), "caption": lambda self, t, **k:
+                           said.append(t), "altair_chart": lambda self, *a, **k: None})()
+    monkeypatch.setattr(components, "st", fake)
+    run = components.RunView("r1", "x", "finished", None, {"wise_ft": {"enabled": True, "alphas": [0.0, 0.5, 0.5]},
+                                                           "data": {}}, "/nonexistent")
+    points = [{"alpha": a, "val_acc": 0.6, "ood_acc": 0.5} for a in (0.0, 0.5, 1.0)]
+    components.wise_live_view(run, points)
+    assert said[0] == "**WiSE-FT curve: all 3 mixing weights evaluated**", said
+    assert "Slide alpha and export a mixed model on the Results page." in said
+    # a curve measured before the ends were always added: its outer mixes are not named as the two models
+    assert wise_ft_reading([{"alpha": a, "val_acc": 0.8, "ood_acc": o} for a, o in ((0.2, 0.6), (0.8, 0.4))]) is None
+
+
+def test_a_wise_ft_run_without_ood_accuracy_says_its_pick_and_claim_without_speaking_of_ood(capsys):
+    """A WiSE-FT run with its OOD evaluation off was told "alpha 1 chosen (the fine-tuned model itself: no mix did
+    better on OOD ...)" beside "OOD n/a", and "the alpha curve has no OOD accuracy at both ends"."""
+    from engine.claims import wise_ft_claim
+    from engine.cli import _say_wise
+    from engine.predict import pick_rule_words
+
+    curve = [{"alpha": a, "val_acc": 0.8, "ood_acc": None} for a in (0.0, 0.5, 1.0)]
+    summary = {"wise_curve": curve, "classes": ["a", "b", "c"], "val_acc": 0.8, "test_acc": 0.8}
+    _say_wise(summary)
+    out = capsys.readouterr().out
+    assert "no mix did better on OOD" not in out, out
+    assert "alpha 1 chosen (the best validation accuracy among the mixes: the run measured no OOD accuracy" in out
+    assert wise_ft_claim(summary).text.startswith("WiSE-FT: no OOD accuracy was measured in this run ('Measure OOD "
+                                                  "accuracy', eval.ood, was off)")
+    measured = {"wise_curve": [dict(p, ood_acc=0.5) for p in curve]}
+    assert pick_rule_words(measured).startswith("the best accuracy on corrupted images among the mixes")
 
 
 def test_theta0_head_is_calibrated():

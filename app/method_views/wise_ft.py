@@ -13,6 +13,7 @@ from app.charts import FIT_WIDTH, METRIC_COLORS
 from app.method_views import points_delta, register_view
 from engine.claims import split_sizes
 from engine.methods.wise_ft import curve_point, tied_alphas
+from engine.predict import pick_rule_words
 
 ACC = {"val_acc": "Validation (your data)", "ood_acc": "Corrupted images (OOD)",
        "ood_user_acc": "Your OOD set", "robust_acc": "Under attack (robust)"}
@@ -91,7 +92,7 @@ def wise_ft_view(engine, rec, summary: dict) -> None:
                "alpha between them is computed when you type it beside the slider.")
     used, chosen = state.wise_alpha(engine, rec)  # what Explain, Try it and export use
     alpha = alpha_picker(rec.id, curve, used)
-    alpha_choice(engine, rec, alpha, used, chosen)
+    alpha_choice(engine, rec, alpha, used, chosen, pick_rule_words(summary))
     point = curve_point(curve, alpha)
     cache = st.session_state.setdefault("wise_points", {})
     if point is None:
@@ -199,20 +200,19 @@ def alpha_picker(run_id: str, curve: list[dict], used: float) -> float:
     return look
 
 
-def alpha_choice(engine, rec, alpha: float, used: float, chosen: bool) -> None:
+def alpha_choice(engine, rec, alpha: float, used: float, chosen: bool, rule: str) -> None:
     """Which alpha Explain, Try it and export use (`used`: the run's stored choice when `chosen`, else
-    its own pick), under the slider showing `alpha`; when the two differ, a button makes `alpha` the
+    its own pick, made by `rule`: engine.predict.pick_rule_words), under the slider showing `alpha`; when the two
+    differ, a button makes `alpha` the
     run's choice. Looking is not choosing: a teacher sliding through the mixes in a demonstration
     does not change the model the other pages explain and export."""
     if alpha == used and chosen:
         st.caption(f"Chosen for this run: alpha {alpha:.2f}. Explain, Try it and export use it.")
         return
     if alpha == used:
-        st.caption(f"Not chosen yet: alpha {used:.2f} is shown, the run's own pick (the best accuracy on corrupted "
-                   "images among the mixes whose validation accuracy is at most a point below the fine-tuned "
-                   "model's, as the "
-                   "paper chooses). Explain, Try it and export use it until you choose another: move the slider to "
-                   "look, then press the button that appears under it.")
+        st.caption(f"Not chosen yet: alpha {used:.2f} is shown, the run's own pick ({rule}). Explain, Try it and "
+                   "export use it until you choose another: move the slider to look, then press the button that "
+                   "appears under it.")
         return
     st.caption(f"Looking at alpha {alpha:.2f}. Explain, Try it and export use alpha {used:.2f} "
                + ("(chosen for this run)." if chosen else "(the run's own pick: none chosen yet)."))

@@ -48,7 +48,9 @@ class WiseFTConfig:
 
     enabled: bool = False
     alphas: tuple[float, ...] = field(default=DEFAULT_ALPHAS, metadata={
-        "label": "alphas evaluated after training", "help": "0 = starting model (linear probe), 1 = fine-tuned model."})
+        "label": "alphas evaluated after training", "help": "0 = starting model (linear probe), 1 = fine-tuned model. "
+                                                            "Both ends are always measured: the mixes are judged "
+                                                            "against them."})
     recalibrate_bn: bool = field(default=False, metadata={
         "label": "recalibrate batch-norm statistics per alpha",
         "help": "Re-estimate BN running statistics on the training images for each mixed model (slower). "
@@ -172,10 +174,18 @@ def calibrated_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: 
 
 # ---- the curve over alpha -----------------------------------------------------------------------
 
+def curve_alphas(alphas) -> list[float]:
+    """The alphas a run's curve measures (`wise_ft.alphas`, each in [0, 1]), sorted, each once, with both ends, 0
+    (theta_0) and 1 (theta_1), added where missing: the claim and the curve's plain reading compare the mixes with
+    the two models, and a grid of 0.2-0.8 had its outer mixes called "the starting model" and "the fine-tuned
+    model"; a repeated alpha left the live count at "3 of 4 evaluated" for good."""
+    return sorted(set(float(a) for a in alphas) | {0.0, 1.0})
+
+
 def coarse_to_fine(alphas) -> list[float]:
-    """The grid in the order it is computed: the ends, then the middle, then ever finer, so the
-    streamed curve has its shape after a few points rather than filling in from the left."""
-    todo = sorted(set(float(a) for a in alphas))
+    """The grid (`curve_alphas` of `alphas`) in the order it is computed: the ends, then the middle, then ever
+    finer, so the streamed curve has its shape after a few points rather than filling in from the left."""
+    todo = curve_alphas(alphas)
     order: list[float] = []
     if not todo:
         return order
@@ -282,7 +292,7 @@ class WiseFTHook(MethodHook):
                            {"wise_theta0_temperature": temperature, "wise_theta0_val_acc": val_acc})
         if ctx.rank == 0:  # the curve is part of the run's end: the time-left estimate counts it from the start
             self.alpha_passes = curve_passes(ctx.cfg, data, ctx.eval_sets.ood_user)
-            ctx.eval_clock.method_passes += len(set(self.cfg.alphas)) * self.alpha_passes
+            ctx.eval_clock.method_passes += len(curve_alphas(self.cfg.alphas)) * self.alpha_passes
 
     def _keep_theta_0(self, ctx, theta_0: dict[str, torch.Tensor], about: dict[str, float]) -> None:
         """theta_0 becomes where fine-tuning starts; `about` (its temperature and validation accuracy)
