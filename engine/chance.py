@@ -74,8 +74,10 @@ def chance_finding(summary: dict, margin: float = 0.02, whose: str = "This run's
     """A finding when the run's test (else validation) accuracy is within `margin` (a fraction) of
     guessing (1 / number of classes) or below it, or above it by no more than luck on that split's
     images (`_luck`); None for a run clearly better than guessing, when the summary lacks the classes
-    or a finite accuracy (an empty split's is NaN on the command line), or when an accuracy above
-    guessing comes from a split of unknown size. `whose` starts the text ("This model's" on a card)."""
+    or a finite accuracy (an empty split's is NaN on the command line), when an accuracy above
+    guessing comes from a split of unknown size, or when a test accuracy within luck sits beside a validation
+    accuracy clearly above guessing (the splits' gap is said by `small_split_words` / `val_test_gap_words`).
+    `whose` starts the text ("This model's" on a card)."""
     classes = summary.get("classes") or []
     measured = {k: v for k in ("test_acc", "val_acc") if _finite(v := summary.get(k))}  # NaN: an empty split
     acc = measured.get("test_acc", measured.get("val_acc"))
@@ -84,7 +86,12 @@ def chance_finding(summary: dict, margin: float = 0.02, whose: str = "This run's
     guess = 1 / len(classes)
     split = "test" if "test_acc" in measured else "validation"
     if acc > guess + margin:
-        return _luck(summary, acc, guess, split, whose)
+        found = _luck(summary, acc, guess, split, whose)
+        val = measured.get("val_acc")
+        if found is not None and split == "test" and val is not None and _clearly_above(summary, val, guess):
+            return None  # the validation images show it learnt: a small test split within luck is no finding (a
+            # student's 14 of 18 validation images right read "may have learnt nothing" beside 4 of 9 test ones)
+        return found
     head = f"{whose} {split} accuracy ({100 * acc:.1f}%) is"
     if acc < guess - margin:
         return ChanceFinding("below", split, f"{head} below the level of guessing among {len(classes)} classes "
@@ -101,6 +108,18 @@ def binomial_tail(right: int, n: int, p: float) -> float:
     from scipy.special import bdtrc
 
     return 1.0 if right <= 0 else float(bdtrc(right - 1, n, p))
+
+
+def _clearly_above(summary: dict, val: float, guess: float) -> bool:
+    """Whether the validation accuracy `val` (a fraction) is beyond luck above guessing (`guess`) and above always
+    answering the largest validation class: a whole number of the split's known images, with the one-sided
+    binomial test's p under LUCK_P (as `_luck` judges a split)."""
+    sizes = split_sizes(summary, "val")
+    n = sum(sizes)
+    right = images_right(val, n) if n else None
+    if right is None or right <= max(sizes):
+        return False
+    return binomial_tail(min(right, n), n, max(guess, max(sizes) / n)) < LUCK_P
 
 
 def _luck(summary: dict, acc: float, guess: float, split: str, whose: str) -> ChanceFinding | None:
