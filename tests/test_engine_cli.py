@@ -505,6 +505,28 @@ def test_the_run_list_names_the_data_and_the_epochs_a_stopped_run_did(tmp_path):
     assert _run_facts(early) == "[my shapes.zip, 3 of 20 epochs, test 42.0%]"
 
 
+
+def test_the_command_line_gives_balanced_accuracy_for_imbalanced_classes(tmp_path):
+    """A student's imbalanced 5-class run printed "test 44.4%" at its end and in `runs` while its balanced accuracy,
+    the figure the Data page points to for such data, was 21.5%, at guessing."""
+    from types import SimpleNamespace
+
+    from engine.cli import _run_facts, finished_words
+
+    summary = {"status": "finished", "test_acc": 8 / 18, "val_acc": 14 / 18, "test_balanced_acc": 0.215,
+               "data_report": {"imbalance": {"imbalanced": True, "ratio": 8.0}}}
+    assert finished_words(summary).startswith("finished: test 44.4%, test balanced 21.5%, validation 77.8%")
+    balanced = {**summary, "data_report": {"imbalance": {"imbalanced": False}}}
+    assert "balanced" not in finished_words(balanced), "classes of even size: the plain figure says it"
+    no_test = {k: v for k, v in summary.items() if k not in ("test_acc", "test_balanced_acc")}
+    assert finished_words({**no_test, "val_balanced_acc": 0.5}).startswith("finished: validation balanced 50.0%, "
+                                                                            "validation 77.8%")
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    run = SimpleNamespace(run_dir=str(tmp_path), config={"data": {"source_name": "scans.zip"}, "train": {"epochs": 8}},
+                          status="finished")
+    assert _run_facts(run) == "[scans.zip, 8 epochs, test 44.4%, test balanced 21.5%]"
+
+
 def test_a_run_says_what_reading_its_data_found(capsys):
     """After a run the command line says what `inspect` would: notes, warnings and the files skipped."""
     from engine.cli import _print_data_report
