@@ -26,6 +26,18 @@ def preset_details_words(preset: Preset) -> str:
     return text + (f"\n\n**Measured here**\n\n{preset.details()}" if preset.details is not None else "")
 
 
+def methods_words(preset: Preset) -> str:
+    """The methods a preset switches on that its title does not name, for its card: "Switches on: Pruning
+    (Fine-Pruning)"; "" when
+    none (the Quick demo) or the title names them (the AdaFilter demo). A student's Small model run pruned half its
+    weights, which only the card's "What it does" said, and they took it for the backbone alone."""
+    from engine.methods import METHODS
+
+    on = [m for m in preset.apply(RunConfig()).enabled_methods() if m in METHODS]
+    unnamed = [METHODS[m].title for m in on if METHODS[m].short.lower() not in preset.title.lower()]
+    return f"Switches on: {', '.join(unnamed)}" if unnamed else ""
+
+
 SAMPLE_CLASSES, SAMPLE_TRAIN_IMAGES = 8, 384  # the bundled sample's training split: the presets were tuned on it
 
 

@@ -308,3 +308,13 @@ def test_a_preset_with_a_setting_or_two_changed_is_named_after_it_with_the_chang
     assert run_name(fitted, fit=fitted_to(5000)).startswith("Fastest model, learning rate "), "not the fit for 5000"
     assert run_name(apply_overrides(fast, ["train.batch_size=8"])) == \
         "Fastest model, batch size 8 (ResNet-18) on leaves.zip", "a smaller batch at the same rate is a change"
+
+
+def test_a_preset_card_names_the_methods_its_title_does_not():
+    """A student's Small model run pruned half its weights, which only the card's "What it does" said: they took the
+    difference from their ResNet-18 run for the backbone alone. A card names the methods its title does not."""
+    from app.presets import methods_words
+
+    assert methods_words(PRESETS["small_model"]) == "Switches on: Pruning (Fine-Pruning)"
+    assert methods_words(PRESETS["robust"]) == "Switches on: L2-SP, Adversarial fine-tuning"
+    assert methods_words(PRESETS["quick_demo"]) == "" and methods_words(PRESETS["pruning_demo"]) == ""

@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, components, datasets, layout, state
-from app.presets import PRESETS, icon, offline_pretrained, preset_details_words, recipe_drift
+from app.presets import PRESETS, icon, methods_words, offline_pretrained, preset_details_words, recipe_drift
 from app.widgets import dataclass_widgets, field_widget, widget_key
 from engine.backbones import BACKBONES, CHECKPOINT_SUFFIXES, FAMILY_TITLES, PRETRAINED_SOURCES, available_sources, backbone_title
 from engine.config import ADVANCED_TITLE, RunConfig, check_bounds, probe_epochs_for, shown_setting
@@ -172,6 +172,8 @@ def draw_preset_row(keys: list[str], in_use: list[str], columns: int = 4, applie
             with st.container(gap="small"):
                 st.markdown(f"**{preset.title}**" + (" :green-badge[:material/check: in use]" if key in in_use else ""))
                 st.caption(preset.tagline or preset.describe())  # a preset registered without one: its description
+                if switched := methods_words(preset):  # on the card, not only behind "What it does"
+                    st.caption(f":material/toggle_on: {switched}")
             with st.container(gap="small"):  # at the card's foot, aligned across the row
                 if preset.tagline or preset.details is not None:  # the recipe in full and what was measured with it
                     with st.popover("What it does", icon=":material/info:", width="stretch"):
