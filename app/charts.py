@@ -15,7 +15,7 @@ import altair as alt
 import pandas as pd
 
 from engine.corruptions import corruption_name
-from engine.words import percent
+from engine.words import percent, percent_half_up
 
 # Friendly names for the metrics the engine and the methods log. Unknown names are humanised.
 METRIC_LABELS = {
@@ -533,11 +533,19 @@ def confusion_chart(df: pd.DataFrame, title: str = "Confusion matrix", width: in
     return (cells + text).properties(width="container", height=rows_height(len(classes), cell), autosize=FIT_WIDTH)
 
 
-def per_class_frame(per_class: Mapping[str, float | None]) -> pd.DataFrame:
-    """Class -> accuracy (fraction) as a frame with columns class, accuracy; classes without a finite value left
-    out."""
-    return pd.DataFrame([{"class": c, "accuracy": v} for c, v in per_class.items() if _finite(v)],
-                        columns=["class", "accuracy"])
+def per_class_frame(per_class: Mapping[str, float | None], images: Mapping[str, int] | None = None) -> pd.DataFrame:
+    """Class -> accuracy (fraction) as a frame with columns class, accuracy, images (the class's images in the split,
+    from `images`; None where unknown) and label, the words written after the bar: "100% (1 of 1)" where the count is
+    known, else "100%" (a student read "Inflamed 100%" without knowing it was one image). Classes without a finite
+    value are left out."""
+    rows = []
+    for c, v in per_class.items():
+        if not _finite(v):
+            continue
+        n = (images or {}).get(c)
+        label = percent_half_up(v) + (f" ({round(v * n)} of {n})" if isinstance(n, int) and n > 0 else "")
+        rows.append({"class": c, "accuracy": v, "images": n if isinstance(n, int) else None, "label": label})
+    return pd.DataFrame(rows, columns=["class", "accuracy", "images", "label"])
 
 
 def per_class_chart(df: pd.DataFrame, title: str = "Accuracy per class") -> alt.Chart:
@@ -546,13 +554,14 @@ def per_class_chart(df: pd.DataFrame, title: str = "Accuracy per class") -> alt.
     base = alt.Chart(df).encode(
         x=alt.X("accuracy:Q", title="Accuracy", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
         y=alt.Y("class:N", title=None, sort="-x"),
-        tooltip=[alt.Tooltip("class:N", title="Class"), alt.Tooltip("accuracy:Q", title="Accuracy", format=".1%")],
+        tooltip=[alt.Tooltip("class:N", title="Class"), alt.Tooltip("accuracy:Q", title="Accuracy", format=".1%"),
+                 alt.Tooltip("images:Q", title="Images of the class")],
     )
     bars = base.mark_bar().encode(
         color=alt.Color("accuracy:Q", scale=alt.Scale(scheme="redyellowgreen", domain=[0, 1]), legend=None))
     # inside the bar's end when it is long, after it otherwise: 100% stays in the plot
     # (each only when some class is there: Vega warns of an "Infinite extent" for a layer filtered empty)
-    text = alt.Text("accuracy:Q", format=".0%")
+    text = alt.Text("label:N")  # "100% (1 of 1)": how many images the figure rests on
     layers = [bars]
     if (df["accuracy"] > 0.8).any():
         layers.append(base.transform_filter(alt.datum.accuracy > 0.8).mark_text(

@@ -138,7 +138,12 @@ def test_per_class_and_ood_bars():
     assert {r["class"] for r in data_rows(d)} == {"cat", "dog"}, "a class without images is left out"
     # each bar's accuracy written beside it: a class at 0% has no bar, and a new user read its row as empty
     assert inside["mark"]["type"] == after["mark"]["type"] == "text"
-    assert inside["encoding"]["text"]["format"] == after["encoding"]["text"]["format"] == ".0%"
+    assert inside["encoding"]["text"]["field"] == after["encoding"]["text"]["field"] == "label"
+    assert [r["label"] for r in data_rows(d)] == ["90%", "50%"], "without counts: the accuracy alone"
+    # with the split's images per class, each bar says what it rests on: a student read "Inflamed 100%" for one image
+    counted = charts.per_class_frame({"Inflamed": 1.0, "Normal tissue": 0.625, "eel": None},
+                                     {"Inflamed": 1, "Normal tissue": 8, "eel": 0})
+    assert counted["label"].tolist() == ["100% (1 of 1)", "63% (5 of 8)"] and counted["images"].tolist() == [1, 8]
     d = spec(charts.ood_chart(charts.ood_frame({"gaussian_noise": 0.3, "jpeg": 0.6}), clean_acc=0.8))
     bars, rule = d["layer"]
     assert bars["mark"]["type"] == "bar" and rule["mark"]["type"] == "rule"

@@ -334,7 +334,10 @@ def detail_charts(run: components.RunView, summary: dict) -> None:
     with right:
         per_class = view.get(f"{split}_per_class_acc") or view.get("val_per_class_acc")
         if per_class:
-            st.altair_chart(charts.per_class_chart(charts.per_class_frame(per_class),
+            counted = view.get(f"{split}_confusion") if view.get(f"{split}_per_class_acc") else None
+            images = {c: sum(row) for c, row in zip(classes, counted)} if counted and classes and \
+                len(counted) == len(classes) else None  # each bar's images: "100% (1 of 1)"
+            st.altair_chart(charts.per_class_chart(charts.per_class_frame(per_class, images),
                                                    f"Accuracy per class ({words.removesuffix(' images')})"),
                             width="stretch")
         weak = weak_class_words(view, split)
