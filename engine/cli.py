@@ -292,8 +292,8 @@ def _train(args: argparse.Namespace) -> int:
         overrides.append(f"optim.linear_probe_epochs={short}")
         print(f"preset {args.preset}: its {lp} head-only (linear-probe) epochs lowered to {short}, so that "
               f"at least one of the {args.epochs} epochs fine-tunes the whole network", flush=True)
-    if args.data is not None and not Path(args.data).exists():
-        raise StudioError(f"The data path does not exist: {args.data}")
+    if args.data is not None and not Path(args.data).exists():  # a typo gets the closest names, as `predict`'s
+        raise StudioError(missing_words(Path(args.data)))
     if args.pretrained == "checkpoint" and not args.checkpoint and not cfg.backbone.checkpoint and not any(
             o.startswith("backbone.checkpoint=") for o in overrides):  # validation's message is the dashboard's
         raise StudioError("--pretrained checkpoint starts from your own weights: give the file with --checkpoint FILE "
@@ -734,8 +734,8 @@ def _say_caution(summary: dict, cfg: RunConfig) -> None:
         if found.kind == "luck":
             advice = f"More {found.split} images per class would tell. {advice}"
         elif found.kind == "below":  # worse than guessing: the labels too (after the steps when they were few)
-            labels = ("check that each class folder holds the images of its class (python -m engine inspect lists "
-                      "each class's files)")
+            labels = ("check that each class folder holds the images of its class (python -m engine inspect --files "
+                      "lists each class's files)")
             advice = (f"{advice} If it stays below guessing with more steps, {labels}." if cause.kind == "few_steps"
                       else f"{labels[0].upper()}{labels[1:]}. {advice}")
         print(f"warning: {found.text} {advice}", file=sys.stderr)
@@ -780,8 +780,8 @@ def _chance_advice(summary: dict, cfg: RunConfig, cause: ChanceCause) -> str:
                  "short": f"a longer run (--epochs; this one had {cfg.train.epochs})"}
         fixes = ["more images per class"] + [words[k] for k in memorised_fixes(cfg.to_dict())]
         return (f"{memorised_words(cause)} What may help: {'; '.join(fixes)}. And check that the classes differ in "
-                "what they show, not only in their background, lighting or size (python -m engine inspect lists each "
-                "class's files).")
+                "what they show, not only in their background, lighting or size (python -m engine inspect --files "
+                "lists each class's files).")
     if cause.kind == "unknown":
         return "Give it more epochs (--epochs), or lower the learning rate (--lr)."
     if cause.kind == "many_steps":
@@ -791,7 +791,7 @@ def _chance_advice(summary: dict, cfg: RunConfig, cause: ChanceCause) -> str:
                 f"lower the learning rate (--lr; it was {cfg.optim.lr:g}) or let the studio find one "
                 "(--set optim.lr_auto=true)")
         return (f"It took {plural(cause.steps, 'optimiser step')}: {rate}, and check that the classes look different "
-                "from each other (python -m engine inspect lists each class's files).")
+                "from each other (python -m engine inspect --files lists each class's files).")
     epochs, per_epoch, batch, n_train = cause.epochs, cause.per_epoch, cause.batch, cause.n_train
     why = (f"the batch size ({batch}) is not smaller than your {n_train} training images, so each epoch is a single "
            f"step" if cause.one_step_epochs else
@@ -886,7 +886,7 @@ def _inspect(args: argparse.Namespace) -> int:
     pick = lambda given, default: default if given is None else given  # noqa: E731
     source = args.data or d.source
     if not Path(resolve_path(source)).exists():
-        raise StudioError(f"The data path does not exist: {source}")
+        raise StudioError(missing_words(Path(source)) if args.data else f"The data path does not exist: {source}")
     try:
         rep = inspect_dataset(
             resolve_path(source), Path(args.data_dir).resolve() / DATASETS_FOLDER, image_size=pick(args.image_size,
@@ -908,7 +908,8 @@ def _inspect(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"ok": True, **rep.to_dict()}, ensure_ascii=False, indent=1))
         return 0
-    print(f"dataset: {source}")
+    print(f"dataset: {source}" + ("  (the bundled sample: --data gives yours)" if not args.data and not args.config
+                                  else ""))
     print(f"layout: {rep.layout}" + ("  (the split given by the folders is used)" if rep.split_given else
                                      "  (split by class with the seed)"))
     for note in rep.notes:
@@ -935,6 +936,10 @@ def _inspect(args: argparse.Namespace) -> int:
     _print_skipped(rep.skipped)
     for w in rep.warnings:
         print(f"warning: {w}")
+    if not args.files:  # 640 file names scrolled the summary away: listed on request
+        counts = ", ".join(f"{s} {len(rep.split_files.get(s, []))}" for s in split_names)
+        print(f"files of each split ({counts}): --files lists them")
+        return 0
     for split in split_names:
         files = rep.split_files.get(split, [])
         print(f"{split} files ({len(files)}):")
@@ -1472,6 +1477,7 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--test-fraction", type=float)
     ins.add_argument("--min-images-per-class", type=int)
     ins.add_argument("--drop-duplicates", action="store_true", help="keep one image per duplicate group")
+    ins.add_argument("--files", action="store_true", help="list each split's files too")
     ins.add_argument("--data-dir", help=DATA_DIR_HELP)
     ins.set_defaults(func=_inspect)
     _runs_parser(sub)
@@ -1558,8 +1564,29 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespa
     if extra and getattr(args, "func", None) is _predict and not any(e.startswith("-") for e in extra):
         args.images = [*args.images, *extra]
     elif extra:
-        parser.parse_args(argv)  # its own message and exit code
+        _refuse_unknown(parser, argv, extra)
     return args
+
+
+def _refuse_unknown(parser: argparse.ArgumentParser, argv: list[str], extra: list[str]) -> None:
+    """Refuse arguments `extra` that `parser` does not know, as argparse does (SystemExit 2), with the command's own
+    usage and, for a mistyped option, its closest name (difflib): a student's `train --image_size 128` got the
+    top-level usage and no word of `--image-size`."""
+    import difflib
+
+    subs = next((a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)), {})
+    sub = subs.get(argv[0]) if argv else None
+    if sub is None:
+        parser.parse_args(argv)  # its own message and exit code
+        return
+    known = [o for a in sub._actions for o in a.option_strings]
+    hints = []
+    for e in (e for e in extra if e.startswith("--")):
+        close = difflib.get_close_matches(e.split("=", 1)[0].replace("_", "-"), known, n=1, cutoff=0.6)
+        if close:
+            hints.append(f"{e.split('=', 1)[0]}: did you mean {close[0]}?")
+    sub.error(f"unrecognized arguments: {' '.join(extra)}" + (f" ({'; '.join(hints)})" if hints else "")
+              + f". `python -m engine {argv[0]} --help` lists its options.")
 
 
 def main(argv: list[str] | None = None) -> int:

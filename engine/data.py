@@ -1083,6 +1083,8 @@ def _decode(raw: bytes, size: int, max_pixels: int, want_hash: bool = False,
     hash and thumbnail with `want_hash` only (else 0 and None), both from the same picture whatever
     `size` is. The square kept sits `crop_at` along the longer side (`_centre_square`; training's 0.5)."""
     phash, thumb = 0, None
+    if not raw:  # said as it is: "not a readable image (unknown format or damaged file)" sent a student looking
+        raise ValueError("empty file (0 bytes)")
     with open_image(raw) as img:
         width, height = img.size
         is_jpeg = img.format in ("JPEG", "MPO")

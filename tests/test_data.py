@@ -222,6 +222,10 @@ def test_decode_image_reasons(tmp_path):
     bad.write_bytes(b"\x89PNG nonsense")
     with pytest.raises(ValueError, match="not a readable image"):
         decode_image(bad, 8)
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")  # a student's zero-byte file was "unknown format or damaged file"
+    with pytest.raises(ValueError, match=r"^empty file \(0 bytes\)$"):
+        decode_image(empty, 8)
     with pytest.raises(ValueError, match="too large"):
         decode_image(_saved(tmp_path, Image.new("RGB", (40, 40)), "ok.png"), 8, max_pixels=100)
 

@@ -574,6 +574,10 @@ def test_inspect_text_lists_layout_split_files_and_skips(tmp_path, capsys):
     assert main(["inspect", "--data", str(src), "--data-dir", str(tmp_path / "eng")]) == 0
     out = capsys.readouterr().out
     assert f"layout: {LAYOUT_PRE_SPLIT}" in out and "train/cats/notes.txt: not an image file (.txt)" in out
+    # the file names only with --files: a student's 640 names scrolled the summary away
+    assert "val files (4):" not in out and out.rstrip().endswith(": --files lists them"), out
+    assert main(["inspect", "--data", str(src), "--data-dir", str(tmp_path / "eng"), "--files"]) == 0
+    out = capsys.readouterr().out
     assert "val files (4):" in out and "  valid/dogs/001.png" in out
     # each group says whether its files are identical, as the Data page does
     assert "  train/cats/000.png = train/cats/copy.png  (identical files)" in out, out

@@ -176,7 +176,7 @@ def test_a_dashboard_run_repeats_bit_for_bit_from_the_command_line(engine, tiny_
 
 
 @pytest.mark.parametrize("args, words", [
-    (["--data", "/nonexistent.zip"], "does not exist"),
+    (["--data", "/nonexistent.zip"], "Could not find '/nonexistent.zip'"),
     (["--lr", "-1"], "Learning rate (optim.lr) must be between"),
     (["--backbone", "alexnet"], "Unknown backbone"),
     (["--set", "optim.lr"], "section.field=value"),
@@ -606,7 +606,8 @@ def test_the_command_line_says_when_a_run_learnt_nothing_and_when_its_splits_are
                 "(--set optim.lr_auto=true)") in warning, warning
     elif case == "below":  # the labels first, as the Results page says it
         assert "below the level of guessing" in warning and "Check that each class folder holds the images of its " \
-            "class (python -m engine inspect lists each class's files). It took 120 optimiser steps" in warning, warning
+            "class (python -m engine inspect --files lists each class's files). It took 120 optimiser steps" \
+            in warning, warning
     elif case == "one step":
         assert "(the batch size (32) is not smaller than your 24 training images, so each epoch is a single step)" \
             in warning, warning
@@ -1050,3 +1051,30 @@ def test_the_command_line_prints_a_line_per_epoch_of_work_inside_a_run(capsys):
         sub.progress(phase="training", epoch=epoch, epochs=2, step=3, total_steps=6)
     assert capsys.readouterr().err.splitlines() == ["structured pruning: fine-tuning the smaller model: epoch 1 of 2",
                                                     "structured pruning: fine-tuning the smaller model: epoch 2 of 2"]
+
+
+def test_a_mistyped_option_gets_the_commands_usage_and_its_closest_name(capsys):
+    """A student's `train --image_size 128` got the top-level usage and "unrecognized arguments" without a word of
+    `--image-size`: the command's own usage and the closest option are said."""
+    from engine.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "--image_size", "128"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and "usage: python -m engine train" in err, err
+    assert "unrecognized arguments: --image_size 128 (--image_size: did you mean --image-size?)" in err
+    with pytest.raises(SystemExit):
+        main(["inspect", "--colour"])
+    assert "did you mean" not in capsys.readouterr().err, "nothing close: no guess"
+
+
+def test_a_mistyped_data_path_gets_the_closest_names_in_its_folder(tmp_path, capsys):
+    """`train --data .../tissue_scan.zip` said only "The data path does not exist", while `predict` named the file
+    meant: `train` and `inspect` now name it too."""
+    from engine.cli import main
+
+    (tmp_path / "tissue_scans.zip").write_bytes(b"")
+    for command in ("train", "inspect"):
+        assert main([command, "--data", str(tmp_path / "tissue_scan.zip"), "--data-dir", str(tmp_path / "d")]) == 2
+        err = capsys.readouterr().err
+        assert f"Did you mean '{tmp_path / 'tissue_scans.zip'}'?" in err, (command, err)

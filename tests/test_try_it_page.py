@@ -266,6 +266,9 @@ def test_a_zip_of_class_folders_gives_a_table_accuracy_and_a_csv(run):
     (df,) = [d.value for d in at.dataframe if "confidence" in d.value.columns]
     assert len(df) == 6 and list(df["confidence"]) == sorted(df["confidence"]), "least confident first"
     assert df["confidence"].between(100 / len(TINY_CLASSES) - 1e-6, 100).all(), "the top class's share, in percent"
+    from app.app_pages.try_it import CONFIDENCE_FORMAT
+
+    assert CONFIDENCE_FORMAT % 49.94 == "49.9%", "not \"50%\" beside \"unsure (49.9%)\""
     assert set(df["true class"]) == set(TINY_CLASSES)
     labels = [m.label for m in at.metric]
     assert "Accuracy" in labels and "Balanced accuracy" in labels

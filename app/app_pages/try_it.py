@@ -45,6 +45,8 @@ TABLE_ROWS_IN_FULL = 50  # a zip's answers up to this many show without scrollin
 TALL_TABLE_PX = (TABLE_ROWS_IN_FULL + 1) * 35 + 3  # 50 rows and the header, as Streamlit draws them
 # Column widths (px) that fit the page's width, so that no column is cut at the table's edge (the
 # horizontal scroll bar sat under a table taller than the window); double-clicking a cut cell shows it all
+# one decimal: a whole percent read "50%" beside the note's "unsure (49.9%)" and the 50% bar
+CONFIDENCE_FORMAT = "%.1f%%"
 TABLE_WIDTHS = {"file": 165, "true class": 90, "predicted": 90, "right": 40, "confidence": 85, "note": 170,
                 "others": 175}  # 815 px: a 1280 px screen's wide page with the sidebar open; "others" fits two,
 # "file" FILE_CHARS characters (at 140 px a new user's "…/1. healthy_0001.png" lost its "g")
@@ -609,8 +611,8 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
     height = "content" if len(res.rows) <= TABLE_ROWS_IN_FULL else TALL_TABLE_PX
     st.dataframe(table(res), hide_index=True, width="stretch", height=height, column_config={
         **{c: st.column_config.Column(c, width=w) for c, w in TABLE_WIDTHS.items()},
-        "confidence": st.column_config.ProgressColumn("confidence", format="%.0f%%", min_value=0, max_value=100,
-                                                      width=TABLE_WIDTHS["confidence"]),
+        "confidence": st.column_config.ProgressColumn("confidence", format=CONFIDENCE_FORMAT, min_value=0,
+                                                      max_value=100, width=TABLE_WIDTHS["confidence"]),
     })
     st.download_button("Download predictions (CSV)", csv_text(res, min(TOP_K, len(res.classes))),
                        file_name=f"predictions-{rec.id}.csv", mime="text/csv", icon=":material/download:",
