@@ -65,8 +65,9 @@ class DataConfig:
 
     source: str = knob(SAMPLE_DATASET, label="Dataset", help="A .zip of class folders, or a folder.")
     image_size: int = knob(64, label="Image size", unit="px", min=16, max=512, step=8, help=(
-        "Images are resized to this square size once. Larger is slower (time grows with the square) "
-        "but keeps more detail."))
+        "The model sees squares: each picture's middle square (as wide as its shorter side) is kept, so a wide "
+        "or tall picture loses its ends, and resized to this size once. Larger is slower (time grows with the "
+        "square) but keeps more detail: large scans or photos with fine detail may need 128 px or more."))
     val_fraction: float = knob(0.2, label="Validation share", min=0.01, max=0.8, step=0.05, format="%.2f", help=(
         "The share of each class's images held out to measure accuracy after each epoch (0.2: one in five); "
         "the run reports and picks its best epoch on them."))
