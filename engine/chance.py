@@ -70,14 +70,16 @@ def images_right(acc: float, n: int) -> int | None:
     return right if n >= 1 and abs(right - acc * n) <= 0.01 else None
 
 
-def chance_finding(summary: dict, margin: float = 0.02, whose: str = "This run's") -> ChanceFinding | None:
+def chance_finding(summary: dict, margin: float = 0.02, whose: str = "This run's",
+                   validation_clears: bool = True) -> ChanceFinding | None:
     """A finding when the run's test (else validation) accuracy is within `margin` (a fraction) of
     guessing (1 / number of classes) or below it, or above it by no more than luck on that split's
     images (`_luck`); None for a run clearly better than guessing, when the summary lacks the classes
     or a finite accuracy (an empty split's is NaN on the command line), when an accuracy above
     guessing comes from a split of unknown size, or when a test accuracy within luck sits beside a validation
-    accuracy clearly above guessing (the splits' gap is said by `small_split_words` / `val_test_gap_words`).
-    `whose` starts the text ("This model's" on a card)."""
+    accuracy clearly above guessing (the splits' gap is said by `small_split_words` / `val_test_gap_words`), unless
+    `validation_clears` is False (the smaller model's warning says both splits itself). `whose` starts the text
+    ("This model's" on a card)."""
     classes = summary.get("classes") or []
     measured = {k: v for k in ("test_acc", "val_acc") if _finite(v := summary.get(k))}  # NaN: an empty split
     acc = measured.get("test_acc", measured.get("val_acc"))
@@ -88,7 +90,8 @@ def chance_finding(summary: dict, margin: float = 0.02, whose: str = "This run's
     if acc > guess + margin:
         found = _luck(summary, acc, guess, split, whose)
         val = measured.get("val_acc")
-        if found is not None and split == "test" and val is not None and _clearly_above(summary, val, guess):
+        if found is not None and validation_clears and split == "test" and val is not None \
+                and _clearly_above(summary, val, guess):
             return None  # the validation images show it learnt: a small test split within luck is no finding (a
             # student's 14 of 18 validation images right read "may have learnt nothing" beside 4 of 9 test ones)
         return found
@@ -176,7 +179,8 @@ def smaller_model_finding(summary: dict) -> ChanceFinding | None:
     pruning method's to say (engine.methods.pruning.smaller_model_warning)."""
     if not summary.get("structured"):
         return None
-    return chance_finding(smaller_model_summary(summary), whose="The smaller (channel-pruned) model's")
+    return chance_finding(smaller_model_summary(summary), whose="The smaller (channel-pruned) model's",
+                          validation_clears=False)  # its warning weighs validation itself (smaller_model_warning)
 
 
 def peaked_and_fell(summary: dict) -> tuple[dict, float] | None:
