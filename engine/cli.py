@@ -53,7 +53,8 @@ from engine.resume import RESUME_FILE, check_resumable, epochs_done_of, planned_
 from engine.run_data import load_user_ood, prepare_data
 from engine.store import RunStore, process_alive
 from engine.train import StartModel, build_start, train
-from engine.words import and_words, ended_early_words, epochs_run_words, extra_epochs_words, plural
+from engine.words import (and_words, ended_early_words, epochs_run_words, extra_epochs_words, picture_shape_words,
+                          plural)
 
 
 class ConsoleReporter(Reporter):
@@ -914,6 +915,9 @@ def _inspect(args: argparse.Namespace) -> int:
                                      "  (split by class with the seed)"))
     for note in rep.notes:
         print(f"note: {note}")
+    shape = picture_shape_words(rep.picture_shape, pick(args.image_size, d.image_size))
+    if shape:
+        print(f"pictures: {shape}")
     split_names = [s for s in ("train", "val", "test") if s in rep.split_counts]
     width = max([len(c) for c in rep.classes] + [5])
     print(f"classes ({len(rep.classes)}):")

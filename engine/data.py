@@ -150,6 +150,7 @@ class DataReport:
     duplicate_identical: list[bool] = field(default_factory=list)
     duplicates_dropped: list[str] = field(default_factory=list)
     imbalance: dict = field(default_factory=dict)
+    picture_shape: dict = field(default_factory=dict)  # the pictures' typical size and what the square keeps
     content_sha256: str = ""  # the readable images' bytes and classes (`content_digest`): one dataset, however packed
 
     @property
@@ -1078,10 +1079,11 @@ def open_image(raw: bytes) -> Image.Image:
 
 
 def _decode(raw: bytes, size: int, max_pixels: int, want_hash: bool = False,
-            crop_at: float = 0.5) -> tuple[torch.Tensor, int, np.ndarray | None]:
-    """(uint8 [3,size,size] image, perceptual hash, thumbnail (`_thumbnail`)) from a file's bytes; the
-    hash and thumbnail with `want_hash` only (else 0 and None), both from the same picture whatever
-    `size` is. The square kept sits `crop_at` along the longer side (`_centre_square`; training's 0.5)."""
+            crop_at: float = 0.5) -> tuple[torch.Tensor, int, np.ndarray | None, tuple[int, int]]:
+    """(uint8 [3,size,size] image, perceptual hash, thumbnail (`_thumbnail`), the picture's (width, height) in
+    pixels, upright) from a file's bytes; the hash and thumbnail with `want_hash` only (else 0 and None), both from
+    the same picture whatever `size` is. The square kept sits `crop_at` along the longer side (`_centre_square`;
+    training's 0.5)."""
     phash, thumb = 0, None
     if not raw:  # said as it is: "not a readable image (unknown format or damaged file)" sent a student looking
         raise ValueError("empty file (0 bytes)")
@@ -1097,6 +1099,8 @@ def _decode(raw: bytes, size: int, max_pixels: int, want_hash: bool = False,
             scaled = f"; decoded at reduced scale still {img.size[0]}x{img.size[1]}" if img.size != (width, height) else ""
             raise ValueError(f"image is too large ({width}x{height} pixels{scaled}, limit {max_pixels:,})")
         rgb = _oriented_rgb(img)
+        # the file's own size, upright (a JPEG's draft keeps its proportions; an EXIF turn swaps the sides)
+        upright = (width, height) if (rgb.size[0] >= rgb.size[1]) == (width >= height) else (height, width)
         if want_hash and not is_jpeg:
             phash, thumb = phash64(rgb), _thumbnail(rgb)
         # Crop the centre square and resize it in one step: the same as "shorter side to S, then
@@ -1111,7 +1115,7 @@ def _decode(raw: bytes, size: int, max_pixels: int, want_hash: bool = False,
             fixed = _oriented_rgb(img)
             phash, thumb = phash64(fixed), _thumbnail(fixed)
     image = torch.from_numpy(np.array(small, dtype=np.uint8)).permute(2, 0, 1).contiguous()
-    return image, phash, thumb
+    return image, phash, thumb, upright
 
 
 def _decode_reason(err: Exception) -> str:
@@ -1155,26 +1159,28 @@ def decode_image(path, size: int, max_pixels: int = MAX_IMAGE_PIXELS, crop_at: f
         raise ValueError(_decode_reason(err)) from err
 
 
-def _decode_or_reason(args: tuple[Path, int, int]) -> tuple[torch.Tensor, str, int, np.ndarray] | str:
-    """(image, sha256 of the file's bytes, perceptual hash, thumbnail), or why the file was skipped."""
+def _decode_or_reason(args: tuple[Path, int, int]) -> tuple[torch.Tensor, str, int, np.ndarray, tuple] | str:
+    """(image, sha256 of the file's bytes, perceptual hash, thumbnail, upright (width, height)), or why the file
+    was skipped."""
     path, size, max_pixels = args
     try:
         raw = path.read_bytes()
-        image, phash, thumb = _decode(raw, size, max_pixels, want_hash=True)
-        return image, hashlib.sha256(raw).hexdigest(), phash, thumb
+        image, phash, thumb, upright = _decode(raw, size, max_pixels, want_hash=True)
+        return image, hashlib.sha256(raw).hexdigest(), phash, thumb, upright
     except Exception as err:
         return _decode_reason(err)
 
 
 def _decode_all(
     paths: Sequence[Path], size: int, progress: ProgressFn | None, max_pixels: int = MAX_IMAGE_PIXELS
-) -> tuple[torch.Tensor, list[bool], list[str | None], list[str], np.ndarray, np.ndarray]:
+) -> tuple[torch.Tensor, list[bool], list[str | None], list[str], np.ndarray, np.ndarray, np.ndarray]:
     """Decode `paths` into one preallocated uint8 [N,3,S,S] tensor with a small thread pool.
 
     PIL releases the GIL while decoding, so a few threads give a real speed-up. Returns the
     tensor, which rows succeeded, the failure reason per row (None when it succeeded), and per
-    row the sha256 of the file's bytes ("" on failure), its 64-bit perceptual hash (uint64) and
-    its thumbnail (float32 [N, 3, COPY_THUMB, COPY_THUMB], zeros on failure).
+    row the sha256 of the file's bytes ("" on failure), its 64-bit perceptual hash (uint64), its
+    thumbnail (float32 [N, 3, COPY_THUMB, COPY_THUMB], zeros on failure) and the picture's upright
+    (width, height) in pixels (int64 [N, 2], zeros on failure).
     """
     images = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
     ok = [False] * len(paths)
@@ -1182,6 +1188,7 @@ def _decode_all(
     shas = [""] * len(paths)
     phashes = np.zeros(len(paths), dtype=np.uint64)
     thumbs = np.zeros((len(paths), 3, COPY_THUMB, COPY_THUMB), dtype=np.float32)
+    sizes = np.zeros((len(paths), 2), dtype=np.int64)
     workers = min(8, usable_cpus())  # a container's quota counted
     # The warnings filter is process-wide; setting it once here (not per thread) avoids races
     # between threads entering/leaving catch_warnings. PIL then raises instead of warning.
@@ -1192,11 +1199,11 @@ def _decode_all(
                 if isinstance(result, str):
                     reasons[i] = result
                 else:
-                    images[i], shas[i], phashes[i], thumbs[i] = result
+                    images[i], shas[i], phashes[i], thumbs[i], sizes[i] = result
                     ok[i] = True
                 if progress is not None and ((i + 1) % 64 == 0 or i + 1 == len(paths)):
                     progress(i + 1, len(paths))
-    return images, ok, reasons, shas, phashes, thumbs
+    return images, ok, reasons, shas, phashes, thumbs, sizes
 
 
 # --------------------------------------------------------------------------------------------
@@ -1217,6 +1224,7 @@ class _Decoded:
     sha256: tuple[str, ...] = ()
     phash: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
     thumbs: np.ndarray | None = None  # float32 [N, 3, COPY_THUMB, COPY_THUMB], from the picture (not the run size)
+    sizes: np.ndarray | None = None  # int64 [N, 2]: each picture's upright (width, height) in pixels
     layout: str = LAYOUT_CLASS_FOLDERS
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
@@ -1450,7 +1458,8 @@ def _decoded(source, work_dir, image_size: int, limits: ZipLimits, max_cache_byt
 
     items, skipped = scan.items, list(scan.skipped)
     paths = [p for p, _ in items]
-    images, ok, reasons, shas, phashes, thumbs = _decode_all(paths, image_size, progress, limits.max_image_pixels)
+    images, ok, reasons, shas, phashes, thumbs, sizes = _decode_all(paths, image_size, progress,
+                                                                    limits.max_image_pixels)
     for (path, _), reason in zip(items, reasons):
         if reason is not None:
             skipped.append(SkippedFile(path.relative_to(root).as_posix(), reason))
@@ -1463,7 +1472,7 @@ def _decoded(source, work_dir, image_size: int, limits: ZipLimits, max_cache_byt
         images, labels, tuple(scan.classes), tuple(skipped),
         paths=tuple(paths[i].relative_to(root).as_posix() for i in rows),
         splits=None if scan.splits is None else tuple(scan.splits[i] for i in rows),
-        sha256=tuple(shas[i] for i in rows), phash=phashes[rows], thumbs=thumbs[rows],
+        sha256=tuple(shas[i] for i in rows), phash=phashes[rows], thumbs=thumbs[rows], sizes=sizes[rows],
         layout=scan.layout, notes=tuple(scan.notes), warnings=tuple(scan.warnings))
     _cache_put(key, decoded)
     return decoded
@@ -1935,9 +1944,25 @@ def _load_dataset(source, work_dir, image_size, val_fraction, test_fraction, see
         duplicate_identical=[len(hashes[g]) == 1 for g, m in members.items() if len(m) > 1],
         duplicates_dropped=dropped,
         imbalance=class_imbalance(counts),
+        picture_shape=picture_shape(decoded.sizes),
         content_sha256=content_digest([classes[i] for i in decoded.labels.tolist()], decoded.sha256),
     )
     return DataSplits(splits["train"], splits["val"], splits["test"], classes, report)
+
+
+def picture_shape(sizes: np.ndarray | None) -> dict:
+    """The pictures' typical shape from their upright (width, height) in pixels (int [N, 2]): {"width", "height"}
+    the medians, "square_share" the median share of the longer side the centre square keeps (1.0 for square
+    pictures; 0.625 for 320 x 200), "not_square" the fraction of pictures more than 10% wider than tall or the
+    reverse. {} without sizes. The Data page says what a wide picture loses before a run (a student's 320 x 200
+    scans lost 37.5% of their width unsaid)."""
+    if sizes is None or len(sizes) == 0:
+        return {}
+    w, h = sizes[:, 0].astype(float), sizes[:, 1].astype(float)
+    short, long = np.minimum(w, h), np.maximum(w, h)
+    keep = short / np.maximum(long, 1.0)
+    return {"width": int(np.median(w)), "height": int(np.median(h)), "square_share": round(float(np.median(keep)), 3),
+            "not_square": round(float(np.mean(keep < 1 / 1.1)), 3)}
 
 
 def content_digest(labels: Sequence[str], file_sha256: Sequence[str]) -> str:

@@ -92,3 +92,29 @@ def balance_words(class_balance: str | None) -> str:
     "" for "none" (the images as they are) or an unknown value. A student's runs with and without it were named and
     described alike, and Compare's "Every run: ..." read as if they shared every setting."""
     return BALANCE_WORDS.get(class_balance or "none", "")
+
+
+def picture_shape_words(shape: dict, image_size: int) -> str:
+    """What the model will see of the dataset's pictures (`shape`: engine.data.picture_shape's dict) at `image_size`
+    px, for the Data page and `inspect`: that most are wider (taller) than square, so the middle square keeps a share
+    of their width (height), and that a picture much larger than the model's input is shrunk, losing fine detail;
+    "" when neither holds (square pictures near the input's size) or the shape is unknown."""
+    if not shape or not image_size:
+        return ""
+    w, h, keep = int(shape.get("width") or 0), int(shape.get("height") or 0), float(shape.get("square_share") or 1)
+    if not w or not h:
+        return ""
+    parts = []
+    if float(shape.get("not_square") or 0) >= 0.5 and keep < 0.9:
+        side = "width" if w >= h else "height"
+        ends = "left and right edges" if w >= h else "top and bottom"
+        parts.append(f"Your pictures are mostly {'wider than tall' if w >= h else 'taller than wide'} (about {w} x "
+                     f"{h} px): the model sees the middle square of each, {percent_half_up(keep)} of its {side} (the "
+                     f"{ends} are cut away), resized to {image_size} x {image_size} px.")
+    shrink = min(w, h) / image_size
+    if shrink >= 3:
+        head = "" if parts else f"Your pictures are about {w} x {h} px. "
+        parts.append(f"{head}At {image_size} px they are shrunk about {shrink:.0f}x, so detail finer than about "
+                     f"{shrink:.0f} of their pixels is lost; a larger Image size (Model page) keeps more, and trains "
+                     "slower.")
+    return " ".join(parts)

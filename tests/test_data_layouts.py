@@ -761,3 +761,32 @@ def test_one_dataset_has_one_content_digest_however_it_is_packed(tmp_path, work_
     assert load_dataset(make_zip(tmp_path / "c.zip", changed), work_dir, image_size=16).report.content_sha256 != first
     other_class = {k.replace("dogs/", "puppies/"): v for k, v in files.items()}
     assert load_dataset(make_zip(tmp_path / "o.zip", other_class), work_dir, image_size=16).report.content_sha256 != first
+
+
+def test_the_report_says_what_the_square_crop_keeps_of_wide_pictures_and_how_far_they_shrink(tmp_path, work_dir,
+                                                                                          capsys):
+    """A student's 320 x 200 scans lost 37.5% of their width to the centre square and were shrunk 3x at 64 px, and
+    nothing said so before a run: the report keeps the pictures' typical shape (upright: an EXIF-turned photo counts
+    as it is seen), and the Data page and `inspect` say what the model will see."""
+    from engine.cli import main
+    from engine.words import picture_shape_words
+
+    files = {}
+    for cls in ("scan a", "scan b"):
+        for i in range(6):
+            files[f"{cls}/{i}.png"] = encoded(picture(i + (0 if cls == "scan a" else 50), size=24).resize((96, 48)))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 48 x 96, seen 96 x 48 once turned
+    files["scan a/turned.jpg"] = encoded(picture(99).resize((48, 96)), "JPEG", exif=exif.tobytes(), quality=95)
+    src = make_zip(tmp_path / "scans.zip", files)
+    shape = load_dataset(src, work_dir, image_size=16, seed=0).report.picture_shape
+    assert shape == {"width": 96, "height": 48, "square_share": 0.5, "not_square": 1.0}, shape
+    words = picture_shape_words(shape, 16)
+    assert words.startswith("Your pictures are mostly wider than tall (about 96 x 48 px): the model sees the middle "
+                            "square of each, 50% of its width (the left and right edges are cut away), resized to "
+                            "16 x 16 px. At 16 px they are shrunk about 3x"), words
+    assert picture_shape_words(shape, 48) == words.split(" At 16 px")[0].replace("16 x 16", "48 x 48"), "no shrink"
+    assert picture_shape_words({"width": 64, "height": 64, "square_share": 1.0, "not_square": 0.0}, 64) == ""
+    assert picture_shape_words({}, 64) == "", "a report from before has no shape"
+    assert main(["inspect", "--data", str(src), "--data-dir", str(tmp_path / "eng"), "--image-size", "16"]) == 0
+    assert "pictures: Your pictures are mostly wider than tall (about 96 x 48 px)" in capsys.readouterr().out

@@ -16,6 +16,7 @@ from engine.config import ADVANCED_TITLE, with_section
 from engine.augment import MIRROR_MEASURED, mirror_changes_meaning
 from engine.data import IMAGE_EXTENSIONS, PHASH_MAX_DISTANCE
 from engine.paths import SAMPLE_DATASET
+from engine.words import picture_shape_words
 
 KIND_LABELS = {"sample": "Bundled sample", "upload": "Upload a zip", "folder": "Folder on this server"}
 SAMPLE_LABEL = state.SAMPLE_LABEL
@@ -336,6 +337,9 @@ def dataset_report(engine) -> datasets.DataCheck | None:
                                               else " — each class is split with the seed (see the split settings)."))
     for note in rep.notes:
         st.caption(note)
+    shape = picture_shape_words(getattr(rep, "picture_shape", None) or {}, cfg.data.image_size)  # (older reports
+    if shape:  # have none) what the model will see of the pictures: a wide scan's edges cut, detail shrunk away
+        st.caption(f":material/crop: {shape}")
     for warning in rep.warnings:
         st.warning(warning, icon=":material/warning:")
     imb = rep.imbalance
