@@ -127,6 +127,16 @@ def png(cls: str = "red", i: int = 0) -> bytes:
 
 # ---- every page --------------------------------------------------------------------------------
 
+def test_the_sidebars_next_run_says_how_imbalanced_classes_are_treated(studio):
+    """A student's runs with a class-weighted loss were described as the others everywhere but the YAML: the
+    sidebar's "Next run" line says it too."""
+    at = new_app()
+    at.selectbox(key="w:data.class_balance").set_value("weighted_loss").run()
+    sidebar = " ".join(str(getattr(e, "value", "")) for e in at.sidebar)
+    assert "loss weighted by class." in sidebar, sidebar
+    at.selectbox(key="w:data.class_balance").set_value("none").run()  # the draft back as it was, for the next tests
+
+
 def test_the_app_opens_on_the_data_page_with_the_engine_status_in_the_sidebar(studio):
     at = new_app()
     assert texts(at.title) == ["1 · Data"]
