@@ -43,10 +43,10 @@ SOURCES = ("Upload images", "Camera", "A zip of images")
 TOP_K = 3
 TABLE_ROWS_IN_FULL = 50  # a zip's answers up to this many show without scrolling; more scroll in a box as tall
 TALL_TABLE_PX = (TABLE_ROWS_IN_FULL + 1) * 35 + 3  # 50 rows and the header, as Streamlit draws them
-# Column widths (px) that fit the page's width, so that no column is cut at the table's edge (the
-# horizontal scroll bar sat under a table taller than the window); double-clicking a cut cell shows it all
 # one decimal: a whole percent read "50%" beside the note's "unsure (49.9%)" and the 50% bar
 CONFIDENCE_FORMAT = "%.1f%%"
+# Column widths (px) that fit the page's width, so that no column is cut at the table's edge (the
+# horizontal scroll bar sat under a table taller than the window); double-clicking a cut cell shows it all
 TABLE_WIDTHS = {"file": 165, "true class": 90, "predicted": 90, "right": 40, "confidence": 85, "note": 170,
                 "others": 175}  # 815 px: a 1280 px screen's wide page with the sidebar open; "others" fits two,
 # "file" FILE_CHARS characters (at 140 px a new user's "…/1. healthy_0001.png" lost its "g")
