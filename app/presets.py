@@ -28,9 +28,9 @@ def preset_details_words(preset: Preset) -> str:
 
 def methods_words(preset: Preset) -> str:
     """The methods a preset switches on that its title does not name, for its card: "Switches on: Pruning
-    (Fine-Pruning)"; "" when
-    none (the Quick demo) or the title names them (the AdaFilter demo). A student's Small model run pruned half its
-    weights, which only the card's "What it does" said, and they took it for the backbone alone."""
+    (Fine-Pruning)"; "" when none (the Quick demo) or the title names them (the AdaFilter demo). A student's Small
+    model run pruned half its weights, which only the card's "What it does" said, and they took it for the backbone
+    alone."""
     from engine.methods import METHODS
 
     on = [m for m in preset.apply(RunConfig()).enabled_methods() if m in METHODS]
