@@ -76,8 +76,9 @@ def chance_finding(summary: dict, margin: float = 0.02, whose: str = "This run's
     guessing (1 / number of classes) or below it, or above it by no more than luck on that split's
     images (`_luck`); None for a run clearly better than guessing, when the summary lacks the classes
     or a finite accuracy (an empty split's is NaN on the command line), when an accuracy above
-    guessing comes from a split of unknown size, or when a test accuracy within luck sits beside a validation
-    accuracy clearly above guessing (the splits' gap is said by `small_split_words` / `val_test_gap_words`), unless
+    guessing comes from a split of unknown size, or when a test accuracy within luck on a small test split
+    (`small_splits`) sits beside a validation accuracy clearly above guessing (the small-split note says the
+    splits' gap: `small_split_words`), unless
     `validation_clears` is False (the smaller model's warning says both splits itself). `whose` starts the text
     ("This model's" on a card)."""
     classes = summary.get("classes") or []
@@ -91,7 +92,7 @@ def chance_finding(summary: dict, margin: float = 0.02, whose: str = "This run's
         found = _luck(summary, acc, guess, split, whose)
         val = measured.get("val_acc")
         if found is not None and validation_clears and split == "test" and val is not None \
-                and _clearly_above(summary, val, guess):
+                and "test" in small_splits(summary) and _clearly_above(summary, val, guess):
             return None  # the validation images show it learnt: a small test split within luck is no finding (a
             # student's 14 of 18 validation images right read "may have learnt nothing" beside 4 of 9 test ones)
         return found
@@ -541,6 +542,12 @@ def findings_split(summary: dict) -> str:
     return "test" if summary.get("test_confusion") else "val"
 
 
+def _cleared_by_validation(summary: dict) -> bool:
+    """Whether `chance_finding` says nothing of the run only because its validation images clear guessing while its
+    small test split is within luck: the test split's weak classes and level are then no finding either."""
+    return chance_finding(summary) is None and chance_finding(summary, validation_clears=False) is not None
+
+
 def weak_classes(summary: dict, split: str | None = None) -> list[WeakClass]:
     """The classes of a finished run the model gets wrong far more often than the rest on `split`
     ("test" or "val"; None: the test split, else validation when the run has no test confusion matrix),
@@ -558,7 +565,8 @@ def weak_classes(summary: dict, split: str | None = None) -> list[WeakClass]:
             or any(not isinstance(r, list) or len(r) != len(classes) for r in rows):
         return []
     rows = [[int(v) for v in r] for r in rows]
-    if chance_finding(summary) is not None or split_at_guessing(summary, split) is not None:
+    if chance_finding(summary) is not None or _cleared_by_validation(summary) \
+            or split_at_guessing(summary, split) is not None:
         return []
     right_all, n_all = sum(rows[i][i] for i in range(len(rows))), sum(map(sum, rows))
     found = []
@@ -633,7 +641,8 @@ def weak_class_words(summary: dict, split: str | None = None) -> str | None:
     others), most often taken for striped (5 of 8). ..."; when the split as a whole is at guessing while
     the run is not (the user's OOD set), `split_at_guessing`'s finding instead; None when there are none."""
     split = split or findings_split(summary)
-    at_guess = split_at_guessing(summary, split) if chance_finding(summary) is None else None
+    at_guess = split_at_guessing(summary, split) if chance_finding(summary) is None and (
+        split == "ood_user" or not _cleared_by_validation(summary)) else None  # its test split: cleared, not weak
     if at_guess:  # the split as a whole (the user's OOD set) at guessing: no class is weaker than the rest
         return at_guess
     weak = weak_classes(summary, split)

@@ -915,7 +915,8 @@ def _inspect(args: argparse.Namespace) -> int:
                                      "  (split by class with the seed)"))
     for note in rep.notes:
         print(f"note: {note}")
-    shape = picture_shape_words(rep.picture_shape, pick(args.image_size, d.image_size))
+    shape = picture_shape_words(rep.picture_shape, pick(args.image_size, d.image_size),
+                                control="a larger --image-size (train and inspect)")
     if shape:
         print(f"pictures: {shape}")
     split_names = [s for s in ("train", "val", "test") if s in rep.split_counts]

@@ -1054,6 +1054,15 @@ def _oriented_rgb(img: Image.Image) -> Image.Image:
     return _to_rgb(img)
 
 
+def _exif_turned(img: Image.Image) -> bool:
+    """Whether the picture's EXIF orientation turns it by 90 degrees (tags 5-8), so that it is seen with its width
+    and height swapped; False without a readable tag."""
+    try:
+        return img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+    except Exception:  # a broken EXIF block: _oriented_rgb keeps the picture as stored
+        return False
+
+
 def _thumbnail(rgb: Image.Image) -> np.ndarray:
     """float32 [3, COPY_THUMB, COPY_THUMB]: the centre square's area means (0-255), as the run crops, from
     a 64 px decode of it (the hash's fixed size; Try it's copy search takes its thumbnails from the run-size
@@ -1098,9 +1107,9 @@ def _decode(raw: bytes, size: int, max_pixels: int, want_hash: bool = False,
         if img.size[0] * img.size[1] > max_pixels:  # what is decoded: a JPEG's draft, else the whole image
             scaled = f"; decoded at reduced scale still {img.size[0]}x{img.size[1]}" if img.size != (width, height) else ""
             raise ValueError(f"image is too large ({width}x{height} pixels{scaled}, limit {max_pixels:,})")
+        turned = _exif_turned(img)  # read before decoding: an EXIF turn of 90 degrees swaps the sides
         rgb = _oriented_rgb(img)
-        # the file's own size, upright (a JPEG's draft keeps its proportions; an EXIF turn swaps the sides)
-        upright = (width, height) if (rgb.size[0] >= rgb.size[1]) == (width >= height) else (height, width)
+        upright = (height, width) if turned else (width, height)  # the file's own size, as it is seen
         if want_hash and not is_jpeg:
             phash, thumb = phash64(rgb), _thumbnail(rgb)
         # Crop the centre square and resize it in one step: the same as "shorter side to S, then
@@ -1951,18 +1960,20 @@ def _load_dataset(source, work_dir, image_size, val_fraction, test_fraction, see
 
 
 def picture_shape(sizes: np.ndarray | None) -> dict:
-    """The pictures' typical shape from their upright (width, height) in pixels (int [N, 2]): {"width", "height"}
-    the medians, "square_share" the median share of the longer side the centre square keeps (1.0 for square
-    pictures; 0.625 for 320 x 200), "not_square" the fraction of pictures more than 10% wider than tall or the
-    reverse. {} without sizes. The Data page says what a wide picture loses before a run (a student's 320 x 200
-    scans lost 37.5% of their width unsaid)."""
+    """The pictures' typical shape from their upright (width, height) in pixels (int [N, 2]): "long" and "short"
+    the medians of their longer and shorter sides, "square_share" the median share of the longer side the centre
+    square keeps (1.0 for square pictures; 0.625 for 320 x 200), "wide" and "tall" the fractions of pictures more
+    than 10% wider than tall and taller than wide. {} without sizes. The Data page says what a wide picture loses
+    before a run (a student's 320 x 200 scans lost 37.5% of their width unsaid); phone photos mix both ways."""
     if sizes is None or len(sizes) == 0:
         return {}
     w, h = sizes[:, 0].astype(float), sizes[:, 1].astype(float)
     short, long = np.minimum(w, h), np.maximum(w, h)
     keep = short / np.maximum(long, 1.0)
-    return {"width": int(np.median(w)), "height": int(np.median(h)), "square_share": round(float(np.median(keep)), 3),
-            "not_square": round(float(np.mean(keep < 1 / 1.1)), 3)}
+    return {"long": int(np.median(long)), "short": int(np.median(short)),
+            "square_share": round(float(np.median(keep)), 3),
+            "wide": round(float(np.mean(w > 1.1 * h)), 3),
+            "tall": round(float(np.mean(h > 1.1 * w)), 3)}
 
 
 def content_digest(labels: Sequence[str], file_sha256: Sequence[str]) -> str:

@@ -94,27 +94,31 @@ def balance_words(class_balance: str | None) -> str:
     return BALANCE_WORDS.get(class_balance or "none", "")
 
 
-def picture_shape_words(shape: dict, image_size: int) -> str:
+def picture_shape_words(shape: dict, image_size: int, control: str = "a larger Image size (Model page)") -> str:
     """What the model will see of the dataset's pictures (`shape`: engine.data.picture_shape's dict) at `image_size`
-    px, for the Data page and `inspect`: that most are wider (taller) than square, so the middle square keeps a share
-    of their width (height), and that a picture much larger than the model's input is shrunk, losing fine detail;
-    "" when neither holds (square pictures near the input's size) or the shape is unknown."""
-    if not shape or not image_size:
+    px, for the Data page and `inspect`: that most are wider (taller) than square, or mixed, so the middle square
+    keeps a share of their longer side, and that a picture much larger than the model's input is shrunk (by its
+    shorter side), losing fine detail, with `control`, the setting that changes it where the words are read
+    ("--image-size" on the command line); "" when neither holds (square pictures near the input's size) or the
+    shape is unknown (a report from before it was kept)."""
+    long, short = int((shape or {}).get("long") or 0), int((shape or {}).get("short") or 0)
+    if not long or not short or not image_size:
         return ""
-    w, h, keep = int(shape.get("width") or 0), int(shape.get("height") or 0), float(shape.get("square_share") or 1)
-    if not w or not h:
-        return ""
+    keep = float(shape.get("square_share") or 1)
+    wide, tall = float(shape.get("wide") or 0) > 0.5, float(shape.get("tall") or 0) > 0.5  # most pictures, one way
     parts = []
-    if float(shape.get("not_square") or 0) >= 0.5 and keep < 0.9:
-        side = "width" if w >= h else "height"
-        ends = "left and right edges" if w >= h else "top and bottom"
-        parts.append(f"Your pictures are mostly {'wider than tall' if w >= h else 'taller than wide'} (about {w} x "
-                     f"{h} px): the model sees the middle square of each, {percent_half_up(keep)} of its {side} (the "
-                     f"{ends} are cut away), resized to {image_size} x {image_size} px.")
-    shrink = min(w, h) / image_size
+    if float(shape.get("wide") or 0) + float(shape.get("tall") or 0) >= 0.5 and keep < 0.9:
+        how = ("mostly wider than tall" if wide else "mostly taller than wide" if tall
+               else "wider or taller than square, both ways")
+        side = "width" if wide else "height" if tall else "longer side"
+        ends = "left and right edges" if wide else "top and bottom" if tall else "two ends of the longer side"
+        size = f"{long} x {short}" if wide else f"{short} x {long}" if tall else f"{long} by {short}"
+        parts.append(f"Your pictures are {how} (about {size} px): the model sees the middle square of each, "
+                     f"{percent_half_up(keep)} of its {side} (the {ends} are cut away), resized to {image_size} x "
+                     f"{image_size} px.")
+    shrink = short / image_size
     if shrink >= 3:
-        head = "" if parts else f"Your pictures are about {w} x {h} px. "
+        head = "" if parts else f"Your pictures are about {long} by {short} px. "
         parts.append(f"{head}At {image_size} px they are shrunk about {shrink:.0f}x, so detail finer than about "
-                     f"{shrink:.0f} of their pixels is lost; a larger Image size (Model page) keeps more, and trains "
-                     "slower.")
+                     f"{shrink:.0f} of their pixels is lost; {control} keeps more, and trains slower.")
     return " ".join(parts)

@@ -602,6 +602,16 @@ def test_a_small_test_split_within_luck_beside_validation_clearly_above_it_is_no
     assert "Here validation and test are 33.4 points apart (14 of 18 and 8 of 18 images right)" in said, said
     assert chance_finding({**run, "val_acc": 9 / 18}).kind == "largest", "validation within luck: still said"
     assert chance_finding({k: v for k, v in run.items() if k != "val_acc"}).kind == "largest"
+    # nor does the test split's level come back as a weak-class note (it did, through split_at_guessing)
+    from engine.chance import weak_class_words
+
+    confusion = [[1, 0, 0, 0, 0], [0, 4, 2, 1, 1], [0, 2, 2, 1, 0], [0, 1, 0, 1, 0], [0, 1, 1, 0, 0]]
+    assert weak_class_words({**run, "test_confusion": confusion}) is None
+    # a large test split (60 images) gets no small-split note: the finding stays, said on its own
+    ten = {"classes": [str(i) for i in range(10)], "val_acc": 40 / 200, "test_acc": 9 / 60,
+           "data_report": {"split_counts": {"val": {str(i): 20 for i in range(10)},
+                                            "test": {str(i): 6 for i in range(10)}}}}
+    assert chance_finding(ten).kind == "luck"
 
 
 def test_a_validation_test_gap_larger_than_chance_gives_is_pointed_out():

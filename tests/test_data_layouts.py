@@ -767,26 +767,39 @@ def test_the_report_says_what_the_square_crop_keeps_of_wide_pictures_and_how_far
                                                                                           capsys):
     """A student's 320 x 200 scans lost 37.5% of their width to the centre square and were shrunk 3x at 64 px, and
     nothing said so before a run: the report keeps the pictures' typical shape (upright: an EXIF-turned photo counts
-    as it is seen), and the Data page and `inspect` say what the model will see."""
+    as it is seen), and the Data page and `inspect` say what the model will see; phone photos that mix both ways are
+    said to."""
     from engine.cli import main
+    from engine.data import _decode, picture_shape
     from engine.words import picture_shape_words
 
-    files = {}
-    for cls in ("scan a", "scan b"):
-        for i in range(6):
-            files[f"{cls}/{i}.png"] = encoded(picture(i + (0 if cls == "scan a" else 50), size=24).resize((96, 48)))
     exif = Image.Exif()
     exif[0x0112] = 6  # stored 48 x 96, seen 96 x 48 once turned
-    files["scan a/turned.jpg"] = encoded(picture(99).resize((48, 96)), "JPEG", exif=exif.tobytes(), quality=95)
+    turned = encoded(picture(99).resize((48, 96)), "JPEG", exif=exif.tobytes(), quality=95)
+    assert _decode(turned, 16, 10**9)[3] == (96, 48), "as it is seen"
+    near_square = encoded(picture(98).resize((999, 1000)), "JPEG", quality=90)  # its draft comes out square
+    assert _decode(near_square, 64, 10**9)[3] == (999, 1000)
+    files = {}
+    for cls in ("scan a", "scan b"):
+        for i in range(6):  # most of them stored sideways: counted as seen
+            files[f"{cls}/{i}.jpg"] = turned if i < 4 else encoded(picture(i + len(cls)).resize((96, 48)))
     src = make_zip(tmp_path / "scans.zip", files)
     shape = load_dataset(src, work_dir, image_size=16, seed=0).report.picture_shape
-    assert shape == {"width": 96, "height": 48, "square_share": 0.5, "not_square": 1.0}, shape
+    assert shape == {"long": 96, "short": 48, "square_share": 0.5, "wide": 1.0, "tall": 0.0}, shape
     words = picture_shape_words(shape, 16)
     assert words.startswith("Your pictures are mostly wider than tall (about 96 x 48 px): the model sees the middle "
                             "square of each, 50% of its width (the left and right edges are cut away), resized to "
                             "16 x 16 px. At 16 px they are shrunk about 3x"), words
     assert picture_shape_words(shape, 48) == words.split(" At 16 px")[0].replace("16 x 16", "48 x 48"), "no shrink"
-    assert picture_shape_words({"width": 64, "height": 64, "square_share": 1.0, "not_square": 0.0}, 64) == ""
-    assert picture_shape_words({}, 64) == "", "a report from before has no shape"
+    assert picture_shape_words(picture_shape(np.array([[64, 64]] * 3)), 64) == ""
+    assert picture_shape_words({}, 64) == "" and picture_shape_words({"width": 320, "height": 200}, 64) == "", \
+        "a report from before has no shape, or another one"
+    mixed = picture_shape(np.array([[4032, 3024]] * 3 + [[3024, 4032]] * 3))  # phone photos, both ways
+    assert picture_shape_words(mixed, 64).startswith("Your pictures are wider or taller than square, both ways (about "
+                                                     "4032 by 3024 px): the model sees the middle square of each, 75% "
+                                                     "of its longer side"), "not \"mostly wider\" of a square median"
+    assert "shrunk about 47x" in picture_shape_words(mixed, 64), "by the shorter side"
     assert main(["inspect", "--data", str(src), "--data-dir", str(tmp_path / "eng"), "--image-size", "16"]) == 0
-    assert "pictures: Your pictures are mostly wider than tall (about 96 x 48 px)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "pictures: Your pictures are mostly wider than tall (about 96 x 48 px)" in out
+    assert "a larger --image-size (train and inspect) keeps more" in out, "the command line's own words"
