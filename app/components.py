@@ -528,19 +528,15 @@ def sidebar(engine: Engine, live_page: bool = False) -> None:
     ds = state.dataset()
     cfg = state.config()
     from engine.methods import METHODS
-    from engine.optim import frozen_words
-    from engine.words import balance_words
+    from engine.optim import setup_extras
 
     methods = ", ".join(METHODS[m].title for m in cfg.enabled_methods() if m in METHODS) or "plain fine-tuning"
     start = {"checkpoint": f" ({state.weights_words(cfg)})", "none": " (from scratch)"}.get(cfg.backbone.pretrained, "")
     head = state.head_only_words(cfg)
     head = f" ({head})" if head else ""
     epochs = state.plural(cfg.train.epochs, "epoch")  # the head-only words belong to these, before what follows
-    frozen = frozen_words(cfg.optim, cfg.backbone.pretrained)
-    balance = balance_words(cfg.data.class_balance)
     st.caption(f"Next run: **{state.backbone_title(cfg.backbone.name)}**{start} on {ds.words}, "
-               f"{epochs}{head}{extra_epochs_words(cfg.to_dict())}, {methods}"
-               + "".join(f", {w}" for w in (frozen, balance) if w) + ".")
+               f"{epochs}{head}{extra_epochs_words(cfg.to_dict())}, {methods}{setup_extras(cfg)}.")
 
 
 def smaller_headings(md: str, levels: int = 2) -> str:

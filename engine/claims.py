@@ -254,9 +254,11 @@ def wise_ft_claim(summary: dict, baseline: dict | None = None) -> Claim:
     curve = [p for p in summary.get("wise_curve") or [] if p.get("ood_acc") is not None]
     ends = {p["alpha"]: p for p in curve if p["alpha"] in (0.0, 1.0)}
     if not curve and summary.get("wise_curve"):  # the run's OOD evaluation was off
-        return Claim("wise_ft", None, "WiSE-FT: no OOD accuracy was measured in this run ('Measure OOD accuracy', "
-                                      "eval.ood, was off), so the claim, a mix that beats both ends on corrupted "
-                                      "images, cannot be judged.")
+        from engine.config import setting_name
+
+        switch = setting_name("eval", "ood")
+        return Claim("wise_ft", None, f"WiSE-FT: no OOD accuracy was measured in this run ('{switch}' was off), so "
+                                      "the claim, a mix that beats both ends on corrupted images, cannot be judged.")
     if len(ends) < 2:
         return Claim("wise_ft", None, "WiSE-FT: the alpha curve has no OOD accuracy at both ends.")
     zero, one = ends[0.0], ends[1.0]

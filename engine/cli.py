@@ -42,7 +42,7 @@ from engine.jobs import execute_run, interrupted_message, stopped_message
 from engine.lr_find import lr_into_config
 from engine.methods import METHODS
 from engine.methods.pruning import smaller_model_warning
-from engine.optim import frozen_words
+from engine.optim import setup_extras
 from engine.paths import (DATASETS_FOLDER, UPLOAD_PREFIX, default_data_dir, register_upload_dir, resolve_path,
                           upload_sha)
 from engine.predict import (VARIANTS, check_sources, load_predictor, model_caution, predict_folder, run_summary,
@@ -488,12 +488,11 @@ def _run_in_foreground(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Pa
     reporter = ConsoleReporter(store, run_id, quiet, live=True, cfg=cfg)  # live: the dashboard shows its progress
     print(f"run {run_id} -> {run_dir}" + (" (continued)" if resume else ""), flush=True)
     weights = WEIGHTS_TEXT.get(cfg.backbone.pretrained, cfg.backbone.pretrained)  # the dashboard's words
-    frozen = frozen_words(cfg.optim, cfg.backbone.pretrained)
     print(f"  {cfg.name or 'this run'}: {backbone_title(cfg.backbone.name)} ({weights}), "
           f"{plural(cfg.train.epochs, 'epoch')}{extra_epochs_words(cfg.to_dict())} at {cfg.data.image_size} px, batch "
           f"{cfg.train.batch_size}, " + ("learning rate found at the start" if cfg.optim.lr_auto else
                                          f"lr {cfg.optim.lr:g}")
-          + (f", {frozen}" if frozen else "") + f", seed {cfg.seed}", flush=True)
+          + setup_extras(cfg) + f", seed {cfg.seed}", flush=True)
     try:
         with _terminate_as_interrupt():
             summary = execute_run(store, run_id, cfg, run_dir, data_dir / DATASETS_FOLDER, reporter, resume=resume,

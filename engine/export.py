@@ -257,7 +257,7 @@ def fine_tuned_of_wise_lines(summary: dict[str, Any]) -> list[str]:
     if not curve:
         return []
     from engine.methods.wise_ft import curve_point
-    from engine.predict import chosen_alpha
+    from engine.predict import chosen_alpha, pick_rule_words
 
     what = ("the channel-pruned model" if summary.get("export_variant") == "structured" else
             "the fine-tuned model (alpha 1)")
@@ -265,8 +265,10 @@ def fine_tuned_of_wise_lines(summary: dict[str, Any]) -> list[str]:
     chosen = summary.get("wise_chosen")  # the alpha chosen on Results (the run store's), when one was
     pick = chosen_alpha(summary, chosen)
     if pick == 1.0:  # no mix to point to: the run kept the fine-tuned model itself
+        measured = any(p.get("ood_acc") is not None for p in curve)  # else the pick was on validation: said so
         why = ("chosen on the Results page" if chosen is not None else "the run's own pick (no mix did better on OOD "
-               "with validation within a point of it)")
+               "with validation within a point of it)" if measured else
+               f"the run's own pick ({pick_rule_words(summary)})")
         return lines + [f"- Alpha 1, the fine-tuned model itself, is {why}; another alpha is exported with "
                         "`python -m engine export --run <run id> --variant wise --alpha A`"]
     point = curve_point(curve, pick) or {}

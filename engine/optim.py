@@ -136,6 +136,17 @@ def set_frozen_bn_eval(model: Classifier, frozen_blocks: list[torch.nn.Module], 
                 m.eval()
 
 
+def setup_extras(cfg: RunConfig) -> str:
+    """What a description of the next run adds after its methods, each after ", ": its frozen blocks
+    (`frozen_words`) and how imbalanced classes are treated (engine.words.balance_words); "" when neither applies.
+    The Data page's Train now line, the Model page's Ready line, the sidebar and `train`'s header say the same
+    (a student's class-weighted runs were described as the others)."""
+    from engine.words import balance_words
+
+    words = (frozen_words(cfg.optim, cfg.backbone.pretrained), balance_words(cfg.data.class_balance))
+    return "".join(f", {w}" for w in words if w)
+
+
 def frozen_words(optim, pretrained: str | None = None, kept: bool = False) -> str:
     """A run's frozen blocks in plain words, for the model card, the Results caption, the Train and Model
     pages and the command line: "first 2 blocks frozen" for `freeze_blocks` 2, "first block frozen" for 1,

@@ -230,8 +230,10 @@ def pick_rule_words(summary: dict) -> str:
     if any(p.get("ood_acc") is not None for p in summary.get("wise_curve") or []):
         return ("the best accuracy on corrupted images among the mixes whose validation accuracy is at most a point "
                 "below the fine-tuned model's, as the paper chooses")
-    return ("the best validation accuracy among the mixes: the run measured no OOD accuracy ('Measure OOD accuracy', "
-            "eval.ood, was off), which the paper's choice needs")
+    from engine.config import setting_name
+
+    return ("the best validation accuracy among the mixes: the run measured no OOD accuracy "
+            f"('{setting_name('eval', 'ood')}' was off), which the paper's choice needs")
 
 
 def _train_images(cfg: RunConfig, datasets_dir: Path | None):

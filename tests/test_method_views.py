@@ -259,6 +259,13 @@ def test_runs_with_imbalanced_classes_weighted_or_sampled_evenly_say_so_wherever
     assert run_name(RunConfig(), "scans.zip", "Quick demo") == "Quick demo (ResNet-18) on scans.zip"
     training = model_card(cfg, {"classes": ["a", "b"]}).split("## Training")[1].split("\n## ")[0]
     assert "; imbalanced classes: loss weighted by class" in training, training
+    from engine.config import with_section
+    from engine.optim import setup_extras  # the Data page's Train now, the Model page's Ready, the sidebar, `train`
+
+    assert setup_extras(cfg) == ", loss weighted by class"
+    frozen = with_section(cfg, "optim", freeze_blocks=2)
+    assert setup_extras(frozen) == ", first 2 blocks frozen, loss weighted by class"
+    assert setup_extras(RunConfig()) == ""
     from app.components import imbalance_words
 
     imb = {"imbalanced": True, "largest": "Normal_tissue", "smallest": "type b", "ratio": 8.2}

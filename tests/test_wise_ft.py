@@ -173,7 +173,15 @@ def test_a_wise_ft_run_without_ood_accuracy_says_its_pick_and_claim_without_spea
     assert "no mix did better on OOD" not in out, out
     assert "alpha 1 chosen (the best validation accuracy among the mixes: the run measured no OOD accuracy" in out
     assert wise_ft_claim(summary).text.startswith("WiSE-FT: no OOD accuracy was measured in this run ('Measure OOD "
-                                                  "accuracy', eval.ood, was off)")
+                                                  "accuracy (eval.ood)' was off)")
+    from app.state import message_words
+
+    assert "eval.ood" not in message_words(pick_rule_words(summary)), "the dashboard names it by its label only"
+    from engine.config import RunConfig
+    from engine.export import model_card
+
+    card = model_card(RunConfig(), {**summary, "status": "finished"})
+    assert "no mix did better on OOD" not in card and "the best validation accuracy among the mixes" in card
     measured = {"wise_curve": [dict(p, ood_acc=0.5) for p in curve]}
     assert pick_rule_words(measured).startswith("the best accuracy on corrupted images among the mixes")
 

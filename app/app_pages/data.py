@@ -562,11 +562,10 @@ def quick_start(engine) -> None:
     """One click from the data to a first run, with the settings as they are (the Quick demo preset
     unless the user changed them)."""
     from engine.methods import METHODS
-    from engine.optim import frozen_words
+    from engine.optim import setup_extras  # frozen blocks, imbalanced classes: as the Train page and the sidebar
 
     cfg = state.config()
     methods = ", ".join(METHODS[m].title for m in cfg.enabled_methods() if m in METHODS) or "no extra method"
-    frozen = frozen_words(cfg.optim, cfg.backbone.pretrained)  # as the Train page and the sidebar say it
     problems = state.config_problems(cfg)
     with st.container(border=True):
         components.few_steps_notice(cfg, "data", problems)  # above the button: read before a run starts
@@ -578,7 +577,7 @@ def quick_start(engine) -> None:
             ("Queues a run, which starts after the one in progress, " if busy else "Starts a run ")
             + f"with the current settings: {state.backbone_title(cfg.backbone.name)} ({state.weights_words(cfg)}), "
             f"{state.epochs_words(cfg.to_dict())}, {cfg.data.image_size} px, {methods}"
-            + (f", {frozen}" if frozen else "") + ". Change them first on *Model and methods* if you like.")
+            + setup_extras(cfg) + ". Change them first on *Model and methods* if you like.")
     if clicked:
         out = state.attempt("starting the run", state.start_run, engine)
         if out.ok:

@@ -16,7 +16,7 @@ from app.widgets import dataclass_widgets, field_widget, widget_key
 from engine.backbones import BACKBONES, CHECKPOINT_SUFFIXES, FAMILY_TITLES, PRETRAINED_SOURCES, available_sources, backbone_title
 from engine.config import ADVANCED_TITLE, RunConfig, check_bounds, probe_epochs_for, shown_setting
 from engine.methods import METHODS, MethodSpec
-from engine.optim import frozen_words
+from engine.optim import setup_extras
 from engine.schedules import SCHEDULES, lr_curve, schedule_label
 
 # Core config fields this page (or the Data page) draws with its own labels; any other field the
@@ -685,10 +685,9 @@ def review_section() -> None:
         st.warning(problems, icon=":material/warning:")
     else:
         methods = ", ".join(METHODS[m].title for m in cfg.enabled_methods()) or "no extra method"
-        frozen = frozen_words(cfg.optim, cfg.backbone.pretrained)
         st.success(f"Ready to train **{backbone_title(cfg.backbone.name)}** ({state.weights_words(cfg)}) for "
                    f"{state.epochs_words(cfg.to_dict())} at {cfg.data.image_size} px with {methods}"
-                   + (f", {frozen}" if frozen else "") + ".",
+                   + setup_extras(cfg) + ".",
                    icon=":material/check_circle:")
     with st.expander("These settings as a config file (YAML)", icon=":material/description:"):
         st.code(cfg.to_yaml(), language="yaml")

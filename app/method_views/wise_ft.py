@@ -92,7 +92,7 @@ def wise_ft_view(engine, rec, summary: dict) -> None:
                "alpha between them is computed when you type it beside the slider.")
     used, chosen = state.wise_alpha(engine, rec)  # what Explain, Try it and export use
     alpha = alpha_picker(rec.id, curve, used)
-    alpha_choice(engine, rec, alpha, used, chosen, pick_rule_words(summary))
+    alpha_choice(engine, rec, alpha, used, chosen, state.message_words(pick_rule_words(summary)))
     point = curve_point(curve, alpha)
     cache = st.session_state.setdefault("wise_points", {})
     if point is None:
