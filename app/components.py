@@ -569,7 +569,7 @@ def wise_live_view(run: RunView, points: list[dict]) -> None:
 
     alphas = (run.config.get("wise_ft") or {}).get("alphas")
     total = len(curve_alphas(alphas)) if alphas else len(points)  # as the run computes them: each once, both ends
-    done = len(points)
+    done = len({p.get("alpha") for p in points})  # a continued run streams its points again: each alpha once
     title = (f"WiSE-FT curve: {done} of {total} mixing weights evaluated" if done < total
              else f"WiSE-FT curve: all {total} mixing weights evaluated")
     st.markdown(f"**{title}**")

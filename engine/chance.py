@@ -140,7 +140,7 @@ def _luck(summary: dict, acc: float, guess: float, split: str, whose: str) -> Ch
     null = max(guess, max(sizes) / n)  # a model that always answers the largest class scores its share
     if right <= max(sizes):  # above guessing, but not above always answering the largest class
         return ChanceFinding("largest", split, (
-            f"{whose} {split} accuracy ({100 * acc:.1f}%, {right} of {n} images) is no better than always "
+            f"{whose} {split} accuracy ({100 * acc:.1f}%, {right} of {plural(n, 'image')}) is no better than always "
             f"answering the largest class of the {split} images ({max(sizes)} of {n}, {100 * null:.1f}%). "
             f"It {LUCK_MARK}."))
     p = binomial_tail(min(right, n), n, null)
@@ -149,7 +149,7 @@ def _luck(summary: dict, acc: float, guess: float, split: str, whose: str) -> Ch
     largest = "" if null == guess else f"; {100 * null:.1f}% always answering its largest class"  # no nested brackets
     shown_p = f"{p:.2f}" if p >= 0.1 else f"{p:.3f}"  # 0.054 is not "0.05", the bar it missed
     return ChanceFinding("luck", split, (
-        f"{whose} {split} accuracy ({100 * acc:.1f}%, {right} of {n} images) is above the level of guessing "
+        f"{whose} {split} accuracy ({100 * acc:.1f}%, {right} of {plural(n, 'image')}) is above the level of guessing "
         f"among {len(summary.get('classes') or [])} classes ({100 * guess:.1f}%{largest}), but not clearly: a model "
         f"that learnt nothing gets {right} or more of {n} right {100 * p:.0f}% of the time (binomial test, "
         f"p = {shown_p}). It {LUCK_MARK}."))
@@ -622,13 +622,14 @@ def split_at_guessing(summary: dict, split: str) -> str | None:
     else:
         level = (f"{'below' if found.kind == 'below' else 'at'} the level of guessing among {len(classes)} classes "
                  f"({100 * guess:.1f}%)")
-    said = f"On {where} the model gets {right} of {n} images right ({100 * right / n:.1f}%), {level}."
+    said = f"On {where} the model gets {right} of {plural(n, 'image')} right ({100 * right / n:.1f}%), {level}."
     most = "" if answers[top] <= n / 2 else f" It answers {classes[top]} for " + (
         "all of them." if answers[top] == n else f"{answers[top]} of them.")
     if split != "ood_user":
         return said + most
-    if found.kind == "luck":  # not shown to fail there: too few pictures to tell (a 2-class model got 4 of 4 right
-        # and was told the conditions were beyond it)
+    too_few = binomial_tail(n, n, max(guess, max(sizes) / n)) >= LUCK_P  # even all right would be luck
+    if found.kind == "luck" or too_few:  # not shown to fail there: too few pictures to tell (a 2-class model got 4
+        # of 4 right and was told the conditions were beyond it; 1 of 2 right is no proof either)
         return said + most + (" Too few pictures to tell whether it holds up in these conditions: more pictures in "
                               "your OOD set would.")
     return said + most + (" These pictures' conditions are beyond what it learnt: training images taken in such "

@@ -368,6 +368,8 @@ def wise_user_ood_reading(curve: list[dict]) -> str | None:
     if len(pts) < 2:
         return None
     start, end = min(pts, key=lambda p: p["alpha"]), max(pts, key=lambda p: p["alpha"])
+    if (start["alpha"], end["alpha"]) != (0.0, 1.0):  # as wise_ft_reading: the ends are the two models
+        return None
     best = max(pts, key=lambda p: (p["ood_user_acc"], p["alpha"]))
     ends = max(start["ood_user_acc"], end["ood_user_acc"])
     gain = shown_points(best["ood_user_acc"], ends)

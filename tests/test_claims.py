@@ -899,6 +899,8 @@ def test_an_ood_set_at_guessing_is_said_as_such_not_as_weak_classes():
     assert "4 of 4 images right (100.0%)" in said and "beyond what it learnt" not in said, said
     assert said.endswith("Too few pictures to tell whether it holds up in these conditions: more pictures in your OOD "
                          "set would.")
+    two = split_at_guessing({**few, "ood_user_confusion": [[1, 0], [1, 0]]}, "ood_user")  # 1 of 2: no proof
+    assert "1 of 2 images right" in two and "beyond what it learnt" not in two and "Too few pictures" in two, two
 
 
 def test_an_unbalanced_split_at_guessing_is_measured_against_its_largest_class():

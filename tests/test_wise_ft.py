@@ -149,14 +149,21 @@ def test_the_curve_always_measures_both_ends_each_alpha_once_and_the_live_count_
     fake = type("St", (), {"markdown": lambda self, t, **k: said.append(t), "caption": lambda self, t, **k:
                            said.append(t), "altair_chart": lambda self, *a, **k: None})()
     monkeypatch.setattr(components, "st", fake)
-    run = components.RunView("r1", "x", "finished", None, {"wise_ft": {"enabled": True, "alphas": [0.0, 0.5, 0.5]},
+    run = components.RunView("r1", "x", "finished", None, {"wise_ft": {"enabled": True, "alphas": [0, 0.5, 0.5, 1]},
                                                            "data": {}}, "/nonexistent")
     points = [{"alpha": a, "val_acc": 0.6, "ood_acc": 0.5} for a in (0.0, 0.5, 1.0)]
     components.wise_live_view(run, points)
     assert said[0] == "**WiSE-FT curve: all 3 mixing weights evaluated**", said
     assert "Slide alpha and export a mixed model on the Results page." in said
+    said.clear()  # a continued run streams the points again: counted once each
+    components.wise_live_view(run, points + points[:2])
+    assert said[0] == "**WiSE-FT curve: all 3 mixing weights evaluated**", said
     # a curve measured before the ends were always added: its outer mixes are not named as the two models
     assert wise_ft_reading([{"alpha": a, "val_acc": 0.8, "ood_acc": o} for a, o in ((0.2, 0.6), (0.8, 0.4))]) is None
+    from engine.claims import wise_user_ood_reading
+
+    assert wise_user_ood_reading([{"alpha": a, "val_acc": 0.8, "ood_acc": 0.5, "ood_user_acc": o}
+                                  for a, o in ((0.2, 0.6), (0.5, 0.5), (0.8, 0.4))]) is None
 
 
 def test_a_wise_ft_run_without_ood_accuracy_says_its_pick_and_claim_without_speaking_of_ood(capsys):

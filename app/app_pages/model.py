@@ -438,7 +438,8 @@ def keep_fine_tuning_epochs(cfg) -> None:
                    "least one epoch still fine-tunes the whole network; more epochs give the "
                    f"{st.session_state[state.LP_WANTED_KEY][0]} back.")
     elif lp and 2 * lp >= epochs:
-        st.caption(f":material/info: {lp} of the {epochs} epochs train only the new head (a linear probe) and "
+        st.caption(f":material/info: {lp} of the {epochs} epochs train{'s' if lp == 1 else ''} only the new head (a "
+                   "linear probe) and "
                    f"{state.plural(epochs - lp, 'epoch')} fine-tune{'s' if epochs - lp == 1 else ''} the whole "
                    "network: for more fine-tuning, lower Linear-probe epochs (Fine-tuning settings) or train "
                    "longer.")
@@ -544,7 +545,7 @@ def schedule_section() -> None:
         per_epoch = cfg.steps_per_epoch(n_train)
         total = per_epoch * cfg.train.epochs
         curve = pd.DataFrame({"step": range(1, total + 1), "lr": lr_curve(cfg.optim, total)})  # as a run logs them
-        st.caption(f"The learning rate over the run's {total} steps ({per_epoch} per epoch):")
+        st.caption(f"The learning rate over the run's {state.plural(total, 'step')} ({per_epoch} per epoch):")
         st.altair_chart(charts.lr_chart(curve).properties(height=150, title=""), width="stretch")
 
 
