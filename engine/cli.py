@@ -53,8 +53,8 @@ from engine.resume import RESUME_FILE, check_resumable, epochs_done_of, planned_
 from engine.run_data import load_user_ood, prepare_data
 from engine.store import RunStore, process_alive
 from engine.train import StartModel, build_start, train
-from engine.words import (and_words, ended_early_words, epochs_run_words, extra_epochs_words, picture_shape_words,
-                          plural)
+from engine.words import (and_words, ended_early_words, epochs_run_words, extra_epochs_words, percent,
+                          picture_shape_words, plural)
 
 
 class ConsoleReporter(Reporter):
@@ -1359,7 +1359,8 @@ def _predict(args: argparse.Namespace) -> int:
         # headed: under "3 files skipped:" the answers, at the same indent, read as more skipped files
         print(f"{'the answer' if n == 1 else 'answers'} (top {top_k}):")
         for r in result.rows:
-            top = ", ".join(f"{c} {100 * p:.0f}%" for c, p in r["top"][:top_k])
+            # as Try it's bars: a decimal where a whole percent would read as the unsure bar ("50%" beside "49.9%")
+            top = ", ".join(f"{c} {percent(p, predictor.low_confidence)}" for c, p in r["top"][:top_k])
             print(f"  {r['path']}: {top}" + (f"  [{r['why']}]" if r["why"] else ""))  # [], as the flag has parentheses
     m, own = result.metrics(), result.own_note()
     if own:

@@ -487,7 +487,7 @@ _PREPROCESS = """import sys{stdlib_import}
 
 import numpy as np
 {runtime_import}
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, JpegImagePlugin
 
 CLASSES = {classes!r}
 SIZE = {size}  # pixels; the model was trained on SIZE x SIZE centre squares
@@ -508,11 +508,17 @@ def eight_bit(img):
 
 def load(path):
     \"\"\"One image file -> float32 [3, SIZE, SIZE] in [0, 1], decoded as the studio decodes it.\"\"\"
-    img = Image.open(path)
+    with open(path, "rb") as f:
+        jpeg = f.read(3) == b"\\xff\\xd8\\xff"
+    # a JPEG is opened without Pillow's size check (a 200 MP phone photo): it is decoded scaled down just below
+    img = JpegImagePlugin.JpegImageFile(path) if jpeg else Image.open(path)
     w, h = img.size
     if img.format in ("JPEG", "MPO"):  # libjpeg's fast downscaling, to at least twice SIZE
         img.draft(None, (max(1, w * 2 * SIZE // min(w, h)), max(1, h * 2 * SIZE // min(w, h))))
-    img = ImageOps.exif_transpose(img)  # phone photos store their rotation in EXIF
+    try:
+        img = ImageOps.exif_transpose(img)  # phone photos store their rotation in EXIF
+    except Exception:  # a broken EXIF block: the picture as stored
+        pass
     if img.mode.startswith("I;16") or img.mode in ("I", "F"):
         img = eight_bit(img)
     if img.mode != "RGB":  # grey, palette, CMYK; transparent pixels go on white
