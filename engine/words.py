@@ -120,5 +120,6 @@ def picture_shape_words(shape: dict, image_size: int, control: str = "a larger I
     if shrink >= 3:
         head = "" if parts else f"Your pictures are about {long} by {short} px. "
         parts.append(f"{head}At {image_size} px they are shrunk about {shrink:.0f}x, so detail finer than about "
-                     f"{shrink:.0f} of their pixels is lost; {control} keeps more, and trains slower.")
+                     f"{shrink:.0f} of their pixels is lost; {control} keeps finer detail (not more of the picture), "
+                     "and trains slower.")
     return " ".join(parts)

@@ -802,4 +802,4 @@ def test_the_report_says_what_the_square_crop_keeps_of_wide_pictures_and_how_far
     assert main(["inspect", "--data", str(src), "--data-dir", str(tmp_path / "eng"), "--image-size", "16"]) == 0
     out = capsys.readouterr().out
     assert "pictures: Your pictures are mostly wider than tall (about 96 x 48 px)" in out
-    assert "a larger --image-size (train and inspect) keeps more" in out, "the command line's own words"
+    assert "a larger --image-size (train and inspect) keeps finer detail (not more of the picture)" in out, "the command line's own words"
