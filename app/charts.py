@@ -127,7 +127,9 @@ def count_ticks(values: Iterable[float], most: int = 12) -> list[int]:
 
 
 TITLE_CHARS = 48  # a chart title longer than this is cut in a half-width chart at 1280 px
-LEGEND_PAIR_CHARS = 24  # longer labels get a line each: a half-width chart cut "Robust accuracy (atta" in two columns
+# longer labels get a line each: a half-width chart cut "Robust accuracy (atta" in two columns, and on a 1024 px
+# projector "Validation accuracy" beside "Training accuracy" lost its whole label
+LEGEND_PAIR_CHARS = 16
 
 
 def rows_height(rows: int, px: int) -> int:
@@ -515,8 +517,9 @@ def confusion_chart(df: pd.DataFrame, title: str = "Confusion matrix", width: in
     and it fits that width or, narrower, the column's (the cells narrow, their height stays)."""
     classes = list(dict.fromkeys(df["true"]))
     cell = confusion_cell_px(len(classes), width)  # px per class: labels stay readable
-    # on lines as wide as the chart (about 7 px a character): "Confusion matrix (the smaller model, t" was cut
-    lines = textwrap.wrap(title, max(16, (cell * len(classes) + CONFUSION_LABELS_PX) // 7), break_long_words=False)
+    # on lines as wide as the chart (at most 8 px a bold character): "Confusion matrix (the smaller model, t" was
+    # cut, and at 7 px "... of the WiSE-FT mix at alpha 0.30 (validation images)" lost its ends on a 1024 px window
+    lines = textwrap.wrap(title, max(16, (cell * len(classes) + CONFUSION_LABELS_PX) // 8), break_long_words=False)
     base = alt.Chart(df, title=alt.TitleParams(lines if len(lines) > 1 else title, anchor="start")).encode(
         x=alt.X("predicted:N", title="Predicted class", sort=classes,
                 axis=alt.Axis(labelAngle=-45, labelOverlap=False, labelLimit=90)),
@@ -581,7 +584,9 @@ def ood_frame(by_corruption: Mapping[str, float | None]) -> pd.DataFrame:
 
 def ood_chart(df: pd.DataFrame, clean_acc: float | None = None) -> alt.Chart:
     """Accuracy per corruption (severities 1-5 averaged), with the clean accuracy as a rule."""
-    bars = alt.Chart(df, title="Accuracy on corrupted validation images").mark_bar().encode(
+    # on two lines: in a half-page column on a 1024 px window one line lost its last letter
+    title = alt.TitleParams(["Accuracy on corrupted", "validation images"], anchor="start")
+    bars = alt.Chart(df, title=title).mark_bar().encode(
         x=alt.X("accuracy:Q", title="Accuracy", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
         y=alt.Y("corruption:N", title=None, sort="-x"),
         tooltip=[alt.Tooltip("corruption:N", title="Corruption"), alt.Tooltip("accuracy:Q", title="Accuracy", format=".1%")],

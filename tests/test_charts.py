@@ -204,15 +204,18 @@ def test_labels_for_known_and_unknown_metrics():
 
 
 def test_a_legend_with_a_long_label_gives_each_label_its_own_line():
-    """Two legend columns in a half-width chart cut "Robust accuracy (attacked)" to "Robust accuracy (atta"."""
+    """Two legend columns in a half-width chart cut "Robust accuracy (attacked)" to "Robust accuracy (atta", and on a
+    1024 px projector "Validation accuracy" beside "Training accuracy" lost its whole label."""
     import pandas as pd
 
     def columns(df):
         return layer_encodings(spec(charts.accuracy_chart(df)))[0]["color"]["legend"]["columns"]
 
-    short = pd.DataFrame({"epoch": [1, 2], "train_acc": [0.5, 0.6], "val_acc": [0.4, 0.5], "ood_acc": [0.3, 0.4]})
-    assert columns(short) == 2
-    assert columns(short.assign(robust_acc=[0.2, 0.3])) == 1
+    three = pd.DataFrame({"epoch": [1, 2], "train_acc": [0.5, 0.6], "val_acc": [0.4, 0.5], "ood_acc": [0.3, 0.4]})
+    assert columns(three) == 1
+    assert columns(three.assign(robust_acc=[0.2, 0.3])) == 1
+    assert max(len(charts.metric_label(m)) for m in ("train_loss", "val_loss")) <= charts.LEGEND_PAIR_CHARS, \
+        "short labels keep two columns"
 
 
 def test_a_metric_keeps_its_colour_whichever_metrics_are_present():
@@ -626,6 +629,10 @@ def test_a_long_confusion_matrix_title_goes_on_lines_as_wide_as_the_chart():
     title = charts.confusion_chart(df, "Confusion matrix (the smaller model, test images)").to_dict()["layer"][0]["title"]
     assert isinstance(title["text"], list) and " ".join(title["text"]) == "Confusion matrix (the smaller model, test images)"
     assert charts.confusion_chart(df).to_dict()["layer"][0]["title"]["text"] == "Confusion matrix"
+    # at 8 px a bold character: a teacher's Explain page on a 1024 px window cut "... mix" and the closing bracket
+    long = "Confusion matrix of the WiSE-FT mix at alpha 0.30 (validation images)"
+    lines = charts.confusion_chart(df, long, width=240).to_dict()["layer"][0]["title"]["text"]
+    assert max(len(line) for line in lines) * 8 <= charts.confusion_px(3, 240), lines
 
 
 def test_an_ood_curve_equal_to_validation_leaves_the_validation_curve_in_sight():
