@@ -342,12 +342,18 @@ def live_section(engine, visible: list) -> None:
 
 
 def render() -> None:
-    """Draw the Train page (3): Start (and Continue), the live view of the run watched, and the recent runs."""
+    """Draw the Train page (3): Start (and Continue), the live view of the run watched, and the recent runs; while a
+    run trains, its live view comes first (on a 1024 x 768 projector it began below the fold, under the next run's
+    box, and a 15 s run ended before anyone scrolled)."""
     engine = state.get_engine()
     st.title("3 · Train (live)")
     visible = state.runs(engine)  # once a redraw; Start's callback ran before it, so a run it queued is listed
-    start_section(engine, visible)
-    live_section(engine, visible)
+    if engine.active_runs():
+        live_section(engine, visible)
+        start_section(engine, visible)
+    else:
+        start_section(engine, visible)
+        live_section(engine, visible)
     recent_table(visible)
 
 
