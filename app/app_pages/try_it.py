@@ -94,11 +94,12 @@ CROP_KEY_PREFIX = "try_crop_"  # + the image's digest: which part of a non-squar
 
 def crop_options(data: bytes) -> list[str]:
     """The places a non-square picture's square can be kept (engine.predict.crop_place's words): left, centre,
-    right for a landscape picture, top, centre, bottom for a portrait one; [] for a square or unreadable one."""
+    right for a landscape picture, top, centre, bottom for a portrait one; [] for a square or near-square picture
+    (sides within 5%) or an unreadable one."""
     from engine.predict import upright_size
 
     dims = upright_size(data)
-    if dims is None or dims[0] == dims[1]:
+    if dims is None or max(dims) < 1.05 * min(dims):  # near-square: its three squares are all but the same
         return []
     return ["left", "centre", "right"] if dims[0] > dims[1] else ["top", "centre", "bottom"]
 
