@@ -39,8 +39,10 @@ def test_wise_ft_slider_shows_grid_and_on_demand_alphas_and_exports(studio, tmp_
                             "OOD figure at the top of the page averages severities 1-5") for c in texts(at.caption))
     # the headline tiles are the fine-tuned end's; the page says so, and which mix the other pages use
     pick = float(slider.value)
-    note = [c for c in texts(at.caption) if c.startswith(":material/info: These figures are the fine-tuned model's")]
+    # in a box when the other pages use a mix (a teacher missed the grey caption), else a caption
+    note = [c for c in texts(at.caption) + texts(at.info) if "These figures are the fine-tuned model's" in c]
     assert len(note) == 1 and (pick == 1.0 or f"use the mix at alpha {pick:.2f} (the run's own pick" in note[0]), note
+    assert pick == 1.0 or note[0] in texts(at.info)
     other = next(a for a in (0.5, 0.0) if a != slider.value)  # a stop other than the run's own pick
     slider.set_value(other).run()  # measured during the run: shown at once
     no_problems(at)
@@ -58,7 +60,7 @@ def test_wise_ft_slider_shows_grid_and_on_demand_alphas_and_exports(studio, tmp_
     right = sum(held["test_confusion"][i][i] for i in range(len(held["test_confusion"])))  # its card's weaker classes
     assert abs(right / held["test_images"] - held["test_acc"]) < 1e-6 and sum(map(sum, held["val_confusion"])) == held["val_images"]
     assert any(f"use the mix at alpha {other:.2f} (your choice): {words}" in c and "on the curve" not in c
-               for c in texts(at.caption)), texts(at.caption)  # validation once: the held-out figure
+               for c in texts(at.info)), texts(at.info)  # in a box; validation once: the held-out figure
     at.number_input(key=f"wise_exact_{run_id}").set_value(0.37).run()  # not on the grid: computed on demand
     no_problems(at)
     assert (run_id, 0.37) in at.session_state["wise_points"]
@@ -146,7 +148,11 @@ def test_pruning_results_draw_the_sparsity_per_layer_once_with_every_layer(studi
 
 
 def test_wise_tiles_note_names_the_model_behind_the_headline_and_the_one_the_pages_use():
-    from app.app_pages.results import wise_tiles_note
+    from app.app_pages.results import confusion_view, wise_tiles_note
+
+    # Results' matrices of a WiSE-FT run are its fine-tuned model's: said (Explain's are the chosen mix's)
+    assert confusion_view({"wise_curve": [{"alpha": 1.0}]}, "test")[2] == "the fine-tuned model, alpha 1, test images"
+    assert confusion_view({}, "test")[2] == "test images"
 
     summary = {"wise_curve": [{"alpha": 0.0, "val_acc": 0.5, "ood_acc": 0.4},
                               {"alpha": 0.5, "val_acc": 0.625, "ood_acc": 0.5},

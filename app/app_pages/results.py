@@ -293,9 +293,12 @@ def confusion_view(summary: dict, which: str) -> tuple[dict, str, str]:
     """(the summary whose `{split}_confusion` and `{split}_per_class_acc` to show, that split, its words) for
     the Results page's choice `which` (CONFUSION_SPLITS): the run's own, or for "smaller" the channel-pruned
     model's (engine.chance.smaller_model_summary with its own matrices, on test images where the run has
-    them): a smaller model 25 points below the full-size one could not be inspected."""
+    them): a smaller model 25 points below the full-size one could not be inspected. A WiSE-FT run's words say its
+    matrices are the fine-tuned model's (alpha 1): a teacher compared them with Explain's, of the chosen mix."""
     if which not in ("smaller", "smaller_val"):
-        return summary, which, CONFUSION_SPLITS.get(which, which)
+        # a WiSE-FT run's matrices are its fine-tuned model's: said, since Explain shows the chosen mix's
+        whose = "the fine-tuned model, alpha 1, " if summary.get("wise_curve") else ""  # no brackets in brackets
+        return summary, which, whose + CONFUSION_SPLITS.get(which, which)
     view = smaller_model_summary(summary)
     split = "test" if view.get("test_confusion") and which == "smaller" else "val"
     return view, split, f"the smaller model, {CONFUSION_SPLITS[split]}"
@@ -618,7 +621,11 @@ def one_run(engine, runs) -> None:
     summary_metrics(run, summary)
     if summary.get("wise_curve") and summary.get("status") == "finished":
         alpha, chosen = state.wise_alpha(engine, rec)
-        st.caption(wise_tiles_note(summary, alpha, chosen, mix_held_out(engine, rec, alpha)))
+        note = wise_tiles_note(summary, alpha, chosen, mix_held_out(engine, rec, alpha))
+        if alpha < 1 - 1e-9:  # the model the other pages use is not the one these tiles give: said in a box, not in
+            st.info(note.removeprefix(":material/info: "), icon=":material/info:")  # grey (a teacher missed it)
+        else:
+            st.caption(note)
     weight = small_split_note(summary) if summary.get("status") == "finished" else ""
     if weight:
         st.caption(weight)
