@@ -155,7 +155,9 @@ def earlier_uploads(engine, kind: str, in_use: str, on_use) -> None:
     with st.expander(f"{title} ({len(items)})", icon=":material/history:", expanded=kind == "dataset"):
         for u in items:
             ref = state.upload_ref(u["sha256"])
-            c = st.columns([4, 1, 1], vertical_alignment="center")
+            # the buttons as wide as their words (fixed columns cut "Delete" to "D..." on a 1024 px projector)
+            row = st.container(horizontal=True, vertical_alignment="center")
+            c = [row.container(width="stretch"), row.container(width="content"), row.container(width="content")]
             facts = [_size_text(u["size"])]
             if u.get("classes"):
                 facts.append(state.plural(int(u["classes"]), "class", "classes"))
