@@ -213,6 +213,7 @@ def test_a_landscape_photos_subject_at_one_end_can_be_shown_to_the_model(run):
     no_problems(at)
     assert "left square of 32 x 32 kept (the model sees squares; training used the centre square)" in \
         " ".join(texts(at.markdown)), texts(at.markdown)
+    assert any("is not checked for it" in c for c in texts(at.caption)), "the own-image check is the centre's"
     again = open_page(run)
     no_problems(again)
     assert [r.value for r in again.radio if r.key.startswith("try_crop_")] == ["left"], "kept for a refresh"

@@ -129,6 +129,9 @@ def crop_control(where, data: bytes) -> None:
         help="The model sees squares, so the middle square of a wider or taller picture is kept, as in training. "
              "If what matters sits nearer one end, choose that end's square.")
     state.remember_choice(key, place or "centre", default="centre")
+    if place and place != "centre":  # the run's own images are known by their centre squares (engine.predict)
+        where.caption("Another square than training's: whether this picture is one of the run's own images is not "
+                      "checked for it.")
 
 
 def run_stamp(run_dir: str) -> Any:
