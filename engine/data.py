@@ -1054,6 +1054,28 @@ def _oriented_rgb(img: Image.Image) -> Image.Image:
     return _to_rgb(img)
 
 
+def outlined_square(raw: bytes, crop_at: float = 0.5, max_px: int = 192) -> np.ndarray:
+    """The whole picture of an image file's bytes, upright (EXIF) and in RGB as `decode_image` reads it, shrunk to at
+    most `max_px` on its longer side, with the square the model sees (`_centre_square` at `crop_at`) outlined in red:
+    uint8 [H, W, 3]. Try it showed only the square, and a teacher could not show a class what was cut away. Raises
+    ValueError with the decoder's plain reason for bytes that are not a readable image."""
+    from PIL import ImageDraw
+
+    try:
+        with open_image(raw) as img:
+            if img.format in ("JPEG", "MPO"):  # a phone photo: decoded at a fraction of its size, as _decode does
+                img.draft(None, (2 * max_px, 2 * max_px))
+            rgb = _oriented_rgb(img)
+    except Exception as err:  # noqa: BLE001 - as decode_image says it
+        raise ValueError(_decode_reason(err)) from err
+    scale = min(1.0, max_px / max(rgb.size))
+    small = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))),
+                       Image.Resampling.BILINEAR, reducing_gap=3.0)
+    left, top, right, bottom = (round(v * small.width / rgb.width) for v in _centre_square(*rgb.size, at=crop_at))
+    ImageDraw.Draw(small).rectangle((left, top, right - 1, bottom - 1), outline=(230, 30, 30), width=2)
+    return np.asarray(small, dtype=np.uint8).copy()
+
+
 def _exif_turned(img: Image.Image) -> bool:
     """Whether the picture's EXIF orientation turns it by 90 degrees (tags 5-8), so that it is seen with its width
     and height swapped; False without a readable tag."""

@@ -212,6 +212,15 @@ def test_a_picture_whose_subject_is_off_centre_can_be_seen_from_either_end(tmp_p
     assert top[0].float().mean() > 200, "turned clockwise, the stored left (red) comes on top"
     assert crop_place(30, 30, 0.0) == "centre", "a square picture is kept whole"
     assert crop_place(60, 30, 1.0) == "right" and crop_place(30, 60, 1.0) == "bottom"
+    # the whole picture with the square outlined, as Try it shows it: red along the kept square's edges only
+    from engine.data import outlined_square
+
+    red = lambda px: tuple(int(v) for v in px) == (230, 30, 30)  # noqa: E731
+    whole = outlined_square(data, CROP_AT["right"], max_px=60)
+    assert whole.shape == (30, 60, 3) and red(whole[15, 30]) and red(whole[15, 59]) and not red(whole[15, 20])
+    assert outlined_square(sideways, CROP_AT["top"], max_px=60).shape == (60, 30, 3), "upright, as it is seen"
+    with pytest.raises(ValueError, match="not a readable image"):
+        outlined_square(b"not an image")
 
 
 def test_low_confidence_flags_unsure_and_unfamiliar_answers():

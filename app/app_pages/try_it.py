@@ -117,6 +117,25 @@ def crop_choice(data: bytes) -> float:
     return CROP_AT.get(st.session_state[key], 0.5)
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def outlined(data: bytes, crop_at: float) -> np.ndarray:
+    """engine.data.outlined_square of an uploaded picture (uint8 [H, W, 3]), cached per picture and square."""
+    from engine.data import outlined_square
+
+    return outlined_square(data, crop_at)
+
+
+def whole_picture(data: bytes, crop_at: float) -> None:
+    """A non-square picture whole, the square the model sees outlined in red, in "What was done to the image": the
+    page showed only the square, and a teacher could not show a class what was cut away. Nothing for a square or
+    near-square picture (`crop_options`), or when the bytes cannot be read (the answer above said why)."""
+    if not crop_options(data):
+        return
+    got = state.attempt("drawing the whole picture", outlined, data, crop_at)
+    if got.ok:
+        st.image(got.value, caption="The whole picture; the square the model sees is outlined in red.")
+
+
 def crop_control(where, data: bytes) -> None:
     """Under a non-square picture, in the column `where`: which part of it the model sees (a landscape photo's
     subject off centre was cut away, and only "What was done to the image" said so). Kept for a refresh."""
@@ -419,6 +438,7 @@ def image_result(ds: str, models: list[Shown], name: str, data: bytes, threshold
     crop_control(cols[0], data)
     with cols[0].expander("What was done to the image"):
         st.markdown("\n".join(f"- {n}" for n in notes) or "- decoded as in training")
+        whole_picture(data, crop_choice(data))
     answers = []
     import torch
 
