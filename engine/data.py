@@ -1076,7 +1076,7 @@ def outlined_square(raw: bytes, crop_at: float = 0.5, max_px: int = 192) -> np.n
     return np.asarray(small, dtype=np.uint8).copy()
 
 
-def _exif_turned(img: Image.Image) -> bool:
+def exif_turned(img: Image.Image) -> bool:
     """Whether the picture's EXIF orientation turns it by 90 degrees (tags 5-8), so that it is seen with its width
     and height swapped; False without a readable tag."""
     try:
@@ -1129,7 +1129,7 @@ def _decode(raw: bytes, size: int, max_pixels: int, want_hash: bool = False,
         if img.size[0] * img.size[1] > max_pixels:  # what is decoded: a JPEG's draft, else the whole image
             scaled = f"; decoded at reduced scale still {img.size[0]}x{img.size[1]}" if img.size != (width, height) else ""
             raise ValueError(f"image is too large ({width}x{height} pixels{scaled}, limit {max_pixels:,})")
-        turned = _exif_turned(img)  # read before decoding: an EXIF turn of 90 degrees swaps the sides
+        turned = exif_turned(img)  # read before decoding: an EXIF turn of 90 degrees swaps the sides
         rgb = _oriented_rgb(img)
         upright = (height, width) if turned else (width, height)  # the file's own size, as it is seen
         if want_hash and not is_jpeg:

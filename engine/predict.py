@@ -94,7 +94,7 @@ from engine.augment import to_float
 from engine.backbones import Classifier
 from engine.chance import answers_words, chance_finding
 from engine.config import RunConfig
-from engine.data import (COPY_THUMB, IMAGE_EXTENSIONS, MAX_COLOUR_DIFF, MAX_IMAGE_PIXELS, open_image,
+from engine.data import (COPY_THUMB, IMAGE_EXTENSIONS, MAX_COLOUR_DIFF, MAX_IMAGE_PIXELS, exif_turned, open_image,
                          PHASH_MAX_DISTANCE, PIL_FORMATS,
                          SPLIT_FOLDER_NAMES, EmptyArchiveError, SkippedFile, ZipLimits, decode_image, image_files, popcount64,
                          not_a_zip_reason, safe_extract_zip, thumbnails_close)
@@ -1153,7 +1153,7 @@ def upright_size(data: bytes) -> tuple[int, int] | None:
     try:
         with open_image(data) as img:
             w, h = img.width, img.height
-            turned = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+            turned = exif_turned(img)  # the rule decoding uses for the dataset's picture shapes
     except Exception:
         return None
     return (h, w) if turned else (w, h)

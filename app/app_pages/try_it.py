@@ -125,21 +125,22 @@ def outlined(data: bytes, crop_at: float) -> np.ndarray:
     return outlined_square(data, crop_at)
 
 
-def whole_picture(data: bytes, crop_at: float) -> None:
+def whole_picture(data: bytes, crop_at: float, options: list[str]) -> None:
     """A non-square picture whole, the square the model sees outlined in red, in "What was done to the image": the
     page showed only the square, and a teacher could not show a class what was cut away. Nothing for a square or
-    near-square picture (`crop_options`), or when the bytes cannot be read (the answer above said why)."""
-    if not crop_options(data):
+    near-square picture (no `options`: `crop_options`), or when the bytes cannot be read (the answer above said
+    why)."""
+    if not options:
         return
     got = state.attempt("drawing the whole picture", outlined, data, crop_at)
     if got.ok:
         st.image(got.value, caption="The whole picture; the square the model sees is outlined in red.")
 
 
-def crop_control(where, data: bytes) -> None:
-    """Under a non-square picture, in the column `where`: which part of it the model sees (a landscape photo's
-    subject off centre was cut away, and only "What was done to the image" said so). Kept for a refresh."""
-    options = crop_options(data)
+def crop_control(where, data: bytes, options: list[str]) -> None:
+    """Under a non-square picture, in the column `where`: which part of it the model sees, among `options`
+    (`crop_options`; none for a square picture): a landscape photo's subject off centre was cut away, and only "What
+    was done to the image" said so. Kept for a refresh."""
     if not options:
         return
     key = CROP_KEY_PREFIX + digest(data)
@@ -428,17 +429,19 @@ def image_result(ds: str, models: list[Shown], name: str, data: bytes, threshold
     `said` holds its kind: see `verdict`), attributions. False when the bytes are not a readable image
     (the message is shown)."""
     size = models[0].p.image_size
-    got = state.attempt(f"reading {name}", decoded, data, name, size, crop_choice(data))
+    options = crop_options(data)  # once a redraw: a header read; a square picture has no choice and no outline
+    crop_at = crop_choice(data) if options else 0.5
+    got = state.attempt(f"reading {name}", decoded, data, name, size, crop_at)
     if not got.ok:
         return False
     image, notes = got.value
     cols = answer_columns(len(models))
     cols[0].image(framed(upscale(image.transpose(1, 2, 0), DISPLAY_PX)),
                   caption=f"{state.md_text(name)} (as the model sees it)", width=DISPLAY_PX)
-    crop_control(cols[0], data)
+    crop_control(cols[0], data, options)
     with cols[0].expander("What was done to the image"):
         st.markdown("\n".join(f"- {n}" for n in notes) or "- decoded as in training")
-        whole_picture(data, crop_choice(data))
+        whole_picture(data, crop_at, options)
     answers = []
     import torch
 
