@@ -542,12 +542,6 @@ def findings_split(summary: dict) -> str:
     return "test" if summary.get("test_confusion") else "val"
 
 
-def _cleared_by_validation(summary: dict) -> bool:
-    """Whether `chance_finding` says nothing of the run only because its validation images clear guessing while its
-    small test split is within luck: the test split's weak classes and level are then no finding either."""
-    return chance_finding(summary) is None and chance_finding(summary, validation_clears=False) is not None
-
-
 def weak_classes(summary: dict, split: str | None = None) -> list[WeakClass]:
     """The classes of a finished run the model gets wrong far more often than the rest on `split`
     ("test" or "val"; None: the test split, else validation when the run has no test confusion matrix),
@@ -565,8 +559,8 @@ def weak_classes(summary: dict, split: str | None = None) -> list[WeakClass]:
             or any(not isinstance(r, list) or len(r) != len(classes) for r in rows):
         return []
     rows = [[int(v) for v in r] for r in rows]
-    if chance_finding(summary) is not None or _cleared_by_validation(summary) \
-            or split_at_guessing(summary, split) is not None:
+    # a small test split within luck that validation clears is no finding, nor are its weak classes
+    if chance_finding(summary, validation_clears=False) is not None or split_at_guessing(summary, split) is not None:
         return []
     right_all, n_all = sum(rows[i][i] for i in range(len(rows))), sum(map(sum, rows))
     found = []
@@ -642,8 +636,9 @@ def weak_class_words(summary: dict, split: str | None = None) -> str | None:
     others), most often taken for striped (5 of 8). ..."; when the split as a whole is at guessing while
     the run is not (the user's OOD set), `split_at_guessing`'s finding instead; None when there are none."""
     split = split or findings_split(summary)
-    at_guess = split_at_guessing(summary, split) if chance_finding(summary) is None and (
-        split == "ood_user" or not _cleared_by_validation(summary)) else None  # its test split: cleared, not weak
+    # the run's held-out split cleared by validation is no finding either (validation_clears off); the OOD set's is
+    at_guess = split_at_guessing(summary, split) \
+        if chance_finding(summary, validation_clears=split == "ood_user") is None else None
     if at_guess:  # the split as a whole (the user's OOD set) at guessing: no class is weaker than the rest
         return at_guess
     weak = weak_classes(summary, split)
