@@ -1054,13 +1054,10 @@ def _oriented_rgb(img: Image.Image) -> Image.Image:
     return _to_rgb(img)
 
 
-def outlined_square(raw: bytes, crop_at: float = 0.5, max_px: int = 192) -> np.ndarray:
+def upright_preview(raw: bytes, max_px: int = 192) -> np.ndarray:
     """The whole picture of an image file's bytes, upright (EXIF) and in RGB as `decode_image` reads it, shrunk to at
-    most `max_px` on its longer side, with the square the model sees (`_centre_square` at `crop_at`) outlined in red:
-    uint8 [H, W, 3]. Try it showed only the square, and a teacher could not show a class what was cut away. Raises
-    ValueError with the decoder's plain reason for bytes that are not a readable image."""
-    from PIL import ImageDraw
-
+    most `max_px` on its longer side: uint8 [H, W, 3]. Raises ValueError with the decoder's plain reason for bytes
+    that are not a readable image."""
     try:
         with open_image(raw) as img:
             if img.format in ("JPEG", "MPO"):  # a phone photo: decoded at a fraction of its size, as _decode does
@@ -1071,9 +1068,25 @@ def outlined_square(raw: bytes, crop_at: float = 0.5, max_px: int = 192) -> np.n
     scale = min(1.0, max_px / max(rgb.size))
     small = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))),
                        Image.Resampling.BILINEAR, reducing_gap=3.0)
-    left, top, right, bottom = (round(v * small.width / rgb.width) for v in _centre_square(*rgb.size, at=crop_at))
+    return np.asarray(small, dtype=np.uint8).copy()
+
+
+def outline_square(preview: np.ndarray, crop_at: float = 0.5) -> np.ndarray:
+    """A copy of `preview` (`upright_preview`: uint8 [H, W, 3]) with the square the model sees (`_centre_square` at
+    `crop_at`) outlined in red, 2 px: Try it showed only the square, and a teacher could not show a class what was
+    cut away. Drawn per call (microseconds), so one preview serves every crop position."""
+    from PIL import ImageDraw
+
+    small = Image.fromarray(preview)
+    left, top, right, bottom = _centre_square(*small.size, at=crop_at)
     ImageDraw.Draw(small).rectangle((left, top, right - 1, bottom - 1), outline=(230, 30, 30), width=2)
     return np.asarray(small, dtype=np.uint8).copy()
+
+
+def outlined_square(raw: bytes, crop_at: float = 0.5, max_px: int = 192) -> np.ndarray:
+    """`upright_preview` of `raw` with `outline_square` at `crop_at`: uint8 [H, W, 3]. Raises ValueError as
+    `upright_preview` does."""
+    return outline_square(upright_preview(raw, max_px), crop_at)
 
 
 def exif_turned(img: Image.Image) -> bool:

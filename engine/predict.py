@@ -1148,8 +1148,8 @@ CROP_AT = {"left": 0.0, "top": 0.0, "centre": 0.5, "right": 1.0, "bottom": 1.0} 
 
 
 def upright_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) in pixels of an image's bytes as the model sees it, upright (its EXIF orientation applied),
-    read from the header only; None for bytes that are not a readable image."""
+    """(width, height) in pixels of an image's bytes as the model sees it, upright (its EXIF orientation applied);
+    None for bytes that are not a readable image. A JPEG's header is read; Pillow decodes a PNG to find its EXIF."""
     try:
         with open_image(data) as img:
             w, h = img.width, img.height
