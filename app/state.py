@@ -1065,7 +1065,7 @@ def start_words(pretrained: str, checkpoint: str, owner: str | None = None) -> s
     """What a run starts from, in words (WEIGHTS_TEXT): "bundled weights", or "your checkpoint my_leaf_model.ckpt"
     with the file's name as its user knows it (`checkpoint_name`, uploads of `owner`, by default the current user),
     in markdown. The next run's line (Data, Model, Train) and a run's line on Results both say it."""
-    words = WEIGHTS_TEXT.get(pretrained, pretrained)
+    words = WEIGHTS_TEXT.get(pretrained or "bundled", str(pretrained))  # a config without it: the default
     name = checkpoint_name(checkpoint, owner) if pretrained == "checkpoint" and checkpoint else ""
     return f"{words} {md_text(name)}" if name else words
 

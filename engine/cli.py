@@ -231,13 +231,13 @@ def finished_words(summary: dict) -> str:
     return line + (f"\n  {ended}" if ended else "")
 
 
-def _balanced_words(summary: dict) -> str:
+def _balanced_words(summary: dict, val_word: str = "validation") -> str:
     """For a run whose classes are imbalanced (its data report's `imbalance`), its balanced accuracy (the mean of the
-    per-class accuracies) on test, else validation: "test balanced 21.5%"; "" otherwise. A student's 5-class run
-    printed "test 44.4%" while its balanced accuracy, 21.5%, was at guessing."""
+    per-class accuracies) on test, else validation (called `val_word`): "test balanced 21.5%"; "" otherwise. A
+    student's 5-class run printed "test 44.4%" while its balanced accuracy, 21.5%, was at guessing."""
     if not ((summary.get("data_report") or {}).get("imbalance") or {}).get("imbalanced"):
         return ""
-    for split, words in (("test", "test"), ("val", "validation")):
+    for split, words in (("test", "test"), ("val", val_word)):
         value = summary.get(f"{split}_balanced_acc")
         if isinstance(value, (int, float)) and math.isfinite(value):
             return f"{words} balanced {_pct(value)}"
@@ -1041,8 +1041,8 @@ def _run_facts(r, store: RunStore | None = None) -> str:
         if isinstance(summary.get(key), (int, float)) and math.isfinite(summary[key]):
             facts.append(f"{words} {100 * summary[key]:.1f}%")
             break
-    balanced = _balanced_words(summary)  # imbalanced classes: plain accuracy alone flatters
-    return "[" + ", ".join(facts + ([balanced.replace("validation", "val")] if balanced else [])) + "]"
+    balanced = _balanced_words(summary, val_word="val")  # imbalanced classes: plain accuracy alone flatters
+    return "[" + ", ".join(facts + ([balanced] if balanced else [])) + "]"
 
 
 def _backbones(args: argparse.Namespace) -> int:
@@ -1577,8 +1577,6 @@ def _refuse_unknown(parser: argparse.ArgumentParser, argv: list[str], extra: lis
     """Refuse arguments `extra` that `parser` does not know, as argparse does (SystemExit 2), with the command's own
     usage and, for a mistyped option, its closest name (difflib): a student's `train --image_size 128` got the
     top-level usage and no word of `--image-size`."""
-    import difflib
-
     subs = next((a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)), {})
     sub = subs.get(argv[0]) if argv else None
     if sub is None:

@@ -1175,7 +1175,8 @@ def render() -> None:
     if rec is None:
         return
     b_cfg = rec.config.get("backbone", {})
-    st.caption(f"{state.backbone_title(b_cfg.get('name'))} ({state.WEIGHTS_TEXT.get(b_cfg.get('pretrained'), b_cfg.get('pretrained'))}) · "
+    start = state.start_words(b_cfg.get("pretrained"), b_cfg.get("checkpoint") or "", rec.owner)  # a checkpoint by name
+    st.caption(f"{state.backbone_title(b_cfg.get('name'))} ({start}) · "
                f"{rec.config.get('data', {}).get('image_size')} px · "
                f"{rec.status} {components.short_time(rec.finished)}")
     summary = components.read_summary(str(rec.run_dir))

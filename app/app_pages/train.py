@@ -122,7 +122,7 @@ def gpu_selector(cfg) -> None:
                         "process per GPU (DistributedDataParallel); the global batch size stays the same.")
 
 
-def methods_words(cfg) -> str:
+def next_methods_words(cfg) -> str:
     """The end of the next run's line: its methods ("no extra method"), then flip TTA, the head-only epochs, the
     frozen blocks and how imbalanced classes are treated, where they apply, each after " · "."""
     methods = ", ".join(METHODS[m].title for m in cfg.enabled_methods() if m in METHODS) or "no extra method"
@@ -134,7 +134,7 @@ def methods_words(cfg) -> str:
 def start_section(engine, visible: list) -> None:
     """The next run in words, its warnings, and Start (with the note beside it); `visible`: state.runs."""
     cfg, ds = state.config(), state.dataset()
-    methods = methods_words(cfg)
+    methods = next_methods_words(cfg)
     with st.container(border=True):
         named = f"*{state.md_text(cfg.name)}*: " if cfg.name else ""  # the name typed on the Model page, if any
         st.markdown(f"**Next run:** {named}{state.backbone_title(cfg.backbone.name)} ({state.weights_words(cfg)}) on "

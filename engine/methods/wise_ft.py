@@ -185,11 +185,8 @@ def curve_alphas(alphas) -> list[float]:
 def coarse_to_fine(alphas) -> list[float]:
     """The grid (`curve_alphas` of `alphas`) in the order it is computed: the ends, then the middle, then ever
     finer, so the streamed curve has its shape after a few points rather than filling in from the left."""
-    todo = curve_alphas(alphas)
-    order: list[float] = []
-    if not todo:
-        return order
-    order += [todo[0]] + ([todo[-1]] if len(todo) > 1 else [])
+    todo = curve_alphas(alphas)  # at least the two ends
+    order = [todo[0], todo[-1]]
     spans = [(0, len(todo) - 1)]
     while spans:
         nxt = []
