@@ -80,12 +80,13 @@ def predictor(run_dir: str, datasets_dir: str, variant: str, alpha: float | None
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def decoded(data: bytes, name: str, size: int, crop_at: float = 0.5) -> tuple[np.ndarray, list[str]]:
+def decoded(tag: str, _data: bytes, name: str, size: int, crop_at: float = 0.5) -> tuple[np.ndarray, list[str]]:
     """(uint8 [3, size, size] as numpy, what decoding did), decoded as in training; a non-square picture's square
-    kept `crop_at` along its longer side (engine.predict.decode_bytes; 0.5, the centre, as training)."""
+    kept `crop_at` along its longer side (engine.predict.decode_bytes; 0.5, the centre, as training). Cached by
+    `tag`, the bytes' `digest` (`_data` is not hashed again: a 5 MB photo was hashed eight times per redraw)."""
     from engine.predict import decode_bytes
 
-    image, notes = decode_bytes(data, name, size, crop_at=crop_at)
+    image, notes = decode_bytes(_data, name, size, crop_at=crop_at)
     return image.numpy(), notes
 
 
@@ -93,25 +94,26 @@ CROP_KEY_PREFIX = "try_crop_"  # + the image's digest: which part of a non-squar
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def crop_options(data: bytes) -> list[str]:
+def crop_options(tag: str, _data: bytes) -> list[str]:
     """The places a non-square picture's square can be kept (engine.predict.crop_place's words): left, centre,
     right for a landscape picture, top, centre, bottom for a portrait one; [] for a square or near-square picture
-    (sides within 5%) or an unreadable one. Cached per picture: reading a PNG's EXIF decodes it (89 ms at 12 MP)."""
+    (sides within 5%) or an unreadable one. Cached per picture by `tag`, the bytes' `digest`: reading a PNG's EXIF
+    decodes it (89 ms at 12 MP)."""
     from engine.predict import upright_size
 
-    dims = upright_size(data)
+    dims = upright_size(_data)
     if dims is None or max(dims) < 1.05 * min(dims):  # near-square: its three squares are all but the same
         return []
     return ["left", "centre", "right"] if dims[0] > dims[1] else ["top", "centre", "bottom"]
 
 
-def crop_choice(data: bytes) -> float:
+def crop_choice(tag: str) -> float:
     """The crop position (engine.predict.CROP_AT: 0, 0.5 or 1) the user chose for this picture with
     `crop_control`, drawn under it (its value from the last redraw, or kept for a refresh); 0.5, the centre, as
-    training crops, until they choose."""
+    training crops, until they choose. `tag`: the picture's `digest`."""
     from engine.predict import CROP_AT
 
-    key = CROP_KEY_PREFIX + digest(data)
+    key = CROP_KEY_PREFIX + tag
     state.seed_choice(key)
     if key not in st.session_state:  # the control's start (a default beside a seeded value makes Streamlit warn)
         st.session_state[key] = "centre"
@@ -119,15 +121,15 @@ def crop_choice(data: bytes) -> float:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def preview(data: bytes) -> np.ndarray:
-    """engine.data.upright_preview of an uploaded picture (uint8 [H, W, 3]), decoded once per picture: each crop
-    position draws its outline on it (engine.data.outline_square)."""
+def preview(tag: str, _data: bytes) -> np.ndarray:
+    """engine.data.upright_preview of an uploaded picture (uint8 [H, W, 3]), decoded once per picture (`tag`, its
+    `digest`): each crop position draws its outline on it (engine.data.outline_square)."""
     from engine.data import upright_preview
 
-    return upright_preview(data)
+    return upright_preview(_data)
 
 
-def whole_picture(data: bytes, crop_at: float, options: list[str]) -> None:
+def whole_picture(tag: str, data: bytes, crop_at: float, options: list[str]) -> None:
     """A non-square picture whole, the square the model sees outlined in red, in "What was done to the image": the
     page showed only the square, and a teacher could not show a class what was cut away. Nothing for a square or
     near-square picture (no `options`: `crop_options`), or when the bytes cannot be read (the answer above said
@@ -136,19 +138,19 @@ def whole_picture(data: bytes, crop_at: float, options: list[str]) -> None:
         return
     from engine.data import outline_square
 
-    got = state.attempt("drawing the whole picture", preview, data)
+    got = state.attempt("drawing the whole picture", preview, tag, data)
     if got.ok:
         st.image(outline_square(got.value, crop_at),
                  caption="The whole picture; the square the model sees is outlined in red.")
 
 
-def crop_control(where, data: bytes, options: list[str]) -> None:
+def crop_control(where, tag: str, options: list[str]) -> None:
     """Under a non-square picture, in the column `where`: which part of it the model sees, among `options`
     (`crop_options`; none for a square picture): a landscape photo's subject off centre was cut away, and only "What
-    was done to the image" said so. Kept for a refresh."""
+    was done to the image" said so. Kept for a refresh. `tag`: the picture's `digest`."""
     if not options:
         return
-    key = CROP_KEY_PREFIX + digest(data)
+    key = CROP_KEY_PREFIX + tag
     place = where.radio(
         "Part of the picture the model sees", options, key=key, horizontal=True,
         help="The model sees squares, so the middle square of a wider or taller picture is kept, as in training. "
@@ -429,24 +431,25 @@ def device_words(device) -> str:
 
 
 def image_result(ds: str, models: list[Shown], name: str, data: bytes, threshold: float,
-                 said: set | None = None) -> bool:
+                 said: set | None = None, tag: str | None = None) -> bool:
     """One image: the picture as the model sees it, its top classes per model, the flag (brief when
-    `said` holds its kind: see `verdict`), attributions. False when the bytes are not a readable image
-    (the message is shown)."""
+    `said` holds its kind: see `verdict`), attributions. `tag`: the bytes' `digest` where the caller has it. False
+    when the bytes are not a readable image (the message is shown)."""
     size = models[0].p.image_size
-    options = crop_options(data)  # cached: a PNG's EXIF is read by decoding it; a square picture has no choice
-    crop_at = crop_choice(data) if options else 0.5
-    got = state.attempt(f"reading {name}", decoded, data, name, size, crop_at)
+    tag = tag or digest(data)
+    options = crop_options(tag, data)  # cached: a PNG's EXIF is read by decoding it; a square picture has no choice
+    crop_at = crop_choice(tag) if options else 0.5
+    got = state.attempt(f"reading {name}", decoded, tag, data, name, size, crop_at)
     if not got.ok:
         return False
     image, notes = got.value
     cols = answer_columns(len(models))
     cols[0].image(framed(upscale(image.transpose(1, 2, 0), DISPLAY_PX)),
                   caption=f"{state.md_text(name)} (as the model sees it)", width=DISPLAY_PX)
-    crop_control(cols[0], data, options)
+    crop_control(cols[0], tag, options)
     with cols[0].expander("What was done to the image"):
         st.markdown("\n".join(f"- {n}" for n in notes) or "- decoded as in training")
-        whole_picture(data, crop_at, options)
+        whole_picture(tag, data, crop_at, options)
     answers = []
     import torch
 
@@ -469,10 +472,10 @@ def image_result(ds: str, models: list[Shown], name: str, data: bytes, threshold
             if said is not None:
                 said.add(("precision", id(p)))
             st.caption(f"answered in {ms:.0f} ms on {device_words(p.device)}" + precision_words(p.amp_dtype, told))
-    key = f"{digest(data)}_{'_'.join(f'{m.variant}{m.alpha}{Path(m.run_dir).name}' for m in models)}"
+    key = f"{tag}_{'_'.join(f'{m.variant}{m.alpha}{Path(m.run_dir).name}' for m in models)}"
     # the switch belongs to the image: turning the comparison on or off (other models) keeps it as it
     # was, and so does a refresh
-    explain_key = f"{EXPLAIN_KEY_PREFIX}{digest(data)}"
+    explain_key = f"{EXPLAIN_KEY_PREFIX}{tag}"
     state.seed_choice(explain_key)
     shown = st.toggle("Why? Show attributions", key=explain_key)
     state.remember_choice(explain_key, shown, default=False)
@@ -811,13 +814,13 @@ def answer_images(engine, kind: str, images: list[tuple[str, bytes]], new: bool,
     """Each image's answers (a repeated file once), then, for files the user just gave, the usable
     ones kept for a refresh (`kind`: images or camera)."""
     usable, first_named, said = [], {}, set()
-    forget_explain_switches({digest(data) for _, data in images})
+    tags = [digest(data) for _, data in images]  # once per picture and redraw
+    forget_explain_switches(set(tags))
     if images:  # about the run's models, not one image: said once above the answers (it was under each one)
         for note in dict.fromkeys(m.p.familiarity_note() for m in models):  # one run's models: once
             if note:
                 st.caption(note)
-    for name, data in images:
-        key = digest(data)
+    for (name, data), key in zip(images, tags):
         if key in first_named:  # the same bytes again: one answer (and widget keys)
             if name == first_named[key]:  # the same file given twice: kept once ("... is the same file as" itself)
                 st.caption(f":material/content_copy: {state.md_text(name)} was given twice: its answer is above.")
@@ -828,7 +831,7 @@ def answer_images(engine, kind: str, images: list[tuple[str, bytes]], new: bool,
             continue
         first_named[key] = name
         with state.guarded(f"predicting {name}"):
-            if image_result(ds, models, name, data, threshold, said):
+            if image_result(ds, models, name, data, threshold, said, tag=key):
                 usable.append((name, data))
     if new and usable:  # kept for a refresh: the ones that could be used (a damaged file's message is not
         state.remember_try_inputs(engine, kind, usable)  # shown again); none usable keeps what was kept before,
