@@ -14,8 +14,9 @@ import streamlit as st
 from app import state
 from engine.baselines import (BASELINE_METHODS, config_value, near_standard, run_claims, standard_config,
                               stronger_standard, stronger_words)
-from engine.chance import (LUCK_MARK, ChanceCause, answers_words, chance_cause, chance_finding, memorised_fixes,
-                           memorised_words, run_lr, small_split_words, unstable_words, val_test_gap_words)
+from engine.chance import (LUCK_MARK, ChanceCause, answers_words, chance_cause, chance_finding, finer_detail_words,
+                           memorised_fixes, memorised_words, run_lr, small_split_words, unstable_words,
+                           val_test_gap_words)
 from engine.claims import ceiling_words, wise_ft_reading, wise_pruned_start, wise_user_ood_reading
 from engine.config import ADVANCED_TITLE, RunConfig, smaller_batch, smaller_batch_advice
 from engine.errors import StudioError
@@ -137,6 +138,17 @@ def _smaller_batch_words(config: dict | None, n_train) -> str:
     except StudioError:
         return ""
     return smaller_batch_advice(cfg, n_train) if smaller_batch(cfg, n_train) is not None else ""
+
+
+def finer_detail_note(config: dict | None, summary: dict) -> str:
+    """engine.chance.finer_detail_words for a finished run (`config`: its config dict) in the Model page's words,
+    under an info icon, or "" (also for a backbone of one fixed image size)."""
+    from engine.backbones import BACKBONES
+
+    spec = BACKBONES.get(((config or {}).get("backbone") or {}).get("name") or "")
+    words = finer_detail_words(summary, config, "a larger *Image size* (Model and methods page; {size} px, say)",
+                               fixed=bool(spec and spec.fixed_image_size))
+    return f":material/info: {words}" if words else ""
 
 
 def small_split_note(summary: dict) -> str:

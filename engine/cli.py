@@ -27,8 +27,9 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from engine.backbones import BACKBONES, WEIGHTS_TEXT, available_sources, backbone_title, check_bundled
-from engine.chance import (ChanceCause, chance_cause, chance_finding, memorised_fixes, memorised_words, run_lr,
-                           small_split_words, unstable_words, val_test_gap_words, weak_class_words)
+from engine.chance import (ChanceCause, chance_cause, chance_finding, finer_detail_words, memorised_fixes,
+                           memorised_words, run_lr, small_split_words, unstable_words, val_test_gap_words,
+                           weak_class_words)
 from engine.checkpoints import new_run_id, read_metadata, write_json
 from engine.clock import fmt_duration, process_started_at
 from engine.config import (RunConfig, apply_overrides, probe_epochs_for, smaller_batch, smaller_batch_advice,
@@ -761,6 +762,10 @@ def _say_caution(summary: dict, cfg: RunConfig) -> None:
     small = small_split_words(summary)
     if small:
         print(f"note: {small}", file=sys.stderr)
+    detail = finer_detail_words(summary, cfg.to_dict(), "a run with --image-size {size}",
+                                fixed=bool(BACKBONES[cfg.backbone.name].fixed_image_size))
+    if detail:
+        print(f"note: {detail}", file=sys.stderr)
 
 
 def _chance_advice(summary: dict, cfg: RunConfig, cause: ChanceCause) -> str:

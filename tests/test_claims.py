@@ -1172,3 +1172,36 @@ def test_the_command_line_says_why_the_standard_run_there_is_does_not_count(tmp_
     out = capsys.readouterr().out
     assert "  'Standard demo' (s1) is standard fine-tuning on the same data but not this run's comparison: Epochs " \
            "(train.epochs): 6 there, 4 here" in out, out
+
+
+def test_a_weak_run_on_pictures_shrunk_far_is_told_a_larger_image_size_keeps_finer_detail(capsys):
+    """A student's 320 x 200 scans at 64 px reached 55.6% validation, and no page said that a larger image size
+    (128 px: 88.9% in their one trial) keeps finer detail; the words say "if", on Results and after `train`."""
+    from app.claims_view import finer_detail_note
+    from engine.chance import DETAIL_WEAK, finer_detail_words
+    from engine.cli import _say_caution
+    from engine.config import RunConfig, apply_overrides
+
+    shape = {"long": 320, "short": 200, "square_share": 0.63, "wide": 1.0, "tall": 0.0}
+    summary = {"classes": list("abcde"), "val_acc": 10 / 18, "data_report": {"picture_shape": shape}}
+    config = apply_overrides(RunConfig(), ["data.image_size=64"]).to_dict()
+    words = finer_detail_words(summary, config, "--image-size {size}")
+    assert words.startswith("This run shrank your pictures (about 320 by 200 px) about 3x to 64 px, so detail finer "
+                            "than about 3 of their pixels was lost to it."), words
+    assert "If what tells your classes apart is small" in words and "--image-size 128 keeps finer detail" in words
+    note = finer_detail_note(config, summary)
+    assert note.startswith(":material/info: This run shrank") and "*Image size* (Model and methods page; 128 px" in note
+    assert not finer_detail_words(dict(summary, val_acc=DETAIL_WEAK), config, "{size}"), "a strong run: no hint"
+    assert not finer_detail_words(summary, apply_overrides(RunConfig(), ["data.image_size=96"]).to_dict(), "{size}"), \
+        "200 px pictures at 96 px: shrunk about 2x, little detail lost"
+    assert not finer_detail_words({"val_acc": 0.5}, config, "{size}"), "a report from before shapes were kept"
+    assert not finer_detail_words(dict(summary, val_acc=None), config, "{size}")
+    assert not finer_detail_words(summary, config, "{size}", fixed=True), "a backbone of one image size"
+    vit = dict(config, backbone={"name": "vit_b_16"}, data={"image_size": 224})
+    big = dict(summary, data_report={"picture_shape": {"long": 4000, "short": 3000}})
+    assert finer_detail_words(big, vit, "{size}") and not finer_detail_note(vit, big), "ViT-B/16 takes 224 px only"
+    cfg = apply_overrides(RunConfig(), ["data.image_size=64"])
+    _say_caution(summary, cfg)
+    assert "note: This run shrank your pictures" in capsys.readouterr().err
+    _say_caution(dict(summary, val_acc=0.95), cfg)
+    assert "shrank" not in capsys.readouterr().err

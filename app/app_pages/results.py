@@ -13,7 +13,8 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, components, datasets, layout, state
-from app.claims_view import at_chance, claim_lines, small_split_note, unstable_note, val_test_gap
+from app.claims_view import (at_chance, claim_lines, finer_detail_note, small_split_note, unstable_note,
+                             val_test_gap)
 from app.method_views import VIEWS
 from engine.augment import augmentation_words
 from engine.chance import (chance_finding, findings_split, smaller_model_summary, split_at_guessing,
@@ -626,9 +627,9 @@ def one_run(engine, runs) -> None:
             st.info(note.removeprefix(":material/info: "), icon=":material/info:")  # grey (a teacher missed it)
         else:
             st.caption(note)
-    weight = small_split_note(summary) if summary.get("status") == "finished" else ""
-    if weight:
-        st.caption(weight)
+    for note in (small_split_note(summary), finer_detail_note(rec.config, summary)):
+        if note and summary.get("status") == "finished":
+            st.caption(note)
     warned = data_warnings(rec, summary)
     if warned:  # next to the figures they qualify (a duplicate across given splits inflates validation accuracy)
         st.warning(f"These figures come from data with {state.plural(len(warned), 'warning')}: " + " ".join(warned),
