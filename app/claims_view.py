@@ -159,7 +159,7 @@ def small_split_note(summary: dict) -> str:
 
 def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict, chance: str | None = None) -> None:
     """Write one line per enabled method with a claim (st.success when shown, st.info instead on a run at
-    guessing (`chance`) or for a claim won by an image or two (Claim.narrow), st.warning when not,
+    guessing (`chance`) or for a verdict an image or two could turn (Claim.narrow), st.warning when not,
     st.info when a comparison run is missing)."""
     claims, other, scratch, twin = run_claims(rec, runs, read_summary, summary)
     if not claims:
@@ -172,8 +172,9 @@ def claim_lines(rec, runs, read_summary: Callable[[str], dict], summary: dict, c
                    f"{'the line below' if one else 'the lines below'} {verb} noise.")
     for claim in claims:
         # on a run at guessing (the caption above) a shown claim is no success: it compares noise
-        # nor is one won by an image or two (Claim.narrow): a hint, in blue
-        show = {True: st.info if chance or claim.narrow else st.success, False: st.warning}.get(claim.shown, st.info)
+        # nor is a verdict an image or two could turn (Claim.narrow): a hint, in blue
+        hint = claim.narrow or (chance and claim.shown)
+        show = st.info if hint else {True: st.success, False: st.warning}.get(claim.shown, st.info)
         show(state.md_text(state.message_words(claim.text)) + plain_words(claim.method, summary), icon=":material/science:")
     ceiling = ceiling_words(summary, claims)
     if ceiling:

@@ -7,6 +7,7 @@ page and the command line judge with the same runs."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Callable, NamedTuple, Sequence
 
@@ -222,4 +223,18 @@ def run_claims(rec, runs: Sequence, read_summary: Callable[[str], dict], summary
     claims = [CLAIMS[m](summary, baseline, read_summary(scratch.run_dir) if scratch else None,
                         unattacked=twin.name if twin is not None else None) if m == "adversarial"
               else CLAIMS[m](summary, baseline) for m in methods]
-    return Judged(claims, other, scratch, twin)
+    return Judged([on_few_images(c, summary) for c in claims], other, scratch, twin)
+
+
+def on_few_images(claim: Claim, summary: dict) -> Claim:
+    """`claim`, a verdict (shown True or False) of a run whose held-out splits are small (engine.chance.small_splits
+    of its `summary`), marked narrow with what one image weighs there: a teacher read a green "claim shown" on 12
+    validation images beside the caution that figures there can be an image or two apart. Unchanged without a
+    verdict, when already narrow (its own words say why) or when the splits are large enough. Raises nothing."""
+    from engine.chance import one_image_words, small_splits
+
+    few = small_splits(summary)
+    if claim.shown is None or claim.narrow or not few:
+        return claim
+    return dataclasses.replace(claim, narrow=True, text=f"{claim.text} Measured on {one_image_words(few)}: read the "
+                                                        "verdict as a hint; more images per class make it firmer.")

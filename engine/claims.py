@@ -30,9 +30,10 @@ ADVERSARIAL_MIN_GAIN = 0.15  # robust accuracy at least 15 points above plain fi
 @dataclass(frozen=True)
 class Claim:
     """One method's verdict on its paper's claim for a run: `shown` True or False, None when the summary lacks what
-    the claim needs; `text` the one line Results shows, with the run's numbers; `narrow` when a shown claim rests
-    on so few images (NARROW_IMAGES or fewer) that another seed may well not show it (the page then shows it
-    as a hint, not a success)."""
+    the claim needs; `text` the one line Results shows, with the run's numbers; `narrow` when a verdict rests
+    on so few images (a margin of NARROW_IMAGES or fewer, or held-out splits under engine.chance.SMALL_SPLIT
+    images: engine.baselines.run_claims) that another seed may well turn it (the page then shows it as a hint,
+    not a success or a failure)."""
 
     method: str
     shown: bool | None  # None: the summary lacks what the claim needs

@@ -1050,6 +1050,45 @@ def test_the_results_claim_lines_show_the_stronger_standard_run_under_a_wise_ft_
     assert len(said) == 1 and "16.4 points above this run's fine-tuned model (57.0%)" in said[0], [c.value for c in at.caption]
 
 
+def test_a_verdict_on_a_few_held_out_images_is_a_hint_not_a_success():
+    """A teacher read a green "claim shown" on 12 validation images beside the caution that figures there can be an
+    image or two apart: a verdict on splits under 50 images is shown in blue, saying what one image weighs, on
+    Results and (the same words) after `train`."""
+    from streamlit.testing.v1 import AppTest
+
+    from engine.baselines import on_few_images
+    from engine.claims import Claim
+
+    def script():
+        from types import SimpleNamespace as R
+
+        from app.claims_view import claim_lines
+
+        wise = R(id="w", name="WiSE-FT demo", status="finished", run_dir="w", created=0.0,
+                 config={"data": {"source": "a.zip", "image_size": 64}, "seed": 0, "wise_ft": {"enabled": True}})
+        curve = [{"alpha": 0.0, "val_acc": 0.5, "ood_acc": 0.40}, {"alpha": 0.5, "val_acc": 0.75, "ood_acc": 0.50},
+                 {"alpha": 1.0, "val_acc": 0.75, "ood_acc": 0.45}]
+        counts = {"val": {"a": 6, "b": 6}, "test": {"a": 6, "b": 6}}
+        summary = {"wise_curve": curve, "classes": ["a", "b"], "data_report": {"split_counts": counts}}
+        claim_lines(wise, [wise], {"w": summary}.get, summary)
+
+    at = AppTest.from_function(script, default_timeout=30).run()
+    assert not at.exception, at.exception
+    assert not at.success and len(at.info) == 1, [s.value for s in at.success]
+    line = at.info[0].value
+    assert "claim shown" in line and "Measured on 12 validation images (one image is 8.3 points) and 12 test images " \
+        "(one image is 8.3 points): read the verdict as a hint" in line, line
+    large = {"data_report": {"split_counts": {"val": {"a": 60, "b": 60}, "test": {"a": 60, "b": 60}}}}
+    small = {"data_report": {"split_counts": {"val": {"a": 6, "b": 6}}}}
+    shown = Claim("pruning", True, "Pruning: the paper's claim shown in this run.")
+    assert on_few_images(shown, large) is shown and on_few_images(shown, {}) is shown, "large or unknown splits"
+    assert on_few_images(Claim("pruning", None, "x"), small).text == "x", "no verdict: nothing to weigh"
+    failed = on_few_images(Claim("pruning", False, "Pruning: not shown."), small)
+    assert failed.narrow and failed.text.startswith("Pruning: not shown. Measured on 12 validation images")
+    narrow = Claim("wise_ft", True, "WiSE-FT: shown, narrowly (read it as a hint).", narrow=True)
+    assert on_few_images(narrow, small) is narrow, "its own words already call it a hint"
+
+
 def test_the_command_line_names_the_stronger_standard_run_after_a_wise_ft_run(tmp_path, capsys):
     import json
     from types import SimpleNamespace as R
