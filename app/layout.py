@@ -23,11 +23,19 @@ def tile_width(label: str, longest: str) -> int:
     return max(16 * len(longest), 6 * len(label) + 28) + 8
 
 
-def cells(n: int) -> list[DeltaGenerator]:
+CELL_MIN_PX = 180  # a keyed row's cells: a number box with its +/- buttons, or "SGD with momentum", whole
+
+
+def cells(n: int, key: str | None = None) -> list[DeltaGenerator]:
     """`n` containers side by side sharing the row's width equally, like st.columns(n), that wrap onto
-    more lines when the page is too narrow for n of Streamlit's minimum item width (about 150 px). A cell
-    left empty is not drawn (Streamlit drops empty containers): the others share its width."""
-    row = st.container(horizontal=True, wrap=True)
+    more lines when the page is too narrow for n of Streamlit's minimum item width (about 120 px). With `key`
+    (unique on the page) each cell is at least CELL_MIN_PX wide (a style on the row's st-key class): four
+    settings a row on a 1024 px window with the sidebar open were cut at Streamlit's minimum ("0.0025(", "SGD
+    with mor") and now wrap two a row, while a 1280 px window keeps four. A cell left empty is not drawn
+    (Streamlit drops empty containers): the others share its width."""
+    row = st.container(horizontal=True, wrap=True, key=f"cells_{key}" if key else None)
+    if key:  # a style alone takes no room on the page
+        st.html(f"<style>.st-key-cells_{key} > div {{min-width: {CELL_MIN_PX}px;}}</style>")
     return [row.container(width="stretch") for _ in range(n)]
 
 

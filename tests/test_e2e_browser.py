@@ -166,6 +166,37 @@ def test_number_fields_show_the_saved_value_at_once_and_follow_a_preset(server, 
     page.close()
 
 
+def test_the_model_pages_settings_stay_whole_on_a_projector_window(server, browser):
+    """On a 1024 x 768 window with the sidebar open four settings a row were cut ("0.0025(", "SGD with mor"):
+    the rows wrap two a row there (app.layout.cells' CELL_MIN_PX), and a 1280 px window keeps four."""
+    from app.layout import CELL_MIN_PX
+
+    def boxes(page) -> dict:
+        """Each Training setting's input box: its left edge and width, px."""
+        out = {}
+        for label in ("Epochs", "Batch size (images)", "Image size (px)", "Learning rate", "Weight decay"):
+            box = page.get_by_label(label, exact=True).bounding_box()
+            out[label] = (box["x"], box["width"])
+        return out
+
+    page = browser.new_page(viewport={"width": 1024, "height": 768})
+    page.goto(server["url"] + "/model")
+    page.get_by_role("heading", name="2 · Model and methods").wait_for(timeout=60_000)
+    settle(page)
+    narrow = boxes(page)
+    optimiser = page.get_by_label("Optimiser", exact=True)  # a combo box: its value is in an input
+    assert optimiser.input_value() == "SGD with momentum"
+    assert optimiser.evaluate("e => e.scrollWidth <= e.clientWidth"), "the optimiser's name is cut"
+    # the number box beside its +/- buttons: the cell at least CELL_MIN_PX, its text box about 90 px of it
+    assert min(w for _, w in narrow.values()) >= CELL_MIN_PX - 90, narrow
+    assert narrow["Epochs"][0] == narrow["Image size (px)"][0], "two a row: Image size starts the second row"
+    page.set_viewport_size({"width": 1280, "height": 900})
+    settle(page)
+    wide = boxes(page)
+    assert len({x for x, _ in list(wide.values())[:3]}) == 3, "four a row at 1280 px: Epochs, Batch and Image side by side"
+    page.close()
+
+
 @pytest.fixture(scope="module")
 def tiny_zip_path(tmp_path_factory) -> Path:
     """Another dataset (3 colour classes, 10 images each) for a second, quick run on other data."""

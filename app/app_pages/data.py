@@ -294,7 +294,7 @@ def split_settings() -> None:
         else:
             st.caption("Every class is split the same way (stratified), with a fixed seed: the same settings "
                        "always give the same split, so runs are comparable.")
-        c = layout.cells(5)
+        c = layout.cells(5, key="split")
         d = cfg.data
         names = ("val_fraction", "test_fraction", "min_images_per_class", "train_per_class")  # bounds, help: config
         values = {name: field_widget("data", d, name, container=c[i], disabled=name in unused)

@@ -451,7 +451,7 @@ def knobs_section() -> None:
     cfg = state.config()
     spec = BACKBONES[cfg.backbone.name]
     st.subheader("Training")
-    c = layout.cells(4)
+    c = layout.cells(4, key="training")
     cfg = state.update_section("train", epochs=field_widget("train", cfg.train, "epochs", container=c[0]),
                                batch_size=field_widget("train", cfg.train, "batch_size", container=c[1]))
     keep_fine_tuning_epochs(cfg)
@@ -462,7 +462,7 @@ def knobs_section() -> None:
         state.update_section("data", image_size=field_widget("data", cfg.data, "image_size", container=c[2],
                                                              meta={"min": spec.min_image_size}))
     opt_choice = field_widget("optim", cfg.optim, "optimizer", container=c[3])
-    c = layout.cells(4)
+    c = layout.cells(4, key="optimiser")
     values = {"optimizer": opt_choice, "lr": field_widget("optim", cfg.optim, "lr", container=c[0]),
               "weight_decay": field_widget("optim", cfg.optim, "weight_decay", container=c[2])}
     if opt_choice == "sgd":
@@ -528,8 +528,8 @@ def schedule_section() -> None:
     """The schedule, its own knobs, and the learning rate it gives over the run's steps."""
     cfg = state.config()
     left, right = layout.cells(2)  # the schedule and its knobs, then its curve: wrapping on a narrow page
-    with left:
-        c = [*layout.cells(2), right]
+    with left:  # each knob whole: one above the other in a narrow half ("Nesterov momentu m" at 1024 px)
+        c = [*layout.cells(2, key="schedule"), right]
     with c[0]:
         schedule = field_widget("optim", cfg.optim, "schedule", meta=dict(
             choices=list(SCHEDULES), labels={k: schedule_label(k) for k in SCHEDULES}))
@@ -633,7 +633,7 @@ def advanced_section() -> None:
             if shown_setting(cfg.train, name, train):  # flip only while augmenting
                 train[name] = field_widget("train", cfg.train, name, container=c[(len(train) - 3) % 2])
         state.update_section("train", **train)
-        c = layout.cells(4)
+        c = layout.cells(4, key="ood_eval")
         state.update_section("eval", **{name: field_widget("eval", cfg.eval, name, container=col) for name, col in
                                         zip(("ood", "ood_severity_each_epoch", "ood_subset_each_epoch",
                                              "eval_batch_size"), c)})
@@ -650,7 +650,7 @@ def robust_section() -> None:
     """Robust accuracy's settings: the switch, then eps, attack steps (at the end and per epoch), images attacked
     per epoch and AutoAttack."""
     cfg = state.config()
-    c = layout.cells(5)  # wraps on a narrow page: the switches' labels stay whole
+    c = layout.cells(5, key="robust")  # wraps on a narrow page: the switches' labels stay whole
     ev = {"robust": field_widget("eval", cfg.eval, "robust", container=c[0])}
     if ev["robust"]:
         ev.update({name: field_widget("eval", cfg.eval, name, container=col) for name, col in
