@@ -305,7 +305,7 @@ def wise_ft_claim(summary: dict, baseline: dict | None = None) -> Claim:
         what = (f"the best {'mix' if len(mixes) == 1 else 'mixes'}, alpha {_alpha_list(mixes, curve)}, only "
                 f"tie{'s' if len(mixes) == 1 else ''} with {ends} on OOD")
     else:
-        which = (f"the best mix within {tol} validation point of the fine-tuned end" if ok else
+        which = (f"the best mix at most {tol} validation point below the fine-tuned end" if ok else
                  f"no mix kept validation within {tol} point of the fine-tuned end; the best in-between mix")
         what = f"{which}, {alpha}, is {points_against(pick['ood_acc'], best_end, 'the better end')} on OOD"
     figures = f"{_pts(pick['ood_acc'])}% vs {_pts(zero['ood_acc'])}% at alpha 0 and {_pts(one['ood_acc'])}% at alpha 1"

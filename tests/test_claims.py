@@ -92,7 +92,7 @@ def test_wise_ft_claim_interior_alpha_beats_both_ends():
                                                           for a, o in ((0.0, 0.40), (0.4, 0.414), (1.0, 0.40))]}
     line = wise_ft_claim(nothing)
     assert line.shown is None, line.text
-    assert line.text.startswith("WiSE-FT: the best mix within 1 validation point of the fine-tuned end"), line.text
+    assert line.text.startswith("WiSE-FT: the best mix at most 1 validation point below the fine-tuned end"), line.text
     assert "(the fine-tuned end is at or below guessing on validation (16.7%; guessing is 33.3%), so the mixes " \
            "compare noise)." in line.text, line.text
     nothing["wise_curve"][-1]["val_acc"] = 0.6
