@@ -78,8 +78,6 @@ def curve_ood_words(config: dict, val_images: int | None = None) -> str:
 def wise_ft_view(engine, rec, summary: dict) -> None:
     """WiSE-FT's view on Results: the alpha slider over the mixes the run measured (an alpha typed beside it is
     computed then), the chosen mix's figures and the accuracies against alpha."""
-    from engine.runs import load_run
-
     curve = summary.get("wise_curve") or []
     if not curve:
         st.info("This run has no WiSE-FT curve (it was stopped before the curve was computed).")
@@ -90,6 +88,24 @@ def wise_ft_view(engine, rec, summary: dict) -> None:
                                           if pruned else "") + ") with the "
                "fine-tuned ones (alpha 1): the slider's stops are the mixes the run measured, shown at once; an "
                "alpha between them is computed when you type it beside the slider.")
+    alpha_panel(engine, rec, summary)
+
+
+@st.fragment
+def alpha_panel(engine, rec, summary: dict) -> None:
+    """`wise_ft_view`'s slider and what it shows (the mix's figures, the curve, its download), redrawn alone when
+    the slider moves: the whole Results page took 4.5 s per move on a teacher's projector. Choosing an alpha
+    redraws the page (its tiles' note names the mix in use). A failure is shown in its place (state.guarded: the
+    page's own guard is not around a fragment's redraw)."""
+    with state.guarded("drawing the WiSE-FT slider"):
+        alpha_view(engine, rec, summary)
+
+
+def alpha_view(engine, rec, summary: dict) -> None:
+    """`alpha_panel`'s content: the slider, the chosen mix's figures, the curve and the mix's download."""
+    from engine.runs import load_run
+
+    curve = summary.get("wise_curve") or []
     used, chosen = state.wise_alpha(engine, rec)  # what Explain, Try it and export use
     alpha = alpha_picker(rec.id, curve, used)
     alpha_choice(engine, rec, alpha, used, chosen, state.message_words(pick_rule_words(summary)))
@@ -216,9 +232,11 @@ def alpha_choice(engine, rec, alpha: float, used: float, chosen: bool, rule: str
         return
     st.caption(f"Looking at alpha {alpha:.2f}. Explain, Try it and export use alpha {used:.2f} "
                + ("(chosen for this run)." if chosen else "(the run's own pick: none chosen yet)."))
-    st.button(f"Use alpha {alpha:.2f} for Explain, Try it and export", key=f"wise_use_{rec.id}",
-              icon=":material/check:", on_click=state.set_wise_alpha, args=(engine, rec, alpha),
-              help="Keeps this alpha with the run: the other pages explain, answer with and export this mix.")
+    if st.button(f"Use alpha {alpha:.2f} for Explain, Try it and export", key=f"wise_use_{rec.id}",
+                 icon=":material/check:",
+                 help="Keeps this alpha with the run: the other pages explain, answer with and export this mix."):
+        state.set_wise_alpha(engine, rec, alpha)
+        st.rerun()  # the whole page, not only the slider's fragment: the tiles' note names the mix in use
 
 
 def cache_points(cache: dict, run_id: str) -> list[dict]:
