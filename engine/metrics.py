@@ -61,6 +61,9 @@ def selection_key(epoch: dict) -> tuple[float, float]:
     """How the best epoch is chosen from one epoch's metrics (`val_acc`, `val_loss`): the highest
     validation accuracy, ties broken by the lower validation loss (on a few validation images several
     epochs tie, and the earliest was often the first head-only one); still tied, the earliest. Used by
-    the training loop (best.safetensors) and everything that names the best epoch."""
-    loss = epoch.get("val_loss")
-    return float(epoch["val_acc"]), -(float(loss) if isinstance(loss, (int, float)) and loss == loss else float("inf"))
+    the training loop (best.safetensors) and everything that names the best epoch. An epoch without a validation
+    accuracy (no validation images: NaN in the loop, None once saved) ranks below every measured one, as the loop
+    ranks it: `predict` on such a run stopped with a TypeError."""
+    acc, loss = epoch.get("val_acc"), epoch.get("val_loss")
+    acc = float(acc) if isinstance(acc, (int, float)) and acc == acc else float("-inf")
+    return acc, -(float(loss) if isinstance(loss, (int, float)) and loss == loss else float("inf"))
