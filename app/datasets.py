@@ -63,8 +63,9 @@ def preview_size(cfg: RunConfig) -> int:
 
 
 def _key(cfg: RunConfig) -> tuple:
-    """A check's cache key: the dataset as `cfg` splits it (`_shape_key`) and the preview size."""
-    return (*_shape_key(cfg), preview_size(cfg))
+    """A check's cache key: the dataset as `cfg` splits it (`_shape_key`), the preview size and how its pictures
+    become squares (data.fit: the previews show what the model sees)."""
+    return (*_shape_key(cfg), preview_size(cfg), cfg.data.fit)
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ def cheap_check(engine: Engine, cfg: RunConfig) -> DataCheck | None:
         source = resolve_path(cfg.data.source)
     except StudioError:
         return None
-    if not is_decoded(source, preview_size(cfg), zip_limits(engine.limits)):
+    if not is_decoded(source, preview_size(cfg), zip_limits(engine.limits), cfg.data.fit):
         return None
     return check_dataset(engine, cfg, cached_only=True)
 
@@ -144,7 +145,7 @@ def check_dataset(engine: Engine, cfg: RunConfig, progress: Callable[[int, int],
                               val_fraction=d.val_fraction, test_fraction=d.test_fraction, seed=cfg.seed,
                               min_images_per_class=d.min_images_per_class, progress=progress,
                               limits=zip_limits(engine.limits), drop_duplicates=d.drop_duplicates,
-                              cached_only=cached_only)
+                              cached_only=cached_only, fit=d.fit)
     except NotDecoded:  # evicted since is_decoded said yes: the Data page decodes it, with its progress bar
         return None
     except Exception as exc:  # StudioError for the user's data; anything else is shown politely

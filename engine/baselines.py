@@ -17,7 +17,8 @@ from engine.methods import METHODS
 
 SAME = (("data", "source"), ("data", "image_size"), ("backbone", "name"), ("backbone", "pretrained"),
         ("data", "drop_duplicates"), ("data", "val_fraction"), ("data", "test_fraction"), ("data", "train_per_class"),
-        ("data", "class_balance"), ("train", "epochs"), ("train", "batch_size"), ("optim", "optimizer"), ("optim", "lr"),
+        ("data", "class_balance"), ("data", "fit"), ("train", "epochs"), ("train", "batch_size"),
+        ("optim", "optimizer"), ("optim", "lr"),
         ("optim", "momentum"), ("optim", "weight_decay"), ("optim", "schedule"),
         ("optim", "linear_probe_epochs"), ("train", "augment"), ("train", "flip"), ("eval", "tta_flip"), ("seed", None))
 

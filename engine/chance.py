@@ -445,10 +445,12 @@ def finer_detail_words(summary: dict, config: dict | None, control: str, fixed: 
     helps). "" otherwise, also when the shape or accuracy is unknown. Raises nothing."""
     shape = (summary.get("data_report") or {}).get("picture_shape") or {}
     long, short = int(shape.get("long") or 0), int(shape.get("short") or 0)
-    size, accuracy = int(((config or {}).get("data") or {}).get("image_size") or 0), summary.get("val_acc")
-    if fixed or not size or not _finite(accuracy) or accuracy >= DETAIL_WEAK or short < 3 * size:
+    data = (config or {}).get("data") or {}
+    size, accuracy = int(data.get("image_size") or 0), summary.get("val_acc")
+    side = long if data.get("fit") == "pad" else short  # a whole picture is shrunk by its longer side
+    if fixed or not size or not _finite(accuracy) or accuracy >= DETAIL_WEAK or side < 3 * size:
         return ""
-    shrink = f"{short / size:.0f}"
+    shrink = f"{side / size:.0f}"
     return (f"This run shrank your pictures (about {long} by {short} px) about {shrink}x to {size} px, so detail "
             f"finer than about {shrink} of their pixels was lost to it. If what tells your classes apart is small (a "
             f"texture, a mark, a thin line), {control.format(size=2 * size)} keeps finer detail; each epoch then takes "

@@ -920,7 +920,8 @@ def _inspect(args: argparse.Namespace) -> int:
     for note in rep.notes:
         print(f"note: {note}")
     shape = picture_shape_words(rep.picture_shape, pick(args.image_size, d.image_size),
-                                control="a larger --image-size (train and inspect)")
+                                control="a larger --image-size (train and inspect)", fit=d.fit,
+                                whole="--set data.fit=pad (train)")
     if shape:
         print(f"pictures: {shape}")
     split_names = [s for s in ("train", "val", "test") if s in rep.split_counts]

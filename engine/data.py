@@ -1026,6 +1026,28 @@ def _centre_square(width: int, height: int, at: float = 0.5) -> tuple[int, int, 
     return left, top, left + side, top + side
 
 
+FITS = ("crop", "pad")  # how a picture becomes the model's square: its middle square, or the whole picture padded
+PAD_RGB = (124, 116, 104)  # the pad's colour: ImageNet's mean (engine.backbones.IMAGENET_MEAN x 255), 0 once normalised
+
+
+def fit_square(rgb: Image.Image, size: int, fit: str = "crop", crop_at: float = 0.5) -> Image.Image:
+    """`rgb` as the model's size x size square (PIL RGB), resized bilinearly (antialiased, as torchvision's
+    Resize): `fit` "crop" keeps its largest square, placed `crop_at` along the longer side (`_centre_square`; the
+    same as "shorter side to size, then centre crop"); "pad" keeps the whole picture, its longer side at `size`,
+    centred on a square of PAD_RGB (letterboxing: a wide photo's subject at one end stays in). Raises ValueError
+    for another `fit`."""
+    if fit == "crop":
+        return rgb.resize((size, size), Image.Resampling.BILINEAR, box=_centre_square(*rgb.size, at=crop_at),
+                          reducing_gap=3.0)
+    if fit != "pad":
+        raise ValueError(f"fit must be one of {', '.join(FITS)} (got {fit!r})")
+    scale = size / max(rgb.size)
+    w, h = max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))
+    square = Image.new("RGB", (size, size), PAD_RGB)
+    square.paste(rgb.resize((w, h), Image.Resampling.BILINEAR, reducing_gap=3.0), ((size - w) // 2, (size - h) // 2))
+    return square
+
+
 def _imagehash():
     """The imagehash module, or None when it is not installed (near duplicates are then not searched)."""
     try:
@@ -1122,12 +1144,12 @@ def open_image(raw: bytes) -> Image.Image:
     return Image.open(io.BytesIO(raw), formats=PIL_FORMATS)
 
 
-def _decode(raw: bytes, size: int, max_pixels: int, want_hash: bool = False,
-            crop_at: float = 0.5) -> tuple[torch.Tensor, int, np.ndarray | None, tuple[int, int]]:
+def _decode(raw: bytes, size: int, max_pixels: int, want_hash: bool = False, crop_at: float = 0.5,
+            fit: str = "crop") -> tuple[torch.Tensor, int, np.ndarray | None, tuple[int, int]]:
     """(uint8 [3,size,size] image, perceptual hash, thumbnail (`_thumbnail`), the picture's (width, height) in
     pixels, upright) from a file's bytes; the hash and thumbnail with `want_hash` only (else 0 and None), both from
-    the same picture whatever `size` is. The square kept sits `crop_at` along the longer side (`_centre_square`;
-    training's 0.5)."""
+    the same picture whatever `size` and `fit` are. The square is made by `fit_square` (`fit` "crop": the square
+    kept sits `crop_at` along the longer side, training's 0.5; "pad": the whole picture)."""
     phash, thumb = 0, None
     if not raw:  # said as it is: "not a readable image (unknown format or damaged file)" sent a student looking
         raise ValueError("empty file (0 bytes)")
@@ -1147,10 +1169,7 @@ def _decode(raw: bytes, size: int, max_pixels: int, want_hash: bool = False,
         upright = (height, width) if turned else (width, height)  # the file's own size, as it is seen
         if want_hash and not is_jpeg:
             phash, thumb = phash64(rgb), _thumbnail(rgb)
-        # Crop the centre square and resize it in one step: the same as "shorter side to S, then
-        # centre crop S". Bilinear (antialiased by PIL) matches torchvision's Resize default.
-        small = rgb.resize((size, size), Image.Resampling.BILINEAR, box=_centre_square(*rgb.size, at=crop_at),
-                           reducing_gap=3.0)
+        small = fit_square(rgb, size, fit, crop_at)
     if want_hash and is_jpeg:
         # Hash a fixed draft (not the size-dependent one above), so the hash, and so the duplicate
         # groups and the split, are the same whatever image size a run decodes at.
@@ -1188,8 +1207,10 @@ _DECODER_WORDS = (
 )
 
 
-def decode_image(path, size: int, max_pixels: int = MAX_IMAGE_PIXELS, crop_at: float = 0.5) -> torch.Tensor:
-    """Decode one image file to uint8 [3,size,size] (any mode -> RGB; shorter side to `size`, centre crop).
+def decode_image(path, size: int, max_pixels: int = MAX_IMAGE_PIXELS, crop_at: float = 0.5,
+                 fit: str = "crop") -> torch.Tensor:
+    """Decode one image file to uint8 [3,size,size] (any mode -> RGB; shorter side to `size`, centre crop; with
+    `fit` "pad" the whole picture, longer side to `size`, padded to a square: `fit_square`).
 
     `crop_at` places the square along a non-square picture's longer side: 0 its left (or top) end, 0.5 the
     centre (training's crop), 1 its right (or bottom) end; Try it lets a user pick it for a photo whose subject
@@ -1198,27 +1219,29 @@ def decode_image(path, size: int, max_pixels: int = MAX_IMAGE_PIXELS, crop_at: f
     is not a readable image, including decompression bombs.
     """
     try:
-        return _decode(Path(path).read_bytes(), size, max_pixels, crop_at=crop_at)[0]
+        return _decode(Path(path).read_bytes(), size, max_pixels, crop_at=crop_at, fit=fit)[0]
     except Exception as err:  # truncated data, decoder errors, odd modes: skip, never crash
         raise ValueError(_decode_reason(err)) from err
 
 
-def _decode_or_reason(args: tuple[Path, int, int]) -> tuple[torch.Tensor, str, int, np.ndarray, tuple] | str:
+def _decode_or_reason(args: tuple[Path, int, int, str]) -> tuple[torch.Tensor, str, int, np.ndarray, tuple] | str:
     """(image, sha256 of the file's bytes, perceptual hash, thumbnail, upright (width, height)), or why the file
-    was skipped."""
-    path, size, max_pixels = args
+    was skipped. `args`: (path, size, max_pixels, fit)."""
+    path, size, max_pixels, fit = args
     try:
         raw = path.read_bytes()
-        image, phash, thumb, upright = _decode(raw, size, max_pixels, want_hash=True)
+        image, phash, thumb, upright = _decode(raw, size, max_pixels, want_hash=True, fit=fit)
         return image, hashlib.sha256(raw).hexdigest(), phash, thumb, upright
     except Exception as err:
         return _decode_reason(err)
 
 
 def _decode_all(
-    paths: Sequence[Path], size: int, progress: ProgressFn | None, max_pixels: int = MAX_IMAGE_PIXELS
+    paths: Sequence[Path], size: int, progress: ProgressFn | None, max_pixels: int = MAX_IMAGE_PIXELS,
+    fit: str = "crop",
 ) -> tuple[torch.Tensor, list[bool], list[str | None], list[str], np.ndarray, np.ndarray, np.ndarray]:
-    """Decode `paths` into one preallocated uint8 [N,3,S,S] tensor with a small thread pool.
+    """Decode `paths` into one preallocated uint8 [N,3,S,S] tensor with a small thread pool, each picture made
+    square by `fit_square` with `fit`.
 
     PIL releases the GIL while decoding, so a few threads give a real speed-up. Returns the
     tensor, which rows succeeded, the failure reason per row (None when it succeeded), and per
@@ -1239,7 +1262,7 @@ def _decode_all(
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
-            for i, result in enumerate(pool.map(_decode_or_reason, [(p, size, max_pixels) for p in paths])):
+            for i, result in enumerate(pool.map(_decode_or_reason, [(p, size, max_pixels, fit) for p in paths])):
                 if isinstance(result, str):
                     reasons[i] = result
                 else:
@@ -1319,8 +1342,8 @@ def _memoised_fingerprint(source) -> tuple[str, str] | None:
     return None if digest is None else ("zip", digest)
 
 
-def is_decoded(source, image_size: int, limits: ZipLimits = ZipLimits()) -> bool:
-    """Whether `source` (a zip path) is held decoded at `image_size` px in this process, so
+def is_decoded(source, image_size: int, limits: ZipLimits = ZipLimits(), fit: str = "crop") -> bool:
+    """Whether `source` (a zip path) is held decoded at `image_size` px (and `fit`) in this process, so
     `load_dataset` with those settings returns without decoding an image. Costs a stat: it hashes
     nothing and walks no folder (a folder, or a zip not hashed yet in this process, is False).
     Never raises."""
@@ -1328,7 +1351,7 @@ def is_decoded(source, image_size: int, limits: ZipLimits = ZipLimits()) -> bool
     if known is None:
         return False
     with _cache_lock:
-        return (*known, image_size, limits) in _cache
+        return (*known, image_size, limits, fit) in _cache
 
 
 def _digest_key(path: Path) -> tuple[str, int, int]:
@@ -1477,13 +1500,15 @@ def _require_class_folders(scan: DatasetScan, kind: str = "zip") -> None:
 
 def _decoded(source, work_dir, image_size: int, limits: ZipLimits, max_cache_bytes: int,
              progress: ProgressFn | None, expected_classes: Sequence[str] | None = None,
-             cached_only: bool = False) -> _Decoded:
-    """Scan + decode `source` at `image_size`, from the LRU when this exact source was seen
-    (`cached_only`: from the LRU or not at all, NotDecoded)."""
+             cached_only: bool = False, fit: str = "crop") -> _Decoded:
+    """Scan + decode `source` at `image_size`, squares made by `fit` (`fit_square`), from the LRU when this exact
+    source was seen (`cached_only`: from the LRU or not at all, NotDecoded)."""
     if image_size < 1:
         raise StudioError(f"The image size must be a positive number of pixels (got {image_size}); 64 is a good start.")
     src = _identify_source(source)
-    key = (src.kind, src.fingerprint, image_size, limits)
+    if fit not in FITS:
+        raise StudioError(f"data.fit must be one of {', '.join(FITS)} (got {fit!r}).")
+    key = (src.kind, src.fingerprint, image_size, limits, fit)
     hit = _cache_get(key)
     if hit is not None:
         if expected_classes is not None:
@@ -1503,7 +1528,7 @@ def _decoded(source, work_dir, image_size: int, limits: ZipLimits, max_cache_byt
     items, skipped = scan.items, list(scan.skipped)
     paths = [p for p, _ in items]
     images, ok, reasons, shas, phashes, thumbs, sizes = _decode_all(paths, image_size, progress,
-                                                                    limits.max_image_pixels)
+                                                                    limits.max_image_pixels, fit)
     for (path, _), reason in zip(items, reasons):
         if reason is not None:
             skipped.append(SkippedFile(path.relative_to(root).as_posix(), reason))
@@ -1904,14 +1929,15 @@ def load_dataset(source, work_dir, image_size: int = 64, val_fraction: float = 0
                  test_fraction: float = 0.2, seed: int = 0, min_images_per_class: int = 5,
                  limits: ZipLimits = ZipLimits(), max_cache_bytes: int = 4 * 1024**3,
                  progress: ProgressFn | None = None, drop_duplicates: bool = False,
-                 cached_only: bool = False) -> DataSplits:
+                 cached_only: bool = False, fit: str = "crop") -> DataSplits:
     """Validate, decode and split a dataset (a .zip or a folder in any layout `scan_dataset` reads).
 
     Zips are extracted into `work_dir/<content-hash>` and nowhere else. Images are decoded once
-    into uint8 [N,3,S,S] tensors (S = `image_size`: shorter side resized to S, centre crop), so
+    into uint8 [N,3,S,S] tensors (S = `image_size`: shorter side resized to S, centre crop; with `fit` "pad" the
+    whole picture, padded: `fit_square`), so
     memory is N*3*S*S bytes (1,000 images at 64 px = 12 MB; at 224 px = 150 MB); a dataset
     needing more than `max_cache_bytes` is refused with a StudioError before decoding. Decoded
-    data is kept in a small in-memory LRU keyed by (source content, size, limits), so loading
+    data is kept in a small in-memory LRU keyed by (source content, size, limits, fit), so loading
     the same upload again is instant. `progress(done, total)` is called while decoding.
 
     Split: a split given by train/val/test folders is used as is (a missing val/ is carved from
@@ -1924,14 +1950,15 @@ def load_dataset(source, work_dir, image_size: int = 64, val_fraction: float = 0
     """
     with _for_folders(source):
         return _load_dataset(source, work_dir, image_size, val_fraction, test_fraction, seed, min_images_per_class,
-                             limits, max_cache_bytes, progress, drop_duplicates, cached_only)
+                             limits, max_cache_bytes, progress, drop_duplicates, cached_only, fit)
 
 
 def _load_dataset(source, work_dir, image_size, val_fraction, test_fraction, seed, min_images_per_class, limits,
-                  max_cache_bytes, progress, drop_duplicates, cached_only) -> DataSplits:
+                  max_cache_bytes, progress, drop_duplicates, cached_only, fit) -> DataSplits:
     """`load_dataset`'s work, its arguments in its order."""
     _check_fractions(val_fraction, test_fraction)
-    decoded = _decoded(source, work_dir, image_size, limits, max_cache_bytes, progress, cached_only=cached_only)
+    decoded = _decoded(source, work_dir, image_size, limits, max_cache_bytes, progress, cached_only=cached_only,
+                       fit=fit)
     _require_readable(decoded)
 
     classes = list(decoded.classes)
@@ -2040,15 +2067,15 @@ def _check_class_match(found: Sequence[str], expected: Sequence[str]) -> None:
 
 def load_ood_dataset(source, work_dir, image_size: int, classes: list[str],
                      limits: ZipLimits = ZipLimits(), max_cache_bytes: int = 4 * 1024**3,
-                     progress: ProgressFn | None = None) -> ImageSet:
-    """A user-provided evaluation set with the same classes as training, decoded like `load_dataset`.
+                     progress: ProgressFn | None = None, fit: str = "crop") -> ImageSet:
+    """A user-provided evaluation set with the same classes as training, decoded like `load_dataset` (`fit`).
 
     Its class names (folders or labels file; split folders, if any, are pooled) must equal
     `classes` as a set after Unicode NFC normalisation; labels follow the order of `classes`.
     A class may have few images here (it is only evaluated), but at least one image must be readable.
     """
     classes = [normalise_class_name(c) for c in classes]
-    decoded = _ood_decoded(source, work_dir, image_size, classes, limits, max_cache_bytes, progress)
+    decoded = _ood_decoded(source, work_dir, image_size, classes, limits, max_cache_bytes, progress, fit)
     position = {name: i for i, name in enumerate(classes)}
     remap = torch.tensor([position[name] for name in decoded.classes], dtype=torch.int64)
     # Clone: the cached tensor must stay untouched whatever the caller does with the result.
@@ -2056,10 +2083,11 @@ def load_ood_dataset(source, work_dir, image_size: int, classes: list[str],
 
 
 def _ood_decoded(source, work_dir, image_size: int, classes: list[str], limits: ZipLimits, max_cache_bytes: int,
-                 progress: ProgressFn | None) -> _Decoded:
-    """`source` decoded and checked as an OOD set of `classes` (NFC-normalised); StudioError otherwise."""
+                 progress: ProgressFn | None, fit: str = "crop") -> _Decoded:
+    """`source` decoded (`fit`) and checked as an OOD set of `classes` (NFC-normalised); StudioError otherwise."""
     with _for_folders(source):
-        decoded = _decoded(source, work_dir, image_size, limits, max_cache_bytes, progress, expected_classes=classes)
+        decoded = _decoded(source, work_dir, image_size, limits, max_cache_bytes, progress, expected_classes=classes,
+                           fit=fit)
         _check_class_match(list(decoded.classes), classes)
         _require_readable(decoded)
     return decoded

@@ -299,7 +299,8 @@ def training_lines(cfg: RunConfig, summary: dict[str, Any]) -> list[str]:
              + (f"; {frozen}" if (frozen := frozen_words(cfg.optim, cfg.backbone.pretrained, kept=True)) else "")
              + (f"; the first {plural(lp, 'epoch')} trained the new head only (a linear probe), then every layer"
                 if (lp := cfg.optim.linear_probe_epochs) else "")
-             + (f"; imbalanced classes: {balance}" if (balance := balance_words(cfg.data.class_balance)) else "")]
+             + (f"; imbalanced classes: {balance}" if (balance := balance_words(cfg.data.class_balance)) else "")
+             + ("; whole pictures, padded with grey to squares" if cfg.data.fit == "pad" else "")]
     if ended := ended_early_words(summary):
         lines.append("- " + ended)
     if summary.get("export_variant") == "best":
@@ -474,14 +475,15 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
             lines.append(f"- {c.format}: {'verified' if c.ok else 'FAILED'} (same class as the model on "
                          f"{100 * c.agreement:.1f}% of {checked_on}, max logit difference "
                          f"{c.max_abs_logit_diff:.1e}) {c.message}".rstrip())
-    lines += use_it_section(summary.get("classes", []), cfg.data.image_size)
+    lines += use_it_section(summary.get("classes", []), cfg.data.image_size, cfg.data.fit)
     lines += ["", "## Exact configuration", "", "```yaml", card_config_yaml(cfg).rstrip(), "```", ""]
     return "\n".join(lines)
 
 
 # The preprocessing lines below follow engine.data.decode_image step by step (JPEG draft decoding,
 # EXIF rotation, 16-bit and float greyscale scaled to 8 bits, any mode to RGB with transparency on white,
-# centre square, bilinear resize), so the exported model sees the same pixels as in the studio;
+# centre square (or the whole picture on grey: engine.data.fit_square), bilinear resize), so the exported model
+# sees the same pixels as in the studio;
 # tests/test_predict.py runs them. (A 16-bit X-ray went white through convert("RGBA") alone.)
 _PREPROCESS = """import sys{stdlib_import}
 
@@ -490,7 +492,7 @@ import numpy as np
 from PIL import Image, ImageOps, JpegImagePlugin
 
 CLASSES = {classes!r}
-SIZE = {size}  # pixels; the model was trained on SIZE x SIZE centre squares
+SIZE = {size}  # pixels; the model was trained on SIZE x SIZE {squares}
 
 
 def eight_bit(img):
@@ -526,11 +528,7 @@ def load(path):
         img = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img.alpha_composite(rgba)
         img = img.convert("RGB")
-    w, h = img.size
-    s = min(w, h)
-    box = ((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s)  # centre square
-    img = img.resize((SIZE, SIZE), Image.Resampling.BILINEAR, box=box, reducing_gap=3.0)
-    return np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0  # no mean/std: the model does it
+{square}    return np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0  # no mean/std: the model does it
 
 
 MODEL, IMAGES = sys.argv[1], sys.argv[2:]  # python predict.py <the exported model file> <image> ...
@@ -559,25 +557,48 @@ _RUNTIMES = {  # runtime -> (title, standard-library imports, its own import, th
 }
 
 
-def use_it_code(classes: list[str], image_size: int, runtime: str) -> str:
+_SQUARE = {  # data.fit -> (what the model was trained on, the script's lines that make the square)
+    "crop": ("centre squares", """    w, h = img.size
+    s = min(w, h)
+    box = ((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s)  # centre square
+    img = img.resize((SIZE, SIZE), Image.Resampling.BILINEAR, box=box, reducing_gap=3.0)
+"""),
+    "pad": ("whole pictures, padded with grey to a square", """    w, h = img.size
+    scale = SIZE / max(w, h)  # the whole picture, its longer side SIZE, centred on grey
+    small = img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR,
+                       reducing_gap=3.0)
+    img = Image.new("RGB", (SIZE, SIZE), {pad!r})
+    img.paste(small, ((SIZE - small.width) // 2, (SIZE - small.height) // 2))
+"""),
+}
+
+
+def use_it_code(classes: list[str], image_size: int, runtime: str, fit: str = "crop") -> str:
     """A self-contained Python script that loads the exported model (`runtime`: onnx or
     torchscript) named first on its command line (whatever the file was saved as), preprocesses the
-    image files named after it exactly as the studio does, and prints `path class probability` per
-    image."""
+    image files named after it exactly as the studio does (`fit`: the run's data.fit), and prints `path class
+    probability` per image. Raises KeyError for an unknown `runtime` or `fit`."""
+    from engine.data import PAD_RGB
+
     _, stdlib, runtime_import, run = _RUNTIMES[runtime]
+    squares, square = _SQUARE[fit]
     return _PREPROCESS.format(classes=list(classes), size=int(image_size), runtime_import=runtime_import,
-                              stdlib_import=stdlib) + run + _PRINT
+                              stdlib_import=stdlib, squares=squares,
+                              square=square.replace("{pad!r}", repr(PAD_RGB))) + run + _PRINT
 
 
-def use_it_section(classes: list[str], image_size: int) -> list[str]:
-    """The model card's "Use it" lines: one script per exported format."""
+def use_it_section(classes: list[str], image_size: int, fit: str = "crop") -> list[str]:
+    """The model card's "Use it" lines: one script per exported format (`fit`: the run's data.fit)."""
+    square = ("the whole picture shrunk to fit a square of" if fit == "pad" else "the centre square resized to")
     lines = ["", "## Use it",
              f"Save one of these as `predict.py` and run `python predict.py <the .onnx or .ts file> photo.jpg ...` "
              f"(the model file under whatever name you saved it). "
-             f"Images are prepared as in the studio: EXIF rotation, RGB, the centre square resized to "
-             f"{image_size} x {image_size}, pixels in [0, 1]; mean/std normalisation is inside the model."]
+             f"Images are prepared as in the studio: EXIF rotation, RGB, {square} "
+             f"{image_size} x {image_size}" + (" (grey bars fill the rest)" if fit == "pad" else "")
+             + ", pixels in [0, 1]; mean/std normalisation is inside the model."]
     for runtime, (title, *_) in _RUNTIMES.items():
-        lines += ["", f"### {title}", "", "```python", use_it_code(classes, image_size, runtime).rstrip(), "```"]
+        code = use_it_code(classes, image_size, runtime, fit).rstrip()
+        lines += ["", f"### {title}", "", "```python", code, "```"]
     return lines
 
 

@@ -138,12 +138,13 @@ def set_frozen_bn_eval(model: Classifier, frozen_blocks: list[torch.nn.Module], 
 
 def setup_extras(cfg: RunConfig) -> str:
     """What a description of the next run adds after its methods, each after ", ": its frozen blocks
-    (`frozen_words`) and how imbalanced classes are treated (engine.words.balance_words); "" when neither applies.
+    (`frozen_words`), how imbalanced classes are treated and whether pictures are kept whole
+    (engine.words.data_extras); "" when none applies.
     The Data page's Train now line, the Model page's Ready line, the sidebar and `train`'s header say the same
     (a student's class-weighted runs were described as the others)."""
-    from engine.words import balance_words
+    from engine.words import data_extras
 
-    words = (frozen_words(cfg.optim, cfg.backbone.pretrained), balance_words(cfg.data.class_balance))
+    words = (frozen_words(cfg.optim, cfg.backbone.pretrained), *data_extras(cfg.data))
     return "".join(f", {w}" for w in words if w)
 
 

@@ -365,6 +365,7 @@ class Predictor:
         self.stats, self.low_confidence = stats, low_confidence
         self.pruned = bool((summary or {}).get("sparsity"))  # a WiSE-FT mix keeps the pruning masks
         self.image_size = int(cfg.data.image_size)
+        self.fit = cfg.data.fit  # how a picture becomes the model's square, as in the run (engine.data.fit_square)
         self.lock = threading.Lock()  # Grad-CAM hooks layers; sessions share the predictor
 
     @property
@@ -1159,10 +1160,10 @@ def upright_size(data: bytes) -> tuple[int, int] | None:
     return (h, w) if turned else (w, h)
 
 
-def describe_decoding(path: Path, size: int, crop_at: float = 0.5) -> list[str]:
+def describe_decoding(path: Path, size: int, crop_at: float = 0.5, fit: str = "crop") -> list[str]:
     """What `decode_image` does to this file, in plain words (format, EXIF rotation, colour mode,
-    the square kept (`crop_place` of `crop_at`), resize). Reads the header only; an unreadable file gets an
-    empty list."""
+    the square kept (`crop_place` of `crop_at`) or, with `fit` "pad", the whole picture padded, resize). Reads the
+    header only; an unreadable file gets an empty list."""
     from PIL import Image
 
     try:
@@ -1181,6 +1182,11 @@ def describe_decoding(path: Path, size: int, crop_at: float = 0.5) -> list[str]:
         what = "transparent pixels put on white, " if transparent else ""
         notes.append(f"converted from {mode} to RGB ({what}as in training)")
     side = min(w, h)
+    if w != h and fit == "pad":
+        bars = "left and right" if h > w else "above and below"
+        notes.append(f"the whole picture kept, shrunk to fit {size} x {size} pixels (bilinear), grey bars {bars}: "
+                     "the run's training size and way")
+        return notes
     if w != h:
         place = crop_place(w, h, crop_at)
         notes.append(f"{place} square of {side} x {side} kept (the model sees squares"
@@ -1193,9 +1199,10 @@ def describe_decoding(path: Path, size: int, crop_at: float = 0.5) -> list[str]:
 
 
 def decode_bytes(data: bytes, name: str, size: int, max_pixels: int = MAX_IMAGE_PIXELS,
-                 crop_at: float = 0.5) -> tuple[torch.Tensor, list[str]]:
+                 crop_at: float = 0.5, fit: str = "crop") -> tuple[torch.Tensor, list[str]]:
     """Decode uploaded bytes exactly as training does: (uint8 [3, size, size], what was done); `crop_at` places
-    a non-square picture's square along its longer side (engine.data.decode_image; 0.5, the centre, as training).
+    a non-square picture's square along its longer side (engine.data.decode_image; 0.5, the centre, as training);
+    `fit`: the run's data.fit ("pad": the whole picture, `crop_at` unused).
 
     Raises StudioError naming `name` with the plain reason when the bytes are not a readable image.
     """
@@ -1204,12 +1211,12 @@ def decode_bytes(data: bytes, name: str, size: int, max_pixels: int = MAX_IMAGE_
         path = Path(tmp) / f"image{suffix if suffix in IMAGE_EXTENSIONS else '.bin'}"
         path.write_bytes(data)
         try:
-            image = decode_image(path, size, max_pixels, crop_at=crop_at)
+            image = decode_image(path, size, max_pixels, crop_at=crop_at, fit=fit)
         except ValueError as err:
             advice = ("Scale it down (a few thousand pixels a side is plenty) and try again" if "too large" in str(err)
                       else "Try a JPEG or PNG photo")
             raise StudioError(f"'{name}' could not be used: {err}. {advice}.") from None
-        return image, describe_decoding(path, size, crop_at)
+        return image, describe_decoding(path, size, crop_at, fit)
 
 
 # ---- a folder or a zip of images ------------------------------------------------------------------
@@ -1372,15 +1379,16 @@ def _materialise(source: Path, work_dir: Path | None, name: str,
     return dest, dest
 
 
-def _decode_or_reason(args: tuple[Path, int]) -> torch.Tensor | str:
+def _decode_or_reason(args: tuple[Path, int, str]) -> torch.Tensor | str:
+    """(path, size, fit) decoded as training decodes (engine.data.decode_image), or why it could not be."""
     try:
-        return decode_image(args[0], args[1])
+        return decode_image(args[0], args[1], fit=args[2])
     except ValueError as err:
         return str(err)
 
 
 def _decoded_batches(items: list[tuple[str, Path]], size: int, batch_size: int, skipped: list[SkippedFile],
-                     overlap: bool) -> Iterator[tuple[list[int], torch.Tensor, int]]:
+                     overlap: bool, fit: str = "crop") -> Iterator[tuple[list[int], torch.Tensor, int]]:
     """(item indices, uint8 batch, files consumed so far); unreadable files go to `skipped`.
 
     With `overlap` (a GPU does the model's work), decoding threads run up to four batches ahead
@@ -1395,7 +1403,7 @@ def _decoded_batches(items: list[tuple[str, Path]], size: int, batch_size: int, 
             for start in range(0, len(items), batch_size):
                 chunk = items[start:start + batch_size]
                 idx, imgs = [], []
-                for j, result in enumerate(pool.map(_decode_or_reason, [(p, size) for _, p in chunk])):
+                for j, result in enumerate(pool.map(_decode_or_reason, [(p, size, fit) for _, p in chunk])):
                     if isinstance(result, str):
                         skipped.append(SkippedFile(chunk[j][0], result))
                     else:
@@ -1404,7 +1412,7 @@ def _decoded_batches(items: list[tuple[str, Path]], size: int, batch_size: int, 
                 if imgs:
                     yield idx, torch.stack(imgs), start + len(chunk)
             return
-        pending = [pool.submit(_decode_or_reason, (p, size)) for _, p in items[:ahead]]
+        pending = [pool.submit(_decode_or_reason, (p, size, fit)) for _, p in items[:ahead]]
         next_i, done = len(pending), 0
         idx: list[int] = []
         imgs: list[torch.Tensor] = []
@@ -1412,7 +1420,7 @@ def _decoded_batches(items: list[tuple[str, Path]], size: int, batch_size: int, 
             result = pending[done].result()
             pending[done] = None  # free the decoded tensor once batched
             if next_i < len(items):
-                pending.append(pool.submit(_decode_or_reason, (items[next_i][1], size)))
+                pending.append(pool.submit(_decode_or_reason, (items[next_i][1], size, fit)))
                 next_i += 1
             if isinstance(result, str):
                 skipped.append(SkippedFile(items[done][0], result))
@@ -1468,7 +1476,8 @@ def _predict_items(predictor: Predictor, items: list[tuple[str, Path]], skipped:
     result = FolderResult(list(predictor.classes), predictor.label, skipped=skipped, unknown_folders=unknown)
     t0 = time.perf_counter()
     overlap = predictor.device.type != "cpu"
-    for idx, batch, done in _decoded_batches(items, predictor.image_size, batch_size, result.skipped, overlap):
+    for idx, batch, done in _decoded_batches(items, predictor.image_size, batch_size, result.skipped, overlap,
+                                             predictor.fit):
         answers = predictor.predict(batch, top_k, batch_size, threshold)
         for i, a in zip(idx, answers):
             lab = labels[i]

@@ -17,7 +17,7 @@ from engine.backbones import BACKBONES, available_sources
 from engine.config import ADVANCED_TITLE, RunConfig, with_section
 from engine.errors import StudioError
 from engine.methods import METHODS
-from engine.words import balance_words, plural
+from engine.words import data_extras, plural
 
 
 def offline_pretrained(backbone: str) -> str:
@@ -474,7 +474,7 @@ def run_name(cfg: RunConfig, data: str | None = None, preset: str | None = None,
     run's small dataset is not named by its fitted batch), else the backbone and the methods switched on
     ("ResNet-18 WiSE-FT on ..."); the seed when it is not 0 (two runs of one recipe had one name in every
     list); where it starts when that is not the bundled weights (ImageNet weights, your checkpoint, scratch); and
-    the data, with how imbalanced classes are treated when they are (engine.words.balance_words):
+    the data, with how imbalanced classes are treated and whole pictures (engine.words.data_extras):
     `data`, else the dataset's own name (data.source_name, "sample textures" for the bundled sample, or
     the file or folder name of data.source)."""
     from pathlib import PurePath
@@ -492,8 +492,7 @@ def run_name(cfg: RunConfig, data: str | None = None, preset: str | None = None,
     near = None if preset else near_preset(cfg, fit)
     if near is not None:  # "Standard demo, epochs 5 (ResNet-18) on ...": the recipe it was, and what changed
         preset = ", ".join([near[0].title, *near[1]])
-    balance = balance_words(cfg.data.class_balance)  # a setting of the data, kept by every preset, said after it
-    data += f", {balance}" if balance else ""
+    data += "".join(f", {w}" for w in data_extras(cfg.data))  # settings of the data, kept by every preset
     if preset:
         return f"{preset} ({backbone_title(cfg.backbone.name)}{', ' + seed if seed else ''}){start} on {data}"
     methods = " + ".join(METHODS[m].title.split()[0] if m in METHODS else m  # "WiSE-FT", "Pruning", ...

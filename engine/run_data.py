@@ -44,13 +44,13 @@ def dataset_path(cfg: RunConfig) -> Path:
 
 
 def prepare_data(cfg: RunConfig, work_dir: Path, limits=None) -> DataSplits:
-    """The run's splits (`data.source` decoded at `data.image_size`, split with the run's seed or
+    """The run's splits (`data.source` decoded at `data.image_size` and `data.fit`, split with the run's seed or
     as the dataset's folders give it), optionally fewer training images per class. Extracted zips
     and the decode cache live under `work_dir`. Raises StudioError for data that cannot be used."""
     d = cfg.data
     splits = load_dataset(dataset_path(cfg), work_dir, image_size=d.image_size, val_fraction=d.val_fraction,
                           test_fraction=d.test_fraction, seed=cfg.seed, min_images_per_class=d.min_images_per_class,
-                          limits=zip_limits(limits), drop_duplicates=d.drop_duplicates)
+                          limits=zip_limits(limits), drop_duplicates=d.drop_duplicates, fit=d.fit)
     if d.train_per_class > 0:
         splits = subsample_train(splits, d.train_per_class, cfg.seed)
     return splits
@@ -88,7 +88,7 @@ def load_user_ood(cfg: RunConfig, work_dir: Path, classes: list[str], limits=Non
         return None
     try:
         return load_ood_dataset(resolve_path(cfg.data.ood_source), work_dir, cfg.data.image_size, classes,
-                                limits=zip_limits(limits))
+                                limits=zip_limits(limits), fit=cfg.data.fit)
     except StudioError as exc:
         if "OOD" in str(exc):
             raise

@@ -94,11 +94,37 @@ def balance_words(class_balance: str | None) -> str:
     return BALANCE_WORDS.get(class_balance or "none", "")
 
 
-def picture_shape_words(shape: dict, image_size: int, control: str = "a larger Image size (Model page)") -> str:
+def fit_words(fit: str | None) -> str:
+    """`data.fit` in a few words for a run's name and descriptions: "whole pictures" for "pad" (each picture kept
+    whole, padded to a square: engine.data.fit_square), "" for "crop" (the middle square, the default) or unknown."""
+    return "whole pictures" if fit == "pad" else ""
+
+
+def data_extras(data) -> list[str]:
+    """How a run treats its data where that differs from the default, in words (`balance_words`, `fit_words`); the
+    run's name, Results' caption, the model card, the next run's lines and `train`'s header say them alike. `data`:
+    a DataConfig or a saved config's "data" mapping (a missing key reads as the default)."""
+    get = data.get if isinstance(data, dict) else (lambda key: getattr(data, key, None))
+    return [w for w in (balance_words(get("class_balance")), fit_words(get("fit"))) if w]
+
+
+def oblong(shape: dict) -> bool:
+    """Whether half or more of a dataset's pictures (`shape`: engine.data.picture_shape's dict) are wider or taller
+    than square, so that the middle square cuts a tenth or more of the typical one: where keeping whole pictures
+    (data.fit "pad") changes what the model sees. False for an unknown shape."""
+    shape = shape or {}
+    return (float(shape.get("wide") or 0) + float(shape.get("tall") or 0) >= 0.5
+            and float(shape.get("square_share") or 1) < 0.9)
+
+
+def picture_shape_words(shape: dict, image_size: int, control: str = "a larger Image size (Model page)",
+                        fit: str = "crop", whole: str = "") -> str:
     """What the model will see of the dataset's pictures (`shape`: engine.data.picture_shape's dict) at `image_size`
     px, for the Data page and `inspect`: that most are wider (taller) than square, or mixed, so the middle square
-    keeps a share of their longer side, and that a picture much larger than the model's input is shrunk (by its
-    shorter side), losing fine detail, with `control`, the setting that changes it where the words are read
+    keeps a share of their longer side (`fit` "crop"; `whole` names the setting that keeps whole pictures instead,
+    "" to leave it unsaid) or the whole picture fills that share of the square, grey bars the rest (`fit` "pad"), and
+    that a picture much larger than the model's input is shrunk (by its shorter side, or its longer one when
+    padded), losing fine detail, with `control`, the setting that changes it where the words are read
     ("--image-size" on the command line); "" when neither holds (square pictures near the input's size) or the
     shape is unknown (a report from before it was kept)."""
     long, short = int((shape or {}).get("long") or 0), int((shape or {}).get("short") or 0)
@@ -107,16 +133,22 @@ def picture_shape_words(shape: dict, image_size: int, control: str = "a larger I
     keep = float(shape.get("square_share") or 1)
     wide, tall = float(shape.get("wide") or 0) > 0.5, float(shape.get("tall") or 0) > 0.5  # most pictures, one way
     parts = []
-    if float(shape.get("wide") or 0) + float(shape.get("tall") or 0) >= 0.5 and keep < 0.9:
+    if oblong(shape):
         how = ("mostly wider than tall" if wide else "mostly taller than wide" if tall
                else "wider or taller than square, both ways")
         side = "width" if wide else "height" if tall else "longer side"
         ends = "left and right edges" if wide else "top and bottom" if tall else "two ends of the longer side"
         size = f"{long} x {short}" if wide else f"{short} x {long}" if tall else f"{long} by {short}"
-        parts.append(f"Your pictures are {how} (about {size} px): the model sees the middle square of each, "
-                     f"{percent_half_up(keep)} of its {side} (the {ends} are cut away), resized to {image_size} x "
-                     f"{image_size} px.")
-    shrink = short / image_size
+        if fit == "pad":
+            bars = "above and below" if wide else "left and right" if tall else "on the shorter sides"
+            parts.append(f"Your pictures are {how} (about {size} px): the model sees each whole, shrunk to fit "
+                         f"{image_size} x {image_size} px, the picture {percent_half_up(keep)} of the square and grey "
+                         f"bars {bars}.")
+        else:
+            parts.append(f"Your pictures are {how} (about {size} px): the model sees the middle square of each, "
+                         f"{percent_half_up(keep)} of its {side} (the {ends} are cut away), resized to {image_size} x "
+                         f"{image_size} px." + (f" {whole} keeps the whole picture instead." if whole else ""))
+    shrink = (long if fit == "pad" else short) / image_size
     if shrink >= 3:
         head = "" if parts else f"Your pictures are about {long} by {short} px. "
         parts.append(f"{head}At {image_size} px they are shrunk about {shrink:.0f}x, so detail finer than about "

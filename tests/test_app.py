@@ -137,6 +137,41 @@ def test_the_sidebars_next_run_says_how_imbalanced_classes_are_treated(studio):
     at.selectbox(key="w:data.class_balance").set_value("none").run()  # the draft back as it was, for the next tests
 
 
+def test_wide_pictures_get_the_choice_of_keeping_them_whole_on_the_data_page(studio):
+    """Training kept a wide picture's middle square only, and only Try it offered another part: the Data page says
+    what the square cuts away and offers *Wide and tall pictures*; keeping them whole changes its words and the
+    next run's line."""
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for k, cls in enumerate(("left", "right")):
+            for i in range(6):  # noise of its own: no look-alike groups
+                img = Image.fromarray(np.random.default_rng(10 * k + i).integers(0, 255, (48, 96, 3), dtype=np.uint8))
+                out = io.BytesIO()
+                img.save(out, format="PNG")
+                zf.writestr(f"{cls}/{i}.png", out.getvalue())
+    at = upload_zip(new_app(), buf.getvalue(), "wide shots.zip")
+    no_problems(at)
+    said = " ".join(texts(at.caption))
+    assert "the left and right edges are cut away" in said and "*Wide and tall pictures* below keeps the whole " \
+        "picture instead." in said, said
+    choice = at.radio(key="w:data.fit")
+    assert choice.value == "crop"
+    choice.set_value("pad").run()
+    no_problems(at)
+    assert at.session_state["cfg"].data.fit == "pad"
+    said = " ".join(texts(at.caption))
+    assert "the model sees each whole, shrunk to fit 64 x 64 px, the picture 50% of the square and grey bars above " \
+        "and below" in said, said
+    sidebar = " ".join(str(getattr(e, "value", "")) for e in at.sidebar)
+    assert "whole pictures." in sidebar, sidebar
+    at.radio(key="w:data.fit").set_value("crop").run()  # the draft back as it was, for the next tests
+
+
 def test_the_app_opens_on_the_data_page_with_the_engine_status_in_the_sidebar(studio):
     at = new_app()
     assert texts(at.title) == ["1 · Data"]

@@ -803,3 +803,52 @@ def test_the_report_says_what_the_square_crop_keeps_of_wide_pictures_and_how_far
     out = capsys.readouterr().out
     assert "pictures: Your pictures are mostly wider than tall (about 96 x 48 px)" in out
     assert "a larger --image-size (train and inspect) keeps finer detail (not more of the picture)" in out, "the command line's own words"
+
+
+def test_whole_pictures_are_padded_to_squares_so_a_subject_at_one_end_stays_in(tmp_path, work_dir):
+    """Training kept a wide picture's middle square only, so a subject at one end was cut away (a teacher's phone
+    photos; only Try it offered another square). data.fit "pad" keeps the whole picture, its longer side at the
+    image size, centred on ImageNet's mean grey (0 once normalised); both ways are kept apart in the decode cache,
+    and `inspect`'s words and the Data page's say which the model sees."""
+    from engine.data import PAD_RGB, fit_square, is_decoded
+    from engine.words import data_extras, fit_words, oblong, picture_shape_words
+
+    wide = Image.new("RGB", (60, 30), (0, 0, 255))
+    wide.paste((255, 0, 0), (0, 0, 10, 30))  # the subject: red, at the left end
+    crop = np.asarray(fit_square(wide, 16))
+    pad = np.asarray(fit_square(wide, 16, "pad"))
+    assert crop.shape == pad.shape == (16, 16, 3)
+    assert crop[..., 0].max() < 50, "the middle square cuts the red end away"
+    assert (pad[:4] == PAD_RGB).all() and (pad[-4:] == PAD_RGB).all(), "grey bars above and below (16 x 8 inside)"
+    assert pad[8, 0, 0] > 200 and pad[8, -1, 2] > 200, "the red end on the left, the blue on the right"
+    tall = np.asarray(fit_square(wide.rotate(90, expand=True), 16, "pad"))
+    assert (tall[:, :4] == PAD_RGB).all() and (tall[:, -4:] == PAD_RGB).all(), "bars left and right of a tall one"
+    assert np.array_equal(np.asarray(fit_square(Image.new("RGB", (40, 40), (9, 9, 9)), 16, "pad")),
+                          np.asarray(fit_square(Image.new("RGB", (40, 40), (9, 9, 9)), 16))), "a square: the same"
+    with pytest.raises(ValueError, match="fit must be one of crop, pad"):
+        fit_square(wide, 16, "stretch")
+
+    files = {f"{c}/{i}.png": encoded(picture(i + 10 * k).resize((48, 24)))
+             for k, c in enumerate("ab") for i in range(6)}
+    src = make_zip(tmp_path / "wide.zip", files)
+    cropped = load_dataset(src, work_dir, image_size=16, seed=0)
+    padded = load_dataset(src, work_dir, image_size=16, seed=0, fit="pad")
+    assert is_decoded(src, 16) and is_decoded(src, 16, fit="pad"), "one cache entry each"
+    assert (padded.train.images[:, :, :4] == torch.tensor(PAD_RGB).view(1, 3, 1, 1)).all()
+    assert not torch.equal(padded.train.images, cropped.train.images)
+    assert torch.equal(padded.train.labels, cropped.train.labels), "the same split either way"
+    with pytest.raises(StudioError, match="data.fit must be one of"):
+        load_dataset(src, work_dir, image_size=16, fit="stretch")
+
+    shape = padded.report.picture_shape
+    assert oblong(shape) and not oblong({}) and not oblong({"long": 64, "short": 60, "wide": 1.0, "square_share": 0.94})
+    words = picture_shape_words(shape, 16, fit="pad")
+    assert words.startswith("Your pictures are mostly wider than tall (about 48 x 24 px): the model sees each whole, "
+                            "shrunk to fit 16 x 16 px, the picture 50% of the square and grey bars above and below. "
+                            "At 16 px they are shrunk about 3x"), "shrunk by the longer side"
+    said = picture_shape_words(shape, 16, whole="*Wide and tall pictures* below")
+    assert "(the left and right edges are cut away), resized to 16 x 16 px. *Wide and tall pictures* below keeps " \
+           "the whole picture instead." in said
+    assert fit_words("pad") == "whole pictures" and fit_words("crop") == fit_words(None) == ""
+    assert data_extras({"fit": "pad", "class_balance": "weighted_loss"}) == ["loss weighted by class", "whole pictures"]
+    assert data_extras({}) == []

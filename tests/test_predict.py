@@ -1154,6 +1154,11 @@ def test_the_best_epoch_model_says_which_epoch_it_is(studio):
     assert load_predictor(studio[1], "fine_tuned", datasets_dir=studio[0] / "datasets").label == \
         "Adversarially fine-tuned (end of training)"
     assert best_epoch([]) is None
+    # no validation images (a dataset whose look-alike pictures all went to training): the loop keeps epoch 1, and
+    # predict stopped with a TypeError on the saved None
+    unmeasured = [{"epoch": 1, "val_acc": None, "val_loss": None}, {"epoch": 2, "val_acc": None}]
+    assert best_epoch(unmeasured) == (1, 2)
+    assert best_epoch([{"epoch": 1, "val_acc": None}, {"epoch": 2, "val_acc": 0.1}]) == (2, 2)
     studio_dir, run_dir = studio
     label = load_predictor(run_dir, "best", datasets_dir=studio_dir / "datasets").label
     assert re.fullmatch(r"Best epoch \([12] of 2\)", label), label
@@ -1293,3 +1298,52 @@ def test_a_gone_upload_is_named_by_its_file_on_the_command_line_too(tmp_path):
     nameless = apply_overrides(cfg, ["data.source_name="])
     with pytest.raises(StudioError, match=r"The run's dataset \(an upload\) is no longer"):
         prepare_data(nameless, tmp_path)
+
+
+def test_a_run_that_keeps_whole_pictures_answers_and_exports_with_whole_pictures(tmp_path):
+    """data.fit "pad" (the whole picture padded to a square, engine.data.fit_square): `predict`, Try it's decode
+    and the model card's scripts prepare a new picture the way the run trained, the run's name says so, and the
+    card's script gives the studio's pixels."""
+    from engine.data import PAD_RGB
+    from engine.export import use_it_code
+
+    classes = {"left": (0, 6), "right": (42, 48)}  # a red bar at one end of a 48 x 24 grey picture
+    with zipfile.ZipFile(tmp_path / "ends.zip", "w") as zf:
+        for cls, (x0, x1) in classes.items():
+            for i in range(8):  # noise of its own: no two pictures look alike (one group would take every split)
+                rng = np.random.default_rng(i + 10 * x0)
+                img = Image.fromarray(rng.integers(40, 140, (24, 48, 3), dtype=np.uint8))
+                img.paste((230, 20, 20), (x0, 0, x1, 24))
+                zf.writestr(f"{cls}/{i}.png", png_bytes(img))
+    sets = ["eval.ood=false", "train.threads=1", "train.device=cpu", "data.fit=pad"]
+    argv = ["train", "--data", str(tmp_path / "ends.zip"), "--backbone", "resnet18", "--pretrained", "none",
+            "--epochs", "1", "--image-size", "32", "--batch-size", "4", "--data-dir", str(tmp_path / "studio"),
+            "--quiet"]
+    assert cli(argv + [a for s in sets for a in ("--set", s)]) == 0
+    (run_dir,) = list((tmp_path / "studio" / "runs").iterdir())
+    p = load_predictor(run_dir, datasets_dir=tmp_path / "studio" / "datasets")
+    assert p.fit == "pad"
+    new = Image.new("RGB", (60, 20), (95, 90, 90))
+    new.paste((230, 20, 20), (0, 0, 8, 20))
+    (tmp_path / "new.png").write_bytes(png_bytes(new))
+    image, notes = decode_bytes(png_bytes(new), "new.png", 32, fit=p.fit)
+    assert torch.equal(image, decode_image(tmp_path / "new.png", 32, fit="pad"))
+    assert (image[:, :10] == torch.tensor(PAD_RGB).view(3, 1, 1)).all() and image[0, 16, 0] > 200, "the red end kept"
+    assert any(n.startswith("the whole picture kept, shrunk to fit 32 x 32 pixels (bilinear), grey bars above and "
+                            "below") for n in notes), notes
+    (row,) = predict_folder(p, tmp_path / "new.png").rows
+    (answer,) = p.predict(image[None])
+    assert row["top"][0] == answer.top[0], "predict decodes as the run trained"
+    from engine.config import RunConfig
+    from engine.presets import run_name
+
+    assert run_name(RunConfig.load(run_dir / "config.yaml")).endswith("on ends.zip, whole pictures")
+    code = use_it_code(["left", "right"], 32, "onnx", fit="pad")
+    assert "trained on SIZE x SIZE whole pictures, padded with grey to a square" in code
+    namespace: dict = {}
+    exec(code.split("\nMODEL, IMAGES")[0], namespace)
+    photo = tmp_path / "photo.jpg"
+    new.rotate(90, expand=True).save(photo, quality=90)  # a tall JPEG: bars left and right
+    for x in (tmp_path / "new.png", photo):
+        pixels = torch.from_numpy(namespace["load"](str(x)) * 255).round().to(torch.uint8)
+        assert torch.equal(pixels, decode_image(x, 32, fit="pad")), f"{x.name}: the card's script differs"

@@ -231,6 +231,23 @@ def test_a_landscape_photos_subject_at_one_end_can_be_shown_to_the_model(run):
     assert crop_options(digest(tall), tall) == ["top", "centre", "bottom"]
 
 
+def test_a_run_that_keeps_whole_pictures_answers_a_wide_photo_whole(tmp_path):
+    """A run trained on whole pictures (data.fit "pad") sees a new photo whole, as it trained: no square to choose,
+    and "What was done to the image" says so."""
+    with dashboard_studio(tmp_path, per_class=8) as studio:
+        cfg = tiny_config(studio["data"], "train.epochs=1", "train.threads=1", "data.fit=pad")
+        run_id = finished_run(studio["engine"], cfg)
+        at = open_page(run_id)
+        wide = Image.new("RGB", (96, 32), (20, 20, 250))
+        wide.paste(tiny_image("red", 5, size=32), (0, 0))
+        at.file_uploader(key="try_files").set_value([("field.png", png(wide), "image/png")])
+        at.run()
+        no_problems(at)
+        assert not [r for r in at.radio if r.key.startswith("try_crop_")], "the whole picture: nothing to choose"
+        assert "the whole picture kept, shrunk to fit 32 x 32 pixels (bilinear), grey bars above and below" in \
+            " ".join(texts(at.markdown)), texts(at.markdown)
+
+
 def test_a_refresh_keeps_the_models_the_comparison_and_the_threshold(run):
     """The model picked, the comparison and its model, an alpha moved by hand and the threshold live in
     the user's draft with the images: a new session (a refresh) opens with them."""

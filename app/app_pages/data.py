@@ -16,7 +16,7 @@ from engine.config import ADVANCED_TITLE, with_section
 from engine.augment import MIRROR_MEASURED, mirror_changes_meaning
 from engine.data import IMAGE_EXTENSIONS, PHASH_MAX_DISTANCE
 from engine.paths import SAMPLE_DATASET
-from engine.words import picture_shape_words
+from engine.words import oblong, picture_shape_words
 
 KIND_LABELS = {"sample": "Bundled sample", "upload": "Upload a zip", "folder": "Folder on this server"}
 SAMPLE_LABEL = state.SAMPLE_LABEL
@@ -339,9 +339,7 @@ def dataset_report(engine) -> datasets.DataCheck | None:
                                               else " — each class is split with the seed (see the split settings)."))
     for note in rep.notes:
         st.caption(note)
-    shape = picture_shape_words(getattr(rep, "picture_shape", None) or {}, cfg.data.image_size)  # (older reports
-    if shape:  # have none) what the model will see of the pictures: a wide scan's edges cut, detail shrunk away
-        st.caption(f":material/crop: {shape}")
+    fit_section(getattr(rep, "picture_shape", None) or {}, cfg)
     for warning in rep.warnings:
         st.warning(warning, icon=":material/warning:")
     imb = rep.imbalance
@@ -584,6 +582,24 @@ def quick_start(engine) -> None:
         out = state.attempt("starting the run", state.start_run, engine)
         if out.ok:
             st.switch_page("app_pages/train.py")
+
+
+
+def fit_section(shape: dict, cfg) -> None:
+    """What the model will see of the pictures (engine.words.picture_shape_words: a wide scan's ends cut, detail
+    shrunk away; an older report has no shape and says nothing) and, where the pictures are wider or taller than
+    square (engine.words.oblong) or whole pictures are already kept, the choice between their middle square and
+    the whole picture (data.fit): a student's 320 x 200 scans lost their ends, and only Try it offered another
+    square."""
+    oblong_pictures, fit = oblong(shape), cfg.data.fit
+    above = st.container()  # the words above the choice, drawn after it: they follow this redraw's choice
+    if oblong_pictures or fit != "crop":
+        fit = field_widget("data", cfg.data, "fit", widget="radio")
+        state.update_section("data", fit=fit)
+    words = picture_shape_words(shape, cfg.data.image_size, fit=fit,
+                                whole="*Wide and tall pictures* below" if oblong_pictures else "")
+    if words:
+        above.caption(f":material/crop: {words}")
 
 
 render()

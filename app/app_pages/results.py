@@ -26,7 +26,7 @@ from engine.methods.pruning import nonzero_params
 from engine.optim import frozen_words, head_lr_words
 from engine.resume import RESUME_FILE
 from engine.schedules import schedule_label
-from engine.words import and_words, balance_words, ended_early_words, epochs_ended_early, percent_half_up, plural
+from engine.words import and_words, data_extras, ended_early_words, epochs_ended_early, percent_half_up, plural
 
 RUN_KEY = "results_run"
 SUMMARY_METRICS = {  # summary key -> (label, help)
@@ -154,7 +154,8 @@ def stopped_note(rec, run: components.RunView) -> None:
 def recipe_parts(config: dict, probe_epochs: int | None = None) -> list[str]:
     """What sets a run's recipe apart from the default, in words: head-only (linear-probe) epochs, a
     learning-rate schedule other than cosine, augmentation other than the default crops and mirrors,
-    flip TTA, frozen blocks and imbalanced classes weighted or sampled evenly ([] when none; `config` as saved,
+    flip TTA, frozen blocks, imbalanced classes weighted or sampled evenly and whole pictures kept ([] when none;
+    `config` as saved,
     keys it lacks at their defaults). `probe_epochs`: the head-only epochs the engine ran (the summary's; a kept
     head skips them), else the config's."""
     train = TrainConfig(**{k: v for k, v in (config.get("train") or {}).items() if k in ("augment", "flip")})
@@ -167,8 +168,7 @@ def recipe_parts(config: dict, probe_epochs: int | None = None) -> list[str]:
     parts += [] if schedule == default else [f"learning rate: {schedule_label(schedule)}"]
     parts += [] if train.augment and train.flip else [augmentation_words(train)]
     parts += ["flip TTA (each prediction averaged with the mirror image)"] if (config.get("eval") or {}).get("tta_flip") else []
-    balance = balance_words((config.get("data") or {}).get("class_balance"))
-    return parts + ([frozen] if frozen else []) + ([balance] if balance else [])
+    return parts + ([frozen] if frozen else []) + data_extras(config.get("data") or {})
 
 
 def recipe_notes(config: dict, probe_epochs: int | None = None) -> str:

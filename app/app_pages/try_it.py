@@ -80,13 +80,15 @@ def predictor(run_dir: str, datasets_dir: str, variant: str, alpha: float | None
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def decoded(tag: str, _data: bytes, name: str, size: int, crop_at: float = 0.5) -> tuple[np.ndarray, list[str]]:
-    """(uint8 [3, size, size] as numpy, what decoding did), decoded as in training; a non-square picture's square
-    kept `crop_at` along its longer side (engine.predict.decode_bytes; 0.5, the centre, as training). Cached by
+def decoded(tag: str, _data: bytes, name: str, size: int, crop_at: float = 0.5,
+            fit: str = "crop") -> tuple[np.ndarray, list[str]]:
+    """(uint8 [3, size, size] as numpy, what decoding did), decoded as in training (`fit`: the run's data.fit); a
+    non-square picture's square kept `crop_at` along its longer side (engine.predict.decode_bytes; 0.5, the centre,
+    as training). Cached by
     `tag`, the bytes' `digest` (`_data` is not hashed again: a 5 MB photo was hashed eight times per redraw)."""
     from engine.predict import decode_bytes
 
-    image, notes = decode_bytes(_data, name, size, crop_at=crop_at)
+    image, notes = decode_bytes(_data, name, size, crop_at=crop_at, fit=fit)
     return image.numpy(), notes
 
 
@@ -231,15 +233,19 @@ def comparison_default(variants: dict[str, str], first: tuple[str, float | None]
 
 def comparable_runs(engine, rec) -> dict[str, tuple[str, str, str, dict]]:
     """The other finished runs whose fine-tuned model can answer beside `rec`'s: the same classes in
-    the same order and the same image size (the image is decoded once). {OTHER_RUN + id: (run folder,
+    the same order, the same image size and the same way to a square (data.fit; the image is decoded once).
+    {OTHER_RUN + id: (run folder,
     option label as the run pickers label runs, the run's name for its answers' titles (its option label
     when it has the name of `rec`), its config)},
     newest first."""
     visible = state.runs(engine)
     runs = [r for r in visible if r.status == "finished"]
     mine = components.read_summary(str(rec.run_dir)).get("classes")
-    size = (rec.config.get("data") or {}).get("image_size")
-    fits = [r for r in runs if r.id != rec.id and (r.config.get("data") or {}).get("image_size") == size
+    def form(config: dict) -> tuple:  # what the image is decoded to: the same for both models
+        data = config.get("data") or {}
+        return data.get("image_size"), data.get("fit") or "crop"
+
+    fits = [r for r in runs if r.id != rec.id and form(r.config) == form(rec.config)
             and mine and components.read_summary(str(r.run_dir)).get("classes") == mine]
     labels = state.run_labels(fits, with_status=False, among=visible)
     return {OTHER_RUN + r.id: (str(r.run_dir), f"{labels.get(r.id, r.name)}: fine-tuned",
@@ -435,11 +441,12 @@ def image_result(ds: str, models: list[Shown], name: str, data: bytes, threshold
     """One image: the picture as the model sees it, its top classes per model, the flag (brief when
     `said` holds its kind: see `verdict`), attributions. `tag`: the bytes' `digest` where the caller has it. False
     when the bytes are not a readable image (the message is shown)."""
-    size = models[0].p.image_size
+    size, fit = models[0].p.image_size, models[0].p.fit
     tag = tag or digest(data)
-    options = crop_options(tag, data)  # cached: a PNG's EXIF is read by decoding it; a square picture has no choice
+    # cached: a PNG's EXIF is read by decoding it; a square picture has no choice, nor a run that keeps whole pictures
+    options = crop_options(tag, data) if fit == "crop" else []
     crop_at = crop_choice(tag) if options else 0.5
-    got = state.attempt(f"reading {name}", decoded, tag, data, name, size, crop_at)
+    got = state.attempt(f"reading {name}", decoded, tag, data, name, size, crop_at, fit)
     if not got.ok:
         return False
     image, notes = got.value
