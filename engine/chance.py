@@ -76,9 +76,9 @@ def chance_finding(summary: dict, margin: float = 0.02, whose: str = "This run's
     guessing (1 / number of classes) or below it, or above it by no more than luck on that split's
     images (`_luck`); None for a run clearly better than guessing, when the summary lacks the classes
     or a finite accuracy (an empty split's is NaN on the command line), when an accuracy above
-    guessing comes from a split of unknown size, or when a test accuracy within luck on a small test split
-    (`small_splits`) sits beside a validation accuracy clearly above guessing (the small-split note says the
-    splits' gap: `small_split_words`), unless
+    guessing comes from a split of unknown size, or when a test accuracy within luck of, at or below guessing on a
+    small test split (`small_splits`) sits beside a validation accuracy clearly above guessing (the small-split
+    note says the splits' gap: `small_split_words`), unless
     `validation_clears` is False (the smaller model's warning says both splits itself). `whose` starts the text
     ("This model's" on a card)."""
     classes = summary.get("classes") or []
@@ -88,14 +88,14 @@ def chance_finding(summary: dict, margin: float = 0.02, whose: str = "This run's
         return None
     guess = 1 / len(classes)
     split = "test" if "test_acc" in measured else "validation"
+    val = measured.get("val_acc")
+    if validation_clears and split == "test" and val is not None and "test" in small_splits(summary) \
+            and _clearly_above(summary, val, guess):
+        return None  # the validation images show it learnt: a small test split at, below or within luck of guessing
+        # is no finding (a student's 14 of 18 validation images right read "may have learnt nothing" beside 4 of 9
+        # test ones; a photographer's 9 of 21 beside 1 of 21 read "check each class folder")
     if acc > guess + margin:
-        found = _luck(summary, acc, guess, split, whose)
-        val = measured.get("val_acc")
-        if found is not None and validation_clears and split == "test" and val is not None \
-                and "test" in small_splits(summary) and _clearly_above(summary, val, guess):
-            return None  # the validation images show it learnt: a small test split within luck is no finding (a
-            # student's 14 of 18 validation images right read "may have learnt nothing" beside 4 of 9 test ones)
-        return found
+        return _luck(summary, acc, guess, split, whose)
     head = f"{whose} {split} accuracy ({100 * acc:.1f}%) is"
     if acc < guess - margin:
         return ChanceFinding("below", split, f"{head} below the level of guessing among {len(classes)} classes "

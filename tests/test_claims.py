@@ -612,6 +612,15 @@ def test_a_small_test_split_within_luck_beside_validation_clearly_above_it_is_no
            "data_report": {"split_counts": {"val": {str(i): 20 for i in range(10)},
                                             "test": {str(i): 6 for i in range(10)}}}}
     assert chance_finding(ten).kind == "luck"
+    # below guessing on a small test split beside validation clearly above it: no "check each class folder" (a
+    # photographer's 9 of 21 validation images right beside 1 of 21 test ones; the gap note says the gap)
+    six = {c: n for c, n in zip("abcdef", (5, 2, 5, 2, 4, 3))}
+    photos = {"classes": list(six), "val_acc": 9 / 21, "test_acc": 1 / 21,
+              "data_report": {"split_counts": {"val": six, "test": six}}}
+    assert chance_finding(photos) is None
+    assert chance_finding({**photos, "val_acc": 4 / 21}).kind == "below", "validation within luck: still said"
+    assert chance_finding(photos, validation_clears=False).kind == "below"
+    assert chance_finding({**ten, "test_acc": 3 / 60}).kind == "below", "a large test split keeps its finding"
 
 
 def test_a_validation_test_gap_larger_than_chance_gives_is_pointed_out():
