@@ -849,6 +849,12 @@ def test_whole_pictures_are_padded_to_squares_so_a_subject_at_one_end_stays_in(t
     said = picture_shape_words(shape, 16, whole="*Wide and tall pictures* below")
     assert "(the left and right edges are cut away), resized to 16 x 16 px. *Wide and tall pictures* below keeps " \
            "the whole picture instead." in said
+    # a photographer's 28 portrait photos among 73 landscape ones went unsaid
+    both = {"long": 1600, "short": 1200, "square_share": 0.75, "wide": 0.72, "tall": 0.28}
+    assert "(the left and right edges are cut away; 28% of them are taller than wide and lose their top and " \
+           "bottom)" in picture_shape_words(both, 64)
+    assert "grey bars above and below (28% of them are taller than wide: their bars are left and right)" in \
+           picture_shape_words(both, 64, fit="pad")
     assert fit_words("pad") == "whole pictures" and fit_words("crop") == fit_words(None) == ""
     assert data_extras({"fit": "pad", "class_balance": "weighted_loss"}) == ["loss weighted by class", "whole pictures"]
     assert data_extras({}) == []
