@@ -748,6 +748,20 @@ def test_a_preset_that_fits_the_data_as_it_is_is_confirmed_once_at_its_card(stud
     assert [t.value for t in at.toast] == ["Preset **Fastest model** applied."]
 
 
+def test_a_preset_that_changes_the_image_size_says_so(studio):
+    """A photographer set Image size to 112 px, then chose the Small model preset: it put back 64 px, and only the
+    next run's line said so. The confirmation names the size it set and the one it replaced."""
+    at = new_app()
+    at.switch_page("app_pages/model.py").run()
+    at.number_input(key="w:data.image_size").set_value(112).run()
+    at.button(key="preset_small_model").click().run()
+    no_problems(at)
+    said = " ".join(texts(at.success))
+    assert "Its image size is 64 px (it was 112 px): set Image size again below to keep yours." in said, said
+    at.button(key="preset_fastest").click().run()  # 64 px already: nothing to say of the size
+    assert "image size" not in " ".join(texts(at.success)).lower()
+
+
 def test_a_preset_card_says_what_it_is_for_in_a_line_and_its_recipe_on_request(studio):
     """A new user found the Model page long: eleven cards, each a paragraph in the field's terms. A card now gives
     its tagline; the whole description and what was measured with it are behind its "What it does"."""

@@ -84,6 +84,9 @@ def _apply_preset(key: str) -> None:
                 f" It trains {backbone_title(after.backbone.name)}, so it starts from "
                 f"{state.WEIGHTS_TEXT.get(after.backbone.pretrained, after.backbone.pretrained)}, not from your "
                 f"checkpoint (made for {backbone_title(before.backbone.name)}).")
+    if after.data.image_size != before.data.image_size:  # a photographer's 112 px went back to 64 px unsaid
+        note += (f" Its image size is {after.data.image_size} px (it was {before.data.image_size} px): set Image "
+                 "size again below to keep yours.")
     st.session_state["preset_applied"] = (key, note)
 
 
