@@ -32,7 +32,7 @@ from engine.evaluate import FlipAverage, held_out_accuracy, predict
 from engine.methods import METHODS
 from engine.runs import load_structured, model_from_state
 from engine.structured import save_structured
-from engine.words import balance_words, ended_early_words, epochs_run_words, plural
+from engine.words import balance_words, difference_words, ended_early_words, epochs_run_words, plural
 
 
 VALIDATION_IMAGES = "the validation images"  # what the exported files are checked on, as the card says it
@@ -473,8 +473,8 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
                       "images say nothing of its accuracy (see Metrics)."]
         for c in checks:
             lines.append(f"- {c.format}: {'verified' if c.ok else 'FAILED'} (same class as the model on "
-                         f"{100 * c.agreement:.1f}% of {checked_on}, max logit difference "
-                         f"{c.max_abs_logit_diff:.1e}) {c.message}".rstrip())
+                         f"{100 * c.agreement:.1f}% of {checked_on}, largest difference in its output scores "
+                         f"{difference_words(c.max_abs_logit_diff)}) {c.message}".rstrip())
     lines += use_it_section(summary.get("classes", []), cfg.data.image_size, cfg.data.fit)
     lines += ["", "## Exact configuration", "", "```yaml", card_config_yaml(cfg).rstrip(), "```", ""]
     return "\n".join(lines)

@@ -94,6 +94,14 @@ def balance_words(class_balance: str | None) -> str:
     return BALANCE_WORDS.get(class_balance or "none", "")
 
 
+def difference_words(x: float) -> str:
+    """A small non-negative difference (an exported model's largest score difference) in plain decimals, for people
+    who do not read "2.6e-06": "none" for 0, "under 0.0001" below it, else 4 decimals ("0.0123")."""
+    if x == 0:
+        return "none"
+    return "under 0.0001" if abs(x) < 1e-4 else f"{x:.4f}"
+
+
 def fit_words(fit: str | None) -> str:
     """`data.fit` in a few words for a run's name and descriptions: "whole pictures" for "pad" (each picture kept
     whole, padded to a square: engine.data.fit_square), "" for "crop" (the middle square, the default) or unknown."""

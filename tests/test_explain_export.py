@@ -305,8 +305,11 @@ def test_the_cards_export_checks_read_as_the_pages_say_them():
 
     check = ExportCheck("ONNX", "model.onnx", True, 1.0, 2.5e-6, "")
     card = model_card(RunConfig(), {"classes": ["a", "b"]}, [check])
-    assert "- ONNX: verified (same class as the model on 100.0% of the validation images, max logit difference " \
-           "2.5e-06)\n" in card, card
+    assert "- ONNX: verified (same class as the model on 100.0% of the validation images, largest difference in " \
+           "its output scores under 0.0001)\n" in card, card  # "2.5e-06" meant nothing to a photographer
+    from engine.words import difference_words
+
+    assert [difference_words(x) for x in (0.0, 2.6e-6, 0.0123)] == ["none", "under 0.0001", "0.0123"]
 
 
 def test_a_wise_ft_mix_off_the_curve_has_its_measured_accuracy_and_no_contradiction():

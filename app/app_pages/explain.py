@@ -37,6 +37,7 @@ from app.claims_view import at_chance, guess_warning
 from engine.errors import StudioError
 from engine.explain import ATTRIBUTIONS, confusion_cell, gradcam_note
 from engine.export import GENERATED_CHECKS
+from engine.words import difference_words
 
 RUN_KEY = "explain_run"
 TAB_KEY = "explain_tab"
@@ -945,7 +946,8 @@ def checks_view(checks: list[dict]) -> None:
     if not failed:
         worst = max((c["max_abs_logit_diff"] for c in checks), default=0.0)
         st.success(f"All {len(checks)} exports verified: reloaded, they give the same class on "
-                   f"{on.replace('the ', 'all ', 1)}, and their scores match (largest difference {worst:.1e}; "
+                   f"{on.replace('the ', 'all ', 1)}, and their scores match (largest difference "
+                   f"{difference_words(worst)}; "
                    "allowed: 0.1% of the largest score).", icon=":material/verified:")
     for c in failed:
         st.error(f"The **{c['format']}** export does not reproduce the model: {c.get('message') or 'no reason given'}. "

@@ -159,8 +159,8 @@ def crop_control(where, tag: str, options: list[str]) -> None:
              "If what matters sits nearer one end, choose that end's square.")
     state.remember_choice(key, place or "centre", default="centre")
     if place and place != "centre":  # the run's own images are known by their centre squares (engine.predict)
-        where.caption("Another square than training's: whether this picture is one of the run's own images is not "
-                      "checked for it.")
+        where.caption("Training used the middle square, so the studio cannot tell here whether this picture is one "
+                      "of the run's own training images.")
 
 
 def run_stamp(run_dir: str) -> Any:
