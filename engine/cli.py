@@ -1266,10 +1266,23 @@ def _run_folder(run: str, data_dir: Path) -> tuple[Path, str | None]:
         how = "ends" if all(m.endswith(run) for m in matches) else "is part of"
         shown = ", ".join(matches[:6]) + (f" and {len(matches) - 6} more" if len(matches) > 6 else "")
         raise StudioError(f"'{run}' {how} {len(matches)} run ids: {shown}. Give more of it, or the whole id.")
+    close = _closest_ids(run, sorted(known))  # a typo (letter o for zero) got no nearest id
+    if close:
+        raise StudioError(f"No run '{run}' in {data_dir}: did you mean {' or '.join(close)}? (`python -m engine "
+                          "runs` lists them.)")
     raise StudioError(f"No run '{run}' in {data_dir}: give a run id (see `python -m engine runs`; the dashboard's "
                       "Results page shows this command with it), the end or any part of one, or a run folder. A "
                       "dashboard started with another data folder (STUDIO_DATA_DIR) keeps its runs there: add "
                       "--data-dir FOLDER.")
+
+
+def _closest_ids(run: str, ids: list[str]) -> list[str]:
+    """The run ids (at most two) whose whole or end (as long as `run`) is closest to `run` (difflib, ratio 0.7 or
+    more), for a mistyped id: "5cd3o5" -> the id ending "5cd305"."""
+    if not run:
+        return []
+    ends = {i[-len(run):]: i for i in ids}
+    return [ends[e] for e in difflib.get_close_matches(run, list(ends), n=2, cutoff=0.7)]
 
 
 DEFAULT_PREDICTIONS = "predictions.csv"  # predict's CSV without --out, in the current folder
@@ -1571,12 +1584,36 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespa
     """`parser`'s arguments of `argv`; for `predict`, images after its options too (`predict --run R a.png --out
     x.csv b.png`: argparse takes only the images before the options, so a shell glob split by them was refused).
     Anything else left over is refused as argparse refuses it (SystemExit 2)."""
+    _refuse_mistyped(parser, argv)
     args, extra = parser.parse_known_args(argv)
     if extra and getattr(args, "func", None) is _predict and not any(e.startswith("-") for e in extra):
         args.images = [*args.images, *extra]
     elif extra:
         _refuse_unknown(parser, argv, extra)
     return args
+
+
+def _refuse_mistyped(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """Before argparse reads `argv`: a mistyped command gets its closest name ("predcit": did you mean predict?),
+    and a command's unknown options are refused by `_refuse_unknown` with their closest names before argparse
+    stops at a required option they were meant to be (`predict --rn ID` read "the following arguments are
+    required: --run"). An option argparse would take as an abbreviation passes. SystemExit 2 when refused."""
+    subs = next((a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)), {})
+    if not argv or argv[0].startswith("-") or argv[0] == "pretrain":
+        return
+    sub = subs.get(argv[0])
+    if sub is None:
+        close = difflib.get_close_matches(argv[0], list(subs), n=1, cutoff=0.6)
+        parser.error(f"unknown command '{argv[0]}'" + (f": did you mean {close[0]}?" if close else ".")
+                     + " `python -m engine --help` lists the commands.")
+    known = [o for a in sub._actions for o in a.option_strings]
+    unknown = []
+    for i, a in enumerate(argv[1:], 1):  # each with its value, as argparse lists them ("--tpo-k 2")
+        if a.startswith("--") and len(a) > 2 and not any(k.startswith(a.split("=", 1)[0]) for k in known):
+            value = argv[i + 1] if "=" not in a and i + 1 < len(argv) and not argv[i + 1].startswith("-") else None
+            unknown += [a] + ([value] if value is not None else [])
+    if unknown:
+        _refuse_unknown(parser, argv, unknown)
 
 
 def _refuse_unknown(parser: argparse.ArgumentParser, argv: list[str], extra: list[str]) -> None:

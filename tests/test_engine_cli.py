@@ -1066,6 +1066,19 @@ def test_a_mistyped_option_gets_the_commands_usage_and_its_closest_name(capsys):
     with pytest.raises(SystemExit):
         main(["inspect", "--colour"])
     assert "did you mean" not in capsys.readouterr().err, "nothing close: no guess"
+    # a photographer's typos: a command, an option meant to be a required one, a run id (letter o for zero)
+    with pytest.raises(SystemExit) as exited:
+        main(["predcit", "--run", "x", "a.jpg"])
+    assert exited.value.code == 2 and "unknown command 'predcit': did you mean predict?" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["predict", "--rn", "4bc8b2", "a.jpg"])
+    err = capsys.readouterr().err
+    assert "--rn: did you mean --run?" in err and "the following arguments are required" not in err, err
+    from engine.cli import _closest_ids
+
+    ids = ["20261207-000706-5cd305", "20261207-001410-4bc8b2"]
+    assert _closest_ids("5cd3o5", ids) == ["20261207-000706-5cd305"] and _closest_ids("zzzzzz", ids) == []
+    assert _closest_ids("", ids) == []
 
 
 def test_a_mistyped_data_path_gets_the_closest_names_in_its_folder(tmp_path, capsys):
