@@ -163,12 +163,13 @@ def picture_shape_words(shape: dict, image_size: int, control: str = "a larger I
             turned = "" if other < 0.1 else f"; {percent_half_up(other)} of them are {lose}"
             parts.append(f"Your pictures are {how} (about {size} px): the model sees the middle square of each, "
                          f"{percent_half_up(keep)} of its {side} (the {ends} are cut away{turned}), resized to "
-                         f"{image_size} x {image_size} px." + (f" {whole} keeps the whole picture instead." if whole
-                                                               else ""))
+                         f"{image_size} x {image_size} px.")
     shrink = (long if fit == "pad" else short) / image_size
     if shrink >= 3:
         head = "" if parts else f"Your pictures are about {long} by {short} px. "
         parts.append(f"{head}At {image_size} px they are shrunk about {shrink:.0f}x, so detail finer than about "
                      f"{shrink:.0f} of their pixels is lost; {control} keeps finer detail (not more of the picture), "
                      "and trains slower.")
+    if parts and whole and fit != "pad" and oblong(shape):
+        parts.append(f"{whole} keeps the whole picture instead.")
     return " ".join(parts)

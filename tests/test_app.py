@@ -164,6 +164,8 @@ def test_wide_pictures_get_the_choice_of_keeping_them_whole_on_the_data_page(stu
     choice.set_value("pad").run()
     no_problems(at)
     assert at.session_state["cfg"].data.fit == "pad"
+    # the counts and previews drawn above the choice are checked again the new way (they stayed cropped)
+    assert any(key[-1] == "pad" for key in at.session_state["data_checks"]), list(at.session_state["data_checks"])
     said = " ".join(texts(at.caption))
     assert "the model sees each whole, shrunk to fit 64 x 64 px, the picture 50% of the square and grey bars above " \
         "and below" in said, said

@@ -595,7 +595,9 @@ def fit_section(shape: dict, cfg) -> None:
     above = st.container()  # the words above the choice, drawn after it: they follow this redraw's choice
     if oblong_pictures or fit != "crop":
         fit = field_widget("data", cfg.data, "fit", widget="radio")
-        state.update_section("data", fit=fit)
+        if fit != cfg.data.fit:  # the check above (counts, previews) was made the other way: made again
+            state.update_section("data", fit=fit)
+            st.rerun()
     words = picture_shape_words(shape, cfg.data.image_size, fit=fit,
                                 whole="*Wide and tall pictures* below" if oblong_pictures else "")
     if words:
