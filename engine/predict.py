@@ -1185,7 +1185,7 @@ def describe_decoding(path: Path, size: int, crop_at: float = 0.5, fit: str = "c
     if w != h and fit == "pad":
         bars = "left and right" if h > w else "above and below"
         notes.append(f"the whole picture kept, shrunk to fit {size} x {size} pixels (bilinear), grey bars {bars}: "
-                     "the run's training size and way")
+                     "as in the run's training")
         return notes
     if w != h:
         place = crop_place(w, h, crop_at)
