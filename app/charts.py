@@ -401,7 +401,17 @@ def pair_end_labels(data: pd.DataFrame, x: str = "epoch") -> pd.DataFrame:
     # "validation" beside the OOD point at the same height read as the OOD curve's name)
     ends["above"] = [_above(data, x, row, ends["value"].iloc[i ^ 1], first=i % 2 == 0)
                      for i, row in enumerate(ends.to_dict("records"))]
+    # a pair close in height (under PAIR_CLOSE of the chart's span): the higher's words above, the lower's below,
+    # whatever the room: a photographer's "training" at 43% went up and "validation" at 48% down, into each other
+    span = float(data["value"].max() - data["value"].min()) if len(data) else 0.0
+    for i in range(0, len(ends) - 1, 2):
+        a, b = float(ends["value"].iloc[i]), float(ends["value"].iloc[i + 1])
+        if a != b and abs(a - b) < PAIR_CLOSE * span:
+            ends.loc[ends.index[i], "above"], ends.loc[ends.index[i + 1], "above"] = a >= b, a < b
     return ends
+
+
+PAIR_CLOSE = 0.15  # a training / validation pair's ends this close (a share of the chart's span) are split
 
 
 def _above(data: pd.DataFrame, x: str, end: dict, twin: float, first: bool) -> bool:

@@ -482,6 +482,12 @@ def test_a_training_curve_and_its_validation_twin_are_named_at_their_ends():
     crowded = fell.assign(ood_acc=[0.4, 0.19])  # OOD just above validation: below it, as before
     ends = charts.pair_end_labels(charts.long_frame(crowded, charts.ACCURACY_METRICS))
     assert dict(zip(ends["end_label"], ends["above"])) == {"training": True, "validation": False}
+    # a photographer's epoch 7: training 43% just above macro-F1 (42%), validation 48% just under balanced (49%):
+    # the room beside the other curves sent "training" up and "validation" down, into each other
+    close = pd.DataFrame({"epoch": [6, 7], "train_acc": [0.321, 0.429], "val_acc": [0.143, 0.476],
+                          "val_balanced_acc": [0.144, 0.486], "val_macro_f1": [0.078, 0.42]})
+    ends = charts.pair_end_labels(charts.long_frame(close, charts.ACCURACY_METRICS))
+    assert dict(zip(ends["end_label"], ends["above"])) == {"training": False, "validation": True}
 
     layers = spec(charts.accuracy_chart(df))["layer"]
     texts = [layer for layer in layers if layer["mark"]["type"] == "text"]
