@@ -582,7 +582,12 @@ def per_class_chart(df: pd.DataFrame, title: str = "Accuracy per class") -> alt.
     if (df["accuracy"] <= 0.8).any():
         layers.append(base.transform_filter(alt.datum.accuracy <= 0.8).mark_text(
             align="left", dx=4, color="#31333f", fontSize=11).encode(text=text))
-    return alt.layer(*layers).properties(title=title, height=rows_height(df["class"].nunique(), 24), autosize=FIT_WIDTH)
+    # the colour said (a photographer asked what green, yellow and orange meant): it repeats the bar's length
+    return alt.layer(*layers).properties(title=alt.TitleParams(title, subtitle=PER_CLASS_COLOURS),
+                                         height=rows_height(df["class"].nunique(), 24), autosize=FIT_WIDTH)
+
+
+PER_CLASS_COLOURS = "colour as length: red at 0%, yellow at 50%, green at 100%"
 
 
 def ood_frame(by_corruption: Mapping[str, float | None]) -> pd.DataFrame:

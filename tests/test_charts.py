@@ -134,7 +134,8 @@ def test_confusion_frame_survives_an_empty_row():
 def test_per_class_and_ood_bars():
     d = spec(charts.per_class_chart(charts.per_class_frame({"cat": 0.9, "dog": 0.5, "eel": float("nan")})))
     bars, inside, after = d["layer"]
-    assert bars["mark"]["type"] == "bar" and bars["encoding"]["y"]["sort"] == "-x" and d["title"] == "Accuracy per class"
+    assert bars["mark"]["type"] == "bar" and bars["encoding"]["y"]["sort"] == "-x"
+    assert d["title"] == {"text": "Accuracy per class", "subtitle": charts.PER_CLASS_COLOURS}, "its colours said"
     assert {r["class"] for r in data_rows(d)} == {"cat", "dog"}, "a class without images is left out"
     # each bar's accuracy written beside it: a class at 0% has no bar, and a new user read its row as empty
     assert inside["mark"]["type"] == after["mark"]["type"] == "text"
