@@ -52,6 +52,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from engine.backbones import IMAGENET_MEAN
 from engine.devices import usable_cpus
 from engine.errors import StudioError
 from engine.paths import EXTRACTED_DIGITS
@@ -1027,7 +1028,7 @@ def _centre_square(width: int, height: int, at: float = 0.5) -> tuple[int, int, 
 
 
 FITS = ("crop", "pad")  # how a picture becomes the model's square: its middle square, or the whole picture padded
-PAD_RGB = (124, 116, 104)  # the pad's colour: ImageNet's mean (engine.backbones.IMAGENET_MEAN x 255), 0 once normalised
+PAD_RGB = tuple(round(255 * m) for m in IMAGENET_MEAN)  # the pad's colour, (124, 116, 104): 0 once normalised
 
 
 def fit_square(rgb: Image.Image, size: int, fit: str = "crop", crop_at: float = 0.5) -> Image.Image:
