@@ -196,16 +196,22 @@ def test_two_models_side_by_side_and_attributions_for_a_new_image(run, monkeypat
     assert len(at.image) == 3, "the picture, the scale and the one model's map"
 
 
-def test_a_landscape_photos_subject_at_one_end_can_be_shown_to_the_model(run):
-    """Try it kept a landscape photo's centre square and said so only under "What was done to the image": a user
-    whose subject sat at one end could not show it to the model. A non-square picture gets a choice of the part the
-    model sees, the answer follows it, and a refresh keeps it; a square picture gets none."""
-    at = open_page(run)
+def with_a_wide_photo(run_id: str):
+    """Try it on run `run_id` with a 96 x 32 photo given, its red subject at the left end (checked for problems)."""
+    at = open_page(run_id)
     wide = Image.new("RGB", (96, 32), (20, 20, 250))
     wide.paste(tiny_image("red", 5, size=32), (0, 0))
     at.file_uploader(key="try_files").set_value([("field.png", png(wide), "image/png")])
     at.run()
     no_problems(at)
+    return at
+
+
+def test_a_landscape_photos_subject_at_one_end_can_be_shown_to_the_model(run):
+    """Try it kept a landscape photo's centre square and said so only under "What was done to the image": a user
+    whose subject sat at one end could not show it to the model. A non-square picture gets a choice of the part the
+    model sees, the answer follows it, and a refresh keeps it; a square picture gets none."""
+    at = with_a_wide_photo(run)
     crops = [r for r in at.radio if r.key.startswith("try_crop_")]
     assert len(crops) == 1 and crops[0].options == ["left", "centre", "right"] and crops[0].value == "centre"
     assert "centre square of 32 x 32 kept" in " ".join(texts(at.markdown))
@@ -238,12 +244,7 @@ def test_a_run_that_keeps_whole_pictures_answers_a_wide_photo_whole(tmp_path):
     with dashboard_studio(tmp_path, per_class=8) as studio:
         cfg = tiny_config(studio["data"], "train.epochs=1", "train.threads=1", "data.fit=pad")
         run_id = finished_run(studio["engine"], cfg)
-        at = open_page(run_id)
-        wide = Image.new("RGB", (96, 32), (20, 20, 250))
-        wide.paste(tiny_image("red", 5, size=32), (0, 0))
-        at.file_uploader(key="try_files").set_value([("field.png", png(wide), "image/png")])
-        at.run()
-        no_problems(at)
+        at = with_a_wide_photo(run_id)
         assert not [r for r in at.radio if r.key.startswith("try_crop_")], "the whole picture: nothing to choose"
         assert "the whole picture kept, shrunk to fit 32 x 32 pixels (bilinear), grey bars above and below" in \
             " ".join(texts(at.markdown)), texts(at.markdown)
