@@ -1379,3 +1379,9 @@ def test_the_next_run_glossary_gives_each_term_of_the_line_in_plain_words():
     assert "**4 epochs**: the model sees every training image 4 times." in fastest
     quick = "\n".join(next_run_glossary(default_config()))
     assert "**new head**" in quick and "keeps the pretrained layers" in quick and "blocks frozen" not in quick
+    assert "whole pictures" not in quick
+    import dataclasses
+
+    whole = default_config()
+    whole = dataclasses.replace(whole, data=dataclasses.replace(whole.data, fit="pad"))
+    assert "**whole pictures**: each picture is shrunk whole to fit the square" in "\n".join(next_run_glossary(whole))

@@ -100,6 +100,9 @@ def next_run_glossary(cfg) -> list[str]:
                    "only the later layers learn." if scratch else
                    "**blocks frozen**: the first layers, which see edges and textures, are kept as they are; "
                    "training is faster and needs fewer images.")
+    if cfg.data.fit == "pad":  # the line's "whole pictures" (engine.words.fit_words)
+        out.append("**whole pictures**: each picture is shrunk whole to fit the square, grey bars filling the rest, "
+                   "instead of keeping its middle square (the Data page's *Wide and tall pictures*).")
     return [f"- {line}" for line in out]
 
 
