@@ -180,7 +180,7 @@ def standard_config(rec) -> RunConfig:
     return dataclasses.replace(cfg, name=f"Standard fine-tuning with the settings of {rec.name}")  # quoted where shown
 
 
-SAME_ATTACK = (("data", "source"), ("data", "image_size"), ("backbone", "name"), ("seed", None),
+SAME_ATTACK = (("data", "source"), ("data", "image_size"), ("data", "fit"), ("backbone", "name"), ("seed", None),
                ("adversarial", "attack"), ("adversarial", "eps"), ("adversarial", "steps"), ("eval", "robust_eps"),
                ("eval", "robust_subset"), ("eval", "robust_steps_each_epoch"))
 

@@ -1269,7 +1269,8 @@ def _run_folder(run: str, data_dir: Path) -> tuple[Path, str | None]:
     close = _closest_ids(run, sorted(known))  # a typo (letter o for zero) got no nearest id
     if close:
         raise StudioError(f"No run '{run}' in {data_dir}: did you mean {' or '.join(close)}? (`python -m engine "
-                          "runs` lists them.)")
+                          "runs` lists them; a dashboard started with another data folder keeps its runs there: add "
+                          "--data-dir FOLDER.)")
     raise StudioError(f"No run '{run}' in {data_dir}: give a run id (see `python -m engine runs`; the dashboard's "
                       "Results page shows this command with it), the end or any part of one, or a run folder. A "
                       "dashboard started with another data folder (STUDIO_DATA_DIR) keeps its runs there: add "
@@ -1609,6 +1610,8 @@ def _refuse_mistyped(parser: argparse.ArgumentParser, argv: list[str]) -> None:
     known = [o for a in sub._actions for o in a.option_strings]
     unknown = []
     for i, a in enumerate(argv[1:], 1):  # each with its value, as argparse lists them ("--tpo-k 2")
+        if a == "--":  # what follows is arguments, not options (`predict --run R -- --odd.png`)
+            break
         if a.startswith("--") and len(a) > 2 and not any(k.startswith(a.split("=", 1)[0]) for k in known):
             value = argv[i + 1] if "=" not in a and i + 1 < len(argv) and not argv[i + 1].startswith("-") else None
             unknown += [a] + ([value] if value is not None else [])

@@ -8,7 +8,8 @@ One engine path that the dashboard's "Try it" page, `python -m engine predict` a
 2. `load_predictor(...)` puts it on the run's device with the run's precision and measures, once,
    where the training images sit in feature space (for the "far from the training data" flag).
 3. Images are decoded exactly as for training (`engine.data.decode_image`: EXIF rotation, any mode
-   to RGB, centre square, bilinear resize to the run's size), then run in batches.
+   to RGB, centre square or the whole picture padded (the run's data.fit), bilinear resize to the run's size),
+   then run in batches.
 
 Low confidence (documented measure, both parts shown to the user in plain words):
 - *unsure*: the top class's softmax probability is under `LOW_CONFIDENCE` (0.5 by default);
@@ -1004,7 +1005,10 @@ def model_key(predictor: Predictor, cfg: RunConfig) -> str:
 
     first = next((p for p in predictor.model.parameters() if p.dim() == 4), None)
     layout = bool(first is not None and first.is_contiguous(memory_format=torch.channels_last))
-    data = json.dumps(asdict(cfg.data), sort_keys=True, default=str)
+    data = asdict(cfg.data)
+    if data.get("fit") == "crop":  # the default, as every run before the setting was: their kept measurements stay
+        del data["fit"]
+    data = json.dumps(data, sort_keys=True, default=str)
     h = hashlib.blake2b(digest_size=16)
     for part in (FEATURES_CACHE_VERSION, BANK_MAX, KNN_K, weights_digest(predictor.model), predictor.device.type,
                  predictor.amp_dtype, layout, torch.__version__, data, cfg.seed):
@@ -1182,10 +1186,12 @@ def describe_decoding(path: Path, size: int, crop_at: float = 0.5, fit: str = "c
         what = "transparent pixels put on white, " if transparent else ""
         notes.append(f"converted from {mode} to RGB ({what}as in training)")
     side = min(w, h)
-    if w != h and fit == "pad":
-        bars = "left and right" if h > w else "above and below"
-        notes.append(f"the whole picture kept, shrunk to fit {size} x {size} pixels (bilinear), grey bars {bars}: "
-                     "as in the run's training")
+    if fit == "pad":  # engine.data.fit_square's rounding: a near-square picture may fill the square
+        scale = size / max(w, h)
+        filled = (max(1, round(w * scale)), max(1, round(h * scale))) == (size, size)
+        bars = "" if filled else f", grey bars {'left and right' if h > w else 'above and below'}"
+        notes.append(f"the whole picture kept, resized to fit {size} x {size} pixels (bilinear){bars}: as in the "
+                     "run's training")
         return notes
     if w != h:
         place = crop_place(w, h, crop_at)

@@ -1053,7 +1053,7 @@ def test_the_command_line_prints_a_line_per_epoch_of_work_inside_a_run(capsys):
                                                     "structured pruning: fine-tuning the smaller model: epoch 2 of 2"]
 
 
-def test_a_mistyped_option_gets_the_commands_usage_and_its_closest_name(capsys):
+def test_a_mistyped_option_gets_the_commands_usage_and_its_closest_name(capsys, tmp_path):
     """A student's `train --image_size 128` got the top-level usage and "unrecognized arguments" without a word of
     `--image-size`: the command's own usage and the closest option are said."""
     from engine.cli import main
@@ -1074,6 +1074,10 @@ def test_a_mistyped_option_gets_the_commands_usage_and_its_closest_name(capsys):
         main(["predict", "--rn", "4bc8b2", "a.jpg"])
     err = capsys.readouterr().err
     assert "--rn: did you mean --run?" in err and "the following arguments are required" not in err, err
+    # `--` ends the options: what follows is an image, however it is named
+    assert main(["predict", "--run", "x", "--data-dir", str(tmp_path), "--", "--odd.png", "--rn"]) == 2
+    err = capsys.readouterr().err
+    assert "unrecognized" not in err and "No run 'x'" in err, err
     from engine.cli import _closest_ids
 
     ids = ["20261207-000706-5cd305", "20261207-001410-4bc8b2"]

@@ -1323,13 +1323,28 @@ def test_a_run_that_keeps_whole_pictures_answers_and_exports_with_whole_pictures
     (run_dir,) = list((tmp_path / "studio" / "runs").iterdir())
     p = load_predictor(run_dir, datasets_dir=tmp_path / "studio" / "datasets")
     assert p.fit == "pad"
+    # the kept measurements are filed under the data settings: "pad" changes the key, and the default "crop" leaves it
+    # as it was for every run made before the setting existed
+    from dataclasses import replace as replaced
+
+    import engine.predict as predict
+
+    crop_cfg = replaced(p.cfg, data=replaced(p.cfg.data, fit="crop"))
+    assert predict.model_key(p, p.cfg) != predict.model_key(p, crop_cfg)
+    own = predict.asdict
+    try:  # the key of a config from before data.fit existed: its data settings without the field
+        predict.asdict = lambda d: {k: v for k, v in own(d).items() if k != "fit"}
+        before = predict.model_key(p, crop_cfg)
+    finally:
+        predict.asdict = own
+    assert predict.model_key(p, crop_cfg) == before, "older runs keep their kept measurements"
     new = Image.new("RGB", (60, 20), (95, 90, 90))
     new.paste((230, 20, 20), (0, 0, 8, 20))
     (tmp_path / "new.png").write_bytes(png_bytes(new))
     image, notes = decode_bytes(png_bytes(new), "new.png", 32, fit=p.fit)
     assert torch.equal(image, decode_image(tmp_path / "new.png", 32, fit="pad"))
     assert (image[:, :10] == torch.tensor(PAD_RGB).view(3, 1, 1)).all() and image[0, 16, 0] > 200, "the red end kept"
-    assert any(n.startswith("the whole picture kept, shrunk to fit 32 x 32 pixels (bilinear), grey bars above and "
+    assert any(n.startswith("the whole picture kept, resized to fit 32 x 32 pixels (bilinear), grey bars above and "
                             "below") for n in notes), notes
     (row,) = predict_folder(p, tmp_path / "new.png").rows
     (answer,) = p.predict(image[None])

@@ -23,7 +23,7 @@ from engine.schedules import SCHEDULES, lr_curve, schedule_label
 # engine adds later is drawn generically under "Other engine settings", so nothing is unreachable.
 HANDLED_FIELDS = {
     "data": {"source", "ood_source", "source_name", "ood_source_name", "image_size", "val_fraction", "test_fraction", "min_images_per_class",
-             "train_per_class", "drop_duplicates", "class_balance"},
+             "train_per_class", "drop_duplicates", "class_balance", "fit"},  # fit: the Data page's, by the shape note
     "backbone": {"name", "pretrained", "checkpoint"},
     "optim": {"optimizer", "lr", "lr_auto", "momentum", "nesterov", "weight_decay", "schedule", "warmup_fraction",
               "step_every_fraction", "step_gamma", "slow_start_fraction", "fast_decay_rate", "label_smoothing",
