@@ -90,10 +90,11 @@ def chance_finding(summary: dict, margin: float = 0.02, whose: str = "This run's
     split = "test" if "test_acc" in measured else "validation"
     val = measured.get("val_acc")
     if validation_clears and split == "test" and val is not None and "test" in small_splits(summary) \
-            and _clearly_above(summary, val, guess):
+            and _clearly_above(summary, val, guess) and not _clearly_below(summary, acc, guess):
         return None  # the validation images show it learnt: a small test split at, below or within luck of guessing
         # is no finding (a student's 14 of 18 validation images right read "may have learnt nothing" beside 4 of 9
-        # test ones; a photographer's 9 of 21 beside 1 of 21 read "check each class folder")
+        # test ones; a photographer's 9 of 21 beside 1 of 21 read "check each class folder"); one beyond luck below
+        # it (0 of 40: a test folder's labels swapped) still is
     if acc > guess + margin:
         return _luck(summary, acc, guess, split, whose)
     head = f"{whose} {split} accuracy ({100 * acc:.1f}%) is"
@@ -124,6 +125,15 @@ def _clearly_above(summary: dict, val: float, guess: float) -> bool:
     if right is None or right <= max(sizes):
         return False
     return binomial_tail(min(right, n), n, max(guess, max(sizes) / n)) < LUCK_P
+
+
+def _clearly_below(summary: dict, acc: float, guess: float) -> bool:
+    """Whether the test accuracy `acc` (a fraction) lies below guessing (`guess`) beyond luck: a model that guesses
+    gets at most as many of the test split's known images right with probability under LUCK_P (the one-sided
+    binomial test, lower tail). False when the split's size is unknown."""
+    n = sum(split_sizes(summary, "test"))
+    right = images_right(acc, n) if n else None
+    return right is not None and acc < guess and 1.0 - binomial_tail(right + 1, n, guess) < LUCK_P
 
 
 def _luck(summary: dict, acc: float, guess: float, split: str, whose: str) -> ChanceFinding | None:
@@ -448,13 +458,19 @@ def finer_detail_words(summary: dict, config: dict | None, control: str, fixed: 
     data = (config or {}).get("data") or {}
     size, accuracy = int(data.get("image_size") or 0), summary.get("val_acc")
     side = long if data.get("fit") == "pad" else short  # a whole picture is shrunk by its longer side
-    if fixed or not size or not _finite(accuracy) or accuracy >= DETAIL_WEAK or side < 3 * size:
+    from dataclasses import fields
+
+    from engine.config import DataConfig
+
+    most = next(f.metadata["max"] for f in fields(DataConfig) if f.name == "image_size")  # 512 px
+    larger = min(2 * size, most)
+    if fixed or not size or not _finite(accuracy) or accuracy >= DETAIL_WEAK or side < 3 * size or larger <= size:
         return ""
     shrink = f"{side / size:.0f}"
     return (f"This run shrank your pictures (about {long} by {short} px) about {shrink}x to {size} px, so detail "
             f"finer than about {shrink} of their pixels was lost to it. If what tells your classes apart is small (a "
-            f"texture, a mark, a thin line), {control.format(size=2 * size)} keeps finer detail; each epoch then takes "
-            "about 4x as long.")
+            f"texture, a mark, a thin line), {control.format(size=larger)} keeps finer detail; each epoch then takes "
+            f"about {(larger / size) ** 2:.0f}x as long.")
 
 
 def small_splits(summary: dict) -> dict[str, int]:

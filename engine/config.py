@@ -67,8 +67,8 @@ class DataConfig:
     source: str = knob(SAMPLE_DATASET, label="Dataset", help="A .zip of class folders, or a folder.")
     image_size: int = knob(64, label="Image size", unit="px", min=16, max=512, step=8, help=(
         "The model sees squares: each picture's middle square (as wide as its shorter side) is kept, so a wide "
-        "or tall picture loses its ends (the Data page can keep whole pictures instead), and resized to this size "
-        "once. Larger is slower (time grows with the "
+        "or tall picture loses its ends (data.fit, the Data page's Wide and tall pictures, can keep whole pictures "
+        "instead), and resized to this size once. Larger is slower (time grows with the "
         "square) but keeps more detail: large scans or photos with fine detail may need 128 px or more."))
     fit: str = knob("crop", label="Wide and tall pictures", choices=["crop", "pad"],  # engine.data.fit_square
                     labels={"crop": "Keep the middle square", "pad": "Keep the whole picture"}, help=(

@@ -1122,7 +1122,8 @@ def exif_turned(img: Image.Image) -> bool:
 
 
 def _thumbnail(rgb: Image.Image) -> np.ndarray:
-    """float32 [3, COPY_THUMB, COPY_THUMB]: the centre square's area means (0-255), as the run crops, from
+    """float32 [3, COPY_THUMB, COPY_THUMB]: the centre square's area means (0-255), whatever data.fit (duplicate
+    groups, and so the split, are the same both ways), from
     a 64 px decode of it (the hash's fixed size; Try it's copy search takes its thumbnails from the run-size
     decode, `engine.predict.copy_keys`)."""
     square = rgb.resize((64, 64), Image.Resampling.BILINEAR, box=_centre_square(*rgb.size), reducing_gap=3.0)

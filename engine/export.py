@@ -589,7 +589,7 @@ def use_it_code(classes: list[str], image_size: int, runtime: str, fit: str = "c
 
 def use_it_section(classes: list[str], image_size: int, fit: str = "crop") -> list[str]:
     """The model card's "Use it" lines: one script per exported format (`fit`: the run's data.fit)."""
-    square = ("the whole picture shrunk to fit a square of" if fit == "pad" else "the centre square resized to")
+    square = ("the whole picture resized to fit a square of" if fit == "pad" else "the centre square resized to")
     lines = ["", "## Use it",
              f"Save one of these as `predict.py` and run `python predict.py <the .onnx or .ts file> photo.jpg ...` "
              f"(the model file under whatever name you saved it). "

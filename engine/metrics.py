@@ -65,5 +65,6 @@ def selection_key(epoch: dict) -> tuple[float, float]:
     accuracy (no validation images: NaN in the loop, None once saved) ranks below every measured one, as the loop
     ranks it: `predict` on such a run stopped with a TypeError."""
     acc, loss = epoch.get("val_acc"), epoch.get("val_loss")
-    acc = float(acc) if isinstance(acc, (int, float)) and acc == acc else float("-inf")
+    acc = float("nan") if acc is None else float(acc)  # a numpy or 0-d tensor value too
+    acc = acc if acc == acc else float("-inf")
     return acc, -(float(loss) if isinstance(loss, (int, float)) and loss == loss else float("inf"))

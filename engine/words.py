@@ -150,13 +150,15 @@ def picture_shape_words(shape: dict, image_size: int, control: str = "a larger I
         # the other way round: a photographer's 28 portrait photos among 73 landscape ones went unsaid
         other = float(shape.get("tall") or 0) if wide else float(shape.get("wide") or 0) if tall else 0.0
         if fit == "pad":
-            bars = "above and below" if wide else "left and right" if tall else "on the shorter sides"
+            fills = (f"the square's width and {percent_half_up(keep)} of its height, grey bars above and below" if wide
+                     else f"the square's height and {percent_half_up(keep)} of its width, grey bars left and right"
+                     if tall else f"the square one way and {percent_half_up(keep)} of it the other, grey bars beside "
+                     "the picture's longer sides")
             turned = ("" if other < 0.1 else f" ({percent_half_up(other)} of them are "
                       f"{'taller than wide' if wide else 'wider than tall'}: their bars are "
                       f"{'left and right' if wide else 'above and below'})")
-            parts.append(f"Your pictures are {how} (about {size} px): the model sees each whole, shrunk to fit "
-                         f"{image_size} x {image_size} px, the picture {percent_half_up(keep)} of the square and grey "
-                         f"bars {bars}{turned}.")
+            parts.append(f"Your pictures are {how} (about {size} px): the model sees each whole, resized to fit "
+                         f"{image_size} x {image_size} px; each fills {fills}{turned}.")
         else:
             lose = ("taller than wide and lose their top and bottom" if wide
                     else "wider than tall and lose their left and right edges")

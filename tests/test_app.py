@@ -167,8 +167,8 @@ def test_wide_pictures_get_the_choice_of_keeping_them_whole_on_the_data_page(stu
     # the counts and previews drawn above the choice are checked again the new way (they stayed cropped)
     assert any(key[-1] == "pad" for key in at.session_state["data_checks"]), list(at.session_state["data_checks"])
     said = " ".join(texts(at.caption))
-    assert "the model sees each whole, shrunk to fit 64 x 64 px, the picture 50% of the square and grey bars above " \
-        "and below" in said, said
+    assert "the model sees each whole, resized to fit 64 x 64 px; each fills the square's width and 50% of its " \
+        "height, grey bars above and below" in said, said
     sidebar = " ".join(str(getattr(e, "value", "")) for e in at.sidebar)
     assert "whole pictures." in sidebar, sidebar
     at.radio(key="w:data.fit").set_value("crop").run()  # the draft back as it was, for the next tests

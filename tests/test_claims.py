@@ -621,6 +621,10 @@ def test_a_small_test_split_within_luck_beside_validation_clearly_above_it_is_no
     assert chance_finding({**photos, "val_acc": 4 / 21}).kind == "below", "validation within luck: still said"
     assert chance_finding(photos, validation_clears=False).kind == "below"
     assert chance_finding({**ten, "test_acc": 3 / 60}).kind == "below", "a large test split keeps its finding"
+    forty = {c: 8 for c in "abcde"}  # 0 of 40 beside good validation: beyond luck below guessing (labels swapped?)
+    swapped = {"classes": list(forty), "val_acc": 30 / 40, "test_acc": 0.0,
+               "data_report": {"split_counts": {"val": forty, "test": forty}}}
+    assert chance_finding(swapped).kind == "below"
 
 
 def test_a_validation_test_gap_larger_than_chance_gives_is_pointed_out():
@@ -1248,6 +1252,9 @@ def test_a_weak_run_on_pictures_shrunk_far_is_told_a_larger_image_size_keeps_fin
     vit = dict(config, backbone={"name": "vit_b_16"}, data={"image_size": 224})
     big = dict(summary, data_report={"picture_shape": {"long": 4000, "short": 3000}})
     assert finer_detail_words(big, vit, "{size}") and not finer_detail_note(vit, big), "ViT-B/16 takes 224 px only"
+    at_320 = finer_detail_words(big, {"data": {"image_size": 320}}, "--image-size {size}")
+    assert "--image-size 512 keeps finer detail; each epoch then takes about 3x as long" in at_320, "512 px at most"
+    assert not finer_detail_words(big, {"data": {"image_size": 512}}, "{size}"), "nothing larger to suggest"
     cfg = apply_overrides(RunConfig(), ["data.image_size=64"])
     _say_caution(summary, cfg)
     assert "note: This run shrank your pictures" in capsys.readouterr().err

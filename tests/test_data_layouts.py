@@ -844,7 +844,8 @@ def test_whole_pictures_are_padded_to_squares_so_a_subject_at_one_end_stays_in(t
     assert oblong(shape) and not oblong({}) and not oblong({"long": 64, "short": 60, "wide": 1.0, "square_share": 0.94})
     words = picture_shape_words(shape, 16, fit="pad")
     assert words.startswith("Your pictures are mostly wider than tall (about 48 x 24 px): the model sees each whole, "
-                            "shrunk to fit 16 x 16 px, the picture 50% of the square and grey bars above and below. "
+                            "resized to fit 16 x 16 px; each fills the square's width and 50% of its height, grey bars "
+                            "above and below. "
                             "At 16 px they are shrunk about 3x"), "shrunk by the longer side"
     said = picture_shape_words(shape, 16, whole="*Wide and tall pictures* below")
     assert "(the left and right edges are cut away), resized to 16 x 16 px. *Wide and tall pictures* below keeps " \

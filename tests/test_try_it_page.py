@@ -246,7 +246,7 @@ def test_a_run_that_keeps_whole_pictures_answers_a_wide_photo_whole(tmp_path):
         run_id = finished_run(studio["engine"], cfg)
         at = with_a_wide_photo(run_id)
         assert not [r for r in at.radio if r.key.startswith("try_crop_")], "the whole picture: nothing to choose"
-        assert "the whole picture kept, shrunk to fit 32 x 32 pixels (bilinear), grey bars above and below" in \
+        assert "the whole picture kept, resized to fit 32 x 32 pixels (bilinear), grey bars above and below" in \
             " ".join(texts(at.markdown)), texts(at.markdown)
 
 

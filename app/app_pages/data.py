@@ -584,7 +584,6 @@ def quick_start(engine) -> None:
             st.switch_page("app_pages/train.py")
 
 
-
 def fit_section(shape: dict, cfg) -> None:
     """What the model will see of the pictures (engine.words.picture_shape_words: a wide scan's ends cut, detail
     shrunk away; an older report has no shape and says nothing) and, where the pictures are wider or taller than

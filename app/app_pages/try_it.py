@@ -5,7 +5,7 @@
   adversarially fine-tuned), and side by side for a second one when asked: another of its models,
   or another finished run's fine-tuned model on the same classes.
 - Low confidence is flagged in plain words (engine.predict documents the two checks), and each
-  image says what decoding did to it (EXIF rotation, colour mode, centre square, size).
+  image says what decoding did to it (EXIF rotation, colour mode, centre square or whole picture, size).
 - Each prediction can open its attributions (engine.explain, as on the Explain page).
 - A zip (or the images of a class-folder zip) is predicted in batches with a progress bar; the
   table sorts by confidence, downloads as CSV, and class folders give accuracy and a confusion matrix.
