@@ -1161,7 +1161,8 @@ def _decode(raw: bytes, size: int, max_pixels: int, want_hash: bool = False, cro
         if is_jpeg:
             # Let libjpeg decode at 1/2, 1/4 or 1/8 scale: much faster for big photos. Keep at
             # least twice the target on the shorter side so the final resize still antialiases.
-            shorter = min(width, height)
+            # (a whole picture, `fit` "pad", is resized by its longer side: that side is kept at twice the target)
+            shorter = max(width, height) if fit == "pad" else min(width, height)
             img.draft(None, (max(1, width * 2 * size // shorter), max(1, height * 2 * size // shorter)))
         if img.size[0] * img.size[1] > max_pixels:  # what is decoded: a JPEG's draft, else the whole image
             scaled = f"; decoded at reduced scale still {img.size[0]}x{img.size[1]}" if img.size != (width, height) else ""

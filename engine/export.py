@@ -516,7 +516,7 @@ def load(path):
     img = JpegImagePlugin.JpegImageFile(path) if jpeg else Image.open(path)
     w, h = img.size
     if img.format in ("JPEG", "MPO"):  # libjpeg's fast downscaling, to at least twice SIZE
-        img.draft(None, (max(1, w * 2 * SIZE // min(w, h)), max(1, h * 2 * SIZE // min(w, h))))
+        img.draft(None, (max(1, w * 2 * SIZE // {side}(w, h)), max(1, h * 2 * SIZE // {side}(w, h))))
     try:
         img = ImageOps.exif_transpose(img)  # phone photos store their rotation in EXIF
     except Exception:  # a broken EXIF block: the picture as stored
@@ -583,7 +583,7 @@ def use_it_code(classes: list[str], image_size: int, runtime: str, fit: str = "c
     _, stdlib, runtime_import, run = _RUNTIMES[runtime]
     squares, square = _SQUARE[fit]
     return _PREPROCESS.format(classes=list(classes), size=int(image_size), runtime_import=runtime_import,
-                              stdlib_import=stdlib, squares=squares,
+                              stdlib_import=stdlib, squares=squares, side="max" if fit == "pad" else "min",
                               square=square.replace("{pad!r}", repr(PAD_RGB))) + run + _PRINT
 
 

@@ -1359,6 +1359,8 @@ def test_a_run_that_keeps_whole_pictures_answers_and_exports_with_whole_pictures
     exec(code.split("\nMODEL, IMAGES")[0], namespace)
     photo = tmp_path / "photo.jpg"
     new.rotate(90, expand=True).save(photo, quality=90)  # a tall JPEG: bars left and right
-    for x in (tmp_path / "new.png", photo):
+    large = tmp_path / "large.jpg"  # decoded at a fraction of its size (JPEG draft), by its longer side
+    new.resize((640, 200)).save(large, quality=90)
+    for x in (tmp_path / "new.png", photo, large):
         pixels = torch.from_numpy(namespace["load"](str(x)) * 255).round().to(torch.uint8)
         assert torch.equal(pixels, decode_image(x, 32, fit="pad")), f"{x.name}: the card's script differs"
