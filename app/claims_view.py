@@ -14,9 +14,9 @@ import streamlit as st
 from app import state
 from engine.baselines import (BASELINE_METHODS, config_value, near_standard, run_claims, standard_config,
                               stronger_standard, stronger_words)
-from engine.chance import (LUCK_MARK, ChanceCause, answers_words, chance_cause, chance_finding, finer_detail_words,
-                           memorised_fixes, memorised_words, run_lr, small_split_words, unstable_words,
-                           val_test_gap_words)
+from engine.chance import (LUCK_MARK, ChanceCause, answers_words, chance_cause, chance_finding, cut_ends_words,
+                           finer_detail_words, memorised_fixes, memorised_words, run_lr, small_split_words,
+                           unstable_words, val_test_gap_words)
 from engine.claims import ceiling_words, wise_ft_reading, wise_pruned_start, wise_user_ood_reading
 from engine.config import ADVANCED_TITLE, RunConfig, smaller_batch, smaller_batch_advice
 from engine.errors import StudioError
@@ -149,6 +149,24 @@ def finer_detail_note(config: dict | None, summary: dict) -> str:
     words = finer_detail_words(summary, config, "a larger *Image size* (Model and methods page; {size} px, say)",
                                fixed=bool(spec and spec.fixed_image_size))
     return f":material/info: {words}" if words else ""
+
+
+def cut_ends_note(config: dict | None, summary: dict) -> str:
+    """engine.chance.cut_ends_words for a finished run (`config`: its config dict) in the Data page's words, under an
+    info icon, or ""."""
+    words = cut_ends_words(summary, config, "*Keep the whole picture* (Data page, *Wide and tall pictures*)")
+    return f":material/info: {words}" if words else ""
+
+
+def ood_off_note(config: dict | None, summary: dict) -> str:
+    """For a finished run whose OOD evaluation was off (`config`'s eval.ood false, no ood_acc in `summary`): that its
+    robustness to corrupted images was not measured, and where the switch is, under an info icon; "" otherwise. A
+    field biologist's Fastest model run showed no robustness figure and no word why."""
+    if summary.get("ood_acc") is not None or ((config or {}).get("eval") or {}).get("ood", True):
+        return ""
+    return (":material/info: Robustness to corrupted images (OOD accuracy) was not measured in this run: *Measure "
+            f"OOD accuracy* was off (Model and methods page, under '{ADVANCED_TITLE}'; the Fastest model preset "
+            "turns it off to save time).")
 
 
 def small_split_note(summary: dict) -> str:

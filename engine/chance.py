@@ -473,6 +473,25 @@ def finer_detail_words(summary: dict, config: dict | None, control: str, fixed: 
             f"about {(larger / size) ** 2:.0f}x as long.")
 
 
+def cut_ends_words(summary: dict, config: dict | None, control: str) -> str:
+    """For a finished run under DETAIL_WEAK validation accuracy (summary["val_acc"], a fraction) that kept the middle
+    square (`config`'s data.fit "crop", the default) of pictures wider or taller than square (engine.words.oblong of
+    summary["data_report"]["picture_shape"]): what share of their longer side it kept, and that `control` (words
+    naming the whole-picture setting where they are read) keeps the ends in view. A field biologist's camera-trap
+    run, its animals near the frame's edges, was told to check its folders and train longer, never that 44% of
+    each picture's width was cut away. "" otherwise (also for an unknown shape or accuracy). Raises nothing."""
+    from engine.words import oblong
+
+    shape = (summary.get("data_report") or {}).get("picture_shape") or {}
+    fit = ((config or {}).get("data") or {}).get("fit") or "crop"
+    accuracy = summary.get("val_acc")
+    if fit != "crop" or not oblong(shape) or not _finite(accuracy) or accuracy >= DETAIL_WEAK:
+        return ""
+    return (f"This run kept the middle square of your pictures, {percent_half_up(float(shape['square_share']))} of "
+            f"their longer side: if what tells your classes apart can sit near a picture's end, {control} keeps it "
+            "in view (at fewer pixels).")
+
+
 def small_splits(summary: dict) -> dict[str, int]:
     """{"val" and/or "test": number of images} for the held-out splits with fewer than SMALL_SPLIT
     images (none empty), from the summary's data_report split_counts; {} when both are large enough

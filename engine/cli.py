@@ -27,9 +27,9 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from engine.backbones import BACKBONES, WEIGHTS_TEXT, available_sources, backbone_title, check_bundled
-from engine.chance import (ChanceCause, chance_cause, chance_finding, finer_detail_words, memorised_fixes,
-                           memorised_words, run_lr, small_split_words, unstable_words, val_test_gap_words,
-                           weak_class_words)
+from engine.chance import (ChanceCause, chance_cause, chance_finding, cut_ends_words, finer_detail_words,
+                           memorised_fixes, memorised_words, run_lr, small_split_words, unstable_words,
+                           val_test_gap_words, weak_class_words)
 from engine.checkpoints import new_run_id, read_metadata, write_json
 from engine.clock import fmt_duration, process_started_at
 from engine.config import (RunConfig, apply_overrides, probe_epochs_for, smaller_batch, smaller_batch_advice,
@@ -762,6 +762,9 @@ def _say_caution(summary: dict, cfg: RunConfig) -> None:
     small = small_split_words(summary)
     if small:
         print(f"note: {small}", file=sys.stderr)
+    ends = cut_ends_words(summary, cfg.to_dict(), "a run with --set data.fit=pad")
+    if ends:
+        print(f"note: {ends}", file=sys.stderr)
     detail = finer_detail_words(summary, cfg.to_dict(), "a run with --image-size {size}",
                                 fixed=bool(BACKBONES[cfg.backbone.name].fixed_image_size))
     if detail:
@@ -921,7 +924,7 @@ def _inspect(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     shape = picture_shape_words(rep.picture_shape, pick(args.image_size, d.image_size),
                                 control="a larger --image-size (train and inspect)", fit=d.fit,
-                                whole="--set data.fit=pad (train)")
+                                whole="Training with --set data.fit=pad")
     if shape:
         print(f"pictures: {shape}")
     split_names = [s for s in ("train", "val", "test") if s in rep.split_counts]

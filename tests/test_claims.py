@@ -1257,6 +1257,27 @@ def test_a_weak_run_on_pictures_shrunk_far_is_told_a_larger_image_size_keeps_fin
     assert not finer_detail_words(big, {"data": {"image_size": 512}}, "{size}"), "nothing larger to suggest"
     cfg = apply_overrides(RunConfig(), ["data.image_size=64"])
     _say_caution(summary, cfg)
-    assert "note: This run shrank your pictures" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "note: This run shrank your pictures" in err
+    # the middle square cut away the ends of wide pictures: said too (a field biologist's animals at the frame's
+    # edges, told to check the folders and train longer)
+    assert "note: This run kept the middle square of your pictures, 63% of their longer side: if what tells your " \
+           "classes apart can sit near a picture's end, a run with --set data.fit=pad keeps it in view" in err, err
+    from app.claims_view import cut_ends_note
+    from engine.chance import cut_ends_words
+
+    assert "*Keep the whole picture* (Data page, *Wide and tall pictures*) keeps it in view" in cut_ends_note(config,
+                                                                                                         summary)
+    padded = apply_overrides(RunConfig(), ["data.fit=pad"]).to_dict()
+    assert not cut_ends_words(summary, padded, "x"), "whole pictures already"
+    square = dict(summary, data_report={"picture_shape": {**shape, "wide": 0.0, "square_share": 1.0}})
+    assert not cut_ends_words(square, config, "x") and not cut_ends_words(dict(summary, val_acc=0.95), config, "x")
+    # no robustness figure without a word why (the Fastest model preset turns OOD evaluation off)
+    from app.claims_view import ood_off_note
+
+    off = apply_overrides(RunConfig(), ["eval.ood=false"]).to_dict()
+    assert ood_off_note(off, summary).startswith(":material/info: Robustness to corrupted images (OOD accuracy) was "
+                                                 "not measured in this run: *Measure OOD accuracy* was off")
+    assert not ood_off_note(config, summary) and not ood_off_note(off, dict(summary, ood_acc=0.5))
     _say_caution(dict(summary, val_acc=0.95), cfg)
     assert "shrank" not in capsys.readouterr().err

@@ -803,6 +803,7 @@ def test_the_report_says_what_the_square_crop_keeps_of_wide_pictures_and_how_far
     out = capsys.readouterr().out
     assert "pictures: Your pictures are mostly wider than tall (about 96 x 48 px)" in out
     assert "a larger --image-size (train and inspect) keeps finer detail (not more of the picture)" in out, "the command line's own words"
+    assert "Training with --set data.fit=pad keeps the whole picture instead." in out, "a train option, said so"
 
 
 def test_whole_pictures_are_padded_to_squares_so_a_subject_at_one_end_stays_in(tmp_path, work_dir):

@@ -13,8 +13,8 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, components, datasets, layout, state
-from app.claims_view import (at_chance, claim_lines, finer_detail_note, small_split_note, unstable_note,
-                             val_test_gap)
+from app.claims_view import (at_chance, claim_lines, cut_ends_note, finer_detail_note, ood_off_note,
+                             small_split_note, unstable_note, val_test_gap)
 from app.method_views import VIEWS
 from engine.augment import augmentation_words
 from engine.chance import (chance_finding, findings_split, smaller_model_summary, split_at_guessing,
@@ -627,7 +627,8 @@ def one_run(engine, runs) -> None:
             st.info(note.removeprefix(":material/info: "), icon=":material/info:")  # grey (a teacher missed it)
         else:
             st.caption(note)
-    for note in (small_split_note(summary), finer_detail_note(rec.config, summary)):
+    for note in (small_split_note(summary), ood_off_note(rec.config, summary), cut_ends_note(rec.config, summary),
+                 finer_detail_note(rec.config, summary)):
         if note and summary.get("status") == "finished":
             st.caption(note)
     warned = data_warnings(rec, summary)
