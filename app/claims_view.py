@@ -169,6 +169,20 @@ def ood_off_note(config: dict | None, summary: dict) -> str:
             "turns it off to save time).")
 
 
+def guessing_runs_words(summaries: dict[str, dict]) -> str:
+    """For Compare: the runs (`summaries`: summary by the run's label) whose own Results page says they may have
+    learnt nothing (engine.chance.chance_finding), named, with what that means for their figures here; "" when
+    none. A field biologist compared two runs at guessing (35.3% against 17.6% on 17 test images) and read that
+    the one had doubled the other's accuracy."""
+    names = [label for label, summary in summaries.items() if summary and chance_finding(summary) is not None]
+    if not names:
+        return ""
+    one = len(names) == 1
+    whose = "its" if one else "their"
+    return (f"{and_words(names)} {'is' if one else 'are'} not clearly better than guessing on {whose} own Results "
+            f"page (see the warning there): {whose} figures below, and the differences between the runs, may be luck.")
+
+
 def small_split_note(summary: dict) -> str:
     """engine.chance.small_split_words under an info icon (Results, under the figures), or ""."""
     words = small_split_words(summary)

@@ -627,6 +627,22 @@ def test_a_small_test_split_within_luck_beside_validation_clearly_above_it_is_no
     assert chance_finding(swapped).kind == "below"
 
 
+def test_compare_names_the_runs_at_guessing():
+    """A field biologist compared two runs at guessing (35.3% against 17.6% on 17 test images) and read that one had
+    doubled the other's accuracy: Compare names the runs whose own page says they may have learnt nothing."""
+    from app.claims_view import guessing_runs_words
+
+    counts = {"split_counts": {"test": {c: 4 for c in "abcd"}, "val": {c: 4 for c in "abcd"}}}
+    weak = {"classes": list("abcd"), "test_acc": 6 / 16, "val_acc": 5 / 16, "data_report": counts}
+    strong = {"classes": list("abcd"), "test_acc": 15 / 16, "val_acc": 15 / 16, "data_report": counts}
+    said = guessing_runs_words({"01:22 · Fastest model": weak, "01:28 · Fastest model (2)": dict(weak, test_acc=0.0),
+                                "Quick demo": strong})
+    assert said.startswith("01:22 · Fastest model and 01:28 · Fastest model (2) are not clearly better than guessing "
+                           "on their own Results page"), said
+    assert "Quick demo" not in said and guessing_runs_words({"Quick demo": strong, "gone": {}}) == ""
+    assert guessing_runs_words({"a": weak}).startswith("a is not clearly better than guessing on its own")
+
+
 def test_a_validation_test_gap_larger_than_chance_gives_is_pointed_out():
     # the WiSE-FT demo on the sample, seed 0: 94 of 128 validation images right, 76 of 128 test images
     from scipy.stats import fisher_exact

@@ -13,8 +13,8 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, components, datasets, layout, state
-from app.claims_view import (at_chance, claim_lines, cut_ends_note, finer_detail_note, ood_off_note,
-                             small_split_note, unstable_note, val_test_gap)
+from app.claims_view import (at_chance, claim_lines, cut_ends_note, finer_detail_note, guessing_runs_words,
+                             ood_off_note, small_split_note, unstable_note, val_test_gap)
 from app.method_views import VIEWS
 from engine.augment import augmentation_words
 from engine.chance import (chance_finding, findings_split, smaller_model_summary, split_at_guessing,
@@ -978,15 +978,8 @@ def compare(engine, runs) -> None:
     if "sparsity" in table.columns:  # beside a pruned run, one without pruning keeps all its weights
         table.loc[~table["_pruned"].astype(bool), "sparsity"] = 0.0
     table = table.drop(columns="_pruned")
-    datasets_used = list(dict.fromkeys(table["dataset"]))
     curves = {legend[i]: c for i, c in by_run.items()}
-    if len(datasets_used) > 1:
-        st.warning(f"These runs trained on {len(datasets_used)} different datasets ({', '.join(datasets_used)}): "
-                   "accuracies on different data say nothing about which method is better. The rows are sorted "
-                   "by dataset; compare runs on the same one.", icon=":material/warning:")
-    split_note = other_test_images(table, {short[i]: read_summary(by_id[i].run_dir) for i in chosen})
-    if split_note:
-        st.warning(split_note, icon=":material/shuffle:")
+    compare_warnings(table, {short[i]: read_summary(by_id[i].run_dir) for i in chosen})
     table = shared_columns_note(table)  # what every run shares is said once: the table keeps its width
     wise = ["wise_ft" in enabled_methods(by_id[r].config) for r in chosen]
     if wise_leads(rows, wise):  # said only where there is a lead (a teacher read it beside a WiSE-FT run 4 points behind)
@@ -1034,6 +1027,23 @@ def compare(engine, runs) -> None:
     if setup:
         setup_details(table, setup, config)
     compare_curves(curves, {legend[i]: by_id[i] for i in chosen}, [r.id for r in reversed(candidates)])
+
+
+def compare_warnings(table: pd.DataFrame, summaries: dict[str, dict]) -> None:
+    """Above the Compare table: runs on different datasets, on other test images (`other_test_images`), and runs
+    at guessing on their own Results page (`claims_view.guessing_runs_words`); `summaries`: each run's summary by
+    its label in the table."""
+    datasets_used = list(dict.fromkeys(table["dataset"]))
+    if len(datasets_used) > 1:
+        st.warning(f"These runs trained on {len(datasets_used)} different datasets ({', '.join(datasets_used)}): "
+                   "accuracies on different data say nothing about which method is better. The rows are sorted "
+                   "by dataset; compare runs on the same one.", icon=":material/warning:")
+    split_note = other_test_images(table, summaries)
+    if split_note:
+        st.warning(split_note, icon=":material/shuffle:")
+    guessing = guessing_runs_words(summaries)
+    if guessing:
+        st.warning(guessing, icon=":material/casino:")
 
 
 def figures_table(main: pd.DataFrame, config: dict) -> None:
