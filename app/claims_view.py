@@ -174,7 +174,7 @@ def guessing_runs_words(summaries: dict[str, dict]) -> str:
     learnt nothing (engine.chance.chance_finding), named, with what that means for their figures here; "" when
     none. A field biologist compared two runs at guessing (35.3% against 17.6% on 17 test images) and read that
     the one had doubled the other's accuracy."""
-    names = [label for label, summary in summaries.items() if summary and chance_finding(summary) is not None]
+    names = [f"'{label}'" for label, summary in summaries.items() if summary and chance_finding(summary) is not None]
     if not names:
         return ""
     one = len(names) == 1

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from common import table
+from common import mean_std, table
 from first_model import one_run
 
 CLASSES = {"disc": (220, 60, 40), "square": (40, 170, 60), "triangle": (50, 80, 220), "bar": (230, 200, 40)}
@@ -88,13 +88,11 @@ def main() -> None:
                 results.setdefault(fit, []).append(r)
                 print(f"{fit} | seed {seed}: test {100 * r['test']:.1f}% val {100 * r['val']:.1f}% "
                       f"wall {r['wall']:.0f} s (load {r['load']:.1f})", flush=True)
-    rows = []
-    for fit, rs in results.items():
-        mean = lambda k: statistics.mean(r[k] for r in rs)  # noqa: E731
-        rows.append([fit, " / ".join(f"{100 * r['test']:.1f}" for r in rs), f"{100 * mean('test'):.1f}",
-                     f"{100 * mean('val'):.1f}", f"{mean('wall'):.0f}"])
+    rows = [[fit, " / ".join(f"{100 * r['test']:.1f}" for r in rs), mean_std([r["test"] for r in rs]),
+             mean_std([r["val"] for r in rs]), f"{statistics.mean(r['wall'] for r in rs):.0f}"]
+            for fit, rs in results.items()]
     print()
-    print(table(["data.fit", "test % per seed", "test % mean", "val % mean", "wall s mean"], rows))
+    print(table(["data.fit", "test % per seed", "test % (mean ± sd)", "val % (mean ± sd)", "wall s mean"], rows))
 
 
 if __name__ == "__main__":

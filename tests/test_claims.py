@@ -637,10 +637,10 @@ def test_compare_names_the_runs_at_guessing():
     strong = {"classes": list("abcd"), "test_acc": 15 / 16, "val_acc": 15 / 16, "data_report": counts}
     said = guessing_runs_words({"01:22 · Fastest model": weak, "01:28 · Fastest model (2)": dict(weak, test_acc=0.0),
                                 "Quick demo": strong})
-    assert said.startswith("01:22 · Fastest model and 01:28 · Fastest model (2) are not clearly better than guessing "
-                           "on their own Results page"), said
+    assert said.startswith("'01:22 · Fastest model' and '01:28 · Fastest model (2)' are not clearly better than "
+                           "guessing on their own Results page"), said
     assert "Quick demo" not in said and guessing_runs_words({"Quick demo": strong, "gone": {}}) == ""
-    assert guessing_runs_words({"a": weak}).startswith("a is not clearly better than guessing on its own")
+    assert guessing_runs_words({"a": weak}).startswith("'a' is not clearly better than guessing on its own")
 
 
 def test_a_validation_test_gap_larger_than_chance_gives_is_pointed_out():
