@@ -16,7 +16,7 @@ from engine.baselines import (BASELINE_METHODS, config_value, near_standard, run
                               stronger_standard, stronger_words)
 from engine.chance import (LUCK_MARK, ChanceCause, answers_words, chance_cause, chance_finding, cut_ends_words,
                            finer_detail_words, memorised_fixes, memorised_words, run_lr, small_split_words,
-                           unstable_words, val_test_gap_words)
+                           small_splits, unstable_words, val_test_gap_words)
 from engine.claims import ceiling_words, wise_ft_reading, wise_pruned_start, wise_user_ood_reading
 from engine.config import ADVANCED_TITLE, RunConfig, smaller_batch, smaller_batch_advice
 from engine.errors import StudioError
@@ -181,6 +181,19 @@ def guessing_runs_words(summaries: dict[str, dict]) -> str:
     whose = "its" if one else "their"
     return (f"{and_words(names)} {'is' if one else 'are'} not clearly better than guessing on {whose} own Results "
             f"page (see the warning there): {whose} figures below, and the differences between the runs, may be luck.")
+
+
+def compare_few_images_words(summaries: dict[str, dict]) -> str:
+    """For Compare: when any run compared (`summaries`: summary by the run's label) was measured on a small held-out
+    split (engine.chance.small_splits), what one image weighs on the smallest of them and how far apart two runs'
+    figures can be by an image or two; "" otherwise. The single-run page says it, and Compare did not (a field
+    biologist's runs on 17 test images)."""
+    sizes = [n for summary in summaries.values() if summary for n in small_splits(summary).values()]
+    if not sizes:
+        return ""
+    n = min(sizes)
+    return (f"Measured on few images (down to {plural(n, 'held-out image')} a split: one image is {100 / n:.1f} "
+            f"points): figures up to {200 / n:.0f} points apart between these runs can be one or two images apart.")
 
 
 def small_split_note(summary: dict) -> str:

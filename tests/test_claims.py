@@ -641,6 +641,14 @@ def test_compare_names_the_runs_at_guessing():
                            "guessing on their own Results page"), said
     assert "Quick demo" not in said and guessing_runs_words({"Quick demo": strong, "gone": {}}) == ""
     assert guessing_runs_words({"a": weak}).startswith("'a' is not clearly better than guessing on its own")
+    # and how much one image weighs there, as the single-run page says
+    from app.claims_view import compare_few_images_words
+
+    assert compare_few_images_words({"a": weak, "b": strong}) == (
+        "Measured on few images (down to 16 held-out images a split: one image is 6.2 points): figures up to 12 "
+        "points apart between these runs can be one or two images apart.")
+    large = {"split_counts": {"test": {c: 40 for c in "abcd"}, "val": {c: 40 for c in "abcd"}}}
+    assert compare_few_images_words({"a": dict(strong, data_report=large), "gone": {}}) == ""
 
 
 def test_a_validation_test_gap_larger_than_chance_gives_is_pointed_out():

@@ -13,8 +13,8 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, components, datasets, layout, state
-from app.claims_view import (at_chance, claim_lines, cut_ends_note, finer_detail_note, guessing_runs_words,
-                             ood_off_note, small_split_note, unstable_note, val_test_gap)
+from app.claims_view import (at_chance, claim_lines, compare_few_images_words, cut_ends_note, finer_detail_note,
+                             guessing_runs_words, ood_off_note, small_split_note, unstable_note, val_test_gap)
 from app.method_views import VIEWS
 from engine.augment import augmentation_words
 from engine.chance import (chance_finding, findings_split, smaller_model_summary, split_at_guessing,
@@ -1044,6 +1044,9 @@ def compare_warnings(table: pd.DataFrame, summaries: dict[str, dict]) -> None:
     guessing = guessing_runs_words(summaries)
     if guessing:
         st.warning(guessing, icon=":material/casino:")
+    few = compare_few_images_words(summaries)
+    if few:
+        st.caption(f":material/info: {few}")
 
 
 def figures_table(main: pd.DataFrame, config: dict) -> None:
