@@ -1031,6 +1031,13 @@ FITS = ("crop", "pad")  # how a picture becomes the model's square: its middle s
 PAD_RGB = tuple(round(255 * m) for m in IMAGENET_MEAN)  # the pad's colour, (124, 116, 104): 0 once normalised
 
 
+def fitted_size(width: int, height: int, side: int) -> tuple[int, int]:
+    """(width, height) in pixels of a width x height picture resized so that its longer side is `side`, each side at
+    least 1: the size `fit_square` pads, `upright_preview` shows and engine.predict.describe_decoding words."""
+    scale = side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def fit_square(rgb: Image.Image, size: int, fit: str = "crop", crop_at: float = 0.5) -> Image.Image:
     """`rgb` as the model's size x size square (PIL RGB), resized bilinearly (antialiased, as torchvision's
     Resize): `fit` "crop" keeps its largest square, placed `crop_at` along the longer side (`_centre_square`; the
@@ -1042,8 +1049,7 @@ def fit_square(rgb: Image.Image, size: int, fit: str = "crop", crop_at: float = 
                           reducing_gap=3.0)
     if fit != "pad":
         raise ValueError(f"fit must be one of {', '.join(FITS)} (got {fit!r})")
-    scale = size / max(rgb.size)
-    w, h = max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))
+    w, h = fitted_size(rgb.width, rgb.height, size)
     square = Image.new("RGB", (size, size), PAD_RGB)
     square.paste(rgb.resize((w, h), Image.Resampling.BILINEAR, reducing_gap=3.0), ((size - w) // 2, (size - h) // 2))
     return square
@@ -1088,9 +1094,8 @@ def upright_preview(raw: bytes, max_px: int = 192) -> np.ndarray:
             rgb = _oriented_rgb(img)
     except Exception as err:  # noqa: BLE001 - as decode_image says it
         raise ValueError(_decode_reason(err)) from err
-    scale = min(1.0, max_px / max(rgb.size))
-    small = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))),
-                       Image.Resampling.BILINEAR, reducing_gap=3.0)
+    small = rgb.resize(fitted_size(rgb.width, rgb.height, min(max_px, max(rgb.size))), Image.Resampling.BILINEAR,
+                       reducing_gap=3.0)
     return np.asarray(small, dtype=np.uint8).copy()
 
 
@@ -1104,12 +1109,6 @@ def outline_square(preview: np.ndarray, crop_at: float = 0.5) -> np.ndarray:
     left, top, right, bottom = _centre_square(*small.size, at=crop_at)
     ImageDraw.Draw(small).rectangle((left, top, right - 1, bottom - 1), outline=(230, 30, 30), width=2)
     return np.asarray(small, dtype=np.uint8).copy()
-
-
-def outlined_square(raw: bytes, crop_at: float = 0.5, max_px: int = 192) -> np.ndarray:
-    """`upright_preview` of `raw` with `outline_square` at `crop_at`: uint8 [H, W, 3]. Raises ValueError as
-    `upright_preview` does."""
-    return outline_square(upright_preview(raw, max_px), crop_at)
 
 
 def exif_turned(img: Image.Image) -> bool:

@@ -95,7 +95,8 @@ from engine.augment import to_float
 from engine.backbones import Classifier
 from engine.chance import answers_words, chance_finding
 from engine.config import RunConfig
-from engine.data import (COPY_THUMB, IMAGE_EXTENSIONS, MAX_COLOUR_DIFF, MAX_IMAGE_PIXELS, exif_turned, open_image,
+from engine.data import (COPY_THUMB, IMAGE_EXTENSIONS, MAX_COLOUR_DIFF, MAX_IMAGE_PIXELS, exif_turned, fitted_size,
+                         open_image,
                          PHASH_MAX_DISTANCE, PIL_FORMATS,
                          SPLIT_FOLDER_NAMES, EmptyArchiveError, SkippedFile, ZipLimits, decode_image, image_files, popcount64,
                          not_a_zip_reason, safe_extract_zip, thumbnails_close)
@@ -1187,8 +1188,7 @@ def describe_decoding(path: Path, size: int, crop_at: float = 0.5, fit: str = "c
         notes.append(f"converted from {mode} to RGB ({what}as in training)")
     side = min(w, h)
     if fit == "pad":  # engine.data.fit_square's rounding: a near-square picture may fill the square
-        scale = size / max(w, h)
-        filled = (max(1, round(w * scale)), max(1, round(h * scale))) == (size, size)
+        filled = fitted_size(w, h, size) == (size, size)
         bars = "" if filled else f", grey bars {'left and right' if h > w else 'above and below'}"
         notes.append(f"the whole picture kept, resized to fit {size} x {size} pixels (bilinear){bars}: as in the "
                      "run's training")

@@ -213,7 +213,10 @@ def test_a_picture_whose_subject_is_off_centre_can_be_seen_from_either_end(tmp_p
     assert crop_place(30, 30, 0.0) == "centre", "a square picture is kept whole"
     assert crop_place(60, 30, 1.0) == "right" and crop_place(30, 60, 1.0) == "bottom"
     # the whole picture with the square outlined, as Try it shows it: red along the kept square's edges only
-    from engine.data import outlined_square
+    from engine.data import outline_square, upright_preview
+
+    def outlined_square(raw: bytes, crop_at: float = 0.5, max_px: int = 192) -> np.ndarray:
+        return outline_square(upright_preview(raw, max_px), crop_at)  # Try it's two steps (try_it.whole_picture)
 
     red = lambda px: tuple(int(v) for v in px) == (230, 30, 30)  # noqa: E731
     whole = outlined_square(data, CROP_AT["right"], max_px=60)
