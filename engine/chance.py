@@ -458,11 +458,9 @@ def finer_detail_words(summary: dict, config: dict | None, control: str, fixed: 
     data = (config or {}).get("data") or {}
     size, accuracy = int(data.get("image_size") or 0), summary.get("val_acc")
     side = long if data.get("fit") == "pad" else short  # a whole picture is shrunk by its longer side
-    from dataclasses import fields
+    from engine.config import setting_meta
 
-    from engine.config import DataConfig
-
-    most = next(f.metadata["max"] for f in fields(DataConfig) if f.name == "image_size")  # 512 px
+    most = setting_meta("data", "image_size")["max"]  # 512 px
     larger = min(2 * size, most)
     if fixed or not size or not _finite(accuracy) or accuracy >= DETAIL_WEAK or side < 3 * size or larger <= size:
         return ""

@@ -274,16 +274,21 @@ def _section_class(section: str) -> type | None:
     return CORE_SECTIONS.get(section) or (METHOD_SECTIONS.get(section) or (None,))[0]
 
 
+def setting_meta(section: str, name: str, cls: type | None = None) -> Mapping[str, Any]:
+    """A setting's field metadata (`knob`'s label, bounds, choices ...). `cls`: the section's dataclass (default:
+    the registered one). Raises KeyError for an unknown section or field."""
+    cls = cls or _section_class(section)
+    if cls is None:
+        raise KeyError(section)
+    return {f.name: f.metadata for f in fields(cls)}[name]
+
+
 def setting_name(section: str, name: str, cls: type | None = None) -> str:
     """A setting as messages name it: its label as the dashboard shows it, then its key for the
     command line and config files ("CPU threads (train.threads)"). The dashboard shows messages
     without the keys (`without_setting_keys`). `cls`: the section's dataclass (default: the registered
     one). Raises KeyError for an unknown section or field."""
-    cls = cls or _section_class(section)
-    if cls is None:
-        raise KeyError(section)
-    meta = {f.name: f.metadata for f in fields(cls)}[name]
-    return f"{field_label(name, meta)} ({section}.{name})"
+    return f"{field_label(name, setting_meta(section, name, cls))} ({section}.{name})"
 
 
 def without_setting_keys(text: str) -> str:
@@ -614,7 +619,7 @@ def with_batch(cfg: "RunConfig", batch: int) -> "RunConfig":
     """`cfg` with batch size `batch` and the learning rate scaled by the same factor (the linear scaling
     rule, Goyal et al. 2017; 3 significant digits, never below the rate's lowest allowed value), kept
     when the rate is found automatically (optim.lr_auto)."""
-    lowest = {f.name: f for f in fields(OptimConfig)}["lr"].metadata.get("min", 0.0)
+    lowest = setting_meta("optim", "lr").get("min", 0.0)
     lr = cfg.optim.lr if cfg.optim.lr_auto else max(lowest, float(f"{cfg.optim.lr * batch / cfg.train.batch_size:.3g}"))
     return with_section(with_section(cfg, "train", batch_size=batch), "optim", lr=lr)
 
