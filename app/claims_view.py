@@ -143,11 +143,7 @@ def _smaller_batch_words(config: dict | None, n_train) -> str:
 def finer_detail_note(config: dict | None, summary: dict) -> str:
     """engine.chance.finer_detail_words for a finished run (`config`: its config dict) in the Model page's words,
     under an info icon, or "" (also for a backbone of one fixed image size)."""
-    from engine.backbones import BACKBONES
-
-    spec = BACKBONES.get(((config or {}).get("backbone") or {}).get("name") or "")
-    words = finer_detail_words(summary, config, "a larger *Image size* (Model and methods page; {size} px, say)",
-                               fixed=bool(spec and spec.fixed_image_size))
+    words = finer_detail_words(summary, config, "a larger *Image size* (Model and methods page; {size} px, say)")
     return f":material/info: {words}" if words else ""
 
 

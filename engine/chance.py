@@ -444,13 +444,13 @@ def memorised_fixes(config: dict | None) -> list[str]:
 DETAIL_WEAK = 0.9  # validation accuracy (a fraction) under which a run on shrunk pictures is told of finer detail
 
 
-def finer_detail_words(summary: dict, config: dict | None, control: str, fixed: bool = False) -> str:
+def finer_detail_words(summary: dict, config: dict | None, control: str) -> str:
     """For a finished run whose validation accuracy (summary["val_acc"], a fraction) stayed under DETAIL_WEAK while
     its pictures (summary["data_report"]["picture_shape"]: engine.data.picture_shape's dict) were shrunk 3x or more
     to its image size (`config`, its config dict: data.image_size, px): that it lost their detail finer than about
     that many pixels, and that a run at twice the size keeps finer detail at about four times the computing per
     image. `control` words the setting where the words are read, "{size}" standing for the doubled size
-    ("--image-size {size}"); `fixed`: the backbone takes one image size only (no words then). A student's 320 x 200
+    ("--image-size {size}"); none for a backbone that takes one image size only (ViT-B/16). A student's 320 x 200
     scans: 55.6% validation at 64 px, 88.9% at 128 px (one trial, not a benchmark: the words say "if", not that it
     helps). "" otherwise, also when the shape or accuracy is unknown. Raises nothing."""
     shape = (summary.get("data_report") or {}).get("picture_shape") or {}
@@ -458,8 +458,11 @@ def finer_detail_words(summary: dict, config: dict | None, control: str, fixed: 
     data = (config or {}).get("data") or {}
     size, accuracy = int(data.get("image_size") or 0), summary.get("val_acc")
     side = long if data.get("fit") == "pad" else short  # a whole picture is shrunk by its longer side
+    from engine.backbones import BACKBONES
     from engine.config import setting_meta
 
+    spec = BACKBONES.get(((config or {}).get("backbone") or {}).get("name") or "")
+    fixed = bool(spec and spec.fixed_image_size)
     most = setting_meta("data", "image_size")["max"]  # 512 px
     larger = min(2 * size, most)
     if fixed or not size or not _finite(accuracy) or accuracy >= DETAIL_WEAK or side < 3 * size or larger <= size:

@@ -1272,10 +1272,12 @@ def test_a_weak_run_on_pictures_shrunk_far_is_told_a_larger_image_size_keeps_fin
         "200 px pictures at 96 px: shrunk about 2x, little detail lost"
     assert not finer_detail_words({"val_acc": 0.5}, config, "{size}"), "a report from before shapes were kept"
     assert not finer_detail_words(dict(summary, val_acc=None), config, "{size}")
-    assert not finer_detail_words(summary, config, "{size}", fixed=True), "a backbone of one image size"
+    assert not finer_detail_words(summary, dict(config, backbone={"name": "vit_b_16"}), "{size}"), \
+        "a backbone of one image size"
     vit = dict(config, backbone={"name": "vit_b_16"}, data={"image_size": 224})
     big = dict(summary, data_report={"picture_shape": {"long": 4000, "short": 3000}})
-    assert finer_detail_words(big, vit, "{size}") and not finer_detail_note(vit, big), "ViT-B/16 takes 224 px only"
+    assert not finer_detail_words(big, vit, "{size}") and not finer_detail_note(vit, big), "ViT-B/16: 224 px only"
+    assert finer_detail_words(big, dict(vit, backbone={"name": "resnet18"}), "{size}"), "the same run on ResNet-18"
     at_320 = finer_detail_words(big, {"data": {"image_size": 320}}, "--image-size {size}")
     assert "--image-size 512 keeps finer detail; each epoch then takes about 3x as long" in at_320, "512 px at most"
     assert not finer_detail_words(big, {"data": {"image_size": 512}}, "{size}"), "nothing larger to suggest"
