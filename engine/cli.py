@@ -765,8 +765,7 @@ def _say_caution(summary: dict, cfg: RunConfig) -> None:
     ends = cut_ends_words(summary, cfg.to_dict(), "a run with --set data.fit=pad")
     if ends:
         print(f"note: {ends}", file=sys.stderr)
-    detail = finer_detail_words(summary, cfg.to_dict(), "a run with --image-size {size}",
-                                fixed=bool(BACKBONES[cfg.backbone.name].fixed_image_size))
+    detail = finer_detail_words(summary, cfg.to_dict(), "a run with --image-size {size}")
     if detail:
         print(f"note: {detail}", file=sys.stderr)
 
@@ -1597,12 +1596,22 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespa
     return args
 
 
+def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """`parser`'s commands by name ({} without any)."""
+    return next((a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)), {})
+
+
+def _options(command: argparse.ArgumentParser) -> list[str]:
+    """Every option string a command's parser knows ("--run", "-h", ...)."""
+    return [o for a in command._actions for o in a.option_strings]
+
+
 def _refuse_mistyped(parser: argparse.ArgumentParser, argv: list[str]) -> None:
     """Before argparse reads `argv`: a mistyped command gets its closest name ("predcit": did you mean predict?),
     and a command's unknown options are refused by `_refuse_unknown` with their closest names before argparse
     stops at a required option they were meant to be (`predict --rn ID` read "the following arguments are
     required: --run"). An option argparse would take as an abbreviation passes. SystemExit 2 when refused."""
-    subs = next((a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)), {})
+    subs = _commands(parser)
     if not argv or argv[0].startswith("-") or argv[0] == "pretrain":
         return
     sub = subs.get(argv[0])
@@ -1610,7 +1619,7 @@ def _refuse_mistyped(parser: argparse.ArgumentParser, argv: list[str]) -> None:
         close = difflib.get_close_matches(argv[0], list(subs), n=1, cutoff=0.6)
         parser.error(f"unknown command '{argv[0]}'" + (f": did you mean {close[0]}?" if close else ".")
                      + " `python -m engine --help` lists the commands.")
-    known = [o for a in sub._actions for o in a.option_strings]
+    known = _options(sub)
     unknown = []
     for i, a in enumerate(argv[1:], 1):  # each with its value, as argparse lists them ("--tpo-k 2")
         if a == "--":  # what follows is arguments, not options (`predict --run R -- --odd.png`)
@@ -1626,12 +1635,11 @@ def _refuse_unknown(parser: argparse.ArgumentParser, argv: list[str], extra: lis
     """Refuse arguments `extra` that `parser` does not know, as argparse does (SystemExit 2), with the command's own
     usage and, for a mistyped option, its closest name (difflib): a student's `train --image_size 128` got the
     top-level usage and no word of `--image-size`."""
-    subs = next((a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)), {})
-    sub = subs.get(argv[0]) if argv else None
+    sub = _commands(parser).get(argv[0]) if argv else None
     if sub is None:
         parser.parse_args(argv)  # its own message and exit code
         return
-    known = [o for a in sub._actions for o in a.option_strings]
+    known = _options(sub)
     hints = []
     for e in (e for e in extra if e.startswith("--")):
         close = difflib.get_close_matches(e.split("=", 1)[0].replace("_", "-"), known, n=1, cutoff=0.6)
