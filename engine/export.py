@@ -27,7 +27,7 @@ from engine.chance import (answers_words, chance_finding, small_split_words, sma
 from engine.checkpoints import load_checkpoint, read_metadata, save_checkpoint
 from engine.config import RunConfig, shown_setting, shown_value
 from engine.corruptions import corruption_name
-from engine.data import DataSplits
+from engine.data import PAD_RGB, DataSplits
 from engine.evaluate import FlipAverage, held_out_accuracy, predict
 from engine.methods import METHODS
 from engine.runs import load_structured, model_from_state
@@ -567,7 +567,7 @@ _SQUARE = {  # data.fit -> (what the model was trained on, the script's lines th
     scale = SIZE / max(w, h)  # the whole picture, its longer side SIZE, centred on grey
     small = img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR,
                        reducing_gap=3.0)
-    img = Image.new("RGB", (SIZE, SIZE), {pad!r})
+    img = Image.new("RGB", (SIZE, SIZE), """ + repr(PAD_RGB) + """)
     img.paste(small, ((SIZE - small.width) // 2, (SIZE - small.height) // 2))
 """),
 }
@@ -578,13 +578,11 @@ def use_it_code(classes: list[str], image_size: int, runtime: str, fit: str = "c
     torchscript) named first on its command line (whatever the file was saved as), preprocesses the
     image files named after it exactly as the studio does (`fit`: the run's data.fit), and prints `path class
     probability` per image. Raises KeyError for an unknown `runtime` or `fit`."""
-    from engine.data import PAD_RGB
-
     _, stdlib, runtime_import, run = _RUNTIMES[runtime]
     squares, square = _SQUARE[fit]
     return _PREPROCESS.format(classes=list(classes), size=int(image_size), runtime_import=runtime_import,
                               stdlib_import=stdlib, squares=squares, side="max" if fit == "pad" else "min",
-                              square=square.replace("{pad!r}", repr(PAD_RGB))) + run + _PRINT
+                              square=square) + run + _PRINT
 
 
 def use_it_section(classes: list[str], image_size: int, fit: str = "crop") -> list[str]:
