@@ -136,16 +136,22 @@ def set_frozen_bn_eval(model: Classifier, frozen_blocks: list[torch.nn.Module], 
                 m.eval()
 
 
+def setup_parts(cfg: RunConfig) -> list[str]:
+    """What a description of the next run says after its methods, in words: its frozen blocks (`frozen_words`), how
+    imbalanced classes are treated and whether pictures are kept whole (engine.words.data_extras); [] when none
+    applies."""
+    from engine.words import data_extras
+
+    return [w for w in (frozen_words(cfg.optim, cfg.backbone.pretrained), *data_extras(cfg.data)) if w]
+
+
 def setup_extras(cfg: RunConfig) -> str:
     """What a description of the next run adds after its methods, each after ", ": its frozen blocks
     (`frozen_words`), how imbalanced classes are treated and whether pictures are kept whole
     (engine.words.data_extras); "" when none applies.
     The Data page's Train now line, the Model page's Ready line, the sidebar and `train`'s header say the same
     (a student's class-weighted runs were described as the others)."""
-    from engine.words import data_extras
-
-    words = (frozen_words(cfg.optim, cfg.backbone.pretrained), *data_extras(cfg.data))
-    return "".join(f", {w}" for w in words if w)
+    return "".join(f", {w}" for w in setup_parts(cfg))
 
 
 def frozen_words(optim, pretrained: str | None = None, kept: bool = False) -> str:

@@ -14,9 +14,8 @@ from app import components, layout, state
 from engine.errors import StudioError
 from engine.jobs import was_interrupted
 from engine.methods import METHODS
-from engine.optim import frozen_words
+from engine.optim import frozen_words, setup_parts
 from engine.resume import RESUME_FILE
-from engine.words import data_extras
 
 SELECT_KEY = state.WATCH_SELECT_KEY
 GPU_KEY = "gpus"
@@ -127,11 +126,11 @@ def gpu_selector(cfg) -> None:
 
 def next_methods_words(cfg) -> str:
     """The end of the next run's line: its methods ("no extra method"), then flip TTA, the head-only epochs, the
-    frozen blocks, how imbalanced classes are treated and whole pictures (engine.words.data_extras), where they
+    frozen blocks, how imbalanced classes are treated and whole pictures (engine.optim.setup_parts), where they
     apply, each after " · "."""
     methods = ", ".join(METHODS[m].title for m in cfg.enabled_methods() if m in METHODS) or "no extra method"
     extras = ["flip TTA" if cfg.eval.tta_flip else "", state.head_only_words(cfg),
-              frozen_words(cfg.optim, cfg.backbone.pretrained), *data_extras(cfg.data)]
+              *setup_parts(cfg)]
     return " · ".join([methods, *(e for e in extras if e)])
 
 
