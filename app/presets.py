@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from engine.config import RunConfig, few_batches
 from engine.presets import DEFAULT_PRESET, PRESETS, Preset, offline_pretrained, quick_demo
 from engine.words import plural
@@ -26,11 +28,12 @@ def preset_details_words(preset: Preset) -> str:
     return text + (f"\n\n**Measured here**\n\n{preset.details()}" if preset.details is not None else "")
 
 
+@functools.cache  # every card, every redraw: applying a preset looks for weight files on disk
 def methods_words(preset: Preset) -> str:
     """The methods a preset switches on that its title does not name, for its card: "Switches on: Pruning
     (Fine-Pruning)"; "" when none (the Quick demo) or the title names them (the AdaFilter demo). A student's Small
     model run pruned half its weights, which only the card's "What it does" said, and they took it for the backbone
-    alone."""
+    alone. Cached per preset (the methods it switches on do not depend on the machine)."""
     from engine.methods import METHODS
 
     on = [m for m in preset.apply(RunConfig()).enabled_methods() if m in METHODS]

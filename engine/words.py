@@ -141,7 +141,7 @@ def picture_shape_words(shape: dict, image_size: int, control: str = "a larger I
     keep = float(shape.get("square_share") or 1)
     wide, tall = float(shape.get("wide") or 0) > 0.5, float(shape.get("tall") or 0) > 0.5  # most pictures, one way
     parts = []
-    if oblong(shape):
+    if wide_or_tall := oblong(shape):
         how = ("mostly wider than tall" if wide else "mostly taller than wide" if tall
                else "wider or taller than square, both ways")
         side = "width" if wide else "height" if tall else "longer side"
@@ -172,6 +172,6 @@ def picture_shape_words(shape: dict, image_size: int, control: str = "a larger I
         parts.append(f"{head}At {image_size} px they are shrunk about {shrink:.0f}x, so detail finer than about "
                      f"{shrink:.0f} of their pixels is lost; {control} keeps finer detail (not more of the picture), "
                      "and trains slower.")
-    if parts and whole and fit != "pad" and oblong(shape):
+    if whole and fit != "pad" and wide_or_tall:
         parts.append(f"{whole} keeps the whole picture instead.")
     return " ".join(parts)

@@ -597,8 +597,7 @@ def fit_section(shape: dict, cfg) -> None:
         if fit != cfg.data.fit:  # the check above (counts, previews) was made the other way: made again
             state.update_section("data", fit=fit)
             st.rerun()
-    words = picture_shape_words(shape, cfg.data.image_size, fit=fit,
-                                whole="*Wide and tall pictures* below" if oblong_pictures else "")
+    words = picture_shape_words(shape, cfg.data.image_size, fit=fit, whole="*Wide and tall pictures* below")
     if words:
         above.caption(f":material/crop: {words}")
 

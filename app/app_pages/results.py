@@ -627,10 +627,11 @@ def one_run(engine, runs) -> None:
             st.info(note.removeprefix(":material/info: "), icon=":material/info:")  # grey (a teacher missed it)
         else:
             st.caption(note)
-    for note in (small_split_note(summary), ood_off_note(rec.config, summary), cut_ends_note(rec.config, summary),
-                 finer_detail_note(rec.config, summary)):
-        if note and summary.get("status") == "finished":
-            st.caption(note)
+    if summary.get("status") == "finished":  # what the figures rest on, and what the run left out
+        for note in (small_split_note(summary), ood_off_note(rec.config, summary), cut_ends_note(rec.config, summary),
+                     finer_detail_note(rec.config, summary)):
+            if note:
+                st.caption(note)
     warned = data_warnings(rec, summary)
     if warned:  # next to the figures they qualify (a duplicate across given splits inflates validation accuracy)
         st.warning(f"These figures come from data with {state.plural(len(warned), 'warning')}: " + " ".join(warned),

@@ -437,12 +437,11 @@ def device_words(device) -> str:
 
 
 def image_result(ds: str, models: list[Shown], name: str, data: bytes, threshold: float,
-                 said: set | None = None, tag: str | None = None) -> bool:
+                 said: set | None, tag: str) -> bool:
     """One image: the picture as the model sees it, its top classes per model, the flag (brief when
-    `said` holds its kind: see `verdict`), attributions. `tag`: the bytes' `digest` where the caller has it. False
-    when the bytes are not a readable image (the message is shown)."""
+    `said` holds its kind: see `verdict`), attributions. `tag`: the bytes' `digest`. False when the bytes are not
+    a readable image (the message is shown)."""
     size, fit = models[0].p.image_size, models[0].p.fit
-    tag = tag or digest(data)
     # cached: a PNG's EXIF is read by decoding it; a square picture has no choice, nor a run that keeps whole pictures
     options = crop_options(tag, data) if fit == "crop" else []
     crop_at = crop_choice(tag) if options else 0.5
