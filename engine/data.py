@@ -1055,6 +1055,17 @@ def fit_square(rgb: Image.Image, size: int, fit: str = "crop", crop_at: float = 
     return square
 
 
+def picture_box(image_u8: torch.Tensor) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) pixel bounds (bottom and right exclusive) of the picture inside a square that
+    `fit_square` padded ("pad"), for one uint8 image [3, S, S]: rows and columns at the edges wholly of PAD_RGB are
+    the bars. The whole image when it is all PAD_RGB (or has no bars)."""
+    bar = (image_u8.cpu() == torch.tensor(PAD_RGB, dtype=torch.uint8).view(3, 1, 1)).all(0)  # [S, S]
+    rows, cols = (~bar.all(1)).nonzero().flatten(), (~bar.all(0)).nonzero().flatten()
+    if not len(rows):
+        return 0, int(image_u8.shape[-2]), 0, int(image_u8.shape[-1])
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
 def _imagehash():
     """The imagehash module, or None when it is not installed (near duplicates are then not searched)."""
     try:

@@ -67,6 +67,25 @@ def gradcam_note(model: Classifier, image_size: int) -> str:
             f"(for experts: torchvision's `{name}`).")
 
 
+BAR_WEIGHT_NOTE = 0.25  # a map with at least this share of its weight on a padded picture's grey bars says so
+
+
+def bar_weight(heat, box: tuple[int, int, int, int]) -> float:
+    """The share (0-1) of an attribution map's weight on a padded picture's grey bars: `heat` an H x W map (numpy
+    or torch, any real dtype, non-negative: `attribute`'s [0, 1] maps or their uint8 form), `box` the picture's
+    (top, bottom, left, right) inside them (engine.data.picture_box). 0.0 for a flat (all-zero) map. The bars carry
+    no picture (data.fit "pad"): weight on them is Grad-CAM's coarse grid spilling over, or the model reading where
+    the picture ends."""
+    import numpy as np
+
+    heat = np.asarray(heat, dtype=np.float64)
+    total = float(heat.sum())
+    if total <= 0:
+        return 0.0
+    top, bottom, left, right = box
+    return max(0.0, 1.0 - float(heat[top:bottom, left:right].sum()) / total)
+
+
 def occlusion_window(side: int) -> tuple[int, int]:
     """(window, stride) in px for Occlusion on a `side` px image: a sixth of the image, half-overlapping,
     so a 32 px image gets 5 px patches every 2 px and a 224 px one 37 px patches every 18 px."""

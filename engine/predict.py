@@ -55,6 +55,8 @@ Low confidence (documented measure, both parts shown to the user in plain words)
     among a new user's drawn shapes was none of one colour, flat or noise and passed every check (4 grey levels
     against at least 39 at 64 px). Named after one colour, flat and noise: the plainest one that applies is said.
     The same 1 / (n + 1) bound holds, with room to spare.
+  In a run that keeps whole pictures (data.fit "pad") the four image checks measure the picture inside its grey
+  bars, on training images and new ones alike (`picture_checks`).
   Where an image is both far by its features and mostly flat, mostly noise or without strong edges, that kind is
   named first (a blurred drawing "has no strong edges") and the long words add that it is also far (one colour
   needs no second reason); a faint image far by its features whose neighbouring pixels are less alike than any
@@ -96,7 +98,7 @@ from engine.backbones import Classifier
 from engine.chance import answers_words, chance_finding
 from engine.config import RunConfig
 from engine.data import (COPY_THUMB, IMAGE_EXTENSIONS, MAX_COLOUR_DIFF, MAX_IMAGE_PIXELS, exif_turned, fitted_size,
-                         open_image,
+                         open_image, picture_box,
                          PHASH_MAX_DISTANCE, PIL_FORMATS,
                          SPLIT_FOLDER_NAMES, EmptyArchiveError, SkippedFile, ZipLimits, decode_image, image_files, popcount64,
                          not_a_zip_reason, safe_extract_zip, thumbnails_close)
@@ -353,6 +355,7 @@ class Predictor:
     """A run's model variant ready for new images: on its device, eval mode, batched, thread-safe."""
 
     stats_note: str | None = None  # where `stats` came from when the run's dataset is gone (`gone_note`)
+    fit: str = "crop"  # how a picture becomes the model's square, as in the run (engine.data.fit_square)
 
     def __init__(self, model: Classifier, cfg: RunConfig, classes: list[str], variant: str, alpha: float | None,
                  device: torch.device, stats: FeatureStats | None = None, low_confidence: float = LOW_CONFIDENCE,
@@ -367,7 +370,7 @@ class Predictor:
         self.stats, self.low_confidence = stats, low_confidence
         self.pruned = bool((summary or {}).get("sparsity"))  # a WiSE-FT mix keeps the pruning masks
         self.image_size = int(cfg.data.image_size)
-        self.fit = cfg.data.fit  # how a picture becomes the model's square, as in the run (engine.data.fit_square)
+        self.fit = cfg.data.fit
         self.lock = threading.Lock()  # Grad-CAM hooks layers; sessions share the predictor
 
     @property
@@ -408,10 +411,7 @@ class Predictor:
         stats = self.stats
         dist = knn_distance(feats, stats.bank) if stats is not None else None
         given = stats is not None and images_u8 is not None  # the image checks need the run's training images
-        flat = flat_share(images_u8).tolist() if given else [None] * len(probs)
-        correlation = neighbour_correlation(images_u8).tolist() if given else [None] * len(probs)
-        spread = grey_spread(images_u8).tolist() if given else [None] * len(probs)
-        edge = edge_step(images_u8).tolist() if given else [None] * len(probs)
+        flat, correlation, spread, edge = picture_checks(images_u8, self.fit) if given else [[None] * len(probs)] * 4
         own, own_copy, own_class = [None] * len(probs), [False] * len(probs), [None] * len(probs)
         if given and stats.splits:
             keys = [pixel_key(img) for img in images_u8]
@@ -692,7 +692,7 @@ def flat_share(images_u8: torch.Tensor, chunk: int = 256) -> torch.Tensor:
         grey = images_u8[i:i + chunk].cpu().sum(1, dtype=torch.int16)  # 3 x the mean: steps under 3 are under 1
         right = (grey[:, :, 1:] - grey[:, :, :-1]).abs_().lt_(3)  # in place: 4-7x faster at 224 px than new tensors
         below = (grey[:, 1:, :] - grey[:, :-1, :]).abs_().lt_(3)
-        pairs = right[0].numel() + below[0].numel()
+        pairs = max(1, right[0].numel() + below[0].numel())  # a picture one pixel across has none
         out.append((right.flatten(1).sum(1) + below.flatten(1).sum(1)).float() / pairs)
     return torch.cat(out) if out else torch.zeros(0)
 
@@ -709,7 +709,7 @@ def grey_spread(images_u8: torch.Tensor, chunk: int = 256) -> torch.Tensor:
 def edge_step(images_u8: torch.Tensor, max_pixels: int = 1 << 23) -> torch.Tensor:
     """How strong each image's edges are [N] (float32, grey levels 0-255): the S-th largest absolute step in grey
     level (the mean of R, G and B) between a pixel and its right neighbour or the one below, for uint8 images
-    [N, 3, S, S] on any device: one edge line across the image is enough, at any size (a share of the steps, such
+    [N, 3, H, W] on any device (S: the shorter of H and W): one edge line across the image is enough, at any size (a share of the steps, such
     as their 99th percentile, let a drawing's thin lines fall out of it at 224 px and up). 0 for one colour, about
     255 / S for a black-to-white gradient across the image, tens to 255 for a drawing, a texture or a photo.
     Computed on at most `max_pixels` grey pixels at a time."""
@@ -719,9 +719,29 @@ def edge_step(images_u8: torch.Tensor, max_pixels: int = 1 << 23) -> torch.Tenso
         grey = images_u8[i:i + chunk].cpu().float().mean(1)  # [n, S, S]
         steps = torch.cat([(grey[:, :, 1:] - grey[:, :, :-1]).abs().flatten(1),
                            (grey[:, 1:, :] - grey[:, :-1, :]).abs().flatten(1)], 1)
-        k = min(int(grey.shape[-1]), steps.shape[1])
+        k = min(int(min(grey.shape[-2:])), steps.shape[1])  # the shorter side: a padded picture's (picture_checks)
         out.append(steps.topk(k, dim=1).values[:, -1] if k else torch.zeros(len(grey)))
     return torch.cat(out) if out else torch.zeros(0)
+
+
+def picture_checks(images_u8: torch.Tensor, fit: str = "crop") -> list[list[float]]:
+    """[`flat_share`, `neighbour_correlation`, `grey_spread`, `edge_step`] of each uint8 image [N, 3, S, S], four
+    lists of N floats. With `fit` "pad" (engine.data.fit_square) each is measured on the picture inside its grey bars
+    (engine.data.picture_box): the bars are the studio's, not the user's, and made a panorama "mostly flat colour".
+    Images with the same bars are measured together."""
+    checks = (flat_share, neighbour_correlation, grey_spread, edge_step)
+    if fit != "pad" or not len(images_u8):
+        return [check(images_u8).tolist() for check in checks]
+    groups: dict[tuple[int, int, int, int], list[int]] = {}
+    for n, image in enumerate(images_u8):
+        groups.setdefault(picture_box(image), []).append(n)
+    out = [[0.0] * len(images_u8) for _ in checks]
+    for (top, bottom, left, right), rows in groups.items():
+        pictures = images_u8[rows][:, :, top:bottom, left:right]
+        for values, check in zip(out, checks):
+            for n, value in zip(rows, check(pictures).tolist()):
+                values[n] = value
+    return out
 
 
 def two_figures(a: float, b: float) -> tuple[str, str]:
@@ -883,9 +903,9 @@ def feature_stats(predictor: Predictor, data) -> FeatureStats | None:
     held_out = torch.cat([data.val.images, data.test.images])
     reference = f"{len(held_out)} validation and test images"  # never the training images: memorised, too close
     bank, dist = _bank_and_distances(predictor, train, held_out)
-    return FeatureStats(bank, conformal_bar(dist), reference, float(flat_share(data.train.images).max()), splits,
-                        copies, labels, float(neighbour_correlation(data.train.images).min()),
-                        float(grey_spread(data.train.images).min()), edge_min=float(edge_step(data.train.images).min()))
+    flat, correlation, spread, edge = picture_checks(data.train.images, predictor.fit)
+    return FeatureStats(bank, conformal_bar(dist), reference, max(flat), splits, copies, labels, min(correlation),
+                        min(spread), edge_min=min(edge))
 
 
 def _bank_and_distances(predictor: Predictor, train: torch.Tensor,
@@ -1009,6 +1029,8 @@ def model_key(predictor: Predictor, cfg: RunConfig) -> str:
     data = asdict(cfg.data)
     if data.get("fit") == "crop":  # the default, as every run before the setting was: their kept measurements stay
         del data["fit"]
+    elif data.get("fit") == "pad":  # measured inside the grey bars since (picture_checks): a padded run's older measurement is stale
+        data["checks"] = "picture"
     data = json.dumps(data, sort_keys=True, default=str)
     h = hashlib.blake2b(digest_size=16)
     for part in (FEATURES_CACHE_VERSION, BANK_MAX, KNN_K, weights_digest(predictor.model), predictor.device.type,

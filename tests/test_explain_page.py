@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import streamlit as st
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from conftest import (dashboard_studio, drop_view_choices, finished_run, no_problems, open_app_page, says_stopped_best,
@@ -344,6 +345,31 @@ def test_a_flat_map_says_so_under_the_picture_it_leaves_unchanged():
     from app.app_pages.explain import any_flat
 
     assert any_flat([m, np.zeros((4, 4), dtype=np.uint8)]) and not any_flat([m, None]) and not any_flat([])
+
+
+def test_a_map_that_weighs_a_padded_pictures_grey_bars_says_how_much():
+    """A run that keeps whole pictures pads them with grey bars; Grad-CAM's coarse grid lit them up with no remark.
+    A map with a quarter or more of its weight there says how much; a cropped run's map, or one on the picture,
+    keeps its caption."""
+    import torch
+
+    from app.app_pages.explain import BARS_NOTE, map_caption, padded_box
+    from engine.data import fit_square
+
+    wide = np.random.default_rng(0).integers(0, 256, (16, 64, 3), dtype=np.uint8)
+    square = np.array(fit_square(Image.fromarray(wide), 32, fit="pad")).transpose(2, 0, 1)  # [3, 32, 32], bars 12 px
+    box = padded_box(square, "pad")
+    assert box == (12, 20, 0, 32) and padded_box(square, "crop") is None
+    assert padded_box(torch.from_numpy(square), "pad") == box
+    full = np.array(fit_square(Image.fromarray(wide), 32, fit="crop")).transpose(2, 0, 1)
+    assert padded_box(full, "pad") is None, "a picture that fills the square has no bars"
+    on_picture = np.zeros((32, 32), dtype=np.float32)
+    on_picture[14:18, 10:20] = 1.0
+    assert map_caption("Grad-CAM", on_picture, box) == "Grad-CAM"
+    spilt = np.ones((32, 32), dtype=np.float32)  # a uniform map: 24 of 32 rows are bar
+    assert map_caption("Grad-CAM", spilt, box) == "Grad-CAM · 75% of its weight on the grey bars"
+    assert map_caption("Grad-CAM", spilt) == "Grad-CAM", "no box: a cropped run's map"
+    assert "coarse grid" in BARS_NOTE and "where the picture ends" in BARS_NOTE
 
 
 def test_confusion_cells_put_mix_ups_first():

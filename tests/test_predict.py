@@ -522,6 +522,45 @@ def test_a_drawing_saved_as_png_is_not_unfamiliar_beside_the_same_drawings_saved
     assert textures.mostly_flat(float(flat_share(png)))
 
 
+def test_a_padded_pictures_checks_measure_the_picture_not_its_grey_bars():
+    """In a run that keeps whole pictures (data.fit "pad") a 4:1 panorama is three quarters grey bar: it was called
+    "mostly flat colour" for the bars the studio added, and the bars' border was its strongest edge. The checks
+    measure the picture inside the bars, on the training images and the new one alike."""
+    from engine.data import PAD_RGB, fit_square, picture_box
+    from engine.predict import FLAT_SHARE, edge_step, flat_share, picture_checks
+
+    rng = np.random.default_rng(0)
+
+    def padded(width: int, height: int, pixels=None) -> torch.Tensor:
+        pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8) if pixels is None else pixels
+        square = fit_square(Image.fromarray(pixels), 64, fit="pad")
+        return torch.from_numpy(np.array(square)).permute(2, 0, 1).contiguous()
+
+    photos = torch.stack([padded(80, 60) for _ in range(6)])  # 4:3 grain: bars above and below
+    panorama = padded(160, 40)[None]
+    assert picture_box(panorama[0]) == (24, 40, 0, 64) and picture_box(photos[0]) == (8, 56, 0, 64)
+    blank = torch.tensor(PAD_RGB, dtype=torch.uint8).view(1, 3, 1, 1).expand(1, 3, 64, 64)
+    assert picture_box(blank[0]) == (0, 64, 0, 64), "a picture of the bars' colour is measured whole"
+    assert float(flat_share(panorama)) >= FLAT_SHARE, "the case itself: by the whole square it is mostly flat"
+    flat, correlation, spread, edge = picture_checks(torch.cat([photos, panorama]), "pad")
+    assert flat[-1] < 0.2 and max(flat[:-1]) < 0.2
+    assert picture_checks(panorama, "crop")[0] == flat_share(panorama).tolist(), "a cropped run's checks: unchanged"
+    ramp = np.repeat(np.linspace(0, 255, 160).astype(np.uint8)[None, :, None], 40, 0).repeat(3, 2)
+    smooth = padded(160, 40, ramp)[None]
+    assert float(edge_step(smooth)) > 40, "the case itself: the bars' border is a strong edge"
+    assert picture_checks(smooth, "pad")[3][0] < 10, "inside the bars the gradient has no strong edge"
+    p = Predictor.__new__(Predictor)
+    p.classes, p.low_confidence, p.fit = ["cat", "dog"], 0.5, "pad"
+    train_flat, train_corr, train_spread, train_edge = picture_checks(photos, "pad")
+    p.stats = FeatureStats(torch.eye(2).repeat_interleave(5, 0), far_distance=0.5, reference="test",
+                           flat_max=max(train_flat),
+                           correlation_min=min(train_corr), spread_min=min(train_spread), edge_min=min(train_edge))
+    probs, feats = torch.tensor([[0.9, 0.1]] * 2), torch.tensor([[1.0, 0.0]] * 2)
+    wide, gradient = p.answers(probs, feats, images_u8=torch.cat([panorama, smooth]))
+    assert not wide.unfamiliar, (wide.far_by, wide.flat)
+    assert gradient.unfamiliar and gradient.far_by == "smooth", "a smooth picture between bars is still told"
+
+
 def test_an_image_of_noise_is_flagged_unless_the_training_images_are_as_noisy():
     """Neighbouring pixels of a photo or texture are alike; of static, not. An image whose pixels correlate
     under NOISE_CORRELATION and under every training image's is called mostly noise, in words that say so."""

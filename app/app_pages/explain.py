@@ -35,7 +35,7 @@ import streamlit as st
 from app import charts, components, layout, state
 from app.claims_view import at_chance, guess_warning
 from engine.errors import StudioError
-from engine.explain import ATTRIBUTIONS, confusion_cell, gradcam_note
+from engine.explain import ATTRIBUTIONS, BAR_WEIGHT_NOTE, bar_weight, confusion_cell, gradcam_note
 from engine.export import GENERATED_CHECKS
 from engine.words import difference_words
 
@@ -406,10 +406,36 @@ def any_flat(heats) -> bool:
     return any(h is not None and not np.any(h) for h in heats)
 
 
-def map_caption(label: str, heat: np.ndarray) -> str:
+# shown once under maps of a padded picture whose weight is much on the bars (engine.explain.BAR_WEIGHT_NOTE)
+BARS_NOTE = (":material/info: This run keeps whole pictures, padded with grey bars to a square. The bars carry no "
+             "picture: a map's weight on them is either Grad-CAM's coarse grid spilling over the picture's edge "
+             "(Saliency and Integrated Gradients work pixel by pixel), or the model reading where the picture ends, "
+             "its shape, rather than what is in it.")
+
+
+def map_caption(label: str, heat: np.ndarray, box: tuple[int, int, int, int] | None = None) -> str:
     """A map's caption, saying so when the map is flat (engine.explain leaves a constant map at 0,
-    which the overlay draws as the plain picture): otherwise it reads as a map that failed to draw."""
-    return f"{label} · {FLAT_NOTE}" if not np.any(heat > 0) else label
+    which the overlay draws as the plain picture): otherwise it reads as a map that failed to draw. `box`: a padded
+    picture's place inside its grey bars (engine.data.picture_box), or None; a map with at least
+    engine.explain.BAR_WEIGHT_NOTE of its weight on the bars says how much (`BARS_NOTE` says why it matters)."""
+    if not np.any(heat > 0):
+        return f"{label} · {FLAT_NOTE}"
+    bars = bar_weight(heat, box) if box is not None else 0.0
+    return f"{label} · {bars:.0%} of its weight on the grey bars" if bars >= BAR_WEIGHT_NOTE else label
+
+
+def padded_box(image_u8, fit: str) -> tuple[int, int, int, int] | None:
+    """The picture's place inside its grey bars (engine.data.picture_box) for a uint8 image [3, S, S] (torch or
+    numpy) of a run that keeps whole pictures (`fit` "pad"); None for a cropped run's image or one without bars."""
+    if fit != "pad":
+        return None
+    import torch
+
+    from engine.data import picture_box
+
+    image = torch.as_tensor(np.asarray(image_u8))
+    box = picture_box(image)
+    return None if box == (0, image.shape[-2], 0, image.shape[-1]) else box
 
 
 def gallery_sizes(n: int) -> list[int]:
@@ -604,8 +630,21 @@ def attributions_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
             st.caption(gradcam_note(b.model, b.cfg.data.image_size))
         if any_flat(maps["grad_cam"].values()):
             st.caption(FLAT_GRAD_CAM)
+    maps_view(rec, b, pred, index, rows, {m: maps[m] for m in methods}, strength)
+    again = "this image, method and WiSE-FT alpha" if alpha is not None else "this image and method"
+    st.caption(f"Computed in {elapsed:.1f} s (cached: {again} answer at once next time).")
+
+
+def maps_view(rec, b, pred: dict[str, np.ndarray], index: int, rows: list[dict], maps: dict[str, dict],
+              strength: float) -> None:
+    """The attribution tab's grid for validation image `index`: a row per model of `rows` (`model_rows`), its answer
+    and the input it saw, then a column per method of `maps` (method -> model key -> uint8 H x W map), overlaid at
+    `strength`; under a padded picture whose maps weigh its grey bars, `BARS_NOTE`."""
+    classes = list(b.classes)
     truth = classes[int(pred["labels"][index])]
     clean = _hwc(b.data.val.images[index])
+    box = padded_box(b.data.val.images[index], b.cfg.data.fit)
+    captions = []
     head = layout.cells(2)
     head[0].markdown(f"**{state.md_text(pred['files'][index])}**, true class **{state.md_text(truth)}**. Each row is one model, each column one method; "
                      "bright = strong influence on the score.")
@@ -631,12 +670,12 @@ def attributions_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
         input_caption = ("adversarial input" if r["key"] == "adversarial" else "input")
         image = clean if r["image"] is None else r["image"]
         cols[0].image(to_u8(upscale(image)), caption=input_caption, width="stretch")
-        for col, m in zip(cols[1:], methods):
+        for col, m in zip(cols[1:], maps):
             heat = maps[m][r["key"]].astype(np.float32) / 255.0
-            col.image(to_u8(upscale(overlay(image, heat, strength))), caption=map_caption(METHOD_NAMES[m], heat),
-                      width="stretch")
-    again = "this image, method and WiSE-FT alpha" if alpha is not None else "this image and method"
-    st.caption(f"Computed in {elapsed:.1f} s (cached: {again} answer at once next time).")
+            captions.append(map_caption(METHOD_NAMES[m], heat, box))
+            col.image(to_u8(upscale(overlay(image, heat, strength))), caption=captions[-1], width="stretch")
+    if any(c.endswith("on the grey bars") for c in captions):
+        st.caption(BARS_NOTE)
 
 
 def head_kept(rec) -> bool:

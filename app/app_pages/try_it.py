@@ -29,7 +29,8 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, components, layout, state
-from app.app_pages.explain import FLAT_GRAD_CAM, any_flat, colour_bar, map_caption, overlay, upscale
+from app.app_pages.explain import (BARS_NOTE, FLAT_GRAD_CAM, any_flat, colour_bar, map_caption, overlay,
+                                   padded_box, upscale)
 from app.claims_view import at_chance, guess_warning
 from engine.errors import StudioError
 from engine.explain import ATTRIBUTIONS
@@ -407,7 +408,7 @@ def explain_view(ds: str, models: list[Shown], image: np.ndarray, answers: list,
                    "means anything.", icon=":material/help:")
     picture = image.transpose(1, 2, 0).astype(np.float32) / 255.0
     cols = answer_columns(len(models))[1:]  # each map under its model's answer
-    heats = []
+    heats, captions = [], []
     for col, model, answer in zip(cols, models, answers):
         target = model.p.classes.index(answer.top[0][0])
         with st.spinner(f"{METHOD_NAMES[method]} for {model.label} ..."):
@@ -418,12 +419,15 @@ def explain_view(ds: str, models: list[Shown], image: np.ndarray, answers: list,
                 col.info(f"{METHOD_NAMES[method]}: {exc}", icon=":material/info:")
                 continue
         # a fixed width: with the default the caption's length set each map's size (two maps side by side differed)
+        captions.append(map_caption(f"{state.md_text(model.label)}: why {state.md_text(answer.top[0][0])}", m,
+                                    padded_box(image, model.p.fit)))
         col.image(upscale((np.clip(overlay(picture, m), 0, 1) * 255).astype(np.uint8), DISPLAY_PX),
-                  caption=map_caption(f"{state.md_text(model.label)}: why {state.md_text(answer.top[0][0])}", m),
-                  width=DISPLAY_PX)
+                  caption=captions[-1], width=DISPLAY_PX)
         heats.append(m)
     if method == "grad_cam" and any_flat(heats):
         st.caption(FLAT_GRAD_CAM)
+    if any(c.endswith("on the grey bars") for c in captions):
+        st.caption(BARS_NOTE)
 
 
 def device_words(device) -> str:
