@@ -709,8 +709,9 @@ def grey_spread(images_u8: torch.Tensor, chunk: int = 256) -> torch.Tensor:
 def edge_step(images_u8: torch.Tensor, max_pixels: int = 1 << 23) -> torch.Tensor:
     """How strong each image's edges are [N] (float32, grey levels 0-255): the S-th largest absolute step in grey
     level (the mean of R, G and B) between a pixel and its right neighbour or the one below, for uint8 images
-    [N, 3, H, W] on any device (S: the shorter of H and W): one edge line across the image is enough, at any size (a share of the steps, such
-    as their 99th percentile, let a drawing's thin lines fall out of it at 224 px and up). 0 for one colour, about
+    [N, 3, H, W] on any device (S: the shorter of H and W): one edge line across the image is enough, at any size
+    (a share of the steps, such as their 99th percentile, let a drawing's thin lines fall out of it at 224 px and
+    up). 0 for one colour, about
     255 / S for a black-to-white gradient across the image, tens to 255 for a drawing, a texture or a photo.
     Computed on at most `max_pixels` grey pixels at a time."""
     out = []
@@ -1029,7 +1030,7 @@ def model_key(predictor: Predictor, cfg: RunConfig) -> str:
     data = asdict(cfg.data)
     if data.get("fit") == "crop":  # the default, as every run before the setting was: their kept measurements stay
         del data["fit"]
-    elif data.get("fit") == "pad":  # measured inside the grey bars since (picture_checks): a padded run's older measurement is stale
+    elif data.get("fit") == "pad":  # measured inside the grey bars since (picture_checks): older measurements are stale
         data["checks"] = "picture"
     data = json.dumps(data, sort_keys=True, default=str)
     h = hashlib.blake2b(digest_size=16)
