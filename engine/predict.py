@@ -1291,6 +1291,7 @@ class FolderResult:
     skipped: list[SkippedFile] = field(default_factory=list)
     unknown_folders: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    thumbs: list[np.ndarray] = field(default_factory=list)  # per row, when asked: uint8 [T, T, 3], what the model saw
 
     @property
     def images_per_sec(self) -> float:
@@ -1465,7 +1466,7 @@ def _decoded_batches(items: list[tuple[str, Path]], size: int, batch_size: int, 
 def predict_folder(predictor: Predictor, source: Path | Sequence[Path], work_dir: Path | None = None,
                    top_k: int = 3, batch_size: int = DEFAULT_BATCH, progress: ProgressFn | None = None,
                    threshold: float | None = None, name: str | None = None,
-                   advice: str = PREDICT_ADVICE) -> FolderResult:
+                   advice: str = PREDICT_ADVICE, thumbs: int = 0) -> FolderResult:
     """Predict every image in a folder or zip (at any depth), one image file, or a list of image files
     (`predict --run R a.jpg b.png`: each row's path is the file's path as given, and no row has a true
     class). Unreadable files are listed in `skipped` with their reason, never fatal; class folders named
@@ -1474,12 +1475,14 @@ def predict_folder(predictor: Predictor, source: Path | Sequence[Path], work_dir
     total)` is called after each batch. Raises StudioError when the source is missing, unsafe, empty or
     holds no images, naming it `name` (the user's name for it, e.g. an upload's file name; default its
     own), with `advice` for a file that is no image, zip or folder (the command line's by default), and
-    for a list that holds anything but image files (see `check_sources`)."""
+    for a list that holds anything but image files (see `check_sources`). `thumbs` > 0: each row also gets the
+    model's square (as decoded for it) shrunk to `thumbs` x `thumbs` px (`FolderResult.thumbs`, for a table)."""
     if not isinstance(source, (str, Path)):
         files = [Path(f) for f in source]
         check_sources(files)
         if len(files) > 1:
-            return _predict_items(predictor, [(str(f), f) for f in files], [], top_k, batch_size, progress, threshold)
+            return _predict_items(predictor, [(str(f), f) for f in files], [], top_k, batch_size, progress, threshold,
+                                  thumbs=thumbs)
         source = files[0]  # one: a folder, zip or image, as given alone
     source = Path(source)
     name = name or source.name
@@ -1490,16 +1493,18 @@ def predict_folder(predictor: Predictor, source: Path | Sequence[Path], work_dir
         if not items:
             listed = f" ({len(skipped)} other files: {', '.join(s.path for s in skipped[:3])})" if skipped else ""
             raise StudioError(f"'{name}' holds no image files ({IMAGE_WORDS}){listed}.")
-        return _predict_items(predictor, items, skipped, top_k, batch_size, progress, threshold, not single)
+        return _predict_items(predictor, items, skipped, top_k, batch_size, progress, threshold, not single, thumbs)
     finally:
         if temporary is not None:
             shutil.rmtree(temporary, ignore_errors=True)
 
 
 def _predict_items(predictor: Predictor, items: list[tuple[str, Path]], skipped: list, top_k: int, batch_size: int,
-                   progress: ProgressFn | None, threshold: float | None, labelled: bool = False) -> FolderResult:
+                   progress: ProgressFn | None, threshold: float | None, labelled: bool = False,
+                   thumbs: int = 0) -> FolderResult:
     """predict_folder's answers for `items` ((shown path, file) pairs), with `skipped` (the files already found
-    unreadable) kept; rows get a true class from their folders when `labelled` (see `true_labels`)."""
+    unreadable) kept; rows get a true class from their folders when `labelled` (see `true_labels`), and a
+    `thumbs` px thumbnail when `thumbs` > 0."""
     labels, unknown = (true_labels([rel for rel, _ in items], predictor.classes) if labelled
                        else ([None] * len(items), []))
     result = FolderResult(list(predictor.classes), predictor.label, skipped=skipped, unknown_folders=unknown)
@@ -1508,6 +1513,8 @@ def _predict_items(predictor: Predictor, items: list[tuple[str, Path]], skipped:
     for idx, batch, done in _decoded_batches(items, predictor.image_size, batch_size, result.skipped, overlap,
                                              predictor.fit):
         answers = predictor.predict(batch, top_k, batch_size, threshold)
+        if thumbs > 0:
+            result.thumbs += list(thumbnails(batch, thumbs))
         for i, a in zip(idx, answers):
             lab = labels[i]
             result.rows.append({"path": items[i][0], "true": None if lab is None else predictor.classes[lab],
@@ -1521,6 +1528,14 @@ def _predict_items(predictor: Predictor, items: list[tuple[str, Path]], skipped:
     result.seconds = time.perf_counter() - t0
     result.skipped.sort(key=lambda s: s.path)
     return result
+
+
+def thumbnails(images_u8: torch.Tensor, side: int) -> np.ndarray:
+    """uint8 images [N, 3, S, S] shrunk to [N, side, side, 3] uint8 (bilinear, antialiased; never enlarged)."""
+    if images_u8.shape[-1] > side:
+        images_u8 = F.interpolate(images_u8.cpu().float(), size=(side, side), mode="bilinear", antialias=True,
+                                  align_corners=False).round_().clamp_(0, 255).to(torch.uint8)
+    return images_u8.cpu().permute(0, 2, 3, 1).contiguous().numpy()
 
 
 def csv_columns(top_k: int) -> list[str]:

@@ -811,6 +811,11 @@ def test_predict_a_plain_folder_without_classes_and_bad_input(studio, tmp_path, 
     assert [r["path"] for r in result.rows] == ["0.png", "1.png", "2.png", "IMG_0004"] and result.metrics() is None
     assert not result.skipped, "read as training reads a folder: the photo by content, clutter ignored"
     assert seen[-1] == (4, 4) and len(seen) == 2, "progress after each batch"
+    assert not result.thumbs, "no pictures unless asked"
+    shown = predict_folder(p, folder, top_k=1, batch_size=3, thumbs=8)  # Try it's table: each row's picture
+    assert len(shown.thumbs) == 4 and shown.thumbs[0].shape == (8, 8, 3) and shown.thumbs[0].dtype == np.uint8
+    red, green = (int(t[..., 0].mean()) - int(t[..., 1].mean()) for t in (shown.thumbs[0], shown.thumbs[3]))
+    assert red > 0 > green, "each picture beside its own row, across batches"
     assert [r["path"] for r in predict_folder(p, [folder], top_k=1).rows] == [r["path"] for r in result.rows], \
         "a list of one folder is that folder"
     files = predict_folder(p, [folder / "0.png", folder / "IMG_0004"], top_k=1)

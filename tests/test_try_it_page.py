@@ -297,6 +297,13 @@ def test_a_zip_of_class_folders_gives_a_table_accuracy_and_a_csv(run):
 
     assert CONFIDENCE_FORMAT % 49.94 == "49.9%", "not \"50%\" beside \"unsure (49.9%)\""
     assert set(df["true class"]) == set(TINY_CLASSES)
+    from app.app_pages.try_it import THUMB_PX
+
+    assert list(df.columns[:2]) == ["picture", "file"] and df["picture"].str.startswith("data:image/jpeg;base64,").all()
+    import base64
+
+    thumb = Image.open(io.BytesIO(base64.b64decode(df["picture"][0].split(",", 1)[1])))
+    assert thumb.size == (min(THUMB_PX, 32),) * 2, "the model's square, never enlarged"
     labels = [m.label for m in at.metric]
     assert "Accuracy" in labels and "Balanced accuracy" in labels
     assert any("1 file skipped" in str(e.label) for e in at.expander)

@@ -43,14 +43,16 @@ THRESHOLD_KEY = "try_threshold"
 SOURCES = ("Upload images", "Camera", "A zip of images")
 TOP_K = 3
 TABLE_ROWS_IN_FULL = 50  # a zip's answers up to this many show without scrolling; more scroll in a box as tall
-TALL_TABLE_PX = (TABLE_ROWS_IN_FULL + 1) * 35 + 3  # 50 rows and the header, as Streamlit draws them
+THUMB_PX = 44  # the table's pictures: the model's square shrunk to this size (a user could not tell files apart)
+ROW_PX = THUMB_PX + 4  # the table's rows, tall enough for a picture (Streamlit's default is 35 px)
+TALL_TABLE_PX = (TABLE_ROWS_IN_FULL + 1) * ROW_PX + 3  # 50 rows and the header, as Streamlit draws them
 # one decimal: a whole percent read "50%" beside the note's "unsure (49.9%)" and the 50% bar
 CONFIDENCE_FORMAT = "%.1f%%"
 # Column widths (px) that fit the page's width, so that no column is cut at the table's edge (the
 # horizontal scroll bar sat under a table taller than the window); double-clicking a cut cell shows it all
-TABLE_WIDTHS = {"file": 165, "true class": 90, "predicted": 90, "right": 40, "confidence": 85, "note": 170,
-                "others": 175}  # 815 px: a 1280 px screen's wide page with the sidebar open; "others" fits two,
-# "file" FILE_CHARS characters (at 140 px a new user's "…/1. healthy_0001.png" lost its "g")
+TABLE_WIDTHS = {"picture": THUMB_PX + 2, "file": 160, "true class": 90, "predicted": 90, "right": 40,
+                "confidence": 75, "note": 160, "others": 165}  # 816 px: a 1280 px screen's wide page with the sidebar
+# open; "others" fits two, "file" FILE_CHARS characters (at 140 px a new user's "…/1. healthy_0001.png" lost its "g")
 DISPLAY_PX = 192  # small training images are enlarged (nearest neighbour) so their pixels stay crisp
 METHOD_NAMES = {"integrated_gradients": "Integrated Gradients", "saliency": "Saliency", "grad_cam": "Grad-CAM",
                 "occlusion": "Occlusion"}
@@ -557,9 +559,22 @@ def _tail(path: str, keep_first: bool = False) -> str:
     return shown if len(shown) <= FILE_CHARS else "…" + shown[-(FILE_CHARS - 1):]
 
 
-def table(result) -> pd.DataFrame:
+def thumb_url(thumb: np.ndarray) -> str:
+    """A table cell's picture: uint8 [H, W, 3] as a JPEG data URL (Pillow, quality 85; a few hundred bytes at
+    THUMB_PX), the form Streamlit's ImageColumn shows."""
+    import base64
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(thumb).save(buf, "JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def table(result, pictures: list[str] | None = None) -> pd.DataFrame:
     """One row per image, least confident first: a table to sort by any column (confidence in percent;
-    "note": why an answer is flagged, or that the image is one of the run's own, in a few words)."""
+    "note": why an answer is flagged, or that the image is one of the run's own, in a few words), with a first
+    column of `pictures` (`thumb_url`s, one per row of `result`) when given."""
     files = shown_paths([r["path"] for r in result.rows])
     rows = [{"file": f, "true class": r["true"] or "", "predicted": r["top"][0][0],
              "right": "" if r["true"] is None else ("✓" if r["top"][0][0] == r["true"] else "✗"),
@@ -567,6 +582,8 @@ def table(result) -> pd.DataFrame:
              "others": ", ".join(f"{c} {100 * p:.0f}%" for c, p in r["top"][1:] if round(100 * p) >= 1)}
             for f, r in zip(files, result.rows)]
     df = pd.DataFrame(rows, columns=["file", "true class", "predicted", "right", "confidence", "note", "others"])
+    if pictures:
+        df.insert(0, "picture", pictures)
     if not (df["true class"] != "").any():
         df = df.drop(columns=["true class", "right"])
     return df.sort_values("confidence", kind="stable").reset_index(drop=True)
@@ -631,13 +648,15 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
                                             f"ETA {(total - done) / max(rate, 1e-9):.0f} s")
 
         got = state.attempt(f"predicting {up_name}", predict_folder, p, saved.value, Path(ds), TOP_K, 64, progress,
-                            threshold, name=up_name, advice="Upload a .zip of images: loose, or in class folders.")
+                            threshold, name=up_name, advice="Upload a .zip of images: loose, or in class folders.",
+                            thumbs=THUMB_PX)
         bar.empty()
         if not got.ok:
             st.session_state["try_unusable_zip"] = new
             return
-        st.session_state["try_folder_result"] = result = (key, got.value)
-    res = result[1]
+        pictures = [thumb_url(t) for t in got.value.thumbs]  # once: the table is drawn again on every rerun
+        st.session_state["try_folder_result"] = result = (key, got.value, pictures)
+    res, pictures = result[1], result[2]
     if not res.rows:  # every file failed: an error, as on the command line, not an empty table
         st.error(f"No readable image in '{state.md_text(up_name)}': "
                  + "; ".join(f"{state.md_text(s.path)}: {s.reason}" for s in res.skipped[:5])
@@ -654,11 +673,13 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
     batch_accuracy(res)
     # Streamlit's default height shows 10 rows; a zip of a few dozen images reads best without a scroll bar
     height = "content" if len(res.rows) <= TABLE_ROWS_IN_FULL else TALL_TABLE_PX
-    st.dataframe(table(res), hide_index=True, width="stretch", height=height, column_config={
-        **{c: st.column_config.Column(c, width=w) for c, w in TABLE_WIDTHS.items()},
-        "confidence": st.column_config.ProgressColumn("confidence", format=CONFIDENCE_FORMAT, min_value=0,
-                                                      max_value=100, width=TABLE_WIDTHS["confidence"]),
-    })
+    st.dataframe(table(res, pictures), hide_index=True, width="stretch", height=height, row_height=ROW_PX,
+                 column_config={
+                     **{c: st.column_config.Column(c, width=w) for c, w in TABLE_WIDTHS.items()},
+                     "picture": st.column_config.ImageColumn(  # no room for a heading: the pictures say what they are
+                         "", width=TABLE_WIDTHS["picture"], help="The picture as the model saw it (its square)."),
+                     "confidence": st.column_config.ProgressColumn("confidence", format=CONFIDENCE_FORMAT, min_value=0,
+                                                                   max_value=100, width=TABLE_WIDTHS["confidence"])})
     st.download_button("Download predictions (CSV)", csv_text(res, min(TOP_K, len(res.classes))),
                        file_name=f"predictions-{rec.id}.csv", mime="text/csv", icon=":material/download:",
                        key="try_csv")
