@@ -165,7 +165,7 @@ def _luck(summary: dict, acc: float, guess: float, split: str, whose: str) -> Ch
         f"p = {shown_p}). It {LUCK_MARK}."))
 
 
-SPLIT_FIGURES = ("_confusion", "_per_class_acc", "_balanced_acc", "_macro_f1")  # per-split keys of one model
+SPLIT_FIGURES = ("_confusion", "_per_class_acc", "_balanced_acc", "_macro_f1", "_by_colour")  # one model's
 
 
 def smaller_model_summary(summary: dict) -> dict:
@@ -638,6 +638,49 @@ def weak_classes(summary: dict, split: str | None = None) -> list[WeakClass]:
         ties = tuple(str(classes[j]) for j in range(len(classes)) if j != i and rows[i][j] == taken)
         found.append(WeakClass(str(name), right, n, o_right / o_n, ties, taken, p))
     return sorted(found, key=lambda w: (w.acc, w.p))[:WEAK_SHOWN]
+
+
+COLOUR_P = 0.05  # greyscale and colour pictures' accuracies further apart than chance gives this often: said
+
+
+def colour_words(summary: dict, split: str | None = None) -> str | None:
+    """Accuracy on `split`'s greyscale pictures against its colour ones (`{split}_by_colour`,
+    engine.evaluate.colour_groups; `split` None: the test images where they have both kinds, else as
+    `findings_split`), in words, when the split has both: "On the test images the model gets 3 of 9 greyscale
+    pictures right (33.3%; night shots, scans) and 16 of 18 colour ones (88.9%)." Where the two differ by at least
+    WEAK_GAP and by more than luck (a two-sided Fisher exact test, scipy.stats.fisher_exact, p < COLOUR_P), it
+    names the weaker kind and how many such pictures training had (`train_by_colour`); where they differ as much
+    within luck, it says so. None without both kinds, or when the run is at guessing (`chance_finding` says
+    that)."""
+    from scipy.stats import fisher_exact
+
+    split = split or ("test" if "test_by_colour" in summary else findings_split(summary))
+    by = summary.get(f"{split}_by_colour")
+    if not isinstance(by, dict) or chance_finding(summary, validation_clears=False) is not None:
+        return None
+    try:
+        (g_right, g_n), (c_right, c_n) = (tuple(int(v) for v in by[k]) for k in ("greyscale", "colour"))
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not g_n or not c_n:
+        return None
+    g_acc, c_acc = g_right / g_n, c_right / c_n
+    said = (f"On the {SPLIT_WORDS.get(split, split)} images the model gets {g_right} of "
+            f"{plural(g_n, 'greyscale picture')} right ({100 * g_acc:.1f}%; night shots, scans) and {c_right} of "
+            f"{c_n} colour ones ({100 * c_acc:.1f}%).")
+    if abs(g_acc - c_acc) < WEAK_GAP:
+        return said
+    p = float(fisher_exact([[g_right, g_n - g_right], [c_right, c_n - c_right]]).pvalue)
+    if p >= COLOUR_P:
+        return said + " A gap this size on so few pictures can be luck (more of each kind would tell)."
+    weaker = "greyscale" if g_acc < c_acc else "colour"
+    train = summary.get("train_by_colour")
+    had = ""
+    if isinstance(train, list) and len(train) == 2:
+        kind = int(train[0]) if weaker == "greyscale" else int(train[1]) - int(train[0])
+        had = f" (training had {kind} of {plural(int(train[1]), 'picture')})"
+    return (said + f" It is weaker on {weaker} pictures by more than luck: more training pictures of that kind"
+            f"{had} usually help.")
 
 
 def split_at_guessing(summary: dict, split: str) -> str | None:

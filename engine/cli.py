@@ -27,9 +27,9 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from engine.backbones import BACKBONES, WEIGHTS_TEXT, available_sources, backbone_title, check_bundled
-from engine.chance import (ChanceCause, chance_cause, chance_finding, cut_ends_words, finer_detail_words,
-                           memorised_fixes, memorised_words, run_lr, small_split_words, unstable_words,
-                           val_test_gap_words, weak_class_words)
+from engine.chance import (ChanceCause, chance_cause, chance_finding, colour_words, cut_ends_words,
+                           finer_detail_words, memorised_fixes, memorised_words, run_lr, small_split_words,
+                           unstable_words, val_test_gap_words, weak_class_words)
 from engine.checkpoints import new_run_id, read_metadata, write_json
 from engine.clock import fmt_duration, process_started_at
 from engine.config import (RunConfig, apply_overrides, probe_epochs_for, smaller_batch, smaller_batch_advice,
@@ -756,9 +756,9 @@ def _say_caution(summary: dict, cfg: RunConfig) -> None:
                "The two splits are drawn at random from your images: the same settings with another --seed show "
                "which of the two numbers is typical.")
         print(f"note: {gap} {why}", file=sys.stderr)
-    weak = weak_class_words(summary)
-    if weak:
-        print(f"note: {weak}", file=sys.stderr)
+    for note in (weak_class_words(summary), colour_words(summary)):
+        if note:
+            print(f"note: {note}", file=sys.stderr)
     small = small_split_words(summary)
     if small:
         print(f"note: {small}", file=sys.stderr)

@@ -1066,6 +1066,26 @@ def picture_box(image_u8: torch.Tensor) -> tuple[int, int, int, int]:
     return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
+GREY_STEP = 6  # grey levels: a pixel whose R, G and B differ by at most this is grey (JPEG's colour wobble)
+GREY_SHARE = 0.98  # a picture with at least this share of grey pixels is greyscale (a night shot, a scan)
+
+
+def is_greyscale(images_u8: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    """Which uint8 images [N, 3, S, S] are greyscale [N] (bool): at least GREY_SHARE of their pixels have R, G and
+    B within GREY_STEP of each other, as an infrared night shot, a black-and-white photo or a scan saved in colour.
+    Pixels of exactly PAD_RGB (a padded picture's bars, `fit_square`) are left out; an image of nothing else is
+    not greyscale."""
+    pad = torch.tensor(PAD_RGB, dtype=torch.uint8).view(1, 3, 1, 1)
+    out = []
+    for i in range(0, len(images_u8), chunk):
+        x = images_u8[i:i + chunk].cpu()
+        grey = (x.amax(1).to(torch.int16) - x.amin(1).to(torch.int16)) <= GREY_STEP  # [n, S, S]
+        picture = ~(x == pad).all(1)
+        shown = picture.flatten(1).sum(1)
+        out.append((grey & picture).flatten(1).sum(1) >= (GREY_SHARE * shown).clamp_min(1))
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)
+
+
 def _imagehash():
     """The imagehash module, or None when it is not installed (near duplicates are then not searched)."""
     try:

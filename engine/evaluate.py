@@ -24,7 +24,7 @@ from engine.attacks import autoattack_accuracy, robust_accuracy
 from engine.augment import to_float
 from engine.config import RunConfig
 from engine.corruptions import CORRUPTIONS, build_ood_suite
-from engine.data import DataSplits, ImageSet
+from engine.data import DataSplits, ImageSet, is_greyscale
 from engine.devices import autocast_ctx, eval_layout, is_channels_last
 from engine.metrics import imbalance_scores
 
@@ -304,6 +304,8 @@ def _evaluate(model, sets: EvalSets, device, batch_size, amp_dtype, should_stop,
         if classes is not None:
             out[f"{split_name}_per_class_acc"] = dict(zip(classes, res.per_class_acc(split.labels, len(classes))))
             out[f"{split_name}_confusion"] = confusion_matrix(split.labels, res.preds, len(classes))
+            if (by_colour := colour_groups(split.images, split.labels, res.preds)) is not None:
+                out[f"{split_name}_by_colour"] = by_colour
         part_done()
     if sets.ood_suite:
         by_c = ood_accuracy(sets, run, after_each=part_done)
@@ -325,6 +327,19 @@ def _evaluate(model, sets: EvalSets, device, batch_size, amp_dtype, should_stop,
             out["autoattack_acc"] = autoattack_accuracy(model, r.images, r.labels, device, r.eps, r.autoattack_classes)
         part_done()
     return out
+
+
+def colour_groups(images: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor) -> dict[str, list[int]] | None:
+    """{"greyscale": [right, images], "colour": [right, images]} for a split's uint8 `images` [N, 3, S, S], int64
+    `labels` [N] and `preds` [n <= N] (the images answered; engine.data.is_greyscale), or None unless both kinds are
+    among them: night shots beside day ones, scans beside photos, whose accuracies a single figure hides."""
+    n = len(preds)
+    grey = is_greyscale(images[:n])
+    if n == 0 or bool(grey.all()) or not bool(grey.any()):
+        return None
+    right = preds == labels[:n]
+    return {"greyscale": [int(right[grey].sum()), int(grey.sum())],
+            "colour": [int(right[~grey].sum()), int((~grey).sum())]}
 
 
 def eval_passes(sets: EvalSets) -> float:
@@ -410,8 +425,9 @@ def cpu_latency_ms(model: torch.nn.Module, image_size: int, batch: int = 1, repe
 def held_out_accuracy(model: torch.nn.Module, cfg: RunConfig, data: DataSplits) -> dict[str, Any]:
     """{"val_acc", "test_acc": fraction or None for an empty split, "val_images", "test_images": counts,
     "val_confusion", "test_confusion": [C][C] image counts (rows: true class, columns: answer; absent for an
-    empty split)} of `model` on the run's held-out splits, on the CPU, with the run's flip TTA (eval.tta_flip)
-    as its exports answer. The confusion matrices give a WiSE-FT mix's card its own weaker classes."""
+    empty split), "val_by_colour", "test_by_colour" (`colour_groups`, where a split has both kinds)} of `model` on the
+    run's held-out splits, on the CPU, with the run's flip TTA (eval.tta_flip) as its exports answer. The confusion
+    matrices give a WiSE-FT mix's card its own weaker classes."""
     out: dict[str, Any] = {}
     for split in ("val", "test"):
         images = getattr(data, split)
@@ -420,4 +436,6 @@ def held_out_accuracy(model: torch.nn.Module, cfg: RunConfig, data: DataSplits) 
         out[f"{split}_images"] = len(images)
         if len(images):
             out[f"{split}_confusion"] = confusion_matrix(images.labels, res.preds, len(data.classes))
+        if (by_colour := colour_groups(images.images, images.labels, res.preds)) is not None:
+            out[f"{split}_by_colour"] = by_colour
     return out

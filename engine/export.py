@@ -22,8 +22,8 @@ import torch
 
 from engine.augment import augmentation_words, to_float
 from engine.backbones import Classifier, backbone_title
-from engine.chance import (answers_words, chance_finding, small_split_words, smaller_model_summary, val_test_gap_words,
-                           weak_class_words)
+from engine.chance import (answers_words, chance_finding, colour_words, small_split_words, smaller_model_summary,
+                           val_test_gap_words, weak_class_words)
 from engine.checkpoints import load_checkpoint, read_metadata, save_checkpoint
 from engine.config import RunConfig, shown_setting, shown_value
 from engine.corruptions import corruption_name
@@ -340,14 +340,15 @@ def caution_section(summary: dict[str, Any]) -> list[str]:
     [] when none applies."""
     measured = summary.get("wise_measured") or {}
     if measured:  # the mix is what is shipped, not the fine-tuned end: its own accuracies and confusion matrices
-        summary = dict(summary, val_acc=measured.get("val_acc"), test_acc=measured.get("test_acc"),
-                       val_confusion=measured.get("val_confusion"), test_confusion=measured.get("test_confusion"))
+        summary = dict(summary, **{k: measured.get(k) for k in ("val_acc", "test_acc", "val_confusion",
+                                                                 "test_confusion", "val_by_colour", "test_by_colour")})
     found = chance_finding(summary, whose="This mix's" if measured else "This model's")
     small, gap = small_split_words(summary), val_test_gap_words(summary)
     # a mix not measured yet (Explain's preview) has no confusion of its own: the fine-tuned end's is not its
     unmeasured_mix = summary.get("wise_alpha") is not None and not measured
     weak = None if unmeasured_mix else weak_class_words(summary)
-    if found is None and not small and not gap and not weak:
+    colour = None if unmeasured_mix else colour_words(summary)  # a mix's own, once measured
+    if found is None and not small and not gap and not weak and not colour:
         return []
     # after "Metrics (the fine-tuned model, alpha 1)" a reader pinned a mix's cautions on the fine-tuned model
     alpha = summary.get("wise_alpha")
@@ -359,6 +360,8 @@ def caution_section(summary: dict[str, Any]) -> list[str]:
         lines.append(f"- {gap} Which of the two holds for new images is open: more held-out images per class would tell.")
     if weak:
         lines.append(f"- {weak}")
+    if colour:
+        lines.append(f"- {colour}")
     if small:
         lines.append(f"- {small}")
     return lines

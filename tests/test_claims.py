@@ -862,6 +862,59 @@ def test_a_class_far_weaker_than_the_others_is_named_when_chance_cannot_explain_
         dict(no_test, val_confusion=summary["test_confusion"])), "no test split: the validation images"
 
 
+def test_greyscale_and_colour_pictures_accuracies_are_said_apart_and_a_real_gap_named():
+    """A field biologist's camera-trap run: a quarter of the pictures were greyscale night shots, and one test
+    accuracy hid how the model did on them. Both figures are said; a gap beyond luck names the weaker kind and how
+    many such pictures training had; a gap luck can give says so."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from engine.chance import colour_words
+    from engine.data import PAD_RGB, fit_square, is_greyscale
+    from engine.evaluate import colour_groups
+
+    def run(grey, colour, train=(10, 100)):
+        n = grey[1] + colour[1]
+        counts = {"a": n // 2, "b": n - n // 2}
+        return {"classes": ["a", "b"], "test_acc": (grey[0] + colour[0]) / n, "val_acc": 0.9,
+                "test_by_colour": {"greyscale": list(grey), "colour": list(colour)}, "train_by_colour": list(train),
+                "data_report": {"split_counts": {"test": counts, "val": counts}}}
+
+    night = run((3, 12), (40, 44))
+    assert colour_words(night) == (
+        "On the test images the model gets 3 of 12 greyscale pictures right (25.0%; night shots, scans) and 40 of 44 "
+        "colour ones (90.9%). It is weaker on greyscale pictures by more than luck: more training pictures of that "
+        "kind (training had 10 of 100 pictures) usually help.")
+    assert "weaker on colour pictures" in colour_words(run((40, 44), (3, 12), (90, 100)))
+    assert "training had 10 of 100" in colour_words(run((40, 44), (3, 12), (90, 100))), "its colour pictures: 10"
+    luck = run((2, 4), (40, 44))
+    assert colour_words(luck).endswith("A gap this size on so few pictures can be luck (more of each kind would "
+                                       "tell)."), "2 of 4 against 40 of 44: luck can do that"
+    close = colour_words(run((10, 12), (40, 44)))
+    assert close.endswith("colour ones (90.9%).") and "weaker" not in close and "luck" not in close
+    assert colour_words({"classes": ["a", "b"], "test_acc": 0.9}) is None, "no greyscale pictures: nothing"
+    assert colour_words(run((1, 12), (9, 20))) is None, "at guessing: the run's finding says that"
+    assert colour_words(dict(night, test_by_colour={"greyscale": [1]})) is None, "malformed"
+    # which pictures are greyscale: channels within a JPEG's wobble, a padded picture's bars left out
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    buf = __import__("io").BytesIO()
+    Image.fromarray(photo).convert("L").convert("RGB").save(buf, "JPEG", quality=70)
+    grey_jpeg = Image.open(buf)
+
+    def tensor(image: Image.Image, fit: str) -> torch.Tensor:
+        return torch.from_numpy(np.array(fit_square(image.convert("RGB"), 32, fit=fit))).permute(2, 0, 1)
+
+    images = torch.stack([tensor(grey_jpeg, "crop"), tensor(grey_jpeg, "pad"), tensor(Image.fromarray(photo), "pad"),
+                          torch.tensor(PAD_RGB, dtype=torch.uint8).view(3, 1, 1).expand(3, 32, 32)])
+    assert is_greyscale(images).tolist() == [True, True, False, False]
+    groups = colour_groups(images[:3], torch.tensor([0, 1, 1]), torch.tensor([0, 0, 1]))
+    assert groups == {"greyscale": [1, 2], "colour": [1, 1]}
+    assert colour_groups(images[:2], torch.tensor([0, 1]), torch.tensor([0, 1])) is None, "one kind only"
+    assert colour_groups(images[:3], torch.tensor([0, 1, 1]), torch.tensor([0])) is None, "what was answered only"
+
+
 def test_the_first_whole_network_epochs_fall_after_the_head_only_epochs_is_said_with_its_numbers():
     """The WiSE-FT demo's epoch 3 (benchmarks/results/probe_jolt_zen3.txt, seed 0) fell from 48.4% to
     15.6% validation: a teacher saw a broken run, the page said nothing."""

@@ -287,3 +287,35 @@ def test_an_epochs_first_step_reports_the_speed_so_far_not_its_own(tiny_cfg, tmp
     assert all(v[-1] > 1.0 for v in by_epoch.values()), "the later steps: counted from the first one's end"
     assert by_epoch[3][0] == by_epoch[2][-1], "epoch 3's first step: epoch 2's speed"
     assert by_epoch[2][0] < 1.0, "the first whole-network epoch borrows nothing from the head-only one"
+
+
+def test_greyscale_and_colour_pictures_are_counted_apart_at_the_end(tmp_path):
+    """A camera trap's night shots are greyscale beside colour day shots: one accuracy hid that the model failed at
+    night. The final evaluation counts each kind apart on every held-out split that has both, and the training
+    split's greyscale share, for engine.chance.colour_words."""
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    from conftest import TINY_CLASSES, tiny_config, tiny_image
+
+    with zipfile.ZipFile(tmp_path / "day and night.zip", "w") as zf:
+        for cls in TINY_CLASSES:
+            for i in range(12):
+                image, buf = tiny_image(cls, i), io.BytesIO()
+                (image.convert("L").convert("RGB") if i % 3 == 0 else image).save(buf, format="JPEG", quality=90)
+                zf.writestr(f"{cls}/{i}.jpg", buf.getvalue())
+    result = train(tiny_config(tmp_path / "day and night.zip", "train.epochs=1", "train.threads=1"), Recorder(),
+                   run_dir=tmp_path, work_dir=tmp_path / "data")
+    s = result.summary
+    counts = s["data_report"]["split_counts"]
+    for split in ("val", "test"):
+        grey, colour = s[f"{split}_by_colour"]["greyscale"], s[f"{split}_by_colour"]["colour"]
+        assert grey[1] + colour[1] == sum(counts[split].values()) and grey[1] > 0 and colour[1] > 0
+        assert 0 <= grey[0] <= grey[1] and 0 <= colour[0] <= colour[1]
+        right = round(s[f"{split}_acc"] * (grey[1] + colour[1]))
+        assert grey[0] + colour[0] == right, "every answer counted once"
+    grey_train, n_train = s["train_by_colour"]
+    assert n_train == sum(counts["train"].values()) and 0 < grey_train < n_train
+    assert grey_train + sum(s[f"{k}_by_colour"]["greyscale"][1] for k in ("val", "test")) == 12, "a third of 36"

@@ -17,7 +17,7 @@ from app.claims_view import (at_chance, claim_lines, compare_few_images_words, c
                              guessing_runs_words, ood_off_note, small_split_note, unstable_note, val_test_gap)
 from app.method_views import VIEWS
 from engine.augment import augmentation_words
-from engine.chance import (chance_finding, findings_split, smaller_model_summary, split_at_guessing,
+from engine.chance import (chance_finding, colour_words, findings_split, smaller_model_summary, split_at_guessing,
                            weak_class_words)
 from engine.config import OptimConfig, TrainConfig
 from engine.jobs import STOPPED_BY_SERVER
@@ -347,6 +347,11 @@ def detail_charts(run: components.RunView, summary: dict) -> None:
         weak = weak_class_words(view, split)
         if weak:  # the user's class names, as text
             st.info(state.md_text(weak), icon=":material/troubleshoot:")
+        if colour := colour_words(view, split):  # night shots beside day ones: one accuracy hides the difference
+            if "by more than luck" in colour:
+                st.info(colour, icon=":material/contrast:")
+            else:
+                st.caption(colour)
         if summary.get("ood_acc_by_corruption"):
             st.altair_chart(charts.ood_chart(charts.ood_frame(summary["ood_acc_by_corruption"]), summary.get("val_acc")),
                             width="stretch")

@@ -40,7 +40,7 @@ from engine.chance import (answers_words, chance_finding, smaller_model_finding,
 from engine.config import setting_name, with_section
 from engine.contract import MethodHook, SubReporter
 from engine.errors import StudioError
-from engine.evaluate import confusion_matrix, predict
+from engine.evaluate import colour_groups, confusion_matrix, predict
 from engine.metrics import selection_key
 from engine.methods.registry import MethodSpec, register_method
 from engine.optim import build_optimizer
@@ -398,7 +398,8 @@ class PruningHook(MethodHook):
 
 def held_out_views(small: nn.Module, ctx) -> dict[str, Any]:
     """The channel-pruned model on the run's validation and test images: {"{split}_confusion": counts
-    [true class][answer], "{split}_per_class_acc": {class name: fraction}} for each split with images,
+    [true class][answer], "{split}_per_class_acc": {class name: fraction}, "{split}_by_colour" where the split has
+    greyscale and colour pictures (engine.evaluate.colour_groups)} for each split with images,
     and "test_acc" (a fraction) when there are test images, measured as the run's own model is
     (engine.evaluate.predict, the run's batch size and precision)."""
     classes, out = list(ctx.data.classes), {}
@@ -408,6 +409,8 @@ def held_out_views(small: nn.Module, ctx) -> dict[str, Any]:
         res = predict(small, split.images, split.labels, ctx.device, ctx.cfg.eval.eval_batch_size, ctx.amp_dtype)
         out[f"{name}_confusion"] = confusion_matrix(split.labels, res.preds, len(classes))
         out[f"{name}_per_class_acc"] = dict(zip(classes, res.per_class_acc(split.labels, len(classes))))
+        if (by_colour := colour_groups(split.images, split.labels, res.preds)) is not None:
+            out[f"{name}_by_colour"] = by_colour
         if name == "test":
             out["test_acc"] = res.acc
     return out
