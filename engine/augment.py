@@ -74,11 +74,25 @@ def augment_batch(images: torch.Tensor, generator: torch.Generator | None = None
 
 def training_batch(images: torch.Tensor, generator: torch.Generator | None, train) -> torch.Tensor:
     """A training batch as the run's settings ask: uint8 [B,3,S,S] -> float32 [B,3,S,S] in [0,1],
-    augmented (`augment_batch`) when `train.augment` is on, mirrored only when `train.flip` is too
-    (`train`: the run's `TrainConfig`)."""
+    augmented (`augment_batch`) when `train.augment` is on, mirrored only when `train.flip` is too, and a
+    `train.greyscale` share of it turned greyscale (`greyscale_some`) (`train`: the run's `TrainConfig`)."""
     if not train.augment:
         return to_float(images)
-    return augment_batch(images, generator, flip=train.flip)
+    x = augment_batch(images, generator, flip=train.flip)
+    share = float(getattr(train, "greyscale", 0.0) or 0.0)
+    return greyscale_some(x, share, generator) if share > 0 else x  # no draw at 0: runs without it repeat
+
+
+def greyscale_some(x: torch.Tensor, share: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Each image of float [B,3,S,S] (pixels in [0,1]) turned greyscale with probability `share`, in place and
+    returned: its luminance (ITU-R 601, torchvision's rgb_to_grayscale, as RandomGrayscale) in all three channels.
+    Draws B uniform numbers from `generator` (on its device)."""
+    from torchvision.transforms.v2.functional import rgb_to_grayscale
+
+    chosen = _uniform(len(x), 0.0, 1.0, generator, x.device) < share
+    if bool(chosen.any()):
+        x[chosen] = rgb_to_grayscale(x[chosen], num_output_channels=3)
+    return x
 
 
 def augmentation_words(train) -> str:
@@ -86,7 +100,9 @@ def augmentation_words(train) -> str:
     `train` is its `TrainConfig`."""
     if not train.augment:
         return "no augmentation"
-    return "random crops and left-right mirrors" if train.flip else "random crops, no mirroring"
+    words = "random crops and left-right mirrors" if train.flip else "random crops, no mirroring"
+    share = float(getattr(train, "greyscale", 0.0) or 0.0)
+    return words + (f", {100 * share:.0f}% of images greyscale" if share > 0 else "")
 
 
 MIRROR_MEASURED = (  # benchmarks/flip.sh, benchmarks/results/flip.txt (3 seeds)

@@ -650,8 +650,8 @@ def colour_words(summary: dict, split: str | None = None) -> str | None:
     pictures right (33.3%; night shots, scans) and 16 of 18 colour ones (88.9%)." Where the two differ by at least
     WEAK_GAP and by more than luck (a two-sided Fisher exact test, scipy.stats.fisher_exact, p < COLOUR_P), it
     names the weaker kind and how many such pictures training had (`train_by_colour`); where they differ as much
-    within luck, it says so. None without both kinds, or when the run is at guessing (`chance_finding` says
-    that)."""
+    within luck, it says so (train.greyscale is not offered: benchmarks/greyscale.py measured no clear gain from
+    it). None without both kinds, or when the run is at guessing (`chance_finding` says that)."""
     from scipy.stats import fisher_exact
 
     split = split or ("test" if "test_by_colour" in summary else findings_split(summary))

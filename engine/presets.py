@@ -31,12 +31,14 @@ def offline_pretrained(backbone: str) -> str:
 
 def _base(cfg: RunConfig, backbone: str, image_size: int) -> RunConfig:
     """Defaults everywhere, except the dataset the user already chose, the run name they typed, the seed,
-    whether its pictures may be mirrored (`train.flip`: a fact about the data, e.g. digits), and their
+    whether its pictures may be mirrored (`train.flip`: a fact about the data, e.g. digits) and how many are
+    turned greyscale (`train.greyscale`: night shots among day ones), and their
     own checkpoint when it is
     for the preset's backbone (a preset applied after uploading one starts from it: a teacher's
     adversarial demo on the model the class trained first); otherwise the best offline weights."""
     data = dataclasses.replace(cfg.data, image_size=image_size)
-    fresh = with_section(RunConfig(name=cfg.name, seed=cfg.seed, data=data), "train", flip=cfg.train.flip)
+    fresh = with_section(RunConfig(name=cfg.name, seed=cfg.seed, data=data), "train", flip=cfg.train.flip,
+                         greyscale=cfg.train.greyscale)
     b = cfg.backbone
     if b.pretrained == "checkpoint" and b.checkpoint and b.name == backbone:
         return with_section(fresh, "backbone", name=backbone, pretrained="checkpoint", checkpoint=b.checkpoint)

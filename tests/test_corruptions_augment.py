@@ -152,6 +152,33 @@ def test_the_run_settings_choose_crop_flip_crop_only_or_nothing():
     assert torch.equal(training_batch(ramp, None, TrainConfig(augment=False, flip=True)), to_float(ramp))
 
 
+def test_greyscale_copies_turn_that_share_of_a_batch_grey_and_leave_runs_without_them_as_they_were():
+    """`train.greyscale` (night shots among day ones): about that share of each training batch is greyscale, the
+    rest keeps its colour; at 0 the batches are those of a run without the setting, draw for draw; augmentation
+    off turns nothing grey; the run's words say it."""
+    from engine.augment import augmentation_words, greyscale_some, training_batch
+    from engine.config import TrainConfig
+
+    colour = torch.zeros(200, 3, 8, 8, dtype=torch.uint8)
+    colour[:, 0] = 220  # red: greyscale is the same level in all three channels
+
+    def grey(batch):
+        return (batch.amax(1) - batch.amin(1)).flatten(1).amax(1) < 1e-4
+
+    mixed = training_batch(colour, torch.Generator().manual_seed(0), TrainConfig(greyscale=0.25))
+    assert 30 <= int(grey(mixed).sum()) <= 70, int(grey(mixed).sum())
+    assert torch.allclose(mixed[grey(mixed)][:, 0], torch.full_like(mixed[grey(mixed)][:, 0], 0.299 * 220 / 255),
+                          atol=2e-3), "ITU-R 601 luminance, as torchvision's RandomGrayscale"
+    assert not grey(mixed[~grey(mixed)]).any()
+    plain = training_batch(colour, torch.Generator().manual_seed(0), TrainConfig())
+    assert torch.equal(training_batch(colour, torch.Generator().manual_seed(0), TrainConfig(greyscale=0.0)), plain)
+    assert not grey(training_batch(colour, None, TrainConfig(augment=False, greyscale=1.0))).any()
+    assert grey(greyscale_some(to_float(colour), 1.0)).all() and not grey(greyscale_some(to_float(colour), 0.0)).any()
+    assert augmentation_words(TrainConfig(greyscale=0.25)) == "random crops and left-right mirrors, 25% of images " \
+                                                              "greyscale"
+    assert augmentation_words(TrainConfig()) == "random crops and left-right mirrors"
+
+
 def test_digit_and_letter_class_names_are_told_from_other_names():
     from engine.augment import mirror_changes_meaning
 

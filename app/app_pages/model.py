@@ -28,7 +28,8 @@ HANDLED_FIELDS = {
     "optim": {"optimizer", "lr", "lr_auto", "momentum", "nesterov", "weight_decay", "schedule", "warmup_fraction",
               "step_every_fraction", "step_gamma", "slow_start_fraction", "fast_decay_rate", "label_smoothing",
               "head_lr_mult", "trunk_lr_mult", "freeze_blocks", "linear_probe_epochs"},
-    "train": {"epochs", "batch_size", "device", "amp", "channels_last", "augment", "flip", "threads", "deterministic", "compile"},
+    "train": {"epochs", "batch_size", "device", "amp", "channels_last", "augment", "flip", "greyscale", "threads",
+              "deterministic", "compile"},
     "eval": {"ood", "ood_severity_each_epoch", "ood_subset_each_epoch", "eval_batch_size", "tta_flip", "robust", "robust_eps",
              "robust_steps", "robust_steps_each_epoch", "robust_subset", "autoattack"},
 }
@@ -632,8 +633,8 @@ def advanced_section() -> None:
                  "amp": field_widget("train", cfg.train, "amp", container=c[1]),
                  "threads": field_widget("train", cfg.train, "threads", container=c[2])}
         c = layout.cells(2)  # two switches a row: their labels stay whole at 1280 px (four a row were cut)
-        for name in ("augment", "flip", "deterministic", "channels_last", "compile"):
-            if shown_setting(cfg.train, name, train):  # flip only while augmenting
+        for name in ("augment", "flip", "greyscale", "deterministic", "channels_last", "compile"):
+            if shown_setting(cfg.train, name, train):  # flip and greyscale only while augmenting
                 train[name] = field_widget("train", cfg.train, name, container=c[(len(train) - 3) % 2])
         state.update_section("train", **train)
         c = layout.cells(4, key="ood_eval")

@@ -158,7 +158,8 @@ def recipe_parts(config: dict, probe_epochs: int | None = None) -> list[str]:
     `config` as saved,
     keys it lacks at their defaults). `probe_epochs`: the head-only epochs the engine ran (the summary's; a kept
     head skips them), else the config's."""
-    train = TrainConfig(**{k: v for k, v in (config.get("train") or {}).items() if k in ("augment", "flip")})
+    train = TrainConfig(**{k: v for k, v in (config.get("train") or {}).items() if k in ("augment", "flip",
+                                                                                       "greyscale")})
     optim = config.get("optim") or {}
     probe = probe_epochs if isinstance(probe_epochs, int) else int(optim.get("linear_probe_epochs") or 0)
     frozen = frozen_words(optim, (config.get("backbone") or {}).get("pretrained"))
@@ -166,7 +167,7 @@ def recipe_parts(config: dict, probe_epochs: int | None = None) -> list[str]:
     default = OptimConfig().schedule
     schedule = optim.get("schedule") or default
     parts += [] if schedule == default else [f"learning rate: {schedule_label(schedule)}"]
-    parts += [] if train.augment and train.flip else [augmentation_words(train)]
+    parts += [] if train.augment and train.flip and not train.greyscale else [augmentation_words(train)]
     parts += ["flip TTA (each prediction averaged with the mirror image)"] if (config.get("eval") or {}).get("tta_flip") else []
     return parts + ([frozen] if frozen else []) + data_extras(config.get("data") or {})
 
@@ -347,7 +348,7 @@ def detail_charts(run: components.RunView, summary: dict) -> None:
         weak = weak_class_words(view, split)
         if weak:  # the user's class names, as text
             st.info(state.md_text(weak), icon=":material/troubleshoot:")
-        if colour := colour_words(view, split):  # night shots beside day ones: one accuracy hides the difference
+        if colour := colour_words(view, split):  # night shots beside day ones: one accuracy hid the difference
             if "by more than luck" in colour:
                 st.info(colour, icon=":material/contrast:")
             else:
@@ -754,7 +755,7 @@ def recipe_cell(cfg: dict, probe_epochs: int | None = None) -> str:
     says both (a row with head-only epochs read as if it had no augmentation beside one that said it)."""
     parts = recipe_parts(cfg, probe_epochs)
     train = cfg.get("train") or {}
-    if train.get("augment", True) and train.get("flip", True):
+    if train.get("augment", True) and train.get("flip", True) and not train.get("greyscale"):
         parts = ["crops and mirrors", *parts]
     optim = cfg.get("optim") or {}
     probe = probe_epochs if isinstance(probe_epochs, int) else int(optim.get("linear_probe_epochs") or 0)
