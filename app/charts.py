@@ -506,7 +506,17 @@ def confusion_frame(matrix: Sequence[Sequence[float]], classes: Sequence[str]) -
     return pd.DataFrame(rows, columns=["true", "predicted", "count", "share"])
 
 
-CONFUSION_LABELS_PX = 130  # a confusion matrix's class names (at most 90 px) and axis titles
+CONFUSION_LABELS_PX = 130  # a confusion matrix's class names (at most 90 px: `class_label_px`) and axis titles
+CLASS_LABEL_PX = (90, 130)  # px a class name gets on an axis, at least and at most (more overflowed a half-page
+# column at 1024 px)
+CHAR_PX = 6  # px a character of an axis label takes on average (Vega's 10 px sans-serif)
+
+
+def class_label_px(classes: Sequence[str]) -> int:
+    """The px an axis gives the class names `classes`: their longest at CHAR_PX a character (plus 6), within
+    CLASS_LABEL_PX: "mésange charbonnière" was cut to "mésange charbonniè" at 90 px."""
+    longest = max((len(str(c)) for c in classes), default=0)
+    return max(CLASS_LABEL_PX[0], min(CLASS_LABEL_PX[1], CHAR_PX * longest + 6))
 
 
 def confusion_cell_px(n_classes: int, width: int = 300) -> int:
@@ -514,26 +524,28 @@ def confusion_cell_px(n_classes: int, width: int = 300) -> int:
     return max(14, min(44, width // max(n_classes, 1)))
 
 
-def confusion_px(n_classes: int, width: int = 300) -> int:
+def confusion_px(n_classes: int, width: int = 300, classes: Sequence[str] = ()) -> int:
     """The width in px a confusion matrix asks for (pass it to st.altair_chart(width=...)): its cells
-    and their labels. In a narrower column Streamlit gives it the column's width and the cells narrow
-    to fit (they overflowed into the next column on a 1000 px window)."""
-    return confusion_cell_px(n_classes, width) * n_classes + CONFUSION_LABELS_PX
+    and their labels (`class_label_px` of `classes`, the class names). In a narrower column Streamlit gives it the
+    column's width and the cells narrow to fit (they overflowed into the next column on a 1000 px window)."""
+    extra = class_label_px(classes) - CLASS_LABEL_PX[0]
+    return confusion_cell_px(n_classes, width) * n_classes + CONFUSION_LABELS_PX + extra
 
 
 def confusion_chart(df: pd.DataFrame, title: str = "Confusion matrix", width: int = 300) -> alt.Chart:
     """Heat map with counts; the diagonal is what the model got right. `width` (px) is the budget of
-    the cells; class names take at most 90 px more: show it with st.altair_chart(width=confusion_px(...)),
-    and it fits that width or, narrower, the column's (the cells narrow, their height stays)."""
+    the cells; class names take `class_label_px` more: show it with st.altair_chart(width=confusion_px(...,
+    classes=...)), and it fits that width or, narrower, the column's (the cells narrow, their height stays)."""
     classes = list(dict.fromkeys(df["true"]))
     cell = confusion_cell_px(len(classes), width)  # px per class: labels stay readable
+    label = class_label_px(classes)
     # on lines as wide as the chart (at most 8 px a bold character): "Confusion matrix (the smaller model, t" was
     # cut, and at 7 px "... of the WiSE-FT mix at alpha 0.30 (validation images)" lost its ends on a 1024 px window
-    lines = textwrap.wrap(title, max(16, (cell * len(classes) + CONFUSION_LABELS_PX) // 8), break_long_words=False)
+    lines = textwrap.wrap(title, max(16, confusion_px(len(classes), width, classes) // 8), break_long_words=False)
     base = alt.Chart(df, title=alt.TitleParams(lines if len(lines) > 1 else title, anchor="start")).encode(
         x=alt.X("predicted:N", title="Predicted class", sort=classes,
-                axis=alt.Axis(labelAngle=-45, labelOverlap=False, labelLimit=90)),
-        y=alt.Y("true:N", title="True class", sort=classes, axis=alt.Axis(labelOverlap=False, labelLimit=90)),
+                axis=alt.Axis(labelAngle=-45, labelOverlap=False, labelLimit=label)),
+        y=alt.Y("true:N", title="True class", sort=classes, axis=alt.Axis(labelOverlap=False, labelLimit=label)),
         tooltip=[alt.Tooltip("true:N", title="True"), alt.Tooltip("predicted:N", title="Predicted"),
                  alt.Tooltip("count:Q", title="Images"), alt.Tooltip("share:Q", title="Share of true class", format=".0%")],
     )
@@ -563,10 +575,10 @@ def per_class_frame(per_class: Mapping[str, float | None], images: Mapping[str, 
 
 def per_class_chart(df: pd.DataFrame, title: str = "Accuracy per class") -> alt.Chart:
     """One bar per class (`per_class_frame`), worst at the bottom, each with its accuracy written after it:
-    a class at 0% has no bar, and its row read as empty."""
+    a class at 0% has no bar, and its row read as empty. Class names get `class_label_px`."""
     base = alt.Chart(df).encode(
         x=alt.X("accuracy:Q", title="Accuracy", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
-        y=alt.Y("class:N", title=None, sort="-x"),
+        y=alt.Y("class:N", title=None, sort="-x", axis=alt.Axis(labelLimit=class_label_px(df["class"]))),
         tooltip=[alt.Tooltip("class:N", title="Class"), alt.Tooltip("accuracy:Q", title="Accuracy", format=".1%"),
                  alt.Tooltip("images:Q", title="Images of the class")],
     )
@@ -587,7 +599,8 @@ def per_class_chart(df: pd.DataFrame, title: str = "Accuracy per class") -> alt.
                                          height=rows_height(df["class"].nunique(), 24), autosize=FIT_WIDTH)
 
 
-PER_CLASS_COLOURS = "colour as length: red at 0%, yellow at 50%, green at 100%"
+# two lines: in a half-page column at 1024 px one ("colour as length: red at 0%, yellow at 50%, g…") was cut
+PER_CLASS_COLOURS = ["colour as length:", "red at 0%, yellow at 50%, green at 100%"]
 
 
 def ood_frame(by_corruption: Mapping[str, float | None]) -> pd.DataFrame:

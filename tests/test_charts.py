@@ -135,6 +135,8 @@ def test_per_class_and_ood_bars():
     d = spec(charts.per_class_chart(charts.per_class_frame({"cat": 0.9, "dog": 0.5, "eel": float("nan")})))
     bars, inside, after = d["layer"]
     assert bars["mark"]["type"] == "bar" and bars["encoding"]["y"]["sort"] == "-x"
+    long = spec(charts.per_class_chart(charts.per_class_frame({"Héron cendré (Ardea cinerea)": 0.8, "pic": 1.0})))
+    assert long["layer"][0]["encoding"]["y"]["axis"]["labelLimit"] == charts.CLASS_LABEL_PX[1], "the most it may take"
     assert d["title"] == {"text": "Accuracy per class", "subtitle": charts.PER_CLASS_COLOURS}, "its colours said"
     assert {r["class"] for r in data_rows(d)} == {"cat", "dog"}, "a class without images is left out"
     # each bar's accuracy written beside it: a class at 0% has no bar, and a new user read its row as empty
@@ -289,7 +291,14 @@ def test_a_ten_class_confusion_matrix_keeps_to_its_width_budget():
     df = charts.confusion_frame([[int(i == j) for j in range(10)] for i in range(10)], classes)
     d = charts.confusion_chart(df, width=300).to_dict()
     assert d["height"] <= 300 and d["layer"][0]["encoding"]["x"]["axis"]["labelLimit"] <= 90
-    assert charts.confusion_px(10, 300) <= 300 + charts.CONFUSION_LABELS_PX
+    assert charts.confusion_px(10, 300, classes) <= 300 + charts.CONFUSION_LABELS_PX
+    # a long class name gets the room it needs, within CLASS_LABEL_PX, and the chart asks for it
+    birds = ["mésange charbonnière", "rouge-gorge", "pic"]
+    df = charts.confusion_frame([[1, 0, 0], [0, 1, 0], [0, 0, 1]], birds)
+    axes = [charts.confusion_chart(df).to_dict()["layer"][0]["encoding"][k]["axis"]["labelLimit"] for k in "xy"]
+    assert axes == [charts.class_label_px(birds)] * 2 and 20 * charts.CHAR_PX <= axes[0] <= charts.CLASS_LABEL_PX[1]
+    assert charts.confusion_px(3, 300, birds) - charts.confusion_px(3, 300) == axes[0] - charts.CLASS_LABEL_PX[0]
+    assert charts.class_label_px(["x" * 200]) == charts.CLASS_LABEL_PX[1] and charts.class_label_px([]) == 90
     # the chart fills the width Streamlit gives it (at most confusion_px; a narrower column: the column's),
     # so that in a half-page column on a 1000 px window the cells narrow instead of overflowing the column
     assert d["width"] == "container" and d["autosize"]["type"] == "fit-x"

@@ -331,7 +331,7 @@ def detail_charts(run: components.RunView, summary: dict) -> None:
         if matrix and classes:
             st.altair_chart(charts.confusion_chart(charts.confusion_frame(matrix, classes),
                                                    f"Confusion matrix ({words})"),
-                            width=charts.confusion_px(len(classes)))
+                            width=charts.confusion_px(len(classes), classes=classes))
             st.caption("Rows are the true classes, columns what the model said. Off-diagonal cells are the mix-ups "
                        "worth looking at: similar-looking classes, or a class with too few images."
                        + (" On your OOD set (your images of other conditions), a mix-up the test images do not show "

@@ -607,7 +607,7 @@ def batch_accuracy(res) -> None:
                        f"accuracy {100 * fair['balanced_accuracy']:.1f}% ({state.plural(fair['labelled'], 'image')}).")
         st.altair_chart(charts.confusion_chart(charts.confusion_frame(metrics["confusion"], res.classes),
                                                "Confusion matrix on this batch"),
-                        width=charts.confusion_px(len(res.classes)))
+                        width=charts.confusion_px(len(res.classes), classes=res.classes))
     if res.unknown_folders and metrics is None:
         st.info("No accuracy for this zip: its folders (" + ", ".join(state.md_text(f) for f in res.unknown_folders[:8])
                 + (", …" if len(res.unknown_folders) > 8 else "") + ") are not named after this run's classes ("
