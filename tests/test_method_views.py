@@ -223,7 +223,10 @@ def test_the_smaller_models_fine_tune_is_read_from_its_curve():
 def test_compare_says_every_runs_augmentation_and_the_smaller_models_epochs():
     """A new user's Compare table: "crops and mirrors, every layer trained" for one run, "first 2 epochs head
     only" for another that also used crops and mirrors, and 5 epochs for a run that trained 5 + 2."""
-    from app.app_pages.results import epochs_cell, recipe_cell
+    from app.app_pages.results import epochs_cell, recipe_cells
+
+    def recipe_cell(cfg, probe=None):
+        return recipe_cells([(cfg, probe)])[0]
 
     plain = {"train": {"epochs": 5, "augment": True, "flip": True}, "optim": {"linear_probe_epochs": 0}}
     assert recipe_cell(plain) == "crops and mirrors, every layer trained"
@@ -233,6 +236,16 @@ def test_compare_says_every_runs_augmentation_and_the_smaller_models_epochs():
     assert recipe_cell(bare) == "no augmentation, every layer trained"
     pruned = {**plain, "pruning": {"enabled": True, "structured": True, "structured_epochs": 2}}
     assert epochs_cell(pruned, {}) == "5 + 2" and epochs_cell(plain, {}) == "5"
+    # a setting one run departs in is named in every row: "whole pictures" showed in one row only, and the other
+    # read as if it had no such setting
+    whole = {**plain, "data": {"fit": "pad"}, "eval": {"tta_flip": True}}
+    assert recipe_cells([(plain, None), (whole, None), (probe, 2)]) == [
+        "crops and mirrors, every layer trained, no flip TTA, middle square",
+        "crops and mirrors, every layer trained, flip TTA, whole pictures",
+        "crops and mirrors, first 2 epochs head only (a linear probe), no flip TTA, middle square"]
+    cosine, constant = {**plain, "optim": {"schedule": "cosine"}}, {**plain, "optim": {"schedule": "constant"}}
+    assert recipe_cells([(cosine, None), (constant, None)])[0] == "crops and mirrors, every layer trained, " \
+                                                                   "learning rate: cosine"
 
 
 def test_runs_with_imbalanced_classes_weighted_or_sampled_evenly_say_so_wherever_they_are_described():
@@ -241,7 +254,10 @@ def test_runs_with_imbalanced_classes_weighted_or_sampled_evenly_say_so_wherever
     ... seed 0" read as if the runs shared every setting."""
     import pandas as pd
 
-    from app.app_pages.results import recipe_cell, setup_that_differs
+    from app.app_pages.results import recipe_cells, setup_that_differs
+
+    def recipe_cell(cfg):
+        return recipe_cells([(cfg, None)])[0]
     from engine.config import RunConfig, apply_overrides
     from engine.export import model_card
     from engine.presets import run_name
@@ -249,7 +265,7 @@ def test_runs_with_imbalanced_classes_weighted_or_sampled_evenly_say_so_wherever
     plain = {"train": {"epochs": 5}, "optim": {}, "data": {"class_balance": "none"}}
     weighted = {**plain, "data": {"class_balance": "weighted_loss"}}
     assert recipe_cell(plain) == "crops and mirrors, every layer trained"
-    assert recipe_cell(weighted) == "crops and mirrors, loss weighted by class, every layer trained"
+    assert recipe_cell(weighted) == "crops and mirrors, every layer trained, loss weighted by class"
     assert "classes sampled evenly" in recipe_cell({**plain, "data": {"class_balance": "balanced_sampling"}})
     table = pd.DataFrame({"dataset": ["scans.zip"] * 2, "epochs": [5, 5], "recipe": [recipe_cell(plain),
                                                                                      recipe_cell(weighted)]})

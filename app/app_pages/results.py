@@ -26,7 +26,8 @@ from engine.methods.pruning import nonzero_params
 from engine.optim import frozen_words, head_lr_words
 from engine.resume import RESUME_FILE
 from engine.schedules import schedule_label
-from engine.words import and_words, data_extras, ended_early_words, epochs_ended_early, percent_half_up, plural
+from engine.words import (and_words, balance_words, data_extras, ended_early_words, epochs_ended_early, fit_words,
+                          percent_half_up, plural)
 
 RUN_KEY = "results_run"
 SUMMARY_METRICS = {  # summary key -> (label, help)
@@ -693,9 +694,9 @@ COMPARE_HELP = {
 }
 
 
-def compare_row(engine, rec, label: str) -> tuple[dict, pd.DataFrame]:
-    """One row of the comparison table (the key columns first; None where a run has no value) and
-    the run's per-epoch frame."""
+def compare_row(engine, rec, label: str, recipe: str) -> tuple[dict, pd.DataFrame]:
+    """One row of the comparison table (the key columns first; None where a run has no value; `recipe`: its
+    `recipe_cells` cell) and the run's per-epoch frame."""
     summary = read_summary(rec.run_dir)
     view = components.load_run(engine, rec.id)
     epochs = view.epochs if view is not None else pd.DataFrame()
@@ -723,7 +724,7 @@ def compare_row(engine, rec, label: str) -> tuple[dict, pd.DataFrame]:
     row.update({"model": f"{state.backbone_title(b.get('name'))}, {state.WEIGHTS_TEXT.get(b.get('pretrained'), b.get('pretrained'))}",
                 "epochs": epochs_cell(cfg, summary), "batch": cfg.get("train", {}).get("batch_size"),
                 "lr": cfg.get("optim", {}).get("lr"), "seed": cfg.get("seed"),
-                "recipe": recipe_cell(cfg, summary.get("probe_epochs")),
+                "recipe": recipe,
                 "img/s": summary.get("train_images_per_sec"),
                 "time": components.fmt_duration(summary.get("wall_time_s")) if summary.get("wall_time_s") else None})
     return row, epochs
@@ -749,19 +750,40 @@ def epochs_cell(cfg: dict, summary: dict) -> str | None:
     return (f"{done} of {planned}" if done else str(planned)) + (f" + {extra}" if extra else "")
 
 
-def recipe_cell(cfg: dict, probe_epochs: int | None = None) -> str:
-    """Compare's recipe cell: `recipe_parts`, with the default augmentation named too ("crops and mirrors")
-    and "every layer trained" when no epoch trained the head alone and nothing was frozen, so that every row
-    says both (a row with head-only epochs read as if it had no augmentation beside one that said it)."""
-    parts = recipe_parts(cfg, probe_epochs)
-    train = cfg.get("train") or {}
-    if train.get("augment", True) and train.get("flip", True) and not train.get("greyscale"):
-        parts = ["crops and mirrors", *parts]
-    optim = cfg.get("optim") or {}
+# What Compare's recipe column names, in this order, with each kind's words at the default: "layers" (head-only
+# epochs, frozen blocks) and "augment" in every row; the others wherever a compared run departs from the default
+RECIPE_DEFAULTS = {"augment": "crops and mirrors", "layers": "every layer trained", "schedule": "learning rate: cosine",
+                   "tta": "no flip TTA", "balance": "classes as they are", "fit": "middle square"}
+ALWAYS_NAMED = ("augment", "layers")
+
+
+def recipe_kinds(cfg: dict, probe_epochs: int | None = None) -> dict[str, str]:
+    """What of `cfg`'s recipe (a saved config dict, keys it lacks at their defaults) departs from the default, by
+    kind (RECIPE_DEFAULTS' keys) in words: {"layers": "first 2 epochs head only (a linear probe)", "tta": "flip
+    TTA"}; {} for the default recipe. `probe_epochs`: the head-only epochs the engine ran (the summary's), else the
+    config's."""
+    train = TrainConfig(**{k: v for k, v in (cfg.get("train") or {}).items() if k in ("augment", "flip", "greyscale")})
+    optim, data = cfg.get("optim") or {}, cfg.get("data") or {}
     probe = probe_epochs if isinstance(probe_epochs, int) else int(optim.get("linear_probe_epochs") or 0)
-    if not probe and not frozen_words(optim, (cfg.get("backbone") or {}).get("pretrained")):
-        parts.append("every layer trained")
-    return ", ".join(parts)
+    frozen = frozen_words(optim, (cfg.get("backbone") or {}).get("pretrained"))
+    layers = [f"first {plural(probe, 'epoch')} head only (a linear probe)"] * bool(probe) + [frozen] * bool(frozen)
+    schedule = optim.get("schedule") or OptimConfig().schedule
+    out = {"augment": augmentation_words(train) if not (train.augment and train.flip and not train.greyscale) else "",
+           "layers": ", ".join(layers),
+           "schedule": f"learning rate: {schedule_label(schedule)}" if schedule != OptimConfig().schedule else "",
+           "tta": "flip TTA" if (cfg.get("eval") or {}).get("tta_flip") else "",
+           "balance": balance_words(data.get("class_balance")), "fit": fit_words(data.get("fit"))}
+    return {k: v for k, v in out.items() if v}
+
+
+def recipe_cells(runs: list[tuple[dict, int | None]]) -> list[str]:
+    """Compare's recipe cell for each of `runs` ((config dict, head-only epochs the engine ran or None),
+    `recipe_kinds`): augmentation and the layers trained in every row, and each other kind where any compared run departs from the
+    default, the others then saying their default ("middle square" beside "whole pictures"): a run's setting
+    showed in its own row only, and the other row read as if it had none."""
+    kinds = [recipe_kinds(cfg, probe) for cfg, probe in runs]
+    named = set(ALWAYS_NAMED) | {k for row in kinds for k in row}
+    return [", ".join(row.get(k, RECIPE_DEFAULTS[k]) for k in RECIPE_DEFAULTS if k in named) for row in kinds]
 
 
 DATA_COLUMNS = ("dataset", "classes", "images", "image px")
@@ -978,8 +1000,10 @@ def compare(engine, runs) -> None:
     by_id = {r.id: r for r in candidates}
     short, legend = compare_labels({i: labels[i] for i in chosen}, [by_id[i] for i in chosen])
     by_run = {}
-    for run_id in chosen:
-        row, by_run[run_id] = compare_row(engine, by_id[run_id], short[run_id])
+    # each kind of setting that differs among the runs named in every row
+    cells = recipe_cells([(by_id[i].config, read_summary(by_id[i].run_dir).get("probe_epochs")) for i in chosen])
+    for run_id, cell in zip(chosen, cells):
+        row, by_run[run_id] = compare_row(engine, by_id[run_id], short[run_id], cell)
         rows.append(row)
     table = charts.compare_table(rows)
     if "sparsity" in table.columns:  # beside a pruned run, one without pruning keeps all its weights
