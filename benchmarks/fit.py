@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from common import mean_std, table
+from drawn import draw_shape, scribble
 from first_model import one_run
 
 CLASSES = {"disc": (220, 60, 40), "square": (40, 170, 60), "triangle": (50, 80, 220), "bar": (230, 200, 40)}
@@ -35,20 +36,9 @@ def picture(kind: str, rng: np.random.Generator) -> tuple[Image.Image, bool]:
     arr = (top * (1 - ramp) + bottom * ramp).repeat(WIDTH, axis=1) + rng.normal(0, 12, (HEIGHT, WIDTH, 3))
     img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
     pen = ImageDraw.Draw(img)
-    for _ in range(6):  # clutter: thin lines of random colours
-        x0, y0 = rng.integers(0, WIDTH), rng.integers(0, HEIGHT)
-        pen.line([x0, y0, x0 + rng.integers(-20, 20), y0 + rng.integers(-20, 20)],
-                 fill=tuple(int(c) for c in rng.integers(0, 255, 3)), width=1)
+    scribble(pen, rng, (WIDTH, HEIGHT), lines=6, reach=20, width=1)
     x, y = int(rng.integers(0, WIDTH - SUBJECT)), int(rng.integers(4, HEIGHT - SUBJECT - 4))
-    box, colour = [x, y, x + SUBJECT, y + SUBJECT], CLASSES[kind]
-    if kind == "disc":
-        pen.ellipse(box, fill=colour)
-    elif kind == "square":
-        pen.rectangle(box, fill=colour)
-    elif kind == "triangle":
-        pen.polygon([(x, y + SUBJECT), (x + SUBJECT // 2, y), (x + SUBJECT, y + SUBJECT)], fill=colour)
-    else:
-        pen.rectangle([x, y + SUBJECT // 3, x + SUBJECT, y + 2 * SUBJECT // 3], fill=colour)
+    draw_shape(pen, kind, x, y, SUBJECT, CLASSES[kind])
     inside = x >= (WIDTH - HEIGHT) // 2 and x + SUBJECT <= (WIDTH + HEIGHT) // 2
     return img, inside
 

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from common import mean_std, table
+from drawn import draw_shape, scribble
 from first_model import one_run
 
 CLASSES = {"heron": ((200, 70, 50), "disc"), "kingfisher": ((40, 100, 210), "square"),
@@ -35,21 +36,12 @@ def picture(kind: str, night: str | None, rng: np.random.Generator) -> Image.Ima
     arr = rng.integers(70, 160, 3) + rng.normal(0, 14, (HEIGHT, WIDTH, 3))
     img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
     pen = ImageDraw.Draw(img)
-    for _ in range(5):  # clutter: thin lines of random colours
-        x0, y0 = rng.integers(0, WIDTH), rng.integers(0, HEIGHT)
-        pen.line([x0, y0, x0 + rng.integers(-25, 25), y0 + rng.integers(-25, 25)],
-                 fill=tuple(int(c) for c in rng.integers(0, 255, 3)), width=2)
+    scribble(pen, rng, (WIDTH, HEIGHT), lines=5, reach=25, width=2)
     colour, shape = CLASSES[kind]
     x = int(rng.integers((WIDTH - HEIGHT) // 2, (WIDTH + HEIGHT) // 2 - SUBJECT))
     y = int(rng.integers(0, HEIGHT - SUBJECT))
     fill = tuple(int(c) for c in np.clip(np.array(colour) + rng.integers(-25, 25, 3), 0, 255))
-    box = [x, y, x + SUBJECT, y + SUBJECT]
-    if shape == "disc":
-        pen.ellipse(box, fill=fill)
-    elif shape == "square":
-        pen.rectangle(box, fill=fill)
-    else:
-        pen.polygon([(x, y + SUBJECT), (x + SUBJECT // 2, y), (x + SUBJECT, y + SUBJECT)], fill=fill)
+    draw_shape(pen, shape, x, y, SUBJECT, fill)
     if night is None:
         return img
     if night == "grey":
