@@ -643,15 +643,23 @@ def weak_classes(summary: dict, split: str | None = None) -> list[WeakClass]:
 COLOUR_P = 0.05  # greyscale and colour pictures' accuracies further apart than chance gives this often: said
 
 
-def colour_words(summary: dict, split: str | None = None) -> str | None:
-    """Accuracy on `split`'s greyscale pictures against its colour ones (`{split}_by_colour`,
-    engine.evaluate.colour_groups; `split` None: the test images where they have both kinds, else as
-    `findings_split`), in words, when the split has both: "On the test images the model gets 3 of 9 greyscale
-    pictures right (33.3%; night shots, scans) and 16 of 18 colour ones (88.9%)." Where the two differ by at least
-    WEAK_GAP and by more than luck (a two-sided Fisher exact test, scipy.stats.fisher_exact, p < COLOUR_P), it
-    names the weaker kind and how many such pictures training had (`train_by_colour`); where they differ as much
-    within luck, it says so (train.greyscale is not offered: benchmarks/greyscale.py measured no clear gain from
-    it). None without both kinds, or when the run is at guessing (`chance_finding` says that)."""
+@dataclass
+class ColourGap:
+    """A split's greyscale and colour pictures' answers (`colour_gap`): right and images of each kind, and the kind
+    the model is weaker on by more than luck (None where the gap is under WEAK_GAP or within luck)."""
+
+    split: str
+    grey: tuple[int, int]
+    colour: tuple[int, int]
+    weaker: str | None
+    luck: bool  # the gap is WEAK_GAP or more but within luck (p >= COLOUR_P)
+
+
+def colour_gap(summary: dict, split: str | None = None) -> ColourGap | None:
+    """`split`'s greyscale and colour counts (`{split}_by_colour`, engine.evaluate.colour_groups; `split` None: the
+    test images where they have both kinds, else as `findings_split`) and whether they differ by at least WEAK_GAP
+    and by more than luck (a two-sided Fisher exact test, scipy.stats.fisher_exact, p < COLOUR_P). None without both
+    kinds, for malformed counts, or when the run is at guessing (`chance_finding` says that)."""
     from scipy.stats import fisher_exact
 
     split = split or ("test" if "test_by_colour" in summary else findings_split(summary))
@@ -659,28 +667,57 @@ def colour_words(summary: dict, split: str | None = None) -> str | None:
     if not isinstance(by, dict) or chance_finding(summary, validation_clears=False) is not None:
         return None
     try:
-        (g_right, g_n), (c_right, c_n) = (tuple(int(v) for v in by[k]) for k in ("greyscale", "colour"))
+        grey, colour = (tuple(int(v) for v in by[k]) for k in ("greyscale", "colour"))
+        (g_right, g_n), (c_right, c_n) = grey, colour
     except (KeyError, TypeError, ValueError):
         return None
     if not g_n or not c_n:
         return None
-    g_acc, c_acc = g_right / g_n, c_right / c_n
-    said = (f"On the {SPLIT_WORDS.get(split, split)} images the model gets {g_right} of "
-            f"{plural(g_n, 'greyscale picture')} right ({100 * g_acc:.1f}%; night shots, scans) and {c_right} of "
-            f"{c_n} colour ones ({100 * c_acc:.1f}%).")
-    if abs(g_acc - c_acc) < WEAK_GAP:
-        return said
+    if abs(g_right / g_n - c_right / c_n) < WEAK_GAP:
+        return ColourGap(split, grey, colour, None, False)
     p = float(fisher_exact([[g_right, g_n - g_right], [c_right, c_n - c_right]]).pvalue)
-    if p >= COLOUR_P:
+    weaker = "greyscale" if g_right / g_n < c_right / c_n else "colour"
+    return ColourGap(split, grey, colour, weaker if p < COLOUR_P else None, p >= COLOUR_P)
+
+
+def colour_words(summary: dict, split: str | None = None) -> str | None:
+    """`colour_gap` in words: "On the test images the model gets 3 of 9 greyscale pictures right (33.3%; night
+    shots, scans) and 16 of 18 colour ones (88.9%)."; a gap beyond luck names the weaker kind and how many such
+    pictures training had (`train_by_colour`), one within luck says so (train.greyscale is not offered:
+    benchmarks/greyscale.py measured no clear gain from it). None where `colour_gap` is."""
+    gap = colour_gap(summary, split)
+    if gap is None:
+        return None
+    (g_right, g_n), (c_right, c_n) = gap.grey, gap.colour
+    said = (f"On the {SPLIT_WORDS.get(gap.split, gap.split)} images the model gets {g_right} of "
+            f"{plural(g_n, 'greyscale picture')} right ({100 * g_right / g_n:.1f}%; night shots, scans) and "
+            f"{c_right} of {c_n} colour ones ({100 * c_right / c_n:.1f}%).")
+    if gap.luck:
         return said + " A gap this size on so few pictures can be luck (more of each kind would tell)."
-    weaker = "greyscale" if g_acc < c_acc else "colour"
+    if gap.weaker is None:
+        return said
     train = summary.get("train_by_colour")
     had = ""
     if isinstance(train, list) and len(train) == 2:
-        kind = int(train[0]) if weaker == "greyscale" else int(train[1]) - int(train[0])
+        kind = int(train[0]) if gap.weaker == "greyscale" else int(train[1]) - int(train[0])
         had = f" (training had {kind} of {plural(int(train[1]), 'picture')})"
-    return (said + f" It is weaker on {weaker} pictures by more than luck: more training pictures of that kind"
+    return (said + f" It is weaker on {gap.weaker} pictures by more than luck: more training pictures of that kind"
             f"{had} usually help.")
+
+
+def picture_kind_words(summary: dict, greyscale: bool) -> str | None:
+    """For one new picture (`greyscale`: engine.data.is_greyscale of it) of the kind the run's model is weaker on
+    by more than luck (`colour_gap`), a caution with the figures: "A greyscale picture: the model got 3 of 12 such
+    test pictures right (25.0%), against 40 of 44 colour ones (90.9%)." None otherwise. A field biologist's night
+    shot was answered at 77%, wrong, with no word beside it."""
+    gap = colour_gap(summary)
+    kind = "greyscale" if greyscale else "colour"
+    if gap is None or gap.weaker != kind:
+        return None
+    (right, n), (o_right, o_n) = (gap.grey, gap.colour) if greyscale else (gap.colour, gap.grey)
+    other = "colour" if greyscale else "greyscale"
+    return (f"A {kind} picture: the model got {right} of {n} such {SPLIT_WORDS.get(gap.split, gap.split)} pictures "
+            f"right ({100 * right / n:.1f}%), against {o_right} of {o_n} {other} ones ({100 * o_right / o_n:.1f}%).")
 
 
 def split_at_guessing(summary: dict, split: str) -> str | None:

@@ -896,6 +896,13 @@ def test_greyscale_and_colour_pictures_accuracies_are_said_apart_and_a_real_gap_
     assert colour_words({"classes": ["a", "b"], "test_acc": 0.9}) is None, "no greyscale pictures: nothing"
     assert colour_words(run((1, 12), (9, 20))) is None, "at guessing: the run's finding says that"
     assert colour_words(dict(night, test_by_colour={"greyscale": [1]})) is None, "malformed"
+    from engine.chance import picture_kind_words  # one new picture, of the weaker kind or not
+
+    assert picture_kind_words(night, greyscale=True) == (
+        "A greyscale picture: the model got 3 of 12 such test pictures right (25.0%), against 40 of 44 colour ones "
+        "(90.9%).")
+    assert picture_kind_words(night, greyscale=False) is None and picture_kind_words(luck, greyscale=True) is None
+    assert picture_kind_words(run((40, 44), (3, 12)), greyscale=False).startswith("A colour picture: the model got 3")
     # which pictures are greyscale: channels within a JPEG's wobble, a padded picture's bars left out
     rng = np.random.default_rng(0)
     photo = rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)

@@ -12,6 +12,7 @@ import re
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import streamlit as st
 from PIL import Image
@@ -136,6 +137,39 @@ def test_what_holds_for_every_answer_of_the_run_is_said_once_not_under_each_imag
     no_problems(at)
     assert len(at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")) == 2, "two images answered"
     assert texts(at.caption).count(note) == 1, texts(at.caption)
+
+
+def test_a_picture_of_the_kind_the_run_is_weaker_on_gets_the_figures_that_say_so(run, monkeypatch):
+    """A field biologist's night shot was answered at 77%, wrong, with no word beside it, while the run got a
+    quarter of its greyscale test pictures right. Under a greyscale picture's answer (not a colour one's) the
+    figures are said, for the model they are of."""
+    import app.components as components
+
+    real = components.read_summary
+
+    def weak_at_night(run_dir: str) -> dict:
+        summary = real(run_dir)
+        return summary and {**summary, "test_acc": 0.85, "val_acc": 0.85,
+                            "test_by_colour": {"greyscale": [2, 10], "colour": [40, 42]}}
+
+    monkeypatch.setattr(components, "read_summary", weak_at_night)
+    at = open_page(run)
+    at.selectbox(key=f"try_variant_a_{run}").set_value("fine_tuned").run()
+    night = tiny_image("green", 77, size=40).convert("L").convert("RGB")
+    at.file_uploader(key="try_files").set_value([("night.png", png(night), "image/png"),
+                                                  ("day.png", png(tiny_image("green", 78, size=40)), "image/png")])
+    at.run()
+    no_problems(at)
+    said = [c for c in texts(at.caption) if "greyscale picture" in c]
+    assert said == [":material/contrast: A greyscale picture: the model got 2 of 10 such test pictures right "
+                    "(20.0%), against 40 of 42 colour ones (95.2%)."], texts(at.caption)
+    from app.app_pages.try_it import Shown, kind_caution
+
+    image = np.array(night).transpose(2, 0, 1).copy()
+    run_dir = str(engine().run_record(run).run_dir)
+    for variant, alpha in (("best", None), ("structured", None), ("wise", 0.5)):  # not the run's figures: nothing
+        assert kind_caution(Shown(None, variant, alpha, run_dir, variant), image) is None, variant
+    assert kind_caution(Shown(None, "wise", 1.0, run_dir, "alpha 1"), image).startswith("A greyscale picture")
 
 
 def test_the_alpha_chosen_on_results_is_the_one_try_it_and_predict_use(run, tmp_path, capsys):

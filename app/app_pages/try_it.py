@@ -442,6 +442,23 @@ def device_words(device) -> str:
     return "the GPU" + (f" {index}" if index else "")
 
 
+def kind_caution(model: Shown, image: np.ndarray) -> str | None:
+    """engine.chance.picture_kind_words for one decoded picture (uint8 [3, S, S]) and a model whose held-out figures
+    are the run's own (the fine-tuned model, a WiSE-FT mix at alpha 1): where the run is weaker on greyscale (or
+    colour) pictures by more than luck and this picture is one, the figures that say so. None otherwise."""
+    import torch
+
+    from engine.chance import picture_kind_words
+    from engine.data import is_greyscale
+
+    if model.variant not in ("fine_tuned", "adversarial") and not (model.variant == "wise" and model.alpha == 1):
+        return None
+    summary = components.read_summary(model.run_dir)
+    if not any(f"{split}_by_colour" in summary for split in ("val", "test")):
+        return None
+    return picture_kind_words(summary, bool(is_greyscale(torch.from_numpy(image)[None])[0]))
+
+
 def image_result(ds: str, models: list[Shown], name: str, data: bytes, threshold: float,
                  said: set | None, tag: str) -> bool:
     """One image: the picture as the model sees it, its top classes per model, the flag (brief when
@@ -480,6 +497,8 @@ def image_result(ds: str, models: list[Shown], name: str, data: bytes, threshold
             if not wide and (words := charts.topk_words(len(answer.top), threshold, len(p.classes), under_axis=True)):
                 st.caption(words)
             verdict(p, answer, said)
+            if caution := kind_caution(model, image):
+                st.caption(f":material/contrast: {caution}")
             told = said is not None and ("precision", id(p)) in said  # said in full under an earlier image
             if said is not None:
                 said.add(("precision", id(p)))
