@@ -816,7 +816,7 @@ def test_a_preset_sets_the_whole_config_and_keeps_the_dataset(studio, tiny_bytes
     # and the card itself, under its button (a toast passes; at 1024 px the line below the cards is out of sight)
     assert sum(s.startswith("Applied") for s in texts(at.success)) == 1
     # the fit said where the user looks too (the card reads "batch 32"; the full note is below every card), in few
-    # words: the card is 190 px wide, and a longer line made its row twice as tall
+    # words: the card is 176 px wide, and a longer line made its row twice as tall
     assert f"Applied, fitted to your images: batch {fitted[0]}, learning rate {fitted[1]:g}." in texts(at.success), \
         texts(at.success)
     if preset == "quick_demo":

@@ -190,6 +190,9 @@ def test_the_model_pages_settings_stay_whole_on_a_projector_window(server, brows
     # the number box beside its +/- buttons: the cell at least CELL_MIN_PX, its text box about 90 px of it
     assert min(w for _, w in narrow.values()) >= CELL_MIN_PX - 90, narrow
     assert narrow["Epochs"][0] == narrow["Image size (px)"][0], "two a row: Image size starts the second row"
+    # the preset cards three to a line (at two, the eleven cards took two screens of a projector's window)
+    tops = [page.get_by_role("button", name=f"Use {name}").bounding_box() for name in ("Quick demo", "Robust")]
+    assert abs(tops[0]["y"] + tops[0]["height"] - tops[1]["y"] - tops[1]["height"]) < 2, tops
     page.set_viewport_size({"width": 1280, "height": 900})
     settle(page)
     wide = boxes(page)

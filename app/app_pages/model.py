@@ -149,7 +149,7 @@ def presets_section() -> None:
                        icon=":material/check:")
 
 
-PRESET_CARD_PX = 190  # four cards to a line at 1280 px, two at 1000 px (a projector's 1024 x 768)
+PRESET_CARD_PX = 176  # four cards to a line at 1280 px, three at 1024 px (a projector; at 190, two: two screens)
 
 
 def fitted_words(cfg) -> str:
