@@ -681,8 +681,9 @@ def colour_gap(summary: dict, split: str | None = None) -> ColourGap | None:
 
 
 def colour_words(summary: dict, split: str | None = None) -> str | None:
-    """`colour_gap` in words: "On the test images the model gets 3 of 9 greyscale pictures right (33.3%; night
-    shots, scans) and 16 of 18 colour ones (88.9%)."; a gap beyond luck names the weaker kind and how many such
+    """`colour_gap` in words: "On the test images the model gets 3 of 9 greyscale pictures right (33.3%) and 16 of
+    18 colour ones (88.9%)." (no examples of what they are: night shots, scans and a microscope's pictures alike); a
+    gap beyond luck names the weaker kind and how many such
     pictures training had (`train_by_colour`), one within luck says so (train.greyscale is not offered:
     benchmarks/greyscale.py measured no clear gain from it). None where `colour_gap` is."""
     gap = colour_gap(summary, split)
@@ -690,7 +691,7 @@ def colour_words(summary: dict, split: str | None = None) -> str | None:
         return None
     (g_right, g_n), (c_right, c_n) = gap.grey, gap.colour
     said = (f"On the {SPLIT_WORDS.get(gap.split, gap.split)} images the model gets {g_right} of "
-            f"{plural(g_n, 'greyscale picture')} right ({100 * g_right / g_n:.1f}%; night shots, scans) and "
+            f"{plural(g_n, 'greyscale picture')} right ({100 * g_right / g_n:.1f}%) and "
             f"{c_right} of {c_n} colour ones ({100 * c_right / c_n:.1f}%).")
     if gap.luck:
         return said + " A gap this size on so few pictures can be luck (more of each kind would tell)."

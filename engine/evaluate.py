@@ -128,7 +128,7 @@ def predict(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, 
         return EvalResult(float("nan"), float("nan"), empty.long(), empty, empty)
     preds_t, confs_t, losses_t = (torch.cat(t).cpu() for t in (preds, confs, losses))
     n = len(preds_t)
-    acc = float((preds_t == labels[:n]).float().mean())
+    acc = int((preds_t == labels[:n]).sum()) / n  # exact: a float32 mean read 0.8999999761581421 for 9 of 10
     return EvalResult(acc, float(losses_t.mean()), preds_t, confs_t, losses_t)
 
 
