@@ -1524,9 +1524,10 @@ def _require_class_folders(scan: DatasetScan, kind: str = "zip") -> None:
             + "try again.",
             skipped, scan.notes)
     if len(classes) < 2:
-        raise DatasetError(
-            f"Found only one class folder ('{classes[0]}'). Training needs at least 2 classes: put "
-            "the images of each class in its own folder (for example cats/ and dogs/), "
+        raise DatasetError(  # a teacher's zip of unsorted pictures in one folder read as one class
+            f"Found only one class folder ('{classes[0]}'). Training needs at least 2 classes, each in its own "
+            f"folder (for example cats/ and dogs/): if '{classes[0]}' holds pictures of several kinds, sort them "
+            "into one folder per kind; if it is one class, add a folder for each other class; "
             + ("then try again." if folder else "zip those folders and try again.")
             + _skipped_summary(skipped), skipped, scan.notes)
 

@@ -318,6 +318,10 @@ def test_images_without_class_folders(tmp_path, work_dir):
 def test_single_class(tmp_path, work_dir):
     with pytest.raises(StudioError, match="only one class folder \\('cats'\\).*at least 2 classes"):
         load_dataset(make_zip(tmp_path / "one.zip", class_files({"cats": 6})), work_dir)
+    # a zip of unsorted pictures in one folder is told to sort them, not only to add classes
+    with pytest.raises(StudioError, match="if 'my pictures' holds pictures of several kinds, sort them into one "
+                                          "folder per kind; if it is one class, add a folder for each other class"):
+        load_dataset(make_zip(tmp_path / "loose.zip", class_files({"my pictures": 6})), work_dir)
 
 
 def test_too_few_images_names_class_minimum_and_count(tmp_path, work_dir):
