@@ -504,7 +504,7 @@ class Predictor:
                 prediction.far_by, "unlike the training images")
             unsure = ", and the model is unsure" if prediction.unsure else ""
             text = (f"Unfamiliar image (as explained above): {what}{unsure}. It says {name} "
-                    f"({percent(p, prediction.threshold)}); do not trust this answer.")
+                    f"({percent(p, prediction.threshold)}); {trust_words(prediction.far_by, brief=True)}.")
         elif prediction.unfamiliar:
             if prediction.far_by == "blank":
                 own, least = two_figures(prediction.spread or 0.0, self.stats.spread_min)
@@ -533,7 +533,7 @@ class Predictor:
                       f"{100 * prediction.threshold:.0f}%)" if prediction.unsure else "")
             text = (f"Unfamiliar image: {what}{unsure}. The model always answers with one of its classes (it says "
                     f"{name}, {100 * p:.0f}%), but this image may show none of them ({', '.join(self.classes)}), "
-                    "so do not trust this answer.")
+                    f"so {trust_words(prediction.far_by)}.")
         elif prediction.unsure:
             second = (f"; next, {prediction.top[1][0]} {100 * prediction.top[1][1]:.0f}%"
                       if len(prediction.top) > 1 else "")
@@ -570,6 +570,19 @@ OWN_WORDS = {"training": "one of the run's training images: the model was fitted
              "validation": "one of the run's validation images (never trained on, but the run measured its "
                            "progress on them)",
              "test": "one of the run's test images (held out: the model never trained on it)"}
+
+
+def trust_words(far_by: str | None, brief: bool = False) -> str:
+    """How far to trust an unfamiliar image's answer (`far_by`: Prediction.far_by), after "so": "do not trust this
+    answer" where the picture is one colour, flat, noise or without strong edges; for one unlike the training
+    images by content, "check this answer" and (unless `brief`) that the check flags up to 1 in 20 pictures like
+    them (FAR_QUANTILE): a teacher's ordinary slide read "do not trust" in front of a class."""
+    if far_by != "content":
+        return "do not trust this answer"
+    if brief:
+        return "check this answer"
+    return (f"check this answer before relying on it (the check also flags up to 1 in "
+            f"{round(1 / (1 - FAR_QUANTILE))} pictures like the training images)")
 
 
 def own_image_note(split: str | None, copy: bool = False, label: str | None = None,

@@ -241,6 +241,11 @@ def test_low_confidence_flags_unsure_and_unfamiliar_answers():
     assert p.explanation(unfamiliar).startswith("Unfamiliar image: it looks unlike the training images")
     assert "cat, dog" in p.explanation(unfamiliar)
     assert "it says cat, 95%" in p.explanation(unfamiliar)  # the answer it flags is named
+    # unlike the training images by content: a check that flags up to 1 in 20 of them too, so "check", not "do not
+    # trust" (a teacher's ordinary slide read "do not trust" in front of a class)
+    assert p.explanation(unfamiliar).endswith("so check this answer before relying on it (the check also flags up "
+                                              "to 1 in 20 pictures like the training images).")
+    assert p.explanation(unfamiliar, brief=True).endswith("; check this answer.")
     assert "next, cat 45%" in p.explanation(unsure)
     assert p.short_reason(unfamiliar) == "unfamiliar (unlike the training images)"
     assert p.short_reason(unsure) == "unsure (55%)"
