@@ -58,8 +58,9 @@ def subset_note(config: dict, val_images: int | None = None) -> str | None:
     if n <= 0 or (val_images is not None and val_images <= n):
         return None
     return (f"On this curve, accuracy on corrupted images uses up to {n} validation images of each corruption, "
-            "the classes taken in turn (a quicker curve; the setting \"corrupted images per corruption on the curve\" at 0 takes "
-            "all of them), so it can differ from the validation and OOD figures measured on every image.")
+            "the classes taken in turn (a quicker curve; the setting \"validation images per corruption on the curve, "
+            "at most\" at 0 takes all of them), so it can differ from the validation and OOD figures measured on every "
+            "image.")
 
 
 def curve_ood_words(config: dict, val_images: int | None = None) -> str:

@@ -65,7 +65,8 @@ class WiseFTConfig:
         "help": "How strongly the linear probe's weights are kept small: larger makes the starting model simpler "
                 "and less sure of itself."})
     ood_subset: int = field(default=0, metadata={
-        "label": "corrupted images per corruption on the curve (0 = all)", "min": 0, "max": 100000,
+        # "at most": a teacher's card read "64" beside the curve's "120 corrupted images" (20 validation images x 6)
+        "label": "validation images per corruption on the curve, at most (0 = all)", "min": 0, "max": 100000,
         "help": "The curve's OOD accuracy on N validation images of each corruption (a fixed subset with the "
                 "classes in turn): fewer images, a faster curve. The final OOD accuracy always uses all of them."})
 
