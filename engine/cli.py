@@ -54,8 +54,8 @@ from engine.resume import RESUME_FILE, check_resumable, epochs_done_of, planned_
 from engine.run_data import load_user_ood, prepare_data
 from engine.store import RunStore, process_alive
 from engine.train import StartModel, build_start, train
-from engine.words import (and_words, ended_early_words, epochs_run_words, extra_epochs_words, percent,
-                          picture_shape_words, plural)
+from engine.words import (and_words, ended_early_words, epochs_run_words, extra_epochs_words, greyscale_words,
+                          percent, picture_shape_words, plural)
 
 
 class ConsoleReporter(Reporter):
@@ -926,6 +926,8 @@ def _inspect(args: argparse.Namespace) -> int:
                                 whole="Training with --set data.fit=pad")
     if shape:
         print(f"pictures: {shape}")
+    if grey := greyscale_words(rep.greyscale, rep.num_images):
+        print(f"pictures: {grey}")
     split_names = [s for s in ("train", "val", "test") if s in rep.split_counts]
     width = max([len(c) for c in rep.classes] + [5])
     print(f"classes ({len(rep.classes)}):")

@@ -152,6 +152,7 @@ class DataReport:
     duplicates_dropped: list[str] = field(default_factory=list)
     imbalance: dict = field(default_factory=dict)
     picture_shape: dict = field(default_factory=dict)  # the pictures' typical size and what the square keeps
+    greyscale: int = 0  # the kept pictures that are greyscale (`is_greyscale`): Results counts them apart
     content_sha256: str = ""  # the readable images' bytes and classes (`content_digest`): one dataset, however packed
 
     @property
@@ -2050,6 +2051,7 @@ def _load_dataset(source, work_dir, image_size, val_fraction, test_fraction, see
         duplicates_dropped=dropped,
         imbalance=class_imbalance(counts),
         picture_shape=picture_shape(decoded.sizes),
+        greyscale=int(is_greyscale(full.images).sum()),
         content_sha256=content_digest([classes[i] for i in decoded.labels.tolist()], decoded.sha256),
     )
     return DataSplits(splits["train"], splits["val"], splits["test"], classes, report)

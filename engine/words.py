@@ -116,6 +116,17 @@ def data_extras(data) -> list[str]:
     return [w for w in (balance_words(get("class_balance")), fit_words(get("fit"))) if w]
 
 
+def greyscale_words(greyscale: int, images: int) -> str:
+    """A dataset's mix of greyscale and colour pictures (`greyscale` of `images`, engine.data.DataReport.greyscale),
+    for the Data page and `inspect`: "34 of 102 pictures are greyscale, the rest colour: Results will give the
+    model's accuracy on each kind." "" unless both kinds are there (a teacher's third of 16-bit greyscale microscope
+    pictures went unsaid until Results)."""
+    if not 0 < greyscale < images:
+        return ""
+    return (f"{greyscale} of {images} pictures are greyscale, the rest colour: Results will give the model's accuracy "
+            "on each kind.")
+
+
 def oblong(shape: dict) -> bool:
     """Whether half or more of a dataset's pictures (`shape`: engine.data.picture_shape's dict) are wider or taller
     than square, so that the middle square cuts a tenth or more of the typical one: where keeping whole pictures

@@ -16,7 +16,7 @@ from engine.config import ADVANCED_TITLE, with_section
 from engine.augment import MIRROR_MEASURED, mirror_changes_meaning
 from engine.data import IMAGE_EXTENSIONS, PHASH_MAX_DISTANCE
 from engine.paths import SAMPLE_DATASET
-from engine.words import oblong, picture_shape_words
+from engine.words import greyscale_words, oblong, picture_shape_words
 
 KIND_LABELS = {"sample": "Bundled sample", "upload": "Upload a zip", "folder": "Folder on this server"}
 SAMPLE_LABEL = state.SAMPLE_LABEL
@@ -340,6 +340,8 @@ def dataset_report(engine) -> datasets.DataCheck | None:
     for note in rep.notes:
         st.caption(note)
     fit_section(getattr(rep, "picture_shape", None) or {}, cfg)
+    if grey := greyscale_words(getattr(rep, "greyscale", 0), rep.num_images):
+        st.caption(f":material/contrast: {grey}")
     for warning in rep.warnings:
         st.warning(warning, icon=":material/warning:")
     imb = rep.imbalance
