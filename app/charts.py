@@ -506,7 +506,7 @@ def confusion_frame(matrix: Sequence[Sequence[float]], classes: Sequence[str]) -
     return pd.DataFrame(rows, columns=["true", "predicted", "count", "share"])
 
 
-CONFUSION_LABELS_PX = 130  # a confusion matrix's class names (at most 90 px: `class_label_px`) and axis titles
+CONFUSION_LABELS_PX = 130  # a confusion matrix's axis titles and class names at their least (`class_label_px`)
 CLASS_LABEL_PX = (90, 130)  # px a class name gets on an axis, at least and at most (more overflowed a half-page
 # column at 1024 px)
 CHAR_PX = 6  # px a character of an axis label takes on average (Vega's 10 px sans-serif)

@@ -101,8 +101,15 @@ def augmentation_words(train) -> str:
     if not train.augment:
         return "no augmentation"
     words = "random crops and left-right mirrors" if train.flip else "random crops, no mirroring"
+    copies = greyscale_copies_words(train)
+    return words + (f", {copies}" if copies else "")
+
+
+def greyscale_copies_words(train) -> str:
+    """`train.greyscale` (`train`: a TrainConfig) in a few words: "25% of images greyscale"; "" at 0 or with
+    augmentation off (then none is turned greyscale)."""
     share = float(getattr(train, "greyscale", 0.0) or 0.0)
-    return words + (f", {100 * share:.0f}% of images greyscale" if share > 0 else "")
+    return f"{100 * share:.3g}% of images greyscale" if train.augment and share > 0 else ""
 
 
 MIRROR_MEASURED = (  # benchmarks/flip.sh, benchmarks/results/flip.txt (3 seeds)

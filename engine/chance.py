@@ -657,14 +657,17 @@ class ColourGap:
 
 def colour_gap(summary: dict, split: str | None = None) -> ColourGap | None:
     """`split`'s greyscale and colour counts (`{split}_by_colour`, engine.evaluate.colour_groups; `split` None: the
-    test images where they have both kinds, else as `findings_split`) and whether they differ by at least WEAK_GAP
-    and by more than luck (a two-sided Fisher exact test, scipy.stats.fisher_exact, p < COLOUR_P). None without both
-    kinds, for malformed counts, or when the run is at guessing (`chance_finding` says that)."""
+    test images where they have both kinds, else the validation images where they have, else as `findings_split`)
+    and whether they differ by at least WEAK_GAP and by more than luck (a two-sided Fisher exact test,
+    scipy.stats.fisher_exact, p < COLOUR_P). None without both
+    kinds, for malformed counts, or when the run or the split is at guessing (`chance_finding`, `split_at_guessing`
+    say that)."""
     from scipy.stats import fisher_exact
 
-    split = split or ("test" if "test_by_colour" in summary else findings_split(summary))
+    split = split or next((s for s in ("test", "val") if f"{s}_by_colour" in summary), findings_split(summary))
     by = summary.get(f"{split}_by_colour")
-    if not isinstance(by, dict) or chance_finding(summary, validation_clears=False) is not None:
+    if not isinstance(by, dict) or chance_finding(summary, validation_clears=False) is not None \
+            or split_at_guessing(summary, split) is not None:  # the split as a whole at guessing: said as that
         return None
     try:
         grey, colour = (tuple(int(v) for v in by[k]) for k in ("greyscale", "colour"))
@@ -684,7 +687,7 @@ def colour_words(summary: dict, split: str | None = None) -> str | None:
     """`colour_gap` in words: "On the test images the model gets 3 of 9 greyscale pictures right (33.3%) and 16 of
     18 colour ones (88.9%)." (no examples of what they are: night shots, scans and a microscope's pictures alike); a
     gap beyond luck names the weaker kind and how many such
-    pictures training had (`train_by_colour`), one within luck says so (train.greyscale is not offered:
+    pictures training had (`train_greyscale`), one within luck says so (train.greyscale is not offered:
     benchmarks/greyscale.py measured no clear gain from it). None where `colour_gap` is."""
     gap = colour_gap(summary, split)
     if gap is None:
@@ -697,7 +700,7 @@ def colour_words(summary: dict, split: str | None = None) -> str | None:
         return said + " A gap this size on so few pictures can be luck (more of each kind would tell)."
     if gap.weaker is None:
         return said
-    train = summary.get("train_by_colour")
+    train = summary.get("train_greyscale")
     had = ""
     if isinstance(train, list) and len(train) == 2:
         kind = int(train[0]) if gap.weaker == "greyscale" else int(train[1]) - int(train[0])

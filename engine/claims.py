@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from engine.config import setting_name
-from engine.metrics import tie_key
+from engine.metrics import same_figure, top_point
 from engine.words import plural
 
 ADAFILTER_MAX_DROP = 0.01  # test accuracy at least standard fine-tuning's minus 1 point
@@ -267,8 +267,7 @@ def wise_ft_claim(summary: dict, baseline: dict | None = None) -> Claim:
     best_end = max(zero["ood_acc"], one["ood_acc"])
     ok = [p for p in curve if 0 < p["alpha"] < 1 and p["val_acc"] >= one["val_acc"] - WISE_VAL_TOLERANCE]
     # ties go to the larger alpha (nearer the fine-tuned model), as engine.predict.chosen_alpha breaks them
-    pick = max(ok or [p for p in curve if 0 < p["alpha"] < 1], key=lambda p: (tie_key(p["ood_acc"]), p["alpha"]),
-               default=None)
+    pick = top_point(ok or [p for p in curve if 0 < p["alpha"] < 1], lambda p: p["ood_acc"])
     if pick is None:
         return Claim("wise_ft", None, "WiSE-FT: the curve has no interior alpha.")
     gain = pick["ood_acc"] - best_end
@@ -299,12 +298,12 @@ def wise_ft_claim(summary: dict, baseline: dict | None = None) -> Claim:
     alpha = f"alpha {pick['alpha']:g}{same}"
     if shown:  # the claim in its own words: the mix beats both ends
         what = f"{alpha} beats both ends on OOD by {shown_points(pick['ood_acc'], best_end):.1f} points"
-    elif ok and (end := next((e for e in (one, zero) if tie_key(e["ood_acc"]) == tie_key(pick["ood_acc"])
-                              == tie_key(best_end)), None)):
+    elif ok and (end := next((e for e in (one, zero) if same_figure(e["ood_acc"], pick["ood_acc"])
+                              and same_figure(pick["ood_acc"], best_end)), None)):
         # the best mixes only tie with an end: named as a tie with that end, the alpha the rest of the page names
         # (a new user read "the best mix ... alpha 0.95" beside "alpha 1.00, the run's own pick" as two answers)
         mixes = sorted([pick["alpha"]] + [a for a in tied_alphas(curve, pick) if 0 < a < 1])
-        ends = "both ends" if tie_key(zero["ood_acc"]) == tie_key(one["ood_acc"]) else f"alpha {end['alpha']:g}"
+        ends = "both ends" if same_figure(zero["ood_acc"], one["ood_acc"]) else f"alpha {end['alpha']:g}"
         what = (f"the best {'mix' if len(mixes) == 1 else 'mixes'}, alpha {_alpha_list(mixes, curve)}, only "
                 f"tie{'s' if len(mixes) == 1 else ''} with {ends} on OOD")
     else:
@@ -340,14 +339,15 @@ def wise_ft_reading(curve: list[dict], classes: int = 0) -> str | None:
                 "epochs are not always it).")
     # ties go to the larger alpha (nearer the fine-tuned model), as the run's pick (engine.predict.chosen_alpha)
     # and the claim line break them: one alpha named for one figure across the panel
-    best = max(pts, key=lambda p: (tie_key(p["ood_acc"]), p["alpha"]))
+    best = top_point(pts, lambda p: p["ood_acc"])
     gain = shown_points(best["ood_acc"], max(start["ood_acc"], end["ood_acc"]))  # as the claim line rounds
     if gain < 0.05 and abs(shown_points(start["ood_acc"], end["ood_acc"])) < 0.05:  # both ends level, no mix above
         # "fine-tuning lowered OOD accuracy ... (100.0% vs 100.0% fine-tuned)" was said of a run level on both ends
         return (f"Fine-tuning left OOD accuracy where it was in this run: the starting and fine-tuned models are level "
                 f"on corrupted images ({100 * end['ood_acc']:.1f}%), and no mix beats them.")
     if gain < 0.05:  # a tie with an end is no win for the mix: the better end is the best
-        best = start if tie_key(start["ood_acc"]) > tie_key(end["ood_acc"]) else end
+        best = start if start["ood_acc"] > end["ood_acc"] and not same_figure(start["ood_acc"], end["ood_acc"]) \
+            else end
     if best is start or best["alpha"] == start["alpha"]:
         return ("Fine-tuning lowered OOD accuracy in this run: the starting model is best on corrupted images "
                 f"({100 * start['ood_acc']:.1f}% vs {100 * end['ood_acc']:.1f}% fine-tuned).")

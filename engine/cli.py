@@ -927,7 +927,7 @@ def _inspect(args: argparse.Namespace) -> int:
     if shape:
         print(f"pictures: {shape}")
     if grey := greyscale_words(rep.greyscale, rep.num_images):
-        print(f"pictures: {grey}")
+        print(f"colour: {grey}")
     split_names = [s for s in ("train", "val", "test") if s in rep.split_counts]
     width = max([len(c) for c in rep.classes] + [5])
     print(f"classes ({len(rep.classes)}):")

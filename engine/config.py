@@ -196,8 +196,7 @@ class TrainConfig:
         "Part of augmenting: this share of the training images is turned greyscale at each step (0.25: one in "
         "four; 0 = none), so that a model trained mostly on colour pictures also learns greyscale ones: infrared "
         "night shots beside day ones, black-and-white photos, scans. Results says how a run does on each kind. "
-        "Measured on generated pictures (README, Benchmarks): +6 points on greyscale ones where night differed from "
-        "day only in colour (2 of 3 seeds), no clear gain where night shots were also darker and grainier."))
+        "On generated night shots it showed no clear gain in three seeds (README, Benchmarks)."))
     threads: int = knob(0, label="CPU threads (0 = automatic)", min=0, max=256, help=(
         "0 = automatic: one per core (PyTorch's default), less the cores other programs keep busy, measured "
         "as the run starts and again after every epoch (threads waiting for a busy core slow every step). "

@@ -49,7 +49,7 @@ class EvalResult:
         labels, out = labels[:len(self.preds)], []
         for c in range(num_classes):
             m = labels == c
-            out.append(float((self.preds[m] == c).float().mean()) if m.any() else float("nan"))
+            out.append(int((self.preds[m] == c).sum()) / int(m.sum()) if m.any() else float("nan"))
         return out
 
 
@@ -394,7 +394,7 @@ def ood_accuracy(sets: EvalSets, run: Callable[[torch.Tensor, torch.Tensor], Eva
         start = 0
         for name, imgs in parts:
             chunk = right[start:start + len(imgs)]  # shorter or empty when a stop cut the stream
-            sums[name] += float(chunk.float().mean()) if len(chunk) else float("nan")
+            sums[name] += int(chunk.sum()) / len(chunk) if len(chunk) else float("nan")  # exact, not a float32 mean
             start += len(imgs)
         if after_each is not None:
             after_each()

@@ -639,7 +639,7 @@ BEST_METRICS = {False: " (the best epoch's, measured at export)",
                 True: " (the best epoch's validation accuracy as recorded in training: the dataset could not be read)"}
 # what a best epoch's card keeps of the run's summary: facts of the run, not figures of its final model
 BEST_EPOCH_FACTS = ("classes", "data_report", "num_params", "lr_find", "pruning_search", "device", "precision",
-                    "channels_last", "run_id", "load_report", "status", "head_lr_capped")
+                    "channels_last", "run_id", "load_report", "status", "head_lr_capped", "train_greyscale")
 
 
 def best_epoch_summary(summary: dict, classes: list[str], measured: dict | None,

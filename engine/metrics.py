@@ -70,10 +70,26 @@ def selection_key(epoch: dict) -> tuple[float, float]:
     return acc, -(float(loss) if isinstance(loss, (int, float)) and loss == loss else float("inf"))
 
 
-def tie_key(x: float | None) -> float | None:
-    """An accuracy (a fraction) rounded to 6 decimals for comparing: the same count of right images that float
-    rounding set apart (a WiSE-FT curve's 0.675000011920929 at alpha 0.95 against 0.6750000069538752 at alpha 1,
-    means of float32 accuracies) compares equal, so a tie goes where the tie rule sends it (a new user's run
-    picked alpha 0.95, level with the fine-tuned end on every figure and 5 test points below it). None stays None;
-    6 decimals sit far below one image of any split the studio measures (a millionth)."""
-    return None if x is None else round(float(x), 6)
+TIE = 1e-6  # accuracies (fractions) closer than this are the same count of right images: float rounding apart
+
+
+def same_figure(a: float | None, b: float | None) -> bool:
+    """Whether two accuracies (fractions) are the same figure: both None, or within TIE of each other. The same
+    count of right images that float rounding set apart (a WiSE-FT curve's 0.675000011920929 at alpha 0.95 against
+    0.6750000069538752 at alpha 1, means of float32 accuracies; exact fractions summed in another order differ in
+    their last bit) compares equal, so a tie goes where the tie rule sends it (a new user's run picked alpha 0.95,
+    level with the fine-tuned end on every figure and 5 test points below it)."""
+    if a is None or b is None:
+        return a is b
+    return abs(float(a) - float(b)) <= TIE
+
+
+def top_point(points: list[dict], value) -> dict | None:
+    """The point of `points` (dicts with an "alpha") with the highest `value(point)` (a float), points within TIE
+    of it (`same_figure`) tied, and a tie going to the largest alpha, the mix nearest the fine-tuned model: the run's
+    pick (engine.predict.chosen_alpha), the claim line and the Results panel name one alpha for one figure. None
+    for no points."""
+    if not points:
+        return None
+    best = max(value(p) for p in points)
+    return max((p for p in points if same_figure(value(p), best)), key=lambda p: p["alpha"])

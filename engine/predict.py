@@ -106,7 +106,7 @@ from engine.errors import StudioError
 from engine.evaluate import tta_logits
 from engine.methods.pruning import smaller_model_warning
 from engine.methods.wise_ft import curve_point
-from engine.metrics import selection_key, tie_key
+from engine.metrics import selection_key, top_point
 from engine.resume import RESUME_FILE
 from engine.devices import autocast_ctx, inference_channels_last, pick_device, run_amp_dtype, usable_cpus
 from engine.run_data import prepare_data
@@ -223,8 +223,7 @@ def chosen_alpha(summary: dict, stored: float | None = None) -> float:
         return 1.0
     end = max(curve, key=lambda p: p["alpha"])
     ok = [p for p in curve if p["val_acc"] >= end["val_acc"] - 0.01]
-    best = max(ok, key=lambda p: (tie_key(p["ood_acc"] if p.get("ood_acc") is not None else p["val_acc"]),
-                                  p["alpha"]))  # a tie (to float rounding) goes to the larger alpha
+    best = top_point(ok, lambda p: p["ood_acc"] if p.get("ood_acc") is not None else p["val_acc"])  # ties: larger alpha
     return float(best["alpha"])
 
 

@@ -514,7 +514,7 @@ def final_evaluation(ctx: TrainContext) -> dict[str, Any]:
         del out[f"ood/{k}"]
     out.update(ood_acc_by_corruption=by_c, ood_acc=out.get("ood_acc"))
     if any(f"{split}_by_colour" in out for split in ("val", "test")):  # how many of each kind it learnt from
-        out["train_by_colour"] = [int(is_greyscale(ctx.data.train.images).sum()), len(ctx.data.train)]
+        out["train_greyscale"] = [int(is_greyscale(ctx.data.train.images).sum()), len(ctx.data.train)]
     if sets.robust is not None:
         out["robust_eval"] = {"attack": sets.robust.attack, "eps": sets.robust.eps, "split": sets.robust.split}
     return out

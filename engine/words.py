@@ -118,13 +118,13 @@ def data_extras(data) -> list[str]:
 
 def greyscale_words(greyscale: int, images: int) -> str:
     """A dataset's mix of greyscale and colour pictures (`greyscale` of `images`, engine.data.DataReport.greyscale),
-    for the Data page and `inspect`: "34 of 102 pictures are greyscale, the rest colour: Results will give the
-    model's accuracy on each kind." "" unless both kinds are there (a teacher's third of 16-bit greyscale microscope
-    pictures went unsaid until Results)."""
+    for the Data page and `inspect`: "34 of 102 pictures are greyscale, the rest colour: Results gives the model's
+    accuracy on each kind where the validation or test images have both." "" unless both kinds are there (a
+    teacher's third of 16-bit greyscale microscope pictures went unsaid until Results)."""
     if not 0 < greyscale < images:
         return ""
-    return (f"{greyscale} of {images} pictures are greyscale, the rest colour: Results will give the model's accuracy "
-            "on each kind.")
+    return (f"{greyscale} of {images} pictures are greyscale, the rest colour: Results gives the model's accuracy on "
+            "each kind where the validation or test images have both.")
 
 
 def oblong(shape: dict) -> bool:

@@ -1338,7 +1338,7 @@ def test_a_runs_caption_says_when_it_trained_without_mirrors_or_augmentation():
     assert recipe_notes({"optim": {"linear_probe_epochs": 2}}, 0) == "", "a kept head: the engine ran none"
     # the WiSE-FT demo's constant rate: beside a Standard demo its weaker model had no reason given
     assert recipe_notes({"optim": {"linear_probe_epochs": 2, "schedule": "constant"}, "train": {"augment": False}}) == \
-        " · first 2 epochs head only (a linear probe) · learning rate: constant · no augmentation"
+        " · no augmentation · first 2 epochs head only (a linear probe) · learning rate: constant"
     assert recipe_notes({"optim": {"schedule": "cosine"}}) == ""
     assert recipe_notes({"optim": {"schedule": "slow_start_fast_decay"}}) == " · learning rate: slow start, fast decay"
 

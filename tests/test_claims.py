@@ -380,6 +380,13 @@ def test_mixes_that_only_tie_with_the_run_pick_end_are_named_as_a_tie_with_it():
              {"alpha": 1.0, "val_acc": 0.8500000238418579, "ood_acc": 0.6750000069538752}]
     assert chosen_alpha({"wise_curve": noisy}) == 1.0 and tied_alphas(noisy, noisy[1]) == [1.0]
     assert "the best mix, alpha 0.95, only ties with alpha 1 on OOD" in wise_ft_claim({"wise_curve": noisy}).text
+    # the same counts summed in another order, either side of a rounding boundary (rounding to 6 decimals split them)
+    counts = [101, 288, 167, 131, 216, 246]
+    a, b = sum(c / 320 for c in counts) / 6, sum(c / 320 for c in reversed(counts)) / 6
+    assert a != b, "the case itself: float rounding sets them apart"
+    edge = [{"alpha": 0.0, "val_acc": 0.9, "ood_acc": 0.5}, {"alpha": 0.5, "val_acc": 0.9, "ood_acc": max(a, b)},
+            {"alpha": 1.0, "val_acc": 0.9, "ood_acc": min(a, b)}]
+    assert chosen_alpha({"wise_curve": edge}) == 1.0 and tied_alphas(edge, edge[1]) == [1.0]
 
 
 def test_a_run_with_every_held_out_image_right_says_its_data_leaves_a_method_no_room(capsys):
@@ -887,7 +894,7 @@ def test_greyscale_and_colour_pictures_accuracies_are_said_apart_and_a_real_gap_
         n = grey[1] + colour[1]
         counts = {"a": n // 2, "b": n - n // 2}
         return {"classes": ["a", "b"], "test_acc": (grey[0] + colour[0]) / n, "val_acc": 0.9,
-                "test_by_colour": {"greyscale": list(grey), "colour": list(colour)}, "train_by_colour": list(train),
+                "test_by_colour": {"greyscale": list(grey), "colour": list(colour)}, "train_greyscale": list(train),
                 "data_report": {"split_counts": {"test": counts, "val": counts}}}
 
     night = run((3, 12), (40, 44))

@@ -170,13 +170,15 @@ def test_greyscale_copies_turn_that_share_of_a_batch_grey_and_leave_runs_without
     assert torch.allclose(mixed[grey(mixed)][:, 0], torch.full_like(mixed[grey(mixed)][:, 0], 0.299 * 220 / 255),
                           atol=2e-3), "ITU-R 601 luminance, as torchvision's RandomGrayscale"
     assert not grey(mixed[~grey(mixed)]).any()
-    plain = training_batch(colour, torch.Generator().manual_seed(0), TrainConfig())
+    plain = augment_batch(colour, torch.Generator().manual_seed(0), flip=True)  # crops and mirrors alone
     assert torch.equal(training_batch(colour, torch.Generator().manual_seed(0), TrainConfig(greyscale=0.0)), plain)
     assert not grey(training_batch(colour, None, TrainConfig(augment=False, greyscale=1.0))).any()
     assert grey(greyscale_some(to_float(colour), 1.0)).all() and not grey(greyscale_some(to_float(colour), 0.0)).any()
     assert augmentation_words(TrainConfig(greyscale=0.25)) == "random crops and left-right mirrors, 25% of images " \
                                                               "greyscale"
     assert augmentation_words(TrainConfig()) == "random crops and left-right mirrors"
+    assert augmentation_words(TrainConfig(greyscale=0.004)).endswith(", 0.4% of images greyscale"), "not 0%"
+    assert augmentation_words(TrainConfig(augment=False, greyscale=0.5)) == "no augmentation"
 
 
 def test_digit_and_letter_class_names_are_told_from_other_names():

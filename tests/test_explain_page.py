@@ -366,8 +366,11 @@ def test_a_map_that_weighs_a_padded_pictures_grey_bars_says_how_much():
     on_picture = np.zeros((32, 32), dtype=np.float32)
     on_picture[14:18, 10:20] = 1.0
     assert map_caption("Grad-CAM", on_picture, box) == "Grad-CAM"
-    spilt = np.ones((32, 32), dtype=np.float32)  # a uniform map: 24 of 32 rows are bar
-    assert map_caption("Grad-CAM", spilt, box) == "Grad-CAM · 75% of its weight on the grey bars"
+    even = np.ones((32, 32), dtype=np.float32)  # spread evenly: the bars' 75% of the square, no more per pixel
+    assert map_caption("Grad-CAM", even, box) == "Grad-CAM", "no more weight on the bars than on the picture"
+    spilt = np.ones((32, 32), dtype=np.float32)
+    spilt[:4] = 5.0  # the top bar lit up
+    assert map_caption("Grad-CAM", spilt, box) == "Grad-CAM · 83% of its weight on the grey bars (75% of the square)"
     assert map_caption("Grad-CAM", spilt) == "Grad-CAM", "no box: a cropped run's map"
     assert "coarse grid" in BARS_NOTE and "where the picture ends" in BARS_NOTE
 

@@ -241,11 +241,16 @@ def test_compare_says_every_runs_augmentation_and_the_smaller_models_epochs():
     whole = {**plain, "data": {"fit": "pad"}, "eval": {"tta_flip": True}}
     assert recipe_cells([(plain, None), (whole, None), (probe, 2)]) == [
         "crops and mirrors, every layer trained, no flip TTA, middle square",
-        "crops and mirrors, every layer trained, flip TTA, whole pictures",
+        "crops and mirrors, every layer trained, flip TTA (each prediction averaged with the mirror image), whole "
+        "pictures",
         "crops and mirrors, first 2 epochs head only (a linear probe), no flip TTA, middle square"]
     cosine, constant = {**plain, "optim": {"schedule": "cosine"}}, {**plain, "optim": {"schedule": "constant"}}
     assert recipe_cells([(cosine, None), (constant, None)])[0] == "crops and mirrors, every layer trained, " \
                                                                    "learning rate: cosine"
+    grey = {**plain, "train": {**plain["train"], "greyscale": 0.25}}  # greyscale copies: a kind of its own
+    assert recipe_cells([(plain, None), (grey, None)]) == [
+        "crops and mirrors, every layer trained, no greyscale copies",
+        "crops and mirrors, every layer trained, 25% of images greyscale"]
 
 
 def test_runs_with_imbalanced_classes_weighted_or_sampled_evenly_say_so_wherever_they_are_described():

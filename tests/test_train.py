@@ -316,11 +316,12 @@ def test_greyscale_and_colour_pictures_are_counted_apart_at_the_end(tmp_path):
         assert 0 <= grey[0] <= grey[1] and 0 <= colour[0] <= colour[1]
         right = round(s[f"{split}_acc"] * (grey[1] + colour[1]))
         assert grey[0] + colour[0] == right, "every answer counted once"
-    grey_train, n_train = s["train_by_colour"]
+    grey_train, n_train = s["train_greyscale"]
     assert n_train == sum(counts["train"].values()) and 0 < grey_train < n_train
     assert grey_train + sum(s[f"{k}_by_colour"]["greyscale"][1] for k in ("val", "test")) == 12, "a third of 36"
     from engine.words import greyscale_words  # said on the Data page and by `inspect` before any run
 
     assert s["data_report"]["greyscale"] == 12 and greyscale_words(12, 36) == (
-        "12 of 36 pictures are greyscale, the rest colour: Results will give the model's accuracy on each kind.")
+        "12 of 36 pictures are greyscale, the rest colour: Results gives the model's accuracy on each kind where the "
+        "validation or test images have both.")
     assert greyscale_words(0, 36) == greyscale_words(36, 36) == "", "one kind only: nothing to tell apart"

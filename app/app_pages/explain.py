@@ -419,11 +419,18 @@ def map_caption(label: str, heat: np.ndarray, box: tuple[int, int, int, int] | N
     """A map's caption, saying so when the map is flat (engine.explain leaves a constant map at 0,
     which the overlay draws as the plain picture): otherwise it reads as a map that failed to draw. `box`: a padded
     picture's place inside its grey bars (engine.data.picture_box), or None; a map with at least
-    engine.explain.BAR_WEIGHT_NOTE of its weight on the bars says how much (`BARS_NOTE` says why it matters)."""
+    engine.explain.BAR_WEIGHT_NOTE of its weight on the bars, more than their share of the square (more weight per
+    pixel there than on the picture), says how much (`BARS_NOTE` says why it matters)."""
     if not np.any(heat > 0):
         return f"{label} · {FLAT_NOTE}"
-    bars = bar_weight(heat, box) if box is not None else 0.0
-    return f"{label} · {bars:.0%} of its weight on the grey bars" if bars >= BAR_WEIGHT_NOTE else label
+    if box is None:
+        return label
+    top, bottom, left, right = box
+    area = 1 - (bottom - top) * (right - left) / heat.size  # the bars' share of the square
+    bars = bar_weight(heat, box)
+    # more weight per pixel on the bars than on the picture: a map spread evenly puts the bars' area share there
+    heavy = bars >= BAR_WEIGHT_NOTE and bars > area
+    return f"{label} · {bars:.0%} of its weight on the grey bars ({area:.0%} of the square)" if heavy else label
 
 
 def padded_box(image_u8, fit: str) -> tuple[int, int, int, int] | None:
@@ -676,7 +683,7 @@ def maps_view(rec, b, pred: dict[str, np.ndarray], index: int, rows: list[dict],
             heat = maps[m][r["key"]].astype(np.float32) / 255.0
             captions.append(map_caption(METHOD_NAMES[m], heat, box))
             col.image(to_u8(upscale(overlay(image, heat, strength))), caption=captions[-1], width="stretch")
-    if any(c.endswith("on the grey bars") for c in captions):
+    if any("on the grey bars" in c for c in captions):
         st.caption(BARS_NOTE)
 
 

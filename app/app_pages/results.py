@@ -16,7 +16,7 @@ from app import charts, components, datasets, layout, state
 from app.claims_view import (at_chance, claim_lines, compare_few_images_words, cut_ends_note, finer_detail_note,
                              guessing_runs_words, ood_off_note, small_split_note, unstable_note, val_test_gap)
 from app.method_views import VIEWS
-from engine.augment import augmentation_words
+from engine.augment import augmentation_words, greyscale_copies_words
 from engine.chance import (chance_finding, colour_words, findings_split, smaller_model_summary, split_at_guessing,
                            weak_class_words)
 from engine.config import OptimConfig, TrainConfig
@@ -153,24 +153,12 @@ def stopped_note(rec, run: components.RunView) -> None:
 
 
 def recipe_parts(config: dict, probe_epochs: int | None = None) -> list[str]:
-    """What sets a run's recipe apart from the default, in words: head-only (linear-probe) epochs, a
-    learning-rate schedule other than cosine, augmentation other than the default crops and mirrors,
-    flip TTA, frozen blocks, imbalanced classes weighted or sampled evenly and whole pictures kept ([] when none;
-    `config` as saved,
-    keys it lacks at their defaults). `probe_epochs`: the head-only epochs the engine ran (the summary's; a kept
-    head skips them), else the config's."""
-    train = TrainConfig(**{k: v for k, v in (config.get("train") or {}).items() if k in ("augment", "flip",
-                                                                                       "greyscale")})
-    optim = config.get("optim") or {}
-    probe = probe_epochs if isinstance(probe_epochs, int) else int(optim.get("linear_probe_epochs") or 0)
-    frozen = frozen_words(optim, (config.get("backbone") or {}).get("pretrained"))
-    parts = [f"first {plural(probe, 'epoch')} head only (a linear probe)"] if probe else []
-    default = OptimConfig().schedule
-    schedule = optim.get("schedule") or default
-    parts += [] if schedule == default else [f"learning rate: {schedule_label(schedule)}"]
-    parts += [] if train.augment and train.flip and not train.greyscale else [augmentation_words(train)]
-    parts += ["flip TTA (each prediction averaged with the mirror image)"] if (config.get("eval") or {}).get("tta_flip") else []
-    return parts + ([frozen] if frozen else []) + data_extras(config.get("data") or {})
+    """What sets a run's recipe apart from the default, in words (`recipe_kinds`, in RECIPE_DEFAULTS' order): head-only
+    (linear-probe) epochs and frozen blocks, augmentation other than the default crops and mirrors, greyscale copies,
+    a learning-rate schedule other than cosine, flip TTA, imbalanced classes weighted or sampled evenly and whole
+    pictures kept ([] when none; `config` as saved, keys it lacks at their defaults). `probe_epochs`: the head-only
+    epochs the engine ran (the summary's; a kept head skips them), else the config's."""
+    return list(recipe_kinds(config, probe_epochs).values())
 
 
 def recipe_notes(config: dict, probe_epochs: int | None = None) -> str:
@@ -752,8 +740,9 @@ def epochs_cell(cfg: dict, summary: dict) -> str | None:
 
 # What Compare's recipe column names, in this order, with each kind's words at the default: "layers" (head-only
 # epochs, frozen blocks) and "augment" in every row; the others wherever a compared run departs from the default
-RECIPE_DEFAULTS = {"augment": "crops and mirrors", "layers": "every layer trained", "schedule": "learning rate: cosine",
-                   "tta": "no flip TTA", "balance": "classes as they are", "fit": "middle square"}
+RECIPE_DEFAULTS = {"augment": "crops and mirrors", "layers": "every layer trained", "greyscale": "no greyscale copies",
+                   "schedule": "learning rate: cosine", "tta": "no flip TTA", "balance": "classes as they are",
+                   "fit": "middle square"}
 ALWAYS_NAMED = ("augment", "layers")
 
 
@@ -768,10 +757,12 @@ def recipe_kinds(cfg: dict, probe_epochs: int | None = None) -> dict[str, str]:
     frozen = frozen_words(optim, (cfg.get("backbone") or {}).get("pretrained"))
     layers = [f"first {plural(probe, 'epoch')} head only (a linear probe)"] * bool(probe) + [frozen] * bool(frozen)
     schedule = optim.get("schedule") or OptimConfig().schedule
-    out = {"augment": augmentation_words(train) if not (train.augment and train.flip and not train.greyscale) else "",
-           "layers": ", ".join(layers),
+    plain = TrainConfig(augment=train.augment, flip=train.flip)  # the greyscale share: a kind of its own
+    out = {"augment": augmentation_words(plain) if not (train.augment and train.flip) else "",
+           "layers": ", ".join(layers), "greyscale": greyscale_copies_words(train),
            "schedule": f"learning rate: {schedule_label(schedule)}" if schedule != OptimConfig().schedule else "",
-           "tta": "flip TTA" if (cfg.get("eval") or {}).get("tta_flip") else "",
+           "tta": "flip TTA (each prediction averaged with the mirror image)" if (cfg.get("eval") or {}).get("tta_flip")
+           else "",
            "balance": balance_words(data.get("class_balance")), "fit": fit_words(data.get("fit"))}
     return {k: v for k, v in out.items() if v}
 

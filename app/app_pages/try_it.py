@@ -428,7 +428,7 @@ def explain_view(ds: str, models: list[Shown], image: np.ndarray, answers: list,
         heats.append(m)
     if method == "grad_cam" and any_flat(heats):
         st.caption(FLAT_GRAD_CAM)
-    if any(c.endswith("on the grey bars") for c in captions):
+    if any("on the grey bars" in c for c in captions):
         st.caption(BARS_NOTE)
 
 

@@ -13,7 +13,7 @@ from app.charts import FIT_WIDTH, METRIC_COLORS
 from app.method_views import points_delta, register_view
 from engine.claims import split_sizes
 from engine.methods.wise_ft import curve_point, tied_alphas
-from engine.metrics import tie_key
+from engine.metrics import top_point
 from engine.predict import pick_rule_words
 
 ACC = {"val_acc": "Validation (your data)", "ood_acc": "Corrupted images (OOD)",
@@ -137,8 +137,8 @@ def alpha_view(engine, rec, summary: dict) -> None:
     st.altair_chart(curve_chart(curve_frame(extra), alpha), width="stretch")
     if note:
         st.caption(note)
-    best = max(curve, key=lambda p: (tie_key(p.get("ood_acc") or 0), p["alpha"]))  # ties: the larger alpha
-    if best.get("ood_acc") is not None:
+    best = top_point(curve, lambda p: p.get("ood_acc") or 0)  # ties: the larger alpha, as chosen_alpha
+    if best is not None and best.get("ood_acc") is not None:
         tied = [f"{a:.2f}" for a in tied_alphas(curve, best)]
         also = f", the same as at alpha {', '.join(tied)}" if tied else ""  # the claim line may name one of them
         st.caption(f"Best OOD accuracy on the grid: {100 * best['ood_acc']:.1f}% at alpha {best['alpha']:.2f}{also} "

@@ -36,7 +36,7 @@ from engine.devices import eval_layout
 from engine.errors import StudioError
 from engine.evaluate import EvalSets, epoch_passes, epoch_sets, evaluate, head_features, predict  # noqa: F401
 from engine.methods.registry import MethodSpec, register_method
-from engine.metrics import tie_key
+from engine.metrics import same_figure
 
 DEFAULT_ALPHAS = tuple(round(0.05 * i, 2) for i in range(21))
 
@@ -221,10 +221,10 @@ def curve_point(curve: list[dict], alpha: float) -> dict | None:
 
 def tied_alphas(curve: list[dict], point: dict) -> list[float]:
     """The alphas of the curve's other points (summary["wise_curve"]) with `point`'s OOD accuracy (to float rounding:
-    engine.metrics.tie_key),
+    engine.metrics.same_figure),
     in the curve's order: the Results panel and the claim line name them beside the one they pick."""
     return [float(p["alpha"]) for p in curve
-            if p is not point and tie_key(p.get("ood_acc")) == tie_key(point.get("ood_acc"))]
+            if p is not point and same_figure(p.get("ood_acc"), point.get("ood_acc"))]
 
 
 def curve_severity(cfg) -> int:
