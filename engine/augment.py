@@ -86,12 +86,18 @@ def training_batch(images: torch.Tensor, generator: torch.Generator | None, trai
 def greyscale_some(x: torch.Tensor, share: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Each image of float [B,3,S,S] (pixels in [0,1]) turned greyscale with probability `share`, in place and
     returned: its luminance (ITU-R 601, torchvision's rgb_to_grayscale, as RandomGrayscale) in all three channels.
-    Draws B uniform numbers from `generator` (on its device)."""
+    A padded picture's grey bars (engine.data.PAD_RGB, data.fit "pad") keep their colour: greyed, they were unlike
+    every test image's bars. Draws B uniform numbers from `generator` (on its device)."""
     from torchvision.transforms.v2.functional import rgb_to_grayscale
+
+    from engine.data import PAD_RGB
 
     chosen = _uniform(len(x), 0.0, 1.0, generator, x.device) < share
     if bool(chosen.any()):
-        x[chosen] = rgb_to_grayscale(x[chosen], num_output_channels=3)
+        picked = x[chosen]
+        pad = torch.tensor(PAD_RGB, dtype=x.dtype, device=x.device).view(1, 3, 1, 1) / 255
+        bar = (picked - pad).abs().amax(1, keepdim=True) < 1 / 512  # the bars' own pixels, not their edges
+        x[chosen] = torch.where(bar, picked, rgb_to_grayscale(picked, num_output_channels=3))
     return x
 
 

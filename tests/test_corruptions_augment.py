@@ -174,6 +174,12 @@ def test_greyscale_copies_turn_that_share_of_a_batch_grey_and_leave_runs_without
     assert torch.equal(training_batch(colour, torch.Generator().manual_seed(0), TrainConfig(greyscale=0.0)), plain)
     assert not grey(training_batch(colour, None, TrainConfig(augment=False, greyscale=1.0))).any()
     assert grey(greyscale_some(to_float(colour), 1.0)).all() and not grey(greyscale_some(to_float(colour), 0.0)).any()
+    from engine.data import PAD_RGB
+
+    padded = colour[:2].clone()
+    padded[:, :, :2] = torch.tensor(PAD_RGB, dtype=torch.uint8).view(3, 1, 1)  # a whole picture's bar, two rows
+    out = greyscale_some(to_float(padded), 1.0)
+    assert torch.equal(out[:, :, :2], to_float(padded)[:, :, :2]) and grey(out[:, :, 2:]).all(), "the bars kept"
     assert augmentation_words(TrainConfig(greyscale=0.25)) == "random crops and left-right mirrors, 25% of images " \
                                                               "greyscale"
     assert augmentation_words(TrainConfig()) == "random crops and left-right mirrors"
