@@ -192,9 +192,17 @@ class ImageSet:
     images: torch.Tensor  # uint8 [N,3,S,S], CPU
     labels: torch.Tensor  # int64 [N]
     classes: list[str]
+    _grey: torch.Tensor | None = field(default=None, repr=False, compare=False)  # `greyscale`'s, once measured
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+    def greyscale(self) -> torch.Tensor:
+        """Which images are greyscale [N] (bool, `is_greyscale`), measured once per set: the final evaluation, the
+        smaller model's and each WiSE-FT mix's figures read the same splits."""
+        if self._grey is None or len(self._grey) != len(self.images):
+            self._grey = is_greyscale(self.images)
+        return self._grey
 
     def subset(self, idx) -> "ImageSet":
         """Rows `idx` (indices or a boolean mask) as a new ImageSet (copies, never views)."""
@@ -2051,7 +2059,7 @@ def _load_dataset(source, work_dir, image_size, val_fraction, test_fraction, see
         duplicates_dropped=dropped,
         imbalance=class_imbalance(counts),
         picture_shape=picture_shape(decoded.sizes),
-        greyscale=int(is_greyscale(full.images).sum()),
+        greyscale=int(full.greyscale().sum()),
         content_sha256=content_digest([classes[i] for i in decoded.labels.tolist()], decoded.sha256),
     )
     return DataSplits(splits["train"], splits["val"], splits["test"], classes, report)

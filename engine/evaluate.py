@@ -24,7 +24,7 @@ from engine.attacks import autoattack_accuracy, robust_accuracy
 from engine.augment import to_float
 from engine.config import RunConfig
 from engine.corruptions import CORRUPTIONS, build_ood_suite
-from engine.data import DataSplits, ImageSet, is_greyscale
+from engine.data import DataSplits, ImageSet
 from engine.devices import autocast_ctx, eval_layout, is_channels_last
 from engine.metrics import imbalance_scores
 
@@ -304,7 +304,7 @@ def _evaluate(model, sets: EvalSets, device, batch_size, amp_dtype, should_stop,
         if classes is not None:
             out[f"{split_name}_per_class_acc"] = dict(zip(classes, res.per_class_acc(split.labels, len(classes))))
             out[f"{split_name}_confusion"] = confusion_matrix(split.labels, res.preds, len(classes))
-            if (by_colour := colour_groups(split.images, split.labels, res.preds)) is not None:
+            if (by_colour := colour_groups(split, res.preds)) is not None:
                 out[f"{split_name}_by_colour"] = by_colour
         part_done()
     if sets.ood_suite:
@@ -329,15 +329,15 @@ def _evaluate(model, sets: EvalSets, device, batch_size, amp_dtype, should_stop,
     return out
 
 
-def colour_groups(images: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor) -> dict[str, list[int]] | None:
-    """{"greyscale": [right, images], "colour": [right, images]} for a split's uint8 `images` [N, 3, S, S], int64
-    `labels` [N] and `preds` [n <= N] (the images answered; engine.data.is_greyscale), or None unless both kinds are
-    among them: night shots beside day ones, scans beside photos, whose accuracies a single figure hides."""
+def colour_groups(split: ImageSet, preds: torch.Tensor) -> dict[str, list[int]] | None:
+    """{"greyscale": [right, images], "colour": [right, images]} for a split (`ImageSet.greyscale`) and the model's
+    `preds` [n <= N] (int64; the images answered), or None unless both kinds are among them: night shots beside day
+    ones, scans beside photos, whose accuracies a single figure hides."""
     n = len(preds)
-    grey = is_greyscale(images[:n])
+    grey = split.greyscale()[:n]
     if n == 0 or bool(grey.all()) or not bool(grey.any()):
         return None
-    right = preds == labels[:n]
+    right = preds == split.labels[:n]
     return {"greyscale": [int(right[grey].sum()), int(grey.sum())],
             "colour": [int(right[~grey].sum()), int((~grey).sum())]}
 
@@ -436,6 +436,6 @@ def held_out_accuracy(model: torch.nn.Module, cfg: RunConfig, data: DataSplits) 
         out[f"{split}_images"] = len(images)
         if len(images):
             out[f"{split}_confusion"] = confusion_matrix(images.labels, res.preds, len(data.classes))
-        if (by_colour := colour_groups(images.images, images.labels, res.preds)) is not None:
+        if (by_colour := colour_groups(images, res.preds)) is not None:
             out[f"{split}_by_colour"] = by_colour
     return out

@@ -30,7 +30,7 @@ from engine.augment import training_batch
 from engine.backbones import LoadReport, build_model
 from engine.config import RunConfig, few_batches, with_section
 from engine.contract import EvalClock, MethodHook, Reporter, StopRequested, TrainContext, owns_loss
-from engine.data import DataSplits, balanced_sample_indices, class_weights, is_greyscale
+from engine.data import DataSplits, balanced_sample_indices, class_weights
 from engine.devices import (EARLY_THREADS_CHECK_S, KEEP_DURING_RUN, THREAD_SAMPLE_S, auto_cpu_threads, autocast_ctx,
                             kept_threads, pick_amp, pick_device, start_load_sample, use_channels_last)
 from engine.distributed import agree, all_sum, process_random_stream
@@ -514,7 +514,7 @@ def final_evaluation(ctx: TrainContext) -> dict[str, Any]:
         del out[f"ood/{k}"]
     out.update(ood_acc_by_corruption=by_c, ood_acc=out.get("ood_acc"))
     if any(f"{split}_by_colour" in out for split in ("val", "test")):  # how many of each kind it learnt from
-        out["train_greyscale"] = [int(is_greyscale(ctx.data.train.images).sum()), len(ctx.data.train)]
+        out["train_greyscale"] = [int(ctx.data.train.greyscale().sum()), len(ctx.data.train)]
     if sets.robust is not None:
         out["robust_eval"] = {"attack": sets.robust.attack, "eps": sets.robust.eps, "split": sets.robust.split}
     return out

@@ -932,10 +932,14 @@ def test_greyscale_and_colour_pictures_accuracies_are_said_apart_and_a_real_gap_
     images = torch.stack([tensor(grey_jpeg, "crop"), tensor(grey_jpeg, "pad"), tensor(Image.fromarray(photo), "pad"),
                           torch.tensor(PAD_RGB, dtype=torch.uint8).view(3, 1, 1).expand(3, 32, 32)])
     assert is_greyscale(images).tolist() == [True, True, False, False]
-    groups = colour_groups(images[:3], torch.tensor([0, 1, 1]), torch.tensor([0, 0, 1]))
-    assert groups == {"greyscale": [1, 2], "colour": [1, 1]}
-    assert colour_groups(images[:2], torch.tensor([0, 1]), torch.tensor([0, 1])) is None, "one kind only"
-    assert colour_groups(images[:3], torch.tensor([0, 1, 1]), torch.tensor([0])) is None, "what was answered only"
+    from engine.data import ImageSet
+
+    split = ImageSet(images[:3], torch.tensor([0, 1, 1]), ["a", "b"])
+    assert colour_groups(split, torch.tensor([0, 0, 1])) == {"greyscale": [1, 2], "colour": [1, 1]}
+    assert split.greyscale() is split.greyscale(), "measured once per set"
+    assert colour_groups(ImageSet(images[:2], torch.tensor([0, 1]), ["a", "b"]), torch.tensor([0, 1])) is None, \
+        "one kind only"
+    assert colour_groups(split, torch.tensor([0])) is None, "what was answered only: one greyscale picture"
 
 
 def test_the_first_whole_network_epochs_fall_after_the_head_only_epochs_is_said_with_its_numbers():

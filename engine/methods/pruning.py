@@ -409,7 +409,7 @@ def held_out_views(small: nn.Module, ctx) -> dict[str, Any]:
         res = predict(small, split.images, split.labels, ctx.device, ctx.cfg.eval.eval_batch_size, ctx.amp_dtype)
         out[f"{name}_confusion"] = confusion_matrix(split.labels, res.preds, len(classes))
         out[f"{name}_per_class_acc"] = dict(zip(classes, res.per_class_acc(split.labels, len(classes))))
-        if (by_colour := colour_groups(split.images, split.labels, res.preds)) is not None:
+        if (by_colour := colour_groups(split, res.preds)) is not None:
             out[f"{name}_by_colour"] = by_colour
         if name == "test":
             out["test_acc"] = res.acc
