@@ -148,9 +148,9 @@ def test_a_picture_of_the_kind_the_run_is_weaker_on_gets_the_figures_that_say_so
     real = components.read_summary
 
     def weak_at_night(run_dir: str) -> dict:
-        summary = real(run_dir)
-        return summary and {**summary, "test_acc": 0.85, "val_acc": 0.85,
-                            "test_by_colour": {"greyscale": [2, 10], "colour": [40, 42]}}
+        summary = real(run_dir)  # the tiny run's own test confusion matrix is near guessing: left out
+        return summary and {**{k: v for k, v in summary.items() if k != "test_confusion"}, "test_acc": 0.85,
+                            "val_acc": 0.85, "test_by_colour": {"greyscale": [2, 10], "colour": [40, 42]}}
 
     monkeypatch.setattr(components, "read_summary", weak_at_night)
     at = open_page(run)
