@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 from engine.claims import split_sizes
 from engine.words import and_words, percent_half_up, plural
@@ -714,14 +715,26 @@ def picture_kind_words(summary: dict, greyscale: bool) -> str | None:
     by more than luck (`colour_gap`), a caution with the figures: "A greyscale picture: the model got 3 of 12 such
     test pictures right (25.0%), against 40 of 44 colour ones (90.9%)." None otherwise. A field biologist's night
     shot was answered at 77%, wrong, with no word beside it."""
+    return pictures_kind_words(summary, [greyscale])
+
+
+def pictures_kind_words(summary: dict, greyscale: Sequence[bool]) -> str | None:
+    """`picture_kind_words` for several new pictures (`greyscale`: each one's engine.data.is_greyscale): "3 of your
+    10 pictures are greyscale: the model got 3 of 12 such test pictures right (25.0%), against 40 of 44 colour ones
+    (90.9%)." (for one picture, "A greyscale picture: ..."), where some are of the kind the run's model is weaker on
+    by more than luck (`colour_gap`); None otherwise. `predict` says it of a batch as Try it says it of a picture."""
     gap = colour_gap(summary)
-    kind = "greyscale" if greyscale else "colour"
-    if gap is None or gap.weaker != kind:
+    if gap is None or gap.weaker is None:
         return None
-    (right, n), (o_right, o_n) = (gap.grey, gap.colour) if greyscale else (gap.colour, gap.grey)
-    other = "colour" if greyscale else "greyscale"
-    return (f"A {kind} picture: the model got {right} of {n} such {SPLIT_WORDS.get(gap.split, gap.split)} pictures "
-            f"right ({100 * right / n:.1f}%), against {o_right} of {o_n} {other} ones ({100 * o_right / o_n:.1f}%).")
+    grey = gap.weaker == "greyscale"
+    count = sum(bool(g) == grey for g in greyscale)
+    if not count:
+        return None
+    (right, n), (o_right, o_n) = (gap.grey, gap.colour) if grey else (gap.colour, gap.grey)
+    kind, other = ("greyscale", "colour") if grey else ("colour", "greyscale")
+    head = f"A {kind} picture" if len(greyscale) == 1 else f"{count} of your {len(greyscale)} pictures are {kind}"
+    return (f"{head}: the model got {right} of {n} such {SPLIT_WORDS.get(gap.split, gap.split)} pictures right "
+            f"({100 * right / n:.1f}%), against {o_right} of {o_n} {other} ones ({100 * o_right / o_n:.1f}%).")
 
 
 def split_at_guessing(summary: dict, split: str) -> str | None:

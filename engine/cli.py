@@ -28,8 +28,8 @@ from tqdm import tqdm
 
 from engine.backbones import BACKBONES, WEIGHTS_TEXT, available_sources, backbone_title, check_bundled
 from engine.chance import (ChanceCause, chance_cause, chance_finding, colour_words, cut_ends_words,
-                           finer_detail_words, memorised_fixes, memorised_words, run_lr, small_split_words,
-                           unstable_words, val_test_gap_words, weak_class_words)
+                           finer_detail_words, memorised_fixes, memorised_words, pictures_kind_words, run_lr,
+                           small_split_words, unstable_words, val_test_gap_words, weak_class_words)
 from engine.checkpoints import new_run_id, read_metadata, write_json
 from engine.clock import fmt_duration, process_started_at
 from engine.config import (RunConfig, apply_overrides, probe_epochs_for, smaller_batch, smaller_batch_advice,
@@ -46,8 +46,8 @@ from engine.methods.pruning import smaller_model_warning
 from engine.optim import setup_extras
 from engine.paths import (DATASETS_FOLDER, UPLOAD_PREFIX, default_data_dir, register_upload_dir, resolve_path,
                           upload_sha)
-from engine.predict import (VARIANTS, check_sources, load_predictor, model_caution, predict_folder, run_summary,
-                            write_csv)
+from engine.predict import (VARIANTS, check_sources, load_predictor, model_caution, own_figures, predict_folder,
+                            run_summary, write_csv)
 from engine.presets import PRESETS, fit_to_data, fitted_to, get_preset, is_recipe, run_name
 from engine.pruning_search import search_into_config
 from engine.resume import RESUME_FILE, check_resumable, epochs_done_of, planned_epochs
@@ -1386,9 +1386,22 @@ def _predict(args: argparse.Namespace) -> int:
             # as Try it's bars: a decimal where a whole percent would read as the unsure bar ("50%" beside "49.9%")
             top = ", ".join(f"{c} {percent(p, predictor.low_confidence)}" for c, p in r["top"][:top_k])
             print(f"  {r['path']}: {top}" + (f"  [{r['why']}]" if r["why"] else ""))  # [], as the flag has parentheses
+    _say_batch_figures(result, summary, args, predictor, sources)
+    return 0
+
+
+def _say_batch_figures(result, summary: dict, args: argparse.Namespace, predictor, sources: list[Path]) -> None:
+    """`predict`'s closing lines for a batch (`result`: engine.predict.FolderResult): the note on the run's own
+    images, the run's figures on the kind of picture (greyscale or colour) it is weaker on where some of the batch
+    are of it and the figures are the model's own (engine.predict.own_figures), and accuracy with its confusion
+    matrix where folders name the classes."""
     m, own = result.metrics(), result.own_note()
     if own:
         print(f"note: {own}")
+    kind = pictures_kind_words(summary, [r["greyscale"] for r in result.rows]) \
+        if own_figures(args.variant, predictor.alpha) else None
+    if kind:
+        print(f"note: {kind}")
     if m is not None:
         print(f"accuracy {100 * m['accuracy']:.1f}%  balanced accuracy {100 * m['balanced_accuracy']:.1f}%  "
               f"({m['labelled']} images in class folders)")
@@ -1400,7 +1413,6 @@ def _predict(args: argparse.Namespace) -> int:
             print(f"without the run's training images: accuracy {100 * fair['accuracy']:.1f}%  balanced accuracy "
                   f"{100 * fair['balanced_accuracy']:.1f}%  ({fair['labelled']} images)")
         _print_confusion(predictor.classes, m["confusion"])
-    return 0
 
 
 FEW_ANSWERS = 10  # predict prints each answer for this many images or fewer

@@ -98,7 +98,7 @@ from engine.backbones import Classifier
 from engine.chance import answers_words, chance_finding
 from engine.config import RunConfig
 from engine.data import (COPY_THUMB, IMAGE_EXTENSIONS, MAX_COLOUR_DIFF, MAX_IMAGE_PIXELS, exif_turned, fitted_size,
-                         open_image, picture_box,
+                         is_greyscale, open_image, picture_box,
                          PHASH_MAX_DISTANCE, PIL_FORMATS,
                          SPLIT_FOLDER_NAMES, EmptyArchiveError, SkippedFile, ZipLimits, decode_image, image_files, popcount64,
                          not_a_zip_reason, safe_extract_zip, thumbnails_close)
@@ -176,6 +176,13 @@ def mix_warning(summary: dict, alpha: float | None) -> str | None:
     found = chance_finding({**summary, "val_acc": point["val_acc"], "test_acc": None},
                            whose=f"At alpha {alpha:.2f} the WiSE-FT mix's")
     return None if found is None else f"{found.text} {answers_words(found.maybe)}"
+
+
+def own_figures(variant: str, alpha: float | None = None) -> bool:
+    """Whether a run's held-out figures (its summary's accuracies, confusion matrices, greyscale and colour counts)
+    are the model `variant`'s own: the fine-tuned model (also in an adversarial run) and the WiSE-FT mix at alpha 1;
+    not the best epoch, the smaller model or another mix, which have figures of their own or none."""
+    return variant in ("fine_tuned", "adversarial") or (variant == "wise" and alpha is not None and alpha >= 1 - 1e-9)
 
 
 def model_caution(summary: dict, variant: str, alpha: float | None = None) -> str | None:
@@ -1300,7 +1307,8 @@ class FolderResult:
 
     classes: list[str]
     variant: str
-    rows: list[dict] = field(default_factory=list)  # path, true, top, low_confidence, reason, distance, why, own, own_copy
+    rows: list[dict] = field(default_factory=list)  # path, true, top, low_confidence, reason, distance, why, own,
+    # own_copy, own_class, greyscale, unfamiliar, unsure
     skipped: list[SkippedFile] = field(default_factory=list)
     unknown_folders: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -1526,15 +1534,16 @@ def _predict_items(predictor: Predictor, items: list[tuple[str, Path]], skipped:
     for idx, batch, done in _decoded_batches(items, predictor.image_size, batch_size, result.skipped, overlap,
                                              predictor.fit):
         answers = predictor.predict(batch, top_k, batch_size, threshold)
+        grey = is_greyscale(batch).tolist()  # for the run's figures on that kind (engine.chance.pictures_kind_words)
         if thumbs > 0:
             result.thumbs += list(thumbnails(batch, thumbs))
-        for i, a in zip(idx, answers):
+        for i, a, g in zip(idx, answers, grey):
             lab = labels[i]
             result.rows.append({"path": items[i][0], "true": None if lab is None else predictor.classes[lab],
                                 "top": a.top, "low_confidence": a.low_confidence,
                                 "reason": predictor.explanation(a) or "", "distance": a.distance,
                                 "why": predictor.short_reason(a), "own": a.own, "own_copy": a.own_copy,
-                                "own_class": a.own_class,
+                                "own_class": a.own_class, "greyscale": g,
                                 "unfamiliar": bool(a.unfamiliar), "unsure": a.unsure})
         if progress is not None:
             progress(done, len(items))

@@ -919,6 +919,11 @@ def test_greyscale_and_colour_pictures_accuracies_are_said_apart_and_a_real_gap_
         "(90.9%).")
     assert picture_kind_words(night, greyscale=False) is None and picture_kind_words(luck, greyscale=True) is None
     assert picture_kind_words(run((40, 44), (3, 12)), greyscale=False).startswith("A colour picture: the model got 3")
+    from engine.chance import pictures_kind_words  # a batch: how many are of the weaker kind
+
+    assert pictures_kind_words(night, [True, False, True]).startswith("2 of your 3 pictures are greyscale: the model "
+                                                                      "got 3 of 12 such test pictures right")
+    assert pictures_kind_words(night, [False, False]) is None and pictures_kind_words(luck, [True]) is None
     # which pictures are greyscale: channels within a JPEG's wobble, a padded picture's bars left out
     rng = np.random.default_rng(0)
     photo = rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)

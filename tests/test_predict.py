@@ -802,6 +802,33 @@ def test_predict_cli_on_a_class_folder_zip(studio, tmp_path, capsys):
     assert not list(studio_dir.glob("datasets/predict-*")), "the extracted zip is removed"
 
 
+def test_predict_says_the_runs_figures_on_the_kind_of_picture_it_is_weaker_on(studio, tmp_path, capsys, monkeypatch):
+    """As Try it does under one picture: where the run is weaker on greyscale pictures by more than luck, `predict`
+    says how many of the user's are greyscale and the run's figures on them, for a model whose figures they are."""
+    import engine.cli as engine_cli
+
+    studio_dir, run_dir = studio
+    real = engine_cli.run_summary
+
+    def weak_at_night(*args, **kwargs) -> dict:
+        summary = {k: v for k, v in real(*args, **kwargs).items() if k != "test_confusion"}
+        return {**summary, "test_acc": 0.85, "val_acc": 0.85,
+                "test_by_colour": {"greyscale": [2, 10], "colour": [40, 42]}}
+
+    monkeypatch.setattr(engine_cli, "run_summary", weak_at_night)
+    folder = tmp_path / "night"
+    folder.mkdir()
+    tiny_image("red", 1).convert("L").convert("RGB").save(folder / "grey.png")
+    tiny_image("red", 2).save(folder / "colour.png")
+    base = ["predict", "--run", str(run_dir), "--data", str(folder), "--data-dir", str(studio_dir), "--quiet",
+            "--out", str(tmp_path / "out.csv")]
+    assert cli(base + ["--variant", "fine_tuned"]) == 0
+    assert ("note: 1 of your 2 pictures are greyscale: the model got 2 of 10 such test pictures right (20.0%), "
+            "against 40 of 42 colour ones (95.2%).") in capsys.readouterr().out
+    assert cli(base + ["--variant", "best"]) == 0
+    assert "greyscale" not in capsys.readouterr().out, "the best epoch's own figures are not the run's"
+
+
 def test_predict_a_plain_folder_without_classes_and_bad_input(studio, tmp_path, capsys):
     studio_dir, run_dir = studio
     folder = tmp_path / "photos"

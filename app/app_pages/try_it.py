@@ -34,7 +34,7 @@ from app.app_pages.explain import (BARS_NOTE, FLAT_GRAD_CAM, any_flat, colour_ba
 from app.claims_view import at_chance, guess_warning
 from engine.errors import StudioError
 from engine.explain import ATTRIBUTIONS
-from engine.predict import IMAGE_WORDS, LOW_CONFIDENCE, model_caution, own_image_note
+from engine.predict import IMAGE_WORDS, LOW_CONFIDENCE, model_caution, own_figures, own_image_note
 
 RUN_KEY = "try_run"
 SOURCE_KEY = "try_source"
@@ -451,7 +451,7 @@ def kind_caution(model: Shown, image: np.ndarray) -> str | None:
     from engine.chance import picture_kind_words
     from engine.data import is_greyscale
 
-    if model.variant not in ("fine_tuned", "adversarial") and not (model.variant == "wise" and model.alpha == 1):
+    if not own_figures(model.variant, model.alpha):
         return None
     summary = components.read_summary(model.run_dir)
     if not any(f"{split}_by_colour" in summary for split in ("val", "test")):
