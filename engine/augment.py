@@ -79,8 +79,8 @@ def training_batch(images: torch.Tensor, generator: torch.Generator | None, trai
     if not train.augment:
         return to_float(images)
     x = augment_batch(images, generator, flip=train.flip)
-    share = float(getattr(train, "greyscale", 0.0) or 0.0)
-    return greyscale_some(x, share, generator) if share > 0 else x  # no draw at 0: runs without it repeat
+    # no draw at 0: runs without it repeat
+    return greyscale_some(x, train.greyscale, generator) if train.greyscale > 0 else x
 
 
 def greyscale_some(x: torch.Tensor, share: float, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -114,8 +114,7 @@ def augmentation_words(train) -> str:
 def greyscale_copies_words(train) -> str:
     """`train.greyscale` (`train`: a TrainConfig) in a few words: "25% of images greyscale"; "" at 0 or with
     augmentation off (then none is turned greyscale)."""
-    share = float(getattr(train, "greyscale", 0.0) or 0.0)
-    return f"{100 * share:.3g}% of images greyscale" if train.augment and share > 0 else ""
+    return f"{100 * train.greyscale:.3g}% of images greyscale" if train.augment and train.greyscale > 0 else ""
 
 
 MIRROR_MEASURED = (  # benchmarks/flip.sh, benchmarks/results/flip.txt (3 seeds)

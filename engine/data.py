@@ -209,7 +209,8 @@ class ImageSet:
         idx = torch.as_tensor(idx)
         if idx.dtype != torch.bool:
             idx = idx.long()
-        return ImageSet(self.images[idx], self.labels[idx], list(self.classes))
+        grey = None if self._grey is None else self._grey[idx]  # measured already: not again for a split
+        return ImageSet(self.images[idx], self.labels[idx], list(self.classes), grey)
 
     def class_counts(self) -> dict[str, int]:
         """Class name -> images of that class in this set (0 for a class without any). Raises nothing."""
@@ -1064,15 +1065,28 @@ def fit_square(rgb: Image.Image, size: int, fit: str = "crop", crop_at: float = 
     return square
 
 
+def pad_mask(images_u8: torch.Tensor) -> torch.Tensor:
+    """Which pixels of uint8 images [N, 3, H, W] are exactly PAD_RGB [N, H, W] (bool, on the CPU): a padded
+    picture's bars (`fit_square`), which `picture_boxes` and `is_greyscale` leave out."""
+    return (images_u8.cpu() == torch.tensor(PAD_RGB, dtype=torch.uint8).view(1, 3, 1, 1)).all(1)
+
+
+def picture_boxes(images_u8: torch.Tensor) -> list[tuple[int, int, int, int]]:
+    """(top, bottom, left, right) pixel bounds (bottom and right exclusive) of the picture inside each square that
+    `fit_square` padded ("pad"), for uint8 images [N, 3, H, W], in one pass: rows and columns at the edges wholly of
+    PAD_RGB (`pad_mask`) are the bars. The whole image for one that is all PAD_RGB (or has no bars)."""
+    bar = pad_mask(images_u8)
+    h, w = int(images_u8.shape[-2]), int(images_u8.shape[-1])
+    rows, cols = (~bar.all(2)).int(), (~bar.all(1)).int()  # [N, H], [N, W]: 1 where a row or column shows picture
+    top, bottom = rows.argmax(1), h - rows.flip(1).argmax(1)
+    left, right = cols.argmax(1), w - cols.flip(1).argmax(1)
+    return [(int(t), int(b), int(lo), int(r)) if shown else (0, h, 0, w)
+            for t, b, lo, r, shown in zip(top, bottom, left, right, rows.any(1).tolist())]
+
+
 def picture_box(image_u8: torch.Tensor) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) pixel bounds (bottom and right exclusive) of the picture inside a square that
-    `fit_square` padded ("pad"), for one uint8 image [3, S, S]: rows and columns at the edges wholly of PAD_RGB are
-    the bars. The whole image when it is all PAD_RGB (or has no bars)."""
-    bar = (image_u8.cpu() == torch.tensor(PAD_RGB, dtype=torch.uint8).view(3, 1, 1)).all(0)  # [S, S]
-    rows, cols = (~bar.all(1)).nonzero().flatten(), (~bar.all(0)).nonzero().flatten()
-    if not len(rows):
-        return 0, int(image_u8.shape[-2]), 0, int(image_u8.shape[-1])
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    """`picture_boxes` of one uint8 image [3, S, S]."""
+    return picture_boxes(image_u8[None])[0]
 
 
 GREY_STEP = 6  # grey levels: a pixel whose R, G and B differ by at most this is grey (JPEG's colour wobble)
@@ -1084,12 +1098,11 @@ def is_greyscale(images_u8: torch.Tensor, chunk: int = 256) -> torch.Tensor:
     B within GREY_STEP of each other, as an infrared night shot, a black-and-white photo or a scan saved in colour.
     Pixels of exactly PAD_RGB (a padded picture's bars, `fit_square`) are left out; an image of nothing else is
     not greyscale."""
-    pad = torch.tensor(PAD_RGB, dtype=torch.uint8).view(1, 3, 1, 1)
     out = []
     for i in range(0, len(images_u8), chunk):
         x = images_u8[i:i + chunk].cpu()
         grey = (x.amax(1).to(torch.int16) - x.amin(1).to(torch.int16)) <= GREY_STEP  # [n, S, S]
-        picture = ~(x == pad).all(1)
+        picture = ~pad_mask(x)
         shown = picture.flatten(1).sum(1)
         out.append((grey & picture).flatten(1).sum(1) >= (GREY_SHARE * shown).clamp_min(1))
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)
@@ -2034,6 +2047,7 @@ def _load_dataset(source, work_dir, image_size, val_fraction, test_fraction, see
         indices = _given_split(full, given, kept_groups, val_fraction, seed, decoded.skipped, notes)
     warnings_out += _duplicate_warnings(paths, full.labels.tolist(), given, kept_groups, classes)
 
+    full.greyscale()  # measured once, for the report and every split (`subset` carries it)
     splits = {name: full.subset(idx) for name, idx in indices.items()}
     members: dict[int, list[str]] = {}
     hashes: dict[int, set[str]] = {}

@@ -98,7 +98,7 @@ from engine.backbones import Classifier
 from engine.chance import answers_words, chance_finding
 from engine.config import RunConfig
 from engine.data import (COPY_THUMB, IMAGE_EXTENSIONS, MAX_COLOUR_DIFF, MAX_IMAGE_PIXELS, exif_turned, fitted_size,
-                         is_greyscale, open_image, picture_box,
+                         is_greyscale, open_image, picture_boxes,
                          PHASH_MAX_DISTANCE, PIL_FORMATS,
                          SPLIT_FOLDER_NAMES, EmptyArchiveError, SkippedFile, ZipLimits, decode_image, image_files, popcount64,
                          not_a_zip_reason, safe_extract_zip, thumbnails_close)
@@ -748,14 +748,14 @@ def edge_step(images_u8: torch.Tensor, max_pixels: int = 1 << 23) -> torch.Tenso
 def picture_checks(images_u8: torch.Tensor, fit: str = "crop") -> list[list[float]]:
     """[`flat_share`, `neighbour_correlation`, `grey_spread`, `edge_step`] of each uint8 image [N, 3, S, S], four
     lists of N floats. With `fit` "pad" (engine.data.fit_square) each is measured on the picture inside its grey bars
-    (engine.data.picture_box): the bars are the studio's, not the user's, and made a panorama "mostly flat colour".
+    (engine.data.picture_boxes): the bars are the studio's, not the user's, and made a panorama "mostly flat colour".
     Images with the same bars are measured together."""
     checks = (flat_share, neighbour_correlation, grey_spread, edge_step)
     if fit != "pad" or not len(images_u8):
         return [check(images_u8).tolist() for check in checks]
     groups: dict[tuple[int, int, int, int], list[int]] = {}
-    for n, image in enumerate(images_u8):
-        groups.setdefault(picture_box(image), []).append(n)
+    for n, box in enumerate(picture_boxes(images_u8)):
+        groups.setdefault(box, []).append(n)
     out = [[0.0] * len(images_u8) for _ in checks]
     for (top, bottom, left, right), rows in groups.items():
         pictures = images_u8[rows][:, :, top:bottom, left:right]

@@ -423,14 +423,21 @@ def map_caption(label: str, heat: np.ndarray, box: tuple[int, int, int, int] | N
     pixel there than on the picture), says how much (`BARS_NOTE` says why it matters)."""
     if not np.any(heat > 0):
         return f"{label} · {FLAT_NOTE}"
+    shares = bars_heavy(heat, box)
+    return f"{label} · {shares[0]:.0%} of its weight on the grey bars ({shares[1]:.0%} of the square)" if shares \
+        else label
+
+
+def bars_heavy(heat: np.ndarray, box: tuple[int, int, int, int] | None) -> tuple[float, float] | None:
+    """(the share of an H x W map's weight on a padded picture's grey bars, the bars' share of the square) when the
+    bars carry at least engine.explain.BAR_WEIGHT_NOTE of it and more weight per pixel than the picture (a map spread
+    evenly puts the bars' area share there); None otherwise, also without a `box` (a cropped run's picture)."""
     if box is None:
-        return label
+        return None
     top, bottom, left, right = box
-    area = 1 - (bottom - top) * (right - left) / heat.size  # the bars' share of the square
+    area = 1 - (bottom - top) * (right - left) / heat.size
     bars = bar_weight(heat, box)
-    # more weight per pixel on the bars than on the picture: a map spread evenly puts the bars' area share there
-    heavy = bars >= BAR_WEIGHT_NOTE and bars > area
-    return f"{label} · {bars:.0%} of its weight on the grey bars ({area:.0%} of the square)" if heavy else label
+    return (bars, area) if bars >= BAR_WEIGHT_NOTE and bars > area else None
 
 
 def padded_box(image_u8, fit: str) -> tuple[int, int, int, int] | None:
@@ -653,7 +660,7 @@ def maps_view(rec, b, pred: dict[str, np.ndarray], index: int, rows: list[dict],
     truth = classes[int(pred["labels"][index])]
     clean = _hwc(b.data.val.images[index])
     box = padded_box(b.data.val.images[index], b.cfg.data.fit)
-    captions = []
+    heavy = False
     head = layout.cells(2)
     head[0].markdown(f"**{state.md_text(pred['files'][index])}**, true class **{state.md_text(truth)}**. Each row is one model, each column one method; "
                      "bright = strong influence on the score.")
@@ -681,9 +688,10 @@ def maps_view(rec, b, pred: dict[str, np.ndarray], index: int, rows: list[dict],
         cols[0].image(to_u8(upscale(image)), caption=input_caption, width="stretch")
         for col, m in zip(cols[1:], maps):
             heat = maps[m][r["key"]].astype(np.float32) / 255.0
-            captions.append(map_caption(METHOD_NAMES[m], heat, box))
-            col.image(to_u8(upscale(overlay(image, heat, strength))), caption=captions[-1], width="stretch")
-    if any("on the grey bars" in c for c in captions):
+            heavy = heavy or bars_heavy(heat, box) is not None
+            col.image(to_u8(upscale(overlay(image, heat, strength))), caption=map_caption(METHOD_NAMES[m], heat, box),
+                      width="stretch")
+    if heavy:
         st.caption(BARS_NOTE)
 
 

@@ -17,8 +17,8 @@ from app.claims_view import (at_chance, claim_lines, compare_few_images_words, c
                              guessing_runs_words, ood_off_note, small_split_note, unstable_note, val_test_gap)
 from app.method_views import VIEWS
 from engine.augment import augmentation_words, greyscale_copies_words
-from engine.chance import (chance_finding, colour_words, findings_split, smaller_model_summary, split_at_guessing,
-                           weak_class_words)
+from engine.chance import (chance_finding, colour_gap, colour_words, findings_split, smaller_model_summary,
+                           split_at_guessing, weak_class_words)
 from engine.config import OptimConfig, TrainConfig
 from engine.jobs import STOPPED_BY_SERVER
 from engine.methods import METHODS
@@ -26,8 +26,8 @@ from engine.methods.pruning import nonzero_params
 from engine.optim import frozen_words, head_lr_words
 from engine.resume import RESUME_FILE
 from engine.schedules import schedule_label
-from engine.words import (and_words, balance_words, data_extras, ended_early_words, epochs_ended_early, fit_words,
-                          percent_half_up, plural)
+from engine.words import (and_words, balance_words, ended_early_words, epochs_ended_early, fit_words, percent_half_up,
+                          plural)
 
 RUN_KEY = "results_run"
 SUMMARY_METRICS = {  # summary key -> (label, help)
@@ -338,7 +338,7 @@ def detail_charts(run: components.RunView, summary: dict) -> None:
         if weak:  # the user's class names, as text
             st.info(state.md_text(weak), icon=":material/troubleshoot:")
         if colour := colour_words(view, split):  # night shots beside day ones: one accuracy hid the difference
-            if "by more than luck" in colour:
+            if colour_gap(view, split).weaker:  # weaker beyond luck: a finding, as a weak class is
                 st.info(colour, icon=":material/contrast:")
             else:
                 st.caption(colour)

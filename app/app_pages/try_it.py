@@ -29,8 +29,8 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, components, layout, state
-from app.app_pages.explain import (BARS_NOTE, FLAT_GRAD_CAM, any_flat, colour_bar, map_caption, overlay,
-                                   padded_box, upscale)
+from app.app_pages.explain import (BARS_NOTE, FLAT_GRAD_CAM, any_flat, bars_heavy, colour_bar, map_caption,
+                                   overlay, padded_box, upscale)
 from app.claims_view import at_chance, guess_warning
 from engine.errors import StudioError
 from engine.explain import ATTRIBUTIONS
@@ -410,7 +410,7 @@ def explain_view(ds: str, models: list[Shown], image: np.ndarray, answers: list,
                    "means anything.", icon=":material/help:")
     picture = image.transpose(1, 2, 0).astype(np.float32) / 255.0
     cols = answer_columns(len(models))[1:]  # each map under its model's answer
-    heats, captions = [], []
+    heats, heavy = [], False
     for col, model, answer in zip(cols, models, answers):
         target = model.p.classes.index(answer.top[0][0])
         with st.spinner(f"{METHOD_NAMES[method]} for {model.label} ..."):
@@ -421,14 +421,15 @@ def explain_view(ds: str, models: list[Shown], image: np.ndarray, answers: list,
                 col.info(f"{METHOD_NAMES[method]}: {exc}", icon=":material/info:")
                 continue
         # a fixed width: with the default the caption's length set each map's size (two maps side by side differed)
-        captions.append(map_caption(f"{state.md_text(model.label)}: why {state.md_text(answer.top[0][0])}", m,
-                                    padded_box(image, model.p.fit)))
+        box = padded_box(image, model.p.fit)
+        heavy = heavy or bars_heavy(m, box) is not None
         col.image(upscale((np.clip(overlay(picture, m), 0, 1) * 255).astype(np.uint8), DISPLAY_PX),
-                  caption=captions[-1], width=DISPLAY_PX)
+                  caption=map_caption(f"{state.md_text(model.label)}: why {state.md_text(answer.top[0][0])}", m, box),
+                  width=DISPLAY_PX)
         heats.append(m)
     if method == "grad_cam" and any_flat(heats):
         st.caption(FLAT_GRAD_CAM)
-    if any("on the grey bars" in c for c in captions):
+    if heavy:
         st.caption(BARS_NOTE)
 
 
@@ -453,10 +454,8 @@ def kind_caution(model: Shown, image: np.ndarray) -> str | None:
 
     if not own_figures(model.variant, model.alpha):
         return None
-    summary = components.read_summary(model.run_dir)
-    if not any(f"{split}_by_colour" in summary for split in ("val", "test")):
-        return None
-    return picture_kind_words(summary, bool(is_greyscale(torch.from_numpy(image)[None])[0]))
+    greyscale = bool(is_greyscale(torch.from_numpy(image)[None])[0])
+    return picture_kind_words(components.read_summary(model.run_dir), greyscale)
 
 
 def image_result(ds: str, models: list[Shown], name: str, data: bytes, threshold: float,
