@@ -57,11 +57,17 @@ def random_crop_flip_theta(batch: int, generator: torch.Generator | None, scale,
 
 def augment_batch(images: torch.Tensor, generator: torch.Generator | None = None, scale=(0.35, 1.0),
                   ratio=(3 / 4, 4 / 3), flip: bool = True) -> torch.Tensor:
-    """Random resized crop + horizontal flip of a whole batch: uint8 [B,3,S,S] -> float [B,3,S,S] in [0,1].
-
-    Runs on `images.device`; deterministic for a given generator state.
+    """Random resized crop + horizontal flip of a whole batch: uint8 [B,3,S,S] -> float [B,3,S,S] in [0,1]
+    (`crop_flip`). Runs on `images.device`; deterministic for a given generator state.
     """
-    x = to_float(images)
+    return crop_flip(to_float(images), generator, scale, ratio, flip)
+
+
+def crop_flip(x: torch.Tensor, generator: torch.Generator | None = None, scale=(0.35, 1.0), ratio=(3 / 4, 4 / 3),
+              flip: bool = True) -> torch.Tensor:
+    """Random resized crop + horizontal flip of float [B,C,S,S] in [0,1] (any channels: a mask carried beside the
+    pixels follows the same crop), bilinear, returned in [0,1]; draws 4 (5 with `flip`) x B numbers from
+    `generator`."""
     batch = x.shape[0]
     if batch == 0:
         return x
@@ -72,32 +78,39 @@ def augment_batch(images: torch.Tensor, generator: torch.Generator | None = None
     return out.clamp_(0.0, 1.0)
 
 
-def training_batch(images: torch.Tensor, generator: torch.Generator | None, train) -> torch.Tensor:
+def training_batch(images: torch.Tensor, generator: torch.Generator | None, train, fit: str = "crop") -> torch.Tensor:
     """A training batch as the run's settings ask: uint8 [B,3,S,S] -> float32 [B,3,S,S] in [0,1],
     augmented (`augment_batch`) when `train.augment` is on, mirrored only when `train.flip` is too, and a
-    `train.greyscale` share of it turned greyscale (`greyscale_some`) (`train`: the run's `TrainConfig`)."""
+    `train.greyscale` share of it turned greyscale (`greyscale_some`) (`train`: the run's `TrainConfig`). In a
+    whole-picture run (`fit` "pad", `engine.data.fit_square`) the grey bars (`engine.data.pad_mask`, carried
+    through the same crop) keep their colour in the greyscale copies."""
     if not train.augment:
         return to_float(images)
-    x = augment_batch(images, generator, flip=train.flip)
-    # no draw at 0: runs without it repeat
-    return greyscale_some(x, train.greyscale, generator) if train.greyscale > 0 else x
+    if train.greyscale <= 0:  # no draw at 0: runs without it repeat
+        return augment_batch(images, generator, flip=train.flip)
+    from engine.data import pad_mask
+
+    x = to_float(images)
+    if fit == "pad":
+        x = torch.cat([x, pad_mask(images)[:, None].to(x.dtype)], 1)
+    x = crop_flip(x, generator, flip=train.flip)
+    bars = x[:, 3:] > 1 - 1e-3 if fit == "pad" else None  # the bars' own pixels after the crop, not their edges
+    return greyscale_some(x[:, :3].contiguous(), train.greyscale, generator, bars)
 
 
-def greyscale_some(x: torch.Tensor, share: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def greyscale_some(x: torch.Tensor, share: float, generator: torch.Generator | None = None,
+                   keep: torch.Tensor | None = None) -> torch.Tensor:
     """Each image of float [B,3,S,S] (pixels in [0,1]) turned greyscale with probability `share`, in place and
     returned: its luminance (ITU-R 601, torchvision's rgb_to_grayscale, as RandomGrayscale) in all three channels.
-    A padded picture's grey bars (engine.data.PAD_RGB, data.fit "pad") keep their colour: greyed, they were unlike
-    every test image's bars. Draws B uniform numbers from `generator` (on its device)."""
+    Pixels where bool `keep` [B,1,S,S] is set keep their colour (a padded picture's grey bars: greyed, they were
+    unlike every test image's bars). Draws B uniform numbers from `generator` (on its device)."""
     from torchvision.transforms.v2.functional import rgb_to_grayscale
-
-    from engine.data import PAD_RGB
 
     chosen = _uniform(len(x), 0.0, 1.0, generator, x.device) < share
     if bool(chosen.any()):
         picked = x[chosen]
-        pad = torch.tensor(PAD_RGB, dtype=x.dtype, device=x.device).view(1, 3, 1, 1) / 255
-        bar = (picked - pad).abs().amax(1, keepdim=True) < 1 / 512  # the bars' own pixels, not their edges
-        x[chosen] = torch.where(bar, picked, rgb_to_grayscale(picked, num_output_channels=3))
+        grey = rgb_to_grayscale(picked, num_output_channels=3)
+        x[chosen] = grey if keep is None else torch.where(keep[chosen], picked, grey)
     return x
 
 

@@ -1066,9 +1066,10 @@ def fit_square(rgb: Image.Image, size: int, fit: str = "crop", crop_at: float = 
 
 
 def pad_mask(images_u8: torch.Tensor) -> torch.Tensor:
-    """Which pixels of uint8 images [N, 3, H, W] are exactly PAD_RGB [N, H, W] (bool, on the CPU): a padded
-    picture's bars (`fit_square`), which `picture_boxes` and `is_greyscale` leave out."""
-    return (images_u8.cpu() == torch.tensor(PAD_RGB, dtype=torch.uint8).view(1, 3, 1, 1)).all(1)
+    """Which pixels of uint8 images [N, 3, H, W] are exactly PAD_RGB [N, H, W] (bool, on the images' device): a
+    padded picture's bars (`fit_square`), which `picture_boxes` and `is_greyscale` leave out and greyscale copies
+    keep in colour (`engine.augment.training_batch`)."""
+    return (images_u8 == torch.tensor(PAD_RGB, dtype=torch.uint8, device=images_u8.device).view(1, 3, 1, 1)).all(1)
 
 
 def picture_boxes(images_u8: torch.Tensor) -> list[tuple[int, int, int, int]]:

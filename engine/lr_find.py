@@ -157,7 +157,7 @@ def _sweep(ctx, n: int, lo: float, hi: float, reporter: Reporter) -> tuple[list[
         for g, m in zip(opt.param_groups, mults):
             g["lr"] = lr * m
         idx = order[i * bs:(i + 1) * bs].to(ctx.device)
-        x = training_batch(ctx.train_images[idx], ctx.device_generator, cfg.train)
+        x = training_batch(ctx.train_images[idx], ctx.device_generator, cfg.train, cfg.data.fit)
         with autocast_ctx(ctx.device, ctx.amp_dtype):
             loss = F.cross_entropy(ctx.train_model(x).float(), ctx.train_labels[idx], weight=ctx.loss_weight,
                                    label_smoothing=cfg.optim.label_smoothing)

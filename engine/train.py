@@ -280,7 +280,7 @@ def train_one_epoch(ctx: TrainContext, hooks: list[MethodHook], scaler: torch.am
             g["lr"] = g["base_lr"] * lr_at(ctx.step / ctx.total_steps)
         idx = order[i * bs:(i + 1) * bs][ctx.rank::ctx.world_size]  # each process its share of the batch
         y = ctx.train_labels[idx]
-        x = training_batch(ctx.train_images[idx], ctx.device_generator, cfg.train)
+        x = training_batch(ctx.train_images[idx], ctx.device_generator, cfg.train, cfg.data.fit)
         if ctx.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast_ctx(device, ctx.amp_dtype):

@@ -176,10 +176,18 @@ def test_greyscale_copies_turn_that_share_of_a_batch_grey_and_leave_runs_without
     assert grey(greyscale_some(to_float(colour), 1.0)).all() and not grey(greyscale_some(to_float(colour), 0.0)).any()
     from engine.data import PAD_RGB
 
-    padded = colour[:2].clone()
-    padded[:, :, :2] = torch.tensor(PAD_RGB, dtype=torch.uint8).view(3, 1, 1)  # a whole picture's bar, two rows
-    out = greyscale_some(to_float(padded), 1.0)
-    assert torch.equal(out[:, :, :2], to_float(padded)[:, :, :2]) and grey(out[:, :, 2:]).all(), "the bars kept"
+    padded = torch.zeros(64, 3, 32, 32, dtype=torch.uint8)
+    padded[:, 0] = 220
+    padded[:, :, :8] = torch.tensor(PAD_RGB, dtype=torch.uint8).view(3, 1, 1)  # a whole picture's top bar
+    bar_colour = torch.tensor(PAD_RGB).view(3, 1) / 255
+    for fit, kept in (("pad", True), ("crop", False)):
+        out = training_batch(padded, torch.Generator().manual_seed(1), TrainConfig(greyscale=1.0, flip=False), fit)
+        pixels = out.permute(1, 0, 2, 3).flatten(1)  # [3, B*S*S]
+        in_colour = (pixels.amax(0) - pixels.amin(0)) > 1e-4
+        assert bool(in_colour.any()) == kept, fit  # a crop run has no bars: a pixel of their colour is greyed
+        if kept:  # the bars' own pixels, followed through each crop, and nothing else
+            assert torch.allclose(pixels[:, in_colour], bar_colour.expand(3, int(in_colour.sum())), atol=1e-3)
+            assert int(in_colour.sum()) > 64 * 32 * 2, "some bar in most crops"
     assert augmentation_words(TrainConfig(greyscale=0.25)) == "random crops and left-right mirrors, 25% of images " \
                                                               "greyscale"
     assert augmentation_words(TrainConfig()) == "random crops and left-right mirrors"

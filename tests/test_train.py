@@ -174,7 +174,7 @@ def test_a_linear_rise_trains_on_its_first_step_and_peaks_on_its_last(name, shar
 def test_divergence_fails_with_the_reason(tiny_cfg, tmp_path, monkeypatch):
     # lr is capped at 10 (its field metadata) and batch norm keeps even that finite on tiny data, so
     # the non-finite loss is made directly: augmented pixels of NaN
-    monkeypatch.setattr("engine.train.training_batch", lambda x, g, train: torch.full(x.shape, float("nan")))
+    monkeypatch.setattr("engine.train.training_batch", lambda x, g, train, fit: torch.full(x.shape, float("nan")))
     with pytest.raises(StudioError, match="diverged"):
         train(tiny_cfg("train.epochs=1"), work_dir=tmp_path)
 
