@@ -605,6 +605,29 @@ def findings_split(summary: dict) -> str:
     return "test" if summary.get("test_confusion") else "val"
 
 
+def findings_at_guessing(summary: dict, split: str) -> bool:
+    """Whether a run's per-group findings on `split` ("test" or "val") are to be left unsaid: the run as a whole
+    (`chance_finding`; a small test split within luck that validation clears included) or this split
+    (`split_at_guessing`) is at guessing, which the pages say as that (and every group would be named)."""
+    return chance_finding(summary, validation_clears=False) is not None or split_at_guessing(summary, split) is not None
+
+
+def gap_p(group: tuple[int, int], others: tuple[int, int], alternative: str = "two-sided") -> float | None:
+    """The Fisher exact test's p (scipy.stats.fisher_exact) of a group's (right, images) against the others' where
+    their accuracies are at least WEAK_GAP apart (`alternative` "less": the group's at least WEAK_GAP below); None
+    where they are closer or either has no images. A weak class (`weak_classes`) and the weaker of greyscale and
+    colour pictures (`colour_gap`) are both found this way."""
+    from scipy.stats import fisher_exact
+
+    (right, n), (o_right, o_n) = group, others
+    if not n or not o_n:
+        return None
+    below = o_right / o_n - right / n
+    if (below if alternative == "less" else abs(below)) < WEAK_GAP:
+        return None
+    return float(fisher_exact([[right, n - right], [o_right, o_n - o_right]], alternative=alternative).pvalue)
+
+
 def weak_classes(summary: dict, split: str | None = None) -> list[WeakClass]:
     """The classes of a finished run the model gets wrong far more often than the rest on `split`
     ("test" or "val"; None: the test split, else validation when the run has no test confusion matrix),
@@ -614,26 +637,21 @@ def weak_classes(summary: dict, split: str | None = None) -> list[WeakClass]:
     at least WEAK_GAP below theirs. The weakest first, at most WEAK_SHOWN. [] when the confusion matrix
     is missing or malformed, and when the run as a whole or this split is at the level of guessing
     (`chance_finding`, `split_at_guessing` say that, and every class would be named). Raises nothing."""
-    from scipy.stats import fisher_exact
-
     split = split or findings_split(summary)
     classes, rows = summary.get("classes"), summary.get(f"{split}_confusion")
     if not classes or not isinstance(rows, list) or len(rows) != len(classes) \
             or any(not isinstance(r, list) or len(r) != len(classes) for r in rows):
         return []
     rows = [[int(v) for v in r] for r in rows]
-    # a small test split within luck that validation clears is no finding, nor are its weak classes
-    if chance_finding(summary, validation_clears=False) is not None or split_at_guessing(summary, split) is not None:
+    if findings_at_guessing(summary, split):
         return []
     right_all, n_all = sum(rows[i][i] for i in range(len(rows))), sum(map(sum, rows))
     found = []
     for i, name in enumerate(classes):
         n, right = sum(rows[i]), rows[i][i]
         o_n, o_right = n_all - n, right_all - right
-        if n == 0 or o_n == 0 or o_right / o_n - right / n < WEAK_GAP:
-            continue
-        p = float(fisher_exact([[right, n - right], [o_right, o_n - o_right]], alternative="less").pvalue)
-        if p >= WEAK_P:
+        p = gap_p((right, n), (o_right, o_n), alternative="less")
+        if p is None or p >= WEAK_P:
             continue
         taken = max(rows[i][j] for j in range(len(classes)) if j != i)
         ties = tuple(str(classes[j]) for j in range(len(classes)) if j != i and rows[i][j] == taken)
@@ -663,12 +681,9 @@ def colour_gap(summary: dict, split: str | None = None) -> ColourGap | None:
     scipy.stats.fisher_exact, p < COLOUR_P). None without both
     kinds, for malformed counts, or when the run or the split is at guessing (`chance_finding`, `split_at_guessing`
     say that)."""
-    from scipy.stats import fisher_exact
-
     split = split or next((s for s in ("test", "val") if f"{s}_by_colour" in summary), findings_split(summary))
     by = summary.get(f"{split}_by_colour")
-    if not isinstance(by, dict) or chance_finding(summary, validation_clears=False) is not None \
-            or split_at_guessing(summary, split) is not None:  # the split as a whole at guessing: said as that
+    if not isinstance(by, dict) or findings_at_guessing(summary, split):
         return None
     try:
         grey, colour = (tuple(int(v) for v in by[k]) for k in ("greyscale", "colour"))
@@ -677,9 +692,9 @@ def colour_gap(summary: dict, split: str | None = None) -> ColourGap | None:
         return None
     if not g_n or not c_n:
         return None
-    if abs(g_right / g_n - c_right / c_n) < WEAK_GAP:
+    p = gap_p(grey, colour)
+    if p is None:
         return ColourGap(split, grey, colour, None, False)
-    p = float(fisher_exact([[g_right, g_n - g_right], [c_right, c_n - c_right]]).pvalue)
     weaker = "greyscale" if g_right / g_n < c_right / c_n else "colour"
     return ColourGap(split, grey, colour, weaker if p < COLOUR_P else None, p >= COLOUR_P)
 
