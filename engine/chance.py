@@ -659,6 +659,84 @@ def weak_classes(summary: dict, split: str | None = None) -> list[WeakClass]:
     return sorted(found, key=lambda w: (w.acc, w.p))[:WEAK_SHOWN]
 
 
+FEW_PER_CLASS = 5  # held-out images of one class: below this one image moves its own accuracy by over 20 points
+
+
+def few_image_classes(summary: dict) -> dict[str, dict[str, int]]:
+    """The classes with fewer than FEW_PER_CLASS images in the validation or test split (the summary's, or a
+    DataReport's, data_report split_counts: {split: {class: images}}) while another class there has that many or
+    more (where every class has fewer, `small_split_words` says it of the whole split): {class: {"val": images,
+    "test": images}} (the splits the counts give), in the counts' class order; {} when none or the counts are
+    missing. A clinician's rare class read "100% (2 of 2)" in green with no word that 2 images settle nothing."""
+    counts = (summary.get("data_report") or {}).get("split_counts") or {}
+    held = {s: {str(c): int(n or 0) for c, n in (counts.get(s) or {}).items()}
+            for s in ("val", "test") if counts.get(s)}
+    few = [c for s, by in held.items() if max(by.values()) >= FEW_PER_CLASS for c, n in by.items() if n < FEW_PER_CLASS]
+    names = [c for c in next(iter(held.values()), {}) if c in few]
+    return {c: {s: by.get(c, 0) for s, by in held.items()} for c in names}
+
+
+def class_answers(summary: dict, name: str, split: str) -> str | None:
+    """Class `name`'s answers on `split` from the summary's `{split}_confusion` (rows: true class, columns: answer):
+    "1 of 2 validation images right (1 taken for Naevus)"; None without a well-formed matrix or that class."""
+    classes, rows = [str(c) for c in summary.get("classes") or []], summary.get(f"{split}_confusion")
+    if name not in classes or not isinstance(rows, list) or len(rows) != len(classes):
+        return None
+    i = classes.index(name)
+    row = [int(v) for v in rows[i]]
+    if not sum(row):
+        return None
+    taken = [f"{n} taken for {classes[j]}" for j, n in enumerate(row) if j != i and n]
+    return (f"{row[i]} of {plural(sum(row), SPLIT_WORDS[split] + ' image')} right"
+            + (f" ({', '.join(taken)})" if taken else ""))
+
+
+def few_class_words(summary: dict) -> str:
+    """`few_image_classes` in words, with each such class's answers where the run measured them (`class_answers`):
+    "Few images to judge this class by. Melanoma: 2 of 2 test images right, 1 of 2 validation images right (1 taken
+    for Naevus (benign)). One image is 50 points of such a class's own accuracy, so its figures say little; more of its
+    pictures make them firmer."; before a run (a DataReport's counts) the images each split will hold ("Melanoma: 2
+    validation images, 2 test images"). "" when no
+    class is that few. Results, the model card, the Data page, `inspect` and `train` say it."""
+    few = few_image_classes(summary)
+    if not few:
+        return ""
+    parts = []
+    for name, sizes in few.items():
+        said = [w for s in ("test", "val") if (w := class_answers(summary, name, s))]
+        parts.append(f"{name}: " + ", ".join(said or [plural(n, SPLIT_WORDS[s] + " image") for s, n in sizes.items()]))
+    least = min([n for sizes in few.values() for n in sizes.values() if n] or [1])
+    return (f"Few images to judge {'this class' if len(few) == 1 else 'these classes'} by. " + "; ".join(parts)
+            + f". One image is {100 / least:.0f} points of such a class's own accuracy, so its figures say little "
+            f"(100% of {plural(least, 'image')} is no proof); more of its pictures, or larger validation and test "
+            "shares, make them firmer.")
+
+
+FEW_TRAIN = 10  # training images of one class: below this (beside a class of twice as many) it is named
+
+
+def few_training_words(summary: dict) -> str | None:
+    """The classes a run's model learnt from fewer than FEW_TRAIN training images while its largest class had at
+    least twice as many (the summary's data_report split_counts "train"): "The model learnt Melanoma from only 5
+    training pictures (Naevus (benign) from 43): it knows that class least, so it may miss such pictures or take
+    others for it."; None otherwise. Try it says it under a new picture's answer: a clinician's rare-class photo
+    was answered as another class at 94% with no word that the model had seen 5 of its kind."""
+    train = {str(c): int(n or 0) for c, n in
+             (((summary.get("data_report") or {}).get("split_counts") or {}).get("train") or {}).items()}
+    if not train:
+        return None
+    largest = max(train, key=train.get)
+    few = [(c, n) for c, n in train.items() if n < FEW_TRAIN and 2 * n <= train[largest]]
+    if not few:
+        return None
+    named = and_words([f"{c} from {'only ' if i == 0 else ''}{plural(n, 'training picture') if i == 0 else n}"
+                       for i, (c, n) in enumerate(few)])
+    one = len(few) == 1
+    return (f"The model learnt {named} ({largest} from {train[largest]}): it knows "
+            f"{'that class' if one else 'those classes'} least, so it may miss such pictures or take others for "
+            f"{'it' if one else 'them'}.")
+
+
 COLOUR_P = 0.05  # greyscale and colour pictures' accuracies further apart than chance gives this often: said
 
 

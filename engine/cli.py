@@ -27,9 +27,10 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from engine.backbones import BACKBONES, WEIGHTS_TEXT, available_sources, backbone_title, check_bundled
-from engine.chance import (ChanceCause, chance_cause, chance_finding, colour_words, cut_ends_words,
-                           finer_detail_words, memorised_fixes, memorised_words, pictures_kind_words, run_lr,
-                           small_split_words, unstable_words, val_test_gap_words, weak_class_words)
+from engine.chance import (ChanceCause, chance_cause, chance_finding, colour_words, cut_ends_words, few_class_words,
+                           finer_detail_words, memorised_fixes, memorised_words, one_image_words, pictures_kind_words,
+                           run_lr, small_split_words, small_splits, unstable_words, val_test_gap_words,
+                           weak_class_words)
 from engine.checkpoints import new_run_id, read_metadata, write_json
 from engine.clock import fmt_duration, process_started_at
 from engine.config import (RunConfig, apply_overrides, probe_epochs_for, smaller_batch, smaller_batch_advice,
@@ -756,7 +757,7 @@ def _say_caution(summary: dict, cfg: RunConfig) -> None:
                "The two splits are drawn at random from your images: the same settings with another --seed show "
                "which of the two numbers is typical.")
         print(f"note: {gap} {why}", file=sys.stderr)
-    for note in (weak_class_words(summary), colour_words(summary)):
+    for note in (weak_class_words(summary), colour_words(summary), few_class_words(summary)):
         if note:
             print(f"note: {note}", file=sys.stderr)
     small = small_split_words(summary)
@@ -941,6 +942,7 @@ def _inspect(args: argparse.Namespace) -> int:
                    if imb["imbalanced"] else "balanced enough")
         print(f"imbalance: largest class '{imb['largest']}' / smallest '{imb['smallest']}' = {imb['ratio']}x ({verdict})"
               if imb["largest"] != imb["smallest"] else "imbalance: none (every class has the same number of images)")
+    _print_few_held_out(rep.split_counts)
     print(f"duplicate groups: {len(rep.duplicate_groups)}" + (
         f" ({len(rep.duplicates_dropped)} extra copies dropped)" if rep.duplicates_dropped else ""))
     identical = rep.group_kinds()
@@ -960,6 +962,18 @@ def _inspect(args: argparse.Namespace) -> int:
         for f in files:
             print(f"  {f}")
     return 0
+
+
+def _print_few_held_out(split_counts: dict[str, dict[str, int]]) -> None:
+    """`inspect`'s notes, as the Data page's, on what the held-out splits will measure with (`split_counts`:
+    {split: {class: images}}): splits of few images (engine.chance.small_splits) and classes of few images
+    (engine.chance.few_class_words)."""
+    report = {"data_report": {"split_counts": split_counts}}
+    if small := small_splits(report):
+        print(f"note: few images to measure on: {one_image_words(small)}; a run's accuracies will move in steps "
+              "that large")
+    if few := few_class_words(report):
+        print(f"note: {few}")
 
 
 def _runs(args: argparse.Namespace) -> int:

@@ -22,9 +22,11 @@ import torch
 
 from engine.augment import augmentation_words, to_float
 from engine.backbones import Classifier, backbone_title
-from engine.chance import (answers_words, chance_finding, colour_words, small_split_words, smaller_model_summary,
+from engine.chance import (SPLIT_WORDS, answers_words, chance_finding, colour_words, few_class_words,
+                           few_training_words, findings_split, small_split_words, smaller_model_summary,
                            val_test_gap_words, weak_class_words)
 from engine.checkpoints import load_checkpoint, read_metadata, save_checkpoint
+from engine.claims import split_sizes
 from engine.config import RunConfig, shown_setting, shown_value
 from engine.corruptions import corruption_name
 from engine.data import PAD_RGB, DataSplits
@@ -336,8 +338,9 @@ def caution_section(summary: dict[str, Any]) -> list[str]:
     summary["wise_measured"]), validation and test accuracies further apart than chance usually puts
     them (engine.chance.val_test_gap_words), classes the model gets wrong far more often than the others
     (engine.chance.weak_class_words, on the test images, else validation; for a mix its own confusion matrices
-    measured at export, none before) and figures measured on few held-out images (engine.chance.small_split_words);
-    [] when none applies."""
+    measured at export, none before), figures measured on few held-out images (engine.chance.small_split_words) and
+    classes of few held-out images (engine.chance.few_class_words) or few training images
+    (engine.chance.few_training_words); [] when none applies."""
     measured = summary.get("wise_measured") or {}
     if measured:  # the mix is what is shipped, not the fine-tuned end: its own accuracies and confusion matrices
         summary = dict(summary, **{k: measured.get(k) for k in ("val_acc", "test_acc", "val_confusion",
@@ -348,7 +351,9 @@ def caution_section(summary: dict[str, Any]) -> list[str]:
     unmeasured_mix = summary.get("wise_alpha") is not None and not measured
     weak = None if unmeasured_mix else weak_class_words(summary)
     colour = None if unmeasured_mix else colour_words(summary)  # a mix's own, once measured
-    if found is None and not small and not gap and not weak and not colour:
+    few = few_class_words(dict(summary, val_confusion=None, test_confusion=None) if unmeasured_mix else summary)
+    learnt = few_training_words(summary)
+    if found is None and not small and not gap and not weak and not colour and not few and not learnt:
         return []
     # after "Metrics (the fine-tuned model, alpha 1)" a reader pinned a mix's cautions on the fine-tuned model
     alpha = summary.get("wise_alpha")
@@ -364,7 +369,38 @@ def caution_section(summary: dict[str, Any]) -> list[str]:
         lines.append(f"- {colour}")
     if small:
         lines.append(f"- {small}")
+    if few:
+        lines.append(f"- {few}")
+    if learnt:
+        lines.append(f"- {learnt}")
     return lines
+
+
+def per_class_lines(summary: dict[str, Any]) -> list[str]:
+    """The card's accuracy of each class, on the test images (else validation), from the summary's
+    `{split}_confusion` (rows: true class; image counts): "- Per class (test images): Melanoma 50.0% (1 of 2); ...";
+    [] without a well-formed matrix. A clinician's rare class had no figure of its own on the card they took home."""
+    split = findings_split(summary)
+    classes, rows = summary.get("classes") or [], summary.get(f"{split}_confusion")
+    if not classes or not isinstance(rows, list) or len(rows) != len(classes):
+        return []
+    shown = [f"{c} {pct(row[i] / sum(row))} ({row[i]} of {sum(row)})" if sum(row) else f"{c}: no images"
+             for i, (c, row) in enumerate(zip(classes, ([int(v) for v in r] for r in rows)))]
+    return [f"- Per class ({SPLIT_WORDS[split]} images): " + "; ".join(shown)]
+
+
+def limits_section(summary: dict[str, Any]) -> list[str]:
+    """The card's "Limits" lines (Mitchell et al. 2019, "Model Cards for Model Reporting": intended use and its
+    bounds), true of every model the studio trains: measured only on held-out images of the same collection (how
+    many, from the summary's data_report split_counts), generated corruptions alone for OOD, and no validation for
+    decisions with consequences."""
+    held = sum(sum(split_sizes(summary, s)) for s in ("val", "test"))
+    return ["", "## Limits",
+            f"- Measured only on {held:,} held-out images from the same collection as its training images: pictures "
+            "from other cameras, places, people or conditions may fare worse. The OOD figure above is on generated "
+            "corruptions of those images, not on pictures of other conditions.",
+            "- Not validated for decisions with consequences (medical, legal, safety): its answers are suggestions for "
+            "a person who knows the subject to check."]
 
 
 def ood_text(cfg: RunConfig, summary: dict[str, Any]) -> str:
@@ -452,6 +488,7 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
         f"- Validation accuracy: {pct(summary.get('val_acc'))}; test accuracy: {pct(summary.get('test_acc'))}",
         f"- OOD accuracy (corruption suite, severities 1-5): {ood_text(cfg, summary)}",
     ]
+    lines += per_class_lines(summary)
     for k, v in (summary.get("ood_acc_by_corruption") or {}).items():  # under the OOD line (they were read as a
         lines.append(f"  - {corruption_name(k)}: {pct(v)}")  # breakdown of the imbalance line that came between)
     imb = rep.get("imbalance") or {}
@@ -467,6 +504,7 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
     if summary.get("sparsity") is not None:
         lines.append(f"- Sparsity: {pct(summary['sparsity'])}")
     lines += caution_section(summary)
+    lines += limits_section(summary)
     if checks:
         on = "the validation split" if checked_on == VALIDATION_IMAGES else checked_on
         lines += ["", f"## Exports (verified on {on})"]

@@ -298,6 +298,16 @@ def test_a_runs_data_warnings_are_on_its_results_and_in_its_model_card(studio):
     assert any(i.startswith("Weaker than the other classes on the test images, by more than luck on that many "
                             "images: red, 20 of 40 right (50%, against 100% for the others), most often taken for "
                             "green (20 of 40).") for i in texts(at.info)), texts(at.info)
+    # a rare class's 100% on 2 test images is named with its answers and what one image weighs
+    rare = {**weak, "test_confusion": [[20, 0], [0, 2]], "test_acc": 1.0, "test_per_class_acc": {"green": 1.0,
+                                                                                                   "red": 1.0},
+            "data_report": {**summary["data_report"], "split_counts": {
+                **summary["data_report"]["split_counts"], "test": {"green": 20, "red": 2}}}}
+    path.write_text(json.dumps(rare))
+    at.run()
+    no_problems(at)
+    assert any(i.startswith("Few images to judge this class by. red: 2 of 2 test images right") and "points of such "
+               "a class's own accuracy" in i for i in texts(at.info)), texts(at.info)
     # a head that trained at a lower rate than the one set (engine.optim.head_lr_bound) is said beside its figures
     capped = {"lr": 0.02, "to": 0.0059, "curvature": 969, "trunk_lr": 0.02}
     path.write_text(json.dumps({**weak, "head_lr_capped": capped}))
@@ -703,6 +713,16 @@ def test_runs_are_listed_with_their_metrics_after_a_server_restart(studio, tiny_
     assert after.selectbox(key="results_run").value == run_id
     assert "Validation accuracy" in {m.label for m in after.metric}
     assert len(after.get("vega_lite_chart")) >= 2, "curves read from the store"
+
+
+def test_the_data_page_names_a_rare_class_whose_figures_will_rest_on_few_images(studio):
+    """A clinician's 9 melanoma pictures among 150 left 2 validation and 2 test images of it, and the Data page
+    said only how many images the whole splits held: the rare class is named before any run, with what one of
+    its images will weigh."""
+    files = {f"{c}/{i}.png": png(c, i) for c, n in (("red", 30), ("green", 6)) for i in range(n)}
+    at = upload_zip(new_app(), zip_bytes(files), "rare.zip")
+    assert any(i.startswith("Few images to judge this class by. green: 1 validation image, 1 test image. One image "
+                            "is 100 points") for i in texts(at.info)), texts(at.info)
 
 
 def test_the_default_preset_follows_the_datasets_size_until_the_user_changes_a_setting(studio, tiny_bytes):

@@ -1392,3 +1392,48 @@ def test_a_weak_run_on_pictures_shrunk_far_is_told_a_larger_image_size_keeps_fin
     assert not ood_off_note(config, summary) and not ood_off_note(off, dict(summary, ood_acc=0.5))
     _say_caution(dict(summary, val_acc=0.95), cfg)
     assert "shrank" not in capsys.readouterr().err
+
+
+def test_a_class_with_few_held_out_images_is_named_with_its_answers_and_one_images_weight():
+    """A clinician's rare class read "100% (2 of 2)" in green, and its one validation miss (a melanoma called
+    benign) sat behind a radio button: a class with fewer than FEW_PER_CLASS held-out images beside larger ones is
+    named, before a run with its counts and after it with its answers on each split."""
+    from engine.chance import FEW_PER_CLASS, few_class_words, few_image_classes
+
+    split = {"train": {"naevus": 43, "melanoma": 5, "bcc": 18}, "val": {"naevus": 14, "melanoma": 2, "bcc": 6},
+             "test": {"naevus": 14, "melanoma": 2, "bcc": 6}}
+    before = {"data_report": {"split_counts": split}}
+    assert few_image_classes(before) == {"melanoma": {"val": 2, "test": 2}}
+    assert few_class_words(before) == (
+        "Few images to judge this class by. melanoma: 2 validation images, 2 test images. One image is 50 points of "
+        "such a class's own accuracy, so its figures say little (100% of 2 images is no proof); more of its pictures, or "
+        "larger validation and test shares, make them firmer.")
+    after = {**before, "classes": ["naevus", "melanoma", "bcc"], "test_confusion": [[14, 0, 0], [0, 2, 0], [0, 0, 6]],
+             "val_confusion": [[14, 0, 0], [1, 1, 0], [0, 0, 6]]}
+    assert "melanoma: 2 of 2 test images right, 1 of 2 validation images right (1 taken for naevus). One image is " \
+           "50 points" in few_class_words(after), few_class_words(after)
+    # a class with no test image at all: its validation count sets the weight
+    none = {"data_report": {"split_counts": {"val": {"a": 9, "b": 3}, "test": {"a": 9, "b": 0}}}}
+    assert few_image_classes(none) == {"b": {"val": 3, "test": 0}}
+    assert "b: 3 validation images, 0 test images. One image is 33 points" in few_class_words(none)
+    # every class small: the split's own caution (small_split_words) says it; none at FEW_PER_CLASS and above
+    assert few_class_words({"data_report": {"split_counts": {"val": {"a": 3, "b": 2}, "test": {"a": 3, "b": 2}}}}) == ""
+    even = {c: FEW_PER_CLASS for c in ("a", "b")}
+    assert few_class_words({"data_report": {"split_counts": {"val": {**even, "c": 40}, "test": even}}}) == ""
+    assert few_class_words({}) == "" and few_image_classes({"data_report": {}}) == {}
+
+
+def test_a_class_learnt_from_few_training_pictures_beside_a_large_one_is_named():
+    from engine.chance import FEW_TRAIN, few_training_words
+
+    def said(train):
+        return few_training_words({"data_report": {"split_counts": {"train": train}}})
+
+    assert said({"naevus": 43, "melanoma": 5, "bcc": 18}) == (
+        "The model learnt melanoma from only 5 training pictures (naevus from 43): it knows that class least, so it "
+        "may miss such pictures or take others for it.")
+    assert said({"a": 4, "b": 5, "c": 43}) == (
+        "The model learnt a from only 4 training pictures and b from 5 (c from 43): it knows those classes least, so "
+        "it may miss such pictures or take others for them.")
+    assert said({"a": FEW_TRAIN - 1, "b": 2 * FEW_TRAIN - 3}) is None, "not twice as many in the largest class"
+    assert said({"a": FEW_TRAIN, "b": 90}) is None and said({}) is None and few_training_words({}) is None

@@ -583,6 +583,19 @@ def test_inspect_text_lists_layout_split_files_and_skips(tmp_path, capsys):
     assert "  train/cats/000.png = train/cats/copy.png  (identical files)" in out, out
 
 
+def test_inspect_says_what_the_held_out_splits_will_measure_with_as_the_data_page_does(tmp_path, capsys):
+    """`inspect` left out the Data page's notes on few held-out images: a small split, and a rare class among
+    larger ones (a clinician's 9 melanoma pictures beside 70 others)."""
+    src = make_folder(tmp_path / "rare", class_files({"naevus": 40, "melanoma": 6}))
+    from engine.cli import main
+
+    assert main(["inspect", "--data", str(src), "--data-dir", str(tmp_path / "eng")]) == 0
+    out = capsys.readouterr().out
+    assert "note: few images to measure on: 9 validation images (one image is 11.1 points) and 9 test images" in out
+    assert "note: Few images to judge this class by. melanoma: 1 validation image, 1 test image. One image is 100 " \
+           "points" in out, out
+
+
 def test_inspect_dataset_matches_the_training_split(tmp_path, work_dir):
     src = make_zip(tmp_path / "copies.zip", copies_dataset())
     report = inspect_dataset(src, work_dir, seed=5)

@@ -340,6 +340,34 @@ def test_the_card_cautions_a_gap_between_validation_and_test_beyond_chance():
            "64 right (50%, against 100% for the others), most often taken for a (32 of 64)." in weak, weak
 
 
+def test_the_card_gives_each_classs_figure_its_rare_classes_and_its_limits():
+    """A clinician took home a card with overall figures only: their rare class had no figure of its own, nothing
+    said it rested on 2 images or 5 training pictures, nor what the model is not meant for."""
+    from engine.config import RunConfig
+
+    split = {"train": {"naevus": 43, "melanoma": 5, "bcc": 18}, "val": {"naevus": 14, "melanoma": 2, "bcc": 6},
+             "test": {"naevus": 14, "melanoma": 2, "bcc": 6}}
+    summary = {"classes": ["naevus", "melanoma", "bcc"], "val_acc": 21 / 22, "test_acc": 1.0,
+               "test_confusion": [[14, 0, 0], [0, 2, 0], [0, 0, 6]],
+               "val_confusion": [[14, 0, 0], [1, 1, 0], [0, 0, 6]],
+               "data_report": {"split_counts": split}}
+    card = model_card(RunConfig(), summary)
+    metrics = card[card.index("## Metrics"):card.index("## Caution")]
+    assert "- Per class (test images): naevus 100.0% (14 of 14); melanoma 100.0% (2 of 2); bcc 100.0% (6 of 6)" \
+        in metrics, metrics
+    caution = card[card.index("## Caution"):card.index("## Limits")]
+    assert "- Few images to judge this class by. melanoma: 2 of 2 test images right, 1 of 2 validation images right " \
+           "(1 taken for naevus)." in caution, caution
+    assert "- The model learnt melanoma from only 5 training pictures (naevus from 43)" in caution
+    limits = card[card.index("## Limits"):]
+    assert "- Measured only on 44 held-out images from the same collection as its training images" in limits
+    assert "Not validated for decisions with consequences (medical, legal, safety)" in limits
+    # without a test split the figures are validation's; a malformed matrix gives no line
+    no_test = model_card(RunConfig(), {**summary, "test_confusion": None, "test_acc": None})
+    assert "- Per class (validation images): naevus 100.0% (14 of 14); melanoma 50.0% (1 of 2)" in no_test
+    assert "- Per class" not in model_card(RunConfig(), {**summary, "test_confusion": [[1, 2]]})
+
+
 def test_the_cards_configuration_names_a_local_dataset_by_its_file_name_not_its_folder():
     """A command-line run's card gave /home/<user>/... in its exact configuration: a card is shared."""
     import yaml

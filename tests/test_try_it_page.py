@@ -174,6 +174,30 @@ def test_a_picture_of_the_kind_the_run_is_weaker_on_gets_the_figures_that_say_so
     assert kind_caution(Shown(None, "wise", 1.0, run_dir, "alpha 1"), image).startswith("A greyscale picture")
 
 
+def test_a_class_the_model_learnt_from_few_pictures_is_named_under_the_first_answer(run, monkeypatch):
+    """A clinician's new photo of their rare class (5 training pictures) was answered as another class at 94%,
+    with no word that the model had seen few of its kind: said once, under the first picture's answer."""
+    import app.components as components
+
+    real = components.read_summary
+
+    def rare(run_dir: str) -> dict:
+        summary = real(run_dir)
+        counts = {c: 40 for c in summary["classes"]} | {summary["classes"][0]: 4}
+        return {**summary, "data_report": {**summary["data_report"], "split_counts": {
+            **summary["data_report"]["split_counts"], "train": counts}}}
+
+    monkeypatch.setattr(components, "read_summary", rare)
+    at = open_page(run)
+    first = components.read_summary(str(engine().run_record(run).run_dir))["classes"][0]
+    images = [(f"photo {i}.png", png(tiny_image(c, i, size=40)), "image/png") for i, c in enumerate(("red", "green"))]
+    at.file_uploader(key="try_files").set_value(images).run()
+    no_problems(at)
+    said = [c for c in texts(at.caption) if "training pictures" in c]
+    assert said == [f":material/info: The model learnt {first} from only 4 training pictures ({said[0].split('(')[1]}"
+                    ] and "it knows that class least" in said[0], texts(at.caption)
+
+
 def test_the_alpha_chosen_on_results_is_the_one_try_it_and_predict_use(run, tmp_path, capsys):
     from app.state import get_engine
     from engine.cli import main as cli

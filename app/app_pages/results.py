@@ -17,8 +17,8 @@ from app.claims_view import (at_chance, claim_lines, compare_few_images_words, c
                              guessing_runs_words, ood_off_note, small_split_note, unstable_note, val_test_gap)
 from app.method_views import VIEWS
 from engine.augment import augmentation_words, greyscale_copies_words
-from engine.chance import (chance_finding, colour_gap, colour_words, findings_split, smaller_model_summary,
-                           split_at_guessing, weak_class_words)
+from engine.chance import (chance_finding, colour_gap, colour_words, few_class_words, findings_split,
+                           smaller_model_summary, split_at_guessing, weak_class_words)
 from engine.config import OptimConfig, TrainConfig
 from engine.jobs import STOPPED_BY_SERVER
 from engine.methods import METHODS
@@ -342,6 +342,8 @@ def detail_charts(run: components.RunView, summary: dict) -> None:
                 st.info(colour, icon=":material/contrast:")
             else:
                 st.caption(colour)
+        if few := few_class_words(view):  # a rare class's 100% on 2 images read as a finding
+            st.info(state.md_text(few), icon=":material/straighten:")
         if summary.get("ood_acc_by_corruption"):
             st.altair_chart(charts.ood_chart(charts.ood_frame(summary["ood_acc_by_corruption"]), summary.get("val_acc")),
                             width="stretch")

@@ -458,6 +458,14 @@ def kind_caution(model: Shown, image: np.ndarray) -> str | None:
     return picture_kind_words(components.read_summary(model.run_dir), greyscale)
 
 
+def few_caution(model: Shown) -> str | None:
+    """engine.chance.few_training_words of the run behind `model` (the classes it learnt from few training
+    pictures beside a large one), or None."""
+    from engine.chance import few_training_words
+
+    return few_training_words(components.read_summary(model.run_dir))
+
+
 def image_result(ds: str, models: list[Shown], name: str, data: bytes, threshold: float,
                  said: set | None, tag: str) -> bool:
     """One image: the picture as the model sees it, its top classes per model, the flag (brief when
@@ -498,6 +506,10 @@ def image_result(ds: str, models: list[Shown], name: str, data: bytes, threshold
             verdict(p, answer, said)
             if caution := kind_caution(model, image):
                 st.caption(f":material/contrast: {caution}")
+            if (few := few_caution(model)) and (said is None or ("few", id(p)) not in said):
+                st.caption(f":material/info: {state.md_text(few)}")  # under the first picture each model answers
+                if said is not None:
+                    said.add(("few", id(p)))
             told = said is not None and ("precision", id(p)) in said  # said in full under an earlier image
             if said is not None:
                 said.add(("precision", id(p)))
