@@ -118,6 +118,8 @@ def test_attributions_for_every_method_and_every_model(wise_run):
     assert len(options) >= 3
     at.selectbox(key=f"explain_image_{run_id}").set_value(options[1]).run()
     at.pills(key="explain_methods").set_value(list(ATTRIBUTIONS)).run()
+    at.toggle(key="explain_show_start").set_value(True)
+    at.toggle(key="explain_show_attack").set_value(True).run()
     no_problems(at)
 
     markdown = " ".join(texts(at.markdown))
@@ -441,7 +443,7 @@ def test_choices_survive_a_tab_switch_and_a_visit_to_another_page(wise_run):
     assert third.session_state["explain_tab"] == "Export", "the open tab"
 
 
-def test_a_plain_run_has_three_rows_and_no_wise_choice(studio):
+def test_a_plain_run_shows_its_model_and_on_request_its_start_and_a_robustness_check(studio):
     """Plain fine-tuning from random weights: no WiSE-FT row, a note on the starting model. The run
     used flip TTA: the image picker and the fine-tuned row give the same answer and confidence."""
     eng = engine()
@@ -450,8 +452,18 @@ def test_a_plain_run_has_three_rows_and_no_wise_choice(studio):
     assert eng.wait(run_id, RUN_TIMEOUT) == "finished", eng.run_record(run_id).error
     at = open_page(run_id)
     assert at.selectbox(key="explain_run").value == run_id
+    rows = [m.split("**")[1] for m in texts(at.markdown) if re.match(r"\*\*[^*]+\*\* (says|guesses) ", m)]
+    assert rows == ["Fine-tuned model"], "one row at first: a clinician read the attacked image's cross as a mistake"
+    assert at.toggle(key="explain_show_start").value is False and at.toggle(key="explain_show_attack").value is False
+    at.toggle(key="explain_show_start").set_value(True)
+    at.toggle(key="explain_show_attack").set_value(True).run()
     markdown = " ".join(texts(at.markdown))
     assert "Starting model" in markdown and "Fine-tuned model" in markdown and "WiSE-FT mix at" not in markdown
+    again = AppTest.from_file(MAIN, default_timeout=180)  # a browser refresh: a new session, the tab's token kept
+    again.query_params["tab"] = at.query_params["tab"]
+    again.run()
+    again.switch_page(PAGE).run()
+    assert again.toggle(key="explain_show_start").value is True, "kept for a refresh"
     path = Path(eng.run_record(run_id).run_dir) / "summary.json"
     before = path.read_text()
     try:  # a run at the level of guessing: its sure-looking answers are said to be guesses, above them
@@ -719,6 +731,8 @@ def test_the_smaller_model_has_its_own_row_maps_and_mistakes(studio):
     info = json.loads((run_dir / "summary.json").read_text())["structured"]
     at = open_page(run_id)
     no_problems(at)
+    at.toggle(key="explain_show_start").set_value(True)
+    at.toggle(key="explain_show_attack").set_value(True).run()
     rows = [m.split("**")[1] for m in texts(at.markdown) if re.match(r"\*\*[^*]+\*\* (says|guesses) ", m)]
     assert rows == ["Starting model", "Fine-tuned model", "Smaller (channel-pruned) model",
                     "Fine-tuned model on the adversarial image"], rows
@@ -766,6 +780,8 @@ def test_the_smaller_model_has_its_own_row_maps_and_mistakes(studio):
         st.cache_resource.clear()
         st.cache_data.clear()
         at = open_page(run_id)
+        at.toggle(key="explain_show_start").set_value(True)
+        at.toggle(key="explain_show_attack").set_value(True).run()
         assert any("could not be loaded" in w for w in texts(at.warning)), texts(at.warning)
         assert any(m.startswith("**Fine-tuned model** says") for m in texts(at.markdown))
         assert len(at.image) == 3 * (1 + methods) + 1

@@ -44,11 +44,15 @@ TAB_KEY = "explain_tab"
 METHODS_KEY = "explain_methods"
 TARGET_KEY = "explain_target"
 STRENGTH_KEY = "explain_strength"
+START_KEY = "explain_show_start"  # the starting model's row
+ATTACK_KEY = "explain_show_attack"  # the adversarial image's row, in runs not trained against attacks
 # Widgets whose values must survive a tab switch (a closed tab draws nothing, and Streamlit forgets
 # the values of widgets a run does not draw) and a visit to another page.
 KEPT_WIDGETS = ("explain_image_", "explain_class_", "explain_wrong_", "explain_k_", "explain_cell_",
-                "explain_errors_of_", "export_which_", METHODS_KEY, TARGET_KEY, STRENGTH_KEY)
-WIDGET_DEFAULTS = {TARGET_KEY: "predicted", STRENGTH_KEY: 0.7}
+                "explain_errors_of_", "export_which_", METHODS_KEY, TARGET_KEY, STRENGTH_KEY, START_KEY, ATTACK_KEY)
+# the starting model and the adversarial image are a click away: a clinician read the attacked image's red cross as
+# the model being wrong, and expected one row, the model's own answer and why
+WIDGET_DEFAULTS = {TARGET_KEY: "predicted", STRENGTH_KEY: 0.7, START_KEY: False, ATTACK_KEY: False}
 KEPT = "explain_kept:"  # prefix of the copies
 TABS = ("Attributions", "Error analysis", "Export")
 # the two cheapest maps, a new image in about two seconds on a CPU: Grad-CAM's regions, and Saliency's pixels beside
@@ -618,6 +622,7 @@ def attributions_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
     state.remember_choice(METHODS_KEY, methods, default=DEFAULT_METHODS)
     state.remember_choice(TARGET_KEY, target, default=WIDGET_DEFAULTS[TARGET_KEY])
     state.remember_choice(STRENGTH_KEY, float(strength), default=WIDGET_DEFAULTS[STRENGTH_KEY])
+    shown_rows = extra_rows(rec)
     with st.expander("What the methods show and what to look for", icon=":material/school:"):
         for m in ATTRIBUTIONS:
             st.markdown(f"**{ATTRIBUTIONS[m]}**  \n{LOOK_FOR[m]}")
@@ -646,9 +651,32 @@ def attributions_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
             st.caption(gradcam_note(b.model, b.cfg.data.image_size))
         if any_flat(maps["grad_cam"].values()):
             st.caption(FLAT_GRAD_CAM)
+    rows = [r for r in rows if r["key"] not in EXTRA_ROWS or r["key"] in shown_rows]
     maps_view(rec, b, pred, index, rows, {m: maps[m] for m in methods}, strength)
     again = "this image, method and WiSE-FT alpha" if alpha is not None else "this image and method"
     st.caption(f"Computed in {elapsed:.1f} s (cached: {again} answer at once next time).")
+
+
+EXTRA_ROWS = ("pretrained", "adversarial")  # rows shown on request (`extra_rows`)
+
+
+def extra_rows(rec) -> set[str]:
+    """Two switches above the maps, kept for a refresh: the starting model's row (what fine-tuning changed) and, in
+    a run not trained against attacks, the adversarial image's (a robustness check); an adversarial run always
+    shows its attacked image, the method's own row. The row keys of `model_rows` to show of EXTRA_ROWS."""
+    trained = bool((rec.config.get("adversarial") or {}).get("enabled"))
+    c = layout.cells(2)
+    start = c[0].toggle("Compare with the starting model", key=START_KEY,
+                        help="A row for the backbone before fine-tuning: what fine-tuning changed in where the model "
+                             "looks.")
+    attack = trained or c[1].toggle("Show a robustness check", key=ATTACK_KEY,
+                                    help="A row for the fine-tuned model on an adversarial image: the picture with "
+                                         "pixel changes too small to see, chosen to flip its answer (a PGD attack). "
+                                         "A wrong answer there is the check's finding, not a mistake on the picture.")
+    state.remember_choice(START_KEY, bool(start), default=False)
+    if not trained:
+        state.remember_choice(ATTACK_KEY, bool(attack), default=False)
+    return {k for k, on in (("pretrained", start), ("adversarial", attack)) if on}
 
 
 def maps_view(rec, b, pred: dict[str, np.ndarray], index: int, rows: list[dict], maps: dict[str, dict],
@@ -1189,7 +1217,7 @@ def keep_widget_state() -> None:
         st.session_state[widget] = st.session_state.get(widget, st.session_state[key])
     for key in [k for k in st.session_state if isinstance(k, str) and k.startswith(KEPT_WIDGETS)]:
         st.session_state[KEPT + key] = st.session_state[key]
-    for key in (METHODS_KEY, TARGET_KEY, STRENGTH_KEY, TAB_KEY):
+    for key in (METHODS_KEY, TARGET_KEY, STRENGTH_KEY, START_KEY, ATTACK_KEY, TAB_KEY):
         state.seed_choice(key)  # a new session (a refresh): the choices its draft kept
     st.session_state.setdefault(METHODS_KEY, list(DEFAULT_METHODS))
     for key, value in WIDGET_DEFAULTS.items():
