@@ -748,6 +748,8 @@ def test_the_default_preset_follows_the_datasets_size_until_the_user_changes_a_s
     assert not any("optimiser step per epoch" in w for w in texts(at.warning))
     assert any("Quick demo is in use, fitted to your dataset: batch 4 at learning rate 0.0025 instead of its 32 at "
                "0.02" in c for c in texts(at.caption)), "the card's recipe and the fields below agree in words"
+    assert "**On your images:** batch 4 at learning rate 0.0025 instead of 32 at 0.02, for more optimiser steps an " \
+           "epoch." in texts(at.markdown), "and its What it does, which said batch 32 alone"
     at.switch_page("app_pages/data.py").run()
     at.radio(key="w:data.kind").set_value("sample").run()
     no_problems(at)

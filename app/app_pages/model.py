@@ -122,6 +122,7 @@ def presets_section() -> None:
     demos = [k for k in PRESETS if k.endswith("_demo") and k not in ("quick_demo", "standard_demo")]
     general = [k for k in PRESETS if k not in demos]
     applied = st.session_state.pop("preset_applied", None)  # (key, note) of the preset just applied
+    on_yours = on_your_images(cfg, in_use)
     for group in (general, demos):
         if group is demos and demos:
             st.caption("Method demos: each shows what one method does; run the Standard demo on the same data "
@@ -130,7 +131,7 @@ def presets_section() -> None:
         per_row = math.ceil(len(group) / math.ceil(len(group) / 4)) if group else 4
         for row in (group[i:i + per_row] for i in range(0, len(group), per_row)):
             draw_preset_row(row, in_use, per_row, applied=applied[0] if applied else None,
-                            fitted=fitted_words(cfg) if applied and applied[1] else "")
+                            fitted=fitted_words(cfg) if applied and applied[1] else "", on_yours=on_yours)
     preset = state.preset_of(cfg, among=[PRESETS[k] for k in in_use])  # the one a run is named after
     recipe = preset.apply(cfg) if preset is not None else None
     fitted_said = bool(applied and applied[1])  # the note below, just applied, says how it was fitted
@@ -158,13 +159,27 @@ def fitted_words(cfg) -> str:
     return f", fitted to your images: batch {cfg.train.batch_size}, learning rate {cfg.optim.lr:g}"
 
 
+def on_your_images(cfg, in_use: list[str]) -> dict[str, str]:
+    """For the presets in use (`in_use`) whose batch was fitted to the dataset, what their "What it does" adds to
+    the recipe it gives (the sample's): "**On your images:** batch 8 at learning rate 0.005 ...". A clinician read
+    "20 epochs of batch 32" there while the note below the cards said batch 8."""
+    said = {}
+    for key in in_use:
+        recipe = PRESETS[key].apply(cfg)
+        if recipe.train.batch_size != cfg.train.batch_size:
+            said[key] = (f"**On your images:** batch {cfg.train.batch_size} at learning rate {cfg.optim.lr:g} instead "
+                         f"of {recipe.train.batch_size} at {recipe.optim.lr:g}, for more optimiser steps an epoch.")
+    return said
+
+
 def draw_preset_row(keys: list[str], in_use: list[str], columns: int = 4, applied: str | None = None,
-                    fitted: str = "") -> None:
+                    fitted: str = "", on_yours: dict[str, str] | None = None) -> None:
     """Preset cards of one width (PRESET_CARD_PX) in a row that wraps, as many to a line as the page holds
     (`columns` is the most the caller wants on one line at 1280 px): title (marked when it is in `in_use`,
     the presets the settings are), what it does, its button, and under it "Applied" when it is `applied`,
     the preset just applied (the message below every card was out of sight of the button pressed), with
-    `fitted` (fitted_words) when its batch was fitted to the data: the card itself says its recipe's. The card
+    `fitted` (fitted_words) when its batch was fitted to the data: the card itself says its recipe's, and its "What
+    it does" the batch in use (`on_yours`: `on_your_images`). The card
     gives the preset's tagline and its full description behind "What it does" (whole descriptions made the
     presets 2000 px tall). Four equal columns on a 1000 px window broke a popover's label into syllables."""
     row = st.container(horizontal=True, wrap=True, vertical_alignment="distribute", gap="small")
@@ -182,6 +197,8 @@ def draw_preset_row(keys: list[str], in_use: list[str], columns: int = 4, applie
                 if preset.tagline or preset.details is not None:  # the recipe in full and what was measured with it
                     with st.popover("What it does", icon=":material/info:", width="stretch"):
                         st.markdown(preset_details_words(preset))
+                        if key in (on_yours or {}):
+                            st.markdown(on_yours[key])
                 st.button(f"Use {preset.title}", key=f"preset_{key}", icon=icon(key), on_click=_apply_preset,
                           args=(key,), width="stretch")  # the card's width: a narrow window wraps words, not letters
                 if key == applied:
