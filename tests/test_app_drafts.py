@@ -948,6 +948,36 @@ def test_compare_opens_with_the_standard_run_the_newest_method_run_is_judged_aga
     assert at.session_state["picked"] == ["wise", "seed1", "pruning", "standard"]
 
 
+def _per_class_app():
+    from app.app_pages.results import per_class_compare
+
+    counts = {"test": {"naevus": 14, "melanoma": 2}, "val": {"naevus": 14, "melanoma": 2}}
+    base = {"classes": ["naevus", "melanoma"], "data_report": {"split_counts": counts}}
+    per_class_compare({"04:46 · plain": {**base, "test_confusion": [[14, 0], [1, 1]]},
+                       "04:51 · weighted": {**base, "test_confusion": [[13, 1], [0, 2]]}})
+
+
+def test_compare_sets_runs_of_the_same_classes_side_by_side_per_class():
+    """A clinician weighted the loss to help their rare class and Compare could not show whether it did: runs of the
+    same classes get a per-class table (test images where every run has them), the rare class's weight said."""
+    from streamlit.testing.v1 import AppTest
+
+    from app.app_pages.results import per_class_frame
+
+    at = AppTest.from_function(_per_class_app, default_timeout=30).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [e.label for e in at.expander] == ["Accuracy per class (test images)"]
+    (frame,) = [d.value for d in at.dataframe]
+    assert frame.to_dict("list") == {"class": ["naevus", "melanoma"], "04:46 · plain": ["100.0% (14 of 14)",
+                                                                                       "50.0% (1 of 2)"],
+                                     "04:51 · weighted": ["92.9% (13 of 14)", "100.0% (2 of 2)"]}
+    assert any(c.startswith(":material/straighten: melanoma: few test images") for c in texts(at.caption))
+    two = {"classes": ["a", "b"], "val_confusion": [[1, 0], [0, 1]], "test_confusion": [[1, 0], [0, 1]]}
+    assert per_class_frame({"x": two, "y": {**two, "test_confusion": None}})[1] == "val", "a run without test images"
+    assert per_class_frame({"x": two, "y": {**two, "classes": ["a", "c"]}}) is None, "other classes"
+    assert per_class_frame({"x": two}) is None and per_class_frame({"x": two, "y": {"classes": ["a", "b"]}}) is None
+
+
 def test_compare_speaks_of_a_wise_ft_runs_lead_only_where_it_has_one():
     """The note on a WiSE-FT run's head-only lead showed beside a WiSE-FT demo 4 validation points behind."""
     from app.app_pages.results import wise_leads

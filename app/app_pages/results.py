@@ -1048,6 +1048,7 @@ def compare(engine, runs) -> None:
     main = table.drop(columns=[c for c in setup if c not in differ])
     config["run"] = st.column_config.TextColumn("run", width=run_width(main, config), pinned=True)
     figures_table(main, config)
+    per_class_compare({short[i]: read_summary(by_id[i].run_dir) for i in chosen})
     if setup:
         setup_details(table, setup, config)
     compare_curves(curves, {legend[i]: by_id[i] for i in chosen}, [r.id for r in reversed(candidates)])
@@ -1071,6 +1072,48 @@ def compare_warnings(table: pd.DataFrame, summaries: dict[str, dict]) -> None:
     few = compare_few_images_words(summaries)
     if few:
         st.caption(f":material/info: {few}")
+
+
+def per_class_frame(summaries: dict[str, dict]) -> tuple[pd.DataFrame, str] | None:
+    """Each class's accuracy in each run (`summaries`: summary by the run's label in the table) on the test images
+    where every run has them, else the validation images: a frame of a "class" column and one text column per run
+    ("50.0% (1 of 2)", from `{split}_confusion`), and the split; None for fewer than two runs, runs of different
+    classes, or a run without a well-formed matrix of that split."""
+    if len(summaries) < 2:
+        return None
+    classes = [list(map(str, s.get("classes") or [])) for s in summaries.values()]
+    if not classes[0] or any(c != classes[0] for c in classes):
+        return None
+    split = next((sp for sp in ("test", "val") if all(s.get(f"{sp}_confusion") for s in summaries.values())), None)
+    matrices = [s.get(f"{split}_confusion") for s in summaries.values()] if split else []
+    if not matrices or any(len(m) != len(classes[0]) for m in matrices):
+        return None
+    frame = {"class": classes[0]}
+    for label, m in zip(summaries, matrices):
+        rows = [[int(v) for v in r] for r in m]
+        frame[label] = [f"{components.fmt_pct(r[i] / sum(r))} ({r[i]} of {sum(r)})" if sum(r) else NOT_MEASURED
+                        for i, r in enumerate(rows)]
+    return pd.DataFrame(frame), split
+
+
+def per_class_compare(summaries: dict[str, dict]) -> None:
+    """Under the Compare table, runs of the same classes side by side per class (`per_class_frame`), with the
+    classes measured on few images named (engine.chance.few_image_classes). A clinician who weighted the loss to
+    help a rare class could not see whether it did."""
+    from engine.chance import SPLIT_WORDS, few_image_classes
+
+    got = per_class_frame(summaries)
+    if got is None:
+        return
+    frame, split = got
+    with st.expander(f"Accuracy per class ({SPLIT_WORDS[split]} images)", icon=":material/table_rows:",
+                     expanded=len(frame) <= 8):
+        st.dataframe(frame, hide_index=True, width="stretch",
+                     column_config={"class": st.column_config.TextColumn("class", pinned=True)})
+        few = sorted({c for s in summaries.values() for c in few_image_classes(s)}, key=list(frame["class"]).index)
+        if few:
+            st.caption(f":material/straighten: {and_words(few)}: few {SPLIT_WORDS[split]} images, so one image moves "
+                       "such a class's figure by many points; a difference between runs there can be luck.")
 
 
 def figures_table(main: pd.DataFrame, config: dict) -> None:
