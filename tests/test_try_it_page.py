@@ -402,6 +402,33 @@ def test_a_zip_of_class_folders_gives_a_table_accuracy_and_a_csv(run):
     assert not any("Give one image" in e for e in errors), errors
 
 
+def test_long_class_names_take_the_room_an_empty_note_column_leaves():
+    """"Seborrhoeic keratos" and "Basal cell carcinoma" were cut beside an empty note column: a column with nothing
+    in it is left out, and the class columns widen to their longest name out of its room, the table no wider."""
+    import pandas as pd
+
+    from app.app_pages.try_it import CELL_CHAR_PX, CELL_PAD_PX, TABLE_WIDTHS, table, table_widths
+
+    def result(why: str, true: str | None):
+        rows = [{"path": f"p{i}.jpg", "true": true, "why": why,
+                 "top": [(name, 0.9), ("Naevus (benign)", 0.1)]}
+                for i, name in enumerate(("Seborrhoeic keratosis", "Basal cell carcinoma", "Melanoma"))]
+        return type("Result", (), {"rows": rows})()
+
+    budget = sum(TABLE_WIDTHS.values())
+    df = table(result("", None))
+    assert "note" not in df.columns and "true class" not in df.columns
+    widths = table_widths(df)
+    assert widths["predicted"] == CELL_CHAR_PX * len("Seborrhoeic keratosis") + CELL_PAD_PX
+    assert sum(widths.values()) <= budget
+    noted = table(result("unsure (41%)", "Melanoma"), ["data:,"] * 3)  # every column: no room to give
+    assert "note" in noted.columns and table_widths(noted) == {c: TABLE_WIDTHS[c] for c in noted.columns}
+    both = table_widths(table(result("", "Seborrhoeic keratosis")))
+    assert both["predicted"] > TABLE_WIDTHS["predicted"] and both["true class"] > TABLE_WIDTHS["true class"]
+    assert sum(both.values()) <= budget
+    assert table_widths(pd.DataFrame(columns=["file", "predicted"])) == {"file": 160, "predicted": 90}
+
+
 def test_the_file_column_shows_the_files_name_at_1280_px():
     """A zip's wrapper folder is left out, and a long path keeps its end: the 140 px column showed
     "my_pets/train/birds/birds_" and no file name."""

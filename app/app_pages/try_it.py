@@ -616,7 +616,28 @@ def table(result, pictures: list[str] | None = None) -> pd.DataFrame:
         df.insert(0, "picture", pictures)
     if not (df["true class"] != "").any():
         df = df.drop(columns=["true class", "right"])
+    if not (df["note"] != "").any():  # its room goes to the class names (a clinician's were cut beside it, empty)
+        df = df.drop(columns=["note"])
     return df.sort_values("confidence", kind="stable").reset_index(drop=True)
+
+
+CLASS_COLUMNS = ("true class", "predicted")
+CELL_CHAR_PX, CELL_PAD_PX, CLASS_COLUMN_MAX_PX = 7, 16, 170  # a class name's characters in a cell, its padding
+
+
+def table_widths(df: pd.DataFrame) -> dict[str, int]:
+    """Pixel widths of `table`'s columns: TABLE_WIDTHS, with the class columns widened to their longest name (at
+    CELL_CHAR_PX a character, at most CLASS_COLUMN_MAX_PX) out of the room the columns left out leave, so the table
+    stays within TABLE_WIDTHS's total (a 1280 px window). "Seborrhoeic keratos" was cut beside an empty note column."""
+    widths = {c: TABLE_WIDTHS[c] for c in df.columns if c in TABLE_WIDTHS}
+    free = sum(TABLE_WIDTHS.values()) - sum(widths.values())
+    need = {c: max(0, min(CLASS_COLUMN_MAX_PX, CELL_CHAR_PX * int(df[c].astype(str).str.len().max() or 0)
+                              + CELL_PAD_PX) - widths[c]) for c in CLASS_COLUMNS if c in widths and len(df)}
+    for i, c in enumerate(sorted(need, key=need.get)):  # the smaller need first: what it leaves goes to the other
+        grow = min(need[c], free // (len(need) - i))
+        widths[c] += grow
+        free -= grow
+    return widths
 
 
 def batch_accuracy(res) -> None:
@@ -703,13 +724,15 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
     batch_accuracy(res)
     # Streamlit's default height shows 10 rows; a zip of a few dozen images reads best without a scroll bar
     height = "content" if len(res.rows) <= TABLE_ROWS_IN_FULL else TALL_TABLE_PX
-    st.dataframe(table(res, pictures), hide_index=True, width="stretch", height=height, row_height=ROW_PX,
+    shown = table(res, pictures)
+    widths = table_widths(shown)
+    st.dataframe(shown, hide_index=True, width="stretch", height=height, row_height=ROW_PX,
                  column_config={
-                     **{c: st.column_config.Column(c, width=w) for c, w in TABLE_WIDTHS.items()},
+                     **{c: st.column_config.Column(c, width=w) for c, w in widths.items()},
                      "picture": st.column_config.ImageColumn(  # no room for a heading: the pictures say what they are
                          "", width=TABLE_WIDTHS["picture"], help="The picture as the model saw it (its square)."),
                      "confidence": st.column_config.ProgressColumn("confidence", format=CONFIDENCE_FORMAT, min_value=0,
-                                                                   max_value=100, width=TABLE_WIDTHS["confidence"])})
+                                                                   max_value=100, width=widths["confidence"])})
     st.download_button("Download predictions (CSV)", csv_text(res, min(TOP_K, len(res.classes))),
                        file_name=f"predictions-{rec.id}.csv", mime="text/csv", icon=":material/download:",
                        key="try_csv")
