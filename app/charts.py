@@ -634,11 +634,12 @@ def class_counts_frame(split_counts: Mapping[str, Mapping[str, int]]) -> pd.Data
 
 
 def class_counts_chart(df: pd.DataFrame) -> alt.Chart:
-    """Images per class, stacked by split: a lopsided bar is a class the model sees too little of."""
+    """Images per class, stacked by split: a lopsided bar is a class the model sees too little of; the class names
+    as long as `class_label_px` allows ("Basal cell carcino…" was cut at Vega's default)."""
     order = ["train", "val", "test"]
     return alt.Chart(df, title="Images per class").mark_bar().encode(
         x=alt.X("sum(images):Q", title="Images"),
-        y=alt.Y("class:N", title=None),
+        y=alt.Y("class:N", title=None, axis=alt.Axis(labelLimit=class_label_px(df["class"].unique()))),
         color=alt.Color("split:N", title="Split", sort=order, scale=alt.Scale(domain=order)),
         order=alt.Order("split_order:Q"),
         tooltip=[alt.Tooltip("class:N", title="Class"), alt.Tooltip("split:N", title="Split"),

@@ -163,6 +163,10 @@ def test_class_counts_stack_the_splits():
     assert d["height"] == 2 * 22, "one 22-px band per class, however many classes"
     five = charts.class_counts_frame({"train": {c: 3 for c in "abcde"}})
     assert spec(charts.class_counts_chart(five))["height"] == 5 * 22
+    # a clinician's "Basal cell carcinoma" read "Basal cell carcino…" at Vega's default limit
+    long = charts.class_counts_frame({"train": {"Basal cell carcinoma": 30, "Melanoma": 5}})
+    assert spec(charts.class_counts_chart(long))["encoding"]["y"]["axis"]["labelLimit"] == \
+        charts.class_label_px(["Basal cell carcinoma"]) > charts.CHAR_PX * len("Basal cell carcinoma")
 
 
 def test_compare_chart_has_one_line_per_run():
