@@ -1021,16 +1021,23 @@ def without_backbone(labels: dict[str, str], backbones: dict[str, str]) -> dict[
         return labels
     title = re.escape(next(iter(backbones.values())))
     # "Quick demo (ResNet-18, seed 1)" keeps its seed: "Quick demo (seed 1)"
-    seeded = {i: re.sub(rf" \({title}, (seed \d+\))(?=( \(\d+\))?( · \w+)?$| ·)", r" (\1", label, count=1)
+    # "Quick demo (ResNet-18), loss weighted by class": before the data's settings, once the dataset is left out
+    seeded = {i: re.sub(rf" \({title}, (seed \d+\))(?=( \(\d+\))?( · \w+)?$| ·|, )", r" (\1", label, count=1)
               for i, label in labels.items()}
-    short = {i: re.sub(rf" \({title}\)(?=( \(\d+\))?( · \w+)?$| ·)", "", label, count=1) for i, label in seeded.items()}
+    short = {i: re.sub(rf" \({title}\)(?=( \(\d+\))?( · \w+)?$| ·|, )", "", label, count=1)
+             for i, label in seeded.items()}
     return short if len(set(short.values())) == len(short) else labels
 
 
-def without_dataset(labels: dict[str, str], datasets: dict[str, str]) -> dict[str, str]:
+def without_dataset(labels: dict[str, str], datasets: dict[str, str],
+                    extras: dict[str, str] | None = None) -> dict[str, str]:
     """The Compare table's run labels without the " on <dataset>" that default run names end with (the
-    table names the dataset in its own column or above it), unless two labels would then read the same."""
-    short = {i: re.sub(rf" on {re.escape(datasets[i])}(?=( \(\d+\))?( · \w+)?$)", "", label) for i, label in labels.items()}
+    table names the dataset in its own column or above it), before the data's settings the name goes on with
+    (`extras`: ", loss weighted by class", engine.words.data_extras, which stay), unless two labels would then
+    read the same."""
+    extras = extras or {}
+    short = {i: re.sub(rf" on {re.escape(datasets[i])}(?={re.escape(extras.get(i, ''))}( \(\d+\))?( · \w+)?$)", "",
+                       label) for i, label in labels.items()}
     return short if len(set(short.values())) == len(short) else labels
 
 

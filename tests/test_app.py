@@ -1218,6 +1218,17 @@ def test_the_compare_table_leaves_the_dataset_out_of_run_labels_unless_that_make
     assert without_dataset(same_minute, {"a": "x.zip", "b": "y.zip"}) == same_minute, "they would read the same"
     named = {"a": "11:24 · trip on sample textures day"}  # the words in the middle of a user's name stay
     assert without_dataset(named, {"a": "sample textures"}) == named
+    # the data's settings the name goes on with stay (a clinician's weighted run kept "(ResNet-18) on Clinic …")
+    from app.state import without_backbone
+
+    weighted = {"a": "04:51 · Quick demo (ResNet-18) on Clinic lesions 2026.zip, loss weighted by class",
+                "b": "04:46 · Quick demo (ResNet-18) on Clinic lesions 2026.zip"}
+    short = without_dataset(weighted, dict.fromkeys(weighted, "Clinic lesions 2026.zip"),
+                            {"a": ", loss weighted by class"})
+    assert without_backbone(short, dict.fromkeys(weighted, "ResNet-18")) == {
+        "a": "04:51 · Quick demo, loss weighted by class", "b": "04:46 · Quick demo"}
+    own = {"a": "11:24 · trip on x.zip, day 2"}  # a user's own words after a comma: no setting of the data
+    assert without_dataset(own, {"a": "x.zip"}) == own
 
 
 def test_the_compare_table_leaves_a_shared_backbone_out_of_run_labels():

@@ -26,8 +26,8 @@ from engine.methods.pruning import nonzero_params
 from engine.optim import frozen_words, head_lr_words
 from engine.resume import RESUME_FILE
 from engine.schedules import schedule_label
-from engine.words import (and_words, balance_words, ended_early_words, epochs_ended_early, fit_words, percent_half_up,
-                          plural)
+from engine.words import (and_words, balance_words, data_extras, ended_early_words, epochs_ended_early, fit_words,
+                          percent_half_up, plural)
 
 RUN_KEY = "results_run"
 SUMMARY_METRICS = {  # summary key -> (label, help)
@@ -859,7 +859,8 @@ def compare_labels(labels: dict[str, str], recs: list) -> tuple[dict[str, str], 
     the legend's only when every run trained on the same data (the chart has no dataset column)."""
     backbones = {r.id: state.backbone_title((r.config.get("backbone") or {}).get("name")) for r in recs}
     datasets = {r.id: state.dataset_name(r.config) for r in recs}
-    short = state.without_backbone(state.without_dataset(labels, datasets), backbones)
+    extras = {r.id: "".join(f", {w}" for w in data_extras(r.config.get("data") or {})) for r in recs}
+    short = state.without_backbone(state.without_dataset(labels, datasets, extras), backbones)
     return short, (short if len(set(datasets.values())) == 1 else state.without_backbone(labels, backbones))
 
 
