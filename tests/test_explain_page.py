@@ -443,7 +443,7 @@ def test_choices_survive_a_tab_switch_and_a_visit_to_another_page(wise_run):
     assert third.session_state["explain_tab"] == "Export", "the open tab"
 
 
-def test_a_plain_run_shows_its_model_and_on_request_its_start_and_a_robustness_check(studio):
+def test_a_plain_run_shows_its_model_and_on_request_its_start_and_a_robustness_check(studio, monkeypatch):
     """Plain fine-tuning from random weights: no WiSE-FT row, a note on the starting model. The run
     used flip TTA: the image picker and the fine-tuned row give the same answer and confidence."""
     eng = engine()
@@ -454,6 +454,16 @@ def test_a_plain_run_shows_its_model_and_on_request_its_start_and_a_robustness_c
     assert at.selectbox(key="explain_run").value == run_id
     rows = [m.split("**")[1] for m in texts(at.markdown) if re.match(r"\*\*[^*]+\*\* (says|guesses) ", m)]
     assert rows == ["Fine-tuned model"], "one row at first: a clinician read the attacked image's cross as a mistake"
+    from app.app_pages.explain import attribution_maps, model_rows
+
+    def no_attack(*args, **kwargs):
+        raise AssertionError("a row not shown is not computed")
+
+    monkeypatch.setattr("engine.attacks.pgd", no_attack)
+    run_dir, ds = str(eng.run_record(run_id).run_dir), str(eng.datasets_dir)
+    assert [r["key"] for r in model_rows(run_dir, ds, 2, None, ())] == ["fine_tuned"]
+    assert set(attribution_maps(run_dir, ds, 2, None, "saliency", "predicted", ())) == {"fine_tuned"}
+    monkeypatch.undo()
     assert at.toggle(key="explain_show_start").value is False and at.toggle(key="explain_show_attack").value is False
     at.toggle(key="explain_show_start").set_value(True)
     at.toggle(key="explain_show_attack").set_value(True).run()

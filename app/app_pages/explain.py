@@ -46,6 +46,7 @@ TARGET_KEY = "explain_target"
 STRENGTH_KEY = "explain_strength"
 START_KEY = "explain_show_start"  # the starting model's row
 ATTACK_KEY = "explain_show_attack"  # the adversarial image's row, in runs not trained against attacks
+EXTRA_ROWS = ("pretrained", "adversarial")  # rows shown on request (`extra_rows`)
 # Widgets whose values must survive a tab switch (a closed tab draws nothing, and Streamlit forgets
 # the values of widgets a run does not draw) and a visit to another page.
 KEPT_WIDGETS = ("explain_image_", "explain_class_", "explain_wrong_", "explain_k_", "explain_cell_",
@@ -278,11 +279,12 @@ def predictions(run_dir: str, datasets_dir: str, alpha: float | None = None, of:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def model_rows(run_dir: str, datasets_dir: str, index: int, alpha: float | None) -> list[dict]:
-    """One row per model for validation image `index` (the starting, fine-tuned, smaller channel-pruned when
-    the run has one, WiSE-FT at `alpha` when not None, adversarial): its answer, and the input it sees when that
-    is not the validation image itself (the adversarial example; kept in float32, so that its
-    attribution sees exactly the attacked pixels).
+def model_rows(run_dir: str, datasets_dir: str, index: int, alpha: float | None,
+               extras: tuple[str, ...] = EXTRA_ROWS) -> list[dict]:
+    """One row per model for validation image `index` (the starting model and the adversarial image where `extras`
+    holds "pretrained" and "adversarial", the fine-tuned, smaller channel-pruned when the run has one, WiSE-FT at
+    `alpha` when not None): its answer, and the input it sees when that is not the validation image itself (the
+    adversarial example; kept in float32, so that its attribution sees exactly the attacked pixels).
 
     The adversarial example is PGD at the run's evaluation eps and steps against the fine-tuned
     model (seeded per image, so the same image always gets the same attack)."""
@@ -304,23 +306,26 @@ def model_rows(run_dir: str, datasets_dir: str, index: int, alpha: float | None)
     ft = _fine_tuned(run_dir, datasets_dir)
     with ft.lock:
         ft.model.eval()
-        x_adv = pgd(ft.model, x, y, eps, 2.5 * eps / steps, steps, True,
-                    torch.Generator().manual_seed(int(b.cfg.seed) * 100_003 + index))
         with torch.no_grad():
             p_ft = answer(ft.model, x)
-            with _precision(b):
+        if "adversarial" in extras:
+            x_adv = pgd(ft.model, x, y, eps, 2.5 * eps / steps, steps, True,
+                        torch.Generator().manual_seed(int(b.cfg.seed) * 100_003 + index))
+            with torch.no_grad(), _precision(b):
                 p_adv = ft.model(x_adv).float().softmax(1)  # the attack and robust accuracy target the plain model
 
     def row(key: str, p, image=None, **extra) -> dict:
         return {"key": key, "image": None if image is None else _hwc(image), "pred": int(p.argmax()),
                 "conf": float(p.max()), **extra}
 
-    try:  # e.g. the user checkpoint it started from was deleted: the other rows still show
-        pre = _pretrained(run_dir, datasets_dir)
-        with pre.lock, torch.no_grad():
-            rows = [row("pretrained", answer(pre.model, x)[0])]
-    except Exception as exc:
-        rows = [{"key": "pretrained", "error": str(exc)}]
+    rows = []
+    if "pretrained" in extras:
+        try:  # e.g. the user checkpoint it started from was deleted: the other rows still show
+            pre = _pretrained(run_dir, datasets_dir)
+            with pre.lock, torch.no_grad():
+                rows.append(row("pretrained", answer(pre.model, x)[0]))
+        except Exception as exc:
+            rows.append({"key": "pretrained", "error": str(exc)})
     rows.append(row("fine_tuned", p_ft[0]))
     if b.has("structured"):
         try:  # answers as Results measured it (held_out_views): the run's precision, no flip TTA
@@ -333,37 +338,39 @@ def model_rows(run_dir: str, datasets_dir: str, index: int, alpha: float | None)
         wise = _wise(run_dir, datasets_dir, alpha)
         with wise.lock, torch.no_grad():
             rows.append(row("wise", answer(wise.model, x)[0], alpha=alpha))
-    rows.append(row("adversarial", p_adv[0], x_adv[0], eps=eps, steps=steps,
-                    linf=float((x_adv - x).abs().max())))
+    if "adversarial" in extras:
+        rows.append(row("adversarial", p_adv[0], x_adv[0], eps=eps, steps=steps,
+                        linf=float((x_adv - x).abs().max())))
     return rows
 
 
 @st.cache_data(max_entries=128, show_spinner=False)
 def attribution_maps(run_dir: str, datasets_dir: str, index: int, alpha: float | None, method: str,
-                     target: str) -> dict[str, np.ndarray]:
+                     target: str, extras: tuple[str, ...] = EXTRA_ROWS) -> dict[str, np.ndarray]:
     """{row key: H x W map, uint8 0-255 (plenty for a picture, a quarter of the cache)} for one
-    image and one method. The fine-tuned model explains the clean image and its adversarial
-    version in one batched call."""
+    image and one method, for the rows `model_rows` gives with `extras`. The fine-tuned model explains the clean
+    image and its adversarial version in one batched call."""
     import torch
 
     from engine.augment import to_float
     from engine.explain import attribute
 
     b = _bundle(run_dir, datasets_dir)
-    rows = {r["key"]: r for r in model_rows(run_dir, datasets_dir, index, alpha)}
+    rows = {r["key"]: r for r in model_rows(run_dir, datasets_dir, index, alpha, extras)}
     label = int(b.data.val.labels[index])
     clean = to_float(b.data.val.images[index:index + 1])
-    adv = torch.from_numpy(rows["adversarial"]["image"].transpose(2, 0, 1).copy())[None]
 
     def tgt(*keys: str) -> torch.Tensor:
         return torch.tensor([label if target == "true" else rows[k]["pred"] for k in keys])
 
     maps: dict[str, np.ndarray] = {}
     ft = _fine_tuned(run_dir, datasets_dir)
+    keys = ("fine_tuned", "adversarial") if "adversarial" in rows else ("fine_tuned",)
+    images = [clean] + [torch.from_numpy(rows[k]["image"].transpose(2, 0, 1).copy())[None] for k in keys[1:]]
     with ft.lock:
-        both = attribute(ft.model, torch.cat([clean, adv]), tgt("fine_tuned", "adversarial"), method)
-    maps["fine_tuned"], maps["adversarial"] = both[0], both[1]
-    if "error" not in rows["pretrained"]:
+        both = attribute(ft.model, torch.cat(images), tgt(*keys), method)
+    maps.update(zip(keys, both))
+    if "error" not in rows.get("pretrained", {"error": "not shown"}):
         pre = _pretrained(run_dir, datasets_dir)
         with pre.lock:
             maps["pretrained"] = attribute(pre.model, clean, tgt("pretrained"), method)[0]
@@ -636,10 +643,11 @@ def attributions_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
     started = time.perf_counter()
     maps, refused = {}, {}
     with st.spinner(f"Explaining {pred['files'][index]} with {', '.join(METHOD_NAMES[m] for m in methods)} ..."):
-        rows = model_rows(run_dir, ds, index, alpha)
+        extras = tuple(k for k in EXTRA_ROWS if k in shown_rows)  # the rows not shown are not computed
+        rows = model_rows(run_dir, ds, index, alpha, extras)
         for m in methods:
             try:
-                maps[m] = attribution_maps(run_dir, ds, index, alpha, m, target)
+                maps[m] = attribution_maps(run_dir, ds, index, alpha, m, target, extras)
             except StudioError as exc:  # e.g. an image too small for Grad-CAM: say so, draw the others
                 refused[m] = str(exc)
     elapsed = time.perf_counter() - started
@@ -651,13 +659,9 @@ def attributions_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
             st.caption(gradcam_note(b.model, b.cfg.data.image_size))
         if any_flat(maps["grad_cam"].values()):
             st.caption(FLAT_GRAD_CAM)
-    rows = [r for r in rows if r["key"] not in EXTRA_ROWS or r["key"] in shown_rows]
     maps_view(rec, b, pred, index, rows, {m: maps[m] for m in methods}, strength)
     again = "this image, method and WiSE-FT alpha" if alpha is not None else "this image and method"
     st.caption(f"Computed in {elapsed:.1f} s (cached: {again} answer at once next time).")
-
-
-EXTRA_ROWS = ("pretrained", "adversarial")  # rows shown on request (`extra_rows`)
 
 
 def extra_rows(rec) -> set[str]:
