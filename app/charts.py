@@ -760,7 +760,10 @@ def topk_chart(df: pd.DataFrame, title: str = "", threshold: float | None = None
         # the classes listed in rank order: a sort by the rank field is dropped by Vega-Lite here (the
         # bars and their labels share the axis, and a shared domain only keeps a sort by count, min or
         # max), and the bars then came out in alphabetical order
-        y=alt.Y("class:N", title=None, sort=list(data.sort_values("rank", kind="stable")["class"])),
+        # the names as long as `class_label_px` allows in a chart of its own ("Seborrhoeic kera…" was cut); side
+        # by side, the bars keep their room
+        y=alt.Y("class:N", title=None, sort=list(data.sort_values("rank", kind="stable")["class"]),
+                axis=alt.Axis(labelLimit=class_label_px(data["class"]) if words_on_axis else CLASS_LABEL_PX[0])),
         color=alt.Color("top:N", scale=alt.Scale(domain=[True, False], range=["#1f77b4", "#9ecae1"]), legend=None),
         tooltip=["class:N", alt.Tooltip("probability:Q", format=".1%")],
     )

@@ -430,6 +430,12 @@ def test_a_top_k_chart_says_when_it_leaves_classes_out():
     assert charts.topk_words(3, 0.5, 4, under_axis=True) == "Top 3 of 4 classes; red dashes: unsure under 50%"
     assert charts.topk_words(3, 0.5, 3, under_axis=True) == "Red dashes: unsure under 50%"
     assert charts.topk_words(3, None, 3, under_axis=True) == ""
+    # a clinician's "Seborrhoeic keratosis" read "Seborrhoeic kera…": a chart of its own gives the names their room
+    long = charts.topk_frame([("Melanoma", 0.55), ("Seborrhoeic keratosis", 0.45)])
+    limit = charts.topk_chart(long).to_dict()["layer"][0]["encoding"]["y"]["axis"]["labelLimit"]
+    assert limit == charts.class_label_px(["Seborrhoeic keratosis"]) > charts.CLASS_LABEL_PX[0]
+    narrow = charts.topk_chart(long, words_on_axis=False).to_dict()["layer"][0]["encoding"]["y"]["axis"]["labelLimit"]
+    assert narrow == charts.CLASS_LABEL_PX[0], "side by side, the bars keep their room"
 
 
 def test_a_bar_just_under_the_unsure_line_is_not_labelled_as_the_line():
