@@ -28,9 +28,9 @@ from tqdm import tqdm
 
 from engine.backbones import BACKBONES, WEIGHTS_TEXT, available_sources, backbone_title, check_bundled
 from engine.chance import (ChanceCause, chance_cause, chance_finding, colour_words, cut_ends_words, few_class_words,
-                           finer_detail_words, memorised_fixes, memorised_words, one_image_words, pictures_kind_words,
-                           run_lr, small_split_words, small_splits, unstable_words, val_test_gap_words,
-                           weak_class_words)
+                           few_training_words, finer_detail_words, memorised_fixes, memorised_words, one_image_words,
+                           pictures_kind_words, run_lr, small_split_words, small_splits, unstable_words,
+                           val_test_gap_words, weak_class_words)
 from engine.checkpoints import new_run_id, read_metadata, write_json
 from engine.clock import fmt_duration, process_started_at
 from engine.config import (RunConfig, apply_overrides, probe_epochs_for, smaller_batch, smaller_batch_advice,
@@ -1407,8 +1407,9 @@ def _predict(args: argparse.Namespace) -> int:
 def _say_batch_figures(result, summary: dict, args: argparse.Namespace, predictor, sources: list[Path]) -> None:
     """`predict`'s closing lines for a batch (`result`: engine.predict.FolderResult): the note on the run's own
     images, the run's figures on the kind of picture (greyscale or colour) it is weaker on where some of the batch
-    are of it and the figures are the model's own (engine.predict.own_figures), and accuracy with its confusion
-    matrix where folders name the classes."""
+    are of it and the figures are the model's own (engine.predict.own_figures), the classes it learnt from few
+    training pictures (engine.chance.few_training_words), and accuracy with its confusion matrix where folders
+    name the classes."""
     m, own = result.metrics(), result.own_note()
     if own:
         print(f"note: {own}")
@@ -1416,6 +1417,8 @@ def _say_batch_figures(result, summary: dict, args: argparse.Namespace, predicto
         if own_figures(args.variant, predictor.alpha) else None
     if kind:
         print(f"note: {kind}")
+    if learnt := few_training_words(summary):  # as Try it says under a first answer
+        print(f"note: {learnt}")
     if m is not None:
         print(f"accuracy {100 * m['accuracy']:.1f}%  balanced accuracy {100 * m['balanced_accuracy']:.1f}%  "
               f"({m['labelled']} images in class folders)")

@@ -828,6 +828,16 @@ def test_predict_says_the_runs_figures_on_the_kind_of_picture_it_is_weaker_on(st
     assert cli(base + ["--variant", "best"]) == 0
     assert "greyscale" not in capsys.readouterr().out, "the best epoch's own figures are not the run's"
 
+    def rare(*args, **kwargs) -> dict:  # a class learnt from few training pictures: said as Try it says it
+        summary = real(*args, **kwargs)
+        counts = {c: 40 for c in summary["classes"]} | {summary["classes"][-1]: 3}
+        return {**summary, "data_report": {**summary["data_report"], "split_counts": {"train": counts}}}
+
+    monkeypatch.setattr(engine_cli, "run_summary", rare)
+    assert cli(base) == 0
+    assert re.search(r"note: The model learnt \S+ from only 3 training pictures \(\S+ from 40\): it knows that class "
+                     "least", capsys.readouterr().out)
+
 
 def test_predict_a_plain_folder_without_classes_and_bad_input(studio, tmp_path, capsys):
     studio_dir, run_dir = studio
