@@ -782,11 +782,13 @@ def default_run_name(cfg: RunConfig, ds: Dataset, train_images: int | None = Non
     """What a run is called when the user gave no name: the preset it is exactly (`matching_preset`, on
     `train_images` training images; default: the chosen dataset's), with its backbone ("Standard demo
     (ResNet-18) on ..."), else backbone and methods; where it starts when that is not the bundled weights
-    (ImageNet weights, your checkpoint, scratch); and the data."""
+    (ImageNet weights, your checkpoint by the name you gave it, scratch); and the data."""
     from engine.presets import fitted_to, run_name
 
     count = train_images if train_images is not None else lambda: known_classes_and_train_size(cfg)[1]
-    return run_name(cfg, short_name(ds), matching_preset(cfg, train_images), fitted_to(count))
+    own = checkpoint_name(cfg.backbone.checkpoint) if cfg.backbone.pretrained == "checkpoint" and \
+        cfg.backbone.checkpoint else None
+    return run_name(cfg, short_name(ds), matching_preset(cfg, train_images), fitted_to(count), own)
 
 
 def start_run(engine: Engine, gpus: tuple[int, ...] = ()) -> str:

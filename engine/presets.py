@@ -468,27 +468,31 @@ def fitted_to(train_images: int | Callable[[], int]) -> Callable[[RunConfig], Ru
 
 
 def run_name(cfg: RunConfig, data: str | None = None, preset: str | None = None,
-             fit: Callable[[RunConfig], RunConfig] | None = None) -> str:
+             fit: Callable[[RunConfig], RunConfig] | None = None, checkpoint: str | None = None) -> str:
     """What a run is called when the user gave no name (the dashboard and `train` alike): `preset`
     (the title of the preset the settings are exactly, when they are one) with the backbone ("Quick
     demo (ResNet-18) on ..."), else the preset they are with a setting or two changed (`near_preset`:
     "Standard demo, epochs 5 (ResNet-18) on ..."; `fit`: as `near_preset`'s, so that a preset fitted to the
     run's small dataset is not named by its fitted batch), else the backbone and the methods switched on
     ("ResNet-18 WiSE-FT on ..."); the seed when it is not 0 (two runs of one recipe had one name in every
-    list); where it starts when that is not the bundled weights (ImageNet weights, your checkpoint, scratch); and
+    list); where it starts when that is not the bundled weights (ImageNet weights, scratch, your checkpoint with its
+    file name: `checkpoint`, the user's name for it, else the file name of backbone.checkpoint unless that is an
+    upload's reference; five runs from five checkpoints read alike); and
     the data, with how imbalanced classes are treated and whole pictures (engine.words.data_extras):
     `data`, else the dataset's own name (data.source_name, "sample textures" for the bundled sample, or
     the file or folder name of data.source)."""
     from pathlib import PurePath
 
     from engine.backbones import backbone_title
-    from engine.paths import SAMPLE_DATASET
+    from engine.paths import SAMPLE_DATASET, UPLOAD_PREFIX
 
     if data is None:
         source = cfg.data.source
         data = cfg.data.source_name or ("sample textures" if PurePath(source).as_posix().endswith(SAMPLE_DATASET)
                                         else PurePath(source).name or source)
-    start = {"checkpoint": " from your checkpoint", "none": " from scratch",
+    if checkpoint is None and not cfg.backbone.checkpoint.startswith(UPLOAD_PREFIX):
+        checkpoint = PurePath(cfg.backbone.checkpoint).name
+    start = {"checkpoint": " from your checkpoint" + (f" {checkpoint}" if checkpoint else ""), "none": " from scratch",
              "imagenet": " from ImageNet weights"}.get(cfg.backbone.pretrained, "")
     seed = f"seed {cfg.seed}" if cfg.seed != 0 else ""  # two runs of one recipe told apart wherever the name shows
     near = None if preset else near_preset(cfg, fit)

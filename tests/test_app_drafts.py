@@ -599,6 +599,17 @@ def test_a_run_name_says_when_it_starts_from_the_users_checkpoint_or_from_scratc
 
     assert name() == "ResNet-18 plain on my data.zip"
     assert name("checkpoint") == "ResNet-18 plain from your checkpoint on my data.zip"
+    # five runs from five checkpoints read alike: the file's name is in each (an ML engineer's `runs` list)
+    cfg = RunConfig()
+    own = dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, pretrained="checkpoint",
+                                                                checkpoint="/srv/ckpt/b_trainckpt.pth.tar"))
+    assert default_run_name(own, ds) == "ResNet-18 plain from your checkpoint b_trainckpt.pth.tar on my data.zip"
+    from engine.presets import run_name  # the command line's: the file's own name; an upload's reference: none
+
+    assert run_name(own, "parts") == "ResNet-18 plain from your checkpoint b_trainckpt.pth.tar on parts"
+    uploaded = dataclasses.replace(own, backbone=dataclasses.replace(own.backbone, checkpoint="upload:" + "0" * 64))
+    assert run_name(uploaded, "parts") == "ResNet-18 plain from your checkpoint on parts"
+    assert run_name(uploaded, "parts", checkpoint="mine.pt") == "ResNet-18 plain from your checkpoint mine.pt on parts"
     assert name("none") == "ResNet-18 plain from scratch on my data.zip"
 
 
