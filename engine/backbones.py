@@ -26,6 +26,7 @@ from torch import nn
 
 from engine.errors import StudioError
 from engine.paths import ASSETS_DIR, resolve_path
+from engine.words import plural
 
 ASSETS_BACKBONES = ASSETS_DIR / "backbones"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -261,6 +262,8 @@ class LoadReport:
     coverage: float = 1.0  # share of the backbone's weight tensors (head excluded) that the file supplied
     file_classes: list[str] | None = None  # the class names the file was trained on, where it says (studio files)
     head_kept: bool = False  # the file's classification head was loaded (same classes, same order)
+    head_tensors: int = 0  # the file's own classification head's tensors (replaced unless head_kept)
+    head_outputs: int | None = None  # its number of outputs (the classes it was trained on), where it has a weight
 
     @property
     def partial(self) -> bool:
@@ -274,6 +277,7 @@ class LoadReport:
             "unexpected": self.unexpected[:50], "shape_mismatch": self.shape_mismatch[:50], "note": self.note,
             "entry": self.entry, "prefix": self.prefix, "ignored": self.ignored[:50], "coverage": self.coverage,
             "partial": self.partial, "file_classes": self.file_classes, "head_kept": self.head_kept,
+            "head_tensors": self.head_tensors, "head_outputs": self.head_outputs,
         }
 
 
@@ -635,6 +639,16 @@ class _Fit:
         return (len(self.mismatch) + len(self.unexpected)) / max(self.in_scope, 1)
 
 
+def head_left_out(report: dict) -> str:
+    """From a load_report (LoadReport.to_dict, a summary's "load_report"): the file's own classification head that
+    a new one replaced, "2 tensors for 10 classes" ("" where the file had none or it was kept). `train` and Results
+    say it beside the tensors loaded, which leave the head out: an engineer's 122-tensor file read "120 loaded"."""
+    n, out = int(report.get("head_tensors") or 0), report.get("head_outputs")
+    if not n or report.get("head_kept"):
+        return ""
+    return plural(n, "tensor") + (f" for {out} classes" if out else "")
+
+
 def _is_head(key: str, head_attr: str | None) -> bool:
     return bool(head_attr) and key.startswith(head_attr + ".")
 
@@ -753,13 +767,18 @@ def load_matching(net: nn.Module, state: dict[str, torch.Tensor], source: str, s
         raise _refusal(source, backbone, fit, state)
     report = LoadReport(source=source, matched=len(fit.matched), unexpected=fit.unexpected,
                         shape_mismatch=fit.mismatch, prefix=fit.prefix, ignored=fit.ignored)
+    head = [v for k, v in state.items() if k.startswith(fit.prefix) and _is_head(k[len(fit.prefix):], skip_prefix)]
+    report.head_tensors = len(head)
+    report.head_outputs = next((int(v.shape[0]) for v in head if v.ndim == 2), None)  # Linear weight [out, in]
     weights = [k for k in own if not _is_head(k, skip_prefix) and not k.endswith("num_batches_tracked")]
     report.missing = [k for k in weights if k not in fit.matched]
     report.coverage = (len(weights) - len(report.missing)) / max(len(weights), 1)
     notes = []
     if fit.prefix:
         # in words a teacher can say: what the prefix is and where it comes from
-        notes.append(f"the prefix `{fit.prefix}` that a training wrapper adds to every weight's name removed")
+        notes.append(f"the prefix `{fit.prefix}` (this studio's own) removed from every weight's name"
+                     if fit.prefix == "net." else
+                     f"the prefix `{fit.prefix}` that a training wrapper adds to every weight's name removed")
     if fit.ignored:
         notes.append(f"{len(fit.ignored)} tensors outside `{fit.prefix}` ignored (another part of the file)")
     if report.partial:

@@ -26,7 +26,8 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from engine.backbones import BACKBONES, WEIGHTS_TEXT, available_sources, backbone_title, check_bundled
+from engine.backbones import (BACKBONES, WEIGHTS_TEXT, available_sources, backbone_title, check_bundled,
+                              head_left_out)
 from engine.chance import (ChanceCause, chance_cause, chance_finding, colour_words, cut_ends_words, few_class_words,
                            few_training_words, finer_detail_words, memorised_fixes, memorised_words, one_image_words,
                            pictures_kind_words, run_lr, small_split_words, small_splits, unstable_words,
@@ -840,7 +841,8 @@ def _print_weights(report: dict) -> None:
         parts.append(note)
     if "head" not in note:  # a studio model's note says what became of its head itself
         parts.append("its classification head kept (the same classes)" if report.get("head_kept")
-                     else "a new classification head for your classes")
+                     else "a new classification head for your classes"
+                     + (f" (the file's own head, {dropped}, left out)" if (dropped := head_left_out(report)) else ""))
     print("weights: " + "; ".join(parts), file=sys.stderr)
 
 

@@ -116,6 +116,8 @@ def test_wrappers_are_unwrapped_and_prefixes_removed_so_every_tensor_matches(tmp
     assert model.head.out_features == 5
     if wrapper == "torch.compile":
         assert report.prefix == "_orig_mod." and "the prefix `_orig_mod.` that a training wrapper adds to every weight's name removed" in report.note
+    if wrapper == "this studio's own checkpoint":
+        assert "the prefix `net.` (this studio's own) removed from every weight's name" in report.note, report.note
     if wrapper == "EMA trainer":
         assert report.entry == "model", "the model, not its EMA copy, unless only the copy is there"
     if wrapper == "only an EMA copy":
@@ -242,6 +244,19 @@ def test_cli_refuses_resnet50_weights_for_resnet18_and_loads_a_compiled_pth_tar(
     report = json.loads((out / "summary.json").read_text())["load_report"]
     assert report["matched"] == len(body_keys("resnet18")) and not report["unexpected"] and not report["missing"]
     assert report["prefix"] == "_orig_mod." and report["entry"] == "state_dict"
+    # the file's own head is counted and said: "120 tensors loaded" left an engineer's 2 head tensors unsaid
+    assert report["head_tensors"] == 2 and report["head_outputs"] == 3
+    assert "a new classification head for your classes (the file's own head, 2 tensors for 3 classes, left out)" \
+        in capsys.readouterr().err
+
+
+def test_the_files_own_head_is_said_where_it_was_replaced():
+    from engine.backbones import head_left_out
+
+    assert head_left_out({"head_tensors": 2, "head_outputs": 10}) == "2 tensors for 10 classes"
+    assert head_left_out({"head_tensors": 1}) == "1 tensor", "a head without a weight matrix: no class count"
+    assert head_left_out({"head_tensors": 2, "head_outputs": 5, "head_kept": True}) == "", "kept: nothing left out"
+    assert head_left_out({"matched": 120}) == "", "a file without a head, or a summary from before"
 
 
 # ---- the dashboard's uploader ---------------------------------------------------------------------------

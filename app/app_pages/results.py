@@ -17,6 +17,7 @@ from app.claims_view import (at_chance, claim_lines, compare_few_images_words, c
                              guessing_runs_words, ood_off_note, small_split_note, unstable_note, val_test_gap)
 from app.method_views import VIEWS
 from engine.augment import augmentation_words, greyscale_copies_words
+from engine.backbones import head_left_out
 from engine.chance import (chance_finding, colour_gap, colour_words, few_class_words, findings_split,
                            smaller_model_summary, split_at_guessing, weak_class_words)
 from engine.config import OptimConfig, TrainConfig
@@ -420,8 +421,12 @@ def details(rec, summary: dict) -> None:
         with st.expander("Pretrained weights loaded", icon=":material/download_done:"):
             raw = str(load.get("source"))
             source = state.WEIGHTS_TEXT.get(raw) or state.user_words(raw, names_of(rec))  # "bundled weights", a file name
+            dropped = head_left_out(load)
+            replaced = (f" The file's own classification head ({dropped}) was replaced by a new one for your classes."
+                        if dropped else "")
             st.markdown(f"Started from **{state.md_text(source)}**: {load.get('matched', 0)} weight tensors loaded, "
-                        f"{len(load.get('missing', []))} missing, {len(load.get('shape_mismatch', []))} of another shape.")
+                        f"{len(load.get('missing', []))} missing, {len(load.get('shape_mismatch', []))} of another shape."
+                        + replaced)
             if load.get("note"):
                 st.caption(load["note"])
 
