@@ -425,8 +425,8 @@ def details(rec, summary: dict) -> None:
             replaced = (f" The file's own classification head ({dropped}) was replaced by a new one for your classes."
                         if dropped else "")
             st.markdown(f"Started from **{state.md_text(source)}**: {load.get('matched', 0)} weight tensors loaded, "
-                        f"{len(load.get('missing', []))} missing, {len(load.get('shape_mismatch', []))} of another shape."
-                        + replaced)
+                        f"{len(load.get('missing', []))} missing, {len(load.get('shape_mismatch', []))} of another "
+                        "shape." + replaced)
             if load.get("note"):
                 st.caption(load["note"])
 
