@@ -505,6 +505,30 @@ def checkpoint_format(path: Path) -> str:
     return ""
 
 
+def cut_short(path: Path, kind: str) -> bool:
+    """Whether a checkpoint file of format `kind` (`checkpoint_format`) ends before its contents do, as after an
+    interrupted copy or download: a torch.save zip without the end-of-archive record zips close with (in its last
+    64 KiB + 22 bytes), a safetensors file shorter than the data its header lists. Never raises."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            if kind == "torch_zip":
+                f.seek(max(0, size - 65_557))
+                return b"PK\x05\x06" not in f.read()
+            if kind == "safetensors":
+                length = int.from_bytes(f.read(8), "little")
+                header = json.loads(f.read(length))
+                ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
+                return 8 + length + max(ends, default=0) > size
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return False
+    return False
+
+
+CUT_SHORT = ("{label} looks cut short: the file ends before its contents do, as after an interrupted copy or "
+             "download. Copy or download it again.")
+
+
 def read_checkpoint(path: Path, label: str = "") -> list[tuple[str, dict[str, torch.Tensor]]]:
     """Every state dict in a checkpoint file, the usual wrapper first: [(entry, {name: tensor})].
 
@@ -525,12 +549,16 @@ def read_checkpoint(path: Path, label: str = "") -> list[tuple[str, dict[str, to
         try:
             return [("", load_file(str(path)))]
         except Exception as exc:
+            if cut_short(path, kind):
+                raise StudioError(CUT_SHORT.format(label=label)) from None
             raise StudioError(f"{label} is not a readable safetensors file ({exc}).") from None
     if kind == "torch_zip":
         try:
             with zipfile.ZipFile(path) as zf:
                 is_torch = any(n.endswith("data.pkl") for n in zf.namelist())
         except (zipfile.BadZipFile, OSError) as exc:
+            if cut_short(path, kind):
+                raise StudioError(CUT_SHORT.format(label=label)) from None
             raise StudioError(f"{label} is not a readable PyTorch checkpoint (a damaged zip archive: {exc}).") from None
         if not is_torch:
             raise StudioError(f"{label} is a zip archive but not a PyTorch checkpoint (PyTorch's torch.save did not write it). "
@@ -555,6 +583,8 @@ def read_checkpoint(path: Path, label: str = "") -> list[tuple[str, dict[str, to
             ) from None
         raise StudioError(f"{label} is not a readable PyTorch checkpoint (corrupt or another format).") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
+        if isinstance(exc, EOFError) or "unexpected EOF" in str(exc):  # the legacy format's pickle or data ends early
+            raise StudioError(CUT_SHORT.format(label=label)) from None
         raise StudioError(f"{label} is not a readable PyTorch checkpoint ({exc}).") from None
     found = _state_dicts(obj)
     if not found:

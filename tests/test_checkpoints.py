@@ -212,9 +212,25 @@ def test_files_that_are_no_checkpoint_say_what_is_read(tmp_path):
     with pytest.raises(StudioError, match="zip archive but not a PyTorch checkpoint"):
         build_model("resnet18", 3, "checkpoint", str(tmp_path / "data.pt"))
     torch.save(generated_state("resnet18"), tmp_path / "whole.pth")
-    (tmp_path / "cut.pth").write_bytes((tmp_path / "whole.pth").read_bytes()[:5000])  # an interrupted download
-    with pytest.raises(StudioError, match="cut.pth is not a readable PyTorch checkpoint"):
-        build_model("resnet18", 3, "checkpoint", str(tmp_path / "cut.pth"))
+    whole = (tmp_path / "whole.pth").read_bytes()
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in generated_state("resnet18").items()}, str(tmp_path / "whole.safetensors"))
+    torch.save(generated_state("resnet18"), tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    # interrupted downloads, half of each file: said in those words, not the libraries' ("incomplete metadata")
+    for name, data in (("cut.pth", whole[:len(whole) // 2]), ("cut.pth", whole[:5000]),
+                       ("cut.safetensors", (tmp_path / "whole.safetensors").read_bytes()[:-1000]),
+                       ("cut_legacy.pth", (tmp_path / "legacy.pth").read_bytes()[:-1000])):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(StudioError, match=f"{name} looks cut short: the file ends before its contents do, as "
+                                              "after an interrupted copy or download"):
+            build_model("resnet18", 3, "checkpoint", str(tmp_path / name))
+    damaged = bytearray(whole)
+    damaged[len(whole) // 2:len(whole) // 2 + 4096] = b"\0" * 4096  # whole length, damaged inside: not "cut short"
+    (tmp_path / "damaged.pth").write_bytes(bytes(damaged))
+    with pytest.raises(StudioError) as exc:
+        build_model("resnet18", 3, "checkpoint", str(tmp_path / "damaged.pth"))
+    assert "cut short" not in str(exc.value), exc.value
     torch.save({"epoch": 3, "note": "no weights"}, tmp_path / "empty.ckpt")
     with pytest.raises(StudioError, match="holds no weights"):
         build_model("resnet18", 3, "checkpoint", str(tmp_path / "empty.ckpt"))
