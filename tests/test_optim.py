@@ -140,6 +140,14 @@ def test_the_head_cap_in_words():
         "these images at 32 px are large (their largest mean square along one direction: 969), and at 0.02 its "
         "steps would overshoot, its loss growing instead of falling. The layers below it learn at 0.02.")
     assert head_lr_words({}) == ""
+    # an engineer's checkpoint saved after a diverged step gave 2e9: the words say the file looks broken
+    broken = {"head_lr_capped": {**summary["head_lr_capped"], "curvature": 1966718411.0},
+              "load_report": {"source": "checkpoint b.pth.tar"}}
+    assert head_lr_words(broken).endswith("usually mean the starting weights are broken, such as a file saved after "
+                                          "a training step that diverged: check your checkpoint, or start from the "
+                                          "bundled weights.")
+    assert "broken" not in head_lr_words({**broken, "load_report": {"source": "bundled"}}), "said of the user's file"
+    assert "broken" not in head_lr_words({**summary, "load_report": broken["load_report"]}), "969 is a network's own"
     from engine.export import training_lines
 
     card = training_lines(apply_overrides(RunConfig(), ["data.image_size=32"]), summary)
