@@ -837,6 +837,22 @@ def test_predict_says_the_runs_figures_on_the_kind_of_picture_it_is_weaker_on(st
     assert cli(base) == 0
     assert re.search(r"note: The model learnt \S+ from only 3 training pictures \(\S+ from 40\): it knows that class "
                      "least", capsys.readouterr().out)
+    # the precision it answers in, beside the device: an engineer's figures differed from the exported file's
+    real_load = engine_cli.load_predictor
+
+    def answering_in(dtype):
+        def load(*args, **kwargs):
+            p = real_load(*args, **kwargs)
+            p.amp_dtype = dtype
+            return p
+        return load
+
+    for dtype, said in ((torch.bfloat16, r" on \S+ in bfloat16 as the run was evaluated \(the exported files: "
+                                         r"float32\); classes: "), (None, r" on \S+; classes: ")):
+        monkeypatch.setattr(engine_cli, "load_predictor", answering_in(dtype))
+        assert cli(base) == 0
+        line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("model: "))
+        assert re.search(said, line), line
 
 
 def test_predict_a_plain_folder_without_classes_and_bad_input(studio, tmp_path, capsys):
