@@ -16,6 +16,7 @@ import functools
 import json
 import pickle
 import re
+import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -525,6 +526,14 @@ def cut_short(path: Path, kind: str) -> bool:
     return False
 
 
+def _safetensors_header_cut(path: Path) -> bool:
+    """Whether the file starts as a safetensors file (an 8-byte length, then `{"`) whose header the file is too
+    short to hold: cut inside its header, which `checkpoint_format` does not take for safetensors."""
+    with open(path, "rb") as f:
+        head = f.read(10)
+    return len(head) == 10 and head[8:10] == b'{"' and int.from_bytes(head[:8], "little") > path.stat().st_size - 8
+
+
 CUT_SHORT = ("{label} looks cut short: the file ends before its contents do, as after an interrupted copy or "
              "download. Copy or download it again.")
 
@@ -563,6 +572,8 @@ def read_checkpoint(path: Path, label: str = "") -> list[tuple[str, dict[str, to
         if not is_torch:
             raise StudioError(f"{label} is a zip archive but not a PyTorch checkpoint (PyTorch's torch.save did not write it). "
                               f"Checkpoints the studio reads: {readable}.")
+    if not kind and _safetensors_header_cut(path):
+        raise StudioError(CUT_SHORT.format(label=label))
     if not kind:
         # "not A, or B" read as if one of the two held (a new user's text file renamed .pt)
         raise StudioError(f"{label} is not a model checkpoint the studio can read: its contents are neither a "
@@ -582,8 +593,10 @@ def read_checkpoint(path: Path, label: str = "") -> list[tuple[str, dict[str, to
                 "(torch.save(model.state_dict(), 'weights.pth')) or use safetensors, and upload that."
             ) from None
         raise StudioError(f"{label} is not a readable PyTorch checkpoint (corrupt or another format).") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
-        if isinstance(exc, EOFError) or "unexpected EOF" in str(exc):  # the legacy format's pickle or data ends early
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError,
+            struct.error) as exc:
+        # the legacy format's pickle or data ends early (a cut in its first bytes: struct's or an index's error)
+        if isinstance(exc, (EOFError, IndexError, struct.error)) or "unexpected EOF" in str(exc):
             raise StudioError(CUT_SHORT.format(label=label)) from None
         raise StudioError(f"{label} is not a readable PyTorch checkpoint ({exc}).") from None
     found = _state_dicts(obj)

@@ -680,7 +680,8 @@ def class_answers(summary: dict, name: str, split: str) -> str | None:
     """Class `name`'s answers on `split` from the summary's `{split}_confusion` (rows: true class, columns: answer):
     "1 of 2 validation images right (1 taken for Naevus)"; None without a well-formed matrix or that class."""
     classes, rows = [str(c) for c in summary.get("classes") or []], summary.get(f"{split}_confusion")
-    if name not in classes or not isinstance(rows, list) or len(rows) != len(classes):
+    if name not in classes or not isinstance(rows, list) or len(rows) != len(classes) \
+            or any(not isinstance(r, list) or len(r) != len(classes) for r in rows):
         return None
     i = classes.index(name)
     row = [int(v) for v in rows[i]]
@@ -704,12 +705,14 @@ def few_class_words(summary: dict) -> str:
     parts = []
     for name, sizes in few.items():
         said = [w for s in ("test", "val") if (w := class_answers(summary, name, s))]
-        parts.append(f"{name}: " + ", ".join(said or [plural(n, SPLIT_WORDS[s] + " image") for s, n in sizes.items()]))
-    least = min([n for sizes in few.values() for n in sizes.values() if n] or [1])
+        counts = [plural(n, SPLIT_WORDS[s] + " image") for s, n in sizes.items()]
+        parts.append(f"{name}: " + (", ".join(said or counts) if any(sizes.values()) else
+                                    "no validation or test image, so its accuracy is not measured"))
+    least = min([n for sizes in few.values() for n in sizes.values() if n] or [0])
+    weight = (f" One image is {100 / least:.0f} points of such a class's own accuracy, so its figures say little "
+              f"(100% of {plural(least, 'image')} is no proof)." if least else "")
     return (f"Few images to judge {'this class' if len(few) == 1 else 'these classes'} by. " + "; ".join(parts)
-            + f". One image is {100 / least:.0f} points of such a class's own accuracy, so its figures say little "
-            f"(100% of {plural(least, 'image')} is no proof); more of its pictures, or larger validation and test "
-            "shares, make them firmer.")
+            + f".{weight} More of its pictures, or larger validation and test shares, make them firmer.")
 
 
 FEW_TRAIN = 10  # training images of one class: below this (beside a class of twice as many) it is named
@@ -720,7 +723,8 @@ def few_training_words(summary: dict) -> str | None:
     least twice as many (the summary's data_report split_counts "train"): "The model learnt Melanoma from only 5
     training pictures (Naevus (benign) from 43): it knows that class least, so it may miss such pictures or take
     others for it."; None otherwise. Try it says it under a new picture's answer: a clinician's rare-class photo
-    was answered as another class at 94% with no word that the model had seen 5 of its kind."""
+    was answered as another class at 94% with no word that the model had seen 5 of its kind. A class without a
+    training picture is said never to have been seen."""
     train = {str(c): int(n or 0) for c, n in
              (((summary.get("data_report") or {}).get("split_counts") or {}).get("train") or {}).items()}
     if not train:
@@ -729,12 +733,17 @@ def few_training_words(summary: dict) -> str | None:
     few = [(c, n) for c, n in train.items() if n < FEW_TRAIN and 2 * n <= train[largest]]
     if not few:
         return None
+    unseen = [c for c, n in few if not n]
+    few = [(c, n) for c, n in few if n]
     named = and_words([f"{c} from {'only ' if i == 0 else ''}{plural(n, 'training picture') if i == 0 else n}"
                        for i, (c, n) in enumerate(few)])
     one = len(few) == 1
-    return (f"The model learnt {named} ({largest} from {train[largest]}): it knows "
-            f"{'that class' if one else 'those classes'} least, so it may miss such pictures or take others for "
-            f"{'it' if one else 'them'}.")
+    learnt = (f"The model learnt {named} ({largest} from {train[largest]}): it knows "
+              f"{'that class' if one else 'those classes'} least, so it may miss such pictures or take others for "
+              f"{'it' if one else 'them'}.") if few else ""
+    never = (f"{' ' if learnt else ''}It never saw {and_words(unseen)} in training (no training picture), so it "
+             f"does not know {'that class' if len(unseen) == 1 else 'those classes'} at all.") if unseen else ""
+    return learnt + never
 
 
 COLOUR_P = 0.05  # greyscale and colour pictures' accuracies further apart than chance gives this often: said

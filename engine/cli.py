@@ -12,6 +12,7 @@ import difflib
 import json
 import math
 import os
+import re
 import shlex
 import signal
 import sys
@@ -375,9 +376,13 @@ def _auto_named(cfg: RunConfig) -> bool:
     # with seed 0 too: names given before run names carried the seed
     # and a preset fitted to its data as this batch (the data that fitted it unknown here)
     fitted = lambda recipe: with_batch(recipe, cfg.train.batch_size)  # noqa: E731
-    return bool(cfg.name) and cfg.name in {
-        name for c in (cfg, dataclasses.replace(cfg, seed=0))
-        for name in (run_name(c), run_name(c, fit=fitted), *(run_name(c, preset=p.title) for p in PRESETS.values()))}
+    # with the checkpoint's file name and without: names from before it, and a dashboard upload's (whose file name
+    # is the user's, unknown here) read as "from your checkpoint" alone once the name is left out
+    names = {name for c in (cfg, dataclasses.replace(cfg, seed=0)) for ck in (None, "")
+             for name in (run_name(c, checkpoint=ck), run_name(c, fit=fitted, checkpoint=ck),
+                          *(run_name(c, preset=p.title, checkpoint=ck) for p in PRESETS.values()))}
+    unnamed = re.sub(r" from your checkpoint \S[^·]*? on ", " from your checkpoint on ", cfg.name or "", count=1)
+    return bool(cfg.name) and (cfg.name in names or (cfg.backbone.pretrained == "checkpoint" and unnamed in names))
 
 
 def _preset_title(name: str | None, cfg: RunConfig, train_images: int) -> str | None:

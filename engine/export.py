@@ -34,7 +34,8 @@ from engine.evaluate import FlipAverage, held_out_accuracy, predict
 from engine.methods import METHODS
 from engine.runs import load_structured, model_from_state
 from engine.structured import save_structured
-from engine.words import balance_words, difference_words, ended_early_words, epochs_run_words, plural
+from engine.words import (balance_words, difference_words, ended_early_words, epochs_run_words, plural,
+                          right_of_words)
 
 
 VALIDATION_IMAGES = "the validation images"  # what the exported files are checked on, as the card says it
@@ -382,9 +383,10 @@ def per_class_lines(summary: dict[str, Any]) -> list[str]:
     [] without a well-formed matrix. A clinician's rare class had no figure of its own on the card they took home."""
     split = findings_split(summary)
     classes, rows = summary.get("classes") or [], summary.get(f"{split}_confusion")
-    if not classes or not isinstance(rows, list) or len(rows) != len(classes):
+    if not classes or not isinstance(rows, list) or len(rows) != len(classes) \
+            or any(not isinstance(r, list) or len(r) != len(classes) for r in rows):
         return []
-    shown = [f"{c} {pct(row[i] / sum(row))} ({row[i]} of {sum(row)})" if sum(row) else f"{c}: no images"
+    shown = [f"{c} {right_of_words(row[i], sum(row))}" if sum(row) else f"{c}: no images"
              for i, (c, row) in enumerate(zip(classes, ([int(v) for v in r] for r in rows)))]
     return [f"- Per class ({SPLIT_WORDS[split]} images): " + "; ".join(shown)]
 
@@ -395,10 +397,12 @@ def limits_section(summary: dict[str, Any]) -> list[str]:
     many, from the summary's data_report split_counts), generated corruptions alone for OOD, and no validation for
     decisions with consequences."""
     held = sum(sum(split_sizes(summary, s)) for s in ("val", "test"))
+    measured = (f"Measured only on {held:,} held-out images from the same collection as its training images"
+                if held else "Measured only on held-out images from the same collection as its training images")
+    ood = (" The OOD figure above is on generated corruptions of those images, not on pictures of other conditions."
+           if summary.get("ood_acc") is not None else "")
     return ["", "## Limits",
-            f"- Measured only on {held:,} held-out images from the same collection as its training images: pictures "
-            "from other cameras, places, people or conditions may fare worse. The OOD figure above is on generated "
-            "corruptions of those images, not on pictures of other conditions.",
+            f"- {measured}: pictures from other cameras, places, people or conditions may fare worse.{ood}",
             "- Not validated for decisions with consequences (medical, legal, safety): its answers are suggestions for "
             "a person who knows the subject to check."]
 
@@ -488,9 +492,9 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
         f"- Validation accuracy: {pct(summary.get('val_acc'))}; test accuracy: {pct(summary.get('test_acc'))}",
         f"- OOD accuracy (corruption suite, severities 1-5): {ood_text(cfg, summary)}",
     ]
-    lines += per_class_lines(summary)
     for k, v in (summary.get("ood_acc_by_corruption") or {}).items():  # under the OOD line (they were read as a
         lines.append(f"  - {corruption_name(k)}: {pct(v)}")  # breakdown of the imbalance line that came between)
+    lines += per_class_lines(summary)
     imb = rep.get("imbalance") or {}
     if imb.get("imbalanced") and summary.get("test_balanced_acc") is not None:
         lines.append(f"- Imbalanced classes ('{imb['largest']}' {imb['ratio']}x '{imb['smallest']}'): test balanced "

@@ -186,3 +186,9 @@ def picture_shape_words(shape: dict, image_size: int, control: str = "a larger I
     if whole and fit != "pad" and wide_or_tall:
         parts.append(f"{whole} keeps the whole picture instead.")
     return " ".join(parts)
+
+
+def right_of_words(right: int, images: int) -> str:
+    """A class's or a group's answers: "50.0% (1 of 2)" (one decimal, as the tiles round), for the model card's and
+    Compare's per-class figures alike. `images` > 0."""
+    return f"{100 * right / images:.1f}% ({right} of {images})"

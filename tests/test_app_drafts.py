@@ -987,6 +987,11 @@ def test_compare_sets_runs_of_the_same_classes_side_by_side_per_class():
     assert per_class_frame({"x": two, "y": {**two, "test_confusion": None}})[1] == "val", "a run without test images"
     assert per_class_frame({"x": two, "y": {**two, "classes": ["a", "c"]}}) is None, "other classes"
     assert per_class_frame({"x": two}) is None and per_class_frame({"x": two, "y": {"classes": ["a", "b"]}}) is None
+    from app.app_pages.results import few_on
+
+    counts = {"val": {"a": 30, "b": 3}, "test": {"a": 30, "b": 30}}  # few on validation only
+    runs = {"x": {"data_report": {"split_counts": counts}}}
+    assert few_on(runs, "test", ["a", "b"]) == [] and few_on(runs, "val", ["a", "b"]) == ["b"]
 
 
 def test_compare_speaks_of_a_wise_ft_runs_lead_only_where_it_has_one():

@@ -218,9 +218,10 @@ def test_files_that_are_no_checkpoint_say_what_is_read(tmp_path):
     save_file({k: v.contiguous() for k, v in generated_state("resnet18").items()}, str(tmp_path / "whole.safetensors"))
     torch.save(generated_state("resnet18"), tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
     # interrupted downloads, half of each file: said in those words, not the libraries' ("incomplete metadata")
+    safe, legacy = (tmp_path / "whole.safetensors").read_bytes(), (tmp_path / "legacy.pth").read_bytes()
     for name, data in (("cut.pth", whole[:len(whole) // 2]), ("cut.pth", whole[:5000]),
-                       ("cut.safetensors", (tmp_path / "whole.safetensors").read_bytes()[:-1000]),
-                       ("cut_legacy.pth", (tmp_path / "legacy.pth").read_bytes()[:-1000])):
+                       ("cut.safetensors", safe[:-1000]), ("cut.safetensors", safe[:200]),
+                       *((f"cut_legacy_{n}.pth", legacy[:n]) for n in (19, 97, 388, len(legacy) - 1000))):
         (tmp_path / name).write_bytes(data)
         with pytest.raises(StudioError, match=f"{name} looks cut short: the file ends before its contents do, as "
                                               "after an interrupted copy or download"):

@@ -1406,7 +1406,7 @@ def test_a_class_with_few_held_out_images_is_named_with_its_answers_and_one_imag
     assert few_image_classes(before) == {"melanoma": {"val": 2, "test": 2}}
     assert few_class_words(before) == (
         "Few images to judge this class by. melanoma: 2 validation images, 2 test images. One image is 50 points of "
-        "such a class's own accuracy, so its figures say little (100% of 2 images is no proof); more of its pictures, "
+        "such a class's own accuracy, so its figures say little (100% of 2 images is no proof). More of its pictures, "
         "or larger validation and test shares, make them firmer.")
     after = {**before, "classes": ["naevus", "melanoma", "bcc"], "test_confusion": [[14, 0, 0], [0, 2, 0], [0, 0, 6]],
              "val_confusion": [[14, 0, 0], [1, 1, 0], [0, 0, 6]]}
@@ -1421,6 +1421,9 @@ def test_a_class_with_few_held_out_images_is_named_with_its_answers_and_one_imag
     even = {c: FEW_PER_CLASS for c in ("a", "b")}
     assert few_class_words({"data_report": {"split_counts": {"val": {**even, "c": 40}, "test": even}}}) == ""
     assert few_class_words({}) == "" and few_image_classes({"data_report": {}}) == {}
+    unmeasured = {"data_report": {"split_counts": {"val": {"a": 9, "b": 0}, "test": {"a": 9, "b": 0}}}}
+    assert few_class_words(unmeasured).startswith("Few images to judge this class by. b: no validation or test "
+                                                  "image, so its accuracy is not measured. More of its pictures")
 
 
 def test_a_class_learnt_from_few_training_pictures_beside_a_large_one_is_named():
@@ -1437,3 +1440,8 @@ def test_a_class_learnt_from_few_training_pictures_beside_a_large_one_is_named()
         "it may miss such pictures or take others for them.")
     assert said({"a": FEW_TRAIN - 1, "b": 2 * FEW_TRAIN - 3}) is None, "not twice as many in the largest class"
     assert said({"a": FEW_TRAIN, "b": 90}) is None and said({}) is None and few_training_words({}) is None
+    assert said({"a": 4, "b": 0, "c": 43}).endswith(" (c from 43): it knows that class least, so it may miss such "
+                                                    "pictures or take others for it. It never saw b in training (no "
+                                                    "training picture), so it does not know that class at all.")
+    assert said({"a": 0, "c": 43}) == "It never saw a in training (no training picture), so it does not know that " \
+                                      "class at all."

@@ -362,10 +362,16 @@ def test_the_card_gives_each_classs_figure_its_rare_classes_and_its_limits():
     limits = card[card.index("## Limits"):]
     assert "- Measured only on 44 held-out images from the same collection as its training images" in limits
     assert "Not validated for decisions with consequences (medical, legal, safety)" in limits
+    assert "OOD figure" not in limits, "no OOD figure above to speak of"
+    ood = model_card(RunConfig(), {**summary, "ood_acc": 0.6, "ood_acc_by_corruption": {"gaussian_noise": 0.6}})
+    assert ood.index("  - Gaussian noise: 60.0%") < ood.index("- Per class"), "the breakdown stays under OOD's line"
+    assert "The OOD figure above is on generated corruptions" in ood
+    assert "- Measured only on held-out images from the same collection" in model_card(RunConfig(), {"classes": ["a"]})
     # without a test split the figures are validation's; a malformed matrix gives no line
     no_test = model_card(RunConfig(), {**summary, "test_confusion": None, "test_acc": None})
     assert "- Per class (validation images): naevus 100.0% (14 of 14); melanoma 50.0% (1 of 2)" in no_test
     assert "- Per class" not in model_card(RunConfig(), {**summary, "test_confusion": [[1, 2]]})
+    assert "- Per class" not in model_card(RunConfig(), {**summary, "test_confusion": [[1, 2], [3], [4, 5, 6]]})
 
 
 def test_the_cards_configuration_names_a_local_dataset_by_its_file_name_not_its_folder():

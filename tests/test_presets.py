@@ -134,6 +134,14 @@ def test_cli_train_fits_a_presets_batch_to_a_small_dataset_as_the_dashboard_does
     assert _auto_named(saved) and _auto_named(dataclasses.replace(quick, name="Quick demo (ResNet-18) on small.zip"))
     assert not _auto_named(dataclasses.replace(quick, name="my pets, second try")) and not _auto_named(quick)
     assert _auto_named(dataclasses.replace(quick, seed=1, name=run_name(quick))), "named before names gave the seed"
+    # from a checkpoint: named with its file, before that without, and a dashboard upload's with the user's name
+    own = apply_overrides(quick, ["backbone.pretrained=checkpoint", "backbone.checkpoint=/w/a_bare.pt"])
+    upload = apply_overrides(own, ["backbone.checkpoint=upload:" + "0" * 64])
+    for cfg, name in ((own, "Quick demo (ResNet-18) from your checkpoint a_bare.pt on small.zip"),
+                      (own, "Quick demo (ResNet-18) from your checkpoint on small.zip"),
+                      (upload, "Quick demo (ResNet-18) from your checkpoint mine.pt on small.zip")):
+        assert _auto_named(dataclasses.replace(cfg, name=name)), name
+    assert not _auto_named(dataclasses.replace(upload, name="trial from your checkpoint mine.pt on small.zip"))
     again = ["train", "--config", str(tmp_path / "fitted" / "config.yaml"), "--data-dir", str(tmp_path / "d"), "--quiet",
              "--epochs", "3"]
     other = write_tiny_zip(tmp_path / "other.zip", per_class=10)

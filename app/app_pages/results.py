@@ -28,7 +28,7 @@ from engine.optim import frozen_words, head_lr_words
 from engine.resume import RESUME_FILE
 from engine.schedules import schedule_label
 from engine.words import (and_words, balance_words, data_extras, ended_early_words, epochs_ended_early, fit_words,
-                          percent_half_up, plural)
+                          percent_half_up, plural, right_of_words)
 
 RUN_KEY = "results_run"
 SUMMARY_METRICS = {  # summary key -> (label, help)
@@ -1009,7 +1009,8 @@ def compare(engine, runs) -> None:
         table.loc[~table["_pruned"].astype(bool), "sparsity"] = 0.0
     table = table.drop(columns="_pruned")
     curves = {legend[i]: c for i, c in by_run.items()}
-    compare_warnings(table, {short[i]: read_summary(by_id[i].run_dir) for i in chosen})
+    summaries = {short[i]: read_summary(by_id[i].run_dir) for i in chosen}
+    compare_warnings(table, summaries)
     table = shared_columns_note(table)  # what every run shares is said once: the table keeps its width
     wise = ["wise_ft" in enabled_methods(by_id[r].config) for r in chosen]
     if wise_leads(rows, wise):  # said only where there is a lead (a teacher read it beside a WiSE-FT run 4 points behind)
@@ -1054,7 +1055,7 @@ def compare(engine, runs) -> None:
     main = table.drop(columns=[c for c in setup if c not in differ])
     config["run"] = st.column_config.TextColumn("run", width=run_width(main, config), pinned=True)
     figures_table(main, config)
-    per_class_compare({short[i]: read_summary(by_id[i].run_dir) for i in chosen})
+    per_class_compare(summaries)
     if setup:
         setup_details(table, setup, config)
     compare_curves(curves, {legend[i]: by_id[i] for i in chosen}, [r.id for r in reversed(candidates)])
@@ -1097,16 +1098,27 @@ def per_class_frame(summaries: dict[str, dict]) -> tuple[pd.DataFrame, str] | No
     frame = {"class": classes[0]}
     for label, m in zip(summaries, matrices):
         rows = [[int(v) for v in r] for r in m]
-        frame[label] = [f"{components.fmt_pct(r[i] / sum(r))} ({r[i]} of {sum(r)})" if sum(r) else NOT_MEASURED
+        frame[label] = [right_of_words(r[i], sum(r)) if sum(r) else NOT_MEASURED
                         for i, r in enumerate(rows)]
     return pd.DataFrame(frame), split
+
+
+def few_on(summaries: dict[str, dict], split: str, classes: list[str]) -> list[str]:
+    """The classes (in `classes`' order) that some run compared (`summaries`) holds fewer than
+    engine.chance.FEW_PER_CLASS images of on `split` ("val" or "test") beside larger ones (few_image_classes): the
+    split the per-class table shows, not the other."""
+    from engine.chance import FEW_PER_CLASS, few_image_classes
+
+    few = {c for s in summaries.values() for c, sizes in few_image_classes(s).items()
+           if sizes.get(split, 0) < FEW_PER_CLASS}
+    return [c for c in classes if c in few]
 
 
 def per_class_compare(summaries: dict[str, dict]) -> None:
     """Under the Compare table, runs of the same classes side by side per class (`per_class_frame`), with the
     classes measured on few images named (engine.chance.few_image_classes). A clinician who weighted the loss to
     help a rare class could not see whether it did."""
-    from engine.chance import SPLIT_WORDS, few_image_classes
+    from engine.chance import SPLIT_WORDS
 
     got = per_class_frame(summaries)
     if got is None:
@@ -1116,7 +1128,7 @@ def per_class_compare(summaries: dict[str, dict]) -> None:
                      expanded=len(frame) <= 8):
         st.dataframe(frame, hide_index=True, width="stretch",
                      column_config={"class": st.column_config.TextColumn("class", pinned=True)})
-        few = sorted({c for s in summaries.values() for c in few_image_classes(s)}, key=list(frame["class"]).index)
+        few = few_on(summaries, split, list(frame["class"]))
         if few:
             st.caption(f":material/straighten: {and_words(few)}: few {SPLIT_WORDS[split]} images, so one image moves "
                        "such a class's figure by many points; a difference between runs there can be luck.")
