@@ -1038,8 +1038,9 @@ def without_dataset(labels: dict[str, str], datasets: dict[str, str],
     (`extras`: ", loss weighted by class", engine.words.data_extras, which stay), unless two labels would then
     read the same."""
     extras = extras or {}
-    short = {i: re.sub(rf" on {re.escape(datasets[i])}(?={re.escape(extras.get(i, ''))}( \(\d+\))?( · \w+)?$)", "",
-                       label) for i, label in labels.items()}
+    # the settings optional: a name from before they went into names, or the user's own, ends with the dataset
+    short = {i: re.sub(rf" on {re.escape(datasets[i])}(?=({re.escape(extras.get(i, ''))})?( \(\d+\))?( · \w+)?$)",
+                       "", label) for i, label in labels.items()}
     return short if len(set(short.values())) == len(short) else labels
 
 

@@ -1362,8 +1362,9 @@ def _predict(args: argparse.Namespace) -> int:
     alpha = args.alpha if args.alpha is not None or args.variant != "wise" else _stored_alpha(run_id, data_dir)
     predictor = load_predictor(run_dir, args.variant, alpha, data_dir / DATASETS_FOLDER, args.device)
     # the precision too: its answers differ from the exported float32 files' by about a point where it is bfloat16
-    amp = f" in {str(predictor.amp_dtype).removeprefix('torch.')} as the run was evaluated (the exported files: " \
-          "float32)" if predictor.amp_dtype is not None else ""
+    amp = (f" in {str(predictor.amp_dtype).removeprefix('torch.')}"
+           + (" as the run was evaluated" if predictor.as_evaluated else "") + " (the exported files: float32)"
+           if predictor.amp_dtype is not None else "")
     print(f"model: {predictor.label} on {predictor.device}{amp}; classes: {', '.join(predictor.classes)}", flush=True)
     _say_stopped(run_dir, run_id, data_dir)
     summary = run_summary(run_dir, stopped_ok=args.variant == "best")

@@ -377,10 +377,11 @@ def caution_section(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def per_class_lines(summary: dict[str, Any]) -> list[str]:
+def per_class_lines(summary: dict[str, Any], whose: str = "") -> list[str]:
     """The card's accuracy of each class, on the test images (else validation), from the summary's
     `{split}_confusion` (rows: true class; image counts): "- Per class (test images): Melanoma 50.0% (1 of 2); ...";
-    [] without a well-formed matrix. A clinician's rare class had no figure of its own on the card they took home."""
+    [] without a well-formed matrix. A clinician's rare class had no figure of its own on the card they took home.
+    `whose`: a model other than the heading's, said in the brackets ("this smaller model's")."""
     split = findings_split(summary)
     classes, rows = summary.get("classes") or [], summary.get(f"{split}_confusion")
     if not classes or not isinstance(rows, list) or len(rows) != len(classes) \
@@ -388,7 +389,7 @@ def per_class_lines(summary: dict[str, Any]) -> list[str]:
         return []
     shown = [f"{c} {right_of_words(row[i], sum(row))}" if sum(row) else f"{c}: no images"
              for i, (c, row) in enumerate(zip(classes, ([int(v) for v in r] for r in rows)))]
-    return [f"- Per class ({SPLIT_WORDS[split]} images): " + "; ".join(shown)]
+    return [f"- Per class ({whose + ', ' if whose else ''}{SPLIT_WORDS[split]} images): " + "; ".join(shown)]
 
 
 def limits_section(summary: dict[str, Any]) -> list[str]:
@@ -483,18 +484,21 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
     lines += structured
     alpha = summary.get("wise_alpha")
     lines += wise_card_section(summary, cfg)
+    full, before = ((summary.get("structured") or {}), "_before") if structured else (summary, "")
     lines += [
         "",
         "## Metrics" + (" (the fine-tuned model, alpha 1)" if alpha is not None else
                         " (the full-size model this one was cut from; its own are above)" if structured else
                         BEST_METRICS[bool(summary.get("recorded_in_training"))]
                         if summary.get("export_variant") == "best" else ""),
-        f"- Validation accuracy: {pct(summary.get('val_acc'))}; test accuracy: {pct(summary.get('test_acc'))}",
+        # the full-size model's under that heading: a smaller model's card gave its own 50% there beside 90%
+        f"- Validation accuracy: {pct(full.get('val_acc' + before))}; test accuracy: "
+        f"{pct(full.get('test_acc' + before))}",
         f"- OOD accuracy (corruption suite, severities 1-5): {ood_text(cfg, summary)}",
     ]
     for k, v in (summary.get("ood_acc_by_corruption") or {}).items():  # under the OOD line (they were read as a
         lines.append(f"  - {corruption_name(k)}: {pct(v)}")  # breakdown of the imbalance line that came between)
-    lines += per_class_lines(summary)
+    lines += per_class_lines(summary, "this smaller model's" if structured else "")
     imb = rep.get("imbalance") or {}
     if imb.get("imbalanced") and summary.get("test_balanced_acc") is not None:
         lines.append(f"- Imbalanced classes ('{imb['largest']}' {imb['ratio']}x '{imb['smallest']}'): test balanced "

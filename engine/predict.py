@@ -363,6 +363,7 @@ class Predictor:
 
     stats_note: str | None = None  # where `stats` came from when the run's dataset is gone (`gone_note`)
     fit: str = "crop"  # how a picture becomes the model's square, as in the run (engine.data.fit_square)
+    as_evaluated: bool = True  # its precision is the one the run was evaluated in (set in __init__)
 
     def __init__(self, model: Classifier, cfg: RunConfig, classes: list[str], variant: str, alpha: float | None,
                  device: torch.device, stats: FeatureStats | None = None, low_confidence: float = LOW_CONFIDENCE,
@@ -371,6 +372,8 @@ class Predictor:
         self.variant, self.alpha, self.device = variant, alpha, device
         # the run's own evaluation precision where it ran on this kind of device (engine.devices.run_amp_dtype)
         self.amp_dtype = run_amp_dtype(summary or {}, cfg.train.amp, device, int(cfg.data.image_size))
+        # whether that is the precision the run was evaluated in: it ran on this kind of device (else `pick_amp`'s)
+        self.as_evaluated = str((summary or {}).get("device") or "").split(":")[0] == device.type
         if inference_channels_last(cfg.train.channels_last, device, self.amp_dtype):
             self.model.to(memory_format=torch.channels_last)  # bf16 answers 1.3-1.6x faster (inference_channels_last)
         self.epochs = best_epoch((summary or {}).get("history") or [])  # (best, of) or None

@@ -748,8 +748,8 @@ def test_the_default_preset_follows_the_datasets_size_until_the_user_changes_a_s
     assert not any("optimiser step per epoch" in w for w in texts(at.warning))
     assert any("Quick demo is in use, fitted to your dataset: batch 4 at learning rate 0.0025 instead of its 32 at "
                "0.02" in c for c in texts(at.caption)), "the card's recipe and the fields below agree in words"
-    assert "**On your images:** batch 4 at learning rate 0.0025 instead of 32 at 0.02, for more optimiser steps an " \
-           "epoch." in texts(at.markdown), "and its What it does, which said batch 32 alone"
+    assert "**On your images:** batch 4 at learning rate 0.0025 instead of its 32 at 0.02, for more optimiser steps " \
+           "an epoch." in texts(at.markdown), "and its What it does, which said batch 32 alone"
     at.switch_page("app_pages/data.py").run()
     at.radio(key="w:data.kind").set_value("sample").run()
     no_problems(at)
@@ -1229,6 +1229,9 @@ def test_the_compare_table_leaves_the_dataset_out_of_run_labels_unless_that_make
         "a": "04:51 · Quick demo, loss weighted by class", "b": "04:46 · Quick demo"}
     own = {"a": "11:24 · trip on x.zip, day 2"}  # a user's own words after a comma: no setting of the data
     assert without_dataset(own, {"a": "x.zip"}) == own
+    before = {"a": "04:40 · Quick demo (ResNet-18) on x.zip"}  # named before the data's settings went into names
+    assert without_dataset(before, {"a": "x.zip"}, {"a": ", loss weighted by class"}) == {
+        "a": "04:40 · Quick demo (ResNet-18)"}
 
 
 def test_the_compare_table_leaves_a_shared_backbone_out_of_run_labels():

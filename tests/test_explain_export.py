@@ -437,6 +437,15 @@ def test_the_channel_pruned_models_card_names_only_the_figures_it_gives():
                                                                            "test_acc_before": 0.78}})
     assert "## Metrics (the full-size model this one was cut from; its own are above)" in card
     assert "- Validation accuracy 80.0% (the full model: 82.0%), test accuracy 75.0% (the full model: 78.0%); " in card
+    # as exported (the smaller model's own figures in the summary's place), Metrics still gives the full model's
+    from engine.chance import smaller_model_summary
+
+    full = {**base, "test_acc": 0.78, "structured": {**structured, "test_acc": 0.75, "test_acc_before": 0.78,
+                                                     "test_confusion": [[3, 1], [1, 3]]}}
+    exported = model_card(RunConfig(), smaller_model_summary(full))
+    metrics = exported[exported.index("## Metrics"):]
+    assert "- Validation accuracy: 82.0%; test accuracy: 78.0%" in metrics, metrics
+    assert "- Per class (this smaller model's, test images): a 75.0% (3 of 4); b 75.0% (3 of 4)" in metrics
     assert "## Metrics\n" in model_card(RunConfig(), {k: v for k, v in base.items() if k != "export_variant"})
 
 

@@ -840,16 +840,18 @@ def test_predict_says_the_runs_figures_on_the_kind_of_picture_it_is_weaker_on(st
     # the precision it answers in, beside the device: an engineer's figures differed from the exported file's
     real_load = engine_cli.load_predictor
 
-    def answering_in(dtype):
+    def answering_in(dtype, as_evaluated=True):
         def load(*args, **kwargs):
             p = real_load(*args, **kwargs)
-            p.amp_dtype = dtype
+            p.amp_dtype, p.as_evaluated = dtype, as_evaluated
             return p
         return load
 
-    for dtype, said in ((torch.bfloat16, r" on \S+ in bfloat16 as the run was evaluated \(the exported files: "
-                                         r"float32\); classes: "), (None, r" on \S+; classes: ")):
-        monkeypatch.setattr(engine_cli, "load_predictor", answering_in(dtype))
+    for dtype, evaluated, said in (
+            (torch.bfloat16, True, r" on \S+ in bfloat16 as the run was evaluated \(the exported files: float32\); "),
+            (torch.bfloat16, False, r" on \S+ in bfloat16 \(the exported files: float32\); "),  # a GPU run, say
+            (None, True, r" on \S+; classes: ")):
+        monkeypatch.setattr(engine_cli, "load_predictor", answering_in(dtype, evaluated))
         assert cli(base) == 0
         line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("model: "))
         assert re.search(said, line), line

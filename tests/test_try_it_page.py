@@ -726,6 +726,7 @@ def test_an_answer_in_reduced_precision_says_why_the_exported_file_can_differ():
     said = precision_words(torch.bfloat16)
     assert said.startswith(", in bfloat16 (faster here) as the run was evaluated") and "about a point" in said
     assert precision_words(torch.bfloat16, brief=True) == ", in bfloat16", "under the later images of a batch"
+    assert "as the run was evaluated" not in precision_words(torch.bfloat16, as_evaluated=False), "another device's"
 
 
 def test_a_models_long_label_is_shortened_in_its_picker_and_shown_whole_under_it():

@@ -762,10 +762,10 @@ def row_note(r: dict, pretrained_src: str | None, rec) -> str:
         same = not pruned and (r.get("alpha") or 0.0) <= 0.0  # (1 - 0) theta_0 + 0 theta_1: the row above
         return ("The starting and fine-tuned weights mixed at the alpha chosen on the Results page"
                 f"{'' if chosen else ' (none chosen yet, so the run’s own pick)'}."
-                + (" At alpha 0 the mix is the starting model itself, the row above: the same answers and maps (a "
-                   "teacher took the two rows for two models)." if same else "")
+                + (" At alpha 0 the mix is the starting model itself (its row: Compare with the starting model): the "
+                   "same answers and maps (a teacher took the two rows for two models)." if same else "")
                 + (f" Pruning is on in this run, so every mix keeps the {100 * pruned:.0f}% of weights it removed at "
-                   "zero: near alpha 0 it is the starting model without them, not the starting model above."
+                   "zero: near alpha 0 it is the starting model without them, not the starting model itself."
                    if pruned else ""))
     if r["key"] == "adversarial":
         unseen = ", too little to see" if round(r["linf"] * 255, 1) <= VISIBLE_CHANGE * 255 else ""  # float32
@@ -778,7 +778,7 @@ def row_note(r: dict, pretrained_src: str | None, rec) -> str:
                   else f"within {whose} of {round(r['eps'] * 255, 1):g}/255")
         # a new user's plain run showed a wrong answer here by default, unexplained: what the row is for, first
         why = ("" if (rec.config.get("adversarial") or {}).get("enabled") else
-               "A robustness check, shown for every run (this one was not trained against such attacks): how easily "
+               "A robustness check (this run was not trained against such attacks): how easily "
                f"{'changes too small to notice' if unseen else 'small changes'} fool the model. ")
         return (f"{why}The image nudged in {state.plural(r['steps'], 'small step')} (a PGD attack) to push the "
                 f"fine-tuned model away from the true class: each pixel moved by at most "

@@ -136,9 +136,8 @@ def presets_section() -> None:
     recipe = preset.apply(cfg) if preset is not None else None
     fitted_said = bool(applied and applied[1])  # the note below, just applied, says how it was fitted
     if recipe is not None and recipe.train.batch_size != cfg.train.batch_size and not fitted_said:  # its card: the sample's
-        st.caption(f":material/tune: {preset.title} is in use, fitted to your dataset: batch {cfg.train.batch_size} "
-                   f"at learning rate {cfg.optim.lr:g} instead of its {recipe.train.batch_size} at "
-                   f"{recipe.optim.lr:g}, for more optimiser steps an epoch on your images.")
+        st.caption(f":material/tune: {preset.title} is in use, fitted to your dataset: "
+                   f"{fitted_batch_words(cfg, recipe)} on your images.")
     if applied:
         key, note = applied
         title = PRESETS[key].title
@@ -167,9 +166,15 @@ def on_your_images(cfg, in_use: list[str]) -> dict[str, str]:
     for key in in_use:
         recipe = PRESETS[key].apply(cfg)
         if recipe.train.batch_size != cfg.train.batch_size:
-            said[key] = (f"**On your images:** batch {cfg.train.batch_size} at learning rate {cfg.optim.lr:g} instead "
-                         f"of {recipe.train.batch_size} at {recipe.optim.lr:g}, for more optimiser steps an epoch.")
+            said[key] = f"**On your images:** {fitted_batch_words(cfg, recipe)}."
     return said
+
+
+def fitted_batch_words(cfg, recipe) -> str:
+    """A preset's recipe (`recipe`) fitted to the user's dataset (`cfg`): "batch 8 at learning rate 0.005 instead of
+    its 32 at 0.02, for more optimiser steps an epoch", said under the cards and in the card's What it does."""
+    return (f"batch {cfg.train.batch_size} at learning rate {cfg.optim.lr:g} instead of its "
+            f"{recipe.train.batch_size} at {recipe.optim.lr:g}, for more optimiser steps an epoch")
 
 
 def draw_preset_row(keys: list[str], in_use: list[str], columns: int = 4, applied: str | None = None,

@@ -421,7 +421,9 @@ def details(rec, summary: dict) -> None:
         with st.expander("Pretrained weights loaded", icon=":material/download_done:"):
             raw = str(load.get("source"))
             source = state.WEIGHTS_TEXT.get(raw) or state.user_words(raw, names_of(rec))  # "bundled weights", a file name
-            dropped = head_left_out(load)
+            # the user's file only (ImageNet's 1000-class head goes without saying), once (a studio file's note says it)
+            mine = raw.startswith("checkpoint") and "head" not in str(load.get("note"))
+            dropped = head_left_out(load) if mine else ""
             replaced = (f" The file's own classification head ({dropped}) was replaced by a new one for your classes."
                         if dropped else "")
             st.markdown(f"Started from **{state.md_text(source)}**: {load.get('matched', 0)} weight tensors loaded, "

@@ -51,7 +51,7 @@ CONFIDENCE_FORMAT = "%.1f%%"
 # Column widths (px) that fit the page's width, so that no column is cut at the table's edge (the
 # horizontal scroll bar sat under a table taller than the window); double-clicking a cut cell shows it all
 TABLE_WIDTHS = {"picture": THUMB_PX + 2, "file": 160, "true class": 90, "predicted": 90, "right": 40,
-                "confidence": 75, "note": 160, "others": 165}  # 816 px: a 1280 px screen's wide page with the sidebar
+                "confidence": 75, "note": 160, "others": 165}  # 826 px: a 1280 px screen's wide page with the sidebar
 # open; "others" fits two, "file" FILE_CHARS characters (at 140 px a new user's "…/1. healthy_0001.png" lost its "g")
 DISPLAY_PX = 192  # small training images are enlarged (nearest neighbour) so their pixels stay crisp
 METHOD_NAMES = {"integrated_gradients": "Integrated Gradients", "saliency": "Saliency", "grad_cam": "Grad-CAM",
@@ -357,18 +357,19 @@ def framed(picture: np.ndarray) -> np.ndarray:
     return np.pad(picture, ((1, 1), (1, 1), (0, 0)), constant_values=160)
 
 
-def precision_words(amp_dtype, brief: bool = False) -> str:
+def precision_words(amp_dtype, brief: bool = False, as_evaluated: bool = True) -> str:
     """" in bfloat16, as the run was evaluated (...)" when the model answers in reduced precision (engine.devices:
     bf16 on a CPU that has it), else "": a user compared 49.5% here with 48.8% from the exported float32 file.
     `brief`: ", in bfloat16" alone, under the later images of a batch (the whole sentence under each of six read
-    as noise to a new user)."""
+    as noise to a new user). `as_evaluated` (engine.predict.Predictor.as_evaluated) False: the run was evaluated
+    on another kind of device, and its precision there is not said to be this one."""
     if amp_dtype is None:
         return ""
     if brief:
         return f", in {str(amp_dtype).removeprefix('torch.')}"
     name = str(amp_dtype).removeprefix("torch.").replace("bfloat16", "bfloat16 (faster here)")
-    return (f", in {name} as the run was evaluated; the exported files compute in float32, which can move a "
-            "percentage by about a point")
+    return (f", in {name}{' as the run was evaluated' if as_evaluated else ''}; the exported files compute in "
+            "float32, which can move a percentage by about a point")
 
 
 def verdict(p, answer, said: set | None = None) -> None:
@@ -513,7 +514,8 @@ def image_result(ds: str, models: list[Shown], name: str, data: bytes, threshold
             told = said is not None and ("precision", id(p)) in said  # said in full under an earlier image
             if said is not None:
                 said.add(("precision", id(p)))
-            st.caption(f"answered in {ms:.0f} ms on {device_words(p.device)}" + precision_words(p.amp_dtype, told))
+            st.caption(f"answered in {ms:.0f} ms on {device_words(p.device)}"
+                       + precision_words(p.amp_dtype, told, p.as_evaluated))
     key = f"{tag}_{'_'.join(f'{m.variant}{m.alpha}{Path(m.run_dir).name}' for m in models)}"
     # the switch belongs to the image: turning the comparison on or off (other models) keeps it as it
     # was, and so does a refresh
