@@ -509,10 +509,15 @@ def checkpoint_format(path: Path) -> str:
 def cut_short(path: Path, kind: str) -> bool:
     """Whether a checkpoint file of format `kind` (`checkpoint_format`) ends before its contents do, as after an
     interrupted copy or download: a torch.save zip without the end-of-archive record zips close with (in its last
-    64 KiB + 22 bytes), a safetensors file shorter than the data its header lists. Never raises."""
+    64 KiB + 22 bytes), a safetensors file shorter than the data its header lists, or (`kind` "") a file that
+    starts as safetensors (an 8-byte length, then `{"`) too short to hold its header, which `checkpoint_format`
+    does not take for safetensors. Never raises."""
     try:
         size = path.stat().st_size
         with open(path, "rb") as f:
+            if not kind:
+                head = f.read(10)
+                return len(head) == 10 and head[8:10] == b'{"' and int.from_bytes(head[:8], "little") > size - 8
             if kind == "torch_zip":
                 f.seek(max(0, size - 65_557))
                 return b"PK\x05\x06" not in f.read()
@@ -524,14 +529,6 @@ def cut_short(path: Path, kind: str) -> bool:
     except (OSError, ValueError, KeyError, TypeError, IndexError):
         return False
     return False
-
-
-def _safetensors_header_cut(path: Path) -> bool:
-    """Whether the file starts as a safetensors file (an 8-byte length, then `{"`) whose header the file is too
-    short to hold: cut inside its header, which `checkpoint_format` does not take for safetensors."""
-    with open(path, "rb") as f:
-        head = f.read(10)
-    return len(head) == 10 and head[8:10] == b'{"' and int.from_bytes(head[:8], "little") > path.stat().st_size - 8
 
 
 CUT_SHORT = ("{label} looks cut short: the file ends before its contents do, as after an interrupted copy or "
@@ -572,7 +569,7 @@ def read_checkpoint(path: Path, label: str = "") -> list[tuple[str, dict[str, to
         if not is_torch:
             raise StudioError(f"{label} is a zip archive but not a PyTorch checkpoint (PyTorch's torch.save did not write it). "
                               f"Checkpoints the studio reads: {readable}.")
-    if not kind and _safetensors_header_cut(path):
+    if not kind and cut_short(path, kind):
         raise StudioError(CUT_SHORT.format(label=label))
     if not kind:
         # "not A, or B" read as if one of the two held (a new user's text file renamed .pt)
