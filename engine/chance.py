@@ -695,11 +695,11 @@ def class_answers(summary: dict, name: str, split: str) -> str | None:
 def few_class_words(summary: dict) -> str:
     """`few_image_classes` in words, with each such class's answers where the run measured them (`class_answers`):
     "Few images to judge this class by. Melanoma: 2 of 2 test images right, 1 of 2 validation images right (1 taken
-    for Naevus (benign)). One image is 50 points of such a class's own accuracy, so its figures say little (100% of
-    2 images is no proof). More of its pictures, or larger validation and test shares, make them firmer."; before a
-    run (a DataReport's counts) the images each split will hold ("Melanoma: 2 validation images, 2 test images"); a
-    class with no held-out image is said not to be measured. "" when no class is that few. Results, the model card,
-    the Data page, `inspect` and `train` say it."""
+    for Naevus (benign)). One image is 50 points of such a class's own accuracy, so its figures say little (2
+    images prove little either way). More of its pictures, or larger validation and test shares, make them
+    firmer."; before a run (a DataReport's counts) the images each split will hold ("Melanoma: 2 validation
+    images, 2 test images"); a class with no held-out image is said not to be measured. "" when no class is that
+    few. Results, the model card, the Data page, `inspect` and `train` say it."""
     few = few_image_classes(summary)
     if not few:
         return ""
@@ -711,7 +711,7 @@ def few_class_words(summary: dict) -> str:
                                     "no validation or test image, so its accuracy is not measured"))
     least = min([n for sizes in few.values() for n in sizes.values() if n] or [0])
     weight = (f" One image is {100 / least:.0f} points of such a class's own accuracy, so its figures say little "
-              f"(100% of {plural(least, 'image')} is no proof)." if least else "")
+              f"({plural(least, 'image')} {'proves' if least == 1 else 'prove'} little either way)." if least else "")
     return (f"Few images to judge {'this class' if len(few) == 1 else 'these classes'} by. " + "; ".join(parts)
             + f".{weight} More of its pictures, or larger validation and test shares, make them firmer.")
 

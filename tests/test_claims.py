@@ -1406,8 +1406,8 @@ def test_a_class_with_few_held_out_images_is_named_with_its_answers_and_one_imag
     assert few_image_classes(before) == {"melanoma": {"val": 2, "test": 2}}
     assert few_class_words(before) == (
         "Few images to judge this class by. melanoma: 2 validation images, 2 test images. One image is 50 points of "
-        "such a class's own accuracy, so its figures say little (100% of 2 images is no proof). More of its pictures, "
-        "or larger validation and test shares, make them firmer.")
+        "such a class's own accuracy, so its figures say little (2 images prove little either way). More of its "
+        "pictures, or larger validation and test shares, make them firmer.")
     after = {**before, "classes": ["naevus", "melanoma", "bcc"], "test_confusion": [[14, 0, 0], [0, 2, 0], [0, 0, 6]],
              "val_confusion": [[14, 0, 0], [1, 1, 0], [0, 0, 6]]}
     assert "melanoma: 2 of 2 test images right, 1 of 2 validation images right (1 taken for naevus). One image is " \
