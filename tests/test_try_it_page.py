@@ -426,6 +426,13 @@ def test_long_class_names_take_the_room_an_empty_note_column_leaves():
     both = table_widths(table(result("", "Seborrhoeic keratosis")))
     assert both["predicted"] > TABLE_WIDTHS["predicted"] and both["true class"] > TABLE_WIDTHS["true class"]
     assert sum(both.values()) <= budget
+    # what the class columns leave goes to the runners-up ("Melanoma 6%, Seborrhoeic k…" was cut)
+    runners = table(result("unsure (41%)", None))
+    runners.loc[0, "others"] = "Seborrhoeic keratosis 30%, Melanoma 22%"
+    wide = table_widths(runners)
+    assert wide["others"] > TABLE_WIDTHS["others"] and sum(wide.values()) == budget, "all the room left, no more"
+    short = table_widths(table(result("unsure (41%)", None)))  # "Naevus (benign) 10%": no wider than it needs
+    assert short["others"] == max(TABLE_WIDTHS["others"], CELL_CHAR_PX * len("Naevus (benign) 10%") + CELL_PAD_PX)
     assert table_widths(pd.DataFrame(columns=["file", "predicted"])) == {"file": 160, "predicted": 90}
 
 

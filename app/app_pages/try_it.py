@@ -624,21 +624,29 @@ def table(result, pictures: list[str] | None = None) -> pd.DataFrame:
 
 
 CLASS_COLUMNS = ("true class", "predicted")
+TABLE_FIT_PX = sum(TABLE_WIDTHS.values())  # the table's room in a 1280 px window (every column at TABLE_WIDTHS)
+OTHERS_MAX_PX = 330  # the "others" column at most
 CELL_CHAR_PX, CELL_PAD_PX, CLASS_COLUMN_MAX_PX = 7, 16, 170  # a class name's characters in a cell, its padding
 
 
 def table_widths(df: pd.DataFrame) -> dict[str, int]:
     """Pixel widths of `table`'s columns: TABLE_WIDTHS, with the class columns widened to their longest name (at
-    CELL_CHAR_PX a character, at most CLASS_COLUMN_MAX_PX) out of the room the columns left out leave, so the table
-    stays within TABLE_WIDTHS's total (a 1280 px window). "Seborrhoeic keratos" was cut beside an empty note column."""
+    CELL_CHAR_PX a character, at most CLASS_COLUMN_MAX_PX), then the "others" column to its longest cell (at most
+    OTHERS_MAX_PX), out of the room the columns left out leave, so the table stays within TABLE_FIT_PX (a 1280 px
+    window). "Seborrhoeic keratos" was cut beside an empty note column."""
     widths = {c: TABLE_WIDTHS[c] for c in df.columns if c in TABLE_WIDTHS}
-    free = sum(TABLE_WIDTHS.values()) - sum(widths.values())
-    need = {c: max(0, min(CLASS_COLUMN_MAX_PX, CELL_CHAR_PX * int(df[c].astype(str).str.len().max() or 0)
-                              + CELL_PAD_PX) - widths[c]) for c in CLASS_COLUMNS if c in widths and len(df)}
-    for i, c in enumerate(sorted(need, key=need.get)):  # the smaller need first: what it leaves goes to the other
-        grow = min(need[c], free // (len(need) - i))
+    free = TABLE_FIT_PX - sum(widths.values())
+
+    def need(c: str, most: int) -> int:
+        return max(0, min(most, CELL_CHAR_PX * int(df[c].astype(str).str.len().max() or 0) + CELL_PAD_PX) - widths[c])
+
+    needs = {c: need(c, CLASS_COLUMN_MAX_PX) for c in CLASS_COLUMNS if c in widths and len(df)}
+    for i, c in enumerate(sorted(needs, key=needs.get)):  # the smaller need first: what it leaves goes to the other
+        grow = max(0, min(needs[c], free // (len(needs) - i)))
         widths[c] += grow
         free -= grow
+    if "others" in widths and len(df):  # what is left: the runners-up ("Melanoma 6%, Seborrhoeic k…" was cut)
+        widths["others"] += max(0, min(need("others", OTHERS_MAX_PX), free))
     return widths
 
 
