@@ -398,7 +398,7 @@ def _demo_details(key: str) -> Callable[[], str]:
 FASTEST_MEASURED = (
     "**In short:** on the bundled sample this preset trains a model about as good as a usual 5-epoch fine-tune "
     "(55% of the test images right, against 54%) in less than half its time. The Quick demo's 20 epochs reach "
-    "70% in five times this preset's time.\n\n"
+    "70% in three to five times this preset's time (the whole program, start-up included).\n\n"
     "**Why it is quick:** fewer epochs, and the first two blocks stay as they were pretrained. Those blocks learn "
     "nothing from your images: for pictures far from everyday photos (X-rays, spectrograms, micrographs) the Quick "
     "demo, which trains every layer, may do better.\n\n"
