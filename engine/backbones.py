@@ -509,7 +509,8 @@ def checkpoint_format(path: Path) -> str:
 def cut_short(path: Path, kind: str) -> bool:
     """Whether a checkpoint file of format `kind` (`checkpoint_format`) ends before its contents do, as after an
     interrupted copy or download: a torch.save zip without the end-of-archive record zips close with (in its last
-    64 KiB + 22 bytes), a safetensors file shorter than the data its header lists, or (`kind` "") a file that
+    64 KiB + 22 bytes), a legacy torch.save file whose first four pickles run out before their end, a safetensors
+    file shorter than the data its header lists, or (`kind` "") a file that
     starts as safetensors (an 8-byte length, then `{"`) too short to hold its header, which `checkpoint_format`
     does not take for safetensors. Never raises."""
     try:
@@ -521,6 +522,16 @@ def cut_short(path: Path, kind: str) -> bool:
             if kind == "torch_zip":
                 f.seek(max(0, size - 65_557))
                 return b"PK\x05\x06" not in f.read()
+            if kind == "torch_legacy":  # its first pickles (magic number, protocol, system, objects) run out early
+                import pickletools
+
+                try:
+                    for _ in range(4):
+                        for _ in pickletools.genops(f):
+                            pass
+                except ValueError:  # "... ran off the end", "no newline found ...": the bytes ended
+                    return True
+                return False
             if kind == "safetensors":
                 length = int.from_bytes(f.read(8), "little")
                 header = json.loads(f.read(length))
@@ -589,6 +600,8 @@ def read_checkpoint(path: Path, label: str = "") -> list[tuple[str, dict[str, to
                 f"opened ({', '.join(imports[:3])}). Save only the model's state_dict() "
                 "(torch.save(model.state_dict(), 'weights.pth')) or use safetensors, and upload that."
             ) from None
+        if cut_short(path, kind):
+            raise StudioError(CUT_SHORT.format(label=label)) from None
         raise StudioError(f"{label} is not a readable PyTorch checkpoint (corrupt or another format).") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError,
             struct.error) as exc:
@@ -680,11 +693,14 @@ class _Fit:
 
 
 def head_left_out(report: dict) -> str:
-    """From a load_report (LoadReport.to_dict, a summary's "load_report"): the file's own classification head that
-    a new one replaced, "2 tensors for 10 classes" ("" where the file had none or it was kept). `train` and Results
-    say it beside the tensors loaded, which leave the head out: an engineer's 122-tensor file read "120 loaded"."""
+    """From a load_report (LoadReport.to_dict, a summary's "load_report"): the user's file's own classification
+    head that a new one replaced, "2 tensors for 10 classes"; "" where the file had none or it was kept, for weights
+    not the user's (ImageNet's 1000-class head goes without saying), and for a studio file, whose note says what
+    became of its head. `train` and Results say it beside the tensors loaded, which leave the head out: an
+    engineer's 122-tensor file read "120 loaded"."""
     n, out = int(report.get("head_tensors") or 0), report.get("head_outputs")
-    if not n or report.get("head_kept"):
+    if not n or report.get("head_kept") or report.get("file_classes") \
+            or not str(report.get("source") or "").startswith("checkpoint"):
         return ""
     return plural(n, "tensor") + (f" for {out} classes" if out else "")
 

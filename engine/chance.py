@@ -176,12 +176,14 @@ def smaller_model_summary(summary: dict) -> dict:
     figures (balanced accuracy, macro-F1, the user's OOD set's matrix: the full-size model's), so that what
     reads them (the smaller model's card and its Caution section, `smaller_model_finding`, Results' confusion
     matrix of the smaller model) never describes the full-size model. The corruption-suite OOD figures stay:
-    the card says they are the full model's."""
+    the card says they are the full model's, as `full_val_acc` and `full_test_acc` (the run's own, as Results shows
+    them, flip TTA included) are."""
     s = summary.get("structured") or {}
     own = {k: v for k, v in s.items() if k.endswith(SPLIT_FIGURES)}
     rest = {k: v for k, v in summary.items() if not k.endswith(SPLIT_FIGURES)}
     return dict(rest, export_variant="structured", num_params=s.get("params_after", summary.get("num_params", 0)),
-                val_acc=s.get("val_acc"), test_acc=s.get("test_acc"), **own)
+                val_acc=s.get("val_acc"), test_acc=s.get("test_acc"), full_val_acc=summary.get("val_acc"),
+                full_test_acc=summary.get("test_acc"), **own)
 
 
 def smaller_model_finding(summary: dict) -> ChanceFinding | None:
@@ -698,7 +700,7 @@ def few_class_words(summary: dict) -> str:
     for Naevus (benign)). One image is 50 points of such a class's own accuracy, so its figures say little (2
     images prove little either way). More of its pictures, or larger validation and test shares, make them
     firmer."; before a run (a DataReport's counts) the images each split will hold ("Melanoma: 2 validation
-    images, 2 test images"); a class with no held-out image is said not to be measured. "" when no class is that
+    images, 2 test images"); a class with no held-out image is said to be unmeasurable. "" when no class is that
     few. Results, the model card, the Data page, `inspect` and `train` say it."""
     few = few_image_classes(summary)
     if not few:
@@ -708,7 +710,7 @@ def few_class_words(summary: dict) -> str:
         said = [w for s in ("test", "val") if (w := class_answers(summary, name, s))]
         counts = [plural(n, SPLIT_WORDS[s] + " image") for s, n in sizes.items()]
         parts.append(f"{name}: " + (", ".join(said or counts) if any(sizes.values()) else
-                                    "no validation or test image, so its accuracy is not measured"))
+                                    "no validation or test image, so its accuracy cannot be measured"))
     least = min([n for sizes in few.values() for n in sizes.values() if n] or [0])
     weight = (f" One image is {100 / least:.0f} points of such a class's own accuracy, so its figures say little "
               f"({plural(least, 'image')} {'proves' if least == 1 else 'prove'} little either way)." if least else "")

@@ -12,7 +12,6 @@ import difflib
 import json
 import math
 import os
-import re
 import shlex
 import signal
 import sys
@@ -381,8 +380,13 @@ def _auto_named(cfg: RunConfig) -> bool:
     names = {name for c in (cfg, dataclasses.replace(cfg, seed=0)) for ck in (None, "")
              for name in (run_name(c, checkpoint=ck), run_name(c, fit=fitted, checkpoint=ck),
                           *(run_name(c, preset=p.title, checkpoint=ck) for p in PRESETS.values()))}
-    unnamed = re.sub(r" from your checkpoint \S[^·]*? on ", " from your checkpoint on ", cfg.name or "", count=1)
-    return bool(cfg.name) and (cfg.name in names or (cfg.backbone.pretrained == "checkpoint" and unnamed in names))
+    marker = " from your checkpoint on "  # a name built without the file's: its two sides around any file name
+
+    def with_any_file(name: str) -> bool:
+        head, _, tail = name.partition(marker)
+        return bool(tail) and cfg.name.startswith(head + " from your checkpoint ") and cfg.name.endswith(" on " + tail)
+    return bool(cfg.name) and (cfg.name in names or (cfg.backbone.pretrained == "checkpoint"
+                                                     and any(with_any_file(n) for n in names)))
 
 
 def _preset_title(name: str | None, cfg: RunConfig, train_images: int) -> str | None:
@@ -844,7 +848,7 @@ def _print_weights(report: dict) -> None:
     note = str(report.get("note") or "")
     if note:
         parts.append(note)
-    if "head" not in note:  # a studio model's note says what became of its head itself
+    if not report.get("file_classes"):  # a studio model's note says what became of its head itself
         parts.append("its classification head kept (the same classes)" if report.get("head_kept")
                      else "a new classification head for your classes"
                      + (f" (the file's own head, {dropped}, left out)" if (dropped := head_left_out(report)) else ""))

@@ -349,12 +349,20 @@ def run_amp_dtype(summary: dict, requested: str, device: torch.device, image_siz
     `predict` give the answers its Results report: the precision its summary records (`precision`, e.g.
     "bfloat16") when `device` is the kind it ran on, else `pick_amp`'s choice here (a GPU run's fp16 on
     a CPU, say); a summary without both fields also falls back to `pick_amp`. Raises nothing."""
+    if not evaluated_precision_here(summary, device):
+        return pick_amp(requested, device, image_size)
+    recorded = summary["precision"]
+    return None if recorded == "float32" else getattr(torch, recorded)
+
+
+def evaluated_precision_here(summary: dict, device: torch.device) -> bool:
+    """Whether `run_amp_dtype` answers on `device` in the precision the run was evaluated in: the summary records
+    its device, of `device`'s kind, and its precision (a torch dtype's name). False for a run from before precision
+    was recorded, or from another kind of device (then `pick_amp`'s choice here): "as the run was evaluated" is not
+    said of it. Raises nothing."""
     ran_on, recorded = str(summary.get("device") or "").split(":")[0], summary.get("precision")
-    if ran_on == device.type and recorded == "float32":
-        return None
-    if ran_on == device.type and isinstance(recorded, str) and isinstance(getattr(torch, recorded, None), torch.dtype):
-        return getattr(torch, recorded)
-    return pick_amp(requested, device, image_size)
+    return ran_on == device.type and isinstance(recorded, str) and isinstance(getattr(torch, recorded, None),
+                                                                             torch.dtype)
 
 
 # ---- CPU threads ----------------------------------------------------------------------------------

@@ -394,9 +394,9 @@ def per_class_lines(summary: dict[str, Any], whose: str = "") -> list[str]:
 
 def limits_section(summary: dict[str, Any]) -> list[str]:
     """The card's "Limits" lines (Mitchell et al. 2019, "Model Cards for Model Reporting": intended use and its
-    bounds), true of every model the studio trains: measured only on held-out images of the same collection (how
-    many, from the summary's data_report split_counts), generated corruptions alone for OOD, and no validation for
-    decisions with consequences."""
+    bounds): measured only on held-out images of the same collection (how many, where the summary's data_report
+    split_counts say), generated corruptions alone for the OOD figure (where the card gives one), and no validation
+    for decisions with consequences."""
     held = sum(sum(split_sizes(summary, s)) for s in ("val", "test"))
     measured = (f"Measured only on {held:,} held-out images from the same collection as its training images"
                 if held else "Measured only on held-out images from the same collection as its training images")
@@ -484,7 +484,9 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
     lines += structured
     alpha = summary.get("wise_alpha")
     lines += wise_card_section(summary, cfg)
-    full, before = ((summary.get("structured") or {}), "_before") if structured else (summary, "")
+    # a channel-pruned export: the full-size model's as Results shows them (else as measured before the cut)
+    full = {k: summary.get(f"full_{k}", (summary.get("structured") or {}).get(f"{k}_before"))
+            for k in ("val_acc", "test_acc")} if structured else summary
     lines += [
         "",
         "## Metrics" + (" (the fine-tuned model, alpha 1)" if alpha is not None else
@@ -492,8 +494,7 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
                         BEST_METRICS[bool(summary.get("recorded_in_training"))]
                         if summary.get("export_variant") == "best" else ""),
         # the full-size model's under that heading: a smaller model's card gave its own 50% there beside 90%
-        f"- Validation accuracy: {pct(full.get('val_acc' + before))}; test accuracy: "
-        f"{pct(full.get('test_acc' + before))}",
+        f"- Validation accuracy: {pct(full.get('val_acc'))}; test accuracy: {pct(full.get('test_acc'))}",
         f"- OOD accuracy (corruption suite, severities 1-5): {ood_text(cfg, summary)}",
     ]
     for k, v in (summary.get("ood_acc_by_corruption") or {}).items():  # under the OOD line (they were read as a

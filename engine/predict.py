@@ -108,7 +108,8 @@ from engine.methods.pruning import smaller_model_warning
 from engine.methods.wise_ft import curve_point
 from engine.metrics import selection_key, top_point
 from engine.resume import RESUME_FILE
-from engine.devices import autocast_ctx, inference_channels_last, pick_device, run_amp_dtype, usable_cpus
+from engine.devices import (autocast_ctx, evaluated_precision_here, inference_channels_last, pick_device,
+                            run_amp_dtype, usable_cpus)
 from engine.run_data import prepare_data
 from engine.runs import VARIANTS as RUN_VARIANTS
 from engine.runs import has_variant, load_run, run_config, stopped_with_best, summary_stamp
@@ -372,8 +373,7 @@ class Predictor:
         self.variant, self.alpha, self.device = variant, alpha, device
         # the run's own evaluation precision where it ran on this kind of device (engine.devices.run_amp_dtype)
         self.amp_dtype = run_amp_dtype(summary or {}, cfg.train.amp, device, int(cfg.data.image_size))
-        # whether that is the precision the run was evaluated in: it ran on this kind of device (else `pick_amp`'s)
-        self.as_evaluated = str((summary or {}).get("device") or "").split(":")[0] == device.type
+        self.as_evaluated = evaluated_precision_here(summary or {}, device)  # else `pick_amp`'s choice here
         if inference_channels_last(cfg.train.channels_last, device, self.amp_dtype):
             self.model.to(memory_format=torch.channels_last)  # bf16 answers 1.3-1.6x faster (inference_channels_last)
         self.epochs = best_epoch((summary or {}).get("history") or [])  # (best, of) or None

@@ -190,5 +190,5 @@ def picture_shape_words(shape: dict, image_size: int, control: str = "a larger I
 
 def right_of_words(right: int, images: int) -> str:
     """A class's or a group's answers: "50.0% (1 of 2)" (one decimal, as the tiles round), for the model card's and
-    Compare's per-class figures alike. `images` > 0."""
+    Compare's per-class figures alike. Raises ZeroDivisionError for `images` 0."""
     return f"{100 * right / images:.1f}% ({right} of {images})"

@@ -986,6 +986,7 @@ def test_compare_sets_runs_of_the_same_classes_side_by_side_per_class():
     two = {"classes": ["a", "b"], "val_confusion": [[1, 0], [0, 1]], "test_confusion": [[1, 0], [0, 1]]}
     assert per_class_frame({"x": two, "y": {**two, "test_confusion": None}})[1] == "val", "a run without test images"
     assert per_class_frame({"x": two, "y": {**two, "classes": ["a", "c"]}}) is None, "other classes"
+    assert per_class_frame({"x": two, "y": {**two, "test_confusion": [[1, 0], [1]]}}) is None, "a malformed matrix"
     assert per_class_frame({"x": two}) is None and per_class_frame({"x": two, "y": {"classes": ["a", "b"]}}) is None
     from app.app_pages.results import few_on
 

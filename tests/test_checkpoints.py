@@ -32,7 +32,7 @@ import torch
 from safetensors.torch import save_file
 
 from engine.backbones import (BACKBONES, CHECKPOINT_FORMATS, CHECKPOINT_SUFFIXES, _registry_shapes, build_model,
-                              checkpoint_format, guess_architecture)
+                              checkpoint_format, guess_architecture, read_checkpoint)
 from engine.errors import StudioError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -226,6 +226,12 @@ def test_files_that_are_no_checkpoint_say_what_is_read(tmp_path):
         with pytest.raises(StudioError, match=f"{name} looks cut short: the file ends before its contents do, as "
                                               "after an interrupted copy or download"):
             build_model("resnet18", 3, "checkpoint", str(tmp_path / name))
+    torch.save({"w": torch.zeros(3)}, tmp_path / "tiny_legacy.pth", _use_new_zipfile_serialization=False)
+    tiny = (tmp_path / "tiny_legacy.pth").read_bytes()
+    for n in range(2, len(tiny)):  # cut at every byte: inside a class name the pickle fails, not the read
+        (tmp_path / "cut_tiny.pth").write_bytes(tiny[:n])
+        with pytest.raises(StudioError, match="looks cut short"):
+            read_checkpoint(tmp_path / "cut_tiny.pth")
     damaged = bytearray(whole)
     damaged[len(whole) // 2:len(whole) // 2 + 4096] = b"\0" * 4096  # whole length, damaged inside: not "cut short"
     (tmp_path / "damaged.pth").write_bytes(bytes(damaged))
@@ -270,10 +276,13 @@ def test_cli_refuses_resnet50_weights_for_resnet18_and_loads_a_compiled_pth_tar(
 def test_the_files_own_head_is_said_where_it_was_replaced():
     from engine.backbones import head_left_out
 
-    assert head_left_out({"head_tensors": 2, "head_outputs": 10}) == "2 tensors for 10 classes"
-    assert head_left_out({"head_tensors": 1}) == "1 tensor", "a head without a weight matrix: no class count"
-    assert head_left_out({"head_tensors": 2, "head_outputs": 5, "head_kept": True}) == "", "kept: nothing left out"
-    assert head_left_out({"matched": 120}) == "", "a file without a head, or a summary from before"
+    mine = {"source": "checkpoint model_best.pth.tar", "head_tensors": 2, "head_outputs": 10}
+    assert head_left_out(mine) == "2 tensors for 10 classes"
+    assert head_left_out({**mine, "head_outputs": None, "head_tensors": 1}) == "1 tensor", "no weight: no class count"
+    assert head_left_out({**mine, "head_kept": True}) == "", "kept: nothing left out"
+    assert head_left_out({**mine, "file_classes": ["a", "b"]}) == "", "a studio file's note says it"
+    assert head_left_out({**mine, "source": "imagenet"}) == "", "ImageNet's 1000-class head goes without saying"
+    assert head_left_out({"source": "checkpoint x.pt", "matched": 120}) == "", "no head, or a summary from before"
 
 
 # ---- the dashboard's uploader ---------------------------------------------------------------------------

@@ -1423,7 +1423,7 @@ def test_a_class_with_few_held_out_images_is_named_with_its_answers_and_one_imag
     assert few_class_words({}) == "" and few_image_classes({"data_report": {}}) == {}
     unmeasured = {"data_report": {"split_counts": {"val": {"a": 9, "b": 0}, "test": {"a": 9, "b": 0}}}}
     assert few_class_words(unmeasured).startswith("Few images to judge this class by. b: no validation or test "
-                                                  "image, so its accuracy is not measured. More of its pictures")
+                                                  "image, so its accuracy cannot be measured. More of its pictures")
 
 
 def test_a_class_learnt_from_few_training_pictures_beside_a_large_one_is_named():

@@ -643,7 +643,8 @@ def test_a_run_from_a_checkpoint_says_what_it_loaded(capsys):
                                        "for your classes\n")
     _print_weights({"source": "bundled", "matched": 120})
     assert capsys.readouterr().err == "", "said only for the user's own weights"
-    _print_weights({"source": "checkpoint run.safetensors", "matched": 120,
+    _print_weights({"source": "checkpoint run.safetensors", "matched": 120, "file_classes": list("abcde"),
+                    "head_tensors": 2, "head_outputs": 5,
                     "note": "new classification head: the file was trained on 5 other classes"})
     assert capsys.readouterr().err.count("head") == 1, "the head said once"
 

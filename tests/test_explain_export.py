@@ -445,6 +445,8 @@ def test_the_channel_pruned_models_card_names_only_the_figures_it_gives():
     exported = model_card(RunConfig(), smaller_model_summary(full))
     metrics = exported[exported.index("## Metrics"):]
     assert "- Validation accuracy: 82.0%; test accuracy: 78.0%" in metrics, metrics
+    tta = model_card(RunConfig(), smaller_model_summary({**full, "val_acc": 0.84}))  # flip TTA: Results' figure
+    assert "- Validation accuracy: 84.0%; test accuracy: 78.0%" in tta[tta.index("## Metrics"):]
     assert "- Per class (this smaller model's, test images): a 75.0% (3 of 4); b 75.0% (3 of 4)" in metrics
     assert "## Metrics\n" in model_card(RunConfig(), {k: v for k, v in base.items() if k != "export_variant"})
 

@@ -855,7 +855,8 @@ def test_the_mix_at_alpha_0_is_said_to_be_the_starting_model_row():
     at = AppTest.from_function(script, default_timeout=30).run()
     assert not at.exception, at.exception
     zero, half = (c.value for c in at.caption)
-    assert "At alpha 0 the mix is the starting model itself (its row: Compare with the starting model)" in zero
+    assert "At alpha 0 the mix is the starting model itself (its row shows with *Compare with the starting model* " \
+           "switched on)" in zero
     assert "At alpha 0" not in half
 
 

@@ -123,6 +123,17 @@ def test_a_finished_run_is_answered_in_the_precision_it_evaluated_in(monkeypatch
     assert devices.run_amp_dtype({"device": "cuda:0", "precision": "float16"}, "auto", cpu, 64) == "here"
     assert devices.run_amp_dtype({}, "auto", cpu, 64) == "here"
     assert devices.run_amp_dtype({"device": "cpu", "precision": "nonsense"}, "auto", cpu, 64) == "here"
+    # where the answer is this machine's choice, predict and Try it do not say "as the run was evaluated"
+    from engine.backbones import build_model
+    from engine.config import RunConfig
+    from engine.predict import Predictor
+
+    model = build_model("resnet18", 2, "none")[0]
+    for summary, same in (({"device": "cpu", "precision": "bfloat16"}, True), ({"device": "cpu"}, False),
+                          ({"device": "cuda:0", "precision": "bfloat16"}, False), ({}, False)):
+        assert devices.evaluated_precision_here(summary, cpu) is same, summary
+        p = Predictor(model, RunConfig(), ["a", "b"], "fine_tuned", None, cpu, summary=summary)
+        assert p.as_evaluated is same, summary
 
 
 def test_a_bf16_predictor_answers_channels_last_with_the_nchw_answers():

@@ -139,7 +139,8 @@ def test_cli_train_fits_a_presets_batch_to_a_small_dataset_as_the_dashboard_does
     upload = apply_overrides(own, ["backbone.checkpoint=upload:" + "0" * 64])
     for cfg, name in ((own, "Quick demo (ResNet-18) from your checkpoint a_bare.pt on small.zip"),
                       (own, "Quick demo (ResNet-18) from your checkpoint on small.zip"),
-                      (upload, "Quick demo (ResNet-18) from your checkpoint mine.pt on small.zip")):
+                      (upload, "Quick demo (ResNet-18) from your checkpoint mine.pt on small.zip"),
+                      (upload, "Quick demo (ResNet-18) from your checkpoint trained on cats.pt on small.zip")):
         assert _auto_named(dataclasses.replace(cfg, name=name)), name
     assert not _auto_named(dataclasses.replace(upload, name="trial from your checkpoint mine.pt on small.zip"))
     again = ["train", "--config", str(tmp_path / "fitted" / "config.yaml"), "--data-dir", str(tmp_path / "d"), "--quiet",

@@ -762,8 +762,9 @@ def row_note(r: dict, pretrained_src: str | None, rec) -> str:
         same = not pruned and (r.get("alpha") or 0.0) <= 0.0  # (1 - 0) theta_0 + 0 theta_1: the row above
         return ("The starting and fine-tuned weights mixed at the alpha chosen on the Results page"
                 f"{'' if chosen else ' (none chosen yet, so the run’s own pick)'}."
-                + (" At alpha 0 the mix is the starting model itself (its row: Compare with the starting model): the "
-                   "same answers and maps (a teacher took the two rows for two models)." if same else "")
+                + (" At alpha 0 the mix is the starting model itself (its row shows with *Compare with the starting "
+                   "model* switched on): the same answers and maps (a teacher took the two rows for two models)."
+                   if same else "")
                 + (f" Pruning is on in this run, so every mix keeps the {100 * pruned:.0f}% of weights it removed at "
                    "zero: near alpha 0 it is the starting model without them, not the starting model itself."
                    if pruned else ""))

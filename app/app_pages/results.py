@@ -422,8 +422,7 @@ def details(rec, summary: dict) -> None:
             raw = str(load.get("source"))
             source = state.WEIGHTS_TEXT.get(raw) or state.user_words(raw, names_of(rec))  # "bundled weights", a file name
             # the user's file only (ImageNet's 1000-class head goes without saying), once (a studio file's note says it)
-            mine = raw.startswith("checkpoint") and "head" not in str(load.get("note"))
-            dropped = head_left_out(load) if mine else ""
+            dropped = head_left_out(load)
             replaced = (f" The file's own classification head ({dropped}) was replaced by a new one for your classes."
                         if dropped else "")
             st.markdown(f"Started from **{state.md_text(source)}**: {load.get('matched', 0)} weight tensors loaded, "
@@ -1095,7 +1094,9 @@ def per_class_frame(summaries: dict[str, dict]) -> tuple[pd.DataFrame, str] | No
         return None
     split = next((sp for sp in ("test", "val") if all(s.get(f"{sp}_confusion") for s in summaries.values())), None)
     matrices = [s.get(f"{split}_confusion") for s in summaries.values()] if split else []
-    if not matrices or any(len(m) != len(classes[0]) for m in matrices):
+    n = len(classes[0])
+    if not matrices or any(not isinstance(m, list) or len(m) != n or any(not isinstance(r, list) or len(r) != n
+                                                                         for r in m) for m in matrices):
         return None
     frame = {"class": classes[0]}
     for label, m in zip(summaries, matrices):

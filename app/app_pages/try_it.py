@@ -358,7 +358,8 @@ def framed(picture: np.ndarray) -> np.ndarray:
 
 
 def precision_words(amp_dtype, brief: bool = False, as_evaluated: bool = True) -> str:
-    """" in bfloat16, as the run was evaluated (...)" when the model answers in reduced precision (engine.devices:
+    """", in bfloat16 (faster here) as the run was evaluated; the exported files compute in float32, ..." when the
+    model answers in reduced precision (engine.devices:
     bf16 on a CPU that has it), else "": a user compared 49.5% here with 48.8% from the exported float32 file.
     `brief`: ", in bfloat16" alone, under the later images of a batch (the whole sentence under each of six read
     as noise to a new user). `as_evaluated` (engine.predict.Predictor.as_evaluated) False: the run was evaluated
@@ -461,7 +462,7 @@ def kind_caution(model: Shown, image: np.ndarray) -> str | None:
 
 def few_caution(model: Shown) -> str | None:
     """engine.chance.few_training_words of the run behind `model` (the classes it learnt from few training
-    pictures beside a large one), or None."""
+    pictures beside a large one, or never saw in training), or None."""
     from engine.chance import few_training_words
 
     return few_training_words(components.read_summary(model.run_dir))
