@@ -33,9 +33,9 @@ def cells(n: int, key: str | None = None) -> list[DeltaGenerator]:
     settings a row on a 1024 px window with the sidebar open were cut at Streamlit's minimum ("0.0025(", "SGD
     with mor") and now wrap two a row, while a 1280 px window keeps four. A cell left empty is not drawn
     (Streamlit drops empty containers): the others share its width."""
-    row = st.container(horizontal=True, wrap=True, key=f"cells_{key}" if key else None)
-    if key:  # a style alone takes no room on the page
+    if key:  # a style alone takes no room on the page; drawn first, the row never shows without it
         st.html(f"<style>.st-key-cells_{key} > div {{min-width: {CELL_MIN_PX}px;}}</style>")
+    row = st.container(horizontal=True, wrap=True, key=f"cells_{key}" if key else None)
     return [row.container(width="stretch") for _ in range(n)]
 
 
