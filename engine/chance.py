@@ -607,6 +607,19 @@ def findings_split(summary: dict) -> str:
     return "test" if summary.get("test_confusion") else "val"
 
 
+def confusion_rows(summary: dict, split: str) -> list[list[int]] | None:
+    """The summary's `{split}_confusion` (rows: true class, columns: answer; image counts) as ints, where it is
+    well formed: a list of lists, as many rows and columns as the summary's `classes` (at least one); None
+    otherwise. Every per-class reading of a run (weak classes, a class's answers, a split at guessing, the card's
+    and Compare's per-class figures) starts from it."""
+    classes, rows = summary.get("classes") or [], summary.get(f"{split}_confusion")
+    n = len(classes)
+    if not n or not isinstance(rows, list) or len(rows) != n or any(not isinstance(r, list) or len(r) != n
+                                                                      for r in rows):
+        return None
+    return [[int(v) for v in r] for r in rows]
+
+
 def findings_at_guessing(summary: dict, split: str) -> bool:
     """Whether a run's per-group findings on `split` ("test" or "val") are to be left unsaid: the run as a whole
     (`chance_finding`; a small test split within luck that validation clears included) or this split
@@ -640,11 +653,9 @@ def weak_classes(summary: dict, split: str | None = None) -> list[WeakClass]:
     is missing or malformed, and when the run as a whole or this split is at the level of guessing
     (`chance_finding`, `split_at_guessing` say that, and every class would be named). Raises nothing."""
     split = split or findings_split(summary)
-    classes, rows = summary.get("classes"), summary.get(f"{split}_confusion")
-    if not classes or not isinstance(rows, list) or len(rows) != len(classes) \
-            or any(not isinstance(r, list) or len(r) != len(classes) for r in rows):
+    classes, rows = summary.get("classes"), confusion_rows(summary, split)
+    if rows is None:
         return []
-    rows = [[int(v) for v in r] for r in rows]
     if findings_at_guessing(summary, split):
         return []
     right_all, n_all = sum(rows[i][i] for i in range(len(rows))), sum(map(sum, rows))
@@ -681,12 +692,11 @@ def few_image_classes(summary: dict) -> dict[str, dict[str, int]]:
 def class_answers(summary: dict, name: str, split: str) -> str | None:
     """Class `name`'s answers on `split` from the summary's `{split}_confusion` (rows: true class, columns: answer):
     "1 of 2 validation images right (1 taken for Naevus)"; None without a well-formed matrix or that class."""
-    classes, rows = [str(c) for c in summary.get("classes") or []], summary.get(f"{split}_confusion")
-    if name not in classes or not isinstance(rows, list) or len(rows) != len(classes) \
-            or any(not isinstance(r, list) or len(r) != len(classes) for r in rows):
+    classes, rows = [str(c) for c in summary.get("classes") or []], confusion_rows(summary, split)
+    if rows is None or name not in classes:
         return None
     i = classes.index(name)
-    row = [int(v) for v in rows[i]]
+    row = rows[i]
     if not sum(row):
         return None
     taken = [f"{n} taken for {classes[j]}" for j, n in enumerate(row) if j != i and n]
@@ -849,11 +859,9 @@ def split_at_guessing(summary: dict, split: str) -> str | None:
     user's OOD set what it means (conditions beyond what it learnt; within luck: too few pictures to tell); None
     otherwise or without a well-formed matrix. A new user's OOD set of darker pictures was answered
     "square" for every image, and the page named two of three classes as weak, advising more images."""
-    classes, rows = summary.get("classes") or [], summary.get(f"{split}_confusion")
-    if len(classes) < 2 or not isinstance(rows, list) or len(rows) != len(classes) \
-            or any(not isinstance(r, list) or len(r) != len(classes) for r in rows):
+    classes, rows = summary.get("classes") or [], confusion_rows(summary, split)
+    if len(classes) < 2 or rows is None:
         return None
-    rows = [[int(v) for v in r] for r in rows]
     n = sum(map(sum, rows))
     if n == 0:
         return None

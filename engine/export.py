@@ -22,7 +22,7 @@ import torch
 
 from engine.augment import augmentation_words, to_float
 from engine.backbones import Classifier, backbone_title
-from engine.chance import (SPLIT_WORDS, answers_words, chance_finding, colour_words, few_class_words,
+from engine.chance import (SPLIT_WORDS, answers_words, chance_finding, colour_words, confusion_rows, few_class_words,
                            few_training_words, findings_split, small_split_words, smaller_model_summary,
                            val_test_gap_words, weak_class_words)
 from engine.checkpoints import load_checkpoint, read_metadata, save_checkpoint
@@ -383,12 +383,11 @@ def per_class_lines(summary: dict[str, Any], whose: str = "") -> list[str]:
     [] without a well-formed matrix. A clinician's rare class had no figure of its own on the card they took home.
     `whose`: a model other than the heading's, said in the brackets ("this smaller model's")."""
     split = findings_split(summary)
-    classes, rows = summary.get("classes") or [], summary.get(f"{split}_confusion")
-    if not classes or not isinstance(rows, list) or len(rows) != len(classes) \
-            or any(not isinstance(r, list) or len(r) != len(classes) for r in rows):
+    rows = confusion_rows(summary, split)
+    if rows is None:
         return []
     shown = [f"{c} {right_of_words(row[i], sum(row))}" if sum(row) else f"{c}: no images"
-             for i, (c, row) in enumerate(zip(classes, ([int(v) for v in r] for r in rows)))]
+             for i, (c, row) in enumerate(zip(summary["classes"], rows))]
     return [f"- Per class ({whose + ', ' if whose else ''}{SPLIT_WORDS[split]} images): " + "; ".join(shown)]
 
 

@@ -18,7 +18,7 @@ from app.claims_view import (at_chance, claim_lines, compare_few_images_words, c
 from app.method_views import VIEWS
 from engine.augment import augmentation_words, greyscale_copies_words
 from engine.backbones import head_left_out
-from engine.chance import (chance_finding, colour_gap, colour_words, few_class_words, findings_split,
+from engine.chance import (chance_finding, colour_gap, colour_words, confusion_rows, few_class_words, findings_split,
                            smaller_model_summary, split_at_guessing, weak_class_words)
 from engine.config import OptimConfig, TrainConfig
 from engine.jobs import STOPPED_BY_SERVER
@@ -1093,14 +1093,11 @@ def per_class_frame(summaries: dict[str, dict]) -> tuple[pd.DataFrame, str] | No
     if not classes[0] or any(c != classes[0] for c in classes):
         return None
     split = next((sp for sp in ("test", "val") if all(s.get(f"{sp}_confusion") for s in summaries.values())), None)
-    matrices = [s.get(f"{split}_confusion") for s in summaries.values()] if split else []
-    n = len(classes[0])
-    if not matrices or any(not isinstance(m, list) or len(m) != n or any(not isinstance(r, list) or len(r) != n
-                                                                         for r in m) for m in matrices):
+    matrices = [confusion_rows(s, split) for s in summaries.values()] if split else []
+    if not matrices or any(m is None for m in matrices):
         return None
     frame = {"class": classes[0]}
-    for label, m in zip(summaries, matrices):
-        rows = [[int(v) for v in r] for r in m]
+    for label, rows in zip(summaries, matrices):
         frame[label] = [right_of_words(r[i], sum(r)) if sum(r) else NOT_MEASURED
                         for i, r in enumerate(rows)]
     return pd.DataFrame(frame), split
