@@ -511,6 +511,19 @@ def one_image_words(small: dict[str, int]) -> str:
                         for split, n in small.items())
 
 
+def few_held_out_words(split_counts: dict[str, dict[str, int]]) -> str:
+    """Before any run, when the validation or test split will hold fewer than SMALL_SPLIT images (`split_counts`:
+    {split: {class: images}}), what one image will be worth in every accuracy measured on it: "Few images to
+    measure on: 9 validation images (one image is 11.1 points) and ... . A run's accuracies will move in steps that
+    large, ..."; "" otherwise. The Data page and `inspect` say it (Results, `small_split_words`, after a run)."""
+    small = small_splits({"data_report": {"split_counts": split_counts}})
+    if not small:
+        return ""
+    return ("Few images to measure on: " + one_image_words(small) + ". A run's accuracies will move in steps that "
+            "large, and two runs can differ by an image or two from luck alone; more images per class make them "
+            "firmer.")
+
+
 def small_split_words(summary: dict) -> str:
     """A caution for figures measured on few held-out images (`small_splits`): how many points one image
     is worth on each small split and how far apart figures can be by one or two images; "" when both

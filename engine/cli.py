@@ -29,9 +29,9 @@ from tqdm import tqdm
 from engine.backbones import (BACKBONES, WEIGHTS_TEXT, available_sources, backbone_title, check_bundled,
                               head_left_out)
 from engine.chance import (ChanceCause, chance_cause, chance_finding, colour_words, cut_ends_words, few_class_words,
-                           few_training_words, finer_detail_words, memorised_fixes, memorised_words, one_image_words,
-                           pictures_kind_words, run_lr, small_split_words, small_splits, unstable_words,
-                           val_test_gap_words, weak_class_words)
+                           few_held_out_words, few_training_words, finer_detail_words, memorised_fixes, memorised_words,
+                           pictures_kind_words, run_lr, small_split_words, unstable_words, val_test_gap_words,
+                           weak_class_words)
 from engine.checkpoints import new_run_id, read_metadata, write_json
 from engine.clock import fmt_duration, process_started_at
 from engine.config import (RunConfig, apply_overrides, probe_epochs_for, smaller_batch, smaller_batch_advice,
@@ -977,13 +977,11 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def _print_few_held_out(split_counts: dict[str, dict[str, int]]) -> None:
     """`inspect`'s notes, as the Data page's, on what the held-out splits will measure with (`split_counts`:
-    {split: {class: images}}): splits of few images (engine.chance.small_splits) and classes of few images
+    {split: {class: images}}): splits of few images (engine.chance.few_held_out_words) and classes of few images
     (engine.chance.few_class_words)."""
-    report = {"data_report": {"split_counts": split_counts}}
-    if small := small_splits(report):
-        print(f"note: few images to measure on: {one_image_words(small)}; a run's accuracies will move in steps "
-              "that large")
-    if few := few_class_words(report):
+    if small := few_held_out_words(split_counts):
+        print(f"note: {small}")
+    if few := few_class_words({"data_report": {"split_counts": split_counts}}):
         print(f"note: {few}")
 
 

@@ -387,12 +387,10 @@ def few_held_out(split: dict[str, dict[str, int]]) -> None:
     (`split`: {split: {class: images}}), what one image will be worth in every accuracy measured on it (Results
     says it again after a run; a new user saw 100% on 9 images and no word of it until then), and the classes
     with few held-out images among larger ones (engine.chance.few_class_words)."""
-    from engine.chance import few_class_words, one_image_words, small_splits
+    from engine.chance import few_class_words, few_held_out_words
 
-    small = small_splits({"data_report": {"split_counts": split}})
-    if small:
-        st.info("Few images to measure on: " + one_image_words(small) + ". A run's accuracies will move in steps that large, and two runs can differ "
-            "by an image or two from luck alone; more images per class make them firmer.", icon=":material/straighten:")
+    if small := few_held_out_words(split):
+        st.info(small, icon=":material/straighten:")
     if few := few_class_words({"data_report": {"split_counts": split}}):  # a rare class among large ones
         st.info(state.md_text(few), icon=":material/straighten:")
 
