@@ -1316,6 +1316,18 @@ def _closest_ids(run: str, ids: list[str]) -> list[str]:
 DEFAULT_PREDICTIONS = "predictions.csv"  # predict's CSV without --out, in the current folder
 
 
+def default_predictions_path(folder: Path) -> Path:
+    """predict's CSV without --out: predictions.csv in `folder`, or, where a file of that name is there already (an
+    earlier predict's, or the user's own), the first free "predictions-2.csv", "predictions-3.csv", ...: a file
+    that was not named is never replaced. An --out given by name replaces its file, and says so."""
+    path = folder / DEFAULT_PREDICTIONS
+    n = 1
+    while path.exists():
+        n += 1
+        path = folder / f"{Path(DEFAULT_PREDICTIONS).stem}-{n}{Path(DEFAULT_PREDICTIONS).suffix}"
+    return path
+
+
 def _predict_sources(args: argparse.Namespace) -> list[Path]:
     """predict's images: --data and the bare IMAGES arguments, checked (engine.predict.check_sources) before any
     model loads. Raises StudioError for none, a missing path, or a folder or zip among several."""
@@ -1358,7 +1370,7 @@ def _predict(args: argparse.Namespace) -> int:
         raise StudioError("--top-k and --batch-size must be at least 1.")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise StudioError(f"--threshold is a probability between 0 and 1 (got {args.threshold:g}).")
-    out_path = Path(args.out or DEFAULT_PREDICTIONS)
+    out_path = Path(args.out) if args.out else default_predictions_path(Path.cwd())
     _check_csv_out(out_path)
     _check_alpha(args, run_dir)
     alpha = args.alpha if args.alpha is not None or args.variant != "wise" else _stored_alpha(run_id, data_dir)
@@ -1392,13 +1404,15 @@ def _predict(args: argparse.Namespace) -> int:
         for s in result.skipped:
             print(f"  {s.path}: {s.reason}", file=sys.stderr)
         return 1
-    replaced = out_path.is_file()  # said: a second predict replaced the first one's CSV
+    replaced = out_path.is_file()  # said: a second predict with the same --out replaced the first one's CSV
     out = write_csv(result, out_path, top_k)
-    where = "" if args.out else "; --out FILE writes elsewhere"  # asked for by name: no hint to name it
+    # without --out an earlier predictions.csv is kept beside the new file: said, with how to name the file
+    kept = "" if args.out or out_path.name == DEFAULT_PREDICTIONS else \
+        f" ({DEFAULT_PREDICTIONS} was there already and is kept; --out FILE names the file)"
     took = f"{result.seconds:.1f} s" if result.seconds >= 0.95 else f"{1000 * result.seconds:.0f} ms"  # not "0.0s"
     print(f"{plural(n, 'image')} predicted in {took} ({result.images_per_sec:.1f} img/s); "
           f"answers flagged: {result.flag_words()}; predictions: {out}"
-          + (f" (it replaced the file of that name{where})" if replaced else ""))
+          + (" (it replaced the file of that name)" if replaced else kept))
     if result.skipped:
         print(f"{plural(len(result.skipped), 'file')} skipped:")
         for s in result.skipped:
@@ -1565,7 +1579,8 @@ def build_parser() -> argparse.ArgumentParser:
     _variant_arg(pr, VARIANTS)
     pr.add_argument("--alpha", type=float, help="WiSE-FT alpha for --variant wise (default: the run's chosen alpha)")
     pr.add_argument("--out", default=None,
-                    help="the CSV to write (default: predictions.csv in the current folder; replaced if it exists)")
+                    help="the CSV to write, replaced if it exists (default: predictions.csv in the current folder, or "
+                         "predictions-2.csv, -3, ... beside an earlier one, which is kept)")
     pr.add_argument("--top-k", type=int, default=3, help="how many classes to give per image, most likely first "
                                                          "(default 3)")
     pr.add_argument("--batch-size", type=int, default=64,

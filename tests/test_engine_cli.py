@@ -389,6 +389,18 @@ def test_the_command_line_uses_the_dashboards_folder_and_says_when_a_source_is_m
     assert short.returncode == 0, short.stderr  # the end of the id
     assert "(it replaced the file of that name)" in short.stdout, "said, not silent; --out given: no hint to give it"
     assert re.search(r"1 image predicted in (\d+ ms|\d+\.\d s) \(", short.stdout), "never \"0.0s\" beside an img/s"
+    # without --out: predictions.csv in the current folder, and a file of that name there already (the user's own)
+    # is kept, the answers going to the first free name beside it
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "predictions.csv").write_text("the user's own notes\n")
+    monkeypatch.chdir(here)
+    for n in (2, 3):
+        again = cli("predict", "--run", run_id, str(photos / "one.png"))
+        assert again.returncode == 0 and f"predictions: {here / f'predictions-{n}.csv'} (predictions.csv was there " \
+            "already and is kept; --out FILE names the file)" in again.stdout, again.stdout
+    assert (here / "predictions.csv").read_text() == "the user's own notes\n", "never replaced unless named"
+    assert "one.png" in (here / "predictions-3.csv").read_text(encoding="utf-8-sig")
     # images as bare arguments, several at once (a shell's *.png): each answered under the path given
     (tmp_path / "broken.png").write_bytes(b"not a png")
     bare = cli("predict", "--run", run_id, str(photos / "one.png"), "--out", str(tmp_path / "bare.csv"),
