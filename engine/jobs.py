@@ -88,6 +88,7 @@ def execute_run(store: RunStore, run_id: str, cfg: RunConfig, run_dir: Path, dat
     them already (engine.run_data.prepare_data of this `cfg`), so that they are not split again; `start`
     likewise its model (engine.train.build_start), so that its weights are not read again."""
     started_at = reporter.started_at or time.time()  # the CLI: the process's start; the dashboard: now
+    reporter.started_at = started_at  # the time a continued run saves counts from here too (engine.train)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(cfg.to_yaml())
     store.set_status(run_id, "running")

@@ -38,8 +38,8 @@ FORMAT = 1
 def save_resume(run_dir: Path, ctx: TrainContext, scaler: torch.amp.GradScaler, history: list[dict[str, Any]],
                 elapsed_s: float = 0.0, hooks: list[MethodHook] = ()) -> Path:
     """Write `run_dir/resume.pt` for the end of epoch `ctx.epoch` (atomic: a stop mid-write leaves
-    the previous one); `elapsed_s`: the run's training time so far in seconds, earlier parts
-    included; `hooks`: the run's methods, whose `state_dict` is saved under their names. Returns
+    the previous one); `elapsed_s`: the run's time so far in seconds from its job's start (the CLI: the
+    process's, imports and data reading included), earlier parts included; `hooks`: the run's methods, whose `state_dict` is saved under their names. Returns
     its path."""
     state = {
         "format": FORMAT, "epoch": ctx.epoch + 1, "step": ctx.step, "config": ctx.cfg.to_json(),

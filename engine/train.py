@@ -416,6 +416,9 @@ def _train(cfg: RunConfig, reporter: Reporter | None, run_dir: Path | None, work
            data: DataSplits | None, limits, world: tuple[int, int], resume: bool,
            start: StartModel | None = None) -> TrainResult:
     t_start, reporter = time.perf_counter(), reporter or Reporter()
+    # the time saved for a continued run counts from the job's start (the CLI: the process's), as wall_time_s does:
+    # the first part's imports and data reading are part of the run's time too
+    t_origin = t_start - max(0.0, time.time() - reporter.started_at) if reporter.started_at else t_start
     ctx, hooks = setup_run(cfg, reporter, run_dir, work_dir, data, limits, world, start)
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=ctx.amp_dtype == torch.float16)
     lr_at = schedule_fn(cfg.optim, ctx.total_steps)
@@ -442,7 +445,7 @@ def _train(cfg: RunConfig, reporter: Reporter | None, run_dir: Path | None, work
             history.append({"epoch": epoch + 1, **metrics})
             if run_dir is not None and ctx.rank == 0:  # a stop or a crash later can continue from here
                 save_resume(run_dir, ctx, scaler, history,
-                            ctx.summary.get("wall_time_before_s", 0.0) + time.perf_counter() - t_start, hooks)
+                            ctx.summary.get("wall_time_before_s", 0.0) + time.perf_counter() - t_origin, hooks)
             ctx.eval_clock.epoch_end_seconds = time.perf_counter() - ended
             if agree(ctx.stop_training, ctx.world_size):
                 break

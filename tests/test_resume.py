@@ -60,6 +60,13 @@ def test_a_stopped_run_continues_from_its_last_epoch_with_the_same_schedule(tiny
     assert resumed.summary["continued_from_epoch"] == 1 and 0 < before < resumed.summary["wall_time_s"]
     assert resumed.summary["wall_time_s"] - before <= this_part  # the earlier part counted once
     assert "continued_from_epoch" not in full.summary
+    # the first part's start-up (the CLI's imports, reading the data) counts in the time saved for the next part
+    late = Recorder(stop_at=steps + 2)
+    late.started_at = time.time() - 30.0  # the process started 30 s before training did
+    (tmp_path / "late").mkdir()
+    with pytest.raises(StopRequested):
+        train(cfg, late, run_dir=tmp_path / "late")
+    assert torch.load(tmp_path / "late" / RESUME_FILE, weights_only=False)["elapsed_s"] >= 30.0
 
 
 def test_continuing_needs_a_resume_point_and_the_same_settings(tiny_cfg, tmp_path):
