@@ -195,6 +195,7 @@ def test_error_analysis_shows_the_worst_images_and_opens_a_confusion_cell(wise_r
     at.session_state["explain_tab"] = "Error analysis"
     at.run()
     assert {"Highest-loss images", "Confusion matrix"} <= set(texts(at.subheader))
+    assert any("Loss says how little the model believed the true class" in c for c in texts(at.caption))
     assert at.get("vega_lite_chart"), "the confusion matrix chart"
     n_val = int(at.markdown[0].value.split(" of ")[1].split("**")[0]) if " of " in at.markdown[0].value else None
     assert n_val, texts(at.markdown)
@@ -654,6 +655,9 @@ def test_an_images_loss_reads_as_a_decimal_in_three_digits():
 
     assert loss_words(4.0) == "loss 4.00" and loss_words(0.01234) == "loss 0.0123" and loss_words(12.345) == "loss 12.3"
     assert loss_words(8.39e-05) == "loss under 0.001" and loss_words(-1e-9) == "loss under 0.001", "not 8.39e-05"
+    from app.app_pages.explain import LOSS_HINT  # "loss" said in plain words beside the gallery, its figures -ln(p)
+
+    assert LOSS_HINT.endswith("near 0 when it gave it almost 100%, 0.69 at 50%, 2.3 at 10%."), LOSS_HINT
 
 
 def test_the_highest_loss_gallery_offers_a_choice_only_when_there_is_one():

@@ -117,6 +117,11 @@ class Guarded:
     lock: threading.Lock
 
 
+# "loss" in plain words, its figures computed (cross-entropy: -ln of the probability given to the true class)
+LOSS_HINT = ("Loss says how little the model believed the true class: near 0 when it gave it almost 100%, "
+             + ", ".join(f"{-math.log(p):.2g} at {p:.0%}" for p in (0.5, 0.1)) + ".")
+
+
 def loss_words(loss: float) -> str:
     """An image's loss (cross-entropy, nats) for its caption, in three digits ("loss 4.00" beside "loss 4.51"), and
     "loss under 0.001" for a sure right answer (a teacher read "loss 8.39e-05" as code)."""
@@ -901,7 +906,8 @@ def errors_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
 
     st.subheader("Highest-loss images")
     st.caption("The validation images the model is most confidently wrong about (or least sure of, when it is "
-               "right). Look for a pattern: mislabelled files, two classes that look alike, an unusual background.")
+               "right). Look for a pattern: mislabelled files, two classes that look alike, an unusual background. "
+               + LOSS_HINT)
     k = gallery_size(rec.id, n)
     top = [int(i) for i in pred["order"][:min(k, n)]]
     gallery(run_dir, ds, rec, top,
