@@ -455,18 +455,25 @@ def test_a_plain_run_shows_its_model_and_on_request_its_start_and_a_robustness_c
     assert at.selectbox(key="explain_run").value == run_id
     rows = [m.split("**")[1] for m in texts(at.markdown) if re.match(r"\*\*[^*]+\*\* (says|guesses) ", m)]
     assert rows == ["Fine-tuned model"], "one row at first: a clinician read the attacked image's cross as a mistake"
-    from app.app_pages.explain import attribution_maps, model_rows
+    from app.app_pages.explain import attribution_maps, model_row, model_rows, row_map
 
     def no_attack(*args, **kwargs):
         raise AssertionError("a row not shown is not computed")
 
     monkeypatch.setattr("engine.attacks.pgd", no_attack)
     monkeypatch.setattr("app.app_pages.explain._pretrained", no_attack)
-    model_rows.clear()  # computed afresh, not read from the page's cache
-    attribution_maps.clear()
+    model_row.clear()  # computed afresh, not read from the page's cache
+    row_map.clear()
     run_dir, ds = str(eng.run_record(run_id).run_dir), str(eng.datasets_dir)
     assert [r["key"] for r in model_rows(run_dir, ds, 2, None, ())] == ["fine_tuned"]
     assert set(attribution_maps(run_dir, ds, 2, None, "saliency", "predicted", ())) == {"fine_tuned"}
+    monkeypatch.undo()
+    from engine import explain as attributions
+
+    calls, real = [], attributions.attribute
+    monkeypatch.setattr(attributions, "attribute", lambda *a, **k: calls.append(1) or real(*a, **k))
+    both = attribution_maps(run_dir, ds, 2, None, "saliency", "predicted", ("pretrained",))
+    assert set(both) == {"pretrained", "fine_tuned"} and len(calls) == 1, "a row turned on is computed alone"
     monkeypatch.undo()
     assert at.toggle(key="explain_show_start").value is False and at.toggle(key="explain_show_attack").value is False
     at.toggle(key="explain_show_start").set_value(True)

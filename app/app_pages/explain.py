@@ -11,9 +11,9 @@ and the model packed for use elsewhere.
   model on the validation split, and a model card. Files go to `<run folder>/exports/` only. A run
   with structured pruning exports its channel-pruned model by default (into `exports/structured`).
 
-Everything costly is cached per (run, image, method, alpha, target): moving to a new image
-computes only that image (one PGD attack, one attribution per model, batched where the model is
-the same), and coming back to an image, method or alpha seen before is instant.
+Everything costly is cached per (run, image, row, method, target; the WiSE-FT row's alpha too): moving to a new
+image computes only that image (one PGD attack, one attribution per row), turning on a row computes that row
+alone, another alpha only the mix's row, and coming back to an image, method or alpha seen before is instant.
 """
 
 from __future__ import annotations
@@ -229,7 +229,7 @@ def forget_if_continued(run_dir: str) -> None:
 
     stamp, seen = summary_stamp(Path(run_dir)), _seen()
     if seen.setdefault(run_dir, stamp) != stamp:
-        for cached in (_pretrained, _wise, _structured, predictions, model_rows, attribution_maps, _best_card):
+        for cached in (_pretrained, _wise, _structured, predictions, model_row, row_map, _best_card):
             cached.clear()
         seen[run_dir] = stamp
 
@@ -283,13 +283,30 @@ def predictions(run_dir: str, datasets_dir: str, alpha: float | None = None, of:
     return out
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+def row_keys(has_smaller: bool, alpha: float | None, extras: tuple[str, ...] = EXTRA_ROWS) -> list[str]:
+    """The attribution grid's rows in order: the starting model (where `extras` holds "pretrained"), the fine-tuned
+    model, the smaller channel-pruned one (`has_smaller`), the WiSE-FT mix (`alpha` not None) and the adversarial
+    image (where `extras` holds "adversarial")."""
+    return [k for k, on in (("pretrained", "pretrained" in extras), ("fine_tuned", True), ("smaller", has_smaller),
+                            ("wise", alpha is not None), ("adversarial", "adversarial" in extras)) if on]
+
+
 def model_rows(run_dir: str, datasets_dir: str, index: int, alpha: float | None,
                extras: tuple[str, ...] = EXTRA_ROWS) -> list[dict]:
-    """One row per model for validation image `index` (the starting model and the adversarial image where `extras`
-    holds "pretrained" and "adversarial", the fine-tuned, smaller channel-pruned when the run has one, WiSE-FT at
-    `alpha` when not None): its answer, and the input it sees when that is not the validation image itself (the
-    adversarial example; kept in float32, so that its attribution sees exactly the attacked pixels).
+    """One row per model of `row_keys` for validation image `index` (`model_row`, each cached on its own: turning
+    a row on computes that row alone, and another alpha only the mix's)."""
+    b = _bundle(run_dir, datasets_dir)
+    return [model_row(run_dir, datasets_dir, index, k, alpha if k == "wise" else None)
+            for k in row_keys(b.has("structured"), alpha, extras)]
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def model_row(run_dir: str, datasets_dir: str, index: int, key: str, alpha: float | None = None) -> dict:
+    """Row `key` of `row_keys` for validation image `index` (WiSE-FT at `alpha`): the model's answer ("pred" class
+    index, "conf" probability 0-1), and the input it sees when that is not the validation image itself (the
+    adversarial example as H x W x 3 float32 in [0, 1], so that its attribution sees exactly the attacked pixels);
+    a starting model or smaller model that cannot be loaded (the user checkpoint it started from was deleted, a
+    damaged structured.safetensors) gives {"key", "error"}, and the other rows still show.
 
     The adversarial example is PGD at the run's evaluation eps and steps against the fine-tuned
     model (seeded per image, so the same image always gets the same attack)."""
@@ -301,93 +318,84 @@ def model_rows(run_dir: str, datasets_dir: str, index: int, alpha: float | None,
 
     b = _bundle(run_dir, datasets_dir)
     x = to_float(b.data.val.images[index:index + 1])
-    y = b.data.val.labels[index:index + 1]
-    eps, steps = float(b.cfg.eval.robust_eps), max(int(b.cfg.eval.robust_steps), 1)
 
     def answer(model, images):  # as the run measured its accuracy: its precision, the mirror image with flip TTA
         with _precision(b):
             return tta_logits(model, images, b.cfg.eval.tta_flip).float().softmax(1)
 
-    ft = _fine_tuned(run_dir, datasets_dir)
-    with ft.lock:
-        ft.model.eval()
-        with torch.no_grad():
-            p_ft = answer(ft.model, x)
-        if "adversarial" in extras:
+    def row(p, image=None, **extra) -> dict:
+        return {"key": key, "image": None if image is None else _hwc(image), "pred": int(p.argmax()),
+                "conf": float(p.max()), **extra}
+
+    if key == "adversarial":
+        y = b.data.val.labels[index:index + 1]
+        eps, steps = float(b.cfg.eval.robust_eps), max(int(b.cfg.eval.robust_steps), 1)
+        ft = _fine_tuned(run_dir, datasets_dir)
+        with ft.lock:
+            ft.model.eval()
             x_adv = pgd(ft.model, x, y, eps, 2.5 * eps / steps, steps, True,
                         torch.Generator().manual_seed(int(b.cfg.seed) * 100_003 + index))
             with torch.no_grad(), _precision(b):
                 p_adv = ft.model(x_adv).float().softmax(1)  # the attack and robust accuracy target the plain model
-
-    def row(key: str, p, image=None, **extra) -> dict:
-        return {"key": key, "image": None if image is None else _hwc(image), "pred": int(p.argmax()),
-                "conf": float(p.max()), **extra}
-
-    rows = []
-    if "pretrained" in extras:
-        try:  # e.g. the user checkpoint it started from was deleted: the other rows still show
-            pre = _pretrained(run_dir, datasets_dir)
-            with pre.lock, torch.no_grad():
-                rows.append(row("pretrained", answer(pre.model, x)[0]))
-        except Exception as exc:
-            rows.append({"key": "pretrained", "error": str(exc)})
-    rows.append(row("fine_tuned", p_ft[0]))
-    if b.has("structured"):
+        return row(p_adv[0], x_adv[0], eps=eps, steps=steps, linf=float((x_adv - x).abs().max()))
+    if key == "smaller":
         try:  # answers as Results measured it (held_out_views): the run's precision, no flip TTA
             small = _structured(run_dir)
             with small.lock, torch.no_grad(), _precision(b):
-                rows.append(row("smaller", small.model(x).float().softmax(1)[0]))
-        except Exception as exc:  # a damaged structured.safetensors: the other rows still show
-            rows.append({"key": "smaller", "error": str(exc)})
-    if alpha is not None:
-        wise = _wise(run_dir, datasets_dir, alpha)
-        with wise.lock, torch.no_grad():
-            rows.append(row("wise", answer(wise.model, x)[0], alpha=alpha))
-    if "adversarial" in extras:
-        rows.append(row("adversarial", p_adv[0], x_adv[0], eps=eps, steps=steps,
-                        linf=float((x_adv - x).abs().max())))
-    return rows
+                return row(small.model(x).float().softmax(1)[0])
+        except Exception as exc:
+            return {"key": key, "error": str(exc)}
+    try:
+        guarded = _row_model(run_dir, datasets_dir, key, alpha)
+    except Exception as exc:
+        if key != "pretrained":
+            raise
+        return {"key": key, "error": str(exc)}
+    with guarded.lock, torch.no_grad():
+        guarded.model.eval()
+        return row(answer(guarded.model, x)[0], **({"alpha": alpha} if key == "wise" else {}))
 
 
-@st.cache_data(max_entries=128, show_spinner=False)
+def _row_model(run_dir: str, datasets_dir: str, key: str, alpha: float | None = None) -> Guarded:
+    """The model behind row `key` (the adversarial row's: the fine-tuned model, which it attacks)."""
+    if key == "pretrained":
+        return _pretrained(run_dir, datasets_dir)
+    if key == "smaller":
+        return _structured(run_dir)
+    if key == "wise":
+        return _wise(run_dir, datasets_dir, alpha)
+    return _fine_tuned(run_dir, datasets_dir)
+
+
 def attribution_maps(run_dir: str, datasets_dir: str, index: int, alpha: float | None, method: str,
                      target: str, extras: tuple[str, ...] = EXTRA_ROWS) -> dict[str, np.ndarray]:
-    """{row key: H x W map, uint8 0-255 (plenty for a picture, a quarter of the cache)} for one
-    image and one method, for the rows `model_rows` gives with `extras`. The fine-tuned model explains the clean
-    image and its adversarial version in one batched call."""
+    """{row key: H x W map, uint8 0-255} for one image and one method, for the rows `model_rows` gives with
+    `extras` that answered (`row_map`, each cached on its own)."""
+    return {r["key"]: row_map(run_dir, datasets_dir, index, r["key"], method, target,
+                              alpha if r["key"] == "wise" else None)
+            for r in model_rows(run_dir, datasets_dir, index, alpha, extras) if "error" not in r}
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def row_map(run_dir: str, datasets_dir: str, index: int, key: str, method: str, target: str,
+            alpha: float | None = None) -> np.ndarray:
+    """Attribution `method` (engine.explain.attribute) of row `key`'s model for validation image `index` (the
+    adversarial row: the fine-tuned model on the attacked image), explaining the true class (`target` "true") or
+    the row's own answer: an H x W uint8 map 0-255 (plenty for a picture, a quarter of the cache). Raises
+    StudioError where the method cannot explain this model (engine.explain.attribute)."""
     import torch
 
     from engine.augment import to_float
     from engine.explain import attribute
 
     b = _bundle(run_dir, datasets_dir)
-    rows = {r["key"]: r for r in model_rows(run_dir, datasets_dir, index, alpha, extras)}
-    label = int(b.data.val.labels[index])
-    clean = to_float(b.data.val.images[index:index + 1])
-
-    def tgt(*keys: str) -> torch.Tensor:
-        return torch.tensor([label if target == "true" else rows[k]["pred"] for k in keys])
-
-    maps: dict[str, np.ndarray] = {}
-    ft = _fine_tuned(run_dir, datasets_dir)
-    keys = ("fine_tuned", "adversarial") if "adversarial" in rows else ("fine_tuned",)
-    images = [clean] + [torch.from_numpy(rows[k]["image"].transpose(2, 0, 1).copy())[None] for k in keys[1:]]
-    with ft.lock:
-        both = attribute(ft.model, torch.cat(images), tgt(*keys), method)
-    maps.update(zip(keys, both))
-    if "error" not in rows.get("pretrained", {"error": "not shown"}):
-        pre = _pretrained(run_dir, datasets_dir)
-        with pre.lock:
-            maps["pretrained"] = attribute(pre.model, clean, tgt("pretrained"), method)[0]
-    if "error" not in rows.get("smaller", {"error": "none"}):
-        small = _structured(run_dir)
-        with small.lock:
-            maps["smaller"] = attribute(small.model, clean, tgt("smaller"), method)[0]
-    if alpha is not None:
-        wise = _wise(run_dir, datasets_dir, alpha)
-        with wise.lock:
-            maps["wise"] = attribute(wise.model, clean, tgt("wise"), method)[0]
-    return {k: to_u8(m.numpy()) for k, m in maps.items()}
+    r = model_row(run_dir, datasets_dir, index, key, alpha)
+    image = (torch.from_numpy(r["image"].transpose(2, 0, 1).copy())[None] if r["image"] is not None
+             else to_float(b.data.val.images[index:index + 1]))
+    label = int(b.data.val.labels[index]) if target == "true" else r["pred"]
+    guarded = _row_model(run_dir, datasets_dir, key, alpha)
+    with guarded.lock:
+        return to_u8(attribute(guarded.model, image, torch.tensor([label]), method)[0].numpy())
 
 
 # ---- pictures: numpy only ---------------------------------------------------------------------------
