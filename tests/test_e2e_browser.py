@@ -203,6 +203,11 @@ def test_the_model_pages_settings_stay_whole_on_a_projector_window(server, brows
     settle(page)
     wide = boxes(page)
     assert len({x for x, _ in list(wide.values())[:3]}) == 3, "four a row at 1280 px: the first three side by side"
+    # the preset cards share their line: the third of three ends at the page's right edge (the padding and the card's
+    # own inside), where fixed-width cards left the right third of a laptop's window empty
+    main = page.locator("[data-testid=stMainBlockContainer]").bounding_box()
+    robust = page.get_by_role("button", name="Use Robust").bounding_box()
+    assert robust["x"] + robust["width"] > main["x"] + main["width"] - 120, (robust, main)
     page.close()
 
 

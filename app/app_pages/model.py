@@ -149,6 +149,7 @@ def presets_section() -> None:
                        icon=":material/check:")
 
 
+CARD_GAP = "1rem"  # Streamlit's gap="small" between the cards of a row
 PRESET_CARD_PX = 176  # four cards to a line at 1280 px, three at 1024 px (a projector; at 190, two: two screens)
 
 
@@ -179,20 +180,26 @@ def fitted_batch_words(cfg, recipe) -> str:
 
 def draw_preset_row(keys: list[str], in_use: list[str], columns: int = 4, applied: str | None = None,
                     fitted: str = "", on_yours: dict[str, str] | None = None) -> None:
-    """Preset cards of one width (PRESET_CARD_PX) in a row that wraps, as many to a line as the page holds
-    (`columns` is the most the caller wants on one line at 1280 px): title (marked when it is in `in_use`,
+    """Preset cards of one width in a row that wraps: `columns` to a line sharing its width, each at least
+    PRESET_CARD_PX (fewer to a line where the page is narrower): title (marked when it is in `in_use`,
     the presets the settings are), what it does, its button, and under it "Applied" when it is `applied`,
     the preset just applied (the message below every card was out of sight of the button pressed), with
     `fitted` (fitted_words) when its batch was fitted to the data: the card itself says its recipe's, and its "What
     it does" the batch in use (`on_yours`: `on_your_images`). The card
     gives the preset's tagline and its full description behind "What it does" (whole descriptions made the
     presets 2000 px tall). Four equal columns on a 1000 px window broke a popover's label into syllables."""
-    row = st.container(horizontal=True, wrap=True, vertical_alignment="distribute", gap="small")
+    # the cards share the line's width, `columns` of them to a full line (a 3-card line left the right third of a
+    # 1366 px window empty), each at least PRESET_CARD_PX (they wrap on a narrow page), a shorter last line's
+    # cards as wide as the full line's
+    row_key = f"presets_{keys[0]}" if keys else "presets"
+    st.html(f"<style>.st-key-{row_key} > div {{min-width: {PRESET_CARD_PX}px; "
+            f"max-width: calc((100% - {columns - 1} * {CARD_GAP}) / {columns});}}</style>")
+    row = st.container(horizontal=True, wrap=True, vertical_alignment="distribute", gap="small", key=row_key)
     for key in keys[:columns]:
         preset = PRESETS[key]
         # the card fills its line's height; "distribute" puts the text at the top and the button at the
         # bottom, so the buttons of a line up whatever the length of each description
-        with row.container(border=True, width=PRESET_CARD_PX, height="stretch", vertical_alignment="distribute"):
+        with row.container(border=True, width="stretch", height="stretch", vertical_alignment="distribute"):
             with st.container(gap="small"):
                 st.markdown(f"**{preset.title}**" + (" :green-badge[:material/check: in use]" if key in in_use else ""))
                 st.caption(preset.tagline or preset.describe())  # a preset registered without one: its description
