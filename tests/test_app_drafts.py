@@ -338,6 +338,17 @@ def test_compare_shows_the_dataset_and_flags_runs_on_different_data(studio, tiny
         "beside a pruned run, a plain one is 0% sparse, not blank"
     shown = settings_that_differ_are_shown(table, second, wise)
     assert shown, "these two runs differ in their learning rate: the table shows it"
+    # recipes that differ in one setting: the recipe column gives that setting, what they share is said once (both
+    # cells began "crops and mirrors, every layer trained" and the difference was cut out of sight)
+    weighted = finished_run(engine(), tiny_config(uploaded, "train.epochs=1", "eval.ood=false",
+                                                  "data.class_balance=weighted_loss"))
+    at.run()
+    at.multiselect(key="compare_runs").set_value([second, weighted]).run()
+    no_problems(at)
+    table = next(d.value for d in at.dataframe if "val acc" in d.value.columns)
+    assert sorted(table["recipe"]) == ["classes as they are", "loss weighted by class"], list(table["recipe"])
+    assert "Every run's recipe: crops and mirrors, every layer trained; the recipe column gives what differs." in \
+        texts(at.caption), texts(at.caption)
 
     at.multiselect(key="compare_runs").set_value([first]).run()
     assert not any("different datasets" in w for w in texts(at.warning))
@@ -362,7 +373,7 @@ def test_compare_shows_the_dataset_and_flags_runs_on_different_data(studio, tiny
     third = refreshed_tab(again)
     third.switch_page("app_pages/results.py").run()
     no_problems(third)
-    assert set(third.multiselect(key="compare_runs").value) == {second, wise, pruned}
+    assert set(third.multiselect(key="compare_runs").value) == {wise, pruned, weighted}, "the newest three"
 
 
 def test_compare_keeps_the_setup_that_tells_runs_apart_beside_their_figures():

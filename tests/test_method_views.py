@@ -239,18 +239,23 @@ def test_compare_says_every_runs_augmentation_and_the_smaller_models_epochs():
     # a setting one run departs in is named in every row: "whole pictures" showed in one row only, and the other
     # read as if it had no such setting
     whole = {**plain, "data": {"fit": "pad"}, "eval": {"tta_flip": True}}
-    assert recipe_cells([(plain, None), (whole, None), (probe, 2)]) == [
-        "crops and mirrors, every layer trained, no flip TTA, middle square",
-        "crops and mirrors, every layer trained, flip TTA (each prediction averaged with the mirror image), whole "
-        "pictures",
-        "crops and mirrors, first 2 epochs head only (a linear probe), no flip TTA, middle square"]
+    # what they all share said once (shared_recipe): two rows beginning alike cut the difference out of sight
+    from app.app_pages.results import shared_recipe
+
+    three = [(plain, None), (whole, None), (probe, 2)]
+    assert recipe_cells(three) == [
+        "every layer trained, no flip TTA, middle square",
+        "every layer trained, flip TTA (each prediction averaged with the mirror image), whole pictures",
+        "first 2 epochs head only (a linear probe), no flip TTA, middle square"]
+    assert shared_recipe(three) == "crops and mirrors"
     cosine, constant = {**plain, "optim": {"schedule": "cosine"}}, {**plain, "optim": {"schedule": "constant"}}
-    assert recipe_cells([(cosine, None), (constant, None)])[0] == "crops and mirrors, every layer trained, " \
-                                                                   "learning rate: cosine"
+    assert recipe_cells([(cosine, None), (constant, None)])[0] == "learning rate: cosine"
     grey = {**plain, "train": {**plain["train"], "greyscale": 0.25}}  # greyscale copies: a kind of its own
-    assert recipe_cells([(plain, None), (grey, None)]) == [
-        "crops and mirrors, every layer trained, no greyscale copies",
-        "crops and mirrors, every layer trained, 25% of images greyscale"]
+    assert recipe_cells([(plain, None), (grey, None)]) == ["no greyscale copies", "25% of images greyscale"]
+    assert shared_recipe([(plain, None), (grey, None)]) == "crops and mirrors, every layer trained"
+    # recipes alike: each cell whole (the column, the same in every row, is then said once as every run's setting)
+    assert recipe_cells([(probe, 2), (probe, 2)]) == [recipe_cell(probe, 2)] * 2
+    assert shared_recipe([(probe, 2), (probe, 2)]) == ""
 
 
 def test_runs_with_imbalanced_classes_weighted_or_sampled_evenly_say_so_wherever_they_are_described():

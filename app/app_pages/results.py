@@ -775,14 +775,38 @@ def recipe_kinds(cfg: dict, probe_epochs: int | None = None) -> dict[str, str]:
     return {k: v for k, v in out.items() if v}
 
 
-def recipe_cells(runs: list[tuple[dict, int | None]]) -> list[str]:
-    """Compare's recipe cell for each of `runs` ((config dict, head-only epochs the engine ran or None),
-    `recipe_kinds`): augmentation and the layers trained in every row, and each other kind where any compared run departs from the
-    default, the others then saying their default ("middle square" beside "whole pictures"): a run's setting
-    showed in its own row only, and the other row read as if it had none."""
+def _recipe_words(runs: list[tuple[dict, int | None]]) -> list[dict[str, str]]:
+    """Each of `runs`' recipe by kind in words (`recipe_kinds`): augmentation and the layers trained always, and each
+    other kind where any of the runs departs from the default, the others then saying their default ("middle square"
+    beside "whole pictures"): a run's setting showed in its own row only, and the other row read as if it had none."""
     kinds = [recipe_kinds(cfg, probe) for cfg, probe in runs]
     named = set(ALWAYS_NAMED) | {k for row in kinds for k in row}
-    return [", ".join(row.get(k, RECIPE_DEFAULTS[k]) for k in RECIPE_DEFAULTS if k in named) for row in kinds]
+    return [{k: row.get(k, RECIPE_DEFAULTS[k]) for k in RECIPE_DEFAULTS if k in named} for row in kinds]
+
+
+def _differing_kinds(words: list[dict[str, str]]) -> set[str]:
+    """The kinds whose words differ among two or more runs' recipes (`_recipe_words`); none for one run."""
+    return {k for k in (words[0] if words else {}) if len({w[k] for w in words}) > 1}
+
+
+def recipe_cells(runs: list[tuple[dict, int | None]]) -> list[str]:
+    """Compare's recipe cell for each of `runs` ((config dict, head-only epochs the engine ran or None),
+    `_recipe_words`). Where the runs' recipes differ, a cell gives only the kinds that differ ("loss weighted by
+    class" beside "classes as they are"), what they share being said once (`shared_recipe`): both rows began with
+    the same "crops and mirrors, first 2 epochs head only (a li..." and cut the difference out of sight. Recipes
+    alike (and one run) give the whole recipe, said once as every run's setting."""
+    words = _recipe_words(runs)
+    differ = _differing_kinds(words)
+    return [", ".join(v for k, v in w.items() if k in differ or not differ) for w in words]
+
+
+def shared_recipe(runs: list[tuple[dict, int | None]]) -> str:
+    """What the recipes of `runs` whose recipe cells (`recipe_cells`) give only their differences share, in words
+    ("crops and mirrors, first 2 epochs head only (a linear probe)"); "" when nothing differs or nothing is
+    shared."""
+    words = _recipe_words(runs)
+    differ = _differing_kinds(words)
+    return ", ".join(v for k, v in words[0].items() if k not in differ) if differ else ""
 
 
 DATA_COLUMNS = ("dataset", "classes", "images", "image px")
@@ -1001,7 +1025,8 @@ def compare(engine, runs) -> None:
     short, legend = compare_labels({i: labels[i] for i in chosen}, [by_id[i] for i in chosen])
     by_run = {}
     # each kind of setting that differs among the runs named in every row
-    cells = recipe_cells([(by_id[i].config, read_summary(by_id[i].run_dir).get("probe_epochs")) for i in chosen])
+    recipes = [(by_id[i].config, read_summary(by_id[i].run_dir).get("probe_epochs")) for i in chosen]
+    cells, common = recipe_cells(recipes), shared_recipe(recipes)
     for run_id, cell in zip(chosen, cells):
         row, by_run[run_id] = compare_row(engine, by_id[run_id], short[run_id], cell)
         rows.append(row)
@@ -1038,7 +1063,8 @@ def compare(engine, runs) -> None:
                "batch": st.column_config.NumberColumn("batch", format="%d", width=60,
                                                       help="Images per optimiser step."),
                "img/s": st.column_config.NumberColumn("img/s", format="%.0f", width=60),
-               "recipe": st.column_config.TextColumn("recipe", width=260, help=(
+               # as wide as its longest cell: the differences alone are often short, the run column gets the rest
+               "recipe": st.column_config.TextColumn("recipe", width=text_width(table.get("recipe"), 112, 260), help=(
                    "Head-only (linear-probe) epochs, augmentation, flip TTA and frozen blocks, where a run has them.")),
                "seed": st.column_config.NumberColumn(
                    "seed", format="%d", width=50, help="Sets the training's randomness and, unless the dataset "
@@ -1055,10 +1081,10 @@ def compare(engine, runs) -> None:
     differ = setup_that_differs(table, setup)
     main = table.drop(columns=[c for c in setup if c not in differ])
     config["run"] = st.column_config.TextColumn("run", width=run_width(main, config), pinned=True)
-    figures_table(main, config)
+    figures_table(main, config, common)
     per_class_compare(summaries)
     if setup:
-        setup_details(table, setup, config)
+        setup_details(table, setup, config, common)
     compare_curves(curves, {legend[i]: by_id[i] for i in chosen}, [r.id for r in reversed(candidates)])
 
 
@@ -1134,10 +1160,13 @@ def per_class_compare(summaries: dict[str, dict]) -> None:
                        "such a class's figure by many points; a difference between runs there can be luck.")
 
 
-def figures_table(main: pd.DataFrame, config: dict) -> None:
-    """The Compare tab's table of figures, with what its cells cannot say under it."""
+def figures_table(main: pd.DataFrame, config: dict, common: str = "") -> None:
+    """The Compare tab's table of figures, with what its cells cannot say under it (`common`: what every run's
+    recipe shares, `shared_recipe`, said where the recipe column gives only the differences)."""
     st.dataframe(main, hide_index=True, width="stretch", placeholder=NOT_MEASURED,
                  column_config={k: v for k, v in config.items() if k in main.columns})
+    if common and "recipe" in main.columns:
+        st.caption(f"{COMMON_RECIPE}{common}; the recipe column gives what differs.")
     full = recipes_in_full(main) if "recipe" in main.columns else ""
     if full:
         st.caption(full)
@@ -1159,9 +1188,13 @@ def recipes_in_full(table: pd.DataFrame) -> str:
     return "Recipes in full: " + "; ".join(f"{run}: {recipe}" for run, recipe in long) + "."
 
 
-def setup_details(table: pd.DataFrame, setup: list[str], config: dict) -> None:
+COMMON_RECIPE = "Every run's recipe: "  # what the recipes share, before the differences the recipe column gives
+
+
+def setup_details(table: pd.DataFrame, setup: list[str], config: dict, common: str = "") -> None:
     """The Compare tab's folded "How each run was set up" table: the `setup` columns of `table` with their
-    column `config` (what every run shares said once above it, shared_setup)."""
+    column `config` (what every run shares said once above it, shared_setup, with `common`, what the recipes
+    share where the recipe column gives only their differences)."""
     words = {"classes": "classes", "images": "images", "model": "model", "epochs": "epochs", "recipe": "recipe",
              "batch": "batch size", "lr": "learning rate", "seed": "seed", "img/s": "speed", "time": "time"}
     with st.expander(f"How each run was set up ({', '.join(words[c] for c in setup)})",
@@ -1170,6 +1203,8 @@ def setup_details(table: pd.DataFrame, setup: list[str], config: dict) -> None:
         shared, text = shared_setup(table, setup)
         if text:
             st.caption(text)
+        if common and "recipe" in setup and "recipe" not in shared:
+            st.caption(f"{COMMON_RECIPE}{common}.")
         shown = [c for c in setup if c not in shared]
         # the run's name whole, the table scrolling sideways beside it (the column is pinned)
         config["run"] = st.column_config.TextColumn("run", pinned=True, width=max(SETUP_RUN_PX, run_width(
