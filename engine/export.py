@@ -446,6 +446,44 @@ def structured_card_section(summary: dict[str, Any]) -> list[str]:
     ]
 
 
+def data_card_section(cfg: RunConfig, rep: dict[str, Any]) -> list[str]:
+    """The model card's "## Data" lines from the run's data report `rep` (engine.data's, in the summary): where the
+    images came from and how many per class, the layout, the split, skipped files, duplicates and warnings."""
+    dropped = rep.get("duplicates_dropped")
+    return [
+        "",
+        "## Data",
+        f"- Source: {data_source_text(cfg)}; images per class: "
+        + ", ".join(f"{k} {v}" for k, v in rep.get("counts", {}).items()),
+        f"- Layout: {rep.get('layout', 'class folders')}",
+        ("- Split (given by the dataset's folders): " if rep.get("split_given") else f"- Split (seed {cfg.seed}): ")
+        + ", ".join(f"{s} {sum(c.values())}" for s, c in rep.get("split_counts", {}).items()),
+        f"- Skipped files: {len(rep.get('skipped', []))}; duplicate groups: {len(rep.get('duplicate_groups', []))} "
+        f"({'where the split folders put them' if rep.get('split_given') else 'kept within one split'}"
+        f"{'; ' + str(len(dropped)) + ' extra copies dropped' if dropped else ''})",
+        *(f"- Warning: {w}" for w in rep.get("warnings") or []),  # e.g. one picture under two classes
+    ]
+
+
+def exports_card_section(checks: list[ExportCheck], checked_on: str = VALIDATION_IMAGES) -> list[str]:
+    """The model card's "## Exports" lines: each exported file's check against the model (made on `checked_on`,
+    words such as "the validation images"; generated images where the run's data could not be read); [] without
+    checks."""
+    if not checks:
+        return []
+    on = "the validation split" if checked_on == VALIDATION_IMAGES else checked_on
+    lines = ["", f"## Exports (verified on {on})"]
+    if checked_on != VALIDATION_IMAGES:
+        lines += ["", "The run's dataset could not be read when these files were exported, so each file was "
+                  "checked against the model on generated images: it computes the same function, but these "
+                  "images say nothing of its accuracy (see Metrics)."]
+    for c in checks:
+        lines.append(f"- {c.format}: {'verified' if c.ok else 'FAILED'} (same class as the model on "
+                     f"{100 * c.agreement:.1f}% of {checked_on}, largest difference in its output scores "
+                     f"{difference_words(c.max_abs_logit_diff)}) {c.message}".rstrip())
+    return lines
+
+
 def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck] | None = None,
                checked_on: str = VALIDATION_IMAGES) -> str:
     """A markdown model card: data, methods and their settings, metrics, the checks of the exported files
@@ -464,21 +502,7 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
         lines.append("- Flip test-time augmentation: every prediction averages the probabilities of the image and "
                      "of its left-right mirror; model.ts and model.onnx do this inside (their output is the log of "
                      "that average), model.safetensors holds the plain network's weights")
-    lines += [
-        "",
-        "## Data",
-        f"- Source: {data_source_text(cfg)}; images per class: "
-        + ", ".join(f"{k} {v}" for k, v in rep.get("counts", {}).items()),
-        f"- Layout: {rep.get('layout', 'class folders')}",
-        ("- Split (given by the dataset's folders): " if rep.get("split_given") else f"- Split (seed {cfg.seed}): ")
-        + ", ".join(f"{s} {sum(c.values())}" for s, c in rep.get("split_counts", {}).items()),
-        f"- Skipped files: {len(rep.get('skipped', []))}; duplicate groups: {len(rep.get('duplicate_groups', []))} "
-        f"({'where the split folders put them' if rep.get('split_given') else 'kept within one split'}"
-        f"{'; ' + str(len(rep['duplicates_dropped'])) + ' extra copies dropped' if rep.get('duplicates_dropped') else ''})",
-        *(f"- Warning: {w}" for w in rep.get("warnings") or []),  # e.g. one picture under two classes
-        "",
-        *training_lines(cfg, summary),
-    ]
+    lines += [*data_card_section(cfg, rep), "", *training_lines(cfg, summary)]
     structured = structured_card_section(summary)
     lines += structured
     alpha = summary.get("wise_alpha")
@@ -513,17 +537,7 @@ def model_card(cfg: RunConfig, summary: dict[str, Any], checks: list[ExportCheck
         lines.append(f"- Sparsity: {pct(summary['sparsity'])}")
     lines += caution_section(summary)
     lines += limits_section(summary)
-    if checks:
-        on = "the validation split" if checked_on == VALIDATION_IMAGES else checked_on
-        lines += ["", f"## Exports (verified on {on})"]
-        if checked_on != VALIDATION_IMAGES:
-            lines += ["", "The run's dataset could not be read when these files were exported, so each file was "
-                      "checked against the model on generated images: it computes the same function, but these "
-                      "images say nothing of its accuracy (see Metrics)."]
-        for c in checks:
-            lines.append(f"- {c.format}: {'verified' if c.ok else 'FAILED'} (same class as the model on "
-                         f"{100 * c.agreement:.1f}% of {checked_on}, largest difference in its output scores "
-                         f"{difference_words(c.max_abs_logit_diff)}) {c.message}".rstrip())
+    lines += exports_card_section(checks or [], checked_on)
     lines += use_it_section(summary.get("classes", []), cfg.data.image_size, cfg.data.fit)
     lines += ["", "## Exact configuration", "", "```yaml", card_config_yaml(cfg).rstrip(), "```", ""]
     return "\n".join(lines)
