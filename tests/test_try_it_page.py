@@ -731,7 +731,8 @@ def test_an_answer_in_reduced_precision_says_why_the_exported_file_can_differ():
 
     assert precision_words(None) == ""
     said = precision_words(torch.bfloat16)
-    assert said.startswith(", in bfloat16 (faster here) as the run was evaluated") and "about a point" in said
+    assert said.startswith(", in bfloat16 (shorter numbers, faster here) as the run was evaluated") and \
+        "compute in float32 (full precision), which can move a percentage by about a point" in said
     assert precision_words(torch.bfloat16, brief=True) == ", in bfloat16", "under the later images of a batch"
     assert "as the run was evaluated" not in precision_words(torch.bfloat16, as_evaluated=False), "another device's"
 

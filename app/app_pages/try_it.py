@@ -358,7 +358,8 @@ def framed(picture: np.ndarray) -> np.ndarray:
 
 
 def precision_words(amp_dtype, brief: bool = False, as_evaluated: bool = True) -> str:
-    """", in bfloat16 (faster here) as the run was evaluated; the exported files compute in float32, ..." when the
+    """", in bfloat16 (shorter numbers, faster here) as the run was evaluated; the exported files compute in float32
+    (full precision), ..." when the
     model answers in reduced precision (engine.devices:
     bf16 on a CPU that has it), else "": a user compared 49.5% here with 48.8% from the exported float32 file.
     `brief`: ", in bfloat16" alone, under the later images of a batch (the whole sentence under each of six read
@@ -368,9 +369,10 @@ def precision_words(amp_dtype, brief: bool = False, as_evaluated: bool = True) -
         return ""
     if brief:
         return f", in {str(amp_dtype).removeprefix('torch.')}"
-    name = str(amp_dtype).removeprefix("torch.").replace("bfloat16", "bfloat16 (faster here)")
+    # the formats in plain words beside their names: a teacher's class knows neither
+    name = str(amp_dtype).removeprefix("torch.") + " (shorter numbers, faster here)"
     return (f", in {name}{' as the run was evaluated' if as_evaluated else ''}; the exported files compute in "
-            "float32, which can move a percentage by about a point")
+            "float32 (full precision), which can move a percentage by about a point")
 
 
 def verdict(p, answer, said: set | None = None) -> None:
