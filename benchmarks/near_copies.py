@@ -8,8 +8,9 @@ kind of copy: the share found as its own image and the share taken for another i
 share of the dataset's images that match a *different* image of it (what a new picture much like
 one of them would get). Datasets: the bundled sample at 64 px, and scikit-learn's 8 x 8 handwritten
 digits at 32 px (`python benchmarks/digits.py` writes them; skipped when absent), whose different
-digits are often nearly the same picture. First, the Data page's duplicate groups of those datasets
-and of generated drawn letters (different pictures, so every file grouped is a false copy).
+digits are often nearly the same picture, and a fixed camera's generated machined parts (`tools.parts`), which
+all look alike at a glance. First, the Data page's duplicate groups of those datasets and of generated drawn
+letters (different pictures, so every file grouped is a false copy; the parts too).
 
     python benchmarks/near_copies.py
 """
@@ -27,8 +28,8 @@ import torch
 from common import table
 from PIL import Image
 
-from engine.data import (COPY_MAX_PIXEL_DIFF, IMAGE_EXTENSIONS, MAX_COLOUR_DIFF, PHASH_MAX_DISTANCE, phash64,
-                         popcount64, thumbnails_close)
+from engine.data import (COPY_MAX_PIXEL_DIFF, IMAGE_EXTENSIONS, MAX_COLOUR_DIFF, PHASH_MAX_DISTANCE, _to_rgb,
+                         open_image, phash64, popcount64, thumbnails_close)
 from engine.predict import NearCopies, copy_keys, decode_bytes
 
 COPIES = {  # name -> (side: px, or a fraction of the original's; format, save options)
@@ -44,7 +45,7 @@ def resaved(raw: bytes, how: tuple, size: int) -> torch.Tensor:
     """A file saved again as `how` says (a COPIES value), decoded as Try it decodes an upload: uint8
     [3, size, size]."""
     side, fmt, options = how
-    picture = Image.open(io.BytesIO(raw)).convert("RGB")
+    picture = _to_rgb(open_image(raw))  # as the studio reads it: a 16-bit picture scaled, not clipped to white
     if isinstance(side, float):
         picture = picture.resize((max(4, round(picture.width * side)), max(4, round(picture.height * side))),
                                  Image.Resampling.BICUBIC)
@@ -128,6 +129,18 @@ def write_letters(path: Path) -> Path:
     return path
 
 
+def write_parts(path: Path) -> Path:
+    """A factory inspector's parts.zip (`tools.parts.machined_parts`: a fixed camera's look-alike 16-bit pictures,
+    60 ok, 20 scratched, 20 dented), written to `path`."""
+    from tools.parts import machined_parts
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, payload in machined_parts({"ok": 60, "scratch": 20, "dent": 20}).items():
+            zf.writestr(name, payload)
+    return path
+
+
 def data_groups(path: str, size: int) -> list[str]:
     """The Data page's duplicate groups (engine.data.find_duplicate_groups on the picture's own hash
     and thumbnail) of a dataset of different pictures: files grouped, and groups mixing classes, under
@@ -140,13 +153,16 @@ def data_groups(path: str, size: int) -> list[str]:
         decoded = data._decoded(path, work, size, data.ZipLimits(), 4 * 1024**3, None)
     labels, colours = decoded.labels.numpy(), data._mean_colours(decoded.images)
     out = []
-    for rule, thumbs in (("hash and colour", None), ("with thumbnails", decoded.thumbs)):
+    for rule, thumbs, crowds in (("hash and colour", None, False), ("with thumbnails", decoded.thumbs, False),
+                                 ("crowds of look-alikes split", decoded.thumbs, True)):
         groups = data.find_duplicate_groups(decoded.sha256, decoded.phash, colours, thumbs=thumbs)
+        if crowds:  # as the Data page groups them (engine.data.split_crowds)
+            groups = data.split_crowds(groups, decoded.sha256)[0]
         ids, counts = np.unique(groups, return_counts=True)
         multi = ids[counts > 1]
         mixed = sum(1 for g in multi if len(set(labels[groups == g].tolist())) > 1)
-        out.append(f"{rule}: {int(counts[counts > 1].sum())} of {len(groups)} files in {len(multi)} groups, "
-                   f"{mixed} mixing classes")
+        out.append(f"{rule}: {int(counts[counts > 1].sum())} of {len(groups)} files in {len(multi)} groups "
+                   f"(the largest {counts.max()}), {mixed} mixing classes")
     # pairs of different classes within the hash and colour rule: how far apart their thumbnails are
     close = popcount64(decoded.phash[:, None] ^ decoded.phash[None, :]) <= PHASH_MAX_DISTANCE
     close &= (np.abs(colours[:, None] - colours[None]) <= MAX_COLOUR_DIFF).all(-1)
@@ -165,7 +181,9 @@ def main() -> None:
     ap.parse_args()
     print("== the Data page's duplicate groups (different pictures: every grouped file is a false copy)")
     letters = write_letters(Path("runs/benchmarks/letters.zip"))
-    for path, size in (("assets/sample_textures.zip", 64), ("runs/benchmarks/digits.zip", 32), (str(letters), 64)):
+    parts = write_parts(Path("runs/benchmarks/parts.zip"))
+    for path, size in (("assets/sample_textures.zip", 64), ("runs/benchmarks/digits.zip", 32), (str(letters), 64),
+                       (str(parts), 64)):
         if Path(path).is_file():
             print(f"  {Path(path).name} at {size} px: " + "; ".join(data_groups(path, size)), flush=True)
     rows = measure("assets/sample_textures.zip", 64)
@@ -174,6 +192,7 @@ def main() -> None:
         rows += measure(str(digits), 32)
     else:
         print("runs/benchmarks/digits.zip missing (python benchmarks/digits.py needs scikit-learn): digits skipped")
+    rows += measure(str(parts), 64)
     print(table(["dataset", "copy", "found as its own image", "taken for another image"], rows))
 
 

@@ -1713,6 +1713,50 @@ def find_duplicate_groups(sha256: Sequence[str], phash: np.ndarray, colours: np.
     return np.array([find(i) for i in range(n)], dtype=np.int64)
 
 
+# A group of near copies (not byte-identical) of more distinct files than this is a crowd of look-alike pictures, not
+# copies of one picture: a fixed camera's parts, ok and defective, share a hash, colour and 8 x 8 thumbnail, and a
+# factory inspector's 180 pictures fell into four groups of 39-45 (across their three classes), each kept in one split,
+# leaving one validation image and a warning that pictures were "labelled with more than one class". The sample,
+# digits and drawn letters form no group larger than 3 (benchmarks/near_copies.py prints the largest).
+LOOKALIKE_FILES = 10
+
+
+def split_crowds(groups: np.ndarray, sha256: Sequence[str],
+                 most: int = LOOKALIKE_FILES) -> tuple[np.ndarray, list[int]]:
+    """Duplicate groups (`find_duplicate_groups`: int64 [N], each row's smallest member index) with each group of
+    more than `most` distinct files (by `sha256`) split back into its byte-identical copies: look-alike pictures,
+    not copies of one picture (LOOKALIKE_FILES). Returns (the new groups int64 [N], the row indices of the pictures
+    of those crowds, ascending)."""
+    groups = np.asarray(groups, dtype=np.int64).copy()
+    crowd_rows: list[int] = []
+    ids, counts = np.unique(groups, return_counts=True)
+    for g in ids[counts > most]:
+        rows = np.flatnonzero(groups == g)
+        if len({sha256[i] for i in rows}) <= most:
+            continue
+        first: dict[str, int] = {}
+        for i in rows.tolist():
+            groups[i] = first.setdefault(sha256[i], i)
+        crowd_rows += rows.tolist()
+    return groups, sorted(crowd_rows)
+
+
+def lookalike_note(paths: Sequence[str], labels: Sequence[int], classes: Sequence[str], crowd: Sequence[int]) -> str:
+    """The Data page's words for the pictures of `crowd` (`split_crowds`' rows into `paths` and `labels`): how many
+    look alike at a glance, an example pair (of two classes where the crowd has several), and that they are split
+    as different pictures; "" for none."""
+    if not len(crowd):
+        return ""
+    named = sorted({classes[labels[i]] for i in crowd})
+    across = f" (in {len(named)} classes: {', '.join(named)})" if len(named) > 1 else ""
+    other = next((i for i in crowd if labels[i] != labels[crowd[0]]), crowd[1])  # a pair across classes, if any
+    return (f"{len(crowd)} pictures look almost alike at a glance{across}, such as {paths[crowd[0]]} and "
+            f"{paths[other]}, as a fixed camera's pictures of one kind of object do. They are split as different "
+            "pictures, not as copies of one another (only identical files are kept together), and the model must "
+            "learn the small details that tell them apart. If some are re-saved copies of one photo, remove them: "
+            "a copy in two splits flatters the validation and test figures.")
+
+
 def class_imbalance(counts: dict[str, int]) -> dict:
     """{"ratio", "largest", "smallest", "imbalanced"}: largest class / smallest class (images); the names are
     "" when every class has as many images.
@@ -2020,9 +2064,10 @@ def _load_dataset(source, work_dir, image_size, val_fraction, test_fraction, see
 
     classes = list(decoded.classes)
     near = _imagehash() is not None
-    groups = find_duplicate_groups(decoded.sha256, decoded.phash, _mean_colours(decoded.images),
-                                   max_distance=PHASH_MAX_DISTANCE if near else -1,  # -1: exact copies only
-                                   thumbs=decoded.thumbs)
+    groups, crowd = split_crowds(find_duplicate_groups(
+        decoded.sha256, decoded.phash, _mean_colours(decoded.images),
+        max_distance=PHASH_MAX_DISTANCE if near else -1, thumbs=decoded.thumbs),  # -1: exact copies only
+        decoded.sha256)
     rows = np.arange(len(groups))
     dropped: list[str] = []
     if drop_duplicates:
@@ -2038,6 +2083,7 @@ def _load_dataset(source, work_dir, image_size, val_fraction, test_fraction, see
     kept_groups = groups[rows]
     given = None if decoded.splits is None else [decoded.splits[i] for i in rows]
     notes, warnings_out = list(decoded.notes), list(decoded.warnings)
+    notes += [lookalike_note(decoded.paths, decoded.labels.tolist(), classes, crowd)] if crowd else []
     if not near:
         warnings_out.append("Near-duplicate pictures were not searched (the imagehash package is missing); "
                             "only identical files are kept together. Install the requirements to fix this.")

@@ -98,7 +98,7 @@ from engine.backbones import Classifier
 from engine.chance import answers_words, chance_finding
 from engine.config import RunConfig
 from engine.data import (COPY_THUMB, IMAGE_EXTENSIONS, MAX_COLOUR_DIFF, MAX_IMAGE_PIXELS, exif_turned, fitted_size,
-                         is_greyscale, open_image, picture_boxes,
+                         LOOKALIKE_FILES, is_greyscale, open_image, picture_boxes,
                          PHASH_MAX_DISTANCE, PIL_FORMATS,
                          SPLIT_FOLDER_NAMES, EmptyArchiveError, SkippedFile, ZipLimits, decode_image, image_files, popcount64,
                          not_a_zip_reason, safe_extract_zip, thumbnails_close)
@@ -839,12 +839,22 @@ def copy_keys(images_u8: torch.Tensor, chunk: int = 256) -> tuple[np.ndarray, np
             np.concatenate(thumbs) if thumbs else np.zeros((0, 3, COPY_THUMB, COPY_THUMB), dtype=np.float32))
 
 
+# A new picture close to more than LOOKALIKE_FILES of the run's images is one of a crowd of look-alikes (a fixed
+# camera's parts), not a copy of any one of them (engine.data.split_crowds): it is then called one of the run's images
+# only where its thumbnail is the same, as the same file decoded again gives (float16 storage: under 0.07 apart).
+SAME_PIXELS_THUMB_DIFF = 0.25
+# the crowd is counted among the run's images up to this many hash bits away (close colours and thumbnails too): at
+# the run's size a fixed camera's parts lie 6-10 bits apart, and a new part's picture matched 8 of them at 6
+LOOKALIKE_BITS = 2 * PHASH_MAX_DISTANCE
+
+
 @dataclass
 class NearCopies:
     """The run's images by perceptual hash, to recognise a resized or re-saved copy of one of them: a
     hash at most PHASH_MAX_DISTANCE bits away and mean colours at most MAX_COLOUR_DIFF apart on every
     channel (0-255), and close thumbnails (`copy_keys`; `engine.data.thumbnails_close`): the rule of
-    engine.data's near-duplicate groups. Measured by `benchmarks/near_copies.py` on the sample
+    engine.data's near-duplicate groups; among more than LOOKALIKE_FILES such matches, only the same pixels.
+    Measured by `benchmarks/near_copies.py` on the sample
     and on scikit-learn's digits (README, "Copies of the run's own images")."""
 
     hashes: np.ndarray  # uint64 [M]
@@ -882,12 +892,16 @@ class NearCopies:
         colours, own_colours = thumbs.mean((2, 3)), self.colours
         out: list[str | None] = []
         for n in range(len(hashes)):
-            near = np.flatnonzero(popcount64(hashes[n] ^ self.hashes) <= PHASH_MAX_DISTANCE)  # few, if any
+            bits = popcount64(hashes[n] ^ self.hashes)
+            near = np.flatnonzero(bits <= LOOKALIKE_BITS)  # few, if any, outside a crowd of look-alikes
             near = near[(np.abs(own_colours[near] - colours[n]) <= MAX_COLOUR_DIFF).all(-1)]
             own = self.thumbs[near].astype(np.float32)
             diff = np.abs(own - thumbs[n]).mean((1, 2, 3))
             close = thumbnails_close(own, np.broadcast_to(thumbs[n], own.shape))
             near, diff = near[close], diff[close]
+            # one of a crowd of look-alikes (a fixed camera's): a copy only where the pixels are its own
+            keep = diff <= SAME_PIXELS_THUMB_DIFF if len(near) > LOOKALIKE_FILES else bits[near] <= PHASH_MAX_DISTANCE
+            near, diff = near[keep], diff[keep]
             if not len(near):
                 out.append((None, None))
                 continue
