@@ -15,7 +15,7 @@ from app import state
 from engine.baselines import (BASELINE_METHODS, config_value, near_standard, run_claims, standard_config,
                               stronger_standard, stronger_words)
 from engine.chance import (LUCK_MARK, ChanceCause, answers_words, chance_cause, chance_finding, cut_ends_words,
-                           finer_detail_words, memorised_fixes, memorised_words, run_lr, small_split_words,
+                           finer_detail_words, luck_gap, memorised_fixes, memorised_words, run_lr, small_split_words,
                            small_splits, unstable_words, val_test_gap_words)
 from engine.claims import ceiling_words, wise_ft_reading, wise_pruned_start, wise_user_ood_reading
 from engine.config import ADVANCED_TITLE, RunConfig, smaller_batch, smaller_batch_advice
@@ -188,8 +188,9 @@ def compare_few_images_words(summaries: dict[str, dict]) -> str:
     if not sizes:
         return ""
     n = min(sizes)
+    gap, images = luck_gap(n)
     return (f"Measured on few images (down to {plural(n, 'held-out image')} a split: one image is {100 / n:.1f} "
-            f"points): figures up to {200 / n:.0f} points apart between these runs can be one or two images apart.")
+            f"points): figures up to {gap:.0f} points apart between these runs can be {images} apart.")
 
 
 def small_split_note(summary: dict) -> str:

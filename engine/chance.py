@@ -524,6 +524,14 @@ def few_held_out_words(split_counts: dict[str, dict[str, int]]) -> str:
             "firmer.")
 
 
+def luck_gap(n: int) -> tuple[float, str]:
+    """How far apart two figures measured on `n` held-out images can be by an image or two: (points, at most 100,
+    and its words, "one or two images"; for one image 100 points, "one image": a split of 1 image read "figures up
+    to 200 points apart")."""
+    n = max(int(n), 1)
+    return 100.0 * min(2, n) / n, "one or two images" if n > 1 else "one image"
+
+
 def small_split_words(summary: dict) -> str:
     """A caution for figures measured on few held-out images (`small_splits`): how many points one image
     is worth on each small split and how far apart figures can be by one or two images; "" when both
@@ -531,9 +539,10 @@ def small_split_words(summary: dict) -> str:
     small = small_splits(summary)
     if not small:
         return ""
-    return ("Measured on " + one_image_words(small) + f": figures up to {200 / min(small.values()):.0f} points apart "
-            "(between the splits, across the corruptions, between runs, in the methods' verdicts) can be one or two "
-            "images apart, so read them as hints; more images per class make them firmer." + _wide_gap_words(summary))
+    gap, images = luck_gap(min(small.values()))
+    return ("Measured on " + one_image_words(small) + f": figures up to {gap:.0f} points apart (between the splits, "
+            f"across the corruptions, between runs, in the methods' verdicts) can be {images} apart, so read them as "
+            "hints; more images per class make them firmer." + _wide_gap_words(summary))
 
 
 def _wide_gap_words(summary: dict) -> str:

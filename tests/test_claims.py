@@ -461,6 +461,8 @@ def test_verdicts_on_few_held_out_images_come_with_their_weight():
     note = small_split_note(summary(7, 7))
     assert "7 validation images (one image is 14.3 points)" in note and "7 test images" in note
     assert "figures up to 29 points apart" in note, "two images of the smaller split"
+    one = small_split_note(summary(1, 13))  # a split of one image: one image apart, never "200 points"
+    assert "figures up to 100 points apart" in one and "can be one image apart" in one, one
     assert small_split_note(summary(128, 128)) == ""
     assert "test" not in small_split_note(summary(20, 0)) and "20 validation images" in small_split_note(summary(20, 0))
     assert small_split_note({}) == ""
@@ -663,6 +665,9 @@ def test_compare_names_the_runs_at_guessing():
     assert compare_few_images_words({"a": weak, "b": strong}) == (
         "Measured on few images (down to 16 held-out images a split: one image is 6.2 points): figures up to 12 "
         "points apart between these runs can be one or two images apart.")
+    single = {"split_counts": {"test": {"a": 1}, "val": {"a": 5}}}
+    assert compare_few_images_words({"a": dict(strong, data_report=single)}).endswith(
+        "figures up to 100 points apart between these runs can be one image apart.")
     large = {"split_counts": {"test": {c: 40 for c in "abcd"}, "val": {c: 40 for c in "abcd"}}}
     assert compare_few_images_words({"a": dict(strong, data_report=large), "gone": {}}) == ""
 
