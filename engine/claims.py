@@ -142,6 +142,28 @@ def _allowance(change: float, max_drop: float) -> str:
     return f"within {allowed}" if change >= -max_drop else f"more than {allowed}"
 
 
+def _structured_split(s: dict) -> tuple[str, str]:
+    """(summary key, its words) of the split the smaller model of structured pruning is judged on (`s`: the
+    summary's "structured" figures): test where both models were measured on it (as its Results tile shows),
+    else validation."""
+    tested = all(isinstance(s.get(k), (int, float)) for k in ("test_acc", "test_acc_before"))
+    return ("test_acc", "test") if tested else ("val_acc", "validation")
+
+
+def smaller_shortfall(summary: dict) -> tuple[float, str] | None:
+    """(points, split words) by which the smaller, channel-pruned model of structured pruning falls below the
+    full-size model beyond the claim's allowance (STRUCTURED_MAX_DROP) on the split its Results tile shows
+    ("61.5", "test"), or None: no smaller model, or one within the allowance. Export then offers the full-size
+    model first: an inspector's export defaulted to a smaller model 61.5 test points below it."""
+    s = summary.get("structured") or {}
+    key, word = _structured_split(s)
+    acc, before = s.get(key), s.get(f"{key}_before")
+    if not isinstance(acc, (int, float)) or not isinstance(before, (int, float)):
+        return None
+    drop = -shown_points(acc, before)
+    return (drop, word) if drop > 100 * STRUCTURED_MAX_DROP else None
+
+
 def pruning_claim(summary: dict, baseline: dict | None = None) -> Claim:
     """Tung et al. 2017 / Zhu & Gupta 2017: pruning while fine-tuning keeps accuracy. Unstructured:
     the final (fully sparse) model's test accuracy within 2 points of the dense `baseline`; with
@@ -168,8 +190,7 @@ def pruning_claim(summary: dict, baseline: dict | None = None) -> Claim:
             parts.append(f"{_pts(sparsity)}% sparse at {split} {_pts(acc)}% vs {_pts(base)}% dense "
                          f"({points_diff(acc, base)} points, {_allowance(change, PRUNING_MAX_DROP)})")
     s = summary.get("structured") or {}
-    tested = all(isinstance(s.get(k), (int, float)) for k in ("test_acc", "test_acc_before"))
-    key, word = ("test_acc", "test") if tested else ("val_acc", "validation")  # the split its Results tile shows
+    key, word = _structured_split(s)
     if s.get(key) is not None and s.get(f"{key}_before") is not None:
         acc, before = s[key], s[f"{key}_before"]
         drop = shown_points(acc, before) / 100

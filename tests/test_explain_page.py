@@ -995,3 +995,24 @@ def test_a_gone_dataset_is_named_with_the_remedy_for_its_kind_and_a_mix_that_nee
     assert list(without_mix_on_gone_data(b, choices, 1.0)) == ["wise", "fine_tuned"], "the ends are saved models"
     b.cfg.methods["wise_ft"].recalibrate_bn = False
     assert list(without_mix_on_gone_data(b, choices, 0.5)) == ["wise", "fine_tuned"]
+
+
+def test_the_export_tab_offers_a_smaller_model_far_below_full_size_second_and_says_by_how_much(tmp_path):
+    """An inspector's Export defaulted to the channel-pruned model that Results put 61.5 test points below the
+    full-size model (and at guessing), while Try it answered with the full-size one."""
+    from app.app_pages.explain import export_choices
+    from engine.claims import smaller_shortfall
+
+    (tmp_path / "structured.safetensors").write_bytes(b"")
+    fine = {"structured": {"params_before": 100, "params_after": 47, "test_acc": 0.75, "test_acc_before": 0.769,
+                           "val_acc": 0.7, "val_acc_before": 0.8}}
+    assert smaller_shortfall(fine) is None, "1.9 test points: within the 3-point allowance (validation not read)"
+    assert list(export_choices(tmp_path, fine, None)) == ["structured", "fine_tuned"], "the point of such a run"
+    far = {"structured": dict(fine["structured"], test_acc=2 / 13, test_acc_before=10 / 13)}
+    assert smaller_shortfall(far) == (61.5, "test")
+    choices = export_choices(tmp_path, far, None)
+    assert list(choices) == ["fine_tuned", "structured"], "the full-size model is the default"
+    assert choices["structured"] == ("smaller, channel-pruned (structured pruning, 47% of the parameters; 61.5 test "
+                                     "points below full size)")
+    val_only = {"structured": {"val_acc": 0.5, "val_acc_before": 0.9}}
+    assert smaller_shortfall(val_only) == (40.0, "validation"), "validation where the run has no test figures"

@@ -34,6 +34,7 @@ import streamlit as st
 
 from app import charts, components, layout, state
 from app.claims_view import at_chance, guess_warning
+from engine.claims import smaller_shortfall
 from engine.errors import StudioError
 from engine.explain import ATTRIBUTIONS, BAR_WEIGHT_NOTE, bar_weight, confusion_cell, gradcam_note
 from engine.export import GENERATED_CHECKS
@@ -1008,18 +1009,23 @@ def export_choices(run_dir: Path, summary: dict, alpha: float | None, chosen: bo
     """The weights a run can export, the default first: a WiSE-FT run's mix at its alpha (the one Results
     says Explain, Try it and export use; not at alpha 1: that mix is the fine-tuned model, said beside it),
     then the channel-pruned model when structured pruning made one (the point of such a run), then the
-    full fine-tuned model."""
+    full fine-tuned model; the full fine-tuned model first where the channel-pruned one falls more than the
+    claim's allowance below it (engine.claims.smaller_shortfall), its label saying by how much."""
     choices = {}
     if alpha is not None and alpha != 1.0:
         choices["wise"] = f"WiSE-FT mix at alpha {alpha:.2f} " + ("(chosen on Results)" if chosen else "(the run's own pick)")
     s = summary.get("structured") or {}
+    short = smaller_shortfall(summary)
     if (run_dir / "structured.safetensors").is_file():
         before, after = s.get("params_before"), s.get("params_after")
         size = f", {after / before:.0%} of the parameters" if before and after else ""
-        choices["structured"] = f"smaller, channel-pruned (structured pruning{size})"
+        choices["structured"] = f"smaller, channel-pruned (structured pruning{size}" + (
+            f"; {short[0]:.1f} {short[1]} points below full size)" if short else ")")
     choices["fine_tuned"] = "fine-tuned, full size" + (" (alpha 1)" if alpha is not None else "")
     if alpha is not None and alpha == 1.0:  # the mix at 1 is the fine-tuned model: offered once (a new user saw it twice)
         choices["fine_tuned"] += ", the WiSE-FT " + ("alpha chosen on Results" if chosen else "run's own pick")
+    if short and "structured" in choices:  # a smaller model far below full size is offered, not the default
+        choices = {"fine_tuned": choices.pop("fine_tuned"), **choices}
     return choices
 
 
