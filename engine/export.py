@@ -767,8 +767,11 @@ def check_images(run) -> tuple[torch.Tensor, DataSplits | None, str, str | None]
 
 def checked_on_words(checked_on: str, n: int | None) -> str:
     """`checked_on` (export_all's words for the images the files were checked on) with the count of validation
-    images where it is `VALIDATION_IMAGES` and `n` is known: "the 40 validation images", "the 32 generated images"."""
-    return f"the {n} validation images" if checked_on == VALIDATION_IMAGES and n else checked_on
+    images where it is `VALIDATION_IMAGES` and `n` is known: "the 40 validation images", "the 32 generated images";
+    "the one validation image" for one (an inspector read "the 1 validation images")."""
+    if checked_on != VALIDATION_IMAGES or not n:
+        return checked_on
+    return "the one validation image" if n == 1 else f"the {n} validation images"
 
 
 def export_all(model: Classifier, cfg: RunConfig, summary: dict, val_images: torch.Tensor, out_dir: Path,

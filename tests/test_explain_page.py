@@ -1016,3 +1016,14 @@ def test_the_export_tab_offers_a_smaller_model_far_below_full_size_second_and_sa
                                      "points below full size)")
     val_only = {"structured": {"val_acc": 0.5, "val_acc_before": 0.9}}
     assert smaller_shortfall(val_only) == (40.0, "validation"), "validation where the run has no test figures"
+
+
+def test_the_images_exports_are_checked_on_read_in_the_singular_for_one():
+    """An inspector's one validation image read "compared with the model on the 1 validation images"."""
+    from app.app_pages.explain import check_images_words
+    from engine.export import VALIDATION_IMAGES, checked_on_words
+
+    assert checked_on_words(VALIDATION_IMAGES, 1) == "the one validation image"
+    assert checked_on_words(VALIDATION_IMAGES, 40) == "the 40 validation images"
+    assert checked_on_words("the 32 generated images", 1) == "the 32 generated images"
+    assert check_images_words([{"extra": {"checked_on": VALIDATION_IMAGES, "images": 1}}]) == "the one validation image"

@@ -37,7 +37,7 @@ from app.claims_view import at_chance, guess_warning
 from engine.claims import smaller_shortfall
 from engine.errors import StudioError
 from engine.explain import ATTRIBUTIONS, BAR_WEIGHT_NOTE, bar_weight, confusion_cell, gradcam_note
-from engine.export import GENERATED_CHECKS
+from engine.export import GENERATED_CHECKS, VALIDATION_IMAGES, checked_on_words
 from engine.words import difference_words
 
 RUN_KEY = "explain_run"
@@ -1032,8 +1032,6 @@ def export_choices(run_dir: Path, summary: dict, alpha: float | None, chosen: bo
 def check_images_words(checks: list[dict]) -> str:
     """The images `checks` (read_checks) compared the files on, in words: "the 40 validation images", "the 32
     generated images" (the run's dataset gone), "the validation images" for checks saved without saying."""
-    from engine.export import VALIDATION_IMAGES, checked_on_words
-
     extra = (checks[0].get("extra") or {}) if checks else {}
     return checked_on_words(str(extra.get("checked_on") or VALIDATION_IMAGES), extra.get("images"))
 
@@ -1055,8 +1053,8 @@ def checks_view(checks: list[dict]) -> None:
     if not failed:
         worst = max((c["max_abs_logit_diff"] for c in checks), default=0.0)
         st.success(f"All {len(checks)} exports verified: reloaded, they give the same class on "
-                   f"{on.replace('the ', 'all ', 1)}, and their scores match (largest difference "
-                   f"{difference_words(worst)}; "
+                   f"{on if ' one ' in on else on.replace('the ', 'all ', 1)}, and their scores match (largest "
+                   f"difference {difference_words(worst)}; "
                    "allowed: 0.1% of the largest score).", icon=":material/verified:")
     for c in failed:
         st.error(f"The **{c['format']}** export does not reproduce the model: {c.get('message') or 'no reason given'}. "
@@ -1114,7 +1112,7 @@ def export_tab(engine, rec, b, summary: dict, gone: bool = False) -> None:
     checks and the downloads. `gone`: the run's dataset cannot be read, so the files are checked on generated
     images (engine.export.generated_check_images) and no accuracy is measured."""
     run_dir, ds = Path(rec.run_dir), str(engine.datasets_dir)
-    on = f"{GENERATED_CHECKS} generated images" if gone else f"the {len(b.data.val)} validation images"
+    on = f"{GENERATED_CHECKS} generated images" if gone else checked_on_words(VALIDATION_IMAGES, len(b.data.val))
     st.markdown("Pack the model for use outside the studio. Each file is **reloaded and compared** with the model on "
                 f"{on} before it is offered: same predicted class for every image, "
                 "and output scores equal to within 0.1%. Exported models take RGB pixels in [0, 1] at "
