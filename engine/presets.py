@@ -514,7 +514,8 @@ _NOT_A_CHANGE = ("backbone.", "data.source", "data.ood_source", "data.source_nam
 def near_preset(cfg: RunConfig, fit: Callable[[RunConfig], RunConfig] | None = None) -> tuple[Preset, list[str]] | None:
     """The preset whose recipe `cfg` is with at most NEAR_PRESET_CHANGES settings changed, the same methods on
     (the fewest changes; the most specific preset among ties), and each change in words, the setting's label
-    and its value ("epochs 5", "augment images off"); None when no preset is that near. The backbone and where the
+    and its value ("epochs 5", "augment images off"; a switch turned on by its label alone, "remove channels at the
+    end"); None when no preset is that near. The backbone and where the
     weights come from are not counted (a run's name says them), nor, with `fit` (a preset's recipe -> that recipe
     fitted to the run's data: `fitted_to`), the smaller batch and learning rate of a preset fitted to a small
     dataset (a new user's Fastest model on ImageNet weights was named "Fastest model, learning rate 0.0025, batch
@@ -544,7 +545,10 @@ def near_preset(cfg: RunConfig, fit: Callable[[RunConfig], RunConfig] | None = N
 
     def words(key: str, value: Any) -> str:
         label = re.sub(r" \(.*\)$", "", without_setting_keys(setting_name(*key.split(".", 1))))  # no unit: "(px)"
+        label = label.rpartition(": ")[2]  # "Structured: remove channels at the end": what it does
         label = label if label[:2].isupper() else label[:1].lower() + label[1:]  # "OOD ..." kept, "Epochs" -> "epochs"
-        return f"{label} {value_words(value)}"
+        # a switch turned on is named by what it does: "..., remove channels at the end on (MobileNetV3-Small) on
+        # parts.zip" read as two places
+        return label if value is True else f"{label} {value_words(value)}"
 
     return best[1], [words(k, v) for k, v in best[2].items()]

@@ -128,6 +128,13 @@ def test_cli_train_fits_a_presets_batch_to_a_small_dataset_as_the_dashboard_does
     assert _preset_title("quick_demo", apply_overrides(quick, ["train.epochs=3"]), 18) is None
     assert _preset_title(None, quick, 18) is None
     assert run_name(quick, preset="Quick demo") == "Quick demo (ResNet-18) on small.zip"
+    # a switch turned on is named by what it does (an inspector's "..., structured: remove channels at the end on
+    # (MobileNetV3-Small) on parts.zip" read as two places), one turned off with "off"
+    small = PRESETS["small_model"].apply(RunConfig())
+    assert run_name(apply_overrides(small, ["data.image_size=128", "pruning.structured=true"]), "parts.zip") == \
+        "Small model, image size 128, remove channels at the end (MobileNetV3-Small) on parts.zip"
+    assert run_name(apply_overrides(small, ["train.augment=false"]), "parts.zip") == \
+        "Small model, augment images off (MobileNetV3-Small) on parts.zip"
     # a run's config.yaml reused (the stop message suggests it) is named afresh, a name the user gave kept
     from engine.cli import _auto_named
 
