@@ -157,6 +157,7 @@ def smaller_shortfall(summary: dict) -> tuple[float, str] | None:
     model first: an inspector's export defaulted to a smaller model 61.5 test points below it."""
     s = summary.get("structured") or {}
     key, word = _structured_split(s)
+    tested = key == "test_acc"
     acc, before = s.get(key), s.get(f"{key}_before")
     if not isinstance(acc, (int, float)) or not isinstance(before, (int, float)):
         return None
@@ -191,6 +192,7 @@ def pruning_claim(summary: dict, baseline: dict | None = None) -> Claim:
                          f"({points_diff(acc, base)} points, {_allowance(change, PRUNING_MAX_DROP)})")
     s = summary.get("structured") or {}
     key, word = _structured_split(s)
+    tested = key == "test_acc"
     if s.get(key) is not None and s.get(f"{key}_before") is not None:
         acc, before = s[key], s[f"{key}_before"]
         drop = shown_points(acc, before) / 100
