@@ -157,7 +157,7 @@ def data_groups(path: str, size: int) -> list[str]:
                                  ("crowds of look-alikes split", decoded.thumbs, True)):
         groups = data.find_duplicate_groups(decoded.sha256, decoded.phash, colours, thumbs=thumbs)
         if crowds:  # as the Data page groups them (engine.data.split_crowds)
-            groups = data.split_crowds(groups, decoded.sha256)[0]
+            groups = data.split_crowds(groups, decoded.sha256, decoded.phash, decoded.thumbs)[0]
         ids, counts = np.unique(groups, return_counts=True)
         multi = ids[counts > 1]
         mixed = sum(1 for g in multi if len(set(labels[groups == g].tolist())) > 1)

@@ -1721,14 +1721,23 @@ def find_duplicate_groups(sha256: Sequence[str], phash: np.ndarray, colours: np.
 LOOKALIKE_FILES = 10
 
 
-def split_crowds(groups: np.ndarray, sha256: Sequence[str],
-                 most: int = LOOKALIKE_FILES) -> tuple[np.ndarray, list[int]]:
+# Within a crowd of look-alikes, a copy is a picture with the same pixels: thumbnails (`_thumbnail`, 0-255) at most this
+# far apart on average. The same file decoded again gives 0 (under 0.07 from Try it's float16 store), while different
+# generated parts came as close as 0.2 (benchmarks/near_copies.py).
+SAME_PIXELS_THUMB_DIFF = 0.1
+
+
+def split_crowds(groups: np.ndarray, sha256: Sequence[str], phash: np.ndarray | None = None,
+                 thumbs: np.ndarray | None = None,
+                 most: int = LOOKALIKE_FILES) -> tuple[np.ndarray, list[list[int]]]:
     """Duplicate groups (`find_duplicate_groups`: int64 [N], each row's smallest member index) with each group of
-    more than `most` distinct files (by `sha256`) split back into its byte-identical copies: look-alike pictures,
-    not copies of one picture (LOOKALIKE_FILES). Returns (the new groups int64 [N], the row indices of the pictures
-    of those crowds, ascending)."""
+    more than `most` distinct files (by `sha256`) split back into its copies, files with the same bytes or (with
+    `phash`, uint64 [N], and `thumbs`, float [N, 3, COPY_THUMB, COPY_THUMB]) the same pixels: the same hash and
+    thumbnails within SAME_PIXELS_THUMB_DIFF. Such a group holds look-alike pictures, not copies of one picture
+    (LOOKALIKE_FILES). Returns (the new groups int64 [N], each crowd's row indices, ascending, the largest crowd
+    first)."""
     groups = np.asarray(groups, dtype=np.int64).copy()
-    crowd_rows: list[int] = []
+    crowds: list[list[int]] = []
     ids, counts = np.unique(groups, return_counts=True)
     for g in ids[counts > most]:
         rows = np.flatnonzero(groups == g)
@@ -1737,24 +1746,38 @@ def split_crowds(groups: np.ndarray, sha256: Sequence[str],
         first: dict[str, int] = {}
         for i in rows.tolist():
             groups[i] = first.setdefault(sha256[i], i)
-        crowd_rows += rows.tolist()
-    return groups, sorted(crowd_rows)
+        if phash is not None and thumbs is not None:  # the same pixels in other bytes (a lossless re-save)
+            by_hash: dict[int, list[int]] = {}
+            for i in rows.tolist():  # the same pixels give the same hash: only those are compared
+                by_hash.setdefault(int(phash[i]), []).append(i)
+            for same in (b for b in by_hash.values() if len(b) > 1):
+                flat = np.asarray(thumbs, dtype=np.float32)[same].reshape(len(same), -1)
+                for a, b in zip(*np.nonzero(np.triu(np.abs(flat[:, None] - flat[None]).mean(-1)
+                                                    <= SAME_PIXELS_THUMB_DIFF, 1))):
+                    old, new = max(groups[same[a]], groups[same[b]]), min(groups[same[a]], groups[same[b]])
+                    groups[rows[groups[rows] == old]] = new
+        crowds.append(rows.tolist())
+    return groups, sorted(crowds, key=len, reverse=True)
 
 
-def lookalike_note(paths: Sequence[str], labels: Sequence[int], classes: Sequence[str], crowd: Sequence[int]) -> str:
-    """The Data page's words for the pictures of `crowd` (`split_crowds`' rows into `paths` and `labels`): how many
-    look alike at a glance, an example pair (of two classes where the crowd has several), and that they are split
-    as different pictures; "" for none."""
-    if not len(crowd):
+def lookalike_note(paths: Sequence[str], labels: Sequence[int], classes: Sequence[str],
+                   crowds: Sequence[Sequence[int]]) -> str:
+    """The Data page's words for the pictures of `crowds` (`split_crowds`' rows into `paths` and `labels`): how many
+    look alike at a glance, an example pair from the largest crowd (of two classes where it has several), and that
+    they are split as different pictures; "" for fewer than two pictures (none look alike)."""
+    rows = [i for crowd in crowds for i in crowd]
+    if len(rows) < 2 or not crowds[0]:
         return ""
-    named = sorted({classes[labels[i]] for i in crowd})
+    named = sorted({classes[labels[i]] for i in rows})
     across = f" (in {len(named)} classes: {', '.join(named)})" if len(named) > 1 else ""
-    other = next((i for i in crowd if labels[i] != labels[crowd[0]]), crowd[1])  # a pair across classes, if any
-    return (f"{len(crowd)} pictures look almost alike at a glance{across}, such as {paths[crowd[0]]} and "
-            f"{paths[other]}, as a fixed camera's pictures of one kind of object do. They are split as different "
-            "pictures, not as copies of one another (only identical files are kept together), and the model must "
-            "learn the small details that tell them apart. If some are re-saved copies of one photo, remove them: "
-            "a copy in two splits flatters the validation and test figures.")
+    largest = crowds[0]
+    other = next((i for i in largest if labels[i] != labels[largest[0]]), largest[-1])  # across classes, if any
+    pair = f", such as {paths[largest[0]]} and {paths[other]}," if other != largest[0] else ","
+    return (f"{len(rows)} pictures look almost alike at a glance{across}{pair} as a fixed camera's pictures of one "
+            "kind of object do. They are split as different pictures, not as copies of one another (only files "
+            "with the same pixels are kept together), and the model must learn the small details that tell them "
+            "apart. If some are re-saved copies of one photo, remove them: a copy in two splits flatters the "
+            "validation and test figures.")
 
 
 def class_imbalance(counts: dict[str, int]) -> dict:
@@ -2064,10 +2087,10 @@ def _load_dataset(source, work_dir, image_size, val_fraction, test_fraction, see
 
     classes = list(decoded.classes)
     near = _imagehash() is not None
-    groups, crowd = split_crowds(find_duplicate_groups(
+    groups, crowds = split_crowds(find_duplicate_groups(
         decoded.sha256, decoded.phash, _mean_colours(decoded.images),
         max_distance=PHASH_MAX_DISTANCE if near else -1, thumbs=decoded.thumbs),  # -1: exact copies only
-        decoded.sha256)
+        decoded.sha256, decoded.phash, decoded.thumbs)
     rows = np.arange(len(groups))
     dropped: list[str] = []
     if drop_duplicates:
@@ -2083,7 +2106,7 @@ def _load_dataset(source, work_dir, image_size, val_fraction, test_fraction, see
     kept_groups = groups[rows]
     given = None if decoded.splits is None else [decoded.splits[i] for i in rows]
     notes, warnings_out = list(decoded.notes), list(decoded.warnings)
-    notes += [lookalike_note(decoded.paths, decoded.labels.tolist(), classes, crowd)] if crowd else []
+    notes += [lookalike_note(decoded.paths, decoded.labels.tolist(), classes, crowds)] if crowds else []
     if not near:
         warnings_out.append("Near-duplicate pictures were not searched (the imagehash package is missing); "
                             "only identical files are kept together. Install the requirements to fix this.")

@@ -98,7 +98,7 @@ from engine.backbones import Classifier
 from engine.chance import answers_words, chance_finding
 from engine.config import RunConfig
 from engine.data import (COPY_THUMB, IMAGE_EXTENSIONS, MAX_COLOUR_DIFF, MAX_IMAGE_PIXELS, exif_turned, fitted_size,
-                         LOOKALIKE_FILES, is_greyscale, open_image, picture_boxes,
+                         LOOKALIKE_FILES, SAME_PIXELS_THUMB_DIFF, is_greyscale, open_image, picture_boxes,
                          PHASH_MAX_DISTANCE, PIL_FORMATS,
                          SPLIT_FOLDER_NAMES, EmptyArchiveError, SkippedFile, ZipLimits, decode_image, image_files, popcount64,
                          not_a_zip_reason, safe_extract_zip, thumbnails_close)
@@ -839,12 +839,11 @@ def copy_keys(images_u8: torch.Tensor, chunk: int = 256) -> tuple[np.ndarray, np
             np.concatenate(thumbs) if thumbs else np.zeros((0, 3, COPY_THUMB, COPY_THUMB), dtype=np.float32))
 
 
-# A new picture close to more than LOOKALIKE_FILES of the run's images is one of a crowd of look-alikes (a fixed
-# camera's parts), not a copy of any one of them (engine.data.split_crowds): it is then called one of the run's images
-# only where its thumbnail is the same, as the same file decoded again gives (float16 storage: under 0.07 apart).
-SAME_PIXELS_THUMB_DIFF = 0.25
-# the crowd is counted among the run's images up to this many hash bits away (close colours and thumbnails too): at
-# the run's size a fixed camera's parts lie 6-10 bits apart, and a new part's picture matched 8 of them at 6
+# A new picture close to more than LOOKALIKE_FILES of the run's images, or to one of the run's images that is, is one
+# of a crowd of look-alikes (a fixed camera's parts), not a copy of any one of them (engine.data.split_crowds): it is
+# then called one of the run's images only where its pixels are the same (engine.data.SAME_PIXELS_THUMB_DIFF). The
+# crowd is counted up to this many hash bits away (close colours and thumbnails too): at the run's size a fixed
+# camera's parts lie 6-10 bits apart, and a new part's picture matched 8 of them at 6.
 LOOKALIKE_BITS = 2 * PHASH_MAX_DISTANCE
 
 
@@ -853,7 +852,7 @@ class NearCopies:
     """The run's images by perceptual hash, to recognise a resized or re-saved copy of one of them: a
     hash at most PHASH_MAX_DISTANCE bits away and mean colours at most MAX_COLOUR_DIFF apart on every
     channel (0-255), and close thumbnails (`copy_keys`; `engine.data.thumbnails_close`): the rule of
-    engine.data's near-duplicate groups; among more than LOOKALIKE_FILES such matches, only the same pixels.
+    engine.data's near-duplicate groups; among a crowd of look-alikes (LOOKALIKE_BITS), only the same pixels.
     Measured by `benchmarks/near_copies.py` on the sample
     and on scikit-learn's digits (README, "Copies of the run's own images")."""
 
@@ -861,6 +860,27 @@ class NearCopies:
     thumbs: np.ndarray  # float16 [M, 3, COPY_THUMB, COPY_THUMB] (384 bytes per image; steps of 1/8 at 255)
     splits: list[str]  # [M]: "training", "validation" or "test"
     labels: list[str | None] | None = None  # [M]: each image's class name in the run's data (None: not known)
+    crowded: dict[int, bool] = field(default_factory=dict, repr=False, compare=False)  # `in_crowd`'s answers
+
+    def _close(self, hash_: int, thumb: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The run's images within `bits` hash bits of `hash_` whose colours and thumbnails are close to `thumb`
+        (float [3, COPY_THUMB, COPY_THUMB]): (their indices, their hash distances, their mean thumbnail
+        differences)."""
+        distance = popcount64(np.uint64(hash_) ^ self.hashes)
+        near = np.flatnonzero(distance <= bits)
+        near = near[(np.abs(self.colours[near] - thumb.mean((1, 2))) <= MAX_COLOUR_DIFF).all(-1)]
+        own = self.thumbs[near].astype(np.float32)
+        close = thumbnails_close(own, np.broadcast_to(thumb, own.shape))
+        near = near[close]
+        return near, distance[near], np.abs(own[close] - thumb).mean((1, 2, 3))
+
+    def in_crowd(self, j: int) -> bool:
+        """Whether the run's image `j` has more than LOOKALIKE_FILES look-alikes among the run's images (within
+        LOOKALIKE_BITS), computed once per image."""
+        if j not in self.crowded:
+            others = self._close(int(self.hashes[j]), self.thumbs[j].astype(np.float32), LOOKALIKE_BITS)[0]
+            self.crowded[j] = len(others) - 1 > LOOKALIKE_FILES
+        return self.crowded[j]
 
     @cached_property
     def colours(self) -> np.ndarray:
@@ -889,18 +909,12 @@ class NearCopies:
         if not len(self.splits) or not len(images_u8):
             return [(None, None)] * len(images_u8)
         hashes, thumbs = copy_keys(images_u8)
-        colours, own_colours = thumbs.mean((2, 3)), self.colours
         out: list[str | None] = []
         for n in range(len(hashes)):
-            bits = popcount64(hashes[n] ^ self.hashes)
-            near = np.flatnonzero(bits <= LOOKALIKE_BITS)  # few, if any, outside a crowd of look-alikes
-            near = near[(np.abs(own_colours[near] - colours[n]) <= MAX_COLOUR_DIFF).all(-1)]
-            own = self.thumbs[near].astype(np.float32)
-            diff = np.abs(own - thumbs[n]).mean((1, 2, 3))
-            close = thumbnails_close(own, np.broadcast_to(thumbs[n], own.shape))
-            near, diff = near[close], diff[close]
+            near, bits, diff = self._close(int(hashes[n]), thumbs[n], LOOKALIKE_BITS)  # few, if any, outside a crowd
             # one of a crowd of look-alikes (a fixed camera's): a copy only where the pixels are its own
-            keep = diff <= SAME_PIXELS_THUMB_DIFF if len(near) > LOOKALIKE_FILES else bits[near] <= PHASH_MAX_DISTANCE
+            crowd = len(near) > LOOKALIKE_FILES or any(self.in_crowd(int(j)) for j in near[bits <= PHASH_MAX_DISTANCE])
+            keep = diff <= SAME_PIXELS_THUMB_DIFF if crowd else bits <= PHASH_MAX_DISTANCE
             near, diff = near[keep], diff[keep]
             if not len(near):
                 out.append((None, None))

@@ -545,10 +545,9 @@ def near_preset(cfg: RunConfig, fit: Callable[[RunConfig], RunConfig] | None = N
 
     def words(key: str, value: Any) -> str:
         label = re.sub(r" \(.*\)$", "", without_setting_keys(setting_name(*key.split(".", 1))))  # no unit: "(px)"
-        label = label.rpartition(": ")[2]  # "Structured: remove channels at the end": what it does
+        if value is True:  # a switch turned on, by what it does: "..., structured: remove channels at the end on
+            label = label.rpartition(": ")[2]  # (MobileNetV3-Small) on parts.zip" read as two places
         label = label if label[:2].isupper() else label[:1].lower() + label[1:]  # "OOD ..." kept, "Epochs" -> "epochs"
-        # a switch turned on is named by what it does: "..., remove channels at the end on (MobileNetV3-Small) on
-        # parts.zip" read as two places
         return label if value is True else f"{label} {value_words(value)}"
 
     return best[1], [words(k, v) for k, v in best[2].items()]

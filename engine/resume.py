@@ -39,8 +39,8 @@ def save_resume(run_dir: Path, ctx: TrainContext, scaler: torch.amp.GradScaler, 
                 elapsed_s: float = 0.0, hooks: list[MethodHook] = ()) -> Path:
     """Write `run_dir/resume.pt` for the end of epoch `ctx.epoch` (atomic: a stop mid-write leaves
     the previous one); `elapsed_s`: the run's time so far in seconds from its job's start (the CLI: the
-    process's, imports and data reading included), earlier parts included; `hooks`: the run's methods, whose `state_dict` is saved under their names. Returns
-    its path."""
+    process's, imports and data reading included), earlier parts included; `hooks`: the run's methods, whose
+    `state_dict` is saved under their names. Returns its path."""
     state = {
         "format": FORMAT, "epoch": ctx.epoch + 1, "step": ctx.step, "config": ctx.cfg.to_json(),
         "elapsed_s": float(elapsed_s),

@@ -398,7 +398,7 @@ def test_a_recipe_the_compare_column_cuts_is_given_in_full_under_the_table():
 
     long = "first 2 epochs head only (a linear probe), learning rate: constant, no augmentation"
     table = pd.DataFrame({"run": ["WiSE-FT demo", "plain"], "recipe": [long, "no augmentation"]})
-    assert recipes_in_full(table) == f"Recipes in full: WiSE-FT demo: {long}."
+    assert recipes_in_full(table) == f"The recipe column in full: WiSE-FT demo: {long}."
     assert recipes_in_full(table.assign(recipe=["no augmentation", None])) == "", "every one fits"
 
 

@@ -921,8 +921,22 @@ def test_a_fixed_cameras_look_alike_pictures_are_split_as_different_pictures_not
 def test_split_crowds_keeps_small_groups_and_identical_files():
     groups = np.array([0] * 12 + [12, 12, 12] + [15])
     sha = [f"s{i}" for i in range(11)] + ["s0"] + ["a", "b", "c", "d"]
-    out, crowd = data.split_crowds(groups, sha, most=10)
-    assert crowd == list(range(12)), "12 files, 11 distinct: a crowd"
+    out, crowds = data.split_crowds(groups, sha, most=10)
+    assert crowds == [list(range(12))], "12 files, 11 distinct: a crowd"
     assert out[11] == out[0] == 0 and len(set(out[:11].tolist())) == 11, "its identical files stay together"
     assert out[12:].tolist() == [12, 12, 12, 15], "a group of three look-alikes stays a group"
     assert data.split_crowds(groups, sha, most=11)[1] == [], "11 distinct files are not more than 11"
+    # the same pixels in other bytes (a lossless re-save: the same hash, the same thumbnail) stay one picture too
+    thumbs = np.arange(16, dtype=np.float32)[:, None, None, None] * np.ones((1, 3, 8, 8), np.float32)
+    thumbs[5] = thumbs[3] + 0.05
+    phash = np.arange(16, dtype=np.uint64)
+    phash[5] = phash[3]
+    out = data.split_crowds(groups, sha, phash, thumbs, most=10)[0]
+    assert out[5] == out[3] == 3 and len(set(out[:11].tolist())) == 10, out
+    thumbs[5] = thumbs[3] + 0.5  # the same hash, other pixels: two pictures
+    assert data.split_crowds(groups, sha, phash, thumbs, most=10)[0][5] == 5
+    labels, classes = [0] * 12 + [1] * 4, ["ok", "dent"]
+    note = data.lookalike_note([f"p{i}.png" for i in range(16)], labels, classes, [list(range(12)), [12, 13]])
+    assert note.startswith("14 pictures look almost alike at a glance (in 2 classes: dent, ok), such as p0.png and ")
+    assert data.lookalike_note(["a.png"], [0], classes, [[0]]) == "", "one picture looks like nothing"
+    assert data.lookalike_note([], [], classes, []) == ""

@@ -1014,6 +1014,8 @@ def test_the_export_tab_offers_a_smaller_model_far_below_full_size_second_and_sa
     assert list(choices) == ["fine_tuned", "structured"], "the full-size model is the default"
     assert choices["structured"] == ("smaller, channel-pruned (structured pruning, 47% of the parameters; 61.5 test "
                                      "points below full size)")
+    assert list(export_choices(tmp_path, far, 0.5)) == ["wise", "fine_tuned", "structured"], \
+        "a WiSE-FT run's mix stays first: Try it and predict answer with it"
     val_only = {"structured": {"val_acc": 0.5, "val_acc_before": 0.9}}
     assert smaller_shortfall(val_only) == (40.0, "validation"), "validation where the run has no test figures"
 

@@ -346,15 +346,15 @@ def model_row(run_dir: str, datasets_dir: str, index: int, key: str, alpha: floa
                 return row(small.model(x).float().softmax(1)[0])
         except Exception as exc:
             return {"key": key, "error": str(exc)}
-    try:
+    try:  # the starting model may fail to load or to answer (the user checkpoint it started from was deleted)
         guarded = _row_model(run_dir, datasets_dir, key, alpha)
+        with guarded.lock, torch.no_grad():
+            guarded.model.eval()
+            return row(answer(guarded.model, x)[0], **({"alpha": alpha} if key == "wise" else {}))
     except Exception as exc:
         if key != "pretrained":
             raise
         return {"key": key, "error": str(exc)}
-    with guarded.lock, torch.no_grad():
-        guarded.model.eval()
-        return row(answer(guarded.model, x)[0], **({"alpha": alpha} if key == "wise" else {}))
 
 
 def _row_model(run_dir: str, datasets_dir: str, key: str, alpha: float | None = None) -> Guarded:
@@ -1009,8 +1009,8 @@ def export_choices(run_dir: Path, summary: dict, alpha: float | None, chosen: bo
     """The weights a run can export, the default first: a WiSE-FT run's mix at its alpha (the one Results
     says Explain, Try it and export use; not at alpha 1: that mix is the fine-tuned model, said beside it),
     then the channel-pruned model when structured pruning made one (the point of such a run), then the
-    full fine-tuned model; the full fine-tuned model first where the channel-pruned one falls more than the
-    claim's allowance below it (engine.claims.smaller_shortfall), its label saying by how much."""
+    full fine-tuned model; the channel-pruned one last where it falls more than the claim's allowance below the
+    full-size model (engine.claims.smaller_shortfall), its label saying by how much."""
     choices = {}
     if alpha is not None and alpha != 1.0:
         choices["wise"] = f"WiSE-FT mix at alpha {alpha:.2f} " + ("(chosen on Results)" if chosen else "(the run's own pick)")
@@ -1024,8 +1024,8 @@ def export_choices(run_dir: Path, summary: dict, alpha: float | None, chosen: bo
     choices["fine_tuned"] = "fine-tuned, full size" + (" (alpha 1)" if alpha is not None else "")
     if alpha is not None and alpha == 1.0:  # the mix at 1 is the fine-tuned model: offered once (a new user saw it twice)
         choices["fine_tuned"] += ", the WiSE-FT " + ("alpha chosen on Results" if chosen else "run's own pick")
-    if short and "structured" in choices:  # a smaller model far below full size is offered, not the default
-        choices = {"fine_tuned": choices.pop("fine_tuned"), **choices}
+    if short and "structured" in choices:  # a smaller model far below full size is offered last, not first
+        choices["structured"] = choices.pop("structured")
     return choices
 
 

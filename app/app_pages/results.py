@@ -1179,13 +1179,14 @@ RECIPE_CELL_CHARS = 38  # about what the 260-px recipe column shows before it cu
 
 
 def recipes_in_full(table: pd.DataFrame) -> str:
-    """The recipes the Compare table's recipe column cuts ("first 2 epochs head only (a linear probe),
-    lea..."), each after its run's label, for a caption under the table; "" when every one fits."""
+    """The recipe cells the Compare table's recipe column cuts ("first 2 epochs head only (a linear probe),
+    lea..."; only what differs among the runs' recipes where something does: `recipe_cells`), each after its run's
+    label, for a caption under the table; "" when every one fits."""
     long = [(run, recipe) for run, recipe in zip(table["run"], table["recipe"])
             if isinstance(recipe, str) and len(recipe) > RECIPE_CELL_CHARS]
     if not long:
         return ""
-    return "Recipes in full: " + "; ".join(f"{run}: {recipe}" for run, recipe in long) + "."
+    return "The recipe column in full: " + "; ".join(f"{run}: {recipe}" for run, recipe in long) + "."
 
 
 COMMON_RECIPE = "Every run's recipe: "  # what the recipes share, before the differences the recipe column gives
