@@ -400,6 +400,28 @@ def test_a_recipe_the_compare_column_cuts_is_given_in_full_under_the_table():
     table = pd.DataFrame({"run": ["WiSE-FT demo", "plain"], "recipe": [long, "no augmentation"]})
     assert recipes_in_full(table) == f"The recipe column in full: WiSE-FT demo: {long}."
     assert recipes_in_full(table.assign(recipe=["no augmentation", None])) == "", "every one fits"
+    # the recipe column gives way to the run column (down to 112 px) where the table's other columns leave the run
+    # under 200 px (an inspector's run column read "08:21 · Small mode"), and the caption then gives more cells whole
+    import streamlit as st
+
+    from app.app_pages.results import COMPARE_FIT_PX, RECIPE_LEAST_PX, RUN_PREFERRED_PX, give_run_room, run_width
+
+    wide = pd.DataFrame({"run": ["08:21 · Small model, remove channels at the end"], "methods": ["Pruning"],
+                         **{m: [0.8] for m in ("val acc", "test acc", "OOD acc", "balanced acc", "sparsity")},
+                         "epochs": ["20 + 1"], "recipe": ["crops and mirrors, first 2 epochs head only"]})
+    config = {c: st.column_config.NumberColumn(c, width=64) for c in wide.columns if c not in ("run", "recipe")}
+    config["methods"]["width"] = 112
+    config["recipe"] = st.column_config.TextColumn("recipe", width=260)
+    assert run_width(wide, config) == 120, "before: the run column at its least"
+    give_run_room(wide, config)
+    assert run_width(wide, config) == RUN_PREFERRED_PX and config["recipe"]["width"] < 260
+    assert sum(int(v["width"]) for v in config.values()) + RUN_PREFERRED_PX <= COMPARE_FIT_PX
+    config["recipe"]["width"] = 400  # a table with more columns: the recipe column never below its least
+    config |= {f"extra {i}": st.column_config.NumberColumn("x", width=64) for i in range(3)}
+    give_run_room(wide.assign(**{f"extra {i}": [0.1] for i in range(3)}), config)
+    assert config["recipe"]["width"] == RECIPE_LEAST_PX
+    cells = table.assign(recipe=["no augmentation", "crops and mirrors, flip TTA"])
+    assert recipes_in_full(cells) == "" and "plain: crops and mirrors, flip TTA" in recipes_in_full(cells, 112)
 
 
 def test_a_second_click_on_the_running_settings_is_warned_before_it_queues_a_copy(studio, tiny_bytes):

@@ -914,9 +914,14 @@ def text_width(column: pd.Series | None, least: int, most: int) -> int:
 def run_width(table: pd.DataFrame, config: dict, fit: int = COMPARE_FIT_PX) -> int:
     """The run column's width: the room the other columns leave in `fit` px, between 120 px (the
     start time and a few words) and 300, so that the table fits a 1280 px window where it can."""
-    taken = sum(int(config[c]["width"]) for c in table.columns
-                if c != "run" and isinstance(config.get(c, {}).get("width"), int))
-    return max(120, min(300, fit - taken))
+    return max(120, min(300, room_left(table, config, fit)))
+
+
+def room_left(table: pd.DataFrame, config: dict, fit: int = COMPARE_FIT_PX) -> int:
+    """What `fit` px leave the run column beside the other columns of `table` with a width in `config` (px; below
+    zero where they overflow it)."""
+    return fit - sum(int(config[c]["width"]) for c in table.columns
+                     if c != "run" and isinstance(config.get(c, {}).get("width"), int))
 
 
 def setup_that_differs(table: pd.DataFrame, setup: list[str]) -> list[str]:
@@ -1064,7 +1069,8 @@ def compare(engine, runs) -> None:
                                                       help="Images per optimiser step."),
                "img/s": st.column_config.NumberColumn("img/s", format="%.0f", width=60),
                # as wide as its longest cell: the differences alone are often short, the run column gets the rest
-               "recipe": st.column_config.TextColumn("recipe", width=text_width(table.get("recipe"), 112, 260), help=(
+               "recipe": st.column_config.TextColumn("recipe", width=text_width(table.get("recipe"), RECIPE_LEAST_PX,
+                                                                                RECIPE_PX), help=(
                    "Head-only (linear-probe) epochs, augmentation, flip TTA and frozen blocks, where a run has them.")),
                "seed": st.column_config.NumberColumn(
                    "seed", format="%d", width=50, help="Sets the training's randomness and, unless the dataset "
@@ -1080,6 +1086,7 @@ def compare(engine, runs) -> None:
              if c in table.columns]
     differ = setup_that_differs(table, setup)
     main = table.drop(columns=[c for c in setup if c not in differ])
+    give_run_room(main, config)
     config["run"] = st.column_config.TextColumn("run", width=run_width(main, config), pinned=True)
     figures_table(main, config, common)
     per_class_compare(summaries)
@@ -1167,7 +1174,7 @@ def figures_table(main: pd.DataFrame, config: dict, common: str = "") -> None:
                  column_config={k: v for k, v in config.items() if k in main.columns})
     if common and "recipe" in main.columns:
         st.caption(f"{COMMON_RECIPE}{common}; the recipe column gives what differs.")
-    full = recipes_in_full(main) if "recipe" in main.columns else ""
+    full = recipes_in_full(main, config["recipe"]["width"]) if "recipe" in main.columns else ""
     if full:
         st.caption(full)
     if "balanced acc" in main.columns and main["balanced acc"].notna().any():  # said under the table, not only on hover
@@ -1176,14 +1183,29 @@ def figures_table(main: pd.DataFrame, config: dict, common: str = "") -> None:
 
 
 RECIPE_CELL_CHARS = 38  # about what the 260-px recipe column shows before it cuts the words
+RECIPE_PX = 260  # the recipe column at its widest
+RECIPE_LEAST_PX = 112  # and at its narrowest, where the run column needs the room
+RUN_PREFERRED_PX = 200  # a run column of 120 px cut "08:21 · Small model, ..." to "08:21 · Small mode" at 1366 px
 
 
-def recipes_in_full(table: pd.DataFrame) -> str:
-    """The recipe cells the Compare table's recipe column cuts ("first 2 epochs head only (a linear probe),
-    lea..."; only what differs among the runs' recipes where something does: `recipe_cells`), each after its run's
-    label, for a caption under the table; "" when every one fits."""
+def give_run_room(table: pd.DataFrame, config: dict) -> None:
+    """Narrow the Compare table's recipe column (`config`'s, in place; down to RECIPE_LEAST_PX) where the run column
+    would otherwise get less than RUN_PREFERRED_PX of COMPARE_FIT_PX (`room_left`): the run's name says which run a
+    row is, and the recipe cells are given in full under the table (`recipes_in_full`)."""
+    if "recipe" not in table.columns or "recipe" not in config:
+        return
+    short = RUN_PREFERRED_PX - room_left(table, config)
+    if short > 0:
+        config["recipe"]["width"] = max(RECIPE_LEAST_PX, int(config["recipe"]["width"]) - short)
+
+
+def recipes_in_full(table: pd.DataFrame, width: int = RECIPE_PX) -> str:
+    """The recipe cells the Compare table's recipe column, `width` px wide, cuts ("first 2 epochs head only (a
+    linear probe), lea..."; only what differs among the runs' recipes where something does: `recipe_cells`), each
+    after its run's label, for a caption under the table; "" when every one fits."""
+    chars = RECIPE_CELL_CHARS * int(width) // RECIPE_PX
     long = [(run, recipe) for run, recipe in zip(table["run"], table["recipe"])
-            if isinstance(recipe, str) and len(recipe) > RECIPE_CELL_CHARS]
+            if isinstance(recipe, str) and len(recipe) > chars]
     if not long:
         return ""
     return "The recipe column in full: " + "; ".join(f"{run}: {recipe}" for run, recipe in long) + "."
