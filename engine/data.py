@@ -1773,11 +1773,12 @@ def lookalike_note(paths: Sequence[str], labels: Sequence[int], classes: Sequenc
     largest = crowds[0]
     other = next((i for i in largest if labels[i] != labels[largest[0]]), largest[-1])  # across classes, if any
     pair = f", such as {paths[largest[0]]} and {paths[other]}," if other != largest[0] else ","
-    return (f"{len(rows)} pictures look almost alike at a glance{across}{pair} as a fixed camera's pictures of one "
-            "kind of object do. They are split as different pictures, not as copies of one another (only files "
-            "with the same pixels are kept together), and the model must learn the small details that tell them "
-            "apart. If some are re-saved copies of one photo, remove them: a copy in two splits flatters the "
-            "validation and test figures.")
+    return (f"{len(rows)} pictures look almost alike at a glance{across}{pair} as a fixed camera's pictures do. "
+            "They are split as different pictures, not as copies of one another (only files with the same pixels "
+            "are kept together), and the model must learn the details that tell them apart. Pictures of one moment "
+            "in two splits flatter the validation and test figures: remove re-saved copies of a photo, and where "
+            "pictures come in bursts (a camera trap's frames of one animal), split them yourself into train/, val/ "
+            "and test/ folders, each burst in one folder: the studio then uses your split as it is.")
 
 
 def class_imbalance(counts: dict[str, int]) -> dict:

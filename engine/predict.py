@@ -839,12 +839,13 @@ def copy_keys(images_u8: torch.Tensor, chunk: int = 256) -> tuple[np.ndarray, np
             np.concatenate(thumbs) if thumbs else np.zeros((0, 3, COPY_THUMB, COPY_THUMB), dtype=np.float32))
 
 
-# A new picture close to more than LOOKALIKE_FILES of the run's images, or to one of the run's images that is, is one
-# of a crowd of look-alikes (a fixed camera's parts), not a copy of any one of them (engine.data.split_crowds): it is
-# then called one of the run's images only where its pixels are the same (engine.data.SAME_PIXELS_THUMB_DIFF). The
+# A new picture close to more than LOOKALIKE_FILES of the run's images, or any picture of a run whose images hold such
+# a crowd of look-alikes (a fixed camera's parts, a camera trap's frames), is called one of the run's images only where
+# its pixels are the same (engine.data.SAME_PIXELS_THUMB_DIFF; engine.data.split_crowds). The
 # crowd is counted up to this many hash bits away (close colours and thumbnails too): at the run's size a fixed
 # camera's parts lie 6-10 bits apart, and a new part's picture matched 8 of them at 6.
 LOOKALIKE_BITS = 2 * PHASH_MAX_DISTANCE
+CROWD_SAMPLE = 256  # the run's images `NearCopies.has_crowds` looks at (each compared with all: 256 x M bit counts)
 
 
 @dataclass
@@ -852,7 +853,8 @@ class NearCopies:
     """The run's images by perceptual hash, to recognise a resized or re-saved copy of one of them: a
     hash at most PHASH_MAX_DISTANCE bits away and mean colours at most MAX_COLOUR_DIFF apart on every
     channel (0-255), and close thumbnails (`copy_keys`; `engine.data.thumbnails_close`): the rule of
-    engine.data's near-duplicate groups; among a crowd of look-alikes (LOOKALIKE_BITS), only the same pixels.
+    engine.data's near-duplicate groups; among a crowd of look-alikes, or in a run that holds one, only the same
+    pixels (`has_crowds`).
     Measured by `benchmarks/near_copies.py` on the sample
     and on scikit-learn's digits (README, "Copies of the run's own images")."""
 
@@ -873,6 +875,14 @@ class NearCopies:
         close = thumbnails_close(own, np.broadcast_to(thumb, own.shape))
         near = near[close]
         return near, distance[near], np.abs(own[close] - thumb).mean((1, 2, 3))
+
+    @cached_property
+    def has_crowds(self) -> bool:
+        """Whether the run's images hold a crowd of look-alikes (`in_crowd`), judged on up to CROWD_SAMPLE of them
+        spread evenly (a crowd is more than LOOKALIKE_FILES pictures): then any match must have the same pixels, as
+        a camera trap's new frame matched an earlier frame of the same clearing, and was "labelled deer: right"."""
+        step = max(1, len(self.hashes) // CROWD_SAMPLE)
+        return any(self.in_crowd(j) for j in range(0, len(self.hashes), step))
 
     def in_crowd(self, j: int) -> bool:
         """Whether the run's image `j` has more than LOOKALIKE_FILES look-alikes among the run's images (within
@@ -913,7 +923,7 @@ class NearCopies:
         for n in range(len(hashes)):
             near, bits, diff = self._close(int(hashes[n]), thumbs[n], LOOKALIKE_BITS)  # few, if any, outside a crowd
             # one of a crowd of look-alikes (a fixed camera's): a copy only where the pixels are its own
-            crowd = len(near) > LOOKALIKE_FILES or any(self.in_crowd(int(j)) for j in near[bits <= PHASH_MAX_DISTANCE])
+            crowd = len(near) > LOOKALIKE_FILES or self.has_crowds  # where a picture is one of many alike
             keep = diff <= SAME_PIXELS_THUMB_DIFF if crowd else bits <= PHASH_MAX_DISTANCE
             near, diff = near[keep], diff[keep]
             if not len(near):
