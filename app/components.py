@@ -16,6 +16,7 @@ import streamlit as st
 
 from app import charts, layout, state
 from app.claims_view import at_chance
+from engine.chance import largest_class_words
 from engine.clock import fmt_duration
 from engine.contract import shown_counters
 from engine.jobs import INTERRUPTED_PREFIX, was_interrupted
@@ -261,7 +262,8 @@ def finished_view(run: RunView) -> None:
     st.success(("Finished. " + (f"{ended} " if ended else "")
                 + f"Validation accuracy of the {'full-size ' if smaller else ''}fine-tuned model: {fmt_pct(val)}")
                + (f"; test accuracy (images held out until the end): {fmt_pct(test)}" if test is not None else "")
-               + "." + smaller + " Open **Results** for the confusion matrix, per-class accuracy and downloads.",
+               + "." + smaller + "".join(f" {w}" for w in [largest_class_words(summary)] if w)
+               + " Open **Results** for the confusion matrix, per-class accuracy and downloads.",
                icon=":material/check_circle:")
     smaller = smaller_model_warning(summary)  # the full-size model learnt; the smaller one may not have
     if smaller:

@@ -539,6 +539,24 @@ def test_the_command_line_gives_balanced_accuracy_for_imbalanced_classes(tmp_pat
     assert _run_facts(run) == "[scans.zip, 8 epochs, test 44.4%, test balanced 21.5%]"
 
 
+def test_imbalanced_classes_give_the_accuracy_always_answering_the_largest_class_gets():
+    """A camera trap's run read "validation accuracy 72.5%" on Train with 60% of its validation frames empty."""
+    from engine.chance import largest_class_words
+
+    report = {"imbalance": {"imbalanced": True}, "split_counts": {"val": {"empty": 24, "deer": 8, "Red fox": 5,
+                                                                          "Badger": 3},
+                                                                  "test": {"empty": 25, "deer": 8, "Red fox": 4,
+                                                                           "Badger": 3}}}
+    assert largest_class_words({"data_report": report}) == (
+        "Always answering 'empty' gets 60.0% of the validation images and 62.5% of the test images right.")
+    report["split_counts"]["test"] = {"empty": 1, "deer": 3}
+    assert largest_class_words({"data_report": report}) == (
+        "Always answering the largest class gets 60.0% of the validation images ('empty') and 75.0% of the test "
+        "images ('deer') right.")
+    assert largest_class_words({"data_report": {**report, "imbalance": {"imbalanced": False}}}) == ""
+    assert largest_class_words({"data_report": {"imbalance": {"imbalanced": True}}}) == "", "no split counts"
+
+
 def test_a_run_says_what_reading_its_data_found(capsys):
     """After a run the command line says what `inspect` would: notes, warnings and the files skipped."""
     from engine.cli import _print_data_report

@@ -19,7 +19,7 @@ from app.method_views import VIEWS
 from engine.augment import augmentation_words, greyscale_copies_words
 from engine.backbones import head_left_out
 from engine.chance import (chance_finding, colour_gap, colour_words, confusion_rows, few_class_words, findings_split,
-                           smaller_model_summary, split_at_guessing, weak_class_words)
+                           largest_class_words, smaller_model_summary, split_at_guessing, weak_class_words)
 from engine.config import OptimConfig, TrainConfig
 from engine.jobs import STOPPED_BY_SERVER
 from engine.methods import METHODS
@@ -190,7 +190,8 @@ def summary_metrics(run: components.RunView, summary: dict) -> None:
     if imbalanced(summary):
         imb = summary["data_report"]["imbalance"]
         st.caption(f"The classes are imbalanced ('{imb['largest']}' has {imb['ratio']}x the images of "
-                   f"'{imb['smallest']}'): judge the model by balanced accuracy and macro-F1, not accuracy alone.")
+                   f"'{imb['smallest']}'): judge the model by balanced accuracy and macro-F1, not accuracy alone. "
+                   + largest_class_words(summary))
     for name in charts.method_metric_names(run.epochs):  # whatever the methods logged (sparsity ...)
         if name.startswith("train_"):  # a check on the training images (its own chart), never a headline figure
             continue
