@@ -49,7 +49,7 @@ from engine.optim import setup_extras
 from engine.paths import (DATASETS_FOLDER, UPLOAD_PREFIX, default_data_dir, register_upload_dir, resolve_path,
                           upload_sha)
 from engine.predict import (VARIANTS, check_sources, load_predictor, model_caution, own_figures, predict_folder,
-                            run_summary, write_csv)
+                            run_summary, unknown_folder_words, write_csv)
 from engine.presets import PRESETS, fit_to_data, fitted_to, get_preset, is_recipe, run_name
 from engine.pruning_search import search_into_config
 from engine.resume import RESUME_FILE, check_resumable, epochs_done_of, planned_epochs
@@ -1419,7 +1419,7 @@ def _predict(args: argparse.Namespace) -> int:
             print(f"  {s.path}: {s.reason}")
     if result.unknown_folders:
         print("folders that are not classes of this run (no accuracy for their images): "
-              + ", ".join(result.unknown_folders))
+              + ", ".join(unknown_folder_words(f, predictor.classes) for f in result.unknown_folders))
     if n <= FEW_ANSWERS:  # a few images: their answers here, not only in the CSV
         # headed: under "3 files skipped:" the answers, at the same indent, read as more skipped files
         print(f"{'the answer' if n == 1 else 'answers'} (top {top_k}):")

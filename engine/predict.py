@@ -848,6 +848,19 @@ LOOKALIKE_BITS = 2 * PHASH_MAX_DISTANCE
 CROWD_SAMPLE = 256  # the run's images `NearCopies.has_crowds` looks at (each compared with all: 256 x M bit counts)
 
 
+def unknown_folder_words(folder: str, classes: Sequence[str]) -> str:
+    """A folder of new images not named after any of `classes`, with the class it may mean: "fox (perhaps 'Red
+    fox')" where a class's name holds the folder's as a word, or is close to it in spelling (difflib, case
+    ignored); the folder's name alone otherwise. An ecologist's card folder "fox" beside the class "Red fox" counted
+    for no accuracy, with no word of which class it meant."""
+    import difflib
+
+    low = {c.lower(): c for c in classes}
+    words = [c for c in classes if folder.lower() in c.lower().replace("_", " ").replace("-", " ").split()]
+    close = words or [low[m] for m in difflib.get_close_matches(folder.lower(), list(low), n=1, cutoff=0.6)]
+    return f"{folder} (perhaps '{close[0]}')" if close else folder
+
+
 @dataclass
 class NearCopies:
     """The run's images by perceptual hash, to recognise a resized or re-saved copy of one of them: a

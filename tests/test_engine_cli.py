@@ -557,6 +557,15 @@ def test_imbalanced_classes_give_the_accuracy_always_answering_the_largest_class
     assert largest_class_words({"data_report": {"imbalance": {"imbalanced": True}}}) == "", "no split counts"
 
 
+def test_a_folder_of_new_images_not_named_as_a_class_is_said_with_the_class_it_may_mean():
+    from engine.predict import unknown_folder_words
+
+    classes = ["Badger", "Red fox", "deer", "empty"]
+    assert unknown_folder_words("fox", classes) == "fox (perhaps 'Red fox')", "a word of the class's name"
+    assert unknown_folder_words("badgr", classes) == "badgr (perhaps 'Badger')", "a near spelling, case ignored"
+    assert unknown_folder_words("cars", classes) == "cars", "nothing near: the name alone"
+
+
 def test_a_run_says_what_reading_its_data_found(capsys):
     """After a run the command line says what `inspect` would: notes, warnings and the files skipped."""
     from engine.cli import _print_data_report

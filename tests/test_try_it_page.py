@@ -380,6 +380,16 @@ def test_a_zip_of_class_folders_gives_a_table_accuracy_and_a_csv(run):
     assert not [m for m in at.metric if m.label == "Accuracy"]
     assert any(i.startswith("No accuracy for this zip: its folders (circles, squares) are not named after this run's "
                             f"classes ({', '.join(sorted(TINY_CLASSES))})") for i in texts(at.info)), texts(at.info)
+    # a folder that may mean a class is said with it (an ecologist's "fox" beside the class "Red fox")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for i in range(2):
+            zf.writestr(f"card/red/{i}.png", png(tiny_image("red", 840 + i)))
+            zf.writestr(f"card/greens/{i}.png", png(tiny_image("green", 840 + i)))
+    at.file_uploader(key="try_zip").set_value(("card.zip", buf.getvalue(), "application/zip")).run()
+    no_problems(at)
+    assert any(i.startswith("These folders are not classes of this run, so their images count for no accuracy: "
+                            "greens (perhaps 'green')") for i in texts(at.info)), texts(at.info)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("one.png", png(tiny_image("red", 830)))

@@ -34,7 +34,8 @@ from app.app_pages.explain import (BARS_NOTE, FLAT_GRAD_CAM, any_flat, bars_heav
 from app.claims_view import at_chance, guess_warning
 from engine.errors import StudioError
 from engine.explain import ATTRIBUTIONS
-from engine.predict import IMAGE_WORDS, LOW_CONFIDENCE, model_caution, own_figures, own_image_note
+from engine.predict import (IMAGE_WORDS, LOW_CONFIDENCE, model_caution, own_figures, own_image_note,
+                            unknown_folder_words)
 
 RUN_KEY = "try_run"
 SOURCE_KEY = "try_source"
@@ -673,13 +674,15 @@ def batch_accuracy(res) -> None:
                                                "Confusion matrix on this batch"),
                         width=charts.confusion_px(len(res.classes), classes=res.classes))
     if res.unknown_folders and metrics is None:
-        st.info("No accuracy for this zip: its folders (" + ", ".join(state.md_text(f) for f in res.unknown_folders[:8])
+        st.info("No accuracy for this zip: its folders (" + ", ".join(
+            state.md_text(unknown_folder_words(f, res.classes)) for f in res.unknown_folders[:8])
                 + (", …" if len(res.unknown_folders) > 8 else "") + ") are not named after this run's classes ("
                 + ", ".join(state.md_text(c) for c in res.classes)
                 + "). To measure it, put the images in folders named after the classes.", icon=":material/info:")
     elif res.unknown_folders:
         st.info("These folders are not classes of this run, so their images count for no accuracy: "
-                + ", ".join(state.md_text(f) for f in res.unknown_folders))
+                + ", ".join(state.md_text(unknown_folder_words(f, res.classes)) for f in res.unknown_folders)
+                + ". Name a folder as its class to count it.")
 
 
 def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, threshold: float) -> None:
