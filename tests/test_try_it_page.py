@@ -370,23 +370,24 @@ def test_a_zip_of_class_folders_gives_a_table_accuracy_and_a_csv(run):
     assert any("6 images" in m for m in texts(at.markdown))
     assert not any("the run's own" in i for i in texts(at.info)), "new images: no own-image note"
     assert "note" in df.columns and "low confidence" not in df.columns, "a reason in words, not a bare tick"
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for i in range(2):
-            zf.writestr(f"shapes/circles/{i}.png", png(tiny_image("red", 820 + i)))
-            zf.writestr(f"shapes/squares/{i}.png", png(tiny_image("green", 820 + i)))
-    at.file_uploader(key="try_zip").set_value(("other.zip", buf.getvalue(), "application/zip")).run()
+    def two_folders(top: str, red: str, green: str, seed: int) -> bytes:
+        """A zip of two pictures in each of two folders, a red one's and a green one's."""
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            for i in range(2):
+                zf.writestr(f"{top}/{red}/{i}.png", png(tiny_image("red", seed + i)))
+                zf.writestr(f"{top}/{green}/{i}.png", png(tiny_image("green", seed + i)))
+        return buf.getvalue()
+
+    at.file_uploader(key="try_zip").set_value(("other.zip", two_folders("shapes", "circles", "squares", 820),
+                                               "application/zip")).run()
     no_problems(at)
     assert not [m for m in at.metric if m.label == "Accuracy"]
     assert any(i.startswith("No accuracy for this zip: its folders (circles, squares) are not named after this run's "
                             f"classes ({', '.join(sorted(TINY_CLASSES))})") for i in texts(at.info)), texts(at.info)
     # a folder that may mean a class is said with it (an ecologist's "fox" beside the class "Red fox")
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for i in range(2):
-            zf.writestr(f"card/red/{i}.png", png(tiny_image("red", 840 + i)))
-            zf.writestr(f"card/greens/{i}.png", png(tiny_image("green", 840 + i)))
-    at.file_uploader(key="try_zip").set_value(("card.zip", buf.getvalue(), "application/zip")).run()
+    at.file_uploader(key="try_zip").set_value(("card.zip", two_folders("card", "red", "greens", 840),
+                                               "application/zip")).run()
     no_problems(at)
     assert any(i.startswith("These folders are not classes of this run, so their images count for no accuracy: "
                             "greens (perhaps 'green')") for i in texts(at.info)), texts(at.info)
