@@ -109,16 +109,18 @@ BROKEN_CURVATURE = 1e6  # head_feature_curvature: the bundled ResNet-18 gives 25
 def head_lr_words(summary: dict, image_size: int | None = None) -> str:
     """What `summary["head_lr_capped"]` ({"lr": the head's peak rate as set, "to": the rate it trained at,
     "curvature": head_feature_curvature's value, "trunk_lr": the trunk's}) means, in plain words for the
-    Results page and the command line ("" when the head kept its rate), and for features of BROKEN_CURVATURE or
-    more from the user's checkpoint, that its weights look broken. `image_size` in pixels, when known."""
+    Results page and the command line ("" when the head kept its rate; the measure named in words, not as "the
+    largest mean square along one direction", which two new users read as jargon), and for features of
+    BROKEN_CURVATURE or more from the user's checkpoint, that its weights look broken. `image_size` in pixels, when
+    known."""
     cap = summary.get("head_lr_capped") or {}
     if not cap.get("to"):
         return ""
     at = f" at {image_size} px" if image_size else ""
     said = (f"The new head learns at a rate of {cap['to']:.2g}, not the {cap['lr']:g} set: the features the "
-            f"network hands it from these images{at} are large (their largest mean square along one direction: "
-            f"{cap['curvature']:.0f}), and at {cap['lr']:g} its steps would overshoot, its loss growing instead of "
-            f"falling. The layers below it learn at {cap['trunk_lr']:g}.")
+            f"network hands it from these images{at} are large ({cap['curvature']:.0f} by the studio's measure of "
+            f"their size), and at {cap['lr']:g} its steps would overshoot, its loss growing instead of falling. The "
+            f"layers below it learn at {cap['trunk_lr']:g}.")
     if cap["curvature"] >= BROKEN_CURVATURE and str((summary.get("load_report") or {}).get("source", "")).startswith(
             "checkpoint"):
         said += (" Features this large (pretrained networks give hundreds to a few thousand) usually mean the "

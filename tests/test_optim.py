@@ -137,8 +137,8 @@ def test_the_head_cap_in_words():
     summary = {"head_lr_capped": {"lr": 0.02, "to": 0.00587, "curvature": 969.2, "trunk_lr": 0.02}}
     assert head_lr_words(summary, 32) == (
         "The new head learns at a rate of 0.0059, not the 0.02 set: the features the network hands it from "
-        "these images at 32 px are large (their largest mean square along one direction: 969), and at 0.02 its "
-        "steps would overshoot, its loss growing instead of falling. The layers below it learn at 0.02.")
+        "these images at 32 px are large (969 by the studio's measure of their size), and at 0.02 its steps would "
+        "overshoot, its loss growing instead of falling. The layers below it learn at 0.02.")
     assert head_lr_words({}) == ""
     # an engineer's checkpoint saved after a diverged step gave 2e9: the words say the file looks broken
     broken = {"head_lr_capped": {**summary["head_lr_capped"], "curvature": 1966718411.0},
