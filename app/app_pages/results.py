@@ -785,29 +785,28 @@ def _recipe_words(runs: list[tuple[dict, int | None]]) -> list[dict[str, str]]:
     return [{k: row.get(k, RECIPE_DEFAULTS[k]) for k in RECIPE_DEFAULTS if k in named} for row in kinds]
 
 
-def _differing_kinds(words: list[dict[str, str]]) -> set[str]:
-    """The kinds whose words differ among two or more runs' recipes (`_recipe_words`); none for one run."""
-    return {k for k in (words[0] if words else {}) if len({w[k] for w in words}) > 1}
+def recipe_columns(runs: list[tuple[dict, int | None]]) -> tuple[list[str], str]:
+    """Compare's recipe cell for each of `runs` ((config dict, head-only epochs the engine ran or None),
+    `_recipe_words`), and what their recipes share, in words, read once. Where the recipes differ, a cell gives only
+    the kinds that differ ("loss weighted by class" beside "classes as they are") and the shared words what the
+    others have alike ("crops and mirrors, first 2 epochs head only (a linear probe)"; "" where no kind is alike):
+    both rows began with the same "crops and mirrors, first 2 epochs head only (a li..." and cut the difference
+    out of sight. Recipes alike (and one run) give each cell whole and no shared words: the column, the same in
+    every row, is then said once as every run's setting."""
+    words = _recipe_words(runs)
+    differ = {k for k in (words[0] if words else {}) if len({w[k] for w in words}) > 1}
+    cells = [", ".join(v for k, v in w.items() if k in differ or not differ) for w in words]
+    return cells, ", ".join(v for k, v in words[0].items() if k not in differ) if differ else ""
 
 
 def recipe_cells(runs: list[tuple[dict, int | None]]) -> list[str]:
-    """Compare's recipe cell for each of `runs` ((config dict, head-only epochs the engine ran or None),
-    `_recipe_words`). Where the runs' recipes differ, a cell gives only the kinds that differ ("loss weighted by
-    class" beside "classes as they are"), what they share being said once (`shared_recipe`): both rows began with
-    the same "crops and mirrors, first 2 epochs head only (a li..." and cut the difference out of sight. Recipes
-    alike (and one run) give the whole recipe, said once as every run's setting."""
-    words = _recipe_words(runs)
-    differ = _differing_kinds(words)
-    return [", ".join(v for k, v in w.items() if k in differ or not differ) for w in words]
+    """`recipe_columns`' cells alone."""
+    return recipe_columns(runs)[0]
 
 
 def shared_recipe(runs: list[tuple[dict, int | None]]) -> str:
-    """What the recipes of `runs` whose recipe cells (`recipe_cells`) give only their differences share, in words
-    ("crops and mirrors, first 2 epochs head only (a linear probe)"); "" when nothing differs or nothing is
-    shared."""
-    words = _recipe_words(runs)
-    differ = _differing_kinds(words)
-    return ", ".join(v for k, v in words[0].items() if k not in differ) if differ else ""
+    """`recipe_columns`' shared words alone."""
+    return recipe_columns(runs)[1]
 
 
 DATA_COLUMNS = ("dataset", "classes", "images", "image px")
@@ -1032,7 +1031,7 @@ def compare(engine, runs) -> None:
     by_run = {}
     # each kind of setting that differs among the runs named in every row
     recipes = [(by_id[i].config, read_summary(by_id[i].run_dir).get("probe_epochs")) for i in chosen]
-    cells, common = recipe_cells(recipes), shared_recipe(recipes)
+    cells, common = recipe_columns(recipes)
     for run_id, cell in zip(chosen, cells):
         row, by_run[run_id] = compare_row(engine, by_id[run_id], short[run_id], cell)
         rows.append(row)
