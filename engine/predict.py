@@ -935,10 +935,11 @@ class NearCopies:
         out: list[str | None] = []
         for n in range(len(hashes)):
             near, bits, diff = self._close(int(hashes[n]), thumbs[n], LOOKALIKE_BITS)  # few, if any, outside a crowd
-            # one of a crowd of look-alikes (a fixed camera's): a copy only where the pixels are its own
-            crowd = len(near) > LOOKALIKE_FILES or self.has_crowds  # where a picture is one of many alike
-            keep = diff <= SAME_PIXELS_THUMB_DIFF if crowd else bits <= PHASH_MAX_DISTANCE
-            near, diff = near[keep], diff[keep]
+            if len(near):  # a new picture usually matches nothing: the run's crowds are looked for only when it does
+                # one of a crowd of look-alikes (a fixed camera's): a copy only where the pixels are its own
+                crowd = len(near) > LOOKALIKE_FILES or self.has_crowds
+                keep = diff <= SAME_PIXELS_THUMB_DIFF if crowd else bits <= PHASH_MAX_DISTANCE
+                near, diff = near[keep], diff[keep]
             if not len(near):
                 out.append((None, None))
                 continue
