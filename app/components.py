@@ -259,10 +259,11 @@ def finished_view(run: RunView) -> None:
         smaller = (" The smaller, channel-pruned model: " + (f"test {fmt_pct(small['test_acc'])}, "
                                                              if small.get("test_acc") is not None else "")
                    + f"validation {fmt_pct(small['val_acc'])}.")
+    baseline = largest_class_words(summary)  # on imbalanced classes, the accuracy to beat
     st.success(("Finished. " + (f"{ended} " if ended else "")
                 + f"Validation accuracy of the {'full-size ' if smaller else ''}fine-tuned model: {fmt_pct(val)}")
                + (f"; test accuracy (images held out until the end): {fmt_pct(test)}" if test is not None else "")
-               + "." + smaller + "".join(f" {w}" for w in [largest_class_words(summary)] if w)
+               + "." + smaller + (f" {baseline}" if baseline else "")
                + " Open **Results** for the confusion matrix, per-class accuracy and downloads.",
                icon=":material/check_circle:")
     smaller = smaller_model_warning(summary)  # the full-size model learnt; the smaller one may not have
