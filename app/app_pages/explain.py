@@ -341,7 +341,7 @@ def model_row(run_dir: str, datasets_dir: str, index: int, key: str, alpha: floa
         return row(p_adv[0], x_adv[0], eps=eps, steps=steps, linf=float((x_adv - x).abs().max()))
     if key == "smaller":
         try:  # answers as Results measured it (held_out_views): the run's precision, no flip TTA
-            small = _structured(run_dir)
+            small = _row_model(run_dir, datasets_dir, key)
             with small.lock, torch.no_grad(), _precision(b):
                 return row(small.model(x).float().softmax(1)[0])
         except Exception as exc:
