@@ -28,10 +28,10 @@ from tqdm import tqdm
 
 from engine.backbones import (BACKBONES, WEIGHTS_TEXT, available_sources, backbone_title, check_bundled,
                               head_left_out)
-from engine.chance import (ChanceCause, chance_cause, chance_finding, colour_words, cut_ends_words, few_class_words,
-                           few_held_out_words, few_training_words, finer_detail_words, memorised_fixes, memorised_words,
-                           pictures_kind_words, run_lr, small_split_words, unstable_words, val_test_gap_words,
-                           weak_class_words)
+from engine.chance import (ChanceCause, by_class_words, chance_cause, chance_finding, colour_words, cut_ends_words,
+                           few_class_words, few_held_out_words, few_training_words, finer_detail_words, memorised_fixes,
+                           memorised_words, pictures_kind_words, run_lr, small_split_words, unstable_words,
+                           val_test_gap_words, weak_class_words)
 from engine.checkpoints import new_run_id, read_metadata, write_json
 from engine.clock import fmt_duration, process_started_at
 from engine.config import (RunConfig, apply_overrides, probe_epochs_for, smaller_batch, smaller_batch_advice,
@@ -751,6 +751,8 @@ def _say_caution(summary: dict, cfg: RunConfig) -> None:
             advice = (f"{advice} If it stays below guessing with more steps, {labels}." if cause.kind == "few_steps"
                       else f"{labels[0].upper()}{labels[1:]}. {advice}")
         print(f"warning: {found.text} {advice}", file=sys.stderr)
+    elif by_class := by_class_words(summary):  # accuracy at the largest class's share, balanced accuracy beyond it
+        print(by_class)
     lr, found = run_lr(summary, cfg.to_dict())
     unstable = None if "adversarial" in cfg.enabled_methods() else unstable_words(summary, lr)  # attacked images' loss
     if unstable:

@@ -32,6 +32,7 @@ from engine.corruptions import corruption_name
 from engine.data import PAD_RGB, DataSplits
 from engine.evaluate import FlipAverage, held_out_accuracy, predict
 from engine.methods import METHODS
+from engine.metrics import class_errors
 from engine.runs import load_structured, model_from_state
 from engine.structured import save_structured
 from engine.words import (balance_words, difference_words, ended_early_words, epochs_run_words, plural,
@@ -379,8 +380,10 @@ def caution_section(summary: dict[str, Any]) -> list[str]:
 
 def per_class_lines(summary: dict[str, Any], whose: str = "") -> list[str]:
     """The card's accuracy of each class, on the test images (else validation), from the summary's
-    `{split}_confusion` (rows: true class; image counts): "- Per class (test images): Melanoma 50.0% (1 of 2); ...";
-    [] without a well-formed matrix. A clinician's rare class had no figure of its own on the card they took home.
+    `{split}_confusion` (rows: true class; image counts): "- Per class (test images): Melanoma 50.0% (1 of 2); ...",
+    and of each class the share of the model's answers that were right (precision, engine.metrics.class_errors):
+    "- Right when it answers each class (precision, test images): Melanoma 33.3% (1 of 3); ..."; [] without a
+    well-formed matrix. A clinician's rare class had no figure of its own on the card they took home.
     `whose`: a model other than the heading's, said in the brackets ("this smaller model's")."""
     split = findings_split(summary)
     rows = confusion_rows(summary, split)
@@ -388,7 +391,11 @@ def per_class_lines(summary: dict[str, Any], whose: str = "") -> list[str]:
         return []
     shown = [f"{c} {right_of_words(row[i], sum(row))}" if sum(row) else f"{c}: no images"
              for i, (c, row) in enumerate(zip(summary["classes"], rows))]
-    return [f"- Per class ({whose + ', ' if whose else ''}{SPLIT_WORDS[split]} images): " + "; ".join(shown)]
+    said = [f"{e.name} {right_of_words(e.found, e.answered)}" if e.answered else f"{e.name}: never answered"
+            for e in class_errors(rows, summary["classes"])]
+    where = f"{whose + ', ' if whose else ''}{SPLIT_WORDS[split]} images"
+    return [f"- Per class ({where}): " + "; ".join(shown),
+            f"- Right when it answers each class (precision, {where}): " + "; ".join(said)]
 
 
 def limits_section(summary: dict[str, Any]) -> list[str]:

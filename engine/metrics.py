@@ -10,11 +10,16 @@ compute themselves:
   no true and no predicted positives scoring 0 (sklearn.metrics.f1_score, average="macro",
   zero_division=0).
 
+`class_errors` gives each class's missed images (recall) and false alarms (precision) from a
+confusion matrix.
+
 A model that always answers the large class ("normal") has accuracy = that class's share but
 balanced accuracy = 1 / number of classes, and a low macro-F1.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
@@ -93,3 +98,48 @@ def top_point(points: list[dict], value) -> dict | None:
         return None
     best = max(value(p) for p in points)
     return max((p for p in points if same_figure(value(p), best)), key=lambda p: p["alpha"])
+
+
+@dataclass(frozen=True)
+class ClassErrors:
+    """One class's two kinds of error, from a confusion matrix (image counts). `images`: the class's true images;
+    `found`: those the model answered as the class (recall's numerator); `missed_as`: what the rest were taken for,
+    [(class, images)], most first; `answered`: the model's answers of the class; `false_from`: the true classes of
+    its wrong answers of the class (false alarms), [(class, images)], most first."""
+
+    name: str
+    images: int
+    found: int
+    missed_as: list[tuple[str, int]]
+    answered: int
+    false_from: list[tuple[str, int]]
+
+    @property
+    def recall(self) -> float | None:
+        """found / images (a fraction), the share of the class's images the model found; None without images."""
+        return self.found / self.images if self.images else None
+
+    @property
+    def precision(self) -> float | None:
+        """found / answered (a fraction), the share of the model's answers of the class that were right; None when
+        it never answered the class."""
+        return self.found / self.answered if self.answered else None
+
+
+def class_errors(rows: list[list[int]], classes: list[str]) -> list[ClassErrors]:
+    """Each class's missed images and false alarms (`ClassErrors`, in `classes` order) from a confusion matrix
+    `rows` (rows: true class, columns: the model's answer; image counts, as sklearn.metrics.confusion_matrix lays
+    it out). Recall and precision follow sklearn.metrics.recall_score and precision_score per class. Raises
+    ValueError when `rows` is not square with one row per class."""
+    k = len(classes)
+    if len(rows) != k or any(len(r) != k for r in rows):
+        raise ValueError(f"a confusion matrix of {len(classes)} classes needs {k} rows of {k} counts")
+
+    def most_first(pairs):
+        return sorted(((classes[j], int(n)) for j, n in pairs if n), key=lambda p: -p[1])
+
+    return [ClassErrors(name=c, images=int(sum(rows[i])), found=int(rows[i][i]),
+                        missed_as=most_first((j, rows[i][j]) for j in range(k) if j != i),
+                        answered=int(sum(r[i] for r in rows)),
+                        false_from=most_first((j, rows[j][i]) for j in range(k) if j != i))
+            for i, c in enumerate(classes)]

@@ -174,7 +174,7 @@ def mix_warning(summary: dict, alpha: float | None) -> str | None:
     point = curve_point(summary.get("wise_curve") or [], alpha) if alpha is not None and alpha < 1 else None
     if not point or point.get("val_acc") is None:
         return None
-    found = chance_finding({**summary, "val_acc": point["val_acc"], "test_acc": None},
+    found = chance_finding({**summary, "val_acc": point["val_acc"], "test_acc": None, "val_confusion": None},
                            whose=f"At alpha {alpha:.2f} the WiSE-FT mix's")
     return None if found is None else f"{found.text} {answers_words(found.maybe)}"
 

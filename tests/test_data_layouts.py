@@ -540,6 +540,36 @@ def test_balanced_accuracy_and_macro_f1_expose_a_majority_guesser():
     assert macro_f1([0, 1], [0, 1], 4) == pytest.approx(1.0)  # classes absent from both are ignored
 
 
+def test_each_class_says_its_missed_images_and_false_alarms():
+    """An inspector asked how many defects the model lets through and how many good parts it flags: the confusion
+    matrix held it, unsaid. Recall and precision per class match scikit-learn's definitions, hand-checked."""
+    from app.app_pages.results import class_errors_frame
+    from engine.metrics import class_errors
+
+    classes = ["dent", "ok", "scratch"]
+    rows = [[2, 1, 0], [3, 25, 2], [0, 0, 3]]  # rows: the true class; columns: the model's answer
+    dent, ok, scratch = class_errors(rows, classes)
+    assert (dent.images, dent.found, dent.missed_as, dent.answered, dent.false_from) == (3, 2, [("ok", 1)], 5,
+                                                                                         [("ok", 3)])
+    assert dent.recall == pytest.approx(2 / 3) and dent.precision == pytest.approx(2 / 5)
+    assert ok.missed_as == [("dent", 3), ("scratch", 2)], "most first"
+    assert scratch.recall == 1 and scratch.precision == pytest.approx(3 / 5) and scratch.missed_as == []
+    # a class never answered has no precision; one without images no recall
+    never = class_errors([[0, 2], [0, 0]], ["rare", "common"])
+    assert never[0].precision is None and never[1].recall is None and never[1].precision == 0
+    frame = class_errors_frame(rows, classes)
+    assert frame.iloc[0].to_dict() == {"class": "dent", "found (recall)": "66.7% (2 of 3)",
+                                       "missed: taken for": "ok (1)",
+                                       "right when it says so (precision)": "40.0% (2 of 5)",
+                                       "false alarms: were": "ok (3)"}
+    assert frame.iloc[1]["missed: taken for"] == "dent (3), scratch (2)"
+    assert frame.iloc[2]["missed: taken for"] == "none"
+    assert class_errors_frame([[0, 2], [0, 0]], ["rare", "common"]).iloc[0]["right when it says so (precision)"] \
+        == "never said"
+    with pytest.raises(ValueError, match="2 classes"):
+        class_errors([[1, 2, 3]], ["a", "b"])
+
+
 # ---------------------------------------------------------------------------- the dry run
 
 

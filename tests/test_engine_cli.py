@@ -557,6 +557,64 @@ def test_imbalanced_classes_give_the_accuracy_always_answering_the_largest_class
     assert largest_class_words({"data_report": {"imbalance": {"imbalanced": True}}}) == "", "no split counts"
 
 
+def _inspector_run(test_confusion, imbalanced=True):
+    """A factory inspector's run summary: 30 'ok' test parts, 3 dented, 3 scratched (rows: true class)."""
+    right = sum(test_confusion[i][i] for i in range(3))
+    return {"classes": ["dent", "ok", "scratch"], "test_acc": right / 36, "test_confusion": test_confusion,
+            "data_report": {"imbalance": {"imbalanced": imbalanced},
+                            "split_counts": {"test": {"dent": 3, "ok": 30, "scratch": 3}}}}
+
+
+def test_a_run_that_tells_imbalanced_classes_apart_is_not_said_to_have_learnt_nothing(capsys):
+    """A class-weighted run finds every defect and takes 10 'ok' parts for defects: 26 of 36 right, below the 30 of
+    always answering 'ok', yet its balanced accuracy is 88.9%. It read "may have learnt nothing"."""
+    from scipy.stats import permutation_test
+
+    from engine.chance import accuracy_finding, by_class_clear, by_class_words, chance_finding
+    from engine.cli import _say_caution
+    from engine.config import RunConfig
+    from engine.predict import mix_warning
+
+    weighted = _inspector_run([[3, 0, 0], [5, 20, 5], [0, 0, 3]])
+    assert accuracy_finding(weighted).kind == "largest", "by accuracy alone it is no better than answering 'ok'"
+    assert chance_finding(weighted) is None
+    bal, p = by_class_clear(weighted, "test")
+    assert abs(bal - (1 + 20 / 30 + 1) / 3) < 1e-9 and p < 0.01
+    assert by_class_clear(weighted, "test") == (bal, p), "seeded: the same summary, the same p"
+    words = by_class_words(weighted)
+    assert words.startswith("Its balanced accuracy (each class's share right, averaged) on the test images is 88.9%, "
+                            "against 33.3% for answers that ignore the picture: it tells the classes apart")
+    _say_caution(weighted, RunConfig())
+    out = capsys.readouterr()
+    assert words in out.out and "learnt nothing" not in out.err
+    # the test is the permutation test of the answers against the true classes (scipy's, compared here)
+    truth = [0] * 3 + [1] * 30 + [2] * 3
+    said = [0] * 3 + [0] * 5 + [1] * 20 + [2] * 5 + [2] * 3
+    import numpy as np
+
+    def balanced(x, axis=-1):
+        return sum((x == np.array(truth))[..., np.array(truth) == k].mean(axis=-1) for k in range(3)) / 3
+
+    ref = permutation_test((np.array(said),), balanced, permutation_type="pairings", vectorized=True,
+                           n_resamples=9999, alternative="greater", rng=np.random.default_rng(1))
+    assert abs(ref.pvalue - p) < 0.005 and abs(ref.statistic - bal) < 1e-12
+    # answering 'ok' for every part: balanced accuracy 33.3%, the finding stays
+    always_ok = _inspector_run([[0, 3, 0], [0, 30, 0], [0, 3, 0]])
+    assert chance_finding(always_ok).kind == "largest" and by_class_words(always_ok) == ""
+    # a few defects found by luck (1 of 3 dents, 5 'ok' parts taken for dents): within luck, the finding stays
+    lucky = _inspector_run([[1, 2, 0], [5, 25, 0], [0, 3, 0]])
+    assert by_class_clear(lucky, "test") is None and chance_finding(lucky) is not None
+    # balanced classes: accuracy is the bar, as before; a confusion matrix of another model (its diagonal is not the
+    # accuracy) is not read
+    assert chance_finding(_inspector_run([[3, 0, 0], [5, 20, 5], [0, 0, 3]], imbalanced=False)).kind == "largest"
+    assert chance_finding({**weighted, "test_acc": 25 / 36}) is not None
+    # a WiSE-FT mix at the largest class's share on validation is not cleared by the fine-tuned model's matrix
+    mixed = {**weighted, "val_acc": 26 / 36, "val_confusion": weighted["test_confusion"], "test_acc": None,
+             "wise_curve": [{"alpha": 0.5, "val_acc": 26 / 36}, {"alpha": 1.0, "val_acc": 26 / 36}],
+             "data_report": {**weighted["data_report"], "split_counts": {"val": {"dent": 3, "ok": 30, "scratch": 3}}}}
+    assert chance_finding(mixed) is None and mix_warning(mixed, 0.5) is not None
+
+
 def test_a_folder_of_new_images_not_named_as_a_class_is_said_with_the_class_it_may_mean():
     from engine.predict import unknown_folder_words
 

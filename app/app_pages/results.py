@@ -18,12 +18,14 @@ from app.claims_view import (at_chance, claim_lines, compare_few_images_words, c
 from app.method_views import VIEWS
 from engine.augment import augmentation_words, greyscale_copies_words
 from engine.backbones import head_left_out
-from engine.chance import (chance_finding, colour_gap, colour_words, confusion_rows, few_class_words, findings_split,
-                           largest_class_words, smaller_model_summary, split_at_guessing, weak_class_words)
+from engine.chance import (by_class_words, chance_finding, colour_gap, colour_words, confusion_rows, few_class_words,
+                           findings_split, largest_class_words, smaller_model_summary, split_at_guessing,
+                           weak_class_words)
 from engine.config import OptimConfig, TrainConfig
 from engine.jobs import STOPPED_BY_SERVER
 from engine.methods import METHODS
 from engine.methods.pruning import nonzero_params
+from engine.metrics import class_errors
 from engine.optim import frozen_words, head_lr_words
 from engine.resume import RESUME_FILE
 from engine.schedules import schedule_label
@@ -191,7 +193,7 @@ def summary_metrics(run: components.RunView, summary: dict) -> None:
         imb = summary["data_report"]["imbalance"]
         st.caption(f"The classes are imbalanced ('{imb['largest']}' has {imb['ratio']}x the images of "
                    f"'{imb['smallest']}'): judge the model by balanced accuracy and macro-F1, not accuracy alone. "
-                   + largest_class_words(summary))
+                   + " ".join(w for w in (largest_class_words(summary), by_class_words(summary)) if w))
     for name in charts.method_metric_names(run.epochs):  # whatever the methods logged (sparsity ...)
         if name.startswith("train_"):  # a check on the training images (its own chart), never a headline figure
             continue
@@ -297,6 +299,28 @@ def confusion_view(summary: dict, which: str) -> tuple[dict, str, str]:
     return view, split, f"the smaller model, {CONFUSION_SPLITS[split]}"
 
 
+def class_errors_frame(rows: list[list[int]], classes: list[str]) -> pd.DataFrame:
+    """Each class's two kinds of error (engine.metrics.class_errors) from a confusion matrix `rows` (rows: true
+    class; image counts), one row per class, in words: found of its images (recall) and what the missed ones were
+    taken for; right of the model's answers of it (precision) and what its false alarms were. An inspector asked
+    how many defects the model lets through and how many good parts it flags: the matrix held it, unsaid. Raises
+    ValueError for a matrix not of `classes`."""
+    def listed(pairs: list[tuple[str, int]]) -> str:
+        return ", ".join(f"{name} ({n})" for name, n in pairs) or "none"
+
+    return pd.DataFrame([{
+        "class": e.name,
+        "found (recall)": right_of_words(e.found, e.images) if e.images else "no images",
+        "missed: taken for": listed(e.missed_as),
+        "right when it says so (precision)": right_of_words(e.found, e.answered) if e.answered else "never said",
+        "false alarms: were": listed(e.false_from)} for e in class_errors(rows, classes)])
+
+
+CLASS_ERRORS_WORDS = ("Recall: of a class's images, the share the model found. Precision: of the model's answers of "
+                      "a class, the share that were right. For a class you must not miss (a defect, a disease), watch "
+                      "its misses; for one whose answer sets work going (a re-check, a recall), its false alarms.")
+
+
 def detail_charts(run: components.RunView, summary: dict) -> None:
     """Confusion matrix (per split, the smaller model's too), per-class accuracy and accuracy per corruption, side
     by side."""
@@ -327,6 +351,9 @@ def detail_charts(run: components.RunView, summary: dict) -> None:
                        "worth looking at: similar-looking classes, or a class with too few images."
                        + (" On your OOD set (your images of other conditions), a mix-up the test images do not show "
                           "is what the change of conditions costs." if which == "ood_user" else ""))
+            if (rows := confusion_rows({**view, "classes": classes}, split)) is not None:  # well formed
+                st.dataframe(class_errors_frame(rows, classes), hide_index=True, width="stretch")
+                st.caption(CLASS_ERRORS_WORDS)
     with right:
         per_class = view.get(f"{split}_per_class_acc") or view.get("val_per_class_acc")
         if per_class:
