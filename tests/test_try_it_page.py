@@ -445,6 +445,19 @@ def test_long_class_names_take_the_room_an_empty_note_column_leaves():
     short = table_widths(table(result("unsure (41%)", None)))  # "Naevus (benign) 10%": no wider than it needs
     assert short["others"] == max(TABLE_WIDTHS["others"], CELL_CHAR_PX * len("Naevus (benign) 10%") + CELL_PAD_PX)
     assert table_widths(pd.DataFrame(columns=["file", "predicted"])) == {"file": 160, "predicted": 90}
+    # a long note takes the runners-up's room down to one runner-up's, the table no wider
+    from app.app_pages.try_it import OTHERS_MIN_PX
+
+    flagged = table(result("unfamiliar (unlike the training images); unsure (44%)", "Melanoma"), ["data:,"] * 3)
+    note = table_widths(flagged)  # "Naevus (benign) 10%" fits in less than the column: the rest goes to the note
+    assert note["others"] == CELL_CHAR_PX * len("Naevus (benign) 10%") + CELL_PAD_PX and sum(note.values()) == budget
+    assert note["note"] == TABLE_WIDTHS["note"] + TABLE_WIDTHS["others"] - note["others"]
+    flagged.loc[0, "others"] = "Seborrhoeic keratosis 30%, Melanoma 22%"  # cut either way: one runner-up is shown
+    assert table_widths(flagged)["others"] == OTHERS_MIN_PX
+    flagged["others"] = "Melanoma 9%"  # runners-up that need less than OTHERS_MIN_PX give no more than that floor
+    assert table_widths(flagged)["others"] == OTHERS_MIN_PX
+    short = table(result("unfamiliar (noise)", "Melanoma"), ["data:,"] * 3)  # fits: nothing moves
+    assert table_widths(short) == {c: TABLE_WIDTHS[c] for c in short.columns}
 
 
 def test_the_file_column_shows_the_files_name_at_1280_px():

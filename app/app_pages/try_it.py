@@ -630,25 +630,47 @@ def table(result, pictures: list[str] | None = None) -> pd.DataFrame:
 CLASS_COLUMNS = ("true class", "predicted")
 TABLE_FIT_PX = sum(TABLE_WIDTHS.values())  # the table's room in a 1280 px window (every column at TABLE_WIDTHS)
 OTHERS_MAX_PX = 330  # the "others" column at most
+OTHERS_MIN_PX = 100  # ... and at least, where a long note takes its room: one runner-up ("Red fox 12%")
+NOTE_MAX_PX = 330  # the "note" column at most
+COLUMN_HELP = {"note": "Why the answer is flagged, or which of the run's own images it is. A cell cut at the "
+                       "column's edge shows all its words when you double-click it.",
+               "others": "The next most likely classes, with their probabilities."}
 CELL_CHAR_PX, CELL_PAD_PX, CLASS_COLUMN_MAX_PX = 7, 16, 170  # a class name's characters in a cell, its padding
 
 
 def table_widths(df: pd.DataFrame) -> dict[str, int]:
     """Pixel widths of `table`'s columns: TABLE_WIDTHS, with the class columns widened to their longest name (at
-    CELL_CHAR_PX a character, at most CLASS_COLUMN_MAX_PX), then the "others" column to its longest cell (at most
-    OTHERS_MAX_PX), out of the room the columns left out leave, so the table stays within TABLE_FIT_PX (a 1280 px
-    window). "Seborrhoeic keratos" was cut beside an empty note column."""
+    CELL_CHAR_PX a character, at most CLASS_COLUMN_MAX_PX), then the "note" column to its longest cell (at most
+    NOTE_MAX_PX; the "others" column gives way, down to OTHERS_MIN_PX), then the "others" column to its longest cell
+    (at most OTHERS_MAX_PX), out of the room the columns left out leave, so the table stays within TABLE_FIT_PX (a
+    1280 px window). "Seborrhoeic keratos" was cut beside an empty note column; a note showed its first 20
+    characters ("unfamiliar (unlike t…") beside runners-up with room to spare."""
     widths = {c: TABLE_WIDTHS[c] for c in df.columns if c in TABLE_WIDTHS}
     free = TABLE_FIT_PX - sum(widths.values())
 
+    def fit(c: str, most: int) -> int:  # the column's longest cell, in px, at most `most`
+        return min(most, CELL_CHAR_PX * int(df[c].astype(str).str.len().max() or 0) + CELL_PAD_PX)
+
     def need(c: str, most: int) -> int:
-        return max(0, min(most, CELL_CHAR_PX * int(df[c].astype(str).str.len().max() or 0) + CELL_PAD_PX) - widths[c])
+        return max(0, fit(c, most) - widths[c])
 
     needs = {c: need(c, CLASS_COLUMN_MAX_PX) for c in CLASS_COLUMNS if c in widths and len(df)}
     for i, c in enumerate(sorted(needs, key=needs.get)):  # the smaller need first: what it leaves goes to the other
         grow = max(0, min(needs[c], free // (len(needs) - i)))
         widths[c] += grow
         free -= grow
+    if "note" in widths and len(df):  # why an answer is flagged comes before the runners-up
+        want = need("note", NOTE_MAX_PX)
+        grow = min(want, free)
+        free -= grow
+        if "others" in widths and want > grow:  # the runners-up give way: to their own width where it is less,
+            # else down to OTHERS_MIN_PX (one runner-up)
+            content = fit("others", OTHERS_MAX_PX)
+            floor = OTHERS_MIN_PX if content > widths["others"] else max(OTHERS_MIN_PX, content)
+            took = max(0, min(want - grow, widths["others"] - floor))
+            widths["others"] -= took
+            grow += took
+        widths["note"] += grow
     if "others" in widths and len(df):  # what is left: the runners-up ("Melanoma 6%, Seborrhoeic k…" was cut)
         widths["others"] += max(0, min(need("others", OTHERS_MAX_PX), free))
     return widths
@@ -744,7 +766,7 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
     widths = table_widths(shown)
     st.dataframe(shown, hide_index=True, width="stretch", height=height, row_height=ROW_PX,
                  column_config={
-                     **{c: st.column_config.Column(c, width=w) for c, w in widths.items()},
+                     **{c: st.column_config.Column(c, width=w, help=COLUMN_HELP.get(c)) for c, w in widths.items()},
                      "picture": st.column_config.ImageColumn(  # no room for a heading: the pictures say what they are
                          "", width=TABLE_WIDTHS["picture"], help="The picture as the model saw it (its square)."),
                      "confidence": st.column_config.ProgressColumn("confidence", format=CONFIDENCE_FORMAT, min_value=0,
