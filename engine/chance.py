@@ -959,7 +959,8 @@ def pictures_kind_words(summary: dict, greyscale: Sequence[bool]) -> str | None:
 def split_at_guessing(summary: dict, split: str) -> str | None:
     """A finding when the model's accuracy on `split` ("val", "test" or "ood_user": the user's OOD set),
     from its `{split}_confusion` (rows: true class, columns: answer; image counts), is at, below or
-    within luck of guessing (`chance_finding` on those counts), with the answer it gives most often, and for the
+    within luck of guessing (`chance_finding` on those counts; on imbalanced classes a balanced accuracy beyond luck
+    clears it, as it clears the run's), with the answer it gives most often, and for the
     user's OOD set what it means (conditions beyond what it learnt; within luck: too few pictures to tell); None
     otherwise or without a well-formed matrix. A new user's OOD set of darker pictures was answered
     "square" for every image, and the page named two of three classes as weak, advising more images."""
@@ -970,8 +971,10 @@ def split_at_guessing(summary: dict, split: str) -> str | None:
     if n == 0:
         return None
     counts = {"test": {str(c): sum(r) for c, r in zip(classes, rows)}}
+    imbalance = (summary.get("data_report") or {}).get("imbalance")  # balanced accuracy may clear it, as the run's
     found = chance_finding({"classes": classes, "test_acc": sum(rows[i][i] for i in range(len(rows))) / n,
-                            "data_report": {"split_counts": counts}}, whose="The model's")
+                            "test_confusion": rows, "data_report": {"split_counts": counts, "imbalance": imbalance}},
+                           whose="The model's")
     if found is None:
         return None
     right, guess = sum(rows[i][i] for i in range(len(rows))), 1 / len(classes)

@@ -570,7 +570,8 @@ def test_a_run_that_tells_imbalanced_classes_apart_is_not_said_to_have_learnt_no
     always answering 'ok', yet its balanced accuracy is 88.9%. It read "may have learnt nothing"."""
     from scipy.stats import permutation_test
 
-    from engine.chance import accuracy_finding, by_class_clear, by_class_words, chance_finding
+    from engine.chance import (accuracy_finding, by_class_clear, by_class_words, chance_finding, split_at_guessing,
+                               weak_class_words)
     from engine.cli import _say_caution
     from engine.config import RunConfig
     from engine.predict import mix_warning
@@ -578,6 +579,8 @@ def test_a_run_that_tells_imbalanced_classes_apart_is_not_said_to_have_learnt_no
     weighted = _inspector_run([[3, 0, 0], [5, 20, 5], [0, 0, 3]])
     assert accuracy_finding(weighted).kind == "largest", "by accuracy alone it is no better than answering 'ok'"
     assert chance_finding(weighted) is None
+    # Results' per-split finding says the same (it read "no better than always answering its largest class, ok")
+    assert split_at_guessing(weighted, "test") is None and weak_class_words(weighted, "test") is None
     bal, p = by_class_clear(weighted, "test")
     assert abs(bal - (1 + 20 / 30 + 1) / 3) < 1e-9 and p < 0.01
     assert by_class_clear(weighted, "test") == (bal, p), "seeded: the same summary, the same p"
@@ -601,6 +604,7 @@ def test_a_run_that_tells_imbalanced_classes_apart_is_not_said_to_have_learnt_no
     # answering 'ok' for every part: balanced accuracy 33.3%, the finding stays
     always_ok = _inspector_run([[0, 3, 0], [0, 30, 0], [0, 3, 0]])
     assert chance_finding(always_ok).kind == "largest" and by_class_words(always_ok) == ""
+    assert "no better than always answering its largest class, ok" in split_at_guessing(always_ok, "test")
     # a few defects found by luck (1 of 3 dents, 5 'ok' parts taken for dents): within luck, the finding stays
     lucky = _inspector_run([[1, 2, 0], [5, 25, 0], [0, 3, 0]])
     assert by_class_clear(lucky, "test") is None and chance_finding(lucky) is not None

@@ -351,9 +351,6 @@ def detail_charts(run: components.RunView, summary: dict) -> None:
                        "worth looking at: similar-looking classes, or a class with too few images."
                        + (" On your OOD set (your images of other conditions), a mix-up the test images do not show "
                           "is what the change of conditions costs." if which == "ood_user" else ""))
-            if (rows := confusion_rows({**view, "classes": classes}, split)) is not None:  # well formed
-                st.dataframe(class_errors_frame(rows, classes), hide_index=True, width="stretch")
-                st.caption(CLASS_ERRORS_WORDS)
     with right:
         per_class = view.get(f"{split}_per_class_acc") or view.get("val_per_class_acc")
         if per_class:
@@ -380,6 +377,9 @@ def detail_charts(run: components.RunView, summary: dict) -> None:
                         if which.startswith("smaller") else "")
                        + "The dashed line is the clean validation accuracy: the gap to each bar is what that "
                        "corruption costs (a bar past the line: no cost these images can show).")
+    if classes and (rows := confusion_rows({**view, "classes": classes}, split)) is not None:  # well formed
+        st.dataframe(class_errors_frame(rows, classes), hide_index=True, width="stretch")  # the page's width: 5 columns
+        st.caption(f"Each class's misses and false alarms ({words}). {CLASS_ERRORS_WORDS}")
     if not run.steps.empty and "lr" in run.steps:
         st.altair_chart(charts.lr_chart(run.steps), width="stretch")
         if cap := summary.get("head_lr_capped"):  # the chart is the trunk's (the optimiser's first group)
