@@ -53,6 +53,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from engine.backbones import IMAGENET_MEAN
+from engine.bursts import burst_groups, burst_words, shot_times, with_bursts
 from engine.devices import usable_cpus
 from engine.errors import StudioError
 from engine.paths import EXTRACTED_DIGITS
@@ -150,6 +151,7 @@ class DataReport:
     # user's exact copies and look-alike leaves were counted as one kind)
     duplicate_identical: list[bool] = field(default_factory=list)
     duplicates_dropped: list[str] = field(default_factory=list)
+    bursts: list[list[str]] = field(default_factory=list)  # files taken moments apart by one camera (engine.bursts)
     imbalance: dict = field(default_factory=dict)
     picture_shape: dict = field(default_factory=dict)  # the pictures' typical size and what the square keeps
     greyscale: int = 0  # the kept pictures that are greyscale (`is_greyscale`): Results counts them apart
@@ -1348,6 +1350,8 @@ class _Decoded:
     phash: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
     thumbs: np.ndarray | None = None  # float32 [N, 3, COPY_THUMB, COPY_THUMB], from the picture (not the run size)
     sizes: np.ndarray | None = None  # int64 [N, 2]: each picture's upright (width, height) in pixels
+    taken: np.ndarray | None = None  # float64 [N]: when each picture was taken, seconds (NaN: unknown; bursts.shot_time)
+    cameras: tuple[str, ...] = ()  # the camera of each picture ("" unknown)
     layout: str = LAYOUT_CLASS_FOLDERS
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
@@ -1594,12 +1598,13 @@ def _decoded(source, work_dir, image_size: int, limits: ZipLimits, max_cache_byt
         keep = torch.tensor(ok, dtype=torch.bool)
         images, labels = images[keep], labels[keep]
     rows = [i for i, good in enumerate(ok) if good]
+    taken, cameras = shot_times([paths[i] for i in rows])  # bursts: frames of one moment, kept in one split
     decoded = _Decoded(
         images, labels, tuple(scan.classes), tuple(skipped),
         paths=tuple(paths[i].relative_to(root).as_posix() for i in rows),
         splits=None if scan.splits is None else tuple(scan.splits[i] for i in rows),
         sha256=tuple(shas[i] for i in rows), phash=phashes[rows], thumbs=thumbs[rows], sizes=sizes[rows],
-        layout=scan.layout, notes=tuple(scan.notes), warnings=tuple(scan.warnings))
+        taken=taken, cameras=tuple(cameras), layout=scan.layout, notes=tuple(scan.notes), warnings=tuple(scan.warnings))
     _cache_put(key, decoded)
     return decoded
 
@@ -1776,9 +1781,10 @@ def lookalike_note(paths: Sequence[str], labels: Sequence[int], classes: Sequenc
     return (f"{len(rows)} pictures look almost alike at a glance{across}{pair} as a fixed camera's pictures do. "
             "They are split as different pictures, not as copies of one another (only files with the same pixels "
             "are kept together), and the model must learn the details that tell them apart. Pictures of one moment "
-            "in two splits flatter the validation and test figures: remove re-saved copies of a photo, and where "
-            "pictures come in bursts (a camera trap's frames of one animal), split them yourself into train/, val/ "
-            "and test/ folders, each burst in one folder: the studio then uses your split as it is.")
+            "in two splits flatter the validation and test figures: remove re-saved copies of a photo. Bursts (a camera "
+            "trap's frames of one animal) are kept in one split where each file records when it was taken; where "
+            "they do not, split them yourself into train/, val/ and test/ folders, each burst in one folder: the "
+            "studio then uses your split as it is.")
 
 
 def class_imbalance(counts: dict[str, int]) -> dict:
@@ -1993,6 +1999,16 @@ def _count(n: int, one: str, many: str) -> str:
     return f"{n} {one if n == 1 else many}"
 
 
+def _kept_bursts(decoded: _Decoded, rows: np.ndarray) -> list[list[int]]:
+    """The bursts (engine.bursts.burst_groups) among the decoded pictures, as indices into `rows` (the rows kept:
+    all, or one per copy group), bursts left with one picture dropped; [] when no picture's time is known."""
+    if decoded.taken is None or len(decoded.taken) != len(decoded.paths):
+        return []
+    at = {int(r): k for k, r in enumerate(rows)}
+    kept = [[at[i] for i in b if i in at] for b in burst_groups(decoded.taken, decoded.cameras)]
+    return [b for b in kept if len(b) > 1]
+
+
 def _given_split(full: ImageSet, given: list[str], kept_groups: np.ndarray, val_fraction: float, seed: int,
                  skipped: list, notes: list[str]) -> dict[str, torch.Tensor]:
     """Indices per split from the split folders (`given`: each image's split name). A missing val/
@@ -2111,12 +2127,20 @@ def _load_dataset(source, work_dir, image_size, val_fraction, test_fraction, see
     if not near:
         warnings_out.append("Near-duplicate pictures were not searched (the imagehash package is missing); "
                             "only identical files are kept together. Install the requirements to fix this.")
+    bursts = _kept_bursts(decoded, rows)
+    together = with_bursts(kept_groups, bursts)  # copies and each burst's frames: one split each
     if given is None:
         indices = stratified_split(full.labels, len(classes), val_fraction, test_fraction, seed,
-                                   groups=torch.from_numpy(kept_groups))
+                                   groups=torch.from_numpy(together))
     else:
-        indices = _given_split(full, given, kept_groups, val_fraction, seed, decoded.skipped, notes)
+        indices = _given_split(full, given, together, val_fraction, seed, decoded.skipped, notes)
     warnings_out += _duplicate_warnings(paths, full.labels.tolist(), given, kept_groups, classes)
+    where = [""] * len(paths)
+    for name, idx in indices.items():
+        for i in idx.tolist():
+            where[i] = name
+    said = burst_words(paths, bursts, where if given is not None else None)
+    (notes if given is None else warnings_out).extend([said] if said else [])
 
     full.greyscale()  # measured once, for the report and every split (`subset` carries it)
     splits = {name: full.subset(idx) for name, idx in indices.items()}
@@ -2142,6 +2166,7 @@ def _load_dataset(source, work_dir, image_size, val_fraction, test_fraction, see
         duplicate_groups=[sorted(m) for m in members.values() if len(m) > 1],
         duplicate_identical=[len(hashes[g]) == 1 for g, m in members.items() if len(m) > 1],
         duplicates_dropped=dropped,
+        bursts=[[paths[i] for i in b] for b in bursts],
         imbalance=class_imbalance(counts),
         picture_shape=picture_shape(decoded.sizes),
         greyscale=int(full.greyscale().sum()),

@@ -1,0 +1,138 @@
+"""Bursts: frames one camera took moments apart (a camera trap's frames of one animal), read from EXIF times.
+
+Frames of one moment are near copies of one another: with one in training and its neighbour in validation, the
+validation figure measures recall of the moment, not the model. `load_dataset` keeps each burst in one split, as it
+keeps copies of one picture (engine.data.find_duplicate_groups), and where the user's folders give the split, says
+which bursts they cut. An ecologist's camera-trap export of 52 bursts had 35 in two splits.
+
+A burst is a chain of pictures from one camera (EXIF Make, Model and BodySerialNumber), each taken at most
+BURST_GAP_S seconds after the one before (EXIF DateTimeOriginal with SubsecTimeOriginal, else DateTime; read by
+Pillow's ExifTags), of 2 to BURST_MAX_FILES pictures. A longer chain is a time-lapse, a production line or a copied
+timestamp, not one moment, and is left as separate pictures. Pictures without a readable time form no burst.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import ExifTags, Image
+
+BURST_GAP_S = 3.0  # seconds: a camera trap's frames of one trigger come 0.2-2 s apart; phone photos of two subjects
+# rarely come closer than this
+BURST_MAX_FILES = 20  # pictures: a chain longer than this is not one moment (a time-lapse, a copied timestamp)
+EXIF_TIME = "%Y:%m:%d %H:%M:%S"  # EXIF 2.3, section 4.6.5: "YYYY:MM:DD HH:MM:SS"
+
+
+def _seconds(stamp, subsec) -> float:
+    """Seconds since 1970 of an EXIF time string and its sub-second digits, read as UTC (a camera's clock has no
+    zone; only differences within one camera count); NaN for a missing or malformed one ("0000:00:00 00:00:00")."""
+    try:
+        when = datetime.strptime(str(stamp).strip("\x00 "), EXIF_TIME)
+    except (TypeError, ValueError):
+        return math.nan
+    digits = "".join(ch for ch in str(subsec or "") if ch.isdigit())
+    return when.replace(tzinfo=timezone.utc).timestamp() + (float(f"0.{digits}") if digits else 0.0)
+
+
+def shot_time(path: Path) -> tuple[float, str]:
+    """(when the picture at `path` was taken, in seconds (float; NaN when its file carries no readable time), the
+    camera that took it: its EXIF Make, Model and BodySerialNumber joined by "/", "" when none). Reads the file's
+    header only (Pillow opens lazily); never raises for a file Pillow cannot read (NaN, "")."""
+    try:
+        with Image.open(path) as img:
+            exif = img.getexif()
+            sub = exif.get_ifd(ExifTags.IFD.Exif)
+    except Exception:  # noqa: BLE001 - an unreadable header: no time, as for a picture without one
+        return math.nan, ""
+    when = _seconds(sub.get(ExifTags.Base.DateTimeOriginal), sub.get(ExifTags.Base.SubsecTimeOriginal))
+    if math.isnan(when):
+        when = _seconds(exif.get(ExifTags.Base.DateTime), sub.get(ExifTags.Base.SubsecTime))
+    camera = "/".join(str(v).strip("\x00 ") for v in (exif.get(ExifTags.Base.Make), exif.get(ExifTags.Base.Model),
+                                                       sub.get(ExifTags.Base.BodySerialNumber)) if v)
+    return when, camera
+
+
+def shot_times(paths: Sequence[Path]) -> tuple[np.ndarray, list[str]]:
+    """`shot_time` of each of `paths`: (float64 [N] seconds, NaN where unknown; N camera names)."""
+    found = [shot_time(Path(p)) for p in paths]
+    return np.array([t for t, _ in found], dtype=np.float64), [c for _, c in found]
+
+
+def burst_groups(taken: np.ndarray, cameras: Sequence[str], gap: float = BURST_GAP_S,
+                 most: int = BURST_MAX_FILES) -> list[list[int]]:
+    """The bursts among N pictures taken at `taken` (float64 [N] seconds, NaN: unknown) by `cameras` (N names):
+    each a list of row indices (ascending), the pictures of one camera each at most `gap` seconds after the one
+    before, 2 to `most` of them (a longer chain is not one moment: left out). In order of their first row."""
+    taken = np.asarray(taken, dtype=np.float64)
+    by_camera: dict[str, list[int]] = {}
+    for i in np.flatnonzero(~np.isnan(taken)).tolist():
+        by_camera.setdefault(cameras[i], []).append(i)
+    bursts: list[list[int]] = []
+    for rows in by_camera.values():
+        rows.sort(key=lambda i: (taken[i], i))
+        chain = [rows[0]]
+        for i in rows[1:] + [-1]:  # -1: the end closes the last chain
+            if i >= 0 and taken[i] - taken[chain[-1]] <= gap:
+                chain.append(i)
+                continue
+            if 2 <= len(chain) <= most:
+                bursts.append(sorted(chain))
+            chain = [i]
+    return sorted(bursts, key=lambda b: b[0])
+
+
+def with_bursts(groups: np.ndarray, bursts: Sequence[Sequence[int]]) -> np.ndarray:
+    """Split groups (int64 [N], any label per group: engine.data.find_duplicate_groups') with each burst's rows
+    (indices into the N rows) joined into one group, with every row grouped with any of them: int64 [N], each row's
+    smallest member index; `groups` itself when there are no bursts. A copy of a burst's frame in another burst
+    joins the two."""
+    groups = np.asarray(groups, dtype=np.int64)
+    if not bursts:
+        return groups
+    _, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
+    parent = first[inverse].astype(np.int64)  # each row's group as the index of its first row
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = int(parent[i])
+        return int(i)
+
+    for burst in bursts:
+        for i in burst[1:]:
+            a, b = find(burst[0]), find(i)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    return np.array([find(i) for i in range(len(parent))], dtype=np.int64)
+
+
+def cut_bursts(bursts: Sequence[Sequence[int]], splits: Sequence[str]) -> list[list[int]]:
+    """The bursts (`burst_groups`) whose pictures lie in more than one split (`splits`: each row's split name), in
+    their order."""
+    return [list(b) for b in bursts if len({splits[i] for i in b}) > 1]
+
+
+def burst_words(paths: Sequence[str], bursts: Sequence[Sequence[int]], splits: Sequence[str] | None = None) -> str:
+    """The Data page's words on `bursts` (rows into `paths`): how many pictures came in how many bursts and that
+    each is kept in one split; where the user's folders gave the split (`splits`: each row's split name), the
+    bursts those folders cut (`cut_bursts`), with two frames of one in two folders, as a warning's text. "" when
+    there are no bursts, or with `splits` none cut."""
+    if not bursts:
+        return ""
+    rule = f"frames of one camera at most {BURST_GAP_S:g} s apart, by the time each file records"
+    if splits is None:
+        return (f"{sum(map(len, bursts))} pictures came in {len(bursts)} bursts ({rule}). Each burst is kept in one "
+                f"split, as copies are: its frames show one moment, and one of them in training would flatter the "
+                f"others' validation and test figures.")
+    cut = cut_bursts(bursts, splits)
+    if not cut:
+        return ""
+    a = cut[0][0]
+    b = next(i for i in cut[0] if splits[i] != splits[a])
+    return (f"{len(cut)} of {len(bursts)} bursts ({rule}) have frames in two of your split folders, such as "
+            f"{paths[a]} and {paths[b]}: one moment on both sides flatters the held-out figures. Move each "
+            f"burst's frames into one folder.")

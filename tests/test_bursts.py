@@ -1,0 +1,141 @@
+"""Bursts (engine.bursts): frames one camera took moments apart stay in one split, read from their EXIF times."""
+
+from __future__ import annotations
+
+import io
+import math
+import zipfile
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import ExifTags, Image
+
+from engine.bursts import BURST_GAP_S, BURST_MAX_FILES, burst_groups, burst_words, shot_time, with_bursts
+from engine.data import load_dataset
+
+START = datetime(2024, 5, 24, 9, 27, 0)
+
+
+def frame(seed: int, when: datetime | None = None, camera: tuple[str, str] = ("Browning", "BTC-8E"),
+          fmt: str = "JPEG", original: bool = True) -> bytes:
+    """A 24 px picture of noise (no two alike: never near copies), with its EXIF time and camera when `when` is
+    given: DateTimeOriginal (`original`) or only DateTime."""
+    rgb = np.random.default_rng(seed).integers(0, 256, (24, 24, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    if when is not None:
+        exif[ExifTags.Base.Make], exif[ExifTags.Base.Model] = camera
+        if original:
+            exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] = when.strftime("%Y:%m:%d %H:%M:%S")
+        else:
+            exif[ExifTags.Base.DateTime] = when.strftime("%Y:%m:%d %H:%M:%S")
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, fmt, exif=exif)
+    return buf.getvalue()
+
+
+def camera_trap(path: Path, timed: bool = True, prefix: str = "", bursts: int = 6, frames: int = 3) -> Path:
+    """A camera trap's export: 3 classes, `bursts` bursts each of `frames` frames 1 s apart, bursts 10 minutes
+    apart, numbered as a camera numbers them; `timed` False: the same pictures without EXIF times."""
+    n = 0
+    with zipfile.ZipFile(path, "w") as zf:
+        for c, cls in enumerate(("deer", "empty", "fox")):
+            for b in range(bursts):
+                for k in range(frames):
+                    when = START + timedelta(minutes=10 * (c * bursts + b), seconds=k) if timed else None
+                    zf.writestr(f"{prefix}{cls}/IMG_{n:04d}.JPG", frame(n, when))
+                    n += 1
+    return path
+
+
+def burst_of(name: str, frames: int = 3) -> int:
+    return int(name.rsplit("IMG_", 1)[1][:4]) // frames
+
+
+def test_a_pictures_time_and_camera_are_read_from_its_exif(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(frame(0, START))
+    assert shot_time(tmp_path / "a.jpg") == (datetime(2024, 5, 24, 9, 27, 0).replace(
+        tzinfo=__import__("datetime").timezone.utc).timestamp(), "Browning/BTC-8E")
+    (tmp_path / "b.jpg").write_bytes(frame(1, START + timedelta(seconds=2), original=False))
+    assert shot_time(tmp_path / "b.jpg")[0] - shot_time(tmp_path / "a.jpg")[0] == 2, "DateTime when no original"
+    (tmp_path / "c.png").write_bytes(frame(2, None, fmt="PNG"))
+    t, cam = shot_time(tmp_path / "c.png")
+    assert math.isnan(t) and cam == ""
+    (tmp_path / "d.jpg").write_bytes(b"\xff\xd8\xff broken")
+    assert math.isnan(shot_time(tmp_path / "d.jpg")[0]), "an unreadable header: no time, no error"
+    blank = Image.Exif()
+    blank.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] = "0000:00:00 00:00:00"
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, "JPEG", exif=blank)
+    (tmp_path / "e.jpg").write_bytes(buf.getvalue())
+    assert math.isnan(shot_time(tmp_path / "e.jpg")[0]), "a camera's blank clock"
+
+
+def test_bursts_are_chains_of_one_cameras_frames_moments_apart():
+    t = np.array([0, 1, 2, 100, 101, 200, 1000, np.nan, 1, 300], dtype=float)
+    cams = ["a"] * 8 + ["b", "a"]
+    assert burst_groups(t, cams) == [[0, 1, 2], [3, 4]], "another camera's frame at 1 s is not in the burst"
+    assert burst_groups(t, cams, gap=100) == [[0, 1, 2, 3, 4, 5, 9]], "each frame within the gap of the one before"
+    # a chain longer than BURST_MAX_FILES (a time-lapse at 1 s, a copied timestamp) is no burst
+    assert burst_groups(np.arange(BURST_MAX_FILES + 1, dtype=float), ["a"] * (BURST_MAX_FILES + 1)) == []
+    assert burst_groups(np.zeros(BURST_MAX_FILES), ["a"] * BURST_MAX_FILES) == [list(range(BURST_MAX_FILES))]
+    # phone photos of one subject after another, 10 s apart: no bursts
+    assert burst_groups(np.arange(0, 100, 10, dtype=float), ["phone"] * 10) == []
+    assert BURST_GAP_S < 10
+    # joined with copy groups: a copy in one burst of a frame of another joins the two
+    assert with_bursts(np.array([0, 1, 2, 1, 4]), [[0, 1], [2, 4]]).tolist() == [0, 0, 2, 0, 2]
+    # groups labelled by rows no longer there (copies dropped): read as labels, not as indices
+    assert with_bursts(np.array([7, 9, 7, 30]), [[1, 3]]).tolist() == [0, 1, 0, 1]
+    assert with_bursts(np.array([7, 9]), []).tolist() == [7, 9], "no bursts: the groups as they were"
+
+
+def test_each_burst_stays_in_one_split_and_the_data_report_says_so(tmp_path):
+    """An ecologist's export: 35 of 52 bursts had frames in two splits, validation flattered by its neighbours."""
+    timed = load_dataset(camera_trap(tmp_path / "trap.zip"), tmp_path / "w", image_size=16)
+    rep = timed.report
+    assert len(rep.bursts) == 18 and all(len(b) == 3 for b in rep.bursts)
+    split_of = {f: s for s, files in rep.split_files.items() for f in files}
+    assert all(len({split_of[f] for f in b}) == 1 for b in rep.bursts), "each burst in one split"
+    assert sum(rep.split_counts["val"].values()) and sum(rep.split_counts["test"].values())
+    assert any("54 pictures came in 18 bursts (frames of one camera at most 3 s apart" in n for n in rep.notes)
+    # the same pictures without times: bursts straddle the splits (the split this data had before)
+    plain = load_dataset(camera_trap(tmp_path / "plain.zip", timed=False), tmp_path / "w", image_size=16).report
+    split_of = {f: s for s, files in plain.split_files.items() for f in files}
+    groups: dict[int, set[str]] = {}
+    for f, s in split_of.items():
+        groups.setdefault(burst_of(f), set()).add(s)
+    assert plain.bursts == [] and sum(len(s) > 1 for s in groups.values()) >= 3
+    assert not any("bursts" in n for n in plain.notes)
+
+
+def test_split_folders_that_cut_bursts_are_warned_about_with_two_of_its_frames(tmp_path):
+    files = {}
+    with zipfile.ZipFile(camera_trap(tmp_path / "src.zip")) as zf:
+        for name in zf.namelist():
+            cls, base = name.split("/")
+            n = int(base[4:8])
+            split = "test" if n % 9 == 2 else "val" if n % 9 == 5 else "train"  # a frame of every burst taken out
+            files[f"{split}/{cls}/{base}"] = zf.read(name)
+    with zipfile.ZipFile(tmp_path / "given.zip", "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    rep = load_dataset(tmp_path / "given.zip", tmp_path / "w", image_size=16).report
+    assert rep.split_given
+    said = [w for w in rep.warnings if "bursts" in w]
+    assert len(said) == 1 and said[0].startswith("12 of 18 bursts (frames of one camera at most 3 s apart")
+    assert "such as train/deer/IMG_0000.JPG and test/deer/IMG_0002.JPG" in said[0], said
+    assert "Move each burst's frames into one folder." in said[0]
+    assert burst_words(["a", "b"], [[0, 1]], ["train", "train"]) == "", "no burst cut: nothing to say"
+    assert burst_words([], []) == ""
+
+
+@pytest.mark.parametrize("drop", [False, True])
+def test_bursts_with_a_dropped_copy_keep_their_other_frames_together(tmp_path, drop):
+    """A burst frame copied into another class folder: with copies dropped, the burst's indices still hold."""
+    with zipfile.ZipFile(camera_trap(tmp_path / "trap.zip"), "a") as zf:
+        zf.writestr("fox/copy_of_IMG_0000.JPG", frame(0, START))
+    rep = load_dataset(tmp_path / "trap.zip", tmp_path / "w", image_size=16, drop_duplicates=drop).report
+    split_of = {f: s for s, files in rep.split_files.items() for f in files}
+    assert all(len({split_of[f] for f in b}) == 1 for b in rep.bursts)
+    assert len(rep.bursts) == 18
