@@ -14,6 +14,7 @@ timestamp, not one moment, and is left as separate pictures. Pictures without a 
 from __future__ import annotations
 
 import math
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
@@ -38,12 +39,29 @@ def _seconds(stamp, subsec) -> float:
     return when.replace(tzinfo=timezone.utc).timestamp() + (float(f"0.{digits}") if digits else 0.0)
 
 
+def _header(path: Path) -> Image.Image:
+    """The picture at `path` opened lazily (its header read, not its pixels). A JPEG is opened by Pillow's JPEG
+    plugin itself, without Image.open's decompression-bomb check, as engine.data.open_image does: a 200 MP phone
+    photo's time counts too; other formats keep the check (its warning silenced: no pixels are decoded here)."""
+    with open(path, "rb") as f:
+        jpeg = f.read(3) == b"\xff\xd8\xff"
+    if jpeg:
+        from PIL import JpegImagePlugin
+
+        return JpegImagePlugin.JpegImageFile(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(path)
+
+
 def shot_time(path: Path) -> tuple[float, str]:
     """(when the picture at `path` was taken, in seconds (float; NaN when its file carries no readable time), the
     camera that took it: its EXIF Make, Model and BodySerialNumber joined by "/", "" when none). Reads the file's
     header only (Pillow opens lazily); never raises for a file Pillow cannot read (NaN, "")."""
     try:
-        with Image.open(path) as img:
+        with _header(path) as img:
+            if img.format == "PNG" and "exif" not in img.info:  # getexif would decode the whole picture to look
+                return math.nan, ""  # for an eXIf chunk after the pixels: none before them is none at all
             exif = img.getexif()
             sub = exif.get_ifd(ExifTags.IFD.Exif)
     except Exception:  # noqa: BLE001 - an unreadable header: no time, as for a picture without one

@@ -53,15 +53,21 @@ def burst_of(name: str, frames: int = 3) -> int:
     return int(name.rsplit("IMG_", 1)[1][:4]) // frames
 
 
-def test_a_pictures_time_and_camera_are_read_from_its_exif(tmp_path):
+def test_a_pictures_time_and_camera_are_read_from_its_exif(tmp_path, monkeypatch):
     (tmp_path / "a.jpg").write_bytes(frame(0, START))
     assert shot_time(tmp_path / "a.jpg") == (datetime(2024, 5, 24, 9, 27, 0).replace(
         tzinfo=__import__("datetime").timezone.utc).timestamp(), "Browning/BTC-8E")
     (tmp_path / "b.jpg").write_bytes(frame(1, START + timedelta(seconds=2), original=False))
     assert shot_time(tmp_path / "b.jpg")[0] - shot_time(tmp_path / "a.jpg")[0] == 2, "DateTime when no original"
     (tmp_path / "c.png").write_bytes(frame(2, None, fmt="PNG"))
-    t, cam = shot_time(tmp_path / "c.png")
+    from PIL import PngImagePlugin
+
+    with monkeypatch.context() as m:  # a PNG without EXIF before its pixels is not decoded to look for one
+        m.setattr(PngImagePlugin.PngImageFile, "load", lambda self: pytest.fail("the PNG was decoded"))
+        t, cam = shot_time(tmp_path / "c.png")
     assert math.isnan(t) and cam == ""
+    (tmp_path / "f.png").write_bytes(frame(3, START, fmt="PNG"))
+    assert shot_time(tmp_path / "f.png") == shot_time(tmp_path / "a.jpg"), "a PNG's eXIf chunk is read"
     (tmp_path / "d.jpg").write_bytes(b"\xff\xd8\xff broken")
     assert math.isnan(shot_time(tmp_path / "d.jpg")[0]), "an unreadable header: no time, no error"
     blank = Image.Exif()
