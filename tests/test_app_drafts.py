@@ -412,7 +412,11 @@ def test_a_recipe_the_compare_column_cuts_is_given_in_full_under_the_table():
     config = {c: st.column_config.NumberColumn(c, width=64) for c in wide.columns if c not in ("run", "recipe")}
     config["methods"]["width"] = 112
     config["recipe"] = st.column_config.TextColumn("recipe", width=260)
-    assert run_width(wide, config) == 120, "before: the run column at its least"
+    # the other columns leave 60 px: the table scrolls sideways anyway, and the pinned run column keeps its name
+    assert run_width(wide, config) == RUN_PREFERRED_PX, "it was 120 px: '08:21 · Small mode'"
+    config["recipe"]["width"] = 170  # 150 px left: the run column takes it, and the table fits
+    assert run_width(wide, config) == 150
+    config["recipe"]["width"] = 260
     give_run_room(wide, config)
     assert run_width(wide, config) == RUN_PREFERRED_PX and config["recipe"]["width"] < 260
     assert sum(int(v["width"]) for v in config.values()) + RUN_PREFERRED_PX <= COMPARE_FIT_PX

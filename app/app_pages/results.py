@@ -940,8 +940,12 @@ def text_width(column: pd.Series | None, least: int, most: int) -> int:
 
 def run_width(table: pd.DataFrame, config: dict, fit: int = COMPARE_FIT_PX) -> int:
     """The run column's width: the room the other columns leave in `fit` px, between 120 px (the
-    start time and a few words) and 300, so that the table fits a 1280 px window where it can."""
-    return max(120, min(300, room_left(table, config, fit)))
+    start time and a few words) and 300, so that the table fits a 1280 px window where it can; where the other
+    columns leave less than 120 px, the table scrolls sideways whatever the run column's width, and the run column
+    (pinned at the left) gets RUN_PREFERRED_PX: with many metric columns it cut "08:21 · Small model" to
+    "08:21 · Small mode"."""
+    room = room_left(table, config, fit)
+    return RUN_PREFERRED_PX if room < 120 else min(300, room)
 
 
 def room_left(table: pd.DataFrame, config: dict, fit: int = COMPARE_FIT_PX) -> int:
