@@ -916,6 +916,7 @@ def colour_words(summary: dict, split: str | None = None) -> str | None:
     said = (f"On the {SPLIT_WORDS.get(gap.split, gap.split)} images the model gets {g_right} of "
             f"{plural(g_n, 'greyscale picture')} right ({100 * g_right / g_n:.1f}%) and "
             f"{c_right} of {c_n} colour ones ({100 * c_right / c_n:.1f}%).")
+    said += grey_classes_words(summary, gap.split)
     if gap.luck:
         return said + " A gap this size on so few pictures can be luck (more of each kind would tell)."
     if gap.weaker is None:
@@ -927,6 +928,24 @@ def colour_words(summary: dict, split: str | None = None) -> str | None:
         had = f" (training had {kind} of {plural(int(train[1]), 'picture')})"
     return (said + f" It is weaker on {gap.weaker} pictures by more than luck: more training pictures of that kind"
             f"{had} usually help.")
+
+
+def grey_classes_words(summary: dict, split: str) -> str:
+    """" The greyscale ones: deer 2 of 4 right, empty 5 of 5; none of fox." from `{split}_by_colour`'s
+    "greyscale_by_class" (engine.evaluate.colour_groups), with a space before it; "" without well-formed counts. A
+    greyscale figure is also its classes': an ecologist's night pictures held no fox, unsaid."""
+    classes = summary.get("classes") or []
+    rows = (summary.get(f"{split}_by_colour") or {}).get("greyscale_by_class")
+    if not isinstance(rows, list) or len(rows) != len(classes) or any(
+            not isinstance(r, list) or len(r) != 2 for r in rows):
+        return ""
+    held = [f"{c} {int(r)} of {int(n)}" for c, (r, n) in zip(classes, rows) if int(n)]
+    counts = ((summary.get("data_report") or {}).get("split_counts") or {}).get(split) or {}
+    sizes = {str(c): int(n or 0) for c, n in counts.items()}
+    none = [str(c) for c, (_, n) in zip(classes, rows) if not int(n) and sizes.get(str(c), 1)]  # in the split
+    if not held:
+        return ""
+    return f" The greyscale ones: {', '.join(held)} right" + (f"; none of {and_words(none)}" if none else "") + "."
 
 
 def picture_kind_words(summary: dict, greyscale: bool) -> str | None:

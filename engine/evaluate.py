@@ -330,16 +330,20 @@ def _evaluate(model, sets: EvalSets, device, batch_size, amp_dtype, should_stop,
 
 
 def colour_groups(split: ImageSet, preds: torch.Tensor) -> dict[str, list[int]] | None:
-    """{"greyscale": [right, images], "colour": [right, images]} for a split (`ImageSet.greyscale`) and the model's
-    `preds` [n <= N] (int64; the images answered), or None unless both kinds are among them: night shots beside day
-    ones, scans beside photos, whose accuracies a single figure hides."""
+    """{"greyscale": [right, images], "colour": [right, images], "greyscale_by_class": [[right, images] of each
+    class, in the split's class order]} for a split (`ImageSet.greyscale`) and the model's `preds` [n <= N] (int64;
+    the images answered), or None unless both kinds are among them: night shots beside day ones, scans beside
+    photos, whose accuracies a single figure hides (and the classes the greyscale ones hold: an ecologist's night
+    figure held no fox)."""
     n = len(preds)
     grey = split.greyscale()[:n]
     if n == 0 or bool(grey.all()) or not bool(grey.any()):
         return None
     right = preds == split.labels[:n]
+    labels = split.labels[:n][grey]
+    by_class = [[int(right[grey][labels == k].sum()), int((labels == k).sum())] for k in range(len(split.classes))]
     return {"greyscale": [int(right[grey].sum()), int(grey.sum())],
-            "colour": [int(right[~grey].sum()), int((~grey).sum())]}
+            "colour": [int(right[~grey].sum()), int((~grey).sum())], "greyscale_by_class": by_class}
 
 
 def eval_passes(sets: EvalSets) -> float:

@@ -917,6 +917,13 @@ def test_greyscale_and_colour_pictures_accuracies_are_said_apart_and_a_real_gap_
     assert colour_words({"classes": ["a", "b"], "test_acc": 0.9}) is None, "no greyscale pictures: nothing"
     assert colour_words(run((1, 12), (9, 20))) is None, "at guessing: the run's finding says that"
     assert colour_words(dict(night, test_by_colour={"greyscale": [1]})) is None, "malformed"
+    # the classes the greyscale pictures hold (an ecologist's night figure held no fox, unsaid)
+    by_class = dict(night, test_by_colour={**night["test_by_colour"], "greyscale_by_class": [[3, 10], [0, 2]]})
+    assert " colour ones (90.9%). The greyscale ones: a 3 of 10, b 0 of 2 right. It is weaker" in colour_words(by_class)
+    no_b = dict(night, test_by_colour={**night["test_by_colour"], "greyscale_by_class": [[3, 12], [0, 0]]})
+    assert "The greyscale ones: a 3 of 12 right; none of b. It is weaker" in colour_words(no_b)
+    odd = dict(night, test_by_colour={**night["test_by_colour"], "greyscale_by_class": [[3, 12]]})
+    assert "The greyscale ones" not in colour_words(odd), "not one pair per class: left out"
     from engine.chance import picture_kind_words  # one new picture, of the weaker kind or not
 
     assert picture_kind_words(night, greyscale=True) == (
@@ -945,7 +952,8 @@ def test_greyscale_and_colour_pictures_accuracies_are_said_apart_and_a_real_gap_
     from engine.data import ImageSet
 
     split = ImageSet(images[:3], torch.tensor([0, 1, 1]), ["a", "b"])
-    assert colour_groups(split, torch.tensor([0, 0, 1])) == {"greyscale": [1, 2], "colour": [1, 1]}
+    assert colour_groups(split, torch.tensor([0, 0, 1])) == {"greyscale": [1, 2], "colour": [1, 1],
+                                                             "greyscale_by_class": [[1, 1], [0, 1]]}
     assert split.greyscale() is split.greyscale(), "measured once per set"
     assert colour_groups(ImageSet(images[:2], torch.tensor([0, 1]), ["a", "b"]), torch.tensor([0, 1])) is None, \
         "one kind only"
