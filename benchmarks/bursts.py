@@ -9,7 +9,7 @@ per seed, one Quick demo run on each, measured on its own validation and test im
 another export of the same camera (the user's OOD set, `data.ood_source`). Held-out figures that stand above the
 accuracy on new bursts flatter the model.
 
-    python benchmarks/bursts.py [--seeds 0 1 2] [--bursts 40] [--fresh 20]
+    python benchmarks/bursts.py [--seeds 0 1 2] [--bursts 40] [--fresh 40]
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--bursts", type=int, default=40, help="bursts per class in the export trained on")
-    ap.add_argument("--fresh", type=int, default=20, help="bursts per class in the export of new bursts")
+    ap.add_argument("--fresh", type=int, default=40, help="bursts per class in the export of new bursts")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

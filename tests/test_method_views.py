@@ -258,6 +258,23 @@ def test_compare_says_every_runs_augmentation_and_the_smaller_models_epochs():
     assert shared_recipe([(probe, 2), (probe, 2)]) == ""
 
 
+def test_compare_gives_each_runs_accuracy_on_greyscale_pictures():
+    """An ecologist's runs each had a night figure on Results, and none side by side in Compare."""
+    from app.app_pages.results import greyscale_accuracy
+    from app.charts import compare_table
+
+    night = {"test_acc": 0.8, "test_by_colour": {"greyscale": [3, 12], "colour": [40, 44]},
+             "val_by_colour": {"greyscale": [1, 2], "colour": [9, 10]}}
+    assert greyscale_accuracy(night) == 0.25, "the test images', as the test column"
+    assert greyscale_accuracy({**night, "test_acc": None}) == 0.5, "validation where a run has no test split"
+    assert greyscale_accuracy({"test_acc": 0.8}) is None, "no greyscale pictures beside colour ones"
+    assert greyscale_accuracy({"test_acc": 0.8, "test_by_colour": {"greyscale": [0, 0]}}) is None
+    rows = [{"run": r, "dataset": "trap.zip", "_source": "trap.zip", "greyscale acc": g} for r, g in
+            (("a", 0.25), ("b", None))]
+    assert compare_table(rows)["greyscale acc"].tolist()[0] == 0.25
+    assert "greyscale acc" not in compare_table([{**rows[1], "run": "c"}, rows[1]]).columns, "no run has it: no column"
+
+
 def test_runs_with_imbalanced_classes_weighted_or_sampled_evenly_say_so_wherever_they_are_described():
     """A student's runs with "Weight the loss by class" and without it were named and described alike (name, Results,
     Compare, the model card, the next run's line): the setting showed only in the YAML, and Compare's "Every run:

@@ -713,9 +713,24 @@ COMPARE_HELP = {
     "OOD acc": SUMMARY_METRICS["ood_acc"][1], "your OOD": SUMMARY_METRICS["ood_user_acc"][1],
     "balanced acc": "Mean of the per-class accuracies (test images, else validation): every class counts equally.",
     "sparsity": "Share of weights pruned to zero.",
+    "greyscale acc": "Accuracy on the greyscale pictures (night shots from an infrared camera, scans) among the test "
+                     "images (validation where a run has none), where they sit beside colour ones; Results says "
+                     "which classes they hold.",
     "smaller acc": "The smaller, channel-pruned model's accuracy (structured pruning), on the test images (validation "
                    "where the run has none); its size and speed are on Results.",
 }
+
+
+def greyscale_accuracy(summary: dict) -> float | None:
+    """The share of the greyscale pictures (night shots, scans) the run got right, on the test images where the run
+    has them, else validation (its `{split}_by_colour`, engine.evaluate.colour_groups), as a fraction; None where
+    that split holds no greyscale beside colour pictures. An ecologist's runs had a night figure on Results each,
+    and none side by side."""
+    split = "test" if summary.get("test_acc") is not None else "val"
+    grey = (summary.get(f"{split}_by_colour") or {}).get("greyscale")
+    if not isinstance(grey, list) or len(grey) != 2 or not grey[1]:
+        return None
+    return int(grey[0]) / int(grey[1])
 
 
 def compare_row(engine, rec, label: str, recipe: str) -> tuple[dict, pd.DataFrame]:
@@ -740,6 +755,7 @@ def compare_row(engine, rec, label: str, recipe: str) -> tuple[dict, pd.DataFram
     for key, name in COMPARE_METRICS.items():
         row[name] = summary.get(key)
     row["balanced acc"] = sum(values) / len(values) if values else None
+    row["greyscale acc"] = greyscale_accuracy(summary)
     row["sparsity"] = summary.get("sparsity")
     small = summary.get("structured") or {}  # its smaller model, on the split the test column uses
     row["smaller acc"] = small.get("test_acc") if summary.get("test_acc") is not None else small.get("val_acc")
@@ -921,7 +937,9 @@ def compare_labels(labels: dict[str, str], recs: list) -> tuple[dict[str, str], 
     return short, (short if len(set(datasets.values())) == 1 else state.without_backbone(labels, backbones))
 
 
-WIDE_HEADERS = {"balanced acc": 72, "robust acc": 76, "smaller acc": 80}  # headers whole at 13 px ("robust ac…" at 64)
+SHORT_HEADERS = {"balanced acc": "balanced", "greyscale acc": "greyscale"}  # the column's heading, where shorter
+# headers whole at 13 px ("robust ac…" at 64)
+WIDE_HEADERS = {"balanced acc": 72, "robust acc": 76, "smaller acc": 80, "greyscale acc": 76}
 SETUP_RUN_PX = 230  # "08:03 · Weather icons - adversarial try" whole (it was cut at 120 px)
 NOT_MEASURED = "–"  # a figure a run did not measure (robust accuracy of a run without an attack), as in the tiles
 COMPARE_FIT_PX = 816  # the Compare table's width in a 1280 px window with the sidebar open (818 px measured), less 2
@@ -1083,9 +1101,9 @@ def compare(engine, runs) -> None:
     if any(wise):
         st.caption(":material/info: " + WISE_ROW_NOTE)
     fractions = [c for c in table.columns if c in set(COMPARE_METRICS.values()) | {"balanced acc", "sparsity",
-                                                                                    "smaller acc"}]
+                                                                                    "smaller acc", "greyscale acc"}]
     table[fractions] = percent_cells(table[fractions])
-    config = {c: st.column_config.NumberColumn("balanced" if c == "balanced acc" else c, format="%.1f%%",
+    config = {c: st.column_config.NumberColumn(SHORT_HEADERS.get(c, c), format="%.1f%%",
                                                help=COMPARE_HELP.get(c), width=WIDE_HEADERS.get(c, 64))
               for c in fractions}
     config |= {"dataset": st.column_config.TextColumn("dataset", help=COMPARE_HELP["dataset"], width=120),
