@@ -53,7 +53,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from engine.backbones import IMAGENET_MEAN
-from engine.bursts import burst_groups, burst_words, shot_times, with_bursts
+from engine.bursts import burst_groups, burst_words, moments_apart, shot_times, with_bursts
 from engine.devices import usable_cpus
 from engine.errors import StudioError
 from engine.paths import EXTRACTED_DIGITS
@@ -1999,6 +1999,19 @@ def _count(n: int, one: str, many: str) -> str:
     return f"{n} {one if n == 1 else many}"
 
 
+def _copy_groups(decoded: _Decoded, near: bool) -> tuple[np.ndarray, list[list[int]]]:
+    """(each picture's copy group: `find_duplicate_groups`, near copies where `near` (imagehash is installed), else
+    files with the same bytes; crowds of look-alikes split back (`split_crowds`) and groups of two classes split by
+    the moment their pictures were taken (engine.bursts.moments_apart); the crowds, as `split_crowds` gives them)."""
+    groups, crowds = split_crowds(find_duplicate_groups(
+        decoded.sha256, decoded.phash, _mean_colours(decoded.images),
+        max_distance=PHASH_MAX_DISTANCE if near else -1, thumbs=decoded.thumbs),  # -1: exact copies only
+        decoded.sha256, decoded.phash, decoded.thumbs)
+    if decoded.taken is not None and len(decoded.taken) == len(groups):  # look-alikes of other moments: not copies
+        groups, _ = moments_apart(groups, decoded.taken, decoded.cameras, decoded.labels.tolist())
+    return groups, crowds
+
+
 def _kept_bursts(decoded: _Decoded, rows: np.ndarray) -> list[list[int]]:
     """The bursts (engine.bursts.burst_groups) among the decoded pictures, as indices into `rows` (the rows kept:
     all, or one per copy group), bursts left with one picture dropped; [] when no picture's time is known."""
@@ -2104,10 +2117,7 @@ def _load_dataset(source, work_dir, image_size, val_fraction, test_fraction, see
 
     classes = list(decoded.classes)
     near = _imagehash() is not None
-    groups, crowds = split_crowds(find_duplicate_groups(
-        decoded.sha256, decoded.phash, _mean_colours(decoded.images),
-        max_distance=PHASH_MAX_DISTANCE if near else -1, thumbs=decoded.thumbs),  # -1: exact copies only
-        decoded.sha256, decoded.phash, decoded.thumbs)
+    groups, crowds = _copy_groups(decoded, near)
     rows = np.arange(len(groups))
     dropped: list[str] = []
     if drop_duplicates:

@@ -145,3 +145,29 @@ def test_bursts_with_a_dropped_copy_keep_their_other_frames_together(tmp_path, d
     split_of = {f: s for s, files in rep.split_files.items() for f in files}
     assert all(len({split_of[f] for f in b}) == 1 for b in rep.bursts)
     assert len(rep.bursts) == 18
+
+
+def test_look_alikes_of_two_classes_taken_at_different_moments_are_not_copies(tmp_path):
+    """An ecologist's night frames of a fox and of a deer at one clearing read "labelled with more than one class"."""
+    from engine.bursts import moments_apart
+
+    groups, moved = moments_apart(np.array([0, 0, 0, 3, 3]), np.array([0.0, 1, 100, 5, 500]), ["cam"] * 5,
+                                  [0, 0, 1, 0, 0])
+    assert groups.tolist() == [0, 0, 2, 3, 3] and moved == 1, "one moment stays; one class's group stays whole"
+    kept, moved = moments_apart(np.array([0, 0]), np.array([0.0, np.nan]), ["cam"] * 2, [0, 1])
+    assert kept.tolist() == [0, 0] and moved == 0, "a time unknown: it could be a copy of either"
+    # the same pictures in two class folders, their times an hour apart: no copies, no warning
+    files = {}
+    for k in range(6):
+        for cls, hour in (("deer", 0), ("fox", 1)):
+            files[f"{cls}/IMG_{hour}{k}.JPG"] = frame(k, START + timedelta(hours=hour, minutes=10 * k))
+    with zipfile.ZipFile(tmp_path / "night.zip", "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    rep = load_dataset(tmp_path / "night.zip", tmp_path / "w", image_size=16).report
+    assert rep.duplicate_groups == [] and not any("more than one class" in w for w in rep.warnings)
+    with zipfile.ZipFile(tmp_path / "untimed.zip", "w") as zf:  # without times: copies, as before
+        for name in files:
+            zf.writestr(name, frame(int(name[-5])))
+    rep = load_dataset(tmp_path / "untimed.zip", tmp_path / "w", image_size=16).report
+    assert len(rep.duplicate_groups) == 6 and any("more than one class" in w for w in rep.warnings)
