@@ -248,7 +248,8 @@ def _luck(summary: dict, acc: float, guess: float, split: str, whose: str) -> Ch
         f"p = {shown_p}). It {LUCK_MARK}."))
 
 
-SPLIT_FIGURES = ("_confusion", "_per_class_acc", "_balanced_acc", "_macro_f1", "_by_colour")  # one model's
+SPLIT_FIGURES = ("_confusion", "_per_class_acc", "_balanced_acc", "_macro_f1", "_by_colour",
+                 "_confidence")  # one model's
 
 
 def smaller_model_summary(summary: dict) -> dict:
@@ -928,6 +929,70 @@ def colour_words(summary: dict, split: str | None = None) -> str | None:
         had = f" (training had {kind} of {plural(int(train[1]), 'picture')})"
     return (said + f" It is weaker on {gap.weaker} pictures by more than luck: more training pictures of that kind"
             f"{had} usually help.")
+
+
+SURE = 0.9  # an answer this confident or more is "sure": the band a user takes at its word
+OVERSURE_P = 0.05  # sure answers right less often than their confidence says, beyond this chance of luck: said
+
+
+@dataclass(frozen=True)
+class Reliability:
+    """What `reliability` read: the split ("test" or "val"), each band's (lower edge, right, images) with images,
+    lowest first, the sure band's (right, images, mean confidence) or None, and whether those sure answers are
+    right less often than their confidence says by more than luck (`oversure`)."""
+
+    split: str
+    bands: list[tuple[float, int, int]]
+    sure: tuple[int, int, float] | None
+    oversure: bool
+
+
+def reliability(summary: dict, split: str | None = None) -> Reliability | None:
+    """How often the run's answers on `split` (test where it has them, else validation) are right at each confidence
+    (`{split}_confidence`, engine.evaluate.confidence_bands), and whether its sure answers (SURE or more) are right
+    less often than their mean confidence by more than luck: a one-sided exact binomial test against that mean, p <
+    OVERSURE_P. None without well-formed bands or when the run is at guessing (its own finding says that). An
+    ecologist's badgers were called deer at 83-94%, with nothing to say how far such answers hold."""
+    split = split or next((s for s in ("test", "val") if f"{s}_confidence" in summary), "test")
+    band = summary.get(f"{split}_confidence")
+    try:
+        rows = list(zip(band["from"], band["right"], band["images"], band["confidence"]))
+    except (KeyError, TypeError):
+        return None
+    if not rows or findings_at_guessing(summary, split):
+        return None
+    bands = [(float(lo), int(r), int(n)) for lo, r, n, _ in rows if int(n)]
+    top = [(int(r), int(n), float(c)) for lo, r, n, c in rows if float(lo) >= SURE and int(n)]
+    sure = top[0] if top else None
+    oversure = sure is not None and sure[0] < sure[1] * sure[2] and \
+        1.0 - binomial_tail(sure[0] + 1, sure[1], min(sure[2], 1.0)) < OVERSURE_P
+    return Reliability(split, bands, sure, oversure)
+
+
+def reliability_words(summary: dict, split: str | None = None) -> str | None:
+    """`reliability` in words: "How often its answers on the test images are right, by how sure it was: 90% sure or
+    more, 30 of 32 (93.8%); 70-90%, 3 of 5; under 50%, 0 of 1." and, for sure answers right less often than their
+    confidence beyond luck, that a high confidence is not to be taken at its word; None where `reliability` is."""
+    rel = reliability(summary, split)
+    if rel is None or not rel.bands:
+        return None
+
+    def band_name(lo: float) -> str:
+        higher = [e for e in (0.5, 0.7, SURE, 1.0) if e > lo]
+        if lo >= SURE:
+            return f"{100 * lo:.0f}% sure or more"
+        return f"under {100 * higher[0]:.0f}%" if lo == 0 else f"{100 * lo:.0f}-{100 * higher[0]:.0f}%"
+
+    parts = [f"{band_name(lo)}, {r} of {n}" + (f" ({100 * r / n:.1f}%)" if lo >= SURE else "")
+             for lo, r, n in sorted(rel.bands, key=lambda b: -b[0])]
+    said = (f"How often its answers on the {SPLIT_WORDS.get(rel.split, rel.split)} images are right, by how sure it "
+            f"was: {'; '.join(parts)}.")
+    if rel.oversure and rel.sure is not None:
+        right, n, conf = rel.sure
+        said += (f" Its sure answers were right less often than it was sure ({100 * right / n:.1f}% against a mean "
+                 f"confidence of {100 * conf:.1f}%), by more than luck on {plural(n, 'answer')}: do not take a high "
+                 f"confidence at its word.")
+    return said
 
 
 def grey_classes_words(summary: dict, split: str) -> str:

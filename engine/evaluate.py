@@ -306,6 +306,8 @@ def _evaluate(model, sets: EvalSets, device, batch_size, amp_dtype, should_stop,
             out[f"{split_name}_confusion"] = confusion_matrix(split.labels, res.preds, len(classes))
             if (by_colour := colour_groups(split, res.preds)) is not None:
                 out[f"{split_name}_by_colour"] = by_colour
+            right = res.preds == split.labels[:len(res.preds)]
+            out[f"{split_name}_confidence"] = confidence_bands(res.probs_max, right)  # how far its confidence holds
         part_done()
     if sets.ood_suite:
         by_c = ood_accuracy(sets, run, after_each=part_done)
@@ -327,6 +329,26 @@ def _evaluate(model, sets: EvalSets, device, batch_size, amp_dtype, should_stop,
             out["autoattack_acc"] = autoattack_accuracy(model, r.images, r.labels, device, r.eps, r.autoattack_classes)
         part_done()
     return out
+
+
+CONFIDENCE_BANDS = (0.0, 0.5, 0.7, 0.9)  # lower edges of the bands a run's answers are counted in, by confidence
+
+
+def confidence_bands(probs_max: torch.Tensor, right: torch.Tensor) -> dict[str, list]:
+    """How often the model's answers are right at each confidence (a reliability table, as a reliability diagram
+    bins it: Guo et al. 2017, "On Calibration of Modern Neural Networks"): {"from": CONFIDENCE_BANDS (fractions),
+    "images": answers per band, "right": the right ones, "confidence": the band's mean confidence (a fraction; NaN
+    for an empty band)}, from `probs_max` (float [N], the answer's probability) and `right` (bool [N]). The last band
+    runs to 1.0 inclusive."""
+    probs, right = probs_max.detach().float().cpu(), right.detach().cpu().bool()
+    edges = torch.tensor(list(CONFIDENCE_BANDS) + [2.0], dtype=probs.dtype)  # float32 edges: 0.9 is in the top band
+    images, hits, conf = [], [], []
+    for lo, hi in zip(edges, edges[1:]):
+        m = (probs >= lo) & (probs < hi)
+        images.append(int(m.sum()))
+        hits.append(int(right[m].sum()))
+        conf.append(float(probs[m].mean()) if m.any() else float("nan"))
+    return {"from": list(CONFIDENCE_BANDS), "images": images, "right": hits, "confidence": conf}
 
 
 def colour_groups(split: ImageSet, preds: torch.Tensor) -> dict[str, list[int]] | None:

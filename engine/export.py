@@ -23,8 +23,8 @@ import torch
 from engine.augment import augmentation_words, to_float
 from engine.backbones import Classifier, backbone_title
 from engine.chance import (SPLIT_WORDS, answers_words, chance_finding, colour_words, confusion_rows, few_class_words,
-                           few_training_words, findings_split, small_split_words, smaller_model_summary,
-                           val_test_gap_words, weak_class_words)
+                           few_training_words, findings_split, reliability, reliability_words, small_split_words,
+                           smaller_model_summary, val_test_gap_words, weak_class_words)
 from engine.checkpoints import load_checkpoint, read_metadata, save_checkpoint
 from engine.claims import split_sizes
 from engine.config import RunConfig, shown_setting, shown_value
@@ -346,7 +346,8 @@ def caution_section(summary: dict[str, Any]) -> list[str]:
     measured = summary.get("wise_measured") or {}
     if measured:  # the mix is what is shipped, not the fine-tuned end: its own accuracies and confusion matrices
         summary = dict(summary, **{k: measured.get(k) for k in ("val_acc", "test_acc", "val_confusion",
-                                                                 "test_confusion", "val_by_colour", "test_by_colour")})
+                                                                 "test_confusion", "val_by_colour", "test_by_colour",
+                                                                 "val_confidence", "test_confidence")})
     found = chance_finding(summary, whose="This mix's" if measured else "This model's")
     small, gap = small_split_words(summary), val_test_gap_words(summary)
     # a mix not measured yet (Explain's preview) has no confusion of its own: the fine-tuned end's is not its
@@ -355,7 +356,10 @@ def caution_section(summary: dict[str, Any]) -> list[str]:
     colour = None if unmeasured_mix else colour_words(summary)  # a mix's own, once measured
     few = few_class_words(dict(summary, val_confusion=None, test_confusion=None) if unmeasured_mix else summary)
     learnt = few_training_words(summary)
-    if found is None and not small and not gap and not weak and not colour and not few and not learnt:
+    rel = None if unmeasured_mix else reliability(summary)  # the mix's answers were never counted by confidence
+    oversure = reliability_words(summary) if rel is not None and rel.oversure else None
+    if found is None and not small and not gap and not weak and not colour and not few and not learnt \
+            and not oversure:
         return []
     # after "Metrics (the fine-tuned model, alpha 1)" a reader pinned a mix's cautions on the fine-tuned model
     alpha = summary.get("wise_alpha")
@@ -375,6 +379,8 @@ def caution_section(summary: dict[str, Any]) -> list[str]:
         lines.append(f"- {few}")
     if learnt:
         lines.append(f"- {learnt}")
+    if oversure:
+        lines.append(f"- {oversure}")
     return lines
 
 

@@ -1458,3 +1458,53 @@ def test_a_class_learnt_from_few_training_pictures_beside_a_large_one_is_named()
                                                     "training picture), so it does not know that class at all.")
     assert said({"a": 0, "c": 43}) == "It never saw a in training (no training picture), so it does not know that " \
                                       "class at all."
+
+
+def test_how_often_answers_are_right_by_how_sure_the_model_was():
+    """An ecologist's badgers were called deer at 83-94%, and nothing said how far such answers hold."""
+    import torch
+    from scipy.stats import binomtest
+
+    from engine.chance import reliability, reliability_words
+    from engine.evaluate import confidence_bands
+    from engine.export import caution_section
+
+    probs = torch.tensor([0.3, 0.55, 0.65, 0.8, 0.95, 0.99, 1.0, 0.9])
+    right = torch.tensor([False, True, False, True, True, True, False, True])
+    bands = confidence_bands(probs, right)
+    assert bands["from"] == [0.0, 0.5, 0.7, 0.9] and bands["images"] == [1, 2, 1, 4] and bands["right"] == [0, 1, 1, 3]
+    assert abs(bands["confidence"][3] - (0.95 + 0.99 + 1.0 + 0.9) / 4) < 1e-6, "1.0 falls in the last band"
+
+    def run(sure_right, sure_n, conf=0.97, others=((0, 0, 3), (0.5, 6, 10), (0.7, 8, 10))):
+        right_n = [r for _, r, _ in others] + [sure_right]
+        images = [n for _, _, n in others] + [sure_n]
+        n = sum(images)
+        return {"classes": ["badger", "deer", "fox"], "test_acc": sum(right_n) / n, "val_acc": 0.9,
+                "data_report": {"split_counts": {"test": {"badger": n // 3, "deer": n // 3, "fox": n - 2 * (n // 3)},
+                                                 "val": {"badger": 10, "deer": 10, "fox": 10}}},
+                "test_confidence": {"from": [0.0, 0.5, 0.7, 0.9], "right": right_n, "images": images,
+                                    "confidence": [0.4, 0.6, 0.8, conf]}}
+
+    honest = run(29, 30)
+    rel = reliability(honest)
+    assert rel.split == "test" and rel.sure == (29, 30, 0.97) and not rel.oversure
+    assert reliability_words(honest) == (
+        "How often its answers on the test images are right, by how sure it was: 90% sure or more, 29 of 30 (96.7%); "
+        "70-90%, 8 of 10; 50-70%, 6 of 10; under 50%, 0 of 3.")
+    # sure answers right 22 of 30 times at a mean confidence of 97%: beyond luck, said
+    p = binomtest(22, 30, 0.97, alternative="less").pvalue
+    assert p < 0.05
+    over = run(22, 30)
+    assert reliability(over).oversure
+    assert reliability_words(over).endswith(
+        "Its sure answers were right less often than it was sure (73.3% against a mean confidence of 97.0%), by more "
+        "than luck on 30 answers: do not take a high confidence at its word.")
+    assert "do not take a high confidence" in "\n".join(caution_section(over)), "the model card says it too"
+    assert not any("high confidence" in line for line in caution_section(honest))
+    # 4 of 5 at 95% is within luck on 5 answers; malformed bands and a run at guessing say nothing
+    assert not reliability(run(4, 5, 0.95)).oversure
+    assert reliability({**honest, "test_confidence": {"from": [0.0]}}) is None
+    assert reliability_words({**honest, "test_acc": 1 / 3, "val_acc": 1 / 3}) is None
+    # a WiSE-FT mix's card: its own counts by confidence were never measured, so the fine-tuned model's are not said
+    mix = {**over, "wise_alpha": 0.5, "wise_measured": {"val_acc": 0.9, "test_acc": over["test_acc"]}}
+    assert not any("high confidence" in line for line in caution_section(mix))

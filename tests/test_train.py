@@ -318,6 +318,8 @@ def test_greyscale_and_colour_pictures_are_counted_apart_at_the_end(tmp_path):
         assert grey[0] + colour[0] == right, "every answer counted once"
         by_class = s[f"{split}_by_colour"]["greyscale_by_class"]  # the classes the greyscale pictures hold
         assert len(by_class) == len(TINY_CLASSES) and [sum(c) for c in zip(*by_class)] == grey
+        sure = s[f"{split}_confidence"]  # every answer counted once, by how sure it was
+        assert sum(sure["images"]) == sum(counts[split].values()) and sum(sure["right"]) == right
     grey_train, n_train = s["train_greyscale"]
     assert n_train == sum(counts["train"].values()) and 0 < grey_train < n_train
     assert grey_train + sum(s[f"{k}_by_colour"]["greyscale"][1] for k in ("val", "test")) == 12, "a third of 36"

@@ -882,3 +882,27 @@ def test_a_stopped_run_answers_with_its_best_epoch_so_far(run):
         engine().store.set_status(run, "finished", None)
         runs._RUNS.clear()
         predict._PREDICTORS.clear()
+
+
+def test_a_sure_answer_says_how_often_such_answers_were_right_where_the_run_is_oversure(monkeypatch):
+    """An ecologist's badgers were called deer at 83-94%: the bar alone read as a promise."""
+    import app.components as components
+    from app.app_pages.try_it import Shown, sure_caution
+
+    def oversure(run_dir: str) -> dict:
+        return {"classes": ["badger", "deer", "fox"], "test_acc": 0.76, "val_acc": 0.9,
+                "data_report": {"split_counts": {"test": {"badger": 17, "deer": 17, "fox": 16},
+                                                 "val": {"badger": 10, "deer": 10, "fox": 10}}},
+                "test_confidence": {"from": [0.0, 0.5, 0.7, 0.9], "right": [0, 6, 10, 22],
+                                    "images": [2, 8, 10, 30], "confidence": [0.4, 0.6, 0.8, 0.97]}}
+
+    monkeypatch.setattr(components, "read_summary", oversure)
+    model = Shown(None, "fine_tuned", None, "run", "fine-tuned")
+    assert sure_caution(model, 0.93) == ("Answers this sure (90% or more) were right on 22 of 30 test images "
+                                         "(73.3%): check this one before relying on it.")
+    assert sure_caution(model, 0.85) is None, "not a sure answer"
+    assert sure_caution(Shown(None, "best", None, "run", "best"), 0.93) is None, "not the run's figures"
+    monkeypatch.setattr(components, "read_summary", lambda run_dir: {**oversure(run_dir), "test_confidence": {
+        "from": [0.0, 0.5, 0.7, 0.9], "right": [0, 6, 10, 29], "images": [2, 8, 10, 30],
+        "confidence": [0.4, 0.6, 0.8, 0.97]}})
+    assert sure_caution(model, 0.93) is None, "sure answers that held: nothing to say"

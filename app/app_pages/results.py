@@ -19,8 +19,8 @@ from app.method_views import VIEWS
 from engine.augment import augmentation_words, greyscale_copies_words
 from engine.backbones import head_left_out
 from engine.chance import (by_class_words, chance_finding, colour_gap, colour_words, confusion_rows, few_class_words,
-                           findings_split, largest_class_words, smaller_model_summary, split_at_guessing,
-                           weak_class_words)
+                           findings_split, largest_class_words, reliability, reliability_words, smaller_model_summary,
+                           split_at_guessing, weak_class_words)
 from engine.config import OptimConfig, TrainConfig
 from engine.jobs import STOPPED_BY_SERVER
 from engine.methods import METHODS
@@ -380,6 +380,11 @@ def detail_charts(run: components.RunView, summary: dict) -> None:
     if classes and (rows := confusion_rows({**view, "classes": classes}, split)) is not None:  # well formed
         st.dataframe(class_errors_frame(rows, classes), hide_index=True, width="stretch")  # the page's width: 5 columns
         st.caption(f"Each class's misses and false alarms ({words}). {CLASS_ERRORS_WORDS}")
+    if (sure := reliability_words(view, split)) is not None:  # how far the model's confidence holds
+        if (rel := reliability(view, split)) is not None and rel.oversure:
+            st.info(sure, icon=":material/speed:")
+        else:
+            st.caption(sure)
     if not run.steps.empty and "lr" in run.steps:
         st.altair_chart(charts.lr_chart(run.steps), width="stretch")
         if cap := summary.get("head_lr_capped"):  # the chart is the trunk's (the optimiser's first group)

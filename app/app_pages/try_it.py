@@ -463,6 +463,24 @@ def kind_caution(model: Shown, image: np.ndarray) -> str | None:
     return picture_kind_words(components.read_summary(model.run_dir), greyscale)
 
 
+def sure_caution(model: Shown, confidence: float) -> str | None:
+    """For an answer of `confidence` (its top probability, a fraction) at engine.chance.SURE or more, from a model
+    whose held-out figures are the run's own, where the run's sure answers were right less often than it was sure by
+    more than luck (engine.chance.reliability): how often such answers were right. None otherwise. An ecologist's
+    badgers were called deer at 83-94%, and the bar alone read as a promise."""
+    from engine.chance import SPLIT_WORDS, SURE, reliability
+
+    if confidence < SURE or not own_figures(model.variant, model.alpha):
+        return None
+    rel = reliability(components.read_summary(model.run_dir))
+    if rel is None or not rel.oversure or rel.sure is None:
+        return None
+    right, n, _ = rel.sure
+    return (f"Answers this sure ({100 * SURE:.0f}% or more) were right on {right} of {n} "
+            f"{SPLIT_WORDS.get(rel.split, rel.split)} images ({100 * right / n:.1f}%): check this one before relying "
+            f"on it.")
+
+
 def few_caution(model: Shown) -> str | None:
     """engine.chance.few_training_words of the run behind `model` (the classes it learnt from few training
     pictures beside a large one, or never saw in training), or None."""
@@ -511,6 +529,8 @@ def image_result(ds: str, models: list[Shown], name: str, data: bytes, threshold
             verdict(p, answer, said)
             if caution := kind_caution(model, image):
                 st.caption(f":material/contrast: {caution}")
+            if sure := sure_caution(model, answer.top[0][1]):
+                st.caption(f":material/speed: {sure}")
             if (few := few_caution(model)) and (said is None or ("few", id(p)) not in said):
                 st.caption(f":material/info: {state.md_text(few)}")  # under the first picture each model answers
                 if said is not None:
