@@ -1388,6 +1388,9 @@ def _predict(args: argparse.Namespace) -> int:
     caution = model_caution(summary, args.variant, predictor.alpha)  # as Try it warns for its pick
     if caution:
         print(f"warning: {caution}", file=sys.stderr, flush=True)
+    rel = reliability(summary) if own_figures(args.variant, predictor.alpha) else None
+    if rel is not None and rel.oversure:  # Try it says it under each sure answer; a CSV's reader once, here
+        print(f"note: {reliability_words(summary)}", file=sys.stderr, flush=True)
     if predictor.familiarity_note():
         print(predictor.familiarity_note(), flush=True)
     # a bar on a terminal only: in a file its redraws share lines with what stdout prints
