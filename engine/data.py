@@ -1766,10 +1766,11 @@ def split_crowds(groups: np.ndarray, sha256: Sequence[str], phash: np.ndarray | 
 
 
 def lookalike_note(paths: Sequence[str], labels: Sequence[int], classes: Sequence[str],
-                   crowds: Sequence[Sequence[int]]) -> str:
+                   crowds: Sequence[Sequence[int]], timed: bool = False) -> str:
     """The Data page's words for the pictures of `crowds` (`split_crowds`' rows into `paths` and `labels`): how many
     look alike at a glance, an example pair from the largest crowd (of two classes where it has several), and that
-    they are split as different pictures; "" for fewer than two pictures (none look alike)."""
+    they are split as different pictures, with what to do about bursts unless (`timed`) their files' times found
+    them (engine.bursts: the bursts' own note says so); "" for fewer than two pictures (none look alike)."""
     rows = [i for crowd in crowds for i in crowd]
     if len(rows) < 2 or not crowds[0]:
         return ""
@@ -1781,10 +1782,10 @@ def lookalike_note(paths: Sequence[str], labels: Sequence[int], classes: Sequenc
     return (f"{len(rows)} pictures look almost alike at a glance{across}{pair} as a fixed camera's pictures do. "
             "They are split as different pictures, not as copies of one another (only files with the same pixels "
             "are kept together), and the model must learn the details that tell them apart. Pictures of one moment "
-            "in two splits flatter the validation and test figures: remove re-saved copies of a photo. Bursts (a camera "
-            "trap's frames of one animal) are kept in one split where each file records when it was taken; where "
-            "they do not, split them yourself into train/, val/ and test/ folders, each burst in one folder: the "
-            "studio then uses your split as it is.")
+            "in two splits flatter the validation and test figures: remove re-saved copies of a photo." + ("" if timed
+            else " Bursts (a camera trap's frames of one animal) are kept in one split where each file records when it "
+            "was taken; where they do not, split them yourself into train/, val/ and test/ folders, each burst in one "
+            "folder: the studio then uses your split as it is."))
 
 
 def class_imbalance(counts: dict[str, int]) -> dict:
@@ -2133,11 +2134,11 @@ def _load_dataset(source, work_dir, image_size, val_fraction, test_fraction, see
     kept_groups = groups[rows]
     given = None if decoded.splits is None else [decoded.splits[i] for i in rows]
     notes, warnings_out = list(decoded.notes), list(decoded.warnings)
-    notes += [lookalike_note(decoded.paths, decoded.labels.tolist(), classes, crowds)] if crowds else []
+    bursts = _kept_bursts(decoded, rows)  # frames of one moment (engine.bursts): one split each
+    notes += [lookalike_note(decoded.paths, decoded.labels.tolist(), classes, crowds, bool(bursts))] if crowds else []
     if not near:
         warnings_out.append("Near-duplicate pictures were not searched (the imagehash package is missing); "
                             "only identical files are kept together. Install the requirements to fix this.")
-    bursts = _kept_bursts(decoded, rows)
     together = with_bursts(kept_groups, bursts)  # copies and each burst's frames: one split each
     if given is None:
         indices = stratified_split(full.labels, len(classes), val_fraction, test_fraction, seed,

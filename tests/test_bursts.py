@@ -105,6 +105,10 @@ def test_each_burst_stays_in_one_split_and_the_data_report_says_so(tmp_path):
     assert all(len({split_of[f] for f in b}) == 1 for b in rep.bursts), "each burst in one split"
     assert sum(rep.split_counts["val"].values()) and sum(rep.split_counts["test"].values())
     assert any("54 pictures came in 18 bursts (frames of one camera at most 3 s apart" in n for n in rep.notes)
+    from engine.data import lookalike_note  # bursts found by their times: their own note speaks of them
+
+    assert "split them yourself" in lookalike_note(["a", "b"], [0, 1], ["x", "y"], [[0, 1]])
+    assert "split them yourself" not in lookalike_note(["a", "b"], [0, 1], ["x", "y"], [[0, 1]], timed=True)
     # the same pictures without times: bursts straddle the splits (the split this data had before)
     plain = load_dataset(camera_trap(tmp_path / "plain.zip", timed=False), tmp_path / "w", image_size=16).report
     split_of = {f: s for s, files in plain.split_files.items() for f in files}
