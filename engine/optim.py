@@ -106,6 +106,12 @@ def cap_head_lr(optimizer: torch.optim.Optimizer, bound: float) -> float | None:
 BROKEN_CURVATURE = 1e6  # head_feature_curvature: the bundled ResNet-18 gives 252-960; a diverged file gave 2e9
 
 
+def lowered_rate(to: float, was: float) -> str:
+    """The head's lowered rate `to` in as few significant digits (2 to 6) as tell it from the rate set, `was` (as
+    `{was:g}` writes it): a run read "learns at a rate of 0.02, not the 0.02 set" for 0.0196."""
+    return next((f"{to:.{d}g}" for d in range(2, 7) if f"{to:.{d}g}" != f"{was:g}"), f"{to:.10g}")
+
+
 def head_lr_words(summary: dict, image_size: int | None = None) -> str:
     """What `summary["head_lr_capped"]` ({"lr": the head's peak rate as set, "to": the rate it trained at,
     "curvature": head_feature_curvature's value, "trunk_lr": the trunk's}) means, in plain words for the
@@ -117,10 +123,10 @@ def head_lr_words(summary: dict, image_size: int | None = None) -> str:
     if not cap.get("to"):
         return ""
     at = f" at {image_size} px" if image_size else ""
-    said = (f"The new head learns at a rate of {cap['to']:.2g}, not the {cap['lr']:g} set: the features the "
-            f"network hands it from these images{at} are large ({cap['curvature']:.0f} by the studio's measure of "
-            f"their size), and at {cap['lr']:g} its steps would overshoot, its loss growing instead of falling. The "
-            f"layers below it learn at {cap['trunk_lr']:g}.")
+    said = (f"The new head learns at a rate of {lowered_rate(cap['to'], cap['lr'])}, not the {cap['lr']:g} set: the "
+            f"features the network hands it from these images{at} are large ({cap['curvature']:.0f} by the studio's "
+            f"measure of their size), and at {cap['lr']:g} its steps would overshoot, its loss growing instead of "
+            f"falling. The layers below it learn at {cap['trunk_lr']:g}.")
     if cap["curvature"] >= BROKEN_CURVATURE and str((summary.get("load_report") or {}).get("source", "")).startswith(
             "checkpoint"):
         said += (" Features this large (pretrained networks give hundreds to a few thousand) usually mean the "

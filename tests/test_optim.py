@@ -140,6 +140,9 @@ def test_the_head_cap_in_words():
         "these images at 32 px are large (969 by the studio's measure of their size), and at 0.02 its steps would "
         "overshoot, its loss growing instead of falling. The layers below it learn at 0.02.")
     assert head_lr_words({}) == ""
+    # a rate just under the one set keeps the digits that tell them apart ("a rate of 0.02, not the 0.02 set")
+    near = {"head_lr_capped": {**summary["head_lr_capped"], "to": 0.0196}}
+    assert head_lr_words(near).startswith("The new head learns at a rate of 0.0196, not the 0.02 set")
     # an engineer's checkpoint saved after a diverged step gave 2e9: the words say the file looks broken
     broken = {"head_lr_capped": {**summary["head_lr_capped"], "curvature": 1966718411.0},
               "load_report": {"source": "checkpoint b.pth.tar"}}

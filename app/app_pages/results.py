@@ -26,7 +26,7 @@ from engine.jobs import STOPPED_BY_SERVER
 from engine.methods import METHODS
 from engine.methods.pruning import nonzero_params
 from engine.metrics import class_errors
-from engine.optim import frozen_words, head_lr_words
+from engine.optim import frozen_words, head_lr_words, lowered_rate
 from engine.resume import RESUME_FILE
 from engine.schedules import schedule_label
 from engine.words import (and_words, balance_words, data_extras, ended_early_words, epochs_ended_early, fit_words,
@@ -389,7 +389,7 @@ def detail_charts(run: components.RunView, summary: dict) -> None:
         st.altair_chart(charts.lr_chart(run.steps), width="stretch")
         if cap := summary.get("head_lr_capped"):  # the chart is the trunk's (the optimiser's first group)
             st.caption(f"The layers below the new head. The head's own rate follows the same curve from "
-                       f"{cap['to']:.2g} (above).")
+                       f"{lowered_rate(cap['to'], cap['lr'])} (above).")
     if summary.get("lr_find"):
         from engine.lr_find import lr_find_sentence
 
