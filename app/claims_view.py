@@ -15,8 +15,8 @@ from app import state
 from engine.baselines import (BASELINE_METHODS, config_value, near_standard, run_claims, standard_config,
                               stronger_standard, stronger_words)
 from engine.chance import (LUCK_MARK, ChanceCause, answers_words, chance_cause, chance_finding, cut_ends_words,
-                           finer_detail_words, luck_gap, memorised_fixes, memorised_words, run_lr, small_split_words,
-                           small_splits, unstable_words, val_test_gap_words)
+                           finer_detail_words, labels_not_the_cause, luck_gap, memorised_fixes, memorised_words,
+                           run_lr, small_split_words, small_splits, unstable_words, val_test_gap_words)
 from engine.claims import ceiling_words, wise_ft_reading, wise_pruned_start, wise_user_ood_reading
 from engine.config import ADVANCED_TITLE, RunConfig, smaller_batch, smaller_batch_advice
 from engine.errors import StudioError
@@ -43,6 +43,8 @@ def at_chance(summary: dict, config: dict | None = None, margin: float = 0.02) -
     cause = chance_cause(summary, int(train.get("epochs") or 0), int(train.get("batch_size") or 0))
     advice = chance_advice(config, cause)
     if found.kind == "below":  # worse than guessing: the labels, unless the run had too few steps to learn
+        if apart := labels_not_the_cause(summary):  # validation from the same folders is fine: not the labels
+            return f"{found.text} {apart}"
         labels = "Check on the Data page that each class folder holds the images of its class."
         few = cause.kind == "few_steps"  # then the steps are the likelier cause: say that first
         return (f"{found.text} " + (f"{advice} If it stays below guessing with more steps: {labels[0].lower()}{labels[1:]}"

@@ -167,6 +167,28 @@ def by_class_words(summary: dict) -> str:
             f"tells the classes apart (permutation test, p {'' if shown_p.startswith('<') else '= '}{shown_p}).")
 
 
+def labels_not_the_cause(summary: dict) -> str | None:
+    """For a run whose test accuracy is below guessing (`chance_finding` kind "below") while its validation images,
+    split by the studio from the same class folders, score clearly above it (`_clearly_above`): the words that say
+    the folders' labels cannot be the cause, and what is ("The validation images, from the same class folders, are
+    72.2% right (26 of 36), clearly above guessing: the labels are not the cause. The test images differ from the
+    ones the model learnt from ..."); None otherwise (a split given by the user's folders can hold its own wrong
+    labels). A camera-trap run whose test deer were all night shots read "check that each class folder holds the
+    images of its class"."""
+    found = chance_finding(summary)
+    classes, val = summary.get("classes") or [], summary.get("val_acc")
+    report = summary.get("data_report") or {}
+    if found is None or found.kind != "below" or found.split != "test" or report.get("split_given") \
+            or not _finite(val) or not _clearly_above(summary, val, 1 / len(classes)):
+        return None
+    n = sum(split_sizes(summary, "val"))
+    return (f"The validation images, from the same class folders, are {100 * val:.1f}% right ({images_right(val, n)} "
+            f"of {n}), clearly above guessing: the labels are not the cause. The test images differ from the ones "
+            f"the model learnt from (their light, background or size: compare the splits' files on the Data page), "
+            f"and a shortcut learnt from few pictures fails on them; more pictures of each class in every condition "
+            f"help.")
+
+
 def largest_class_words(summary: dict) -> str:
     """For a run on imbalanced classes (the data report's `imbalance`), what always answering each held-out split's
     largest class scores, the accuracy a model must clear: "Always answering 'empty' gets 60.0% of the validation

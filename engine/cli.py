@@ -29,9 +29,10 @@ from tqdm import tqdm
 from engine.backbones import (BACKBONES, WEIGHTS_TEXT, available_sources, backbone_title, check_bundled,
                               head_left_out)
 from engine.chance import (ChanceCause, by_class_words, chance_cause, chance_finding, colour_words, cut_ends_words,
-                           few_class_words, few_held_out_words, few_training_words, finer_detail_words, memorised_fixes,
-                           memorised_words, pictures_kind_words, reliability, reliability_words, run_lr,
-                           small_split_words, unstable_words, val_test_gap_words, weak_class_words)
+                           few_class_words, few_held_out_words, few_training_words, finer_detail_words,
+                           labels_not_the_cause, memorised_fixes, memorised_words, pictures_kind_words, reliability,
+                           reliability_words, run_lr, small_split_words, unstable_words, val_test_gap_words,
+                           weak_class_words)
 from engine.checkpoints import new_run_id, read_metadata, write_json
 from engine.clock import fmt_duration, process_started_at
 from engine.config import (RunConfig, apply_overrides, probe_epochs_for, smaller_batch, smaller_batch_advice,
@@ -745,6 +746,8 @@ def _say_caution(summary: dict, cfg: RunConfig) -> None:
         advice = _chance_advice(summary, cfg, cause)
         if found.kind == "luck":
             advice = f"More {found.split} images per class would tell. {advice}"
+        elif found.kind == "below" and (apart := labels_not_the_cause(summary)):  # validation is fine: not labels
+            advice = apart
         elif found.kind == "below":  # worse than guessing: the labels too (after the steps when they were few)
             labels = ("check that each class folder holds the images of its class (python -m engine inspect --files "
                       "lists each class's files)")

@@ -1508,3 +1508,29 @@ def test_how_often_answers_are_right_by_how_sure_the_model_was():
     # a WiSE-FT mix's card: its own counts by confidence were never measured, so the fine-tuned model's are not said
     mix = {**over, "wise_alpha": 0.5, "wise_measured": {"val_acc": 0.9, "test_acc": over["test_acc"]}}
     assert not any("high confidence" in line for line in caution_section(mix))
+
+
+def test_a_test_split_below_guessing_beside_a_clear_validation_split_is_not_blamed_on_the_labels(capsys):
+    """A camera-trap run's test deer were all night shots: 6 of 39 test images right, 26 of 36 validation ones, and
+    the advice was to check that each class folder holds the images of its class (the same folders gave both)."""
+    from app.claims_view import at_chance
+    from engine.chance import labels_not_the_cause
+    from engine.cli import _say_caution
+    from engine.config import RunConfig
+
+    counts = {"test": {"deer": 13, "empty": 13, "fox": 13}, "val": {"deer": 12, "empty": 13, "fox": 11}}
+    run = {"classes": ["deer", "empty", "fox"], "test_acc": 6 / 39, "val_acc": 26 / 36,
+           "data_report": {"split_counts": counts}}
+    said = at_chance(run, {"train": {"epochs": 20, "batch_size": 32}})
+    assert said.startswith("This run's test accuracy (15.4%) is below the level of guessing among 3 classes (33.3%). "
+                           "The validation images, from the same class folders, are 72.2% right (26 of 36), clearly "
+                           "above guessing: the labels are not the cause.")
+    assert "each class folder holds" not in said
+    _say_caution(run, RunConfig())
+    err = capsys.readouterr().err
+    assert "the labels are not the cause" in err and "check that each class folder" not in err
+    # the user's own split folders can hold wrong labels of their own: the folders are still named
+    given = {**run, "data_report": {**run["data_report"], "split_given": True}}
+    assert labels_not_the_cause(given) is None and "each class folder holds" in at_chance(given, {})
+    # validation within luck of guessing (14 of 36): the labels stay a suspect
+    assert labels_not_the_cause({**run, "val_acc": 14 / 36}) is None
