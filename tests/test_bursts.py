@@ -97,7 +97,7 @@ def test_bursts_are_chains_of_one_cameras_frames_moments_apart():
 
 
 def test_each_burst_stays_in_one_split_and_the_data_report_says_so(tmp_path):
-    """An ecologist's export: 35 of 52 bursts had frames in two splits, validation flattered by its neighbours."""
+    """A camera trap's bursts had frames in two splits, validation flattered by the frames beside it in training."""
     timed = load_dataset(camera_trap(tmp_path / "trap.zip"), tmp_path / "w", image_size=16)
     rep = timed.report
     assert len(rep.bursts) == 18 and all(len(b) == 3 for b in rep.bursts)
