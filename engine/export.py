@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from engine.augment import augmentation_words, to_float
+from engine.bursts import BURST_GAP_S
 from engine.backbones import Classifier, backbone_title
 from engine.chance import (SPLIT_WORDS, answers_words, chance_finding, colour_words, confusion_rows, few_class_words,
                            few_training_words, findings_split, reliability, reliability_words, small_split_words,
@@ -474,8 +475,21 @@ def data_card_section(cfg: RunConfig, rep: dict[str, Any]) -> list[str]:
         f"- Skipped files: {len(rep.get('skipped', []))}; duplicate groups: {len(rep.get('duplicate_groups', []))} "
         f"({'where the split folders put them' if rep.get('split_given') else 'kept within one split'}"
         f"{'; ' + str(len(dropped)) + ' extra copies dropped' if dropped else ''})",
+        *bursts_card_line(rep),
         *(f"- Warning: {w}" for w in rep.get("warnings") or []),  # e.g. one picture under two classes
     ]
+
+
+def bursts_card_line(rep: dict[str, Any]) -> list[str]:
+    """The model card's line on the data's bursts (engine.bursts: frames one camera took moments apart), where the
+    report found any: how many pictures in how many, and where they went ("- Bursts: 199 pictures in 48 bursts
+    (frames of one camera at most 3 s apart), each kept within one split"); [] without."""
+    bursts = rep.get("bursts") or []
+    if not bursts:
+        return []
+    where = "where the split folders put them" if rep.get("split_given") else "each kept within one split"
+    return [f"- Bursts: {sum(map(len, bursts))} pictures in {len(bursts)} bursts (frames of one camera at most "
+            f"{BURST_GAP_S:g} s apart), {where}"]
 
 
 def exports_card_section(checks: list[ExportCheck], checked_on: str = VALIDATION_IMAGES) -> list[str]:

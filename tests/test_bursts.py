@@ -175,3 +175,15 @@ def test_look_alikes_of_two_classes_taken_at_different_moments_are_not_copies(tm
             zf.writestr(name, frame(int(name[-5])))
     rep = load_dataset(tmp_path / "untimed.zip", tmp_path / "w", image_size=16).report
     assert len(rep.duplicate_groups) == 6 and any("more than one class" in w for w in rep.warnings)
+
+
+def test_the_model_card_says_how_the_bursts_were_split():
+    from engine.config import RunConfig
+    from engine.export import data_card_section
+
+    rep = {"counts": {"deer": 5}, "bursts": [["deer/1.jpg", "deer/2.jpg"], ["deer/3.jpg", "deer/4.jpg", "deer/5.jpg"]]}
+    assert "- Bursts: 5 pictures in 2 bursts (frames of one camera at most 3 s apart), each kept within one split" \
+        in data_card_section(RunConfig(), rep)
+    assert "- Bursts: 5 pictures in 2 bursts (frames of one camera at most 3 s apart), where the split folders put " \
+           "them" in data_card_section(RunConfig(), {**rep, "split_given": True})
+    assert not any(line.startswith("- Bursts") for line in data_card_section(RunConfig(), {"counts": {"deer": 5}}))
