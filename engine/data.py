@@ -1882,7 +1882,9 @@ def _split_sizes(n: int, val_fraction: float, test_fraction: float) -> tuple[int
 def _grouped_split(labels: torch.Tensor, num_classes: int, val_fraction: float, test_fraction: float,
                    generator: torch.Generator, groups: torch.Tensor) -> dict[str, list[torch.Tensor]]:
     """Per class (of each group's first member), whole groups in random order: test and val take
-    a group while it fits their share, training takes the rest (so it is never left empty)."""
+    a group while it fits their share, training takes the rest (so it is never left empty). A share of at least one
+    image that no group fitted gets the smallest of training's groups while training keeps another: an agronomist's
+    12 photos a class in bursts of 3-4 left no validation image at all."""
     members: dict[int, list[int]] = {}
     for i, g in enumerate(groups.tolist()):
         members.setdefault(g, []).append(i)
@@ -1893,12 +1895,21 @@ def _grouped_split(labels: torch.Tensor, num_classes: int, val_fraction: float, 
         n = sum(len(members[g]) for g in cls_groups)
         _, n_val, n_test = _split_sizes(n, val_fraction, test_fraction)
         filled = {"val": 0, "test": 0}
+        placed: dict[str, list[list[int]]] = {"train": [], "val": [], "test": []}
         for k in order:
             rows = members[cls_groups[k]]
             target = next((s for s, cap in (("test", n_test), ("val", n_val)) if filled[s] + len(rows) <= cap), "train")
             if target != "train":
                 filled[target] += len(rows)
-            parts[target].append(torch.tensor(rows, dtype=torch.long))
+            placed[target].append(rows)
+        for split, share in (("val", n_val), ("test", n_test)):  # groups larger than a share (bursts of 3-4
+            # against 2 validation images of 12) left it empty: its smallest group goes there, training keeping one
+            if share and not placed[split] and len(placed["train"]) > 1:
+                smallest = min(placed["train"], key=len)
+                placed["train"].remove(smallest)
+                placed[split].append(smallest)
+        for split, groups_of in placed.items():
+            parts[split] += [torch.tensor(rows, dtype=torch.long) for rows in groups_of]
     return parts
 
 

@@ -187,3 +187,15 @@ def test_the_model_card_says_how_the_bursts_were_split():
     assert "- Bursts: 5 pictures in 2 bursts (frames of one camera at most 3 s apart), where the split folders put " \
            "them" in data_card_section(RunConfig(), {**rep, "split_given": True})
     assert not any(line.startswith("- Bursts") for line in data_card_section(RunConfig(), {"counts": {"deer": 5}}))
+
+
+def test_a_small_class_in_bursts_still_gets_validation_and_test_images(tmp_path):
+    """An agronomist's 12 photos a class, each plant shot 3-4 times: no burst fitted 2 validation images, and the
+    run had none at all."""
+    rep = load_dataset(camera_trap(tmp_path / "small.zip", bursts=4, frames=3), tmp_path / "w", image_size=16).report
+    for split in ("val", "test"):
+        assert all(n >= 3 for n in rep.split_counts[split].values()), rep.split_counts
+    assert all(n >= 3 for n in rep.split_counts["train"].values()), "training keeps a burst of each class"
+    split_of = {f: s for s, files in rep.split_files.items() for f in files}
+    assert all(len({split_of[f] for f in b}) == 1 for b in rep.bursts), "still one split per burst"
+    assert not any("no validation" in w or "no test" in w for w in rep.warnings), rep.warnings
