@@ -251,3 +251,10 @@ def identical_words(identical: list[bool]) -> str:
     if not same:
         return "; pictures that look alike, no identical files"
     return f"; {plural(same, 'group')} of identical files, {len(identical) - same} of pictures that look alike"
+
+
+def burst_groups_of(rep) -> list[bool]:
+    """Per duplicate group of the report `rep`, whether all its files are frames of one burst (`rep.bursts`,
+    engine.bursts: shots one camera took moments apart); all False for a report without bursts (or from before)."""
+    burst_of = {f: i for i, burst in enumerate(getattr(rep, "bursts", None) or []) for f in burst}
+    return [len({burst_of.get(f, -1 - k) for k, f in enumerate(group)}) == 1 for group in rep.duplicate_groups]

@@ -129,16 +129,16 @@ def with_bursts(groups: np.ndarray, bursts: Sequence[Sequence[int]]) -> np.ndarr
     return np.array([find(i) for i in range(len(parent))], dtype=np.int64)
 
 
-def moments_apart(groups: np.ndarray, taken: np.ndarray, cameras: Sequence[str], labels: Sequence[int],
+def moments_apart(groups: np.ndarray, taken: np.ndarray, cameras: Sequence[str],
                   gap: float = BURST_GAP_S) -> tuple[np.ndarray, int]:
-    """Copy groups (int64 [N], each row's smallest member index: engine.data.find_duplicate_groups) of more than
-    one class (`labels`, N class indices) split by the moment each picture was taken, where every member's time is
-    known (`taken`, float64 [N] seconds; `cameras`): pictures one camera took more than `gap` seconds apart are
-    look-alikes (a fixed camera's clearing at night with a small fox and without), not copies of one picture,
-    which keep their file's time. An ecologist's night frames of a fox and of a deer read "labelled with more than
-    one class". Members of one moment (a chain of frames at most `gap` apart) stay together; a group of one class
-    stays whole (photos of one subject an hour apart would still flatter a split). Returns (the new groups, int64
-    [N], each row's smallest member index; how many pictures left their group). A group with any picture of unknown
+    """Copy groups (int64 [N], each row's smallest member index: engine.data.find_duplicate_groups) split by the
+    moment each picture was taken, where every member's time is known (`taken`, float64 [N] seconds; `cameras`):
+    pictures one camera took more than `gap` seconds apart are two exposures that look alike (a clearing at night
+    with a small fox and without, two wheat plants photographed two hours apart), not copies of one picture, which
+    keep their file's time. Night frames of a fox and of a deer read "labelled with more than one class"; an
+    agronomist's two plants were offered to be dropped as duplicates. Members of one moment (a chain of frames at
+    most `gap` apart: a burst, kept together by `burst_groups`) stay together. Returns (the new groups, int64 [N],
+    each row's smallest member index; how many pictures left their group). A group with any picture of unknown
     time (a copy whose EXIF was stripped could be of any of them) stays as it is."""
     groups = np.asarray(groups, dtype=np.int64).copy()
     taken = np.asarray(taken, dtype=np.float64)
@@ -146,7 +146,7 @@ def moments_apart(groups: np.ndarray, taken: np.ndarray, cameras: Sequence[str],
     ids, counts = np.unique(groups, return_counts=True)
     for g in ids[counts > 1].tolist():
         rows = np.flatnonzero(groups == g).tolist()
-        if np.isnan(taken[rows]).any() or len({int(labels[i]) for i in rows}) < 2:
+        if np.isnan(taken[rows]).any():
             continue
         rows.sort(key=lambda i: (cameras[i], taken[i], i))
         head = rows[0]

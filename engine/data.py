@@ -2013,14 +2013,14 @@ def _count(n: int, one: str, many: str) -> str:
 
 def _copy_groups(decoded: _Decoded, near: bool) -> tuple[np.ndarray, list[list[int]]]:
     """(each picture's copy group: `find_duplicate_groups`, near copies where `near` (imagehash is installed), else
-    files with the same bytes; crowds of look-alikes split back (`split_crowds`) and groups of two classes split by
-    the moment their pictures were taken (engine.bursts.moments_apart); the crowds, as `split_crowds` gives them)."""
+    files with the same bytes; crowds of look-alikes split back (`split_crowds`) and groups split by the moment
+    their pictures were taken (engine.bursts.moments_apart); the crowds, as `split_crowds` gives them)."""
     groups, crowds = split_crowds(find_duplicate_groups(
         decoded.sha256, decoded.phash, _mean_colours(decoded.images),
         max_distance=PHASH_MAX_DISTANCE if near else -1, thumbs=decoded.thumbs),  # -1: exact copies only
         decoded.sha256, decoded.phash, decoded.thumbs)
     if decoded.taken is not None and len(decoded.taken) == len(groups):  # look-alikes of other moments: not copies
-        groups, _ = moments_apart(groups, decoded.taken, decoded.cameras, decoded.labels.tolist())
+        groups, _ = moments_apart(groups, decoded.taken, decoded.cameras)
     return groups, crowds
 
 

@@ -151,15 +151,17 @@ def test_bursts_with_a_dropped_copy_keep_their_other_frames_together(tmp_path, d
     assert len(rep.bursts) == 18
 
 
-def test_look_alikes_of_two_classes_taken_at_different_moments_are_not_copies(tmp_path):
-    """An ecologist's night frames of a fox and of a deer at one clearing read "labelled with more than one class"."""
+def test_look_alikes_taken_at_different_moments_are_not_copies(tmp_path):
+    """An ecologist's night frames of a fox and of a deer at one clearing read "labelled with more than one class";
+    an agronomist's two wheat plants photographed two hours apart were offered to be dropped as duplicates."""
     from engine.bursts import moments_apart
 
-    groups, moved = moments_apart(np.array([0, 0, 0, 3, 3]), np.array([0.0, 1, 100, 5, 500]), ["cam"] * 5,
-                                  [0, 0, 1, 0, 0])
-    assert groups.tolist() == [0, 0, 2, 3, 3] and moved == 1, "one moment stays; one class's group stays whole"
-    kept, moved = moments_apart(np.array([0, 0]), np.array([0.0, np.nan]), ["cam"] * 2, [0, 1])
+    groups, moved = moments_apart(np.array([0, 0, 0, 3, 3]), np.array([0.0, 1, 100, 5, 500]), ["cam"] * 5)
+    assert groups.tolist() == [0, 0, 2, 3, 4] and moved == 2, "one moment stays together; two moments part"
+    kept, moved = moments_apart(np.array([0, 0]), np.array([0.0, np.nan]), ["cam"] * 2)
     assert kept.tolist() == [0, 0] and moved == 0, "a time unknown: it could be a copy of either"
+    other, _ = moments_apart(np.array([0, 0]), np.array([0.0, 1.0]), ["cam a", "cam b"])
+    assert other.tolist() == [0, 1], "two cameras: two exposures"
     # the same pictures in two class folders, their times an hour apart: no copies, no warning
     files = {}
     for k in range(6):
@@ -199,3 +201,24 @@ def test_a_small_class_in_bursts_still_gets_validation_and_test_images(tmp_path)
     split_of = {f: s for s, files in rep.split_files.items() for f in files}
     assert all(len({split_of[f] for f in b}) == 1 for b in rep.bursts), "still one split per burst"
     assert not any("no validation" in w or "no test" in w for w in rep.warnings), rep.warnings
+
+
+def test_the_data_page_marks_duplicate_groups_that_are_frames_of_one_burst(tmp_path):
+    """An agronomist's repeat shots of one leaf were listed as duplicate pictures to drop, beside a note that they
+    came in bursts kept together."""
+    from types import SimpleNamespace
+
+    from app.datasets import burst_groups_of
+
+    rep = SimpleNamespace(bursts=[["a1", "a2", "a3"], ["b1", "b2"]],
+                          duplicate_groups=[["a1", "a2"], ["a3", "b1"], ["c1", "c2"], ["b1", "b2"]])
+    assert burst_groups_of(rep) == [True, False, False, True]
+    assert burst_groups_of(SimpleNamespace(duplicate_groups=[["a", "b"]])) == [False], "a report from before bursts"
+    # two plants two hours apart that look alike are not a group at all (moments_apart)
+    with zipfile.ZipFile(tmp_path / "leaves.zip", "w") as zf:
+        for k in range(6):
+            zf.writestr(f"healthy/PXL_{k}a.jpg", frame(k, START + timedelta(hours=k)))
+            zf.writestr(f"healthy/PXL_{k}b.jpg", frame(k, START + timedelta(hours=k, minutes=30)))
+            zf.writestr(f"rust/PXL_{k}.jpg", frame(100 + k, START + timedelta(hours=k, minutes=10)))
+    rep = load_dataset(tmp_path / "leaves.zip", tmp_path / "w", image_size=16).report
+    assert rep.duplicate_groups == [], rep.duplicate_groups

@@ -453,14 +453,21 @@ def duplicates_section(rep, result: datasets.DataCheck) -> None:
                        "settings above).")
     identical = rep.group_kinds()  # per group ([]: a report from before)
     kinds = datasets.identical_words(identical)
+    in_burst = datasets.burst_groups_of(rep)
+    frames = (f"; {sum(in_burst)} of them frames of one burst" if sum(in_burst) < len(in_burst) else
+              "; frames of one burst each") if any(in_burst) else ""
     with st.expander(f"{state.plural(len(rep.duplicate_groups), 'group')} of "
-                     f"duplicate pictures ({n_files} files{kinds})", icon=":material/content_copy:"):
+                     f"duplicate pictures ({n_files} files{kinds}{frames})", icon=":material/content_copy:"):
         st.caption("Identical files, or near-identical pictures (perceptual hash within "
-                   f"{PHASH_MAX_DISTANCE} of 64 bits, the same colours and close thumbnails). {action}")
+                   f"{PHASH_MAX_DISTANCE} of 64 bits, the same colours and close thumbnails). {action}"
+                   + (" A group of frames of one burst (shots moments apart, by the times the files record) is "
+                      "your repeat shots of one subject: they stay in one split with their burst either way, and "
+                      "dropping copies would keep one frame of it." if any(in_burst) else ""))
         for i, (group, pictures) in enumerate(zip(rep.duplicate_groups, result.duplicates)):
             with st.container(gap="small"):  # the pictures, to judge whether they are copies; every name
                 where = f", across {' and '.join(SPLIT_NAMES.get(s, s) for s in spans[i])}" if len(spans[i]) > 1 else ""
                 what = (" files" if not kinds else " identical files" if identical[i] else " files that look alike")
+                what += ", frames of one burst" if in_burst[i] else ""
                 st.markdown(f"**Group {i + 1}** ({len(group)}{what}{where}): "
                             + " = ".join(map(state.md_text, group)))
                 if pictures:
