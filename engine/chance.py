@@ -629,17 +629,40 @@ def one_image_words(small: dict[str, int]) -> str:
                         for split, n in small.items())
 
 
-def few_held_out_words(split_counts: dict[str, dict[str, int]]) -> str:
+def few_held_out_words(split_counts: dict[str, dict[str, int]], report: dict | None = None) -> str:
     """Before any run, when the validation or test split will hold fewer than SMALL_SPLIT images (`split_counts`:
     {split: {class: images}}), what one image will be worth in every accuracy measured on it: "Few images to
     measure on: 9 validation images (one image is 11.1 points) and ... . A run's accuracies will move in steps that
-    large, ..."; "" otherwise. The Data page and `inspect` say it (Results, `small_split_words`, after a run)."""
+    large, ..."; then, from the data `report` (a dict), what its bursts make of that (`moments_words`); "" when
+    neither applies. The Data page and `inspect` say it (Results, `small_split_words`, after a run)."""
     small = small_splits({"data_report": {"split_counts": split_counts}})
+    moments = moments_words(report or {})
     if not small:
-        return ""
+        return moments
     return ("Few images to measure on: " + one_image_words(small) + ". A run's accuracies will move in steps that "
             "large, and two runs can differ by an image or two from luck alone; more images per class make them "
-            "firmer.")
+            "firmer." + (f" {moments}" if moments else ""))
+
+
+def moments_words(report: dict) -> str:
+    """Where the held-out splits hold bursts (the data `report`'s "bursts" and "split_files": frames one camera took
+    moments apart, engine.bursts), how many separate moments each split's figures rest on: "The 42 validation images
+    are 14 separate moments and the 43 test images 15 (a burst counts once): a burst's frames are mostly right or
+    wrong together, so a figure moves by about 7.1 points with one moment, not 2.4 with one image."; "" without
+    bursts there. An agronomist's 7 of 8 validation misses were two leaves shot 4 times each."""
+    files = {split: set((report.get("split_files") or {}).get(split) or []) for split in ("val", "test")}
+    counted = []
+    for split, names in files.items():
+        inside = [b for b in report.get("bursts") or [] if b and b[0] in names]
+        if inside:
+            counted.append((split, len(names), len(names) - sum(map(len, inside)) + len(inside)))
+    if not counted:
+        return ""
+    said = " and the ".join(f"{n} {SPLIT_WORDS[split]} images" + (" are" if i == 0 else "") + f" {units}"
+                            + (" separate moments" if i == 0 else "") for i, (split, n, units) in enumerate(counted))
+    split, n, units = min(counted, key=lambda c: c[2])
+    return (f"The {said} (a burst counts once): a burst's frames are mostly right or wrong together, so a figure "
+            f"moves by about {100 / units:.1f} points with one moment, not {100 / n:.1f} with one image.")
 
 
 def luck_gap(n: int) -> tuple[float, str]:
@@ -652,15 +675,17 @@ def luck_gap(n: int) -> tuple[float, str]:
 
 def small_split_words(summary: dict) -> str:
     """A caution for figures measured on few held-out images (`small_splits`): how many points one image
-    is worth on each small split and how far apart figures can be by one or two images; "" when both
-    splits are large enough or unknown."""
+    is worth on each small split and how far apart figures can be by one or two images, and what the splits' bursts
+    make of it (`moments_words`, also for larger splits); "" when neither applies."""
     small = small_splits(summary)
+    moments = moments_words(summary.get("data_report") or {})
     if not small:
-        return ""
+        return moments
     gap, images = luck_gap(min(small.values()))
     return ("Measured on " + one_image_words(small) + f": figures up to {gap:.0f} points apart (between the splits, "
             f"across the corruptions, between runs, in the methods' verdicts) can be {images} apart, so read them as "
-            "hints; more images per class make them firmer." + _wide_gap_words(summary))
+            "hints; more images per class make them firmer." + _wide_gap_words(summary)
+            + (f" {moments}" if moments else ""))
 
 
 def _wide_gap_words(summary: dict) -> str:

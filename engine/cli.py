@@ -959,7 +959,7 @@ def _inspect(args: argparse.Namespace) -> int:
                    if imb["imbalanced"] else "balanced enough")
         print(f"imbalance: largest class '{imb['largest']}' / smallest '{imb['smallest']}' = {imb['ratio']}x ({verdict})"
               if imb["largest"] != imb["smallest"] else "imbalance: none (every class has the same number of images)")
-    _print_few_held_out(rep.split_counts)
+    _print_few_held_out(rep.split_counts, {"bursts": rep.bursts, "split_files": rep.split_files})
     print(f"duplicate groups: {len(rep.duplicate_groups)}" + (
         f" ({len(rep.duplicates_dropped)} extra copies dropped)" if rep.duplicates_dropped else ""))
     identical = rep.group_kinds()
@@ -981,11 +981,11 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_few_held_out(split_counts: dict[str, dict[str, int]]) -> None:
+def _print_few_held_out(split_counts: dict[str, dict[str, int]], report: dict | None = None) -> None:
     """`inspect`'s notes, as the Data page's, on what the held-out splits will measure with (`split_counts`:
-    {split: {class: images}}): splits of few images (engine.chance.few_held_out_words) and classes of few images
-    (engine.chance.few_class_words)."""
-    if small := few_held_out_words(split_counts):
+    {split: {class: images}}): splits of few images (engine.chance.few_held_out_words, with the moments the data
+    `report`'s bursts make of them) and classes of few images (engine.chance.few_class_words)."""
+    if small := few_held_out_words(split_counts, report):
         print(f"note: {small}")
     if few := few_class_words({"data_report": {"split_counts": split_counts}}):
         print(f"note: {few}")

@@ -334,7 +334,7 @@ def dataset_report(engine) -> datasets.DataCheck | None:
     row.metric("Validation / test", f"{n_split.get('val', 0):,} / {n_split.get('test', 0):,}", width="content")
     row.metric("Skipped files", len(rep.skipped), help="Files that are not usable images; the list is below.",
                width="content")
-    few_held_out(split)
+    few_held_out(split, {"bursts": getattr(rep, "bursts", []), "split_files": rep.split_files})
     st.caption(f"Layout: **{rep.layout}**" + ("" if rep.split_given  # the notes below say which folders give it
                                               else " — each class is split with the seed (see the split settings)."))
     for note in rep.notes:
@@ -382,14 +382,15 @@ def dataset_report(engine) -> datasets.DataCheck | None:
     return result
 
 
-def few_held_out(split: dict[str, dict[str, int]]) -> None:
+def few_held_out(split: dict[str, dict[str, int]], report: dict | None = None) -> None:
     """Before any run: when the validation or test split will hold fewer than engine.chance.SMALL_SPLIT images
     (`split`: {split: {class: images}}), what one image will be worth in every accuracy measured on it (Results
     says it again after a run; a new user saw 100% on 9 images and no word of it until then), and the classes
-    with few held-out images among larger ones (engine.chance.few_class_words)."""
+    with few held-out images among larger ones (engine.chance.few_class_words); with the data `report`'s bursts, the
+    moments the splits hold (engine.chance.moments_words)."""
     from engine.chance import few_class_words, few_held_out_words
 
-    if small := few_held_out_words(split):
+    if small := few_held_out_words(split, report):
         st.info(small, icon=":material/straighten:")
     if few := few_class_words({"data_report": {"split_counts": split}}):  # a rare class among large ones
         st.info(state.md_text(few), icon=":material/straighten:")
