@@ -25,6 +25,8 @@ from PIL import ExifTags, Image
 
 BURST_GAP_S = 3.0  # seconds: a camera trap's frames of one trigger come 0.2-2 s apart; phone photos of two subjects
 # rarely come closer than this
+MOMENT_GAP_S = 60.0  # seconds: near copies further apart than this are two exposures, not copies (moments_apart);
+# a trap re-triggering on a lingering animal, or a leaf shot again, comes within it
 BURST_MAX_FILES = 20  # pictures: a chain longer than this is not one moment (a time-lapse, a copied timestamp)
 EXIF_TIME = "%Y:%m:%d %H:%M:%S"  # EXIF 2.3, section 4.6.5: "YYYY:MM:DD HH:MM:SS"
 
@@ -55,30 +57,35 @@ def _header(path: Path) -> Image.Image:
         return Image.open(path)
 
 
-def shot_time(path: Path) -> tuple[float, str]:
+def shot_time(path: Path) -> tuple[float, str, bool]:
     """(when the picture at `path` was taken, in seconds (float; NaN when its file carries no readable time), the
-    camera that took it: its EXIF Make, Model and BodySerialNumber joined by "/", "" when none). Reads the file's
-    header only (Pillow opens lazily); never raises for a file Pillow cannot read (NaN, "")."""
+    camera that took it: its EXIF Make, Model and BodySerialNumber joined by "/", "" when none, and whether the time
+    is DateTimeOriginal's, when the shutter fired, rather than DateTime's, which an editor rewrites when it saves a
+    copy). Reads the file's header only (Pillow opens lazily); never raises for a file Pillow cannot read (NaN, "",
+    False)."""
     try:
         with _header(path) as img:
             if img.format == "PNG" and "exif" not in img.info:  # getexif would decode the whole picture to look
-                return math.nan, ""  # for an eXIf chunk after the pixels: none before them is none at all
+                return math.nan, "", False  # for an eXIf chunk after the pixels: none before them is none at all
             exif = img.getexif()
             sub = exif.get_ifd(ExifTags.IFD.Exif)
     except Exception:  # noqa: BLE001 - an unreadable header: no time, as for a picture without one
-        return math.nan, ""
+        return math.nan, "", False
     when = _seconds(sub.get(ExifTags.Base.DateTimeOriginal), sub.get(ExifTags.Base.SubsecTimeOriginal))
-    if math.isnan(when):
+    original = not math.isnan(when)
+    if not original:
         when = _seconds(exif.get(ExifTags.Base.DateTime), sub.get(ExifTags.Base.SubsecTime))
     camera = "/".join(str(v).strip("\x00 ") for v in (exif.get(ExifTags.Base.Make), exif.get(ExifTags.Base.Model),
                                                        sub.get(ExifTags.Base.BodySerialNumber)) if v)
-    return when, camera
+    return when, camera, original
 
 
-def shot_times(paths: Sequence[Path]) -> tuple[np.ndarray, list[str]]:
-    """`shot_time` of each of `paths`: (float64 [N] seconds, NaN where unknown; N camera names)."""
+def shot_times(paths: Sequence[Path]) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """`shot_time` of each of `paths`: (float64 [N] seconds, NaN where unknown; N camera names; bool [N], whether each
+    time is the shutter's, DateTimeOriginal)."""
     found = [shot_time(Path(p)) for p in paths]
-    return np.array([t for t, _ in found], dtype=np.float64), [c for _, c in found]
+    return (np.array([t for t, _, _ in found], dtype=np.float64), [c for _, c, _ in found],
+            np.array([o for _, _, o in found], dtype=bool))
 
 
 def burst_groups(taken: np.ndarray, cameras: Sequence[str], gap: float = BURST_GAP_S,
@@ -129,24 +136,25 @@ def with_bursts(groups: np.ndarray, bursts: Sequence[Sequence[int]]) -> np.ndarr
     return np.array([find(i) for i in range(len(parent))], dtype=np.int64)
 
 
-def moments_apart(groups: np.ndarray, taken: np.ndarray, cameras: Sequence[str],
-                  gap: float = BURST_GAP_S) -> tuple[np.ndarray, int]:
+def moments_apart(groups: np.ndarray, taken: np.ndarray, cameras: Sequence[str], original: np.ndarray | None = None,
+                  gap: float = MOMENT_GAP_S) -> tuple[np.ndarray, int]:
     """Copy groups (int64 [N], each row's smallest member index: engine.data.find_duplicate_groups) split by the
-    moment each picture was taken, where every member's time is known (`taken`, float64 [N] seconds; `cameras`):
-    pictures one camera took more than `gap` seconds apart are two exposures that look alike (a clearing at night
-    with a small fox and without, two wheat plants photographed two hours apart), not copies of one picture, which
-    keep their file's time. Night frames of a fox and of a deer read "labelled with more than one class"; an
-    agronomist's two plants were offered to be dropped as duplicates. Members of one moment (a chain of frames at
-    most `gap` apart: a burst, kept together by `burst_groups`) stay together. Returns (the new groups, int64 [N],
-    each row's smallest member index; how many pictures left their group). A group with any picture of unknown
-    time (a copy whose EXIF was stripped could be of any of them) stays as it is."""
+    moment each picture was taken, where every member's shutter time is known (`taken`, float64 [N] seconds;
+    `original`, bool [N]: the time is DateTimeOriginal's, not an editor's DateTime; `cameras`): pictures one camera
+    took more than `gap` seconds apart are two exposures that look alike (a clearing at night with a small fox and
+    without, two wheat plants photographed two hours apart), not copies of one picture, which keep their file's
+    time. Night frames of a fox and of a deer read "labelled with more than one class"; an agronomist's two plants
+    were offered to be dropped as duplicates. Members within `gap` of one another (a chain: a lingering animal's
+    frames, a leaf shot again) stay together. Returns (the new groups, int64 [N], each row's smallest member index;
+    how many pictures left their group). A group with any picture without a shutter time (a copy whose EXIF was
+    stripped or rewritten could be of any of them) stays as it is."""
     groups = np.asarray(groups, dtype=np.int64).copy()
     taken = np.asarray(taken, dtype=np.float64)
     moved = 0
     ids, counts = np.unique(groups, return_counts=True)
     for g in ids[counts > 1].tolist():
         rows = np.flatnonzero(groups == g).tolist()
-        if np.isnan(taken[rows]).any():
+        if np.isnan(taken[rows]).any() or (original is not None and not np.asarray(original)[rows].all()):
             continue
         rows.sort(key=lambda i: (cameras[i], taken[i], i))
         head = rows[0]

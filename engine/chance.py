@@ -652,14 +652,16 @@ def moments_words(report: dict) -> str:
     bursts there. An agronomist's 7 of 8 validation misses were two leaves shot 4 times each."""
     files = {split: set((report.get("split_files") or {}).get(split) or []) for split in ("val", "test")}
     counted = []
-    for split, names in files.items():
-        inside = [b for b in report.get("bursts") or [] if b and b[0] in names]
-        if inside:
-            counted.append((split, len(names), len(names) - sum(map(len, inside)) + len(inside)))
+    for split, names in files.items():  # a burst's frames in this split count once (a burst your folders cut
+        inside = [len(set(b) & names) for b in report.get("bursts") or []]  # counts once in each split it is in)
+        inside = [k for k in inside if k]
+        if names and inside and sum(inside) > len(inside):
+            counted.append((split, len(names), len(names) - sum(inside) + len(inside)))
     if not counted:
         return ""
-    said = " and the ".join(f"{n} {SPLIT_WORDS[split]} images" + (" are" if i == 0 else "") + f" {units}"
-                            + (" separate moments" if i == 0 else "") for i, (split, n, units) in enumerate(counted))
+    said = " and the ".join(f"{plural(n, SPLIT_WORDS[split] + ' image')} " + (
+        f"{'is' if n == 1 else 'are'} {plural(units, 'separate moment')}" if i == 0 else f"{units}")
+        for i, (split, n, units) in enumerate(counted))
     split, n, units = min(counted, key=lambda c: c[2])
     return (f"The {said} (a burst counts once): a burst's frames are mostly right or wrong together, so a figure "
             f"moves by about {100 / units:.1f} points with one moment, not {100 / n:.1f} with one image.")

@@ -1352,6 +1352,7 @@ class _Decoded:
     sizes: np.ndarray | None = None  # int64 [N, 2]: each picture's upright (width, height) in pixels
     taken: np.ndarray | None = None  # float64 [N]: when each picture was taken, seconds (NaN: unknown; bursts.shot_time)
     cameras: tuple[str, ...] = ()  # the camera of each picture ("" unknown)
+    original: np.ndarray | None = None  # bool [N]: each time is the shutter's (DateTimeOriginal), not an editor's
     layout: str = LAYOUT_CLASS_FOLDERS
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
@@ -1598,13 +1599,14 @@ def _decoded(source, work_dir, image_size: int, limits: ZipLimits, max_cache_byt
         keep = torch.tensor(ok, dtype=torch.bool)
         images, labels = images[keep], labels[keep]
     rows = [i for i, good in enumerate(ok) if good]
-    taken, cameras = shot_times([paths[i] for i in rows])  # bursts: frames of one moment, kept in one split
+    taken, cameras, original = shot_times([paths[i] for i in rows])  # bursts: frames of one moment, one split
     decoded = _Decoded(
         images, labels, tuple(scan.classes), tuple(skipped),
         paths=tuple(paths[i].relative_to(root).as_posix() for i in rows),
         splits=None if scan.splits is None else tuple(scan.splits[i] for i in rows),
         sha256=tuple(shas[i] for i in rows), phash=phashes[rows], thumbs=thumbs[rows], sizes=sizes[rows],
-        taken=taken, cameras=tuple(cameras), layout=scan.layout, notes=tuple(scan.notes), warnings=tuple(scan.warnings))
+        taken=taken, cameras=tuple(cameras), original=original, layout=scan.layout, notes=tuple(scan.notes),
+        warnings=tuple(scan.warnings))
     _cache_put(key, decoded)
     return decoded
 
@@ -2020,7 +2022,7 @@ def _copy_groups(decoded: _Decoded, near: bool) -> tuple[np.ndarray, list[list[i
         max_distance=PHASH_MAX_DISTANCE if near else -1, thumbs=decoded.thumbs),  # -1: exact copies only
         decoded.sha256, decoded.phash, decoded.thumbs)
     if decoded.taken is not None and len(decoded.taken) == len(groups):  # look-alikes of other moments: not copies
-        groups, _ = moments_apart(groups, decoded.taken, decoded.cameras)
+        groups, _ = moments_apart(groups, decoded.taken, decoded.cameras, decoded.original)
     return groups, crowds
 
 

@@ -56,15 +56,16 @@ def burst_of(name: str, frames: int = 3) -> int:
 def test_a_pictures_time_and_camera_are_read_from_its_exif(tmp_path, monkeypatch):
     (tmp_path / "a.jpg").write_bytes(frame(0, START))
     assert shot_time(tmp_path / "a.jpg") == (datetime(2024, 5, 24, 9, 27, 0).replace(
-        tzinfo=__import__("datetime").timezone.utc).timestamp(), "Browning/BTC-8E")
+        tzinfo=__import__("datetime").timezone.utc).timestamp(), "Browning/BTC-8E", True)
     (tmp_path / "b.jpg").write_bytes(frame(1, START + timedelta(seconds=2), original=False))
     assert shot_time(tmp_path / "b.jpg")[0] - shot_time(tmp_path / "a.jpg")[0] == 2, "DateTime when no original"
+    assert shot_time(tmp_path / "b.jpg")[2] is False, "an editor's time, not the shutter's"
     (tmp_path / "c.png").write_bytes(frame(2, None, fmt="PNG"))
     from PIL import PngImagePlugin
 
     with monkeypatch.context() as m:  # a PNG without EXIF before its pixels is not decoded to look for one
         m.setattr(PngImagePlugin.PngImageFile, "load", lambda self: pytest.fail("the PNG was decoded"))
-        t, cam = shot_time(tmp_path / "c.png")
+        t, cam, _ = shot_time(tmp_path / "c.png")
     assert math.isnan(t) and cam == ""
     (tmp_path / "f.png").write_bytes(frame(3, START, fmt="PNG"))
     assert shot_time(tmp_path / "f.png") == shot_time(tmp_path / "a.jpg"), "a PNG's eXIf chunk is read"
@@ -156,10 +157,12 @@ def test_look_alikes_taken_at_different_moments_are_not_copies(tmp_path):
     an agronomist's two wheat plants photographed two hours apart were offered to be dropped as duplicates."""
     from engine.bursts import moments_apart
 
-    groups, moved = moments_apart(np.array([0, 0, 0, 3, 3]), np.array([0.0, 1, 100, 5, 500]), ["cam"] * 5)
-    assert groups.tolist() == [0, 0, 2, 3, 4] and moved == 2, "one moment stays together; two moments part"
+    groups, moved = moments_apart(np.array([0, 0, 0, 3, 3]), np.array([0.0, 30, 1000, 5, 5000]), ["cam"] * 5)
+    assert groups.tolist() == [0, 0, 2, 3, 4] and moved == 2, "within a minute: together; hours apart: two exposures"
     kept, moved = moments_apart(np.array([0, 0]), np.array([0.0, np.nan]), ["cam"] * 2)
     assert kept.tolist() == [0, 0] and moved == 0, "a time unknown: it could be a copy of either"
+    edited, _ = moments_apart(np.array([0, 0]), np.array([0.0, 3600]), ["cam"] * 2, np.array([True, False]))
+    assert edited.tolist() == [0, 0], "an editor's DateTime on a resized copy: still a copy of the original"
     other, _ = moments_apart(np.array([0, 0]), np.array([0.0, 1.0]), ["cam a", "cam b"])
     assert other.tolist() == [0, 1], "two cameras: two exposures"
     # the same pictures in two class folders, their times an hour apart: no copies, no warning
@@ -236,6 +239,12 @@ def test_held_out_figures_say_how_many_moments_they_rest_on():
                     "burst's frames are mostly right or wrong together, so a figure moves by about 50.0 points with "
                     "one moment, not 33.3 with one image.")
     assert moments_words({**rep, "bursts": [["x1", "x2"]]}) == "", "bursts in training only: nothing to say"
+    # bursts your folders cut: only each burst's frames in a split count there (it read "-3 separate moments", or
+    # divided by zero)
+    cut = {"bursts": [["a1", "a2", "a3", "a4"], ["b1", "b2", "b3", "b4"]],
+           "split_files": {"val": ["a1", "b1", "c"], "test": ["a2", "a3"], "train": ["a4", "b2", "b3", "b4"]}}
+    assert moments_words(cut).startswith("The 2 test images are 1 separate moment (a burst"), moments_words(cut)
+    assert moments_words({**cut, "split_files": {"val": ["a1"], "train": ["a2", "a3", "a4"]}}) == ""
     counts = {"val": {"a": 4, "b": 3}, "test": {"a": 2, "b": 1}}
     assert few_held_out_words(counts, rep).endswith(said) and few_held_out_words(counts).endswith("firmer.")
     summary = {"classes": ["a", "b"], "data_report": {**rep, "split_counts": counts}}
