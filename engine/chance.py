@@ -74,13 +74,13 @@ def images_right(acc: float, n: int) -> int | None:
 
 
 def chance_finding(summary: dict, margin: float = 0.02, whose: str = "This run's",
-                   validation_clears: bool = True, by_class: bool = True) -> ChanceFinding | None:
-    """`accuracy_finding`, unless (`by_class`) the run's classes are imbalanced and its balanced accuracy on the
+                   validation_clears: bool = True) -> ChanceFinding | None:
+    """`accuracy_finding`, unless the run's classes are imbalanced and its balanced accuracy on the
     finding's split is clearly above guessing (`by_class_clear`): such a model tells the classes apart, though its
     accuracy is no better than always answering the largest class. A factory inspector's class-weighted run (3 of 13
     test parts defects) was told it "may have learnt nothing" for trading a few 'ok' parts for found defects."""
     found = accuracy_finding(summary, margin, whose, validation_clears)
-    if found is None or not by_class or by_class_clear(summary, "test" if found.split == "test" else "val") is None:
+    if found is None or by_class_clear(summary, _split_key(found)) is None:
         return found
     return None
 
@@ -144,8 +144,9 @@ def balanced_p(rows: tuple[tuple[int, ...], ...]) -> tuple[float, float]:
     random, each class answered as often as here, reach it: a permutation test of the answers against the true
     classes, its tables drawn with both margins fixed (scipy.stats.random_table, Patefield's algorithm: the
     permutation null of scipy.stats.permutation_test's "pairings", at a cost that does not grow with the images;
-    2,800 test images took 3.9 s that way), BY_CLASS_DRAWS draws, seeded, p = (1 + draws at or above) / (1 +
-    BY_CLASS_DRAWS). Cached: the pages ask for one run's again and again."""
+    2,800 test images took 3.9 s that way), BY_CLASS_DRAWS draws (a tenth of them above 20 classes), in chunks of
+    about 16 MB, seeded, p = (1 + draws at or above) / (1 + draws). Cached: the pages ask for one run's again and
+    again."""
     import numpy as np
     from scipy.stats import random_table
 
@@ -157,10 +158,14 @@ def balanced_p(rows: tuple[tuple[int, ...], ...]) -> tuple[float, float]:
         return (np.diagonal(t, axis1=-2, axis2=-1)[..., present] / sizes[present]).mean(-1)
 
     seen = float(balanced(table))
-    draws = random_table(sizes, answered).rvs(size=BY_CLASS_DRAWS, method="patefield",
-                                              random_state=np.random.default_rng(0))
-    above = int((balanced(draws) >= seen - 1e-12).sum())
-    return seen, (1 + above) / (1 + BY_CLASS_DRAWS)
+    total = BY_CLASS_DRAWS if len(rows) <= 20 else BY_CLASS_DRAWS // 10  # 50 classes drew 200 MB in 2.7 s
+    chunk = max(1, 2_000_000 // len(rows) ** 2)  # tables at a time: about 16 MB whatever the classes
+    rng, above, left = np.random.default_rng(0), 0, total
+    while left:
+        draws = random_table(sizes, answered).rvs(size=min(chunk, left), method="patefield", random_state=rng)
+        above += int((balanced(draws) >= seen - 1e-12).sum())
+        left -= len(draws)
+    return seen, (1 + above) / (1 + total)
 
 
 def by_class_words(summary: dict) -> str:
@@ -169,25 +174,31 @@ def by_class_words(summary: dict) -> str:
     on the test images is 66.7%, against 33.3% for answers that ignore the picture: it tells the classes apart
     (permutation test, p = 0.002)."; "" otherwise."""
     found = accuracy_finding(summary)
-    key = None if found is None else "test" if found.split == "test" else "val"
+    key = None if found is None else _split_key(found)
     clear = None if key is None else by_class_clear(summary, key)
     if clear is None:
         return ""
     bal, p = clear
-    shown_p = f"{p:.2f}" if p >= 0.1 else f"{p:.3f}" if p >= 0.001 else "< 0.001"
+    present = sum(1 for row in confusion_rows(summary, key) or [] if sum(row))  # the classes the split holds
+    shown_p = f"= {p:.2f}" if p >= 0.1 else f"= {p:.3f}" if p >= 0.001 else "< 0.001"
     return (f"Its balanced accuracy (each class's share right, averaged) on the {SPLIT_WORDS[key]} images is "
-            f"{100 * bal:.1f}%, against {100 / len(summary['classes']):.1f}% for answers that ignore the picture: it "
-            f"tells the classes apart (permutation test, p {'' if shown_p.startswith('<') else '= '}{shown_p}).")
+            f"{100 * bal:.1f}%, against {100 / max(present, 1):.1f}% for answers that ignore the picture: it tells the "
+            f"classes apart (permutation test, p {shown_p}).")
+
+
+def _split_key(found: ChanceFinding) -> str:
+    """The summary's key ("test" or "val") of the split a finding is from."""
+    return "test" if found.split == "test" else "val"
 
 
 def labels_not_the_cause(summary: dict) -> str | None:
     """For a run whose test accuracy is below guessing (`chance_finding` kind "below") while its validation images,
     split by the studio from the same class folders, score clearly above it (`_clearly_above`): the words that say
-    the folders' labels cannot be the cause, and what is ("The validation images, from the same class folders, are
-    72.2% right (26 of 36), clearly above guessing: the labels are not the cause. The test images differ from the
-    ones the model learnt from ..."); None otherwise (a split given by the user's folders can hold its own wrong
-    labels). A camera-trap run whose test deer were all night shots read "check that each class folder holds the
-    images of its class"."""
+    the folders' labels are unlikely to be the cause, and what is ("The validation images, from the same class
+    folders, are 72.2% right (26 of 36), clearly above guessing: the labels are unlikely to be the cause. The test
+    images differ from the ones the model learnt from ..."); None otherwise (a split given by the user's folders can
+    hold its own wrong labels). A camera-trap run whose test deer were all night shots read "check that each class
+    folder holds the images of its class"."""
     found = chance_finding(summary)
     classes, val = summary.get("classes") or [], summary.get("val_acc")
     report = summary.get("data_report") or {}
@@ -196,10 +207,10 @@ def labels_not_the_cause(summary: dict) -> str | None:
         return None
     n = sum(split_sizes(summary, "val"))
     return (f"The validation images, from the same class folders, are {100 * val:.1f}% right ({images_right(val, n)} "
-            f"of {n}), clearly above guessing: the labels are not the cause. The test images differ from the ones "
-            f"the model learnt from (their light, background or size: compare the splits' files on the Data page), "
-            f"and a shortcut learnt from few pictures fails on them; more pictures of each class in every condition "
-            f"help.")
+            f"of {n}), clearly above guessing: the labels are unlikely to be the cause. The test images differ from "
+            f"the ones the model learnt from (their light, background or size: compare the splits' files on the Data "
+            f"page), and a shortcut learnt from few pictures fails on them; more pictures of each class in every "
+            f"condition help.")
 
 
 def largest_class_words(summary: dict) -> str:
@@ -1057,8 +1068,15 @@ def reliability_words(summary: dict, split: str | None = None) -> str | None:
     return said
 
 
+def oversure_words(summary: dict) -> str | None:
+    """`reliability_words` where the run's sure answers were right less often than it was sure beyond luck
+    (`reliability`'s oversure), for a warning: the card, `train` and `predict` say it; None otherwise."""
+    rel = reliability(summary)
+    return reliability_words(summary) if rel is not None and rel.oversure else None
+
+
 def grey_classes_words(summary: dict, split: str) -> str:
-    """" The greyscale ones: deer 2 of 4 right, empty 5 of 5; none of fox." from `{split}_by_colour`'s
+    """" The greyscale ones: deer 2 of 4, empty 5 of 5 right; no greyscale picture of fox." from `{split}_by_colour`'s
     "greyscale_by_class" (engine.evaluate.colour_groups), with a space before it; "" without well-formed counts. A
     greyscale figure is also its classes': an ecologist's night pictures held no fox, unsaid."""
     classes = summary.get("classes") or []
@@ -1072,7 +1090,8 @@ def grey_classes_words(summary: dict, split: str) -> str:
     none = [str(c) for c, (_, n) in zip(classes, rows) if not int(n) and sizes.get(str(c), 1)]  # in the split
     if not held:
         return ""
-    return f" The greyscale ones: {', '.join(held)} right" + (f"; none of {and_words(none)}" if none else "") + "."
+    return (f" The greyscale ones: {', '.join(held)} right" + (f"; no greyscale picture of {and_words(none)}"
+                                                               if none else "") + ".")
 
 
 def picture_kind_words(summary: dict, greyscale: bool) -> str | None:

@@ -30,8 +30,8 @@ from engine.backbones import (BACKBONES, WEIGHTS_TEXT, available_sources, backbo
                               head_left_out)
 from engine.chance import (ChanceCause, by_class_words, chance_cause, chance_finding, colour_words, cut_ends_words,
                            few_class_words, few_held_out_words, few_training_words, finer_detail_words,
-                           labels_not_the_cause, memorised_fixes, memorised_words, pictures_kind_words, reliability,
-                           reliability_words, run_lr, small_split_words, unstable_words, val_test_gap_words,
+                           labels_not_the_cause, memorised_fixes, memorised_words, oversure_words, pictures_kind_words,
+                           run_lr, small_split_words, unstable_words, val_test_gap_words,
                            weak_class_words)
 from engine.checkpoints import new_run_id, read_metadata, write_json
 from engine.clock import fmt_duration, process_started_at
@@ -755,7 +755,7 @@ def _say_caution(summary: dict, cfg: RunConfig) -> None:
                       else f"{labels[0].upper()}{labels[1:]}. {advice}")
         print(f"warning: {found.text} {advice}", file=sys.stderr)
     elif by_class := by_class_words(summary):  # accuracy at the largest class's share, balanced accuracy beyond it
-        print(by_class)
+        print(f"note: {by_class}", file=sys.stderr)
     lr, found = run_lr(summary, cfg.to_dict())
     unstable = None if "adversarial" in cfg.enabled_methods() else unstable_words(summary, lr)  # attacked images' loss
     if unstable:
@@ -772,8 +772,7 @@ def _say_caution(summary: dict, cfg: RunConfig) -> None:
                "The two splits are drawn at random from your images: the same settings with another --seed show "
                "which of the two numbers is typical.")
         print(f"note: {gap} {why}", file=sys.stderr)
-    oversure = reliability_words(summary) if (rel := reliability(summary)) is not None and rel.oversure else None
-    for note in (weak_class_words(summary), colour_words(summary), few_class_words(summary), oversure):
+    for note in (weak_class_words(summary), colour_words(summary), few_class_words(summary), oversure_words(summary)):
         if note:
             print(f"note: {note}", file=sys.stderr)
     small = small_split_words(summary)
@@ -1391,9 +1390,9 @@ def _predict(args: argparse.Namespace) -> int:
     caution = model_caution(summary, args.variant, predictor.alpha)  # as Try it warns for its pick
     if caution:
         print(f"warning: {caution}", file=sys.stderr, flush=True)
-    rel = reliability(summary) if own_figures(args.variant, predictor.alpha) else None
-    if rel is not None and rel.oversure:  # Try it says it under each sure answer; a CSV's reader once, here
-        print(f"note: {reliability_words(summary)}", file=sys.stderr, flush=True)
+    oversure = oversure_words(summary) if own_figures(args.variant, predictor.alpha) else None
+    if oversure:  # Try it says it under each sure answer; a CSV's reader once, here
+        print(f"note: {oversure}", file=sys.stderr, flush=True)
     if predictor.familiarity_note():
         print(predictor.familiarity_note(), flush=True)
     # a bar on a terminal only: in a file its redraws share lines with what stdout prints

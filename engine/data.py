@@ -2148,7 +2148,9 @@ def _load_dataset(source, work_dir, image_size, val_fraction, test_fraction, see
     given = None if decoded.splits is None else [decoded.splits[i] for i in rows]
     notes, warnings_out = list(decoded.notes), list(decoded.warnings)
     bursts = _kept_bursts(decoded, rows)  # frames of one moment (engine.bursts): one split each
-    notes += [lookalike_note(decoded.paths, decoded.labels.tolist(), classes, crowds, bool(bursts))] if crowds else []
+    crowd_rows = [i for crowd in crowds for i in crowd]  # their bursts found by time only where each has a time
+    timed = bool(bursts) and decoded.taken is not None and not np.isnan(decoded.taken[crowd_rows]).any()
+    notes += [lookalike_note(decoded.paths, decoded.labels.tolist(), classes, crowds, timed)] if crowds else []
     if not near:
         warnings_out.append("Near-duplicate pictures were not searched (the imagehash package is missing); "
                             "only identical files are kept together. Install the requirements to fix this.")

@@ -24,7 +24,7 @@ from engine.augment import augmentation_words, to_float
 from engine.bursts import BURST_GAP_S
 from engine.backbones import Classifier, backbone_title
 from engine.chance import (SPLIT_WORDS, answers_words, chance_finding, colour_words, confusion_rows, few_class_words,
-                           few_training_words, findings_split, reliability, reliability_words, small_split_words,
+                           few_training_words, findings_split, oversure_words, small_split_words,
                            smaller_model_summary, val_test_gap_words, weak_class_words)
 from engine.checkpoints import load_checkpoint, read_metadata, save_checkpoint
 from engine.claims import split_sizes
@@ -357,8 +357,7 @@ def caution_section(summary: dict[str, Any]) -> list[str]:
     colour = None if unmeasured_mix else colour_words(summary)  # a mix's own, once measured
     few = few_class_words(dict(summary, val_confusion=None, test_confusion=None) if unmeasured_mix else summary)
     learnt = few_training_words(summary)
-    rel = None if unmeasured_mix else reliability(summary)  # the mix's answers were never counted by confidence
-    oversure = reliability_words(summary) if rel is not None and rel.oversure else None
+    oversure = None if unmeasured_mix else oversure_words(summary)  # a mix's answers were never counted by confidence
     if found is None and not small and not gap and not weak and not colour and not few and not learnt \
             and not oversure:
         return []

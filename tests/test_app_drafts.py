@@ -414,8 +414,10 @@ def test_a_recipe_the_compare_column_cuts_is_given_in_full_under_the_table():
     config["recipe"] = st.column_config.TextColumn("recipe", width=260)
     # the other columns leave 60 px: the table scrolls sideways anyway, and the pinned run column keeps its name
     assert run_width(wide, config) == RUN_PREFERRED_PX, "it was 120 px: '08:21 · Small mode'"
-    config["recipe"]["width"] = 170  # 150 px left: the run column takes it, and the table fits
-    assert run_width(wide, config) == 150
+    config["recipe"]["width"] = 170  # 150 px left: still its 200 px (it was 150: "08:21 · Small mode" again)
+    assert run_width(wide, config) == RUN_PREFERRED_PX
+    config["recipe"]["width"] = 60  # 260 px left: the table fits with the run column at 260
+    assert run_width(wide, config) == 260
     config["recipe"]["width"] = 260
     give_run_room(wide, config)
     assert run_width(wide, config) == RUN_PREFERRED_PX and config["recipe"]["width"] < 260

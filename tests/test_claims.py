@@ -921,7 +921,7 @@ def test_greyscale_and_colour_pictures_accuracies_are_said_apart_and_a_real_gap_
     by_class = dict(night, test_by_colour={**night["test_by_colour"], "greyscale_by_class": [[3, 10], [0, 2]]})
     assert " colour ones (90.9%). The greyscale ones: a 3 of 10, b 0 of 2 right. It is weaker" in colour_words(by_class)
     no_b = dict(night, test_by_colour={**night["test_by_colour"], "greyscale_by_class": [[3, 12], [0, 0]]})
-    assert "The greyscale ones: a 3 of 12 right; none of b. It is weaker" in colour_words(no_b)
+    assert "The greyscale ones: a 3 of 12 right; no greyscale picture of b. It is weaker" in colour_words(no_b)
     odd = dict(night, test_by_colour={**night["test_by_colour"], "greyscale_by_class": [[3, 12]]})
     assert "The greyscale ones" not in colour_words(odd), "not one pair per class: left out"
     from engine.chance import picture_kind_words  # one new picture, of the weaker kind or not
@@ -1524,11 +1524,11 @@ def test_a_test_split_below_guessing_beside_a_clear_validation_split_is_not_blam
     said = at_chance(run, {"train": {"epochs": 20, "batch_size": 32}})
     assert said.startswith("This run's test accuracy (15.4%) is below the level of guessing among 3 classes (33.3%). "
                            "The validation images, from the same class folders, are 72.2% right (26 of 36), clearly "
-                           "above guessing: the labels are not the cause.")
+                           "above guessing: the labels are unlikely to be the cause.")
     assert "each class folder holds" not in said
     _say_caution(run, RunConfig())
     err = capsys.readouterr().err
-    assert "the labels are not the cause" in err and "check that each class folder" not in err
+    assert "the labels are unlikely to be the cause" in err and "check that each class folder" not in err
     # the user's own split folders can hold wrong labels of their own: the folders are still named
     given = {**run, "data_report": {**run["data_report"], "split_given": True}}
     assert labels_not_the_cause(given) is None and "each class folder holds" in at_chance(given, {})

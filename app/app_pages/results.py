@@ -381,10 +381,12 @@ def detail_charts(run: components.RunView, summary: dict) -> None:
         st.dataframe(class_errors_frame(rows, classes), hide_index=True, width="stretch")  # the page's width: 5 columns
         st.caption(f"Each class's misses and false alarms ({words}). {CLASS_ERRORS_WORDS}")
     if (sure := reliability_words(view, split)) is not None:  # how far the model's confidence holds
+        whose = "The fine-tuned model (alpha 1). " if which not in ("smaller", "smaller_val") and \
+            summary.get("wise_curve") else ""  # as the matrix's words say: Explain shows the chosen mix
         if (rel := reliability(view, split)) is not None and rel.oversure:
-            st.info(sure, icon=":material/speed:")
+            st.info(whose + sure, icon=":material/speed:")
         else:
-            st.caption(sure)
+            st.caption(whose + sure)
     if not run.steps.empty and "lr" in run.steps:
         st.altair_chart(charts.lr_chart(run.steps), width="stretch")
         if cap := summary.get("head_lr_capped"):  # the chart is the trunk's (the optimiser's first group)
@@ -962,13 +964,12 @@ def text_width(column: pd.Series | None, least: int, most: int) -> int:
 
 
 def run_width(table: pd.DataFrame, config: dict, fit: int = COMPARE_FIT_PX) -> int:
-    """The run column's width: the room the other columns leave in `fit` px, between 120 px (the
-    start time and a few words) and 300, so that the table fits a 1280 px window where it can; where the other
-    columns leave less than 120 px, the table scrolls sideways whatever the run column's width, and the run column
-    (pinned at the left) gets RUN_PREFERRED_PX: with many metric columns it cut "08:21 · Small model" to
-    "08:21 · Small mode"."""
+    """The run column's width: the room the other columns leave in `fit` px, between RUN_PREFERRED_PX (the start
+    time and the run's first words) and 300, so that the table fits a 1280 px window where it can; where the other
+    columns leave less, the run column (pinned at the left) keeps RUN_PREFERRED_PX and the table scrolls sideways:
+    with many metric columns it cut "08:21 · Small model" to "08:21 · Small mode"."""
     room = room_left(table, config, fit)
-    return RUN_PREFERRED_PX if room < 120 else min(300, room)
+    return RUN_PREFERRED_PX if room < RUN_PREFERRED_PX else min(300, room)
 
 
 def room_left(table: pd.DataFrame, config: dict, fit: int = COMPARE_FIT_PX) -> int:
