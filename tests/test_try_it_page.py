@@ -900,6 +900,7 @@ def test_a_sure_answer_says_how_often_such_answers_were_right_where_the_run_is_o
     model = Shown(None, "fine_tuned", None, "run", "fine-tuned")
     assert sure_caution(model, 0.93) == ("Answers this sure (90% or more) were right on 22 of 30 test images "
                                          "(73.3%): check this one before relying on it.")
+    assert sure_caution(model, 0.93, brief=True) == "Answers this sure were right 73.3% of the time.", "a later one"
     assert sure_caution(model, 0.85) is None, "not a sure answer"
     assert sure_caution(Shown(None, "best", None, "run", "best"), 0.93) is None, "not the run's figures"
     monkeypatch.setattr(components, "read_summary", lambda run_dir: {**oversure(run_dir), "test_confidence": {

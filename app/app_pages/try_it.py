@@ -463,11 +463,12 @@ def kind_caution(model: Shown, image: np.ndarray) -> str | None:
     return picture_kind_words(components.read_summary(model.run_dir), greyscale)
 
 
-def sure_caution(model: Shown, confidence: float) -> str | None:
+def sure_caution(model: Shown, confidence: float, brief: bool = False) -> str | None:
     """For an answer of `confidence` (its top probability, a fraction) at engine.chance.SURE or more, from a model
     whose held-out figures are the run's own, where the run's sure answers were right less often than it was sure by
-    more than luck (engine.chance.reliability): how often such answers were right. None otherwise. An ecologist's
-    badgers were called deer at 83-94%, and the bar alone read as a promise."""
+    more than luck (engine.chance.reliability): how often such answers were right (`brief`: in a few words, under a
+    later picture). None otherwise. An ecologist's badgers were called deer at 83-94%, and the bar alone read as a
+    promise."""
     from engine.chance import SPLIT_WORDS, SURE, reliability
 
     if confidence < SURE or not own_figures(model.variant, model.alpha):
@@ -476,6 +477,8 @@ def sure_caution(model: Shown, confidence: float) -> str | None:
     if rel is None or not rel.oversure or rel.sure is None:
         return None
     right, n, _ = rel.sure
+    if brief:
+        return f"Answers this sure were right {100 * right / n:.1f}% of the time."
     return (f"Answers this sure ({100 * SURE:.0f}% or more) were right on {right} of {n} "
             f"{SPLIT_WORDS.get(rel.split, rel.split)} images ({100 * right / n:.1f}%): check this one before relying "
             f"on it.")
@@ -529,8 +532,11 @@ def image_result(ds: str, models: list[Shown], name: str, data: bytes, threshold
             verdict(p, answer, said)
             if caution := kind_caution(model, image):
                 st.caption(f":material/contrast: {caution}")
-            if sure := sure_caution(model, answer.top[0][1]):
+            brief = said is not None and ("sure", id(p)) in said  # said in full under an earlier picture
+            if sure := sure_caution(model, answer.top[0][1], brief):
                 st.caption(f":material/speed: {sure}")
+                if said is not None:
+                    said.add(("sure", id(p)))
             if (few := few_caution(model)) and (said is None or ("few", id(p)) not in said):
                 st.caption(f":material/info: {state.md_text(few)}")  # under the first picture each model answers
                 if said is not None:
