@@ -4,7 +4,7 @@ Frames of one moment are near copies of one another: with one in training and it
 validation figure measures recall of the moment, not the model. `load_dataset` keeps each burst in one split, as it
 keeps copies of one picture (engine.data.find_duplicate_groups), and where the user's folders give the split, says
 which bursts they cut. Split frame by frame, a generated camera-trap export (benchmarks/bursts.py) had 98 of its
-120 bursts in two splits, and its held-out figures stood 3-4 points above the accuracy on new bursts.
+120 bursts in two splits, and its held-out figures stood about 3 points above the accuracy on new bursts.
 
 A burst is a chain of pictures from one camera (EXIF Make, Model and BodySerialNumber), each taken at most
 BURST_GAP_S seconds after the one before (EXIF DateTimeOriginal with SubsecTimeOriginal, else DateTime; read by

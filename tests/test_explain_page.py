@@ -275,6 +275,8 @@ def test_export_verifies_every_format_and_renders_the_model_card(wise_run):
     table = at.dataframe[0].value
     assert list(table["format"]) == ["safetensors", "torchscript", "onnx"]
     assert table["verified"].all() and (table["agreement"] == 100.0).all()
+    assert all(d == "none" or d == "under 0.0001" or d.startswith("0.") for d in table["largest score difference"]), \
+        "plain decimals, not 4.5e-06"
     labels = {d.label for d in at.download_button}
     assert {"safetensors", "TorchScript", "ONNX", "Model card", "Config (YAML)"} <= labels
     assert not any(d.proto.disabled for d in at.download_button)

@@ -1038,17 +1038,20 @@ def check_images_words(checks: list[dict]) -> str:
 
 def checks_view(checks: list[dict]) -> None:
     """A table of the export checks (format, file, verified, agreement on the images they were checked on, largest
-    logit difference) and a line saying whether every file passed."""
+    score difference in plain decimals: an agronomist read "max logit difference 4.5e-6" as jargon) and a line
+    saying whether every file passed."""
     on = check_images_words(checks)
     table = pd.DataFrame([{"format": c["format"], "file": Path(c["path"]).name, "verified": bool(c["ok"]),
-                           "agreement": 100 * c["agreement"], "max logit difference": c["max_abs_logit_diff"],
+                           "agreement": 100 * c["agreement"],
+                           "largest score difference": difference_words(c["max_abs_logit_diff"]),
                            "message": c.get("message") or ""} for c in checks])
-    st.dataframe(table, hide_index=True, width="stretch", column_config={
+    st.dataframe(table, hide_index=True, width="stretch", column_config={  # plain decimals: "4.5e-6" read as jargon
         "verified": st.column_config.CheckboxColumn("verified"),
         "agreement": st.column_config.NumberColumn("agreement", format="%.1f%%",
                                                    help=f"Share of {on} with the same predicted class."),
-        "max logit difference": st.column_config.NumberColumn("max logit difference", format="%.1e",
-                                                              help="Largest difference of any output score.")})
+        "largest score difference": st.column_config.TextColumn(
+            "largest score difference", help="The largest difference between the file's and the model's output "
+                                             "scores (the numbers behind the percentages), on any image.")})
     failed = [c for c in checks if not c["ok"]]
     if not failed:
         worst = max((c["max_abs_logit_diff"] for c in checks), default=0.0)
