@@ -599,8 +599,9 @@ def per_class_chart(df: pd.DataFrame, title: str = "Accuracy per class") -> alt.
                                          height=rows_height(df["class"].nunique(), 24), autosize=FIT_WIDTH)
 
 
-# two lines: in a half-page column at 1024 px one ("colour as length: red at 0%, yellow at 50%, g…") was cut
-PER_CLASS_COLOURS = ["colour as length:", "red at 0%, yellow at 50%, green at 100%"]
+# two lines: in a half-page column at 1024 px one ("colour as length: red at 0%, yellow at 50%, g…") was cut;
+# "colour as length:" read as odd to a new user: the bars' colour follows their length, said as such
+PER_CLASS_COLOURS = ["each bar coloured by its length:", "red at 0%, yellow at 50%, green at 100%"]
 
 
 def ood_frame(by_corruption: Mapping[str, float | None]) -> pd.DataFrame:

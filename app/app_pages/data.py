@@ -459,8 +459,9 @@ def duplicates_section(rep, result: datasets.DataCheck) -> None:
               "; frames of one burst each") if any(in_burst) else ""
     with st.expander(f"{state.plural(len(rep.duplicate_groups), 'group')} of "
                      f"duplicate pictures ({n_files} files{kinds}{frames})", icon=":material/content_copy:"):
-        st.caption("Identical files, or near-identical pictures (perceptual hash within "
-                   f"{PHASH_MAX_DISTANCE} of 64 bits, the same colours and close thumbnails). {action}"
+        st.caption("Identical files, or near-identical pictures: a fingerprint of their shapes (a perceptual hash) "
+                   f"that differs in at most {PHASH_MAX_DISTANCE} of its 64 bits, the same colours and close "
+                   f"thumbnails. {action}"
                    + (" A group of frames of one burst (shots moments apart, by the times the files record) is "
                       "your repeat shots of one subject: they stay in one split with their burst either way, and "
                       "dropping copies would keep one frame of it." if any(in_burst) else ""))
