@@ -1208,6 +1208,12 @@ def drop_copies() -> None:
     st.toast("Duplicate copies dropped: one image of each group is kept.", icon=":material/check:")
 
 
+def use_image_size(px: int) -> None:
+    """Set the image size (data.image_size, px) for the next run (a button's callback)."""
+    set_settings({"data.image_size": int(px)})
+    st.toast(f"Image size {px} px for the next run: finer detail, slower epochs.", icon=":material/check:")
+
+
 def stop_mirroring() -> None:
     """Switch off mirroring in training and flip TTA, the mirror-image averaging (a button's callback)."""
     set_settings({"train.flip": False, "eval.tta_flip": False})

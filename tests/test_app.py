@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import json
@@ -172,6 +171,33 @@ def test_wide_pictures_get_the_choice_of_keeping_them_whole_on_the_data_page(stu
     sidebar = " ".join(str(getattr(e, "value", "")) for e in at.sidebar)
     assert "whole pictures." in sidebar, sidebar
     at.radio(key="w:data.fit").set_value("crop").run()  # the draft back as it was, for the next tests
+
+
+def test_pictures_shrunk_far_get_a_larger_image_size_in_one_click_on_the_data_page(studio):
+    """An agronomist's rust pustules, about 8 of a 640 x 480 photo's pixels, were lost at 64 px, and only Results
+    said so, after the run."""
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for k, cls in enumerate(("rust", "healthy")):
+            for i in range(6):
+                img = Image.fromarray(np.random.default_rng(50 + 10 * k + i).integers(0, 255, (200, 200, 3),
+                                                                                       dtype=np.uint8))
+                out = io.BytesIO()
+                img.save(out, format="JPEG", quality=80)
+                zf.writestr(f"{cls}/{i}.jpg", out.getvalue())
+    at = upload_zip(new_app(), buf.getvalue(), "leaves.zip")
+    no_problems(at)
+    size = at.session_state["cfg"].data.image_size
+    assert size == 64 and "shrunk about 3x" in " ".join(texts(at.caption))
+    at.button(key="finer_px").click().run()
+    no_problems(at)
+    assert at.session_state["cfg"].data.image_size == 128
+    assert not any(b.key == "finer_px" for b in at.button), "at 128 px: offered no more"
 
 
 def test_the_app_opens_on_the_data_page_with_the_engine_status_in_the_sidebar(studio):

@@ -596,6 +596,10 @@ def quick_start(engine) -> None:
             st.switch_page("app_pages/train.py")
 
 
+FINER_PX = 128  # the image size the Data page offers where pictures shrink 3x or more (an agronomist's rust
+# pustules, about 8 of a 640 x 480 photo's pixels, were lost at 64 px, and only Results said so, after the run)
+
+
 def fit_section(shape: dict, cfg) -> None:
     """What the model will see of the pictures (engine.words.picture_shape_words: a wide scan's ends cut, detail
     shrunk away; an older report has no shape and says nothing) and, where the pictures are wider or taller than
@@ -612,6 +616,11 @@ def fit_section(shape: dict, cfg) -> None:
     words = picture_shape_words(shape, cfg.data.image_size, fit=fit, whole="*Wide and tall pictures* below")
     if words:
         above.caption(f":material/crop: {words}")
+    size, side = cfg.data.image_size, int(shape.get("long" if fit == "pad" else "short") or 0)
+    if size < FINER_PX and side >= 3 * size:  # shrunk 3x or more: one click to a size that keeps finer detail
+        above.button(f"Use {FINER_PX} px: finer detail, each epoch about {(FINER_PX / size) ** 2:.0f}x slower",
+                     key="finer_px", icon=":material/zoom_in:", on_click=state.use_image_size, args=(FINER_PX,),
+                     help="Sets Image size on the Model and methods page (a preset chosen afterwards sets its own).")
 
 
 render()
