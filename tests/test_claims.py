@@ -1534,3 +1534,30 @@ def test_a_test_split_below_guessing_beside_a_clear_validation_split_is_not_blam
     assert labels_not_the_cause(given) is None and "each class folder holds" in at_chance(given, {})
     # validation within luck of guessing (14 of 36): the labels stay a suspect
     assert labels_not_the_cause({**run, "val_acc": 14 / 36}) is None
+
+
+def test_a_gap_between_training_and_validation_that_stays_to_the_end_is_said(capsys):
+    """An agronomist saw a note on the head-only epochs' gap and none on the one that stayed to the end (training
+    about 100%, validation 81%)."""
+    from engine.chance import overfit_words
+    from engine.cli import _say_caution
+    from engine.config import RunConfig
+
+    counts = {"healthy": 15, "rust": 14, "septoria": 14}
+    run = {"classes": ["healthy", "rust", "septoria"], "val_acc": 35 / 43, "test_acc": 37 / 43, "train_images": 134,
+           "history": [{"epoch": 1, "train_acc": 0.6}, {"epoch": 20, "train_acc": 1.0}],
+           "data_report": {"split_counts": {"val": counts, "test": counts}}}
+    said = overfit_words(run, {"train": {"augment": True, "epochs": 20}})
+    assert said == ("In its last epoch it got 100% of its 134 training images right, against 81% of its 43 validation "
+                    "images: a gap of 19 points, beyond luck, is what it learnt of its training images that does not "
+                    "carry to new ones (overfitting). More varied pictures of each class narrow it most.")
+    assert overfit_words(run, {"train": {"augment": False}}).endswith(
+        "narrow it most; augmentation (off in this run) too."), "what in its recipe may help"
+    assert overfit_words({**run, "history": [{"train_acc": 0.9}]}) == "", "a gap of 9 points: not news"
+    few = {**run, "train_images": 10, "val_acc": 3 / 4, "history": [{"train_acc": 1.0}],
+           "data_report": {"split_counts": {"val": {"healthy": 2, "rust": 1, "septoria": 1}}}}
+    assert overfit_words(few) == "", "10 of 10 against 3 of 4: luck can do that"
+    at_guess = {**run, "val_acc": 15 / 43, "test_acc": 14 / 43}
+    assert overfit_words(at_guess) == "", "a run at guessing: its own finding says it learnt by heart"
+    _say_caution(run, RunConfig())
+    assert f"note: {said}" in capsys.readouterr().err

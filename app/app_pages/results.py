@@ -19,8 +19,8 @@ from app.method_views import VIEWS
 from engine.augment import augmentation_words, greyscale_copies_words
 from engine.backbones import head_left_out
 from engine.chance import (by_class_words, chance_finding, colour_gap, colour_words, confusion_rows, few_class_words,
-                           findings_split, largest_class_words, reliability, reliability_words, smaller_model_summary,
-                           split_at_guessing, weak_class_words)
+                           findings_split, largest_class_words, overfit_words, reliability, reliability_words,
+                           smaller_model_summary, split_at_guessing, weak_class_words)
 from engine.config import OptimConfig, TrainConfig
 from engine.jobs import STOPPED_BY_SERVER
 from engine.methods import METHODS
@@ -666,8 +666,9 @@ def one_run(engine, runs) -> None:
         else:
             st.caption(note)
     if summary.get("status") == "finished":  # what the figures rest on, and what the run left out
+        overfit = overfit_words(summary, rec.config)  # the gap that stays to the end, not only the probe's
         for note in (small_split_note(summary), ood_off_note(rec.config, summary), cut_ends_note(rec.config, summary),
-                     finer_detail_note(rec.config, summary)):
+                     finer_detail_note(rec.config, summary), f":material/school: {overfit}" if overfit else ""):
             if note:
                 st.caption(note)
     warned = data_warnings(rec, summary)
