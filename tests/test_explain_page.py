@@ -272,6 +272,7 @@ def test_export_verifies_every_format_and_renders_the_model_card(wise_run):
     at.button(key=f"export_{run_id}").click().run()
     no_problems(at)
     assert any("All 3 exports verified" in s for s in texts(at.success)), texts(at.success)
+    assert any("**ONNX** for other programs and for phones" in c for c in texts(at.caption)), "which file for what"
     table = at.dataframe[0].value
     assert list(table["format"]) == ["safetensors", "torchscript", "onnx"]
     assert table["verified"].all() and (table["agreement"] == 100.0).all()

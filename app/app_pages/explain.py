@@ -1109,6 +1109,12 @@ def card_summary(b, summary: dict, which: str, alpha: float | None, chosen: bool
     return {**summary, **({"wise_chosen": alpha} if chosen else {})}
 
 
+FORMAT_WORDS = ("Which file: **ONNX** for other programs and for phones (ONNX Runtime runs it on Windows, macOS, "
+                "Linux, Android and iOS); **TorchScript** for PyTorch programs without this studio's code, in Python "
+                "or C++; **safetensors** (the weights alone) for Python with this studio's code. The model card's "
+                "*Use it* section has a script for the ONNX and the TorchScript file.")
+
+
 def export_tab(engine, rec, b, summary: dict, gone: bool = False) -> None:
     """The export tab: which model to pack (the run's, the smaller one, a WiSE-FT mix; a stopped run's best epoch so
     far), a button that exports safetensors, TorchScript and ONNX and verifies each against the model, then the
@@ -1123,6 +1129,7 @@ def export_tab(engine, rec, b, summary: dict, gone: bool = False) -> None:
                 + (f" They compute in float32, while the run was evaluated (and Try it answers) in {summary['precision']} "
                    "on this computer: a percentage can differ by about a point between the two."
                    if summary.get("precision") not in (None, "float32") else ""))
+    st.caption(FORMAT_WORDS)  # which file for what: an agronomist could not tell which suits a phone
     alpha, chosen = state.wise_alpha(engine, rec) if uses_wise(rec) else (None, False)  # one lookup
     # a stopped run has its best epoch so far only (engine.runs.default_variant), exported as `export --variant best`
     choices = ({"best": "best epoch so far"} if rec.status == "stopped"
