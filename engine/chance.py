@@ -180,10 +180,14 @@ def by_class_words(summary: dict) -> str:
         return ""
     bal, p = clear
     present = sum(1 for row in confusion_rows(summary, key) or [] if sum(row))  # the classes the split holds
-    shown_p = f"= {p:.2f}" if p >= 0.1 else f"= {p:.3f}" if p >= 0.001 else "< 0.001"
     return (f"Its balanced accuracy (each class's share right, averaged) on the {SPLIT_WORDS[key]} images is "
             f"{100 * bal:.1f}%, against {100 / max(present, 1):.1f}% for answers that ignore the picture: it tells the "
-            f"classes apart (permutation test, p {shown_p}).")
+            f"classes apart (permutation test, p {p_words(p)}).")
+
+
+def p_words(p: float) -> str:
+    """A p-value after "p": "= 0.35", "= 0.054" under 0.1 (0.054 is not "0.05", the bar it missed), "< 0.001"."""
+    return f"= {p:.2f}" if p >= 0.1 else f"= {p:.3f}" if p >= 0.001 else "< 0.001"
 
 
 def _split_key(found: ChanceFinding) -> str:
@@ -286,12 +290,11 @@ def _luck(summary: dict, acc: float, guess: float, split: str, whose: str) -> Ch
     if p < LUCK_P:
         return None
     largest = "" if null == guess else f"; {100 * null:.1f}% always answering its largest class"  # no nested brackets
-    shown_p = f"{p:.2f}" if p >= 0.1 else f"{p:.3f}"  # 0.054 is not "0.05", the bar it missed
     return ChanceFinding("luck", split, (
         f"{whose} {split} accuracy ({100 * acc:.1f}%, {right} of {plural(n, 'image')}) is above the level of guessing "
         f"among {len(summary.get('classes') or [])} classes ({100 * guess:.1f}%{largest}), but not clearly: a model "
         f"that learnt nothing gets {right} or more of {n} right {100 * p:.0f}% of the time (binomial test, "
-        f"p = {shown_p}). It {LUCK_MARK}."))
+        f"p {p_words(p)}). It {LUCK_MARK}."))
 
 
 SPLIT_FIGURES = ("_confusion", "_per_class_acc", "_balanced_acc", "_macro_f1", "_by_colour",

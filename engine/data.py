@@ -2161,11 +2161,13 @@ def _load_dataset(source, work_dir, image_size, val_fraction, test_fraction, see
     else:
         indices = _given_split(full, given, together, val_fraction, seed, decoded.skipped, notes)
     warnings_out += _duplicate_warnings(paths, full.labels.tolist(), given, kept_groups, classes)
-    where = [""] * len(paths)
-    for name, idx in indices.items():
-        for i in idx.tolist():
-            where[i] = name
-    said = burst_words(paths, bursts, where if given is not None else None)
+    where = None  # each row's split, for the bursts your folders cut: a split the studio draws cuts none
+    if given is not None and bursts:
+        where = [""] * len(paths)
+        for name, idx in indices.items():
+            for i in idx.tolist():
+                where[i] = name
+    said = burst_words(paths, bursts, where)  # without bursts, nothing
     (notes if given is None else warnings_out).extend([said] if said else [])
 
     full.greyscale()  # measured once, for the report and every split (`subset` carries it)
