@@ -344,6 +344,26 @@ def probe_jolt_note(run: RunView) -> str | None:
                             trunk_lr_mult=cfg.optim.trunk_lr_mult)
 
 
+def loss_spike_note(run: RunView) -> str | None:
+    """Why validation loss jumped in one epoch (engine.chance.loss_spike), in words for the loss chart, with the
+    learning rate the run's logged steps used in that epoch (the mean over them); None when no epoch jumped."""
+    from engine.chance import loss_spike, loss_spike_words
+    from engine.claims import split_sizes
+
+    if "val_loss" not in run.epochs.columns:
+        return None
+    summary = read_summary(run.run_dir)
+    probe = recorded_probe_epochs(run.progress, summary) or 0
+    spike = loss_spike(run.epochs.to_dict("records"), probe, sum(split_sizes(summary, "val")))
+    if spike is None:
+        return None
+    lr = None
+    if {"epoch", "lr"} <= set(run.steps.columns):
+        rates = run.steps.loc[run.steps["epoch"] == spike.epoch, "lr"].dropna()
+        lr = float(rates.mean()) if not rates.empty else None
+    return loss_spike_words(spike, running=run.status in ("queued", "running"), lr=lr)
+
+
 def probe_gap_note(run: RunView) -> str | None:
     """Why training accuracy lies far above validation in the run's head-only epochs
     (engine.chance.probe_gap_words), for the accuracy chart; None when it does not, or the run did not
@@ -409,6 +429,8 @@ def curves_view(run: RunView, *, live: bool = False, streams: bool = False) -> N
                 st.caption(why)
     with right:
         st.altair_chart(charts.loss_chart(epochs), width="stretch")
+        if why := loss_spike_note(run):
+            st.caption(why)
     extra = charts.method_metric_names(epochs)
     if extra:
         cols = st.columns(min(len(extra), 2))

@@ -419,6 +419,85 @@ def probe_jolt_words(jolt: ProbeJolt, probe_epochs: int, effective_lr: float, ru
             f"fitted to. {after}" + (f" {JOLT_ADVICE}" if trunk_lr_mult > JOLT_ADVISED_MULT else ""))
 
 
+SPIKE_RATIO = 2.0  # validation loss at least this many times the epoch before's: a jump worth a word
+SPIKE_RISE = 0.5  # ... and up by at least this many nats (0.02 to 0.05 is no jump a user needs explained)
+TRAIN_ROSE = 1.1  # the training loss this many times the epoch before's or more: it rose with the jump
+
+
+@dataclass(frozen=True)
+class LossSpike:
+    """An epoch whose validation loss jumped (`loss_spike`). `epoch`: that epoch (1-based); `before`, `after`:
+    validation loss (nats) the epoch before and in it; `acc_before`, `acc_after`: validation accuracy (fractions;
+    NaN when not logged); `train_before`, `train_after`: training loss (nats; NaN when not logged); `back`: the first
+    later epoch whose validation loss is at `before` or under (None: none yet); `jumps`: how many epochs jumped."""
+
+    epoch: int
+    before: float
+    after: float
+    acc_before: float
+    acc_after: float
+    train_before: float
+    train_after: float
+    back: int | None
+    jumps: int
+
+    @property
+    def train_rose(self) -> bool:
+        """Whether the training loss rose with it (by TRAIN_ROSE or more): the steps overshot, not only new
+        images being judged harder."""
+        return _finite(self.train_before) and _finite(self.train_after) and \
+            self.train_after >= TRAIN_ROSE * self.train_before
+
+
+def loss_spike(history: list[dict], probe_epochs: int = 0, val_images: int = 0) -> LossSpike | None:
+    """The largest jump of validation loss in a run's per-epoch `history` (summary["history"]: dicts with "epoch",
+    "val_loss", and where logged "val_acc", "train_loss"): an epoch whose validation loss is SPIKE_RATIO times the
+    epoch before's or more and SPIKE_RISE nats above it. The first whole-network epoch after `probe_epochs` head-only
+    epochs is left to `probe_jolt` where that found a fall there (`val_images`: the validation split's size, as
+    `probe_jolt` takes it). None when no epoch jumped. Raises nothing. An agronomist's run went from 1.29 to 3.57 at
+    epoch 5 of 20 and back by epoch 8, and nothing said what that was."""
+    rows = [h for h in history or [] if _finite(h.get("val_loss"))]
+    jolt = probe_jolt(history, probe_epochs, val_images) if probe_epochs else None
+    jumps = [(prev, row) for prev, row in zip(rows, rows[1:])
+             if row["val_loss"] >= SPIKE_RATIO * prev["val_loss"] and row["val_loss"] - prev["val_loss"] >= SPIKE_RISE
+             and not (jolt is not None and int(row.get("epoch", 0)) == jolt.epoch)]
+    if not jumps:
+        return None
+    prev, row = max(jumps, key=lambda pair: pair[1]["val_loss"] / pair[0]["val_loss"])
+    at = rows.index(row)
+    back = next((int(h.get("epoch", 0)) for h in rows[at + 1:] if h["val_loss"] <= prev["val_loss"]), None)
+    number = lambda h, key: float(h[key]) if _finite(h.get(key)) else math.nan  # noqa: E731
+    return LossSpike(int(row.get("epoch", at + 1)), float(prev["val_loss"]), float(row["val_loss"]),
+                     number(prev, "val_acc"), number(row, "val_acc"), number(prev, "train_loss"),
+                     number(row, "train_loss"), back, len(jumps))
+
+
+def loss_spike_words(spike: LossSpike, running: bool, lr: float | None = None) -> str:
+    """`spike` in words for the loss chart or the command line (`running`: the run's next epochs are still to come;
+    `lr`: the learning rate during that epoch, None where not known): what jumped, why (the training loss rose too:
+    the steps overshot; it did not: the model grew sure of some wrong validation answers, which the loss punishes far
+    more than accuracy does) and whether it came back."""
+    acc = (f", and validation accuracy went from {percent_half_up(spike.acc_before)} to "
+           f"{percent_half_up(spike.acc_after)}" if _finite(spike.acc_before) and _finite(spike.acc_after) else "")
+    rate = f" at that epoch's learning rate ({lr:.2g})" if lr is not None and _finite(lr) else ""
+    if spike.train_rose:
+        why = (f"The training loss rose in the same epoch ({spike.train_before:.2f} to {spike.train_after:.2f}): "
+               f"steps{rate} overshot and moved the weights off course for a while, not new pictures being harder.")
+    else:
+        why = ("The training loss did not rise with it: the model grew very sure of some wrong answers on the "
+               "validation images, which the loss punishes far more than accuracy does.")
+    if spike.back is not None:
+        after = f"It was back to {spike.before:.2f} or lower by epoch {spike.back}."
+    elif running:
+        after = "The next epochs show whether it comes back down."
+    else:
+        after = (f"It did not come back down to {spike.before:.2f} in this run"
+                 + ("; a lower learning rate makes such jumps rarer." if spike.train_rose else "."))
+    more = f" (the largest of {spike.jumps} such jumps)" if spike.jumps > 1 else ""
+    return (f"Validation loss jumped at epoch {spike.epoch}{more}, from {spike.before:.2f} to {spike.after:.2f} "
+            f"({spike.after / spike.before:.1f} times){acc}. {why} {after}")
+
+
 # the last epoch's training accuracy this far (a fraction) above a run's held-out accuracy at guessing: it learnt its
 # training images by heart (a new user's 45 drawn shapes: 95% training, 33% validation and test, once advised to
 # lower the learning rate, which does not mend it). Training accuracy is on augmented images, so it errs low.

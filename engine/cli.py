@@ -30,7 +30,8 @@ from engine.backbones import (BACKBONES, WEIGHTS_TEXT, available_sources, backbo
                               head_left_out)
 from engine.chance import (ChanceCause, by_class_words, chance_cause, chance_finding, colour_words, cut_ends_words,
                            few_class_words, few_held_out_words, few_training_words, finer_detail_words,
-                           labels_not_the_cause, memorised_fixes, memorised_words, overfit_words, oversure_words,
+                           labels_not_the_cause, loss_spike, loss_spike_words, memorised_fixes, memorised_words,
+                           overfit_words, oversure_words,
                            pictures_kind_words, run_lr, small_split_words, unstable_words, val_test_gap_words,
                            weak_class_words)
 from engine.checkpoints import new_run_id, read_metadata, write_json
@@ -772,8 +773,13 @@ def _say_caution(summary: dict, cfg: RunConfig) -> None:
                "The two splits are drawn at random from your images: the same settings with another --seed show "
                "which of the two numbers is typical.")
         print(f"note: {gap} {why}", file=sys.stderr)
+    from engine.claims import split_sizes
+
+    spike = loss_spike(summary.get("history") or [], int(summary.get("probe_epochs") or 0),
+                       sum(split_sizes(summary, "val")))
     for note in (weak_class_words(summary), colour_words(summary), few_class_words(summary), oversure_words(summary),
-                 overfit_words(summary, cfg.to_dict())):
+                 overfit_words(summary, cfg.to_dict()),
+                 loss_spike_words(spike, running=False) if spike and not unstable else ""):  # one word on overshoots
         if note:
             print(f"note: {note}", file=sys.stderr)
     small = small_split_words(summary)

@@ -567,6 +567,34 @@ def test_the_accuracy_chart_says_why_the_first_whole_network_epoch_fell():
     assert not unrecorded.exception and not notes(unrecorded), "no guess at what an older engine ran"
 
 
+def test_the_loss_chart_says_why_validation_loss_jumped_with_that_epochs_learning_rate():
+    """An agronomist's loss chart jumped from 1.29 to 3.57 at epoch 5 with no word on it; the note under the loss
+    chart gives the rate the run's logged steps used in that epoch."""
+    from streamlit.testing.v1 import AppTest
+
+    def page(with_steps):
+        import pandas as pd
+
+        from app import components
+
+        df = pd.DataFrame({"epoch": [1, 2, 3, 4, 5, 6], "val_loss": [1.0, 1.24, 1.01, 1.29, 3.57, 1.2],
+                           "train_loss": [0.92, 0.71, 0.6, 0.25, 0.53, 0.3], "val_acc": [0.4, 0.4, 0.6, 0.6, 0.5, 0.6]})
+        steps = pd.DataFrame({"step": [1, 2, 3, 4, 5, 6], "epoch": [4, 4, 5, 5, 6, 6],
+                              "lr": [0.01, 0.01, 0.009, 0.0088, 0.008, 0.008]}) if with_steps else pd.DataFrame()
+        config = {"train": {"epochs": 20}, "optim": {"lr": 0.01, "momentum": 0.9}}
+        components.curves_view(components.RunView("r", "run", "finished", None, config, "/nonexistent",
+                                                  {"probe_epochs": 2}, df, steps))
+
+    at = AppTest.from_function(page, args=(True,)).run()
+    assert not at.exception
+    (note,) = [c.value for c in at.caption if "Validation loss jumped" in c.value]
+    assert note.startswith("Validation loss jumped at epoch 5, from 1.29 to 3.57 (2.8 times)") and \
+        "at that epoch's learning rate (0.0089)" in note and "back to 1.29 or lower by epoch 6" in note, note
+    bare = AppTest.from_function(page, args=(False,)).run()
+    (note,) = [c.value for c in bare.caption if "Validation loss jumped" in c.value]
+    assert "steps overshot" in note and "learning rate (" not in note, "no logged steps: no rate guessed"
+
+
 def test_compare_says_which_runs_fell_in_their_first_whole_network_epoch(tmp_path):
     """The Compare tab's validation curve: a run whose epoch 3 fell after 2 head-only epochs is named under
     it with the fall (the Train and Results charts explained it; Compare showed the dip alone)."""

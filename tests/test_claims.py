@@ -960,6 +960,58 @@ def test_greyscale_and_colour_pictures_accuracies_are_said_apart_and_a_real_gap_
     assert colour_groups(split, torch.tensor([0])) is None, "what was answered only: one greyscale picture"
 
 
+def test_a_jump_of_validation_loss_in_one_epoch_is_said_with_its_likely_cause(capsys):
+    """An agronomist's run (20 epochs, 2 head-only) went from 1.29 to 3.57 validation loss at epoch 5 and back by
+    epoch 7, and nothing said what that was. The training loss rose with it: the steps overshot."""
+    from engine.chance import SPIKE_RATIO, SPIKE_RISE, loss_spike, loss_spike_words
+
+    def history(val, train=None, acc=None):
+        return [{"epoch": i + 1, "val_loss": v, "train_loss": (train or [None] * len(val))[i],
+                 "val_acc": (acc or [None] * len(val))[i]} for i, v in enumerate(val)]
+
+    measured = history([1.0, 1.24, 1.01, 1.29, 3.57, 2.68, 1.26, 0.72], [0.92, 0.71, 0.6, 0.25, 0.53, 0.33, 0.17, 0.13],
+                       [0.38, 0.43, 0.67, 0.595, 0.476, 0.571, 0.619, 0.762])
+    spike = loss_spike(measured, 2, val_images=42)
+    assert (spike.epoch, spike.before, spike.after, spike.back, spike.jumps, spike.train_rose) == \
+        (5, 1.29, 3.57, 7, 1, True)
+    words = loss_spike_words(spike, running=False, lr=0.0089)
+    assert words == ("Validation loss jumped at epoch 5, from 1.29 to 3.57 (2.8 times), and validation accuracy went "
+                     "from 60% to 48%. The training loss rose in the same epoch (0.25 to 0.53): steps at that epoch's "
+                     "learning rate (0.0089) overshot and moved the weights off course for a while, not new pictures "
+                     "being harder. It was back to 1.29 or lower by epoch 7.")
+    cut = loss_spike(measured[:6], 2)  # the run stopped before it came back
+    assert "The next epochs show whether it comes back down." in loss_spike_words(cut, running=True)
+    assert loss_spike_words(cut, running=False).endswith("It did not come back down to 1.29 in this run; a lower "
+                                                         "learning rate makes such jumps rarer.")
+    # the training loss fell on: sure wrong answers, said without the rate's advice, and no accuracy when not logged
+    sure = loss_spike(history([0.4, 0.3, 0.9, 0.95], [0.3, 0.2, 0.1, 0.05]), 0)
+    assert not sure.train_rose and sure.back is None
+    quiet = loss_spike_words(sure, running=False)
+    assert "grew very sure of some wrong answers" in quiet and "accuracy went" not in quiet
+    assert quiet.endswith("It did not come back down to 0.30 in this run.")
+    # the largest of several, by its ratio
+    two = loss_spike(history([0.5, 1.2, 0.5, 2.0, 0.4]), 0)
+    assert (two.epoch, two.jumps) == (4, 2) and "(the largest of 2 such jumps)" in loss_spike_words(two, False)
+    # no jump: under the ratio, under the rise in nats, or only the first whole-network epoch's fall after the probe
+    assert loss_spike(history([1.0, SPIKE_RATIO - 0.01]), 0) is None
+    assert loss_spike(history([0.02, 0.02 + SPIKE_RISE - 0.01]), 0) is None
+    jolt = history([1.43, 1.46, 11.07, 9.48], acc=[0.492, 0.484, 0.156, 0.148])
+    assert loss_spike(jolt, 2, val_images=128) is None, "the accuracy chart's note says it"
+    assert loss_spike(jolt, 0).epoch == 3, "without head-only epochs it is a jump like any other"
+    assert loss_spike([{"epoch": 1, "val_loss": float("nan")}, {"epoch": 2}], 0) is None
+    # the command line says it after the run (without the rate: the summary keeps no per-epoch rate)
+    from engine.cli import _say_caution
+    from engine.config import RunConfig
+
+    summary = {"classes": ["healthy", "rust", "septoria"], "val_acc": 0.81, "test_acc": 0.8, "probe_epochs": 2,
+               "history": measured}
+    _say_caution(summary, RunConfig())
+    err = capsys.readouterr().err
+    assert "note: Validation loss jumped at epoch 5, from 1.29 to 3.57" in err and "steps overshot" in err, err
+    _say_caution(dict(summary, history=measured[:4]), RunConfig())
+    assert "jumped" not in capsys.readouterr().err
+
+
 def test_the_first_whole_network_epochs_fall_after_the_head_only_epochs_is_said_with_its_numbers():
     """The WiSE-FT demo's epoch 3 (benchmarks/results/probe_jolt_zen3.txt, seed 0) fell from 48.4% to
     15.6% validation: a teacher saw a broken run, the page said nothing."""
