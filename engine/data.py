@@ -53,7 +53,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from engine.backbones import IMAGENET_MEAN
-from engine.bursts import burst_groups, burst_words, moments_apart, shot_times, with_bursts
+from engine.bursts import burst_groups, burst_words, linked, moments_apart, shot_times, with_bursts
 from engine.devices import usable_cpus
 from engine.errors import StudioError
 from engine.paths import EXTRACTED_DIGITS
@@ -1676,33 +1676,17 @@ def find_duplicate_groups(sha256: Sequence[str], phash: np.ndarray, colours: np.
                           thumbs: np.ndarray | None = None) -> np.ndarray:
     """Group images showing the same picture; returns int64 [N], the smallest member index of each row's group.
 
-    Rows are joined (union-find) when their file bytes are identical (same `sha256`), or when
-    their 64-bit perceptual hashes (`phash`, uint64 [N]) differ in at most `max_distance` bits,
+    Rows are joined (connected components: engine.bursts.linked) when their file bytes are identical (same
+    `sha256`), or when their 64-bit perceptual hashes (`phash`, uint64 [N]) differ in at most `max_distance` bits,
     their mean colours (`colours`, float [N,3], 0-255) differ by at most `max_colour_diff` on every
     channel and, where `thumbs` (float [N,3,8,8], 0-255: each picture's, as decoded) are given, those are close
     (`thumbnails_close`): simple drawings (digits, letters) that differ can share a hash and colour.
     Compares all pairs in blocks (O(N^2) bit counts, a few seconds for 50,000 images).
     """
     n = len(sha256)
-    parent = np.arange(n)
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return int(i)
-
-    def union(i: int, j: int) -> None:
-        ri, rj = find(i), find(j)
-        if ri != rj:
-            parent[max(ri, rj)] = min(ri, rj)
-
     first: dict[str, int] = {}
-    for i, digest in enumerate(sha256):
-        if digest in first:
-            union(first[digest], i)
-        else:
-            first[digest] = i
+    links: list[tuple[np.ndarray, np.ndarray]] = [(np.arange(n), np.array([first.setdefault(d, i)
+                                                                           for i, d in enumerate(sha256)]))]
     phash = np.asarray(phash, dtype=np.uint64)
     colours = np.asarray(colours, dtype=np.float32).reshape(n, 3)
     block = max(1, 4_000_000 // max(n, 1))
@@ -1715,9 +1699,8 @@ def find_duplicate_groups(sha256: Sequence[str], phash: np.ndarray, colours: np.
         if thumbs is not None and len(rows):
             close = thumbnails_close(thumbs[rows], thumbs[cols])
             rows, cols = rows[close], cols[close]
-        for i, j in zip(rows.tolist(), cols.tolist()):
-            union(i, j)
-    return np.array([find(i) for i in range(n)], dtype=np.int64)
+        links.append((rows, cols))
+    return linked(n, np.concatenate([r for r, _ in links]), np.concatenate([c for _, c in links]))
 
 
 # A group of near copies (not byte-identical) of more distinct files than this is a crowd of look-alike pictures, not

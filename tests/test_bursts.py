@@ -97,6 +97,31 @@ def test_bursts_are_chains_of_one_cameras_frames_moments_apart():
     assert with_bursts(np.array([7, 9]), []).tolist() == [7, 9], "no bursts: the groups as they were"
 
 
+def test_pairs_link_rows_into_groups_named_by_their_smallest_member():
+    """The one grouping both copies and bursts use (engine.bursts.linked), against a plain union-find on random
+    pairs: the same groups, each row named by its group's smallest index."""
+    from engine.bursts import linked
+
+    assert linked(5, [4, 1], [2, 3]).tolist() == [0, 1, 2, 1, 2], "a pair joins; a row in none stays alone"
+    assert linked(4, [3, 2, 1], [2, 1, 0]).tolist() == [0, 0, 0, 0], "a chain links through its middle"
+    assert linked(0, [], []).tolist() == [] and linked(3, [], []).tolist() == [0, 1, 2]
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        n = int(rng.integers(1, 60))
+        rows, cols = rng.integers(0, n, 2 * n // 3), rng.integers(0, n, 2 * n // 3)
+        parent = list(range(n))
+
+        def find(i):
+            while parent[i] != i:
+                i = parent[i]
+            return i
+
+        for a, b in zip(rows, cols):
+            ra, rb = find(a), find(b)
+            parent[max(ra, rb)] = min(ra, rb)
+        assert linked(n, rows, cols).tolist() == [find(i) for i in range(n)]
+
+
 def test_each_burst_stays_in_one_split_and_the_data_report_says_so(tmp_path):
     """A camera trap's bursts had frames in two splits, validation flattered by the frames beside it in training."""
     timed = load_dataset(camera_trap(tmp_path / "trap.zip"), tmp_path / "w", image_size=16)
