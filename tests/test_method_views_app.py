@@ -333,6 +333,18 @@ def test_a_runs_line_names_the_users_checkpoint_file(studio, tmp_path):
     assert run_weights_words(rec("checkpoint", "upload:" + "1" * 64)) == "your checkpoint old model.ckpt"
 
 
+def test_the_weights_a_run_loaded_are_said_in_plain_words():
+    """A new user read "120 weight tensors loaded, 0 missing, 0 of another shape" as jargon."""
+    from app.app_pages.results import loaded_words
+
+    assert loaded_words({"matched": 120, "missing": [], "shape_mismatch": []}) == \
+        "120 weight tensors (the layers' learnt numbers) loaded, none missing or of another shape"
+    partial = loaded_words({"matched": 100, "missing": ["a", "b"], "shape_mismatch": ["c"]})
+    assert partial == ("100 weight tensors (the layers' learnt numbers) loaded, 2 missing (these start at random) and "
+                       "1 of another shape (skipped: they start at random too)")
+    assert loaded_words({}).startswith("0 weight tensors"), "an old summary without the counts"
+
+
 def test_the_compare_picker_says_which_finished_runs_its_first_pick_left_out():
     """A new user's four runs: Compare picked the newest three and left the fourth out without a word."""
     from app.app_pages.results import left_out_words

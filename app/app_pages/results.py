@@ -460,11 +460,21 @@ def details(rec, summary: dict) -> None:
             dropped = head_left_out(load)
             replaced = (f" The file's own classification head ({dropped}) was replaced by a new one for your classes."
                         if dropped else "")
-            st.markdown(f"Started from **{state.md_text(source)}**: {load.get('matched', 0)} weight tensors loaded, "
-                        f"{len(load.get('missing', []))} missing, {len(load.get('shape_mismatch', []))} of another "
-                        "shape." + replaced)
+            st.markdown(f"Started from **{state.md_text(source)}**: {loaded_words(load)}." + replaced)
             if load.get("note"):
                 st.caption(load["note"])
+
+
+def loaded_words(load: dict) -> str:
+    """What a run's load_report (engine.backbones.LoadReport.to_dict) loaded, in plain words: "120 weight tensors
+    (the layers' learnt numbers) loaded, none missing or of another shape" when none was, else the three counts with
+    what became of the rest (a new user read "120 weight tensors loaded, 0 missing, 0 of another shape" as jargon)."""
+    matched, missing, other = (int(load.get("matched") or 0), len(load.get("missing") or []),
+                               len(load.get("shape_mismatch") or []))
+    if not missing and not other:
+        return f"{matched} weight tensors (the layers' learnt numbers) loaded, none missing or of another shape"
+    return (f"{matched} weight tensors (the layers' learnt numbers) loaded, {missing} missing (these start at random) "
+            f"and {other} of another shape (skipped: they start at random too)")
 
 
 def downloads(engine, rec, summary: dict) -> None:
