@@ -228,7 +228,8 @@ def _small_details() -> str:
     """The Small model card's measurement (benchmarks/small_model.py, README)."""
     return ("20 epochs at 64 px, the first 2 for the new head alone; half the weights set to zero over the first "
             "half of the run, the second half winning accuracy back. On the bundled sample (3 seeds, about 35 s each "
-            "on a 2-core CPU with fast half-precision maths, bf16): 54% validation accuracy, 6 points below the same recipe without pruning "
+            "on a 2-core CPU with fast half-precision maths, bf16): 54% validation accuracy, 6 points below the same "
+            "recipe without pruning "
             "(70% pruned: 42%). The preset before (8 epochs of batch 64, 70% of every layer pruned) reached 25%.")
 
 
@@ -404,7 +405,8 @@ FASTEST_MEASURED = (
     "demo, which trains every layer, may do better.\n\n"
     "**The measurements** (2-core CPUs; README, Benchmarks, \"Against the peers\"):\n"
     "- against a hand-written PyTorch loop and timm's optimiser with the usual recipe (5 epochs, lr 0.01, crops "
-    "and flips), 4 seeds on an AMD EPYC with fast half-precision maths (bf16), two runs: 0.45-0.46x their wall time, test 55.3% against "
+    "and flips), 4 seeds on an AMD EPYC with fast half-precision maths (bf16), two runs: 0.45-0.46x their wall "
+    "time, test 55.3% against "
     "53.7%;\n"
     "- handwritten digits at 32 px against their 10 epochs: 0.32-0.35x the time, 97.9% against 95.0-96.1%;\n"
     "- the same loop trained this preset's way took 0.62x at 64 px: the gain is mostly the recipe;\n"
