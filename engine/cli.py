@@ -51,7 +51,7 @@ from engine.optim import setup_extras
 from engine.paths import (DATASETS_FOLDER, UPLOAD_PREFIX, default_data_dir, register_upload_dir, resolve_path,
                           upload_sha)
 from engine.predict import (VARIANTS, check_sources, load_predictor, model_caution, own_figures, predict_folder,
-                            run_summary, unknown_folder_words, write_csv)
+                            run_summary, sure_mistakes_words, unknown_folder_words, write_csv)
 from engine.presets import PRESETS, fit_to_data, fitted_to, get_preset, is_recipe, run_name
 from engine.pruning_search import search_into_config
 from engine.resume import RESUME_FILE, check_resumable, epochs_done_of, planned_epochs
@@ -1472,6 +1472,9 @@ def _say_batch_figures(result, summary: dict, args: argparse.Namespace, predicto
             print(f"without the run's training images: accuracy {100 * fair['accuracy']:.1f}%  balanced accuracy "
                   f"{100 * fair['balanced_accuracy']:.1f}%  ({fair['labelled']} images)")
         _print_confusion(predictor.classes, m["confusion"])
+        wrong = result.sure_mistakes()
+        if sure := sure_mistakes_words(wrong, [r["path"] for r in wrong]):  # the paths each answer line gives
+            print(f"note: {sure}")
 
 
 FEW_ANSWERS = 10  # predict prints each answer for this many images or fewer

@@ -1407,6 +1407,38 @@ class FolderResult:
                 "balanced_accuracy": sum(recalls) / len(recalls), "confusion": cm, "labelled": len(labelled)}
 
 
+    def sure_mistakes(self) -> list[dict]:
+        """The rows whose folder names a class (`true`) and whose answer is another class given with SURE (90%) or
+        more confidence, the surest first: each a wrong answer the model gave as one a user takes at its word (a
+        mislabelled picture, or one unlike what it learnt). A labelled batch's single 99% miss had no flag of its
+        own: only its row's cross, among the right ones."""
+        from engine.chance import SURE
+
+        wrong = [r for r in self.rows if r["true"] is not None and r["top"][0][0] != r["true"]
+                 and r["top"][0][1] >= SURE]
+        return sorted(wrong, key=lambda r: -r["top"][0][1])
+
+
+SURE_MISTAKES_NAMED = 3  # the sure mistakes named by file; the rest counted
+
+
+def sure_mistakes_words(rows: list[dict], names: list[str]) -> str | None:
+    """`FolderResult.sure_mistakes` (`rows`) in words, with `names` (the user's names for their files, one per row):
+    "2 answers were wrong though the model was 90% sure or more: leaf 12.jpg (rust, taken for healthy at 99%), ...
+    Wrong answers this sure are worth a look: ..."; None when there are none."""
+    from engine.chance import SURE
+
+    if not rows:
+        return None
+    named = [f"{name} ({row['true']}, taken for {row['top'][0][0]} at {percent(row['top'][0][1])})"
+             for name, row in zip(names[:SURE_MISTAKES_NAMED], rows)]
+    more = len(rows) - len(named)
+    many = "answers were" if len(rows) > 1 else "answer was"
+    return (f"{len(rows)} {many} wrong though the model was {100 * SURE:.0f}% sure or more: {', '.join(named)}"
+            + (f" and {more} more" if more else "") + ". A wrong answer this sure is worth a look: the picture may "
+            "be in the wrong class folder, or show something the training images did not.")
+
+
 PREDICT_ADVICE = f"Give one image ({IMAGE_WORDS}), a folder of images or a .zip of them."
 
 

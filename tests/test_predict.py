@@ -1483,3 +1483,39 @@ def test_a_run_that_keeps_whole_pictures_answers_and_exports_with_whole_pictures
     for x in (tmp_path / "new.png", photo, large):
         pixels = torch.from_numpy(namespace["load"](str(x)) * 255).round().to(torch.uint8)
         assert torch.equal(pixels, decode_image(x, 32, fit="pad")), f"{x.name}: the card's script differs"
+
+
+def test_a_wrong_answer_given_with_high_confidence_is_flagged_in_a_labelled_batch(capsys):
+    """A labelled batch's single 99% miss had no flag of its own, only its row's cross among the right ones: it is
+    named on Try it and by `predict`, the surest first, and its table row says it."""
+    from types import SimpleNamespace
+
+    from engine.cli import _say_batch_figures
+    from engine.predict import SURE_MISTAKES_NAMED, FolderResult, sure_mistakes_words
+
+    def row(path, true, top, p):
+        return {"path": path, "true": true, "top": [(top, p), ("other", 1 - p)], "why": "", "greyscale": False}
+
+    rows = [row("rust/a.jpg", "rust", "healthy", 0.993), row("rust/b.jpg", "rust", "rust", 0.99),
+            row("healthy/c.jpg", "healthy", "rust", 0.89), row("healthy/d.jpg", "healthy", "rust", 0.95),
+            row("loose.jpg", None, "rust", 0.999)]
+    result = FolderResult(["healthy", "rust"], "final", rows)
+    wrong = result.sure_mistakes()
+    assert [r["path"] for r in wrong] == ["rust/a.jpg", "healthy/d.jpg"], "90% or more, wrong, labelled; surest first"
+    words = sure_mistakes_words(wrong, ["a.jpg", "d.jpg"])
+    assert words == ("2 answers were wrong though the model was 90% sure or more: a.jpg (rust, taken for healthy at "
+                     "99%), d.jpg (healthy, taken for rust at 95%). A wrong answer this sure is worth a look: the "
+                     "picture may be in the wrong class folder, or show something the training images did not.")
+    many = [row(f"rust/{i}.jpg", "rust", "healthy", 0.95) for i in range(SURE_MISTAKES_NAMED + 2)]
+    assert "1 answer was wrong" in sure_mistakes_words(many[:1], ["0.jpg"])
+    assert " and 2 more." in sure_mistakes_words(many, [r["path"] for r in many])
+    assert sure_mistakes_words([], []) is None
+    predictor = SimpleNamespace(alpha=None, classes=["healthy", "rust"], cfg=SimpleNamespace(data=SimpleNamespace(
+        source="elsewhere.zip")))
+    _say_batch_figures(result, {}, SimpleNamespace(variant="final"), predictor, [Path("batch.zip")])
+    out = capsys.readouterr().out
+    assert "note: 2 answers were wrong though the model was 90% sure or more: rust/a.jpg (rust, taken for " \
+        "healthy" in out
+    _say_batch_figures(FolderResult(["healthy", "rust"], "final", rows[1:3]), {}, SimpleNamespace(variant="final"),
+                       predictor, [Path("batch.zip")])
+    assert "wrong though" not in capsys.readouterr().out, "no sure mistake: no note"

@@ -907,3 +907,33 @@ def test_a_sure_answer_says_how_often_such_answers_were_right_where_the_run_is_o
         "from": [0.0, 0.5, 0.7, 0.9], "right": [0, 6, 10, 29], "images": [2, 8, 10, 30],
         "confidence": [0.4, 0.6, 0.8, 0.97]}})
     assert sure_caution(model, 0.93) is None, "sure answers that held: nothing to say"
+
+
+def test_try_it_flags_each_wrong_answer_given_with_high_confidence_in_a_labelled_zip():
+    """A single 99% miss in a labelled zip had only its row's cross: a warning names it above the table, and its row's
+    note says it (the table lists it last, least confident first)."""
+    from streamlit.testing.v1 import AppTest
+
+    def page():
+        import streamlit as st
+
+        from app.app_pages.try_it import batch_accuracy, table
+        from engine.predict import FolderResult
+
+        def row(path, true, top, p):
+            return {"path": path, "true": true, "top": [(top, p), ("other", 1 - p)], "why": ""}
+
+        res = FolderResult(["healthy", "rust"], "final", [
+            row("leaves/rust/IMG 1.jpg", "rust", "healthy", 0.993), row("leaves/rust/IMG 2.jpg", "rust", "rust", 0.97),
+            row("leaves/healthy/IMG 3.jpg", "healthy", "rust", 0.6)])
+        batch_accuracy(res)
+        st.dataframe(table(res))
+
+    at = AppTest.from_function(page).run()
+    assert not at.exception
+    (warned,) = [w.value for w in at.warning]
+    assert warned.startswith("1 answer was wrong though the model was 90% sure or more: rust/IMG 1.jpg (rust, taken "
+                             "for healthy at 99%)."), warned
+    df = at.dataframe[0].value
+    assert df.set_index("file")["note"].to_dict() == {"rust/IMG 1.jpg": "wrong, though sure", "rust/IMG 2.jpg": "",
+                                                      "healthy/IMG 3.jpg": ""}, "a 60% miss is not flagged as sure"

@@ -35,7 +35,7 @@ from app.claims_view import at_chance, guess_warning
 from engine.errors import StudioError
 from engine.explain import ATTRIBUTIONS
 from engine.predict import (IMAGE_WORDS, LOW_CONFIDENCE, model_caution, own_figures, own_image_note,
-                            unknown_folder_words)
+                            sure_mistakes_words, unknown_folder_words)
 
 RUN_KEY = "try_run"
 SOURCE_KEY = "try_source"
@@ -633,6 +633,15 @@ def thumb_url(thumb: np.ndarray) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def sure_wrong(row: dict) -> str:
+    """A table row's note for an answer wrong though SURE (90%) or more sure, where its folder names the class: the
+    row's own flag (`engine.predict.FolderResult.sure_mistakes`); "" otherwise."""
+    from engine.chance import SURE
+
+    wrong = row["true"] is not None and row["top"][0][0] != row["true"]
+    return "wrong, though sure" if wrong and row["top"][0][1] >= SURE else ""
+
+
 def table(result, pictures: list[str] | None = None) -> pd.DataFrame:
     """One row per image, least confident first: a table to sort by any column (confidence in percent;
     "note": why an answer is flagged, or that the image is one of the run's own, in a few words), with a first
@@ -640,7 +649,7 @@ def table(result, pictures: list[str] | None = None) -> pd.DataFrame:
     files = shown_paths([r["path"] for r in result.rows])
     rows = [{"file": f, "true class": r["true"] or "", "predicted": r["top"][0][0],
              "right": "" if r["true"] is None else ("✓" if r["top"][0][0] == r["true"] else "✗"),
-             "confidence": 100 * r["top"][0][1], "note": r.get("why", ""),
+             "confidence": 100 * r["top"][0][1], "note": r.get("why", "") or sure_wrong(r),
              "others": ", ".join(f"{c} {100 * p:.0f}%" for c, p in r["top"][1:] if round(100 * p) >= 1)}
             for f, r in zip(files, result.rows)]
     df = pd.DataFrame(rows, columns=["file", "true class", "predicted", "right", "confidence", "note", "others"])
@@ -721,6 +730,9 @@ def batch_accuracy(res) -> None:
         st.altair_chart(charts.confusion_chart(charts.confusion_frame(metrics["confusion"], res.classes),
                                                "Confusion matrix on this batch"),
                         width=charts.confusion_px(len(res.classes), classes=res.classes))
+        names = dict(zip((r["path"] for r in res.rows), shown_paths([r["path"] for r in res.rows])))
+        if sure := sure_mistakes_words(wrong := res.sure_mistakes(), [names[r["path"]] for r in wrong]):
+            st.warning(sure, icon=":material/priority_high:")  # the table lists them last (least confident first)
     if res.unknown_folders and metrics is None:
         st.info("No accuracy for this zip: its folders (" + ", ".join(
             state.md_text(unknown_folder_words(f, res.classes)) for f in res.unknown_folders[:8])
