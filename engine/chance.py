@@ -1155,11 +1155,12 @@ def reliability(summary: dict, split: str | None = None) -> Reliability | None:
     return Reliability(split, bands, sure, oversure)
 
 
-def reliability_words(summary: dict, split: str | None = None) -> str | None:
+def reliability_words(summary: dict, split: str | None = None, rel: Reliability | None = None) -> str | None:
     """`reliability` in words: "How often its answers on the test images are right, by how sure it was: 90% sure or
     more, 30 of 32 (93.8%); 70-90%, 3 of 5; under 50%, 0 of 1." and, for sure answers right less often than their
-    confidence beyond luck, that a high confidence is not to be taken at its word; None where `reliability` is."""
-    rel = reliability(summary, split)
+    confidence beyond luck, that a high confidence is not to be taken at its word; None where `reliability` is.
+    `rel`: `reliability(summary, split)` where the caller has it already."""
+    rel = rel or reliability(summary, split)
     if rel is None or not rel.bands:
         return None
 
@@ -1185,7 +1186,7 @@ def oversure_words(summary: dict) -> str | None:
     """`reliability_words` where the run's sure answers were right less often than it was sure beyond luck
     (`reliability`'s oversure), for a warning: the card, `train` and `predict` say it; None otherwise."""
     rel = reliability(summary)
-    return reliability_words(summary) if rel is not None and rel.oversure else None
+    return reliability_words(summary, rel=rel) if rel is not None and rel.oversure else None
 
 
 def grey_classes_words(summary: dict, split: str) -> str:

@@ -380,10 +380,11 @@ def detail_charts(run: components.RunView, summary: dict) -> None:
     if classes and (rows := confusion_rows({**view, "classes": classes}, split)) is not None:  # well formed
         st.dataframe(class_errors_frame(rows, classes), hide_index=True, width="stretch")  # the page's width: 5 columns
         st.caption(f"Each class's misses and false alarms ({words}). {CLASS_ERRORS_WORDS}")
-    if (sure := reliability_words(view, split)) is not None:  # how far the model's confidence holds
+    rel = reliability(view, split)
+    if (sure := reliability_words(view, split, rel)) is not None:  # how far the model's confidence holds
         whose = "The fine-tuned model (alpha 1). " if which not in ("smaller", "smaller_val") and \
             summary.get("wise_curve") else ""  # as the matrix's words say: Explain shows the chosen mix
-        if (rel := reliability(view, split)) is not None and rel.oversure:
+        if rel is not None and rel.oversure:
             st.info(whose + sure, icon=":material/speed:")
         else:
             st.caption(whose + sure)
