@@ -455,16 +455,16 @@ def loss_spike(history: list[dict], probe_epochs: int = 0, val_images: int = 0) 
     epoch before's or more and SPIKE_RISE nats above it. The first whole-network epoch after `probe_epochs` head-only
     epochs is left to `probe_jolt` where that found a fall there (`val_images`: the validation split's size, as
     `probe_jolt` takes it). None when no epoch jumped. Raises nothing. An agronomist's run went from 1.29 to 3.57 at
-    epoch 5 of 20 and back by epoch 8, and nothing said what that was."""
+    epoch 5 of 20 and back by epoch 7, and nothing said what that was."""
     rows = [h for h in history or [] if _finite(h.get("val_loss"))]
     jolt = probe_jolt(history, probe_epochs, val_images) if probe_epochs else None
-    jumps = [(prev, row) for prev, row in zip(rows, rows[1:])
-             if row["val_loss"] >= SPIKE_RATIO * prev["val_loss"] and row["val_loss"] - prev["val_loss"] >= SPIKE_RISE
-             and not (jolt is not None and int(row.get("epoch", 0)) == jolt.epoch)]
+    jumps = [at for at in range(1, len(rows)) if rows[at]["val_loss"] >= SPIKE_RATIO * rows[at - 1]["val_loss"]
+             and rows[at]["val_loss"] - rows[at - 1]["val_loss"] >= SPIKE_RISE
+             and not (jolt is not None and int(rows[at].get("epoch", 0)) == jolt.epoch)]
     if not jumps:
         return None
-    prev, row = max(jumps, key=lambda pair: pair[1]["val_loss"] / pair[0]["val_loss"])
-    at = rows.index(row)
+    at = max(jumps, key=lambda k: rows[k]["val_loss"] / rows[k - 1]["val_loss"])
+    prev, row = rows[at - 1], rows[at]
     back = next((int(h.get("epoch", 0)) for h in rows[at + 1:] if h["val_loss"] <= prev["val_loss"]), None)
     number = lambda h, key: float(h[key]) if _finite(h.get(key)) else math.nan  # noqa: E731
     return LossSpike(int(row.get("epoch", at + 1)), float(prev["val_loss"]), float(row["val_loss"]),
