@@ -698,6 +698,12 @@ def test_a_folder_on_the_server_can_be_the_dataset(studio, tmp_path, tiny_bytes,
         zf.extractall(folder)
     at = new_app()
     at.radio(key="w:data.kind").set_value("folder").run()
+    # the button takes a click while the box looks empty: the browser sends the box's text only when the click takes
+    # the focus from it, and a button disabled until then lost that first click (a new user clicked twice)
+    assert not at.button[0].disabled
+    at.button[0].click().run()
+    no_problems(at)
+    assert "Type the folder's path in the box above first." in texts(at.warning)
     at.text_input(key="folder_path").input(str(tmp_path / "nowhere")).run()
     at.button[0].click().run()
     no_problems(at)

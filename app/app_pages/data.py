@@ -264,7 +264,12 @@ def choose_source(engine) -> None:
                                placeholder=example, help="An absolute path on the machine running the "
                                "studio, holding one sub-folder per class.")
         c1, c2 = st.columns([1, 4])
-        if c1.button("Use this folder", disabled=not folder.strip()):
+        # never disabled: the box's text reaches the page when the box loses focus, so a button disabled while it
+        # looked empty swallowed the click that took the focus away (a new user clicked twice, then saw it work)
+        clicked = c1.button("Use this folder")
+        if clicked and not folder.strip():
+            st.warning("Type the folder's path in the box above first.", icon=":material/edit:")
+        elif clicked:
             allowed = state.attempt("opening the folder", engine.data_roots.resolve, folder.strip())
             if allowed.ok:
                 datasets.forget(str(allowed.value))
