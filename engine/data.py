@@ -428,6 +428,8 @@ class ZipMembers:
 
     members: list[tuple[zipfile.ZipInfo, list[str]]]
     warnings: list[str]
+    ignored_names: list[str] = field(default_factory=list)  # hidden files and folders and OS clutter left out
+    ignored: int = 0  # ... how many (Thumbs.db, desktop.ini, a __MACOSX/ folder: each once)
 
 
 def check_zip_headers(zf: zipfile.ZipFile, limits: ZipLimits) -> ZipMembers:
@@ -438,16 +440,17 @@ def check_zip_headers(zf: zipfile.ZipFile, limits: ZipLimits) -> ZipMembers:
     names, name_warnings = decode_member_names(infos)
     for info, name in zip(infos, names):
         _check_member_is_safe(info, name)
-    members = [(info, _member_parts(name)) for info, name in zip(infos, names)
-               if not info.is_dir() and not any(map(_is_junk_part, _member_parts(name)))]
-    members = [(info, parts) for info, parts in members if parts]
+    files = [(info, _member_parts(name)) for info, name in zip(infos, names) if not info.is_dir()]
+    members = [(info, parts) for info, parts in files if parts and not any(map(_is_junk_part, parts))]
+    junk = {tuple(parts[:next(i for i, part in enumerate(parts) if _is_junk_part(part)) + 1])
+            for _, parts in files if any(map(_is_junk_part, parts))}  # a __MACOSX/ folder counts once
     if not members:
         raise EmptyArchiveError(
             "The zip archive is empty (no files, or only hidden/system files). "
             "Put one folder per class with images inside (e.g. cats/, dogs/), zip them and try again."
         )
     _check_declared_sizes([info for info, _ in members], limits)
-    return ZipMembers(members, name_warnings)
+    return ZipMembers(members, name_warnings, sorted({p[-1] for p in junk}), len(junk))
 
 
 class _ByteBudget:
@@ -558,22 +561,59 @@ def safe_extract_zip(zip_path, dest_dir, limits: ZipLimits = ZipLimits()) -> Pat
             reason = _extract_member(zf, info, parts, dest_root, budget)
             if reason is not None:
                 skipped.append(SkippedFile("/".join(parts), reason))
-    if skipped or checked.warnings:
-        manifest = {"skipped": [asdict(s) for s in skipped], "warnings": checked.warnings}
+    if skipped or checked.warnings or checked.ignored:
+        manifest = {"skipped": [asdict(s) for s in skipped], "warnings": checked.warnings, "ignored": checked.ignored,
+                    "ignored_names": checked.ignored_names}
         (dest / EXTRACT_MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
     return dest
 
 
 def read_extract_manifest(folder: Path) -> tuple[list[SkippedFile], list[str]]:
     """(skipped members, warnings) that `safe_extract_zip` recorded in `folder` (none for a plain folder)."""
-    path = Path(folder) / EXTRACT_MANIFEST
-    if not path.is_file():
-        return [], []
+    raw = _manifest(folder)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
         return [SkippedFile(**s) for s in raw.get("skipped", [])], list(raw.get("warnings", []))
-    except (OSError, ValueError, TypeError):
+    except (ValueError, TypeError):
         return [], []
+
+
+def _manifest(folder: Path) -> dict:
+    """`safe_extract_zip`'s record in `folder`, {} where there is none or it cannot be read."""
+    path = Path(folder) / EXTRACT_MANIFEST
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def ignored_files(root: Path) -> tuple[int, list[str]]:
+    """(how many, their distinct names sorted) hidden or system files and folders (Thumbs.db, desktop.ini, .DS_Store,
+    a __MACOSX/ or .git/ folder, each folder once) the scan of `root` leaves out: those left unextracted from its zip
+    (`safe_extract_zip`'s record) plus those in the folder itself (that record aside). A geology instructor's zip
+    held 9 desktop.ini and Thumbs.db files beside "Skipped files 0", and nothing said they had been seen."""
+    found: list[str] = []
+    for _, dirnames, filenames in os.walk(root):
+        found += [n for n in dirnames + filenames if _is_junk_part(n) and n != EXTRACT_MANIFEST]
+        dirnames[:] = [d for d in dirnames if not _is_junk_part(d)]  # not into __MACOSX/ or .git/
+    record = _manifest(root)
+    stored, names = record.get("ignored", 0), record.get("ignored_names", [])
+    stored = stored if isinstance(stored, int) else 0
+    return len(found) + stored, sorted(set(found) | {str(n) for n in names if isinstance(names, list)})
+
+
+IGNORED_NAMED = 4  # names an ignored-files note gives
+
+
+def ignored_note(count: int, names: Sequence[str]) -> str | None:
+    """The scan's note on `ignored_files`' (`count`, `names`): "9 hidden or system files or folders left out
+    (desktop.ini, Thumbs.db): they hold no pictures for training."; None for none."""
+    if not count:
+        return None
+    what = "file or folder" if count == 1 else "files or folders"
+    shown = ", ".join(list(names)[:IGNORED_NAMED]) + (", …" if len(names) > IGNORED_NAMED else "")
+    return (f"{count} hidden or system {what} left out" + (f" ({shown})" if shown else "")
+            + f": {'it holds' if count == 1 else 'they hold'} no pictures for training.")
 
 
 OTHER_ARCHIVES = (".tar", ".tgz", ".gz", ".bz2", ".xz", ".rar", ".7z")  # archives the studio does not read
@@ -911,7 +951,7 @@ def scan_dataset(root: Path) -> DatasetScan:
     if not root.is_dir():
         raise StudioError(f"Could not find the folder '{root}'. Check the path and try again.")
     skipped, warnings_out = read_extract_manifest(root)
-    notes: list[str] = []
+    notes: list[str] = [n for n in (ignored_note(*ignored_files(root)),) if n]
     rel = lambda p: p.relative_to(root).as_posix()  # noqa: E731
     level = _descend_wrappers(root, rel, skipped, notes)
     split_dirs = _split_folders(level)

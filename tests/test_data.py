@@ -121,6 +121,17 @@ def test_hidden_files_and_macosx_are_ignored(tmp_path, work_dir):
     assert splits.classes == ["cats", "dogs"]
     assert splits.report.counts == {"cats": 5, "dogs": 5}
     assert splits.report.skipped == []
+    # said, though, each hidden folder once (a geology instructor's 9 desktop.ini and Thumbs.db files went unsaid
+    # beside "Skipped files 0"): the zip's, which are never extracted, and a folder's own
+    said = ("5 hidden or system files or folders left out (.DS_Store, .git, .hidden, .ipynb_checkpoints, …): they "
+            "hold no pictures for training.")
+    assert said in splits.report.notes
+    files.update({"dogs/Thumbs.db": b"x", "desktop.ini": b"x"})
+    folder = load_dataset(make_folder(tmp_path / "folder", files), work_dir, image_size=16)
+    assert ("7 hidden or system files or folders left out (.DS_Store, .git, .hidden, .ipynb_checkpoints, …): they "
+            "hold no pictures for training.") in folder.report.notes, folder.report.notes
+    clean = load_dataset(make_zip(tmp_path / "c.zip", class_files({"cats": 5, "dogs": 5})), work_dir, image_size=16)
+    assert not any("hidden or system" in n for n in clean.report.notes)
 
 
 def test_broken_and_non_image_files_are_skipped_with_reasons(tmp_path, work_dir):
@@ -447,11 +458,14 @@ def test_caps_are_enforced_on_bytes_read_not_headers(tmp_path, monkeypatch):
 
 
 def test_safe_extract_writes_only_inside_destination(tmp_path):
+    from engine.data import EXTRACT_MANIFEST
+
     src = make_zip(tmp_path / "ok.zip", {"cats/a.png": b"1", "deep/er/b.png": b"2", ".hidden": b"3"})
     dest = safe_extract_zip(src, tmp_path / "dest")
     assert dest == tmp_path / "dest"
     written = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
-    assert written == ["cats/a.png", "deep/er/b.png"]
+    assert written == [EXTRACT_MANIFEST, "cats/a.png", "deep/er/b.png"], "the hidden file only counted, in the record"
+    assert json.loads((dest / EXTRACT_MANIFEST).read_text())["ignored_names"] == [".hidden"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dest", "ok.zip"]
 
 

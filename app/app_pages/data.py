@@ -337,8 +337,9 @@ def dataset_report(engine) -> datasets.DataCheck | None:
     row.metric("Images", f"{rep.num_images:,}", width="content")
     row.metric("Training", f"{n_split.get('train', 0):,}", width="content")
     row.metric("Validation / test", f"{n_split.get('val', 0):,} / {n_split.get('test', 0):,}", width="content")
-    row.metric("Skipped files", len(rep.skipped), help="Files that are not usable images; the list is below.",
-               width="content")
+    row.metric("Skipped files", len(rep.skipped), help="Files that are not usable images; the list is below. Hidden "
+               "and system files (Thumbs.db, desktop.ini, __MACOSX) are not counted here: a line below says how many "
+               "were left out.", width="content")
     few_held_out(split, {"bursts": getattr(rep, "bursts", []), "split_files": rep.split_files})
     st.caption(f"Layout: **{rep.layout}**" + ("" if rep.split_given  # the notes below say which folders give it
                                               else " — each class is split with the seed (see the split settings)."))
