@@ -192,7 +192,7 @@ def compare_few_images_words(summaries: dict[str, dict]) -> str:
     n = min(sizes)
     gap, images = luck_gap(n)
     return (f"Measured on few images (down to {plural(n, 'held-out image')} a split: one image is {100 / n:.1f} "
-            f"points): figures up to {gap:.0f} points apart between these runs can be {images} apart.")
+            f"points of accuracy): figures up to {gap:.0f} points apart between these runs can be {images} apart.")
 
 
 def small_split_note(summary: dict) -> str:

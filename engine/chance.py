@@ -747,9 +747,9 @@ def small_splits(summary: dict) -> dict[str, int]:
 
 
 def one_image_words(small: dict[str, int]) -> str:
-    """`small_splits`' result in words: "9 validation images (one image is 11.1 points) and 9 test images
-    (one image is 11.1 points)"."""
-    return " and ".join(f"{plural(n, SPLIT_WORDS[split] + ' image')} (one image is {100 / n:.1f} points)"
+    """`small_splits`' result in words: "9 validation images (one image is 11.1 points of accuracy) and 9
+    test images (one image is 11.1 points of accuracy)"."""
+    return " and ".join(f"{plural(n, SPLIT_WORDS[split] + ' image')} (one image is {100 / n:.1f} points of accuracy)"
                         for split, n in small.items())
 
 

@@ -774,8 +774,9 @@ def test_the_default_preset_follows_the_datasets_size_until_the_user_changes_a_s
                             "training images") and i.endswith("an epoch is one pass over the training images.")
                for i in texts(at.info)), texts(at.info)
     # 30 images split 18 / 6 / 6: what one held-out image is worth, said before any run (Results says it after)
-    assert any(i.startswith("Few images to measure on: 6 validation images (one image is 16.7 points) and 6 test "
-                            "images (one image is 16.7 points).") for i in texts(at.info)), texts(at.info)
+    assert any(i.startswith("Few images to measure on: 6 validation images (one image is 16.7 points of accuracy) "
+                            "and 6 test "
+                            "images (one image is 16.7 points of accuracy).") for i in texts(at.info)), texts(at.info)
     at.switch_page("app_pages/model.py").run()
     assert f"**{PRESETS['quick_demo'].title}** :green-badge[:material/check: in use]" in texts(at.markdown)
     assert not any("optimiser step per epoch" in w for w in texts(at.warning))

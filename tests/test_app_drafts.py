@@ -887,17 +887,17 @@ def test_compare_warns_when_runs_of_one_dataset_were_tested_on_other_images():
     other = {**same, "b": summary(["cat/1.jpg", "dog/5.jpg", "bird/7.jpg"])}
     note = other_test_images(table, other)
     assert note.startswith("Different test images: on **pets.zip** the runs drew different splits"), note
-    assert "(2 or 3 images each, 1 in common; one image is 50.0 or 33.3 points)" in note, note
+    assert "(2 or 3 images each, 1 in common; one image is 50.0 or 33.3 points of accuracy)" in note, note
     assert "digits.zip" not in note and "runs with one seed share it" in note
     # without test splits, the validation images; a run whose report lists no files says nothing
     no_test = {"a": summary([], ["cat/1.jpg"]), "b": summary([], ["cat/2.jpg"]), "c": {}, "d": {}}
-    assert "(1 image each, none in common; one image is 100.0 points)" in other_test_images(table, no_test)
+    assert "(1 image each, none in common; one image is 100.0 points of accuracy)" in other_test_images(table, no_test)
     # the same images packed two ways (class folders in a wrapper; train/ and val/ folders): one image is one
     # image whatever folders wrap it, a run without test images is named, and each size's image is counted
     packed = {"a": summary(["Fruit/apple/1.jpg", "Fruit/pear/2.jpg"]),
               "b": summary([], ["val/apple/1.jpg", "val/pear/2.jpg", "val/pear/3.jpg"]), "c": {}, "d": {}}
     note = other_test_images(table, packed)
-    assert "(2 or 3 images each, 2 in common; one image is 50.0 or 33.3 points; b has no test images, so " \
+    assert "(2 or 3 images each, 2 in common; one image is 50.0 or 33.3 points of accuracy; b has no test images, so " \
            "validation images stand in)" in note, note
     assert other_test_images(table, {**packed, "b": summary([], ["val/apple/1.jpg", "val/pear/2.jpg"])}) is None
     assert setup_that_differs(table, ["epochs", "batch", "lr", "seed"]) == ["seed"], "the seed beside the figures"

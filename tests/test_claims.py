@@ -459,7 +459,7 @@ def test_verdicts_on_few_held_out_images_come_with_their_weight():
         return {"data_report": {"split_counts": {"val": {"a": val}, "test": {"a": test}}}}
 
     note = small_split_note(summary(7, 7))
-    assert "7 validation images (one image is 14.3 points)" in note and "7 test images" in note
+    assert "7 validation images (one image is 14.3 points of accuracy)" in note and "7 test images" in note
     assert "figures up to 29 points apart" in note, "two images of the smaller split"
     one = small_split_note(summary(1, 13))  # a split of one image: one image apart, never "200 points"
     assert "figures up to 100 points apart" in one and "can be one image apart" in one, one
@@ -663,8 +663,8 @@ def test_compare_names_the_runs_at_guessing():
     from app.claims_view import compare_few_images_words
 
     assert compare_few_images_words({"a": weak, "b": strong}) == (
-        "Measured on few images (down to 16 held-out images a split: one image is 6.2 points): figures up to 12 "
-        "points apart between these runs can be one or two images apart.")
+        "Measured on few images (down to 16 held-out images a split: one image is 6.2 points of accuracy): figures "
+        "up to 12 points apart between these runs can be one or two images apart.")
     single = {"split_counts": {"test": {"a": 1}, "val": {"a": 5}}}
     assert compare_few_images_words({"a": dict(strong, data_report=single)}).endswith(
         "figures up to 100 points apart between these runs can be one image apart.")
@@ -1263,8 +1263,8 @@ def test_a_verdict_on_a_few_held_out_images_is_a_hint_not_a_success():
     assert not at.exception, at.exception
     assert not at.success and len(at.info) == 1, [s.value for s in at.success]
     line = at.info[0].value
-    assert "claim shown" in line and "Measured on 12 validation images (one image is 8.3 points) and 12 test images " \
-        "(one image is 8.3 points): read the verdict as a hint" in line, line
+    assert "claim shown" in line and "Measured on 12 validation images (one image is 8.3 points of accuracy) and 12 " \
+        "test images (one image is 8.3 points of accuracy): read the verdict as a hint" in line, line
     large = {"data_report": {"split_counts": {"val": {"a": 60, "b": 60}, "test": {"a": 60, "b": 60}}}}
     small = {"data_report": {"split_counts": {"val": {"a": 6, "b": 6}}}}
     shown = Claim("pruning", True, "Pruning: the paper's claim shown in this run.")

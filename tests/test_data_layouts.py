@@ -622,7 +622,8 @@ def test_inspect_says_what_the_held_out_splits_will_measure_with_as_the_data_pag
 
     assert main(["inspect", "--data", str(src), "--data-dir", str(tmp_path / "eng")]) == 0
     out = capsys.readouterr().out
-    assert "note: Few images to measure on: 9 validation images (one image is 11.1 points) and 9 test images" in out
+    assert "note: Few images to measure on: 9 validation images (one image is 11.1 points of accuracy) and 9 test " \
+        "images" in out
     assert "note: Few images to judge this class by. melanoma: 1 validation image, 1 test image. One image is 100 " \
            "points" in out, out
 

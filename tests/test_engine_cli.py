@@ -697,7 +697,8 @@ def test_the_command_line_says_when_a_run_learnt_nothing_and_when_its_splits_are
         assert not warning and "note: Measured on" not in said, said
         return
     (warning,) = warning
-    assert "note: Measured on 9 validation images (one image is 11.1 points) and 9 test images" in said, said
+    assert "note: Measured on 9 validation images (one image is 11.1 points of accuracy) and 9 test " \
+        "images" in said, said
     if case == "few steps":  # 48 images in batches of 32: one step an epoch; the fix in this command's options
         assert "at the level of guessing among 3 classes (33.3%): it learnt nothing yet" in warning
         assert "It took only 2 optimiser steps (2 epochs of 1 batch of 32)" in warning

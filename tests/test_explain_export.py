@@ -243,7 +243,7 @@ def test_the_model_card_cautions_a_model_that_learnt_nothing_and_figures_on_few_
     caution = card[card.index("## Caution"):].split("\n## ")[0]
     assert "test accuracy (50.0%) is at the level of guessing among 2 classes (50.0%): it learnt nothing yet. " \
            "Its answers are no better than guesses" in caution
-    assert "Measured on 8 validation images (one image is 12.5 points) and 8 test images" in caution
+    assert "Measured on 8 validation images (one image is 12.5 points of accuracy) and 8 test images" in caution
     assert card.index("## Metrics") < card.index("## Caution") < card.index("## Use it")
     assert "OOD accuracy (corruption suite, severities 1-5): not measured (the run ended before its final " \
            "evaluation)" in card, "on, but no figure in the summary"

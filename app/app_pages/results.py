@@ -937,7 +937,7 @@ def other_test_images(table: pd.DataFrame, summaries: dict[str, dict]) -> str | 
         val_words = (f"; {and_words(no_test)} {'has' if len(no_test) == 1 else 'have'} no test images, so "
                      "validation images stand in" if no_test and len(no_test) < len(held_out) else "")
         parts.append(f"on **{state.md_text(dataset)}** the runs drew different splits, so each was tested on other "
-                     f"images ({count} each, {common}; one image is {points} points{val_words})")
+                     f"images ({count} each, {common}; one image is {points} points of accuracy{val_words})")
     if not parts:
         return None
     return ("Different test images: " + "; ".join(parts) + ". Part of a gap between such runs is which images each "
