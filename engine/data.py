@@ -1600,6 +1600,39 @@ def _require_class_folders(scan: DatasetScan, kind: str = "zip") -> None:
             + _skipped_summary(skipped), skipped, scan.notes)
 
 
+MULTI_PAGE_SUFFIXES = (".tif", ".tiff", ".gif", ".webp", ".png", ".mpo")  # formats that can hold several pictures
+MULTI_PAGE_NAMED = 3  # files a multi-page note names
+
+
+def page_count(path: Path) -> int:
+    """How many pictures (pages, frames) the image file at `path` holds, from its header (Pillow's n_frames: a
+    multi-page TIFF, an animated GIF, WebP or PNG); 1 for a single picture and for anything that cannot be read."""
+    try:
+        with Image.open(path, formats=PIL_FORMATS) as img:
+            return max(1, int(getattr(img, "n_frames", 1)))
+    except Exception:  # noqa: BLE001 - decoding says what is wrong with an unreadable file
+        return 1
+
+
+def multi_page_note(files: Sequence[tuple[str, Path]]) -> str | None:
+    """For (the user's name, path) of each decoded file: which hold more than one picture, of which only the first
+    is used (decoding reads a file's first page or frame, as Pillow opens it), in words; None when none does. Only
+    files of formats that can hold several pictures (MULTI_PAGE_SUFFIXES) are opened again. A geology instructor's
+    3-page TIFF (crossed and plane polarised light, a focus stack) was read as one picture without a word."""
+    many = [(name, n) for name, path in files if Path(path).suffix.lower() in MULTI_PAGE_SUFFIXES
+            and (n := page_count(Path(path))) > 1]
+    if not many:
+        return None
+    kind = "pages of a TIFF, frames of an animation"
+    if len(many) == 1:
+        return (f"{many[0][0]} holds {many[0][1]} pictures ({kind}): only the first is used. To train on the others, "
+                "save each as a file of its own.")
+    named = "; ".join(f"{name}, {n} pictures" for name, n in many[:MULTI_PAGE_NAMED])
+    more = f"; and {len(many) - MULTI_PAGE_NAMED} more" if len(many) > MULTI_PAGE_NAMED else ""
+    return (f"{len(many)} files hold more than one picture ({kind}): only the first of each is used ({named}{more}). "
+            "To train on the others, save each as a file of its own.")
+
+
 def _decoded(source, work_dir, image_size: int, limits: ZipLimits, max_cache_bytes: int,
              progress: ProgressFn | None, expected_classes: Sequence[str] | None = None,
              cached_only: bool = False, fit: str = "crop") -> _Decoded:
@@ -1640,13 +1673,14 @@ def _decoded(source, work_dir, image_size: int, limits: ZipLimits, max_cache_byt
         images, labels = images[keep], labels[keep]
     rows = [i for i, good in enumerate(ok) if good]
     taken, cameras, original = shot_times([paths[i] for i in rows])  # bursts: frames of one moment, one split
+    pages = multi_page_note([(paths[i].relative_to(root).as_posix(), paths[i]) for i in rows])
     decoded = _Decoded(
         images, labels, tuple(scan.classes), tuple(skipped),
         paths=tuple(paths[i].relative_to(root).as_posix() for i in rows),
         splits=None if scan.splits is None else tuple(scan.splits[i] for i in rows),
         sha256=tuple(shas[i] for i in rows), phash=phashes[rows], thumbs=thumbs[rows], sizes=sizes[rows],
-        taken=taken, cameras=tuple(cameras), original=original, layout=scan.layout, notes=tuple(scan.notes),
-        warnings=tuple(scan.warnings))
+        taken=taken, cameras=tuple(cameras), original=original, layout=scan.layout,
+        notes=tuple(scan.notes) + ((pages,) if pages else ()), warnings=tuple(scan.warnings))
     _cache_put(key, decoded)
     return decoded
 

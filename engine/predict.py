@@ -1274,9 +1274,13 @@ def describe_decoding(path: Path, size: int, crop_at: float = 0.5, fit: str = "c
             w, h, mode, fmt = img.width, img.height, img.mode, img.format
             orientation = img.getexif().get(0x0112, 1)
             transparent = img.has_transparency_data
+            pages = max(1, int(getattr(img, "n_frames", 1)))
     except Exception:
         return []
     notes = [f"{fmt} image, {w} x {h} pixels, colour mode {mode}"]
+    if pages > 1:  # a 3-page TIFF (crossed and plane polarised light) was described as one picture
+        notes.append(f"page 1 of its {pages} used (the model answers one picture; save another page as a file of "
+                     "its own to try it)")
     if orientation in _EXIF_ORIENTATION:
         notes.append(f"{_EXIF_ORIENTATION[orientation]} upright, as its EXIF orientation tag says")
         if orientation in (5, 6, 7, 8):

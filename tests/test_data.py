@@ -638,3 +638,37 @@ def test_class_folders_with_sub_folders_are_said_to_form_one_class(tmp_path, wor
     assert note.startswith("Every class holds the same sub-folders (2019/, 2020/)") and "put it beside" not in note
     flat = load_dataset(make_zip(tmp_path / "flat.zip", class_files({"cats": 6, "dogs": 6})), work_dir)
     assert not any("sub-folder" in n for n in flat.report.notes)
+
+
+def test_a_file_holding_several_pictures_is_said_with_the_page_used(tmp_path, work_dir):
+    """A geology instructor's 3-page TIFF (crossed and plane polarised light) was read as one picture without a
+    word, on the Data page and on Try it: both now say only its first page is used."""
+    from engine.predict import describe_decoding
+
+    def pages(n: int, fmt: str) -> bytes:
+        frames = [Image.fromarray(np.full((16, 20, 3), 40 * i, dtype=np.uint8)) for i in range(n)]
+        buf = io.BytesIO()
+        frames[0].save(buf, format=fmt, save_all=True, append_images=frames[1:])
+        return buf.getvalue()
+
+    files = class_files({"quartz": 5, "biotite": 5})
+    files["quartz/stack.tif"] = pages(3, "TIFF")
+    one = load_dataset(make_zip(tmp_path / "one.zip", files), work_dir, image_size=16)
+    assert one.report.counts == {"biotite": 5, "quartz": 6}, "read, its first page"
+    assert ("quartz/stack.tif holds 3 pictures (pages of a TIFF, frames of an animation): only the first is used. To "
+            "train on the others, save each as a file of its own.") in one.report.notes
+    files.update({"biotite/turn.gif": pages(4, "GIF"), "biotite/single.tif": pages(1, "TIFF"),
+                  **{f"quartz/s{i}.tif": pages(2, "TIFF") for i in range(3)}})
+    many = load_dataset(make_zip(tmp_path / "many.zip", files), work_dir, image_size=16)
+    (note,) = [n for n in many.report.notes if "more than one picture" in n]
+    assert note.startswith("5 files hold more than one picture (pages of a TIFF, frames of an animation): only the "
+                           "first of each is used (biotite/turn.gif, 4 pictures; quartz/s0.tif, 2 pictures; "
+                           "quartz/s1.tif, 2 pictures; and 2 more)."), note
+    plain = load_dataset(make_zip(tmp_path / "plain.zip", class_files({"a": 5, "b": 5})), work_dir, image_size=16)
+    assert not any("picture (pages" in n or "pictures (pages" in n for n in plain.report.notes)
+    (tmp_path / "stack.tif").write_bytes(pages(3, "TIFF"))
+    said = describe_decoding(tmp_path / "stack.tif", 16)
+    assert said[1] == ("page 1 of its 3 used (the model answers one picture; save another page as a file of its own "
+                       "to try it)"), said
+    (tmp_path / "one.tif").write_bytes(pages(1, "TIFF"))
+    assert not any("page 1" in n for n in describe_decoding(tmp_path / "one.tif", 16))
