@@ -1263,6 +1263,28 @@ def upright_size(data: bytes) -> tuple[int, int] | None:
     return (h, w) if turned else (w, h)
 
 
+SCALE_APART = 3.0  # a new picture's shorter side this many times the training pictures' (or a third): said
+
+
+def scale_words(dims: tuple[int, int] | None, shape: dict | None) -> str | None:
+    """For a new picture of `dims` (upright (width, height), pixels) and the run's training pictures' typical shape
+    (`shape`: engine.data.picture_shape's dict, the data report's "picture_shape"): where its shorter side is
+    SCALE_APART times theirs or more, or that much smaller, that it is a picture of another size, and what that
+    means if it also shows its subject at another scale (another magnification, distance or zoom); None otherwise
+    or where either is unknown. A geology instructor's 4096 x 3072 TIFF beside 640 x 480 training pictures got a
+    wrong answer with only the generic "unfamiliar" flag; to a microscopist the size meant another magnification."""
+    short = int((shape or {}).get("short") or 0)
+    if dims is None or not short or not (long := int((shape or {}).get("long") or 0)):
+        return None
+    ratio = min(dims) / short
+    if 1 / SCALE_APART < ratio < SCALE_APART:
+        return None
+    how = f"about {ratio:.0f} times as large as" if ratio >= SCALE_APART else f"about 1/{1 / ratio:.0f} the size of"
+    return (f"This picture is {dims[0]} x {dims[1]} pixels, {how} the training pictures (typically {long} x {short}). "
+            "Every picture is shrunk to the same size, so if it also shows its subject larger or smaller than they do "
+            "(another magnification, distance or zoom), the model sees details at a scale it did not learn.")
+
+
 def describe_decoding(path: Path, size: int, crop_at: float = 0.5, fit: str = "crop") -> list[str]:
     """What `decode_image` does to this file, in plain words (format, EXIF rotation, colour mode,
     the square kept (`crop_place` of `crop_at`) or, with `fit` "pad", the whole picture padded, resize). Reads the

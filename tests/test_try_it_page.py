@@ -937,3 +937,26 @@ def test_try_it_flags_each_wrong_answer_given_with_high_confidence_in_a_labelled
     df = at.dataframe[0].value
     assert df.set_index("file")["note"].to_dict() == {"rust/IMG 1.jpg": "wrong, though sure", "rust/IMG 2.jpg": "",
                                                       "healthy/IMG 3.jpg": ""}, "a 60% miss is not flagged as sure"
+
+
+def test_a_picture_several_times_the_training_pictures_size_is_said(run):
+    """A geology instructor's 4096 x 3072 TIFF beside 640 x 480 training pictures was answered wrongly with only the
+    generic "unfamiliar" flag; to a microscopist the size meant another magnification. A picture 3 or more times
+    larger (or smaller) than the training pictures gets a line saying so; one of about their size does not."""
+    from engine.predict import scale_words
+
+    at = open_page(run)
+    at.file_uploader(key="try_files").set_value([("big.png", png(tiny_image("red", 5, size=96)), "image/png"),
+                                                  ("same.png", png(tiny_image("red", 6, size=40)), "image/png")])
+    at.run()
+    no_problems(at)
+    said = [c for c in texts(at.caption) if c.startswith(":material/zoom_in:")]
+    assert said == [":material/zoom_in: This picture is 96 x 96 pixels, about 4 times as large as the training "
+                    "pictures (typically 24 x 24). Every picture is shrunk to the same size, so if it also shows its "
+                    "subject larger or smaller than they do (another magnification, distance or zoom), the model sees "
+                    "details at a scale it did not learn."], texts(at.caption)
+    shape = {"long": 640, "short": 480}
+    assert scale_words((100, 80), shape).startswith("This picture is 100 x 80 pixels, about 1/6 the size of the "
+                                                    "training pictures (typically 640 x 480).")
+    assert scale_words((1600, 1200), shape) is None and scale_words((170, 170), shape) is None, "within 3x"
+    assert scale_words(None, shape) is None and scale_words((4096, 3072), {}) is None, "either unknown"

@@ -463,6 +463,23 @@ def kind_caution(model: Shown, image: np.ndarray) -> str | None:
     return picture_kind_words(components.read_summary(model.run_dir), greyscale)
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def picture_dims(tag: str, _data: bytes) -> tuple[int, int] | None:
+    """engine.predict.upright_size of a picture, once per picture (`tag`, its bytes' `digest`)."""
+    from engine.predict import upright_size
+
+    return upright_size(_data)
+
+
+def scale_caution(model: Shown, tag: str, data: bytes) -> str | None:
+    """engine.predict.scale_words for a picture (`data`, its `tag`) and the training pictures of `model`'s run: that
+    it is several times larger or smaller than they are, and what that means if its subject is too. None otherwise."""
+    from engine.predict import scale_words
+
+    shape = (components.read_summary(model.run_dir).get("data_report") or {}).get("picture_shape")
+    return scale_words(picture_dims(tag, data), shape)
+
+
 def sure_caution(model: Shown, confidence: float, brief: bool = False) -> str | None:
     """For an answer of `confidence` (its top probability, a fraction) at engine.chance.SURE or more, from a model
     whose held-out figures are the run's own, where the run's sure answers were right less often than it was sure by
@@ -532,6 +549,8 @@ def image_result(ds: str, models: list[Shown], name: str, data: bytes, threshold
             verdict(p, answer, said)
             if caution := kind_caution(model, image):
                 st.caption(f":material/contrast: {caution}")
+            if scale := scale_caution(model, tag, data):
+                st.caption(f":material/zoom_in: {scale}")
             brief = said is not None and ("sure", id(p)) in said  # said in full under an earlier picture
             if sure := sure_caution(model, answer.top[0][1], brief):
                 st.caption(f":material/speed: {sure}")
