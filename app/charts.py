@@ -740,6 +740,7 @@ def probability_title_lines(title: str) -> list[str]:
 
 
 PROBABILITY_TICKS = [0, 0.25, 0.5, 0.75, 1]  # an odd count: Vega's label thinning keeps both ends
+TOP_BAR_COLOUR = "#1f77b4"  # the top answer's bar; Try it's table draws its confidences in it too
 
 
 def topk_chart(df: pd.DataFrame, title: str = "", threshold: float | None = None,
@@ -765,7 +766,7 @@ def topk_chart(df: pd.DataFrame, title: str = "", threshold: float | None = None
         # by side, the bars keep their room
         y=alt.Y("class:N", title=None, sort=list(data.sort_values("rank", kind="stable")["class"]),
                 axis=alt.Axis(labelLimit=class_label_px(data["class"]) if words_on_axis else CLASS_LABEL_PX[0])),
-        color=alt.Color("top:N", scale=alt.Scale(domain=[True, False], range=["#1f77b4", "#9ecae1"]), legend=None),
+        color=alt.Color("top:N", scale=alt.Scale(domain=[True, False], range=[TOP_BAR_COLOUR, "#9ecae1"]), legend=None),
         tooltip=["class:N", alt.Tooltip("probability:Q", format=".1%")],
     )
     labels = bars.mark_text(align="left", dx=3).encode(text="shown:N", color=alt.value("#333"))

@@ -826,8 +826,9 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
                      **{c: st.column_config.Column(c, width=w, help=COLUMN_HELP.get(c)) for c, w in widths.items()},
                      "picture": st.column_config.ImageColumn(  # no room for a heading: the pictures say what they are
                          "", width=TABLE_WIDTHS["picture"], help="The picture as the model saw it (its square)."),
-                     "confidence": st.column_config.ProgressColumn("confidence", format=CONFIDENCE_FORMAT, min_value=0,
-                                                                   max_value=100, width=widths["confidence"])})
+                     "confidence": st.column_config.ProgressColumn(  # the answer bars' blue: red read as a warning
+                         "confidence", format=CONFIDENCE_FORMAT, min_value=0, max_value=100,
+                         width=widths["confidence"], color=charts.TOP_BAR_COLOUR)})
     st.download_button("Download predictions (CSV)", csv_text(res, min(TOP_K, len(res.classes))),
                        file_name=f"predictions-{rec.id}.csv", mime="text/csv", icon=":material/download:",
                        key="try_csv")
