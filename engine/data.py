@@ -271,6 +271,7 @@ def _member_parts(name: str) -> list[str]:
     return [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
 
 
+NAMES_NOT_UTF8 = "not marked as UTF-8 and not valid UTF-8"  # the words of the warning on guessed name code pages
 ZIP_UTF8_FLAG = 0x800  # general-purpose bit 11: "the name is UTF-8" (PKWARE APPNOTE 4.4.4)
 # Tried, in this order on ties, for names neither flagged nor valid UTF-8. Windows' own zip writes
 # the system's OEM code page (437 Western, 936 = GBK Chinese, 932 = Shift_JIS, 866 Cyrillic);
@@ -381,10 +382,17 @@ def decode_member_names(infos: Sequence[zipfile.ZipInfo]) -> tuple[list[str], li
                 "This is a guess: check that the class names look right")
         warnings_out.append(
             f"{plural(len(legacy), 'file name')} in the zip (e.g. '{example}') "
-            f"{'are' if len(legacy) != 1 else 'is'} not marked as UTF-8 and not valid UTF-8; they were read as "
+            f"{'are' if len(legacy) != 1 else 'is'} {NAMES_NOT_UTF8}; they were read as "
             f"{_ENCODING_LABELS.get(enc, enc)}. {hint}; if they do not, make the zip with 7-Zip or "
             "another tool that writes UTF-8 names and try again.")
     return [normalise_class_name(n.replace(os.sep, "/")) for n in names], warnings_out
+
+
+def is_names_warning(text: str) -> bool:
+    """Whether a data report's warning is `decode_member_names`' on file names read in a guessed code page: about the
+    names the user sees, not about the figures (Results and the model card keep it apart from the warnings that
+    qualify them; a geology instructor's correctly read accented names stood as "1 warning" beside every figure)."""
+    return NAMES_NOT_UTF8 in str(text)
 
 
 def _check_member_is_safe(info: zipfile.ZipInfo, name: str | None = None) -> None:

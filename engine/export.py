@@ -30,7 +30,7 @@ from engine.checkpoints import load_checkpoint, read_metadata, save_checkpoint
 from engine.claims import split_sizes
 from engine.config import RunConfig, shown_setting, shown_value
 from engine.corruptions import corruption_name
-from engine.data import PAD_RGB, DataSplits
+from engine.data import PAD_RGB, DataSplits, is_names_warning
 from engine.evaluate import FlipAverage, held_out_accuracy, predict
 from engine.methods import METHODS
 from engine.metrics import class_errors
@@ -475,7 +475,8 @@ def data_card_section(cfg: RunConfig, rep: dict[str, Any]) -> list[str]:
         f"({'where the split folders put them' if rep.get('split_given') else 'kept within one split'}"
         f"{'; ' + str(len(dropped)) + ' extra copies dropped' if dropped else ''})",
         *bursts_card_line(rep),
-        *(f"- Warning: {w}" for w in rep.get("warnings") or []),  # e.g. one picture under two classes
+        *(f"- {'File names' if is_names_warning(w) else 'Warning'}: {w}"  # a picture under two classes; the names
+          for w in rep.get("warnings") or []),
     ]
 
 

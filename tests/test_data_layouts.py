@@ -246,6 +246,24 @@ def test_legacy_code_page_names_are_decoded_and_warned_about(tmp_path, work_dir,
     rep = load_dataset(make_zip(tmp_path / "win.zip", files), work_dir, image_size=16).report
     assert rep.classes == sorted(names)
     assert len(rep.warnings) == 1 and expected_word in rep.warnings[0] and "UTF-8" in rep.warnings[0]
+    # about the names, not the figures: the model card says it as such, and Results with the run's data, not in
+    # the box of warnings beside its figures (a geology instructor's accented names, read right, stood as "1 warning"
+    # there and on the card)
+    from dataclasses import asdict
+    from types import SimpleNamespace
+
+    from app.app_pages import results
+    from engine.config import RunConfig
+    from engine.data import is_names_warning
+    from engine.export import data_card_section
+
+    assert is_names_warning(rep.warnings[0]) and not is_names_warning("A picture is under two classes.")
+    card = data_card_section(RunConfig(), asdict(rep))
+    assert any(line.startswith("- File names: ") for line in card) and not any("- Warning:" in x for x in card)
+    summary = {"data_report": {"warnings": [rep.warnings[0], "A picture is under two classes."]}}
+    rec = SimpleNamespace(config={}, owner="local")
+    assert results.data_warnings(rec, summary) == ["A picture is under two classes."]
+    assert results.data_warnings(rec, summary, names=True) == [rep.warnings[0]]
 
 
 def test_nfc_and_nfd_folders_of_one_name_are_one_class(tmp_path, work_dir):

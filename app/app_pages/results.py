@@ -400,11 +400,16 @@ def detail_charts(run: components.RunView, summary: dict) -> None:
             st.altair_chart(charts.lr_find_chart(summary["lr_find"]), width="stretch")
 
 
-def data_warnings(rec, summary: dict) -> list[str]:
+def data_warnings(rec, summary: dict, names: bool = False) -> list[str]:
     """The warnings the Data page gave about the run's data (a picture under two classes, copies across
-    given splits, a class missing from a split), as the run kept them, in the user's names."""
+    given splits, a class missing from a split), as the run kept them, in the user's names; with `names`, instead
+    the one on file names read in a guessed code page (engine.data.is_names_warning), which says nothing of the
+    figures and is said with the run's data, not beside them."""
+    from engine.data import is_names_warning
+
     report = summary.get("data_report") or {}
-    return [state.user_words(str(w), names_of(rec)) for w in report.get("warnings") or []]
+    return [state.user_words(str(w), names_of(rec)) for w in report.get("warnings") or []
+            if is_names_warning(w) == names]
 
 
 def names_of(rec) -> dict[str, str]:
@@ -449,6 +454,8 @@ def details(rec, summary: dict) -> None:
                            "dropped before the split, as *Drop duplicate copies* asked: "
                            + ", ".join(state.md_text(str(p)) for p in dropped[:3])
                            + (", ..." if len(dropped) > 3 else "") + ".")
+            for said in data_warnings(rec, summary, names=True):  # the names, not the figures
+                st.caption(f":material/translate: {state.md_text(said)}")
             if report.get("skipped"):
                 st.dataframe([{"file": s.get("path"), "reason": s.get("reason")} for s in report["skipped"]],
                              hide_index=True, width="stretch")
