@@ -327,5 +327,6 @@ def test_greyscale_and_colour_pictures_are_counted_apart_at_the_end(tmp_path):
 
     assert s["data_report"]["greyscale"] == 12 and greyscale_words(12, 36) == (
         "12 of 36 pictures are greyscale, the rest colour: Results gives the model's accuracy on each kind where the "
-        "validation or test images have both.")
+        "validation or test images have both. Greyscale here means next to no colour in the pixels, so a colour "
+        "photo of something grey counts as greyscale too.")
     assert greyscale_words(0, 36) == greyscale_words(36, 36) == "", "one kind only: nothing to tell apart"
