@@ -431,6 +431,15 @@ def test_the_model_page_has_one_switch_per_registered_method_and_their_explanati
         assert spec.paper_url in markdown  # the paper link
     toggles = {t.key for t in at.toggle if t.key.endswith(".enabled")}
     assert toggles == {f"w:{name}.enabled" for name in METHODS}, "no switch for an unregistered method"
+    # the field's words in plain ones, each method's among them (a geology instructor met L2-SP, a PGD attack's eps
+    # and a recurrent gate network here with no word on any of them)
+    (glossary,) = [e for e in at.expander if e.label == "What the field's words on this page mean"]
+    said = " ".join(texts(glossary.markdown))
+    for spec in METHODS.values():
+        assert f"**{spec.title.split(' (')[0].split(' weight')[0]}" in said or \
+            f", {spec.title.split(' (')[0].split(' weight')[0]}" in said, spec.title
+    for term in ("pretrained trunk", "effective learning rate", "OOD accuracy", "eps", "theta_0", "sparsity"):
+        assert term in said, term
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))

@@ -730,6 +730,33 @@ def review_section() -> None:
     st.page_link("app_pages/train.py", label="Next: start training", icon=":material/arrow_forward:")
 
 
+GLOSSARY = (  # the terms the settings and method panels use, in plain words (a geology instructor met L2-SP, the
+    # pretrained trunk, a PGD attack's eps and a recurrent gate network on this page with no word on any of them)
+    ("Backbone, pretrained trunk", "the network that turns a picture into features; pretrained means it has already "
+     "learnt from other pictures, so your images only adjust it"),
+    ("Head, linear probe", "the last layer, which picks a class from the features; a new one is made for your "
+     "classes, and head-only epochs (a linear probe) train it alone before the whole network learns"),
+    ("Learning rate, effective learning rate, momentum", "how big each update is; momentum carries part of each "
+     "update into the next, so the steps grow to the effective learning rate (the rate / (1 - momentum))"),
+    ("Weight decay, L2-SP", "a pull that keeps the weights small, or (L2-SP) near where fine-tuning started "
+     "(theta_0), so the network forgets less of what it learnt before"),
+    ("OOD accuracy", "accuracy on images unlike the training ones (out of distribution): here the validation images "
+     "blurred, noisy, darker, compressed or pixelated on purpose"),
+    ("Adversarial fine-tuning, attack, eps, PGD, robust accuracy", "training on images changed just enough to fool "
+     "the model; eps is how far each pixel may be changed (in 255ths of its range), PGD an attack that searches in "
+     "several small steps, robust accuracy the share still right under attack"),
+    ("AdaFilter, gate network", "each layer keeps a pretrained and a fine-tuned copy of its filters, and a small "
+     "network (recurrent: it reads the layers one after another) picks, for each picture, which copy each filter "
+     "uses"),
+    ("WiSE-FT, alpha", "a mix of the starting and the fine-tuned weights; alpha 0 is the start, 1 the fine-tuned "
+     "model, and in between often holds up better on changed pictures"),
+    ("Pruning, sparsity, structured", "setting weights to zero while training (sparsity is the share that are zero); "
+     "structured pruning removes whole channels, so the model gets smaller and faster"),
+    ("Bayesian optimisation", "a search that tries settings one after another, each chosen from how the earlier "
+     "ones did, to find good ones in few tries"),
+)
+
+
 def render() -> None:
     """Draw the Model and methods page (2): presets, backbone, training settings, methods, advanced settings and the
     review."""
@@ -737,6 +764,8 @@ def render() -> None:
     st.title("2 · Model and methods")
     st.markdown("Pick a preset, or tune everything yourself. Every setting explains itself when you hover "
                 "the **?** next to it.")
+    with st.expander("What the field's words on this page mean", icon=":material/help:"):
+        st.markdown("\n".join(f"- **{term}**: {meaning}" for term, meaning in GLOSSARY))
     top = st.container()  # filled last: a preset is marked "in use" against the settings as this run left them
     backbone_section(engine)
     knobs_section()
