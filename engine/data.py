@@ -1608,7 +1608,9 @@ def _require_class_folders(scan: DatasetScan, kind: str = "zip") -> None:
             + _skipped_summary(skipped), skipped, scan.notes)
 
 
-MULTI_PAGE_SUFFIXES = (".tif", ".tiff", ".gif", ".webp", ".png", ".mpo")  # formats that can hold several pictures
+# the formats whose extra pictures are the user's own (pages, frames); a phone's JPEG (MPO) carries a second picture
+# that is a depth or gain map, not a page, and an animated PNG is rare enough not to reopen every PNG for it
+MULTI_PAGE_SUFFIXES = (".tif", ".tiff", ".gif", ".webp")
 MULTI_PAGE_NAMED = 3  # files a multi-page note names
 
 

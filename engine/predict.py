@@ -1296,7 +1296,7 @@ def describe_decoding(path: Path, size: int, crop_at: float = 0.5, fit: str = "c
             w, h, mode, fmt = img.width, img.height, img.mode, img.format
             orientation = img.getexif().get(0x0112, 1)
             transparent = img.has_transparency_data
-            pages = max(1, int(getattr(img, "n_frames", 1)))
+            pages = max(1, int(getattr(img, "n_frames", 1))) if fmt in ("TIFF", "GIF", "WEBP") else 1  # not MPO
     except Exception:
         return []
     notes = [f"{fmt} image, {w} x {h} pixels, colour mode {mode}"]

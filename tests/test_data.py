@@ -672,3 +672,10 @@ def test_a_file_holding_several_pictures_is_said_with_the_page_used(tmp_path, wo
                        "to try it)"), said
     (tmp_path / "one.tif").write_bytes(pages(1, "TIFF"))
     assert not any("page 1" in n for n in describe_decoding(tmp_path / "one.tif", 16))
+    # a phone's JPEG with a second picture (MPO: a depth or gain map) is one photo, not pages
+    (tmp_path / "phone.jpg").write_bytes(pages(2, "MPO"))
+    assert Image.open(tmp_path / "phone.jpg").n_frames == 2
+    assert not any("page 1" in n for n in describe_decoding(tmp_path / "phone.jpg", 16))
+    phone = load_dataset(make_zip(tmp_path / "phone.zip", {**class_files({"a": 5, "b": 5}),
+                                                           "a/phone.jpg": pages(2, "MPO")}), work_dir, image_size=16)
+    assert phone.report.counts == {"a": 6, "b": 5} and not any("pictures (pages" in n for n in phone.report.notes)
