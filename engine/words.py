@@ -138,6 +138,19 @@ def oblong(shape: dict) -> bool:
             and float(shape.get("square_share") or 1) < 0.9)
 
 
+SHRINK_SAID = 3  # pictures shrunk this many times or more to the run's size: the detail lost is said
+
+
+def shrink_factor(shape: dict | None, image_size: int, fit: str = "crop") -> float:
+    """How many times the dataset's typical picture (`shape`: engine.data.picture_shape's dict) is shrunk to
+    `image_size` px: by its shorter side (`fit` "crop", the middle square) or its longer one ("pad", the whole
+    picture); 0.0 where the shape or size is unknown."""
+    long, short = int((shape or {}).get("long") or 0), int((shape or {}).get("short") or 0)
+    if not long or not short or not image_size:
+        return 0.0
+    return (long if fit == "pad" else short) / image_size
+
+
 def picture_shape_words(shape: dict, image_size: int, control: str = "a larger Image size (Model page)",
                         fit: str = "crop", whole: str = "") -> str:
     """What the model will see of the dataset's pictures (`shape`: engine.data.picture_shape's dict) at `image_size`
@@ -179,8 +192,8 @@ def picture_shape_words(shape: dict, image_size: int, control: str = "a larger I
             parts.append(f"Your pictures are {how} (about {size} px): the model sees the middle square of each, "
                          f"{percent_half_up(keep)} of its {side} (the {ends} are cut away{turned}), resized to "
                          f"{image_size} x {image_size} px.")
-    shrink = (long if fit == "pad" else short) / image_size
-    if shrink >= 3:
+    shrink = shrink_factor(shape, image_size, fit)
+    if shrink >= SHRINK_SAID:
         head = "" if parts else f"Your pictures are about {long} by {short} px. "
         parts.append(f"{head}At {image_size} px they are shrunk about {shrink:.0f}x, so detail finer than about "
                      f"{shrink:.0f} of their pixels is lost; {control} keeps finer detail (not more of the picture), "

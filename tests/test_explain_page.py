@@ -1032,3 +1032,29 @@ def test_the_images_exports_are_checked_on_read_in_the_singular_for_one():
     assert checked_on_words(VALIDATION_IMAGES, 40) == "the 40 validation images"
     assert checked_on_words("the 32 generated images", 1) == "the 32 generated images"
     assert check_images_words([{"extra": {"checked_on": VALIDATION_IMAGES, "images": 1}}]) == "the one validation image"
+
+
+def test_the_maps_say_when_the_pictures_lost_their_fine_detail(tmp_path):
+    """A geology instructor's biotite, shrunk 8x to 64 px, was a plain brown square with its cleavage lines gone, and
+    the maps had nothing to show: under the maps of a run whose pictures were shrunk 3x or more, a line says so."""
+    import json
+    from types import SimpleNamespace
+
+    from app.app_pages.explain import shrunk_note
+
+    def rec(shape, size=64, fit="crop"):
+        run_dir = tmp_path / f"r{len(list(tmp_path.iterdir()))}"
+        run_dir.mkdir()
+        (run_dir / "summary.json").write_text(json.dumps({"data_report": {"picture_shape": shape}}))
+        return SimpleNamespace(run_dir=str(run_dir), config={"data": {"image_size": size, "fit": fit}})
+
+    thin = {"long": 640, "short": 480}
+    assert shrunk_note(rec(thin)) == (
+        ":material/zoom_out: The model saw each picture at 64 x 64 px, about 8x smaller than yours (typically 640 x "
+        "480): detail finer than about 8 of their pixels is not in what it saw, so no map can point at it. A run at a "
+        "larger image size keeps finer detail.")
+    padded = shrunk_note(rec(thin, size=128, fit="pad"))
+    assert padded.startswith(":material/zoom_out: The model saw each picture at 128 x 128 px, about 5x smaller"), \
+        "whole pictures: by their longer side"
+    assert shrunk_note(rec(thin, size=224)) is None, "about 2x: not said"
+    assert shrunk_note(rec(None)) is None and shrunk_note(rec({})) is None, "a run from before the shape was kept"

@@ -711,6 +711,8 @@ def maps_view(rec, b, pred: dict[str, np.ndarray], index: int, rows: list[dict],
     head[0].markdown(f"**{state.md_text(pred['files'][index])}**, true class **{state.md_text(truth)}**. Each row is one model, each column one method; "
                      "bright = strong influence on the score.")
     head[1].image(colour_bar(), caption="low → high influence", width="stretch")  # a fixed 256 px overflowed
+    if shrunk := shrunk_note(rec):
+        st.caption(shrunk)
     pretrained_src = rec.config.get("backbone", {}).get("pretrained")
     titles = row_titles(rec.config, rec.status == "stopped")
     for r in rows:
@@ -739,6 +741,25 @@ def maps_view(rec, b, pred: dict[str, np.ndarray], index: int, rows: list[dict],
                       width="stretch")
     if heavy:
         st.caption(BARS_NOTE)
+
+
+def shrunk_note(rec) -> str | None:
+    """Under the maps of a run whose pictures were shrunk SHRINK_SAID times or more to its image size
+    (engine.words.shrink_factor): that detail finer than that many of their pixels is not in what the model saw, so
+    no map can point at it. A geology instructor's biotite, shrunk 8x to 64 px, was a plain brown square with its
+    cleavage lines gone, and the maps had nothing to show."""
+    from engine.words import SHRINK_SAID, shrink_factor
+
+    data = rec.config.get("data") or {}
+    shape = (components.read_summary(str(rec.run_dir)).get("data_report") or {}).get("picture_shape")
+    size = int(data.get("image_size") or 0)
+    shrink = shrink_factor(shape, size, data.get("fit") or "crop")
+    if shrink < SHRINK_SAID:
+        return None
+    return (f":material/zoom_out: The model saw each picture at {size} x {size} px, about {shrink:.0f}x smaller "
+            f"than yours (typically {shape['long']} x {shape['short']}): detail finer than about {shrink:.0f} of "
+            "their pixels is not in what it saw, so no map can point at it. A run at a larger image size keeps "
+            "finer detail.")
 
 
 def head_kept(rec) -> bool:
