@@ -815,9 +815,12 @@ _DCT_8X32 = torch.cos(math.pi * (2 * torch.arange(32, dtype=torch.float64)[None]
 _GREY = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float64)  # ITU-R 601, as PIL's "L" mode
 
 
-def copy_keys(images_u8: torch.Tensor, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def copy_keys(images_u8: torch.Tensor, chunk: int = 256, fit: str = "crop") -> tuple[np.ndarray, np.ndarray]:
     """(64-bit perceptual hashes uint64 [N], thumbnails float32 [N, 3, COPY_THUMB, COPY_THUMB] (each
-    cell's mean, 0-255)) of uint8 images [N, 3, S, S] on any device, `chunk` images at a time.
+    cell's mean, 0-255)) of uint8 images [N, 3, S, S] on any device, `chunk` images at a time. With `fit` "pad"
+    (engine.data.fit_square) each is taken of the picture inside its grey bars (engine.data.picture_boxes), images
+    with the same bars together: a wide spectrogram fills a quarter of its square, and on the whole square the bars'
+    grey outweighed the picture, so a new recording was "a copy of a training image, labelled blackbird".
 
     The hash is imagehash.phash's (Zauner 2010; what engine.data's near-duplicate groups use): grey
     levels shrunk to 32 x 32, the 8 x 8 lowest frequencies of their 2-D DCT-II, a bit set where a
@@ -827,6 +830,15 @@ def copy_keys(images_u8: torch.Tensor, chunk: int = 256) -> tuple[np.ndarray, np
     at 0.853 (`benchmarks/results/predict_throughput_amd.txt`); per 64 px image imagehash takes about
     0.23 ms, this about 0.07 ms, and the two hashes of a sample image differ in 2 of 64 bits on
     average (`benchmarks/near_copies.py`)."""
+    if fit == "pad" and len(images_u8):
+        hashes_out = np.zeros(len(images_u8), dtype=np.uint64)
+        thumbs_out = np.zeros((len(images_u8), 3, COPY_THUMB, COPY_THUMB), dtype=np.float32)
+        groups: dict[tuple[int, int, int, int], list[int]] = {}
+        for n, box in enumerate(picture_boxes(images_u8)):
+            groups.setdefault(box, []).append(n)
+        for (top, bottom, left, right), rows in groups.items():
+            hashes_out[rows], thumbs_out[rows] = copy_keys(images_u8[rows][:, :, top:bottom, left:right], chunk)
+        return hashes_out, thumbs_out
     hashes, thumbs = [], []
     for i in range(0, len(images_u8), chunk):
         small = F.adaptive_avg_pool2d(images_u8[i:i + chunk].cpu().float(), 32)  # one pass over the full image
@@ -875,6 +887,7 @@ class NearCopies:
     thumbs: np.ndarray  # float16 [M, 3, COPY_THUMB, COPY_THUMB] (384 bytes per image; steps of 1/8 at 255)
     splits: list[str]  # [M]: "training", "validation" or "test"
     labels: list[str | None] | None = None  # [M]: each image's class name in the run's data (None: not known)
+    fit: str = "crop"  # the run's data.fit: with "pad", keys of the picture inside its grey bars (`copy_keys`)
     crowded: dict[int, bool] = field(default_factory=dict, repr=False, compare=False)  # `in_crowd`'s answers
 
     def _close(self, hash_: int, thumb: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -911,14 +924,16 @@ class NearCopies:
         return self.thumbs.astype(np.float32).mean((2, 3))
 
     @classmethod
-    def of(cls, parts: list[tuple[str, torch.Tensor]], labels: list[list[str]] | None = None) -> "NearCopies":
-        """From (split name, uint8 images [N, 3, S, S]) pairs; `labels`: per pair, each image's class name."""
-        keys = [copy_keys(images) for _, images in parts]
+    def of(cls, parts: list[tuple[str, torch.Tensor]], labels: list[list[str]] | None = None,
+           fit: str = "crop") -> "NearCopies":
+        """From (split name, uint8 images [N, 3, S, S]) pairs; `labels`: per pair, each image's class name; `fit`:
+        the run's data.fit."""
+        keys = [copy_keys(images, fit=fit) for _, images in parts]
         return cls(np.concatenate([h for h, _ in keys]) if keys else np.zeros(0, dtype=np.uint64),
                    (np.concatenate([t for _, t in keys]) if keys else np.zeros((0, 3, COPY_THUMB, COPY_THUMB))
                     ).astype(np.float16),
                    [name for name, images in parts for _ in range(len(images))],
-                   [label for part in labels for label in part] if labels is not None else None)
+                   [label for part in labels for label in part] if labels is not None else None, fit)
 
     def find(self, images_u8: torch.Tensor) -> list[str | None]:
         """For uint8 images [N, 3, S, S] at the run's size: the split of the run's image each is a copy
@@ -931,7 +946,7 @@ class NearCopies:
         training image matches; None without `labels`): (None, None) for an image that is no copy."""
         if not len(self.splits) or not len(images_u8):
             return [(None, None)] * len(images_u8)
-        hashes, thumbs = copy_keys(images_u8)
+        hashes, thumbs = copy_keys(images_u8, fit=self.fit)
         out: list[str | None] = []
         for n in range(len(hashes)):
             near, bits, diff = self._close(int(hashes[n]), thumbs[n], LOOKALIKE_BITS)  # few, if any, outside a crowd
@@ -975,7 +990,8 @@ def feature_stats(predictor: Predictor, data) -> FeatureStats | None:
     named = [(name, part, [data.classes[int(y)] for y in part.labels]) for name, part in parts]
     keyed = [(pixel_key(img), name, label) for name, part, labels in named for img, label in zip(part.images, labels)]
     splits, labels = {k: name for k, name, _ in keyed}, {k: label for k, _, label in keyed}  # each image hashed once
-    copies = NearCopies.of([(name, part.images) for name, part, _ in named[::-1]], [lab for *_, lab in named[::-1]])
+    copies = NearCopies.of([(name, part.images) for name, part, _ in named[::-1]], [lab for *_, lab in named[::-1]],
+                           predictor.fit)
     held_out = torch.cat([data.val.images, data.test.images])
     reference = f"{len(held_out)} validation and test images"  # never the training images: memorised, too close
     bank, dist = _bank_and_distances(predictor, train, held_out)
@@ -1105,8 +1121,8 @@ def model_key(predictor: Predictor, cfg: RunConfig) -> str:
     data = asdict(cfg.data)
     if data.get("fit") == "crop":  # the default, as every run before the setting was: their kept measurements stay
         del data["fit"]
-    elif data.get("fit") == "pad":  # measured inside the grey bars since (picture_checks): older measurements are stale
-        data["checks"] = "picture"
+    elif data.get("fit") == "pad":  # measured inside the grey bars since (picture_checks, then copy_keys too): older
+        data["checks"] = "picture, copies"  # measurements are stale
     data = json.dumps(data, sort_keys=True, default=str)
     h = hashlib.blake2b(digest_size=16)
     for part in (FEATURES_CACHE_VERSION, BANK_MAX, KNN_K, weights_digest(predictor.model), predictor.device.type,
@@ -1132,7 +1148,7 @@ def _read_stats(path: Path | None, key: str, field: str = "key") -> FeatureStats
         if m.get(field) != key:
             return None
         copies = NearCopies(t["copy_hashes"].numpy().view(np.uint64), t["copy_thumbs"].numpy(), m["copy_splits"],
-                            m["copy_labels"])
+                            m["copy_labels"], m.get("copy_fit") or "crop")
         stats = FeatureStats(t["bank"], float(m["far_distance"]), m["reference"], float(m["flat_max"]), m["splits"],
                              copies, m["labels"], float(m["correlation_min"]), float(m["spread_min"]),
                              m.get("measured"), None if m.get("edge_min") is None else float(m["edge_min"]))
@@ -1157,7 +1173,8 @@ def _write_stats(path: Path, key: str, stats: FeatureStats, model: str | None = 
     meta = {"key": key, "model_key": model, "measured": stats.measured or time.strftime("%d %b %Y").lstrip("0"),
             "far_distance": stats.far_distance, "reference": stats.reference, "flat_max": stats.flat_max,
             "correlation_min": stats.correlation_min, "spread_min": stats.spread_min, "edge_min": stats.edge_min,
-            "splits": stats.splits, "labels": stats.labels, "copy_splits": c.splits, "copy_labels": c.labels}
+            "splits": stats.splits, "labels": stats.labels, "copy_splits": c.splits, "copy_labels": c.labels,
+            "copy_fit": c.fit}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint(path, tensors, {}, meta)

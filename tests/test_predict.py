@@ -1519,3 +1519,36 @@ def test_a_wrong_answer_given_with_high_confidence_is_flagged_in_a_labelled_batc
     _say_batch_figures(FolderResult(["healthy", "rust"], "final", rows[1:3]), {}, SimpleNamespace(variant="final"),
                        predictor, [Path("batch.zip")])
     assert "wrong though" not in capsys.readouterr().out, "no sure mistake: no note"
+
+
+def test_copies_of_a_padded_runs_images_are_told_by_the_picture_not_its_grey_bars():
+    """A bioacoustics researcher's new recording, a wide spectrogram that a whole-picture run padded to a quarter of
+    its square, was "a copy of a training image, labelled blackbird" (and the right answer called wrong): on the whole
+    square the bars' grey outweighed the picture. The copy keys are now the picture's inside its bars; a resized copy
+    of a training picture is still found."""
+    from engine.data import fit_square
+    from engine.predict import NearCopies
+
+    def spectrogram(seed: int, size=(800, 100)) -> Image.Image:  # 2-4 calls (a chirp and its harmonic) over noise
+        r = np.random.default_rng(seed)
+        yy, xx = np.mgrid[0:100, 0:800]
+        a = r.integers(0, 40, (100, 800)).astype(np.float32)
+        for _ in range(int(r.integers(2, 5))):
+            (x0, x1), (f0, f1) = sorted(r.integers(0, 800, 2)), r.integers(10, 90, 2)
+            f = f0 + (f1 - f0) * (xx - x0) / max(1, x1 - x0)
+            for k in (1, 2):
+                a += ((xx >= x0) & (xx <= x1)) * 200 * np.exp(-((yy - f / k) ** 2) / 18)
+        a = np.clip(a, 0, 255).astype(np.uint8)
+        return Image.fromarray(np.stack([a, a // 2, 255 - a], -1)).resize(size)
+
+    def squares(pictures) -> torch.Tensor:
+        return torch.stack([torch.from_numpy(np.array(fit_square(p, 64, "pad"))).permute(2, 0, 1) for p in pictures])
+
+    training = squares(spectrogram(i) for i in range(30))
+    new = squares(spectrogram(1000 + i) for i in range(30))
+    inside = NearCopies.of([("training", training)], [["call"] * 30], fit="pad")
+    assert inside.find(new) == [None] * 30, "new recordings are no copies"
+    resized = squares(spectrogram(i, (640, 80)) for i in range(5))
+    assert inside.find(resized) == ["training"] * 5, "a resized copy still is"
+    whole = NearCopies.of([("training", training)], [["call"] * 30])  # the keys of the whole square, bars and all
+    assert sum(found is not None for found in whole.find(new)) >= 3, "what the bars did (5 of 30 new ones)"
