@@ -190,7 +190,8 @@ class TrainConfig:
         "Random crops and flips each step (in batches on the device): less overfitting on small datasets."))
     flip: bool = knob(True, label="Mirror images left-right", shown_when="augment", help=(
         "Part of augmenting: half the training images are mirrored. Switch it off where a mirror image is a "
-        "different thing or no real picture: digits, letters, text, arrows, left and right hands."))
+        "different thing or no real picture: digits, letters, text, arrows, left and right hands, and spectrograms "
+        "or other plots with time along them (mirrored, a bird's falling call plays as a rising one)."))
     greyscale: float = knob(0.0, label="Greyscale copies (share)", min=0.0, max=1.0, step=0.05, format="%.2f",
                             shown_when="augment", help=(
         "Part of augmenting: this share of the training images is turned greyscale at each step (0.25: one in "

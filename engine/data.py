@@ -75,6 +75,9 @@ IMAGE_EXTENSIONS = frozenset(ext for ext, fmt in Image.registered_extensions().i
                              if fmt in PIL_FORMATS + ("MPO",))
 # Extensions Pillow knows for formats we do not parse (PSD, ICO, PPM, ...): named in the skip reason.
 OTHER_IMAGE_EXTENSIONS = frozenset(Image.registered_extensions()) - IMAGE_EXTENSIONS
+SOUND_EXTENSIONS = frozenset({".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff",
+                              ".wma"})
+VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".wmv", ".mts"})
 # Decompression-bomb guard: ~50 megapixels (a 7000x7000 photo) is far above anything a 64-224 px
 # training image needs, and below PIL's own warning threshold (89 MP), so our check fires first.
 MAX_IMAGE_PIXELS = 50_000_000
@@ -693,6 +696,10 @@ def _image_file_problem(path: Path) -> str | None:
         with Image.open(path, formats=PIL_FORMATS):
             return None
     except Exception:
+        if suffix in SOUND_EXTENSIONS:  # a bioacoustics researcher's zip of recordings read only "not an image file"
+            return f"a sound file ({suffix}), not a picture: make a spectrogram image of each recording first"
+        if suffix in VIDEO_EXTENSIONS:
+            return f"a video file ({suffix}), not a picture: save the frames you want as images first"
         return f"not an image file ({suffix or 'no extension'})"
 
 
@@ -1593,6 +1600,12 @@ def _require_class_folders(scan: DatasetScan, kind: str = "zip") -> None:
             f"No class folders were found ({what}). Put one folder per class with images "
             f"inside (for example cats/ and dogs/), {again}.", skipped, scan.notes)
     if not items:
+        sounds = sorted({Path(s.path).suffix.lower() for s in skipped} & SOUND_EXTENSIONS)
+        if sounds:  # a bioacoustics researcher's zip of recordings: what to make of them, said once
+            raise DatasetError(
+                f"The class folders hold sound files ({', '.join(sounds)}), not pictures: the studio learns from "
+                "images. Make a spectrogram picture (PNG or JPEG) of each recording with your audio tool, put them "
+                "in the same class folders and try again.", skipped, scan.notes)
         found = ", ".join(sorted({s.reason for s in skipped})) or "the folders are empty"
         raise DatasetError(
             f"No image files were found in the class folders ({found}). Supported formats: "

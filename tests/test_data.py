@@ -147,6 +147,27 @@ def test_broken_and_non_image_files_are_skipped_with_reasons(tmp_path, work_dir)
     assert report.counts == {"cats": 5, "dogs": 5}
 
 
+def test_sound_and_video_files_are_named_as_such_with_what_to_make_of_them(tmp_path, work_dir):
+    """A bioacoustics researcher's zip of recordings read "not an image file (.mp3), not an image file (.wav)", with
+    no word that the studio wants their spectrograms."""
+    from engine.data import DatasetError
+
+    sounds = {f"{bird}/XC{i}.{ext}": b"RIFF....WAVE" for bird in ("wren", "cuckoo") for i, ext in
+              enumerate(("wav", "mp3", "wav"))}
+    with pytest.raises(DatasetError) as refused:
+        load_dataset(make_zip(tmp_path / "audio.zip", sounds), work_dir, image_size=16)
+    assert str(refused.value) == (
+        "The class folders hold sound files (.mp3, .wav), not pictures: the studio learns from images. Make a "
+        "spectrogram picture (PNG or JPEG) of each recording with your audio tool, put them in the same class folders "
+        "and try again.")
+    files = {**class_files({"cats": 5, "dogs": 5}), "cats/purr.flac": b"fLaC", "dogs/walk.MP4": b"....ftypmp42"}
+    reasons = {s.path: s.reason for s in load_dataset(make_zip(tmp_path / "mixed.zip", files), work_dir,
+                                                      image_size=16).report.skipped}
+    assert reasons == {"cats/purr.flac": "a sound file (.flac), not a picture: make a spectrogram image of each "
+                                         "recording first",
+                       "dogs/walk.MP4": "a video file (.mp4), not a picture: save the frames you want as images first"}
+
+
 @pytest.mark.parametrize("fmt, keep", [("JPEG", 300), ("JPEG", 2000), ("PNG", 300), ("BMP", 30), ("TIFF", 300)])
 def test_a_file_cut_short_is_named_in_plain_words(tmp_path, fmt, keep):
     """Pillow's "Truncated File Read" and "image file is truncated (17 bytes not processed)" read as
