@@ -1058,3 +1058,27 @@ def test_the_maps_say_when_the_pictures_lost_their_fine_detail(tmp_path):
         "whole pictures: by their longer side"
     assert shrunk_note(rec(thin, size=224)) is None, "about 2x: not said"
     assert shrunk_note(rec(None)) is None and shrunk_note(rec({})) is None, "a run from before the shape was kept"
+
+
+def test_the_error_gallery_names_the_cut_away_ends_of_wide_pictures(tmp_path):
+    """A bioacoustics researcher's 6 mistakes were all spectrograms whose call lay outside the middle square, and the
+    advice named labels, look-alikes and backgrounds only: for a run that kept the middle square of wide or tall
+    pictures, the cut-away ends are named too."""
+    import json
+    from types import SimpleNamespace
+
+    from app.app_pages.explain import cut_ends_hint
+
+    def rec(shape, fit="crop"):
+        run_dir = tmp_path / f"r{len(list(tmp_path.iterdir()))}"
+        run_dir.mkdir()
+        (run_dir / "summary.json").write_text(json.dumps({"data_report": {"picture_shape": shape}}))
+        return SimpleNamespace(run_dir=str(run_dir), config={"data": {"image_size": 64, "fit": fit}})
+
+    wide = {"long": 800, "short": 200, "square_share": 0.25, "wide": 1.0, "tall": 0.0}
+    assert cut_ends_hint(rec(wide)) == (
+        ", or what tells the class apart lying in the ends of the picture cut away (this run saw the middle square of "
+        "each; the Data page's *Wide and tall pictures* keeps the whole picture)")
+    assert cut_ends_hint(rec(wide, fit="pad")) == "", "whole pictures: nothing cut"
+    square = {"long": 64, "short": 64, "square_share": 1.0, "wide": 0.0, "tall": 0.0}
+    assert cut_ends_hint(rec(square)) == "" and cut_ends_hint(rec(None)) == ""

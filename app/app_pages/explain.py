@@ -762,6 +762,20 @@ def shrunk_note(rec) -> str | None:
             "finer detail.")
 
 
+def cut_ends_hint(rec) -> str:
+    """For the error gallery of a run that kept the middle square of pictures mostly wider or taller than square
+    (engine.words.oblong): ", or what tells the class apart lying in the ends cut away (...)"; "" otherwise. A
+    bioacoustics researcher's 6 mistakes were all spectrograms whose call lay outside the middle square, and the
+    advice named labels, look-alikes and backgrounds only."""
+    from engine.words import oblong
+
+    shape = (components.read_summary(str(rec.run_dir)).get("data_report") or {}).get("picture_shape")
+    if (rec.config.get("data") or {}).get("fit", "crop") != "crop" or not oblong(shape or {}):
+        return ""
+    return (", or what tells the class apart lying in the ends of the picture cut away (this run saw the middle "
+            "square of each; the Data page's *Wide and tall pictures* keeps the whole picture)")
+
+
 def head_kept(rec) -> bool:
     """Whether the run started from a checkpoint's own classification head (the same classes)."""
     return bool((components.read_summary(str(rec.run_dir)).get("load_report") or {}).get("head_kept"))
@@ -936,8 +950,8 @@ def errors_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
 
     st.subheader("Highest-loss images")
     st.caption("The validation images the model is most confidently wrong about (or least sure of, when it is "
-               "right). Look for a pattern: mislabelled files, two classes that look alike, an unusual background. "
-               + LOSS_HINT)
+               "right). Look for a pattern: mislabelled files, two classes that look alike, an unusual background"
+               + cut_ends_hint(rec) + ". " + LOSS_HINT)
     k = gallery_size(rec.id, n)
     top = [int(i) for i in pred["order"][:min(k, n)]]
     gallery(run_dir, ds, rec, top,
