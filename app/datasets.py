@@ -253,6 +253,19 @@ def identical_words(identical: list[bool]) -> str:
     return f"; {plural(same, 'group')} of identical files, {len(identical) - same} of pictures that look alike"
 
 
+def lookalike_caution(identical: list[bool]) -> str:
+    """For duplicate groups (`identical`: one flag per group, engine.data.DataReport.group_kinds) of which some are
+    pictures that only look alike, not identical files: to look at them before dropping copies, which keeps one
+    picture of each group; "" otherwise. A bioacoustics researcher's 6 groups of look-alike spectrograms were 14
+    different recordings, with the advice to drop copies beside them."""
+    alike = len(identical) - sum(identical)
+    if not alike:
+        return ""
+    which = "They are" if alike == len(identical) else f"{alike} of these groups are"
+    return (f"{which} pictures that only look alike, not identical files: look at them below before dropping copies, "
+            "since two different recordings, specimens or shots can look this alike, and dropping would keep one.")
+
+
 def burst_groups_of(rep) -> list[bool]:
     """Per duplicate group of the report `rep`, whether all its files are frames of one burst (`rep.bursts`,
     engine.bursts: shots one camera took moments apart); all False for a report without bursts (or from before)."""

@@ -387,6 +387,14 @@ def test_each_duplicate_group_says_whether_its_files_are_identical_or_only_look_
     assert len(rep.duplicate_identical) == len(rep.duplicate_groups) == 14
     assert identical_words(rep.duplicate_identical) == "; 6 groups of identical files, 8 of pictures that look alike"
     assert identical_words([True]) == "; all identical files" and identical_words([]) == ""
+    # before dropping: look-alikes may be different pictures (a bioacoustics researcher's 6 groups of look-alike
+    # spectrograms were 14 different recordings, beside the advice to drop copies)
+    from app.datasets import lookalike_caution
+
+    assert lookalike_caution(rep.duplicate_identical).startswith("8 of these groups are pictures that only look "
+                                                                 "alike, not identical files: look at them below")
+    assert lookalike_caution([False, False]).startswith("They are pictures that only look alike")
+    assert lookalike_caution([True, True]) == "" and lookalike_caution([]) == ""
 
 
 def test_drop_duplicates_keeps_one_copy(tmp_path, work_dir):

@@ -460,6 +460,8 @@ def duplicates_section(rep, result: datasets.DataCheck) -> None:
                        "settings above).")
     identical = rep.group_kinds()  # per group ([]: a report from before)
     kinds = datasets.identical_words(identical)
+    if not dropped and (alike := datasets.lookalike_caution(identical)):
+        action += f" {alike}"
     in_burst = datasets.burst_groups_of(rep)
     frames = (f"; {sum(in_burst)} of them frames of one burst" if sum(in_burst) < len(in_burst) else
               "; frames of one burst each") if any(in_burst) else ""
