@@ -235,7 +235,8 @@ def choose_source(engine) -> None:
     elif kind == "upload":
         formats = ", ".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
         upload = st.file_uploader(
-            "Upload a zip of class folders (or of train/ val/ test/ folders of them)", type=["zip"],
+            "Upload a zip of class folders (or of train/ val/ test/ folders of them, or of images and a labels.csv "
+            "naming each one's class)", type=["zip"],
             key=f"upload_zip_{st.session_state.get('upload_n', 0)}",
             help=f"One folder per class, at least 5 images in each (or train/ val/ test/ folders of class "
                  f"folders, or images plus a labels.csv). Image formats: {formats}. "
