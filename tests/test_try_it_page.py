@@ -279,8 +279,8 @@ def test_a_landscape_photos_subject_at_one_end_can_be_shown_to_the_model(run):
     no_problems(at)
     assert "left square of 32 x 32 kept (the model sees squares; training used the centre square)" in \
         " ".join(texts(at.markdown)), texts(at.markdown)
-    assert any("so the studio cannot tell here whether this picture is one of the run's own" in c
-               for c in texts(at.caption)), "the own-image check is the centre's"
+    assert any("the studio cannot check whether the picture is one the run trained on" in c
+               for c in texts(at.caption)), "the own-image check is the centre's (said without 'here' and 'own')"
     assert "The whole picture; the square the model sees is outlined in red." in \
         [c for img in at.image for c in img.captions], "the whole picture, the square outlined"
     again = open_page(run)

@@ -163,8 +163,8 @@ def crop_control(where, tag: str, options: list[str]) -> None:
              "If what matters sits nearer one end, choose that end's square.")
     state.remember_choice(key, place or "centre", default="centre")
     if place and place != "centre":  # the run's own images are known by their centre squares (engine.predict)
-        where.caption("Training used the middle square, so the studio cannot tell here whether this picture is one "
-                      "of the run's own training images.")
+        where.caption("With this part of the picture the studio cannot check whether the picture is one the run "
+                      "trained on: it knows its training pictures by their middle squares.")
 
 
 def run_stamp(run_dir: str) -> Any:
