@@ -749,8 +749,9 @@ def batch_accuracy(res) -> None:
         st.altair_chart(charts.confusion_chart(charts.confusion_frame(metrics["confusion"], res.classes),
                                                "Confusion matrix on this batch"),
                         width=charts.confusion_px(len(res.classes), classes=res.classes))
-        names = dict(zip((r["path"] for r in res.rows), shown_paths([r["path"] for r in res.rows])))
-        if sure := sure_mistakes_words(wrong := res.sure_mistakes(), [names[r["path"]] for r in wrong]):
+        common = len(state.wrapper_folders([r["path"] for r in res.rows]))  # the whole name, not the table's cut one
+        wrong = res.sure_mistakes()
+        if sure := sure_mistakes_words(wrong, ["/".join(r["path"].split("/")[common:]) for r in wrong]):
             st.warning(sure, icon=":material/priority_high:")  # the table lists them last (least confident first)
     if res.unknown_folders and metrics is None:
         st.info("No accuracy for this zip: its folders (" + ", ".join(
