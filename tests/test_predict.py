@@ -1552,3 +1552,22 @@ def test_copies_of_a_padded_runs_images_are_told_by_the_picture_not_its_grey_bar
     assert inside.find(resized) == ["training"] * 5, "a resized copy still is"
     whole = NearCopies.of([("training", training)], [["call"] * 30])  # the keys of the whole square, bars and all
     assert sum(found is not None for found in whole.find(new)) >= 3, "what the bars did (5 of 30 new ones)"
+
+
+def test_predict_says_when_a_picture_is_several_times_the_training_pictures_size(studio, tmp_path, capsys):
+    """Try it's line on a picture 3 or more times larger than the training pictures (a geology instructor's
+    4096 x 3072 TIFF beside 640 x 480 ones) is printed by `predict` too, under that file's answer; not under one of
+    the training pictures' size."""
+    studio_dir, run_dir = studio
+    tiny_image("red", 900, size=96).save(tmp_path / "big.png")  # the tiny dataset's pictures are 24 x 24
+    tiny_image("red", 901).save(tmp_path / "same.png")
+    assert cli(["predict", "--run", run_dir.name, "--data-dir", str(studio_dir), str(tmp_path / "big.png"),
+                str(tmp_path / "same.png"), "--out", str(tmp_path / "p.csv")]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    big = next(i for i, line in enumerate(lines) if line.strip().startswith(str(tmp_path / "big.png")))
+    assert lines[big + 1] == ("    note: This picture is 96 x 96 pixels, about 4 times as large as the training "
+                              "pictures (typically 24 x 24). Every picture is shrunk to the same size, so if it also "
+                              "shows its subject larger or smaller than they do (another magnification, distance or "
+                              "zoom), the model sees details at a scale it did not learn."), out
+    assert out.count("times as large") == 1, "not under the picture of their size"
