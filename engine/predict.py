@@ -1468,7 +1468,7 @@ SURE_MISTAKES_NAMED = 3  # the sure mistakes named by file; the rest counted
 def sure_mistakes_words(rows: list[dict], names: list[str]) -> str | None:
     """`FolderResult.sure_mistakes` (`rows`) in words, with `names` (the user's names for their files, one per row):
     "2 answers were wrong though the model was 90% sure or more: leaf 12.jpg (rust, taken for healthy at 99%), ...
-    Wrong answers this sure are worth a look: ..."; None when there are none."""
+    A wrong answer this sure is worth a look: ..."; None when there are none."""
     from engine.chance import SURE
 
     if not rows:
