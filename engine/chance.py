@@ -458,7 +458,8 @@ def loss_spike(history: list[dict], probe_epochs: int = 0, val_images: int = 0) 
     epoch 5 of 20 and back by epoch 7, and nothing said what that was."""
     rows = [h for h in history or [] if _finite(h.get("val_loss"))]
     jolt = probe_jolt(history, probe_epochs, val_images) if probe_epochs else None
-    jumps = [at for at in range(1, len(rows)) if rows[at]["val_loss"] >= SPIKE_RATIO * rows[at - 1]["val_loss"]
+    jumps = [at for at in range(1, len(rows)) if rows[at - 1]["val_loss"] > 0  # a loss of 0.0: no ratio to take
+             and rows[at]["val_loss"] >= SPIKE_RATIO * rows[at - 1]["val_loss"]
              and rows[at]["val_loss"] - rows[at - 1]["val_loss"] >= SPIKE_RISE
              and not (jolt is not None and int(rows[at].get("epoch", 0)) == jolt.epoch)]
     if not jumps:
@@ -476,7 +477,7 @@ def loss_spike_words(spike: LossSpike, running: bool, lr: float | None = None) -
     """`spike` in words for the loss chart or the command line (`running`: the run's next epochs are still to come;
     `lr`: the learning rate during that epoch, None where not known): what jumped, why (the training loss rose too:
     the steps overshot; it did not: the model grew sure of some wrong validation answers, which the loss punishes far
-    more than accuracy does) and whether it came back."""
+    more than unsure ones) and whether it came back."""
     acc = (f", and validation accuracy went from {percent_half_up(spike.acc_before)} to "
            f"{percent_half_up(spike.acc_after)}" if _finite(spike.acc_before) and _finite(spike.acc_after) else "")
     rate = f" at that epoch's learning rate ({lr:.2g})" if lr is not None and _finite(lr) else ""
@@ -485,7 +486,7 @@ def loss_spike_words(spike: LossSpike, running: bool, lr: float | None = None) -
                f"steps{rate} overshot and moved the weights off course for a while, not new pictures being harder.")
     else:
         why = ("The training loss did not rise with it: the model grew very sure of some wrong answers on the "
-               "validation images, which the loss punishes far more than accuracy does.")
+               "validation images, and the loss punishes a sure mistake far more than an unsure one.")
     if spike.back is not None:
         after = f"It was back to {spike.before:.2f} or lower by epoch {spike.back}."
     elif running:

@@ -99,8 +99,8 @@ def _undecided(summary: dict, max_drop: float, split: str | None = None) -> str:
     if not n or 1 / n <= max_drop:
         return ""
     words = {"val": "validation", "test": "test"}[split]
-    return (f"too few {words} images to tell: one of the {n} {words} images is {100 / n:.1f} points, more than "
-            f"the {100 * max_drop:g}-point allowance")
+    return (f"too few {words} images to tell: one of the {n} {words} images is {100 / n:.1f} points of accuracy, "
+            f"more than the {100 * max_drop:g}-point allowance")
 
 
 def adafilter_claim(summary: dict, baseline: dict | None = None) -> Claim:

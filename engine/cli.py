@@ -1442,15 +1442,15 @@ def _predict(args: argparse.Namespace) -> int:
             # as Try it's bars: a decimal where a whole percent would read as the unsure bar ("50%" beside "49.9%")
             top = ", ".join(f"{c} {percent(p, predictor.low_confidence)}" for c, p in r["top"][:top_k])
             print(f"  {r['path']}: {top}" + (f"  [{r['why']}]" if r["why"] else ""))  # [], as the flag has parentheses
-            if scale := _scale_note(r["path"], summary):  # as Try it says under such a picture
+            if scale := _scale_note(r.get("file") or "", summary):  # as Try it says under such a picture
                 print(f"    note: {scale}")
     _say_batch_figures(result, summary, args, predictor, sources)
     return 0
 
 
 def _scale_note(path: str, summary: dict) -> str | None:
-    """engine.predict.scale_words for an answered file given by its own path (not one inside a zip, which is gone
-    once answered) and the run's training pictures (`summary`'s data report); None otherwise."""
+    """engine.predict.scale_words for an answered file where it was read (`path`: a row's "file"; a zip's files are
+    gone once answered) and the run's training pictures (`summary`'s data report); None otherwise."""
     from engine.predict import scale_words, upright_size
 
     file = Path(path)

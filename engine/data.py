@@ -692,14 +692,14 @@ def _image_file_problem(path: Path) -> str | None:
         return None
     if suffix in OTHER_IMAGE_EXTENSIONS:
         return f"image format not accepted here ({suffix}); save it as JPEG or PNG"
+    if suffix in SOUND_EXTENSIONS:  # a bioacoustics researcher's zip of recordings read only "not an image file"
+        return f"a sound file ({suffix}), not a picture: make a spectrogram image of each recording first"
+    if suffix in VIDEO_EXTENSIONS:
+        return f"a video file ({suffix}), not a picture: save the frames you want as images first"
     try:  # a photo saved without (or with a wrong) extension is still a photo
         with Image.open(path, formats=PIL_FORMATS):
             return None
     except Exception:
-        if suffix in SOUND_EXTENSIONS:  # a bioacoustics researcher's zip of recordings read only "not an image file"
-            return f"a sound file ({suffix}), not a picture: make a spectrogram image of each recording first"
-        if suffix in VIDEO_EXTENSIONS:
-            return f"a video file ({suffix}), not a picture: save the frames you want as images first"
         return f"not an image file ({suffix or 'no extension'})"
 
 
@@ -1600,8 +1600,9 @@ def _require_class_folders(scan: DatasetScan, kind: str = "zip") -> None:
             f"No class folders were found ({what}). Put one folder per class with images "
             f"inside (for example cats/ and dogs/), {again}.", skipped, scan.notes)
     if not items:
-        sounds = sorted({Path(s.path).suffix.lower() for s in skipped} & SOUND_EXTENSIONS)
-        if sounds:  # a bioacoustics researcher's zip of recordings: what to make of them, said once
+        inside = [s for s in skipped if s.reason.startswith("a sound file")]  # in a class folder (not "not inside")
+        sounds = sorted({Path(s.path).suffix.lower() for s in inside})
+        if 2 * len(inside) > len(skipped):  # a bioacoustics researcher's zip of recordings: what to make of them
             raise DatasetError(
                 f"The class folders hold sound files ({', '.join(sounds)}), not pictures: the studio learns from "
                 "images. Make a spectrogram picture (PNG or JPEG) of each recording with your audio tool, put them "

@@ -1405,8 +1405,8 @@ class FolderResult:
 
     classes: list[str]
     variant: str
-    rows: list[dict] = field(default_factory=list)  # path, true, top, low_confidence, reason, distance, why, own,
-    # own_copy, own_class, greyscale, unfamiliar, unsure
+    rows: list[dict] = field(default_factory=list)  # path, file, true, top, low_confidence, reason, distance, why,
+    # own, own_copy, own_class, greyscale, unfamiliar, unsure
     skipped: list[SkippedFile] = field(default_factory=list)
     unknown_folders: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -1455,11 +1455,15 @@ class FolderResult:
         more confidence, the surest first: each a wrong answer the model gave as one a user takes at its word (a
         mislabelled picture, or one unlike what it learnt). A labelled batch's single 99% miss had no flag of its
         own: only its row's cross, among the right ones."""
-        from engine.chance import SURE
+        return sorted(filter(is_sure_mistake, self.rows), key=lambda r: -r["top"][0][1])
 
-        wrong = [r for r in self.rows if r["true"] is not None and r["top"][0][0] != r["true"]
-                 and r["top"][0][1] >= SURE]
-        return sorted(wrong, key=lambda r: -r["top"][0][1])
+
+def is_sure_mistake(row: dict) -> bool:
+    """Whether a `FolderResult` row's folder names a class (`true`) and its answer is another class given with
+    engine.chance.SURE (90%) or more confidence."""
+    from engine.chance import SURE
+
+    return row["true"] is not None and row["top"][0][0] != row["true"] and row["top"][0][1] >= SURE
 
 
 SURE_MISTAKES_NAMED = 3  # the sure mistakes named by file; the rest counted
@@ -1669,7 +1673,8 @@ def _predict_items(predictor: Predictor, items: list[tuple[str, Path]], skipped:
             result.thumbs += list(thumbnails(batch, thumbs))
         for i, a, g in zip(idx, answers, grey):
             lab = labels[i]
-            result.rows.append({"path": items[i][0], "true": None if lab is None else predictor.classes[lab],
+            result.rows.append({"path": items[i][0], "file": str(items[i][1]),  # the name shown; where it was read
+                                "true": None if lab is None else predictor.classes[lab],
                                 "top": a.top, "low_confidence": a.low_confidence,
                                 "reason": predictor.explanation(a) or "", "distance": a.distance,
                                 "why": predictor.short_reason(a), "own": a.own, "own_copy": a.own_copy,

@@ -440,6 +440,10 @@ def test_the_model_page_has_one_switch_per_registered_method_and_their_explanati
             f", {spec.title.split(' (')[0].split(' weight')[0]}" in said, spec.title
     for term in ("pretrained trunk", "effective learning rate", "OOD accuracy", "eps", "theta_0", "sparsity"):
         assert term in said, term
+    from engine.corruptions import CORRUPTIONS
+
+    assert len(CORRUPTIONS) == 6 and all(w in said for w in ("noisy", "blurred", "contrast", "brighter",
+                                                              "compressed", "pixelated")), "the six as they are made"
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))

@@ -82,8 +82,8 @@ def test_wise_ft_claim_interior_alpha_beats_both_ends():
     curve[1]["val_acc"] = 0.575  # one image short: "within 1 point" cannot be told; said as pruning's line says it
     undecided = wise_ft_claim(tiny)
     assert undecided.shown is None and undecided.text.startswith("WiSE-FT: no mix kept validation"), undecided.text
-    assert undecided.text.endswith("(too few validation images to tell: one of the 40 validation images is 2.5 points, "
-                                   "more than the 1-point allowance)."), undecided.text
+    assert undecided.text.endswith("(too few validation images to tell: one of the 40 validation images is 2.5 points "
+                                   "of accuracy, more than the 1-point allowance)."), undecided.text
     tiny["data_report"]["split_counts"]["val"] = {"a": 60, "b": 60}  # 120: one image is 0.8 points, so decided
     assert wise_ft_claim(tiny).shown is False
     # the fine-tuned end at guessing on validation: no verdict, however the mixes' OOD figures fall (a new
@@ -753,11 +753,12 @@ def test_a_split_too_small_to_resolve_the_allowance_gives_no_verdict():
 
     small = {"sparsity": 0.7, "test_acc": 0.625, **report(8, 8)}
     claim = pruning_claim(small, {"test_acc": 0.75})
-    assert claim.shown is None and "one of the 8 test images is 12.5 points, more than the 2-point allowance" in claim.text
+    assert claim.shown is None and "one of the 8 test images is 12.5 points of accuracy, more than the 2-point " \
+        "allowance" in claim.text
     assert pruning_claim({**small, **report(8, 128)}, {"test_acc": 0.75}).shown is False, "128 images decide it"
     structured = {**small, "structured": {"val_acc": 0.5, "val_acc_before": 0.625, "flops_ratio": 0.5}, **report(8, 128)}
     text = pruning_claim(structured, {"test_acc": 0.625}).text
-    assert "one of the 8 validation images is 12.5 points, more than the 3-point allowance" in text, text
+    assert "one of the 8 validation images is 12.5 points of accuracy, more than the 3-point allowance" in text, text
     assert pruning_claim(structured, {"test_acc": 0.625}).shown is None, "the sparse half shown, the other undecided"
     assert text.startswith("Pruning: 70.0% sparse at test 62.5% vs 62.5% dense (+0.0 points, no loss): the paper's "
                            "claim shown; the smaller, channel-pruned model ") and text.endswith(": the paper's claim "
@@ -988,6 +989,7 @@ def test_a_jump_of_validation_loss_in_one_epoch_is_said_with_its_likely_cause(ca
     assert not sure.train_rose and sure.back is None
     quiet = loss_spike_words(sure, running=False)
     assert "grew very sure of some wrong answers" in quiet and "accuracy went" not in quiet
+    assert "than accuracy" not in quiet, "accuracy may have fallen too: nothing said of it that could contradict"
     assert quiet.endswith("It did not come back down to 0.30 in this run.")
     # the largest of several, by its ratio
     two = loss_spike(history([0.5, 1.2, 0.5, 2.0, 0.4]), 0)
@@ -999,6 +1001,7 @@ def test_a_jump_of_validation_loss_in_one_epoch_is_said_with_its_likely_cause(ca
     assert loss_spike(jolt, 2, val_images=128) is None, "the accuracy chart's note says it"
     assert loss_spike(jolt, 0).epoch == 3, "without head-only epochs it is a jump like any other"
     assert loss_spike([{"epoch": 1, "val_loss": float("nan")}, {"epoch": 2}], 0) is None
+    assert loss_spike(history([0.0, 1.0, 0.2]), 0) is None, "a loss of 0.0 before: no ratio, no crash"
     # the command line says it after the run (without the rate: the summary keeps no per-epoch rate)
     from engine.cli import _say_caution
     from engine.config import RunConfig

@@ -160,6 +160,11 @@ def test_sound_and_video_files_are_named_as_such_with_what_to_make_of_them(tmp_p
         "The class folders hold sound files (.mp3, .wav), not pictures: the studio learns from images. Make a "
         "spectrogram picture (PNG or JPEG) of each recording with your audio tool, put them in the same class folders "
         "and try again.")
+    # a stray recording beside class folders of unreadable images is no zip of recordings
+    stray = {"notes.wav": b"RIFF", **{f"{c}/{i}.txt": b"field notes" for c in ("a", "b") for i in range(3)}}
+    with pytest.raises(DatasetError) as refused:
+        load_dataset(make_zip(tmp_path / "stray.zip", stray), work_dir, image_size=16)
+    assert "sound files" not in str(refused.value) and str(refused.value).startswith("No image files were found")
     files = {**class_files({"cats": 5, "dogs": 5}), "cats/purr.flac": b"fLaC", "dogs/walk.MP4": b"....ftypmp42"}
     reasons = {s.path: s.reason for s in load_dataset(make_zip(tmp_path / "mixed.zip", files), work_dir,
                                                       image_size=16).report.skipped}

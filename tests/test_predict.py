@@ -1571,3 +1571,10 @@ def test_predict_says_when_a_picture_is_several_times_the_training_pictures_size
                               "shows its subject larger or smaller than they do (another magnification, distance or "
                               "zoom), the model sees details at a scale it did not learn."), out
     assert out.count("times as large") == 1, "not under the picture of their size"
+    # one file alone, given from another folder: its row names it by its file name, and it is still found
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (tmp_path / "big.png").rename(other / "big.png")
+    assert cli(["predict", "--run", run_dir.name, "--data-dir", str(studio_dir), str(other / "big.png"),
+                "--out", str(tmp_path / "p.csv")]) == 0
+    assert "note: This picture is 96 x 96 pixels, about 4 times as large" in capsys.readouterr().out

@@ -344,8 +344,8 @@ def dataset_report(engine) -> datasets.DataCheck | None:
     few_held_out(split, {"bursts": getattr(rep, "bursts", []), "split_files": rep.split_files})
     st.caption(f"Layout: **{rep.layout}**" + ("" if rep.split_given  # the notes below say which folders give it
                                               else " — each class is split with the seed (see the split settings)."))
-    for note in rep.notes:
-        st.caption(note)
+    for note in rep.notes:  # the user's file and folder names in them, shown as they are
+        st.caption(state.md_text(note))
     fit_section(getattr(rep, "picture_shape", None) or {}, cfg)
     if grey := greyscale_words(getattr(rep, "greyscale", 0), rep.num_images):
         st.caption(f":material/contrast: {grey}")

@@ -770,7 +770,7 @@ def cut_ends_hint(rec) -> str:
     from engine.words import oblong
 
     shape = (components.read_summary(str(rec.run_dir)).get("data_report") or {}).get("picture_shape")
-    if (rec.config.get("data") or {}).get("fit", "crop") != "crop" or not oblong(shape or {}):
+    if ((rec.config.get("data") or {}).get("fit") or "crop") != "crop" or not oblong(shape or {}):
         return ""
     return (", or what tells the class apart lying in the ends of the picture cut away (this run saw the middle "
             "square of each; the Data page's *Wide and tall pictures* keeps the whole picture)")

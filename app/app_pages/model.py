@@ -741,7 +741,7 @@ GLOSSARY = (  # the terms the settings and method panels use, in plain words (a 
     ("Weight decay, L2-SP", "a pull that keeps the weights small, or (L2-SP) near where fine-tuning started "
      "(theta_0), so the network forgets less of what it learnt before"),
     ("OOD accuracy", "accuracy on images unlike the training ones (out of distribution): here the validation images "
-     "blurred, noisy, darker, compressed or pixelated on purpose"),
+     "made noisy, blurred, lower in contrast, brighter, compressed or pixelated on purpose"),
     ("Adversarial fine-tuning, attack, eps, PGD, robust accuracy", "training on images changed just enough to fool "
      "the model; eps is how far each pixel may be changed (in 255ths of its range), PGD an attack that searches in "
      "several small steps, robust accuracy the share still right under attack"),

@@ -653,12 +653,11 @@ def thumb_url(thumb: np.ndarray) -> str:
 
 
 def sure_wrong(row: dict) -> str:
-    """A table row's note for an answer wrong though SURE (90%) or more sure, where its folder names the class: the
-    row's own flag (`engine.predict.FolderResult.sure_mistakes`); "" otherwise."""
-    from engine.chance import SURE
+    """A table row's note for an answer wrong though 90% or more sure, where its folder names the class: the
+    row's own flag (`engine.predict.is_sure_mistake`); "" otherwise."""
+    from engine.predict import is_sure_mistake
 
-    wrong = row["true"] is not None and row["top"][0][0] != row["true"]
-    return "wrong, though sure" if wrong and row["top"][0][1] >= SURE else ""
+    return "wrong, though sure" if is_sure_mistake(row) else ""
 
 
 def table(result, pictures: list[str] | None = None) -> pd.DataFrame:
@@ -749,10 +748,10 @@ def batch_accuracy(res) -> None:
         st.altair_chart(charts.confusion_chart(charts.confusion_frame(metrics["confusion"], res.classes),
                                                "Confusion matrix on this batch"),
                         width=charts.confusion_px(len(res.classes), classes=res.classes))
-        common = len(state.wrapper_folders([r["path"] for r in res.rows]))  # the whole name, not the table's cut one
+        wrapper = state.wrapper_folders([r["path"] for r in res.rows])  # the whole name, not the table's cut one
         wrong = res.sure_mistakes()
-        if sure := sure_mistakes_words(wrong, ["/".join(r["path"].split("/")[common:]) for r in wrong]):
-            st.warning(sure, icon=":material/priority_high:")  # the table lists them last (least confident first)
+        if sure := sure_mistakes_words(wrong, [state.without_wrapper(r["path"], wrapper) for r in wrong]):
+            st.warning(state.md_text(sure), icon=":material/priority_high:")  # the table lists them last
     if res.unknown_folders and metrics is None:
         st.info("No accuracy for this zip: its folders (" + ", ".join(
             state.md_text(unknown_folder_words(f, res.classes)) for f in res.unknown_folders[:8])
