@@ -342,7 +342,9 @@ def test_the_weights_a_run_loaded_are_said_in_plain_words():
     partial = loaded_words({"matched": 100, "missing": ["a", "b"], "shape_mismatch": ["c"]})
     assert partial == ("100 weight tensors (the layers' learnt numbers) loaded, 2 missing (these start at random) and "
                        "1 of another shape (skipped: they start at random too)")
-    assert loaded_words({}).startswith("0 weight tensors"), "an old summary without the counts"
+    assert loaded_words({}) == "its weight tensors (the layers' learnt numbers) loaded", "a report without counts"
+    assert "50 or more missing" in loaded_words({"matched": 3, "missing": ["m"] * 50, "shape_mismatch": []}), \
+        "the report keeps 50 names of a longer list"
 
 
 def test_the_compare_picker_says_which_finished_runs_its_first_pick_left_out():

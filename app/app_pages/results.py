@@ -477,12 +477,16 @@ def loaded_words(load: dict) -> str:
     """What a run's load_report (engine.backbones.LoadReport.to_dict) loaded, in plain words: "120 weight tensors
     (the layers' learnt numbers) loaded, none missing or of another shape" when none was, else the three counts with
     what became of the rest (a new user read "120 weight tensors loaded, 0 missing, 0 of another shape" as jargon)."""
+    if "matched" not in load:  # a report from before the counts were kept
+        return "its weight tensors (the layers' learnt numbers) loaded"
+    kept = 50  # engine.backbones.LoadReport.to_dict keeps the first 50 names of each list
     matched, missing, other = (int(load.get("matched") or 0), len(load.get("missing") or []),
                                len(load.get("shape_mismatch") or []))
     if not missing and not other:
         return f"{matched} weight tensors (the layers' learnt numbers) loaded, none missing or of another shape"
-    return (f"{matched} weight tensors (the layers' learnt numbers) loaded, {missing} missing (these start at random) "
-            f"and {other} of another shape (skipped: they start at random too)")
+    count = lambda n: f"{n} or more" if n >= kept else str(n)  # noqa: E731
+    return (f"{matched} weight tensors (the layers' learnt numbers) loaded, {count(missing)} missing (these start at "
+            f"random) and {count(other)} of another shape (skipped: they start at random too)")
 
 
 def downloads(engine, rec, summary: dict) -> None:
