@@ -960,3 +960,37 @@ def test_a_picture_several_times_the_training_pictures_size_is_said(run):
                                                     "training pictures (typically 640 x 480).")
     assert scale_words((1600, 1200), shape) is None and scale_words((170, 170), shape) is None, "within 3x"
     assert scale_words(None, shape) is None and scale_words((4096, 3072), {}) is None, "either unknown"
+
+
+def test_a_flagged_answer_on_a_wide_pictures_middle_square_points_to_its_ends():
+    """A bioacoustics researcher's call near a clip's end was "great_tit (74%)" on the middle square and "cuckoo
+    (95%)" on the right one, and nothing suggested trying it: under a flagged answer on the middle square of a wider
+    or taller picture, a line says how much of it was answered and that an end can be chosen."""
+    from streamlit.testing.v1 import AppTest
+
+    def page():
+        import io as io_
+
+        import streamlit as st
+        from PIL import Image as Image_
+
+        from app.app_pages.try_it import crop_options, digest, other_part_hint
+
+        def png_of(size):
+            buf = io_.BytesIO()
+            Image_.new("RGB", size).save(buf, format="PNG")
+            return buf.getvalue()
+
+        for size, crop_at in (((800, 200), 0.5), ((200, 400), 0.5), ((800, 200), 1.0), ((200, 200), 0.5)):
+            data = png_of(size)
+            tag = digest(data)
+            st.caption(str(other_part_hint(tag, data, crop_options(tag, data), crop_at)))
+
+    at = AppTest.from_function(page).run()
+    assert not at.exception
+    assert texts(at.caption) == [
+        "Only the middle square of this picture was answered (25% of its width). If what tells the classes apart "
+        "lies nearer one end, choose the left or right part under the picture.",
+        "Only the middle square of this picture was answered (50% of its height). If what tells the classes apart "
+        "lies nearer one end, choose the top or bottom part under the picture.",
+        "None", "None"], "an end chosen already, or a square picture: nothing to point to"

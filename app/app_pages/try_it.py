@@ -463,6 +463,20 @@ def kind_caution(model: Shown, image: np.ndarray) -> str | None:
     return picture_kind_words(components.read_summary(model.run_dir), greyscale)
 
 
+def other_part_hint(tag: str, data: bytes, options: list[str], crop_at: float) -> str | None:
+    """Under a flagged answer (unsure or unfamiliar) on the middle square of a wider or taller picture (`options`:
+    `crop_options`; `crop_at` 0.5): that only that square was answered, how much of the picture it is, and that an
+    end can be chosen under the picture. None otherwise. A bioacoustics researcher's call near a clip's end was
+    "great_tit (74%)" on the middle square and "cuckoo (95%)" on the right one, and nothing suggested trying it."""
+    dims = picture_dims(tag, data)
+    if not options or crop_at != 0.5 or dims is None:
+        return None
+    side = "width" if dims[0] > dims[1] else "height"
+    ends = "left or right" if side == "width" else "top or bottom"
+    return (f"Only the middle square of this picture was answered ({100 * min(dims) / max(dims):.0f}% of its {side}). "
+            f"If what tells the classes apart lies nearer one end, choose the {ends} part under the picture.")
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def picture_dims(tag: str, _data: bytes) -> tuple[int, int] | None:
     """engine.predict.upright_size of a picture, once per picture (`tag`, its bytes' `digest`)."""
@@ -547,6 +561,8 @@ def image_result(ds: str, models: list[Shown], name: str, data: bytes, threshold
             if not wide and (words := charts.topk_words(len(answer.top), threshold, len(p.classes), under_axis=True)):
                 st.caption(words)
             verdict(p, answer, said)
+            if answer.low_confidence and (other := other_part_hint(tag, data, options, crop_at)):
+                st.caption(f":material/crop: {other}")
             if caution := kind_caution(model, image):
                 st.caption(f":material/contrast: {caution}")
             if scale := scale_caution(model, tag, data):
