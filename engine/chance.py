@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from engine.claims import split_sizes
-from engine.words import and_words, percent_half_up, plural
+from engine.words import and_words, percent_half_up, plural, run_picture_shape
 
 LUCK_P = 0.05  # above guessing by more than this chance of luck (binomial test) is "clearly better"
 LUCK_MARK = "may have learnt nothing yet"  # in every luck finding: how the pages tell it from "learnt nothing"
@@ -699,7 +699,7 @@ def finer_detail_words(summary: dict, config: dict | None, control: str) -> str:
     ("--image-size {size}"); none for a backbone that takes one image size only (ViT-B/16). A student's 320 x 200
     scans: 55.6% validation at 64 px, 88.9% at 128 px (one trial, not a benchmark: the words say "if", not that it
     helps). "" otherwise, also when the shape or accuracy is unknown. Raises nothing."""
-    shape = (summary.get("data_report") or {}).get("picture_shape") or {}
+    shape = run_picture_shape(summary)
     long, short = int(shape.get("long") or 0), int(shape.get("short") or 0)
     data = (config or {}).get("data") or {}
     size, accuracy = int(data.get("image_size") or 0), summary.get("val_acc")
@@ -729,7 +729,7 @@ def cut_ends_words(summary: dict, config: dict | None, control: str) -> str:
     each picture's width was cut away. "" otherwise (also for an unknown shape or accuracy). Raises nothing."""
     from engine.words import oblong
 
-    shape = (summary.get("data_report") or {}).get("picture_shape") or {}
+    shape = run_picture_shape(summary)
     fit = ((config or {}).get("data") or {}).get("fit") or "crop"
     accuracy = summary.get("val_acc")
     if fit != "crop" or not oblong(shape) or not _finite(accuracy) or accuracy >= DETAIL_WEAK:

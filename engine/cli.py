@@ -59,7 +59,7 @@ from engine.run_data import load_user_ood, prepare_data
 from engine.store import RunStore, process_alive
 from engine.train import StartModel, build_start, train
 from engine.words import (and_words, ended_early_words, epochs_run_words, extra_epochs_words, greyscale_words,
-                          percent, picture_shape_words, plural)
+                          percent, picture_shape_words, plural, run_picture_shape)
 
 
 class ConsoleReporter(Reporter):
@@ -1460,7 +1460,7 @@ def _scale_note(path: str, summary: dict) -> str | None:
         dims = upright_size(file.read_bytes())
     except OSError:
         return None
-    return scale_words(dims, (summary.get("data_report") or {}).get("picture_shape"))
+    return scale_words(dims, run_picture_shape(summary))
 
 
 def _say_batch_figures(result, summary: dict, args: argparse.Namespace, predictor, sources: list[Path]) -> None:

@@ -141,6 +141,12 @@ def oblong(shape: dict) -> bool:
 SHRINK_SAID = 3  # pictures shrunk this many times or more to the run's size: the detail lost is said
 
 
+def run_picture_shape(summary: dict) -> dict:
+    """A run's training pictures' typical shape (engine.data.picture_shape's dict) from its `summary`'s data report;
+    {} for a run from before it was kept."""
+    return (summary.get("data_report") or {}).get("picture_shape") or {}
+
+
 def shrink_factor(shape: dict | None, image_size: int, fit: str = "crop") -> float:
     """How many times the dataset's typical picture (`shape`: engine.data.picture_shape's dict) is shrunk to
     `image_size` px: by its shorter side (`fit` "crop", the middle square) or its longer one ("pad", the whole

@@ -748,10 +748,10 @@ def shrunk_note(rec) -> str | None:
     (engine.words.shrink_factor): that detail finer than that many of their pixels is not in what the model saw, so
     no map can point at it. A geology instructor's biotite, shrunk 8x to 64 px, was a plain brown square with its
     cleavage lines gone, and the maps had nothing to show."""
-    from engine.words import SHRINK_SAID, shrink_factor
+    from engine.words import SHRINK_SAID, run_picture_shape, shrink_factor
 
     data = rec.config.get("data") or {}
-    shape = (components.read_summary(str(rec.run_dir)).get("data_report") or {}).get("picture_shape")
+    shape = run_picture_shape(components.read_summary(str(rec.run_dir)))
     size = int(data.get("image_size") or 0)
     shrink = shrink_factor(shape, size, data.get("fit") or "crop")
     if shrink < SHRINK_SAID:
@@ -767,10 +767,10 @@ def cut_ends_hint(rec) -> str:
     (engine.words.oblong): ", or what tells the class apart lying in the ends cut away (...)"; "" otherwise. A
     bioacoustics researcher's 6 mistakes were all spectrograms whose call lay outside the middle square, and the
     advice named labels, look-alikes and backgrounds only."""
-    from engine.words import oblong
+    from engine.words import oblong, run_picture_shape
 
-    shape = (components.read_summary(str(rec.run_dir)).get("data_report") or {}).get("picture_shape")
-    if ((rec.config.get("data") or {}).get("fit") or "crop") != "crop" or not oblong(shape or {}):
+    shape = run_picture_shape(components.read_summary(str(rec.run_dir)))
+    if ((rec.config.get("data") or {}).get("fit") or "crop") != "crop" or not oblong(shape):
         return ""
     return (", or what tells the class apart lying in the ends of the picture cut away (this run saw the middle "
             "square of each; the Data page's *Wide and tall pictures* keeps the whole picture)")

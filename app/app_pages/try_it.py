@@ -105,9 +105,7 @@ def crop_options(tag: str, _data: bytes) -> list[str]:
     right for a landscape picture, top, centre, bottom for a portrait one; [] for a square or near-square picture
     (sides within 5%) or an unreadable one. Cached per picture by `tag`, the bytes' `digest`: reading a PNG's EXIF
     decodes it (89 ms at 12 MP)."""
-    from engine.predict import upright_size
-
-    dims = upright_size(_data)
+    dims = picture_dims(tag, _data)  # measured once per picture for the scale line and the ends' hint too
     if dims is None or max(dims) < 1.05 * min(dims):  # near-square: its three squares are all but the same
         return []
     return ["left", "centre", "right"] if dims[0] > dims[1] else ["top", "centre", "bottom"]
@@ -489,9 +487,9 @@ def scale_caution(model: Shown, tag: str, data: bytes) -> str | None:
     """engine.predict.scale_words for a picture (`data`, its `tag`) and the training pictures of `model`'s run: that
     it is several times larger or smaller than they are, and what that means if its subject is too. None otherwise."""
     from engine.predict import scale_words
+    from engine.words import run_picture_shape
 
-    shape = (components.read_summary(model.run_dir).get("data_report") or {}).get("picture_shape")
-    return scale_words(picture_dims(tag, data), shape)
+    return scale_words(picture_dims(tag, data), run_picture_shape(components.read_summary(model.run_dir)))
 
 
 def sure_caution(model: Shown, confidence: float, brief: bool = False) -> str | None:
