@@ -16,7 +16,7 @@ from engine.config import ADVANCED_TITLE, with_section
 from engine.augment import MIRROR_MEASURED, mirror_changes_meaning
 from engine.data import IMAGE_EXTENSIONS, PHASH_MAX_DISTANCE
 from engine.paths import SAMPLE_DATASET
-from engine.words import greyscale_words, oblong, picture_shape_words
+from engine.words import SHRINK_SAID, greyscale_words, oblong, picture_shape_words, shrink_factor
 
 KIND_LABELS = {"sample": "Bundled sample", "upload": "Upload a zip", "folder": "Folder on this server"}
 SAMPLE_LABEL = state.SAMPLE_LABEL
@@ -625,8 +625,8 @@ def fit_section(shape: dict, cfg) -> None:
     words = picture_shape_words(shape, cfg.data.image_size, fit=fit, whole="*Wide and tall pictures* below")
     if words:
         above.caption(f":material/crop: {words}")
-    size, side = cfg.data.image_size, int(shape.get("long" if fit == "pad" else "short") or 0)
-    if size < FINER_PX and side >= 3 * size:  # shrunk 3x or more: one click to a size that keeps finer detail
+    size = cfg.data.image_size  # shrunk 3x or more, as the words above say: one click to a size keeping finer detail
+    if size < FINER_PX and shrink_factor(shape, size, fit) >= SHRINK_SAID:
         above.button(f"Use {FINER_PX} px: finer detail, each epoch about {(FINER_PX / size) ** 2:.0f}x slower",
                      key="finer_px", icon=":material/zoom_in:", on_click=state.use_image_size, args=(FINER_PX,),
                      help="Sets Image size on the Model and methods page (a preset chosen afterwards sets its own).")
