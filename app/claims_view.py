@@ -152,7 +152,8 @@ def finer_detail_note(config: dict | None, summary: dict) -> str:
 def cut_ends_note(config: dict | None, summary: dict) -> str:
     """engine.chance.cut_ends_words for a finished run (`config`: its config dict) in the Data page's words, under an
     info icon, or ""."""
-    words = cut_ends_words(summary, config, "*Keep the whole picture* (Data page, *Wide and tall pictures*)")
+    words = cut_ends_words(summary, config, "*Keep the whole picture* or *Stretch the whole picture* (Data page, "
+                           "*Wide and tall pictures*)")
     return f":material/info: {words}" if words else ""
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from engine.claims import split_sizes
-from engine.words import and_words, percent_half_up, plural, run_picture_shape
+from engine.words import and_words, percent_half_up, plural, run_picture_shape, shrink_factor
 
 LUCK_P = 0.05  # above guessing by more than this chance of luck (binomial test) is "clearly better"
 LUCK_MARK = "may have learnt nothing yet"  # in every luck finding: how the pages tell it from "learnt nothing"
@@ -703,7 +703,7 @@ def finer_detail_words(summary: dict, config: dict | None, control: str) -> str:
     long, short = int(shape.get("long") or 0), int(shape.get("short") or 0)
     data = (config or {}).get("data") or {}
     size, accuracy = int(data.get("image_size") or 0), summary.get("val_acc")
-    side = long if data.get("fit") == "pad" else short  # a whole picture is shrunk by its longer side
+    factor = shrink_factor(shape, size, data.get("fit") or "crop")  # a whole picture is shrunk by its longer side
     from engine.backbones import BACKBONES
     from engine.config import setting_meta
 
@@ -711,9 +711,9 @@ def finer_detail_words(summary: dict, config: dict | None, control: str) -> str:
     fixed = bool(spec and spec.fixed_image_size)
     most = setting_meta("data", "image_size")["max"]  # 512 px
     larger = min(2 * size, most)
-    if fixed or not size or not _finite(accuracy) or accuracy >= DETAIL_WEAK or side < 3 * size or larger <= size:
+    if fixed or not size or not _finite(accuracy) or accuracy >= DETAIL_WEAK or factor < 3 or larger <= size:
         return ""
-    shrink = f"{side / size:.0f}"
+    shrink = f"{factor:.0f}"
     return (f"This run shrank your pictures (about {long} by {short} px) about {shrink}x to {size} px, so detail "
             f"finer than about {shrink} of their pixels was lost to it. If what tells your classes apart is small (a "
             f"texture, a mark, a thin line), {control.format(size=larger)} keeps finer detail; each epoch then takes "

@@ -785,7 +785,7 @@ def _say_caution(summary: dict, cfg: RunConfig) -> None:
     small = small_split_words(summary)
     if small:
         print(f"note: {small}", file=sys.stderr)
-    ends = cut_ends_words(summary, cfg.to_dict(), "a run with --set data.fit=pad")
+    ends = cut_ends_words(summary, cfg.to_dict(), "a run with --set data.fit=pad (grey bars) or data.fit=stretch")
     if ends:
         print(f"note: {ends}", file=sys.stderr)
     detail = finer_detail_words(summary, cfg.to_dict(), "a run with --image-size {size}")
@@ -947,7 +947,7 @@ def _inspect(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     shape = picture_shape_words(rep.picture_shape, pick(args.image_size, d.image_size),
                                 control="a larger --image-size (train and inspect)", fit=d.fit,
-                                whole="Training with --set data.fit=pad")
+                                whole="Training with --set data.fit=pad (grey bars) or data.fit=stretch")
     if shape:
         print(f"pictures: {shape}")
     if grey := greyscale_words(rep.greyscale, rep.num_images):

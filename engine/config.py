@@ -60,7 +60,7 @@ def knob(default: Any, **meta: Any) -> Any:
 @dataclass(frozen=True)
 class DataConfig:
     """The dataset and its split: source (a zip, a folder or upload:<sha256>), image size (pixels, square), how a
-    picture becomes square (fit: crop or pad, engine.data.fit_square), validation and test shares (fractions of
+    picture becomes square (fit: crop, pad or stretch, engine.data.fit_square), validation and test shares (fractions of
     each class's images), the fewest images a class needs, an optional
     OOD set, and the user's own names for both."""
 
@@ -70,12 +70,16 @@ class DataConfig:
         "or tall picture loses its ends (data.fit, the Data page's Wide and tall pictures, can keep whole pictures "
         "instead), and resized to this size once. Larger is slower (time grows with the "
         "square) but keeps more detail: large scans or photos with fine detail may need 128 px or more."))
-    fit: str = knob("crop", label="Wide and tall pictures", choices=["crop", "pad"],  # engine.data.fit_square
-                    labels={"crop": "Keep the middle square", "pad": "Keep the whole picture"}, help=(
+    fit: str = knob("crop", label="Wide and tall pictures", choices=["crop", "pad", "stretch"],  # data.fit_square
+                    labels={"crop": "Keep the middle square", "pad": "Keep the whole picture",
+                            "stretch": "Stretch the whole picture"}, help=(
         "The model sees squares. 'Keep the middle square' cuts a wide picture's left and right ends (a tall one's "
         "top and bottom), as most image tools do; 'Keep the whole picture' shrinks it to fit the square and fills "
-        "the rest with grey bars, so a subject near an end stays in, at fewer pixels. Square pictures are the same "
-        "either way. Predictions and exported models prepare pictures the same way."))
+        "the rest with grey bars, so a subject near an end stays in, at fewer pixels; 'Stretch the whole picture' "
+        "squeezes its longer side into the square, so shapes are distorted but every pixel of the square is "
+        "picture: the usual way for spectrograms and other plots, where a call's time and pitch matter and its "
+        "shape is read the same way every time. Square pictures are the same every way. Predictions and exported "
+        "models prepare pictures the same way."))
     val_fraction: float = knob(0.2, label="Validation share", min=0.01, max=0.8, step=0.05, format="%.2f", help=(
         "The share of each class's images held out to measure accuracy after each epoch (0.2: one in five); "
         "the run reports and picks its best epoch on them."))

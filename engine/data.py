@@ -1094,7 +1094,8 @@ def _centre_square(width: int, height: int, at: float = 0.5) -> tuple[int, int, 
     return left, top, left + side, top + side
 
 
-FITS = ("crop", "pad")  # how a picture becomes the model's square: its middle square, or the whole picture padded
+FITS = ("crop", "pad", "stretch")  # how a picture becomes the model's square: its middle square, the whole picture
+# padded with grey bars, or the whole picture stretched to the square (a spectrogram's usual treatment)
 PAD_RGB = tuple(round(255 * m) for m in IMAGENET_MEAN)  # the pad's colour, (124, 116, 104): 0 once normalised
 
 
@@ -1109,11 +1110,14 @@ def fit_square(rgb: Image.Image, size: int, fit: str = "crop", crop_at: float = 
     """`rgb` as the model's size x size square (PIL RGB), resized bilinearly (antialiased, as torchvision's
     Resize): `fit` "crop" keeps its largest square, placed `crop_at` along the longer side (`_centre_square`; the
     same as "shorter side to size, then centre crop"); "pad" keeps the whole picture, its longer side at `size`,
-    centred on a square of PAD_RGB (letterboxing: a wide photo's subject at one end stays in). Raises ValueError
-    for another `fit`."""
+    centred on a square of PAD_RGB (letterboxing: a wide photo's subject at one end stays in); "stretch" resizes the
+    whole picture to the square, each side by its own factor (a 4:1 spectrogram's time axis is squeezed 4 times more
+    than its frequency axis, and no pixel of the square is grey). Raises ValueError for another `fit`."""
     if fit == "crop":
         return rgb.resize((size, size), Image.Resampling.BILINEAR, box=_centre_square(*rgb.size, at=crop_at),
                           reducing_gap=3.0)
+    if fit == "stretch":
+        return rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
     if fit != "pad":
         raise ValueError(f"fit must be one of {', '.join(FITS)} (got {fit!r})")
     w, h = fitted_size(rgb.width, rgb.height, size)
@@ -1261,7 +1265,7 @@ def _decode(raw: bytes, size: int, max_pixels: int, want_hash: bool = False, cro
     """(uint8 [3,size,size] image, perceptual hash, thumbnail (`_thumbnail`), the picture's (width, height) in
     pixels, upright) from a file's bytes; the hash and thumbnail with `want_hash` only (else 0 and None), both from
     the same picture whatever `size` and `fit` are. The square is made by `fit_square` (`fit` "crop": the square
-    kept sits `crop_at` along the longer side, training's 0.5; "pad": the whole picture)."""
+    kept sits `crop_at` along the longer side, training's 0.5; "pad" and "stretch": the whole picture)."""
     phash, thumb = 0, None
     if not raw:  # said as it is: "not a readable image (unknown format or damaged file)" sent a student looking
         raise ValueError("empty file (0 bytes)")
@@ -1271,7 +1275,8 @@ def _decode(raw: bytes, size: int, max_pixels: int, want_hash: bool = False, cro
         if is_jpeg:
             # Let libjpeg decode at 1/2, 1/4 or 1/8 scale: much faster for big photos. Keep at
             # least twice the target on the shorter side so the final resize still antialiases.
-            # (a whole picture, `fit` "pad", is resized by its longer side: that side is kept at twice the target)
+            # (a padded picture, `fit` "pad", is resized by its longer side: that side is kept at twice the target;
+            # a stretched one keeps both sides at twice the target or more, as a crop does)
             shorter = max(width, height) if fit == "pad" else min(width, height)
             img.draft(None, (max(1, width * 2 * size // shorter), max(1, height * 2 * size // shorter)))
         if img.size[0] * img.size[1] > max_pixels:  # what is decoded: a JPEG's draft, else the whole image
@@ -1323,7 +1328,8 @@ _DECODER_WORDS = (
 def decode_image(path, size: int, max_pixels: int = MAX_IMAGE_PIXELS, crop_at: float = 0.5,
                  fit: str = "crop") -> torch.Tensor:
     """Decode one image file to uint8 [3,size,size] (any mode -> RGB; shorter side to `size`, centre crop; with
-    `fit` "pad" the whole picture, longer side to `size`, padded to a square: `fit_square`).
+    `fit` "pad" the whole picture, longer side to `size`, padded to a square; "stretch" the whole picture resized to
+    the square: `fit_square`).
 
     `crop_at` places the square along a non-square picture's longer side: 0 its left (or top) end, 0.5 the
     centre (training's crop), 1 its right (or bottom) end; Try it lets a user pick it for a photo whose subject
@@ -2183,7 +2189,7 @@ def load_dataset(source, work_dir, image_size: int = 64, val_fraction: float = 0
 
     Zips are extracted into `work_dir/<content-hash>` and nowhere else. Images are decoded once
     into uint8 [N,3,S,S] tensors (S = `image_size`: shorter side resized to S, centre crop; with `fit` "pad" the
-    whole picture, padded: `fit_square`), so
+    whole picture, padded, with "stretch" the whole picture stretched: `fit_square`), so
     memory is N*3*S*S bytes (1,000 images at 64 px = 12 MB; at 224 px = 150 MB); a dataset
     needing more than `max_cache_bytes` is refused with a StudioError before decoding. Decoded
     data is kept in a small in-memory LRU keyed by (source content, size, limits, fit), so loading

@@ -305,7 +305,8 @@ def training_lines(cfg: RunConfig, summary: dict[str, Any]) -> list[str]:
              + (f"; the first {plural(lp, 'epoch')} trained the new head only (a linear probe), then every layer"
                 if (lp := cfg.optim.linear_probe_epochs) else "")
              + (f"; imbalanced classes: {balance}" if (balance := balance_words(cfg.data.class_balance)) else "")
-             + ("; whole pictures, padded with grey to squares" if cfg.data.fit == "pad" else "")]
+             + {"pad": "; whole pictures, padded with grey to squares",
+                "stretch": "; whole pictures, stretched to squares"}.get(cfg.data.fit, "")]
     if ended := ended_early_words(summary):
         lines.append("- " + ended)
     if summary.get("export_variant") == "best":
@@ -660,6 +661,9 @@ _SQUARE = {  # data.fit -> (what the model was trained on, the script's lines th
     img = Image.new("RGB", (SIZE, SIZE), """ + repr(PAD_RGB) + """)
     img.paste(small, ((SIZE - small.width) // 2, (SIZE - small.height) // 2))
 """),
+    "stretch": ("whole pictures, stretched to a square", """    # the whole picture, stretched
+    img = img.resize((SIZE, SIZE), Image.Resampling.BILINEAR, reducing_gap=3.0)
+"""),
 }
 
 
@@ -677,7 +681,8 @@ def use_it_code(classes: list[str], image_size: int, runtime: str, fit: str = "c
 
 def use_it_section(classes: list[str], image_size: int, fit: str = "crop") -> list[str]:
     """The model card's "Use it" lines: one script per exported format (`fit`: the run's data.fit)."""
-    square = ("the whole picture resized to fit a square of" if fit == "pad" else "the centre square resized to")
+    square = {"pad": "the whole picture resized to fit a square of",
+              "stretch": "the whole picture stretched to"}.get(fit, "the centre square resized to")
     lines = ["", "## Use it",
              f"Save one of these as `predict.py` and run `python predict.py <the .onnx or .ts file> photo.jpg ...` "
              f"(the model file under whatever name you saved it). "

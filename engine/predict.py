@@ -1304,8 +1304,8 @@ def scale_words(dims: tuple[int, int] | None, shape: dict | None) -> str | None:
 
 def describe_decoding(path: Path, size: int, crop_at: float = 0.5, fit: str = "crop") -> list[str]:
     """What `decode_image` does to this file, in plain words (format, EXIF rotation, colour mode,
-    the square kept (`crop_place` of `crop_at`) or, with `fit` "pad", the whole picture padded, resize). Reads the
-    header only; an unreadable file gets an empty list."""
+    the square kept (`crop_place` of `crop_at`) or, with `fit` "pad", the whole picture padded, with "stretch" the
+    whole picture stretched, resize). Reads the header only; an unreadable file gets an empty list."""
     from PIL import Image
 
     try:
@@ -1334,6 +1334,11 @@ def describe_decoding(path: Path, size: int, crop_at: float = 0.5, fit: str = "c
         notes.append(f"the whole picture kept, resized to fit {size} x {size} pixels (bilinear){bars}: as in the "
                      "run's training")
         return notes
+    if fit == "stretch" and w != h:  # a square picture is stretched no more than it is cropped: said as below
+        longer, shorter = ("width", "height") if w > h else ("height", "width")
+        notes.append(f"the whole picture kept, stretched to {size} x {size} pixels (bilinear; its {longer} squeezed "
+                     f"{max(w, h) / side:.1f}x more than its {shorter}): as in the run's training")
+        return notes
     if w != h:
         place = crop_place(w, h, crop_at)
         notes.append(f"{place} square of {side} x {side} kept (the model sees squares"
@@ -1349,7 +1354,7 @@ def decode_bytes(data: bytes, name: str, size: int, max_pixels: int = MAX_IMAGE_
                  crop_at: float = 0.5, fit: str = "crop") -> tuple[torch.Tensor, list[str]]:
     """Decode uploaded bytes exactly as training does: (uint8 [3, size, size], what was done); `crop_at` places
     a non-square picture's square along its longer side (engine.data.decode_image; 0.5, the centre, as training);
-    `fit`: the run's data.fit ("pad": the whole picture, `crop_at` unused).
+    `fit`: the run's data.fit ("pad" or "stretch": the whole picture, `crop_at` unused).
 
     Raises StudioError naming `name` with the plain reason when the bytes are not a readable image.
     """

@@ -104,8 +104,9 @@ def difference_words(x: float) -> str:
 
 def fit_words(fit: str | None) -> str:
     """`data.fit` in a few words for a run's name and descriptions: "whole pictures" for "pad" (each picture kept
-    whole, padded to a square: engine.data.fit_square), "" for "crop" (the middle square, the default) or unknown."""
-    return "whole pictures" if fit == "pad" else ""
+    whole, padded to a square: engine.data.fit_square), "stretched pictures" for "stretch" (each whole picture
+    resized to the square), "" for "crop" (the middle square, the default) or unknown."""
+    return {"pad": "whole pictures", "stretch": "stretched pictures"}.get(fit or "", "")
 
 
 def data_extras(data) -> list[str]:
@@ -132,7 +133,7 @@ def greyscale_words(greyscale: int, images: int) -> str:
 def oblong(shape: dict) -> bool:
     """Whether half or more of a dataset's pictures (`shape`: engine.data.picture_shape's dict) are wider or taller
     than square, so that the middle square cuts a tenth or more of the typical one: where keeping whole pictures
-    (data.fit "pad") changes what the model sees. False for an unknown shape."""
+    (data.fit "pad" or "stretch") changes what the model sees. False for an unknown shape."""
     shape = shape or {}
     return (float(shape.get("wide") or 0) + float(shape.get("tall") or 0) >= 0.5
             and float(shape.get("square_share") or 1) < 0.9)
@@ -150,11 +151,11 @@ def run_picture_shape(summary: dict) -> dict:
 def shrink_factor(shape: dict | None, image_size: int, fit: str = "crop") -> float:
     """How many times the dataset's typical picture (`shape`: engine.data.picture_shape's dict) is shrunk to
     `image_size` px: by its shorter side (`fit` "crop", the middle square) or its longer one ("pad", the whole
-    picture); 0.0 where the shape or size is unknown."""
+    picture; "stretch", whose longer side is squeezed the most); 0.0 where the shape or size is unknown."""
     long, short = int((shape or {}).get("long") or 0), int((shape or {}).get("short") or 0)
     if not long or not short or not image_size:
         return 0.0
-    return (long if fit == "pad" else short) / image_size
+    return (long if fit in ("pad", "stretch") else short) / image_size
 
 
 def picture_shape_words(shape: dict, image_size: int, control: str = "a larger Image size (Model page)",
@@ -162,11 +163,11 @@ def picture_shape_words(shape: dict, image_size: int, control: str = "a larger I
     """What the model will see of the dataset's pictures (`shape`: engine.data.picture_shape's dict) at `image_size`
     px, for the Data page and `inspect`: that most are wider (taller) than square, or mixed, so the middle square
     keeps a share of their longer side (`fit` "crop"; `whole` names the setting that keeps whole pictures instead,
-    "" to leave it unsaid) or the whole picture fills that share of the square, grey bars the rest (`fit` "pad"), and
-    that a picture much larger than the model's input is shrunk (by its shorter side, or its longer one when
-    padded), losing fine detail, with `control`, the setting that changes it where the words are read
-    ("--image-size" on the command line); "" when neither holds (square pictures near the input's size) or the
-    shape is unknown (a report from before it was kept)."""
+    "" to leave it unsaid) or the whole picture fills that share of the square, grey bars the rest (`fit` "pad"), or
+    is squeezed along its longer side (`fit` "stretch"), and that a picture much larger than the model's input is
+    shrunk (by its shorter side, or its longer one when whole), losing fine detail, with `control`, the setting that
+    changes it where the words are read ("--image-size" on the command line); "" when neither holds (square pictures
+    near the input's size) or the shape is unknown (a report from before it was kept)."""
     long, short = int((shape or {}).get("long") or 0), int((shape or {}).get("short") or 0)
     if not long or not short or not image_size:
         return ""
@@ -181,7 +182,13 @@ def picture_shape_words(shape: dict, image_size: int, control: str = "a larger I
         size = f"{long} x {short}" if wide else f"{short} x {long}" if tall else f"{long} by {short}"
         # the other way round: a photographer's 28 portrait photos among 73 landscape ones went unsaid
         other = float(shape.get("tall") or 0) if wide else float(shape.get("wide") or 0) if tall else 0.0
-        if fit == "pad":
+        if fit == "stretch":
+            parts.append(f"Your pictures are {how} (about {size} px): the model sees each whole, stretched to "
+                         f"{image_size} x {image_size} px; its {side} is squeezed about {1 / max(keep, 1e-3):.1f} "
+                         f"times more than its {'height' if wide else 'width' if tall else 'shorter side'}, so "
+                         "shapes look narrower that way than they are (alike for every picture, in training and in "
+                         "predictions).")
+        elif fit == "pad":
             fills = (f"the square's width and {percent_half_up(keep)} of its height, grey bars above and below" if wide
                      else f"the square's height and {percent_half_up(keep)} of its width, grey bars left and right"
                      if tall else f"the square one way and {percent_half_up(keep)} of it the other, grey bars beside "
@@ -204,7 +211,7 @@ def picture_shape_words(shape: dict, image_size: int, control: str = "a larger I
         parts.append(f"{head}At {image_size} px they are shrunk about {shrink:.0f}x, so detail finer than about "
                      f"{shrink:.0f} of their pixels is lost; {control} keeps finer detail (not more of the picture), "
                      "and trains slower.")
-    if whole and fit != "pad" and wide_or_tall:
+    if whole and fit == "crop" and wide_or_tall:
         parts.append(f"{whole} keeps the whole picture instead.")
     return " ".join(parts)
 

@@ -171,6 +171,14 @@ def test_wide_pictures_get_the_choice_of_keeping_them_whole_on_the_data_page(stu
         "height, grey bars above and below" in said, said
     sidebar = " ".join(str(getattr(e, "value", "")) for e in at.sidebar)
     assert "whole pictures." in sidebar, sidebar
+    # a spectrogram's usual treatment: the whole picture stretched to the square, said so
+    at.radio(key="w:data.fit").set_value("stretch").run()
+    no_problems(at)
+    assert at.session_state["cfg"].data.fit == "stretch"
+    said = " ".join(texts(at.caption))
+    assert "the model sees each whole, stretched to 64 x 64 px; its width is squeezed about 2.0 times more than its " \
+        "height" in said, said
+    assert "stretched pictures." in " ".join(str(getattr(e, "value", "")) for e in at.sidebar)
     at.radio(key="w:data.fit").set_value("crop").run()  # the draft back as it was, for the next tests
 
 

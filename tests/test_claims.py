@@ -1441,12 +1441,14 @@ def test_a_weak_run_on_pictures_shrunk_far_is_told_a_larger_image_size_keeps_fin
     # the middle square cut away the ends of wide pictures: said too (a field biologist's animals at the frame's
     # edges, told to check the folders and train longer)
     assert "note: This run kept the middle square of your pictures, 63% of their longer side: if what tells your " \
-           "classes apart can sit near a picture's end, a run with --set data.fit=pad keeps it in view" in err, err
+           "classes apart can sit near a picture's end, a run with --set data.fit=pad (grey bars) or " \
+           "data.fit=stretch " \
+           "keeps it in view" in err, err
     from app.claims_view import cut_ends_note
     from engine.chance import cut_ends_words
 
-    assert "*Keep the whole picture* (Data page, *Wide and tall pictures*) keeps it in view" in cut_ends_note(config,
-                                                                                                         summary)
+    assert "*Keep the whole picture* or *Stretch the whole picture* (Data page, *Wide and tall pictures*) " \
+           "keeps it in view" in cut_ends_note(config, summary)
     padded = apply_overrides(RunConfig(), ["data.fit=pad"]).to_dict()
     assert not cut_ends_words(summary, padded, "x"), "whole pictures already"
     square = dict(summary, data_report={"picture_shape": {**shape, "wide": 0.0, "square_share": 1.0}})

@@ -874,7 +874,8 @@ def test_the_report_says_what_the_square_crop_keeps_of_wide_pictures_and_how_far
     out = capsys.readouterr().out
     assert "pictures: Your pictures are mostly wider than tall (about 96 x 48 px)" in out
     assert "a larger --image-size (train and inspect) keeps finer detail (not more of the picture)" in out, "the command line's own words"
-    assert "Training with --set data.fit=pad keeps the whole picture instead." in out, "a train option, said so"
+    assert "Training with --set data.fit=pad (grey bars) or data.fit=stretch keeps the whole picture instead." in out, \
+        "a train option, said so"
 
 
 def test_whole_pictures_are_padded_to_squares_so_a_subject_at_one_end_stays_in(tmp_path, work_dir):
@@ -897,8 +898,8 @@ def test_whole_pictures_are_padded_to_squares_so_a_subject_at_one_end_stays_in(t
     assert (tall[:, :4] == PAD_RGB).all() and (tall[:, -4:] == PAD_RGB).all(), "bars left and right of a tall one"
     assert np.array_equal(np.asarray(fit_square(Image.new("RGB", (40, 40), (9, 9, 9)), 16, "pad")),
                           np.asarray(fit_square(Image.new("RGB", (40, 40), (9, 9, 9)), 16))), "a square: the same"
-    with pytest.raises(ValueError, match="fit must be one of crop, pad"):
-        fit_square(wide, 16, "stretch")
+    with pytest.raises(ValueError, match="fit must be one of crop, pad, stretch"):
+        fit_square(wide, 16, "squash")
 
     files = {f"{c}/{i}.png": encoded(picture(i + 10 * k).resize((48, 24)))
              for k, c in enumerate("ab") for i in range(6)}
@@ -910,7 +911,7 @@ def test_whole_pictures_are_padded_to_squares_so_a_subject_at_one_end_stays_in(t
     assert not torch.equal(padded.train.images, cropped.train.images)
     assert torch.equal(padded.train.labels, cropped.train.labels), "the same split either way"
     with pytest.raises(StudioError, match="data.fit must be one of"):
-        load_dataset(src, work_dir, image_size=16, fit="stretch")
+        load_dataset(src, work_dir, image_size=16, fit="squash")
 
     shape = padded.report.picture_shape
     assert oblong(shape) and not oblong({}) and not oblong({"long": 64, "short": 60, "wide": 1.0, "square_share": 0.94})
@@ -931,6 +932,49 @@ def test_whole_pictures_are_padded_to_squares_so_a_subject_at_one_end_stays_in(t
     assert fit_words("pad") == "whole pictures" and fit_words("crop") == fit_words(None) == ""
     assert data_extras({"fit": "pad", "class_balance": "weighted_loss"}) == ["loss weighted by class", "whole pictures"]
     assert data_extras({}) == []
+
+
+def test_whole_pictures_can_be_stretched_to_squares_as_spectrograms_usually_are(tmp_path, work_dir):
+    """A bioacoustics researcher's 4:1 spectrograms filled a quarter of the square with grey bars around them when
+    kept whole, and lost their ends when cropped; stretching the whole picture to the square, the usual treatment
+    of a spectrogram, was not offered. data.fit "stretch" resizes each side by its own factor: both ends stay in,
+    no pixel is grey, and the words say how much more the longer side is squeezed."""
+    from engine.chance import finer_detail_words
+    from engine.data import PAD_RGB, fit_square, is_decoded, pad_mask
+    from engine.words import fit_words, picture_shape_words, shrink_factor
+
+    wide = Image.new("RGB", (80, 20), (0, 0, 255))
+    wide.paste((255, 0, 0), (0, 0, 10, 20))  # red at the left end, blue on the right
+    square = np.asarray(fit_square(wide, 16, "stretch"))
+    assert square.shape == (16, 16, 3)
+    assert square[:, 0, 0].min() > 200 and square[:, -1, 2].min() > 200, "both ends, from top to bottom"
+    assert not (square == PAD_RGB).all(-1).any(), "no grey bar"
+    assert np.array_equal(square, np.asarray(wide.resize((16, 16), Image.Resampling.BILINEAR, reducing_gap=3.0)))
+    same = Image.new("RGB", (40, 40), (9, 9, 9))
+    assert np.array_equal(np.asarray(fit_square(same, 16, "stretch")), np.asarray(fit_square(same, 16)))
+
+    files = {f"{c}/{i}.png": encoded(picture(i + 10 * k).resize((96, 24)))
+             for k, c in enumerate("ab") for i in range(6)}
+    src = make_zip(tmp_path / "calls.zip", files)
+    padded = load_dataset(src, work_dir, image_size=16, seed=0, fit="pad")
+    stretched = load_dataset(src, work_dir, image_size=16, seed=0, fit="stretch")
+    assert is_decoded(src, 16, fit="pad") and is_decoded(src, 16, fit="stretch"), "one cache entry each"
+    assert not pad_mask(stretched.train.images).any() and pad_mask(padded.train.images).any()
+    assert torch.equal(stretched.train.labels, padded.train.labels), "the same split either way"
+
+    shape = stretched.report.picture_shape
+    words = picture_shape_words(shape, 16, fit="stretch", whole="*Wide and tall pictures* below")
+    assert words.startswith("Your pictures are mostly wider than tall (about 96 x 24 px): the model sees each whole, "
+                            "stretched to 16 x 16 px; its width is squeezed about 4.0 times more than its height"), \
+        words
+    assert "keeps the whole picture instead" not in words, "already whole"
+    assert "At 16 px they are shrunk about 6x" in words, "by the longer side, which is squeezed the most"
+    assert shrink_factor(shape, 16, "stretch") == shrink_factor(shape, 16, "pad") == 6.0
+    tall = {"long": 400, "short": 100, "square_share": 0.25, "wide": 0.0, "tall": 1.0}
+    assert "its height is squeezed about 4.0 times more than its width" in picture_shape_words(tall, 64, fit="stretch")
+    assert fit_words("stretch") == "stretched pictures"
+    summary = {"val_acc": 0.5, "data_report": {"picture_shape": shape}}
+    assert "about 6x to 16 px" in finer_detail_words(summary, {"data": {"image_size": 16, "fit": "stretch"}}, "{size}")
 
 
 # ---------------------------------------------------------------------------- look-alike pictures

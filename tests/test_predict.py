@@ -1485,6 +1485,54 @@ def test_a_run_that_keeps_whole_pictures_answers_and_exports_with_whole_pictures
         assert torch.equal(pixels, decode_image(x, 32, fit="pad")), f"{x.name}: the card's script differs"
 
 
+def test_a_run_that_stretches_whole_pictures_answers_and_exports_stretched(tmp_path):
+    """data.fit "stretch" (the whole picture resized to the square, a spectrogram's usual treatment): `predict`,
+    Try it's decode and the model card's scripts stretch a new picture as the run trained, the decoding notes say by
+    how much, and the run's name says so."""
+    from engine.config import RunConfig
+    from engine.export import use_it_code, use_it_section
+    from engine.presets import run_name
+
+    with zipfile.ZipFile(tmp_path / "calls.zip", "w") as zf:
+        for cls, (x0, x1) in {"early": (0, 12), "late": (84, 96)}.items():
+            for i in range(8):
+                img = Image.fromarray(np.random.default_rng(i + 10 * x0).integers(40, 140, (24, 96, 3), dtype=np.uint8))
+                img.paste((230, 20, 20), (x0, 0, x1, 24))
+                zf.writestr(f"{cls}/{i}.png", png_bytes(img))
+    argv = ["train", "--data", str(tmp_path / "calls.zip"), "--backbone", "resnet18", "--pretrained", "none",
+            "--epochs", "1", "--image-size", "32", "--batch-size", "4", "--data-dir", str(tmp_path / "studio"),
+            "--quiet"]
+    sets = ["eval.ood=false", "train.threads=1", "train.device=cpu", "data.fit=stretch"]
+    assert cli(argv + [a for s in sets for a in ("--set", s)]) == 0
+    (run_dir,) = list((tmp_path / "studio" / "runs").iterdir())
+    p = load_predictor(run_dir, datasets_dir=tmp_path / "studio" / "datasets")
+    assert p.fit == "stretch"
+    assert run_name(RunConfig.load(run_dir / "config.yaml")).endswith("on calls.zip, stretched pictures")
+    new = Image.new("RGB", (120, 30), (95, 90, 90))
+    new.paste((230, 20, 20), (0, 0, 10, 30))
+    (tmp_path / "new.png").write_bytes(png_bytes(new))
+    image, notes = decode_bytes(png_bytes(new), "new.png", 32, fit=p.fit)
+    assert torch.equal(image, decode_image(tmp_path / "new.png", 32, fit="stretch"))
+    assert image[0, :, 0].min() > 200, "the red end kept, top to bottom: no bars"
+    assert "the whole picture kept, stretched to 32 x 32 pixels (bilinear; its width squeezed 4.0x more than its " \
+           "height): as in the run's training" in notes, notes
+    (row,) = predict_folder(p, tmp_path / "new.png").rows
+    (answer,) = p.predict(image[None])
+    assert row["top"][0] == answer.top[0], "predict decodes as the run trained"
+    card = " ".join(use_it_section(["early", "late"], 32, "stretch"))
+    assert "the whole picture stretched to 32 x 32, pixels" in card
+    code = use_it_code(["early", "late"], 32, "onnx", fit="stretch")
+    assert "trained on SIZE x SIZE whole pictures, stretched to a square" in code
+    namespace: dict = {}
+    exec(code.split("\nMODEL, IMAGES")[0], namespace)
+    photo, large = tmp_path / "photo.jpg", tmp_path / "large.jpg"
+    new.rotate(90, expand=True).save(photo, quality=90)
+    new.resize((1280, 320)).save(large, quality=90)  # decoded at a fraction of its size (JPEG draft)
+    for x in (tmp_path / "new.png", photo, large):
+        pixels = torch.from_numpy(namespace["load"](str(x)) * 255).round().to(torch.uint8)
+        assert torch.equal(pixels, decode_image(x, 32, fit="stretch")), f"{x.name}: the card's script differs"
+
+
 def test_a_wrong_answer_given_with_high_confidence_is_flagged_in_a_labelled_batch(capsys):
     """A labelled batch's single 99% miss had no flag of its own, only its row's cross among the right ones: it is
     named on Try it and by `predict`, the surest first, and its table row says it."""

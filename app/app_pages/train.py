@@ -102,6 +102,9 @@ def next_run_glossary(cfg) -> list[str]:
     if cfg.data.fit == "pad":  # the line's "whole pictures" (engine.words.fit_words)
         out.append("**whole pictures**: each picture is shrunk whole to fit the square, grey bars filling the rest, "
                    "instead of keeping its middle square (the Data page's *Wide and tall pictures*).")
+    elif cfg.data.fit == "stretch":  # the line's "stretched pictures"
+        out.append("**stretched pictures**: each whole picture is squeezed into the square, its longer side more than "
+                   "its shorter one, instead of keeping its middle square (the Data page's *Wide and tall pictures*).")
     return [f"- {line}" for line in out]
 
 
