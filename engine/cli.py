@@ -51,7 +51,7 @@ from engine.optim import setup_extras
 from engine.paths import (DATASETS_FOLDER, UPLOAD_PREFIX, default_data_dir, register_upload_dir, resolve_path,
                           upload_sha)
 from engine.predict import (VARIANTS, check_sources, load_predictor, model_caution, own_figures, predict_folder,
-                            run_summary, sure_mistakes_words, unknown_folder_words, write_csv)
+                            run_summary, scale_words, sure_mistakes_words, unknown_folder_words, write_csv)
 from engine.presets import PRESETS, fit_to_data, fitted_to, get_preset, is_recipe, run_name
 from engine.pruning_search import search_into_config
 from engine.resume import RESUME_FILE, check_resumable, epochs_done_of, planned_epochs
@@ -1442,25 +1442,10 @@ def _predict(args: argparse.Namespace) -> int:
             # as Try it's bars: a decimal where a whole percent would read as the unsure bar ("50%" beside "49.9%")
             top = ", ".join(f"{c} {percent(p, predictor.low_confidence)}" for c, p in r["top"][:top_k])
             print(f"  {r['path']}: {top}" + (f"  [{r['why']}]" if r["why"] else ""))  # [], as the flag has parentheses
-            if scale := _scale_note(r.get("file") or "", summary):  # as Try it says under such a picture
+            if scale := scale_words(r.get("size"), run_picture_shape(summary)):  # as Try it says under it
                 print(f"    note: {scale}")
     _say_batch_figures(result, summary, args, predictor, sources)
     return 0
-
-
-def _scale_note(path: str, summary: dict) -> str | None:
-    """engine.predict.scale_words for an answered file where it was read (`path`: a row's "file"; a zip's files are
-    gone once answered) and the run's training pictures (`summary`'s data report); None otherwise."""
-    from engine.predict import scale_words, upright_size
-
-    file = Path(path)
-    if not file.is_file():
-        return None
-    try:
-        dims = upright_size(file.read_bytes())
-    except OSError:
-        return None
-    return scale_words(dims, run_picture_shape(summary))
 
 
 def _say_batch_figures(result, summary: dict, args: argparse.Namespace, predictor, sources: list[Path]) -> None:

@@ -1337,10 +1337,19 @@ def decode_image(path, size: int, max_pixels: int = MAX_IMAGE_PIXELS, crop_at: f
     ValueError with a short, plain reason (shown in the skipped-files report) for anything that
     is not a readable image, including decompression bombs.
     """
+    return decode_with_size(path, size, max_pixels, crop_at, fit)[0]
+
+
+def decode_with_size(path, size: int, max_pixels: int = MAX_IMAGE_PIXELS, crop_at: float = 0.5,
+                     fit: str = "crop") -> tuple[torch.Tensor, tuple[int, int]]:
+    """`decode_image`'s uint8 [3, size, size] square and the picture's own (width, height) in pixels, upright (EXIF),
+    read in the same pass: `predict` says of a file inside a zip, gone once answered, that it is several times
+    larger or smaller than the training pictures. Raises ValueError as `decode_image` does."""
     try:
-        return _decode(Path(path).read_bytes(), size, max_pixels, crop_at=crop_at, fit=fit)[0]
+        image, _, _, upright = _decode(Path(path).read_bytes(), size, max_pixels, crop_at=crop_at, fit=fit)
     except Exception as err:  # truncated data, decoder errors, odd modes: skip, never crash
         raise ValueError(_decode_reason(err)) from err
+    return image, upright
 
 
 def _decode_or_reason(args: tuple[Path, int, int, str]) -> tuple[torch.Tensor, str, int, np.ndarray, tuple] | str:

@@ -100,8 +100,8 @@ from engine.config import RunConfig
 from engine.data import (COPY_THUMB, IMAGE_EXTENSIONS, MAX_COLOUR_DIFF, MAX_IMAGE_PIXELS, exif_turned, fitted_size,
                          LOOKALIKE_FILES, SAME_PIXELS_THUMB_DIFF, is_greyscale, open_image, picture_boxes,
                          PHASH_MAX_DISTANCE, PIL_FORMATS,
-                         SPLIT_FOLDER_NAMES, EmptyArchiveError, SkippedFile, ZipLimits, decode_image, image_files, popcount64,
-                         not_a_zip_reason, safe_extract_zip, thumbnails_close)
+                         SPLIT_FOLDER_NAMES, EmptyArchiveError, SkippedFile, ZipLimits, decode_image, decode_with_size,
+                         image_files, popcount64, not_a_zip_reason, safe_extract_zip, thumbnails_close)
 from engine.errors import StudioError
 from engine.evaluate import tta_logits
 from engine.methods.pruning import smaller_model_warning
@@ -1290,16 +1290,42 @@ def scale_words(dims: tuple[int, int] | None, shape: dict | None) -> str | None:
     means if it also shows its subject at another scale (another magnification, distance or zoom); None otherwise
     or where either is unknown. A geology instructor's 4096 x 3072 TIFF beside 640 x 480 training pictures got a
     wrong answer with only the generic "unfamiliar" flag; to a microscopist the size meant another magnification."""
-    short = int((shape or {}).get("short") or 0)
-    if dims is None or not short or not (long := int((shape or {}).get("long") or 0)):
-        return None
-    ratio = min(dims) / short
-    if 1 / SCALE_APART < ratio < SCALE_APART:
+    ratio = scale_ratio(dims, shape)
+    if ratio is None or 1 / SCALE_APART < ratio < SCALE_APART:
         return None
     how = f"about {ratio:.0f} times as large as" if ratio >= SCALE_APART else f"about 1/{1 / ratio:.0f} the size of"
-    return (f"This picture is {dims[0]} x {dims[1]} pixels, {how} the training pictures (typically {long} x {short}). "
-            "Every picture is shrunk to the same size, so if it also shows its subject larger or smaller than they do "
-            "(another magnification, distance or zoom), the model sees details at a scale it did not learn.")
+    return (f"This picture is {dims[0]} x {dims[1]} pixels, {how} the training pictures (typically {shape['long']} x "
+            f"{shape['short']}). Every picture is shrunk to the same size, so if it also shows its subject larger or "
+            "smaller than they do (another magnification, distance or zoom), the model sees details at a scale it did "
+            "not learn.")
+
+
+def scale_ratio(dims: tuple[int, int] | list[int] | None, shape: dict | None) -> float | None:
+    """A new picture's shorter side (`dims`: upright (width, height), pixels) over the training pictures' typical
+    one (`shape`: engine.data.picture_shape's dict); None where either is unknown."""
+    short, long = int((shape or {}).get("short") or 0), int((shape or {}).get("long") or 0)
+    if not dims or not short or not long or min(dims) <= 0:
+        return None
+    return min(dims) / short
+
+
+def batch_scale_words(rows: list[dict], names: list[str], shape: dict | None) -> str | None:
+    """For a batch's answered rows (each with its picture's "size", as `predict_folder` reads it) and `names` (the
+    user's names for their files, one per row): how many pictures are SCALE_APART times larger or smaller than the
+    training pictures (`shape`: engine.data.picture_shape's dict), naming a few, and what that means if their
+    subject is at another scale too (`scale_words`, for a batch: Try it's zip table); None when none is, or either
+    size is unknown (a result kept from before sizes were read)."""
+    ratios = [scale_ratio(r.get("size"), shape) for r in rows]
+    apart = [(name, x) for name, x in zip(names, ratios) if x is not None and not 1 / SCALE_APART < x < SCALE_APART]
+    if not apart:
+        return None
+    named = ", ".join(f"{name} ({f'{x:.0f} times as large' if x >= 1 else f'1/{1 / x:.0f} the size'})"
+                      for name, x in apart[:3]) + (f" and {len(apart) - 3} more" if len(apart) > 3 else "")
+    return (f"Of your {len(rows)} pictures, {len(apart)} {'is' if len(apart) == 1 else 'are'} {SCALE_APART:g} or more "
+            f"times larger or smaller than the training pictures (typically {shape['long']} x {shape['short']}), by "
+            f"the shorter side: {named}. Every picture is shrunk to the same size, so where one also shows its subject "
+            "larger or smaller than they do (another magnification, distance or zoom), the model sees details at a "
+            "scale it did not learn.")
 
 
 def describe_decoding(path: Path, size: int, crop_at: float = 0.5, fit: str = "crop") -> list[str]:
@@ -1569,17 +1595,19 @@ def _materialise(source: Path, work_dir: Path | None, name: str,
     return dest, dest
 
 
-def _decode_or_reason(args: tuple[Path, int, str]) -> torch.Tensor | str:
-    """(path, size, fit) decoded as training decodes (engine.data.decode_image), or why it could not be."""
+def _decode_or_reason(args: tuple[Path, int, str]) -> tuple[torch.Tensor, tuple[int, int]] | str:
+    """(path, size, fit) decoded as training decodes, with the picture's own upright (width, height) in pixels
+    (engine.data.decode_with_size), or why it could not be."""
     try:
-        return decode_image(args[0], args[1], fit=args[2])
+        return decode_with_size(args[0], args[1], fit=args[2])
     except ValueError as err:
         return str(err)
 
 
 def _decoded_batches(items: list[tuple[str, Path]], size: int, batch_size: int, skipped: list[SkippedFile],
-                     overlap: bool, fit: str = "crop") -> Iterator[tuple[list[int], torch.Tensor, int]]:
-    """(item indices, uint8 batch, files consumed so far); unreadable files go to `skipped`.
+                     overlap: bool, fit: str = "crop") -> Iterator[tuple[list[int], torch.Tensor, int, list]]:
+    """(item indices, uint8 batch, files consumed so far, each picture's own upright (width, height) in pixels);
+    unreadable files go to `skipped`.
 
     With `overlap` (a GPU does the model's work), decoding threads run up to four batches ahead
     while the model works on the previous batch (PIL releases the GIL). Without it (the model runs
@@ -1592,20 +1620,22 @@ def _decoded_batches(items: list[tuple[str, Path]], size: int, batch_size: int, 
         if not overlap:
             for start in range(0, len(items), batch_size):
                 chunk = items[start:start + batch_size]
-                idx, imgs = [], []
+                idx, imgs, dims = [], [], []
                 for j, result in enumerate(pool.map(_decode_or_reason, [(p, size, fit) for _, p in chunk])):
                     if isinstance(result, str):
                         skipped.append(SkippedFile(chunk[j][0], result))
                     else:
                         idx.append(start + j)
-                        imgs.append(result)
+                        imgs.append(result[0])
+                        dims.append(result[1])
                 if imgs:
-                    yield idx, torch.stack(imgs), start + len(chunk)
+                    yield idx, torch.stack(imgs), start + len(chunk), dims
             return
         pending = [pool.submit(_decode_or_reason, (p, size, fit)) for _, p in items[:ahead]]
         next_i, done = len(pending), 0
         idx: list[int] = []
         imgs: list[torch.Tensor] = []
+        dims: list[tuple[int, int]] = []
         while done < len(items):
             result = pending[done].result()
             pending[done] = None  # free the decoded tensor once batched
@@ -1616,11 +1646,12 @@ def _decoded_batches(items: list[tuple[str, Path]], size: int, batch_size: int, 
                 skipped.append(SkippedFile(items[done][0], result))
             else:
                 idx.append(done)
-                imgs.append(result)
+                imgs.append(result[0])
+                dims.append(result[1])
             done += 1
             if len(imgs) == batch_size or (done == len(items) and imgs):
-                yield idx, torch.stack(imgs), done
-                idx, imgs = [], []
+                yield idx, torch.stack(imgs), done, dims
+                idx, imgs, dims = [], [], []
 
 
 def predict_folder(predictor: Predictor, source: Path | Sequence[Path], work_dir: Path | None = None,
@@ -1670,15 +1701,16 @@ def _predict_items(predictor: Predictor, items: list[tuple[str, Path]], skipped:
     result = FolderResult(list(predictor.classes), predictor.label, skipped=skipped, unknown_folders=unknown)
     t0 = time.perf_counter()
     overlap = predictor.device.type != "cpu"
-    for idx, batch, done in _decoded_batches(items, predictor.image_size, batch_size, result.skipped, overlap,
-                                             predictor.fit):
+    for idx, batch, done, dims in _decoded_batches(items, predictor.image_size, batch_size, result.skipped, overlap,
+                                                   predictor.fit):
         answers = predictor.predict(batch, top_k, batch_size, threshold)
         grey = is_greyscale(batch).tolist()  # for the run's figures on that kind (engine.chance.pictures_kind_words)
         if thumbs > 0:
             result.thumbs += list(thumbnails(batch, thumbs))
-        for i, a, g in zip(idx, answers, grey):
+        for i, a, g, wh in zip(idx, answers, grey, dims):
             lab = labels[i]
             result.rows.append({"path": items[i][0], "file": str(items[i][1]),  # the name shown; where it was read
+                                "size": wh,  # the picture's own (width, height), upright: a zip's files go
                                 "true": None if lab is None else predictor.classes[lab],
                                 "top": a.top, "low_confidence": a.low_confidence,
                                 "reason": predictor.explanation(a) or "", "distance": a.distance,

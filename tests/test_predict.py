@@ -1236,9 +1236,10 @@ def test_decoding_ahead_of_the_model_and_batch_by_batch_give_the_same_batches(tm
     for overlap in (True, False):
         skipped = []
         batches = list(_decoded_batches(items, 16, batch_size, skipped, overlap))
-        assert all(len(idx) == len(b) <= batch_size for idx, b, _ in batches)
+        assert all(len(idx) == len(b) == len(dims) <= batch_size for idx, b, _, dims in batches)
         assert batches[-1][2] == 7, "the last batch reports every file consumed"
-        runs[overlap] = ([i for idx, _, _ in batches for i in idx], torch.cat([b for _, b, _ in batches]),
+        assert {wh for *_, dims in batches for wh in dims} == {tiny_image("red", 0).size}, "each picture's own size"
+        runs[overlap] = ([i for idx, *_ in batches for i in idx], torch.cat([b for _, b, *_ in batches]),
                          [(s.path, s.reason) for s in skipped])
     assert runs[True][0] == runs[False][0] == [0, 1, 2, 4, 5, 6]
     assert torch.equal(runs[True][1], runs[False][1])
@@ -1626,3 +1627,13 @@ def test_predict_says_when_a_picture_is_several_times_the_training_pictures_size
     assert cli(["predict", "--run", run_dir.name, "--data-dir", str(studio_dir), str(other / "big.png"),
                 "--out", str(tmp_path / "p.csv")]) == 0
     assert "note: This picture is 96 x 96 pixels, about 4 times as large" in capsys.readouterr().out
+    # inside a zip, whose files are gone once answered: the size is read as the picture is decoded
+    with zipfile.ZipFile(tmp_path / "batch.zip", "w") as zf:
+        zf.write(other / "big.png", "new/big.png")
+        zf.write(tmp_path / "same.png", "new/same.png")
+    assert cli(["predict", "--run", run_dir.name, "--data-dir", str(studio_dir), str(tmp_path / "batch.zip"),
+                "--out", str(tmp_path / "p.csv")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    big = next(i for i, line in enumerate(lines) if line.strip().startswith("new/big.png"))
+    assert lines[big + 1].startswith("    note: This picture is 96 x 96 pixels, about 4 times as large"), lines
+    assert sum("times as large" in line for line in lines) == 1, lines

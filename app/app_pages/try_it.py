@@ -778,6 +778,17 @@ def batch_accuracy(res) -> None:
                 + ". Name a folder as its class to count it.")
 
 
+def zip_scale_caution(res, run_dir: str) -> str | None:
+    """engine.predict.batch_scale_words for a zip's answers (`res`: a FolderResult) and the training pictures of the
+    run in `run_dir`, the files named as the table names them: a single picture's size was said, a zip's not."""
+    from engine.predict import batch_scale_words
+    from engine.words import run_picture_shape
+
+    wrapper = state.wrapper_folders([r["path"] for r in res.rows])
+    return batch_scale_words(res.rows, [state.without_wrapper(r["path"], wrapper) for r in res.rows],
+                             run_picture_shape(components.read_summary(run_dir)))
+
+
 def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, threshold: float) -> None:
     """A zip of new images answered by the model: the table (class, probability, flags), accuracy when its folders
     name the classes, skipped files with reasons, and the CSV to download."""
@@ -830,6 +841,8 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
         st.caption(p.familiarity_note())
     st.markdown(f"**{state.plural(len(res.rows), 'image')}** predicted by *{p.label}* at {res.images_per_sec:.0f} images/s; "
                 f"answers flagged: {res.flag_words()}; {state.plural(len(res.skipped), 'file')} skipped.")
+    if scale := zip_scale_caution(res, run_dir):
+        st.caption(f":material/photo_size_select_large: {state.md_text(scale)}")
     batch_accuracy(res)
     # Streamlit's default height shows 10 rows; a zip of a few dozen images reads best without a scroll bar
     height = "content" if len(res.rows) <= TABLE_ROWS_IN_FULL else TALL_TABLE_PX
