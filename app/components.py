@@ -399,10 +399,12 @@ def gate_probe_note(run: RunView) -> str | None:
             "reaches them. They adapt once the whole network trains.")
 
 
-def curves_view(run: RunView, *, live: bool = False, streams: bool = False) -> None:
+def curves_view(run: RunView, *, live: bool = False, streams: bool = False, overshoot_said: bool = False) -> None:
     """Per-epoch charts (accuracy, loss, OOD, and whatever the enabled methods log); with `streams`,
     also the points methods publish as they compute (the Train page; Results has full views): the smaller
-    model's fine-tune above the run's charts while it runs (they stand still meanwhile), below them after."""
+    model's fine-tune above the run's charts while it runs (they stand still meanwhile), below them after. With
+    `overshoot_said` (the page warns above that training was unstable) the loss chart's note on a jump is left
+    out: the warning says the steps overshot, as `train` prints the one and not the other."""
     from app.method_views.pruning import fine_tune_live_view
 
     epochs, steps = run.epochs, run.steps
@@ -429,7 +431,7 @@ def curves_view(run: RunView, *, live: bool = False, streams: bool = False) -> N
                 st.caption(why)
     with right:
         st.altair_chart(charts.loss_chart(epochs), width="stretch")
-        if why := loss_spike_note(run):
+        if not overshoot_said and (why := loss_spike_note(run)):
             st.caption(why)
     extra = charts.method_metric_names(epochs)
     if extra:

@@ -671,7 +671,8 @@ def one_run(engine, runs) -> None:
     chance = at_chance(summary, rec.config) if summary.get("status") == "finished" else None
     if chance:
         st.warning(chance, icon=":material/warning:")
-    if summary.get("status") == "finished" and (unstable := unstable_note(summary, rec.config)):
+    unstable = unstable_note(summary, rec.config) if summary.get("status") == "finished" else None
+    if unstable:
         st.warning(unstable, icon=":material/warning:")
     if head_lr := head_lr_words(summary, (rec.config.get("data") or {}).get("image_size")):
         st.caption(head_lr)  # the rate the head trained at is not the one set: said where its figures are
@@ -697,7 +698,7 @@ def one_run(engine, runs) -> None:
     if warned:  # next to the figures they qualify (a duplicate across given splits inflates validation accuracy)
         st.warning(f"These figures come from data with {state.plural(len(warned), 'warning')}: " + " ".join(warned),
                    icon=":material/warning:")
-    components.curves_view(run)
+    components.curves_view(run, overshoot_said=bool(unstable))  # one word on an overshoot, as `train` prints
     if summary.get("status") == "finished":
         claim_lines(rec, runs, read_summary, summary, chance)
         detail_charts(run, summary)
