@@ -1,12 +1,19 @@
-"""Keeping whole pictures (data.fit=pad) against the middle square (data.fit=crop, the default) on wide photos
-whose subject sits anywhere along the width, often near an end: generated 160 x 96 pictures of 4 classes (a small
-coloured shape of the class on a cluttered gradient, placed at a random height and anywhere across the width, so
-that about 40% of subjects lie partly or wholly outside the middle square), 24 per class. Each run is a CLI
-process (the Quick demo preset, at 64 px unless --image-size says otherwise), seeds alternating between the two
-ways. Prints each run and a table of
-means (test and validation accuracy, the run's wall time).
+"""How a wide picture becomes the model's square (data.fit: crop, the middle square, the default; pad, the whole
+picture on grey bars; stretch, the whole picture squeezed to the square), on two kinds of generated wide pictures:
 
-    python benchmarks/fit.py [--seeds 0 1 2] [--per-class 24] [--preset quick_demo] [--image-size 64]
+- `--kind photos`: 160 x 96 pictures of 4 classes (a small coloured shape of the class on a cluttered gradient,
+  placed at a random height and anywhere across the width, so that about 40% of subjects lie partly or wholly
+  outside the middle square), 24 per class;
+- `--kind spectrograms`: 256 x 64 grey spectrogram-like pictures (time across, pitch up) of 4 call types (a
+  rising, a falling, a steady and a trilled whistle with a harmonic, 28-44 px long, at a random pitch and anywhere
+  in time, over background noise and a few short clicks), 24 per class: the middle square keeps a quarter of the
+  time axis, whole pictures on grey bars keep a quarter of the square.
+
+Each run is a CLI process (the Quick demo preset, at 64 px unless --image-size says otherwise), seeds alternating
+between the ways. Prints each run and a table of means (test and validation accuracy, the run's wall time).
+
+    python benchmarks/fit.py [--kind photos|spectrograms] [--fits crop pad stretch] [--seeds 0 1 2]
+        [--per-class 24] [--preset quick_demo] [--image-size 64]
 """
 
 from __future__ import annotations
@@ -43,14 +50,45 @@ def picture(kind: str, rng: np.random.Generator) -> tuple[Image.Image, bool]:
     return img, inside
 
 
-def write_zip(path: Path, per_class: int, seed: int = 0) -> float:
-    """The dataset as a zip of class folders of PNGs at `path`; returns the share of subjects wholly inside the
-    middle square."""
+CALLS = ("rising", "falling", "steady", "trill")
+SPEC_WIDTH, SPEC_HEIGHT = 256, 64  # px; time across, pitch up: the middle square keeps x 96-160 of 256
+
+
+def spectrogram(kind: str, rng: np.random.Generator) -> tuple[Image.Image, bool]:
+    """One grey spectrogram-like picture (SPEC_WIDTH x SPEC_HEIGHT) of a `kind` call (CALLS) and whether the call
+    lies wholly inside the middle square. The call: a 2 px whistle and a fainter harmonic above it, its pitch
+    rising, falling, steady or trilled, 28-44 px long, anywhere in time; background noise and 0-3 clicks."""
+    arr = rng.gamma(2.0, 12.0, (SPEC_HEIGHT, SPEC_WIDTH))  # background noise, darker at high pitch
+    arr *= np.linspace(0.6, 1.2, SPEC_HEIGHT)[:, None]
+    for _ in range(rng.integers(0, 4)):  # a click: a short broadband stripe
+        x = int(rng.integers(0, SPEC_WIDTH - 2))
+        arr[:, x:x + 2] += rng.uniform(40, 90)
+    length = int(rng.integers(28, 45))
+    x0 = int(rng.integers(0, SPEC_WIDTH - length))
+    base, span = rng.uniform(14, 40), rng.uniform(8, 14)  # rows from the bottom
+    t = np.linspace(0, 1, length)
+    pitch = {"rising": base + span * t, "falling": base + span * (1 - t), "steady": base + 0 * t,
+             "trill": base + 0.5 * span * (1 + np.sin(2 * np.pi * 3 * t))}[kind]
+    loud = rng.uniform(120, 200)
+    for k, (factor, gain) in enumerate(((1.0, 1.0), (1.5, 0.5))):  # the whistle and a fainter harmonic
+        rows = SPEC_HEIGHT - 1 - np.clip(np.round(pitch * factor + 2 * k), 0, SPEC_HEIGHT - 2).astype(int)
+        for dx, row in enumerate(rows):
+            arr[row - 1:row + 1, x0 + dx] += loud * gain
+    img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).convert("RGB")
+    side = SPEC_HEIGHT
+    inside = x0 >= (SPEC_WIDTH - side) // 2 and x0 + length <= (SPEC_WIDTH + side) // 2
+    return img, inside
+
+
+def write_zip(path: Path, per_class: int, seed: int = 0, kind: str = "photos") -> float:
+    """The dataset (`kind` photos or spectrograms) as a zip of class folders of PNGs at `path`; returns the share
+    of subjects (calls) wholly inside the middle square."""
     rng, inside = np.random.default_rng(seed), []
+    draw = spectrogram if kind == "spectrograms" else picture
     with zipfile.ZipFile(path, "w") as zf:
-        for kind in CLASSES:
+        for kind in (CALLS if kind == "spectrograms" else CLASSES):
             for i in range(per_class):
-                img, ok = picture(kind, rng)
+                img, ok = draw(kind, rng)
                 inside.append(ok)
                 buf = io.BytesIO()
                 img.save(buf, format="PNG")
@@ -64,15 +102,18 @@ def main() -> None:
     ap.add_argument("--per-class", type=int, default=24)
     ap.add_argument("--preset", default="quick_demo")
     ap.add_argument("--image-size", type=int, default=64)
+    ap.add_argument("--kind", choices=["photos", "spectrograms"], default="photos")
+    ap.add_argument("--fits", nargs="+", choices=["crop", "pad", "stretch"], default=["crop", "pad", "stretch"])
     args = ap.parse_args()
     results: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "wide.zip"
-        share = write_zip(data, args.per_class)
-        print(f"{len(CLASSES)} classes x {args.per_class} pictures of {WIDTH} x {HEIGHT} px; {100 * share:.0f}% of "
+        share = write_zip(data, args.per_class, kind=args.kind)
+        size = f"{SPEC_WIDTH} x {SPEC_HEIGHT}" if args.kind == "spectrograms" else f"{WIDTH} x {HEIGHT}"
+        print(f"4 classes x {args.per_class} {args.kind} of {size} px; {100 * share:.0f}% of "
               f"subjects wholly inside the middle square; {args.preset} at {args.image_size} px", flush=True)
         for seed in args.seeds:
-            for fit in ("crop", "pad"):
+            for fit in args.fits:
                 r = one_run(["--preset", args.preset, "--image-size", str(args.image_size), "--set", f"data.fit={fit}"],
                            seed, data)
                 results.setdefault(fit, []).append(r)
