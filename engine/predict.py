@@ -1710,7 +1710,7 @@ def _predict_items(predictor: Predictor, items: list[tuple[str, Path]], skipped:
         for i, a, g, wh in zip(idx, answers, grey, dims):
             lab = labels[i]
             result.rows.append({"path": items[i][0], "file": str(items[i][1]),  # the name shown; where it was read
-                                "size": wh,  # the picture's own (width, height), upright: a zip's files go
+                                "size": wh,  # its own (width, height), upright: a zip's files are gone once answered
                                 "true": None if lab is None else predictor.classes[lab],
                                 "top": a.top, "low_confidence": a.low_confidence,
                                 "reason": predictor.explanation(a) or "", "distance": a.distance,
