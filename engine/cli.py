@@ -947,7 +947,7 @@ def _inspect(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     shape = picture_shape_words(rep.picture_shape, pick(args.image_size, d.image_size),
                                 control="a larger --image-size (train and inspect)", fit=d.fit,
-                                whole="Training with --set data.fit=pad (grey bars) or data.fit=stretch")
+                                whole="Training with --set data.fit=pad or data.fit=stretch")
     if shape:
         print(f"pictures: {shape}")
     if grey := greyscale_words(rep.greyscale, rep.num_images):

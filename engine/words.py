@@ -212,7 +212,8 @@ def picture_shape_words(shape: dict, image_size: int, control: str = "a larger I
                      f"{shrink:.0f} of their pixels is lost; {control} keeps finer detail (not more of the picture), "
                      "and trains slower.")
     if whole and fit == "crop" and wide_or_tall:
-        parts.append(f"{whole} keeps the whole picture instead.")
+        parts.append(f"{whole} keeps the whole picture instead, on grey bars or stretched to the square (the usual "
+                     "way for spectrograms and other plots).")
     return " ".join(parts)
 
 

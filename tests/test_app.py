@@ -158,7 +158,8 @@ def test_wide_pictures_get_the_choice_of_keeping_them_whole_on_the_data_page(stu
     no_problems(at)
     said = " ".join(texts(at.caption))
     assert "the left and right edges are cut away" in said and "*Wide and tall pictures* below keeps the whole " \
-        "picture instead." in said, said
+        "picture instead, on grey bars or stretched to the square (the usual way for spectrograms and other " \
+        "plots)." in said, said
     choice = at.radio(key="w:data.fit")
     assert choice.value == "crop"
     choice.set_value("pad").run()

@@ -874,7 +874,8 @@ def test_the_report_says_what_the_square_crop_keeps_of_wide_pictures_and_how_far
     out = capsys.readouterr().out
     assert "pictures: Your pictures are mostly wider than tall (about 96 x 48 px)" in out
     assert "a larger --image-size (train and inspect) keeps finer detail (not more of the picture)" in out, "the command line's own words"
-    assert "Training with --set data.fit=pad (grey bars) or data.fit=stretch keeps the whole picture instead." in out, \
+    assert "Training with --set data.fit=pad or data.fit=stretch keeps the whole picture instead, on grey bars or " \
+        "stretched to the square (the usual way for spectrograms and other plots)." in out, \
         "a train option, said so"
 
 
@@ -922,7 +923,7 @@ def test_whole_pictures_are_padded_to_squares_so_a_subject_at_one_end_stays_in(t
                             "At 16 px they are shrunk about 3x"), "shrunk by the longer side"
     said = picture_shape_words(shape, 16, whole="*Wide and tall pictures* below")
     assert "(the left and right edges are cut away), resized to 16 x 16 px. *Wide and tall pictures* below keeps " \
-           "the whole picture instead." in said
+           "the whole picture instead, on grey bars or stretched to the square" in said
     # a photographer's 28 portrait photos among 73 landscape ones went unsaid
     both = {"long": 1600, "short": 1200, "square_share": 0.75, "wide": 0.72, "tall": 0.28}
     assert "(the left and right edges are cut away; 28% of them are taller than wide and lose their top and " \
