@@ -50,8 +50,9 @@ from engine.methods.pruning import smaller_model_warning
 from engine.optim import setup_extras
 from engine.paths import (DATASETS_FOLDER, UPLOAD_PREFIX, default_data_dir, register_upload_dir, resolve_path,
                           upload_sha)
-from engine.predict import (VARIANTS, check_sources, load_predictor, model_caution, own_figures, predict_folder,
-                            run_summary, scale_words, sure_mistakes_words, unknown_folder_words, write_csv)
+from engine.predict import (VARIANTS, check_sources, first_page_words, load_predictor, model_caution, own_figures,
+                            predict_folder, run_summary, scale_words, sure_mistakes_words, unknown_folder_words,
+                            write_csv)
 from engine.presets import PRESETS, fit_to_data, fitted_to, get_preset, is_recipe, run_name
 from engine.pruning_search import search_into_config
 from engine.resume import RESUME_FILE, check_resumable, epochs_done_of, planned_epochs
@@ -1444,6 +1445,8 @@ def _predict(args: argparse.Namespace) -> int:
             print(f"  {r['path']}: {top}" + (f"  [{r['why']}]" if r["why"] else ""))  # [], as the flag has parentheses
             if scale := scale_words(r.get("size"), run_picture_shape(summary)):  # as Try it says under it
                 print(f"    note: {scale}")
+            if r.get("pages", 1) > 1:
+                print(f"    note: {first_page_words(r['pages'])}")
     _say_batch_figures(result, summary, args, predictor, sources)
     return 0
 

@@ -685,17 +685,34 @@ def _is_image_name(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
-def _image_file_problem(path: Path) -> str | None:
-    """None when `path` is an image we read, else why not. Unknown extensions are sniffed by content."""
-    suffix = path.suffix.lower()
+def kind_reason(name: str | Path) -> str | None:
+    """Why a file named `name` is not read, by its extension alone, in the words every page gives for it (the Data
+    page's skipped files, Try it's uploads, `predict`): a PDF document, another image format (JPEG 2000, ...), a
+    sound or a video file; None for an image extension we read or one that says nothing (sniffed by content
+    elsewhere). An archivist's .jp2 scan was "not accepted here" on the Data page and "not a readable image
+    (unknown format or damaged file)" on Try it."""
+    suffix = Path(name).suffix.lower()
     if suffix in IMAGE_EXTENSIONS:
         return None
+    if suffix == ".pdf":  # Pillow writes PDFs (so it lists .pdf) but reads none
+        return "a PDF document (.pdf), not a picture: save its pages as PNG or JPEG images first"
     if suffix in OTHER_IMAGE_EXTENSIONS:
         return f"image format not accepted here ({suffix}); save it as JPEG or PNG"
     if suffix in SOUND_EXTENSIONS:  # a bioacoustics researcher's zip of recordings read only "not an image file"
         return f"a sound file ({suffix}), not a picture: make a spectrogram image of each recording first"
     if suffix in VIDEO_EXTENSIONS:
         return f"a video file ({suffix}), not a picture: save the frames you want as images first"
+    return None
+
+
+def _image_file_problem(path: Path) -> str | None:
+    """None when `path` is an image we read, else why not (`kind_reason`). Unknown extensions are sniffed by
+    content."""
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_EXTENSIONS:
+        return None
+    if kind := kind_reason(path):
+        return kind
     try:  # a photo saved without (or with a wrong) extension is still a photo
         with Image.open(path, formats=PIL_FORMATS):
             return None

@@ -101,7 +101,8 @@ from engine.data import (COPY_THUMB, IMAGE_EXTENSIONS, MAX_COLOUR_DIFF, MAX_IMAG
                          LOOKALIKE_FILES, SAME_PIXELS_THUMB_DIFF, is_greyscale, open_image, picture_boxes,
                          PHASH_MAX_DISTANCE, PIL_FORMATS,
                          SPLIT_FOLDER_NAMES, EmptyArchiveError, SkippedFile, ZipLimits, decode_image, decode_with_size,
-                         image_files, popcount64, not_a_zip_reason, safe_extract_zip, thumbnails_close)
+                         image_files, kind_reason, MULTI_PAGE_SUFFIXES, page_count, popcount64, not_a_zip_reason,
+                         safe_extract_zip, thumbnails_close)
 from engine.errors import StudioError
 from engine.evaluate import tta_logits
 from engine.methods.pruning import smaller_model_warning
@@ -1328,6 +1329,13 @@ def batch_scale_words(rows: list[dict], names: list[str], shape: dict | None) ->
             "scale it did not learn.")
 
 
+def first_page_words(pages: int) -> str:
+    """That only the first of a file's `pages` pictures (pages, frames) is answered, and how to try another: Try it's
+    "What was done to the image", a batch's CSV note and `predict`'s line under the file's answer."""
+    return (f"page 1 of its {pages} used (the model answers one picture; save another page as a file of its own to "
+            "try it)")
+
+
 def describe_decoding(path: Path, size: int, crop_at: float = 0.5, fit: str = "crop") -> list[str]:
     """What `decode_image` does to this file, in plain words (format, EXIF rotation, colour mode,
     the square kept (`crop_place` of `crop_at`) or, with `fit` "pad", the whole picture padded, with "stretch" the
@@ -1344,8 +1352,7 @@ def describe_decoding(path: Path, size: int, crop_at: float = 0.5, fit: str = "c
         return []
     notes = [f"{fmt} image, {w} x {h} pixels, colour mode {mode}"]
     if pages > 1:  # a 3-page TIFF (crossed and plane polarised light) was described as one picture
-        notes.append(f"page 1 of its {pages} used (the model answers one picture; save another page as a file of "
-                     "its own to try it)")
+        notes.append(first_page_words(pages))
     if orientation in _EXIF_ORIENTATION:
         notes.append(f"{_EXIF_ORIENTATION[orientation]} upright, as its EXIF orientation tag says")
         if orientation in (5, 6, 7, 8):
@@ -1385,6 +1392,8 @@ def decode_bytes(data: bytes, name: str, size: int, max_pixels: int = MAX_IMAGE_
     Raises StudioError naming `name` with the plain reason when the bytes are not a readable image.
     """
     suffix = Path(name).suffix.lower()
+    if kind := kind_reason(name):  # as the Data page and a zip's table say it, not "unknown format or damaged"
+        raise StudioError(f"'{name}' could not be used: {kind}.")
     with tempfile.TemporaryDirectory(prefix="studio-try-") as tmp:
         path = Path(tmp) / f"image{suffix if suffix in IMAGE_EXTENSIONS else '.bin'}"
         path.write_bytes(data)
@@ -1436,8 +1445,8 @@ class FolderResult:
 
     classes: list[str]
     variant: str
-    rows: list[dict] = field(default_factory=list)  # path, file, true, top, low_confidence, reason, distance, why,
-    # own, own_copy, own_class, greyscale, unfamiliar, unsure
+    rows: list[dict] = field(default_factory=list)  # path, file, pages, size, true, top, low_confidence, reason,
+    # distance, why, own, own_copy, own_class, greyscale, unfamiliar, unsure
     skipped: list[SkippedFile] = field(default_factory=list)
     unknown_folders: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -1449,12 +1458,16 @@ class FolderResult:
         return len(self.rows) / self.seconds if self.seconds > 0 else 0.0
 
     def flag_words(self) -> str:
-        """How many answers are flagged, and why, in a few words, after "answers flagged: ":
-        "2 unfamiliar, 1 unsure" (an answer can be both), or "none"."""
+        """How many answers are flagged, and why, in a few words, after "answers flagged: ": "3 (1 unfamiliar,
+        3 unsure; 1 both)", "2 (2 unsure)", or "none". An archivist read "1 unfamiliar, 3 unsure" as 4 pictures of
+        the 3 flagged."""
         unfamiliar = sum(bool(r.get("unfamiliar")) for r in self.rows)
         unsure = sum(bool(r.get("unsure")) for r in self.rows)
+        both = sum(bool(r.get("unfamiliar")) and bool(r.get("unsure")) for r in self.rows)
+        if not unfamiliar + unsure:
+            return "none"
         parts = [f"{unfamiliar} unfamiliar"] * bool(unfamiliar) + [f"{unsure} unsure"] * bool(unsure)
-        return ", ".join(parts) or "none"
+        return f"{unfamiliar + unsure - both} ({', '.join(parts)}" + (f"; {both} both)" if both else ")")
 
     def own_note(self) -> str | None:
         """`own_images_note` for these images: how many are the run's own, in plain words (about the
@@ -1547,7 +1560,9 @@ def check_source(source: Path, name: str | None = None, advice: str = PREDICT_AD
     if not source.is_file():
         raise StudioError(f"Could not find '{source}'. Give a folder of images or a .zip of them.")
     if not zipfile.is_zipfile(source):  # the training set's advice (class folders) would mislead here
-        why = not_a_zip_reason(source, "is not an image this studio reads, a zip archive or a folder")
+        kind = kind_reason(source)  # a PDF, a JPEG 2000: said as the Data page says it
+        why = f"cannot be used: {kind}" if kind else not_a_zip_reason(
+            source, "is not an image this studio reads, a zip archive or a folder")
         raise StudioError(f"'{name or source.name}' {why}. {advice}")
     with zipfile.ZipFile(source) as zf:
         if not any(not info.is_dir() for info in zf.infolist()):
@@ -1710,6 +1725,8 @@ def _predict_items(predictor: Predictor, items: list[tuple[str, Path]], skipped:
         for i, a, g, wh in zip(idx, answers, grey, dims):
             lab = labels[i]
             result.rows.append({"path": items[i][0], "file": str(items[i][1]),  # the name shown; where it was read
+                                "pages": page_count(items[i][1]) if Path(items[i][1]).suffix.lower()
+                                in MULTI_PAGE_SUFFIXES else 1,  # an archivist's 2-page letters went unsaid
                                 "size": wh,  # its own (width, height), upright: a zip's files are gone once answered
                                 "true": None if lab is None else predictor.classes[lab],
                                 "top": a.top, "low_confidence": a.low_confidence,
@@ -1756,7 +1773,8 @@ def result_rows(result: FolderResult, top_k: int) -> list[dict]:
         for k in range(top_k):
             name, p = r["top"][k] if k < len(r["top"]) else ("", None)
             row[f"class_{k + 1}"], row[f"probability_{k + 1}"] = name, "" if p is None else round(p, 4)
-        row["flagged"], row["note"] = r["low_confidence"], r["reason"]  # either flag
+        pages = first_page_words(r["pages"]) if r.get("pages", 1) > 1 else ""
+        row["flagged"], row["note"] = r["low_confidence"], "; ".join(w for w in (r["reason"], pages) if w)
         row["unsure"], row["unfamiliar"] = r.get("unsure", False), r.get("unfamiliar", False)
         out.append(row)
     blank = dict.fromkeys(csv_columns(top_k), "")

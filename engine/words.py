@@ -183,11 +183,14 @@ def picture_shape_words(shape: dict, image_size: int, control: str = "a larger I
         # the other way round: a photographer's 28 portrait photos among 73 landscape ones went unsaid
         other = float(shape.get("tall") or 0) if wide else float(shape.get("wide") or 0) if tall else 0.0
         if fit == "stretch":
+            turned = ("" if other < 0.1 else f"; {percent_half_up(other)} of them are "
+                      f"{'taller than wide: their height' if wide else 'wider than tall: their width'} is squeezed "
+                      "instead")
             parts.append(f"Your pictures are {how} (about {size} px): the model sees each whole, stretched to "
                          f"{image_size} x {image_size} px; its {side} is squeezed about {1 / max(keep, 1e-3):.1f} "
-                         f"times more than its {'height' if wide else 'width' if tall else 'shorter side'}, so "
-                         "shapes look narrower that way than they are (alike for every picture, in training and in "
-                         "predictions).")
+                         f"times more than its {'height' if wide else 'width' if tall else 'shorter side'}{turned}, "
+                         "so shapes look narrower that way than they are (alike for every picture, in training and "
+                         "in predictions).")
         elif fit == "pad":
             fills = (f"the square's width and {percent_half_up(keep)} of its height, grey bars above and below" if wide
                      else f"the square's height and {percent_half_up(keep)} of its width, grey bars left and right"
@@ -196,8 +199,12 @@ def picture_shape_words(shape: dict, image_size: int, control: str = "a larger I
             turned = ("" if other < 0.1 else f" ({percent_half_up(other)} of them are "
                       f"{'taller than wide' if wide else 'wider than tall'}: their bars are "
                       f"{'left and right' if wide else 'above and below'})")
+            bars = ("" if other < 0.1 and (wide or tall) else
+                    " Where the bars' place differs with a picture's shape, it alone can tell classes of different "
+                    "shapes apart (portrait letters, landscape maps), so the model may learn the shape rather than "
+                    "what is in the picture: stretching has no bars.")
             parts.append(f"Your pictures are {how} (about {size} px): the model sees each whole, resized to fit "
-                         f"{image_size} x {image_size} px; each fills {fills}{turned}.")
+                         f"{image_size} x {image_size} px; each fills {fills}{turned}.{bars}")
         else:
             lose = ("taller than wide and lose their top and bottom" if wide
                     else "wider than tall and lose their left and right edges")

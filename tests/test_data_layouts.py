@@ -974,6 +974,13 @@ def test_whole_pictures_can_be_stretched_to_squares_as_spectrograms_usually_are(
     tall = {"long": 400, "short": 100, "square_share": 0.25, "wide": 0.0, "tall": 1.0}
     assert "its height is squeezed about 4.0 times more than its width" in picture_shape_words(tall, 64, fit="stretch")
     assert fit_words("stretch") == "stretched pictures"
+    # an archivist's portrait letters beside landscape maps: both ways said, and the bars' place named as a cue
+    both = {"long": 1754, "short": 1240, "square_share": 0.707, "wide": 0.43, "tall": 0.57}
+    assert "its height is squeezed about 1.4 times more than its width; 43% of them are wider than tall: their " \
+           "width is squeezed instead, so shapes" in picture_shape_words(both, 64, fit="stretch")
+    padded = picture_shape_words(both, 64, fit="pad")
+    assert "it alone can tell classes of different shapes apart" in padded, padded
+    assert "bars' place" not in picture_shape_words(tall, 64, fit="pad"), "one shape: the bars tell nothing"
     summary = {"val_acc": 0.5, "data_report": {"picture_shape": shape}}
     assert "about 6x to 16 px" in finer_detail_words(summary, {"data": {"image_size": 16, "fit": "stretch"}}, "{size}")
 

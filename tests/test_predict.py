@@ -789,7 +789,8 @@ def test_predict_cli_on_a_class_folder_zip(studio, tmp_path, capsys):
     skipped = sorted(r.split(",")[0] for r in rows[1:] if "not answered: " in r)
     assert skipped == ["batch/green/phone photo.heic", "batch/readme.txt", "batch/red/broken.png"], rows
     assert re.search(r"accuracy \d+\.\d%  balanced accuracy \d+\.\d%  \(9 images in class folders\)", printed.out)
-    assert re.search(r"answers flagged: (none|\d+ unfamiliar|\d+ unsure|\d+ unfamiliar, \d+ unsure);", printed.out)
+    flags = r"(\d+ unfamiliar|\d+ unsure|\d+ unfamiliar, \d+ unsure)(; \d+ both)?"
+    assert re.search(rf"answers flagged: (none|\d+ \({flags}\));", printed.out)
     assert "confusion matrix" in printed.out
     assert re.search(r"red/broken\.png: (not a readable image|damaged)", printed.out), printed.out
     # the answers under a heading of their own: after "3 files skipped:" they read as more skipped files
@@ -1532,6 +1533,57 @@ def test_a_run_that_stretches_whole_pictures_answers_and_exports_stretched(tmp_p
     for x in (tmp_path / "new.png", photo, large):
         pixels = torch.from_numpy(namespace["load"](str(x)) * 255).round().to(torch.uint8)
         assert torch.equal(pixels, decode_image(x, 32, fit="stretch")), f"{x.name}: the card's script differs"
+
+
+def test_an_archivists_multi_page_tiffs_pdfs_and_double_flags_are_said_alike_everywhere(studio, tmp_path, capsys):
+    """An archivist's trial: a 2-page letter (TIFF) was answered from page 1 with a word on it only in Try it's
+    closed expander, not in a zip's table, the CSV or `predict`; a .jp2 or .pdf scan was "not accepted here" on the
+    Data page but "not a readable image (unknown format or damaged file)" when uploaded alone or given to
+    `predict`; and "answers flagged: 1 unfamiliar, 3 unsure" read as 4 of 3 flagged pictures."""
+    import csv
+
+    from engine.data import kind_reason
+    from engine.predict import FolderResult, check_source
+
+    studio_dir, run_dir = studio
+    letter = tmp_path / "Brief 1940 zwei Seiten.tif"
+    tiny_image("red", 950).save(letter, save_all=True, append_images=[tiny_image("green", 951)])
+    with zipfile.ZipFile(tmp_path / "new.zip", "w") as zf:
+        zf.write(letter, f"neu/{letter.name}")
+        zf.writestr("neu/one.png", png_bytes(tiny_image("green", 952)))
+    out = tmp_path / "p.csv"
+    assert cli(["predict", "--run", run_dir.name, "--data-dir", str(studio_dir), str(tmp_path / "new.zip"),
+                "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip().startswith(f"neu/{letter.name}"))
+    assert lines[at + 1] == ("    note: page 1 of its 2 used (the model answers one picture; save another page as a "
+                             "file of its own to try it)"), lines
+    assert sum("page 1 of its" in line for line in lines) == 1, "not under the one-page file"
+    rows = {r["path"]: r for r in csv.DictReader(out.open(encoding="utf-8-sig"))}
+    assert "page 1 of its 2 used" in rows[f"neu/{letter.name}"]["note"] and "page" not in rows["neu/one.png"]["note"]
+    from app.app_pages.try_it import pages_tag
+
+    assert pages_tag({"pages": 2}) == "page 1 of 2" and pages_tag({"pages": 1}) == pages_tag({}) == ""
+
+    for name in ("Karte neu.jp2", "Brief Scan0099.pdf"):  # said as the Data page says it, uploaded or given alone
+        with pytest.raises(StudioError) as refused:
+            decode_bytes(b"%PDF-1.4 or a JPEG 2000 codestream", name, 32)
+        assert str(refused.value) == f"'{name}' could not be used: {kind_reason(name)}."
+        (tmp_path / name).write_bytes(b"not read")
+        with pytest.raises(StudioError, match=re.escape(f"'{name}' cannot be used: {kind_reason(name)}.")):
+            check_source(tmp_path / name)
+    assert kind_reason("x.jp2") == "image format not accepted here (.jp2); save it as JPEG or PNG"
+    assert kind_reason("x.pdf").startswith("a PDF document (.pdf), not a picture")
+    assert kind_reason("x.png") is None and kind_reason("camera_export") is None
+
+    def flagged(unfamiliar, unsure):
+        return {"unfamiliar": unfamiliar, "unsure": unsure}
+
+    result = FolderResult(["a"], "fine_tuned", rows=[flagged(True, True), flagged(False, True), flagged(False, True),
+                                                     flagged(False, False)])
+    assert result.flag_words() == "3 (1 unfamiliar, 3 unsure; 1 both)"
+    assert FolderResult(["a"], "fine_tuned", rows=[flagged(False, True)]).flag_words() == "1 (1 unsure)"
+    assert FolderResult(["a"], "fine_tuned", rows=[flagged(False, False)]).flag_words() == "none"
 
 
 def test_a_wrong_answer_given_with_high_confidence_is_flagged_in_a_labelled_batch(capsys):

@@ -674,6 +674,12 @@ def sure_wrong(row: dict) -> str:
     return "wrong, though sure" if is_sure_mistake(row) else ""
 
 
+def pages_tag(row: dict) -> str:
+    """A table row's note for a file of several pictures, of which the first was answered: "page 1 of 2"; ""
+    otherwise (engine.predict.first_page_words in full in the CSV)."""
+    return f"page 1 of {row['pages']}" if row.get("pages", 1) > 1 else ""
+
+
 def table(result, pictures: list[str] | None = None) -> pd.DataFrame:
     """One row per image, least confident first: a table to sort by any column (confidence in percent;
     "note": why an answer is flagged, or that the image is one of the run's own, in a few words), with a first
@@ -681,7 +687,8 @@ def table(result, pictures: list[str] | None = None) -> pd.DataFrame:
     files = shown_paths([r["path"] for r in result.rows])
     rows = [{"file": f, "true class": r["true"] or "", "predicted": r["top"][0][0],
              "right": "" if r["true"] is None else ("✓" if r["top"][0][0] == r["true"] else "✗"),
-             "confidence": 100 * r["top"][0][1], "note": r.get("why", "") or sure_wrong(r),
+             "confidence": 100 * r["top"][0][1],
+             "note": "; ".join(w for w in (r.get("why", "") or sure_wrong(r), pages_tag(r)) if w),
              "others": ", ".join(f"{c} {100 * p:.0f}%" for c, p in r["top"][1:] if round(100 * p) >= 1)}
             for f, r in zip(files, result.rows)]
     df = pd.DataFrame(rows, columns=["file", "true class", "predicted", "right", "confidence", "note", "others"])
