@@ -984,6 +984,15 @@ def test_a_picture_several_times_the_training_pictures_size_is_said(run):
         "and 2 more." in batch_scale_words(rows, list("abcdefg"), {"long": 24, "short": 24})
     assert batch_scale_words(rows[5:], ["f", "g"], {"long": 24, "short": 24}) is None, "their size, or unknown"
     assert batch_scale_words(rows, list("abcdefg"), {}) is None
+    # a file of two pages, uploaded alone: that its first page is answered is said under it, not only in the closed
+    # "What was done to the image"
+    at.radio(key="try_source").set_value("Upload images").run()
+    two = io.BytesIO()
+    tiny_image("red", 11).save(two, format="TIFF", save_all=True, append_images=[tiny_image("green", 12)])
+    at.file_uploader(key="try_files").set_value([("Brief zwei Seiten.tif", two.getvalue(), "image/tiff")]).run()
+    no_problems(at)
+    assert ":material/auto_stories: Page 1 of its 2 used (the model answers one picture; save another page as a file " \
+           "of its own to try it)." in texts(at.caption), texts(at.caption)
 
 
 def test_a_flagged_answer_on_a_wide_pictures_middle_square_points_to_its_ends():
