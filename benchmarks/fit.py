@@ -86,13 +86,13 @@ def write_zip(path: Path, per_class: int, seed: int = 0, kind: str = "photos") -
     rng, inside = np.random.default_rng(seed), []
     draw = spectrogram if kind == "spectrograms" else picture
     with zipfile.ZipFile(path, "w") as zf:
-        for kind in (CALLS if kind == "spectrograms" else CLASSES):
+        for cls in (CALLS if kind == "spectrograms" else CLASSES):
             for i in range(per_class):
-                img, ok = draw(kind, rng)
+                img, ok = draw(cls, rng)
                 inside.append(ok)
                 buf = io.BytesIO()
                 img.save(buf, format="PNG")
-                zf.writestr(f"{kind}/{i:03d}.png", buf.getvalue())
+                zf.writestr(f"{cls}/{i:03d}.png", buf.getvalue())
     return float(np.mean(inside))
 
 

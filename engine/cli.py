@@ -50,9 +50,9 @@ from engine.methods.pruning import smaller_model_warning
 from engine.optim import setup_extras
 from engine.paths import (DATASETS_FOLDER, UPLOAD_PREFIX, default_data_dir, register_upload_dir, resolve_path,
                           upload_sha)
-from engine.predict import (VARIANTS, check_sources, first_page_words, load_predictor, model_caution, own_figures,
-                            predict_folder, run_summary, scale_words, sure_mistakes_words, unknown_folder_words,
-                            write_csv)
+from engine.predict import (VARIANTS, batch_scale_words, check_sources, first_page_words, load_predictor,
+                            model_caution, own_figures, predict_folder, run_summary, scale_words, sure_mistakes_words,
+                            unknown_folder_words, write_csv)
 from engine.presets import PRESETS, fit_to_data, fitted_to, get_preset, is_recipe, run_name
 from engine.pruning_search import search_into_config
 from engine.resume import RESUME_FILE, check_resumable, epochs_done_of, planned_epochs
@@ -1436,6 +1436,16 @@ def _predict(args: argparse.Namespace) -> int:
     if result.unknown_folders:
         print("folders that are not classes of this run (no accuracy for their images): "
               + ", ".join(unknown_folder_words(f, predictor.classes) for f in result.unknown_folders))
+    _say_answers(result, summary, predictor, top_k)
+    _say_batch_figures(result, summary, args, predictor, sources)
+    return 0
+
+
+def _say_answers(result, summary: dict, predictor, top_k: int) -> None:
+    """`predict`'s answers for FEW_ANSWERS images or fewer, each with the notes Try it gives under it (a picture
+    several times the training pictures' size, a file of several pages); for more, those notes once for the batch
+    (the answers are in the CSV alone). `result`: engine.predict.FolderResult."""
+    n = len(result.rows)
     if n <= FEW_ANSWERS:  # a few images: their answers here, not only in the CSV
         # headed: under "3 files skipped:" the answers, at the same indent, read as more skipped files
         print(f"{'the answer' if n == 1 else 'answers'} (top {top_k}):")
@@ -1447,8 +1457,12 @@ def _predict(args: argparse.Namespace) -> int:
                 print(f"    note: {scale}")
             if r.get("pages", 1) > 1:
                 print(f"    note: {first_page_words(r['pages'])}")
-    _say_batch_figures(result, summary, args, predictor, sources)
-    return 0
+    else:  # the answers are in the CSV only: what the lines under them would have said, once for the batch
+        if scale := batch_scale_words(result.rows, [r["path"] for r in result.rows], run_picture_shape(summary)):
+            print(f"note: {scale}")
+        if many := [r["path"] for r in result.rows if r.get("pages", 1) > 1]:
+            print(f"note: {plural(len(many), 'file')} of several pictures, of which the first was answered (the CSV's "
+                  f"note says so): {', '.join(many[:3])}" + (f" and {len(many) - 3} more" if len(many) > 3 else ""))
 
 
 def _say_batch_figures(result, summary: dict, args: argparse.Namespace, predictor, sources: list[Path]) -> None:

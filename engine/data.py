@@ -1662,7 +1662,7 @@ MULTI_PAGE_NAMED = 3  # files a multi-page note names
 
 def page_count(path: Path) -> int:
     """How many pictures (pages, frames) the image file at `path` holds, from its header (Pillow's n_frames: a
-    multi-page TIFF, an animated GIF, WebP or PNG); 1 for a single picture and for anything that cannot be read."""
+    multi-page TIFF, an animated GIF or WebP); 1 for a single picture and for anything that cannot be read."""
     try:
         with Image.open(path, formats=PIL_FORMATS) as img:
             return max(1, int(getattr(img, "n_frames", 1)))

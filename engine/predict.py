@@ -8,7 +8,8 @@ One engine path that the dashboard's "Try it" page, `python -m engine predict` a
 2. `load_predictor(...)` puts it on the run's device with the run's precision and measures, once,
    where the training images sit in feature space (for the "far from the training data" flag).
 3. Images are decoded exactly as for training (`engine.data.decode_image`: EXIF rotation, any mode
-   to RGB, centre square or the whole picture padded (the run's data.fit), bilinear resize to the run's size),
+   to RGB, centre square or the whole picture padded or stretched (the run's data.fit), bilinear resize to the run's
+   size),
    then run in batches.
 
 Low confidence (documented measure, both parts shown to the user in plain words):
@@ -1367,7 +1368,7 @@ def describe_decoding(path: Path, size: int, crop_at: float = 0.5, fit: str = "c
         notes.append(f"the whole picture kept, resized to fit {size} x {size} pixels (bilinear){bars}: as in the "
                      "run's training")
         return notes
-    if fit == "stretch" and w != h:  # a square picture is stretched no more than it is cropped: said as below
+    if fit == "stretch" and max(w, h) > 1.05 * side:  # a near-square picture is stretched no more than it is cropped
         longer, shorter = ("width", "height") if w > h else ("height", "width")
         notes.append(f"the whole picture kept, stretched to {size} x {size} pixels (bilinear; its {longer} squeezed "
                      f"{max(w, h) / side:.1f}x more than its {shorter}): as in the run's training")
@@ -1613,6 +1614,8 @@ def _materialise(source: Path, work_dir: Path | None, name: str,
 def _decode_or_reason(args: tuple[Path, int, str]) -> tuple[torch.Tensor, tuple[int, int]] | str:
     """(path, size, fit) decoded as training decodes, with the picture's own upright (width, height) in pixels
     (engine.data.decode_with_size), or why it could not be."""
+    if kind := kind_reason(args[0]):  # a PDF among the files given: said as everywhere else
+        return kind
     try:
         return decode_with_size(args[0], args[1], fit=args[2])
     except ValueError as err:

@@ -189,8 +189,8 @@ def picture_shape_words(shape: dict, image_size: int, control: str = "a larger I
             parts.append(f"Your pictures are {how} (about {size} px): the model sees each whole, stretched to "
                          f"{image_size} x {image_size} px; its {side} is squeezed about {1 / max(keep, 1e-3):.1f} "
                          f"times more than its {'height' if wide else 'width' if tall else 'shorter side'}{turned}, "
-                         "so shapes look narrower that way than they are (alike for every picture, in training and "
-                         "in predictions).")
+                         f"so shapes look squashed along their {side} (alike for every picture, in training and in "
+                         "predictions).")
         elif fit == "pad":
             fills = (f"the square's width and {percent_half_up(keep)} of its height, grey bars above and below" if wide
                      else f"the square's height and {percent_half_up(keep)} of its width, grey bars left and right"

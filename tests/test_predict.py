@@ -1230,8 +1230,8 @@ def test_decoding_ahead_of_the_model_and_batch_by_batch_give_the_same_batches(tm
         path = tmp_path / f"{i}.png"
         if i == 3:
             path.write_bytes(b"broken")
-        else:
-            tiny_image(TINY_CLASSES[i % 3], i).save(path)
+        else:  # sizes of their own: each row's size must be its own picture's
+            tiny_image(TINY_CLASSES[i % 3], i, size=20 + i).resize((20 + i, 30 + i)).save(path)
         items.append((path.name, path))
     runs = {}
     for overlap in (True, False):
@@ -1239,7 +1239,7 @@ def test_decoding_ahead_of_the_model_and_batch_by_batch_give_the_same_batches(tm
         batches = list(_decoded_batches(items, 16, batch_size, skipped, overlap))
         assert all(len(idx) == len(b) == len(dims) <= batch_size for idx, b, _, dims in batches)
         assert batches[-1][2] == 7, "the last batch reports every file consumed"
-        assert {wh for *_, dims in batches for wh in dims} == {tiny_image("red", 0).size}, "each picture's own size"
+        assert all(wh == (20 + i, 30 + i) for idx, _, _, dims in batches for i, wh in zip(idx, dims)), batches
         runs[overlap] = ([i for idx, *_ in batches for i in idx], torch.cat([b for _, b, *_ in batches]),
                          [(s.path, s.reason) for s in skipped])
     assert runs[True][0] == runs[False][0] == [0, 1, 2, 4, 5, 6]
@@ -1565,6 +1565,25 @@ def test_an_archivists_multi_page_tiffs_pdfs_and_double_flags_are_said_alike_eve
 
     assert pages_tag({"pages": 2}) == "page 1 of 2" and pages_tag({"pages": 1}) == pages_tag({}) == ""
 
+    # more than ten answers: they go to the CSV only, and what the lines under them would say is said once
+    with zipfile.ZipFile(tmp_path / "eleven.zip", "w") as zf:
+        zf.write(letter, f"neu/{letter.name}")
+        zf.writestr("neu/big.png", png_bytes(tiny_image("red", 953, size=96)))
+        for i in range(9):
+            zf.writestr(f"neu/{i}.png", png_bytes(tiny_image("green", 960 + i)))
+    assert cli(["predict", "--run", run_dir.name, "--data-dir", str(studio_dir), str(tmp_path / "eleven.zip"),
+                "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "note: Of your 11 pictures, 1 is 3 or more times larger or smaller than the training pictures (typically " \
+           "24 x 24), by the shorter side: neu/big.png (4 times as large)." in printed, printed
+    assert f"note: 1 file of several pictures, of which the first was answered (the CSV's note says so): " \
+           f"neu/{letter.name}" in printed, printed
+    # given among other files, a PDF is skipped with the same reason
+    (tmp_path / "Scan.pdf").write_bytes(b"%PDF-1.4")
+    tiny_image("red", 970).save(tmp_path / "a.png")
+    assert cli(["predict", "--run", run_dir.name, "--data-dir", str(studio_dir), str(tmp_path / "a.png"),
+                str(tmp_path / "Scan.pdf"), "--out", str(out)]) == 0
+    assert f"Scan.pdf: {kind_reason('Scan.pdf')}" in capsys.readouterr().out
     for name in ("Karte neu.jp2", "Brief Scan0099.pdf"):  # said as the Data page says it, uploaded or given alone
         with pytest.raises(StudioError) as refused:
             decode_bytes(b"%PDF-1.4 or a JPEG 2000 codestream", name, 32)

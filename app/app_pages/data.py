@@ -613,8 +613,8 @@ def fit_section(shape: dict, cfg) -> None:
     """What the model will see of the pictures (engine.words.picture_shape_words: a wide scan's ends cut, detail
     shrunk away; an older report has no shape and says nothing) and, where the pictures are wider or taller than
     square (engine.words.oblong) or whole pictures are already kept, the choice between their middle square and
-    the whole picture (data.fit): a student's 320 x 200 scans lost their ends, and only Try it offered another
-    square."""
+    the whole picture, on grey bars or stretched (data.fit): a student's 320 x 200 scans lost their ends, and only
+    Try it offered another square."""
     oblong_pictures, fit = oblong(shape), cfg.data.fit
     above = st.container()  # the words above the choice, drawn after it: they follow this redraw's choice
     if oblong_pictures or fit != "crop":

@@ -793,8 +793,7 @@ def zip_scale_caution(res, run_dir: str) -> str | None:
     from engine.predict import batch_scale_words
     from engine.words import run_picture_shape
 
-    wrapper = state.wrapper_folders([r["path"] for r in res.rows])
-    return batch_scale_words(res.rows, [state.without_wrapper(r["path"], wrapper) for r in res.rows],
+    return batch_scale_words(res.rows, shown_paths([r["path"] for r in res.rows]),
                              run_picture_shape(components.read_summary(run_dir)))
 
 
