@@ -713,11 +713,11 @@ def finer_detail_words(summary: dict, config: dict | None, control: str) -> str:
     larger = min(2 * size, most)
     if fixed or not size or not _finite(accuracy) or accuracy >= DETAIL_WEAK or factor < 3 or larger <= size:
         return ""
-    shrink = f"{factor:.0f}"
-    return (f"This run shrank your pictures (about {long} by {short} px) about {shrink}x to {size} px, so detail "
-            f"finer than about {shrink} of their pixels was lost to it. If what tells your classes apart is small (a "
-            f"texture, a mark, a thin line), {control.format(size=larger)} keeps finer detail; each epoch then takes "
-            f"about {(larger / size) ** 2:.0f}x as long.")
+    shrink, along = f"{factor:.0f}", " along their longer side" if data.get("fit") == "stretch" else ""
+    return (f"This run shrank your pictures (about {long} by {short} px) about {shrink}x{along} to {size} px, so "
+            f"detail finer than about {shrink} of their pixels was lost to it. If what tells your classes apart is "
+            f"small (a texture, a mark, a thin line), {control.format(size=larger)} keeps finer detail; each epoch "
+            f"then takes about {(larger / size) ** 2:.0f}x as long.")
 
 
 def cut_ends_words(summary: dict, config: dict | None, control: str) -> str:

@@ -215,9 +215,10 @@ def picture_shape_words(shape: dict, image_size: int, control: str = "a larger I
     shrink = shrink_factor(shape, image_size, fit)
     if shrink >= SHRINK_SAID:
         head = "" if parts else f"Your pictures are about {long} by {short} px. "
-        parts.append(f"{head}At {image_size} px they are shrunk about {shrink:.0f}x, so detail finer than about "
-                     f"{shrink:.0f} of their pixels is lost; {control} keeps finer detail (not more of the picture), "
-                     "and trains slower.")
+        along = " along their longer side" if fit == "stretch" else ""  # a stretched picture's other side less
+        parts.append(f"{head}At {image_size} px they are shrunk about {shrink:.0f}x{along}, so detail finer than "
+                     f"about {shrink:.0f} of their pixels is lost; {control} keeps finer detail (not more of the "
+                     "picture), and trains slower.")
     if whole and fit == "crop" and wide_or_tall:
         parts.append(f"{whole} keeps the whole picture instead, on grey bars or stretched to the square (the usual "
                      "way for spectrograms and other plots).")

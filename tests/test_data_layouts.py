@@ -982,7 +982,9 @@ def test_whole_pictures_can_be_stretched_to_squares_as_spectrograms_usually_are(
     assert "it alone can tell classes of different shapes apart" in padded, padded
     assert "bars' place" not in picture_shape_words(tall, 64, fit="pad"), "one shape: the bars tell nothing"
     summary = {"val_acc": 0.5, "data_report": {"picture_shape": shape}}
-    assert "about 6x to 16 px" in finer_detail_words(summary, {"data": {"image_size": 16, "fit": "stretch"}}, "{size}")
+    assert "about 6x along their longer side to 16 px, so detail finer than about 6 of their pixels" in \
+        finer_detail_words(summary, {"data": {"image_size": 16, "fit": "stretch"}}, "{size}")
+    assert "At 16 px they are shrunk about 6x along their longer side, so" in words
 
 
 # ---------------------------------------------------------------------------- look-alike pictures

@@ -1057,6 +1057,9 @@ def test_the_maps_say_when_the_pictures_lost_their_fine_detail(tmp_path):
     assert padded.startswith(":material/zoom_out: The model saw each picture at 128 x 128 px, about 5x smaller"), \
         "whole pictures: by their longer side"
     assert shrunk_note(rec(thin, size=224)) is None, "about 2x: not said"
+    stretched = shrunk_note(rec(thin, size=128, fit="stretch"))  # the longer side shrunk most, the other less
+    assert stretched.startswith(":material/zoom_out: The model saw each picture at 128 x 128 px, about 5x smaller "
+                                "than yours along their longer side (typically 640 x 480)"), stretched
     assert shrunk_note(rec(None)) is None and shrunk_note(rec({})) is None, "a run from before the shape was kept"
 
 

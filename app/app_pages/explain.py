@@ -756,10 +756,11 @@ def shrunk_note(rec) -> str | None:
     shrink = shrink_factor(shape, size, data.get("fit") or "crop")
     if shrink < SHRINK_SAID:
         return None
+    along = " along their longer side" if data.get("fit") == "stretch" else ""  # stretched: the other side less
     return (f":material/zoom_out: The model saw each picture at {size} x {size} px, about {shrink:.0f}x smaller "
-            f"than yours (typically {shape['long']} x {shape['short']}): detail finer than about {shrink:.0f} of "
-            "their pixels is not in what it saw, so no map can point at it. A run at a larger image size keeps "
-            "finer detail.")
+            f"than yours{along} (typically {shape['long']} x {shape['short']}): detail finer than about "
+            f"{shrink:.0f} of their pixels is not in what it saw, so no map can point at it. A run at a larger image "
+            "size keeps finer detail.")
 
 
 def cut_ends_hint(rec) -> str:
