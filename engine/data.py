@@ -1280,9 +1280,10 @@ def open_image(raw: bytes) -> Image.Image:
 def _decode(raw: bytes, size: int, max_pixels: int, want_hash: bool = False, crop_at: float = 0.5,
             fit: str = "crop") -> tuple[torch.Tensor, int, np.ndarray | None, tuple[int, int]]:
     """(uint8 [3,size,size] image, perceptual hash, thumbnail (`_thumbnail`), the picture's (width, height) in
-    pixels, upright) from a file's bytes; the hash and thumbnail with `want_hash` only (else 0 and None), both from
-    the same picture whatever `size` and `fit` are. The square is made by `fit_square` (`fit` "crop": the square
-    kept sits `crop_at` along the longer side, training's 0.5; "pad" and "stretch": the whole picture)."""
+    pixels, upright, and how many pictures the file holds (MULTI_PAGE_FORMATS; 1 for others)) from a file's bytes;
+    the hash and thumbnail with `want_hash` only (else 0 and None), both from the same picture whatever `size` and
+    `fit` are. The square is made by `fit_square` (`fit` "crop": the square kept sits `crop_at` along the longer
+    side, training's 0.5; "pad" and "stretch": the whole picture)."""
     phash, thumb = 0, None
     if not raw:  # said as it is: "not a readable image (unknown format or damaged file)" sent a student looking
         raise ValueError("empty file (0 bytes)")
@@ -1302,6 +1303,7 @@ def _decode(raw: bytes, size: int, max_pixels: int, want_hash: bool = False, cro
         turned = exif_turned(img)  # read before decoding: an EXIF turn of 90 degrees swaps the sides
         rgb = _oriented_rgb(img)
         upright = (height, width) if turned else (width, height)  # the file's own size, as it is seen
+        pages = max(1, int(getattr(img, "n_frames", 1))) if img.format in MULTI_PAGE_FORMATS else 1
         if want_hash and not is_jpeg:
             phash, thumb = phash64(rgb), _thumbnail(rgb)
         small = fit_square(rgb, size, fit, crop_at)
@@ -1313,7 +1315,7 @@ def _decode(raw: bytes, size: int, max_pixels: int, want_hash: bool = False, cro
             fixed = _oriented_rgb(img)
             phash, thumb = phash64(fixed), _thumbnail(fixed)
     image = torch.from_numpy(np.array(small, dtype=np.uint8)).permute(2, 0, 1).contiguous()
-    return image, phash, thumb, upright
+    return image, phash, thumb, upright, pages
 
 
 def _decode_reason(err: Exception) -> str:
@@ -1354,19 +1356,20 @@ def decode_image(path, size: int, max_pixels: int = MAX_IMAGE_PIXELS, crop_at: f
     ValueError with a short, plain reason (shown in the skipped-files report) for anything that
     is not a readable image, including decompression bombs.
     """
-    return decode_with_size(path, size, max_pixels, crop_at, fit)[0]
+    return decode_with_header(path, size, max_pixels, crop_at, fit)[0]
 
 
-def decode_with_size(path, size: int, max_pixels: int = MAX_IMAGE_PIXELS, crop_at: float = 0.5,
-                     fit: str = "crop") -> tuple[torch.Tensor, tuple[int, int]]:
-    """`decode_image`'s uint8 [3, size, size] square and the picture's own (width, height) in pixels, upright (EXIF),
-    read in the same pass: `predict` says of a file inside a zip, gone once answered, that it is several times
-    larger or smaller than the training pictures. Raises ValueError as `decode_image` does."""
+def decode_with_header(path, size: int, max_pixels: int = MAX_IMAGE_PIXELS, crop_at: float = 0.5,
+                       fit: str = "crop") -> tuple[torch.Tensor, tuple[int, int], int]:
+    """`decode_image`'s uint8 [3, size, size] square, the picture's own (width, height) in pixels, upright (EXIF),
+    and how many pictures (pages, frames) the file holds, read in the same pass: `predict` says of a file inside a
+    zip, gone once answered, that it is several times larger or smaller than the training pictures, or that only
+    its first page was answered. Raises ValueError as `decode_image` does."""
     try:
-        image, _, _, upright = _decode(Path(path).read_bytes(), size, max_pixels, crop_at=crop_at, fit=fit)
+        image, _, _, upright, pages = _decode(Path(path).read_bytes(), size, max_pixels, crop_at=crop_at, fit=fit)
     except Exception as err:  # truncated data, decoder errors, odd modes: skip, never crash
         raise ValueError(_decode_reason(err)) from err
-    return image, upright
+    return image, upright, pages
 
 
 def _decode_or_reason(args: tuple[Path, int, int, str]) -> tuple[torch.Tensor, str, int, np.ndarray, tuple] | str:
@@ -1375,7 +1378,7 @@ def _decode_or_reason(args: tuple[Path, int, int, str]) -> tuple[torch.Tensor, s
     path, size, max_pixels, fit = args
     try:
         raw = path.read_bytes()
-        image, phash, thumb, upright = _decode(raw, size, max_pixels, want_hash=True, fit=fit)
+        image, phash, thumb, upright, _ = _decode(raw, size, max_pixels, want_hash=True, fit=fit)
         return image, hashlib.sha256(raw).hexdigest(), phash, thumb, upright
     except Exception as err:
         return _decode_reason(err)
@@ -1657,6 +1660,7 @@ def _require_class_folders(scan: DatasetScan, kind: str = "zip") -> None:
 # the formats whose extra pictures are the user's own (pages, frames); a phone's JPEG (MPO) carries a second picture
 # that is a depth or gain map, not a page, and an animated PNG is rare enough not to reopen every PNG for it
 MULTI_PAGE_SUFFIXES = (".tif", ".tiff", ".gif", ".webp")
+MULTI_PAGE_FORMATS = ("TIFF", "GIF", "WEBP")  # the same, by the format Pillow finds in a file's content
 MULTI_PAGE_NAMED = 3  # files a multi-page note names
 
 

@@ -101,8 +101,8 @@ from engine.config import RunConfig
 from engine.data import (COPY_THUMB, IMAGE_EXTENSIONS, MAX_COLOUR_DIFF, MAX_IMAGE_PIXELS, exif_turned, fitted_size,
                          LOOKALIKE_FILES, SAME_PIXELS_THUMB_DIFF, is_greyscale, open_image, picture_boxes,
                          PHASH_MAX_DISTANCE, PIL_FORMATS,
-                         SPLIT_FOLDER_NAMES, EmptyArchiveError, SkippedFile, ZipLimits, decode_image, decode_with_size,
-                         image_files, kind_reason, MULTI_PAGE_SUFFIXES, page_count, popcount64, not_a_zip_reason,
+                         SPLIT_FOLDER_NAMES, EmptyArchiveError, SkippedFile, ZipLimits, decode_image,
+                         decode_with_header, image_files, kind_reason, MULTI_PAGE_FORMATS, popcount64, not_a_zip_reason,
                          safe_extract_zip, thumbnails_close)
 from engine.errors import StudioError
 from engine.evaluate import tta_logits
@@ -1348,7 +1348,7 @@ def describe_decoding(path: Path, size: int, crop_at: float = 0.5, fit: str = "c
             w, h, mode, fmt = img.width, img.height, img.mode, img.format
             orientation = img.getexif().get(0x0112, 1)
             transparent = img.has_transparency_data
-            pages = max(1, int(getattr(img, "n_frames", 1))) if fmt in ("TIFF", "GIF", "WEBP") else 1  # not MPO
+            pages = max(1, int(getattr(img, "n_frames", 1))) if fmt in MULTI_PAGE_FORMATS else 1  # not MPO
     except Exception:
         return []
     notes = [f"{fmt} image, {w} x {h} pixels, colour mode {mode}"]
@@ -1611,21 +1611,21 @@ def _materialise(source: Path, work_dir: Path | None, name: str,
     return dest, dest
 
 
-def _decode_or_reason(args: tuple[Path, int, str]) -> tuple[torch.Tensor, tuple[int, int]] | str:
-    """(path, size, fit) decoded as training decodes, with the picture's own upright (width, height) in pixels
-    (engine.data.decode_with_size), or why it could not be."""
+def _decode_or_reason(args: tuple[Path, int, str]) -> tuple[torch.Tensor, tuple[int, int], int] | str:
+    """(path, size, fit) decoded as training decodes, with the picture's own upright (width, height) in pixels and
+    its page count (engine.data.decode_with_header), or why it could not be."""
     if kind := kind_reason(args[0]):  # a PDF among the files given: said as everywhere else
         return kind
     try:
-        return decode_with_size(args[0], args[1], fit=args[2])
+        return decode_with_header(args[0], args[1], fit=args[2])
     except ValueError as err:
         return str(err)
 
 
 def _decoded_batches(items: list[tuple[str, Path]], size: int, batch_size: int, skipped: list[SkippedFile],
                      overlap: bool, fit: str = "crop") -> Iterator[tuple[list[int], torch.Tensor, int, list]]:
-    """(item indices, uint8 batch, files consumed so far, each picture's own upright (width, height) in pixels);
-    unreadable files go to `skipped`.
+    """(item indices, uint8 batch, files consumed so far, each picture's (upright (width, height) in pixels, page
+    count)); unreadable files go to `skipped`.
 
     With `overlap` (a GPU does the model's work), decoding threads run up to four batches ahead
     while the model works on the previous batch (PIL releases the GIL). Without it (the model runs
@@ -1645,7 +1645,7 @@ def _decoded_batches(items: list[tuple[str, Path]], size: int, batch_size: int, 
                     else:
                         idx.append(start + j)
                         imgs.append(result[0])
-                        dims.append(result[1])
+                        dims.append(result[1:])
                 if imgs:
                     yield idx, torch.stack(imgs), start + len(chunk), dims
             return
@@ -1653,7 +1653,7 @@ def _decoded_batches(items: list[tuple[str, Path]], size: int, batch_size: int, 
         next_i, done = len(pending), 0
         idx: list[int] = []
         imgs: list[torch.Tensor] = []
-        dims: list[tuple[int, int]] = []
+        dims: list[tuple[tuple[int, int], int]] = []
         while done < len(items):
             result = pending[done].result()
             pending[done] = None  # free the decoded tensor once batched
@@ -1665,7 +1665,7 @@ def _decoded_batches(items: list[tuple[str, Path]], size: int, batch_size: int, 
             else:
                 idx.append(done)
                 imgs.append(result[0])
-                dims.append(result[1])
+                dims.append(result[1:])
             done += 1
             if len(imgs) == batch_size or (done == len(items) and imgs):
                 yield idx, torch.stack(imgs), done, dims
@@ -1725,11 +1725,10 @@ def _predict_items(predictor: Predictor, items: list[tuple[str, Path]], skipped:
         grey = is_greyscale(batch).tolist()  # for the run's figures on that kind (engine.chance.pictures_kind_words)
         if thumbs > 0:
             result.thumbs += list(thumbnails(batch, thumbs))
-        for i, a, g, wh in zip(idx, answers, grey, dims):
+        for i, a, g, (wh, pages) in zip(idx, answers, grey, dims):
             lab = labels[i]
             result.rows.append({"path": items[i][0], "file": str(items[i][1]),  # the name shown; where it was read
-                                "pages": page_count(items[i][1]) if Path(items[i][1]).suffix.lower()
-                                in MULTI_PAGE_SUFFIXES else 1,  # an archivist's 2-page letters went unsaid
+                                "pages": pages,  # an archivist's 2-page letters went unsaid
                                 "size": wh,  # its own (width, height), upright: a zip's files are gone once answered
                                 "true": None if lab is None else predictor.classes[lab],
                                 "top": a.top, "low_confidence": a.low_confidence,

@@ -1239,7 +1239,8 @@ def test_decoding_ahead_of_the_model_and_batch_by_batch_give_the_same_batches(tm
         batches = list(_decoded_batches(items, 16, batch_size, skipped, overlap))
         assert all(len(idx) == len(b) == len(dims) <= batch_size for idx, b, _, dims in batches)
         assert batches[-1][2] == 7, "the last batch reports every file consumed"
-        assert all(wh == (20 + i, 30 + i) for idx, _, _, dims in batches for i, wh in zip(idx, dims)), batches
+        assert all(facts == ((20 + i, 30 + i), 1)  # each picture's own size, and one page
+                   for idx, _, _, dims in batches for i, facts in zip(idx, dims)), batches
         runs[overlap] = ([i for idx, *_ in batches for i in idx], torch.cat([b for _, b, *_ in batches]),
                          [(s.path, s.reason) for s in skipped])
     assert runs[True][0] == runs[False][0] == [0, 1, 2, 4, 5, 6]
