@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from engine.claims import split_sizes
-from engine.words import and_words, percent_half_up, plural, run_picture_shape, shrink_factor
+from engine.words import and_words, percent_half_up, plural, run_picture_shape, shrink_factor, shrunk_along
 
 LUCK_P = 0.05  # above guessing by more than this chance of luck (binomial test) is "clearly better"
 LUCK_MARK = "may have learnt nothing yet"  # in every luck finding: how the pages tell it from "learnt nothing"
@@ -713,7 +713,7 @@ def finer_detail_words(summary: dict, config: dict | None, control: str) -> str:
     larger = min(2 * size, most)
     if fixed or not size or not _finite(accuracy) or accuracy >= DETAIL_WEAK or factor < 3 or larger <= size:
         return ""
-    shrink, along = f"{factor:.0f}", " along their longer side" if data.get("fit") == "stretch" else ""
+    shrink, along = f"{factor:.0f}", shrunk_along(data.get("fit"))
     return (f"This run shrank your pictures (about {long} by {short} px) about {shrink}x{along} to {size} px, so "
             f"detail finer than about {shrink} of their pixels was lost to it. If what tells your classes apart is "
             f"small (a texture, a mark, a thin line), {control.format(size=larger)} keeps finer detail; each epoch "

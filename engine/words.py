@@ -158,6 +158,13 @@ def shrink_factor(shape: dict | None, image_size: int, fit: str = "crop") -> flo
     return (long if fit in ("pad", "stretch") else short) / image_size
 
 
+def shrunk_along(fit: str | None) -> str:
+    """" along their longer side" for a stretched run (`fit` "stretch"), whose shorter side is shrunk less (a
+    spectrogram's pitch axis not at all), after "shrunk about 4x"; "" for the other ways, which shrink both sides
+    alike."""
+    return " along their longer side" if fit == "stretch" else ""
+
+
 def picture_shape_words(shape: dict, image_size: int, control: str = "a larger Image size (Model page)",
                         fit: str = "crop", whole: str = "") -> str:
     """What the model will see of the dataset's pictures (`shape`: engine.data.picture_shape's dict) at `image_size`
@@ -215,10 +222,9 @@ def picture_shape_words(shape: dict, image_size: int, control: str = "a larger I
     shrink = shrink_factor(shape, image_size, fit)
     if shrink >= SHRINK_SAID:
         head = "" if parts else f"Your pictures are about {long} by {short} px. "
-        along = " along their longer side" if fit == "stretch" else ""  # a stretched picture's other side less
-        parts.append(f"{head}At {image_size} px they are shrunk about {shrink:.0f}x{along}, so detail finer than "
-                     f"about {shrink:.0f} of their pixels is lost; {control} keeps finer detail (not more of the "
-                     "picture), and trains slower.")
+        parts.append(f"{head}At {image_size} px they are shrunk about {shrink:.0f}x{shrunk_along(fit)}, so detail "
+                     f"finer than about {shrink:.0f} of their pixels is lost; {control} keeps finer detail (not more "
+                     "of the picture), and trains slower.")
     if whole and fit == "crop" and wide_or_tall:
         parts.append(f"{whole} keeps the whole picture instead, on grey bars or stretched to the square (the usual "
                      "way for spectrograms and other plots).")

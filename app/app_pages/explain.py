@@ -748,7 +748,7 @@ def shrunk_note(rec) -> str | None:
     (engine.words.shrink_factor): that detail finer than that many of their pixels is not in what the model saw, so
     no map can point at it. A geology instructor's biotite, shrunk 8x to 64 px, was a plain brown square with its
     cleavage lines gone, and the maps had nothing to show."""
-    from engine.words import SHRINK_SAID, run_picture_shape, shrink_factor
+    from engine.words import SHRINK_SAID, run_picture_shape, shrink_factor, shrunk_along
 
     data = rec.config.get("data") or {}
     shape = run_picture_shape(components.read_summary(str(rec.run_dir)))
@@ -756,11 +756,10 @@ def shrunk_note(rec) -> str | None:
     shrink = shrink_factor(shape, size, data.get("fit") or "crop")
     if shrink < SHRINK_SAID:
         return None
-    along = " along their longer side" if data.get("fit") == "stretch" else ""  # stretched: the other side less
     return (f":material/zoom_out: The model saw each picture at {size} x {size} px, about {shrink:.0f}x smaller "
-            f"than yours{along} (typically {shape['long']} x {shape['short']}): detail finer than about "
-            f"{shrink:.0f} of their pixels is not in what it saw, so no map can point at it. A run at a larger image "
-            "size keeps finer detail.")
+            f"than yours{shrunk_along(data.get('fit'))} (typically {shape['long']} x {shape['short']}): detail "
+            f"finer than about {shrink:.0f} of their pixels is not in what it saw, so no map can point at it. A run "
+            "at a larger image size keeps finer detail.")
 
 
 def cut_ends_hint(rec) -> str:
