@@ -294,7 +294,8 @@ def check_bundled(name: str) -> None:
 
 
 def build_model(name: str, num_classes: int, pretrained: str = "none", checkpoint: str = "",
-                checkpoint_label: str = "", classes: list[str] | None = None) -> tuple[Classifier, LoadReport]:
+                checkpoint_label: str = "", classes: list[str] | None = None,
+                initialise: bool = True) -> tuple[Classifier, LoadReport]:
     """Build backbone `name` with `pretrained` weights and a fresh head for `num_classes`.
 
     `checkpoint` is the file read when `pretrained == "checkpoint"`; `checkpoint_label` is the name
@@ -305,11 +306,16 @@ def build_model(name: str, num_classes: int, pretrained: str = "none", checkpoin
     trained model adversarially, as Jeddi et al. 2020 do) starts from that model's predictions.
     Raises StudioError for an unknown backbone or source, missing weights, an unreadable file, or
     a checkpoint of another architecture (see `load_matching`).
+
+    `initialise=False` (with `pretrained="none"` only) leaves the trunk's weights unset (whatever memory held) for
+    a caller that loads every tensor next, a finished run's checkpoint: drawing a ResNet-18's random weights
+    twice (each layer's default, then torchvision's) took 0.2-0.4 s of every model a page or a command loaded.
+    The global RNG is then left as it was.
     """
     if name not in BACKBONES:
         raise StudioError(f"Unknown backbone `{name}`. Available: {', '.join(BACKBONES)}.")
     spec = BACKBONES[name]
-    net = spec.builder(weights=None)
+    net = spec.builder(weights=None) if initialise or pretrained != "none" else _uninitialised(spec)
     report = LoadReport(source=pretrained)
     mean = std = None
     if pretrained == "imagenet":
@@ -347,7 +353,10 @@ def build_model(name: str, num_classes: int, pretrained: str = "none", checkpoin
     elif pretrained != "none":
         raise StudioError(f"Unknown pretrained source `{pretrained}`: choose {', '.join(PRETRAINED_SOURCES)}.")
     old_head = _get_submodule(net, spec.head_attr)
-    head = nn.Linear(old_head.in_features, num_classes)
+    if initialise or pretrained != "none":
+        head = nn.Linear(old_head.in_features, num_classes)
+    else:
+        head = nn.Linear(old_head.in_features, num_classes, device="meta").to_empty(device="cpu")
     if pretrained == "checkpoint" and classes is not None and report.file_classes:
         same = report.file_classes == list(classes)
         report.head_kept = same and _load_head(head, state, report.prefix + spec.head_attr)
@@ -358,6 +367,16 @@ def build_model(name: str, num_classes: int, pretrained: str = "none", checkpoin
     _set_submodule(net, spec.head_attr, head)
     set_bn_momentum(net, BN_MOMENTUM)
     return Classifier(net, spec, num_classes, mean, std), report
+
+
+def _uninitialised(spec: BackboneSpec) -> nn.Module:
+    """`spec`'s torchvision network with its weights allocated on the CPU but not drawn (built on the meta device);
+    built as usual when it has a buffer outside its state dict, which loading a checkpoint would not set."""
+    with torch.device("meta"):
+        net = spec.builder(weights=None)
+    if set(dict(net.named_buffers())) - set(net.state_dict()):
+        return spec.builder(weights=None)
+    return net.to_empty(device="cpu")
 
 
 def _load_head(head: nn.Linear, state: dict[str, torch.Tensor], key: str) -> bool:

@@ -93,7 +93,7 @@ def _sampler(name: str, seed: int, n_startup: int):
 
 def stage_names(cfg: RunConfig, num_classes: int) -> list[str]:
     """The prunable stages of `cfg`'s backbone (one searched fraction each)."""
-    model, _ = build_model(cfg.backbone.name, num_classes, "none")
+    model, _ = build_model(cfg.backbone.name, num_classes, "none", initialise=False)  # its layers' names alone
     model = restructure_model(model, cfg)
     return prunable_layers(model, cfg.methods["pruning"].prune_head)[1]
 

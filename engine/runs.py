@@ -91,7 +91,7 @@ def run_classes(run_dir: Path) -> list[str]:
 def model_from_state(cfg: RunConfig, num_classes: int, state: dict[str, torch.Tensor]) -> Classifier:
     """The run's architecture with `state` loaded strictly, in eval mode on the CPU. Raises
     StudioError when a tensor is missing or unexpected."""
-    model, _ = build_model(cfg.backbone.name, num_classes, "none")
+    model, _ = build_model(cfg.backbone.name, num_classes, "none", initialise=False)  # every tensor loaded below
     model = restructure_model(model, cfg)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
@@ -155,7 +155,7 @@ def load_structured(path: Path) -> tuple[nn.Module, RunConfig, dict]:
     cfg = RunConfig.from_dict(meta["config"])
     head_key = f"net.{BACKBONES[cfg.backbone.name].head_attr}.weight"
     num_classes = state[head_key].shape[0] if head_key in state else int(meta.get("num_classes", 0))
-    model, _ = build_model(cfg.backbone.name, num_classes, "none")
+    model, _ = build_model(cfg.backbone.name, num_classes, "none", initialise=False)  # every tensor loaded below
     model = rebuild(restructure_model(model, cfg), meta["structured_arch"])
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:

@@ -136,3 +136,23 @@ def test_every_backbone_has_a_title_people_write_and_the_ui_uses_it():
         assert spec.title and spec.title != name and not spec.title.endswith("."), (name, spec.title)
     assert backbone_title("my_net") == "my_net"
 
+
+
+def test_a_model_built_for_a_checkpoint_skips_drawing_weights_and_loads_them_exactly(tiny_cfg):
+    """A finished run's model (engine.runs.model_from_state) is built without random weights: the global RNG is
+    left as it was, and every tensor comes from the checkpoint, an AdaFilter run's gate network included."""
+    from engine.methods.registry import restructure_model
+    from engine.runs import model_from_state
+
+    cfg = tiny_cfg("adafilter.enabled=true")
+    torch.manual_seed(3)
+    source = restructure_model(build_model("resnet18", 3, "none")[0], cfg)
+    state = {k: v.clone() for k, v in source.state_dict().items()}
+    rng = torch.random.get_rng_state()
+    loaded = model_from_state(cfg, 3, state)
+    assert torch.equal(torch.random.get_rng_state(), rng), "no weights drawn"
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in state.items())
+    x = torch.rand(2, 3, 32, 32)
+    torch.testing.assert_close(loaded(x), source.eval()(x))
+    with pytest.raises(StudioError, match="does not fit"):  # a tensor missing is still refused, not left unset
+        model_from_state(cfg, 3, {k: v for k, v in state.items() if not k.endswith("fc.bias")})
