@@ -1372,14 +1372,14 @@ def decode_with_header(path, size: int, max_pixels: int = MAX_IMAGE_PIXELS, crop
     return image, upright, pages
 
 
-def _decode_or_reason(args: tuple[Path, int, int, str]) -> tuple[torch.Tensor, str, int, np.ndarray, tuple] | str:
-    """(image, sha256 of the file's bytes, perceptual hash, thumbnail, upright (width, height)), or why the file
-    was skipped. `args`: (path, size, max_pixels, fit)."""
+def _decode_or_reason(args: tuple[Path, int, int, str]) -> tuple[torch.Tensor, str, int, np.ndarray, tuple, int] | str:
+    """(image, sha256 of the file's bytes, perceptual hash, thumbnail, upright (width, height), pictures in the file),
+    or why the file was skipped. `args`: (path, size, max_pixels, fit)."""
     path, size, max_pixels, fit = args
     try:
         raw = path.read_bytes()
-        image, phash, thumb, upright, _ = _decode(raw, size, max_pixels, want_hash=True, fit=fit)
-        return image, hashlib.sha256(raw).hexdigest(), phash, thumb, upright
+        image, phash, thumb, upright, pages = _decode(raw, size, max_pixels, want_hash=True, fit=fit)
+        return image, hashlib.sha256(raw).hexdigest(), phash, thumb, upright, pages
     except Exception as err:
         return _decode_reason(err)
 
@@ -1387,15 +1387,17 @@ def _decode_or_reason(args: tuple[Path, int, int, str]) -> tuple[torch.Tensor, s
 def _decode_all(
     paths: Sequence[Path], size: int, progress: ProgressFn | None, max_pixels: int = MAX_IMAGE_PIXELS,
     fit: str = "crop",
-) -> tuple[torch.Tensor, list[bool], list[str | None], list[str], np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[torch.Tensor, list[bool], list[str | None], list[str], np.ndarray, np.ndarray, np.ndarray,
+           np.ndarray]:
     """Decode `paths` into one preallocated uint8 [N,3,S,S] tensor with a small thread pool, each picture made
     square by `fit_square` with `fit`.
 
     PIL releases the GIL while decoding, so a few threads give a real speed-up. Returns the
     tensor, which rows succeeded, the failure reason per row (None when it succeeded), and per
     row the sha256 of the file's bytes ("" on failure), its 64-bit perceptual hash (uint64), its
-    thumbnail (float32 [N, 3, COPY_THUMB, COPY_THUMB], zeros on failure) and the picture's upright
-    (width, height) in pixels (int64 [N, 2], zeros on failure).
+    thumbnail (float32 [N, 3, COPY_THUMB, COPY_THUMB], zeros on failure), the picture's upright
+    (width, height) in pixels (int64 [N, 2], zeros on failure) and how many pictures (pages, frames) the file holds
+    (int64 [N], MULTI_PAGE_FORMATS; 1 for others, 0 on failure).
     """
     images = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
     ok = [False] * len(paths)
@@ -1404,6 +1406,7 @@ def _decode_all(
     phashes = np.zeros(len(paths), dtype=np.uint64)
     thumbs = np.zeros((len(paths), 3, COPY_THUMB, COPY_THUMB), dtype=np.float32)
     sizes = np.zeros((len(paths), 2), dtype=np.int64)
+    pages = np.zeros(len(paths), dtype=np.int64)
     workers = min(8, usable_cpus())  # a container's quota counted
     # The warnings filter is process-wide; setting it once here (not per thread) avoids races
     # between threads entering/leaving catch_warnings. PIL then raises instead of warning.
@@ -1414,11 +1417,11 @@ def _decode_all(
                 if isinstance(result, str):
                     reasons[i] = result
                 else:
-                    images[i], shas[i], phashes[i], thumbs[i], sizes[i] = result
+                    images[i], shas[i], phashes[i], thumbs[i], sizes[i], pages[i] = result
                     ok[i] = True
                 if progress is not None and ((i + 1) % 64 == 0 or i + 1 == len(paths)):
                     progress(i + 1, len(paths))
-    return images, ok, reasons, shas, phashes, thumbs, sizes
+    return images, ok, reasons, shas, phashes, thumbs, sizes, pages
 
 
 # --------------------------------------------------------------------------------------------
@@ -1657,30 +1660,19 @@ def _require_class_folders(scan: DatasetScan, kind: str = "zip") -> None:
             + _skipped_summary(skipped), skipped, scan.notes)
 
 
-# the formats whose extra pictures are the user's own (pages, frames); a phone's JPEG (MPO) carries a second picture
-# that is a depth or gain map, not a page, and an animated PNG is rare enough not to reopen every PNG for it
-MULTI_PAGE_SUFFIXES = (".tif", ".tiff", ".gif", ".webp")
-MULTI_PAGE_FORMATS = ("TIFF", "GIF", "WEBP")  # the same, by the format Pillow finds in a file's content
+# the formats whose extra pictures are the user's own (pages, frames), by the format Pillow finds in a file's content:
+# a phone's JPEG (MPO) carries a second picture that is a depth or gain map, not a page
+MULTI_PAGE_FORMATS = ("TIFF", "GIF", "WEBP")
 MULTI_PAGE_NAMED = 3  # files a multi-page note names
 
 
-def page_count(path: Path) -> int:
-    """How many pictures (pages, frames) the image file at `path` holds, from its header (Pillow's n_frames: a
-    multi-page TIFF, an animated GIF or WebP); 1 for a single picture and for anything that cannot be read."""
-    try:
-        with Image.open(path, formats=PIL_FORMATS) as img:
-            return max(1, int(getattr(img, "n_frames", 1)))
-    except Exception:  # noqa: BLE001 - decoding says what is wrong with an unreadable file
-        return 1
-
-
-def multi_page_note(files: Sequence[tuple[str, Path]]) -> str | None:
-    """For (the user's name, path) of each decoded file: which hold more than one picture, of which only the first
-    is used (decoding reads a file's first page or frame, as Pillow opens it), in words; None when none does. Only
-    files of formats that can hold several pictures (MULTI_PAGE_SUFFIXES) are opened again. A geology instructor's
-    3-page TIFF (crossed and plane polarised light, a focus stack) was read as one picture without a word."""
-    many = [(name, n) for name, path in files if Path(path).suffix.lower() in MULTI_PAGE_SUFFIXES
-            and (n := page_count(Path(path))) > 1]
+def multi_page_note(files: Sequence[tuple[str, int]]) -> str | None:
+    """For (the user's name, pictures in the file) of each decoded file, as the decoding counted them (Pillow's
+    n_frames for MULTI_PAGE_FORMATS, whatever the file's name): which hold more than one picture, of which only the
+    first is used (decoding reads a file's first page or frame, as Pillow opens it), in words; None when none does.
+    A geology instructor's 3-page TIFF (crossed and plane polarised light, a focus stack) was read as one picture
+    without a word."""
+    many = [(name, n) for name, n in files if n > 1]
     if not many:
         return None
     kind = "pages of a TIFF, frames of an animation"
@@ -1722,7 +1714,7 @@ def _decoded(source, work_dir, image_size: int, limits: ZipLimits, max_cache_byt
 
     items, skipped = scan.items, list(scan.skipped)
     paths = [p for p, _ in items]
-    images, ok, reasons, shas, phashes, thumbs, sizes = _decode_all(paths, image_size, progress,
+    images, ok, reasons, shas, phashes, thumbs, sizes, pages = _decode_all(paths, image_size, progress,
                                                                     limits.max_image_pixels, fit)
     for (path, _), reason in zip(items, reasons):
         if reason is not None:
@@ -1733,14 +1725,14 @@ def _decoded(source, work_dir, image_size: int, limits: ZipLimits, max_cache_byt
         images, labels = images[keep], labels[keep]
     rows = [i for i, good in enumerate(ok) if good]
     taken, cameras, original = shot_times([paths[i] for i in rows])  # bursts: frames of one moment, one split
-    pages = multi_page_note([(paths[i].relative_to(root).as_posix(), paths[i]) for i in rows])
+    many = multi_page_note([(paths[i].relative_to(root).as_posix(), int(pages[i])) for i in rows])
     decoded = _Decoded(
         images, labels, tuple(scan.classes), tuple(skipped),
         paths=tuple(paths[i].relative_to(root).as_posix() for i in rows),
         splits=None if scan.splits is None else tuple(scan.splits[i] for i in rows),
         sha256=tuple(shas[i] for i in rows), phash=phashes[rows], thumbs=thumbs[rows], sizes=sizes[rows],
         taken=taken, cameras=tuple(cameras), original=original, layout=scan.layout,
-        notes=tuple(scan.notes) + ((pages,) if pages else ()), warnings=tuple(scan.warnings))
+        notes=tuple(scan.notes) + ((many,) if many else ()), warnings=tuple(scan.warnings))
     _cache_put(key, decoded)
     return decoded
 

@@ -692,6 +692,10 @@ def test_a_file_holding_several_pictures_is_said_with_the_page_used(tmp_path, wo
                            "quartz/s1.tif, 2 pictures; and 2 more)."), note
     plain = load_dataset(make_zip(tmp_path / "plain.zip", class_files({"a": 5, "b": 5})), work_dir, image_size=16)
     assert not any("picture (pages" in n or "pictures (pages" in n for n in plain.report.notes)
+    misnamed = class_files({"a": 5, "b": 5})  # counted in the decoding pass, by the content's format, not the name's
+    misnamed["a/scan.png"] = pages(2, "TIFF")
+    renamed = load_dataset(make_zip(tmp_path / "misnamed.zip", misnamed), work_dir, image_size=16)
+    assert any(n.startswith("a/scan.png holds 2 pictures") for n in renamed.report.notes), renamed.report.notes
     (tmp_path / "stack.tif").write_bytes(pages(3, "TIFF"))
     said = describe_decoding(tmp_path / "stack.tif", 16)
     assert said[1] == ("page 1 of its 3 used (the model answers one picture; save another page as a file of its own "
