@@ -1449,6 +1449,9 @@ class _Decoded:
     layout: str = LAYOUT_CLASS_FOLDERS
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    # what is measured from these pictures alone, once for every load of the cached decoding (the Data page loads
+    # the dataset on each rerun): the copy groups (`_copy_groups`) and which pictures are greyscale
+    memo: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 _CACHE_ENTRIES = 4  # a few uploads x sizes; each entry is at most max_cache_bytes
@@ -2125,7 +2128,16 @@ def _count(n: int, one: str, many: str) -> str:
 def _copy_groups(decoded: _Decoded, near: bool) -> tuple[np.ndarray, list[list[int]]]:
     """(each picture's copy group: `find_duplicate_groups`, near copies where `near` (imagehash is installed), else
     files with the same bytes; crowds of look-alikes split back (`split_crowds`) and groups split by the moment
-    their pictures were taken (engine.bursts.moments_apart); the crowds, as `split_crowds` gives them)."""
+    their pictures were taken (engine.bursts.moments_apart); the crowds, as `split_crowds` gives them). Found once per
+    decoding (`_Decoded.memo`); each call gets its own copies."""
+    if ("copies", near) not in decoded.memo:
+        decoded.memo[("copies", near)] = _find_copy_groups(decoded, near)
+    groups, crowds = decoded.memo[("copies", near)]
+    return groups.copy(), [list(crowd) for crowd in crowds]
+
+
+def _find_copy_groups(decoded: _Decoded, near: bool) -> tuple[np.ndarray, list[list[int]]]:
+    """`_copy_groups`' work."""
     groups, crowds = split_crowds(find_duplicate_groups(
         decoded.sha256, decoded.phash, _mean_colours(decoded.images),
         max_distance=PHASH_MAX_DISTANCE if near else -1, thumbs=decoded.thumbs),  # -1: exact copies only
@@ -2133,6 +2145,13 @@ def _copy_groups(decoded: _Decoded, near: bool) -> tuple[np.ndarray, list[list[i
     if decoded.taken is not None and len(decoded.taken) == len(groups):  # look-alikes of other moments: not copies
         groups, _ = moments_apart(groups, decoded.taken, decoded.cameras, decoded.original)
     return groups, crowds
+
+
+def _greyscale_of(decoded: _Decoded) -> torch.Tensor:
+    """Which decoded pictures are greyscale (bool [N], `is_greyscale`), measured once per decoding (`_Decoded.memo`)."""
+    if "grey" not in decoded.memo:
+        decoded.memo["grey"] = is_greyscale(decoded.images)
+    return decoded.memo["grey"]
 
 
 def _kept_bursts(decoded: _Decoded, rows: np.ndarray) -> list[list[int]]:
@@ -2250,8 +2269,8 @@ def _load_dataset(source, work_dir, image_size, val_fraction, test_fraction, see
     labels = decoded.labels[torch.from_numpy(rows)]
     _require_enough_per_class(classes, labels, min_images_per_class, decoded.skipped, decoded.notes)
 
-    full = ImageSet(decoded.images, decoded.labels, classes).subset(torch.from_numpy(rows)) if drop_duplicates \
-        else ImageSet(decoded.images, decoded.labels, classes)
+    every = ImageSet(decoded.images, decoded.labels, classes, _grey=_greyscale_of(decoded))
+    full = every.subset(torch.from_numpy(rows)) if drop_duplicates else every
     paths = [decoded.paths[i] for i in rows]
     kept_groups = groups[rows]
     given = None if decoded.splits is None else [decoded.splits[i] for i in rows]

@@ -542,14 +542,26 @@ def test_image_set_subset():
 
 
 def test_reloading_same_upload_uses_memory_cache(tmp_path, work_dir, monkeypatch):
-    src = make_zip(tmp_path / "d.zip", class_files({"cats": 5, "dogs": 5}))
+    files = class_files({"cats": 5, "dogs": 5})
+    files["dogs/copy.png"] = files["dogs/000.png"]  # a copy group, and a greyscale picture, to be measured
+    files["cats/grey.png"] = png_bytes(3, mode="L")
+    src = make_zip(tmp_path / "d.zip", files)
     first = load_dataset(src, work_dir, image_size=16)
+    assert first.report.duplicate_groups and first.report.greyscale == 1
     monkeypatch.setattr(data, "_decode_all", lambda *a, **k: pytest.fail("decoded again"))
     monkeypatch.setattr(data, "_materialise", lambda *a, **k: pytest.fail("extracted again"))
+    real_greyscale = data.is_greyscale
+    # nor measured again: the copy groups and the greyscale pictures (the Data page loads the dataset every rerun)
+    monkeypatch.setattr(data, "_find_copy_groups", lambda *a, **k: pytest.fail("copies searched again"))
+    monkeypatch.setattr(data, "is_greyscale", lambda *a, **k: pytest.fail("greyscale measured again"))
     start = time.perf_counter()
     second = load_dataset(src, work_dir, image_size=16, seed=0)
     assert time.perf_counter() - start < 0.5
     assert torch.equal(first.train.images, second.train.images)
+    assert first.report == second.report
+    other = load_dataset(src, work_dir, image_size=16, seed=1)  # another split: the measures follow its rows
+    assert torch.equal(other.train.greyscale(), real_greyscale(other.train.images))
+    assert other.report.duplicate_groups == first.report.duplicate_groups
     # A copy of the same bytes under another name is the same upload.
     copy = tmp_path / "copy.zip"
     copy.write_bytes(src.read_bytes())
