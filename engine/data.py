@@ -1718,7 +1718,7 @@ def _decoded(source, work_dir, image_size: int, limits: ZipLimits, max_cache_byt
     items, skipped = scan.items, list(scan.skipped)
     paths = [p for p, _ in items]
     images, ok, reasons, shas, phashes, thumbs, sizes, pages = _decode_all(paths, image_size, progress,
-                                                                    limits.max_image_pixels, fit)
+                                                                           limits.max_image_pixels, fit)
     for (path, _), reason in zip(items, reasons):
         if reason is not None:
             skipped.append(SkippedFile(path.relative_to(root).as_posix(), reason))
