@@ -307,10 +307,11 @@ def build_model(name: str, num_classes: int, pretrained: str = "none", checkpoin
     Raises StudioError for an unknown backbone or source, missing weights, an unreadable file, or
     a checkpoint of another architecture (see `load_matching`).
 
-    `initialise=False` (with `pretrained="none"` only) leaves the trunk's weights unset (whatever memory held) for
-    a caller that loads every tensor next, a finished run's checkpoint: drawing a ResNet-18's random weights
-    twice (each layer's default, then torchvision's) took 0.17 s of a 0.22 s load (Zen 3 CPU, one thread).
-    The global RNG is then left as it was.
+    `initialise=False` (with `pretrained="none"` only) leaves the weights of the trunk and the head unset (whatever
+    memory held; buffers zero) for a caller that loads every tensor next, a finished run's checkpoint: drawing a
+    ResNet-18's random weights twice (each layer's default, then torchvision's) took 0.17 s of a 0.22 s load (Zen 3
+    CPU, one thread). The global RNG is then left as it was, except for a network with buffers outside its state
+    dict, which is built as usual.
     """
     if name not in BACKBONES:
         raise StudioError(f"Unknown backbone `{name}`. Available: {', '.join(BACKBONES)}.")
@@ -370,13 +371,16 @@ def build_model(name: str, num_classes: int, pretrained: str = "none", checkpoin
 
 
 def _uninitialised(spec: BackboneSpec) -> nn.Module:
-    """`spec`'s torchvision network with its weights allocated on the CPU but not drawn (built on the meta device);
-    built as usual when it has a buffer outside its state dict, which loading a checkpoint would not set."""
+    """`spec`'s torchvision network with its weights allocated on the CPU but not drawn (built on the meta device) and
+    its buffers zero; built as usual when it has a buffer outside its state dict, which a checkpoint would not set."""
     with torch.device("meta"):
         net = spec.builder(weights=None)
     if set(dict(net.named_buffers())) - set(net.state_dict()):
         return spec.builder(weights=None)
-    return net.to_empty(device="cpu")
+    net = net.to_empty(device="cpu")
+    for buffer in net.buffers():  # batch norm fills a checkpoint's missing step counter from its own: 0, as built
+        buffer.zero_()
+    return net
 
 
 def _load_head(head: nn.Linear, state: dict[str, torch.Tensor], key: str) -> bool:

@@ -156,3 +156,6 @@ def test_a_model_built_for_a_checkpoint_skips_drawing_weights_and_loads_them_exa
     torch.testing.assert_close(loaded(x), source.eval()(x))
     with pytest.raises(StudioError, match="does not fit"):  # a tensor missing is still refused, not left unset
         model_from_state(cfg, 3, {k: v for k, v in state.items() if not k.endswith("fc.bias")})
+    # batch norm takes a missing step counter as an old checkpoint's: it is 0 then, as a network built as usual has
+    old = model_from_state(cfg, 3, {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")})
+    assert all(int(v) == 0 for k, v in old.state_dict().items() if k.endswith("num_batches_tracked"))

@@ -416,7 +416,7 @@ def test_try_it_answers_for_a_camera_photo_and_keeps_it_across_a_refresh(server,
 
     # the command in this process: a process's imports cost more than this run's training
     monkeypatch.setattr(paths, "_UPLOAD_DIRS", list(paths._UPLOAD_DIRS))  # the command registers its folder
-    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # and fits torch's threads to the CPUs
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # a guard: the command fits torch's threads
     assert main(["train", "--data", str(tiny_zip_path), "--image-size", "32", "--epochs", "1", "--batch-size", "8",
                  "--backbone", "resnet18", "--pretrained", "none", "--name", "camera check",
                  "--data-dir", str(server["data_dir"]), "--quiet", "--set", "eval.ood=false"]) == 0
