@@ -309,9 +309,9 @@ def build_model(name: str, num_classes: int, pretrained: str = "none", checkpoin
 
     `initialise=False` (with `pretrained="none"` only) leaves the weights of the trunk and the head unset (whatever
     memory held; buffers zero) for a caller that loads every tensor next, a finished run's checkpoint: drawing a
-    ResNet-18's random weights twice (each layer's default, then torchvision's) took 0.17 s of a 0.22 s load (Zen 3
-    CPU, one thread). The global RNG is then left as it was, except for a network with buffers outside its state
-    dict, which is built as usual.
+    ResNet-18's random weights twice (each layer's default, then torchvision's) took 0.16 s of a 0.21 s build (Zen 3
+    CPU, one thread: benchmarks/load_costs.py). The global RNG is then left as it was, except for a network with
+    buffers outside its state dict, which is built as usual.
     """
     if name not in BACKBONES:
         raise StudioError(f"Unknown backbone `{name}`. Available: {', '.join(BACKBONES)}.")
