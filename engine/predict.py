@@ -1330,11 +1330,14 @@ def batch_scale_words(rows: list[dict], names: list[str], shape: dict | None) ->
             "scale it did not learn.")
 
 
+FIRST_PAGE_START = "page 1 of its "  # how `first_page_words` begins: Try it finds that note among the decoding's
+
+
 def first_page_words(pages: int) -> str:
     """That only the first of a file's `pages` pictures (pages, frames) is answered, and how to try another: Try it's
     "What was done to the image", a batch's CSV note and `predict`'s line under the file's answer."""
-    return (f"page 1 of its {pages} used (the model answers one picture; save another page as a file of its own to "
-            "try it)")
+    return (f"{FIRST_PAGE_START}{pages} used (the model answers one picture; save another page as a file of its own "
+            "to try it)")
 
 
 def describe_decoding(path: Path, size: int, crop_at: float = 0.5, fit: str = "crop") -> list[str]:

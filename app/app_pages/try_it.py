@@ -538,7 +538,9 @@ def image_result(ds: str, models: list[Shown], name: str, data: bytes, threshold
     cols[0].image(framed(upscale(image.transpose(1, 2, 0), DISPLAY_PX)),
                   caption=f"{state.md_text(name)} (as the model sees it)", width=DISPLAY_PX)
     crop_control(cols[0], tag, options)
-    if pages := next((n for n in notes if n.startswith("page 1 of its ")), None):  # not only in the closed expander:
+    from engine.predict import FIRST_PAGE_START
+
+    if pages := next((n for n in notes if n.startswith(FIRST_PAGE_START)), None):  # not only in the closed expander:
         cols[0].caption(f":material/auto_stories: {pages[:1].upper()}{pages[1:]}.")  # an archivist's 2-page letter
     with cols[0].expander("What was done to the image"):
         st.markdown("\n".join(f"- {n}" for n in notes) or "- decoded as in training")
