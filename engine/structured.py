@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils import skip_init
 
 from engine.checkpoints import save_checkpoint
 from engine.errors import StudioError
@@ -136,17 +137,19 @@ def architecture(model: nn.Module) -> dict[str, dict[str, Any]]:
 
 
 def _resized(m: nn.Module, facts: dict[str, Any]) -> nn.Module:
-    """A fresh layer like `m` (same kernel, stride, padding, bias ...) with the recorded shape."""
+    """A fresh layer like `m` (same kernel, stride, padding, bias ...) with the recorded shape. Its weights are left
+    unset (torch.nn.utils.skip_init: no random draw, the global RNG untouched) for `rebuild`'s caller, which loads
+    every tensor next."""
     kind = facts["type"]
     if kind == "Conv2d" and isinstance(m, nn.Conv2d):
         if (m.in_channels, m.out_channels, m.groups) == (facts["in"], facts["out"], facts["groups"]):
             return m
-        return nn.Conv2d(facts["in"], facts["out"], m.kernel_size, m.stride, m.padding, m.dilation,
+        return skip_init(nn.Conv2d, facts["in"], facts["out"], m.kernel_size, m.stride, m.padding, m.dilation,
                          facts["groups"], m.bias is not None, m.padding_mode)
     if kind == "Linear" and isinstance(m, nn.Linear):
         if (m.in_features, m.out_features) == (facts["in"], facts["out"]):
             return m
-        return nn.Linear(facts["in"], facts["out"], m.bias is not None)
+        return skip_init(nn.Linear, facts["in"], facts["out"], m.bias is not None)
     if kind == "BatchNorm2d" and isinstance(m, nn.BatchNorm2d):
         if m.num_features == facts["out"]:
             return m
@@ -160,7 +163,9 @@ def _resized(m: nn.Module, facts: dict[str, Any]) -> nn.Module:
 
 
 def rebuild(model: nn.Module, arch: dict[str, dict[str, Any]]) -> nn.Module:
-    """Resize the layers of a registry-built `model` in place to the recorded `arch`."""
+    """Resize the layers of a registry-built `model` in place to the recorded `arch`. The resized convolutions and
+    linear layers hold unset weights (whatever memory held) until the caller loads the checkpoint's tensors.
+    Raises StudioError for a layer name or kind that the backbone does not have."""
     for name, facts in arch.items():
         try:
             m = model.get_submodule(name)

@@ -180,7 +180,9 @@ def test_structured_pruning_shrinks_speeds_up_and_reloads(tiny_cfg, tmp_path):
     assert s["structured"]["file_bytes_after"] < 0.4 * s["structured"]["file_bytes_before"]
     assert s["latency_speedup"] > 1.0 and s["structured"]["latency_ms"]["batch_32"]["speedup"] > 1.0
     small = result.context.artifacts["structured_model"].cpu().eval()
+    rng = torch.random.get_rng_state()
     reloaded, rcfg, meta = load_structured(run_dir / "structured.safetensors")
+    assert torch.equal(torch.random.get_rng_state(), rng), "no weights drawn: the resized layers are loaded whole"
     assert rcfg == cfg and sum(p.numel() for p in reloaded.parameters()) == s["params_after"]
     x = result.context.data.val.images.float() / 255
     with torch.no_grad():
