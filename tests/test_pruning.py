@@ -371,3 +371,20 @@ def test_the_train_page_shows_the_counters_of_the_work_under_way():
     assert seen["after"]["Epoch"] == "20 / 20" and seen["after"]["Step"] == "700 / 700"
     assert seen["inner"]["Speed"] == "200 img/s" and seen["after"]["Speed"] == "80 img/s", "each with its own speed"
     assert seen["finder"]["Epoch"] == "0 / 20" and seen["finder"]["Step"] == "4 / 40"
+
+
+def test_latency_is_measured_after_one_warm_up_per_model_and_batch_size():
+    """latency_pair warms each model up once per batch size (3 untimed passes), then times `rounds` x `repeats`
+    passes of each: warming up again before every round cost a structured run's end 3 passes in 8 for nothing."""
+    from engine.structured import latency_pair
+
+    calls = {"dense": 0, "small": 0}
+
+    def counted(name: str, width: int) -> torch.nn.Module:
+        model = torch.nn.Sequential(torch.nn.Conv2d(3, width, 3), torch.nn.AdaptiveAvgPool2d(1))
+        model.register_forward_hook(lambda *_: calls.__setitem__(name, calls[name] + 1))
+        return model
+
+    out = latency_pair(counted("dense", 16), counted("small", 4), 8, batches=(1, 2), rounds=3, repeats=2)
+    assert calls == {"dense": 2 * (3 + 3 * 2), "small": 2 * (3 + 3 * 2)}, calls
+    assert set(out) == {"batch_1", "batch_2"} and all(v["before_ms"] > 0 and v["after_ms"] > 0 for v in out.values())
