@@ -48,7 +48,8 @@ def studio(tmp_path_factory):
     sets = ["eval.ood=false", "train.threads=1", "wise_ft.enabled=true", "wise_ft.alphas=0,0.5,1",
             "wise_ft.probe_epochs=20", "pruning.enabled=true", "pruning.structured=true",
             "pruning.target_sparsity=0.3", "pruning.channel_fraction=0.3", "adversarial.enabled=true",
-            "adversarial.attack=fgsm", "eval.robust_steps=2", "eval.robust_subset=8", "train.device=cpu"]
+            "adversarial.attack=fgsm", "adversarial.co_subset=16", "eval.robust_steps=2", "eval.robust_subset=8",
+            "train.device=cpu"]
     argv = ["train", "--data", str(data), "--backbone", "resnet18", "--checkpoint", str(root / "start.safetensors"),
             "--epochs", "2", "--image-size", "32", "--batch-size", "8", "--lr", "0.05", "--data-dir",
             str(root / "studio"), "--quiet"] + [a for s in sets for a in ("--set", s)]
