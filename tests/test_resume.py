@@ -209,7 +209,7 @@ SUMMARY_OF = {  # what each method's own state decides in the summary
                  "pruning.end_fraction=1.0")),
 ])
 def test_a_method_run_continues_exactly_where_it_stopped(tiny_cfg, tmp_path, method, settings):
-    cfg = tiny_cfg("train.epochs=3", "eval.ood=false", *settings)
+    cfg = tiny_cfg("train.epochs=2", "eval.ood=false", *settings)  # stopped in the last epoch, a step in
     whole, continued = _whole_and_continued(cfg, tmp_path, stop_in_epoch=2)
     assert continued.summary["continued_from_epoch"] == 1
     assert not _same_weights(whole, continued)
