@@ -59,8 +59,8 @@ from engine.resume import RESUME_FILE, check_resumable, epochs_done_of, planned_
 from engine.run_data import load_user_ood, prepare_data
 from engine.store import RunStore, process_alive
 from engine.train import StartModel, build_start, train
-from engine.words import (and_words, ended_early_words, epochs_run_words, extra_epochs_words, greyscale_words,
-                          percent, picture_shape_words, plural, run_picture_shape)
+from engine.words import (and_words, ended_early_words, epochs_run_words, extra_epochs_words, first_and_more,
+                          greyscale_words, percent, picture_shape_words, plural, run_picture_shape)
 
 
 class ConsoleReporter(Reporter):
@@ -1304,8 +1304,8 @@ def _run_folder(run: str, data_dir: Path) -> tuple[Path, str | None]:
                           "is gone (moved or deleted): put it back there, or give the folder where it is now.")
     if matches:
         how = "ends" if all(m.endswith(run) for m in matches) else "is part of"
-        shown = ", ".join(matches[:6]) + (f" and {len(matches) - 6} more" if len(matches) > 6 else "")
-        raise StudioError(f"'{run}' {how} {len(matches)} run ids: {shown}. Give more of it, or the whole id.")
+        raise StudioError(f"'{run}' {how} {len(matches)} run ids: {first_and_more(matches, 6)}. Give more of it, or "
+                          "the whole id.")
     close = _closest_ids(run, sorted(known))  # a typo (letter o for zero) got no nearest id
     if close:
         raise StudioError(f"No run '{run}' in {data_dir}: did you mean {' or '.join(close)}? (`python -m engine "
@@ -1462,7 +1462,7 @@ def _say_answers(result, summary: dict, predictor, top_k: int) -> None:
             print(f"note: {scale}")
         if many := [r["path"] for r in result.rows if r.get("pages", 1) > 1]:
             print(f"note: {plural(len(many), 'file')} of several pictures, of which the first was answered (the CSV's "
-                  f"note says so): {', '.join(many[:3])}" + (f" and {len(many) - 3} more" if len(many) > 3 else ""))
+                  f"note says so): {first_and_more(many, 3)}")
 
 
 def _say_batch_figures(result, summary: dict, args: argparse.Namespace, predictor, sources: list[Path]) -> None:

@@ -57,7 +57,7 @@ from engine.bursts import burst_groups, burst_words, linked, moments_apart, shot
 from engine.devices import usable_cpus
 from engine.errors import StudioError
 from engine.paths import EXTRACTED_DIGITS
-from engine.words import plural
+from engine.words import first_and_more, plural
 
 try:  # HEIC/HEIF, the iPhone camera's default format (AVIF is built into Pillow >= 11.2)
     import pillow_heif
@@ -1045,8 +1045,7 @@ def _nested_class_notes(level: Path, pairs: list[tuple[Path, str]], shown: int =
         return []
 
     def folders(found: set[str]) -> str:
-        return (", ".join(f"{d}/" for d in sorted(found)[:shown])
-                + (f" and {len(found) - shown} more" if len(found) > shown else ""))
+        return first_and_more([f"{d}/" for d in sorted(found)], shown)
 
     classes = {name for _, name in pairs}
     kinds = {frozenset(found) for found in subs.values()}
@@ -1054,10 +1053,10 @@ def _nested_class_notes(level: Path, pairs: list[tuple[Path, str]], shown: int =
         return [f"Every class holds the same sub-folders ({folders(set(next(iter(kinds))))}): their images count "
                 "for the class folder above them, so these sub-folders group images within each class (a year, a "
                 "place, a camera), which is fine."]
-    listed = "; ".join(f"'{name}' ({folders(found)})" for name, found in sorted(subs.items())[:shown])
-    more = f"; and {len(subs) - shown} more classes" if len(subs) > shown else ""
+    listed = first_and_more([f"'{name}' ({folders(found)})" for name, found in sorted(subs.items())], shown, "; ",
+                            "; and {} more classes")
     return [f"{plural(len(subs), 'class', 'classes')} hold{'s' if len(subs) == 1 else ''} images in sub-folders: "
-            f"{listed}{more}. Each such class takes its sub-folders' images as one class. To train a sub-folder as a "
+            f"{listed}. Each such class takes its sub-folders' images as one class. To train a sub-folder as a "
             "class of its own, put it beside the other class folders."]
 
 
@@ -1614,9 +1613,8 @@ def _skipped_summary(skipped: Sequence[SkippedFile], limit: int = 5) -> str:
     """' Skipped: a.jfif (reason); ... and N more.' for a refusal message ('' when nothing was skipped)."""
     if not skipped:
         return ""
-    shown = "; ".join(f"{s.path} ({s.reason})" for s in skipped[:limit])
-    more = f"; and {len(skipped) - limit} more" if len(skipped) > limit else ""
-    return f" Skipped files: {shown}{more}."
+    shown = first_and_more([f"{s.path} ({s.reason})" for s in skipped], limit, "; ", "; and {} more")
+    return f" Skipped files: {shown}."
 
 
 def _require_class_folders(scan: DatasetScan, kind: str = "zip") -> None:
@@ -1682,9 +1680,8 @@ def multi_page_note(files: Sequence[tuple[str, int]]) -> str | None:
     if len(many) == 1:
         return (f"{many[0][0]} holds {many[0][1]} pictures ({kind}): only the first is used. To train on the others, "
                 "save each as a file of its own.")
-    named = "; ".join(f"{name}, {n} pictures" for name, n in many[:MULTI_PAGE_NAMED])
-    more = f"; and {len(many) - MULTI_PAGE_NAMED} more" if len(many) > MULTI_PAGE_NAMED else ""
-    return (f"{len(many)} files hold more than one picture ({kind}): only the first of each is used ({named}{more}). "
+    named = first_and_more([f"{name}, {n} pictures" for name, n in many], MULTI_PAGE_NAMED, "; ", "; and {} more")
+    return (f"{len(many)} files hold more than one picture ({kind}): only the first of each is used ({named}). "
             "To train on the others, save each as a file of its own.")
 
 

@@ -115,7 +115,7 @@ from engine.devices import (autocast_ctx, evaluated_precision_here, inference_ch
 from engine.run_data import prepare_data
 from engine.runs import VARIANTS as RUN_VARIANTS
 from engine.runs import has_variant, load_run, run_config, stopped_with_best, summary_stamp
-from engine.words import percent
+from engine.words import first_and_more, percent
 
 VARIANTS = {k: v for k, v in RUN_VARIANTS.items() if k != "start"}  # the start model is for Explain
 LOW_CONFIDENCE = 0.5  # top softmax probability under this reads "unsure"
@@ -1321,8 +1321,8 @@ def batch_scale_words(rows: list[dict], names: list[str], shape: dict | None) ->
     apart = [(name, x) for name, x in zip(names, ratios) if x is not None and not 1 / SCALE_APART < x < SCALE_APART]
     if not apart:
         return None
-    named = ", ".join(f"{name} ({f'{x:.0f} times as large' if x >= 1 else f'1/{1 / x:.0f} the size'})"
-                      for name, x in apart[:3]) + (f" and {len(apart) - 3} more" if len(apart) > 3 else "")
+    named = first_and_more([f"{name} ({f'{x:.0f} times as large' if x >= 1 else f'1/{1 / x:.0f} the size'})"
+                            for name, x in apart], 3)
     return (f"Of your {len(rows)} pictures, {len(apart)} {'is' if len(apart) == 1 else 'are'} {SCALE_APART:g} or more "
             f"times larger or smaller than the training pictures (typically {shape['long']} x {shape['short']}), by "
             f"the shorter side: {named}. Every picture is shrunk to the same size, so where one also shows its subject "

@@ -34,6 +34,15 @@ def value_words(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def first_and_more(names, shown: int, sep: str = ", ", more: str = " and {} more") -> str:
+    """The first `shown` of `names` (strings) joined by `sep`, then `more` with the count of the rest filled in where
+    any are left: first_and_more(["a.png", "b.png", "c.png", "d.png"], 2) -> "a.png, b.png and 2 more";
+    first_and_more(files, 3, "; ", "; and {} more") for entries that hold commas themselves. Raises nothing."""
+    names = list(names)
+    rest = len(names) - shown
+    return sep.join(names[:shown]) + (more.format(rest) if rest > 0 else "")
+
+
 def and_words(names: tuple[str, ...] | list[str]) -> str:
     """Names joined as a sentence says them: "a", "a and b", "a, b and c"; "" for none."""
     names = list(names)

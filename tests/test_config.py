@@ -190,3 +190,13 @@ def test_names_and_percentages_in_words():
 
     assert [and_words(["a"]), and_words(("a", "b")), and_words(["a", "b", "c"])] == ["a", "a and b", "a, b and c"]
     assert [percent_half_up(0.125), percent_half_up(0.124), percent_half_up(1.0)] == ["13%", "12%", "100%"]
+
+
+def test_a_long_list_names_its_first_few_and_counts_the_rest():
+    """One way of writing "a, b and 2 more" for the messages that name files, classes or run ids."""
+    from engine.words import first_and_more
+
+    files = ["a.png", "b.png", "c.png", "d.png"]
+    assert [first_and_more(files, 2), first_and_more(files, 4), first_and_more(files, 9), first_and_more([], 3)] == \
+        ["a.png, b.png and 2 more", "a.png, b.png, c.png, d.png", "a.png, b.png, c.png, d.png", ""]
+    assert first_and_more(["x, 3 pictures", "y, 2 pictures"], 1, "; ", "; and {} more") == "x, 3 pictures; and 1 more"

@@ -16,7 +16,7 @@ from engine.config import ADVANCED_TITLE, with_section
 from engine.augment import MIRROR_MEASURED, mirror_changes_meaning
 from engine.data import IMAGE_EXTENSIONS, PHASH_MAX_DISTANCE
 from engine.paths import SAMPLE_DATASET
-from engine.words import SHRINK_SAID, greyscale_words, oblong, picture_shape_words, shrink_factor
+from engine.words import SHRINK_SAID, first_and_more, greyscale_words, oblong, picture_shape_words, shrink_factor
 
 KIND_LABELS = {"sample": "Bundled sample", "upload": "Upload a zip", "folder": "Folder on this server"}
 SAMPLE_LABEL = state.SAMPLE_LABEL
@@ -512,8 +512,8 @@ def ood_section(engine, result: datasets.DataCheck | None) -> None:
         if skipped:  # broken images are skipped, as in training data, and named: the accuracy is over the rest
             st.warning(f"{state.plural(len(skipped), 'file')} of your OOD set could not be used and "
                        f"{'is' if len(skipped) == 1 else 'are'} left out of its accuracy: "
-                       + ", ".join(f"`{s.path}` ({s.reason})" for s in skipped[:3])
-                       + (f", and {len(skipped) - 3} more (the list below)." if len(skipped) > 3 else "."),
+                       + first_and_more([f"`{s.path}` ({s.reason})" for s in skipped], 3, ", ",
+                                        ", and {} more (the list below)") + ".",
                        icon=":material/warning:")
             _skipped_table(skipped)
 

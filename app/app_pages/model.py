@@ -18,6 +18,7 @@ from engine.config import ADVANCED_TITLE, RunConfig, check_bounds, probe_epochs_
 from engine.methods import METHODS, MethodSpec
 from engine.optim import setup_extras
 from engine.schedules import SCHEDULES, lr_curve, schedule_label
+from engine.words import first_and_more
 
 # Core config fields this page (or the Data page) draws with its own labels; any other field the
 # engine adds later is drawn generically under "Other engine settings", so nothing is unreachable.
@@ -424,8 +425,7 @@ def head_verdict(report: dict, classes: list[str] | None) -> str:
     file_classes = report.get("file_classes")
     if not file_classes:
         return "Its classification head is replaced by a new one for your classes."
-    shown = ", ".join(state.md_text(c) for c in file_classes[:12]) + (
-        f" and {len(file_classes) - 12} more" if len(file_classes) > 12 else "")
+    shown = first_and_more([state.md_text(c) for c in file_classes], 12)
     if classes is None:
         return (f"It was trained on {len(file_classes)} classes ({shown}): on a dataset with exactly these, "
                 "its classification head is kept too.")

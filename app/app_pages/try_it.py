@@ -36,6 +36,7 @@ from engine.errors import StudioError
 from engine.explain import ATTRIBUTIONS
 from engine.predict import (IMAGE_WORDS, LOW_CONFIDENCE, model_caution, own_figures, own_image_note,
                             sure_mistakes_words, unknown_folder_words)
+from engine.words import first_and_more
 
 RUN_KEY = "try_run"
 SOURCE_KEY = "try_source"
@@ -840,8 +841,8 @@ def folder_section(engine, rec, run_dir: str, ds: str, p, variant: str, alpha, t
     res, pictures = result[1], result[2]
     if not res.rows:  # every file failed: an error, as on the command line, not an empty table
         st.error(f"No readable image in '{state.md_text(up_name)}': "
-                 + "; ".join(f"{state.md_text(s.path)}: {s.reason}" for s in res.skipped[:5])
-                 + (f" (and {len(res.skipped) - 5} more)" if len(res.skipped) > 5 else ""), icon=":material/error:")
+                 + first_and_more([f"{state.md_text(s.path)}: {s.reason}" for s in res.skipped], 5, "; ",
+                                  " (and {} more)"), icon=":material/error:")
         st.session_state["try_unusable_zip"] = new
         return
     if new:
