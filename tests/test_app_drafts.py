@@ -297,6 +297,9 @@ def test_compare_shows_the_dataset_and_flags_runs_on_different_data(studio, tiny
     widths = {k: v.get("width") for k, v in json.loads(grid.proto.columns).items() if k in table.columns}
     assert set(widths) == set(table.columns) and sum(widths.values()) <= COMPARE_FIT_PX, \
         f"every column sized, and the table fits a 1280 px window: {widths}"
+    # names as long as "ResNet-18 plain from scratch on two colours.zip" are cut by the grid: said in full under it
+    (full,) = [c for c in texts(at.caption) if c.startswith("The run column in full: ")]
+    assert all(len(label) * 7.5 > widths["run"] and label in full for label in table["run"]), (full, widths)
     assert any("2 different datasets" in w for w in texts(at.warning))
     assert table["balanced acc"].notna().all()
     from app.components import read_summary

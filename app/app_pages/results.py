@@ -1256,6 +1256,8 @@ def figures_table(main: pd.DataFrame, config: dict, common: str = "") -> None:
     full = recipes_in_full(main, config["recipe"]["width"]) if "recipe" in main.columns else ""
     if full:
         st.caption(full)
+    if names := names_in_full(main, config["run"]["width"]):
+        st.caption(state.md_text(names))
     if "balanced acc" in main.columns and main["balanced acc"].notna().any():  # said under the table, not only on hover
         st.caption("balanced: the mean of the per-class accuracies on the test images (validation images where a "
                    "run has no test split), so every class counts equally.")
@@ -1288,6 +1290,16 @@ def recipes_in_full(table: pd.DataFrame, width: int = RECIPE_PX) -> str:
     if not long:
         return ""
     return "The recipe column in full: " + "; ".join(f"{run}: {recipe}" for run, recipe in long) + "."
+
+
+def names_in_full(table: pd.DataFrame, width: int) -> str:
+    """The Compare table's run labels (its "run" column: start time and the run's name, as the user gave it) that a
+    run column `width` px wide cuts (TEXT_PX_PER_CHAR and the cell's padding, as `text_width` counts), for a caption
+    under the table; "" when every one fits. The grid cuts a long label at the column's edge, and a cut name may
+    be all that tells two runs apart. Raises KeyError for a table without a "run" column."""
+    chars = int((int(width) - 18) // TEXT_PX_PER_CHAR)
+    long = [str(run) for run in table["run"] if len(str(run)) > chars]
+    return "The run column in full: " + "; ".join(long) + "." if long else ""
 
 
 COMMON_RECIPE = "Every run's recipe: "  # what the recipes share, before the differences the recipe column gives
