@@ -403,6 +403,11 @@ def test_a_recipe_the_compare_column_cuts_is_given_in_full_under_the_table():
     table = pd.DataFrame({"run": ["WiSE-FT demo", "plain"], "recipe": [long, "no augmentation"]})
     assert recipes_in_full(table) == f"The recipe column in full: WiSE-FT demo: {long}."
     assert recipes_in_full(table.assign(recipe=["no augmentation", None])) == "", "every one fits"
+    from app.app_pages.results import names_in_full
+
+    runs = pd.DataFrame({"run": ["09:12 · plain", "09:40 · Thin sections, crossed polars, second try"]})
+    assert names_in_full(runs, 300) == "The run column in full: 09:40 · Thin sections, crossed polars, second try."
+    assert names_in_full(runs, 400) == "", "every label fits 400 px"
     # the recipe column gives way to the run column (down to 112 px) where the table's other columns leave the run
     # under 200 px (an inspector's run column read "08:21 · Small mode"), and the caption then gives more cells whole
     import streamlit as st

@@ -1255,8 +1255,9 @@ def figures_table(main: pd.DataFrame, config: dict, common: str = "") -> None:
         st.caption(f"{COMMON_RECIPE}{common}; the recipe column gives what differs.")
     full = recipes_in_full(main, config["recipe"]["width"]) if "recipe" in main.columns else ""
     if full:
-        st.caption(full)
-    if names := names_in_full(main, config["run"]["width"]):
+        st.caption(state.md_text(full))
+    given = {run for run, _ in cut_recipes(main, config["recipe"]["width"])} if "recipe" in main.columns else set()
+    if names := names_in_full(main[~main["run"].isin(given)], config["run"]["width"]):  # each label said once
         st.caption(state.md_text(names))
     if "balanced acc" in main.columns and main["balanced acc"].notna().any():  # said under the table, not only on hover
         st.caption("balanced: the mean of the per-class accuracies on the test images (validation images where a "
@@ -1284,12 +1285,17 @@ def recipes_in_full(table: pd.DataFrame, width: int = RECIPE_PX) -> str:
     """The recipe cells the Compare table's recipe column, `width` px wide, cuts ("first 2 epochs head only (a
     linear probe), lea..."; only what differs among the runs' recipes where something does: `recipe_cells`), each
     after its run's label, for a caption under the table; "" when every one fits."""
-    chars = RECIPE_CELL_CHARS * int(width) // RECIPE_PX
-    long = [(run, recipe) for run, recipe in zip(table["run"], table["recipe"])
-            if isinstance(recipe, str) and len(recipe) > chars]
+    long = cut_recipes(table, width)
     if not long:
         return ""
     return "The recipe column in full: " + "; ".join(f"{run}: {recipe}" for run, recipe in long) + "."
+
+
+def cut_recipes(table: pd.DataFrame, width: int = RECIPE_PX) -> list[tuple[str, str]]:
+    """(run label, recipe cell) of the rows whose recipe a recipe column `width` px wide cuts (`recipes_in_full`)."""
+    chars = RECIPE_CELL_CHARS * int(width) // RECIPE_PX
+    return [(run, recipe) for run, recipe in zip(table["run"], table["recipe"])
+            if isinstance(recipe, str) and len(recipe) > chars]
 
 
 def names_in_full(table: pd.DataFrame, width: int) -> str:
