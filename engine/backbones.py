@@ -24,6 +24,7 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.nn.utils import skip_init
 
 from engine.errors import StudioError
 from engine.paths import ASSETS_DIR, resolve_path
@@ -309,7 +310,7 @@ def build_model(name: str, num_classes: int, pretrained: str = "none", checkpoin
 
     `initialise=False` (with `pretrained="none"` only) leaves the weights of the trunk and the head unset (whatever
     memory held; buffers zero) for a caller that loads every tensor next, a finished run's checkpoint: drawing a
-    ResNet-18's random weights twice (each layer's default, then torchvision's) took 0.16 s of a 0.21 s build (Zen 3
+    ResNet-18's random weights twice (each layer's default, then torchvision's) took 0.16 s of a 0.20 s build (Zen 3
     CPU, one thread: benchmarks/load_costs.py). The global RNG is then left as it was, except for a network with
     buffers outside its state dict, which is built as usual.
     """
@@ -357,7 +358,7 @@ def build_model(name: str, num_classes: int, pretrained: str = "none", checkpoin
     if initialise or pretrained != "none":
         head = nn.Linear(old_head.in_features, num_classes)
     else:
-        head = nn.Linear(old_head.in_features, num_classes, device="meta").to_empty(device="cpu")
+        head = skip_init(nn.Linear, old_head.in_features, num_classes)
     if pretrained == "checkpoint" and classes is not None and report.file_classes:
         same = report.file_classes == list(classes)
         report.head_kept = same and _load_head(head, state, report.prefix + spec.head_attr)

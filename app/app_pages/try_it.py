@@ -34,8 +34,8 @@ from app.app_pages.explain import (BARS_NOTE, FLAT_GRAD_CAM, any_flat, bars_heav
 from app.claims_view import at_chance, guess_warning
 from engine.errors import StudioError
 from engine.explain import ATTRIBUTIONS
-from engine.predict import (IMAGE_WORDS, LOW_CONFIDENCE, model_caution, own_figures, own_image_note,
-                            sure_mistakes_words, unknown_folder_words)
+from engine.predict import (FIRST_PAGE_START, IMAGE_WORDS, LOW_CONFIDENCE, model_caution, own_figures,
+                            own_image_note, sure_mistakes_words, unknown_folder_words)
 from engine.words import first_and_more
 
 RUN_KEY = "try_run"
@@ -539,8 +539,6 @@ def image_result(ds: str, models: list[Shown], name: str, data: bytes, threshold
     cols[0].image(framed(upscale(image.transpose(1, 2, 0), DISPLAY_PX)),
                   caption=f"{state.md_text(name)} (as the model sees it)", width=DISPLAY_PX)
     crop_control(cols[0], tag, options)
-    from engine.predict import FIRST_PAGE_START
-
     if pages := next((n for n in notes if n.startswith(FIRST_PAGE_START)), None):  # not only in the closed expander:
         cols[0].caption(f":material/auto_stories: {pages[:1].upper()}{pages[1:]}.")  # an archivist's 2-page letter
     with cols[0].expander("What was done to the image"):
