@@ -525,7 +525,7 @@ def confusion_cell_px(n_classes: int, width: int = 300) -> int:
 
 
 def confusion_px(n_classes: int, width: int = 300, classes: Sequence[str] = ()) -> int:
-    """The width in px a confusion matrix asks for (pass it to st.altair_chart(width=...)): its cells
+    """The width in px a confusion matrix asks for (pass it to app.vega.altair_chart(width=...)): its cells
     and their labels (`class_label_px` of `classes`, the class names). In a narrower column Streamlit gives it the
     column's width and the cells narrow to fit (they overflowed into the next column on a 1000 px window)."""
     extra = class_label_px(classes) - CLASS_LABEL_PX[0]
@@ -534,7 +534,7 @@ def confusion_px(n_classes: int, width: int = 300, classes: Sequence[str] = ()) 
 
 def confusion_chart(df: pd.DataFrame, title: str = "Confusion matrix", width: int = 300) -> alt.Chart:
     """Heat map with counts; the diagonal is what the model got right. `width` (px) is the budget of
-    the cells; class names take `class_label_px` more: show it with st.altair_chart(width=confusion_px(...,
+    the cells; class names take `class_label_px` more: show it with app.vega.altair_chart(width=confusion_px(...,
     classes=...)), and it fits that width or, narrower, the column's (the cells narrow, their height stays)."""
     classes = list(dict.fromkeys(df["true"]))
     cell = confusion_cell_px(len(classes), width)  # px per class: labels stay readable

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app import charts, layout, state
+from app import charts, layout, state, vega
 from app.claims_view import at_chance
 from engine.chance import by_class_words, largest_class_words
 from engine.clock import fmt_duration
@@ -410,7 +410,7 @@ def curves_view(run: RunView, *, live: bool = False, streams: bool = False, over
     epochs, steps = run.epochs, run.steps
     if epochs.empty or len(epochs.columns) <= 1:
         if not steps.empty and "loss" in steps:
-            st.altair_chart(charts.step_loss_chart(steps), width="stretch")
+            vega.altair_chart(charts.step_loss_chart(steps), width="stretch")
         if live or run.status in ("queued", "running"):
             st.caption("The per-epoch charts appear when the first epoch ends.")
         else:
@@ -421,7 +421,7 @@ def curves_view(run: RunView, *, live: bool = False, streams: bool = False, over
         fine_tune_live_view(fine_tune)
     left, right = st.columns(2)
     with left:
-        st.altair_chart(charts.accuracy_chart(epochs), width="stretch")
+        vega.altair_chart(charts.accuracy_chart(epochs), width="stretch")
         note = charts.epoch_subset_caption(run.config, run.progress.get("epoch_eval")
                                            or read_summary(run.run_dir).get("epoch_eval"))
         if note and ({"ood_acc", "robust_acc"} & set(epochs.columns)):
@@ -430,7 +430,7 @@ def curves_view(run: RunView, *, live: bool = False, streams: bool = False, over
             if why:
                 st.caption(why)
     with right:
-        st.altair_chart(charts.loss_chart(epochs), width="stretch")
+        vega.altair_chart(charts.loss_chart(epochs), width="stretch")
         if not overshoot_said and (why := loss_spike_note(run)):
             st.caption(why)
     extra = charts.method_metric_names(epochs)
@@ -438,7 +438,7 @@ def curves_view(run: RunView, *, live: bool = False, streams: bool = False, over
         cols = st.columns(min(len(extra), 2))
         for i, name in enumerate(extra):
             with cols[i % len(cols)]:
-                st.altair_chart(charts.method_metric_chart(epochs, name), width="stretch")
+                vega.altair_chart(charts.method_metric_chart(epochs, name), width="stretch")
                 if name == "adafilter_gate_mean" and (why := gate_probe_note(run)):
                     st.caption(why)
     groups = charts.layer_groups(epochs)
@@ -460,9 +460,9 @@ def curves_view(run: RunView, *, live: bool = False, streams: bool = False, over
                     st.markdown(title)
                     st.caption(f"From {lo} to {hi} across {len(names)} layers.")
                     with st.expander(f"Each of the {len(names)} layers", icon=":material/bar_chart:"):
-                        st.altair_chart(charts.layer_bar_chart(epochs, group, names), width="stretch")
+                        vega.altair_chart(charts.layer_bar_chart(epochs, group, names), width="stretch")
                 elif any(v != 0 for v in finite):
-                    st.altair_chart(charts.layer_bar_chart(epochs, group, names), width="stretch")
+                    vega.altair_chart(charts.layer_bar_chart(epochs, group, names), width="stretch")
                 else:  # an empty chart with one "0" tick looks broken
                     st.markdown(f"**{charts.group_title(group)} per layer (epoch {epoch})**")
                     st.caption("0 in every layer so far: nothing has reached them yet (in the first, head-only "
@@ -474,7 +474,7 @@ def curves_view(run: RunView, *, live: bool = False, streams: bool = False, over
         fine_tune_live_view(fine_tune)
     if not steps.empty and "loss" in steps:
         with st.expander("Loss at every step", expanded=False):
-            st.altair_chart(charts.step_loss_chart(steps), width="stretch")
+            vega.altair_chart(charts.step_loss_chart(steps), width="stretch")
 
 
 # ---- the sidebar ----------------------------------------------------------------------------
@@ -602,7 +602,7 @@ def wise_live_view(run: RunView, points: list[dict]) -> None:
              else f"WiSE-FT curve: all {total} mixing weights evaluated")
     st.markdown(f"**{title}**")
     ordered = sorted(points, key=lambda p: p["alpha"])
-    st.altair_chart(curve_chart(curve_frame(ordered), None, title=None), width="stretch")  # the heading says it
+    vega.altair_chart(curve_chart(curve_frame(ordered), None, title=None), width="stretch")  # the heading says it
     from engine.claims import split_sizes
 
     note = subset_note(run.config, sum(split_sizes(read_summary(str(run.run_dir)), "val")) or None)

@@ -87,6 +87,47 @@ def _once_per_process():
 _once_per_process()
 
 
+# The dashboard draws its charts without Altair's Vega-Lite schema check (app/vega.py: two thirds of the
+# conversion on every rerun). The suite checks them instead: the first chart each line of the pages draws
+# in a test process is validated against the schema, and a test whose page drew an invalid one fails.
+_CHECKED_CHART_SITES: set[tuple[str, int]] = set()
+_INVALID_CHARTS: list[str] = []
+
+
+def _check_drawn_charts():
+    import functools
+    import sys
+
+    from app import vega
+
+    unvalidated = vega._unvalidated
+
+    @functools.wraps(unvalidated)  # checked.__wrapped__: the dashboard's own, for tests/test_charts.py
+    def checked(chart):
+        caller = sys._getframe(2)  # vega.altair_chart's caller: the page's line
+        site = (caller.f_code.co_filename, caller.f_lineno)
+        if site not in _CHECKED_CHART_SITES:
+            _CHECKED_CHART_SITES.add(site)
+            try:
+                chart.to_dict(validate=True)
+            except Exception as exc:  # jsonschema's error, or a spec Altair cannot build
+                _INVALID_CHARTS.append(f"{Path(site[0]).name}:{site[1]}: {exc}"[:2000])
+        return unvalidated(chart)
+
+    vega._unvalidated = checked
+
+
+_check_drawn_charts()
+
+
+@pytest.fixture(autouse=True)
+def charts_drawn_are_valid():
+    """Fails a test whose pages drew a chart that is not a valid Vega-Lite spec (see _check_drawn_charts)."""
+    _INVALID_CHARTS.clear()
+    yield
+    assert not _INVALID_CHARTS, _INVALID_CHARTS
+
+
 # pytest.ini sends whole files to the two workers in collection order (--dist loadfile): the longest files
 # first leave the small ones for the end, so that neither worker waits long for the other at the end of the
 # run (the browser file alone is about three minutes; started late, the other worker had gone idle).

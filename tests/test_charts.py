@@ -741,3 +741,37 @@ def test_y_axis_labels_sit_on_their_grid_lines():
     spec = charts.accuracy_chart(df).to_dict()
     assert spec["config"]["axisY"]["labelFlush"] is False
     assert alt.Chart(df).mark_point().encode(y="val_acc:Q").to_dict()["config"]["axisY"]["labelFlush"] is False
+
+
+def test_the_dashboard_draws_a_chart_without_the_schema_check_and_sends_the_same_spec(monkeypatch):
+    """app.vega hands Streamlit a copy whose to_dict() skips Altair's jsonschema validation: the same spec
+    for a valid chart, no check at all (an invalid one passes through), and the chart given is left as it was."""
+    import streamlit as st
+    from altair.utils.schemapi import SchemaValidationError
+
+    from app import vega
+
+    quick = getattr(vega._unvalidated, "__wrapped__", vega._unvalidated)  # tests/conftest.py wraps it with a check
+    chart = charts.accuracy_chart(pd.DataFrame(EPOCHS))
+    assert quick(chart).to_dict() == chart.to_dict()
+    checks = []
+    monkeypatch.setattr(alt.utils.schemapi.SchemaBase, "validate",
+                        classmethod(lambda cls, *a, **k: checks.append(cls.__name__)))
+    chart.to_dict()
+    assert type(chart).__name__ in checks  # the whole spec, checked by default
+    checks.clear()
+    quick(chart).to_dict()
+    assert type(chart).__name__ not in checks, "the whole spec is not checked on the dashboard's path"
+    monkeypatch.undo()
+    wrong = alt.Chart(pd.DataFrame({"a": [1]})).mark_bar().encode(x="a:Q")
+    wrong.width = {"no": "such"}  # set without the check .properties() makes
+    with pytest.raises(SchemaValidationError):
+        wrong.to_dict()
+    assert quick(wrong).to_dict()["width"] == {"no": "such"}
+    with pytest.raises(SchemaValidationError):
+        wrong.to_dict()  # the chart passed in still validates for everyone else
+    drawn = []
+    monkeypatch.setattr(st, "altair_chart", lambda c, **kw: drawn.append((c, kw)) or "state")
+    assert vega.altair_chart(chart, width="stretch") == "state"
+    (sent, kw), = drawn
+    assert sent is not chart and kw == {"width": "stretch"} and sent.to_dict() == chart.to_dict()

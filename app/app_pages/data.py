@@ -9,7 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import charts, components, datasets, layout, state
+from app import charts, components, datasets, layout, state, vega
 from app.widgets import field_widget
 from engine.errors import StudioError
 from engine.config import ADVANCED_TITLE, with_section
@@ -363,7 +363,7 @@ def dataset_report(engine) -> datasets.DataCheck | None:
 
     left, right = layout.cells(2)  # the counts, then the pictures: one above the other on a narrow page
     with left:
-        st.altair_chart(charts.class_counts_chart(charts.class_counts_frame(split)), width="stretch")
+        vega.altair_chart(charts.class_counts_chart(charts.class_counts_frame(split)), width="stretch")
         counts = {k: split[k] for k in ("train", "val", "test") if k in split}
         table = [{"class": name, **{s: counts[s].get(name, 0) for s in counts},  # with a cap: the images used
                   "total": sum(counts[s].get(name, 0) for s in counts) if cap else rep.counts.get(name, 0)}

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import charts, components, layout, state
+from app import charts, components, layout, state, vega
 from app.claims_view import at_chance, guess_warning
 from engine.claims import smaller_shortfall
 from engine.errors import StudioError
@@ -973,9 +973,9 @@ def errors_tab(engine, rec, b, pred: dict[str, np.ndarray]) -> None:
         # A click on a cell selects it in the picker on the right.
         pick = alt.selection_point(name="cell", fields=["true", "predicted"], on="click")
         chart.layer = [layer.add_params(pick) for layer in chart.layer]
-        st.altair_chart(chart, width=charts.confusion_px(len(classes), budget, classes), key=f"confusion_chart_{view}",
-                        selection_mode="cell",
-                        on_select=functools.partial(_cell_from_chart, view, classes, options))
+        vega.altair_chart(chart, width=charts.confusion_px(len(classes), budget, classes),
+                          key=f"confusion_chart_{view}", selection_mode="cell",
+                          on_select=functools.partial(_cell_from_chart, view, classes, options))
         st.caption("Rows: true class; columns: what the model said. Click a cell, or pick it on the right.")
     with right:
         cell_key = f"explain_cell_{view}"

@@ -10,7 +10,7 @@ import math
 import pandas as pd
 import streamlit as st
 
-from app import charts, components, datasets, layout, state
+from app import charts, components, datasets, layout, state, vega
 from app.presets import PRESETS, icon, methods_words, offline_pretrained, preset_details_words, recipe_drift
 from app.widgets import dataclass_widgets, field_widget, widget_key
 from engine.backbones import BACKBONES, CHECKPOINT_SUFFIXES, FAMILY_TITLES, PRETRAINED_SOURCES, available_sources, backbone_title
@@ -545,7 +545,7 @@ def last_lr_find() -> None:
                  if kept else f"Learning rate found for run “{rec.name}”: {found['lr']:.3g} "
                               f"(effective {found['effective_lr']:.3g})")
         with st.expander(title, icon=":material/query_stats:", expanded=state.config().optim.lr_auto):
-            st.altair_chart(charts.lr_find_chart(found), width="stretch")
+            vega.altair_chart(charts.lr_find_chart(found), width="stretch")
             st.caption(f"{found['steps']} steps ({100 * found['step_share']:.0f}% of the run's steps, "
                        f"{found['seconds']:.1f} s), the rate growing from {found['sweep'][0]:.2g} to "
                        f"{found['sweep'][1]:.2g}. The loss was lowest at {found['lr_at_min_loss']:.3g}; the pick "
@@ -579,7 +579,7 @@ def schedule_section() -> None:
         total = per_epoch * cfg.train.epochs
         curve = pd.DataFrame({"step": range(1, total + 1), "lr": lr_curve(cfg.optim, total)})  # as a run logs them
         st.caption(f"The learning rate over the run's {state.plural(total, 'step')} ({per_epoch} per epoch):")
-        st.altair_chart(charts.lr_chart(curve).properties(height=150, title=""), width="stretch")
+        vega.altair_chart(charts.lr_chart(curve).properties(height=150, title=""), width="stretch")
 
 
 def probe_knobs() -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app import charts, components, datasets, layout, state
+from app import charts, components, datasets, layout, state, vega
 from app.claims_view import (at_chance, claim_lines, compare_few_images_words, cut_ends_note, finer_detail_note,
                              guessing_runs_words, ood_off_note, small_split_note, unstable_note, val_test_gap)
 from app.method_views import VIEWS
@@ -344,9 +344,9 @@ def detail_charts(run: components.RunView, summary: dict) -> None:
         view, split, words = confusion_view(summary, which)
         matrix = view.get(f"{split}_confusion")
         if matrix and classes:
-            st.altair_chart(charts.confusion_chart(charts.confusion_frame(matrix, classes),
-                                                   f"Confusion matrix ({words})"),
-                            width=charts.confusion_px(len(classes), classes=classes))
+            vega.altair_chart(charts.confusion_chart(charts.confusion_frame(matrix, classes),
+                                                     f"Confusion matrix ({words})"),
+                              width=charts.confusion_px(len(classes), classes=classes))
             st.caption("Rows are the true classes, columns what the model said. Off-diagonal cells are the mix-ups "
                        "worth looking at: similar-looking classes, or a class with too few images."
                        + (" On your OOD set (your images of other conditions), a mix-up the test images do not show "
@@ -357,9 +357,9 @@ def detail_charts(run: components.RunView, summary: dict) -> None:
             counted = view.get(f"{split}_confusion") if view.get(f"{split}_per_class_acc") else None
             images = {c: sum(row) for c, row in zip(classes, counted)} if counted and classes and \
                 len(counted) == len(classes) else None  # each bar's images: "100% (1 of 1)"
-            st.altair_chart(charts.per_class_chart(charts.per_class_frame(per_class, images),
-                                                   f"Accuracy per class ({words.removesuffix(' images')})"),
-                            width="stretch")
+            vega.altair_chart(charts.per_class_chart(charts.per_class_frame(per_class, images),
+                                                     f"Accuracy per class ({words.removesuffix(' images')})"),
+                              width="stretch")
         weak = weak_class_words(view, split)
         if weak:  # the user's class names, as text
             st.info(state.md_text(weak), icon=":material/troubleshoot:")
@@ -371,8 +371,8 @@ def detail_charts(run: components.RunView, summary: dict) -> None:
         if few := few_class_words(view):  # a rare class's 100% on 2 images read as a finding
             st.info(state.md_text(few), icon=":material/straighten:")
         if summary.get("ood_acc_by_corruption"):
-            st.altair_chart(charts.ood_chart(charts.ood_frame(summary["ood_acc_by_corruption"]), summary.get("val_acc")),
-                            width="stretch")
+            ood = charts.ood_frame(summary["ood_acc_by_corruption"])
+            vega.altair_chart(charts.ood_chart(ood, summary.get("val_acc")), width="stretch")
             st.caption(("The full-size model's, not the smaller one's (not measured on corrupted images). "
                         if which.startswith("smaller") else "")
                        + "The dashed line is the clean validation accuracy: the gap to each bar is what that "
@@ -389,7 +389,7 @@ def detail_charts(run: components.RunView, summary: dict) -> None:
         else:
             st.caption(whose + sure)
     if not run.steps.empty and "lr" in run.steps:
-        st.altair_chart(charts.lr_chart(run.steps), width="stretch")
+        vega.altair_chart(charts.lr_chart(run.steps), width="stretch")
         if cap := summary.get("head_lr_capped"):  # the chart is the trunk's (the optimiser's first group)
             st.caption(f"The layers below the new head. The head's own rate follows the same curve from "
                        f"{lowered_rate(cap['to'], cap['lr'])} (above).")
@@ -397,7 +397,7 @@ def detail_charts(run: components.RunView, summary: dict) -> None:
         from engine.lr_find import lr_find_sentence
 
         with st.expander(lr_find_sentence(summary["lr_find"]), icon=":material/query_stats:"):
-            st.altair_chart(charts.lr_find_chart(summary["lr_find"]), width="stretch")
+            vega.altair_chart(charts.lr_find_chart(summary["lr_find"]), width="stretch")
 
 
 def data_warnings(rec, summary: dict, names: bool = False) -> list[str]:
@@ -1351,7 +1351,7 @@ def compare_curves(curves: dict, recs: dict, order: list[str] | None = None) -> 
     state.remember_choice("compare_metric", metric, default=metrics[0])
     by_id = charts.run_colours(order or [rec.id for rec in recs.values()], [rec.id for rec in recs.values()])
     colours = {label: by_id[rec.id] for label, rec in recs.items() if label in curves}
-    st.altair_chart(charts.compare_chart(charts.compare_frame(curves, metric), metric, colours), width="stretch")
+    vega.altair_chart(charts.compare_chart(charts.compare_frame(curves, metric), metric, colours), width="stretch")
     falls = {label: components.run_probe_jolt(curves[label], {}, read_summary(rec.run_dir))
              for label, rec in recs.items()} if metric in ("val_acc", "val_loss") else {}
     lines = [f"{label}: validation accuracy fell from {percent_half_up(j.before)} to {percent_half_up(j.after)} in "

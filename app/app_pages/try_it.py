@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import charts, components, layout, state
+from app import charts, components, layout, state, vega
 from app.app_pages.explain import (BARS_NOTE, FLAT_GRAD_CAM, any_flat, bars_heavy, colour_bar, map_caption,
                                    overlay, padded_box, upscale)
 from app.claims_view import at_chance, guess_warning
@@ -556,9 +556,9 @@ def image_result(ds: str, models: list[Shown], name: str, data: bytes, threshold
         answers.append(answer)
         with col:
             wide = len(models) == 1  # side by side, the axis's words are cut: a caption wraps them
-            st.altair_chart(charts.topk_chart(charts.topk_frame(answer.top, model.label), model.label, threshold,
-                                              classes=len(p.classes), words_on_axis=wide, lines=lines),
-                            width="stretch")
+            vega.altair_chart(charts.topk_chart(charts.topk_frame(answer.top, model.label), model.label, threshold,
+                                                classes=len(p.classes), words_on_axis=wide, lines=lines),
+                              width="stretch")
             if not wide and (words := charts.topk_words(len(answer.top), threshold, len(p.classes), under_axis=True)):
                 st.caption(words)
             verdict(p, answer, said)
@@ -769,9 +769,9 @@ def batch_accuracy(res) -> None:
         if fair is not None and fair["labelled"] < metrics["labelled"]:
             st.caption(f"Without the run's training images: accuracy {100 * fair['accuracy']:.1f}%, balanced "
                        f"accuracy {100 * fair['balanced_accuracy']:.1f}% ({state.plural(fair['labelled'], 'image')}).")
-        st.altair_chart(charts.confusion_chart(charts.confusion_frame(metrics["confusion"], res.classes),
-                                               "Confusion matrix on this batch"),
-                        width=charts.confusion_px(len(res.classes), classes=res.classes))
+        vega.altair_chart(charts.confusion_chart(charts.confusion_frame(metrics["confusion"], res.classes),
+                                                 "Confusion matrix on this batch"),
+                          width=charts.confusion_px(len(res.classes), classes=res.classes))
         wrapper = state.wrapper_folders([r["path"] for r in res.rows])  # the whole name, not the table's cut one
         wrong = res.sure_mistakes()
         if sure := sure_mistakes_words(wrong, [state.without_wrapper(r["path"], wrapper) for r in wrong]):

@@ -6,6 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from app import vega
 from app.charts import FIT_WIDTH, LAYER_NAMES, LAYER_PADDING, layer_rows, rows_height
 from app.method_views import register_view
 
@@ -90,7 +91,7 @@ def adafilter_view(engine, rec, summary: dict) -> None:
     rows = engine.store.metrics(rec.id)
     c1, c2 = st.columns(2)
     for slot, chart in view_charts(summary, rows):
-        {"left": c1, "right": c2, "wide": st}[slot].altair_chart(chart, width="stretch")
+        vega.altair_chart(chart, {"left": c1, "right": c2, "wide": st}[slot], width="stretch")
     silent = silent_epochs(rows)
     if silent:
         which = (f"epoch {silent[0]}" if len(silent) == 1

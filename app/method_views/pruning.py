@@ -11,7 +11,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app import layout, state
+from app import layout, state, vega
 from app.charts import FIT_WIDTH, LAYER_NAMES, LAYER_PADDING, layer_rows, rows_height
 from app.method_views import points_delta, register_view
 from engine.claims import shown_points
@@ -105,7 +105,7 @@ def fine_tune_live_view(points: list[dict]) -> None:
         return  # no validation images: nothing measured to draw (Results leaves its chart out too)
     st.markdown(f"**The smaller model's fine-tune: {done} of {plural(epochs, 'epoch')}**" if done < epochs else
                 f"**The smaller model's fine-tune: all {plural(epochs, 'epoch')}**")
-    st.altair_chart(fine_tune_chart(curve, before, title=None), width="stretch")  # the heading above names it
+    vega.altair_chart(fine_tune_chart(curve, before, title=None), width="stretch")  # the heading above names it
     if done == 0 and isinstance(before, (int, float)):
         st.caption(f"Removing channels left {100 * curve[0]:.1f}% on validation, against {100 * before:.1f}% for the "
                    "full-size model (the dashed line); each epoch of the fine-tune adds a point.")
@@ -188,7 +188,7 @@ def pruning_view(engine, rec, summary: dict) -> None:
         if smaller:
             st.warning(state.message_md(state.message_words(smaller)), icon=":material/warning:")
         if s and len(s.get("fine_tune_val_acc") or []) > 1 and fine_tune_words(s["fine_tune_val_acc"], s.get("val_acc_before")):
-            st.altair_chart(fine_tune_chart(s["fine_tune_val_acc"], s.get("val_acc_before")), width="stretch")
+            vega.altair_chart(fine_tune_chart(s["fine_tune_val_acc"], s.get("val_acc_before")), width="stretch")
             st.caption(fine_tune_words(s["fine_tune_val_acc"], s.get("val_acc_before")))
     if summary.get("sparsity"):
         end = (summary.get("pruning") or {}).get("schedule")
@@ -206,7 +206,7 @@ def pruning_view(engine, rec, summary: dict) -> None:
                                list(by_layer))
         st.caption(f"The run ended before its pruning ramp did: the last {100 * rest:.0f}% of the ramp was pruned at "
                    "the end, so the final sparsity per layer is below, not in the last epoch's chart above.")
-        st.altair_chart(alt.Chart(df).mark_bar().encode(
+        vega.altair_chart(alt.Chart(df).mark_bar().encode(
             x=alt.X("sparsity:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="Sparsity"),
             y=alt.Y("layer:N", sort=order, title=None, axis=LAYER_NAMES),
             tooltip=["layer:N", "module:N", alt.Tooltip("sparsity:Q", format=".1%")],
@@ -216,7 +216,7 @@ def pruning_view(engine, rec, summary: dict) -> None:
     search = summary.get("pruning_search")
     if search and search.get("trials"):
         df = trials_frame(search["trials"])
-        st.altair_chart(trials_chart(df, (search.get("best") or {}).get("trial")), width="stretch")
+        vega.altair_chart(trials_chart(df, (search.get("best") or {}).get("trial")), width="stretch")
         st.dataframe(df, hide_index=True, width="stretch")
         st.caption(search_words(search))
     structured = Path(rec.run_dir) / "structured.safetensors"

@@ -8,7 +8,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app import layout, state
+from app import layout, state, vega
 from app.charts import FIT_WIDTH, METRIC_COLORS
 from app.method_views import points_delta, register_view
 from engine.claims import split_sizes
@@ -134,7 +134,7 @@ def alpha_view(engine, rec, summary: dict) -> None:
     # the curve's plain reading (engine.claims.wise_ft_reading) is in the claim line above the panel
     extra = sorted({**{p['alpha']: p for p in curve}, **{p["alpha"]: p for p in cache_points(cache, rec.id)}}.values(),
                    key=lambda p: p["alpha"])
-    st.altair_chart(curve_chart(curve_frame(extra), alpha), width="stretch")
+    vega.altair_chart(curve_chart(curve_frame(extra), alpha), width="stretch")
     if note:
         st.caption(note)
     best = top_point(curve, lambda p: p.get("ood_acc") or 0)  # ties: the larger alpha, as chosen_alpha
