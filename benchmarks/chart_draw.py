@@ -13,13 +13,13 @@ classes. Prints each chart's median milliseconds both ways, the ratio, and the p
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from common import median_s  # noqa: E402
 
 
 def page_charts(epochs: int, classes: int) -> dict:
@@ -52,17 +52,6 @@ def page_charts(epochs: int, classes: int) -> dict:
     }
 
 
-def median_ms(fn, rounds: int) -> float:
-    """Median wall milliseconds of `fn()` over `rounds` calls, after one untimed call."""
-    fn()
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=7)
@@ -76,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'chart':16} {'checked ms':>10} {'dashboard ms':>12} {'ratio':>6}")
     totals = [0.0, 0.0]
     for name, chart in page_charts(args.epochs, args.classes).items():
-        checked = median_ms(lambda: streamlit_spec(chart), args.rounds)
-        quick = median_ms(lambda: streamlit_spec(_unvalidated(chart)), args.rounds)
+        checked = 1000 * median_s(lambda: streamlit_spec(chart), args.rounds)
+        quick = 1000 * median_s(lambda: streamlit_spec(_unvalidated(chart)), args.rounds)
         totals[0] += checked
         totals[1] += quick
         print(f"{name:16} {checked:10.1f} {quick:12.1f} {checked / quick:6.2f}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -26,6 +27,17 @@ def config(*overrides: str) -> RunConfig:
     a script's --threads, or PyTorch's default), so that a benchmark measures at a fixed thread count
     rather than the engine's load-dependent automatic choice. An override can still set them."""
     return apply_overrides(RunConfig(), ["train.device=auto", f"train.threads={torch.get_num_threads()}", *overrides])
+
+
+def median_s(fn, rounds: int) -> float:
+    """Median wall seconds of `fn()` over `rounds` calls, after one untimed call."""
+    fn()
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 def mean_std(xs: list[float]) -> str:

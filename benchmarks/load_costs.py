@@ -18,10 +18,8 @@ Prints the median seconds of each over `--rounds` and the ratio old/new.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 import typing
 from pathlib import Path
 from unittest import mock
@@ -29,16 +27,7 @@ from unittest import mock
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-
-def median_s(fn, rounds: int) -> float:
-    """Median wall seconds of `fn()` over `rounds` calls, after one untimed call."""
-    fn()
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+from common import median_s  # noqa: E402
 
 
 def main() -> None:
