@@ -1,11 +1,12 @@
 """Drawing the dashboard's Altair charts in Streamlit without Altair's schema validation on every rerun.
 
 st.altair_chart turns a chart into its Vega-Lite spec with `chart.to_dict()`, which checks the whole spec
-against the Vega-Lite JSON schema (jsonschema) every time a page reruns: about two thirds of the conversion
-(the accuracy chart of a 10-epoch run, 160 ms with the check, 51 ms without, on the 2-core Zen 3 host; every
-slider move and refresh of Results pays it once per chart). The charts come from builders whose specs
-tests/test_charts.py validates (`test_every_chart_the_pages_draw_is_a_valid_vega_lite_spec`), so the pages
-skip the check; what Streamlit sends is the same spec.
+against the Vega-Lite JSON schema (jsonschema) every time a page reruns, once per chart: with the check, a
+finished run's Results page took 325 ms to convert its eight charts, without it 137 ms (`python
+benchmarks/chart_draw.py` on the 2-core Zen 3 host, benchmarks/results/chart_draw_zen3.txt). The pages skip
+the check and the tests make it instead: tests/test_charts.py builds the charts with the check on, and
+tests/conftest.py validates the first chart each line of a page draws in a test process. What Streamlit sends
+is the same spec.
 """
 
 from __future__ import annotations
