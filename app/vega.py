@@ -4,9 +4,10 @@ st.altair_chart turns a chart into its Vega-Lite spec with `chart.to_dict()`, wh
 against the Vega-Lite JSON schema (jsonschema) every time a page reruns, once per chart: with the check, a
 finished run's Results page took 325 ms to convert its eight charts, without it 137 ms (`python
 benchmarks/chart_draw.py` on the 2-core Zen 3 host, benchmarks/results/chart_draw_zen3.txt). The pages skip
-the check and the tests make it instead: tests/test_charts.py builds the charts with the check on, and
-tests/conftest.py validates the first chart each line of a page draws in a test process. What Streamlit sends
-is the same spec.
+the check and the tests make it instead: tests/test_charts.py and tests/test_method_views.py build the charts
+with the check on, and tests/conftest.py checks the first chart of each kind that a line of a page draws in a
+test process (the only check of the learning-rate finder's chart and pruning's final sparsity per layer, which
+no unit test builds). What Streamlit sends is the same spec.
 """
 
 from __future__ import annotations

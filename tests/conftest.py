@@ -87,16 +87,30 @@ def _once_per_process():
 _once_per_process()
 
 
-# The dashboard draws its charts without Altair's Vega-Lite schema check (app/vega.py: two thirds of the
-# conversion on every rerun). The suite checks them instead: the first chart each line of the pages draws
-# in a test process is validated against the schema, and a test whose page drew an invalid one fails.
-_CHECKED_CHART_SITES: set[tuple[str, int]] = set()
+# The dashboard draws its charts without Altair's Vega-Lite schema check (app/vega.py: more than half of the
+# conversion on every rerun). The suite checks them instead: the first chart of each kind that a line of the
+# pages draws in a test process is converted as st.altair_chart converts it, with the check, and a test whose
+# page drew an invalid one fails.
+_CHECKED_CHARTS: set[tuple] = set()
 _INVALID_CHARTS: list[str] = []
+
+
+def chart_kind(chart) -> tuple:
+    """What tells apart the charts one line of a page draws (a loop draws several builders' charts; a builder
+    adds a layer or not): the chart's class, its layers' and sub-charts' count, and the properties it sets."""
+    import altair as alt
+
+    parts = tuple(len(getattr(chart, k, None) or ()) if getattr(chart, k, alt.Undefined) is not alt.Undefined else -1
+                  for k in ("layer", "hconcat", "vconcat", "concat"))
+    return type(chart).__name__, parts, tuple(sorted(k for k, v in chart._kwds.items() if v is not alt.Undefined))
 
 
 def _check_drawn_charts():
     import functools
     import sys
+
+    from altair.utils.schemapi import SchemaValidationError
+    from streamlit.elements.vega_charts import _convert_altair_to_vega_lite_spec as streamlit_spec
 
     from app import vega
 
@@ -105,13 +119,13 @@ def _check_drawn_charts():
     @functools.wraps(unvalidated)  # checked.__wrapped__: the dashboard's own, for tests/test_charts.py
     def checked(chart):
         caller = sys._getframe(2)  # vega.altair_chart's caller: the page's line
-        site = (caller.f_code.co_filename, caller.f_lineno)
-        if site not in _CHECKED_CHART_SITES:
-            _CHECKED_CHART_SITES.add(site)
+        seen = (caller.f_code.co_filename, caller.f_lineno, chart_kind(chart))
+        if seen not in _CHECKED_CHARTS:
+            _CHECKED_CHARTS.add(seen)
             try:
-                chart.to_dict(validate=True)
-            except Exception as exc:  # jsonschema's error, or a spec Altair cannot build
-                _INVALID_CHARTS.append(f"{Path(site[0]).name}:{site[1]}: {exc}"[:2000])
+                streamlit_spec(chart)  # Streamlit's conversion (its data as Arrow), to_dict() with the check
+            except SchemaValidationError as exc:
+                _INVALID_CHARTS.append(f"{Path(seen[0]).name}:{seen[1]}: {exc}"[:2000])
         return unvalidated(chart)
 
     vega._unvalidated = checked
@@ -122,10 +136,12 @@ _check_drawn_charts()
 
 @pytest.fixture(autouse=True)
 def charts_drawn_are_valid():
-    """Fails a test whose pages drew a chart that is not a valid Vega-Lite spec (see _check_drawn_charts)."""
-    _INVALID_CHARTS.clear()
+    """An error at a test's teardown when its pages (or a fixture before it) drew a chart that is not a valid
+    Vega-Lite spec (see _check_drawn_charts)."""
     yield
-    assert not _INVALID_CHARTS, _INVALID_CHARTS
+    invalid = list(_INVALID_CHARTS)
+    _INVALID_CHARTS.clear()
+    assert not invalid, invalid
 
 
 # pytest.ini sends whole files to the two workers in collection order (--dist loadfile): the longest files

@@ -147,8 +147,9 @@ def test_the_curve_always_measures_both_ends_each_alpha_once_and_the_live_count_
     assert coarse_to_fine([0.3]) == [0.0, 1.0, 0.3]
     said = []
     fake = type("St", (), {"markdown": lambda self, t, **k: said.append(t), "caption": lambda self, t, **k:
-                           said.append(t), "altair_chart": lambda self, *a, **k: None})()
+                           said.append(t)})()
     monkeypatch.setattr(components, "st", fake)
+    monkeypatch.setattr(components.vega, "altair_chart", lambda *a, **k: None)
     run = components.RunView("r1", "x", "finished", None, {"wise_ft": {"enabled": True, "alphas": [0, 0.5, 0.5, 1]},
                                                            "data": {}}, "/nonexistent")
     points = [{"alpha": a, "val_acc": 0.6, "ood_acc": 0.5} for a in (0.0, 0.5, 1.0)]

@@ -10,7 +10,7 @@ import math
 import pandas as pd
 import streamlit as st
 
-from app import charts, components, datasets, layout, state, vega
+from app import charts, components, layout, state, vega
 from app.presets import PRESETS, icon, methods_words, offline_pretrained, preset_details_words, recipe_drift
 from app.widgets import dataclass_widgets, field_widget, widget_key
 from engine.backbones import BACKBONES, CHECKPOINT_SUFFIXES, FAMILY_TITLES, PRETRAINED_SOURCES, available_sources, backbone_title

@@ -91,7 +91,7 @@ def adafilter_view(engine, rec, summary: dict) -> None:
     rows = engine.store.metrics(rec.id)
     c1, c2 = st.columns(2)
     for slot, chart in view_charts(summary, rows):
-        vega.altair_chart(chart, {"left": c1, "right": c2, "wide": st}[slot], width="stretch")
+        vega.altair_chart(chart, target={"left": c1, "right": c2, "wide": st}[slot], width="stretch")
     silent = silent_epochs(rows)
     if silent:
         which = (f"epoch {silent[0]}" if len(silent) == 1
