@@ -23,8 +23,8 @@ def altair_chart(chart: alt.TopLevelMixin, target: Any = None, **kwargs: Any) ->
     """Draw `chart` (an Altair top-level chart: Chart, LayerChart, HConcatChart, ...) with
     `target.altair_chart(chart, **kwargs)` (`target`: st by default, or a column or container), the spec
     built with `to_dict(validate=False)`. Returns what st.altair_chart returns (the selection state when
-    `on_select` is given). Raises what st.altair_chart raises; an invalid spec is not caught here (the
-    builders' tests catch it). The chart object itself is left as it was for any other caller."""
+    `on_select` is given). Raises what st.altair_chart raises; an invalid spec is not caught here (the tests
+    catch it: see the module's docstring). The chart object itself is left as it was for any other caller."""
     quick = _unvalidated(chart)
     return (st if target is None else target).altair_chart(quick, **kwargs)
 

@@ -90,7 +90,7 @@ _once_per_process()
 # The dashboard draws its charts without Altair's Vega-Lite schema check (app/vega.py: more than half of the
 # conversion on every rerun). The suite checks them instead: the first chart of each kind that a line of the
 # pages draws in a test process is converted as st.altair_chart converts it, with the check, and a test whose
-# page drew an invalid one fails.
+# page drew an invalid one errors at its teardown.
 _CHECKED_CHARTS: set[tuple] = set()
 _INVALID_CHARTS: list[str] = []
 
