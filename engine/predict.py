@@ -570,9 +570,7 @@ class Predictor:
         if prediction.unsure:
             parts.append(f"unsure ({percent(prediction.top[0][1], prediction.threshold)})")
         if prediction.own:
-            parts.append((f"copy of a {prediction.own} image" if prediction.own_copy
-                          else f"{prediction.own} image of this run")
-                         + (f", labelled {prediction.own_class}" if prediction.own_class else ""))
+            parts.append(own_short_words(prediction.own, prediction.own_copy, prediction.own_class))
         return "; ".join(parts)
 
 
@@ -594,6 +592,18 @@ def trust_words(far_by: str | None, brief: bool = False) -> str:
         return "check this answer"
     return (f"check this answer before relying on it (the check also flags up to 1 in "
             f"{round(1 / (1 - FAR_QUANTILE))} pictures like the training images)")
+
+
+def own_short_words(split: str | None, copy: bool = False, label: str | None = None,
+                    beside: str | None = None) -> str:
+    """A few words for a table or a printed line on an image that is one of the run's own (`split`:
+    `Prediction.own`, "training", "validation" or "test"): "training image of this run" ("copy of a training
+    image" with `copy`, `Prediction.own_copy`), then ", labelled <label>" with `label` (`Prediction.own_class`)
+    unless it is `beside`, the class the reader sees next to it (a zip's folder, in Try it's table); "" for None."""
+    if not split:
+        return ""
+    words = f"copy of a {split} image" if copy else f"{split} image of this run"
+    return words + (f", labelled {label}" if label and label != beside else "")
 
 
 def own_image_note(split: str | None, copy: bool = False, label: str | None = None,

@@ -460,6 +460,32 @@ def test_long_class_names_take_the_room_an_empty_note_column_leaves():
     assert table_widths(short) == {c: TABLE_WIDTHS[c] for c in short.columns}
 
 
+def test_a_run_images_note_leaves_out_a_label_the_row_already_shows():
+    """"training image of this run, labelled granite" was cut at 1280 px on a granite row: the table's note gives
+    the run's label only where it differs from the row's true class (its folder's); the CSV keeps every word."""
+    from app.app_pages.try_it import note_words, table
+    from engine.predict import own_short_words
+
+    def row(true, own_class, own="training", copy=False, unsure=""):
+        why = "; ".join(w for w in (unsure, own_short_words(own, copy, own_class)) if w)
+        return {"path": "rocks/granite/g1.png", "true": true, "why": why, "own": own, "own_copy": copy,
+                "own_class": own_class, "top": [("granite", 0.9), ("schist", 0.1)]}
+
+    assert own_short_words("training", False, "granite") == "training image of this run, labelled granite"
+    assert own_short_words("test", True, "granite", beside="granite") == "copy of a test image"
+    assert own_short_words(None) == ""
+    assert note_words(row("granite", "granite")) == "training image of this run"
+    assert note_words(row("basalt", "granite")) == "training image of this run, labelled granite"  # news: kept
+    assert note_words(row(None, "granite")) == "training image of this run, labelled granite"  # no folder class
+    assert note_words(row("granite", None)) == "training image of this run"
+    assert note_words(row("granite", "granite", "validation", True, "unsure (41%)")) == \
+        "unsure (41%); copy of a validation image"
+    plain = {"path": "a.png", "true": "granite", "why": "unsure (41%)", "top": [("granite", 0.41), ("schist", 0.3)]}
+    assert note_words(plain) == "unsure (41%)"
+    shown = table(type("Result", (), {"rows": [row("granite", "granite"), row("basalt", "granite")]})())
+    assert sorted(shown["note"]) == ["training image of this run", "training image of this run, labelled granite"]
+
+
 def test_the_file_column_shows_the_files_name_at_1280_px():
     """A zip's wrapper folder is left out, and a long path keeps its end: the 140 px column showed
     "my_pets/train/birds/birds_" and no file name."""
