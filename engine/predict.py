@@ -560,7 +560,7 @@ class Predictor:
     def short_reason(prediction: Prediction) -> str:
         """A few words for a table or a printed line: "unfamiliar (unlike the training images)", "unfamiliar (one
         colour)", "unfamiliar (no strong edges)", "unfamiliar (flat colour)", "unfamiliar (noise)", "unsure (44%)",
-        "training image of this run, labelled dotted" ("copy of a training image, labelled dotted"; the label
+        "run's training image, labelled dotted" ("copy of a training image, labelled dotted"; the label
         when the run's data gives one), joined by "; "; empty when none applies."""
         parts = []
         if prediction.unfamiliar:
@@ -597,12 +597,12 @@ def trust_words(far_by: str | None, brief: bool = False) -> str:
 def own_short_words(split: str | None, copy: bool = False, label: str | None = None,
                     beside: str | None = None) -> str:
     """A few words for a table or a printed line on an image that is one of the run's own (`split`:
-    `Prediction.own`, "training", "validation" or "test"): "training image of this run" ("copy of a training
+    `Prediction.own`, "training", "validation" or "test"): "run's training image" ("copy of a training
     image" with `copy`, `Prediction.own_copy`), then ", labelled <label>" with `label` (`Prediction.own_class`)
     unless it is `beside`, the class the reader sees next to it (a zip's folder, in Try it's table); "" for None."""
     if not split:
         return ""
-    words = f"copy of a {split} image" if copy else f"{split} image of this run"
+    words = f"copy of a {split} image" if copy else f"run's {split} image"  # 20 characters: the 160 px note
     return words + (f", labelled {label}" if label and label != beside else "")
 
 

@@ -386,7 +386,7 @@ def test_the_command_line_uses_the_dashboards_folder_and_says_when_a_source_is_m
     assert one.returncode == 0 and "1 image predicted" in one.stdout, one.stderr  # one image file is enough
     assert re.search(r"^  one\.png: (red|green|stripes) \d+%, ", one.stdout, re.M), "a few images: answered here too"
     # a copy of one of the run's images, out of its zip: found by its pixels
-    assert re.search(r"one\.png: .*\[.*(training|validation|test) image of this run, labelled \w+\]", one.stdout), \
+    assert re.search(r"one\.png: .*\[.*run's (training|validation|test) image, labelled \w+\]", one.stdout), \
         one.stdout  # with its label in the run's data: the answer can be checked against it
     assert re.search(r"note: This is one of the run's (training|validation|test) images.* In the run's data it is "
                      r"labelled (\w+): the model's answer(, \w+, is wrong| is right)\.", one.stdout), one.stdout

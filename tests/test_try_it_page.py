@@ -471,19 +471,19 @@ def test_a_run_images_note_leaves_out_a_label_the_row_already_shows():
         return {"path": "rocks/granite/g1.png", "true": true, "why": why, "own": own, "own_copy": copy,
                 "own_class": own_class, "top": [("granite", 0.9), ("schist", 0.1)]}
 
-    assert own_short_words("training", False, "granite") == "training image of this run, labelled granite"
+    assert own_short_words("training", False, "granite") == "run's training image, labelled granite"
     assert own_short_words("test", True, "granite", beside="granite") == "copy of a test image"
     assert own_short_words(None) == ""
-    assert note_words(row("granite", "granite")) == "training image of this run"
-    assert note_words(row("basalt", "granite")) == "training image of this run, labelled granite"  # news: kept
-    assert note_words(row(None, "granite")) == "training image of this run, labelled granite"  # no folder class
-    assert note_words(row("granite", None)) == "training image of this run"
+    assert note_words(row("granite", "granite")) == "run's training image"  # 20 characters: no cut at 160 px
+    assert note_words(row("basalt", "granite")) == "run's training image, labelled granite"  # news: kept
+    assert note_words(row(None, "granite")) == "run's training image, labelled granite"  # no folder class
+    assert note_words(row("granite", None)) == "run's training image"
     assert note_words(row("granite", "granite", "validation", True, "unsure (41%)")) == \
         "unsure (41%); copy of a validation image"
     plain = {"path": "a.png", "true": "granite", "why": "unsure (41%)", "top": [("granite", 0.41), ("schist", 0.3)]}
     assert note_words(plain) == "unsure (41%)"
     shown = table(type("Result", (), {"rows": [row("granite", "granite"), row("basalt", "granite")]})())
-    assert sorted(shown["note"]) == ["training image of this run", "training image of this run, labelled granite"]
+    assert sorted(shown["note"]) == ["run's training image", "run's training image, labelled granite"]
 
 
 def test_the_file_column_shows_the_files_name_at_1280_px():
@@ -544,7 +544,7 @@ def test_the_runs_own_images_are_recognised_one_by_one_and_in_a_zip(run):
                     r"resized or re-saved copy\): the model learned from its training images, so an accuracy over "
                     r"them is not a test", note), note
     (df,) = [d.value for d in at.dataframe if "confidence" in d.value.columns]
-    assert df["note"].str.contains(r"image of this run|copy of a (?:training|validation|test) image").all()
+    assert df["note"].str.contains(r"(?:run's|copy of a) (?:training|validation|test) image").all()
     assert set(df["right"]) <= {"✓", "✗"}, "each answer marked right or wrong against its folder"
     assert any(re.match(r"Without the run's training images: accuracy \d+\.\d%, balanced accuracy \d+\.\d% "
                         r"\(\d+ images?\)\.$", c) for c in texts(at.caption)), texts(at.caption)
