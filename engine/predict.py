@@ -599,10 +599,12 @@ def own_short_words(split: str | None, copy: bool = False, label: str | None = N
     """A few words for a table or a printed line on an image that is one of the run's own (`split`:
     `Prediction.own`, "training", "validation" or "test"): "run's training image" ("copy of a training
     image" with `copy`, `Prediction.own_copy`), then ", labelled <label>" with `label` (`Prediction.own_class`)
-    unless it is `beside`, the class the reader sees next to it (a zip's folder, in Try it's table); "" for None."""
+    unless it is `beside`, the class the reader sees in the same row (a zip's folder's, in Try it's table); "" for
+    None."""
     if not split:
         return ""
-    words = f"copy of a {split} image" if copy else f"run's {split} image"  # 20 characters: the 160 px note
+    words = f"copy of a {split} image" if copy else f"run's {split} image"  # training: 20 characters, Try it's
+    # 160 px note column's
     return words + (f", labelled {label}" if label and label != beside else "")
 
 

@@ -482,8 +482,11 @@ def test_a_run_images_note_leaves_out_a_label_the_row_already_shows():
         "unsure (41%); copy of a validation image"
     plain = {"path": "a.png", "true": "granite", "why": "unsure (41%)", "top": [("granite", 0.41), ("schist", 0.3)]}
     assert note_words(plain) == "unsure (41%)"
-    shown = table(type("Result", (), {"rows": [row("granite", "granite"), row("basalt", "granite")]})())
-    assert sorted(shown["note"]) == ["run's training image", "run's training image, labelled granite"]
+    missed = {**row("schist", "schist"), "top": [("granite", 0.95), ("schist", 0.05)]}  # its own image, missed, sure
+    shown = table(type("Result", (), {"rows": [row("granite", "granite"), row("basalt", "granite"), missed]})())
+    assert sorted(shown["note"]) == ["run's training image",  # the basalt row's answer, granite at 90%: sure
+                                     "run's training image, labelled granite; wrong, though sure",
+                                     "run's training image; wrong, though sure"]  # it said only the first before
 
 
 def test_the_file_column_shows_the_files_name_at_1280_px():
@@ -545,6 +548,7 @@ def test_the_runs_own_images_are_recognised_one_by_one_and_in_a_zip(run):
                     r"them is not a test", note), note
     (df,) = [d.value for d in at.dataframe if "confidence" in d.value.columns]
     assert df["note"].str.contains(r"(?:run's|copy of a) (?:training|validation|test) image").all()
+    assert not df["note"].str.contains("labelled").any(), "each label is its folder's, in the true class column"
     assert set(df["right"]) <= {"✓", "✗"}, "each answer marked right or wrong against its folder"
     assert any(re.match(r"Without the run's training images: accuracy \d+\.\d%, balanced accuracy \d+\.\d% "
                         r"\(\d+ images?\)\.$", c) for c in texts(at.caption)), texts(at.caption)
