@@ -420,9 +420,9 @@ def test_long_class_names_take_the_room_an_empty_note_column_leaves():
 
     from app.app_pages.try_it import CELL_CHAR_PX, CELL_PAD_PX, TABLE_WIDTHS, table, table_widths
 
-    def result(why: str, true: str | None):
+    def result(why: str, true: str | None, p: float = 0.9):  # p: each answer's probability (0.9: "sure")
         rows = [{"path": f"p{i}.jpg", "true": true, "why": why,
-                 "top": [(name, 0.9), ("Naevus (benign)", 0.1)]}
+                 "top": [(name, p), ("Naevus (benign)", 0.1)]}
                 for i, name in enumerate(("Seborrhoeic keratosis", "Basal cell carcinoma", "Melanoma"))]
         return type("Result", (), {"rows": rows})()
 
@@ -432,7 +432,7 @@ def test_long_class_names_take_the_room_an_empty_note_column_leaves():
     widths = table_widths(df)
     assert widths["predicted"] == CELL_CHAR_PX * len("Seborrhoeic keratosis") + CELL_PAD_PX
     assert sum(widths.values()) <= budget
-    noted = table(result("unsure (41%)", "Melanoma"), ["data:,"] * 3)  # every column: no room to give
+    noted = table(result("unsure (41%)", "Melanoma", 0.41), ["data:,"] * 3)  # every column: no room to give
     assert "note" in noted.columns and table_widths(noted) == {c: TABLE_WIDTHS[c] for c in noted.columns}
     both = table_widths(table(result("", "Seborrhoeic keratosis")))
     assert both["predicted"] > TABLE_WIDTHS["predicted"] and both["true class"] > TABLE_WIDTHS["true class"]
@@ -448,7 +448,8 @@ def test_long_class_names_take_the_room_an_empty_note_column_leaves():
     # a long note takes the runners-up's room down to one runner-up's, the table no wider
     from app.app_pages.try_it import OTHERS_MIN_PX
 
-    flagged = table(result("unfamiliar (unlike the training images); unsure (44%)", "Melanoma"), ["data:,"] * 3)
+    flagged = table(result("unfamiliar (unlike the training images); unsure (44%)", "Melanoma", 0.44),
+                    ["data:,"] * 3)
     note = table_widths(flagged)  # "Naevus (benign) 10%" fits in less than the column: the rest goes to the note
     assert note["others"] == CELL_CHAR_PX * len("Naevus (benign) 10%") + CELL_PAD_PX and sum(note.values()) == budget
     assert note["note"] == TABLE_WIDTHS["note"] + TABLE_WIDTHS["others"] - note["others"]
@@ -456,7 +457,7 @@ def test_long_class_names_take_the_room_an_empty_note_column_leaves():
     assert table_widths(flagged)["others"] == OTHERS_MIN_PX
     flagged["others"] = "Melanoma 9%"  # runners-up that need less than OTHERS_MIN_PX give no more than that floor
     assert table_widths(flagged)["others"] == OTHERS_MIN_PX
-    short = table(result("unfamiliar (noise)", "Melanoma"), ["data:,"] * 3)  # fits: nothing moves
+    short = table(result("unfamiliar (noise)", "Melanoma", 0.6), ["data:,"] * 3)  # fits: nothing moves
     assert table_widths(short) == {c: TABLE_WIDTHS[c] for c in short.columns}
 
 
