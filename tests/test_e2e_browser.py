@@ -338,20 +338,27 @@ def test_upload_train_and_see_results_in_a_browser(server, browser, sample_zip, 
     thumb = page.get_by_role("slider").first
     shown = page.get_by_text("Not chosen yet: alpha").first.inner_text()  # the run's own pick until someone chooses
     start = float(shown.split("alpha", 1)[1].strip()[:4])
-    thumb.focus()
-    for _ in range(abs(round((start - 0.30) / 0.05))):  # to 0.30, one of the grid's stops 0.05 apart
-        thumb.press("ArrowLeft" if start > 0.30 else "ArrowRight")
-    # each key press reaches the server in its own rerun: read the alpha once the page shows one near 0.30 twice,
-    # 1 s apart (a single read after 1.5 s once caught 0.40 on its way to 0.35, and two equal reads 1 s apart once
-    # caught 0.40 twice while a slower Results rerun still had presses to go)
-    looking, seen = "", None
-    for _ in range(30):
-        settle(page)
-        page.wait_for_timeout(1000)
-        looking = page.get_by_text("Looking at alpha").first.inner_text()  # looking is not choosing
-        if looking == seen and 0.25 <= float(looking.split("alpha", 1)[1].strip()[:4]) <= 0.35:
+    # each key press reaches the server in its own rerun: read the alpha once the page shows the same one twice,
+    # 1 s apart, near 0.30 (a single read after 1.5 s once caught 0.40 on its way to 0.35, and two equal reads 1 s
+    # apart once caught 0.40 twice while a slower Results rerun still had presses to go). On a loaded machine two
+    # of twelve presses were once lost (the slider stayed at 0.40): what the page settled on is pressed towards
+    # 0.30 again, as a user would
+    at, looking = start, ""
+    for _ in range(3):
+        thumb.focus()
+        for _ in range(abs(round((at - 0.30) / 0.05))):  # to 0.30, one of the grid's stops 0.05 apart
+            thumb.press("ArrowLeft" if at > 0.30 else "ArrowRight")
+        seen = None
+        for _ in range(30):
+            settle(page)
+            page.wait_for_timeout(1000)
+            looking = page.get_by_text("Looking at alpha").first.inner_text()  # looking is not choosing
+            at = float(looking.split("alpha", 1)[1].strip()[:4])
+            if looking == seen and 0.25 <= at <= 0.35:
+                break
+            seen = looking
+        if 0.25 <= at <= 0.35:
             break
-        seen = looking
     assert f"use alpha {start:.2f}" in looking, looking
     page.get_by_role("button", name="Use alpha").click()
     settle(page)
