@@ -557,11 +557,12 @@ class Predictor:
         return own if text is None else (text + (" " + own if own else ""))
 
     @staticmethod
-    def short_reason(prediction: Prediction) -> str:
+    def short_reason(prediction: Prediction, beside: str | None = None) -> str:
         """A few words for a table or a printed line: "unfamiliar (unlike the training images)", "unfamiliar (one
         colour)", "unfamiliar (no strong edges)", "unfamiliar (flat colour)", "unfamiliar (noise)", "unsure (44%)",
         "run's training image, labelled dotted" ("copy of a training image, labelled dotted"; the label
-        when the run's data gives one), joined by "; "; empty when none applies."""
+        when the run's data gives one, unless it is `beside`, the class the row already shows: its folder's),
+        joined by "; "; empty when none applies."""
         parts = []
         if prediction.unfamiliar:
             parts.append("unfamiliar" + {"blank": " (one colour)", "smooth": " (no strong edges)",
@@ -570,7 +571,7 @@ class Predictor:
         if prediction.unsure:
             parts.append(f"unsure ({percent(prediction.top[0][1], prediction.threshold)})")
         if prediction.own:
-            parts.append(own_short_words(prediction.own, prediction.own_copy, prediction.own_class))
+            parts.append(own_short_words(prediction.own, prediction.own_copy, prediction.own_class, beside))
         return "; ".join(parts)
 
 
@@ -1748,7 +1749,9 @@ def _predict_items(predictor: Predictor, items: list[tuple[str, Path]], skipped:
                                 "true": None if lab is None else predictor.classes[lab],
                                 "top": a.top, "low_confidence": a.low_confidence,
                                 "reason": predictor.explanation(a) or "", "distance": a.distance,
-                                "why": predictor.short_reason(a), "own": a.own, "own_copy": a.own_copy,
+                                # the folder's class is in the row (the table's column, the printed path)
+                                "why": predictor.short_reason(a, None if lab is None else predictor.classes[lab]),
+                                "own": a.own, "own_copy": a.own_copy,
                                 "own_class": a.own_class, "greyscale": g,
                                 "unfamiliar": bool(a.unfamiliar), "unsure": a.unsure})
         if progress is not None:

@@ -462,29 +462,34 @@ def test_long_class_names_take_the_room_an_empty_note_column_leaves():
 
 
 def test_a_run_images_note_leaves_out_a_label_the_row_already_shows():
-    """"training image of this run, labelled granite" was cut at 1280 px on a granite row: the table's note gives
-    the run's label only where it differs from the row's true class (its folder's); the CSV keeps every word."""
-    from app.app_pages.try_it import note_words, table
-    from engine.predict import own_short_words
+    """"training image of this run, labelled granite" was cut at 1280 px on a granite row: a batch row's short reason
+    gives the run's label only where it differs from the row's true class (its folder's, shown in the row); the
+    CSV's longer reason keeps it."""
+    from app.app_pages.try_it import table
+    from engine.predict import Prediction, Predictor, own_short_words
 
-    def row(true, own_class, own="training", copy=False, unsure=""):
-        why = "; ".join(w for w in (unsure, own_short_words(own, copy, own_class)) if w)
-        return {"path": "rocks/granite/g1.png", "true": true, "why": why, "own": own, "own_copy": copy,
-                "own_class": own_class, "top": [("granite", 0.9), ("schist", 0.1)]}
+    def answer(own_class, own="training", copy=False, unsure=False, p=0.9):
+        return Prediction(top=[("granite", p), ("schist", 1 - p)], probs=[p, 1 - p], unsure=unsure, unfamiliar=False,
+                          distance=None, own=own, own_copy=copy, own_class=own_class)
 
+    why = Predictor.short_reason
     assert own_short_words("training", False, "granite") == "run's training image, labelled granite"
-    assert own_short_words("test", True, "granite", beside="granite") == "copy of a test image"
     assert own_short_words(None) == ""
-    assert note_words(row("granite", "granite")) == "run's training image"  # 20 characters: no cut at 160 px
-    assert note_words(row("basalt", "granite")) == "run's training image, labelled granite"  # news: kept
-    assert note_words(row(None, "granite")) == "run's training image, labelled granite"  # no folder class
-    assert note_words(row("granite", None)) == "run's training image"
-    assert note_words(row("granite", "granite", "validation", True, "unsure (41%)")) == \
+    assert why(answer("granite"), "granite") == "run's training image"  # 20 characters: no cut at 160 px
+    assert why(answer("granite"), "basalt") == "run's training image, labelled granite"  # news: kept
+    assert why(answer("granite")) == "run's training image, labelled granite"  # no folder class
+    assert why(answer(None), "granite") == "run's training image"
+    assert why(answer("granite", "validation", True, True, 0.41), "granite") == \
         "unsure (41%); copy of a validation image"
-    plain = {"path": "a.png", "true": "granite", "why": "unsure (41%)", "top": [("granite", 0.41), ("schist", 0.3)]}
-    assert note_words(plain) == "unsure (41%)"
-    missed = {**row("schist", "schist"), "top": [("granite", 0.95), ("schist", 0.05)]}  # its own image, missed, sure
-    shown = table(type("Result", (), {"rows": [row("granite", "granite"), row("basalt", "granite"), missed]})())
+    assert why(answer("granite", own=None), "granite") == ""
+
+    def row(true, own_class, top):
+        return {"path": "rocks/granite/g1.png", "true": true, "why": why(answer(own_class), true), "top": top}
+
+    sure = [("granite", 0.9), ("schist", 0.1)]
+    missed = row("schist", "schist", [("granite", 0.95), ("schist", 0.05)])  # its own image, missed, sure
+    shown = table(type("Result", (), {"rows": [row("granite", "granite", sure), row("basalt", "granite", sure),
+                                                 missed]})())
     assert sorted(shown["note"]) == ["run's training image",  # the basalt row's answer, granite at 90%: sure
                                      "run's training image, labelled granite; wrong, though sure",
                                      "run's training image; wrong, though sure"]  # it said only the first before

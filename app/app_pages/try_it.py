@@ -677,24 +677,6 @@ def sure_wrong(row: dict) -> str:
     return "wrong, though sure" if is_sure_mistake(row) else ""
 
 
-def note_words(row: dict) -> str:
-    """A table row's reasons (`row["why"]`: engine.predict's short_reason, whose last part says when the image is
-    one of the run's own), with the image's label in the run's data left out where it is the row's true class (its
-    folder's, in the row's "true class" column): "training image of this run, labelled granite" on a granite row
-    was cut at the note column's edge on a 1280 px window, its last words the ones the row already shows. A label
-    that differs is kept ("run's training image, labelled basalt"): that is news."""
-    from engine.predict import own_short_words
-
-    why, own = row.get("why", ""), row.get("own")
-    if not own or not row.get("own_class") or row.get("own_class") != row.get("true"):
-        return why
-    copy = bool(row.get("own_copy"))
-    full = own_short_words(own, copy, row["own_class"])
-    if not why.endswith(full):
-        return why
-    return why[:-len(full)] + own_short_words(own, copy, row["own_class"], beside=row["true"])
-
-
 def pages_tag(row: dict) -> str:
     """A table row's note for a file of several pictures, of which the first was answered: "page 1 of 2"; ""
     otherwise (engine.predict.first_page_words in full in the CSV)."""
@@ -709,7 +691,7 @@ def table(result, pictures: list[str] | None = None) -> pd.DataFrame:
     rows = [{"file": f, "true class": r["true"] or "", "predicted": r["top"][0][0],
              "right": "" if r["true"] is None else ("✓" if r["top"][0][0] == r["true"] else "✗"),
              "confidence": 100 * r["top"][0][1],
-             "note": "; ".join(w for w in (note_words(r), sure_wrong(r), pages_tag(r)) if w),
+             "note": "; ".join(w for w in (r.get("why", ""), sure_wrong(r), pages_tag(r)) if w),
              "others": ", ".join(f"{c} {100 * p:.0f}%" for c, p in r["top"][1:] if round(100 * p) >= 1)}
             for f, r in zip(files, result.rows)]
     df = pd.DataFrame(rows, columns=["file", "true class", "predicted", "right", "confidence", "note", "others"])
