@@ -160,6 +160,11 @@ def test_a_new_image_reuses_the_loaded_run_and_a_seen_one_its_cache(wise_run_64,
         real = getattr(engine.runs, name)
         monkeypatch.setattr(engine.runs, name,
                             lambda *a, _real=real, _name=name, **k: loads.append(_name) or _real(*a, **k))
+    import engine.explain
+
+    maps = []  # every attribution map computed: a seen image's come from the cache
+    real_attribute = engine.explain.attribute
+    monkeypatch.setattr(engine.explain, "attribute", lambda *a, **k: maps.append(1) or real_attribute(*a, **k))
     st.cache_data.clear()  # no image computed yet; the loaded run (models, data) stays
     t0 = time.perf_counter()
     at = open_page(run_id)
@@ -175,15 +180,16 @@ def test_a_new_image_reuses_the_loaded_run_and_a_seen_one_its_cache(wise_run_64,
         timings.append(time.perf_counter() - t0)
         no_problems(at)
         assert any(f"**{md_text(val_files(run_id)[index])}**, true class" in m for m in texts(at.markdown))
+    computed = len(maps)
     t0 = time.perf_counter()
     at.selectbox(key=f"explain_image_{run_id}").set_value(options[1]).run()
     cached = time.perf_counter() - t0
     print(f"\nexplain page: open {first_open:.2f} s; new image {timings[0]:.2f} s, then {timings[1]:.2f} s "
           f"(aim {NEW_IMAGE_BUDGET_S:g} s); back to a seen image {cached:.2f} s")
     assert loads == opened, f"a new image loaded the run again: {loads[len(opened):]}"
-    # ratios measured in this run, never a time in seconds (a loaded machine is slower at everything; 3.2 s
-    # was once measured beside another job against the 3 s the page is built for, NEW_IMAGE_BUDGET_S)
-    assert cached < 0.5 * min(timings), "a seen image comes from the cache"
+    # counted, not timed: "the seen image took under half a new one's time" failed on a loaded machine (0.28 s
+    # against 0.55 and 0.72); the times are printed above
+    assert computed > 0 and len(maps) == computed, "a seen image's maps come from the cache, none computed again"
 
 
 # ---- error analysis -------------------------------------------------------------------------------
