@@ -278,11 +278,11 @@ class Recorder(Reporter):
         self.epochs.append(values)
 
 
-def test_tiny_run_with_adversarial_robust_and_ood_eval_saves_and_reloads(tiny_cfg, tmp_path):
+def test_tiny_run_with_adversarial_robust_and_ood_eval_saves_and_reloads(resnet_cfg, tmp_path):
     from engine.runs import load_run_model
 
     rec = Recorder()
-    cfg = tiny_cfg("adafilter.enabled=true", "adafilter.gate_lr_mult=5", "adafilter.gated_lr_mult=2",
+    cfg = resnet_cfg("adafilter.enabled=true", "adafilter.gate_lr_mult=5", "adafilter.gated_lr_mult=2",
                    "adversarial.enabled=true",
                    "adversarial.steps=1", "eval.robust=true", "eval.robust_steps=2", "eval.robust_subset=8",
                    "eval.ood=true")
@@ -325,20 +325,20 @@ def test_tiny_run_with_adversarial_robust_and_ood_eval_saves_and_reloads(tiny_cf
         torch.testing.assert_close(loaded(x), ctx.model(x), rtol=1e-5, atol=1e-5)
 
 
-def test_sparsity_penalty_lowers_the_fraction_of_fine_tuned_filters(tiny_cfg, tmp_path):
+def test_sparsity_penalty_lowers_the_fraction_of_fine_tuned_filters(resnet_cfg, tmp_path):
     common = ("adafilter.enabled=true", "adafilter.gate_lr_mult=100", "eval.ood=false", "train.epochs=2")
-    free = train(tiny_cfg(*common), work_dir=tmp_path).summary
-    sparse = train(tiny_cfg(*common, "adafilter.sparsity_weight=1.0"), work_dir=tmp_path).summary
+    free = train(resnet_cfg(*common), work_dir=tmp_path).summary
+    sparse = train(resnet_cfg(*common, "adafilter.sparsity_weight=1.0"), work_dir=tmp_path).summary
     assert sparse["adafilter_gate_mean_overall"] < free["adafilter_gate_mean_overall"] - 0.004  # GPU noise is ~0.003
 
 
-def test_wise_ft_mixes_an_adafilter_model(tiny_cfg, tmp_path):
+def test_wise_ft_mixes_an_adafilter_model(resnet_cfg, tmp_path):
     from safetensors.torch import save_file
 
     start, _ = build_model("resnet18", 3, "none")
     ckpt = tmp_path / "start.safetensors"
     save_file({k: v.contiguous() for k, v in start.net.state_dict().items()}, str(ckpt))
-    cfg = tiny_cfg("adafilter.enabled=true", "wise_ft.enabled=true", "wise_ft.alphas=0,0.5,1", "train.epochs=1",
+    cfg = resnet_cfg("adafilter.enabled=true", "wise_ft.enabled=true", "wise_ft.alphas=0,0.5,1", "train.epochs=1",
                    "eval.ood=false", "backbone.pretrained=checkpoint", f"backbone.checkpoint={ckpt}")
     s = train(cfg, work_dir=tmp_path).summary
     curve = s["wise_curve"]
@@ -359,12 +359,12 @@ def test_gated_model_exports_to_torchscript_and_onnx(tmp_path):
     assert check.ok, check.message
 
 
-def test_gate_gradients_are_recorded_non_zero_and_move_the_gates(tiny_cfg, tmp_path):
+def test_gate_gradients_are_recorded_non_zero_and_move_the_gates(resnet_cfg, tmp_path):
     """The diagnostic the issue asks for: per layer and epoch, the gate-logit gradient norm. Once the
     fine-tuned copies differ from the pretrained ones every layer's gates get a gradient, and a short
     run moves the noise-free gate probabilities away from those of the untrained gate network."""
     rec = Recorder()
-    cfg = tiny_cfg("adafilter.enabled=true", "adafilter.gate_lr_mult=20", "eval.ood=false", "train.epochs=2")
+    cfg = resnet_cfg("adafilter.enabled=true", "adafilter.gate_lr_mult=20", "eval.ood=false", "train.epochs=2")
     res = train(cfg, rec, work_dir=tmp_path)
     s, model = res.summary, res.context.model
     history = s["adafilter_gate_grad_history"]

@@ -18,9 +18,9 @@ EPS = 8 / 255
 @pytest.fixture(scope="module")
 def trained(tiny_zip, tmp_path_factory):
     """A tiny model trained on the tiny set (clean), shared by the attack tests."""
-    from conftest import tiny_config
+    from conftest import RANDOM_RESNET18, tiny_config
 
-    cfg = tiny_config(tiny_zip, "train.epochs=4", "eval.ood=false")
+    cfg = tiny_config(tiny_zip, *RANDOM_RESNET18, "train.epochs=4", "eval.ood=false")
     return train(cfg, work_dir=tmp_path_factory.mktemp("w")).context
 
 
@@ -74,13 +74,13 @@ def test_slow_start_fast_decay_shape():
 
 
 @pytest.mark.parametrize("attack", ["pgd", "fgsm"])
-def test_adversarial_run_reports_robust_accuracy_and_composes(tiny_cfg, tmp_path, attack):
+def test_adversarial_run_reports_robust_accuracy_and_composes(resnet_cfg, tmp_path, attack):
     from safetensors.torch import save_file
 
     start, _ = build_model("resnet18", 3, "none")
     ckpt = tmp_path / "start.safetensors"
     save_file({k: v.contiguous() for k, v in start.net.state_dict().items()}, str(ckpt))
-    cfg = tiny_cfg("adversarial.enabled=true", f"adversarial.attack={attack}", "adversarial.eps=4/255",
+    cfg = resnet_cfg("adversarial.enabled=true", f"adversarial.attack={attack}", "adversarial.eps=4/255",
                    "adversarial.steps=2", "adversarial.clean_weight=0.5", "optim.schedule=slow_start_fast_decay",
                    "eval.robust_steps=3", "eval.robust_subset=8", "train.epochs=2", "eval.ood=false",
                    "l2sp.enabled=true", "backbone.pretrained=checkpoint", f"backbone.checkpoint={ckpt}")

@@ -138,13 +138,13 @@ def test_every_backbone_has_a_title_people_write_and_the_ui_uses_it():
 
 
 
-def test_a_model_built_for_a_checkpoint_skips_drawing_weights_and_loads_them_exactly(tiny_cfg):
+def test_a_model_built_for_a_checkpoint_skips_drawing_weights_and_loads_them_exactly(resnet_cfg):
     """A finished run's model (engine.runs.model_from_state) is built without random weights: the global RNG is
     left as it was, and every tensor comes from the checkpoint, an AdaFilter run's gate network included."""
     from engine.methods.registry import restructure_model
     from engine.runs import model_from_state
 
-    cfg = tiny_cfg("adafilter.enabled=true")
+    cfg = resnet_cfg("adafilter.enabled=true")
     torch.manual_seed(3)
     source = restructure_model(build_model("resnet18", 3, "none")[0], cfg)
     state = {k: v.clone() for k, v in source.state_dict().items()}

@@ -403,11 +403,12 @@ def test_the_uploader_refuses_another_architecture_with_the_engines_verdict(mode
 @pytest.fixture(scope="module")
 def structured_run(tmp_path_factory):
     """A finished run with structured pruning, trained by the dashboard's engine: (engine, run id)."""
-    from conftest import dashboard_studio, finished_run, tiny_config
+    from conftest import RANDOM_RESNET18, dashboard_studio, finished_run, tiny_config
 
     with dashboard_studio(tmp_path_factory.mktemp("structured")) as studio:
-        cfg = tiny_config(studio["data"], "pruning.enabled=true", "pruning.target_sparsity=0.5", "pruning.structured=true",
-                          "pruning.channel_fraction=0.5", "train.epochs=1", "train.threads=1", "eval.ood=false")
+        cfg = tiny_config(studio["data"], *RANDOM_RESNET18, "pruning.enabled=true", "pruning.target_sparsity=0.5",
+                          "pruning.structured=true", "pruning.channel_fraction=0.5", "train.epochs=1",
+                          "train.threads=1", "eval.ood=false")
         yield studio["engine"], finished_run(studio["engine"], cfg)
 
 
@@ -467,12 +468,12 @@ def test_the_export_tab_offers_the_pruned_model_first_and_verifies_it(structured
 
 # ---- continuing from one's own model: the head is kept for the same classes -------------------------------
 
-def test_a_studio_checkpoint_keeps_its_head_for_the_same_classes_only(tiny_cfg, tmp_path):
+def test_a_studio_checkpoint_keeps_its_head_for_the_same_classes_only(resnet_cfg, tmp_path):
     from engine.backbones import checkpoint_classes
     from engine.train import train
 
     (tmp_path / "run").mkdir()
-    res = train(tiny_cfg("train.epochs=1", "eval.ood=false"), run_dir=tmp_path / "run", work_dir=tmp_path / "d")
+    res = train(resnet_cfg("train.epochs=1", "eval.ood=false"), run_dir=tmp_path / "run", work_dir=tmp_path / "d")
     classes = list(res.context.data.classes)
     for name in ("last", "best"):
         assert checkpoint_classes(tmp_path / "run" / f"{name}.safetensors") == classes
@@ -496,7 +497,7 @@ def test_a_studio_checkpoint_keeps_its_head_for_the_same_classes_only(tiny_cfg, 
     from engine.checkpoints import save_checkpoint
 
     wrapped = {"module." + k: v for k, v in trained.state_dict().items()}
-    save_checkpoint(tmp_path / "ddp.safetensors", wrapped, tiny_cfg(), {"classes": classes})
+    save_checkpoint(tmp_path / "ddp.safetensors", wrapped, resnet_cfg(), {"classes": classes})
     ddp, report = build_model("resnet18", len(classes), "checkpoint", str(tmp_path / "ddp.safetensors"), classes=classes)
     assert report.head_kept and report.prefix == "module.net."
     with torch.no_grad():
@@ -507,7 +508,7 @@ def test_a_studio_checkpoint_keeps_its_head_for_the_same_classes_only(tiny_cfg, 
     assert report.file_classes is None and not report.head_kept
 
     # a run started from it says so in its summary, and skips LP-FT's head-only epochs (the head is trained)
-    cont = train(tiny_cfg("train.epochs=2", "optim.linear_probe_epochs=1", "eval.ood=false",
+    cont = train(resnet_cfg("train.epochs=2", "optim.linear_probe_epochs=1", "eval.ood=false",
                           "backbone.pretrained=checkpoint", f"backbone.checkpoint={ckpt}"), work_dir=tmp_path / "d")
     assert cont.summary["load_report"]["head_kept"] is True
     assert "head-only (linear-probe) epochs are skipped" in cont.summary["load_report"]["note"]

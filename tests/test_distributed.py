@@ -200,7 +200,7 @@ def test_two_nodes_match_one_process(tiny_zip, tmp_path):
     assert ddp["val_acc"] == single["val_acc"] and ddp["test_acc"] == single["test_acc"]
 
 
-def test_each_process_of_a_job_draws_its_own_noise_for_its_examples(tiny_cfg, tmp_path, monkeypatch):
+def test_each_process_of_a_job_draws_its_own_noise_for_its_examples(resnet_cfg, tmp_path, monkeypatch):
     """Per-example draws from the global random stream (AdaFilter's gate noise, dropout) must differ
     between the processes of a job, as between the examples of one batch in one process: with the
     stream seeded alike on every process, image k of each shard got the same gate noise. The model
@@ -211,7 +211,7 @@ def test_each_process_of_a_job_draws_its_own_noise_for_its_examples(tiny_cfg, tm
     from engine.train import setup_run
 
     monkeypatch.setattr("engine.train.DistributedDataParallel", lambda model, **kw: model)
-    cfg = tiny_cfg("adafilter.enabled=true", "eval.ood=false")
+    cfg = resnet_cfg("adafilter.enabled=true", "eval.ood=false")
     images = torch.rand(4, 3, 32, 32)
     gates, weights = {}, {}
     for rank in (0, 1):

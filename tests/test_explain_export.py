@@ -93,7 +93,7 @@ def test_exports_reproduce_predictions_and_card_has_the_config(trained, tmp_path
         assert c.ok, c.message
         assert c.agreement == 1.0
     card = (tmp_path / "MODEL_CARD.md").read_text()
-    assert "Exact configuration" in card and "resnet18" in card and "verified" in card
+    assert "Exact configuration" in card and ctx.cfg.backbone.name in card and "verified" in card
     assert (tmp_path / "model.safetensors").is_file() and (tmp_path / "model.onnx").is_file()
 
 

@@ -21,8 +21,9 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from conftest import (dashboard_studio, drop_view_choices, finished_run, no_problems, open_app_page, says_stopped_best,
-                      texts, tiny_config, write_tiny_zip)
+from conftest import (RANDOM_RESNET18, dashboard_studio, drop_view_choices, finished_run, no_problems, open_app_page,
+                      says_stopped_best, texts, write_tiny_zip)
+from conftest import tiny_config as tiny_mobilenet_config
 from app.app_pages.explain import breakable_name
 from app.components import smaller_headings
 from app.state import md_text
@@ -48,8 +49,13 @@ def open_page(run_id: str | None = None, tab: str | None = None):
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory):
     """A studio folder for this module, its engine, the tiny dataset and a start checkpoint as uploads."""
-    with dashboard_studio(tmp_path_factory.mktemp("explain"), start_checkpoint=True) as studio:
+    with dashboard_studio(tmp_path_factory.mktemp("explain"), start_checkpoint=True, backbone="resnet18") as studio:
         yield studio
+
+
+def tiny_config(data, *overrides: str):
+    """This page's runs: ResNet-18s (its layer names, and answers of a model from random weights)."""
+    return tiny_mobilenet_config(data, *RANDOM_RESNET18, *overrides)
 
 
 def train_wise(studio: dict, image_size: int) -> str:

@@ -34,9 +34,9 @@ def test_the_range_test_picks_a_finite_rate_inside_the_sweep(tiny_cfg, tmp_path)
     assert "the lowest rate tried" in lr_find.lr_find_sentence(found)
 
 
-def test_a_flat_curve_keeps_the_configs_own_rate(tiny_cfg, tmp_path, monkeypatch):
+def test_a_flat_curve_keeps_the_configs_own_rate(resnet_cfg, tmp_path, monkeypatch):
     monkeypatch.setitem(lr_find.EFFECTIVE_RANGE, "sgd", (1e-9, 2e-9))  # far too small to move the loss
-    cfg = tiny_cfg("train.epochs=3", "optim.lr=0.004", "optim.momentum=0.9")
+    cfg = resnet_cfg("train.epochs=3", "optim.lr=0.004", "optim.momentum=0.9")
     r = lr_find.lr_range_test(cfg, prepare_data(cfg, tmp_path), steps=8)
     assert r.lr == pytest.approx(0.004) and r.effective_lr == pytest.approx(0.04)
     assert "kept" in r.notes[0] and r.kept

@@ -14,8 +14,8 @@ def _run(tmp_path, *overrides) -> str:
     start, _ = build_model("resnet18", 3, "none")
     ckpt = engine().save_upload(b"", ".safetensors")  # a path inside the engine's uploads folder
     save_file({k: v.contiguous() for k, v in start.net.state_dict().items()}, str(ckpt))
-    cfg = tiny_config(data, "train.epochs=1", "backbone.pretrained=checkpoint", f"backbone.checkpoint={ckpt}",
-                      *overrides)
+    cfg = tiny_config(data, "backbone.name=resnet18", "train.epochs=1", "backbone.pretrained=checkpoint",
+                      f"backbone.checkpoint={ckpt}", *overrides)
     run_id = engine().submit(cfg)
     assert engine().wait(run_id, RUN_TIMEOUT) == "finished", engine().run_record(run_id).error
     return run_id

@@ -98,7 +98,7 @@ def test_the_head_features_curvature_is_measured_without_changing_the_model():
     assert got == pytest.approx(float(torch.linalg.eigvalsh(f.T @ f / len(f))[-1]), rel=1e-6)
 
 
-def test_a_run_caps_its_heads_rate_only_where_the_bound_asks(tiny_cfg, tmp_path):
+def test_a_run_caps_its_heads_rate_only_where_the_bound_asks(resnet_cfg, tmp_path):
     """setup_run measures the features and lowers the head's groups (never the trunk's) for SGD from
     pretrained weights, records it in the summary and says so; not with the switch off, AdamW or random
     weights, nor when the rate is under the bound."""
@@ -114,7 +114,7 @@ def test_a_run_caps_its_heads_rate_only_where_the_bound_asks(tiny_cfg, tmp_path)
             assert f.get("head_lr_note") in (None, f.get("advice")), "the Train page's live note is the same"
 
     def groups(*overrides):
-        ctx, _ = setup_run(tiny_cfg("backbone.pretrained=bundled", *overrides), Ears(), None, tmp_path / "w")
+        ctx, _ = setup_run(resnet_cfg("backbone.pretrained=bundled", *overrides), Ears(), None, tmp_path / "w")
         say_head_lr(ctx)  # as the run does once a resume point is loaded
         return ctx, {g["name"]: g["base_lr"] for g in ctx.optimizer.param_groups}
 
@@ -127,7 +127,7 @@ def test_a_run_caps_its_heads_rate_only_where_the_bound_asks(tiny_cfg, tmp_path)
     for overrides in (["optim.head_lr_cap=false"], ["optim.optimizer=adamw"], [f"optim.lr={0.5 * cap['to']}"]):
         ctx, lrs = groups("optim.lr=1.0", *overrides) if "lr" not in overrides[0] else groups(*overrides)
         assert "head_lr_capped" not in ctx.summary and lrs["head"] == lrs["trunk"], overrides
-    ctx, lrs = setup_run(tiny_cfg("optim.lr=1.0"), Reporter(), None, tmp_path / "w")[0], None
+    ctx, lrs = setup_run(resnet_cfg("optim.lr=1.0"), Reporter(), None, tmp_path / "w")[0], None
     assert "head_lr_capped" not in ctx.summary and not ctx.summary["head_curvature"], "random weights: not measured"
 
 

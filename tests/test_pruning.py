@@ -25,8 +25,8 @@ def prunable_weights(ctx):
 
 
 @pytest.mark.parametrize("scope", ["layer", "global"])
-def test_target_sparsity_is_reached_and_the_head_is_kept(tiny_cfg, tmp_path, scope):
-    cfg = tiny_cfg("pruning.enabled=true", "pruning.target_sparsity=0.7", f"pruning.scope={scope}", "eval.ood=false")
+def test_target_sparsity_is_reached_and_the_head_is_kept(resnet_cfg, tmp_path, scope):
+    cfg = resnet_cfg("pruning.enabled=true", "pruning.target_sparsity=0.7", f"pruning.scope={scope}", "eval.ood=false")
     rec = Recorder()
     result = train(cfg, rec, work_dir=tmp_path)
     s = result.summary
@@ -116,11 +116,11 @@ def test_a_stop_during_the_pruning_search_stops_the_run_before_its_first_epoch(t
     assert summary["error"].startswith("Stopped on request before the first epoch ended"), summary["error"]
 
 
-def test_a_tiny_bayesian_search_returns_a_valid_setting(tiny_cfg, tiny_zip, tmp_path):
+def test_a_tiny_bayesian_search_returns_a_valid_setting(resnet_cfg, tiny_zip, tmp_path):
     from engine.pruning_search import search_pruning
     from engine.run_data import prepare_data
 
-    cfg = tiny_cfg("pruning.enabled=true", "pruning.auto=true", "pruning.trials=3", "pruning.trial_epochs=1",
+    cfg = resnet_cfg("pruning.enabled=true", "pruning.auto=true", "pruning.trials=3", "pruning.trial_epochs=1",
                    "pruning.max_fraction=0.9", "eval.ood=false")
     data = prepare_data(cfg, tmp_path)
     rec = Recorder()
@@ -159,10 +159,10 @@ def test_auto_mode_uses_the_best_setting_under_an_accuracy_floor(tiny_cfg, tmp_p
     assert s["sparsity"] == pytest.approx(0.5, abs=0.002)
 
 
-def test_structured_pruning_shrinks_speeds_up_and_reloads(tiny_cfg, tmp_path):
+def test_structured_pruning_shrinks_speeds_up_and_reloads(resnet_cfg, tmp_path):
     from engine.runs import load_structured
 
-    cfg = tiny_cfg("pruning.enabled=true", "pruning.target_sparsity=0.5", "pruning.structured=true",
+    cfg = resnet_cfg("pruning.enabled=true", "pruning.target_sparsity=0.5", "pruning.structured=true",
                    "pruning.channel_fraction=0.5", "train.epochs=1", "eval.ood=false")
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -241,7 +241,7 @@ def test_bad_settings_are_refused_with_a_reason(tiny_cfg, tmp_path):
         train(cfg, work_dir=tmp_path)
 
 
-def test_wise_ft_keeps_the_sparsity(tiny_cfg, tmp_path):
+def test_wise_ft_keeps_the_sparsity(resnet_cfg, tmp_path):
     from safetensors.torch import save_file
 
     from engine.backbones import build_model
@@ -255,7 +255,7 @@ def test_wise_ft_keeps_the_sparsity(tiny_cfg, tmp_path):
     save_file({k: v.contiguous() for k, v in start.net.state_dict().items()}, str(ckpt))
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    cfg = tiny_cfg("pruning.enabled=true", "pruning.target_sparsity=0.6", "wise_ft.enabled=true",
+    cfg = resnet_cfg("pruning.enabled=true", "pruning.target_sparsity=0.6", "wise_ft.enabled=true",
                    "wise_ft.alphas=0,0.5,1", "backbone.pretrained=checkpoint", f"backbone.checkpoint={ckpt}",
                    "eval.ood=false")
     result = train(cfg, run_dir=run_dir, work_dir=tmp_path)

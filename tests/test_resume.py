@@ -17,6 +17,8 @@ from engine.errors import StudioError
 from engine.resume import RESUME_FILE
 from engine.train import train
 
+from conftest import RANDOM_RESNET18
+
 
 class Recorder(Reporter):
     """Keeps each logged step's learning rate; asks to stop once step `stop_at` was logged."""
@@ -166,13 +168,12 @@ def test_the_cli_continues_a_stopped_run_under_its_own_record_by_id_or_folder(ti
 
 
 def _start_checkpoint(path: Path) -> Path:
-    """A seeded random ResNet-18 as a 'pretrained' start (WiSE-FT refuses random init)."""
+    """The bundled MobileNetV3-Small weights given as a checkpoint: a start a run takes from a file."""
     from safetensors.torch import save_file
 
     from engine.backbones import build_model
 
-    torch.manual_seed(0)
-    start, _ = build_model("resnet18", 3, "none")
+    start, _ = build_model("mobilenet_v3_small", 3, "bundled")
     save_file({k: v.contiguous() for k, v in start.net.state_dict().items()}, str(path))
     return path
 
@@ -203,7 +204,7 @@ SUMMARY_OF = {  # what each method's own state decides in the summary
 
 @pytest.mark.parametrize("method, settings", [
     # the gate network has its own optimiser groups and Adam; its Gumbel noise draws from the global stream
-    ("adafilter", ("adafilter.enabled=true",)),
+    ("adafilter", ("adafilter.enabled=true", *RANDOM_RESNET18)),
     # stopped mid-ramp: the masks and the schedule's position carry on, not start again
     ("pruning", ("pruning.enabled=true", "pruning.target_sparsity=0.7", "pruning.start_fraction=0.0",
                  "pruning.end_fraction=1.0")),
@@ -258,10 +259,10 @@ def test_a_continued_wise_ft_run_mixes_with_the_theta_0_it_started_from(tiny_cfg
     assert all(torch.equal(theta0[0][k], theta0[1][k]) for k in theta0[0])  # the file the run keeps, too
 
 
-def test_a_resume_point_that_does_not_fit_its_methods_is_refused_with_a_message(tiny_cfg, tmp_path):
+def test_a_resume_point_that_does_not_fit_its_methods_is_refused_with_a_message(resnet_cfg, tmp_path):
     """A resume point whose optimiser state does not fit the run (another version's grouping) gives a
     message, not a traceback."""
-    cfg = tiny_cfg("train.epochs=2", "eval.ood=false", "adafilter.enabled=true")
+    cfg = resnet_cfg("train.epochs=2", "eval.ood=false", "adafilter.enabled=true")
     (tmp_path / "r").mkdir()
     with pytest.raises(StopRequested):
         train(cfg, Recorder(stop_at=7), run_dir=tmp_path / "r")  # inside epoch 2

@@ -79,8 +79,8 @@ def test_runs_are_deterministic_on_cpu(tiny_cfg, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_freezing_keeps_the_first_blocks_unchanged(tiny_cfg, tmp_path):
-    res = train(tiny_cfg("optim.freeze_blocks=2", "train.epochs=1"), work_dir=tmp_path)
+def test_freezing_keeps_the_first_blocks_unchanged(resnet_cfg, tmp_path):
+    res = train(resnet_cfg("optim.freeze_blocks=2", "train.epochs=1"), work_dir=tmp_path)
     ctx = res.context
     start, end = ctx.pretrained_state, ctx.model.state_dict()
     assert torch.equal(start["net.conv1.weight"], end["net.conv1.weight"])
@@ -89,9 +89,9 @@ def test_freezing_keeps_the_first_blocks_unchanged(tiny_cfg, tmp_path):
     assert not torch.equal(start["net.layer4.0.conv1.weight"], end["net.layer4.0.conv1.weight"])
 
 
-def test_linear_probe_then_fine_tune(tiny_cfg, tmp_path):
+def test_linear_probe_then_fine_tune(resnet_cfg, tmp_path):
     rec = Recorder()
-    res = train(tiny_cfg("optim.linear_probe_epochs=1", "train.epochs=2"), rec, work_dir=tmp_path)
+    res = train(resnet_cfg("optim.linear_probe_epochs=1", "train.epochs=2"), rec, work_dir=tmp_path)
     ctx = res.context
     # after the probe epoch the whole trunk trains: it must have moved by the end
     assert not torch.equal(ctx.pretrained_state["net.conv1.weight"], ctx.model.state_dict()["net.conv1.weight"])
@@ -112,7 +112,7 @@ def test_probe_phase_trains_only_the_head():
     assert not model.net.conv1.weight.requires_grad and model.net.layer1[0].conv1.weight.requires_grad
 
 
-def test_l2sp_reduces_drift_from_the_start(tiny_cfg, tmp_path):
+def test_l2sp_reduces_drift_from_the_start(resnet_cfg, tmp_path):
     from safetensors.torch import save_file
 
     from engine.backbones import build_model
@@ -122,7 +122,7 @@ def test_l2sp_reduces_drift_from_the_start(tiny_cfg, tmp_path):
     save_file({k: v.contiguous() for k, v in start.net.state_dict().items()}, str(ckpt))
 
     def drift(*extra):
-        ctx = train(tiny_cfg("train.epochs=1", "backbone.pretrained=checkpoint", f"backbone.checkpoint={ckpt}",
+        ctx = train(resnet_cfg("train.epochs=1", "backbone.pretrained=checkpoint", f"backbone.checkpoint={ckpt}",
                              "eval.ood=false", *extra), work_dir=tmp_path).context
         end = ctx.model.state_dict()
         return sum(float((end[k] - v).pow(2).sum()) for k, v in ctx.pretrained_state.items() if k.endswith("conv1.weight"))
@@ -130,9 +130,9 @@ def test_l2sp_reduces_drift_from_the_start(tiny_cfg, tmp_path):
     assert drift("l2sp.enabled=true", "l2sp.alpha=20.0") < 0.8 * drift()
 
 
-def test_l2sp_needs_a_pretrained_start(tiny_cfg):
+def test_l2sp_needs_a_pretrained_start(resnet_cfg):
     with pytest.raises(StudioError, match="pretrained"):
-        tiny_cfg("l2sp.enabled=true")
+        resnet_cfg("l2sp.enabled=true")
 
 
 @pytest.mark.parametrize("optimizer, schedule", [("adamw", "step"), ("sgd", "warmup_cosine"), ("sgd", "constant")])

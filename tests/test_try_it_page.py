@@ -17,8 +17,8 @@ import pytest
 import streamlit as st
 from PIL import Image
 
-from conftest import (TINY_CLASSES, dashboard_studio, finished_run, no_problems, open_app_page, says_stopped_best,
-                      texts, tiny_config, tiny_image, write_tiny_zip)
+from conftest import (RANDOM_RESNET18, TINY_CLASSES, dashboard_studio, finished_run, no_problems, open_app_page,
+                      says_stopped_best, texts, tiny_config, tiny_image, write_tiny_zip)
 
 PAGE = "app_pages/try_it.py"
 
@@ -42,9 +42,10 @@ def png(img: Image.Image) -> bytes:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     # 20 images a class: 24 held out, enough to set the "unlike the training images" bar (19 or more)
-    with dashboard_studio(tmp_path_factory.mktemp("try"), start_checkpoint=True, per_class=20) as studio:
-        cfg = tiny_config(studio["data"], "train.epochs=1", "train.threads=1", "eval.ood=false",
-                          "backbone.pretrained=checkpoint", f"backbone.checkpoint={studio['ckpt']}",
+    with dashboard_studio(tmp_path_factory.mktemp("try"), start_checkpoint=True, per_class=20,
+                          backbone="resnet18") as studio:
+        cfg = tiny_config(studio["data"], "backbone.name=resnet18", "train.epochs=1", "train.threads=1",
+                          "eval.ood=false", "backbone.pretrained=checkpoint", f"backbone.checkpoint={studio['ckpt']}",
                           "wise_ft.enabled=true", "wise_ft.alphas=0,1", "wise_ft.probe_epochs=20")
         yield finished_run(studio["engine"], cfg)
 
@@ -739,11 +740,11 @@ def test_two_runs_answer_side_by_side(run):
     rec = engine().run_record(run)
     source = rec.config["data"]["source"]
     other = finished_run(engine(), tiny_config(source, "train.epochs=1", "train.threads=1", "eval.ood=false",
-                                               "optim.lr=0.05", "backbone.pretrained=none"))
+                                               "optim.lr=0.05", *RANDOM_RESNET18))
     two = write_tiny_zip(Path(engine().data_dir) / "two.zip", per_class=20, classes=TINY_CLASSES[:2])
     two_classes = engine().save_upload(two.read_bytes(), ".zip")  # as the Data page keeps an upload
     elsewhere = finished_run(engine(), tiny_config(two_classes, "train.epochs=1", "train.threads=1",
-                                                   "eval.ood=false", "backbone.pretrained=none"))
+                                                   "eval.ood=false", *RANDOM_RESNET18))
     try:
         at = open_page(run)
         at.toggle(key="try_compare").set_value(True).run()

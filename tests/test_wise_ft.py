@@ -35,8 +35,7 @@ def start_ckpt(tmp_path_factory):
 
     from engine.backbones import build_model
 
-    torch.manual_seed(0)
-    m, _ = build_model("resnet18", 3, "none")
+    m, _ = build_model("mobilenet_v3_small", 3, "bundled")  # the bundled weights, given as a checkpoint
     path = tmp_path_factory.mktemp("ck") / "start.safetensors"
     save_file({k: v.contiguous() for k, v in m.net.state_dict().items()}, str(path))
     return path
