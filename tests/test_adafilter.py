@@ -283,9 +283,9 @@ def test_tiny_run_with_adversarial_robust_and_ood_eval_saves_and_reloads(resnet_
 
     rec = Recorder()
     cfg = resnet_cfg("adafilter.enabled=true", "adafilter.gate_lr_mult=5", "adafilter.gated_lr_mult=2",
-                   "adversarial.enabled=true",
-                   "adversarial.steps=1", "eval.robust=true", "eval.robust_steps=2", "eval.robust_subset=8",
-                   "eval.ood=true")
+                     "adversarial.enabled=true",
+                     "adversarial.steps=1", "eval.robust=true", "eval.robust_steps=2", "eval.robust_subset=8",
+                     "eval.ood=true")
     res = train(cfg, rec, run_dir=tmp_path, work_dir=tmp_path / "data")
     s, ctx = res.summary, res.context
     layers = gate_network(ctx.model).layer_names
@@ -339,7 +339,7 @@ def test_wise_ft_mixes_an_adafilter_model(resnet_cfg, tmp_path):
     ckpt = tmp_path / "start.safetensors"
     save_file({k: v.contiguous() for k, v in start.net.state_dict().items()}, str(ckpt))
     cfg = resnet_cfg("adafilter.enabled=true", "wise_ft.enabled=true", "wise_ft.alphas=0,0.5,1", "train.epochs=1",
-                   "eval.ood=false", "backbone.pretrained=checkpoint", f"backbone.checkpoint={ckpt}")
+                     "eval.ood=false", "backbone.pretrained=checkpoint", f"backbone.checkpoint={ckpt}")
     s = train(cfg, work_dir=tmp_path).summary
     curve = s["wise_curve"]
     assert [p["alpha"] for p in curve] == [0.0, 0.5, 1.0]

@@ -81,9 +81,9 @@ def test_adversarial_run_reports_robust_accuracy_and_composes(resnet_cfg, tmp_pa
     ckpt = tmp_path / "start.safetensors"
     save_file({k: v.contiguous() for k, v in start.net.state_dict().items()}, str(ckpt))
     cfg = resnet_cfg("adversarial.enabled=true", f"adversarial.attack={attack}", "adversarial.eps=4/255",
-                   "adversarial.steps=2", "adversarial.clean_weight=0.5", "optim.schedule=slow_start_fast_decay",
-                   "eval.robust_steps=3", "eval.robust_subset=8", "train.epochs=2", "eval.ood=false",
-                   "l2sp.enabled=true", "backbone.pretrained=checkpoint", f"backbone.checkpoint={ckpt}")
+                     "adversarial.steps=2", "adversarial.clean_weight=0.5", "optim.schedule=slow_start_fast_decay",
+                     "eval.robust_steps=3", "eval.robust_subset=8", "train.epochs=2", "eval.ood=false",
+                     "l2sp.enabled=true", "backbone.pretrained=checkpoint", f"backbone.checkpoint={ckpt}")
     s = train(cfg, work_dir=tmp_path).summary
     assert 0 <= s["robust_acc"] <= 1 and len(s["robust_acc_by_epoch"]) == 2
     assert s["robust_eval"]["attack"] == "PGD-3"

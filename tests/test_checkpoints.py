@@ -509,7 +509,7 @@ def test_a_studio_checkpoint_keeps_its_head_for_the_same_classes_only(resnet_cfg
 
     # a run started from it says so in its summary, and skips LP-FT's head-only epochs (the head is trained)
     cont = train(resnet_cfg("train.epochs=2", "optim.linear_probe_epochs=1", "eval.ood=false",
-                          "backbone.pretrained=checkpoint", f"backbone.checkpoint={ckpt}"), work_dir=tmp_path / "d")
+                            "backbone.pretrained=checkpoint", f"backbone.checkpoint={ckpt}"), work_dir=tmp_path / "d")
     assert cont.summary["load_report"]["head_kept"] is True
     assert "head-only (linear-probe) epochs are skipped" in cont.summary["load_report"]["note"]
     assert cont.context.cfg.optim.linear_probe_epochs == 0

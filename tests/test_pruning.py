@@ -121,7 +121,7 @@ def test_a_tiny_bayesian_search_returns_a_valid_setting(resnet_cfg, tiny_zip, tm
     from engine.run_data import prepare_data
 
     cfg = resnet_cfg("pruning.enabled=true", "pruning.auto=true", "pruning.trials=3", "pruning.trial_epochs=1",
-                   "pruning.max_fraction=0.9", "eval.ood=false")
+                     "pruning.max_fraction=0.9", "eval.ood=false")
     data = prepare_data(cfg, tmp_path)
     rec = Recorder()
     result = search_pruning(cfg, data, reporter=rec)
@@ -163,7 +163,7 @@ def test_structured_pruning_shrinks_speeds_up_and_reloads(resnet_cfg, tmp_path):
     from engine.runs import load_structured
 
     cfg = resnet_cfg("pruning.enabled=true", "pruning.target_sparsity=0.5", "pruning.structured=true",
-                   "pruning.channel_fraction=0.5", "train.epochs=1", "eval.ood=false")
+                     "pruning.channel_fraction=0.5", "train.epochs=1", "eval.ood=false")
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     rec = Recorder()
@@ -256,8 +256,8 @@ def test_wise_ft_keeps_the_sparsity(resnet_cfg, tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     cfg = resnet_cfg("pruning.enabled=true", "pruning.target_sparsity=0.6", "wise_ft.enabled=true",
-                   "wise_ft.alphas=0,0.5,1", "backbone.pretrained=checkpoint", f"backbone.checkpoint={ckpt}",
-                   "eval.ood=false")
+                     "wise_ft.alphas=0,0.5,1", "backbone.pretrained=checkpoint", f"backbone.checkpoint={ckpt}",
+                     "eval.ood=false")
     result = train(cfg, run_dir=run_dir, work_dir=tmp_path)
     assert len(result.summary["wise_curve"]) == 3
     theta0, _ = load_checkpoint(run_dir / "theta0.safetensors")

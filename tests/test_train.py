@@ -123,7 +123,7 @@ def test_l2sp_reduces_drift_from_the_start(resnet_cfg, tmp_path):
 
     def drift(*extra):
         ctx = train(resnet_cfg("train.epochs=1", "backbone.pretrained=checkpoint", f"backbone.checkpoint={ckpt}",
-                             "eval.ood=false", *extra), work_dir=tmp_path).context
+                               "eval.ood=false", *extra), work_dir=tmp_path).context
         end = ctx.model.state_dict()
         return sum(float((end[k] - v).pow(2).sum()) for k, v in ctx.pretrained_state.items() if k.endswith("conv1.weight"))
 
