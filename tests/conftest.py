@@ -249,14 +249,12 @@ def resnet_cfg(tiny_zip):
 
 
 @contextlib.contextmanager
-def dashboard_studio(root: Path, start_checkpoint: bool = False, per_class: int = 10,
-                     backbone: str = "mobilenet_v3_small"):
+def dashboard_studio(root: Path, start_checkpoint: bool = False, per_class: int = 10):
     """A studio folder under `root` for one test module, with the dashboard's engine and the tiny
-    dataset (`per_class` images a class) saved as an upload; with `start_checkpoint`, also a start saved as a
-    safetensors upload: the bundled MobileNetV3-Small weights (the start tiny_config's runs take, from a file),
-    or for `backbone` "resnet18" a seeded random ResNet-18 (a "pretrained" start: WiSE-FT refuses random
-    init). Yields {"engine", "dir", "data", "ckpt"}; the engine is shut down and the dashboard's caches cleared
-    afterwards."""
+    dataset (`per_class` images a class) saved as an upload; with `start_checkpoint`, also a seeded random
+    ResNet-18 saved as a safetensors upload (a "pretrained" start: WiSE-FT refuses random init, and no
+    download is needed; a run from it names "backbone.name=resnet18"). Yields {"engine", "dir", "data", "ckpt"};
+    the engine is shut down and the dashboard's caches cleared afterwards."""
     import streamlit as st
     from safetensors.torch import save_file
 
@@ -271,7 +269,7 @@ def dashboard_studio(root: Path, start_checkpoint: bool = False, per_class: int 
                   "data": eng.save_upload(write_tiny_zip(root / "tiny.zip", per_class=per_class).read_bytes(), ".zip")}
         if start_checkpoint:
             torch.manual_seed(0)
-            start, _ = build_model(backbone, 3, "bundled" if backbone == "mobilenet_v3_small" else "none")
+            start, _ = build_model("resnet18", 3, "none")
             save_file({k: v.contiguous() for k, v in start.net.state_dict().items()}, str(root / "start.safetensors"))
             studio["ckpt"] = eng.save_upload((root / "start.safetensors").read_bytes(), ".safetensors")
         yield studio

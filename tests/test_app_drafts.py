@@ -320,10 +320,11 @@ def test_compare_shows_the_dataset_and_flags_runs_on_different_data(studio, tiny
 
     assert not any("WiSE-FT runs start fine-tuning from their starting model (theta_0)" in c for c in texts(at.caption))
     assert not any("A WiSE-FT run's row gives its fine-tuned model's figures" in c for c in texts(at.caption))
-    from conftest import finished_run, tiny_config
+    from conftest import RANDOM_RESNET18, finished_run, tiny_config
 
+    # the runs beside `second` are ResNet-18s too, so that each pair differs in what the test says alone
     uploaded = engine().run_record(second).config["data"]["source"]  # the upload, as the server keeps it
-    wise = finished_run(engine(), tiny_config(uploaded, "train.epochs=1", "eval.ood=false",
+    wise = finished_run(engine(), tiny_config(uploaded, "train.epochs=1", "eval.ood=false", "backbone.name=resnet18",
                                               "backbone.pretrained=bundled", "wise_ft.enabled=true",
                                               "wise_ft.alphas=0,1", "wise_ft.probe_epochs=20"))
     at.run()
@@ -337,8 +338,8 @@ def test_compare_shows_the_dataset_and_flags_runs_on_different_data(studio, tiny
     assert "methods" in table.columns, "methods that differ are compared in the table"
     assert set(table["methods"]) == {"plain fine-tuning", "WiSE-FT"}, "short method names: the column is narrow"
     assert "sparsity" not in table.columns, "no run pruned: no sparsity column"
-    pruned = finished_run(engine(), tiny_config(uploaded, "train.epochs=1", "eval.ood=false", "pruning.enabled=true",
-                                                "pruning.target_sparsity=0.5"))
+    pruned = finished_run(engine(), tiny_config(uploaded, *RANDOM_RESNET18, "train.epochs=1", "eval.ood=false",
+                                                "pruning.enabled=true", "pruning.target_sparsity=0.5"))
     at.run()
     at.multiselect(key="compare_runs").set_value([second, pruned]).run()
     no_problems(at)
@@ -350,7 +351,7 @@ def test_compare_shows_the_dataset_and_flags_runs_on_different_data(studio, tiny
     assert shown, "these two runs differ in their learning rate: the table shows it"
     # recipes that differ in one setting: the recipe column gives that setting, what they share is said once (both
     # cells began "crops and mirrors, every layer trained" and the difference was cut out of sight)
-    weighted = finished_run(engine(), tiny_config(uploaded, "train.epochs=1", "eval.ood=false",
+    weighted = finished_run(engine(), tiny_config(uploaded, *RANDOM_RESNET18, "train.epochs=1", "eval.ood=false",
                                                   "data.class_balance=weighted_loss"))
     at.run()
     at.multiselect(key="compare_runs").set_value([second, weighted]).run()

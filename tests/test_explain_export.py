@@ -42,8 +42,9 @@ def test_grad_cam_layer_is_found_for_every_backbone(name):
 
 @pytest.mark.parametrize("method", ["grad_cam", "occlusion"])
 def test_small_images_get_maps_with_structure(trained, method):
-    """At 32 px a ResNet-18's last stage is 1 x 1: Grad-CAM moves to the last stage with 4 x 4 cells,
-    Occlusion's window scales with the image; both maps vary across the image, none is stretched noise."""
+    """At 32 px the network's last stage is 1 x 1: Grad-CAM moves to the last stage with 4 x 4 cells (the
+    ResNet-18's case is Explain's, tests/test_explain_page.py), Occlusion's window scales with the image; both
+    maps vary across the image, none is stretched noise."""
     ctx = trained.context
     maps = attribute(ctx.model, ctx.data.val.images[:4], ctx.data.val.labels[:4], method)
     varied = [float(m.std()) > 0.05 for m in maps]

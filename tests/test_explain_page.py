@@ -49,7 +49,7 @@ def open_page(run_id: str | None = None, tab: str | None = None):
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory):
     """A studio folder for this module, its engine, the tiny dataset and a start checkpoint as uploads."""
-    with dashboard_studio(tmp_path_factory.mktemp("explain"), start_checkpoint=True, backbone="resnet18") as studio:
+    with dashboard_studio(tmp_path_factory.mktemp("explain"), start_checkpoint=True) as studio:
         yield studio
 
 

@@ -73,9 +73,10 @@ def test_a_library_call_without_folders_writes_nothing_where_it_is_called(tiny_c
     assert list(here.iterdir()) == [] and list(scratch.iterdir()) == [], "nothing left behind"
 
 
-def test_runs_are_deterministic_on_cpu(tiny_cfg, tmp_path):
-    a = train(tiny_cfg("train.epochs=1"), work_dir=tmp_path).context.model.state_dict()
-    b = train(tiny_cfg("train.epochs=1"), work_dir=tmp_path).context.model.state_dict()
+def test_runs_are_deterministic_on_cpu(resnet_cfg, tmp_path):
+    """From random weights, so that the whole network's draw, not only the new head's, comes from the seed."""
+    a = train(resnet_cfg("train.epochs=1"), work_dir=tmp_path).context.model.state_dict()
+    b = train(resnet_cfg("train.epochs=1"), work_dir=tmp_path).context.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 

@@ -42,8 +42,7 @@ def png(img: Image.Image) -> bytes:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     # 20 images a class: 24 held out, enough to set the "unlike the training images" bar (19 or more)
-    with dashboard_studio(tmp_path_factory.mktemp("try"), start_checkpoint=True, per_class=20,
-                          backbone="resnet18") as studio:
+    with dashboard_studio(tmp_path_factory.mktemp("try"), start_checkpoint=True, per_class=20) as studio:
         cfg = tiny_config(studio["data"], "backbone.name=resnet18", "train.epochs=1", "train.threads=1",
                           "eval.ood=false", "backbone.pretrained=checkpoint", f"backbone.checkpoint={studio['ckpt']}",
                           "wise_ft.enabled=true", "wise_ft.alphas=0,1", "wise_ft.probe_epochs=20")
