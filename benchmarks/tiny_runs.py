@@ -12,6 +12,7 @@ and the checkpoints each epoch writes), the size of its weights file, and the te
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import sys
@@ -39,7 +40,7 @@ def main() -> None:
 
     root = Path(tempfile.mkdtemp(prefix="test-runs-"))
     data = write_tiny_zip(root / "tiny.zip")
-    count = iter(range(10_000))
+    count = itertools.count()
 
     def run(overrides, seed: int):
         folder = root / f"r{next(count)}"

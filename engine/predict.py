@@ -1742,15 +1742,15 @@ def _predict_items(predictor: Predictor, items: list[tuple[str, Path]], skipped:
         if thumbs > 0:
             result.thumbs += list(thumbnails(batch, thumbs))
         for i, a, g, (wh, pages) in zip(idx, answers, grey, dims):
-            lab = labels[i]
+            true = None if labels[i] is None else predictor.classes[labels[i]]
             result.rows.append({"path": items[i][0], "file": str(items[i][1]),  # the name shown; where it was read
                                 "pages": pages,  # an archivist's 2-page letters went unsaid
                                 "size": wh,  # its own (width, height), upright: a zip's files are gone once answered
-                                "true": None if lab is None else predictor.classes[lab],
+                                "true": true,
                                 "top": a.top, "low_confidence": a.low_confidence,
                                 "reason": predictor.explanation(a) or "", "distance": a.distance,
                                 # the folder's class is in the row (the table's column, the printed path)
-                                "why": predictor.short_reason(a, None if lab is None else predictor.classes[lab]),
+                                "why": predictor.short_reason(a, true),
                                 "own": a.own, "own_copy": a.own_copy,
                                 "own_class": a.own_class, "greyscale": g,
                                 "unfamiliar": bool(a.unfamiliar), "unsure": a.unsure})

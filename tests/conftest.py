@@ -221,7 +221,7 @@ def tiny_config(data: Path, *overrides: str) -> RunConfig:
     third to two fifths of the time of a ResNet-18 from random weights (0.6-0.7 against 1.6-2.2 s a run on the Zen 3
     EPYC), whose weights file is seven times the size, and it learns the tiny classes on every seed, where the random
     ResNet-18 sometimes does not (`python benchmarks/tiny_runs.py`). A test of something ResNet-specific (AdaFilter,
-    a layer's name) or of a start from random weights adds RANDOM_RESNET18 (or uses resnet_cfg). OOD accuracy is
+    a layer's name) or of a start from random weights adds RANDOM_RESNET18 (resnet_config, resnet_cfg). OOD accuracy is
     off (it doubled the time of these runs): a test of the corruption suite or of a method's OOD figures says
     "eval.ood=true"."""
     base = [
@@ -242,10 +242,14 @@ def tiny_cfg(tiny_zip):
     return lambda *overrides: tiny_config(tiny_zip, *overrides)
 
 
+def resnet_config(data: Path, *overrides: str) -> RunConfig:
+    """tiny_config's run on a ResNet-18 from random weights (RANDOM_RESNET18), then `overrides`."""
+    return tiny_config(data, *RANDOM_RESNET18, *overrides)
+
+
 @pytest.fixture
 def resnet_cfg(tiny_zip):
-    """tiny_cfg's run on a ResNet-18 from random weights (RANDOM_RESNET18)."""
-    return lambda *overrides: tiny_config(tiny_zip, *RANDOM_RESNET18, *overrides)
+    return lambda *overrides: resnet_config(tiny_zip, *overrides)
 
 
 @contextlib.contextmanager

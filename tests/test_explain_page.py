@@ -21,9 +21,9 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from conftest import (RANDOM_RESNET18, dashboard_studio, drop_view_choices, finished_run, no_problems, open_app_page,
+# this page's runs are ResNet-18s (its layer names, and answers of a model from random weights)
+from conftest import (dashboard_studio, drop_view_choices, finished_run, no_problems, open_app_page, resnet_config,
                       says_stopped_best, texts, write_tiny_zip)
-from conftest import tiny_config as tiny_mobilenet_config
 from app.app_pages.explain import breakable_name
 from app.components import smaller_headings
 from app.state import md_text
@@ -53,16 +53,11 @@ def studio(tmp_path_factory):
         yield studio
 
 
-def tiny_config(data, *overrides: str):
-    """This page's runs: ResNet-18s (its layer names, and answers of a model from random weights)."""
-    return tiny_mobilenet_config(data, *RANDOM_RESNET18, *overrides)
-
-
 def train_wise(studio: dict, image_size: int) -> str:
     """A finished 1-epoch run with WiSE-FT, so the page shows all four model rows."""
-    cfg = tiny_config(studio["data"], f"data.image_size={image_size}", "train.epochs=1", "train.threads=1",
-                      "eval.ood=false", "backbone.pretrained=checkpoint", f"backbone.checkpoint={studio['ckpt']}",
-                      "wise_ft.enabled=true", "wise_ft.alphas=0,1", "wise_ft.probe_epochs=20")
+    cfg = resnet_config(studio["data"], f"data.image_size={image_size}", "train.epochs=1", "train.threads=1",
+                        "eval.ood=false", "backbone.pretrained=checkpoint", f"backbone.checkpoint={studio['ckpt']}",
+                        "wise_ft.enabled=true", "wise_ft.alphas=0,1", "wise_ft.probe_epochs=20")
     return finished_run(engine(), cfg, RUN_TIMEOUT)
 
 
@@ -463,8 +458,8 @@ def test_a_plain_run_shows_its_model_and_on_request_its_start_and_a_robustness_c
     """Plain fine-tuning from random weights: no WiSE-FT row, a note on the starting model. The run
     used flip TTA: the image picker and the fine-tuned row give the same answer and confidence."""
     eng = engine()
-    run_id = eng.submit(tiny_config(studio["data"], "train.epochs=1", "train.threads=1", "eval.ood=false",
-                                    "eval.tta_flip=true"))
+    run_id = eng.submit(resnet_config(studio["data"], "train.epochs=1", "train.threads=1", "eval.ood=false",
+                                      "eval.tta_flip=true"))
     assert eng.wait(run_id, RUN_TIMEOUT) == "finished", eng.run_record(run_id).error
     at = open_page(run_id)
     assert at.selectbox(key="explain_run").value == run_id
@@ -534,8 +529,8 @@ def test_the_alpha_chosen_on_results_is_what_explain_and_export_use(wise_run):
     0.30 and Export offers 0.30; the choice is stored with the run, not in the browser session."""
     studio, run_id = wise_run
     eng = engine()
-    other = eng.submit(tiny_config(next((studio / "uploads").glob("*.zip")), "train.epochs=1", "train.threads=1",
-                                   "eval.ood=false"))  # newer than the WiSE-FT run: listed first
+    other = eng.submit(resnet_config(next((studio / "uploads").glob("*.zip")), "train.epochs=1", "train.threads=1",
+                                     "eval.ood=false"))  # newer than the WiSE-FT run: listed first
     assert eng.wait(other, RUN_TIMEOUT) == "finished"
     try:
         at = AppTest.from_file(MAIN, default_timeout=180)
@@ -762,9 +757,9 @@ def test_the_smaller_model_has_its_own_row_maps_and_mistakes(studio):
     mistakes on request, the same count as Results' confusion matrix of the smaller model; a damaged
     structured.safetensors leaves its row out with a message and keeps the others."""
     eng = engine()
-    run_id = eng.submit(tiny_config(studio["data"], "train.epochs=1", "train.threads=1", "pruning.enabled=true",
-                                    "pruning.target_sparsity=0.3", "pruning.structured=true",
-                                    "pruning.channel_fraction=0.5", "pruning.structured_epochs=1"))
+    run_id = eng.submit(resnet_config(studio["data"], "train.epochs=1", "train.threads=1", "pruning.enabled=true",
+                                      "pruning.target_sparsity=0.3", "pruning.structured=true",
+                                      "pruning.channel_fraction=0.5", "pruning.structured_epochs=1"))
     assert eng.wait(run_id, RUN_TIMEOUT) == "finished", eng.run_record(run_id).error
     run_dir = Path(eng.run_record(run_id).run_dir)
     info = json.loads((run_dir / "summary.json").read_text())["structured"]
@@ -892,8 +887,8 @@ def test_a_stopped_runs_best_epoch_is_explained_and_exported(studio):
     final model again (nothing cached from the stopped run's model is reused)."""
     import shutil
 
-    cfg = tiny_config(studio["data"], "train.epochs=1", "train.threads=1", "eval.ood=false",
-                      "backbone.pretrained=checkpoint", f"backbone.checkpoint={studio['ckpt']}")
+    cfg = resnet_config(studio["data"], "train.epochs=1", "train.threads=1", "eval.ood=false",
+                        "backbone.pretrained=checkpoint", f"backbone.checkpoint={studio['ckpt']}")
     run_id = finished_run(engine(), cfg, RUN_TIMEOUT)
     rec = engine().run_record(run_id)
     run_dir = Path(rec.run_dir)
@@ -958,8 +953,8 @@ def test_a_run_whose_dataset_is_gone_says_so_by_its_name_and_still_exports(studi
     import hashlib
 
     data = write_tiny_zip(tmp_path / "mine.zip", per_class=6).read_bytes()
-    cfg = tiny_config(engine().save_upload(data, ".zip"), f"data.source=upload:{hashlib.sha256(data).hexdigest()}",
-                      "data.source_name=my *shapes*.zip", "train.epochs=1", "train.threads=1")
+    cfg = resnet_config(engine().save_upload(data, ".zip"), f"data.source=upload:{hashlib.sha256(data).hexdigest()}",
+                        "data.source_name=my *shapes*.zip", "train.epochs=1", "train.threads=1")
     run_id = finished_run(engine(), cfg, RUN_TIMEOUT)
     from app.state import source_exists
     from engine.paths import resolve_path
