@@ -294,6 +294,16 @@ def test_a_run_at_guessing_that_learnt_its_training_images_by_heart_is_told_so_n
     assert "lower the learning rate" not in text and "Augment images" in text, text
     assert "Frozen blocks" not in text and "a longer run" not in text, "a 20-epoch run training every layer"
     assert "Augment images" not in at_chance(summary, {**config, "train": {**config["train"], "augment": True}})
+    # 45% of 96 training images against 12.5% held out on 8 classes read "it learnt those by heart": under BY_HEART
+    # the run is said to be learning those images
+    from engine.chance import BY_HEART
+
+    halfway = {**summary, "history": [{"epoch": 2, "train_acc": 0.45, "val_acc": 0.125}], "train_images": 96,
+               "classes": list("abcdefgh"), "test_acc": 0.125, "val_acc": 0.125}
+    text = at_chance(halfway, config)
+    assert chance_cause(halfway, 2, 32).kind == "memorised" and 0.45 < BY_HEART, text
+    assert "45% of its 96 training images right" in text and "by heart" not in text, text
+    assert "it is learning those particular images (overfitting)" in text, text
     # a new user's Fastest model run (4 epochs, 2 blocks frozen, no augmentation) at 46% reached 85% with the Quick
     # demo's recipe on the same images: its recipe is named too, and nothing says more epochs cannot help
     fastest = {"train": {"epochs": 4, "batch_size": 4, "augment": False}, "optim": {"lr": 0.0025, "freeze_blocks": 2}}
